@@ -1,0 +1,20 @@
+import type { CodegenConfig } from '@graphql-codegen/cli';
+
+/**
+ * Typed documents for clients (Apollo Client, urql, graphql-request) from the operations
+ * kept in operations/*.graphql, checked against the committed schema.graphql.
+ */
+const config: CodegenConfig = {
+  schema: 'schema.graphql',
+  documents: ['operations/**/*.graphql'],
+  ignoreNoDocuments: false,
+  generates: {
+    'generated/client/': {
+      preset: 'client',
+      presetConfig: { fragmentMasking: false },
+      config: { scalars: { DateTime: 'string' }, enumsAsTypes: true, useTypeImports: true },
+    },
+  },
+};
+
+export default config;

@@ -1,0 +1,167 @@
+import { validate as validateCron } from 'node-cron';
+
+/**
+ * The one validated environment object. Every setting Parley reads lives here;
+ * nothing else in src/ touches process.env.
+ */
+export type NodeEnv = 'development' | 'production' | 'test';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Env {
+  /** @default 'development' */
+  NODE_ENV: NodeEnv;
+  /** HTTP and WebSocket port. 0 picks a free one. @default 4000 */
+  PORT: number;
+  /** @default '0.0.0.0' */
+  HOST: string;
+  /** postgres://… When absent an embedded PostgreSQL is started (data under EMBEDDED_PG_DIR). */
+  DATABASE_URL?: string;
+  /** @default '.data/postgres' */
+  EMBEDDED_PG_DIR: string;
+  /** @default 54329 */
+  EMBEDDED_PG_PORT: number;
+  /** Connections per instance. @default 10 */
+  DB_POOL_MAX: number;
+  /** redis://… When absent, pub/sub, presence and rate limits stay in this process. */
+  REDIS_URL?: string;
+  /** Comma-separated host:port seeds of a Redis Cluster; takes precedence over REDIS_URL. */
+  REDIS_CLUSTER_NODES?: string[];
+  /** @default 'info' ('debug' in development) */
+  LOG_LEVEL: LogLevel;
+  /** Pretty, human logs instead of JSON. @default true in development */
+  LOG_PRETTY: boolean;
+  /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
+  PRESENCE_TIMEOUT: number;
+  /** Seconds between a user's last socket closing and OFFLINE (absorbs reloads). @default 5 */
+  PRESENCE_GRACE: number;
+  /** node-cron expression of the presence sweep. @default '* * * * *' */
+  PRESENCE_SWEEP_CRON: string;
+  /** Seconds between lastSeenAt writes for a user who stays online. @default 60 */
+  PRESENCE_PERSIST_INTERVAL: number;
+  /** Token lifetime in seconds. @default 2592000 (30 days) */
+  TOKEN_TTL: number;
+  /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
+  ATTACHMENT_MAX_BYTES: number;
+  /** Allowed browser origins, '*' for any. @default ['*'] */
+  CORS_ORIGINS: string[];
+  /** Introspection in production. @default false (true outside production) */
+  ENABLE_INTROSPECTION: boolean;
+  /** GraphiQL at /graphiql. @default true outside production */
+  ENABLE_GRAPHIQL: boolean;
+  /** Failed logins allowed per account per 15 minutes. @default 10 */
+  LOGIN_MAX_FAILURES_PER_USER: number;
+  /** Failed logins allowed per client address per 15 minutes. @default 50 */
+  LOGIN_MAX_FAILURES_PER_IP: number;
+  /** Trust X-Forwarded-For for the client address. @default false */
+  TRUST_PROXY: boolean;
+  /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
+  WS_MAX_BUFFERED_BYTES: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Source = Record<string, string | undefined>;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+function read(src: Source, name: string): string | undefined {
+  const v = src[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function int(src: Source, name: string, def: number, min: number, max: number): number {
+  const raw = read(src, name);
+  if (raw === undefined) return def;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `must be an integer, got '${raw}'`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+/** Seconds; accepts a bare number of seconds or a number with ms/s/m/h/d. */
+function duration(src: Source, name: string, def: number, minSeconds = 0.001): number {
+  const raw = read(src, name);
+  if (raw === undefined) return def;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw);
+  if (!m) throw new ConfigError(name, `must be a duration such as 300, 30s, 5m or 1d, got '${raw}'`);
+  const seconds = Number(m[1]) * DURATION_UNITS[m[2] ?? 's'];
+  if (seconds < minSeconds) throw new ConfigError(name, `must be at least ${minSeconds}s, got '${raw}'`);
+  return seconds;
+}
+
+function bool(src: Source, name: string, def: boolean): boolean {
+  const raw = read(src, name)?.toLowerCase();
+  if (raw === undefined) return def;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got '${raw}'`);
+}
+
+function url(src: Source, name: string, protocols: string[]): string | undefined {
+  const raw = read(src, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `must be a URL (${protocols.join(' or ')}//…)`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got '${parsed.protocol}'`);
+  }
+  return raw;
+}
+
+/**
+ * Reads and validates the environment.
+ * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
+ */
+export function loadEnv(src: Source = process.env): Env {
+  const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;
+  if (!['development', 'production', 'test'].includes(nodeEnv)) {
+    throw new ConfigError('NODE_ENV', `must be development, production or test, got '${nodeEnv}'`);
+  }
+  const prod = nodeEnv === 'production';
+  const logLevel = (read(src, 'LOG_LEVEL') ?? (nodeEnv === 'development' ? 'debug' : 'info')) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const cluster = read(src, 'REDIS_CLUSTER_NODES');
+  const clusterNodes = cluster?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (clusterNodes?.some((n) => !/^[\w.-]+:\d+$/.test(n))) {
+    throw new ConfigError('REDIS_CLUSTER_NODES', 'must be a comma-separated list of host:port');
+  }
+  const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
+  if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
+
+  return {
+    NODE_ENV: nodeEnv,
+    PORT: int(src, 'PORT', 4000, 0, 65535),
+    HOST: read(src, 'HOST') ?? '0.0.0.0',
+    DATABASE_URL: url(src, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    EMBEDDED_PG_DIR: read(src, 'EMBEDDED_PG_DIR') ?? '.data/postgres',
+    EMBEDDED_PG_PORT: int(src, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    DB_POOL_MAX: int(src, 'DB_POOL_MAX', 10, 1, 500),
+    REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
+    REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
+    LOG_LEVEL: logLevel,
+    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development'),
+    PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
+    PRESENCE_GRACE: duration(src, 'PRESENCE_GRACE', 5, 0),
+    PRESENCE_SWEEP_CRON: cron,
+    PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
+    TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
+    ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
+    ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
+    ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
+    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 50, 1, 1_000_000),
+    TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
+    WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+  };
+}

@@ -1,0 +1,79 @@
+import { MikroORM } from '@mikro-orm/postgresql';
+import pg from 'pg';
+import type { Env } from '../config/env';
+import { ormConfig } from '../config/mikro-orm.config';
+import type { Logger } from '../shared/logger';
+import { startEmbeddedPostgres } from './embedded-postgres';
+
+export interface Database {
+  orm: MikroORM;
+  /** 'embedded' when Parley started its own PostgreSQL. */
+  kind: 'embedded' | 'external';
+  /** Connection URL with the password masked, for logs. */
+  displayUrl: string;
+  ping(): Promise<boolean>;
+  dispose(): Promise<void>;
+}
+
+// Any constant shared by all instances: only one of them migrates at a time.
+const MIGRATION_LOCK = 7_320_001;
+
+function mask(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
+/** Runs pending migrations under a PostgreSQL advisory lock, so instances starting together take turns. */
+export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
+  const lock = new pg.Client({ connectionString: clientUrl, connectionTimeoutMillis: 5000 });
+  await lock.connect();
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await orm.getMigrator().up();
+  } finally {
+    await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await lock.end();
+  }
+}
+
+/**
+ * Connects MikroORM to DATABASE_URL, or to an embedded PostgreSQL when it is unset,
+ * and applies migrations.
+ * @throws when the database can't be reached; the entry point turns this into one line.
+ */
+export async function openDatabase(env: Env, logger: Logger, opts: { migrate?: boolean } = {}): Promise<Database> {
+  const embedded = env.DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres({ dir: env.EMBEDDED_PG_DIR, port: env.EMBEDDED_PG_PORT, logger });
+  const clientUrl = env.DATABASE_URL ?? embedded!.url;
+  let orm: MikroORM;
+  try {
+    orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, logger }));
+    if (!(await orm.isConnected())) {
+      const check = await orm.checkConnection();
+      throw new Error(check.ok ? 'not connected' : check.reason);
+    }
+    if (opts.migrate !== false) await migrate(orm, clientUrl);
+  } catch (e) {
+    await embedded?.dispose().catch(() => undefined);
+    throw new Error(`cannot use the database at ${mask(clientUrl)}: ${(e as Error).message}`);
+  }
+  return {
+    orm,
+    kind: embedded ? 'embedded' : 'external',
+    displayUrl: mask(clientUrl),
+    async ping() {
+      try {
+        await orm.em.execute('select 1');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async dispose() {
+      await orm.close(true);
+      await embedded?.dispose();
+    },
+  };
+}

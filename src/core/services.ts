@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Env } from '../config/env';
+import { LoginLimiter } from '../modules/auth/auth.ratelimit';
+import { AuthService } from '../modules/auth/auth.service';
+import { FriendService } from '../modules/friend/friend.service';
+import { GroupService } from '../modules/group/group.service';
+import { MessageService } from '../modules/message/message.service';
+import { groupRepository } from '../modules/group/group.repository';
+import { PresenceService } from '../modules/presence/presence.service';
+import { MemoryPresenceStore, RedisPresenceStore } from '../modules/presence/presence.store';
+import { projectRepository } from '../modules/project/project.repository';
+import { ProjectService } from '../modules/project/project.service';
+import type { Logger } from '../shared/logger';
+import type { PubSub } from '../shared/pubsub/pubsub';
+import type { RedisConnections } from '../shared/redis';
+import { MembershipIndex } from './membership';
+
+/** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
+export interface Services {
+  env: Env;
+  logger: Logger;
+  orm: MikroORM;
+  pubsub: PubSub;
+  redis?: RedisConnections;
+  instanceId: string;
+  memberships: MembershipIndex;
+  presence: PresenceService;
+  auth: AuthService;
+  friends: FriendService;
+  groups: GroupService;
+  messages: MessageService;
+  projects: ProjectService;
+}
+
+export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
+  const { env, logger, orm, pubsub, redis } = deps;
+  const instanceId = randomUUID();
+  const memberships = new MembershipIndex(pubsub, {
+    group: (userId) => groupRepository.groupIdsOf(orm.em.fork(), userId),
+    project: (userId) => projectRepository.projectIdsOf(orm.em.fork(), userId),
+  });
+  const presence = new PresenceService({
+    store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),
+    pubsub,
+    orm,
+    env,
+    logger: logger.child({ module: 'presence' }),
+    instanceId,
+  });
+  const friends = new FriendService();
+  const groups = new GroupService(pubsub, memberships);
+  const projects = new ProjectService(pubsub, memberships);
+  const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
+  const auth = new AuthService({
+    orm,
+    pubsub,
+    presence,
+    env,
+    logger: logger.child({ module: 'auth' }),
+    limiter: new LoginLimiter({ redis: redis?.client, maxPerUser: env.LOGIN_MAX_FAILURES_PER_USER, maxPerIp: env.LOGIN_MAX_FAILURES_PER_IP }),
+    onSignup: (em, user, outbox) => groups.joinLobby(em, user, outbox),
+  });
+  auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
+  auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
+
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects };
+  return {
+    services,
+    async start() {
+      memberships.start();
+      presence.start();
+      auth.start();
+      await groups.ensureLobby(orm.em.fork());
+    },
+    async dispose() {
+      auth.dispose();
+      await presence.dispose();
+      memberships.dispose();
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { GraphQLError } from 'graphql';
+import { createLoaders, type Loaders } from '../core/loaders';
+import type { Services } from '../core/services';
+import { UnauthenticatedError } from '../shared/errors';
+import type { Logger } from '../shared/logger';
+
+/** The authenticated caller: which user, through which token. */
+export interface Viewer {
+  userId: string;
+  sessionId: string;
+  tokenHash: string;
+}
+
+export interface Context {
+  /** A fork of the EntityManager for this one operation. */
+  em: EntityManager;
+  viewer: Viewer | null;
+  services: Services;
+  loaders: Loaders;
+  /** Client address, for rate limits. */
+  ip: string;
+  requestId: string;
+  logger: Logger;
+}
+
+/** The viewer, or UNAUTHENTICATED. For resolvers behind @Authorized() this never throws. */
+export function viewerOf(ctx: Pick<Context, 'viewer'>): Viewer {
+  if (!ctx.viewer) throw new UnauthenticatedError();
+  return ctx.viewer;
+}
+
+/** Reads a bearer token from an Authorization header value or a bare token. */
+export function bearerToken(value: unknown): string | null {
+  if (typeof value !== 'string' || !value.trim()) return null;
+  const v = value.trim();
+  const m = /^Bearer\s+(.+)$/i.exec(v);
+  return m ? m[1].trim() : v;
+}
+
+/** A token was sent but is unknown, revoked or expired: the whole request is refused (HTTP 401). */
+export function invalidTokenError(): GraphQLError {
+  return new GraphQLError('Your token is invalid, expired or revoked; sign in again.', {
+    extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+  });
+}
+
+/**
+ * Builds the context of one operation. `em` and the loaders are created on first use; on a
+ * WebSocket subscription each event gets its own (see `freshPerEvent`).
+ */
+export function createContext(
+  services: Services,
+  viewer: Viewer | null,
+  meta: { ip: string; requestId: string; logger: Logger },
+  opts: { freshPerEvent?: boolean } = {},
+): Context {
+  let em: EntityManager | undefined;
+  let loaders: Loaders | undefined;
+  return {
+    viewer,
+    services,
+    ip: meta.ip,
+    requestId: meta.requestId,
+    logger: meta.logger,
+    get em() {
+      if (opts.freshPerEvent) return services.orm.em.fork() as EntityManager;
+      return (em ??= services.orm.em.fork() as EntityManager);
+    },
+    get loaders() {
+      if (opts.freshPerEvent) return createLoaders(this.em, services.presence);
+      return (loaders ??= createLoaders(this.em, services.presence));
+    },
+  };
+}

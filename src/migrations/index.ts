@@ -1,0 +1,5 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261122141348_Initial } from './Migration20261122141348_Initial';
+
+/** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
+export const migrationsList: MigrationObject[] = [{ name: 'Migration20261122141348_Initial', class: Migration20261122141348_Initial }];

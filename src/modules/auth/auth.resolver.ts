@@ -1,0 +1,32 @@
+import { Arg, Args, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
+import { viewerOf, type Context } from '../../graphql/context';
+import { toUserType } from '../user/user.mapper';
+import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
+import type { AuthResult } from './auth.service';
+
+const payload = (r: AuthResult): AuthPayload => ({ token: r.token, user: toUserType(r.user), expiresAt: r.expiresAt });
+
+@Resolver()
+export class AuthResolver {
+  @Mutation(() => AuthPayload)
+  async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return payload(await ctx.services.auth.signup(ctx.em, args));
+  }
+
+  @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })
+  async login(@Args() args: LoginArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return payload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'Revokes this token; OFFLINE unless another session is live.' })
+  logout(@Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.auth.logout(ctx.em, viewerOf(ctx));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean)
+  deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password);
+  }
+}

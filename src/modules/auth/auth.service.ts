@@ -1,0 +1,204 @@
+import { hash, verify, type Algorithm } from '@node-rs/argon2';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Env } from '../../config/env';
+import type { Viewer } from '../../graphql/context';
+import { BadUserInputError, ConflictError, UnauthenticatedError } from '../../shared/errors';
+import type { Logger } from '../../shared/logger';
+import { transact, type Outbox } from '../../shared/pubsub/outbox';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic } from '../../shared/pubsub/topics';
+import type { PresenceService } from '../presence/presence.service';
+import { User } from '../user/user.entity';
+import { userRepository } from '../user/user.repository';
+import type { LoginLimiter } from './auth.ratelimit';
+import { hashToken, newToken } from './auth.tokens';
+import { isUsername, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
+import { Session } from './session.entity';
+
+// OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
+const ARGON2 = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+const CACHE_TTL_MS = 60_000;
+const CACHE_MAX = 100_000;
+
+/** Work another feature does when an account goes away, inside the same transaction. */
+export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
+
+export interface AuthResult {
+  token: string;
+  user: User;
+  expiresAt: Date;
+}
+
+interface CachedSession extends Viewer {
+  expiresAt: number;
+  cachedAt: number;
+}
+
+export interface AuthOptions {
+  orm: MikroORM;
+  pubsub: PubSub;
+  presence: PresenceService;
+  limiter: LoginLimiter;
+  env: Pick<Env, 'TOKEN_TTL'>;
+  logger: Logger;
+  /** Runs in the signup transaction (the lobby membership). */
+  onSignup: (em: EntityManager, user: User, outbox: Outbox) => Promise<void>;
+}
+
+export class AuthService {
+  /** tokenHash -> session, so a request costs no database round trip; revocations evict across instances. */
+  private readonly cache = new Map<string, CachedSession>();
+  private readonly deletionHooks: AccountDeletionHook[] = [];
+  private off?: () => void;
+  private dummyHash?: Promise<string>;
+
+  constructor(private readonly o: AuthOptions) {}
+
+  start(): void {
+    this.off = this.o.pubsub.on(Topic.SessionsRevoked, (p) => {
+      for (const h of p.tokenHashes) this.cache.delete(h);
+    });
+  }
+
+  onAccountDeleted(hook: AccountDeletionHook): void {
+    this.deletionHooks.push(hook);
+  }
+
+  /** The viewer a token stands for, or null when it is unknown, revoked or expired. */
+  async authenticate(token: string): Promise<Viewer | null> {
+    if (token.length > 512) return null;
+    const tokenHash = hashToken(token);
+    const now = Date.now();
+    const hit = this.cache.get(tokenHash);
+    if (hit && now - hit.cachedAt < CACHE_TTL_MS) {
+      return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash } : null;
+    }
+    const em = this.o.orm.em.fork();
+    const session = await em.findOne(Session, { tokenHash }, { fields: ['id', 'user', 'expiresAt'] });
+    if (!session || session.expiresAt.getTime() <= now) {
+      this.cache.delete(tokenHash);
+      return null;
+    }
+    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+    const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime(), cachedAt: now };
+    this.cache.set(tokenHash, entry);
+    return { userId: entry.userId, sessionId: entry.sessionId, tokenHash };
+  }
+
+  async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }): Promise<AuthResult> {
+    const username = validateUsername(input.username);
+    const password = validatePassword(input.password);
+    const displayName = validateDisplayName(input.displayName);
+    if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
+    const passwordHash = await hash(password, ARGON2);
+    try {
+      const result = await transact(em, this.o.pubsub, async (tem, outbox) => {
+        const user = tem.create(User, { username, displayName, passwordHash });
+        await tem.flush();
+        await this.o.onSignup(tem, user, outbox);
+        return this.issue(tem, user);
+      });
+      await this.o.presence.online(result.user.id);
+      return result;
+    } catch (e) {
+      // Two signups racing for one name: the unique index decides.
+      if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
+      throw e;
+    }
+  }
+
+  async login(em: EntityManager, username: string, password: string, ip: string): Promise<AuthResult> {
+    const invalid = () => new UnauthenticatedError('Invalid username or password.');
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
+    await this.o.limiter.check(username, ip);
+    // A name that could never have been registered is not looked up, but costs the same.
+    const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
+    // An unknown user costs the same hash as a wrong password, and gets the same answer.
+    const ok = user ? await verify(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
+    if (!user || !ok) {
+      await this.o.limiter.fail(username, ip);
+      throw invalid();
+    }
+    await this.o.limiter.succeed(username);
+    const result = await this.issue(em, user);
+    await em.flush();
+    await this.o.presence.online(user.id);
+    return result;
+  }
+
+  /** Revokes the token this request came with. */
+  async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
+    await em.nativeDelete(Session, { id: viewer.sessionId });
+    await this.revoked(viewer.userId, [viewer.sessionId], [viewer.tokenHash]);
+    await this.o.presence.loggedOut(viewer.userId);
+    return true;
+  }
+
+  async updateProfile(em: EntityManager, viewer: Viewer, input: { username?: string | null; displayName?: string | null }): Promise<User> {
+    const user = await em.findOneOrFail(User, { id: viewer.userId });
+    if (input.username !== undefined && input.username !== null) {
+      const username = validateUsername(input.username);
+      if (username.toLowerCase() !== user.username.toLowerCase() && (await userRepository.usernameTaken(em, username))) {
+        throw new ConflictError('That username is taken.', 'username');
+      }
+      user.username = username;
+    }
+    if (input.displayName !== undefined) user.displayName = validateDisplayName(input.displayName);
+    try {
+      await em.flush();
+    } catch (e) {
+      if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
+      throw e;
+    }
+    return user;
+  }
+
+  /**
+   * Deletes the account: tokens, friendships and memberships go; the user row stays as
+   * an anonymous placeholder so that past messages keep a sender.
+   */
+  async deleteAccount(em: EntityManager, viewer: Viewer, password: string): Promise<boolean> {
+    if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
+    const user = await em.findOneOrFail(User, { id: viewer.userId }, { populate: ['passwordHash'] });
+    if (password.length > 1024 || !(await verify(user.passwordHash, password))) {
+      throw new BadUserInputError('Password is incorrect.', 'password');
+    }
+    const sessions = await em.find(Session, { user: viewer.userId }, { fields: ['id', 'tokenHash'] });
+    await transact(em, this.o.pubsub, async (tem, outbox) => {
+      for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
+      await tem.nativeDelete(Session, { user: viewer.userId });
+      await tem.nativeUpdate(
+        User,
+        { id: viewer.userId },
+        { username: `deleted-${viewer.userId.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() },
+      );
+    });
+    await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
+    await this.o.presence.forget(viewer.userId);
+    return true;
+  }
+
+  private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
+    for (const h of tokenHashes) this.cache.delete(h);
+    await this.o.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
+  }
+
+  private async issue(em: EntityManager, user: User): Promise<AuthResult> {
+    const token = newToken();
+    const expiresAt = new Date(Date.now() + this.o.env.TOKEN_TTL * 1000);
+    em.create(Session, { user, tokenHash: hashToken(token), expiresAt });
+    await em.flush();
+    return { token, user, expiresAt };
+  }
+
+  private dummy(): Promise<string> {
+    this.dummyHash ??= hash('parley-dummy-password', ARGON2);
+    return this.dummyHash;
+  }
+
+  dispose(): void {
+    this.off?.();
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,33 @@
+import { BadUserInputError } from '../../shared/errors';
+
+const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
+// Control characters and the bidi overrides used to spoof names.
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+export function isUsername(value: string): boolean {
+  return USERNAME.test(value);
+}
+
+export function validateUsername(value: string, field = 'username'): string {
+  if (typeof value !== 'string' || !USERNAME.test(value)) {
+    throw new BadUserInputError('Username must be 3 to 32 characters: letters, digits, _ . or -.', field);
+  }
+  return value;
+}
+
+export function validatePassword(value: string, field = 'password'): string {
+  const length = typeof value === 'string' ? [...value].length : 0;
+  if (length < 8 || length > 256) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
+  return value;
+}
+
+/** Null clears the display name; otherwise 1 to 64 visible characters. */
+export function validateDisplayName(value: string | null | undefined, field = 'displayName'): string | null {
+  if (value === null || value === undefined) return null;
+  const v = value.trim();
+  if (!v.length) return null;
+  if ([...v].length > 64 || UNSAFE_TEXT.test(v)) {
+    throw new BadUserInputError('Display name must be at most 64 characters, without control characters.', field);
+  }
+  return v;
+}

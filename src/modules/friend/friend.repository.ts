@@ -1,0 +1,52 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { FriendRequest, FriendRequestStatus, Friendship } from './friend.entity';
+
+/** Friendships are stored once per pair, smaller id first. */
+export function pair(a: string, b: string): [string, string] {
+  return a < b ? [a, b] : [b, a];
+}
+
+export const friendRepository = {
+  async areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
+    const [userA, userB] = pair(a, b);
+    return (await em.count(Friendship, { userA, userB })) > 0;
+  },
+
+  async pendingBetween(em: EntityManager, a: string, b: string): Promise<FriendRequest | null> {
+    return em.findOne(FriendRequest, {
+      status: FriendRequestStatus.PENDING,
+      $or: [
+        { from: a, to: b },
+        { from: b, to: a },
+      ],
+    });
+  },
+
+  async friendIds(em: EntityManager, userId: string): Promise<string[]> {
+    const rows: { id: string }[] = await em.execute(
+      'select user_b_id as id from friendships where user_a_id = ? union select user_a_id from friendships where user_b_id = ?',
+      [userId, userId],
+    );
+    return rows.map((r) => r.id);
+  },
+
+  async pendingOf(em: EntityManager, userId: string): Promise<FriendRequest[]> {
+    return em.find(FriendRequest, { status: FriendRequestStatus.PENDING, $or: [{ from: userId }, { to: userId }] }, { orderBy: { createdAt: 'desc', id: 'desc' } });
+  },
+
+  async befriend(em: EntityManager, a: string, b: string): Promise<void> {
+    const [userA, userB] = pair(a, b);
+    await em.execute('insert into friendships (id, user_a_id, user_b_id, created_at) values (gen_random_uuid(), ?, ?, now()) on conflict do nothing', [userA, userB]);
+  },
+
+  async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
+    const [userA, userB] = pair(a, b);
+    return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
+  },
+
+  /** Account deletion: every friendship and request of the user. */
+  async removeAllOf(em: EntityManager, userId: string): Promise<void> {
+    await em.nativeDelete(Friendship, { $or: [{ userA: userId }, { userB: userId }] });
+    await em.nativeDelete(FriendRequest, { $or: [{ from: userId }, { to: userId }] });
+  },
+};

@@ -1,0 +1,62 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { viewerOf, type Context } from '../../graphql/context';
+import { NotFoundError } from '../../shared/errors';
+import { toUserType } from '../user/user.mapper';
+import { UserType } from '../user/user.types';
+import type { FriendRequest } from './friend.entity';
+import { FriendRequestType } from './friend.types';
+
+const toType = (r: FriendRequest): FriendRequestType => ({ id: r.id, status: r.status, createdAt: r.createdAt, fromId: r.from.id, toId: r.to.id });
+
+@Resolver(() => FriendRequestType)
+export class FriendResolver {
+  @Authorized()
+  @Query(() => [UserType])
+  async friends(@Ctx() ctx: Context): Promise<UserType[]> {
+    return (await ctx.services.friends.friends(ctx.em, viewerOf(ctx).userId)).map(toUserType);
+  }
+
+  @Authorized()
+  @Query(() => [FriendRequestType], { description: 'Pending, incoming and outgoing.' })
+  async friendRequests(@Ctx() ctx: Context): Promise<FriendRequestType[]> {
+    return (await ctx.services.friends.pending(ctx.em, viewerOf(ctx).userId)).map(toType);
+  }
+
+  @Authorized()
+  @Mutation(() => FriendRequestType)
+  async sendFriendRequest(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+    return toType(await ctx.services.friends.send(ctx.em, viewerOf(ctx).userId, userId));
+  }
+
+  @Authorized()
+  @Mutation(() => FriendRequestType)
+  async acceptFriendRequest(@Arg('requestId', () => ID) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+    return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, true));
+  }
+
+  @Authorized()
+  @Mutation(() => FriendRequestType)
+  async declineFriendRequest(@Arg('requestId', () => ID) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+    return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, false));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean)
+  removeFriend(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.friends.remove(ctx.em, viewerOf(ctx).userId, userId);
+  }
+
+  @FieldResolver(() => UserType)
+  async from(@Root() r: FriendRequestType, @Ctx() ctx: Context): Promise<UserType> {
+    const u = await ctx.loaders.user.load(r.fromId);
+    if (!u) throw new NotFoundError('User');
+    return u;
+  }
+
+  @FieldResolver(() => UserType)
+  async to(@Root() r: FriendRequestType, @Ctx() ctx: Context): Promise<UserType> {
+    const u = await ctx.loaders.user.load(r.toId);
+    if (!u) throw new NotFoundError('User');
+    return u;
+  }
+}

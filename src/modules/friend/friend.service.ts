@@ -1,0 +1,72 @@
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { isId } from '../../shared/validation';
+import { User } from '../user/user.entity';
+import { FriendRequest, FriendRequestStatus } from './friend.entity';
+import { friendRepository } from './friend.repository';
+
+/** Friend requests and friendships; a friendship is what opens a direct conversation. */
+export class FriendService {
+  areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
+    return friendRepository.areFriends(em, a, b);
+  }
+
+  async send(em: EntityManager, viewerId: string, userId: string): Promise<FriendRequest> {
+    if (userId === viewerId) throw new BadUserInputError('You cannot befriend yourself.', 'userId');
+    const target = isId(userId) ? await em.findOne(User, { id: userId, deletedAt: null }) : null;
+    if (!target) throw new NotFoundError('User');
+    return em.transactional(async (tem) => {
+      if (await friendRepository.areFriends(tem, viewerId, userId)) throw new ConflictError('You are already friends.', 'userId');
+      const pending = await friendRepository.pendingBetween(tem, viewerId, userId);
+      if (pending && pending.from.id === viewerId) throw new ConflictError('A request to this user is already pending.', 'userId');
+      // They asked first: sending back is saying yes.
+      if (pending) return this.settle(tem, pending, FriendRequestStatus.ACCEPTED);
+      const request = tem.create(FriendRequest, { from: tem.getReference(User, viewerId), to: target });
+      try {
+        await tem.flush();
+      } catch (e) {
+        if (e instanceof UniqueConstraintViolationException) throw new ConflictError('A request between you is already pending.', 'userId');
+        throw e;
+      }
+      return request;
+    });
+  }
+
+  async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
+    return em.transactional(async (tem) => {
+      const request = isId(requestId) ? await tem.findOne(FriendRequest, { id: requestId }) : null;
+      // Requests are visible to their two users only.
+      if (!request || (request.to.id !== viewerId && request.from.id !== viewerId)) throw new NotFoundError('Friend request');
+      if (request.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
+      if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
+      return this.settle(tem, request, accept ? FriendRequestStatus.ACCEPTED : FriendRequestStatus.DECLINED);
+    });
+  }
+
+  async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
+    if (!isId(userId) || !(await friendRepository.unfriend(em, viewerId, userId))) throw new NotFoundError('Friendship');
+    return true;
+  }
+
+  async friends(em: EntityManager, viewerId: string): Promise<User[]> {
+    const ids = await friendRepository.friendIds(em, viewerId);
+    return em.find(User, { id: { $in: ids } }, { orderBy: { username: 'asc' } });
+  }
+
+  pending(em: EntityManager, viewerId: string): Promise<FriendRequest[]> {
+    return friendRepository.pendingOf(em, viewerId);
+  }
+
+  removeAllOf(em: EntityManager, userId: string): Promise<void> {
+    return friendRepository.removeAllOf(em, userId);
+  }
+
+  private async settle(em: EntityManager, request: FriendRequest, status: FriendRequestStatus): Promise<FriendRequest> {
+    request.status = status;
+    request.respondedAt = new Date();
+    if (status === FriendRequestStatus.ACCEPTED) await friendRepository.befriend(em, request.from.id, request.to.id);
+    await em.flush();
+    return request;
+  }
+}

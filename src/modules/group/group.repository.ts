@@ -1,0 +1,84 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { likePattern } from '../user/user.repository';
+import { Group, GroupMember } from './group.entity';
+
+export const groupRepository = {
+  async lobby(em: EntityManager): Promise<Group | null> {
+    return em.findOne(Group, { isLobby: true });
+  },
+
+  /** Creates the lobby unless it exists; safe when many instances start at once (partial unique index). */
+  async ensureLobby(em: EntityManager, id: string): Promise<void> {
+    await em.execute(`insert into groups (id, name, is_private, is_lobby, member_count, created_at) values (?, 'Lobby', false, true, 0, now()) on conflict do nothing`, [id]);
+  },
+
+  async membership(em: EntityManager, groupId: string, userId: string): Promise<GroupMember | null> {
+    return em.findOne(GroupMember, { group: groupId, user: userId });
+  },
+
+  async memberIds(em: EntityManager, groupId: string): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from group_members where group_id = ?', [groupId]);
+    return rows.map((r) => r.user_id);
+  },
+
+  async groupIdsOf(em: EntityManager, userId: string): Promise<string[]> {
+    const rows: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ?', [userId]);
+    return rows.map((r) => r.group_id);
+  },
+
+  /** The longest-standing member other than `exceptUserId`. */
+  async successor(em: EntityManager, groupId: string, exceptUserId: string): Promise<GroupMember | null> {
+    return em.findOne(GroupMember, { group: groupId, user: { $ne: exceptUserId } }, { orderBy: { joinedAt: 'asc', id: 'asc' } });
+  },
+
+  /** Inserts a membership and counts it; false when it already existed. */
+  async addMember(em: EntityManager, groupId: string, userId: string, id: string): Promise<boolean> {
+    const conn = em;
+    const res = await conn.execute(
+      'insert into group_members (id, group_id, user_id, joined_at) values (?, ?, ?, now()) on conflict (group_id, user_id) do nothing returning id',
+      [id, groupId, userId],
+    );
+    if (!res.length) return false;
+    await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
+    return true;
+  },
+
+  async removeMember(em: EntityManager, groupId: string, userId: string): Promise<boolean> {
+    const conn = em;
+    const res = await conn.execute('delete from group_members where group_id = ? and user_id = ? returning id', [groupId, userId]);
+    if (!res.length) return false;
+    await conn.execute('update groups set member_count = member_count - 1 where id = ?', [groupId]);
+    return true;
+  },
+
+  /** Public groups and the viewer's own, by lower(name), id. */
+  async visible(em: EntityManager, viewerId: string, opts: { search: string | null; after: { k: string; id: string } | null; limit: number }) {
+    const where = ['(not g.is_private or exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?))'];
+    const params: unknown[] = [viewerId];
+    if (opts.search) {
+      where.push('g.name ilike ?');
+      params.push(likePattern(opts.search));
+    }
+    const conn = em;
+    const [{ count }] = await conn.execute(`select count(*)::int as count from groups g where ${where.join(' and ')}`, params);
+    if (opts.after) {
+      where.push('(lower(g.name), g.id) > (?, ?)');
+      params.push(opts.after.k, opts.after.id);
+    }
+    const ids: { id: string }[] = await conn.execute(
+      `select g.id from groups g where ${where.join(' and ')} order by lower(g.name), g.id limit ?`,
+      [...params, opts.limit + 1],
+    );
+    const groups = await em.find(Group, { id: { $in: ids.map((r) => r.id) } });
+    const byId = new Map(groups.map((g) => [g.id, g]));
+    return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count as number };
+  },
+
+  async members(em: EntityManager, groupId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<GroupMember[]> {
+    return em.find(
+      GroupMember,
+      opts.after ? { group: groupId, $or: [{ joinedAt: { $gt: opts.after.at } }, { joinedAt: opts.after.at, id: { $gt: opts.after.id } }] } : { group: groupId },
+      { orderBy: { joinedAt: 'asc', id: 'asc' }, limit: opts.limit + 1, populate: ['user'] },
+    );
+  },
+};

@@ -1,0 +1,101 @@
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { viewerOf, type Context } from '../../graphql/context';
+import type { ConnectionShape } from '../../shared/graphql/connection';
+import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
+import { SYSTEM_USER } from '../user/user.mapper';
+import { UserConnection, UserType } from '../user/user.types';
+import { toGroupType } from './group.mapper';
+import { GroupConnection, GroupEventKind, GroupEventType, GroupType, GroupsArgs, PageArgs } from './group.types';
+
+@Resolver(() => GroupType)
+export class GroupResolver {
+  @Authorized()
+  @Query(() => GroupConnection, { description: 'Public groups and mine.' })
+  groups(@Args() args: GroupsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<GroupType>> {
+    return ctx.services.groups.list(ctx.em, viewerOf(ctx).userId, args);
+  }
+
+  @Authorized()
+  @Query(() => GroupType, { nullable: true })
+  async group(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<GroupType | null> {
+    const g = await ctx.services.groups.find(ctx.em, id, viewerOf(ctx).userId);
+    return g ? toGroupType(g) : null;
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: 'Everyone gets GroupEvent CREATED for a public group.' })
+  async createGroup(
+    @Arg('name') name: string,
+    @Arg('isPrivate', () => Boolean, { nullable: true, defaultValue: false }) isPrivate: boolean,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return toGroupType(await ctx.services.groups.create(ctx.em, viewerOf(ctx).userId, name, isPrivate ?? false));
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: 'Owner only.' })
+  async renameGroup(@Arg('groupId', () => ID) groupId: string, @Arg('name') name: string, @Ctx() ctx: Context): Promise<GroupType> {
+    return toGroupType(await ctx.services.groups.rename(ctx.em, viewerOf(ctx).userId, groupId, name));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'Owner only; members get DELETED and lose access.' })
+  deleteGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.groups.delete(ctx.em, viewerOf(ctx).userId, groupId);
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: 'Public groups; private ones by addGroupMember.' })
+  async joinGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
+    return toGroupType(await ctx.services.groups.join(ctx.em, viewerOf(ctx).userId, groupId));
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: 'Owner only.' })
+  async addGroupMember(@Arg('groupId', () => ID) groupId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<GroupType> {
+    return toGroupType(await ctx.services.groups.addMember(ctx.em, viewerOf(ctx).userId, groupId, userId));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean)
+  leaveGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.groups.leave(ctx.em, viewerOf(ctx).userId, groupId);
+  }
+
+  @FieldResolver(() => UserType)
+  async owner(@Root() g: GroupType, @Ctx() ctx: Context): Promise<UserType> {
+    return (g.ownerId && (await ctx.loaders.user.load(g.ownerId))) || SYSTEM_USER;
+  }
+
+  @FieldResolver(() => UserConnection)
+  members(@Root() g: GroupType, @Args() args: PageArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
+    // Reaching a Group means the viewer may see it (visibility is checked where groups are loaded).
+    return ctx.services.groups.members(ctx.em, g, args);
+  }
+
+  @Authorized()
+  @Subscription(() => GroupEventType, {
+    description: 'CREATED of public groups to all; the rest to members.',
+    subscribe: ({ context }: SubscribeResolverData<unknown, unknown, Context>) => {
+      const me = viewerOf(context).userId;
+      return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (e.audience === null || e.audience.includes(me) ? e : undefined));
+    },
+  })
+  groupEvent(@Root() e: GroupEventPayload): GroupEventType {
+    return { kind: e.kind as GroupEventKind, groupId: e.groupId, createdAt: new Date(e.createdAt), userId: e.userId };
+  }
+}
+
+@Resolver(() => GroupEventType)
+export class GroupEventResolver {
+  @FieldResolver(() => GroupType, { nullable: true, description: 'Null once the group is gone or out of sight.' })
+  async group(@Root() e: GroupEventType, @Ctx() ctx: Context): Promise<GroupType | null> {
+    const g = await ctx.services.groups.find(ctx.em, e.groupId, viewerOf(ctx).userId);
+    return g ? toGroupType(g) : null;
+  }
+
+  @FieldResolver(() => UserType, { nullable: true })
+  user(@Root() e: GroupEventType, @Ctx() ctx: Context): Promise<UserType | null> {
+    return e.userId ? ctx.loaders.user.load(e.userId) : Promise.resolve(null);
+  }
+}

@@ -1,0 +1,45 @@
+import { ArgsType, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ConnectionType } from '../../shared/graphql/connection';
+
+@ObjectType('Group')
+export class GroupType {
+  @Field(() => ID) id!: string;
+  @Field() name!: string;
+  @Field() isPrivate!: boolean;
+  @Field() isLobby!: boolean;
+  @Field(() => Int) memberCount!: number;
+  @Field(() => Date) createdAt!: Date;
+  ownerId!: string | null;
+}
+
+export const GroupConnection = ConnectionType('Group', GroupType);
+
+export enum GroupEventKind {
+  CREATED = 'CREATED',
+  RENAMED = 'RENAMED',
+  DELETED = 'DELETED',
+  MEMBER_JOINED = 'MEMBER_JOINED',
+  MEMBER_LEFT = 'MEMBER_LEFT',
+}
+registerEnumType(GroupEventKind, { name: 'GroupEventKind' });
+
+@ObjectType('GroupEvent')
+export class GroupEventType {
+  @Field(() => GroupEventKind) kind!: GroupEventKind;
+  @Field(() => ID) groupId!: string;
+  @Field(() => Date) createdAt!: Date;
+  userId!: string | null;
+}
+
+@ArgsType()
+export class GroupsArgs {
+  @Field(() => String, { nullable: true }) search?: string | null;
+  @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
+  @Field(() => String, { nullable: true }) after?: string | null;
+}
+
+@ArgsType()
+export class PageArgs {
+  @Field(() => Int, { nullable: true }) first?: number | null;
+  @Field(() => String, { nullable: true }) after?: string | null;
+}

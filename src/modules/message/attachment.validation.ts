@@ -1,0 +1,65 @@
+import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
+
+export interface CheckedFile {
+  fileName: string;
+  mimeType: string;
+  data: Buffer;
+}
+
+const TYPES: Record<string, { mime: string; matches: (b: Buffer) => boolean }> = {
+  png: { mime: 'image/png', matches: (b) => starts(b, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]) },
+  jpg: { mime: 'image/jpeg', matches: (b) => starts(b, [0xff, 0xd8, 0xff]) },
+  jpeg: { mime: 'image/jpeg', matches: (b) => starts(b, [0xff, 0xd8, 0xff]) },
+  gif: { mime: 'image/gif', matches: (b) => b.subarray(0, 6).toString('latin1') === 'GIF87a' || b.subarray(0, 6).toString('latin1') === 'GIF89a' },
+  pdf: { mime: 'application/pdf', matches: (b) => b.subarray(0, 5).toString('latin1') === '%PDF-' },
+  // Word 97-2003 documents are OLE2 compound files.
+  doc: { mime: 'application/msword', matches: (b) => starts(b, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) },
+  txt: { mime: 'text/plain; charset=utf-8', matches: isPlainText },
+};
+
+export const ALLOWED_EXTENSIONS = Object.keys(TYPES);
+
+function starts(b: Buffer, sig: number[]): boolean {
+  return b.length >= sig.length && sig.every((v, i) => b[i] === v);
+}
+
+/** UTF-8 text without NUL or other binary control bytes (tab, newlines and form feed allowed). */
+function isPlainText(b: Buffer): boolean {
+  for (const byte of b) {
+    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0x0c) return false;
+    if (byte === 0x7f) return false;
+  }
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Checks an upload: a plain file name whose last extension is allowed, strict base64, a size
+ * within `maxBytes`, and bytes whose signature matches the extension.
+ * @throws BadUserInputError or PayloadTooLargeError naming the field; nothing is stored then.
+ */
+export function checkAttachment(input: { fileName: string; base64: string }, maxBytes: number): CheckedFile {
+  const name = typeof input.fileName === 'string' ? input.fileName.trim() : '';
+  if (!name || name.length > 255 || /[\u0000-\u001f\u007f/\\:*?"<>|]/.test(name) || name.startsWith('.') || name.includes('..')) {
+    throw new BadUserInputError('The file name must be a plain name such as photo.png (no paths or control characters).', 'attachment.fileName');
+  }
+  const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
+  const type = TYPES[ext];
+  if (!type) throw new BadUserInputError(`Allowed file types: ${ALLOWED_EXTENSIONS.join(', ')}.`, 'attachment.fileName');
+  const b64 = typeof input.base64 === 'string' ? input.base64 : '';
+  // Checked on the encoded length first, so a huge string is refused before it is decoded.
+  if (Math.floor((b64.length * 3) / 4) - (b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0) > maxBytes) {
+    throw new PayloadTooLargeError(`Attachments are limited to ${maxBytes} bytes.`, 'attachment.base64');
+  }
+  if (!b64.length || b64.length % 4 !== 0 || !BASE64.test(b64)) throw new BadUserInputError('The attachment is not valid base64.', 'attachment.base64');
+  const data = Buffer.from(b64, 'base64');
+  if (!data.length) throw new BadUserInputError('The attachment is empty.', 'attachment.base64');
+  if (!type.matches(data)) throw new BadUserInputError(`The file's content is not a .${ext} file.`, 'attachment.base64');
+  return { fileName: name, mimeType: type.mime, data };
+}

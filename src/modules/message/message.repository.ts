@@ -1,0 +1,117 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { Attachment } from './message.entity';
+
+export interface MessageRow {
+  id: string;
+  conversation_key: string;
+  sender_id: string;
+  content: string | null;
+  attachment_id: string | null;
+  group_id: string | null;
+  project_id: string | null;
+  recipient_id: string | null;
+  client_message_id: string | null;
+  created_at: Date;
+  file_name: string | null;
+  mime_type: string | null;
+  size: number | null;
+}
+
+// Attachment metadata comes along; its bytes never do.
+const SELECT = `select m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
+  m.client_message_id, m.created_at, a.file_name, a.mime_type, a.size
+  from messages m left join attachments a on a.id = m.attachment_id`;
+
+/** Inside a project: the viewer sees its open messages and their own private ones (or one private thread). */
+export interface PrivateFilter {
+  viewerId: string;
+  privateWith: string | null;
+}
+
+function privacy(f: PrivateFilter): { sql: string; params: unknown[] } {
+  if (f.privateWith) {
+    return {
+      sql: '((m.sender_id = ? and m.recipient_id = ?) or (m.sender_id = ? and m.recipient_id = ?))',
+      params: [f.viewerId, f.privateWith, f.privateWith, f.viewerId],
+    };
+  }
+  return { sql: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [f.viewerId, f.viewerId] };
+}
+
+export const messageRepository = {
+  /**
+   * Inserts a message (and its attachment), stamped by the database clock at millisecond
+   * precision so cursors round-trip exactly. Null when (sender, clientMessageId) exists already.
+   */
+  async insert(
+    em: EntityManager,
+    m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
+    file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
+  ): Promise<MessageRow | null> {
+    if (file) {
+      await em.execute('insert into attachments (id, file_name, mime_type, size, data, created_at) values (?, ?, ?, ?, ?, now())', [
+        file.id,
+        file.fileName,
+        file.mimeType,
+        file.data.length,
+        file.data,
+      ]);
+    }
+    const rows: { id: string }[] = await em.execute(
+      `insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, created_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, date_trunc('milliseconds', clock_timestamp()))
+       on conflict (sender_id, client_message_id) do nothing returning id`,
+      [m.id, m.conversationKey, m.senderId, m.content, file?.id ?? null, m.groupId, m.projectId, m.recipientId, m.clientMessageId],
+    );
+    if (!rows.length) return null;
+    return this.byId(em, m.id);
+  },
+
+  async byId(em: EntityManager, id: string): Promise<MessageRow | null> {
+    const rows: MessageRow[] = await em.execute(`${SELECT} where m.id = ?`, [id]);
+    return rows[0] ?? null;
+  },
+
+  async byClientId(em: EntityManager, senderId: string, clientMessageId: string): Promise<MessageRow | null> {
+    const rows: MessageRow[] = await em.execute(`${SELECT} where m.sender_id = ? and m.client_message_id = ?`, [senderId, clientMessageId]);
+    return rows[0] ?? null;
+  },
+
+  /** One page of a conversation by keyset on (created_at, id): the same cost at any depth. */
+  async page(
+    em: EntityManager,
+    key: string,
+    opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number; visibleTo?: PrivateFilter },
+  ): Promise<MessageRow[]> {
+    const forward = opts.direction === 'forward';
+    const params: unknown[] = [key];
+    let where = 'm.conversation_key = ?';
+    if (opts.visibleTo) {
+      const f = privacy(opts.visibleTo);
+      where += ` and ${f.sql}`;
+      params.push(...f.params);
+    }
+    if (opts.cursor) {
+      where += forward ? ' and (m.created_at, m.id) > (?, ?)' : ' and (m.created_at, m.id) < (?, ?)';
+      params.push(opts.cursor.at, opts.cursor.id);
+    }
+    const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
+    return em.execute(`${SELECT} where ${where} order by ${order} limit ?`, [...params, opts.limit + 1]);
+  },
+
+  async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {
+    const f = visibleTo ? privacy(visibleTo) : { sql: 'true', params: [] };
+    const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and ${f.sql}`, [key, ...f.params]);
+    return row.n;
+  },
+
+  /** The conversation an attachment was sent in, for access checks on download. */
+  async conversationOfAttachment(em: EntityManager, attachmentId: string): Promise<MessageRow | null> {
+    const rows: MessageRow[] = await em.execute(`${SELECT} where m.attachment_id = ? limit 1`, [attachmentId]);
+    return rows[0] ?? null;
+  },
+
+  async attachmentData(em: EntityManager, id: string): Promise<Attachment | null> {
+    return em.findOne(Attachment, { id }, { populate: ['data'] });
+  },
+};

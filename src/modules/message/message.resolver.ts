@@ -1,0 +1,95 @@
+import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { viewerOf, type Context } from '../../graphql/context';
+import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
+import { toGroupType } from '../group/group.mapper';
+import { GroupType } from '../group/group.types';
+import { SYSTEM_USER } from '../user/user.mapper';
+import { UserType } from '../user/user.types';
+import { payloadToMessageType } from './message.service';
+import { AttachmentType, ConversationInput, MessageConnection, MessageType, SendMessageInput } from './message.types';
+
+@Resolver(() => MessageType)
+export class MessageResolver {
+  @Authorized()
+  @Mutation(() => MessageType, { description: 'Persisted before it is published.' })
+  sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
+    return ctx.services.messages.send(ctx.em, viewerOf(ctx).userId, input);
+  }
+
+  @Authorized()
+  @Query(() => MessageConnection, {
+    description: 'Default: the newest 10; last/before pages back in time; first/after catches up after a reconnect. Edges oldest first.',
+  })
+  history(
+    @Arg('conversation', () => ConversationInput) conversation: ConversationInput,
+    @Arg('last', () => Int, { nullable: true, defaultValue: 10 }) last: number | null,
+    @Arg('before', () => String, { nullable: true }) before: string | null,
+    @Arg('first', () => Int, { nullable: true }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() ctx: Context,
+  ): Promise<MessageConnection> {
+    return ctx.services.messages.history(ctx.em, viewerOf(ctx).userId, conversation, { last, before, first, after });
+  }
+
+  @Authorized()
+  @Subscription(() => MessageType, {
+    description: 'Without a conversation: every conversation the viewer is in.',
+    subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
+      const me = viewerOf(context).userId;
+      const { messages, pubsub } = context.services;
+      // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
+      const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
+      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined));
+    },
+  })
+  messageAdded(
+    @Root() p: MessagePayload,
+    @Arg('conversation', () => ConversationInput, { nullable: true }) _conversation?: ConversationInput | null,
+  ): MessageType {
+    return payloadToMessageType(p);
+  }
+
+  @FieldResolver(() => UserType)
+  async sender(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType> {
+    return (await ctx.loaders.user.load(m.senderId)) ?? SYSTEM_USER;
+  }
+
+  @FieldResolver(() => UserType, { nullable: true, description: 'Set for direct messages, and for private messages inside a project.' })
+  recipient(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType | null> {
+    return m.recipientId ? ctx.loaders.user.load(m.recipientId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => GroupType, { nullable: true, description: 'Set for group messages (the lobby is a group).' })
+  async group(@Root() m: MessageType, @Ctx() ctx: Context): Promise<GroupType | null> {
+    if (!m.groupId) return null;
+    const g = await ctx.services.groups.find(ctx.em, m.groupId, viewerOf(ctx).userId);
+    return g ? toGroupType(g) : null;
+  }
+
+  @FieldResolver(() => AttachmentType, { nullable: true })
+  attachment(@Root() m: MessageType): AttachmentType | null {
+    return m.attachmentMeta;
+  }
+}
+
+@Resolver(() => AttachmentType)
+export class AttachmentResolver {
+  @FieldResolver(() => String, { description: 'GET it with the same bearer token; answered only to members of the conversation.' })
+  url(@Root() a: AttachmentType): string {
+    return `/attachments/${a.id}`;
+  }
+
+  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for.' })
+  async base64(@Root() a: AttachmentType, @Ctx() ctx: Context): Promise<string> {
+    const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
+    return file ? file.data.toString('base64') : '';
+  }
+}
+
+@Resolver(() => MessageConnection)
+export class MessageConnectionResolver {
+  @FieldResolver(() => Int)
+  totalCount(@Root() c: MessageConnection, @Ctx() ctx: Context): Promise<number> {
+    return ctx.services.messages.count(ctx.em, viewerOf(ctx).userId, c.conversation);
+  }
+}

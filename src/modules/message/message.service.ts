@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Env } from '../../config/env';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import type { Logger } from '../../shared/logger';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
+import { isId } from '../../shared/validation';
+import type { FriendService } from '../friend/friend.service';
+import type { GroupService } from '../group/group.service';
+import type { ProjectService } from '../project/project.service';
+import { User } from '../user/user.entity';
+import { checkAttachment } from './attachment.validation';
+import { messageRepository, type MessageRow } from './message.repository';
+import type { MessageType } from './message.types';
+
+const MAX_CONTENT = 4000;
+
+/**
+ * One conversation as the viewer may use it. Group, direct and project conversations share
+ * one keyset index through `key`; inside a project, private messages carry a recipient and are
+ * seen by their two users only (`privateWith` narrows to one such thread).
+ */
+export interface Conversation {
+  key: string;
+  kind: 'group' | 'direct' | 'project';
+  groupId: string | null;
+  projectId: string | null;
+  /** Direct: the other user. */
+  peerId: string | null;
+  /** Project: only the private thread between the viewer and this user. */
+  privateWith: string | null;
+}
+
+export interface ConversationArgs {
+  groupId?: string | null;
+  userId?: string | null;
+  projectId?: string | null;
+}
+
+export function directKey(a: string, b: string): string {
+  return a < b ? `d:${a}:${b}` : `d:${b}:${a}`;
+}
+
+export function toMessageType(r: MessageRow): MessageType {
+  return {
+    id: r.id,
+    content: r.content,
+    createdAt: new Date(r.created_at),
+    clientMessageId: r.client_message_id,
+    attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
+    senderId: r.sender_id,
+    groupId: r.group_id,
+    projectId: r.project_id,
+    recipientId: r.recipient_id,
+    conversationKey: r.conversation_key,
+  };
+}
+
+export function payloadToMessageType(p: MessagePayload): MessageType {
+  return {
+    id: p.id,
+    content: p.content,
+    createdAt: new Date(p.createdAt),
+    clientMessageId: p.clientMessageId,
+    attachmentMeta: p.attachment,
+    senderId: p.senderId,
+    groupId: p.groupId,
+    projectId: p.projectId,
+    recipientId: p.recipientId,
+    conversationKey: p.conversationKey,
+  };
+}
+
+function toPayload(m: MessageType): MessagePayload {
+  return {
+    id: m.id,
+    conversationKey: m.conversationKey,
+    senderId: m.senderId,
+    content: m.content,
+    attachment: m.attachmentMeta,
+    groupId: m.groupId,
+    projectId: m.projectId,
+    recipientId: m.recipientId,
+    clientMessageId: m.clientMessageId,
+    createdAt: m.createdAt.toISOString(),
+  };
+}
+
+export interface MessageServiceDeps {
+  pubsub: PubSub;
+  groups: GroupService;
+  friends: FriendService;
+  projects: ProjectService;
+  env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>;
+  logger: Logger;
+}
+
+export class MessageService {
+  /** Messages committed whose publish failed: still safe in history. */
+  publishFailures = 0;
+
+  constructor(private readonly d: MessageServiceDeps) {}
+
+  /**
+   * Resolves and authorizes a conversation for the viewer: NOT_FOUND for what they can't see,
+   * FORBIDDEN for what they see but may not use (a public group they haven't joined, a non-friend).
+   */
+  async conversation(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
+    const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
+    if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
+    if (c.groupId) {
+      const group = await this.d.groups.asMember(em, c.groupId, viewerId);
+      return { key: `g:${group.id}`, kind: 'group', groupId: group.id, projectId: null, peerId: null, privateWith: null };
+    }
+    if (c.projectId) {
+      const { project } = await this.d.projects.asMember(em, c.projectId, viewerId);
+      let privateWith: string | null = null;
+      if (c.userId) {
+        if (c.userId === viewerId) throw new BadUserInputError('A private message needs another member.', 'toUserId');
+        if (!isId(c.userId) || !(await this.d.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
+        privateWith = c.userId;
+      }
+      return { key: `p:${project.id}`, kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith };
+    }
+    const peerId = c.userId!;
+    if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
+    const peer = isId(peerId) ? await em.findOne(User, { id: peerId, deletedAt: null }, { fields: ['id'] }) : null;
+    if (!peer) throw new NotFoundError('User');
+    if (!(await this.d.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
+    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null };
+  }
+
+  /** Whether a published message belongs in this viewer's view of a conversation (null: any of theirs). Memory only. */
+  visibleTo(viewerId: string, p: MessagePayload, only: Conversation | null): boolean {
+    if (only && p.conversationKey !== only.key) return false;
+    if (p.groupId) return this.d.groups.isMemberCached(viewerId, p.groupId);
+    if (p.projectId) {
+      if (!this.d.projects.isMemberCached(viewerId, p.projectId)) return false;
+      if (only?.privateWith) {
+        return !!p.recipientId && ((p.senderId === viewerId && p.recipientId === only.privateWith) || (p.senderId === only.privateWith && p.recipientId === viewerId));
+      }
+      return !p.recipientId || p.senderId === viewerId || p.recipientId === viewerId;
+    }
+    return p.senderId === viewerId || p.recipientId === viewerId;
+  }
+
+  /**
+   * Persists a message, then publishes it. A retry with the same clientMessageId returns the
+   * first message. If publishing fails, the message is still committed and reachable by history.
+   */
+  async send(
+    em: EntityManager,
+    viewerId: string,
+    input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; clientMessageId?: string | null },
+  ): Promise<MessageType> {
+    const clientMessageId = input.clientMessageId ?? null;
+    if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId))) {
+      throw new BadUserInputError('clientMessageId must be 1 to 64 characters.', 'clientMessageId');
+    }
+    if (clientMessageId) {
+      const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
+      if (first) return toMessageType(first);
+    }
+    const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
+    const content = input.content === null || input.content === undefined ? null : input.content.trim();
+    if (content !== null && content.length > MAX_CONTENT) throw new BadUserInputError(`Messages are at most ${MAX_CONTENT} characters.`, 'content');
+    if (content !== null && content.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', 'content');
+    const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
+    if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
+
+    const row = await em.transactional(async (tem) =>
+      messageRepository.insert(
+        tem as EntityManager,
+        {
+          id: randomUUID(),
+          conversationKey: conv.key,
+          senderId: viewerId,
+          content: content || null,
+          groupId: conv.groupId,
+          projectId: conv.projectId,
+          recipientId: conv.peerId ?? conv.privateWith,
+          clientMessageId,
+        },
+        file ? { id: randomUUID(), ...file } : null,
+      ),
+    );
+    // Two retries raced: the other one stored it first.
+    if (!row) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
+    const message = toMessageType(row);
+    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, toPayload(message)))) this.publishFailures++;
+    return message;
+  }
+
+  async history(
+    em: EntityManager,
+    viewerId: string,
+    c: ConversationArgs,
+    args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null },
+  ): Promise<ConnectionShape<MessageType> & { conversation: Conversation }> {
+    const forward = (args.first !== null && args.first !== undefined) || !!args.after;
+    if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
+    const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
+    const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
+    const conv = await this.conversation(em, viewerId, c);
+    const rows = await messageRepository.page(em, conv.key, {
+      direction: forward ? 'forward' : 'backward',
+      cursor,
+      limit,
+      visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
+    });
+    return {
+      ...toConnection(rows, {
+        limit,
+        backward: !forward,
+        hasCursor: !!cursor,
+        totalCount: -1,
+        key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
+        node: toMessageType,
+      }),
+      conversation: conv,
+    };
+  }
+
+  /** How many messages of the conversation the viewer can see; only computed when asked for. */
+  count(em: EntityManager, viewerId: string, conv: Conversation): Promise<number> {
+    return messageRepository.count(em, conv.key, conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined);
+  }
+
+  /** A download: the bytes, if the viewer may read the conversation it was sent in. */
+  async attachment(em: EntityManager, viewerId: string, attachmentId: string) {
+    if (!isId(attachmentId)) throw new NotFoundError('Attachment');
+    const row = await messageRepository.conversationOfAttachment(em, attachmentId);
+    if (!row || !(await this.canRead(em, viewerId, row))) throw new NotFoundError('Attachment');
+    return messageRepository.attachmentData(em, attachmentId);
+  }
+
+  attachmentData(em: EntityManager, attachmentId: string) {
+    return messageRepository.attachmentData(em, attachmentId);
+  }
+
+  private async canRead(em: EntityManager, viewerId: string, r: MessageRow): Promise<boolean> {
+    try {
+      if (r.group_id) await this.d.groups.asMember(em, r.group_id, viewerId);
+      else if (r.project_id) {
+        await this.d.projects.asMember(em, r.project_id, viewerId);
+        if (r.recipient_id && viewerId !== r.sender_id && viewerId !== r.recipient_id) return false;
+      } else if (viewerId !== r.sender_id && viewerId !== r.recipient_id) return false;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

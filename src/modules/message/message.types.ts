@@ -1,0 +1,63 @@
+import { Field, ID, InputType, Int, ObjectType } from 'type-graphql';
+import { PageInfo } from '../../shared/graphql/connection';
+import type { AttachmentPayload } from '../../shared/pubsub/topics';
+
+@ObjectType('Attachment')
+export class AttachmentType {
+  @Field(() => ID) id!: string;
+  @Field() fileName!: string;
+  @Field() mimeType!: string;
+  @Field(() => Int, { description: 'Decoded size in bytes.' }) size!: number;
+}
+
+@ObjectType('Message')
+export class MessageType {
+  @Field(() => ID) id!: string;
+  @Field(() => String, { nullable: true }) content!: string | null;
+  @Field(() => Date) createdAt!: Date;
+  @Field(() => String, { nullable: true }) clientMessageId!: string | null;
+  attachmentMeta!: AttachmentPayload | null;
+  senderId!: string;
+  groupId!: string | null;
+  projectId!: string | null;
+  recipientId!: string | null;
+  conversationKey!: string;
+}
+
+@ObjectType('MessageEdge')
+export class MessageEdge {
+  @Field() cursor!: string;
+  @Field(() => MessageType) node!: MessageType;
+}
+
+/** Edges always oldest first; totalCount is counted only when a client asks for it. */
+@ObjectType('MessageConnection')
+export class MessageConnection {
+  @Field(() => [MessageEdge]) edges!: MessageEdge[];
+  @Field(() => PageInfo) pageInfo!: PageInfo;
+  conversation!: import('./message.service').Conversation;
+}
+
+@InputType()
+export class ConversationInput {
+  @Field(() => ID, { nullable: true }) groupId?: string | null;
+  @Field(() => ID, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
+  @Field(() => ID, { nullable: true }) projectId?: string | null;
+}
+
+@InputType()
+export class AttachmentInput {
+  @Field({ description: 'txt pdf png jpg jpeg gif doc' }) fileName!: string;
+  @Field() base64!: string;
+}
+
+@InputType()
+export class SendMessageInput {
+  @Field(() => ID, { nullable: true }) groupId?: string | null;
+  @Field(() => ID, { nullable: true, description: 'Direct message; with projectId, a private message inside the project.' }) toUserId?: string | null;
+  @Field(() => ID, { nullable: true }) projectId?: string | null;
+  @Field(() => String, { nullable: true }) content?: string | null;
+  @Field(() => AttachmentInput, { nullable: true }) attachment?: AttachmentInput | null;
+  @Field(() => String, { nullable: true, description: 'Idempotency key: a retry returns the first message, never a duplicate.' })
+  clientMessageId?: string | null;
+}

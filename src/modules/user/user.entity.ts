@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto';
+import { Entity, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+
+@Entity({ tableName: 'users' })
+@Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
+export class User {
+  [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt';
+
+  @PrimaryKey({ type: 'uuid' })
+  id: string = randomUUID();
+
+  /** Case kept as typed; uniqueness ignores case (index on lower(username)). */
+  @Property({ type: 'string', length: 64 })
+  username!: string;
+
+  @Property({ type: 'string', length: 64, nullable: true })
+  displayName?: string | null;
+
+  @Property({ type: 'text', hidden: true, lazy: true })
+  passwordHash!: string;
+
+  @Property({ type: 'datetime' })
+  createdAt: Date = new Date();
+
+  @Property({ type: 'datetime', nullable: true })
+  lastSeenAt?: Date | null;
+
+  /** Set when the account was deleted: the row stays as the placeholder sender of old messages. */
+  @Property({ type: 'datetime', nullable: true })
+  deletedAt?: Date | null;
+}

@@ -1,0 +1,47 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { User } from './user.entity';
+
+/** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
+export function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, '\\$&')}%`;
+}
+
+export const userRepository = {
+  async findByUsername(em: EntityManager, username: string, withPassword = false): Promise<User | null> {
+    const rows: { id: string }[] = await em.execute('select id from users where lower(username) = lower(?) and deleted_at is null limit 1', [username]);
+    if (!rows.length) return null;
+    return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
+  },
+
+  async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
+    const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
+    return rows.length > 0;
+  },
+
+  async findActive(em: EntityManager, ids: readonly string[]): Promise<User[]> {
+    return em.find(User, { id: { $in: [...ids] } });
+  },
+
+  /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
+  async search(em: EntityManager, opts: { search: string | null; after: { k: string; id: string } | null; limit: number }): Promise<{ rows: User[]; total: number }> {
+    const where: string[] = ['deleted_at is null'];
+    const params: unknown[] = [];
+    if (opts.search) {
+      where.push('(username ilike ? or display_name ilike ?)');
+      params.push(likePattern(opts.search), likePattern(opts.search));
+    }
+    const conn = em;
+    const [{ count }] = await conn.execute(`select count(*)::int as count from users where ${where.join(' and ')}`, params);
+    if (opts.after) {
+      where.push('(lower(username), id) > (?, ?)');
+      params.push(opts.after.k, opts.after.id);
+    }
+    const ids: { id: string }[] = await conn.execute(
+      `select id from users where ${where.join(' and ')} order by lower(username), id limit ?`,
+      [...params, opts.limit + 1],
+    );
+    const users = await em.find(User, { id: { $in: ids.map((r) => r.id) } });
+    const byId = new Map(users.map((u) => [u.id, u]));
+    return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count };
+  },
+};

@@ -1,0 +1,21 @@
+import { Field, ID, ObjectType, registerEnumType } from 'type-graphql';
+import { ConnectionType } from '../../shared/graphql/connection';
+
+export enum PresenceStatus {
+  ONLINE = 'ONLINE',
+  OFFLINE = 'OFFLINE',
+}
+registerEnumType(PresenceStatus, { name: 'PresenceStatus' });
+
+/** What the API shows of a user; `status` and `lastSeenAt` are resolved from presence. */
+@ObjectType('User')
+export class UserType {
+  @Field(() => ID) id!: string;
+  @Field() username!: string;
+  @Field(() => String, { nullable: true }) displayName!: string | null;
+  @Field(() => Date) createdAt!: Date;
+  /** The persisted value; the field resolver prefers live presence. */
+  storedLastSeenAt!: Date | null;
+}
+
+export const UserConnection = ConnectionType('User', UserType);

@@ -1,0 +1,201 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import type { Env } from './config/env';
+import { openDatabase, type Database } from './core/database';
+import { clientIp, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
+import { createServices, type Services } from './core/services';
+import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { createErrorFormatter } from './graphql/errors';
+import { createSchema } from './graphql/schema';
+import { attachWebSocket } from './graphql/ws';
+import type { FanoutStats } from './graphql/fanout';
+import { startJobs } from './jobs';
+import { createLogger, type Logger } from './shared/logger';
+import { createPubSub } from './shared/pubsub/pubsub';
+import { connectRedis } from './shared/redis';
+import { NotFoundError } from './shared/errors';
+
+export interface ParleyServer {
+  /** http://host:port/graphql */
+  url: string;
+  wsUrl: string;
+  port: number;
+  httpServer: Server;
+  services: Services;
+  database: Database;
+  /** Subscription executions and deliveries on this instance. */
+  fanout: FanoutStats;
+  /** Stops accepting, drains HTTP, closes sockets with 1001, stops jobs, closes Redis and the ORM. */
+  dispose(): Promise<void>;
+}
+
+export interface ServerOptions {
+  env: Env;
+  logger?: Logger;
+  /** Start the cron jobs (the presence sweep). @default true */
+  jobs?: boolean;
+}
+
+/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it), plus room for the document. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
+}
+
+/** GET /attachments/:id: the stored bytes, only to a member of the conversation, always as a download. */
+async function serveAttachment(services: Services, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  const token = bearerToken(req.headers.authorization);
+  const viewer = token ? await services.auth.authenticate(token) : null;
+  if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send your bearer token in the Authorization header.');
+  let file;
+  try {
+    file = await services.messages.attachment(services.orm.em.fork() as EntityManager, viewer.userId, id);
+  } catch (e) {
+    if (e instanceof NotFoundError) return sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
+    throw e;
+  }
+  if (!file) return sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
+  res.writeHead(200, {
+    'content-type': file.mimeType,
+    'content-length': file.data.length,
+    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${encodeURIComponent(file.fileName)}`,
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'private, no-store',
+  });
+  res.end(file.data);
+}
+
+/** Stops accepting, lets in-flight requests finish (up to `graceMs`), then cuts what is left. */
+function drain(server: Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Starts Parley: database (migrated), Redis or in-process pub/sub, GraphQL over HTTP and
+ * WebSocket on one port, health endpoints and jobs.
+ * @throws when the database or the port can't be used; nothing is left running.
+ */
+export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
+  const { env } = opts;
+  const logger = opts.logger ?? createLogger(env);
+  const database = await openDatabase(env, logger);
+  const redis = connectRedis(env, logger);
+  const pubsub = createPubSub(redis, logger);
+  const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
+  const disposers: [string, () => Promise<void> | void][] = [];
+  const production = env.NODE_ENV === 'production';
+
+  try {
+    await app.start();
+    const schema = await createSchema();
+    const httpServer = createHttpServer();
+    const formatError = createErrorFormatter({ production, logger });
+    const apollo = new ApolloServer<Context>({
+      schema,
+      introspection: env.ENABLE_INTROSPECTION,
+      includeStacktraceInErrorResponses: false,
+      allowBatchedHttpRequests: false,
+      csrfPrevention: true,
+      formatError,
+      plugins: [ApolloServerPluginLandingPageDisabled()],
+    });
+    await apollo.start();
+    const limit = bodyLimit(env);
+
+    httpServer.on('request', (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      const done = (e: unknown) => {
+        logger.error({ err: e, path }, 'request failed');
+        if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+        else res.end();
+      };
+      if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (path === '/readyz') {
+        Promise.all([database.ping(), redis ? redis.ping() : Promise.resolve(true)])
+          .then(([db, rd]) => sendJson(res, db && rd ? 200 : 503, { status: db && rd ? 'ready' : 'unavailable', database: db, redis: redis ? rd : 'not configured' }))
+          .catch(done);
+        return;
+      }
+      if (path === '/graphql') {
+        const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
+        res.setHeader('x-request-id', requestId);
+        const reqLogger = logger.child({ requestId });
+        handleGraphQL(apollo, req, res, {
+          bodyLimit: limit,
+          context: async () => {
+            const token = bearerToken(req.headers.authorization);
+            const viewer = token ? await app.services.auth.authenticate(token) : null;
+            if (token && !viewer) throw invalidTokenError();
+            if (viewer) void app.services.presence.touch(viewer.userId);
+            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });
+          },
+        }).catch(done);
+        return;
+      }
+      const attachment = /^\/attachments\/([^/]+)$/.exec(path);
+      if (attachment && req.method === 'GET') {
+        serveAttachment(app.services, req, res, decodeURIComponent(attachment[1])).catch(done);
+        return;
+      }
+      sendJson(res, 404, { error: 'Not found' });
+    });
+
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, formatError });
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(env.PORT, env.HOST, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+    const jobs = opts.jobs === false ? { dispose: async () => {} } : startJobs(app.services);
+    const port = (httpServer.address() as AddressInfo).port;
+    const host = env.HOST === '0.0.0.0' || env.HOST === '::' ? 'localhost' : env.HOST;
+
+    disposers.push(
+      ['websocket', () => ws.dispose()],
+      ['http', () => drain(httpServer, 5000)],
+      ['jobs', () => jobs.dispose()],
+      ['apollo', () => apollo.stop()],
+    );
+    let disposing: Promise<void> | undefined;
+    return {
+      url: `http://${host}:${port}/graphql`,
+      wsUrl: `ws://${host}:${port}/graphql`,
+      port,
+      httpServer,
+      services: app.services,
+      database,
+      fanout: ws.fanout,
+      dispose: () =>
+        (disposing ??= (async () => {
+          for (const [name, d] of disposers) {
+            await Promise.resolve(d()).catch((e) => logger.warn({ err: e, step: name }, 'dispose step failed'));
+            logger.debug({ step: name }, 'stopped');
+          }
+          await app.dispose();
+          await pubsub.dispose();
+          await redis?.dispose();
+          logger.debug('services, pub/sub and redis closed');
+          await database.dispose();
+        })()),
+    };
+  } catch (e) {
+    for (const [, d] of disposers) await Promise.resolve(d()).catch(() => undefined);
+    await app.dispose().catch(() => undefined);
+    await pubsub.dispose().catch(() => undefined);
+    await redis?.dispose();
+    await database.dispose();
+    throw e;
+  }
+}

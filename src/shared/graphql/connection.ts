@@ -1,0 +1,110 @@
+import { Field, Int, ObjectType, type ClassType } from 'type-graphql';
+import { BadUserInputError } from '../errors';
+
+@ObjectType()
+export class PageInfo {
+  @Field() hasNextPage!: boolean;
+  @Field() hasPreviousPage!: boolean;
+  @Field(() => String, { nullable: true }) startCursor!: string | null;
+  @Field(() => String, { nullable: true }) endCursor!: string | null;
+}
+
+export interface Edge<T> {
+  cursor: string;
+  node: T;
+}
+
+export interface ConnectionShape<T> {
+  edges: Edge<T>[];
+  pageInfo: PageInfo;
+  totalCount: number;
+}
+
+/** Builds the `<Name>Connection` and `<Name>Edge` object types for one node type. */
+export function ConnectionType<T extends object>(name: string, node: ClassType<T>) {
+  @ObjectType(`${name}Edge`)
+  class EdgeType {
+    @Field() cursor!: string;
+    @Field(() => node) node!: T;
+  }
+  @ObjectType(`${name}Connection`)
+  class ConnectionClass {
+    @Field(() => [EdgeType]) edges!: EdgeType[];
+    @Field(() => PageInfo) pageInfo!: PageInfo;
+    @Field(() => Int) totalCount!: number;
+  }
+  return ConnectionClass as ClassType<ConnectionShape<T>>;
+}
+
+/** A keyset position: the sort value (ISO time or string) and the row id that breaks ties. */
+export interface Keyset {
+  k: string;
+  id: string;
+}
+
+const CURSOR_PREFIX = 'c1:';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Cursors are opaque to clients: base64url of a versioned keyset. */
+export function encodeCursor(k: Keyset): string {
+  return Buffer.from(CURSOR_PREFIX + JSON.stringify([k.k, k.id])).toString('base64url');
+}
+
+/** @throws BadUserInputError for anything this server did not issue. */
+export function decodeCursor(cursor: string, field: string): Keyset {
+  const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  if (typeof cursor !== 'string' || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!text.startsWith(CURSOR_PREFIX)) throw bad();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text.slice(CURSOR_PREFIX.length));
+  } catch {
+    throw bad();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !UUID.test(parsed[1])) {
+    throw bad();
+  }
+  return { k: parsed[0], id: parsed[1] };
+}
+
+/** Decodes a cursor whose sort value must be a timestamp. */
+export function decodeTimeCursor(cursor: string, field: string): { at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, field);
+  const at = new Date(k);
+  if (Number.isNaN(at.getTime()) || at.toISOString() !== k) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  return { at, id };
+}
+
+/** Validates a page size argument. */
+export function pageSize(value: number | null | undefined, field: string, def: number, max = 100): number {
+  if (value === null || value === undefined) return def;
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new BadUserInputError(`'${field}' must be between 0 and ${max}.`, field);
+  }
+  return value;
+}
+
+/**
+ * Shapes rows fetched with one extra row (limit + 1) into a connection. `rows` are
+ * in the order they were fetched; `backward` pages are reversed so edges stay in display order.
+ */
+export function toConnection<R, N>(
+  rows: R[],
+  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: number; key: (r: R) => Keyset; node: (r: R) => N },
+): ConnectionShape<N> {
+  const more = rows.length > opts.limit;
+  const page = more ? rows.slice(0, opts.limit) : rows;
+  if (opts.backward) page.reverse();
+  const edges = page.map((r) => ({ cursor: encodeCursor(opts.key(r)), node: opts.node(r) }));
+  return {
+    edges,
+    totalCount: opts.totalCount,
+    pageInfo: {
+      hasNextPage: opts.backward ? opts.hasCursor : more,
+      hasPreviousPage: opts.backward ? more : opts.hasCursor,
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges[edges.length - 1]?.cursor ?? null,
+    },
+  };
+}

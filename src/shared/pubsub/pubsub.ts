@@ -1,0 +1,157 @@
+import { PubSub as MemoryEngine, type PubSubEngine } from 'graphql-subscriptions';
+import { RedisPubSub } from 'graphql-redis-subscriptions';
+import type { Logger } from '../logger';
+import type { RedisConnections } from '../redis';
+import { Topic, type TopicPayloads } from './topics';
+
+export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
+
+/**
+ * The PubSub behind every subscription. One upstream subscription per topic per
+ * instance (Redis or in-process), fanned out to local listeners in memory.
+ */
+export class PubSub {
+  private readonly listeners = new Map<Topic, Set<Listener<any>>>();
+  private readonly upstream = new Map<Topic, Promise<number>>();
+  /** Publishes that failed (Redis down); exposed as a metric. */
+  publishFailures = 0;
+
+  constructor(
+    private readonly engine: PubSubEngine,
+    readonly kind: 'redis' | 'memory',
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Publishes to every instance.
+   * @throws when the transport refuses (Redis down): callers that already committed log and count it.
+   */
+  async publish<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<void> {
+    try {
+      await this.engine.publish(topic, payload);
+    } catch (e) {
+      this.publishFailures++;
+      throw e;
+    }
+  }
+
+  /** Publishes and never throws: for events whose data is already committed. */
+  async publishSafe<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<boolean> {
+    try {
+      await this.publish(topic, payload);
+      return true;
+    } catch (e) {
+      this.logger.warn({ err: e, topic }, 'publish failed; the change is committed and reachable by query');
+      return false;
+    }
+  }
+
+  /** Adds a local listener; returns its removal. */
+  on<T extends Topic>(topic: T, listener: Listener<T>): () => void {
+    let set = this.listeners.get(topic);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(topic, set);
+    }
+    set.add(listener);
+    this.ensureUpstream(topic);
+    return () => {
+      set!.delete(listener);
+    };
+  }
+
+  /** Resolves once this instance receives the topic from upstream. */
+  ready(topic: Topic): Promise<unknown> {
+    this.ensureUpstream(topic);
+    return this.upstream.get(topic)!;
+  }
+
+  private ensureUpstream(topic: Topic): void {
+    if (this.upstream.has(topic)) return;
+    const sub = this.engine.subscribe(topic, (payload: unknown) => this.dispatch(topic, payload), {});
+    sub.catch((e) => this.logger.error({ err: e, topic }, 'upstream subscribe failed'));
+    this.upstream.set(topic, sub);
+  }
+
+  private dispatch(topic: Topic, payload: unknown): void {
+    const set = this.listeners.get(topic);
+    if (!set) return;
+    for (const listener of set) {
+      try {
+        listener(payload);
+      } catch (e) {
+        this.logger.error({ err: e, topic }, 'subscription listener failed');
+      }
+    }
+  }
+
+  /**
+   * An async iterator over a topic for one GraphQL subscription. `select` maps each
+   * payload to what this subscriber should see, or undefined to skip it.
+   * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
+   */
+  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, maxQueue = 1000): AsyncIterableIterator<R> {
+    const queue: R[] = [];
+    let waiting: ((r: IteratorResult<R>) => void) | undefined;
+    let done = false;
+    const self = this;
+    const off = this.on(topic, (payload) => {
+      if (done) return;
+      const value = select(payload);
+      if (value === undefined) return;
+      if (waiting) {
+        const w = waiting;
+        waiting = undefined;
+        w({ value, done: false });
+      } else {
+        if (queue.length >= maxQueue) {
+          queue.shift();
+          self.dropped++;
+        }
+        queue.push(value);
+      }
+    });
+    const finish = (): Promise<IteratorResult<R>> => {
+      if (!done) {
+        done = true;
+        off();
+        queue.length = 0;
+        waiting?.({ value: undefined, done: true });
+        waiting = undefined;
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    };
+    return {
+      next: () => {
+        if (queue.length) return Promise.resolve({ value: queue.shift()!, done: false });
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => (waiting = resolve));
+      },
+      return: finish,
+      throw: (e) => {
+        void finish();
+        return Promise.reject(e);
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  /** Events dropped for slow consumers. */
+  dropped = 0;
+
+  async dispose(): Promise<void> {
+    for (const [, sub] of this.upstream) {
+      const id = await sub.catch(() => undefined);
+      if (id !== undefined) this.engine.unsubscribe(id);
+    }
+    this.upstream.clear();
+    this.listeners.clear();
+  }
+}
+
+export function createPubSub(redis: RedisConnections | undefined, logger: Logger): PubSub {
+  if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger);
+  return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: redis.subscriber as any }), 'redis', logger);
+}

@@ -1,0 +1,91 @@
+/**
+ * The one list of pub/sub topics and what each carries. Payloads are plain JSON
+ * (ids and ISO dates), never ORM entities, so they cross Redis unchanged.
+ */
+export enum Topic {
+  MessageAdded = 'parley.message.added',
+  PresenceChanged = 'parley.presence.changed',
+  ProjectAction = 'parley.project.action',
+  GroupEvent = 'parley.group.event',
+  /** Internal: membership changes that keep every instance's membership index current. */
+  MembershipChanged = 'parley.membership.changed',
+  /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
+  SessionsRevoked = 'parley.sessions.revoked',
+}
+
+export interface AttachmentPayload {
+  id: string;
+  fileName: string;
+  mimeType: string;
+  size: number;
+}
+
+export interface MessagePayload {
+  id: string;
+  conversationKey: string;
+  senderId: string;
+  content: string | null;
+  attachment: AttachmentPayload | null;
+  groupId: string | null;
+  projectId: string | null;
+  recipientId: string | null;
+  clientMessageId: string | null;
+  createdAt: string;
+}
+
+export interface PresencePayload {
+  userId: string;
+  status: 'ONLINE' | 'OFFLINE';
+  lastSeenAt: string | null;
+}
+
+export interface ProjectActionEntryPayload {
+  id: string;
+  recipientId: string;
+  kind: string;
+  message: string;
+  projectId: string;
+  projectTitle: string;
+  actorId: string | null;
+  targetId: string | null;
+  previousTitle: string | null;
+  createdAt: string;
+}
+
+/** All entries produced by one project change, one per reader; each subscriber picks its own. */
+export interface ProjectActionPayload {
+  projectId: string;
+  entries: ProjectActionEntryPayload[];
+}
+
+export interface GroupEventPayload {
+  kind: 'CREATED' | 'RENAMED' | 'DELETED' | 'MEMBER_JOINED' | 'MEMBER_LEFT';
+  groupId: string;
+  isPrivate: boolean;
+  userId: string | null;
+  /** Who receives it: null means everyone (CREATED of a public group). */
+  audience: string[] | null;
+  createdAt: string;
+}
+
+export interface MembershipChangedPayload {
+  scope: 'group' | 'project';
+  id: string;
+  /** Users who joined (true) or left (false). For a deleted group or project, every former member with false. */
+  changes: { userId: string; member: boolean }[];
+}
+
+export interface SessionsRevokedPayload {
+  userId: string;
+  sessionIds: string[];
+  tokenHashes: string[];
+}
+
+export interface TopicPayloads {
+  [Topic.MessageAdded]: MessagePayload;
+  [Topic.PresenceChanged]: PresencePayload;
+  [Topic.ProjectAction]: ProjectActionPayload;
+  [Topic.GroupEvent]: GroupEventPayload;
+  [Topic.MembershipChanged]: MembershipChangedPayload;
+  [Topic.SessionsRevoked]: SessionsRevokedPayload;
+}

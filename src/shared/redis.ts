@@ -1,0 +1,68 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Env } from '../config/env';
+import type { Logger } from './logger';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisConnections {
+  /** Commands (presence, rate limits, locks). Fails fast while Redis is away. */
+  client: RedisClient;
+  publisher: RedisClient;
+  /** In subscriber mode; resubscribes by itself after a reconnect. */
+  subscriber: RedisClient;
+  ping(): Promise<boolean>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens the three connections Parley needs, to one Redis (REDIS_URL) or a Redis Cluster
+ * (REDIS_CLUSTER_NODES). Returns undefined when neither is configured.
+ */
+export function connectRedis(env: Env, logger: Logger): RedisConnections | undefined {
+  if (!env.REDIS_URL && !env.REDIS_CLUSTER_NODES) return undefined;
+  const base: RedisOptions = {
+    // Fail commands at once while disconnected instead of queueing them without bound.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 3000,
+    retryStrategy: (times) => Math.min(200 * times, 2000),
+    lazyConnect: false,
+  };
+  const make = (name: string, opts: RedisOptions = {}): RedisClient => {
+    const conn = env.REDIS_CLUSTER_NODES
+      ? new Cluster(
+          env.REDIS_CLUSTER_NODES.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })),
+          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false },
+        )
+      : new Redis(env.REDIS_URL!, { ...base, ...opts, connectionName: `parley-${name}` });
+    let down = false;
+    conn.on('error', (e: Error) => {
+      if (!down) logger.warn({ err: e.message, connection: name }, 'redis connection error');
+      down = true;
+    });
+    conn.on('ready', () => {
+      if (down) logger.info({ connection: name }, 'redis connection restored');
+      down = false;
+    });
+    return conn;
+  };
+  const client = make('client');
+  const publisher = make('pub');
+  // The subscriber queues its SUBSCRIBE commands until connected, so subscriptions made during an outage still land.
+  const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  return {
+    client,
+    publisher,
+    subscriber,
+    async ping() {
+      try {
+        return (await client.ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async dispose() {
+      await Promise.all([client, publisher, subscriber].map((c) => c.quit().catch(() => c.disconnect())));
+    },
+  };
+}

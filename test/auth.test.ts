@@ -1,0 +1,262 @@
+import { createHash } from 'node:crypto';
+import WebSocket from 'ws';
+import { PostgreSqlConnection } from '@mikro-orm/postgresql';
+import { codeOf, eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
+import { createTestServer, describeRedis } from './helpers/server';
+import { buildUser, signup, SIGNUP } from './helpers/factories';
+import { HOSTILE_STRINGS, snapshot, sql } from './helpers/db';
+
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token expiresAt user { id username status } } }';
+const ME = '{ me { id username displayName status } }';
+
+/** Opens a raw graphql-transport-ws socket and returns how it ends. */
+function rawSocket(url: string, init: Record<string, unknown> | null, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, 'graphql-transport-ws', { headers });
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  const acked = new Promise<boolean>((resolve) => {
+    ws.on('message', (m) => resolve(JSON.parse(String(m)).type === 'connection_ack'));
+    ws.on('close', () => resolve(false));
+  });
+  ws.on('open', () => init && ws.send(JSON.stringify({ type: 'connection_init', payload: init })));
+  return { ws, closed, acked };
+}
+
+describe('accounts', () => {
+  it('should sign up, return a token that works, and answer me', async () => {
+    const s = await createTestServer();
+    const input = buildUser({ displayName: 'Alice' });
+    const data = await ok(gql(s.url, SIGNUP, input));
+    expect(data.signup.user).toMatchObject({ username: input.username, displayName: 'Alice', status: 'ONLINE' });
+    expect(new Date(data.signup.expiresAt).getTime()).toBeGreaterThan(Date.now() + 29 * 86400_000);
+    const me = await ok(gql(s.url, ME, {}, data.signup.token));
+    expect(me.me.id).toBe(data.signup.user.id);
+    expect((await ok(gql(s.url, ME))).me).toBeNull();
+  });
+
+  it('should validate usernames and passwords naming the field', async () => {
+    const s = await createTestServer();
+    for (const username of ['ab', 'a'.repeat(33), 'has space', 'émile', 'semi;colon', '']) {
+      const r = await gql(s.url, SIGNUP, { username, password: 'password123' });
+      expect(codeOf(r)).toBe('BAD_USER_INPUT');
+      expect(r.errors![0].extensions!.field).toBe('username');
+    }
+    for (const password of ['short', 'x'.repeat(257)]) {
+      const r = await gql(s.url, SIGNUP, { username: 'valid_name', password });
+      expect(codeOf(r)).toBe('BAD_USER_INPUT');
+      expect(r.errors![0].extensions!.field).toBe('password');
+    }
+    await ok(gql(s.url, SIGNUP, { username: 'a.b-c_3', password: 'x'.repeat(256) }));
+  });
+
+  it('should refuse a taken username regardless of case, also when two signups race', async () => {
+    const s = await createTestServer();
+    await ok(gql(s.url, SIGNUP, { username: 'Carol', password: 'password123' }));
+    const r = await gql(s.url, SIGNUP, { username: 'cAROL', password: 'password123' });
+    expect(codeOf(r)).toBe('CONFLICT');
+    const race = await Promise.all([1, 2, 3].map(() => gql(s.url, SIGNUP, { username: 'Dave', password: 'password123' })));
+    expect(race.filter((x) => !x.errors).length).toBe(1);
+    expect(race.filter((x) => codeOf(x) === 'CONFLICT').length).toBe(2);
+  });
+
+  it('should hash passwords with argon2id at OWASP parameters and store tokens only as hashes', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const [row] = await sql(s.env.DATABASE_URL!, 'select password_hash from users where id = $1', [u.id]);
+    expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(Buffer.from(u.token, 'base64url').length).toBeGreaterThanOrEqual(16);
+    const sessions = await sql(s.env.DATABASE_URL!, 'select token_hash from sessions where user_id = $1', [u.id]);
+    expect(sessions).toEqual([{ token_hash: createHash('sha256').update(u.token).digest('hex') }]);
+    const leaked = await sql(s.env.DATABASE_URL!, "select count(*)::int as n from sessions where token_hash = $1 or token_hash like '%' || $1 || '%'", [u.token]);
+    expect(leaked[0].n).toBe(0);
+  });
+
+  it('should log in, answering an unknown user and a wrong password the same way', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const good = await ok(gql(s.url, LOGIN, { u: u.username.toUpperCase(), p: u.password }));
+    expect(good.login.user).toMatchObject({ id: u.id, status: 'ONLINE' });
+    expect(good.login.token).not.toBe(u.token);
+    const wrong = await gql(s.url, LOGIN, { u: u.username, p: 'wrong-password' });
+    const unknown = await gql(s.url, LOGIN, { u: 'nobody_here', p: 'wrong-password' });
+    expect(codeOf(wrong)).toBe('UNAUTHENTICATED');
+    expect(wrong.errors![0].message).toBe(unknown.errors![0].message);
+    expect(codeOf(unknown)).toBe('UNAUTHENTICATED');
+  });
+
+  it('should revoke only the token logout was called with', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const second = (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
+    expect((await ok(gql(s.url, 'mutation { logout }', {}, u.token))).logout).toBe(true);
+    const after = await gql(s.url, ME, {}, u.token);
+    expect(codeOf(after)).toBe('UNAUTHENTICATED');
+    expect(after.status).toBe(401);
+    expect((await ok(gql(s.url, ME, {}, second))).me.id).toBe(u.id);
+    expect(codeOf(await gql(s.url, 'mutation { logout }'))).toBe('UNAUTHENTICATED');
+  });
+
+  it('should refuse an expired token', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '1s' });
+    const u = await signup(s.url);
+    expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
+    await sleep(1200);
+    expect(codeOf(await gql(s.url, ME, {}, u.token))).toBe('UNAUTHENTICATED');
+  });
+
+  it('should not query the database to authenticate a cached token', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    await ok(gql(s.url, '{ __typename }', {}, u.token));
+    const spy = jest.spyOn(PostgreSqlConnection.prototype, 'execute');
+    try {
+      for (let i = 0; i < 20; i++) await ok(gql(s.url, '{ __typename }', {}, u.token));
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('should limit failed logins per account, counting aliased logins in one document', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const u = await signup(s.url);
+    // Mutation fields run one after another; a failed login (non-null) ends the document, so
+    // aliases can't try more passwords than the limit allows.
+    const doc = `mutation { a: login(username: "${u.username}", password: "nope-nope-1") { token } b: login(username: "${u.username}", password: "nope-nope-2") { token } c: login(username: "${u.username}", password: "nope-nope-3") { token } d: login(username: "${u.username}", password: "nope-nope-4") { token } }`;
+    const codes: string[] = [];
+    for (let i = 0; i < 4; i++) codes.push(...(await gql(s.url, doc)).errors!.map((e) => e.extensions!.code as string));
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    const blocked = await gql(s.url, LOGIN, { u: u.username, p: u.password });
+    expect(codeOf(blocked)).toBe('RATE_LIMITED');
+    expect(blocked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+  });
+
+  it('should limit failed logins per client address', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_IP: '3' });
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, LOGIN, { u: `ghost_${i}`, p: 'whatever1' }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, LOGIN, { u: 'ghost_9', p: 'whatever1' }))).toBe('RATE_LIMITED');
+  });
+
+  it('should update the profile with the same rules as signup', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const b = await signup(s.url);
+    const UPDATE = 'mutation($u: String, $d: String) { updateProfile(username: $u, displayName: $d) { id username displayName } }';
+    const r = await ok(gql(s.url, UPDATE, { u: 'renamed_a', d: '  Ann  ' }, a.token));
+    expect(r.updateProfile).toEqual({ id: a.id, username: 'renamed_a', displayName: 'Ann' });
+    expect(codeOf(await gql(s.url, UPDATE, { u: b.username.toUpperCase() }, a.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(s.url, UPDATE, { u: 'x' }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, UPDATE, { d: 'y'.repeat(65) }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, UPDATE, { u: 'anon_try' }))).toBe('UNAUTHENTICATED');
+    const me = await ok(gql(s.url, ME, {}, a.token));
+    expect(me.me).toMatchObject({ username: 'renamed_a', displayName: 'Ann' });
+  });
+
+  it('should find users by search with keyset paging', async () => {
+    const s = await createTestServer();
+    const me = await signup(s.url, { username: 'zed_viewer' });
+    for (const n of ['pat_1', 'pat_2', 'pat_3', 'pat_4', 'other']) await signup(s.url, { username: n });
+    const Q = 'query($s: String, $f: Int, $a: String) { users(search: $s, first: $f, after: $a) { totalCount pageInfo { hasNextPage endCursor } edges { node { username } } } }';
+    const p1 = await ok(gql(s.url, Q, { s: 'pat_', f: 3 }, me.token));
+    expect(p1.users.totalCount).toBe(4);
+    expect(p1.users.edges.map((e: any) => e.node.username)).toEqual(['pat_1', 'pat_2', 'pat_3']);
+    expect(p1.users.pageInfo.hasNextPage).toBe(true);
+    const p2 = await ok(gql(s.url, Q, { s: 'pat_', f: 3, a: p1.users.pageInfo.endCursor }, me.token));
+    expect(p2.users.edges.map((e: any) => e.node.username)).toEqual(['pat_4']);
+    expect(p2.users.pageInfo.hasNextPage).toBe(false);
+    expect(codeOf(await gql(s.url, Q, { a: 'forged' }, me.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, Q, { f: 1000 }, me.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, Q, {}))).toBe('UNAUTHENTICATED');
+  });
+
+  it('should delete an account: password required, tokens revoked, name freed, gone from search', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const other = await signup(s.url);
+    const DEL = 'mutation($p: String!) { deleteAccount(password: $p) }';
+    expect(codeOf(await gql(s.url, DEL, { p: 'wrong-password' }, u.token))).toBe('BAD_USER_INPUT');
+    expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
+    expect((await ok(gql(s.url, DEL, { p: u.password }, u.token))).deleteAccount).toBe(true);
+    expect(codeOf(await gql(s.url, ME, {}, u.token))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }))).toBe('UNAUTHENTICATED');
+    const search = await ok(gql(s.url, '{ users(search: "") { totalCount edges { node { id } } } }', {}, other.token));
+    expect(search.users.edges.map((e: any) => e.node.id)).not.toContain(u.id);
+    expect((await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { id } }', { id: u.id }, other.token))).user).toBeNull();
+    const [sessions] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from sessions where user_id = $1', [u.id]);
+    expect(sessions.n).toBe(0);
+    // The name is free again.
+    await ok(gql(s.url, SIGNUP, { username: u.username, password: 'another-password' }));
+  });
+
+  it('should reject hostile input in every string argument and write nothing', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const bad of HOSTILE_STRINGS) {
+      const attempts = [
+        gql(s.url, SIGNUP, { username: bad, password: 'password123' }),
+        gql(s.url, SIGNUP, { username: 'fine_name', password: bad.length >= 8 && bad.length <= 256 ? 'x' : bad }),
+        gql(s.url, LOGIN, { u: bad, p: bad }),
+        gql(s.url, 'mutation($u: String) { updateProfile(username: $u) { id } }', { u: bad }, u.token),
+        gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: bad }, u.token),
+      ];
+      for (const r of await Promise.all(attempts)) {
+        expect(['BAD_USER_INPUT', 'UNAUTHENTICATED', 'RATE_LIMITED']).toContain(codeOf(r));
+      }
+      const search = await gql(s.url, 'query($s: String) { users(search: $s) { totalCount } }', { s: bad }, u.token);
+      if (search.errors) expect(codeOf(search)).toBe('BAD_USER_INPUT');
+      else expect(search.data!.users.totalCount).toBeLessThanOrEqual(1);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+});
+
+describe('authenticated sockets', () => {
+  it('should close a socket without a token or with a bad one with 4403', async () => {
+    const s = await createTestServer();
+    expect(await rawSocket(s.wsUrl, {}).closed).toBe(4403);
+    expect(await rawSocket(s.wsUrl, { token: 'not-a-token' }).closed).toBe(4403);
+    expect(await rawSocket(s.wsUrl, { authorization: 'Bearer nope' }).closed).toBe(4403);
+  });
+
+  it('should accept the token as authorization, as token, or in the upgrade header', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    expect(await rawSocket(s.wsUrl, { authorization: `Bearer ${u.token}` }).acked).toBe(true);
+    expect(await rawSocket(s.wsUrl, { token: u.token }).acked).toBe(true);
+    expect(await rawSocket(s.wsUrl, {}, { authorization: `Bearer ${u.token}` }).acked).toBe(true);
+  });
+
+  it('should close the sockets of a token when it is revoked, and only those', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const other = (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
+    const a = wsClient(s.wsUrl, u.token);
+    const b = wsClient(s.wsUrl, other);
+    await Promise.all([a.connected, b.connected]);
+    const started = Date.now();
+    await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+    expect((await a.closed).code).toBe(4403);
+    expect(Date.now() - started).toBeLessThan(1000);
+    const stillOpen = await Promise.race([b.closed.then(() => false), sleep(300).then(() => true)]);
+    expect(stillOpen).toBe(true);
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.password }, other));
+    expect((await b.closed).code).toBe(4403);
+  });
+});
+
+describeRedis('authentication across instances', () => {
+  it('should close a socket on instance B when its token is revoked on instance A', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const u = await signup(a.url);
+    const onB = wsClient(b.wsUrl, u.token);
+    await onB.connected;
+    // B has the token cached now; revocation must reach its cache too.
+    expect((await ok(gql(b.url, ME, {}, u.token))).me.id).toBe(u.id);
+    const started = Date.now();
+    await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+    expect((await onB.closed).code).toBe(4403);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await eventually(async () => codeOf(await gql(b.url, ME, {}, u.token)) === 'UNAUTHENTICATED', 1000);
+  });
+});

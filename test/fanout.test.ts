@@ -1,0 +1,96 @@
+import WebSocket from 'ws';
+import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { signup } from './helpers/factories';
+
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+
+async function lobbyOf(url: string, token: string): Promise<string> {
+  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
+  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
+}
+
+/** A bare graphql-transport-ws socket, to see the protocol's frames as they are. */
+async function rawClient(url: string, token: string) {
+  const ws = new WebSocket(url, 'graphql-transport-ws');
+  const frames: any[] = [];
+  const closed = new Promise<number>((r) => ws.on('close', (c) => r(c)));
+  ws.on('message', (m) => frames.push(JSON.parse(String(m))));
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+  while (!frames.some((f) => f.type === 'connection_ack')) await sleep(10);
+  return { ws, frames, closed, send: (m: unknown) => ws.send(JSON.stringify(m)) };
+}
+
+describe('subscription fan-out', () => {
+  it('should execute each event once per distinct document and variables, and give each its exact result', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, a.token);
+    const other = (await ok(gql(s.url, 'mutation { createGroup(name: "Other") { id } }', {}, a.token))).createGroup.id;
+    const wide = 'subscription { messageAdded { id content sender { id username } } }';
+    const narrow = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }';
+    const subs = [];
+    for (let i = 0; i < 5; i++) {
+      const w = wsClient(s.wsUrl, i % 2 ? a.token : b.token);
+      await w.connected;
+      subs.push(subscribe<any>(w, wide));
+    }
+    const wa = wsClient(s.wsUrl, a.token);
+    await wa.connected;
+    const onLobby = subscribe<any>(wa, narrow, { c: { groupId: lobby } });
+    const onOther = subscribe<any>(wa, narrow, { c: { groupId: other } });
+    await sleep(150);
+    const before = s.fanout.executions;
+    const sent = (await ok(gql(s.url, SEND, { g: lobby, t: 'hello all' }, a.token))).sendMessage;
+    for (const sub of subs) expect((await sub.nth(1)).messageAdded).toEqual({ id: sent.id, content: 'hello all', sender: { id: a.id, username: a.username } });
+    expect(await onLobby.nth(1)).toEqual({ messageAdded: { content: 'hello all' } });
+    await sleep(100);
+    expect(onOther.values).toEqual([]);
+    // Seven subscribers, two shapes that received the event: two executions.
+    expect(s.fanout.executions - before).toBe(2);
+  });
+
+  it('should keep graphql-ws protocol rules: complete, duplicate ids, invalid documents', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const c = await rawClient(s.wsUrl, a.token);
+    c.send({ id: 's1', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    c.send({ id: 'bad', type: 'subscribe', payload: { query: 'subscription { messageAdded { nope } }' } });
+    await sleep(150);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'one' }, a.token));
+    await sleep(150);
+    expect(c.frames.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]);
+    expect(c.frames.find((f) => f.id === 'bad')?.type).toBe('error');
+    c.send({ id: 's1', type: 'complete' });
+    await sleep(100);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'two' }, a.token));
+    await sleep(150);
+    expect(c.frames.filter((f) => f.id === 's1')).toHaveLength(1);
+    c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    expect(await c.closed).toBe(4409);
+  });
+
+  it('should close a consumer that stops reading with 1013 instead of buffering without bound', async () => {
+    const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536' });
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const c = await rawClient(s.wsUrl, a.token);
+    c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
+    await sleep(150);
+    // Stop reading: the kernel buffers fill, then the server's.
+    (c.ws as any)._socket.pause();
+    const big = 'x'.repeat(3900);
+    let code: number | undefined;
+    void c.closed.then((x) => (code = x));
+    for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
+      await Promise.all([...Array(10).keys()].map((k) => gql(s.url, SEND, { g: lobby, t: `${i + k} ${big}` }, a.token)));
+    }
+    expect(s.fanout.slowConsumersClosed).toBe(1);
+    (c.ws as any)._socket.resume();
+    await c.closed;
+    expect(code).toBe(1013);
+  }, 60_000);
+});

@@ -1,0 +1,139 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { ConfigError, loadEnv } from '../src/config/env';
+import { createSchema, printSdl } from '../src/graphql/schema';
+import { codeOf, gql, ok } from './helpers/graphql';
+import { createTestServer, hasRedis } from './helpers/server';
+import { signup } from './helpers/factories';
+
+const ROOT = path.join(__dirname, '..');
+
+/** Runs the real entry point (src/index.ts) as `npm start` would, without the build step. */
+function runParley(env: Record<string, string | undefined>) {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const listening = new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const m = /"url":"(http:[^"]+)"/.exec(stdout);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}${stdout}`)));
+  });
+  listening.catch(() => undefined);
+  return { child, exited, listening, output: () => ({ stdout, stderr }) };
+}
+
+describe('foundation', () => {
+  it('should answer { __typename } over HTTP', async () => {
+    const s = await createTestServer();
+    expect(await ok(gql(s.url, '{ __typename }'))).toEqual({ __typename: 'Query' });
+  });
+
+  it('should report liveness and readiness', async () => {
+    const s = await createTestServer();
+    const base = s.url.replace('/graphql', '');
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    const body = (await ready.json()) as { database: boolean; redis: boolean | string };
+    expect(body.database).toBe(true);
+    expect(body.redis).toBe(hasRedis ? true : 'not configured');
+    expect(s.services.pubsub.kind).toBe(hasRedis ? 'redis' : 'memory');
+  });
+
+  it('should answer unknown paths with 404 and bad JSON with BAD_USER_INPUT', async () => {
+    const s = await createTestServer();
+    expect((await fetch(s.url.replace('/graphql', '/nope'))).status).toBe(404);
+    const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('should give a parse error a code', async () => {
+    const s = await createTestServer();
+    const r = await gql(s.url, '{ me ');
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+  });
+
+  it('should refuse a bad setting with one line naming the variable', () => {
+    expect(() => loadEnv({ PORT: 'eighty' })).toThrow(ConfigError);
+    expect(() => loadEnv({ PORT: 'eighty' })).toThrow(/PORT/);
+    expect(() => loadEnv({ PRESENCE_TIMEOUT: '-5' })).toThrow(/PRESENCE_TIMEOUT/);
+    expect(() => loadEnv({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
+    expect(() => loadEnv({ PRESENCE_SWEEP_CRON: 'every minute' })).toThrow(/PRESENCE_SWEEP_CRON/);
+    const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
+    expect(env.PRESENCE_TIMEOUT).toBe(300);
+    expect(env.TOKEN_TTL).toBe(86400);
+    expect(loadEnv({}).PORT).toBe(4000);
+  });
+
+  it('should keep schema.graphql current with the code', async () => {
+    const committed = readFileSync(path.join(ROOT, 'schema.graphql'), 'utf8');
+    expect(printSdl(await createSchema())).toBe(committed);
+  });
+
+  it('should exit non-zero with one clear line when the database is unreachable', async () => {
+    const p = runParley({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/nowhere', REDIS_URL: '' });
+    expect(await p.exited).toBe(1);
+    const { stderr } = p.output();
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^Parley could not start: cannot use the database at postgres:\/\/nobody@127\.0\.0\.1:1\/nowhere/);
+  });
+
+  it('should exit non-zero naming a bad variable', async () => {
+    const p = runParley({ PORT: 'abc' });
+    expect(await p.exited).toBe(1);
+    expect(p.output().stderr.trim()).toBe("Invalid configuration: PORT must be an integer, got 'abc'");
+  });
+
+  it('should shut down on SIGTERM: sockets closed with 1001, exit 0', async () => {
+    const p = runParley({});
+    const url = await p.listening;
+    const user = await signup(url);
+    const ws = new WebSocket(url.replace('http', 'ws'), 'graphql-transport-ws');
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'connection_init', payload: { token: user.token } }));
+    await new Promise((r) => ws.once('message', r));
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    const started = Date.now();
+    p.child.kill('SIGTERM');
+    expect(await closed).toBe(1001);
+    expect(await p.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('should start an embedded PostgreSQL without DATABASE_URL and keep its data across restarts', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'parley-embedded-'));
+    chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when we are root
+    const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(55000 + (process.pid % 1000)) };
+    try {
+      const first = runParley(env);
+      const url1 = await first.listening;
+      expect(first.output().stdout).toMatch(/database: embedded/);
+      const user = await signup(url1);
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+
+      const second = runParley(env);
+      const url2 = await second.listening;
+      const login = await ok(gql(url2, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
+      expect(login.login.user.id).toBe(user.id);
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

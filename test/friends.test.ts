@@ -1,0 +1,81 @@
+import { codeOf, gql, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { signup } from './helpers/factories';
+import { snapshot } from './helpers/db';
+
+const SEND = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id status from { id } to { id } } }';
+const ACCEPT = 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id status } }';
+const DECLINE = 'mutation($id: ID!) { declineFriendRequest(requestId: $id) { id status } }';
+const REMOVE = 'mutation($id: ID!) { removeFriend(userId: $id) }';
+const FRIENDS = '{ friends { id username } }';
+const REQUESTS = '{ friendRequests { id status from { id } to { id } createdAt } }';
+
+describe('friends', () => {
+  it('should send, list, accept and remove a friendship', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    expect(req).toMatchObject({ status: 'PENDING', from: { id: a.id }, to: { id: b.id } });
+    for (const u of [a, b]) {
+      expect((await ok(gql(s.url, REQUESTS, {}, u.token))).friendRequests.map((r: any) => r.id)).toEqual([req.id]);
+    }
+    expect((await ok(gql(s.url, ACCEPT, { id: req.id }, b.token))).acceptFriendRequest.status).toBe('ACCEPTED');
+    expect((await ok(gql(s.url, FRIENDS, {}, a.token))).friends.map((f: any) => f.id)).toEqual([b.id]);
+    expect((await ok(gql(s.url, FRIENDS, {}, b.token))).friends.map((f: any) => f.id)).toEqual([a.id]);
+    expect((await ok(gql(s.url, REQUESTS, {}, a.token))).friendRequests).toEqual([]);
+    expect((await ok(gql(s.url, REMOVE, { id: a.id }, b.token))).removeFriend).toBe(true);
+    expect((await ok(gql(s.url, FRIENDS, {}, a.token))).friends).toEqual([]);
+    expect(codeOf(await gql(s.url, REMOVE, { id: a.id }, b.token))).toBe('NOT_FOUND');
+  });
+
+  it('should let only the addressee answer, once', async () => {
+    const s = await createTestServer();
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    expect(codeOf(await gql(s.url, ACCEPT, { id: req.id }, a.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(s.url, ACCEPT, { id: req.id }, c.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, ACCEPT, { id: req.id }))).toBe('UNAUTHENTICATED');
+    expect((await ok(gql(s.url, DECLINE, { id: req.id }, b.token))).declineFriendRequest.status).toBe('DECLINED');
+    expect(codeOf(await gql(s.url, ACCEPT, { id: req.id }, b.token))).toBe('CONFLICT');
+    expect((await ok(gql(s.url, FRIENDS, {}, a.token))).friends).toEqual([]);
+    // After a decline a new request may be sent.
+    await ok(gql(s.url, SEND, { id: b.id }, a.token));
+  });
+
+  it('should refuse requests to oneself, duplicates, unknown users and existing friends', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, SEND, { id: a.id }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SEND, { id: '00000000-0000-4000-8000-000000000000' }, a.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, SEND, { id: "1' or '1'='1" }, a.token))).toBe('NOT_FOUND');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    await ok(gql(s.url, SEND, { id: b.id }, a.token));
+    expect(codeOf(await gql(s.url, SEND, { id: b.id }, a.token))).toBe('CONFLICT');
+    const race = await Promise.all([1, 2, 3].map(() => gql(s.url, SEND, { id: a.id }, b.token)));
+    // b answering with a request of their own accepts a's.
+    expect(race.filter((r) => !r.errors).length).toBeGreaterThanOrEqual(1);
+    expect((await ok(gql(s.url, FRIENDS, {}, a.token))).friends.map((f: any) => f.id)).toEqual([b.id]);
+    expect(codeOf(await gql(s.url, SEND, { id: b.id }, a.token))).toBe('CONFLICT');
+  });
+
+  it('should accept their request when you send one back', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const first = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    const back = (await ok(gql(s.url, SEND, { id: a.id }, b.token))).sendFriendRequest;
+    expect(back).toMatchObject({ id: first.id, status: 'ACCEPTED' });
+    expect((await ok(gql(s.url, FRIENDS, {}, b.token))).friends.map((f: any) => f.id)).toEqual([a.id]);
+  });
+
+  it('should drop friendships and requests of a deleted account', async () => {
+    const s = await createTestServer();
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const r = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, ACCEPT, { id: r.id }, b.token));
+    await ok(gql(s.url, SEND, { id: c.id }, a.token));
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: a.password }, a.token));
+    expect((await ok(gql(s.url, FRIENDS, {}, b.token))).friends).toEqual([]);
+    expect((await ok(gql(s.url, REQUESTS, {}, c.token))).friendRequests).toEqual([]);
+  });
+});

@@ -1,0 +1,164 @@
+import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export interface GqlResult<T = any> {
+  status: number;
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string; [k: string]: unknown }; path?: string[] }[];
+  headers: Headers;
+}
+
+/** One GraphQL request over HTTP, as a client sends it. */
+export async function gql<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GqlResult<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const text = await res.text();
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = { errors: [{ message: text }] };
+  }
+  return { status: res.status, data: body.data ?? undefined, errors: body.errors, headers: res.headers };
+}
+
+/** The first error's code, or undefined. */
+export function codeOf(r: GqlResult): string | undefined {
+  return r.errors?.[0]?.extensions?.code;
+}
+
+/** Data or a thrown error naming what went wrong. */
+export async function ok<T = any>(p: Promise<GqlResult<T>>): Promise<T> {
+  const r = await p;
+  if (r.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(r.errors)}`);
+  return r.data as T;
+}
+
+export interface WsClient {
+  client: Client;
+  /** Resolves once connected (connection_ack), rejects with the close event. */
+  connected: Promise<void>;
+  closed: Promise<{ code: number; reason: string }>;
+  dispose(): Promise<void>;
+}
+
+const openClients = new Set<WsClient>();
+
+/** A graphql-ws client; `token` goes in connectionParams unless `params` says otherwise. */
+export function wsClient(url: string, token?: string, params?: Record<string, unknown>): WsClient {
+  let resolveConnected!: () => void;
+  let rejectConnected!: (e: unknown) => void;
+  let resolveClosed!: (e: { code: number; reason: string }) => void;
+  const connected = new Promise<void>((res, rej) => ((resolveConnected = res), (rejectConnected = rej)));
+  const closed = new Promise<{ code: number; reason: string }>((res) => (resolveClosed = res));
+  const client = createClient({
+    url,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: params ?? (token ? { authorization: `Bearer ${token}` } : {}),
+    on: {
+      connected: () => resolveConnected(),
+      closed: (e: any) => {
+        rejectConnected(e);
+        resolveClosed({ code: e?.code, reason: e?.reason });
+      },
+    },
+  });
+  connected.catch(() => undefined);
+  const w: WsClient = {
+    client,
+    connected,
+    closed,
+    async dispose() {
+      openClients.delete(w);
+      await client.dispose();
+    },
+  };
+  openClients.add(w);
+  return w;
+}
+
+export interface Subscription<T> {
+  values: T[];
+  errors: unknown[];
+  /** Resolves with the n-th value (1-based) once it arrives, or rejects after `ms`. */
+  nth(n: number, ms?: number): Promise<T>;
+  /** Waits `ms` and returns what arrived in that time. */
+  settle(ms: number): Promise<T[]>;
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** Subscribes and collects every `next` payload's data. */
+export function subscribe<T = any>(w: WsClient, query: string, variables?: Record<string, unknown>): Subscription<T> {
+  const values: T[] = [];
+  const errors: unknown[] = [];
+  const waiters: (() => void)[] = [];
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const stop = w.client.subscribe<T>(
+    { query, variables },
+    {
+      next: (r: ExecutionResult<T>) => {
+        if (r.errors) errors.push(...r.errors);
+        if (r.data) values.push(r.data as T);
+        waiters.splice(0).forEach((f) => f());
+      },
+      error: (e) => {
+        errors.push(e);
+        resolveDone();
+        waiters.splice(0).forEach((f) => f());
+      },
+      complete: () => resolveDone(),
+    },
+  );
+  return {
+    values,
+    errors,
+    done,
+    stop,
+    nth(n, ms = 5000) {
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for value #${n}; got ${JSON.stringify(values)} errors ${JSON.stringify(errors)}`)), ms);
+        const check = () => {
+          if (values.length >= n) {
+            clearTimeout(timer);
+            resolve(values[n - 1]);
+          } else waiters.push(check);
+        };
+        check();
+      });
+    },
+    async settle(ms) {
+      await new Promise((r) => setTimeout(r, ms));
+      return values;
+    },
+  };
+}
+
+afterEach(async () => {
+  await Promise.all([...openClients].map((c) => c.dispose()));
+});
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value or `ms` pass. */
+export async function eventually<T>(fn: () => Promise<T> | T, ms = 5000, every = 50): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await sleep(every);
+  }
+}

@@ -1,0 +1,283 @@
+import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer, type TestServer } from './helpers/server';
+import { signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+
+const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
+  id content createdAt clientMessageId sender { id username } recipient { id } group { id isLobby }
+  attachment { id fileName mimeType size url } } }`;
+const HISTORY = `query($c: ConversationInput!, $last: Int, $before: String, $first: Int, $after: String) {
+  history(conversation: $c, last: $last, before: $before, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id content sender { id username displayName } } } } }`;
+const ADDED = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content sender { id } group { id } recipient { id } } }';
+const CREATE = 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id } }';
+const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
+const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
+
+const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+
+async function befriend(url: string, a: TestUser, b: TestUser): Promise<void> {
+  const r = await ok(gql(url, 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id } }', { id: b.id }, a.token));
+  await ok(gql(url, 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id } }', { id: r.sendFriendRequest.id }, b.token));
+}
+
+async function send(url: string, token: string, input: Record<string, unknown>) {
+  return (await ok(gql(url, SEND, { input }, token))).sendMessage;
+}
+
+async function lobbyOf(url: string, token: string): Promise<string> {
+  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
+  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
+}
+
+async function listen(s: TestServer, user: TestUser, c?: Record<string, unknown>) {
+  const w = wsClient(s.wsUrl, user.token);
+  await w.connected;
+  const sub = subscribe<any>(w, ADDED, c ? { c } : {});
+  await sleep(100);
+  return { w, sub };
+}
+
+describe('sending and history', () => {
+  it('should page a group conversation: newest 10 by default, back with last/before, forward with first/after', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const g = (await ok(gql(s.url, CREATE, { n: 'Chat' }, a.token))).createGroup.id;
+    const sent: string[] = [];
+    for (let i = 1; i <= 25; i++) sent.push((await send(s.url, a.token, { groupId: g, content: `m${i}` })).id);
+    const c = { groupId: g };
+    const newest = (await ok(gql(s.url, HISTORY, { c }, a.token))).history;
+    expect(newest.totalCount).toBe(25);
+    expect(newest.edges.map((e: any) => e.node.content)).toEqual(['m16', 'm17', 'm18', 'm19', 'm20', 'm21', 'm22', 'm23', 'm24', 'm25']);
+    expect(newest.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false });
+    expect(newest.pageInfo.startCursor).toBe(newest.edges[0].cursor);
+    expect(newest.pageInfo.endCursor).toBe(newest.edges[9].cursor);
+    const older = (await ok(gql(s.url, HISTORY, { c, last: 10, before: newest.pageInfo.startCursor }, a.token))).history;
+    expect(older.edges.map((e: any) => e.node.content)).toEqual(['m6', 'm7', 'm8', 'm9', 'm10', 'm11', 'm12', 'm13', 'm14', 'm15']);
+    const oldest = (await ok(gql(s.url, HISTORY, { c, last: 10, before: older.pageInfo.startCursor }, a.token))).history;
+    expect(oldest.edges.map((e: any) => e.node.content)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
+    expect(oldest.pageInfo.hasPreviousPage).toBe(false);
+    const fromStart = (await ok(gql(s.url, HISTORY, { c, first: 3 }, a.token))).history;
+    expect(fromStart.edges.map((e: any) => e.node.content)).toEqual(['m1', 'm2', 'm3']);
+    expect(fromStart.pageInfo.hasNextPage).toBe(true);
+    const catchUp = (await ok(gql(s.url, HISTORY, { c, first: 50, after: older.pageInfo.endCursor }, a.token))).history;
+    expect(catchUp.edges.map((e: any) => e.node.id)).toEqual(sent.slice(15));
+    expect(catchUp.pageInfo.hasNextPage).toBe(false);
+    for (const bad of ['forged', Buffer.from('c1:["x","y"]').toString('base64url'), 'a'.repeat(300)]) {
+      expect(codeOf(await gql(s.url, HISTORY, { c, before: bad }, a.token))).toBe('BAD_USER_INPUT');
+    }
+    expect(codeOf(await gql(s.url, HISTORY, { c, last: 101 }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, HISTORY, { c, first: 5, before: newest.pageInfo.startCursor }, a.token))).toBe('BAD_USER_INPUT');
+  });
+
+  it('should enforce who may send and read, writing nothing on refusal', async () => {
+    const s = await createTestServer();
+    const [owner, outsider, friend, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const pub = (await ok(gql(s.url, CREATE, { n: 'Open' }, owner.token))).createGroup.id;
+    const priv = (await ok(gql(s.url, CREATE, { n: 'Closed', p: true }, owner.token))).createGroup.id;
+    await befriend(s.url, owner, friend);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ groupId: pub, content: 'hi' }, outsider.token, 'FORBIDDEN'],
+      [{ groupId: priv, content: 'hi' }, outsider.token, 'NOT_FOUND'],
+      [{ groupId: '00000000-0000-4000-8000-000000000000', content: 'hi' }, owner.token, 'NOT_FOUND'],
+      [{ toUserId: stranger.id, content: 'hi' }, owner.token, 'FORBIDDEN'],
+      [{ toUserId: owner.id, content: 'hi' }, owner.token, 'BAD_USER_INPUT'],
+      [{ toUserId: '00000000-0000-4000-8000-000000000000', content: 'hi' }, owner.token, 'NOT_FOUND'],
+      [{ content: 'nowhere' }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, toUserId: friend.id, content: 'two places' }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: '   ' }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: 'x'.repeat(4001) }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: 'ok', clientMessageId: 'y'.repeat(65) }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: 'anonymous' }, '', 'UNAUTHENTICATED'],
+    ];
+    for (const [input, token, code] of cases) {
+      const r = await gql(s.url, SEND, { input }, token || undefined);
+      expect([JSON.stringify(input).slice(0, 60), codeOf(r)]).toEqual([JSON.stringify(input).slice(0, 60), code]);
+    }
+    expect(codeOf(await gql(s.url, HISTORY, { c: { groupId: pub } }, outsider.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(s.url, HISTORY, { c: { groupId: priv } }, outsider.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, HISTORY, { c: { userId: friend.id } }, stranger.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(s.url, HISTORY, { c: {} }, owner.token))).toBe('BAD_USER_INPUT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await send(s.url, owner.token, { groupId: pub, content: 'x'.repeat(4000) })).content).toHaveLength(4000);
+    expect((await send(s.url, owner.token, { groupId: pub, content: '  trimmed  ' })).content).toBe('trimmed');
+  });
+
+  it('should keep direct conversations between two friends', async () => {
+    const s = await createTestServer();
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    await befriend(s.url, a, c);
+    const m = await send(s.url, a.token, { toUserId: b.id, content: 'psst' });
+    expect(m).toMatchObject({ recipient: { id: b.id }, group: null });
+    await send(s.url, b.token, { toUserId: a.id, content: 'hey' });
+    await send(s.url, a.token, { toUserId: c.id, content: 'for c' });
+    const seenByB = (await ok(gql(s.url, HISTORY, { c: { userId: a.id } }, b.token))).history;
+    expect(seenByB.edges.map((e: any) => e.node.content)).toEqual(['psst', 'hey']);
+    const seenByC = (await ok(gql(s.url, HISTORY, { c: { userId: a.id } }, c.token))).history;
+    expect(seenByC.edges.map((e: any) => e.node.content)).toEqual(['for c']);
+  });
+
+  it('should return the first message for a retried clientMessageId, even when retries race', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const first = await send(s.url, a.token, { groupId: lobby, content: 'once', clientMessageId: 'abc-1' });
+    const again = await send(s.url, a.token, { groupId: lobby, content: 'once', clientMessageId: 'abc-1' });
+    expect(again.id).toBe(first.id);
+    const race = await Promise.all([1, 2, 3, 4, 5].map(() => gql(s.url, SEND, { input: { groupId: lobby, content: 'race', clientMessageId: 'race-1' } }, a.token)));
+    expect(new Set(race.map((r) => r.data!.sendMessage.id)).size).toBe(1);
+    const [row] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where sender_id = $1', [a.id]);
+    expect(row.n).toBe(2);
+  });
+
+  it('should keep a message whose publish failed, and count the failure', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const spy = jest.spyOn(s.services.pubsub, 'publish').mockRejectedValue(new Error('redis down'));
+    try {
+      const m = await send(s.url, a.token, { groupId: lobby, content: 'safe anyway' });
+      expect(s.services.messages.publishFailures).toBe(1);
+      const h = (await ok(gql(s.url, HISTORY, { c: { groupId: lobby } }, a.token))).history;
+      expect(h.edges.map((e: any) => e.node.id)).toEqual([m.id]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("should keep a deleted user's messages with a placeholder sender", async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, a.token);
+    await send(s.url, a.token, { groupId: lobby, content: 'before I go' });
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: a.password }, a.token));
+    const h = (await ok(gql(s.url, HISTORY, { c: { groupId: lobby } }, b.token))).history;
+    expect(h.edges[0].node).toMatchObject({ content: 'before I go', sender: { id: a.id, displayName: 'Deleted user' } });
+    expect(h.edges[0].node.sender.username).toMatch(/^deleted-/);
+  });
+});
+
+describe('attachments', () => {
+  it('should store a checked file and serve it only to members, as a download', async () => {
+    const s = await createTestServer();
+    const [a, outsider] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, CREATE, { n: 'Files' }, a.token))).createGroup.id;
+    const m = await send(s.url, a.token, { groupId: g, content: 'pic', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } });
+    expect(m.attachment).toMatchObject({ fileName: 'dot.png', mimeType: 'image/png', size: PNG.length, url: `/attachments/${m.attachment.id}` });
+    const base = s.url.replace('/graphql', '');
+    const res = await fetch(base + m.attachment.url, { headers: { authorization: `Bearer ${a.token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/png');
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="dot.png"/);
+    expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
+    expect((await fetch(base + m.attachment.url, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
+    expect((await fetch(base + m.attachment.url)).status).toBe(401);
+    const h = (await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { attachment { base64 } } } } }', { c: { groupId: g } }, a.token))).history;
+    expect(h.edges[0].node.attachment.base64).toBe(PNG.toString('base64'));
+    // Attachment-only messages are fine; text files too.
+    const txt = await send(s.url, a.token, { groupId: g, attachment: { fileName: 'notes.txt', base64: Buffer.from('héllo\n').toString('base64') } });
+    expect(txt).toMatchObject({ content: null, attachment: { mimeType: 'text/plain; charset=utf-8' } });
+  });
+
+  it('should reject bad names, bad base64, mismatched content and oversize files, storing nothing', async () => {
+    const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '1024' });
+    const a = await signup(s.url);
+    const g = (await ok(gql(s.url, CREATE, { n: 'Files' }, a.token))).createGroup.id;
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const png = PNG.toString('base64');
+    const cases: [Record<string, string>, string][] = [
+      [{ fileName: 'a.jpg.php', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'evil\u0000.png', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: '../../etc/passwd.png', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'dir\\x.png', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'noext', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.exe', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.png', base64: 'not base64!!' }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.png', base64: '' }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.jpg', base64: png }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.pdf', base64: Buffer.from('hello').toString('base64') }, 'BAD_USER_INPUT'],
+      [{ fileName: 'x.txt', base64: Buffer.from([0x00, 0x01, 0xff]).toString('base64') }, 'BAD_USER_INPUT'],
+      [{ fileName: 'big.png', base64: Buffer.concat([PNG, Buffer.alloc(2000)]).toString('base64') }, 'PAYLOAD_TOO_LARGE'],
+    ];
+    for (const [attachment, code] of cases) {
+      const r = await gql(s.url, SEND, { input: { groupId: g, content: 'x', attachment } }, a.token);
+      expect([attachment.fileName, codeOf(r)]).toEqual([attachment.fileName, code]);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+});
+
+describe('delivery', () => {
+  it('should deliver a conversation to its subscribers and everything of theirs to unfiltered ones', async () => {
+    const s = await createTestServer();
+    const [a, b, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, CREATE, { n: 'Room' }, a.token))).createGroup.id;
+    await ok(gql(s.url, JOIN, { g }, b.token));
+    await befriend(s.url, a, b);
+    const lobby = await lobbyOf(s.url, a.token);
+    const bRoom = await listen(s, b, { groupId: g });
+    const bAll = await listen(s, b);
+    const outAll = await listen(s, outsider);
+    await send(s.url, a.token, { groupId: g, content: 'room' });
+    await send(s.url, a.token, { toUserId: b.id, content: 'direct' });
+    await send(s.url, a.token, { groupId: lobby, content: 'lobby' });
+    await bAll.sub.nth(3);
+    expect(bAll.sub.values.map((v) => v.messageAdded.content)).toEqual(['room', 'direct', 'lobby']);
+    expect(bRoom.sub.values.map((v) => v.messageAdded.content)).toEqual(['room']);
+    await outAll.sub.settle(200);
+    expect(outAll.sub.values.map((v) => v.messageAdded.content)).toEqual(['lobby']);
+  });
+
+  it('should refuse to subscribe to a conversation the viewer may not read', async () => {
+    const s = await createTestServer();
+    const [a, outsider] = [await signup(s.url), await signup(s.url)];
+    const priv = (await ok(gql(s.url, CREATE, { n: 'Closed', p: true }, a.token))).createGroup.id;
+    const w = wsClient(s.wsUrl, outsider.token);
+    await w.connected;
+    const sub = subscribe<any>(w, ADDED, { c: { groupId: priv } });
+    await sub.done;
+    expect(JSON.stringify(sub.errors)).toMatch(/NOT_FOUND/);
+  });
+
+  it('should stop delivering to a member who leaves, on sockets opened before', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, CREATE, { n: 'Room' }, a.token))).createGroup.id;
+    await ok(gql(s.url, JOIN, { g }, b.token));
+    const filtered = await listen(s, b, { groupId: g });
+    const all = await listen(s, b);
+    await send(s.url, a.token, { groupId: g, content: 'before' });
+    await all.sub.nth(1);
+    await ok(gql(s.url, LEAVE, { g }, b.token));
+    await sleep(100);
+    await send(s.url, a.token, { groupId: g, content: 'after' });
+    await sleep(300);
+    expect(all.sub.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+    expect(filtered.sub.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+  });
+
+  it('should let a client that was disconnected catch up on every message with first/after', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, a.token);
+    const live = await listen(s, b, { groupId: lobby });
+    await send(s.url, a.token, { groupId: lobby, content: 'seen live' });
+    await live.sub.nth(1);
+    const cursor = (await ok(gql(s.url, HISTORY, { c: { groupId: lobby }, last: 1 }, b.token))).history.pageInfo.endCursor;
+    await live.w.dispose();
+    const missed: string[] = [];
+    for (let i = 0; i < 30; i++) missed.push((await send(s.url, a.token, { groupId: lobby, content: `missed ${i}` })).id);
+    const caught: string[] = [];
+    let after = cursor;
+    for (;;) {
+      const page = (await ok(gql(s.url, HISTORY, { c: { groupId: lobby }, first: 7, after }, b.token))).history;
+      caught.push(...page.edges.map((e: any) => e.node.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    expect(caught).toEqual(missed);
+  });
+});
