@@ -62,7 +62,12 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
       }
     },
     async dispose() {
-      await Promise.all([client, publisher, subscriber].map((c) => c.quit().catch(() => c.disconnect())));
+      // QUIT waits for a reply; while Redis is away (or reconnecting) it would wait forever, so cut instead.
+      await Promise.all(
+        [client, publisher, subscriber].map((c) =>
+          c.status === 'ready' ? c.quit().then(() => undefined, () => c.disconnect()) : c.disconnect(),
+        ),
+      );
     },
   };
 }
