@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { buildSchema, isNonNullType, Kind, parse, print, type DefinitionNode } from 'graphql';
+
+/**
+ * The public contract lives in ../shared/API.md, outside this repository; external clients and
+ * acceptance tests use those names. Every type, field, argument (with its type and default) and
+ * enum value it lists must exist, unchanged, in the committed schema.graphql.
+ */
+const API_MD = path.resolve(__dirname, '../../shared/API.md');
+
+function contractDefinitions(): readonly DefinitionNode[] {
+  const text = readFileSync(API_MD, 'utf8');
+  const block = text.split('```graphql')[1]?.split('```')[0];
+  if (!block) throw new Error(`no graphql block in ${API_MD}`);
+  return parse(block).definitions;
+}
+
+function differences(): string[] {
+  const schema = buildSchema(readFileSync(path.resolve(__dirname, '../schema.graphql'), 'utf8'));
+  const out: string[] = [];
+  for (const def of contractDefinitions()) {
+    if (!('name' in def) || !def.name) continue;
+    const name = def.name.value;
+    const type = schema.getType(name);
+    if (!type) {
+      out.push(`type ${name} is missing`);
+      continue;
+    }
+    if (def.kind === Kind.ENUM_TYPE_DEFINITION) {
+      const values = new Set((type as any).getValues().map((v: { name: string }) => v.name));
+      for (const v of def.values ?? []) if (!values.has(v.name.value)) out.push(`enum value ${name}.${v.name.value} is missing`);
+      continue;
+    }
+    if (def.kind !== Kind.OBJECT_TYPE_DEFINITION && def.kind !== Kind.INPUT_OBJECT_TYPE_DEFINITION) continue;
+    const fields = (type as any).getFields() as Record<string, { type: unknown; args?: { name: string; type: unknown; defaultValue: unknown }[] }>;
+    for (const f of def.fields ?? []) {
+      const at = `${name}.${f.name.value}`;
+      const got = fields[f.name.value];
+      if (!got) {
+        out.push(`${at} is missing`);
+        continue;
+      }
+      if (String(got.type) !== print(f.type)) out.push(`${at} is ${String(got.type)}, the contract says ${print(f.type)}`);
+      const args = 'arguments' in f ? (f.arguments ?? []) : [];
+      for (const a of args) {
+        const ga = got.args?.find((x) => x.name === a.name.value);
+        if (!ga) {
+          out.push(`${at}(${a.name.value}) is missing`);
+          continue;
+        }
+        if (String(ga.type) !== print(a.type)) out.push(`${at}(${a.name.value}) is ${String(ga.type)}, the contract says ${print(a.type)}`);
+        if (a.defaultValue && String(ga.defaultValue) !== print(a.defaultValue)) {
+          out.push(`${at}(${a.name.value}) defaults to ${String(ga.defaultValue)}, the contract says ${print(a.defaultValue)}`);
+        }
+      }
+      // Adding arguments is allowed, but not ones a contract client would have to send.
+      for (const ga of got.args ?? []) {
+        if (!args.some((a) => a.name.value === ga.name) && isNonNullType(ga.type) && ga.defaultValue === undefined) {
+          out.push(`${at}(${ga.name}) is required but not in the contract`);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+describe('contract', () => {
+  it('should expose every type, field, argument and default of ../shared/API.md in schema.graphql', () => {
+    expect(contractDefinitions().length).toBeGreaterThanOrEqual(20);
+    expect(differences()).toEqual([]);
+  });
+});
