@@ -63,6 +63,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   });
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
+  auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
   const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects };
   return {

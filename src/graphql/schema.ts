@@ -5,13 +5,14 @@ import { FriendResolver } from '../modules/friend/friend.resolver';
 import { GroupEventResolver, GroupResolver } from '../modules/group/group.resolver';
 import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '../modules/message/message.resolver';
 import { PresenceResolver } from '../modules/presence/presence.resolver';
+import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '../modules/project/project.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
 import { UnauthenticatedError } from '../shared/errors';
 import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from './context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {

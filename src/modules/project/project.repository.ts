@@ -1,8 +1,162 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { ProjectActionKind, ProjectRole } from './project.entity';
+import type { ProjectMemberShape } from './project.types';
+
+export interface ProjectRow {
+  id: string;
+  title: string;
+  owner_id: string;
+  created_at: Date;
+}
+
+export interface ActionRow {
+  id: string;
+  recipient_id: string;
+  kind: ProjectActionKind;
+  message: string;
+  project_id: string;
+  project_title: string;
+  actor_id: string | null;
+  target_id: string | null;
+  previous_title: string | null;
+  created_at: Date;
+}
+
+export interface NewAction {
+  id: string;
+  recipientId: string;
+  kind: ProjectActionKind;
+  message: string;
+  projectId: string;
+  projectTitle: string;
+  actorId: string | null;
+  targetId: string | null;
+  previousTitle: string | null;
+  createdAt: Date;
+}
+
+/** A PostgreSQL array literal of ids read from the database (UUIDs: nothing to escape). */
+function uuidArray(ids: string[]): string {
+  return `{${ids.join(',')}}`;
+}
+
+const ACTION_COLUMNS = 'id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, created_at';
 
 export const projectRepository = {
   async projectIdsOf(em: EntityManager, userId: string): Promise<string[]> {
     const rows: { project_id: string }[] = await em.execute('select project_id from project_members where user_id = ?', [userId]);
     return rows.map((r) => r.project_id);
+  },
+
+  async byId(em: EntityManager, id: string): Promise<ProjectRow | null> {
+    const rows: ProjectRow[] = await em.execute('select id, title, owner_id, created_at from projects where id = ?', [id]);
+    return rows[0] ?? null;
+  },
+
+  /** Locks the project row for the rest of the transaction, so membership changes to one project run one at a time. */
+  async lock(em: EntityManager, id: string): Promise<ProjectRow | null> {
+    const rows: ProjectRow[] = await em.execute('select id, title, owner_id, created_at from projects where id = ? for update', [id]);
+    return rows[0] ?? null;
+  },
+
+  /** The viewer's projects, oldest first. */
+  async ofUser(em: EntityManager, userId: string): Promise<ProjectRow[]> {
+    return em.execute(
+      `select p.id, p.title, p.owner_id, p.created_at from projects p join project_members m on m.project_id = p.id
+       where m.user_id = ? order by p.created_at, p.id`,
+      [userId],
+    );
+  },
+
+  /** Members of several projects in one query, longest-standing first. */
+  async members(em: EntityManager, projectIds: string[]): Promise<Map<string, ProjectMemberShape[]>> {
+    const out = new Map<string, ProjectMemberShape[]>(projectIds.map((id) => [id, []]));
+    if (!projectIds.length) return out;
+    const rows: { project_id: string; user_id: string; role: ProjectRole; joined_at: Date }[] = await em.execute(
+      'select project_id, user_id, role, joined_at from project_members where project_id = any(?::uuid[]) order by joined_at, id',
+      [uuidArray(projectIds)],
+    );
+    for (const r of rows) out.get(r.project_id)!.push({ userId: r.user_id, role: r.role, joinedAt: new Date(r.joined_at) });
+    return out;
+  },
+
+  async insertProject(em: EntityManager, p: { id: string; title: string; ownerId: string }): Promise<void> {
+    await em.execute('insert into projects (id, title, owner_id, created_at) values (?, ?, ?, clock_timestamp())', [p.id, p.title, p.ownerId]);
+  },
+
+  /** Adds a member; false when they were one already. */
+  async addMember(em: EntityManager, m: { id: string; projectId: string; userId: string; role: ProjectRole }): Promise<boolean> {
+    const rows = await em.execute(
+      `insert into project_members (id, project_id, user_id, role, joined_at) values (?, ?, ?, ?, clock_timestamp())
+       on conflict (project_id, user_id) do nothing returning id`,
+      [m.id, m.projectId, m.userId, m.role],
+    );
+    return rows.length > 0;
+  },
+
+  async removeMember(em: EntityManager, projectId: string, userId: string): Promise<void> {
+    await em.execute('delete from project_members where project_id = ? and user_id = ?', [projectId, userId]);
+  },
+
+  async setRole(em: EntityManager, projectId: string, userId: string, role: ProjectRole): Promise<void> {
+    await em.execute('update project_members set role = ? where project_id = ? and user_id = ?', [role, projectId, userId]);
+  },
+
+  async setOwner(em: EntityManager, projectId: string, ownerId: string): Promise<void> {
+    await em.execute('update projects set owner_id = ? where id = ?', [ownerId, projectId]);
+  },
+
+  async rename(em: EntityManager, projectId: string, title: string): Promise<void> {
+    await em.execute('update projects set title = ? where id = ?', [title, projectId]);
+  },
+
+  /** Deletes the project, its memberships (cascade) and its conversation with the attachments in it. Inbox entries stay. */
+  async destroy(em: EntityManager, projectId: string): Promise<void> {
+    await em.execute(
+      'with m as (delete from messages where project_id = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)',
+      [projectId],
+    );
+    await em.execute('delete from projects where id = ?', [projectId]);
+  },
+
+  async usernames(em: EntityManager, ids: string[]): Promise<Map<string, string>> {
+    const rows: { id: string; username: string }[] = ids.length ? await em.execute('select id, username from users where id = any(?::uuid[])', [uuidArray(ids)]) : [];
+    return new Map(rows.map((r) => [r.id, r.username]));
+  },
+
+  async insertActions(em: EntityManager, actions: NewAction[]): Promise<void> {
+    if (!actions.length) return;
+    const values = actions.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+    const params = actions.flatMap((a) => [a.id, a.recipientId, a.kind, a.message, a.projectId, a.projectTitle, a.actorId, a.targetId, a.previousTitle, a.createdAt]);
+    await em.execute(`insert into project_actions (${ACTION_COLUMNS}) values ${values}`, params);
+  },
+
+  /** One page of a viewer's inbox, newest first, by keyset on (created_at, id). */
+  async actions(em: EntityManager, recipientId: string, opts: { projectId: string | null; before: { at: Date; id: string } | null; limit: number }): Promise<ActionRow[]> {
+    const where = ['recipient_id = ?'];
+    const params: unknown[] = [recipientId];
+    if (opts.projectId) {
+      where.push('project_id = ?');
+      params.push(opts.projectId);
+    }
+    if (opts.before) {
+      where.push('(created_at, id) < (?, ?)');
+      params.push(opts.before.at, opts.before.id);
+    }
+    return em.execute(`select ${ACTION_COLUMNS} from project_actions where ${where.join(' and ')} order by created_at desc, id desc limit ?`, [
+      ...params,
+      opts.limit + 1,
+    ]);
+  },
+
+  async countActions(em: EntityManager, recipientId: string, projectId: string | null): Promise<number> {
+    const [row]: { n: number }[] = projectId
+      ? await em.execute('select count(*)::int as n from project_actions where recipient_id = ? and project_id = ?', [recipientId, projectId])
+      : await em.execute('select count(*)::int as n from project_actions where recipient_id = ?', [recipientId]);
+    return row.n;
+  },
+
+  async deleteInbox(em: EntityManager, recipientId: string): Promise<void> {
+    await em.execute('delete from project_actions where recipient_id = ?', [recipientId]);
   },
 };

@@ -1,23 +1,88 @@
+import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../../core/membership';
-import { ForbiddenError, NotFoundError } from '../../shared/errors';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { decodeTimeCursor, encodeCursor, pageSize, type ConnectionShape } from '../../shared/graphql/connection';
+import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { isId } from '../../shared/validation';
-import { Project, ProjectMember } from './project.entity';
+import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
+import { cleanName, isId } from '../../shared/validation';
+import { User } from '../user/user.entity';
+import { ProjectActionKind, ProjectRole } from './project.entity';
+import { projectTexts as t } from './project.messages';
+import { projectRepository as repo, type ActionRow, type NewAction, type ProjectRow } from './project.repository';
+import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
 
-/** Projects, their roles and the actions that notify members. Every project rule lives here. */
+/** A project locked for one change, with its members and the caller's place in it. */
+interface Locked {
+  project: ProjectRow;
+  members: ProjectMemberShape[];
+  me: ProjectMemberShape;
+}
+
+/** What one reader of a change receives. */
+interface Entry {
+  recipientId: string;
+  kind: ProjectActionKind;
+  message: string;
+}
+
+export function toProjectType(p: ProjectRow, members: ProjectMemberShape[]): ProjectType {
+  return { id: p.id, title: p.title, createdAt: new Date(p.created_at), ownerId: p.owner_id, members };
+}
+
+export function entryToActionType(e: ProjectActionEntryPayload): ProjectActionType {
+  return {
+    id: e.id,
+    kind: e.kind as ProjectActionKind,
+    message: e.message,
+    projectId: e.projectId,
+    previousTitle: e.previousTitle,
+    createdAt: new Date(e.createdAt),
+    actorId: e.actorId,
+    targetId: e.targetId,
+  };
+}
+
+function rowToActionType(r: ActionRow): ProjectActionType {
+  return {
+    id: r.id,
+    kind: r.kind,
+    message: r.message,
+    projectId: r.project_id,
+    previousTitle: r.previous_title,
+    createdAt: new Date(r.created_at),
+    actorId: r.actor_id,
+    targetId: r.target_id,
+  };
+}
+
+/**
+ * Projects, their roles and the actions that notify members. Every project rule lives here:
+ * the owner renames, deletes, designates and withdraws coaches; the owner and coaches add and
+ * remove participants (only the owner removes a coach); anyone leaves. A non-member is told
+ * NOT_FOUND, as for project(id), which is null to them; a member without the role gets FORBIDDEN.
+ */
 export class ProjectService {
   constructor(
     private readonly pubsub: PubSub,
     private readonly memberships: MembershipIndex,
   ) {}
 
+  // ---- the membership rule, reused by queries, mutations, messages and subscriptions ----
+
   /** A project the viewer belongs to. NOT_FOUND when it does not exist or the viewer is not in it. */
-  async asMember(em: EntityManager, projectId: string, viewerId: string): Promise<{ project: Project; member: ProjectMember }> {
-    const project = isId(projectId) ? await em.findOne(Project, { id: projectId }) : null;
-    const member = project ? await em.findOne(ProjectMember, { project: project.id, user: viewerId }) : null;
-    if (!project || !member) throw new NotFoundError('Project');
-    return { project, member };
+  async asMember(em: EntityManager, projectId: string, viewerId: string): Promise<{ project: ProjectRow; role: ProjectRole }> {
+    const rows: (ProjectRow & { role: ProjectRole })[] = isId(projectId)
+      ? await em.execute(
+          `select p.id, p.title, p.owner_id, p.created_at, m.role from projects p
+           join project_members m on m.project_id = p.id and m.user_id = ? where p.id = ?`,
+          [viewerId, projectId],
+        )
+      : [];
+    if (!rows.length) throw new NotFoundError('Project');
+    const { role, ...project } = rows[0];
+    return { project, role };
   }
 
   /** For subscription filters: answered from memory. */
@@ -27,14 +92,280 @@ export class ProjectService {
 
   /** Whether `userId` is a member of the project (used for private messages inside it). */
   async isMember(em: EntityManager, projectId: string, userId: string): Promise<boolean> {
-    return !!(await em.findOne(ProjectMember, { project: projectId, user: userId }));
+    const rows = await em.execute('select 1 from project_members where project_id = ? and user_id = ?', [projectId, userId]);
+    return rows.length > 0;
   }
 
-  protected forbidden(): never {
-    throw new ForbiddenError();
+  /** Inside a transaction: the project locked against concurrent changes, as the viewer's. */
+  private async locked(em: EntityManager, projectId: string, viewerId: string): Promise<Locked> {
+    const project = isId(projectId) ? await repo.lock(em, projectId) : null;
+    const members = project ? (await repo.members(em, [project.id])).get(project.id)! : [];
+    const me = members.find((m) => m.userId === viewerId);
+    if (!project || !me) throw new NotFoundError('Project');
+    return { project, members, me };
   }
 
-  protected get bus(): PubSub {
-    return this.pubsub;
+  private requireOwner(l: Locked, what: string): void {
+    if (l.me.role !== ProjectRole.OWNER) throw new ForbiddenError(`Only the owner of the project can ${what}.`);
+  }
+
+  private memberOf(l: Locked, userId: string): ProjectMemberShape {
+    const m = isId(userId) ? l.members.find((x) => x.userId === userId) : undefined;
+    if (!m) throw new NotFoundError('Project member');
+    return m;
+  }
+
+  // ---- queries ----
+
+  async find(em: EntityManager, projectId: string, viewerId: string): Promise<ProjectType | null> {
+    try {
+      const { project } = await this.asMember(em, projectId, viewerId);
+      return await this.load(em, project);
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }
+
+  /** The viewer's projects, oldest first, with their members in one query. */
+  async list(em: EntityManager, viewerId: string): Promise<ProjectType[]> {
+    const rows = await repo.ofUser(em, viewerId);
+    const members = await repo.members(
+      em,
+      rows.map((r) => r.id),
+    );
+    return rows.map((r) => toProjectType(r, members.get(r.id)!));
+  }
+
+  /**
+   * The viewer's inbox, newest first: every entry ever written for them, also for projects they
+   * have left since or that were deleted. pageInfo reads in time as for messages: startCursor is
+   * the oldest edge, hasPreviousPage says older entries exist, `before: startCursor` goes on back.
+   */
+  async actions(
+    em: EntityManager,
+    viewerId: string,
+    args: { projectId?: string | null; last?: number | null; before?: string | null },
+  ): Promise<ConnectionShape<ProjectActionType>> {
+    const projectId = args.projectId ?? null;
+    if (projectId !== null && !isId(projectId)) throw new BadUserInputError("'projectId' is not a project id.", 'projectId');
+    const limit = pageSize(args.last, 'last', 20);
+    const before = args.before ? decodeTimeCursor(args.before, 'before') : null;
+    const [rows, totalCount] = await Promise.all([repo.actions(em, viewerId, { projectId, before, limit }), repo.countActions(em, viewerId, projectId)]);
+    const older = rows.length > limit;
+    const edges = rows.slice(0, limit).map((r) => ({
+      cursor: encodeCursor({ k: new Date(r.created_at).toISOString(), id: r.id }),
+      node: rowToActionType(r),
+    }));
+    return {
+      edges,
+      totalCount,
+      pageInfo: {
+        hasPreviousPage: older,
+        hasNextPage: !!before,
+        startCursor: edges[edges.length - 1]?.cursor ?? null,
+        endCursor: edges[0]?.cursor ?? null,
+      },
+    };
+  }
+
+  // ---- mutations ----
+
+  async create(em: EntityManager, viewerId: string, title: string): Promise<ProjectType> {
+    const clean = cleanName(title, 'title');
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const id = randomUUID();
+      await repo.insertProject(tem, { id, title: clean, ownerId: viewerId });
+      await repo.addMember(tem, { id: randomUUID(), projectId: id, userId: viewerId, role: ProjectRole.OWNER });
+      this.membership(outbox, id, [{ userId: viewerId, member: true }]);
+      return this.load(tem, (await repo.byId(tem, id))!);
+    });
+  }
+
+  async rename(em: EntityManager, viewerId: string, projectId: string, title: string): Promise<ProjectType> {
+    const clean = cleanName(title, 'title');
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const l = await this.locked(tem, projectId, viewerId);
+      this.requireOwner(l, 'rename it');
+      const previous = l.project.title;
+      if (previous === clean) return toProjectType(l.project, l.members);
+      await repo.rename(tem, l.project.id, clean);
+      const project = { ...l.project, title: clean };
+      const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_RENAMED, message: t.renamed(previous, clean) }));
+      await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous });
+      return toProjectType(project, l.members);
+    });
+  }
+
+  async delete(em: EntityManager, viewerId: string, projectId: string): Promise<boolean> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const l = await this.locked(tem, projectId, viewerId);
+      this.requireOwner(l, 'delete it');
+      const names = await repo.usernames(tem, [viewerId]);
+      await repo.destroy(tem, l.project.id);
+      this.membership(
+        outbox,
+        l.project.id,
+        l.members.map((m) => ({ userId: m.userId, member: false })),
+      );
+      const text = t.deleted(l.project.title, names.get(viewerId)!);
+      const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_DELETED, message: text }));
+      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: null, previousTitle: null });
+      return true;
+    });
+  }
+
+  async addParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const l = await this.locked(tem, projectId, viewerId);
+      if (l.me.role === ProjectRole.PARTICIPANT) throw new ForbiddenError('Only the owner and coaches can add participants.');
+      const user = isId(userId) ? await tem.findOne(User, { id: userId, deletedAt: null }, { fields: ['id', 'username'] }) : null;
+      if (!user) throw new NotFoundError('User');
+      // Adding someone who is in already changes nothing and tells no one.
+      if (l.members.some((m) => m.userId === user.id)) return toProjectType(l.project, l.members);
+      await repo.addMember(tem, { id: randomUUID(), projectId: l.project.id, userId: user.id, role: ProjectRole.PARTICIPANT });
+      this.membership(outbox, l.project.id, [{ userId: user.id, member: true }]);
+      const title = l.project.title;
+      const entries: Entry[] = [
+        { recipientId: user.id, kind: ProjectActionKind.ADDED_TO_PROJECT, message: t.addedYou(title) },
+        ...l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_ADDED, message: t.added(user.username, title) })),
+      ];
+      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: user.id, previousTitle: null });
+      return this.load(tem, l.project);
+    });
+  }
+
+  async removeParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const l = await this.locked(tem, projectId, viewerId);
+      if (l.me.role === ProjectRole.PARTICIPANT) throw new ForbiddenError('Only the owner and coaches can remove participants.');
+      const target = this.memberOf(l, userId);
+      if (target.userId === viewerId) throw new BadUserInputError('To go, leave the project.', 'userId');
+      if (target.role === ProjectRole.OWNER) throw new ForbiddenError('No one can remove the owner.');
+      if (target.role === ProjectRole.COACH && l.me.role !== ProjectRole.OWNER) throw new ForbiddenError('Only the owner can remove a coach.');
+      await repo.removeMember(tem, l.project.id, target.userId);
+      const remaining = l.members.filter((m) => m.userId !== target.userId);
+      const username = (await repo.usernames(tem, [target.userId])).get(target.userId)!;
+      const title = l.project.title;
+      const entries: Entry[] = [
+        { recipientId: target.userId, kind: ProjectActionKind.PARTICIPANT_REMOVED, message: t.removedYou(title) },
+        ...remaining.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_REMOVED, message: t.removed(username, title) })),
+      ];
+      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: target.userId, previousTitle: null });
+      this.membership(outbox, l.project.id, [{ userId: target.userId, member: false }]);
+      return toProjectType(l.project, remaining);
+    });
+  }
+
+  async designateCoach(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
+    return this.setCoach(em, viewerId, projectId, userId, true);
+  }
+
+  async withdrawCoach(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
+    return this.setCoach(em, viewerId, projectId, userId, false);
+  }
+
+  private async setCoach(em: EntityManager, viewerId: string, projectId: string, userId: string, coach: boolean): Promise<ProjectType> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const l = await this.locked(tem, projectId, viewerId);
+      this.requireOwner(l, coach ? 'designate coaches' : 'withdraw coaches');
+      const target = this.memberOf(l, userId);
+      if (target.role === ProjectRole.OWNER) throw new BadUserInputError('The owner cannot be a coach.', 'userId');
+      const role = coach ? ProjectRole.COACH : ProjectRole.PARTICIPANT;
+      // Already in that role: nothing changes and no one is told.
+      if (target.role === role) return toProjectType(l.project, l.members);
+      await repo.setRole(tem, l.project.id, target.userId, role);
+      const members = l.members.map((m) => (m.userId === target.userId ? { ...m, role } : m));
+      const username = (await repo.usernames(tem, [target.userId])).get(target.userId)!;
+      const title = l.project.title;
+      const kind = coach ? ProjectActionKind.COACH_DESIGNATED : ProjectActionKind.COACH_WITHDRAWN;
+      const entries = members.map((m) => ({
+        recipientId: m.userId,
+        kind,
+        message:
+          m.userId === target.userId ? (coach ? t.designatedYou(title) : t.withdrawnYou(title)) : coach ? t.designated(username, title) : t.withdrawn(username, title),
+      }));
+      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: target.userId, previousTitle: null });
+      return toProjectType(l.project, members);
+    });
+  }
+
+  async leave(em: EntityManager, viewerId: string, projectId: string): Promise<boolean> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      await this.depart(tem, await this.locked(tem, projectId, viewerId), outbox);
+      return true;
+    });
+  }
+
+  /** Account deletion: leave every project by the rules of leaveProject; the inbox goes too. */
+  async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
+    for (const projectId of await repo.projectIdsOf(em, userId)) {
+      await this.depart(em, await this.locked(em, projectId, userId), outbox);
+    }
+    await repo.deleteInbox(em, userId);
+  }
+
+  /**
+   * The caller leaves. An owner hands the project to the longest-standing coach, else to the
+   * longest-standing participant; the last one out deletes it (no one is left to tell).
+   */
+  private async depart(em: EntityManager, l: Locked, outbox: Outbox): Promise<void> {
+    const leaver = l.me.userId;
+    const remaining = l.members.filter((m) => m.userId !== leaver);
+    if (!remaining.length) {
+      await repo.destroy(em, l.project.id);
+      this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
+      return;
+    }
+    await repo.removeMember(em, l.project.id, leaver);
+    if (l.me.role === ProjectRole.OWNER) {
+      // Members come oldest first, so the first match is the longest-standing.
+      const heir = remaining.find((m) => m.role === ProjectRole.COACH) ?? remaining[0];
+      await repo.setRole(em, l.project.id, heir.userId, ProjectRole.OWNER);
+      await repo.setOwner(em, l.project.id, heir.userId);
+    }
+    this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
+    const username = (await repo.usernames(em, [leaver])).get(leaver)!;
+    const text = t.left(username, l.project.title);
+    const entries = remaining.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_LEFT, message: text }));
+    await this.notify(em, outbox, l.project, entries, { actorId: leaver, targetId: leaver, previousTitle: null });
+  }
+
+  // ---- helpers ----
+
+  private async load(em: EntityManager, project: ProjectRow): Promise<ProjectType> {
+    return toProjectType(project, (await repo.members(em, [project.id])).get(project.id)!);
+  }
+
+  /** Persists one inbox entry per reader in the change's transaction; published after the commit. */
+  private async notify(
+    em: EntityManager,
+    outbox: Outbox,
+    project: ProjectRow,
+    entries: Entry[],
+    about: { actorId: string | null; targetId: string | null; previousTitle: string | null },
+  ): Promise<void> {
+    const createdAt = new Date();
+    const actions: NewAction[] = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about, createdAt }));
+    await repo.insertActions(em, actions);
+    outbox.add(Topic.ProjectAction, {
+      projectId: project.id,
+      entries: actions.map((a) => ({
+        id: a.id,
+        recipientId: a.recipientId,
+        kind: a.kind,
+        message: a.message,
+        projectId: a.projectId,
+        projectTitle: a.projectTitle,
+        actorId: a.actorId,
+        targetId: a.targetId,
+        previousTitle: a.previousTitle,
+        createdAt: createdAt.toISOString(),
+      })),
+    });
+  }
+
+  private membership(outbox: Outbox, projectId: string, changes: { userId: string; member: boolean }[]): void {
+    outbox.add(Topic.MembershipChanged, { scope: 'project', id: projectId, changes });
   }
 }

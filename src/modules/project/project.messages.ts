@@ -1,0 +1,17 @@
+/**
+ * The inbox texts, one function per reader of each action. Users appear as '@username' and
+ * titles in single quotes, exactly as clients show them.
+ */
+export const projectTexts = {
+  addedYou: (title: string) => `You were added to the project '${title}'.`,
+  added: (target: string, title: string) => `The new participant '@${target}' was added to the project '${title}'.`,
+  deleted: (title: string, actor: string) => `The project '${title}' was removed by '@${actor}'.`,
+  renamed: (previous: string, title: string) => `The project '${previous}' was renamed to '${title}'.`,
+  left: (actor: string, title: string) => `'@${actor}' left the project '${title}'.`,
+  designatedYou: (title: string) => `You were designated coach in the project '${title}'.`,
+  designated: (target: string, title: string) => `'@${target}' was designated coach in the project '${title}'.`,
+  withdrawnYou: (title: string) => `You were withdrawn from coach in the project '${title}'.`,
+  withdrawn: (target: string, title: string) => `'@${target}' was withdrawn from coach and is a participant of the project '${title}'.`,
+  removedYou: (title: string) => `You were removed from the project '${title}'.`,
+  removed: (target: string, title: string) => `'@${target}' was removed from the project '${title}'.`,
+};

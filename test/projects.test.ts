@@ -1,0 +1,456 @@
+import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer, type TestServer } from './helpers/server';
+import { signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+
+const PROJECT_FIELDS = 'id title createdAt viewerRole owner { id } coaches { id } participants { id }';
+const CREATE = `mutation($t: String!) { createProject(title: $t) { ${PROJECT_FIELDS} } }`;
+const RENAME = `mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { ${PROJECT_FIELDS} } }`;
+const DELETE = 'mutation($p: ID!) { deleteProject(projectId: $p) }';
+const ADD = `mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { ${PROJECT_FIELDS} } }`;
+const REMOVE = `mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { ${PROJECT_FIELDS} } }`;
+const LEAVE = 'mutation($p: ID!) { leaveProject(projectId: $p) }';
+const DESIGNATE = `mutation($p: ID!, $u: ID!) { designateCoach(projectId: $p, userId: $u) { ${PROJECT_FIELDS} } }`;
+const WITHDRAW = `mutation($p: ID!, $u: ID!) { withdrawCoach(projectId: $p, userId: $u) { ${PROJECT_FIELDS} } }`;
+const PROJECT = `query($id: ID!) { project(id: $id) { ${PROJECT_FIELDS} } }`;
+const PROJECTS = `{ projects { ${PROJECT_FIELDS} } }`;
+const ACTION_FIELDS = 'id kind message projectId previousTitle createdAt actor { id } target { id } project { id title }';
+const INBOX = `query($p: ID, $last: Int, $before: String) { projectActions(projectId: $p, last: $last, before: $before) {
+  totalCount pageInfo { hasPreviousPage hasNextPage startCursor endCursor } edges { cursor node { ${ACTION_FIELDS} } } } }`;
+const ACTIONS_LIVE = `subscription($p: ID) { projectAction(projectId: $p) { ${ACTION_FIELDS} } }`;
+const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
+  id content sender { id } recipient { id } group { id } project { id title } attachment { fileName mimeType size } } }`;
+const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { totalCount edges { node { id content recipient { id } } } } }';
+const MESSAGES_LIVE = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content recipient { id } project { id } } }';
+
+const ids = (users: { id: string }[]) => users.map((u) => u.id);
+
+async function inbox(url: string, user: TestUser, vars: Record<string, unknown> = {}) {
+  return (await ok(gql(url, INBOX, { last: 100, ...vars }, user.token))).projectActions;
+}
+
+/** The viewer's inbox as [kind, message], oldest first (easier to read against the story). */
+async function story(url: string, user: TestUser, projectId?: string): Promise<[string, string][]> {
+  const box = await inbox(url, user, projectId ? { p: projectId } : {});
+  return box.edges.map((e: any) => [e.node.kind, e.node.message] as [string, string]).reverse();
+}
+
+async function listen(s: TestServer, user: TestUser, query: string, vars: Record<string, unknown> = {}) {
+  const w = wsClient(s.wsUrl, user.token);
+  await w.connected;
+  const sub = subscribe<any>(w, query, vars);
+  // Let the subscription register before acting.
+  await sleep(100);
+  return sub;
+}
+
+describe('projects', () => {
+  it('should make the creator the owner, show the project to members only and refuse bad titles', async () => {
+    const s = await createTestServer();
+    const [alice, bob, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await ok(gql(s.url, CREATE, { t: '  Apollo  ' }, alice.token))).createProject;
+    expect(p).toMatchObject({ title: 'Apollo', viewerRole: 'OWNER', owner: { id: alice.id }, coaches: [], participants: [] });
+    await ok(gql(s.url, ADD, { p: p.id, u: bob.id }, alice.token));
+    await ok(gql(s.url, DESIGNATE, { p: p.id, u: bob.id }, alice.token));
+    const seen = (await ok(gql(s.url, PROJECT, { id: p.id }, bob.token))).project;
+    // A coach is a participant with the coach role: listed in both; the owner in neither.
+    expect(seen).toMatchObject({ title: 'Apollo', viewerRole: 'COACH', owner: { id: alice.id }, coaches: [{ id: bob.id }], participants: [{ id: bob.id }] });
+    expect((await ok(gql(s.url, PROJECTS, {}, bob.token))).projects.map((x: any) => x.id)).toEqual([p.id]);
+    expect((await ok(gql(s.url, PROJECT, { id: p.id }, outsider.token))).project).toBeNull();
+    expect((await ok(gql(s.url, PROJECT, { id: 'not-an-id' }, outsider.token))).project).toBeNull();
+    expect((await ok(gql(s.url, PROJECTS, {}, outsider.token))).projects).toEqual([]);
+
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const t of ['', '   ', 'x'.repeat(101), 'two\nlines', 'nul\u0000']) {
+      expect([t, codeOf(await gql(s.url, CREATE, { t }, alice.token))]).toEqual([t, 'BAD_USER_INPUT']);
+      expect([t, codeOf(await gql(s.url, RENAME, { p: p.id, t }, alice.token))]).toEqual([t, 'BAD_USER_INPUT']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // 100 characters is the limit, counted as characters, not bytes.
+    expect((await ok(gql(s.url, CREATE, { t: 'é'.repeat(100) }, alice.token))).createProject.title).toBe('é'.repeat(100));
+  });
+
+  describe('role matrix', () => {
+    type Role = 'owner' | 'coach' | 'participant' | 'outsider' | 'anonymous';
+    const ROLES: Role[] = ['owner', 'coach', 'participant', 'outsider', 'anonymous'];
+
+    /** Each case starts from a fresh project: owner, a coach, a participant, and a plain participant `target`. */
+    async function world(s: TestServer) {
+      const u = {
+        owner: await signup(s.url),
+        coach: await signup(s.url),
+        participant: await signup(s.url),
+        target: await signup(s.url),
+        coach2: await signup(s.url),
+        outsider: await signup(s.url),
+        newcomer: await signup(s.url),
+      };
+      const fresh = async () => {
+        const p = (await ok(gql(s.url, CREATE, { t: 'Matrix' }, u.owner.token))).createProject.id as string;
+        for (const m of [u.coach, u.participant, u.target, u.coach2]) await ok(gql(s.url, ADD, { p, u: m.id }, u.owner.token));
+        await ok(gql(s.url, DESIGNATE, { p, u: u.coach.id }, u.owner.token));
+        await ok(gql(s.url, DESIGNATE, { p, u: u.coach2.id }, u.owner.token));
+        return p;
+      };
+      const tokenOf = (r: Role) => (r === 'anonymous' ? undefined : u[r].token);
+      return { u, fresh, tokenOf };
+    }
+
+    const cases: { name: string; query: string; vars: (p: string, u: Awaited<ReturnType<typeof world>>['u']) => Record<string, unknown>; expect: Record<Role, string> }[] = [
+      {
+        name: 'renameProject',
+        query: RENAME,
+        vars: (p) => ({ p, t: 'Renamed' }),
+        expect: { owner: 'OK', coach: 'FORBIDDEN', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'deleteProject',
+        query: DELETE,
+        vars: (p) => ({ p }),
+        expect: { owner: 'OK', coach: 'FORBIDDEN', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'designateCoach',
+        query: DESIGNATE,
+        vars: (p, u) => ({ p, u: u.target.id }),
+        expect: { owner: 'OK', coach: 'FORBIDDEN', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'withdrawCoach',
+        query: WITHDRAW,
+        vars: (p, u) => ({ p, u: u.coach2.id }),
+        expect: { owner: 'OK', coach: 'FORBIDDEN', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'addProjectParticipant',
+        query: ADD,
+        vars: (p, u) => ({ p, u: u.newcomer.id }),
+        expect: { owner: 'OK', coach: 'OK', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'removeProjectParticipant',
+        query: REMOVE,
+        vars: (p, u) => ({ p, u: u.target.id }),
+        expect: { owner: 'OK', coach: 'OK', participant: 'FORBIDDEN', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+      {
+        name: 'leaveProject',
+        query: LEAVE,
+        vars: (p) => ({ p }),
+        expect: { owner: 'OK', coach: 'OK', participant: 'OK', outsider: 'NOT_FOUND', anonymous: 'UNAUTHENTICATED' },
+      },
+    ];
+
+    for (const c of cases) {
+      it(`should apply the role rules of ${c.name}, changing nothing on refusal`, async () => {
+        const s = await createTestServer();
+        const w = await world(s);
+        const p = await w.fresh();
+        const before = await snapshot(s.env.DATABASE_URL!);
+        for (const role of ROLES.filter((r) => c.expect[r] !== 'OK')) {
+          const r = await gql(s.url, c.query, c.vars(p, w.u), w.tokenOf(role));
+          expect([role, codeOf(r)]).toEqual([role, c.expect[role]]);
+        }
+        expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+        for (const role of ROLES.filter((r) => c.expect[r] === 'OK')) {
+          // Every allowed role succeeds on a project of its own, so one's change can't hide another's.
+          const own = await w.fresh();
+          const r = await gql(s.url, c.query, c.vars(own, w.u), w.tokenOf(role));
+          expect([role, r.errors]).toEqual([role, undefined]);
+        }
+      });
+    }
+
+    it('should let anyone signed in create a project, and no one anonymous', async () => {
+      const s = await createTestServer();
+      const u = await signup(s.url);
+      expect(codeOf(await gql(s.url, CREATE, { t: 'Anon' }))).toBe('UNAUTHENTICATED');
+      for (const q of [PROJECTS, INBOX]) expect(codeOf(await gql(s.url, q, {}))).toBe('UNAUTHENTICATED');
+      expect(codeOf(await gql(s.url, PROJECT, { id: u.id }))).toBe('UNAUTHENTICATED');
+      expect((await ok(gql(s.url, CREATE, { t: 'Mine' }, u.token))).createProject.owner.id).toBe(u.id);
+    });
+
+    it('should keep the owner and coaches out of reach of those below them', async () => {
+      const s = await createTestServer();
+      const w = await world(s);
+      const p = await w.fresh();
+      const { owner, coach, coach2, participant, outsider } = w.u;
+      const before = await snapshot(s.env.DATABASE_URL!);
+      // Only the owner removes a coach; no one removes the owner; removing oneself is leaving.
+      expect(codeOf(await gql(s.url, REMOVE, { p, u: coach2.id }, coach.token))).toBe('FORBIDDEN');
+      expect(codeOf(await gql(s.url, REMOVE, { p, u: owner.id }, coach.token))).toBe('FORBIDDEN');
+      expect(codeOf(await gql(s.url, REMOVE, { p, u: coach.id }, participant.token))).toBe('FORBIDDEN');
+      expect(codeOf(await gql(s.url, REMOVE, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
+      expect(codeOf(await gql(s.url, DESIGNATE, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
+      // Targets must be members (or, to add, existing users); ids must be ids.
+      for (const q of [REMOVE, DESIGNATE, WITHDRAW]) expect(codeOf(await gql(s.url, q, { p, u: outsider.id }, owner.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, ADD, { p, u: '00000000-0000-4000-8000-000000000000' }, owner.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, ADD, { p, u: 'nope' }, owner.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, RENAME, { p: 'nope', t: 'X' }, owner.token))).toBe('NOT_FOUND');
+      expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+      // Asking for what is already so changes nothing and tells no one.
+      const inboxBefore = (await inbox(s.url, owner)).totalCount;
+      await ok(gql(s.url, ADD, { p, u: participant.id }, owner.token));
+      await ok(gql(s.url, DESIGNATE, { p, u: coach.id }, owner.token));
+      await ok(gql(s.url, WITHDRAW, { p, u: participant.id }, owner.token));
+      expect((await inbox(s.url, owner)).totalCount).toBe(inboxBefore);
+      // The owner may remove a coach.
+      const after = (await ok(gql(s.url, REMOVE, { p, u: coach2.id }, owner.token))).removeProjectParticipant;
+      expect(after.coaches).toEqual([{ id: coach.id }]);
+    });
+  });
+});
+
+describe('project actions', () => {
+  it('should write each action for each of its readers, in exact words', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url, { username: 'alice' });
+    const bob = await signup(s.url, { username: 'bob' });
+    const carol = await signup(s.url, { username: 'carol' });
+    const dave = await signup(s.url, { username: 'dave' });
+    const p = (await ok(gql(s.url, CREATE, { t: 'Apollo' }, alice.token))).createProject.id;
+    await ok(gql(s.url, ADD, { p, u: bob.id }, alice.token));
+    await ok(gql(s.url, ADD, { p, u: carol.id }, alice.token));
+    await ok(gql(s.url, DESIGNATE, { p, u: bob.id }, alice.token));
+    await ok(gql(s.url, WITHDRAW, { p, u: bob.id }, alice.token));
+    await ok(gql(s.url, RENAME, { p, t: 'Artemis' }, alice.token));
+    await ok(gql(s.url, REMOVE, { p, u: carol.id }, alice.token));
+    await ok(gql(s.url, LEAVE, { p }, bob.token));
+    await ok(gql(s.url, ADD, { p, u: dave.id }, alice.token));
+    await ok(gql(s.url, DELETE, { p }, alice.token));
+
+    expect(await story(s.url, alice)).toEqual([
+      ['PARTICIPANT_ADDED', "The new participant '@bob' was added to the project 'Apollo'."],
+      ['PARTICIPANT_ADDED', "The new participant '@carol' was added to the project 'Apollo'."],
+      ['COACH_DESIGNATED', "'@bob' was designated coach in the project 'Apollo'."],
+      ['COACH_WITHDRAWN', "'@bob' was withdrawn from coach and is a participant of the project 'Apollo'."],
+      ['PROJECT_RENAMED', "The project 'Apollo' was renamed to 'Artemis'."],
+      ['PARTICIPANT_REMOVED', "'@carol' was removed from the project 'Artemis'."],
+      ['PARTICIPANT_LEFT', "'@bob' left the project 'Artemis'."],
+      ['PARTICIPANT_ADDED', "The new participant '@dave' was added to the project 'Artemis'."],
+      ['PROJECT_DELETED', "The project 'Artemis' was removed by '@alice'."],
+    ]);
+    expect(await story(s.url, bob)).toEqual([
+      ['ADDED_TO_PROJECT', "You were added to the project 'Apollo'."],
+      ['PARTICIPANT_ADDED', "The new participant '@carol' was added to the project 'Apollo'."],
+      ['COACH_DESIGNATED', "You were designated coach in the project 'Apollo'."],
+      ['COACH_WITHDRAWN', "You were withdrawn from coach in the project 'Apollo'."],
+      ['PROJECT_RENAMED', "The project 'Apollo' was renamed to 'Artemis'."],
+      ['PARTICIPANT_REMOVED', "'@carol' was removed from the project 'Artemis'."],
+    ]);
+    expect(await story(s.url, carol)).toEqual([
+      ['ADDED_TO_PROJECT', "You were added to the project 'Apollo'."],
+      ['COACH_DESIGNATED', "'@bob' was designated coach in the project 'Apollo'."],
+      ['COACH_WITHDRAWN', "'@bob' was withdrawn from coach and is a participant of the project 'Apollo'."],
+      ['PROJECT_RENAMED', "The project 'Apollo' was renamed to 'Artemis'."],
+      ['PARTICIPANT_REMOVED', "You were removed from the project 'Artemis'."],
+    ]);
+    expect(await story(s.url, dave)).toEqual([
+      ['ADDED_TO_PROJECT', "You were added to the project 'Artemis'."],
+      ['PROJECT_DELETED', "The project 'Artemis' was removed by '@alice'."],
+    ]);
+
+    // Who did what to whom, the previous title, and no project data once it is gone.
+    const nodes = (await inbox(s.url, alice)).edges.map((e: any) => e.node);
+    const byKind = (k: string) => nodes.filter((n: any) => n.kind === k);
+    expect(byKind('PROJECT_RENAMED')[0]).toMatchObject({ projectId: p, previousTitle: 'Apollo', actor: { id: alice.id }, target: null });
+    expect(byKind('PARTICIPANT_REMOVED')[0]).toMatchObject({ actor: { id: alice.id }, target: { id: carol.id }, previousTitle: null });
+    expect(byKind('PARTICIPANT_LEFT')[0]).toMatchObject({ actor: { id: bob.id } });
+    expect(byKind('PROJECT_DELETED')[0]).toMatchObject({ projectId: p, actor: { id: alice.id }, project: null });
+    expect(nodes.every((n: any) => n.project === null)).toBe(true);
+    // Nothing of the project is left but the inbox entries.
+    expect(await sql(s.env.DATABASE_URL!, 'select 1 from projects union all select 1 from project_members')).toEqual([]);
+  });
+
+  it('should keep every action in the inbox while a member is offline, paged newest first', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url, { username: 'alice' }), await signup(s.url, { username: 'bob' })];
+    const p = (await ok(gql(s.url, CREATE, { t: 'T0' }, alice.token))).createProject.id;
+    const other = (await ok(gql(s.url, CREATE, { t: 'Other' }, alice.token))).createProject.id;
+    await ok(gql(s.url, ADD, { p, u: bob.id }, alice.token));
+    await ok(gql(s.url, ADD, { p: other, u: bob.id }, alice.token));
+    // Bob has no socket open while these happen.
+    for (let i = 1; i <= 4; i++) await ok(gql(s.url, RENAME, { p, t: `T${i}` }, alice.token));
+
+    const page1 = await inbox(s.url, bob, { p, last: 2 });
+    expect(page1.totalCount).toBe(5);
+    expect(page1.edges.map((e: any) => e.node.message)).toEqual(["The project 'T3' was renamed to 'T4'.", "The project 'T2' was renamed to 'T3'."]);
+    expect(page1.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false, startCursor: page1.edges[1].cursor, endCursor: page1.edges[0].cursor });
+    const page2 = await inbox(s.url, bob, { p, last: 2, before: page1.pageInfo.startCursor });
+    expect(page2.edges.map((e: any) => e.node.message)).toEqual(["The project 'T1' was renamed to 'T2'.", "The project 'T0' was renamed to 'T1'."]);
+    expect(page2.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: true });
+    const page3 = await inbox(s.url, bob, { p, last: 2, before: page2.pageInfo.startCursor });
+    expect(page3.edges.map((e: any) => e.node.kind)).toEqual(['ADDED_TO_PROJECT']);
+    expect(page3.pageInfo.hasPreviousPage).toBe(false);
+    // Without arguments: the newest 20 entries of every project.
+    const all = (await ok(gql(s.url, INBOX, {}, bob.token))).projectActions;
+    expect(all.totalCount).toBe(6);
+    expect(all.edges[0].node.message).toBe("The project 'T3' was renamed to 'T4'.");
+    expect(all.edges.map((e: any) => e.node.projectId)).toContain(other);
+    // Newest first throughout, by time then id.
+    const times = all.edges.map((e: any) => Date.parse(e.node.createdAt));
+    expect([...times].sort((a, b) => b - a)).toEqual(times);
+    // Bad arguments are refused.
+    for (const vars of [{ before: 'bm90LWEtY3Vyc29y' }, { last: -1 }, { last: 101 }, { p: 'nope' }]) {
+      expect([vars, codeOf(await gql(s.url, INBOX, vars, bob.token))]).toEqual([vars, 'BAD_USER_INPUT']);
+    }
+    // Another member's entries are never in one's inbox.
+    expect((await inbox(s.url, alice, { p })).edges.every((e: any) => !e.node.message.startsWith('You were added'))).toBe(true);
+  });
+
+  it('should deliver to each subscriber its own entry, and nothing more to one who was removed', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url, { username: 'alice' });
+    const bob = await signup(s.url, { username: 'bob' });
+    const carol = await signup(s.url, { username: 'carol' });
+    const p = (await ok(gql(s.url, CREATE, { t: 'Apollo' }, alice.token))).createProject.id;
+    await ok(gql(s.url, ADD, { p, u: bob.id }, alice.token));
+    await ok(gql(s.url, ADD, { p, u: carol.id }, alice.token));
+    const aliceLive = await listen(s, alice, ACTIONS_LIVE);
+    const bobLive = await listen(s, bob, ACTIONS_LIVE);
+    const bobOne = await listen(s, bob, ACTIONS_LIVE, { p });
+    const carolLive = await listen(s, carol, ACTIONS_LIVE, { p });
+    const bobMessages = await listen(s, bob, MESSAGES_LIVE);
+    const bobProjectMessages = await listen(s, bob, MESSAGES_LIVE, { c: { projectId: p } });
+
+    await ok(gql(s.url, DESIGNATE, { p, u: bob.id }, alice.token));
+    const [a1, b1, c1] = [await aliceLive.nth(1), await bobLive.nth(1), await carolLive.nth(1)];
+    expect(a1.projectAction).toMatchObject({ kind: 'COACH_DESIGNATED', message: "'@bob' was designated coach in the project 'Apollo'.", project: { id: p } });
+    expect(b1.projectAction).toMatchObject({ kind: 'COACH_DESIGNATED', message: "You were designated coach in the project 'Apollo'.", target: { id: bob.id } });
+    expect(c1.projectAction.message).toBe("'@bob' was designated coach in the project 'Apollo'.");
+    // What arrives live is what the inbox holds.
+    expect((await inbox(s.url, bob)).edges[0].node).toEqual(b1.projectAction);
+
+    await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'before' } }, alice.token));
+    await bobMessages.nth(1);
+    await ok(gql(s.url, REMOVE, { p, u: bob.id }, alice.token));
+    expect((await bobLive.nth(2)).projectAction).toMatchObject({ kind: 'PARTICIPANT_REMOVED', message: "You were removed from the project 'Apollo'.", project: null });
+    expect((await bobOne.nth(2)).projectAction.message).toBe("You were removed from the project 'Apollo'.");
+    expect((await carolLive.nth(2)).projectAction.message).toBe("'@bob' was removed from the project 'Apollo'.");
+
+    // From now on bob hears nothing of the project, on the sockets he opened before.
+    await ok(gql(s.url, RENAME, { p, t: 'Artemis' }, alice.token));
+    await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'after' } }, alice.token));
+    await carolLive.nth(3);
+    await sleep(300);
+    expect(bobLive.values).toHaveLength(2);
+    expect(bobOne.values).toHaveLength(2);
+    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+    expect(bobProjectMessages.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+    expect(aliceLive.values.map((v) => v.projectAction.kind)).toEqual(['COACH_DESIGNATED', 'PARTICIPANT_REMOVED', 'PROJECT_RENAMED']);
+    // He can't subscribe to it again either.
+    const w = wsClient(s.wsUrl, bob.token);
+    await w.connected;
+    const refused = subscribe<any>(w, ACTIONS_LIVE, { p });
+    await refused.done;
+    expect(JSON.stringify(refused.errors)).toMatch(/NOT_FOUND/);
+  });
+
+  it('should hand ownership to a coach, else the longest-standing participant, and delete the project with its last member', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url, { username: 'alice' });
+    const bob = await signup(s.url, { username: 'bob' });
+    const carol = await signup(s.url, { username: 'carol' });
+    const dave = await signup(s.url, { username: 'dave' });
+    const p = (await ok(gql(s.url, CREATE, { t: 'Relay' }, alice.token))).createProject.id;
+    for (const u of [bob, carol, dave]) await ok(gql(s.url, ADD, { p, u: u.id }, alice.token));
+    await ok(gql(s.url, DESIGNATE, { p, u: dave.id }, alice.token));
+    await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'hello' } }, bob.token));
+
+    // The coach inherits, although bob and carol joined before dave.
+    await ok(gql(s.url, LEAVE, { p }, alice.token));
+    let now = (await ok(gql(s.url, PROJECT, { id: p }, bob.token))).project;
+    expect(now).toMatchObject({ owner: { id: dave.id }, coaches: [], participants: ids([bob, carol]).map((id) => ({ id })) });
+    expect((await ok(gql(s.url, PROJECT, { id: p }, dave.token))).project.viewerRole).toBe('OWNER');
+    expect((await ok(gql(s.url, PROJECT, { id: p }, alice.token))).project).toBeNull();
+    // No coach left: the longest-standing participant inherits.
+    await ok(gql(s.url, LEAVE, { p }, dave.token));
+    now = (await ok(gql(s.url, PROJECT, { id: p }, carol.token))).project;
+    expect(now).toMatchObject({ owner: { id: bob.id }, participants: [{ id: carol.id }] });
+    // The new owner has the owner's powers.
+    expect((await ok(gql(s.url, RENAME, { p, t: 'Relay 2' }, bob.token))).renameProject.title).toBe('Relay 2');
+    await ok(gql(s.url, LEAVE, { p }, bob.token));
+    expect((await ok(gql(s.url, PROJECT, { id: p }, carol.token))).project.owner.id).toBe(carol.id);
+    expect(await story(s.url, carol, p)).toEqual([
+      ['ADDED_TO_PROJECT', "You were added to the project 'Relay'."],
+      ['PARTICIPANT_ADDED', "The new participant '@dave' was added to the project 'Relay'."],
+      ['COACH_DESIGNATED', "'@dave' was designated coach in the project 'Relay'."],
+      ['PARTICIPANT_LEFT', "'@alice' left the project 'Relay'."],
+      ['PARTICIPANT_LEFT', "'@dave' left the project 'Relay'."],
+      ['PROJECT_RENAMED', "The project 'Relay' was renamed to 'Relay 2'."],
+      ['PARTICIPANT_LEFT', "'@bob' left the project 'Relay 2'."],
+    ]);
+    // The last one out: the project and its conversation are gone.
+    await ok(gql(s.url, LEAVE, { p }, carol.token));
+    expect((await ok(gql(s.url, PROJECTS, {}, carol.token))).projects).toEqual([]);
+    expect(await sql(s.env.DATABASE_URL!, 'select id from projects union all select id from messages where project_id = $1', [p])).toEqual([]);
+    expect(codeOf(await gql(s.url, LEAVE, { p }, carol.token))).toBe('NOT_FOUND');
+  });
+
+  it('should take a deleted account out of its projects as if it had left', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url, { username: 'alice' });
+    const bob = await signup(s.url, { username: 'bob' });
+    const p = (await ok(gql(s.url, CREATE, { t: 'Legacy' }, alice.token))).createProject.id;
+    const solo = (await ok(gql(s.url, CREATE, { t: 'Solo' }, alice.token))).createProject.id;
+    await ok(gql(s.url, ADD, { p, u: bob.id }, alice.token));
+    const bobLive = await listen(s, bob, ACTIONS_LIVE);
+    await ok(gql(s.url, 'mutation($pw: String!) { deleteAccount(password: $pw) }', { pw: alice.password }, alice.token));
+    // Told with the name they knew, not the tombstone's.
+    expect((await bobLive.nth(1)).projectAction).toMatchObject({ kind: 'PARTICIPANT_LEFT', message: "'@alice' left the project 'Legacy'." });
+    const now = (await ok(gql(s.url, PROJECT, { id: p }, bob.token))).project;
+    expect(now).toMatchObject({ owner: { id: bob.id }, participants: [] });
+    expect(await sql(s.env.DATABASE_URL!, 'select id from projects where id = $1', [solo])).toEqual([]);
+    expect(await sql(s.env.DATABASE_URL!, 'select id from project_actions where recipient_id = $1', [alice.id])).toEqual([]);
+  });
+});
+
+describe('project chat', () => {
+  it('should reach every member, keep private messages between their two users, and carry attachments', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await ok(gql(s.url, CREATE, { t: 'Chat' }, alice.token))).createProject.id;
+    for (const u of [bob, carol]) await ok(gql(s.url, ADD, { p, u: u.id }, alice.token));
+    const bobAll = await listen(s, bob, MESSAGES_LIVE);
+    const carolAll = await listen(s, carol, MESSAGES_LIVE);
+    const carolProject = await listen(s, carol, MESSAGES_LIVE, { c: { projectId: p } });
+    const bobThread = await listen(s, bob, MESSAGES_LIVE, { c: { projectId: p, userId: alice.id } });
+
+    const open = (await ok(gql(s.url, SEND, { input: { projectId: p, content: 'to all' } }, alice.token))).sendMessage;
+    expect(open).toMatchObject({ project: { id: p, title: 'Chat' }, recipient: null, group: null, sender: { id: alice.id } });
+    const secret = (await ok(gql(s.url, SEND, { input: { projectId: p, toUserId: bob.id, content: 'just bob' } }, alice.token))).sendMessage;
+    expect(secret).toMatchObject({ project: { id: p }, recipient: { id: bob.id } });
+    const reply = (await ok(gql(s.url, SEND, { input: { projectId: p, toUserId: alice.id, content: 'just alice' } }, bob.token))).sendMessage;
+    const file = (
+      await ok(gql(s.url, SEND, { input: { projectId: p, attachment: { fileName: 'notes.txt', base64: Buffer.from('plan\n').toString('base64') } } }, carol.token))
+    ).sendMessage;
+    expect(file).toMatchObject({ content: null, project: { id: p }, attachment: { fileName: 'notes.txt', size: 5 } });
+
+    await bobAll.nth(4);
+    await carolAll.nth(2);
+    await sleep(300);
+    expect(bobAll.values.map((v) => v.messageAdded.content)).toEqual(['to all', 'just bob', 'just alice', null]);
+    expect(bobThread.values.map((v) => v.messageAdded.content)).toEqual(['just bob', 'just alice']);
+    // The third member sees neither private message, live or in history.
+    expect(carolAll.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id]);
+    expect(carolProject.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id]);
+    const carolHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, carol.token))).history;
+    expect(carolHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, file.id]);
+    expect(carolHistory.totalCount).toBe(2);
+    const bobHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, bob.token))).history;
+    expect(bobHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, secret.id, reply.id, file.id]);
+    const thread = (await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, alice.token))).history;
+    expect(thread.edges.map((e: any) => e.node.id)).toEqual([secret.id, reply.id]);
+    expect((await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, carol.token))).history.edges.map((e: any) => e.node.id)).toEqual([]);
+
+    // Outsiders can neither write nor read; private messages go to members only.
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, content: 'hi' } }, outsider.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, HISTORY, { c: { projectId: p } }, outsider.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, toUserId: outsider.id, content: 'hi' } }, alice.token))).toBe('NOT_FOUND');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // Message.project is null outside projects.
+    const lobby = (await ok(gql(s.url, '{ groups(first: 10) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'hey' } }, alice.token))).sendMessage.project).toBeNull();
+  });
+});
