@@ -1,5 +1,5 @@
 import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
-import { createTestServer, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 
@@ -452,5 +452,29 @@ describe('project chat', () => {
     // Message.project is null outside projects.
     const lobby = (await ok(gql(s.url, '{ groups(first: 10) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
     expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'hey' } }, alice.token))).sendMessage.project).toBeNull();
+  });
+});
+
+describeRedis('projects across instances', () => {
+  it('should notify and cut off members whose sockets live on another instance', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const alice = await signup(a.url, { username: 'alice' });
+    const bob = await signup(a.url, { username: 'bob' });
+    const p = (await ok(gql(a.url, CREATE, { t: 'Apollo' }, alice.token))).createProject.id;
+    // Bob's sockets are on B before he is even a member: B's index must learn of it from A.
+    const bobActions = await listen(b, bob, ACTIONS_LIVE);
+    const bobMessages = await listen(b, bob, MESSAGES_LIVE);
+    await ok(gql(a.url, ADD, { p, u: bob.id }, alice.token));
+    expect((await bobActions.nth(1)).projectAction.message).toBe("You were added to the project 'Apollo'.");
+    await ok(gql(a.url, SEND, { input: { projectId: p, content: 'welcome' } }, alice.token));
+    expect((await bobMessages.nth(1)).messageAdded.content).toBe('welcome');
+    await ok(gql(a.url, REMOVE, { p, u: bob.id }, alice.token));
+    expect((await bobActions.nth(2)).projectAction.message).toBe("You were removed from the project 'Apollo'.");
+    await ok(gql(a.url, SEND, { input: { projectId: p, content: 'gone' } }, alice.token));
+    await ok(gql(a.url, RENAME, { p, t: 'Artemis' }, alice.token));
+    await sleep(300);
+    expect(bobActions.values).toHaveLength(2);
+    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['welcome']);
   });
 });

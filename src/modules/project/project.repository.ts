@@ -43,8 +43,9 @@ function uuidArray(ids: string[]): string {
 const ACTION_COLUMNS = 'id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, created_at';
 
 export const projectRepository = {
+  /** Ordered, so that a transaction locking several projects (account deletion) always locks them in the same order. */
   async projectIdsOf(em: EntityManager, userId: string): Promise<string[]> {
-    const rows: { project_id: string }[] = await em.execute('select project_id from project_members where user_id = ?', [userId]);
+    const rows: { project_id: string }[] = await em.execute('select project_id from project_members where user_id = ? order by project_id', [userId]);
     return rows.map((r) => r.project_id);
   },
 
