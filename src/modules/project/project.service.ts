@@ -101,7 +101,9 @@ export class ProjectService {
     const project = isId(projectId) ? await repo.lock(em, projectId) : null;
     const members = project ? (await repo.members(em, [project.id])).get(project.id)! : [];
     const me = members.find((m) => m.userId === viewerId);
-    if (!project || !me) throw new NotFoundError('Project');
+    if (!project) throw new NotFoundError('Project');
+    // The rule for changes: whoever holds no role in the project is FORBIDDEN (queries still answer null).
+    if (!me) throw new ForbiddenError('Only members of the project can do that.');
     return { project, members, me };
   }
 
