@@ -6,10 +6,11 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { openDatabase, type Database } from './core/database';
-import { clientIp, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
+import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { createServices, type Services } from './core/services';
 import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
-import { createErrorFormatter } from './graphql/errors';
+import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
+import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
 import type { FanoutStats } from './graphql/fanout';
@@ -100,6 +101,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     const schema = await createSchema();
     const httpServer = createHttpServer();
     const formatError = createErrorFormatter({ production, logger });
+    const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
       schema,
       introspection: env.ENABLE_INTROSPECTION,
@@ -107,7 +109,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       allowBatchedHttpRequests: false,
       csrfPrevention: true,
       formatError,
-      plugins: [ApolloServerPluginLandingPageDisabled()],
+      validationRules: limits.apollo.validationRules,
+      parseOptions: limits.apollo.parseOptions,
+      hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
+      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger)],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -126,6 +131,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
           .catch(done);
         return;
       }
+      if (handleCors(req, res, env.CORS_ORIGINS)) return;
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
@@ -150,7 +156,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, formatError });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(env.PORT, env.HOST, () => {

@@ -56,6 +56,38 @@ export interface Env {
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
+  /** Deepest selection a document may nest (fragments flattened). @default 8 */
+  GRAPHQL_MAX_DEPTH: number;
+  /** Aliases per document. @default 15 */
+  GRAPHQL_MAX_ALIASES: number;
+  /** Lexical tokens per document; parsing stops beyond it. @default 1000 */
+  GRAPHQL_MAX_TOKENS: number;
+  /** Directives per document. @default 10 */
+  GRAPHQL_MAX_DIRECTIVES: number;
+  /** Estimated cost per document (graphql-armor: objects 2, scalars 1, times 1.5 per level). @default 5000 */
+  GRAPHQL_MAX_COST: number;
+  /** Seconds a new socket has to send connection_init before it is closed with 4408. @default 3 */
+  WS_CONNECTION_INIT_TIMEOUT: number;
+  /** Operations running at once on one socket; the next is answered with an error. @default 50 */
+  WS_MAX_SUBSCRIPTIONS: number;
+  /** Sockets one user may hold open on one instance; the next is closed with 4429. @default 20 */
+  WS_MAX_SOCKETS_PER_USER: number;
+  /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
+  WS_KEEPALIVE: number;
+  /** sendMessage calls per user (count/duration). @default 30/10s */
+  RATE_LIMIT_SEND_MESSAGE: RateSpec;
+  /** Signups per client address. @default 20/1h */
+  RATE_LIMIT_SIGNUP: RateSpec;
+  /** Login attempts per client address, successful or not (failures have their own limits above). @default 30/5m */
+  RATE_LIMIT_LOGIN: RateSpec;
+  /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 100/10s */
+  RATE_LIMIT_WS_MESSAGES: RateSpec;
+}
+
+/** A rate: `points` actions per `duration` seconds, written `30/10s`. */
+export interface RateSpec {
+  points: number;
+  duration: number;
 }
 
 export class ConfigError extends Error {
@@ -101,6 +133,15 @@ function bool(src: Source, name: string, def: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
   if (['0', 'false', 'no', 'off'].includes(raw)) return false;
   throw new ConfigError(name, `must be true or false, got '${raw}'`);
+}
+
+/** `count/duration`, e.g. `30/10s` or `20/1h`. */
+function rate(src: Source, name: string, def: RateSpec): RateSpec {
+  const raw = read(src, name);
+  if (raw === undefined) return def;
+  const m = /^(\d+)\s*\/\s*(\S+)$/.exec(raw);
+  if (!m || Number(m[1]) < 1) throw new ConfigError(name, `must be count/duration such as 30/10s, got '${raw}'`);
+  return { points: Number(m[1]), duration: duration({ [name]: m[2] }, name, 0, 1) };
 }
 
 function url(src: Source, name: string, protocols: string[]): string | undefined {
@@ -163,5 +204,18 @@ export function loadEnv(src: Source = process.env): Env {
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 50, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    GRAPHQL_MAX_DEPTH: int(src, 'GRAPHQL_MAX_DEPTH', 8, 1, 1000),
+    GRAPHQL_MAX_ALIASES: int(src, 'GRAPHQL_MAX_ALIASES', 15, 0, 100_000),
+    GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),
+    GRAPHQL_MAX_DIRECTIVES: int(src, 'GRAPHQL_MAX_DIRECTIVES', 10, 0, 100_000),
+    GRAPHQL_MAX_COST: int(src, 'GRAPHQL_MAX_COST', 5000, 1, 100_000_000),
+    WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
+    WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
+    WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
+    WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
+    RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 30, duration: 10 }),
+    RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 20, duration: 3600 }),
+    RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 30, duration: 300 }),
+    RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 100, duration: 10 }),
   };
 }

@@ -12,6 +12,40 @@ export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): s
   return req.socket.remoteAddress ?? 'unknown';
 }
 
+/** Whether a browser origin may call the API: no Origin (not a browser page), '*', or listed in CORS_ORIGINS. */
+export function originAllowed(origin: string | undefined, allowed: readonly string[]): boolean {
+  if (!origin || allowed.includes('*')) return true;
+  return allowed.includes(origin.replace(/\/$/, ''));
+}
+
+/**
+ * CORS for one request. A preflight is answered here (204); a request from an origin that is
+ * not allowed is refused with 403 rather than executed and hidden from the page only by the
+ * browser. Returns true when the request was answered.
+ */
+export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  if (!originAllowed(origin, allowed)) {
+    sendGraphQLError(res, 403, 'FORBIDDEN', 'This origin is not allowed.');
+    return true;
+  }
+  if (origin) {
+    res.setHeader('access-control-allow-origin', allowed.includes('*') ? '*' : origin);
+    res.setHeader('vary', 'Origin');
+    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+  }
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': 'authorization, content-type, apollo-require-preflight, x-apollo-operation-name, x-request-id',
+      'access-control-max-age': '600',
+    });
+    res.end();
+    return true;
+  }
+  return false;
+}
+
 export class BodyTooLargeError extends Error {}
 
 /** Reads the request body, refusing more than `limit` bytes. */

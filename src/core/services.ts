@@ -13,6 +13,7 @@ import { projectRepository } from '../modules/project/project.repository';
 import { ProjectService } from '../modules/project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
+import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership';
 
@@ -31,6 +32,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  /** Per-user and per-address rates (Redis when configured). */
+  rates: Rates;
 }
 
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
@@ -65,7 +68,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects };
+  const rates = createRates(env, redis?.client);
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, rates };
   return {
     services,
     async start() {

@@ -1,6 +1,7 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ConnectionException, DriverException } from '@mikro-orm/core';
+import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
 
 const INTERNAL = 'Internal server error';
@@ -18,32 +19,69 @@ function isDependencyDown(e: unknown): boolean {
   );
 }
 
+/** What an error is to a client: a dependency outage, bad input, a known code, or unexpected. */
+function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {
+  const original = unwrapResolverError(error);
+  if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
+  if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST') return 'input';
+  if (original instanceof GraphQLError && code && code !== 'INTERNAL_SERVER_ERROR') return 'known';
+  return 'internal';
+}
+
+/** Unexpected errors already logged with their request id (by the Apollo plugin), so the formatter doesn't log them again. */
+const logged = new WeakSet<object>();
+
+/**
+ * Logs every unexpected error of an HTTP request once, with the request id, and puts that id
+ * on the error so the masked answer still lets a user quote it.
+ */
+export function errorLogPlugin(logger: Logger): ApolloServerPlugin<{ requestId?: string; logger?: Logger }> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors, contextValue }) {
+          for (const e of errors) {
+            if (classify(e, e.extensions?.code as string | undefined) !== 'internal') continue;
+            const original = unwrapResolverError(e);
+            const requestId = contextValue?.requestId;
+            (contextValue?.logger ?? logger).error({ err: original, requestId }, 'unexpected error');
+            if (original && typeof original === 'object') logged.add(original);
+            if (requestId) (e.extensions as Record<string, unknown>).requestId = requestId;
+          }
+        },
+      };
+    },
+  };
+}
+
 /**
  * Shapes every error a client sees: known codes pass, a database outage becomes
  * SERVICE_UNAVAILABLE, anything unexpected becomes INTERNAL_SERVER_ERROR (masked in
- * production, logged with the request id either way).
+ * production: no message, stack or SQL; logged with the request id either way).
  */
 export function createErrorFormatter(opts: { production: boolean; logger: Logger }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     const code = formatted.extensions?.code as string | undefined;
-    if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) {
+    const kind = classify(error, code);
+    if (kind === 'unavailable') {
       return { message: 'Service temporarily unavailable; try again shortly.', path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
-    if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST') {
+    if (kind === 'input') {
       // The contract speaks of bad input with one code; the parser's own stays as a detail.
       return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', reason: code } };
     }
-    if (original instanceof GraphQLError && code && code !== 'INTERNAL_SERVER_ERROR') {
+    if (kind === 'known') {
       const { stacktrace: _s, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, extensions };
     }
-    opts.logger.error({ err: original }, 'unexpected error');
+    if (!(original && typeof original === 'object' && logged.has(original))) opts.logger.error({ err: original }, 'unexpected error');
+    const requestId = formatted.extensions?.requestId;
     return {
       message: opts.production ? INTERNAL : formatted.message,
       path: formatted.path,
       locations: formatted.locations,
-      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+      extensions: { code: 'INTERNAL_SERVER_ERROR', ...(requestId ? { requestId } : {}) },
     };
   };
 }

@@ -18,6 +18,11 @@ export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
 
 function testEnv(overrides: Overrides): Env {
   return loadEnv({
+    // Suites sign many users up from one address and send in bursts; test/limits.test.ts sets real rates.
+    RATE_LIMIT_SIGNUP: '1000000/1h',
+    RATE_LIMIT_LOGIN: '1000000/1h',
+    RATE_LIMIT_SEND_MESSAGE: '1000000/1h',
+    RATE_LIMIT_WS_MESSAGES: '1000000/1h',
     ...process.env,
     NODE_ENV: 'test',
     PORT: '0',

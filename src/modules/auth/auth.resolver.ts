@@ -10,11 +10,13 @@ const payload = (r: AuthResult): AuthPayload => ({ token: r.token, user: toUserT
 export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
+    await ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
     return payload(await ctx.services.auth.signup(ctx.em, args));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })
   async login(@Args() args: LoginArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
+    await ctx.services.rates.login.consume(ctx.ip, 'Too many sign-in attempts from your address; try again later.');
     return payload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip));
   }
 

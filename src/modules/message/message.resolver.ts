@@ -12,8 +12,10 @@ import { AttachmentType, ConversationInput, MessageConnection, MessageType, Send
 export class MessageResolver {
   @Authorized()
   @Mutation(() => MessageType, { description: 'Persisted before it is published.' })
-  sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
-    return ctx.services.messages.send(ctx.em, viewerOf(ctx).userId, input);
+  async sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.sendMessage.consume(me, 'You are sending messages too fast; slow down.');
+    return ctx.services.messages.send(ctx.em, me, input);
   }
 
   @Authorized()

@@ -1,0 +1,82 @@
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  parse,
+  specifiedRules,
+  validate,
+  type DocumentNode,
+  type GraphQLSchema,
+  type ValidationRule,
+} from 'graphql';
+import type { Env } from '../config/env';
+
+type LimitsEnv = Pick<
+  Env,
+  'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'ENABLE_INTROSPECTION'
+>;
+
+export interface DocumentLimits {
+  /** Spread into the ApolloServer options. */
+  apollo: {
+    plugins: ApolloServerPlugin[];
+    validationRules: ValidationRule[];
+    parseOptions: { maxTokens: number };
+    hideSchemaDetailsFromClientErrors: boolean;
+  };
+  /**
+   * Parses and validates a document the way the HTTP path does (same limits, same
+   * introspection and suggestion rules), for operations that arrive over WebSocket.
+   * @returns the document, or the errors to answer with (nothing thrown).
+   */
+  check(schema: GraphQLSchema, source: unknown): { document: DocumentNode } | { errors: GraphQLError[] };
+}
+
+const SUGGESTION = /\s*Did you mean .+\?/g;
+
+/**
+ * Limits on what one document may ask for (graphql-armor): depth, aliases, tokens, directives
+ * and cost; field suggestions are hidden whenever introspection is off, so the schema can't be
+ * guessed field by field. Errors carry BAD_USER_INPUT.
+ */
+export function documentLimits(env: LimitsEnv): DocumentLimits {
+  const hideSchema = !env.ENABLE_INTROSPECTION;
+  const armor = new ApolloArmor({
+    maxDepth: { n: env.GRAPHQL_MAX_DEPTH, flattenFragments: true },
+    maxAliases: { n: env.GRAPHQL_MAX_ALIASES },
+    // graphql's parser counts tokens itself (parseOptions); armor's Apollo plugin throws from a hook, which Apollo 5 answers with 500.
+    maxTokens: { enabled: false },
+    maxDirectives: { n: env.GRAPHQL_MAX_DIRECTIVES },
+    costLimit: { maxCost: env.GRAPHQL_MAX_COST },
+    blockFieldSuggestion: { enabled: hideSchema, mask: '' },
+  }).protect();
+  const rules: ValidationRule[] = [...specifiedRules, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
+  const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
+
+  return {
+    apollo: {
+      plugins: armor.plugins,
+      validationRules: armor.validationRules,
+      parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
+      hideSchemaDetailsFromClientErrors: hideSchema,
+    },
+    check(schema, source) {
+      if (typeof source !== 'string' || !source.trim()) return { errors: [bad('The query must be a non-empty string.', 'GRAPHQL_PARSE_FAILED')] };
+      let document: DocumentNode;
+      try {
+        document = parse(source, { maxTokens: env.GRAPHQL_MAX_TOKENS });
+      } catch (e) {
+        const message = e instanceof GraphQLError ? e.message : 'Syntax error.';
+        return { errors: [bad(message.replace(/more that/, 'more than'), 'GRAPHQL_PARSE_FAILED')] };
+      }
+      const errors = validate(schema, document, rules);
+      if (!errors.length) return { document };
+      return {
+        errors: errors.map((e) =>
+          bad(hideSchema ? e.message.replace(SUGGESTION, '') : e.message, (e.extensions?.code as string | undefined) === 'BAD_USER_INPUT' ? 'GRAPHQL_LIMIT' : 'GRAPHQL_VALIDATION_FAILED'),
+        ),
+      };
+    },
+  };
+}

@@ -1,0 +1,86 @@
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateSpec } from '../config/env';
+import { RateLimitedError } from './errors';
+import type { RedisClient } from './redis';
+
+/**
+ * One rate: `points` actions per `duration` seconds per key. Counted in Redis when it is
+ * configured, so the limit holds across instances; in this process otherwise.
+ */
+export class RateLimit {
+  private readonly limiter: RateLimiterAbstract;
+
+  constructor(
+    readonly name: string,
+    readonly spec: RateSpec,
+    redis?: RedisClient,
+  ) {
+    const opts = { keyPrefix: `rl:${name}`, points: spec.points, duration: spec.duration };
+    this.limiter = redis
+      ? new RateLimiterRedis({
+          ...opts,
+          storeClient: redis,
+          useRedisPackage: false,
+          // While Redis is away, count in this process rather than refusing (or allowing) everything.
+          insuranceLimiter: new RateLimiterMemory(opts),
+        })
+      : new RateLimiterMemory(opts);
+  }
+
+  /**
+   * Counts one action for `key`.
+   * @throws RateLimitedError with extensions.retryAfter (seconds) once the key has used its points.
+   */
+  async consume(key: string, message?: string): Promise<void> {
+    try {
+      await this.limiter.consume(key, 1);
+    } catch (e) {
+      if (e instanceof RateLimiterRes) throw new RateLimitedError(e.msBeforeNext / 1000, message);
+      throw e;
+    }
+  }
+}
+
+/** The rates checked at the edge, shared by HTTP and WebSocket operations. */
+export interface Rates {
+  /** sendMessage, per user. */
+  sendMessage: RateLimit;
+  /** signup, per client address. */
+  signup: RateLimit;
+  /** login attempts, per client address. */
+  login: RateLimit;
+}
+
+export function createRates(env: { RATE_LIMIT_SEND_MESSAGE: RateSpec; RATE_LIMIT_SIGNUP: RateSpec; RATE_LIMIT_LOGIN: RateSpec }, redis?: RedisClient): Rates {
+  return {
+    sendMessage: new RateLimit('send-message', env.RATE_LIMIT_SEND_MESSAGE, redis),
+    signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
+    login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
+  };
+}
+
+/**
+ * A fixed-window counter for one socket (a socket lives on one instance, so memory is enough).
+ * `hit()` answers 'ok', 'limited' (over the rate: refuse operations) or 'abuse' (twice over: close).
+ */
+export class SocketRate {
+  private windowStart = Date.now();
+  private count = 0;
+
+  constructor(private readonly spec: RateSpec) {}
+
+  hit(now = Date.now()): 'ok' | 'limited' | 'abuse' {
+    if (now - this.windowStart >= this.spec.duration * 1000) {
+      this.windowStart = now;
+      this.count = 0;
+    }
+    this.count++;
+    if (this.count <= this.spec.points) return 'ok';
+    return this.count > this.spec.points * 2 ? 'abuse' : 'limited';
+  }
+
+  /** Seconds until the window resets. */
+  retryAfter(now = Date.now()): number {
+    return Math.max(0, (this.windowStart + this.spec.duration * 1000 - now) / 1000);
+  }
+}

@@ -1,0 +1,403 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { loadEnv } from '../src/config/env';
+import { createSchema } from '../src/graphql/schema';
+import { documentLimits } from '../src/graphql/limits';
+import { bodyLimit } from '../src/server';
+import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { signup, SIGNUP, buildUser, type TestUser } from './helpers/factories';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { snapshot } from './helpers/db';
+
+const ME = '{ me { id } }';
+const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
+
+async function lobbyOf(url: string, token: string): Promise<string> {
+  const d = await ok(gql(url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, token));
+  return d.groups.edges.find((e: any) => e.node.isLobby).node.id;
+}
+
+interface RawSocket {
+  socket: WebSocket;
+  messages: any[];
+  opened: Promise<void>;
+  closed: Promise<{ code: number; reason: string }>;
+  send(msg: unknown): void;
+  /** The next message of `type` (optionally with `id`), waiting up to `ms`. */
+  next(type: string, id?: string, ms?: number): Promise<any>;
+}
+
+/** A bare graphql-transport-ws socket, to send what a well-behaved client never would. */
+function rawSocket(url: string, opts: { origin?: string } = {}): RawSocket {
+  const socket = new WebSocket(url, 'graphql-transport-ws', { origin: opts.origin });
+  const messages: any[] = [];
+  const waiters: (() => void)[] = [];
+  socket.on('message', (d) => {
+    messages.push(JSON.parse(String(d)));
+    waiters.splice(0).forEach((f) => f());
+  });
+  socket.on('error', () => undefined);
+  const opened = new Promise<void>((res, rej) => {
+    socket.once('open', () => res());
+    socket.once('unexpected-response', (_req, r) => rej(new Error(`upgrade refused: ${r.statusCode}`)));
+    socket.once('error', rej);
+  });
+  opened.catch(() => undefined);
+  const closed = new Promise<{ code: number; reason: string }>((res) => socket.once('close', (code, reason) => res({ code, reason: String(reason) })));
+  return {
+    socket,
+    messages,
+    opened,
+    closed,
+    send: (msg) => socket.send(typeof msg === 'string' ? msg : JSON.stringify(msg)),
+    next(type, id, ms = 5000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${type} message within ${ms} ms; got ${JSON.stringify(messages).slice(0, 500)}`)), ms);
+        const check = () => {
+          const i = messages.findIndex((m) => m.type === type && (id === undefined || m.id === id));
+          if (i >= 0) {
+            clearTimeout(timer);
+            resolve(messages.splice(i, 1)[0]);
+          } else waiters.push(check);
+        };
+        check();
+      });
+    },
+  };
+}
+
+const rawSockets = new Set<RawSocket>();
+function raw(url: string, opts: { origin?: string } = {}): RawSocket {
+  const r = rawSocket(url, opts);
+  rawSockets.add(r);
+  return r;
+}
+afterEach(() => {
+  for (const r of rawSockets) r.socket.terminate();
+  rawSockets.clear();
+});
+
+async function initialized(url: string, token: string): Promise<RawSocket> {
+  const r = raw(url);
+  await r.opened;
+  r.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+  await r.next('connection_ack');
+  return r;
+}
+
+describe('document limits', () => {
+  let s: TestServer;
+  let u: TestUser;
+  beforeEach(async () => {
+    s = await createTestServer();
+    u = await signup(s.url);
+  });
+
+  it('should refuse a document deeper than GRAPHQL_MAX_DEPTH, over HTTP and WebSocket', async () => {
+    // The deepest path the schema has (8) passes the default.
+    const lobby = await lobbyOf(s.url, u.token);
+    await ok(gql(s.url, 'query($g: ID) { history(conversation: { groupId: $g }) { edges { node { group { members { edges { node { id } } } } } } } }', { g: lobby }, u.token));
+    s = await createTestServer({ GRAPHQL_MAX_DEPTH: '5' }, { clean: false });
+    const five = '{ groups { edges { node { members { totalCount } } } } }';
+    const six = '{ groups { edges { node { members { edges { cursor } } } } } }';
+    await ok(gql(s.url, five, {}, u.token));
+    const r = await gql(s.url, six, {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.errors![0].message).toMatch(/depth/i);
+    // The limit can't be dodged with fragments.
+    const viaFragment = await gql(s.url, '{ groups { edges { node { ...G } } } } fragment G on Group { members { edges { cursor } } }', {}, u.token);
+    expect(codeOf(viaFragment)).toBe('BAD_USER_INPUT');
+
+    const w = wsClient(s.wsUrl, u.token);
+    await w.connected;
+    const sub = subscribe(w, six);
+    await sub.done;
+    expect((sub.errors[0] as any)[0]?.extensions?.code ?? (sub.errors[0] as any).extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('should refuse more than 15 aliases', async () => {
+    const aliases = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: me { id }`).join(' ')} }`;
+    await ok(gql(s.url, aliases(15), {}, u.token));
+    const r = await gql(s.url, aliases(16), {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.errors![0].message).toMatch(/Aliases limit of 15/);
+  });
+
+  it('should refuse more than 1000 tokens, over HTTP and WebSocket', async () => {
+    // `{` + n × `me { id }` + `}`: graphql's own guard against many identical fields stays out of the way.
+    const tokens = (n: number) => `{ ${'me { id } '.repeat(Math.floor((n - 2) / 4))}}`;
+    await ok(gql(s.url, tokens(990), {}, u.token));
+    const r = await gql(s.url, tokens(1100), {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.errors![0].message).toMatch(/token/i);
+
+    const w = await initialized(s.wsUrl, u.token);
+    w.send({ id: 't', type: 'subscribe', payload: { query: tokens(1100) } });
+    const err = await w.next('error', 't');
+    expect(err.payload[0].extensions.code).toBe('BAD_USER_INPUT');
+    expect(err.payload[0].message).toMatch(/token/i);
+  });
+
+  it('should refuse more than 10 directives', async () => {
+    const dirs = (n: number) => `{ me { ${Array.from({ length: n }, (_, i) => `f${i}: id @include(if: true)`).join(' ')} } }`;
+    await ok(gql(s.url, dirs(10), {}, u.token));
+    const r = await gql(s.url, dirs(11), {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.errors![0].message).toMatch(/Directives limit of 10/);
+  });
+
+  it('should refuse a document costing more than 5000', async () => {
+    // Scalars 8 levels deep cost 1.5^8 ≈ 26 each; within the depth, alias and token limits.
+    const lobby = await lobbyOf(s.url, u.token);
+    const costly = (n: number) =>
+      `query($g: ID) { history(conversation: { groupId: $g }) { edges { node { group { members { edges { node { ${'id '.repeat(n)} } } } } } } } }`;
+    await ok(gql(s.url, costly(100), { g: lobby }, u.token));
+    const r = await gql(s.url, costly(300), { g: lobby }, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.errors![0].message).toMatch(/Query Cost limit of 5000/i);
+  });
+
+  it('should refuse batched HTTP requests', async () => {
+    const res = await fetch(s.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify([{ query: ME }, { query: ME }]),
+    });
+    expect(res.status).toBe(400);
+    const body: any = await res.json();
+    expect(body.data).toBeUndefined();
+    expect(body.errors[0].message).toMatch(/batching/i);
+  });
+
+  it('should let every operation clients use (operations/*.graphql) pass the default limits', async () => {
+    const dir = join(__dirname, '..', 'operations');
+    const source = readdirSync(dir)
+      .filter((f) => f.endsWith('.graphql'))
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('\n');
+    const limits = documentLimits(loadEnv({ NODE_ENV: 'production' }));
+    const schema = await createSchema();
+    // Each operation on its own: the token limit is per request, not per file.
+    const all = limits.check(schema, source);
+    const problems = 'errors' in all ? all.errors.map((e) => e.message).filter((m) => !/token/i.test(m)) : [];
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('size limits', () => {
+  it('should answer 413 to a body just over what the largest attachment needs, and accept that attachment', async () => {
+    const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '30000' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const limit = bodyLimit(s.env);
+    const biggest = Buffer.alloc(30000, 'a').toString('base64');
+    await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'big.txt', base64: biggest } } }, u.token));
+
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const res = await fetch(s.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, content: 'x'.repeat(limit) } } }),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('PAYLOAD_TOO_LARGE');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should close a WebSocket with 1009 when a frame is too big', async () => {
+    const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '30000' });
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    w.send({ id: '1', type: 'subscribe', payload: { query: SEND, variables: { input: { content: 'x'.repeat(bodyLimit(s.env) + 10) } } } });
+    expect((await w.closed).code).toBe(1009);
+  });
+});
+
+describe('WebSocket limits', () => {
+  it('should close with 4408 a socket that sends no connection_init in time', async () => {
+    const s = await createTestServer({ WS_CONNECTION_INIT_TIMEOUT: '300ms' });
+    const r = raw(s.wsUrl);
+    await r.opened;
+    const started = Date.now();
+    const { code } = await r.closed;
+    expect(code).toBe(4408);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('should refuse the 51st operation on one socket, and accept another once one ends', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    for (let i = 1; i <= 50; i++) w.send({ id: `s${i}`, type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    w.send({ id: 's51', type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    const err = await w.next('error', 's51');
+    expect(err.payload[0].extensions.code).toBe('RATE_LIMITED');
+    expect(w.messages.filter((m) => m.type === 'error')).toEqual([]);
+    w.send({ id: 's1', type: 'complete' });
+    await sleep(100);
+    w.send({ id: 's52', type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    // s52 is live: a public group created now reaches it.
+    await ok(gql(s.url, 'mutation { createGroup(name: "limits") { id } }', {}, u.token));
+    const next = await w.next('next', 's52');
+    expect(next.payload.data.groupEvent.kind).toBe('CREATED');
+  });
+
+  it("should close a user's 21st socket with 4429 and keep the first 20", async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const other = await signup(s.url);
+    const sockets = [];
+    for (let i = 0; i < 20; i++) sockets.push(await initialized(s.wsUrl, u.token));
+    const extra = raw(s.wsUrl);
+    await extra.opened;
+    extra.send({ type: 'connection_init', payload: { token: u.token } });
+    expect((await extra.closed).code).toBe(4429);
+    // Others are not affected, and a slot frees up when one closes.
+    await initialized(s.wsUrl, other.token);
+    sockets[0].socket.close(1000);
+    await sockets[0].closed;
+    await sleep(50);
+    await initialized(s.wsUrl, u.token);
+    expect(sockets.slice(1).every((r) => r.socket.readyState === WebSocket.OPEN)).toBe(true);
+  });
+
+  it('should ping idle sockets to keep them alive', async () => {
+    const s = await createTestServer({ WS_KEEPALIVE: '200ms' });
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    let pings = 0;
+    w.socket.on('ping', () => pings++);
+    await sleep(700);
+    expect(pings).toBeGreaterThanOrEqual(2);
+    expect(w.socket.readyState).toBe(WebSocket.OPEN);
+  });
+});
+
+describe('origin checks', () => {
+  let s: TestServer;
+  let u: TestUser;
+  beforeEach(async () => {
+    s = await createTestServer({ CORS_ORIGINS: 'https://app.example, https://admin.example' });
+    u = await signup(s.url);
+  });
+
+  it('should answer CORS for an allowed origin and refuse any other over HTTP', async () => {
+    const pre = await fetch(s.url, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(pre.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+
+    const good = await fetch(s.url, { method: 'POST', headers: { origin: 'https://admin.example', 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query: ME }) });
+    expect(good.status).toBe(200);
+    expect(good.headers.get('access-control-allow-origin')).toBe('https://admin.example');
+    expect(((await good.json()) as any).data.me.id).toBe(u.id);
+
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const bad = await fetch(s.url, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example', 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify({ query: 'mutation { createGroup(name: "csrf") { id } }' }),
+    });
+    expect(bad.status).toBe(403);
+    expect(bad.headers.get('access-control-allow-origin')).toBeNull();
+    expect(((await bad.json()) as any).errors[0].extensions.code).toBe('FORBIDDEN');
+    const badPre = await fetch(s.url, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    expect(badPre.status).toBe(403);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should refuse a WebSocket upgrade from an origin not allowed', async () => {
+    const bad = raw(s.wsUrl, { origin: 'https://evil.example' });
+    await expect(bad.opened).rejects.toThrow(/403/);
+    const good = raw(s.wsUrl, { origin: 'https://app.example' });
+    await good.opened;
+    good.send({ type: 'connection_init', payload: { token: u.token } });
+    await good.next('connection_ack');
+  });
+});
+
+describe('rate limits', () => {
+  it('should answer RATE_LIMITED with retryAfter once a user sends too many messages, and not to others', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '3/1m' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, a.token);
+    for (let i = 0; i < 3; i++) await ok(gql(s.url, SEND, { input: { groupId: lobby, content: `m${i}` } }, a.token));
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const r = await gql(s.url, SEND, { input: { groupId: lobby, content: 'too many' } }, a.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].extensions!.retryAfter).toBeGreaterThanOrEqual(1);
+    expect(r.errors![0].extensions!.retryAfter).toBeLessThanOrEqual(60);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // Over the socket too: the limit is per user, not per transport.
+    const w = await initialized(s.wsUrl, a.token);
+    w.send({ id: 'm', type: 'subscribe', payload: { query: SEND, variables: { input: { groupId: lobby, content: 'via ws' } } } });
+    const next = await w.next('next', 'm');
+    expect(next.payload.errors[0].extensions.code).toBe('RATE_LIMITED');
+    await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'b is fine' } }, b.token));
+  });
+
+  it('should limit signups per address', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SIGNUP: '2/1h' });
+    await signup(s.url);
+    await signup(s.url);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const r = await gql(s.url, SIGNUP, buildUser());
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(60);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should limit login attempts per address, successful ones included', async () => {
+    const s = await createTestServer({ RATE_LIMIT_LOGIN: '3/1h' });
+    const u = await signup(s.url);
+    for (let i = 0; i < 3; i++) await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }));
+    const r = await gql(s.url, LOGIN, { u: u.username, p: u.password });
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    expect(r.data?.login).toBeFalsy();
+  });
+
+  it('should refuse operations on a socket that sends too many messages, then close it', async () => {
+    const s = await createTestServer({ RATE_LIMIT_WS_MESSAGES: '5/1m' });
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token); // message 1
+    for (let i = 2; i <= 5; i++) w.send({ id: `q${i}`, type: 'subscribe', payload: { query: ME } });
+    for (let i = 2; i <= 5; i++) expect((await w.next('next', `q${i}`)).payload.data.me.id).toBe(u.id);
+    w.send({ id: 'q6', type: 'subscribe', payload: { query: ME } });
+    const err = await w.next('error', 'q6');
+    expect(err.payload[0].extensions.code).toBe('RATE_LIMITED');
+    expect(err.payload[0].extensions.retryAfter).toBeGreaterThan(0);
+    for (let i = 7; i <= 11; i++) w.send({ type: 'ping' });
+    expect((await w.closed).code).toBe(1008);
+  });
+});
+
+describeRedis('rate limits across instances', () => {
+  it('should count sendMessage and signup in Redis, so a second instance sees the first one’s count', async () => {
+    const overrides = { RATE_LIMIT_SEND_MESSAGE: '3/1m', RATE_LIMIT_SIGNUP: '3/1h' };
+    const a = await createTestServer(overrides);
+    const b = await createTestServer(overrides, { clean: false });
+    const u = await signup(a.url);
+    const lobby = await lobbyOf(a.url, u.token);
+    await ok(gql(a.url, SEND, { input: { groupId: lobby, content: '1' } }, u.token));
+    await ok(gql(b.url, SEND, { input: { groupId: lobby, content: '2' } }, u.token));
+    await ok(gql(a.url, SEND, { input: { groupId: lobby, content: '3' } }, u.token));
+    expect(codeOf(await gql(b.url, SEND, { input: { groupId: lobby, content: '4' } }, u.token))).toBe('RATE_LIMITED');
+    expect(codeOf(await gql(a.url, SEND, { input: { groupId: lobby, content: '5' } }, u.token))).toBe('RATE_LIMITED');
+
+    await signup(b.url);
+    await signup(a.url); // the third signup from this address
+    expect(codeOf(await gql(b.url, SIGNUP, buildUser()))).toBe('RATE_LIMITED');
+  });
+});
