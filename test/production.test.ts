@@ -1,0 +1,151 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { loadEnv } from '../src/config/env';
+import { startServer, type ParleyServer } from '../src/server';
+import { codeOf, gql, ok, subscribe, wsClient } from './helpers/graphql';
+import { signup, type TestUser } from './helpers/factories';
+import { createTestServer, resetState } from './helpers/server';
+import { snapshot, sql } from './helpers/db';
+
+const INTROSPECTION = '{ __schema { queryType { name } types { name } } }';
+const TYPO = '{ me { usernam } }';
+
+/** A production server whose log lines are kept, to check what is logged (and what is not answered). */
+async function productionServer(overrides: Record<string, string> = {}): Promise<{ server: ParleyServer; lines: any[]; url: string }> {
+  const env = loadEnv({ ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...overrides });
+  await resetState(env);
+  const lines: any[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  const server = await startServer({ env, logger: pino({ level: 'info' }, sink), jobs: false });
+  opened.push(server);
+  return { server, lines, url: server.url };
+}
+
+const opened: ParleyServer[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.dispose()));
+});
+
+describe('production mode', () => {
+  let url: string;
+  let wsUrl: string;
+  let lines: any[];
+  let u: TestUser;
+  beforeEach(async () => {
+    const p = await productionServer();
+    url = p.url;
+    wsUrl = p.server.wsUrl;
+    lines = p.lines;
+    u = await signup(url);
+  });
+
+  it('should refuse introspection over HTTP and WebSocket, and still answer __typename', async () => {
+    const r = await gql(url, INTROSPECTION, {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    expect(r.data).toBeUndefined();
+    expect(JSON.stringify(r.errors)).toMatch(/introspection/i);
+    expect((await ok(gql(url, '{ __typename }'))).__typename).toBe('Query');
+
+    const w = wsClient(wsUrl, u.token);
+    await w.connected;
+    const sub = subscribe(w, INTROSPECTION);
+    await sub.done;
+    expect(sub.values).toEqual([]);
+    expect(JSON.stringify(sub.errors)).toMatch(/introspection/i);
+  });
+
+  it('should not suggest field names ("Did you mean") over HTTP or WebSocket', async () => {
+    for (const doc of [TYPO, 'mutation { sendMesage(input: { content: "x" }) { id } }', '{ users(serch: "a") { totalCount } }']) {
+      const r = await gql(url, doc, {}, u.token);
+      expect(codeOf(r)).toBe('BAD_USER_INPUT');
+      expect(JSON.stringify(r.errors)).not.toMatch(/Did you mean/i);
+    }
+    const w = wsClient(wsUrl, u.token);
+    await w.connected;
+    const sub = subscribe(w, TYPO);
+    await sub.done;
+    expect(JSON.stringify(sub.errors)).toMatch(/usernam/);
+    expect(JSON.stringify(sub.errors)).not.toMatch(/Did you mean/i);
+  });
+
+  it('should mask an internal error (no message, stack or SQL) and log it with the request id', async () => {
+    const db = process.env.DATABASE_URL!;
+    await sql(db, 'alter table groups rename to groups_hidden');
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}`, 'x-request-id': 'req-mask-1' },
+        body: JSON.stringify({ query: '{ groups { totalCount edges { node { id name } } } }' }),
+      });
+      const text = await res.text();
+      const body = JSON.parse(text);
+      expect(body.errors[0].message).toBe('Internal server error');
+      expect(body.errors[0].extensions.code).toBe('INTERNAL_SERVER_ERROR');
+      expect(body.errors[0].extensions.requestId).toBe('req-mask-1');
+      expect(text).not.toMatch(/stack|stacktrace|select |from "|relation|groups_hidden|\bat \w+ \(/i);
+
+      const logged = lines.find((l) => l.msg === 'unexpected error' && l.requestId === 'req-mask-1');
+      expect(logged).toBeDefined();
+      expect(JSON.stringify(logged.err)).toMatch(/relation .*groups.* does not exist/);
+
+      // The same over the socket.
+      const w = wsClient(wsUrl, u.token);
+      await w.connected;
+      const sub = subscribe(w, '{ groups { totalCount } }');
+      await sub.done;
+      const wsText = JSON.stringify(sub.errors);
+      expect(wsText).toMatch(/Internal server error/);
+      expect(wsText).toMatch(/INTERNAL_SERVER_ERROR/);
+      expect(wsText).not.toMatch(/stack|select |relation|groups_hidden/i);
+    } finally {
+      await sql(db, 'alter table groups_hidden rename to groups');
+    }
+  });
+
+  it('should turn CSRF prevention on: simple requests that a form or an <img> could send are refused', async () => {
+    const before = await snapshot(process.env.DATABASE_URL!);
+    const form = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify({ query: 'mutation { createGroup(name: "csrf") { id } }' }),
+    });
+    expect(form.status).toBe(400);
+    expect(await form.text()).toMatch(/CSRF|preflight/i);
+    const urlencoded = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'query=mutation%20%7B%20logout%20%7D',
+    });
+    expect(urlencoded.status).toBe(400);
+    const get = await fetch(`${url}?query=${encodeURIComponent('{ me { id } }')}`, { headers: { authorization: `Bearer ${u.token}` } });
+    expect(get.status).toBe(400);
+    expect(await get.text()).toMatch(/CSRF|preflight/i);
+    expect(await snapshot(process.env.DATABASE_URL!)).toEqual(before);
+    // A GET that shows it is not a simple request is served.
+    const preflighted = await fetch(`${url}?query=${encodeURIComponent('{ me { id } }')}`, { headers: { authorization: `Bearer ${u.token}`, 'apollo-require-preflight': 'true' } });
+    expect(((await preflighted.json()) as any).data.me.id).toBe(u.id);
+  });
+});
+
+describe('production mode with ENABLE_INTROSPECTION', () => {
+  it('should allow introspection and suggestions when asked for', async () => {
+    const { url } = await productionServer({ ENABLE_INTROSPECTION: 'true' });
+    const d = await ok(gql(url, INTROSPECTION));
+    expect(d.__schema.queryType.name).toBe('Query');
+    const u = await signup(url);
+    expect(JSON.stringify((await gql(url, TYPO, {}, u.token)).errors)).toMatch(/Did you mean .*username/);
+  });
+});
+
+describe('outside production', () => {
+  it('should keep introspection on by default (development tools rely on it)', async () => {
+    const s = await createTestServer();
+    expect((await ok(gql(s.url, INTROSPECTION))).__schema.types.length).toBeGreaterThan(10);
+  });
+});
