@@ -142,7 +142,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             const token = bearerToken(req.headers.authorization);
             const viewer = token ? await app.services.auth.authenticate(token) : null;
             if (token && !viewer) throw invalidTokenError();
-            if (viewer) void app.services.presence.touch(viewer.userId);
+            if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });
           },
         }).catch(done);

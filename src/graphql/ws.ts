@@ -125,7 +125,7 @@ export function attachWebSocket(
         ctx.extra.state = state;
         sockets.set(ctx.extra.socket, state);
         await services.memberships.track(viewer.userId);
-        services.presence.socketOpened(viewer.userId);
+        services.presence.socketOpened(viewer.userId, viewer.sessionId);
         return true;
       },
       onClose: (ctx) => {
@@ -136,11 +136,11 @@ export function attachWebSocket(
         mine?.delete(ctx.extra.socket);
         if (mine && !mine.size) socketsOf.delete(state.viewer.userId);
         services.memberships.untrack(state.viewer.userId);
-        services.presence.socketClosed(state.viewer.userId);
+        services.presence.socketClosed(state.viewer.userId, state.viewer.sessionId);
       },
       onSubscribe: (ctx, _id, payload) => {
         const state = ctx.extra.state;
-        if (state) void services.presence.touch(state.viewer.userId);
+        if (state) void services.presence.touch(state.viewer.userId, state.viewer.sessionId);
         // graphql-ws has already counted this one.
         if (Object.keys(ctx.subscriptions).length > env.WS_MAX_SUBSCRIPTIONS) {
           return [

@@ -2,21 +2,39 @@ import cron from 'node-cron';
 import type { Services } from '../core/services';
 
 /**
- * Every tick of PRESENCE_SWEEP_CRON (each minute by default), on every instance; the
- * store's claim lets exactly one instance sweep per tick. Instances tick on the same
- * second, so the tick is keyed by the nearest whole second.
+ * The presence sweep on every tick of PRESENCE_SWEEP_CRON (each minute by default), scheduled on
+ * every instance and run by one per tick: node-cron's distributed mode asks the presence store
+ * (a Redis SET NX with a TTL, or memory) for the tick's slot, which is the same on every instance,
+ * so exactly one wins it. The sweep itself removes atomically, so even a second run could not
+ * publish a transition twice.
  */
 export function presenceSweepJob(services: Services) {
   const log = services.logger.child({ job: 'presence-sweep' });
-  const task = cron.schedule(services.env.PRESENCE_SWEEP_CRON, async () => {
-    const started = Date.now();
-    try {
-      const { ran, expired } = await services.presence.sweep(String(Math.round(started / 1000)));
-      if (ran) log.debug({ expired, ms: Date.now() - started }, 'presence sweep');
-    } catch (e) {
-      log.warn({ err: e }, 'presence sweep failed');
-    }
-  });
+  const task = cron.schedule(
+    services.env.PRESENCE_SWEEP_CRON,
+    async (ctx) => {
+      try {
+        const { expired, ms } = await services.presence.sweep({ slot: ctx.date.toISOString() });
+        log.debug({ expired, ms, slot: ctx.date.toISOString() }, 'presence sweep');
+      } catch (e) {
+        log.warn({ err: e }, 'presence sweep failed');
+      }
+    },
+    {
+      name: 'presence-sweep',
+      noOverlap: true,
+      distributed: true,
+      // Held past the tick on purpose: an instance whose clock or event loop runs late must not run the slot again.
+      distributedLease: 5 * 60_000,
+      runCoordinator: { shouldRun: (key, ttlMs) => services.presence.claim(key, ttlMs) },
+      logger: {
+        info: (m) => log.info(m),
+        warn: (m) => log.warn(m),
+        error: (m, err) => log.error({ err: err ?? m }, String(m)),
+        debug: (m) => log.debug(String(m)),
+      },
+    },
+  );
   return {
     async dispose() {
       await task.stop();

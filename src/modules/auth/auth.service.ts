@@ -28,6 +28,7 @@ export interface AuthResult {
   token: string;
   user: User;
   expiresAt: Date;
+  sessionId: string;
 }
 
 interface CachedSession extends Viewer {
@@ -99,7 +100,7 @@ export class AuthService {
         await this.o.onSignup(tem, user, outbox);
         return this.issue(tem, user);
       });
-      await this.o.presence.online(result.user.id);
+      await this.o.presence.online(result.user.id, result.sessionId);
       return result;
     } catch (e) {
       // Two signups racing for one name: the unique index decides.
@@ -123,7 +124,7 @@ export class AuthService {
     await this.o.limiter.succeed(username);
     const result = await this.issue(em, user);
     await em.flush();
-    await this.o.presence.online(user.id);
+    await this.o.presence.online(user.id, result.sessionId);
     return result;
   }
 
@@ -131,7 +132,7 @@ export class AuthService {
   async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
     await em.nativeDelete(Session, { id: viewer.sessionId });
     await this.revoked(viewer.userId, [viewer.sessionId], [viewer.tokenHash]);
-    await this.o.presence.loggedOut(viewer.userId);
+    await this.o.presence.loggedOut(viewer.userId, viewer.sessionId);
     return true;
   }
 
@@ -187,9 +188,9 @@ export class AuthService {
   private async issue(em: EntityManager, user: User): Promise<AuthResult> {
     const token = newToken();
     const expiresAt = new Date(Date.now() + this.o.env.TOKEN_TTL * 1000);
-    em.create(Session, { user, tokenHash: hashToken(token), expiresAt });
+    const session = em.create(Session, { user, tokenHash: hashToken(token), expiresAt });
     await em.flush();
-    return { token, user, expiresAt };
+    return { token, user, expiresAt, sessionId: session.id };
   }
 
   private dummy(): Promise<string> {

@@ -15,7 +15,8 @@ export class PresenceResolver {
   @Authorized()
   @Mutation(() => PresenceType, { description: 'Keeps the viewer ONLINE.' })
   async heartbeat(@Ctx() ctx: Context): Promise<PresenceType> {
-    return toPresence(await ctx.services.presence.heartbeat(viewerOf(ctx).userId));
+    const viewer = viewerOf(ctx);
+    return toPresence(await ctx.services.presence.heartbeat(viewer.userId, viewer.sessionId));
   }
 
   @Authorized()

@@ -26,26 +26,43 @@ export interface PresenceOptions {
   instanceId: string;
 }
 
+/** One sweep: which cron slot it ran for (null: the command line), how many it expired, how long it took. */
+export interface SweepRun {
+  slot: string | null;
+  expired: number;
+  ms: number;
+}
+
 /**
  * Who is online. Activity, heartbeats and sockets go to the presence store only; PostgreSQL
  * sees lastSeenAt on OFFLINE transitions and in one batched write per persist interval.
  */
 export class PresenceService {
-  private readonly sockets = new Map<string, number>();
+  /** userId -> sessionId -> open sockets on this instance. */
+  private readonly sockets = new Map<string, Map<string, number>>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
-  /** When this instance last told the store about a user: activity in between stays in memory. */
-  private readonly touched = new Map<string, number>();
-  /** Users active since the last lastSeenAt flush. */
+  /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
+  private readonly touched = new Map<string, Map<string, number>>();
+  /** Users active since the last lastSeenAt flush, with when. */
   private readonly dirty = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly off: (() => void)[] = [];
+  private readonly timeoutMs: number;
+  /** Activity closer together than this costs no store write (well under the timeout, so it never matters to the sweep). */
   private readonly touchEveryMs: number;
+  /** How often live sockets are re-announced; their bookkeeping lives three times that. */
   private readonly refreshEveryMs: number;
+  /** The last sweeps this instance ran, newest last (for operators and tests). */
+  readonly sweeps: SweepRun[] = [];
 
   constructor(private readonly o: PresenceOptions) {
-    const timeoutMs = o.env.PRESENCE_TIMEOUT * 1000;
-    this.touchEveryMs = Math.min(5000, timeoutMs / 10);
-    this.refreshEveryMs = Math.max(250, Math.min(10_000, timeoutMs / 4));
+    this.timeoutMs = o.env.PRESENCE_TIMEOUT * 1000;
+    this.touchEveryMs = Math.min(5000, this.timeoutMs / 10);
+    this.refreshEveryMs = Math.max(250, Math.min(10_000, this.timeoutMs / 4));
+  }
+
+  private get socketTtlMs(): number {
+    return this.refreshEveryMs * 3;
   }
 
   /** Starts the live-socket refresh and the lastSeenAt flush. */
@@ -60,87 +77,124 @@ export class PresenceService {
     void this.refreshSockets();
   }
 
-  /** Any authenticated activity. Cheap: at most one store call per user per few seconds. */
-  async touch(userId: string): Promise<void> {
-    const now = Date.now();
+  /**
+   * Any authenticated activity (request, WebSocket operation, heartbeat). Cheap: at most one
+   * store write per session per `touchEveryMs`, and never a database write.
+   * @returns false when the store could not be reached.
+   */
+  async touch(userId: string, sessionId: string | null = null, now = Date.now()): Promise<boolean> {
     this.dirty.set(userId, now);
-    const last = this.touched.get(userId);
-    if (last !== undefined && now - last < this.touchEveryMs) return;
-    this.touched.set(userId, now);
+    let byUser = this.touched.get(userId);
+    const last = byUser?.get(sessionId ?? '');
+    if (last !== undefined && now - last < this.touchEveryMs) return true;
+    if (!byUser) this.touched.set(userId, (byUser = new Map()));
+    byUser.set(sessionId ?? '', now);
     try {
-      if (await this.o.store.touch(userId, now)) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
+      if (await this.o.store.touch(userId, sessionId, now, this.timeoutMs * 2)) {
+        await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
+      }
+      return true;
     } catch (e) {
-      this.touched.delete(userId);
+      this.touched.get(userId)?.delete(sessionId ?? '');
       this.o.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
+      return false;
     }
   }
 
-  /** Login: ONLINE at once, whatever the throttle says. */
-  async online(userId: string): Promise<void> {
+  /** Login and signup: ONLINE at once, whatever the throttle says. */
+  async online(userId: string, sessionId: string | null = null): Promise<void> {
     this.touched.delete(userId);
-    await this.touch(userId);
+    await this.touch(userId, sessionId);
   }
 
-  async heartbeat(userId: string): Promise<PresenceState> {
-    await this.touch(userId);
+  /** The viewer after this heartbeat: ONLINE, seen now (no store read needed). */
+  async heartbeat(userId: string, sessionId: string | null = null): Promise<PresenceState> {
+    const now = Date.now();
+    if (await this.touch(userId, sessionId, now)) return { userId, status: 'ONLINE', lastSeenAt: new Date(now) };
     return (await this.states([userId]))[0];
   }
 
-  /** Logout: OFFLINE unless the user still has a live socket somewhere. */
-  async loggedOut(userId: string): Promise<void> {
-    if ((this.sockets.get(userId) ?? 0) > 0) return;
-    if (await this.o.store.hasSocketElsewhere(userId, this.o.instanceId).catch(() => false)) return;
-    await this.goOffline(userId, Date.now());
+  /** Logout of one session: OFFLINE unless another session is live (a socket, or activity within PRESENCE_TIMEOUT). */
+  async loggedOut(userId: string, sessionId: string): Promise<void> {
+    const now = Date.now();
+    // This session's own sockets are being closed by the revocation; only other sessions' count.
+    const here = this.sockets.get(userId);
+    const liveHere = !!here && [...here.keys()].some((s) => s !== sessionId);
+    this.touched.get(userId)?.delete(sessionId);
+    try {
+      const wentOffline = await this.o.store.endSession(userId, sessionId, { instanceId: this.o.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
+      if (wentOffline) await this.offline(userId, now);
+    } catch (e) {
+      this.o.logger.warn({ err: e, userId }, 'presence: could not settle a logout; the sweep will');
+    }
   }
 
   /** Account deleted: OFFLINE at once, sockets or not. */
   async forget(userId: string): Promise<void> {
     this.sockets.delete(userId);
-    await this.goOffline(userId, Date.now());
+    this.cancelGrace(userId);
+    const now = Date.now();
+    if (await this.o.store.remove(userId)) await this.offline(userId, now);
   }
 
-  socketOpened(userId: string): void {
-    this.sockets.set(userId, (this.sockets.get(userId) ?? 0) + 1);
-    const t = this.graceTimers.get(userId);
-    if (t) {
-      clearTimeout(t);
-      this.graceTimers.delete(userId);
-    }
-    void this.online(userId);
+  socketOpened(userId: string, sessionId: string): void {
+    let byUser = this.sockets.get(userId);
+    const first = !byUser;
+    if (!byUser) this.sockets.set(userId, (byUser = new Map()));
+    byUser.set(sessionId, (byUser.get(sessionId) ?? 0) + 1);
+    this.cancelGrace(userId);
+    // Other instances must know at once: one of them may be deciding this user's OFFLINE right now.
+    if (first) void this.o.store.addSocket(this.o.instanceId, userId, this.socketTtlMs).catch(() => undefined);
+    void this.online(userId, sessionId);
   }
 
-  socketClosed(userId: string): void {
-    const n = (this.sockets.get(userId) ?? 1) - 1;
-    if (n > 0) {
-      this.sockets.set(userId, n);
-      return;
+  socketClosed(userId: string, sessionId: string): void {
+    const byUser = this.sockets.get(userId);
+    if (byUser) {
+      const n = (byUser.get(sessionId) ?? 1) - 1;
+      if (n > 0) byUser.set(sessionId, n);
+      else byUser.delete(sessionId);
+      if (byUser.size) return;
+      this.sockets.delete(userId);
     }
-    this.sockets.delete(userId);
-    this.dirty.set(userId, Date.now());
+    const closedAt = Date.now();
+    this.dirty.set(userId, closedAt);
+    // Activity after the close must reach the store, or it could not keep the user online.
+    this.touched.delete(userId);
+    this.cancelGrace(userId);
     // A reload reconnects within the grace period and cancels this.
     const timer = setTimeout(() => {
       this.graceTimers.delete(userId);
-      void this.afterGrace(userId);
+      void this.afterGrace(userId, closedAt);
     }, this.o.env.PRESENCE_GRACE * 1000);
     timer.unref();
     this.graceTimers.set(userId, timer);
   }
 
-  private async afterGrace(userId: string): Promise<void> {
+  private cancelGrace(userId: string): void {
+    const t = this.graceTimers.get(userId);
+    if (t) {
+      clearTimeout(t);
+      this.graceTimers.delete(userId);
+    }
+  }
+
+  private async afterGrace(userId: string, closedAt: number): Promise<void> {
     if (this.sockets.has(userId)) return;
     try {
-      if (await this.o.store.hasSocketElsewhere(userId, this.o.instanceId)) return;
-      await this.goOffline(userId, Date.now());
+      if (await this.o.store.socketsGone(userId, { instanceId: this.o.instanceId, closedAt, now: Date.now() })) {
+        await this.offline(userId, closedAt);
+      }
     } catch (e) {
       this.o.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; the sweep will');
     }
   }
 
-  private async goOffline(userId: string, at: number): Promise<void> {
+  /** After the store decided this OFFLINE transition (exactly one caller gets here for it). */
+  private async offline(userId: string, at: number): Promise<void> {
     this.touched.delete(userId);
     this.dirty.delete(userId);
-    if (!(await this.o.store.remove(userId))) return;
-    await this.persistLastSeen([[userId, at]]);
+    await this.persistLastSeen([[userId, at]]).catch((e) => this.o.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
     await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
   }
 
@@ -176,35 +230,55 @@ export class PresenceService {
   }
 
   /**
-   * Marks OFFLINE everyone idle for longer than PRESENCE_TIMEOUT, once per `tickKey`
-   * across all instances. Returns how many it expired (0 when another instance had the tick).
+   * Marks OFFLINE everyone idle for longer than PRESENCE_TIMEOUT who holds no live socket.
+   * Safe to run anywhere at any time: removal is atomic, so two sweeps never publish one
+   * transition twice. The cron job runs it once per tick across instances (see presence-sweep.job.ts).
    */
-  async sweep(tickKey: string, now = Date.now()): Promise<{ ran: boolean; expired: number }> {
-    if (!(await this.o.store.claim(`sweep:${tickKey}`, 120_000))) return { ran: false, expired: 0 };
-    const cutoff = now - this.o.env.PRESENCE_TIMEOUT * 1000;
-    const removed = await this.o.store.expire(cutoff, (id) => this.sockets.has(id));
+  async sweep(opts: { slot?: string | null; now?: number } = {}): Promise<SweepRun> {
+    const started = Date.now();
+    const now = opts.now ?? started;
+    const removed = await this.o.store.expire(now - this.timeoutMs, now);
     if (removed.length) {
-      for (const r of removed) this.touched.delete(r.userId);
-      await this.persistLastSeen(removed.map((r) => [r.userId, r.lastActive]));
-      const pipeline: Promise<unknown>[] = [];
       for (const r of removed) {
-        pipeline.push(this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() }));
+        this.touched.delete(r.userId);
+        this.dirty.delete(r.userId);
       }
-      await Promise.all(pipeline);
+      await this.persistLastSeen(removed.map((r) => [r.userId, r.lastActive])).catch((e) =>
+        this.o.logger.warn({ err: e, users: removed.length }, 'lastSeenAt write after a sweep failed'),
+      );
+      await Promise.all(removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
     }
-    return { ran: true, expired: removed.length };
+    const run = { slot: opts.slot ?? null, expired: removed.length, ms: Date.now() - started };
+    this.sweeps.push(run);
+    if (this.sweeps.length > 100) this.sweeps.shift();
+    return run;
+  }
+
+  /** A lock shared by all instances (the sweep's tick); true for exactly one caller per key. */
+  claim(key: string, ttlMs: number): Promise<boolean> {
+    return this.o.store.claim(key, ttlMs);
   }
 
   /** Keeps users with a socket here ONLINE and tells other instances which users those are. */
   private async refreshSockets(): Promise<void> {
     const users = [...this.sockets.keys()];
     const now = Date.now();
+    for (const u of users) this.dirty.set(u, now);
+    this.pruneTouched(now);
     try {
-      await this.o.store.setInstanceSockets(this.o.instanceId, users, this.refreshEveryMs * 3);
+      await this.o.store.setInstanceSockets(this.o.instanceId, users, this.socketTtlMs);
       const cameOnline = await this.o.store.touchMany(users, now);
       for (const userId of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
     } catch (e) {
       this.o.logger.debug({ err: e }, 'presence socket refresh failed');
+    }
+  }
+
+  /** Forgets throttle entries old enough not to throttle anything. */
+  private pruneTouched(now: number): void {
+    for (const [userId, byUser] of this.touched) {
+      for (const [s, at] of byUser) if (now - at >= this.touchEveryMs) byUser.delete(s);
+      if (!byUser.size) this.touched.delete(userId);
     }
   }
 
@@ -215,7 +289,7 @@ export class PresenceService {
     await this.persistLastSeen(batch).catch((e) => this.o.logger.warn({ err: e }, 'lastSeenAt flush failed'));
   }
 
-  /** One UPDATE for any number of users. */
+  /** One UPDATE per 10,000 users. */
   private async persistLastSeen(entries: [string, number][]): Promise<void> {
     const conn = this.o.orm.em.getConnection();
     for (let i = 0; i < entries.length; i += 10_000) {
@@ -233,8 +307,8 @@ export class PresenceService {
   }
 
   async dispose(): Promise<void> {
-    // Others must not count this instance's sockets any more; its users who don't reconnect
-    // elsewhere are expired by the sweep.
+    // Others must not count this instance's sockets any more. Its users who don't reconnect
+    // elsewhere go OFFLINE at the first sweep after PRESENCE_TIMEOUT.
     await this.o.store.setInstanceSockets(this.o.instanceId, [], 1).catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
     for (const t of this.graceTimers.values()) clearTimeout(t);

@@ -1,86 +1,192 @@
 import type { RedisClient } from '../../shared/redis';
 
+/** A user the sweep took offline, with their last activity (ms). */
+export interface Expired {
+  userId: string;
+  lastActive: number;
+}
+
 /**
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
  * A user is ONLINE while they are in the `active` set; its score is their last activity (ms).
- * Transitions are atomic, so each one is reported to exactly one caller, on one instance.
+ * Every transition is decided by one atomic step, so each is reported to exactly one caller,
+ * on one instance, however many instances race for it.
  */
 export interface PresenceStore {
-  /** Records activity at `now`; true when the user just came online. */
-  touch(userId: string, now: number): Promise<boolean>;
+  /**
+   * Records activity at `now`, for the session too when given (kept `sessionTtlMs`).
+   * @returns true when the user just came online.
+   */
+  touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean>;
   /** Refreshes many users at once (live sockets); returns those who just came online. */
   touchMany(userIds: string[], now: number): Promise<string[]>;
-  /** Marks the user offline; true when they were online. */
+  /** Marks the user offline whatever else holds them (account deleted); true when they were online. */
   remove(userId: string): Promise<boolean>;
+  /**
+   * A session ended. The user goes offline unless `liveHere` (a socket of another session on
+   * this instance), a socket on another live instance, or another session active since `cutoff`.
+   * @returns true when this call took the user offline.
+   */
+  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<boolean>;
+  /**
+   * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
+   * The user goes offline unless a socket is live on another instance or they were active after `closedAt`.
+   * @returns true when this call took the user offline.
+   */
+  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<boolean>;
   /** Last activity (ms) of each user, null when offline. */
   lastActive(userIds: string[]): Promise<(number | null)[]>;
   /** Online users ordered by id, after `afterId`. */
   page(afterId: string | null, limit: number): Promise<string[]>;
   count(): Promise<number>;
-  /** Removes users idle since before `cutoff` who are not in `keep`; returns those removed. */
-  expire(cutoff: number, keep: (userId: string) => boolean, batch?: number): Promise<{ userId: string; lastActive: number }[]>;
-  /** Publishes this instance's live-socket users, valid for `ttlMs`. */
+  /** Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed. */
+  expire(cutoff: number, now: number): Promise<Expired[]>;
+  /** This instance holds a socket of the user (its first one), so other instances see it at once. */
+  addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
+  /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
   setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void>;
-  /** Whether any live instance other than `exceptInstance` holds a socket of the user. */
-  hasSocketElsewhere(userId: string, exceptInstance: string): Promise<boolean>;
-  /** Takes a lock for one sweep tick; true for exactly one caller per key. */
+  /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
 
 const ACTIVE = '{presence}:active';
 const ONLINE = '{presence}:online';
 const INSTANCES = '{presence}:instances';
-const socketsKey = (id: string) => `{presence}:sockets:${id}`;
+const SOCKETS_PREFIX = '{presence}:sockets:';
+const SESSIONS_PREFIX = '{presence}:sessions:';
+const socketsKey = (id: string) => SOCKETS_PREFIX + id;
+const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
-// ZADD returns 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
+// Every key shares the {presence} hash tag, so the scripts below stay in one slot on a Redis Cluster too.
+// `held(user)` is true when a live instance other than ARGV-given `me` lists a socket of the user.
+const HELD = `
+local function live_instances(now, me)
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
+    if id ~= me then out[#out + 1] = '${SOCKETS_PREFIX}' .. id end
+  end
+  return out
+end
+local function held(instances, user)
+  for _, key in ipairs(instances) do
+    if redis.call('SISMEMBER', key, user) == 1 then return true end
+  end
+  return false
+end
+local function drop(user)
+  redis.call('ZREM', KEYS[1], user)
+  redis.call('ZREM', KEYS[2], user)
+  redis.call('DEL', '${SESSIONS_PREFIX}' .. user)
+end`;
+
+// ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
+// GT keeps the newest activity when instances' clocks disagree a little.
+// KEYS: active, online, sessions key or absent. ARGV: now, sessionId or '', sessionTtl, userIds...
 const TOUCH = `
 local out = {}
-for i = 2, #ARGV do
-  if redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+for i = 4, #ARGV do
+  if redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i]) == 1 then
     redis.call('ZADD', KEYS[2], 0, ARGV[i])
     out[#out + 1] = ARGV[i]
   end
 end
-return out`;
-
-const REMOVE = `
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return removed`;
-
-// Removes stale users in one atomic step; a user touched after the range read keeps their newer score.
-const EXPIRE = `
-local out = {}
-for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) < tonumber(ARGV[1]) then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    out[#out + 1] = ARGV[i]
-    out[#out + 1] = score
-  end
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[3], 'GT', ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 return out`;
 
-export class RedisPresenceStore implements PresenceStore {
-  constructor(private readonly redis: RedisClient) {}
+// KEYS: active, online, instances. ARGV: userId.
+const REMOVE = `${HELD}
+local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
+drop(ARGV[1])
+if was then return 1 end
+return 0`;
 
-  async touch(userId: string, now: number): Promise<boolean> {
-    const out = (await this.redis.eval(TOUCH, 2, ACTIVE, ONLINE, now, userId)) as string[];
+// KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now.
+const END_SESSION = `${HELD}
+redis.call('ZREM', KEYS[4], ARGV[2])
+if ARGV[4] == '1' then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
+if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
+drop(ARGV[1])
+return 1`;
+
+// KEYS: active, online, instances. ARGV: userId, instanceId, closedAt, now.
+const SOCKETS_GONE = `${HELD}
+redis.call('SREM', '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+if tonumber(score) > tonumber(ARGV[3]) then return 0 end
+if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
+drop(ARGV[1])
+return 1`;
+
+// One batch of the sweep, read and removed in one atomic step: a user touched meanwhile is not
+// in the range any more, and one whose socket is held stays (counted so the caller skips past them).
+// KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch.
+// Returns { skipped, user1, score1, user2, score2, ... }.
+const EXPIRE = `${HELD}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
+local instances = live_instances(ARGV[2], '')
+local out = { 0 }
+for i = 1, #ids, 2 do
+  if held(instances, ids[i]) then
+    out[1] = out[1] + 1
+  else
+    drop(ids[i])
+    out[#out + 1] = ids[i]
+    out[#out + 1] = ids[i + 1]
+  end
+end
+out[#out + 1] = #ids / 2
+return out`;
+
+const SCRIPTS = { TOUCH, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE };
+type ScriptName = keyof typeof SCRIPTS;
+
+export class RedisPresenceStore implements PresenceStore {
+  constructor(
+    private readonly redis: RedisClient,
+    /** Users read and removed per sweep round trip. */
+    private readonly sweepBatch = 10_000,
+  ) {
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      // defineCommand: EVALSHA with a fallback to EVAL, so the script text crosses the wire once.
+      if (!(name in this.redis)) this.redis.defineCommand(name, { lua });
+    }
+  }
+
+  private run<T>(name: ScriptName, keys: string[], args: (string | number)[]): Promise<T> {
+    return (this.redis as unknown as Record<ScriptName, (...a: unknown[]) => Promise<T>>)[name](keys.length, ...keys, ...args);
+  }
+
+  async touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean> {
+    const keys = sessionId ? [ACTIVE, ONLINE, sessionsKey(userId)] : [ACTIVE, ONLINE];
+    const out = await this.run<string[]>('TOUCH', keys, [now, sessionId ?? '', Math.ceil(sessionTtlMs), userId]);
     return out.length > 0;
   }
 
   async touchMany(userIds: string[], now: number): Promise<string[]> {
     const cameOnline: string[] = [];
     for (let i = 0; i < userIds.length; i += 1000) {
-      const out = (await this.redis.eval(TOUCH, 2, ACTIVE, ONLINE, now, ...userIds.slice(i, i + 1000))) as string[];
-      cameOnline.push(...out);
+      cameOnline.push(...(await this.run<string[]>('TOUCH', [ACTIVE, ONLINE], [now, '', 0, ...userIds.slice(i, i + 1000)])));
     }
     return cameOnline;
   }
 
   async remove(userId: string): Promise<boolean> {
-    return (await this.redis.eval(REMOVE, 2, ACTIVE, ONLINE, userId)) === 1;
+    return (await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId])) === 1;
+  }
+
+  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<boolean> {
+    const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
+    return (await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now])) === 1;
+  }
+
+  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<boolean> {
+    return (await this.run<number>('SOCKETS_GONE', [ACTIVE, ONLINE, INSTANCES], [userId, o.instanceId, o.closedAt, o.now])) === 1;
   }
 
   async lastActive(userIds: string[]): Promise<(number | null)[]> {
@@ -97,98 +203,105 @@ export class RedisPresenceStore implements PresenceStore {
     return this.redis.zcard(ONLINE);
   }
 
-  async expire(cutoff: number, keep: (userId: string) => boolean, batch = 5000) {
-    const removed: { userId: string; lastActive: number }[] = [];
-    // Read in batches from the oldest; removal shrinks the range, so always read from 0.
+  async expire(cutoff: number, now: number): Promise<Expired[]> {
+    const removed: Expired[] = [];
+    // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
     for (;;) {
-      const ids = await this.redis.zrangebyscore(ACTIVE, '-inf', `(${cutoff}`, 'LIMIT', offset, batch);
-      if (!ids.length) break;
-      const candidates = ids.filter((id) => !keep(id));
-      offset += ids.length - candidates.length;
-      if (candidates.length) {
-        const out = (await this.redis.eval(EXPIRE, 2, ACTIVE, ONLINE, cutoff, ...candidates)) as string[];
-        for (let i = 0; i < out.length; i += 2) removed.push({ userId: out[i], lastActive: Number(out[i + 1]) });
-        // Candidates touched meanwhile stay; skip past them.
-        offset += candidates.length - out.length / 2;
-      }
-      if (ids.length < batch) break;
+      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch]);
+      const read = Number(out[out.length - 1]);
+      offset += Number(out[0]);
+      for (let i = 1; i < out.length - 1; i += 2) removed.push({ userId: String(out[i]), lastActive: Number(out[i + 1]) });
+      if (read < this.sweepBatch) break;
     }
     return removed;
   }
 
+  async addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void> {
+    const key = socketsKey(instanceId);
+    const until = Date.now() + ttlMs;
+    await this.redis.multi().sadd(key, userId).pexpire(key, ttlMs).zadd(INSTANCES, 'GT', until, instanceId).exec();
+  }
+
   async setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void> {
     const key = socketsKey(instanceId);
+    const now = Date.now();
     const multi = this.redis.multi().del(key);
-    if (userIds.length) multi.sadd(key, ...userIds);
-    multi.pexpire(key, ttlMs).zadd(INSTANCES, Date.now() + ttlMs, instanceId).zremrangebyscore(INSTANCES, '-inf', Date.now());
+    for (let i = 0; i < userIds.length; i += 10_000) multi.sadd(key, ...userIds.slice(i, i + 10_000));
+    multi.pexpire(key, ttlMs).zadd(INSTANCES, now + ttlMs, instanceId).zremrangebyscore(INSTANCES, '-inf', now);
     await multi.exec();
   }
 
-  async hasSocketElsewhere(userId: string, exceptInstance: string): Promise<boolean> {
-    const live = await this.redis.zrangebyscore(INSTANCES, Date.now(), '+inf');
-    const others = live.filter((id) => id !== exceptInstance);
-    if (!others.length) return false;
-    const pipe = this.redis.pipeline();
-    for (const id of others) pipe.sismember(socketsKey(id), userId);
-    const res = (await pipe.exec()) ?? [];
-    return res.some(([, v]) => v === 1);
-  }
-
   async claim(key: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(`{presence}:lock:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+    return (await this.redis.set(`{presence}:lock:${key}`, '1', 'PX', Math.ceil(ttlMs), 'NX')) === 'OK';
   }
 }
 
-/** The same contract in one process, for running without Redis. */
+/** The same contract in one process, for running without Redis (one instance: no socket lists to share). */
 export class MemoryPresenceStore implements PresenceStore {
   private readonly active = new Map<string, number>();
+  private readonly sessions = new Map<string, Map<string, number>>();
   private readonly locks = new Map<string, number>();
-  private readonly instances = new Map<string, { users: Set<string>; until: number }>();
 
-  async touch(userId: string, now: number) {
+  async touch(userId: string, sessionId: string | null, now: number) {
     const fresh = !this.active.has(userId);
     this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
+    if (sessionId) {
+      let s = this.sessions.get(userId);
+      if (!s) this.sessions.set(userId, (s = new Map()));
+      s.set(sessionId, Math.max(now, s.get(sessionId) ?? 0));
+    }
     return fresh;
   }
   async touchMany(userIds: string[], now: number) {
     const out: string[] = [];
-    for (const id of userIds) if (await this.touch(id, now)) out.push(id);
+    for (const id of userIds) if (await this.touch(id, null, now)) out.push(id);
     return out;
   }
-  async remove(userId: string) {
+  private drop(userId: string): boolean {
+    this.sessions.delete(userId);
     return this.active.delete(userId);
+  }
+  async remove(userId: string) {
+    return this.drop(userId);
+  }
+  async endSession(userId: string, sessionId: string, o: { liveHere: boolean; cutoff: number }) {
+    const s = this.sessions.get(userId);
+    s?.delete(sessionId);
+    if (o.liveHere || !this.active.has(userId)) return false;
+    if (s && [...s.values()].some((at) => at >= o.cutoff)) return false;
+    return this.drop(userId);
+  }
+  async socketsGone(userId: string, o: { closedAt: number }) {
+    const at = this.active.get(userId);
+    if (at === undefined || at > o.closedAt) return false;
+    return this.drop(userId);
   }
   async lastActive(userIds: string[]) {
     return userIds.map((id) => this.active.get(id) ?? null);
   }
   async page(afterId: string | null, limit: number) {
-    return [...this.active.keys()].sort().filter((id) => afterId === null || id > afterId).slice(0, limit);
+    return [...this.active.keys()].filter((id) => afterId === null || id > afterId).sort().slice(0, limit);
   }
   async count() {
     return this.active.size;
   }
-  async expire(cutoff: number, keep: (userId: string) => boolean) {
-    const removed: { userId: string; lastActive: number }[] = [];
+  async expire(cutoff: number) {
+    const removed: Expired[] = [];
     for (const [userId, at] of this.active) {
-      if (at < cutoff && !keep(userId)) {
-        this.active.delete(userId);
+      if (at < cutoff) {
+        this.drop(userId);
         removed.push({ userId, lastActive: at });
       }
     }
     return removed;
   }
-  async setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number) {
-    this.instances.set(instanceId, { users: new Set(userIds), until: Date.now() + ttlMs });
-  }
-  async hasSocketElsewhere(userId: string, exceptInstance: string) {
-    const now = Date.now();
-    for (const [id, inst] of this.instances) if (id !== exceptInstance && inst.until > now && inst.users.has(userId)) return true;
-    return false;
-  }
+  async addSocket() {}
+  async setInstanceSockets() {}
   async claim(key: string, ttlMs: number) {
     const now = Date.now();
-    if ((this.locks.get(key) ?? 0) > now) return false;
+    for (const [k, until] of this.locks) if (until <= now) this.locks.delete(k);
+    if (this.locks.has(key)) return false;
     this.locks.set(key, now + ttlMs);
     return true;
   }

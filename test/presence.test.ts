@@ -1,0 +1,421 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
+import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
+import { signup, type TestUser } from './helpers/factories';
+import { sql } from './helpers/db';
+
+const ROOT = path.resolve(__dirname, '..');
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
+const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
+const ONLINE_USERS = 'query($first: Int, $after: String) { onlineUsers(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id status } } } }';
+const PRESENCE = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status lastSeenAt user { id } } }';
+
+type Event = { presenceChanged: { status: string; lastSeenAt: string | null; user: { id: string } } };
+
+/** A watcher's presenceChanged subscription (optionally narrowed), ready once it returns. */
+async function watch(s: TestServer, watcher: TestUser, ids?: string[]): Promise<Subscription<Event>> {
+  const w = wsClient(s.wsUrl, watcher.token);
+  await w.connected;
+  const sub = subscribe<Event>(w, PRESENCE, ids ? { ids } : undefined);
+  await sleep(150);
+  return sub;
+}
+
+/** "<userId> <STATUS>" for each event, in order. */
+const seen = (sub: Subscription<Event>) => sub.values.map((v) => `${v.presenceChanged.user.id} ${v.presenceChanged.status}`);
+
+async function statusOf(s: TestServer, viewer: TestUser, id: string): Promise<{ status: string; lastSeenAt: string | null }> {
+  return (await ok(gql(s.url, STATUS, { id }, viewer.token))).userStatus;
+}
+
+async function login(s: TestServer, u: TestUser): Promise<string> {
+  return (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
+}
+
+async function lastSeenInDb(s: TestServer, id: string): Promise<Date | null> {
+  const [row] = await sql(s.env.DATABASE_URL!, 'select last_seen_at from users where id = $1', [id]);
+  return row.last_seen_at;
+}
+
+/**
+ * A fingerprint of every row version in every application table: any insert, update or
+ * delete changes some row's xmin or ctid, or the set of rows.
+ */
+async function rowVersions(databaseUrl: string): Promise<Record<string, string>> {
+  const tables = await sql<{ tablename: string }>(databaseUrl, "select tablename from pg_tables where schemaname = 'public' order by 1");
+  const out: Record<string, string> = {};
+  for (const { tablename } of tables) {
+    const [r] = await sql(databaseUrl, `select count(*)::int as n, md5(coalesce(string_agg(xmin::text || ctid::text, ',' order by ctid), '')) as h from "${tablename}"`);
+    out[tablename] = `${r.n}:${r.h}`;
+  }
+  return out;
+}
+
+/** Parley in a child process, as `npm start` runs it, so that it can be killed without a goodbye. */
+async function spawnInstance(env: Overrides): Promise<{ url: string; wsUrl: string; proc: ChildProcess; kill(): Promise<void> }> {
+  const proc = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`instance did not start: ${output}`)), 20_000);
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    proc.once('exit', (code) => reject(new Error(`instance exited with ${code}: ${output}`)));
+  });
+  const kill = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  running.add(kill);
+  return { url: url.replace('localhost', '127.0.0.1'), wsUrl: url.replace('http', 'ws').replace('localhost', '127.0.0.1'), proc, kill };
+}
+const running = new Set<() => Promise<void>>();
+afterEach(async () => {
+  await Promise.all([...running].map((k) => k()));
+  running.clear();
+});
+
+/** `npm run presence:sweep`, as an operator runs it. */
+function runCli(env: Overrides): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, ['-r', '@swc-node/register', 'src/jobs/presence-sweep.cli.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+// The same rules hold with Redis (shared by instances) and in memory (one instance, no REDIS_URL).
+describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] as const] : [['memory', { REDIS_URL: '' }] as const])(
+  'presence (%s store)',
+  (_kind, store) => {
+    it('should go ONLINE on login and OFFLINE on logout, publishing each transition once with lastSeenAt persisted', async () => {
+      const s = await createTestServer({ ...store });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      expect(await statusOf(s, watcher, u.id)).toMatchObject({ status: 'ONLINE' });
+      const events = await watch(s, watcher);
+      const before = Date.now();
+      expect((await ok(gql(s.url, 'mutation { logout }', {}, u.token))).logout).toBe(true);
+      await events.nth(1);
+      const offline = await statusOf(s, watcher, u.id);
+      expect(offline.status).toBe('OFFLINE');
+      expect(new Date(offline.lastSeenAt!).getTime()).toBeGreaterThanOrEqual(before - 5);
+      expect((await lastSeenInDb(s, u.id))!.toISOString()).toBe(offline.lastSeenAt);
+      const token = await login(s, u);
+      await events.nth(2);
+      // Activity of an ONLINE user changes nothing.
+      await ok(gql(s.url, HEARTBEAT, {}, token));
+      await ok(gql(s.url, '{ me { id } }', {}, token));
+      await sleep(300);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`, `${u.id} ONLINE`]);
+      expect(events.values[0].presenceChanged.lastSeenAt).toBe(offline.lastSeenAt);
+      expect(await statusOf(s, watcher, u.id)).toMatchObject({ status: 'ONLINE' });
+    });
+
+    it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {
+      const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const phone = await login(s, u);
+      const events = await watch(s, watcher, [u.id]);
+      // Another token used recently keeps the user ONLINE.
+      await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+      await sleep(300);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      // So does a live socket of another session, even once that session's token is gone.
+      const laptop = await login(s, u);
+      const socket = wsClient(s.wsUrl, laptop);
+      await socket.connected;
+      await ok(gql(s.url, 'mutation { logout }', {}, phone));
+      await sleep(300);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      expect(events.values).toEqual([]);
+      // The last session's logout closes its socket and takes the user OFFLINE, once.
+      const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined); // graphql-ws reports the 4403 there
+      await ok(gql(s.url, 'mutation { logout }', {}, laptop));
+      expect((await socket.closed).code).toBe(4403);
+      quiet.mockRestore();
+      await events.nth(1);
+      await sleep(600);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+    });
+
+    it("should go OFFLINE a grace period after the user's last socket closes, and not before", async () => {
+      const s = await createTestServer({ ...store, PRESENCE_GRACE: '600ms' });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const events = await watch(s, watcher, [u.id]);
+      const [tab1, tab2] = [wsClient(s.wsUrl, u.token), wsClient(s.wsUrl, u.token)];
+      await Promise.all([tab1.connected, tab2.connected]);
+      await tab1.dispose();
+      await sleep(900);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      const closedAt = Date.now();
+      await tab2.dispose();
+      await sleep(300);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      const offline = await events.nth(1, 3000);
+      expect(Date.now() - closedAt).toBeGreaterThanOrEqual(550);
+      expect(offline.presenceChanged.status).toBe('OFFLINE');
+      await sleep(500);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('OFFLINE');
+    });
+
+    it('should not go OFFLINE when the socket comes back within the grace period (a page reload)', async () => {
+      const s = await createTestServer({ ...store, PRESENCE_GRACE: '800ms' });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const events = await watch(s, watcher, [u.id]);
+      const before = wsClient(s.wsUrl, u.token);
+      await before.connected;
+      await before.dispose();
+      await sleep(200);
+      const after = wsClient(s.wsUrl, u.token);
+      await after.connected;
+      await sleep(1500);
+      expect(events.values).toEqual([]);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+    });
+
+    it('should keep a user ONLINE with heartbeats and return their presence, and sweep them after PRESENCE_TIMEOUT without one', async () => {
+      const s = await createTestServer({ ...store, PRESENCE_TIMEOUT: '1s', PRESENCE_SWEEP_CRON: '* * * * * *' }, { jobs: true });
+      const [u, idle, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      const events = await watch(s, watcher, [u.id, idle.id]);
+      for (let i = 0; i < 12; i++) {
+        const hb = (await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat;
+        expect(hb).toMatchObject({ status: 'ONLINE', user: { id: u.id } });
+        expect(Math.abs(new Date(hb.lastSeenAt).getTime() - Date.now())).toBeLessThan(1000);
+        await sleep(250);
+      }
+      // 3 s: the idle user is gone, the one sending heartbeats is not; the watcher's socket kept them ONLINE.
+      expect(seen(events)).toEqual([`${idle.id} OFFLINE`]);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      expect((await statusOf(s, watcher, watcher.id)).status).toBe('ONLINE');
+      // lastSeenAt of a swept user is their last activity, persisted.
+      const idleStatus = await statusOf(s, watcher, idle.id);
+      expect(idleStatus.status).toBe('OFFLINE');
+      expect((await lastSeenInDb(s, idle.id))!.toISOString()).toBe(idleStatus.lastSeenAt);
+      // A heartbeat brings the swept user back.
+      expect((await ok(gql(s.url, HEARTBEAT, {}, idle.token))).heartbeat.status).toBe('ONLINE');
+      await events.nth(2);
+      expect(seen(events)).toEqual([`${idle.id} OFFLINE`, `${idle.id} ONLINE`]);
+    });
+  },
+);
+
+describe('presence queries', () => {
+  it('should page onlineUsers by cursor with totalCount the number online', async () => {
+    const s = await createTestServer();
+    const users = [];
+    for (let i = 0; i < 5; i++) users.push(await signup(s.url));
+    const offline = await signup(s.url);
+    await ok(gql(s.url, 'mutation { logout }', {}, offline.token));
+    const viewer = users[0];
+    const ids: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 3; page++) {
+      const r: any = (await ok(gql(s.url, ONLINE_USERS, { first: 2, after }, viewer.token))).onlineUsers;
+      expect(r.totalCount).toBe(5);
+      expect(r.edges.length).toBe(page < 2 ? 2 : 1);
+      expect(r.pageInfo.hasNextPage).toBe(page < 2);
+      for (const e of r.edges) expect(e.node.status).toBe('ONLINE');
+      ids.push(...r.edges.map((e: any) => e.node.id));
+      after = r.pageInfo.endCursor;
+    }
+    expect(ids).toEqual(users.map((u) => u.id).sort());
+    // The default page holds everyone.
+    expect((await ok(gql(s.url, '{ onlineUsers { totalCount edges { node { id } } } }', {}, viewer.token))).onlineUsers.edges).toHaveLength(5);
+    // Bad arguments are refused, and nothing changes.
+    expect(codeOf(await gql(s.url, ONLINE_USERS, { first: -1 }, viewer.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, ONLINE_USERS, { first: 2, after: 'not-a-cursor' }, viewer.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, ONLINE_USERS, { first: 2 }))).toBe('UNAUTHENTICATED');
+    expect((await ok(gql(s.url, ONLINE_USERS, { first: 0 }, viewer.token))).onlineUsers.totalCount).toBe(5);
+  });
+
+  it('should answer userStatus for any user and NOT_FOUND for an unknown one', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    expect(await statusOf(s, a, b.id)).toMatchObject({ status: 'ONLINE', user: { id: b.id } });
+    await ok(gql(s.url, 'mutation { logout }', {}, b.token));
+    const st = await statusOf(s, a, b.id);
+    expect(st.status).toBe('OFFLINE');
+    expect(st.lastSeenAt).not.toBeNull();
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'nope', "'; drop table users; --", '']) {
+      expect(codeOf(await gql(s.url, STATUS, { id }, a.token))).toBe('NOT_FOUND');
+    }
+    expect(codeOf(await gql(s.url, STATUS, { id: b.id }))).toBe('UNAUTHENTICATED');
+  });
+
+  it('should narrow presenceChanged to userIds, and give everyone without them', async () => {
+    const s = await createTestServer();
+    const [a, b, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const onlyA = await watch(s, watcher, [a.id]);
+    const all = await watch(s, watcher);
+    await ok(gql(s.url, 'mutation { logout }', {}, b.token));
+    await ok(gql(s.url, 'mutation { logout }', {}, a.token));
+    await all.nth(2);
+    await sleep(200);
+    expect(seen(onlyA)).toEqual([`${a.id} OFFLINE`]);
+    expect(seen(all)).toEqual([`${b.id} OFFLINE`, `${a.id} OFFLINE`]);
+  });
+
+  it('should write nothing to PostgreSQL for heartbeats, authenticated requests and WebSocket operations', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const socket = wsClient(s.wsUrl, u.token);
+    await socket.connected;
+    await ok(gql(s.url, '{ me { id } }', {}, u.token));
+    await sleep(300);
+    const before = await rowVersions(s.env.DATABASE_URL!);
+    const lastSeen = await lastSeenInDb(s, u.id);
+    for (let i = 0; i < 100; i++) {
+      await ok(gql(s.url, HEARTBEAT, {}, u.token));
+      await ok(gql(s.url, '{ me { id status lastSeenAt } friends { id } }', {}, u.token));
+    }
+    const sub = subscribe(socket, 'subscription { presenceChanged { status } }');
+    await sleep(300);
+    sub.stop();
+    await sleep(100);
+    expect(await rowVersions(s.env.DATABASE_URL!)).toEqual(before);
+    expect(await lastSeenInDb(s, u.id)).toEqual(lastSeen);
+  });
+
+  it('should persist lastSeenAt of active users at PRESENCE_PERSIST_INTERVAL, in one write for all', async () => {
+    const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1s' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const t0 = Date.now();
+    await ok(gql(s.url, HEARTBEAT, {}, a.token));
+    await ok(gql(s.url, HEARTBEAT, {}, b.token));
+    await eventually(async () => {
+      const [x, y] = [await lastSeenInDb(s, a.id), await lastSeenInDb(s, b.id)];
+      return x && y && x.getTime() >= t0 - 5 && y.getTime() >= t0 - 5;
+    }, 3000);
+  });
+});
+
+describeRedis('presence across instances', () => {
+  const FAST = { PRESENCE_TIMEOUT: '2s', PRESENCE_GRACE: '500ms', PRESENCE_SWEEP_CRON: '* * * * * *' };
+  // Socket lists refreshed only every 10 s: what an instance learns about another's sockets within a test comes from the moment they open and close.
+  const SLOW_REFRESH = { PRESENCE_TIMEOUT: '40s', PRESENCE_GRACE: '500ms' };
+
+  it('should keep a user with sockets on two instances ONLINE until the last one closes, then publish OFFLINE once', async () => {
+    const a = await createTestServer(SLOW_REFRESH);
+    const b = await createTestServer(SLOW_REFRESH, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const onA = await watch(a, watcher, [u.id]);
+    const onB = await watch(b, watcher, [u.id]);
+    const sa = wsClient(a.wsUrl, u.token);
+    await sa.connected;
+    // Opened just before the other closes: B must be seen at once, not at its next refresh.
+    const sb = wsClient(b.wsUrl, u.token);
+    await sb.connected;
+    await sa.dispose();
+    await sleep(1200);
+    expect(onA.values).toEqual([]);
+    expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
+    await sb.dispose();
+    await onA.nth(1, 3000);
+    await onB.nth(1, 3000);
+    await sleep(800);
+    expect(seen(onA)).toEqual([`${u.id} OFFLINE`]);
+    expect(seen(onB)).toEqual([`${u.id} OFFLINE`]);
+  });
+
+  it('should publish one OFFLINE when the last sockets on two instances close at the same moment', async () => {
+    const a = await createTestServer(SLOW_REFRESH);
+    const b = await createTestServer(SLOW_REFRESH, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    const [sa, sb] = [wsClient(a.wsUrl, u.token), wsClient(b.wsUrl, u.token)];
+    await Promise.all([sa.connected, sb.connected]);
+    await Promise.all([sa.dispose(), sb.dispose()]);
+    await events.nth(1, 3000);
+    await sleep(1000);
+    expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+  });
+
+  it('should sweep once per tick when two instances run the job, publishing one set of events', async () => {
+    const a = await createTestServer(FAST, { jobs: true });
+    const b = await createTestServer(FAST, { clean: false, jobs: true });
+    const [u1, u2, watcher] = [await signup(a.url), await signup(b.url), await signup(a.url)];
+    const onA = await watch(a, watcher);
+    const onB = await watch(b, watcher);
+    await sleep(4500);
+    for (const sub of [onA, onB]) expect(seen(sub).sort()).toEqual([`${u1.id} OFFLINE`, `${u2.id} OFFLINE`].sort());
+    // Each tick ran on exactly one of them.
+    const slots = [...a.services.presence.sweeps, ...b.services.presence.sweeps].map((r) => r.slot);
+    expect(slots.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(slots).size).toBe(slots.length);
+    // The watcher, idle but with live sockets, stayed ONLINE through every sweep.
+    expect((await statusOf(a, watcher, watcher.id)).status).toBe('ONLINE');
+  });
+
+  it("should not leave a killed instance's users ONLINE: its socket bookkeeping expires and the sweep takes them OFFLINE once", async () => {
+    const a = await createTestServer(FAST, { jobs: true });
+    const child = await spawnInstance({ ...FAST, DATABASE_URL: a.env.DATABASE_URL, REDIS_URL: a.env.REDIS_URL });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    const socket = wsClient(child.wsUrl, u.token);
+    await socket.connected;
+    // Alive, the instance keeps its user ONLINE past the timeout.
+    await sleep(3500);
+    expect(events.values).toEqual([]);
+    expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
+    // The client's socket dies with the instance (1006), which graphql-ws reports on console.error.
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      await child.kill();
+      expect((await socket.closed).code).toBe(1006);
+      await events.nth(1, 8000);
+      await sleep(1500);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
+  it('should sweep from the command line: npm run presence:sweep publishes each transition once', async () => {
+    const s = await createTestServer({ PRESENCE_TIMEOUT: '1s' });
+    const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const events = await watch(s, watcher);
+    await sleep(1300);
+    const env = { DATABASE_URL: s.env.DATABASE_URL, REDIS_URL: s.env.REDIS_URL, PRESENCE_TIMEOUT: '1s' };
+    const first = await runCli(env);
+    expect(first.code).toBe(0);
+    // The watcher holds a socket: only the idle user goes.
+    expect(JSON.parse(first.stdout.trim().split('\n').pop()!)).toMatchObject({ expired: 1 });
+    await events.nth(1);
+    const second = await runCli(env);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout.trim().split('\n').pop()!)).toMatchObject({ expired: 0 });
+    await sleep(300);
+    expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+    const st = await statusOf(s, watcher, u.id);
+    expect(st.status).toBe('OFFLINE');
+    expect((await lastSeenInDb(s, u.id))!.toISOString()).toBe(st.lastSeenAt);
+    // Misconfigured: one clear line and exit 1.
+    const bad = await runCli({ ...env, REDIS_URL: '' });
+    expect(bad.code).toBe(1);
+    expect(bad.stdout + bad.stderr).toMatch(/REDIS_URL/);
+  });
+});
