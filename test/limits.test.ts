@@ -177,6 +177,14 @@ describe('document limits', () => {
     expect(body.errors[0].message).toMatch(/batching/i);
   });
 
+  it('should refuse a subscription sent over HTTP (it belongs on the WebSocket) and an unknown operationName, as bad input', async () => {
+    const r = await gql(s.url, 'subscription { groupEvent { kind } }', {}, u.token);
+    expect(r.status).toBe(400);
+    expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    const named = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query: 'query A { me { id } }', operationName: 'B' }) });
+    expect(((await named.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+  });
+
   it('should let every operation clients use (operations/*.graphql) pass the default limits', async () => {
     const dir = join(__dirname, '..', 'operations');
     const source = readdirSync(dir)

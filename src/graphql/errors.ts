@@ -23,7 +23,7 @@ function isDependencyDown(e: unknown): boolean {
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {
   const original = unwrapResolverError(error);
   if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
-  if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST') return 'input';
+  if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
   if (original instanceof GraphQLError && code && code !== 'INTERNAL_SERVER_ERROR') return 'known';
   return 'internal';
 }

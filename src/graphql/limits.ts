@@ -35,6 +35,21 @@ export interface DocumentLimits {
 
 const SUGGESTION = /\s*Did you mean .+\?/g;
 
+/** HTTP carries queries and mutations; a subscription executed there would run its resolver without an event. */
+const noSubscriptionsOverHttp: ApolloServerPlugin = {
+  async requestDidStart() {
+    return {
+      async didResolveOperation({ operation }) {
+        if (operation?.operation === 'subscription') {
+          throw new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at the same path.', {
+            extensions: { code: 'BAD_USER_INPUT', reason: 'SUBSCRIPTION_OVER_HTTP', http: { status: 400 } },
+          });
+        }
+      },
+    };
+  },
+};
+
 /**
  * Limits on what one document may ask for (graphql-armor): depth, aliases, tokens, directives
  * and cost; field suggestions are hidden whenever introspection is off, so the schema can't be
@@ -56,7 +71,7 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
 
   return {
     apollo: {
-      plugins: armor.plugins,
+      plugins: [...armor.plugins, noSubscriptionsOverHttp],
       validationRules: armor.validationRules,
       parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
       hideSchemaDetailsFromClientErrors: hideSchema,

@@ -12,6 +12,12 @@ import { bearerToken, createContext, type Viewer } from './context';
 import { createFanout, type FanoutContext, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
 
+/** A request-level error from graphql-js or graphql-ws (no code of its own) as the bad input it is. */
+function asBadInput(e: GraphQLError): GraphQLError {
+  if (e.extensions?.code) return e;
+  return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
+}
+
 /** Message types a client may send (graphql-transport-ws); anything else closes the socket with 4400. */
 const CLIENT_MESSAGES = new Set(['connection_init', 'ping', 'pong', 'subscribe', 'complete']);
 
@@ -41,6 +47,8 @@ export function attachWebSocket(
     formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
     /** Parse and validation with the same limits as HTTP. */
     limits: DocumentLimits;
+    /** Fan-out latency per frame written, in seconds (the metric). */
+    onDelivered?: (seconds: number) => void;
   },
 ): WebSocketHandle {
   const { logger } = services;
@@ -99,6 +107,7 @@ export function attachWebSocket(
   const fanout = createFanout({
     maxBufferedBytes: services.env.WS_MAX_BUFFERED_BYTES,
     formatError: (e) => opts.formatError(e.toJSON(), e),
+    onDelivered: opts.onDelivered,
   });
 
   const serverCleanup = useServer<Record<string, unknown>, { state?: SocketState }>(
@@ -154,9 +163,11 @@ export function attachWebSocket(
         if ('errors' in checked) return checked.errors;
         return { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables } as ExecutionArgs;
       },
-      // Queries and mutations over the socket get the same error shaping as over HTTP.
-      onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map(format) } : undefined),
-      onError: (_ctx, _id, _payload, errors) => errors.map(format),
+      // Queries and mutations over the socket get the same error shaping as over HTTP. A result
+      // without data failed before execution (variables that don't coerce): bad input, as Apollo says.
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: result.errors.map((e) => format(result.data === undefined ? asBadInput(e) : e)) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => format(e.originalError ? e : asBadInput(e))),
       context: (ctx, id, payload) => {
         const state = ctx.extra.state!;
         const requestId = randomUUID();
