@@ -7,6 +7,7 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import type { Env } from './config/env';
 import { openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
+import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
 import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
@@ -15,7 +16,8 @@ import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
 import type { FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
-import { createLogger, type Logger } from './shared/logger';
+import { createLogger, requestScope, type Logger } from './shared/logger';
+import { createMetrics, type Metrics } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
 import { connectRedis } from './shared/redis';
 import { NotFoundError } from './shared/errors';
@@ -30,6 +32,8 @@ export interface ParleyServer {
   database: Database;
   /** Subscription executions and deliveries on this instance. */
   fanout: FanoutStats;
+  /** This instance's Prometheus registry, served at /metrics. */
+  metrics: Metrics;
   /** Stops accepting, drains HTTP, closes sockets with 1001, stops jobs, closes Redis and the ORM. */
   dispose(): Promise<void>;
 }
@@ -95,12 +99,20 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
   const disposers: [string, () => Promise<void> | void][] = [];
   const production = env.NODE_ENV === 'production';
+  const metrics = createMetrics();
+  // Every failed connect or reconnect attempt of any of the three connections.
+  for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
 
   try {
     await app.start();
     const schema = await createSchema();
     const httpServer = createHttpServer();
-    const formatError = createErrorFormatter({ production, logger });
+    const shapeError = createErrorFormatter({ production, logger });
+    const formatError: typeof shapeError = (formatted, error) => {
+      const shaped = shapeError(formatted, error);
+      if (shaped.extensions?.code === 'SERVICE_UNAVAILABLE') metrics.dependencyDown(error);
+      return shaped;
+    };
     const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
       schema,
@@ -131,12 +143,26 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
           .catch(done);
         return;
       }
+      if (path === '/metrics' && req.method === 'GET') {
+        metrics
+          .scrape()
+          .then(({ contentType, body }) => {
+            res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+            res.end(body);
+          })
+          .catch(done);
+        return;
+      }
+      if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
         const reqLogger = logger.child({ requestId });
-        handleGraphQL(apollo, req, res, {
+        const started = performance.now();
+        res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+        requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
           context: async () => {
             const token = bearerToken(req.headers.authorization);
@@ -145,7 +171,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });
           },
-        }).catch(done);
+        }).catch(done));
         return;
       }
       const attachment = /^\/attachments\/([^/]+)$/.exec(path);
@@ -156,7 +182,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s) });
+    metrics.observe({
+      openSockets: () => ws.wss.clients.size,
+      subscriptions: () => ws.fanout.active,
+      messagesSent: () => app.services.messages.sent,
+      publishFailures: () => pubsub.publishFailures,
+      onlineUsers: () => app.services.presence.count(),
+    });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
       httpServer.listen(env.PORT, env.HOST, () => {
@@ -164,7 +197,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         resolve();
       });
     });
-    const jobs = opts.jobs === false ? { dispose: async () => {} } : startJobs(app.services);
+    const jobs = opts.jobs === false ? { dispose: async () => {} } : startJobs(app.services, { metrics });
     const port = (httpServer.address() as AddressInfo).port;
     const host = env.HOST === '0.0.0.0' || env.HOST === '::' ? 'localhost' : env.HOST;
 
@@ -183,6 +216,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       services: app.services,
       database,
       fanout: ws.fanout,
+      metrics,
       dispose: () =>
         (disposing ??= (async () => {
           for (const [name, d] of disposers) {

@@ -33,6 +33,8 @@ export interface FanoutStats {
   executions: number;
   deliveries: number;
   slowConsumersClosed: number;
+  /** Subscription operations running now, by root field. */
+  active: Record<string, number>;
 }
 
 export interface FanoutOptions {
@@ -40,6 +42,8 @@ export interface FanoutOptions {
   maxBufferedBytes: number;
   /** Shapes errors as the HTTP path does (codes kept, internals masked). */
   formatError: (e: GraphQLError) => GraphQLFormattedError;
+  /** Called per frame written, with the seconds since the event reached this instance (a metric). */
+  onDelivered?: (seconds: number) => void;
 }
 
 /**
@@ -51,7 +55,9 @@ export interface FanoutOptions {
 export function createFanout(opts: FanoutOptions) {
   // Per event payload object: shape key -> serialized ExecutionResult. Collected with the event.
   const results = new WeakMap<object, Map<string, Promise<string>>>();
-  const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0 };
+  // Per event payload object: when the first subscriber on this instance saw it.
+  const seenAt = new WeakMap<object, number>();
+  const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
 
   const serialize = async (args: ExecutionArgs, root: unknown): Promise<string> => {
     stats.executions++;
@@ -73,6 +79,13 @@ export function createFanout(opts: FanoutOptions) {
     const shapeKey = `${scope}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     const prefix = `{"id":${JSON.stringify(target.id)},"type":"next","payload":`;
 
+    stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
+    let counted = true;
+    const uncount = () => {
+      if (counted) stats.active[rootField]--;
+      counted = false;
+    };
+
     let settle: ((r: IteratorResult<never>) => void) | undefined;
     let fail: ((e: unknown) => void) | undefined;
     let finished = false;
@@ -81,6 +94,7 @@ export function createFanout(opts: FanoutOptions) {
     const stop = () => {
       if (finished) return;
       finished = true;
+      uncount();
       void events.return?.();
       settle!({ value: undefined as never, done: true });
     };
@@ -90,9 +104,12 @@ export function createFanout(opts: FanoutOptions) {
         for await (const root of events) {
           if (finished) break;
           let text: Promise<string>;
+          let since = performance.now();
           if (root !== null && typeof root === 'object') {
             let byShape = results.get(root);
             if (!byShape) results.set(root, (byShape = new Map()));
+            if (seenAt.has(root)) since = seenAt.get(root)!;
+            else seenAt.set(root, since);
             let cached = byShape.get(shapeKey);
             if (!cached) byShape.set(shapeKey, (cached = serialize(args, root)));
             text = cached;
@@ -110,10 +127,12 @@ export function createFanout(opts: FanoutOptions) {
           }
           socket.send(prefix + payload + '}');
           stats.deliveries++;
+          opts.onDelivered?.((performance.now() - since) / 1000);
         }
         stop();
       } catch (e) {
         finished = true;
+        uncount();
         void events.return?.();
         fail!(e);
       }

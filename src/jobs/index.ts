@@ -1,9 +1,10 @@
 import type { Services } from '../core/services';
+import type { Metrics } from '../shared/metrics';
 import { presenceSweepJob } from './presence-sweep.job';
 
-/** Starts every job; disposing stops them all. */
-export function startJobs(services: Services) {
-  const jobs = [presenceSweepJob(services)];
+/** Starts every job; disposing stops them all. `metrics`: where the jobs report (optional for scripts). */
+export function startJobs(services: Services, opts: { metrics?: Metrics } = {}) {
+  const jobs = [presenceSweepJob(services, opts.metrics)];
   return {
     async dispose() {
       await Promise.all(jobs.map((j) => j.dispose()));

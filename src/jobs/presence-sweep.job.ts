@@ -1,5 +1,6 @@
 import cron from 'node-cron';
 import type { Services } from '../core/services';
+import type { Metrics } from '../shared/metrics';
 
 /**
  * The presence sweep on every tick of PRESENCE_SWEEP_CRON (each minute by default), scheduled on
@@ -8,7 +9,7 @@ import type { Services } from '../core/services';
  * so exactly one wins it. The sweep itself removes atomically, so even a second run could not
  * publish a transition twice.
  */
-export function presenceSweepJob(services: Services) {
+export function presenceSweepJob(services: Services, metrics?: Metrics) {
   const log = services.logger.child({ job: 'presence-sweep' });
   const task = cron.schedule(
     services.env.PRESENCE_SWEEP_CRON,
@@ -16,6 +17,8 @@ export function presenceSweepJob(services: Services) {
       try {
         const { expired, ms } = await services.presence.sweep({ slot: ctx.date.toISOString() });
         log.debug({ expired, ms, slot: ctx.date.toISOString() }, 'presence sweep');
+        metrics?.sweepDuration.observe(ms / 1000);
+        metrics?.sweepExpired.inc(expired);
       } catch (e) {
         log.warn({ err: e }, 'presence sweep failed');
       }

@@ -1,14 +1,30 @@
-import pino, { type Logger } from 'pino';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import type { Env } from '../config/env';
 
 export type { Logger };
 
-/** JSON lines by default; pino-pretty in development (LOG_PRETTY). */
-export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'LOG_PRETTY'>, bindings: Record<string, unknown> = {}): Logger {
-  return pino({
+/**
+ * The request being handled, carried across awaits. Services log through their own module
+ * loggers; this puts the request id on those lines too, not only on `ctx.logger`'s.
+ */
+export const requestScope = new AsyncLocalStorage<{ requestId: string }>();
+
+/**
+ * JSON lines by default; pino-pretty in development (LOG_PRETTY). Every line written while
+ * a request is handled carries its `requestId`. `destination`: where lines go (tests capture them).
+ */
+export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'LOG_PRETTY'>, bindings: Record<string, unknown> = {}, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level: env.LOG_LEVEL,
     base: { pid: process.pid, ...bindings },
     redact: ['req.headers.authorization', 'password', 'token'],
-    transport: env.LOG_PRETTY ? { target: 'pino-pretty', options: { colorize: true, singleLine: true } } : undefined,
-  });
+    transport: env.LOG_PRETTY && !destination ? { target: 'pino-pretty', options: { colorize: true, singleLine: true } } : undefined,
+    mixin(_obj, _level, logger) {
+      const scope = requestScope.getStore();
+      // A child logger that already binds the id (ctx.logger) must not write the key twice.
+      return scope && !('requestId' in logger.bindings()) ? { requestId: scope.requestId } : {};
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

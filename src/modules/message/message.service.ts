@@ -100,6 +100,8 @@ export interface MessageServiceDeps {
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
   publishFailures = 0;
+  /** Messages committed by this instance since start (the messages-sent metric). */
+  sent = 0;
 
   constructor(private readonly d: MessageServiceDeps) {}
 
@@ -189,6 +191,7 @@ export class MessageService {
     // Two retries raced: the other one stored it first.
     if (!row) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
     const message = toMessageType(row);
+    this.sent++;
     if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, toPayload(message)))) this.publishFailures++;
     return message;
   }

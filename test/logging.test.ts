@@ -1,0 +1,63 @@
+import { Writable } from 'node:stream';
+import { loadEnv } from '../src/config/env';
+import { startServer } from '../src/server';
+import { createLogger } from '../src/shared/logger';
+import { eventually, gql, ok } from './helpers/graphql';
+import { signup } from './helpers/factories';
+import { OwnRedis } from './helpers/redis-server';
+import { resetState } from './helpers/server';
+
+/** A pino destination that keeps every line (raw, to catch duplicated keys, and parsed). */
+function captureLines() {
+  const lines: { raw: string; json: Record<string, any> }[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const raw of String(chunk).split('\n').filter(Boolean)) lines.push({ raw, json: JSON.parse(raw) });
+      cb();
+    },
+  });
+  return { lines, stream };
+}
+
+describe('request logging', () => {
+  it('should put the request id on every line logged while a request is handled, services included', async () => {
+    const redis = new OwnRedis();
+    await redis.start();
+    let stopped = false;
+    const env = loadEnv({ ...process.env, NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', LOG_PRETTY: 'false', REDIS_URL: redis.url });
+    await resetState(env);
+    const { lines, stream } = captureLines();
+    const s = await startServer({ env, logger: createLogger(env, {}, stream), jobs: false });
+    try {
+      const a = await signup(s.url);
+      const lobby = (await ok(gql(s.url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, a.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+      // Redis away: the presence service and the pub/sub log warnings of their own during the request.
+      await redis.stop();
+      stopped = true;
+      await eventually(async () => (await fetch(new URL('/readyz', s.url))).status === 503, 5000);
+
+      const res = await fetch(s.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}`, 'x-request-id': 'rid-logging-1' },
+        body: JSON.stringify({ query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "logged" }) { id } }', variables: { g: lobby } }),
+      });
+      expect(res.headers.get('x-request-id')).toBe('rid-logging-1');
+      expect(((await res.json()) as any).data.sendMessage.id).toEqual(expect.any(String));
+      await eventually(() => lines.some((l) => l.json.msg === 'request' && l.json.requestId === 'rid-logging-1'));
+
+      const ofRequest = lines.filter((l) => l.json.requestId === 'rid-logging-1');
+      const messages = ofRequest.map((l) => l.json.msg as string);
+      expect(messages).toEqual(expect.arrayContaining(['request', expect.stringMatching(/^publish failed/)]));
+      expect(ofRequest.find((l) => l.json.msg === 'request')!.json).toMatchObject({ method: 'POST', status: 200 });
+      // The pub/sub logs through its own logger, not ctx.logger, and still carries the id.
+      expect(lines.filter((l) => /^publish failed/.test(l.json.msg)).every((l) => l.json.requestId === 'rid-logging-1')).toBe(true);
+      // The key appears once per line, also on ctx.logger's lines that bind it themselves.
+      expect(ofRequest.every((l) => l.raw.split('"requestId"').length === 2)).toBe(true);
+      // Lines outside any request carry none.
+      expect(lines.filter((l) => l.json.msg === 'redis connection error').every((l) => l.json.requestId === undefined)).toBe(true);
+    } finally {
+      await s.dispose();
+      if (!stopped) await redis.stop();
+    }
+  });
+});
