@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../../core/membership';
-import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { ForbiddenError, NotFoundError } from '../../shared/errors';
 import { decodeCursor, decodeTimeCursor, pageSize, toConnection } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
@@ -196,7 +196,7 @@ export class GroupService {
     // Lock the group row so two members leaving at once can't both see themselves as last.
     await em.execute('select id from groups where id = ? for update', [group.id]);
     const before = await groupRepository.memberIds(em, group.id);
-    if (!before.includes(userId)) throw new BadUserInputError('You are not a member of this group.', 'groupId');
+    if (!before.includes(userId)) throw new ForbiddenError('You are not a member of this group.');
     if (before.length === 1 && !group.isLobby) {
       await this.destroy(em, group, userId, outbox);
       return;
