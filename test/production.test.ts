@@ -72,6 +72,15 @@ describe('production mode', () => {
     await sub.done;
     expect(JSON.stringify(sub.errors)).toMatch(/usernam/);
     expect(JSON.stringify(sub.errors)).not.toMatch(/Did you mean/i);
+    // Variables name input fields too, and are checked when the operation runs.
+    const misspelt = { query: 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', variables: { i: { contnt: 'x' } } };
+    const r = await gql(url, misspelt.query, misspelt.variables, u.token);
+    expect(JSON.stringify(r.errors)).toMatch(/contnt/);
+    expect(JSON.stringify(r.errors)).not.toMatch(/Did you mean/i);
+    const viaWs = subscribe(w, misspelt.query, misspelt.variables);
+    await viaWs.done;
+    expect(JSON.stringify(viaWs.errors)).toMatch(/contnt/);
+    expect(JSON.stringify(viaWs.errors)).not.toMatch(/Did you mean/i);
   });
 
   it('should mask an internal error (no message, stack or SQL) and log it with the request id', async () => {

@@ -31,6 +31,8 @@ export interface DocumentLimits {
    * @returns the document, or the errors to answer with (nothing thrown).
    */
   check(schema: GraphQLSchema, source: unknown): { document: DocumentNode } | { errors: GraphQLError[] };
+  /** The error without "Did you mean …" when the schema is hidden (variables that don't coerce name fields too). */
+  scrub(e: GraphQLError): GraphQLError;
 }
 
 const SUGGESTION = /\s*Did you mean .+\?/g;
@@ -75,6 +77,10 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       validationRules: armor.validationRules,
       parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
       hideSchemaDetailsFromClientErrors: hideSchema,
+    },
+    scrub(e) {
+      if (!hideSchema || !e.message.includes('Did you mean')) return e;
+      return new GraphQLError(e.message.replace(SUGGESTION, ''), { nodes: e.nodes, path: e.path, originalError: e.originalError, extensions: e.extensions });
     },
     check(schema, source) {
       if (typeof source !== 'string' || !source.trim()) return { errors: [bad('The query must be a non-empty string.', 'GRAPHQL_PARSE_FAILED')] };

@@ -166,8 +166,8 @@ export function attachWebSocket(
       // Queries and mutations over the socket get the same error shaping as over HTTP. A result
       // without data failed before execution (variables that don't coerce): bad input, as Apollo says.
       onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: result.errors.map((e) => format(result.data === undefined ? asBadInput(e) : e)) } : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => format(e.originalError ? e : asBadInput(e))),
+        result.errors ? { ...result, errors: result.errors.map((e) => format(opts.limits.scrub(result.data === undefined ? asBadInput(e) : e))) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e)))),
       context: (ctx, id, payload) => {
         const state = ctx.extra.state!;
         const requestId = randomUUID();
