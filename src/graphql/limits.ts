@@ -12,6 +12,9 @@ import {
 } from 'graphql';
 import type { Env } from '../config/env';
 
+/** Validated documents remembered per server (each entry is one document's AST). */
+const CHECKED_MAX = 1000;
+
 type LimitsEnv = Pick<
   Env,
   'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'ENABLE_INTROSPECTION'
@@ -70,6 +73,8 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
   }).protect();
   const rules: ValidationRule[] = [...specifiedRules, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
+  /** Documents that passed, by source text: graphql-js never mutates a DocumentNode, so one can be executed many times. */
+  const checked = new Map<string, { schema: GraphQLSchema; document: DocumentNode }>();
 
   return {
     apollo: {
@@ -84,6 +89,9 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     },
     check(schema, source) {
       if (typeof source !== 'string' || !source.trim()) return { errors: [bad('The query must be a non-empty string.', 'GRAPHQL_PARSE_FAILED')] };
+      // Clients repeat a handful of documents; validating each again cost a third of a WebSocket operation's CPU.
+      const known = checked.get(source);
+      if (known && known.schema === schema) return { document: known.document };
       let document: DocumentNode;
       try {
         document = parse(source, { maxTokens: env.GRAPHQL_MAX_TOKENS });
@@ -92,7 +100,12 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
         return { errors: [bad(message.replace(/more that/, 'more than'), 'GRAPHQL_PARSE_FAILED')] };
       }
       const errors = validate(schema, document, rules);
-      if (!errors.length) return { document };
+      if (!errors.length) {
+        // Same text, same schema, same verdict. Bounded: the oldest entry goes first.
+        if (checked.size >= CHECKED_MAX) checked.delete(checked.keys().next().value!);
+        checked.set(source, { schema, document });
+        return { document };
+      }
       return {
         errors: errors.map((e) =>
           bad(hideSchema ? e.message.replace(SUGGESTION, '') : e.message, (e.extensions?.code as string | undefined) === 'BAD_USER_INPUT' ? 'GRAPHQL_LIMIT' : 'GRAPHQL_VALIDATION_FAILED'),
