@@ -233,20 +233,24 @@ export class PresenceService {
    * Marks OFFLINE everyone idle for longer than PRESENCE_TIMEOUT who holds no live socket.
    * Safe to run anywhere at any time: removal is atomic, so two sweeps never publish one
    * transition twice. The cron job runs it once per tick across instances (see presence-sweep.job.ts).
+   * With Redis the store publishes each OFFLINE as it removes the user; lastSeenAt is written right
+   * after (in steady state the interval flush has written it already, and this write changes nothing).
    */
   async sweep(opts: { slot?: string | null; now?: number } = {}): Promise<SweepRun> {
     const started = Date.now();
     const now = opts.now ?? started;
-    const removed = await this.o.store.expire(now - this.timeoutMs, now);
+    const { removed, published } = await this.o.store.expire(now - this.timeoutMs, now, this.o.pubsub.kind === 'redis' ? Topic.PresenceChanged : undefined);
     if (removed.length) {
       for (const r of removed) {
         this.touched.delete(r.userId);
         this.dirty.delete(r.userId);
       }
+      if (!published) {
+        await Promise.all(removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
+      }
       await this.persistLastSeen(removed.map((r) => [r.userId, r.lastActive])).catch((e) =>
         this.o.logger.warn({ err: e, users: removed.length }, 'lastSeenAt write after a sweep failed'),
       );
-      await Promise.all(removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
     }
     const run = { slot: opts.slot ?? null, expired: removed.length, ms: Date.now() - started };
     this.sweeps.push(run);

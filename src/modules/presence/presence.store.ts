@@ -39,8 +39,11 @@ export interface PresenceStore {
   /** Online users ordered by id, after `afterId`. */
   page(afterId: string | null, limit: number): Promise<string[]>;
   count(): Promise<number>;
-  /** Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed. */
-  expire(cutoff: number, now: number): Promise<Expired[]>;
+  /**
+   * Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed.
+   * With `channel`, a store that can publishes each OFFLINE there in the same atomic step and says so.
+   */
+  expire(cutoff: number, now: number, channel?: string): Promise<{ removed: Expired[]; published: boolean }>;
   /** This instance holds a socket of the user (its first one), so other instances see it at once. */
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
@@ -123,11 +126,33 @@ if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
 drop(ARGV[1])
 return 1`;
 
-// One batch of the sweep, read and removed in one atomic step: a user touched meanwhile is not
-// in the range any more, and one whose socket is held stays (counted so the caller skips past them).
-// KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch.
-// Returns { skipped, user1, score1, user2, score2, ... }.
-const EXPIRE = `${HELD}
+// Epoch milliseconds to ISO-8601 UTC (days to civil date: H. Hinnant's algorithm), as Date#toISOString writes it.
+const ISO = `
+local function iso(ms)
+  ms = tonumber(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms - secs * 1000)
+end`;
+
+// One batch of the sweep, read, removed and announced in one atomic step: a user touched meanwhile
+// is not in the range any more, one whose socket is held stays (counted so the caller skips past
+// them), and each removal is published with it, so not even a crash between the two can lose or
+// repeat a transition. The payload is what PubSub.publish would send for Topic.PresenceChanged.
+// KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish).
+// Returns { skipped, user1, score1, user2, score2, ..., read }.
+const EXPIRE = `${HELD}${ISO}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
 local instances = live_instances(ARGV[2], '')
 local out = { 0 }
@@ -136,6 +161,9 @@ for i = 1, #ids, 2 do
     out[1] = out[1] + 1
   else
     drop(ids[i])
+    if ARGV[5] ~= '' then
+      redis.call('PUBLISH', ARGV[5], cjson.encode({ userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }))
+    end
     out[#out + 1] = ids[i]
     out[#out + 1] = ids[i + 1]
   end
@@ -203,18 +231,18 @@ export class RedisPresenceStore implements PresenceStore {
     return this.redis.zcard(ONLINE);
   }
 
-  async expire(cutoff: number, now: number): Promise<Expired[]> {
+  async expire(cutoff: number, now: number, channel?: string): Promise<{ removed: Expired[]; published: boolean }> {
     const removed: Expired[] = [];
     // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
     for (;;) {
-      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch]);
+      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch, channel ?? '']);
       const read = Number(out[out.length - 1]);
       offset += Number(out[0]);
       for (let i = 1; i < out.length - 1; i += 2) removed.push({ userId: String(out[i]), lastActive: Number(out[i + 1]) });
       if (read < this.sweepBatch) break;
     }
-    return removed;
+    return { removed, published: !!channel };
   }
 
   async addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void> {
@@ -294,7 +322,7 @@ export class MemoryPresenceStore implements PresenceStore {
         removed.push({ userId, lastActive: at });
       }
     }
-    return removed;
+    return { removed, published: false };
   }
   async addSocket() {}
   async setInstanceSockets() {}
