@@ -9,6 +9,7 @@ import {
   type GraphQLFormattedError,
 } from 'graphql';
 import WebSocket from 'ws';
+import type { PushIterator } from '../shared/pubsub/pubsub';
 import type { Context } from './context';
 
 /** What one subscription operation needs to write its own frames. */
@@ -53,10 +54,10 @@ export interface FanoutOptions {
  * once, and every subscriber gets the same pre-built `next` frame written straight to its socket.
  */
 export function createFanout(opts: FanoutOptions) {
-  // Per event payload object: shape key -> serialized ExecutionResult. Collected with the event.
-  const results = new WeakMap<object, Map<string, Promise<string>>>();
-  // Per event payload object: when the first subscriber on this instance saw it.
-  const seenAt = new WeakMap<object, number>();
+  // Per event payload object: shape key -> its one execution and the subscribers waiting for it.
+  const batches = new WeakMap<object, Map<string, Batch>>();
+  // Per shape: the last batch's release, so a shape's frames leave in event order.
+  const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
 
   const serialize = async (args: ExecutionArgs, root: unknown): Promise<string> => {
@@ -66,87 +67,118 @@ export function createFanout(opts: FanoutOptions) {
     return JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) });
   };
 
+  /** Writes one pre-built frame; closes a socket whose reader stopped. */
+  const deliver = (sub: Subscriber, text: string, ageSeconds: number): void => {
+    if (sub.finished) return;
+    const socket = sub.socket;
+    if (socket.readyState !== WebSocket.OPEN) return sub.stop();
+    if (socket.bufferedAmount > opts.maxBufferedBytes) {
+      // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
+      stats.slowConsumersClosed++;
+      socket.close(1013, 'Try again later');
+      return sub.stop();
+    }
+    socket.send(sub.prefix + text + '}');
+    stats.deliveries++;
+    opts.onDelivered?.(ageSeconds);
+  };
+
+  /**
+   * One subscriber's share of an event: joins the event's batch for its shape (executing it if
+   * it is the first), and is written to when the batch is released, in one synchronous pass.
+   */
+  const onEvent = (sub: Subscriber, shape: Shape, args: ExecutionArgs, root: unknown): void => {
+    if (sub.finished) return;
+    let byShape = root !== null && typeof root === 'object' ? batches.get(root) : undefined;
+    if (!byShape && root !== null && typeof root === 'object') batches.set(root, (byShape = new Map()));
+    let batch = byShape?.get(shape.key);
+    if (!batch) {
+      const b: Batch = { waiting: [], since: performance.now() };
+      batch = b;
+      byShape?.set(shape.key, b);
+      const release = (text: string | undefined, error?: unknown) => {
+        const waiting = b.waiting!;
+        b.waiting = null;
+        b.text = text;
+        b.error = error;
+        const age = (performance.now() - b.since) / 1000;
+        for (const s of waiting) {
+          if (text === undefined) s.fail(error);
+          else deliver(s, text, age);
+        }
+      };
+      shape.tail = Promise.all([serialize(args, root), shape.tail]).then(
+        ([text]) => release(text),
+        (e) => release(undefined, e),
+      );
+    }
+    if (batch.waiting) batch.waiting.push(sub);
+    else if (batch.text !== undefined) deliver(sub, batch.text, (performance.now() - batch.since) / 1000);
+    else sub.fail(batch.error);
+  };
+
   async function subscribe(args: ExecutionArgs): Promise<AsyncIterableIterator<never> | ExecutionResult> {
     const ctx = args.contextValue as FanoutContext;
     const target = ctx.operation;
     const source = await createSourceEventStream(args);
     if (!target || !(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
-    const events = source as AsyncIterableIterator<unknown>;
+    const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
     const op = getOperationAST(args.document, args.operationName);
     const first = op?.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
     const scope = VIEWER_INDEPENDENT.has(rootField) && op!.selectionSet.selections.length === 1 ? '*' : (ctx.viewer?.userId ?? '');
-    const shapeKey = `${scope}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
-    const prefix = `{"id":${JSON.stringify(target.id)},"type":"next","payload":`;
-
+    const key = `${scope}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    let shape = shapes.get(key);
+    if (!shape) shapes.set(key, (shape = { key, refs: 0, tail: Promise.resolve() }));
+    shape.refs++;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
-    let counted = true;
-    const uncount = () => {
-      if (counted) stats.active[rootField]--;
-      counted = false;
-    };
 
     let settle: ((r: IteratorResult<never>) => void) | undefined;
-    let fail: ((e: unknown) => void) | undefined;
-    let finished = false;
-    const ended = new Promise<IteratorResult<never>>((resolve, reject) => ((settle = resolve), (fail = reject)));
+    let reject: ((e: unknown) => void) | undefined;
+    const ended = new Promise<IteratorResult<never>>((resolve, rej) => ((settle = resolve), (reject = rej)));
     ended.catch(() => undefined);
-    const stop = () => {
-      if (finished) return;
-      finished = true;
-      uncount();
+    const end = () => {
+      if (sub.finished) return false;
+      sub.finished = true;
+      stats.active[rootField]--;
+      if (--shape!.refs === 0) shapes.delete(key);
       void events.return?.();
-      settle!({ value: undefined as never, done: true });
+      return true;
+    };
+    const sub: Subscriber = {
+      socket: target.socket,
+      prefix: `{"id":${JSON.stringify(target.id)},"type":"next","payload":`,
+      finished: false,
+      stop: () => void (end() && settle!({ value: undefined as never, done: true })),
+      fail: (e) => void (end() && reject!(e)),
     };
 
-    void (async () => {
-      try {
-        for await (const root of events) {
-          if (finished) break;
-          let text: Promise<string>;
-          let since = performance.now();
-          if (root !== null && typeof root === 'object') {
-            let byShape = results.get(root);
-            if (!byShape) results.set(root, (byShape = new Map()));
-            if (seenAt.has(root)) since = seenAt.get(root)!;
-            else seenAt.set(root, since);
-            let cached = byShape.get(shapeKey);
-            if (!cached) byShape.set(shapeKey, (cached = serialize(args, root)));
-            text = cached;
-          } else {
-            text = serialize(args, root);
+    if (typeof events.push === 'function') {
+      // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
+      events.push((root) => onEvent(sub, shape!, args, root));
+    } else {
+      void (async () => {
+        try {
+          for await (const root of events) {
+            if (sub.finished) break;
+            onEvent(sub, shape!, args, root);
           }
-          const payload = await text;
-          const socket = target.socket;
-          if (finished || socket.readyState !== WebSocket.OPEN) break;
-          if (socket.bufferedAmount > opts.maxBufferedBytes) {
-            // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
-            stats.slowConsumersClosed++;
-            socket.close(1013, 'Try again later');
-            break;
-          }
-          socket.send(prefix + payload + '}');
-          stats.deliveries++;
-          opts.onDelivered?.((performance.now() - since) / 1000);
+          sub.stop();
+        } catch (e) {
+          sub.fail(e);
         }
-        stop();
-      } catch (e) {
-        finished = true;
-        uncount();
-        void events.return?.();
-        fail!(e);
-      }
-    })();
+      })();
+    }
 
     // graphql-ws iterates this to learn when the operation ends; it never yields a value itself.
     const iterator: AsyncIterableIterator<never> = {
       next: () => ended,
       return: () => {
-        stop();
+        sub.stop();
         return Promise.resolve({ value: undefined as never, done: true });
       },
       throw: (e) => {
-        stop();
+        sub.stop();
         return Promise.reject(e);
       },
       [Symbol.asyncIterator]() {
@@ -157,4 +189,32 @@ export function createFanout(opts: FanoutOptions) {
   }
 
   return { subscribe, stats };
+}
+
+/** One subscription operation as the fan-out writes to it. */
+interface Subscriber {
+  socket: WebSocket;
+  /** `{"id":<id>,"type":"next","payload":` */
+  prefix: string;
+  finished: boolean;
+  /** Ends the operation normally (graphql-ws sends complete if the client is still there). */
+  stop(): void;
+  /** Ends it with an error (graphql-ws reports it). */
+  fail(e: unknown): void;
+}
+
+/** Subscribers that share a document, variables (and viewer, for viewer-specific fields). */
+interface Shape {
+  key: string;
+  refs: number;
+  tail: Promise<unknown>;
+}
+
+/** One event for one shape: executed and serialized once, then written to every waiting subscriber. */
+interface Batch {
+  /** Subscribers to write to on release; null once released. */
+  waiting: Subscriber[] | null;
+  text?: string;
+  error?: unknown;
+  since: number;
 }

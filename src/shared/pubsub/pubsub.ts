@@ -7,6 +7,15 @@ import { Topic, type TopicPayloads } from './topics';
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
 /**
+ * A subscription's event stream. Besides pulling with next(), a consumer can switch it to
+ * `push`: every selected value is then handed over synchronously, in the dispatch, without a
+ * promise per value (the fan-out uses this to write one event to thousands of sockets in one pass).
+ */
+export interface PushIterator<R> extends AsyncIterableIterator<R> {
+  push(onValue: (value: R) => void): void;
+}
+
+/**
  * The PubSub behind every subscription. One upstream subscription per topic per
  * instance (Redis or in-process), fanned out to local listeners in memory.
  */
@@ -90,16 +99,19 @@ export class PubSub {
    * payload to what this subscriber should see, or undefined to skip it.
    * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
    */
-  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, maxQueue = 1000): AsyncIterableIterator<R> {
+  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, maxQueue = 1000): PushIterator<R> {
     const queue: R[] = [];
     let waiting: ((r: IteratorResult<R>) => void) | undefined;
+    let direct: ((value: R) => void) | undefined;
     let done = false;
     const self = this;
     const off = this.on(topic, (payload) => {
       if (done) return;
       const value = select(payload);
       if (value === undefined) return;
-      if (waiting) {
+      if (direct) {
+        direct(value);
+      } else if (waiting) {
         const w = waiting;
         waiting = undefined;
         w({ value, done: false });
@@ -131,6 +143,10 @@ export class PubSub {
       throw: (e) => {
         void finish();
         return Promise.reject(e);
+      },
+      push: (onValue) => {
+        direct = onValue;
+        while (queue.length) onValue(queue.shift()!);
       },
       [Symbol.asyncIterator]() {
         return this;

@@ -1,0 +1,462 @@
+/**
+ * Subscription fan-out against a bare WebSocket server, in one run on one machine.
+ *
+ *   npm run bench:fanout
+ *
+ * One load client (this process, plain `ws` speaking graphql-transport-ws) opens S sockets, each
+ * subscribed to messageAdded of one group, then sends M sendMessage mutations one after another
+ * (each as soon as the previous one is answered) and records when every socket receives every
+ * message. The same client and load run against:
+ * - bare:       a plain ws server (child process) that JSON-serializes each message once and sends
+ *               the same text to every socket; the floor any fan-out can reach here;
+ * - parley x1:  one Parley instance (child process, real startServer, PostgreSQL and Redis);
+ * - parley x2:  two Parley instances through Redis, half the sockets on each, mutations to the first.
+ * Then memory: RSS growth of the server process per idle authenticated connection with three
+ * subscriptions (messageAdded, presenceChanged, groupEvent), at C connections, against bare
+ * connections. Servers run in child processes started with --expose-gc, so RSS is theirs alone.
+ *
+ * Targets: deliveries/s >= 0.8 x bare, p99 <= 1.5 x bare, memory per connection <= 1.5 x bare,
+ * and no delivery missing. Exits 1 when a delivery is missing or duplicated; a missed target is
+ * reported, not an exit code (the machine is shared and numbers move between runs).
+ *
+ * Settings (environment):
+ * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED.
+ *                  @default postgres://postgres@127.0.0.1:5432/parley_bench_test
+ * - REDIS_URL      redis://… ; its keyspace is FLUSHED. @default redis://127.0.0.1:6379
+ * - BENCH_SUBSCRIBERS  S. @default 2000
+ * - BENCH_MESSAGES     M. @default 200
+ * - BENCH_CONNECTIONS  C, for the memory measurement. @default 5000
+ * - BENCH_SKIP         comma list of phases to skip: x2, memory.
+ */
+import 'reflect-metadata';
+import { fork, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import WebSocket, { WebSocketServer } from 'ws';
+import { loadEnv } from '../src/config/env';
+import { startServer } from '../src/server';
+
+const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const S = positive('BENCH_SUBSCRIBERS', 2000);
+const M = positive('BENCH_MESSAGES', 200);
+const C = positive('BENCH_CONNECTIONS', 5000);
+const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const PASSWORD = 'bench-fanout-password';
+const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+
+function positive(name: string, def: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+    process.stderr.write(`bench:fanout: ${name} must be a positive integer, got '${raw}'\n`);
+    process.exit(1);
+  }
+  return Number(raw);
+}
+
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ================= child processes: the servers under test =================
+
+type ToChild = { type: 'rss' } | { type: 'stop' };
+type FromChild = { type: 'ready'; port: number } | { type: 'rss'; rss: number };
+
+async function rssAfterGc(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await sleep(50);
+  }
+  return process.memoryUsage().rss;
+}
+
+/** A Parley instance, configured by the parent's environment. */
+async function runParley(): Promise<void> {
+  const env = loadEnv({ ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error', LOG_PRETTY: 'false' });
+  const server = await startServer({ env, jobs: false });
+  process.on('message', async (m: ToChild) => {
+    if (m.type === 'rss') process.send!({ type: 'rss', rss: await rssAfterGc() } satisfies FromChild);
+    if (m.type === 'stop') {
+      await server.dispose();
+      process.exit(0);
+    }
+  });
+  process.send!({ type: 'ready', port: server.port } satisfies FromChild);
+}
+
+/**
+ * The baseline: a plain ws server. It acknowledges connection_init and, for every POST, builds the
+ * message as Parley would send it, serializes it once and sends the same text to every socket.
+ */
+async function runBare(): Promise<void> {
+  const sender = { id: randomUUID(), username: 'bench_sender' };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { variables: { t: string } };
+      const message = { id: randomUUID(), content: body.variables.t, createdAt: new Date().toISOString(), sender };
+      const text = JSON.stringify({ id: '1', type: 'next', payload: { data: { messageAdded: message } } });
+      for (const socket of wss.clients) if (socket.readyState === WebSocket.OPEN) socket.send(text);
+      const answer = JSON.stringify({ data: { sendMessage: { id: message.id } } });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
+      res.end(answer);
+    });
+  });
+  const wss = new WebSocketServer({ server, path: '/graphql' });
+  wss.on('connection', (socket) => {
+    socket.on('message', (data) => {
+      if (String(data).includes('"connection_init"')) socket.send('{"type":"connection_ack"}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.on('message', async (m: ToChild) => {
+    if (m.type === 'rss') process.send!({ type: 'rss', rss: await rssAfterGc() } satisfies FromChild);
+    if (m.type === 'stop') process.exit(0);
+  });
+  process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies FromChild);
+}
+
+interface Child {
+  port: number;
+  url: string;
+  wsUrl: string;
+  rss(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+function startChild(role: 'parley' | 'bare', env: Record<string, string> = {}): Promise<Child> {
+  const proc: ChildProcess = fork(__filename, [role], {
+    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    proc.once('exit', (code) => reject(new Error(`${role} server exited with ${code} before it was ready`)));
+    proc.once('message', (m: FromChild) => {
+      if (m.type !== 'ready') return reject(new Error(`unexpected ${m.type}`));
+      proc.removeAllListeners('exit');
+      const ask = () =>
+        new Promise<number>((r) => {
+          proc.once('message', (a: FromChild) => r(a.type === 'rss' ? a.rss : NaN));
+          proc.send({ type: 'rss' } satisfies ToChild);
+        });
+      resolve({
+        port: m.port,
+        url: `http://127.0.0.1:${m.port}/graphql`,
+        wsUrl: `ws://127.0.0.1:${m.port}/graphql`,
+        rss: ask,
+        stop: () =>
+          new Promise<void>((r) => {
+            const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+            proc.once('exit', () => (clearTimeout(timer), r()));
+            proc.send({ type: 'stop' } satisfies ToChild);
+          }),
+      });
+    });
+  });
+}
+
+// ================= seeding (not measured) =================
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+function post(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
+  const body = JSON.stringify({ query, variables });
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          if (parsed.errors) reject(new Error(`GraphQL errors: ${JSON.stringify(parsed.errors)}`));
+          else resolve(parsed.data);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function resetState(): Promise<void> {
+  const name = decodeURIComponent(new URL(DATABASE_URL).pathname.slice(1));
+  if (!/bench|test/i.test(name)) throw new Error(`refusing to empty database '${name}': its name must contain 'bench' or 'test'`);
+  const admin = new URL(DATABASE_URL);
+  admin.pathname = '/postgres';
+  const root = new pg.Client({ connectionString: admin.toString() });
+  await root.connect();
+  try {
+    if (!(await root.query('select 1 from pg_database where datname = $1', [name])).rowCount) await root.query(`create database "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await root.end();
+  }
+  const db = new pg.Client({ connectionString: DATABASE_URL });
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ tablename: string }>("select tablename from pg_tables where schemaname = 'public' and tablename not like 'mikro_orm_%'");
+    if (rows.length) await db.query(`truncate ${rows.map((r) => `"${r.tablename}"`).join(', ')} cascade`);
+  } finally {
+    await db.end();
+  }
+  const redis = new Redis(REDIS_URL);
+  await redis.flushdb();
+  redis.disconnect();
+}
+
+interface Seeded {
+  lobby: string;
+  users: { id: string; token: string }[];
+}
+
+/** One user through the API (for a real password hash and the lobby), the rest by SQL, sessions as auth stores them. */
+async function seed(url: string, n: number): Promise<Seeded> {
+  const first = (await post(url, 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { token user { id } } }', { u: 'bench_0', p: PASSWORD })).signup;
+  const lobby = (await post(url, '{ groups(first: 10) { edges { node { id isLobby } } } }', {}, first.token)).groups.edges.find((e: any) => e.node.isLobby).node.id;
+  const users = [{ id: first.user.id as string, token: first.token as string }];
+  for (let i = 1; i < n; i++) users.push({ id: randomUUID(), token: randomBytes(32).toString('base64url') });
+  const rest = users.slice(1);
+  const db = new pg.Client({ connectionString: DATABASE_URL });
+  await db.connect();
+  try {
+    await db.query(
+      `insert into users (id, username, password_hash, created_at)
+       select u.id, 'bench_' || u.n, (select password_hash from users where id = $3), now()
+       from unnest($1::uuid[], $2::int[]) as u(id, n)`,
+      [rest.map((u) => u.id), rest.map((_, i) => i + 1), first.user.id],
+    );
+    await db.query(
+      `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $2, u, now() from unnest($1::uuid[]) as u`,
+      [rest.map((u) => u.id), lobby],
+    );
+    await db.query(
+      `insert into sessions (id, user_id, token_hash, created_at, expires_at)
+       select gen_random_uuid(), s.u, s.h, now(), now() + interval '1 day' from unnest($1::uuid[], $2::text[]) as s(u, h)`,
+      [rest.map((u) => u.id), rest.map((u) => createHash('sha256').update(u.token).digest('hex'))],
+    );
+  } finally {
+    await db.end();
+  }
+  return { lobby, users };
+}
+
+// ================= the load client =================
+
+interface Conn {
+  ws: WebSocket;
+  index: number;
+}
+
+/** Opens a graphql-transport-ws socket, waits for connection_ack, sends the subscriptions. */
+function connect(wsUrl: string, token: string, subs: { id: string; query: string; variables?: Record<string, unknown> }[], onNext: (text: string) => void): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
+    let acked = false;
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
+    ws.on('message', (data) => {
+      const text = String(data);
+      if (acked) return onNext(text);
+      if (text.includes('"connection_ack"')) {
+        acked = true;
+        for (const s of subs) ws.send(JSON.stringify({ id: s.id, type: 'subscribe', payload: { query: s.query, variables: s.variables ?? {} } }));
+        resolve(ws);
+      }
+    });
+    ws.on('error', reject);
+    ws.on('close', (code) => (acked ? undefined : reject(new Error(`closed ${code} before ack`))));
+  });
+}
+
+async function inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((t, k) => fn(t, i + k)));
+}
+
+interface FanoutResult {
+  name: string;
+  deliveries: number;
+  expected: number;
+  missing: number;
+  duplicates: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * S sockets (spread over `targets`), each subscribed to the group's messages; M messages sent to
+ * `sendTo`, one after another. A message's latency is from the moment its mutation is sent to the
+ * moment one socket receives it; throughput counts every delivery from the first send to the last receipt.
+ */
+async function fanout(name: string, targets: string[], sendTo: string, seeded: Seeded): Promise<FanoutResult> {
+  const subscribers = seeded.users.slice(0, S);
+  const sender = seeded.users[0];
+  let round = 'w'; // the warm-up round's marker, then 'm' for measured messages
+  const seen = new Uint8Array(S * M);
+  const latencies = new Float64Array(S * M);
+  const warmed = new Uint8Array(S);
+  const sentAt = new Float64Array(M);
+  let received = 0;
+  let duplicates = 0;
+  let last = 0;
+  const marker = /"content":"bench ([wm])(\d+)"/;
+  const sockets: WebSocket[] = [];
+  await inBatches(subscribers, 100, async (u, i) => {
+    const ws = await connect(targets[i % targets.length], u.token, [{ id: '1', query: MESSAGE_SUB, variables: { g: seeded.lobby } }], (text) => {
+      const now = performance.now();
+      const m = marker.exec(text);
+      if (!m) return;
+      if (m[1] === 'w') return void (warmed[i] = 1);
+      if (round !== 'm') return;
+      const seq = Number(m[2]);
+      const k = i * M + seq;
+      if (seen[k]) return void duplicates++;
+      seen[k] = 1;
+      latencies[k] = now - sentAt[seq];
+      received++;
+      last = now;
+    });
+    sockets.push(ws);
+  });
+  // Subscriptions start asynchronously: warm up until every socket has received something.
+  for (let w = 0; warmed.some((x) => !x); w++) {
+    if (w > 100) throw new Error(`${name}: ${warmed.filter((x) => !x).length} sockets never received a warm-up message`);
+    await post(sendTo, SEND, { g: seeded.lobby, t: `bench w${w}` }, sender.token);
+    await sleep(w < 3 ? 200 : 500);
+  }
+  await sleep(300);
+  round = 'm';
+  const expected = S * M;
+  const started = performance.now();
+  for (let seq = 0; seq < M; seq++) {
+    sentAt[seq] = performance.now();
+    await post(sendTo, SEND, { g: seeded.lobby, t: `bench m${seq}` }, sender.token);
+  }
+  // Wait for the rest, as long as deliveries keep coming.
+  let before = -1;
+  while (received < expected && received !== before) {
+    before = received;
+    await sleep(2000);
+  }
+  const got = latencies.filter((_, k) => seen[k]).sort();
+  const pct = (p: number) => (got.length ? got[Math.min(got.length - 1, Math.floor(p * got.length))] : NaN);
+  for (const ws of sockets) ws.terminate();
+  await sleep(500);
+  const seconds = (last - started) / 1000;
+  return { name, deliveries: received, expected, missing: expected - received, duplicates, seconds, perSecond: received / seconds, p50: pct(0.5), p99: pct(0.99) };
+}
+
+/** Server RSS growth per connection: C sockets opened (each with `subs`), measured after GC. */
+async function memory(child: Child, seeded: Seeded, subs: (u: { id: string }) => { id: string; query: string; variables?: Record<string, unknown> }[]): Promise<{ before: number; after: number; perConnection: number }> {
+  const users = seeded.users.slice(0, C);
+  // Warm the code paths first, so the measurement is connections, not JIT and caches.
+  const warm: WebSocket[] = [];
+  await inBatches(users.slice(0, 100), 50, async (u) => void warm.push(await connect(child.wsUrl, u.token, subs(u), () => undefined)));
+  await sleep(500);
+  for (const ws of warm) ws.close();
+  await sleep(1500);
+  const before = await child.rss();
+  const sockets: WebSocket[] = [];
+  await inBatches(users, 100, async (u) => void sockets.push(await connect(child.wsUrl, u.token, subs(u), () => undefined)));
+  await sleep(3000);
+  const after = await child.rss();
+  for (const ws of sockets) ws.terminate();
+  return { before, after, perConnection: (after - before) / users.length };
+}
+
+// ================= report =================
+
+const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
+
+function table(rows: FanoutResult[], base: FanoutResult): void {
+  out(`${'run'.padEnd(12)}${'deliveries'.padStart(12)}${'missing'.padStart(9)}${'dup'.padStart(6)}${'seconds'.padStart(9)}${'deliv/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x bare/s'.padStart(10)}${'x bare p99'.padStart(12)}`);
+  for (const r of rows) {
+    out(
+      `${r.name.padEnd(12)}${fmt(r.deliveries).padStart(12)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(6)}${fmt(r.seconds, 2).padStart(9)}${fmt(r.perSecond).padStart(11)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  out(`bench:fanout  S=${S} subscribers, M=${M} messages, C=${C} idle connections; ${new Date().toISOString()}`);
+  await resetState();
+  // The bench sends faster than one user may: the per-user send limit is lifted for it.
+  const env = { DATABASE_URL, REDIS_URL, DB_POOL_MAX: '20', RATE_LIMIT_SEND_MESSAGE: '1000000/1s' };
+  let a = await startChild('parley', env);
+  const seeded = await seed(a.url, Math.max(S, C));
+  out(`seeded ${fmt(seeded.users.length)} users in the lobby`);
+
+  const results: FanoutResult[] = [];
+  const bare = await startChild('bare');
+  results.push(await fanout('bare', [bare.wsUrl], bare.url, seeded));
+  results.push(await fanout('parley x1', [a.wsUrl], a.url, seeded));
+  if (!SKIP.has('x2')) {
+    const b = await startChild('parley', env);
+    results.push(await fanout('parley x2', [a.wsUrl, b.wsUrl], a.url, seeded));
+    await b.stop();
+  }
+  out();
+  table(results, results[0]);
+
+  let mem: { bare: number; parley: number } | undefined;
+  if (!SKIP.has('memory')) {
+    // Fresh processes, so the fan-out runs above leave nothing behind in the numbers.
+    await bare.stop();
+    await a.stop();
+    const bareChild = await startChild('bare');
+    const bareMem = await memory(bareChild, seeded, () => [{ id: '1', query: MESSAGE_SUB, variables: { g: seeded.lobby } }]);
+    await bareChild.stop();
+    a = await startChild('parley', env);
+    const watched = seeded.users[0].id;
+    const parleyMem = await memory(a, seeded, () => [
+      { id: '1', query: MESSAGE_SUB, variables: { g: seeded.lobby } },
+      { id: '2', query: 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', variables: { ids: [watched] } },
+      { id: '3', query: 'subscription { groupEvent { kind group { id name } } }' },
+    ]);
+    mem = { bare: bareMem.perConnection, parley: parleyMem.perConnection };
+    out();
+    out(`memory at ${fmt(C)} idle connections (server RSS after GC):`);
+    out(`  bare       ${fmt(bareMem.before / 1048576, 1)} MB -> ${fmt(bareMem.after / 1048576, 1)} MB, ${fmt(bareMem.perConnection / 1024, 1)} KB per connection`);
+    out(`  parley     ${fmt(parleyMem.before / 1048576, 1)} MB -> ${fmt(parleyMem.after / 1048576, 1)} MB, ${fmt(parleyMem.perConnection / 1024, 1)} KB per connection (3 subscriptions), ${(parleyMem.perConnection / bareMem.perConnection).toFixed(2)} x bare`);
+  } else {
+    await bare.stop();
+  }
+  await a.stop();
+
+  out();
+  const base = results[0];
+  let failed = false;
+  for (const r of results.slice(1)) {
+    const t = r.perSecond / base.perSecond >= 0.8;
+    const l = r.p99 / base.p99 <= 1.5;
+    out(`${r.name}: deliveries/s ${t ? 'meets' : 'MISSES'} 0.8 x bare, p99 ${l ? 'meets' : 'MISSES'} 1.5 x bare, ${r.missing || r.duplicates ? `${r.missing} MISSING, ${r.duplicates} duplicated` : 'no delivery missing'}`);
+    if (r.missing || r.duplicates) failed = true;
+  }
+  if (base.missing) failed = true;
+  if (mem) out(`memory: ${mem.parley / mem.bare <= 1.5 ? 'meets' : 'MISSES'} 1.5 x bare per connection`);
+  agent.destroy();
+  process.exit(failed ? 1 : 0);
+}
+
+const role = process.argv[2];
+// A server whose parent is gone (killed, crashed) stops too.
+if (role) process.on('disconnect', () => process.exit(0));
+const run = role === 'parley' ? runParley : role === 'bare' ? runBare : main;
+run().catch((e) => {
+  process.stderr.write(`bench:fanout${role ? ` (${role})` : ''}: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
