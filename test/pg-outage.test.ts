@@ -1,0 +1,52 @@
+import { codeOf, eventually, gql, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { signup } from './helpers/factories';
+import { TcpProxy } from './helpers/tcp-proxy';
+
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+const LOBBY = '{ groups(first: 100) { edges { node { id isLobby } } } }';
+
+describe('PostgreSQL outage', () => {
+  it('should fail fast with SERVICE_UNAVAILABLE while PostgreSQL is away and recover by itself', async () => {
+    const real = new URL(process.env.DATABASE_URL!);
+    const proxy = new TcpProxy({ host: real.hostname, port: Number(real.port || 5432) });
+    await proxy.start();
+    try {
+      const proxied = new URL(real);
+      proxied.port = String(proxy.port);
+      proxied.hostname = '127.0.0.1';
+      const s = await createTestServer({ DATABASE_URL: proxied.toString() });
+      const base = s.url.replace('/graphql', '');
+      const alice = await signup(s.url);
+      const lobby = (await ok(gql(s.url, LOBBY, {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+      await ok(gql(s.url, SEND, { g: lobby, t: 'before' }, alice.token));
+
+      await proxy.cut();
+      // Every kind of operation answers at once with the code, none hangs.
+      const attempts = [
+        () => gql(s.url, LOBBY, {}, alice.token),
+        () => gql(s.url, SEND, { g: lobby, t: 'during' }, alice.token),
+        () => gql(s.url, 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { token } }', { u: 'pgdown_user', p: 'a long enough password' }),
+        () => gql(s.url, '{ me { id username } }', {}, alice.token),
+      ];
+      for (const attempt of attempts) {
+        const started = Date.now();
+        const r = await attempt();
+        expect(Date.now() - started).toBeLessThan(5000);
+        expect(codeOf(r)).toBe('SERVICE_UNAVAILABLE');
+        expect(Object.values(r.data ?? {}).every((v) => v === null)).toBe(true);
+      }
+      expect((await fetch(`${base}/readyz`)).status).toBe(503);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+
+      await proxy.restore();
+      // Back by itself: no restart, the same token, and nothing sent during the outage was stored.
+      await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 10_000);
+      await ok(gql(s.url, SEND, { g: lobby, t: 'after' }, alice.token));
+      const history = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { content } } } }', { g: lobby }, alice.token));
+      expect(history.history.edges.map((e: any) => e.node.content)).toEqual(['before', 'after']);
+    } finally {
+      await proxy.cut();
+    }
+  }, 60_000);
+});
