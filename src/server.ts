@@ -104,6 +104,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
 
   try {
+    // A cluster needs its slot map before the first command; a Redis that is away doesn't stop the start.
+    if (redis && !(await redis.ready(5000))) logger.warn('starting while Redis is not ready; pub/sub resumes when it is');
     await app.start();
     const schema = await createSchema();
     const httpServer = createHttpServer();

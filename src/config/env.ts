@@ -26,6 +26,8 @@ export interface Env {
   REDIS_URL?: string;
   /** Comma-separated host:port seeds of a Redis Cluster; takes precedence over REDIS_URL. */
   REDIS_CLUSTER_NODES?: string[];
+  /** With REDIS_CLUSTER_NODES: pub/sub over sharded channels (SPUBLISH/SSUBSCRIBE, Redis 7+); false for classic PUBLISH on older clusters. @default true */
+  REDIS_SHARDED_PUBSUB: boolean;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
   /** Pretty, human logs instead of JSON. @default true in development */
@@ -189,6 +191,7 @@ export function loadEnv(src: Source = process.env): Env {
     DB_POOL_MAX: int(src, 'DB_POOL_MAX', 10, 1, 500),
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
+    REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
     LOG_LEVEL: logLevel,
     LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development'),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),

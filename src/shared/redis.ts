@@ -10,7 +10,11 @@ export interface RedisConnections {
   publisher: RedisClient;
   /** In subscriber mode; resubscribes by itself after a reconnect. */
   subscriber: RedisClient;
+  /** Pub/sub goes over sharded channels (a Redis 7+ cluster with REDIS_SHARDED_PUBSUB). */
+  sharded: boolean;
   ping(): Promise<boolean>;
+  /** Resolves when every connection is ready, or after `ms` (a server may start while Redis is away). */
+  ready(ms: number): Promise<boolean>;
   dispose(): Promise<void>;
 }
 
@@ -28,11 +32,11 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     retryStrategy: (times) => Math.min(200 * times, 2000),
     lazyConnect: false,
   };
-  const make = (name: string, opts: RedisOptions = {}): RedisClient => {
+  const make = (name: string, opts: RedisOptions = {}, cluster: { shardedSubscribers?: boolean } = {}): RedisClient => {
     const conn = env.REDIS_CLUSTER_NODES
       ? new Cluster(
           env.REDIS_CLUSTER_NODES.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })),
-          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false },
+          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false, ...cluster },
         )
       : new Redis(env.REDIS_URL!, { ...base, ...opts, connectionName: `parley-${name}` });
     let down = false;
@@ -49,11 +53,22 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   const client = make('client');
   const publisher = make('pub');
   // The subscriber queues its SUBSCRIBE commands until connected, so subscriptions made during an outage still land.
-  const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  const sharded = !!env.REDIS_CLUSTER_NODES && env.REDIS_SHARDED_PUBSUB;
+  // On a cluster with sharded pub/sub, ioredis keeps one subscriber per shard and follows slot moves.
+  const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null }, { shardedSubscribers: sharded });
   return {
     client,
     publisher,
     subscriber,
+    sharded,
+    async ready(ms) {
+      const all = Promise.all(
+        [client, publisher, subscriber].map((c) => (c.status === 'ready' ? undefined : new Promise((r) => c.once('ready', r)))),
+      ).then(() => true);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+      return Promise.race([all, late]).finally(() => clearTimeout(timer));
+    },
     async ping() {
       try {
         return (await client.ping()) === 'PONG';

@@ -1,7 +1,9 @@
 import { PubSub as MemoryEngine, type PubSubEngine } from 'graphql-subscriptions';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
+import type { Cluster } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
+import { ShardedRedisEngine } from './sharded';
 import { Topic, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
@@ -169,5 +171,6 @@ export class PubSub {
 
 export function createPubSub(redis: RedisConnections | undefined, logger: Logger): PubSub {
   if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger);
+  if (redis.sharded) return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, redis.subscriber as Cluster, logger), 'redis', logger);
   return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: redis.subscriber as any }), 'redis', logger);
 }

@@ -1,0 +1,51 @@
+import { Cluster } from 'ioredis';
+import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { signup } from './helpers/factories';
+import { canRunCluster, OwnRedisCluster } from './helpers/redis-cluster';
+
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+
+(canRunCluster ? describe : describe.skip)('Redis Cluster', () => {
+  const cluster = new OwnRedisCluster();
+  beforeAll(() => cluster.start(), 30_000);
+  afterAll(() => cluster.stop());
+
+  it('should carry subscriptions between two instances over sharded pub/sub, one shard subscription per topic per instance', async () => {
+    // REDIS_URL emptied: the cluster seeds alone configure Redis.
+    const env = { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    expect(a.services.redis).toBeDefined();
+    const [alice, bob] = [await signup(b.url), await signup(b.url)];
+    const lobby = (await ok(gql(a.url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    const subs = [];
+    for (const u of [alice, bob]) {
+      const w = wsClient(a.wsUrl, u.token);
+      await w.connected;
+      subs.push(subscribe<any>(w, 'subscription { messageAdded { content } }'));
+    }
+    const groups = wsClient(a.wsUrl, alice.token);
+    await groups.connected;
+    const created = subscribe<any>(groups, 'subscription { groupEvent { kind group { name } } }');
+    await sleep(300);
+    await ok(gql(b.url, SEND, { g: lobby, t: 'across shards' }, bob.token));
+    await ok(gql(b.url, 'mutation { createGroup(name: "Sharded") { id } }', {}, bob.token));
+    for (const s of subs) expect(await s.nth(1)).toEqual({ messageAdded: { content: 'across shards' } });
+    expect(await created.nth(1)).toEqual({ groupEvent: { kind: 'CREATED', group: { name: 'Sharded' } } });
+    await sleep(200);
+    for (const s of subs) expect(s.values).toHaveLength(1);
+
+    const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      await new Promise((r) => probe.once('ready', r));
+      // Sharded channels, not classic ones: the shard owning the slot counts one subscriber (A's), whatever A's local count.
+      const count = (kind: 'SHARDNUMSUB' | 'NUMSUB') =>
+        Promise.all(probe.nodes('master').map(async (n) => ((await n.call('PUBSUB', kind, 'parley.message.added')) as [string, number])[1]));
+      expect((await count('SHARDNUMSUB')).sort()).toEqual([0, 0, 1]);
+      expect(await count('NUMSUB')).toEqual([0, 0, 0]);
+    } finally {
+      probe.disconnect();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,65 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { sleep } from './graphql';
+
+/** Whether redis-server and redis-cli can build a cluster here. */
+export const canRunCluster = spawnSync('redis-cli', ['--version']).status === 0 && spawnSync('redis-server', ['--version']).status === 0;
+
+/** A three-master Redis Cluster of the test's own (no replicas), on consecutive spare ports. */
+export class OwnRedisCluster {
+  private readonly procs: ChildProcess[] = [];
+  private readonly dir = mkdtempSync(join(tmpdir(), 'parley-cluster-'));
+  readonly ports: number[];
+
+  constructor(firstPort = 21000 + (process.pid % 10000) * 3) {
+    this.ports = [firstPort, firstPort + 1, firstPort + 2];
+  }
+
+  /** host:port,host:port,… as REDIS_CLUSTER_NODES takes it. */
+  get nodes(): string {
+    return this.ports.map((p) => `127.0.0.1:${p}`).join(',');
+  }
+
+  async start(): Promise<void> {
+    for (const port of this.ports) {
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, `nodes-${port}.conf`), '--dir', this.dir];
+      this.procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
+    }
+    for (const port of this.ports) await this.waitFor(port, async (r) => (await r.ping()) === 'PONG');
+    const created = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr || created.stdout}`);
+    for (const port of this.ports) await this.waitFor(port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO')));
+  }
+
+  private async waitFor(port: number, ok: (r: Redis) => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        if (await ok(r)) return;
+      } catch {
+        // not yet
+      } finally {
+        r.disconnect();
+      }
+      await sleep(50);
+    }
+    throw new Error(`redis cluster node ${port} did not become ready`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.procs.map((p) => {
+        if (p.exitCode !== null) return undefined;
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        return exited;
+      }),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
