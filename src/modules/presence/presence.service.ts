@@ -52,6 +52,7 @@ export class PresenceService {
   private readonly touchEveryMs: number;
   /** How often live sockets are re-announced; their bookkeeping lives three times that. */
   private readonly refreshEveryMs: number;
+  private lastStoreWarning = 0;
   /** The last sweeps this instance ran, newest last (for operators and tests). */
   readonly sweeps: SweepRun[] = [];
 
@@ -96,7 +97,11 @@ export class PresenceService {
       return true;
     } catch (e) {
       this.touched.get(userId)?.delete(sessionId ?? '');
-      this.o.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
+      // Every request lands here while Redis is away: one line per 10 s is enough to say so.
+      if (now - this.lastStoreWarning > 10_000) {
+        this.lastStoreWarning = now;
+        this.o.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
+      }
       return false;
     }
   }
