@@ -32,16 +32,21 @@ describeRedis('two instances', () => {
     const messages2 = await listen(a, carol, 'subscription { messageAdded { content } }');
     const presence = await listen(a, alice, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [bob.id] });
     const groups = await listen(a, alice, 'subscription { groupEvent { kind group { name } } }');
+    const actions = await listen(a, alice, 'subscription { projectAction { kind projectId actor { id } } }');
     await ok(gql(b.url, 'mutation { logout }', {}, bob.token));
     // The revoked token is refused and sends nothing.
     expect(codeOf(await gql(b.url, SEND, { g: lobby, t: 'revoked' }, bob.token))).toBe('UNAUTHENTICATED');
     const bobToken = (await ok(gql(b.url, LOGIN, { u: bob.username, p: bob.password }))).login.token;
     await ok(gql(b.url, SEND, { g: lobby, t: 'from B' }, bobToken));
     await ok(gql(b.url, 'mutation { createGroup(name: "Made on B") { id } }', {}, bobToken));
+    const project = (await ok(gql(b.url, 'mutation { createProject(title: "Built on B") { id } }', {}, bobToken))).createProject.id;
+    await ok(gql(b.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: alice.id }, bobToken));
     await messages.sub.nth(1);
     await groups.sub.nth(1);
     await presence.sub.nth(2);
+    await actions.sub.nth(1);
     await sleep(300);
+    expect(actions.sub.values).toEqual([{ projectAction: { kind: 'ADDED_TO_PROJECT', projectId: project, actor: { id: bob.id } } }]);
     expect(messages.sub.values).toEqual([{ messageAdded: { content: 'from B' } }]);
     expect(messages2.sub.values).toEqual([{ messageAdded: { content: 'from B' } }]);
     expect(groups.sub.values).toEqual([{ groupEvent: { kind: 'CREATED', group: { name: 'Made on B' } } }]);
