@@ -239,24 +239,33 @@ export class PresenceService {
    * Safe to run anywhere at any time: removal is atomic, so two sweeps never publish one
    * transition twice. The cron job runs it once per tick across instances (see presence-sweep.job.ts).
    * With Redis the store publishes each OFFLINE as it removes the user; lastSeenAt is written right
-   * after (in steady state the interval flush has written it already, and this write changes nothing).
+   * after, batch by batch, overlapping the next removal (in steady state the interval flush has
+   * written it already, and this write changes nothing).
    */
   async sweep(opts: { slot?: string | null; now?: number } = {}): Promise<SweepRun> {
     const started = Date.now();
     const now = opts.now ?? started;
-    const { removed, published } = await this.o.store.expire(now - this.timeoutMs, now, this.o.pubsub.kind === 'redis' ? Topic.PresenceChanged : undefined);
-    if (removed.length) {
-      for (const r of removed) {
+    // Each batch's lastSeenAt goes to PostgreSQL while the store removes the next one.
+    const writes: Promise<void>[] = [];
+    const { removed } = await this.o.store.expire(now - this.timeoutMs, now, this.o.pubsub.kind === 'redis' ? Topic.PresenceChanged : undefined, (batch) => {
+      for (const r of batch) {
         this.touched.delete(r.userId);
         this.dirty.delete(r.userId);
       }
-      if (!published) {
-        await Promise.all(removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
-      }
-      await this.persistLastSeen(removed.map((r) => [r.userId, r.lastActive])).catch((e) =>
-        this.o.logger.warn({ err: e, users: removed.length }, 'lastSeenAt write after a sweep failed'),
+      writes.push(
+        this.persistLastSeen(batch.map((r) => [r.userId, r.lastActive])).catch((e) =>
+          this.o.logger.warn({ err: e, users: batch.length }, 'lastSeenAt write after a sweep failed'),
+        ),
       );
-    }
+    }).then(async (res) => {
+      if (!res.published) {
+        // Published here, after lastSeenAt is written, as everywhere else.
+        await Promise.all(writes);
+        await Promise.all(res.removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
+      }
+      return res;
+    });
+    await Promise.all(writes);
     const run = { slot: opts.slot ?? null, expired: removed.length, ms: Date.now() - started };
     this.sweeps.push(run);
     if (this.sweeps.length > 100) this.sweeps.shift();

@@ -42,8 +42,9 @@ export interface PresenceStore {
   /**
    * Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed.
    * With `channel`, a store that can publishes each OFFLINE there in the same atomic step and says so.
+   * `onBatch` sees each batch as soon as it is removed, so the caller's follow-up work can overlap the next one.
    */
-  expire(cutoff: number, now: number, channel?: string): Promise<{ removed: Expired[]; published: boolean }>;
+  expire(cutoff: number, now: number, channel?: string, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }>;
   /** This instance holds a socket of the user (its first one), so other instances see it at once. */
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
@@ -231,7 +232,7 @@ export class RedisPresenceStore implements PresenceStore {
     return this.redis.zcard(ONLINE);
   }
 
-  async expire(cutoff: number, now: number, channel?: string): Promise<{ removed: Expired[]; published: boolean }> {
+  async expire(cutoff: number, now: number, channel?: string, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }> {
     const removed: Expired[] = [];
     // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
@@ -239,7 +240,10 @@ export class RedisPresenceStore implements PresenceStore {
       const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch, channel ?? '']);
       const read = Number(out[out.length - 1]);
       offset += Number(out[0]);
-      for (let i = 1; i < out.length - 1; i += 2) removed.push({ userId: String(out[i]), lastActive: Number(out[i + 1]) });
+      const batch: Expired[] = [];
+      for (let i = 1; i < out.length - 1; i += 2) batch.push({ userId: String(out[i]), lastActive: Number(out[i + 1]) });
+      for (const e of batch) removed.push(e);
+      if (batch.length) onBatch?.(batch);
       if (read < this.sweepBatch) break;
     }
     return { removed, published: !!channel };
@@ -314,7 +318,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async count() {
     return this.active.size;
   }
-  async expire(cutoff: number) {
+  async expire(cutoff: number, _now: number, _channel?: string, onBatch?: (batch: Expired[]) => void) {
     const removed: Expired[] = [];
     for (const [userId, at] of this.active) {
       if (at < cutoff) {
@@ -322,6 +326,7 @@ export class MemoryPresenceStore implements PresenceStore {
         removed.push({ userId, lastActive: at });
       }
     }
+    if (removed.length) onBatch?.(removed);
     return { removed, published: false };
   }
   async addSocket() {}
