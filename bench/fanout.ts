@@ -26,6 +26,7 @@
  * - BENCH_SUBSCRIBERS  S. @default 2000
  * - BENCH_MESSAGES     M. @default 200
  * - BENCH_CONNECTIONS  C, for the memory measurement. @default 5000
+ * - BENCH_CONCURRENCY  mutations in flight at once. @default 1 (each sent when the previous is answered)
  * - BENCH_SKIP         comma list of phases to skip: x2, memory.
  */
 import 'reflect-metadata';
@@ -37,14 +38,15 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
-import { loadEnv } from '../src/config/env';
-import { startServer } from '../src/server';
+import type * as EnvModule from '../src/config/env';
+import type * as ServerModule from '../src/server';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const S = positive('BENCH_SUBSCRIBERS', 2000);
 const M = positive('BENCH_MESSAGES', 200);
 const C = positive('BENCH_CONNECTIONS', 5000);
+const CONCURRENCY = positive('BENCH_CONCURRENCY', 1);
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 const PASSWORD = 'bench-fanout-password';
 const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
@@ -79,6 +81,9 @@ async function rssAfterGc(): Promise<number> {
 
 /** A Parley instance, configured by the parent's environment. */
 async function runParley(): Promise<void> {
+  // Loaded here only, so the bare server's process holds none of Parley's code.
+  const { loadEnv } = require('../src/config/env') as typeof EnvModule;
+  const { startServer } = require('../src/server') as typeof ServerModule;
   const env = loadEnv({ ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error', LOG_PRETTY: 'false' });
   const server = await startServer({ env, jobs: false });
   process.on('message', async (m: ToChild) => {
@@ -166,7 +171,7 @@ function startChild(role: 'parley' | 'bare', env: Record<string, string> = {}): 
 
 // ================= seeding (not measured) =================
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 function post(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
   const body = JSON.stringify({ query, variables });
@@ -342,10 +347,15 @@ async function fanout(name: string, targets: string[], sendTo: string, seeded: S
   round = 'm';
   const expected = S * M;
   const started = performance.now();
-  for (let seq = 0; seq < M; seq++) {
-    sentAt[seq] = performance.now();
-    await post(sendTo, SEND, { g: seeded.lobby, t: `bench m${seq}` }, sender.token);
-  }
+  let next = 0;
+  const sendAll = async () => {
+    while (next < M) {
+      const seq = next++;
+      sentAt[seq] = performance.now();
+      await post(sendTo, SEND, { g: seeded.lobby, t: `bench m${seq}` }, sender.token);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, sendAll));
   // Wait for the rest, as long as deliveries keep coming.
   let before = -1;
   while (received < expected && received !== before) {
@@ -392,7 +402,7 @@ function table(rows: FanoutResult[], base: FanoutResult): void {
 }
 
 async function main(): Promise<void> {
-  out(`bench:fanout  S=${S} subscribers, M=${M} messages, C=${C} idle connections; ${new Date().toISOString()}`);
+  out(`bench:fanout  S=${S} subscribers, M=${M} messages (${CONCURRENCY} in flight), C=${C} idle connections; ${new Date().toISOString()}`);
   await resetState();
   // The bench sends faster than one user may: the per-user send limit is lifted for it.
   const env = { DATABASE_URL, REDIS_URL, DB_POOL_MAX: '20', RATE_LIMIT_SEND_MESSAGE: '1000000/1s' };

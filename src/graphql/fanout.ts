@@ -131,6 +131,10 @@ export function createFanout(opts: FanoutOptions) {
     let shape = shapes.get(key);
     if (!shape) shapes.set(key, (shape = { key, refs: 0, tail: Promise.resolve() }));
     shape.refs++;
+    // Held for the life of the subscription: keep only what writing needs (the text of the
+    // operation is in the shared shape key; its raw frame can be collected).
+    const shared = shape;
+    ctx.operation = undefined;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
 
     let settle: ((r: IteratorResult<never>) => void) | undefined;
@@ -141,7 +145,7 @@ export function createFanout(opts: FanoutOptions) {
       if (sub.finished) return false;
       sub.finished = true;
       stats.active[rootField]--;
-      if (--shape!.refs === 0) shapes.delete(key);
+      if (--shared.refs === 0) shapes.delete(shared.key);
       void events.return?.();
       return true;
     };
@@ -155,13 +159,13 @@ export function createFanout(opts: FanoutOptions) {
 
     if (typeof events.push === 'function') {
       // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
-      events.push((root) => onEvent(sub, shape!, args, root));
+      events.push((root) => onEvent(sub, shared, args, root));
     } else {
       void (async () => {
         try {
           for await (const root of events) {
             if (sub.finished) break;
-            onEvent(sub, shape!, args, root);
+            onEvent(sub, shared, args, root);
           }
           sub.stop();
         } catch (e) {
