@@ -394,7 +394,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   await pipe.exec();
   const baselineMs = performance.now() - b0;
 
-  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}` });
+  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}`, storeChannel: Topic.PresenceChanged });
   const runs: SweepResult[] = [];
   for (const label of ['steady state', 'never flushed']) {
     if (label === 'never flushed') await query(DATABASE_URL, `update users set last_seen_at = null where username like 'bs_${tag}_%'`);

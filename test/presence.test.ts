@@ -4,6 +4,7 @@ import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient, type Subscript
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
+import { canRunCluster, OwnRedisCluster } from './helpers/redis-cluster';
 
 const ROOT = path.resolve(__dirname, '..');
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
@@ -419,4 +420,34 @@ describeRedis('presence across instances', () => {
     expect(bad.code).toBe(1);
     expect(bad.stdout + bad.stderr).toMatch(/REDIS_URL/);
   });
+});
+
+(canRunCluster ? describe : describe.skip)('presence on a Redis Cluster', () => {
+  // Ports and their cluster-bus ports (+10000) below the kernel's ephemeral range (32768+), where busy machines collide.
+  const cluster = new OwnRedisCluster(12000 + (process.pid % 3000) * 3);
+  beforeAll(() => cluster.start(), 30_000);
+  afterAll(() => cluster.stop());
+
+  // Sharded: the service publishes (SPUBLISH). Classic: the store's Lua step publishes (PUBLISH reaches every node).
+  it.each([['sharded', 'true'], ['classic', 'false']])(
+    'should run the presence scripts in one slot and deliver the sweep and logout transitions once over %s pub/sub',
+    async (_kind, sharded) => {
+      const env = { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes, REDIS_SHARDED_PUBSUB: sharded, PRESENCE_TIMEOUT: '1s', PRESENCE_GRACE: '300ms', PRESENCE_SWEEP_CRON: '* * * * * *' };
+      const a = await createTestServer(env, { jobs: true });
+      const b = await createTestServer(env, { clean: false, jobs: true });
+      const [idle, leaving, watcher] = [await signup(a.url), await signup(b.url), await signup(a.url)];
+      // Classic pub/sub crosses the cluster bus: let the signups' ONLINE events land before watching.
+      await sleep(500);
+      const onA = await watch(a, watcher, [idle.id, leaving.id]);
+      const onB = await watch(b, watcher, [idle.id, leaving.id]);
+      await ok(gql(b.url, 'mutation { logout }', {}, leaving.token));
+      await sleep(3000);
+      for (const sub of [onA, onB]) expect(seen(sub).sort()).toEqual([`${idle.id} OFFLINE`, `${leaving.id} OFFLINE`].sort());
+      expect((await statusOf(a, watcher, watcher.id)).status).toBe('ONLINE');
+      const st = await statusOf(a, watcher, idle.id);
+      expect(st.status).toBe('OFFLINE');
+      expect(onA.values.find((v) => v.presenceChanged.user.id === idle.id)!.presenceChanged.lastSeenAt).toBe(st.lastSeenAt);
+    },
+    60_000,
+  );
 });

@@ -13,6 +13,7 @@ import { projectRepository } from '../modules/project/project.repository';
 import { ProjectService } from '../modules/project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
+import { Topic } from '../shared/pubsub/topics';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership';
@@ -50,6 +51,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     env,
     logger: logger.child({ module: 'presence' }),
     instanceId,
+    // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
+    storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
   });
   const friends = new FriendService();
   const groups = new GroupService(pubsub, memberships);

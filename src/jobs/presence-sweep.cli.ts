@@ -16,6 +16,7 @@ import { PresenceService } from '../modules/presence/presence.service';
 import { RedisPresenceStore } from '../modules/presence/presence.store';
 import { createLogger } from '../shared/logger';
 import { createPubSub } from '../shared/pubsub/pubsub';
+import { Topic } from '../shared/pubsub/topics';
 import { connectRedis, type RedisClient } from '../shared/redis';
 
 /** Commands fail fast while disconnected (no offline queue), so wait for the connection first. */
@@ -63,6 +64,7 @@ async function main(): Promise<number> {
       env,
       logger,
       instanceId: `cli-${randomUUID()}`,
+      storeChannel: redis.sharded ? undefined : Topic.PresenceChanged,
     });
     const run = await presence.sweep();
     logger.info({ expired: run.expired, ms: run.ms }, `presence sweep: ${run.expired} users marked OFFLINE in ${run.ms} ms`);

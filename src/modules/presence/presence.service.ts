@@ -24,6 +24,13 @@ export interface PresenceOptions {
   env: Pick<Env, 'PRESENCE_TIMEOUT' | 'PRESENCE_GRACE' | 'PRESENCE_PERSIST_INTERVAL'>;
   logger: Logger;
   instanceId: string;
+  /**
+   * A classic Redis pub/sub channel on which the store itself may publish the sweep's OFFLINE
+   * transitions (JSON, as PubSub sends them), atomically with their removal. Only where every
+   * instance subscribes to it with SUBSCRIBE: not with sharded pub/sub (SSUBSCRIBE) nor in memory.
+   * @default undefined: the service publishes through `pubsub`
+   */
+  storeChannel?: string;
 }
 
 /** One sweep: which cron slot it ran for (null: the command line), how many it expired, how long it took. */
@@ -247,7 +254,7 @@ export class PresenceService {
     const now = opts.now ?? started;
     // Each batch's lastSeenAt goes to PostgreSQL while the store removes the next one.
     const writes: Promise<void>[] = [];
-    const { removed } = await this.o.store.expire(now - this.timeoutMs, now, this.o.pubsub.kind === 'redis' ? Topic.PresenceChanged : undefined, (batch) => {
+    const { removed } = await this.o.store.expire(now - this.timeoutMs, now, this.o.storeChannel, (batch) => {
       for (const r of batch) {
         this.touched.delete(r.userId);
         this.dirty.delete(r.userId);
