@@ -423,8 +423,7 @@ describeRedis('presence across instances', () => {
 });
 
 (canRunCluster ? describe : describe.skip)('presence on a Redis Cluster', () => {
-  // Ports and their cluster-bus ports (+10000) below the kernel's ephemeral range (32768+), where busy machines collide.
-  const cluster = new OwnRedisCluster(12000 + (process.pid % 3000) * 3);
+  const cluster = new OwnRedisCluster();
   beforeAll(() => cluster.start(), 30_000);
   afterAll(() => cluster.stop());
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { sleep } from './graphql';
+import { sparePorts } from './ports';
 
 /** Whether redis-server and redis-cli can build a cluster here. */
 export const canRunCluster = spawnSync('redis-cli', ['--version']).status === 0 && spawnSync('redis-server', ['--version']).status === 0;
@@ -12,11 +13,9 @@ export const canRunCluster = spawnSync('redis-cli', ['--version']).status === 0 
 export class OwnRedisCluster {
   private readonly procs: ChildProcess[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), 'parley-cluster-'));
-  readonly ports: number[];
+  ports: number[] = [];
 
-  constructor(firstPort = 21000 + (process.pid % 10000) * 3) {
-    this.ports = [firstPort, firstPort + 1, firstPort + 2];
-  }
+  constructor(private readonly firstPort?: number) {}
 
   /** host:port,host:port,… as REDIS_CLUSTER_NODES takes it. */
   get nodes(): string {
@@ -24,6 +23,9 @@ export class OwnRedisCluster {
   }
 
   async start(): Promise<void> {
+    // Each node also listens on its port + 10000 (the cluster bus).
+    const first = this.firstPort ?? (await sparePorts(3, 10_000));
+    this.ports = [first, first + 1, first + 2];
     for (const port of this.ports) {
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, `nodes-${port}.conf`), '--dir', this.dir];
       this.procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
@@ -54,7 +56,7 @@ export class OwnRedisCluster {
   async stop(): Promise<void> {
     await Promise.all(
       this.procs.map((p) => {
-        if (p.exitCode !== null) return undefined;
+        if (p.exitCode !== null || p.signalCode !== null) return undefined;
         const exited = new Promise((r) => p.once('exit', r));
         p.kill('SIGKILL');
         return exited;

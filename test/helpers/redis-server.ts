@@ -1,17 +1,28 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { sleep } from './graphql';
+import { sparePorts } from './ports';
 
 /** A redis-server of the test's own on a spare port, to stop and restart at will. */
 export class OwnRedis {
   private proc?: ChildProcess;
-  constructor(readonly port = 20000 + (process.pid % 20000)) {}
+  private chosen?: number;
+  constructor(port?: number) {
+    this.chosen = port;
+  }
+
+  /** Picked on the first start and kept, so a restarted server answers at the same address. */
+  get port(): number {
+    if (this.chosen === undefined) throw new Error('OwnRedis: start() it before asking for its port');
+    return this.chosen;
+  }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
+    this.chosen ??= await sparePorts();
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const r = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
