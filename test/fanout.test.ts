@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
 
@@ -50,6 +50,33 @@ describe('subscription fan-out', () => {
     // Seven subscribers, two shapes that received the event: two executions.
     expect(s.fanout.executions - before).toBe(2);
   });
+
+  it('should give every subscriber of a large fan-out each event exactly once and in order', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '1000/1s' });
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    // 10 sockets x 30 operations of one shape: more subscribers than one write slice.
+    const clients = [];
+    for (let i = 0; i < 10; i++) {
+      const c = await rawClient(s.wsUrl, a.token);
+      for (let k = 0; k < 30; k++) c.send({ id: `op${k}`, type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+      clients.push(c);
+    }
+    await sleep(300);
+    const before = s.fanout.executions;
+    await Promise.all([...Array(5).keys()].map((n) => gql(s.url, SEND, { g: lobby, t: `m${n}` }, a.token)));
+    await eventually(async () => clients.every((c) => c.frames.filter((f) => f.type === 'next').length === 150), 10_000);
+    // Concurrent sends commit in any order; every subscriber sees the one order they were published in.
+    const order = clients[0].frames.filter((f) => f.id === 'op0' && f.type === 'next').map((f) => f.payload.data.messageAdded.content);
+    expect([...order].sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+    for (const c of clients) {
+      for (let k = 0; k < 30; k++) {
+        expect(c.frames.filter((f) => f.id === `op${k}` && f.type === 'next').map((f) => f.payload.data.messageAdded.content)).toEqual(order);
+      }
+    }
+    // One execution per event for all 300.
+    expect(s.fanout.executions - before).toBe(5);
+  }, 30_000);
 
   it('should keep graphql-ws protocol rules: complete, duplicate ids, invalid documents', async () => {
     const s = await createTestServer();

@@ -30,6 +30,9 @@ export type FanoutContext = Context & { operation?: OperationTarget };
  */
 const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged']);
 
+/** Sockets written per turn of the event loop when one event has many subscribers. */
+const RELEASE_SLICE = 256;
+
 export interface FanoutStats {
   executions: number;
   deliveries: number;
@@ -96,15 +99,17 @@ export function createFanout(opts: FanoutOptions) {
       const b: Batch = { waiting: [], since: performance.now() };
       batch = b;
       byShape?.set(shape.key, b);
-      const release = (text: string | undefined, error?: unknown) => {
+      const release = async (text: string | undefined, error?: unknown) => {
         const waiting = b.waiting!;
         b.waiting = null;
         b.text = text;
         b.error = error;
         const age = (performance.now() - b.since) / 1000;
-        for (const s of waiting) {
-          if (text === undefined) s.fail(error);
-          else deliver(s, text, age);
+        for (let i = 0; i < waiting.length; i++) {
+          // Let other I/O (the next mutation's queries) through between slices of a large fan-out.
+          if (i && i % RELEASE_SLICE === 0) await new Promise(setImmediate);
+          if (text === undefined) waiting[i].fail(error);
+          else deliver(waiting[i], text, age);
         }
       };
       shape.tail = Promise.all([serialize(args, root), shape.tail]).then(
