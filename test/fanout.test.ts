@@ -56,7 +56,7 @@ describe('subscription fan-out', () => {
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
     // 10 sockets x 30 operations of one shape: more subscribers than one write slice.
-    const clients = [];
+    const clients: Awaited<ReturnType<typeof rawClient>>[] = [];
     for (let i = 0; i < 10; i++) {
       const c = await rawClient(s.wsUrl, a.token);
       for (let k = 0; k < 30; k++) c.send({ id: `op${k}`, type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
