@@ -9,6 +9,8 @@ import {
   type GraphQLFormattedError,
 } from 'graphql';
 import WebSocket from 'ws';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { createLoaders, type Loaders } from '../core/loaders';
 import type { PushIterator } from '../shared/pubsub/pubsub';
 import type { Context } from './context';
 
@@ -65,7 +67,7 @@ export function createFanout(opts: FanoutOptions) {
 
   const serialize = async (args: ExecutionArgs, root: unknown): Promise<string> => {
     stats.executions++;
-    const result = (await execute({ ...args, rootValue: root })) as ExecutionResult;
+    const result = (await execute({ ...args, contextValue: executionContext(args.contextValue as Context), rootValue: root })) as ExecutionResult;
     if (!result.errors) return JSON.stringify({ data: result.data });
     return JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) });
   };
@@ -198,6 +200,21 @@ export function createFanout(opts: FanoutOptions) {
   }
 
   return { subscribe, stats };
+}
+
+/**
+ * The context of one execution: the subscriber's, with one EntityManager fork and one set of
+ * loaders shared by all its resolvers (so `sender` and `recipient` load in one query), and
+ * fresh for the next event (nothing cached from an earlier one).
+ */
+function executionContext(ctx: Context): Context {
+  let em: EntityManager | undefined;
+  let loaders: Loaders | undefined;
+  const fork = () => (em ??= ctx.services.orm.em.fork() as EntityManager);
+  return Object.create(ctx, {
+    em: { get: fork },
+    loaders: { get: () => (loaders ??= createLoaders(fork(), ctx.services.presence)) },
+  }) as Context;
 }
 
 /** One subscription operation as the fan-out writes to it. */
