@@ -4,7 +4,7 @@ import type { Cluster } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { ShardedRedisEngine } from './sharded';
-import { Topic, type TopicPayloads } from './topics';
+import { Topic, TOPIC_ROUTES, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -23,6 +23,8 @@ export interface PushIterator<R> extends AsyncIterableIterator<R> {
  */
 export class PubSub {
   private readonly listeners = new Map<Topic, Set<Listener<any>>>();
+  /** Listeners of one route (a conversation) of a topic. */
+  private readonly routed = new Map<Topic, Map<string, Set<Listener<any>>>>();
   private readonly upstream = new Map<Topic, Promise<number>>();
   /** Publishes that failed (Redis down); exposed as a metric. */
   publishFailures = 0;
@@ -57,9 +59,26 @@ export class PubSub {
     }
   }
 
-  /** Adds a local listener; returns its removal. */
-  on<T extends Topic>(topic: T, listener: Listener<T>): () => void {
-    let set = this.listeners.get(topic);
+  /**
+   * Adds a local listener; returns its removal. With a `route` (see TOPIC_ROUTES) it is called
+   * only for events of that route, so an event costs nothing to listeners of other conversations.
+   */
+  on<T extends Topic>(topic: T, listener: Listener<T>, route?: string): () => void {
+    let set: Set<Listener<any>> | undefined;
+    if (route !== undefined && TOPIC_ROUTES[topic]) {
+      let byRoute = this.routed.get(topic);
+      if (!byRoute) this.routed.set(topic, (byRoute = new Map()));
+      set = byRoute.get(route);
+      if (!set) byRoute.set(route, (set = new Set()));
+      const routeSet = set;
+      routeSet.add(listener);
+      this.ensureUpstream(topic);
+      return () => {
+        routeSet.delete(listener);
+        if (!routeSet.size && byRoute!.get(route) === routeSet) byRoute!.delete(route);
+      };
+    }
+    set = this.listeners.get(topic);
     if (!set) {
       set = new Set();
       this.listeners.set(topic, set);
@@ -85,7 +104,12 @@ export class PubSub {
   }
 
   private dispatch(topic: Topic, payload: unknown): void {
-    const set = this.listeners.get(topic);
+    this.call(topic, this.listeners.get(topic), payload);
+    const byRoute = this.routed.get(topic);
+    if (byRoute?.size) this.call(topic, byRoute.get((TOPIC_ROUTES[topic] as (p: unknown) => string)(payload)), payload);
+  }
+
+  private call(topic: Topic, set: Set<Listener<any>> | undefined, payload: unknown): void {
     if (!set) return;
     for (const listener of set) {
       try {
@@ -101,7 +125,8 @@ export class PubSub {
    * payload to what this subscriber should see, or undefined to skip it.
    * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
    */
-  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, maxQueue = 1000): PushIterator<R> {
+  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { route?: string; maxQueue?: number } = {}): PushIterator<R> {
+    const maxQueue = opts.maxQueue ?? 1000;
     const queue: R[] = [];
     let waiting: ((r: IteratorResult<R>) => void) | undefined;
     let direct: ((value: R) => void) | undefined;
@@ -124,7 +149,7 @@ export class PubSub {
         }
         queue.push(value);
       }
-    });
+    }, opts.route);
     const finish = (): Promise<IteratorResult<R>> => {
       if (!done) {
         done = true;
@@ -166,6 +191,7 @@ export class PubSub {
     }
     this.upstream.clear();
     this.listeners.clear();
+    this.routed.clear();
   }
 }
 

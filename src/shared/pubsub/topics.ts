@@ -81,6 +81,14 @@ export interface SessionsRevokedPayload {
   tokenHashes: string[];
 }
 
+/**
+ * How a topic's events are routed on an instance: a subscription to one route (a conversation)
+ * is only handed that route's events, instead of filtering every event of the topic.
+ */
+export const TOPIC_ROUTES: { [T in Topic]?: (payload: TopicPayloads[T]) => string } = {
+  [Topic.MessageAdded]: (p) => p.conversationKey,
+};
+
 export interface TopicPayloads {
   [Topic.MessageAdded]: MessagePayload;
   [Topic.PresenceChanged]: PresencePayload;
