@@ -12,6 +12,15 @@ export const groupRepository = {
     await em.execute(`insert into groups (id, name, is_private, is_lobby, member_count, created_at) values (?, 'Lobby', false, true, 0, now()) on conflict do nothing`, [id]);
   },
 
+  /** A group's visibility and whether `userId` belongs to it, in one round trip; null when it does not exist. */
+  async access(em: EntityManager, groupId: string, userId: string): Promise<{ id: string; isPrivate: boolean; member: boolean } | null> {
+    const rows: { id: string; is_private: boolean; member: boolean }[] = await em.execute(
+      'select g.id, g.is_private, exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) as member from groups g where g.id = ?',
+      [userId, groupId],
+    );
+    return rows[0] ? { id: rows[0].id, isPrivate: rows[0].is_private, member: rows[0].member } : null;
+  },
+
   async membership(em: EntityManager, groupId: string, userId: string): Promise<GroupMember | null> {
     return em.findOne(GroupMember, { group: groupId, user: userId });
   },

@@ -15,12 +15,18 @@ export interface MessageRow {
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
+  /** The sender's public profile, read with the message so no second query is needed for it. */
+  sender_username: string;
+  sender_display_name: string | null;
+  sender_created_at: Date;
 }
 
-// Attachment metadata comes along; its bytes never do.
-const SELECT = `select m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, a.file_name, a.mime_type, a.size
-  from messages m left join attachments a on a.id = m.attachment_id`;
+// Attachment metadata and the sender's profile come along; the attachment's bytes never do.
+const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
+  m.client_message_id, m.created_at, a.file_name, a.mime_type, a.size,
+  u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
+const SELECT = `select ${COLUMNS}
+  from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
 
 /** Inside a project: the viewer sees its open messages and their own private ones (or one private thread). */
 export interface PrivateFilter {
@@ -40,35 +46,45 @@ function privacy(f: PrivateFilter): { sql: string; params: unknown[] } {
 
 export const messageRepository = {
   /**
-   * Inserts a message (and its attachment), stamped by the database clock at millisecond
-   * precision so cursors round-trip exactly. Null when (sender, clientMessageId) exists already.
+   * Inserts a message (and its attachment) in one statement, stamped by the database clock at
+   * millisecond precision so cursors round-trip exactly, and returns it as history reads it.
+   * Null when (sender, clientMessageId) exists already; the attachment is then not stored either.
    */
   async insert(
     em: EntityManager,
     m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
   ): Promise<MessageRow | null> {
-    if (file) {
-      await em.execute('insert into attachments (id, file_name, mime_type, size, data, created_at) values (?, ?, ?, ?, ?, now())', [
-        file.id,
-        file.fileName,
-        file.mimeType,
-        file.data.length,
-        file.data,
-      ]);
-    }
-    const rows: { id: string }[] = await em.execute(
-      `insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, created_at)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, date_trunc('milliseconds', clock_timestamp()))
-       on conflict (sender_id, client_message_id) do nothing returning id`,
-      [m.id, m.conversationKey, m.senderId, m.content, file?.id ?? null, m.groupId, m.projectId, m.recipientId, m.clientMessageId],
+    // One round trip and atomic on its own: the attachment row is written only if the message is,
+    // and the foreign key between the two is checked at the end of the statement.
+    const rows: MessageRow[] = await em.execute(
+      `with m as (
+         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, created_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, date_trunc('milliseconds', clock_timestamp()))
+         on conflict (sender_id, client_message_id) do nothing returning *
+       ), a as (
+         insert into attachments (id, file_name, mime_type, size, data, created_at)
+         select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
+       )
+       select ${COLUMNS} from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id`,
+      [
+        m.id,
+        m.conversationKey,
+        m.senderId,
+        m.content,
+        file?.id ?? null,
+        m.groupId,
+        m.projectId,
+        m.recipientId,
+        m.clientMessageId,
+        file?.id ?? null,
+        file?.fileName ?? null,
+        file?.mimeType ?? null,
+        file?.data.length ?? null,
+        file?.data ?? null,
+        !!file,
+      ],
     );
-    if (!rows.length) return null;
-    return this.byId(em, m.id);
-  },
-
-  async byId(em: EntityManager, id: string): Promise<MessageRow | null> {
-    const rows: MessageRow[] = await em.execute(`${SELECT} where m.id = ?`, [id]);
     return rows[0] ?? null;
   },
 

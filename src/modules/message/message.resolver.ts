@@ -53,6 +53,7 @@ export class MessageResolver {
 
   @FieldResolver(() => UserType)
   async sender(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType> {
+    if (m.sender) return m.sender;
     return (await ctx.loaders.user.load(m.senderId)) ?? SYSTEM_USER;
   }
 

@@ -51,6 +51,7 @@ export function toMessageType(r: MessageRow): MessageType {
     clientMessageId: r.client_message_id,
     attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
     senderId: r.sender_id,
+    sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: new Date(r.sender_created_at), storedLastSeenAt: null },
     groupId: r.group_id,
     projectId: r.project_id,
     recipientId: r.recipient_id,
@@ -66,6 +67,7 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     clientMessageId: p.clientMessageId,
     attachmentMeta: p.attachment,
     senderId: p.senderId,
+    sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
     groupId: p.groupId,
     projectId: p.projectId,
     recipientId: p.recipientId,
@@ -78,6 +80,7 @@ function toPayload(m: MessageType): MessagePayload {
     id: m.id,
     conversationKey: m.conversationKey,
     senderId: m.senderId,
+    sender: m.sender && { id: m.sender.id, username: m.sender.username, displayName: m.sender.displayName, createdAt: m.sender.createdAt.toISOString() },
     content: m.content,
     attachment: m.attachmentMeta,
     groupId: m.groupId,
@@ -113,8 +116,8 @@ export class MessageService {
     const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
     if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
     if (c.groupId) {
-      const group = await this.d.groups.asMember(em, c.groupId, viewerId);
-      return { key: `g:${group.id}`, kind: 'group', groupId: group.id, projectId: null, peerId: null, privateWith: null };
+      const groupId = await this.d.groups.memberOf(em, c.groupId, viewerId);
+      return { key: `g:${groupId}`, kind: 'group', groupId, projectId: null, peerId: null, privateWith: null };
     }
     if (c.projectId) {
       const { project } = await this.d.projects.asMember(em, c.projectId, viewerId);
@@ -245,7 +248,7 @@ export class MessageService {
 
   private async canRead(em: EntityManager, viewerId: string, r: MessageRow): Promise<boolean> {
     try {
-      if (r.group_id) await this.d.groups.asMember(em, r.group_id, viewerId);
+      if (r.group_id) await this.d.groups.memberOf(em, r.group_id, viewerId);
       else if (r.project_id) {
         await this.d.projects.asMember(em, r.project_id, viewerId);
         if (r.recipient_id && viewerId !== r.sender_id && viewerId !== r.recipient_id) return false;

@@ -1,3 +1,4 @@
+import type { UserType } from '../user/user.types';
 import { Field, ID, InputType, Int, ObjectType } from 'type-graphql';
 import { PageInfo } from '../../shared/graphql/connection';
 import type { AttachmentPayload } from '../../shared/pubsub/topics';
@@ -18,6 +19,8 @@ export class MessageType {
   @Field(() => String, { nullable: true }) clientMessageId!: string | null;
   attachmentMeta!: AttachmentPayload | null;
   senderId!: string;
+  /** The sender as read with the message (history) or carried by the event (subscriptions). */
+  sender?: UserType;
   groupId!: string | null;
   projectId!: string | null;
   recipientId!: string | null;

@@ -20,10 +20,20 @@ export interface AttachmentPayload {
   size: number;
 }
 
+/** A user's public profile as events carry it (presence is looked up by whoever needs it). */
+export interface UserPayload {
+  id: string;
+  username: string;
+  displayName: string | null;
+  createdAt: string;
+}
+
 export interface MessagePayload {
   id: string;
   conversationKey: string;
   senderId: string;
+  /** Carried so that delivering a message to any number of subscribers costs no user query. */
+  sender?: UserPayload;
   content: string | null;
   attachment: AttachmentPayload | null;
   groupId: string | null;
