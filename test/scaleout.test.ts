@@ -49,6 +49,11 @@ describeRedis('two instances', () => {
     expect(actions.sub.values).toEqual([{ projectAction: { kind: 'ADDED_TO_PROJECT', projectId: project, actor: { id: bob.id } } }]);
     expect(messages.sub.values).toEqual([{ messageAdded: { content: 'from B' } }]);
     expect(messages2.sub.values).toEqual([{ messageAdded: { content: 'from B' } }]);
+    // An event caused on A reaches A's subscribers once: dispatched locally, its echo from Redis skipped.
+    await ok(gql(a.url, SEND, { g: lobby, t: 'from A' }, bobToken));
+    await messages.sub.nth(2);
+    await sleep(300);
+    expect(messages.sub.values.map((v) => v.messageAdded.content)).toEqual(['from B', 'from A']);
     expect(groups.sub.values).toEqual([{ groupEvent: { kind: 'CREATED', group: { name: 'Made on B' } } }]);
     expect(presence.sub.values.map((v) => v.presenceChanged.status)).toEqual(['OFFLINE', 'ONLINE']);
     // One Redis subscription per topic per instance, however many local subscribers.
@@ -92,8 +97,11 @@ describe('Redis outage', () => {
       const [alice, bob] = [await signup(a.url), await signup(a.url)];
       const lobby = await lobbyOf(a.url, alice.token);
       const live = await listen(b, bob, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: lobby });
+      // A subscriber on the sending instance: its events never need Redis.
+      const local = await listen(a, bob, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: lobby });
       await ok(gql(a.url, SEND, { g: lobby, t: 'before' }, alice.token));
       await live.sub.nth(1);
+      await local.sub.nth(1);
       const cursor = (await ok(gql(b.url, HISTORY, { g: lobby, last: 1 }, bob.token))).history.pageInfo.endCursor;
 
       await redis.stop();
@@ -110,6 +118,9 @@ describe('Redis outage', () => {
         'during 3',
       ]);
       expect(a.services.pubsub.publishFailures).toBeGreaterThanOrEqual(3);
+      // Delivered live on the instance that sent them, once each, Redis or not.
+      await local.sub.nth(4);
+      expect(local.sub.values.map((v) => v.messageAdded.content)).toEqual(['before', 'during 1', 'during 2', 'during 3']);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
 
       await redis.start();

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { PubSub as MemoryEngine, type PubSubEngine } from 'graphql-subscriptions';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Cluster } from 'ioredis';
@@ -21,7 +22,16 @@ export interface PushIterator<R> extends AsyncIterableIterator<R> {
  * The PubSub behind every subscription. One upstream subscription per topic per
  * instance (Redis or in-process), fanned out to local listeners in memory.
  */
+/** How events travel between instances: the payload and the instance that published it. */
+const ORIGIN = 'parleyOrigin';
+interface Envelope {
+  [ORIGIN]: string;
+  payload: unknown;
+}
+
 export class PubSub {
+  /** This instance, as the origin of what it publishes. */
+  private readonly origin = randomUUID();
   private readonly listeners = new Map<Topic, Set<Listener<any>>>();
   /** Listeners of one route (a conversation) of a topic. */
   private readonly routed = new Map<Topic, Map<string, Set<Listener<any>>>>();
@@ -40,8 +50,13 @@ export class PubSub {
    * @throws when the transport refuses (Redis down): callers that already committed log and count it.
    */
   async publish<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<void> {
+    // This instance's own listeners get the event at once, as every other instance will get it
+    // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
+    // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
+    // happens before the mutation answers, which keeps a fast client from outrunning delivery.
+    this.dispatch(topic, JSON.parse(JSON.stringify(payload)));
     try {
-      await this.engine.publish(topic, payload);
+      await this.engine.publish(topic, { [ORIGIN]: this.origin, payload } satisfies Envelope);
     } catch (e) {
       this.publishFailures++;
       throw e;
@@ -98,9 +113,19 @@ export class PubSub {
 
   private ensureUpstream(topic: Topic): void {
     if (this.upstream.has(topic)) return;
-    const sub = this.engine.subscribe(topic, (payload: unknown) => this.dispatch(topic, payload), {});
+    const sub = this.engine.subscribe(topic, (message: unknown) => this.receive(topic, message), {});
     sub.catch((e) => this.logger.error({ err: e, topic }, 'upstream subscribe failed'));
     this.upstream.set(topic, sub);
+  }
+
+  /** From upstream: our own events were dispatched when published; bare payloads (the presence store's Lua PUBLISH) pass as they are. */
+  private receive(topic: Topic, message: unknown): void {
+    if (message !== null && typeof message === 'object' && ORIGIN in message) {
+      const envelope = message as Envelope;
+      if (envelope[ORIGIN] !== this.origin) this.dispatch(topic, envelope.payload);
+      return;
+    }
+    this.dispatch(topic, message);
   }
 
   private dispatch(topic: Topic, payload: unknown): void {
