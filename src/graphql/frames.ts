@@ -1,0 +1,32 @@
+import type { Socket } from 'node:net';
+import WebSocket from 'ws';
+
+/**
+ * Pre-framed text messages for fan-out. ws frames every send anew (a header, then a writev of
+ * header and payload per socket); an event written to thousands of sockets can share one
+ * encoded frame and cost one plain write each. Only for sockets whose frames are written as
+ * is: no extension negotiated (permessage-deflate would compress per socket) and nothing queued
+ * in ws's sender; any other socket gets an ordinary send.
+ */
+
+interface SenderInternals {
+  _state?: number;
+}
+interface SocketInternals {
+  _socket?: Socket;
+  _sender?: SenderInternals;
+}
+
+const senderFrame = (WebSocket as unknown as { Sender?: { frame?(data: Buffer, o: object): Buffer[] } }).Sender?.frame;
+
+/** One unmasked, final text frame carrying `payload`; undefined where ws offers no framing (then sends are ordinary). */
+export function textFrame(payload: Buffer): Buffer | undefined {
+  return senderFrame && Buffer.concat(senderFrame(payload, { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: false }));
+}
+
+/** Writes a frame built by textFrame, or sends `payload` the ordinary way where that is not safe. */
+export function writeFrame(socket: WebSocket, frame: Buffer | undefined, payload: Buffer): void {
+  const raw = socket as unknown as SocketInternals;
+  if (frame && raw._socket && raw._sender?._state === 0 && !socket.extensions) raw._socket.write(frame);
+  else socket.send(payload, { binary: false });
+}
