@@ -132,6 +132,8 @@ export function attachWebSocket(
         mine.add(ctx.extra.socket);
         const state = { viewer, ip: clientIp(req, services.env) };
         ctx.extra.state = state;
+        // Everything needed from the upgrade request is read; don't hold it (headers and all) for the socket's life.
+        (ctx.extra as { request?: unknown }).request = undefined;
         sockets.set(ctx.extra.socket, state);
         await services.memberships.track(viewer.userId);
         services.presence.socketOpened(viewer.userId, viewer.sessionId);
