@@ -8,6 +8,7 @@ import { createSchema, printSdl } from '../src/graphql/schema';
 import { codeOf, gql, ok } from './helpers/graphql';
 import { createTestServer, hasRedis } from './helpers/server';
 import { signup } from './helpers/factories';
+import { sparePorts } from './helpers/ports';
 
 const ROOT = path.join(__dirname, '..');
 
@@ -117,7 +118,7 @@ describe('foundation', () => {
   it('should start an embedded PostgreSQL without DATABASE_URL and keep its data across restarts', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'parley-embedded-'));
     chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when we are root
-    const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(55000 + (process.pid % 1000)) };
+    const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(await sparePorts()) };
     try {
       const first = runParley(env);
       const url1 = await first.listening;

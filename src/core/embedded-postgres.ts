@@ -28,6 +28,12 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   const databaseDir = path.resolve(opts.dir);
   const isRoot = process.getuid?.() === 0;
   await mkdir(path.dirname(databaseDir), { recursive: true });
+  // PostgreSQL's last words, so a failed start says why in its one line.
+  const tail: string[] = [];
+  const remember = (m: string) => {
+    for (const line of m.split('\n').map((l) => l.trim()).filter(Boolean)) tail.push(line);
+    tail.splice(0, Math.max(0, tail.length - 3));
+  };
   const pg = new EmbeddedPostgres({
     databaseDir,
     port: opts.port,
@@ -35,8 +41,14 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
     password: PASSWORD,
     persistent: true,
     createPostgresUser: isRoot,
-    onLog: (m: string) => opts.logger.trace({ embeddedPostgres: m.trim() }),
-    onError: (e: unknown) => opts.logger.debug({ embeddedPostgres: String(e) }),
+    onLog: (m: string) => {
+      remember(m);
+      opts.logger.trace({ embeddedPostgres: m.trim() });
+    },
+    onError: (e: unknown) => {
+      remember(String(e));
+      opts.logger.debug({ embeddedPostgres: String(e) });
+    },
   });
   const initialised = await stat(path.join(databaseDir, 'PG_VERSION')).then(() => true, () => false);
   if (!initialised) {
@@ -46,7 +58,8 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   try {
     await pg.start();
   } catch (e) {
-    throw new Error(`embedded PostgreSQL did not start on port ${opts.port} (is the port taken? set EMBEDDED_PG_PORT): ${String(e ?? 'exited')}`);
+    const why = tail.length ? tail.join(' | ') : String(e ?? 'exited');
+    throw new Error(`embedded PostgreSQL did not start on port ${opts.port} (is the port taken? set EMBEDDED_PG_PORT): ${why}`);
   }
   const database = opts.database ?? DB_NAME;
   const client = pg.getPgClient('postgres', '127.0.0.1');
