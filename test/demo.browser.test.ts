@@ -4,6 +4,7 @@ import { artifactPath, launchChromium } from './helpers/browser';
 import { gql, ok } from './helpers/graphql';
 import { signup } from './helpers/factories';
 import { createTestServer } from './helpers/server';
+import { describeNeeding, tools } from './helpers/tools';
 
 /** The web demo (examples/web) as two people use it, in headless Chromium. */
 
@@ -22,7 +23,7 @@ async function say(page: Page, text: string): Promise<void> {
 const person = (page: Page, username: string, status: 'ONLINE' | 'OFFLINE') =>
   page.waitForSelector(`#people li[data-user="${username}"][data-status="${status}"]`, { timeout: 10_000 });
 
-describe('web demo', () => {
+describeNeeding('chromium', tools.chromium)('web demo', () => {
   it('should let two users chat in the lobby, see each other come online and go offline, and get project notifications', async () => {
     await buildWebDemo();
     const s = await createTestServer({ PRESENCE_GRACE: '0.3s' });

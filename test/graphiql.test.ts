@@ -3,6 +3,7 @@ import { artifactPath, launchChromium } from './helpers/browser';
 import { eventually, gql, ok } from './helpers/graphql';
 import { signup } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
+import { itNeeding, tools } from './helpers/tools';
 
 const origin = (s: TestServer) => s.url.replace(/\/graphql$/, '');
 
@@ -70,7 +71,7 @@ describe('GraphiQL', () => {
     expect((await fetch(`${origin(s)}/demo/`)).status).toBe(404);
   });
 
-  it('should render in Chromium offline, run { __typename }, and run a subscription with the token from the header editor', async () => {
+  itNeeding('chromium', tools.chromium)('should render in Chromium offline, run { __typename }, and run a subscription with the token from the header editor', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);
     const lobby = (await ok(gql(s.url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;

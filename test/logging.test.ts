@@ -6,6 +6,7 @@ import { eventually, gql, ok } from './helpers/graphql';
 import { signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { resetState } from './helpers/server';
+import { itNeeding, tools } from './helpers/tools';
 
 /** A pino destination that keeps every line (raw, to catch duplicated keys, and parsed). */
 function captureLines() {
@@ -20,7 +21,7 @@ function captureLines() {
 }
 
 describe('request logging', () => {
-  it('should put the request id on every line logged while a request is handled, services included', async () => {
+  itNeeding('redis-server', tools.redisServer)('should put the request id on every line logged while a request is handled, services included', async () => {
     const redis = new OwnRedis();
     await redis.start();
     let stopped = false;

@@ -2,6 +2,7 @@ import { eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
 import { signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { createTestServer, type TestServer } from './helpers/server';
+import { itNeeding, tools } from './helpers/tools';
 
 /** One sample of the Prometheus text format: `name{labels} value`, or undefined when absent. */
 async function scrape(s: TestServer): Promise<(name: string, labels?: string) => number | undefined> {
@@ -75,7 +76,7 @@ describe('metrics', () => {
     expect(closed('parley_messages_sent_total')).toBe(2);
   });
 
-  it('should count Redis errors and refused publishes while Redis is away, and keep answering scrapes', async () => {
+  itNeeding('redis-server', tools.redisServer)('should count Redis errors and refused publishes while Redis is away, and keep answering scrapes', async () => {
     const redis = new OwnRedis();
     await redis.start();
     let stopped = false;

@@ -4,7 +4,8 @@ import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient, type Subscript
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
-import { canRunCluster, OwnRedisCluster } from './helpers/redis-cluster';
+import { OwnRedisCluster } from './helpers/redis-cluster';
+import { describeNeeding, tools } from './helpers/tools';
 
 const ROOT = path.resolve(__dirname, '..');
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
@@ -422,7 +423,7 @@ describeRedis('presence across instances', () => {
   });
 });
 
-(canRunCluster ? describe : describe.skip)('presence on a Redis Cluster', () => {
+describeNeeding('redis-server and redis-cli', tools.redisCluster)('presence on a Redis Cluster', () => {
   const cluster = new OwnRedisCluster();
   beforeAll(() => cluster.start(), 30_000);
   afterAll(() => cluster.stop());

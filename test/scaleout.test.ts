@@ -3,6 +3,7 @@ import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient } from './helpe
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
+import { describeNeeding, tools } from './helpers/tools';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 const HISTORY = 'query($g: ID!, $first: Int, $after: String, $last: Int) { history(conversation: { groupId: $g }, first: $first, after: $after, last: $last) { pageInfo { endCursor hasNextPage } edges { node { content } } } }';
@@ -86,7 +87,7 @@ describeRedis('two instances', () => {
   });
 });
 
-describe('Redis outage', () => {
+describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
   it('should keep queries and mutations working while Redis is down and resume subscriptions after', async () => {
     const redis = new OwnRedis();
     await redis.start();

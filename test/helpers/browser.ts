@@ -11,13 +11,13 @@ export const ARTIFACTS = join(__dirname, '..', 'artifacts');
 const open = new Set<Browser>();
 
 /**
- * Headless Chromium through playwright-core. Browser tests are part of the suite: a missing
- * Chromium fails them with the fix, it never skips them.
+ * Headless Chromium through playwright-core. Browser tests are part of the suite: in CI a
+ * missing Chromium fails them with the fix (elsewhere they are skipped, see helpers/tools).
  * @throws when Chromium is not installed.
  */
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or set CHROMIUM_PATH). Browser tests do not skip.`);
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or set CHROMIUM_PATH). In CI, browser tests do not skip.`);
   }
   const browser = await chromium.launch({
     executablePath: CHROMIUM,

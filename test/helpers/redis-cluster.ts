@@ -6,8 +6,6 @@ import { Redis } from 'ioredis';
 import { sleep } from './graphql';
 import { sparePorts } from './ports';
 
-/** Whether redis-server and redis-cli can build a cluster here. */
-export const canRunCluster = spawnSync('redis-cli', ['--version']).status === 0 && spawnSync('redis-server', ['--version']).status === 0;
 
 /** A three-master Redis Cluster of the test's own (no replicas), on consecutive spare ports. */
 export class OwnRedisCluster {
