@@ -52,7 +52,7 @@ export interface Env {
   ENABLE_GRAPHIQL: boolean;
   /** Failed logins allowed per account per 15 minutes. @default 10 */
   LOGIN_MAX_FAILURES_PER_USER: number;
-  /** Failed logins allowed per client address per 15 minutes. @default 50 */
+  /** Failed logins allowed per client address per 15 minutes (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
   /** Trust X-Forwarded-For for the client address. @default false */
   TRUST_PROXY: boolean;
@@ -76,13 +76,13 @@ export interface Env {
   WS_MAX_SOCKETS_PER_USER: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
-  /** sendMessage calls per user (count/duration). @default 30/10s */
+  /** sendMessage calls per user (count/duration): well above a person typing, far below a script. @default 300/10s */
   RATE_LIMIT_SEND_MESSAGE: RateSpec;
-  /** Signups per client address. @default 20/1h */
+  /** Signups per client address (argon2 already makes each one cost). @default 1000/1h */
   RATE_LIMIT_SIGNUP: RateSpec;
-  /** Login attempts per client address, successful or not (failures have their own limits above). @default 30/5m */
+  /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
-  /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 100/10s */
+  /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
 
@@ -204,7 +204,7 @@ export function loadEnv(src: Source = process.env): Env {
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
     LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 10, 1, 1_000_000),
-    LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 50, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     GRAPHQL_MAX_DEPTH: int(src, 'GRAPHQL_MAX_DEPTH', 8, 1, 1000),
@@ -216,9 +216,9 @@ export function loadEnv(src: Source = process.env): Env {
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
     WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
-    RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 30, duration: 10 }),
-    RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 20, duration: 3600 }),
-    RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 30, duration: 300 }),
-    RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 100, duration: 10 }),
+    RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
+    RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
+    RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
+    RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
   };
 }
