@@ -18,10 +18,6 @@ export interface PushIterator<R> extends AsyncIterableIterator<R> {
   push(onValue: (value: R) => void): void;
 }
 
-/**
- * The PubSub behind every subscription. One upstream subscription per topic per
- * instance (Redis or in-process), fanned out to local listeners in memory.
- */
 /** How events travel between instances: the payload and the instance that published it. */
 const ORIGIN = 'parleyOrigin';
 interface Envelope {
@@ -29,6 +25,10 @@ interface Envelope {
   payload: unknown;
 }
 
+/**
+ * The PubSub behind every subscription. One upstream subscription per topic per
+ * instance (Redis or in-process), fanned out to local listeners in memory.
+ */
 export class PubSub {
   /** This instance, as the origin of what it publishes. */
   private readonly origin = randomUUID();
