@@ -3,12 +3,8 @@ import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
+import { pgArray } from '../../shared/sql';
 import type { PresenceStore } from './presence.store';
-
-/** A PostgreSQL array literal: knex would expand a JS array into a list. Only for ids and ISO times. */
-function pgArray(values: string[]): string {
-  return `{${values.join(',')}}`;
-}
 
 export interface PresenceState {
   userId: string;

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
+import { pgArray } from '../../shared/sql';
 
 export interface ProjectRow {
   id: string;
@@ -33,11 +34,6 @@ export interface NewAction {
   targetId: string | null;
   previousTitle: string | null;
   createdAt: Date;
-}
-
-/** A PostgreSQL array literal of ids read from the database (UUIDs: nothing to escape). */
-function uuidArray(ids: string[]): string {
-  return `{${ids.join(',')}}`;
 }
 
 const ACTION_COLUMNS = 'id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, created_at';
@@ -75,7 +71,7 @@ export const projectRepository = {
     if (!projectIds.length) return out;
     const rows: { project_id: string; user_id: string; role: ProjectRole; joined_at: Date }[] = await em.execute(
       'select project_id, user_id, role, joined_at from project_members where project_id = any(?::uuid[]) order by joined_at, id',
-      [uuidArray(projectIds)],
+      [pgArray(projectIds)],
     );
     for (const r of rows) out.get(r.project_id)!.push({ userId: r.user_id, role: r.role, joinedAt: new Date(r.joined_at) });
     return out;
@@ -121,7 +117,7 @@ export const projectRepository = {
   },
 
   async usernames(em: EntityManager, ids: string[]): Promise<Map<string, string>> {
-    const rows: { id: string; username: string }[] = ids.length ? await em.execute('select id, username from users where id = any(?::uuid[])', [uuidArray(ids)]) : [];
+    const rows: { id: string; username: string }[] = ids.length ? await em.execute('select id, username from users where id = any(?::uuid[])', [pgArray(ids)]) : [];
     return new Map(rows.map((r) => [r.id, r.username]));
   },
 
