@@ -40,6 +40,7 @@ import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import type * as EnvModule from '../src/config/env';
 import type * as ServerModule from '../src/server';
+import { out, positive } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -52,17 +53,6 @@ const PASSWORD = 'bench-fanout-password';
 const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
-function positive(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
-    process.stderr.write(`bench:fanout: ${name} must be a positive integer, got '${raw}'\n`);
-    process.exit(1);
-  }
-  return Number(raw);
-}
-
-const out = (line = '') => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ================= child processes: the servers under test =================

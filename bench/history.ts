@@ -25,6 +25,7 @@ import { loadEnv } from '../src/config/env';
 import { messageRepository } from '../src/modules/message/message.repository';
 import { startServer, type ParleyServer } from '../src/server';
 import { encodeCursor } from '../src/shared/graphql/connection';
+import { out, positive } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
 const MESSAGES = positive('BENCH_MESSAGES', 1_000_000);
@@ -36,17 +37,6 @@ const USERNAME = 'bench_history';
 const PASSWORD = 'bench-history-password';
 const GROUP_NAME = 'bench-history';
 
-function positive(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
-    process.stderr.write(`bench:history: ${name} must be a positive integer, got '${raw}'\n`);
-    process.exit(1);
-  }
-  return Number(raw);
-}
-
-const out = (line = '') => process.stdout.write(`${line}\n`);
 
 // ---- database ----
 

@@ -55,17 +55,10 @@ import { createLogger } from '../src/shared/logger';
 import { createPubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
+import { out, positive } from './util';
 
-const out = (line = '') => process.stdout.write(`${line}\n`);
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function positive(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
-  return Number(raw);
-}
 
 const SECONDS = positive('BENCH_SECONDS', 8);
 const U = positive('BENCH_USERS', 100);
