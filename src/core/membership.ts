@@ -4,12 +4,15 @@ import { Topic, type MembershipChangedPayload } from '../shared/pubsub/topics';
 type Scope = MembershipChangedPayload['scope'];
 type Loader = (userId: string) => Promise<string[]>;
 
+/** One user's memberships. Held per connected user, so nothing is kept that isn't needed: no empty sets, no settled promise. */
 interface Entry {
   refs: number;
-  sets: Record<Scope, Set<string>>;
+  group?: Set<string>;
+  project?: Set<string>;
   /** Changes seen while the initial load was in flight, replayed over its result. */
   pending?: MembershipChangedPayload[];
-  ready: Promise<void>;
+  /** The initial load, while it is in flight. */
+  ready?: Promise<void>;
 }
 
 /**
@@ -37,19 +40,30 @@ export class MembershipIndex {
     });
   }
 
-  /** Starts tracking a user (reference-counted); resolves once their memberships are loaded. */
+  /**
+   * Starts tracking a user (reference-counted); resolves once their memberships are loaded.
+   * When the load fails this call's reference is released, so callers untrack only after success.
+   */
   async track(userId: string): Promise<void> {
-    let e = this.users.get(userId);
+    const e = this.users.get(userId);
     if (e) {
       e.refs++;
-      return e.ready;
+      if (!e.ready) return;
+      try {
+        return await e.ready;
+      } catch (err) {
+        this.untrack(userId);
+        throw err;
+      }
     }
-    const entry: Entry = { refs: 1, sets: { group: new Set(), project: new Set() }, pending: [], ready: Promise.resolve() };
+    const entry: Entry = { refs: 1, pending: [] };
     entry.ready = (async () => {
       const [groups, projects] = await Promise.all([this.loaders.group(userId), this.loaders.project(userId)]);
       const pending = entry.pending ?? [];
       entry.pending = undefined;
-      entry.sets = { group: new Set(groups), project: new Set(projects) };
+      entry.ready = undefined;
+      if (groups.length) entry.group = new Set(groups);
+      if (projects.length) entry.project = new Set(projects);
       for (const p of pending) apply(entry, p);
     })();
     this.users.set(userId, entry);
@@ -67,7 +81,7 @@ export class MembershipIndex {
   }
 
   has(scope: Scope, userId: string, id: string): boolean {
-    return this.users.get(userId)?.sets[scope].has(id) ?? false;
+    return this.users.get(userId)?.[scope]?.has(id) ?? false;
   }
 
   dispose(): void {
@@ -78,7 +92,7 @@ export class MembershipIndex {
 
 function apply(e: Entry, p: MembershipChangedPayload): void {
   for (const c of p.changes) {
-    if (c.member) e.sets[p.scope].add(p.id);
-    else e.sets[p.scope].delete(p.id);
+    if (c.member) (e[p.scope] ??= new Set()).add(p.id);
+    else if (e[p.scope]?.delete(p.id) && !e[p.scope]!.size) e[p.scope] = undefined;
   }
 }

@@ -5,6 +5,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { pgArray } from '../../shared/sql';
 import type { PresenceStore } from './presence.store';
+import { BySession } from './presence.sessions';
 
 export interface PresenceState {
   userId: string;
@@ -41,11 +42,11 @@ export interface SweepRun {
  * sees lastSeenAt on OFFLINE transitions and in one batched write per persist interval.
  */
 export class PresenceService {
-  /** userId -> sessionId -> open sockets on this instance. */
-  private readonly sockets = new Map<string, Map<string, number>>();
+  /** userId, sessionId -> open sockets on this instance. */
+  private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
-  private readonly touched = new Map<string, Map<string, number>>();
+  private readonly touched = new BySession<number>();
   /** Users active since the last lastSeenAt flush, with when. */
   private readonly dirty = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -72,7 +73,7 @@ export class PresenceService {
   /** Starts the live-socket refresh and the lastSeenAt flush. */
   start(): void {
     // An OFFLINE decided anywhere (logout, sweep) must make the next activity here count again.
-    this.off.push(this.o.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.delete(p.userId)));
+    this.off.push(this.o.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     const flush = setInterval(() => void this.flushLastSeen(), this.o.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
@@ -88,18 +89,16 @@ export class PresenceService {
    */
   async touch(userId: string, sessionId: string | null = null, now = Date.now()): Promise<boolean> {
     this.dirty.set(userId, now);
-    let byUser = this.touched.get(userId);
-    const last = byUser?.get(sessionId ?? '');
+    const last = this.touched.get(userId, sessionId ?? '');
     if (last !== undefined && now - last < this.touchEveryMs) return true;
-    if (!byUser) this.touched.set(userId, (byUser = new Map()));
-    byUser.set(sessionId ?? '', now);
+    this.touched.set(userId, sessionId ?? '', now);
     try {
       if (await this.o.store.touch(userId, sessionId, now, this.timeoutMs * 2)) {
         await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
       }
       return true;
     } catch (e) {
-      this.touched.get(userId)?.delete(sessionId ?? '');
+      this.touched.delete(userId, sessionId ?? '');
       // Every request lands here while Redis is away: one line per 10 s is enough to say so.
       if (now - this.lastStoreWarning > 10_000) {
         this.lastStoreWarning = now;
@@ -111,7 +110,7 @@ export class PresenceService {
 
   /** Login and signup: ONLINE at once, whatever the throttle says. */
   async online(userId: string, sessionId: string | null = null): Promise<void> {
-    this.touched.delete(userId);
+    this.touched.deleteUser(userId);
     await this.touch(userId, sessionId);
   }
 
@@ -126,9 +125,8 @@ export class PresenceService {
   async loggedOut(userId: string, sessionId: string): Promise<void> {
     const now = Date.now();
     // This session's own sockets are being closed by the revocation; only other sessions' count.
-    const here = this.sockets.get(userId);
-    const liveHere = !!here && [...here.keys()].some((s) => s !== sessionId);
-    this.touched.get(userId)?.delete(sessionId);
+    const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
+    this.touched.delete(userId, sessionId);
     try {
       const wentOffline = await this.o.store.endSession(userId, sessionId, { instanceId: this.o.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
       if (wentOffline) await this.offline(userId, now);
@@ -139,17 +137,15 @@ export class PresenceService {
 
   /** Account deleted: OFFLINE at once, sockets or not. */
   async forget(userId: string): Promise<void> {
-    this.sockets.delete(userId);
+    this.sockets.deleteUser(userId);
     this.cancelGrace(userId);
     const now = Date.now();
     if (await this.o.store.remove(userId)) await this.offline(userId, now);
   }
 
   socketOpened(userId: string, sessionId: string): void {
-    let byUser = this.sockets.get(userId);
-    const first = !byUser;
-    if (!byUser) this.sockets.set(userId, (byUser = new Map()));
-    byUser.set(sessionId, (byUser.get(sessionId) ?? 0) + 1);
+    const first = !this.sockets.has(userId);
+    this.sockets.set(userId, sessionId, (this.sockets.get(userId, sessionId) ?? 0) + 1);
     this.cancelGrace(userId);
     // Other instances must know at once: one of them may be deciding this user's OFFLINE right now.
     if (first) void this.o.store.addSocket(this.o.instanceId, userId, this.socketTtlMs).catch(() => undefined);
@@ -157,18 +153,14 @@ export class PresenceService {
   }
 
   socketClosed(userId: string, sessionId: string): void {
-    const byUser = this.sockets.get(userId);
-    if (byUser) {
-      const n = (byUser.get(sessionId) ?? 1) - 1;
-      if (n > 0) byUser.set(sessionId, n);
-      else byUser.delete(sessionId);
-      if (byUser.size) return;
-      this.sockets.delete(userId);
-    }
+    const n = (this.sockets.get(userId, sessionId) ?? 1) - 1;
+    if (n > 0) this.sockets.set(userId, sessionId, n);
+    else this.sockets.delete(userId, sessionId);
+    if (this.sockets.has(userId)) return;
     const closedAt = Date.now();
     this.dirty.set(userId, closedAt);
     // Activity after the close must reach the store, or it could not keep the user online.
-    this.touched.delete(userId);
+    this.touched.deleteUser(userId);
     this.cancelGrace(userId);
     // A reload reconnects within the grace period and cancels this.
     const timer = setTimeout(() => {
@@ -200,7 +192,7 @@ export class PresenceService {
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it). */
   private async offline(userId: string, at: number): Promise<void> {
-    this.touched.delete(userId);
+    this.touched.deleteUser(userId);
     this.dirty.delete(userId);
     await this.persistLastSeen([[userId, at]]).catch((e) => this.o.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
     await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
@@ -252,7 +244,7 @@ export class PresenceService {
     const writes: Promise<void>[] = [];
     const { removed } = await this.o.store.expire(now - this.timeoutMs, now, this.o.storeChannel, (batch) => {
       for (const r of batch) {
-        this.touched.delete(r.userId);
+        this.touched.deleteUser(r.userId);
         this.dirty.delete(r.userId);
       }
       writes.push(
@@ -282,7 +274,7 @@ export class PresenceService {
 
   /** Keeps users with a socket here ONLINE and tells other instances which users those are. */
   private async refreshSockets(): Promise<void> {
-    const users = [...this.sockets.keys()];
+    const users = [...this.sockets.userIds()];
     const now = Date.now();
     for (const u of users) this.dirty.set(u, now);
     this.pruneTouched(now);
@@ -297,10 +289,7 @@ export class PresenceService {
 
   /** Forgets throttle entries old enough not to throttle anything. */
   private pruneTouched(now: number): void {
-    for (const [userId, byUser] of this.touched) {
-      for (const [s, at] of byUser) if (now - at >= this.touchEveryMs) byUser.delete(s);
-      if (!byUser.size) this.touched.delete(userId);
-    }
+    this.touched.prune((at) => now - at >= this.touchEveryMs);
   }
 
   private async flushLastSeen(): Promise<void> {
