@@ -1,26 +1,9 @@
-import WebSocket from 'ws';
 import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup } from './helpers/factories';
+import { signup, lobbyOf } from './helpers/factories';
+import { initialized, type RawSocket } from './helpers/raw-socket';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
-
-async function lobbyOf(url: string, token: string): Promise<string> {
-  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
-  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
-}
-
-/** A bare graphql-transport-ws socket, to see the protocol's frames as they are. */
-async function rawClient(url: string, token: string) {
-  const ws = new WebSocket(url, 'graphql-transport-ws');
-  const frames: any[] = [];
-  const closed = new Promise<number>((r) => ws.on('close', (c) => r(c)));
-  ws.on('message', (m) => frames.push(JSON.parse(String(m))));
-  await new Promise((r) => ws.once('open', r));
-  ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
-  while (!frames.some((f) => f.type === 'connection_ack')) await sleep(10);
-  return { ws, frames, closed, send: (m: unknown) => ws.send(JSON.stringify(m)) };
-}
 
 describe('subscription fan-out', () => {
   it('should execute each event once per distinct document and variables, and give each its exact result', async () => {
@@ -56,22 +39,22 @@ describe('subscription fan-out', () => {
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
     // 10 sockets x 30 operations of one shape: more subscribers than one write slice.
-    const clients: Awaited<ReturnType<typeof rawClient>>[] = [];
+    const clients: RawSocket[] = [];
     for (let i = 0; i < 10; i++) {
-      const c = await rawClient(s.wsUrl, a.token);
+      const c = await initialized(s.wsUrl, a.token);
       for (let k = 0; k < 30; k++) c.send({ id: `op${k}`, type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
       clients.push(c);
     }
     await sleep(300);
     const before = s.fanout.executions;
     await Promise.all([...Array(5).keys()].map((n) => gql(s.url, SEND, { g: lobby, t: `m${n}` }, a.token)));
-    await eventually(async () => clients.every((c) => c.frames.filter((f) => f.type === 'next').length === 150), 10_000);
+    await eventually(async () => clients.every((c) => c.messages.filter((f) => f.type === 'next').length === 150), 10_000);
     // Concurrent sends commit in any order; every subscriber sees the one order they were published in.
-    const order = clients[0].frames.filter((f) => f.id === 'op0' && f.type === 'next').map((f) => f.payload.data.messageAdded.content);
+    const order = clients[0].messages.filter((f) => f.id === 'op0' && f.type === 'next').map((f) => f.payload.data.messageAdded.content);
     expect([...order].sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
     for (const c of clients) {
       for (let k = 0; k < 30; k++) {
-        expect(c.frames.filter((f) => f.id === `op${k}` && f.type === 'next').map((f) => f.payload.data.messageAdded.content)).toEqual(order);
+        expect(c.messages.filter((f) => f.id === `op${k}` && f.type === 'next').map((f) => f.payload.data.messageAdded.content)).toEqual(order);
       }
     }
     // One execution per event for all 300.
@@ -82,41 +65,41 @@ describe('subscription fan-out', () => {
     const s = await createTestServer();
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
-    const c = await rawClient(s.wsUrl, a.token);
+    const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 's1', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 'bad', type: 'subscribe', payload: { query: 'subscription { messageAdded { nope } }' } });
     await sleep(150);
     await ok(gql(s.url, SEND, { g: lobby, t: 'one' }, a.token));
     await sleep(150);
-    expect(c.frames.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]);
-    expect(c.frames.find((f) => f.id === 'bad')?.type).toBe('error');
+    expect(c.messages.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]);
+    expect(c.messages.find((f) => f.id === 'bad')?.type).toBe('error');
     c.send({ id: 's1', type: 'complete' });
     await sleep(100);
     await ok(gql(s.url, SEND, { g: lobby, t: 'two' }, a.token));
     await sleep(150);
-    expect(c.frames.filter((f) => f.id === 's1')).toHaveLength(1);
+    expect(c.messages.filter((f) => f.id === 's1')).toHaveLength(1);
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
-    expect(await c.closed).toBe(4409);
+    expect((await c.closed).code).toBe(4409);
   });
 
   it('should close a consumer that stops reading with 1013 instead of buffering without bound', async () => {
     const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536' });
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
-    const c = await rawClient(s.wsUrl, a.token);
+    const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
     await sleep(150);
     // Stop reading: the kernel buffers fill, then the server's.
-    (c.ws as any)._socket.pause();
+    (c.socket as any)._socket.pause();
     const big = 'x'.repeat(3900);
     let code: number | undefined;
-    void c.closed.then((x) => (code = x));
+    void c.closed.then((x) => (code = x.code));
     for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
       await Promise.all([...Array(10).keys()].map((k) => gql(s.url, SEND, { g: lobby, t: `${i + k} ${big}` }, a.token)));
     }
     expect(s.fanout.slowConsumersClosed).toBe(1);
-    (c.ws as any)._socket.resume();
+    (c.socket as any)._socket.resume();
     await c.closed;
     expect(code).toBe(1013);
   }, 60_000);

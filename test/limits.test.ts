@@ -6,87 +6,15 @@ import { createSchema } from '../src/graphql/schema';
 import { documentLimits } from '../src/graphql/limits';
 import { bodyLimit } from '../src/server';
 import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
-import { signup, SIGNUP, buildUser, type TestUser } from './helpers/factories';
+import { signup, SIGNUP, buildUser, type TestUser, lobbyOf } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
+import { initialized, raw } from './helpers/raw-socket';
 
 const ME = '{ me { id } }';
 const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
-
-async function lobbyOf(url: string, token: string): Promise<string> {
-  const d = await ok(gql(url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, token));
-  return d.groups.edges.find((e: any) => e.node.isLobby).node.id;
-}
-
-interface RawSocket {
-  socket: WebSocket;
-  messages: any[];
-  opened: Promise<void>;
-  closed: Promise<{ code: number; reason: string }>;
-  send(msg: unknown): void;
-  /** The next message of `type` (optionally with `id`), waiting up to `ms`. */
-  next(type: string, id?: string, ms?: number): Promise<any>;
-}
-
-/** A bare graphql-transport-ws socket, to send what a well-behaved client never would. */
-function rawSocket(url: string, opts: { origin?: string } = {}): RawSocket {
-  const socket = new WebSocket(url, 'graphql-transport-ws', { origin: opts.origin });
-  const messages: any[] = [];
-  const waiters: (() => void)[] = [];
-  socket.on('message', (d) => {
-    messages.push(JSON.parse(String(d)));
-    waiters.splice(0).forEach((f) => f());
-  });
-  socket.on('error', () => undefined);
-  const opened = new Promise<void>((res, rej) => {
-    socket.once('open', () => res());
-    socket.once('unexpected-response', (_req, r) => rej(new Error(`upgrade refused: ${r.statusCode}`)));
-    socket.once('error', rej);
-  });
-  opened.catch(() => undefined);
-  const closed = new Promise<{ code: number; reason: string }>((res) => socket.once('close', (code, reason) => res({ code, reason: String(reason) })));
-  return {
-    socket,
-    messages,
-    opened,
-    closed,
-    send: (msg) => socket.send(typeof msg === 'string' ? msg : JSON.stringify(msg)),
-    next(type, id, ms = 5000) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ${type} message within ${ms} ms; got ${JSON.stringify(messages).slice(0, 500)}`)), ms);
-        const check = () => {
-          const i = messages.findIndex((m) => m.type === type && (id === undefined || m.id === id));
-          if (i >= 0) {
-            clearTimeout(timer);
-            resolve(messages.splice(i, 1)[0]);
-          } else waiters.push(check);
-        };
-        check();
-      });
-    },
-  };
-}
-
-const rawSockets = new Set<RawSocket>();
-function raw(url: string, opts: { origin?: string } = {}): RawSocket {
-  const r = rawSocket(url, opts);
-  rawSockets.add(r);
-  return r;
-}
-afterEach(() => {
-  for (const r of rawSockets) r.socket.terminate();
-  rawSockets.clear();
-});
-
-async function initialized(url: string, token: string): Promise<RawSocket> {
-  const r = raw(url);
-  await r.opened;
-  r.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
-  await r.next('connection_ack');
-  return r;
-}
 
 describe('document limits', () => {
   let s: TestServer;

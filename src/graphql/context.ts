@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { GraphQLError } from 'graphql';
 import { createLoaders, type Loaders } from '../core/loaders';
@@ -45,16 +46,8 @@ export function invalidTokenError(): GraphQLError {
   });
 }
 
-/**
- * Builds the context of one operation. `em` and the loaders are created on first use; on a
- * WebSocket subscription each event gets its own (see `freshPerEvent`).
- */
-export function createContext(
-  services: Services,
-  viewer: Viewer | null,
-  meta: { ip: string; requestId: string; logger: Logger },
-  opts: { freshPerEvent?: boolean } = {},
-): Context {
+/** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
+export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger }): Context {
   let em: EntityManager | undefined;
   let loaders: Loaders | undefined;
   return {
@@ -64,12 +57,42 @@ export function createContext(
     requestId: meta.requestId,
     logger: meta.logger,
     get em() {
-      if (opts.freshPerEvent) return services.orm.em.fork() as EntityManager;
       return (em ??= services.orm.em.fork() as EntityManager);
     },
     get loaders() {
-      if (opts.freshPerEvent) return createLoaders(this.em, services.presence);
       return (loaders ??= createLoaders(this.em, services.presence));
     },
   };
+}
+
+/**
+ * The context a WebSocket connection's subscriptions share. It lives as long as the socket, so
+ * it holds only the viewer and address: every read of `em` or `loaders` is a fresh one (each
+ * event is executed with its own, nothing cached from an earlier one), and the request id and
+ * logger are made when something logs.
+ */
+export class ConnectionContext implements Context {
+  private id: string | undefined;
+
+  constructor(
+    readonly services: Services,
+    readonly viewer: Viewer,
+    readonly ip: string,
+  ) {}
+
+  get em(): EntityManager {
+    return this.services.orm.em.fork() as EntityManager;
+  }
+
+  get loaders(): Loaders {
+    return createLoaders(this.em, this.services.presence);
+  }
+
+  get requestId(): string {
+    return (this.id ??= randomUUID());
+  }
+
+  get logger(): Logger {
+    return this.services.logger.child({ requestId: this.requestId });
+  }
 }

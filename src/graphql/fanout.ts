@@ -11,7 +11,7 @@ import {
 import WebSocket from 'ws';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createLoaders, type Loaders } from '../core/loaders';
-import type { PushIterator } from '../shared/pubsub/pubsub';
+import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
 import { textFrame, writeFrame } from './frames';
 import type { Context } from './context';
 
@@ -24,7 +24,12 @@ export interface OperationTarget {
   operationName: string | null | undefined;
 }
 
-export type FanoutContext = Context & { operation?: OperationTarget };
+/** A running subscription operation, as its connection holds it. */
+export interface FanoutOperation {
+  readonly id: string;
+  /** Ends it quietly: the client completed it or went away. */
+  stop(): void;
+}
 
 /**
  * Root fields whose result is the same for every viewer allowed to receive the event, so
@@ -55,24 +60,67 @@ export interface FanoutOptions {
   formatError: (e: GraphQLError) => GraphQLFormattedError;
   /** Called once per event and shape, with the seconds from its arrival to its last frame written (a metric). */
   onDelivered?: (seconds: number) => void;
+  /**
+   * An operation ended on the server's side: its socket stopped reading or closed (no error), or
+   * its execution failed. The connection forgets it and tells the client (complete or error).
+   */
+  onEnd(op: FanoutOperation, socket: WebSocket, error?: unknown): void;
 }
 
 /**
- * The `subscribe` graphql-ws calls for subscription operations. graphql-ws still runs the
- * protocol (ids, complete, errors, close codes); what changes is the per-event work:
- * each event is executed once per distinct (document, variables[, viewer]) and serialized
- * once, and every subscriber gets the same pre-built `next` frame written straight to its socket.
+ * Runs subscription operations for the WebSocket server: each event is executed once per
+ * distinct (document, variables[, viewer]) and serialized once, and every subscriber gets the
+ * same pre-built `next` frame written straight to its socket. An idle subscription costs one
+ * Subscriber and its stream (no closures, promises or iterators of its own), since a server
+ * holds thousands of them.
  */
 export function createFanout(opts: FanoutOptions) {
-  // Per event payload object: shape key -> its one execution and the subscribers waiting for it.
-  const batches = new WeakMap<object, Map<string, Batch>>();
+  // Per event payload object: shape (and viewer, for viewer-specific shapes) -> its one execution
+  // and the subscribers waiting for it.
+  const batches = new WeakMap<object, Map<Shape | string, Batch<Subscriber>>>();
   // Per shape: the last batch's release, so a shape's frames leave in event order.
   const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
 
-  const serialize = async (args: ExecutionArgs, root: unknown): Promise<string> => {
+  /** One subscription operation as the fan-out writes to it. */
+  class Subscriber implements FanoutOperation, Sink<unknown> {
+    finished = false;
+    constructor(
+      readonly id: string,
+      readonly socket: WebSocket,
+      /** Its connection's context (shared by the connection's operations). */
+      readonly context: Context,
+      readonly shape: Shape,
+      readonly stream: AsyncIterableIterator<unknown>,
+    ) {}
+
+    deliver(root: unknown): void {
+      onEvent(this, root);
+    }
+
+    /** Releases what it holds; false when it had already ended. */
+    private end(): boolean {
+      if (this.finished) return false;
+      this.finished = true;
+      stats.active[this.shape.rootField]--;
+      if (--this.shape.refs === 0) shapes.delete(this.shape.key);
+      void this.stream.return?.();
+      return true;
+    }
+
+    stop(): void {
+      this.end();
+    }
+
+    /** Ends from this side: the connection is told (complete, or error when `error` is set). */
+    close(error?: unknown): void {
+      if (this.end()) opts.onEnd(this, this.socket, error);
+    }
+  }
+
+  const serialize = async (args: ExecutionArgs, context: Context, root: unknown): Promise<string> => {
     stats.executions++;
-    const result = (await execute({ ...args, contextValue: executionContext(args.contextValue as Context), rootValue: root })) as ExecutionResult;
+    const result = (await execute({ ...args, contextValue: executionContext(context), rootValue: root })) as ExecutionResult;
     if (!result.errors) return JSON.stringify({ data: result.data });
     return JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) });
   };
@@ -86,20 +134,20 @@ export function createFanout(opts: FanoutOptions) {
     if (sub.finished) return false;
     const socket = sub.socket;
     if (socket.readyState !== WebSocket.OPEN) {
-      sub.stop();
+      sub.close();
       return false;
     }
     if (socket.bufferedAmount > opts.maxBufferedBytes) {
       // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
       stats.slowConsumersClosed++;
       socket.close(1013, 'Try again later');
-      sub.stop();
+      sub.close();
       return false;
     }
-    let frame = frames.get(sub.prefix);
+    let frame = frames.get(sub.id);
     if (!frame) {
-      const payload = Buffer.from(sub.prefix + text + '}');
-      frames.set(sub.prefix, (frame = { payload, framed: textFrame(payload) }));
+      const payload = Buffer.from(`{"id":${JSON.stringify(sub.id)},"type":"next","payload":${text}}`);
+      frames.set(sub.id, (frame = { payload, framed: textFrame(payload) }));
     }
     writeFrame(socket, frame.framed, frame.payload);
     stats.deliveries++;
@@ -110,15 +158,18 @@ export function createFanout(opts: FanoutOptions) {
    * One subscriber's share of an event: joins the event's batch for its shape (executing it if
    * it is the first), and is written to when the batch is released, in one synchronous pass.
    */
-  const onEvent = (sub: Subscriber, shape: Shape, args: ExecutionArgs, root: unknown): void => {
+  const onEvent = (sub: Subscriber, root: unknown): void => {
     if (sub.finished) return;
+    const shape = sub.shape;
     let byShape = root !== null && typeof root === 'object' ? batches.get(root) : undefined;
     if (!byShape && root !== null && typeof root === 'object') batches.set(root, (byShape = new Map()));
-    let batch = byShape?.get(shape.key);
+    // Viewer-specific shapes batch per viewer; the key is made only for them.
+    const batchKey = shape.perViewer ? `${sub.context.viewer?.userId ?? ''}\u0000${shape.key}` : shape;
+    let batch = byShape?.get(batchKey);
     if (!batch) {
-      const b: Batch = { waiting: [], since: performance.now() };
+      const b: Batch<Subscriber> = { waiting: [], since: performance.now() };
       batch = b;
-      byShape?.set(shape.key, b);
+      byShape?.set(batchKey, b);
       const release = async (text: string | undefined, error?: unknown) => {
         const waiting = b.waiting!;
         b.waiting = null;
@@ -132,95 +183,62 @@ export function createFanout(opts: FanoutOptions) {
             await new Promise(setImmediate);
             sliceStart = performance.now();
           }
-          if (text === undefined) waiting[i].fail(error);
+          if (text === undefined) waiting[i].close(error);
           else if (deliver(waiting[i], text, frames)) sent++;
         }
         // One observation per event (when its last frame left), not one per socket.
         if (sent) opts.onDelivered?.((performance.now() - b.since) / 1000);
       };
-      shape.tail = Promise.all([serialize(args, root), shape.tail]).then(
+      // Executed as the subscriber that got here first: one the event's filter let through.
+      shape.tail = Promise.all([serialize(shape.args, sub.context, root), shape.tail]).then(
         ([text]) => release(text),
         (e) => release(undefined, e),
       );
     }
     if (batch.waiting) batch.waiting.push(sub);
     else if (batch.text !== undefined) deliver(sub, batch.text, batch.frames!);
-    else sub.fail(batch.error);
+    else sub.close(batch.error);
   };
 
-  async function subscribe(args: ExecutionArgs): Promise<AsyncIterableIterator<never> | ExecutionResult> {
-    const ctx = args.contextValue as FanoutContext;
-    const target = ctx.operation;
+  /**
+   * Starts a subscription operation. Returns the running operation, or the result to answer
+   * with when its event stream could not be created (an error from the field's subscribe).
+   */
+  async function subscribe(args: ExecutionArgs, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
     const source = await createSourceEventStream(args);
-    if (!target || !(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
+    if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
     const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
     const op = getOperationAST(args.document, args.operationName);
     const first = op?.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
-    const scope = VIEWER_INDEPENDENT.has(rootField) && op!.selectionSet.selections.length === 1 ? '*' : (ctx.viewer?.userId ?? '');
-    const key = `${scope}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    const context = args.contextValue as Context;
+    const key = `${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     let shape = shapes.get(key);
-    if (!shape) shapes.set(key, (shape = { key, refs: 0, tail: Promise.resolve() }));
+    if (!shape) {
+      const perViewer = !VIEWER_INDEPENDENT.has(rootField) || op!.selectionSet.selections.length !== 1;
+      shapes.set(key, (shape = { key, rootField, perViewer, args: { ...args, contextValue: undefined }, refs: 0, tail: Promise.resolve() }));
+    }
     shape.refs++;
-    // Held for the life of the subscription: keep only what writing needs (the text of the
-    // operation is in the shared shape key; its raw frame can be collected).
-    const shared = shape;
-    ctx.operation = undefined;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
-
-    let settle: ((r: IteratorResult<never>) => void) | undefined;
-    let reject: ((e: unknown) => void) | undefined;
-    const ended = new Promise<IteratorResult<never>>((resolve, rej) => ((settle = resolve), (reject = rej)));
-    ended.catch(() => undefined);
-    const end = () => {
-      if (sub.finished) return false;
-      sub.finished = true;
-      stats.active[rootField]--;
-      if (--shared.refs === 0) shapes.delete(shared.key);
-      void events.return?.();
-      return true;
-    };
-    const sub: Subscriber = {
-      socket: target.socket,
-      prefix: `{"id":${JSON.stringify(target.id)},"type":"next","payload":`,
-      finished: false,
-      stop: () => void (end() && settle!({ value: undefined as never, done: true })),
-      fail: (e) => void (end() && reject!(e)),
-    };
+    const sub = new Subscriber(target.id, target.socket, context, shape, events);
 
     if (typeof events.push === 'function') {
       // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
-      events.push((root) => onEvent(sub, shared, args, root));
+      events.push(sub);
     } else {
       void (async () => {
         try {
           for await (const root of events) {
             if (sub.finished) break;
-            onEvent(sub, shared, args, root);
+            onEvent(sub, root);
           }
-          sub.stop();
+          sub.close();
         } catch (e) {
-          sub.fail(e);
+          sub.close(e);
         }
       })();
     }
-
-    // graphql-ws iterates this to learn when the operation ends; it never yields a value itself.
-    const iterator: AsyncIterableIterator<never> = {
-      next: () => ended,
-      return: () => {
-        sub.stop();
-        return Promise.resolve({ value: undefined as never, done: true });
-      },
-      throw: (e) => {
-        sub.stop();
-        return Promise.reject(e);
-      },
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-    };
-    return iterator;
+    return sub;
   }
 
   return { subscribe, stats };
@@ -247,29 +265,22 @@ interface Frame {
   framed: Buffer | undefined;
 }
 
-/** One subscription operation as the fan-out writes to it. */
-interface Subscriber {
-  socket: WebSocket;
-  /** `{"id":<id>,"type":"next","payload":` */
-  prefix: string;
-  finished: boolean;
-  /** Ends the operation normally (graphql-ws sends complete if the client is still there). */
-  stop(): void;
-  /** Ends it with an error (graphql-ws reports it). */
-  fail(e: unknown): void;
-}
-
-/** Subscribers that share a document, variables (and viewer, for viewer-specific fields). */
+/** Subscribers that share a document and variables. */
 interface Shape {
   key: string;
+  rootField: string;
+  /** Executed once per viewer per event rather than once for all. */
+  perViewer: boolean;
+  /** Document and variables, as the first subscriber sent them (the context comes with each event). */
+  args: ExecutionArgs;
   refs: number;
   tail: Promise<unknown>;
 }
 
 /** One event for one shape: executed and serialized once, then written to every waiting subscriber. */
-interface Batch {
+interface Batch<S> {
   /** Subscribers to write to on release; null once released. */
-  waiting: Subscriber[] | null;
+  waiting: S[] | null;
   text?: string;
   /** Encoded frames by operation-id prefix, built on release. */
   frames?: Map<string, Frame>;

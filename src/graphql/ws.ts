@@ -1,29 +1,101 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { GraphQLError, type ExecutionArgs, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
+import {
+  execute,
+  getOperationAST,
+  GraphQLError,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+} from 'graphql';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Services } from '../core/services';
 import { clientIp, originAllowed } from '../core/http';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
-import { bearerToken, createContext, type Viewer } from './context';
-import { createFanout, type FanoutContext, type FanoutStats } from './fanout';
+import { bearerToken, ConnectionContext, createContext, type Viewer } from './context';
+import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
 
-/** A request-level error from graphql-js or graphql-ws (no code of its own) as the bad input it is. */
+const PROTOCOL = 'graphql-transport-ws';
+const OPEN = 1;
+
+/** A request-level error from graphql-js (no code of its own) as the bad input it is. */
 function asBadInput(e: GraphQLError): GraphQLError {
   if (e.extensions?.code) return e;
   return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
 }
 
-/** Message types a client may send (graphql-transport-ws); anything else closes the socket with 4400. */
-const CLIENT_MESSAGES = new Set(['connection_init', 'ping', 'pong', 'subscribe', 'complete']);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const nullishOr = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || v === null || ok(v);
 
-interface SocketState {
-  viewer: Viewer;
-  ip: string;
+interface SubscribePayload {
+  query: string;
+  variables?: Record<string, unknown> | null;
+  operationName?: string | null;
+}
+type ClientMessage =
+  | { type: 'connection_init' | 'ping' | 'pong'; payload?: Record<string, unknown> | null }
+  | { type: 'subscribe'; id: string; payload: SubscribePayload }
+  | { type: 'complete'; id: string };
+
+/** A frame a client may send, shaped as graphql-transport-ws says; anything else closes the socket with 4400. */
+function clientMessage(text: string): ClientMessage | null {
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(m)) return null;
+  switch (m.type) {
+    case 'connection_init':
+    case 'ping':
+    case 'pong':
+      return nullishOr(m.payload, isObject) ? (m as ClientMessage) : null;
+    case 'subscribe': {
+      const p = m.payload;
+      if (typeof m.id !== 'string' || !m.id || !isObject(p) || typeof p.query !== 'string') return null;
+      const ok = nullishOr(p.variables, isObject) && nullishOr(p.operationName, (v) => typeof v === 'string') && nullishOr(p.extensions, isObject);
+      return ok ? (m as ClientMessage) : null;
+    }
+    case 'complete':
+      return typeof m.id === 'string' && m.id ? (m as ClientMessage) : null;
+    default:
+      return null;
+  }
+}
+
+/**
+ * One socket. Kept small on purpose: an idle server holds one per client, and with graphql-ws
+ * a connection with three subscriptions cost about five times a bare socket, in closures,
+ * promises and contexts per operation. Listeners are shared functions, keep-alive is one timer
+ * for all sockets, and its operations share one context.
+ */
+class Connection {
+  viewer: Viewer | null = null;
+  context: ConnectionContext | null = null;
+  /** connection_init arrived (a second one closes with 4429). */
+  initReceived = false;
+  acknowledged = false;
+  /** Holds a reference in the membership index. */
+  tracked = false;
+  closed = false;
+  /** Answered the last keep-alive ping. */
+  alive = true;
+  /** Operations by id; null while one is being set up. */
+  ops: Map<string, FanoutOperation | null> | null = null;
+  initTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly ip: string,
+    readonly rate: SocketRate,
+    /** The upgrade's Authorization header, kept until connection_init (then dropped). */
+    public authorization: string | undefined,
+  ) {}
 }
 
 export interface WebSocketHandle {
@@ -35,8 +107,10 @@ export interface WebSocketHandle {
 }
 
 /**
- * graphql-ws on the GraphQL path. A socket authenticates once, in connection_init (or
- * the upgrade's Authorization header); without a valid token it is closed 4403.
+ * The graphql-transport-ws protocol on the GraphQL path, served directly over ws (the protocol
+ * graphql-ws clients speak: ids, complete, errors and its close codes). A socket authenticates
+ * once, in connection_init (or the upgrade's Authorization header); without a valid token it is
+ * closed 4403.
  */
 export function attachWebSocket(
   server: Server,
@@ -51,142 +125,233 @@ export function attachWebSocket(
     onDelivered?: (seconds: number) => void;
   },
 ): WebSocketHandle {
-  const { logger } = services;
-  const { env } = services;
+  const { logger, env } = services;
+  const isProd = env.NODE_ENV === 'production';
   const wss = new WebSocketServer({
     server,
     path: '/graphql',
     // A bigger frame closes the socket with 1009.
     maxPayload: opts.maxPayload,
+    handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     // Browsers send Origin on the upgrade; a page from an origin not in CORS_ORIGINS gets 403.
     verifyClient: (info, done) => (originAllowed(info.origin, env.CORS_ORIGINS) ? done(true) : done(false, 403, 'Origin not allowed')),
   });
-  const sockets = new Map<WebSocket, SocketState>();
-  const socketsOf = new Map<string, Set<WebSocket>>();
+  const connections = new Map<WebSocket, Connection>();
+  /** Open, authenticated sockets per user here (a count is all the per-user limit needs). */
+  const socketsOf = new Map<string, number>();
   const format = (e: GraphQLError) => opts.formatError(e.toJSON(), e);
+  const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e))));
+  // A result without data failed before execution (variables that don't coerce): bad input, as Apollo says.
+  const shape = (r: ExecutionResult) =>
+    r.errors ? { ...r, errors: r.errors.map((e) => format(opts.limits.scrub(r.data === undefined ? asBadInput(e) : e))) } : r;
 
-  // Registered before graphql-ws's own handler, so every frame passes this gate first: the
-  // per-socket rate, and message types no client should send, are handled before the protocol.
-  wss.on('connection', (socket) => {
-    const rate = new SocketRate(env.RATE_LIMIT_WS_MESSAGES);
-    const on = socket.on.bind(socket);
-    socket.on = ((event: string, listener: (...args: any[]) => void) => {
-      // ws closes the socket itself on a protocol error (1009 for a frame over maxPayload); graphql-ws
-      // would print it with console.error, so it goes to the logger instead.
-      if (event === 'error') return on('error', (e: Error & { code?: string }) => logger.debug({ err: e.message, code: e.code }, 'websocket error'));
-      if (event !== 'message') return on(event, listener);
-      return on('message', (data: unknown, isBinary: boolean) => {
-        if (gate(socket, rate, data)) listener(data, isBinary);
-      });
-    }) as typeof socket.on;
-  });
+  const send = (socket: WebSocket, message: object) => {
+    if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
+  };
+  const sendError = (conn: Connection, id: string, errors: readonly GraphQLError[]) => {
+    conn.ops?.delete(id);
+    send(conn.socket, { id, type: 'error', payload: formatAll(errors) });
+  };
 
-  function gate(socket: WebSocket, rate: SocketRate, data: unknown): boolean {
-    const verdict = rate.hit();
-    if (verdict === 'abuse') {
-      socket.close(1008, 'Rate limit exceeded');
-      return false;
-    }
-    let msg: { type?: unknown; id?: unknown } | null = null;
-    try {
-      msg = JSON.parse(String(data));
-    } catch {
-      return true; // graphql-ws closes with 4400
-    }
-    if (msg && typeof msg === 'object' && typeof msg.type === 'string' && !CLIENT_MESSAGES.has(msg.type)) {
-      socket.close(4400, 'Invalid message received');
-      return false;
-    }
-    if (verdict === 'limited' && msg?.type === 'subscribe' && typeof msg.id === 'string') {
-      const err = new RateLimitedError(rate.retryAfter(), 'Too many messages on this connection; slow down.');
-      socket.send(JSON.stringify({ id: msg.id, type: 'error', payload: [format(err)] }));
-      return false;
-    }
-    return true;
-  }
   const fanout = createFanout({
-    maxBufferedBytes: services.env.WS_MAX_BUFFERED_BYTES,
+    maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
     formatError: (e) => opts.formatError(e.toJSON(), e),
     onDelivered: opts.onDelivered,
+    // The operation ended on our side: its stream failed, or its socket went.
+    onEnd: (op, socket, error) => {
+      const conn = connections.get(socket);
+      if (!conn || conn.ops?.get(op.id) !== op) return;
+      conn.ops.delete(op.id);
+      if (error === undefined) return send(socket, { id: op.id, type: 'complete' });
+      const original = error instanceof Error ? error : new Error(String(error));
+      sendError(conn, op.id, [new GraphQLError(original.message, { originalError: original })]);
+    },
   });
 
-  const serverCleanup = useServer<Record<string, unknown>, { state?: SocketState }>(
-    {
-      schema,
-      isProd: env.NODE_ENV === 'production',
-      connectionInitWaitTimeout: env.WS_CONNECTION_INIT_TIMEOUT * 1000,
-      subscribe: fanout.subscribe,
-      onConnect: async (ctx) => {
-        const params = ctx.connectionParams ?? {};
-        const req = ctx.extra.request as IncomingMessage;
-        const token = bearerToken(params.authorization ?? params.Authorization ?? params.token ?? req.headers.authorization);
-        const viewer = token ? await services.auth.authenticate(token).catch(() => null) : null;
-        if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
-        let mine = socketsOf.get(viewer.userId);
-        if (mine && mine.size >= env.WS_MAX_SOCKETS_PER_USER) {
-          // The first close wins: the client sees 4429 (graphql-ws clients don't retry it), not 4403.
-          ctx.extra.socket.close(4429, 'Too many connections');
-          return false;
+  /** Whether operation `id` is still wanted: not completed by the client, socket still open. */
+  const pending = (conn: Connection, id: string) => !conn.closed && conn.ops?.get(id) === null;
+
+  async function init(conn: Connection, payload: Record<string, unknown> | null | undefined): Promise<void> {
+    const { socket } = conn;
+    if (conn.initReceived) return socket.close(4429, 'Too many initialisation requests');
+    conn.initReceived = true;
+    const params = payload ?? {};
+    const token = bearerToken(params.authorization ?? params.Authorization ?? params.token ?? conn.authorization);
+    conn.authorization = undefined;
+    const viewer = token ? await services.auth.authenticate(token).catch(() => null) : null;
+    if (conn.closed) return;
+    if (!viewer) return socket.close(4403, 'Forbidden');
+    const mine = socketsOf.get(viewer.userId) ?? 0;
+    if (mine >= env.WS_MAX_SOCKETS_PER_USER) return socket.close(4429, 'Too many connections');
+    socketsOf.set(viewer.userId, mine + 1);
+    // From here the close handler undoes all of this, whenever the socket goes.
+    conn.viewer = viewer;
+    conn.context = new ConnectionContext(services, viewer, conn.ip);
+    services.presence.socketOpened(viewer.userId, viewer.sessionId);
+    conn.tracked = true;
+    try {
+      await services.memberships.track(viewer.userId);
+    } catch (e) {
+      conn.tracked = false; // track() released it
+      throw e;
+    }
+    if (conn.closed) return;
+    clearTimeout(conn.initTimer);
+    conn.initTimer = undefined;
+    conn.acknowledged = true;
+    send(socket, { type: 'connection_ack' });
+  }
+
+  async function subscribe(conn: Connection, id: string, payload: SubscribePayload): Promise<void> {
+    const { socket } = conn;
+    if (!conn.acknowledged) return socket.close(4401, 'Unauthorized');
+    const ops = (conn.ops ??= new Map());
+    if (ops.has(id)) return socket.close(4409, `Subscriber for ${id} already exists`);
+    ops.set(id, null);
+    const viewer = conn.viewer!;
+    void services.presence.touch(viewer.userId, viewer.sessionId);
+    if (ops.size > env.WS_MAX_SUBSCRIPTIONS) {
+      const e = new GraphQLError(`At most ${env.WS_MAX_SUBSCRIPTIONS} operations can run at once on one connection.`, {
+        extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' },
+      });
+      return sendError(conn, id, [e]);
+    }
+    // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
+    const checked = opts.limits.check(schema, payload.query);
+    if ('errors' in checked) return sendError(conn, id, checked.errors);
+    const operation = getOperationAST(checked.document, payload.operationName);
+    if (!operation) {
+      // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
+      const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
+      return sendError(conn, id, [new GraphQLError(message)]);
+    }
+    const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
+
+    let result: ExecutionResult;
+    if (operation.operation === 'subscription') {
+      const target = { id, socket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
+      const started = await fanout.subscribe({ ...args, contextValue: conn.context }, target);
+      if (!('stop' in started)) {
+        result = started;
+      } else {
+        if (pending(conn, id)) ops.set(id, started);
+        else started.stop();
+        return;
+      }
+    } else {
+      // Queries and mutations get a context of their own, as over HTTP.
+      const requestId = randomUUID();
+      const contextValue = createContext(services, viewer, { ip: conn.ip, requestId, logger: logger.child({ requestId }) });
+      result = (await execute({ ...args, contextValue })) as ExecutionResult;
+    }
+    if (!pending(conn, id)) return;
+    ops.delete(id);
+    send(socket, { id, type: 'next', payload: shape(result) });
+    send(socket, { id, type: 'complete' });
+  }
+
+  async function handle(conn: Connection, data: RawData): Promise<void> {
+    const { socket } = conn;
+    const verdict = conn.rate.hit();
+    if (verdict === 'abuse') return socket.close(1008, 'Rate limit exceeded');
+    const message = clientMessage(String(data));
+    if (!message) return socket.close(4400, 'Invalid message received');
+    switch (message.type) {
+      case 'connection_init':
+        return init(conn, message.payload);
+      case 'ping':
+        return send(socket, message.payload ? { type: 'pong', payload: message.payload } : { type: 'pong' });
+      case 'pong':
+        return;
+      case 'subscribe':
+        if (verdict === 'limited') {
+          const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
+          return send(socket, { id: message.id, type: 'error', payload: [format(err)] });
         }
-        if (!mine) socketsOf.set(viewer.userId, (mine = new Set()));
-        mine.add(ctx.extra.socket);
-        const state = { viewer, ip: clientIp(req, services.env) };
-        ctx.extra.state = state;
-        // Everything needed from the upgrade request is read; don't hold it (headers and all) for the socket's life.
-        (ctx.extra as { request?: unknown }).request = undefined;
-        sockets.set(ctx.extra.socket, state);
-        await services.memberships.track(viewer.userId);
-        services.presence.socketOpened(viewer.userId, viewer.sessionId);
-        return true;
-      },
-      onClose: (ctx) => {
-        const state = ctx.extra.state;
-        sockets.delete(ctx.extra.socket);
-        if (!state) return;
-        const mine = socketsOf.get(state.viewer.userId);
-        mine?.delete(ctx.extra.socket);
-        if (mine && !mine.size) socketsOf.delete(state.viewer.userId);
-        services.memberships.untrack(state.viewer.userId);
-        services.presence.socketClosed(state.viewer.userId, state.viewer.sessionId);
-      },
-      onSubscribe: (ctx, _id, payload) => {
-        const state = ctx.extra.state;
-        if (state) void services.presence.touch(state.viewer.userId, state.viewer.sessionId);
-        // graphql-ws has already counted this one.
-        if (Object.keys(ctx.subscriptions).length > env.WS_MAX_SUBSCRIPTIONS) {
-          return [
-            new GraphQLError(`At most ${env.WS_MAX_SUBSCRIPTIONS} operations can run at once on one connection.`, {
-              extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' },
-            }),
-          ];
-        }
-        // Parsed and validated here, with the HTTP path's limits, so bad documents get errors instead of a 4500 close.
-        const checked = opts.limits.check(schema, payload.query);
-        if ('errors' in checked) return checked.errors;
-        return { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables } as ExecutionArgs;
-      },
-      // Queries and mutations over the socket get the same error shaping as over HTTP. A result
-      // without data failed before execution (variables that don't coerce): bad input, as Apollo says.
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: result.errors.map((e) => format(opts.limits.scrub(result.data === undefined ? asBadInput(e) : e))) } : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e)))),
-      context: (ctx, id, payload) => {
-        const state = ctx.extra.state!;
-        const requestId = randomUUID();
-        const context: FanoutContext = createContext(services, state.viewer, { ip: state.ip, requestId, logger: logger.child({ requestId }) }, { freshPerEvent: true });
-        context.operation = { id, socket: ctx.extra.socket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
-        return context;
-      },
-    },
-    wss,
-    env.WS_KEEPALIVE * 1000,
-  );
+        return subscribe(conn, message.id, message.payload);
+      case 'complete': {
+        const op = conn.ops?.get(message.id);
+        conn.ops?.delete(message.id);
+        return op?.stop();
+      }
+    }
+  }
+
+  // Listeners shared by every socket (ws calls them with the socket as `this`): none per connection.
+  function onMessage(this: WebSocket, data: RawData): void {
+    const conn = connections.get(this);
+    if (!conn) return;
+    handle(conn, data).catch((e: unknown) => {
+      logger.error({ err: e }, 'websocket message failed');
+      const reason = e instanceof Error && e.message.length < 124 ? e.message : 'Internal server error';
+      this.close(4500, isProd ? 'Internal server error' : reason);
+    });
+  }
+
+  function onClose(this: WebSocket): void {
+    const conn = connections.get(this);
+    if (!conn) return;
+    connections.delete(this);
+    conn.closed = true;
+    clearTimeout(conn.initTimer);
+    if (conn.ops) for (const op of conn.ops.values()) op?.stop();
+    conn.ops = null;
+    const viewer = conn.viewer;
+    if (!viewer) return;
+    const mine = (socketsOf.get(viewer.userId) ?? 1) - 1;
+    if (mine > 0) socketsOf.set(viewer.userId, mine);
+    else socketsOf.delete(viewer.userId);
+    if (conn.tracked) services.memberships.untrack(viewer.userId);
+    services.presence.socketClosed(viewer.userId, viewer.sessionId);
+  }
+
+  function onPong(this: WebSocket): void {
+    const conn = connections.get(this);
+    if (conn) conn.alive = true;
+  }
+
+  // ws closes the socket itself on a protocol error (1009 for a frame over maxPayload).
+  function onError(e: Error & { code?: string }): void {
+    logger.debug({ err: e.message, code: e.code }, 'websocket error');
+  }
+
+  function initTimedOut(conn: Connection): void {
+    if (!conn.initReceived) conn.socket.close(4408, 'Connection initialisation timeout');
+  }
+
+  wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
+    socket.on('error', onError);
+    if (socket.protocol !== PROTOCOL) return socket.close(4406, 'Subprotocol not acceptable');
+    const conn = new Connection(socket, clientIp(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
+    connections.set(socket, conn);
+    if (env.WS_CONNECTION_INIT_TIMEOUT > 0) conn.initTimer = setTimeout(initTimedOut, env.WS_CONNECTION_INIT_TIMEOUT * 1000, conn);
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+    socket.on('pong', onPong);
+  });
+
+  // Keep-alive: one timer for every socket. A socket that didn't answer the last ping is dead.
+  const keepAlive =
+    env.WS_KEEPALIVE > 0
+      ? setInterval(() => {
+          for (const conn of connections.values()) {
+            if (conn.socket.readyState !== OPEN) continue;
+            if (!conn.alive) {
+              conn.socket.terminate();
+              continue;
+            }
+            conn.alive = false;
+            conn.socket.ping();
+          }
+        }, env.WS_KEEPALIVE * 1000)
+      : undefined;
+  keepAlive?.unref();
 
   // A revoked token closes every socket opened with it, on every instance.
   const off = services.pubsub.on(Topic.SessionsRevoked, (p) => {
     const hashes = new Set(p.tokenHashes);
-    for (const [socket, state] of sockets) {
-      if (hashes.has(state.viewer.tokenHash)) socket.close(4403, 'Forbidden');
+    for (const conn of connections.values()) {
+      if (conn.viewer && hashes.has(conn.viewer.tokenHash)) conn.socket.close(4403, 'Forbidden');
     }
   });
 
@@ -198,8 +363,8 @@ export function attachWebSocket(
     },
     async dispose() {
       off();
+      clearInterval(keepAlive);
       for (const client of wss.clients) client.close(1001, 'Going away');
-      await serverCleanup.dispose();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
     },

@@ -31,3 +31,9 @@ export async function signup(url: string, overrides: Parameters<typeof buildUser
   const data = await ok(gql(url, SIGNUP, input));
   return { id: data.signup.user.id, username: input.username, password: input.password, token: data.signup.token };
 }
+
+/** The lobby's id, as a member sees it. */
+export async function lobbyOf(url: string, token: string): Promise<string> {
+  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
+  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
+}

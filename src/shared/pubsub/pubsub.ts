@@ -9,13 +9,23 @@ import { Topic, TOPIC_ROUTES, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
+/** A listener kept as an object: one per subscription without a closure of its own. */
+export interface Receiver {
+  receive(payload: unknown): void;
+}
+
+/** Where a pushed stream hands its values. */
+export interface Sink<R> {
+  deliver(value: R): void;
+}
+
 /**
  * A subscription's event stream. Besides pulling with next(), a consumer can switch it to
  * `push`: every selected value is then handed over synchronously, in the dispatch, without a
  * promise per value (the fan-out uses this to write one event to thousands of sockets in one pass).
  */
 export interface PushIterator<R> extends AsyncIterableIterator<R> {
-  push(onValue: (value: R) => void): void;
+  push(sink: Sink<R>): void;
 }
 
 /** How events travel between instances: the payload and the instance that published it. */
@@ -32,9 +42,9 @@ interface Envelope {
 export class PubSub {
   /** This instance, as the origin of what it publishes. */
   private readonly origin = randomUUID();
-  private readonly listeners = new Map<Topic, Set<Listener<any>>>();
+  private readonly listeners = new Map<Topic, Set<Listener<any> | Receiver>>();
   /** Listeners of one route (a conversation) of a topic. */
-  private readonly routed = new Map<Topic, Map<string, Set<Listener<any>>>>();
+  private readonly routed = new Map<Topic, Map<string, Set<Listener<any> | Receiver>>>();
   private readonly upstream = new Map<Topic, Promise<number>>();
   /** Publishes that failed (Redis down); exposed as a metric. */
   publishFailures = 0;
@@ -78,31 +88,36 @@ export class PubSub {
    * Adds a local listener; returns its removal. With a `route` (see TOPIC_ROUTES) it is called
    * only for events of that route, so an event costs nothing to listeners of other conversations.
    */
-  on<T extends Topic>(topic: T, listener: Listener<T>, route?: string): () => void {
-    let set: Set<Listener<any>> | undefined;
+  on<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): () => void {
+    this.add(topic, listener, route);
+    return () => this.off(topic, listener, route);
+  }
+
+  /** Adds a listener without making a removal closure (see off). */
+  add<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): void {
+    let set: Set<Listener<any> | Receiver> | undefined;
     if (route !== undefined && TOPIC_ROUTES[topic]) {
       let byRoute = this.routed.get(topic);
       if (!byRoute) this.routed.set(topic, (byRoute = new Map()));
       set = byRoute.get(route);
       if (!set) byRoute.set(route, (set = new Set()));
-      const routeSet = set;
-      routeSet.add(listener);
-      this.ensureUpstream(topic);
-      return () => {
-        routeSet.delete(listener);
-        if (!routeSet.size && byRoute!.get(route) === routeSet) byRoute!.delete(route);
-      };
-    }
-    set = this.listeners.get(topic);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(topic, set);
+    } else {
+      set = this.listeners.get(topic);
+      if (!set) this.listeners.set(topic, (set = new Set()));
     }
     set.add(listener);
     this.ensureUpstream(topic);
-    return () => {
-      set!.delete(listener);
-    };
+  }
+
+  /** Removes what on() or add() added, with the same topic and route. */
+  off<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): void {
+    if (route !== undefined && TOPIC_ROUTES[topic]) {
+      const byRoute = this.routed.get(topic);
+      const set = byRoute?.get(route);
+      if (set?.delete(listener) && !set.size) byRoute!.delete(route);
+      return;
+    }
+    this.listeners.get(topic)?.delete(listener);
   }
 
   /** Resolves once this instance receives the topic from upstream. */
@@ -134,11 +149,12 @@ export class PubSub {
     if (byRoute?.size) this.call(topic, byRoute.get((TOPIC_ROUTES[topic] as (p: unknown) => string)(payload)), payload);
   }
 
-  private call(topic: Topic, set: Set<Listener<any>> | undefined, payload: unknown): void {
+  private call(topic: Topic, set: Set<Listener<any> | Receiver> | undefined, payload: unknown): void {
     if (!set) return;
     for (const listener of set) {
       try {
-        listener(payload);
+        if (typeof listener === 'function') listener(payload);
+        else listener.receive(payload);
       } catch (e) {
         this.logger.error({ err: e, topic }, 'subscription listener failed');
       }
@@ -151,59 +167,7 @@ export class PubSub {
    * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
    */
   iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { route?: string; maxQueue?: number } = {}): PushIterator<R> {
-    const maxQueue = opts.maxQueue ?? 1000;
-    const queue: R[] = [];
-    let waiting: ((r: IteratorResult<R>) => void) | undefined;
-    let direct: ((value: R) => void) | undefined;
-    let done = false;
-    const self = this;
-    const off = this.on(topic, (payload) => {
-      if (done) return;
-      const value = select(payload);
-      if (value === undefined) return;
-      if (direct) {
-        direct(value);
-      } else if (waiting) {
-        const w = waiting;
-        waiting = undefined;
-        w({ value, done: false });
-      } else {
-        if (queue.length >= maxQueue) {
-          queue.shift();
-          self.dropped++;
-        }
-        queue.push(value);
-      }
-    }, opts.route);
-    const finish = (): Promise<IteratorResult<R>> => {
-      if (!done) {
-        done = true;
-        off();
-        queue.length = 0;
-        waiting?.({ value: undefined, done: true });
-        waiting = undefined;
-      }
-      return Promise.resolve({ value: undefined, done: true });
-    };
-    return {
-      next: () => {
-        if (queue.length) return Promise.resolve({ value: queue.shift()!, done: false });
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => (waiting = resolve));
-      },
-      return: finish,
-      throw: (e) => {
-        void finish();
-        return Promise.reject(e);
-      },
-      push: (onValue) => {
-        direct = onValue;
-        while (queue.length) onValue(queue.shift()!);
-      },
-      [Symbol.asyncIterator]() {
-        return this;
-      },
-    };
+    return new TopicStream<T, R>(this, topic, select, opts.route, opts.maxQueue ?? 1000);
   }
 
   /** Events dropped for slow consumers. */
@@ -224,4 +188,74 @@ export function createPubSub(redis: RedisConnections | undefined, logger: Logger
   if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger);
   if (redis.sharded) return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, redis.subscriber as Cluster, logger), 'redis', logger);
   return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: redis.subscriber as any }), 'redis', logger);
+}
+
+/**
+ * One subscription's stream (see PubSub.iterate). A class rather than closures: an idle
+ * server holds one per subscription, thousands of them, so its fields are all it costs.
+ */
+class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
+  private queue: R[] | undefined;
+  private waiting: ((r: IteratorResult<R>) => void) | undefined;
+  private sink: Sink<R> | undefined;
+  private done = false;
+
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly topic: T,
+    private readonly select: (payload: TopicPayloads[T]) => R | undefined,
+    private readonly route: string | undefined,
+    private readonly maxQueue: number,
+  ) {
+    pubsub.add(topic, this, route);
+  }
+
+  receive(payload: unknown): void {
+    if (this.done) return;
+    const value = this.select(payload as TopicPayloads[T]);
+    if (value === undefined) return;
+    if (this.sink) return this.sink.deliver(value);
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      return w({ value, done: false });
+    }
+    const queue = (this.queue ??= []);
+    if (queue.length >= this.maxQueue) {
+      queue.shift();
+      this.pubsub.dropped++;
+    }
+    queue.push(value);
+  }
+
+  next(): Promise<IteratorResult<R>> {
+    if (this.queue?.length) return Promise.resolve({ value: this.queue.shift()!, done: false });
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  return(): Promise<IteratorResult<R>> {
+    if (!this.done) {
+      this.done = true;
+      this.pubsub.off(this.topic, this, this.route);
+      this.queue = undefined;
+      this.waiting?.({ value: undefined, done: true });
+      this.waiting = undefined;
+    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(e: unknown): Promise<IteratorResult<R>> {
+    void this.return();
+    return Promise.reject(e);
+  }
+
+  push(sink: Sink<R>): void {
+    this.sink = sink;
+    while (this.queue?.length) sink.deliver(this.queue.shift()!);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }

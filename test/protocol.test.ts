@@ -1,0 +1,195 @@
+import WebSocket from 'ws';
+import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { signup, lobbyOf } from './helpers/factories';
+import { initialized, raw } from './helpers/raw-socket';
+import { createTestServer } from './helpers/server';
+
+/**
+ * Parley serves graphql-transport-ws itself (src/graphql/ws.ts) rather than through graphql-ws's
+ * server; these are the protocol's rules as graphql-ws clients rely on them, frame by frame.
+ */
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+const MESSAGES = 'subscription { messageAdded { content } }';
+
+describe('graphql-transport-ws', () => {
+  it('should refuse a socket without the graphql-transport-ws subprotocol with 4406', async () => {
+    const s = await createTestServer();
+    const r = raw(s.wsUrl, { protocol: '' });
+    await r.opened;
+    expect((await r.closed).code).toBe(4406);
+  });
+
+  it('should acknowledge one connection_init and close a second with 4429', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ type: 'connection_init', payload: { authorization: `Bearer ${u.token}` } });
+    expect(await r.closed).toEqual({ code: 4429, reason: 'Too many initialisation requests' });
+  });
+
+  it('should take the token from the upgrade request when connection_init has none', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const socket = new WebSocket(s.wsUrl, 'graphql-transport-ws', { headers: { authorization: `Bearer ${u.token}` } });
+    const frames: any[] = [];
+    socket.on('message', (m) => frames.push(JSON.parse(String(m))));
+    await new Promise((r) => socket.once('open', r));
+    socket.send(JSON.stringify({ type: 'connection_init' }));
+    await sleep(300);
+    expect(frames).toEqual([{ type: 'connection_ack' }]);
+    socket.terminate();
+  });
+
+  it('should refuse subscribe before connection_ack with 4401', async () => {
+    const s = await createTestServer();
+    const r = raw(s.wsUrl);
+    await r.opened;
+    r.send({ id: '1', type: 'subscribe', payload: { query: MESSAGES } });
+    expect((await r.closed).code).toBe(4401);
+  });
+
+  it('should answer ping with pong, echoing its payload', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ type: 'ping' });
+    expect(await r.next('pong')).toEqual({ type: 'pong' });
+    r.send({ type: 'ping', payload: { at: 42 } });
+    expect(await r.next('pong')).toEqual({ type: 'pong', payload: { at: 42 } });
+    r.send({ type: 'pong', payload: { ignored: true } });
+    await sleep(100);
+    expect(r.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it.each([
+    ['not JSON', '{"type":'],
+    ['an array', '[]'],
+    ['no type', { id: '1' }],
+    ['a server-only type', { id: '1', type: 'next', payload: {} }],
+    ['subscribe without an id', { type: 'subscribe', payload: { query: MESSAGES } }],
+    ['subscribe with an empty id', { id: '', type: 'subscribe', payload: { query: MESSAGES } }],
+    ['subscribe without a query', { id: '1', type: 'subscribe', payload: {} }],
+    ['subscribe with variables as an array', { id: '1', type: 'subscribe', payload: { query: MESSAGES, variables: [] } }],
+    ['subscribe with a numeric operationName', { id: '1', type: 'subscribe', payload: { query: MESSAGES, operationName: 1 } }],
+    ['complete without an id', { type: 'complete' }],
+    ['ping with a string payload', { type: 'ping', payload: 'x' }],
+  ])('should close with 4400 on %s', async (_name, frame) => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send(frame);
+    expect(await r.closed).toEqual({ code: 4400, reason: 'Invalid message received' });
+  });
+
+  it('should answer a query and a mutation over the socket with next, then complete', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ id: 'q', type: 'subscribe', payload: { query: '{ me { id username } }' } });
+    expect(await r.next('next', 'q')).toEqual({ id: 'q', type: 'next', payload: { data: { me: { id: u.id, username: u.username } } } });
+    await r.next('complete', 'q');
+    r.send({ id: 'm', type: 'subscribe', payload: { query: SEND, variables: { g: lobby, t: 'over the socket' } } });
+    const sent = await r.next('next', 'm');
+    expect(sent.payload.data.sendMessage.id).toEqual(expect.any(String));
+    await r.next('complete', 'm');
+    // Bad variables are bad input, answered in `next` as graphql-ws does; the socket stays.
+    r.send({ id: 'v', type: 'subscribe', payload: { query: SEND, variables: { g: lobby } } });
+    const bad = await r.next('next', 'v');
+    expect(bad.payload.errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    await r.next('complete', 'v');
+    // An id can be used again once its operation completed.
+    r.send({ id: 'q', type: 'subscribe', payload: { query: '{ me { id } }' } });
+    await r.next('complete', 'q');
+    expect(r.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('should answer an unknown operationName with an error message', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ id: 'x', type: 'subscribe', payload: { query: 'query A { me { id } }', operationName: 'B' } });
+    const e = await r.next('error', 'x');
+    expect(e.payload[0]).toMatchObject({ message: 'Unknown operation named "B".', extensions: { code: 'BAD_USER_INPUT' } });
+  });
+
+  it('should answer a subscription its resolver refuses with next (the errors) and complete', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "Closed", isPrivate: true) { id } }', {}, a.token))).createGroup.id;
+    const r = await initialized(s.wsUrl, b.token);
+    r.send({ id: 'f', type: 'subscribe', payload: { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', variables: { g: group } } });
+    const next = await r.next('next', 'f');
+    expect(next.payload.errors[0].extensions.code).toMatch(/FORBIDDEN|NOT_FOUND/);
+    await r.next('complete', 'f');
+    expect(s.fanout.active.messageAdded ?? 0).toBe(0);
+  });
+
+  it('should stop a subscription on complete, and every subscription when its socket closes', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const r = await initialized(s.wsUrl, u.token);
+    for (const id of ['a', 'b', 'c']) r.send({ id, type: 'subscribe', payload: { query: MESSAGES } });
+    await sleep(200);
+    expect(s.fanout.active.messageAdded).toBe(3);
+    r.send({ id: 'b', type: 'complete' });
+    await sleep(100);
+    expect(s.fanout.active.messageAdded).toBe(2);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'after b' }, u.token));
+    await sleep(200);
+    expect(r.messages.filter((m) => m.type === 'next').map((m) => m.id).sort()).toEqual(['a', 'c']);
+    // complete of an id that isn't running is ignored.
+    r.send({ id: 'nope', type: 'complete' });
+    await sleep(50);
+    expect(r.socket.readyState).toBe(WebSocket.OPEN);
+    r.socket.terminate();
+    await r.closed;
+    await sleep(100);
+    expect(s.fanout.active.messageAdded).toBe(0);
+  });
+
+  it('should not start a subscription completed while it was being set up', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const r = await initialized(s.wsUrl, u.token);
+    // The conversation check makes setup asynchronous; complete arrives in the same tick.
+    r.send({ id: 'gone', type: 'subscribe', payload: { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', variables: { g: lobby } } });
+    r.send({ id: 'gone', type: 'complete' });
+    await sleep(200);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'unseen' }, u.token));
+    await sleep(200);
+    expect(r.messages.filter((m) => m.id === 'gone')).toEqual([]);
+    expect(s.fanout.active.messageAdded ?? 0).toBe(0);
+  });
+
+  it('should terminate a socket that stops answering keep-alive pings, and keep one that answers', async () => {
+    const s = await createTestServer({ WS_KEEPALIVE: '150ms' });
+    const u = await signup(s.url);
+    const mute = raw(s.wsUrl, { autoPong: false });
+    await mute.opened;
+    mute.send({ type: 'connection_init', payload: { token: u.token } });
+    await mute.next('connection_ack');
+    const live = await initialized(s.wsUrl, u.token);
+    expect((await mute.closed).code).toBe(1006);
+    await sleep(400);
+    expect(live.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('should serve a graphql-ws client end to end', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const w = wsClient(s.wsUrl, u.token);
+    await w.connected;
+    const sub = subscribe<any>(w, MESSAGES);
+    await sleep(150);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'to the client' }, u.token));
+    expect(await sub.nth(1)).toEqual({ messageAdded: { content: 'to the client' } });
+    sub.stop();
+    await sub.done;
+    await sleep(100);
+    expect(s.fanout.active.messageAdded).toBe(0);
+  });
+});
