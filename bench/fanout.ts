@@ -251,11 +251,6 @@ async function seed(url: string, n: number): Promise<Seeded> {
 
 // ================= the load client =================
 
-interface Conn {
-  ws: WebSocket;
-  index: number;
-}
-
 /** Opens a graphql-transport-ws socket, waits for connection_ack, sends the subscriptions. */
 function connect(wsUrl: string, token: string, subs: { id: string; query: string; variables?: Record<string, unknown> }[], onNext: (text: string) => void): Promise<WebSocket> {
   return new Promise((resolve, reject) => {

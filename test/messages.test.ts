@@ -1,6 +1,6 @@
 import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { signup, type TestUser, lobbyOf } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
@@ -23,11 +23,6 @@ async function befriend(url: string, a: TestUser, b: TestUser): Promise<void> {
 
 async function send(url: string, token: string, input: Record<string, unknown>) {
   return (await ok(gql(url, SEND, { input }, token))).sendMessage;
-}
-
-async function lobbyOf(url: string, token: string): Promise<string> {
-  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
-  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
 }
 
 async function listen(s: TestServer, user: TestUser, c?: Record<string, unknown>) {

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { signup, type TestUser, lobbyOf } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { describeNeeding, tools } from './helpers/tools';
 
@@ -9,11 +9,6 @@ const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g,
 const HISTORY = 'query($g: ID!, $first: Int, $after: String, $last: Int) { history(conversation: { groupId: $g }, first: $first, after: $after, last: $last) { pageInfo { endCursor hasNextPage } edges { node { content } } } }';
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status } }';
-
-async function lobbyOf(url: string, token: string): Promise<string> {
-  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
-  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
-}
 
 async function listen(s: TestServer, u: TestUser, query: string, variables?: Record<string, unknown>) {
   const w = wsClient(s.wsUrl, u.token);
