@@ -164,6 +164,52 @@ describe('graphql-transport-ws', () => {
     expect(s.fanout.active.messageAdded ?? 0).toBe(0);
   });
 
+  it('should run the document of a reused id, not the one completed while it was set up', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const r = await initialized(s.wsUrl, u.token);
+    const on = (selection: string) => `subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { ${selection} } }`;
+    // All in one tick: the first setup is still checking the conversation when its id is reused.
+    r.send({ id: 'x', type: 'subscribe', payload: { query: on('content'), variables: { g: lobby } } });
+    r.send({ id: 'x', type: 'complete' });
+    r.send({ id: 'x', type: 'subscribe', payload: { query: on('content sender { username }'), variables: { g: lobby } } });
+    await sleep(200);
+    expect(s.fanout.active.messageAdded).toBe(1);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'reused' }, u.token));
+    await sleep(200);
+    expect(r.messages.filter((m) => m.id === 'x')).toEqual([
+      { id: 'x', type: 'next', payload: { data: { messageAdded: { content: 'reused', sender: { username: u.username } } } } },
+    ]);
+  });
+
+  it('should close a rate-limited subscribe that reuses a running id with 4409, not answer for the running one', async () => {
+    const s = await createTestServer({ RATE_LIMIT_WS_MESSAGES: '3/1m' });
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ id: 'a', type: 'subscribe', payload: { query: MESSAGES } });
+    r.send({ type: 'ping' });
+    await r.next('pong');
+    r.send({ id: 'a', type: 'subscribe', payload: { query: MESSAGES } });
+    expect((await r.closed).code).toBe(4409);
+    expect(r.messages.filter((m) => m.id === 'a')).toEqual([]);
+  });
+
+  it('should mask and log an unexpected failure in a subscription resolver, not call it bad input', async () => {
+    const s = await createTestServer({ NODE_ENV: 'production', ENABLE_INTROSPECTION: 'true' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    s.services.messages.conversation = async () => {
+      throw new Error('relation "secret_table" does not exist');
+    };
+    const r = await initialized(s.wsUrl, u.token);
+    r.send({ id: 'f', type: 'subscribe', payload: { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', variables: { g: lobby } } });
+    const next = await r.next('next', 'f');
+    expect(next.payload.errors).toEqual([expect.objectContaining({ message: 'Internal server error', extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) })]);
+    expect(JSON.stringify(next)).not.toContain('secret_table');
+    await r.next('complete', 'f');
+  });
+
   it('should terminate a socket that stops answering keep-alive pings, and keep one that answers', async () => {
     const s = await createTestServer({ WS_KEEPALIVE: '150ms' });
     const u = await signup(s.url);

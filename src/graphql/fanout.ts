@@ -27,6 +27,10 @@ export interface OperationTarget {
 /** A running subscription operation, as its connection holds it. */
 export interface FanoutOperation {
   readonly id: string;
+  /** Ended already (on the server's side, or stopped). */
+  readonly finished: boolean;
+  /** Why it ended, when it failed. */
+  readonly failure: unknown;
   /** Ends it quietly: the client completed it or went away. */
   stop(): void;
 }
@@ -85,6 +89,7 @@ export function createFanout(opts: FanoutOptions) {
   /** One subscription operation as the fan-out writes to it. */
   class Subscriber implements FanoutOperation, Sink<unknown> {
     finished = false;
+    failure: unknown = undefined;
     constructor(
       readonly id: string,
       readonly socket: WebSocket,
@@ -114,7 +119,9 @@ export function createFanout(opts: FanoutOptions) {
 
     /** Ends from this side: the connection is told (complete, or error when `error` is set). */
     close(error?: unknown): void {
-      if (this.end()) opts.onEnd(this, this.socket, error);
+      if (!this.end()) return;
+      this.failure = error;
+      opts.onEnd(this, this.socket, error);
     }
   }
 

@@ -68,6 +68,12 @@ function clientMessage(text: string): ClientMessage | null {
   }
 }
 
+/** Holds an operation's id while it is set up; its own object, so a setup can tell whether the id is still its. */
+interface SetUp {
+  readonly settingUp: true;
+}
+const isRunning = (op: FanoutOperation | SetUp | undefined): op is FanoutOperation => !!op && 'stop' in op;
+
 /**
  * One socket. Kept small on purpose: an idle server holds one per client, and with graphql-ws
  * a connection with three subscriptions cost about five times a bare socket, in closures,
@@ -85,8 +91,8 @@ class Connection {
   closed = false;
   /** Answered the last keep-alive ping. */
   alive = true;
-  /** Operations by id; null while one is being set up. */
-  ops: Map<string, FanoutOperation | null> | null = null;
+  /** Operations by id; while one is being set up, the marker of that setup. */
+  ops: Map<string, FanoutOperation | SetUp> | null = null;
   initTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -141,9 +147,11 @@ export function attachWebSocket(
   const socketsOf = new Map<string, number>();
   const format = (e: GraphQLError) => opts.formatError(e.toJSON(), e);
   const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e))));
-  // A result without data failed before execution (variables that don't coerce): bad input, as Apollo says.
+  // An error without a path failed before execution (variables that don't coerce): bad input, as
+  // Apollo says. One with a path came from a resolver (a subscription's subscribe included) and
+  // is shaped as such: its code kept, or masked and logged when unexpected.
   const shape = (r: ExecutionResult) =>
-    r.errors ? { ...r, errors: r.errors.map((e) => format(opts.limits.scrub(r.data === undefined ? asBadInput(e) : e))) } : r;
+    r.errors ? { ...r, errors: r.errors.map((e) => format(opts.limits.scrub(e.path ? e : asBadInput(e)))) } : r;
 
   const send = (socket: WebSocket, message: object) => {
     if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
@@ -157,19 +165,24 @@ export function attachWebSocket(
     maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
     formatError: (e) => opts.formatError(e.toJSON(), e),
     onDelivered: opts.onDelivered,
-    // The operation ended on our side: its stream failed, or its socket went.
+    // The operation ended on our side: its stream failed, or its socket went. (One that ends
+    // while still being set up is reported by subscribe().)
     onEnd: (op, socket, error) => {
       const conn = connections.get(socket);
-      if (!conn || conn.ops?.get(op.id) !== op) return;
-      conn.ops.delete(op.id);
-      if (error === undefined) return send(socket, { id: op.id, type: 'complete' });
-      const original = error instanceof Error ? error : new Error(String(error));
-      sendError(conn, op.id, [new GraphQLError(original.message, { originalError: original })]);
+      if (conn && conn.ops?.get(op.id) === op) ended(conn, op.id, error);
     },
   });
 
-  /** Whether operation `id` is still wanted: not completed by the client, socket still open. */
-  const pending = (conn: Connection, id: string) => !conn.closed && conn.ops?.get(id) === null;
+  /** Tells the client an operation ended on our side: complete, or error when it failed. */
+  function ended(conn: Connection, id: string, error: unknown): void {
+    conn.ops?.delete(id);
+    if (error === undefined) return send(conn.socket, { id, type: 'complete' });
+    const original = error instanceof Error ? error : new Error(String(error));
+    sendError(conn, id, [new GraphQLError(original.message, { originalError: original })]);
+  }
+
+  /** Whether the setup `slot` of operation `id` is still wanted: not completed by the client (nor the id reused), socket open. */
+  const pending = (conn: Connection, id: string, slot: SetUp) => !conn.closed && conn.ops?.get(id) === slot;
 
   async function init(conn: Connection, payload: Record<string, unknown> | null | undefined): Promise<void> {
     const { socket } = conn;
@@ -202,12 +215,17 @@ export function attachWebSocket(
     send(socket, { type: 'connection_ack' });
   }
 
-  async function subscribe(conn: Connection, id: string, payload: SubscribePayload): Promise<void> {
+  async function subscribe(conn: Connection, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
     const { socket } = conn;
     if (!conn.acknowledged) return socket.close(4401, 'Unauthorized');
     const ops = (conn.ops ??= new Map());
     if (ops.has(id)) return socket.close(4409, `Subscriber for ${id} already exists`);
-    ops.set(id, null);
+    if (limited) {
+      const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
+      return send(socket, { id, type: 'error', payload: [format(err)] });
+    }
+    const slot: SetUp = { settingUp: true };
+    ops.set(id, slot);
     const viewer = conn.viewer!;
     void services.presence.touch(viewer.userId, viewer.sessionId);
     if (ops.size > env.WS_MAX_SUBSCRIPTIONS) {
@@ -234,8 +252,9 @@ export function attachWebSocket(
       if (!('stop' in started)) {
         result = started;
       } else {
-        if (pending(conn, id)) ops.set(id, started);
-        else started.stop();
+        if (!pending(conn, id, slot)) started.stop();
+        else if (started.finished) ended(conn, id, started.failure);
+        else ops.set(id, started);
         return;
       }
     } else {
@@ -244,7 +263,7 @@ export function attachWebSocket(
       const contextValue = createContext(services, viewer, { ip: conn.ip, requestId, logger: logger.child({ requestId }) });
       result = (await execute({ ...args, contextValue })) as ExecutionResult;
     }
-    if (!pending(conn, id)) return;
+    if (!pending(conn, id, slot)) return;
     ops.delete(id);
     send(socket, { id, type: 'next', payload: shape(result) });
     send(socket, { id, type: 'complete' });
@@ -264,15 +283,12 @@ export function attachWebSocket(
       case 'pong':
         return;
       case 'subscribe':
-        if (verdict === 'limited') {
-          const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
-          return send(socket, { id: message.id, type: 'error', payload: [format(err)] });
-        }
-        return subscribe(conn, message.id, message.payload);
+        return subscribe(conn, message.id, message.payload, verdict === 'limited');
       case 'complete': {
         const op = conn.ops?.get(message.id);
         conn.ops?.delete(message.id);
-        return op?.stop();
+        if (isRunning(op)) op.stop();
+        return;
       }
     }
   }
@@ -294,7 +310,7 @@ export function attachWebSocket(
     connections.delete(this);
     conn.closed = true;
     clearTimeout(conn.initTimer);
-    if (conn.ops) for (const op of conn.ops.values()) op?.stop();
+    if (conn.ops) for (const op of conn.ops.values()) if (isRunning(op)) op.stop();
     conn.ops = null;
     const viewer = conn.viewer;
     if (!viewer) return;
