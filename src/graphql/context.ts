@@ -66,26 +66,32 @@ export function createContext(services: Services, viewer: Viewer | null, meta: {
 }
 
 /**
- * The context a WebSocket connection's subscriptions share. It lives as long as the socket, so
- * it holds only the viewer and address: every read of `em` or `loaders` is a fresh one (each
- * event is executed with its own, nothing cached from an earlier one), and the request id and
- * logger are made when something logs.
+ * A context on a WebSocket. For a connection's subscriptions (`perEvent`) it lives as long as the
+ * socket, so it holds only the viewer and address, and every read of `em` or `loaders` is a fresh
+ * one (each event is executed with its own, nothing cached from an earlier one). For a query or
+ * mutation over the socket, `em` and the loaders are made once on first use, as over HTTP. Either
+ * way the request id and logger are made only when something logs: a heartbeat logs nothing.
  */
-export class ConnectionContext implements Context {
+export class SocketContext implements Context {
   private id: string | undefined;
+  private forked: EntityManager | undefined;
+  private loaded: Loaders | undefined;
 
   constructor(
     readonly services: Services,
     readonly viewer: Viewer,
     readonly ip: string,
+    private readonly perEvent: boolean,
   ) {}
 
   get em(): EntityManager {
-    return this.services.orm.em.fork() as EntityManager;
+    if (this.perEvent) return this.services.orm.em.fork() as EntityManager;
+    return (this.forked ??= this.services.orm.em.fork() as EntityManager);
   }
 
   get loaders(): Loaders {
-    return createLoaders(this.em, this.services.presence);
+    if (this.perEvent) return createLoaders(this.em, this.services.presence);
+    return (this.loaded ??= createLoaders(this.em, this.services.presence));
   }
 
   get requestId(): string {

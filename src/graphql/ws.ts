@@ -1,5 +1,4 @@
 import type { IncomingMessage, Server } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import {
   execute,
   getOperationAST,
@@ -15,7 +14,7 @@ import { clientIp, originAllowed } from '../core/http';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
-import { bearerToken, ConnectionContext, createContext, type Viewer } from './context';
+import { bearerToken, SocketContext, type Viewer } from './context';
 import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
 
@@ -82,7 +81,7 @@ const isRunning = (op: FanoutOperation | SetUp | undefined): op is FanoutOperati
  */
 class Connection {
   viewer: Viewer | null = null;
-  context: ConnectionContext | null = null;
+  context: SocketContext | null = null;
   /** connection_init arrived (a second one closes with 4429). */
   initReceived = false;
   acknowledged = false;
@@ -199,7 +198,7 @@ export function attachWebSocket(
     socketsOf.set(viewer.userId, mine + 1);
     // From here the close handler undoes all of this, whenever the socket goes.
     conn.viewer = viewer;
-    conn.context = new ConnectionContext(services, viewer, conn.ip);
+    conn.context = new SocketContext(services, viewer, conn.ip, true);
     services.presence.socketOpened(viewer.userId, viewer.sessionId);
     conn.tracked = true;
     try {
@@ -259,14 +258,16 @@ export function attachWebSocket(
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      const requestId = randomUUID();
-      const contextValue = createContext(services, viewer, { ip: conn.ip, requestId, logger: logger.child({ requestId }) });
-      result = (await execute({ ...args, contextValue })) as ExecutionResult;
+      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false) })) as ExecutionResult;
     }
     if (!pending(conn, id, slot)) return;
     ops.delete(id);
+    // One write for both frames (a heartbeat's whole answer), not a syscall each.
+    const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    raw?.cork();
     send(socket, { id, type: 'next', payload: shape(result) });
     send(socket, { id, type: 'complete' });
+    raw?.uncork();
   }
 
   async function handle(conn: Connection, data: RawData): Promise<void> {
