@@ -27,6 +27,8 @@
  * - BENCH_MESSAGES     M. @default 200
  * - BENCH_CONNECTIONS  C, for the memory measurement. @default 5000
  * - BENCH_CONCURRENCY  mutations in flight at once. @default 1 (each sent when the previous is answered)
+ * - BENCH_ROUNDS       rounds of (bare, x1, x2), alternated; each run reports its best deliveries/s and its
+ *                      best p50 and p99 across rounds. @default 2
  * - BENCH_SKIP         comma list of phases to skip: x2, memory.
  */
 import 'reflect-metadata';
@@ -48,6 +50,7 @@ const S = positive('BENCH_SUBSCRIBERS', 2000);
 const M = positive('BENCH_MESSAGES', 200);
 const C = positive('BENCH_CONNECTIONS', 5000);
 const CONCURRENCY = positive('BENCH_CONCURRENCY', 1);
+const ROUNDS = positive('BENCH_ROUNDS', 2);
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 const PASSWORD = 'bench-fanout-password';
 const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
@@ -395,16 +398,29 @@ async function main(): Promise<void> {
   const seeded = await seed(a.url, Math.max(S, C));
   out(`seeded ${fmt(seeded.users.length)} users in the lobby`);
 
-  const results: FanoutResult[] = [];
   const bare = await startChild('bare');
-  results.push(await fanout('bare', [bare.wsUrl], bare.url, seeded));
-  results.push(await fanout('parley x1', [a.wsUrl], a.url, seeded));
-  if (!SKIP.has('x2')) {
-    const b = await startChild('parley', env);
-    results.push(await fanout('parley x2', [a.wsUrl, b.wsUrl], a.url, seeded));
-    await b.stop();
+  const b = SKIP.has('x2') ? undefined : await startChild('parley', env);
+  // Rounds alternate the runs, so a noisy stretch of the shared machine hits each of them
+  // alike; each run's figures are its best across rounds (the baseline's too).
+  const rounds: FanoutResult[][] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const results = [await fanout('bare', [bare.wsUrl], bare.url, seeded), await fanout('parley x1', [a.wsUrl], a.url, seeded)];
+    if (b) results.push(await fanout('parley x2', [a.wsUrl, b.wsUrl], a.url, seeded));
+    out();
+    out(`round ${round} of ${ROUNDS}`);
+    table(results, results[0]);
+    rounds.push(results);
   }
+  await b?.stop();
+  // Best throughput and best latency are taken separately (the two need not come from one round).
+  const results = rounds[0].map((_, k) => {
+    const runs = rounds.map((r) => r[k]);
+    const fastest = runs.reduce((x, y) => (y.perSecond > x.perSecond ? y : x));
+    return { ...fastest, p50: Math.min(...runs.map((r) => r.p50)), p99: Math.min(...runs.map((r) => r.p99)) };
+  });
+  const missing = rounds.flat().filter((r) => r.missing || r.duplicates);
   out();
+  out(ROUNDS > 1 ? `best of ${ROUNDS} rounds` : 'result');
   table(results, results[0]);
 
   let mem: { bare: number; parley: number } | undefined;
@@ -434,14 +450,15 @@ async function main(): Promise<void> {
 
   out();
   const base = results[0];
-  let failed = false;
   for (const r of results.slice(1)) {
     const t = r.perSecond / base.perSecond >= 0.8;
     const l = r.p99 / base.p99 <= 1.5;
-    out(`${r.name}: deliveries/s ${t ? 'meets' : 'MISSES'} 0.8 x bare, p99 ${l ? 'meets' : 'MISSES'} 1.5 x bare, ${r.missing || r.duplicates ? `${r.missing} MISSING, ${r.duplicates} duplicated` : 'no delivery missing'}`);
-    if (r.missing || r.duplicates) failed = true;
+    const lost = rounds.flat().filter((x) => x.name === r.name);
+    const gone = lost.reduce((n, x) => n + x.missing, 0);
+    const dup = lost.reduce((n, x) => n + x.duplicates, 0);
+    out(`${r.name}: deliveries/s ${t ? 'meets' : 'MISSES'} 0.8 x bare, p99 ${l ? 'meets' : 'MISSES'} 1.5 x bare, ${gone || dup ? `${gone} MISSING, ${dup} duplicated` : 'no delivery missing in any round'}`);
   }
-  if (base.missing) failed = true;
+  const failed = missing.length > 0;
   if (mem) out(`memory: ${mem.parley / mem.bare <= 1.5 ? 'meets' : 'MISSES'} 1.5 x bare per connection`);
   agent.destroy();
   process.exit(failed ? 1 : 0);
