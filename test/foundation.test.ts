@@ -93,6 +93,13 @@ describe('foundation', () => {
     expect(stderr).toMatch(/^Parley could not start: cannot use the database at postgres:\/\/nobody@127\.0\.0\.1:1\/nowhere/);
   });
 
+  it('should exit non-zero with one clear line when the port is taken', async () => {
+    const s = await createTestServer();
+    const p = runParley({ PORT: String(s.port), LOG_LEVEL: 'silent' });
+    expect(await p.exited).toBe(1);
+    expect(p.output().stderr.trim()).toBe(`Parley could not start: listen EADDRINUSE: address already in use 127.0.0.1:${s.port}`);
+  });
+
   it('should exit non-zero naming a bad variable', async () => {
     const p = runParley({ PORT: 'abc' });
     expect(await p.exited).toBe(1);

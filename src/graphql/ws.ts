@@ -141,6 +141,8 @@ export function attachWebSocket(
     // Browsers send Origin on the upgrade; a page from an origin not in CORS_ORIGINS gets 403.
     verifyClient: (info, done) => (originAllowed(info.origin, env.CORS_ORIGINS) ? done(true) : done(false, 403, 'Origin not allowed')),
   });
+  // ws re-emits the HTTP server's errors (EADDRINUSE at listen, which startServer reports); unheard, they would crash.
+  wss.on('error', (e: Error) => logger.debug({ err: e.message }, 'websocket server error'));
   const connections = new Map<WebSocket, Connection>();
   /** Open, authenticated sockets per user here (a count is all the per-user limit needs). */
   const socketsOf = new Map<string, number>();
