@@ -52,7 +52,7 @@ export class MembershipIndex {
       try {
         return await e.ready;
       } catch (err) {
-        this.untrack(userId);
+        this.release(userId, e);
         throw err;
       }
     }
@@ -70,14 +70,20 @@ export class MembershipIndex {
     try {
       await entry.ready;
     } catch (err) {
-      this.untrack(userId);
+      this.release(userId, entry);
       throw err;
     }
   }
 
   untrack(userId: string): void {
     const e = this.users.get(userId);
-    if (e && --e.refs <= 0) this.users.delete(userId);
+    if (e) this.release(userId, e);
+  }
+
+  /** Drops one reference to `entry`, and only to it: a newer entry of the same user is someone else's. */
+  private release(userId: string, entry: Entry): void {
+    if (this.users.get(userId) !== entry) return;
+    if (--entry.refs <= 0) this.users.delete(userId);
   }
 
   has(scope: Scope, userId: string, id: string): boolean {

@@ -202,14 +202,11 @@ export function attachWebSocket(
     conn.viewer = viewer;
     conn.context = new SocketContext(services, viewer, conn.ip, true);
     services.presence.socketOpened(viewer.userId, viewer.sessionId);
+    // Held from here; released by the close handler, or here if the socket closed during the load
+    // (a failed load releases itself and closes the socket with 4500).
+    await services.memberships.track(viewer.userId);
+    if (conn.closed) return services.memberships.untrack(viewer.userId);
     conn.tracked = true;
-    try {
-      await services.memberships.track(viewer.userId);
-    } catch (e) {
-      conn.tracked = false; // track() released it
-      throw e;
-    }
-    if (conn.closed) return;
     clearTimeout(conn.initTimer);
     conn.initTimer = undefined;
     conn.acknowledged = true;
