@@ -34,6 +34,23 @@ describe('subscription fan-out', () => {
     expect(s.fanout.executions - before).toBe(2);
   });
 
+  it("should execute per viewer a message document that selects viewer-specific fields (the project's viewerRole)", async () => {
+    const s = await createTestServer();
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const project = (await ok(gql(s.url, 'mutation { createProject(title: "Roles") { id } }', {}, owner.token))).createProject.id;
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: member.id }, owner.token));
+    const roles = 'subscription { messageAdded { content project { id viewerRole } } }';
+    const [wo, wm] = [wsClient(s.wsUrl, owner.token), wsClient(s.wsUrl, member.token)];
+    await Promise.all([wo.connected, wm.connected]);
+    const [so, sm] = [subscribe<any>(wo, roles), subscribe<any>(wm, roles)];
+    await sleep(150);
+    const before = s.fanout.executions;
+    await ok(gql(s.url, 'mutation($p: ID!) { sendMessage(input: { projectId: $p, content: "to both" }) { id } }', { p: project }, owner.token));
+    expect(await so.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'OWNER' } } });
+    expect(await sm.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'PARTICIPANT' } } });
+    expect(s.fanout.executions - before).toBe(2);
+  });
+
   it('should give every subscriber of a large fan-out each event exactly once and in order', async () => {
     const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '1000/1s' });
     const a = await signup(s.url);

@@ -1,12 +1,17 @@
 import {
+  BREAK,
   createSourceEventStream,
   execute,
   getOperationAST,
   Kind,
+  TypeInfo,
+  visit,
+  visitWithTypeInfo,
   type ExecutionArgs,
   type ExecutionResult,
   type GraphQLError,
   type GraphQLFormattedError,
+  type OperationDefinitionNode,
 } from 'graphql';
 import WebSocket from 'ws';
 import type { EntityManager } from '@mikro-orm/postgresql';
@@ -41,6 +46,29 @@ export interface FanoutOperation {
  * data and are executed once per viewer instead.
  */
 const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged']);
+
+/** Fields resolved for the viewer (visibility, the viewer's role): a document that reaches one is executed per viewer. */
+const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project']);
+
+/** Whether one execution of the operation serves every viewer its events reach. */
+function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode | null | undefined): boolean {
+  const first = op?.selectionSet.selections[0];
+  if (!op || op.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+  const types = new TypeInfo(args.schema);
+  let shared = true;
+  // The whole document, fragments included: whatever the operation can reach.
+  visit(
+    args.document,
+    visitWithTypeInfo(types, {
+      Field(node) {
+        if (!VIEWER_SPECIFIC_FIELDS.has(`${types.getParentType()?.name}.${node.name.value}`)) return undefined;
+        shared = false;
+        return BREAK;
+      },
+    }),
+  );
+  return shared;
+}
 
 /**
  * How long one event's writes may hold the event loop before other I/O gets a turn. A fan-out
@@ -222,7 +250,7 @@ export function createFanout(opts: FanoutOptions) {
     const key = `${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     let shape = shapes.get(key);
     if (!shape) {
-      const perViewer = !VIEWER_INDEPENDENT.has(rootField) || op!.selectionSet.selections.length !== 1;
+      const perViewer = !sharedAcrossViewers(args, op);
       shapes.set(key, (shape = { key, rootField, perViewer, args: { ...args, contextValue: undefined }, refs: 0, tail: Promise.resolve() }));
     }
     shape.refs++;
