@@ -110,7 +110,7 @@ export function createFanout(opts: FanoutOptions) {
   // Per event payload object: shape (and viewer, for viewer-specific shapes) -> its one execution
   // and the subscribers waiting for it.
   const batches = new WeakMap<object, Map<Shape | string, Batch<Subscriber>>>();
-  // Per shape: the last batch's release, so a shape's frames leave in event order.
+  // Subscribers by document and variables.
   const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
 
@@ -199,7 +199,8 @@ export function createFanout(opts: FanoutOptions) {
     let byShape = root !== null && typeof root === 'object' ? batches.get(root) : undefined;
     if (!byShape && root !== null && typeof root === 'object') batches.set(root, (byShape = new Map()));
     // Viewer-specific shapes batch per viewer; the key is made only for them.
-    const batchKey = shape.perViewer ? `${sub.context.viewer?.userId ?? ''}\u0000${shape.key}` : shape;
+    const viewer = shape.perViewer ? (sub.context.viewer?.userId ?? '') : '';
+    const batchKey = shape.perViewer ? `${viewer}\u0000${shape.key}` : shape;
     let batch = byShape?.get(batchKey);
     if (!batch) {
       const b: Batch<Subscriber> = { waiting: [], since: performance.now() };
@@ -225,10 +226,15 @@ export function createFanout(opts: FanoutOptions) {
         if (sent) opts.onDelivered?.((performance.now() - b.since) / 1000);
       };
       // Executed as the subscriber that got here first: one the event's filter let through.
-      shape.tail = Promise.all([serialize(shape.args, sub.context, root), shape.tail]).then(
+      // Released after the previous event's batch for the same viewers, so frames keep event order.
+      const tail = Promise.all([serialize(shape.args, sub.context, root), shape.tails.get(viewer)]).then(
         ([text]) => release(text),
         (e) => release(undefined, e),
       );
+      shape.tails.set(viewer, tail);
+      // Kept only while in flight: an idle shape holds no per-viewer state.
+      const settled = () => void (shape.tails.get(viewer) === tail && shape.tails.delete(viewer));
+      tail.then(settled, settled);
     }
     if (batch.waiting) batch.waiting.push(sub);
     else if (batch.text !== undefined) deliver(sub, batch.text, batch.frames!);
@@ -251,7 +257,7 @@ export function createFanout(opts: FanoutOptions) {
     let shape = shapes.get(key);
     if (!shape) {
       const perViewer = !sharedAcrossViewers(args, op);
-      shapes.set(key, (shape = { key, rootField, perViewer, args: { ...args, contextValue: undefined }, refs: 0, tail: Promise.resolve() }));
+      shapes.set(key, (shape = { key, rootField, perViewer, args: { ...args, contextValue: undefined }, refs: 0, tails: new Map() }));
     }
     shape.refs++;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
@@ -309,7 +315,8 @@ interface Shape {
   /** Document and variables, as the first subscriber sent them (the context comes with each event). */
   args: ExecutionArgs;
   refs: number;
-  tail: Promise<unknown>;
+  /** The last batch's release per viewer ('' for all, when not per viewer), while one is in flight. */
+  tails: Map<string, Promise<unknown>>;
 }
 
 /** One event for one shape: executed and serialized once, then written to every waiting subscriber. */
