@@ -81,6 +81,16 @@ describe('graphql-transport-ws', () => {
     expect(await r.closed).toEqual({ code: 4400, reason: 'Invalid message received' });
   });
 
+  it('should close a duplicate id with 4409 however long the id', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const r = await initialized(s.wsUrl, u.token);
+    const id = 'x'.repeat(200);
+    r.send({ id, type: 'subscribe', payload: { query: MESSAGES } });
+    r.send({ id, type: 'subscribe', payload: { query: MESSAGES } });
+    expect(await r.closed).toEqual({ code: 4409, reason: 'Subscriber already exists' });
+  });
+
   it('should answer a query and a mutation over the socket with next, then complete', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

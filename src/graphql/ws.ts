@@ -217,7 +217,11 @@ export function attachWebSocket(
     const { socket } = conn;
     if (!conn.acknowledged) return socket.close(4401, 'Unauthorized');
     const ops = (conn.ops ??= new Map());
-    if (ops.has(id)) return socket.close(4409, `Subscriber for ${id} already exists`);
+    if (ops.has(id)) {
+      // A close reason is at most 123 bytes; a long id would make close() throw.
+      const reason = `Subscriber for ${id} already exists`;
+      return socket.close(4409, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
+    }
     if (limited) {
       const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
       return send(socket, { id, type: 'error', payload: [format(err)] });
