@@ -1,21 +1,13 @@
 import 'reflect-metadata';
-import { ConfigError, loadEnv } from './config/env';
+import { loadEnvOrReport } from './config/env';
 import { startServer } from './server';
 import { createLogger } from './shared/logger';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
 async function main(): Promise<void> {
-  let env;
-  try {
-    env = loadEnv();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(1);
-    }
-    throw e;
-  }
+  const env = loadEnvOrReport();
+  if (!env) process.exit(1);
   const logger = createLogger(env);
   let server;
   try {

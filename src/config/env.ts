@@ -165,6 +165,20 @@ function url(src: Source, name: string, protocols: string[]): string | undefined
  * Reads and validates the environment.
  * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
  */
+/**
+ * For entry points: the settings, or undefined once the one-line reason a setting is bad has
+ * been written to stderr (the caller then exits 1). Anything else still throws.
+ */
+export function loadEnvOrReport(src: Source = process.env): Env | undefined {
+  try {
+    return loadEnv(src);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return undefined;
+  }
+}
+
 export function loadEnv(src: Source = process.env): Env {
   const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;
   if (!['development', 'production', 'test'].includes(nodeEnv)) {

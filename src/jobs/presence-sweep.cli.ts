@@ -10,7 +10,7 @@
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { ConfigError, loadEnv } from '../config/env';
+import { loadEnvOrReport } from '../config/env';
 import { openDatabase } from '../core/database';
 import { PresenceService } from '../modules/presence/presence.service';
 import { RedisPresenceStore } from '../modules/presence/presence.store';
@@ -32,16 +32,8 @@ async function ready(client: RedisClient, timeoutMs = 5000): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  let env;
-  try {
-    env = loadEnv();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
+  const env = loadEnvOrReport();
+  if (!env) return 1;
   const logger = createLogger(env, { job: 'presence-sweep', via: 'cli' });
   if (!env.REDIS_URL && !env.REDIS_CLUSTER_NODES) {
     // Without Redis, presence lives in each server's memory, where this process cannot reach it.
