@@ -2,7 +2,6 @@ import {
   BREAK,
   createSourceEventStream,
   execute,
-  getOperationAST,
   Kind,
   TypeInfo,
   visit,
@@ -51,9 +50,9 @@ const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged']);
 const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project']);
 
 /** Whether one execution of the operation serves every viewer its events reach. */
-function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode | null | undefined): boolean {
-  const first = op?.selectionSet.selections[0];
-  if (!op || op.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode): boolean {
+  const first = op.selectionSet.selections[0];
+  if (op.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
   const types = new TypeInfo(args.schema);
   let shared = true;
   // The whole document, fragments included: whatever the operation can reach.
@@ -245,11 +244,10 @@ export function createFanout(opts: FanoutOptions) {
    * Starts a subscription operation. Returns the running operation, or the result to answer
    * with when its event stream could not be created (an error from the field's subscribe).
    */
-  async function subscribe(args: ExecutionArgs, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
+  async function subscribe(args: ExecutionArgs, op: OperationDefinitionNode, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
     const source = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
     const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
-    const op = getOperationAST(args.document, args.operationName);
     const first = op?.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
     const context = args.contextValue as Context;

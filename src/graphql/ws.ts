@@ -164,7 +164,7 @@ export function attachWebSocket(
 
   const fanout = createFanout({
     maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
-    formatError: (e) => opts.formatError(e.toJSON(), e),
+    formatError: format,
     onDelivered: opts.onDelivered,
     // The operation ended on our side: its stream failed, or its socket went. (One that ends
     // while still being set up is reported by subscribe().)
@@ -250,7 +250,7 @@ export function attachWebSocket(
     let result: ExecutionResult;
     if (operation.operation === 'subscription') {
       const target = { id, socket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
-      const started = await fanout.subscribe({ ...args, contextValue: conn.context }, target);
+      const started = await fanout.subscribe({ ...args, contextValue: conn.context }, operation, target);
       if (!('stop' in started)) {
         result = started;
       } else {

@@ -252,7 +252,10 @@ class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
 
   push(sink: Sink<R>): void {
     this.sink = sink;
-    while (this.queue?.length) sink.deliver(this.queue.shift()!);
+    const queued = this.queue;
+    this.queue = undefined;
+    // Pushed from now on: what queued before goes first, and no queue is kept.
+    for (const value of queued ?? []) if (!this.done) sink.deliver(value);
   }
 
   [Symbol.asyncIterator](): this {
