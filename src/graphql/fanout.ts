@@ -106,9 +106,9 @@ export interface FanoutOptions {
  * holds thousands of them.
  */
 export function createFanout(opts: FanoutOptions) {
-  // Per event payload object: shape (and viewer, for viewer-specific shapes) -> its one execution
-  // and the subscribers waiting for it.
-  const batches = new WeakMap<object, Map<Shape | string, Batch<Subscriber>>>();
+  // Per event payload object: shape -> viewer ('' unless the shape is viewer-specific) -> its one
+  // execution and the subscribers waiting for it.
+  const batches = new WeakMap<object, Map<Shape, Map<string, Batch<Subscriber>>>>();
   // Subscribers by document and variables.
   const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
@@ -197,14 +197,15 @@ export function createFanout(opts: FanoutOptions) {
     const shape = sub.shape;
     let byShape = root !== null && typeof root === 'object' ? batches.get(root) : undefined;
     if (!byShape && root !== null && typeof root === 'object') batches.set(root, (byShape = new Map()));
-    // Viewer-specific shapes batch per viewer; the key is made only for them.
+    let byViewer = byShape?.get(shape);
+    if (!byViewer && byShape) byShape.set(shape, (byViewer = new Map()));
+    // Viewer-specific shapes batch per viewer.
     const viewer = shape.perViewer ? (sub.context.viewer?.userId ?? '') : '';
-    const batchKey = shape.perViewer ? `${viewer}\u0000${shape.key}` : shape;
-    let batch = byShape?.get(batchKey);
+    let batch = byViewer?.get(viewer);
     if (!batch) {
       const b: Batch<Subscriber> = { waiting: [], since: performance.now() };
       batch = b;
-      byShape?.set(batchKey, b);
+      byViewer?.set(viewer, b);
       const release = async (text: string | undefined, error?: unknown) => {
         const waiting = b.waiting!;
         b.waiting = null;
