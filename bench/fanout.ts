@@ -42,7 +42,7 @@ import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import type * as EnvModule from '../src/config/env';
 import type * as ServerModule from '../src/server';
-import { out, positive } from './util';
+import { ensureDatabase, out, positive } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -192,17 +192,7 @@ function post(url: string, query: string, variables: Record<string, unknown>, to
 }
 
 async function resetState(): Promise<void> {
-  const name = decodeURIComponent(new URL(DATABASE_URL).pathname.slice(1));
-  if (!/bench|test/i.test(name)) throw new Error(`refusing to empty database '${name}': its name must contain 'bench' or 'test'`);
-  const admin = new URL(DATABASE_URL);
-  admin.pathname = '/postgres';
-  const root = new pg.Client({ connectionString: admin.toString() });
-  await root.connect();
-  try {
-    if (!(await root.query('select 1 from pg_database where datname = $1', [name])).rowCount) await root.query(`create database "${name.replace(/"/g, '""')}"`);
-  } finally {
-    await root.end();
-  }
+  await ensureDatabase(DATABASE_URL, /bench|test/i, 'empty');
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
   try {

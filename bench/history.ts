@@ -25,7 +25,7 @@ import { loadEnv } from '../src/config/env';
 import { messageRepository } from '../src/modules/message/message.repository';
 import { startServer, type ParleyServer } from '../src/server';
 import { encodeCursor } from '../src/shared/graphql/connection';
-import { out, positive } from './util';
+import { ensureDatabase, out, positive, query } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
 const MESSAGES = positive('BENCH_MESSAGES', 1_000_000);
@@ -39,29 +39,6 @@ const GROUP_NAME = 'bench-history';
 
 
 // ---- database ----
-
-async function query<T extends pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-/** Creates the bench database when it does not exist; refuses any database not meant for benches. */
-async function ensureDatabase(url: string): Promise<void> {
-  const u = new URL(url);
-  const name = decodeURIComponent(u.pathname.slice(1));
-  if (!/bench/i.test(name)) throw new Error(`refusing to fill database '${name}' with ${MESSAGES} messages: its name must contain 'bench'`);
-  u.pathname = '/postgres';
-  const exists = await query(u.toString(), 'select 1 from pg_database where datname = $1', [name]);
-  if (!exists.length) {
-    await query(u.toString(), `create database "${name.replace(/"/g, '""')}"`);
-    out(`created database ${name}`);
-  }
-}
 
 /**
  * Gives the group exactly `n` messages from one sender, 1 ms apart and ending now, in one
@@ -241,7 +218,7 @@ async function explain(em: EntityManager, key: string, d: Depth): Promise<NonNul
 }
 
 async function main(): Promise<void> {
-  await ensureDatabase(DATABASE_URL);
+  await ensureDatabase(DATABASE_URL, /bench/i, 'fill');
   const env = loadEnv({ ...process.env, DATABASE_URL, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', LOG_PRETTY: 'false', NODE_ENV: 'test' });
   let server: ParleyServer | undefined;
   try {

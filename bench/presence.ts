@@ -43,7 +43,6 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { loadEnv } from '../src/config/env';
@@ -55,7 +54,7 @@ import { createLogger } from '../src/shared/logger';
 import { createPubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
-import { out, positive } from './util';
+import { out, positive, query } from './util';
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -246,16 +245,6 @@ async function httpLoad(url: string, tokens: string[], seconds: number): Promise
 }
 
 // ================= PostgreSQL =================
-
-async function query<T extends pg.QueryResultRow = any>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 interface DbCounters {
   writes: number;
