@@ -178,7 +178,13 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       }
       const attachment = /^\/attachments\/([^/]+)$/.exec(path);
       if (attachment && req.method === 'GET') {
-        serveAttachment(app.services, req, res, decodeURIComponent(attachment[1])).catch(done);
+        let id: string;
+        try {
+          id = decodeURIComponent(attachment[1]);
+        } catch {
+          return sendJson(res, 404, { error: 'Not found' }); // malformed escapes name no attachment
+        }
+        serveAttachment(app.services, req, res, id).catch(done);
         return;
       }
       sendJson(res, 404, { error: 'Not found' });

@@ -189,6 +189,9 @@ describe('authorization sweep', () => {
     }
     const ghost = await fetch(`${base}/attachments/${randomUUID()}`, { headers: { authorization: `Bearer ${eve.token}` } });
     expect(ghost.status).toBe(404);
+    // A malformed escape in the id is no attachment either (it used to throw outside any handler).
+    const malformed = await fetch(`${base}/attachments/%E0%A4%A`, { headers: { authorization: `Bearer ${eve.token}` } });
+    expect(malformed.status).toBe(404);
   });
 
   it('should deliver eve no event of what she has no right to, and refuse her targeted subscriptions', async () => {

@@ -62,6 +62,8 @@ describe('GraphiQL', () => {
     }
     expect((await fetch(`${origin(s)}/graphiql/assets/..%2Fpackage.json`)).status).toBe(404);
     expect((await fetch(`${origin(s)}/graphiql/assets/nothing.js`)).status).toBe(404);
+    // Names an object has from Object.prototype are not assets either (one used to crash the process).
+    for (const name of ['constructor', '__proto__', 'toString']) expect((await fetch(`${origin(s)}/graphiql/assets/${name}`)).status).toBe(404);
   });
 
   it('should not serve GraphiQL when ENABLE_GRAPHIQL is off (the production default)', async () => {

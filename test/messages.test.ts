@@ -2,6 +2,7 @@ import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser, lobbyOf } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
+import { encodeCursor } from '../src/shared/graphql/connection';
 
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
   id content createdAt clientMessageId sender { id username } recipient { id } group { id isLobby }
@@ -58,8 +59,11 @@ describe('sending and history', () => {
     const catchUp = (await ok(gql(s.url, HISTORY, { c, first: 50, after: older.pageInfo.endCursor }, a.token))).history;
     expect(catchUp.edges.map((e: any) => e.node.id)).toEqual(sent.slice(15));
     expect(catchUp.pageInfo.hasNextPage).toBe(false);
-    for (const bad of ['forged', Buffer.from('c1:["x","y"]').toString('base64url'), 'a'.repeat(300)]) {
-      expect(codeOf(await gql(s.url, HISTORY, { c, before: bad }, a.token))).toBe('BAD_USER_INPUT');
+    // Well-formed cursors whose time JavaScript accepts and PostgreSQL does not, as well as forged ones.
+    const outOfRange = ['-004368-01-01T00:00:00.000Z', '+275760-09-13T00:00:00.000Z'].map((k) => encodeCursor({ k, id: sent[0] }));
+    for (const bad of ['forged', Buffer.from('c1:["x","y"]').toString('base64url'), 'a'.repeat(300), ...outOfRange]) {
+      const r = await gql(s.url, HISTORY, { c, before: bad }, a.token);
+      expect([codeOf(r), r.errors?.[0].message]).toEqual(['BAD_USER_INPUT', "Invalid cursor in 'before'."]);
     }
     expect(codeOf(await gql(s.url, HISTORY, { c, last: 101 }, a.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(s.url, HISTORY, { c, first: 5, before: newest.pageInfo.startCursor }, a.token))).toBe('BAD_USER_INPUT');

@@ -158,7 +158,8 @@ export function serveDevPages(req: IncomingMessage, res: ServerResponse, path: s
   }
   const asset = /^\/graphiql\/assets\/([\w.-]+)$/.exec(path);
   if (asset) {
-    const a = GRAPHIQL_ASSETS[asset[1]];
+    // Own keys only: 'constructor' or 'toString' must be a 404, not Object's method.
+    const a = Object.hasOwn(GRAPHIQL_ASSETS, asset[1]) ? GRAPHIQL_ASSETS[asset[1]] : undefined;
     if (!a) notFound(res, 'Asset');
     else sendFile(res, a.file(), a.type, 'public, max-age=86400').catch(() => notFound(res, 'Asset'));
     return true;

@@ -72,7 +72,8 @@ export function decodeCursor(cursor: string, field: string): Keyset {
 export function decodeTimeCursor(cursor: string, field: string): { at: Date; id: string } {
   const { k, id } = decodeCursor(cursor, field);
   const at = new Date(k);
-  if (Number.isNaN(at.getTime()) || at.toISOString() !== k) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  // Years 0000-9999 only: beyond them JavaScript dates are valid where PostgreSQL's timestamps are not.
+  if (Number.isNaN(at.getTime()) || at.toISOString() !== k || !/^\d{4}-/.test(k)) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   return { at, id };
 }
 
