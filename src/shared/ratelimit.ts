@@ -4,6 +4,18 @@ import { RateLimitedError } from './errors';
 import type { RedisClient } from './redis';
 
 /**
+ * A counter of `points` per `duration` seconds per key: in Redis when it is configured (so it
+ * holds across instances), in this process otherwise, and in this process while Redis is away
+ * (rather than refusing, or allowing, everything).
+ */
+export function createLimiter(keyPrefix: string, points: number, duration: number, redis?: RedisClient): RateLimiterAbstract {
+  const opts = { keyPrefix, points, duration };
+  return redis
+    ? new RateLimiterRedis({ ...opts, storeClient: redis, useRedisPackage: false, insuranceLimiter: new RateLimiterMemory(opts) })
+    : new RateLimiterMemory(opts);
+}
+
+/**
  * One rate: `points` actions per `duration` seconds per key. Counted in Redis when it is
  * configured, so the limit holds across instances; in this process otherwise.
  */
@@ -15,16 +27,7 @@ export class RateLimit {
     readonly spec: RateSpec,
     redis?: RedisClient,
   ) {
-    const opts = { keyPrefix: `rl:${name}`, points: spec.points, duration: spec.duration };
-    this.limiter = redis
-      ? new RateLimiterRedis({
-          ...opts,
-          storeClient: redis,
-          useRedisPackage: false,
-          // While Redis is away, count in this process rather than refusing (or allowing) everything.
-          insuranceLimiter: new RateLimiterMemory(opts),
-        })
-      : new RateLimiterMemory(opts);
+    this.limiter = createLimiter(`rl:${name}`, spec.points, spec.duration, redis);
   }
 
   /**

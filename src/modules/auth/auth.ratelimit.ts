@@ -1,4 +1,5 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { createLimiter } from '../../shared/ratelimit';
 import type { RedisClient } from '../../shared/redis';
 import { RateLimitedError } from '../../shared/errors';
 
@@ -13,20 +14,8 @@ export class LoginLimiter {
   private readonly perIp: RateLimiterAbstract;
 
   constructor(opts: { redis?: RedisClient; maxPerUser: number; maxPerIp: number }) {
-    const make = (keyPrefix: string, points: number) =>
-      opts.redis
-        ? new RateLimiterRedis({
-            storeClient: opts.redis,
-            keyPrefix,
-            points,
-            duration: WINDOW_SECONDS,
-            useRedisPackage: false,
-            // While Redis is away, count in this process rather than failing every login.
-            insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration: WINDOW_SECONDS }),
-          })
-        : new RateLimiterMemory({ keyPrefix, points, duration: WINDOW_SECONDS });
-    this.perUser = make('login-fail-user', opts.maxPerUser);
-    this.perIp = make('login-fail-ip', opts.maxPerIp);
+    this.perUser = createLimiter('login-fail-user', opts.maxPerUser, WINDOW_SECONDS, opts.redis);
+    this.perIp = createLimiter('login-fail-ip', opts.maxPerIp, WINDOW_SECONDS, opts.redis);
   }
 
   /** @throws RateLimitedError when either limit is already used up. */
