@@ -1,6 +1,8 @@
 import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { PresenceService, PresenceState } from '../modules/presence/presence.service';
+import type { ProjectService } from '../modules/project/project.service';
+import type { ProjectType } from '../modules/project/project.types';
 import { User } from '../modules/user/user.entity';
 import { toUserType } from '../modules/user/user.mapper';
 import type { UserType } from '../modules/user/user.types';
@@ -9,9 +11,12 @@ import type { UserType } from '../modules/user/user.types';
 export interface Loaders {
   user: DataLoader<string, UserType | null>;
   presence: DataLoader<string, PresenceState>;
+  /** Projects as the viewer sees them (null when not a member); each loaded once per operation, however many entries name it. */
+  project: DataLoader<string, ProjectType | null>;
 }
 
-export function createLoaders(em: EntityManager, presence: PresenceService): Loaders {
+export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService }, viewerId: string | null): Loaders {
+  const { presence, projects } = services;
   return {
     user: new DataLoader(async (ids) => {
       const users = await em.find(User, { id: { $in: [...ids] } });
@@ -19,5 +24,6 @@ export function createLoaders(em: EntityManager, presence: PresenceService): Loa
       return ids.map((id) => byId.get(id) ?? null);
     }),
     presence: new DataLoader((ids) => presence.states([...ids])),
+    project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
   };
 }

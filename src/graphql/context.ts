@@ -60,7 +60,7 @@ export function createContext(services: Services, viewer: Viewer | null, meta: {
       return (em ??= services.orm.em.fork() as EntityManager);
     },
     get loaders() {
-      return (loaders ??= createLoaders(this.em, services.presence));
+      return (loaders ??= createLoaders(this.em, services, viewer?.userId ?? null));
     },
   };
 }
@@ -90,8 +90,8 @@ export class SocketContext implements Context {
   }
 
   get loaders(): Loaders {
-    if (this.perEvent) return createLoaders(this.em, this.services.presence);
-    return (this.loaded ??= createLoaders(this.em, this.services.presence));
+    if (this.perEvent) return createLoaders(this.em, this.services, this.viewer.userId);
+    return (this.loaded ??= createLoaders(this.em, this.services, this.viewer.userId));
   }
 
   get requestId(): string {

@@ -295,7 +295,7 @@ function executionContext(ctx: Context): Context {
   const fork = () => (em ??= ctx.services.orm.em.fork() as EntityManager);
   return Object.create(ctx, {
     em: { get: fork },
-    loaders: { get: () => (loaders ??= createLoaders(fork(), ctx.services.presence)) },
+    loaders: { get: () => (loaders ??= createLoaders(fork(), ctx.services, ctx.viewer?.userId ?? null)) },
   }) as Context;
 }
 

@@ -128,7 +128,7 @@ export class ProjectResolver {
 export class ProjectActionResolver {
   @FieldResolver(() => ProjectType, { nullable: true, description: 'Null once the project is gone or the viewer is no longer in it.' })
   project(@Root() a: ProjectActionType, @Ctx() ctx: Context): Promise<ProjectType | null> {
-    return ctx.services.projects.find(ctx.em, a.projectId, viewerOf(ctx).userId);
+    return ctx.loaders.project.load(a.projectId);
   }
 
   @FieldResolver(() => UserType, { nullable: true, description: 'Who made the change.' })
@@ -147,6 +147,6 @@ export class ProjectActionResolver {
 export class ProjectMessageResolver {
   @FieldResolver(() => ProjectType, { nullable: true, description: 'Set for project messages.' })
   project(@Root() m: MessageType, @Ctx() ctx: Context): Promise<ProjectType | null> {
-    return m.projectId ? ctx.services.projects.find(ctx.em, m.projectId, viewerOf(ctx).userId) : Promise.resolve(null);
+    return m.projectId ? ctx.loaders.project.load(m.projectId) : Promise.resolve(null);
   }
 }
