@@ -3,11 +3,11 @@ import path from 'node:path';
 import { buildSchema, isNonNullType, Kind, parse, print, type DefinitionNode } from 'graphql';
 
 /**
- * The public contract lives in ../shared/API.md, outside this repository; external clients and
- * acceptance tests use those names. Every type, field, argument (with its type and default) and
- * enum value it lists must exist, unchanged, in the committed schema.graphql.
+ * The public contract, kept in this repository as docs/API.md; external clients and acceptance
+ * tests use those names. Every type, field, argument (with its type and default) and enum value
+ * it lists must exist, unchanged, in the committed schema.graphql.
  */
-const API_MD = path.resolve(__dirname, '../../shared/API.md');
+const API_MD = path.resolve(__dirname, '../docs/API.md');
 
 function contractDefinitions(): readonly DefinitionNode[] {
   const text = readFileSync(API_MD, 'utf8');
@@ -66,7 +66,7 @@ function differences(): string[] {
 }
 
 describe('contract', () => {
-  it('should expose every type, field, argument and default of ../shared/API.md in schema.graphql', () => {
+  it('should expose every type, field, argument and default of docs/API.md in schema.graphql', () => {
     expect(contractDefinitions().length).toBeGreaterThanOrEqual(20);
     expect(differences()).toEqual([]);
   });
