@@ -197,6 +197,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
+      eventsReceived: () => pubsub.received,
+      evaluations: () => pubsub.evaluations,
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);

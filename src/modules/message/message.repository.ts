@@ -45,6 +45,15 @@ function privacy(f: PrivateFilter): { sql: string; params: unknown[] } {
 }
 
 export const messageRepository = {
+  /** The newest messages of a conversation created since `since`, oldest first (at most `limit`). */
+  async since(em: EntityManager, conversationKey: string, since: Date, limit: number): Promise<MessageRow[]> {
+    const rows: MessageRow[] = await em.execute(
+      `select * from (${SELECT} where m.conversation_key = ? and m.created_at >= ? order by m.created_at desc, m.id desc limit ?) t order by created_at, id`,
+      [conversationKey, since, limit],
+    );
+    return rows;
+  },
+
   /**
    * Inserts a message (and its attachment) in one statement, stamped by the database clock at
    * millisecond precision so cursors round-trip exactly, and returns it as history reads it.

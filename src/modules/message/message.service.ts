@@ -16,6 +16,12 @@ import { messageRepository, type MessageRow } from './message.repository';
 import type { MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
+/**
+ * How far back a newly taken channel is read from the database: far longer than the time
+ * between a join's commit and this instance's SUBSCRIBE (milliseconds), so nothing published
+ * in between is missed.
+ */
+const CATCH_UP_MS = 5000;
 
 /**
  * One conversation as the viewer may use it. Group, direct and project conversations share
@@ -149,6 +155,16 @@ export class MessageService {
       return !p.recipientId || p.senderId === viewerId || p.recipientId === viewerId;
     }
     return p.senderId === viewerId || p.recipientId === viewerId;
+  }
+
+  /**
+   * After this instance took a conversation's channel because a member joined: the messages of
+   * the last CATCH_UP_MS, which may have been published before the channel was subscribed
+   * (the pub/sub skips those that arrived through it).
+   */
+  async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
+    const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
+    return rows.map((r) => toPayload(toMessageType(r)));
   }
 
   /**
