@@ -44,6 +44,8 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Decoded attachment bytes one response may carry through `Attachment.base64` (the rest: PAYLOAD_TOO_LARGE); at least ATTACHMENT_MAX_BYTES. @default 10485760 (10 MiB), or ATTACHMENT_MAX_BYTES if larger */
+  ATTACHMENT_MAX_BYTES_PER_RESPONSE: number;
   /** Allowed browser origins, '*' for any. @default ['*'] */
   CORS_ORIGINS: string[];
   /** Introspection in production. @default false (true outside production) */
@@ -192,6 +194,10 @@ export function loadEnv(src: Source = process.env): Env {
   if (clusterNodes?.some((n) => !/^[\w.-]+:\d+$/.test(n))) {
     throw new ConfigError('REDIS_CLUSTER_NODES', 'must be a comma-separated list of host:port');
   }
+  const attachmentMax = int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024);
+  const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
+  // Below one attachment, the largest allowed file could be sent but never read back as base64.
+  if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -213,7 +219,8 @@ export function loadEnv(src: Source = process.env): Env {
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
-    ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_MAX_BYTES: attachmentMax,
+    ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
