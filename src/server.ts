@@ -45,9 +45,9 @@ export interface ServerOptions {
   jobs?: boolean;
 }
 
-/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it), plus room for the document. */
-export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
-  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
+/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it) and the longest allowed document, plus room for the rest. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
 }
 
 /** GET /attachments/:id: the stored bytes, only to a member of the conversation, always as a download. */
@@ -126,6 +126,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
+      documentStore: limits.apollo.documentStore,
+      cache: limits.apollo.cache,
       plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger)],
     });
     await apollo.start();
@@ -166,6 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           context: async () => {
             const token = bearerToken(req.headers.authorization);
             const viewer = token ? await app.services.auth.authenticate(token) : null;

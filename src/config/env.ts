@@ -60,6 +60,8 @@ export interface Env {
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
+  /** Length of a GraphQL document (the query text, not the request body: attachments travel in variables), checked before parsing; longer: PAYLOAD_TOO_LARGE. @default 102400 (100 KiB) */
+  GRAPHQL_MAX_DOCUMENT_BYTES: number;
   /** Deepest selection a document may nest (fragments flattened). @default 8 */
   GRAPHQL_MAX_DEPTH: number;
   /** Aliases per document. @default 15 */
@@ -228,6 +230,7 @@ export function loadEnv(src: Source = process.env): Env {
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    GRAPHQL_MAX_DOCUMENT_BYTES: int(src, 'GRAPHQL_MAX_DOCUMENT_BYTES', 100 * 1024, 1024, 64 * 1024 * 1024),
     GRAPHQL_MAX_DEPTH: int(src, 'GRAPHQL_MAX_DEPTH', 8, 1, 1000),
     GRAPHQL_MAX_ALIASES: int(src, 'GRAPHQL_MAX_ALIASES', 15, 0, 100_000),
     GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Env } from '../config/env';
+import { documentTooLargeMessage, oversizedDocument } from '../graphql/limits';
 
 /** The client address, from the socket or (behind a trusted proxy) X-Forwarded-For. */
 export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): string {
@@ -89,7 +90,7 @@ export async function handleGraphQL<TContext extends object>(
   apollo: ApolloServer<TContext>,
   req: IncomingMessage,
   res: ServerResponse,
-  opts: { bodyLimit: number; context: () => Promise<TContext> },
+  opts: { bodyLimit: number; maxDocumentBytes: number; context: () => Promise<TContext> },
 ): Promise<void> {
   let body: unknown = undefined;
   if (req.method === 'POST') {
@@ -116,6 +117,11 @@ export async function handleGraphQL<TContext extends object>(
     if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   }
   const url = new URL(req.url ?? '/', 'http://localhost');
+  // The body may be megabytes (attachments in variables); the document itself is refused before Apollo parses and caches it.
+  const query = req.method === 'POST' ? (body as { query?: unknown } | null | undefined)?.query : url.searchParams.get('query');
+  if (typeof query === 'string' && oversizedDocument(query, opts.maxDocumentBytes)) {
+    return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', documentTooLargeMessage(opts.maxDocumentBytes));
+  }
   const response: HTTPGraphQLResponse = await apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
     context: opts.context,
