@@ -297,6 +297,12 @@ describe('hostile cursors (issue 15, item 7)', () => {
         const r = await gql(s.url, c.query, { ...c.extra, x }, b.token);
         expect([name, x, codeOf(r), r.errors?.[0]?.message]).toEqual([name, x, 'BAD_USER_INPUT', expect.stringMatching(/^Invalid cursor in '(after|before)'\.$/)]);
       }
+      // The extremes of what is accepted as a time reach PostgreSQL and are answered.
+      if (TIME_KEYED.includes(name)) {
+        for (const k of ['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
+          expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encodeCursor({ k, id }) }, b.token)).errors]).toEqual([name, k, undefined]);
+        }
+      }
       // On string keys a date-like key is only an odd name: answered, never an error from the database.
       if (!TIME_KEYED.includes(name)) {
         for (const k of times) expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encodeCursor({ k, id }) }, b.token)).errors]).toEqual([name, k, undefined]);
