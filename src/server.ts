@@ -9,7 +9,7 @@ import { openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { bearerToken, createContext, invalidTokenError, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
@@ -166,12 +166,16 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         const started = performance.now();
         res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+        const token = bearerToken(req.headers.authorization);
+        let authenticating: Promise<Viewer | null> | undefined;
+        const authenticate = () => (authenticating ??= token ? app.services.auth.authenticate(token) : Promise.resolve(null));
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           context: async () => {
-            const token = bearerToken(req.headers.authorization);
-            const viewer = token ? await app.services.auth.authenticate(token) : null;
+            const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });

@@ -76,9 +76,25 @@ describe('document size and document caches (issue 15, item 1)', () => {
     expect((await wsExecute(w, '{ me { id } }')).data).toEqual({ me: { id: u.id } });
   });
 
+  it('should hold a request without a valid token to a small body: only a signed-in user can send an attachment', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    // A short document and a megabyte of variables: what an attachment looks like, from anyone.
+    const post = (headers: Record<string, string>) =>
+      fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(MB) } }) });
+    const anonymous = await post({});
+    expect([anonymous.status, ((await anonymous.json()) as any).errors[0].extensions.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+    const badToken = await post({ authorization: 'Bearer not-a-token' });
+    expect([badToken.status, ((await badToken.json()) as any).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
+    const signedIn = await post({ authorization: `Bearer ${u.token}` });
+    expect([signedIn.status, await signedIn.json()]).toEqual([200, { data: { __typename: 'Query' } }]);
+    // Small anonymous requests work as before (signup, login).
+    expect((await gql(s.url, '{ __typename }')).data).toEqual({ __typename: 'Query' });
+  });
+
   /**
-   * Heap growth over 200 distinct 1 MB documents sent by HTTP and 200 by WebSocket (a user's
-   * socket), from after a warm-up to after the last answer; `answer` checks each answer.
+   * Heap growth over 200 distinct 1 MB documents sent by HTTP and 200 by WebSocket, from after a
+   * warm-up to after the last answer; `answer` checks each answer.
    */
   async function heapGrowth(s: TestServer, answer: (http: GqlResult, ws: { data?: any; errors?: any[] }) => void): Promise<number> {
     const u = await signup(s.url);
@@ -87,7 +103,8 @@ describe('document size and document caches (issue 15, item 1)', () => {
     await gql(s.url, paddedDocument(10));
     await wsExecute(w, paddedDocument(10));
     const before = await retainedHeap();
-    for (let i = 0; i < 200; i++) answer(await gql(s.url, paddedDocument(MB)), await wsExecute(w, paddedDocument(MB)));
+    // Over HTTP every other one without a token, as an attacker sends them, and with one, as a user could.
+    for (let i = 0; i < 200; i++) answer(await gql(s.url, paddedDocument(MB), undefined, i % 2 ? u.token : undefined), await wsExecute(w, paddedDocument(MB)));
     return (await retainedHeap()) - before;
   }
 
