@@ -25,6 +25,56 @@ async function befriend(s: TestServer, a: TestUser, b: TestUser): Promise<void> 
   await ok(gql(s.url, ACCEPT, { id: req.id }, b.token));
 }
 
+describe('password checks', () => {
+  it('should count wrong passwords at deleteAccount with login failures, and refuse both once used up', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
+    const u = await signup(s.url);
+    // Two wrong logins and one wrong deleteAccount use up the three allowed from this address.
+    for (const p of ['wrong-pass-1', 'wrong-pass-2']) expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, DELETE, { p: 'wrong-pass-3' }, u.token))).toBe('BAD_USER_INPUT');
+    // A stolen token can't keep guessing: the fourth check is refused before the password is tried.
+    const blocked = await gql(s.url, DELETE, { p: u.password }, u.token);
+    expect(codeOf(blocked)).toBe('RATE_LIMITED');
+    expect(blocked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }))).toBe('RATE_LIMITED');
+    // Nothing was deleted.
+    expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
+  });
+
+  it('should limit deleteAccount guesses alone, even without any login', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '2' });
+    const u = await signup(s.url);
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) codes.push(codeOf(await gql(s.url, DELETE, { p: `guess-number-${i}` }, u.token)));
+    expect(codes).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'RATE_LIMITED', 'RATE_LIMITED']);
+  });
+
+  it('should not let a stranger at another address lock the owner out', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true' });
+    const u = await signup(s.url);
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < 12; i++) codes.push(codeOf(await gql(s.url, LOGIN, { u: u.username, p: `guess-number-${i}` }, undefined, from('203.0.113.9'))));
+    // The attacker's own address is stopped after LOGIN_MAX_FAILURES_PER_USER_IP (default 10)…
+    expect(codes).toEqual([...Array(10).fill('UNAUTHENTICATED'), 'RATE_LIMITED', 'RATE_LIMITED']);
+    // …and the owner, elsewhere, still gets in, also with the name in another case.
+    await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('198.51.100.7')));
+    await ok(gql(s.url, LOGIN, { u: u.username.toUpperCase(), p: u.password }, undefined, from('198.51.100.7')));
+  });
+
+  it('should still lock an account from everywhere at LOGIN_MAX_FAILURES_PER_USER', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER_IP: '2', LOGIN_MAX_FAILURES_PER_USER: '5' });
+    const u = await signup(s.url);
+    const other = await signup(s.url);
+    // Five guesses spread over three addresses, none of which reaches its own limit of 2 at the end…
+    for (const ip of ['10.0.0.1', '10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.3']) {
+      expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: 'not-the-password' }, undefined, from(ip)))).toBe('UNAUTHENTICATED');
+    }
+    // …use up the account's count: refused from a fresh address too, for this account only.
+    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('10.0.0.9')))).toBe('RATE_LIMITED');
+    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }, undefined, from('10.0.0.9')));
+  });
+});
+
 describe('ids', () => {
   it('should treat an upper-cased id as the id it spells, in arguments, input objects and subscriptions', async () => {
     const s = await createTestServer();

@@ -50,9 +50,11 @@ export interface Env {
   ENABLE_INTROSPECTION: boolean;
   /** GraphiQL at /graphiql. @default true outside production */
   ENABLE_GRAPHIQL: boolean;
-  /** Failed logins allowed per account per 15 minutes. @default 10 */
+  /** Wrong passwords (login, deleteAccount) allowed per account from one client address per 15 minutes: the owner's typos, or a guesser at one address. @default 10 */
+  LOGIN_MAX_FAILURES_PER_USER_IP: number;
+  /** Wrong passwords allowed per account from all addresses together per 15 minutes; kept far above the per-address count so a stranger cannot lock the owner out. @default 100 */
   LOGIN_MAX_FAILURES_PER_USER: number;
-  /** Failed logins allowed per client address per 15 minutes (one address can be many people behind a NAT). @default 200 */
+  /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
   /** Trust X-Forwarded-For for the client address. @default false */
   TRUST_PROXY: boolean;
@@ -217,7 +219,8 @@ export function loadEnv(src: Source = process.env): Env {
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
-    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_USER_IP', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 100, 1, 1_000_000),
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
