@@ -113,3 +113,51 @@ describe('ids', () => {
     expect((await ok(gql(s.url, 'query($id: ID!) { group(id: $id) { id } }', { id: lobby.toUpperCase() }, a.token))).group.id).toBe(lobby);
   });
 });
+
+describe('creation rates', () => {
+  it('should limit createGroup per user at RATE_LIMIT_CREATE_GROUP', async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '3/1h' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    for (let i = 0; i < 3; i++) await ok(gql(s.url, CREATE_GROUP, { n: `spam ${i}` }, a.token));
+    const r = await gql(s.url, CREATE_GROUP, { n: 'spam 4' }, a.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    const names = (await ok(gql(s.url, '{ groups(first: 100) { edges { node { name } } } }', {}, b.token))).groups.edges.map((e: any) => e.node.name);
+    expect(names).not.toContain('spam 4');
+    // Per user: someone else may still create.
+    await ok(gql(s.url, CREATE_GROUP, { n: 'fine' }, b.token));
+  });
+
+  it('should limit sendFriendRequest per user at RATE_LIMIT_FRIEND_REQUEST', async () => {
+    const s = await createTestServer({ RATE_LIMIT_FRIEND_REQUEST: '2/1h' });
+    const [a, b, c, d] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token));
+    await ok(gql(s.url, BEFRIEND, { id: c.id }, a.token));
+    const r = await gql(s.url, BEFRIEND, { id: d.id }, a.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, d.token))).friendRequests).toEqual([]);
+  });
+
+  it('should refuse to re-send a declined request for FRIEND_REQUEST_COOLDOWN (default a day)', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
+    const again = await gql(s.url, BEFRIEND, { id: b.id }, a.token);
+    expect(codeOf(again)).toBe('RATE_LIMITED');
+    expect(again.errors![0].message).toMatch(/declined/);
+    expect(again.errors![0].extensions!.retryAfter).toBeGreaterThan(23 * 3600);
+    expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, b.token))).friendRequests).toEqual([]);
+    // The one who said no may still ask.
+    await ok(gql(s.url, BEFRIEND, { id: a.id }, b.token));
+  });
+
+  it('should allow a new request once the cooldown has passed', async () => {
+    const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '1s' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
+    expect(codeOf(await gql(s.url, BEFRIEND, { id: b.id }, a.token))).toBe('RATE_LIMITED');
+    await eventually(async () => !(await gql(s.url, BEFRIEND, { id: b.id }, a.token)).errors, 5000, 200);
+  });
+});

@@ -84,6 +84,12 @@ export interface Env {
   RATE_LIMIT_SIGNUP: RateSpec;
   /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
+  /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
+  RATE_LIMIT_CREATE_GROUP: RateSpec;
+  /** sendFriendRequest calls per user. @default 50/1h */
+  RATE_LIMIT_FRIEND_REQUEST: RateSpec;
+  /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED). @default 1d */
+  FRIEND_REQUEST_COOLDOWN: number;
   /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
@@ -236,6 +242,9 @@ export function loadEnv(src: Source = process.env): Env {
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
+    RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
+    RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
+    FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
   };
 }

@@ -54,7 +54,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
     storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
   });
-  const friends = new FriendService();
+  const friends = new FriendService(env);
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });

@@ -26,7 +26,9 @@ export class FriendResolver {
   @Authorized()
   @Mutation(() => FriendRequestType)
   async sendFriendRequest(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
-    return toType(await ctx.services.friends.send(ctx.em, viewerOf(ctx).userId, userId));
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.friendRequest.consume(me, 'You are sending friend requests too fast; try again later.');
+    return toType(await ctx.services.friends.send(ctx.em, me, userId));
   }
 
   @Authorized()

@@ -30,7 +30,9 @@ export class GroupResolver {
     @Arg('isPrivate', () => Boolean, { nullable: true, defaultValue: false }) isPrivate: boolean,
     @Ctx() ctx: Context,
   ): Promise<GroupType> {
-    return toGroupType(await ctx.services.groups.create(ctx.em, viewerOf(ctx).userId, name, isPrivate ?? false));
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.createGroup.consume(me, 'You are creating groups too fast; try again later.');
+    return toGroupType(await ctx.services.groups.create(ctx.em, me, name, isPrivate ?? false));
   }
 
   @Authorized()
