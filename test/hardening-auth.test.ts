@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
-import { signup, SIGNUP, buildUser, lobbyOf, type TestUser } from './helpers/factories';
-import { createTestServer, type TestServer } from './helpers/server';
+import { signup, SIGNUP, buildUser, lobbyOf } from './helpers/factories';
+import { createTestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
 
 const ME = '{ me { id } }';
@@ -19,11 +19,6 @@ const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c) { edg
 
 /** Requests from a given client address (the server trusts X-Forwarded-For in these tests). */
 const from = (ip: string) => ({ 'x-forwarded-for': ip });
-
-async function befriend(s: TestServer, a: TestUser, b: TestUser): Promise<void> {
-  const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
-  await ok(gql(s.url, ACCEPT, { id: req.id }, b.token));
-}
 
 describe('password checks', () => {
   it('should count wrong passwords at deleteAccount with login failures, and refuse both once used up', async () => {
@@ -159,5 +154,85 @@ describe('creation rates', () => {
     await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
     expect(codeOf(await gql(s.url, BEFRIEND, { id: b.id }, a.token))).toBe('RATE_LIMITED');
     await eventually(async () => !(await gql(s.url, BEFRIEND, { id: b.id }, a.token)).errors, 5000, 200);
+  });
+});
+
+// Bidi controls, zero-width and tag characters, Hangul fillers, and text that shows nothing.
+const SPOOFS = [
+  'invoice\u202Efdp',
+  '\u2066admin\u2069',
+  'admin\u200E',
+  'ad\u200Bmin',
+  'admin\u200D',
+  'ad\uFEFFmin',
+  'admin\u{E0041}\u{E0042}',
+  '\u3164',
+  'ad\u3164min',
+  '\u115F\u1160',
+  '\u200B\u200C\u200D',
+  '\u2800',
+  '\u0301',
+];
+// Emoji (with ZWJ and tag sequences), accents, CJK, Arabic, Persian with ZWNJ, Devanagari with ZWJ.
+const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team'];
+
+describe('text rules', () => {
+  it('should refuse spoofing characters in display names, group names and project titles, and write nothing', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const group = (await ok(gql(s.url, CREATE_GROUP, { n: 'g' }, u.token))).createGroup.id;
+    const project = (await ok(gql(s.url, CREATE_PROJECT, { t: 'p' }, u.token))).createProject.id;
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const bad of SPOOFS) {
+      const attempts: [string, Promise<GqlResult>][] = [
+        ['signup displayName', gql(s.url, SIGNUP, { ...buildUser(), displayName: bad })],
+        ['updateProfile', gql(s.url, PROFILE, { d: bad }, u.token)],
+        ['createGroup', gql(s.url, CREATE_GROUP, { n: bad }, u.token)],
+        ['renameGroup', gql(s.url, RENAME_GROUP, { g: group, n: bad }, u.token)],
+        ['createProject', gql(s.url, CREATE_PROJECT, { t: bad }, u.token)],
+        ['renameProject', gql(s.url, RENAME_PROJECT, { p: project, t: bad }, u.token)],
+        ['signup username', gql(s.url, SIGNUP, { ...buildUser(), username: `user${bad}` })],
+      ];
+      for (const [what, p] of attempts) expect([what, JSON.stringify(bad), codeOf(await p)]).toEqual([what, JSON.stringify(bad), 'BAD_USER_INPUT']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should keep emoji, ZWJ sequences and real scripts in names', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    for (const good of GOOD) {
+      expect((await ok(gql(s.url, SIGNUP, { ...buildUser(), displayName: good }))).signup.user.displayName).toBe(good);
+      expect((await ok(gql(s.url, PROFILE, { d: good }, u.token))).updateProfile.displayName).toBe(good);
+      expect((await ok(gql(s.url, CREATE_GROUP, { n: good }, u.token))).createGroup.name).toBe(good);
+      expect((await ok(gql(s.url, CREATE_PROJECT, { t: good }, u.token))).createProject.title).toBe(good);
+    }
+  });
+
+  it('should refuse bidi controls and invisible characters in file names', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const text = (fileName: string) => ({ groupId: lobby, attachment: { fileName, base64: Buffer.from('hello').toString('base64') } });
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const fileName of ['invoice\u202Efdp.txt', 'report\u200B.txt', '\u3164.txt', 'a\u2066b\u2069.txt']) {
+      const r = await gql(s.url, SEND, { input: text(fileName) }, u.token);
+      expect([fileName, codeOf(r), r.errors?.[0].extensions?.field]).toEqual([fileName, 'BAD_USER_INPUT', 'attachment.fileName']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, SEND, { input: text('日本語 📄.txt') }, u.token))).sendMessage.attachment.fileName).toBe('日本語 📄.txt');
+  });
+
+  it('should refuse a message that shows nothing, and keep emoji and scripts in messages', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const content of ['\u200B', '\u200B\u200C\u200D\u2060', '\u3164 \u3164', '\u{E0041}\u{E0020}']) {
+      const r = await gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token);
+      expect([JSON.stringify(content), codeOf(r)]).toEqual([JSON.stringify(content), 'BAD_USER_INPUT']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    for (const content of [...GOOD, 'hi\u200B']) expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token))).sendMessage.content).toBe(content);
   });
 });

@@ -17,14 +17,60 @@ export function isId(value: unknown): value is string {
   return typeof value === 'string' && UUID.test(value);
 }
 
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069]/;
+// ---- text rules: one place for every name, title, file name and message ----
 
-/** A short single-line name (group name, project title): trimmed, 1..max characters. */
+/** Whole emoji sequences (ZWJ families, flags, keycaps, tag flags) are text, whatever joins them. */
+const EMOJI = new RegExp('\\p{RGI_Emoji}', 'v');
+const EMOJI_ALL = new RegExp('\\p{RGI_Emoji}', 'gv');
+/** ZWNJ and ZWJ between letters: Persian and Indic scripts need them there. */
+const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
+/**
+ * Format characters (bidi controls, zero-width space and joiners, word joiner, BOM, tag
+ * characters, soft hyphen), other controls and line separators.
+ */
+const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+/** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
+const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
+/** What shows nothing on its own: spaces, marks, default-ignorables, blank letters. */
+const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/gu;
+
+/** Whether the text shows at least one character: an emoji or anything not invisible. */
+export function hasVisibleText(v: string): boolean {
+  if (EMOJI.test(v)) return true;
+  return v.replace(INVISIBLE, '').length > 0;
+}
+
+/**
+ * Whether a single-line name may be shown as is: something visible, and nothing that reorders or
+ * hides text (bidi controls such as U+202E, zero-width and tag characters, Hangul fillers) outside
+ * an emoji sequence.
+ */
+export function isSafeName(v: string): boolean {
+  const rest = v.replace(EMOJI_ALL, '').replace(JOINER_IN_WORD, '');
+  return !HIDDEN_OR_CONTROL.test(rest) && !BLANK_LETTER.test(rest) && hasVisibleText(v);
+}
+
+/** A short single-line name (group name, project title): trimmed, 1..max visible characters. */
 export function cleanName(value: string, field: string, max = 100): string {
   const v = typeof value === 'string' ? value.trim() : '';
-  if (!v.length || [...v].length > max || CONTROL.test(v) || /[\r\n\t]/.test(v)) {
-    throw new BadUserInputError(`'${field}' must be 1 to ${max} characters on one line.`, field);
+  if (!v.length || [...v].length > max || !isSafeName(v)) {
+    throw new BadUserInputError(`'${field}' must be 1 to ${max} visible characters on one line, without invisible or direction-changing characters.`, field);
   }
+  return v;
+}
+
+/**
+ * Message text: trimmed, at most `max` characters, any line breaks and format characters but
+ * not NUL, and something visible. Direction marks stay (mixed-script messages need them).
+ * Null and empty mean no text.
+ */
+export function cleanMessageText(value: string | null | undefined, max: number, field = 'content'): string | null {
+  if (value === null || value === undefined) return null;
+  const v = value.trim();
+  if (!v.length) return null;
+  if (v.length > max) throw new BadUserInputError(`Messages are at most ${max} characters.`, field);
+  if (v.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', field);
+  if (!hasVisibleText(v)) throw new BadUserInputError('A message must show something: it has only invisible characters.', field);
   return v;
 }
 
