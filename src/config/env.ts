@@ -88,7 +88,7 @@ export interface Env {
   RATE_LIMIT_CREATE_GROUP: RateSpec;
   /** sendFriendRequest calls per user. @default 50/1h */
   RATE_LIMIT_FRIEND_REQUEST: RateSpec;
-  /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED). @default 1d */
+  /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
   FRIEND_REQUEST_COOLDOWN: number;
   /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;

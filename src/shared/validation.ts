@@ -20,8 +20,7 @@ export function isId(value: unknown): value is string {
 // ---- text rules: one place for every name, title, file name and message ----
 
 /** Whole emoji sequences (ZWJ families, flags, keycaps, tag flags) are text, whatever joins them. */
-const EMOJI = new RegExp('\\p{RGI_Emoji}', 'v');
-const EMOJI_ALL = new RegExp('\\p{RGI_Emoji}', 'gv');
+const EMOJI = new RegExp('\\p{RGI_Emoji}', 'gv');
 /** ZWNJ and ZWJ between letters: Persian and Indic scripts need them there. */
 const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
 /**
@@ -31,13 +30,16 @@ const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
 const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 /** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
 const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
-/** What shows nothing on its own: spaces, marks, default-ignorables, blank letters. */
-const INVISIBLE = /[\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/gu;
+/**
+ * A character that shows: not a space, mark, default-ignorable or blank letter. Every emoji has
+ * one (its pictograph, regional indicator or keycap base), so no emoji matching is needed here,
+ * and the scan stops at the first one (message text is checked on every send).
+ */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/u;
 
-/** Whether the text shows at least one character: an emoji or anything not invisible. */
+/** Whether the text shows at least one character. */
 export function hasVisibleText(v: string): boolean {
-  if (EMOJI.test(v)) return true;
-  return v.replace(INVISIBLE, '').length > 0;
+  return VISIBLE.test(v);
 }
 
 /**
@@ -46,8 +48,10 @@ export function hasVisibleText(v: string): boolean {
  * an emoji sequence.
  */
 export function isSafeName(v: string): boolean {
-  const rest = v.replace(EMOJI_ALL, '').replace(JOINER_IN_WORD, '');
-  return !HIDDEN_OR_CONTROL.test(rest) && !BLANK_LETTER.test(rest) && hasVisibleText(v);
+  if (!hasVisibleText(v)) return false;
+  const clean = (t: string) => !HIDDEN_OR_CONTROL.test(t) && !BLANK_LETTER.test(t);
+  // Emoji are matched (slow: a set of strings) only when something hidden may be part of one.
+  return clean(v) || clean(v.replace(EMOJI, '').replace(JOINER_IN_WORD, ''));
 }
 
 /** A short single-line name (group name, project title): trimmed, 1..max visible characters. */
