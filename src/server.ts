@@ -12,6 +12,7 @@ import { createServices, type Services } from './core/services';
 import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
+import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
 import type { FanoutStats } from './graphql/fanout';
@@ -126,7 +127,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger)],
+      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -190,7 +191,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
     metrics.observe({
       openSockets: () => ws.wss.clients.size,
       subscriptions: () => ws.fanout.active,

@@ -30,7 +30,7 @@ export interface Env {
   REDIS_SHARDED_PUBSUB: boolean;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
-  /** Pretty, human logs instead of JSON. @default true in development */
+  /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
   PRESENCE_TIMEOUT: number;
@@ -179,7 +179,10 @@ export function loadEnvOrReport(src: Source = process.env): Env | undefined {
   }
 }
 
-export function loadEnv(src: Source = process.env): Env {
+/**
+ * @param terminal whether stdout is a terminal (only then are logs pretty by default).
+ */
+export function loadEnv(src: Source = process.env, terminal: boolean = !!process.stdout.isTTY): Env {
   const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;
   if (!['development', 'production', 'test'].includes(nodeEnv)) {
     throw new ConfigError('NODE_ENV', `must be development, production or test, got '${nodeEnv}'`);
@@ -207,7 +210,7 @@ export function loadEnv(src: Source = process.env): Env {
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
     LOG_LEVEL: logLevel,
-    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development'),
+    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
     PRESENCE_GRACE: duration(src, 'PRESENCE_GRACE', 5, 0),
     PRESENCE_SWEEP_CRON: cron,
