@@ -32,7 +32,7 @@ describe('static assets', () => {
       expect(r.body.length).toBeLessThan(file.length / 2);
       expect(gunzipSync(r.body).equals(file)).toBe(true);
     }
-    for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'gzip;q=0, br' }]) {
+    for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'gzip;q=0, br' }] as Record<string, string>[]) {
       const r = await get(url, headers);
       expect([headers, r.headers['content-encoding']]).toEqual([headers, undefined]);
       expect(r.body.equals(file)).toBe(true);
