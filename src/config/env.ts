@@ -44,6 +44,20 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
+  ATTACHMENT_URL_TTL: number;
+  /**
+   * Key of the HMAC that signs attachment links (16 characters or more). Every instance must use
+   * the same one. @default a random secret made once and kept in the database, shared by every
+   * instance that uses it
+   */
+  ATTACHMENT_URL_SECRET?: string;
+  /**
+   * The public address of the server (`https://chat.example.com`), for absolute links
+   * (attachment URLs). @default the request's own: its Host header (X-Forwarded-Host and
+   * X-Forwarded-Proto with TRUST_PROXY)
+   */
+  PUBLIC_URL?: string;
   /** Allowed browser origins, '*' for any. @default ['*'] */
   CORS_ORIGINS: string[];
   /** Introspection in production. @default false (true outside production) */
@@ -54,7 +68,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_USER: number;
   /** Failed logins allowed per client address per 15 minutes (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
-  /** Trust X-Forwarded-For for the client address. @default false */
+  /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
@@ -161,6 +175,14 @@ function url(src: Source, name: string, protocols: string[]): string | undefined
   return raw;
 }
 
+/** A secret: at least `min` characters (taken as they are, not trimmed). */
+function secret(src: Source, name: string, min: number): string | undefined {
+  const raw = src[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (raw.length < min) throw new ConfigError(name, `must be at least ${min} characters long`);
+  return raw;
+}
+
 /**
  * Reads and validates the environment.
  * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
@@ -217,6 +239,9 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
     ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
+    ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
+    PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),

@@ -15,6 +15,7 @@ import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
 import { bearerToken, SocketContext, type Viewer } from './context';
+import { publicOrigin } from '../modules/message/attachment.links';
 import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
@@ -99,6 +100,8 @@ class Connection {
   constructor(
     readonly socket: WebSocket,
     readonly ip: string,
+    /** Where the client reached us (for absolute links), from the upgrade request. */
+    readonly origin: string | undefined,
     readonly rate: SocketRate,
     /** The upgrade's Authorization header, kept until connection_init (then dropped). */
     public authorization: string | undefined,
@@ -207,7 +210,7 @@ export function attachWebSocket(
     socketsOf.set(viewer.userId, mine + 1);
     // From here the close handler undoes all of this, whenever the socket goes.
     conn.viewer = viewer;
-    conn.context = new SocketContext(services, viewer, conn.ip, true);
+    conn.context = new SocketContext(services, viewer, conn.ip, true, conn.origin);
     services.presence.socketOpened(viewer.userId, viewer.sessionId);
     // Held from here; released by the close handler, or here if the socket closed during the load
     // (a failed load releases itself and closes the socket with 4500).
@@ -281,7 +284,7 @@ export function attachWebSocket(
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false) })) as ExecutionResult;
+      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) })) as ExecutionResult;
     }
     const answer = shape(result);
     const outcome = { ...described, code: firstCode(answer.errors) };
@@ -365,7 +368,7 @@ export function attachWebSocket(
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
     socket.on('error', onError);
     if (socket.protocol !== PROTOCOL) return socket.close(4406, 'Subprotocol not acceptable');
-    const conn = new Connection(socket, clientIp(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
+    const conn = new Connection(socket, clientIp(req, env), publicOrigin(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
     connections.set(socket, conn);
     if (env.WS_CONNECTION_INIT_TIMEOUT > 0) conn.initTimer = setTimeout(initTimedOut, env.WS_CONNECTION_INIT_TIMEOUT * 1000, conn);
     socket.on('message', onMessage);
