@@ -29,11 +29,6 @@ export class ByteLru<V> {
     private readonly sizeOf: (key: string, value: V) => number,
   ) {}
 
-  /** Bytes held now (estimated by `sizeOf`). */
-  get bytes(): number {
-    return this.total;
-  }
-
   peek(key: string): V | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
