@@ -26,6 +26,8 @@
  * - BENCH_WARMUP   unmeasured seconds per operation first. @default 1
  * - BENCH_CONNECTIONS  C. @default 32
  * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
+ * - BENCH_ONLY     a comma-separated subset of bare, apollo, typename, heartbeat, send, history
+ *                  (to profile one operation); ratios are printed where both sides ran.
  *
  * The sendMessage rate limit is raised for the Parley child (RATE_LIMIT_SEND_MESSAGE): the bench
  * measures the send path, not the abuse limiter (which still counts every send in Redis).
@@ -46,6 +48,8 @@ const WARMUP = positive('BENCH_WARMUP', 1);
 const CONNECTIONS = positive('BENCH_CONNECTIONS', 32);
 const GROUP_SIZE = 5;
 const HISTORY_PAGE = 50;
+const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+const runs = (key: string) => !ONLY || ONLY.includes(key);
 
 const TYPENAME = '{ __typename }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt } }';
@@ -136,6 +140,7 @@ async function gql(url: string, query: string, variables: Record<string, unknown
 }
 
 interface Run {
+  key: string;
   name: string;
   perSecond: number;
   p99: number;
@@ -144,7 +149,7 @@ interface Run {
 }
 
 /** C connections POSTing one operation for `seconds`; every answer must carry data and no errors. */
-async function load(name: string, url: string, query: string, variables: Record<string, unknown>, token: string | undefined, seconds: number): Promise<Run> {
+async function load(key: string, name: string, url: string, query: string, variables: Record<string, unknown>, token: string | undefined, seconds: number): Promise<Run> {
   const r = await autocannon({
     url,
     method: 'POST',
@@ -152,14 +157,18 @@ async function load(name: string, url: string, query: string, variables: Record<
     duration: seconds,
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify({ query, variables }),
-    verifyBody: (body) => body.startsWith('{"data":') && !body.includes('"errors"'),
+    verifyBody: (body) => {
+      const text = String(body ?? '');
+      return text.startsWith('{"data":') && !text.includes('"errors"');
+    },
   });
-  return { name, perSecond: r.requests.total / seconds, p99: r.latency.p99, bad: r.errors + r.timeouts + r.non2xx + r.mismatches };
+  return { key, name, perSecond: r.requests.total / seconds, p99: r.latency.p99, bad: r.errors + r.timeouts + r.non2xx + r.mismatches };
 }
 
-async function measure(name: string, url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<Run> {
-  await load(name, url, query, variables, token, WARMUP);
-  return load(name, url, query, variables, token, SECONDS);
+async function measure(key: string, name: string, url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<Run | undefined> {
+  if (!runs(key)) return undefined;
+  await load(key, name, url, query, variables, token, WARMUP);
+  return load(key, name, url, query, variables, token, SECONDS);
 }
 
 /** Signs up `n` users with fresh names; their tokens and ids. */
@@ -182,20 +191,24 @@ async function main(): Promise<void> {
   if (!DATABASE_URL || !REDIS_URL) throw new Error('set DATABASE_URL (a database named *bench* or *test*) and REDIS_URL');
   await ensureDatabase(DATABASE_URL, /bench|test/i, 'add users to');
   const production = { NODE_ENV: 'production', LOG_LEVEL: 'warn', LOG_PRETTY: 'false' };
-  const runs: Run[] = [];
+  const results: (Run | undefined)[] = [];
 
   out(`${CONNECTIONS} connections, ${WARMUP} s warm-up + ${SECONDS} s per operation, one instance of each server in turn`);
-  const bare = await startChild('bare');
-  try {
-    runs.push(await measure('bare Node HTTP (floor for heartbeat)', bare.url, HEARTBEAT));
-  } finally {
-    await bare.stop();
+  if (runs('bare')) {
+    const bare = await startChild('bare');
+    try {
+      results.push(await measure('bare', 'bare Node HTTP (floor for heartbeat)', bare.url, HEARTBEAT));
+    } finally {
+      await bare.stop();
+    }
   }
-  const apollo = await startChild('apollo', production);
-  try {
-    runs.push(await measure('bare Apollo Server 5: { __typename }', apollo.url, TYPENAME));
-  } finally {
-    await apollo.stop();
+  if (runs('apollo')) {
+    const apollo = await startChild('apollo', production);
+    try {
+      results.push(await measure('apollo', 'bare Apollo Server 5: { __typename }', apollo.url, TYPENAME));
+    } finally {
+      await apollo.stop();
+    }
   }
 
   const parley = await startChild('parley', {
@@ -217,26 +230,33 @@ async function main(): Promise<void> {
     const page = await gql(parley.url, HISTORY, { g }, owner.token);
     if (page.history.edges.length !== HISTORY_PAGE) throw new Error(`history returned ${page.history.edges.length} edges, not ${HISTORY_PAGE}`);
 
-    runs.push(await measure('Parley: { __typename }', parley.url, TYPENAME, {}, owner.token));
-    runs.push(await measure('Parley: heartbeat', parley.url, HEARTBEAT, {}, owner.token));
-    runs.push(await measure(`Parley: sendMessage to a group of ${GROUP_SIZE}`, parley.url, SEND, { g }, owner.token));
-    runs.push(await measure(`Parley: history(last: ${HISTORY_PAGE}) with sender`, parley.url, HISTORY, { g }, owner.token));
+    results.push(await measure('typename', 'Parley: { __typename }', parley.url, TYPENAME, {}, owner.token));
+    results.push(await measure('heartbeat', 'Parley: heartbeat', parley.url, HEARTBEAT, {}, owner.token));
+    results.push(await measure('send', `Parley: sendMessage to a group of ${GROUP_SIZE}`, parley.url, SEND, { g }, owner.token));
+    results.push(await measure('history', `Parley: history(last: ${HISTORY_PAGE}) with sender`, parley.url, HISTORY, { g }, owner.token));
   } finally {
     await parley.stop();
   }
 
-  const [bareRun, apolloRun, floor, heartbeat, send, history] = runs;
-  const ratios: [Run, Run, number][] = [
-    [floor, apolloRun, 0.9],
-    [heartbeat, bareRun, 0.6],
-    [send, floor, 0.5],
-    [history, floor, 0.5],
-  ];
+  const done = results.filter((r): r is Run => !!r);
+  const run = (key: string) => done.find((r) => r.key === key);
+  const floor = run('typename');
+  const ratios = (
+    [
+      ['typename', 'apollo', 0.9],
+      ['heartbeat', 'bare', 0.6],
+      ['send', 'typename', 0.5],
+      ['history', 'typename', 0.5],
+    ] as const
+  ).flatMap(([a, b, target]): [Run, Run, number][] => {
+    const [ra, rb] = [run(a), run(b)];
+    return ra && rb ? [[ra, rb, target]] : [];
+  });
   const fmt = (n: number) => Math.round(n).toLocaleString('en');
   out();
   out(`${'operation'.padEnd(44)}${'per second'.padStart(12)}${'p99 ms'.padStart(9)}${'bad'.padStart(6)}   ratio`);
   out('─'.repeat(100));
-  for (const r of runs) {
+  for (const r of done) {
     const ratio = ratios.find(([a]) => a === r);
     const text = ratio ? `${(r.perSecond / ratio[1].perSecond).toFixed(2)}× ${ratio[1] === floor ? "Parley's { __typename }" : ratio[1].name.split(':')[0].replace(/ \(.*/, '')}` : '';
     out(`${r.name.padEnd(44)}${fmt(r.perSecond).padStart(12)}${r.p99.toFixed(1).padStart(9)}${String(r.bad).padStart(6)}   ${text}`);
@@ -246,7 +266,7 @@ async function main(): Promise<void> {
     const ratio = a.perSecond / b.perSecond;
     out(`${a.name}: ${ratio.toFixed(2)}× ${b.name} — target ≥ ${target}×: ${ratio >= target ? 'met' : 'MISSED'}`);
   }
-  const bad = runs.reduce((n, r) => n + r.bad, 0);
+  const bad = done.reduce((n, r) => n + r.bad, 0);
   if (bad) out(`\n${bad} requests failed or came back wrong`);
   process.exit(bad ? 1 : 0);
 }

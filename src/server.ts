@@ -3,13 +3,19 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+  ApolloServerPluginSchemaReportingDisabled,
+  ApolloServerPluginUsageReportingDisabled,
+} from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { bearerToken, invalidTokenError, RequestContext, type Context } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
@@ -126,7 +132,17 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger)],
+      plugins: [
+        // Apollo installs cache control (a hook on every field, and every field of the shared schema
+        // wrapped for it, WebSocket executions too) and inline tracing unless told not to; nothing reads either.
+        ApolloServerPluginCacheControlDisabled(),
+        ApolloServerPluginInlineTraceDisabled(),
+        ApolloServerPluginUsageReportingDisabled(),
+        ApolloServerPluginSchemaReportingDisabled(),
+        ApolloServerPluginLandingPageDisabled(),
+        ...limits.apollo.plugins,
+        errorLogPlugin(logger),
+      ],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -160,9 +176,11 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
-        const reqLogger = logger.child({ requestId });
-        const started = performance.now();
-        res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        // The access line costs a child logger and a listener per request: only when it is written.
+        if (logger.isLevelEnabled('debug')) {
+          const started = performance.now();
+          res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        }
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
@@ -171,7 +189,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             const viewer = token ? await app.services.auth.authenticate(token) : null;
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });
+            return new RequestContext(app.services, viewer, clientIp(req, env), requestId);
           },
         }).catch(done));
         return;

@@ -112,17 +112,20 @@ export async function handleGraphQL<TContext extends object>(
     }
   }
   const headers = new HeaderMap();
-  for (const [k, v] of Object.entries(req.headers)) {
+  for (const k in req.headers) {
+    const v = req.headers[k];
     if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   }
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const q = req.url?.indexOf('?') ?? -1;
   const response: HTTPGraphQLResponse = await apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: q >= 0 ? req.url!.slice(q) : '', body },
     context: opts.context,
   });
   for (const [k, v] of response.headers) res.setHeader(k, v);
   res.statusCode = response.status ?? 200;
   if (response.body.kind === 'complete') {
+    // A known length: one write of head and body, not chunked framing.
+    res.setHeader('content-length', Buffer.byteLength(response.body.string));
     res.end(response.body.string);
     return;
   }
