@@ -175,21 +175,20 @@ export class MessageService {
     const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
-    const row = await em.transactional(async (tem) =>
-      messageRepository.insert(
-        tem as EntityManager,
-        {
-          id: randomUUID(),
-          conversationKey: conv.key,
-          senderId: viewerId,
-          content: content || null,
-          groupId: conv.groupId,
-          projectId: conv.projectId,
-          recipientId: conv.peerId ?? conv.privateWith,
-          clientMessageId,
-        },
-        file ? { id: randomUUID(), ...file } : null,
-      ),
+    // One statement, atomic on its own: a BEGIN and a COMMIT around it were two more round trips.
+    const row = await messageRepository.insert(
+      em,
+      {
+        id: randomUUID(),
+        conversationKey: conv.key,
+        senderId: viewerId,
+        content: content || null,
+        groupId: conv.groupId,
+        projectId: conv.projectId,
+        recipientId: conv.peerId ?? conv.privateWith,
+        clientMessageId,
+      },
+      file ? { id: randomUUID(), ...file } : null,
     );
     // Two retries raced: the other one stored it first.
     if (!row) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
