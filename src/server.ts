@@ -17,6 +17,7 @@ import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
 import { bearerToken, invalidTokenError, RequestContext, type Context } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
+import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
@@ -123,7 +124,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     };
     const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
-      schema,
+      gateway: compiledExecution(schema),
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
