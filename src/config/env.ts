@@ -30,7 +30,7 @@ export interface Env {
   REDIS_SHARDED_PUBSUB: boolean;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
-  /** Pretty, human logs instead of JSON. @default true in development */
+  /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
   PRESENCE_TIMEOUT: number;
@@ -44,17 +44,33 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
+  ATTACHMENT_URL_TTL: number;
+  /**
+   * Key of the HMAC that signs attachment links (16 characters or more). Every instance must use
+   * the same one. @default a random secret made once and kept in the database, shared by every
+   * instance that uses it
+   */
+  ATTACHMENT_URL_SECRET?: string;
+  /**
+   * The public address of the server (`https://chat.example.com`), for absolute links
+   * (attachment URLs). @default the request's own: its Host header (X-Forwarded-Host and
+   * X-Forwarded-Proto with TRUST_PROXY)
+   */
+  PUBLIC_URL?: string;
   /** Allowed browser origins, '*' for any. @default ['*'] */
   CORS_ORIGINS: string[];
   /** Introspection in production. @default false (true outside production) */
   ENABLE_INTROSPECTION: boolean;
   /** GraphiQL at /graphiql. @default true outside production */
   ENABLE_GRAPHIQL: boolean;
-  /** Failed logins allowed per account per 15 minutes. @default 10 */
+  /** Wrong passwords (login, deleteAccount) allowed per account from one client address per 15 minutes: the owner's typos, or a guesser at one address. @default 10 */
+  LOGIN_MAX_FAILURES_PER_USER_IP: number;
+  /** Wrong passwords allowed per account from all addresses together per 15 minutes; kept far above the per-address count so a stranger cannot lock the owner out. @default 100 */
   LOGIN_MAX_FAILURES_PER_USER: number;
-  /** Failed logins allowed per client address per 15 minutes (one address can be many people behind a NAT). @default 200 */
+  /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
-  /** Trust X-Forwarded-For for the client address. @default false */
+  /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
@@ -82,6 +98,12 @@ export interface Env {
   RATE_LIMIT_SIGNUP: RateSpec;
   /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
+  /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
+  RATE_LIMIT_CREATE_GROUP: RateSpec;
+  /** sendFriendRequest calls per user. @default 50/1h */
+  RATE_LIMIT_FRIEND_REQUEST: RateSpec;
+  /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
+  FRIEND_REQUEST_COOLDOWN: number;
   /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
@@ -161,6 +183,14 @@ function url(src: Source, name: string, protocols: string[]): string | undefined
   return raw;
 }
 
+/** A secret: at least `min` characters (taken as they are, not trimmed). */
+function secret(src: Source, name: string, min: number): string | undefined {
+  const raw = src[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (raw.length < min) throw new ConfigError(name, `must be at least ${min} characters long`);
+  return raw;
+}
+
 /**
  * Reads and validates the environment.
  * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
@@ -179,7 +209,10 @@ export function loadEnvOrReport(src: Source = process.env): Env | undefined {
   }
 }
 
-export function loadEnv(src: Source = process.env): Env {
+/**
+ * @param terminal whether stdout is a terminal (only then are logs pretty by default).
+ */
+export function loadEnv(src: Source = process.env, terminal: boolean = !!process.stdout.isTTY): Env {
   const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;
   if (!['development', 'production', 'test'].includes(nodeEnv)) {
     throw new ConfigError('NODE_ENV', `must be development, production or test, got '${nodeEnv}'`);
@@ -207,17 +240,21 @@ export function loadEnv(src: Source = process.env): Env {
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
     LOG_LEVEL: logLevel,
-    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development'),
+    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
     PRESENCE_GRACE: duration(src, 'PRESENCE_GRACE', 5, 0),
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
     ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
+    ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
+    PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
-    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_USER_IP', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 100, 1, 1_000_000),
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
@@ -233,6 +270,9 @@ export function loadEnv(src: Source = process.env): Env {
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
+    RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
+    RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
+    FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
   };
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
-import { LoginLimiter } from '../modules/auth/auth.ratelimit';
+import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
+import { AttachmentLinks } from '../modules/message/attachment.links';
 import { MessageService } from '../modules/message/message.service';
 import { groupRepository } from '../modules/group/group.repository';
 import { PresenceService } from '../modules/presence/presence.service';
@@ -33,6 +34,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  /** Signs and checks the short-lived links of Attachment.url. */
+  attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
 }
@@ -54,7 +57,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
     storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
   });
-  const friends = new FriendService();
+  const friends = new FriendService(env);
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
@@ -64,7 +67,12 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     presence,
     env,
     logger: logger.child({ module: 'auth' }),
-    limiter: new LoginLimiter({ redis: redis?.client, maxPerUser: env.LOGIN_MAX_FAILURES_PER_USER, maxPerIp: env.LOGIN_MAX_FAILURES_PER_IP }),
+    limiter: new PasswordLimiter({
+      redis: redis?.client,
+      maxPerUserIp: env.LOGIN_MAX_FAILURES_PER_USER_IP,
+      maxPerUser: env.LOGIN_MAX_FAILURES_PER_USER,
+      maxPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+    }),
     onSignup: (em, user, outbox) => groups.joinLobby(em, user, outbox),
   });
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
@@ -72,7 +80,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
   const rates = createRates(env, redis?.client);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, rates };
+  const attachmentLinks = new AttachmentLinks(env);
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, attachmentLinks, rates };
   return {
     services,
     async start() {
@@ -80,6 +89,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
+      await attachmentLinks.start(orm.em.fork() as EntityManager);
     },
     async dispose() {
       auth.dispose();

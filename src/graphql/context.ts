@@ -23,6 +23,8 @@ export interface Context {
   ip: string;
   requestId: string;
   logger: Logger;
+  /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
+  origin?: string;
 }
 
 /** The viewer, or UNAUTHENTICATED. For resolvers behind @Authorized() this never throws. */
@@ -62,6 +64,8 @@ export class RequestContext implements Context {
     readonly viewer: Viewer | null,
     readonly ip: string,
     readonly requestId: string,
+    /** The public origin links are made for (attachment URLs). */
+    readonly origin?: string,
   ) {}
 
   get em(): EntityManager {
@@ -94,6 +98,7 @@ export class SocketContext implements Context {
     readonly viewer: Viewer,
     readonly ip: string,
     private readonly perEvent: boolean,
+    readonly origin?: string,
   ) {}
 
   get em(): EntityManager {
