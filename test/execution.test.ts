@@ -33,6 +33,8 @@ describe('query execution', () => {
         u.token,
       ],
       ['a page as its member reads it', 'query($g: ID!) { history(conversation: { groupId: $g }, first: 5) { edges { node { content sender { username } } } } }', { g }, u.token],
+      ['an upper-case id in a variable', 'query($g: ID!) { group(id: $g) { id } history(conversation: { groupId: $g }) { edges { node { content } } } }', { g: g.toUpperCase() }, u.token],
+      ['an upper-case id in the document', `{ group(id: "${g.toUpperCase()}") { id } history(conversation: { groupId: "${g.toUpperCase()}" }) { edges { node { content } } } }`, {}, u.token],
       ['a variable of the wrong type', 'query($n: Int) { groups(first: $n) { totalCount } }', { n: 'many' }, u.token],
     ];
     for (const [name, query, variables, token] of cases) {
@@ -46,6 +48,8 @@ describe('query execution', () => {
       [['found'], 'UNAUTHENTICATED', 1],
       [['again'], 'UNAUTHENTICATED', 1],
     ]);
+    const upper = await answer(s.url, cases[3][1], cases[3][2], u.token);
+    expect(upper.data).toEqual({ group: { id: g }, history: { edges: [{ node: { content: 'one' } }] } });
     const page = await answer(s.url, cases[1][1], cases[1][2], u.token);
     expect([page.data ?? null, page.errors.map((e: any) => [e.path, e.extensions.code])]).toEqual([null, [[['theirs'], 'NOT_FOUND']]]);
   });

@@ -11,6 +11,7 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
+import { getVariableValues } from 'graphql/execution/values';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 
 type Gateway = ApolloServerOptionsWithGateway<Record<string, unknown>>['gateway'];
@@ -104,9 +105,12 @@ export function compiledExecution(schema: GraphQLSchema): Gateway {
     if (operation?.operation !== 'query') return graphqlJs();
     const compiled = plan(document, operationName);
     if (!compiled) return graphqlJs();
-    const result = (await compiled.query(undefined, rc.context, variables)) as ExecutionResult;
-    // No data at all: refused before execution (a variable that doesn't coerce), where graphql-js's
-    // wording is what Apollo reads to answer BAD_USER_INPUT.
+    // Variables coerced by graphql-js, as its execute does: graphql-jit coerces built-in scalar names
+    // (ID) its own way, past the schema's ID scalar that normalizes UUIDs. A refusal gets graphql-js's answer.
+    const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables, { maxErrors: 50 });
+    if (coerced.errors) return graphqlJs();
+    const result = (await compiled.query(undefined, rc.context, coerced.coerced)) as ExecutionResult;
+    // No data at all: refused before execution, where graphql-js's wording is what Apollo reads.
     if (result.data === undefined) return graphqlJs();
     return result.errors?.length ? { ...result, errors: asGraphQLErrors(document, operation, result.errors) } : result;
   };
