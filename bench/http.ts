@@ -4,8 +4,8 @@
  *
  *   DATABASE_URL=postgres://…/my_bench_db REDIS_URL=redis://127.0.0.1:MYPORT npm run bench:http
  *
- * Three child processes, started one after the other, each loaded by autocannon from this process
- * at C keep-alive connections:
+ * Three child processes, all up at once, loaded one at a time by autocannon from this process at C
+ * keep-alive connections, in rounds (every operation once per round, so drift weighs on all alike):
  * - bare Node: http.createServer answering the same JSON round trip without GraphQL (the floor
  *   for `heartbeat`);
  * - bare Apollo: Apollo Server 5 (startStandaloneServer, production mode) over Parley's own SDL,
@@ -14,7 +14,9 @@
  *   `{ __typename }`, `heartbeat`, `sendMessage` to a group of 5 members (persisted, then
  *   published) and `history(last: 50)` with sender fields.
  * Every response is checked (data, no errors); a request that fails or comes back wrong is counted,
- * and any such makes the exit code 1. Targets (ratios in this run, reported, not an exit code):
+ * and any such makes the exit code 1. The table gives each figure's range over the rounds, and each
+ * ratio's range over the rounds (both sides measured in the same round). Targets (reported, not an
+ * exit code):
  * `{ __typename }` >= 0.9x bare Apollo; history and sendMessage >= 0.5x Parley's `{ __typename }`;
  * heartbeat >= 0.6x bare Node.
  *
@@ -22,8 +24,9 @@
  * - DATABASE_URL   required; its name must contain 'bench' or 'test' (created when missing).
  *                  Users, a group and its messages are added.
  * - REDIS_URL      required (Parley's presence, rate limits and pub/sub).
- * - BENCH_SECONDS  measured seconds per operation. @default 4
- * - BENCH_WARMUP   unmeasured seconds per operation first. @default 1
+ * - BENCH_SECONDS  measured seconds per operation and round. @default 2
+ * - BENCH_ROUNDS   rounds; each measures every operation once, and the ratios are per round. @default 3
+ * - BENCH_WARMUP   unmeasured seconds per operation before the first round. @default 1
  * - BENCH_CONNECTIONS  C. @default 32
  * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
  * - BENCH_ONLY     a comma-separated subset of bare, apollo, typename, heartbeat, send, history
@@ -43,7 +46,8 @@ import { loadEnv } from '../src/config/env';
 import { startServer } from '../src/server';
 import { ensureDatabase, out, positive } from './util';
 
-const SECONDS = positive('BENCH_SECONDS', 4);
+const SECONDS = positive('BENCH_SECONDS', 2);
+const ROUNDS = positive('BENCH_ROUNDS', 3);
 const WARMUP = positive('BENCH_WARMUP', 1);
 const CONNECTIONS = positive('BENCH_CONNECTIONS', 32);
 const GROUP_SIZE = 5;
@@ -165,12 +169,6 @@ async function load(key: string, name: string, url: string, query: string, varia
   return { key, name, perSecond: r.requests.total / seconds, p99: r.latency.p99, bad: r.errors + r.timeouts + r.non2xx + r.mismatches };
 }
 
-async function measure(key: string, name: string, url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<Run | undefined> {
-  if (!runs(key)) return undefined;
-  await load(key, name, url, query, variables, token, WARMUP);
-  return load(key, name, url, query, variables, token, SECONDS);
-}
-
 /** Signs up `n` users with fresh names; their tokens and ids. */
 async function users(url: string, n: number): Promise<{ id: string; token: string }[]> {
   const run = Date.now().toString(36);
@@ -185,41 +183,44 @@ async function users(url: string, n: number): Promise<{ id: string; token: strin
   return made;
 }
 
+interface Op {
+  key: string;
+  name: string;
+  url: string;
+  query: string;
+  variables?: Record<string, unknown>;
+  token?: string;
+}
+
+const RATIOS = [
+  ['typename', 'apollo', 0.9],
+  ['heartbeat', 'bare', 0.6],
+  ['send', 'typename', 0.5],
+  ['history', 'typename', 0.5],
+] as const;
+
 async function main(): Promise<void> {
   const DATABASE_URL = process.env.DATABASE_URL;
   const REDIS_URL = process.env.REDIS_URL;
   if (!DATABASE_URL || !REDIS_URL) throw new Error('set DATABASE_URL (a database named *bench* or *test*) and REDIS_URL');
   await ensureDatabase(DATABASE_URL, /bench|test/i, 'add users to');
   const production = { NODE_ENV: 'production', LOG_LEVEL: 'warn', LOG_PRETTY: 'false' };
-  const results: (Run | undefined)[] = [];
-
-  out(`${CONNECTIONS} connections, ${WARMUP} s warm-up + ${SECONDS} s per operation, one instance of each server in turn`);
-  if (runs('bare')) {
-    const bare = await startChild('bare');
-    try {
-      results.push(await measure('bare', 'bare Node HTTP (floor for heartbeat)', bare.url, HEARTBEAT));
-    } finally {
-      await bare.stop();
-    }
-  }
-  if (runs('apollo')) {
-    const apollo = await startChild('apollo', production);
-    try {
-      results.push(await measure('apollo', 'bare Apollo Server 5: { __typename }', apollo.url, TYPENAME));
-    } finally {
-      await apollo.stop();
-    }
-  }
-
-  const parley = await startChild('parley', {
-    ...production,
-    DATABASE_URL,
-    REDIS_URL,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    RATE_LIMIT_SEND_MESSAGE: '100000000/10s',
-    RATE_LIMIT_SIGNUP: '100000/1h',
-  });
+  // All three up at once (an idle one costs nothing): each round measures every operation in turn,
+  // so a busy neighbour weighs on the baselines and on Parley alike.
+  const [bare, apollo, parley] = await Promise.all([
+    startChild('bare'),
+    startChild('apollo', production),
+    startChild('parley', {
+      ...production,
+      DATABASE_URL,
+      REDIS_URL,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      RATE_LIMIT_SEND_MESSAGE: '100000000/10s',
+      RATE_LIMIT_SIGNUP: '100000/1h',
+    }),
+  ]);
+  const rounds: Run[][] = [];
   try {
     const members = await users(parley.url, GROUP_SIZE);
     const [owner] = members;
@@ -230,43 +231,53 @@ async function main(): Promise<void> {
     const page = await gql(parley.url, HISTORY, { g }, owner.token);
     if (page.history.edges.length !== HISTORY_PAGE) throw new Error(`history returned ${page.history.edges.length} edges, not ${HISTORY_PAGE}`);
 
-    results.push(await measure('typename', 'Parley: { __typename }', parley.url, TYPENAME, {}, owner.token));
-    results.push(await measure('heartbeat', 'Parley: heartbeat', parley.url, HEARTBEAT, {}, owner.token));
-    results.push(await measure('send', `Parley: sendMessage to a group of ${GROUP_SIZE}`, parley.url, SEND, { g }, owner.token));
-    results.push(await measure('history', `Parley: history(last: ${HISTORY_PAGE}) with sender`, parley.url, HISTORY, { g }, owner.token));
+    const ops: Op[] = [
+      { key: 'bare', name: 'bare Node HTTP (floor for heartbeat)', url: bare.url, query: HEARTBEAT },
+      { key: 'apollo', name: 'bare Apollo Server 5: { __typename }', url: apollo.url, query: TYPENAME },
+      { key: 'typename', name: 'Parley: { __typename }', url: parley.url, query: TYPENAME, token: owner.token },
+      { key: 'heartbeat', name: 'Parley: heartbeat', url: parley.url, query: HEARTBEAT, token: owner.token },
+      { key: 'send', name: `Parley: sendMessage to a group of ${GROUP_SIZE}`, url: parley.url, query: SEND, variables: { g }, token: owner.token },
+      { key: 'history', name: `Parley: history(last: ${HISTORY_PAGE}) with sender`, url: parley.url, query: HISTORY, variables: { g }, token: owner.token },
+    ].filter((o) => runs(o.key));
+    out(`${CONNECTIONS} connections; ${WARMUP} s warm-up per operation, then ${ROUNDS} rounds of ${SECONDS} s per operation, each round every operation in turn`);
+    for (const o of ops) await load(o.key, o.name, o.url, o.query, o.variables ?? {}, o.token, WARMUP);
+    for (let r = 0; r < ROUNDS; r++) {
+      const round: Run[] = [];
+      for (const o of ops) round.push(await load(o.key, o.name, o.url, o.query, o.variables ?? {}, o.token, SECONDS));
+      rounds.push(round);
+    }
   } finally {
-    await parley.stop();
+    await Promise.all([bare.stop(), apollo.stop(), parley.stop()]);
   }
 
-  const done = results.filter((r): r is Run => !!r);
-  const run = (key: string) => done.find((r) => r.key === key);
-  const floor = run('typename');
-  const ratios = (
-    [
-      ['typename', 'apollo', 0.9],
-      ['heartbeat', 'bare', 0.6],
-      ['send', 'typename', 0.5],
-      ['history', 'typename', 0.5],
-    ] as const
-  ).flatMap(([a, b, target]): [Run, Run, number][] => {
-    const [ra, rb] = [run(a), run(b)];
-    return ra && rb ? [[ra, rb, target]] : [];
-  });
   const fmt = (n: number) => Math.round(n).toLocaleString('en');
+  const range = (v: number[], f: (n: number) => string) => (Math.min(...v) === Math.max(...v) ? f(v[0]) : `${f(Math.min(...v))}-${f(Math.max(...v))}`);
+  const find = (round: Run[], key: string) => round.find((r) => r.key === key);
+  /** The ratio of `a` to `b` in each round where both ran. */
+  const ratiosOf = (a: string, b: string) => rounds.flatMap((round) => {
+    const [ra, rb] = [find(round, a), find(round, b)];
+    return ra && rb ? [ra.perSecond / rb.perSecond] : [];
+  });
+  const nameOf = (key: string) => rounds[0].find((r) => r.key === key)!.name;
   out();
-  out(`${'operation'.padEnd(44)}${'per second'.padStart(12)}${'p99 ms'.padStart(9)}${'bad'.padStart(6)}   ratio`);
-  out('─'.repeat(100));
-  for (const r of done) {
-    const ratio = ratios.find(([a]) => a === r);
-    const text = ratio ? `${(r.perSecond / ratio[1].perSecond).toFixed(2)}× ${ratio[1] === floor ? "Parley's { __typename }" : ratio[1].name.split(':')[0].replace(/ \(.*/, '')}` : '';
-    out(`${r.name.padEnd(44)}${fmt(r.perSecond).padStart(12)}${r.p99.toFixed(1).padStart(9)}${String(r.bad).padStart(6)}   ${text}`);
+  out(`${'operation'.padEnd(44)}${'per second'.padStart(16)}${'p99 ms'.padStart(12)}${'bad'.padStart(6)}   ratio in each round`);
+  out('─'.repeat(110));
+  for (const first of rounds[0]) {
+    const all = rounds.map((round) => find(round, first.key)!);
+    const ratio = RATIOS.find(([a, b]) => a === first.key && rounds[0].some((r) => r.key === b));
+    const text = ratio ? `${range(ratiosOf(ratio[0], ratio[1]), (n) => n.toFixed(2))}× ${ratio[1] === 'typename' ? "Parley's { __typename }" : nameOf(ratio[1]).split(':')[0].replace(/ \(.*/, '')}` : '';
+    out(
+      `${first.name.padEnd(44)}${range(all.map((r) => r.perSecond), fmt).padStart(16)}${range(all.map((r) => r.p99), (n) => n.toFixed(0)).padStart(12)}${String(all.reduce((n, r) => n + r.bad, 0)).padStart(6)}   ${text}`,
+    );
   }
   out();
-  for (const [a, b, target] of ratios) {
-    const ratio = a.perSecond / b.perSecond;
-    out(`${a.name}: ${ratio.toFixed(2)}× ${b.name} — target ≥ ${target}×: ${ratio >= target ? 'met' : 'MISSED'}`);
+  for (const [a, b, target] of RATIOS) {
+    const v = ratiosOf(a, b);
+    if (!v.length) continue;
+    const best = Math.max(...v);
+    out(`${nameOf(a)}: ${range(v, (n) => n.toFixed(2))}× ${nameOf(b)} — target ≥ ${target}×: ${Math.min(...v) >= target ? 'met in every round' : best >= target ? 'met in some rounds' : 'MISSED'}`);
   }
-  const bad = done.reduce((n, r) => n + r.bad, 0);
+  const bad = rounds.flat().reduce((n, r) => n + r.bad, 0);
   if (bad) out(`\n${bad} requests failed or came back wrong`);
   process.exit(bad ? 1 : 0);
 }
