@@ -11,7 +11,7 @@ import {
   ApolloServerPluginUsageReportingDisabled,
 } from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
-import { openDatabase, type Database } from './core/database';
+import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
@@ -129,8 +129,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
 
   try {
-    // A cluster needs its slot map before the first command; a Redis that is away doesn't stop the start.
-    if (redis && !(await redis.ready(5000))) logger.warn('starting while Redis is not ready; pub/sub resumes when it is');
+    // A cluster needs its slot map before the first command. A Redis that does not answer at start
+    // is a wrong REDIS_URL far more often than an outage: say so and stop (once running, an outage is ridden out).
+    if (redis && !(await redis.ready(5000))) {
+      const where = env.REDIS_CLUSTER_NODES ? `the Redis Cluster at ${env.REDIS_CLUSTER_NODES.join(',')}` : `Redis at ${maskUrl(env.REDIS_URL!)}`;
+      throw new Error(`${where} does not answer (${redis.lastError ?? 'no reply within 5 s'}): start it, fix ${env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL'}, or unset it to keep pub/sub in this process`);
+    }
     await app.start();
     const schema = await createSchema();
     const httpServer = createHttpServer();

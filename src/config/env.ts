@@ -88,8 +88,10 @@ export interface Env {
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
   WS_MAX_SUBSCRIPTIONS: number;
-  /** Sockets one user may hold open on one instance; the next is closed with 4429. @default 20 */
+  /** Sockets one user may hold open on one instance; the next is closed with 1013 "Too many connections" (clients retry later). @default 20 */
   WS_MAX_SOCKETS_PER_USER: number;
+  /** Sockets one client address may hold that are not acknowledged yet (no valid connection_init); the next upgrade is refused with HTTP 429. @default 20 */
+  WS_MAX_PENDING_PER_IP: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
   /** sendMessage calls per user (count/duration): well above a person typing, far below a script. @default 300/10s */
@@ -266,6 +268,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
+    WS_MAX_PENDING_PER_IP: int(src, 'WS_MAX_PENDING_PER_IP', 20, 1, 1_000_000),
     WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),

@@ -11,6 +11,8 @@ export interface Viewer {
   userId: string;
   sessionId: string;
   tokenHash: string;
+  /** When the token expires (ms since the epoch): a socket opened with it is closed then. */
+  expiresAt: number;
 }
 
 export interface Context {
