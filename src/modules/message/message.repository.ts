@@ -106,11 +106,22 @@ export const messageRepository = {
   async page(
     em: EntityManager,
     key: string,
-    opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number; visibleTo?: PrivateFilter },
+    opts: {
+      direction: 'forward' | 'backward';
+      cursor: { at: Date; id: string } | null;
+      limit: number;
+      visibleTo?: PrivateFilter;
+      /** Rows only if this user is a member of this group (checked once per statement, not per row). */
+      member?: { groupId: string; userId: string };
+    },
   ): Promise<MessageRow[]> {
     const forward = opts.direction === 'forward';
     const params: unknown[] = [key];
     let where = 'm.conversation_key = ?';
+    if (opts.member) {
+      where += ' and exists (select 1 from group_members gm where gm.group_id = ? and gm.user_id = ?)';
+      params.push(opts.member.groupId, opts.member.userId);
+    }
     if (opts.visibleTo) {
       const f = privacy(opts.visibleTo);
       where += ` and ${f.sql}`;
