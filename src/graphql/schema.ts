@@ -47,6 +47,8 @@ export async function createSchema(): Promise<GraphQLSchema> {
     resolvers,
     authChecker,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
+    // Input rules live in src/shared/validation.ts and each module's *.validation.ts, written out
+    // so every rule answers with its own extensions.code; no class-validator decorators.
     validate: false,
     // Every subscription brings its own `subscribe` (filtered in memory by the services' PubSub);
     // type-graphql still wants an engine, so this one refuses topic-based use.
