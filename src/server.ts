@@ -1,8 +1,8 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import {
   ApolloServerPluginCacheControlDisabled,
   ApolloServerPluginInlineTraceDisabled,
@@ -14,6 +14,7 @@ import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
+import { DisposerStack } from './core/disposer';
 import { createServices, type Services } from './core/services';
 import { bearerToken, invalidTokenError, RequestContext, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
@@ -22,6 +23,7 @@ import { documentLimits } from './graphql/limits';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
 import { publicOrigin } from './modules/message/attachment.links';
+import { attachmentRoute } from './modules/message/attachment.route';
 import { attachWebSocket } from './graphql/ws';
 import type { FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
@@ -29,8 +31,6 @@ import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
 import { connectRedis } from './shared/redis';
-import { NotFoundError } from './shared/errors';
-import { normalizeId } from './shared/validation';
 
 export interface ParleyServer {
   /** http://host:port/graphql */
@@ -61,56 +61,6 @@ export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_D
 }
 
 /**
- * GET /attachments/:id: the stored bytes, always as a download. With `expires` and `signature`
- * (the signed link of Attachment.url) to anyone holding a valid, unexpired link; without them,
- * only to a member of the conversation with their bearer token.
- */
-async function serveAttachment(services: Services, req: IncomingMessage, res: ServerResponse, id: string, query: URLSearchParams): Promise<void> {
-  const em = services.orm.em.fork() as EntityManager;
-  const notFound = () => sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
-  let file;
-  let cache = 'private, no-store';
-  if (query.has('signature') || query.has('expires')) {
-    // A link for another attachment, altered or expired names nothing: 404 as for an unknown id.
-    const expires = query.get('expires');
-    if (!services.attachmentLinks.verify(id, expires, query.get('signature'))) return notFound();
-    file = await services.messages.attachmentData(em, id);
-    cache = `private, max-age=${Math.max(0, Number(expires) - Math.ceil(Date.now() / 1000))}`;
-  } else {
-    const token = bearerToken(req.headers.authorization);
-    const viewer = token ? await services.auth.authenticate(token) : null;
-    if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send your bearer token in the Authorization header, or use the signed link of Attachment.url.');
-    try {
-      file = await services.messages.attachment(em, viewer.userId, id);
-    } catch (e) {
-      if (e instanceof NotFoundError) return notFound();
-      throw e;
-    }
-  }
-  if (!file) return notFound();
-  res.writeHead(200, {
-    'content-type': file.mimeType,
-    'content-length': file.data.length,
-    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${encodeURIComponent(file.fileName)}`,
-    'x-content-type-options': 'nosniff',
-    'cache-control': cache,
-  });
-  res.end(file.data);
-}
-
-/** Stops accepting, lets in-flight requests finish (up to `graceMs`), then cuts what is left. */
-function drain(server: Server, graceMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.closeIdleConnections();
-  });
-}
-
-/**
  * Starts Parley: database (migrated), Redis or in-process pub/sub, GraphQL over HTTP and
  * WebSocket on one port, health endpoints and jobs.
  * @throws when the database or the port can't be used; nothing is left running.
@@ -118,17 +68,21 @@ function drain(server: Server, graceMs: number): Promise<void> {
 export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   const { env } = opts;
   const logger = opts.logger ?? createLogger(env);
-  const database = await openDatabase(env, logger);
-  const redis = connectRedis(env, logger);
-  const pubsub = createPubSub(redis, logger);
-  const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
-  const disposers: [string, () => Promise<void> | void][] = [];
-  const production = env.NODE_ENV === 'production';
-  const metrics = createMetrics();
-  // Every failed connect or reconnect attempt of any of the three connections.
-  for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
-
+  // Released last pushed first, on a failed start and on dispose alike.
+  const stack = new DisposerStack(logger);
   try {
+    const database = await openDatabase(env, logger);
+    stack.push('database', () => database.dispose());
+    const redis = connectRedis(env, logger);
+    if (redis) stack.push('redis', () => redis.dispose());
+    const pubsub = createPubSub(redis, logger);
+    stack.push('pubsub', () => pubsub.dispose());
+    const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
+    stack.push('services', () => app.dispose());
+    const production = env.NODE_ENV === 'production';
+    const metrics = createMetrics();
+    // Every failed connect or reconnect attempt of any of the three connections.
+    for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
     // A cluster needs its slot map before the first command. A Redis that does not answer at start
     // is a wrong REDIS_URL far more often than an outage: say so and stop (once running, an outage is ridden out).
     if (redis && !(await redis.ready(5000))) {
@@ -150,6 +104,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
+      // src/index.ts owns SIGTERM/SIGINT: Apollo's own handler would drain HTTP before the sockets get their 1001.
+      stopOnTerminationSignals: false,
       csrfPrevention: true,
       formatError,
       validationRules: limits.apollo.validationRules,
@@ -168,9 +124,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         ...limits.apollo.plugins,
         errorLogPlugin(logger),
         operationMetricsPlugin(metrics),
+        // apollo.stop(): stop accepting, let in-flight requests finish, cut what is left after 5 s.
+        ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: 5000 }),
       ],
     });
     await apollo.start();
+    // Listening starts after this, so Apollo's stop (which drains HTTP) covers the server from then on.
+    stack.push('apollo and http', () => apollo.stop());
+    const serveAttachment = attachmentRoute(app.services);
     const limit = bodyLimit(env);
 
     httpServer.on('request', (req, res) => {
@@ -225,21 +186,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         }).catch(done));
         return;
       }
-      const attachment = /^\/attachments\/([^/]+)$/.exec(path);
-      if (attachment && req.method === 'GET') {
-        let id: string;
-        try {
-          id = normalizeId(decodeURIComponent(attachment[1]));
-        } catch {
-          return sendJson(res, 404, { error: 'Not found' }); // malformed escapes name no attachment
-        }
-        serveAttachment(app.services, req, res, id, new URL(req.url ?? '/', 'http://localhost').searchParams).catch(done);
-        return;
-      }
+      const attachment = serveAttachment(req, res, path);
+      if (attachment) return void attachment.catch(done);
       sendJson(res, 404, { error: 'Not found' });
     });
 
     const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
+    // Sockets are closed with 1001 before HTTP drains: an upgraded socket would hold the drain open.
+    stack.push('websocket', () => ws.dispose());
     metrics.observe({
       openSockets: () => ws.wss.clients.size,
       subscriptions: () => ws.fanout.active,
@@ -256,17 +210,13 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         resolve();
       });
     });
-    const jobs = opts.jobs === false ? { dispose: async () => {} } : startJobs(app.services, { metrics });
+    if (opts.jobs !== false) {
+      const jobs = startJobs(app.services, { metrics });
+      stack.push('jobs', () => jobs.dispose());
+    }
     const port = (httpServer.address() as AddressInfo).port;
     const host = env.HOST === '0.0.0.0' || env.HOST === '::' ? 'localhost' : env.HOST;
 
-    disposers.push(
-      ['websocket', () => ws.dispose()],
-      ['http', () => drain(httpServer, 5000)],
-      ['jobs', () => jobs.dispose()],
-      ['apollo', () => apollo.stop()],
-    );
-    let disposing: Promise<void> | undefined;
     return {
       url: `http://${host}:${port}/graphql`,
       wsUrl: `ws://${host}:${port}/graphql`,
@@ -276,25 +226,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       database,
       fanout: ws.fanout,
       metrics,
-      dispose: () =>
-        (disposing ??= (async () => {
-          for (const [name, d] of disposers) {
-            await Promise.resolve(d()).catch((e) => logger.warn({ err: e, step: name }, 'dispose step failed'));
-            logger.debug({ step: name }, 'stopped');
-          }
-          await app.dispose();
-          await pubsub.dispose();
-          await redis?.dispose();
-          logger.debug('services, pub/sub and redis closed');
-          await database.dispose();
-        })()),
+      dispose: () => stack.dispose(),
     };
   } catch (e) {
-    for (const [, d] of disposers) await Promise.resolve(d()).catch(() => undefined);
-    await app.dispose().catch(() => undefined);
-    await pubsub.dispose().catch(() => undefined);
-    await redis?.dispose();
-    await database.dispose();
+    await stack.dispose();
     throw e;
   }
 }
