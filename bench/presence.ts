@@ -47,6 +47,7 @@ import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { loadEnv } from '../src/config/env';
 import { openDatabase } from '../src/core/database';
+import { entities } from '../src/modules/entities';
 import { PresenceService } from '../src/modules/presence/presence.service';
 import { RedisPresenceStore } from '../src/modules/presence/presence.store';
 import { startServer } from '../src/server';
@@ -330,7 +331,7 @@ interface SweepResult {
 async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: SweepResult[]; baselineMs: number }> {
   const env = loadEnv({ ...process.env, DATABASE_URL, REDIS_URL, NODE_ENV: 'production', LOG_LEVEL: 'warn', LOG_PRETTY: 'false', PRESENCE_TIMEOUT: String(PRESENCE_TIMEOUT_S) });
   const logger = createLogger(env);
-  const database = await openDatabase(env, logger);
+  const database = await openDatabase(env, logger, { entities });
   const redis = connectRedis(env, logger)!;
   await new Promise((r) => (redis.client.status === 'ready' ? r(null) : redis.client.once('ready', r)));
   const pubsub = createPubSub(redis, logger);

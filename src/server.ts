@@ -12,11 +12,16 @@ import {
 } from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
-import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
+import { clientIp, handleCors, sendGraphQLError, sendJson } from './core/http';
+import { handleGraphQL } from './graphql/http';
 import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
-import { createServices, type Services } from './core/services';
-import { bearerToken, invalidTokenError, RequestContext, type Context, type Viewer } from './graphql/context';
+import { entities } from './modules/entities';
+import { createServices, type Services } from './modules/services';
+import { bearerToken, invalidTokenError } from './modules/auth/auth.tokens';
+import { RequestContext } from './graphql/context';
+import type { Context } from './modules/context';
+import type { Viewer } from './modules/auth/auth.viewer';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
@@ -71,7 +76,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   // Released last pushed first, on a failed start and on dispose alike.
   const stack = new DisposerStack(logger);
   try {
-    const database = await openDatabase(env, logger);
+    const database = await openDatabase(env, logger, { entities });
     stack.push('database', () => database.dispose());
     const redis = connectRedis(env, logger);
     if (redis) stack.push('redis', () => redis.dispose());

@@ -1,4 +1,4 @@
-import { MembershipIndex } from '../src/core/membership';
+import { MembershipIndex } from '../src/modules/membership/membership.index';
 import { createPubSub } from '../src/shared/pubsub/pubsub';
 import { createLogger } from '../src/shared/logger';
 

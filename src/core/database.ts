@@ -1,7 +1,7 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import type { Env } from '../config/env';
-import { ormConfig } from '../config/mikro-orm.config';
+import { ormConfig, type OrmConfigInput } from './mikro-orm.config';
 import type { Logger } from '../shared/logger';
 import { startEmbeddedPostgres } from './embedded-postgres';
 
@@ -43,14 +43,14 @@ export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
  * and applies migrations.
  * @throws when the database can't be reached; the entry point turns this into one line.
  */
-export async function openDatabase(env: Env, logger: Logger, opts: { migrate?: boolean } = {}): Promise<Database> {
+export async function openDatabase(env: Env, logger: Logger, opts: { entities: OrmConfigInput['entities']; migrate?: boolean }): Promise<Database> {
   const embedded = env.DATABASE_URL
     ? undefined
     : await startEmbeddedPostgres({ dir: env.EMBEDDED_PG_DIR, port: env.EMBEDDED_PG_PORT, logger });
   const clientUrl = env.DATABASE_URL ?? embedded!.url;
   let orm: MikroORM;
   try {
-    orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, logger }));
+    orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, logger, entities: opts.entities }));
     if (!(await orm.isConnected())) {
       const check = await orm.checkConnection();
       throw new Error(check.ok ? 'not connected' : check.reason);

@@ -1,71 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { GraphQLError } from 'graphql';
-import { createLoaders, type Loaders } from '../core/loaders';
-import type { Services } from '../core/services';
-import { UnauthenticatedError } from '../shared/errors';
+import type { Viewer } from '../modules/auth/auth.viewer';
+import { ByteBudget, type Context } from '../modules/context';
+import { createLoaders, type Loaders } from '../modules/loaders';
+import type { Services } from '../modules/services';
 import type { Logger } from '../shared/logger';
-
-/** The authenticated caller: which user, through which token. */
-export interface Viewer {
-  userId: string;
-  sessionId: string;
-  tokenHash: string;
-  /** When the token expires (ms since the epoch): a socket opened with it is closed then. */
-  expiresAt: number;
-}
-
-/**
- * Decoded attachment bytes one response may still carry (`Attachment.base64`): a few aliased
- * pages of history must not turn a short query into hundreds of megabytes.
- */
-export class ByteBudget {
-  constructor(private left: number) {}
-
-  /** Spends `bytes` if they fit; false (nothing spent) when they don't. */
-  take(bytes: number): boolean {
-    if (bytes > this.left) return false;
-    this.left -= bytes;
-    return true;
-  }
-}
-
-export interface Context {
-  /** A fork of the EntityManager for this one operation. */
-  em: EntityManager;
-  viewer: Viewer | null;
-  services: Services;
-  loaders: Loaders;
-  /** Client address, for rate limits. */
-  ip: string;
-  requestId: string;
-  logger: Logger;
-  /** What is left of ATTACHMENT_MAX_BYTES_PER_RESPONSE for this operation's response. */
-  attachmentBudget: ByteBudget;
-  /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
-  origin?: string;
-}
-
-/** The viewer, or UNAUTHENTICATED. For resolvers behind @Authorized() this never throws. */
-export function viewerOf(ctx: Pick<Context, 'viewer'>): Viewer {
-  if (!ctx.viewer) throw new UnauthenticatedError();
-  return ctx.viewer;
-}
-
-/** Reads a bearer token from an Authorization header value or a bare token. */
-export function bearerToken(value: unknown): string | null {
-  if (typeof value !== 'string' || !value.trim()) return null;
-  const v = value.trim();
-  const m = /^Bearer\s+(.+)$/i.exec(v);
-  return m ? m[1].trim() : v;
-}
-
-/** A token was sent but is unknown, revoked or expired: the whole request is refused (HTTP 401). */
-export function invalidTokenError(): GraphQLError {
-  return new GraphQLError('Your token is invalid, expired or revoked; sign in again.', {
-    extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
-  });
-}
 
 /**
  * The context of one HTTP operation. `em`, the loaders and the request's child logger are made on

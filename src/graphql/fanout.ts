@@ -14,10 +14,10 @@ import {
 } from 'graphql';
 import WebSocket from 'ws';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { createLoaders, type Loaders } from '../core/loaders';
+import { createLoaders, type Loaders } from '../modules/loaders';
 import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
 import { textFrame, writeFrame } from './frames';
-import type { Context } from './context';
+import type { Context } from '../modules/context';
 
 /** What one subscription operation needs to write its own frames. */
 export interface OperationTarget {

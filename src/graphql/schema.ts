@@ -9,7 +9,7 @@ import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '
 import { UserResolver } from '../modules/user/user.resolver';
 import { UnauthenticatedError } from '../shared/errors';
 import { DateTimeScalar } from '../shared/graphql/scalars';
-import type { Context } from './context';
+import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
 export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver] as const;

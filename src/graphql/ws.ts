@@ -9,13 +9,15 @@ import {
   type GraphQLSchema,
 } from 'graphql';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { Services } from '../core/services';
+import type { Services } from '../modules/services';
 import { clientIp, originAllowed } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
-import { bearerToken, SocketContext, type Viewer } from './context';
+import { bearerToken } from '../modules/auth/auth.tokens';
+import { SocketContext } from './context';
+import type { Viewer } from '../modules/auth/auth.viewer';
 import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';

@@ -1,4 +1,4 @@
-import type { Services } from '../core/services';
+import type { Services } from '../modules/services';
 import type { Metrics } from '../shared/metrics';
 import { presenceSweepJob } from './presence-sweep.job';
 

@@ -12,6 +12,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { loadEnvOrReport } from '../config/env';
 import { openDatabase } from '../core/database';
+import { entities } from '../modules/entities';
 import { PresenceService } from '../modules/presence/presence.service';
 import { RedisPresenceStore } from '../modules/presence/presence.store';
 import { createLogger } from '../shared/logger';
@@ -44,7 +45,7 @@ async function main(): Promise<number> {
     logger.error('presence:sweep needs DATABASE_URL: it writes lastSeenAt of the users it marks OFFLINE');
     return 1;
   }
-  const database = await openDatabase(env, logger, { migrate: false });
+  const database = await openDatabase(env, logger, { entities, migrate: false });
   const redis = connectRedis(env, logger)!;
   const pubsub = createPubSub(redis, logger);
   try {

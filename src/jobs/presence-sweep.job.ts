@@ -1,5 +1,5 @@
 import cron from 'node-cron';
-import type { Services } from '../core/services';
+import type { Services } from '../modules/services';
 import type { Metrics } from '../shared/metrics';
 
 /**

@@ -1,5 +1,6 @@
 import { Arg, Args, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from './auth.viewer';
+import type { Context } from '../context';
 import { toUserType } from '../user/user.mapper';
 import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
 import type { AuthResult } from './auth.service';

@@ -2,7 +2,7 @@ import { hash, verify, type Algorithm } from '@node-rs/argon2';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import type { Viewer } from '../../graphql/context';
+import type { Viewer } from './auth.viewer';
 import { BadUserInputError, ConflictError, UnauthenticatedError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
 import { toUserType } from '../user/user.mapper';
 import { UserType } from '../user/user.types';

@@ -1,6 +1,7 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { SYSTEM_USER } from '../user/user.mapper';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { MembershipIndex } from '../../core/membership';
+import type { MembershipIndex } from '../membership/membership.index';
 import { ForbiddenError, NotFoundError } from '../../shared/errors';
 import { decodeCursor, decodeTimeCursor, pageSize, toConnection } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';

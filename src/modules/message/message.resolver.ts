@@ -1,5 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
 import { PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';

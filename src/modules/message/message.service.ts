@@ -13,7 +13,7 @@ import type { ProjectService } from '../project/project.service';
 import { User } from '../user/user.entity';
 import { checkAttachment } from './attachment.validation';
 import { messageRepository, type MessageRow } from './message.repository';
-import type { MessageType } from './message.types';
+import type { Conversation, MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
 /**
@@ -22,22 +22,6 @@ const MAX_CONTENT = 4000;
  * in between is missed.
  */
 const CATCH_UP_MS = 5000;
-
-/**
- * One conversation as the viewer may use it. Group, direct and project conversations share
- * one keyset index through `key`; inside a project, private messages carry a recipient and are
- * seen by their two users only (`privateWith` narrows to one such thread).
- */
-export interface Conversation {
-  key: string;
-  kind: 'group' | 'direct' | 'project';
-  groupId: string | null;
-  projectId: string | null;
-  /** Direct: the other user. */
-  peerId: string | null;
-  /** Project: only the private thread between the viewer and this user. */
-  privateWith: string | null;
-}
 
 export interface ConversationArgs {
   groupId?: string | null;

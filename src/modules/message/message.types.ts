@@ -34,12 +34,28 @@ export class MessageEdge {
   @Field(() => MessageType) node!: MessageType;
 }
 
+/**
+ * One conversation as the viewer may use it. Group, direct and project conversations share
+ * one keyset index through `key`; inside a project, private messages carry a recipient and are
+ * seen by their two users only (`privateWith` narrows to one such thread).
+ */
+export interface Conversation {
+  key: string;
+  kind: 'group' | 'direct' | 'project';
+  groupId: string | null;
+  projectId: string | null;
+  /** Direct: the other user. */
+  peerId: string | null;
+  /** Project: only the private thread between the viewer and this user. */
+  privateWith: string | null;
+}
+
 /** Edges always oldest first; totalCount is counted only when a client asks for it. */
 @ObjectType('MessageConnection')
 export class MessageConnection {
   @Field(() => [MessageEdge]) edges!: MessageEdge[];
   @Field(() => PageInfo) pageInfo!: PageInfo;
-  conversation!: import('./message.service').Conversation;
+  conversation!: Conversation;
 }
 
 @InputType()

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { MembershipIndex } from '../../core/membership';
+import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';

@@ -1,6 +1,7 @@
 import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { viewerOf, type Context } from '../../graphql/context';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { cleanSearch, isId } from '../../shared/validation';
 import { User } from './user.entity';

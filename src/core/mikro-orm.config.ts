@@ -1,6 +1,5 @@
-import { defineConfig, type Options } from '@mikro-orm/postgresql';
+import { defineConfig, type EntityClass, type Options } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
-import { entities } from '../modules/entities';
 import { migrationsList } from '../migrations';
 import type { Logger } from '../shared/logger';
 
@@ -8,15 +7,17 @@ export interface OrmConfigInput {
   clientUrl: string;
   poolMax: number;
   logger?: Logger;
+  /** Every entity the ORM maps: the caller passes the list in src/modules/entities.ts (config sits below the modules). */
+  entities: EntityClass<object>[];
 }
 
 /** MikroORM settings shared by the server, the CLI scripts and the tests. */
-export function ormConfig({ clientUrl, poolMax, logger }: OrmConfigInput): Options {
+export function ormConfig({ clientUrl, poolMax, logger, entities }: OrmConfigInput): Options {
   return defineConfig({
     clientUrl,
     entities,
     extensions: [Migrator],
-    // Entities come from the explicit list above; discovery by folder would differ between ts and js.
+    // Entities come from the explicit list passed in; discovery by folder would differ between ts and js.
     discovery: { warnWhenNoEntities: true },
     migrations: { migrationsList, path: 'src/migrations', pathTs: 'src/migrations', transactional: true, snapshot: false },
     pool: { min: 0, max: poolMax, idleTimeoutMillis: 30_000 },

@@ -1,23 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
-import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
-import { AuthService } from '../modules/auth/auth.service';
-import { FriendService } from '../modules/friend/friend.service';
-import { GroupService } from '../modules/group/group.service';
-import { AttachmentLinks } from '../modules/message/attachment.links';
-import { MessageService } from '../modules/message/message.service';
-import { groupRepository } from '../modules/group/group.repository';
-import { PresenceService } from '../modules/presence/presence.service';
-import { MemoryPresenceStore, RedisPresenceStore } from '../modules/presence/presence.store';
-import { projectRepository } from '../modules/project/project.repository';
-import { ProjectService } from '../modules/project/project.service';
+import { PasswordLimiter } from './auth/auth.ratelimit';
+import { AuthService } from './auth/auth.service';
+import { FriendService } from './friend/friend.service';
+import { GroupService } from './group/group.service';
+import { AttachmentLinks } from './message/attachment.links';
+import { MessageService } from './message/message.service';
+import { groupRepository } from './group/group.repository';
+import { PresenceService } from './presence/presence.service';
+import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
+import { projectRepository } from './project/project.repository';
+import { ProjectService } from './project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
 import { channelOf, Topic } from '../shared/pubsub/topics';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
-import { MembershipIndex } from './membership';
+import { MembershipIndex } from './membership/membership.index';
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {

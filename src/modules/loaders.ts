@@ -1,11 +1,11 @@
 import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { PresenceService, PresenceState } from '../modules/presence/presence.service';
-import type { ProjectService } from '../modules/project/project.service';
-import type { ProjectType } from '../modules/project/project.types';
-import { User } from '../modules/user/user.entity';
-import { toUserType } from '../modules/user/user.mapper';
-import type { UserType } from '../modules/user/user.types';
+import type { PresenceService, PresenceState } from './presence/presence.service';
+import type { ProjectService } from './project/project.service';
+import type { ProjectType } from './project/project.types';
+import { User } from './user/user.entity';
+import { toUserType } from './user/user.mapper';
+import type { UserType } from './user/user.types';
 
 /** Per-operation batch loaders: one query for every user or presence a response needs. */
 export interface Loaders {

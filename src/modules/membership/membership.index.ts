@@ -1,5 +1,5 @@
-import type { PubSub } from '../shared/pubsub/pubsub';
-import { Topic, type MembershipChangedPayload } from '../shared/pubsub/topics';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type MembershipChangedPayload } from '../../shared/pubsub/topics';
 
 type Scope = MembershipChangedPayload['scope'];
 type Loader = (userId: string) => Promise<string[]>;

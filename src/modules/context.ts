@@ -1,0 +1,37 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Logger } from '../shared/logger';
+import type { Viewer } from './auth/auth.viewer';
+import type { Loaders } from './loaders';
+import type { Services } from './services';
+
+/**
+ * Decoded attachment bytes one response may still carry (`Attachment.base64`): a few aliased
+ * pages of history must not turn a short query into hundreds of megabytes.
+ */
+export class ByteBudget {
+  constructor(private left: number) {}
+
+  /** Spends `bytes` if they fit; false (nothing spent) when they don't. */
+  take(bytes: number): boolean {
+    if (bytes > this.left) return false;
+    this.left -= bytes;
+    return true;
+  }
+}
+
+/** What every resolver sees: one per operation, built by src/graphql/context.ts (HTTP and WebSocket). */
+export interface Context {
+  /** A fork of the EntityManager for this one operation. */
+  em: EntityManager;
+  viewer: Viewer | null;
+  services: Services;
+  loaders: Loaders;
+  /** Client address, for rate limits. */
+  ip: string;
+  requestId: string;
+  logger: Logger;
+  /** What is left of ATTACHMENT_MAX_BYTES_PER_RESPONSE for this operation's response. */
+  attachmentBudget: ByteBudget;
+  /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
+  origin?: string;
+}
