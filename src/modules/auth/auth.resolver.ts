@@ -1,24 +1,21 @@
 import { Arg, Args, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
 import { viewerOf } from './auth.viewer';
 import type { Context } from '../context';
-import { toUserType } from '../user/user.mapper';
+import { toAuthPayload } from './auth.mapper';
 import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
-import type { AuthResult } from './auth.service';
-
-const payload = (r: AuthResult): AuthPayload => ({ token: r.token, user: toUserType(r.user), expiresAt: r.expiresAt });
 
 @Resolver()
 export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
-    return payload(await ctx.services.auth.signup(ctx.em, args));
+    return toAuthPayload(await ctx.services.auth.signup(ctx.em, args));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })
   async login(@Args() args: LoginArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.login.consume(ctx.ip, 'Too many sign-in attempts from your address; try again later.');
-    return payload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip));
+    return toAuthPayload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip));
   }
 
   @Authorized()

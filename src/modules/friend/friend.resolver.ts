@@ -5,10 +5,8 @@ import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
 import { toUserType } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
-import type { FriendRequest } from './friend.entity';
+import { toFriendRequestType } from './friend.mapper';
 import { FriendRequestType } from './friend.types';
-
-const toType = (r: FriendRequest): FriendRequestType => ({ id: r.id, status: r.status, createdAt: r.createdAt, fromId: r.from.id, toId: r.to.id });
 
 @Resolver(() => FriendRequestType)
 export class FriendResolver {
@@ -21,7 +19,7 @@ export class FriendResolver {
   @Authorized()
   @Query(() => [FriendRequestType], { description: 'Pending, incoming and outgoing.' })
   async friendRequests(@Ctx() ctx: Context): Promise<FriendRequestType[]> {
-    return (await ctx.services.friends.pending(ctx.em, viewerOf(ctx).userId)).map(toType);
+    return (await ctx.services.friends.pending(ctx.em, viewerOf(ctx).userId)).map(toFriendRequestType);
   }
 
   @Authorized()
@@ -29,19 +27,19 @@ export class FriendResolver {
   async sendFriendRequest(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.friendRequest.consume(me, 'You are sending friend requests too fast; try again later.');
-    return toType(await ctx.services.friends.send(ctx.em, me, userId));
+    return toFriendRequestType(await ctx.services.friends.send(ctx.em, me, userId));
   }
 
   @Authorized()
   @Mutation(() => FriendRequestType)
   async acceptFriendRequest(@Arg('requestId', () => IdScalar) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
-    return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, true));
+    return toFriendRequestType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, true));
   }
 
   @Authorized()
   @Mutation(() => FriendRequestType)
   async declineFriendRequest(@Arg('requestId', () => IdScalar) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
-    return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, false));
+    return toFriendRequestType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, false));
   }
 
   @Authorized()

@@ -7,7 +7,7 @@ import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
-import { payloadToMessageType } from './message.service';
+import { payloadToMessageType } from './message.mapper';
 import { AttachmentType, ConversationInput, MessageConnection, MessageType, SendMessageInput } from './message.types';
 
 @Resolver(() => MessageType)

@@ -12,6 +12,7 @@ import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
 import { User } from '../user/user.entity';
 import { checkAttachment } from './attachment.validation';
+import { toMessagePayload, toMessageType } from './message.mapper';
 import { messageRepository, type MessageRow } from './message.repository';
 import type { Conversation, MessageType } from './message.types';
 
@@ -31,54 +32,6 @@ export interface ConversationArgs {
 
 export function directKey(a: string, b: string): string {
   return a < b ? `d:${a}:${b}` : `d:${b}:${a}`;
-}
-
-export function toMessageType(r: MessageRow): MessageType {
-  return {
-    id: r.id,
-    content: r.content,
-    createdAt: new Date(r.created_at),
-    clientMessageId: r.client_message_id,
-    attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
-    senderId: r.sender_id,
-    sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: new Date(r.sender_created_at), storedLastSeenAt: null },
-    groupId: r.group_id,
-    projectId: r.project_id,
-    recipientId: r.recipient_id,
-    conversationKey: r.conversation_key,
-  };
-}
-
-export function payloadToMessageType(p: MessagePayload): MessageType {
-  return {
-    id: p.id,
-    content: p.content,
-    createdAt: new Date(p.createdAt),
-    clientMessageId: p.clientMessageId,
-    attachmentMeta: p.attachment,
-    senderId: p.senderId,
-    sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
-    groupId: p.groupId,
-    projectId: p.projectId,
-    recipientId: p.recipientId,
-    conversationKey: p.conversationKey,
-  };
-}
-
-function toPayload(m: MessageType): MessagePayload {
-  return {
-    id: m.id,
-    conversationKey: m.conversationKey,
-    senderId: m.senderId,
-    sender: m.sender && { id: m.sender.id, username: m.sender.username, displayName: m.sender.displayName, createdAt: m.sender.createdAt.toISOString() },
-    content: m.content,
-    attachment: m.attachmentMeta,
-    groupId: m.groupId,
-    projectId: m.projectId,
-    recipientId: m.recipientId,
-    clientMessageId: m.clientMessageId,
-    createdAt: m.createdAt.toISOString(),
-  };
 }
 
 export interface MessageServiceDeps {
@@ -148,7 +101,7 @@ export class MessageService {
    */
   async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
     const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
-    return rows.map((r) => toPayload(toMessageType(r)));
+    return rows.map((r) => toMessagePayload(toMessageType(r)));
   }
 
   /**
@@ -192,7 +145,7 @@ export class MessageService {
     if (!row) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
     const message = toMessageType(row);
     this.sent++;
-    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, toPayload(message)))) this.publishFailures++;
+    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, toMessagePayload(message)))) this.publishFailures++;
     return message;
   }
 

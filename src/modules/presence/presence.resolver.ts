@@ -6,11 +6,9 @@ import { NotFoundError } from '../../shared/errors';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
-import { PresenceStatus, UserConnection, UserType } from '../user/user.types';
+import { UserConnection, UserType } from '../user/user.types';
+import { payloadToPresenceType, toPresenceType } from './presence.mapper';
 import { PresenceType } from './presence.types';
-import type { PresenceState } from './presence.service';
-
-const toPresence = (s: PresenceState): PresenceType => ({ userId: s.userId, status: s.status as PresenceStatus, lastSeenAt: s.lastSeenAt });
 
 @Resolver(() => PresenceType)
 export class PresenceResolver {
@@ -18,7 +16,7 @@ export class PresenceResolver {
   @Mutation(() => PresenceType, { description: 'Keeps the viewer ONLINE.' })
   async heartbeat(@Ctx() ctx: Context): Promise<PresenceType> {
     const viewer = viewerOf(ctx);
-    return toPresence(await ctx.services.presence.heartbeat(viewer.userId, viewer.sessionId));
+    return toPresenceType(await ctx.services.presence.heartbeat(viewer.userId, viewer.sessionId));
   }
 
   @Authorized()
@@ -39,7 +37,7 @@ export class PresenceResolver {
   @Query(() => PresenceType)
   async userStatus(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
     if (!isId(userId) || !(await ctx.loaders.user.load(userId))) throw new NotFoundError('User');
-    return toPresence(await ctx.loaders.presence.load(userId));
+    return toPresenceType(await ctx.loaders.presence.load(userId));
   }
 
   @Authorized()
@@ -52,7 +50,7 @@ export class PresenceResolver {
     },
   })
   presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [IdScalar], { nullable: true }) _userIds?: string[] | null): PresenceType {
-    return { userId: p.userId, status: p.status as PresenceStatus, lastSeenAt: p.lastSeenAt ? new Date(p.lastSeenAt) : null };
+    return payloadToPresenceType(p);
   }
 
   @FieldResolver(() => UserType)

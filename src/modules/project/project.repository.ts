@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
+import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
 import { pgArray } from '../../shared/sql';
 
 export interface ProjectRow {
@@ -23,18 +24,8 @@ export interface ActionRow {
   created_at: Date;
 }
 
-export interface NewAction {
-  id: string;
-  recipientId: string;
-  kind: ProjectActionKind;
-  message: string;
-  projectId: string;
-  projectTitle: string;
-  actorId: string | null;
-  targetId: string | null;
-  previousTitle: string | null;
-  createdAt: Date;
-}
+/** One inbox entry to insert: the published entry's shape (shared/pubsub/topics.ts), typed kind, Date. */
+export type NewAction = Omit<ProjectActionEntryPayload, 'kind' | 'createdAt'> & { kind: ProjectActionKind; createdAt: Date };
 
 const ACTION_COLUMNS = 'id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, created_at';
 

@@ -8,7 +8,7 @@ import { MessageType } from '../message/message.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
 import { ProjectRole } from './project.entity';
-import { entryToActionType } from './project.service';
+import { entryToActionType } from './project.mapper';
 import { ProjectActionConnection, ProjectActionsArgs, ProjectActionType, ProjectType } from './project.types';
 
 async function users(ctx: Context, ids: string[]): Promise<UserType[]> {

@@ -5,12 +5,13 @@ import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/e
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
+import { Topic } from '../../shared/pubsub/topics';
 import { cleanName, isId } from '../../shared/validation';
 import { User } from '../user/user.entity';
 import { ProjectActionKind, ProjectRole } from './project.entity';
 import { projectTexts as t } from './project.messages';
-import { projectRepository as repo, type ActionRow, type NewAction, type ProjectRow } from './project.repository';
+import { rowToActionType, toActionEntryPayload, toProjectType } from './project.mapper';
+import { projectRepository as repo, type NewAction, type ProjectRow } from './project.repository';
 import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
 
 /** A project locked for one change, with its members and the caller's place in it. */
@@ -25,36 +26,6 @@ interface Entry {
   recipientId: string;
   kind: ProjectActionKind;
   message: string;
-}
-
-export function toProjectType(p: ProjectRow, members: ProjectMemberShape[]): ProjectType {
-  return { id: p.id, title: p.title, createdAt: new Date(p.created_at), ownerId: p.owner_id, members };
-}
-
-export function entryToActionType(e: ProjectActionEntryPayload): ProjectActionType {
-  return {
-    id: e.id,
-    kind: e.kind as ProjectActionKind,
-    message: e.message,
-    projectId: e.projectId,
-    previousTitle: e.previousTitle,
-    createdAt: new Date(e.createdAt),
-    actorId: e.actorId,
-    targetId: e.targetId,
-  };
-}
-
-function rowToActionType(r: ActionRow): ProjectActionType {
-  return {
-    id: r.id,
-    kind: r.kind,
-    message: r.message,
-    projectId: r.project_id,
-    previousTitle: r.previous_title,
-    createdAt: new Date(r.created_at),
-    actorId: r.actor_id,
-    targetId: r.target_id,
-  };
 }
 
 /**
@@ -347,18 +318,7 @@ export class ProjectService {
     await repo.insertActions(em, actions);
     outbox.add(Topic.ProjectAction, {
       projectId: project.id,
-      entries: actions.map((a) => ({
-        id: a.id,
-        recipientId: a.recipientId,
-        kind: a.kind,
-        message: a.message,
-        projectId: a.projectId,
-        projectTitle: a.projectTitle,
-        actorId: a.actorId,
-        targetId: a.targetId,
-        previousTitle: a.previousTitle,
-        createdAt: createdAt.toISOString(),
-      })),
+      entries: actions.map(toActionEntryPayload),
     });
   }
 

@@ -1,0 +1,54 @@
+import type { MessagePayload } from '../../shared/pubsub/topics';
+import type { MessageRow } from './message.repository';
+import type { MessageType } from './message.types';
+
+/** A row of history (with its sender and attachment columns) as the API shows it. */
+export function toMessageType(r: MessageRow): MessageType {
+  return {
+    id: r.id,
+    content: r.content,
+    createdAt: new Date(r.created_at),
+    clientMessageId: r.client_message_id,
+    attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
+    senderId: r.sender_id,
+    sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: new Date(r.sender_created_at), storedLastSeenAt: null },
+    groupId: r.group_id,
+    projectId: r.project_id,
+    recipientId: r.recipient_id,
+    conversationKey: r.conversation_key,
+  };
+}
+
+/** A published message (plain JSON) as the API shows it. */
+export function payloadToMessageType(p: MessagePayload): MessageType {
+  return {
+    id: p.id,
+    content: p.content,
+    createdAt: new Date(p.createdAt),
+    clientMessageId: p.clientMessageId,
+    attachmentMeta: p.attachment,
+    senderId: p.senderId,
+    sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
+    groupId: p.groupId,
+    projectId: p.projectId,
+    recipientId: p.recipientId,
+    conversationKey: p.conversationKey,
+  };
+}
+
+/** What is published for a message: ids and ISO dates, never ORM entities. */
+export function toMessagePayload(m: MessageType): MessagePayload {
+  return {
+    id: m.id,
+    conversationKey: m.conversationKey,
+    senderId: m.senderId,
+    sender: m.sender && { id: m.sender.id, username: m.sender.username, displayName: m.sender.displayName, createdAt: m.sender.createdAt.toISOString() },
+    content: m.content,
+    attachment: m.attachmentMeta,
+    groupId: m.groupId,
+    projectId: m.projectId,
+    recipientId: m.recipientId,
+    clientMessageId: m.clientMessageId,
+    createdAt: m.createdAt.toISOString(),
+  };
+}
