@@ -14,7 +14,8 @@ import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
-import type { FanoutStats } from './graphql/fanout';
+import { UserConnections } from './graphql/connections';
+import { createFanout, type FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
 import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
@@ -130,6 +131,13 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     });
     await apollo.start();
     const limit = bodyLimit(env);
+    // One fan-out for every transport: an event is executed once per shape, whoever listens.
+    const fanout = createFanout({
+      maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+      formatError: (e) => formatError(e.toJSON(), e),
+      onDelivered: (s) => metrics.fanoutLatency.observe(s),
+    });
+    const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
@@ -190,10 +198,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf });
     metrics.observe({
       openSockets: () => ws.wss.clients.size,
-      subscriptions: () => ws.fanout.active,
+      subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
@@ -223,7 +231,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       httpServer,
       services: app.services,
       database,
-      fanout: ws.fanout,
+      fanout: fanout.stats,
       metrics,
       dispose: () =>
         (disposing ??= (async () => {
