@@ -14,6 +14,7 @@ import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { attachWebSocket } from './graphql/ws';
+import { attachStreams } from './graphql/sse';
 import { UserConnections } from './graphql/connections';
 import { createFanout, type FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
@@ -131,13 +132,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     });
     await apollo.start();
     const limit = bodyLimit(env);
-    // One fan-out for every transport: an event is executed once per shape, whoever listens.
+    // One fan-out for both transports: an event is executed once per shape, whoever listens.
     const fanout = createFanout({
       maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
       formatError: (e) => formatError(e.toJSON(), e),
       onDelivered: (s) => metrics.fanoutLatency.observe(s),
     });
     const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf });
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
@@ -165,6 +167,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       }
       if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
+      if (path === '/graphql/stream') {
+        streams.handle(req, res).catch(done);
+        return;
+      }
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
@@ -200,7 +206,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
 
     const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf });
     metrics.observe({
-      openSockets: () => ws.wss.clients.size,
+      openSockets: () => ws.wss.clients.size + streams.size,
       subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
@@ -219,6 +225,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
 
     disposers.push(
       ['websocket', () => ws.dispose()],
+      ['streams', () => streams.dispose()],
       ['http', () => drain(httpServer, 5000)],
       ['jobs', () => jobs.dispose()],
       ['apollo', () => apollo.stop()],

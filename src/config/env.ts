@@ -56,7 +56,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_IP: number;
   /** Trust X-Forwarded-For for the client address. @default false */
   TRUST_PROXY: boolean;
-  /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
+  /** Bytes a socket or SSE stream may have waiting to be sent before it is closed (a socket with 1013): a client that stopped reading. @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
   /** Deepest selection a document may nest (fragments flattened). @default 8 */
   GRAPHQL_MAX_DEPTH: number;
@@ -72,7 +72,7 @@ export interface Env {
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
   WS_MAX_SUBSCRIPTIONS: number;
-  /** Sockets one user may hold open on one instance; the next is closed with 4429. @default 20 */
+  /** Sockets and SSE streams one user may hold open on one instance, together; the next socket is closed with 4429, the next stream gets 429. @default 20 */
   WS_MAX_SOCKETS_PER_USER: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
@@ -82,7 +82,10 @@ export interface Env {
   RATE_LIMIT_SIGNUP: RateSpec;
   /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
-  /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
+  /**
+   * Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008.
+   * Also the SSE subscription requests one user may make (beyond it: 429). @default 500/10s
+   */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
 

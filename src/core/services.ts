@@ -3,6 +3,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { LoginLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
+import { StreamTickets } from '../modules/auth/auth.tickets';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
 import { MessageService } from '../modules/message/message.service';
@@ -29,6 +30,8 @@ export interface Services {
   memberships: MembershipIndex;
   presence: PresenceService;
   auth: AuthService;
+  /** Single-use tickets for SSE URLs (Redis when configured). */
+  tickets: StreamTickets;
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
@@ -71,8 +74,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
+  const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, rates };
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, tickets, friends, groups, messages, projects, rates };
   return {
     services,
     async start() {
@@ -83,6 +87,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     },
     async dispose() {
       auth.dispose();
+      tickets.dispose();
       await presence.dispose();
       memberships.dispose();
     },

@@ -52,13 +52,19 @@ export interface Rates {
   signup: RateLimit;
   /** login attempts, per client address. */
   login: RateLimit;
+  /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
+  streams: RateLimit;
 }
 
-export function createRates(env: { RATE_LIMIT_SEND_MESSAGE: RateSpec; RATE_LIMIT_SIGNUP: RateSpec; RATE_LIMIT_LOGIN: RateSpec }, redis?: RedisClient): Rates {
+export function createRates(
+  env: { RATE_LIMIT_SEND_MESSAGE: RateSpec; RATE_LIMIT_SIGNUP: RateSpec; RATE_LIMIT_LOGIN: RateSpec; RATE_LIMIT_WS_MESSAGES: RateSpec },
+  redis?: RedisClient,
+): Rates {
   return {
     sendMessage: new RateLimit('send-message', env.RATE_LIMIT_SEND_MESSAGE, redis),
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
+    streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
   };
 }
 
