@@ -3,6 +3,7 @@ import { launchChromium } from './helpers/browser';
 import { eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
 import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { proxiedDatabase } from './helpers/tcp-proxy';
 import { describeNeeding, tools } from './helpers/tools';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -163,6 +164,31 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(res.status).toBe(405);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
+
+  it('should answer 503 SERVICE_UNAVAILABLE while PostgreSQL is away, and hold nothing for the failed stream', async () => {
+    const { proxy, url } = await proxiedDatabase();
+    try {
+      const s = await createTestServer({ DATABASE_URL: url, WS_MAX_SOCKETS_PER_USER: '1' });
+      const u = await signup(s.url);
+      // A token never used yet must be looked up; one already used is cached, but its memberships must load.
+      const fresh = (await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: u.username, p: u.password }))).login.token;
+      await ok(gql(s.url, '{ me { id } }', {}, u.token));
+      await proxy.cut();
+      for (const token of [fresh, u.token]) {
+        const res = await fetch(`${streamUrl(s)}?query=${encodeURIComponent(ALL_MESSAGES)}`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
+        expect(res.status).toBe(503);
+        expect(((await res.json()) as any).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+      }
+      await proxy.restore();
+      // The failed stream released its place (the limit is 1 here).
+      const after = sseSubscribe(s, u.token, ALL_MESSAGES);
+      await running(s, 'messageAdded', 1);
+      await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, u.token), t: 'back' }, u.token));
+      expect(await after.nth(1)).toEqual({ messageAdded: { content: 'back' } });
+    } finally {
+      await proxy.cut();
+    }
+  }, 60_000);
 
   describeRedis('two instances', () => {
     it('should stream on instance B a message sent on instance A', async () => {

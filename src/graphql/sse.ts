@@ -248,7 +248,18 @@ export function attachStreams(
     return tokenHash ? services.auth.sessionOf(tokenHash) : null;
   }
 
+  /** A request that failed before its stream began: PostgreSQL or Redis away is SERVICE_UNAVAILABLE (503), as over HTTP; anything else is masked (500). */
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await serve(req, res);
+    } catch (e) {
+      if (res.headersSent) return void res.end();
+      const shaped = format(new GraphQLError(e instanceof Error ? e.message : String(e), { originalError: e instanceof Error ? e : undefined }));
+      sendJson(res, shaped.extensions?.code === 'SERVICE_UNAVAILABLE' ? 503 : 500, { errors: [shaped] });
+    }
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const viewer = await viewerOf(req);
     if (!viewer) {
       const e = new UnauthenticatedError('Send your bearer token in the Authorization header, or a ticket from mutation { streamTicket } as ?ticket=.');
