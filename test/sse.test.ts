@@ -163,6 +163,22 @@ describe('SSE transport (/graphql/stream)', () => {
     });
     expect(res.status).toBe(405);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+
+    // Any client that takes an event stream gets one (fetch sends Accept: */*); one that takes only JSON is told why not.
+    const post = (headers: Record<string, string> = {}) =>
+      fetch(streamUrl(s), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ query: '{ me { username } }' }),
+      });
+    const streamed = await post();
+    expect(streamed.status).toBe(200);
+    const text = await streamed.text();
+    expect(text).toContain(`event: next\ndata: {"data":{"me":{"username":"${u.username}"}}}\n\n`);
+    expect(text).toMatch(/event: complete\n/);
+    const json = await post({ accept: 'application/json' });
+    expect(json.status).toBe(406);
+    expect(((await json.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
 
   it('should answer 503 SERVICE_UNAVAILABLE while PostgreSQL is away, and hold nothing for the failed stream', async () => {

@@ -265,9 +265,11 @@ export function attachStreams(
       const e = new UnauthenticatedError('Send your bearer token in the Authorization header, or a ticket from mutation { streamTicket } as ?ticket=.');
       return sendJson(res, 401, { errors: [format(e)] }, { 'www-authenticate': 'Bearer' });
     }
-    // Distinct connections mode only: graphql-sse would answer 404 to anything but an event stream.
-    if (req.headers.accept !== 'text/event-stream') {
-      return sendJson(res, 406, { errors: [{ message: 'Send Accept: text/event-stream (the graphql-sse protocol, distinct connections mode).', extensions: { code: 'BAD_USER_INPUT' } }] });
+    // Every request here is a distinct connection, so any client that takes an event stream gets one
+    // (graphql-sse itself wants exactly `text/event-stream` and answers 404 otherwise).
+    const accept = req.headers.accept;
+    if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
+      return sendJson(res, 406, { errors: [{ message: 'This endpoint answers with an event stream (Accept: text/event-stream).', extensions: { code: 'BAD_USER_INPUT' } }] });
     }
     const stream = new Stream(res, viewer, clientIp(req, env));
     let answer: Response;
@@ -275,7 +277,7 @@ export function attachStreams(
       answer = await handler({
         method: req.method ?? 'GET',
         url: req.url ?? '/',
-        headers: { get: (key) => [req.headers[key] ?? ''].flat().join(', ') || undefined },
+        headers: { get: (key) => (key === 'accept' ? 'text/event-stream' : [req.headers[key] ?? ''].flat().join(', ') || undefined) },
         body: () => readBody(req, opts.bodyLimit),
         raw: req,
         context: stream,
