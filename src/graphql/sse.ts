@@ -123,6 +123,8 @@ export function attachStreams(
     /** Counts the stream for its user; false when they have as many connections as allowed. */
     async open(): Promise<boolean> {
       const { userId, sessionId } = this.viewer;
+      // Gone already (during the rate check): nothing to hold, and no close left to release it.
+      if (this.closed) return true;
       if (!connectionsOf.open(userId)) return false;
       this.held = true;
       streams.add(this);
