@@ -3,6 +3,7 @@ import { execute, GraphQLError, type ExecutionArgs, type ExecutionResult, type G
 import { createHandler, type OperationArgs, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../core/services';
 import { BodyTooLargeError, clientIp, readBody, sendJson } from '../core/http';
+import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, UnauthenticatedError } from '../shared/errors';
 import { Topic } from '../shared/pubsub/topics';
 import type { UserConnections } from './connections';
@@ -92,8 +93,10 @@ export function attachStreams(
       readonly res: ServerResponse,
       readonly viewer: Viewer,
       readonly ip: string,
+      /** The public origin the request came through (absolute attachment links). */
+      readonly origin: string | undefined,
     ) {
-      this.context = new SocketContext(services, viewer, ip, true);
+      this.context = new SocketContext(services, viewer, ip, true, origin);
       res.once('close', () => this.close());
     }
 
@@ -199,7 +202,7 @@ export function attachStreams(
       const args: ExecutionArgs = { schema, document: checked.document, operationName: params.operationName, variableValues: params.variables };
       // Queries and mutations get a context of their own, as over HTTP; graphql-sse executes them.
       if (operation.operation !== 'subscription') {
-        return { ...args, contextValue: new SocketContext(services, stream.viewer, stream.ip, false) as unknown as OperationContext };
+        return { ...args, contextValue: new SocketContext(services, stream.viewer, stream.ip, false, stream.origin) as unknown as OperationContext };
       }
 
       const { userId } = stream.viewer;
@@ -273,7 +276,7 @@ export function attachStreams(
     if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
       return sendJson(res, 406, { errors: [{ message: 'This endpoint answers with an event stream (Accept: text/event-stream).', extensions: { code: 'BAD_USER_INPUT' } }] });
     }
-    const stream = new Stream(res, viewer, clientIp(req, env));
+    const stream = new Stream(res, viewer, clientIp(req, env), publicOrigin(req, env));
     let answer: Response;
     try {
       answer = await handler({
