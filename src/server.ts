@@ -161,7 +161,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       onDelivered: (s) => metrics.fanoutLatency.observe(s),
     });
     const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
-    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf });
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];

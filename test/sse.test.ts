@@ -110,6 +110,16 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(await kept.nth(1)).toEqual({ messageAdded: { content: 'still here' } });
   });
 
+  it('should end the stream when its token expires', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '3s' });
+    const u = await signup(s.url);
+    const stream = sseSubscribe(s, u.token, ALL_MESSAGES);
+    await running(s, 'messageAdded', 1);
+    await stream.done;
+    expect(stream.errors).toEqual([expect.objectContaining({ message: 'Your token expired; sign in again.', extensions: { code: 'UNAUTHENTICATED' } })]);
+    await running(s, 'messageAdded', 0);
+  });
+
   it("should not stream a group's messages to a non-member", async () => {
     const s = await createTestServer();
     const [alice, carol] = [await signup(s.url), await signup(s.url)];
@@ -179,6 +189,11 @@ describe('SSE transport (/graphql/stream)', () => {
     const json = await post({ accept: 'application/json' });
     expect(json.status).toBe(406);
     expect(((await json.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+
+    // Counted as operations over HTTP and WebSocket are.
+    const metrics = await (await fetch(s.url.replace(/\/graphql$/, '/metrics'))).text();
+    expect(metrics).toContain('parley_graphql_operations_total{operation="me",type="query",code="OK"} 2');
+    expect(metrics).toContain('parley_graphql_operations_total{operation="logout",type="mutation",code="BAD_USER_INPUT"} 1');
   });
 
   it('should answer 503 SERVICE_UNAVAILABLE while PostgreSQL is away, and hold nothing for the failed stream', async () => {

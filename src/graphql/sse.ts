@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { execute, GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
-import { createHandler, type OperationArgs, type OperationResult, type Response } from 'graphql-sse';
+import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../core/services';
 import { BodyTooLargeError, clientIp, readBody, sendJson } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
@@ -11,6 +11,8 @@ import { bearerToken, SocketContext, type Viewer } from './context';
 import { operationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { selectOperation, type DocumentLimits } from './limits';
+import { describeOperation, firstCode } from './operation-metrics';
+import type { OperationRecord } from '../shared/metrics';
 
 /** What graphql-sse answers an event stream with, plus no buffering by proxies that honour it. */
 const STREAM_HEADERS = {
@@ -25,9 +27,9 @@ const STREAM_HEADERS = {
 const sseNext = (_id: string, result: string): Buffer => Buffer.from(`event: next\ndata: ${result}\n\n`);
 
 const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+/** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** graphql-sse types an operation's context as a plain record. */
-type OperationContext = Record<PropertyKey, unknown>;
 
 export interface StreamHandle {
   /** Answers one request to /graphql/stream. */
@@ -61,6 +63,8 @@ export function attachStreams(
     limits: DocumentLimits;
     fanout: Fanout;
     connectionsOf: UserConnections;
+    /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
+    onOperation?: (op: OperationRecord) => void;
   },
 ): StreamHandle {
   const { env } = services;
@@ -87,7 +91,10 @@ export function attachStreams(
     private held = false;
     /** Holds a reference in the membership index. */
     private tracked = false;
+    /** Ends the stream when its token expires. */
+    private expiry: NodeJS.Timeout | undefined;
     readonly context: SocketContext;
+    readonly started = performance.now();
 
     constructor(
       readonly res: ServerResponse,
@@ -131,6 +138,9 @@ export function attachStreams(
       if (!connectionsOf.open(userId)) return false;
       this.held = true;
       streams.add(this);
+      // A stream lives no longer than its token, as a socket.
+      this.expiry = setTimeout(() => this.revoke('Your token expired; sign in again.'), Math.min(Math.max(this.viewer.expiresAt - Date.now(), 0), MAX_TIMER_MS));
+      this.expiry.unref();
       services.presence.socketOpened(userId, sessionId);
       // A failed load releases its own reference; the close handler releases the rest.
       await services.memberships.track(userId);
@@ -139,11 +149,16 @@ export function attachStreams(
       return true;
     }
 
-    /** The token was revoked: an UNAUTHENTICATED error, then `complete`. */
-    revoke(): void {
+    /** The token was revoked or expired: an UNAUTHENTICATED error, then `complete`. */
+    revoke(message: string): void {
       if (!this.op || this.done) return void this.res.destroy();
-      this.write(sseNext('', JSON.stringify({ errors: [format(new UnauthenticatedError('Your token was revoked; sign in again.'))] })));
+      this.write(sseNext('', JSON.stringify({ errors: [format(new UnauthenticatedError(message))] })));
       this.finish();
+    }
+
+    /** Counts the operation in the metrics, once it is answered (a subscription: set up or refused). */
+    answered(outcome: Omit<OperationRecord, 'seconds'>): void {
+      opts.onOperation?.({ ...outcome, seconds: (performance.now() - this.started) / 1000 });
     }
 
     private finish(): void {
@@ -158,6 +173,7 @@ export function attachStreams(
       this.finish();
       if (!this.held) return;
       this.held = false;
+      clearTimeout(this.expiry);
       streams.delete(this);
       const { userId, sessionId } = this.viewer;
       connectionsOf.close(userId);
@@ -186,23 +202,38 @@ export function attachStreams(
     { status, statusText: '', headers: { 'content-type': 'application/json; charset=utf-8', ...headers } },
   ];
 
-  const handler = createHandler<IncomingMessage, Stream, OperationContext>({
+  /** An operation that failed before it ran: its errors, then complete. */
+  const refused = (stream: Stream, errors: GraphQLFormattedError[], described: Partial<OperationRecord> = {}) => {
+    stream.answered({ ...described, code: firstCode(errors) });
+    return result({ errors });
+  };
+
+  const handler = createHandler<IncomingMessage, Stream>({
     schema,
-    // Validated in onSubscribe, with the HTTP path's limits (and its cache).
-    validate: () => [],
-    execute: async (args) => shape((await execute(args)) as ExecutionResult) as ExecutionResult,
     // Every request is in distinct connections mode: no reserved streams to look up.
     authenticate: () => null,
-    async onSubscribe(req, params): Promise<Response | OperationResult | OperationArgs<OperationContext>> {
+    // Parsed and validated with the HTTP path's limits (and its cache), then run here: a query or
+    // mutation executed, a subscription handed to the fan-out.
+    async onSubscribe(req, params): Promise<Response | OperationResult> {
       const stream = req.context;
       const checked = opts.limits.check(schema, params.query);
-      if ('errors' in checked) return result({ errors: formatAll(checked.errors) });
+      if ('errors' in checked) return refused(stream, formatAll(checked.errors));
       const operation = selectOperation(checked.document, params.operationName);
-      if (operation instanceof GraphQLError) return result({ errors: formatAll([operation]) });
+      if (operation instanceof GraphQLError) return refused(stream, formatAll([operation]));
+      const described = describeOperation(operation);
       const args: ExecutionArgs = { schema, document: checked.document, operationName: params.operationName, variableValues: params.variables };
-      // Queries and mutations get a context of their own, as over HTTP; graphql-sse executes them.
+      if (operation.operation === 'mutation' && req.method === 'GET') {
+        // As graphql-sse and GraphQL over HTTP say: a GET must not change anything.
+        const e = new GraphQLError('Mutations are sent by POST.', { extensions: { code: 'BAD_USER_INPUT', reason: 'MUTATION_OVER_GET' } });
+        stream.answered({ ...described, code: 'BAD_USER_INPUT' });
+        return refuse(405, e, { allow: 'POST' });
+      }
       if (operation.operation !== 'subscription') {
-        return { ...args, contextValue: new SocketContext(services, stream.viewer, stream.ip, false, stream.origin) as unknown as OperationContext };
+        // A context of its own, as over HTTP.
+        const contextValue = new SocketContext(services, stream.viewer, stream.ip, false, stream.origin);
+        const executed = shape((await execute({ ...args, contextValue })) as ExecutionResult);
+        stream.answered({ ...described, code: firstCode(executed.errors) });
+        return result(executed);
       }
 
       const { userId } = stream.viewer;
@@ -210,12 +241,14 @@ export function attachStreams(
         await services.rates.streams.consume(userId, 'Too many subscription requests; slow down.');
       } catch (e) {
         if (!(e instanceof RateLimitedError)) throw e;
+        stream.answered({ ...described, code: 'RATE_LIMITED' });
         return refuse(429, e, { 'retry-after': String(Math.ceil(Number(e.extensions.retryAfter) || 1)) });
       }
       if (!(await stream.open())) {
         const e = new GraphQLError(`At most ${env.WS_MAX_SOCKETS_PER_USER} WebSockets and streams can be open at once per user.`, {
           extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' },
         });
+        stream.answered({ ...described, code: 'RATE_LIMITED' });
         return refuse(429, e);
       }
       if (stream.closed) return result({});
@@ -223,7 +256,8 @@ export function attachStreams(
       const target = { id: '', sink: stream, query: params.query, variables: params.variables, operationName: params.operationName };
       const started = await fanout.subscribe({ ...args, contextValue: stream.context }, operation, target);
       // The field's subscribe refused (not a member): its errors, then complete.
-      if (!('stop' in started)) return result(shape(started));
+      if (!('stop' in started)) return refused(stream, shape(started).errors as GraphQLFormattedError[], described);
+      stream.answered({ ...described, code: null });
       stream.op = started;
       if (stream.closed) started.stop();
       else if (started.finished) stream.ended(started, started.failure);
@@ -314,7 +348,7 @@ export function attachStreams(
   // A revoked token ends every stream opened with it, on every instance.
   const off = services.pubsub.on(Topic.SessionsRevoked, (p) => {
     const hashes = new Set(p.tokenHashes);
-    for (const s of streams) if (hashes.has(s.viewer.tokenHash)) s.revoke();
+    for (const s of streams) if (hashes.has(s.viewer.tokenHash)) s.revoke('Your token was revoked; sign in again.');
   });
 
   return {
