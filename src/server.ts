@@ -30,7 +30,9 @@ import { createSchema } from './graphql/schema';
 import { publicOrigin } from './modules/message/attachment.links';
 import { attachmentRoute } from './modules/message/attachment.route';
 import { attachWebSocket } from './graphql/ws';
-import type { FanoutStats } from './graphql/fanout';
+import { attachStreams } from './graphql/sse';
+import { UserConnections } from './graphql/connections';
+import { createFanout, type FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
 import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
@@ -138,6 +140,15 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     stack.push('apollo and http', () => apollo.stop());
     const serveAttachment = attachmentRoute(app.services);
     const limit = bodyLimit(env);
+    // One fan-out for both transports: an event is executed once per shape, whoever listens.
+    const fanout = createFanout({
+      maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+      formatError: (e) => formatError(e.toJSON(), e),
+      onDelivered: (s) => metrics.fanoutLatency.observe(s),
+    });
+    const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
+    stack.push('streams', () => streams.dispose());
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
@@ -165,6 +176,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       }
       if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
+      if (path === '/graphql/stream') {
+        streams.handle(req, res).catch(done);
+        return;
+      }
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
@@ -196,12 +211,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
-    // Sockets are closed with 1001 before HTTP drains: an upgraded socket would hold the drain open.
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
+    // Sockets are closed with 1001 (and streams ended) before HTTP drains: either would hold the drain open.
     stack.push('websocket', () => ws.dispose());
     metrics.observe({
-      openSockets: () => ws.wss.clients.size,
-      subscriptions: () => ws.fanout.active,
+      openSockets: () => ws.wss.clients.size + streams.size,
+      subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
@@ -229,7 +244,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       httpServer,
       services: app.services,
       database,
-      fanout: ws.fanout,
+      fanout: fanout.stats,
       metrics,
       dispose: () => stack.dispose(),
     };

@@ -1,25 +1,20 @@
 import type { IncomingMessage, Server } from 'node:http';
-import {
-  execute,
-  getOperationAST,
-  GraphQLError,
-  type ExecutionArgs,
-  type ExecutionResult,
-  type GraphQLFormattedError,
-  type GraphQLSchema,
-} from 'graphql';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { execute, GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import type { Services } from '../modules/services';
 import { clientIp, originAllowed } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
+import type { UserConnections } from './connections';
 import { bearerToken } from '../modules/auth/auth.tokens';
 import { SocketContext } from './context';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
-import type { DocumentLimits } from './limits';
+import { operationErrors } from './errors';
+import type { Fanout, FanoutOperation, FrameSink } from './fanout';
+import { nextFrame, writeFrame, type NextFrame } from './frames';
+import { selectOperation, type DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 
@@ -27,12 +22,6 @@ const PROTOCOL = 'graphql-transport-ws';
 const OPEN = 1;
 /** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A request-level error from graphql-js (no code of its own) as the bad input it is. */
-function asBadInput(e: GraphQLError): GraphQLError {
-  if (e.extensions?.code) return e;
-  return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const nullishOr = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || v === null || ok(v);
@@ -116,7 +105,6 @@ class Connection {
 
 export interface WebSocketHandle {
   wss: WebSocketServer;
-  fanout: FanoutStats;
   /** Closes every socket with `code` (1001 on shutdown). */
   closeAll(code: number, reason: string): void;
   dispose(): Promise<void>;
@@ -137,15 +125,46 @@ export function attachWebSocket(
     formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
     /** Parse and validation with the same limits as HTTP. */
     limits: DocumentLimits;
-    /** Fan-out latency per frame written, in seconds (the metric). */
-    onDelivered?: (seconds: number) => void;
+    /** The subscription fan-out, shared with the SSE transport. */
+    fanout: Fanout;
+    /** Realtime connections per user, shared with the SSE transport. */
+    connectionsOf: UserConnections;
     /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
     onOperation?: (op: OperationRecord) => void;
   },
 ): WebSocketHandle {
   const { logger, env } = services;
   const isProd = env.NODE_ENV === 'production';
+  const { fanout, connectionsOf } = opts;
+  const { format, formatAll, shape, failure } = operationErrors(opts.formatError, opts.limits);
+
+  /** A socket as the fan-out writes to it: all on the prototype, nothing added per socket. */
+  class SinkSocket extends WebSocket implements FrameSink<NextFrame> {
+    get encodeNext() {
+      return nextFrame;
+    }
+    get writable() {
+      return this.readyState === OPEN;
+    }
+    get bufferedBytes() {
+      return this.bufferedAmount;
+    }
+    write(frame: NextFrame): void {
+      writeFrame(this, frame.framed, frame.payload);
+    }
+    drop(): void {
+      this.close(1013, 'Try again later');
+    }
+    // The operation ended on our side: its stream failed, or its socket went. (One that ends
+    // while still being set up is reported by subscribe().)
+    ended(op: FanoutOperation, error?: unknown): void {
+      const conn = connections.get(this);
+      if (conn && conn.ops?.get(op.id) === op) ended(conn, op.id, error);
+    }
+  }
+
   const wss = new WebSocketServer({
+    WebSocket: SinkSocket,
     server,
     path: '/graphql',
     // A bigger frame closes the socket with 1009.
@@ -165,8 +184,6 @@ export function attachWebSocket(
   // ws re-emits the HTTP server's errors (EADDRINUSE at listen, which startServer reports); unheard, they would crash.
   wss.on('error', (e: Error) => logger.debug({ err: e.message }, 'websocket server error'));
   const connections = new Map<WebSocket, Connection>();
-  /** Open, authenticated sockets per user here (a count is all the per-user limit needs). */
-  const socketsOf = new Map<string, number>();
   /** Sockets per client address that are not acknowledged yet (unauthenticated, or authenticating). */
   const pendingOf = new Map<string, number>();
   const settled = (conn: Connection) => {
@@ -176,13 +193,6 @@ export function attachWebSocket(
     if (n > 0) pendingOf.set(conn.ip, n);
     else pendingOf.delete(conn.ip);
   };
-  const format = (e: GraphQLError) => opts.formatError(e.toJSON(), e);
-  const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e))));
-  // An error without a path failed before execution (variables that don't coerce): bad input, as
-  // Apollo says. One with a path came from a resolver (a subscription's subscribe included) and
-  // is shaped as such: its code kept, or masked and logged when unexpected.
-  const shape = (r: ExecutionResult) =>
-    r.errors ? { ...r, errors: r.errors.map((e) => format(opts.limits.scrub(e.path ? e : asBadInput(e)))) } : r;
 
   const send = (socket: WebSocket, message: object) => {
     if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
@@ -195,24 +205,10 @@ export function attachWebSocket(
     return payload;
   };
 
-  const fanout = createFanout({
-    maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
-    formatError: format,
-    onDelivered: opts.onDelivered,
-    // The operation ended on our side: its stream failed, or its socket went. (One that ends
-    // while still being set up is reported by subscribe().)
-    onEnd: (op, socket, error) => {
-      const conn = connections.get(socket);
-      if (conn && conn.ops?.get(op.id) === op) ended(conn, op.id, error);
-    },
-  });
-
   /** Tells the client an operation ended on our side: complete, or error when it failed. */
   function ended(conn: Connection, id: string, error: unknown): void {
     conn.ops?.delete(id);
-    if (error === undefined) return send(conn.socket, { id, type: 'complete' });
-    const original = error instanceof Error ? error : new Error(String(error));
-    sendError(conn, id, [new GraphQLError(original.message, { originalError: original })]);
+    send(conn.socket, error === undefined ? { id, type: 'complete' } : { id, type: 'error', payload: failure(error) });
   }
 
   /** Whether the setup `slot` of operation `id` is still wanted: not completed by the client (nor the id reused), socket open. */
@@ -228,10 +224,8 @@ export function attachWebSocket(
     const viewer = token ? await services.auth.authenticate(token).catch(() => null) : null;
     if (conn.closed) return;
     if (!viewer) return socket.close(4403, 'Forbidden');
-    const mine = socketsOf.get(viewer.userId) ?? 0;
     // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
-    if (mine >= env.WS_MAX_SOCKETS_PER_USER) return socket.close(1013, 'Too many connections');
-    socketsOf.set(viewer.userId, mine + 1);
+    if (!connectionsOf.open(viewer.userId)) return socket.close(1013, 'Too many connections');
     // From here the close handler undoes all of this, whenever the socket goes.
     conn.viewer = viewer;
     expiry.watch(viewer.expiresAt);
@@ -289,18 +283,14 @@ export function attachWebSocket(
     // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
     const checked = opts.limits.check(schema, payload.query);
     if ('errors' in checked) return failed(sendError(conn, id, checked.errors));
-    const operation = getOperationAST(checked.document, payload.operationName);
-    if (!operation) {
-      // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
-      const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
-      return failed(sendError(conn, id, [new GraphQLError(message)]));
-    }
+    const operation = selectOperation(checked.document, payload.operationName);
+    if (operation instanceof GraphQLError) return failed(sendError(conn, id, [operation]));
     const described = describeOperation(operation);
     const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
 
     let result: ExecutionResult;
     if (operation.operation === 'subscription') {
-      const target = { id, socket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
+      const target = { id, sink: socket as SinkSocket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
       const started = await fanout.subscribe({ ...args, contextValue: conn.context }, operation, target);
       if (!('stop' in started)) {
         result = started;
@@ -373,9 +363,7 @@ export function attachWebSocket(
     conn.ops = null;
     const viewer = conn.viewer;
     if (!viewer) return;
-    const mine = (socketsOf.get(viewer.userId) ?? 1) - 1;
-    if (mine > 0) socketsOf.set(viewer.userId, mine);
-    else socketsOf.delete(viewer.userId);
+    connectionsOf.close(viewer.userId);
     if (conn.tracked) services.memberships.untrack(viewer.userId);
     services.presence.socketClosed(viewer.userId, viewer.sessionId);
   }
@@ -465,7 +453,6 @@ export function attachWebSocket(
 
   return {
     wss,
-    fanout: fanout.stats,
     closeAll(code, reason) {
       for (const client of wss.clients) client.close(code, reason);
     },
