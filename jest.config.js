@@ -1,8 +1,7 @@
-/** @type {import('jest').Config} */
-module.exports = {
+/** One transform for every project: TypeScript with decorators and their metadata, as the server is built. */
+const base = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
   transform: {
     '^.+\\.ts$': [
       '@swc/jest',
@@ -17,6 +16,22 @@ module.exports = {
     ],
   },
   setupFiles: ['reflect-metadata'],
+};
+
+/**
+ * Suites that take minutes or drive outside programs: the fuzzer, the browser (Chromium), a Redis
+ * Cluster, several instances at once, and start-up from a packed install. `npm test` leaves them
+ * out so a change is checked quickly; `npm run test:all` (what CI runs) takes them too.
+ */
+const slow = ['fuzz', 'demo.browser', 'graphiql', 'cluster', 'scaleout', 'startup'];
+const slowPaths = slow.map((name) => `<rootDir>/test/${name}.test.ts`);
+
+/** @type {import('jest').Config} */
+module.exports = {
+  projects: [
+    { ...base, displayName: 'quick', testMatch: ['<rootDir>/test/**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', ...slow.map((name) => `/test/${name.replace('.', '\\.')}\\.test\\.ts$`)] },
+    { ...base, displayName: 'slow', testMatch: slowPaths },
+  ],
   globalSetup: '<rootDir>/test/setup/global-setup.ts',
   globalTeardown: '<rootDir>/test/setup/global-teardown.ts',
   testTimeout: 30_000,

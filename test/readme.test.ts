@@ -21,4 +21,14 @@ describe('README', () => {
     const quick = /## Quick start\n\n```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
     expect(quick.split('\n').filter(Boolean).map((l) => l.split('#')[0].trim())).toEqual(['npm ci && npm start', 'npm test']);
   });
+
+  it('should say that CI runs every suite, and CI should run them', () => {
+    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const ci = readFileSync(join(__dirname, '..', '.ci', 'run'), 'utf8');
+    const scripts = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).scripts;
+    expect(readme).toMatch(/CI \(`\.ci\/run`[^)]*\) runs `npm run test:all`/);
+    expect(ci).toMatch(/npm run -s test:all -- --json/);
+    // test:all selects no project: every one runs.
+    expect(scripts['test:all']).not.toMatch(/selectProjects/);
+  });
 });
