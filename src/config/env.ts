@@ -70,7 +70,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_USER: number;
   /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
-  /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
+  /** Trust X-Forwarded-For for the client address (its last entry, which the proxy appended), and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
