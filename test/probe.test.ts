@@ -1,5 +1,5 @@
-import { codeOf, gql } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { codeOf, eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
+import { lobbyOf, signup } from './helpers/factories';
 import { createTestServer } from './helpers/server';
 
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
@@ -18,5 +18,29 @@ describe('client address behind a proxy', () => {
     // The owner, seen by the proxy at another address, still gets in whatever the header claims before it.
     const owner = await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' });
     expect(owner.errors).toBeUndefined();
+  });
+});
+
+describe('attachment bytes in subscriptions', () => {
+  it('should not load a file for each subscriber and shape: base64 is refused in a subscription, url and the rest arrive', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const w = wsClient(s.wsUrl, a.token);
+    const sub = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }', { c: { groupId: lobby } });
+    const probe = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id } }', { c: { groupId: lobby } });
+    const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    // Both subscriptions are live once a plain message reaches them.
+    await eventually(async () => {
+      await ok(gql(s.url, send, { i: { groupId: lobby, content: 'ready?' } }, a.token));
+      return probe.values.length > 0 && sub.values.length > 0;
+    });
+    const sent = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
+    const got = await eventually(() => sub.values.find((v) => v.messageAdded.id === sent.id));
+    expect(got.messageAdded).toMatchObject({ content: 'file', attachment: null });
+    expect(sub.errors.map((e: any) => e.extensions?.code)).toEqual(['BAD_USER_INPUT']);
+    // The bytes stay one query away.
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 1) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
+    expect(Buffer.from(h.history.edges[0].node.attachment.base64, 'base64').toString()).toBe('the plan');
   });
 });

@@ -1,5 +1,7 @@
-import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { viewerOf, type Context } from '../../graphql/context';
+import { BadUserInputError } from '../../shared/errors';
 import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
@@ -85,8 +87,12 @@ export class AttachmentResolver {
     return ctx.services.attachmentLinks.url(a.id, ctx.origin);
   }
 
-  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for.' })
-  async base64(@Root() a: AttachmentType, @Ctx() ctx: Context): Promise<string> {
+  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history).' })
+  async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
+    // A subscription's shape runs per event: a user's many sockets and shapes would each load the file.
+    if (info.operation.operation === 'subscription') {
+      throw new BadUserInputError('Attachment.base64 is not sent in subscriptions: fetch the file by url, or with history.', 'base64');
+    }
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
   }
