@@ -44,3 +44,27 @@ describe('attachment bytes in subscriptions', () => {
     expect(Buffer.from(h.history.edges[0].node.attachment.base64, 'base64').toString()).toBe('the plan');
   });
 });
+
+describe('ill-formed text', () => {
+  it('should refuse a lone surrogate in names and messages, which PostgreSQL would store as U+FFFD while the answer and the event carried it', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const lone = 'ab\uD800cd';
+    const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    const attempts = [
+      gql(s.url, 'mutation($d: String) { updateProfile(displayName: $d) { displayName } }', { d: lone }, a.token),
+      gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: lone }, a.token),
+      gql(s.url, 'mutation($t: String!) { createProject(title: $t) { id } }', { t: lone }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, content: lone } }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, content: 'ok', clientMessageId: lone } }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, attachment: { fileName: 'a\uDC00b.txt', base64: Buffer.from('x').toString('base64') } } }, a.token),
+    ];
+    expect((await Promise.all(attempts)).map(codeOf)).toEqual(Array(6).fill('BAD_USER_INPUT'));
+    // Nothing changed; a well-formed pair (an emoji) is still text.
+    expect((await ok(gql(s.url, '{ me { displayName } }', {}, a.token))).me.displayName).toBeNull();
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }', { c: { groupId: lobby } }, a.token));
+    expect(h.history.totalCount).toBe(0);
+    await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: 'ab\uD83D\uDE00cd' }, a.token));
+  });
+});
