@@ -68,3 +68,20 @@ describe('ill-formed text', () => {
     await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: 'ab\uD83D\uDE00cd' }, a.token));
   });
 });
+
+describe('group membership churn', () => {
+  it('should rate-limit joinGroup and leaveGroup per user: each announces to every member of the group', async () => {
+    const s = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '4/1h' });
+    const owner = await signup(s.url);
+    const churner = await signup(s.url);
+    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "quiet room") { id } }', {}, owner.token))).createGroup.id;
+    const join = () => gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, churner.token);
+    const leave = () => gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, churner.token);
+    const codes = [];
+    for (const op of [join, leave, join, leave, join]) codes.push(codeOf(await op()));
+    expect(codes).toEqual([undefined, undefined, undefined, undefined, 'RATE_LIMITED']);
+    // The refused join changed nothing: the owner is still the only member.
+    const members = await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g }, owner.token));
+    expect(members.group.memberCount).toBe(1);
+  });
+});

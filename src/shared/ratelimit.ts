@@ -54,12 +54,14 @@ export interface Rates {
   login: RateLimit;
   /** createGroup, per user. */
   createGroup: RateLimit;
+  /** joinGroup and leaveGroup, per user. */
+  groupMembership: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
 }
 
 export function createRates(
-  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_FRIEND_REQUEST'>,
+  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_GROUP_MEMBERSHIP' | 'RATE_LIMIT_FRIEND_REQUEST'>,
   redis?: RedisClient,
 ): Rates {
   return {
@@ -67,6 +69,7 @@ export function createRates(
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
+    groupMembership: new RateLimit('group-membership', env.RATE_LIMIT_GROUP_MEMBERSHIP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
   };
 }
