@@ -3,20 +3,29 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+  ApolloServerPluginSchemaReportingDisabled,
+  ApolloServerPluginUsageReportingDisabled,
+} from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { bearerToken, invalidTokenError, RequestContext, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
+import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
 import { publicOrigin } from './modules/message/attachment.links';
 import { attachWebSocket } from './graphql/ws';
-import type { FanoutStats } from './graphql/fanout';
+import { attachStreams } from './graphql/sse';
+import { UserConnections } from './graphql/connections';
+import { createFanout, type FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
 import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
@@ -48,9 +57,9 @@ export interface ServerOptions {
   jobs?: boolean;
 }
 
-/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it), plus room for the document. */
-export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
-  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
+/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it) and the longest allowed document, plus room for the rest. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
 }
 
 /**
@@ -139,7 +148,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     };
     const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
-      schema,
+      gateway: compiledExecution(schema),
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
@@ -148,10 +157,31 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
+      documentStore: limits.apollo.documentStore,
+      cache: limits.apollo.cache,
+      plugins: [
+        // Apollo installs cache control (a hook on every field, and every field of the shared schema
+        // wrapped for it, WebSocket executions too) and inline tracing unless told not to; nothing reads either.
+        ApolloServerPluginCacheControlDisabled(),
+        ApolloServerPluginInlineTraceDisabled(),
+        ApolloServerPluginUsageReportingDisabled(),
+        ApolloServerPluginSchemaReportingDisabled(),
+        ApolloServerPluginLandingPageDisabled(),
+        ...limits.apollo.plugins,
+        errorLogPlugin(logger),
+        operationMetricsPlugin(metrics),
+      ],
     });
     await apollo.start();
     const limit = bodyLimit(env);
+    // One fan-out for both transports: an event is executed once per shape, whoever listens.
+    const fanout = createFanout({
+      maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+      formatError: (e) => formatError(e.toJSON(), e),
+      onDelivered: (s) => metrics.fanoutLatency.observe(s),
+    });
+    const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
@@ -179,21 +209,32 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       }
       if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
+      if (path === '/graphql/stream') {
+        streams.handle(req, res).catch(done);
+        return;
+      }
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
-        const reqLogger = logger.child({ requestId });
-        const started = performance.now();
-        res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        // The access line costs a child logger and a listener per request: only when it is written.
+        if (logger.isLevelEnabled('debug')) {
+          const started = performance.now();
+          res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        }
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+        const token = bearerToken(req.headers.authorization);
+        let authenticating: Promise<Viewer | null> | undefined;
+        const authenticate = () => (authenticating ??= token ? app.services.auth.authenticate(token) : Promise.resolve(null));
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           context: async () => {
-            const token = bearerToken(req.headers.authorization);
-            const viewer = token ? await app.services.auth.authenticate(token) : null;
+            const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, origin: publicOrigin(req, env) });
+            return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env));
           },
         }).catch(done));
         return;
@@ -212,13 +253,15 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
     metrics.observe({
-      openSockets: () => ws.wss.clients.size,
-      subscriptions: () => ws.fanout.active,
+      openSockets: () => ws.wss.clients.size + streams.size,
+      subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
+      eventsReceived: () => pubsub.received,
+      evaluations: () => pubsub.evaluations,
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
@@ -233,6 +276,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
 
     disposers.push(
       ['websocket', () => ws.dispose()],
+      ['streams', () => streams.dispose()],
       ['http', () => drain(httpServer, 5000)],
       ['jobs', () => jobs.dispose()],
       ['apollo', () => apollo.stop()],
@@ -245,7 +289,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       httpServer,
       services: app.services,
       database,
-      fanout: ws.fanout,
+      fanout: fanout.stats,
       metrics,
       dispose: () =>
         (disposing ??= (async () => {

@@ -3,6 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
+import { StreamTickets } from '../modules/auth/auth.tickets';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
 import { AttachmentLinks } from '../modules/message/attachment.links';
@@ -14,7 +15,7 @@ import { projectRepository } from '../modules/project/project.repository';
 import { ProjectService } from '../modules/project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
-import { Topic } from '../shared/pubsub/topics';
+import { channelOf, Topic } from '../shared/pubsub/topics';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership';
@@ -30,6 +31,8 @@ export interface Services {
   memberships: MembershipIndex;
   presence: PresenceService;
   auth: AuthService;
+  /** Single-use tickets for SSE URLs (Redis when configured). */
+  tickets: StreamTickets;
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
@@ -79,9 +82,12 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
+  routeEvents(pubsub, memberships, messages, orm);
+
+  const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, attachmentLinks, rates };
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, tickets, friends, groups, messages, projects, attachmentLinks, rates };
   return {
     services,
     async start() {
@@ -93,8 +99,39 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     },
     async dispose() {
       auth.dispose();
+      tickets.dispose();
       await presence.dispose();
       memberships.dispose();
     },
   };
+}
+
+/**
+ * Where events go. Upstream, this instance takes the message channel of every group and
+ * project that has a member connected here, and of every connected user (their direct
+ * messages), so it receives no conversation it has no one in. Here, an event is handed only
+ * to the subscriptions of the users it reaches (its local audience), so a subscription costs
+ * nothing for events it does not get.
+ */
+function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, orm: MikroORM): void {
+  memberships.watch({
+    async taken(scope, id, cause) {
+      const fresh = await pubsub.take(Topic.MessageAdded, channelOf(scope, id));
+      // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
+      if (!fresh || cause !== 'join' || scope === 'user') return;
+      const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
+      pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
+    },
+    dropped: (scope, id) => pubsub.drop(Topic.MessageAdded, channelOf(scope, id)),
+  });
+  pubsub.routeLocally(Topic.MessageAdded, (p, channel) => {
+    if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];
+    if (p.projectId && !p.recipientId) return memberships.localMembers('project', p.projectId) ?? [];
+    // A direct message arrives once per user channel: each copy is for that user alone.
+    if (channel?.startsWith('u:')) return [channel.slice(2)];
+    return p.recipientId ? [p.senderId, p.recipientId] : [p.senderId];
+  });
+  pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
+  pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');
+  pubsub.routeLocally(Topic.ProjectAction, (p) => p.entries.map((e) => e.recipientId));
 }

@@ -1,7 +1,7 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { viewerOf, type Context } from '../../graphql/context';
-import { BadUserInputError } from '../../shared/errors';
+import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
@@ -43,7 +43,7 @@ export class MessageResolver {
       const { messages, pubsub } = context.services;
       // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
       const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { route: only?.key });
+      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { keys: [me] });
     },
   })
   messageAdded(
@@ -87,11 +87,19 @@ export class AttachmentResolver {
     return ctx.services.attachmentLinks.url(a.id, ctx.origin);
   }
 
-  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history).' })
+  @FieldResolver(() => String, {
+    description:
+      'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
+  })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
     // A subscription's shape runs per event: a user's many sockets and shapes would each load the file.
     if (info.operation.operation === 'subscription') {
       throw new BadUserInputError('Attachment.base64 is not sent in subscriptions: fetch the file by url, or with history.', 'base64');
+    }
+    // Spent before loading: resolvers of a page run together, and the bytes must not be read to be refused.
+    if (!ctx.attachmentBudget.take(a.size)) {
+      const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;
+      throw new PayloadTooLargeError(`One response carries at most ${max} bytes of attachment data; fetch the others by url or in another request.`, 'base64');
     }
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
