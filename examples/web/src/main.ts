@@ -725,8 +725,12 @@ function renderFriends(): void {
 }
 
 /** Friends and requests; says what is new since the last look (the API has no event for it). */
+let friendsLoads = 0;
 async function loadFriends(): Promise<void> {
+  const load = ++friendsLoads;
   const [{ friends: list }, { friendRequests }] = await Promise.all([request(FriendsDocument), request(FriendRequestsDocument)]);
+  // A poll that started before an accept must not bring the request back.
+  if (load !== friendsLoads) return;
   const awaited = new Set(requests.filter((r) => r.from.id === me()).map((r) => r.to.id));
   friends.clear();
   for (const f of list) {
@@ -737,7 +741,7 @@ async function loadFriends(): Promise<void> {
     for (const r of friendRequests) if (!seenRequests.has(r.id) && r.to.id === me()) toast(`@${r.from.username} wants to be your friend`, 'info', () => setView('side'));
     for (const f of list) if (awaited.has(f.id)) toast(`@${f.username} accepted: you are friends now`, 'info', () => void open(conv('direct', f.id)));
   }
-  seenRequests = new Set(friendRequests.map((r) => r.id));
+  seenRequests = new Set([...(seenRequests ?? []), ...friendRequests.map((r) => r.id)]);
   requests = friendRequests;
   renderFriends();
   renderDirects();
