@@ -90,7 +90,10 @@ export function toast(text: string, kind: 'info' | 'error' = 'info', onClick?: (
       t.remove();
     });
   }
-  $('toasts').append(t);
+  const box = $('toasts');
+  box.append(t);
+  // A burst of events keeps the three newest in sight.
+  while (box.children.length > 3) box.firstElementChild!.remove();
   setTimeout(() => t.remove(), kind === 'error' ? 6000 : 4500);
 }
 
