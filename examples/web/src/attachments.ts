@@ -9,9 +9,6 @@
 import { fetchWithToken } from './api';
 import { el, sizeText } from './ui';
 
-/** What the server accepts (see AttachmentInput in the contract). */
-export const ACCEPT = '.txt,.pdf,.png,.jpg,.jpeg,.gif,.doc';
-
 export interface AttachmentView {
   id: string;
   fileName: string;

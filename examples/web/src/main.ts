@@ -367,7 +367,7 @@ function messageEls(items: Msg[], prev?: Msg): HTMLLIElement[] {
   const out: HTMLLIElement[] = [];
   for (const m of items) {
     const d = new Date(m.createdAt);
-    if (!prev || dayLabel(new Date(prev.createdAt)) !== dayLabel(d) || new Date(prev.createdAt).toDateString() !== d.toDateString()) {
+    if (!prev || new Date(prev.createdAt).toDateString() !== d.toDateString()) {
       out.push(el('li', { class: 'day' }, el('span', {}, dayLabel(d))));
       prev = undefined;
     }
