@@ -207,6 +207,14 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await bobPage.isVisible('#notifications')).toBe(true);
     await shot(bobPage, '11-phone-people');
 
+    // The owner's project details (members, roles, forms) fit a phone too.
+    await alicePage.setViewportSize({ width: 380, height: 760 });
+    await alicePage.evaluate(() => (globalThis as any).document.getElementById('toasts').replaceChildren());
+    expect(await alicePage.isVisible(`#details .members li[data-user="${bob.username}"] button:has-text("Withdraw coach")`)).toBe(true);
+    const widths = await alicePage.evaluate(() => ['html', '#details'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
+    expect(widths).toEqual([0, 0]);
+    await shot(alicePage, '12-phone-project-details');
+
     // Logging out leaves only the form; Bob sees Alice go offline.
     await alicePage.click('#logout');
     await alicePage.waitForSelector('#auth-form');

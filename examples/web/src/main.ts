@@ -823,7 +823,8 @@ async function onProjectAction(a: ProjectActionPartsFragment): Promise<void> {
   item?.classList.add('fresh');
   setTimeout(() => item?.classList.remove('fresh'), 4000);
   renderBadges();
-  toast(a.message, 'info', projects.has(a.projectId) ? () => void open(conv('project', a.projectId)) : undefined);
+  // What the viewer did is in the inbox; only others' doings are worth a toast.
+  if (a.actor?.id !== me()) toast(a.message, 'info', projects.has(a.projectId) ? () => void open(conv('project', a.projectId)) : undefined);
   if (current?.kind === 'project' && current.id === a.projectId) {
     if (!projects.has(a.projectId)) return openLobby();
     renderHeading();
