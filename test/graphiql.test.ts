@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSchema, parse, validate } from 'graphql';
 import type { Page } from 'playwright-core';
 import { artifactPath, launchChromium } from './helpers/browser';
 import { eventually, gql, ok } from './helpers/graphql';
@@ -70,6 +73,20 @@ describe('GraphiQL', () => {
     expect((await fetch(`${origin(s)}/graphiql/assets/nothing.js`)).status).toBe(404);
     // Names an object has from Object.prototype are not assets either (one used to crash the process).
     for (const name of ['constructor', '__proto__', 'toString']) expect((await fetch(`${origin(s)}/graphiql/assets/${name}`)).status).toBe(404);
+  });
+
+  it('should open with tabs whose operations are valid against the schema', async () => {
+    const s = await createTestServer();
+    const html = await (await fetch(`${origin(s)}/graphiql`)).text();
+    const tabs = JSON.parse(/var tabs = (.*);\n/.exec(html)![1]) as { query: string; variables?: string }[];
+    expect(tabs.length).toBeGreaterThanOrEqual(6);
+    const schema = buildSchema(readFileSync(join(__dirname, '..', 'schema.graphql'), 'utf8'));
+    for (const tab of tabs) {
+      expect(validate(schema, parse(tab.query)).map((e) => e.message)).toEqual([]);
+      if (tab.variables) JSON.parse(tab.variables);
+    }
+    const operations = tabs.flatMap((t) => [...t.query.matchAll(/^(?:query|mutation|subscription) (\w+)/gm)].map((m) => m[1]));
+    expect(operations).toEqual(expect.arrayContaining(['Signup', 'Login', 'Me', 'History', 'SendMessage', 'MessageAdded', 'PresenceChanged', 'ProjectAction']));
   });
 
   it('should not serve GraphiQL when ENABLE_GRAPHIQL is off (the production default)', async () => {
