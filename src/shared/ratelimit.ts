@@ -1,5 +1,5 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { RateSpec } from '../config/env';
+import type { Env, RateSpec } from '../config/env';
 import { RateLimitedError } from './errors';
 import type { RedisClient } from './redis';
 
@@ -52,13 +52,22 @@ export interface Rates {
   signup: RateLimit;
   /** login attempts, per client address. */
   login: RateLimit;
+  /** createGroup, per user. */
+  createGroup: RateLimit;
+  /** sendFriendRequest, per user. */
+  friendRequest: RateLimit;
 }
 
-export function createRates(env: { RATE_LIMIT_SEND_MESSAGE: RateSpec; RATE_LIMIT_SIGNUP: RateSpec; RATE_LIMIT_LOGIN: RateSpec }, redis?: RedisClient): Rates {
+export function createRates(
+  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_FRIEND_REQUEST'>,
+  redis?: RedisClient,
+): Rates {
   return {
     sendMessage: new RateLimit('send-message', env.RATE_LIMIT_SEND_MESSAGE, redis),
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
+    createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
+    friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
   };
 }
 

@@ -6,7 +6,7 @@ import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
-import { isId } from '../../shared/validation';
+import { cleanMessageText, isId } from '../../shared/validation';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
@@ -169,9 +169,7 @@ export class MessageService {
       if (first) return toMessageType(first);
     }
     const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
-    const content = input.content === null || input.content === undefined ? null : input.content.trim();
-    if (content !== null && content.length > MAX_CONTENT) throw new BadUserInputError(`Messages are at most ${MAX_CONTENT} characters.`, 'content');
-    if (content !== null && content.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', 'content');
+    const content = cleanMessageText(input.content, MAX_CONTENT);
     const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
