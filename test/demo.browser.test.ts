@@ -147,6 +147,8 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
       });
     }
     expect(await bobPage.textContent('#messages li.msg .file')).toContain(`${plan.length} B`);
+    // A signed Attachment.url is used as is; a plain one is fetched with the token into a blob URL.
+    expect(await bobPage.getAttribute('#messages li.msg .attachment img', 'src')).toMatch(/^blob:|\?/);
     await shot(bobPage, '04-direct-message-attachments');
 
     // Groups: Alice creates one, Bob sees it appear, joins and writes; Alice renames it, then deletes it.
