@@ -74,6 +74,11 @@ describe('foundation', () => {
     expect(() => loadEnv({ PRESENCE_TIMEOUT: '-5' })).toThrow(/PRESENCE_TIMEOUT/);
     expect(() => loadEnv({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
     expect(() => loadEnv({ PRESENCE_SWEEP_CRON: 'every minute' })).toThrow(/PRESENCE_SWEEP_CRON/);
+    expect(() => loadEnv({ ATTACHMENT_URL_SECRET: 'short' })).toThrow(/ATTACHMENT_URL_SECRET/);
+    expect(() => loadEnv({ ATTACHMENT_URL_TTL: 'forever' })).toThrow(/ATTACHMENT_URL_TTL/);
+    expect(() => loadEnv({ PUBLIC_URL: 'chat.example.com' })).toThrow(/PUBLIC_URL/);
+    expect(loadEnv({}).ATTACHMENT_URL_TTL).toBe(300);
+    expect(loadEnv({ PUBLIC_URL: 'https://chat.example.com/' }).PUBLIC_URL).toBe('https://chat.example.com');
     const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
     expect(env.PRESENCE_TIMEOUT).toBe(300);
     expect(env.TOKEN_TTL).toBe(86400);

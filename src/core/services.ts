@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
+import { AttachmentLinks } from '../modules/message/attachment.links';
 import { MessageService } from '../modules/message/message.service';
 import { groupRepository } from '../modules/group/group.repository';
 import { PresenceService } from '../modules/presence/presence.service';
@@ -33,6 +34,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  /** Signs and checks the short-lived links of Attachment.url. */
+  attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
 }
@@ -77,7 +80,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
   const rates = createRates(env, redis?.client);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, rates };
+  const attachmentLinks = new AttachmentLinks(env);
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, attachmentLinks, rates };
   return {
     services,
     async start() {
@@ -85,6 +89,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
+      await attachmentLinks.start(orm.em.fork() as EntityManager);
     },
     async dispose() {
       auth.dispose();

@@ -23,6 +23,8 @@ export interface Context {
   ip: string;
   requestId: string;
   logger: Logger;
+  /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
+  origin?: string;
 }
 
 /** The viewer, or UNAUTHENTICATED. For resolvers behind @Authorized() this never throws. */
@@ -47,7 +49,7 @@ export function invalidTokenError(): GraphQLError {
 }
 
 /** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
-export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger }): Context {
+export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger; origin?: string }): Context {
   let em: EntityManager | undefined;
   let loaders: Loaders | undefined;
   return {
@@ -56,6 +58,7 @@ export function createContext(services: Services, viewer: Viewer | null, meta: {
     ip: meta.ip,
     requestId: meta.requestId,
     logger: meta.logger,
+    origin: meta.origin,
     get em() {
       return (em ??= services.orm.em.fork() as EntityManager);
     },
@@ -82,6 +85,7 @@ export class SocketContext implements Context {
     readonly viewer: Viewer,
     readonly ip: string,
     private readonly perEvent: boolean,
+    readonly origin?: string,
   ) {}
 
   get em(): EntityManager {

@@ -11,12 +11,15 @@ import {
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Services } from '../core/services';
 import { clientIp, originAllowed } from '../core/http';
+import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
 import { bearerToken, SocketContext, type Viewer } from './context';
 import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
+import { describeOperation, firstCode } from './operation-metrics';
+import type { OperationRecord } from '../shared/metrics';
 
 const PROTOCOL = 'graphql-transport-ws';
 const OPEN = 1;
@@ -97,6 +100,8 @@ class Connection {
   constructor(
     readonly socket: WebSocket,
     readonly ip: string,
+    /** Where the client reached us (for absolute links), from the upgrade request. */
+    readonly origin: string | undefined,
     readonly rate: SocketRate,
     /** The upgrade's Authorization header, kept until connection_init (then dropped). */
     public authorization: string | undefined,
@@ -128,6 +133,8 @@ export function attachWebSocket(
     limits: DocumentLimits;
     /** Fan-out latency per frame written, in seconds (the metric). */
     onDelivered?: (seconds: number) => void;
+    /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
+    onOperation?: (op: OperationRecord) => void;
   },
 ): WebSocketHandle {
   const { logger, env } = services;
@@ -157,9 +164,12 @@ export function attachWebSocket(
   const send = (socket: WebSocket, message: object) => {
     if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
   };
+  /** Returns the errors as sent. */
   const sendError = (conn: Connection, id: string, errors: readonly GraphQLError[]) => {
     conn.ops?.delete(id);
-    send(conn.socket, { id, type: 'error', payload: formatAll(errors) });
+    const payload = formatAll(errors);
+    send(conn.socket, { id, type: 'error', payload });
+    return payload;
   };
 
   const fanout = createFanout({
@@ -200,7 +210,7 @@ export function attachWebSocket(
     socketsOf.set(viewer.userId, mine + 1);
     // From here the close handler undoes all of this, whenever the socket goes.
     conn.viewer = viewer;
-    conn.context = new SocketContext(services, viewer, conn.ip, true);
+    conn.context = new SocketContext(services, viewer, conn.ip, true, conn.origin);
     services.presence.socketOpened(viewer.userId, viewer.sessionId);
     // Held from here; released by the close handler, or here if the socket closed during the load
     // (a failed load releases itself and closes the socket with 4500).
@@ -213,18 +223,30 @@ export function attachWebSocket(
     send(socket, { type: 'connection_ack' });
   }
 
+  /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
   async function subscribe(conn: Connection, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
+    const started = performance.now();
+    const outcome = await operate(conn, id, payload, limited);
+    if (outcome) opts.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
+  }
+
+  type Outcome = Omit<OperationRecord, 'seconds'> | undefined;
+  const failed = (sent: readonly GraphQLFormattedError[]): Outcome => ({ code: firstCode(sent) });
+
+  async function operate(conn: Connection, id: string, payload: SubscribePayload, limited: boolean): Promise<Outcome> {
     const { socket } = conn;
-    if (!conn.acknowledged) return socket.close(4401, 'Unauthorized');
+    if (!conn.acknowledged) return void socket.close(4401, 'Unauthorized');
     const ops = (conn.ops ??= new Map());
     if (ops.has(id)) {
       // A close reason is at most 123 bytes; a long id would make close() throw.
       const reason = `Subscriber for ${id} already exists`;
-      return socket.close(4409, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
+      return void socket.close(4409, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
     }
     if (limited) {
       const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
-      return send(socket, { id, type: 'error', payload: [format(err)] });
+      const sent = [format(err)];
+      send(socket, { id, type: 'error', payload: sent });
+      return failed(sent);
     }
     const slot: SetUp = { settingUp: true };
     ops.set(id, slot);
@@ -234,17 +256,18 @@ export function attachWebSocket(
       const e = new GraphQLError(`At most ${env.WS_MAX_SUBSCRIPTIONS} operations can run at once on one connection.`, {
         extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' },
       });
-      return sendError(conn, id, [e]);
+      return failed(sendError(conn, id, [e]));
     }
     // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
     const checked = opts.limits.check(schema, payload.query);
-    if ('errors' in checked) return sendError(conn, id, checked.errors);
+    if ('errors' in checked) return failed(sendError(conn, id, checked.errors));
     const operation = getOperationAST(checked.document, payload.operationName);
     if (!operation) {
       // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
       const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
-      return sendError(conn, id, [new GraphQLError(message)]);
+      return failed(sendError(conn, id, [new GraphQLError(message)]));
     }
+    const described = describeOperation(operation);
     const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
 
     let result: ExecutionResult;
@@ -257,20 +280,23 @@ export function attachWebSocket(
         if (!pending(conn, id, slot)) started.stop();
         else if (started.finished) ended(conn, id, started.failure);
         else ops.set(id, started);
-        return;
+        return described;
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false) })) as ExecutionResult;
+      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) })) as ExecutionResult;
     }
-    if (!pending(conn, id, slot)) return;
+    const answer = shape(result);
+    const outcome = { ...described, code: firstCode(answer.errors) };
+    if (!pending(conn, id, slot)) return outcome;
     ops.delete(id);
     // One write for both frames (a heartbeat's whole answer), not a syscall each.
     const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     raw?.cork();
-    send(socket, { id, type: 'next', payload: shape(result) });
+    send(socket, { id, type: 'next', payload: answer });
     send(socket, { id, type: 'complete' });
     raw?.uncork();
+    return outcome;
   }
 
   async function handle(conn: Connection, data: RawData): Promise<void> {
@@ -342,7 +368,7 @@ export function attachWebSocket(
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
     socket.on('error', onError);
     if (socket.protocol !== PROTOCOL) return socket.close(4406, 'Subprotocol not acceptable');
-    const conn = new Connection(socket, clientIp(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
+    const conn = new Connection(socket, clientIp(req, env), publicOrigin(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
     connections.set(socket, conn);
     if (env.WS_CONNECTION_INIT_TIMEOUT > 0) conn.initTimer = setTimeout(initTimedOut, env.WS_CONNECTION_INIT_TIMEOUT * 1000, conn);
     socket.on('message', onMessage);
