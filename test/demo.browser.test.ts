@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import type { Page } from 'playwright-core';
 import { buildWebDemo } from '../src/core/dev-pages';
@@ -149,6 +150,11 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await bobPage.textContent('#messages li.msg .file')).toContain(`${plan.length} B`);
     // A signed Attachment.url is used as is; a plain one is fetched with the token into a blob URL.
     expect(await bobPage.getAttribute('#messages li.msg .attachment img', 'src')).toMatch(/^blob:|\?/);
+    const download = async () => {
+      const [file] = await Promise.all([bobPage.waitForEvent('download'), bobPage.click('#messages li.msg .file')]);
+      expect([file.suggestedFilename(), readFileSync(await file.path())]).toEqual(['plan.txt', plan]);
+    };
+    await download();
     await shot(bobPage, '04-direct-message-attachments');
 
     // Groups: Alice creates one, Bob sees it appear, joins and writes; Alice renames it, then deletes it.
@@ -178,6 +184,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await alicePage.waitForSelector('#details #add-participant');
     await alicePage.fill('#add-participant-input', bob.username);
     await alicePage.click('#add-participant button');
+    await alicePage.waitForSelector(`#details .members li[data-user="${bob.username}"][data-role="Participant"]`);
     await bobPage.waitForSelector('#notifications li[data-kind="ADDED_TO_PROJECT"]:has-text("Demo launch")');
     await bobPage.waitForSelector('#projects li:has-text("Demo launch") .sub:text("participant")');
     await alicePage.click(`#details .members li[data-user="${bob.username}"] button:has-text("Make coach")`);
@@ -209,6 +216,11 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await bobPage.isVisible('#notifications')).toBe(true);
     await shot(bobPage, '11-phone-people');
 
+    // A link clicked after its signature expired still downloads: through the token instead.
+    await bobPage.click('#tabbar button[data-view="chat"]');
+    await bobPage.clock.setFixedTime(Date.now() + 60 * 60_000);
+    await download();
+
     // The owner's project details (members, roles, forms) fit a phone too.
     await alicePage.setViewportSize({ width: 380, height: 760 });
     await alicePage.evaluate(() => (globalThis as any).document.getElementById('toasts').replaceChildren());
@@ -221,6 +233,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await alicePage.click('#logout');
     await alicePage.waitForSelector('#auth-form');
     expect(await alicePage.isVisible('#app')).toBe(false);
+    await bobPage.click('#tabbar button[data-view="side"]');
     await bobPage.waitForSelector(`#people li[data-user="${alice.username}"][data-status="OFFLINE"]`, { timeout: 10_000 });
     expect(errors).toEqual([]);
   }, 60_000);

@@ -4,7 +4,8 @@
  *
  * `Attachment.url` is used as given. A signed URL (one with a query string) works on its own in
  * <img src> and <a href>; a plain one needs the bearer token, so the bytes are fetched with it
- * into a blob URL. A signed URL that fails (expired) falls back to the same fetch.
+ * into a blob URL. A signed link lives a few minutes (its `expires`): an image that fails to load
+ * and a link clicked after that fall back to the same fetch, on the URL without its signature.
  */
 import { fetchWithToken } from './api';
 import { el, sizeText } from './ui';
@@ -43,6 +44,11 @@ export function readFile(file: File): Promise<PickedFile> {
 
 const absolute = (url: string) => new URL(url, location.href);
 const isSigned = (url: string) => absolute(url).search.length > 1;
+/** A signed link past its `expires` (seconds since the epoch); false when it doesn't say. */
+const expired = (url: string) => {
+  const at = Number(absolute(url).searchParams.get('expires'));
+  return at > 0 && at * 1000 <= Date.now();
+};
 
 /** Blob URLs by attachment id: a re-rendered message reuses the bytes already fetched. */
 const blobs = new Map<string, Promise<string>>();
@@ -78,9 +84,23 @@ export function attachmentEl(a: AttachmentView): HTMLElement {
       img.src = link.href = a.url;
       img.addEventListener('error', () => void viaToken(), { once: true });
     } else void viaToken();
+    openWithToken(link, a, false);
     return link;
   }
   return fileChip(a);
+}
+
+/** A click on a link that can't work on its own (unsigned, or signed and expired) goes through the token. */
+function openWithToken(link: HTMLAnchorElement, a: AttachmentView, download: boolean): void {
+  link.addEventListener('click', async (ev) => {
+    if (link.href.startsWith('blob:') || (isSigned(link.href) && !expired(link.href))) return;
+    ev.preventDefault();
+    const u = await blobUrl(a);
+    const target = el('a', download ? { href: u, download: a.fileName } : { href: u, target: '_blank', rel: 'noopener' });
+    document.body.append(target);
+    target.click();
+    target.remove();
+  });
 }
 
 function fileChip(a: AttachmentView): HTMLElement {
@@ -92,15 +112,6 @@ function fileChip(a: AttachmentView): HTMLElement {
     el('span', { class: 'file-name' }, a.fileName),
     el('span', { class: 'file-size' }, sizeText(a.size)),
   );
-  if (!isSigned(a.url)) {
-    link.addEventListener('click', async (ev) => {
-      ev.preventDefault();
-      const u = await blobUrl(a);
-      const save = el('a', { href: u, download: a.fileName });
-      document.body.append(save);
-      save.click();
-      save.remove();
-    });
-  }
+  openWithToken(link, a, true);
   return link;
 }
