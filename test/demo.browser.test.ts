@@ -150,11 +150,13 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await bobPage.textContent('#messages li.msg .file')).toContain(`${plan.length} B`);
     // A signed Attachment.url is used as is; a plain one is fetched with the token into a blob URL.
     expect(await bobPage.getAttribute('#messages li.msg .attachment img', 'src')).toMatch(/^blob:|\?/);
+    /** Downloads plan.txt from the chip; answers where the browser took it from. */
     const download = async () => {
       const [file] = await Promise.all([bobPage.waitForEvent('download'), bobPage.click('#messages li.msg .file')]);
       expect([file.suggestedFilename(), readFileSync(await file.path())]).toEqual(['plan.txt', plan]);
+      return file.url();
     };
-    await download();
+    expect(await download()).toMatch(/[?&]signature=/);
     await shot(bobPage, '04-direct-message-attachments');
 
     // Groups: Alice creates one, Bob sees it appear, joins and writes; Alice renames it, then deletes it.
@@ -219,7 +221,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     // A link clicked after its signature expired still downloads: through the token instead.
     await bobPage.click('#tabbar button[data-view="chat"]');
     await bobPage.clock.setFixedTime(Date.now() + 60 * 60_000);
-    await download();
+    expect(await download()).toMatch(/^blob:/);
 
     // The owner's project details (members, roles, forms) fit a phone too.
     await alicePage.setViewportSize({ width: 380, height: 760 });
