@@ -5,11 +5,11 @@ import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
-import { openDatabase, type Database } from './core/database';
+import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { bearerToken, createContext, invalidTokenError, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
@@ -48,9 +48,9 @@ export interface ServerOptions {
   jobs?: boolean;
 }
 
-/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it), plus room for the document. */
-export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
-  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
+/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it) and the longest allowed document, plus room for the rest. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
 }
 
 /**
@@ -122,8 +122,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
 
   try {
-    // A cluster needs its slot map before the first command; a Redis that is away doesn't stop the start.
-    if (redis && !(await redis.ready(5000))) logger.warn('starting while Redis is not ready; pub/sub resumes when it is');
+    // A cluster needs its slot map before the first command. A Redis that does not answer at start
+    // is a wrong REDIS_URL far more often than an outage: say so and stop (once running, an outage is ridden out).
+    if (redis && !(await redis.ready(5000))) {
+      const where = env.REDIS_CLUSTER_NODES ? `the Redis Cluster at ${env.REDIS_CLUSTER_NODES.join(',')}` : `Redis at ${maskUrl(env.REDIS_URL!)}`;
+      throw new Error(`${where} does not answer (${redis.lastError ?? 'no reply within 5 s'}): start it, fix ${env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL'}, or unset it to keep pub/sub in this process`);
+    }
     await app.start();
     const schema = await createSchema();
     const httpServer = createHttpServer();
@@ -144,6 +148,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
+      documentStore: limits.apollo.documentStore,
+      cache: limits.apollo.cache,
       plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
     });
     await apollo.start();
@@ -182,11 +188,16 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         const started = performance.now();
         res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+        const token = bearerToken(req.headers.authorization);
+        let authenticating: Promise<Viewer | null> | undefined;
+        const authenticate = () => (authenticating ??= token ? app.services.auth.authenticate(token) : Promise.resolve(null));
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           context: async () => {
-            const token = bearerToken(req.headers.authorization);
-            const viewer = token ? await app.services.auth.authenticate(token) : null;
+            const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, origin: publicOrigin(req, env) });

@@ -44,6 +44,8 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Decoded attachment bytes one response may carry through `Attachment.base64` (the rest: PAYLOAD_TOO_LARGE); at least ATTACHMENT_MAX_BYTES. @default 10485760 (10 MiB), or ATTACHMENT_MAX_BYTES if larger */
+  ATTACHMENT_MAX_BYTES_PER_RESPONSE: number;
   /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
   ATTACHMENT_URL_TTL: number;
   /**
@@ -74,6 +76,8 @@ export interface Env {
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
+  /** Length of a GraphQL document (the query text, not the request body: attachments travel in variables), checked before parsing; longer: PAYLOAD_TOO_LARGE. @default 102400 (100 KiB) */
+  GRAPHQL_MAX_DOCUMENT_BYTES: number;
   /** Deepest selection a document may nest (fragments flattened). @default 8 */
   GRAPHQL_MAX_DEPTH: number;
   /** Aliases per document. @default 15 */
@@ -88,8 +92,10 @@ export interface Env {
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
   WS_MAX_SUBSCRIPTIONS: number;
-  /** Sockets one user may hold open on one instance; the next is closed with 4429. @default 20 */
+  /** Sockets one user may hold open on one instance; the next is closed with 1013 "Too many connections" (clients retry later). @default 20 */
   WS_MAX_SOCKETS_PER_USER: number;
+  /** Sockets one client address may hold that are not acknowledged yet (no valid connection_init); the next upgrade is refused with HTTP 429. @default 20 */
+  WS_MAX_PENDING_PER_IP: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
   /** sendMessage calls per user (count/duration): well above a person typing, far below a script. @default 300/10s */
@@ -225,6 +231,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   if (clusterNodes?.some((n) => !/^[\w.-]+:\d+$/.test(n))) {
     throw new ConfigError('REDIS_CLUSTER_NODES', 'must be a comma-separated list of host:port');
   }
+  const attachmentMax = int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024);
+  const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
+  // Below one attachment, the largest allowed file could be sent but never read back as base64.
+  if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -246,7 +256,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
-    ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_MAX_BYTES: attachmentMax,
+    ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
@@ -258,6 +269,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    GRAPHQL_MAX_DOCUMENT_BYTES: int(src, 'GRAPHQL_MAX_DOCUMENT_BYTES', 100 * 1024, 1024, 64 * 1024 * 1024),
     GRAPHQL_MAX_DEPTH: int(src, 'GRAPHQL_MAX_DEPTH', 8, 1, 1000),
     GRAPHQL_MAX_ALIASES: int(src, 'GRAPHQL_MAX_ALIASES', 15, 0, 100_000),
     GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),
@@ -266,6 +278,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
+    WS_MAX_PENDING_PER_IP: int(src, 'WS_MAX_PENDING_PER_IP', 20, 1, 1_000_000),
     WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),

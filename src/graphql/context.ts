@@ -11,6 +11,23 @@ export interface Viewer {
   userId: string;
   sessionId: string;
   tokenHash: string;
+  /** When the token expires (ms since the epoch): a socket opened with it is closed then. */
+  expiresAt: number;
+}
+
+/**
+ * Decoded attachment bytes one response may still carry (`Attachment.base64`): a few aliased
+ * pages of history must not turn a short query into hundreds of megabytes.
+ */
+export class ByteBudget {
+  constructor(private left: number) {}
+
+  /** Spends `bytes` if they fit; false (nothing spent) when they don't. */
+  take(bytes: number): boolean {
+    if (bytes > this.left) return false;
+    this.left -= bytes;
+    return true;
+  }
 }
 
 export interface Context {
@@ -23,6 +40,8 @@ export interface Context {
   ip: string;
   requestId: string;
   logger: Logger;
+  /** What is left of ATTACHMENT_MAX_BYTES_PER_RESPONSE for this operation's response. */
+  attachmentBudget: ByteBudget;
   /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
   origin?: string;
 }
@@ -54,6 +73,7 @@ export function createContext(services: Services, viewer: Viewer | null, meta: {
   let loaders: Loaders | undefined;
   return {
     viewer,
+    attachmentBudget: new ByteBudget(services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE),
     services,
     ip: meta.ip,
     requestId: meta.requestId,
@@ -79,6 +99,7 @@ export class SocketContext implements Context {
   private id: string | undefined;
   private forked: EntityManager | undefined;
   private loaded: Loaders | undefined;
+  private budget: ByteBudget | undefined;
 
   constructor(
     readonly services: Services,
@@ -96,6 +117,12 @@ export class SocketContext implements Context {
   get loaders(): Loaders {
     if (this.perEvent) return createLoaders(this.em, this.services, this.viewer.userId);
     return (this.loaded ??= createLoaders(this.em, this.services, this.viewer.userId));
+  }
+
+  /** Per event for subscriptions: an event carries one message, so its budget is never shared with another event's. */
+  get attachmentBudget(): ByteBudget {
+    if (this.perEvent) return new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE);
+    return (this.budget ??= new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE));
   }
 
   get requestId(): string {

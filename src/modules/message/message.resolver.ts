@@ -1,5 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { viewerOf, type Context } from '../../graphql/context';
+import { PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
@@ -85,8 +86,15 @@ export class AttachmentResolver {
     return ctx.services.attachmentLinks.url(a.id, ctx.origin);
   }
 
-  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for.' })
+  @FieldResolver(() => String, {
+    description: 'The file itself; loaded only when asked for. One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
+  })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context): Promise<string> {
+    // Spent before loading: resolvers of a page run together, and the bytes must not be read to be refused.
+    if (!ctx.attachmentBudget.take(a.size)) {
+      const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;
+      throw new PayloadTooLargeError(`One response carries at most ${max} bytes of attachment data; fetch the others by url or in another request.`, 'base64');
+    }
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
   }
