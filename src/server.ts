@@ -3,14 +3,21 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+  ApolloServerPluginSchemaReportingDisabled,
+  ApolloServerPluginUsageReportingDisabled,
+} from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context, type Viewer } from './graphql/context';
+import { bearerToken, invalidTokenError, RequestContext, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
+import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
@@ -139,7 +146,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     };
     const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
-      schema,
+      gateway: compiledExecution(schema),
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
@@ -150,7 +157,18 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
       documentStore: limits.apollo.documentStore,
       cache: limits.apollo.cache,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
+      plugins: [
+        // Apollo installs cache control (a hook on every field, and every field of the shared schema
+        // wrapped for it, WebSocket executions too) and inline tracing unless told not to; nothing reads either.
+        ApolloServerPluginCacheControlDisabled(),
+        ApolloServerPluginInlineTraceDisabled(),
+        ApolloServerPluginUsageReportingDisabled(),
+        ApolloServerPluginSchemaReportingDisabled(),
+        ApolloServerPluginLandingPageDisabled(),
+        ...limits.apollo.plugins,
+        errorLogPlugin(logger),
+        operationMetricsPlugin(metrics),
+      ],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -184,9 +202,11 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
-        const reqLogger = logger.child({ requestId });
-        const started = performance.now();
-        res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        // The access line costs a child logger and a listener per request: only when it is written.
+        if (logger.isLevelEnabled('debug')) {
+          const started = performance.now();
+          res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        }
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
         const token = bearerToken(req.headers.authorization);
         let authenticating: Promise<Viewer | null> | undefined;
@@ -200,7 +220,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, origin: publicOrigin(req, env) });
+            return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env));
           },
         }).catch(done));
         return;
@@ -226,6 +246,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
+      eventsReceived: () => pubsub.received,
+      evaluations: () => pubsub.evaluations,
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);

@@ -126,22 +126,26 @@ export async function handleGraphQL<TContext extends object>(
     }
   }
   const headers = new HeaderMap();
-  for (const [k, v] of Object.entries(req.headers)) {
+  for (const k in req.headers) {
+    const v = req.headers[k];
     if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   }
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const q = req.url?.indexOf('?') ?? -1;
+  const search = q >= 0 ? req.url!.slice(q) : '';
   // The body may be megabytes (attachments in variables); the document itself is refused before Apollo parses and caches it.
-  const query = req.method === 'POST' ? (body as { query?: unknown } | null | undefined)?.query : url.searchParams.get('query');
+  const query = req.method === 'POST' ? (body as { query?: unknown } | null | undefined)?.query : new URLSearchParams(search).get('query');
   if (typeof query === 'string' && oversizedDocument(query, opts.maxDocumentBytes)) {
     return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', documentTooLargeMessage(opts.maxDocumentBytes));
   }
   const response: HTTPGraphQLResponse = await apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
     context: opts.context,
   });
   for (const [k, v] of response.headers) res.setHeader(k, v);
   res.statusCode = response.status ?? 200;
   if (response.body.kind === 'complete') {
+    // A known length: one write of head and body, not chunked framing.
+    res.setHeader('content-length', Buffer.byteLength(response.body.string));
     res.end(response.body.string);
     return;
   }

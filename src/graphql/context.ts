@@ -67,25 +67,42 @@ export function invalidTokenError(): GraphQLError {
   });
 }
 
-/** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
-export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger; origin?: string }): Context {
-  let em: EntityManager | undefined;
-  let loaders: Loaders | undefined;
-  return {
-    viewer,
-    attachmentBudget: new ByteBudget(services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE),
-    services,
-    ip: meta.ip,
-    requestId: meta.requestId,
-    logger: meta.logger,
-    origin: meta.origin,
-    get em() {
-      return (em ??= services.orm.em.fork() as EntityManager);
-    },
-    get loaders() {
-      return (loaders ??= createLoaders(this.em, services, viewer?.userId ?? null));
-    },
-  };
+/**
+ * The context of one HTTP operation. `em`, the loaders and the request's child logger are made on
+ * first use, by getters on the prototype: Apollo copies the context's own properties into a new
+ * object per request (Object.assign), which would call getters defined on the object itself and
+ * fork an EntityManager, build loaders and a child logger for `{ __typename }` too.
+ */
+export class RequestContext implements Context {
+  private forked: EntityManager | undefined = undefined;
+  private loaded: Loaders | undefined = undefined;
+  private child: Logger | undefined = undefined;
+  private budget: ByteBudget | undefined = undefined;
+
+  constructor(
+    readonly services: Services,
+    readonly viewer: Viewer | null,
+    readonly ip: string,
+    readonly requestId: string,
+    /** The public origin links are made for (attachment URLs). */
+    readonly origin?: string,
+  ) {}
+
+  get em(): EntityManager {
+    return (this.forked ??= this.services.orm.em.fork() as EntityManager);
+  }
+
+  get loaders(): Loaders {
+    return (this.loaded ??= createLoaders(this.em, this.services, this.viewer?.userId ?? null));
+  }
+
+  get logger(): Logger {
+    return (this.child ??= this.services.logger.child({ requestId: this.requestId }));
+  }
+
+  get attachmentBudget(): ByteBudget {
+    return (this.budget ??= new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE));
+  }
 }
 
 /**

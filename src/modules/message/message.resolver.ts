@@ -42,7 +42,7 @@ export class MessageResolver {
       const { messages, pubsub } = context.services;
       // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
       const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { route: only?.key });
+      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { keys: [me] });
     },
   })
   messageAdded(
