@@ -3,6 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
+import { StreamTickets } from '../modules/auth/auth.tickets';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
 import { AttachmentLinks } from '../modules/message/attachment.links';
@@ -30,6 +31,8 @@ export interface Services {
   memberships: MembershipIndex;
   presence: PresenceService;
   auth: AuthService;
+  /** Single-use tickets for SSE URLs (Redis when configured). */
+  tickets: StreamTickets;
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
@@ -81,9 +84,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 
   routeEvents(pubsub, memberships, messages, orm);
 
+  const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, attachmentLinks, rates };
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, tickets, friends, groups, messages, projects, attachmentLinks, rates };
   return {
     services,
     async start() {
@@ -95,6 +99,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     },
     async dispose() {
       auth.dispose();
+      tickets.dispose();
       await presence.dispose();
       memberships.dispose();
     },

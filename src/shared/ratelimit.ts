@@ -56,10 +56,12 @@ export interface Rates {
   createGroup: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
+  /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
+  streams: RateLimit;
 }
 
 export function createRates(
-  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_FRIEND_REQUEST'>,
+  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_FRIEND_REQUEST' | 'RATE_LIMIT_WS_MESSAGES'>,
   redis?: RedisClient,
 ): Rates {
   return {
@@ -68,6 +70,7 @@ export function createRates(
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
+    streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
   };
 }
 
