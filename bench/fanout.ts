@@ -111,7 +111,9 @@ async function runParley(): Promise<void> {
 async function runBare(): Promise<void> {
   const sender = { id: randomUUID(), username: 'bench_sender' };
   const rooms = new Map<string, Set<WebSocket>>();
-  const redis = new Redis(REDIS_URL);
+  // Only ever in subscriber mode: a reconnect's ready check (INFO) would be refused there.
+  const redis = new Redis(REDIS_URL, { enableReadyCheck: false });
+  redis.on('error', (e: Error) => process.stderr.write(`bare server's Redis: ${e.message}\n`));
   redis.on('message', (channel: string, raw: string) => {
     const room = rooms.get(channel.slice(channel.lastIndexOf(':') + 1));
     if (!room) return;

@@ -224,9 +224,11 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       evaluations: () => pubsub.evaluations,
     });
     await new Promise<void>((resolve, reject) => {
-      httpServer.once('error', reject);
+      httpServer.once('error', (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'EADDRINUSE' ? new Error(`port ${env.PORT} on ${env.HOST} is taken (is Parley already running?): set PORT to a free port`) : e),
+      );
       httpServer.listen(env.PORT, env.HOST, () => {
-        httpServer.off('error', reject);
+        httpServer.removeAllListeners('error');
         resolve();
       });
     });

@@ -1,84 +1,242 @@
+import { readFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import type { Page } from 'playwright-core';
 import { buildWebDemo } from '../src/core/dev-pages';
 import { artifactPath, launchChromium } from './helpers/browser';
 import { gql, ok } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { lobbyOf, signup } from './helpers/factories';
 import { createTestServer } from './helpers/server';
 import { describeNeeding, tools } from './helpers/tools';
 
 /** The web demo (examples/web) as two people use it, in headless Chromium. */
 
+/** A small PNG (a colour gradient), so the preview has something to show. */
+function png(width: number, height: number): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (b: Buffer) => {
+    let c = 0xffffffff;
+    for (const x of b) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) rows.set([80 + (x * 150) / width, 70, 200 - (y * 120) / height], y * (width * 3 + 1) + 1 + x * 3);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+}
+
 async function logIn(page: Page, username: string, password: string, mode: 'login' | 'signup'): Promise<void> {
   await page.fill('#username', username);
   await page.fill('#password', password);
   await page.click(`#${mode}`);
-  await page.waitForSelector('#app:not([hidden])');
+  await page.waitForSelector('#app:not([hidden]) #groups li.current');
 }
 
 async function say(page: Page, text: string): Promise<void> {
   await page.fill('#message', text);
   await page.click('#send');
+  await page.waitForSelector(`#messages li.msg.mine:has-text("${text}")`);
 }
 
-const person = (page: Page, username: string, status: 'ONLINE' | 'OFFLINE') =>
-  page.waitForSelector(`#people li[data-user="${username}"][data-status="${status}"]`, { timeout: 10_000 });
+const shot = (page: Page, name: string) => page.screenshot({ path: artifactPath(`demo-${name}.png`) });
 
 describeNeeding('chromium', tools.chromium)('web demo', () => {
-  it('should let two users chat in the lobby, see each other come online and go offline, and get project notifications', async () => {
+  it('should let two people use every part of the API: groups, friends, direct messages, attachments, history, presence and projects', async () => {
     await buildWebDemo();
     const s = await createTestServer({ PRESENCE_GRACE: '0.3s' });
     const demo = s.url.replace(/\/graphql$/, '/demo/');
-    // Bob exists but is away: the demo must show him coming online.
+    // Bob exists but is away: the demo must show him coming online. Carol filled the lobby earlier.
     const bob = await signup(s.url);
     await ok(gql(s.url, 'mutation { logout }', {}, bob.token));
+    const carol = await signup(s.url);
+    const lobby = await lobbyOf(s.url, carol.token);
+    for (let i = 1; i <= 35; i++) await ok(gql(s.url, 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }', { g: lobby, c: `earlier message ${i}` }, carol.token));
 
     const browser = await launchChromium();
-    const [alicePage, bobPage] = await Promise.all([browser.newContext(), browser.newContext()]).then((cs) => Promise.all(cs.map((c) => c.newPage())));
+    const desktop = { viewport: { width: 1280, height: 800 } };
+    const [alicePage, bobPage] = await Promise.all([browser.newContext(desktop), browser.newContext(desktop)]).then((cs) => Promise.all(cs.map((c) => c.newPage())));
     const errors: string[] = [];
-    for (const p of [alicePage, bobPage]) p.on('pageerror', (e) => errors.push(e.message));
+    for (const p of [alicePage, bobPage]) {
+      p.on('pageerror', (e) => errors.push(e.message));
+      p.on('dialog', (d) => void d.accept());
+      p.setDefaultTimeout(10_000);
+    }
 
+    // Signed out: only the form, none of the app under it.
     await alicePage.goto(demo);
+    await alicePage.waitForSelector('#auth-form');
+    expect(await alicePage.isVisible('#auth-form')).toBe(true);
+    for (const part of ['#app', '#sidebar', '#composer', '#tabbar', '#account']) expect(await alicePage.isVisible(part)).toBe(false);
+    await shot(alicePage, '01-signed-out');
+
     const alice = { username: `alice_${process.pid}`, password: 'alice-password-1' };
     await logIn(alicePage, alice.username, alice.password, 'signup');
-    await alicePage.waitForSelector('#groups li.current');
-    expect(await alicePage.textContent('#chat-title')).toBeTruthy();
-    await person(alicePage, alice.username, 'ONLINE');
-    expect(await alicePage.$(`#people li[data-user="${bob.username}"][data-status="ONLINE"]`)).toBeNull();
+    expect(await alicePage.isVisible('#auth-form')).toBe(false);
 
+    // History: the newest page, then "load older" brings the rest, oldest first, with dates.
+    await alicePage.waitForSelector('#messages li.msg:has-text("earlier message 35")');
+    expect(await alicePage.locator('#messages li.msg').count()).toBe(30);
+    await alicePage.click('#load-older');
+    await alicePage.waitForSelector('#messages li.msg .text:text-is("earlier message 1")');
+    expect(await alicePage.locator('#load-older').isVisible()).toBe(false);
+    const texts = await alicePage.locator('#messages li.msg .text').allTextContents();
+    expect(texts[0]).toBe('earlier message 1');
+    expect(texts.at(-1)).toBe('earlier message 35');
+    expect(await alicePage.textContent('#messages li.day')).toBe('Today');
+    await shot(alicePage, '02-lobby-history');
+
+    // Presence, live.
+    await alicePage.waitForSelector(`#people li[data-user="${alice.username}"][data-status="ONLINE"]`);
+    expect(await alicePage.$(`#people li[data-user="${bob.username}"][data-status="ONLINE"]`)).toBeNull();
     await bobPage.goto(demo);
     await logIn(bobPage, bob.username, bob.password, 'login');
-    await bobPage.waitForSelector('#groups li.current');
-    // Live: Alice's list changes on presenceChanged, without a reload.
-    await person(alicePage, bob.username, 'ONLINE');
-    await person(bobPage, alice.username, 'ONLINE');
+    await alicePage.waitForSelector(`#people li[data-user="${bob.username}"][data-status="ONLINE"]`);
 
     await say(alicePage, 'Hello Bob, this is the lobby');
-    await bobPage.waitForSelector('#messages li:has-text("Hello Bob, this is the lobby")');
-    await say(bobPage, 'Hi Alice!');
-    await alicePage.waitForSelector('#messages li:has-text("Hi Alice!")');
-    expect(await alicePage.locator('#messages li').count()).toBe(2);
+    await bobPage.waitForSelector('#messages li.msg:has-text("Hello Bob, this is the lobby")');
 
-    // Friends: Bob asks from the demo, Alice accepts from the demo.
+    // Friends: Bob asks; Alice is told without reloading anything, and accepts.
     await bobPage.fill('#friend-username', alice.username);
     await bobPage.click('#add-friend button');
-    await bobPage.waitForSelector(`#requests li:has-text("to @${alice.username}")`);
-    await alicePage.click('#refresh-friends');
-    await alicePage.click(`#requests li:has-text("from @${bob.username}") button:has-text("Accept")`);
-    await alicePage.waitForSelector(`#friends li[data-user="${bob.username}"]`);
+    await bobPage.waitForSelector(`#requests li.outgoing[data-user="${alice.username}"]`);
+    await alicePage.waitForSelector(`#requests li.incoming[data-user="${bob.username}"]`, { timeout: 10_000 });
+    await alicePage.waitForSelector(`.toast:has-text("@${bob.username} wants to be your friend")`);
+    await shot(alicePage, '03-friend-request');
+    await alicePage.click(`#requests li.incoming[data-user="${bob.username}"] button:has-text("Accept")`);
+    await alicePage.waitForSelector(`#directs li[data-user="${bob.username}"]`);
+    await bobPage.waitForSelector(`#directs li[data-user="${alice.username}"]`, { timeout: 10_000 });
 
-    // Project notifications arrive live, worded for the reader.
-    const aliceToken = await alicePage.evaluate(() => JSON.parse((globalThis as any).sessionStorage.getItem('parley')).token as string);
-    const project = (await ok(gql(s.url, 'mutation { createProject(title: "Demo launch") { id } }', {}, aliceToken))).createProject;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project.id, u: bob.id }, aliceToken));
-    await bobPage.waitForSelector(`#notifications li[data-kind="ADDED_TO_PROJECT"]:has-text("Demo launch")`);
+    // A direct message arrives live: Bob, reading the lobby, gets a badge and opens it.
+    await alicePage.click(`#directs li[data-user="${bob.username}"] button`);
+    await alicePage.waitForSelector('#messages li.notice');
+    await say(alicePage, 'psst, Bob: just between us');
+    await bobPage.waitForSelector(`#directs li[data-user="${alice.username}"] .badge:text("1")`);
+    await bobPage.click(`#directs li[data-user="${alice.username}"] button`);
+    await bobPage.waitForSelector('#messages li.msg:has-text("psst, Bob: just between us")');
+    await say(bobPage, 'Hi Alice, got it');
+    await alicePage.waitForSelector('#messages li.msg:has-text("Hi Alice, got it")');
 
-    await alicePage.screenshot({ path: artifactPath('demo-alice.png'), fullPage: true });
-    await bobPage.screenshot({ path: artifactPath('demo-bob.png'), fullPage: true });
+    // Attachments: an image shows as a preview on both sides (its bytes really loaded), a text file as a named chip.
+    await alicePage.setInputFiles('#file', { name: 'chart.png', mimeType: 'image/png', buffer: png(240, 140) });
+    await alicePage.waitForSelector('#pending:has-text("chart.png") img');
+    await say(alicePage, 'the chart');
+    const plan = Buffer.from('1. launch\n2. celebrate\n');
+    await alicePage.setInputFiles('#file', { name: 'plan.txt', mimeType: 'text/plain', buffer: plan });
+    await alicePage.waitForSelector('#pending:has-text("plan.txt")');
+    await alicePage.click('#send');
+    for (const p of [alicePage, bobPage]) {
+      await p.waitForSelector('#messages li.msg .file:has-text("plan.txt")');
+      await p.waitForFunction(() => {
+        const img = (globalThis as any).document.querySelector('#messages li.msg .attachment img');
+        return !!img && img.complete && img.naturalWidth === 240;
+      });
+    }
+    expect(await bobPage.textContent('#messages li.msg .file')).toContain(`${plan.length} B`);
+    // A signed Attachment.url is used as is; a plain one is fetched with the token into a blob URL.
+    expect(await bobPage.getAttribute('#messages li.msg .attachment img', 'src')).toMatch(/^blob:|\?/);
+    /** Downloads plan.txt from the chip; answers where the browser took it from. */
+    const download = async () => {
+      const [file] = await Promise.all([bobPage.waitForEvent('download'), bobPage.click('#messages li.msg .file')]);
+      expect([file.suggestedFilename(), readFileSync(await file.path())]).toEqual(['plan.txt', plan]);
+      return file.url();
+    };
+    expect(await download()).toMatch(/[?&]signature=/);
+    await shot(bobPage, '04-direct-message-attachments');
 
-    // Bob closes the tab: after the grace period Alice sees him OFFLINE.
-    await bobPage.context().close();
-    await person(alicePage, bob.username, 'OFFLINE');
-    await alicePage.screenshot({ path: artifactPath('demo-bob-offline.png'), fullPage: true });
+    // Groups: Alice creates one, Bob sees it appear, joins and writes; Alice renames it, then deletes it.
+    await alicePage.click('#new-group-toggle');
+    await alicePage.fill('#new-group-name', 'design');
+    await alicePage.click('#new-group button');
+    await alicePage.waitForSelector('#chat-title:text("# design")');
+    await bobPage.click('#groups li:has-text("design") button');
+    await bobPage.click('#join-group');
+    await bobPage.waitForSelector('#composer:not([hidden])');
+    await say(bobPage, 'Joined design');
+    await alicePage.waitForSelector('#messages li.msg:has-text("Joined design")');
+    await alicePage.click('#details-toggle');
+    await alicePage.waitForSelector(`#details .members li[data-user="${bob.username}"]`);
+    await alicePage.fill('#rename-group-input', 'design-team');
+    await alicePage.click('#rename-group button');
+    await bobPage.waitForSelector('#chat-title:text("# design-team")');
+    await shot(alicePage, '05-group-details');
+    await alicePage.click('#details button:has-text("Delete group")');
+    await bobPage.waitForSelector(`#groups li.current[data-group="${lobby}"]`);
+    expect(await bobPage.locator('#groups li:has-text("design-team")').count()).toBe(0);
+
+    // Projects: Alice creates one and adds Bob as a participant; Bob is told live; roles change live.
+    await alicePage.click('#new-project-toggle');
+    await alicePage.fill('#new-project-title', 'Demo launch');
+    await alicePage.click('#new-project button');
+    await alicePage.waitForSelector('#details #add-participant');
+    await alicePage.fill('#add-participant-input', bob.username);
+    await alicePage.click('#add-participant button');
+    await alicePage.waitForSelector(`#details .members li[data-user="${bob.username}"][data-role="Participant"]`);
+    await bobPage.waitForSelector('#notifications li[data-kind="ADDED_TO_PROJECT"]:has-text("Demo launch")');
+    await bobPage.waitForSelector('#projects li:has-text("Demo launch") .sub:text("participant")');
+    await alicePage.click(`#details .members li[data-user="${bob.username}"] button:has-text("Make coach")`);
+    await bobPage.waitForSelector('#notifications li[data-kind="COACH_DESIGNATED"]');
+    await bobPage.waitForSelector('#projects li:has-text("Demo launch") .sub:text("coach")');
+    await bobPage.click('#projects li:has-text("Demo launch") button');
+    await say(bobPage, 'Ready for launch');
+    await alicePage.waitForSelector('#messages li.msg:has-text("Ready for launch")');
+    await shot(alicePage, '06-project-owner');
+    await shot(bobPage, '07-project-coach');
+
+    // A phone: one pane at a time, nothing wider than the screen. (The toasts of the last steps
+    // are cleared first so the screenshots show the app.)
+    await bobPage.setViewportSize({ width: 380, height: 760 });
+    await bobPage.evaluate(() => (globalThis as any).document.getElementById('toasts').replaceChildren());
+    const overflow = () => bobPage.evaluate(() => (globalThis as any).document.documentElement.scrollWidth as number);
+    expect(await overflow()).toBeLessThanOrEqual(380);
+    expect(await bobPage.isVisible('#sidebar')).toBe(false);
+    await shot(bobPage, '08-phone-chat');
+    await bobPage.click('#tabbar button[data-view="list"]');
+    expect(await bobPage.isVisible('#sidebar')).toBe(true);
+    expect(await bobPage.isVisible('#chat')).toBe(false);
+    await shot(bobPage, '09-phone-list');
+    await bobPage.click(`#directs li[data-user="${alice.username}"] button`);
+    await bobPage.waitForSelector('#messages li.msg .attachment img');
+    expect(await overflow()).toBeLessThanOrEqual(380);
+    await shot(bobPage, '10-phone-direct');
+    await bobPage.click('#tabbar button[data-view="side"]');
+    expect(await bobPage.isVisible('#notifications')).toBe(true);
+    await shot(bobPage, '11-phone-people');
+
+    // A link clicked after its signature expired still downloads: through the token instead.
+    await bobPage.click('#tabbar button[data-view="chat"]');
+    await bobPage.clock.setFixedTime(Date.now() + 60 * 60_000);
+    expect(await download()).toMatch(/^blob:/);
+
+    // The owner's project details (members, roles, forms) fit a phone too.
+    await alicePage.setViewportSize({ width: 380, height: 760 });
+    await alicePage.evaluate(() => (globalThis as any).document.getElementById('toasts').replaceChildren());
+    expect(await alicePage.isVisible(`#details .members li[data-user="${bob.username}"] button:has-text("Withdraw coach")`)).toBe(true);
+    const widths = await alicePage.evaluate(() => ['html', '#details'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
+    expect(widths).toEqual([0, 0]);
+    await shot(alicePage, '12-phone-project-details');
+
+    // Logging out leaves only the form; Bob sees Alice go offline.
+    await alicePage.click('#logout');
+    await alicePage.waitForSelector('#auth-form');
+    expect(await alicePage.isVisible('#app')).toBe(false);
+    await bobPage.click('#tabbar button[data-view="side"]');
+    await bobPage.waitForSelector(`#people li[data-user="${alice.username}"][data-status="OFFLINE"]`, { timeout: 10_000 });
     expect(errors).toEqual([]);
-  }, 90_000);
+  }, 60_000);
 });

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildSchema, parse, validate } from 'graphql';
 import type { Page } from 'playwright-core';
 import { artifactPath, launchChromium } from './helpers/browser';
 import { eventually, gql, ok } from './helpers/graphql';
@@ -40,6 +43,12 @@ async function run(page: Page, operation: string): Promise<void> {
   await page.click('.graphiql-execute-button');
 }
 
+/** The text of every CodeMirror editor under `selector` (GraphiQL keeps the hidden ones mounted too). */
+const editorTexts = (page: Page, selector: string) =>
+  page.evaluate((sel) => [...(globalThis as any).document.querySelectorAll(sel)].map((e: any) => e.CodeMirror.getValue() as string), selector);
+
+const tabTitles = (page: Page) => page.locator('.graphiql-tab .graphiql-tab-button').allTextContents();
+
 const responseText = (page: Page) =>
   page.evaluate(() => (globalThis as any).document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue() as string);
 
@@ -64,6 +73,20 @@ describe('GraphiQL', () => {
     expect((await fetch(`${origin(s)}/graphiql/assets/nothing.js`)).status).toBe(404);
     // Names an object has from Object.prototype are not assets either (one used to crash the process).
     for (const name of ['constructor', '__proto__', 'toString']) expect((await fetch(`${origin(s)}/graphiql/assets/${name}`)).status).toBe(404);
+  });
+
+  it('should open with tabs whose operations are valid against the schema', async () => {
+    const s = await createTestServer();
+    const html = await (await fetch(`${origin(s)}/graphiql`)).text();
+    const tabs = JSON.parse(/var tabs = (.*);\n/.exec(html)![1]) as { query: string; variables?: string }[];
+    expect(tabs.length).toBeGreaterThanOrEqual(6);
+    const schema = buildSchema(readFileSync(join(__dirname, '..', 'schema.graphql'), 'utf8'));
+    for (const tab of tabs) {
+      expect(validate(schema, parse(tab.query)).map((e) => e.message)).toEqual([]);
+      if (tab.variables) JSON.parse(tab.variables);
+    }
+    const operations = tabs.flatMap((t) => [...t.query.matchAll(/^(?:query|mutation|subscription) (\w+)/gm)].map((m) => m[1]));
+    expect(operations).toEqual(expect.arrayContaining(['Signup', 'Login', 'Me', 'History', 'SendMessage', 'MessageAdded', 'PresenceChanged', 'ProjectAction']));
   });
 
   it('should not serve GraphiQL when ENABLE_GRAPHIQL is off (the production default)', async () => {
@@ -106,5 +129,61 @@ describe('GraphiQL', () => {
 
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);
+  }, 60_000);
+
+  itNeeding('chromium', tools.chromium)('should end a subscription refused with 4403 at once, with the close reason as an error', async () => {
+    const s = await createTestServer();
+    const browser = await launchChromium();
+    const page = await browser.newPage();
+    await page.goto(`${origin(s)}/graphiql`);
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+
+    // No token: the server closes the socket 4403. graphql-ws alone retries that for about a minute.
+    await run(page, 'subscription { messageAdded { id } }');
+    await eventually(async () => (await responseText(page)).includes('4403 Forbidden'), 5_000);
+    const shown = JSON.parse(await responseText(page));
+    expect(shown.errors[0]).toMatchObject({ message: expect.stringContaining('Subscriptions need a token'), extensions: { code: 'UNAUTHENTICATED', closeCode: 4403 } });
+    // Not spinning: the execute button offers to run again rather than to stop.
+    await page.waitForSelector('.graphiql-execute-button[aria-label="Execute query (Ctrl-Enter)"]', { timeout: 5_000 });
+
+    // A token that was revoked gets the same answer, worded for it.
+    const alice = await signup(s.url);
+    await ok(gql(s.url, 'mutation { logout }', {}, alice.token));
+    await setEditor(page, '.graphiql-editor-tool .CodeMirror', JSON.stringify({ Authorization: `Bearer ${alice.token}` }), /Authorization/);
+    await run(page, 'subscription { presenceChanged { status } }');
+    await eventually(async () => (await responseText(page)).includes('not valid'), 5_000);
+    await page.screenshot({ path: artifactPath('graphiql-4403.png') });
+  }, 60_000);
+
+  itNeeding('chromium', tools.chromium)('should open with the common operations as tabs, and carry the last headers to a new tab and the next visit', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const browser = await launchChromium();
+    const page = await browser.newPage();
+    await page.goto(`${origin(s)}/graphiql`);
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    expect(await tabTitles(page)).toEqual(['Signup', 'Me', 'Groups', 'SendMessage', 'MessageAdded', 'OnlineUsers', 'Friends', 'Projects']);
+
+    // The Me tab answers once the header holds a token.
+    await page.click('.graphiql-tab-button:has-text("Me")');
+    const auth = JSON.stringify({ Authorization: `Bearer ${alice.token}` }, null, 2);
+    await setEditor(page, '.graphiql-editor-tool .CodeMirror', auth, /Authorization/);
+    await run(page, 'query Me { me { username } }');
+    await eventually(async () => (await responseText(page)).includes(`"username": "${alice.username}"`), 10_000);
+
+    // "+" opens a tab whose headers are the ones just edited, ready for a subscription.
+    const before = (await tabTitles(page)).length;
+    await page.click('.graphiql-tab-add');
+    await eventually(async () => (await tabTitles(page)).length === before + 1, 5_000);
+    await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(auth), 5_000);
+    await run(page, 'subscription { messageAdded { content } }');
+    await eventually(() => s.fanout.active.messageAdded === 1, 10_000);
+
+    // The next visit (same browser) starts new tabs with them too.
+    await page.reload();
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await page.click('.graphiql-tab-add');
+    await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(auth), 5_000);
+    await page.screenshot({ path: artifactPath('graphiql-tabs.png') });
   }, 60_000);
 });

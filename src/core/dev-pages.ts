@@ -27,40 +27,123 @@ const GRAPHIQL_ASSETS: Record<string, { file: () => string; type: string }> = {
   'react-dom.production.min.js': { file: () => join(pkgDir('react-dom'), 'umd/react-dom.production.min.js'), type: 'text/javascript' },
   'graphiql.min.js': { file: () => join(pkgDir('graphiql'), 'graphiql.min.js'), type: 'text/javascript' },
   'graphiql.min.css': { file: () => join(pkgDir('graphiql'), 'graphiql.min.css'), type: 'text/css' },
+  // GraphiQL's bundle has graphql-ws inside but doesn't expose it: the page makes its own client (see graphiqlPage).
+  'graphql-ws.min.js': { file: () => join(pkgDir('graphql-ws'), 'umd/graphql-ws.min.js'), type: 'text/javascript' },
 };
 
-const DEFAULT_QUERY = `# Welcome to Parley.
-#
-# 1. Run Signup (or Login) below and copy the token from the result.
-# 2. Open "Headers" at the bottom and set: { "Authorization": "Bearer <token>" }
-#    The same header authenticates subscriptions (sent as graphql-ws connectionParams).
-# 3. Try Me, then subscribe to MessageAdded in one tab and SendMessage from another.
+/**
+ * The tabs a first visit opens with: the common operations, ready to run. The header editor of
+ * each starts with the last Authorization header used on this browser (see graphiqlPage).
+ */
+const DEFAULT_TABS: { query: string; variables?: string }[] = [
+  {
+    query: `# Welcome to Parley. Run Signup (or Login), then put the token in the Headers below:
+#   { "Authorization": "Bearer <token>" }
+# New tabs start with the headers you last edited, and subscriptions use them too
+# (sent as graphql-ws connectionParams). A subscription without a valid token shows the
+# socket's close reason (4403 Forbidden) as an error.
 
-mutation Signup {
-  signup(username: "ada", password: "correct horse battery") { token user { id username } }
+mutation Signup($username: String!, $password: String!) {
+  signup(username: $username, password: $password) { token expiresAt user { id username } }
 }
 
-mutation Login {
-  login(username: "ada", password: "correct horse battery") { token user { id status } }
+mutation Login($username: String!, $password: String!) {
+  login(username: $username, password: $password) { token expiresAt user { id username status } }
 }
-
+`,
+    variables: '{\n  "username": "ada",\n  "password": "correct horse battery"\n}',
+  },
+  {
+    query: `# Who am I, and the groups I can see (the lobby reaches everyone).
 query Me {
-  me { id username status }
-  groups(first: 10) { edges { node { id name isLobby memberCount } } }
+  me { id username displayName status }
+  groups(first: 20) { edges { node { id name isLobby isPrivate memberCount } } }
+}
+`,
+  },
+  {
+    query: `# 1. Run Groups and copy the lobby's id (isLobby: true) into the variables.
+# 2. Run History: the newest messages, oldest first. Page back with "before": pageInfo.startCursor.
+query Groups {
+  groups(first: 50) { edges { node { id name isLobby memberCount } } }
 }
 
-subscription MessageAdded {
-  messageAdded { id content createdAt sender { username } group { id } }
+query History($groupId: ID!, $before: String) {
+  history(conversation: { groupId: $groupId }, last: 20, before: $before) {
+    pageInfo { hasPreviousPage startCursor }
+    edges { node { id content createdAt sender { username } attachment { fileName mimeType url } } }
+  }
 }
-
+`,
+    variables: '{\n  "groupId": "<the lobby id from Groups>",\n  "before": null\n}',
+  },
+  {
+    query: `# To a group (groupId), a friend (toUserId) or a project (projectId).
 mutation SendMessage($groupId: ID!) {
   sendMessage(input: { groupId: $groupId, content: "Hello from GraphiQL" }) { id createdAt }
 }
-`;
+`,
+    variables: '{\n  "groupId": "<a group id from Me>"\n}',
+  },
+  {
+    query: `# Every conversation you are in; pass conversation: { groupId | userId | projectId } for one.
+subscription MessageAdded {
+  messageAdded { id content createdAt sender { username } group { id name } recipient { username } project { title } }
+}
+`,
+  },
+  {
+    query: `query OnlineUsers {
+  onlineUsers(first: 50) { totalCount edges { node { id username status lastSeenAt } } }
+}
+
+subscription PresenceChanged {
+  presenceChanged { status lastSeenAt user { id username } }
+}
+`,
+  },
+  {
+    query: `query Friends {
+  friends { id username status }
+  friendRequests { id status from { username } to { username } }
+}
+
+mutation SendFriendRequest($userId: ID!) {
+  sendFriendRequest(userId: $userId) { id status }
+}
+`,
+    variables: '{\n  "userId": "<a user id from OnlineUsers>"\n}',
+  },
+  {
+    query: `# Projects, and the inbox of what happened in them (worded for you).
+query Projects {
+  projects { id title viewerRole owner { username } coaches { username } participants { username } }
+  projectActions(last: 20) { edges { node { kind message createdAt } } }
+}
+
+mutation CreateProject {
+  createProject(title: "Launch") { id title }
+}
+
+subscription ProjectAction {
+  projectAction { kind message createdAt project { title } }
+}
+`,
+  },
+];
+
+/** What a tab added with "+" shows: GraphiQL's own default is a wall of comments about GraphiQL. */
+const NEW_TAB_QUERY = '# A new tab keeps the headers you last edited.\n\nquery WhoAmI {\n  me { id username }\n}\n';
 
 function graphiqlPage(): string {
-  // The fetcher is rebuilt when the Authorization header changes, so a new token reaches the
-  // WebSocket too (graphql-ws sends connectionParams once, when the socket opens).
+  // One graphql-ws client per Authorization value: connectionParams go out once, when the
+  // socket opens, so a new token needs its own socket. graphql-ws retries a 4403 close ("might
+  // grant access after retry"), which left GraphiQL spinning for a minute: here a 4403 ends the
+  // operation at once with the close reason as a GraphQL error in the response pane.
+  // The headers last edited (in any tab) are kept in localStorage and passed to GraphiQL as
+  // defaultHeaders, so "+" opens a tab that is already signed in (graphql-yoga does the same).
+  // JSON in a <script>: "<" is escaped so no text can close the element.
+  const json = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -75,33 +158,92 @@ function graphiqlPage(): string {
 <script src="/graphiql/assets/react.production.min.js"></script>
 <script src="/graphiql/assets/react-dom.production.min.js"></script>
 <script src="/graphiql/assets/graphiql.min.js"></script>
+<script src="/graphiql/assets/graphql-ws.min.js"></script>
 <script>
 (function () {
   var url = new URL('/graphql', location.href).href;
   var subscriptionUrl = url.replace(/^http/, 'ws');
+  var HEADERS_KEY = 'parley:graphiql:headers';
+  var EMPTY_HEADERS = '{\\n  "Authorization": ""\\n}';
+  var clients = {};
   var fetchers = {};
+
   function authorizationOf(headers) {
     if (!headers) return '';
     for (var k in headers) if (k.toLowerCase() === 'authorization') return String(headers[k] || '');
     return '';
   }
+  function isClose(e) { return !!e && typeof e.code === 'number' && 'reason' in e; }
+
+  /** The client's subscribe, with a 4403 close (or any close that ends it) turned into a result with errors. */
+  function wsClientFor(auth) {
+    if (clients[auth]) return clients[auth];
+    var client = graphqlWs.createClient({
+      url: subscriptionUrl,
+      connectionParams: auth ? { authorization: auth } : {},
+      lazy: true,
+      shouldRetry: function (e) { return isClose(e) && e.code !== 4403; },
+    });
+    clients[auth] = {
+      subscribe: function (payload, sink) {
+        return client.subscribe(payload, {
+          next: function (v) { sink.next(v); },
+          complete: function () { sink.complete(); },
+          error: function (e) {
+            if (!isClose(e)) return sink.error(e);
+            var hint = e.code === 4403
+              ? (auth ? ' The token in the Authorization header is not valid (expired or logged out): log in again.' : ' Subscriptions need a token: set { "Authorization": "Bearer <token>" } in Headers.')
+              : '';
+            sink.next({ errors: [{ message: 'The subscription socket was closed: ' + e.code + ' ' + (e.reason || '') + '.' + hint, extensions: { code: e.code === 4403 ? 'UNAUTHENTICATED' : 'SOCKET_CLOSED', closeCode: e.code, closeReason: e.reason || '' } }] });
+            sink.complete();
+          },
+        });
+      },
+    };
+    return clients[auth];
+  }
+
   function fetcher(params, opts) {
     var auth = authorizationOf(opts && opts.headers);
-    if (!fetchers[auth]) {
-      fetchers[auth] = GraphiQL.createFetcher({ url: url, subscriptionUrl: subscriptionUrl, wsConnectionParams: auth ? { authorization: auth } : {} });
-    }
+    if (!fetchers[auth]) fetchers[auth] = GraphiQL.createFetcher({ url: url, wsClient: wsClientFor(auth) });
     return fetchers[auth](params, opts);
   }
-  window.parleyGraphiQL = { url: url, subscriptionUrl: subscriptionUrl };
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, {
+
+  function savedHeaders() {
+    try {
+      var h = localStorage.getItem(HEADERS_KEY);
+      if (h && JSON.parse(h) && typeof JSON.parse(h) === 'object') return h;
+    } catch (e) {}
+    return EMPTY_HEADERS;
+  }
+
+  var tabs = ${json(DEFAULT_TABS)};
+  function App() {
+    var state = React.useState(savedHeaders);
+    var headers = state[0];
+    var defaultTabs = React.useState(function () {
+      return tabs.map(function (t) { return { query: t.query, variables: t.variables, headers: headers }; });
+    })[0];
+    return React.createElement(GraphiQL, {
       fetcher: fetcher,
-      defaultQuery: ${JSON.stringify(DEFAULT_QUERY)},
-      defaultHeaders: '{\\n  "Authorization": ""\\n}',
+      defaultTabs: defaultTabs,
+      defaultQuery: ${json(NEW_TAB_QUERY)},
+      defaultHeaders: headers,
+      onEditHeaders: function (value) {
+        try {
+          var parsed = JSON.parse(value);
+          if (!parsed || typeof parsed !== 'object') return;
+        } catch (e) { return; } // half-typed: keep the last complete headers
+        try { localStorage.setItem(HEADERS_KEY, value); } catch (e) {}
+        state[1](value);
+      },
       defaultEditorToolsVisibility: 'headers',
       shouldPersistHeaders: true,
-    }),
-  );
+    });
+  }
+
+  window.parleyGraphiQL = { url: url, subscriptionUrl: subscriptionUrl };
+  ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(App));
 })();
 </script>
 </body>

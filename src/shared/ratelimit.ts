@@ -54,6 +54,8 @@ export interface Rates {
   login: RateLimit;
   /** createGroup, per user. */
   createGroup: RateLimit;
+  /** joinGroup and leaveGroup, per user. */
+  groupMembership: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
   /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
@@ -61,7 +63,7 @@ export interface Rates {
 }
 
 export function createRates(
-  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_FRIEND_REQUEST' | 'RATE_LIMIT_WS_MESSAGES'>,
+  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_GROUP_MEMBERSHIP' | 'RATE_LIMIT_FRIEND_REQUEST' | 'RATE_LIMIT_WS_MESSAGES'>,
   redis?: RedisClient,
 ): Rates {
   return {
@@ -69,6 +71,7 @@ export function createRates(
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
+    groupMembership: new RateLimit('group-membership', env.RATE_LIMIT_GROUP_MEMBERSHIP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
   };

@@ -1,90 +1,124 @@
 /**
- * Parley web demo: plain DOM over the typed documents generated from operations/*.graphql.
- * HTTP for queries and mutations, graphql-ws for messageAdded, presenceChanged, groupEvent and
- * projectAction. Served by Parley at /demo outside production.
+ * Parley web demo: a small chat app over the typed documents generated from operations/*.graphql.
+ * Plain DOM; HTTP for queries and mutations, graphql-ws for messageAdded, presenceChanged,
+ * groupEvent and projectAction. Friend requests have no subscription, so they are polled.
+ * Served by Parley at /demo outside production.
+ *
+ * A conversation is a group, a direct thread with a friend, or a project, keyed
+ * "group:<id>", "direct:<userId>" or "project:<id>".
  */
-import { print } from 'graphql';
-import { createClient, type Client } from 'graphql-ws';
-import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import {
   AcceptFriendRequestDocument,
+  AddGroupMemberDocument,
+  AddProjectParticipantDocument,
   CreateGroupDocument,
+  CreateProjectDocument,
+  DeclineFriendRequestDocument,
+  DeleteAccountDocument,
+  DeleteGroupDocument,
+  DeleteProjectDocument,
+  DesignateCoachDocument,
   FriendRequestsDocument,
   FriendsDocument,
+  GroupDocument,
   GroupEventDocument,
   GroupsDocument,
   HistoryDocument,
   JoinGroupDocument,
+  LeaveGroupDocument,
+  LeaveProjectDocument,
   LoginDocument,
   LogoutDocument,
+  MeDocument,
   MessageAddedDocument,
   OnlineUsersDocument,
   PresenceChangedDocument,
   ProjectActionDocument,
   ProjectActionsDocument,
+  ProjectsDocument,
+  RemoveFriendDocument,
+  RemoveProjectParticipantDocument,
+  RenameGroupDocument,
+  RenameProjectDocument,
   SendFriendRequestDocument,
   SendMessageDocument,
   SignupDocument,
+  UpdateProfileDocument,
   UsersDocument,
+  WithdrawCoachDocument,
+  type ConversationInput,
+  type FriendRequestPartsFragment,
+  type GroupPartsFragment,
   type MessagePartsFragment,
   type PresenceStatus,
+  type ProjectActionPartsFragment,
+  type ProjectPartsFragment,
+  type SendMessageInput,
 } from '../../../generated/client/graphql';
+import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
+import { attachmentEl, readFile, type PickedFile } from './attachments';
+import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, timeEl, toast } from './ui';
 
-const HTTP_URL = new URL('/graphql', location.href).href;
-const WS_URL = HTTP_URL.replace(/^http/, 'ws');
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-
-interface Session {
-  token: string;
-  userId: string;
+type Kind = 'group' | 'direct' | 'project';
+interface Conv {
+  key: string;
+  kind: Kind;
+  id: string;
+}
+type Msg = MessagePartsFragment;
+interface Person {
+  id: string;
   username: string;
+  displayName?: string | null;
+  status?: PresenceStatus;
+  lastSeenAt?: string | null;
+}
+interface Thread {
+  items: Msg[];
+  start: string | null;
+  hasOlder: boolean;
 }
 
-let session: Session | null = JSON.parse(sessionStorage.getItem('parley') ?? 'null');
-let ws: Client | null = null;
-let currentGroup: { id: string; name: string } | null = null;
+/** Messages per history page. */
+const PAGE = 30;
+/** How often friend requests are fetched: the API has no subscription for them. */
+const FRIEND_POLL_MS = 3000;
+
+const groups = new Map<string, GroupPartsFragment>();
+const projects = new Map<string, ProjectPartsFragment>();
+const friends = new Map<string, Person>();
+/** Everyone the viewer has a direct thread with or can start one with, by id. */
+const peers = new Map<string, Person>();
+const people = new Map<string, Person>();
 const unread = new Map<string, number>();
-const people = new Map<string, { username: string; status: PresenceStatus }>();
+const threads = new Map<string, Thread>();
+const inbox = new Map<string, ProjectActionPartsFragment>();
+let requests: FriendRequestPartsFragment[] = [];
+let seenRequests: Set<string> | null = null;
+let current: Conv | null = null;
+let pending: PickedFile | null = null;
+let unseenInbox = 0;
 
-class ApiError extends Error {
-  constructor(message: string, readonly code?: string) {
-    super(message);
-  }
+const me = () => session!.userId;
+const nameOf = (p: { username: string; displayName?: string | null }) => p.displayName || p.username;
+const conv = (kind: Kind, id: string): Conv => ({ key: `${kind}:${id}`, kind, id });
+
+function conversationInput(c: Conv): ConversationInput {
+  return c.kind === 'group' ? { groupId: c.id } : c.kind === 'project' ? { projectId: c.id } : { userId: c.id };
 }
 
-/** One operation over HTTP with the session's token; throws the first GraphQL error. */
-async function request<R, V>(doc: TypedDocumentNode<R, V>, variables?: V): Promise<R> {
-  const res = await fetch(HTTP_URL, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(session ? { authorization: `Bearer ${session.token}` } : {}) },
-    body: JSON.stringify({ query: print(doc), variables }),
-  });
-  const body = await res.json();
-  if (body.errors?.length) {
-    if (body.errors[0].extensions?.code === 'UNAUTHENTICATED' && session) signOut();
-    throw new ApiError(body.errors[0].message, body.errors[0].extensions?.code);
-  }
-  return body.data as R;
+/** The conversation a message belongs to, as the viewer sees it. */
+function convOf(m: Msg): Conv {
+  if (m.group) return conv('group', m.group.id);
+  if (m.project) return conv('project', m.project.id);
+  return conv('direct', m.sender.id === me() ? m.recipient!.id : m.sender.id);
 }
 
-/** A subscription over the one graphql-ws connection; returns its stop function. */
-function subscribe<R, V>(doc: TypedDocumentNode<R, V>, variables: V, onData: (data: R) => void, onError?: (e: unknown) => void): () => void {
-  return ws!.subscribe<R>(
-    { query: print(doc), variables: variables as Record<string, unknown> },
-    { next: (r) => r.data && onData(r.data as R), error: (e) => (onError ?? ((x) => console.warn('subscription failed', x)))(e), complete: () => undefined },
-  );
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  node.append(...children);
-  return node;
-}
-
-function showError(id: string, e: unknown): void {
-  $(id).textContent = e instanceof Error ? e.message : String(e);
+function titleOf(c: Conv): string {
+  if (c.kind === 'group') return groups.get(c.id)?.name ?? 'Group';
+  if (c.kind === 'project') return projects.get(c.id)?.title ?? 'Project';
+  const p = peers.get(c.id);
+  return p ? nameOf(p) : 'Direct message';
 }
 
 // --- sign in / out -----------------------------------------------------------------------------
@@ -92,16 +126,15 @@ function showError(id: string, e: unknown): void {
 $('auth-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const mode = ((ev as SubmitEvent).submitter as HTMLButtonElement | null)?.value ?? 'login';
-  const username = $<HTMLInputElement>('username').value.trim();
+  const username = formValue('username');
   const password = $<HTMLInputElement>('password').value;
   $('auth-error').textContent = '';
   try {
     const payload = mode === 'signup' ? (await request(SignupDocument, { username, password })).signup : (await request(LoginDocument, { username, password })).login;
-    session = { token: payload.token, userId: payload.user.id, username: payload.user.username };
-    sessionStorage.setItem('parley', JSON.stringify(session));
+    saveSession({ token: payload.token, userId: payload.user.id, username: payload.user.username });
     await start();
   } catch (e) {
-    showError('auth-error', e);
+    $('auth-error').textContent = errorText(e);
   }
 });
 
@@ -111,144 +144,741 @@ $('logout').addEventListener('click', async () => {
 });
 
 function signOut(): void {
-  session = null;
-  sessionStorage.removeItem('parley');
-  void ws?.dispose();
-  ws = null;
+  saveSession(null);
+  disconnect();
   location.reload();
 }
+whenSignedOut(signOut);
 
-// --- groups and chat ---------------------------------------------------------------------------
+$('profile-toggle').addEventListener('click', () => {
+  const form = $('profile');
+  form.hidden = !form.hidden;
+  $('profile-toggle').setAttribute('aria-expanded', String(!form.hidden));
+});
+
+$('profile').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const { updateProfile } = await request(UpdateProfileDocument, { displayName: formValue('display-name') });
+    $('whoami').textContent = nameOf(updateProfile);
+    $('profile').hidden = true;
+    toast('Profile saved');
+  } catch (e) {
+    toast(errorText(e), 'error');
+  }
+});
+
+$('delete-account').addEventListener('click', async () => {
+  if (!confirm('Delete your account? Your messages stay, your name goes.')) return;
+  try {
+    await request(DeleteAccountDocument, { password: $<HTMLInputElement>('delete-password').value });
+    signOut();
+  } catch (e) {
+    toast(errorText(e), 'error');
+  }
+});
+
+// --- layout: one pane at a time on a phone -----------------------------------------------------
+
+type View = 'list' | 'chat' | 'side';
+function setView(v: View): void {
+  $('app').dataset.view = v;
+  for (const b of document.querySelectorAll<HTMLButtonElement>('#tabbar button')) b.classList.toggle('current', b.dataset.view === v);
+  if (v === 'side') {
+    unseenInbox = 0;
+    renderBadges();
+  }
+}
+for (const b of document.querySelectorAll<HTMLButtonElement>('#tabbar button')) b.addEventListener('click', () => setView(b.dataset.view as View));
+$('back').addEventListener('click', () => setView('list'));
+
+function renderBadges(): void {
+  const total = [...unread.values()].reduce((a, b) => a + b, 0);
+  const incoming = requests.filter((r) => r.to.id === me()).length;
+  $('tab-list-badge').replaceChildren(badge(total) ?? '');
+  $('tab-side-badge').replaceChildren(badge(incoming + unseenInbox) ?? '');
+  $('requests-badge').replaceChildren(badge(incoming) ?? '');
+  $('inbox-badge').replaceChildren(badge(unseenInbox) ?? '');
+  document.title = total ? `(${total}) Parley` : 'Parley';
+}
+
+// --- the conversation list ---------------------------------------------------------------------
+
+function convItem(c: Conv, label: Node[], sub: string, attrs: Record<string, string> = {}): HTMLLIElement {
+  const b = el('button', { type: 'button' }, ...label, el('span', { class: 'sub' }, sub), badge(unread.get(c.key) ?? 0));
+  b.addEventListener('click', () => void open(c));
+  return el('li', { 'data-key': c.key, class: c.key === current?.key ? 'current' : '', ...attrs }, b);
+}
+
+function renderGroups(): void {
+  const sorted = [...groups.values()].sort((a, b) => Number(b.isLobby) - Number(a.isLobby) || a.name.localeCompare(b.name));
+  $('groups').replaceChildren(
+    ...sorted.map((g) =>
+      convItem(conv('group', g.id), [el('span', { class: 'hash', 'aria-hidden': 'true' }, g.isPrivate ? lockIcon() : '#'), el('span', { class: 'name' }, g.name)], g.isLobby ? 'everyone' : g.isPrivate ? 'private' : `${g.memberCount} in`, { 'data-group': g.id }),
+    ),
+  );
+}
+
+function renderDirects(): void {
+  const list = [...peers.values()].sort((a, b) => (a.status === b.status ? nameOf(a).localeCompare(nameOf(b)) : a.status === 'ONLINE' ? -1 : 1));
+  $('directs').replaceChildren(
+    ...(list.length
+      ? list.map((p) => convItem(conv('direct', p.id), [avatar(nameOf(p), p.status), el('span', { class: 'name' }, nameOf(p))], p.status === 'ONLINE' ? 'online' : '', { 'data-user': p.username }))
+      : [el('li', { class: 'empty' }, 'Add a friend to message them.')]),
+  );
+}
+
+const ROLE_LABEL: Record<string, string> = { OWNER: 'owner', COACH: 'coach', PARTICIPANT: 'participant' };
+
+function renderProjects(): void {
+  const list = [...projects.values()];
+  $('projects').replaceChildren(
+    ...(list.length
+      ? list.map((p) => convItem(conv('project', p.id), [el('span', { class: 'hash', 'aria-hidden': 'true' }, '◆'), el('span', { class: 'name' }, p.title)], ROLE_LABEL[p.viewerRole ?? ''] ?? '', { 'data-project': p.id }))
+      : [el('li', { class: 'empty' }, 'No projects yet.')]),
+  );
+}
+
+function renderLists(): void {
+  renderGroups();
+  renderDirects();
+  renderProjects();
+  renderBadges();
+}
 
 async function loadGroups(): Promise<void> {
-  const { groups } = await request(GroupsDocument, { first: 100 });
-  const list = $('groups');
-  list.replaceChildren();
-  for (const { node: g } of groups.edges) {
-    const n = unread.get(g.id) ?? 0;
-    const button = el('button', { type: 'button' }, g.isLobby ? `# ${g.name} (lobby)` : `# ${g.name}`, ...(n ? [' ', el('span', { class: 'badge' }, String(n))] : []));
-    button.addEventListener('click', () => void openGroup(g));
-    list.append(el('li', { 'data-group': g.id, class: g.id === currentGroup?.id ? 'current' : '' }, button));
+  const { groups: page } = await request(GroupsDocument, { first: 100 });
+  groups.clear();
+  for (const { node } of page.edges) groups.set(node.id, node);
+  renderGroups();
+}
+
+async function loadProjects(): Promise<void> {
+  const { projects: list } = await request(ProjectsDocument);
+  projects.clear();
+  for (const p of list) projects.set(p.id, p);
+  renderProjects();
+}
+
+$('new-group-toggle').addEventListener('click', () => toggleForm('new-group', 'new-group-name'));
+$('new-project-toggle').addEventListener('click', () => toggleForm('new-project', 'new-project-title'));
+function toggleForm(id: string, input: string): void {
+  $(id).hidden = !$(id).hidden;
+  if (!$(id).hidden) $(input).focus();
+}
+
+$('new-group').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const { createGroup } = await request(CreateGroupDocument, { name: formValue('new-group-name'), isPrivate: $<HTMLInputElement>('new-group-private').checked });
+    groups.set(createGroup.id, createGroup);
+    $<HTMLFormElement>('new-group').reset();
+    $('new-group').hidden = true;
+    await open(conv('group', createGroup.id));
+  } catch (e) {
+    toast(errorText(e), 'error');
   }
-  if (!currentGroup) {
-    const lobby = groups.edges.find((e) => e.node.isLobby)?.node;
-    if (lobby) await openGroup(lobby);
+});
+
+$('new-project').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const { createProject } = await request(CreateProjectDocument, { title: formValue('new-project-title') });
+    projects.set(createProject.id, createProject);
+    $<HTMLFormElement>('new-project').reset();
+    $('new-project').hidden = true;
+    await open(conv('project', createProject.id), true);
+  } catch (e) {
+    toast(errorText(e), 'error');
+  }
+});
+
+// --- a conversation ----------------------------------------------------------------------------
+
+async function open(c: Conv, showDetails = false): Promise<void> {
+  current = c;
+  sessionStorage.setItem('parley:open', c.key);
+  unread.delete(c.key);
+  renderLists();
+  setView('chat');
+  $('join-prompt').hidden = true;
+  $('composer').hidden = false;
+  renderHeading();
+  renderSendTo();
+  $('details').hidden = !showDetails;
+  $('details-toggle').setAttribute('aria-expanded', String(showDetails));
+  if (showDetails) void renderDetails();
+  $('messages').replaceChildren();
+  $('load-older').hidden = true;
+  try {
+    const { history } = await request(HistoryDocument, { conversation: conversationInput(c), last: PAGE });
+    if (current !== c) return;
+    const t: Thread = { items: history.edges.map((e) => e.node), start: history.pageInfo.startCursor, hasOlder: history.pageInfo.hasPreviousPage };
+    threads.set(c.key, t);
+    renderThread(t, 'bottom');
+  } catch (e) {
+    if (current !== c) return;
+    // A public group the viewer hasn't joined yet: offer to join it.
+    if (e instanceof ApiError && e.code === 'FORBIDDEN' && c.kind === 'group') return showJoin(c);
+    $('messages').replaceChildren(el('li', { class: 'notice error' }, errorText(e)));
+  }
+  if (matchMedia('(min-width: 761px)').matches) $('message').focus();
+}
+
+function renderHeading(): void {
+  if (!current) return;
+  const c = current;
+  $('chat-title').textContent = (c.kind === 'group' ? '# ' : '') + titleOf(c);
+  let sub = '';
+  if (c.kind === 'group') {
+    const g = groups.get(c.id);
+    sub = g ? (g.isLobby ? 'Everyone is here' : `${g.memberCount} member${g.memberCount === 1 ? '' : 's'} · ${g.isPrivate ? 'private' : 'public'} · by @${g.owner.username}`) : '';
+  } else if (c.kind === 'project') {
+    const p = projects.get(c.id);
+    sub = p ? `${p.participants.length + 1} members · you are ${ROLE_LABEL[p.viewerRole ?? ''] ?? 'a member'}` : '';
+  } else {
+    const p = peers.get(c.id);
+    sub = p ? `@${p.username} · ${p.status === 'ONLINE' ? 'online' : p.lastSeenAt ? `last seen ${dayLabel(new Date(p.lastSeenAt)).toLowerCase()}` : 'offline'}` : '';
+  }
+  $('chat-sub').textContent = sub;
+  $('details-toggle').hidden = false;
+}
+
+function showJoin(c: Conv): void {
+  const g = groups.get(c.id);
+  $('composer').hidden = true;
+  $('join-prompt').hidden = false;
+  $('join-prompt').replaceChildren(
+    el('p', {}, `You are not in ${g ? `#${g.name}` : 'this group'} yet.`),
+    button(
+      'Join group',
+      async () => {
+        const { joinGroup } = await request(JoinGroupDocument, { groupId: c.id });
+        groups.set(joinGroup.id, joinGroup);
+        await open(c);
+      },
+      { class: 'primary', id: 'join-group' },
+    ),
+  );
+}
+
+/** Day separators, and a sender's run of messages shown under one name. */
+function messageEls(items: Msg[], prev?: Msg): HTMLLIElement[] {
+  const out: HTMLLIElement[] = [];
+  for (const m of items) {
+    const d = new Date(m.createdAt);
+    if (!prev || new Date(prev.createdAt).toDateString() !== d.toDateString()) {
+      out.push(el('li', { class: 'day' }, el('span', {}, dayLabel(d))));
+      prev = undefined;
+    }
+    const continued = !!prev && prev.sender.id === m.sender.id && d.getTime() - new Date(prev.createdAt).getTime() < 5 * 60_000;
+    out.push(messageEl(m, continued));
+    prev = m;
+  }
+  return out;
+}
+
+function messageEl(m: Msg, continued: boolean): HTMLLIElement {
+  const mine = m.sender.id === me();
+  const who = nameOf(m.sender);
+  const privateTo = m.project && m.recipient ? el('span', { class: 'private' }, mine ? `private to @${m.recipient.username}` : 'private to you') : null;
+  return el(
+    'li',
+    { class: `msg${mine ? ' mine' : ''}${continued ? ' cont' : ''}`, 'data-id': m.id },
+    continued ? el('span', { class: 'avatar-space' }) : avatar(who),
+    el(
+      'div',
+      { class: 'body' },
+      continued ? null : el('div', { class: 'meta' }, el('span', { class: 'sender' }, who), timeEl(m.createdAt, false), privateTo),
+      m.content ? el('div', { class: 'text' }, m.content) : null,
+      m.attachment ? el('div', { class: 'attachment' }, attachmentEl(m.attachment)) : null,
+      continued && privateTo ? privateTo : null,
+    ),
+  );
+}
+
+const scroller = () => $('scroller');
+const nearBottom = () => scroller().scrollHeight - scroller().scrollTop - scroller().clientHeight < 120;
+
+function renderThread(t: Thread, keep: 'bottom' | 'position'): void {
+  const s = scroller();
+  const fromBottom = s.scrollHeight - s.scrollTop;
+  $('messages').replaceChildren(
+    ...(t.items.length ? messageEls(t.items) : [el('li', { class: 'notice' }, current?.kind === 'direct' ? 'Say hello: this is the start of your conversation.' : 'No messages yet.')]),
+  );
+  $('load-older').hidden = !t.hasOlder;
+  if (keep === 'bottom') s.scrollTop = s.scrollHeight;
+  else s.scrollTop = s.scrollHeight - fromBottom;
+  // Images take their height when they load: stay at the bottom if that is where the reader is.
+  for (const img of $('messages').querySelectorAll('img')) img.addEventListener('load', () => keep === 'bottom' && (s.scrollTop = s.scrollHeight), { once: true });
+}
+
+function addToThread(m: Msg): void {
+  const t = threads.get(convOf(m).key);
+  if (!t || t.items.some((x) => x.id === m.id)) return;
+  const last = t.items.at(-1);
+  if (last && last.createdAt > m.createdAt) {
+    t.items.push(m);
+    t.items.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    if (current?.key === convOf(m).key) renderThread(t, 'position');
+    return;
+  }
+  t.items.push(m);
+  if (current?.key !== convOf(m).key) return;
+  const stick = nearBottom() || m.sender.id === me();
+  if (t.items.length === 1) $('messages').replaceChildren();
+  const els = messageEls([m], last);
+  $('messages').append(...els);
+  const s = scroller();
+  if (stick) {
+    s.scrollTop = s.scrollHeight;
+    for (const img of els[els.length - 1].querySelectorAll('img')) img.addEventListener('load', () => (s.scrollTop = s.scrollHeight), { once: true });
   }
 }
 
-async function openGroup(g: { id: string; name: string }): Promise<void> {
-  currentGroup = { id: g.id, name: g.name };
-  unread.delete(g.id);
-  $('chat-title').textContent = g.name;
-  // Joining is idempotent for members; it lets the demo open any public group it lists.
-  await request(JoinGroupDocument, { groupId: g.id }).catch(() => undefined);
-  const { history } = await request(HistoryDocument, { conversation: { groupId: g.id }, last: 50 });
-  $('messages').replaceChildren(...history.edges.map((e) => messageItem(e.node)));
-  scrollChat();
-  void loadGroups();
+$('load-older').addEventListener('click', async () => {
+  if (!current) return;
+  const c = current;
+  const t = threads.get(c.key);
+  if (!t?.start) return;
+  try {
+    const { history } = await request(HistoryDocument, { conversation: conversationInput(c), last: PAGE, before: t.start });
+    if (current !== c) return;
+    t.items = [...history.edges.map((e) => e.node), ...t.items];
+    t.start = history.pageInfo.startCursor ?? t.start;
+    t.hasOlder = history.pageInfo.hasPreviousPage;
+    renderThread(t, 'position');
+  } catch (e) {
+    toast(errorText(e), 'error');
+  }
+});
+
+// --- composing ---------------------------------------------------------------------------------
+
+/** In a project, a message goes to everyone or privately to one member. */
+function renderSendTo(): void {
+  const select = $<HTMLSelectElement>('send-to');
+  const p = current?.kind === 'project' ? projects.get(current.id) : undefined;
+  select.hidden = !p;
+  if (!p) return;
+  const members = [p.owner, ...p.participants].filter((u) => u.id !== me());
+  select.replaceChildren(el('option', { value: '' }, 'Everyone'), ...members.map((u) => el('option', { value: u.id }, `@${u.username} only`)));
 }
 
-function messageItem(m: MessagePartsFragment): HTMLLIElement {
-  const who = m.sender.displayName || `@${m.sender.username}`;
-  const time = new Date(m.createdAt).toLocaleTimeString();
-  return el('li', { 'data-id': m.id }, el('span', { class: 'sender' }, who), m.content ?? '', m.attachment ? ` [${m.attachment.fileName}]` : '', el('time', {}, time));
-}
+$<HTMLInputElement>('file').addEventListener('change', async (ev) => {
+  const input = ev.target as HTMLInputElement;
+  const file = input.files?.[0];
+  input.value = '';
+  if (!file) return;
+  try {
+    pending = await readFile(file);
+  } catch (e) {
+    return toast(errorText(e), 'error');
+  }
+  const p = pending;
+  const remove = button('×', () => clearPending(), { class: 'icon', 'aria-label': 'Remove the attachment' });
+  const ext = p.fileName.slice(p.fileName.lastIndexOf('.') + 1).toUpperCase();
+  $('pending').replaceChildren(p.previewUrl ? el('img', { src: p.previewUrl, alt: '' }) : el('span', { class: 'file-icon' }, ext), el('span', {}, p.fileName), remove);
+  $('pending').hidden = false;
+  $('message').focus();
+});
 
-function scrollChat(): void {
-  const list = $('messages');
-  list.scrollTop = list.scrollHeight;
+function clearPending(): void {
+  if (pending?.previewUrl) URL.revokeObjectURL(pending.previewUrl);
+  pending = null;
+  $('pending').hidden = true;
+  $('pending').replaceChildren();
 }
 
 $('composer').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const input = $<HTMLInputElement>('message');
-  if (!currentGroup || !input.value.trim()) return;
-  $('chat-error').textContent = '';
+  const content = input.value.trim();
+  if (!current || (!content && !pending)) return;
+  const c = current;
+  const to = $<HTMLSelectElement>('send-to').value;
+  const target: Partial<SendMessageInput> = c.kind === 'group' ? { groupId: c.id } : c.kind === 'direct' ? { toUserId: c.id } : { projectId: c.id, ...(to ? { toUserId: to } : {}) };
+  const send = $<HTMLButtonElement>('send');
+  const file = pending;
+  send.disabled = true;
   try {
     // The clientMessageId makes a retried send safe: the server returns the first message.
-    await request(SendMessageDocument, { input: { groupId: currentGroup.id, content: input.value, clientMessageId: crypto.randomUUID() } });
-    input.value = '';
+    const { sendMessage } = await request(SendMessageDocument, {
+      input: { ...target, content: content || undefined, attachment: file ? { fileName: file.fileName, base64: file.base64 } : undefined, clientMessageId: crypto.randomUUID() },
+    });
+    // Only what was sent is cleared: the next text or file may already be waiting.
+    if (input.value.trim() === content) input.value = '';
+    if (pending === file) clearPending();
+    addToThread(sendMessage);
   } catch (e) {
-    showError('chat-error', e);
+    toast(errorText(e), 'error');
+  } finally {
+    send.disabled = false;
   }
 });
 
-$('new-group').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const input = $<HTMLInputElement>('new-group-name');
-  try {
-    const { createGroup } = await request(CreateGroupDocument, { name: input.value.trim() });
-    input.value = '';
-    await openGroup(createGroup);
-  } catch (e) {
-    showError('chat-error', e);
-  }
+// --- details: members, roles and settings of the open conversation ----------------------------
+
+$('details-toggle').addEventListener('click', () => {
+  const d = $('details');
+  d.hidden = !d.hidden;
+  $('details-toggle').setAttribute('aria-expanded', String(!d.hidden));
+  if (!d.hidden) void renderDetails();
 });
 
-// --- friends -----------------------------------------------------------------------------------
+/** Finds a user by exact username (the search is a prefix match). */
+async function userByName(raw: string): Promise<{ id: string; username: string }> {
+  const name = raw.trim().replace(/^@/, '');
+  const { users } = await request(UsersDocument, { search: name, first: 20 });
+  const user = users.edges.find((e) => e.node.username.toLowerCase() === name.toLowerCase())?.node;
+  if (!user) throw new Error(`No user @${name}`);
+  return user;
+}
 
-async function loadFriends(): Promise<void> {
-  const [{ friends }, { friendRequests }] = await Promise.all([request(FriendsDocument), request(FriendRequestsDocument)]);
-  $('friends').replaceChildren(...friends.map((f) => el('li', { 'data-user': f.username }, `@${f.username}`, el('span', { class: 'status' }, f.status))));
-  $('requests').replaceChildren(
-    ...friendRequests.map((r) => {
-      const incoming = r.to.id === session!.userId;
-      const item = el('li', {}, incoming ? `from @${r.from.username} ` : `to @${r.to.username} (pending)`);
-      if (incoming) {
-        const accept = el('button', { type: 'button' }, 'Accept');
-        accept.addEventListener('click', () => void request(AcceptFriendRequestDocument, { requestId: r.id }).then(loadFriends));
-        item.append(accept);
-      }
-      return item;
-    }),
+/** A one-field form that runs `action` with its value. */
+function miniForm(id: string, placeholder: string, label: string, action: (value: string) => Promise<unknown>, value = ''): HTMLFormElement {
+  const input = el('input', { placeholder, required: true, value, id: `${id}-input`, 'aria-label': placeholder });
+  const form = el('form', { class: 'inline-form', id }, input, el('button', {}, label));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await action(input.value.trim());
+      form.reset();
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+  });
+  return form;
+}
+
+function memberRow(u: { id: string; username: string }, role: string, ...actions: HTMLElement[]): HTMLLIElement {
+  return el('li', { 'data-user': u.username, 'data-role': role }, avatar(u.username), el('span', { class: 'name' }, `@${u.username}`), el('span', { class: `role ${role.toLowerCase()}` }, role.toLowerCase()), el('span', { class: 'actions' }, ...actions));
+}
+
+async function renderDetails(): Promise<void> {
+  const c = current;
+  if (!c || $('details').hidden) return;
+  const box = $('details');
+  if (c.kind === 'project') {
+    const p = projects.get(c.id);
+    if (!p) return void box.replaceChildren();
+    const role = p.viewerRole;
+    const coachIds = new Set(p.coaches.map((u) => u.id));
+    const after = (f: () => Promise<unknown>) => async () => {
+      await f();
+      await loadProjects();
+      void renderDetails();
+      renderHeading();
+      renderSendTo();
+    };
+    const rows = [
+      memberRow(p.owner, 'Owner'),
+      ...p.participants.map((u) => {
+        const isCoach = coachIds.has(u.id);
+        const actions: HTMLElement[] = [];
+        if (role === 'OWNER') {
+          actions.push(
+            isCoach
+              ? button('Withdraw coach', after(() => request(WithdrawCoachDocument, { projectId: p.id, userId: u.id })))
+              : button('Make coach', after(() => request(DesignateCoachDocument, { projectId: p.id, userId: u.id }))),
+          );
+        }
+        if (role === 'OWNER' || (role === 'COACH' && !isCoach && u.id !== me())) actions.push(button('Remove', after(() => request(RemoveProjectParticipantDocument, { projectId: p.id, userId: u.id })), { class: 'danger' }));
+        return memberRow(u, isCoach ? 'Coach' : 'Participant', ...actions);
+      }),
+    ];
+    fill(box,
+      el('h3', {}, 'Members'),
+      el('ul', { class: 'members' }, ...rows),
+      role === 'OWNER' || role === 'COACH'
+        ? miniForm('add-participant', 'Add a participant by username', 'Add', async (name) => after(async () => request(AddProjectParticipantDocument, { projectId: p.id, userId: (await userByName(name)).id }))())
+        : null,
+      role === 'OWNER' ? miniForm('rename-project', 'New title', 'Rename', (title) => after(() => request(RenameProjectDocument, { projectId: p.id, title }))(), p.title) : null,
+      el(
+        'div',
+        { class: 'row' },
+        button('Leave project', async () => {
+          if (!confirm(`Leave ${p.title}?`)) return;
+          await request(LeaveProjectDocument, { projectId: p.id });
+          await loadProjects();
+          await openLobby();
+        }),
+        role === 'OWNER'
+          ? button(
+              'Delete project',
+              async () => {
+                if (!confirm(`Delete ${p.title} for everyone?`)) return;
+                await request(DeleteProjectDocument, { projectId: p.id });
+                await loadProjects();
+                await openLobby();
+              },
+              { class: 'danger' },
+            )
+          : null,
+      ),
+    );
+    return;
+  }
+  if (c.kind === 'group') {
+    const { group } = await request(GroupDocument, { id: c.id, membersFirst: 50 }).catch(() => ({ group: null }));
+    if (!group || current !== c) return;
+    groups.set(group.id, group);
+    const owner = group.owner.id === me();
+    const after = (f: () => Promise<unknown>) => async () => {
+      await f();
+      void renderDetails();
+    };
+    fill(box,
+      el('h3', {}, `Members (${group.members.totalCount})`),
+      el('ul', { class: 'members' }, ...group.members.edges.map(({ node: u }) => memberRow(u, u.id === group.owner.id && !group.isLobby ? 'Owner' : 'Member'))),
+      owner && !group.isLobby ? miniForm('add-member', 'Add a member by username', 'Add', async (name) => after(async () => request(AddGroupMemberDocument, { groupId: group.id, userId: (await userByName(name)).id }))()) : null,
+      owner && !group.isLobby ? miniForm('rename-group', 'New name', 'Rename', (name) => after(() => request(RenameGroupDocument, { groupId: group.id, name }))(), group.name) : null,
+      group.isLobby
+        ? el('p', { class: 'muted' }, 'Everyone is in the lobby: a message here reaches all.')
+        : el(
+            'div',
+            { class: 'row' },
+            button('Leave group', async () => {
+              await request(LeaveGroupDocument, { groupId: group.id });
+              await loadGroups();
+              await openLobby();
+            }),
+            owner
+              ? button(
+                  'Delete group',
+                  async () => {
+                    if (!confirm(`Delete #${group.name} for everyone?`)) return;
+                    await request(DeleteGroupDocument, { groupId: group.id });
+                    groups.delete(group.id);
+                    await openLobby();
+                  },
+                  { class: 'danger' },
+                )
+              : null,
+          ),
+    );
+    return;
+  }
+  const p = peers.get(c.id);
+  if (!p) return void box.replaceChildren();
+  fill(box,
+    el('ul', { class: 'members' }, memberRow(p, friends.has(p.id) ? 'Friend' : 'Contact')),
+    friends.has(p.id)
+      ? el(
+          'div',
+          { class: 'row' },
+          button(
+            'Remove friend',
+            async () => {
+              if (!confirm(`Remove @${p.username} from your friends?`)) return;
+              await request(RemoveFriendDocument, { userId: p.id });
+              await loadFriends();
+            },
+            { class: 'danger' },
+          ),
+        )
+      : null,
   );
 }
 
-$('refresh-friends').addEventListener('click', () => void loadFriends());
+async function openLobby(): Promise<void> {
+  const lobby = [...groups.values()].find((g) => g.isLobby);
+  if (lobby) await open(conv('group', lobby.id));
+}
+
+// --- friends -----------------------------------------------------------------------------------
+
+function person(p: Person, extra: Node[] = [], attrs: Record<string, string> = {}): HTMLLIElement {
+  return el('li', { 'data-user': p.username, 'data-status': p.status ?? 'OFFLINE', 'data-id': p.id, ...attrs }, avatar(nameOf(p), p.status ?? 'OFFLINE'), el('span', { class: 'name' }, nameOf(p), nameOf(p) !== p.username ? el('small', { class: 'muted' }, ` @${p.username}`) : null), el('span', { class: 'actions' }, ...extra));
+}
+
+function renderFriends(): void {
+  $('requests').replaceChildren(
+    ...requests.map((r) => {
+      const incoming = r.to.id === me();
+      const other = incoming ? r.from : r.to;
+      const actions = incoming
+        ? [
+            button('Accept', async () => {
+              await request(AcceptFriendRequestDocument, { requestId: r.id });
+              await loadFriends();
+            }, { class: 'primary' }),
+            button('Decline', async () => {
+              await request(DeclineFriendRequestDocument, { requestId: r.id });
+              await loadFriends();
+            }),
+          ]
+        : [el('span', { class: 'muted' }, 'pending')];
+      return el('li', { class: `request ${incoming ? 'incoming' : 'outgoing'}`, 'data-user': other.username }, avatar(other.username), el('span', { class: 'name' }, incoming ? `@${other.username} wants to be friends` : `to @${other.username}`), el('span', { class: 'actions' }, ...actions));
+    }),
+  );
+  const list = [...friends.values()].sort((a, b) => nameOf(a).localeCompare(nameOf(b)));
+  $('friends').replaceChildren(
+    ...(list.length
+      ? list.map((f) => {
+          const item = person(f, [button('Message', () => open(conv('direct', f.id)))]);
+          return item;
+        })
+      : [el('li', { class: 'empty' }, 'No friends yet.')]),
+  );
+  renderBadges();
+}
+
+/** Friends and requests; says what is new since the last look (the API has no event for it). */
+let friendsLoads = 0;
+async function loadFriends(): Promise<void> {
+  const load = ++friendsLoads;
+  const [{ friends: list }, { friendRequests }] = await Promise.all([request(FriendsDocument), request(FriendRequestsDocument)]);
+  // A poll that started before an accept must not bring the request back.
+  if (load !== friendsLoads) return;
+  const awaited = new Set(requests.filter((r) => r.from.id === me()).map((r) => r.to.id));
+  friends.clear();
+  for (const f of list) {
+    friends.set(f.id, f);
+    peers.set(f.id, { ...peers.get(f.id), ...f });
+  }
+  if (seenRequests) {
+    for (const r of friendRequests) if (!seenRequests.has(r.id) && r.to.id === me()) toast(`@${r.from.username} wants to be your friend`, 'info', () => setView('side'));
+    for (const f of list) if (awaited.has(f.id)) toast(`@${f.username} accepted: you are friends now`, 'info', () => void open(conv('direct', f.id)));
+  }
+  seenRequests = new Set([...(seenRequests ?? []), ...friendRequests.map((r) => r.id)]);
+  requests = friendRequests;
+  renderFriends();
+  renderDirects();
+}
 
 $('add-friend').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const input = $<HTMLInputElement>('friend-username');
-  const name = input.value.trim().replace(/^@/, '');
   try {
-    const { users } = await request(UsersDocument, { search: name, first: 20 });
-    const user = users.edges.find((e) => e.node.username === name)?.node;
-    if (!user) throw new Error(`No user @${name}`);
+    const user = await userByName(formValue('friend-username'));
     await request(SendFriendRequestDocument, { userId: user.id });
-    input.value = '';
+    $<HTMLFormElement>('add-friend').reset();
     await loadFriends();
   } catch (e) {
-    showError('chat-error', e);
+    toast(errorText(e), 'error');
   }
 });
 
 // --- presence ----------------------------------------------------------------------------------
 
 function renderPeople(): void {
-  const sorted = [...people.entries()].sort(([, a], [, b]) => (a.status === b.status ? a.username.localeCompare(b.username) : a.status === 'ONLINE' ? -1 : 1));
+  const online = [...people.values()].filter((p) => p.status === 'ONLINE').sort((a, b) => nameOf(a).localeCompare(nameOf(b)));
+  const offline = [...people.values()].filter((p) => p.status !== 'ONLINE').sort((a, b) => nameOf(a).localeCompare(nameOf(b)));
   $('people').replaceChildren(
-    ...sorted.map(([id, p]) => el('li', { 'data-user': p.username, 'data-status': p.status, 'data-id': id }, `@${p.username}`, el('span', { class: 'status' }, p.status))),
+    ...[...online, ...offline].map((p) =>
+      person(
+        p,
+        p.id === me()
+          ? [el('span', { class: 'muted' }, 'you')]
+          : p.status !== 'ONLINE' && p.lastSeenAt
+            ? [el('span', { class: 'muted' }, 'seen ', timeEl(p.lastSeenAt))]
+            : friends.has(p.id)
+              ? [button('Message', () => open(conv('direct', p.id)))]
+              : [],
+      ),
+    ),
   );
-  $('online-count').textContent = `${[...people.values()].filter((p) => p.status === 'ONLINE').length} online`;
+  $('online-count').textContent = `${online.length} online`;
 }
 
 async function loadOnline(): Promise<void> {
   const { onlineUsers } = await request(OnlineUsersDocument, { first: 100 });
-  for (const { node } of onlineUsers.edges) people.set(node.id, { username: node.username, status: node.status });
+  for (const { node } of onlineUsers.edges) people.set(node.id, node);
   renderPeople();
 }
 
-// --- project notifications ---------------------------------------------------------------------
+// --- project inbox -----------------------------------------------------------------------------
 
-function notify(a: { id: string; kind: string; message: string; createdAt: string }): void {
-  if (document.querySelector(`#notifications li[data-id="${a.id}"]`)) return;
-  $('notifications').prepend(el('li', { 'data-id': a.id, 'data-kind': a.kind }, a.message, el('time', {}, new Date(a.createdAt).toLocaleTimeString())));
+function renderInbox(): void {
+  // Newest on top, whichever order the connection returns.
+  const list = [...inbox.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
+  $('notifications').replaceChildren(
+    ...(list.length
+      ? list.map((a) => {
+          const li = el('li', { 'data-id': a.id, 'data-kind': a.kind }, el('span', { class: 'what' }, a.message), el('span', { class: 'muted' }, a.project ? `${a.project.title} · ` : '', timeEl(a.createdAt)));
+          if (projects.has(a.projectId)) {
+            li.classList.add('clickable');
+            li.addEventListener('click', () => void open(conv('project', a.projectId)));
+          }
+          return li;
+        })
+      : [el('li', { class: 'empty' }, 'Project news shows up here.')]),
+  );
 }
 
-/** The inbox keeps what happened while the viewer was away; newest on top. */
-async function loadNotifications(): Promise<void> {
-  const { projectActions } = await request(ProjectActionsDocument, { last: 20 });
-  for (const { node } of projectActions.edges) notify(node);
+async function loadInbox(): Promise<void> {
+  const { projectActions } = await request(ProjectActionsDocument, { last: 30 });
+  for (const { node } of projectActions.edges) inbox.set(node.id, node);
+  renderInbox();
+}
+
+async function onProjectAction(a: ProjectActionPartsFragment): Promise<void> {
+  if (inbox.has(a.id)) return;
+  inbox.set(a.id, a);
+  // On a phone the inbox is a tab away: count it; on a wide screen it is in sight: light it up.
+  if ($('app').dataset.view !== 'side' && matchMedia('(max-width: 760px)').matches) unseenInbox++;
+  await loadProjects().catch(() => undefined);
+  renderInbox();
+  const item = document.querySelector(`#notifications li[data-id="${CSS.escape(a.id)}"]`);
+  item?.classList.add('fresh');
+  setTimeout(() => item?.classList.remove('fresh'), 4000);
+  renderBadges();
+  // What the viewer did is in the inbox; only others' doings are worth a toast.
+  if (a.actor?.id !== me()) toast(a.message, 'info', projects.has(a.projectId) ? () => void open(conv('project', a.projectId)) : undefined);
+  if (current?.kind === 'project' && current.id === a.projectId) {
+    if (!projects.has(a.projectId)) return openLobby();
+    renderHeading();
+    renderSendTo();
+    void renderDetails();
+  }
+}
+
+// --- live events -------------------------------------------------------------------------------
+
+function onMessage(m: Msg): void {
+  const c = convOf(m);
+  if (c.kind === 'direct' && !peers.has(c.id)) peers.set(c.id, m.sender.id === me() ? { id: c.id, username: m.recipient!.username } : m.sender);
+  addToThread(m);
+  if (c.key === current?.key || m.sender.id === me()) return;
+  unread.set(c.key, (unread.get(c.key) ?? 0) + 1);
+  renderLists();
+  if (c.kind !== 'group' || !groups.get(c.id)?.isLobby) {
+    const where = c.kind === 'direct' ? '' : ` in ${titleOf(c)}`;
+    toast(`${nameOf(m.sender)}${where}: ${m.content ?? m.attachment?.fileName ?? ''}`, 'info', () => void open(c));
+  }
+}
+
+function onPresence(p: { status: PresenceStatus; lastSeenAt?: string | null; user: { id: string; username: string; displayName?: string | null } }): void {
+  const who = { ...people.get(p.user.id), ...p.user, status: p.status, lastSeenAt: p.lastSeenAt };
+  people.set(p.user.id, who);
+  for (const map of [friends, peers]) if (map.has(p.user.id)) map.set(p.user.id, { ...map.get(p.user.id)!, status: p.status, lastSeenAt: p.lastSeenAt });
+  renderPeople();
+  renderDirects();
+  renderFriends();
+  if (current?.kind === 'direct' && current.id === p.user.id) renderHeading();
+}
+
+async function onGroupEvent(e: { kind: string; groupId: string; group?: GroupPartsFragment | null; user?: { id: string } | null }): Promise<void> {
+  if (e.kind === 'DELETED') {
+    const g = groups.get(e.groupId);
+    groups.delete(e.groupId);
+    threads.delete(`group:${e.groupId}`);
+    if (current?.key === `group:${e.groupId}`) {
+      toast(`#${g?.name ?? 'The group'} was deleted`);
+      await openLobby();
+    }
+  } else if (e.group) groups.set(e.group.id, e.group);
+  else await loadGroups();
+  renderGroups();
+  if (current?.key === `group:${e.groupId}`) {
+    renderHeading();
+    void renderDetails();
+  }
+}
+
+/** After a reconnect: whatever was missed while the socket was down. */
+function catchUp(): void {
+  void Promise.all([loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox()]).then(() => current && open(current));
 }
 
 // --- start -------------------------------------------------------------------------------------
@@ -257,33 +887,26 @@ async function start(): Promise<void> {
   if (!session) return;
   $('auth').hidden = true;
   $('app').hidden = false;
-  $('logout').hidden = false;
-  $('whoami').textContent = `@${session.username}`;
-  const token = session.token;
-  ws = createClient({
-    url: WS_URL,
-    connectionParams: { authorization: `Bearer ${token}` },
-    // A revoked token is closed with 4403: back to the sign-in form instead of retrying.
-    on: { closed: (e) => (e as CloseEvent).code === 4403 && signOut() },
-    shouldRetry: () => true,
-  });
-  subscribe(MessageAddedDocument, {}, ({ messageAdded: m }) => {
-    if (m.group?.id && m.group.id === currentGroup?.id) {
-      if (!document.querySelector(`#messages li[data-id="${m.id}"]`)) $('messages').append(messageItem(m));
-      scrollChat();
-    } else if (m.group?.id) {
-      unread.set(m.group.id, (unread.get(m.group.id) ?? 0) + 1);
-      void loadGroups();
-    }
-  });
-  subscribe(PresenceChangedDocument, {}, ({ presenceChanged: p }) => {
-    people.set(p.user.id, { username: p.user.username, status: p.status });
-    renderPeople();
-    void loadFriends();
-  });
-  subscribe(GroupEventDocument, {}, () => void loadGroups());
-  subscribe(ProjectActionDocument, {}, ({ projectAction: a }) => notify(a));
-  await Promise.all([loadGroups(), loadFriends(), loadOnline(), loadNotifications()]);
+  $('account').hidden = false;
+  $('tabbar').hidden = false;
+  $('whoami').replaceChildren(avatar(session.username, 'ONLINE'), el('span', {}, `@${session.username}`));
+  connect(catchUp);
+  subscribe(MessageAddedDocument, {}, ({ messageAdded }) => onMessage(messageAdded));
+  subscribe(PresenceChangedDocument, {}, ({ presenceChanged }) => onPresence(presenceChanged));
+  subscribe(GroupEventDocument, {}, ({ groupEvent }) => void onGroupEvent(groupEvent));
+  subscribe(ProjectActionDocument, {}, ({ projectAction }) => void onProjectAction(projectAction));
+  const [{ me: profile }] = await Promise.all([request(MeDocument), loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox()]);
+  if (profile) {
+    $('whoami').replaceChildren(avatar(nameOf(profile), 'ONLINE'), el('span', {}, nameOf(profile)));
+    $<HTMLInputElement>('display-name').value = profile.displayName ?? '';
+  }
+  setInterval(() => void loadFriends().catch(() => undefined), FRIEND_POLL_MS);
+  addEventListener('focus', () => void loadFriends().catch(() => undefined));
+  // Back where the reader was after a reload, else the lobby.
+  const last = sessionStorage.getItem('parley:open');
+  const [kind, id] = (last ?? '').split(':') as [Kind, string];
+  if ((kind === 'group' && groups.has(id)) || (kind === 'project' && projects.has(id)) || (kind === 'direct' && peers.has(id))) await open(conv(kind, id));
+  else await openLobby();
 }
 
-void start().catch((e) => showError('auth-error', e));
+void start().catch((e) => ($('auth-error').textContent = errorText(e)));
