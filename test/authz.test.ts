@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { codeOf, gql, ok, sleep, subscribe, wsClient, type GqlResult } from './helpers/graphql';
-import { signup, type TestUser } from './helpers/factories';
+import { buildProject, buildGroup, befriend, signup, type TestUser } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
 
 /**
  * The authorization sweep: every operation of the contract, aimed by a user with no rights
  * (eve) at what belongs to others (alice's private group, her direct conversation with bob,
- * her project). Each answer is FORBIDDEN or NOT_FOUND (or an empty or null result), nothing
+ * her project). Each answer carries the exact code the service decides (FORBIDDEN or NOT_FOUND), or is an empty or null result; nothing
  * changes, and no answer or event carries any of the secrets below.
  */
 const SECRET = {
@@ -41,14 +41,11 @@ async function world(): Promise<World> {
   const s = await createTestServer();
   const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
   const as = (u: TestUser, q: string, v: Record<string, unknown> = {}) => ok(gql(s.url, q, v, u.token));
-  const req = await as(alice, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: bob.id });
-  await as(bob, 'mutation($r: ID!) { acceptFriendRequest(requestId: $r) { id } }', { r: req.sendFriendRequest.id });
+  await befriend(s.url, alice, bob);
   const pending = await as(alice, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: carol.id });
-  const privateGroup = (await as(alice, `mutation { createGroup(name: "${SECRET.group}", isPrivate: true) { id } }`)).createGroup.id;
-  await as(alice, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: privateGroup, u: bob.id });
-  const publicGroup = (await as(alice, 'mutation { createGroup(name: "open-to-all") { id } }')).createGroup.id;
-  const project = (await as(alice, `mutation { createProject(title: "${SECRET.project}") { id } }`)).createProject.id;
-  await as(alice, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: bob.id });
+  const privateGroup = (await buildGroup(s.url, alice, { name: SECRET.group, isPrivate: true, members: [bob] })).id;
+  const publicGroup = (await buildGroup(s.url, alice, { name: 'open-to-all' })).id;
+  const project = (await buildProject(s.url, alice, { title: SECRET.project, participants: [bob] })).id;
   await as(alice, 'mutation($p: ID!, $u: ID!) { designateCoach(projectId: $p, userId: $u) { id } }', { p: project, u: bob.id });
   const g = await as(alice, SEND, { input: { groupId: privateGroup, content: SECRET.groupMessage, attachment: FILE } });
   const d = await as(alice, SEND, { input: { toUserId: bob.id, content: SECRET.direct, attachment: FILE } });
@@ -87,8 +84,8 @@ describe('authorization sweep', () => {
       ['history of a private group', await q(`query($g: ID) { history(conversation: { groupId: $g }) ${MSG} }`, { g: w.privateGroup }), ['NOT_FOUND']],
       ['history of a public group eve is not in', await q(`query($g: ID) { history(conversation: { groupId: $g }) ${MSG} }`, { g: w.publicGroup }), ['FORBIDDEN']],
       ['history with a non-friend', await q(`query($u: ID) { history(conversation: { userId: $u }) ${MSG} }`, { u: alice.id }), ['FORBIDDEN']],
-      ['history of a project', await q(`query($p: ID) { history(conversation: { projectId: $p }) ${MSG} }`, { p: w.project }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['history of a private project thread', await q(`query($p: ID, $u: ID) { history(conversation: { projectId: $p, userId: $u }) ${MSG} }`, { p: w.project, u: bob.id }), ['NOT_FOUND', 'FORBIDDEN']],
+      ['history of a project', await q(`query($p: ID) { history(conversation: { projectId: $p }) ${MSG} }`, { p: w.project }), ['NOT_FOUND']],
+      ['history of a private project thread', await q(`query($p: ID, $u: ID) { history(conversation: { projectId: $p, userId: $u }) ${MSG} }`, { p: w.project, u: bob.id }), ['NOT_FOUND']],
     ];
     for (const [what, r, codes] of denied) {
       const code = codeOf(r) ?? 'none';
@@ -138,8 +135,8 @@ describe('authorization sweep', () => {
       ['sendMessage to a private group', m(SEND, { input: { groupId: w.privateGroup, content: 'x' } }), ['NOT_FOUND']],
       ['sendMessage to a public group eve is not in', m(SEND, { input: { groupId: w.publicGroup, content: 'x' } }), ['FORBIDDEN']],
       ['sendMessage to a non-friend', m(SEND, { input: { toUserId: alice.id, content: 'x' } }), ['FORBIDDEN']],
-      ['sendMessage to a project', m(SEND, { input: { projectId: w.project, content: 'x' } }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['sendMessage privately inside a project', m(SEND, { input: { projectId: w.project, toUserId: bob.id, content: 'x' } }), ['NOT_FOUND', 'FORBIDDEN']],
+      ['sendMessage to a project', m(SEND, { input: { projectId: w.project, content: 'x' } }), ['NOT_FOUND']],
+      ['sendMessage privately inside a project', m(SEND, { input: { projectId: w.project, toUserId: bob.id, content: 'x' } }), ['NOT_FOUND']],
       ['renameGroup (private)', m('mutation($g: ID!) { renameGroup(groupId: $g, name: "pwned") { id } }', { g: w.privateGroup }), ['NOT_FOUND']],
       ['renameGroup (public)', m('mutation($g: ID!) { renameGroup(groupId: $g, name: "pwned") { id } }', { g: w.publicGroup }), ['FORBIDDEN']],
       ['deleteGroup (private)', m('mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: w.privateGroup }), ['NOT_FOUND']],
@@ -152,13 +149,13 @@ describe('authorization sweep', () => {
       ["acceptFriendRequest of someone else's request", m('mutation($r: ID!) { acceptFriendRequest(requestId: $r) { id } }', { r: w.pendingRequest }), ['NOT_FOUND']],
       ["declineFriendRequest of someone else's request", m('mutation($r: ID!) { declineFriendRequest(requestId: $r) { id } }', { r: w.pendingRequest }), ['NOT_FOUND']],
       ['removeFriend of a non-friend', m('mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }), ['NOT_FOUND']],
-      ['renameProject', m('mutation($p: ID!) { renameProject(projectId: $p, title: "pwned") { id } }', { p: w.project }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['deleteProject', m('mutation($p: ID!) { deleteProject(projectId: $p) }', { p: w.project }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['addProjectParticipant (herself)', m('mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: w.project, u: eve.id }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['removeProjectParticipant', m('mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { id } }', { p: w.project, u: bob.id }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['leaveProject', m('mutation($p: ID!) { leaveProject(projectId: $p) }', { p: w.project }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['designateCoach (herself)', m('mutation($p: ID!, $u: ID!) { designateCoach(projectId: $p, userId: $u) { id } }', { p: w.project, u: eve.id }), ['NOT_FOUND', 'FORBIDDEN']],
-      ['withdrawCoach', m('mutation($p: ID!, $u: ID!) { withdrawCoach(projectId: $p, userId: $u) { id } }', { p: w.project, u: bob.id }), ['NOT_FOUND', 'FORBIDDEN']],
+      ['renameProject', m('mutation($p: ID!) { renameProject(projectId: $p, title: "pwned") { id } }', { p: w.project }), ['FORBIDDEN']],
+      ['deleteProject', m('mutation($p: ID!) { deleteProject(projectId: $p) }', { p: w.project }), ['FORBIDDEN']],
+      ['addProjectParticipant (herself)', m('mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: w.project, u: eve.id }), ['FORBIDDEN']],
+      ['removeProjectParticipant', m('mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { id } }', { p: w.project, u: bob.id }), ['FORBIDDEN']],
+      ['leaveProject', m('mutation($p: ID!) { leaveProject(projectId: $p) }', { p: w.project }), ['FORBIDDEN']],
+      ['designateCoach (herself)', m('mutation($p: ID!, $u: ID!) { designateCoach(projectId: $p, userId: $u) { id } }', { p: w.project, u: eve.id }), ['FORBIDDEN']],
+      ['withdrawCoach', m('mutation($p: ID!, $u: ID!) { withdrawCoach(projectId: $p, userId: $u) { id } }', { p: w.project, u: bob.id }), ['FORBIDDEN']],
     ];
     for (const [what, p, codes] of attempts) {
       const r = await p;
@@ -203,20 +200,21 @@ describe('authorization sweep', () => {
     const eveAll = subscribe(evePipe, MSG_SUB);
     const eveGroups = subscribe(evePipe, 'subscription { groupEvent { kind groupId group { id name } user { id } } }');
     const eveProjects = subscribe(evePipe, 'subscription { projectAction { id kind message projectId project { id title } } }');
-    const targeted = [
-      subscribe(evePipe, MSG_SUB, { c: { groupId: w.privateGroup } }),
-      subscribe(evePipe, MSG_SUB, { c: { groupId: w.publicGroup } }),
-      subscribe(evePipe, MSG_SUB, { c: { projectId: w.project } }),
-      subscribe(evePipe, MSG_SUB, { c: { userId: alice.id } }),
-      subscribe(evePipe, 'subscription($p: ID) { projectAction(projectId: $p) { id message } }', { p: w.project }),
+    // Each with the code the service decides: a private group or a project she is not in is not found; a public group or a non-friend is forbidden.
+    const targeted: [ReturnType<typeof subscribe>, string][] = [
+      [subscribe(evePipe, MSG_SUB, { c: { groupId: w.privateGroup } }), 'NOT_FOUND'],
+      [subscribe(evePipe, MSG_SUB, { c: { groupId: w.publicGroup } }), 'FORBIDDEN'],
+      [subscribe(evePipe, MSG_SUB, { c: { projectId: w.project } }), 'NOT_FOUND'],
+      [subscribe(evePipe, MSG_SUB, { c: { userId: alice.id } }), 'FORBIDDEN'],
+      [subscribe(evePipe, 'subscription($p: ID) { projectAction(projectId: $p) { id message } }', { p: w.project }), 'NOT_FOUND'],
     ];
     // Bob, a member, is the control: what eve must not get does happen.
     const bobAll = subscribe(bobPipe, MSG_SUB);
     const bobProjects = subscribe(bobPipe, 'subscription { projectAction { id kind } }');
-    await Promise.all(targeted.map((t) => t.done));
-    for (const t of targeted) {
+    await Promise.all(targeted.map(([t]) => t.done));
+    for (const [t, expected] of targeted) {
       const code = (t.errors[0] as any)?.[0]?.extensions?.code ?? (t.errors[0] as any)?.extensions?.code;
-      expect(['NOT_FOUND', 'FORBIDDEN']).toContain(code);
+      expect(code).toBe(expected);
       expect(t.values).toEqual([]);
     }
     await sleep(100);
@@ -237,6 +235,6 @@ describe('authorization sweep', () => {
     expect(eveAll.values).toEqual([]);
     expect(eveGroups.values).toEqual([]);
     expect(eveProjects.values).toEqual([]);
-    expect(leaks(JSON.stringify([eveAll, eveGroups, eveProjects, ...targeted].map((x) => [x.values, x.errors])))).toEqual([]);
+    expect(leaks(JSON.stringify([eveAll, eveGroups, eveProjects, ...targeted.map(([t]) => t)].map((x) => [x.values, x.errors])))).toEqual([]);
   });
 });

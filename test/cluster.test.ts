@@ -1,7 +1,7 @@
 import { Cluster } from 'ioredis';
 import { gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup } from './helpers/factories';
+import { lobbyOf, signup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeNeeding, tools } from './helpers/tools';
 
@@ -20,7 +20,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     const b = await createTestServer(env, { clean: false });
     expect(a.services.redis).toBeDefined();
     const [alice, bob] = [await signup(b.url), await signup(b.url)];
-    const lobby = (await ok(gql(a.url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    const lobby = await lobbyOf(a.url, alice.token);
     const subs = [];
     for (const u of [alice, bob]) {
       const w = wsClient(a.wsUrl, u.token);

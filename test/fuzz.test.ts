@@ -5,7 +5,7 @@ import { runInNewContext } from 'node:vm';
 import { parse, print, separateOperations, type OperationDefinitionNode, type TypeNode } from 'graphql';
 import WebSocket from 'ws';
 import { gql, ok, sleep } from './helpers/graphql';
-import { signup, type TestUser } from './helpers/factories';
+import { buildGroup, befriend, signup, type TestUser } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 import { HOSTILE_STRINGS, sql } from './helpers/db';
 
@@ -346,10 +346,8 @@ describe('fuzz', () => {
 
     // The victims: friends with a direct conversation, a private group with history and an attachment.
     const [a, b] = [await signup(s.url), await signup(s.url)];
-    const req = await ok(gql(s.url, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: b.id }, a.token));
-    await ok(gql(s.url, 'mutation($r: ID!) { acceptFriendRequest(requestId: $r) { id } }', { r: req.sendFriendRequest.id }, b.token));
-    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "zq-secret-group", isPrivate: true) { id } }', {}, a.token))).createGroup.id;
-    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: b.id }, a.token));
+    const requestId = await befriend(s.url, a, b);
+    const group = (await buildGroup(s.url, a, { name: 'zq-secret-group', isPrivate: true, members: [b] })).id;
     const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id attachment { id } } }';
     const m1 = (await ok(gql(s.url, SEND, { input: { groupId: group, content: 'zq-private-plans', attachment: { fileName: 'plan.txt', base64: 'cGxhbnM=' } } }, a.token))).sendMessage;
     const m2 = (await ok(gql(s.url, SEND, { input: { toUserId: b.id, content: 'zq-just-us' } }, a.token))).sendMessage;
@@ -357,7 +355,7 @@ describe('fuzz', () => {
 
     const attacker: TestUser = await signup(s.url);
     const pools: Pools = {
-      ids: [a.id, b.id, attacker.id, group, m1.id, m2.id, m3.id, m1.attachment.id, req.sendFriendRequest.id, '00000000-0000-0000-0000-000000000000', 'not-an-id', '', "1' or '1'='1", '-1', 'a'.repeat(300)],
+      ids: [a.id, b.id, attacker.id, group, m1.id, m2.id, m3.id, m1.attachment.id, requestId, '00000000-0000-0000-0000-000000000000', 'not-an-id', '', "1' or '1'='1", '-1', 'a'.repeat(300)],
     };
     const victimIds = [a.id, b.id];
     const before = await victimsData(db, victimIds);

@@ -4,7 +4,7 @@ import { buildSchema, parse, validate } from 'graphql';
 import type { Page } from 'playwright-core';
 import { artifactPath, launchChromium } from './helpers/browser';
 import { eventually, gql, ok } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { lobbyOf, signup } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 import { itNeeding, tools } from './helpers/tools';
 
@@ -99,7 +99,7 @@ describe('GraphiQL', () => {
   itNeeding('chromium', tools.chromium)('should render in Chromium offline, run { __typename }, and run a subscription with the token from the header editor', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);
-    const lobby = (await ok(gql(s.url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    const lobby = await lobbyOf(s.url, alice.token);
     const browser = await launchChromium();
     const page = await browser.newPage();
     const foreign: string[] = [];

@@ -1,6 +1,6 @@
 import { codeOf, gql, ok, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 
 const CREATE = 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id name isPrivate isLobby memberCount owner { id } } }';
@@ -13,17 +13,12 @@ const GROUP = 'query($id: ID!) { group(id: $id) { id name isLobby isPrivate memb
 const GROUPS = 'query($s: String, $f: Int, $a: String) { groups(search: $s, first: $f, after: $a) { totalCount pageInfo { hasNextPage endCursor } edges { node { id name isLobby } } } }';
 const EVENTS = 'subscription { groupEvent { kind groupId user { id } group { id name } } }';
 
-async function lobbyId(url: string, token: string): Promise<string> {
-  const all = await ok(gql(url, GROUPS, { f: 100 }, token));
-  return all.groups.edges.find((e: any) => e.node.isLobby).node.id;
-}
-
 describe('groups', () => {
   it('should put every user in one lobby that no one can leave, rename or delete', async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
-    const lobby = await lobbyId(s.url, a.token);
-    expect(await lobbyId(s.url, b.token)).toBe(lobby);
+    const lobby = await lobbyOf(s.url, a.token);
+    expect(await lobbyOf(s.url, b.token)).toBe(lobby);
     const g = (await ok(gql(s.url, GROUP, { id: lobby }, a.token))).group;
     expect(g).toMatchObject({ isLobby: true, isPrivate: false, memberCount: 2 });
     expect(g.members.edges.map((e: any) => e.node.id).sort()).toEqual([a.id, b.id].sort());

@@ -1,37 +1,21 @@
-import { Writable } from 'node:stream';
 import { loadEnv } from '../src/config/env';
-import { startServer } from '../src/server';
 import { createLogger } from '../src/shared/logger';
-import { eventually, gql, ok } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { eventually } from './helpers/graphql';
+import { lobbyOf, signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
-import { resetState } from './helpers/server';
+import { captureLines, createTestServer } from './helpers/server';
 import { itNeeding, tools } from './helpers/tools';
-
-/** A pino destination that keeps every line (raw, to catch duplicated keys, and parsed). */
-function captureLines() {
-  const lines: { raw: string; json: Record<string, any> }[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const raw of String(chunk).split('\n').filter(Boolean)) lines.push({ raw, json: JSON.parse(raw) });
-      cb();
-    },
-  });
-  return { lines, stream };
-}
 
 describe('request logging', () => {
   itNeeding('redis-server', tools.redisServer)('should put the request id on every line logged while a request is handled, services included', async () => {
     const redis = new OwnRedis();
     await redis.start();
     let stopped = false;
-    const env = loadEnv({ ...process.env, NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', LOG_PRETTY: 'false', REDIS_URL: redis.url });
-    await resetState(env);
-    const { lines, stream } = captureLines();
-    const s = await startServer({ env, logger: createLogger(env, {}, stream), jobs: false });
+    const s = await createTestServer({ LOG_LEVEL: 'debug', REDIS_URL: redis.url }, { captureLogs: true });
+    const lines = s.logs;
     try {
       const a = await signup(s.url);
-      const lobby = (await ok(gql(s.url, '{ groups(first: 50) { edges { node { id isLobby } } } }', {}, a.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+      const lobby = await lobbyOf(s.url, a.token);
       // Redis away: the presence service and the pub/sub log warnings of their own during the request.
       await redis.stop();
       stopped = true;

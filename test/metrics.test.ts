@@ -1,5 +1,5 @@
 import { eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { lobbyOf, signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { createTestServer, type TestServer } from './helpers/server';
 import { itNeeding, tools } from './helpers/tools';
@@ -22,7 +22,6 @@ async function post(url: string, body: object, token?: string): Promise<Response
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
 }
 
-const LOBBY = '{ groups(first: 50) { edges { node { id isLobby } } } }';
 const SEND = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }';
 
 describe('metrics', () => {
@@ -40,7 +39,7 @@ describe('metrics', () => {
 
     const a = await signup(s.url);
     const b = await signup(s.url);
-    const lobby = (await ok(gql(s.url, LOBBY, {}, a.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    const lobby = await lobbyOf(s.url, a.token);
     const w = wsClient(s.wsUrl, a.token);
     await w.connected;
     const messages = subscribe(w, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content } }', { g: lobby });
@@ -145,7 +144,7 @@ describe('metrics', () => {
     try {
       const s = await createTestServer({ REDIS_URL: redis.url });
       const a = await signup(s.url);
-      const lobby = (await ok(gql(s.url, LOBBY, {}, a.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+      const lobby = await lobbyOf(s.url, a.token);
       expect((await scrape(s))('parley_redis_errors_total')).toBe(0);
       await redis.stop();
       stopped = true;

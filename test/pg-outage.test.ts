@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup } from './helpers/factories';
+import { lobbyOf, signup } from './helpers/factories';
 import { proxiedDatabase } from './helpers/tcp-proxy';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -13,7 +13,7 @@ describe('PostgreSQL outage', () => {
       const s = await createTestServer({ DATABASE_URL: url });
       const base = s.url.replace('/graphql', '');
       const alice = await signup(s.url);
-      const lobby = (await ok(gql(s.url, LOBBY, {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+      const lobby = await lobbyOf(s.url, alice.token);
       await ok(gql(s.url, SEND, { g: lobby, t: 'before' }, alice.token));
 
       await proxy.cut();

@@ -1,40 +1,21 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { loadEnv } from '../src/config/env';
-import { startServer, type ParleyServer } from '../src/server';
 import { codeOf, gql, ok, subscribe, wsClient } from './helpers/graphql';
 import { signup, type TestUser } from './helpers/factories';
-import { createTestServer, resetState } from './helpers/server';
+import { createTestServer, type LogLine, type TestServer } from './helpers/server';
 import { snapshot, sql } from './helpers/db';
 
 const INTROSPECTION = '{ __schema { queryType { name } types { name } } }';
 const TYPO = '{ me { usernam } }';
 
 /** A production server whose log lines are kept, to check what is logged (and what is not answered). */
-async function productionServer(overrides: Record<string, string> = {}): Promise<{ server: ParleyServer; lines: any[]; url: string }> {
-  const env = loadEnv({ ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...overrides });
-  await resetState(env);
-  const lines: any[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  const server = await startServer({ env, logger: pino({ level: 'info' }, sink), jobs: false });
-  opened.push(server);
-  return { server, lines, url: server.url };
+async function productionServer(overrides: Record<string, string> = {}): Promise<{ server: TestServer; lines: LogLine[]; url: string }> {
+  const server = await createTestServer({ NODE_ENV: 'production', ...overrides }, { captureLogs: true });
+  return { server, lines: server.logs, url: server.url };
 }
-
-const opened: ParleyServer[] = [];
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((s) => s.dispose()));
-});
 
 describe('production mode', () => {
   let url: string;
   let wsUrl: string;
-  let lines: any[];
+  let lines: LogLine[];
   let u: TestUser;
   beforeEach(async () => {
     const p = await productionServer();
@@ -102,9 +83,9 @@ describe('production mode', () => {
         expect(body.errors[0].extensions.requestId).toBe(requestId);
         expect(text).not.toMatch(/stack|stacktrace|select |from "|relation|groups_hidden|\bat \w+ \(/i);
 
-        const logged = lines.find((l) => l.msg === 'unexpected error' && l.requestId === requestId);
+        const logged = lines.find((l) => l.json.msg === 'unexpected error' && l.json.requestId === requestId)?.json;
         expect(logged).toBeDefined();
-        expect(JSON.stringify(logged.err)).toMatch(/relation .*groups.* does not exist/);
+        expect(JSON.stringify(logged!.err)).toMatch(/relation .*groups.* does not exist/);
       }
 
       // The same over the socket.

@@ -1,6 +1,6 @@
 import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 
 const PROJECT_FIELDS = 'id title createdAt viewerRole owner { id } coaches { id } participants { id }';
@@ -456,7 +456,7 @@ describe('project chat', () => {
     expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, toUserId: outsider.id, content: 'hi' } }, alice.token))).toBe('NOT_FOUND');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     // Message.project is null outside projects.
-    const lobby = (await ok(gql(s.url, '{ groups(first: 10) { edges { node { id isLobby } } } }', {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;
+    const lobby = await lobbyOf(s.url, alice.token);
     expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'hey' } }, alice.token))).sendMessage.project).toBeNull();
   });
 });

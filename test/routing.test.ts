@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { befriend, signup, type TestUser } from './helpers/factories';
 import { TcpProxy } from './helpers/tcp-proxy';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -68,8 +68,7 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo] = [await signup(a.url), await signup(a.url)];
-    const req = (await ok(gql(a.url, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: bo.id }, ada.token))).sendFriendRequest.id;
-    await ok(gql(a.url, 'mutation($r: ID!) { acceptFriendRequest(requestId: $r) { id } }', { r: req }, bo.token));
+    await befriend(a.url, ada, bo);
     // Both on B (so B gets the message on both user channels), and Ada on A too.
     const subs = [await listen(b, ada), await listen(b, bo), await listen(a, ada)];
     await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "psst" }) { id } }', { u: bo.id }, ada.token));

@@ -1,3 +1,17 @@
+import { print } from 'graphql';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import {
+  AcceptFriendRequestDocument,
+  AddGroupMemberDocument,
+  AddProjectParticipantDocument,
+  CreateGroupDocument,
+  CreateProjectDocument,
+  GroupsDocument,
+  JoinGroupDocument,
+  SendFriendRequestDocument,
+  type CreateGroupMutation,
+  type CreateProjectMutation,
+} from '../../generated/client/graphql';
 import { gql, ok } from './graphql';
 
 let seq = 0;
@@ -32,8 +46,43 @@ export async function signup(url: string, overrides: Parameters<typeof buildUser
   return { id: data.signup.user.id, username: input.username, password: input.password, token: data.signup.token };
 }
 
+/** One of the typed documents of operations/ over HTTP: its data, or a thrown error naming what went wrong. */
+export function request<TData, TVars extends Record<string, unknown>>(url: string, doc: TypedDocumentNode<TData, TVars>, variables: TVars, token?: string): Promise<TData> {
+  return ok<TData>(gql(url, print(doc), variables, token));
+}
+
 /** The lobby's id, as a member sees it. */
 export async function lobbyOf(url: string, token: string): Promise<string> {
-  const r = await ok(gql(url, '{ groups(first: 100) { edges { node { id isLobby } } } }', {}, token));
-  return r.groups.edges.find((e: any) => e.node.isLobby).node.id;
+  const r = await request(url, GroupsDocument, { first: 100 }, token);
+  return r.groups.edges.find((e) => e.node.isLobby)!.node.id;
+}
+
+/** Makes `a` and `b` friends through the API: `a` asks, `b` accepts. Returns the request's id. */
+export async function befriend(url: string, a: TestUser, b: TestUser): Promise<string> {
+  const sent = await request(url, SendFriendRequestDocument, { userId: b.id }, a.token);
+  await request(url, AcceptFriendRequestDocument, { requestId: sent.sendFriendRequest.id }, b.token);
+  return sent.sendFriendRequest.id;
+}
+
+/** A group owned by `owner`, through the API: members of a public group join it themselves, those of a private one are added by the owner. */
+export async function buildGroup(
+  url: string,
+  owner: TestUser,
+  opts: { name?: string; isPrivate?: boolean; members?: TestUser[] } = {},
+): Promise<CreateGroupMutation['createGroup']> {
+  seq++;
+  const { createGroup } = await request(url, CreateGroupDocument, { name: opts.name ?? `group ${process.pid} ${seq}`, isPrivate: opts.isPrivate ?? false }, owner.token);
+  for (const m of opts.members ?? []) {
+    if (opts.isPrivate) await request(url, AddGroupMemberDocument, { groupId: createGroup.id, userId: m.id }, owner.token);
+    else await request(url, JoinGroupDocument, { groupId: createGroup.id }, m.token);
+  }
+  return createGroup;
+}
+
+/** A project owned by `owner` with `participants` added by the owner, through the API. */
+export async function buildProject(url: string, owner: TestUser, opts: { title?: string; participants?: TestUser[] } = {}): Promise<CreateProjectMutation['createProject']> {
+  seq++;
+  const { createProject } = await request(url, CreateProjectDocument, { title: opts.title ?? `project ${process.pid} ${seq}` }, owner.token);
+  for (const p of opts.participants ?? []) await request(url, AddProjectParticipantDocument, { projectId: createProject.id, userId: p.id }, owner.token);
+  return createProject;
 }

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { loadEnv, type Env } from '../../src/config/env';
@@ -8,6 +9,26 @@ export type Overrides = Partial<Record<keyof Env, string>>;
 
 export interface TestServer extends ParleyServer {
   env: Env;
+  /** Every line the server logged, with `captureLogs` (empty otherwise). */
+  logs: LogLine[];
+}
+
+/** One log line, raw (to catch duplicated keys) and parsed. */
+export interface LogLine {
+  raw: string;
+  json: Record<string, any>;
+}
+
+/** A pino destination that keeps every line it is given. */
+export function captureLines(): { lines: LogLine[]; stream: Writable } {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const raw of String(chunk).split('\n').filter(Boolean)) lines.push({ raw, json: JSON.parse(raw) });
+      cb();
+    },
+  });
+  return { lines, stream };
 }
 
 const open: Set<TestServer> = new Set();
@@ -59,14 +80,17 @@ export async function resetState(env: Env): Promise<void> {
 }
 
 /**
- * Starts a server on port 0. The first server of a test wipes the database and Redis;
- * pass `{ clean: false }` for further instances sharing them. Disposed after each test.
+ * Starts a server on port 0, in this process. The first server of a test wipes the database and
+ * Redis; pass `{ clean: false }` for further instances sharing them. `captureLogs` keeps every line
+ * it logs in `logs` (at LOG_LEVEL, `info` unless overridden). Disposed after each test.
+ * A server in a child process, as `npm start` runs it: `runParley` (helpers/process.ts).
  */
-export async function createTestServer(overrides: Overrides = {}, opts: { clean?: boolean; jobs?: boolean } = {}): Promise<TestServer> {
-  const env = testEnv(overrides);
+export async function createTestServer(overrides: Overrides = {}, opts: { clean?: boolean; jobs?: boolean; captureLogs?: boolean } = {}): Promise<TestServer> {
+  const env = testEnv(opts.captureLogs ? { LOG_LEVEL: 'info', ...overrides } : overrides);
   if (opts.clean !== false) await resetState(env);
-  const server = await startServer({ env, logger: createLogger(env), jobs: opts.jobs ?? false });
-  const ts = Object.assign(server, { env });
+  const { lines, stream } = captureLines();
+  const server = await startServer({ env, logger: createLogger(env, {}, opts.captureLogs ? stream : undefined), jobs: opts.jobs ?? false });
+  const ts = Object.assign(server, { env, logs: lines });
   open.add(ts);
   const dispose = server.dispose;
   ts.dispose = async () => {
