@@ -171,7 +171,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             const viewer = token ? await app.services.auth.authenticate(token) : null;
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger });
+            const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
+            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, userAgent });
           },
         }).catch(done));
         return;

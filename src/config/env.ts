@@ -82,6 +82,16 @@ export interface Env {
   RATE_LIMIT_SIGNUP: RateSpec;
   /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
+  /** Seconds after the last setTyping before typing lapses (others get typing: false). @default 6 */
+  TYPING_TIMEOUT: number;
+  /** At most one typing: true per user and conversation reaches others this often, in seconds. @default 2 */
+  TYPING_THROTTLE: number;
+  /** editMessage and deleteMessage calls per user. @default 60/1m */
+  RATE_LIMIT_EDIT: RateSpec;
+  /** addReaction and removeReaction calls per user. @default 120/1m */
+  RATE_LIMIT_REACTION: RateSpec;
+  /** setTyping calls per user, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
+  RATE_LIMIT_TYPING: RateSpec;
   /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
@@ -233,6 +243,11 @@ export function loadEnv(src: Source = process.env): Env {
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
+    TYPING_TIMEOUT: duration(src, 'TYPING_TIMEOUT', 6, 0.05),
+    TYPING_THROTTLE: duration(src, 'TYPING_THROTTLE', 2, 0),
+    RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
+    RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
+    RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
   };
 }

@@ -6,6 +6,8 @@ import { AuthService } from '../modules/auth/auth.service';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
 import { MessageService } from '../modules/message/message.service';
+import { ConversationService } from '../modules/conversation/conversation.service';
+import { MemoryTypingStore, RedisTypingStore, TypingService } from '../modules/conversation/conversation.typing';
 import { groupRepository } from '../modules/group/group.repository';
 import { PresenceService } from '../modules/presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from '../modules/presence/presence.store';
@@ -33,6 +35,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  conversations: ConversationService;
+  typing: TypingService;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
 }
@@ -58,6 +62,16 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
+  const conversations = new ConversationService({ pubsub, messages, groups, projects });
+  const typing = new TypingService({
+    store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
+    pubsub,
+    messages,
+    logger: logger.child({ module: 'typing' }),
+    lapseMs: env.TYPING_TIMEOUT * 1000,
+    throttleMs: env.TYPING_THROTTLE * 1000,
+  });
+  messages.onSent((sender, conv) => typing.sent(sender, conv));
   const auth = new AuthService({
     orm,
     pubsub,
@@ -72,7 +86,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
   const rates = createRates(env, redis?.client);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, rates };
+  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, conversations, typing, rates };
   return {
     services,
     async start() {
@@ -82,6 +96,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       await groups.ensureLobby(orm.em.fork());
     },
     async dispose() {
+      typing.dispose();
       auth.dispose();
       await presence.dispose();
       memberships.dispose();

@@ -21,6 +21,8 @@ export interface Context {
   loaders: Loaders;
   /** Client address, for rate limits. */
   ip: string;
+  /** The request's User-Agent (a login tells the account's other sessions). */
+  userAgent?: string | null;
   requestId: string;
   logger: Logger;
 }
@@ -47,13 +49,14 @@ export function invalidTokenError(): GraphQLError {
 }
 
 /** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
-export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger }): Context {
+export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger; userAgent?: string | null }): Context {
   let em: EntityManager | undefined;
   let loaders: Loaders | undefined;
   return {
     viewer,
     services,
     ip: meta.ip,
+    userAgent: meta.userAgent ?? null,
     requestId: meta.requestId,
     logger: meta.logger,
     get em() {

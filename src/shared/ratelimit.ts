@@ -1,5 +1,5 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { RateSpec } from '../config/env';
+import type { Env, RateSpec } from '../config/env';
 import { RateLimitedError } from './errors';
 import type { RedisClient } from './redis';
 
@@ -52,13 +52,25 @@ export interface Rates {
   signup: RateLimit;
   /** login attempts, per client address. */
   login: RateLimit;
+  /** editMessage and deleteMessage, per user. */
+  edit: RateLimit;
+  /** addReaction and removeReaction, per user. */
+  reaction: RateLimit;
+  /** setTyping, per user. */
+  typing: RateLimit;
 }
 
-export function createRates(env: { RATE_LIMIT_SEND_MESSAGE: RateSpec; RATE_LIMIT_SIGNUP: RateSpec; RATE_LIMIT_LOGIN: RateSpec }, redis?: RedisClient): Rates {
+export function createRates(
+  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_EDIT' | 'RATE_LIMIT_REACTION' | 'RATE_LIMIT_TYPING'>,
+  redis?: RedisClient,
+): Rates {
   return {
     sendMessage: new RateLimit('send-message', env.RATE_LIMIT_SEND_MESSAGE, redis),
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
+    edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
+    reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
+    typing: new RateLimit('typing', env.RATE_LIMIT_TYPING, redis),
   };
 }
 

@@ -50,8 +50,8 @@ export function encodeCursor(k: Keyset): string {
   return Buffer.from(CURSOR_PREFIX + JSON.stringify([k.k, k.id])).toString('base64url');
 }
 
-/** @throws BadUserInputError for anything this server did not issue. */
-export function decodeCursor(cursor: string, field: string): Keyset {
+/** @throws BadUserInputError for anything this server did not issue (`id` must match `idPattern`, a UUID unless told). */
+export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID): Keyset {
   const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   if (typeof cursor !== 'string' || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
@@ -62,15 +62,15 @@ export function decodeCursor(cursor: string, field: string): Keyset {
   } catch {
     throw bad();
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !UUID.test(parsed[1])) {
+  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !idPattern.test(parsed[1])) {
     throw bad();
   }
   return { k: parsed[0], id: parsed[1] };
 }
 
 /** Decodes a cursor whose sort value must be a timestamp. */
-export function decodeTimeCursor(cursor: string, field: string): { at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, field);
+export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID): { at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, field, idPattern);
   const at = new Date(k);
   // Years 0000-9999 only: beyond them JavaScript dates are valid where PostgreSQL's timestamps are not.
   if (Number.isNaN(at.getTime()) || at.toISOString() !== k || !/^\d{4}-/.test(k)) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
