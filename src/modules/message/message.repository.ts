@@ -112,12 +112,9 @@ export const messageRepository = {
 
   /** Leaves a tombstone: content, attachment (its bytes too) and reactions go; id, sender and createdAt stay. */
   async tombstone(em: EntityManager, id: string): Promise<void> {
-    await em.execute(
-      `with old as (select attachment_id from messages where id = ? for update),
-         m as (update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()) where id = ? returning id)
-       delete from attachments where id = (select attachment_id from old) and exists (select 1 from m)`,
-      [id, id],
-    );
+    const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
+    await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()) where id = ?`, [id]);
+    if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
     await em.execute('delete from message_reactions where message_id = ?', [id]);
   },
 
