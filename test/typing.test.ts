@@ -85,7 +85,7 @@ describe('sessionEvent', () => {
       headers: { 'content-type': 'application/json', 'user-agent': 'Parley-Test/2.0 (laptop)' },
       body: JSON.stringify({ query: LOGIN, variables: { u: alice.username, p: alice.password } }),
     });
-    const token = (await res.json()).data.login.token;
+    const token: string = ((await res.json()) as { data: { login: { token: string } } }).data.login.token;
     const event = (await old.nth(1)).sessionEvent;
     expect(event).toMatchObject({ kind: 'NEW_LOGIN', userAgent: 'Parley-Test/2.0 (laptop)' });
     expect(Math.abs(Date.parse(event.at) - Date.now())).toBeLessThan(10_000);

@@ -67,6 +67,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
     pubsub,
     messages,
+    memberships,
     logger: logger.child({ module: 'typing' }),
     lapseMs: env.TYPING_TIMEOUT * 1000,
     throttleMs: env.TYPING_THROTTLE * 1000,

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 
 export type ConversationKindValue = 'GROUP' | 'DIRECT' | 'PROJECT';
 
@@ -18,6 +19,8 @@ export interface ConversationRow {
   last_read_at: Date | null;
   read_at: Date | null;
   title: string | null;
+  /** Read with the row where asked (a page, one row), so the sidebar costs no further query. */
+  last_message?: MessageRow | null;
 }
 
 /** A member's state right after a change (what conversationUpdated carries for them). */
@@ -32,6 +35,8 @@ export interface MemberState {
 const ROW = `cm.conversation_key, cm.user_id, cm.kind, cm.group_id, cm.project_id, cm.peer_id, cm.joined_at, cm.activity_at, cm.last_message_id,
   cm.unread_count, cm.last_read_message_id, cm.last_read_at, cm.read_at, coalesce(g.name, p.title, u.display_name, u.username) as title`;
 const FROM = `conversation_members cm left join groups g on g.id = cm.group_id left join projects p on p.id = cm.project_id left join users u on u.id = cm.peer_id`;
+/** The row's last message, as history reads it. */
+const LAST = `left join lateral (${MESSAGE} where m.id = cm.last_message_id) lm on true`;
 const STATE = 'user_id, unread_count, last_read_message_id, activity_at, last_message_id';
 
 /** The advisory-lock class of conversations (the second key is the conversation's hash). */
@@ -120,7 +125,12 @@ export const conversationRepository = {
       where += ' and (cm.activity_at, cm.conversation_key) < (?, ?)';
       params.push(opts.after.at, opts.after.key);
     }
-    return em.execute(`select ${ROW} from ${FROM} where ${where} order by cm.activity_at desc, cm.conversation_key desc limit ?`, [...params, opts.limit + 1]);
+    // The page is cut from the index first, then named: the joins touch its rows only, however many the user has.
+    const page = `(select * from conversation_members cm where ${where} order by cm.activity_at desc, cm.conversation_key desc limit ?) cm`;
+    return em.execute(`select ${ROW}, row_to_json(lm) as last_message from ${FROM.replace('conversation_members cm', page)} ${LAST} order by cm.activity_at desc, cm.conversation_key desc`, [
+      ...params,
+      opts.limit + 1,
+    ]);
   },
 
   async count(em: EntityManager, userId: string): Promise<number> {
@@ -130,7 +140,9 @@ export const conversationRepository = {
 
   async row(em: EntityManager, userId: string, key: string, forUpdate = false): Promise<ConversationRow | null> {
     const rows: ConversationRow[] = await em.execute(
-      `select ${ROW} from ${FROM} where cm.conversation_key = ? and cm.user_id = ?${forUpdate ? ' for update of cm' : ''}`,
+      forUpdate
+        ? `select ${ROW} from ${FROM} where cm.conversation_key = ? and cm.user_id = ? for update of cm`
+        : `select ${ROW}, row_to_json(lm) as last_message from ${FROM} ${LAST} where cm.conversation_key = ? and cm.user_id = ?`,
       [key, userId],
     );
     return rows[0] ?? null;

@@ -62,9 +62,7 @@ export class ConversationResolver {
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.typing.consume(me, 'You are sending typing updates too fast; slow down.');
-    const user = await ctx.loaders.user.load(me);
-    const payload = { id: me, username: user!.username, displayName: user!.displayName, createdAt: user!.createdAt.toISOString() };
-    return ctx.services.typing.set(ctx.em, payload, conversation, typing ?? true);
+    return ctx.services.typing.set(ctx.em, me, conversation, typing ?? true);
   }
 
   @Authorized()

@@ -5,7 +5,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import type { GroupService } from '../group/group.service';
-import { payloadToMessageType, scopeOf, type Conversation, type ConversationArgs, type MessageService } from '../message/message.service';
+import { payloadToMessageType, scopeOf, toMessageType, type Conversation, type ConversationArgs, type MessageService } from '../message/message.service';
 import { messageRepository } from '../message/message.repository';
 import type { ProjectService } from '../project/project.service';
 import { memberState } from './conversation.events';
@@ -28,6 +28,7 @@ export function rowToConversation(r: ConversationRow): ConversationType {
     projectId: r.project_id,
     peerId: r.peer_id,
     lastMessageId: r.last_message_id,
+    ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
   };
 }
 

@@ -1,9 +1,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { MembershipIndex } from '../../core/membership';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type UserPayload } from '../../shared/pubsub/topics';
 import type { RedisClient } from '../../shared/redis';
 import { scopeOf, type Conversation, type ConversationArgs, type MessageService } from '../message/message.service';
+import { User } from '../user/user.entity';
 
 /**
  * Who is typing where, with a deadline each: in Redis when configured (so every instance sees
@@ -81,6 +83,7 @@ export interface TypingOptions {
   store: TypingStore;
   pubsub: PubSub;
   messages: MessageService;
+  memberships: MembershipIndex;
   logger: Logger;
   /** Typing ends this long after the last refresh. @default 6000 */
   lapseMs?: number;
@@ -94,8 +97,13 @@ export interface TypingOptions {
  * a timer; when it fires, the store says whether the lapse is real (a refresh through another
  * instance pushes the deadline on) and which single instance ends it.
  */
+const PROFILE_TTL_MS = 60_000;
+const PROFILES_MAX = 50_000;
+
 export class TypingService {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Typists' public profiles, as events carry them: a refresh every 2 s costs no user query. */
+  private readonly profiles = new Map<string, { user: UserPayload; at: number }>();
   private readonly lapseMs: number;
   private readonly throttleMs: number;
 
@@ -104,8 +112,9 @@ export class TypingService {
     this.throttleMs = o.throttleMs ?? 2000;
   }
 
-  async set(em: EntityManager, viewer: UserPayload, input: ConversationArgs, typing: boolean): Promise<boolean> {
-    const conv = await this.o.messages.conversation(em, viewer.id, input);
+  async set(em: EntityManager, viewerId: string, input: ConversationArgs, typing: boolean): Promise<boolean> {
+    const conv = this.member(viewerId, input) ?? (await this.o.messages.conversation(em, viewerId, input));
+    const viewer = await this.profile(em, viewerId);
     const slot = `${conv.key}:${viewer.id}`;
     if (!typing) {
       await this.end(conv, viewer, slot);
@@ -115,6 +124,31 @@ export class TypingService {
     this.arm(conv, viewer, slot, this.lapseMs);
     if (tell) await this.publish(conv, viewer, true);
     return true;
+  }
+
+  /**
+   * A group or project the membership index already knows the viewer in (they hold a socket
+   * here, as a typing client does): no query. Anything else goes through the full check.
+   */
+  private member(viewerId: string, c: ConversationArgs): Conversation | null {
+    const base = { peerId: null, privateWith: null, title: '', ownerId: null };
+    if (c.groupId && !c.projectId && !c.userId && this.o.memberships.has('group', viewerId, c.groupId)) {
+      return { ...base, key: `g:${c.groupId}`, kind: 'group', groupId: c.groupId, projectId: null };
+    }
+    if (c.projectId && !c.groupId && !c.userId && this.o.memberships.has('project', viewerId, c.projectId)) {
+      return { ...base, key: `p:${c.projectId}`, kind: 'project', groupId: null, projectId: c.projectId };
+    }
+    return null;
+  }
+
+  private async profile(em: EntityManager, userId: string): Promise<UserPayload> {
+    const hit = this.profiles.get(userId);
+    if (hit && Date.now() - hit.at < PROFILE_TTL_MS) return hit.user;
+    const u = await em.findOneOrFail(User, { id: userId }, { fields: ['id', 'username', 'displayName', 'createdAt'] });
+    const user = { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt.toISOString() };
+    if (this.profiles.size >= PROFILES_MAX) this.profiles.clear();
+    this.profiles.set(userId, { user, at: Date.now() });
+    return user;
   }
 
   /** A message was sent: the sender is no longer typing there. */
@@ -157,5 +191,6 @@ export class TypingService {
   dispose(): void {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    this.profiles.clear();
   }
 }

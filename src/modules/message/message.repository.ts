@@ -29,7 +29,8 @@ export interface MessageRow {
 const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
   m.client_message_id, m.created_at, m.edited_at, m.deleted_at, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
-const SELECT = `select ${COLUMNS}
+/** A message as history reads it; callers add the where clause (on `m`). */
+export const SELECT = `select ${COLUMNS}
   from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
 
 /** Inside a project: the viewer sees its open messages and their own private ones (or one private thread). */
