@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
 import { connectRedis } from './shared/redis';
 import { NotFoundError } from './shared/errors';
+import { normalizeId } from './shared/validation';
 
 export interface ParleyServer {
   /** http://host:port/graphql */
@@ -181,7 +182,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       if (attachment && req.method === 'GET') {
         let id: string;
         try {
-          id = decodeURIComponent(attachment[1]);
+          id = normalizeId(decodeURIComponent(attachment[1]));
         } catch {
           return sendJson(res, 404, { error: 'Not found' }); // malformed escapes name no attachment
         }

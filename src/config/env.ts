@@ -50,9 +50,11 @@ export interface Env {
   ENABLE_INTROSPECTION: boolean;
   /** GraphiQL at /graphiql. @default true outside production */
   ENABLE_GRAPHIQL: boolean;
-  /** Failed logins allowed per account per 15 minutes. @default 10 */
+  /** Wrong passwords (login, deleteAccount) allowed per account from one client address per 15 minutes: the owner's typos, or a guesser at one address. @default 10 */
+  LOGIN_MAX_FAILURES_PER_USER_IP: number;
+  /** Wrong passwords allowed per account from all addresses together per 15 minutes; kept far above the per-address count so a stranger cannot lock the owner out. @default 100 */
   LOGIN_MAX_FAILURES_PER_USER: number;
-  /** Failed logins allowed per client address per 15 minutes (one address can be many people behind a NAT). @default 200 */
+  /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
   /** Trust X-Forwarded-For for the client address. @default false */
   TRUST_PROXY: boolean;
@@ -92,6 +94,12 @@ export interface Env {
   RATE_LIMIT_REACTION: RateSpec;
   /** setTyping calls per user, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
   RATE_LIMIT_TYPING: RateSpec;
+  /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
+  RATE_LIMIT_CREATE_GROUP: RateSpec;
+  /** sendFriendRequest calls per user. @default 50/1h */
+  RATE_LIMIT_FRIEND_REQUEST: RateSpec;
+  /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
+  FRIEND_REQUEST_COOLDOWN: number;
   /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
@@ -227,7 +235,8 @@ export function loadEnv(src: Source = process.env): Env {
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
-    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_USER_IP', 10, 1, 1_000_000),
+    LOGIN_MAX_FAILURES_PER_USER: int(src, 'LOGIN_MAX_FAILURES_PER_USER', 100, 1, 1_000_000),
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
@@ -248,6 +257,9 @@ export function loadEnv(src: Source = process.env): Env {
     RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
     RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
+    RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
+    RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
+    FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
   };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
-import { LoginLimiter } from '../modules/auth/auth.ratelimit';
+import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
@@ -58,7 +58,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
     storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
   });
-  const friends = new FriendService();
+  const friends = new FriendService(env);
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
@@ -79,7 +79,12 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     presence,
     env,
     logger: logger.child({ module: 'auth' }),
-    limiter: new LoginLimiter({ redis: redis?.client, maxPerUser: env.LOGIN_MAX_FAILURES_PER_USER, maxPerIp: env.LOGIN_MAX_FAILURES_PER_IP }),
+    limiter: new PasswordLimiter({
+      redis: redis?.client,
+      maxPerUserIp: env.LOGIN_MAX_FAILURES_PER_USER_IP,
+      maxPerUser: env.LOGIN_MAX_FAILURES_PER_USER,
+      maxPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+    }),
     onSignup: (em, user, outbox) => groups.joinLobby(em, user, outbox),
   });
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));

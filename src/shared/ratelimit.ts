@@ -52,6 +52,10 @@ export interface Rates {
   signup: RateLimit;
   /** login attempts, per client address. */
   login: RateLimit;
+  /** createGroup, per user. */
+  createGroup: RateLimit;
+  /** sendFriendRequest, per user. */
+  friendRequest: RateLimit;
   /** editMessage and deleteMessage, per user. */
   edit: RateLimit;
   /** addReaction and removeReaction, per user. */
@@ -61,13 +65,25 @@ export interface Rates {
 }
 
 export function createRates(
-  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_EDIT' | 'RATE_LIMIT_REACTION' | 'RATE_LIMIT_TYPING'>,
+  env: Pick<
+    Env,
+    | 'RATE_LIMIT_SEND_MESSAGE'
+    | 'RATE_LIMIT_SIGNUP'
+    | 'RATE_LIMIT_LOGIN'
+    | 'RATE_LIMIT_CREATE_GROUP'
+    | 'RATE_LIMIT_FRIEND_REQUEST'
+    | 'RATE_LIMIT_EDIT'
+    | 'RATE_LIMIT_REACTION'
+    | 'RATE_LIMIT_TYPING'
+  >,
   redis?: RedisClient,
 ): Rates {
   return {
     sendMessage: new RateLimit('send-message', env.RATE_LIMIT_SEND_MESSAGE, redis),
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
+    createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
+    friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
     typing: new RateLimit('typing', env.RATE_LIMIT_TYPING, redis),

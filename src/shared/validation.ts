@@ -1,19 +1,80 @@
 import { BadUserInputError } from './errors';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069]/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** IDs are opaque to clients but are UUIDs here; anything else can't name a row. */
+/**
+ * An ID as the API receives it, normalized once at the edge (the ID scalar, the download route):
+ * a UUID in any case becomes lower case, the only spelling stored, compared and keyed on.
+ * Anything else is returned unchanged and names no row.
+ */
+export function normalizeId(value: string): string {
+  const lower = value.toLowerCase();
+  return UUID.test(lower) ? lower : value;
+}
+
+/** IDs are opaque to clients but are lower-case UUIDs here; anything else can't name a row. */
 export function isId(value: unknown): value is string {
   return typeof value === 'string' && UUID.test(value);
 }
 
-/** A short single-line name (group name, project title): trimmed, 1..max characters. */
+// ---- text rules: one place for every name, title, file name and message ----
+
+/** Whole emoji sequences (ZWJ families, flags, keycaps, tag flags) are text, whatever joins them. */
+const EMOJI = new RegExp('\\p{RGI_Emoji}', 'gv');
+/** ZWNJ and ZWJ between letters: Persian and Indic scripts need them there. */
+const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
+/**
+ * Format characters (bidi controls, zero-width space and joiners, word joiner, BOM, tag
+ * characters, soft hyphen), other controls and line separators.
+ */
+const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+/** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
+const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
+/**
+ * A character that shows: not a space, mark, default-ignorable or blank letter. Every emoji has
+ * one (its pictograph, regional indicator or keycap base), so no emoji matching is needed here,
+ * and the scan stops at the first one (message text is checked on every send).
+ */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/u;
+
+/** Whether the text shows at least one character. */
+export function hasVisibleText(v: string): boolean {
+  return VISIBLE.test(v);
+}
+
+/**
+ * Whether a single-line name may be shown as is: something visible, and nothing that reorders or
+ * hides text (bidi controls such as U+202E, zero-width and tag characters, Hangul fillers) outside
+ * an emoji sequence.
+ */
+export function isSafeName(v: string): boolean {
+  if (!hasVisibleText(v)) return false;
+  const clean = (t: string) => !HIDDEN_OR_CONTROL.test(t) && !BLANK_LETTER.test(t);
+  // Emoji are matched (slow: a set of strings) only when something hidden may be part of one.
+  return clean(v) || clean(v.replace(EMOJI, '').replace(JOINER_IN_WORD, ''));
+}
+
+/** A short single-line name (group name, project title): trimmed, 1..max visible characters. */
 export function cleanName(value: string, field: string, max = 100): string {
   const v = typeof value === 'string' ? value.trim() : '';
-  if (!v.length || [...v].length > max || CONTROL.test(v) || /[\r\n\t]/.test(v)) {
-    throw new BadUserInputError(`'${field}' must be 1 to ${max} characters on one line.`, field);
+  if (!v.length || [...v].length > max || !isSafeName(v)) {
+    throw new BadUserInputError(`'${field}' must be 1 to ${max} visible characters on one line, without invisible or direction-changing characters.`, field);
   }
+  return v;
+}
+
+/**
+ * Message text: trimmed, at most `max` characters, any line breaks and format characters but
+ * not NUL, and something visible. Direction marks stay (mixed-script messages need them).
+ * Null and empty mean no text.
+ */
+export function cleanMessageText(value: string | null | undefined, max: number, field = 'content'): string | null {
+  if (value === null || value === undefined) return null;
+  const v = value.trim();
+  if (!v.length) return null;
+  if (v.length > max) throw new BadUserInputError(`Messages are at most ${max} characters.`, field);
+  if (v.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', field);
+  if (!hasVisibleText(v)) throw new BadUserInputError('A message must show something: it has only invisible characters.', field);
   return v;
 }
 

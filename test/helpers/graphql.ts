@@ -8,11 +8,11 @@ export interface GqlResult<T = any> {
   headers: Headers;
 }
 
-/** One GraphQL request over HTTP, as a client sends it. */
-export async function gql<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GqlResult<T>> {
+/** One GraphQL request over HTTP, as a client sends it (`headers`: e.g. X-Forwarded-For to come from another address). */
+export async function gql<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string, headers: Record<string, string> = {}): Promise<GqlResult<T>> {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: JSON.stringify({ query, variables }),
   });
   const text = await res.text();

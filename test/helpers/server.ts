@@ -18,7 +18,8 @@ export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
 
 function testEnv(overrides: Overrides): Env {
   return loadEnv({
-    // Suites sign many users up from one address and send in bursts; test/limits.test.ts sets real rates.
+    // Suites sign many users up from one address and send in bursts; test/limits.test.ts and
+    // test/hardening-auth.test.ts set real rates.
     RATE_LIMIT_SIGNUP: '1000000/1h',
     RATE_LIMIT_LOGIN: '1000000/1h',
     RATE_LIMIT_SEND_MESSAGE: '1000000/1h',
@@ -26,6 +27,8 @@ function testEnv(overrides: Overrides): Env {
     RATE_LIMIT_REACTION: '1000000/1h',
     RATE_LIMIT_TYPING: '1000000/1h',
     RATE_LIMIT_WS_MESSAGES: '1000000/1h',
+    RATE_LIMIT_CREATE_GROUP: '1000000/1h',
+    RATE_LIMIT_FRIEND_REQUEST: '1000000/1h',
     ...process.env,
     NODE_ENV: 'test',
     PORT: '0',

@@ -29,6 +29,6 @@ export class AuthResolver {
   @Authorized()
   @Mutation(() => Boolean)
   deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password);
+    return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
   }
 }

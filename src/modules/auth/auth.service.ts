@@ -11,7 +11,7 @@ import { Topic } from '../../shared/pubsub/topics';
 import type { PresenceService } from '../presence/presence.service';
 import { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
-import type { LoginLimiter } from './auth.ratelimit';
+import type { PasswordLimiter } from './auth.ratelimit';
 import { hashToken, newToken } from './auth.tokens';
 import { isUsername, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
 import { Session } from './session.entity';
@@ -40,7 +40,8 @@ export interface AuthOptions {
   orm: MikroORM;
   pubsub: PubSub;
   presence: PresenceService;
-  limiter: LoginLimiter;
+  /** Every password check goes through it. */
+  limiter: PasswordLimiter;
   env: Pick<Env, 'TOKEN_TTL'>;
   logger: Logger;
   /** Runs in the signup transaction (the lobby membership). */
@@ -113,16 +114,18 @@ export class AuthService {
   async login(em: EntityManager, username: string, password: string, ip: string, userAgent: string | null = null): Promise<AuthResult> {
     const invalid = () => new UnauthenticatedError('Invalid username or password.');
     if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
-    await this.o.limiter.check(username, ip);
     // A name that could never have been registered is not looked up, but costs the same.
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
+    // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.
+    const account = user?.id ?? `name:${username.toLowerCase()}`;
+    await this.o.limiter.check(account, ip);
     // An unknown user costs the same hash as a wrong password, and gets the same answer.
     const ok = user ? await verify(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
     if (!user || !ok) {
-      await this.o.limiter.fail(username, ip);
+      await this.o.limiter.fail(account, ip);
       throw invalid();
     }
-    await this.o.limiter.succeed(username);
+    await this.o.limiter.succeed(account, ip);
     const result = await this.issue(em, user);
     await em.flush();
     await this.o.presence.online(user.id, result.sessionId);
@@ -161,10 +164,13 @@ export class AuthService {
    * Deletes the account: tokens, friendships and memberships go; the user row stays as
    * an anonymous placeholder so that past messages keep a sender.
    */
-  async deleteAccount(em: EntityManager, viewer: Viewer, password: string): Promise<boolean> {
+  async deleteAccount(em: EntityManager, viewer: Viewer, password: string, ip: string): Promise<boolean> {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
     const user = await em.findOneOrFail(User, { id: viewer.userId }, { populate: ['passwordHash'] });
+    // A stolen token must not make this a way around the login limits.
+    await this.o.limiter.check(user.id, ip);
     if (password.length > 1024 || !(await verify(user.passwordHash, password))) {
+      await this.o.limiter.fail(user.id, ip);
       throw new BadUserInputError('Password is incorrect.', 'password');
     }
     const sessions = await em.find(Session, { user: viewer.userId }, { fields: ['id', 'tokenHash'] });

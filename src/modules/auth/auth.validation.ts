@@ -1,8 +1,8 @@
 import { BadUserInputError } from '../../shared/errors';
+import { isSafeName } from '../../shared/validation';
 
+// ASCII only: nothing invisible or look-alike can get into a username.
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
-// Control characters and the bidi overrides used to spoof names.
-const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
 export function isUsername(value: string): boolean {
   return USERNAME.test(value);
@@ -21,13 +21,13 @@ export function validatePassword(value: string, field = 'password'): string {
   return value;
 }
 
-/** Null clears the display name; otherwise 1 to 64 visible characters. */
+/** Null clears the display name; otherwise 1 to 64 characters under the shared name rules. */
 export function validateDisplayName(value: string | null | undefined, field = 'displayName'): string | null {
   if (value === null || value === undefined) return null;
   const v = value.trim();
   if (!v.length) return null;
-  if ([...v].length > 64 || UNSAFE_TEXT.test(v)) {
-    throw new BadUserInputError('Display name must be at most 64 characters, without control characters.', field);
+  if ([...v].length > 64 || !isSafeName(v)) {
+    throw new BadUserInputError('Display name must be at most 64 visible characters, without control, invisible or direction-changing characters.', field);
   }
   return v;
 }

@@ -1,4 +1,5 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type ReadReceiptPayload, type SessionEventPayload, type TypingPayload } from '../../shared/pubsub/topics';
@@ -47,7 +48,7 @@ export class ConversationResolver {
   @Mutation(() => ConversationType, { description: 'No messageId: up to the newest; never moves back.' })
   markRead(
     @Arg('conversation', () => ConversationInput) conversation: ConversationInput,
-    @Arg('messageId', () => ID, { nullable: true }) messageId: string | null,
+    @Arg('messageId', () => IdScalar, { nullable: true }) messageId: string | null,
     @Ctx() ctx: Context,
   ): Promise<ConversationType> {
     return ctx.services.conversations.markRead(ctx.em, viewerOf(ctx).userId, conversation, messageId);

@@ -1,4 +1,5 @@
-import { ArgsType, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
 import type { MessageType } from '../message/message.types';
 import { UserType } from '../user/user.types';
@@ -13,11 +14,11 @@ registerEnumType(ConversationKind, { name: 'ConversationKind' });
 /** One conversation as the viewer sees it: what a chat sidebar shows. */
 @ObjectType('Conversation')
 export class ConversationType {
-  @Field(() => ID, { description: 'The same in every query and event (Message.conversationId, TypingEvent, ReadReceipt).' }) id!: string;
+  @Field(() => IdScalar, { description: 'The same in every query and event (Message.conversationId, TypingEvent, ReadReceipt).' }) id!: string;
   @Field(() => ConversationKind) kind!: ConversationKind;
   @Field({ description: "The group's name, the project's title, or the peer's display name (else username)." }) title!: string;
   @Field(() => Int, { description: "Messages from others after the viewer's read marker that the viewer may see." }) unreadCount!: number;
-  @Field(() => ID, { nullable: true }) lastReadMessageId!: string | null;
+  @Field(() => IdScalar, { nullable: true }) lastReadMessageId!: string | null;
   @Field(() => Date, { description: 'Time of lastMessage, else when the viewer joined.' }) updatedAt!: Date;
   groupId!: string | null;
   projectId!: string | null;
@@ -37,15 +38,15 @@ export class ConversationsArgs {
 
 @ObjectType('ReadReceipt')
 export class ReadReceiptType {
-  @Field(() => ID) conversationId!: string;
-  @Field(() => ID) lastReadMessageId!: string;
+  @Field(() => IdScalar) conversationId!: string;
+  @Field(() => IdScalar) lastReadMessageId!: string;
   @Field(() => Date, { description: 'When the marker moved there.' }) readAt!: Date;
   userId!: string;
 }
 
 @ObjectType('TypingEvent')
 export class TypingEventType {
-  @Field(() => ID) conversationId!: string;
+  @Field(() => IdScalar) conversationId!: string;
   @Field(() => UserType) user!: UserType;
   @Field() typing!: boolean;
 }

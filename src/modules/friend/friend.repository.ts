@@ -23,6 +23,12 @@ export const friendRepository = {
     });
   },
 
+  /** When `to` last declined a request from `from`, if ever. */
+  async lastDeclinedAt(em: EntityManager, from: string, to: string): Promise<Date | null> {
+    const r = await em.findOne(FriendRequest, { from, to, status: FriendRequestStatus.DECLINED }, { orderBy: { respondedAt: 'desc' }, fields: ['respondedAt'] });
+    return r?.respondedAt ?? null;
+  },
+
   async friendIds(em: EntityManager, userId: string): Promise<string[]> {
     const rows: { id: string }[] = await em.execute(
       'select user_b_id as id from friendships where user_a_id = ? union select user_a_id from friendships where user_b_id = ?',

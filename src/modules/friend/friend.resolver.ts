@@ -1,4 +1,5 @@
-import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import { NotFoundError } from '../../shared/errors';
 import { toUserType } from '../user/user.mapper';
@@ -24,25 +25,27 @@ export class FriendResolver {
 
   @Authorized()
   @Mutation(() => FriendRequestType)
-  async sendFriendRequest(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
-    return toType(await ctx.services.friends.send(ctx.em, viewerOf(ctx).userId, userId));
+  async sendFriendRequest(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.friendRequest.consume(me, 'You are sending friend requests too fast; try again later.');
+    return toType(await ctx.services.friends.send(ctx.em, me, userId));
   }
 
   @Authorized()
   @Mutation(() => FriendRequestType)
-  async acceptFriendRequest(@Arg('requestId', () => ID) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+  async acceptFriendRequest(@Arg('requestId', () => IdScalar) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
     return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, true));
   }
 
   @Authorized()
   @Mutation(() => FriendRequestType)
-  async declineFriendRequest(@Arg('requestId', () => ID) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
+  async declineFriendRequest(@Arg('requestId', () => IdScalar) requestId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
     return toType(await ctx.services.friends.respond(ctx.em, viewerOf(ctx).userId, requestId, false));
   }
 
   @Authorized()
   @Mutation(() => Boolean)
-  removeFriend(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+  removeFriend(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.friends.remove(ctx.em, viewerOf(ctx).userId, userId);
   }
 

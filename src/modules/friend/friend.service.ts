@@ -1,6 +1,7 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import type { Env } from '../../config/env';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { isId } from '../../shared/validation';
 import { User } from '../user/user.entity';
 import { FriendRequest, FriendRequestStatus } from './friend.entity';
@@ -8,6 +9,8 @@ import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {
+  constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
+
   areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
     return friendRepository.areFriends(em, a, b);
   }
@@ -22,6 +25,10 @@ export class FriendService {
       if (pending && pending.from.id === viewerId) throw new ConflictError('A request to this user is already pending.', 'userId');
       // They asked first: sending back is saying yes.
       if (pending) return this.settle(tem, pending, FriendRequestStatus.ACCEPTED);
+      // A "no" holds for a while: no asking again after each decline.
+      const declinedAt = await friendRepository.lastDeclinedAt(tem, viewerId, userId);
+      const wait = declinedAt ? declinedAt.getTime() + this.env.FRIEND_REQUEST_COOLDOWN * 1000 - Date.now() : 0;
+      if (wait > 0) throw new RateLimitedError(wait / 1000, 'This user declined your last request; you can ask again later.');
       const request = tem.create(FriendRequest, { from: tem.getReference(User, viewerId), to: target });
       try {
         await tem.flush();

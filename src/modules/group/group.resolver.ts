@@ -1,4 +1,5 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
@@ -17,7 +18,7 @@ export class GroupResolver {
 
   @Authorized()
   @Query(() => GroupType, { nullable: true })
-  async group(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<GroupType | null> {
+  async group(@Arg('id', () => IdScalar) id: string, @Ctx() ctx: Context): Promise<GroupType | null> {
     const g = await ctx.services.groups.find(ctx.em, id, viewerOf(ctx).userId);
     return g ? toGroupType(g) : null;
   }
@@ -29,36 +30,38 @@ export class GroupResolver {
     @Arg('isPrivate', () => Boolean, { nullable: true, defaultValue: false }) isPrivate: boolean,
     @Ctx() ctx: Context,
   ): Promise<GroupType> {
-    return toGroupType(await ctx.services.groups.create(ctx.em, viewerOf(ctx).userId, name, isPrivate ?? false));
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.createGroup.consume(me, 'You are creating groups too fast; try again later.');
+    return toGroupType(await ctx.services.groups.create(ctx.em, me, name, isPrivate ?? false));
   }
 
   @Authorized()
   @Mutation(() => GroupType, { description: 'Owner only.' })
-  async renameGroup(@Arg('groupId', () => ID) groupId: string, @Arg('name') name: string, @Ctx() ctx: Context): Promise<GroupType> {
+  async renameGroup(@Arg('groupId', () => IdScalar) groupId: string, @Arg('name') name: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.rename(ctx.em, viewerOf(ctx).userId, groupId, name));
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Owner only; members get DELETED and lose access.' })
-  deleteGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+  deleteGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.groups.delete(ctx.em, viewerOf(ctx).userId, groupId);
   }
 
   @Authorized()
   @Mutation(() => GroupType, { description: 'Public groups; private ones by addGroupMember.' })
-  async joinGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
+  async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.join(ctx.em, viewerOf(ctx).userId, groupId));
   }
 
   @Authorized()
   @Mutation(() => GroupType, { description: 'Owner only.' })
-  async addGroupMember(@Arg('groupId', () => ID) groupId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<GroupType> {
+  async addGroupMember(@Arg('groupId', () => IdScalar) groupId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.addMember(ctx.em, viewerOf(ctx).userId, groupId, userId));
   }
 
   @Authorized()
   @Mutation(() => Boolean)
-  leaveGroup(@Arg('groupId', () => ID) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+  leaveGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.groups.leave(ctx.em, viewerOf(ctx).userId, groupId);
   }
 

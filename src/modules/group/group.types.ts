@@ -1,9 +1,10 @@
-import { ArgsType, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
 
 @ObjectType('Group')
 export class GroupType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field() name!: string;
   @Field() isPrivate!: boolean;
   @Field() isLobby!: boolean;
@@ -26,7 +27,7 @@ registerEnumType(GroupEventKind, { name: 'GroupEventKind' });
 @ObjectType('GroupEvent')
 export class GroupEventType {
   @Field(() => GroupEventKind) kind!: GroupEventKind;
-  @Field(() => ID) groupId!: string;
+  @Field(() => IdScalar) groupId!: string;
   @Field(() => Date) createdAt!: Date;
   userId!: string | null;
 }

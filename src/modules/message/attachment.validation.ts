@@ -1,4 +1,5 @@
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
+import { isSafeName } from '../../shared/validation';
 
 export interface CheckedFile {
   fileName: string;
@@ -46,8 +47,8 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 export function checkAttachment(input: { fileName: string; base64: string }, maxBytes: number): CheckedFile {
   const name = typeof input.fileName === 'string' ? input.fileName.trim() : '';
-  if (!name || name.length > 255 || /[\u0000-\u001f\u007f/\\:*?"<>|]/.test(name) || name.startsWith('.') || name.includes('..')) {
-    throw new BadUserInputError('The file name must be a plain name such as photo.png (no paths or control characters).', 'attachment.fileName');
+  if (!name || name.length > 255 || !isSafeName(name) || /[/\\:*?"<>|]/.test(name) || name.startsWith('.') || name.includes('..')) {
+    throw new BadUserInputError('The file name must be a plain name such as photo.png (no paths, control, invisible or direction-changing characters).', 'attachment.fileName');
   }
   const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
   const type = TYPES[ext];

@@ -1,4 +1,5 @@
-import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
@@ -62,7 +63,7 @@ export class MessageResolver {
 
   @Authorized()
   @Mutation(() => MessageType, { description: 'Sender only.' })
-  async editMessage(@Arg('messageId', () => ID) messageId: string, @Arg('content') content: string, @Ctx() ctx: Context): Promise<MessageType> {
+  async editMessage(@Arg('messageId', () => IdScalar) messageId: string, @Arg('content') content: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.edit.consume(me, 'You are editing too fast; slow down.');
     return ctx.services.messages.edit(ctx.em, me, messageId, content);
@@ -70,7 +71,7 @@ export class MessageResolver {
 
   @Authorized()
   @Mutation(() => Boolean, { description: "Sender, or the group's owner. A tombstone stays: id, sender, createdAt." })
-  async deleteMessage(@Arg('messageId', () => ID) messageId: string, @Ctx() ctx: Context): Promise<boolean> {
+  async deleteMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.edit.consume(me, 'You are deleting too fast; slow down.');
     return ctx.services.messages.delete(ctx.em, me, messageId);
@@ -78,7 +79,7 @@ export class MessageResolver {
 
   @Authorized()
   @Mutation(() => MessageType, { description: 'One emoji (a single grapheme); idempotent.' })
-  async addReaction(@Arg('messageId', () => ID) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
+  async addReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
     return ctx.services.messages.react(ctx.em, me, messageId, emoji, true);
@@ -86,7 +87,7 @@ export class MessageResolver {
 
   @Authorized()
   @Mutation(() => MessageType, { description: 'Idempotent.' })
-  async removeReaction(@Arg('messageId', () => ID) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
+  async removeReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
     return ctx.services.messages.react(ctx.em, me, messageId, emoji, false);
@@ -109,7 +110,7 @@ export class MessageResolver {
     return { kind: p.kind as MessageEventKind, conversationId: p.message.conversationKey, message: payloadToMessageType(p.message) };
   }
 
-  @FieldResolver(() => ID, { description: 'The id of its Conversation, the same in every query and event.' })
+  @FieldResolver(() => IdScalar, { description: 'The id of its Conversation, the same in every query and event.' })
   conversationId(@Root() m: MessageType): string {
     return m.conversationKey;
   }

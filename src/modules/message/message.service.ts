@@ -6,9 +6,9 @@ import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
+import { cleanMessageText, isId } from '../../shared/validation';
 import { conversationRepository, type MemberState } from '../conversation/conversation.repository';
 import { memberState } from '../conversation/conversation.events';
-import { isId } from '../../shared/validation';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
@@ -126,14 +126,6 @@ export interface MessageServiceDeps {
 /** Run after a message is committed and published (the sender's typing ends, say). */
 export type SentHook = (sender: UserPayload, conv: Conversation) => void;
 
-/** Trimmed message text, or BAD_USER_INPUT; null when absent. */
-function cleanContent(value: string | null | undefined): string | null {
-  const content = value === null || value === undefined ? null : value.trim();
-  if (content !== null && content.length > MAX_CONTENT) throw new BadUserInputError(`Messages are at most ${MAX_CONTENT} characters.`, 'content');
-  if (content !== null && content.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', 'content');
-  return content;
-}
-
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
   publishFailures = 0;
@@ -209,7 +201,7 @@ export class MessageService {
       if (first) return toMessageType(first);
     }
     const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
-    const content = cleanContent(input.content);
+    const content = cleanMessageText(input.content, MAX_CONTENT);
     const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
@@ -280,7 +272,7 @@ export class MessageService {
 
   /** The sender's new text; the message shows editedAt. */
   async edit(em: EntityManager, viewerId: string, messageId: string, content: string): Promise<MessageType> {
-    const text = cleanContent(content);
+    const text = cleanMessageText(content, MAX_CONTENT);
     if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');

@@ -1,11 +1,12 @@
 import type { UserType } from '../user/user.types';
-import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { PageInfo } from '../../shared/graphql/connection';
 import type { AttachmentPayload, ReactionSummary } from '../../shared/pubsub/topics';
 
 @ObjectType('Attachment')
 export class AttachmentType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field() fileName!: string;
   @Field() mimeType!: string;
   @Field(() => Int, { description: 'Decoded size in bytes.' }) size!: number;
@@ -13,7 +14,7 @@ export class AttachmentType {
 
 @ObjectType('Message')
 export class MessageType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field(() => String, { nullable: true }) content!: string | null;
   @Field(() => Date) createdAt!: Date;
   @Field(() => String, { nullable: true }) clientMessageId!: string | null;
@@ -48,9 +49,9 @@ export class MessageConnection {
 
 @InputType()
 export class ConversationInput {
-  @Field(() => ID, { nullable: true }) groupId?: string | null;
-  @Field(() => ID, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
-  @Field(() => ID, { nullable: true }) projectId?: string | null;
+  @Field(() => IdScalar, { nullable: true }) groupId?: string | null;
+  @Field(() => IdScalar, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
+  @Field(() => IdScalar, { nullable: true }) projectId?: string | null;
 }
 
 @InputType()
@@ -61,9 +62,9 @@ export class AttachmentInput {
 
 @InputType()
 export class SendMessageInput {
-  @Field(() => ID, { nullable: true }) groupId?: string | null;
-  @Field(() => ID, { nullable: true, description: 'Direct message; with projectId, a private message inside the project.' }) toUserId?: string | null;
-  @Field(() => ID, { nullable: true }) projectId?: string | null;
+  @Field(() => IdScalar, { nullable: true }) groupId?: string | null;
+  @Field(() => IdScalar, { nullable: true, description: 'Direct message; with projectId, a private message inside the project.' }) toUserId?: string | null;
+  @Field(() => IdScalar, { nullable: true }) projectId?: string | null;
   @Field(() => String, { nullable: true }) content?: string | null;
   @Field(() => AttachmentInput, { nullable: true }) attachment?: AttachmentInput | null;
   @Field(() => String, { nullable: true, description: 'Idempotency key: a retry returns the first message, never a duplicate.' })
@@ -87,6 +88,6 @@ registerEnumType(MessageEventKind, { name: 'MessageEventKind' });
 @ObjectType('MessageEvent')
 export class MessageEventType {
   @Field(() => MessageEventKind) kind!: MessageEventKind;
-  @Field(() => ID) conversationId!: string;
+  @Field(() => IdScalar) conversationId!: string;
   @Field(() => MessageType) message!: MessageType;
 }

@@ -1,4 +1,5 @@
-import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import { NotFoundError } from '../../shared/errors';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
@@ -35,7 +36,7 @@ export class PresenceResolver {
 
   @Authorized()
   @Query(() => PresenceType)
-  async userStatus(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
+  async userStatus(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
     if (!isId(userId) || !(await ctx.loaders.user.load(userId))) throw new NotFoundError('User');
     return toPresence(await ctx.loaders.presence.load(userId));
   }
@@ -52,7 +53,7 @@ export class PresenceResolver {
       );
     },
   })
-  presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [ID], { nullable: true }) _userIds?: string[] | null): PresenceType {
+  presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [IdScalar], { nullable: true }) _userIds?: string[] | null): PresenceType {
     return { userId: p.userId, status: p.status as PresenceStatus, lastSeenAt: p.lastSeenAt ? new Date(p.lastSeenAt) : null };
   }
 

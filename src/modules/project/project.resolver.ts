@@ -1,4 +1,5 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
@@ -24,7 +25,7 @@ export class ProjectResolver {
 
   @Authorized()
   @Query(() => ProjectType, { nullable: true, description: 'Null unless the viewer is a member.' })
-  project(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<ProjectType | null> {
+  project(@Arg('id', () => IdScalar) id: string, @Ctx() ctx: Context): Promise<ProjectType | null> {
     return ctx.services.projects.find(ctx.em, id, viewerOf(ctx).userId);
   }
 
@@ -42,43 +43,43 @@ export class ProjectResolver {
 
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner only.' })
-  renameProject(@Arg('projectId', () => ID) projectId: string, @Arg('title') title: string, @Ctx() ctx: Context): Promise<ProjectType> {
+  renameProject(@Arg('projectId', () => IdScalar) projectId: string, @Arg('title') title: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.rename(ctx.em, viewerOf(ctx).userId, projectId, title);
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Owner only; every member is told and loses access.' })
-  deleteProject(@Arg('projectId', () => ID) projectId: string, @Ctx() ctx: Context): Promise<boolean> {
+  deleteProject(@Arg('projectId', () => IdScalar) projectId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.projects.delete(ctx.em, viewerOf(ctx).userId, projectId);
   }
 
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner and coaches.' })
-  addProjectParticipant(@Arg('projectId', () => ID) projectId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
+  addProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.addParticipant(ctx.em, viewerOf(ctx).userId, projectId, userId);
   }
 
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner and coaches; only the owner removes a coach.' })
-  removeProjectParticipant(@Arg('projectId', () => ID) projectId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
+  removeProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.removeParticipant(ctx.em, viewerOf(ctx).userId, projectId, userId);
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Anyone; an owner hands the project to a coach, else the longest-standing participant; the last one out deletes it.' })
-  leaveProject(@Arg('projectId', () => ID) projectId: string, @Ctx() ctx: Context): Promise<boolean> {
+  leaveProject(@Arg('projectId', () => IdScalar) projectId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.projects.leave(ctx.em, viewerOf(ctx).userId, projectId);
   }
 
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner only.' })
-  designateCoach(@Arg('projectId', () => ID) projectId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
+  designateCoach(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.designateCoach(ctx.em, viewerOf(ctx).userId, projectId, userId);
   }
 
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner only; the coach stays a participant.' })
-  withdrawCoach(@Arg('projectId', () => ID) projectId: string, @Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
+  withdrawCoach(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.withdrawCoach(ctx.em, viewerOf(ctx).userId, projectId, userId);
   }
 
@@ -93,7 +94,7 @@ export class ProjectResolver {
       return pubsub.iterate(Topic.ProjectAction, (p) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)));
     },
   })
-  projectAction(@Root() e: ProjectActionEntryPayload, @Arg('projectId', () => ID, { nullable: true }) _projectId?: string | null): ProjectActionType {
+  projectAction(@Root() e: ProjectActionEntryPayload, @Arg('projectId', () => IdScalar, { nullable: true }) _projectId?: string | null): ProjectActionType {
     return entryToActionType(e);
   }
 

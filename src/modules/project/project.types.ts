@@ -1,4 +1,5 @@
-import { ArgsType, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
 import { ProjectActionKind, ProjectRole } from './project.entity';
 
@@ -19,7 +20,7 @@ export interface ProjectMemberShape {
  */
 @ObjectType('Project')
 export class ProjectType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field() title!: string;
   @Field(() => Date) createdAt!: Date;
   ownerId!: string;
@@ -29,10 +30,10 @@ export class ProjectType {
 
 @ObjectType('ProjectAction', { description: "One project change, with a message written for the viewer who receives it." })
 export class ProjectActionType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field(() => ProjectActionKind) kind!: ProjectActionKind;
   @Field() message!: string;
-  @Field(() => ID) projectId!: string;
+  @Field(() => IdScalar) projectId!: string;
   @Field(() => String, { nullable: true, description: 'Set for PROJECT_RENAMED: the title before.' }) previousTitle!: string | null;
   @Field(() => Date) createdAt!: Date;
   actorId!: string | null;
@@ -48,7 +49,7 @@ export const ProjectActionConnection = ConnectionType('ProjectAction', ProjectAc
 
 @ArgsType()
 export class ProjectActionsArgs {
-  @Field(() => ID, { nullable: true, description: "Only this project's entries; without it, every project's." }) projectId?: string | null;
+  @Field(() => IdScalar, { nullable: true, description: "Only this project's entries; without it, every project's." }) projectId?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) last?: number | null;
   @Field(() => String, { nullable: true, description: 'Entries older than this cursor.' }) before?: string | null;
 }

@@ -1,4 +1,5 @@
-import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { cleanSearch, isId } from '../../shared/validation';
@@ -24,7 +25,7 @@ export class UserResolver {
 
   @Authorized()
   @Query(() => UserType, { nullable: true })
-  async user(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<UserType | null> {
+  async user(@Arg('id', () => IdScalar) id: string, @Ctx() ctx: Context): Promise<UserType | null> {
     if (!isId(id)) return null;
     const user = await ctx.em.findOne(User, { id, deletedAt: null });
     return user ? toUserType(user) : null;

@@ -1,4 +1,5 @@
-import { Field, ID, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
 
 export enum PresenceStatus {
@@ -10,7 +11,7 @@ registerEnumType(PresenceStatus, { name: 'PresenceStatus' });
 /** What the API shows of a user; `status` and `lastSeenAt` are resolved from presence. */
 @ObjectType('User')
 export class UserType {
-  @Field(() => ID) id!: string;
+  @Field(() => IdScalar) id!: string;
   @Field() username!: string;
   @Field(() => String, { nullable: true }) displayName!: string | null;
   @Field(() => Date) createdAt!: Date;

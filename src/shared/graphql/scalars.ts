@@ -1,4 +1,5 @@
-import { GraphQLError, GraphQLScalarType, Kind } from 'graphql';
+import { GraphQLError, GraphQLID, GraphQLScalarType, Kind } from 'graphql';
+import { normalizeId } from '../validation';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -23,4 +24,19 @@ export const DateTimeScalar = new GraphQLScalarType<Date, string>({
     if (ast.kind !== Kind.STRING) throw new GraphQLError('DateTime must be a string.', { extensions: { code: 'BAD_USER_INPUT' } });
     return parse(ast.value);
   },
+});
+
+/**
+ * The schema's `ID`, in place of graphql's: same name and wire format, but every ID argument
+ * and input field is normalized once here (a UUID in any case becomes lower case), so services
+ * compare and key on one spelling. Every `ID` in the schema must be this one: graphql refuses a
+ * schema with two types named ID.
+ */
+export const IdScalar = new GraphQLScalarType<string, string>({
+  name: 'ID',
+  description: GraphQLID.description,
+  specifiedByURL: GraphQLID.specifiedByURL,
+  serialize: (value) => GraphQLID.serialize(value),
+  parseValue: (value) => normalizeId(GraphQLID.parseValue(value)),
+  parseLiteral: (ast, variables) => normalizeId(GraphQLID.parseLiteral(ast, variables)),
 });

@@ -1,0 +1,238 @@
+import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
+import { signup, SIGNUP, buildUser, lobbyOf } from './helpers/factories';
+import { createTestServer } from './helpers/server';
+import { snapshot } from './helpers/db';
+
+const ME = '{ me { id } }';
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+const DELETE = 'mutation($p: String!) { deleteAccount(password: $p) }';
+const BEFRIEND = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id from { id } to { id } } }';
+const ACCEPT = 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id status } }';
+const DECLINE = 'mutation($id: ID!) { declineFriendRequest(requestId: $id) { id status } }';
+const CREATE_GROUP = 'mutation($n: String!) { createGroup(name: $n) { id name } }';
+const RENAME_GROUP = 'mutation($g: ID!, $n: String!) { renameGroup(groupId: $g, name: $n) { id name } }';
+const CREATE_PROJECT = 'mutation($t: String!) { createProject(title: $t) { id title } }';
+const RENAME_PROJECT = 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id title } }';
+const PROFILE = 'mutation($d: String) { updateProfile(displayName: $d) { displayName } }';
+const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id content attachment { fileName } } }';
+const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { id content } } } }';
+
+/** Requests from a given client address (the server trusts X-Forwarded-For in these tests). */
+const from = (ip: string) => ({ 'x-forwarded-for': ip });
+
+describe('password checks', () => {
+  it('should count wrong passwords at deleteAccount with login failures, and refuse both once used up', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
+    const u = await signup(s.url);
+    // Two wrong logins and one wrong deleteAccount use up the three allowed from this address.
+    for (const p of ['wrong-pass-1', 'wrong-pass-2']) expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, DELETE, { p: 'wrong-pass-3' }, u.token))).toBe('BAD_USER_INPUT');
+    // A stolen token can't keep guessing: the fourth check is refused before the password is tried.
+    const blocked = await gql(s.url, DELETE, { p: u.password }, u.token);
+    expect(codeOf(blocked)).toBe('RATE_LIMITED');
+    expect(blocked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }))).toBe('RATE_LIMITED');
+    // Nothing was deleted.
+    expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
+  });
+
+  it('should limit deleteAccount guesses alone, even without any login', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '2' });
+    const u = await signup(s.url);
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < 4; i++) codes.push(codeOf(await gql(s.url, DELETE, { p: `guess-number-${i}` }, u.token)));
+    expect(codes).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'RATE_LIMITED', 'RATE_LIMITED']);
+  });
+
+  it('should not let a stranger at another address lock the owner out', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true' });
+    const u = await signup(s.url);
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < 12; i++) codes.push(codeOf(await gql(s.url, LOGIN, { u: u.username, p: `guess-number-${i}` }, undefined, from('203.0.113.9'))));
+    // The attacker's own address is stopped after LOGIN_MAX_FAILURES_PER_USER_IP (default 10)…
+    expect(codes).toEqual([...Array(10).fill('UNAUTHENTICATED'), 'RATE_LIMITED', 'RATE_LIMITED']);
+    // …and the owner, elsewhere, still gets in, also with the name in another case.
+    await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('198.51.100.7')));
+    await ok(gql(s.url, LOGIN, { u: u.username.toUpperCase(), p: u.password }, undefined, from('198.51.100.7')));
+  });
+
+  it('should still lock an account from everywhere at LOGIN_MAX_FAILURES_PER_USER', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER_IP: '2', LOGIN_MAX_FAILURES_PER_USER: '5' });
+    const u = await signup(s.url);
+    const other = await signup(s.url);
+    // Five guesses spread over three addresses, none of which reaches its own limit of 2 at the end…
+    for (const ip of ['10.0.0.1', '10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.3']) {
+      expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: 'not-the-password' }, undefined, from(ip)))).toBe('UNAUTHENTICATED');
+    }
+    // …use up the account's count: refused from a fresh address too, for this account only.
+    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('10.0.0.9')))).toBe('RATE_LIMITED');
+    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }, undefined, from('10.0.0.9')));
+  });
+});
+
+describe('ids', () => {
+  it('should treat an upper-cased id as the id it spells, in arguments, input objects and subscriptions', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const A = a.id.toUpperCase();
+    const B = b.id.toUpperCase();
+    // Befriending oneself is refused however the id is spelled, as a variable or a literal.
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, BEFRIEND, { id: A }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, `mutation { sendFriendRequest(userId: "${A}") { id } }`, {}, a.token))).toBe('BAD_USER_INPUT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // Anything that is not a UUID still names nothing.
+    expect(codeOf(await gql(s.url, BEFRIEND, { id: 'NOT-A-UUID' }, a.token))).toBe('NOT_FOUND');
+
+    const req = (await ok(gql(s.url, BEFRIEND, { id: B }, a.token))).sendFriendRequest;
+    expect(req.to.id).toBe(b.id);
+    await ok(gql(s.url, ACCEPT, { id: req.id.toUpperCase() }, b.token));
+
+    const w = wsClient(s.wsUrl, b.token);
+    await w.connected;
+    const sub = subscribe(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', { c: { userId: A } });
+    // A subscription is live once a message sent after it arrives; poll with messages until one does.
+    await eventually(async () => {
+      await ok(gql(s.url, SEND, { input: { toUserId: B, content: 'ping' } }, a.token));
+      return sub.values.length > 0;
+    });
+    const sent = (await ok(gql(s.url, SEND, { input: { toUserId: B, content: 'upper-cased dm' } }, a.token))).sendMessage;
+    await eventually(() => sub.values.some((v: any) => v.messageAdded.content === 'upper-cased dm'));
+    // It is stored in the one conversation both read, whichever spelling they use.
+    for (const [u, peer] of [[a, b.id], [a, B], [b, a.id], [b, A]] as const) {
+      const h = await ok(gql(s.url, HISTORY, { c: { userId: peer } }, u.token));
+      expect(h.history.edges.map((e: any) => e.node.id)).toContain(sent.id);
+    }
+    // Other ids: a group by an upper-cased id answers with the stored spelling.
+    const lobby = await lobbyOf(s.url, a.token);
+    expect((await ok(gql(s.url, 'query($id: ID!) { group(id: $id) { id } }', { id: lobby.toUpperCase() }, a.token))).group.id).toBe(lobby);
+  });
+});
+
+describe('creation rates', () => {
+  it('should limit createGroup per user at RATE_LIMIT_CREATE_GROUP', async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '3/1h' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    for (let i = 0; i < 3; i++) await ok(gql(s.url, CREATE_GROUP, { n: `spam ${i}` }, a.token));
+    const r = await gql(s.url, CREATE_GROUP, { n: 'spam 4' }, a.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    const names = (await ok(gql(s.url, '{ groups(first: 100) { edges { node { name } } } }', {}, b.token))).groups.edges.map((e: any) => e.node.name);
+    expect(names).not.toContain('spam 4');
+    // Per user: someone else may still create.
+    await ok(gql(s.url, CREATE_GROUP, { n: 'fine' }, b.token));
+  });
+
+  it('should limit sendFriendRequest per user at RATE_LIMIT_FRIEND_REQUEST', async () => {
+    const s = await createTestServer({ RATE_LIMIT_FRIEND_REQUEST: '2/1h' });
+    const [a, b, c, d] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token));
+    await ok(gql(s.url, BEFRIEND, { id: c.id }, a.token));
+    const r = await gql(s.url, BEFRIEND, { id: d.id }, a.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, d.token))).friendRequests).toEqual([]);
+  });
+
+  it('should refuse to re-send a declined request for FRIEND_REQUEST_COOLDOWN (default a day)', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
+    const again = await gql(s.url, BEFRIEND, { id: b.id }, a.token);
+    expect(codeOf(again)).toBe('RATE_LIMITED');
+    expect(again.errors![0].message).toMatch(/declined/);
+    expect(again.errors![0].extensions!.retryAfter).toBeGreaterThan(23 * 3600);
+    expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, b.token))).friendRequests).toEqual([]);
+    // The one who said no may still ask.
+    await ok(gql(s.url, BEFRIEND, { id: a.id }, b.token));
+  });
+
+  it('should allow a new request once the cooldown has passed', async () => {
+    const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '1s' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
+    expect(codeOf(await gql(s.url, BEFRIEND, { id: b.id }, a.token))).toBe('RATE_LIMITED');
+    await eventually(async () => !(await gql(s.url, BEFRIEND, { id: b.id }, a.token)).errors, 5000, 200);
+  });
+});
+
+// Bidi controls, zero-width and tag characters, Hangul fillers, and text that shows nothing.
+const SPOOFS = [
+  'invoice\u202Efdp',
+  '\u2066admin\u2069',
+  'admin\u200E',
+  'ad\u200Bmin',
+  'admin\u200D',
+  'ad\uFEFFmin',
+  'admin\u{E0041}\u{E0042}',
+  '\u3164',
+  'ad\u3164min',
+  '\u115F\u1160',
+  '\u200B\u200C\u200D',
+  '\u2800',
+  '\u0301',
+];
+// Emoji (with ZWJ and tag sequences), accents, CJK, Arabic, Persian with ZWNJ, Devanagari with ZWJ.
+const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team'];
+
+describe('text rules', () => {
+  it('should refuse spoofing characters in display names, group names and project titles, and write nothing', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const group = (await ok(gql(s.url, CREATE_GROUP, { n: 'g' }, u.token))).createGroup.id;
+    const project = (await ok(gql(s.url, CREATE_PROJECT, { t: 'p' }, u.token))).createProject.id;
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const bad of SPOOFS) {
+      const attempts: [string, Promise<GqlResult>][] = [
+        ['signup displayName', gql(s.url, SIGNUP, { ...buildUser(), displayName: bad })],
+        ['updateProfile', gql(s.url, PROFILE, { d: bad }, u.token)],
+        ['createGroup', gql(s.url, CREATE_GROUP, { n: bad }, u.token)],
+        ['renameGroup', gql(s.url, RENAME_GROUP, { g: group, n: bad }, u.token)],
+        ['createProject', gql(s.url, CREATE_PROJECT, { t: bad }, u.token)],
+        ['renameProject', gql(s.url, RENAME_PROJECT, { p: project, t: bad }, u.token)],
+        ['signup username', gql(s.url, SIGNUP, { ...buildUser(), username: `user${bad}` })],
+      ];
+      for (const [what, p] of attempts) expect([what, JSON.stringify(bad), codeOf(await p)]).toEqual([what, JSON.stringify(bad), 'BAD_USER_INPUT']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should keep emoji, ZWJ sequences and real scripts in names', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    for (const good of GOOD) {
+      expect((await ok(gql(s.url, SIGNUP, { ...buildUser(), displayName: good }))).signup.user.displayName).toBe(good);
+      expect((await ok(gql(s.url, PROFILE, { d: good }, u.token))).updateProfile.displayName).toBe(good);
+      expect((await ok(gql(s.url, CREATE_GROUP, { n: good }, u.token))).createGroup.name).toBe(good);
+      expect((await ok(gql(s.url, CREATE_PROJECT, { t: good }, u.token))).createProject.title).toBe(good);
+    }
+  });
+
+  it('should refuse bidi controls and invisible characters in file names', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const text = (fileName: string) => ({ groupId: lobby, attachment: { fileName, base64: Buffer.from('hello').toString('base64') } });
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const fileName of ['invoice\u202Efdp.txt', 'report\u200B.txt', '\u3164.txt', 'a\u2066b\u2069.txt']) {
+      const r = await gql(s.url, SEND, { input: text(fileName) }, u.token);
+      expect([fileName, codeOf(r), r.errors?.[0].extensions?.field]).toEqual([fileName, 'BAD_USER_INPUT', 'attachment.fileName']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, SEND, { input: text('日本語 📄.txt') }, u.token))).sendMessage.attachment.fileName).toBe('日本語 📄.txt');
+  });
+
+  it('should refuse a message that shows nothing, and keep emoji and scripts in messages', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const content of ['\u200B', '\u200B\u200C\u200D\u2060', '\u3164 \u3164', '\u{E0041}\u{E0020}']) {
+      const r = await gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token);
+      expect([JSON.stringify(content), codeOf(r)]).toEqual([JSON.stringify(content), 'BAD_USER_INPUT']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    for (const content of [...GOOD, 'hi\u200B']) expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token))).sendMessage.content).toBe(content);
+  });
+});
