@@ -5,7 +5,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import type { GroupService } from '../group/group.service';
-import { payloadToMessageType, scopeOf, toMessageType, type Conversation, type ConversationArgs, type MessageService } from '../message/message.service';
+import { KINDS, payloadToMessageType, scopeOf, toMessageType, type Conversation, type ConversationArgs, type MessageService } from '../message/message.service';
 import { messageRepository } from '../message/message.repository';
 import type { ProjectService } from '../project/project.service';
 import { memberState } from './conversation.events';
@@ -105,7 +105,7 @@ export class ConversationService {
   private empty(conv: Conversation): ConversationType {
     return {
       id: conv.key,
-      kind: ConversationKind[conv.kind.toUpperCase() as ConversationKind],
+      kind: KINDS[conv.kind] as ConversationKind,
       title: conv.title,
       unreadCount: 0,
       lastReadMessageId: null,

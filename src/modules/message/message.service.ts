@@ -40,7 +40,8 @@ export interface Conversation {
   ownerId: string | null;
 }
 
-const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
+/** Conversation kinds as the API names them. */
+export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
 
 /** Who a conversation's events reach: the membership index answers for groups and projects, the pair for direct ones. */
 export function scopeOf(conv: Conversation, viewerId: string): ConversationScope {
