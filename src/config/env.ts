@@ -92,7 +92,7 @@ export interface Env {
   RATE_LIMIT_EDIT: RateSpec;
   /** addReaction and removeReaction calls per user. @default 120/1m */
   RATE_LIMIT_REACTION: RateSpec;
-  /** setTyping calls per user, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
+  /** setTyping calls per user on one instance, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
   RATE_LIMIT_TYPING: RateSpec;
   /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
   RATE_LIMIT_CREATE_GROUP: RateSpec;

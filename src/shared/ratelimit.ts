@@ -60,7 +60,7 @@ export interface Rates {
   edit: RateLimit;
   /** addReaction and removeReaction, per user. */
   reaction: RateLimit;
-  /** setTyping, per user. */
+  /** setTyping, per user, on this instance. */
   typing: RateLimit;
 }
 
@@ -86,7 +86,9 @@ export function createRates(
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
-    typing: new RateLimit('typing', env.RATE_LIMIT_TYPING, redis),
+    // Counted per instance: a refresh every 2 s from every typist would otherwise add a Redis round
+    // trip each, and what reaches others is bounded anyway (one event per 2 s, decided in Redis).
+    typing: new RateLimit('typing', env.RATE_LIMIT_TYPING),
   };
 }
 
