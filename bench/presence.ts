@@ -274,6 +274,8 @@ async function heartbeats(DATABASE_URL: string, REDIS_URL: string): Promise<{ ws
     RATE_LIMIT_SIGNUP: '1000000/1h',
     RATE_LIMIT_WS_MESSAGES: '1000000000/1h',
     WS_MAX_SOCKETS_PER_USER: String(Math.ceil(S / U) + 1),
+    // All S sockets connect at once, from one address.
+    WS_MAX_PENDING_PER_IP: String(S + 1),
   });
   const tokens: string[] = [];
   const tag = randomUUID().slice(0, 8);

@@ -5,14 +5,16 @@ import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
-import { openDatabase, type Database } from './core/database';
+import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
 import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { documentLimits } from './graphql/limits';
+import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
+import { publicOrigin } from './modules/message/attachment.links';
 import { attachWebSocket } from './graphql/ws';
 import type { FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
@@ -51,25 +53,40 @@ export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
   return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
 }
 
-/** GET /attachments/:id: the stored bytes, only to a member of the conversation, always as a download. */
-async function serveAttachment(services: Services, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const token = bearerToken(req.headers.authorization);
-  const viewer = token ? await services.auth.authenticate(token) : null;
-  if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send your bearer token in the Authorization header.');
+/**
+ * GET /attachments/:id: the stored bytes, always as a download. With `expires` and `signature`
+ * (the signed link of Attachment.url) to anyone holding a valid, unexpired link; without them,
+ * only to a member of the conversation with their bearer token.
+ */
+async function serveAttachment(services: Services, req: IncomingMessage, res: ServerResponse, id: string, query: URLSearchParams): Promise<void> {
+  const em = services.orm.em.fork() as EntityManager;
+  const notFound = () => sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
   let file;
-  try {
-    file = await services.messages.attachment(services.orm.em.fork() as EntityManager, viewer.userId, id);
-  } catch (e) {
-    if (e instanceof NotFoundError) return sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
-    throw e;
+  let cache = 'private, no-store';
+  if (query.has('signature') || query.has('expires')) {
+    // A link for another attachment, altered or expired names nothing: 404 as for an unknown id.
+    const expires = query.get('expires');
+    if (!services.attachmentLinks.verify(id, expires, query.get('signature'))) return notFound();
+    file = await services.messages.attachmentData(em, id);
+    cache = `private, max-age=${Math.max(0, Number(expires) - Math.ceil(Date.now() / 1000))}`;
+  } else {
+    const token = bearerToken(req.headers.authorization);
+    const viewer = token ? await services.auth.authenticate(token) : null;
+    if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send your bearer token in the Authorization header, or use the signed link of Attachment.url.');
+    try {
+      file = await services.messages.attachment(em, viewer.userId, id);
+    } catch (e) {
+      if (e instanceof NotFoundError) return notFound();
+      throw e;
+    }
   }
-  if (!file) return sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.');
+  if (!file) return notFound();
   res.writeHead(200, {
     'content-type': file.mimeType,
     'content-length': file.data.length,
     'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${encodeURIComponent(file.fileName)}`,
     'x-content-type-options': 'nosniff',
-    'cache-control': 'private, no-store',
+    'cache-control': cache,
   });
   res.end(file.data);
 }
@@ -105,8 +122,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   for (const c of redis ? [redis.client, redis.publisher, redis.subscriber] : []) c.on('error', () => metrics.redisErrors.inc());
 
   try {
-    // A cluster needs its slot map before the first command; a Redis that is away doesn't stop the start.
-    if (redis && !(await redis.ready(5000))) logger.warn('starting while Redis is not ready; pub/sub resumes when it is');
+    // A cluster needs its slot map before the first command. A Redis that does not answer at start
+    // is a wrong REDIS_URL far more often than an outage: say so and stop (once running, an outage is ridden out).
+    if (redis && !(await redis.ready(5000))) {
+      const where = env.REDIS_CLUSTER_NODES ? `the Redis Cluster at ${env.REDIS_CLUSTER_NODES.join(',')}` : `Redis at ${maskUrl(env.REDIS_URL!)}`;
+      throw new Error(`${where} does not answer (${redis.lastError ?? 'no reply within 5 s'}): start it, fix ${env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL'}, or unset it to keep pub/sub in this process`);
+    }
     await app.start();
     const schema = await createSchema();
     const httpServer = createHttpServer();
@@ -127,7 +148,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger)],
+      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -173,7 +194,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, userAgent });
+            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, userAgent, origin: publicOrigin(req, env) });
           },
         }).catch(done));
         return;
@@ -186,13 +207,13 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         } catch {
           return sendJson(res, 404, { error: 'Not found' }); // malformed escapes name no attachment
         }
-        serveAttachment(app.services, req, res, id).catch(done);
+        serveAttachment(app.services, req, res, id, new URL(req.url ?? '/', 'http://localhost').searchParams).catch(done);
         return;
       }
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
     metrics.observe({
       openSockets: () => ws.wss.clients.size,
       subscriptions: () => ws.fanout.active,

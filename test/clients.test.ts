@@ -18,8 +18,14 @@ import {
   type MessageAddedSubscription,
   type PresenceChangedSubscription,
 } from '../generated/client/graphql';
-import { eventually } from './helpers/graphql';
-import { buildUser } from './helpers/factories';
+import diagnostics from 'node:diagnostics_channel';
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { joinChat as apolloSnippet } from '../examples/clients/apollo';
+import { joinChat as urqlSnippet } from '../examples/clients/urql';
+import { eventually, gql, ok } from './helpers/graphql';
+import { buildUser, lobbyOf, signup, type TestUser } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 
 /**
@@ -36,6 +42,9 @@ interface Driver {
 }
 
 type DriverFactory = (s: TestServer, token?: string) => Driver;
+
+const SEND_TO_GROUP = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }';
+const signupAs = (s: TestServer, username: string): Promise<TestUser> => signup(s.url, { username });
 
 const sockets = new Set<WsClient>();
 function wsFor(s: TestServer, token?: string): WsClient {
@@ -165,5 +174,83 @@ describe.each([
     expect(await eventually(() => bobMessages.find((m) => m.id === reply.id))).toMatchObject({ content: 'hi bob', sender: { displayName: 'Alice' } });
 
     await Promise.all([anonymous.dispose(), asAlice.dispose(), asBob.dispose()]);
+  });
+});
+
+/**
+ * The README's client snippets, run as they are: the files under examples/clients are the
+ * README's code blocks (checked below), and each is driven against a real server, through a
+ * restart of that server.
+ */
+const SNIPPETS = join(__dirname, '..', 'examples', 'clients');
+
+/** Counts connections to `port` refused (ECONNREFUSED), made by anything in this process. */
+function watchRefused(port: number): { readonly count: number; stop(): void } {
+  let count = 0;
+  const onSocket = (message: unknown) => {
+    (message as { socket: Socket }).socket.once('error', (e: NodeJS.ErrnoException & { port?: number }) => {
+      if (e.code === 'ECONNREFUSED' && e.port === port) count++;
+    });
+  };
+  diagnostics.subscribe('net.client.socket', onSocket);
+  return {
+    get count() {
+      return count;
+    },
+    stop: () => diagnostics.unsubscribe('net.client.socket', onSocket),
+  };
+}
+
+describe('README client snippets', () => {
+  it('should show examples/clients in the README exactly as the files are', () => {
+    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```ts\n(\/\/ (examples\/clients\/[\w.]+)[^\n]*\n[\s\S]*?)```/g)].map((m) => ({ path: m[2], text: m[1] }));
+    const files = readdirSync(SNIPPETS).filter((f) => f.endsWith('.ts'));
+    expect(blocks.map((b) => b.path).sort()).toEqual(files.map((f) => `examples/clients/${f}`).sort());
+    for (const b of blocks) expect([b.path, b.text]).toEqual([b.path, readFileSync(join(__dirname, '..', b.path), 'utf8')]);
+  });
+
+  describe.each([
+    ['Apollo Client', apolloSnippet],
+    ['urql', urqlSnippet],
+  ])('%s', (_name, joinChat) => {
+    it("should receive one's own and others' messages once each, and carry on after the server restarts", async () => {
+      let s = await createTestServer();
+      const [alice, bob] = [await signupAs(s, 'alice'), await signupAs(s, 'bob')];
+      const lobby = await lobbyOf(s.url, alice.token);
+      const received: string[] = [];
+      const chat = await joinChat({ url: s.url, token: alice.token, groupId: lobby, onMessage: (m) => received.push(m.content ?? '') });
+      try {
+        expect((await chat.send('hello from alice')).content).toBe('hello from alice');
+        expect(received).toEqual(['hello from alice']);
+        await eventually(() => s.fanout.active.messageAdded === 1);
+        await ok(gql(s.url, SEND_TO_GROUP, { g: lobby, c: 'hello from bob' }, bob.token));
+        await eventually(() => received.includes('hello from bob'));
+
+        // The server goes away and, once the client has been refused, another takes its port: the
+        // client reconnects, subscribes again and catches up with what was said in between (on
+        // another instance, while it had no socket anywhere).
+        const other = await createTestServer({}, { clean: false });
+        const { port } = s;
+        const refused = watchRefused(port);
+        try {
+          await s.dispose();
+          await eventually(() => refused.count > 0, 20_000);
+        } finally {
+          refused.stop();
+        }
+        await ok(gql(other.url, SEND_TO_GROUP, { g: lobby, c: 'while alice was away' }, bob.token));
+        s = await createTestServer({ PORT: String(port) }, { clean: false });
+        await eventually(() => received.includes('while alice was away'), 20_000);
+        await eventually(() => s.fanout.active.messageAdded === 1, 20_000);
+        await ok(gql(s.url, SEND_TO_GROUP, { g: lobby, c: 'welcome back' }, bob.token));
+        await eventually(() => received.includes('welcome back'));
+        expect((await chat.send('thanks')).content).toBe('thanks');
+        // Each message once, in the order they were sent (the live copy of one's own is dropped).
+        expect(received).toEqual(['hello from alice', 'hello from bob', 'while alice was away', 'welcome back', 'thanks']);
+      } finally {
+        await chat.close();
+      }
+    }, 60_000);
   });
 });

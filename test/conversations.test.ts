@@ -2,6 +2,7 @@ import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
+import { migrationsList } from '../src/migrations';
 
 const CONVERSATIONS = `query($first: Int, $after: String) { conversations(first: $first, after: $after) {
   totalCount pageInfo { hasNextPage endCursor }
@@ -166,10 +167,11 @@ describe('conversations', () => {
     await send(s.url, alice.token, { groupId: g, content: 'old group message' });
     await send(s.url, alice.token, { toUserId: bob.id, content: 'old direct message' });
     const migrator = s.database.orm.getMigrator();
-    // Back to before this feature (the last migration reverted), data kept; then forward again.
-    await migrator.down();
+    // Back to before this feature (its migration reverted), data kept; then forward again.
+    const migrations = [migrationsList.find((m) => m.name.endsWith('_Conversations'))!.name];
+    await migrator.down({ migrations });
     expect(await sql(s.env.DATABASE_URL!, "select 1 from pg_tables where tablename = 'conversation_members'")).toEqual([]);
-    await migrator.up();
+    await migrator.up({ migrations });
     const rows = (await conversations(s.url, bob)).edges.map((e: any) => [e.node.kind, e.node.unreadCount, e.node.lastMessage?.content ?? null]);
     expect(rows).toEqual([
       ['DIRECT', 0, 'old direct message'],

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,31 +8,9 @@ import { codeOf, gql, ok } from './helpers/graphql';
 import { createTestServer, hasRedis } from './helpers/server';
 import { signup } from './helpers/factories';
 import { sparePorts } from './helpers/ports';
+import { runParley } from './helpers/process';
 
 const ROOT = path.join(__dirname, '..');
-
-/** Runs the real entry point (src/index.ts) as `npm start` would, without the build step. */
-function runParley(env: Record<string, string | undefined>) {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const listening = new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      const m = /"url":"(http:[^"]+)"/.exec(stdout);
-      if (m) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}${stdout}`)));
-  });
-  listening.catch(() => undefined);
-  return { child, exited, listening, output: () => ({ stdout, stderr }) };
-}
 
 describe('foundation', () => {
   it('should answer { __typename } over HTTP', async () => {
@@ -74,6 +51,11 @@ describe('foundation', () => {
     expect(() => loadEnv({ PRESENCE_TIMEOUT: '-5' })).toThrow(/PRESENCE_TIMEOUT/);
     expect(() => loadEnv({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
     expect(() => loadEnv({ PRESENCE_SWEEP_CRON: 'every minute' })).toThrow(/PRESENCE_SWEEP_CRON/);
+    expect(() => loadEnv({ ATTACHMENT_URL_SECRET: 'short' })).toThrow(/ATTACHMENT_URL_SECRET/);
+    expect(() => loadEnv({ ATTACHMENT_URL_TTL: 'forever' })).toThrow(/ATTACHMENT_URL_TTL/);
+    expect(() => loadEnv({ PUBLIC_URL: 'chat.example.com' })).toThrow(/PUBLIC_URL/);
+    expect(loadEnv({}).ATTACHMENT_URL_TTL).toBe(300);
+    expect(loadEnv({ PUBLIC_URL: 'https://chat.example.com/' }).PUBLIC_URL).toBe('https://chat.example.com');
     const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
     expect(env.PRESENCE_TIMEOUT).toBe(300);
     expect(env.TOKEN_TTL).toBe(86400);

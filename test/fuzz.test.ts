@@ -236,8 +236,8 @@ async function httpCase(url: string, body: string, headers: Record<string, strin
 
 const WS_MESSAGE_TYPES = new Set(['connection_ack', 'next', 'error', 'complete', 'pong', 'ping']);
 // 1000/1001 normal; 1008 rate; 1009 frame too big; 4400 bad message; 4401 subscribe before ack; 4403 bad token;
-// 4408 no init; 4409 duplicate id; 4429 too many inits or sockets.
-const WS_CLOSE_CODES = new Set([1000, 1001, 1005, 1006, 1008, 1009, 4400, 4401, 4403, 4406, 4408, 4409, 4429]);
+// 4408 no init; 4409 duplicate id; 4429 too many inits; 1013 too many sockets.
+const WS_CLOSE_CODES = new Set([1000, 1001, 1005, 1006, 1008, 1009, 1013, 4400, 4401, 4403, 4406, 4408, 4409, 4429]);
 
 function wsFrame(r: Rng, token: string, docs: { source: string; op?: OperationDefinitionNode }[], pools: Pools): string | Buffer {
   const id = r.chance(0.9) ? String(r.int(30)) : (garbage(r) as any);

@@ -62,3 +62,29 @@ describe('request logging', () => {
     }
   });
 });
+
+describe('log format', () => {
+  it('should write JSON lines with ISO times and level names', async () => {
+    const { lines, stream } = captureLines();
+    const logger = createLogger({ LOG_LEVEL: 'info', LOG_PRETTY: false }, {}, stream);
+    logger.info({ answer: 42 }, 'hello');
+    logger.child({ part: 'x' }).warn('careful');
+    await eventually(() => lines.length === 2);
+    expect(lines[0].json).toMatchObject({ level: 'info', msg: 'hello', answer: 42 });
+    expect(lines[1].json).toMatchObject({ level: 'warn', msg: 'careful', part: 'x' });
+    for (const { json } of lines) {
+      expect(json.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(Math.abs(Date.parse(json.time) - Date.now())).toBeLessThan(60_000);
+    }
+  });
+
+  it('should default to JSON whenever stdout is not a terminal, and to pretty logs only in development on one', () => {
+    expect(loadEnv({ NODE_ENV: 'development' }, false).LOG_PRETTY).toBe(false);
+    expect(loadEnv({ NODE_ENV: 'development' }, true).LOG_PRETTY).toBe(true);
+    expect(loadEnv({ NODE_ENV: 'production' }, true).LOG_PRETTY).toBe(false);
+    expect(loadEnv({ NODE_ENV: 'test' }, true).LOG_PRETTY).toBe(false);
+    // Said explicitly, it wins either way.
+    expect(loadEnv({ NODE_ENV: 'development', LOG_PRETTY: 'true' }, false).LOG_PRETTY).toBe(true);
+    expect(loadEnv({ NODE_ENV: 'development', LOG_PRETTY: 'false' }, true).LOG_PRETTY).toBe(false);
+  });
+});

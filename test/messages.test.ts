@@ -1,8 +1,10 @@
-import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, signup, type TestUser, lobbyOf } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { encodeCursor } from '../src/shared/graphql/connection';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
   id content createdAt clientMessageId sender { id username } recipient { id } group { id isLobby }
@@ -160,20 +162,133 @@ describe('attachments', () => {
     const [a, outsider] = [await signup(s.url), await signup(s.url)];
     const g = (await ok(gql(s.url, CREATE, { n: 'Files' }, a.token))).createGroup.id;
     const m = await send(s.url, a.token, { groupId: g, content: 'pic', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } });
-    expect(m.attachment).toMatchObject({ fileName: 'dot.png', mimeType: 'image/png', size: PNG.length, url: `/attachments/${m.attachment.id}` });
+    expect(m.attachment).toMatchObject({ fileName: 'dot.png', mimeType: 'image/png', size: PNG.length });
     const base = s.url.replace('/graphql', '');
-    const res = await fetch(base + m.attachment.url, { headers: { authorization: `Bearer ${a.token}` } });
+    // The header-authenticated form, beside the signed link of Attachment.url.
+    const plain = `/attachments/${m.attachment.id}`;
+    const res = await fetch(base + plain, { headers: { authorization: `Bearer ${a.token}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('image/png');
     expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="dot.png"/);
     expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
-    expect((await fetch(base + m.attachment.url, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
-    expect((await fetch(base + m.attachment.url)).status).toBe(401);
+    expect((await fetch(base + plain, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
+    expect((await fetch(base + plain)).status).toBe(401);
     const h = (await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { attachment { base64 } } } } }', { c: { groupId: g } }, a.token))).history;
     expect(h.edges[0].node.attachment.base64).toBe(PNG.toString('base64'));
     // Attachment-only messages are fine; text files too.
     const txt = await send(s.url, a.token, { groupId: g, attachment: { fileName: 'notes.txt', base64: Buffer.from('héllo\n').toString('base64') } });
     expect(txt).toMatchObject({ content: null, attachment: { mimeType: 'text/plain; charset=utf-8' } });
+  });
+
+  it('should give an absolute, signed, short-lived link that needs no token, and 404 for one altered or expired', async () => {
+    const s = await createTestServer({ ATTACHMENT_URL_TTL: '1s' });
+    const a = await signup(s.url);
+    const g = (await ok(gql(s.url, CREATE, { n: 'Files' }, a.token))).createGroup.id;
+    const w = wsClient(s.wsUrl, a.token);
+    await w.connected;
+    const live = subscribe(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { attachment { id url } } }', { c: { groupId: g } });
+    // A second socket that reached the server under another name (as through another DNS name or proxy).
+    const elsewhere = createClient({
+      url: s.wsUrl,
+      webSocketImpl: class extends WebSocket {
+        constructor(address: string, protocols: string[]) {
+          super(address, protocols, { headers: { host: `chat.example.net:${s.port}` } });
+        }
+      },
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${a.token}` },
+    });
+    const otherLive = { values: [] as any[], nth: async (n: number) => eventually(() => otherLive.values[n - 1]) };
+    const stopOther = elsewhere.subscribe({ query: 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { attachment { id url } } }', variables: { c: { groupId: g } } }, {
+      next: (r) => otherLive.values.push(r.data),
+      error: () => undefined,
+      complete: () => undefined,
+    });
+    await eventually(() => s.fanout.active.messageAdded === 2);
+    const m = await send(s.url, a.token, { groupId: g, attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } });
+    const other = await send(s.url, a.token, { groupId: g, attachment: { fileName: 'notes.txt', base64: Buffer.from('other').toString('base64') } });
+    const origin = new URL(s.url).origin;
+    const url = new URL(m.attachment.url);
+    // Absolute, at the host the client reached, for an <img src> or <a href> that sends no header.
+    expect(`${url.origin}${url.pathname}`).toBe(`${origin}/attachments/${m.attachment.id}`);
+    expect([...url.searchParams.keys()].sort()).toEqual(['expires', 'signature']);
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/png');
+    expect(res.headers.get('cache-control')).toMatch(/^private, max-age=\d+$/);
+    expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
+    // The same over the WebSocket, each socket with the host it reached (one execution is shared per host).
+    const pushed = new URL((await live.nth(1)).messageAdded.attachment.url);
+    expect(pushed.origin).toBe(origin);
+    expect((await fetch(pushed)).status).toBe(200);
+    expect(new URL((await otherLive.nth(1)).messageAdded.attachment.url).origin).toBe(`http://chat.example.net:${s.port}`);
+
+    const altered = (change: (u: URL) => void) => {
+      const u = new URL(url);
+      change(u);
+      return u;
+    };
+    const tampered = [
+      // A valid signature for another attachment.
+      altered((u) => (u.pathname = `/attachments/${other.attachment.id}`)),
+      altered((u) => u.searchParams.set('expires', String(Number(u.searchParams.get('expires')) + 3600))),
+      altered((u) => u.searchParams.set('signature', u.searchParams.get('signature')!.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')))),
+      altered((u) => u.searchParams.delete('signature')),
+      altered((u) => u.searchParams.delete('expires')),
+      altered((u) => u.searchParams.set('expires', 'soon')),
+    ];
+    for (const u of tampered) expect([u.href, (await fetch(u)).status]).toEqual([u.href, 404]);
+    // Even with a member's token, a bad signature is no fallback to the header.
+    expect((await fetch(tampered[0], { headers: { authorization: `Bearer ${a.token}` } })).status).toBe(404);
+    // Past ATTACHMENT_URL_TTL (rounded up to a fifth of it) the link is gone; a fresh one works.
+    await eventually(async () => (await fetch(url)).status === 404, 5000, 100);
+    const fresh = (await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { attachment { id url } } } } }', { c: { groupId: g } }, a.token))).history;
+    const again = fresh.edges.find((e: any) => e.node.attachment.id === m.attachment.id).node.attachment.url;
+    expect((await fetch(again)).status).toBe(200);
+    stopOther();
+    await elsewhere.dispose();
+  });
+
+  it('should build links from PUBLIC_URL, or from X-Forwarded-Proto and -Host only behind a trusted proxy', async () => {
+    const linkOf = async (s: TestServer, headers: Record<string, string> = {}) => {
+      const a = await signup(s.url);
+      const lobby = await lobbyOf(s.url, a.token);
+      const res = await fetch(s.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}`, ...headers },
+        body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } } } }),
+      });
+      return ((await res.json()) as any).data.sendMessage.attachment.url as string;
+    };
+    const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'chat.example.org' };
+    const direct = await createTestServer();
+    expect(await linkOf(direct, forwarded)).toMatch(new RegExp(`^${new URL(direct.url).origin}/attachments/`));
+    await direct.dispose();
+    const proxied = await createTestServer({ TRUST_PROXY: 'true' });
+    expect(await linkOf(proxied, forwarded)).toMatch(/^https:\/\/chat\.example\.org\/attachments\//);
+    await proxied.dispose();
+    const pub = await createTestServer({ PUBLIC_URL: 'https://parley.example.com/' });
+    expect(await linkOf(pub, forwarded)).toMatch(/^https:\/\/parley\.example\.com\/attachments\//);
+  });
+
+  it('should accept a link on every instance sharing the database, and only with the same secret', async () => {
+    const one = await createTestServer();
+    const two = await createTestServer({}, { clean: false });
+    const a = await signup(one.url);
+    const m = await send(one.url, a.token, { groupId: await lobbyOf(one.url, a.token), attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } });
+    const onTwo = new URL(m.attachment.url);
+    onTwo.port = String(two.port);
+    // No ATTACHMENT_URL_SECRET: both use the secret the first instance stored in the database.
+    expect((await fetch(onTwo)).status).toBe(200);
+    const configured = await createTestServer({ ATTACHMENT_URL_SECRET: 'a-configured-secret-0123456789' }, { clean: false });
+    onTwo.port = String(configured.port);
+    expect((await fetch(onTwo)).status).toBe(404);
+    const sameSecret = await createTestServer({ ATTACHMENT_URL_SECRET: 'a-configured-secret-0123456789' }, { clean: false });
+    const signed = new URL(
+      (await ok(gql(configured.url, 'query($id: ID!) { history(conversation: { groupId: $id }) { edges { node { attachment { url } } } } }', { id: await lobbyOf(one.url, a.token) }, a.token))).history.edges[0].node.attachment.url,
+    );
+    signed.port = String(sameSecret.port);
+    expect((await fetch(signed)).status).toBe(200);
   });
 
   it('should reject bad names, bad base64, mismatched content and oversize files, storing nothing', async () => {

@@ -3,6 +3,7 @@ import { signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { createTestServer, type TestServer } from './helpers/server';
 import { itNeeding, tools } from './helpers/tools';
+import { MAX_OPERATION_NAMES } from '../src/shared/metrics';
 
 /** One sample of the Prometheus text format: `name{labels} value`, or undefined when absent. */
 async function scrape(s: TestServer): Promise<(name: string, labels?: string) => number | undefined> {
@@ -15,6 +16,10 @@ async function scrape(s: TestServer): Promise<(name: string, labels?: string) =>
     const line = text.split('\n').find((l) => l.startsWith(`${key} `));
     return line === undefined ? undefined : Number(line.slice(key.length + 1));
   };
+}
+
+async function post(url: string, body: object, token?: string): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
 }
 
 const LOBBY = '{ groups(first: 50) { edges { node { id isLobby } } } }';
@@ -74,6 +79,63 @@ describe('metrics', () => {
     expect(closed('parley_subscriptions', 'type="messageAdded"') ?? 0).toBe(0);
     // Counters never go back.
     expect(closed('parley_messages_sent_total')).toBe(2);
+  });
+
+  it('should count every operation over HTTP and WebSocket by operation, type and code, with its duration', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    await post(s.url, { query: 'query Lobby { groups(first: 5) { totalCount } }', operationName: 'Lobby' }, a.token);
+    await post(s.url, { query: 'query Lobby { groups(first: 5) { totalCount } }', operationName: 'Lobby' }, a.token);
+    // No name: the root field. An error: its code. A document that doesn't parse: no operation at all.
+    await post(s.url, { query: '{ me { id } }' }, a.token);
+    await post(s.url, { query: 'query Bad { groups(first: 500) { totalCount } }' }, a.token);
+    await post(s.url, { query: '{ me { id ' });
+    await post(s.url, { query: 'mutation { heartbeat { status } }' });
+
+    const w = wsClient(s.wsUrl, a.token);
+    await w.connected;
+    await subscribe(w, 'query Me { me { id } }').nth(1);
+    subscribe(w, 'subscription Live { messageAdded { id } }');
+    await eventually(() => s.fanout.active.messageAdded === 1);
+    const refused = subscribe(w, 'subscription { messageAdded(conversation: { groupId: "nope" }) { id } }');
+    await refused.done;
+
+    const m = await eventually<Awaited<ReturnType<typeof scrape>> | undefined>(async () => {
+      const r = await scrape(s);
+      return r('parley_graphql_operations_total', 'operation="messageAdded",type="subscription",code="NOT_FOUND"') === 1 ? r : undefined;
+    });
+    if (!m) throw new Error('unreachable');
+    expect(m('parley_graphql_operations_total', 'operation="Lobby",type="query",code="OK"')).toBe(2);
+    expect(m('parley_graphql_operations_total', 'operation="me",type="query",code="OK"')).toBe(1);
+    expect(m('parley_graphql_operations_total', 'operation="Bad",type="query",code="BAD_USER_INPUT"')).toBe(1);
+    expect(m('parley_graphql_operations_total', 'operation="other",type="unknown",code="BAD_USER_INPUT"')).toBe(1);
+    expect(m('parley_graphql_operations_total', 'operation="heartbeat",type="mutation",code="UNAUTHENTICATED"')).toBe(1);
+    expect(m('parley_graphql_operations_total', 'operation="Me",type="query",code="OK"')).toBe(1);
+    expect(m('parley_graphql_operations_total', 'operation="Live",type="subscription",code="OK"')).toBe(1);
+    expect(m('parley_graphql_operation_duration_seconds_count', 'operation="Lobby",type="query"')).toBe(2);
+    expect(m('parley_graphql_operation_duration_seconds_sum', 'operation="Lobby",type="query"')).toBeGreaterThan(0);
+    expect(m('parley_graphql_operation_duration_seconds_count', 'operation="Live",type="subscription"')).toBe(1);
+  });
+
+  it('should keep the operation labels bounded whatever names clients make up', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const w = wsClient(s.wsUrl, a.token);
+    await w.connected;
+    for (let i = 0; i < MAX_OPERATION_NAMES + 20; i++) await subscribe(w, `query Made${i} { me { id } }`).nth(1);
+    // Names that are not GraphQL names, and names of operations that didn't validate, never become labels.
+    await post(s.url, { query: 'query Nope { nope }', operationName: 'Nope' }, a.token);
+    const text = await (await fetch(new URL('/metrics', s.url))).text();
+    const labels = new Set([...text.matchAll(/^parley_graphql_operations_total\{operation="([^"]*)"/gm)].map((x) => x[1]));
+    // The capped names (Signup and Made…), the root field 'me' and 'other' for the one that didn't validate.
+    expect(labels.size).toBe(MAX_OPERATION_NAMES + 2);
+    expect(labels.has('other')).toBe(true);
+    expect(labels.has('Made0')).toBe(true);
+    expect(labels.has(`Made${MAX_OPERATION_NAMES + 19}`)).toBe(false);
+    expect(labels.has('Nope')).toBe(false);
+    // Beyond the cap, operations are still counted, under their root field (Signup took one of the names).
+    const m = await scrape(s);
+    expect(m('parley_graphql_operations_total', 'operation="me",type="query",code="OK"')).toBe(21);
   });
 
   itNeeding('redis-server', tools.redisServer)('should count Redis errors and refused publishes while Redis is away, and keep answering scrapes', async () => {

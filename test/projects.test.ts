@@ -29,10 +29,10 @@ async function inbox(url: string, user: TestUser, vars: Record<string, unknown> 
   return (await ok(gql(url, INBOX, { last: 100, ...vars }, user.token))).projectActions;
 }
 
-/** The viewer's inbox as [kind, message], oldest first (easier to read against the story). */
+/** The viewer's inbox as [kind, message], oldest first as its edges come. */
 async function story(url: string, user: TestUser, projectId?: string): Promise<[string, string][]> {
   const box = await inbox(url, user, projectId ? { p: projectId } : {});
-  return box.edges.map((e: any) => [e.node.kind, e.node.message] as [string, string]).reverse();
+  return box.edges.map((e: any) => [e.node.kind, e.node.message] as [string, string]);
 }
 
 describe('projects', () => {
@@ -253,7 +253,7 @@ describe('project actions', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select 1 from projects union all select 1 from project_members')).toEqual([]);
   });
 
-  it('should keep every action in the inbox while a member is offline, paged newest first', async () => {
+  it('should keep every action in the inbox while a member is offline, paged back from the newest with edges oldest first', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url, { username: 'alice' }), await signup(s.url, { username: 'bob' })];
     const p = (await ok(gql(s.url, CREATE, { t: 'T0' }, alice.token))).createProject.id;
@@ -265,10 +265,11 @@ describe('project actions', () => {
 
     const page1 = await inbox(s.url, bob, { p, last: 2 });
     expect(page1.totalCount).toBe(5);
-    expect(page1.edges.map((e: any) => e.node.message)).toEqual(["The project 'T3' was renamed to 'T4'.", "The project 'T2' was renamed to 'T3'."]);
-    expect(page1.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false, startCursor: page1.edges[1].cursor, endCursor: page1.edges[0].cursor });
+    expect(page1.edges.map((e: any) => e.node.message)).toEqual(["The project 'T2' was renamed to 'T3'.", "The project 'T3' was renamed to 'T4'."]);
+    // startCursor is the oldest edge, as for history.
+    expect(page1.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false, startCursor: page1.edges[0].cursor, endCursor: page1.edges[1].cursor });
     const page2 = await inbox(s.url, bob, { p, last: 2, before: page1.pageInfo.startCursor });
-    expect(page2.edges.map((e: any) => e.node.message)).toEqual(["The project 'T1' was renamed to 'T2'.", "The project 'T0' was renamed to 'T1'."]);
+    expect(page2.edges.map((e: any) => e.node.message)).toEqual(["The project 'T0' was renamed to 'T1'.", "The project 'T1' was renamed to 'T2'."]);
     expect(page2.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: true });
     const page3 = await inbox(s.url, bob, { p, last: 2, before: page2.pageInfo.startCursor });
     expect(page3.edges.map((e: any) => e.node.kind)).toEqual(['ADDED_TO_PROJECT']);
@@ -281,11 +282,11 @@ describe('project actions', () => {
     find.mockRestore();
     expect(all.edges.filter((e: any) => e.node.projectId === p).every((e: any) => e.node.project.title === 'T4')).toBe(true);
     expect(all.totalCount).toBe(6);
-    expect(all.edges[0].node.message).toBe("The project 'T3' was renamed to 'T4'.");
+    expect(all.edges.at(-1).node.message).toBe("The project 'T3' was renamed to 'T4'.");
     expect(all.edges.map((e: any) => e.node.projectId)).toContain(other);
-    // Newest first throughout, by time then id.
+    // Oldest first throughout, by time then id.
     const times = all.edges.map((e: any) => Date.parse(e.node.createdAt));
-    expect([...times].sort((a, b) => b - a)).toEqual(times);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
     // Bad arguments are refused.
     for (const vars of [{ before: 'bm90LWEtY3Vyc29y' }, { last: -1 }, { last: 101 }, { p: 'nope' }]) {
       expect([vars, codeOf(await gql(s.url, INBOX, vars, bob.token))]).toEqual([vars, 'BAD_USER_INPUT']);
@@ -315,7 +316,7 @@ describe('project actions', () => {
     expect(b1.projectAction).toMatchObject({ kind: 'COACH_DESIGNATED', message: "You were designated coach in the project 'Apollo'.", target: { id: bob.id } });
     expect(c1.projectAction.message).toBe("'@bob' was designated coach in the project 'Apollo'.");
     // What arrives live is what the inbox holds.
-    expect((await inbox(s.url, bob)).edges[0].node).toEqual(b1.projectAction);
+    expect((await inbox(s.url, bob)).edges.at(-1).node).toEqual(b1.projectAction);
 
     await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'before' } }, alice.token));
     await bobMessages.nth(1);

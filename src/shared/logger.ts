@@ -11,15 +11,20 @@ export type { Logger };
 export const requestScope = new AsyncLocalStorage<{ requestId: string }>();
 
 /**
- * JSON lines by default; pino-pretty in development (LOG_PRETTY). Every line written while
+ * JSON lines with ISO times and level names (`"level":"info","time":"2026-…Z"`, what log
+ * shippers parse without configuration); pino-pretty when LOG_PRETTY. Every line written while
  * a request is handled carries its `requestId`. `destination`: where lines go (tests capture them).
  */
 export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'LOG_PRETTY'>, bindings: Record<string, unknown> = {}, destination?: DestinationStream): Logger {
+  const pretty = env.LOG_PRETTY && !destination;
   const options: pino.LoggerOptions = {
     level: env.LOG_LEVEL,
     base: { pid: process.pid, ...bindings },
     redact: ['req.headers.authorization', 'password', 'token'],
-    transport: env.LOG_PRETTY && !destination ? { target: 'pino-pretty', options: { colorize: true, singleLine: true } } : undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    transport: pretty ? { target: 'pino-pretty', options: { colorize: true, singleLine: true } } : undefined,
+    // pino-pretty reads pino's numeric levels; JSON lines get the name.
+    formatters: pretty ? undefined : { level: (label) => ({ level: label }) },
     mixin(_obj, _level, logger) {
       const scope = requestScope.getStore();
       // A child logger that already binds the id (ctx.logger) must not write the key twice.

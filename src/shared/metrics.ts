@@ -13,6 +13,24 @@ export interface MetricSources {
   onlineUsers(): Promise<number>;
 }
 
+/** One GraphQL operation, as `parley_graphql_operations_total` and its duration histogram count it. */
+export interface OperationRecord {
+  /** The client's operationName, when it sent one. */
+  name?: string | null;
+  /** The operation's root fields, once the document was validated against the schema. */
+  rootFields?: readonly string[];
+  /** query, mutation or subscription; absent when the document never got that far. */
+  type?: string;
+  /** The first error's extensions.code, or absent when it succeeded. */
+  code?: string | null;
+  /** For a subscription, the time to set it up. */
+  seconds: number;
+}
+
+/** Distinct operationName labels per instance; later new names are counted under their root field. */
+export const MAX_OPERATION_NAMES = 100;
+const MAX_CODES = 40;
+
 export interface Metrics {
   registry: Registry;
   /** Seconds from an event reaching this instance's fan-out to its frame being written to one socket. */
@@ -21,6 +39,8 @@ export interface Metrics {
   sweepExpired: Counter;
   redisErrors: Counter;
   databaseErrors: Counter;
+  /** Counts one GraphQL operation (HTTP or WebSocket) and its duration. */
+  operation(op: OperationRecord): void;
   /** Counts an operation answered SERVICE_UNAVAILABLE against the dependency that was away. */
   dependencyDown(error: unknown): void;
   /** Connects the scrape-time readings; before this they read zero. */
@@ -87,9 +107,46 @@ export function createMetrics(): Metrics {
   const redisErrors = new Counter({ name: 'parley_redis_errors_total', help: 'Redis errors: failed connect or reconnect attempts, and operations refused while it was away', registers });
   const databaseErrors = new Counter({ name: 'parley_database_errors_total', help: 'Operations that failed because PostgreSQL was unreachable', registers });
 
+  const operations = new Counter({
+    name: 'parley_graphql_operations_total',
+    help: 'GraphQL operations over HTTP and WebSocket, by operation (operationName, else root fields), type and result code (OK or the first error code)',
+    labelNames: ['operation', 'type', 'code'],
+    registers,
+  });
+  const operationSeconds = new Histogram({
+    name: 'parley_graphql_operation_duration_seconds',
+    help: 'Duration of GraphQL operations (for subscriptions, their setup), by operation and type',
+    labelNames: ['operation', 'type'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  // Label values come from clients: bounded, so that made-up names can't grow the label sets.
+  const names = new Set<string>();
+  const codes = new Set<string>();
+  const bounded = (seen: Set<string>, value: string, max: number): boolean => {
+    if (seen.has(value)) return true;
+    if (seen.size >= max) return false;
+    seen.add(value);
+    return true;
+  };
+  const operationLabel = (op: OperationRecord): string => {
+    // Root fields were validated against the schema: a finite set (and combinations of them are not).
+    const distinct = new Set(op.rootFields);
+    const fields = distinct.size === 1 ? [...distinct][0] : distinct.size ? 'multiple' : 'other';
+    if (!op.type || !op.name || !/^[_A-Za-z][_0-9A-Za-z]{0,63}$/.test(op.name)) return fields;
+    return bounded(names, op.name, MAX_OPERATION_NAMES) ? op.name : fields;
+  };
+
   return {
     registry,
     redisErrors,
+    operation(op) {
+      const operation = operationLabel(op);
+      const type = op.type ?? 'unknown';
+      const code = !op.code ? 'OK' : /^[A-Z][A-Z0-9_]{0,39}$/.test(op.code) && bounded(codes, op.code, MAX_CODES) ? op.code : 'OTHER';
+      operations.inc({ operation, type, code });
+      operationSeconds.observe({ operation, type }, op.seconds);
+    },
     databaseErrors,
     dependencyDown(error) {
       const e = (error as { originalError?: unknown })?.originalError ?? error;

@@ -13,8 +13,13 @@ export interface RedisConnections {
   /** Pub/sub goes over sharded channels (a Redis 7+ cluster with REDIS_SHARDED_PUBSUB). */
   sharded: boolean;
   ping(): Promise<boolean>;
-  /** Resolves when every connection is ready, or after `ms` (a server may start while Redis is away). */
+  /**
+   * Resolves true when every connection is ready; false after `ms`, or once one connection has
+   * failed three times in a row (a refused or unknown address fails fast, not after `ms`).
+   */
   ready(ms: number): Promise<boolean>;
+  /** The last connection error, for the one line a failed start prints. */
+  readonly lastError: string | undefined;
   dispose(): Promise<void>;
 }
 
@@ -32,6 +37,7 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     retryStrategy: (times) => Math.min(200 * times, 2000),
     lazyConnect: false,
   };
+  let lastError: string | undefined;
   const make = (name: string, opts: RedisOptions = {}, cluster: { shardedSubscribers?: boolean } = {}): RedisClient => {
     const conn = env.REDIS_CLUSTER_NODES
       ? new Cluster(
@@ -40,7 +46,8 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
         )
       : new Redis(env.REDIS_URL!, { ...base, ...opts, connectionName: `parley-${name}` });
     let down = false;
-    conn.on('error', (e: Error) => {
+    conn.on('error', (e: Error & { code?: string }) => {
+      lastError = e.message || e.code || e.name;
       if (!down) logger.warn({ err: e.message, connection: name }, 'redis connection error');
       down = true;
     });
@@ -61,13 +68,28 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     publisher,
     subscriber,
     sharded,
+    get lastError() {
+      return lastError;
+    },
     async ready(ms) {
-      const all = Promise.all(
-        [client, publisher, subscriber].map((c) => (c.status === 'ready' ? undefined : new Promise((r) => c.once('ready', r)))),
-      ).then(() => true);
+      const conns = [client, publisher, subscriber];
+      const all = Promise.all(conns.map((c) => (c.status === 'ready' ? undefined : new Promise((r) => c.once('ready', r))))).then(() => true);
       let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
-      return Promise.race([all, late]).finally(() => clearTimeout(timer));
+      const failures = new Map<RedisClient, number>();
+      let failing: (e: unknown) => void = () => undefined;
+      const late = new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), ms);
+        failing = function (this: RedisClient) {
+          const n = (failures.get(this) ?? 0) + 1;
+          failures.set(this, n);
+          if (n >= 3) r(false);
+        };
+      });
+      for (const c of conns) c.on('error', failing);
+      return Promise.race([all, late]).finally(() => {
+        clearTimeout(timer);
+        for (const c of conns) c.off('error', failing);
+      });
     },
     async ping() {
       try {

@@ -1,4 +1,4 @@
-import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
+import { createClient, type Client, type ClientOptions, type ExecutionResult } from 'graphql-ws';
 import WebSocket from 'ws';
 
 export interface GqlResult<T = any> {
@@ -47,8 +47,11 @@ export interface WsClient {
 
 const openClients = new Set<WsClient>();
 
-/** A graphql-ws client; `token` goes in connectionParams unless `params` says otherwise. */
-export function wsClient(url: string, token?: string, params?: Record<string, unknown>): WsClient {
+/**
+ * A graphql-ws client; `token` goes in connectionParams unless `params` says otherwise. `options`
+ * go to createClient (retries, connectionParams as a function); its `on` listeners are called too.
+ */
+export function wsClient(url: string, token?: string, params?: Record<string, unknown>, options: Partial<ClientOptions> = {}): WsClient {
   let resolveConnected!: () => void;
   let rejectConnected!: (e: unknown) => void;
   let resolveClosed!: (e: { code: number; reason: string }) => void;
@@ -60,11 +63,17 @@ export function wsClient(url: string, token?: string, params?: Record<string, un
     lazy: false,
     retryAttempts: 0,
     connectionParams: params ?? (token ? { authorization: `Bearer ${token}` } : {}),
+    ...options,
     on: {
-      connected: () => resolveConnected(),
+      ...options.on,
+      connected: (...args) => {
+        resolveConnected();
+        options.on?.connected?.(...args);
+      },
       closed: (e: any) => {
         rejectConnected(e);
         resolveClosed({ code: e?.code, reason: e?.reason });
+        options.on?.closed?.(e);
       },
     },
   });

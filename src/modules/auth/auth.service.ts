@@ -32,7 +32,6 @@ export interface AuthResult {
 }
 
 interface CachedSession extends Viewer {
-  expiresAt: number;
   cachedAt: number;
 }
 
@@ -74,7 +73,7 @@ export class AuthService {
     const now = Date.now();
     const hit = this.cache.get(tokenHash);
     if (hit && now - hit.cachedAt < CACHE_TTL_MS) {
-      return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash } : null;
+      return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }
     const em = this.o.orm.em.fork();
     const session = await em.findOne(Session, { tokenHash }, { fields: ['id', 'user', 'expiresAt'] });
@@ -85,7 +84,7 @@ export class AuthService {
     if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
     const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime(), cachedAt: now };
     this.cache.set(tokenHash, entry);
-    return { userId: entry.userId, sessionId: entry.sessionId, tokenHash };
+    return { userId: entry.userId, sessionId: entry.sessionId, tokenHash, expiresAt: entry.expiresAt };
   }
 
   async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }): Promise<AuthResult> {

@@ -148,9 +148,12 @@ export class MessageResolver {
 
 @Resolver(() => AttachmentType)
 export class AttachmentResolver {
-  @FieldResolver(() => String, { description: 'GET it with the same bearer token; answered only to members of the conversation.' })
-  url(@Root() a: AttachmentType): string {
-    return `/attachments/${a.id}`;
+  @FieldResolver(() => String, {
+    description:
+      'An absolute link that needs no token (for <img src> and <a href>), signed and valid for ATTACHMENT_URL_TTL (5 minutes): ask again for a fresh one. `/attachments/<id>` with the bearer token works too, for members of the conversation.',
+  })
+  url(@Root() a: AttachmentType, @Ctx() ctx: Context): string {
+    return ctx.services.attachmentLinks.url(a.id, ctx.origin);
   }
 
   @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for.' })

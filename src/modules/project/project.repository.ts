@@ -132,7 +132,7 @@ export const projectRepository = {
     await em.execute(`insert into project_actions (${ACTION_COLUMNS}) values ${values}`, params);
   },
 
-  /** One page of a viewer's inbox, newest first, by keyset on (created_at, id). */
+  /** One page of a viewer's inbox, fetched newest first (the page nearest `before`), by keyset on (created_at, id). */
   async actions(em: EntityManager, recipientId: string, opts: { projectId: string | null; before: { at: Date; id: string } | null; limit: number }): Promise<ActionRow[]> {
     const where = ['recipient_id = ?'];
     const params: unknown[] = [recipientId];

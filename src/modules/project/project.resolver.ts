@@ -30,7 +30,7 @@ export class ProjectResolver {
   }
 
   @Authorized()
-  @Query(() => ProjectActionConnection, { description: "The viewer's inbox, newest first: nothing is lost while offline." })
+  @Query(() => ProjectActionConnection, { description: "The viewer's inbox, edges oldest first (the newest `last` by default; `before: startCursor` pages back): nothing is lost while offline." })
   projectActions(@Args() args: ProjectActionsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<ProjectActionType>> {
     return ctx.services.projects.actions(ctx.em, viewerOf(ctx).userId, args);
   }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../../core/membership';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import { decodeTimeCursor, encodeCursor, pageSize, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
@@ -142,9 +142,10 @@ export class ProjectService {
   }
 
   /**
-   * The viewer's inbox, newest first: every entry ever written for them, also for projects they
-   * have left since or that were deleted. pageInfo reads in time as for messages: startCursor is
-   * the oldest edge, hasPreviousPage says older entries exist, `before: startCursor` goes on back.
+   * The viewer's inbox: every entry ever written for them, also for projects they have left since
+   * or that were deleted. Edges are oldest first, as for messages (the newest `last` entries by
+   * default): startCursor is the oldest edge, hasPreviousPage says older entries exist,
+   * `before: startCursor` goes on back.
    */
   async actions(
     em: EntityManager,
@@ -156,21 +157,15 @@ export class ProjectService {
     const limit = pageSize(args.last, 'last', 20);
     const before = args.before ? decodeTimeCursor(args.before, 'before') : null;
     const [rows, totalCount] = await Promise.all([repo.actions(em, viewerId, { projectId, before, limit }), repo.countActions(em, viewerId, projectId)]);
-    const older = rows.length > limit;
-    const edges = rows.slice(0, limit).map((r) => ({
-      cursor: encodeCursor({ k: new Date(r.created_at).toISOString(), id: r.id }),
-      node: rowToActionType(r),
-    }));
-    return {
-      edges,
+    // Fetched newest first (the page nearest `before`), shown oldest first.
+    return toConnection(rows, {
+      limit,
+      backward: true,
+      hasCursor: !!before,
       totalCount,
-      pageInfo: {
-        hasPreviousPage: older,
-        hasNextPage: !!before,
-        startCursor: edges[edges.length - 1]?.cursor ?? null,
-        endCursor: edges[0]?.cursor ?? null,
-      },
-    };
+      key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
+      node: rowToActionType,
+    });
   }
 
   // ---- mutations ----

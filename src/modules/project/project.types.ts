@@ -41,7 +41,7 @@ export class ProjectActionType {
 }
 
 /**
- * The inbox, newest first. pageInfo speaks in time as for messages: startCursor is the oldest
+ * The inbox, edges oldest first as for messages. startCursor is the oldest
  * edge of the page and hasPreviousPage tells whether older entries exist, so `before: startCursor`
  * fetches the next older page.
  */

@@ -1,0 +1,41 @@
+// examples/clients/apollo.ts: Apollo Client 4
+import { ApolloClient, HttpLink, InMemoryCache, split } from '@apollo/client';
+import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
+import { OperationTypeNode } from 'graphql';
+import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
+import { createSocket } from './socket';
+
+/** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
+export async function joinChat(opts: { url: string; token: string; groupId: string; onMessage: (m: MessagePartsFragment) => void }) {
+  const { url, token, groupId, onMessage } = opts;
+  const seen = new Set<string>();
+  const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
+  const catchUp = async () => {
+    const { data } = await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50 }, fetchPolicy: 'network-only' });
+    data?.history.edges.forEach((e) => show(e.node));
+  };
+  const { socket, ready } = createSocket(url, token, () => void catchUp().catch(console.error));
+  const client = new ApolloClient({
+    link: split(
+      ({ operationType }) => operationType === OperationTypeNode.SUBSCRIPTION,
+      new GraphQLWsLink(socket),
+      new HttpLink({ uri: url, headers: { authorization: `Bearer ${token}` } }),
+    ),
+    cache: new InMemoryCache(),
+  });
+  const live = client.subscribe({ query: MessageAddedDocument, variables: { conversation: { groupId } } }).subscribe(({ data }) => data && show(data.messageAdded));
+  // graphql-ws acknowledges the connection, not each subscription: send only once connected...
+  await ready;
+  return {
+    async send(content: string) {
+      const { data } = await client.mutate({ mutation: SendMessageDocument, variables: { input: { groupId, content } } });
+      show(data!.sendMessage); // ...and take one's own message from the answer, whichever arrives first
+      return data!.sendMessage;
+    },
+    async close() {
+      live.unsubscribe();
+      client.stop();
+      await socket.dispose();
+    },
+  };
+}

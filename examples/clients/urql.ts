@@ -1,0 +1,43 @@
+// examples/clients/urql.ts: urql
+import { Client, fetchExchange, subscriptionExchange } from '@urql/core';
+import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
+import { createSocket } from './socket';
+
+/** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
+export async function joinChat(opts: { url: string; token: string; groupId: string; onMessage: (m: MessagePartsFragment) => void }) {
+  const { url, token, groupId, onMessage } = opts;
+  const seen = new Set<string>();
+  const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
+  const catchUp = async () => {
+    const { data } = await client.query(HistoryDocument, { conversation: { groupId }, last: 50 }).toPromise();
+    data?.history.edges.forEach((e) => show(e.node));
+  };
+  const { socket, ready } = createSocket(url, token, () => void catchUp().catch(console.error));
+  const client = new Client({
+    url,
+    preferGetMethod: false, // POST: Apollo Server's CSRF prevention refuses plain GETs
+    requestPolicy: 'network-only',
+    fetchOptions: { headers: { authorization: `Bearer ${token}` } },
+    exchanges: [
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription: (req) => ({ subscribe: (sink) => ({ unsubscribe: socket.subscribe({ ...req, query: req.query ?? '' }, sink) }) }),
+      }),
+    ],
+  });
+  const live = client.subscription(MessageAddedDocument, { conversation: { groupId } }).subscribe(({ data }) => data && show(data.messageAdded));
+  // graphql-ws acknowledges the connection, not each subscription: send only once connected...
+  await ready;
+  return {
+    async send(content: string) {
+      const { data, error } = await client.mutation(SendMessageDocument, { input: { groupId, content } }).toPromise();
+      if (error) throw error;
+      show(data!.sendMessage); // ...and take one's own message from the answer, whichever arrives first
+      return data!.sendMessage;
+    },
+    async close() {
+      live.unsubscribe();
+      await socket.dispose();
+    },
+  };
+}

