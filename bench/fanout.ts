@@ -11,6 +11,15 @@
  *               the same text to every socket; the floor any fan-out can reach here;
  * - parley x1:  one Parley instance (child process, real startServer, PostgreSQL and Redis);
  * - parley x2:  two Parley instances through Redis, half the sockets on each, mutations to the first.
+ * Then the phases of many small conversations (bench/rooms.ts; BENCH_SKIP=rooms to skip them):
+ * - bystanders: two groups of five exchange messages (sendMessage) with and without B idle
+ *               sockets elsewhere on messageAdded without argument; target >= 0.9 x messages/s
+ *               and p99 <= 1.2 x of the same run without them;
+ * - many rooms: R groups of five, every member on messageAdded without argument, events entering
+ *               through Redis (as other instances publish them) to random groups, against a bare
+ *               ws server that routes by room from the same channels; target >= 0.8 x deliveries/s;
+ *               then two instances with the rooms split between them: each takes only its rooms'
+ *               events from Redis, and examines one subscription per local recipient.
  * Then memory: RSS growth of the server process per idle authenticated connection with three
  * subscriptions (messageAdded, presenceChanged, groupEvent), at C connections, against bare
  * connections. Servers run in child processes started with --expose-gc, so RSS is theirs alone.
@@ -29,15 +38,19 @@
  * - BENCH_CONCURRENCY  mutations in flight at once. @default 1 (each sent when the previous is answered)
  * - BENCH_ROUNDS       rounds of (bare, x1, x2), alternated; each run reports its best deliveries/s and its
  *                      best p50 and p99 across rounds. @default 2
- * - BENCH_SKIP         comma list of phases to skip: x2, memory.
+ * - BENCH_BYSTANDERS   B. @default 10000
+ * - BENCH_ROOMS        R. @default 1000
+ * - BENCH_SKIP         comma list of phases to skip: x2, rooms, memory.
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { agent, connect, inBatches, post, resetState as wipe, rssAfterGc, runParley, seedUsers, sleep, startChild as fork, type Child, type FromChild, type Seeded, type ToChild } from './harness';
+import { roomPhases, roomUsersNeeded } from './rooms';
 import { out, positive } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
@@ -52,14 +65,26 @@ const PASSWORD = 'bench-fanout-password';
 const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
-// ================= child processes: the servers under test (Parley's is in harness.ts) =================
+// ================= child processes: the servers under test =================
 
 /**
  * The baseline: a plain ws server. It acknowledges connection_init and, for every POST, builds the
  * message as Parley would send it, serializes it once and sends the same text to every socket.
+ * A socket whose connection_init names a `room` is routed by room instead: the server subscribes
+ * to that room's Redis channel (as Parley names it) and sends each event there to the room's
+ * sockets only, serialized once: a room-routed server at its floor.
  */
 async function runBare(): Promise<void> {
   const sender = { id: randomUUID(), username: 'bench_sender' };
+  const rooms = new Map<string, Set<WebSocket>>();
+  const redis = new Redis(REDIS_URL);
+  redis.on('message', (channel: string, raw: string) => {
+    const room = rooms.get(channel.slice(channel.lastIndexOf(':') + 1));
+    if (!room) return;
+    const p = (JSON.parse(raw) as { payload: { id: string; content: string; createdAt: string; sender: { id: string; username: string } } }).payload;
+    const text = JSON.stringify({ id: '1', type: 'next', payload: { data: { messageAdded: { id: p.id, content: p.content, createdAt: p.createdAt, sender: { id: p.sender.id, username: p.sender.username } } } } });
+    for (const socket of room) if (socket.readyState === WebSocket.OPEN) socket.send(text);
+  });
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -76,7 +101,21 @@ async function runBare(): Promise<void> {
   const wss = new WebSocketServer({ server, path: '/graphql' });
   wss.on('connection', (socket) => {
     socket.on('message', (data) => {
-      if (String(data).includes('"connection_init"')) socket.send('{"type":"connection_ack"}');
+      const text = String(data);
+      if (!text.includes('"connection_init"')) return;
+      const room = (JSON.parse(text) as { payload?: { room?: string } }).payload?.room;
+      if (!room) return socket.send('{"type":"connection_ack"}');
+      let members = rooms.get(room);
+      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.message.added:g:${room}`).then(() => undefined);
+      if (!members) rooms.set(room, (members = new Set()));
+      members.add(socket);
+      socket.on('close', () => {
+        members!.delete(socket);
+        if (members!.size) return;
+        rooms.delete(room);
+        void redis.unsubscribe(`parley.message.added:g:${room}`);
+      });
+      void subscribed.then(() => socket.send('{"type":"connection_ack"}'));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -91,8 +130,8 @@ async function runBare(): Promise<void> {
 
 const startChild = (role: 'parley' | 'bare', env: Record<string, string> = {}): Promise<Child> => fork(__filename, role, env);
 const resetState = () => wipe(DATABASE_URL, REDIS_URL);
-
 const seed = (url: string, n: number): Promise<Seeded> => seedUsers(url, DATABASE_URL, n, PASSWORD);
+
 
 // ================= the load client =================
 
@@ -214,7 +253,7 @@ async function main(): Promise<void> {
   // address: the per-user send limit and the per-address cap on sockets awaiting connection_init are lifted.
   const env = { DATABASE_URL, REDIS_URL, DB_POOL_MAX: '20', RATE_LIMIT_SEND_MESSAGE: '1000000/1s', WS_MAX_PENDING_PER_IP: '1000' };
   let a = await startChild('parley', env);
-  const seeded = await seed(a.url, Math.max(S, C));
+  const seeded = await seed(a.url, Math.max(S, C, SKIP.has('rooms') ? 0 : roomUsersNeeded()));
   out(`seeded ${fmt(seeded.users.length)} users in the lobby`);
 
   const bare = await startChild('bare');
@@ -267,6 +306,14 @@ async function main(): Promise<void> {
   }
   await a.stop();
 
+  let roomsClean = true;
+  if (!SKIP.has('rooms')) {
+    roomsClean = await roomPhases(
+      { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, rounds: ROUNDS, skip: SKIP, startChild: (role) => startChild(role, role === 'parley' ? env : {}), connect, post, inBatches },
+      seeded.users,
+    );
+  }
+
   out();
   const base = results[0];
   for (const r of results.slice(1)) {
@@ -277,7 +324,7 @@ async function main(): Promise<void> {
     const dup = lost.reduce((n, x) => n + x.duplicates, 0);
     out(`${r.name}: deliveries/s ${t ? 'meets' : 'MISSES'} 0.8 x bare, p99 ${l ? 'meets' : 'MISSES'} 1.5 x bare, ${gone || dup ? `${gone} MISSING, ${dup} duplicated` : 'no delivery missing in any round'}`);
   }
-  const failed = missing.length > 0;
+  const failed = missing.length > 0 || !roomsClean;
   if (mem) out(`memory: ${mem.parley / mem.bare <= 1.5 ? 'meets' : 'MISSES'} 1.5 x bare per connection`);
   agent.destroy();
   process.exit(failed ? 1 : 0);

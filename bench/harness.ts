@@ -135,11 +135,12 @@ export function connect(
   token: string,
   subs: { id: string; query: string; variables?: Record<string, unknown> }[],
   onNext: (text: string) => void,
+  init: Record<string, unknown> = {},
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
     let acked = false;
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}`, ...init } })));
     ws.on('message', (data) => {
       const text = String(data);
       if (acked) return onNext(text);

@@ -3,14 +3,21 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+  ApolloServerPluginSchemaReportingDisabled,
+  ApolloServerPluginUsageReportingDisabled,
+} from '@apollo/server/plugin/disabled';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
 import { clientIp, handleCors, handleGraphQL, sendGraphQLError, sendJson } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { createServices, type Services } from './core/services';
-import { bearerToken, createContext, invalidTokenError, type Context } from './graphql/context';
+import { bearerToken, invalidTokenError, RequestContext, type Context, type Viewer } from './graphql/context';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
+import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
@@ -48,9 +55,9 @@ export interface ServerOptions {
   jobs?: boolean;
 }
 
-/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it), plus room for the document. */
-export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>): number {
-  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + 64 * 1024;
+/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it) and the longest allowed document, plus room for the rest. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
 }
 
 /**
@@ -139,7 +146,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     };
     const limits = documentLimits(env);
     const apollo = new ApolloServer<Context>({
-      schema,
+      gateway: compiledExecution(schema),
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
@@ -148,7 +155,20 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       validationRules: limits.apollo.validationRules,
       parseOptions: limits.apollo.parseOptions,
       hideSchemaDetailsFromClientErrors: limits.apollo.hideSchemaDetailsFromClientErrors,
-      plugins: [ApolloServerPluginLandingPageDisabled(), ...limits.apollo.plugins, errorLogPlugin(logger), operationMetricsPlugin(metrics)],
+      documentStore: limits.apollo.documentStore,
+      cache: limits.apollo.cache,
+      plugins: [
+        // Apollo installs cache control (a hook on every field, and every field of the shared schema
+        // wrapped for it, WebSocket executions too) and inline tracing unless told not to; nothing reads either.
+        ApolloServerPluginCacheControlDisabled(),
+        ApolloServerPluginInlineTraceDisabled(),
+        ApolloServerPluginUsageReportingDisabled(),
+        ApolloServerPluginSchemaReportingDisabled(),
+        ApolloServerPluginLandingPageDisabled(),
+        ...limits.apollo.plugins,
+        errorLogPlugin(logger),
+        operationMetricsPlugin(metrics),
+      ],
     });
     await apollo.start();
     const limit = bodyLimit(env);
@@ -182,19 +202,26 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
-        const reqLogger = logger.child({ requestId });
-        const started = performance.now();
-        res.once('finish', () => reqLogger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        // The access line costs a child logger and a listener per request: only when it is written.
+        if (logger.isLevelEnabled('debug')) {
+          const started = performance.now();
+          res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+        }
         // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+        const token = bearerToken(req.headers.authorization);
+        let authenticating: Promise<Viewer | null> | undefined;
+        const authenticate = () => (authenticating ??= token ? app.services.auth.authenticate(token) : Promise.resolve(null));
         requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
           bodyLimit: limit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           context: async () => {
-            const token = bearerToken(req.headers.authorization);
-            const viewer = token ? await app.services.auth.authenticate(token) : null;
+            const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
-            return createContext(app.services, viewer, { ip: clientIp(req, env), requestId, logger: reqLogger, userAgent, origin: publicOrigin(req, env) });
+            return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env), userAgent);
           },
         }).catch(done));
         return;
@@ -220,6 +247,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
+      eventsReceived: () => pubsub.received,
+      evaluations: () => pubsub.evaluations,
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);

@@ -13,7 +13,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
   beforeAll(() => cluster.start(), 30_000);
   afterAll(() => cluster.stop());
 
-  it('should carry subscriptions between two instances over sharded pub/sub, one shard subscription per topic per instance', async () => {
+  it('should carry subscriptions between two instances over sharded pub/sub, each conversation on the shard owning its channel', async () => {
     // REDIS_URL emptied: the cluster seeds alone configure Redis.
     const env = { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes };
     const a = await createTestServer(env);
@@ -38,14 +38,22 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     await sleep(200);
     for (const s of subs) expect(s.values).toHaveLength(1);
 
+    // Twelve more groups with a member on A: their channels hash to slots across the shards.
+    const spread: string[] = [];
+    for (let i = 0; i < 12; i++) spread.push((await ok(gql(b.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: `spread ${i}` }, alice.token))).createGroup.id);
+    const channels = [lobby, ...spread].map((g) => `parley.message.added:g:${g}`);
+    await sleep(300);
     const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {
       await new Promise((r) => probe.once('ready', r));
-      // Sharded channels, not classic ones: the shard owning the slot counts one subscriber (A's), whatever A's local count.
-      const count = (kind: 'SHARDNUMSUB' | 'NUMSUB') =>
-        Promise.all(probe.nodes('master').map(async (n) => ((await n.call('PUBSUB', kind, 'parley.message.added')) as [string, number])[1]));
-      expect((await count('SHARDNUMSUB')).sort()).toEqual([0, 0, 1]);
-      expect(await count('NUMSUB')).toEqual([0, 0, 0]);
+      // Sharded channels, not classic ones: each conversation's channel has one subscriber (A's) on the shard owning its slot.
+      const count = (kind: 'SHARDNUMSUB' | 'NUMSUB', channel: string) =>
+        Promise.all(probe.nodes('master').map(async (n) => ((await n.call('PUBSUB', kind, channel)) as [string, number])[1]));
+      const perShard = await Promise.all(channels.map((c) => count('SHARDNUMSUB', c)));
+      for (const counts of perShard) expect(counts.reduce((x, y) => x + y)).toBe(1);
+      expect(new Set(perShard.map((counts) => counts.indexOf(1))).size).toBeGreaterThan(1);
+      for (const c of channels) expect(await count('NUMSUB', c)).toEqual([0, 0, 0]);
+      expect(await count('SHARDNUMSUB', 'parley.message.added')).toEqual([0, 0, 0]);
     } finally {
       probe.disconnect();
     }

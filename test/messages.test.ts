@@ -101,6 +101,28 @@ describe('sending and history', () => {
     expect((await send(s.url, owner.token, { groupId: pub, content: '  trimmed  ' })).content).toBe('trimmed');
   });
 
+  it('should refuse the history of a group that holds messages to whoever is not, or no longer, a member', async () => {
+    const s = await createTestServer();
+    const [owner, outsider, leaver] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const pub = (await ok(gql(s.url, CREATE, { n: 'Busy' }, owner.token))).createGroup.id;
+    const priv = (await ok(gql(s.url, CREATE, { n: 'Busy and closed', p: true }, owner.token))).createGroup.id;
+    await ok(gql(s.url, JOIN, { g: pub }, leaver.token));
+    await send(s.url, owner.token, { groupId: pub, content: 'open words' });
+    await send(s.url, owner.token, { groupId: priv, content: 'closed words' });
+    expect((await ok(gql(s.url, HISTORY, { c: { groupId: pub } }, leaver.token))).history.edges).toHaveLength(1);
+    await ok(gql(s.url, LEAVE, { g: pub }, leaver.token));
+    for (const [g, token, code] of [
+      [pub, outsider.token, 'FORBIDDEN'],
+      [pub, leaver.token, 'FORBIDDEN'],
+      [priv, outsider.token, 'NOT_FOUND'],
+      [priv.toUpperCase(), owner.token, undefined],
+    ] as const) {
+      const r = await gql(s.url, HISTORY, { c: { groupId: g }, first: 5 }, token);
+      expect([g === priv.toUpperCase() ? 'upper-case id' : g, codeOf(r)]).toEqual([g === priv.toUpperCase() ? 'upper-case id' : g, code]);
+      if (!code) expect(r.data?.history.edges.map((e: any) => e.node.content)).toEqual(['closed words']);
+    }
+  });
+
   it('should keep direct conversations between two friends', async () => {
     const s = await createTestServer();
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -52,11 +52,14 @@ describeRedis('two instances', () => {
     expect(messages.sub.values.map((v) => v.messageAdded.content)).toEqual(['from B', 'from A']);
     expect(groups.sub.values).toEqual([{ groupEvent: { kind: 'CREATED', group: { name: 'Made on B' } } }]);
     expect(presence.sub.values.map((v) => v.presenceChanged.status)).toEqual(['OFFLINE', 'ONLINE']);
-    // One Redis subscription per topic per instance, however many local subscribers.
+    // Messages travel per conversation: one Redis subscription to the lobby's channel on A, however
+    // many local subscribers; B, with no socket, takes none; no instance takes the whole topic.
     const redis = new Redis(a.env.REDIS_URL!);
     try {
-      const [, n] = (await redis.pubsub('NUMSUB', 'parley.message.added')) as [string, number];
-      expect(n).toBe(1); // A's two messageAdded subscribers share one; B has none
+      const numsub = async (channel: string) => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1];
+      expect(await numsub(`parley.message.added:g:${lobby}`)).toBe(1);
+      expect(await numsub('parley.message.added')).toBe(0);
+      expect(b.services.pubsub.takenChannels()).toEqual([]);
     } finally {
       redis.disconnect();
     }

@@ -44,6 +44,8 @@ export interface Env {
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
+  /** Decoded attachment bytes one response may carry through `Attachment.base64` (the rest: PAYLOAD_TOO_LARGE); at least ATTACHMENT_MAX_BYTES. @default 10485760 (10 MiB), or ATTACHMENT_MAX_BYTES if larger */
+  ATTACHMENT_MAX_BYTES_PER_RESPONSE: number;
   /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
   ATTACHMENT_URL_TTL: number;
   /**
@@ -74,6 +76,8 @@ export interface Env {
   TRUST_PROXY: boolean;
   /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
+  /** Length of a GraphQL document (the query text, not the request body: attachments travel in variables), checked before parsing; longer: PAYLOAD_TOO_LARGE. @default 102400 (100 KiB) */
+  GRAPHQL_MAX_DOCUMENT_BYTES: number;
   /** Deepest selection a document may nest (fragments flattened). @default 8 */
   GRAPHQL_MAX_DEPTH: number;
   /** Aliases per document. @default 15 */
@@ -237,6 +241,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   if (clusterNodes?.some((n) => !/^[\w.-]+:\d+$/.test(n))) {
     throw new ConfigError('REDIS_CLUSTER_NODES', 'must be a comma-separated list of host:port');
   }
+  const attachmentMax = int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024);
+  const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
+  // Below one attachment, the largest allowed file could be sent but never read back as base64.
+  if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -258,7 +266,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
-    ATTACHMENT_MAX_BYTES: int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024),
+    ATTACHMENT_MAX_BYTES: attachmentMax,
+    ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
@@ -270,6 +279,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     LOGIN_MAX_FAILURES_PER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_IP', 200, 1, 1_000_000),
     TRUST_PROXY: bool(src, 'TRUST_PROXY', false),
     WS_MAX_BUFFERED_BYTES: int(src, 'WS_MAX_BUFFERED_BYTES', 4 * 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    GRAPHQL_MAX_DOCUMENT_BYTES: int(src, 'GRAPHQL_MAX_DOCUMENT_BYTES', 100 * 1024, 1024, 64 * 1024 * 1024),
     GRAPHQL_MAX_DEPTH: int(src, 'GRAPHQL_MAX_DEPTH', 8, 1, 1000),
     GRAPHQL_MAX_ALIASES: int(src, 'GRAPHQL_MAX_ALIASES', 15, 0, 100_000),
     GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),

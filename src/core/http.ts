@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Env } from '../config/env';
+import { invalidTokenError } from '../graphql/context';
+import { documentTooLargeMessage, oversizedDocument } from '../graphql/limits';
 
 /** The client address, from the socket or (behind a trusted proxy) X-Forwarded-For. */
 export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): string {
@@ -89,16 +91,28 @@ export async function handleGraphQL<TContext extends object>(
   apollo: ApolloServer<TContext>,
   req: IncomingMessage,
   res: ServerResponse,
-  opts: { bodyLimit: number; context: () => Promise<TContext> },
+  opts: {
+    bodyLimit: number;
+    /** The body limit of a request without a valid token: it can't send an attachment, and must not make the server hold megabytes. */
+    anonymousBodyLimit: number;
+    /** Whether the request carries a valid token (rejecting: the large limit applies and the context reports the failure). */
+    authenticated: () => Promise<boolean>;
+    maxDocumentBytes: number;
+    context: () => Promise<TContext>;
+  },
 ): Promise<void> {
   let body: unknown = undefined;
   if (req.method === 'POST') {
+    const anonymous = !(await opts.authenticated().catch(() => true));
+    const limit = anonymous ? opts.anonymousBodyLimit : opts.bodyLimit;
     let raw: string;
     try {
-      raw = await readBody(req, opts.bodyLimit);
+      raw = await readBody(req, limit);
     } catch (e) {
-      if (e instanceof BodyTooLargeError) return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${opts.bodyLimit} bytes.`);
-      throw e;
+      if (!(e instanceof BodyTooLargeError)) throw e;
+      // A token that was sent but is no good is the reason, not the size: said so, as the context would.
+      if (anonymous && req.headers.authorization) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', invalidTokenError().message);
+      return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${limit} bytes${anonymous ? ' (without a token)' : ''}.`);
     }
     const type = req.headers['content-type'] ?? '';
     if (type.includes('application/json') || type.includes('application/graphql-response+json')) {
@@ -112,17 +126,26 @@ export async function handleGraphQL<TContext extends object>(
     }
   }
   const headers = new HeaderMap();
-  for (const [k, v] of Object.entries(req.headers)) {
+  for (const k in req.headers) {
+    const v = req.headers[k];
     if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
   }
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const q = req.url?.indexOf('?') ?? -1;
+  const search = q >= 0 ? req.url!.slice(q) : '';
+  // The body may be megabytes (attachments in variables); the document itself is refused before Apollo parses and caches it.
+  const query = req.method === 'POST' ? (body as { query?: unknown } | null | undefined)?.query : new URLSearchParams(search).get('query');
+  if (typeof query === 'string' && oversizedDocument(query, opts.maxDocumentBytes)) {
+    return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', documentTooLargeMessage(opts.maxDocumentBytes));
+  }
   const response: HTTPGraphQLResponse = await apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+    httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
     context: opts.context,
   });
   for (const [k, v] of response.headers) res.setHeader(k, v);
   res.statusCode = response.status ?? 200;
   if (response.body.kind === 'complete') {
+    // A known length: one write of head and body, not chunked framing.
+    res.setHeader('content-length', Buffer.byteLength(response.body.string));
     res.end(response.body.string);
     return;
   }

@@ -16,33 +16,55 @@ interface Entry {
 }
 
 /**
+ * Told when this instance starts or stops having a local member of a group or project, and when
+ * it starts or stops tracking a user: what the instance must receive follows from these.
+ * `taken` resolves once the instance receives what it took (a pub/sub channel subscribed).
+ */
+export interface MembershipWatcher {
+  taken(scope: Scope | 'user', id: string, cause: 'connect' | 'join'): Promise<unknown>;
+  dropped(scope: Scope | 'user', id: string): void;
+}
+
+/**
  * In-memory group and project membership of the users who hold subscriptions on this
  * instance, kept current by MembershipChanged events from every instance. Subscription
- * filters ask it instead of the database, so a delivery costs a Set lookup per subscriber.
+ * filters ask it instead of the database, so a delivery costs a Set lookup per subscriber;
+ * and it is indexed the other way too (group -> its local members), so an event is handed
+ * only to the subscriptions of the users it reaches here.
  */
 export class MembershipIndex {
   private readonly users = new Map<string, Entry>();
+  /** The other way: group or project id -> its members tracked here (loaded entries only). */
+  private readonly local: Record<Scope, Map<string, Set<string>>> = { group: new Map(), project: new Map() };
   private off?: () => void;
+  private watcher?: MembershipWatcher;
 
   constructor(
     private readonly pubsub: PubSub,
     private readonly loaders: Record<Scope, Loader>,
   ) {}
 
+  /** Sets the one watcher (the pub/sub channel routing). */
+  watch(watcher: MembershipWatcher): void {
+    this.watcher = watcher;
+  }
+
   start(): void {
     this.off = this.pubsub.on(Topic.MembershipChanged, (p) => {
       for (const c of p.changes) {
         const e = this.users.get(c.userId);
         if (!e) continue;
-        if (e.pending) e.pending.push({ scope: p.scope, id: p.id, changes: [c] });
-        else apply(e, { scope: p.scope, id: p.id, changes: [c] });
+        const one = { scope: p.scope, id: p.id, changes: [c] };
+        if (e.pending) e.pending.push(one);
+        else this.apply(c.userId, e, one, 'join');
       }
     });
   }
 
   /**
-   * Starts tracking a user (reference-counted); resolves once their memberships are loaded.
-   * When the load fails this call's reference is released, so callers untrack only after success.
+   * Starts tracking a user (reference-counted); resolves once their memberships are loaded and
+   * this instance receives their events. When the load fails this call's reference is released,
+   * so callers untrack only after success.
    */
   async track(userId: string): Promise<void> {
     const e = this.users.get(userId);
@@ -62,9 +84,16 @@ export class MembershipIndex {
       const pending = entry.pending ?? [];
       entry.pending = undefined;
       entry.ready = undefined;
-      if (groups.length) entry.group = new Set(groups);
-      if (projects.length) entry.project = new Set(projects);
-      for (const p of pending) apply(entry, p);
+      if (this.users.get(userId) !== entry) return; // released while loading: take nothing
+      const taking: Promise<unknown>[] = [];
+      if (this.watcher) taking.push(this.watcher.taken('user', userId, 'connect'));
+      for (const [scope, ids] of [['group', groups], ['project', projects]] as const) {
+        if (!ids.length) continue;
+        entry[scope] = new Set(ids);
+        for (const id of ids) this.addLocal(scope, id, userId, 'connect', taking);
+      }
+      for (const p of pending) this.apply(userId, entry, p, 'join', taking);
+      await Promise.all(taking);
     })();
     this.users.set(userId, entry);
     try {
@@ -83,22 +112,62 @@ export class MembershipIndex {
   /** Drops one reference to `entry`, and only to it: a newer entry of the same user is someone else's. */
   private release(userId: string, entry: Entry): void {
     if (this.users.get(userId) !== entry) return;
-    if (--entry.refs <= 0) this.users.delete(userId);
+    if (--entry.refs > 0) return;
+    this.users.delete(userId);
+    if (entry.pending) return; // never loaded: nothing was taken
+    for (const scope of ['group', 'project'] as const) for (const id of entry[scope] ?? []) this.removeLocal(scope, id, userId);
+    this.watcher?.dropped('user', userId);
   }
 
   has(scope: Scope, userId: string, id: string): boolean {
     return this.users.get(userId)?.[scope]?.has(id) ?? false;
   }
 
+  /** The members of a group or project tracked on this instance (undefined: none). */
+  localMembers(scope: Scope, id: string): ReadonlySet<string> | undefined {
+    return this.local[scope].get(id);
+  }
+
+  /** Whether a user is tracked (connected) here. */
+  isLocal(userId: string): boolean {
+    return this.users.has(userId);
+  }
+
   dispose(): void {
     this.off?.();
     this.users.clear();
+    this.local.group.clear();
+    this.local.project.clear();
   }
-}
 
-function apply(e: Entry, p: MembershipChangedPayload): void {
-  for (const c of p.changes) {
-    if (c.member) (e[p.scope] ??= new Set()).add(p.id);
-    else if (e[p.scope]?.delete(p.id) && !e[p.scope]!.size) e[p.scope] = undefined;
+  private apply(userId: string, e: Entry, p: MembershipChangedPayload, cause: 'connect' | 'join', taking?: Promise<unknown>[]): void {
+    for (const c of p.changes) {
+      if (c.member) {
+        const set = (e[p.scope] ??= new Set());
+        if (set.has(p.id)) continue;
+        set.add(p.id);
+        this.addLocal(p.scope, p.id, userId, cause, taking);
+      } else if (e[p.scope]?.delete(p.id)) {
+        if (!e[p.scope]!.size) e[p.scope] = undefined;
+        this.removeLocal(p.scope, p.id, userId);
+      }
+    }
+  }
+
+  private addLocal(scope: Scope, id: string, userId: string, cause: 'connect' | 'join', taking?: Promise<unknown>[]): void {
+    let members = this.local[scope].get(id);
+    if (!members) {
+      this.local[scope].set(id, (members = new Set()));
+      const took = this.watcher?.taken(scope, id, cause);
+      if (took) taking?.push(took);
+    }
+    members.add(userId);
+  }
+
+  private removeLocal(scope: Scope, id: string, userId: string): void {
+    const members = this.local[scope].get(id);
+    if (!members?.delete(userId) || members.size) return;
+    this.local[scope].delete(id);
+    this.watcher?.dropped(scope, id);
   }
 }

@@ -16,7 +16,7 @@ import { projectRepository } from '../modules/project/project.repository';
 import { ProjectService } from '../modules/project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
-import { Topic } from '../shared/pubsub/topics';
+import { channelOf, Topic, type ConversationScope } from '../shared/pubsub/topics';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership';
@@ -94,6 +94,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
+  routeEvents(pubsub, memberships, messages, orm);
+
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
   const services: Services = {
@@ -131,4 +133,48 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       memberships.dispose();
     },
   };
+}
+
+/**
+ * Where events go. Upstream, this instance takes the message channel of every group and
+ * project that has a member connected here, and of every connected user (their direct
+ * messages), so it receives no conversation it has no one in. Here, an event is handed only
+ * to the subscriptions of the users it reaches (its local audience), so a subscription costs
+ * nothing for events it does not get.
+ */
+function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, orm: MikroORM): void {
+  memberships.watch({
+    async taken(scope, id, cause) {
+      const fresh = await pubsub.take(Topic.MessageAdded, channelOf(scope, id));
+      // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
+      if (!fresh || cause !== 'join' || scope === 'user') return;
+      const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
+      pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
+    },
+    dropped: (scope, id) => pubsub.drop(Topic.MessageAdded, channelOf(scope, id)),
+  });
+  pubsub.routeLocally(Topic.MessageAdded, (p, channel) => {
+    if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];
+    if (p.projectId && !p.recipientId) return memberships.localMembers('project', p.projectId) ?? [];
+    // A direct message arrives once per user channel: each copy is for that user alone.
+    if (channel?.startsWith('u:')) return [channel.slice(2)];
+    return p.recipientId ? [p.senderId, p.recipientId] : [p.senderId];
+  });
+  // The conversation events go to the same local audiences as the messages they are about.
+  const inScope = (s: ConversationScope) =>
+    s.groupId ? (memberships.localMembers('group', s.groupId) ?? []) : s.projectId ? (memberships.localMembers('project', s.projectId) ?? []) : (s.userIds ?? []);
+  pubsub.routeLocally(Topic.MessageEvent, ({ message: m }) =>
+    m.groupId
+      ? (memberships.localMembers('group', m.groupId) ?? [])
+      : m.projectId && !m.recipientId
+        ? (memberships.localMembers('project', m.projectId) ?? [])
+        : [m.senderId, ...(m.recipientId ? [m.recipientId] : [])],
+  );
+  pubsub.routeLocally(Topic.ReadReceipt, inScope);
+  pubsub.routeLocally(Topic.Typing, inScope);
+  pubsub.routeLocally(Topic.ConversationUpdated, (p) => Object.keys(p.members));
+  pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
+  pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
+  pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');
+  pubsub.routeLocally(Topic.ProjectAction, (p) => p.entries.map((e) => e.recipientId));
 }

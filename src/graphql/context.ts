@@ -15,6 +15,21 @@ export interface Viewer {
   expiresAt: number;
 }
 
+/**
+ * Decoded attachment bytes one response may still carry (`Attachment.base64`): a few aliased
+ * pages of history must not turn a short query into hundreds of megabytes.
+ */
+export class ByteBudget {
+  constructor(private left: number) {}
+
+  /** Spends `bytes` if they fit; false (nothing spent) when they don't. */
+  take(bytes: number): boolean {
+    if (bytes > this.left) return false;
+    this.left -= bytes;
+    return true;
+  }
+}
+
 export interface Context {
   /** A fork of the EntityManager for this one operation. */
   em: EntityManager;
@@ -27,6 +42,8 @@ export interface Context {
   userAgent?: string | null;
   requestId: string;
   logger: Logger;
+  /** What is left of ATTACHMENT_MAX_BYTES_PER_RESPONSE for this operation's response. */
+  attachmentBudget: ByteBudget;
   /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
   origin?: string;
 }
@@ -52,29 +69,43 @@ export function invalidTokenError(): GraphQLError {
   });
 }
 
-/** Builds the context of one operation (HTTP, or a query or mutation over WebSocket); `em` and the loaders are created on first use. */
-export function createContext(
-  services: Services,
-  viewer: Viewer | null,
-  meta: { ip: string; requestId: string; logger: Logger; userAgent?: string | null; origin?: string },
-): Context {
-  let em: EntityManager | undefined;
-  let loaders: Loaders | undefined;
-  return {
-    viewer,
-    services,
-    ip: meta.ip,
-    userAgent: meta.userAgent ?? null,
-    requestId: meta.requestId,
-    logger: meta.logger,
-    origin: meta.origin,
-    get em() {
-      return (em ??= services.orm.em.fork() as EntityManager);
-    },
-    get loaders() {
-      return (loaders ??= createLoaders(this.em, services, viewer?.userId ?? null));
-    },
-  };
+/**
+ * The context of one HTTP operation. `em`, the loaders and the request's child logger are made on
+ * first use, by getters on the prototype: Apollo copies the context's own properties into a new
+ * object per request (Object.assign), which would call getters defined on the object itself and
+ * fork an EntityManager, build loaders and a child logger for `{ __typename }` too.
+ */
+export class RequestContext implements Context {
+  private forked: EntityManager | undefined = undefined;
+  private loaded: Loaders | undefined = undefined;
+  private child: Logger | undefined = undefined;
+  private budget: ByteBudget | undefined = undefined;
+
+  constructor(
+    readonly services: Services,
+    readonly viewer: Viewer | null,
+    readonly ip: string,
+    readonly requestId: string,
+    /** The public origin links are made for (attachment URLs). */
+    readonly origin?: string,
+    readonly userAgent: string | null = null,
+  ) {}
+
+  get em(): EntityManager {
+    return (this.forked ??= this.services.orm.em.fork() as EntityManager);
+  }
+
+  get loaders(): Loaders {
+    return (this.loaded ??= createLoaders(this.em, this.services, this.viewer?.userId ?? null));
+  }
+
+  get logger(): Logger {
+    return (this.child ??= this.services.logger.child({ requestId: this.requestId }));
+  }
+
+  get attachmentBudget(): ByteBudget {
+    return (this.budget ??= new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE));
+  }
 }
 
 /**
@@ -88,6 +119,7 @@ export class SocketContext implements Context {
   private id: string | undefined;
   private forked: EntityManager | undefined;
   private loaded: Loaders | undefined;
+  private budget: ByteBudget | undefined;
 
   constructor(
     readonly services: Services,
@@ -105,6 +137,12 @@ export class SocketContext implements Context {
   get loaders(): Loaders {
     if (this.perEvent) return createLoaders(this.em, this.services, this.viewer.userId);
     return (this.loaded ??= createLoaders(this.em, this.services, this.viewer.userId));
+  }
+
+  /** Per event for subscriptions: an event carries one message, so its budget is never shared with another event's. */
+  get attachmentBudget(): ByteBudget {
+    if (this.perEvent) return new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE);
+    return (this.budget ??= new ByteBudget(this.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE));
   }
 
   get requestId(): string {

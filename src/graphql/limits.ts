@@ -12,12 +12,86 @@ import {
 } from 'graphql';
 import type { Env } from '../config/env';
 
-/** Validated documents remembered per server (each entry is one document's AST). */
-const CHECKED_MAX = 1000;
+/** Bytes each document cache keeps (Apollo's parsed documents and persisted queries for HTTP, ours for WebSocket). */
+const DOCUMENT_CACHE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A least-recently-used map bounded by the bytes its entries hold, not by their count: a handful
+ * of big documents must not be able to keep the heap. It has the shape of Apollo's KeyValueCache,
+ * so it also serves as Apollo Server's documentStore.
+ */
+export class ByteLru<V> {
+  private readonly entries = new Map<string, { value: V; size: number }>();
+  private total = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly sizeOf: (key: string, value: V) => number,
+  ) {}
+
+  peek(key: string): V | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e.value;
+  }
+
+  put(key: string, value: V): void {
+    this.remove(key);
+    const size = this.sizeOf(key, value);
+    if (size > this.maxBytes) return;
+    this.entries.set(key, { value, size });
+    this.total += size;
+    for (const oldest of this.entries.keys()) {
+      if (this.total <= this.maxBytes) break;
+      this.remove(oldest);
+    }
+  }
+
+  remove(key: string): boolean {
+    const e = this.entries.get(key);
+    if (!e) return false;
+    this.entries.delete(key);
+    this.total -= e.size;
+    return true;
+  }
+
+  async get(key: string): Promise<V | undefined> {
+    return this.peek(key);
+  }
+
+  async set(key: string, value: V): Promise<void> {
+    this.put(key, value);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return this.remove(key);
+  }
+}
+
+/**
+ * What a parsed document keeps alive: its source text (every node's `loc` points to it) and its
+ * AST, estimated as Apollo does by its JSON (which leaves the source out, hence the first term).
+ */
+function documentBytes(document: DocumentNode): number {
+  return Buffer.byteLength(document.loc?.source.body ?? '') + Buffer.byteLength(JSON.stringify(document));
+}
+
+/** Whether a document's text is longer than `max` bytes of UTF-8; checked before anything parses it. */
+export function oversizedDocument(source: string, max: number): boolean {
+  // A character is one to three UTF-8 bytes (a surrogate pair is four for two), so the length decides most cases alone.
+  return source.length > max || (source.length * 3 > max && Buffer.byteLength(source) > max);
+}
+
+/** The refusal of a document over GRAPHQL_MAX_DOCUMENT_BYTES, the same over HTTP and WebSocket. */
+export function documentTooLargeMessage(max: number): string {
+  return `The GraphQL document is longer than ${max} bytes; send large values (attachments) in variables.`;
+}
 
 type LimitsEnv = Pick<
   Env,
-  'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'ENABLE_INTROSPECTION'
+  'GRAPHQL_MAX_DOCUMENT_BYTES' | 'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'ENABLE_INTROSPECTION'
 >;
 
 export interface DocumentLimits {
@@ -27,6 +101,10 @@ export interface DocumentLimits {
     validationRules: ValidationRule[];
     parseOptions: { maxTokens: number };
     hideSchemaDetailsFromClientErrors: boolean;
+    /** Parsed and validated documents, bounded by bytes (Apollo's default bounds only the AST estimate, not the source each node points to). */
+    documentStore: ByteLru<DocumentNode>;
+    /** Apollo's own cache (persisted queries: query text by hash), bounded like the documents. */
+    cache: ByteLru<string>;
   };
   /**
    * Parses and validates a document the way the HTTP path does (same limits, same
@@ -74,7 +152,7 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
   const rules: ValidationRule[] = [...specifiedRules, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
   /** Documents that passed, by source text: graphql-js never mutates a DocumentNode, so one can be executed many times. */
-  const checked = new Map<string, { schema: GraphQLSchema; document: DocumentNode }>();
+  const checked = new ByteLru<{ schema: GraphQLSchema; document: DocumentNode }>(DOCUMENT_CACHE_BYTES, (_source, v) => documentBytes(v.document));
 
   return {
     apollo: {
@@ -82,6 +160,8 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       validationRules: armor.validationRules,
       parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
       hideSchemaDetailsFromClientErrors: hideSchema,
+      documentStore: new ByteLru<DocumentNode>(DOCUMENT_CACHE_BYTES, (key, document) => key.length + documentBytes(document)),
+      cache: new ByteLru<string>(DOCUMENT_CACHE_BYTES, (key, text) => key.length + Buffer.byteLength(text)),
     },
     scrub(e) {
       if (!hideSchema || !e.message.includes('Did you mean')) return e;
@@ -89,8 +169,11 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     },
     check(schema, source) {
       if (typeof source !== 'string' || !source.trim()) return { errors: [bad('The query must be a non-empty string.', 'GRAPHQL_PARSE_FAILED')] };
+      if (oversizedDocument(source, env.GRAPHQL_MAX_DOCUMENT_BYTES)) {
+        return { errors: [new GraphQLError(documentTooLargeMessage(env.GRAPHQL_MAX_DOCUMENT_BYTES), { extensions: { code: 'PAYLOAD_TOO_LARGE', reason: 'GRAPHQL_DOCUMENT_TOO_LARGE' } })] };
+      }
       // Clients repeat a handful of documents; validating each again cost a third of a WebSocket operation's CPU.
-      const known = checked.get(source);
+      const known = checked.peek(source);
       if (known && known.schema === schema) return { document: known.document };
       let document: DocumentNode;
       try {
@@ -101,9 +184,8 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       }
       const errors = validate(schema, document, rules);
       if (!errors.length) {
-        // Same text, same schema, same verdict. Bounded: the oldest entry goes first.
-        if (checked.size >= CHECKED_MAX) checked.delete(checked.keys().next().value!);
-        checked.set(source, { schema, document });
+        // Same text, same schema, same verdict. Bounded by bytes: the least recently used go first.
+        checked.put(source, { schema, document });
         return { document };
       }
       return {

@@ -1,5 +1,5 @@
-import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
-import { buildSchema, type AuthChecker } from 'type-graphql';
+import { GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { buildSchema, getMetadataStorage, type AuthChecker } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
 import { FriendResolver } from '../modules/friend/friend.resolver';
@@ -21,8 +21,30 @@ export const authChecker: AuthChecker<Context> = ({ context }) => {
   return true;
 };
 
+/**
+ * type-graphql gives every plain @Field a resolver of its own that allocates the resolver data
+ * and runs the field's middlewares, even when there are none: in a page of 50 messages that is
+ * most of the 500 fields resolved. A field with no middleware, no roles, no field resolver and the
+ * property's own name reads the same through graphql's default resolver.
+ */
+function plainFieldsResolveByDefault(schema: GraphQLSchema): GraphQLSchema {
+  const storage = getMetadataStorage();
+  for (const ot of storage.objectTypes) {
+    const type = schema.getType(ot.name);
+    if (!(type instanceof GraphQLObjectType)) continue;
+    const fields = type.getFields();
+    for (const f of ot.fields ?? []) {
+      const field = fields[f.schemaName];
+      if (!field || f.name !== f.schemaName || f.roles || f.middlewares?.length) continue;
+      if (storage.fieldResolvers.some((r) => r.methodName === f.name && r.getObjectType?.() === f.target)) continue;
+      field.resolve = undefined;
+    }
+  }
+  return schema;
+}
+
 export async function createSchema(): Promise<GraphQLSchema> {
-  return buildSchema({
+  const schema = await buildSchema({
     resolvers,
     authChecker,
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
@@ -38,6 +60,7 @@ export async function createSchema(): Promise<GraphQLSchema> {
       },
     },
   });
+  return plainFieldsResolveByDefault(schema);
 }
 
 /** The SDL committed as schema.graphql, sorted so that it only changes when the API does. */

@@ -11,6 +11,10 @@ export interface MetricSources {
   /** Publishes refused by the transport since start (Redis away). */
   publishFailures(): number;
   onlineUsers(): Promise<number>;
+  /** Events taken from upstream (Redis) since start, by topic. */
+  eventsReceived(): Partial<Record<string, number>>;
+  /** Subscriptions examined for an event since start (a selector run). */
+  evaluations(): number;
 }
 
 /** One GraphQL operation, as `parley_graphql_operations_total` and its duration histogram count it. */
@@ -93,6 +97,21 @@ export function createMetrics(): Metrics {
   };
   totalFrom('parley_messages_sent_total', 'Messages committed on this instance', () => src?.messagesSent() ?? 0);
   totalFrom('parley_pubsub_publish_failures_total', 'Publishes refused by the pub/sub transport (Redis away)', () => src?.publishFailures() ?? 0);
+  totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
+  const received: Record<string, number> = {};
+  new Counter({
+    name: 'parley_pubsub_events_received_total',
+    help: 'Events this instance took from Redis (its own echo included), by topic',
+    labelNames: ['topic'],
+    registers,
+    collect() {
+      for (const [topic, now] of Object.entries(src?.eventsReceived() ?? {})) {
+        const last = received[topic] ?? 0;
+        if (now! > last) this.inc({ topic }, now! - last);
+        received[topic] = Math.max(last, now!);
+      }
+    },
+  });
   new Gauge({
     name: 'parley_online_users',
     help: 'Users ONLINE across all instances (from the presence store)',

@@ -2,12 +2,14 @@ import net from 'node:net';
 
 /**
  * A TCP proxy of the test's own in front of a real server (PostgreSQL here): `cut()` refuses new
- * connections and kills the open ones, as an outage does; `restore()` listens again on the same port.
+ * connections and kills the open ones, as an outage does; `restore()` listens again on the same port;
+ * `hold()` delays what clients send, as a slow link does.
  */
 export class TcpProxy {
   private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   port = 0;
+  private held: [net.Socket, Buffer][] | undefined;
 
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -19,7 +21,9 @@ export class TcpProxy {
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => undefined);
       }
-      client.pipe(upstream).pipe(client);
+      // What the client sends is held while `hold()` is on (a slow link one way); replies pass.
+      client.on('data', (d: Buffer) => (this.held ? this.held.push([upstream, d]) : upstream.write(d)));
+      upstream.pipe(client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
@@ -37,6 +41,17 @@ export class TcpProxy {
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Holds everything clients send until `release()`; what the server sends still flows. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const [s, d] of held) s.write(d);
   }
 
   restore(): Promise<void> {

@@ -72,7 +72,7 @@ export class ConversationResolver {
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
       const { conversations, pubsub } = context.services;
-      return pubsub.iterate(Topic.ConversationUpdated, (p) => conversations.rowFor(me, p));
+      return pubsub.iterate(Topic.ConversationUpdated, (p) => conversations.rowFor(me, p), { keys: [me] });
     },
   })
   conversationUpdated(@Root() c: ConversationType): ConversationType {
@@ -86,7 +86,9 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversations, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && conversations.inScope(me, p) ? p : undefined), { route: conv?.key });
+      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+        keys: [me],
+      });
     },
   })
   readReceipt(@Root() p: ReadReceiptPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): ReadReceiptType {
@@ -100,7 +102,9 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversations, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && conversations.inScope(me, p) ? p : undefined), { route: conv?.key });
+      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+        keys: [me],
+      });
     },
   })
   typing(@Root() p: TypingPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): TypingEventType {
@@ -113,7 +117,9 @@ export class ConversationResolver {
     description: "The account was logged in elsewhere (this socket's own session is not told).",
     subscribe: ({ context }: Sub) => {
       const viewer = viewerOf(context);
-      return context.services.pubsub.iterate(Topic.SessionEvent, (p) => (p.userId === viewer.userId && p.sessionId !== viewer.sessionId ? p : undefined));
+      return context.services.pubsub.iterate(Topic.SessionEvent, (p) => (p.userId === viewer.userId && p.sessionId !== viewer.sessionId ? p : undefined), {
+        keys: [viewer.userId],
+      });
     },
   })
   sessionEvent(@Root() p: SessionEventPayload): SessionEventType {

@@ -50,6 +50,15 @@ function privacy(f: PrivateFilter): { sql: string; params: unknown[] } {
 }
 
 export const messageRepository = {
+  /** The newest messages of a conversation created since `since`, oldest first (at most `limit`). */
+  async since(em: EntityManager, conversationKey: string, since: Date, limit: number): Promise<MessageRow[]> {
+    const rows: MessageRow[] = await em.execute(
+      `select * from (${SELECT} where m.conversation_key = ? and m.created_at >= ? order by m.created_at desc, m.id desc limit ?) t order by created_at, id`,
+      [conversationKey, since, limit],
+    );
+    return rows;
+  },
+
   /**
    * Inserts a message (and its attachment) in one statement, stamped by the database clock at
    * millisecond precision so cursors round-trip exactly, and returns it as history reads it.
@@ -159,11 +168,22 @@ export const messageRepository = {
   async page(
     em: EntityManager,
     key: string,
-    opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number; visibleTo?: PrivateFilter },
+    opts: {
+      direction: 'forward' | 'backward';
+      cursor: { at: Date; id: string } | null;
+      limit: number;
+      visibleTo?: PrivateFilter;
+      /** Rows only if this user is a member of this group (checked once per statement, not per row). */
+      member?: { groupId: string; userId: string };
+    },
   ): Promise<MessageRow[]> {
     const forward = opts.direction === 'forward';
     const params: unknown[] = [key];
     let where = 'm.conversation_key = ?';
+    if (opts.member) {
+      where += ' and exists (select 1 from group_members gm where gm.group_id = ? and gm.user_id = ?)';
+      params.push(opts.member.groupId, opts.member.userId);
+    }
     if (opts.visibleTo) {
       const f = privacy(opts.visibleTo);
       where += ` and ${f.sql}`;

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
+import { PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
@@ -51,7 +52,7 @@ export class MessageResolver {
       const { messages, pubsub } = context.services;
       // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
       const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { route: only?.key });
+      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { keys: [me] });
     },
   })
   messageAdded(
@@ -100,7 +101,7 @@ export class MessageResolver {
       const me = viewerOf(context).userId;
       const { messages, pubsub } = context.services;
       const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageEvent, (p) => (messages.visibleTo(me, p.message, only) ? p : undefined), { route: only?.key });
+      return pubsub.iterate(Topic.MessageEvent, (p) => (messages.visibleTo(me, p.message, only) ? p : undefined), { keys: [me] });
     },
   })
   messageEvent(
@@ -156,8 +157,15 @@ export class AttachmentResolver {
     return ctx.services.attachmentLinks.url(a.id, ctx.origin);
   }
 
-  @FieldResolver(() => String, { description: 'The file itself; loaded only when asked for.' })
+  @FieldResolver(() => String, {
+    description: 'The file itself; loaded only when asked for. One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
+  })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context): Promise<string> {
+    // Spent before loading: resolvers of a page run together, and the bytes must not be read to be refused.
+    if (!ctx.attachmentBudget.take(a.size)) {
+      const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;
+      throw new PayloadTooLargeError(`One response carries at most ${max} bytes of attachment data; fetch the others by url or in another request.`, 'base64');
+    }
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
   }

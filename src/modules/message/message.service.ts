@@ -19,6 +19,12 @@ import { messageRepository, type MessageRow } from './message.repository';
 import type { MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
+/**
+ * How far back a newly taken channel is read from the database: far longer than the time
+ * between a join's commit and this instance's SUBSCRIBE (milliseconds), so nothing published
+ * in between is missed.
+ */
+const CATCH_UP_MS = 5000;
 
 /**
  * One conversation as the viewer may use it. Group, direct and project conversations share
@@ -185,6 +191,16 @@ export class MessageService {
   }
 
   /**
+   * After this instance took a conversation's channel because a member joined: the messages of
+   * the last CATCH_UP_MS, which may have been published before the channel was subscribed
+   * (the pub/sub skips those that arrived through it).
+   */
+  async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
+    const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
+    return rows.map((r) => toPayload(toMessageType(r)));
+  }
+
+  /**
    * Persists a message, then publishes it. A retry with the same clientMessageId returns the
    * first message. If publishing fails, the message is still committed and reachable by history.
    */
@@ -325,13 +341,25 @@ export class MessageService {
     if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
     const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
     const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
-    const conv = await this.conversation(em, viewerId, c);
-    const rows = await messageRepository.page(em, conv.key, {
-      direction: forward ? 'forward' : 'backward',
-      cursor,
-      limit,
-      visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
-    });
+    const direction = forward ? 'forward' : 'backward';
+    let conv: Conversation | undefined;
+    let rows: MessageRow[] = [];
+    // A group's page checks the membership in its own query: one round trip instead of two. No rows
+    // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
+    if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
+      const key = `g:${c.groupId}`;
+      rows = await messageRepository.page(em, key, { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
+      if (rows.length) conv = { key, kind: 'group', groupId: c.groupId, projectId: null, peerId: null, privateWith: null, title: '', ownerId: null };
+    }
+    if (!conv) {
+      conv = await this.conversation(em, viewerId, c);
+      rows = await messageRepository.page(em, conv.key, {
+        direction,
+        cursor,
+        limit,
+        visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
+      });
+    }
     return {
       ...toConnection(rows, {
         limit,

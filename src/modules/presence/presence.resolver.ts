@@ -46,11 +46,8 @@ export class PresenceResolver {
     description: "Without userIds: everyone's changes.",
     subscribe: ({ args, context }: SubscribeResolverData<unknown, { userIds?: string[] | null }, Context>) => {
       const ids = args.userIds;
-      // Held for the subscription's life: a short list (a few friends) is smaller as it came than as a Set.
-      const only = ids && ids.length > 16 ? new Set(ids) : ids;
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) =>
-        !only || (only instanceof Set ? only.has(p.userId) : only.includes(p.userId)) ? p : undefined,
-      );
+      // With userIds, routed by the user each event is about: other users' changes never reach it.
+      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => p, { keys: ids ? [...new Set(ids)] : undefined });
     },
   })
   presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [IdScalar], { nullable: true }) _userIds?: string[] | null): PresenceType {

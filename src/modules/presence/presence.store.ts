@@ -153,21 +153,33 @@ end`;
 // repeat a transition. The payload is what PubSub.publish would send for Topic.PresenceChanged.
 // KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish).
 // Returns { skipped, user1, score1, user2, score2, ..., read }.
+// The removals go out as a few commands of many members each (what drop() does, in bulk): one
+// ZREM or DEL per user was most of a sweep's time in Redis.
 const EXPIRE = `${HELD}${ISO}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
 local instances = live_instances(ARGV[2], '')
+local check = #instances > 0
 local out = { 0 }
+local gone, sessions = {}, {}
 for i = 1, #ids, 2 do
-  if held(instances, ids[i]) then
+  if check and held(instances, ids[i]) then
     out[1] = out[1] + 1
   else
-    drop(ids[i])
+    gone[#gone + 1] = ids[i]
+    sessions[#sessions + 1] = '${SESSIONS_PREFIX}' .. ids[i]
     if ARGV[5] ~= '' then
       redis.call('PUBLISH', ARGV[5], cjson.encode({ userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }))
     end
     out[#out + 1] = ids[i]
     out[#out + 1] = ids[i + 1]
   end
+end
+-- unpack() is bounded by Lua's stack: 1,000 members a command.
+for i = 1, #gone, 1000 do
+  local j = math.min(i + 999, #gone)
+  redis.call('ZREM', KEYS[1], unpack(gone, i, j))
+  redis.call('ZREM', KEYS[2], unpack(gone, i, j))
+  redis.call('DEL', unpack(sessions, i, j))
 end
 out[#out + 1] = #ids / 2
 return out`;

@@ -53,7 +53,8 @@ export function encodeCursor(k: Keyset): string {
 /** @throws BadUserInputError for anything this server did not issue (`id` must match `idPattern`, a UUID unless told). */
 export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID): Keyset {
   const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
-  if (typeof cursor !== 'string' || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  // Room for the longest key issued: a 100-character name lower-cased, in a 4-byte script, JSON-quoted.
+  if (typeof cursor !== 'string' || cursor.length > 2048 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!text.startsWith(CURSOR_PREFIX)) throw bad();
   let parsed: unknown;
@@ -65,6 +66,8 @@ export function decodeCursor(cursor: string, field: string, idPattern: RegExp = 
   if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !idPattern.test(parsed[1])) {
     throw bad();
   }
+  // PostgreSQL text can't hold NUL (the query fails); no key this server issues has a control character.
+  if (/[\u0000-\u001f\u007f]/.test(parsed[0])) throw bad();
   return { k: parsed[0], id: parsed[1] };
 }
 
@@ -72,8 +75,11 @@ export function decodeCursor(cursor: string, field: string, idPattern: RegExp = 
 export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID): { at: Date; id: string } {
   const { k, id } = decodeCursor(cursor, field, idPattern);
   const at = new Date(k);
-  // Years 0000-9999 only: beyond them JavaScript dates are valid where PostgreSQL's timestamps are not.
-  if (Number.isNaN(at.getTime()) || at.toISOString() !== k || !/^\d{4}-/.test(k)) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  // Years 0001-9999 only, as this server writes them: JavaScript also dates year 0000 and beyond
+  // 9999, which PostgreSQL's timestamps refuse (an error from the query, not bad input).
+  if (Number.isNaN(at.getTime()) || at.toISOString() !== k || !/^\d{4}-/.test(k) || k.startsWith('0000-')) {
+    throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  }
   return { at, id };
 }
 

@@ -5,7 +5,7 @@ import type { Cluster } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { ShardedRedisEngine } from './sharded';
-import { Topic, TOPIC_ROUTES, type TopicPayloads } from './topics';
+import { Topic, TOPIC_CHANNELS, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -36,18 +36,47 @@ interface Envelope {
 }
 
 /**
- * The PubSub behind every subscription. One upstream subscription per topic per
- * instance (Redis or in-process), fanned out to local listeners in memory.
+ * Where an event goes on this instance: the keys of its local audience (users, or for presence
+ * the user it is about), or 'all' for every keyed listener of the topic. Listeners registered
+ * without keys get every event of the topic.
+ */
+export type Audience = Iterable<string> | 'all';
+/** Decides an event's local audience; `channel` is the channel suffix it arrived on, if any. */
+export type AudienceOf<T extends Topic> = (payload: TopicPayloads[T], channel: string | undefined) => Audience;
+
+/** A channel taken recently: what was dispatched on it, so the catch-up after taking it delivers nothing twice. */
+interface Young {
+  seen: Set<string>;
+  timer?: NodeJS.Timeout;
+}
+
+/** How long after its catch-up a newly taken channel still checks for duplicates. */
+const YOUNG_MS = 10_000;
+
+/**
+ * The PubSub behind every subscription. An event is handed only to the local listeners of
+ * its audience (see `routeLocally`), so a subscription costs nothing for events it doesn't
+ * get. Upstream (Redis or in-process), a topic is one channel, or for TOPIC_CHANNELS topics
+ * one channel per conversation or user that this instance `take`s while it has a member.
  */
 export class PubSub {
   /** This instance, as the origin of what it publishes. */
   private readonly origin = randomUUID();
+  /** Listeners that get every event of a topic. */
   private readonly listeners = new Map<Topic, Set<Listener<any> | Receiver>>();
-  /** Listeners of one route (a conversation) of a topic. */
-  private readonly routed = new Map<Topic, Map<string, Set<Listener<any> | Receiver>>>();
-  private readonly upstream = new Map<Topic, Promise<number>>();
+  /** Listeners by audience key (a user id) per topic. */
+  private readonly keyed = new Map<Topic, Map<string, Set<Receiver>>>();
+  private readonly audiences = new Map<Topic, AudienceOf<any>>();
+  private readonly upstream = new Map<string, Promise<number>>();
+  /** Channels taken, by name: how many holders. */
+  private readonly channels = new Map<string, number>();
+  private readonly young = new Map<string, Young>();
   /** Publishes that failed (Redis down); exposed as a metric. */
   publishFailures = 0;
+  /** Events taken from upstream (Redis), by topic; the echo of our own included. */
+  readonly received: Partial<Record<Topic, number>> = {};
+  /** Subscription listeners examined (a selector run) for an event. */
+  evaluations = 0;
 
   constructor(
     private readonly engine: PubSubEngine,
@@ -55,8 +84,13 @@ export class PubSub {
     private readonly logger: Logger,
   ) {}
 
+  /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
+  routeLocally<T extends Topic>(topic: T, audience: AudienceOf<T>): void {
+    this.audiences.set(topic, audience);
+  }
+
   /**
-   * Publishes to every instance.
+   * Publishes to every instance that takes the event's channel.
    * @throws when the transport refuses (Redis down): callers that already committed log and count it.
    */
   async publish<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<void> {
@@ -64,9 +98,12 @@ export class PubSub {
     // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
     // happens before the mutation answers, which keeps a fast client from outrunning delivery.
-    this.dispatch(topic, JSON.parse(JSON.stringify(payload)));
+    this.dispatch(topic, JSON.parse(JSON.stringify(payload)), undefined);
+    const envelope = { [ORIGIN]: this.origin, payload } satisfies Envelope;
+    const channels = TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined;
     try {
-      await this.engine.publish(topic, { [ORIGIN]: this.origin, payload } satisfies Envelope);
+      if (!channels) await this.engine.publish(topic, envelope);
+      else await Promise.all(channels(payload).map((c) => this.engine.publish(`${topic}:${c}`, envelope)));
     } catch (e) {
       this.publishFailures++;
       throw e;
@@ -85,39 +122,103 @@ export class PubSub {
   }
 
   /**
-   * Adds a local listener; returns its removal. With a `route` (see TOPIC_ROUTES) it is called
-   * only for events of that route, so an event costs nothing to listeners of other conversations.
+   * Adds a local listener that gets every event of the topic; returns its removal. For a
+   * TOPIC_CHANNELS topic it gets only the events of channels this instance takes.
    */
-  on<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): () => void {
-    this.add(topic, listener, route);
-    return () => this.off(topic, listener, route);
+  on<T extends Topic>(topic: T, listener: Listener<T> | Receiver): () => void {
+    this.add(topic, listener);
+    return () => this.off(topic, listener);
   }
 
-  /** Adds a listener without making a removal closure (see off). */
-  add<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): void {
-    let set: Set<Listener<any> | Receiver> | undefined;
-    if (route !== undefined && TOPIC_ROUTES[topic]) {
-      let byRoute = this.routed.get(topic);
-      if (!byRoute) this.routed.set(topic, (byRoute = new Map()));
-      set = byRoute.get(route);
-      if (!set) byRoute.set(route, (set = new Set()));
+  /** Adds a listener without making a removal closure (see off). With `keys`, only events whose audience has one of them. */
+  add<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: readonly string[]): void {
+    if (keys && typeof listener !== 'function') {
+      let byKey = this.keyed.get(topic);
+      if (!byKey) this.keyed.set(topic, (byKey = new Map()));
+      for (const k of keys) {
+        let set = byKey.get(k);
+        if (!set) byKey.set(k, (set = new Set()));
+        set.add(listener);
+      }
     } else {
-      set = this.listeners.get(topic);
+      let set = this.listeners.get(topic);
       if (!set) this.listeners.set(topic, (set = new Set()));
+      set.add(listener);
     }
-    set.add(listener);
-    this.ensureUpstream(topic);
+    if (!TOPIC_CHANNELS[topic]) this.ensureUpstream(topic);
   }
 
-  /** Removes what on() or add() added, with the same topic and route. */
-  off<T extends Topic>(topic: T, listener: Listener<T> | Receiver, route?: string): void {
-    if (route !== undefined && TOPIC_ROUTES[topic]) {
-      const byRoute = this.routed.get(topic);
-      const set = byRoute?.get(route);
-      if (set?.delete(listener) && !set.size) byRoute!.delete(route);
+  /** Removes what on() or add() added, with the same topic and keys. */
+  off<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: readonly string[]): void {
+    if (keys && typeof listener !== 'function') {
+      const byKey = this.keyed.get(topic);
+      for (const k of keys) {
+        const set = byKey?.get(k);
+        if (set?.delete(listener) && !set.size) byKey!.delete(k);
+      }
       return;
     }
     this.listeners.get(topic)?.delete(listener);
+  }
+
+  /**
+   * Takes one channel of a TOPIC_CHANNELS topic (reference-counted): resolves once this
+   * instance receives it, with true when this call subscribed it (it was not taken before).
+   * A channel taken again within YOUNG_MS of its catch-up keeps checking for duplicates.
+   */
+  async take(topic: Topic, channel: string): Promise<boolean> {
+    const name = `${topic}:${channel}`;
+    const holders = this.channels.get(name) ?? 0;
+    this.channels.set(name, holders + 1);
+    if (holders > 0) {
+      await this.upstream.get(name);
+      return false;
+    }
+    // Until the catch-up is done, what arrives is remembered, so it is not delivered again.
+    const young = this.young.get(name);
+    if (young?.timer) clearTimeout(young.timer);
+    this.young.set(name, { seen: young?.seen ?? new Set() });
+    this.ensureUpstream(name);
+    await this.upstream.get(name);
+    return true;
+  }
+
+  /** Releases one hold on a channel; the last one unsubscribes. */
+  drop(topic: Topic, channel: string): void {
+    const name = `${topic}:${channel}`;
+    const holders = (this.channels.get(name) ?? 0) - 1;
+    if (holders > 0) return void this.channels.set(name, holders);
+    this.channels.delete(name);
+    const young = this.young.get(name);
+    if (young?.timer) clearTimeout(young.timer);
+    this.young.delete(name);
+    const sub = this.upstream.get(name);
+    this.upstream.delete(name);
+    void sub?.then((id) => this.engine.unsubscribe(id)).catch(() => undefined);
+  }
+
+  /**
+   * Delivers events that may have been published on a channel before this instance took it
+   * (read back from the database by the caller), skipping what already arrived. Then, for
+   * YOUNG_MS, the channel still drops duplicates of what the catch-up delivered.
+   */
+  catchUp<T extends Topic>(topic: T, channel: string, payloads: TopicPayloads[T][], idOf: (p: TopicPayloads[T]) => string): void {
+    const name = `${topic}:${channel}`;
+    const young = this.young.get(name);
+    if (!young) return;
+    for (const p of payloads) {
+      const id = idOf(p);
+      if (young.seen.has(id)) continue;
+      young.seen.add(id);
+      this.dispatch(topic, p, channel, true);
+    }
+    young.timer = setTimeout(() => this.young.get(name) === young && this.young.delete(name), YOUNG_MS);
+    young.timer.unref();
+  }
+
+  /** Channels this instance takes now (for tests and metrics). */
+  takenChannels(): string[] {
+    return [...this.channels.keys()];
   }
 
   /** Resolves once this instance receives the topic from upstream. */
@@ -126,30 +227,51 @@ export class PubSub {
     return this.upstream.get(topic)!;
   }
 
-  private ensureUpstream(topic: Topic): void {
-    if (this.upstream.has(topic)) return;
-    const sub = this.engine.subscribe(topic, (message: unknown) => this.receive(topic, message), {});
-    sub.catch((e) => this.logger.error({ err: e, topic }, 'upstream subscribe failed'));
-    this.upstream.set(topic, sub);
+  private ensureUpstream(name: string): void {
+    if (this.upstream.has(name)) return;
+    const sub = this.engine.subscribe(name, (message: unknown) => this.receive(name, message), {});
+    sub.catch((e) => this.logger.error({ err: e, channel: name }, 'upstream subscribe failed'));
+    this.upstream.set(name, sub);
   }
 
   /** From upstream: our own events were dispatched when published; bare payloads (the presence store's Lua PUBLISH) pass as they are. */
-  private receive(topic: Topic, message: unknown): void {
+  private receive(name: string, message: unknown): void {
+    const cut = name.indexOf(':');
+    const topic = (cut < 0 ? name : name.slice(0, cut)) as Topic;
+    const channel = cut < 0 ? undefined : name.slice(cut + 1);
+    this.received[topic] = (this.received[topic] ?? 0) + 1;
+    let payload = message;
     if (message !== null && typeof message === 'object' && ORIGIN in message) {
       const envelope = message as Envelope;
-      if (envelope[ORIGIN] !== this.origin) this.dispatch(topic, envelope.payload);
+      if (envelope[ORIGIN] === this.origin) return;
+      payload = envelope.payload;
+    }
+    const young = channel === undefined ? undefined : this.young.get(name);
+    if (young) {
+      const id = (payload as { id?: unknown })?.id;
+      if (typeof id === 'string') {
+        if (young.seen.has(id)) return;
+        young.seen.add(id);
+      }
+    }
+    this.dispatch(topic, payload, channel);
+  }
+
+  private dispatch(topic: Topic, payload: unknown, channel: string | undefined, caughtUp = false): void {
+    // Listeners of the whole topic (internal ones; a caught-up event is for subscriptions only).
+    if (!caughtUp) this.call(topic, this.listeners.get(topic), payload);
+    const byKey = this.keyed.get(topic);
+    if (!byKey?.size) return;
+    const audience = this.audiences.get(topic)?.(payload, channel) ?? 'all';
+    if (audience === 'all') {
+      const seen = new Set<Receiver>();
+      for (const set of byKey.values()) for (const l of set) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);
       return;
     }
-    this.dispatch(topic, message);
+    for (const key of audience) this.call(topic, byKey.get(key), payload);
   }
 
-  private dispatch(topic: Topic, payload: unknown): void {
-    this.call(topic, this.listeners.get(topic), payload);
-    const byRoute = this.routed.get(topic);
-    if (byRoute?.size) this.call(topic, byRoute.get((TOPIC_ROUTES[topic] as (p: unknown) => string)(payload)), payload);
-  }
-
-  private call(topic: Topic, set: Set<Listener<any> | Receiver> | undefined, payload: unknown): void {
+  private call(topic: Topic, set: Iterable<Listener<any> | Receiver> | undefined, payload: unknown): void {
     if (!set) return;
     for (const listener of set) {
       try {
@@ -163,11 +285,12 @@ export class PubSub {
 
   /**
    * An async iterator over a topic for one GraphQL subscription. `select` maps each
-   * payload to what this subscriber should see, or undefined to skip it.
+   * payload to what this subscriber should see, or undefined to skip it. With `keys`, it is
+   * only offered events whose audience holds one of them (see routeLocally).
    * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
    */
-  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { route?: string; maxQueue?: number } = {}): PushIterator<R> {
-    return new TopicStream<T, R>(this, topic, select, opts.route, opts.maxQueue ?? 1000);
+  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { keys?: readonly string[]; maxQueue?: number } = {}): PushIterator<R> {
+    return new TopicStream<T, R>(this, topic, select, opts.keys, opts.maxQueue ?? 1000);
   }
 
   /** Events dropped for slow consumers. */
@@ -178,9 +301,12 @@ export class PubSub {
       const id = await sub.catch(() => undefined);
       if (id !== undefined) this.engine.unsubscribe(id);
     }
+    for (const young of this.young.values()) clearTimeout(young.timer);
     this.upstream.clear();
+    this.channels.clear();
+    this.young.clear();
     this.listeners.clear();
-    this.routed.clear();
+    this.keyed.clear();
   }
 }
 
@@ -204,14 +330,15 @@ class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
     private readonly pubsub: PubSub,
     private readonly topic: T,
     private readonly select: (payload: TopicPayloads[T]) => R | undefined,
-    private readonly route: string | undefined,
+    private readonly keys: readonly string[] | undefined,
     private readonly maxQueue: number,
   ) {
-    pubsub.add(topic, this, route);
+    pubsub.add(topic, this, keys);
   }
 
   receive(payload: unknown): void {
     if (this.done) return;
+    this.pubsub.evaluations++;
     const value = this.select(payload as TopicPayloads[T]);
     if (value === undefined) return;
     if (this.sink) return this.sink.deliver(value);
@@ -237,7 +364,7 @@ class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
   return(): Promise<IteratorResult<R>> {
     if (!this.done) {
       this.done = true;
-      this.pubsub.off(this.topic, this, this.route);
+      this.pubsub.off(this.topic, this, this.keys);
       this.queue = undefined;
       this.waiting?.({ value: undefined, done: true });
       this.waiting = undefined;

@@ -164,15 +164,18 @@ export interface SessionsRevokedPayload {
 }
 
 /**
- * How a topic's events are routed on an instance: a subscription to one route (a conversation)
- * is only handed that route's events, instead of filtering every event of the topic.
+ * Topics published per channel instead of on one topic-wide channel: an instance subscribes
+ * only to the channels its connected users need (see MembershipIndex's watcher), so it never
+ * receives the events of conversations it has no member of. A channel is `<topic>:<suffix>`.
+ * A group or project message goes to its conversation; a direct one to each of its two users.
  */
-export const TOPIC_ROUTES: { [T in Topic]?: (payload: TopicPayloads[T]) => string } = {
-  [Topic.MessageAdded]: (p) => p.conversationKey,
-  [Topic.MessageEvent]: (p) => p.message.conversationKey,
-  [Topic.ReadReceipt]: (p) => p.conversationKey,
-  [Topic.Typing]: (p) => p.conversationKey,
+export const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] } = {
+  [Topic.MessageAdded]: (p) =>
+    p.groupId ? [`g:${p.groupId}`] : p.projectId ? [`p:${p.projectId}`] : [`u:${p.senderId}`, ...(p.recipientId ? [`u:${p.recipientId}`] : [])],
 };
+
+/** The channel suffix of what a member of a group or project, or a connected user, needs. */
+export const channelOf = (scope: 'group' | 'project' | 'user', id: string): string => `${scope[0]}:${id}`;
 
 export interface TopicPayloads {
   [Topic.MessageAdded]: MessagePayload;

@@ -1,0 +1,333 @@
+/**
+ * bench:fanout's phases of many small conversations (see the header of bench/fanout.ts): the
+ * cost of a message must follow its recipients, not everyone connected.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import type WebSocket from 'ws';
+import { out, positive } from './util';
+
+const B = positive('BENCH_BYSTANDERS', 10_000);
+const R = positive('BENCH_ROOMS', 1000);
+const ROOM_SIZE = 5;
+/** Messages per bystander run (two rooms, one in flight each) and events per many-rooms run. */
+const BYSTANDER_MESSAGES = positive('BENCH_BYSTANDER_MESSAGES', 300);
+const ROOM_EVENTS = positive('BENCH_ROOM_EVENTS', 4000);
+const ALL_MINE = 'subscription { messageAdded { id content createdAt sender { id username } } }';
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+
+type User = { id: string; token: string };
+interface Child {
+  url: string;
+  wsUrl: string;
+  stop(): Promise<void>;
+}
+
+/** What bench/fanout.ts lends these phases. */
+export interface RoomKit {
+  databaseUrl: string;
+  redisUrl: string;
+  rounds: number;
+  skip: Set<string>;
+  startChild(role: 'parley' | 'bare'): Promise<Child>;
+  connect(wsUrl: string, token: string, subs: { id: string; query: string }[], onNext: (text: string) => void, init?: Record<string, unknown>): Promise<WebSocket>;
+  post(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any>;
+  inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => Promise<void>): Promise<void>;
+}
+
+/** Users these phases need, beyond the one-room run's. */
+export const roomUsersNeeded = (): number => Math.max(2 * ROOM_SIZE + B, R * ROOM_SIZE);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN;
+};
+
+/** Groups of ROOM_SIZE made by SQL (not measured): `members[i]` of room i. */
+async function makeRooms(databaseUrl: string, members: User[][], name: string): Promise<string[]> {
+  const ids = members.map(() => randomUUID());
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query(
+      `insert into groups (id, name, owner_id, is_private, is_lobby, member_count, created_at)
+       select g.id, $2 || g.n, g.owner, true, false, $4, now() from unnest($1::uuid[], $3::uuid[], $5::int[]) as g(id, owner, n)`,
+      [ids, name, members.map((m) => m[0].id), ROOM_SIZE, ids.map((_, i) => i)],
+    );
+    const rows = members.flatMap((m, i) => m.map((u) => [ids[i], u.id]));
+    await db.query(
+      `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), r.g, r.u, now() from unnest($1::uuid[], $2::uuid[]) as r(g, u)`,
+      [rows.map((r) => r[0]), rows.map((r) => r[1])],
+    );
+  } finally {
+    await db.end();
+  }
+  return ids;
+}
+
+const chunk = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n));
+
+/** Sockets of every room member, each on messageAdded without argument; `receipts` is called per delivery. */
+async function joinRooms(kit: RoomKit, rooms: { id: string; members: User[] }[], wsUrlOf: (room: number) => string, onReceipt: (room: number, member: number, seq: number, kind: string) => void) {
+  const marker = /"content":"bench ([a-z])(\d+)"/;
+  const sockets: WebSocket[] = [];
+  const flat = rooms.flatMap((r, ri) => r.members.map((u, mi) => ({ u, ri, mi })));
+  await kit.inBatches(flat, 100, async ({ u, ri, mi }) => {
+    const ws = await kit.connect(
+      wsUrlOf(ri),
+      u.token,
+      [{ id: '1', query: ALL_MINE }],
+      (text) => {
+        const m = marker.exec(text);
+        if (m) onReceipt(ri, mi, Number(m[2]), m[1]);
+      },
+      { room: rooms[ri].id },
+    );
+    sockets.push(ws);
+  });
+  return sockets;
+}
+
+/** Idle sockets on messageAdded without argument, members of none of the rooms. */
+async function openBystanders(kit: RoomKit, wsUrl: string, users: User[]): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = [];
+  await kit.inBatches(users, 200, async (u) => void sockets.push(await kit.connect(wsUrl, u.token, [{ id: '1', query: ALL_MINE }], () => undefined)));
+  return sockets;
+}
+
+interface Run {
+  name: string;
+  perSecond: number;
+  deliveries: number;
+  missing: number;
+  duplicates: number;
+  p50: number;
+  p99: number;
+}
+
+/** Two rooms exchange messages through sendMessage, one in flight per room, each sent when all its room received the previous. */
+async function exchange(kit: RoomKit, name: string, server: Child, rooms: { id: string; members: User[] }[]): Promise<Run> {
+  const got = rooms.map(() => new Map<number, Set<number>>());
+  const latencies: number[] = [];
+  const sentAt = new Map<number, number>();
+  const waiters = new Map<number, () => void>();
+  let duplicates = 0;
+  let warm = 0;
+  const sockets = await joinRooms(kit, rooms, () => server.wsUrl, (ri, mi, seq, kind) => {
+    if (kind === 'w') return void warm++;
+    const seen = got[ri].get(seq) ?? new Set();
+    got[ri].set(seq, seen);
+    if (seen.has(mi)) return void duplicates++;
+    seen.add(mi);
+    latencies.push(performance.now() - sentAt.get(seq)!);
+    if (seen.size === ROOM_SIZE) waiters.get(seq)?.();
+  });
+  for (let w = 0; warm < rooms.length * ROOM_SIZE; w++) {
+    if (w > 50) throw new Error(`${name}: sockets never warmed up`);
+    warm = 0;
+    await Promise.all(rooms.map((r) => kit.post(server.url, SEND, { g: r.id, t: `bench w${w}` }, r.members[0].token)));
+    await sleep(300);
+  }
+  const started = performance.now();
+  await Promise.all(
+    rooms.map(async (room, ri) => {
+      for (let k = ri; k < BYSTANDER_MESSAGES; k += rooms.length) {
+        const done = new Promise<void>((r) => waiters.set(k, r));
+        const timeout = sleep(5000).then(() => undefined);
+        sentAt.set(k, performance.now());
+        await kit.post(server.url, SEND, { g: room.id, t: `bench m${k}` }, room.members[k % ROOM_SIZE].token);
+        await Promise.race([done, timeout]);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  for (const ws of sockets) ws.terminate();
+  const deliveries = latencies.length;
+  await sleep(300);
+  return { name, perSecond: BYSTANDER_MESSAGES / seconds, deliveries, missing: BYSTANDER_MESSAGES * ROOM_SIZE - deliveries, duplicates, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) };
+}
+
+/**
+ * Events published straight to Redis, to random rooms, as other instances' sendMessage would
+ * publish them; every member of each room must receive each of its room's events once.
+ */
+async function inject(
+  kit: RoomKit,
+  name: string,
+  wsUrlOf: (room: number) => string,
+  rooms: { id: string; members: User[] }[],
+  warmed?: (roomOf: Int32Array) => Promise<void>,
+): Promise<Run> {
+  const seen = new Uint8Array(ROOM_EVENTS * ROOM_SIZE);
+  const sentAt = new Float64Array(ROOM_EVENTS);
+  const latencies: number[] = [];
+  const roomOf = Int32Array.from({ length: ROOM_EVENTS }, () => Math.floor(Math.random() * rooms.length));
+  let duplicates = 0;
+  let last = 0;
+  const ready = new Uint8Array(rooms.length * ROOM_SIZE);
+  const sockets = await joinRooms(kit, rooms, wsUrlOf, (ri, mi, seq, kind) => {
+    const now = performance.now();
+    if (kind === 'w') return void (ready[ri * ROOM_SIZE + mi] = 1);
+    if (roomOf[seq] !== ri) return void duplicates++; // a room's event reached another room
+    const k = seq * ROOM_SIZE + mi;
+    if (seen[k]) return void duplicates++;
+    seen[k] = 1;
+    latencies.push(now - sentAt[seq]);
+    last = now;
+  });
+  const redis = new Redis(kit.redisUrl);
+  const sender = rooms[0].members[0];
+  const publish = (room: number, text: string) => {
+    const id = randomUUID();
+    const g = rooms[room].id;
+    const payload = {
+      id,
+      conversationKey: `g:${g}`,
+      senderId: sender.id,
+      sender: { id: sender.id, username: 'bench_sender', displayName: null, createdAt: new Date().toISOString() },
+      content: text,
+      attachment: null,
+      groupId: g,
+      projectId: null,
+      recipientId: null,
+      clientMessageId: null,
+      createdAt: new Date().toISOString(),
+    };
+    return redis.publish(`parley.message.added:g:${g}`, JSON.stringify({ parleyOrigin: 'bench', payload }));
+  };
+  for (let w = 0; ready.some((x) => !x); w++) {
+    if (w > 30) throw new Error(`${name}: ${ready.filter((x) => !x).length} sockets never warmed up`);
+    const cold = new Set<number>();
+    ready.forEach((x, i) => !x && cold.add(Math.floor(i / ROOM_SIZE)));
+    await Promise.all([...cold].map((r) => publish(r, `bench w${w}`)));
+    await sleep(500);
+  }
+  await warmed?.(roomOf);
+  const started = performance.now();
+  // Open loop, in slices of 100 per turn of the event loop, so the client keeps reading sockets.
+  for (let k = 0; k < ROOM_EVENTS; k += 100) {
+    const batch: Promise<unknown>[] = [];
+    for (let j = k; j < Math.min(ROOM_EVENTS, k + 100); j++) {
+      sentAt[j] = performance.now();
+      batch.push(publish(roomOf[j], `bench r${j}`));
+    }
+    await Promise.all(batch);
+    await new Promise(setImmediate);
+  }
+  const expected = ROOM_EVENTS * ROOM_SIZE;
+  let before = -1;
+  while (latencies.length < expected && latencies.length !== before) {
+    before = latencies.length;
+    await sleep(1000);
+  }
+  redis.disconnect();
+  for (const ws of sockets) ws.terminate();
+  await sleep(500);
+  const seconds = (last - started) / 1000;
+  return { name, perSecond: latencies.length / seconds, deliveries: latencies.length, missing: expected - latencies.length, duplicates, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) };
+}
+
+/** Counters of one instance's /metrics. */
+async function counters(s: Child): Promise<{ received: number; evaluations: number }> {
+  const text = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
+  const read = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
+  return { received: read('parley_pubsub_events_received_total{topic="parley.message.added"}'), evaluations: read('parley_fanout_evaluations_total') };
+}
+
+function table(rows: Run[], base: Run, unit: string): void {
+  out(`${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}`);
+  for (const r of rows) {
+    out(
+      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}`,
+    );
+  }
+}
+
+const best = (runs: Run[]): Run => ({
+  ...runs.reduce((x, y) => (y.perSecond > x.perSecond ? y : x)),
+  p50: Math.min(...runs.map((r) => r.p50)),
+  p99: Math.min(...runs.map((r) => r.p99)),
+  missing: runs.reduce((n, r) => n + r.missing, 0),
+  duplicates: runs.reduce((n, r) => n + r.duplicates, 0),
+});
+
+/** Runs both phases; false when a delivery was missing or duplicated. */
+export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> {
+  let clean = true;
+  const verdicts: string[] = [];
+
+  // ---- bystanders ----
+  const pair = chunk(users.slice(0, 2 * ROOM_SIZE), ROOM_SIZE);
+  const pairIds = await makeRooms(kit.databaseUrl, pair, 'bench pair ');
+  const pairRooms = pair.map((members, i) => ({ id: pairIds[i], members }));
+  const a = await kit.startChild('parley');
+  const without: Run[] = [];
+  const withThem: Run[] = [];
+  for (let round = 1; round <= kit.rounds; round++) {
+    without.push(await exchange(kit, 'two rooms', a, pairRooms));
+    const idle = await openBystanders(kit, a.wsUrl, users.slice(2 * ROOM_SIZE, 2 * ROOM_SIZE + B));
+    await sleep(1000);
+    withThem.push(await exchange(kit, `two rooms + ${fmt(B)} idle`, a, pairRooms));
+    for (const ws of idle) ws.terminate();
+    await sleep(1000);
+  }
+  await a.stop();
+  out();
+  out(`bystanders: two groups of ${ROOM_SIZE} exchange ${BYSTANDER_MESSAGES} messages (sendMessage), with and without ${fmt(B)} idle sockets on messageAdded without argument; best of ${kit.rounds}`);
+  const [w0, w1] = [best(without), best(withThem)];
+  table([w0, w1], w0, 'messages/s');
+  verdicts.push(`bystanders: messages/s ${w1.perSecond / w0.perSecond >= 0.9 ? 'meets' : 'MISSES'} 0.9 x, p99 ${w1.p99 / w0.p99 <= 1.2 ? 'meets' : 'MISSES'} 1.2 x without them`);
+  clean &&= !w0.missing && !w0.duplicates && !w1.missing && !w1.duplicates;
+
+  // ---- many rooms ----
+  const members = chunk(users.slice(0, R * ROOM_SIZE), ROOM_SIZE);
+  const ids = await makeRooms(kit.databaseUrl, members, 'bench room ');
+  const rooms = members.map((m, i) => ({ id: ids[i], members: m }));
+  const runs: Record<string, Run[]> = { bare: [], x1: [] };
+  for (let round = 1; round <= kit.rounds; round++) {
+    const bare = await kit.startChild('bare');
+    runs.bare.push(await inject(kit, 'bare, routed by room', () => bare.wsUrl, rooms));
+    await bare.stop();
+    const x1 = await kit.startChild('parley');
+    runs.x1.push(await inject(kit, 'parley x1', () => x1.wsUrl, rooms));
+    await x1.stop();
+  }
+  out();
+  out(`many rooms: ${fmt(R)} groups of ${ROOM_SIZE}, every member on messageAdded without argument; ${fmt(ROOM_EVENTS)} events to random groups through Redis; best of ${kit.rounds}`);
+  const [bare, x1] = [best(runs.bare), best(runs.x1)];
+  table([bare, x1], bare, 'deliv/s');
+  verdicts.push(`many rooms: deliveries/s ${x1.perSecond / bare.perSecond >= 0.8 ? 'meets' : 'MISSES'} 0.8 x a room-routed bare server`);
+  clean &&= !bare.missing && !bare.duplicates && !x1.missing && !x1.duplicates;
+
+  if (!kit.skip.has('x2')) {
+    // Two instances, each room's members all on one of them: each takes only its rooms' events.
+    const pairOf = [await kit.startChild('parley'), await kit.startChild('parley')];
+    let before: { received: number; evaluations: number }[] = [];
+    let theirs = [0, 0];
+    const run = await inject(kit, 'parley x2, rooms split', (ri) => pairOf[ri % 2].wsUrl, rooms, async (roomOf) => {
+      before = await Promise.all(pairOf.map(counters));
+      theirs = [0, 1].map((i) => roomOf.filter((r) => r % 2 === i).length);
+    });
+    const after = await Promise.all(pairOf.map(counters));
+    await Promise.all(pairOf.map((p) => p.stop()));
+    out();
+    table([bare, run], bare, 'deliv/s');
+    out('per instance: events sent to its rooms, events it took from Redis, subscriptions it examined');
+    let exact = true;
+    for (const i of [0, 1]) {
+      const received = after[i].received - before[i].received;
+      const evaluations = after[i].evaluations - before[i].evaluations;
+      exact &&= received === theirs[i] && evaluations === theirs[i] * ROOM_SIZE;
+      out(`  instance ${i + 1}: its rooms' events ${fmt(theirs[i])}, received ${fmt(received)}, examined ${fmt(evaluations)} = ${(evaluations / Math.max(1, received)).toFixed(2)} per event (its local recipients' subscriptions: ${ROOM_SIZE})`);
+    }
+    verdicts.push(`two instances: ${exact ? 'each received exactly its rooms\' events and examined only its local recipients\' subscriptions' : 'MISSES: an instance received or examined more than its rooms\' events'}`);
+    clean &&= !run.missing && !run.duplicates;
+  }
+  out();
+  for (const v of verdicts) out(v);
+  return clean;
+}

@@ -1,0 +1,129 @@
+import type { ApolloServerOptionsWithGateway } from '@apollo/server';
+import {
+  execute,
+  GraphQLError,
+  Kind,
+  type DocumentNode,
+  type ExecutionResult,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
+import { getVariableValues } from 'graphql/execution/values';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+
+type Gateway = ApolloServerOptionsWithGateway<Record<string, unknown>>['gateway'];
+type Executor = Awaited<ReturnType<Gateway['load']>>['executor'];
+
+/** A document is compiled on its second use: one sent once (or by someone probing) costs no compile. */
+const COMPILE_AFTER = 2;
+
+/** Per document (Apollo's document store hands out one DocumentNode per distinct text): uses so far, then the plans by operation name. */
+type Entry = { uses: number; plans?: Map<string, CompiledQuery | null> };
+
+/** The AST fields a response path names, through fragments: graphql-js locates an error by them. */
+function fieldNodesAt(operation: OperationDefinitionNode, fragments: Map<string, FragmentDefinitionNode>, path: readonly (string | number)[]): FieldNode[] {
+  let sets: SelectionSetNode[] = [operation.selectionSet];
+  let found: FieldNode[] = [];
+  for (const key of path) {
+    if (typeof key === 'number') continue;
+    found = [];
+    const visit = (set: SelectionSetNode) => {
+      for (const s of set.selections) {
+        if (s.kind === Kind.FIELD && (s.alias?.value ?? s.name.value) === key) found.push(s);
+        else if (s.kind === Kind.INLINE_FRAGMENT) visit(s.selectionSet);
+        else if (s.kind === Kind.FRAGMENT_SPREAD) {
+          const f = fragments.get(s.name.value);
+          if (f) visit(f.selectionSet);
+        }
+      }
+    };
+    sets.forEach(visit);
+    sets = found.flatMap((f) => (f.selectionSet ? [f.selectionSet] : []));
+  }
+  return found;
+}
+
+/**
+ * graphql-jit's errors as graphql-js makes them: its own lack `nodes` and, for an error without
+ * extensions (anything unexpected), have a frozen `extensions` of undefined where Apollo and the
+ * error log expect an object.
+ */
+function asGraphQLErrors(document: DocumentNode, operation: OperationDefinitionNode, errors: readonly GraphQLError[]): GraphQLError[] {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
+  return errors.map((e) => {
+    const nodes = e.path ? fieldNodesAt(operation, fragments, e.path) : [];
+    // As graphql-js's locatedError: the original error's extensions (its code) when there is one.
+    return new GraphQLError(e.message, { nodes: nodes.length ? nodes : undefined, path: e.path, originalError: e.originalError, extensions: e.originalError ? undefined : e.extensions });
+  });
+}
+
+/**
+ * Executes HTTP queries with graphql-jit: a document is compiled once into a function that
+ * resolves its fields without graphql-js's per-field bookkeeping (a page of 50 messages: ~0.3 ms
+ * instead of ~1 ms). Results are what graphql-js gives: resolver errors keep their message, path,
+ * locations, extensions and original error (so codes and masking are unchanged); what graphql-jit
+ * can't compile, mutations and operations refused before execution run on graphql-js.
+ * Plugged in as Apollo's gateway: the only supported way to replace its executor; parsing,
+ * validation, plugins and error formatting stay Apollo's.
+ */
+export function compiledExecution(schema: GraphQLSchema): Gateway {
+  const documents = new WeakMap<DocumentNode, Entry>();
+  let onLoad: ((s: { apiSchema: GraphQLSchema; coreSupergraphSdl: string }) => void) | undefined;
+
+  const plan = (document: DocumentNode, operationName: string | null): CompiledQuery | null => {
+    let entry = documents.get(document);
+    if (!entry) documents.set(document, (entry = { uses: 0 }));
+    if (++entry.uses < COMPILE_AFTER) return null;
+    const plans = (entry.plans ??= new Map());
+    const key = operationName ?? '';
+    if (!plans.has(key)) {
+      let compiled: CompiledQuery | null = null;
+      try {
+        const c = compileQuery(schema, document, operationName ?? undefined);
+        compiled = isCompiledQuery(c) ? c : null;
+      } catch {
+        compiled = null;
+      }
+      plans.set(key, compiled);
+    }
+    return plans.get(key)!;
+  };
+
+  const executor: Executor = async (rc) => {
+    const { document, operation } = rc;
+    // The name the client asked for (Apollo's own is null when it names no operation of the document).
+    const operationName = rc.request.operationName ?? null;
+    const variables = rc.request.variables ?? {};
+    const graphqlJs = () => execute({ schema, document, contextValue: rc.context, variableValues: variables, operationName }) as Promise<ExecutionResult>;
+    // Queries only: graphql-jit goes on with the next mutation field after a non-null one failed,
+    // where graphql-js stops (and a document of aliased logins must not try more passwords than allowed).
+    // No operation: graphql-js's error is the one Apollo turns into its answer.
+    if (operation?.operation !== 'query') return graphqlJs();
+    const compiled = plan(document, operationName);
+    if (!compiled) return graphqlJs();
+    // Variables coerced by graphql-js, as its execute does: graphql-jit coerces built-in scalar names
+    // (ID) its own way, past the schema's ID scalar that normalizes UUIDs. A refusal gets graphql-js's answer.
+    const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables, { maxErrors: 50 });
+    if (coerced.errors) return graphqlJs();
+    const result = (await compiled.query(undefined, rc.context, coerced.coerced)) as ExecutionResult;
+    // No data at all: refused before execution, where graphql-js's wording is what Apollo reads.
+    if (result.data === undefined) return graphqlJs();
+    return result.errors?.length ? { ...result, errors: asGraphQLErrors(document, operation, result.errors) } : result;
+  };
+
+  return {
+    onSchemaLoadOrUpdate(callback) {
+      onLoad = callback;
+      return () => (onLoad = undefined);
+    },
+    async load() {
+      onLoad?.({ apiSchema: schema, coreSupergraphSdl: '' });
+      return { executor };
+    },
+    async stop() {},
+  };
+}

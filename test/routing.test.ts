@@ -1,0 +1,158 @@
+import { Redis } from 'ioredis';
+import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { signup, type TestUser } from './helpers/factories';
+import { TcpProxy } from './helpers/tcp-proxy';
+
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+const CREATE = 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id } }';
+const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
+const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
+const ALL_MESSAGES = 'subscription { messageAdded { content } }';
+
+async function listen(s: TestServer, u: TestUser, query = ALL_MESSAGES, variables?: Record<string, unknown>) {
+  const w = wsClient(s.wsUrl, u.token);
+  await w.connected;
+  const sub = subscribe<any>(w, query, variables);
+  await sleep(100);
+  return sub;
+}
+
+const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
+
+/** One counter (or labelled series) of an instance's /metrics. */
+async function metric(s: TestServer, name: string): Promise<number> {
+  const text = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+describeRedis('event routing', () => {
+  it('should examine only the subscriptions of an event’s local recipients', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const group = (await ok(gql(s.url, CREATE, { n: 'Small room' }, ada.token))).createGroup.id;
+    await ok(gql(s.url, JOIN, { g: group }, bo.token));
+    const subs = [await listen(s, ada), await listen(s, bo)];
+    // Bystanders on the same instance, each on "all my conversations", in none of the room's.
+    for (let i = 0; i < 20; i++) await listen(s, await signup(s.url));
+    const before = await metric(s, 'parley_fanout_evaluations_total');
+    await ok(gql(s.url, SEND, { g: group, t: 'just us' }, ada.token));
+    for (const sub of subs) expect(contents([await sub.nth(1)])).toEqual(['just us']);
+    expect((await metric(s, 'parley_fanout_evaluations_total')) - before).toBe(2);
+  });
+
+  it('should not send a conversation’s events to an instance with none of its members', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo, stranger] = [await signup(a.url), await signup(a.url), await signup(b.url)];
+    const group = (await ok(gql(a.url, CREATE, { n: 'On A only', p: true }, ada.token))).createGroup.id;
+    await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
+    const onA = await listen(a, bo);
+    const onB = await listen(b, stranger);
+    const receivedOnB = await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}');
+    for (let i = 1; i <= 5; i++) await ok(gql(b.url, SEND, { g: group, t: `m${i}` }, ada.token));
+    await onA.nth(5);
+    await sleep(300);
+    expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
+    expect(onB.values).toEqual([]);
+    // B published them, and took none back: it has no member of the group connected.
+    expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB);
+    expect(b.services.pubsub.takenChannels()).not.toContain(`parley.message.added:g:${group}`);
+    expect(a.services.pubsub.takenChannels()).toContain(`parley.message.added:g:${group}`);
+    // A took each from Redis once, and delivered each once.
+    expect(await metric(a, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBeGreaterThanOrEqual(5);
+  });
+
+  it('should deliver a direct message once to each of its two users, wherever their sockets are', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo] = [await signup(a.url), await signup(a.url)];
+    const req = (await ok(gql(a.url, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: bo.id }, ada.token))).sendFriendRequest.id;
+    await ok(gql(a.url, 'mutation($r: ID!) { acceptFriendRequest(requestId: $r) { id } }', { r: req }, bo.token));
+    // Both on B (so B gets the message on both user channels), and Ada on A too.
+    const subs = [await listen(b, ada), await listen(b, bo), await listen(a, ada)];
+    await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "psst" }) { id } }', { u: bo.id }, ada.token));
+    for (const sub of subs) await sub.nth(1);
+    await sleep(300);
+    for (const sub of subs) expect(contents(sub.values)).toEqual(['psst']);
+  });
+
+  it('should deliver the next message after a join made on another instance, and nothing after leaving', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo] = [await signup(b.url), await signup(b.url)];
+    const group = (await ok(gql(b.url, CREATE, { n: 'Joined live' }, ada.token))).createGroup.id;
+    const sub = await listen(a, bo);
+    await ok(gql(b.url, JOIN, { g: group }, bo.token));
+    await ok(gql(b.url, SEND, { g: group, t: 'welcome' }, ada.token));
+    expect(contents([await sub.nth(1)])).toEqual(['welcome']);
+    await ok(gql(b.url, LEAVE, { g: group }, bo.token));
+    await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.message.added:g:${group}`));
+    await ok(gql(b.url, SEND, { g: group, t: 'gone' }, ada.token));
+    await sleep(300);
+    expect(contents(sub.values)).toEqual(['welcome']);
+  });
+
+  it('should lose nothing published while the instance is still subscribing to a newly joined conversation', async () => {
+    // A reaches Redis through a proxy that can hold what A sends: its SUBSCRIBE arrives late.
+    const redisUrl = new URL(process.env.REDIS_URL!);
+    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    await proxy.start();
+    try {
+      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo] = [await signup(b.url), await signup(b.url)];
+      const group = (await ok(gql(b.url, CREATE, { n: 'Racy' }, ada.token))).createGroup.id;
+      const sub = await listen(a, bo);
+      proxy.hold();
+      await ok(gql(b.url, JOIN, { g: group }, bo.token));
+      // A has seen the join (events still reach it) but its SUBSCRIBE is held: this message misses the channel.
+      await eventually(() => a.services.memberships.has('group', bo.id, group));
+      await ok(gql(b.url, SEND, { g: group, t: 'during the switch' }, ada.token));
+      const redis = new Redis(process.env.REDIS_URL!);
+      try {
+        expect(((await redis.pubsub('NUMSUB', `parley.message.added:g:${group}`)) as [string, number])[1]).toBe(0);
+      } finally {
+        redis.disconnect();
+      }
+      proxy.release();
+      expect(contents([await sub.nth(1)])).toEqual(['during the switch']);
+      await ok(gql(b.url, SEND, { g: group, t: 'after' }, ada.token));
+      await sub.nth(2);
+      await sleep(300);
+      expect(contents(sub.values)).toEqual(['during the switch', 'after']);
+    } finally {
+      await proxy.cut();
+    }
+  });
+
+  it('should deliver exactly once while members join and leave during a burst from two instances', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const owner = await signup(a.url);
+    const group = (await ok(gql(a.url, CREATE, { n: 'Busy' }, owner.token))).createGroup.id;
+    const steady = await signup(a.url);
+    await ok(gql(a.url, JOIN, { g: group }, steady.token));
+    const watcher = await listen(b, steady);
+    const churners = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const churnSubs = await Promise.all(churners.map((u) => listen(b, u)));
+    const sends: Promise<unknown>[] = [];
+    const churn: Promise<unknown>[] = [];
+    for (let i = 0; i < 30; i++) {
+      sends.push(ok(gql(i % 2 ? a.url : b.url, SEND, { g: group, t: `m${i}` }, owner.token)));
+      const u = churners[i % churners.length];
+      churn.push(ok(gql(a.url, i % 6 < 3 ? JOIN : LEAVE, { g: group }, u.token)).catch(() => undefined));
+      if (i % 5 === 4) await sleep(10);
+    }
+    await Promise.all([...sends, ...churn]);
+    await watcher.nth(30);
+    await sleep(500);
+    // The steady member got every message exactly once; a churner never got one twice.
+    expect(contents(watcher.values).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`).sort());
+    for (const s of churnSubs) {
+      const got = contents(s.values);
+      expect(new Set(got).size).toBe(got.length);
+    }
+  });
+});
