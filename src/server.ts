@@ -23,7 +23,9 @@ import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
 import { publicOrigin } from './modules/message/attachment.links';
 import { attachWebSocket } from './graphql/ws';
-import type { FanoutStats } from './graphql/fanout';
+import { attachStreams } from './graphql/sse';
+import { UserConnections } from './graphql/connections';
+import { createFanout, type FanoutStats } from './graphql/fanout';
 import { startJobs } from './jobs';
 import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
@@ -172,6 +174,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     });
     await apollo.start();
     const limit = bodyLimit(env);
+    // One fan-out for both transports: an event is executed once per shape, whoever listens.
+    const fanout = createFanout({
+      maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+      formatError: (e) => formatError(e.toJSON(), e),
+      onDelivered: (s) => metrics.fanoutLatency.observe(s),
+    });
+    const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
 
     httpServer.on('request', (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
@@ -199,6 +209,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       }
       if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
+      if (path === '/graphql/stream') {
+        streams.handle(req, res).catch(done);
+        return;
+      }
       if (path === '/graphql') {
         const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
         res.setHeader('x-request-id', requestId);
@@ -240,10 +254,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, onDelivered: (s) => metrics.fanoutLatency.observe(s), onOperation: (op) => metrics.operation(op) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf, onOperation: (op) => metrics.operation(op) });
     metrics.observe({
-      openSockets: () => ws.wss.clients.size,
-      subscriptions: () => ws.fanout.active,
+      openSockets: () => ws.wss.clients.size + streams.size,
+      subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
@@ -263,6 +277,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
 
     disposers.push(
       ['websocket', () => ws.dispose()],
+      ['streams', () => streams.dispose()],
       ['http', () => drain(httpServer, 5000)],
       ['jobs', () => jobs.dispose()],
       ['apollo', () => apollo.stop()],
@@ -275,7 +290,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       httpServer,
       services: app.services,
       database,
-      fanout: ws.fanout,
+      fanout: fanout.stats,
       metrics,
       dispose: () =>
         (disposing ??= (async () => {

@@ -1,21 +1,16 @@
 import { codeOf, eventually, gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
-import { TcpProxy } from './helpers/tcp-proxy';
+import { proxiedDatabase } from './helpers/tcp-proxy';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 const LOBBY = '{ groups(first: 100) { edges { node { id isLobby } } } }';
 
 describe('PostgreSQL outage', () => {
   it('should fail fast with SERVICE_UNAVAILABLE while PostgreSQL is away and recover by itself', async () => {
-    const real = new URL(process.env.DATABASE_URL!);
-    const proxy = new TcpProxy({ host: real.hostname, port: Number(real.port || 5432) });
-    await proxy.start();
+    const { proxy, url } = await proxiedDatabase();
     try {
-      const proxied = new URL(real);
-      proxied.port = String(proxy.port);
-      proxied.hostname = '127.0.0.1';
-      const s = await createTestServer({ DATABASE_URL: proxied.toString() });
+      const s = await createTestServer({ DATABASE_URL: url });
       const base = s.url.replace('/graphql', '');
       const alice = await signup(s.url);
       const lobby = (await ok(gql(s.url, LOBBY, {}, alice.token))).groups.edges.find((e: any) => e.node.isLobby).node.id;

@@ -65,10 +65,10 @@ describe('sockets and token expiry', () => {
     const kinds: string[] = [];
     client.subscribe({ query: GROUP_EVENTS }, { next: (r: any) => kinds.push(r.data.groupEvent.kind), error: () => undefined, complete: () => undefined });
     await eventually(() => closes.includes(4403), 6000);
-    await eventually(() => connects >= 2, 3000);
+    await eventually(() => connects >= 2, 10_000);
     const other = await signup(s.url);
     await ok(gql(s.url, 'mutation { createGroup(name: "resubscribed") { id } }', {}, other.token));
-    await eventually(() => kinds.includes('CREATED'), 3000);
+    await eventually(() => kinds.includes('CREATED'), 10_000);
   });
 });
 

@@ -74,7 +74,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_IP: number;
   /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
-  /** Bytes a socket may have waiting to be sent before it is closed with 1013 (a client that stopped reading). @default 4194304 */
+  /** Bytes a socket or SSE stream may have waiting to be sent before it is closed (a socket with 1013): a client that stopped reading. @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
   /** Length of a GraphQL document (the query text, not the request body: attachments travel in variables), checked before parsing; longer: PAYLOAD_TOO_LARGE. @default 102400 (100 KiB) */
   GRAPHQL_MAX_DOCUMENT_BYTES: number;
@@ -92,7 +92,7 @@ export interface Env {
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
   WS_MAX_SUBSCRIPTIONS: number;
-  /** Sockets one user may hold open on one instance; the next is closed with 1013 "Too many connections" (clients retry later). @default 20 */
+  /** Sockets and SSE streams one user may hold open on one instance, together; the next socket is closed with 1013 "Too many connections" (clients retry later), the next stream gets 429. @default 20 */
   WS_MAX_SOCKETS_PER_USER: number;
   /** Sockets one client address may hold that are not acknowledged yet (no valid connection_init); the next upgrade is refused with HTTP 429. @default 20 */
   WS_MAX_PENDING_PER_IP: number;
@@ -120,7 +120,10 @@ export interface Env {
   RATE_LIMIT_FRIEND_REQUEST: RateSpec;
   /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
   FRIEND_REQUEST_COOLDOWN: number;
-  /** Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008. @default 500/10s */
+  /**
+   * Messages one WebSocket may send; beyond it operations get RATE_LIMITED, at twice it the socket is closed with 1008.
+   * Also the SSE subscription requests one user may make (beyond it: 429). @default 500/10s
+   */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
 }
 

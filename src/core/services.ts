@@ -3,6 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
 import { AuthService } from '../modules/auth/auth.service';
+import { StreamTickets } from '../modules/auth/auth.tickets';
 import { FriendService } from '../modules/friend/friend.service';
 import { GroupService } from '../modules/group/group.service';
 import { AttachmentLinks } from '../modules/message/attachment.links';
@@ -32,6 +33,8 @@ export interface Services {
   memberships: MembershipIndex;
   presence: PresenceService;
   auth: AuthService;
+  /** Single-use tickets for SSE URLs (Redis when configured). */
+  tickets: StreamTickets;
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
@@ -96,6 +99,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 
   routeEvents(pubsub, memberships, messages, orm);
 
+  const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
   const services: Services = {
@@ -108,6 +112,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     memberships,
     presence,
     auth,
+    tickets,
     friends,
     groups,
     messages,
@@ -129,6 +134,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     async dispose() {
       typing.dispose();
       auth.dispose();
+      tickets.dispose();
       await presence.dispose();
       memberships.dispose();
     },

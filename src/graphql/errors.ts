@@ -1,8 +1,9 @@
-import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ConnectionException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
+import type { DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
 
@@ -83,5 +84,34 @@ export function createErrorFormatter(opts: { production: boolean; logger: Logger
       locations: formatted.locations,
       extensions: { code: 'INTERNAL_SERVER_ERROR', ...(requestId ? { requestId } : {}) },
     };
+  };
+}
+
+/** A request-level error from graphql-js (no code of its own) as the bad input it is. */
+function asBadInput(e: GraphQLError): GraphQLError {
+  if (e.extensions?.code) return e;
+  return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
+}
+
+/** Error shaping for operations that don't go through Apollo (WebSocket, SSE), as the HTTP path shapes them. */
+export function operationErrors(formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError, limits: Pick<DocumentLimits, 'scrub'>) {
+  const format = (e: GraphQLError) => formatError(e.toJSON(), e);
+  /** Errors before execution (parse, validation, no such operation): bad input unless they carry a code. */
+  const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(limits.scrub(e.originalError ? e : asBadInput(e))));
+  return {
+    format,
+    formatAll,
+    /**
+     * An execution result. An error without a path failed before execution (variables that don't
+     * coerce): bad input, as Apollo says. One with a path came from a resolver (a subscription's
+     * subscribe included) and is shaped as such: its code kept, or masked and logged when unexpected.
+     */
+    /** A subscription whose event stream failed, as the errors of its last message. */
+    failure: (error: unknown) => {
+      const original = error instanceof Error ? error : new Error(String(error));
+      return formatAll([new GraphQLError(original.message, { originalError: original })]);
+    },
+    shape: (r: ExecutionResult): ExecutionResult | { data?: unknown; errors: GraphQLFormattedError[] } =>
+      r.errors ? { ...r, errors: r.errors.map((e) => format(limits.scrub(e.path ? e : asBadInput(e)))) } : r,
   };
 }

@@ -12,17 +12,37 @@ import {
   type GraphQLFormattedError,
   type OperationDefinitionNode,
 } from 'graphql';
-import WebSocket from 'ws';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createLoaders, type Loaders } from '../core/loaders';
 import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
-import { textFrame, writeFrame } from './frames';
 import type { Context } from './context';
+
+/**
+ * Where a subscriber's frames go: a WebSocket (graphql-transport-ws) or an SSE response
+ * (graphql-sse). A transport implements it on its class's prototype, so it adds nothing per
+ * connection.
+ */
+export interface FrameSink<F = unknown> {
+  /**
+   * This transport's `next` frame for operation `id` around a serialized result. Built once per
+   * event for every sink with the same encoder and id, then written to each.
+   */
+  readonly encodeNext: (id: string, result: string) => F;
+  /** Still accepting frames. */
+  readonly writable: boolean;
+  /** Bytes written to it and not yet sent. */
+  readonly bufferedBytes: number;
+  write(frame: F): void;
+  /** Its reader stopped reading: ends it (a WebSocket closes with 1013). */
+  drop(): void;
+  /** One of its operations ended on the server's side: tell the client (complete, or error when `error` is set). */
+  ended(op: FanoutOperation, error?: unknown): void;
+}
 
 /** What one subscription operation needs to write its own frames. */
 export interface OperationTarget {
   id: string;
-  socket: WebSocket;
+  sink: FrameSink;
   query: string;
   variables: Record<string, unknown> | null | undefined;
   operationName: string | null | undefined;
@@ -85,23 +105,18 @@ export interface FanoutStats {
 }
 
 export interface FanoutOptions {
-  /** A socket with more than this many bytes waiting to be sent is closed with 1013. */
+  /** A sink with more than this many bytes waiting to be sent is dropped (a WebSocket closes with 1013). */
   maxBufferedBytes: number;
   /** Shapes errors as the HTTP path does (codes kept, internals masked). */
   formatError: (e: GraphQLError) => GraphQLFormattedError;
   /** Called once per event and shape, with the seconds from its arrival to its last frame written (a metric). */
   onDelivered?: (seconds: number) => void;
-  /**
-   * An operation ended on the server's side: its socket stopped reading or closed (no error), or
-   * its execution failed. The connection forgets it and tells the client (complete or error).
-   */
-  onEnd(op: FanoutOperation, socket: WebSocket, error?: unknown): void;
 }
 
 /**
- * Runs subscription operations for the WebSocket server: each event is executed once per
- * distinct (document, variables[, viewer]) and serialized once, and every subscriber gets the
- * same pre-built `next` frame written straight to its socket. An idle subscription costs one
+ * Runs subscription operations for every transport: each event is executed once per distinct
+ * (document, variables[, viewer]) and serialized once, and every subscriber gets its
+ * transport's pre-built `next` frame written straight to its sink. An idle subscription costs one
  * Subscriber and its stream (no closures, promises or iterators of its own), since a server
  * holds thousands of them.
  */
@@ -119,7 +134,7 @@ export function createFanout(opts: FanoutOptions) {
     failure: unknown = undefined;
     constructor(
       readonly id: string,
-      readonly socket: WebSocket,
+      readonly sink: FrameSink,
       /** Its connection's context (shared by the connection's operations). */
       readonly context: Context,
       readonly shape: Shape,
@@ -144,11 +159,14 @@ export function createFanout(opts: FanoutOptions) {
       this.end();
     }
 
-    /** Ends from this side: the connection is told (complete, or error when `error` is set). */
+    /**
+     * Ends from this side: its sink stopped reading or closed (no error), or its execution
+     * failed. The sink's connection forgets it and tells the client.
+     */
     close(error?: unknown): void {
       if (!this.end()) return;
       this.failure = error;
-      opts.onEnd(this, this.socket, error);
+      this.sink.ended(this, error);
     }
   }
 
@@ -160,30 +178,31 @@ export function createFanout(opts: FanoutOptions) {
   };
 
   /**
-   * Writes one pre-built frame; closes a socket whose reader stopped. `frames` caches the encoded
-   * frame per operation id within one batch: most clients number their first subscription alike,
-   * so one Buffer serves thousands of sockets and ws skips a string-to-bytes copy per socket.
+   * Writes one pre-built frame; drops a sink whose reader stopped. `frames` caches the frame per
+   * encoder and operation id within one batch: most clients number their first subscription
+   * alike, so one Buffer serves thousands of sockets (and ws skips a string-to-bytes copy per
+   * socket), and every SSE stream of the batch shares one.
    */
-  const deliver = (sub: Subscriber, text: string, frames: Map<string, Frame>): boolean => {
+  const deliver = (sub: Subscriber, text: string, frames: Frames): boolean => {
     if (sub.finished) return false;
-    const socket = sub.socket;
-    if (socket.readyState !== WebSocket.OPEN) {
+    const sink = sub.sink;
+    if (!sink.writable) {
       sub.close();
       return false;
     }
-    if (socket.bufferedAmount > opts.maxBufferedBytes) {
+    if (sink.bufferedBytes > opts.maxBufferedBytes) {
       // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
       stats.slowConsumersClosed++;
-      socket.close(1013, 'Try again later');
+      sink.drop();
       sub.close();
       return false;
     }
-    let frame = frames.get(sub.id);
-    if (!frame) {
-      const payload = Buffer.from(`{"id":${JSON.stringify(sub.id)},"type":"next","payload":${text}}`);
-      frames.set(sub.id, (frame = { payload, framed: textFrame(payload) }));
-    }
-    writeFrame(socket, frame.framed, frame.payload);
+    const encode = sink.encodeNext;
+    let byId = frames.get(encode);
+    if (!byId) frames.set(encode, (byId = new Map()));
+    let frame = byId.get(sub.id);
+    if (frame === undefined) byId.set(sub.id, (frame = encode(sub.id, text)));
+    sink.write(frame);
     stats.deliveries++;
     return true;
   };
@@ -261,7 +280,7 @@ export function createFanout(opts: FanoutOptions) {
     }
     shape.refs++;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
-    const sub = new Subscriber(target.id, target.socket, context, shape, events);
+    const sub = new Subscriber(target.id, target.sink, context, shape, events);
 
     if (typeof events.push === 'function') {
       // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
@@ -285,6 +304,8 @@ export function createFanout(opts: FanoutOptions) {
   return { subscribe, stats };
 }
 
+export type Fanout = ReturnType<typeof createFanout>;
+
 /**
  * The context of one execution: the subscriber's, with one EntityManager fork and one set of
  * loaders shared by all its resolvers (so `sender` and `recipient` load in one query), and
@@ -300,11 +321,8 @@ function executionContext(ctx: Context): Context {
   }) as Context;
 }
 
-/** One `next` message, as bytes and as a ready WebSocket frame. */
-interface Frame {
-  payload: Buffer;
-  framed: Buffer | undefined;
-}
+/** One event's `next` frames, by transport encoder and operation id. */
+type Frames = Map<FrameSink['encodeNext'], Map<string, unknown>>;
 
 /** Subscribers that share a document and variables. */
 interface Shape {
@@ -324,8 +342,8 @@ interface Batch<S> {
   /** Subscribers to write to on release; null once released. */
   waiting: S[] | null;
   text?: string;
-  /** Encoded frames by operation-id prefix, built on release. */
-  frames?: Map<string, Frame>;
+  /** Encoded frames, built on release. */
+  frames?: Frames;
   error?: unknown;
   since: number;
 }

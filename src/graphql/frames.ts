@@ -24,6 +24,18 @@ export function textFrame(payload: Buffer): Buffer | undefined {
   return senderFrame && Buffer.concat(senderFrame(payload, { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: false }));
 }
 
+/** One graphql-transport-ws `next` message, as bytes and as a ready WebSocket frame. */
+export interface NextFrame {
+  payload: Buffer;
+  framed: Buffer | undefined;
+}
+
+/** The `next` message of operation `id` around a serialized execution result. */
+export function nextFrame(id: string, result: string): NextFrame {
+  const payload = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":${result}}`);
+  return { payload, framed: textFrame(payload) };
+}
+
 /** Writes a frame built by textFrame, or sends `payload` the ordinary way where that is not safe. */
 export function writeFrame(socket: WebSocket, frame: Buffer | undefined, payload: Buffer): void {
   const raw = socket as unknown as SocketInternals;

@@ -6,8 +6,10 @@ import {
   parse,
   specifiedRules,
   validate,
+  getOperationAST,
   type DocumentNode,
   type GraphQLSchema,
+  type OperationDefinitionNode,
   type ValidationRule,
 } from 'graphql';
 import type { Env } from '../config/env';
@@ -195,4 +197,12 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       };
     },
   };
+}
+
+/** The operation a request names, or the error graphql-js answers with over HTTP. */
+export function selectOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | GraphQLError {
+  const operation = getOperationAST(document, operationName);
+  if (operation) return operation;
+  // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
+  return new GraphQLError(operationName ? `Unknown operation named "${operationName}".` : 'Must provide operation name if query contains multiple operations.');
 }

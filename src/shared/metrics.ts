@@ -65,7 +65,7 @@ export function createMetrics(): Metrics {
 
   new Gauge({
     name: 'parley_open_sockets',
-    help: 'Authenticated and pending WebSocket (graphql-transport-ws) connections open on this instance',
+    help: 'Authenticated and pending WebSocket (graphql-transport-ws) connections and SSE subscription streams open on this instance',
     registers,
     collect() {
       this.set(src?.openSockets() ?? 0);

@@ -62,6 +62,8 @@ export interface Rates {
   reaction: RateLimit;
   /** setTyping, per user, on this instance. */
   typing: RateLimit;
+  /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
+  streams: RateLimit;
 }
 
 export function createRates(
@@ -75,6 +77,7 @@ export function createRates(
     | 'RATE_LIMIT_EDIT'
     | 'RATE_LIMIT_REACTION'
     | 'RATE_LIMIT_TYPING'
+    | 'RATE_LIMIT_WS_MESSAGES'
   >,
   redis?: RedisClient,
 ): Rates {
@@ -89,6 +92,7 @@ export function createRates(
     // Counted per instance: a refresh every 2 s from every typist would otherwise add a Redis round
     // trip each, and what reaches others is bounded anyway (one event per 2 s, decided in Redis).
     typing: new RateLimit('typing', env.RATE_LIMIT_TYPING),
+    streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
   };
 }
 

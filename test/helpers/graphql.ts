@@ -102,14 +102,19 @@ export interface Subscription<T> {
   stop(): void;
 }
 
-/** Subscribes and collects every `next` payload's data. */
-export function subscribe<T = any>(w: WsClient, query: string, variables?: Record<string, unknown>): Subscription<T> {
+/** What subscribe() needs of a client: graphql-ws's and graphql-sse's both subscribe this way. */
+interface Subscribing {
+  subscribe(request: { query: string; variables?: Record<string, unknown> }, sink: { next(r: ExecutionResult<any>): void; error(e: unknown): void; complete(): void }): () => void;
+}
+
+/** Subscribes (over a graphql-ws or graphql-sse client) and collects every `next` payload's data. */
+export function subscribe<T = any>(w: { client: Subscribing }, query: string, variables?: Record<string, unknown>): Subscription<T> {
   const values: T[] = [];
   const errors: unknown[] = [];
   const waiters: (() => void)[] = [];
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
-  const stop = w.client.subscribe<T>(
+  const stop = w.client.subscribe(
     { query, variables },
     {
       next: (r: ExecutionResult<T>) => {

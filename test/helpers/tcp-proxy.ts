@@ -58,3 +58,14 @@ export class TcpProxy {
     return this.start();
   }
 }
+
+/** A started proxy in front of the test's PostgreSQL (DATABASE_URL), and the URL that goes through it. */
+export async function proxiedDatabase(): Promise<{ proxy: TcpProxy; url: string }> {
+  const real = new URL(process.env.DATABASE_URL!);
+  const proxy = new TcpProxy({ host: real.hostname, port: Number(real.port || 5432) });
+  await proxy.start();
+  const proxied = new URL(real);
+  proxied.port = String(proxy.port);
+  proxied.hostname = '127.0.0.1';
+  return { proxy, url: proxied.toString() };
+}

@@ -27,6 +27,15 @@ export class AuthResolver {
   }
 
   @Authorized()
+  @Mutation(() => String, {
+    description:
+      'A single-use ticket, valid 60 s, that stands for this token in `/graphql/stream?ticket=` (a plain EventSource cannot send an Authorization header).',
+  })
+  streamTicket(@Ctx() ctx: Context): Promise<string> {
+    return ctx.services.tickets.issue(viewerOf(ctx));
+  }
+
+  @Authorized()
   @Mutation(() => Boolean)
   deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);

@@ -69,7 +69,11 @@ export class AuthService {
   /** The viewer a token stands for, or null when it is unknown, revoked or expired. */
   async authenticate(token: string): Promise<Viewer | null> {
     if (token.length > 512) return null;
-    const tokenHash = hashToken(token);
+    return this.sessionOf(hashToken(token));
+  }
+
+  /** The viewer a stored token hash stands for (a redeemed stream ticket), or null when its session is revoked or expired. */
+  async sessionOf(tokenHash: string): Promise<Viewer | null> {
     const now = Date.now();
     const hit = this.cache.get(tokenHash);
     if (hit && now - hit.cachedAt < CACHE_TTL_MS) {

@@ -1,0 +1,255 @@
+import type { IncomingMessage, Server } from 'node:http';
+import { CloseCode, GRAPHQL_TRANSPORT_WS_PROTOCOL, MessageType, validateMessage, type SubscribePayload } from 'graphql-ws';
+import WebSocket, { WebSocketServer, type RawData } from 'ws';
+import type { Logger } from '../shared/logger';
+import type { RateSpec } from '../config/env';
+import { SocketRate } from '../shared/ratelimit';
+
+const OPEN = 1;
+
+/**
+ * One socket as the transport knows it. Kept small on purpose: an idle server holds one per
+ * client (graphql-ws's server cost about five times a bare socket per connection, in closures,
+ * promises and contexts per operation). The application extends it with its own fields (see
+ * `TransportHooks.create`), so a connection is still one object.
+ */
+export class Connection {
+  /** connection_init arrived (a second one closes with 4429). */
+  initReceived = false;
+  acknowledged = false;
+  /** Counted among its address's sockets not yet acknowledged (`maxPendingPerIp`). */
+  pending = false;
+  closed = false;
+  /** Answered the last keep-alive ping. */
+  alive = true;
+  initTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly socket: WebSocket,
+    /** The client's address (rate limits, the pending cap). */
+    readonly ip: string,
+    readonly rate: SocketRate,
+  ) {}
+}
+
+/** What the application decides; the transport does the protocol around it. */
+export interface TransportHooks<C extends Connection> {
+  /** Makes the connection object of a new socket (a subclass of Connection holding the application's state). */
+  create(socket: WebSocket, req: IncomingMessage, ip: string, rate: SocketRate): C;
+  /**
+   * connection_init (the first one): authenticates. Resolves with a close (code, reason) to refuse,
+   * or nothing to acknowledge. When the socket closed meanwhile, nothing is sent either way.
+   */
+  init(conn: C, payload: Record<string, unknown> | null | undefined): Promise<readonly [number, string] | void>;
+  /** A subscribe on an acknowledged connection; `limited` when the socket is over its message rate. */
+  subscribe(conn: C, id: string, payload: SubscribePayload, limited: boolean): Promise<void>;
+  /** The client completed an operation. */
+  complete(conn: C, id: string): void;
+  /** The socket closed (after init or not): undo what init did. */
+  closed(conn: C): void;
+}
+
+export interface TransportOptions<C extends Connection> {
+  server: Server;
+  path: string;
+  /** A bigger frame closes the socket with 1009. */
+  maxPayload: number;
+  /** The socket class ws creates (the application's subclass, all on its prototype). */
+  socketClass: typeof WebSocket;
+  /** May a browser page of this origin open a socket? Otherwise the upgrade gets 403. */
+  originAllowed(origin: string | undefined): boolean;
+  /** The client's address, from the upgrade request. */
+  ipOf(req: IncomingMessage): string;
+  /** Sockets one address may hold that are not acknowledged yet; beyond, the upgrade gets 429. */
+  maxPendingPerIp: number;
+  /** A socket that sends no connection_init within this closes with 4408 (0: never). @default off */
+  initTimeoutMs: number;
+  /** Ping interval; a socket that missed the last pong is cut (0: off). */
+  keepAliveMs: number;
+  /** Frames per socket (`count/duration`): beyond, operations are `limited`; at twice the rate the socket closes with 1008. */
+  rate: RateSpec;
+  logger: Logger;
+  /** Hide a failure's message in its 4500 close reason. */
+  production: boolean;
+  hooks: TransportHooks<C>;
+}
+
+export interface Transport<C extends Connection> {
+  wss: WebSocketServer;
+  connections: ReadonlyMap<WebSocket, C>;
+  /** Sends one protocol message if the socket is open. */
+  send(socket: WebSocket, message: object): void;
+  /** Closes every socket with `code` (1001 on shutdown). */
+  closeAll(code: number, reason: string): void;
+  dispose(): Promise<void>;
+}
+
+/** Client messages, by what graphql-ws's validateMessage accepts; a server's message type from a client is a bad request. */
+function clientMessage(text: string) {
+  try {
+    const m = validateMessage(JSON.parse(text));
+    return m.type === MessageType.ConnectionInit || m.type === MessageType.Ping || m.type === MessageType.Pong || m.type === MessageType.Subscribe || m.type === MessageType.Complete
+      ? m
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The graphql-transport-ws protocol over ws, as graphql-ws's own server speaks it (its message
+ * validation, close codes and ping/pong), without graphql-ws's per-connection closures: one
+ * Connection per socket, listeners shared by every socket, one keep-alive timer for all. The
+ * application's decisions (who may connect, what an operation does, what closing undoes)
+ * come in as `hooks`.
+ */
+export function serveTransport<C extends Connection>(opts: TransportOptions<C>): Transport<C> {
+  const { logger, hooks } = opts;
+  const connections = new Map<WebSocket, C>();
+  /** Sockets per client address that are not acknowledged yet (unauthenticated, or authenticating). */
+  const pendingOf = new Map<string, number>();
+  const wss = new WebSocketServer({
+    WebSocket: opts.socketClass,
+    server: opts.server,
+    path: opts.path,
+    maxPayload: opts.maxPayload,
+    handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
+    // ws emits 'connection' synchronously after this, so the pending count is exact.
+    verifyClient: (info, done) => {
+      if (!opts.originAllowed(info.origin)) return done(false, 403, 'Origin not allowed');
+      if ((pendingOf.get(opts.ipOf(info.req)) ?? 0) >= opts.maxPendingPerIp) {
+        return done(false, 429, 'Too many pending connections', { 'retry-after': String(Math.max(1, Math.ceil(opts.initTimeoutMs / 1000))) });
+      }
+      done(true);
+    },
+  });
+  // ws re-emits the HTTP server's errors (EADDRINUSE at listen, which startServer reports); unheard, they would crash.
+  wss.on('error', (e: Error) => logger.debug({ err: e.message }, 'websocket server error'));
+
+  const settled = (conn: C) => {
+    if (!conn.pending) return;
+    conn.pending = false;
+    const n = (pendingOf.get(conn.ip) ?? 1) - 1;
+    if (n > 0) pendingOf.set(conn.ip, n);
+    else pendingOf.delete(conn.ip);
+  };
+
+  const send = (socket: WebSocket, message: object) => {
+    if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
+  };
+
+  async function init(conn: C, payload: Record<string, unknown> | null | undefined): Promise<void> {
+    if (conn.initReceived) return conn.socket.close(CloseCode.TooManyInitialisationRequests, 'Too many initialisation requests');
+    conn.initReceived = true;
+    const refused = await hooks.init(conn, payload);
+    if (conn.closed) return;
+    if (refused) return conn.socket.close(refused[0], refused[1]);
+    clearTimeout(conn.initTimer);
+    conn.initTimer = undefined;
+    conn.acknowledged = true;
+    settled(conn);
+    send(conn.socket, { type: MessageType.ConnectionAck });
+  }
+
+  async function handle(conn: C, data: RawData): Promise<void> {
+    const { socket } = conn;
+    const verdict = conn.rate.hit();
+    if (verdict === 'abuse') return socket.close(1008, 'Rate limit exceeded');
+    const message = clientMessage(String(data));
+    if (!message) return socket.close(CloseCode.BadRequest, 'Invalid message received');
+    switch (message.type) {
+      case MessageType.ConnectionInit:
+        return init(conn, message.payload);
+      case MessageType.Ping:
+        return send(socket, message.payload ? { type: MessageType.Pong, payload: message.payload } : { type: MessageType.Pong });
+      case MessageType.Pong:
+        return;
+      case MessageType.Subscribe:
+        if (!conn.acknowledged) return socket.close(CloseCode.Unauthorized, 'Unauthorized');
+        return hooks.subscribe(conn, message.id, message.payload, verdict === 'limited');
+      case MessageType.Complete:
+        return hooks.complete(conn, message.id);
+    }
+  }
+
+  // Listeners shared by every socket (ws calls them with the socket as `this`): none per connection.
+  function onMessage(this: WebSocket, data: RawData): void {
+    const conn = connections.get(this);
+    if (!conn) return;
+    handle(conn, data).catch((e: unknown) => {
+      logger.error({ err: e }, 'websocket message failed');
+      const reason = e instanceof Error && e.message.length < 124 ? e.message : 'Internal server error';
+      this.close(CloseCode.InternalServerError, opts.production ? 'Internal server error' : reason);
+    });
+  }
+
+  function onClose(this: WebSocket): void {
+    const conn = connections.get(this);
+    if (!conn) return;
+    connections.delete(this);
+    conn.closed = true;
+    settled(conn);
+    clearTimeout(conn.initTimer);
+    hooks.closed(conn);
+  }
+
+  function onPong(this: WebSocket): void {
+    const conn = connections.get(this);
+    if (conn) conn.alive = true;
+  }
+
+  // ws closes the socket itself on a protocol error (1009 for a frame over maxPayload).
+  function onError(e: Error & { code?: string }): void {
+    logger.debug({ err: e.message, code: e.code }, 'websocket error');
+  }
+
+  function initTimedOut(conn: C): void {
+    if (!conn.initReceived) conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+  }
+
+  wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
+    socket.on('error', onError);
+    if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) return socket.close(CloseCode.SubprotocolNotAcceptable, 'Subprotocol not acceptable');
+    const ip = opts.ipOf(req);
+    const conn = hooks.create(socket, req, ip, new SocketRate(opts.rate));
+    connections.set(socket, conn);
+    conn.pending = true;
+    pendingOf.set(ip, (pendingOf.get(ip) ?? 0) + 1);
+    if (opts.initTimeoutMs > 0) conn.initTimer = setTimeout(initTimedOut, opts.initTimeoutMs, conn);
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+    socket.on('pong', onPong);
+  });
+
+  // Keep-alive: one timer for every socket. A socket that didn't answer the last ping is dead.
+  const keepAlive =
+    opts.keepAliveMs > 0
+      ? setInterval(() => {
+          for (const conn of connections.values()) {
+            if (conn.socket.readyState !== OPEN) continue;
+            if (!conn.alive) {
+              conn.socket.terminate();
+              continue;
+            }
+            conn.alive = false;
+            conn.socket.ping();
+          }
+        }, opts.keepAliveMs)
+      : undefined;
+  keepAlive?.unref();
+
+  return {
+    wss,
+    connections,
+    send,
+    closeAll(code, reason) {
+      for (const client of wss.clients) client.close(code, reason);
+    },
+    async dispose() {
+      clearInterval(keepAlive);
+      for (const client of wss.clients) client.close(1001, 'Going away');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      for (const client of wss.clients) client.terminate();
+    },
+  };
+}

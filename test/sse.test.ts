@@ -1,0 +1,307 @@
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { createClient, type Client } from 'graphql-sse';
+import { streamMessages } from '../examples/clients/sse';
+import { launchChromium } from './helpers/browser';
+import { eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
+import { lobbyOf, signup, type TestUser } from './helpers/factories';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { proxiedDatabase } from './helpers/tcp-proxy';
+import { describeNeeding, tools } from './helpers/tools';
+
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+const MESSAGES = 'subscription($g: ID) { messageAdded(conversation: { groupId: $g }) { content sender { username } } }';
+const ALL_MESSAGES = 'subscription { messageAdded { content } }';
+const ACTIONS = 'subscription { projectAction { kind message } }';
+const TICKET = 'mutation { streamTicket }';
+
+const streamUrl = (s: TestServer) => `${s.url}/stream`;
+
+const clients = new Set<Client>();
+afterEach(() => {
+  for (const c of clients) c.dispose();
+  clients.clear();
+});
+
+/** A graphql-sse client (distinct connections mode) on Node's fetch, subscribed to `query`. */
+function sseSubscribe<T = any>(s: TestServer, token: string, query: string, variables?: Record<string, unknown>) {
+  const client = createClient({ url: streamUrl(s), fetchFn: fetch, retryAttempts: 0, headers: { authorization: `Bearer ${token}` } });
+  clients.add(client);
+  return subscribe<T>({ client }, query, variables);
+}
+
+/** Waits until this instance runs `n` subscriptions of `field` (so an event sent next reaches them). */
+const running = (s: TestServer, field: string, n: number) => eventually(() => (s.fanout.active[field] ?? 0) === n);
+
+async function projectWith(s: TestServer, owner: TestUser, member: TestUser): Promise<string> {
+  const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, owner.token))).createProject.id as string;
+  await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: member.id }, owner.token));
+  return p;
+}
+
+describe('SSE transport (/graphql/stream)', () => {
+  it('should stream messageAdded and projectAction to the graphql-sse client, from the same execution and bytes as the WebSocket', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, bob.token);
+    const messages = sseSubscribe(s, bob.token, MESSAGES, { g: lobby });
+    const actions = sseSubscribe(s, bob.token, ACTIONS);
+    // The same document on a WebSocket: one execution serves both.
+    const w = wsClient(s.wsUrl, alice.token);
+    await w.connected;
+    const onSocket = subscribe(w, MESSAGES, { g: lobby });
+    await running(s, 'messageAdded', 2);
+    await running(s, 'projectAction', 1);
+
+    const before = s.fanout.executions;
+    await ok(gql(s.url, SEND, { g: lobby, t: 'over SSE' }, alice.token));
+    const expected = { messageAdded: { content: 'over SSE', sender: { username: alice.username } } };
+    expect(await messages.nth(1)).toEqual(expected);
+    expect(await onSocket.nth(1)).toEqual(expected);
+    expect(s.fanout.executions - before).toBe(1);
+
+    await projectWith(s, alice, bob);
+    expect(await actions.nth(1)).toEqual({ projectAction: { kind: 'ADDED_TO_PROJECT', message: expect.stringContaining('Apollo') } });
+
+    messages.stop();
+    actions.stop();
+    await running(s, 'messageAdded', 1);
+    await running(s, 'projectAction', 0);
+  });
+
+  it.each([
+    ['in Redis', {}],
+    ['in memory', { REDIS_URL: '' }],
+  ])('should refuse a stream without a valid token or ticket with 401, and take a ticket (kept %s) once', async (_, store) => {
+    const s = await createTestServer(store);
+    const u = await signup(s.url);
+    const get = (qs: string, headers: Record<string, string> = {}) =>
+      fetch(`${streamUrl(s)}?query=${encodeURIComponent(ALL_MESSAGES)}${qs}`, { headers: { accept: 'text/event-stream', ...headers } });
+    const refused = async (res: Response) => {
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as any).errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    };
+    await refused(await get(''));
+    await refused(await get('&ticket=not-a-ticket'));
+    await refused(await get('', { authorization: 'Bearer not-a-token' }));
+    // A ticket needs a signed-in caller.
+    expect((await gql(s.url, TICKET)).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
+
+    const ticket = (await ok(gql(s.url, TICKET, {}, u.token))).streamTicket as string;
+    const first = await get(`&ticket=${encodeURIComponent(ticket)}`);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    await running(s, 'messageAdded', 1);
+    await refused(await get(`&ticket=${encodeURIComponent(ticket)}`));
+    await first.body?.cancel();
+    await running(s, 'messageAdded', 0);
+  });
+
+  it('should end the stream when its token is revoked, and only that one', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const other = (await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: u.username, p: u.password }))).login.token;
+    const revoked = sseSubscribe(s, u.token, ALL_MESSAGES);
+    const kept = sseSubscribe(s, other, ALL_MESSAGES);
+    await running(s, 'messageAdded', 2);
+    await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+    // An UNAUTHENTICATED result, then complete (a failed connection would add an error of its own).
+    await revoked.done;
+    expect(revoked.errors).toEqual([expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })]);
+    await running(s, 'messageAdded', 1);
+    await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, other), t: 'still here' }, other));
+    expect(await kept.nth(1)).toEqual({ messageAdded: { content: 'still here' } });
+  });
+
+  it('should end the stream when its token expires', async () => {
+    const s = await createTestServer({ TOKEN_TTL: '3s' });
+    const u = await signup(s.url);
+    const stream = sseSubscribe(s, u.token, ALL_MESSAGES);
+    await running(s, 'messageAdded', 1);
+    await stream.done;
+    expect(stream.errors).toEqual([expect.objectContaining({ message: 'Your token expired; sign in again.', extensions: { code: 'UNAUTHENTICATED' } })]);
+    await running(s, 'messageAdded', 0);
+  });
+
+  it("should not stream a group's messages to a non-member", async () => {
+    const s = await createTestServer();
+    const [alice, carol] = [await signup(s.url), await signup(s.url)];
+    const secret = (await ok(gql(s.url, 'mutation { createGroup(name: "Secret", isPrivate: true) { id } }', {}, alice.token))).createGroup.id;
+    const everything = sseSubscribe(s, carol.token, ALL_MESSAGES);
+    const pointed = sseSubscribe(s, carol.token, MESSAGES, { g: secret });
+    // Subscribing to the group itself is refused: an error, then complete.
+    await pointed.done;
+    expect(pointed.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: expect.stringMatching(/FORBIDDEN|NOT_FOUND/) }) })]);
+    await running(s, 'messageAdded', 1);
+    await ok(gql(s.url, SEND, { g: secret, t: 'members only' }, alice.token));
+    await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, alice.token), t: 'for everyone' }, alice.token));
+    // Events are delivered in order: once the lobby's message is in, the group's would be too.
+    expect(await everything.nth(1)).toEqual({ messageAdded: { content: 'for everyone' } });
+    expect(everything.values).toHaveLength(1);
+  });
+
+  it('should count a stream against the per-user connection limit with WebSockets, and as a live socket for presence', async () => {
+    const s = await createTestServer({ WS_MAX_SOCKETS_PER_USER: '2', PRESENCE_GRACE: '200ms' });
+    const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const w = wsClient(s.wsUrl, u.token);
+    await w.connected;
+    const one = sseSubscribe(s, u.token, ALL_MESSAGES);
+    await running(s, 'messageAdded', 1);
+    const res = await fetch(streamUrl(s), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${u.token}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: ALL_MESSAGES }),
+    });
+    expect(res.status).toBe(429);
+    expect(((await res.json()) as any).errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' });
+
+    // With the socket gone, the stream alone keeps the user ONLINE; without it, they go OFFLINE.
+    await w.dispose();
+    const status = async () => (await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { status } }', { id: u.id }, watcher.token))).user.status;
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await status()).toBe('ONLINE');
+    one.stop();
+    await eventually(async () => (await status()) === 'OFFLINE');
+  });
+
+  it('should answer a query with one result then complete, and refuse a mutation over GET', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const me = sseSubscribe(s, u.token, '{ me { username } }');
+    expect(await me.nth(1)).toEqual({ me: { username: u.username } });
+    await me.done;
+    expect(me.errors).toEqual([]);
+    const res = await fetch(`${streamUrl(s)}?query=${encodeURIComponent('mutation { logout }')}`, {
+      headers: { authorization: `Bearer ${u.token}`, accept: 'text/event-stream' },
+    });
+    expect(res.status).toBe(405);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+
+    // Any client that takes an event stream gets one (fetch sends Accept: */*); one that takes only JSON is told why not.
+    const post = (headers: Record<string, string> = {}) =>
+      fetch(streamUrl(s), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ query: '{ me { username } }' }),
+      });
+    const streamed = await post();
+    expect(streamed.status).toBe(200);
+    const text = await streamed.text();
+    expect(text).toContain(`event: next\ndata: {"data":{"me":{"username":"${u.username}"}}}\n\n`);
+    expect(text).toMatch(/event: complete\n/);
+    const json = await post({ accept: 'application/json' });
+    expect(json.status).toBe(406);
+    expect(((await json.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+
+    // Counted as operations over HTTP and WebSocket are.
+    const metrics = await (await fetch(s.url.replace(/\/graphql$/, '/metrics'))).text();
+    expect(metrics).toContain('parley_graphql_operations_total{operation="me",type="query",code="OK"} 2');
+    expect(metrics).toContain('parley_graphql_operations_total{operation="logout",type="mutation",code="BAD_USER_INPUT"} 1');
+  });
+
+  it('should answer 503 SERVICE_UNAVAILABLE while PostgreSQL is away, and hold nothing for the failed stream', async () => {
+    const { proxy, url } = await proxiedDatabase();
+    try {
+      const s = await createTestServer({ DATABASE_URL: url, WS_MAX_SOCKETS_PER_USER: '1' });
+      const u = await signup(s.url);
+      // A token never used yet must be looked up; one already used is cached, but its memberships must load.
+      const fresh = (await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: u.username, p: u.password }))).login.token;
+      await ok(gql(s.url, '{ me { id } }', {}, u.token));
+      await proxy.cut();
+      for (const token of [fresh, u.token]) {
+        const res = await fetch(`${streamUrl(s)}?query=${encodeURIComponent(ALL_MESSAGES)}`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
+        expect(res.status).toBe(503);
+        expect(((await res.json()) as any).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+      }
+      await proxy.restore();
+      // The failed stream released its place (the limit is 1 here).
+      const after = sseSubscribe(s, u.token, ALL_MESSAGES);
+      await running(s, 'messageAdded', 1);
+      await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, u.token), t: 'back' }, u.token));
+      expect(await after.nth(1)).toEqual({ messageAdded: { content: 'back' } });
+    } finally {
+      await proxy.cut();
+    }
+  }, 60_000);
+
+  it("should run the README's graphql-sse snippet as it is", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, bob.token);
+    const got: string[] = [];
+    const stop = streamMessages({ url: s.url, token: bob.token, groupId: lobby, onMessage: (content) => got.push(content) });
+    try {
+      await running(s, 'messageAdded', 1);
+      await ok(gql(s.url, SEND, { g: lobby, t: 'from the snippet' }, alice.token));
+      await eventually(() => got.length > 0);
+      expect(got).toEqual(['from the snippet']);
+    } finally {
+      stop();
+    }
+    await running(s, 'messageAdded', 0);
+  });
+
+  describeRedis('two instances', () => {
+    it('should stream on instance B a message sent on instance A', async () => {
+      const a = await createTestServer();
+      const b = await createTestServer({}, { clean: false });
+      const [alice, bob] = [await signup(a.url), await signup(a.url)];
+      // The ticket is issued on A and redeemed on B.
+      const ticket = (await ok(gql(a.url, TICKET, {}, bob.token))).streamTicket;
+      const res = await fetch(`${streamUrl(b)}?query=${encodeURIComponent(ALL_MESSAGES)}&ticket=${encodeURIComponent(ticket)}`, { headers: { accept: 'text/event-stream' } });
+      expect(res.status).toBe(200);
+      await running(b, 'messageAdded', 1);
+      await ok(gql(a.url, SEND, { g: await lobbyOf(a.url, alice.token), t: 'from A' }, alice.token));
+      const reader = res.body!.getReader();
+      let text = '';
+      while (!text.includes('event: next')) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).toContain('event: next\ndata: {"data":{"messageAdded":{"content":"from A"}}}\n\n');
+      await reader.cancel();
+    });
+  });
+});
+
+describeNeeding('chromium', tools.chromium)('SSE transport in a browser', () => {
+  it('should stream messageAdded and projectAction to a plain EventSource with a stream ticket', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, bob.token);
+    const browser = await launchChromium();
+    const page = await browser.newPage();
+    // Same origin as the API, as a page served next to it would be.
+    await page.goto(s.url.replace(/\/graphql$/, '/healthz'));
+    // Messages with an EventSource written here; project notifications with the README's snippet, as it is.
+    const ticket = (await ok(gql(s.url, TICKET, {}, bob.token))).streamTicket;
+    const url = `/graphql/stream?query=${encodeURIComponent(MESSAGES)}&variables=${encodeURIComponent(JSON.stringify({ g: lobby }))}&ticket=${encodeURIComponent(ticket)}`;
+    await page.evaluate((url) => {
+      const w = globalThis as unknown as Record<string, unknown[]> & { EventSource: new (url: string) => any };
+      w.messages = [];
+      const source = new w.EventSource(url);
+      source.addEventListener('next', (e: { data: string }) => w.messages.push(JSON.parse(e.data)));
+      source.addEventListener('complete', () => source.close());
+    }, url);
+    const snippet = await build({ entryPoints: [join(__dirname, '..', 'examples', 'clients', 'eventsource.ts')], bundle: true, write: false, format: 'iife', globalName: 'snippet' });
+    await page.addScriptTag({ content: snippet.outputFiles[0].text });
+    await page.evaluate(
+      async ([url, token]) => {
+        const w = globalThis as unknown as Record<string, unknown[]> & { snippet: typeof import('../examples/clients/eventsource') };
+        w.actions = [];
+        await w.snippet.streamProjectActions({ url, token, onAction: (m) => w.actions.push(m) });
+      },
+      [s.url, bob.token] as const,
+    );
+    await running(s, 'messageAdded', 1);
+    await running(s, 'projectAction', 1);
+    await ok(gql(s.url, SEND, { g: lobby, t: 'to the browser' }, alice.token));
+    await projectWith(s, alice, bob);
+    const received = (name: string) => page.waitForFunction((n) => (globalThis as unknown as Record<string, unknown[]>)[n].length > 0, name).then((h) => h.jsonValue());
+    await received('messages');
+    await received('actions');
+    const got = await page.evaluate(() => {
+      const w = globalThis as unknown as Record<string, unknown[]>;
+      return { messages: w.messages, actions: w.actions };
+    });
+    expect(got.messages).toEqual([{ data: { messageAdded: { content: 'to the browser', sender: { username: alice.username } } } }]);
+    expect(got.actions).toEqual([expect.stringContaining('Apollo')]);
+  }, 60_000);
+});
