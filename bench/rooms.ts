@@ -95,7 +95,7 @@ async function joinRooms(kit: RoomKit, rooms: { id: string; members: User[] }[],
 /** Idle sockets on messageAdded without argument, members of none of the rooms. */
 async function openBystanders(kit: RoomKit, wsUrl: string, users: User[]): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
-  await kit.inBatches(users, 200, async (u) => void sockets.push(await kit.connect(wsUrl, u.token, [{ id: '1', query: ALL_MINE }], () => undefined)));
+  await kit.inBatches(users, 100, async (u) => void sockets.push(await kit.connect(wsUrl, u.token, [{ id: '1', query: ALL_MINE }], () => undefined)));
   return sockets;
 }
 

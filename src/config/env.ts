@@ -72,7 +72,7 @@ export interface Env {
   LOGIN_MAX_FAILURES_PER_USER: number;
   /** Wrong passwords allowed per client address per 15 minutes, whichever accounts (one address can be many people behind a NAT). @default 200 */
   LOGIN_MAX_FAILURES_PER_IP: number;
-  /** Trust X-Forwarded-For for the client address, and X-Forwarded-Proto/-Host for the public address (links). @default false */
+  /** Trust X-Forwarded-For for the client address (its last entry, which the proxy appended), and X-Forwarded-Proto/-Host for the public address (links). @default false */
   TRUST_PROXY: boolean;
   /** Bytes a socket or SSE stream may have waiting to be sent before it is closed (a socket with 1013): a client that stopped reading. @default 4194304 */
   WS_MAX_BUFFERED_BYTES: number;
@@ -116,6 +116,8 @@ export interface Env {
   RATE_LIMIT_TYPING: RateSpec;
   /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
   RATE_LIMIT_CREATE_GROUP: RateSpec;
+  /** joinGroup and leaveGroup calls per user: each is announced to every member of the group. @default 60/1h */
+  RATE_LIMIT_GROUP_MEMBERSHIP: RateSpec;
   /** sendFriendRequest calls per user. @default 50/1h */
   RATE_LIMIT_FRIEND_REQUEST: RateSpec;
   /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
@@ -302,6 +304,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
     RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
     RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
+    RATE_LIMIT_GROUP_MEMBERSHIP: rate(src, 'RATE_LIMIT_GROUP_MEMBERSHIP', { points: 60, duration: 3600 }),
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
     FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),

@@ -7,9 +7,10 @@ import { documentTooLargeMessage, oversizedDocument } from '../graphql/limits';
 /** The client address, from the socket or (behind a trusted proxy) X-Forwarded-For. */
 export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): string {
   if (env.TRUST_PROXY) {
+    // The last entry is the one the proxy appended; the client wrote any before it.
     const fwd = req.headers['x-forwarded-for'];
-    const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(',')[0]?.trim();
-    if (first) return first;
+    const last = (Array.isArray(fwd) ? fwd.join(',') : fwd)?.split(',').map((a) => a.trim()).filter(Boolean).pop();
+    if (last) return last;
   }
   return req.socket.remoteAddress ?? 'unknown';
 }

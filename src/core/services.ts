@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import DataLoader from 'dataloader';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../config/env';
 import { PasswordLimiter } from '../modules/auth/auth.ratelimit';
@@ -50,9 +51,18 @@ export interface Services {
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
   const { env, logger, orm, pubsub, redis } = deps;
   const instanceId = randomUUID();
+  // Sockets connect in bursts (an instance restarts, its clients reconnect): their memberships load
+  // together, one query per batch instead of two per socket, so the pool is not exhausted.
+  const batched = (load: (em: EntityManager, ids: readonly string[]) => Promise<Map<string, string[]>>) => {
+    const loader = new DataLoader<string, string[]>(async (ids) => {
+      const found = await load(orm.em.fork() as EntityManager, ids);
+      return ids.map((id) => found.get(id) ?? []);
+    }, { cache: false, maxBatchSize: 500 });
+    return (userId: string) => loader.load(userId);
+  };
   const memberships = new MembershipIndex(pubsub, {
-    group: (userId) => groupRepository.groupIdsOf(orm.em.fork(), userId),
-    project: (userId) => projectRepository.projectIdsOf(orm.em.fork(), userId),
+    group: batched(groupRepository.groupIdsOfMany),
+    project: batched(projectRepository.projectIdsOfMany),
   });
   const presence = new PresenceService({
     store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),

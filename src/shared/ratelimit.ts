@@ -54,6 +54,8 @@ export interface Rates {
   login: RateLimit;
   /** createGroup, per user. */
   createGroup: RateLimit;
+  /** joinGroup and leaveGroup, per user. */
+  groupMembership: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
   /** editMessage and deleteMessage, per user. */
@@ -73,6 +75,7 @@ export function createRates(
     | 'RATE_LIMIT_SIGNUP'
     | 'RATE_LIMIT_LOGIN'
     | 'RATE_LIMIT_CREATE_GROUP'
+    | 'RATE_LIMIT_GROUP_MEMBERSHIP'
     | 'RATE_LIMIT_FRIEND_REQUEST'
     | 'RATE_LIMIT_EDIT'
     | 'RATE_LIMIT_REACTION'
@@ -86,6 +89,7 @@ export function createRates(
     signup: new RateLimit('signup', env.RATE_LIMIT_SIGNUP, redis),
     login: new RateLimit('login', env.RATE_LIMIT_LOGIN, redis),
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
+    groupMembership: new RateLimit('group-membership', env.RATE_LIMIT_GROUP_MEMBERSHIP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),

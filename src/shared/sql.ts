@@ -5,3 +5,15 @@
 export function pgArray(values: readonly string[]): string {
   return `{${values.join(',')}}`;
 }
+
+/** Rows grouped by a key, each group the values picked from its rows. */
+export function groupBy<R, V>(rows: readonly R[], key: (r: R) => string, value: (r: R) => V): Map<string, V[]> {
+  const out = new Map<string, V[]>();
+  for (const r of rows) {
+    const k = key(r);
+    const list = out.get(k);
+    if (list) list.push(value(r));
+    else out.set(k, [value(r)]);
+  }
+  return out;
+}

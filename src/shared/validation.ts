@@ -25,9 +25,16 @@ const EMOJI = new RegExp('\\p{RGI_Emoji}', 'gv');
 const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
 /**
  * Format characters (bidi controls, zero-width space and joiners, word joiner, BOM, tag
- * characters, soft hyphen), other controls and line separators.
+ * characters, soft hyphen), other controls, line separators and lone surrogates.
  */
-const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+/** Half a surrogate pair: not text, and PostgreSQL would store U+FFFD while the answer carried it. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Whether the string is well-formed UTF-16 (every surrogate in a pair). */
+export function isWellFormed(v: string): boolean {
+  return !LONE_SURROGATE.test(v);
+}
 /** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
 const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
 /**
@@ -74,6 +81,7 @@ export function cleanMessageText(value: string | null | undefined, max: number, 
   if (!v.length) return null;
   if (v.length > max) throw new BadUserInputError(`Messages are at most ${max} characters.`, field);
   if (v.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', field);
+  if (!isWellFormed(v)) throw new BadUserInputError('Messages cannot contain half of a surrogate pair.', field);
   if (!hasVisibleText(v)) throw new BadUserInputError('A message must show something: it has only invisible characters.', field);
   return v;
 }

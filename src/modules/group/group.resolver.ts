@@ -50,7 +50,9 @@ export class GroupResolver {
   @Authorized()
   @Mutation(() => GroupType, { description: 'Public groups; private ones by addGroupMember.' })
   async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
-    return toGroupType(await ctx.services.groups.join(ctx.em, viewerOf(ctx).userId, groupId));
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
+    return toGroupType(await ctx.services.groups.join(ctx.em, me, groupId));
   }
 
   @Authorized()
@@ -61,8 +63,10 @@ export class GroupResolver {
 
   @Authorized()
   @Mutation(() => Boolean)
-  leaveGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.groups.leave(ctx.em, viewerOf(ctx).userId, groupId);
+  async leaveGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
+    return ctx.services.groups.leave(ctx.em, me, groupId);
   }
 
   @FieldResolver(() => UserType)

@@ -1,7 +1,8 @@
-import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf, type Context } from '../../graphql/context';
-import { PayloadTooLargeError } from '../../shared/errors';
+import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
@@ -158,9 +159,14 @@ export class AttachmentResolver {
   }
 
   @FieldResolver(() => String, {
-    description: 'The file itself; loaded only when asked for. One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
+    description:
+      'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
   })
-  async base64(@Root() a: AttachmentType, @Ctx() ctx: Context): Promise<string> {
+  async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
+    // A subscription's shape runs per event: a user's many sockets and shapes would each load the file.
+    if (info.operation.operation === 'subscription') {
+      throw new BadUserInputError('Attachment.base64 is not sent in subscriptions: fetch the file by url, or with history.', 'base64');
+    }
     // Spent before loading: resolvers of a page run together, and the bytes must not be read to be refused.
     if (!ctx.attachmentBudget.take(a.size)) {
       const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;

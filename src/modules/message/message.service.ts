@@ -6,7 +6,7 @@ import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
-import { cleanMessageText, isId } from '../../shared/validation';
+import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository, type MemberState } from '../conversation/conversation.repository';
 import { memberState } from '../conversation/conversation.events';
 import type { FriendService } from '../friend/friend.service';
@@ -210,7 +210,7 @@ export class MessageService {
     input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; clientMessageId?: string | null },
   ): Promise<MessageType> {
     const clientMessageId = input.clientMessageId ?? null;
-    if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId))) {
+    if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
       throw new BadUserInputError('clientMessageId must be 1 to 64 characters.', 'clientMessageId');
     }
     if (clientMessageId) {

@@ -1,0 +1,87 @@
+import { codeOf, eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
+import { lobbyOf, signup } from './helpers/factories';
+import { createTestServer } from './helpers/server';
+
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+
+describe('client address behind a proxy', () => {
+  it('should key limits on the address the proxy appended, not on one the client wrote into X-Forwarded-For', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
+    const u = await signup(s.url);
+    // A proxy appends the address it saw: the client controls every entry before it.
+    const codes: (string | undefined)[] = [];
+    for (let i = 0; i < 5; i++) {
+      const headers = { 'x-forwarded-for': `10.0.0.${i}, 203.0.113.9` };
+      codes.push(codeOf(await gql(s.url, LOGIN, { u: u.username, p: `guess-number-${i}` }, undefined, headers)));
+    }
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED', 'RATE_LIMITED']);
+    // The owner, seen by the proxy at another address, still gets in whatever the header claims before it.
+    const owner = await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' });
+    expect(owner.errors).toBeUndefined();
+  });
+});
+
+describe('attachment bytes in subscriptions', () => {
+  it('should not load a file for each subscriber and shape: base64 is refused in a subscription, url and the rest arrive', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const w = wsClient(s.wsUrl, a.token);
+    const sub = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }', { c: { groupId: lobby } });
+    const probe = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id } }', { c: { groupId: lobby } });
+    const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    // Both subscriptions are live once a plain message reaches them.
+    await eventually(async () => {
+      await ok(gql(s.url, send, { i: { groupId: lobby, content: 'ready?' } }, a.token));
+      return probe.values.length > 0 && sub.values.length > 0;
+    });
+    const sent = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
+    const got = await eventually(() => sub.values.find((v) => v.messageAdded.id === sent.id));
+    expect(got.messageAdded).toMatchObject({ content: 'file', attachment: null });
+    expect(sub.errors.map((e: any) => e.extensions?.code)).toEqual(['BAD_USER_INPUT']);
+    // The bytes stay one query away.
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 1) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
+    expect(Buffer.from(h.history.edges[0].node.attachment.base64, 'base64').toString()).toBe('the plan');
+  });
+});
+
+describe('ill-formed text', () => {
+  it('should refuse a lone surrogate in names and messages, which PostgreSQL would store as U+FFFD while the answer and the event carried it', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const lone = 'ab\uD800cd';
+    const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    const attempts = [
+      gql(s.url, 'mutation($d: String) { updateProfile(displayName: $d) { displayName } }', { d: lone }, a.token),
+      gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: lone }, a.token),
+      gql(s.url, 'mutation($t: String!) { createProject(title: $t) { id } }', { t: lone }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, content: lone } }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, content: 'ok', clientMessageId: lone } }, a.token),
+      gql(s.url, send, { i: { groupId: lobby, attachment: { fileName: 'a\uDC00b.txt', base64: Buffer.from('x').toString('base64') } } }, a.token),
+    ];
+    expect((await Promise.all(attempts)).map(codeOf)).toEqual(Array(6).fill('BAD_USER_INPUT'));
+    // Nothing changed; a well-formed pair (an emoji) is still text.
+    expect((await ok(gql(s.url, '{ me { displayName } }', {}, a.token))).me.displayName).toBeNull();
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }', { c: { groupId: lobby } }, a.token));
+    expect(h.history.totalCount).toBe(0);
+    await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: 'ab\uD83D\uDE00cd' }, a.token));
+  });
+});
+
+describe('group membership churn', () => {
+  it('should rate-limit joinGroup and leaveGroup per user: each announces to every member of the group', async () => {
+    const s = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '4/1h' });
+    const owner = await signup(s.url);
+    const churner = await signup(s.url);
+    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "quiet room") { id } }', {}, owner.token))).createGroup.id;
+    const join = () => gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, churner.token);
+    const leave = () => gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, churner.token);
+    const codes = [];
+    for (const op of [join, leave, join, leave, join]) codes.push(codeOf(await op()));
+    expect(codes).toEqual([undefined, undefined, undefined, undefined, 'RATE_LIMITED']);
+    // The refused join changed nothing: the owner is still the only member.
+    const members = await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g }, owner.token));
+    expect(members.group.memberCount).toBe(1);
+  });
+});
