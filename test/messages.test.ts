@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { signup, type TestUser, lobbyOf } from './helpers/factories';
+import { befriend, signup, type TestUser, lobbyOf } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { encodeCursor } from '../src/shared/graphql/connection';
 import { createClient } from 'graphql-ws';
@@ -18,11 +18,6 @@ const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
 const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
-
-async function befriend(url: string, a: TestUser, b: TestUser): Promise<void> {
-  const r = await ok(gql(url, 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id } }', { id: b.id }, a.token));
-  await ok(gql(url, 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id } }', { id: r.sendFriendRequest.id }, b.token));
-}
 
 async function send(url: string, token: string, input: Record<string, unknown>) {
   return (await ok(gql(url, SEND, { input }, token))).sendMessage;
