@@ -201,7 +201,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
             const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
-            return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env));
+            const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
+            return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env), userAgent);
           },
         }).catch(done));
         return;

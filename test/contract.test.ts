@@ -9,11 +9,16 @@ import { buildSchema, isNonNullType, Kind, parse, print, type DefinitionNode } f
  */
 const API_MD = path.resolve(__dirname, '../docs/API.md');
 
+/**
+ * Every ```graphql block of the contract (the base one and the additions, which `extend` the
+ * root types), plus the fields the additions promise in prose: `# Message gains: a: T  b: U`.
+ */
 function contractDefinitions(): readonly DefinitionNode[] {
   const text = readFileSync(API_MD, 'utf8');
-  const block = text.split('```graphql')[1]?.split('```')[0];
-  if (!block) throw new Error(`no graphql block in ${API_MD}`);
-  return parse(block).definitions;
+  const blocks = text.split('```graphql').slice(1).map((b) => b.split('```')[0]);
+  if (!blocks.length) throw new Error(`no graphql block in ${API_MD}`);
+  const gains = [...text.matchAll(/^# (\w+) gains: (.+)$/gm)].map(([, type, fields]) => `extend type ${type} { ${fields} }`);
+  return [...blocks, ...gains].flatMap((b) => parse(b).definitions);
 }
 
 function differences(): string[] {
@@ -32,7 +37,7 @@ function differences(): string[] {
       for (const v of def.values ?? []) if (!values.has(v.name.value)) out.push(`enum value ${name}.${v.name.value} is missing`);
       continue;
     }
-    if (def.kind !== Kind.OBJECT_TYPE_DEFINITION && def.kind !== Kind.INPUT_OBJECT_TYPE_DEFINITION) continue;
+    if (def.kind !== Kind.OBJECT_TYPE_DEFINITION && def.kind !== Kind.OBJECT_TYPE_EXTENSION && def.kind !== Kind.INPUT_OBJECT_TYPE_DEFINITION) continue;
     const fields = (type as any).getFields() as Record<string, { type: unknown; args?: { name: string; type: unknown; defaultValue: unknown }[] }>;
     for (const f of def.fields ?? []) {
       const at = `${name}.${f.name.value}`;
@@ -67,7 +72,12 @@ function differences(): string[] {
 
 describe('contract', () => {
   it('should expose every type, field, argument and default of docs/API.md in schema.graphql', () => {
-    expect(contractDefinitions().length).toBeGreaterThanOrEqual(20);
+    const defs = contractDefinitions();
+    expect(defs.length).toBeGreaterThanOrEqual(20);
+    // The additions' blocks are read too: their root extensions and the fields Message gains.
+    expect(defs.filter((d) => d.kind === Kind.OBJECT_TYPE_EXTENSION).map((d) => (d as { name: { value: string } }).name.value)).toEqual(
+      expect.arrayContaining(['Query', 'Mutation', 'Subscription', 'Message']),
+    );
     expect(differences()).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, gql, listen, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -33,15 +33,6 @@ async function inbox(url: string, user: TestUser, vars: Record<string, unknown> 
 async function story(url: string, user: TestUser, projectId?: string): Promise<[string, string][]> {
   const box = await inbox(url, user, projectId ? { p: projectId } : {});
   return box.edges.map((e: any) => [e.node.kind, e.node.message] as [string, string]);
-}
-
-async function listen(s: TestServer, user: TestUser, query: string, vars: Record<string, unknown> = {}) {
-  const w = wsClient(s.wsUrl, user.token);
-  await w.connected;
-  const sub = subscribe<any>(w, query, vars);
-  // Let the subscription register before acting.
-  await sleep(100);
-  return sub;
 }
 
 describe('projects', () => {

@@ -104,6 +104,16 @@ export interface Env {
   RATE_LIMIT_SIGNUP: RateSpec;
   /** Login attempts per client address, successful or not (failures have their own limits above). @default 300/5m */
   RATE_LIMIT_LOGIN: RateSpec;
+  /** Seconds after the last setTyping before typing lapses (others get typing: false). @default 6 */
+  TYPING_TIMEOUT: number;
+  /** At most one typing: true per user and conversation reaches others this often, in seconds. @default 2 */
+  TYPING_THROTTLE: number;
+  /** editMessage and deleteMessage calls per user. @default 60/1m */
+  RATE_LIMIT_EDIT: RateSpec;
+  /** addReaction and removeReaction calls per user. @default 120/1m */
+  RATE_LIMIT_REACTION: RateSpec;
+  /** setTyping calls per user on one instance, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
+  RATE_LIMIT_TYPING: RateSpec;
   /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
   RATE_LIMIT_CREATE_GROUP: RateSpec;
   /** joinGroup and leaveGroup calls per user: each is announced to every member of the group. @default 60/1h */
@@ -288,6 +298,11 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
+    TYPING_TIMEOUT: duration(src, 'TYPING_TIMEOUT', 6, 0.05),
+    TYPING_THROTTLE: duration(src, 'TYPING_THROTTLE', 2, 0),
+    RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
+    RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
+    RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
     RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
     RATE_LIMIT_GROUP_MEMBERSHIP: rate(src, 'RATE_LIMIT_GROUP_MEMBERSHIP', { points: 60, duration: 3600 }),
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),

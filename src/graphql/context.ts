@@ -25,6 +25,7 @@ export class RequestContext implements Context {
     readonly requestId: string,
     /** The public origin links are made for (attachment URLs). */
     readonly origin?: string,
+    readonly userAgent: string | null = null,
   ) {}
 
   get em(): EntityManager {

@@ -64,10 +64,10 @@ export interface FanoutOperation {
  * one execution serves them all. Others (groupEvent, projectAction) resolve viewer-specific
  * data and are executed once per viewer instead.
  */
-const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged']);
+const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageEvent', 'typing', 'readReceipt']);
 
 /** Fields resolved for the viewer (visibility, the viewer's role): a document that reaches one is executed per viewer. */
-const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project']);
+const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'ReactionCount.reactedByMe']);
 
 /** Whether one execution of the operation serves every viewer its events reach. */
 function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode): boolean {

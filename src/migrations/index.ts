@@ -1,9 +1,11 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261122141348_Initial } from './Migration20261122141348_Initial';
 import { Migration20261123053316_ServerSecrets } from './Migration20261123053316_ServerSecrets';
+import { Migration20261123061800_Conversations } from './Migration20261123061800_Conversations';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261122141348_Initial', class: Migration20261122141348_Initial },
   { name: 'Migration20261123053316_ServerSecrets', class: Migration20261123053316_ServerSecrets },
+  { name: 'Migration20261123061800_Conversations', class: Migration20261123061800_Conversations },
 ];

@@ -28,6 +28,8 @@ export interface Context {
   loaders: Loaders;
   /** Client address, for rate limits. */
   ip: string;
+  /** The request's User-Agent (a login tells the account's other sessions). */
+  userAgent?: string | null;
   requestId: string;
   logger: Logger;
   /** What is left of ATTACHMENT_MAX_BYTES_PER_RESPONSE for this operation's response. */

@@ -1,5 +1,6 @@
 import { ServerSecret } from '../core/secrets';
 import { Session } from './auth/session.entity';
+import { ConversationMember, MessageReaction } from './conversation/conversation.entity';
 import { FriendRequest, Friendship } from './friend/friend.entity';
 import { Group, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
@@ -7,4 +8,19 @@ import { Project, ProjectAction, ProjectMember } from './project/project.entity'
 import { User } from './user/user.entity';
 
 /** Every entity, listed once: the ORM config and the migration generator read this. */
-export const entities = [User, Session, FriendRequest, Friendship, Group, GroupMember, Attachment, Message, Project, ProjectMember, ProjectAction, ServerSecret];
+export const entities = [
+  User,
+  Session,
+  FriendRequest,
+  Friendship,
+  Group,
+  GroupMember,
+  Attachment,
+  Message,
+  Project,
+  ProjectMember,
+  ProjectAction,
+  ServerSecret,
+  ConversationMember,
+  MessageReaction,
+];

@@ -1,8 +1,15 @@
 import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { Group } from './group/group.entity';
+import { toGroupType } from './group/group.mapper';
+import type { GroupType } from './group/group.types';
+import { messageRepository } from './message/message.repository';
+import { toMessageType } from './message/message.mapper';
+import type { MessageType } from './message/message.types';
 import type { PresenceService, PresenceState } from './presence/presence.service';
 import type { ProjectService } from './project/project.service';
 import type { ProjectType } from './project/project.types';
+import type { ReactionSummary } from '../shared/pubsub/topics';
 import { User } from './user/user.entity';
 import { toUserType } from './user/user.mapper';
 import type { UserType } from './user/user.types';
@@ -13,6 +20,12 @@ export interface Loaders {
   presence: DataLoader<string, PresenceState>;
   /** Projects as the viewer sees them (null when not a member); each loaded once per operation, however many entries name it. */
   project: DataLoader<string, ProjectType | null>;
+  /** Groups by id, for rows that already prove the viewer a member (a conversation's group). */
+  group: DataLoader<string, GroupType | null>;
+  /** Messages by id, for rows that already prove the viewer may see them (a conversation's last message). */
+  message: DataLoader<string, MessageType | null>;
+  /** Reactions of every message in a response, in one query. */
+  reactions: DataLoader<string, ReactionSummary[]>;
 }
 
 export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService }, viewerId: string | null): Loaders {
@@ -25,5 +38,18 @@ export function createLoaders(em: EntityManager, services: { presence: PresenceS
     }),
     presence: new DataLoader((ids) => presence.states([...ids])),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
+    group: new DataLoader(async (ids) => {
+      const groups = await em.find(Group, { id: { $in: [...ids] } });
+      const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
+      return ids.map((id) => byId.get(id) ?? null);
+    }),
+    message: new DataLoader(async (ids) => {
+      const byId = new Map((await messageRepository.byIds(em, ids)).map((r) => [r.id, toMessageType(r)]));
+      return ids.map((id) => byId.get(id) ?? null);
+    }),
+    reactions: new DataLoader(async (ids) => {
+      const byId = await messageRepository.reactions(em, ids);
+      return ids.map((id) => byId.get(id) ?? []);
+    }),
   };
 }

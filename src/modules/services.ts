@@ -9,6 +9,8 @@ import { FriendService } from './friend/friend.service';
 import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
+import { ConversationService } from './conversation/conversation.service';
+import { MemoryTypingStore, RedisTypingStore, TypingService } from './conversation/conversation.typing';
 import { groupRepository } from './group/group.repository';
 import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
@@ -16,7 +18,7 @@ import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
-import { channelOf, Topic } from '../shared/pubsub/topics';
+import { channelOf, Topic, type ConversationScope } from '../shared/pubsub/topics';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
@@ -38,6 +40,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  conversations: ConversationService;
+  typing: TypingService;
   /** Signs and checks the short-lived links of Attachment.url. */
   attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
@@ -74,6 +78,17 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
+  const conversations = new ConversationService({ pubsub, messages, groups, projects });
+  const typing = new TypingService({
+    store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
+    pubsub,
+    messages,
+    memberships,
+    logger: logger.child({ module: 'typing' }),
+    lapseMs: env.TYPING_TIMEOUT * 1000,
+    throttleMs: env.TYPING_THROTTLE * 1000,
+  });
+  messages.onSent((sender, conv) => typing.sent(sender, conv));
   const auth = new AuthService({
     orm,
     pubsub,
@@ -97,7 +112,26 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
-  const services: Services = { env, logger, orm, pubsub, redis, instanceId, memberships, presence, auth, tickets, friends, groups, messages, projects, attachmentLinks, rates };
+  const services: Services = {
+    env,
+    logger,
+    orm,
+    pubsub,
+    redis,
+    instanceId,
+    memberships,
+    presence,
+    auth,
+    tickets,
+    friends,
+    groups,
+    messages,
+    projects,
+    conversations,
+    typing,
+    attachmentLinks,
+    rates,
+  };
   return {
     services,
     async start() {
@@ -108,6 +142,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       await attachmentLinks.start(orm.em.fork() as EntityManager);
     },
     async dispose() {
+      typing.dispose();
       auth.dispose();
       tickets.dispose();
       await presence.dispose();
@@ -141,6 +176,20 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
     if (channel?.startsWith('u:')) return [channel.slice(2)];
     return p.recipientId ? [p.senderId, p.recipientId] : [p.senderId];
   });
+  // The conversation events go to the same local audiences as the messages they are about.
+  const inScope = (s: ConversationScope) =>
+    s.groupId ? (memberships.localMembers('group', s.groupId) ?? []) : s.projectId ? (memberships.localMembers('project', s.projectId) ?? []) : (s.userIds ?? []);
+  pubsub.routeLocally(Topic.MessageEvent, ({ message: m }) =>
+    m.groupId
+      ? (memberships.localMembers('group', m.groupId) ?? [])
+      : m.projectId && !m.recipientId
+        ? (memberships.localMembers('project', m.projectId) ?? [])
+        : [m.senderId, ...(m.recipientId ? [m.recipientId] : [])],
+  );
+  pubsub.routeLocally(Topic.ReadReceipt, inScope);
+  pubsub.routeLocally(Topic.Typing, inScope);
+  pubsub.routeLocally(Topic.ConversationUpdated, (p) => Object.keys(p.members));
+  pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
   pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
   pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');
   pubsub.routeLocally(Topic.ProjectAction, (p) => p.entries.map((e) => e.recipientId));

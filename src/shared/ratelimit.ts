@@ -58,12 +58,30 @@ export interface Rates {
   groupMembership: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
+  /** editMessage and deleteMessage, per user. */
+  edit: RateLimit;
+  /** addReaction and removeReaction, per user. */
+  reaction: RateLimit;
+  /** setTyping, per user, on this instance. */
+  typing: RateLimit;
   /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
   streams: RateLimit;
 }
 
 export function createRates(
-  env: Pick<Env, 'RATE_LIMIT_SEND_MESSAGE' | 'RATE_LIMIT_SIGNUP' | 'RATE_LIMIT_LOGIN' | 'RATE_LIMIT_CREATE_GROUP' | 'RATE_LIMIT_GROUP_MEMBERSHIP' | 'RATE_LIMIT_FRIEND_REQUEST' | 'RATE_LIMIT_WS_MESSAGES'>,
+  env: Pick<
+    Env,
+    | 'RATE_LIMIT_SEND_MESSAGE'
+    | 'RATE_LIMIT_SIGNUP'
+    | 'RATE_LIMIT_LOGIN'
+    | 'RATE_LIMIT_CREATE_GROUP'
+    | 'RATE_LIMIT_GROUP_MEMBERSHIP'
+    | 'RATE_LIMIT_FRIEND_REQUEST'
+    | 'RATE_LIMIT_EDIT'
+    | 'RATE_LIMIT_REACTION'
+    | 'RATE_LIMIT_TYPING'
+    | 'RATE_LIMIT_WS_MESSAGES'
+  >,
   redis?: RedisClient,
 ): Rates {
   return {
@@ -73,6 +91,11 @@ export function createRates(
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
     groupMembership: new RateLimit('group-membership', env.RATE_LIMIT_GROUP_MEMBERSHIP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
+    edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
+    reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
+    // Counted per instance: a refresh every 2 s from every typist would otherwise add a Redis round
+    // trip each, and what reaches others is bounded anyway (one event per 2 s, decided in Redis).
+    typing: new RateLimit('typing', env.RATE_LIMIT_TYPING),
     streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
   };
 }

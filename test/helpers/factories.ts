@@ -7,7 +7,6 @@ import {
   CreateGroupDocument,
   CreateProjectDocument,
   GroupsDocument,
-  JoinGroupDocument,
   SendFriendRequestDocument,
   type CreateGroupMutation,
   type CreateProjectMutation,
@@ -51,6 +50,17 @@ export function request<TData, TVars extends Record<string, unknown>>(url: strin
   return ok<TData>(gql(url, print(doc), variables, token));
 }
 
+/** A public group owned by `owner` with `members` added; its id (buildGroup, by name). */
+export async function groupWith(url: string, owner: TestUser, name: string, members: TestUser[]): Promise<string> {
+  return (await buildGroup(url, owner, { name, members })).id;
+}
+
+/** Sends a message (SendMessageInput); its id, createdAt and conversationId. */
+export async function sendMessage(url: string, token: string, input: Record<string, unknown>): Promise<{ id: string; createdAt: string; conversationId: string }> {
+  const r = await ok(gql(url, 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id createdAt conversationId } }', { input }, token));
+  return r.sendMessage;
+}
+
 /** The lobby's id, as a member sees it. */
 export async function lobbyOf(url: string, token: string): Promise<string> {
   const r = await request(url, GroupsDocument, { first: 100 }, token);
@@ -64,7 +74,7 @@ export async function befriend(url: string, a: TestUser, b: TestUser): Promise<s
   return sent.sendFriendRequest.id;
 }
 
-/** A group owned by `owner`, through the API: members of a public group join it themselves, those of a private one are added by the owner. */
+/** A group owned by `owner`, through the API, with `members` added by the owner. */
 export async function buildGroup(
   url: string,
   owner: TestUser,
@@ -72,10 +82,7 @@ export async function buildGroup(
 ): Promise<CreateGroupMutation['createGroup']> {
   seq++;
   const { createGroup } = await request(url, CreateGroupDocument, { name: opts.name ?? `group ${process.pid} ${seq}`, isPrivate: opts.isPrivate ?? false }, owner.token);
-  for (const m of opts.members ?? []) {
-    if (opts.isPrivate) await request(url, AddGroupMemberDocument, { groupId: createGroup.id, userId: m.id }, owner.token);
-    else await request(url, JoinGroupDocument, { groupId: createGroup.id }, m.token);
-  }
+  for (const m of opts.members ?? []) await request(url, AddGroupMemberDocument, { groupId: createGroup.id, userId: m.id }, owner.token);
   return createGroup;
 }
 

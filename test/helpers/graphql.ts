@@ -158,6 +158,15 @@ afterEach(async () => {
   await Promise.all([...openClients].map((c) => c.dispose()));
 });
 
+/** A new socket for `user` with one subscription, given a moment to register before the test acts. */
+export async function listen<T = any>(server: { wsUrl: string }, user: { token: string }, query: string, variables: Record<string, unknown> = {}): Promise<Subscription<T>> {
+  const w = wsClient(server.wsUrl, user.token);
+  await w.connected;
+  const sub = subscribe<T>(w, query, variables);
+  await sleep(150);
+  return sub;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a truthy value or `ms` pass. */

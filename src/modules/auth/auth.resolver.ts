@@ -15,7 +15,7 @@ export class AuthResolver {
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })
   async login(@Args() args: LoginArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.login.consume(ctx.ip, 'Too many sign-in attempts from your address; try again later.');
-    return toAuthPayload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip));
+    return toAuthPayload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip, ctx.userAgent ?? null));
   }
 
   @Authorized()

@@ -113,7 +113,8 @@ export class AuthService {
     }
   }
 
-  async login(em: EntityManager, username: string, password: string, ip: string): Promise<AuthResult> {
+  /** Signs in; the account's live sockets elsewhere are told (sessionEvent NEW_LOGIN, with this request's user agent). */
+  async login(em: EntityManager, username: string, password: string, ip: string, userAgent: string | null = null): Promise<AuthResult> {
     const invalid = () => new UnauthenticatedError('Invalid username or password.');
     if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
     // A name that could never have been registered is not looked up, but costs the same.
@@ -131,6 +132,7 @@ export class AuthService {
     const result = await this.issue(em, user);
     await em.flush();
     await this.o.presence.online(user.id, result.sessionId);
+    await this.o.pubsub.publishSafe(Topic.SessionEvent, { kind: 'NEW_LOGIN', userId: user.id, sessionId: result.sessionId, at: new Date().toISOString(), userAgent });
     return result;
   }
 

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { conversationRepository } from '../conversation/conversation.repository';
 import { FriendRequest, FriendRequestStatus, Friendship } from './friend.entity';
 
 /** Friendships are stored once per pair, smaller id first. */
@@ -43,16 +44,24 @@ export const friendRepository = {
   async befriend(em: EntityManager, a: string, b: string): Promise<void> {
     const [userA, userB] = pair(a, b);
     await em.execute('insert into friendships (id, user_a_id, user_b_id, created_at) values (gen_random_uuid(), ?, ?, now()) on conflict do nothing', [userA, userB]);
+    // Friends again: a conversation they had comes back to both sidebars (read up to its newest message).
+    const key = `d:${userA}:${userB}`;
+    await conversationRepository.join(em, { key, userId: userA, kind: 'DIRECT', peerId: userB });
+    await conversationRepository.join(em, { key, userId: userB, kind: 'DIRECT', peerId: userA });
   },
 
   async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
     const [userA, userB] = pair(a, b);
+    // A direct conversation needs friends: it leaves both sidebars (its messages stay).
+    await conversationRepository.drop(em, `d:${userA}:${userB}`);
     return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
   },
 
   /** Account deletion: every friendship and request of the user. */
   async removeAllOf(em: EntityManager, userId: string): Promise<void> {
     await em.nativeDelete(Friendship, { $or: [{ userA: userId }, { userB: userId }] });
+    await em.execute("delete from conversation_members where kind = 'DIRECT' and peer_id = ?", [userId]);
+    await conversationRepository.dropUser(em, userId);
     await em.nativeDelete(FriendRequest, { $or: [{ from: userId }, { to: userId }] });
   },
 };

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { groupBy, pgArray } from '../../shared/sql';
+import { conversationRepository } from '../conversation/conversation.repository';
 import { likePattern } from '../user/user.repository';
 import { Group, GroupMember } from './group.entity';
 
@@ -14,12 +15,13 @@ export const groupRepository = {
   },
 
   /** A group's visibility and whether `userId` belongs to it, in one round trip; null when it does not exist. */
-  async access(em: EntityManager, groupId: string, userId: string): Promise<{ id: string; isPrivate: boolean; member: boolean } | null> {
-    const rows: { id: string; is_private: boolean; member: boolean }[] = await em.execute(
-      'select g.id, g.is_private, exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) as member from groups g where g.id = ?',
+  async access(em: EntityManager, groupId: string, userId: string): Promise<{ id: string; name: string; ownerId: string | null; isPrivate: boolean; member: boolean } | null> {
+    const rows: { id: string; name: string; owner_id: string | null; is_private: boolean; member: boolean }[] = await em.execute(
+      'select g.id, g.name, g.owner_id, g.is_private, exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) as member from groups g where g.id = ?',
       [userId, groupId],
     );
-    return rows[0] ? { id: rows[0].id, isPrivate: rows[0].is_private, member: rows[0].member } : null;
+    const r = rows[0];
+    return r ? { id: r.id, name: r.name, ownerId: r.owner_id, isPrivate: r.is_private, member: r.member } : null;
   },
 
   async membership(em: EntityManager, groupId: string, userId: string): Promise<GroupMember | null> {
@@ -56,6 +58,7 @@ export const groupRepository = {
     );
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
+    await conversationRepository.join(em, { key: `g:${groupId}`, userId, kind: 'GROUP', groupId });
     return true;
   },
 
@@ -64,6 +67,7 @@ export const groupRepository = {
     const res = await conn.execute('delete from group_members where group_id = ? and user_id = ? returning id', [groupId, userId]);
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count - 1 where id = ?', [groupId]);
+    await conversationRepository.leave(em, `g:${groupId}`, userId);
     return true;
   },
 

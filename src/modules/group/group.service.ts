@@ -13,6 +13,8 @@ import { toUserType } from '../user/user.mapper';
 import { Group } from './group.entity';
 import { toGroupType } from './group.mapper';
 import { groupRepository } from './group.repository';
+import { conversationRepository } from '../conversation/conversation.repository';
+import { renamed } from '../conversation/conversation.events';
 
 /** Groups, their members and the lobby. Every membership rule of the feature lives here. */
 export class GroupService {
@@ -56,11 +58,11 @@ export class GroupService {
    * The membership rule, in one query: the id of a group the viewer belongs to. NOT_FOUND when it
    * is invisible to them (missing, or private without them), FORBIDDEN when public but not joined.
    */
-  async memberOf(em: EntityManager, groupId: string, viewerId: string): Promise<string> {
+  async memberOf(em: EntityManager, groupId: string, viewerId: string): Promise<{ id: string; name: string; ownerId: string | null }> {
     const access = isId(groupId) ? await groupRepository.access(em, groupId, viewerId) : null;
     if (!access || (access.isPrivate && !access.member)) throw new NotFoundError('Group');
     if (!access.member) throw new ForbiddenError('Only members of this group can do that.');
-    return access.id;
+    return { id: access.id, name: access.name, ownerId: access.ownerId };
   }
 
   async asOwner(em: EntityManager, groupId: string, viewerId: string): Promise<Group> {
@@ -139,6 +141,7 @@ export class GroupService {
       const group = await this.asOwner(tem, groupId, viewerId);
       group.name = clean;
       await tem.flush();
+      outbox.add(Topic.ConversationUpdated, renamed(`g:${group.id}`, 'GROUP', clean, await conversationRepository.rows(tem, `g:${group.id}`)));
       this.event(outbox, 'RENAMED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       return group;
     });
@@ -220,6 +223,7 @@ export class GroupService {
         `g:${group.id}`,
       ]);
     await em.execute('delete from groups where id = ?', [group.id]);
+    await conversationRepository.drop(em, `g:${group.id}`);
     this.member(outbox, group.id, members.map((userId) => ({ userId, member: false })));
     this.event(outbox, 'DELETED', group, actorId, members);
   }

@@ -67,4 +67,11 @@ export class Message {
 
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
+
+  @Property({ type: 'datetime', nullable: true })
+  editedAt?: Date | null;
+
+  /** A deleted message stays as a tombstone: id, sender and createdAt; content and attachment go. */
+  @Property({ type: 'datetime', nullable: true })
+  deletedAt?: Date | null;
 }

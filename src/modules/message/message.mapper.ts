@@ -9,6 +9,8 @@ export function toMessageType(r: MessageRow): MessageType {
     content: r.content,
     createdAt: new Date(r.created_at),
     clientMessageId: r.client_message_id,
+    editedAt: r.edited_at ? new Date(r.edited_at) : null,
+    deletedAt: r.deleted_at ? new Date(r.deleted_at) : null,
     attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
     senderId: r.sender_id,
     sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: new Date(r.sender_created_at), storedLastSeenAt: null },
@@ -26,6 +28,10 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     content: p.content,
     createdAt: new Date(p.createdAt),
     clientMessageId: p.clientMessageId,
+    editedAt: p.editedAt ? new Date(p.editedAt) : null,
+    deletedAt: p.deletedAt ? new Date(p.deletedAt) : null,
+    // A new message carries none: it has none.
+    reactionList: p.reactions ?? [],
     attachmentMeta: p.attachment,
     senderId: p.senderId,
     sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
@@ -50,5 +56,8 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     recipientId: m.recipientId,
     clientMessageId: m.clientMessageId,
     createdAt: m.createdAt.toISOString(),
+    editedAt: m.editedAt?.toISOString() ?? null,
+    deletedAt: m.deletedAt?.toISOString() ?? null,
+    ...(m.reactionList?.length ? { reactions: m.reactionList } : {}),
   };
 }

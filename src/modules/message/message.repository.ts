@@ -1,4 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
+import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { Attachment } from './message.entity';
 
 export interface MessageRow {
@@ -12,6 +14,8 @@ export interface MessageRow {
   recipient_id: string | null;
   client_message_id: string | null;
   created_at: Date;
+  edited_at: Date | null;
+  deleted_at: Date | null;
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
@@ -23,9 +27,10 @@ export interface MessageRow {
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
 const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, a.file_name, a.mime_type, a.size,
+  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
-const SELECT = `select ${COLUMNS}
+/** A message as history reads it; callers add the where clause (on `m`). */
+export const SELECT = `select ${COLUMNS}
   from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
 
 /** Inside a project: the viewer sees its open messages and their own private ones (or one private thread). */
@@ -95,6 +100,63 @@ export const messageRepository = {
       ],
     );
     return rows[0] ?? null;
+  },
+
+  async byId(em: EntityManager, id: string): Promise<MessageRow | null> {
+    const rows: MessageRow[] = await em.execute(`${SELECT} where m.id = ?`, [id]);
+    return rows[0] ?? null;
+  },
+
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<MessageRow[]> {
+    return ids.length ? em.execute(`${SELECT} where m.id = any(?::uuid[])`, [pgArray(ids)]) : [];
+  },
+
+  /** False when the message is deleted (or gone). */
+  async edit(em: EntityManager, id: string, content: string): Promise<boolean> {
+    const rows = await em.execute(
+      `update messages set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()) where id = ? and deleted_at is null returning id`,
+      [content, id],
+    );
+    return rows.length > 0;
+  },
+
+  /** Leaves a tombstone: content, attachment (its bytes too) and reactions go; id, sender and createdAt stay. */
+  async tombstone(em: EntityManager, id: string): Promise<void> {
+    const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
+    await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()) where id = ?`, [id]);
+    if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
+    await em.execute('delete from message_reactions where message_id = ?', [id]);
+  },
+
+  /** Adds one reaction; false when the user had it already. */
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
+    const rows = await em.execute(
+      'insert into message_reactions (message_id, user_id, emoji, created_at) values (?, ?, ?, now()) on conflict do nothing returning message_id',
+      [messageId, userId, emoji],
+    );
+    return rows.length > 0;
+  },
+
+  async unreact(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
+    const rows = await em.execute('delete from message_reactions where message_id = ? and user_id = ? and emoji = ? returning message_id', [messageId, userId, emoji]);
+    return rows.length > 0;
+  },
+
+  /** Reactions of several messages, per emoji in the order first used, with who reacted. */
+  async reactions(em: EntityManager, ids: readonly string[]): Promise<Map<string, ReactionSummary[]>> {
+    const out = new Map<string, ReactionSummary[]>();
+    if (!ids.length) return out;
+    const rows: { message_id: string; emoji: string; user_ids: string[] }[] = await em.execute(
+      `select message_id, emoji, array_agg(user_id::text order by created_at, user_id) as user_ids from message_reactions
+       where message_id = any(?::uuid[]) group by message_id, emoji order by message_id, min(created_at), emoji`,
+      [pgArray(ids)],
+    );
+    for (const r of rows) {
+      let list = out.get(r.message_id);
+      if (!list) out.set(r.message_id, (list = []));
+      list.push({ emoji: r.emoji, userIds: r.user_ids });
+    }
+    return out;
   },
 
   async byClientId(em: EntityManager, senderId: string, clientMessageId: string): Promise<MessageRow | null> {

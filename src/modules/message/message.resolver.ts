@@ -1,15 +1,25 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
-import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
+import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
 import { payloadToMessageType } from './message.mapper';
-import { AttachmentType, ConversationInput, MessageConnection, MessageType, SendMessageInput } from './message.types';
+import {
+  AttachmentType,
+  ConversationInput,
+  MessageConnection,
+  MessageEventKind,
+  MessageEventType,
+  MessageType,
+  ReactionCountType,
+  SendMessageInput,
+} from './message.types';
 
 @Resolver(() => MessageType)
 export class MessageResolver {
@@ -52,6 +62,67 @@ export class MessageResolver {
     @Arg('conversation', () => ConversationInput, { nullable: true }) _conversation?: ConversationInput | null,
   ): MessageType {
     return payloadToMessageType(p);
+  }
+
+  @Authorized()
+  @Mutation(() => MessageType, { description: 'Sender only.' })
+  async editMessage(@Arg('messageId', () => IdScalar) messageId: string, @Arg('content') content: string, @Ctx() ctx: Context): Promise<MessageType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.edit.consume(me, 'You are editing too fast; slow down.');
+    return ctx.services.messages.edit(ctx.em, me, messageId, content);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: "Sender, or the group's owner. A tombstone stays: id, sender, createdAt." })
+  async deleteMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<boolean> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.edit.consume(me, 'You are deleting too fast; slow down.');
+    return ctx.services.messages.delete(ctx.em, me, messageId);
+  }
+
+  @Authorized()
+  @Mutation(() => MessageType, { description: 'One emoji (a single grapheme); idempotent.' })
+  async addReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
+    return ctx.services.messages.react(ctx.em, me, messageId, emoji, true);
+  }
+
+  @Authorized()
+  @Mutation(() => MessageType, { description: 'Idempotent.' })
+  async removeReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
+    return ctx.services.messages.react(ctx.em, me, messageId, emoji, false);
+  }
+
+  @Authorized()
+  @Subscription(() => MessageEventType, {
+    description: "Edits, deletions and reactions. No argument: all the viewer's conversations.",
+    subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
+      const me = viewerOf(context).userId;
+      const { messages, pubsub } = context.services;
+      const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
+      return pubsub.iterate(Topic.MessageEvent, (p) => (messages.visibleTo(me, p.message, only) ? p : undefined), { keys: [me] });
+    },
+  })
+  messageEvent(
+    @Root() p: MessageEventPayload,
+    @Arg('conversation', () => ConversationInput, { nullable: true }) _conversation?: ConversationInput | null,
+  ): MessageEventType {
+    return { kind: p.kind as MessageEventKind, conversationId: p.message.conversationKey, message: payloadToMessageType(p.message) };
+  }
+
+  @FieldResolver(() => IdScalar, { description: 'The id of its Conversation, the same in every query and event.' })
+  conversationId(@Root() m: MessageType): string {
+    return m.conversationKey;
+  }
+
+  @FieldResolver(() => [ReactionCountType], { description: 'Per emoji, in the order first used.' })
+  async reactions(@Root() m: MessageType, @Ctx() ctx: Context): Promise<ReactionCountType[]> {
+    const list = m.reactionList ?? (await ctx.loaders.reactions.load(m.id));
+    const me = ctx.viewer?.userId;
+    return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!me && r.userIds.includes(me) }));
   }
 
   @FieldResolver(() => UserType)

@@ -5,15 +5,18 @@ import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/e
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type MessagePayload } from '../../shared/pubsub/topics';
+import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
+import { conversationRepository, type MemberState } from '../conversation/conversation.repository';
+import { memberState } from '../conversation/conversation.events';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
 import { User } from '../user/user.entity';
 import { checkAttachment } from './attachment.validation';
-import { toMessagePayload, toMessageType } from './message.mapper';
+import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow } from './message.repository';
+import { toMessagePayload, toMessageType } from './message.mapper';
 import type { Conversation, MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
@@ -23,6 +26,14 @@ const MAX_CONTENT = 4000;
  * in between is missed.
  */
 const CATCH_UP_MS = 5000;
+
+/** Conversation kinds as the API names them. */
+export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
+
+/** Who a conversation's events reach: the membership index answers for groups and projects, the pair for direct ones. */
+export function scopeOf(conv: Conversation, viewerId: string): ConversationScope {
+  return { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId, userIds: conv.peerId ? [viewerId, conv.peerId] : null };
+}
 
 export interface ConversationArgs {
   groupId?: string | null;
@@ -43,13 +54,21 @@ export interface MessageServiceDeps {
   logger: Logger;
 }
 
+/** Run after a message is committed and published (the sender's typing ends, say). */
+export type SentHook = (sender: UserPayload, conv: Conversation) => void;
+
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
   publishFailures = 0;
   /** Messages committed by this instance since start (the messages-sent metric). */
   sent = 0;
+  private readonly sentHooks: SentHook[] = [];
 
   constructor(private readonly d: MessageServiceDeps) {}
+
+  onSent(hook: SentHook): void {
+    this.sentHooks.push(hook);
+  }
 
   /**
    * Resolves and authorizes a conversation for the viewer: NOT_FOUND for what they can't see,
@@ -59,8 +78,8 @@ export class MessageService {
     const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
     if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
     if (c.groupId) {
-      const groupId = await this.d.groups.memberOf(em, c.groupId, viewerId);
-      return { key: `g:${groupId}`, kind: 'group', groupId, projectId: null, peerId: null, privateWith: null };
+      const g = await this.d.groups.memberOf(em, c.groupId, viewerId);
+      return { key: `g:${g.id}`, kind: 'group', groupId: g.id, projectId: null, peerId: null, privateWith: null, title: g.name, ownerId: g.ownerId };
     }
     if (c.projectId) {
       const { project } = await this.d.projects.asMember(em, c.projectId, viewerId);
@@ -70,14 +89,15 @@ export class MessageService {
         if (!isId(c.userId) || !(await this.d.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
         privateWith = c.userId;
       }
-      return { key: `p:${project.id}`, kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith };
+      return { key: `p:${project.id}`, kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith, title: project.title, ownerId: null };
     }
     const peerId = c.userId!;
     if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
-    const peer = isId(peerId) ? await em.findOne(User, { id: peerId, deletedAt: null }, { fields: ['id'] }) : null;
+    const peer = isId(peerId) ? await em.findOne(User, { id: peerId, deletedAt: null }, { fields: ['id', 'username', 'displayName'] }) : null;
     if (!peer) throw new NotFoundError('User');
     if (!(await this.d.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
-    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null };
+    const title = peer.displayName ?? peer.username;
+    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null, title, ownerId: null };
   }
 
   /** Whether a published message belongs in this viewer's view of a conversation (null: any of theirs). Memory only. */
@@ -126,26 +146,112 @@ export class MessageService {
     const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
-    // One statement, atomic on its own: a BEGIN and a COMMIT around it were two more round trips.
-    const row = await messageRepository.insert(
-      em,
-      {
-        id: randomUUID(),
-        conversationKey: conv.key,
+    const recipientId = conv.peerId ?? conv.privateWith;
+    const done = await em.transactional(async (t) => {
+      const tem = t as EntityManager;
+      // Sends to one conversation commit one at a time, in created_at order, each with exact unread counts.
+      await conversationRepository.lock(tem, conv.key);
+      const inserted = await messageRepository.insert(
+        tem,
+        {
+          id: randomUUID(),
+          conversationKey: conv.key,
+          senderId: viewerId,
+          content: content || null,
+          groupId: conv.groupId,
+          projectId: conv.projectId,
+          recipientId,
+          clientMessageId,
+        },
+        file ? { id: randomUUID(), ...file } : null,
+      );
+      if (!inserted) return null;
+      if (conv.kind === 'direct') await conversationRepository.ensureDirect(tem, conv.key, viewerId, conv.peerId!);
+      const states = await conversationRepository.recordMessage(tem, {
+        id: inserted.id,
+        key: conv.key,
         senderId: viewerId,
-        content: content || null,
-        groupId: conv.groupId,
-        projectId: conv.projectId,
-        recipientId: conv.peerId ?? conv.privateWith,
-        clientMessageId,
-      },
-      file ? { id: randomUUID(), ...file } : null,
-    );
+        recipientId,
+        privateInProject: conv.kind === 'project' && !!recipientId,
+        createdAt: new Date(inserted.created_at),
+      });
+      return { row: inserted, states };
+    });
     // Two retries raced: the other one stored it first.
-    if (!row) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
-    const message = toMessageType(row);
+    if (!done) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
+    const message = toMessageType(done.row);
     this.sent++;
-    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, toMessagePayload(message)))) this.publishFailures++;
+    const payload = toMessagePayload(message);
+    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
+    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, done.row, payload, done.states));
+    for (const hook of this.sentHooks) hook(payload.sender!, conv);
+    return message;
+  }
+
+  /** Every member's row after a message, as conversationUpdated tells them. */
+  private updated(conv: Conversation, viewerId: string, row: MessageRow, message: MessagePayload, states: MemberState[]): ConversationUpdatedPayload {
+    const direct = conv.kind === 'direct';
+    return {
+      ...scopeOf(conv, viewerId),
+      kind: KINDS[conv.kind],
+      title: direct ? null : conv.title,
+      // Each side of a direct conversation is named after the other.
+      titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: row.sender_display_name ?? row.sender_username } : null,
+      message,
+      members: Object.fromEntries(states.map((s) => [s.user_id, memberState(s)])),
+    };
+  }
+
+  // ---- edits, deletions and reactions ----
+
+  /** A message the viewer may see; NOT_FOUND otherwise, the same answer for one that does not exist. */
+  private async visibleMessage(em: EntityManager, viewerId: string, messageId: string): Promise<MessageRow> {
+    const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
+    if (!row || !(await this.canRead(em, viewerId, row))) throw new NotFoundError('Message');
+    return row;
+  }
+
+  /** The sender's new text; the message shows editedAt. */
+  async edit(em: EntityManager, viewerId: string, messageId: string, content: string): Promise<MessageType> {
+    const text = cleanMessageText(content, MAX_CONTENT);
+    if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
+    const row = await this.visibleMessage(em, viewerId, messageId);
+    if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
+    if (!(await messageRepository.edit(em, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+    return this.changed(em, row.id, 'EDITED');
+  }
+
+  /** Leaves a tombstone; the sender may, and in a group its owner. Deleting a deleted message changes nothing. */
+  async delete(em: EntityManager, viewerId: string, messageId: string): Promise<boolean> {
+    const row = await this.visibleMessage(em, viewerId, messageId);
+    if (row.sender_id !== viewerId) {
+      const owner = row.group_id ? (await this.d.groups.memberOf(em, row.group_id, viewerId)).ownerId : null;
+      if (owner !== viewerId) throw new ForbiddenError('Only the sender, or the group\'s owner, can delete a message.');
+    }
+    if (row.deleted_at) return true;
+    await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
+    await this.changed(em, row.id, 'DELETED');
+    return true;
+  }
+
+  /** Adds or removes the viewer's reaction; doing it twice changes nothing the second time. */
+  async react(em: EntityManager, viewerId: string, messageId: string, emoji: string, add: boolean): Promise<MessageType> {
+    const e = checkEmoji(emoji);
+    const row = await this.visibleMessage(em, viewerId, messageId);
+    if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
+    const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, e);
+    if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
+    const message = toMessageType(row);
+    message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
+    return message;
+  }
+
+  /** The message as it is now, told to every messageEvent subscriber of its conversation. */
+  private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
+    const [row, reactions] = await Promise.all([messageRepository.byId(em, id), messageRepository.reactions(em, [id])]);
+    const message = toMessageType(row!);
+    message.reactionList = reactions.get(id) ?? [];
+    await this.d.pubsub.publishSafe(Topic.MessageEvent, { kind, message: toMessagePayload(message) });
     return message;
   }
 
@@ -167,7 +273,7 @@ export class MessageService {
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
       const key = `g:${c.groupId}`;
       rows = await messageRepository.page(em, key, { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
-      if (rows.length) conv = { key, kind: 'group', groupId: c.groupId, projectId: null, peerId: null, privateWith: null };
+      if (rows.length) conv = { key, kind: 'group', groupId: c.groupId, projectId: null, peerId: null, privateWith: null, title: '', ownerId: null };
     }
     if (!conv) {
       conv = await this.conversation(em, viewerId, c);

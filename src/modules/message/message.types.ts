@@ -1,8 +1,8 @@
 import type { UserType } from '../user/user.types';
-import { Field, InputType, Int, ObjectType } from 'type-graphql';
+import { Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { PageInfo } from '../../shared/graphql/connection';
-import type { AttachmentPayload } from '../../shared/pubsub/topics';
+import type { AttachmentPayload, ReactionSummary } from '../../shared/pubsub/topics';
 
 @ObjectType('Attachment')
 export class AttachmentType {
@@ -18,6 +18,11 @@ export class MessageType {
   @Field(() => String, { nullable: true }) content!: string | null;
   @Field(() => Date) createdAt!: Date;
   @Field(() => String, { nullable: true }) clientMessageId!: string | null;
+  @Field(() => Date, { nullable: true }) editedAt!: Date | null;
+  @Field(() => Date, { nullable: true, description: 'A deleted message keeps its id, sender and createdAt; content and attachment become null.' })
+  deletedAt!: Date | null;
+  /** Reactions as an event carried them (a new message has none); loaded when absent. */
+  reactionList?: ReactionSummary[];
   attachmentMeta!: AttachmentPayload | null;
   senderId!: string;
   /** The sender as read with the message (history) or carried by the event (subscriptions). */
@@ -48,6 +53,10 @@ export interface Conversation {
   peerId: string | null;
   /** Project: only the private thread between the viewer and this user. */
   privateWith: string | null;
+  /** As the viewer's sidebar names it: the group's name, the project's title, the peer's display name (else username). */
+  title: string;
+  /** Group: its owner (who may delete any message in it). */
+  ownerId: string | null;
 }
 
 /** Edges always oldest first; totalCount is counted only when a client asks for it. */
@@ -80,4 +89,25 @@ export class SendMessageInput {
   @Field(() => AttachmentInput, { nullable: true }) attachment?: AttachmentInput | null;
   @Field(() => String, { nullable: true, description: 'Idempotency key: a retry returns the first message, never a duplicate.' })
   clientMessageId?: string | null;
+}
+
+@ObjectType('ReactionCount')
+export class ReactionCountType {
+  @Field() emoji!: string;
+  @Field(() => Int) count!: number;
+  @Field() reactedByMe!: boolean;
+}
+
+export enum MessageEventKind {
+  EDITED = 'EDITED',
+  DELETED = 'DELETED',
+  REACTIONS_CHANGED = 'REACTIONS_CHANGED',
+}
+registerEnumType(MessageEventKind, { name: 'MessageEventKind' });
+
+@ObjectType('MessageEvent')
+export class MessageEventType {
+  @Field(() => MessageEventKind) kind!: MessageEventKind;
+  @Field(() => IdScalar) conversationId!: string;
+  @Field(() => MessageType) message!: MessageType;
 }

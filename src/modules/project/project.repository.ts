@@ -3,6 +3,7 @@ import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
 import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
 import { groupBy, pgArray } from '../../shared/sql';
+import { conversationRepository } from '../conversation/conversation.repository';
 
 export interface ProjectRow {
   id: string;
@@ -85,11 +86,13 @@ export const projectRepository = {
        on conflict (project_id, user_id) do nothing returning id`,
       [m.id, m.projectId, m.userId, m.role],
     );
+    if (rows.length) await conversationRepository.join(em, { key: `p:${m.projectId}`, userId: m.userId, kind: 'PROJECT', projectId: m.projectId });
     return rows.length > 0;
   },
 
   async removeMember(em: EntityManager, projectId: string, userId: string): Promise<void> {
     await em.execute('delete from project_members where project_id = ? and user_id = ?', [projectId, userId]);
+    await conversationRepository.leave(em, `p:${projectId}`, userId);
   },
 
   async setRole(em: EntityManager, projectId: string, userId: string, role: ProjectRole): Promise<void> {
@@ -111,6 +114,7 @@ export const projectRepository = {
       [projectId],
     );
     await em.execute('delete from projects where id = ?', [projectId]);
+    await conversationRepository.drop(em, `p:${projectId}`);
   },
 
   async usernames(em: EntityManager, ids: string[]): Promise<Map<string, string>> {

@@ -13,6 +13,8 @@ import { projectTexts as t } from './project.messages';
 import { rowToActionType, toActionEntryPayload, toProjectType } from './project.mapper';
 import { projectRepository as repo, type NewAction, type ProjectRow } from './project.repository';
 import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
+import { conversationRepository } from '../conversation/conversation.repository';
+import { renamed } from '../conversation/conversation.events';
 
 /** A project locked for one change, with its members and the caller's place in it. */
 interface Locked {
@@ -158,6 +160,7 @@ export class ProjectService {
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
       await repo.rename(tem, l.project.id, clean);
+      outbox.add(Topic.ConversationUpdated, renamed(`p:${l.project.id}`, 'PROJECT', clean, await conversationRepository.rows(tem, `p:${l.project.id}`)));
       const project = { ...l.project, title: clean };
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_RENAMED, message: t.renamed(previous, clean) }));
       await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous });

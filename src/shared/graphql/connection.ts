@@ -50,8 +50,8 @@ export function encodeCursor(k: Keyset): string {
   return Buffer.from(CURSOR_PREFIX + JSON.stringify([k.k, k.id])).toString('base64url');
 }
 
-/** @throws BadUserInputError for anything this server did not issue. */
-export function decodeCursor(cursor: string, field: string): Keyset {
+/** @throws BadUserInputError for anything this server did not issue (`id` must match `idPattern`, a UUID unless told). */
+export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID): Keyset {
   const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   // Room for the longest key issued: a 100-character name lower-cased, in a 4-byte script, JSON-quoted.
   if (typeof cursor !== 'string' || cursor.length > 2048 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
@@ -63,7 +63,7 @@ export function decodeCursor(cursor: string, field: string): Keyset {
   } catch {
     throw bad();
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !UUID.test(parsed[1])) {
+  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string' || !idPattern.test(parsed[1])) {
     throw bad();
   }
   // PostgreSQL text can't hold NUL (the query fails); no key this server issues has a control character.
@@ -72,8 +72,8 @@ export function decodeCursor(cursor: string, field: string): Keyset {
 }
 
 /** Decodes a cursor whose sort value must be a timestamp. */
-export function decodeTimeCursor(cursor: string, field: string): { at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, field);
+export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID): { at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, field, idPattern);
   const at = new Date(k);
   // Years 0001-9999 only, as this server writes them: JavaScript also dates year 0000 and beyond
   // 9999, which PostgreSQL's timestamps refuse (an error from the query, not bad input).

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { PubSub as MemoryEngine, type PubSubEngine } from 'graphql-subscriptions';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
-import type { Cluster } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { ShardedRedisEngine } from './sharded';
@@ -50,6 +50,18 @@ interface Young {
   timer?: NodeJS.Timeout;
 }
 
+/**
+ * Per-channel subscriptions with one listener for all of them: an instance takes a channel per
+ * connected user and per conversation it has a member of, so a closure and an engine entry per
+ * channel would be paid per connection. Absent in memory, where publish() already delivers here.
+ */
+export interface ChannelTransport {
+  /** Sets the one handler of every channel's messages (raw text as published). */
+  listen(handler: (channel: string, message: string) => void): void;
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+}
+
 /** How long after its catch-up a newly taken channel still checks for duplicates. */
 const YOUNG_MS = 10_000;
 
@@ -64,10 +76,12 @@ export class PubSub {
   private readonly origin = randomUUID();
   /** Listeners that get every event of a topic. */
   private readonly listeners = new Map<Topic, Set<Listener<any> | Receiver>>();
-  /** Listeners by audience key (a user id) per topic. */
-  private readonly keyed = new Map<Topic, Map<string, Set<Receiver>>>();
+  /** Listeners by audience key (a user id) per topic: usually one, held as it is (a Set per user would cost each connection). */
+  private readonly keyed = new Map<Topic, Map<string, Receiver | Set<Receiver>>>();
   private readonly audiences = new Map<Topic, AudienceOf<any>>();
   private readonly upstream = new Map<string, Promise<number>>();
+  /** Channel subscriptions in flight (a second taker waits for the same). */
+  private readonly subscribing = new Map<string, Promise<unknown>>();
   /** Channels taken, by name: how many holders. */
   private readonly channels = new Map<string, number>();
   private readonly young = new Map<string, Young>();
@@ -82,7 +96,20 @@ export class PubSub {
     private readonly engine: PubSubEngine,
     readonly kind: 'redis' | 'memory',
     private readonly logger: Logger,
-  ) {}
+    private readonly transport?: ChannelTransport,
+  ) {
+    transport?.listen((name, raw) => {
+      // The connection carries the engine's topic-wide channels too; those are the engine's.
+      if (!this.channels.has(name)) return;
+      let message: unknown;
+      try {
+        message = JSON.parse(raw);
+      } catch (e) {
+        return this.logger.warn({ err: e, channel: name }, 'unreadable pub/sub message dropped');
+      }
+      this.receive(name, message);
+    });
+  }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
   routeLocally<T extends Topic>(topic: T, audience: AudienceOf<T>): void {
@@ -136,9 +163,10 @@ export class PubSub {
       let byKey = this.keyed.get(topic);
       if (!byKey) this.keyed.set(topic, (byKey = new Map()));
       for (const k of keys) {
-        let set = byKey.get(k);
-        if (!set) byKey.set(k, (set = new Set()));
-        set.add(listener);
+        const held = byKey.get(k);
+        if (!held) byKey.set(k, listener);
+        else if (held instanceof Set) held.add(listener);
+        else if (held !== listener) byKey.set(k, new Set([held, listener]));
       }
     } else {
       let set = this.listeners.get(topic);
@@ -153,8 +181,9 @@ export class PubSub {
     if (keys && typeof listener !== 'function') {
       const byKey = this.keyed.get(topic);
       for (const k of keys) {
-        const set = byKey?.get(k);
-        if (set?.delete(listener) && !set.size) byKey!.delete(k);
+        const held = byKey?.get(k);
+        if (held === listener) byKey!.delete(k);
+        else if (held instanceof Set && held.delete(listener) && held.size === 1) byKey!.set(k, held.values().next().value!);
       }
       return;
     }
@@ -170,16 +199,20 @@ export class PubSub {
     const name = `${topic}:${channel}`;
     const holders = this.channels.get(name) ?? 0;
     this.channels.set(name, holders + 1);
+    // In memory there is no gap to cover: publish() hands every event to this instance's listeners.
+    if (!this.transport) return false;
     if (holders > 0) {
-      await this.upstream.get(name);
+      await this.subscribing.get(name);
       return false;
     }
     // Until the catch-up is done, what arrives is remembered, so it is not delivered again.
     const young = this.young.get(name);
     if (young?.timer) clearTimeout(young.timer);
     this.young.set(name, { seen: young?.seen ?? new Set() });
-    this.ensureUpstream(name);
-    await this.upstream.get(name);
+    const subscribed = this.transport.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
+    this.subscribing.set(name, subscribed);
+    await subscribed;
+    if (this.subscribing.get(name) === subscribed) this.subscribing.delete(name);
     return true;
   }
 
@@ -192,9 +225,8 @@ export class PubSub {
     const young = this.young.get(name);
     if (young?.timer) clearTimeout(young.timer);
     this.young.delete(name);
-    const sub = this.upstream.get(name);
-    this.upstream.delete(name);
-    void sub?.then((id) => this.engine.unsubscribe(id)).catch(() => undefined);
+    this.subscribing.delete(name);
+    void this.transport?.unsubscribe(name).catch(() => undefined);
   }
 
   /**
@@ -265,10 +297,13 @@ export class PubSub {
     const audience = this.audiences.get(topic)?.(payload, channel) ?? 'all';
     if (audience === 'all') {
       const seen = new Set<Receiver>();
-      for (const set of byKey.values()) for (const l of set) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);
+      for (const held of byKey.values()) for (const l of held instanceof Set ? held : [held]) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);
       return;
     }
-    for (const key of audience) this.call(topic, byKey.get(key), payload);
+    for (const key of audience) {
+      const held = byKey.get(key);
+      if (held) this.call(topic, held instanceof Set ? held : [held], payload);
+    }
   }
 
   private call(topic: Topic, set: Iterable<Listener<any> | Receiver> | undefined, payload: unknown): void {
@@ -302,7 +337,9 @@ export class PubSub {
       if (id !== undefined) this.engine.unsubscribe(id);
     }
     for (const young of this.young.values()) clearTimeout(young.timer);
+    if (this.transport) await Promise.all([...this.channels.keys()].map((name) => this.transport!.unsubscribe(name).catch(() => undefined)));
     this.upstream.clear();
+    this.subscribing.clear();
     this.channels.clear();
     this.young.clear();
     this.listeners.clear();
@@ -312,8 +349,21 @@ export class PubSub {
 
 export function createPubSub(redis: RedisConnections | undefined, logger: Logger): PubSub {
   if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger);
-  if (redis.sharded) return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, redis.subscriber as Cluster, logger), 'redis', logger);
-  return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: redis.subscriber as any }), 'redis', logger);
+  if (redis.sharded) {
+    const subscriber = redis.subscriber as Cluster;
+    return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, subscriber, logger), 'redis', logger, {
+      listen: (handler) => subscriber.on('smessage', handler),
+      subscribe: (channel) => subscriber.ssubscribe(channel),
+      unsubscribe: (channel) => subscriber.sunsubscribe(channel),
+    });
+  }
+  const subscriber = redis.subscriber as Redis;
+  // The engine keeps the few topic-wide channels; the per-conversation ones go straight to the connection.
+  return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: subscriber as any }), 'redis', logger, {
+    listen: (handler) => subscriber.on('message', handler),
+    subscribe: (channel) => subscriber.subscribe(channel),
+    unsubscribe: (channel) => subscriber.unsubscribe(channel),
+  });
 }
 
 /**

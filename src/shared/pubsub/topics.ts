@@ -7,6 +7,14 @@ export enum Topic {
   PresenceChanged = 'parley.presence.changed',
   ProjectAction = 'parley.project.action',
   GroupEvent = 'parley.group.event',
+  /** A message edited, deleted or reacted to. */
+  MessageEvent = 'parley.message.event',
+  /** One or more members' conversation rows changed (a message, a read marker, a rename). */
+  ConversationUpdated = 'parley.conversation.updated',
+  ReadReceipt = 'parley.conversation.read',
+  Typing = 'parley.conversation.typing',
+  /** The account was logged in elsewhere. */
+  SessionEvent = 'parley.session.event',
   /** Internal: membership changes that keep every instance's membership index current. */
   MembershipChanged = 'parley.membership.changed',
   /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
@@ -41,6 +49,70 @@ export interface MessagePayload {
   recipientId: string | null;
   clientMessageId: string | null;
   createdAt: string;
+  editedAt?: string | null;
+  deletedAt?: string | null;
+  /** Absent on a new message (it has none). */
+  reactions?: ReactionSummary[];
+}
+
+/** One emoji on one message and who used it (reactedByMe is answered from the list). */
+export interface ReactionSummary {
+  emoji: string;
+  userIds: string[];
+}
+
+export interface MessageEventPayload {
+  kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED';
+  message: MessagePayload;
+}
+
+/** A member's row after a change: unreadCount, lastReadMessageId, updatedAt (ISO), lastMessageId. */
+export type MemberStatePayload = [number, string | null, string, string | null];
+
+export interface ConversationUpdatedPayload {
+  conversationKey: string;
+  kind: 'GROUP' | 'DIRECT' | 'PROJECT';
+  groupId: string | null;
+  projectId: string | null;
+  /** Direct: the two users; each one's peer is the other. */
+  userIds: string[] | null;
+  /** Group name or project title; for a direct conversation, each user's title (the peer's name) by user id. */
+  title: string | null;
+  titles: Record<string, string> | null;
+  /** The message that caused it, when one did: the last message of everyone listed. */
+  message: MessagePayload | null;
+  /** Who receives it, with their row after the change. */
+  members: Record<string, MemberStatePayload>;
+}
+
+/** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */
+export interface ConversationScope {
+  conversationKey: string;
+  groupId: string | null;
+  projectId: string | null;
+  /** Direct: the two users. */
+  userIds: string[] | null;
+}
+
+export interface ReadReceiptPayload extends ConversationScope {
+  userId: string;
+  lastReadMessageId: string;
+  readAt: string;
+}
+
+export interface TypingPayload extends ConversationScope {
+  userId: string;
+  user: UserPayload;
+  typing: boolean;
+}
+
+export interface SessionEventPayload {
+  kind: 'NEW_LOGIN';
+  userId: string;
+  /** The new session: its own sockets are not told. */
+  sessionId: string;
+  at: string;
+  userAgent: string | null;
 }
 
 export interface PresencePayload {
@@ -110,6 +182,11 @@ export interface TopicPayloads {
   [Topic.PresenceChanged]: PresencePayload;
   [Topic.ProjectAction]: ProjectActionPayload;
   [Topic.GroupEvent]: GroupEventPayload;
+  [Topic.MessageEvent]: MessageEventPayload;
+  [Topic.ConversationUpdated]: ConversationUpdatedPayload;
+  [Topic.ReadReceipt]: ReadReceiptPayload;
+  [Topic.Typing]: TypingPayload;
+  [Topic.SessionEvent]: SessionEventPayload;
   [Topic.MembershipChanged]: MembershipChangedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
 }

@@ -1,0 +1,310 @@
+/**
+ * Conversations through the API, in one run on one machine.
+ *
+ *   npm run bench:conversations
+ *
+ * Parley runs in a child process (real startServer, PostgreSQL and Redis); this process is the load client.
+ * 1. Sidebar: one user in C conversations (groups with a message each, seeded by SQL as the app stores
+ *    them: groups, memberships, messages and the user's conversation rows). P `conversations(first: 20)`
+ *    requests one after another, the first page and pages further down by cursor, selecting what a
+ *    sidebar shows; and as the floor, in the same run, P `{ me { id } }`. Target: p99 < 10 ms.
+ * 2. Typing: S sockets of members of one group R, each subscribed to its messageAdded and typing; M
+ *    messages sent to R one after another (each as soon as the previous one is answered); a
+ *    delivery's latency is from the send to the receipt on one socket. Once without typing, once with
+ *    T typists calling setTyping over their own sockets every TYPING_EVERY ms: they sit in groups of
+ *    ROOM (the first ROOM of them in R itself, so R's sockets get typing events too, the rest in
+ *    groups of their own, as conversations spread over a server), each subscribed to typing in its
+ *    conversation (as an open chat window is). Rounds alternate (BENCH_ROUNDS); the best p99 of each is compared.
+ *    Target: p99 with typing <= 1.2 x without.
+ * A missed target is reported, not an exit code (the machine is shared); a lost delivery exits 1.
+ *
+ * Settings (environment):
+ * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED.
+ *                  @default postgres://postgres@127.0.0.1:5432/parley_bench_test
+ * - REDIS_URL      redis://… ; its keyspace is FLUSHED. @default redis://127.0.0.1:6379
+ * - BENCH_CONVERSATIONS  C. @default 2000
+ * - BENCH_PAGES          P. @default 500
+ * - BENCH_SUBSCRIBERS    S. @default 200
+ * - BENCH_TYPISTS        T. @default 1000
+ * - BENCH_MESSAGES       M. @default 200
+ * - BENCH_TYPING_EVERY   ms between one typist's setTyping calls. @default 2000
+ * - BENCH_ROOM           typists per conversation. @default 10
+ * - BENCH_ROUNDS         rounds of (without, with) typing. @default 2
+ */
+import 'reflect-metadata';
+import { performance } from 'node:perf_hooks';
+import type WebSocket from 'ws';
+import { agent, connect, inBatches, post, resetState, runParley, seedUsers, sleep, startChild, type Seeded } from './harness';
+import { out, positive, query } from './util';
+
+const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const C = positive('BENCH_CONVERSATIONS', 2000);
+const P = positive('BENCH_PAGES', 500);
+const S = positive('BENCH_SUBSCRIBERS', 200);
+const T = positive('BENCH_TYPISTS', 1000);
+const M = positive('BENCH_MESSAGES', 200);
+const EVERY = positive('BENCH_TYPING_EVERY', 2000);
+const ROOM = positive('BENCH_ROOM', 10);
+const ROUNDS = positive('BENCH_ROUNDS', 2);
+const PASSWORD = 'bench-conversations-password';
+
+const SIDEBAR = `query($after: String) { conversations(first: 20, after: $after) { totalCount pageInfo { endCursor hasNextPage }
+  edges { cursor node { id kind title unreadCount lastReadMessageId updatedAt lastMessage { id content createdAt sender { id username } } } } } }`;
+const ME = '{ me { id } }';
+const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
+const MESSAGES = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
+const TYPING = 'subscription($g: ID!) { typing(conversation: { groupId: $g }) { conversationId typing user { id username } } }';
+const SET_TYPING = 'mutation($g: ID!) { setTyping(conversation: { groupId: $g }) }';
+
+const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
+const pct = (sorted: Float64Array | number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
+
+// ================= seeding (not measured) =================
+
+/** C private groups of user 0, each with one message, stored as sending and joining store them. */
+async function seedSidebar(owner: string): Promise<void> {
+  await query(
+    DATABASE_URL,
+    `with g as (
+       insert into groups (id, name, owner_id, is_private, is_lobby, member_count, created_at)
+       select gen_random_uuid(), 'bench group ' || n, $1, true, false, 1, now() - make_interval(secs => n) from generate_series(1, $2::int) n
+       returning id, created_at),
+     gm as (insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), id, $1, created_at from g),
+     m as (
+       insert into messages (id, conversation_key, sender_id, content, group_id, created_at)
+       select gen_random_uuid(), 'g:' || id, $1, 'hello ' || id, id, created_at from g returning id, group_id, created_at)
+     insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, activity_at, last_message_id, unread_count, last_read_message_id, last_read_at)
+     select 'g:' || m.group_id, $1, 'GROUP', m.group_id, m.created_at, m.created_at, m.id, 0, m.id, m.created_at from m`,
+    [owner, C],
+  );
+  await query(DATABASE_URL, 'analyze');
+}
+
+/** One group of these users, their conversation rows too; its id. */
+async function seedRoom(users: Seeded['users']): Promise<string> {
+  const [{ id }] = await query<{ id: string }>(
+    DATABASE_URL,
+    `insert into groups (id, name, owner_id, is_private, is_lobby, member_count, created_at) values (gen_random_uuid(), 'bench room', $1, false, false, $2, now()) returning id`,
+    [users[0].id, users.length],
+  );
+  const ids = users.map((u) => u.id);
+  await query(DATABASE_URL, `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $2, u, now() from unnest($1::uuid[]) as u`, [ids, id]);
+  await query(
+    DATABASE_URL,
+    `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, activity_at, unread_count)
+     select 'g:' || $2, u, 'GROUP', $2::uuid, now(), now(), 0 from unnest($1::uuid[]) as u`,
+    [ids, id],
+  );
+  return id;
+}
+
+// ================= 1. the sidebar =================
+
+async function timed(n: number, fn: (i: number) => Promise<unknown>): Promise<Float64Array> {
+  const times = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const started = performance.now();
+    await fn(i);
+    times[i] = performance.now() - started;
+  }
+  return times.sort();
+}
+
+async function sidebar(url: string, token: string): Promise<{ page: Float64Array; me: Float64Array; total: number; pages: number }> {
+  // The cursors of the first pages, as a client scrolling down would send them.
+  const cursors: (string | null)[] = [null];
+  let total = 0;
+  for (let after: string | null = null; cursors.length < 50; ) {
+    const r: any = (await post(url, SIDEBAR, { after }, token)).conversations;
+    total = r.totalCount;
+    if (!r.pageInfo.hasNextPage) break;
+    after = r.pageInfo.endCursor;
+    cursors.push(after);
+  }
+  await timed(50, () => post(url, ME, {}, token)); // warm-up
+  // Interleaved, so a noisy stretch of the shared machine hits the page and its floor alike.
+  const page = new Float64Array(P);
+  const me = new Float64Array(P);
+  for (let i = 0; i < P; i++) {
+    let started = performance.now();
+    await post(url, SIDEBAR, { after: i % 2 ? cursors[i % cursors.length] : null }, token);
+    page[i] = performance.now() - started;
+    started = performance.now();
+    await post(url, ME, {}, token);
+    me[i] = performance.now() - started;
+  }
+  return { page: page.sort(), me: me.sort(), total, pages: cursors.length };
+}
+
+// ================= 2. typing =================
+
+interface DeliveryResult {
+  name: string;
+  expected: number;
+  missing: number;
+  duplicates: number;
+  p50: number;
+  p99: number;
+  typingEvents: number;
+  setTypingCalls: number;
+}
+
+interface Typist {
+  user: Seeded['users'][number];
+  room: string;
+}
+
+async function deliveries(name: string, wsUrl: string, url: string, room: string, subscribers: Seeded['users'], typists: Typist[], tag: string): Promise<DeliveryResult> {
+  const n = subscribers.length;
+  const seen = new Uint8Array(n * M);
+  const latencies = new Float64Array(n * M);
+  const sentAt = new Float64Array(M);
+  const warmed = new Uint8Array(n);
+  let round = 'w';
+  let received = 0;
+  let duplicates = 0;
+  let typingEvents = 0;
+  const marker = new RegExp(`"content":"${tag} ([wm])(\\d+)"`);
+  const sockets: WebSocket[] = [];
+  await inBatches(subscribers, 100, async (u, i) => {
+    const subs = [
+      { id: '1', query: MESSAGES, variables: { g: room } },
+      { id: '2', query: TYPING, variables: { g: room } },
+    ];
+    const ws = await connect(wsUrl, u.token, subs, (text) => {
+      const now = performance.now();
+      if (text.startsWith('{"id":"2"')) return void typingEvents++;
+      const m = marker.exec(text);
+      if (!m) return;
+      if (m[1] === 'w') return void (warmed[i] = 1);
+      if (round !== 'm') return;
+      const k = i * M + Number(m[2]);
+      if (seen[k]) return void duplicates++;
+      seen[k] = 1;
+      latencies[k] = now - sentAt[Number(m[2])];
+      received++;
+    });
+    sockets.push(ws);
+  });
+  const sender = subscribers[0];
+  for (let w = 0; warmed.some((x) => !x); w++) {
+    if (w > 100) throw new Error(`${name}: sockets never received a warm-up message`);
+    await post(url, SEND, { g: room, t: `${tag} w${w}` }, sender.token);
+    await sleep(w < 3 ? 200 : 500);
+  }
+
+  // The typists: a socket each, setTyping every EVERY ms, spread evenly over the interval.
+  const typistSockets: WebSocket[] = [];
+  let calls = 0;
+  const timers: NodeJS.Timeout[] = [];
+  if (typists.length) {
+    const onTyping = (text: string) => void (text.startsWith('{"id":"1"') && typingEvents++);
+    // Each watches typing in its open conversation, as a chat window does.
+    await inBatches(typists, 100, async (t) => void typistSockets.push(await connect(wsUrl, t.user.token, [{ id: '1', query: TYPING, variables: { g: t.room } }], onTyping)));
+    typistSockets.forEach((ws, i) => {
+      let seq = 0;
+      const call = () => {
+        calls++;
+        ws.send(JSON.stringify({ id: `t${seq++}`, type: 'subscribe', payload: { query: SET_TYPING, variables: { g: typists[i].room } } }));
+      };
+      timers.push(setTimeout(() => (call(), timers.push(setInterval(call, EVERY))), (i * EVERY) / typists.length));
+    });
+    await sleep(EVERY + 500); // the storm is on everywhere before the first message
+  }
+  typingEvents = 0;
+  calls = 0;
+  round = 'm';
+  const started = performance.now();
+  for (let seq = 0; seq < M; seq++) {
+    sentAt[seq] = performance.now();
+    await post(url, SEND, { g: room, t: `${tag} m${seq}` }, sender.token);
+  }
+  let before = -1;
+  while (received < n * M && received !== before) {
+    before = received;
+    await sleep(1000);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  for (const t of timers) clearTimeout(t);
+  for (const ws of [...sockets, ...typistSockets]) ws.terminate();
+  await sleep(500);
+  const got = latencies.filter((_, k) => seen[k]).sort();
+  return { name, expected: n * M, missing: n * M - received, duplicates, p50: pct(got, 0.5), p99: pct(got, 0.99), typingEvents: typingEvents / seconds, setTypingCalls: calls / seconds };
+}
+
+async function main(): Promise<void> {
+  out(`bench:conversations  C=${C} conversations, P=${P} pages; S=${S} subscribers, T=${T} typists every ${EVERY} ms, M=${M} messages; ${new Date().toISOString()}`);
+  await resetState(DATABASE_URL, REDIS_URL);
+  // The load goes faster than one user may: per-user limits are lifted for it.
+  const lifted = '1000000/1s';
+  const env = {
+    DATABASE_URL,
+    REDIS_URL,
+    DB_POOL_MAX: '20',
+    RATE_LIMIT_SEND_MESSAGE: lifted,
+    RATE_LIMIT_TYPING: lifted,
+    RATE_LIMIT_WS_MESSAGES: lifted,
+    // One load client opens its sockets 100 at a time from one address.
+    WS_MAX_PENDING_PER_IP: '1000',
+  };
+  const child = await startChild(__filename, 'parley', env);
+  try {
+    const seeded = await seedUsers(child.url, DATABASE_URL, 1 + S + T, PASSWORD);
+    const owner = seeded.users[0];
+    await seedSidebar(owner.id);
+    out(`seeded ${fmt(seeded.users.length)} users and ${fmt(C)} conversations of one user`);
+
+    const s = await sidebar(child.url, owner.token);
+    out();
+    out(`1. conversations(first: 20) for a user in ${fmt(s.total)} conversations (${s.pages} pages deep), ${fmt(P)} requests one after another`);
+    out(`   ${'request'.padEnd(22)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`);
+    out(`   ${'{ me { id } } (floor)'.padEnd(22)}${fmt(pct(s.me, 0.5), 2).padStart(9)}${fmt(pct(s.me, 0.99), 2).padStart(9)}`);
+    out(`   ${'conversations page'.padEnd(22)}${fmt(pct(s.page, 0.5), 2).padStart(9)}${fmt(pct(s.page, 0.99), 2).padStart(9)}`);
+
+    const subscribers = seeded.users.slice(1, 1 + S);
+    const typing = seeded.users.slice(1 + S);
+    const room = await seedRoom([...subscribers, ...typing.slice(0, ROOM)]);
+    const typists: Typist[] = [];
+    for (let i = 0; i < typing.length; i += ROOM) {
+      const members = typing.slice(i, i + ROOM);
+      const id = i === 0 ? room : await seedRoom(members);
+      for (const user of members) typists.push({ user, room: id });
+    }
+    const rounds: DeliveryResult[][] = [];
+    out();
+    out(`2. message delivery to ${fmt(S)} sockets (messageAdded and typing of one group), without and with ${fmt(T)} typists (${ROOM} per conversation)`);
+    out(`   ${'run'.padEnd(16)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'missing'.padStart(9)}${'dup'.padStart(6)}${'setTyping/s'.padStart(13)}${'typing frames/s'.padStart(17)}`);
+    for (let r = 1; r <= ROUNDS; r++) {
+      const results = [
+        await deliveries('without typing', child.wsUrl, child.url, room, subscribers, [], `r${r}a`),
+        await deliveries('with typing', child.wsUrl, child.url, room, subscribers, typists, `r${r}b`),
+      ];
+      for (const x of results) {
+        out(
+          `   ${`${x.name} (${r})`.padEnd(16)}${fmt(x.p50, 1).padStart(9)}${fmt(x.p99, 1).padStart(9)}${fmt(x.missing).padStart(9)}${fmt(x.duplicates).padStart(6)}${fmt(x.setTypingCalls).padStart(13)}${fmt(x.typingEvents).padStart(17)}`,
+        );
+      }
+      rounds.push(results);
+    }
+    const best = (k: number) => Math.min(...rounds.map((r) => r[k].p99));
+    const [without, withTyping] = [best(0), best(1)];
+    const lost = rounds.flat().reduce((n, x) => n + x.missing + x.duplicates, 0);
+    out();
+    out(`sidebar: p99 ${fmt(pct(s.page, 0.99), 2)} ms ${pct(s.page, 0.99) < 10 ? 'meets' : 'MISSES'} < 10 ms (${(pct(s.page, 0.99) / pct(s.me, 0.99)).toFixed(2)} x the floor)`);
+    out(`typing: delivery p99 ${fmt(withTyping, 1)} ms with, ${fmt(without, 1)} ms without = ${(withTyping / without).toFixed(2)} x, ${withTyping / without <= 1.2 ? 'meets' : 'MISSES'} <= 1.2 x; ${lost ? `${lost} deliveries MISSING or duplicated` : 'no delivery missing'}`);
+    agent.destroy();
+    await child.stop();
+    process.exit(lost ? 1 : 0);
+  } catch (e) {
+    await child.stop();
+    throw e;
+  }
+}
+
+const role = process.argv[2];
+if (role) process.on('disconnect', () => process.exit(0));
+(role === 'parley' ? runParley : main)().catch((e) => {
+  process.stderr.write(`bench:conversations${role ? ` (${role})` : ''}: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,158 @@
+import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
+import type { ConnectionShape } from '../../shared/graphql/connection';
+import { Topic, type ReadReceiptPayload, type SessionEventPayload, type TypingPayload } from '../../shared/pubsub/topics';
+import { GroupType } from '../group/group.types';
+import { ConversationInput, MessageType } from '../message/message.types';
+import { ProjectType } from '../project/project.types';
+import { UserType } from '../user/user.types';
+import {
+  ConversationConnection,
+  ConversationsArgs,
+  ConversationType,
+  ReadReceiptType,
+  SessionEventKind,
+  SessionEventType,
+  TypingEventType,
+} from './conversation.types';
+
+type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
+
+/** The conversation a subscription narrows to (checked once, as for messageAdded), or null for all of the viewer's. */
+async function only(context: Context, conversation?: ConversationInput | null) {
+  return conversation ? context.services.messages.conversation(context.em, viewerOf(context).userId, conversation) : null;
+}
+
+@Resolver(() => ConversationType)
+export class ConversationResolver {
+  @Authorized()
+  @Query(() => ConversationConnection, { description: 'Most recent activity first; a direct conversation appears once a message was exchanged.' })
+  conversations(@Args() args: ConversationsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<ConversationType>> {
+    return ctx.services.conversations.list(ctx.em, viewerOf(ctx).userId, args);
+  }
+
+  @Authorized()
+  @Query(() => ConversationType, { nullable: true, description: 'The same errors as history for a conversation the viewer is not in.' })
+  conversation(@Arg('conversation', () => ConversationInput) conversation: ConversationInput, @Ctx() ctx: Context): Promise<ConversationType | null> {
+    return ctx.services.conversations.get(ctx.em, viewerOf(ctx).userId, conversation);
+  }
+
+  @Authorized()
+  @Query(() => [ReadReceiptType], { description: "Other members' read markers (groups: up to 100, the most advanced first)." })
+  readReceipts(@Arg('conversation', () => ConversationInput) conversation: ConversationInput, @Ctx() ctx: Context): Promise<ReadReceiptType[]> {
+    return ctx.services.conversations.receipts(ctx.em, viewerOf(ctx).userId, conversation);
+  }
+
+  @Authorized()
+  @Mutation(() => ConversationType, { description: 'No messageId: up to the newest; never moves back.' })
+  markRead(
+    @Arg('conversation', () => ConversationInput) conversation: ConversationInput,
+    @Arg('messageId', () => IdScalar, { nullable: true }) messageId: string | null,
+    @Ctx() ctx: Context,
+  ): Promise<ConversationType> {
+    return ctx.services.conversations.markRead(ctx.em, viewerOf(ctx).userId, conversation, messageId);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'Ephemeral, never stored; others get at most one event per 2 s; lapses after 6 s without a refresh.' })
+  async setTyping(
+    @Arg('conversation', () => ConversationInput) conversation: ConversationInput,
+    @Arg('typing', () => Boolean, { nullable: true, defaultValue: true }) typing: boolean | null,
+    @Ctx() ctx: Context,
+  ): Promise<boolean> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.typing.consume(me, 'You are sending typing updates too fast; slow down.');
+    return ctx.services.typing.set(ctx.em, me, conversation, typing ?? true);
+  }
+
+  @Authorized()
+  @Subscription(() => ConversationType, {
+    description: "The viewer's row changed: a new message, its unread count, its read marker (from another device too), a rename.",
+    subscribe: ({ context }: Sub) => {
+      const me = viewerOf(context).userId;
+      const { conversations, pubsub } = context.services;
+      return pubsub.iterate(Topic.ConversationUpdated, (p) => conversations.rowFor(me, p), { keys: [me] });
+    },
+  })
+  conversationUpdated(@Root() c: ConversationType): ConversationType {
+    return c;
+  }
+
+  @Authorized()
+  @Subscription(() => ReadReceiptType, {
+    description: "Other members' read markers as they move. No argument: all the viewer's conversations.",
+    subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
+      const me = viewerOf(context).userId;
+      const { conversations, pubsub } = context.services;
+      const conv = await only(context, args.conversation);
+      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+        keys: [me],
+      });
+    },
+  })
+  readReceipt(@Root() p: ReadReceiptPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): ReadReceiptType {
+    return { conversationId: p.conversationKey, userId: p.userId, lastReadMessageId: p.lastReadMessageId, readAt: new Date(p.readAt) };
+  }
+
+  @Authorized()
+  @Subscription(() => TypingEventType, {
+    description: "Never the viewer's own; typing: false on a stop, a sent message, or 6 s without a refresh.",
+    subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
+      const me = viewerOf(context).userId;
+      const { conversations, pubsub } = context.services;
+      const conv = await only(context, args.conversation);
+      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+        keys: [me],
+      });
+    },
+  })
+  typing(@Root() p: TypingPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): TypingEventType {
+    const u = p.user;
+    return { conversationId: p.conversationKey, typing: p.typing, user: { id: u.id, username: u.username, displayName: u.displayName, createdAt: new Date(u.createdAt), storedLastSeenAt: null } };
+  }
+
+  @Authorized()
+  @Subscription(() => SessionEventType, {
+    description: "The account was logged in elsewhere (this socket's own session is not told).",
+    subscribe: ({ context }: Sub) => {
+      const viewer = viewerOf(context);
+      return context.services.pubsub.iterate(Topic.SessionEvent, (p) => (p.userId === viewer.userId && p.sessionId !== viewer.sessionId ? p : undefined), {
+        keys: [viewer.userId],
+      });
+    },
+  })
+  sessionEvent(@Root() p: SessionEventPayload): SessionEventType {
+    return { kind: p.kind as SessionEventKind, at: new Date(p.at), userAgent: p.userAgent };
+  }
+
+  @FieldResolver(() => GroupType, { nullable: true })
+  group(@Root() c: ConversationType, @Ctx() ctx: Context): Promise<GroupType | null> {
+    return c.groupId ? ctx.loaders.group.load(c.groupId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => ProjectType, { nullable: true })
+  project(@Root() c: ConversationType, @Ctx() ctx: Context): Promise<ProjectType | null> {
+    return c.projectId ? ctx.loaders.project.load(c.projectId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => UserType, { nullable: true, description: 'Direct: the other user.' })
+  peer(@Root() c: ConversationType, @Ctx() ctx: Context): Promise<UserType | null> {
+    return c.peerId ? ctx.loaders.user.load(c.peerId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => MessageType, { nullable: true, description: 'The newest message the viewer may see (a deleted one shows as deleted).' })
+  async lastMessage(@Root() c: ConversationType, @Ctx() ctx: Context): Promise<MessageType | null> {
+    if (c.lastMessage !== undefined) return c.lastMessage;
+    return c.lastMessageId ? ctx.loaders.message.load(c.lastMessageId) : null;
+  }
+}
+
+@Resolver(() => ReadReceiptType)
+export class ReadReceiptResolver {
+  @FieldResolver(() => UserType)
+  async user(@Root() r: ReadReceiptType, @Ctx() ctx: Context): Promise<UserType> {
+    return (await ctx.loaders.user.load(r.userId))!;
+  }
+}

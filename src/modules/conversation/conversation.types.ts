@@ -1,0 +1,64 @@
+import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
+import { ConnectionType } from '../../shared/graphql/connection';
+import type { MessageType } from '../message/message.types';
+import { UserType } from '../user/user.types';
+
+export enum ConversationKind {
+  GROUP = 'GROUP',
+  DIRECT = 'DIRECT',
+  PROJECT = 'PROJECT',
+}
+registerEnumType(ConversationKind, { name: 'ConversationKind' });
+
+/** One conversation as the viewer sees it: what a chat sidebar shows. */
+@ObjectType('Conversation')
+export class ConversationType {
+  @Field(() => IdScalar, { description: 'The same in every query and event (Message.conversationId, TypingEvent, ReadReceipt).' }) id!: string;
+  @Field(() => ConversationKind) kind!: ConversationKind;
+  @Field({ description: "The group's name, the project's title, or the peer's display name (else username)." }) title!: string;
+  @Field(() => Int, { description: "Messages from others after the viewer's read marker that the viewer may see." }) unreadCount!: number;
+  @Field(() => IdScalar, { nullable: true }) lastReadMessageId!: string | null;
+  @Field(() => Date, { description: 'Time of lastMessage, else when the viewer joined.' }) updatedAt!: Date;
+  groupId!: string | null;
+  projectId!: string | null;
+  peerId!: string | null;
+  lastMessageId!: string | null;
+  /** The last message when the event that made this row carried it; loaded by id otherwise. */
+  lastMessage?: MessageType | null;
+}
+
+export const ConversationConnection = ConnectionType('Conversation', ConversationType);
+
+@ArgsType()
+export class ConversationsArgs {
+  @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
+  @Field(() => String, { nullable: true }) after?: string | null;
+}
+
+@ObjectType('ReadReceipt')
+export class ReadReceiptType {
+  @Field(() => IdScalar) conversationId!: string;
+  @Field(() => IdScalar) lastReadMessageId!: string;
+  @Field(() => Date, { description: 'When the marker moved there.' }) readAt!: Date;
+  userId!: string;
+}
+
+@ObjectType('TypingEvent')
+export class TypingEventType {
+  @Field(() => IdScalar) conversationId!: string;
+  @Field(() => UserType) user!: UserType;
+  @Field() typing!: boolean;
+}
+
+export enum SessionEventKind {
+  NEW_LOGIN = 'NEW_LOGIN',
+}
+registerEnumType(SessionEventKind, { name: 'SessionEventKind' });
+
+@ObjectType('SessionEvent')
+export class SessionEventType {
+  @Field(() => SessionEventKind) kind!: SessionEventKind;
+  @Field(() => Date) at!: Date;
+  @Field(() => String, { nullable: true, description: "The new session's User-Agent, as its login request sent it." }) userAgent!: string | null;
+}

@@ -1,0 +1,201 @@
+import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { createTestServer, describeRedis } from './helpers/server';
+import { befriend, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+import { migrationsList } from '../src/migrations';
+
+const CONVERSATIONS = `query($first: Int, $after: String) { conversations(first: $first, after: $after) {
+  totalCount pageInfo { hasNextPage endCursor }
+  edges { cursor node { id kind title unreadCount lastReadMessageId updatedAt group { id name } project { id title } peer { id }
+    lastMessage { id content conversationId sender { id } deletedAt } } } } }`;
+const CONVERSATION = 'query($c: ConversationInput!) { conversation(conversation: $c) { id kind title unreadCount lastReadMessageId lastMessage { id content } } }';
+const MARK = 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { id unreadCount lastReadMessageId } }';
+const RECEIPTS = 'query($c: ConversationInput!) { readReceipts(conversation: $c) { conversationId user { id } lastReadMessageId readAt } }';
+const UPDATED = 'subscription { conversationUpdated { id title unreadCount lastReadMessageId lastMessage { id content } } }';
+const RECEIPT = 'subscription($c: ConversationInput) { readReceipt(conversation: $c) { conversationId user { id } lastReadMessageId } }';
+
+const send = sendMessage;
+const group = groupWith;
+
+async function conversations(url: string, u: TestUser, first = 50, after?: string) {
+  return (await ok(gql(url, CONVERSATIONS, { first, after }, u.token))).conversations;
+}
+
+
+describe('conversations', () => {
+  it('should list every group, direct conversation and project of the viewer, most recent activity first, keyset-paged', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url, { displayName: 'Alice A.' }), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const lobby = await lobbyOf(s.url, bob.token);
+    const g = await group(s.url, alice, 'Team', [bob]);
+    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, alice.token))).createProject.id;
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: bob.id }, alice.token));
+    // A friend without a message yet is not a conversation.
+    expect((await conversations(s.url, bob)).edges.map((e: any) => e.node.kind).sort()).toEqual(['GROUP', 'GROUP', 'PROJECT']);
+
+    await send(s.url, alice.token, { groupId: g, content: 'g1' });
+    const d1 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd1' });
+    await send(s.url, alice.token, { projectId: p, content: 'p1' });
+    await send(s.url, alice.token, { groupId: g, content: 'g2' });
+    await send(s.url, alice.token, { toUserId: bob.id, content: 'd2' });
+
+    const all = await conversations(s.url, bob);
+    expect(all.totalCount).toBe(4);
+    expect(all.edges.map((e: any) => [e.node.kind, e.node.title, e.node.unreadCount, e.node.lastMessage?.content ?? null])).toEqual([
+      ['DIRECT', 'Alice A.', 2, 'd2'],
+      ['GROUP', 'Team', 2, 'g2'],
+      ['PROJECT', 'Apollo', 1, 'p1'],
+      ['GROUP', 'Lobby', 0, null],
+    ]);
+    const direct = all.edges[0].node;
+    expect(direct.peer).toEqual({ id: alice.id });
+    expect(direct.id).toBe(d1.conversationId);
+    expect(direct.lastMessage.conversationId).toBe(direct.id);
+    expect(all.edges[1].node.group).toEqual({ id: g, name: 'Team' });
+    expect(all.edges[2].node.project).toEqual({ id: p, title: 'Apollo' });
+    expect(all.edges[3].node.group.id).toBe(lobby);
+    // The sender has read their own messages.
+    expect((await conversations(s.url, alice)).edges.map((e: any) => e.node.unreadCount)).toEqual([0, 0, 0, 0]);
+
+    // Pages of 2 walk the same order without gaps or repeats.
+    const first = await conversations(s.url, bob, 2);
+    expect(first.pageInfo.hasNextPage).toBe(true);
+    const second = await conversations(s.url, bob, 2, first.pageInfo.endCursor);
+    expect(second.pageInfo.hasNextPage).toBe(false);
+    expect([...first.edges, ...second.edges].map((e: any) => e.node.id)).toEqual(all.edges.map((e: any) => e.node.id));
+    expect(codeOf(await gql(s.url, CONVERSATIONS, { after: 'nonsense' }, bob.token))).toBe('BAD_USER_INPUT');
+
+    // conversation(): the same row; a friend with no message yet is an empty conversation.
+    const one = (await ok(gql(s.url, CONVERSATION, { c: { groupId: g } }, bob.token))).conversation;
+    expect(one).toMatchObject({ id: all.edges[1].node.id, unreadCount: 2, lastMessage: { content: 'g2' } });
+    const carol = await signup(s.url);
+    await befriend(s.url, bob, carol);
+    expect((await ok(gql(s.url, CONVERSATION, { c: { userId: carol.id } }, bob.token))).conversation).toMatchObject({ kind: 'DIRECT', unreadCount: 0, lastMessage: null });
+    expect(codeOf(await gql(s.url, CONVERSATION, { c: { groupId: g } }, carol.token))).toBe('FORBIDDEN');
+  });
+
+  it('should count project messages a member may see: a private message counts for its recipient only', async () => {
+    const s = await createTestServer();
+    const [owner, ann, ben] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await ok(gql(s.url, 'mutation { createProject(title: "P") { id } }', {}, owner.token))).createProject.id;
+    for (const u of [ann, ben]) await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
+    const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
+    const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
+    const row = async (u: TestUser) => (await ok(gql(s.url, CONVERSATION, { c: { projectId: p } }, u.token))).conversation;
+    expect(await row(ann)).toMatchObject({ unreadCount: 2, lastMessage: { id: secret.id } });
+    expect(await row(ben)).toMatchObject({ unreadCount: 1, lastMessage: { id: open.id } });
+    // Ben can't mark a message he can't see.
+    expect(codeOf(await gql(s.url, MARK, { c: { projectId: p }, m: secret.id }, ben.token))).toBe('BAD_USER_INPUT');
+    expect((await ok(gql(s.url, MARK, { c: { projectId: p }, m: open.id }, ann.token))).markRead.unreadCount).toBe(1);
+  });
+
+  it('should keep unread counts exact under concurrent sends', async () => {
+    const s = await createTestServer();
+    const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await group(s.url, senders[0], 'Busy', [reader, senders[1], senders[2]]);
+    await Promise.all(senders.flatMap((u, i) => Array.from({ length: 15 }, (_, n) => send(s.url, u.token, { groupId: g, content: `${i}-${n}` }))));
+    const history = (await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { id sender { id } } } } }', { g }, reader.token))).history.edges.map(
+      (e: any) => e.node,
+    );
+    expect(history).toHaveLength(45);
+    // Each sender's unread: messages from others after their own last one, in the conversation's order.
+    const expected = (u: TestUser) => {
+      const last = history.map((m: any) => m.sender.id).lastIndexOf(u.id);
+      return history.slice(last + 1).filter((m: any) => m.sender.id !== u.id).length;
+    };
+    const unread = async (u: TestUser) => (await ok(gql(s.url, CONVERSATION, { c: { groupId: g } }, u.token))).conversation;
+    expect((await unread(reader)).unreadCount).toBe(45);
+    for (const u of senders) {
+      const row = await unread(u);
+      expect(row.unreadCount).toBe(expected(u));
+      expect(row.lastReadMessageId).toBe(history.filter((m: any) => m.sender.id === u.id).pop().id);
+    }
+  });
+
+  it('should move read markers forward only, tell the viewer\'s other devices and the other members, and refuse a message of another conversation', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await group(s.url, alice, 'Reads', [bob]);
+    const other = await group(s.url, alice, 'Other', [bob]);
+    const foreign = await send(s.url, alice.token, { groupId: other, content: 'elsewhere' });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await send(s.url, alice.token, { groupId: g, content: `m${i}` })).id);
+    const c = { groupId: g };
+    const bobDevice = await listen(s, bob, UPDATED);
+    const receipts = await listen(s, alice, RECEIPT, { c });
+
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, MARK, { c, m: foreign.id }, bob.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, MARK, { c, m: 'not-an-id' }, bob.token))).toBe('BAD_USER_INPUT');
+    expect((await ok(gql(s.url, CONVERSATION, { c }, bob.token))).conversation.unreadCount).toBe(5);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+
+    expect((await ok(gql(s.url, MARK, { c, m: ids[2] }, bob.token))).markRead).toMatchObject({ unreadCount: 2, lastReadMessageId: ids[2] });
+    // Never back.
+    expect((await ok(gql(s.url, MARK, { c, m: ids[0] }, bob.token))).markRead).toMatchObject({ unreadCount: 2, lastReadMessageId: ids[2] });
+    const updated = await bobDevice.nth(1);
+    expect(updated.conversationUpdated).toMatchObject({ unreadCount: 2, lastReadMessageId: ids[2], title: 'Reads' });
+    expect((await receipts.nth(1)).readReceipt).toMatchObject({ user: { id: bob.id }, lastReadMessageId: ids[2] });
+    // No messageId: up to the newest.
+    expect((await ok(gql(s.url, MARK, { c }, bob.token))).markRead).toMatchObject({ unreadCount: 0, lastReadMessageId: ids[4] });
+    await receipts.nth(2);
+    const listed = (await ok(gql(s.url, RECEIPTS, { c }, alice.token))).readReceipts;
+    expect(listed).toEqual([expect.objectContaining({ user: { id: bob.id }, lastReadMessageId: ids[4] })]);
+    await sleep(200);
+    // The moves that moved nothing told no one.
+    expect(receipts.values).toHaveLength(2);
+    expect(bobDevice.values).toHaveLength(2);
+  });
+
+  it("should send the viewer's row on a new message and on a rename", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await group(s.url, alice, 'Before', [bob]);
+    const sidebar = await listen(s, bob, UPDATED);
+    const m = await send(s.url, alice.token, { groupId: g, content: 'hello' });
+    expect((await sidebar.nth(1)).conversationUpdated).toMatchObject({ title: 'Before', unreadCount: 1, lastMessage: { id: m.id, content: 'hello' } });
+    await ok(gql(s.url, 'mutation($g: ID!) { renameGroup(groupId: $g, name: "After") { id } }', { g }, alice.token));
+    expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ title: 'After', unreadCount: 1, lastMessage: { id: m.id } });
+  });
+
+  it('should give existing members their rows when the migration runs over existing data', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const g = await group(s.url, alice, 'Old', [bob]);
+    await send(s.url, alice.token, { groupId: g, content: 'old group message' });
+    await send(s.url, alice.token, { toUserId: bob.id, content: 'old direct message' });
+    const migrator = s.database.orm.getMigrator();
+    // Back to before this feature (its migration reverted), data kept; then forward again.
+    const migrations = [migrationsList.find((m) => m.name.endsWith('_Conversations'))!.name];
+    await migrator.down({ migrations });
+    expect(await sql(s.env.DATABASE_URL!, "select 1 from pg_tables where tablename = 'conversation_members'")).toEqual([]);
+    await migrator.up({ migrations });
+    const rows = (await conversations(s.url, bob)).edges.map((e: any) => [e.node.kind, e.node.unreadCount, e.node.lastMessage?.content ?? null]);
+    expect(rows).toEqual([
+      ['DIRECT', 0, 'old direct message'],
+      ['GROUP', 0, 'old group message'],
+      ['GROUP', 0, null],
+    ]);
+  });
+});
+
+describeRedis('conversations on two instances', () => {
+  it('should deliver conversationUpdated and readReceipt caused on B to subscribers on A once', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await group(b.url, alice, 'Both', [bob]);
+    const sidebar = await listen(a, bob, UPDATED);
+    const receipts = await listen(a, alice, RECEIPT);
+    const m = await send(b.url, alice.token, { groupId: g, content: 'via B' });
+    await ok(gql(b.url, MARK, { c: { groupId: g } }, bob.token));
+    expect((await sidebar.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { id: m.id } });
+    expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 0, lastReadMessageId: m.id });
+    expect((await receipts.nth(1)).readReceipt).toMatchObject({ user: { id: bob.id }, lastReadMessageId: m.id });
+    await sleep(300);
+    expect(sidebar.values).toHaveLength(2);
+    expect(receipts.values).toHaveLength(1);
+  });
+});

@@ -1,0 +1,149 @@
+import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { createTestServer, describeRedis } from './helpers/server';
+import { befriend, groupWith, sendMessage, signup } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+
+const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id content editedAt } }';
+const DELETE = 'mutation($m: ID!) { deleteMessage(messageId: $m) }';
+const ADD = 'mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) { id reactions { emoji count reactedByMe } } }';
+const REMOVE = 'mutation($m: ID!, $e: String!) { removeReaction(messageId: $m, emoji: $e) { id reactions { emoji count reactedByMe } } }';
+const HISTORY = `query($c: ConversationInput!) { history(conversation: $c, last: 10) { edges { node {
+  id content createdAt editedAt deletedAt conversationId sender { id } attachment { id } reactions { emoji count reactedByMe } } } } }`;
+const EVENTS = 'subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind conversationId message { id content editedAt deletedAt reactions { emoji count reactedByMe } } } }';
+const LAST = '{ conversations(first: 5) { edges { node { kind lastMessage { id content deletedAt } } } } }';
+const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+
+describe('editing, deleting and reacting', () => {
+  it('should let the sender edit, show it in history and every messageEvent subscriber, and refuse anyone else or an empty edit', async () => {
+    const s = await createTestServer();
+    const [alice, bob, eve] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Edits', [bob]);
+    const secret = await groupWith(s.url, eve, 'Secret', []);
+    const hidden = await sendMessage(s.url, eve.token, { groupId: secret, content: 'eve only' });
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'helo' });
+    const events = await listen(s, bob, EVENTS, { c: { groupId: g } });
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, t: 'mine now' }, bob.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, t: '   ' }, alice.token))).toBe('BAD_USER_INPUT');
+    // Unknown and invisible get the same answer, so ids can't be probed.
+    const unknown = await gql(s.url, EDIT, { m: '00000000-0000-4000-8000-000000000000', t: 'x' }, alice.token);
+    const invisible = await gql(s.url, EDIT, { m: hidden.id, t: 'x' }, alice.token);
+    expect([codeOf(unknown), codeOf(invisible)]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    expect(invisible.errors![0].message).toBe(unknown.errors![0].message);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+
+    const edited = (await ok(gql(s.url, EDIT, { m: m.id, t: ' hello ' }, alice.token))).editMessage;
+    expect(edited).toMatchObject({ id: m.id, content: 'hello' });
+    expect(edited.editedAt).toEqual(expect.any(String));
+    const event = (await events.nth(1)).messageEvent;
+    expect(event).toMatchObject({ kind: 'EDITED', conversationId: m.conversationId, message: { id: m.id, content: 'hello', editedAt: edited.editedAt } });
+    const node = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, bob.token))).history.edges[0].node;
+    expect(node).toMatchObject({ id: m.id, content: 'hello', editedAt: edited.editedAt, deletedAt: null, conversationId: m.conversationId });
+    expect((await ok(gql(s.url, LAST, {}, bob.token))).conversations.edges[0].node.lastMessage).toMatchObject({ id: m.id, content: 'hello' });
+  });
+
+  it("should delete as a tombstone (the sender or the group's owner), drop the attachment's bytes, and answer a retry with the deleted message", async () => {
+    const s = await createTestServer();
+    const [owner, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, owner, 'Moderated', [bob, carol]);
+    const input = { groupId: g, content: 'look', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') }, clientMessageId: 'once' };
+    const m = await sendMessage(s.url, bob.token, input);
+    const attachmentId = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, bob.token))).history.edges[0].node.attachment.id;
+    const events = await listen(s, carol, EVENTS);
+    expect(codeOf(await gql(s.url, DELETE, { m: m.id }, carol.token))).toBe('FORBIDDEN');
+    expect((await ok(gql(s.url, DELETE, { m: m.id }, owner.token))).deleteMessage).toBe(true);
+
+    const node = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, carol.token))).history.edges[0].node;
+    expect(node).toMatchObject({ id: m.id, createdAt: m.createdAt, sender: { id: bob.id }, content: null, attachment: null });
+    expect(node.deletedAt).toEqual(expect.any(String));
+    expect((await events.nth(1)).messageEvent).toMatchObject({ kind: 'DELETED', message: { id: m.id, content: null, deletedAt: node.deletedAt } });
+    expect(await sql(s.env.DATABASE_URL!, 'select id from attachments where id = $1', [attachmentId])).toEqual([]);
+    const download = await fetch(s.url.replace('/graphql', `/attachments/${attachmentId}`), { headers: { authorization: `Bearer ${bob.token}` } });
+    expect(download.status).toBe(404);
+    expect((await ok(gql(s.url, LAST, {}, carol.token))).conversations.edges[0].node.lastMessage).toMatchObject({ id: m.id, content: null, deletedAt: node.deletedAt });
+    // The retry of the deleted message's send returns it, deleted; nothing new is stored.
+    const retry = (await ok(gql(s.url, 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id content deletedAt } }', { input }, bob.token))).sendMessage;
+    expect(retry).toEqual({ id: m.id, content: null, deletedAt: node.deletedAt });
+    // Gone is gone: editing or reacting to it is refused.
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, t: 'back' }, bob.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token))).toBe('BAD_USER_INPUT');
+  });
+
+  it('should count reactions per emoji, idempotently, with reactedByMe per viewer, live and in history', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const m = await sendMessage(s.url, alice.token, { toUserId: bob.id, content: 'react to me' });
+    const aliceSees = await listen(s, alice, EVENTS);
+    const bobSees = await listen(s, bob, EVENTS, { c: { userId: alice.id } });
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const bad of ['', 'a', '👍👍', '👍 ', 'ab', ':+1:']) expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, bob.token))]).toEqual([bad, 'BAD_USER_INPUT']);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+
+    await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));
+    const twice = (await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token))).addReaction;
+    expect(twice.reactions).toEqual([{ emoji: '👍', count: 1, reactedByMe: true }]);
+    // One grapheme each, however many code points.
+    const family = '👨‍👩‍👧';
+    await ok(gql(s.url, ADD, { m: m.id, e: family }, alice.token));
+    await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, alice.token));
+    const h = async (token: string) => (await ok(gql(s.url, HISTORY, { c: { userId: token === alice.token ? bob.id : alice.id } }, token))).history.edges[0].node.reactions;
+    expect(await h(alice.token)).toEqual([
+      { emoji: '👍', count: 2, reactedByMe: true },
+      { emoji: family, count: 1, reactedByMe: true },
+    ]);
+    expect(await h(bob.token)).toEqual([
+      { emoji: '👍', count: 2, reactedByMe: true },
+      { emoji: family, count: 1, reactedByMe: false },
+    ]);
+    const removed = (await ok(gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token))).removeReaction;
+    // Ordered by first use among the reactions left: Alice's 👍 came after her family.
+    expect(removed.reactions).toEqual([
+      { emoji: family, count: 1, reactedByMe: false },
+      { emoji: '👍', count: 1, reactedByMe: false },
+    ]);
+    expect((await ok(gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token))).removeReaction.reactions).toEqual(removed.reactions);
+    // Four changes, one event each; reactedByMe as each subscriber sees it.
+    await aliceSees.nth(4);
+    await bobSees.nth(4);
+    await sleep(200);
+    expect(aliceSees.values.map((v) => v.messageEvent.kind)).toEqual(Array(4).fill('REACTIONS_CHANGED'));
+    expect(aliceSees.values[3].messageEvent.message.reactions).toEqual([
+      { emoji: family, count: 1, reactedByMe: true },
+      { emoji: '👍', count: 1, reactedByMe: true },
+    ]);
+    expect(bobSees.values[3].messageEvent.message.reactions).toEqual(removed.reactions);
+    expect(bobSees.values).toHaveLength(4);
+  });
+
+  it('should rate-limit edits and reactions per user', async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '2/1m', RATE_LIMIT_REACTION: '2/1m' });
+    const alice = await signup(s.url);
+    const g = await groupWith(s.url, alice, 'Limits', []);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'x' });
+    for (let i = 0; i < 2; i++) await ok(gql(s.url, EDIT, { m: m.id, t: `v${i}` }, alice.token));
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, t: 'v3' }, alice.token))).toBe('RATE_LIMITED');
+    await ok(gql(s.url, ADD, { m: m.id, e: '🎉' }, alice.token));
+    await ok(gql(s.url, REMOVE, { m: m.id, e: '🎉' }, alice.token));
+    expect(codeOf(await gql(s.url, ADD, { m: m.id, e: '🎉' }, alice.token))).toBe('RATE_LIMITED');
+    expect((await ok(gql(s.url, HISTORY, { c: { groupId: g } }, alice.token))).history.edges[0].node).toMatchObject({ content: 'v1', reactions: [] });
+  });
+});
+
+describeRedis('message events on two instances', () => {
+  it('should deliver an edit, a reaction and a deletion made on B to a subscriber on A once each', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Both', [bob]);
+    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'one' });
+    const events = await listen(a, bob, EVENTS);
+    await ok(gql(b.url, EDIT, { m: m.id, t: 'two' }, alice.token));
+    await ok(gql(b.url, ADD, { m: m.id, e: '👀' }, alice.token));
+    await ok(gql(b.url, DELETE, { m: m.id }, alice.token));
+    await events.nth(3);
+    await sleep(300);
+    expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'DELETED']);
+    expect(events.values[1].messageEvent.message.reactions).toEqual([{ emoji: '👀', count: 1, reactedByMe: false }]);
+  });
+});

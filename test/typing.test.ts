@@ -1,0 +1,129 @@
+import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { createTestServer, describeRedis } from './helpers/server';
+import { befriend, groupWith, sendMessage, signup } from './helpers/factories';
+
+const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
+const EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { conversationId typing user { id username } } }';
+const SESSION = 'subscription { sessionEvent { kind at userAgent } }';
+const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+
+const flags = (values: any[]) => values.map((v) => v.typing.typing);
+
+describe('typing', () => {
+  it('should tell the other members once per throttle window, never the typist, and end on a stop or a sent message', async () => {
+    const s = await createTestServer({ TYPING_THROTTLE: '1s' });
+    const [alice, bob, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Typing', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS);
+    const aliceSees = await listen(s, alice, EVENTS, { c });
+    const outsiderSees = await listen(s, outsider, EVENTS);
+
+    for (let i = 0; i < 3; i++) expect((await ok(gql(s.url, TYPING, { c }, alice.token))).setTyping).toBe(true);
+    const first = (await bobSees.nth(1)).typing;
+    expect(first).toMatchObject({ typing: true, user: { id: alice.id } });
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await bobSees.nth(2);
+    // Refreshes within the window told no one; the stop told everyone once.
+    expect(flags(bobSees.values)).toEqual([true, false]);
+
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await bobSees.nth(3);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'done typing' });
+    expect((await bobSees.nth(4)).typing).toMatchObject({ typing: false, conversationId: m.conversationId });
+    // A stop when nothing is going on tells no one.
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await sleep(300);
+    expect(flags(bobSees.values)).toEqual([true, false, true, false]);
+    expect(aliceSees.values).toEqual([]);
+    expect(outsiderSees.values).toEqual([]);
+    // Only members may type there.
+    expect(codeOf(await gql(s.url, TYPING, { c }, outsider.token))).toBe('FORBIDDEN');
+  });
+
+  // State in Redis when it is configured, in memory otherwise (REDIS_URL empty).
+  it.each([
+    ['Redis', {}],
+    ['memory', { REDIS_URL: '' }],
+  ])('should lapse after the timeout without a refresh, and keep going while refreshed (%s)', async (_store, env) => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '800ms', TYPING_THROTTLE: '10s', ...env });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const c = { userId: bob.id };
+    const bobSees = await listen(s, bob, EVENTS, { c: { userId: alice.id } });
+    const started = Date.now();
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    for (let i = 0; i < 3; i++) {
+      await sleep(400);
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+    }
+    const lastRefresh = Date.now();
+    expect(flags(bobSees.values)).toEqual([true]);
+    await bobSees.nth(2);
+    expect(flags(bobSees.values)).toEqual([true, false]);
+    // Not before the last refresh's deadline, though the first one's had passed long before.
+    expect(Date.now() - lastRefresh).toBeGreaterThanOrEqual(700);
+    expect(Date.now() - started).toBeGreaterThan(1800);
+  });
+
+  it('should rate-limit setTyping per user', async () => {
+    const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
+    const alice = await signup(s.url);
+    const g = await groupWith(s.url, alice, 'Limit', []);
+    for (let i = 0; i < 2; i++) await ok(gql(s.url, TYPING, { c: { groupId: g } }, alice.token));
+    expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
+  });
+});
+
+describe('sessionEvent', () => {
+  it("should tell the account's live sockets of a login elsewhere, with its user agent, and not the new session's own", async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const old = await listen(s, alice, SESSION);
+    const res = await fetch(s.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': 'Parley-Test/2.0 (laptop)' },
+      body: JSON.stringify({ query: LOGIN, variables: { u: alice.username, p: alice.password } }),
+    });
+    const token: string = ((await res.json()) as { data: { login: { token: string } } }).data.login.token;
+    const event = (await old.nth(1)).sessionEvent;
+    expect(event).toMatchObject({ kind: 'NEW_LOGIN', userAgent: 'Parley-Test/2.0 (laptop)' });
+    expect(Math.abs(Date.parse(event.at) - Date.now())).toBeLessThan(10_000);
+    const fresh = await listen(s, { token }, SESSION);
+    const other = await signup(s.url);
+    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }));
+    await sleep(300);
+    expect(fresh.values).toEqual([]);
+    expect(old.values).toHaveLength(1);
+  });
+});
+
+describeRedis('typing and sessions on two instances', () => {
+  it('should carry typing across instances, lapse once though refreshed through both, and tell a socket on A of a login on B', async () => {
+    const env = { TYPING_TIMEOUT: '800ms', TYPING_THROTTLE: '10s' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Across', [bob]);
+    const c = { groupId: g };
+    const onA = await listen(a, bob, EVENTS, { c });
+    const onB = await listen(b, bob, EVENTS);
+    // Refreshed alternately through both instances: each one's lapse timer finds the deadline moved on.
+    const servers = [b, a, b, a];
+    for (const s of servers) {
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+      await sleep(400);
+    }
+    expect(flags(onA.values)).toEqual([true]);
+    await onA.nth(2);
+    await onB.nth(2);
+    await sleep(1200);
+    expect(flags(onA.values)).toEqual([true, false]);
+    expect(flags(onB.values)).toEqual([true, false]);
+
+    const sessions = await listen(a, alice, SESSION);
+    await ok(gql(b.url, LOGIN, { u: alice.username, p: alice.password }));
+    await eventually(() => sessions.values.length === 1);
+    expect(sessions.values[0].sessionEvent.kind).toBe('NEW_LOGIN');
+  });
+});
