@@ -51,7 +51,7 @@ export interface ParleyServer {
   fanout: FanoutStats;
   /** This instance's Prometheus registry, served at /metrics. */
   metrics: Metrics;
-  /** Stops accepting, drains HTTP, closes sockets with 1001, stops jobs, closes Redis and the ORM. */
+  /** Releases everything, last opened first: jobs, sockets (1001), SSE streams, Apollo (draining HTTP), services, pub/sub, Redis, the ORM. */
   dispose(): Promise<void>;
 }
 
