@@ -79,7 +79,7 @@ describe('foundation', () => {
     const s = await createTestServer();
     const p = runParley({ PORT: String(s.port), LOG_LEVEL: 'silent' });
     expect(await p.exited).toBe(1);
-    expect(p.output().stderr.trim()).toBe(`Parley could not start: listen EADDRINUSE: address already in use 127.0.0.1:${s.port}`);
+    expect(p.output().stderr.trim()).toBe(`Parley could not start: port ${s.port} on 127.0.0.1 is taken (is Parley already running?): set PORT to a free port`);
   });
 
   it('should exit non-zero naming a bad variable', async () => {
