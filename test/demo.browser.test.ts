@@ -57,7 +57,7 @@ async function say(page: Page, text: string): Promise<void> {
 const shot = (page: Page, name: string) => page.screenshot({ path: artifactPath(`demo-${name}.png`) });
 
 describeNeeding('chromium', tools.chromium)('web demo', () => {
-  it('should let two people use every part of the API: groups, friends, direct messages, attachments, history, presence and projects', async () => {
+  it('should let two people use every part of the API: groups, friends, direct messages with unread counts, read ticks, typing, edits and reactions, attachments, history, presence and projects', async () => {
     await buildWebDemo();
     const s = await createTestServer({ PRESENCE_GRACE: '0.3s' });
     const demo = s.url.replace(/\/graphql$/, '/demo/');
@@ -127,10 +127,57 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await alicePage.waitForSelector('#messages li.notice');
     await say(alicePage, 'psst, Bob: just between us');
     await bobPage.waitForSelector(`#directs li[data-user="${alice.username}"] .badge:text("1")`);
+    // The recent list (conversations, kept live): newest first, with a preview and the unread count.
+    const recentAlice = `#recent li:has(.name:text-is("${alice.username}"))`;
+    await bobPage.waitForSelector(`${recentAlice} .badge:text("1")`);
+    expect(await bobPage.textContent(`${recentAlice} .preview`)).toBe('psst, Bob: just between us');
+    expect(await bobPage.locator('#recent li .name').first().textContent()).toBe(alice.username);
+    await shot(bobPage, 'conv-1-unread');
+    const aliceTick = '#messages li.msg.mine:has-text("psst, Bob: just between us") .tick';
+    expect(await alicePage.getAttribute(aliceTick, 'class')).toBe('tick');
     await bobPage.click(`#directs li[data-user="${alice.username}"] button`);
     await bobPage.waitForSelector('#messages li.msg:has-text("psst, Bob: just between us")');
-    await say(bobPage, 'Hi Alice, got it');
+    // Opening it marks it read: the badges go, and Alice's message gets its read tick.
+    await bobPage.waitForSelector(`${recentAlice}:not(:has(.badge))`);
+    expect(await bobPage.locator('#directs .badge, #recent .badge').count()).toBe(0);
+    await alicePage.waitForSelector(`${aliceTick}.read`);
+    // Typing shows on the other side while Bob composes, and ends when he sends.
+    await bobPage.fill('#message', 'Hi Al');
+    await alicePage.waitForSelector(`#typing:text-is("${bob.username} is typing…")`);
+    await shot(alicePage, 'conv-2-typing-read');
+    await bobPage.fill('#message', 'Hi Alice, got it');
+    await bobPage.click('#send');
     await alicePage.waitForSelector('#messages li.msg:has-text("Hi Alice, got it")');
+    await alicePage.waitForSelector('#typing:text-is("")');
+
+    // Reactions: counts on both sides, the viewer's own highlighted.
+    const bobsMsg = 'li.msg:has-text("Hi Alice, got it")';
+    await alicePage.click(`#messages ${bobsMsg} .msg-actions button[data-emoji="👍"]`);
+    await alicePage.waitForSelector(`#messages ${bobsMsg} .reaction.mine[data-emoji="👍"] .count:text-is("1")`);
+    await bobPage.waitForSelector(`#messages ${bobsMsg} .reaction:not(.mine)[data-emoji="👍"] .count:text-is("1")`);
+    await bobPage.click(`#messages ${bobsMsg} .reaction[data-emoji="👍"]`);
+    await alicePage.waitForSelector(`#messages ${bobsMsg} .reaction.mine[data-emoji="👍"] .count:text-is("2")`);
+    await bobPage.waitForSelector(`#messages ${bobsMsg} .reaction.mine[data-emoji="👍"] .count:text-is("2")`);
+    // An edit and a deletion reach the other side live.
+    await say(alicePage, 'see you tomorow');
+    const typo = await alicePage.getAttribute('#messages li.msg.mine:has-text("see you tomorow")', 'data-id');
+    await bobPage.waitForSelector(`#messages li.msg[data-id="${typo}"]`);
+    await alicePage.click(`#messages li.msg[data-id="${typo}"] .edit-message`);
+    await alicePage.fill(`#messages li.msg[data-id="${typo}"] .edit-input`, 'see you tomorrow');
+    await alicePage.press(`#messages li.msg[data-id="${typo}"] .edit-input`, 'Enter');
+    await bobPage.waitForSelector(`#messages li.msg[data-id="${typo}"]:has(.text:text-is("see you tomorrow")) .edited`);
+    await say(alicePage, 'wrong chat, sorry');
+    const wrong = await alicePage.getAttribute('#messages li.msg.mine:has-text("wrong chat, sorry")', 'data-id');
+    await bobPage.waitForSelector(`#messages li.msg[data-id="${wrong}"]`);
+    await shot(bobPage, 'conv-3-edited-reactions');
+    await alicePage.click(`#messages li.msg[data-id="${wrong}"] .delete-message`);
+    await bobPage.waitForSelector(`#messages li.msg[data-id="${wrong}"] .text.deleted`);
+    expect(await bobPage.locator('#messages li.msg:has-text("wrong chat, sorry")').count()).toBe(0);
+    await bobPage.waitForSelector(`${recentAlice} .preview:text-is("message deleted")`);
+    await shot(bobPage, 'conv-4-deleted');
+    // A login elsewhere is told.
+    await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: bob.username, p: bob.password }));
+    await bobPage.waitForSelector('.toast:has-text("Your account was signed in elsewhere")');
 
     // Attachments: an image shows as a preview on both sides (its bytes really loaded), a text file as a named chip.
     await alicePage.setInputFiles('#file', { name: 'chart.png', mimeType: 'image/png', buffer: png(240, 140) });

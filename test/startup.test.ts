@@ -56,14 +56,6 @@ describe('a start that cannot succeed', () => {
     expect(oneLine(p)).toBe(`Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken (is Parley already running?): set EMBEDDED_PG_PORT to a free port`);
   });
 
-  it('should say in one line that PORT is taken, and what to do', async () => {
-    const port = await sparePorts();
-    await listen(port);
-    const p = runParley({ PORT: String(port) });
-    expect(await p.exited).toBe(1);
-    expect(oneLine(p)).toBe(`Parley could not start: port ${port} on 127.0.0.1 is taken (is Parley already running?): set PORT to a free port`);
-  });
-
   it('should say in one line that the data folder belongs to another PostgreSQL version', async () => {
     const dir = path.join(tempDir('parley-start-'), 'pg');
     mkdirSync(dir);

@@ -1,7 +1,9 @@
 /**
  * Parley web demo: a small chat app over the typed documents generated from operations/*.graphql.
- * Plain DOM; HTTP for queries and mutations, graphql-ws for messageAdded, presenceChanged,
- * groupEvent and projectAction. Friend requests have no subscription, so they are polled.
+ * Plain DOM; HTTP for queries and mutations, graphql-ws for messageAdded, messageEvent (edits,
+ * deletions, reactions), conversationUpdated (the recent list and unread counts), typing,
+ * readReceipt, sessionEvent, presenceChanged, groupEvent and projectAction. Friend requests have
+ * no subscription, so they are polled.
  * Served by Parley at /demo outside production.
  *
  * A conversation is a group, a direct thread with a friend, or a project, keyed
@@ -11,13 +13,19 @@ import {
   AcceptFriendRequestDocument,
   AddGroupMemberDocument,
   AddProjectParticipantDocument,
+  AddReactionDocument,
+  ConversationDocument,
+  ConversationsDocument,
+  ConversationUpdatedDocument,
   CreateGroupDocument,
   CreateProjectDocument,
   DeclineFriendRequestDocument,
   DeleteAccountDocument,
   DeleteGroupDocument,
+  DeleteMessageDocument,
   DeleteProjectDocument,
   DesignateCoachDocument,
+  EditMessageDocument,
   FriendRequestsDocument,
   FriendsDocument,
   GroupDocument,
@@ -29,24 +37,33 @@ import {
   LeaveProjectDocument,
   LoginDocument,
   LogoutDocument,
+  MarkReadDocument,
   MeDocument,
   MessageAddedDocument,
+  MessageEventDocument,
   OnlineUsersDocument,
   PresenceChangedDocument,
   ProjectActionDocument,
   ProjectActionsDocument,
   ProjectsDocument,
+  ReadReceiptDocument,
+  ReadReceiptsDocument,
   RemoveFriendDocument,
   RemoveProjectParticipantDocument,
+  RemoveReactionDocument,
   RenameGroupDocument,
   RenameProjectDocument,
   SendFriendRequestDocument,
   SendMessageDocument,
+  SessionEventDocument,
+  SetTypingDocument,
   SignupDocument,
+  TypingDocument,
   UpdateProfileDocument,
   UsersDocument,
   WithdrawCoachDocument,
   type ConversationInput,
+  type ConversationPartsFragment,
   type FriendRequestPartsFragment,
   type GroupPartsFragment,
   type MessagePartsFragment,
@@ -57,7 +74,7 @@ import {
 } from '../../../generated/client/graphql';
 import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
 import { attachmentEl, readFile, type PickedFile } from './attachments';
-import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, timeEl, toast } from './ui';
+import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
 interface Conv {
@@ -83,6 +100,10 @@ interface Thread {
 const PAGE = 30;
 /** How often friend requests are fetched: the API has no subscription for them. */
 const FRIEND_POLL_MS = 3000;
+/** How often a keystroke refreshes "typing" (the server lets about one through per 2 s and lapses it after 6 s). */
+const TYPING_EVERY_MS = 2000;
+/** Rows in the recent list. */
+const RECENT = 8;
 
 const groups = new Map<string, GroupPartsFragment>();
 const projects = new Map<string, ProjectPartsFragment>();
@@ -90,7 +111,15 @@ const friends = new Map<string, Person>();
 /** Everyone the viewer has a direct thread with or can start one with, by id. */
 const peers = new Map<string, Person>();
 const people = new Map<string, Person>();
+/** Unread counts by conversation key, as the server counts them (conversations, conversationUpdated). */
 const unread = new Map<string, number>();
+/** The recent list's rows by conversation key, and conversation key by the API's conversation id. */
+const rows = new Map<string, ConversationPartsFragment>();
+const keyById = new Map<string, string>();
+/** Per conversation key: how far each other member has read (user id -> message id). */
+const receipts = new Map<string, Map<string, string>>();
+/** Per conversation key: who is typing (user id -> name). */
+const typers = new Map<string, Map<string, string>>();
 const threads = new Map<string, Thread>();
 const inbox = new Map<string, ProjectActionPartsFragment>();
 let requests: FriendRequestPartsFragment[] = [];
@@ -112,6 +141,11 @@ function convOf(m: Msg): Conv {
   if (m.group) return conv('group', m.group.id);
   if (m.project) return conv('project', m.project.id);
   return conv('direct', m.sender.id === me() ? m.recipient!.id : m.sender.id);
+}
+
+/** A recent-list row's conversation. */
+function rowConv(r: ConversationPartsFragment): Conv {
+  return conv(r.kind.toLowerCase() as Kind, r.group?.id ?? r.project?.id ?? r.peer!.id);
 }
 
 function titleOf(c: Conv): string {
@@ -188,6 +222,10 @@ function setView(v: View): void {
     unseenInbox = 0;
     renderBadges();
   }
+  if (v === 'chat' && current && unread.has(current.key) && inSight()) {
+    markRead(current);
+    renderLists();
+  }
 }
 for (const b of document.querySelectorAll<HTMLButtonElement>('#tabbar button')) b.addEventListener('click', () => setView(b.dataset.view as View));
 $('back').addEventListener('click', () => setView('list'));
@@ -239,7 +277,27 @@ function renderProjects(): void {
   );
 }
 
+function preview(m: Msg | null | undefined): string {
+  if (!m) return 'No messages yet';
+  const text = m.deletedAt ? 'message deleted' : (m.content ?? m.attachment?.fileName ?? '');
+  return m.sender.id === me() ? `You: ${text}` : text;
+}
+
+/** The conversations with the newest activity, each with its last message. */
+function renderRecent(): void {
+  const list = [...rows.values()].sort((a, b) => b.updatedAt.localeCompare(a.updatedAt)).slice(0, RECENT);
+  $('recent').replaceChildren(
+    ...(list.length
+      ? list.map((r) => {
+          const icon = r.kind === 'DIRECT' ? avatar(r.title) : el('span', { class: 'hash', 'aria-hidden': 'true' }, r.kind === 'GROUP' ? '#' : '◆');
+          return convItem(rowConv(r), [icon, el('span', { class: 'line' }, el('span', { class: 'name' }, r.title), el('span', { class: 'preview' }, preview(r.lastMessage)))], '', { 'data-conversation': r.id });
+        })
+      : [el('li', { class: 'empty' }, 'No conversations yet.')]),
+  );
+}
+
 function renderLists(): void {
+  renderRecent();
   renderGroups();
   renderDirects();
   renderProjects();
@@ -252,6 +310,40 @@ async function loadGroups(): Promise<void> {
   for (const { node } of page.edges) groups.set(node.id, node);
   renderGroups();
 }
+
+async function loadConversations(): Promise<void> {
+  const { conversations } = await request(ConversationsDocument, { first: 50 });
+  rows.clear();
+  for (const { node } of conversations.edges) noteRow(node);
+  renderLists();
+}
+
+/** Keeps a row and its unread count; the open conversation, when in sight, is marked read instead. */
+function noteRow(r: ConversationPartsFragment): void {
+  const c = rowConv(r);
+  rows.set(c.key, r);
+  keyById.set(r.id, c.key);
+  if (r.peer && !peers.has(r.peer.id)) peers.set(r.peer.id, r.peer);
+  if (c.key === current?.key && inSight()) {
+    if (r.unreadCount) markRead(c);
+  } else if (r.unreadCount) unread.set(c.key, r.unreadCount);
+  else unread.delete(c.key);
+}
+
+/** The open conversation is in sight: the tab is visible and, on a phone, its pane is the one shown. */
+const inSight = () => document.visibilityState === 'visible' && ($('app').dataset.view === 'chat' || !matchMedia('(max-width: 760px)').matches);
+
+/** Moves the viewer's read marker to the newest message (the server never moves it back). */
+function markRead(c: Conv): void {
+  unread.delete(c.key);
+  void request(MarkReadDocument, { conversation: conversationInput(c) }).catch(() => undefined);
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!current || !unread.has(current.key) || !inSight()) return;
+  markRead(current);
+  renderLists();
+});
 
 async function loadProjects(): Promise<void> {
   const { projects: list } = await request(ProjectsDocument);
@@ -296,6 +388,7 @@ $('new-project').addEventListener('submit', async (ev) => {
 // --- a conversation ----------------------------------------------------------------------------
 
 async function open(c: Conv, showDetails = false): Promise<void> {
+  setTyping(false);
   current = c;
   sessionStorage.setItem('parley:open', c.key);
   unread.delete(c.key);
@@ -305,17 +398,26 @@ async function open(c: Conv, showDetails = false): Promise<void> {
   $('composer').hidden = false;
   renderHeading();
   renderSendTo();
+  renderTyping();
   $('details').hidden = !showDetails;
   $('details-toggle').setAttribute('aria-expanded', String(showDetails));
   if (showDetails) void renderDetails();
   $('messages').replaceChildren();
   $('load-older').hidden = true;
   try {
-    const { history } = await request(HistoryDocument, { conversation: conversationInput(c), last: PAGE });
+    const input = conversationInput(c);
+    const [{ history }, { conversation: row }, { readReceipts }] = await Promise.all([
+      request(HistoryDocument, { conversation: input, last: PAGE }),
+      request(ConversationDocument, { conversation: input }),
+      request(ReadReceiptsDocument, { conversation: input }),
+    ]);
     if (current !== c) return;
+    if (row) keyById.set(row.id, c.key);
+    receipts.set(c.key, new Map(readReceipts.filter((r) => r.user.id !== me()).map((r) => [r.user.id, r.lastReadMessageId])));
     const t: Thread = { items: history.edges.map((e) => e.node), start: history.pageInfo.startCursor, hasOlder: history.pageInfo.hasPreviousPage };
     threads.set(c.key, t);
     renderThread(t, 'bottom');
+    markRead(c);
   } catch (e) {
     if (current !== c) return;
     // A public group the viewer hasn't joined yet: offer to join it.
@@ -390,11 +492,108 @@ function messageEl(m: Msg, continued: boolean): HTMLLIElement {
       'div',
       { class: 'body' },
       continued ? null : el('div', { class: 'meta' }, el('span', { class: 'sender' }, who), timeEl(m.createdAt, false), privateTo),
-      m.content ? el('div', { class: 'text' }, m.content) : null,
+      m.deletedAt ? el('div', { class: 'text deleted' }, 'This message was deleted') : m.content ? el('div', { class: 'text' }, m.content) : null,
       m.attachment ? el('div', { class: 'attachment' }, attachmentEl(m.attachment)) : null,
       continued && privateTo ? privateTo : null,
+      footEl(m, mine),
     ),
+    m.deletedAt ? null : actionsEl(m, mine),
   );
+}
+
+/** Reactions with their counts (the viewer's own highlighted), "edited", and the read tick on the viewer's own. */
+function footEl(m: Msg, mine: boolean): HTMLDivElement | null {
+  const chips = m.reactions
+    .filter((r) => r.count > 0)
+    .map((r) => {
+      const b = button('', () => react(m, r.emoji), { class: `reaction${r.reactedByMe ? ' mine' : ''}`, 'data-emoji': r.emoji, 'aria-pressed': String(r.reactedByMe), 'aria-label': `${r.emoji} ${r.count}` });
+      b.replaceChildren(reactionIcon(r.emoji), el('span', { class: 'count' }, String(r.count)));
+      return b;
+    });
+  if (!chips.length && !m.editedAt && !mine) return null;
+  return el('div', { class: 'foot' }, ...chips, m.editedAt && !m.deletedAt ? el('span', { class: 'edited' }, 'edited') : null, mine ? el('span', { class: 'tick' }, '✓') : null);
+}
+
+/** Shown on hover: the reactions for anyone, edit and delete on the viewer's own messages. */
+function actionsEl(m: Msg, mine: boolean): HTMLDivElement {
+  const reacts = REACTIONS.map((emoji) => {
+    const b = button('', () => react(m, emoji), { 'data-emoji': emoji, 'aria-label': `React ${emoji}` });
+    b.append(reactionIcon(emoji));
+    return b;
+  });
+  return el('div', { class: 'msg-actions' }, ...reacts, mine && m.content ? button('Edit', () => startEdit(m), { class: 'edit-message' }) : null, mine ? button('Delete', () => removeMessage(m), { class: 'delete-message' }) : null);
+}
+
+async function react(m: Msg, emoji: string): Promise<void> {
+  const remove = m.reactions.some((r) => r.emoji === emoji && r.reactedByMe);
+  const { reactions } = remove ? (await request(RemoveReactionDocument, { messageId: m.id, emoji })).removeReaction : (await request(AddReactionDocument, { messageId: m.id, emoji })).addReaction;
+  patchMessage(convOf(m).key, m.id, { reactions });
+}
+
+/** Swaps the text for a one-line form: Enter saves, Escape gives up. */
+function startEdit(m: Msg): void {
+  const text = $('messages').querySelector(`li.msg[data-id="${CSS.escape(m.id)}"] .text`);
+  if (!text) return;
+  const key = convOf(m).key;
+  const input = el('input', { class: 'edit-input', value: m.content ?? '', maxlength: '4000', 'aria-label': 'Edit the message' });
+  const form = el('form', { class: 'edit' }, input, el('button', { class: 'primary' }, 'Save'));
+  const done = () => patchMessage(key, m.id, {});
+  input.addEventListener('keydown', (ev) => ev.key === 'Escape' && done());
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const content = input.value.trim();
+    if (!content || content === m.content) return done();
+    try {
+      const { editMessage } = await request(EditMessageDocument, { messageId: m.id, content });
+      patchMessage(key, m.id, editMessage);
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+  });
+  text.replaceWith(form);
+  input.focus();
+}
+
+async function removeMessage(m: Msg): Promise<void> {
+  if (!confirm('Delete this message for everyone?')) return;
+  await request(DeleteMessageDocument, { messageId: m.id });
+  patchMessage(convOf(m).key, m.id, { deletedAt: new Date().toISOString(), content: null, attachment: null });
+}
+
+/** An edit, a deletion or new reaction counts: in the thread, the recent list and on screen. */
+function patchMessage(key: string, id: string, patch: Partial<Msg>): void {
+  const row = rows.get(key);
+  if (row?.lastMessage?.id === id) {
+    rows.set(key, { ...row, lastMessage: { ...row.lastMessage, ...patch } });
+    renderRecent();
+  }
+  const t = threads.get(key);
+  const i = t?.items.findIndex((x) => x.id === id) ?? -1;
+  if (!t || i < 0) return;
+  const m = (t.items[i] = { ...t.items[i], ...patch });
+  if (key !== current?.key) return;
+  const li = $('messages').querySelector<HTMLLIElement>(`li.msg[data-id="${CSS.escape(id)}"]`);
+  li?.replaceWith(messageEl(m, li.classList.contains('cont')));
+  renderTicks();
+}
+
+/** ✓ on the viewer's messages, ✓✓ once another member's read marker has reached them. */
+function renderTicks(): void {
+  const t = current && threads.get(current.key);
+  if (!t) return;
+  const at = new Map(t.items.map((m, i) => [m.id, i]));
+  const readTo = Math.max(-1, ...[...(receipts.get(current!.key)?.values() ?? [])].map((id) => at.get(id) ?? -1));
+  for (const tick of $('messages').querySelectorAll<HTMLElement>('li.msg.mine .tick')) {
+    const read = (at.get(tick.closest('li')!.dataset.id!) ?? Infinity) <= readTo;
+    tick.classList.toggle('read', read);
+    tick.textContent = read ? '✓✓' : '✓';
+    tick.title = read ? 'Read' : 'Sent';
+  }
+}
+
+function renderTyping(): void {
+  const names = [...((current && typers.get(current.key)?.values()) || [])];
+  $('typing').textContent = names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…` : names.length === 2 ? `${names[0]} and ${names[1]} are typing…` : 'Several people are typing…';
 }
 
 const scroller = () => $('scroller');
@@ -411,6 +610,7 @@ function renderThread(t: Thread, keep: 'bottom' | 'position'): void {
   else s.scrollTop = s.scrollHeight - fromBottom;
   // Images take their height when they load: stay at the bottom if that is where the reader is.
   for (const img of $('messages').querySelectorAll('img')) img.addEventListener('load', () => keep === 'bottom' && (s.scrollTop = s.scrollHeight), { once: true });
+  renderTicks();
 }
 
 function addToThread(m: Msg): void {
@@ -429,6 +629,7 @@ function addToThread(m: Msg): void {
   if (t.items.length === 1) $('messages').replaceChildren();
   const els = messageEls([m], last);
   $('messages').append(...els);
+  renderTicks();
   const s = scroller();
   if (stick) {
     s.scrollTop = s.scrollHeight;
@@ -490,8 +691,22 @@ function clearPending(): void {
   $('pending').replaceChildren();
 }
 
+/** Tells the others "typing" at most every TYPING_EVERY_MS while keys are pressed, and "stopped" once. */
+let typingIn: Conv | null = null;
+let typingSentAt = 0;
+function setTyping(typing: boolean): void {
+  const c = typing ? current : typingIn;
+  if (!c || (typing && typingIn === c && Date.now() - typingSentAt < TYPING_EVERY_MS)) return;
+  typingIn = typing ? c : null;
+  typingSentAt = typing ? Date.now() : 0;
+  void request(SetTypingDocument, { conversation: conversationInput(c), typing }).catch(() => undefined);
+}
+$('message').addEventListener('input', () => setTyping($<HTMLInputElement>('message').value.trim() !== ''));
+$('message').addEventListener('blur', () => setTyping(false));
+
 $('composer').addEventListener('submit', async (ev) => {
   ev.preventDefault();
+  setTyping(false);
   const input = $<HTMLInputElement>('message');
   const content = input.value.trim();
   if (!current || (!content && !pending)) return;
@@ -838,14 +1053,37 @@ async function onProjectAction(a: ProjectActionPartsFragment): Promise<void> {
 function onMessage(m: Msg): void {
   const c = convOf(m);
   if (c.kind === 'direct' && !peers.has(c.id)) peers.set(c.id, m.sender.id === me() ? { id: c.id, username: m.recipient!.username } : m.sender);
+  keyById.set(m.conversationId, c.key);
   addToThread(m);
+  if (typers.get(c.key)?.delete(m.sender.id) && c.key === current?.key) renderTyping();
+  // Unread counts come with conversationUpdated.
   if (c.key === current?.key || m.sender.id === me()) return;
-  unread.set(c.key, (unread.get(c.key) ?? 0) + 1);
-  renderLists();
   if (c.kind !== 'group' || !groups.get(c.id)?.isLobby) {
     const where = c.kind === 'direct' ? '' : ` in ${titleOf(c)}`;
     toast(`${nameOf(m.sender)}${where}: ${m.content ?? m.attachment?.fileName ?? ''}`, 'info', () => void open(c));
   }
+}
+
+function onConversation(r: ConversationPartsFragment): void {
+  noteRow(r);
+  renderLists();
+}
+
+function onTyping(e: { conversationId: string; typing: boolean; user: { id: string; username: string; displayName?: string | null } }): void {
+  const key = keyById.get(e.conversationId);
+  if (!key) return;
+  const who = typers.get(key) ?? new Map<string, string>();
+  if (e.typing) who.set(e.user.id, nameOf(e.user));
+  else who.delete(e.user.id);
+  typers.set(key, who);
+  if (key === current?.key) renderTyping();
+}
+
+function onReceipt(r: { conversationId: string; lastReadMessageId: string; user: { id: string } }): void {
+  const key = keyById.get(r.conversationId);
+  if (!key || r.user.id === me()) return;
+  receipts.set(key, (receipts.get(key) ?? new Map<string, string>()).set(r.user.id, r.lastReadMessageId));
+  if (key === current?.key) renderTicks();
 }
 
 function onPresence(p: { status: PresenceStatus; lastSeenAt?: string | null; user: { id: string; username: string; displayName?: string | null } }): void {
@@ -878,7 +1116,7 @@ async function onGroupEvent(e: { kind: string; groupId: string; group?: GroupPar
 
 /** After a reconnect: whatever was missed while the socket was down. */
 function catchUp(): void {
-  void Promise.all([loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox()]).then(() => current && open(current));
+  void Promise.all([loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox(), loadConversations()]).then(() => current && open(current));
 }
 
 // --- start -------------------------------------------------------------------------------------
@@ -892,10 +1130,15 @@ async function start(): Promise<void> {
   $('whoami').replaceChildren(avatar(session.username, 'ONLINE'), el('span', {}, `@${session.username}`));
   connect(catchUp);
   subscribe(MessageAddedDocument, {}, ({ messageAdded }) => onMessage(messageAdded));
+  subscribe(MessageEventDocument, {}, ({ messageEvent: e }) => patchMessage(convOf(e.message).key, e.message.id, e.message));
+  subscribe(ConversationUpdatedDocument, {}, ({ conversationUpdated }) => onConversation(conversationUpdated));
+  subscribe(TypingDocument, {}, ({ typing }) => onTyping(typing));
+  subscribe(ReadReceiptDocument, {}, ({ readReceipt }) => onReceipt(readReceipt));
+  subscribe(SessionEventDocument, {}, ({ sessionEvent }) => sessionEvent.kind === 'NEW_LOGIN' && toast('Your account was signed in elsewhere', 'error'));
   subscribe(PresenceChangedDocument, {}, ({ presenceChanged }) => onPresence(presenceChanged));
   subscribe(GroupEventDocument, {}, ({ groupEvent }) => void onGroupEvent(groupEvent));
   subscribe(ProjectActionDocument, {}, ({ projectAction }) => void onProjectAction(projectAction));
-  const [{ me: profile }] = await Promise.all([request(MeDocument), loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox()]);
+  const [{ me: profile }] = await Promise.all([request(MeDocument), loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox(), loadConversations()]);
   if (profile) {
     $('whoami').replaceChildren(avatar(nameOf(profile), 'ONLINE'), el('span', {}, nameOf(profile)));
     $<HTMLInputElement>('display-name').value = profile.displayName ?? '';

@@ -100,3 +100,17 @@ export function toast(text: string, kind: 'info' | 'error' = 'info', onClick?: (
 export function formValue(id: string): string {
   return (document.getElementById(id) as HTMLInputElement).value.trim();
 }
+
+/** The two reactions the demo offers, drawn (see lockIcon); the emoji itself is what the API stores. */
+const REACTION_PATHS: Record<string, string> = {
+  '👍': '<path d="M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3"/>',
+  '❤️': '<path d="M20.8 4.6a5.5 5.5 0 0 0-7.8 0L12 5.7l-1-1.1a5.5 5.5 0 0 0-7.8 7.8l1 1.1L12 21l7.8-7.5 1-1.1a5.5 5.5 0 0 0 0-7.8z"/>',
+};
+export const REACTIONS = Object.keys(REACTION_PATHS);
+
+export function reactionIcon(emoji: string): HTMLSpanElement {
+  if (!REACTION_PATHS[emoji]) return el('span', {}, emoji);
+  const s = el('span', { class: 'icon-svg', 'aria-hidden': 'true' });
+  s.innerHTML = `<svg viewBox="0 0 24 24" width="13" height="13" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round">${REACTION_PATHS[emoji]}</svg>`;
+  return s;
+}
