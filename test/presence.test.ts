@@ -1,13 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
 import { OwnRedisCluster } from './helpers/redis-cluster';
+import { runParley } from './helpers/process';
 import { describeNeeding, tools } from './helpers/tools';
 
-const ROOT = path.resolve(__dirname, '..');
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
@@ -56,56 +54,22 @@ async function rowVersions(databaseUrl: string): Promise<Record<string, string>>
 }
 
 /** Parley in a child process, as `npm start` runs it, so that it can be killed without a goodbye. */
-async function spawnInstance(env: Overrides): Promise<{ url: string; wsUrl: string; proc: ChildProcess; kill(): Promise<void> }> {
-  const proc = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`instance did not start: ${output}`)), 20_000);
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    proc.once('exit', (code) => reject(new Error(`instance exited with ${code}: ${output}`)));
-  });
+async function spawnInstance(env: Overrides): Promise<{ url: string; wsUrl: string; kill(): Promise<void> }> {
+  const p = runParley({ NODE_ENV: 'test', ...env });
+  const url = (await p.listening).replace('localhost', '127.0.0.1');
   const kill = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+    p.child.kill('SIGKILL');
+    await p.exited;
   };
-  running.add(kill);
-  return { url: url.replace('localhost', '127.0.0.1'), wsUrl: url.replace('http', 'ws').replace('localhost', '127.0.0.1'), proc, kill };
+  return { url, wsUrl: url.replace('http', 'ws'), kill };
 }
-const running = new Set<() => Promise<void>>();
-afterEach(async () => {
-  await Promise.all([...running].map((k) => k()));
-  running.clear();
-});
 
 /** `npm run presence:sweep`, as an operator runs it. */
-function runCli(env: Overrides): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['-r', '@swc-node/register', 'src/jobs/presence-sweep.cli.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+async function runCli(env: Overrides): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = runParley({ NODE_ENV: 'test', ...env }, { entry: 'src/jobs/presence-sweep.cli.ts' });
+  const code = await p.exited;
+  return { code, ...p.output() };
 }
 
 // The same rules hold with Redis (shared by instances) and in memory (one instance, no REDIS_URL).

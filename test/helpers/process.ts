@@ -15,9 +15,11 @@ export interface ParleyProcess {
 /**
  * Runs the real entry point (src/index.ts) as `npm start` would, without the build step:
  * from this checkout, or from `cwd` when given (a copy with its own src/ and node_modules/).
+ * `entry` runs another script the same way (the presence sweep's CLI). The one process spawner
+ * of the tests: whatever it started and a test left running is stopped after the test.
  */
-export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string } = {}): ParleyProcess {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/index.ts'], {
+export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string; entry?: string } = {}): ParleyProcess {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', opts.entry ?? 'src/index.ts'], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
