@@ -185,6 +185,9 @@ export function createFanout(opts: FanoutOptions) {
    */
   const deliver = (sub: Subscriber, text: string, frames: Frames): boolean => {
     if (sub.finished) return false;
+    // A token that expired since the last expiry sweep gets nothing more; that sweep closes its connection.
+    const expiresAt = sub.context.viewer?.expiresAt;
+    if (expiresAt !== undefined && expiresAt <= Date.now()) return false;
     const sink = sub.sink;
     if (!sink.writable) {
       sub.close();
