@@ -52,10 +52,14 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Runs `script` with `role` as its argument in a child process (--expose-gc); resolves once it listens. */
+/**
+ * Runs `script` with `role` as its argument in a child process (--expose-gc); resolves once it
+ * listens. BENCH_PROFILE=<dir>: the 'parley' child writes a CPU profile there on exit.
+ */
 export function startChild(script: string, role: string, env: Record<string, string> = {}): Promise<Child> {
+  const profile = role === 'parley' && process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const proc: ChildProcess = fork(script, [role], {
-    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [])],
+    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...profile],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

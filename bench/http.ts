@@ -36,7 +36,6 @@
  * measures the send path, not the abuse limiter (which still counts every send in Redis).
  */
 import 'reflect-metadata';
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -44,6 +43,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { loadEnv } from '../src/config/env';
 import { startServer } from '../src/server';
+import { startChild, type FromChild } from './harness';
 import { ensureDatabase, out, positive } from './util';
 
 const SECONDS = positive('BENCH_SECONDS', 2);
@@ -63,7 +63,6 @@ const HISTORY = `query($g: ID!) { history(conversation: { groupId: $g }, last: $
 
 // ================= child processes =================
 
-type FromChild = { type: 'ready'; port: number };
 
 function ready(port: number, stop: () => Promise<void>): void {
   process.on('message', (m: { type: string }) => {
@@ -106,29 +105,6 @@ async function runBare(): Promise<void> {
 
 type Role = 'parley' | 'apollo' | 'bare';
 
-function startChild(role: Role, env: Record<string, string> = {}): Promise<{ url: string; stop(): Promise<void> }> {
-  const profile = role === 'parley' && process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const proc: ChildProcess = fork(__filename, [role], {
-    execArgv: ['-r', '@swc-node/register', ...profile],
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    proc.once('exit', (code) => reject(new Error(`${role} server exited with ${code} before it was ready`)));
-    proc.once('message', (m: FromChild) => {
-      proc.removeAllListeners('exit');
-      resolve({
-        url: `http://127.0.0.1:${m.port}/graphql`,
-        stop: () =>
-          new Promise<void>((r) => {
-            const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-            proc.once('exit', () => (clearTimeout(timer), r()));
-            proc.send({ type: 'stop' });
-          }),
-      });
-    });
-  });
-}
 
 // ================= load =================
 
@@ -208,9 +184,9 @@ async function main(): Promise<void> {
   // All three up at once (an idle one costs nothing): each round measures every operation in turn,
   // so a busy neighbour weighs on the baselines and on Parley alike.
   const [bare, apollo, parley] = await Promise.all([
-    startChild('bare'),
-    startChild('apollo', production),
-    startChild('parley', {
+    startChild(__filename, 'bare'),
+    startChild(__filename, 'apollo', production),
+    startChild(__filename, 'parley', {
       ...production,
       DATABASE_URL,
       REDIS_URL,

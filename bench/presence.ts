@@ -31,14 +31,13 @@
  * - BENCH_HTTP_CONNECTIONS  C. @default 64
  * - BENCH_SWEEP_USERS  @default 100000
  * - BENCH_SKIP     'sweep' to run the heartbeats only.
- * - BENCH_PROFILE  set: the Parley child writes a CPU profile under .bench-profiles/.
+ * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
  *
  * The per-socket message rate limit is raised for the Parley child (RATE_LIMIT_WS_MESSAGES): the
  * bench measures the presence path, not the abuse limiter. Exits 1 when a heartbeat fails or a
  * transition is missing or duplicated; a missed target is reported, not an exit code.
  */
 import 'reflect-metadata';
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -55,6 +54,7 @@ import { createLogger } from '../src/shared/logger';
 import { createPubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
+import { startChild, type FromChild } from './harness';
 import { out, positive, query } from './util';
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
@@ -73,7 +73,6 @@ const PRESENCE_TIMEOUT_S = 300;
 
 // ================= child processes =================
 
-type FromChild = { type: 'ready'; port: number };
 
 /** The real server, as `npm start` runs it. */
 async function runParley(): Promise<void> {
@@ -116,36 +115,7 @@ async function runBare(): Promise<void> {
   process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies FromChild);
 }
 
-interface Child {
-  url: string;
-  wsUrl: string;
-  stop(): Promise<void>;
-}
 
-function startChild(role: 'parley' | 'bare', env: Record<string, string> = {}): Promise<Child> {
-  const proc: ChildProcess = fork(__filename, [role], {
-    // BENCH_PROFILE=1: the Parley child writes a CPU profile (.cpuprofile in the working directory) on exit.
-    execArgv: ['-r', '@swc-node/register', ...(role === 'parley' && process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=.bench-profiles'] : [])],
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    proc.once('exit', (code) => reject(new Error(`${role} server exited with ${code} before it was ready`)));
-    proc.once('message', (m: FromChild) => {
-      proc.removeAllListeners('exit');
-      resolve({
-        url: `http://127.0.0.1:${m.port}/graphql`,
-        wsUrl: `ws://127.0.0.1:${m.port}/graphql`,
-        stop: () =>
-          new Promise<void>((r) => {
-            const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-            proc.once('exit', () => (clearTimeout(timer), r()));
-            proc.send({ type: 'stop' });
-          }),
-      });
-    });
-  });
-}
 
 // ================= load =================
 
@@ -263,7 +233,7 @@ async function dbCounters(url: string): Promise<DbCounters> {
 // ================= phases =================
 
 async function heartbeats(DATABASE_URL: string, REDIS_URL: string): Promise<{ ws: Load; wsBare: Load; http: Load; httpBare: Load; writes: number; commits: number }> {
-  const parley = await startChild('parley', {
+  const parley = await startChild(__filename, 'parley', {
     DATABASE_URL,
     REDIS_URL,
     NODE_ENV: 'production',
@@ -301,7 +271,7 @@ async function heartbeats(DATABASE_URL: string, REDIS_URL: string): Promise<{ ws
   for (const socket of sockets) socket.terminate();
   await parley.stop();
 
-  const bare = await startChild('bare');
+  const bare = await startChild(__filename, 'bare');
   const bareSockets = await openSockets(bare.wsUrl, tokens);
   await wsLoad(bareSockets, 2);
   const wsBare = await wsLoad(bareSockets, SECONDS);
