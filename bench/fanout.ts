@@ -108,14 +108,14 @@ async function runBare(): Promise<void> {
       const room = (JSON.parse(text) as { payload?: { room?: string } }).payload?.room;
       if (!room) return socket.send('{"type":"connection_ack"}');
       let members = rooms.get(room);
-      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.message.added:g:${room}`).then(() => undefined);
+      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.conv:g:${room}`).then(() => undefined);
       if (!members) rooms.set(room, (members = new Set()));
       members.add(socket);
       socket.on('close', () => {
         members!.delete(socket);
         if (members!.size) return;
         rooms.delete(room);
-        void redis.unsubscribe(`parley.message.added:g:${room}`);
+        void redis.unsubscribe(`parley.conv:g:${room}`);
       });
       void subscribed.then(() => socket.send('{"type":"connection_ack"}'));
     });

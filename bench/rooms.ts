@@ -197,7 +197,7 @@ async function inject(
       clientMessageId: null,
       createdAt: new Date().toISOString(),
     };
-    return redis.publish(`parley.message.added:g:${g}`, JSON.stringify({ parleyOrigin: 'bench', payload }));
+    return redis.publish(`parley.conv:g:${g}`, JSON.stringify({ parleyOrigin: 'bench', topic: 'parley.message.added', payload }));
   };
   for (let w = 0; ready.some((x) => !x); w++) {
     if (w > 30) throw new Error(`${name}: ${ready.filter((x) => !x).length} sockets never warmed up`);
