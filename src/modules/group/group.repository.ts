@@ -5,6 +5,14 @@ import { likePattern } from '../user/user.repository';
 import { Group, GroupMember } from './group.entity';
 
 export const groupRepository = {
+  async byId(em: EntityManager, id: string): Promise<Group | null> {
+    return em.findOne(Group, { id });
+  },
+
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<Group[]> {
+    return em.find(Group, { id: { $in: [...ids] } });
+  },
+
   async lobby(em: EntityManager): Promise<Group | null> {
     return em.findOne(Group, { isLobby: true });
   },

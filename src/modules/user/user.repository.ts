@@ -18,8 +18,29 @@ export const userRepository = {
     return rows.length > 0;
   },
 
-  async findActive(em: EntityManager, ids: readonly string[]): Promise<User[]> {
+  /** An account that is not deleted. */
+  async activeById(em: EntityManager, id: string): Promise<User | null> {
+    return em.findOne(User, { id, deletedAt: null });
+  },
+
+  /** The public profile of an account that is not deleted (what a conversation's title needs). */
+  async activeProfile(em: EntityManager, id: string) {
+    return em.findOne(User, { id, deletedAt: null }, { fields: ['id', 'username', 'displayName'] });
+  },
+
+  /** Anyone's public profile, deleted placeholders too (they still sign past messages); throws when there is no such row. */
+  async profile(em: EntityManager, id: string) {
+    return em.findOneOrFail(User, { id }, { fields: ['id', 'username', 'displayName', 'createdAt'] });
+  },
+
+  /** Users by id, deleted placeholders too, in no particular order. */
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<User[]> {
     return em.find(User, { id: { $in: [...ids] } });
+  },
+
+  /** Users by id, by username. */
+  async byIdsByUsername(em: EntityManager, ids: readonly string[]): Promise<User[]> {
+    return em.find(User, { id: { $in: [...ids] } }, { orderBy: { username: 'asc' } });
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
