@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
 import { User } from './user.entity';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
@@ -64,5 +65,23 @@ export const userRepository = {
     const users = await em.find(User, { id: { $in: ids.map((r) => r.id) } });
     const byId = new Map(users.map((u) => [u.id, u]));
     return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count };
+  },
+
+  /** The stored lastSeenAt of each user (presence asks for those offline). */
+  async lastSeen(em: EntityManager, ids: readonly string[]): Promise<Map<string, Date | null>> {
+    const rows: { id: string; last_seen_at: Date | null }[] = await em.execute('select id, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]);
+    return new Map(rows.map((r) => [r.id, r.last_seen_at ? new Date(r.last_seen_at) : null]));
+  },
+
+  /** Moves lastSeenAt forward (never back) for many users: one UPDATE per 10,000. */
+  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += 10_000) {
+      const chunk = entries.slice(i, i + 10_000);
+      await em.execute(
+        `update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
+         where u.id = v.id and (u.last_seen_at is null or u.last_seen_at < v.at)`,
+        [pgArray(chunk.map((e) => e[0])), pgArray(chunk.map((e) => new Date(e[1]).toISOString()))],
+      );
+    }
   },
 };
