@@ -14,6 +14,22 @@ export const userRepository = {
     return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
 
+  /** A user by id, the password hash too when asked; throws when there is no such row. */
+  async account(em: EntityManager, id: string, withPassword = false): Promise<User> {
+    return em.findOneOrFail(User, { id }, withPassword ? { populate: ['passwordHash'] } : {});
+  },
+
+  async insert(em: EntityManager, u: { username: string; displayName: string | null; passwordHash: string }): Promise<User> {
+    const user = em.create(User, u);
+    await em.flush();
+    return user;
+  },
+
+  /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
+  async anonymize(em: EntityManager, id: string): Promise<void> {
+    await em.nativeUpdate(User, { id }, { username: `deleted-${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
+  },
+
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
     const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
     return rows.length > 0;
