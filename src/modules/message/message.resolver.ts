@@ -181,7 +181,7 @@ export class AttachmentResolver {
 @Resolver(() => MessageConnection)
 export class MessageConnectionResolver {
   @FieldResolver(() => Int)
-  totalCount(@Root() c: MessageConnection, @Ctx() ctx: Context): Promise<number> {
-    return ctx.services.messages.count(ctx.em, viewerOf(ctx).userId, c.conversation);
+  totalCount(@Root() c: MessageConnection): Promise<number> {
+    return c.totalCount();
   }
 }
