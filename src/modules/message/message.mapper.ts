@@ -1,4 +1,5 @@
 import type { MessagePayload } from '../../shared/pubsub/topics';
+import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
 import type { MessageType } from './message.types';
 
@@ -34,7 +35,7 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     reactionList: p.reactions ?? [],
     attachmentMeta: p.attachment,
     senderId: p.senderId,
-    sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
+    sender: p.sender && payloadToUserType(p.sender),
     groupId: p.groupId,
     projectId: p.projectId,
     recipientId: p.recipientId,
@@ -48,7 +49,7 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     id: m.id,
     conversationKey: m.conversationKey,
     senderId: m.senderId,
-    sender: m.sender && { id: m.sender.id, username: m.sender.username, displayName: m.sender.displayName, createdAt: m.sender.createdAt.toISOString() },
+    sender: m.sender && toUserPayload(m.sender),
     content: m.content,
     attachment: m.attachmentMeta,
     groupId: m.groupId,
