@@ -1,7 +1,7 @@
-import type { MessagePayload } from '../../shared/pubsub/topics';
+import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../../shared/pubsub/topics';
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
-import type { MessageType } from './message.types';
+import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
 
 /** A row of history (with its sender and attachment columns) as the API shows it. */
 export function toMessageType(r: MessageRow): MessageType {
@@ -61,4 +61,14 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     deletedAt: m.deletedAt?.toISOString() ?? null,
     ...(m.reactionList?.length ? { reactions: m.reactionList } : {}),
   };
+}
+
+/** A published edit, deletion or reaction change as the API shows it. */
+export function payloadToMessageEventType(p: MessageEventPayload): MessageEventType {
+  return { kind: p.kind as MessageEventKind, conversationId: p.message.conversationKey, message: payloadToMessageType(p.message) };
+}
+
+/** Per emoji, in the order first used; `reactedByMe` for the viewer (none without one). */
+export function toReactionCounts(list: ReactionSummary[], viewerId: string | undefined): ReactionCountType[] {
+  return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!viewerId && r.userIds.includes(viewerId) }));
 }
