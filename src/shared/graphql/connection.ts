@@ -14,10 +14,17 @@ export interface Edge<T> {
   node: T;
 }
 
-export interface ConnectionShape<T> {
+/**
+ * A totalCount counted only if a client selects it: the connection type resolves the field by
+ * calling it (MessageConnection), so a page that does not ask costs no count query.
+ */
+export type LazyCount = () => Promise<number>;
+
+/** A page as resolvers return it; `Count` is `number` unless the connection counts lazily. */
+export interface ConnectionShape<T, Count extends number | LazyCount = number> {
   edges: Edge<T>[];
   pageInfo: PageInfo;
-  totalCount: number;
+  totalCount: Count;
 }
 
 /** Builds the `<Name>Connection` and `<Name>Edge` object types for one node type. */
@@ -96,10 +103,10 @@ export function pageSize(value: number | null | undefined, field: string, def: n
  * Shapes rows fetched with one extra row (limit + 1) into a connection. `rows` are
  * in the order they were fetched; `backward` pages are reversed so edges stay in display order.
  */
-export function toConnection<R, N>(
+export function toConnection<R, N, Count extends number | LazyCount = number>(
   rows: R[],
-  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: number; key: (r: R) => Keyset; node: (r: R) => N },
-): ConnectionShape<N> {
+  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: Count; key: (r: R) => Keyset; node: (r: R) => N },
+): ConnectionShape<N, Count> {
   const more = rows.length > opts.limit;
   const page = more ? rows.slice(0, opts.limit) : rows;
   if (opts.backward) page.reverse();
