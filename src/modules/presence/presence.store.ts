@@ -1,3 +1,4 @@
+import { BATCH_FIELD } from '../../shared/pubsub/pubsub';
 import type { RedisClient } from '../../shared/redis';
 
 /** A user the sweep took offline, with their last activity (ms). */
@@ -150,17 +151,19 @@ end`;
 // One batch of the sweep, read, removed and announced in one atomic step: a user touched meanwhile
 // is not in the range any more, one whose socket is held stays (counted so the caller skips past
 // them), and each removal is published with it, so not even a crash between the two can lose or
-// repeat a transition. The payload is what PubSub.publish would send for Topic.PresenceChanged.
+// repeat a transition. The payloads are what PubSub.publish would send for Topic.PresenceChanged,
+// ANNOUNCE_BATCH to a message in PubSub's batch form.
 // KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish).
 // Returns { skipped, user1, score1, user2, score2, ..., read }.
 // The removals go out as a few commands of many members each (what drop() does, in bulk): one
 // ZREM or DEL per user was most of a sweep's time in Redis.
+const ANNOUNCE_BATCH = 1000;
 const EXPIRE = `${HELD}${ISO}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
 local instances = live_instances(ARGV[2], '')
 local check = #instances > 0
 local out = { 0 }
-local gone, sessions = {}, {}
+local gone, sessions, announced = {}, {}, {}
 for i = 1, #ids, 2 do
   if check and held(instances, ids[i]) then
     out[1] = out[1] + 1
@@ -168,11 +171,18 @@ for i = 1, #ids, 2 do
     gone[#gone + 1] = ids[i]
     sessions[#sessions + 1] = '${SESSIONS_PREFIX}' .. ids[i]
     if ARGV[5] ~= '' then
-      redis.call('PUBLISH', ARGV[5], cjson.encode({ userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }))
+      announced[#announced + 1] = { userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }
     end
     out[#out + 1] = ids[i]
     out[#out + 1] = ids[i + 1]
   end
+end
+-- A few messages of many transitions each (PubSub splits them): one PUBLISH per user, written to
+-- every subscribed instance, was most of a 100,000-user sweep.
+for i = 1, #announced, ${ANNOUNCE_BATCH} do
+  local batch = {}
+  for j = i, math.min(i + ${ANNOUNCE_BATCH - 1}, #announced) do batch[#batch + 1] = announced[j] end
+  redis.call('PUBLISH', ARGV[5], cjson.encode({ ${BATCH_FIELD} = batch }))
 end
 -- unpack() is bounded by Lua's stack: 1,000 members a command.
 for i = 1, #gone, 1000 do

@@ -36,6 +36,12 @@ interface Envelope {
   payload: unknown;
 }
 
+/**
+ * A message that carries several events of its topic (`{ parleyBatch: [payload, ...] }`): the
+ * presence sweep announces thousands of transitions at once from inside Redis.
+ */
+export const BATCH_FIELD = 'parleyBatch';
+
 /** The Redis channel of a conversation channel suffix (g:<id>, p:<id>, u:<id>). */
 const channelName = (suffix: string): string => `${CONVERSATION_CHANNELS}:${suffix}`;
 const CHANNEL_PREFIX = channelName('');
@@ -282,6 +288,10 @@ export class PubSub {
     // A conversation channel's events name their topic; a topic-wide channel is its topic.
     const topic = onChannel ? envelope?.topic : (name as Topic);
     if (!topic) return;
+    if (!onChannel && message !== null && typeof message === 'object' && Array.isArray((message as Record<string, unknown>)[BATCH_FIELD])) {
+      for (const payload of (message as Record<string, unknown[]>)[BATCH_FIELD]) this.receive(name, payload);
+      return;
+    }
     this.received[topic] = (this.received[topic] ?? 0) + 1;
     if (envelope?.[ORIGIN] === this.origin) return;
     const payload = envelope ? envelope.payload : message;
