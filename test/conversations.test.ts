@@ -1,4 +1,4 @@
-import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -142,10 +142,19 @@ describe('conversations', () => {
     await receipts.nth(2);
     const listed = (await ok(gql(s.url, RECEIPTS, { c }, alice.token))).readReceipts;
     expect(listed).toEqual([expect.objectContaining({ user: { id: bob.id }, lastReadMessageId: ids[4] })]);
-    await sleep(200);
+    // A new message read as a barrier: once its events arrive, any for the moves that moved nothing would have.
+    const later = await send(s.url, alice.token, { groupId: g, content: 'later' });
+    await ok(gql(s.url, MARK, { c }, bob.token));
+    await receipts.nth(3);
+    await bobDevice.nth(4);
     // The moves that moved nothing told no one.
-    expect(receipts.values).toHaveLength(2);
-    expect(bobDevice.values).toHaveLength(2);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([ids[2], ids[4], later.id]);
+    expect(bobDevice.values.map((v) => [v.conversationUpdated.unreadCount, v.conversationUpdated.lastReadMessageId])).toEqual([
+      [2, ids[2]],
+      [0, ids[4]],
+      [1, ids[4]],
+      [0, later.id],
+    ]);
   });
 
   it("should send the viewer's row on a new message and on a rename", async () => {
@@ -194,8 +203,17 @@ describeRedis('conversations on two instances', () => {
     expect((await sidebar.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { id: m.id } });
     expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 0, lastReadMessageId: m.id });
     expect((await receipts.nth(1)).readReceipt).toMatchObject({ user: { id: bob.id }, lastReadMessageId: m.id });
-    await sleep(300);
-    expect(sidebar.values).toHaveLength(2);
-    expect(receipts.values).toHaveLength(1);
+    // A later message read as a barrier: once its events arrive, a duplicate of the first ones would have.
+    const later = await send(b.url, alice.token, { groupId: g, content: 'later via B' });
+    await ok(gql(b.url, MARK, { c: { groupId: g } }, bob.token));
+    await sidebar.nth(4);
+    await receipts.nth(2);
+    expect(sidebar.values.map((v) => [v.conversationUpdated.unreadCount, v.conversationUpdated.lastMessage.id])).toEqual([
+      [1, m.id],
+      [0, m.id],
+      [1, later.id],
+      [0, later.id],
+    ]);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([m.id, later.id]);
   });
 });

@@ -1,4 +1,4 @@
-import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup, lobbyOf } from './helpers/factories';
 import { initialized, type RawSocket } from './helpers/raw-socket';
@@ -23,15 +23,16 @@ describe('subscription fan-out', () => {
     await wa.connected;
     const onLobby = subscribe<any>(wa, narrow, { c: { groupId: lobby } });
     const onOther = subscribe<any>(wa, narrow, { c: { groupId: other } });
-    await sleep(150);
+    await running(s, 'messageAdded', 7);
     const before = s.fanout.executions;
     const sent = (await ok(gql(s.url, SEND, { g: lobby, t: 'hello all' }, a.token))).sendMessage;
     for (const sub of subs) expect((await sub.nth(1)).messageAdded).toEqual({ id: sent.id, content: 'hello all', sender: { id: a.id, username: a.username } });
     expect(await onLobby.nth(1)).toEqual({ messageAdded: { content: 'hello all' } });
-    await sleep(100);
-    expect(onOther.values).toEqual([]);
     // Seven subscribers, two shapes that received the event: two executions.
     expect(s.fanout.executions - before).toBe(2);
+    // A later message to the other group comes first there: the lobby's never did.
+    await ok(gql(s.url, SEND, { g: other, t: 'to other' }, a.token));
+    expect(await onOther.nth(1)).toEqual({ messageAdded: { content: 'to other' } });
   });
 
   it("should execute per viewer a message document that selects viewer-specific fields (the project's viewerRole)", async () => {
@@ -43,7 +44,7 @@ describe('subscription fan-out', () => {
     const [wo, wm] = [wsClient(s.wsUrl, owner.token), wsClient(s.wsUrl, member.token)];
     await Promise.all([wo.connected, wm.connected]);
     const [so, sm] = [subscribe<any>(wo, roles), subscribe<any>(wm, roles)];
-    await sleep(150);
+    await running(s, 'messageAdded', 2);
     const before = s.fanout.executions;
     await ok(gql(s.url, 'mutation($p: ID!) { sendMessage(input: { projectId: $p, content: "to both" }) { id } }', { p: project }, owner.token));
     expect(await so.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'OWNER' } } });
@@ -62,7 +63,7 @@ describe('subscription fan-out', () => {
       for (let k = 0; k < 30; k++) c.send({ id: `op${k}`, type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
       clients.push(c);
     }
-    await sleep(300);
+    await running(s, 'messageAdded', 300);
     const before = s.fanout.executions;
     await Promise.all([...Array(5).keys()].map((n) => gql(s.url, SEND, { g: lobby, t: `m${n}` }, a.token)));
     await eventually(async () => clients.every((c) => c.messages.filter((f) => f.type === 'next').length === 150), 10_000);
@@ -85,15 +86,17 @@ describe('subscription fan-out', () => {
     const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 's1', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 'bad', type: 'subscribe', payload: { query: 'subscription { messageAdded { nope } }' } });
-    await sleep(150);
+    await running(s, 'messageAdded', 1);
     await ok(gql(s.url, SEND, { g: lobby, t: 'one' }, a.token));
-    await sleep(150);
-    expect(c.messages.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]);
+    await eventually(() => expect(c.messages.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]));
     expect(c.messages.find((f) => f.id === 'bad')?.type).toBe('error');
     c.send({ id: 's1', type: 'complete' });
-    await sleep(100);
+    await running(s, 'messageAdded', 0);
+    // Another subscription as a barrier: once it has 'two', a still running s1 would have it too.
+    c.send({ id: 's3', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    await running(s, 'messageAdded', 1);
     await ok(gql(s.url, SEND, { g: lobby, t: 'two' }, a.token));
-    await sleep(150);
+    await eventually(() => c.messages.some((f) => f.id === 's3' && f.type === 'next'));
     expect(c.messages.filter((f) => f.id === 's1')).toHaveLength(1);
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
@@ -107,7 +110,7 @@ describe('subscription fan-out', () => {
     const lobby = await lobbyOf(s.url, a.token);
     const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
-    await sleep(150);
+    await running(s, 'messageAdded', 1);
     // Stop reading: the kernel buffers fill, then the server's.
     (c.socket as any)._socket.pause();
     const big = 'x'.repeat(3900);

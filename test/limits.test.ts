@@ -5,7 +5,7 @@ import { loadEnv } from '../src/config/env';
 import { createSchema } from '../src/graphql/schema';
 import { documentLimits } from '../src/graphql/limits';
 import { bodyLimit } from '../src/server';
-import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { signup, SIGNUP, buildUser, type TestUser, lobbyOf } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
@@ -178,8 +178,9 @@ describe('WebSocket limits', () => {
     expect(err.payload[0].extensions.code).toBe('RATE_LIMITED');
     expect(w.messages.filter((m) => m.type === 'error')).toEqual([]);
     w.send({ id: 's1', type: 'complete' });
-    await sleep(100);
+    await running(s, 'groupEvent', 49);
     w.send({ id: 's52', type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    await running(s, 'groupEvent', 50);
     // s52 is live: a public group created now reaches it.
     await ok(gql(s.url, 'mutation { createGroup(name: "limits") { id } }', {}, u.token));
     const next = await w.next('next', 's52');
@@ -200,8 +201,13 @@ describe('WebSocket limits', () => {
     await initialized(s.wsUrl, other.token);
     sockets[0].socket.close(1000);
     await sockets[0].closed;
-    await sleep(50);
-    await initialized(s.wsUrl, u.token);
+    // Acknowledged once the server has counted the close (until then it refuses with 1013).
+    await eventually(async () => {
+      const r = raw(s.wsUrl);
+      await r.opened;
+      r.send({ type: 'connection_init', payload: { token: u.token } });
+      return Promise.race([r.next('connection_ack').then(() => true), r.closed.then(() => false)]);
+    });
     expect(sockets.slice(1).every((r) => r.socket.readyState === WebSocket.OPEN)).toBe(true);
   });
 
@@ -211,8 +217,7 @@ describe('WebSocket limits', () => {
     const w = await initialized(s.wsUrl, u.token);
     let pings = 0;
     w.socket.on('ping', () => pings++);
-    await sleep(700);
-    expect(pings).toBeGreaterThanOrEqual(2);
+    await eventually(() => pings >= 2);
     expect(w.socket.readyState).toBe(WebSocket.OPEN);
   });
 });

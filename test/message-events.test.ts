@@ -1,4 +1,4 @@
-import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -104,16 +104,17 @@ describe('editing, deleting and reacting', () => {
     ]);
     expect((await ok(gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token))).removeReaction.reactions).toEqual(removed.reactions);
     // Four changes, one event each; reactedByMe as each subscriber sees it.
-    await aliceSees.nth(4);
-    await bobSees.nth(4);
-    await sleep(200);
-    expect(aliceSees.values.map((v) => v.messageEvent.kind)).toEqual(Array(4).fill('REACTIONS_CHANGED'));
+    // Then an edit, as a barrier: once it arrives, an event for the repeated add or remove would have too.
+    await ok(gql(s.url, EDIT, { m: m.id, t: 'reacted to' }, alice.token));
+    await aliceSees.nth(5);
+    await bobSees.nth(5);
+    expect(aliceSees.values.map((v) => v.messageEvent.kind)).toEqual([...Array(4).fill('REACTIONS_CHANGED'), 'EDITED']);
     expect(aliceSees.values[3].messageEvent.message.reactions).toEqual([
       { emoji: family, count: 1, reactedByMe: true },
       { emoji: '👍', count: 1, reactedByMe: true },
     ]);
     expect(bobSees.values[3].messageEvent.message.reactions).toEqual(removed.reactions);
-    expect(bobSees.values).toHaveLength(4);
+    expect(bobSees.values).toHaveLength(5);
   });
 
   it('should rate-limit edits and reactions per user', async () => {
@@ -137,13 +138,15 @@ describeRedis('message events on two instances', () => {
     const [alice, bob] = [await signup(a.url), await signup(a.url)];
     const g = await groupWith(a.url, alice, 'Both', [bob]);
     const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'one' });
+    const later = await sendMessage(a.url, alice.token, { groupId: g, content: 'later' });
     const events = await listen(a, bob, EVENTS);
     await ok(gql(b.url, EDIT, { m: m.id, t: 'two' }, alice.token));
     await ok(gql(b.url, ADD, { m: m.id, e: '👀' }, alice.token));
     await ok(gql(b.url, DELETE, { m: m.id }, alice.token));
-    await events.nth(3);
-    await sleep(300);
-    expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'DELETED']);
+    // An edit of another message as a barrier: once it arrives, a duplicate of the three would have too.
+    await ok(gql(b.url, EDIT, { m: later.id, t: 'last' }, alice.token));
+    await events.nth(4);
+    expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'DELETED', 'EDITED']);
     expect(events.values[1].messageEvent.message.reactions).toEqual([{ emoji: '👀', count: 1, reactedByMe: false }]);
   });
 });

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
-import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, listen as listenOn, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { befriend, signup, type TestUser } from './helpers/factories';
+import { befriend, lobbyOf, signup, type TestUser } from './helpers/factories';
 import { TcpProxy } from './helpers/tcp-proxy';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -10,13 +10,8 @@ const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
 const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 
-async function listen(s: TestServer, u: TestUser, query = ALL_MESSAGES, variables?: Record<string, unknown>) {
-  const w = wsClient(s.wsUrl, u.token);
-  await w.connected;
-  const sub = subscribe<any>(w, query, variables);
-  await sleep(100);
-  return sub;
-}
+/** `u`'s messageAdded over all their conversations, running on `s`. */
+const listen = (s: TestServer, u: TestUser) => listenOn<any>(s, u, ALL_MESSAGES);
 
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
@@ -52,12 +47,14 @@ describeRedis('event routing', () => {
     const onB = await listen(b, stranger);
     const receivedOnB = await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}');
     for (let i = 1; i <= 5; i++) await ok(gql(b.url, SEND, { g: group, t: `m${i}` }, ada.token));
-    await onA.nth(5);
-    await sleep(300);
-    expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
-    expect(onB.values).toEqual([]);
+    // Then a lobby message from A as a barrier: once B has it, it would have had any of the five before it.
+    await ok(gql(a.url, SEND, { g: await lobbyOf(a.url, ada.token), t: 'barrier' }, ada.token));
+    await onA.nth(6);
+    await onB.nth(1);
+    expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'barrier']);
+    expect(contents(onB.values)).toEqual(['barrier']);
     // B published them, and took none back: it has no member of the group connected.
-    expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB);
+    expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB + 1);
     expect(b.services.pubsub.takenChannels()).not.toContain(`parley.message.added:g:${group}`);
     expect(a.services.pubsub.takenChannels()).toContain(`parley.message.added:g:${group}`);
     // A took each from Redis once, and delivered each once.
@@ -72,9 +69,10 @@ describeRedis('event routing', () => {
     // Both on B (so B gets the message on both user channels), and Ada on A too.
     const subs = [await listen(b, ada), await listen(b, bo), await listen(a, ada)];
     await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "psst" }) { id } }', { u: bo.id }, ada.token));
-    for (const sub of subs) await sub.nth(1);
-    await sleep(300);
-    for (const sub of subs) expect(contents(sub.values)).toEqual(['psst']);
+    // A second one as a barrier: once it arrives, a duplicate of the first would have.
+    await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "then" }) { id } }', { u: bo.id }, ada.token));
+    for (const sub of subs) await sub.nth(2);
+    for (const sub of subs) expect(contents(sub.values)).toEqual(['psst', 'then']);
   });
 
   it('should deliver the next message after a join made on another instance, and nothing after leaving', async () => {
@@ -89,8 +87,10 @@ describeRedis('event routing', () => {
     await ok(gql(b.url, LEAVE, { g: group }, bo.token));
     await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.message.added:g:${group}`));
     await ok(gql(b.url, SEND, { g: group, t: 'gone' }, ada.token));
-    await sleep(300);
-    expect(contents(sub.values)).toEqual(['welcome']);
+    // A lobby message after it as a barrier: once it arrives, 'gone' would have.
+    await ok(gql(b.url, SEND, { g: await lobbyOf(b.url, ada.token), t: 'barrier' }, ada.token));
+    await sub.nth(2);
+    expect(contents(sub.values)).toEqual(['welcome', 'barrier']);
   });
 
   it('should lose nothing published while the instance is still subscribing to a newly joined conversation', async () => {
@@ -118,9 +118,10 @@ describeRedis('event routing', () => {
       proxy.release();
       expect(contents([await sub.nth(1)])).toEqual(['during the switch']);
       await ok(gql(b.url, SEND, { g: group, t: 'after' }, ada.token));
-      await sub.nth(2);
-      await sleep(300);
-      expect(contents(sub.values)).toEqual(['during the switch', 'after']);
+      // A lobby message after it as a barrier: once it arrives, a duplicate of the others would have.
+      await ok(gql(b.url, SEND, { g: await lobbyOf(b.url, ada.token), t: 'barrier' }, ada.token));
+      await sub.nth(3);
+      expect(contents(sub.values)).toEqual(['during the switch', 'after', 'barrier']);
     } finally {
       await proxy.cut();
     }
@@ -142,13 +143,19 @@ describeRedis('event routing', () => {
       sends.push(ok(gql(i % 2 ? a.url : b.url, SEND, { g: group, t: `m${i}` }, owner.token)));
       const u = churners[i % churners.length];
       churn.push(ok(gql(a.url, i % 6 < 3 ? JOIN : LEAVE, { g: group }, u.token)).catch(() => undefined));
+      // A pause every five, so joins and leaves land between sends rather than all before them.
       if (i % 5 === 4) await sleep(10);
     }
     await Promise.all([...sends, ...churn]);
     await watcher.nth(30);
-    await sleep(500);
+    // Then a lobby message from each instance as a barrier: once both arrive, a late duplicate would have.
+    const lobby = await lobbyOf(a.url, owner.token);
+    for (const url of [a.url, b.url]) await ok(gql(url, SEND, { g: lobby, t: `barrier ${url}` }, owner.token));
+    const done = (got: string[]) => got.includes(`barrier ${a.url}`) && got.includes(`barrier ${b.url}`);
+    await eventually(() => [watcher, ...churnSubs].every((sub) => done(contents(sub.values))));
     // The steady member got every message exactly once; a churner never got one twice.
-    expect(contents(watcher.values).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`).sort());
+    const sent = (got: string[]) => got.filter((t) => !t.startsWith('barrier'));
+    expect(sent(contents(watcher.values)).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`).sort());
     for (const s of churnSubs) {
       const got = contents(s.values);
       expect(new Set(got).size).toBe(got.length);

@@ -3,7 +3,7 @@ import { build } from 'esbuild';
 import { createClient, type Client } from 'graphql-sse';
 import { streamMessages } from '../examples/clients/sse';
 import { launchChromium } from './helpers/browser';
-import { eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { proxiedDatabase } from './helpers/tcp-proxy';
@@ -29,9 +29,6 @@ function sseSubscribe<T = any>(s: TestServer, token: string, query: string, vari
   clients.add(client);
   return subscribe<T>({ client }, query, variables);
 }
-
-/** Waits until this instance runs `n` subscriptions of `field` (so an event sent next reaches them). */
-const running = (s: TestServer, field: string, n: number) => eventually(() => (s.fanout.active[field] ?? 0) === n);
 
 async function projectWith(s: TestServer, owner: TestUser, member: TestUser): Promise<string> {
   const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, owner.token))).createProject.id as string;
@@ -142,9 +139,10 @@ describe('SSE transport (/graphql/stream)', () => {
 
   it('should count a stream against the per-user connection limit with WebSockets, and as a live socket for presence', async () => {
     const s = await createTestServer({ WS_MAX_SOCKETS_PER_USER: '2', PRESENCE_GRACE: '200ms' });
-    const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const [u, watcher, control] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const w = wsClient(s.wsUrl, u.token);
-    await w.connected;
+    const controlSocket = wsClient(s.wsUrl, control.token);
+    await Promise.all([w.connected, controlSocket.connected]);
     const one = sseSubscribe(s, u.token, ALL_MESSAGES);
     await running(s, 'messageAdded', 1);
     const res = await fetch(streamUrl(s), {
@@ -156,9 +154,11 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(((await res.json()) as any).errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' });
 
     // With the socket gone, the stream alone keeps the user ONLINE; without it, they go OFFLINE.
-    await w.dispose();
-    const status = async () => (await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { status } }', { id: u.id }, watcher.token))).user.status;
-    await new Promise((r) => setTimeout(r, 500));
+    const statusOf = async (id: string) => (await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { status } }', { id }, watcher.token))).user.status;
+    const status = () => statusOf(u.id);
+    // A user whose only socket closes at the same time is the control: once their grace is over, so is u's.
+    await Promise.all([w.dispose(), controlSocket.dispose()]);
+    await eventually(async () => (await statusOf(control.id)) === 'OFFLINE');
     expect(await status()).toBe('ONLINE');
     one.stop();
     await eventually(async () => (await status()) === 'OFFLINE');
