@@ -1,5 +1,5 @@
-import { codeOf, gql, ok, subscribe, wsClient } from './helpers/graphql';
-import { createTestServer } from './helpers/server';
+import { codeOf, gql, listen as listenOn, ok } from './helpers/graphql';
+import { createTestServer, type TestServer } from './helpers/server';
 import { lobbyOf, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 
@@ -116,19 +116,14 @@ describe('groups', () => {
 });
 
 describe('group events', () => {
-  async function listen(url: string, user: TestUser) {
-    const w = wsClient(url, user.token);
-    await w.connected;
-    const sub = subscribe<any>(w, EVENTS);
-    // Let the subscription register before acting.
-    await new Promise((r) => setTimeout(r, 100));
-    return sub;
-  }
+  const listen = (s: TestServer, user: TestUser) => listenOn<any>(s, user, EVENTS);
+  /** A public group created now, as a barrier: its CREATED reaches everyone, after anything sent before it. */
+  const barrier = async (s: TestServer, owner: TestUser) => (await ok(gql(s.url, CREATE, { n: 'Barrier' }, owner.token))).createGroup.id as string;
 
   it('should send CREATED of a public group to everyone and the rest to members only', async () => {
     const s = await createTestServer();
     const [owner, member, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const [evOwner, evMember, evOutsider] = [await listen(s.wsUrl, owner), await listen(s.wsUrl, member), await listen(s.wsUrl, outsider)];
+    const [evOwner, evMember, evOutsider] = [await listen(s, owner), await listen(s, member), await listen(s, outsider)];
     const g = (await ok(gql(s.url, CREATE, { n: 'Public' }, owner.token))).createGroup;
     await ok(gql(s.url, JOIN, { g: g.id }, member.token));
     await ok(gql(s.url, RENAME, { g: g.id, n: 'Renamed' }, owner.token));
@@ -139,8 +134,10 @@ describe('group events', () => {
     expect(kinds(evOwner)).toEqual(['CREATED', 'MEMBER_JOINED', 'RENAMED', 'MEMBER_LEFT', 'DELETED']);
     await evMember.nth(4);
     expect(kinds(evMember)).toEqual(['CREATED', 'MEMBER_JOINED', 'RENAMED', 'MEMBER_LEFT']);
-    await evOutsider.settle(200);
-    expect(kinds(evOutsider)).toEqual(['CREATED']);
+    const last = await barrier(s, owner);
+    await evOutsider.nth(2);
+    expect(kinds(evOutsider)).toEqual(['CREATED', 'CREATED']);
+    expect(evOutsider.values[1].groupEvent.groupId).toBe(last);
     expect(evOwner.values[2].groupEvent).toMatchObject({ groupId: g.id, group: { name: 'Renamed' }, user: { id: owner.id } });
     expect(evOwner.values[4].groupEvent.group).toBeNull();
   });
@@ -148,13 +145,14 @@ describe('group events', () => {
   it('should keep private group events among members', async () => {
     const s = await createTestServer();
     const [owner, added, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const [evAdded, evOutsider] = [await listen(s.wsUrl, added), await listen(s.wsUrl, outsider)];
+    const [evAdded, evOutsider] = [await listen(s, added), await listen(s, outsider)];
     const g = (await ok(gql(s.url, CREATE, { n: 'Hidden', p: true }, owner.token))).createGroup;
     await ok(gql(s.url, ADD, { g: g.id, u: added.id }, owner.token));
     await ok(gql(s.url, RENAME, { g: g.id, n: 'Still hidden' }, owner.token));
     await evAdded.nth(2);
     expect(evAdded.values.map((v) => v.groupEvent.kind)).toEqual(['MEMBER_JOINED', 'RENAMED']);
-    await evOutsider.settle(200);
-    expect(evOutsider.values).toEqual([]);
+    const last = await barrier(s, owner);
+    await evOutsider.nth(1);
+    expect(evOutsider.values.map((v) => [v.groupEvent.kind, v.groupEvent.groupId])).toEqual([['CREATED', last]]);
   });
 });

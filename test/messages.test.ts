@@ -1,4 +1,4 @@
-import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, listen as listenOn, ok, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -24,11 +24,8 @@ async function send(url: string, token: string, input: Record<string, unknown>) 
 }
 
 async function listen(s: TestServer, user: TestUser, c?: Record<string, unknown>) {
-  const w = wsClient(s.wsUrl, user.token);
-  await w.connected;
-  const sub = subscribe<any>(w, ADDED, c ? { c } : {});
-  await sleep(100);
-  return { w, sub };
+  const sub = await listenOn<any>(s, user, ADDED, c ? { c } : {});
+  return { w: sub.ws, sub };
 }
 
 describe('sending and history', () => {
@@ -358,7 +355,8 @@ describe('delivery', () => {
     await bAll.sub.nth(3);
     expect(bAll.sub.values.map((v) => v.messageAdded.content)).toEqual(['room', 'direct', 'lobby']);
     expect(bRoom.sub.values.map((v) => v.messageAdded.content)).toEqual(['room']);
-    await outAll.sub.settle(200);
+    // The lobby message was sent last: the first the outsider gets, with nothing before it.
+    await outAll.sub.nth(1);
     expect(outAll.sub.values.map((v) => v.messageAdded.content)).toEqual(['lobby']);
   });
 
@@ -383,10 +381,12 @@ describe('delivery', () => {
     await send(s.url, a.token, { groupId: g, content: 'before' });
     await all.sub.nth(1);
     await ok(gql(s.url, LEAVE, { g }, b.token));
-    await sleep(100);
     await send(s.url, a.token, { groupId: g, content: 'after' });
-    await sleep(300);
-    expect(all.sub.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+    // A lobby message as a barrier: once the unfiltered subscription has it, 'after' would have reached
+    // both (one instance hands each event to every subscription at once).
+    await send(s.url, a.token, { groupId: await lobbyOf(s.url, a.token), content: 'barrier' });
+    await all.sub.nth(2);
+    expect(all.sub.values.map((v) => v.messageAdded.content)).toEqual(['before', 'barrier']);
     expect(filtered.sub.values.map((v) => v.messageAdded.content)).toEqual(['before']);
   });
 

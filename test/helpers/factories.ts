@@ -11,7 +11,7 @@ import {
   type CreateGroupMutation,
   type CreateProjectMutation,
 } from '../../generated/client/graphql';
-import { gql, ok } from './graphql';
+import { gql, ok, wsClient } from './graphql';
 
 let seq = 0;
 
@@ -92,4 +92,16 @@ export async function buildProject(url: string, owner: TestUser, opts: { title?:
   const { createProject } = await request(url, CreateProjectDocument, { title: opts.title ?? `project ${process.pid} ${seq}` }, owner.token);
   for (const p of opts.participants ?? []) await request(url, AddProjectParticipantDocument, { projectId: createProject.id, userId: p.id }, owner.token);
   return createProject;
+}
+
+/**
+ * A user signed up now with one live socket on each of `servers` (each `{ wsUrl }`). As a control in
+ * presence tests: closing its sockets when the user under test's close starts the same grace period,
+ * so once its OFFLINE arrives, any of the other's due by then would have.
+ */
+export async function buildConnectedUser(url: string, servers: { wsUrl: string }[]): Promise<{ user: TestUser; close(): Promise<void> }> {
+  const user = await signup(url);
+  const sockets = servers.map((x) => wsClient(x.wsUrl, user.token));
+  await Promise.all(sockets.map((w) => w.connected));
+  return { user, close: async () => void (await Promise.all(sockets.map((w) => w.dispose()))) };
 }

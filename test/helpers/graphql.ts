@@ -172,7 +172,7 @@ const listening = new WeakMap<object, Promise<unknown>>();
  * server's fan-out counts it (events published from then on reach it). A server in another process
  * shows no count, so there it is given REGISTER_MS instead.
  */
-export async function listen<T = any>(server: Listenable, user: { token: string }, query: string, variables: Record<string, unknown> = {}): Promise<Subscription<T>> {
+export async function listen<T = any>(server: Listenable, user: { token: string }, query: string, variables: Record<string, unknown> = {}): Promise<Subscription<T> & { ws: WsClient }> {
   const turn = (listening.get(server) ?? Promise.resolve()).then(async () => {
     const w = wsClient(server.wsUrl, user.token);
     await w.connected;
@@ -182,7 +182,7 @@ export async function listen<T = any>(server: Listenable, user: { token: string 
     const sub = subscribe<T>(w, query, variables);
     if (active) await eventually(() => (active[field] ?? 0) > before || sub.errors.length > 0);
     else await sleep(REGISTER_MS);
-    return sub;
+    return Object.assign(sub, { ws: w });
   });
   listening.set(server, turn.catch(() => undefined));
   return turn;
