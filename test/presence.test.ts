@@ -61,18 +61,6 @@ async function rowVersions(databaseUrl: string): Promise<Record<string, string>>
   return out;
 }
 
-/** Parley in a child process, as `npm start` runs it, so that it can be killed without a goodbye. */
-async function spawnInstance(env: Overrides): Promise<{ url: string; wsUrl: string; kill(): Promise<void> }> {
-  const p = runParley({ NODE_ENV: 'test', ...env });
-  const url = (await p.listening).replace('localhost', '127.0.0.1');
-  const kill = async () => {
-    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-    p.child.kill('SIGKILL');
-    await p.exited;
-  };
-  return { url, wsUrl: url.replace('http', 'ws'), kill };
-}
-
 /** The sweep's summary line (a Redis warning logged while it disconnects may come after it). */
 const summaryOf = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => 'expired' in l).pop();
 
@@ -370,7 +358,8 @@ describeRedis('presence across instances', () => {
 
   it("should not leave a killed instance's users ONLINE: its socket bookkeeping expires and the sweep takes them OFFLINE once", async () => {
     const a = await createTestServer(FAST, { jobs: true });
-    const child = await spawnInstance({ ...FAST, DATABASE_URL: a.env.DATABASE_URL, REDIS_URL: a.env.REDIS_URL });
+    // In a child process, so that it can be killed without a goodbye.
+    const child = await createTestServer(FAST, { clean: false, spawn: true });
     const [u, watcher, idle] = [await signup(a.url), await signup(a.url), await signup(a.url)];
     const events = await watch(a, watcher, [u.id, idle.id]);
     // The client's socket will die with the instance (1006), which graphql-ws reports with console.error.
