@@ -1,6 +1,6 @@
 import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
 
@@ -29,8 +29,7 @@ describe('conversations', () => {
     await befriend(s.url, alice, bob);
     const lobby = await lobbyOf(s.url, bob.token);
     const g = await group(s.url, alice, 'Team', [bob]);
-    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, alice.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: bob.id }, alice.token));
+    const p = (await buildProject(s.url, alice, { title: 'Apollo', participants: [bob] })).id;
     // A friend without a message yet is not a conversation.
     expect((await conversations(s.url, bob)).edges.map((e: any) => e.node.kind).sort()).toEqual(['GROUP', 'GROUP', 'PROJECT']);
 
@@ -78,8 +77,7 @@ describe('conversations', () => {
   it('should count project messages a member may see: a private message counts for its recipient only', async () => {
     const s = await createTestServer();
     const [owner, ann, ben] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const p = (await ok(gql(s.url, 'mutation { createProject(title: "P") { id } }', {}, owner.token))).createProject.id;
-    for (const u of [ann, ben]) await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
+    const p = (await buildProject(s.url, owner, { participants: [ann, ben] })).id;
     const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
     const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
     const row = async (u: TestUser) => (await ok(gql(s.url, CONVERSATION, { c: { projectId: p } }, u.token))).conversation;

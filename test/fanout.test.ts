@@ -1,6 +1,6 @@
 import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup, lobbyOf } from './helpers/factories';
+import { buildGroup, buildProject, signup, lobbyOf } from './helpers/factories';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -10,7 +10,7 @@ describe('subscription fan-out', () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const lobby = await lobbyOf(s.url, a.token);
-    const other = (await ok(gql(s.url, 'mutation { createGroup(name: "Other") { id } }', {}, a.token))).createGroup.id;
+    const other = (await buildGroup(s.url, a)).id;
     const wide = 'subscription { messageAdded { id content sender { id username } } }';
     const narrow = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }';
     const subs = [];
@@ -38,8 +38,7 @@ describe('subscription fan-out', () => {
   it("should execute per viewer a message document that selects viewer-specific fields (the project's viewerRole)", async () => {
     const s = await createTestServer();
     const [owner, member] = [await signup(s.url), await signup(s.url)];
-    const project = (await ok(gql(s.url, 'mutation { createProject(title: "Roles") { id } }', {}, owner.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: member.id }, owner.token));
+    const project = (await buildProject(s.url, owner, { participants: [member] })).id;
     const roles = 'subscription { messageAdded { content project { id viewerRole } } }';
     const [wo, wm] = [wsClient(s.wsUrl, owner.token), wsClient(s.wsUrl, member.token)];
     await Promise.all([wo.connected, wm.connected]);

@@ -3,7 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { codeOf, gql, ok, wsClient, type GqlResult, type WsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { lobbyOf, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, signup, type TestUser } from './helpers/factories';
 import { encodeCursor } from '../src/shared/graphql/connection';
 
 // A full collection on demand, so a heap figure counts what is retained, not garbage not yet collected.
@@ -258,8 +258,7 @@ describe('hostile cursors (issue 15, item 7)', () => {
     const lobby = await lobbyOf(s.url, a.token);
     for (let i = 0; i < 3; i++) await ok(gql(s.url, SEND, { input: { groupId: lobby, content: `m${i}` } }, a.token));
     await ok(gql(s.url, 'mutation { g1: createGroup(name: "alpha") { id } g2: createGroup(name: "beta") { id } }', {}, a.token));
-    const project = (await ok(gql(s.url, 'mutation { createProject(title: "P") { id } }', {}, a.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: b.id }, a.token));
+    const project = (await buildProject(s.url, a, { participants: [b] })).id;
     await ok(gql(s.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "Q") { id } }', { p: project }, a.token));
     return { s, a, b, lobby };
   }

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { eventually, gql, listen, ok, running } from './helpers/graphql';
-import { signup, lobbyOf } from './helpers/factories';
+import { buildGroup, signup, lobbyOf } from './helpers/factories';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 
@@ -129,7 +129,7 @@ describe('graphql-transport-ws', () => {
   it('should answer a subscription its resolver refuses with next (the errors) and complete', async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
-    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "Closed", isPrivate: true) { id } }', {}, a.token))).createGroup.id;
+    const group = (await buildGroup(s.url, a, { isPrivate: true })).id;
     const r = await initialized(s.wsUrl, b.token);
     r.send({ id: 'f', type: 'subscribe', payload: { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', variables: { g: group } } });
     const next = await r.next('next', 'f');

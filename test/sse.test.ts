@@ -4,7 +4,7 @@ import { createClient, type Client } from 'graphql-sse';
 import { streamMessages } from '../examples/clients/sse';
 import { launchChromium } from './helpers/browser';
 import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
-import { lobbyOf, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, signup, type TestUser } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { proxiedDatabase } from './helpers/tcp-proxy';
 import { describeNeeding, tools } from './helpers/tools';
@@ -30,12 +30,6 @@ function sseSubscribe<T = any>(s: TestServer, token: string, query: string, vari
   return subscribe<T>({ client }, query, variables);
 }
 
-async function projectWith(s: TestServer, owner: TestUser, member: TestUser): Promise<string> {
-  const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, owner.token))).createProject.id as string;
-  await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: member.id }, owner.token));
-  return p;
-}
-
 describe('SSE transport (/graphql/stream)', () => {
   it('should stream messageAdded and projectAction to the graphql-sse client, from the same execution and bytes as the WebSocket', async () => {
     const s = await createTestServer();
@@ -57,7 +51,7 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(await onSocket.nth(1)).toEqual(expected);
     expect(s.fanout.executions - before).toBe(1);
 
-    await projectWith(s, alice, bob);
+    await buildProject(s.url, alice, { title: 'Apollo', participants: [bob] });
     expect(await actions.nth(1)).toEqual({ projectAction: { kind: 'ADDED_TO_PROJECT', message: expect.stringContaining('Apollo') } });
 
     messages.stop();
@@ -293,7 +287,7 @@ describeNeeding('chromium', tools.chromium)('SSE transport in a browser', () => 
     await running(s, 'messageAdded', 1);
     await running(s, 'projectAction', 1);
     await ok(gql(s.url, SEND, { g: lobby, t: 'to the browser' }, alice.token));
-    await projectWith(s, alice, bob);
+    await buildProject(s.url, alice, { title: 'Apollo', participants: [bob] });
     const received = (name: string) => page.waitForFunction((n) => (globalThis as unknown as Record<string, unknown[]>)[n].length > 0, name).then((h) => h.jsonValue());
     await received('messages');
     await received('actions');
