@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { print } from 'graphql';
 import { codeOf, gql, ok, running, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { buildProject, buildGroup, befriend, signup, type TestUser } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
 
@@ -21,7 +23,7 @@ const SECRET = {
 };
 const SECRETS = Object.values(SECRET);
 
-const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id content attachment { id url } } }';
+const SEND = print(SendMessageDocument);
 const FILE = { fileName: 'notes.txt', base64: Buffer.from('zq-file-body').toString('base64') };
 
 interface World {

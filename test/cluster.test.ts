@@ -1,11 +1,10 @@
 import { Cluster } from 'ioredis';
-import { eventually, gql, listen, ok } from './helpers/graphql';
+import { eventually, listen } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { lobbyOf, signup } from './helpers/factories';
+import { lobbyOf, signup, sendMessage, buildGroup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeNeeding, tools } from './helpers/tools';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 // Needs redis-server and redis-cli (as CI has); fails rather than skips without them.
 describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster', () => {
@@ -24,17 +23,17 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     const subs = [];
     for (const u of [alice, bob]) subs.push(await listen<any>(a, u, 'subscription { messageAdded { content } }'));
     const created = await listen<any>(a, alice, 'subscription { groupEvent { kind group { name } } }');
-    await ok(gql(b.url, SEND, { g: lobby, t: 'across shards' }, bob.token));
-    await ok(gql(b.url, 'mutation { createGroup(name: "Sharded") { id } }', {}, bob.token));
+    await sendMessage(b.url, bob.token, { groupId: lobby, content: 'across shards' });
+    await buildGroup(b.url, bob, { name: 'Sharded' });
     for (const s of subs) expect(await s.nth(1)).toEqual({ messageAdded: { content: 'across shards' } });
     expect(await created.nth(1)).toEqual({ groupEvent: { kind: 'CREATED', group: { name: 'Sharded' } } });
     // A second message as a barrier: once it arrives, a duplicate of the first would have.
-    await ok(gql(b.url, SEND, { g: lobby, t: 'then' }, bob.token));
+    await sendMessage(b.url, bob.token, { groupId: lobby, content: 'then' });
     for (const s of subs) expect((await s.nth(2)) && s.values).toEqual([{ messageAdded: { content: 'across shards' } }, { messageAdded: { content: 'then' } }]);
 
     // Twelve more groups with a member on A: their channels hash to slots across the shards.
     const spread: string[] = [];
-    for (let i = 0; i < 12; i++) spread.push((await ok(gql(b.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: `spread ${i}` }, alice.token))).createGroup.id);
+    for (let i = 0; i < 12; i++) spread.push((await buildGroup(b.url, alice, { name: `spread ${i}` })).id);
     const channels = [lobby, ...spread].map((g) => `parley.message.added:g:${g}`);
     const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {

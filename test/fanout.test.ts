@@ -1,9 +1,9 @@
 import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { buildGroup, buildProject, signup, lobbyOf } from './helpers/factories';
+import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 describe('subscription fan-out', () => {
   it('should execute each event once per distinct document and variables, and give each its exact result', async () => {
@@ -25,13 +25,13 @@ describe('subscription fan-out', () => {
     const onOther = subscribe<any>(wa, narrow, { c: { groupId: other } });
     await running(s, 'messageAdded', 7);
     const before = s.fanout.executions;
-    const sent = (await ok(gql(s.url, SEND, { g: lobby, t: 'hello all' }, a.token))).sendMessage;
+    const sent = await sendMessage(s.url, a.token, { groupId: lobby, content: 'hello all' });
     for (const sub of subs) expect((await sub.nth(1)).messageAdded).toEqual({ id: sent.id, content: 'hello all', sender: { id: a.id, username: a.username } });
     expect(await onLobby.nth(1)).toEqual({ messageAdded: { content: 'hello all' } });
     // Seven subscribers, two shapes that received the event: two executions.
     expect(s.fanout.executions - before).toBe(2);
     // A later message to the other group comes first there: the lobby's never did.
-    await ok(gql(s.url, SEND, { g: other, t: 'to other' }, a.token));
+    await sendMessage(s.url, a.token, { groupId: other, content: 'to other' });
     expect(await onOther.nth(1)).toEqual({ messageAdded: { content: 'to other' } });
   });
 
@@ -64,7 +64,7 @@ describe('subscription fan-out', () => {
     }
     await running(s, 'messageAdded', 300);
     const before = s.fanout.executions;
-    await Promise.all([...Array(5).keys()].map((n) => gql(s.url, SEND, { g: lobby, t: `m${n}` }, a.token)));
+    await Promise.all([...Array(5).keys()].map((n) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `m${n}` } }, a.token)));
     await eventually(async () => clients.every((c) => c.messages.filter((f) => f.type === 'next').length === 150), 10_000);
     // Concurrent sends commit in any order; every subscriber sees the one order they were published in.
     const order = clients[0].messages.filter((f) => f.id === 'op0' && f.type === 'next').map((f) => f.payload.data.messageAdded.content);
@@ -86,7 +86,7 @@ describe('subscription fan-out', () => {
     c.send({ id: 's1', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 'bad', type: 'subscribe', payload: { query: 'subscription { messageAdded { nope } }' } });
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'one' }, a.token));
+    await sendMessage(s.url, a.token, { groupId: lobby, content: 'one' });
     await eventually(() => expect(c.messages.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]));
     expect(c.messages.find((f) => f.id === 'bad')?.type).toBe('error');
     c.send({ id: 's1', type: 'complete' });
@@ -94,7 +94,7 @@ describe('subscription fan-out', () => {
     // Another subscription as a barrier: once it has 'two', a still running s1 would have it too.
     c.send({ id: 's3', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'two' }, a.token));
+    await sendMessage(s.url, a.token, { groupId: lobby, content: 'two' });
     await eventually(() => c.messages.some((f) => f.id === 's3' && f.type === 'next'));
     expect(c.messages.filter((f) => f.id === 's1')).toHaveLength(1);
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
@@ -116,7 +116,7 @@ describe('subscription fan-out', () => {
     let code: number | undefined;
     void c.closed.then((x) => (code = x.code));
     for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
-      await Promise.all([...Array(10).keys()].map((k) => gql(s.url, SEND, { g: lobby, t: `${i + k} ${big}` }, a.token)));
+      await Promise.all([...Array(10).keys()].map((k) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `${i + k} ${big}` } }, a.token)));
     }
     expect(s.fanout.slowConsumersClosed).toBe(1);
     (c.socket as any)._socket.resume();

@@ -1,12 +1,11 @@
 import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
-import { buildConnectedUser as control, signup, type TestUser } from './helpers/factories';
+import { buildConnectedUser as control, signup, type TestUser, login } from './helpers/factories';
 import { sql } from './helpers/db';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { runParley } from './helpers/process';
 import { describeNeeding, tools } from './helpers/tools';
 
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
 const ONLINE_USERS = 'query($first: Int, $after: String) { onlineUsers(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id status } } } }';
@@ -36,10 +35,6 @@ const seen = (sub: Subscription<Event>) => sub.values.map((v) => `${v.presenceCh
 
 async function statusOf(s: TestServer, viewer: TestUser, id: string): Promise<{ status: string; lastSeenAt: string | null }> {
   return (await ok(gql(s.url, STATUS, { id }, viewer.token))).userStatus;
-}
-
-async function login(s: TestServer, u: TestUser): Promise<string> {
-  return (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
 }
 
 async function lastSeenInDb(s: TestServer, id: string): Promise<Date | null> {
@@ -87,7 +82,7 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect(offline.status).toBe('OFFLINE');
       expect(new Date(offline.lastSeenAt!).getTime()).toBeGreaterThanOrEqual(before - 5);
       expect((await lastSeenInDb(s, u.id))!.toISOString()).toBe(offline.lastSeenAt);
-      const token = await login(s, u);
+      const token = await login(s.url, u);
       await events.nth(2);
       // Activity of an ONLINE user changes nothing.
       await ok(gql(s.url, HEARTBEAT, {}, token));
@@ -103,14 +98,14 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
     it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
       const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-      const phone = await login(s, u);
+      const phone = await login(s.url, u);
       const ctl = await control(s.url, [s]);
       const events = await watch(s, watcher, [u.id, other.id, ctl.user.id]);
       // Another token used recently keeps the user ONLINE (a logout decides at once).
       await ok(gql(s.url, 'mutation { logout }', {}, u.token));
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
       // So does a live socket of another session, even once that session's token is gone.
-      const laptop = await login(s, u);
+      const laptop = await login(s.url, u);
       // graphql-ws reports the coming 4403 with console.error, taken when the client is created.
       const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
       const socket = wsClient(s.wsUrl, laptop);

@@ -1,6 +1,7 @@
 import { codeOf, gql, listen, ok, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { buildProject, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, sendMessage, signup, type TestUser, attempt, request } from './helpers/factories';
+import { HistoryDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
 
 const PROJECT_FIELDS = 'id title createdAt viewerRole owner { id } coaches { id } participants { id }';
@@ -20,7 +21,6 @@ const INBOX = `query($p: ID, $last: Int, $before: String) { projectActions(proje
 const ACTIONS_LIVE = `subscription($p: ID) { projectAction(projectId: $p) { ${ACTION_FIELDS} } }`;
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
   id content sender { id } recipient { id } group { id } project { id title } attachment { fileName mimeType size } } }`;
-const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { totalCount edges { node { id content recipient { id } } } } }';
 const MESSAGES_LIVE = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content recipient { id } project { id } } }';
 
 const ids = (users: { id: string }[]) => users.map((u) => u.id);
@@ -444,19 +444,19 @@ describe('project chat', () => {
     // The third member sees neither private message, live or in history.
     expect(carolAll.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id, barrier.id]);
     expect(carolProject.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id]);
-    const carolHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, carol.token))).history;
+    const carolHistory = (await request(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, carol.token)).history;
     expect(carolHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, file.id]);
     expect(carolHistory.totalCount).toBe(2);
-    const bobHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, bob.token))).history;
+    const bobHistory = (await request(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, bob.token)).history;
     expect(bobHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, secret.id, reply.id, file.id]);
-    const thread = (await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, alice.token))).history;
+    const thread = (await request(s.url, HistoryDocument, { conversation: { projectId: p, userId: bob.id }, last: 50 }, alice.token)).history;
     expect(thread.edges.map((e: any) => e.node.id)).toEqual([secret.id, reply.id]);
-    expect((await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, carol.token))).history.edges.map((e: any) => e.node.id)).toEqual([]);
+    expect((await request(s.url, HistoryDocument, { conversation: { projectId: p, userId: bob.id }, last: 50 }, carol.token)).history.edges.map((e: any) => e.node.id)).toEqual([]);
 
     // Outsiders can neither write nor read; private messages go to members only.
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, content: 'hi' } }, outsider.token))).toBe('NOT_FOUND');
-    expect(codeOf(await gql(s.url, HISTORY, { c: { projectId: p } }, outsider.token))).toBe('NOT_FOUND');
+    expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, outsider.token))).toBe('NOT_FOUND');
     expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, toUserId: outsider.id, content: 'hi' } }, alice.token))).toBe('NOT_FOUND');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     // Message.project is null outside projects.

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
-import { eventually, gql, listen, ok, running } from './helpers/graphql';
-import { buildGroup, signup, lobbyOf } from './helpers/factories';
+import { eventually, listen, running } from './helpers/graphql';
+import { buildGroup, signup, lobbyOf, sendMessage } from './helpers/factories';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 
@@ -147,7 +147,7 @@ describe('graphql-transport-ws', () => {
     await running(s, 'messageAdded', 3);
     r.send({ id: 'b', type: 'complete' });
     await running(s, 'messageAdded', 2);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'after b' }, u.token));
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'after b' });
     await eventually(() => expect(r.messages.filter((m) => m.type === 'next').map((m) => m.id).sort()).toEqual(['a', 'c']));
     // complete of an id that isn't running is ignored.
     r.send({ id: 'nope', type: 'complete' });
@@ -169,7 +169,7 @@ describe('graphql-transport-ws', () => {
     // The same setup under another id, started after it: once that one runs and has the message, so would 'gone'.
     r.send({ id: 'probe', type: 'subscribe', payload: { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', variables: { g: lobby } } });
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'unseen' }, u.token));
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'unseen' });
     await r.next('next', 'probe');
     expect(r.messages.filter((m) => m.id === 'gone')).toEqual([]);
     expect(s.fanout.active.messageAdded).toBe(1);
@@ -186,9 +186,9 @@ describe('graphql-transport-ws', () => {
     r.send({ id: 'x', type: 'complete' });
     r.send({ id: 'x', type: 'subscribe', payload: { query: on('content sender { username }'), variables: { g: lobby } } });
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'reused' }, u.token));
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'reused' });
     // A second message as a barrier: once it arrives, a wrongly started first document would have answered 'reused' too.
-    await ok(gql(s.url, SEND, { g: lobby, t: 'then' }, u.token));
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'then' });
     await eventually(() => r.messages.some((m) => m.id === 'x' && m.payload.data.messageAdded.content === 'then'));
     expect(r.messages.filter((m) => m.id === 'x')).toEqual([
       { id: 'x', type: 'next', payload: { data: { messageAdded: { content: 'reused', sender: { username: u.username } } } } },
@@ -246,7 +246,7 @@ describe('graphql-transport-ws', () => {
     const u = await signup(s.url);
     const lobby = await lobbyOf(s.url, u.token);
     const sub = await listen<any>(s, u, MESSAGES);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'to the client' }, u.token));
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'to the client' });
     expect(await sub.nth(1)).toEqual({ messageAdded: { content: 'to the client' } });
     sub.stop();
     await sub.done;

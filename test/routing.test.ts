@@ -1,13 +1,10 @@
 import { Redis } from 'ioredis';
 import { eventually, gql, listen as listenOn, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { befriend, lobbyOf, signup, type TestUser } from './helpers/factories';
+import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
+import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
 import { TcpProxy } from './helpers/tcp-proxy';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
-const CREATE = 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id } }';
-const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
-const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 
 /** `u`'s messageAdded over all their conversations, running on `s`. */
@@ -26,13 +23,13 @@ describeRedis('event routing', () => {
   it('should examine only the subscriptions of an event’s local recipients', async () => {
     const s = await createTestServer();
     const [ada, bo] = [await signup(s.url), await signup(s.url)];
-    const group = (await ok(gql(s.url, CREATE, { n: 'Small room' }, ada.token))).createGroup.id;
-    await ok(gql(s.url, JOIN, { g: group }, bo.token));
+    const group = (await request(s.url, CreateGroupDocument, { name: 'Small room' }, ada.token)).createGroup.id;
+    await request(s.url, JoinGroupDocument, { groupId: group }, bo.token);
     const subs = [await listen(s, ada), await listen(s, bo)];
     // Bystanders on the same instance, each on "all my conversations", in none of the room's.
     for (let i = 0; i < 20; i++) await listen(s, await signup(s.url));
     const before = await metric(s, 'parley_fanout_evaluations_total');
-    await ok(gql(s.url, SEND, { g: group, t: 'just us' }, ada.token));
+    await sendMessage(s.url, ada.token, { groupId: group, content: 'just us' });
     for (const sub of subs) expect(contents([await sub.nth(1)])).toEqual(['just us']);
     expect((await metric(s, 'parley_fanout_evaluations_total')) - before).toBe(2);
   });
@@ -41,14 +38,14 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo, stranger] = [await signup(a.url), await signup(a.url), await signup(b.url)];
-    const group = (await ok(gql(a.url, CREATE, { n: 'On A only', p: true }, ada.token))).createGroup.id;
+    const group = (await request(a.url, CreateGroupDocument, { name: 'On A only', isPrivate: true }, ada.token)).createGroup.id;
     await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
     const onA = await listen(a, bo);
     const onB = await listen(b, stranger);
     const receivedOnB = await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}');
-    for (let i = 1; i <= 5; i++) await ok(gql(b.url, SEND, { g: group, t: `m${i}` }, ada.token));
+    for (let i = 1; i <= 5; i++) await sendMessage(b.url, ada.token, { groupId: group, content: `m${i}` });
     // Then a lobby message from A as a barrier: once B has it, it would have had any of the five before it.
-    await ok(gql(a.url, SEND, { g: await lobbyOf(a.url, ada.token), t: 'barrier' }, ada.token));
+    await sendMessage(a.url, ada.token, { groupId: await lobbyOf(a.url, ada.token), content: 'barrier' });
     await onA.nth(6);
     await onB.nth(1);
     expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'barrier']);
@@ -79,16 +76,16 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo] = [await signup(b.url), await signup(b.url)];
-    const group = (await ok(gql(b.url, CREATE, { n: 'Joined live' }, ada.token))).createGroup.id;
+    const group = (await request(b.url, CreateGroupDocument, { name: 'Joined live' }, ada.token)).createGroup.id;
     const sub = await listen(a, bo);
-    await ok(gql(b.url, JOIN, { g: group }, bo.token));
-    await ok(gql(b.url, SEND, { g: group, t: 'welcome' }, ada.token));
+    await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+    await sendMessage(b.url, ada.token, { groupId: group, content: 'welcome' });
     expect(contents([await sub.nth(1)])).toEqual(['welcome']);
-    await ok(gql(b.url, LEAVE, { g: group }, bo.token));
+    await request(b.url, LeaveGroupDocument, { groupId: group }, bo.token);
     await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.message.added:g:${group}`));
-    await ok(gql(b.url, SEND, { g: group, t: 'gone' }, ada.token));
+    await sendMessage(b.url, ada.token, { groupId: group, content: 'gone' });
     // A lobby message after it as a barrier: once it arrives, 'gone' would have.
-    await ok(gql(b.url, SEND, { g: await lobbyOf(b.url, ada.token), t: 'barrier' }, ada.token));
+    await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
     await sub.nth(2);
     expect(contents(sub.values)).toEqual(['welcome', 'barrier']);
   });
@@ -102,13 +99,13 @@ describeRedis('event routing', () => {
       const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
-      const group = (await ok(gql(b.url, CREATE, { n: 'Racy' }, ada.token))).createGroup.id;
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Racy' }, ada.token)).createGroup.id;
       const sub = await listen(a, bo);
       proxy.hold();
-      await ok(gql(b.url, JOIN, { g: group }, bo.token));
+      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
       // A has seen the join (events still reach it) but its SUBSCRIBE is held: this message misses the channel.
       await eventually(() => a.services.memberships.has('group', bo.id, group));
-      await ok(gql(b.url, SEND, { g: group, t: 'during the switch' }, ada.token));
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'during the switch' });
       const redis = new Redis(process.env.REDIS_URL!);
       try {
         expect(((await redis.pubsub('NUMSUB', `parley.message.added:g:${group}`)) as [string, number])[1]).toBe(0);
@@ -117,9 +114,9 @@ describeRedis('event routing', () => {
       }
       proxy.release();
       expect(contents([await sub.nth(1)])).toEqual(['during the switch']);
-      await ok(gql(b.url, SEND, { g: group, t: 'after' }, ada.token));
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
       // A lobby message after it as a barrier: once it arrives, a duplicate of the others would have.
-      await ok(gql(b.url, SEND, { g: await lobbyOf(b.url, ada.token), t: 'barrier' }, ada.token));
+      await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
       await sub.nth(3);
       expect(contents(sub.values)).toEqual(['during the switch', 'after', 'barrier']);
     } finally {
@@ -131,18 +128,18 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const owner = await signup(a.url);
-    const group = (await ok(gql(a.url, CREATE, { n: 'Busy' }, owner.token))).createGroup.id;
+    const group = (await request(a.url, CreateGroupDocument, { name: 'Busy' }, owner.token)).createGroup.id;
     const steady = await signup(a.url);
-    await ok(gql(a.url, JOIN, { g: group }, steady.token));
+    await request(a.url, JoinGroupDocument, { groupId: group }, steady.token);
     const watcher = await listen(b, steady);
     const churners = [await signup(a.url), await signup(a.url), await signup(a.url)];
     const churnSubs = await Promise.all(churners.map((u) => listen(b, u)));
     const sends: Promise<unknown>[] = [];
     const churn: Promise<unknown>[] = [];
     for (let i = 0; i < 30; i++) {
-      sends.push(ok(gql(i % 2 ? a.url : b.url, SEND, { g: group, t: `m${i}` }, owner.token)));
+      sends.push(sendMessage(i % 2 ? a.url : b.url, owner.token, { groupId: group, content: `m${i}` }));
       const u = churners[i % churners.length];
-      churn.push(ok(gql(a.url, i % 6 < 3 ? JOIN : LEAVE, { g: group }, u.token)).catch(() => undefined));
+      churn.push((i % 6 < 3 ? request(a.url, JoinGroupDocument, { groupId: group }, u.token) : request(a.url, LeaveGroupDocument, { groupId: group }, u.token)).catch(() => undefined));
       // A pause every five, so joins and leaves land between sends rather than all before them.
       if (i % 5 === 4) await sleep(10);
     }
@@ -150,7 +147,7 @@ describeRedis('event routing', () => {
     await watcher.nth(30);
     // Then a lobby message from each instance as a barrier: once both arrive, a late duplicate would have.
     const lobby = await lobbyOf(a.url, owner.token);
-    for (const url of [a.url, b.url]) await ok(gql(url, SEND, { g: lobby, t: `barrier ${url}` }, owner.token));
+    for (const url of [a.url, b.url]) await sendMessage(url, owner.token, { groupId: lobby, content: `barrier ${url}` });
     const done = (got: string[]) => got.includes(`barrier ${a.url}`) && got.includes(`barrier ${b.url}`);
     await eventually(() => [watcher, ...churnSubs].every((sub) => done(contents(sub.values))));
     // The steady member got every message exactly once; a churner never got one twice.

@@ -4,12 +4,11 @@ import { createClient, type Client } from 'graphql-sse';
 import { streamMessages } from '../examples/clients/sse';
 import { launchChromium } from './helpers/browser';
 import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
-import { buildProject, lobbyOf, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, signup, sendMessage } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { proxiedDatabase } from './helpers/tcp-proxy';
 import { describeNeeding, tools } from './helpers/tools';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 const MESSAGES = 'subscription($g: ID) { messageAdded(conversation: { groupId: $g }) { content sender { username } } }';
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 const ACTIONS = 'subscription { projectAction { kind message } }';
@@ -45,7 +44,7 @@ describe('SSE transport (/graphql/stream)', () => {
     await running(s, 'projectAction', 1);
 
     const before = s.fanout.executions;
-    await ok(gql(s.url, SEND, { g: lobby, t: 'over SSE' }, alice.token));
+    await sendMessage(s.url, alice.token, { groupId: lobby, content: 'over SSE' });
     const expected = { messageAdded: { content: 'over SSE', sender: { username: alice.username } } };
     expect(await messages.nth(1)).toEqual(expected);
     expect(await onSocket.nth(1)).toEqual(expected);
@@ -100,7 +99,7 @@ describe('SSE transport (/graphql/stream)', () => {
     await revoked.done;
     expect(revoked.errors).toEqual([expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })]);
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, other), t: 'still here' }, other));
+    await sendMessage(s.url, other, { groupId: await lobbyOf(s.url, other), content: 'still here' });
     expect(await kept.nth(1)).toEqual({ messageAdded: { content: 'still here' } });
   });
 
@@ -124,8 +123,8 @@ describe('SSE transport (/graphql/stream)', () => {
     await pointed.done;
     expect(pointed.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: expect.stringMatching(/FORBIDDEN|NOT_FOUND/) }) })]);
     await running(s, 'messageAdded', 1);
-    await ok(gql(s.url, SEND, { g: secret, t: 'members only' }, alice.token));
-    await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, alice.token), t: 'for everyone' }, alice.token));
+    await sendMessage(s.url, alice.token, { groupId: secret, content: 'members only' });
+    await sendMessage(s.url, alice.token, { groupId: await lobbyOf(s.url, alice.token), content: 'for everyone' });
     // Events are delivered in order: once the lobby's message is in, the group's would be too.
     expect(await everything.nth(1)).toEqual({ messageAdded: { content: 'for everyone' } });
     expect(everything.values).toHaveLength(1);
@@ -211,7 +210,7 @@ describe('SSE transport (/graphql/stream)', () => {
       // The failed stream released its place (the limit is 1 here).
       const after = sseSubscribe(s, u.token, ALL_MESSAGES);
       await running(s, 'messageAdded', 1);
-      await ok(gql(s.url, SEND, { g: await lobbyOf(s.url, u.token), t: 'back' }, u.token));
+      await sendMessage(s.url, u.token, { groupId: await lobbyOf(s.url, u.token), content: 'back' });
       expect(await after.nth(1)).toEqual({ messageAdded: { content: 'back' } });
     } finally {
       await proxy.cut();
@@ -226,7 +225,7 @@ describe('SSE transport (/graphql/stream)', () => {
     const stop = streamMessages({ url: s.url, token: bob.token, groupId: lobby, onMessage: (content) => got.push(content) });
     try {
       await running(s, 'messageAdded', 1);
-      await ok(gql(s.url, SEND, { g: lobby, t: 'from the snippet' }, alice.token));
+      await sendMessage(s.url, alice.token, { groupId: lobby, content: 'from the snippet' });
       await eventually(() => got.length > 0);
       expect(got).toEqual(['from the snippet']);
     } finally {
@@ -245,7 +244,7 @@ describe('SSE transport (/graphql/stream)', () => {
       const res = await fetch(`${streamUrl(b)}?query=${encodeURIComponent(ALL_MESSAGES)}&ticket=${encodeURIComponent(ticket)}`, { headers: { accept: 'text/event-stream' } });
       expect(res.status).toBe(200);
       await running(b, 'messageAdded', 1);
-      await ok(gql(a.url, SEND, { g: await lobbyOf(a.url, alice.token), t: 'from A' }, alice.token));
+      await sendMessage(a.url, alice.token, { groupId: await lobbyOf(a.url, alice.token), content: 'from A' });
       const reader = res.body!.getReader();
       let text = '';
       while (!text.includes('event: next')) text += new TextDecoder().decode((await reader.read()).value);
@@ -286,7 +285,7 @@ describeNeeding('chromium', tools.chromium)('SSE transport in a browser', () => 
     );
     await running(s, 'messageAdded', 1);
     await running(s, 'projectAction', 1);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'to the browser' }, alice.token));
+    await sendMessage(s.url, alice.token, { groupId: lobby, content: 'to the browser' });
     await buildProject(s.url, alice, { title: 'Apollo', participants: [bob] });
     const received = (name: string) => page.waitForFunction((n) => (globalThis as unknown as Record<string, unknown[]>)[n].length > 0, name).then((h) => h.jsonValue());
     await received('messages');

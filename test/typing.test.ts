@@ -1,11 +1,12 @@
+import { print } from 'graphql';
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, groupWith, lobbyOf, sendMessage, signup } from './helpers/factories';
+import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
+import { LoginDocument } from '../generated/client/graphql';
 
 const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
 const EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { conversationId typing user { id username } } }';
 const SESSION = 'subscription { sessionEvent { kind at userAgent } }';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 
 const flags = (values: any[]) => values.map((v) => v.typing.typing);
 
@@ -93,7 +94,7 @@ describe('sessionEvent', () => {
     const res = await fetch(s.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': 'Parley-Test/2.0 (laptop)' },
-      body: JSON.stringify({ query: LOGIN, variables: { u: alice.username, p: alice.password } }),
+      body: JSON.stringify({ query: print(LoginDocument), variables: { username: alice.username, password: alice.password } }),
     });
     const token: string = ((await res.json()) as { data: { login: { token: string } } }).data.login.token;
     const event = (await old.nth(1)).sessionEvent;
@@ -101,9 +102,9 @@ describe('sessionEvent', () => {
     expect(Math.abs(Date.parse(event.at) - Date.now())).toBeLessThan(10_000);
     const fresh = await listen(s, { token }, SESSION);
     const other = await signup(s.url);
-    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }));
+    await login(s.url, other);
     // A third login of Alice as a barrier: once both her sockets have it, anything sent before it to them would have.
-    await ok(gql(s.url, LOGIN, { u: alice.username, p: alice.password }));
+    await login(s.url, alice);
     await Promise.all([fresh.nth(1), old.nth(2)]);
     expect(fresh.values).toHaveLength(1);
     expect(old.values).toHaveLength(2);
@@ -137,7 +138,7 @@ describeRedis('typing and sessions on two instances', () => {
     expect(flags(onB.values)).toEqual([true, false, true]);
 
     const sessions = await listen(a, alice, SESSION);
-    await ok(gql(b.url, LOGIN, { u: alice.username, p: alice.password }));
+    await login(b.url, alice);
     await eventually(() => sessions.values.length === 1);
     expect(sessions.values[0].sessionEvent.kind).toBe('NEW_LOGIN');
   });
