@@ -34,7 +34,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     // Twelve more groups with a member on A: their channels hash to slots across the shards.
     const spread: string[] = [];
     for (let i = 0; i < 12; i++) spread.push((await buildGroup(b.url, alice, { name: `spread ${i}` })).id);
-    const channels = [lobby, ...spread].map((g) => `parley.message.added:g:${g}`);
+    const channels = [lobby, ...spread].map((g) => `parley.conv:g:${g}`);
     const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {
       await new Promise((r) => probe.once('ready', r));

@@ -2,37 +2,20 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
+import { Topic, type ConversationScope } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import type { GroupService } from '../group/group.service';
-import { KINDS, scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
-import { payloadToMessageType, toMessageType } from '../message/message.mapper';
-import type { Conversation } from '../message/message.types';
+import { scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
 import { messageRepository } from '../message/message.repository';
 import type { ProjectService } from '../project/project.service';
 import { memberState } from './conversation.events';
-import { conversationRepository, type ConversationRow } from './conversation.repository';
-import { ConversationKind, type ConversationType, type ReadReceiptType } from './conversation.types';
+import { emptyConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
+import { conversationRepository } from './conversation.repository';
+import type { ConversationType, ReadReceiptType } from './conversation.types';
 
 /** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
 const KEY = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
 const RECEIPTS_MAX = 100;
-
-export function rowToConversation(r: ConversationRow): ConversationType {
-  return {
-    id: r.conversation_key,
-    kind: r.kind as ConversationKind,
-    title: r.title ?? '',
-    unreadCount: r.unread_count,
-    lastReadMessageId: r.last_read_message_id,
-    updatedAt: new Date(r.activity_at),
-    groupId: r.group_id,
-    projectId: r.project_id,
-    peerId: r.peer_id,
-    lastMessageId: r.last_message_id,
-    ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
-  };
-}
 
 /** (at, id) order of messages: negative when a comes first. */
 function compare(a: { at: Date; id: string }, b: { at: Date; id: string }): number {
@@ -54,26 +37,6 @@ export class ConversationService {
     if (s.groupId) return this.d.groups.isMemberCached(viewerId, s.groupId);
     if (s.projectId) return this.d.projects.isMemberCached(viewerId, s.projectId);
     return !!s.userIds?.includes(viewerId);
-  }
-
-  /** The viewer's row in a conversationUpdated event, or undefined when it isn't theirs. */
-  rowFor(viewerId: string, p: ConversationUpdatedPayload): ConversationType | undefined {
-    const state = p.members[viewerId];
-    if (!state) return undefined;
-    const [unreadCount, lastReadMessageId, updatedAt, lastMessageId] = state;
-    return {
-      id: p.conversationKey,
-      kind: p.kind as ConversationKind,
-      title: p.titles?.[viewerId] ?? p.title ?? '',
-      unreadCount,
-      lastReadMessageId,
-      updatedAt: new Date(updatedAt),
-      groupId: p.groupId,
-      projectId: p.projectId,
-      peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
-      lastMessageId,
-      ...(p.message && p.message.id === lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
-    };
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
@@ -101,23 +64,7 @@ export class ConversationService {
   async get(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ConversationType> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
     const row = await conversationRepository.row(em, viewerId, conv.key);
-    return row ? rowToConversation(row) : this.empty(conv);
-  }
-
-  private empty(conv: Conversation): ConversationType {
-    return {
-      id: conv.key,
-      kind: KINDS[conv.kind] as ConversationKind,
-      title: conv.title,
-      unreadCount: 0,
-      lastReadMessageId: null,
-      updatedAt: new Date(),
-      groupId: conv.groupId,
-      projectId: conv.projectId,
-      peerId: conv.peerId,
-      lastMessageId: null,
-      lastMessage: null,
-    };
+    return row ? rowToConversation(row) : emptyConversation(conv);
   }
 
   /**
@@ -148,7 +95,7 @@ export class ConversationService {
       const state = await conversationRepository.setMarker(tem, conv.key, viewerId, { ...to, unread });
       return { row: { ...row, ...state }, moved: true };
     });
-    if (!result) return this.empty(conv);
+    if (!result) return emptyConversation(conv);
     const { row, moved } = result;
     if (moved) {
       await this.d.pubsub.publishSafe(Topic.ConversationUpdated, {
@@ -173,6 +120,6 @@ export class ConversationService {
   async receipts(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ReadReceiptType[]> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
     const rows = await conversationRepository.receipts(em, conv.key, viewerId, RECEIPTS_MAX);
-    return rows.map((r) => ({ conversationId: conv.key, userId: r.user_id, lastReadMessageId: r.last_read_message_id, readAt: new Date(r.read_at) }));
+    return rows.map((r) => toReadReceiptType(conv.key, r));
   }
 }
