@@ -190,7 +190,10 @@ export async function listen<T = any>(server: Listenable, user: { token: string 
 
 /** Resolves once `n` subscriptions of root field `field` run on the in-process server `s` (its fan-out's count). */
 export function running(s: { fanout: { active: Record<string, number> } }, field: string, n: number): Promise<void> {
-  return eventually(() => expect(s.fanout.active[field] ?? 0).toBe(n));
+  return eventually(() => {
+    expect(s.fanout.active[field] ?? 0).toBe(n);
+    return true;
+  }).then(() => undefined);
 }
 
 /** The wait for a subscription on a server that cannot say when it runs it (another process). */
@@ -204,18 +207,17 @@ function rootField(query: string): string {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Polls `fn` until it passes or `ms` pass, then throws with its last failure. `fn` is an assertion
- * (calls expect and returns nothing: passes once it stops throwing) or a predicate (passes once it
- * returns something truthy, which eventually() returns: `eventually(() => values.find(...))`).
+ * Polls `fn` until it returns something truthy (which it returns: `eventually(() => values.find(...))`)
+ * or `ms` pass, then throws with its last answer or error: an assertion inside (expect) that fails
+ * is retried, and its message is what the timeout says.
  */
 export async function eventually<T>(fn: () => Promise<T> | T, ms = 5000, every = 20): Promise<T> {
   const end = Date.now() + ms;
   let last: unknown;
   for (;;) {
     try {
-      const asserted = assertionCalls();
       const v = await fn();
-      if (v || (v === undefined && assertionCalls() > asserted)) return v;
+      if (v) return v;
       last = v;
     } catch (e) {
       last = e;
@@ -223,9 +225,4 @@ export async function eventually<T>(fn: () => Promise<T> | T, ms = 5000, every =
     if (Date.now() > end) throw new Error(`condition not met within ${ms} ms: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await sleep(every);
   }
-}
-
-/** The number of expect() calls jest has counted in this test so far (0 outside jest). */
-function assertionCalls(): number {
-  return (globalThis as { expect?: { getState(): { assertionCalls: number } } }).expect?.getState().assertionCalls ?? 0;
 }
