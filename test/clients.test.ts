@@ -5,27 +5,15 @@ import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
-import {
-  GroupsDocument,
-  JoinGroupDocument,
-  LoginDocument,
-  LogoutDocument,
-  MessageAddedDocument,
-  OnlineUsersDocument,
-  PresenceChangedDocument,
-  SendMessageDocument,
-  SignupDocument,
-  type MessageAddedSubscription,
-  type PresenceChangedSubscription,
-} from '../generated/client/graphql';
+import { GroupsDocument, JoinGroupDocument, LoginDocument, LogoutDocument, MessageAddedDocument, OnlineUsersDocument, PresenceChangedDocument, SendMessageDocument, SignupDocument, type MessageAddedSubscription, type PresenceChangedSubscription } from '../generated/client/graphql';
 import diagnostics from 'node:diagnostics_channel';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { joinChat as apolloSnippet } from '../examples/clients/apollo';
 import { joinChat as urqlSnippet } from '../examples/clients/urql';
-import { eventually, gql, ok } from './helpers/graphql';
-import { buildUser, lobbyOf, signup, type TestUser } from './helpers/factories';
+import { eventually } from './helpers/graphql';
+import { buildUser, lobbyOf, signup, type TestUser, sendMessage } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 
 /**
@@ -43,7 +31,6 @@ interface Driver {
 
 type DriverFactory = (s: TestServer, token?: string) => Driver;
 
-const SEND_TO_GROUP = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }';
 const signupAs = (s: TestServer, username: string): Promise<TestUser> => signup(s.url, { username });
 
 const sockets = new Set<WsClient>();
@@ -224,7 +211,7 @@ describe('README client snippets', () => {
         expect((await chat.send('hello from alice')).content).toBe('hello from alice');
         expect(received).toEqual(['hello from alice']);
         await eventually(() => s.fanout.active.messageAdded === 1);
-        await ok(gql(s.url, SEND_TO_GROUP, { g: lobby, c: 'hello from bob' }, bob.token));
+        await sendMessage(s.url, bob.token, { groupId: lobby, content: 'hello from bob' });
         await eventually(() => received.includes('hello from bob'));
 
         // The server goes away and, once the client has been refused, another takes its port: the
@@ -239,11 +226,11 @@ describe('README client snippets', () => {
         } finally {
           refused.stop();
         }
-        await ok(gql(other.url, SEND_TO_GROUP, { g: lobby, c: 'while alice was away' }, bob.token));
+        await sendMessage(other.url, bob.token, { groupId: lobby, content: 'while alice was away' });
         s = await createTestServer({ PORT: String(port) }, { clean: false });
         await eventually(() => received.includes('while alice was away'), 20_000);
         await eventually(() => s.fanout.active.messageAdded === 1, 20_000);
-        await ok(gql(s.url, SEND_TO_GROUP, { g: lobby, c: 'welcome back' }, bob.token));
+        await sendMessage(s.url, bob.token, { groupId: lobby, content: 'welcome back' });
         await eventually(() => received.includes('welcome back'));
         expect((await chat.send('thanks')).content).toBe('thanks');
         // Each message once, in the order they were sent (the live copy of one's own is dropped).

@@ -1,6 +1,6 @@
-import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
 
@@ -29,8 +29,7 @@ describe('conversations', () => {
     await befriend(s.url, alice, bob);
     const lobby = await lobbyOf(s.url, bob.token);
     const g = await group(s.url, alice, 'Team', [bob]);
-    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Apollo") { id } }', {}, alice.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: bob.id }, alice.token));
+    const p = (await buildProject(s.url, alice, { title: 'Apollo', participants: [bob] })).id;
     // A friend without a message yet is not a conversation.
     expect((await conversations(s.url, bob)).edges.map((e: any) => e.node.kind).sort()).toEqual(['GROUP', 'GROUP', 'PROJECT']);
 
@@ -78,8 +77,7 @@ describe('conversations', () => {
   it('should count project messages a member may see: a private message counts for its recipient only', async () => {
     const s = await createTestServer();
     const [owner, ann, ben] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const p = (await ok(gql(s.url, 'mutation { createProject(title: "P") { id } }', {}, owner.token))).createProject.id;
-    for (const u of [ann, ben]) await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
+    const p = (await buildProject(s.url, owner, { participants: [ann, ben] })).id;
     const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
     const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
     const row = async (u: TestUser) => (await ok(gql(s.url, CONVERSATION, { c: { projectId: p } }, u.token))).conversation;
@@ -142,10 +140,19 @@ describe('conversations', () => {
     await receipts.nth(2);
     const listed = (await ok(gql(s.url, RECEIPTS, { c }, alice.token))).readReceipts;
     expect(listed).toEqual([expect.objectContaining({ user: { id: bob.id }, lastReadMessageId: ids[4] })]);
-    await sleep(200);
+    // A new message read as a barrier: once its events arrive, any for the moves that moved nothing would have.
+    const later = await send(s.url, alice.token, { groupId: g, content: 'later' });
+    await ok(gql(s.url, MARK, { c }, bob.token));
+    await receipts.nth(3);
+    await bobDevice.nth(4);
     // The moves that moved nothing told no one.
-    expect(receipts.values).toHaveLength(2);
-    expect(bobDevice.values).toHaveLength(2);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([ids[2], ids[4], later.id]);
+    expect(bobDevice.values.map((v) => [v.conversationUpdated.unreadCount, v.conversationUpdated.lastReadMessageId])).toEqual([
+      [2, ids[2]],
+      [0, ids[4]],
+      [1, ids[4]],
+      [0, later.id],
+    ]);
   });
 
   it("should send the viewer's row on a new message and on a rename", async () => {
@@ -194,8 +201,17 @@ describeRedis('conversations on two instances', () => {
     expect((await sidebar.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { id: m.id } });
     expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 0, lastReadMessageId: m.id });
     expect((await receipts.nth(1)).readReceipt).toMatchObject({ user: { id: bob.id }, lastReadMessageId: m.id });
-    await sleep(300);
-    expect(sidebar.values).toHaveLength(2);
-    expect(receipts.values).toHaveLength(1);
+    // A later message read as a barrier: once its events arrive, a duplicate of the first ones would have.
+    const later = await send(b.url, alice.token, { groupId: g, content: 'later via B' });
+    await ok(gql(b.url, MARK, { c: { groupId: g } }, bob.token));
+    await sidebar.nth(4);
+    await receipts.nth(2);
+    expect(sidebar.values.map((v) => [v.conversationUpdated.unreadCount, v.conversationUpdated.lastMessage.id])).toEqual([
+      [1, m.id],
+      [0, m.id],
+      [1, later.id],
+      [0, later.id],
+    ]);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([m.id, later.id]);
   });
 });

@@ -1,16 +1,16 @@
-import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { signup, lobbyOf } from './helpers/factories';
+import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 describe('subscription fan-out', () => {
   it('should execute each event once per distinct document and variables, and give each its exact result', async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const lobby = await lobbyOf(s.url, a.token);
-    const other = (await ok(gql(s.url, 'mutation { createGroup(name: "Other") { id } }', {}, a.token))).createGroup.id;
+    const other = (await buildGroup(s.url, a)).id;
     const wide = 'subscription { messageAdded { id content sender { id username } } }';
     const narrow = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }';
     const subs = [];
@@ -23,27 +23,27 @@ describe('subscription fan-out', () => {
     await wa.connected;
     const onLobby = subscribe<any>(wa, narrow, { c: { groupId: lobby } });
     const onOther = subscribe<any>(wa, narrow, { c: { groupId: other } });
-    await sleep(150);
+    await running(s, 'messageAdded', 7);
     const before = s.fanout.executions;
-    const sent = (await ok(gql(s.url, SEND, { g: lobby, t: 'hello all' }, a.token))).sendMessage;
+    const sent = await sendMessage(s.url, a.token, { groupId: lobby, content: 'hello all' });
     for (const sub of subs) expect((await sub.nth(1)).messageAdded).toEqual({ id: sent.id, content: 'hello all', sender: { id: a.id, username: a.username } });
     expect(await onLobby.nth(1)).toEqual({ messageAdded: { content: 'hello all' } });
-    await sleep(100);
-    expect(onOther.values).toEqual([]);
     // Seven subscribers, two shapes that received the event: two executions.
     expect(s.fanout.executions - before).toBe(2);
+    // A later message to the other group comes first there: the lobby's never did.
+    await sendMessage(s.url, a.token, { groupId: other, content: 'to other' });
+    expect(await onOther.nth(1)).toEqual({ messageAdded: { content: 'to other' } });
   });
 
   it("should execute per viewer a message document that selects viewer-specific fields (the project's viewerRole)", async () => {
     const s = await createTestServer();
     const [owner, member] = [await signup(s.url), await signup(s.url)];
-    const project = (await ok(gql(s.url, 'mutation { createProject(title: "Roles") { id } }', {}, owner.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: member.id }, owner.token));
+    const project = (await buildProject(s.url, owner, { participants: [member] })).id;
     const roles = 'subscription { messageAdded { content project { id viewerRole } } }';
     const [wo, wm] = [wsClient(s.wsUrl, owner.token), wsClient(s.wsUrl, member.token)];
     await Promise.all([wo.connected, wm.connected]);
     const [so, sm] = [subscribe<any>(wo, roles), subscribe<any>(wm, roles)];
-    await sleep(150);
+    await running(s, 'messageAdded', 2);
     const before = s.fanout.executions;
     await ok(gql(s.url, 'mutation($p: ID!) { sendMessage(input: { projectId: $p, content: "to both" }) { id } }', { p: project }, owner.token));
     expect(await so.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'OWNER' } } });
@@ -62,9 +62,9 @@ describe('subscription fan-out', () => {
       for (let k = 0; k < 30; k++) c.send({ id: `op${k}`, type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
       clients.push(c);
     }
-    await sleep(300);
+    await running(s, 'messageAdded', 300);
     const before = s.fanout.executions;
-    await Promise.all([...Array(5).keys()].map((n) => gql(s.url, SEND, { g: lobby, t: `m${n}` }, a.token)));
+    await Promise.all([...Array(5).keys()].map((n) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `m${n}` } }, a.token)));
     await eventually(async () => clients.every((c) => c.messages.filter((f) => f.type === 'next').length === 150), 10_000);
     // Concurrent sends commit in any order; every subscriber sees the one order they were published in.
     const order = clients[0].messages.filter((f) => f.id === 'op0' && f.type === 'next').map((f) => f.payload.data.messageAdded.content);
@@ -85,15 +85,18 @@ describe('subscription fan-out', () => {
     const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 's1', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 'bad', type: 'subscribe', payload: { query: 'subscription { messageAdded { nope } }' } });
-    await sleep(150);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'one' }, a.token));
-    await sleep(150);
+    await running(s, 'messageAdded', 1);
+    await sendMessage(s.url, a.token, { groupId: lobby, content: 'one' });
+    await eventually(() => c.messages.some((f) => f.id === 's1'));
     expect(c.messages.filter((f) => f.id === 's1')).toEqual([{ id: 's1', type: 'next', payload: { data: { messageAdded: { content: 'one' } } } }]);
     expect(c.messages.find((f) => f.id === 'bad')?.type).toBe('error');
     c.send({ id: 's1', type: 'complete' });
-    await sleep(100);
-    await ok(gql(s.url, SEND, { g: lobby, t: 'two' }, a.token));
-    await sleep(150);
+    await running(s, 'messageAdded', 0);
+    // Another subscription as a barrier: once it has 'two', a still running s1 would have it too.
+    c.send({ id: 's3', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    await running(s, 'messageAdded', 1);
+    await sendMessage(s.url, a.token, { groupId: lobby, content: 'two' });
+    await eventually(() => c.messages.some((f) => f.id === 's3' && f.type === 'next'));
     expect(c.messages.filter((f) => f.id === 's1')).toHaveLength(1);
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     c.send({ id: 's2', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
@@ -107,14 +110,14 @@ describe('subscription fan-out', () => {
     const lobby = await lobbyOf(s.url, a.token);
     const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
-    await sleep(150);
+    await running(s, 'messageAdded', 1);
     // Stop reading: the kernel buffers fill, then the server's.
     (c.socket as any)._socket.pause();
     const big = 'x'.repeat(3900);
     let code: number | undefined;
     void c.closed.then((x) => (code = x.code));
     for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
-      await Promise.all([...Array(10).keys()].map((k) => gql(s.url, SEND, { g: lobby, t: `${i + k} ${big}` }, a.token)));
+      await Promise.all([...Array(10).keys()].map((k) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `${i + k} ${big}` } }, a.token)));
     }
     expect(s.fanout.slowConsumersClosed).toBe(1);
     (c.socket as any)._socket.resume();

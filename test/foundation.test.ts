@@ -89,10 +89,10 @@ describe('foundation', () => {
   });
 
   it('should shut down on SIGTERM: sockets closed with 1001, exit 0', async () => {
-    const p = runParley({});
-    const url = await p.listening;
-    const user = await signup(url);
-    const ws = new WebSocket(url.replace('http', 'ws'), 'graphql-transport-ws');
+    const s = await createTestServer({ NODE_ENV: 'production' }, { spawn: true });
+    const p = s.process;
+    const user = await signup(s.url);
+    const ws = new WebSocket(s.wsUrl, 'graphql-transport-ws');
     await new Promise((r) => ws.once('open', r));
     ws.send(JSON.stringify({ type: 'connection_init', payload: { token: user.token } }));
     await new Promise((r) => ws.once('message', r));
@@ -109,19 +109,17 @@ describe('foundation', () => {
     chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when we are root
     const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(await sparePorts()) };
     try {
-      const first = runParley(env);
-      const url1 = await first.listening;
-      expect(first.output().stdout).toMatch(/database: embedded/);
-      const user = await signup(url1);
-      first.child.kill('SIGTERM');
-      expect(await first.exited).toBe(0);
+      const first = await createTestServer(env, { clean: false, spawn: true, captureLogs: true });
+      expect(first.logs.find((l) => l.json.url)?.json.database).toMatch(/^embedded /);
+      const user = await signup(first.url);
+      await first.dispose();
+      expect(await first.process.exited).toBe(0);
 
-      const second = runParley(env);
-      const url2 = await second.listening;
-      const login = await ok(gql(url2, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
+      const second = await createTestServer(env, { clean: false, spawn: true });
+      const login = await ok(gql(second.url, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
       expect(login.login.user.id).toBe(user.id);
-      second.child.kill('SIGTERM');
-      expect(await second.exited).toBe(0);
+      await second.dispose();
+      expect(await second.process.exited).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parse, print, separateOperations, type OperationDefinitionNode, type TypeNode } from 'graphql';
 import WebSocket from 'ws';
-import { gql, ok, sleep } from './helpers/graphql';
+import { eventually, gql, ok, sleep } from './helpers/graphql';
 import { buildGroup, befriend, signup, type TestUser } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 import { HOSTILE_STRINGS, sql } from './helpers/db';
@@ -418,7 +418,8 @@ describe('fuzz', () => {
     const leaked = await sql(db, "select count(*)::int as n from messages where sender_id = $1 and (group_id = $2 or recipient_id = any($3::uuid[]))", [attacker.id, group, victimIds]);
     expect(leaked[0].n).toBe(0);
 
-    await sleep(200);
+    // Measured once the fuzz's subscriptions are released.
+    await eventually(() => Object.values(s.fanout.active).every((n) => n === 0));
     const heapAfter = heapAfterGc(gc);
     const grownMb = (heapAfter - heapBaseline) / 1024 / 1024;
     process.stdout.write(

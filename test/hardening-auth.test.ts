@@ -1,10 +1,10 @@
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
-import { signup, SIGNUP, buildUser, lobbyOf } from './helpers/factories';
+import { attempt, request, signup, buildUser, lobbyOf } from './helpers/factories';
+import { LoginDocument, SignupDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { createTestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
 
 const ME = '{ me { id } }';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const DELETE = 'mutation($p: String!) { deleteAccount(password: $p) }';
 const BEFRIEND = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id from { id } to { id } } }';
 const ACCEPT = 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id status } }';
@@ -14,8 +14,6 @@ const RENAME_GROUP = 'mutation($g: ID!, $n: String!) { renameGroup(groupId: $g, 
 const CREATE_PROJECT = 'mutation($t: String!) { createProject(title: $t) { id title } }';
 const RENAME_PROJECT = 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id title } }';
 const PROFILE = 'mutation($d: String) { updateProfile(displayName: $d) { displayName } }';
-const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id content attachment { fileName } } }';
-const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { id content } } } }';
 
 /** Requests from a given client address (the server trusts X-Forwarded-For in these tests). */
 const from = (ip: string) => ({ 'x-forwarded-for': ip });
@@ -25,13 +23,13 @@ describe('password checks', () => {
     const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
     const u = await signup(s.url);
     // Two wrong logins and one wrong deleteAccount use up the three allowed from this address.
-    for (const p of ['wrong-pass-1', 'wrong-pass-2']) expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p }))).toBe('UNAUTHENTICATED');
+    for (const p of ['wrong-pass-1', 'wrong-pass-2']) expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: p }))).toBe('UNAUTHENTICATED');
     expect(codeOf(await gql(s.url, DELETE, { p: 'wrong-pass-3' }, u.token))).toBe('BAD_USER_INPUT');
     // A stolen token can't keep guessing: the fourth check is refused before the password is tried.
     const blocked = await gql(s.url, DELETE, { p: u.password }, u.token);
     expect(codeOf(blocked)).toBe('RATE_LIMITED');
     expect(blocked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
-    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }))).toBe('RATE_LIMITED');
+    expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: u.password }))).toBe('RATE_LIMITED');
     // Nothing was deleted.
     expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
   });
@@ -48,12 +46,12 @@ describe('password checks', () => {
     const s = await createTestServer({ TRUST_PROXY: 'true' });
     const u = await signup(s.url);
     const codes: (string | undefined)[] = [];
-    for (let i = 0; i < 12; i++) codes.push(codeOf(await gql(s.url, LOGIN, { u: u.username, p: `guess-number-${i}` }, undefined, from('203.0.113.9'))));
+    for (let i = 0; i < 12; i++) codes.push(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: `guess-number-${i}` }, undefined, from('203.0.113.9'))));
     // The attacker's own address is stopped after LOGIN_MAX_FAILURES_PER_USER_IP (default 10)…
     expect(codes).toEqual([...Array(10).fill('UNAUTHENTICATED'), 'RATE_LIMITED', 'RATE_LIMITED']);
     // …and the owner, elsewhere, still gets in, also with the name in another case.
-    await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('198.51.100.7')));
-    await ok(gql(s.url, LOGIN, { u: u.username.toUpperCase(), p: u.password }, undefined, from('198.51.100.7')));
+    await request(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, from('198.51.100.7'));
+    await request(s.url, LoginDocument, { username: u.username.toUpperCase(), password: u.password }, undefined, from('198.51.100.7'));
   });
 
   it('should still lock an account from everywhere at LOGIN_MAX_FAILURES_PER_USER', async () => {
@@ -62,11 +60,11 @@ describe('password checks', () => {
     const other = await signup(s.url);
     // Five guesses spread over three addresses, none of which reaches its own limit of 2 at the end…
     for (const ip of ['10.0.0.1', '10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.3']) {
-      expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: 'not-the-password' }, undefined, from(ip)))).toBe('UNAUTHENTICATED');
+      expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: 'not-the-password' }, undefined, from(ip)))).toBe('UNAUTHENTICATED');
     }
     // …use up the account's count: refused from a fresh address too, for this account only.
-    expect(codeOf(await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, from('10.0.0.9')))).toBe('RATE_LIMITED');
-    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }, undefined, from('10.0.0.9')));
+    expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, from('10.0.0.9')))).toBe('RATE_LIMITED');
+    await request(s.url, LoginDocument, { username: other.username, password: other.password }, undefined, from('10.0.0.9'));
   });
 });
 
@@ -93,14 +91,14 @@ describe('ids', () => {
     const sub = subscribe(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', { c: { userId: A } });
     // A subscription is live once a message sent after it arrives; poll with messages until one does.
     await eventually(async () => {
-      await ok(gql(s.url, SEND, { input: { toUserId: B, content: 'ping' } }, a.token));
+      await request(s.url, SendMessageDocument, { input: { toUserId: B, content: 'ping' } }, a.token);
       return sub.values.length > 0;
     });
-    const sent = (await ok(gql(s.url, SEND, { input: { toUserId: B, content: 'upper-cased dm' } }, a.token))).sendMessage;
+    const sent = (await request(s.url, SendMessageDocument, { input: { toUserId: B, content: 'upper-cased dm' } }, a.token)).sendMessage;
     await eventually(() => sub.values.some((v: any) => v.messageAdded.content === 'upper-cased dm'));
     // It is stored in the one conversation both read, whichever spelling they use.
     for (const [u, peer] of [[a, b.id], [a, B], [b, a.id], [b, A]] as const) {
-      const h = await ok(gql(s.url, HISTORY, { c: { userId: peer } }, u.token));
+      const h = await request(s.url, HistoryDocument, { conversation: { userId: peer } }, u.token);
       expect(h.history.edges.map((e: any) => e.node.id)).toContain(sent.id);
     }
     // Other ids: a group by an upper-cased id answers with the stored spelling.
@@ -185,13 +183,13 @@ describe('text rules', () => {
     const before = await snapshot(s.env.DATABASE_URL!);
     for (const bad of SPOOFS) {
       const attempts: [string, Promise<GqlResult>][] = [
-        ['signup displayName', gql(s.url, SIGNUP, { ...buildUser(), displayName: bad })],
+        ['signup displayName', attempt(s.url, SignupDocument, { ...buildUser(), displayName: bad })],
         ['updateProfile', gql(s.url, PROFILE, { d: bad }, u.token)],
         ['createGroup', gql(s.url, CREATE_GROUP, { n: bad }, u.token)],
         ['renameGroup', gql(s.url, RENAME_GROUP, { g: group, n: bad }, u.token)],
         ['createProject', gql(s.url, CREATE_PROJECT, { t: bad }, u.token)],
         ['renameProject', gql(s.url, RENAME_PROJECT, { p: project, t: bad }, u.token)],
-        ['signup username', gql(s.url, SIGNUP, { ...buildUser(), username: `user${bad}` })],
+        ['signup username', attempt(s.url, SignupDocument, { ...buildUser(), username: `user${bad}` })],
       ];
       for (const [what, p] of attempts) expect([what, JSON.stringify(bad), codeOf(await p)]).toEqual([what, JSON.stringify(bad), 'BAD_USER_INPUT']);
     }
@@ -202,7 +200,7 @@ describe('text rules', () => {
     const s = await createTestServer();
     const u = await signup(s.url);
     for (const good of GOOD) {
-      expect((await ok(gql(s.url, SIGNUP, { ...buildUser(), displayName: good }))).signup.user.displayName).toBe(good);
+      expect((await request(s.url, SignupDocument, { ...buildUser(), displayName: good })).signup.user.displayName).toBe(good);
       expect((await ok(gql(s.url, PROFILE, { d: good }, u.token))).updateProfile.displayName).toBe(good);
       expect((await ok(gql(s.url, CREATE_GROUP, { n: good }, u.token))).createGroup.name).toBe(good);
       expect((await ok(gql(s.url, CREATE_PROJECT, { t: good }, u.token))).createProject.title).toBe(good);
@@ -216,11 +214,11 @@ describe('text rules', () => {
     const text = (fileName: string) => ({ groupId: lobby, attachment: { fileName, base64: Buffer.from('hello').toString('base64') } });
     const before = await snapshot(s.env.DATABASE_URL!);
     for (const fileName of ['invoice\u202Efdp.txt', 'report\u200B.txt', '\u3164.txt', 'a\u2066b\u2069.txt']) {
-      const r = await gql(s.url, SEND, { input: text(fileName) }, u.token);
+      const r = await attempt(s.url, SendMessageDocument, { input: text(fileName) }, u.token);
       expect([fileName, codeOf(r), r.errors?.[0].extensions?.field]).toEqual([fileName, 'BAD_USER_INPUT', 'attachment.fileName']);
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
-    expect((await ok(gql(s.url, SEND, { input: text('日本語 📄.txt') }, u.token))).sendMessage.attachment.fileName).toBe('日本語 📄.txt');
+    expect((await request(s.url, SendMessageDocument, { input: text('日本語 📄.txt') }, u.token)).sendMessage.attachment!.fileName).toBe('日本語 📄.txt');
   });
 
   it('should refuse a message that shows nothing, and keep emoji and scripts in messages', async () => {
@@ -229,10 +227,10 @@ describe('text rules', () => {
     const lobby = await lobbyOf(s.url, u.token);
     const before = await snapshot(s.env.DATABASE_URL!);
     for (const content of ['\u200B', '\u200B\u200C\u200D\u2060', '\u3164 \u3164', '\u{E0041}\u{E0020}']) {
-      const r = await gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token);
+      const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content } }, u.token);
       expect([JSON.stringify(content), codeOf(r)]).toEqual([JSON.stringify(content), 'BAD_USER_INPUT']);
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
-    for (const content of [...GOOD, 'hi\u200B']) expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, content } }, u.token))).sendMessage.content).toBe(content);
+    for (const content of [...GOOD, 'hi\u200B']) expect((await request(s.url, SendMessageDocument, { input: { groupId: lobby, content } }, u.token)).sendMessage.content).toBe(content);
   });
 });

@@ -3,7 +3,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { codeOf, gql, ok, wsClient, type GqlResult, type WsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { lobbyOf, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, signup, type TestUser, attempt, request } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { encodeCursor } from '../src/shared/graphql/connection';
 
 // A full collection on demand, so a heap figure counts what is retained, not garbage not yet collected.
@@ -41,7 +42,6 @@ function wsExecute(w: WsClient, query: string, variables?: Record<string, unknow
   });
 }
 
-const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id attachment { id size url } } }';
 const PNG_HEADER = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
 
 /** A .png of exactly `size` bytes (signature, then filler) whose bytes are not all alike. */
@@ -144,7 +144,7 @@ describe('attachment data per response (issue 15, item 2)', () => {
     const u = await signup(s.url);
     const lobby = await lobbyOf(s.url, u.token);
     for (let i = 0; i < count; i++) {
-      await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: `f${i}.png`, base64: png(PER_FILE).toString('base64') } } }, u.token));
+      await request(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: `f${i}.png`, base64: png(PER_FILE).toString('base64') } } }, u.token);
     }
     return { s, u, c: { groupId: lobby } };
   }
@@ -194,20 +194,20 @@ describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
     const max = s.env.ATTACHMENT_MAX_BYTES;
     expect(max).toBe(5 * MB);
     const file = png(max);
-    const sent = await gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'big.png', base64: file.toString('base64') } } }, u.token);
+    const sent = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'big.png', base64: file.toString('base64') } } }, u.token);
     expect(sent.errors).toBeUndefined();
-    expect(sent.data.sendMessage.attachment.size).toBe(max);
+    expect(sent.data!.sendMessage.attachment!.size).toBe(max);
     // Inside the range where the old check overflowed the stack.
     const mid = png(4 * MB);
-    expect((await gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'mid.png', base64: mid.toString('base64') } } }, u.token)).errors).toBeUndefined();
+    expect((await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'mid.png', base64: mid.toString('base64') } } }, u.token)).errors).toBeUndefined();
 
     const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 1) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, u.token));
     expect(Buffer.from(h.history.edges[0].node.attachment.base64, 'base64').equals(mid)).toBe(true);
-    const res = await fetch(new URL(sent.data.sendMessage.attachment.url, s.url), { headers: { authorization: `Bearer ${u.token}` } });
+    const res = await fetch(new URL(sent.data!.sendMessage.attachment!.url, s.url), { headers: { authorization: `Bearer ${u.token}` } });
     expect(res.status).toBe(200);
     expect(Buffer.from(await res.arrayBuffer()).equals(file)).toBe(true);
 
-    const over = await gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'over.png', base64: png(max + 1).toString('base64') } } }, u.token);
+    const over = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'over.png', base64: png(max + 1).toString('base64') } } }, u.token);
     expect(codeOf(over)).toBe('PAYLOAD_TOO_LARGE');
   });
 
@@ -217,11 +217,11 @@ describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
     const lobby = await lobbyOf(s.url, u.token);
     const text = Buffer.from(`${'é'.repeat(s.env.ATTACHMENT_MAX_BYTES / 2 - 1)}\n`);
     expect(text.length).toBe(s.env.ATTACHMENT_MAX_BYTES - 1);
-    const sent = await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'notes.txt', base64: text.toString('base64') } } }, u.token));
-    const res = await fetch(new URL(sent.sendMessage.attachment.url, s.url), { headers: { authorization: `Bearer ${u.token}` } });
+    const sent = await request(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'notes.txt', base64: text.toString('base64') } } }, u.token);
+    const res = await fetch(new URL(sent.sendMessage.attachment!.url, s.url), { headers: { authorization: `Bearer ${u.token}` } });
     expect(Buffer.from(await res.arrayBuffer()).equals(text)).toBe(true);
     const binary = Buffer.concat([text.subarray(0, -1), Buffer.from([0x00])]);
-    const r = await gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'notes.txt', base64: binary.toString('base64') } } }, u.token);
+    const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'notes.txt', base64: binary.toString('base64') } } }, u.token);
     expect([codeOf(r), r.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', "The file's content is not a .txt file."]);
   });
 
@@ -242,7 +242,7 @@ describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
     ];
     expect(bad[3]).not.toBe(good);
     for (const base64 of bad) {
-      const r = await gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'x.png', base64 } } }, u.token);
+      const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'x.png', base64 } } }, u.token);
       expect([codeOf(r), r.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'attachment.base64']);
     }
     const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }', { c: { groupId: lobby } }, u.token));
@@ -256,10 +256,9 @@ describe('hostile cursors (issue 15, item 7)', () => {
     const a = await signup(s.url);
     const b = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
-    for (let i = 0; i < 3; i++) await ok(gql(s.url, SEND, { input: { groupId: lobby, content: `m${i}` } }, a.token));
+    for (let i = 0; i < 3; i++) await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: `m${i}` } }, a.token);
     await ok(gql(s.url, 'mutation { g1: createGroup(name: "alpha") { id } g2: createGroup(name: "beta") { id } }', {}, a.token));
-    const project = (await ok(gql(s.url, 'mutation { createProject(title: "P") { id } }', {}, a.token))).createProject.id;
-    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: b.id }, a.token));
+    const project = (await buildProject(s.url, a, { participants: [b] })).id;
     await ok(gql(s.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "Q") { id } }', { p: project }, a.token));
     return { s, a, b, lobby };
   }

@@ -5,15 +5,15 @@ import { loadEnv } from '../src/config/env';
 import { createSchema } from '../src/graphql/schema';
 import { documentLimits } from '../src/graphql/limits';
 import { bodyLimit } from '../src/server';
-import { codeOf, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
-import { signup, SIGNUP, buildUser, type TestUser, lobbyOf } from './helpers/factories';
+import { codeOf, eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
+import { attempt, signup, buildUser, type TestUser, lobbyOf, login, request, buildGroup } from './helpers/factories';
+import { LoginDocument, SignupDocument, SendMessageDocument } from '../generated/client/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { snapshot } from './helpers/db';
 import { initialized, raw } from './helpers/raw-socket';
 
 const ME = '{ me { id } }';
 const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
 
 describe('document limits', () => {
@@ -135,7 +135,7 @@ describe('size limits', () => {
     const lobby = await lobbyOf(s.url, u.token);
     const limit = bodyLimit(s.env);
     const biggest = Buffer.alloc(30000, 'a').toString('base64');
-    await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'big.txt', base64: biggest } } }, u.token));
+    await request(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'big.txt', base64: biggest } } }, u.token);
 
     const before = await snapshot(s.env.DATABASE_URL!);
     const res = await fetch(s.url, {
@@ -178,10 +178,11 @@ describe('WebSocket limits', () => {
     expect(err.payload[0].extensions.code).toBe('RATE_LIMITED');
     expect(w.messages.filter((m) => m.type === 'error')).toEqual([]);
     w.send({ id: 's1', type: 'complete' });
-    await sleep(100);
+    await running(s, 'groupEvent', 49);
     w.send({ id: 's52', type: 'subscribe', payload: { query: GROUP_EVENTS } });
+    await running(s, 'groupEvent', 50);
     // s52 is live: a public group created now reaches it.
-    await ok(gql(s.url, 'mutation { createGroup(name: "limits") { id } }', {}, u.token));
+    await buildGroup(s.url, u, { name: 'limits' });
     const next = await w.next('next', 's52');
     expect(next.payload.data.groupEvent.kind).toBe('CREATED');
   });
@@ -200,8 +201,13 @@ describe('WebSocket limits', () => {
     await initialized(s.wsUrl, other.token);
     sockets[0].socket.close(1000);
     await sockets[0].closed;
-    await sleep(50);
-    await initialized(s.wsUrl, u.token);
+    // Acknowledged once the server has counted the close (until then it refuses with 1013).
+    await eventually(async () => {
+      const r = raw(s.wsUrl);
+      await r.opened;
+      r.send({ type: 'connection_init', payload: { token: u.token } });
+      return Promise.race([r.next('connection_ack').then(() => true), r.closed.then(() => false)]);
+    });
     expect(sockets.slice(1).every((r) => r.socket.readyState === WebSocket.OPEN)).toBe(true);
   });
 
@@ -211,8 +217,7 @@ describe('WebSocket limits', () => {
     const w = await initialized(s.wsUrl, u.token);
     let pings = 0;
     w.socket.on('ping', () => pings++);
-    await sleep(700);
-    expect(pings).toBeGreaterThanOrEqual(2);
+    await eventually(() => pings >= 2);
     expect(w.socket.readyState).toBe(WebSocket.OPEN);
   });
 });
@@ -268,9 +273,9 @@ describe('rate limits', () => {
     const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '3/1m' });
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const lobby = await lobbyOf(s.url, a.token);
-    for (let i = 0; i < 3; i++) await ok(gql(s.url, SEND, { input: { groupId: lobby, content: `m${i}` } }, a.token));
+    for (let i = 0; i < 3; i++) await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: `m${i}` } }, a.token);
     const before = await snapshot(s.env.DATABASE_URL!);
-    const r = await gql(s.url, SEND, { input: { groupId: lobby, content: 'too many' } }, a.token);
+    const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'too many' } }, a.token);
     expect(codeOf(r)).toBe('RATE_LIMITED');
     expect(r.errors![0].extensions!.retryAfter).toBeGreaterThanOrEqual(1);
     expect(r.errors![0].extensions!.retryAfter).toBeLessThanOrEqual(60);
@@ -280,7 +285,7 @@ describe('rate limits', () => {
     w.send({ id: 'm', type: 'subscribe', payload: { query: SEND, variables: { input: { groupId: lobby, content: 'via ws' } } } });
     const next = await w.next('next', 'm');
     expect(next.payload.errors[0].extensions.code).toBe('RATE_LIMITED');
-    await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'b is fine' } }, b.token));
+    await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'b is fine' } }, b.token);
   });
 
   it('should limit signups per address', async () => {
@@ -288,7 +293,7 @@ describe('rate limits', () => {
     await signup(s.url);
     await signup(s.url);
     const before = await snapshot(s.env.DATABASE_URL!);
-    const r = await gql(s.url, SIGNUP, buildUser());
+    const r = await attempt(s.url, SignupDocument, buildUser());
     expect(codeOf(r)).toBe('RATE_LIMITED');
     expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(60);
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
@@ -297,8 +302,8 @@ describe('rate limits', () => {
   it('should limit login attempts per address, successful ones included', async () => {
     const s = await createTestServer({ RATE_LIMIT_LOGIN: '3/1h' });
     const u = await signup(s.url);
-    for (let i = 0; i < 3; i++) await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }));
-    const r = await gql(s.url, LOGIN, { u: u.username, p: u.password });
+    for (let i = 0; i < 3; i++) await login(s.url, u);
+    const r = await attempt(s.url, LoginDocument, { username: u.username, password: u.password });
     expect(codeOf(r)).toBe('RATE_LIMITED');
     expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
     expect(r.data?.login).toBeFalsy();
@@ -326,14 +331,14 @@ describeRedis('rate limits across instances', () => {
     const b = await createTestServer(overrides, { clean: false });
     const u = await signup(a.url);
     const lobby = await lobbyOf(a.url, u.token);
-    await ok(gql(a.url, SEND, { input: { groupId: lobby, content: '1' } }, u.token));
-    await ok(gql(b.url, SEND, { input: { groupId: lobby, content: '2' } }, u.token));
-    await ok(gql(a.url, SEND, { input: { groupId: lobby, content: '3' } }, u.token));
-    expect(codeOf(await gql(b.url, SEND, { input: { groupId: lobby, content: '4' } }, u.token))).toBe('RATE_LIMITED');
-    expect(codeOf(await gql(a.url, SEND, { input: { groupId: lobby, content: '5' } }, u.token))).toBe('RATE_LIMITED');
+    await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: '1' } }, u.token);
+    await request(b.url, SendMessageDocument, { input: { groupId: lobby, content: '2' } }, u.token);
+    await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: '3' } }, u.token);
+    expect(codeOf(await attempt(b.url, SendMessageDocument, { input: { groupId: lobby, content: '4' } }, u.token))).toBe('RATE_LIMITED');
+    expect(codeOf(await attempt(a.url, SendMessageDocument, { input: { groupId: lobby, content: '5' } }, u.token))).toBe('RATE_LIMITED');
 
     await signup(b.url);
     await signup(a.url); // the third signup from this address
-    expect(codeOf(await gql(b.url, SIGNUP, buildUser()))).toBe('RATE_LIMITED');
+    expect(codeOf(await attempt(b.url, SignupDocument, buildUser()))).toBe('RATE_LIMITED');
   });
 });

@@ -1,9 +1,9 @@
 import { codeOf, eventually, gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { lobbyOf, signup } from './helpers/factories';
+import { lobbyOf, signup, attempt, sendMessage } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { proxiedDatabase } from './helpers/tcp-proxy';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 const LOBBY = '{ groups(first: 100) { edges { node { id isLobby } } } }';
 
 describe('PostgreSQL outage', () => {
@@ -14,13 +14,13 @@ describe('PostgreSQL outage', () => {
       const base = s.url.replace('/graphql', '');
       const alice = await signup(s.url);
       const lobby = await lobbyOf(s.url, alice.token);
-      await ok(gql(s.url, SEND, { g: lobby, t: 'before' }, alice.token));
+      await sendMessage(s.url, alice.token, { groupId: lobby, content: 'before' });
 
       await proxy.cut();
       // Every kind of operation answers at once with the code, none hangs.
       const attempts = [
         () => gql(s.url, LOBBY, {}, alice.token),
-        () => gql(s.url, SEND, { g: lobby, t: 'during' }, alice.token),
+        () => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'during' } }, alice.token),
         () => gql(s.url, 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { token } }', { u: 'pgdown_user', p: 'a long enough password' }),
         () => gql(s.url, '{ me { id username } }', {}, alice.token),
       ];
@@ -37,7 +37,7 @@ describe('PostgreSQL outage', () => {
       await proxy.restore();
       // Back by itself: no restart, the same token, and nothing sent during the outage was stored.
       await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 10_000);
-      await ok(gql(s.url, SEND, { g: lobby, t: 'after' }, alice.token));
+      await sendMessage(s.url, alice.token, { groupId: lobby, content: 'after' });
       const history = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { content } } } }', { g: lobby }, alice.token));
       expect(history.history.edges.map((e: any) => e.node.content)).toEqual(['before', 'after']);
     } finally {

@@ -1,12 +1,11 @@
-import { codeOf, eventually, gql, ok, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
-import { signup, type TestUser } from './helpers/factories';
+import { buildConnectedUser as control, signup, type TestUser, login } from './helpers/factories';
 import { sql } from './helpers/db';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { runParley } from './helpers/process';
 import { describeNeeding, tools } from './helpers/tools';
 
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
 const ONLINE_USERS = 'query($first: Int, $after: String) { onlineUsers(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id status } } } }';
@@ -14,13 +13,21 @@ const PRESENCE = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { s
 
 type Event = { presenceChanged: { status: string; lastSeenAt: string | null; user: { id: string } } };
 
+/** What a page reload takes between closing its socket and opening the next (well within the grace periods below). */
+const RELOAD_MS = 200;
+/** Heartbeats a quarter of PRESENCE_TIMEOUT apart (1 s in that test) keep a user ONLINE. */
+const HEARTBEAT_MS = 250;
+
 /** A watcher's presenceChanged subscription (optionally narrowed), ready once it returns. */
-async function watch(s: TestServer, watcher: TestUser, ids?: string[]): Promise<Subscription<Event>> {
-  const w = wsClient(s.wsUrl, watcher.token);
-  await w.connected;
-  const sub = subscribe<Event>(w, PRESENCE, ids ? { ids } : undefined);
-  await sleep(150);
-  return sub;
+function watch(s: TestServer, watcher: TestUser, ids?: string[]): Promise<Subscription<Event>> {
+  return listen<Event>(s, watcher, PRESENCE, ids ? { ids } : {});
+}
+
+/** Resolves once `n` more presence sweeps have run on `servers` together: one started after this call at least, with n = 2. */
+async function sweepsRun(servers: TestServer[], n = 2): Promise<void> {
+  const ran = () => servers.reduce((k, x) => k + x.services.presence.sweeps.length, 0);
+  const start = ran();
+  await eventually(() => ran() >= start + n, 10_000);
 }
 
 /** "<userId> <STATUS>" for each event, in order. */
@@ -28,10 +35,6 @@ const seen = (sub: Subscription<Event>) => sub.values.map((v) => `${v.presenceCh
 
 async function statusOf(s: TestServer, viewer: TestUser, id: string): Promise<{ status: string; lastSeenAt: string | null }> {
   return (await ok(gql(s.url, STATUS, { id }, viewer.token))).userStatus;
-}
-
-async function login(s: TestServer, u: TestUser): Promise<string> {
-  return (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
 }
 
 async function lastSeenInDb(s: TestServer, id: string): Promise<Date | null> {
@@ -53,18 +56,6 @@ async function rowVersions(databaseUrl: string): Promise<Record<string, string>>
   return out;
 }
 
-/** Parley in a child process, as `npm start` runs it, so that it can be killed without a goodbye. */
-async function spawnInstance(env: Overrides): Promise<{ url: string; wsUrl: string; kill(): Promise<void> }> {
-  const p = runParley({ NODE_ENV: 'test', ...env });
-  const url = (await p.listening).replace('localhost', '127.0.0.1');
-  const kill = async () => {
-    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-    p.child.kill('SIGKILL');
-    await p.exited;
-  };
-  return { url, wsUrl: url.replace('http', 'ws'), kill };
-}
-
 /** The sweep's summary line (a Redis warning logged while it disconnects may come after it). */
 const summaryOf = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => 'expired' in l).pop();
 
@@ -81,7 +72,7 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
   (_kind, store) => {
     it('should go ONLINE on login and OFFLINE on logout, publishing each transition once with lastSeenAt persisted', async () => {
       const s = await createTestServer({ ...store });
-      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];
       expect(await statusOf(s, watcher, u.id)).toMatchObject({ status: 'ONLINE' });
       const events = await watch(s, watcher);
       const before = Date.now();
@@ -91,78 +82,88 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect(offline.status).toBe('OFFLINE');
       expect(new Date(offline.lastSeenAt!).getTime()).toBeGreaterThanOrEqual(before - 5);
       expect((await lastSeenInDb(s, u.id))!.toISOString()).toBe(offline.lastSeenAt);
-      const token = await login(s, u);
+      const token = await login(s.url, u);
       await events.nth(2);
       // Activity of an ONLINE user changes nothing.
       await ok(gql(s.url, HEARTBEAT, {}, token));
       await ok(gql(s.url, '{ me { id } }', {}, token));
-      await sleep(300);
-      expect(seen(events)).toEqual([`${u.id} OFFLINE`, `${u.id} ONLINE`]);
+      // Another user's logout as a barrier: once its OFFLINE arrives, an event for that activity would have.
+      await ok(gql(s.url, 'mutation { logout }', {}, other.token));
+      await events.nth(3);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`, `${u.id} ONLINE`, `${other.id} OFFLINE`]);
       expect(events.values[0].presenceChanged.lastSeenAt).toBe(offline.lastSeenAt);
       expect(await statusOf(s, watcher, u.id)).toMatchObject({ status: 'ONLINE' });
     });
 
     it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
-      const [u, watcher] = [await signup(s.url), await signup(s.url)];
-      const phone = await login(s, u);
-      const events = await watch(s, watcher, [u.id]);
-      // Another token used recently keeps the user ONLINE.
+      const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      const phone = await login(s.url, u);
+      const ctl = await control(s.url, [s]);
+      const events = await watch(s, watcher, [u.id, other.id, ctl.user.id]);
+      // Another token used recently keeps the user ONLINE (a logout decides at once).
       await ok(gql(s.url, 'mutation { logout }', {}, u.token));
-      await sleep(300);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
       // So does a live socket of another session, even once that session's token is gone.
-      const laptop = await login(s, u);
+      const laptop = await login(s.url, u);
       // graphql-ws reports the coming 4403 with console.error, taken when the client is created.
       const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
       const socket = wsClient(s.wsUrl, laptop);
       await socket.connected;
       await ok(gql(s.url, 'mutation { logout }', {}, phone));
-      await sleep(300);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
-      expect(events.values).toEqual([]);
-      // The last session's logout closes its socket and takes the user OFFLINE, once.
+      // Another user's logout as a barrier: once its OFFLINE arrives, one for the user would have.
+      await ok(gql(s.url, 'mutation { logout }', {}, other.token));
+      await events.nth(1);
+      expect(seen(events)).toEqual([`${other.id} OFFLINE`]);
+      // The last session's logout closes its socket and takes the user OFFLINE, once: the socket's
+      // grace period after it publishes nothing more (the control's, started after it, ends after it).
       await ok(gql(s.url, 'mutation { logout }', {}, laptop));
       expect((await socket.closed).code).toBe(4403);
-      await events.nth(1);
-      await sleep(600);
+      await ctl.close();
+      await events.nth(3, 3000);
       quiet.mockRestore();
-      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect(seen(events)).toEqual([`${other.id} OFFLINE`, `${u.id} OFFLINE`, `${ctl.user.id} OFFLINE`]);
     });
 
     it("should go OFFLINE a grace period after the user's last socket closes, and not before", async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '600ms' });
       const [u, watcher] = [await signup(s.url), await signup(s.url)];
-      const events = await watch(s, watcher, [u.id]);
+      const [first, second] = [await control(s.url, [s]), await control(s.url, [s])];
+      const events = await watch(s, watcher, [u.id, first.user.id, second.user.id]);
       const [tab1, tab2] = [wsClient(s.wsUrl, u.token), wsClient(s.wsUrl, u.token)];
       await Promise.all([tab1.connected, tab2.connected]);
-      await tab1.dispose();
-      await sleep(900);
+      // One tab of two closes, with the first control's only socket: past its grace, the user is still ONLINE.
+      await Promise.all([tab1.dispose(), first.close()]);
+      await events.nth(1, 3000);
+      expect(seen(events)).toEqual([`${first.user.id} OFFLINE`]);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
       const closedAt = Date.now();
-      await tab2.dispose();
-      await sleep(300);
+      await Promise.all([tab2.dispose(), second.close()]);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
-      const offline = await events.nth(1, 3000);
+      await eventually(() => seen(events).includes(`${u.id} OFFLINE`), 3000);
       expect(Date.now() - closedAt).toBeGreaterThanOrEqual(550);
-      expect(offline.presenceChanged.status).toBe('OFFLINE');
-      await sleep(500);
-      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      // Once the second control's grace (started with the user's) is over too, nothing more came for the user.
+      await events.nth(3, 3000);
+      expect(seen(events).sort()).toEqual([`${first.user.id} OFFLINE`, `${u.id} OFFLINE`, `${second.user.id} OFFLINE`].sort());
       expect((await statusOf(s, watcher, u.id)).status).toBe('OFFLINE');
     });
 
     it('should not go OFFLINE when the socket comes back within the grace period (a page reload)', async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '800ms' });
       const [u, watcher] = [await signup(s.url), await signup(s.url)];
-      const events = await watch(s, watcher, [u.id]);
+      const ctl = await control(s.url, [s]);
+      const events = await watch(s, watcher, [u.id, ctl.user.id]);
       const before = wsClient(s.wsUrl, u.token);
       await before.connected;
-      await before.dispose();
-      await sleep(200);
+      await Promise.all([before.dispose(), ctl.close()]);
+      // The reload: a new socket a moment later, well within the grace period.
+      await sleep(RELOAD_MS);
       const after = wsClient(s.wsUrl, u.token);
       await after.connected;
-      await sleep(1500);
-      expect(events.values).toEqual([]);
+      // Once the control (closed with the first socket) is OFFLINE, the user's grace is over too.
+      await events.nth(1, 3000);
+      expect(seen(events)).toEqual([`${ctl.user.id} OFFLINE`]);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
     });
 
@@ -170,13 +171,16 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       const s = await createTestServer({ ...store, PRESENCE_TIMEOUT: '1s', PRESENCE_SWEEP_CRON: '* * * * * *' }, { jobs: true });
       const [u, idle, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
       const events = await watch(s, watcher, [u.id, idle.id]);
-      for (let i = 0; i < 12; i++) {
+      // Heartbeats every quarter of the timeout until the sweep takes the idle user, who was last
+      // active when the other was: past the timeout, the same sweep saw both.
+      for (let i = 0; events.values.length === 0; i++) {
+        if (i === 20) throw new Error('the idle user was never swept');
         const hb = (await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat;
         expect(hb).toMatchObject({ status: 'ONLINE', user: { id: u.id } });
         expect(Math.abs(new Date(hb.lastSeenAt).getTime() - Date.now())).toBeLessThan(1000);
-        await sleep(250);
+        await sleep(HEARTBEAT_MS);
       }
-      // 3 s: the idle user is gone, the one sending heartbeats is not; the watcher's socket kept them ONLINE.
+      // The idle user is gone, the one sending heartbeats is not; the watcher's socket kept them ONLINE.
       expect(seen(events)).toEqual([`${idle.id} OFFLINE`]);
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
       expect((await statusOf(s, watcher, watcher.id)).status).toBe('ONLINE');
@@ -243,7 +247,8 @@ describe('presence queries', () => {
     await ok(gql(s.url, 'mutation { logout }', {}, b.token));
     await ok(gql(s.url, 'mutation { logout }', {}, a.token));
     await all.nth(2);
-    await sleep(200);
+    // a's logout came last: the narrowed subscription's first event, with nothing before it.
+    await onlyA.nth(1);
     expect(seen(onlyA)).toEqual([`${a.id} OFFLINE`]);
     expect(seen(all)).toEqual([`${b.id} OFFLINE`, `${a.id} OFFLINE`]);
   });
@@ -254,7 +259,6 @@ describe('presence queries', () => {
     const socket = wsClient(s.wsUrl, u.token);
     await socket.connected;
     await ok(gql(s.url, '{ me { id } }', {}, u.token));
-    await sleep(300);
     const before = await rowVersions(s.env.DATABASE_URL!);
     const lastSeen = await lastSeenInDb(s, u.id);
     for (let i = 0; i < 100; i++) {
@@ -262,9 +266,9 @@ describe('presence queries', () => {
       await ok(gql(s.url, '{ me { id status lastSeenAt } friends { id } }', {}, u.token));
     }
     const sub = subscribe(socket, 'subscription { presenceChanged { status } }');
-    await sleep(300);
+    await running(s, 'presenceChanged', 1);
     sub.stop();
-    await sleep(100);
+    await running(s, 'presenceChanged', 0);
     expect(await rowVersions(s.env.DATABASE_URL!)).toEqual(before);
     expect(await lastSeenInDb(s, u.id)).toEqual(lastSeen);
   });
@@ -291,36 +295,42 @@ describeRedis('presence across instances', () => {
     const a = await createTestServer(SLOW_REFRESH);
     const b = await createTestServer(SLOW_REFRESH, { clean: false });
     const [u, watcher] = [await signup(a.url), await signup(a.url)];
-    const onA = await watch(a, watcher, [u.id]);
-    const onB = await watch(b, watcher, [u.id]);
+    const [onAControl, onBControl] = [await control(a.url, [a]), await control(a.url, [b])];
+    const ids = [u.id, onAControl.user.id, onBControl.user.id];
+    const onA = await watch(a, watcher, ids);
+    const onB = await watch(b, watcher, ids);
     const sa = wsClient(a.wsUrl, u.token);
     await sa.connected;
     // Opened just before the other closes: B must be seen at once, not at its next refresh.
     const sb = wsClient(b.wsUrl, u.token);
     await sb.connected;
-    await sa.dispose();
-    await sleep(1200);
-    expect(onA.values).toEqual([]);
-    expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
-    await sb.dispose();
+    // Closed with a control's socket on A: once that one is OFFLINE, A's grace for the user is over too.
+    await Promise.all([sa.dispose(), onAControl.close()]);
     await onA.nth(1, 3000);
-    await onB.nth(1, 3000);
-    await sleep(800);
-    expect(seen(onA)).toEqual([`${u.id} OFFLINE`]);
-    expect(seen(onB)).toEqual([`${u.id} OFFLINE`]);
+    expect(seen(onA)).toEqual([`${onAControl.user.id} OFFLINE`]);
+    expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
+    // Then B's, with a control's socket on B: once both are OFFLINE, nothing more came for the user.
+    await Promise.all([sb.dispose(), onBControl.close()]);
+    await onA.nth(3, 3000);
+    await onB.nth(3, 3000);
+    for (const sub of [onA, onB]) {
+      expect(seen(sub)[0]).toBe(`${onAControl.user.id} OFFLINE`);
+      expect(seen(sub).slice(1).sort()).toEqual([`${u.id} OFFLINE`, `${onBControl.user.id} OFFLINE`].sort());
+    }
   });
 
   it('should publish one OFFLINE when the last sockets on two instances close at the same moment', async () => {
     const a = await createTestServer(SLOW_REFRESH);
     const b = await createTestServer(SLOW_REFRESH, { clean: false });
     const [u, watcher] = [await signup(a.url), await signup(a.url)];
-    const events = await watch(a, watcher, [u.id]);
+    const ctl = await control(a.url, [a, b]);
+    const events = await watch(a, watcher, [u.id, ctl.user.id]);
     const [sa, sb] = [wsClient(a.wsUrl, u.token), wsClient(b.wsUrl, u.token)];
     await Promise.all([sa.connected, sb.connected]);
-    await Promise.all([sa.dispose(), sb.dispose()]);
-    await events.nth(1, 3000);
-    await sleep(1000);
-    expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+    // With the control's sockets on both: once both are OFFLINE, both instances have decided for each.
+    await Promise.all([sa.dispose(), sb.dispose(), ctl.close()]);
+    await events.nth(2, 3000);
+    expect(seen(events).sort()).toEqual([`${u.id} OFFLINE`, `${ctl.user.id} OFFLINE`].sort());
   });
 
   it('should sweep once per tick when two instances run the job, publishing one set of events', async () => {
@@ -329,7 +339,9 @@ describeRedis('presence across instances', () => {
     const [u1, u2, watcher] = [await signup(a.url), await signup(b.url), await signup(a.url)];
     const onA = await watch(a, watcher);
     const onB = await watch(b, watcher);
-    await sleep(4500);
+    await Promise.all([onA.nth(2, 8000), onB.nth(2, 8000)]);
+    // Two more sweeps, so that a tick after the one that took them would have published again.
+    await sweepsRun([a, b]);
     for (const sub of [onA, onB]) expect(seen(sub).sort()).toEqual([`${u1.id} OFFLINE`, `${u2.id} OFFLINE`].sort());
     // Each tick ran on exactly one of them.
     const slots = [...a.services.presence.sweeps, ...b.services.presence.sweeps].map((r) => r.slot);
@@ -341,23 +353,26 @@ describeRedis('presence across instances', () => {
 
   it("should not leave a killed instance's users ONLINE: its socket bookkeeping expires and the sweep takes them OFFLINE once", async () => {
     const a = await createTestServer(FAST, { jobs: true });
-    const child = await spawnInstance({ ...FAST, DATABASE_URL: a.env.DATABASE_URL, REDIS_URL: a.env.REDIS_URL });
-    const [u, watcher] = [await signup(a.url), await signup(a.url)];
-    const events = await watch(a, watcher, [u.id]);
+    // In a child process, so that it can be killed without a goodbye.
+    const child = await createTestServer(FAST, { clean: false, spawn: true });
+    const [u, watcher, idle] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id, idle.id]);
     // The client's socket will die with the instance (1006), which graphql-ws reports with console.error.
     const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     const socket = wsClient(child.wsUrl, u.token);
     try {
       await socket.connected;
-      // Alive, the instance keeps its user ONLINE past the timeout.
-      await sleep(3500);
-      expect(events.values).toEqual([]);
+      // Alive, the instance keeps its user ONLINE past the timeout: the sweep that takes the idle user
+      // (last active after the user's socket opened) saw the user as well.
+      await ok(gql(a.url, HEARTBEAT, {}, idle.token));
+      await events.nth(1, 8000);
+      expect(seen(events)).toEqual([`${idle.id} OFFLINE`]);
       expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
       await child.kill();
       expect((await socket.closed).code).toBe(1006);
-      await events.nth(1, 8000);
-      await sleep(1500);
-      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      await events.nth(2, 8000);
+      await sweepsRun([a]);
+      expect(seen(events)).toEqual([`${idle.id} OFFLINE`, `${u.id} OFFLINE`]);
       expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
     } finally {
       quiet.mockRestore();
@@ -367,8 +382,10 @@ describeRedis('presence across instances', () => {
   it('should sweep from the command line: npm run presence:sweep publishes each transition once', async () => {
     const s = await createTestServer({ PRESENCE_TIMEOUT: '1s' });
     const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const idleSince = Date.now();
     const events = await watch(s, watcher);
-    await sleep(1300);
+    // What is under test: the user's PRESENCE_TIMEOUT (1 s) passing without activity.
+    await sleep(idleSince + 1000 + 100 - Date.now());
     const env = { DATABASE_URL: s.env.DATABASE_URL, REDIS_URL: s.env.REDIS_URL, PRESENCE_TIMEOUT: '1s' };
     const first = await runCli(env);
     expect(first.code).toBe(0);
@@ -378,8 +395,11 @@ describeRedis('presence across instances', () => {
     const second = await runCli(env);
     expect(second.code).toBe(0);
     expect(summaryOf(second.stdout)).toMatchObject({ expired: 0 });
-    await sleep(300);
-    expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+    const other = await signup(s.url);
+    // Another user's logout as a barrier: once its OFFLINE arrives, one the second run published would have.
+    await ok(gql(s.url, 'mutation { logout }', {}, other.token));
+    await events.nth(3);
+    expect(seen(events)).toEqual([`${u.id} OFFLINE`, `${other.id} ONLINE`, `${other.id} OFFLINE`]);
     const st = await statusOf(s, watcher, u.id);
     expect(st.status).toBe('OFFLINE');
     expect((await lastSeenInDb(s, u.id))!.toISOString()).toBe(st.lastSeenAt);
@@ -403,13 +423,15 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('presence on a
       const a = await createTestServer(env, { jobs: true });
       const b = await createTestServer(env, { clean: false, jobs: true });
       const [idle, leaving, watcher] = [await signup(a.url), await signup(b.url), await signup(a.url)];
-      // Classic pub/sub crosses the cluster bus: let the signups' ONLINE events land before watching.
-      await sleep(500);
       const onA = await watch(a, watcher, [idle.id, leaving.id]);
       const onB = await watch(b, watcher, [idle.id, leaving.id]);
       await ok(gql(b.url, 'mutation { logout }', {}, leaving.token));
-      await sleep(3000);
-      for (const sub of [onA, onB]) expect(seen(sub).sort()).toEqual([`${idle.id} OFFLINE`, `${leaving.id} OFFLINE`].sort());
+      // Classic pub/sub crosses the cluster bus: the signups' ONLINE events may land after the watch began.
+      const offline = (sub: Subscription<Event>) => seen(sub).filter((e) => e.endsWith('OFFLINE'));
+      await eventually(() => [onA, onB].every((sub) => offline(sub).length >= 2), 8000);
+      // Two more sweeps, so that a tick after the one that took the idle user would have published again.
+      await sweepsRun([a, b]);
+      for (const sub of [onA, onB]) expect(offline(sub).sort()).toEqual([`${idle.id} OFFLINE`, `${leaving.id} OFFLINE`].sort());
       expect((await statusOf(a, watcher, watcher.id)).status).toBe('ONLINE');
       const st = await statusOf(a, watcher, idle.id);
       expect(st.status).toBe('OFFLINE');

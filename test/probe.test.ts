@@ -1,8 +1,8 @@
 import { codeOf, eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
-import { lobbyOf, signup } from './helpers/factories';
+import { lobbyOf, signup, attempt, buildGroup } from './helpers/factories';
+import { LoginDocument } from '../generated/client/graphql';
 import { createTestServer } from './helpers/server';
 
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 
 describe('client address behind a proxy', () => {
   it('should key limits on the address the proxy appended, not on one the client wrote into X-Forwarded-For', async () => {
@@ -12,11 +12,11 @@ describe('client address behind a proxy', () => {
     const codes: (string | undefined)[] = [];
     for (let i = 0; i < 5; i++) {
       const headers = { 'x-forwarded-for': `10.0.0.${i}, 203.0.113.9` };
-      codes.push(codeOf(await gql(s.url, LOGIN, { u: u.username, p: `guess-number-${i}` }, undefined, headers)));
+      codes.push(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: `guess-number-${i}` }, undefined, headers)));
     }
     expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED', 'RATE_LIMITED']);
     // The owner, seen by the proxy at another address, still gets in whatever the header claims before it.
-    const owner = await gql(s.url, LOGIN, { u: u.username, p: u.password }, undefined, { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' });
+    const owner = await attempt(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' });
     expect(owner.errors).toBeUndefined();
   });
 });
@@ -74,7 +74,7 @@ describe('group membership churn', () => {
     const s = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '4/1h' });
     const owner = await signup(s.url);
     const churner = await signup(s.url);
-    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "quiet room") { id } }', {}, owner.token))).createGroup.id;
+    const g = (await buildGroup(s.url, owner, { name: 'quiet room' })).id;
     const join = () => gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, churner.token);
     const leave = () => gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, churner.token);
     const codes = [];

@@ -1,6 +1,7 @@
-import { codeOf, gql, listen, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, gql, listen, ok, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { lobbyOf, signup, type TestUser } from './helpers/factories';
+import { buildProject, lobbyOf, sendMessage, signup, type TestUser, attempt, request } from './helpers/factories';
+import { HistoryDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
 
 const PROJECT_FIELDS = 'id title createdAt viewerRole owner { id } coaches { id } participants { id }';
@@ -20,10 +21,15 @@ const INBOX = `query($p: ID, $last: Int, $before: String) { projectActions(proje
 const ACTIONS_LIVE = `subscription($p: ID) { projectAction(projectId: $p) { ${ACTION_FIELDS} } }`;
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
   id content sender { id } recipient { id } group { id } project { id title } attachment { fileName mimeType size } } }`;
-const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { totalCount edges { node { id content recipient { id } } } } }';
 const MESSAGES_LIVE = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content recipient { id } project { id } } }';
 
 const ids = (users: { id: string }[]) => users.map((u) => u.id);
+
+/** Events for `member` from outside the project under test: a lobby message ('barrier') and being added to another project. */
+async function barriersFor(s: TestServer, owner: TestUser, member: TestUser): Promise<void> {
+  await sendMessage(s.url, owner.token, { groupId: await lobbyOf(s.url, owner.token), content: 'barrier' });
+  await buildProject(s.url, owner, { title: 'Barrier', participants: [member] });
+}
 
 async function inbox(url: string, user: TestUser, vars: Record<string, unknown> = {}) {
   return (await ok(gql(url, INBOX, { last: 100, ...vars }, user.token))).projectActions;
@@ -329,12 +335,17 @@ describe('project actions', () => {
     await ok(gql(s.url, RENAME, { p, t: 'Artemis' }, alice.token));
     await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'after' } }, alice.token));
     await carolLive.nth(3);
-    await sleep(300);
-    expect(bobLive.values).toHaveLength(2);
-    expect(bobOne.values).toHaveLength(2);
-    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['before']);
-    expect(bobProjectMessages.values.map((v) => v.messageAdded.content)).toEqual(['before']);
     expect(aliceLive.values.map((v) => v.projectAction.kind)).toEqual(['COACH_DESIGNATED', 'PARTICIPANT_REMOVED', 'PROJECT_RENAMED']);
+    // Barriers for Bob, after those: a lobby message and another project he is added to. Once his unfiltered
+    // subscriptions have them, anything of Apollo's would have reached all his subscriptions (one instance
+    // hands each event to every subscription at once).
+    await barriersFor(s, alice, bob);
+    await bobMessages.nth(2);
+    await bobLive.nth(3);
+    expect(bobLive.values.map((v) => v.projectAction.kind)).toEqual(['COACH_DESIGNATED', 'PARTICIPANT_REMOVED', 'ADDED_TO_PROJECT']);
+    expect(bobOne.values).toHaveLength(2);
+    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['before', 'barrier']);
+    expect(bobProjectMessages.values.map((v) => v.messageAdded.content)).toEqual(['before']);
     // He can't subscribe to it again either.
     const w = wsClient(s.wsUrl, bob.token);
     await w.connected;
@@ -423,27 +434,29 @@ describe('project chat', () => {
     ).sendMessage;
     expect(file).toMatchObject({ content: null, project: { id: p }, attachment: { fileName: 'notes.txt', size: 5 } });
 
-    await bobAll.nth(4);
-    await carolAll.nth(2);
-    await sleep(300);
-    expect(bobAll.values.map((v) => v.messageAdded.content)).toEqual(['to all', 'just bob', 'just alice', null]);
+    // A lobby message as a barrier: once Bob's and Carol's unfiltered subscriptions have it, anything sent
+    // before would have reached all their subscriptions (one instance hands each event to every subscription at once).
+    const barrier = await sendMessage(s.url, alice.token, { groupId: await lobbyOf(s.url, alice.token), content: 'barrier' });
+    await bobAll.nth(5);
+    await carolAll.nth(3);
+    expect(bobAll.values.map((v) => v.messageAdded.content)).toEqual(['to all', 'just bob', 'just alice', null, 'barrier']);
     expect(bobThread.values.map((v) => v.messageAdded.content)).toEqual(['just bob', 'just alice']);
     // The third member sees neither private message, live or in history.
-    expect(carolAll.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id]);
+    expect(carolAll.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id, barrier.id]);
     expect(carolProject.values.map((v) => v.messageAdded.id)).toEqual([open.id, file.id]);
-    const carolHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, carol.token))).history;
+    const carolHistory = (await request(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, carol.token)).history;
     expect(carolHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, file.id]);
     expect(carolHistory.totalCount).toBe(2);
-    const bobHistory = (await ok(gql(s.url, HISTORY, { c: { projectId: p } }, bob.token))).history;
+    const bobHistory = (await request(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, bob.token)).history;
     expect(bobHistory.edges.map((e: any) => e.node.id)).toEqual([open.id, secret.id, reply.id, file.id]);
-    const thread = (await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, alice.token))).history;
+    const thread = (await request(s.url, HistoryDocument, { conversation: { projectId: p, userId: bob.id }, last: 50 }, alice.token)).history;
     expect(thread.edges.map((e: any) => e.node.id)).toEqual([secret.id, reply.id]);
-    expect((await ok(gql(s.url, HISTORY, { c: { projectId: p, userId: bob.id } }, carol.token))).history.edges.map((e: any) => e.node.id)).toEqual([]);
+    expect((await request(s.url, HistoryDocument, { conversation: { projectId: p, userId: bob.id }, last: 50 }, carol.token)).history.edges.map((e: any) => e.node.id)).toEqual([]);
 
     // Outsiders can neither write nor read; private messages go to members only.
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, content: 'hi' } }, outsider.token))).toBe('NOT_FOUND');
-    expect(codeOf(await gql(s.url, HISTORY, { c: { projectId: p } }, outsider.token))).toBe('NOT_FOUND');
+    expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { projectId: p }, last: 50 }, outsider.token))).toBe('NOT_FOUND');
     expect(codeOf(await gql(s.url, SEND, { input: { projectId: p, toUserId: outsider.id, content: 'hi' } }, alice.token))).toBe('NOT_FOUND');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     // Message.project is null outside projects.
@@ -470,8 +483,11 @@ describeRedis('projects across instances', () => {
     expect((await bobActions.nth(2)).projectAction.message).toBe("You were removed from the project 'Apollo'.");
     await ok(gql(a.url, SEND, { input: { projectId: p, content: 'gone' } }, alice.token));
     await ok(gql(a.url, RENAME, { p, t: 'Artemis' }, alice.token));
-    await sleep(300);
-    expect(bobActions.values).toHaveLength(2);
-    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['welcome']);
+    // Barriers after those, from A: once they reach Bob on B, anything of Apollo's sent before would have.
+    await barriersFor(a, alice, bob);
+    await bobActions.nth(3);
+    await bobMessages.nth(2);
+    expect(bobActions.values.map((v) => v.projectAction.kind)).toEqual(['ADDED_TO_PROJECT', 'PARTICIPANT_REMOVED', 'ADDED_TO_PROJECT']);
+    expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['welcome', 'barrier']);
   });
 });

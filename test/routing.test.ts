@@ -1,22 +1,14 @@
 import { Redis } from 'ioredis';
-import { eventually, gql, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, listen as listenOn, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { befriend, signup, type TestUser } from './helpers/factories';
+import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
+import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
 import { TcpProxy } from './helpers/tcp-proxy';
 
-const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
-const CREATE = 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id } }';
-const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
-const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 
-async function listen(s: TestServer, u: TestUser, query = ALL_MESSAGES, variables?: Record<string, unknown>) {
-  const w = wsClient(s.wsUrl, u.token);
-  await w.connected;
-  const sub = subscribe<any>(w, query, variables);
-  await sleep(100);
-  return sub;
-}
+/** `u`'s subscription (messageAdded over all their conversations unless said), running on `s`. */
+const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<any>(s, u, query);
 
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
@@ -31,13 +23,13 @@ describeRedis('event routing', () => {
   it('should examine only the subscriptions of an event’s local recipients', async () => {
     const s = await createTestServer();
     const [ada, bo] = [await signup(s.url), await signup(s.url)];
-    const group = (await ok(gql(s.url, CREATE, { n: 'Small room' }, ada.token))).createGroup.id;
-    await ok(gql(s.url, JOIN, { g: group }, bo.token));
+    const group = (await request(s.url, CreateGroupDocument, { name: 'Small room' }, ada.token)).createGroup.id;
+    await request(s.url, JoinGroupDocument, { groupId: group }, bo.token);
     const subs = [await listen(s, ada), await listen(s, bo)];
     // Bystanders on the same instance, each on "all my conversations", in none of the room's.
     for (let i = 0; i < 20; i++) await listen(s, await signup(s.url));
     const before = await metric(s, 'parley_fanout_evaluations_total');
-    await ok(gql(s.url, SEND, { g: group, t: 'just us' }, ada.token));
+    await sendMessage(s.url, ada.token, { groupId: group, content: 'just us' });
     for (const sub of subs) expect(contents([await sub.nth(1)])).toEqual(['just us']);
     expect((await metric(s, 'parley_fanout_evaluations_total')) - before).toBe(2);
   });
@@ -46,18 +38,20 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo, stranger] = [await signup(a.url), await signup(a.url), await signup(b.url)];
-    const group = (await ok(gql(a.url, CREATE, { n: 'On A only', p: true }, ada.token))).createGroup.id;
+    const group = (await request(a.url, CreateGroupDocument, { name: 'On A only', isPrivate: true }, ada.token)).createGroup.id;
     await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
     const onA = await listen(a, bo);
     const onB = await listen(b, stranger);
     const receivedOnB = await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}');
-    for (let i = 1; i <= 5; i++) await ok(gql(b.url, SEND, { g: group, t: `m${i}` }, ada.token));
-    await onA.nth(5);
-    await sleep(300);
-    expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
-    expect(onB.values).toEqual([]);
+    for (let i = 1; i <= 5; i++) await sendMessage(b.url, ada.token, { groupId: group, content: `m${i}` });
+    // Then a lobby message from A as a barrier: once B has it, it would have had any of the five before it.
+    await sendMessage(a.url, ada.token, { groupId: await lobbyOf(a.url, ada.token), content: 'barrier' });
+    await onA.nth(6);
+    await onB.nth(1);
+    expect(contents(onA.values)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'barrier']);
+    expect(contents(onB.values)).toEqual(['barrier']);
     // B published them, and took none back: it has no member of the group connected.
-    expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB);
+    expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB + 1);
     expect(b.services.pubsub.takenChannels()).not.toContain(`parley.conv:g:${group}`);
     expect(a.services.pubsub.takenChannels()).toContain(`parley.conv:g:${group}`);
     // A took each from Redis once, and delivered each once.
@@ -68,7 +62,7 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo, stranger] = [await signup(a.url), await signup(a.url), await signup(b.url)];
-    const group = (await ok(gql(a.url, CREATE, { n: 'Quiet on B', p: true }, ada.token))).createGroup.id;
+    const group = (await request(a.url, CreateGroupDocument, { name: 'Quiet on B', isPrivate: true }, ada.token)).createGroup.id;
     await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
     const conversation = { groupId: group };
     // Members on A, on every stream of the conversation; a stranger on B on the same streams, without argument.
@@ -85,7 +79,7 @@ describeRedis('event routing', () => {
     const receivedOnB = () => Promise.all(topics.map((t) => metric(b, `parley_pubsub_events_received_total{topic="${t}"}`)));
     const before = await receivedOnB();
     // Everything is done through B, so B publishes every event; A has the members.
-    const id = (await ok(gql(b.url, SEND, { g: group, t: 'first' }, ada.token))).sendMessage.id;
+    const id = (await sendMessage(b.url, ada.token, { groupId: group, content: 'first' })).id;
     await ok(gql(b.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "fixed") { id } }', { m: id }, ada.token));
     await ok(gql(b.url, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }', { m: id }, bo.token));
     await ok(gql(b.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { id } }', { c: conversation }, bo.token));
@@ -112,25 +106,28 @@ describeRedis('event routing', () => {
     // Both on B (so B gets the message on both user channels), and Ada on A too.
     const subs = [await listen(b, ada), await listen(b, bo), await listen(a, ada)];
     await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "psst" }) { id } }', { u: bo.id }, ada.token));
-    for (const sub of subs) await sub.nth(1);
-    await sleep(300);
-    for (const sub of subs) expect(contents(sub.values)).toEqual(['psst']);
+    // A second one as a barrier: once it arrives, a duplicate of the first would have.
+    await ok(gql(a.url, 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "then" }) { id } }', { u: bo.id }, ada.token));
+    for (const sub of subs) await sub.nth(2);
+    for (const sub of subs) expect(contents(sub.values)).toEqual(['psst', 'then']);
   });
 
   it('should deliver the next message after a join made on another instance, and nothing after leaving', async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [ada, bo] = [await signup(b.url), await signup(b.url)];
-    const group = (await ok(gql(b.url, CREATE, { n: 'Joined live' }, ada.token))).createGroup.id;
+    const group = (await request(b.url, CreateGroupDocument, { name: 'Joined live' }, ada.token)).createGroup.id;
     const sub = await listen(a, bo);
-    await ok(gql(b.url, JOIN, { g: group }, bo.token));
-    await ok(gql(b.url, SEND, { g: group, t: 'welcome' }, ada.token));
+    await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+    await sendMessage(b.url, ada.token, { groupId: group, content: 'welcome' });
     expect(contents([await sub.nth(1)])).toEqual(['welcome']);
-    await ok(gql(b.url, LEAVE, { g: group }, bo.token));
+    await request(b.url, LeaveGroupDocument, { groupId: group }, bo.token);
     await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.conv:g:${group}`));
-    await ok(gql(b.url, SEND, { g: group, t: 'gone' }, ada.token));
-    await sleep(300);
-    expect(contents(sub.values)).toEqual(['welcome']);
+    await sendMessage(b.url, ada.token, { groupId: group, content: 'gone' });
+    // A lobby message after it as a barrier: once it arrives, 'gone' would have.
+    await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
+    await sub.nth(2);
+    expect(contents(sub.values)).toEqual(['welcome', 'barrier']);
   });
 
   it('should lose nothing published while the instance is still subscribing to a newly joined conversation', async () => {
@@ -142,13 +139,13 @@ describeRedis('event routing', () => {
       const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
-      const group = (await ok(gql(b.url, CREATE, { n: 'Racy' }, ada.token))).createGroup.id;
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Racy' }, ada.token)).createGroup.id;
       const sub = await listen(a, bo);
       proxy.hold();
-      await ok(gql(b.url, JOIN, { g: group }, bo.token));
+      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
       // A has seen the join (events still reach it) but its SUBSCRIBE is held: this message misses the channel.
       await eventually(() => a.services.memberships.has('group', bo.id, group));
-      await ok(gql(b.url, SEND, { g: group, t: 'during the switch' }, ada.token));
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'during the switch' });
       const redis = new Redis(process.env.REDIS_URL!);
       try {
         expect(((await redis.pubsub('NUMSUB', `parley.conv:g:${group}`)) as [string, number])[1]).toBe(0);
@@ -157,10 +154,11 @@ describeRedis('event routing', () => {
       }
       proxy.release();
       expect(contents([await sub.nth(1)])).toEqual(['during the switch']);
-      await ok(gql(b.url, SEND, { g: group, t: 'after' }, ada.token));
-      await sub.nth(2);
-      await sleep(300);
-      expect(contents(sub.values)).toEqual(['during the switch', 'after']);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      // A lobby message after it as a barrier: once it arrives, a duplicate of the others would have.
+      await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
+      await sub.nth(3);
+      expect(contents(sub.values)).toEqual(['during the switch', 'after', 'barrier']);
     } finally {
       await proxy.cut();
     }
@@ -170,25 +168,31 @@ describeRedis('event routing', () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const owner = await signup(a.url);
-    const group = (await ok(gql(a.url, CREATE, { n: 'Busy' }, owner.token))).createGroup.id;
+    const group = (await request(a.url, CreateGroupDocument, { name: 'Busy' }, owner.token)).createGroup.id;
     const steady = await signup(a.url);
-    await ok(gql(a.url, JOIN, { g: group }, steady.token));
+    await request(a.url, JoinGroupDocument, { groupId: group }, steady.token);
     const watcher = await listen(b, steady);
     const churners = [await signup(a.url), await signup(a.url), await signup(a.url)];
     const churnSubs = await Promise.all(churners.map((u) => listen(b, u)));
     const sends: Promise<unknown>[] = [];
     const churn: Promise<unknown>[] = [];
     for (let i = 0; i < 30; i++) {
-      sends.push(ok(gql(i % 2 ? a.url : b.url, SEND, { g: group, t: `m${i}` }, owner.token)));
+      sends.push(sendMessage(i % 2 ? a.url : b.url, owner.token, { groupId: group, content: `m${i}` }));
       const u = churners[i % churners.length];
-      churn.push(ok(gql(a.url, i % 6 < 3 ? JOIN : LEAVE, { g: group }, u.token)).catch(() => undefined));
+      churn.push((i % 6 < 3 ? request(a.url, JoinGroupDocument, { groupId: group }, u.token) : request(a.url, LeaveGroupDocument, { groupId: group }, u.token)).catch(() => undefined));
+      // A pause every five, so joins and leaves land between sends rather than all before them.
       if (i % 5 === 4) await sleep(10);
     }
     await Promise.all([...sends, ...churn]);
     await watcher.nth(30);
-    await sleep(500);
+    // Then a lobby message from each instance as a barrier: once both arrive, a late duplicate would have.
+    const lobby = await lobbyOf(a.url, owner.token);
+    for (const url of [a.url, b.url]) await sendMessage(url, owner.token, { groupId: lobby, content: `barrier ${url}` });
+    const done = (got: string[]) => got.includes(`barrier ${a.url}`) && got.includes(`barrier ${b.url}`);
+    await eventually(() => [watcher, ...churnSubs].every((sub) => done(contents(sub.values))));
     // The steady member got every message exactly once; a churner never got one twice.
-    expect(contents(watcher.values).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`).sort());
+    const sent = (got: string[]) => got.filter((t) => !t.startsWith('barrier'));
+    expect(sent(contents(watcher.values)).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `m${i}`).sort());
     for (const s of churnSubs) {
       const got = contents(s.values);
       expect(new Set(got).size).toBe(got.length);

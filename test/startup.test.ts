@@ -2,14 +2,13 @@ import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtem
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { gql, ok } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { signup, request } from './helpers/factories';
+import { LoginDocument } from '../generated/client/graphql';
 import { sparePorts } from './helpers/ports';
 import { runParley, type ParleyProcess } from './helpers/process';
 import { itNeeding } from './helpers/tools';
 
 const ROOT = path.join(__dirname, '..');
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { id } } }';
 
 /** What a failed start wrote to stderr: exactly one line, no stack. */
 function oneLine(p: ParleyProcess): string {
@@ -140,7 +139,7 @@ describe('as root, from a folder only root can enter', () => {
 
       const second = runParley(env, { cwd: dir });
       const url2 = await second.listening;
-      expect((await ok(gql(url2, LOGIN, { u: user.username, p: user.password }))).login.user.id).toBe(user.id);
+      expect((await request(url2, LoginDocument, { username: user.username, password: user.password })).login.user.id).toBe(user.id);
       second.child.kill('SIGTERM');
       expect(await second.exited).toBe(0);
       expect(second.output().stderr).toBe('');

@@ -1,13 +1,17 @@
+import { print } from 'graphql';
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, groupWith, sendMessage, signup } from './helpers/factories';
+import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
+import { LoginDocument } from '../generated/client/graphql';
 
 const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
 const EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { conversationId typing user { id username } } }';
 const SESSION = 'subscription { sessionEvent { kind at userAgent } }';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 
 const flags = (values: any[]) => values.map((v) => v.typing.typing);
+
+/** Half of the TYPING_TIMEOUT (800ms) the lapse tests set: refreshes this far apart keep typing going. */
+const REFRESH_MS = 400;
 
 describe('typing', () => {
   it('should tell the other members once per throttle window, never the typist, and end on a stop or a sent message', async () => {
@@ -33,10 +37,16 @@ describe('typing', () => {
     expect((await bobSees.nth(4)).typing).toMatchObject({ typing: false, conversationId: m.conversationId });
     // A stop when nothing is going on tells no one.
     await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
-    await sleep(300);
-    expect(flags(bobSees.values)).toEqual([true, false, true, false]);
-    expect(aliceSees.values).toEqual([]);
-    expect(outsiderSees.values).toEqual([]);
+    // Barriers after it: Bob types here (Alice sees it), Alice types in the lobby (Bob and the outsider see it).
+    // Once those arrive, anything sent before them would have.
+    await ok(gql(s.url, TYPING, { c }, bob.token));
+    const lobby = { groupId: await lobbyOf(s.url, alice.token) };
+    await ok(gql(s.url, TYPING, { c: lobby }, alice.token));
+    await Promise.all([bobSees.nth(5), aliceSees.nth(1), outsiderSees.nth(1)]);
+    expect(flags(bobSees.values)).toEqual([true, false, true, false, true]);
+    expect(bobSees.values[4].typing.conversationId).not.toBe(m.conversationId);
+    expect(aliceSees.values.map((v) => v.typing.user.id)).toEqual([bob.id]);
+    expect(outsiderSees.values.map((v) => [v.typing.user.id, v.typing.conversationId])).toEqual([[alice.id, bobSees.values[4].typing.conversationId]]);
     // Only members may type there.
     expect(codeOf(await gql(s.url, TYPING, { c }, outsider.token))).toBe('FORBIDDEN');
   });
@@ -53,8 +63,9 @@ describe('typing', () => {
     const bobSees = await listen(s, bob, EVENTS, { c: { userId: alice.id } });
     const started = Date.now();
     await ok(gql(s.url, TYPING, { c }, alice.token));
+    // Refreshed every half timeout: what is under test is that the deadline moves with each refresh.
     for (let i = 0; i < 3; i++) {
-      await sleep(400);
+      await sleep(REFRESH_MS);
       await ok(gql(s.url, TYPING, { c }, alice.token));
     }
     const lastRefresh = Date.now();
@@ -83,7 +94,7 @@ describe('sessionEvent', () => {
     const res = await fetch(s.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': 'Parley-Test/2.0 (laptop)' },
-      body: JSON.stringify({ query: LOGIN, variables: { u: alice.username, p: alice.password } }),
+      body: JSON.stringify({ query: print(LoginDocument), variables: { username: alice.username, password: alice.password } }),
     });
     const token: string = ((await res.json()) as { data: { login: { token: string } } }).data.login.token;
     const event = (await old.nth(1)).sessionEvent;
@@ -91,10 +102,12 @@ describe('sessionEvent', () => {
     expect(Math.abs(Date.parse(event.at) - Date.now())).toBeLessThan(10_000);
     const fresh = await listen(s, { token }, SESSION);
     const other = await signup(s.url);
-    await ok(gql(s.url, LOGIN, { u: other.username, p: other.password }));
-    await sleep(300);
-    expect(fresh.values).toEqual([]);
-    expect(old.values).toHaveLength(1);
+    await login(s.url, other);
+    // A third login of Alice as a barrier: once both her sockets have it, anything sent before it to them would have.
+    await login(s.url, alice);
+    await Promise.all([fresh.nth(1), old.nth(2)]);
+    expect(fresh.values).toHaveLength(1);
+    expect(old.values).toHaveLength(2);
   });
 });
 
@@ -112,17 +125,20 @@ describeRedis('typing and sessions on two instances', () => {
     const servers = [b, a, b, a];
     for (const s of servers) {
       await ok(gql(s.url, TYPING, { c }, alice.token));
-      await sleep(400);
+      await sleep(REFRESH_MS);
     }
     expect(flags(onA.values)).toEqual([true]);
     await onA.nth(2);
     await onB.nth(2);
-    await sleep(1200);
-    expect(flags(onA.values)).toEqual([true, false]);
-    expect(flags(onB.values)).toEqual([true, false]);
+    // Typing again as a barrier (a start after a lapse is told at once): once it arrives, a second lapse would have.
+    await ok(gql(b.url, TYPING, { c }, alice.token));
+    await onA.nth(3);
+    await onB.nth(3);
+    expect(flags(onA.values)).toEqual([true, false, true]);
+    expect(flags(onB.values)).toEqual([true, false, true]);
 
     const sessions = await listen(a, alice, SESSION);
-    await ok(gql(b.url, LOGIN, { u: alice.username, p: alice.password }));
+    await login(b.url, alice);
     await eventually(() => sessions.values.length === 1);
     expect(sessions.values[0].sessionEvent.kind).toBe('NEW_LOGIN');
   });

@@ -1,12 +1,11 @@
 import WebSocket from 'ws';
 import { eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
-import { signup } from './helpers/factories';
+import { signup, login } from './helpers/factories';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 
 /** What an attacker with the API, or a client with an old token, can do to the WebSocket path. */
 const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 
 type Params = Record<string, unknown>;
 /** A graphql-ws client that retries, as an app's client does (with a short wait here). */
@@ -72,7 +71,7 @@ describe('sockets and token expiry', () => {
       s.wsUrl,
       // As an app does: the first connect uses the token it has, a reconnect signs in again.
       async () => {
-        if (connects++ > 0) token = (await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }))).login.token;
+        if (connects++ > 0) token = await login(s.url, u);
         return { authorization: `Bearer ${token}` };
       },
       { closed: (e) => closes.push(e.code) },

@@ -7,11 +7,16 @@ import {
   CreateGroupDocument,
   CreateProjectDocument,
   GroupsDocument,
+  LoginDocument,
   SendFriendRequestDocument,
+  SendMessageDocument,
+  SignupDocument,
   type CreateGroupMutation,
   type CreateProjectMutation,
+  type SendMessageInput,
+  type SendMessageMutation,
 } from '../../generated/client/graphql';
-import { gql, ok } from './graphql';
+import { gql, ok, wsClient, type GqlResult } from './graphql';
 
 let seq = 0;
 
@@ -28,26 +33,38 @@ export function buildUser(overrides: Partial<{ username: string; password: strin
   return { username: `user_${process.pid}_${seq}`, password: `password-${seq}-secret`, ...overrides };
 }
 
-export const SIGNUP = /* GraphQL */ `
-  mutation Signup($username: String!, $password: String!, $displayName: String) {
-    signup(username: $username, password: $password, displayName: $displayName) {
-      token
-      expiresAt
-      user { id username displayName status createdAt }
-    }
-  }
-`;
-
 /** Signs a new user up through the API. */
 export async function signup(url: string, overrides: Parameters<typeof buildUser>[0] = {}): Promise<TestUser> {
   const input = buildUser(overrides);
-  const data = await ok(gql(url, SIGNUP, input));
+  const data = await request(url, SignupDocument, input);
   return { id: data.signup.user.id, username: input.username, password: input.password, token: data.signup.token };
 }
 
+/** A new session of `user` (a login): its token. */
+export async function login(url: string, user: { username: string; password: string }): Promise<string> {
+  return (await request(url, LoginDocument, { username: user.username, password: user.password })).login.token;
+}
+
+/** One of the typed documents of operations/ over HTTP, as it is answered (errors included); `headers` as gql() takes them. */
+export function attempt<TData, TVars extends Record<string, unknown>>(
+  url: string,
+  doc: TypedDocumentNode<TData, TVars>,
+  variables: TVars,
+  token?: string,
+  headers?: Record<string, string>,
+): Promise<GqlResult<TData>> {
+  return gql<TData>(url, print(doc), variables, token, headers);
+}
+
 /** One of the typed documents of operations/ over HTTP: its data, or a thrown error naming what went wrong. */
-export function request<TData, TVars extends Record<string, unknown>>(url: string, doc: TypedDocumentNode<TData, TVars>, variables: TVars, token?: string): Promise<TData> {
-  return ok<TData>(gql(url, print(doc), variables, token));
+export function request<TData, TVars extends Record<string, unknown>>(
+  url: string,
+  doc: TypedDocumentNode<TData, TVars>,
+  variables: TVars,
+  token?: string,
+  headers?: Record<string, string>,
+): Promise<TData> {
+  return ok<TData>(attempt(url, doc, variables, token, headers));
 }
 
 /** A public group owned by `owner` with `members` added; its id (buildGroup, by name). */
@@ -55,10 +72,9 @@ export async function groupWith(url: string, owner: TestUser, name: string, memb
   return (await buildGroup(url, owner, { name, members })).id;
 }
 
-/** Sends a message (SendMessageInput); its id, createdAt and conversationId. */
-export async function sendMessage(url: string, token: string, input: Record<string, unknown>): Promise<{ id: string; createdAt: string; conversationId: string }> {
-  const r = await ok(gql(url, 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id createdAt conversationId } }', { input }, token));
-  return r.sendMessage;
+/** Sends a message through the API: the message as SendMessage answers it. */
+export async function sendMessage(url: string, token: string, input: SendMessageInput): Promise<SendMessageMutation['sendMessage']> {
+  return (await request(url, SendMessageDocument, { input }, token)).sendMessage;
 }
 
 /** The lobby's id, as a member sees it. */
@@ -92,4 +108,16 @@ export async function buildProject(url: string, owner: TestUser, opts: { title?:
   const { createProject } = await request(url, CreateProjectDocument, { title: opts.title ?? `project ${process.pid} ${seq}` }, owner.token);
   for (const p of opts.participants ?? []) await request(url, AddProjectParticipantDocument, { projectId: createProject.id, userId: p.id }, owner.token);
   return createProject;
+}
+
+/**
+ * A user signed up now with one live socket on each of `servers` (each `{ wsUrl }`). As a control in
+ * presence tests: closing its sockets when the user under test's close starts the same grace period,
+ * so once its OFFLINE arrives, any of the other's due by then would have.
+ */
+export async function buildConnectedUser(url: string, servers: { wsUrl: string }[]): Promise<{ user: TestUser; close(): Promise<void> }> {
+  const user = await signup(url);
+  const sockets = servers.map((x) => wsClient(x.wsUrl, user.token));
+  await Promise.all(sockets.map((w) => w.connected));
+  return { user, close: async () => void (await Promise.all(sockets.map((w) => w.dispose()))) };
 }

@@ -158,19 +158,60 @@ afterEach(async () => {
   await Promise.all([...openClients].map((c) => c.dispose()));
 });
 
-/** A new socket for `user` with one subscription, given a moment to register before the test acts. */
-export async function listen<T = any>(server: { wsUrl: string }, user: { token: string }, query: string, variables: Record<string, unknown> = {}): Promise<Subscription<T>> {
-  const w = wsClient(server.wsUrl, user.token);
-  await w.connected;
-  const sub = subscribe<T>(w, query, variables);
-  await sleep(150);
-  return sub;
+/** What listen() needs of a server: where to connect, and (an in-process TestServer) its fan-out's counts. */
+interface Listenable {
+  wsUrl: string;
+  fanout?: { active: Record<string, number> };
+}
+
+// listen() calls on one server take turns, so each one's registration is the one it counts.
+const listening = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * A new socket for `user` with one subscription, resolved once the server runs it: an in-process
+ * server's fan-out counts it (events published from then on reach it). A server in another process
+ * shows no count, so there it is given REGISTER_MS instead.
+ */
+export async function listen<T = any>(server: Listenable, user: { token: string }, query: string, variables: Record<string, unknown> = {}): Promise<Subscription<T> & { ws: WsClient }> {
+  const turn = (listening.get(server) ?? Promise.resolve()).then(async () => {
+    const w = wsClient(server.wsUrl, user.token);
+    await w.connected;
+    const field = rootField(query);
+    const active = server.fanout?.active;
+    const before = active?.[field] ?? 0;
+    const sub = subscribe<T>(w, query, variables);
+    if (active) await eventually(() => (active[field] ?? 0) > before || sub.errors.length > 0);
+    else await sleep(REGISTER_MS);
+    return Object.assign(sub, { ws: w });
+  });
+  listening.set(server, turn.catch(() => undefined));
+  return turn;
+}
+
+/** Resolves once `n` subscriptions of root field `field` run on the in-process server `s` (its fan-out's count). */
+export function running(s: { fanout: { active: Record<string, number> } }, field: string, n: number): Promise<void> {
+  return eventually(() => {
+    expect(s.fanout.active[field] ?? 0).toBe(n);
+    return true;
+  }).then(() => undefined);
+}
+
+/** The wait for a subscription on a server that cannot say when it runs it (another process). */
+export const REGISTER_MS = 150;
+
+/** The root field a subscription document selects first (what the fan-out counts it under). */
+function rootField(query: string): string {
+  return /subscription\b[^{]*\{\s*(?:\w+\s*:\s*)?(\w+)/.exec(query)?.[1] ?? '';
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` until it returns a truthy value or `ms` pass. */
-export async function eventually<T>(fn: () => Promise<T> | T, ms = 5000, every = 50): Promise<T> {
+/**
+ * Polls `fn` until it returns something truthy (which it returns: `eventually(() => values.find(...))`)
+ * or `ms` pass, then throws with its last answer or error: an assertion inside (expect) that fails
+ * is retried, and its message is what the timeout says.
+ */
+export async function eventually<T>(fn: () => Promise<T> | T, ms = 5000, every = 20): Promise<T> {
   const end = Date.now() + ms;
   let last: unknown;
   for (;;) {

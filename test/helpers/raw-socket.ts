@@ -16,6 +16,8 @@ export interface RawSocket {
   send(msg: unknown): void;
   /** The next message of `type` (optionally with `id`), waiting up to `ms`. */
   next(type: string, id?: string, ms?: number): Promise<any>;
+  /** Resolves once the server has read every frame sent before: it answers a ping in order. */
+  sync(): Promise<void>;
 }
 
 /** A bare graphql-transport-ws socket, to send what a well-behaved client never would. */
@@ -35,7 +37,8 @@ function rawSocket(url: string, opts: RawOptions = {}): RawSocket {
   });
   opened.catch(() => undefined);
   const closed = new Promise<{ code: number; reason: string }>((res) => socket.once('close', (code, reason) => res({ code, reason: String(reason) })));
-  return {
+  let syncs = 0;
+  const r: RawSocket = {
     socket,
     messages,
     opened,
@@ -54,7 +57,14 @@ function rawSocket(url: string, opts: RawOptions = {}): RawSocket {
         check();
       });
     },
+    async sync() {
+      const payload = { sync: ++syncs };
+      r.send({ type: 'ping', payload });
+      const pong = await Promise.race([r.next('pong'), closed.then((c) => Promise.reject(new Error(`closed ${c.code} before the pong`)))]);
+      expect(pong).toEqual({ type: 'pong', payload });
+    },
   };
+  return r;
 }
 
 const rawSockets = new Set<RawSocket>();

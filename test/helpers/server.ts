@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { loadEnv, type Env } from '../../src/config/env';
 import { startServer, type ParleyServer } from '../../src/server';
 import { createLogger } from '../../src/shared/logger';
+import { runParley, type ParleyProcess } from './process';
 
 export type Overrides = Partial<Record<keyof Env, string>>;
 
@@ -11,6 +12,26 @@ export interface TestServer extends ParleyServer {
   env: Env;
   /** Every line the server logged, with `captureLogs` (empty otherwise). */
   logs: LogLine[];
+}
+
+/** A server in a child process (`spawn`): what a test can reach of it from outside. */
+export interface SpawnedTestServer extends Pick<TestServer, 'url' | 'wsUrl' | 'port' | 'env' | 'logs'> {
+  process: ParleyProcess;
+  /** SIGTERM, as an operator stops it (sockets closed with 1001); resolves once it exited. */
+  dispose(): Promise<void>;
+  /** SIGKILL: gone without a goodbye. */
+  kill(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Wipe the database and Redis first. @default true */
+  clean?: boolean;
+  /** Run the cron jobs (the presence sweep); a spawned server always does. @default false */
+  jobs?: boolean;
+  /** Keep every line it logs in `logs`. */
+  captureLogs?: boolean;
+  /** Run it as `npm start` does, in a child process (runParley): to kill it, or to test the entry point. */
+  spawn?: boolean;
 }
 
 /** One log line, raw (to catch duplicated keys) and parsed. */
@@ -37,8 +58,9 @@ export const hasRedis = !!process.env.REDIS_URL;
 /** `describe` for suites that need Redis: says clearly that they were skipped without it. */
 export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
 
-function testEnv(overrides: Overrides): Env {
-  return loadEnv({
+/** The variables a test server runs with, in this process or a child. */
+function testVars(overrides: Overrides): Record<string, string | undefined> {
+  return {
     // Suites sign many users up from one address and send in bursts; test/limits.test.ts and
     // test/hardening-auth.test.ts set real rates.
     RATE_LIMIT_SIGNUP: '1000000/1h',
@@ -57,7 +79,7 @@ function testEnv(overrides: Overrides): Env {
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     LOG_PRETTY: 'false',
     ...overrides,
-  });
+  };
 }
 
 /** Empties every table and the Redis keyspace: each test starts from nothing. */
@@ -83,14 +105,19 @@ export async function resetState(env: Env): Promise<void> {
 }
 
 /**
- * Starts a server on port 0, in this process. The first server of a test wipes the database and
- * Redis; pass `{ clean: false }` for further instances sharing them. `captureLogs` keeps every line
- * it logs in `logs` (at LOG_LEVEL, `info` unless overridden). Disposed after each test.
- * A server in a child process, as `npm start` runs it: `runParley` (helpers/process.ts).
+ * Starts a server on port 0, in this process, or with `spawn` in a child process as `npm start`
+ * runs it (helpers/process.ts). The first server of a test wipes the database and Redis; pass
+ * `{ clean: false }` for further instances sharing them. `captureLogs` keeps every line it logs in
+ * `logs` (at LOG_LEVEL, `info` unless overridden). Disposed after each test.
  */
-export async function createTestServer(overrides: Overrides = {}, opts: { clean?: boolean; jobs?: boolean; captureLogs?: boolean } = {}): Promise<TestServer> {
-  const env = testEnv(opts.captureLogs ? { LOG_LEVEL: 'info', ...overrides } : overrides);
+export async function createTestServer(overrides: Overrides, opts: TestServerOptions & { spawn: true }): Promise<SpawnedTestServer>;
+export async function createTestServer(overrides?: Overrides, opts?: TestServerOptions & { spawn?: false }): Promise<TestServer>;
+export async function createTestServer(overrides: Overrides = {}, opts: TestServerOptions = {}): Promise<TestServer | SpawnedTestServer> {
+  // A child says where it listens in an info line.
+  const vars = testVars(opts.captureLogs || opts.spawn ? { LOG_LEVEL: 'info', ...overrides } : overrides);
+  const env = loadEnv(vars);
   if (opts.clean !== false) await resetState(env);
+  if (opts.spawn) return spawnServer(vars, env, opts.captureLogs ?? false);
   const { lines, stream } = captureLines();
   const server = await startServer({ env, logger: createLogger(env, {}, opts.captureLogs ? stream : undefined), jobs: opts.jobs ?? false });
   const ts = Object.assign(server, { env, logs: lines });
@@ -101,6 +128,26 @@ export async function createTestServer(overrides: Overrides = {}, opts: { clean?
     await dispose();
   };
   return ts;
+}
+
+async function spawnServer(vars: Record<string, string | undefined>, env: Env, captureLogs: boolean): Promise<SpawnedTestServer> {
+  const child = runParley(vars);
+  const logs: LogLine[] = [];
+  if (captureLogs) {
+    let partial = '';
+    child.child.stdout!.on('data', (d) => {
+      const lines = (partial + d).split('\n');
+      partial = lines.pop()!;
+      for (const raw of lines.filter(Boolean)) logs.push({ raw, json: JSON.parse(raw) });
+    });
+  }
+  const url = (await child.listening).replace('localhost', '127.0.0.1');
+  const stop = async (signal: NodeJS.Signals) => {
+    if (child.child.exitCode === null && child.child.signalCode === null) child.child.kill(signal);
+    await child.exited;
+  };
+  // Stopped after the test by runParley's own clean-up.
+  return { url, wsUrl: url.replace('http', 'ws'), port: Number(new URL(url).port), env, logs, process: child, dispose: () => stop('SIGTERM'), kill: () => stop('SIGKILL') };
 }
 
 afterEach(async () => {
