@@ -10,6 +10,8 @@ import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationService } from './conversation/conversation.service';
+import { conversationRepository } from './conversation/conversation.repository';
+import { MemberStates } from './conversation/conversation.states';
 import { MemoryTypingStore, RedisTypingStore, TypingService } from './conversation/conversation.typing';
 import { groupRepository } from './group/group.repository';
 import { PresenceService } from './presence/presence.service';
@@ -78,7 +80,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
-  const conversations = new ConversationService({ pubsub, messages, groups, projects });
+  const states = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
+  const conversations = new ConversationService({ pubsub, messages, groups, projects, states });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
     pubsub,
@@ -136,6 +139,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     services,
     async start() {
       memberships.start();
+      conversations.start();
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
@@ -143,6 +147,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     },
     async dispose() {
       typing.dispose();
+      conversations.dispose();
       auth.dispose();
       tickets.dispose();
       await presence.dispose();
@@ -188,7 +193,8 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
   );
   pubsub.routeLocally(Topic.ReadReceipt, inScope);
   pubsub.routeLocally(Topic.Typing, inScope);
-  pubsub.routeLocally(Topic.ConversationUpdated, (p) => Object.keys(p.members));
+  // A read marker or a private message is for its users alone; the rest reaches every member.
+  pubsub.routeLocally(Topic.ConversationUpdated, (p) => p.only ?? inScope(p));
   pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
   pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
   pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');

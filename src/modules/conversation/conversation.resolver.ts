@@ -76,7 +76,8 @@ export class ConversationResolver {
       return pubsub.iterate(Topic.ConversationUpdated, (p) => conversations.rowFor(me, p), { keys: [me] });
     },
   })
-  conversationUpdated(@Root() c: ConversationType): ConversationType {
+  conversationUpdated(@Root() c: ConversationType | Promise<ConversationType>): ConversationType | Promise<ConversationType> {
+    // A promise while the viewer's read state is being read (see ConversationService.rowFor).
     return c;
   }
 
