@@ -43,6 +43,8 @@ export interface Services {
   messages: MessageService;
   projects: ProjectService;
   conversations: ConversationService;
+  /** Members' read states known here, from which each conversationUpdated receiver's row is derived. */
+  memberStates: MemberStates;
   typing: TypingService;
   /** Signs and checks the short-lived links of Attachment.url. */
   attachmentLinks: AttachmentLinks;
@@ -80,8 +82,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
-  const states = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
-  const conversations = new ConversationService({ pubsub, messages, groups, projects, states });
+  const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
+  const conversations = new ConversationService({ pubsub, messages, groups, projects, states: memberStates });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
     pubsub,
@@ -131,6 +133,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     messages,
     projects,
     conversations,
+    memberStates,
     typing,
     attachmentLinks,
     rates,
