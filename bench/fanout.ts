@@ -40,7 +40,7 @@
  *                      best p50 and p99 across rounds. @default 2
  * - BENCH_BYSTANDERS   B. @default 10000
  * - BENCH_ROOMS        R. @default 1000
- * - BENCH_SKIP         comma list of phases to skip: x2, rooms, memory.
+ * - BENCH_SKIP         comma list of phases to skip: one-room, x2, memory, rooms, bystanders.
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
@@ -108,14 +108,14 @@ async function runBare(): Promise<void> {
       const room = (JSON.parse(text) as { payload?: { room?: string } }).payload?.room;
       if (!room) return socket.send('{"type":"connection_ack"}');
       let members = rooms.get(room);
-      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.message.added:g:${room}`).then(() => undefined);
+      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.conv:g:${room}`).then(() => undefined);
       if (!members) rooms.set(room, (members = new Set()));
       members.add(socket);
       socket.on('close', () => {
         members!.delete(socket);
         if (members!.size) return;
         rooms.delete(room);
-        void redis.unsubscribe(`parley.message.added:g:${room}`);
+        void redis.unsubscribe(`parley.conv:g:${room}`);
       });
       void subscribed.then(() => socket.send('{"type":"connection_ack"}'));
     });
@@ -263,7 +263,7 @@ async function main(): Promise<void> {
   // Rounds alternate the runs, so a noisy stretch of the shared machine hits each of them
   // alike; each run's figures are its best across rounds (the baseline's too).
   const rounds: FanoutResult[][] = [];
-  for (let round = 1; round <= ROUNDS; round++) {
+  for (let round = 1; round <= (SKIP.has('one-room') ? 0 : ROUNDS); round++) {
     const results = [await fanout('bare', [bare.wsUrl], bare.url, seeded), await fanout('parley x1', [a.wsUrl], a.url, seeded)];
     if (b) results.push(await fanout('parley x2', [a.wsUrl, b.wsUrl], a.url, seeded));
     out();
@@ -273,15 +273,17 @@ async function main(): Promise<void> {
   }
   await b?.stop();
   // Best throughput and best latency are taken separately (the two need not come from one round).
-  const results = rounds[0].map((_, k) => {
+  const results = (rounds[0] ?? []).map((_, k) => {
     const runs = rounds.map((r) => r[k]);
     const fastest = runs.reduce((x, y) => (y.perSecond > x.perSecond ? y : x));
     return { ...fastest, p50: Math.min(...runs.map((r) => r.p50)), p99: Math.min(...runs.map((r) => r.p99)) };
   });
   const missing = rounds.flat().filter((r) => r.missing || r.duplicates);
   out();
-  out(ROUNDS > 1 ? `best of ${ROUNDS} rounds` : 'result');
-  table(results, results[0]);
+  if (results.length) {
+    out(ROUNDS > 1 ? `best of ${ROUNDS} rounds` : 'result');
+    table(results, results[0]);
+  }
 
   let mem: { bare: number; parley: number } | undefined;
   if (!SKIP.has('memory')) {

@@ -41,7 +41,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     // Twelve more groups with a member on A: their channels hash to slots across the shards.
     const spread: string[] = [];
     for (let i = 0; i < 12; i++) spread.push((await ok(gql(b.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: `spread ${i}` }, alice.token))).createGroup.id);
-    const channels = [lobby, ...spread].map((g) => `parley.message.added:g:${g}`);
+    const channels = [lobby, ...spread].map((g) => `parley.conv:g:${g}`);
     await sleep(300);
     const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {

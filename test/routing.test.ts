@@ -58,10 +58,50 @@ describeRedis('event routing', () => {
     expect(onB.values).toEqual([]);
     // B published them, and took none back: it has no member of the group connected.
     expect(await metric(b, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBe(receivedOnB);
-    expect(b.services.pubsub.takenChannels()).not.toContain(`parley.message.added:g:${group}`);
-    expect(a.services.pubsub.takenChannels()).toContain(`parley.message.added:g:${group}`);
+    expect(b.services.pubsub.takenChannels()).not.toContain(`parley.conv:g:${group}`);
+    expect(a.services.pubsub.takenChannels()).toContain(`parley.conv:g:${group}`);
     // A took each from Redis once, and delivered each once.
     expect(await metric(a, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBeGreaterThanOrEqual(5);
+  });
+
+  it('should carry a conversation’s edits, reactions, read receipts, typing and sidebar updates only to instances with a member', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo, stranger] = [await signup(a.url), await signup(a.url), await signup(b.url)];
+    const group = (await ok(gql(a.url, CREATE, { n: 'Quiet on B', p: true }, ada.token))).createGroup.id;
+    await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
+    const conversation = { groupId: group };
+    // Members on A, on every stream of the conversation; a stranger on B on the same streams, without argument.
+    const streams = [
+      'subscription { messageEvent { kind message { id } } }',
+      'subscription { typing { typing user { id } } }',
+      'subscription { readReceipt { lastReadMessageId user { id } } }',
+      'subscription { conversationUpdated { id unreadCount } }',
+    ];
+    // Ada reads the receipts (nobody is told of their own marker); Bo everything else.
+    const onA = await Promise.all(streams.map((q) => listen(a, q.includes('readReceipt') ? ada : bo, q)));
+    const onB = await Promise.all(streams.map((q) => listen(b, stranger, q)));
+    const topics = ['parley.message.event', 'parley.conversation.typing', 'parley.conversation.read', 'parley.conversation.updated'];
+    const receivedOnB = () => Promise.all(topics.map((t) => metric(b, `parley_pubsub_events_received_total{topic="${t}"}`)));
+    const before = await receivedOnB();
+    // Everything is done through B, so B publishes every event; A has the members.
+    const id = (await ok(gql(b.url, SEND, { g: group, t: 'first' }, ada.token))).sendMessage.id;
+    await ok(gql(b.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "fixed") { id } }', { m: id }, ada.token));
+    await ok(gql(b.url, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }', { m: id }, bo.token));
+    await ok(gql(b.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { id } }', { c: conversation }, bo.token));
+    await ok(gql(b.url, 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }', { c: conversation }, ada.token));
+    const [events, typing, receipts, updated] = onA;
+    expect((await events.nth(2)).messageEvent.kind).toBe('REACTIONS_CHANGED');
+    expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED']);
+    expect((await typing.nth(1)).typing).toEqual({ typing: true, user: { id: ada.id } });
+    expect((await receipts.nth(1)).readReceipt).toEqual({ lastReadMessageId: id, user: { id: bo.id } });
+    await eventually(() => updated.values.length >= 2);
+    expect(updated.values.map((v) => v.conversationUpdated.unreadCount)).toEqual([1, 0]);
+    // A took them from Redis; B, with no member connected, took none back and delivered nothing.
+    expect(await metric(a, 'parley_pubsub_events_received_total{topic="parley.conversation.typing"}')).toBeGreaterThanOrEqual(1);
+    expect(await receivedOnB()).toEqual(before);
+    for (const sub of onB) expect(sub.values).toEqual([]);
+    expect(b.services.pubsub.takenChannels()).not.toContain(`parley.conv:g:${group}`);
   });
 
   it('should deliver a direct message once to each of its two users, wherever their sockets are', async () => {
@@ -87,7 +127,7 @@ describeRedis('event routing', () => {
     await ok(gql(b.url, SEND, { g: group, t: 'welcome' }, ada.token));
     expect(contents([await sub.nth(1)])).toEqual(['welcome']);
     await ok(gql(b.url, LEAVE, { g: group }, bo.token));
-    await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.message.added:g:${group}`));
+    await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.conv:g:${group}`));
     await ok(gql(b.url, SEND, { g: group, t: 'gone' }, ada.token));
     await sleep(300);
     expect(contents(sub.values)).toEqual(['welcome']);
@@ -111,7 +151,7 @@ describeRedis('event routing', () => {
       await ok(gql(b.url, SEND, { g: group, t: 'during the switch' }, ada.token));
       const redis = new Redis(process.env.REDIS_URL!);
       try {
-        expect(((await redis.pubsub('NUMSUB', `parley.message.added:g:${group}`)) as [string, number])[1]).toBe(0);
+        expect(((await redis.pubsub('NUMSUB', `parley.conv:g:${group}`)) as [string, number])[1]).toBe(0);
       } finally {
         redis.disconnect();
       }

@@ -57,7 +57,7 @@ describeRedis('two instances', () => {
     const redis = new Redis(a.env.REDIS_URL!);
     try {
       const numsub = async (channel: string) => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1];
-      expect(await numsub(`parley.message.added:g:${lobby}`)).toBe(1);
+      expect(await numsub(`parley.conv:g:${lobby}`)).toBe(1);
       expect(await numsub('parley.message.added')).toBe(0);
       expect(b.services.pubsub.takenChannels()).toEqual([]);
     } finally {

@@ -61,6 +61,34 @@ function asGraphQLErrors(document: DocumentNode, operation: OperationDefinitionN
   });
 }
 
+/** A compiled plan of one operation of a document, or null where graphql-jit can't compile it. */
+export function compile(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined): CompiledQuery | null {
+  try {
+    const c = compileQuery(schema, document, operationName ?? undefined);
+    return isCompiledQuery(c) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs a compiled plan with variables graphql-js coerced, and gives its result as graphql-js would
+ * (errors located and carrying their original error); null when it produced no data at all (refused
+ * before execution), where the caller's graphql-js path has the wording clients expect.
+ */
+export async function runCompiled(
+  compiled: CompiledQuery,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  root: unknown,
+  context: unknown,
+  coercedVariables: Record<string, unknown>,
+): Promise<ExecutionResult | null> {
+  const result = (await compiled.query(root, context, coercedVariables)) as ExecutionResult;
+  if (result.data === undefined) return null;
+  return result.errors?.length ? { ...result, errors: asGraphQLErrors(document, operation, result.errors) } : result;
+}
+
 /**
  * Executes HTTP queries with graphql-jit: a document is compiled once into a function that
  * resolves its fields without graphql-js's per-field bookkeeping (a page of 50 messages: ~0.3 ms
@@ -80,16 +108,7 @@ export function compiledExecution(schema: GraphQLSchema): Gateway {
     if (++entry.uses < COMPILE_AFTER) return null;
     const plans = (entry.plans ??= new Map());
     const key = operationName ?? '';
-    if (!plans.has(key)) {
-      let compiled: CompiledQuery | null = null;
-      try {
-        const c = compileQuery(schema, document, operationName ?? undefined);
-        compiled = isCompiledQuery(c) ? c : null;
-      } catch {
-        compiled = null;
-      }
-      plans.set(key, compiled);
-    }
+    if (!plans.has(key)) plans.set(key, compile(schema, document, operationName));
     return plans.get(key)!;
   };
 
@@ -109,10 +128,7 @@ export function compiledExecution(schema: GraphQLSchema): Gateway {
     // (ID) its own way, past the schema's ID scalar that normalizes UUIDs. A refusal gets graphql-js's answer.
     const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables, { maxErrors: 50 });
     if (coerced.errors) return graphqlJs();
-    const result = (await compiled.query(undefined, rc.context, coerced.coerced)) as ExecutionResult;
-    // No data at all: refused before execution, where graphql-js's wording is what Apollo reads.
-    if (result.data === undefined) return graphqlJs();
-    return result.errors?.length ? { ...result, errors: asGraphQLErrors(document, operation, result.errors) } : result;
+    return (await runCompiled(compiled, document, operation, undefined, rc.context, coerced.coerced)) ?? graphqlJs();
   };
 
   return {

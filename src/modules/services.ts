@@ -160,28 +160,27 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 }
 
 /**
- * Where events go. Upstream, this instance takes the message channel of every group and
+ * Where events go. Upstream, this instance takes the conversation channel of every group and
  * project that has a member connected here, and of every connected user (their direct
- * messages), so it receives no conversation it has no one in. Here, an event is handed only
+ * conversations and sessions), so it receives no conversation it has no one in: no message,
+ * edit, reaction, read receipt, typing or sidebar update of it. Here, an event is handed only
  * to the subscriptions of the users it reaches (its local audience), so a subscription costs
  * nothing for events it does not get.
  */
 function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, orm: MikroORM): void {
   memberships.watch({
     async taken(scope, id, cause) {
-      const fresh = await pubsub.take(Topic.MessageAdded, channelOf(scope, id));
+      const fresh = await pubsub.take(channelOf(scope, id));
       // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
       if (!fresh || cause !== 'join' || scope === 'user') return;
       const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
       pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
     },
-    dropped: (scope, id) => pubsub.drop(Topic.MessageAdded, channelOf(scope, id)),
+    dropped: (scope, id) => pubsub.drop(channelOf(scope, id)),
   });
-  pubsub.routeLocally(Topic.MessageAdded, (p, channel) => {
+  pubsub.routeLocally(Topic.MessageAdded, (p) => {
     if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];
     if (p.projectId && !p.recipientId) return memberships.localMembers('project', p.projectId) ?? [];
-    // A direct message arrives once per user channel: each copy is for that user alone.
-    if (channel?.startsWith('u:')) return [channel.slice(2)];
     return p.recipientId ? [p.senderId, p.recipientId] : [p.senderId];
   });
   // The conversation events go to the same local audiences as the messages they are about.

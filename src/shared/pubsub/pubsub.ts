@@ -5,7 +5,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { ShardedRedisEngine } from './sharded';
-import { Topic, TOPIC_CHANNELS, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -28,12 +28,17 @@ export interface PushIterator<R> extends AsyncIterableIterator<R> {
   push(sink: Sink<R>): void;
 }
 
-/** How events travel between instances: the payload and the instance that published it. */
+/** How events travel between instances: the payload and the instance that published it (and on a conversation channel, its topic). */
 const ORIGIN = 'parleyOrigin';
 interface Envelope {
   [ORIGIN]: string;
+  topic?: Topic;
   payload: unknown;
 }
+
+/** The Redis channel of a conversation channel suffix (g:<id>, p:<id>, u:<id>). */
+const channelName = (suffix: string): string => `${CONVERSATION_CHANNELS}:${suffix}`;
+const CHANNEL_PREFIX = channelName('');
 
 /**
  * Where an event goes on this instance: the keys of its local audience (users, or for presence
@@ -126,11 +131,13 @@ export class PubSub {
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
     // happens before the mutation answers, which keeps a fast client from outrunning delivery.
     this.dispatch(topic, JSON.parse(JSON.stringify(payload)), undefined);
-    const envelope = { [ORIGIN]: this.origin, payload } satisfies Envelope;
     const channels = TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined;
     try {
-      if (!channels) await this.engine.publish(topic, envelope);
-      else await Promise.all(channels(payload).map((c) => this.engine.publish(`${topic}:${c}`, envelope)));
+      if (!channels) await this.engine.publish(topic, { [ORIGIN]: this.origin, payload } satisfies Envelope);
+      else {
+        const envelope = { [ORIGIN]: this.origin, topic, payload } satisfies Envelope;
+        await Promise.all(channels(payload).map((c) => this.engine.publish(channelName(c), envelope)));
+      }
     } catch (e) {
       this.publishFailures++;
       throw e;
@@ -150,7 +157,7 @@ export class PubSub {
 
   /**
    * Adds a local listener that gets every event of the topic; returns its removal. For a
-   * TOPIC_CHANNELS topic it gets only the events of channels this instance takes.
+   * TOPIC_CHANNELS topic it gets only the events of conversation channels this instance takes.
    */
   on<T extends Topic>(topic: T, listener: Listener<T> | Receiver): () => void {
     this.add(topic, listener);
@@ -191,12 +198,13 @@ export class PubSub {
   }
 
   /**
-   * Takes one channel of a TOPIC_CHANNELS topic (reference-counted): resolves once this
-   * instance receives it, with true when this call subscribed it (it was not taken before).
-   * A channel taken again within YOUNG_MS of its catch-up keeps checking for duplicates.
+   * Takes one conversation channel (reference-counted) and with it every TOPIC_CHANNELS topic's
+   * events on it: resolves once this instance receives it, with true when this call subscribed it
+   * (it was not taken before). A channel taken again within YOUNG_MS of its catch-up keeps
+   * checking for duplicates.
    */
-  async take(topic: Topic, channel: string): Promise<boolean> {
-    const name = `${topic}:${channel}`;
+  async take(channel: string): Promise<boolean> {
+    const name = channelName(channel);
     const holders = this.channels.get(name) ?? 0;
     this.channels.set(name, holders + 1);
     // In memory there is no gap to cover: publish() hands every event to this instance's listeners.
@@ -217,8 +225,8 @@ export class PubSub {
   }
 
   /** Releases one hold on a channel; the last one unsubscribes. */
-  drop(topic: Topic, channel: string): void {
-    const name = `${topic}:${channel}`;
+  drop(channel: string): void {
+    const name = channelName(channel);
     const holders = (this.channels.get(name) ?? 0) - 1;
     if (holders > 0) return void this.channels.set(name, holders);
     this.channels.delete(name);
@@ -235,11 +243,11 @@ export class PubSub {
    * YOUNG_MS, the channel still drops duplicates of what the catch-up delivered.
    */
   catchUp<T extends Topic>(topic: T, channel: string, payloads: TopicPayloads[T][], idOf: (p: TopicPayloads[T]) => string): void {
-    const name = `${topic}:${channel}`;
+    const name = channelName(channel);
     const young = this.young.get(name);
     if (!young) return;
     for (const p of payloads) {
-      const id = idOf(p);
+      const id = `${topic}\u0000${idOf(p)}`;
       if (young.seen.has(id)) continue;
       young.seen.add(id);
       this.dispatch(topic, p, channel, true);
@@ -268,22 +276,22 @@ export class PubSub {
 
   /** From upstream: our own events were dispatched when published; bare payloads (the presence store's Lua PUBLISH) pass as they are. */
   private receive(name: string, message: unknown): void {
-    const cut = name.indexOf(':');
-    const topic = (cut < 0 ? name : name.slice(0, cut)) as Topic;
-    const channel = cut < 0 ? undefined : name.slice(cut + 1);
+    const onChannel = name.startsWith(CHANNEL_PREFIX);
+    const channel = onChannel ? name.slice(CHANNEL_PREFIX.length) : undefined;
+    const envelope = message !== null && typeof message === 'object' && ORIGIN in message ? (message as Envelope) : undefined;
+    // A conversation channel's events name their topic; a topic-wide channel is its topic.
+    const topic = onChannel ? envelope?.topic : (name as Topic);
+    if (!topic) return;
     this.received[topic] = (this.received[topic] ?? 0) + 1;
-    let payload = message;
-    if (message !== null && typeof message === 'object' && ORIGIN in message) {
-      const envelope = message as Envelope;
-      if (envelope[ORIGIN] === this.origin) return;
-      payload = envelope.payload;
-    }
+    if (envelope?.[ORIGIN] === this.origin) return;
+    const payload = envelope ? envelope.payload : message;
     const young = channel === undefined ? undefined : this.young.get(name);
     if (young) {
       const id = (payload as { id?: unknown })?.id;
       if (typeof id === 'string') {
-        if (young.seen.has(id)) return;
-        young.seen.add(id);
+        const seen = `${topic}\u0000${id}`;
+        if (young.seen.has(seen)) return;
+        young.seen.add(seen);
       }
     }
     this.dispatch(topic, payload, channel);
@@ -294,7 +302,9 @@ export class PubSub {
     if (!caughtUp) this.call(topic, this.listeners.get(topic), payload);
     const byKey = this.keyed.get(topic);
     if (!byKey?.size) return;
-    const audience = this.audiences.get(topic)?.(payload, channel) ?? 'all';
+    // A copy that came on a user's channel is that user's alone: a direct conversation's event
+    // arrives once per user, and an instance with both users connected must not deliver it twice.
+    const audience = channel?.startsWith('u:') ? [channel.slice(2)] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
     if (audience === 'all') {
       const seen = new Set<Receiver>();
       for (const held of byKey.values()) for (const l of held instanceof Set ? held : [held]) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);

@@ -179,14 +179,32 @@ export interface SessionsRevokedPayload {
 }
 
 /**
- * Topics published per channel instead of on one topic-wide channel: an instance subscribes
- * only to the channels its connected users need (see MembershipIndex's watcher), so it never
- * receives the events of conversations it has no member of. A channel is `<topic>:<suffix>`.
- * A group or project message goes to its conversation; a direct one to each of its two users.
+ * Where a conversation's events travel between instances: one channel per group
+ * (`parley.conv:g:<id>`), per project (`p:`) and per connected user (`u:`, their direct
+ * conversations and their own sessions), carrying every topic of TOPIC_CHANNELS with the topic in
+ * the envelope. An instance subscribes only to the channels its connected users need (see
+ * MembershipIndex's watcher), so it never receives a message, edit, read receipt, typing or sidebar
+ * update of a conversation it has no one in; and one conversation costs one subscription, not one
+ * per topic.
  */
+export const CONVERSATION_CHANNELS = 'parley.conv';
+
+/** The channel suffixes of a conversation: its group or project, or each of its two users. */
+function scopeChannels(s: { groupId: string | null; projectId: string | null; userIds?: string[] | null }, direct: () => string[]): string[] {
+  return s.groupId ? [`g:${s.groupId}`] : s.projectId ? [`p:${s.projectId}`] : direct();
+}
+
+const messageChannels = (m: MessagePayload): string[] => scopeChannels(m, () => [`u:${m.senderId}`, ...(m.recipientId ? [`u:${m.recipientId}`] : [])]);
+const conversationChannels = (s: ConversationScope): string[] => scopeChannels(s, () => (s.userIds ?? []).map((u) => `u:${u}`));
+
+/** Topics published on conversation channels instead of one topic-wide channel, and the channel suffixes of each event. */
 export const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] } = {
-  [Topic.MessageAdded]: (p) =>
-    p.groupId ? [`g:${p.groupId}`] : p.projectId ? [`p:${p.projectId}`] : [`u:${p.senderId}`, ...(p.recipientId ? [`u:${p.recipientId}`] : [])],
+  [Topic.MessageAdded]: messageChannels,
+  [Topic.MessageEvent]: (p) => messageChannels(p.message),
+  [Topic.ReadReceipt]: conversationChannels,
+  [Topic.Typing]: conversationChannels,
+  [Topic.ConversationUpdated]: conversationChannels,
+  [Topic.SessionEvent]: (p) => [`u:${p.userId}`],
 };
 
 /** The channel suffix of what a member of a group or project, or a connected user, needs. */
