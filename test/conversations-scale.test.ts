@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
-import { eventually, gql, listen, ok } from './helpers/graphql';
+import { eventually, gql, listen, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
-import { Topic } from '../src/shared/pubsub/topics';
+import { CONVERSATION_CHANNELS, Topic } from '../src/shared/pubsub/topics';
 
 const CONVERSATION = 'query($c: ConversationInput!) { conversation(conversation: $c) { id unreadCount lastReadMessageId lastMessage { id } } }';
 const CONVERSATIONS = 'query { conversations(first: 50) { edges { node { id unreadCount lastReadMessageId updatedAt lastMessage { id } } } } }';
@@ -154,6 +154,30 @@ describe('conversations at scale', () => {
     expect(ds.values).toHaveLength(3);
   });
 
+  it('should forget a read state that no event would keep current: a membership left and taken again, a friendship ended and renewed', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = await users(s.url, 2);
+    const g = await groupWith(s.url, alice, 'Again', [bob]);
+    await befriend(s.url, alice, bob);
+    const sidebar = await listen(s, bob, UPDATED);
+    for (const n of [1, 2]) await send(s.url, alice.token, { groupId: g, content: `g${n}` });
+    for (const n of [1, 2]) await send(s.url, alice.token, { toUserId: bob.id, content: `d${n}` });
+    expect((await sidebar.nth(4)).conversationUpdated.unreadCount).toBe(2);
+    expect(s.services.memberStates.get(bob.id, `g:${g}`)).toBeDefined();
+
+    // Bob leaves with two unread and comes back: his new row is read up to the head.
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bob.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, bob.token));
+    await eventually(async () => s.services.groups.isMemberCached(bob.id, g));
+    const g3 = await send(s.url, alice.token, { groupId: g, content: 'g3' });
+    expect((await sidebar.nth(5)).conversationUpdated).toMatchObject({ id: `g:${g}`, unreadCount: 1, lastMessage: { id: g3.id } });
+    // The same for a direct conversation: unfriended with two unread, friends again, read up to the head.
+    await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
+    await befriend(s.url, alice, bob);
+    const d3 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd3' });
+    expect((await sidebar.nth(6)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { id: d3.id } });
+  });
+
   it('should come out of the head migration with every row as it was: unread, marker, last message, order', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = await users(s.url, 3);
@@ -193,6 +217,27 @@ describe('conversations at scale', () => {
 });
 
 describeRedis('conversationUpdated through Redis', () => {
+  it("should not derive a row from the read state of a user who was away from this instance", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = await users(a.url, 2);
+    const g = await groupWith(a.url, alice, 'Away', [bob]);
+    const first = wsClient(a.wsUrl, bob.token);
+    await first.connected;
+    const sidebar = subscribe(first, UPDATED);
+    await sleep(150);
+    await send(a.url, alice.token, { groupId: g, content: 'one' });
+    const two = await send(a.url, alice.token, { groupId: g, content: 'two' });
+    expect((await sidebar.nth(2)).conversationUpdated.unreadCount).toBe(2);
+    // Bob leaves A; on B (where A, with no one of the group left, doesn't hear of it) he reads everything.
+    await first.dispose();
+    await eventually(() => !a.services.memberships.isLocal(bob.id));
+    expect((await ok(gql(b.url, MARK, { c: { groupId: g } }, bob.token))).markRead).toEqual({ unreadCount: 0, lastReadMessageId: two.id });
+    const again = await listen(a, bob, UPDATED);
+    await send(a.url, alice.token, { groupId: g, content: 'three' });
+    expect((await again.nth(1)).conversationUpdated.unreadCount).toBe(1);
+  });
+
   it("should not grow with the conversation's members", async () => {
     const s = await createTestServer();
     const [alice, bob, ...rest] = await users(s.url, 12);
@@ -201,8 +246,9 @@ describeRedis('conversationUpdated through Redis', () => {
     const redis = new Redis(process.env.REDIS_URL!);
     const published: string[] = [];
     try {
-      redis.on('message', (_channel, message) => published.push(message));
-      await redis.subscribe(Topic.ConversationUpdated);
+      // Every conversation channel; the envelope names the topic.
+      redis.on('pmessage', (_pattern, _channel, message) => JSON.parse(message).topic === Topic.ConversationUpdated && published.push(message));
+      await redis.psubscribe(`${CONVERSATION_CHANNELS}:*`);
       await send(s.url, alice.token, { groupId: small, content: 'same text' });
       await send(s.url, alice.token, { groupId: lobby, content: 'same text' });
       await eventually(() => published.length === 2);

@@ -112,7 +112,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
-  routeEvents(pubsub, memberships, messages, orm);
+  routeEvents(pubsub, memberships, messages, memberStates, orm);
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
@@ -167,7 +167,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
  * to the subscriptions of the users it reaches (its local audience), so a subscription costs
  * nothing for events it does not get.
  */
-function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, orm: MikroORM): void {
+function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, memberStates: MemberStates, orm: MikroORM): void {
   memberships.watch({
     async taken(scope, id, cause) {
       const fresh = await pubsub.take(channelOf(scope, id));
@@ -176,7 +176,11 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
       const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
       pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
     },
-    dropped: (scope, id) => pubsub.drop(channelOf(scope, id)),
+    dropped(scope, id) {
+      pubsub.drop(channelOf(scope, id));
+      // Their conversations' events no longer come here: what is known of their read states would go stale.
+      if (scope === 'user') memberStates.forget(id);
+    },
   });
   pubsub.routeLocally(Topic.MessageAdded, (p) => {
     if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];

@@ -52,7 +52,8 @@ export const conversationRepository = {
    * orders the conversation's sends; created_at is stamped under it, after the previous message)
    * and, for a private message, `r` its recipient's row. `after`: `s` the sender's row, whose
    * marker moves to the message (a direct conversation's first message creates both rows).
-   * `recipientSeq` and `states` are expressions over them.
+   * `recipientSeq` and `states` (the changed rows, as sender_state and recipient_state) are
+   * expressions over them.
    */
   recordMessage(m: {
     id: string;
@@ -62,7 +63,7 @@ export const conversationRepository = {
     /** Direct: the other user; project: a private message's recipient. */
     recipientId: string | null;
     privateInProject: boolean;
-  }): { before: Sql; after: Sql; recipientSeq: string; states: string } {
+  }): { before: Sql; after: Sql; recipientSeq: string; states: Sql } {
     const priv = m.privateInProject;
     // A private message is no one else's: the head only orders it (its seq and last message stay).
     const head = `h as (
@@ -90,8 +91,9 @@ export const conversationRepository = {
             last_read_at = excluded.last_read_at, read_at = excluded.read_at
           returning ${own('cm')}
         ), p as (
-          insert into conversation_members (conversation_key, user_id, kind, peer_id, joined_at, read_seq)
-          select ?, ?, 'DIRECT', ?, now(), h.seq - 1 from h on conflict (conversation_key, user_id) do nothing)`,
+          insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq)
+          select ?, ?, 'DIRECT', ?, now(), h.seq - 1 from h on conflict (conversation_key, user_id) do nothing
+          returning ${own('cm')})`,
         params: [m.key, m.senderId, m.recipientId, m.id, m.key, m.recipientId, m.senderId],
       };
     } else {
@@ -103,11 +105,22 @@ export const conversationRepository = {
         params: [m.id, ...(priv ? [m.id] : []), m.key, m.senderId],
       };
     }
+    // The other row that changed (a private message's recipient), or a direct conversation's
+    // other one (as it is: new, or read before this statement), so that both users' states
+    // travel with the event and neither instance has to read one.
+    const other = priv
+      ? { text: '(select row_to_json(r) from r)', params: [] }
+      : m.kind === 'DIRECT'
+        ? {
+            text: `coalesce((select row_to_json(p) from p), (select row_to_json(x) from (select ${own('cm')} from conversation_members cm where cm.conversation_key = ? and cm.user_id = ?) x))`,
+            params: [m.key, m.recipientId],
+          }
+        : { text: 'null::json', params: [] };
     return {
       before,
       after,
       recipientSeq: priv ? '(select private_seq from r)' : 'null::bigint',
-      states: `(select row_to_json(s) from s) as sender_state, ${priv ? '(select row_to_json(r) from r)' : 'null::json'} as recipient_state`,
+      states: { text: `(select row_to_json(s) from s) as sender_state, ${other.text} as recipient_state`, params: other.params },
     };
   },
 

@@ -53,7 +53,14 @@ export class ConversationService {
 
   /** Keeps the members' states known here current with what every instance's events carry. */
   start(): void {
-    this.off = this.d.pubsub.on(Topic.ConversationUpdated, (p) => this.d.states.absorb(p));
+    const offs = [
+      this.d.pubsub.on(Topic.ConversationUpdated, (p) => this.d.states.absorb(p)),
+      // A membership's row goes or starts anew (read up to the head) without an event of its own.
+      this.d.pubsub.on(Topic.MembershipChanged, (p) => {
+        for (const c of p.changes) this.d.states.drop(c.userId, `${p.scope[0]}:${p.id}`);
+      }),
+    ];
+    this.off = () => offs.forEach((off) => off());
   }
 
   dispose(): void {

@@ -27,7 +27,7 @@ export interface MessageRow {
   sender_created_at: Date;
 }
 
-/** What a send returns besides the message: the head after it and the members' rows it changed. */
+/** What a send returns besides the message: the head after it, the sender's row and the other one that travels with the event. */
 export interface SentColumns extends HeadColumns {
   sender_state: MemberColumns | null;
   recipient_state: MemberColumns | null;
@@ -80,7 +80,7 @@ export const messageRepository = {
     em: EntityManager,
     m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
-    record: { before: Sql; after: Sql; recipientSeq: string; states: string },
+    record: { before: Sql; after: Sql; recipientSeq: string; states: Sql },
   ): Promise<MessageRow & SentColumns> {
     // The attachment row is written only with the message, and the foreign key between the two
     // is checked at the end of the statement.
@@ -92,7 +92,7 @@ export const messageRepository = {
          insert into attachments (id, file_name, mime_type, size, data, created_at)
          select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
        ), ${record.after.text}
-       select ${COLUMNS}, h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at, ${record.states}
+       select ${COLUMNS}, h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at, ${record.states.text}
        from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id cross join h`,
       [
         ...record.before.params,
@@ -112,6 +112,7 @@ export const messageRepository = {
         file?.data ?? null,
         !!file,
         ...record.after.params,
+        ...record.states.params,
       ],
     );
     return rows[0];

@@ -178,9 +178,9 @@ export class MessageService {
   }
 
   /**
-   * What conversationUpdated tells after a message: the head and the rows that changed (the
-   * sender's; a private message's recipient's, the only other one it reaches), never every
-   * member's: each receiver derives their own row.
+   * What conversationUpdated tells after a message: the head and at most two rows (the
+   * sender's; a private message's recipient's, the only other one it reaches; a direct
+   * conversation's other one), never every member's: each receiver derives their own row.
    */
   private updated(conv: Conversation, viewerId: string, row: MessageRow & SentColumns, message: MessagePayload, privateTo: string | null): ConversationUpdatedPayload {
     const direct = conv.kind === 'direct';

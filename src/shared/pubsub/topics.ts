@@ -94,7 +94,7 @@ export interface ConversationUpdatedPayload {
   message: MessagePayload | null;
   /** The head after the change; null while the conversation has no message. */
   head: HeadPayload | null;
-  /** The members whose own state changed (a sender, a private message's recipient, a reader): at most two. */
+  /** Members' own states, at most two: the sender (and a private message's recipient, a direct conversation's other user), a reader. */
   members: Record<string, MemberStatePayload>;
   /** Set when the change is theirs alone (a read marker, a private message); else it reaches every member. */
   only: string[] | null;
