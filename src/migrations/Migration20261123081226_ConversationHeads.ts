@@ -26,6 +26,7 @@ export class Migration20261123081226_ConversationHeads extends Migration {
     this.addSql(`alter table "messages" alter column "seq" set not null;`);
     this.addSql(`create index "messages_private_inbox" on "messages" ("conversation_key", "recipient_id", "created_at", "id") where "project_id" is not null and "recipient_id" is not null;`);
 
+    this.addSql(`create index "conversation_heads_key_hash" on "conversation_heads" using hash ("conversation_key");`);
     this.addSql(`insert into "conversation_heads" ("conversation_key", "seq", "last_message_id", "activity_at", "last_at")
       select conversation_key, max(seq),
         (array_agg(id order by created_at desc, id desc) filter (where not (${PRIVATE})))[1],

@@ -9,6 +9,9 @@ import { Message } from '../message/message.entity';
  * Sends to the conversation take this row's lock, so they commit one at a time in created_at order.
  */
 @Entity({ tableName: 'conversation_heads' })
+// The sidebar probes one head per conversation of the user by key: a hash probe reads about half
+// the pages of a B-tree descent, and costs sends nothing (the key never changes, so updates stay HOT).
+@Index({ name: 'conversation_heads_key_hash', expression: 'create index "conversation_heads_key_hash" on "conversation_heads" using hash ("conversation_key")' })
 export class ConversationHead {
   /** As on messages: g:<group>, d:<userA>:<userB>, p:<project>. */
   @PrimaryKey({ type: 'string', length: 160 })

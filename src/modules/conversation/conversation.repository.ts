@@ -190,9 +190,10 @@ export const conversationRepository = {
     const cut = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
       left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
       where ${where} order by 2 desc, 1 desc limit ?`;
+    // Then each of the page's rows is read by its key (the lateral again: never a scan of all the user's rows).
     return em.execute(
       `select ${NAMED}, row_to_json(lm) as last_message
-       from (${ROWS} join (${cut}) k on k.conversation_key = cm.conversation_key where cm.user_id = ?) c ${NAMES} ${LAST}
+       from (${cut}) k cross join lateral (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ? offset 0) c ${NAMES} ${LAST}
        order by c.activity_at desc, c.conversation_key desc`,
       [...params, opts.limit + 1, userId],
     );
