@@ -20,6 +20,7 @@ import { entities } from './modules/entities';
 import { createServices, type Services } from './modules/services';
 import { bearerToken, invalidTokenError } from './modules/auth/auth.tokens';
 import { RequestContext } from './graphql/context';
+import { createFastPath } from './graphql/fast-path';
 import type { Context } from './modules/context';
 import type { Viewer } from './modules/auth/auth.viewer';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
@@ -51,6 +52,8 @@ export interface ParleyServer {
   fanout: FanoutStats;
   /** This instance's Prometheus registry, served at /metrics. */
   metrics: Metrics;
+  /** HTTP operations answered without Apollo's pipeline (graphql/fast-path.ts). */
+  fastPath: { readonly served: number };
   /** Releases everything, last opened first: jobs, sockets (1001), SSE streams, Apollo (draining HTTP), services, pub/sub, Redis, the ORM. */
   dispose(): Promise<void>;
 }
@@ -106,6 +109,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       return shaped;
     };
     const limits = documentLimits(env);
+    const fastPath = createFastPath({ schema, limits, formatError, logger, metrics });
     const apollo = new ApolloServer<Context>({
       gateway: compiledExecution(schema),
       introspection: env.ENABLE_INTROSPECTION,
@@ -131,6 +135,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         ...limits.apollo.plugins,
         errorLogPlugin(logger),
         operationMetricsPlugin(metrics),
+        fastPath.plugin,
         // apollo.stop(): stop accepting, let in-flight requests finish, cut what is left after 5 s.
         ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: 5000 }),
       ],
@@ -192,18 +197,22 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         const token = bearerToken(req.headers.authorization);
         let authenticating: Promise<Viewer | null> | undefined;
         const authenticate = () => (authenticating ??= token ? app.services.auth.authenticate(token) : Promise.resolve(null));
-        requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
-          bodyLimit: limit,
-          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
-          authenticated: async () => !!(await authenticate()),
-          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
-          context: async () => {
+        let context: Promise<RequestContext> | undefined;
+        const contextOf = () =>
+          (context ??= (async () => {
             const viewer = await authenticate();
             if (token && !viewer) throw invalidTokenError();
             if (viewer) void app.services.presence.touch(viewer.userId, viewer.sessionId);
             const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
             return new RequestContext(app.services, viewer, clientIp(req, env), requestId, publicOrigin(req, env), userAgent);
-          },
+          })());
+        requestScope.run({ requestId }, () => handleGraphQL(apollo, req, res, {
+          bodyLimit: limit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
+          context: contextOf,
+          fast: { handle: (body) => fastPath.handle(res, body, req.headers.accept, requestId, contextOf), learn: fastPath.learn },
         }).catch(done));
         return;
       }
@@ -249,6 +258,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       database,
       fanout: fanout.stats,
       metrics,
+      fastPath,
       dispose: () => stack.dispose(),
     };
   } catch (e) {

@@ -41,18 +41,22 @@ export function errorLogPlugin(logger: Logger): ApolloServerPlugin<{ requestId?:
     async requestDidStart() {
       return {
         async didEncounterErrors({ errors, contextValue }) {
-          for (const e of errors) {
-            if (classify(e, e.extensions?.code as string | undefined) !== 'internal') continue;
-            const original = unwrapResolverError(e);
-            const requestId = contextValue?.requestId;
-            (contextValue?.logger ?? logger).error({ err: original, requestId }, 'unexpected error');
-            if (original && typeof original === 'object') logged.add(original);
-            if (requestId) (e.extensions as Record<string, unknown>).requestId = requestId;
-          }
+          noteUnexpected(errors, contextValue?.requestId, contextValue?.logger ?? logger);
         },
       };
     },
   };
+}
+
+/** Logs each unexpected error of a request once, and puts the request id on it (see errorLogPlugin). */
+export function noteUnexpected(errors: readonly GraphQLError[], requestId: string | undefined, logger: Logger): void {
+  for (const e of errors) {
+    if (classify(e, e.extensions?.code as string | undefined) !== 'internal') continue;
+    const original = unwrapResolverError(e);
+    logger.error({ err: original, requestId }, 'unexpected error');
+    if (original && typeof original === 'object') logged.add(original);
+    if (requestId) (e.extensions as Record<string, unknown>).requestId = requestId;
+  }
 }
 
 /**

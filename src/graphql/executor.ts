@@ -51,7 +51,7 @@ function fieldNodesAt(operation: OperationDefinitionNode, fragments: Map<string,
  * extensions (anything unexpected), have a frozen `extensions` of undefined where Apollo and the
  * error log expect an object.
  */
-function asGraphQLErrors(document: DocumentNode, operation: OperationDefinitionNode, errors: readonly GraphQLError[]): GraphQLError[] {
+export function asGraphQLErrors(document: DocumentNode, operation: OperationDefinitionNode, errors: readonly GraphQLError[]): GraphQLError[] {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
   return errors.map((e) => {

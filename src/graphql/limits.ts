@@ -76,7 +76,7 @@ export class ByteLru<V> {
  * What a parsed document keeps alive: its source text (every node's `loc` points to it) and its
  * AST, estimated as Apollo does by its JSON (which leaves the source out, hence the first term).
  */
-function documentBytes(document: DocumentNode): number {
+export function documentBytes(document: DocumentNode): number {
   return Buffer.byteLength(document.loc?.source.body ?? '') + Buffer.byteLength(JSON.stringify(document));
 }
 

@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { Group } from './group/group.entity';
 import { toGroupType } from './group/group.mapper';
+import { groupRepository } from './group/group.repository';
 import type { GroupType } from './group/group.types';
 import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
@@ -10,8 +10,8 @@ import type { PresenceService, PresenceState } from './presence/presence.service
 import type { ProjectService } from './project/project.service';
 import type { ProjectType } from './project/project.types';
 import type { ReactionSummary } from '../shared/pubsub/topics';
-import { User } from './user/user.entity';
 import { toUserType } from './user/user.mapper';
+import { userRepository } from './user/user.repository';
 import type { UserType } from './user/user.types';
 
 /** Per-operation batch loaders: one query for every user or presence a response needs. */
@@ -32,14 +32,14 @@ export function createLoaders(em: EntityManager, services: { presence: PresenceS
   const { presence, projects } = services;
   return {
     user: new DataLoader(async (ids) => {
-      const users = await em.find(User, { id: { $in: [...ids] } });
+      const users = await userRepository.byIds(em, ids);
       const byId = new Map(users.map((u) => [u.id, toUserType(u)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),
     presence: new DataLoader((ids) => presence.states([...ids])),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
     group: new DataLoader(async (ids) => {
-      const groups = await em.find(Group, { id: { $in: [...ids] } });
+      const groups = await groupRepository.byIds(em, ids);
       const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),

@@ -18,6 +18,7 @@ import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
+import { UserService } from './user/user.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
 import { channelOf, Topic, type ConversationScope } from '../shared/pubsub/topics';
@@ -36,6 +37,7 @@ export interface Services {
   memberships: MembershipIndex;
   presence: PresenceService;
   auth: AuthService;
+  users: UserService;
   /** Single-use tickets for SSE URLs (Redis when configured). */
   tickets: StreamTickets;
   friends: FriendService;
@@ -78,6 +80,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
     storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
   });
+  const users = new UserService();
   const friends = new FriendService(env);
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
@@ -127,6 +130,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     memberships,
     presence,
     auth,
+    users,
     tickets,
     friends,
     groups,

@@ -9,12 +9,12 @@ import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import type { PresenceService } from '../presence/presence.service';
-import { User } from '../user/user.entity';
+import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
 import type { PasswordLimiter } from './auth.ratelimit';
+import { sessionRepository } from './auth.repository';
 import { hashToken, newToken } from './auth.tokens';
 import { isUsername, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
-import { Session } from './session.entity';
 
 // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
 const ARGON2 = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
@@ -79,8 +79,7 @@ export class AuthService {
     if (hit && now - hit.cachedAt < CACHE_TTL_MS) {
       return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }
-    const em = this.o.orm.em.fork();
-    const session = await em.findOne(Session, { tokenHash }, { fields: ['id', 'user', 'expiresAt'] });
+    const session = await sessionRepository.byTokenHash(this.o.orm.em.fork() as EntityManager, tokenHash);
     if (!session || session.expiresAt.getTime() <= now) {
       this.cache.delete(tokenHash);
       return null;
@@ -99,8 +98,7 @@ export class AuthService {
     const passwordHash = await hash(password, ARGON2);
     try {
       const result = await transact(em, this.o.pubsub, async (tem, outbox) => {
-        const user = tem.create(User, { username, displayName, passwordHash });
-        await tem.flush();
+        const user = await userRepository.insert(tem, { username, displayName, passwordHash });
         await this.o.onSignup(tem, user, outbox);
         return this.issue(tem, user);
       });
@@ -138,14 +136,14 @@ export class AuthService {
 
   /** Revokes the token this request came with. */
   async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
-    await em.nativeDelete(Session, { id: viewer.sessionId });
+    await sessionRepository.delete(em, viewer.sessionId);
     await this.revoked(viewer.userId, [viewer.sessionId], [viewer.tokenHash]);
     await this.o.presence.loggedOut(viewer.userId, viewer.sessionId);
     return true;
   }
 
   async updateProfile(em: EntityManager, viewer: Viewer, input: { username?: string | null; displayName?: string | null }): Promise<User> {
-    const user = await em.findOneOrFail(User, { id: viewer.userId });
+    const user = await userRepository.account(em, viewer.userId);
     if (input.username !== undefined && input.username !== null) {
       const username = validateUsername(input.username);
       if (username.toLowerCase() !== user.username.toLowerCase() && (await userRepository.usernameTaken(em, username))) {
@@ -169,22 +167,18 @@ export class AuthService {
    */
   async deleteAccount(em: EntityManager, viewer: Viewer, password: string, ip: string): Promise<boolean> {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
-    const user = await em.findOneOrFail(User, { id: viewer.userId }, { populate: ['passwordHash'] });
+    const user = await userRepository.account(em, viewer.userId, true);
     // A stolen token must not make this a way around the login limits.
     await this.o.limiter.check(user.id, ip);
     if (password.length > 1024 || !(await verify(user.passwordHash, password))) {
       await this.o.limiter.fail(user.id, ip);
       throw new BadUserInputError('Password is incorrect.', 'password');
     }
-    const sessions = await em.find(Session, { user: viewer.userId }, { fields: ['id', 'tokenHash'] });
+    const sessions = await sessionRepository.ofUser(em, viewer.userId);
     await transact(em, this.o.pubsub, async (tem, outbox) => {
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
-      await tem.nativeDelete(Session, { user: viewer.userId });
-      await tem.nativeUpdate(
-        User,
-        { id: viewer.userId },
-        { username: `deleted-${viewer.userId.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() },
-      );
+      await sessionRepository.deleteAllOf(tem, viewer.userId);
+      await userRepository.anonymize(tem, viewer.userId);
     });
     await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
     await this.o.presence.forget(viewer.userId);
@@ -199,8 +193,7 @@ export class AuthService {
   private async issue(em: EntityManager, user: User): Promise<AuthResult> {
     const token = newToken();
     const expiresAt = new Date(Date.now() + this.o.env.TOKEN_TTL * 1000);
-    const session = em.create(Session, { user, tokenHash: hashToken(token), expiresAt });
-    await em.flush();
+    const session = await sessionRepository.insert(em, { user, tokenHash: hashToken(token), expiresAt });
     return { token, user, expiresAt, sessionId: session.id };
   }
 

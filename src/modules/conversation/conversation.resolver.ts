@@ -8,15 +8,8 @@ import { GroupType } from '../group/group.types';
 import { ConversationInput, MessageType } from '../message/message.types';
 import { ProjectType } from '../project/project.types';
 import { UserType } from '../user/user.types';
-import {
-  ConversationConnection,
-  ConversationsArgs,
-  ConversationType,
-  ReadReceiptType,
-  SessionEventKind,
-  SessionEventType,
-  TypingEventType,
-} from './conversation.types';
+import { payloadToReadReceiptType, payloadToSessionEventType, payloadToTypingEventType } from './conversation.mapper';
+import { ConversationConnection, ConversationsArgs, ConversationType, ReadReceiptType, SessionEventType, TypingEventType } from './conversation.types';
 
 type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
 
@@ -72,8 +65,7 @@ export class ConversationResolver {
     description: "The viewer's row changed: a new message, its unread count, its read marker (from another device too), a rename.",
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
-      const { conversations, pubsub } = context.services;
-      return pubsub.iterate(Topic.ConversationUpdated, (p) => conversations.rowFor(me, p), { keys: [me] });
+      return context.services.pubsub.iterate(Topic.ConversationUpdated, (p) => context.services.conversations.rowFor(me, p), { keys: [me] });
     },
   })
   conversationUpdated(@Root() c: ConversationType | Promise<ConversationType>): ConversationType | Promise<ConversationType> {
@@ -94,7 +86,7 @@ export class ConversationResolver {
     },
   })
   readReceipt(@Root() p: ReadReceiptPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): ReadReceiptType {
-    return { conversationId: p.conversationKey, userId: p.userId, lastReadMessageId: p.lastReadMessageId, readAt: new Date(p.readAt) };
+    return payloadToReadReceiptType(p);
   }
 
   @Authorized()
@@ -110,8 +102,7 @@ export class ConversationResolver {
     },
   })
   typing(@Root() p: TypingPayload, @Arg('conversation', () => ConversationInput, { nullable: true }) _c?: ConversationInput | null): TypingEventType {
-    const u = p.user;
-    return { conversationId: p.conversationKey, typing: p.typing, user: { id: u.id, username: u.username, displayName: u.displayName, createdAt: new Date(u.createdAt), storedLastSeenAt: null } };
+    return payloadToTypingEventType(p);
   }
 
   @Authorized()
@@ -125,7 +116,7 @@ export class ConversationResolver {
     },
   })
   sessionEvent(@Root() p: SessionEventPayload): SessionEventType {
-    return { kind: p.kind as SessionEventKind, at: new Date(p.at), userAgent: p.userAgent };
+    return payloadToSessionEventType(p);
   }
 
   @FieldResolver(() => GroupType, { nullable: true })

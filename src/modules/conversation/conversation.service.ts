@@ -6,32 +6,17 @@ import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '
 import { isId } from '../../shared/validation';
 import type { GroupService } from '../group/group.service';
 import { KINDS, scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
-import { payloadToMessageType, toMessageType } from '../message/message.mapper';
-import type { Conversation } from '../message/message.types';
 import { messageRepository } from '../message/message.repository';
 import type { ProjectService } from '../project/project.service';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
-import { conversationRepository, type ConversationRow } from './conversation.repository';
+import { emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
+import { conversationRepository } from './conversation.repository';
 import type { MemberStates } from './conversation.states';
-import { ConversationKind, type ConversationType, type ReadReceiptType } from './conversation.types';
+import type { ConversationType, ReadReceiptType } from './conversation.types';
 
 /** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
 const KEY = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
 const RECEIPTS_MAX = 100;
-
-export function rowToConversation(r: ConversationRow): ConversationType {
-  const v = view(headOf(r), ownOf(r));
-  return {
-    id: r.conversation_key,
-    kind: r.kind as ConversationKind,
-    title: r.title ?? '',
-    ...v,
-    groupId: r.group_id,
-    projectId: r.project_id,
-    peerId: r.peer_id,
-    ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
-  };
-}
 
 /** A member without a row (left meanwhile): everything up to the head read, as a join leaves it. */
 function upToHead(head: HeadState | null): OwnState {
@@ -85,22 +70,8 @@ export class ConversationService {
     const carried = p.members[viewerId];
     const own = carried ? this.d.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.d.states.get(viewerId, p.conversationKey);
     const head = headFromPayload(p.head);
-    if (own) return this.eventRow(viewerId, p, head, own);
-    return this.d.states.fetch(viewerId, p.conversationKey).then((s) => this.eventRow(viewerId, p, head, s ?? upToHead(head)));
-  }
-
-  private eventRow(viewerId: string, p: ConversationUpdatedPayload, head: HeadState | null, own: OwnState): ConversationType {
-    const v = view(head, own);
-    return {
-      id: p.conversationKey,
-      kind: p.kind as ConversationKind,
-      title: p.titles?.[viewerId] ?? p.title ?? '',
-      ...v,
-      groupId: p.groupId,
-      projectId: p.projectId,
-      peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
-      ...(p.message && p.message.id === v.lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
-    };
+    if (own) return payloadToConversation(viewerId, p, head, own);
+    return this.d.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
@@ -128,23 +99,7 @@ export class ConversationService {
   async get(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ConversationType> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
     const row = await conversationRepository.row(em, viewerId, conv.key);
-    return row ? rowToConversation(row) : this.empty(conv);
-  }
-
-  private empty(conv: Conversation): ConversationType {
-    return {
-      id: conv.key,
-      kind: KINDS[conv.kind] as ConversationKind,
-      title: conv.title,
-      unreadCount: 0,
-      lastReadMessageId: null,
-      updatedAt: new Date(),
-      groupId: conv.groupId,
-      projectId: conv.projectId,
-      peerId: conv.peerId,
-      lastMessageId: null,
-      lastMessage: null,
-    };
+    return row ? rowToConversation(row) : emptyConversation(conv);
   }
 
   /**
@@ -161,7 +116,7 @@ export class ConversationService {
       if (!visible) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
     }
     const row = await conversationRepository.markRead(em, conv.key, viewerId, { messageId: messageId ?? null, project: conv.kind === 'project' });
-    if (!row) return this.empty(conv);
+    if (!row) return emptyConversation(conv);
     const head = headOf(row);
     const own = ownOf(row);
     if (row.moved) {
@@ -183,13 +138,13 @@ export class ConversationService {
       });
     }
     // The last message is loaded by id if asked for.
-    return { ...this.empty(conv), ...view(head, own), lastMessage: undefined };
+    return { ...emptyConversation(conv), ...view(head, own), lastMessage: undefined };
   }
 
   /** Other members' read markers (up to 100, the most advanced first). */
   async receipts(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ReadReceiptType[]> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
     const rows = await conversationRepository.receipts(em, conv.key, viewerId, RECEIPTS_MAX);
-    return rows.map((r) => ({ conversationId: conv.key, userId: r.user_id, lastReadMessageId: r.last_read_message_id, readAt: new Date(r.read_at) }));
+    return rows.map((r) => toReadReceiptType(conv.key, r));
   }
 }

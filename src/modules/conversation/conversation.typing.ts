@@ -6,7 +6,8 @@ import { Topic, type UserPayload } from '../../shared/pubsub/topics';
 import type { RedisClient } from '../../shared/redis';
 import { scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
 import type { Conversation } from '../message/message.types';
-import { User } from '../user/user.entity';
+import { toUserPayload } from '../user/user.mapper';
+import { userRepository } from '../user/user.repository';
 
 /**
  * Who is typing where, with a deadline each: in Redis when configured (so every instance sees
@@ -145,8 +146,7 @@ export class TypingService {
   private async profile(em: EntityManager, userId: string): Promise<UserPayload> {
     const hit = this.profiles.get(userId);
     if (hit && Date.now() - hit.at < PROFILE_TTL_MS) return hit.user;
-    const u = await em.findOneOrFail(User, { id: userId }, { fields: ['id', 'username', 'displayName', 'createdAt'] });
-    const user = { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt.toISOString() };
+    const user = toUserPayload(await userRepository.profile(em, userId));
     if (this.profiles.size >= PROFILES_MAX) this.profiles.clear();
     this.profiles.set(userId, { user, at: Date.now() });
     return user;

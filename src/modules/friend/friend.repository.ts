@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { conversationRepository } from '../conversation/conversation.repository';
+import { User } from '../user/user.entity';
 import { FriendRequest, FriendRequestStatus, Friendship } from './friend.entity';
 
 /** Friendships are stored once per pair, smaller id first. */
@@ -35,6 +36,17 @@ export const friendRepository = {
       [userId, userId],
     );
     return rows.map((r) => r.id);
+  },
+
+  async byId(em: EntityManager, id: string): Promise<FriendRequest | null> {
+    return em.findOne(FriendRequest, { id });
+  },
+
+  /** A new pending request; the unique index refuses a second one between the same two users. */
+  async request(em: EntityManager, from: string, to: User): Promise<FriendRequest> {
+    const request = em.create(FriendRequest, { from: em.getReference(User, from), to });
+    await em.flush();
+    return request;
   },
 
   async pendingOf(em: EntityManager, userId: string): Promise<FriendRequest[]> {

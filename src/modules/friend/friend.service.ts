@@ -3,8 +3,9 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { isId } from '../../shared/validation';
-import { User } from '../user/user.entity';
-import { FriendRequest, FriendRequestStatus } from './friend.entity';
+import type { User } from '../user/user.entity';
+import { userRepository } from '../user/user.repository';
+import { type FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
@@ -17,7 +18,7 @@ export class FriendService {
 
   async send(em: EntityManager, viewerId: string, userId: string): Promise<FriendRequest> {
     if (userId === viewerId) throw new BadUserInputError('You cannot befriend yourself.', 'userId');
-    const target = isId(userId) ? await em.findOne(User, { id: userId, deletedAt: null }) : null;
+    const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
     if (!target) throw new NotFoundError('User');
     return em.transactional(async (tem) => {
       if (await friendRepository.areFriends(tem, viewerId, userId)) throw new ConflictError('You are already friends.', 'userId');
@@ -29,20 +30,18 @@ export class FriendService {
       const declinedAt = await friendRepository.lastDeclinedAt(tem, viewerId, userId);
       const wait = declinedAt ? declinedAt.getTime() + this.env.FRIEND_REQUEST_COOLDOWN * 1000 - Date.now() : 0;
       if (wait > 0) throw new RateLimitedError(wait / 1000, 'This user declined your last request; you can ask again later.');
-      const request = tem.create(FriendRequest, { from: tem.getReference(User, viewerId), to: target });
       try {
-        await tem.flush();
+        return await friendRepository.request(tem, viewerId, target);
       } catch (e) {
         if (e instanceof UniqueConstraintViolationException) throw new ConflictError('A request between you is already pending.', 'userId');
         throw e;
       }
-      return request;
     });
   }
 
   async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
     return em.transactional(async (tem) => {
-      const request = isId(requestId) ? await tem.findOne(FriendRequest, { id: requestId }) : null;
+      const request = isId(requestId) ? await friendRepository.byId(tem, requestId) : null;
       // Requests are visible to their two users only.
       if (!request || (request.to.id !== viewerId && request.from.id !== viewerId)) throw new NotFoundError('Friend request');
       if (request.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
@@ -58,7 +57,7 @@ export class FriendService {
 
   async friends(em: EntityManager, viewerId: string): Promise<User[]> {
     const ids = await friendRepository.friendIds(em, viewerId);
-    return em.find(User, { id: { $in: ids } }, { orderBy: { username: 'asc' } });
+    return userRepository.byIdsByUsername(em, ids);
   }
 
   pending(em: EntityManager, viewerId: string): Promise<FriendRequest[]> {

@@ -1,10 +1,50 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { groupBy, pgArray } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
+import { User } from '../user/user.entity';
 import { likePattern } from '../user/user.repository';
 import { Group, GroupMember } from './group.entity';
 
 export const groupRepository = {
+  async byId(em: EntityManager, id: string): Promise<Group | null> {
+    return em.findOne(Group, { id });
+  },
+
+  /** Throws when there is no such group. */
+  async byIdOrFail(em: EntityManager, id: string): Promise<Group> {
+    return em.findOneOrFail(Group, { id });
+  },
+
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<Group[]> {
+    return em.find(Group, { id: { $in: [...ids] } });
+  },
+
+  /** A new group, no members yet (addMember counts them). */
+  async insert(em: EntityManager, g: { name: string; ownerId: string; isPrivate: boolean }): Promise<Group> {
+    const group = em.create(Group, { name: g.name, owner: em.getReference(User, g.ownerId), isPrivate: g.isPrivate, memberCount: 0 });
+    await em.flush();
+    return group;
+  },
+
+  /** Reads the group again: its memberCount after addMember. */
+  async reload(em: EntityManager, group: Group): Promise<void> {
+    await em.refresh(group);
+  },
+
+  /** Locks the group row for the rest of the transaction: members leaving one group do it one at a time. */
+  async lock(em: EntityManager, id: string): Promise<void> {
+    await em.execute('select id from groups where id = ? for update', [id]);
+  },
+
+  /** Deletes the group, its memberships (cascade) and its conversation with the attachments in it. */
+  async destroy(em: EntityManager, groupId: string): Promise<void> {
+    await em.execute('with m as (delete from messages where conversation_key = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)', [
+      `g:${groupId}`,
+    ]);
+    await em.execute('delete from groups where id = ?', [groupId]);
+    await conversationRepository.drop(em, `g:${groupId}`);
+  },
+
   async lobby(em: EntityManager): Promise<Group | null> {
     return em.findOne(Group, { isLobby: true });
   },

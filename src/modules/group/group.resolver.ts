@@ -6,8 +6,8 @@ import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserConnection, UserType } from '../user/user.types';
-import { toGroupType } from './group.mapper';
-import { GroupConnection, GroupEventKind, GroupEventType, GroupType, GroupsArgs, PageArgs } from './group.types';
+import { payloadToGroupEventType, toGroupType } from './group.mapper';
+import { GroupConnection, GroupEventType, GroupType, GroupsArgs, PageArgs } from './group.types';
 
 @Resolver(() => GroupType)
 export class GroupResolver {
@@ -90,7 +90,7 @@ export class GroupResolver {
     },
   })
   groupEvent(@Root() e: GroupEventPayload): GroupEventType {
-    return { kind: e.kind as GroupEventKind, groupId: e.groupId, createdAt: new Date(e.createdAt), userId: e.userId };
+    return payloadToGroupEventType(e);
   }
 }
 

@@ -8,9 +8,10 @@ import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { cleanName, cleanSearch, isId } from '../../shared/validation';
-import { User } from '../user/user.entity';
+import type { User } from '../user/user.entity';
 import { toUserType } from '../user/user.mapper';
-import { Group } from './group.entity';
+import { userRepository } from '../user/user.repository';
+import type { Group } from './group.entity';
 import { toGroupType } from './group.mapper';
 import { groupRepository } from './group.repository';
 import { conversationRepository } from '../conversation/conversation.repository';
@@ -48,7 +49,7 @@ export class GroupService {
 
   /** A group the viewer may see: public, or private with the viewer in it. NOT_FOUND otherwise. */
   async visible(em: EntityManager, groupId: string, viewerId: string): Promise<Group> {
-    const group = isId(groupId) ? await em.findOne(Group, { id: groupId }) : null;
+    const group = isId(groupId) ? await groupRepository.byId(em, groupId) : null;
     if (!group) throw new NotFoundError('Group');
     if (group.isPrivate && !(await groupRepository.membership(em, group.id, viewerId))) throw new NotFoundError('Group');
     return group;
@@ -125,8 +126,7 @@ export class GroupService {
   async create(em: EntityManager, viewerId: string, name: string, isPrivate: boolean): Promise<Group> {
     const clean = cleanName(name, 'name');
     return transact(em, this.pubsub, async (tem, outbox) => {
-      const group = tem.create(Group, { name: clean, owner: tem.getReference(User, viewerId), isPrivate: !!isPrivate, memberCount: 0 });
-      await tem.flush();
+      const group = await groupRepository.insert(tem, { name: clean, ownerId: viewerId, isPrivate: !!isPrivate });
       await groupRepository.addMember(tem, group.id, viewerId, randomUUID());
       group.memberCount = 1;
       this.member(outbox, group.id, [{ userId: viewerId, member: true }]);
@@ -160,7 +160,7 @@ export class GroupService {
       const group = await this.visible(tem, groupId, viewerId);
       // Private groups are joined only through addGroupMember; to a non-member they don't exist.
       if (await groupRepository.addMember(tem, group.id, viewerId, randomUUID())) {
-        await tem.refresh(group);
+        await groupRepository.reload(tem, group);
         this.joined(outbox, group.id, group.isPrivate, viewerId, await groupRepository.memberIds(tem, group.id));
       }
       return group;
@@ -170,10 +170,10 @@ export class GroupService {
   async addMember(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       const group = await this.asOwner(tem, groupId, viewerId);
-      const user = isId(userId) ? await tem.findOne(User, { id: userId, deletedAt: null }) : null;
+      const user = isId(userId) ? await userRepository.activeById(tem, userId) : null;
       if (!user) throw new NotFoundError('User');
       if (await groupRepository.addMember(tem, group.id, user.id, randomUUID())) {
-        await tem.refresh(group);
+        await groupRepository.reload(tem, group);
         this.joined(outbox, group.id, group.isPrivate, user.id, await groupRepository.memberIds(tem, group.id));
       }
       return group;
@@ -192,14 +192,14 @@ export class GroupService {
   /** Account deletion: leave every group by the same rules as leaveGroup (the lobby too). */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     for (const groupId of await groupRepository.groupIdsOf(em, userId)) {
-      const group = await em.findOneOrFail(Group, { id: groupId });
+      const group = await groupRepository.byIdOrFail(em, groupId);
       await this.removeMember(em, group, userId, outbox);
     }
   }
 
   private async removeMember(em: EntityManager, group: Group, userId: string, outbox: Outbox): Promise<void> {
     // Lock the group row so two members leaving at once can't both see themselves as last.
-    await em.execute('select id from groups where id = ? for update', [group.id]);
+    await groupRepository.lock(em, group.id);
     const before = await groupRepository.memberIds(em, group.id);
     if (!before.includes(userId)) throw new ForbiddenError('You are not a member of this group.');
     if (before.length === 1 && !group.isLobby) {
@@ -219,11 +219,7 @@ export class GroupService {
   private async destroy(em: EntityManager, group: Group, actorId: string, outbox: Outbox): Promise<void> {
     const members = await groupRepository.memberIds(em, group.id);
     // The conversation goes with the group, attachments included.
-    await em.execute('with m as (delete from messages where conversation_key = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)', [
-        `g:${group.id}`,
-      ]);
-    await em.execute('delete from groups where id = ?', [group.id]);
-    await conversationRepository.drop(em, `g:${group.id}`);
+    await groupRepository.destroy(em, group.id);
     this.member(outbox, group.id, members.map((userId) => ({ userId, member: false })));
     this.event(outbox, 'DELETED', group, actorId, members);
   }

@@ -1,6 +1,7 @@
-import type { MessagePayload } from '../../shared/pubsub/topics';
+import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../../shared/pubsub/topics';
+import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
-import type { MessageType } from './message.types';
+import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
 
 /** A row of history (with its sender and attachment columns) as the API shows it. */
 export function toMessageType(r: MessageRow): MessageType {
@@ -34,7 +35,7 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     reactionList: p.reactions ?? [],
     attachmentMeta: p.attachment,
     senderId: p.senderId,
-    sender: p.sender && { id: p.sender.id, username: p.sender.username, displayName: p.sender.displayName, createdAt: new Date(p.sender.createdAt), storedLastSeenAt: null },
+    sender: p.sender && payloadToUserType(p.sender),
     groupId: p.groupId,
     projectId: p.projectId,
     recipientId: p.recipientId,
@@ -48,7 +49,7 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     id: m.id,
     conversationKey: m.conversationKey,
     senderId: m.senderId,
-    sender: m.sender && { id: m.sender.id, username: m.sender.username, displayName: m.sender.displayName, createdAt: m.sender.createdAt.toISOString() },
+    sender: m.sender && toUserPayload(m.sender),
     content: m.content,
     attachment: m.attachmentMeta,
     groupId: m.groupId,
@@ -60,4 +61,14 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     deletedAt: m.deletedAt?.toISOString() ?? null,
     ...(m.reactionList?.length ? { reactions: m.reactionList } : {}),
   };
+}
+
+/** A published edit, deletion or reaction change as the API shows it. */
+export function payloadToMessageEventType(p: MessageEventPayload): MessageEventType {
+  return { kind: p.kind as MessageEventKind, conversationId: p.message.conversationKey, message: payloadToMessageType(p.message) };
+}
+
+/** Per emoji, in the order first used; `reactedByMe` for the viewer (none without one). */
+export function toReactionCounts(list: ReactionSummary[], viewerId: string | undefined): ReactionCountType[] {
+  return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!viewerId && r.userIds.includes(viewerId) }));
 }

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray } from '../../shared/sql';
+import { pgArray, preparedRead } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import type { Sql } from '../conversation/conversation.repository';
@@ -210,7 +210,7 @@ export const messageRepository = {
       params.push(opts.cursor.at, opts.cursor.id);
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
-    return em.execute(`${SELECT} where ${where} order by ${order} limit ?`, [...params, opts.limit + 1]);
+    return preparedRead(em, `${SELECT} where ${where} order by ${order} limit ?`, [...params, opts.limit + 1]);
   },
 
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {

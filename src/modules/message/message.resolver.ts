@@ -9,12 +9,11 @@ import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
-import { payloadToMessageType } from './message.mapper';
+import { payloadToMessageEventType, payloadToMessageType, toReactionCounts } from './message.mapper';
 import {
   AttachmentType,
   ConversationInput,
   MessageConnection,
-  MessageEventKind,
   MessageEventType,
   MessageType,
   ReactionCountType,
@@ -110,7 +109,7 @@ export class MessageResolver {
     @Root() p: MessageEventPayload,
     @Arg('conversation', () => ConversationInput, { nullable: true }) _conversation?: ConversationInput | null,
   ): MessageEventType {
-    return { kind: p.kind as MessageEventKind, conversationId: p.message.conversationKey, message: payloadToMessageType(p.message) };
+    return payloadToMessageEventType(p);
   }
 
   @FieldResolver(() => IdScalar, { description: 'The id of its Conversation, the same in every query and event.' })
@@ -120,9 +119,7 @@ export class MessageResolver {
 
   @FieldResolver(() => [ReactionCountType], { description: 'Per emoji, in the order first used.' })
   async reactions(@Root() m: MessageType, @Ctx() ctx: Context): Promise<ReactionCountType[]> {
-    const list = m.reactionList ?? (await ctx.loaders.reactions.load(m.id));
-    const me = ctx.viewer?.userId;
-    return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!me && r.userIds.includes(me) }));
+    return toReactionCounts(m.reactionList ?? (await ctx.loaders.reactions.load(m.id)), ctx.viewer?.userId);
   }
 
   @FieldResolver(() => UserType)
@@ -181,7 +178,7 @@ export class AttachmentResolver {
 @Resolver(() => MessageConnection)
 export class MessageConnectionResolver {
   @FieldResolver(() => Int)
-  totalCount(@Root() c: MessageConnection, @Ctx() ctx: Context): Promise<number> {
-    return ctx.services.messages.count(ctx.em, viewerOf(ctx).userId, c.conversation);
+  totalCount(@Root() c: MessageConnection): Promise<number> {
+    return c.totalCount();
   }
 }

@@ -3,7 +3,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
@@ -13,7 +13,7 @@ import { headOf, headPayload, ownOf, ownPayload } from '../conversation/conversa
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
-import { User } from '../user/user.entity';
+import { userRepository } from '../user/user.repository';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
@@ -94,7 +94,7 @@ export class MessageService {
     }
     const peerId = c.userId!;
     if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
-    const peer = isId(peerId) ? await em.findOne(User, { id: peerId, deletedAt: null }, { fields: ['id', 'username', 'displayName'] }) : null;
+    const peer = isId(peerId) ? await userRepository.activeProfile(em, peerId) : null;
     if (!peer) throw new NotFoundError('User');
     if (!(await this.d.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
     const title = peer.displayName ?? peer.username;
@@ -257,7 +257,7 @@ export class MessageService {
     viewerId: string,
     c: ConversationArgs,
     args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null },
-  ): Promise<ConnectionShape<MessageType> & { conversation: Conversation }> {
+  ): Promise<ConnectionShape<MessageType, LazyCount>> {
     const forward = (args.first !== null && args.first !== undefined) || !!args.after;
     if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
     const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
@@ -281,22 +281,16 @@ export class MessageService {
         visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
       });
     }
-    return {
-      ...toConnection(rows, {
-        limit,
-        backward: !forward,
-        hasCursor: !!cursor,
-        totalCount: -1,
-        key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
-        node: toMessageType,
-      }),
-      conversation: conv,
-    };
-  }
-
-  /** How many messages of the conversation the viewer can see; only computed when asked for. */
-  count(em: EntityManager, viewerId: string, conv: Conversation): Promise<number> {
-    return messageRepository.count(em, conv.key, conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined);
+    const visible = conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined;
+    return toConnection(rows, {
+      limit,
+      backward: !forward,
+      hasCursor: !!cursor,
+      // How many messages of the conversation the viewer can see: counted only if the client asks.
+      totalCount: () => messageRepository.count(em, conv.key, visible),
+      key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
+      node: toMessageType,
+    });
   }
 
   /** A download: the bytes, if the viewer may read the conversation it was sent in. */

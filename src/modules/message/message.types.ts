@@ -1,7 +1,7 @@
 import type { UserType } from '../user/user.types';
 import { Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { PageInfo } from '../../shared/graphql/connection';
+import { PageInfo, type LazyCount } from '../../shared/graphql/connection';
 import type { AttachmentPayload, ReactionSummary } from '../../shared/pubsub/topics';
 
 @ObjectType('Attachment')
@@ -59,12 +59,12 @@ export interface Conversation {
   ownerId: string | null;
 }
 
-/** Edges always oldest first; totalCount is counted only when a client asks for it. */
+/** Edges always oldest first; totalCount is counted only when a client asks for it (its field resolver calls it). */
 @ObjectType('MessageConnection')
 export class MessageConnection {
   @Field(() => [MessageEdge]) edges!: MessageEdge[];
   @Field(() => PageInfo) pageInfo!: PageInfo;
-  conversation!: Conversation;
+  totalCount!: LazyCount;
 }
 
 @InputType()

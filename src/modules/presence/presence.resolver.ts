@@ -3,7 +3,7 @@ import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { UserConnection, UserType } from '../user/user.types';
@@ -21,16 +21,12 @@ export class PresenceResolver {
 
   @Authorized()
   @Query(() => UserConnection, { description: 'totalCount is how many users are online.' })
-  async onlineUsers(
+  onlineUsers(
     @Arg('first', () => Int, { nullable: true, defaultValue: 50 }) first: number,
     @Arg('after', () => String, { nullable: true }) after: string | null,
     @Ctx() ctx: Context,
   ): Promise<ConnectionShape<UserType>> {
-    const limit = pageSize(first, 'first', 50);
-    const cursor = after ? decodeCursor(after, 'after') : null;
-    const [ids, total] = await Promise.all([ctx.services.presence.page(cursor?.id ?? null, limit + 1), ctx.services.presence.count()]);
-    const users = (await ctx.loaders.user.loadMany(ids)).filter((u): u is UserType => !!u && !(u instanceof Error));
-    return toConnection(users, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
+    return ctx.services.presence.onlineUsers({ first, after }, (ids) => ctx.loaders.user.loadMany(ids));
   }
 
   @Authorized()

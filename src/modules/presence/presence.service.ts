@@ -1,9 +1,10 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
-import { pgArray } from '../../shared/sql';
+import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { userRepository } from '../user/user.repository';
 import type { PresenceStore } from './presence.store';
 import { BySession } from './presence.sessions';
 
@@ -57,6 +58,11 @@ export class PresenceService {
   /** How often live sockets are re-announced; their bookkeeping lives three times that. */
   private readonly refreshEveryMs: number;
   private lastStoreWarning = 0;
+  /**
+   * For the users table (lastSeenAt): a fork of its own, outside any transaction and never
+   * holding entities, as the writes are not part of any request's work.
+   */
+  private readonly em: EntityManager;
   /** The last sweeps this instance ran, newest last (for operators and tests). */
   readonly sweeps: SweepRun[] = [];
 
@@ -64,6 +70,7 @@ export class PresenceService {
     this.timeoutMs = o.env.PRESENCE_TIMEOUT * 1000;
     this.touchEveryMs = Math.min(5000, this.timeoutMs / 10);
     this.refreshEveryMs = Math.max(250, Math.min(10_000, this.timeoutMs / 4));
+    this.em = o.orm.em.fork() as EntityManager;
   }
 
   private get socketTtlMs(): number {
@@ -206,13 +213,7 @@ export class PresenceService {
       active = userIds.map(() => null);
     }
     const offline = userIds.filter((_, i) => active[i] === null);
-    const stored = new Map<string, Date | null>();
-    if (offline.length) {
-      const rows: { id: string; last_seen_at: Date | null }[] = await this.o.orm.em
-        .getConnection()
-        .execute('select id, last_seen_at from users where id = any(?::uuid[])', [pgArray(offline)]);
-      for (const r of rows) stored.set(r.id, r.last_seen_at ? new Date(r.last_seen_at) : null);
-    }
+    const stored = offline.length ? await userRepository.lastSeen(this.em, offline) : new Map<string, Date | null>();
     return userIds.map((userId, i) => {
       const a = active[i];
       return a === null
@@ -221,8 +222,19 @@ export class PresenceService {
     });
   }
 
-  async page(afterId: string | null, limit: number): Promise<string[]> {
-    return this.o.store.page(afterId, limit);
+  /**
+   * The onlineUsers connection, by user id; totalCount is how many are online. `users` loads the
+   * page's profiles (the operation's user loader); a user it does not find is left out.
+   */
+  async onlineUsers<U>(
+    args: { first?: number | null; after?: string | null },
+    users: (ids: string[]) => Promise<readonly (U | null | Error)[]>,
+  ): Promise<ConnectionShape<U & { id: string }>> {
+    const limit = pageSize(args.first, 'first', 50);
+    const cursor = args.after ? decodeCursor(args.after, 'after') : null;
+    const [ids, total] = await Promise.all([this.o.store.page(cursor?.id ?? null, limit + 1), this.count()]);
+    const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
+    return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
   }
 
   count(): Promise<number> {
@@ -299,17 +311,8 @@ export class PresenceService {
     await this.persistLastSeen(batch).catch((e) => this.o.logger.warn({ err: e }, 'lastSeenAt flush failed'));
   }
 
-  /** One UPDATE per 10,000 users. */
-  private async persistLastSeen(entries: [string, number][]): Promise<void> {
-    const conn = this.o.orm.em.getConnection();
-    for (let i = 0; i < entries.length; i += 10_000) {
-      const chunk = entries.slice(i, i + 10_000);
-      await conn.execute(
-        `update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
-         where u.id = v.id and (u.last_seen_at is null or u.last_seen_at < v.at)`,
-        [pgArray(chunk.map((e) => e[0])), pgArray(chunk.map((e) => new Date(e[1]).toISOString()))],
-      );
-    }
+  private persistLastSeen(entries: [string, number][]): Promise<void> {
+    return userRepository.recordLastSeen(this.em, entries);
   }
 
   private async publish(p: PresencePayload): Promise<void> {

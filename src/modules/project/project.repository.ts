@@ -48,6 +48,23 @@ export const projectRepository = {
     return rows[0] ?? null;
   },
 
+  /** The project with `userId`'s role in it; null when it does not exist or they are not a member. */
+  async membership(em: EntityManager, projectId: string, userId: string): Promise<{ project: ProjectRow; role: ProjectRole } | null> {
+    const rows: (ProjectRow & { role: ProjectRole })[] = await em.execute(
+      `select p.id, p.title, p.owner_id, p.created_at, m.role from projects p
+       join project_members m on m.project_id = p.id and m.user_id = ? where p.id = ?`,
+      [userId, projectId],
+    );
+    if (!rows.length) return null;
+    const { role, ...project } = rows[0];
+    return { project, role };
+  },
+
+  async isMember(em: EntityManager, projectId: string, userId: string): Promise<boolean> {
+    const rows = await em.execute('select 1 from project_members where project_id = ? and user_id = ?', [projectId, userId]);
+    return rows.length > 0;
+  },
+
   /** Locks the project row for the rest of the transaction, so membership changes to one project run one at a time. */
   async lock(em: EntityManager, id: string): Promise<ProjectRow | null> {
     const rows: ProjectRow[] = await em.execute('select id, title, owner_id, created_at from projects where id = ? for update', [id]);

@@ -7,7 +7,7 @@ import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { cleanName, isId } from '../../shared/validation';
-import { User } from '../user/user.entity';
+import { userRepository } from '../user/user.repository';
 import { ProjectActionKind, ProjectRole } from './project.entity';
 import { projectTexts as t } from './project.messages';
 import { rowToActionType, toActionEntryPayload, toProjectType } from './project.mapper';
@@ -46,16 +46,9 @@ export class ProjectService {
 
   /** A project the viewer belongs to. NOT_FOUND when it does not exist or the viewer is not in it. */
   async asMember(em: EntityManager, projectId: string, viewerId: string): Promise<{ project: ProjectRow; role: ProjectRole }> {
-    const rows: (ProjectRow & { role: ProjectRole })[] = isId(projectId)
-      ? await em.execute(
-          `select p.id, p.title, p.owner_id, p.created_at, m.role from projects p
-           join project_members m on m.project_id = p.id and m.user_id = ? where p.id = ?`,
-          [viewerId, projectId],
-        )
-      : [];
-    if (!rows.length) throw new NotFoundError('Project');
-    const { role, ...project } = rows[0];
-    return { project, role };
+    const found = isId(projectId) ? await repo.membership(em, projectId, viewerId) : null;
+    if (!found) throw new NotFoundError('Project');
+    return found;
   }
 
   /** For subscription filters: answered from memory. */
@@ -64,9 +57,8 @@ export class ProjectService {
   }
 
   /** Whether `userId` is a member of the project (used for private messages inside it). */
-  async isMember(em: EntityManager, projectId: string, userId: string): Promise<boolean> {
-    const rows = await em.execute('select 1 from project_members where project_id = ? and user_id = ?', [projectId, userId]);
-    return rows.length > 0;
+  isMember(em: EntityManager, projectId: string, userId: string): Promise<boolean> {
+    return repo.isMember(em, projectId, userId);
   }
 
   /** Inside a transaction: the project locked against concurrent changes, as the viewer's. */
@@ -190,7 +182,7 @@ export class ProjectService {
     return transact(em, this.pubsub, async (tem, outbox) => {
       const l = await this.locked(tem, projectId, viewerId);
       if (l.me.role === ProjectRole.PARTICIPANT) throw new ForbiddenError('Only the owner and coaches can add participants.');
-      const user = isId(userId) ? await tem.findOne(User, { id: userId, deletedAt: null }, { fields: ['id', 'username'] }) : null;
+      const user = isId(userId) ? await userRepository.activeProfile(tem, userId) : null;
       if (!user) throw new NotFoundError('User');
       // Adding someone who is in already changes nothing and tells no one.
       if (l.members.some((m) => m.userId === user.id)) return toProjectType(l.project, l.members);

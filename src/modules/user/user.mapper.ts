@@ -1,8 +1,19 @@
+import type { UserPayload } from '../../shared/pubsub/topics';
 import type { User } from './user.entity';
 import type { UserType } from './user.types';
 
 export function toUserType(u: User): UserType {
   return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt, storedLastSeenAt: u.lastSeenAt ?? null };
+}
+
+/** The public profile an event carries: ISO dates, no lastSeenAt (presence has it live). */
+export function toUserPayload(u: Pick<UserType, 'id' | 'username' | 'createdAt'> & { displayName?: string | null }): UserPayload {
+  return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt.toISOString() };
+}
+
+/** A user as an event carried them. */
+export function payloadToUserType(p: UserPayload): UserType {
+  return { id: p.id, username: p.username, displayName: p.displayName, createdAt: new Date(p.createdAt), storedLastSeenAt: null };
 }
 
 /** Stands in as the owner of the lobby, which no user owns. */

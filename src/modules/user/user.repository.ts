@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
 import { User } from './user.entity';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
@@ -13,13 +14,50 @@ export const userRepository = {
     return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
 
+  /** A user by id, the password hash too when asked; throws when there is no such row. */
+  async account(em: EntityManager, id: string, withPassword = false): Promise<User> {
+    return em.findOneOrFail(User, { id }, withPassword ? { populate: ['passwordHash'] } : {});
+  },
+
+  async insert(em: EntityManager, u: { username: string; displayName: string | null; passwordHash: string }): Promise<User> {
+    const user = em.create(User, u);
+    await em.flush();
+    return user;
+  },
+
+  /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
+  async anonymize(em: EntityManager, id: string): Promise<void> {
+    await em.nativeUpdate(User, { id }, { username: `deleted-${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
+  },
+
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
     const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
     return rows.length > 0;
   },
 
-  async findActive(em: EntityManager, ids: readonly string[]): Promise<User[]> {
+  /** An account that is not deleted. */
+  async activeById(em: EntityManager, id: string): Promise<User | null> {
+    return em.findOne(User, { id, deletedAt: null });
+  },
+
+  /** The public profile of an account that is not deleted (what a conversation's title needs). */
+  async activeProfile(em: EntityManager, id: string) {
+    return em.findOne(User, { id, deletedAt: null }, { fields: ['id', 'username', 'displayName'] });
+  },
+
+  /** Anyone's public profile, deleted placeholders too (they still sign past messages); throws when there is no such row. */
+  async profile(em: EntityManager, id: string) {
+    return em.findOneOrFail(User, { id }, { fields: ['id', 'username', 'displayName', 'createdAt'] });
+  },
+
+  /** Users by id, deleted placeholders too, in no particular order. */
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<User[]> {
     return em.find(User, { id: { $in: [...ids] } });
+  },
+
+  /** Users by id, by username. */
+  async byIdsByUsername(em: EntityManager, ids: readonly string[]): Promise<User[]> {
+    return em.find(User, { id: { $in: [...ids] } }, { orderBy: { username: 'asc' } });
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
@@ -43,5 +81,23 @@ export const userRepository = {
     const users = await em.find(User, { id: { $in: ids.map((r) => r.id) } });
     const byId = new Map(users.map((u) => [u.id, u]));
     return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count };
+  },
+
+  /** The stored lastSeenAt of each user (presence asks for those offline). */
+  async lastSeen(em: EntityManager, ids: readonly string[]): Promise<Map<string, Date | null>> {
+    const rows: { id: string; last_seen_at: Date | null }[] = await em.execute('select id, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]);
+    return new Map(rows.map((r) => [r.id, r.last_seen_at ? new Date(r.last_seen_at) : null]));
+  },
+
+  /** Moves lastSeenAt forward (never back) for many users: one UPDATE per 10,000. */
+  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += 10_000) {
+      const chunk = entries.slice(i, i + 10_000);
+      await em.execute(
+        `update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
+         where u.id = v.id and (u.last_seen_at is null or u.last_seen_at < v.at)`,
+        [pgArray(chunk.map((e) => e[0])), pgArray(chunk.map((e) => new Date(e[1]).toISOString()))],
+      );
+    }
   },
 };

@@ -2,11 +2,8 @@ import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, Int, Mutati
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
-import { cleanSearch, isId } from '../../shared/validation';
-import { User } from './user.entity';
+import type { ConnectionShape } from '../../shared/graphql/connection';
 import { toUserType } from './user.mapper';
-import { userRepository } from './user.repository';
 import { PresenceStatus, UserConnection, UserType } from './user.types';
 
 @ArgsType()
@@ -27,18 +24,14 @@ export class UserResolver {
   @Authorized()
   @Query(() => UserType, { nullable: true })
   async user(@Arg('id', () => IdScalar) id: string, @Ctx() ctx: Context): Promise<UserType | null> {
-    if (!isId(id)) return null;
-    const user = await ctx.em.findOne(User, { id, deletedAt: null });
+    const user = await ctx.services.users.find(ctx.em, id);
     return user ? toUserType(user) : null;
   }
 
   @Authorized()
   @Query(() => UserConnection)
-  async users(@Args() args: UsersArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeCursor(args.after, 'after') : null;
-    const { rows, total } = await userRepository.search(ctx.em, { search: cleanSearch(args.search), after, limit });
-    return toConnection(rows, { limit, backward: false, hasCursor: !!after, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType });
+  users(@Args() args: UsersArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
+    return ctx.services.users.list(ctx.em, args);
   }
 
   @Authorized()

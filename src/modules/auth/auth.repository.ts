@@ -1,0 +1,30 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { User } from '../user/user.entity';
+import { Session } from './session.entity';
+
+/** Issued tokens (only their hashes); the accounts themselves are userRepository's. */
+export const sessionRepository = {
+  /** What a token stands for: its session, user and expiry. */
+  async byTokenHash(em: EntityManager, tokenHash: string) {
+    return em.findOne(Session, { tokenHash }, { fields: ['id', 'user', 'expiresAt'] });
+  },
+
+  async insert(em: EntityManager, s: { user: User; tokenHash: string; expiresAt: Date }): Promise<Session> {
+    const session = em.create(Session, s);
+    await em.flush();
+    return session;
+  },
+
+  async delete(em: EntityManager, id: string): Promise<void> {
+    await em.nativeDelete(Session, { id });
+  },
+
+  /** Every session of a user, with what revoking them needs. */
+  async ofUser(em: EntityManager, userId: string) {
+    return em.find(Session, { user: userId }, { fields: ['id', 'tokenHash'] });
+  },
+
+  async deleteAllOf(em: EntityManager, userId: string): Promise<void> {
+    await em.nativeDelete(Session, { user: userId });
+  },
+};

@@ -1,0 +1,72 @@
+import type { ConversationUpdatedPayload, ReadReceiptPayload, SessionEventPayload, TypingPayload } from '../../shared/pubsub/topics';
+import { payloadToMessageType, toMessageType } from '../message/message.mapper';
+import { KINDS } from '../message/message.service';
+import type { Conversation } from '../message/message.types';
+import { payloadToUserType } from '../user/user.mapper';
+import { headOf, ownOf, view, type HeadState, type OwnState } from './conversation.events';
+import type { ConversationRow, conversationRepository } from './conversation.repository';
+import { ConversationKind, SessionEventKind, type ConversationType, type ReadReceiptType, type SessionEventType, type TypingEventType } from './conversation.types';
+
+type ReceiptRow = Awaited<ReturnType<(typeof conversationRepository)['receipts']>>[number];
+
+/** A viewer's sidebar row as the API shows it: their own state against the head. */
+export function rowToConversation(r: ConversationRow): ConversationType {
+  return {
+    id: r.conversation_key,
+    kind: r.kind as ConversationKind,
+    title: r.title ?? '',
+    ...view(headOf(r), ownOf(r)),
+    groupId: r.group_id,
+    projectId: r.project_id,
+    peerId: r.peer_id,
+    ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
+  };
+}
+
+/** The viewer's row in a conversationUpdated event: the event's head with the viewer's own state (see ConversationService.rowFor). */
+export function payloadToConversation(viewerId: string, p: ConversationUpdatedPayload, head: HeadState | null, own: OwnState): ConversationType {
+  const v = view(head, own);
+  return {
+    id: p.conversationKey,
+    kind: p.kind as ConversationKind,
+    title: p.titles?.[viewerId] ?? p.title ?? '',
+    ...v,
+    groupId: p.groupId,
+    projectId: p.projectId,
+    peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
+    ...(p.message && p.message.id === v.lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
+  };
+}
+
+/** A conversation the viewer has no row of (a direct one with no message yet): empty, as of now. */
+export function emptyConversation(conv: Conversation): ConversationType {
+  return {
+    id: conv.key,
+    kind: KINDS[conv.kind] as ConversationKind,
+    title: conv.title,
+    unreadCount: 0,
+    lastReadMessageId: null,
+    updatedAt: new Date(),
+    groupId: conv.groupId,
+    projectId: conv.projectId,
+    peerId: conv.peerId,
+    lastMessageId: null,
+    lastMessage: null,
+  };
+}
+
+export function toReadReceiptType(conversationKey: string, r: ReceiptRow): ReadReceiptType {
+  return { conversationId: conversationKey, userId: r.user_id, lastReadMessageId: r.last_read_message_id, readAt: new Date(r.read_at) };
+}
+
+export function payloadToReadReceiptType(p: ReadReceiptPayload): ReadReceiptType {
+  return { conversationId: p.conversationKey, userId: p.userId, lastReadMessageId: p.lastReadMessageId, readAt: new Date(p.readAt) };
+}
+
+export function payloadToTypingEventType(p: TypingPayload): TypingEventType {
+  return { conversationId: p.conversationKey, typing: p.typing, user: payloadToUserType(p.user) };
+}
+
+export function payloadToSessionEventType(p: SessionEventPayload): SessionEventType {
+  return { kind: p.kind as SessionEventKind, at: new Date(p.at), userAgent: p.userAgent };
+}
