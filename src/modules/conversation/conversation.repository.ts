@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray } from '../../shared/sql';
+import { pgArray, preparedRead } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
@@ -190,8 +190,9 @@ export const conversationRepository = {
     const cut = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
       left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
       where ${where} order by 2 desc, 1 desc limit ?`;
-    // Then each of the page's rows is read by its key (the lateral again: never a scan of all the user's rows).
-    return em.execute(
+    // Then each of the page's rows is read by its key (the lateral again: never a scan of all the
+    // user's rows). Prepared: its plan (about as long to make as to run) is made once per connection.
+    return preparedRead(em, 
       `select ${NAMED}, row_to_json(lm) as last_message
        from (${cut}) k cross join lateral (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ? offset 0) c ${NAMES} ${LAST}
        order by c.activity_at desc, c.conversation_key desc`,
