@@ -5,7 +5,7 @@
  *
  * Parley runs in a child process (real startServer, PostgreSQL and Redis); this process is the load client.
  * 1. Sidebar: one user in C conversations (groups with a message each, seeded by SQL as the app stores
- *    them: groups, memberships, messages and the user's conversation rows). P `conversations(first: 20)`
+ *    them: groups, memberships, messages, their heads and the user's conversation rows). P `conversations(first: 20)`
  *    requests one after another, the first page and pages further down by cursor, selecting what a
  *    sidebar shows; and as the floor, in the same run, P `{ me { id } }`. Target: p99 < 10 ms.
  * 2. Typing: S sockets of members of one group R, each subscribed to its messageAdded and typing; M
@@ -72,13 +72,17 @@ async function seedSidebar(owner: string): Promise<void> {
        returning id, created_at),
      gm as (insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), id, $1, created_at from g),
      m as (
-       insert into messages (id, conversation_key, sender_id, content, group_id, created_at)
-       select gen_random_uuid(), 'g:' || id, $1, 'hello ' || id, id, created_at from g returning id, group_id, created_at)
-     insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, activity_at, last_message_id, unread_count, last_read_message_id, last_read_at)
-     select 'g:' || m.group_id, $1, 'GROUP', m.group_id, m.created_at, m.created_at, m.id, 0, m.id, m.created_at from m`,
+       insert into messages (id, conversation_key, sender_id, content, group_id, seq, created_at)
+       select gen_random_uuid(), 'g:' || id, $1, 'hello ' || id, id, 1, created_at from g returning id, conversation_key, group_id, created_at),
+     h as (
+       insert into conversation_heads (conversation_key, seq, last_message_id, activity_at, last_at)
+       select conversation_key, 1, id, created_at, created_at from m)
+     insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, read_seq, last_read_message_id, last_read_at)
+     select m.conversation_key, $1, 'GROUP', m.group_id, m.created_at, 1, m.id, m.created_at from m`,
     [owner, C],
   );
-  await query(DATABASE_URL, 'analyze');
+  // Statistics for the planner, and a visibility map as a settled table would have.
+  await query(DATABASE_URL, 'vacuum analyze');
 }
 
 /** One group of these users, their conversation rows too; its id. */
@@ -92,8 +96,8 @@ async function seedRoom(users: Seeded['users']): Promise<string> {
   await query(DATABASE_URL, `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $2, u, now() from unnest($1::uuid[]) as u`, [ids, id]);
   await query(
     DATABASE_URL,
-    `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, activity_at, unread_count)
-     select 'g:' || $2, u, 'GROUP', $2::uuid, now(), now(), 0 from unnest($1::uuid[]) as u`,
+    `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at)
+     select 'g:' || $2, u, 'GROUP', $2::uuid, now() from unnest($1::uuid[]) as u`,
     [ids, id],
   );
   return id;

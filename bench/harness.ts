@@ -188,10 +188,11 @@ export async function seedUsers(url: string, databaseUrl: string, n: number, pas
       `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $2, u, now() from unnest($1::uuid[]) as u`,
       [rest.map((u) => u.id), lobby],
     );
-    // Their sidebar rows, as joining stores them: every lobby message updates each one.
+    // Their sidebar rows, as joining stores them (read up to the lobby's head).
     await db.query(
-      `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, activity_at, unread_count)
-       select 'g:' || $2, u, 'GROUP', $2::uuid, now(), now(), 0 from unnest($1::uuid[]) as u`,
+      `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, read_seq)
+       select 'g:' || $2, u, 'GROUP', $2::uuid, now(), coalesce((select seq from conversation_heads where conversation_key = 'g:' || $2), 0)
+       from unnest($1::uuid[]) as u`,
       [rest.map((u) => u.id), lobby],
     );
     await db.query(

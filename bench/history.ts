@@ -58,11 +58,18 @@ async function fill(url: string, groupId: string, senderId: string, n: number): 
     await client.query('begin');
     await client.query('delete from messages where conversation_key = $1', [key]);
     await client.query(
-      `insert into messages (id, conversation_key, sender_id, content, group_id, created_at)
-       select gen_random_uuid(), $1, $2, 'bench message #' || g || ' ' || repeat('lorem ', (g % 12)::int), $3,
+      `insert into messages (id, conversation_key, sender_id, content, group_id, seq, created_at)
+       select gen_random_uuid(), $1, $2, 'bench message #' || g || ' ' || repeat('lorem ', (g % 12)::int), $3, g,
               date_trunc('milliseconds', now()) - ($4::int - g) * interval '1 millisecond'
        from generate_series(1, $4::int) g`,
       [key, senderId, groupId, n],
+    );
+    // The conversation's head, as sending keeps it.
+    await client.query(
+      `insert into conversation_heads (conversation_key, seq, last_message_id, activity_at, last_at)
+       select conversation_key, seq, id, created_at, created_at from messages where conversation_key = $1 order by seq desc limit 1
+       on conflict (conversation_key) do update set seq = excluded.seq, last_message_id = excluded.last_message_id, activity_at = excluded.activity_at, last_at = excluded.last_at`,
+      [key],
     );
     await client.query('commit');
     // Statistics for the planner, and a visibility map as a settled table would have.

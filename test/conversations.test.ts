@@ -174,9 +174,10 @@ describe('conversations', () => {
     await send(s.url, alice.token, { groupId: g, content: 'old group message' });
     await send(s.url, alice.token, { toUserId: bob.id, content: 'old direct message' });
     const migrator = s.database.orm.getMigrator();
-    // Back to before this feature (its migration reverted), data kept; then forward again.
-    const migrations = [migrationsList.find((m) => m.name.endsWith('_Conversations'))!.name];
-    await migrator.down({ migrations });
+    // Back to before this feature (its migrations reverted, the latest first), data kept; then forward again.
+    const from = migrationsList.findIndex((m) => m.name.endsWith('_Conversations'));
+    const migrations = migrationsList.slice(from).map((m) => m.name);
+    for (const name of [...migrations].reverse()) await migrator.down({ migrations: [name] });
     expect(await sql(s.env.DATABASE_URL!, "select 1 from pg_tables where tablename = 'conversation_members'")).toEqual([]);
     await migrator.up({ migrations });
     const rows = (await conversations(s.url, bob)).edges.map((e: any) => [e.node.kind, e.node.unreadCount, e.node.lastMessage?.content ?? null]);

@@ -1,6 +1,6 @@
 import { ServerSecret } from '../core/secrets';
 import { Session } from './auth/session.entity';
-import { ConversationMember, MessageReaction } from './conversation/conversation.entity';
+import { ConversationHead, ConversationMember, MessageReaction } from './conversation/conversation.entity';
 import { FriendRequest, Friendship } from './friend/friend.entity';
 import { Group, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
@@ -21,6 +21,7 @@ export const entities = [
   ProjectMember,
   ProjectAction,
   ServerSecret,
+  ConversationHead,
   ConversationMember,
   MessageReaction,
 ];

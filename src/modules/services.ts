@@ -10,6 +10,8 @@ import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationService } from './conversation/conversation.service';
+import { conversationRepository } from './conversation/conversation.repository';
+import { MemberStates } from './conversation/conversation.states';
 import { MemoryTypingStore, RedisTypingStore, TypingService } from './conversation/conversation.typing';
 import { groupRepository } from './group/group.repository';
 import { PresenceService } from './presence/presence.service';
@@ -43,6 +45,8 @@ export interface Services {
   messages: MessageService;
   projects: ProjectService;
   conversations: ConversationService;
+  /** Members' read states known here, from which each conversationUpdated receiver's row is derived. */
+  memberStates: MemberStates;
   typing: TypingService;
   /** Signs and checks the short-lived links of Attachment.url. */
   attachmentLinks: AttachmentLinks;
@@ -81,7 +85,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
-  const conversations = new ConversationService({ pubsub, messages, groups, projects });
+  const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
+  const conversations = new ConversationService({ pubsub, messages, groups, projects, states: memberStates });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
     pubsub,
@@ -110,7 +115,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
-  routeEvents(pubsub, memberships, messages, orm);
+  routeEvents(pubsub, memberships, messages, memberStates, orm);
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
@@ -132,6 +137,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     messages,
     projects,
     conversations,
+    memberStates,
     typing,
     attachmentLinks,
     rates,
@@ -140,6 +146,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     services,
     async start() {
       memberships.start();
+      conversations.start();
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
@@ -147,6 +154,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     },
     async dispose() {
       typing.dispose();
+      conversations.dispose();
       auth.dispose();
       tickets.dispose();
       await presence.dispose();
@@ -163,7 +171,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
  * to the subscriptions of the users it reaches (its local audience), so a subscription costs
  * nothing for events it does not get.
  */
-function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, orm: MikroORM): void {
+function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, memberStates: MemberStates, orm: MikroORM): void {
   memberships.watch({
     async taken(scope, id, cause) {
       const fresh = await pubsub.take(channelOf(scope, id));
@@ -172,7 +180,11 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
       const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
       pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
     },
-    dropped: (scope, id) => pubsub.drop(channelOf(scope, id)),
+    dropped(scope, id) {
+      pubsub.drop(channelOf(scope, id));
+      // Their conversations' events no longer come here: what is known of their read states would go stale.
+      if (scope === 'user') memberStates.forget(id);
+    },
   });
   pubsub.routeLocally(Topic.MessageAdded, (p) => {
     if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];
@@ -191,7 +203,8 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
   );
   pubsub.routeLocally(Topic.ReadReceipt, inScope);
   pubsub.routeLocally(Topic.Typing, inScope);
-  pubsub.routeLocally(Topic.ConversationUpdated, (p) => Object.keys(p.members));
+  // A read marker or a private message is for its users alone; the rest reaches every member.
+  pubsub.routeLocally(Topic.ConversationUpdated, (p) => p.only ?? inScope(p));
   pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
   pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
   pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');

@@ -2,12 +2,49 @@ import { Entity, Index, ManyToOne, PrimaryKey, PrimaryKeyProp, Property, type Re
 import { Message } from '../message/message.entity';
 
 /**
- * One member's row of one conversation: what the sidebar shows, kept current in the
- * transactions that change it (a message, a read marker, a join or leave), so that a page of
- * `conversations` reads these rows by one index and never counts messages.
+ * One conversation's head: what every member shares, written once per message whatever the
+ * number of members. `seq` numbers the messages every member sees (a project's private messages
+ * are not among them: see ConversationMember.privateSeq); a member's unread count is the head's
+ * seq minus the seq of their read marker, plus their own private messages after it.
+ * Sends to the conversation take this row's lock, so they commit one at a time in created_at order.
+ */
+@Entity({ tableName: 'conversation_heads' })
+// The sidebar probes one head per conversation of the user by key: a hash probe reads about half
+// the pages of a B-tree descent, and costs sends nothing (the key never changes, so updates stay HOT).
+@Index({ name: 'conversation_heads_key_hash', expression: 'create index "conversation_heads_key_hash" on "conversation_heads" using hash ("conversation_key")' })
+export class ConversationHead {
+  /** As on messages: g:<group>, d:<userA>:<userB>, p:<project>. */
+  @PrimaryKey({ type: 'string', length: 160 })
+  conversationKey!: string;
+
+  /** Messages every member sees, so far (the seq of the last of them). */
+  @Property({ type: 'bigint', default: 0 })
+  seq: number = 0;
+
+  /** The last of them. */
+  @Property({ type: 'uuid', nullable: true })
+  lastMessageId?: string | null;
+
+  /** Its createdAt: the conversation's activity in the sidebar's order. */
+  @Property({ type: 'datetime', nullable: true })
+  activityAt?: Date | null;
+
+  /** createdAt of the last message of any kind: the next one is stamped after it, so created_at order is send order. */
+  @Property({ type: 'datetime' })
+  lastAt!: Date;
+}
+
+/**
+ * One member's own state in one conversation: when they joined and their read marker, written
+ * by their own actions only (their sends and markers, a private message to them, a join), never
+ * by others' messages. The sidebar joins these rows with the heads.
  */
 @Entity({ tableName: 'conversation_members' })
-@Index({ name: 'conversation_members_activity', properties: ['userId', 'activityAt', 'conversationKey'] })
+// The sidebar's cut reads a user's keys and sort keys from this index alone.
+@Index({
+  name: 'conversation_members_user',
+  expression: 'create index "conversation_members_user" on "conversation_members" ("user_id", "conversation_key") include ("joined_at", "private_at")',
+})
 export class ConversationMember {
   [PrimaryKeyProp]?: ['conversationKey', 'userId'];
 
@@ -35,16 +72,17 @@ export class ConversationMember {
   @Property({ type: 'datetime' })
   joinedAt!: Date;
 
-  /** The sort key: the time of the newest message this member may see, else when they joined. */
-  @Property({ type: 'datetime' })
-  activityAt!: Date;
+  /** The head's seq at the read marker: the messages every member sees, up to and including it. */
+  @Property({ type: 'bigint', default: 0 })
+  readSeq: number = 0;
 
-  @Property({ type: 'uuid', nullable: true })
-  lastMessageId?: string | null;
+  /** Project: private messages received so far (each one stores its recipient's count as recipient_seq). */
+  @Property({ type: 'bigint', default: 0 })
+  privateSeq: number = 0;
 
-  /** Messages from others after the read marker that this member may see. */
-  @Property({ type: 'integer', default: 0 })
-  unreadCount: number = 0;
+  /** Project: private messages received up to the read marker. */
+  @Property({ type: 'bigint', default: 0 })
+  privateRead: number = 0;
 
   @Property({ type: 'uuid', nullable: true })
   lastReadMessageId?: string | null;
@@ -56,6 +94,13 @@ export class ConversationMember {
   /** When the marker last moved. */
   @Property({ type: 'datetime', nullable: true })
   readAt?: Date | null;
+
+  /** Project: the newest private message this member sent or received (their own activity). */
+  @Property({ type: 'uuid', nullable: true })
+  privateMessageId?: string | null;
+
+  @Property({ type: 'datetime', nullable: true })
+  privateAt?: Date | null;
 }
 
 /** One user's reaction to one message; a message holds each (user, emoji) once. */

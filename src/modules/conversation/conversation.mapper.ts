@@ -3,45 +3,38 @@ import { payloadToMessageType, toMessageType } from '../message/message.mapper';
 import { KINDS } from '../message/message.service';
 import type { Conversation } from '../message/message.types';
 import { payloadToUserType } from '../user/user.mapper';
+import { headOf, ownOf, view, type HeadState, type OwnState } from './conversation.events';
 import type { ConversationRow, conversationRepository } from './conversation.repository';
 import { ConversationKind, SessionEventKind, type ConversationType, type ReadReceiptType, type SessionEventType, type TypingEventType } from './conversation.types';
 
 type ReceiptRow = Awaited<ReturnType<(typeof conversationRepository)['receipts']>>[number];
 
-/** A viewer's sidebar row as the API shows it. */
+/** A viewer's sidebar row as the API shows it: their own state against the head. */
 export function rowToConversation(r: ConversationRow): ConversationType {
   return {
     id: r.conversation_key,
     kind: r.kind as ConversationKind,
     title: r.title ?? '',
-    unreadCount: r.unread_count,
-    lastReadMessageId: r.last_read_message_id,
-    updatedAt: new Date(r.activity_at),
+    ...view(headOf(r), ownOf(r)),
     groupId: r.group_id,
     projectId: r.project_id,
     peerId: r.peer_id,
-    lastMessageId: r.last_message_id,
     ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
   };
 }
 
-/** The viewer's row in a conversationUpdated event, or undefined when it isn't theirs. */
-export function payloadToConversation(viewerId: string, p: ConversationUpdatedPayload): ConversationType | undefined {
-  const state = p.members[viewerId];
-  if (!state) return undefined;
-  const [unreadCount, lastReadMessageId, updatedAt, lastMessageId] = state;
+/** The viewer's row in a conversationUpdated event: the event's head with the viewer's own state (see ConversationService.rowFor). */
+export function payloadToConversation(viewerId: string, p: ConversationUpdatedPayload, head: HeadState | null, own: OwnState): ConversationType {
+  const v = view(head, own);
   return {
     id: p.conversationKey,
     kind: p.kind as ConversationKind,
     title: p.titles?.[viewerId] ?? p.title ?? '',
-    unreadCount,
-    lastReadMessageId,
-    updatedAt: new Date(updatedAt),
+    ...v,
     groupId: p.groupId,
     projectId: p.projectId,
     peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
-    lastMessageId,
-    ...(p.message && p.message.id === lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
+    ...(p.message && p.message.id === v.lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
   };
 }
 

@@ -1,73 +1,153 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray, preparedRead } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
+import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
 export type ConversationKindValue = 'GROUP' | 'DIRECT' | 'PROJECT';
 
-/** One member's row as the sidebar reads it, with the conversation's title for that member. */
-export interface ConversationRow {
+/** One member's row with its conversation's head, as the sidebar reads it, and the title for that member. */
+export interface ConversationRow extends MemberColumns, HeadColumns {
   conversation_key: string;
-  user_id: string;
   kind: ConversationKindValue;
   group_id: string | null;
   project_id: string | null;
   peer_id: string | null;
-  joined_at: Date;
-  activity_at: Date;
-  last_message_id: string | null;
-  unread_count: number;
-  last_read_message_id: string | null;
-  last_read_at: Date | null;
   read_at: Date | null;
+  /** The sidebar's sort key (see ACTIVITY). */
+  activity_at: Date;
   title: string | null;
   /** Read with the row where asked (a page, one row), so the sidebar costs no further query. */
   last_message?: MessageRow | null;
 }
 
-/** A member's state right after a change (what conversationUpdated carries for them). */
-export interface MemberState {
-  user_id: string;
-  unread_count: number;
-  last_read_message_id: string | null;
-  activity_at: Date;
-  last_message_id: string | null;
+/** SQL text and its parameters, in order. */
+export interface Sql {
+  text: string;
+  params: unknown[];
 }
 
-const ROW = `cm.conversation_key, cm.user_id, cm.kind, cm.group_id, cm.project_id, cm.peer_id, cm.joined_at, cm.activity_at, cm.last_message_id,
-  cm.unread_count, cm.last_read_message_id, cm.last_read_at, cm.read_at, coalesce(g.name, p.title, u.display_name, u.username) as title`;
-const FROM = `conversation_members cm left join groups g on g.id = cm.group_id left join projects p on p.id = cm.project_id left join users u on u.id = cm.peer_id`;
+/** A member's own columns (see ConversationMember), of the row aliased `t`. */
+const own = (t: string) =>
+  `${t}.user_id, ${t}.joined_at, ${t}.read_seq, ${t}.private_seq, ${t}.private_read, ${t}.last_read_message_id, ${t}.last_read_at, ${t}.private_message_id, ${t}.private_at`;
+const HEAD = 'h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at';
+/** The sidebar's order: the newest message the member may see (the head's, or their own private one), else when they joined. */
+const ACTIVITY = 'coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at)';
+const LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activity_at then cm.private_message_id else h.last_message_id end';
+/** Member rows with their heads, cut to what `where` keeps; `c` outside. */
+const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, ${HEAD},
+    ${ACTIVITY} as activity_at, ${LAST_ID} as last_message_id
+  from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key`;
+const NAMED = `c.*, coalesce(g.name, p.title, u.display_name, u.username) as title`;
+const NAMES = 'left join groups g on g.id = c.group_id left join projects p on p.id = c.project_id left join users u on u.id = c.peer_id';
 /** The row's last message, as history reads it. */
-const LAST = `left join lateral (${MESSAGE} where m.id = cm.last_message_id) lm on true`;
-const STATE = 'user_id, unread_count, last_read_message_id, activity_at, last_message_id';
+const LAST = `left join lateral (${MESSAGE} where m.id = c.last_message_id) lm on true`;
 
-/** The advisory-lock class of conversations (the second key is the conversation's hash). */
-const LOCK_CLASS = 0x70726c79;
+/** A project message with a recipient (private: seen by its two users only), of the messages aliased `m`. */
+const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 
 export const conversationRepository = {
   /**
-   * Serializes writers of one conversation for the rest of the transaction: sends take it
-   * exclusively, read markers shared. Messages then commit in created_at order, and a marker
-   * and its unread count are computed against a conversation no one is writing to.
+   * A new message's bookkeeping, as CTEs of its one insert statement (messageRepository.insert),
+   * O(1) rows whatever the number of members. `before` the message: `h` the head (its row lock
+   * orders the conversation's sends; created_at is stamped under it, after the previous message)
+   * and, for a private message, `r` its recipient's row. `after`: `s` the sender's row, whose
+   * marker moves to the message (a direct conversation's first message creates both rows).
+   * `recipientSeq` and `states` (the changed rows, as sender_state and recipient_state) are
+   * expressions over them.
    */
-  async lock(em: EntityManager, key: string, shared = false): Promise<void> {
-    await em.execute(`select ${shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(?, hashtext(?))`, [LOCK_CLASS, key]);
+  recordMessage(m: {
+    id: string;
+    key: string;
+    kind: ConversationKindValue;
+    senderId: string;
+    /** Direct: the other user; project: a private message's recipient. */
+    recipientId: string | null;
+    privateInProject: boolean;
+  }): { before: Sql; after: Sql; recipientSeq: string; states: Sql } {
+    const priv = m.privateInProject;
+    // A private message is no one else's: the head only orders it (its seq and last message stay).
+    const head = `h as (
+      insert into conversation_heads as h (conversation_key, seq, last_message_id, activity_at, last_at)
+      select ?, ${priv ? '0, null::uuid, null::timestamptz' : '1, ?::uuid, c.t'}, c.t from (select date_trunc('milliseconds', clock_timestamp()) as t) c
+      on conflict (conversation_key) do update set (seq, last_message_id, activity_at, last_at) = (
+        select h.seq + excluded.seq, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t
+        from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
+      returning seq, last_message_id, activity_at, last_at)`;
+    const before: Sql = { text: head, params: priv ? [m.key] : [m.key, m.id] };
+    if (priv) {
+      before.text += `, r as (
+        update conversation_members cm set private_seq = cm.private_seq + 1, private_message_id = ?, private_at = h.last_at
+        from h where cm.conversation_key = ? and cm.user_id = ? returning ${own('cm')})`;
+      before.params.push(m.id, m.key, m.recipientId);
+    }
+    let after: Sql;
+    if (m.kind === 'DIRECT') {
+      // The rows exist from the first message; the other one's reads up to the message before it.
+      after = {
+        text: `s as (
+          insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq, last_read_message_id, last_read_at, read_at)
+          select ?, ?, 'DIRECT', ?, now(), h.seq, ?, h.last_at, now() from h
+          on conflict (conversation_key, user_id) do update set read_seq = excluded.read_seq, last_read_message_id = excluded.last_read_message_id,
+            last_read_at = excluded.last_read_at, read_at = excluded.read_at
+          returning ${own('cm')}
+        ), p as (
+          insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq)
+          select ?, ?, 'DIRECT', ?, now(), h.seq - 1 from h on conflict (conversation_key, user_id) do nothing
+          returning ${own('cm')})`,
+        params: [m.key, m.senderId, m.recipientId, m.id, m.key, m.recipientId, m.senderId],
+      };
+    } else {
+      after = {
+        text: `s as (
+          update conversation_members cm set read_seq = h.seq, private_read = cm.private_seq, last_read_message_id = ?, last_read_at = h.last_at, read_at = now()
+            ${priv ? ', private_message_id = ?, private_at = h.last_at' : ''}
+          from h where cm.conversation_key = ? and cm.user_id = ? returning ${own('cm')})`,
+        params: [m.id, ...(priv ? [m.id] : []), m.key, m.senderId],
+      };
+    }
+    // The other row that changed (a private message's recipient), or a direct conversation's
+    // other one (as it is: new, or read before this statement), so that both users' states
+    // travel with the event and neither instance has to read one.
+    const other = priv
+      ? { text: '(select row_to_json(r) from r)', params: [] }
+      : m.kind === 'DIRECT'
+        ? {
+            text: `coalesce((select row_to_json(p) from p), (select row_to_json(x) from (select ${own('cm')} from conversation_members cm where cm.conversation_key = ? and cm.user_id = ?) x))`,
+            params: [m.key, m.recipientId],
+          }
+        : { text: 'null::json', params: [] };
+    return {
+      before,
+      after,
+      recipientSeq: priv ? '(select private_seq from r)' : 'null::bigint',
+      states: { text: `(select row_to_json(s) from s) as sender_state, ${other.text} as recipient_state`, params: other.params },
+    };
   },
 
   /**
    * A member's row, read up to the newest message they may see (what came before joining is
-   * not unread). Nothing when the row exists.
+   * not unread). Nothing when the row exists. A direct conversation exists once a message was
+   * exchanged. In a project, what they received privately before (a rejoin) stays read.
    */
   async join(em: EntityManager, r: { key: string; userId: string; kind: ConversationKindValue; groupId?: string | null; projectId?: string | null; peerId?: string | null }): Promise<void> {
     await em.execute(
-      `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, activity_at, last_message_id, unread_count, last_read_message_id, last_read_at)
-       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, now(), coalesce(lm.created_at, now()), lm.id, 0, lm.id, lm.created_at
+      `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
+         last_read_message_id, last_read_at, private_message_id, private_at)
+       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, now(), coalesce(h.seq, 0), coalesce(rs.n, 0), coalesce(rs.n, 0),
+         case when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end, greatest(h.activity_at, pv.created_at),
+         pv.id, pv.created_at
        from (select ?::varchar as key, ?::uuid as user_id, ?::varchar as kind, ?::uuid as group_id, ?::uuid as project_id, ?::uuid as peer_id) x
+       left join conversation_heads h on h.conversation_key = x.key
        left join lateral (
-         select m.id, m.created_at from messages m where m.conversation_key = x.key
-           and (m.recipient_id is null or m.sender_id = x.user_id or m.recipient_id = x.user_id)
-         order by m.created_at desc, m.id desc limit 1
-       ) lm on true
-       -- A direct conversation exists once a message was exchanged.
-       where x.kind <> 'DIRECT' or lm.id is not null
+         select p.recipient_seq as n from messages p where x.kind = 'PROJECT' and p.conversation_key = x.key and ${privateOf('p')} and p.recipient_id = x.user_id
+         order by p.created_at desc, p.id desc limit 1
+       ) rs on true
+       left join lateral (
+         select p.id, p.created_at from messages p where x.kind = 'PROJECT' and p.conversation_key = x.key and ${privateOf('p')}
+           and (p.sender_id = x.user_id or p.recipient_id = x.user_id)
+         order by p.created_at desc, p.id desc limit 1
+       ) pv on true
+       where x.kind <> 'DIRECT' or h.seq > 0
        on conflict (conversation_key, user_id) do nothing`,
       [r.key, r.userId, r.kind, r.groupId ?? null, r.projectId ?? null, r.peerId ?? null],
     );
@@ -77,8 +157,14 @@ export const conversationRepository = {
     await em.execute('delete from conversation_members where conversation_key = ? and user_id = ?', [key, userId]);
   },
 
-  /** The conversation is gone (a group or project deleted): every member's row goes. */
+  /** The conversation is gone with its messages (a group or project deleted): its head and every member's row go. */
   async drop(em: EntityManager, key: string): Promise<void> {
+    await em.execute('delete from conversation_members where conversation_key = ?', [key]);
+    await em.execute('delete from conversation_heads where conversation_key = ?', [key]);
+  },
+
+  /** Every member's row goes, the messages and their head stay (a direct conversation between users no longer friends). */
+  async dropMembers(em: EntityManager, key: string): Promise<void> {
     await em.execute('delete from conversation_members where conversation_key = ?', [key]);
   },
 
@@ -87,50 +173,31 @@ export const conversationRepository = {
     await em.execute('delete from conversation_members where user_id = ?', [userId]);
   },
 
-  /** Both rows of a direct conversation, created by its first message. */
-  async ensureDirect(em: EntityManager, key: string, a: string, b: string): Promise<void> {
-    await em.execute(
-      `insert into conversation_members (conversation_key, user_id, kind, peer_id, joined_at, activity_at, unread_count)
-       values (?, ?, 'DIRECT', ?, now(), now(), 0), (?, ?, 'DIRECT', ?, now(), now(), 0) on conflict (conversation_key, user_id) do nothing`,
-      [key, a, b, key, b, a],
-    );
-  },
-
   /**
-   * A new message, inside its send transaction (after lock()): every member who may see it gets
-   * it as their last message and one more unread, except the sender, whose marker moves to it.
-   * Returns each changed row.
+   * One page of a user's conversations, most recent activity first, by keyset on (activity, key).
+   * The page is cut first from the user's keys and sort keys alone (an index-only scan of their
+   * rows, one head probe each: the cost grows with their conversations, about 2,000 probes for
+   * 2,000), then its rows are read whole, named and given their last message.
    */
-  async recordMessage(
-    em: EntityManager,
-    m: { id: string; key: string; senderId: string; recipientId: string | null; privateInProject: boolean; createdAt: Date },
-  ): Promise<MemberState[]> {
-    const only = m.privateInProject ? ' and user_id in (?, ?)' : '';
-    return em.execute(
-      `update conversation_members set activity_at = ?, last_message_id = ?,
-         unread_count = case when user_id = ? then 0 else unread_count + 1 end,
-         last_read_message_id = case when user_id = ? then ? else last_read_message_id end,
-         last_read_at = case when user_id = ? then ? else last_read_at end,
-         read_at = case when user_id = ? then now() else read_at end
-       where conversation_key = ?${only} returning ${STATE}`,
-      [m.createdAt, m.id, m.senderId, m.senderId, m.id, m.senderId, m.createdAt, m.senderId, m.key, ...(only ? [m.senderId, m.recipientId] : [])],
-    );
-  },
-
-  /** One page of a user's conversations, most recent activity first, by keyset on (activity_at, key). */
   async page(em: EntityManager, userId: string, opts: { after: { at: Date; key: string } | null; limit: number }): Promise<ConversationRow[]> {
     const params: unknown[] = [userId];
     let where = 'cm.user_id = ?';
     if (opts.after) {
-      where += ' and (cm.activity_at, cm.conversation_key) < (?, ?)';
+      where += ` and (${ACTIVITY}, cm.conversation_key) < (?, ?)`;
       params.push(opts.after.at, opts.after.key);
     }
-    // The page is cut from the index first, then named: the joins touch its rows only, however many the user has.
-    const page = `(select * from conversation_members cm where ${where} order by cm.activity_at desc, cm.conversation_key desc limit ?) cm`;
-    return em.execute(`select ${ROW}, row_to_json(lm) as last_message from ${FROM.replace('conversation_members cm', page)} ${LAST} order by cm.activity_at desc, cm.conversation_key desc`, [
-      ...params,
-      opts.limit + 1,
-    ]);
+    // A probe per row (the lateral's offset keeps it one): never a scan of every head.
+    const cut = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
+      left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
+      where ${where} order by 2 desc, 1 desc limit ?`;
+    // Then each of the page's rows is read by its key (the lateral again: never a scan of all the
+    // user's rows). Prepared: its plan (about as long to make as to run) is made once per connection.
+    return preparedRead(em, 
+      `select ${NAMED}, row_to_json(lm) as last_message
+       from (${cut}) k cross join lateral (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ? offset 0) c ${NAMES} ${LAST}
+       order by c.activity_at desc, c.conversation_key desc`,
+      [...params, opts.limit + 1, userId],
+    );
   },
 
   async count(em: EntityManager, userId: string): Promise<number> {
@@ -138,38 +205,74 @@ export const conversationRepository = {
     return row.n;
   },
 
-  async row(em: EntityManager, userId: string, key: string, forUpdate = false): Promise<ConversationRow | null> {
+  async row(em: EntityManager, userId: string, key: string): Promise<ConversationRow | null> {
     const rows: ConversationRow[] = await em.execute(
-      forUpdate
-        ? `select ${ROW} from ${FROM} where cm.conversation_key = ? and cm.user_id = ? for update of cm`
-        : `select ${ROW}, row_to_json(lm) as last_message from ${FROM} ${LAST} where cm.conversation_key = ? and cm.user_id = ?`,
+      `select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = ? and cm.user_id = ?) c ${NAMES} ${LAST}`,
       [key, userId],
     );
     return rows[0] ?? null;
   },
 
-  /** Every member's row (a rename tells them all). */
-  async rows(em: EntityManager, key: string): Promise<ConversationRow[]> {
-    return em.execute(`select ${ROW} from ${FROM} where cm.conversation_key = ?`, [key]);
+  /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
+  async head(em: EntityManager, key: string): Promise<HeadState | null> {
+    const rows: HeadColumns[] = await em.execute(
+      'select seq as head_seq, last_message_id as head_message_id, activity_at as head_at from conversation_heads where conversation_key = ?',
+      [key],
+    );
+    return rows[0] ? headOf(rows[0]) : null;
   },
 
-  /** Messages from others after (at, id) that the member may see: the unread count of a marker set in the middle. */
-  async unreadAfter(em: EntityManager, key: string, userId: string, at: Date, id: string, projectPrivacy: boolean): Promise<number> {
-    const privacy = projectPrivacy ? ' and (m.recipient_id is null or m.recipient_id = ?)' : '';
-    const [row] = await em.execute(
-      `select count(*)::int as n from messages m where m.conversation_key = ? and (m.created_at, m.id) > (?, ?) and m.sender_id <> ?${privacy}`,
-      [key, at, id, userId, ...(privacy ? [userId] : [])],
+  /** Several members' own states, in one query (key and user id in each pair). */
+  async states(em: EntityManager, pairs: readonly { key: string; userId: string }[]): Promise<(OwnState & { key: string; userId: string })[]> {
+    if (!pairs.length) return [];
+    const rows: (MemberColumns & { conversation_key: string })[] = await em.execute(
+      `select cm.conversation_key, ${own('cm')} from unnest(?::text[], ?::uuid[]) as x(key, user_id)
+       join conversation_members cm on cm.conversation_key = x.key and cm.user_id = x.user_id`,
+      [pgArray(pairs.map((p) => p.key)), pgArray(pairs.map((p) => p.userId))],
     );
-    return row.n;
+    return rows.map((r) => ({ ...ownOf(r), key: r.conversation_key, userId: r.user_id }));
   },
 
-  async setMarker(em: EntityManager, key: string, userId: string, m: { id: string; at: Date; unread: number }): Promise<MemberState & { read_at: Date }> {
-    const [row]: (MemberState & { read_at: Date })[] = await em.execute(
-      `update conversation_members set last_read_message_id = ?, last_read_at = ?, unread_count = ?, read_at = now()
-       where conversation_key = ? and user_id = ? returning ${STATE}, read_at`,
-      [m.id, m.at, m.unread, key, userId],
+  /**
+   * Moves a member's read marker forward to a message (by default the newest one they may see),
+   * in one statement and without a lock: the marker's seqs are the message's own (its seq; in a
+   * project, the recipient_seq of the member's last private message up to it), fixed when it was
+   * sent, and the row's update checks again that the marker moves forward only.
+   * Returns the row (moved or not) with the head; null when the user has no row.
+   */
+  async markRead(
+    em: EntityManager,
+    key: string,
+    userId: string,
+    opts: { messageId: string | null; project: boolean },
+  ): Promise<(MemberColumns & HeadColumns & { read_at: Date | null; moved: boolean }) | null> {
+    const target = opts.messageId
+      ? '?::uuid'
+      : '(select case when c.head_at is null or c.private_at > c.head_at then c.private_message_id else c.head_message_id end from cur c)';
+    const privateRead = opts.project
+      ? `case when m.project_id is not null and m.recipient_id = ? then m.recipient_seq else coalesce((
+           select p.recipient_seq from messages p where p.conversation_key = m.conversation_key and ${privateOf('p')} and p.recipient_id = ?
+             and (p.created_at, p.id) < (m.created_at, m.id) order by p.created_at desc, p.id desc limit 1), 0) end`
+      : '0';
+    const rows: (MemberColumns & HeadColumns & { read_at: Date | null; moved: boolean })[] = await em.execute(
+      `with cur as (
+         select cm.*, ${HEAD} from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
+         where cm.conversation_key = ? and cm.user_id = ?
+       ), t as (
+         select m.id, m.created_at, m.seq, ${privateRead} as private_read from messages m where m.id = ${target}
+       ), u as (
+         update conversation_members cm set read_seq = t.seq, private_read = t.private_read, last_read_message_id = t.id, last_read_at = t.created_at, read_at = now()
+         from t where cm.conversation_key = ? and cm.user_id = ?
+           and (cm.last_read_at is null or (cm.last_read_at, cm.last_read_message_id) < (t.created_at, t.id))
+         returning ${own('cm')}, cm.read_at
+       )
+       select x.*, c.head_seq, c.head_message_id, c.head_at from cur c, (
+         select ${own('u')}, u.read_at, true as moved from u
+         union all select ${own('cur')}, cur.read_at, false from cur where not exists (select 1 from u)
+       ) x`,
+      [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId],
     );
-    return row;
+    return rows[0] ?? null;
   },
 
   /** Other members' read markers, most recent first (at most `limit`). */

@@ -8,7 +8,7 @@ import { GroupType } from '../group/group.types';
 import { ConversationInput, MessageType } from '../message/message.types';
 import { ProjectType } from '../project/project.types';
 import { UserType } from '../user/user.types';
-import { payloadToConversation, payloadToReadReceiptType, payloadToSessionEventType, payloadToTypingEventType } from './conversation.mapper';
+import { payloadToReadReceiptType, payloadToSessionEventType, payloadToTypingEventType } from './conversation.mapper';
 import { ConversationConnection, ConversationsArgs, ConversationType, ReadReceiptType, SessionEventType, TypingEventType } from './conversation.types';
 
 type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
@@ -65,10 +65,11 @@ export class ConversationResolver {
     description: "The viewer's row changed: a new message, its unread count, its read marker (from another device too), a rename.",
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
-      return context.services.pubsub.iterate(Topic.ConversationUpdated, (p) => payloadToConversation(me, p), { keys: [me] });
+      return context.services.pubsub.iterate(Topic.ConversationUpdated, (p) => context.services.conversations.rowFor(me, p), { keys: [me] });
     },
   })
-  conversationUpdated(@Root() c: ConversationType): ConversationType {
+  conversationUpdated(@Root() c: ConversationType | Promise<ConversationType>): ConversationType | Promise<ConversationType> {
+    // A promise while the viewer's read state is being read (see ConversationService.rowFor).
     return c;
   }
 

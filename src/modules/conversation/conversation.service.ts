@@ -2,41 +2,76 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type ConversationScope } from '../../shared/pubsub/topics';
+import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import type { GroupService } from '../group/group.service';
-import { scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
+import { KINDS, scopeOf, type ConversationArgs, type MessageService } from '../message/message.service';
 import { messageRepository } from '../message/message.repository';
 import type { ProjectService } from '../project/project.service';
-import { memberState } from './conversation.events';
-import { emptyConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
+import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
+import { emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
 import { conversationRepository } from './conversation.repository';
+import type { MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
 
 /** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
 const KEY = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
 const RECEIPTS_MAX = 100;
 
-/** (at, id) order of messages: negative when a comes first. */
-function compare(a: { at: Date; id: string }, b: { at: Date; id: string }): number {
-  return a.at.getTime() - b.at.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+/** A member without a row (left meanwhile): everything up to the head read, as a join leaves it. */
+function upToHead(head: HeadState | null): OwnState {
+  return { readSeq: head?.seq ?? 0, privateSeq: 0, privateRead: 0, lastReadMessageId: null, lastReadAt: null, privateMessageId: null, privateAt: null, joinedAt: Date.now() };
 }
 
 /**
- * The sidebar and read state. Rows are kept by the transactions that change them (a message in
- * MessageService.send, joins and leaves in the group, project and friend repositories); this
- * service reads them, moves read markers, and answers who receives a conversation's events.
+ * The sidebar and read state. A conversation's head and its members' own rows are kept by what
+ * changes them (a message in MessageService.send, joins and leaves in the group, project and
+ * friend repositories); this service reads them, moves read markers, and derives each
+ * receiver's row of a conversationUpdated event.
  */
 export class ConversationService {
+  private off?: () => void;
+
   constructor(
-    private readonly d: { pubsub: PubSub; messages: MessageService; groups: GroupService; projects: ProjectService },
+    private readonly d: { pubsub: PubSub; messages: MessageService; groups: GroupService; projects: ProjectService; states: MemberStates },
   ) {}
+
+  /** Keeps the members' states known here current with what every instance's events carry. */
+  start(): void {
+    const offs = [
+      this.d.pubsub.on(Topic.ConversationUpdated, (p) => this.d.states.absorb(p)),
+      // A membership's row goes or starts anew (read up to the head) without an event of its own.
+      this.d.pubsub.on(Topic.MembershipChanged, (p) => {
+        for (const c of p.changes) this.d.states.drop(c.userId, `${p.scope[0]}:${p.id}`);
+      }),
+    ];
+    this.off = () => offs.forEach((off) => off());
+  }
+
+  dispose(): void {
+    this.off?.();
+    this.d.states.clear();
+  }
 
   /** Whether an event of this conversation reaches the viewer: memory only (the membership index, or the pair). */
   inScope(viewerId: string, s: ConversationScope): boolean {
     if (s.groupId) return this.d.groups.isMemberCached(viewerId, s.groupId);
     if (s.projectId) return this.d.projects.isMemberCached(viewerId, s.projectId);
     return !!s.userIds?.includes(viewerId);
+  }
+
+  /**
+   * The viewer's row in a conversationUpdated event, or undefined when it doesn't reach them:
+   * the event's head with the viewer's own state (carried by the event when it changed, else as
+   * known here, else read with the other receivers' in one query).
+   */
+  rowFor(viewerId: string, p: ConversationUpdatedPayload): ConversationType | Promise<ConversationType> | undefined {
+    if (p.only ? !p.only.includes(viewerId) : !this.inScope(viewerId, p)) return undefined;
+    const carried = p.members[viewerId];
+    const own = carried ? this.d.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.d.states.get(viewerId, p.conversationKey);
+    const head = headFromPayload(p.head);
+    if (own) return payloadToConversation(viewerId, p, head, own);
+    return this.d.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
@@ -75,45 +110,35 @@ export class ConversationService {
    */
   async markRead(em: EntityManager, viewerId: string, input: ConversationArgs, messageId?: string | null): Promise<ConversationType> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
-    let target: { id: string; at: Date } | null = null;
     if (messageId !== null && messageId !== undefined) {
       const m = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
       const visible = m && m.conversation_key === conv.key && (!m.recipient_id || m.sender_id === viewerId || m.recipient_id === viewerId);
       if (!visible) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
-      target = { id: m.id, at: new Date(m.created_at) };
     }
-    const result = await em.transactional(async (t) => {
-      const tem = t as EntityManager;
-      // Shared: markers move together, while no message is being added to the conversation.
-      await conversationRepository.lock(tem, conv.key, true);
-      const row = await conversationRepository.row(tem, viewerId, conv.key, true);
-      if (!row) return null;
-      const to = target ?? (row.last_message_id ? { id: row.last_message_id, at: new Date(row.activity_at) } : null);
-      const current = row.last_read_message_id && row.last_read_at ? { id: row.last_read_message_id, at: new Date(row.last_read_at) } : null;
-      if (!to || (current && compare(to, current) <= 0)) return { row, moved: false };
-      const unread = to.id === row.last_message_id ? 0 : await conversationRepository.unreadAfter(tem, conv.key, viewerId, to.at, to.id, conv.kind === 'project');
-      const state = await conversationRepository.setMarker(tem, conv.key, viewerId, { ...to, unread });
-      return { row: { ...row, ...state }, moved: true };
-    });
-    if (!result) return emptyConversation(conv);
-    const { row, moved } = result;
-    if (moved) {
+    const row = await conversationRepository.markRead(em, conv.key, viewerId, { messageId: messageId ?? null, project: conv.kind === 'project' });
+    if (!row) return emptyConversation(conv);
+    const head = headOf(row);
+    const own = ownOf(row);
+    if (row.moved) {
       await this.d.pubsub.publishSafe(Topic.ConversationUpdated, {
         ...scopeOf(conv, viewerId),
-        kind: row.kind,
-        title: row.title,
+        kind: KINDS[conv.kind],
+        title: conv.title,
         titles: null,
         message: null,
-        members: { [viewerId]: memberState(row) },
+        head: headPayload(head),
+        members: { [viewerId]: ownPayload(own) },
+        only: [viewerId],
       });
       await this.d.pubsub.publishSafe(Topic.ReadReceipt, {
         ...scopeOf(conv, viewerId),
         userId: viewerId,
-        lastReadMessageId: row.last_read_message_id!,
+        lastReadMessageId: own.lastReadMessageId!,
         readAt: new Date(row.read_at!).toISOString(),
       });
     }
-    return rowToConversation(row);
+    // The last message is loaded by id if asked for.
+    return { ...emptyConversation(conv), ...view(head, own), lastMessage: undefined };
   }
 
   /** Other members' read markers (up to 100, the most advanced first). */

@@ -64,8 +64,8 @@ export const friendRepository = {
 
   async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
     const [userA, userB] = pair(a, b);
-    // A direct conversation needs friends: it leaves both sidebars (its messages stay).
-    await conversationRepository.drop(em, `d:${userA}:${userB}`);
+    // A direct conversation needs friends: it leaves both sidebars (its messages and head stay).
+    await conversationRepository.dropMembers(em, `d:${userA}:${userB}`);
     return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
   },
 

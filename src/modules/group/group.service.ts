@@ -141,7 +141,7 @@ export class GroupService {
       const group = await this.asOwner(tem, groupId, viewerId);
       group.name = clean;
       await tem.flush();
-      outbox.add(Topic.ConversationUpdated, renamed(`g:${group.id}`, 'GROUP', clean, await conversationRepository.rows(tem, `g:${group.id}`)));
+      outbox.add(Topic.ConversationUpdated, renamed(`g:${group.id}`, 'GROUP', clean, await conversationRepository.head(tem, `g:${group.id}`)));
       this.event(outbox, 'RENAMED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       return group;
     });

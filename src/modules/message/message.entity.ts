@@ -33,6 +33,11 @@ export class Attachment {
  */
 @Entity({ tableName: 'messages' })
 @Index({ name: 'messages_conversation_keyset', properties: ['conversationKey', 'createdAt', 'id'] })
+@Index({
+  name: 'messages_private_inbox',
+  expression:
+    'create index "messages_private_inbox" on "messages" ("conversation_key", "recipient_id", "created_at", "id") where "project_id" is not null and "recipient_id" is not null',
+})
 @Unique({ name: 'messages_sender_client_id', properties: ['sender', 'clientMessageId'] })
 export class Message {
   [OptionalProps]?: 'createdAt';
@@ -64,6 +69,18 @@ export class Message {
 
   @Property({ type: 'string', length: 64, nullable: true })
   clientMessageId?: string | null;
+
+  /**
+   * Its place among the messages every member of the conversation sees (ConversationHead.seq
+   * when it was sent); a project's private message, which is not one of them, holds the seq of
+   * the last one before it.
+   */
+  @Property({ type: 'bigint' })
+  seq!: number;
+
+  /** A project's private message: how many private messages its recipient had received in the project, this one included. */
+  @Property({ type: 'bigint', nullable: true })
+  recipientSeq?: number | null;
 
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();

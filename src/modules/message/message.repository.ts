@@ -1,6 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray, preparedRead } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
+import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
+import type { Sql } from '../conversation/conversation.repository';
 import { Attachment } from './message.entity';
 
 export interface MessageRow {
@@ -23,6 +25,12 @@ export interface MessageRow {
   sender_username: string;
   sender_display_name: string | null;
   sender_created_at: Date;
+}
+
+/** What a send returns besides the message: the head after it, the sender's row and the other one that travels with the event. */
+export interface SentColumns extends HeadColumns {
+  sender_state: MemberColumns | null;
+  recipient_state: MemberColumns | null;
 }
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
@@ -60,28 +68,34 @@ export const messageRepository = {
   },
 
   /**
-   * Inserts a message (and its attachment) in one statement, stamped by the database clock at
-   * millisecond precision so cursors round-trip exactly, and returns it as history reads it.
-   * Null when (sender, clientMessageId) exists already; the attachment is then not stored either.
+   * Inserts a message (and its attachment) and its conversation's bookkeeping (`record`, see
+   * conversationRepository.recordMessage) in one statement, atomic on its own: one round trip,
+   * no transaction. The head's row lock orders the conversation's sends, and the message is
+   * stamped under it (millisecond precision, so cursors round-trip exactly) with its seq.
+   * Returns it as history reads it, with the head and the changed members' rows after it.
+   * @throws UniqueConstraintViolationException when (sender, clientMessageId) exists already:
+   * nothing is written then, the head included.
    */
   async insert(
     em: EntityManager,
     m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
-  ): Promise<MessageRow | null> {
-    // One round trip and atomic on its own: the attachment row is written only if the message is,
-    // and the foreign key between the two is checked at the end of the statement.
-    const rows: MessageRow[] = await em.execute(
-      `with m as (
-         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, created_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, date_trunc('milliseconds', clock_timestamp()))
-         on conflict (sender_id, client_message_id) do nothing returning *
+    record: { before: Sql; after: Sql; recipientSeq: string; states: Sql },
+  ): Promise<MessageRow & SentColumns> {
+    // The attachment row is written only with the message, and the foreign key between the two
+    // is checked at the end of the statement.
+    const rows: (MessageRow & SentColumns)[] = await em.execute(
+      `with ${record.before.text}, m as (
+         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, recipient_seq, created_at)
+         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, ${record.recipientSeq}, h.last_at from h returning *
        ), a as (
          insert into attachments (id, file_name, mime_type, size, data, created_at)
          select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
-       )
-       select ${COLUMNS} from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id`,
+       ), ${record.after.text}
+       select ${COLUMNS}, h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at, ${record.states.text}
+       from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id cross join h`,
       [
+        ...record.before.params,
         m.id,
         m.conversationKey,
         m.senderId,
@@ -97,9 +111,11 @@ export const messageRepository = {
         file?.data.length ?? null,
         file?.data ?? null,
         !!file,
+        ...record.after.params,
+        ...record.states.params,
       ],
     );
-    return rows[0] ?? null;
+    return rows[0];
   },
 
   async byId(em: EntityManager, id: string): Promise<MessageRow | null> {

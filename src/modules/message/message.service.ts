@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
@@ -7,15 +8,15 @@ import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
-import { conversationRepository, type MemberState } from '../conversation/conversation.repository';
-import { memberState } from '../conversation/conversation.events';
+import { conversationRepository } from '../conversation/conversation.repository';
+import { headOf, headPayload, ownOf, ownPayload } from '../conversation/conversation.events';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
 import { userRepository } from '../user/user.repository';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
-import { messageRepository, type MessageRow } from './message.repository';
+import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { toMessagePayload, toMessageType } from './message.mapper';
 import type { Conversation, MessageType } from './message.types';
 
@@ -147,50 +148,44 @@ export class MessageService {
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
     const recipientId = conv.peerId ?? conv.privateWith;
-    const done = await em.transactional(async (t) => {
-      const tem = t as EntityManager;
-      // Sends to one conversation commit one at a time, in created_at order, each with exact unread counts.
-      await conversationRepository.lock(tem, conv.key);
-      const inserted = await messageRepository.insert(
-        tem,
-        {
-          id: randomUUID(),
-          conversationKey: conv.key,
-          senderId: viewerId,
-          content: content || null,
-          groupId: conv.groupId,
-          projectId: conv.projectId,
-          recipientId,
-          clientMessageId,
-        },
+    const privateInProject = conv.kind === 'project' && !!recipientId;
+    const id = randomUUID();
+    let row: MessageRow & SentColumns;
+    try {
+      // One statement: the message, its attachment, the conversation's head and the sender's row
+      // (a private message's recipient's too), whatever the number of members.
+      row = await messageRepository.insert(
+        em,
+        { id, conversationKey: conv.key, senderId: viewerId, content: content || null, groupId: conv.groupId, projectId: conv.projectId, recipientId, clientMessageId },
         file ? { id: randomUUID(), ...file } : null,
+        conversationRepository.recordMessage({ id, key: conv.key, kind: KINDS[conv.kind], senderId: viewerId, recipientId, privateInProject }),
       );
-      if (!inserted) return null;
-      if (conv.kind === 'direct') await conversationRepository.ensureDirect(tem, conv.key, viewerId, conv.peerId!);
-      const states = await conversationRepository.recordMessage(tem, {
-        id: inserted.id,
-        key: conv.key,
-        senderId: viewerId,
-        recipientId,
-        privateInProject: conv.kind === 'project' && !!recipientId,
-        createdAt: new Date(inserted.created_at),
-      });
-      return { row: inserted, states };
-    });
-    // Two retries raced: the other one stored it first.
-    if (!done) return toMessageType((await messageRepository.byClientId(em, viewerId, clientMessageId!))!);
-    const message = toMessageType(done.row);
+    } catch (e) {
+      // Two retries raced: the other one stored it first, and this one wrote nothing.
+      if (clientMessageId && e instanceof UniqueConstraintViolationException) {
+        const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
+        if (first) return toMessageType(first);
+      }
+      throw e;
+    }
+    const message = toMessageType(row);
     this.sent++;
     const payload = toMessagePayload(message);
     if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
-    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, done.row, payload, done.states));
+    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
     for (const hook of this.sentHooks) hook(payload.sender!, conv);
     return message;
   }
 
-  /** Every member's row after a message, as conversationUpdated tells them. */
-  private updated(conv: Conversation, viewerId: string, row: MessageRow, message: MessagePayload, states: MemberState[]): ConversationUpdatedPayload {
+  /**
+   * What conversationUpdated tells after a message: the head and at most two rows (the
+   * sender's; a private message's recipient's, the only other one it reaches; a direct
+   * conversation's other one), never every member's: each receiver derives their own row.
+   */
+  private updated(conv: Conversation, viewerId: string, row: MessageRow & SentColumns, message: MessagePayload, privateTo: string | null): ConversationUpdatedPayload {
     const direct = conv.kind === 'direct';
+    const members: ConversationUpdatedPayload['members'] = {};
+    for (const s of [row.sender_state, row.recipient_state]) if (s) members[s.user_id] = ownPayload(ownOf(s));
     return {
       ...scopeOf(conv, viewerId),
       kind: KINDS[conv.kind],
@@ -198,7 +193,9 @@ export class MessageService {
       // Each side of a direct conversation is named after the other.
       titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: row.sender_display_name ?? row.sender_username } : null,
       message,
-      members: Object.fromEntries(states.map((s) => [s.user_id, memberState(s)])),
+      head: headPayload(headOf(row)),
+      members,
+      only: privateTo ? [viewerId, privateTo] : null,
     };
   }
 

@@ -152,7 +152,7 @@ export class ProjectService {
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
       await repo.rename(tem, l.project.id, clean);
-      outbox.add(Topic.ConversationUpdated, renamed(`p:${l.project.id}`, 'PROJECT', clean, await conversationRepository.rows(tem, `p:${l.project.id}`)));
+      outbox.add(Topic.ConversationUpdated, renamed(`p:${l.project.id}`, 'PROJECT', clean, await conversationRepository.head(tem, `p:${l.project.id}`)));
       const project = { ...l.project, title: clean };
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_RENAMED, message: t.renamed(previous, clean) }));
       await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous });

@@ -66,9 +66,20 @@ export interface MessageEventPayload {
   message: MessagePayload;
 }
 
-/** A member's row after a change: unreadCount, lastReadMessageId, updatedAt (ISO), lastMessageId. */
-export type MemberStatePayload = [number, string | null, string, string | null];
+/** A conversation's head: [seq, lastMessageId, activityAt (ISO) | null] (see ConversationHead). */
+export type HeadPayload = [number, string | null, string | null];
 
+/**
+ * One member's own state (see ConversationMember): [readSeq, privateSeq, privateRead,
+ * lastReadMessageId, lastReadAt, privateMessageId, privateAt, joinedAt], times as ISO strings.
+ */
+export type MemberStatePayload = [number, number, number, string | null, string | null, string | null, string | null, string];
+
+/**
+ * A conversation changed: each receiver derives their own row from the head and their own state
+ * (carried here when it changed, else as their instance knows it), so the event's size does not
+ * grow with the conversation's members.
+ */
 export interface ConversationUpdatedPayload {
   conversationKey: string;
   kind: 'GROUP' | 'DIRECT' | 'PROJECT';
@@ -79,10 +90,14 @@ export interface ConversationUpdatedPayload {
   /** Group name or project title; for a direct conversation, each user's title (the peer's name) by user id. */
   title: string | null;
   titles: Record<string, string> | null;
-  /** The message that caused it, when one did: the last message of everyone listed. */
+  /** The message that caused it, when one did. */
   message: MessagePayload | null;
-  /** Who receives it, with their row after the change. */
+  /** The head after the change; null while the conversation has no message. */
+  head: HeadPayload | null;
+  /** Members' own states, at most two: the sender (and a private message's recipient, a direct conversation's other user), a reader. */
   members: Record<string, MemberStatePayload>;
+  /** Set when the change is theirs alone (a read marker, a private message); else it reaches every member. */
+  only: string[] | null;
 }
 
 /** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */
