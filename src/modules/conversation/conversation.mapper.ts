@@ -1,6 +1,6 @@
 import type { ConversationUpdatedPayload, ReadReceiptPayload, SessionEventPayload, TypingPayload } from '../../shared/pubsub/topics';
 import { payloadToMessageType, toMessageType } from '../message/message.mapper';
-import { KINDS } from '../message/message.service';
+import { KINDS } from '../message/message.mapper';
 import type { Conversation } from '../message/message.types';
 import { payloadToUserType } from '../user/user.mapper';
 import { headOf, ownOf, view, type HeadState, type OwnState } from './conversation.events';

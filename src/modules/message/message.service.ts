@@ -17,7 +17,7 @@ import { userRepository } from '../user/user.repository';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
-import { toMessagePayload, toMessageType } from './message.mapper';
+import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { Conversation, MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
@@ -27,14 +27,6 @@ const MAX_CONTENT = 4000;
  * in between is missed.
  */
 const CATCH_UP_MS = 5000;
-
-/** Conversation kinds as the API names them. */
-export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
-
-/** Who a conversation's events reach: the membership index answers for groups and projects, the pair for direct ones. */
-export function scopeOf(conv: Conversation, viewerId: string): ConversationScope {
-  return { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId, userIds: conv.peerId ? [viewerId, conv.peerId] : null };
-}
 
 export interface ConversationArgs {
   groupId?: string | null;
