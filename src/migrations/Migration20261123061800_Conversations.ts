@@ -3,6 +3,8 @@ import { Migration } from '@mikro-orm/migrations';
 export class Migration20261123061800_Conversations extends Migration {
 
   override async up(): Promise<void> {
+    // Backfills touch every message: no per-statement cap (the pool's is 15 s) inside the migration's transaction.
+    this.addSql('set local statement_timeout = 0;');
     this.addSql(`create table "conversation_members" ("conversation_key" varchar(160) not null, "user_id" uuid not null, "kind" varchar(16) not null, "group_id" uuid null, "project_id" uuid null, "peer_id" uuid null, "joined_at" timestamptz not null, "activity_at" timestamptz not null, "last_message_id" uuid null, "unread_count" int not null default 0, "last_read_message_id" uuid null, "last_read_at" timestamptz null, "read_at" timestamptz null, constraint "conversation_members_pkey" primary key ("conversation_key", "user_id"));`);
     this.addSql(`create index "conversation_members_activity" on "conversation_members" ("user_id", "activity_at", "conversation_key");`);
 
@@ -36,6 +38,8 @@ export class Migration20261123061800_Conversations extends Migration {
   }
 
   override async down(): Promise<void> {
+    // Backfills touch every message: no per-statement cap (the pool's is 15 s) inside the migration's transaction.
+    this.addSql('set local statement_timeout = 0;');
     this.addSql(`drop table if exists "conversation_members" cascade;`);
 
     this.addSql(`drop table if exists "message_reactions" cascade;`);

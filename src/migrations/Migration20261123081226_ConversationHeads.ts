@@ -12,6 +12,8 @@ const PRIVATE = privateOf('messages');
 export class Migration20261123081226_ConversationHeads extends Migration {
 
   override async up(): Promise<void> {
+    // Backfills touch every message: no per-statement cap (the pool's is 15 s) inside the migration's transaction.
+    this.addSql('set local statement_timeout = 0;');
     this.addSql(`create table "conversation_heads" ("conversation_key" varchar(160) not null, "seq" bigint not null default 0, "last_message_id" uuid null, "activity_at" timestamptz null, "last_at" timestamptz not null, constraint "conversation_heads_pkey" primary key ("conversation_key"));`);
 
     // Each message's place among the messages every member sees, in (created_at, id) order (a
@@ -55,6 +57,8 @@ export class Migration20261123081226_ConversationHeads extends Migration {
   }
 
   override async down(): Promise<void> {
+    // Backfills touch every message: no per-statement cap (the pool's is 15 s) inside the migration's transaction.
+    this.addSql('set local statement_timeout = 0;');
     this.addSql(`alter table "conversation_members" add column "activity_at" timestamptz null, add column "unread_count" int not null default 0, add column "last_message_id" uuid null;`);
     this.addSql(`update "conversation_members" cm set ("activity_at", "last_message_id", "unread_count") = (
         select coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at),
