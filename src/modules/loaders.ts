@@ -10,7 +10,7 @@ import type { PresenceService, PresenceState } from './presence/presence.service
 import type { ProjectService } from './project/project.service';
 import type { ProjectType } from './project/project.types';
 import type { ReactionSummary } from '../shared/pubsub/topics';
-import { toUserType } from './user/user.mapper';
+import { profileToUserType } from './user/user.mapper';
 import { userRepository } from './user/user.repository';
 import type { UserType } from './user/user.types';
 
@@ -32,8 +32,7 @@ export function createLoaders(em: EntityManager, services: { presence: PresenceS
   const { presence, projects } = services;
   return {
     user: new DataLoader(async (ids) => {
-      const users = await userRepository.byIds(em, ids);
-      const byId = new Map(users.map((u) => [u.id, toUserType(u)]));
+      const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),
     presence: new DataLoader((ids) => presence.states([...ids])),

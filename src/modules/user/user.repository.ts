@@ -1,10 +1,19 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray } from '../../shared/sql';
+import { pgArray, preparedRead } from '../../shared/sql';
 import { User } from './user.entity';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
 export function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, '\\$&')}%`;
+}
+
+/** A user's public columns as SQL returns them. */
+export interface ProfileRow {
+  id: string;
+  username: string;
+  display_name: string | null;
+  created_at: Date;
+  last_seen_at: Date | null;
 }
 
 export const userRepository = {
@@ -51,8 +60,12 @@ export const userRepository = {
   },
 
   /** Users by id, deleted placeholders too, in no particular order. */
-  async byIds(em: EntityManager, ids: readonly string[]): Promise<User[]> {
-    return em.find(User, { id: { $in: [...ids] } });
+  /**
+   * Public profiles by id, as rows: what the user loader answers `me`, `sender` and friends with.
+   * Through the ORM (find, hydrate, identity map) this was ~2 ms of a 2.5 ms `{ me { id } }`.
+   */
+  async profiles(em: EntityManager, ids: readonly string[]): Promise<ProfileRow[]> {
+    return ids.length ? preparedRead(em, 'select id, username, display_name, created_at, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]) : [];
   },
 
   /** Users by id, by username. */
