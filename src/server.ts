@@ -101,7 +101,15 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     }
     await app.start();
     const schema = await createSchema();
-    const httpServer = createHttpServer();
+    // A client that trickles its headers or body is cut instead of holding a socket for minutes.
+    // The request timeout bounds receiving the request only: SSE and WebSocket responses live on.
+    const headersTimeout = Math.round(env.HTTP_HEADERS_TIMEOUT * 1000);
+    const httpServer = createHttpServer({
+      headersTimeout,
+      requestTimeout: Math.round(Math.max(env.HTTP_REQUEST_TIMEOUT, env.HTTP_HEADERS_TIMEOUT) * 1000),
+      // Node looks for expired requests every 30 s by default, which would triple a 10 s limit.
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    });
     const shapeError = createErrorFormatter({ production, logger });
     const formatError: typeof shapeError = (formatted, error) => {
       const shaped = shapeError(formatted, error);

@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { loadEnv } from '../src/config/env';
@@ -154,6 +155,37 @@ describe('size limits', () => {
     const w = await initialized(s.wsUrl, u.token);
     w.send({ id: '1', type: 'subscribe', payload: { query: SEND, variables: { input: { content: 'x'.repeat(bodyLimit(s.env) + 10) } } } });
     expect((await w.closed).code).toBe(1009);
+  });
+});
+
+describe('slow clients', () => {
+  /** A raw TCP client that sends `parts` and reports what the server answered and when it closed. */
+  function trickle(s: TestServer, parts: string[]): Promise<{ text: string; ms: number }> {
+    const { port } = new URL(s.url);
+    return new Promise((resolve, reject) => {
+      const started = Date.now();
+      let text = '';
+      const socket = connect(Number(port), '127.0.0.1', () => parts.forEach((p) => socket.write(p)));
+      socket.on('data', (d) => (text += d));
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ text, ms: Date.now() - started }));
+    });
+  }
+
+  it('should cut a client that never finishes its headers, and one that never finishes its body', async () => {
+    const s = await createTestServer({ HTTP_HEADERS_TIMEOUT: '300ms', HTTP_REQUEST_TIMEOUT: '600ms' });
+    const headers = await trickle(s, ['POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n']);
+    expect(headers.text).toMatch(/^HTTP\/1\.1 408/);
+    expect(headers.ms).toBeLessThan(3000);
+    const body = await trickle(s, ['POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"query":']);
+    expect(body.text).toMatch(/^HTTP\/1\.1 408/);
+    expect(body.ms).toBeLessThan(3000);
+    // An SSE stream or a socket outlives the request timeout: only receiving the request is bounded.
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    await new Promise((r) => setTimeout(r, 1500)); // two request timeouts: what is under test
+    w.send({ id: '1', type: 'subscribe', payload: { query: '{ me { id } }' } });
+    expect((await w.next('next', '1')).payload.data.me.id).toBe(u.id);
   });
 });
 

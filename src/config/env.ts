@@ -88,6 +88,10 @@ export interface Env {
   GRAPHQL_MAX_DIRECTIVES: number;
   /** Estimated cost per document (graphql-armor: objects 2, scalars 1, times 1.5 per level). @default 5000 */
   GRAPHQL_MAX_COST: number;
+  /** Seconds a client has to send a request's headers; a slower one is cut (Node's 60 s let a few thousand idle sockets hold a server). @default 10 */
+  HTTP_HEADERS_TIMEOUT: number;
+  /** Seconds a client has to send a whole request, body included (the largest attachment fits many times over). @default 60 */
+  HTTP_REQUEST_TIMEOUT: number;
   /** Seconds a new socket has to send connection_init before it is closed with 4408. @default 3 */
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
@@ -290,6 +294,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),
     GRAPHQL_MAX_DIRECTIVES: int(src, 'GRAPHQL_MAX_DIRECTIVES', 10, 0, 100_000),
     GRAPHQL_MAX_COST: int(src, 'GRAPHQL_MAX_COST', 5000, 1, 100_000_000),
+    HTTP_HEADERS_TIMEOUT: duration(src, 'HTTP_HEADERS_TIMEOUT', 10, 0.05),
+    HTTP_REQUEST_TIMEOUT: duration(src, 'HTTP_REQUEST_TIMEOUT', 60, 0.05),
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
