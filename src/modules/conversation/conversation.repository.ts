@@ -186,9 +186,11 @@ export const conversationRepository = {
       where += ` and (${ACTIVITY}, cm.conversation_key) < (?, ?)`;
       params.push(opts.after.at, opts.after.key);
     }
-    // A probe per row (the lateral's offset keeps it one): never a scan of every head.
+    // A plain join: PostgreSQL probes the head of each of the user's rows through its hash index
+    // (or hashes a small heads table). Forcing the probe through a lateral subquery added a Memoize
+    // node that cost more than the probes: 7.0 ms against 2.7 ms for a user in 2,001 conversations.
     const cut = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
-      left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
+      left join conversation_heads h on h.conversation_key = cm.conversation_key
       where ${where} order by 2 desc, 1 desc limit ?`;
     // Then each of the page's rows is read by its key (the lateral again: never a scan of all the
     // user's rows). Prepared: its plan (about as long to make as to run) is made once per connection.
