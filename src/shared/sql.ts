@@ -9,6 +9,12 @@ export function pgArray(values: readonly string[]): string {
   return `{${values.join(',')}}`;
 }
 
+/** A fragment of SQL with its `?` parameters, for a repository to splice into another's statement. */
+export interface Sql {
+  text: string;
+  params: unknown[];
+}
+
 /** Rows grouped by a key, each group the values picked from its rows. */
 export function groupBy<R, V>(rows: readonly R[], key: (r: R) => string, value: (r: R) => V): Map<string, V[]> {
   const out = new Map<string, V[]>();

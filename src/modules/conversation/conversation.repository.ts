@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, preparedRead } from '../../shared/sql';
+import { pgArray, preparedRead, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
@@ -21,11 +21,6 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
 }
 
 /** SQL text and its parameters, in order. */
-export interface Sql {
-  text: string;
-  params: unknown[];
-}
-
 /** A member's own columns (see ConversationMember), of the row aliased `t`. */
 const own = (t: string) =>
   `${t}.user_id, ${t}.joined_at, ${t}.read_seq, ${t}.private_seq, ${t}.private_read, ${t}.last_read_message_id, ${t}.last_read_at, ${t}.private_message_id, ${t}.private_at`;

@@ -1,8 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, preparedRead } from '../../shared/sql';
+import { pgArray, preparedRead, type Sql } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
-import type { Sql } from '../conversation/conversation.repository';
 import { Attachment } from './message.entity';
 
 export interface MessageRow {
