@@ -20,7 +20,6 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
   last_message?: MessageRow | null;
 }
 
-/** SQL text and its parameters, in order. */
 /** A member's own columns (see ConversationMember), of the row aliased `t`. */
 const own = (t: string) =>
   `${t}.user_id, ${t}.joined_at, ${t}.read_seq, ${t}.private_seq, ${t}.private_read, ${t}.last_read_message_id, ${t}.last_read_at, ${t}.private_message_id, ${t}.private_at`;
