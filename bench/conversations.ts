@@ -75,10 +75,10 @@ async function seedSidebar(owner: string): Promise<void> {
        insert into messages (id, conversation_key, sender_id, content, group_id, seq, created_at)
        select gen_random_uuid(), 'g:' || id, $1, 'hello ' || id, id, 1, created_at from g returning id, conversation_key, group_id, created_at),
      h as (
-       insert into conversation_heads (conversation_key, seq, last_message_id, activity_at, last_at)
-       select conversation_key, 1, id, created_at, created_at from m)
-     insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, read_seq, last_read_message_id, last_read_at)
-     select m.conversation_key, $1, 'GROUP', m.group_id, m.created_at, 1, m.id, m.created_at from m`,
+       insert into conversation_heads (conversation_key, seq, last_message_id, activity_at, last_at, member_sort)
+       select conversation_key, 1, id, created_at, created_at, true from m)
+     insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, read_seq, last_read_message_id, last_read_at, sort_at)
+     select m.conversation_key, $1, 'GROUP', m.group_id, m.created_at, 1, m.id, m.created_at, m.created_at from m`,
     [owner, C],
   );
   // Statistics for the planner, and a visibility map as a settled table would have.

@@ -31,6 +31,42 @@ async function rowsWrittenWith(s: TestServer, messageId: string): Promise<{ memb
   return row;
 }
 
+const ACTIVITY = 'coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at)';
+
+/** A user's conversation keys in the order their heads give: what a sidebar must show, computed the long way. */
+async function sidebarByHeads(s: TestServer, userId: string): Promise<string[]> {
+  const rows = await sql(
+    s.env.DATABASE_URL!,
+    `select cm.conversation_key from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
+     where cm.user_id = $1 order by ${ACTIVITY} desc, cm.conversation_key desc`,
+    [userId],
+  );
+  return rows.map((r) => r.conversation_key);
+}
+
+/** Rows whose sort key is set but differs from what their head gives (a key set is a promise to be exact). */
+async function staleSortKeys(s: TestServer): Promise<{ conversation_key: string; user_id: string }[]> {
+  return sql(
+    s.env.DATABASE_URL!,
+    `select cm.conversation_key, cm.user_id from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
+     where cm.sort_at is not null and cm.sort_at <> ${ACTIVITY}`,
+  );
+}
+
+const keyedRows = async (s: TestServer, key: string): Promise<number> =>
+  (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from conversation_members where conversation_key = $1 and sort_at is not null', [key]))[0].n;
+
+/** The user's whole sidebar through the API, two conversations a page. */
+async function pagedSidebar(s: TestServer, u: TestUser): Promise<string[]> {
+  const ids: string[] = [];
+  for (let after: string | null = null; ; ) {
+    const page: any = (await ok(gql(s.url, 'query($a: String) { conversations(first: 2, after: $a) { edges { node { id } } pageInfo { hasNextPage endCursor } } }', { a: after }, u.token))).conversations;
+    ids.push(...page.edges.map((e: any) => e.node.id));
+    if (!page.pageInfo.hasNextPage) return ids;
+    after = page.pageInfo.endCursor;
+  }
+}
+
 const row = async (s: TestServer, u: TestUser, c: Record<string, string>) => (await ok(gql(s.url, CONVERSATION, { c }, u.token))).conversation;
 
 /** Messages of the conversation as `u` sees them, oldest first. */
@@ -42,27 +78,87 @@ async function historyOf(s: TestServer, u: TestUser, c: Record<string, string>):
 const unreadAfter = (history: { sender: { id: string } }[], u: TestUser, at: number) => history.slice(at + 1).filter((m) => m.sender.id !== u.id).length;
 
 describe('conversations at scale', () => {
-  it('should write one head and one member row per message, whatever the number of members', async () => {
-    const s = await createTestServer();
+  it("should write the head and the sender's row per message past SIDEBAR_FANOUT_MAX members, every member's sort key below it", async () => {
+    const s = await createTestServer({ SIDEBAR_FANOUT_MAX: '3' });
     const [alice, bob, ...rest] = await users(s.url, 12);
     const lobby = await lobbyOf(s.url, alice.token);
     const small = await groupWith(s.url, alice, 'Two', [bob]);
-    for (const groupId of [small, lobby, lobby]) {
-      const m = await send(s.url, alice.token, { groupId, content: 'hi' });
-      // The old design updated every member's row (12 in the lobby).
+    // Two members: both rows get the message's sort key.
+    expect(await rowsWrittenWith(s, (await send(s.url, alice.token, { groupId: small, content: 'hi' })).id)).toEqual({ members: 2, heads: 1 });
+    // Twelve: the head and the sender's row, the first time (the other rows are read, not written) and after.
+    for (const content of ['one', 'two']) {
+      const m = await send(s.url, alice.token, { groupId: lobby, content });
       expect(await rowsWrittenWith(s, m.id)).toEqual({ members: 1, heads: 1 });
     }
     expect((await row(s, rest[9], { groupId: lobby })).unreadCount).toBe(2);
     expect((await row(s, bob, { groupId: small })).unreadCount).toBe(1);
     expect((await row(s, alice, { groupId: lobby })).unreadCount).toBe(0);
 
-    // A direct conversation's first message creates both rows; the next ones write the sender's.
+    // A direct conversation's first message creates both rows; each next one writes both sort keys.
     await befriend(s.url, alice, bob);
     const first = await send(s.url, alice.token, { toUserId: bob.id, content: 'first' });
     expect(await rowsWrittenWith(s, first.id)).toEqual({ members: 2, heads: 1 });
     const reply = await send(s.url, bob.token, { toUserId: alice.id, content: 'reply' });
-    expect(await rowsWrittenWith(s, reply.id)).toEqual({ members: 1, heads: 1 });
+    expect(await rowsWrittenWith(s, reply.id)).toEqual({ members: 2, heads: 1 });
     expect((await row(s, alice, { userId: bob.id })).unreadCount).toBe(1);
+  });
+
+  it('should keep every sidebar in the order the heads give while conversations grow past SIDEBAR_FANOUT_MAX and shrink back', async () => {
+    const s = await createTestServer({ SIDEBAR_FANOUT_MAX: '3' });
+    const [alice, bob, carol, dave, erin] = await users(s.url, 5);
+    const everyone = [alice, bob, carol, dave, erin];
+    const g = await groupWith(s.url, alice, 'Grows', [bob]);
+    const p = (await buildProject(s.url, alice, { participants: [bob, carol] })).id;
+    await befriend(s.url, alice, bob);
+    const lobby = await lobbyOf(s.url, alice.token);
+    const join = (u: TestUser) => ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, u.token));
+    const leave = (u: TestUser) => ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, u.token));
+    const check = async (step: string) => {
+      expect({ step, stale: await staleSortKeys(s) }).toEqual({ step, stale: [] });
+      for (const u of everyone) expect({ step, user: u.id, order: await pagedSidebar(s, u) }).toEqual({ step, user: u.id, order: await sidebarByHeads(s, u.id) });
+    };
+    await check('no message yet');
+    await send(s.url, alice.token, { groupId: g, content: 'g small' });
+    await send(s.url, bob.token, { projectId: p, content: 'p open' });
+    await send(s.url, alice.token, { toUserId: bob.id, content: 'dm' });
+    await send(s.url, carol.token, { groupId: lobby, content: 'lobby' });
+    expect(await keyedRows(s, `g:${g}`)).toBe(2);
+    await check('small conversations keyed');
+    await join(carol);
+    await send(s.url, bob.token, { groupId: g, content: 'three now' });
+    expect(await keyedRows(s, `g:${g}`)).toBe(3);
+    await join(dave);
+    await check('grown past the bound, before its next message');
+    await send(s.url, dave.token, { groupId: g, content: 'four now' });
+    expect(await keyedRows(s, `g:${g}`)).toBe(0);
+    await check('grown past the bound');
+    await send(s.url, alice.token, { projectId: p, toUserId: carol.id, content: 'private' });
+    await send(s.url, carol.token, { projectId: p, toUserId: bob.id, content: 'private back' });
+    await check('private project messages');
+    await leave(dave);
+    await send(s.url, erin.token, { groupId: lobby, content: 'lobby again' });
+    await check('shrunk, before its next message');
+    await send(s.url, carol.token, { groupId: g, content: 'three again' });
+    expect(await keyedRows(s, `g:${g}`)).toBe(3);
+    await send(s.url, bob.token, { toUserId: alice.id, content: 'dm back' });
+    await check('shrunk back');
+  });
+
+  it('should leave no sort key behind when messages race each other and a join', async () => {
+    const s = await createTestServer({ SIDEBAR_FANOUT_MAX: '3' });
+    const [alice, bob, carol, dave] = await users(s.url, 4);
+    await befriend(s.url, alice, bob);
+    const g = await groupWith(s.url, alice, 'Race', [bob]);
+    // Both sides of a direct conversation send its first messages at once; members send while others join.
+    await Promise.all([
+      ...[alice, bob].flatMap((u) => [1, 2, 3].map((i) => send(s.url, u.token, { toUserId: u === alice ? bob.id : alice.id, content: `dm ${i}` }))),
+      ...[alice, bob].flatMap((u) => [1, 2, 3].map((i) => send(s.url, u.token, { groupId: g, content: `g ${i}` }))),
+      ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, carol.token)),
+      ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, dave.token)),
+    ]);
+    await send(s.url, carol.token, { groupId: g, content: 'after' });
+    expect(await staleSortKeys(s)).toEqual([]);
+    for (const u of [alice, bob, carol, dave]) expect(await pagedSidebar(s, u)).toEqual(await sidebarByHeads(s, u.id));
   });
 
   it('should store a retried clientMessageId once and count it once, even when the retries race', async () => {
@@ -198,9 +294,10 @@ describe('conversations at scale', () => {
     const before = await Promise.all([alice, bob, carol].map(sidebar));
     expect(before[1].map((r: any) => r.unreadCount)).toEqual([1, 2, 3, 0]);
 
-    const heads = migrationsList.find((m) => m.name.endsWith('_ConversationHeads'))!.name;
+    // Back to before the heads (the migrations since reverted, the latest first), data kept; then forward again.
+    const since = migrationsList.slice(migrationsList.findIndex((m) => m.name.endsWith('_ConversationHeads'))).map((m) => m.name);
     const migrator = s.database.orm.getMigrator();
-    await migrator.down({ migrations: [heads] });
+    for (const name of [...since].reverse()) await migrator.down({ migrations: [name] });
     // The old rows, as the old design kept them: its unread count is what a count over messages says.
     const old = await sql(
       s.env.DATABASE_URL!,
@@ -211,8 +308,11 @@ describe('conversations at scale', () => {
     );
     expect(old.length).toBeGreaterThan(8);
     for (const r of old) expect(r.unread_count).toBe(r.counted);
-    await migrator.up({ migrations: [heads] });
+    await migrator.up({ migrations: since });
     expect(await Promise.all([alice, bob, carol].map(sidebar))).toEqual(before);
+    // The sort keys the migration set are exact, and in use.
+    expect(await staleSortKeys(s)).toEqual([]);
+    expect(await keyedRows(s, `g:${g}`)).toBe(3);
   });
 });
 

@@ -112,6 +112,12 @@ export interface Env {
   TYPING_TIMEOUT: number;
   /** At most one typing: true per user and conversation reaches others this often, in seconds. @default 2 */
   TYPING_THROTTLE: number;
+  /**
+   * Members up to which a message writes every member's sidebar sort key (one row each), so a
+   * sidebar page is read by index; a larger conversation writes O(1) rows per message and is
+   * ordered through its head when a page is read. @default 32
+   */
+  SIDEBAR_FANOUT_MAX: number;
   /** editMessage and deleteMessage calls per user. @default 60/1m */
   RATE_LIMIT_EDIT: RateSpec;
   /** addReaction and removeReaction calls per user. @default 120/1m */
@@ -306,6 +312,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
     TYPING_TIMEOUT: duration(src, 'TYPING_TIMEOUT', 6, 0.05),
     TYPING_THROTTLE: duration(src, 'TYPING_THROTTLE', 2, 0),
+    SIDEBAR_FANOUT_MAX: int(src, 'SIDEBAR_FANOUT_MAX', 32, 2, 10_000),
     RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
     RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),

@@ -3,6 +3,7 @@ import { Migration20261122141348_Initial } from './Migration20261122141348_Initi
 import { Migration20261123053316_ServerSecrets } from './Migration20261123053316_ServerSecrets';
 import { Migration20261123061800_Conversations } from './Migration20261123061800_Conversations';
 import { Migration20261123081226_ConversationHeads } from './Migration20261123081226_ConversationHeads';
+import { Migration20261123120000_ConversationSort } from './Migration20261123120000_ConversationSort';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -10,4 +11,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123053316_ServerSecrets', class: Migration20261123053316_ServerSecrets },
   { name: 'Migration20261123061800_Conversations', class: Migration20261123061800_Conversations },
   { name: 'Migration20261123081226_ConversationHeads', class: Migration20261123081226_ConversationHeads },
+  { name: 'Migration20261123120000_ConversationSort', class: Migration20261123120000_ConversationSort },
 ];

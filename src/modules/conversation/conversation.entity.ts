@@ -32,18 +32,27 @@ export class ConversationHead {
   /** createdAt of the last message of any kind: the next one is stamped after it, so created_at order is send order. */
   @Property({ type: 'datetime' })
   lastAt!: Date;
+
+  /** The last message found the conversation small (at most SIDEBAR_FANOUT_MAX members): it wrote every member's sortAt. */
+  @Property({ type: 'boolean', default: false })
+  memberSort: boolean = false;
+
+  /** lastAt of the message that found it grown past the bound and cleared the members' sortAt. */
+  @Property({ type: 'datetime', nullable: true })
+  sortClearedAt?: Date | null;
 }
 
 /**
  * One member's own state in one conversation: when they joined and their read marker, written
- * by their own actions only (their sends and markers, a private message to them, a join), never
- * by others' messages. The sidebar joins these rows with the heads.
+ * by their own actions (their sends and markers, a private message to them, a join); others'
+ * messages write only its sortAt, and only in a small conversation.
  */
 @Entity({ tableName: 'conversation_members' })
-// The sidebar's cut reads a user's keys and sort keys from this index alone.
+// The sidebar's cut reads a user's rows in sortAt order from this index alone (those of large
+// conversations, sortAt null, together), with what orders the null ones through their heads.
 @Index({
   name: 'conversation_members_user',
-  expression: 'create index "conversation_members_user" on "conversation_members" ("user_id", "conversation_key") include ("joined_at", "private_at")',
+  expression: 'create index "conversation_members_user" on "conversation_members" ("user_id", "sort_at", "conversation_key") include ("joined_at", "private_at")',
 })
 export class ConversationMember {
   [PrimaryKeyProp]?: ['conversationKey', 'userId'];
@@ -101,6 +110,14 @@ export class ConversationMember {
 
   @Property({ type: 'datetime', nullable: true })
   privateAt?: Date | null;
+
+  /**
+   * The sidebar's sort key, kept in the row while the conversation is small: when set, exactly
+   * what the head gives (the newest message this member may see, else when they joined). Null in
+   * a conversation larger than SIDEBAR_FANOUT_MAX, and until the first message after a join.
+   */
+  @Property({ type: 'datetime', nullable: true })
+  sortAt?: Date | null;
 }
 
 /** One user's reaction to one message; a message holds each (user, emoji) once. */

@@ -43,7 +43,7 @@ export interface MessageServiceDeps {
   groups: GroupService;
   friends: FriendService;
   projects: ProjectService;
-  env: Pick<Env, 'ATTACHMENT_MAX_BYTES'>;
+  env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
   logger: Logger;
 }
 
@@ -144,13 +144,13 @@ export class MessageService {
     const id = randomUUID();
     let row: MessageRow & SentColumns;
     try {
-      // One statement: the message, its attachment, the conversation's head and the sender's row
-      // (a private message's recipient's too), whatever the number of members.
+      // One statement: the message, its attachment, the conversation's head, the sender's row (a
+      // private message's recipient's too) and, in a small conversation, the others' sort keys.
       row = await messageRepository.insert(
         em,
         { id, conversationKey: conv.key, senderId: viewerId, content: content || null, groupId: conv.groupId, projectId: conv.projectId, recipientId, clientMessageId },
         file ? { id: randomUUID(), ...file } : null,
-        conversationRepository.recordMessage({ id, key: conv.key, kind: KINDS[conv.kind], senderId: viewerId, recipientId, privateInProject }),
+        conversationRepository.recordMessage({ id, key: conv.key, kind: KINDS[conv.kind], senderId: viewerId, recipientId, privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
       );
     } catch (e) {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
