@@ -47,11 +47,6 @@ export async function handleGraphQL<TContext extends object>(
       body = raw;
     }
   }
-  const headers = new HeaderMap();
-  for (const k in req.headers) {
-    const v = req.headers[k];
-    if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
-  }
   const q = req.url?.indexOf('?') ?? -1;
   const search = q >= 0 ? req.url!.slice(q) : '';
   // The body may be megabytes (attachments in variables); the document itself is refused before Apollo parses and caches it.
@@ -61,6 +56,12 @@ export async function handleGraphQL<TContext extends object>(
   }
   // Only what Apollo would read as a JSON POST (it refuses other content types its own way).
   if (req.method === 'POST' && opts.fast && JSON_CONTENT.test(req.headers['content-type'] ?? '') && (await opts.fast.handle(body))) return;
+  // Only for Apollo: the fast path reads the few headers it needs from the request itself.
+  const headers = new HeaderMap();
+  for (const k in req.headers) {
+    const v = req.headers[k];
+    if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+  }
   const response: HTTPGraphQLResponse = await apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
     context: opts.context,

@@ -148,6 +148,7 @@ export function createMetrics(): Metrics {
     seen.add(value);
     return true;
   };
+  const children = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
   const operationLabel = (op: OperationRecord): string => {
     // Root fields were validated against the schema: a finite set (and combinations of them are not).
     const distinct = new Set(op.rootFields);
@@ -163,8 +164,13 @@ export function createMetrics(): Metrics {
       const operation = operationLabel(op);
       const type = op.type ?? 'unknown';
       const code = !op.code ? 'OK' : /^[A-Z][A-Z0-9_]{0,39}$/.test(op.code) && bounded(codes, op.code, MAX_CODES) ? op.code : 'OTHER';
-      operations.inc({ operation, type, code });
-      operationSeconds.observe({ operation, type }, op.seconds);
+      // The label sets are bounded (names, codes), so their children are kept: inc and observe with
+      // a label object hash the labels on every call (6% of a heartbeat's server time in bench:http).
+      const key = `${operation}\u0000${type}\u0000${code}`;
+      let child = children.get(key);
+      if (!child) children.set(key, (child = { count: operations.labels(operation, type, code), seconds: operationSeconds.labels(operation, type) }));
+      child.count.inc();
+      child.seconds.observe(op.seconds);
     },
     databaseErrors,
     dependencyDown(error) {
