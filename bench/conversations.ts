@@ -68,7 +68,7 @@ async function seedSidebar(owner: string): Promise<void> {
     DATABASE_URL,
     `with g as (
        insert into groups (id, name, owner_id, is_private, is_lobby, member_count, created_at)
-       select gen_random_uuid(), 'bench group ' || n, $1, true, false, 1, now() - make_interval(secs => n) from generate_series(1, $2::int) n
+       select gen_random_uuid(), 'bench group ' || n, $1, true, false, 1, date_trunc('milliseconds', now()) - make_interval(secs => n) from generate_series(1, $2::int) n
        returning id, created_at),
      gm as (insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), id, $1, created_at from g),
      m as (

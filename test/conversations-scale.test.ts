@@ -144,7 +144,7 @@ describe('conversations at scale', () => {
     await check('shrunk back');
   });
 
-  it('should leave no sort key behind when messages race each other and a join', async () => {
+  it('should leave no sort key behind when messages race each other and a join, and page through joins of one millisecond', async () => {
     const s = await createTestServer({ SIDEBAR_FANOUT_MAX: '3' });
     const [alice, bob, carol, dave] = await users(s.url, 4);
     await befriend(s.url, alice, bob);
@@ -157,6 +157,8 @@ describe('conversations at scale', () => {
       ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, dave.token)),
     ]);
     await send(s.url, carol.token, { groupId: g, content: 'after' });
+    // Groups made at once, with no message: ordered by join times, often within one millisecond.
+    await Promise.all([1, 2, 3, 4, 5, 6].map((i) => ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: `quiet ${i}` }, dave.token))));
     expect(await staleSortKeys(s)).toEqual([]);
     for (const u of [alice, bob, carol, dave]) expect(await pagedSidebar(s, u)).toEqual(await sidebarByHeads(s, u.id));
   });

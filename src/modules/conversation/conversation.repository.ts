@@ -24,6 +24,12 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
 const own = (t: string) =>
   `${t}.user_id, ${t}.joined_at, ${t}.read_seq, ${t}.private_seq, ${t}.private_read, ${t}.last_read_message_id, ${t}.last_read_at, ${t}.private_message_id, ${t}.private_at`;
 const HEAD = 'h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at';
+/**
+ * When a member joined, in milliseconds as message times are: it orders a conversation without
+ * messages, and a cursor (a JavaScript Date) holds no finer time, so a page boundary between two
+ * joins of one millisecond would skip a row.
+ */
+const JOINED = "date_trunc('milliseconds', now())";
 /** The sidebar's order: the newest message the member may see (the head's, or their own private one), else when they joined. */
 const ACTIVITY = 'coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at)';
 const LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activity_at then cm.private_message_id else h.last_message_id end';
@@ -112,13 +118,13 @@ export const conversationRepository = {
       after = {
         text: `s as (
           insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq, last_read_message_id, last_read_at, read_at, sort_at)
-          select ?, ?, 'DIRECT', ?, now(), h.seq, ?, h.last_at, now(), h.activity_at from h
+          select ?, ?, 'DIRECT', ?, ${JOINED}, h.seq, ?, h.last_at, now(), h.activity_at from h
           on conflict (conversation_key, user_id) do update set read_seq = excluded.read_seq, last_read_message_id = excluded.last_read_message_id,
             last_read_at = excluded.last_read_at, read_at = excluded.read_at, sort_at = excluded.sort_at
           returning ${own('cm')}
         ), p as (
           insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq, sort_at)
-          select ?, ?, 'DIRECT', ?, now(), h.seq - 1, h.activity_at from h
+          select ?, ?, 'DIRECT', ?, ${JOINED}, h.seq - 1, h.activity_at from h
           on conflict (conversation_key, user_id) do update set sort_at = excluded.sort_at
           returning ${own('cm')})`,
         params: [m.key, m.senderId, m.recipientId, m.id, m.key, m.recipientId, m.senderId],
@@ -153,7 +159,7 @@ export const conversationRepository = {
     await em.execute(
       `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
          last_read_message_id, last_read_at, private_message_id, private_at)
-       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, now(), coalesce(h.seq, 0), coalesce(rs.n, 0), coalesce(rs.n, 0),
+       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED}, coalesce(h.seq, 0), coalesce(rs.n, 0), coalesce(rs.n, 0),
          case when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end, greatest(h.activity_at, pv.created_at),
          pv.id, pv.created_at
        from (select ?::varchar as key, ?::uuid as user_id, ?::varchar as kind, ?::uuid as group_id, ?::uuid as project_id, ?::uuid as peer_id) x
