@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { eventually, gql, listen, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
@@ -327,7 +327,7 @@ describeRedis('conversationUpdated through Redis', () => {
     const first = wsClient(a.wsUrl, bob.token);
     await first.connected;
     const sidebar = subscribe(first, UPDATED);
-    await sleep(150);
+    await running(a, 'conversationUpdated', 1);
     await send(a.url, alice.token, { groupId: g, content: 'one' });
     const two = await send(a.url, alice.token, { groupId: g, content: 'two' });
     expect((await sidebar.nth(2)).conversationUpdated.unreadCount).toBe(2);
