@@ -38,7 +38,7 @@ import 'reflect-metadata';
 import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
-import { agent, connect, inBatches, post, resetState, runParley, seedUsers, sleep, startChild, type Seeded } from './harness';
+import { agent, connect, inBatches, post, resetState, runParley, seedUsers, sleep, startChild, type Child, type Seeded } from './harness';
 import { out, positive, query } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
@@ -160,6 +160,8 @@ interface DeliveryResult {
   setTypingCalls: number;
   /** setTyping calls answered with an error: the load the round claims was not the load it made. */
   setTypingErrors: number;
+  /** Parley's CPU time over the measured interval, % of one core: what the load costs the server. */
+  serverCpu: number;
 }
 
 interface Typist {
@@ -242,7 +244,8 @@ async function startTypists(): Promise<TypistsProcess> {
   };
 }
 
-async function deliveries(name: string, wsUrl: string, url: string, room: string, subscribers: Seeded['users'], typists: { list: Typist[]; proc: TypistsProcess } | null, tag: string): Promise<DeliveryResult> {
+async function deliveries(name: string, child: Child, room: string, subscribers: Seeded['users'], typists: { list: Typist[]; proc: TypistsProcess } | null, tag: string): Promise<DeliveryResult> {
+  const { wsUrl, url } = child;
   const n = subscribers.length;
   const seen = new Uint8Array(n * M);
   const latencies = new Float64Array(n * M);
@@ -285,6 +288,7 @@ async function deliveries(name: string, wsUrl: string, url: string, room: string
   typists?.proc.tell({ type: 'mark' });
   typingEvents = 0;
   round = 'm';
+  const cpuBefore = await child.cpu();
   const started = performance.now();
   for (let seq = 0; seq < M; seq++) {
     sentAt[seq] = performance.now();
@@ -296,6 +300,7 @@ async function deliveries(name: string, wsUrl: string, url: string, room: string
     await sleep(1000);
   }
   const seconds = (performance.now() - started) / 1000;
+  const serverCpu = (await child.cpu()) - cpuBefore;
   const typed = typists ? await typists.proc.ask({ type: 'stop' }) : undefined;
   const load = typed?.type === 'stopped' ? typed : { calls: 0, events: 0, errors: 0, seconds };
   for (const ws of sockets) ws.terminate();
@@ -311,6 +316,7 @@ async function deliveries(name: string, wsUrl: string, url: string, room: string
     typingEvents: typingEvents / seconds + load.events / load.seconds,
     setTypingCalls: load.calls / load.seconds,
     setTypingErrors: load.errors,
+    serverCpu: serverCpu / seconds / 10,
   };
 }
 
@@ -356,19 +362,19 @@ async function main(): Promise<void> {
     const typistsProc = await startTypists();
     out();
     out(`2. message delivery to ${fmt(S)} sockets (messageAdded and typing of one group), without and with ${fmt(T)} typists (${ROOM} per conversation)`);
-    out(`   ${'run'.padEnd(16)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'missing'.padStart(9)}${'dup'.padStart(6)}${'setTyping/s'.padStart(13)}${'typing frames/s'.padStart(17)}`);
+    out(`   ${'run'.padEnd(16)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'missing'.padStart(9)}${'dup'.padStart(6)}${'setTyping/s'.padStart(13)}${'typing frames/s'.padStart(17)}${'server CPU %'.padStart(13)}`);
     // Rounds in the order without, with; with, without; ... so neither always runs first (a drift of
     // the shared machine, or the JIT still warming, would favour one), and the best p99 of each is kept.
     const row = (x: DeliveryResult, r: number) =>
       out(
-        `   ${`${x.name} (${r})`.padEnd(16)}${fmt(x.p50, 1).padStart(9)}${fmt(x.p99, 1).padStart(9)}${fmt(x.missing).padStart(9)}${fmt(x.duplicates).padStart(6)}${fmt(x.setTypingCalls).padStart(13)}${fmt(x.typingEvents).padStart(17)}`,
+        `   ${`${x.name} (${r})`.padEnd(16)}${fmt(x.p50, 1).padStart(9)}${fmt(x.p99, 1).padStart(9)}${fmt(x.missing).padStart(9)}${fmt(x.duplicates).padStart(6)}${fmt(x.setTypingCalls).padStart(13)}${fmt(x.typingEvents).padStart(17)}${fmt(x.serverCpu).padStart(13)}`,
       );
     for (let r = 1; r <= ROUNDS; r++) {
       const results: DeliveryResult[] = [];
       for (const typed of r % 2 ? [false, true] : [true, false]) {
         const x = typed
-          ? await deliveries('with typing', child.wsUrl, child.url, room, subscribers, { list: typists, proc: typistsProc }, `r${r}b`)
-          : await deliveries('without typing', child.wsUrl, child.url, room, subscribers, null, `r${r}a`);
+          ? await deliveries('with typing', child, room, subscribers, { list: typists, proc: typistsProc }, `r${r}b`)
+          : await deliveries('without typing', child, room, subscribers, null, `r${r}a`);
         row(x, r);
         results[typed ? 1 : 0] = x;
         // The typists' typing lapses TYPING_TIMEOUT after their last refresh (a thousand typing: false
