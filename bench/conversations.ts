@@ -17,7 +17,9 @@
  *    groups of their own, as conversations spread over a server), each subscribed to typing in its
  *    conversation (as an open chat window is). Rounds alternate (BENCH_ROUNDS), each starting with the
  *    other than the last (without, with; with, without; ...), and the next round waits out the typists'
- *    lapse; the best p99 of each is compared. Target: p99 with typing <= 1.2 x without.
+ *    lapse; the best p99 of each is compared. Target: p99 with typing <= 1.2 x without. Each round also
+ *    reports Parley's CPU over its measured interval, and each typing round its CPU over 2 s of typing
+ *    alone (before the first message): what the typing load itself costs the server.
  * A missed target is reported, not an exit code (the machine is shared); a lost delivery, or a
  * setTyping answered with an error (the load would not be the one claimed), exits 1.
  *
@@ -160,8 +162,10 @@ interface DeliveryResult {
   setTypingCalls: number;
   /** setTyping calls answered with an error: the load the round claims was not the load it made. */
   setTypingErrors: number;
-  /** Parley's CPU time over the measured interval, % of one core: what the load costs the server. */
+  /** Parley's CPU time over the measured interval, % of one core. */
   serverCpu: number;
+  /** Parley's CPU time while the typists type and nothing else happens (2 s before the messages), % of one core. */
+  typingCpu: number;
 }
 
 interface Typist {
@@ -284,7 +288,13 @@ async function deliveries(name: string, child: Child, room: string, subscribers:
     await sleep(w < 3 ? 200 : 500);
   }
 
-  if (typists) await typists.proc.ask({ type: 'start', wsUrl, typists: typists.list });
+  let typingCpu = 0;
+  if (typists) {
+    await typists.proc.ask({ type: 'start', wsUrl, typists: typists.list });
+    const cpu = await child.cpu();
+    await sleep(2000);
+    typingCpu = ((await child.cpu()) - cpu) / 20;
+  }
   typists?.proc.tell({ type: 'mark' });
   typingEvents = 0;
   round = 'm';
@@ -317,6 +327,7 @@ async function deliveries(name: string, child: Child, room: string, subscribers:
     setTypingCalls: load.calls / load.seconds,
     setTypingErrors: load.errors,
     serverCpu: serverCpu / seconds / 10,
+    typingCpu,
   };
 }
 
@@ -387,8 +398,10 @@ async function main(): Promise<void> {
     const [without, withTyping] = [best(0), best(1)];
     const lost = rounds.flat().reduce((n, x) => n + x.missing + x.duplicates, 0);
     const refused = rounds.flat().reduce((n, x) => n + x.setTypingErrors, 0);
+    const typingCpu = rounds.map((r) => r[1].typingCpu);
     out();
     out(`sidebar: p99 ${fmt(pct(s.page, 0.99), 2)} ms ${pct(s.page, 0.99) < 10 ? 'meets' : 'MISSES'} < 10 ms (${(pct(s.page, 0.99) / pct(s.me, 0.99)).toFixed(2)} x the floor)`);
+    out(`typing alone: Parley at ${typingCpu.map((c) => fmt(c)).join(', ')} % of a core (${fmt(rounds[0][1].setTypingCalls)} setTyping/s)`);
     out(`typing: delivery p99 ${fmt(withTyping, 1)} ms with, ${fmt(without, 1)} ms without = ${(withTyping / without).toFixed(2)} x, ${withTyping / without <= 1.2 ? 'meets' : 'MISSES'} <= 1.2 x; ${lost ? `${lost} deliveries MISSING or duplicated` : 'no delivery missing'}${refused ? `; ${refused} setTyping calls REFUSED` : ''}`);
     agent.destroy();
     typistsProc.stop();
