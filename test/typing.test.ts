@@ -1,4 +1,5 @@
 import { print } from 'graphql';
+import { Redis } from 'ioredis';
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
@@ -77,6 +78,35 @@ describe('typing', () => {
     expect(Date.now() - started).toBeGreaterThan(1800);
   });
 
+  it('should write to Redis once per throttle window however often a typist refreshes', async () => {
+    if (!process.env.REDIS_URL) return;
+    const s = await createTestServer({ TYPING_THROTTLE: '10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Keystrokes', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    // Every command a client sends about typing state (not those a script runs).
+    const redis = new Redis(process.env.REDIS_URL);
+    const monitor = await redis.monitor();
+    const writes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    try {
+      // A client refreshing on every keystroke.
+      for (let i = 0; i < 8; i++) await ok(gql(s.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+      await bobSees.nth(2);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      // The first refresh and the stop; the seven refreshes between changed nothing anyone sees.
+      await eventually(() => writes.length === 2);
+      await sleep(100);
+      expect(writes).toHaveLength(2);
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
+    }
+  });
+
   it('should rate-limit setTyping per user', async () => {
     const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
     const alice = await signup(s.url);
@@ -141,5 +171,29 @@ describeRedis('typing and sessions on two instances', () => {
     await login(b.url, alice);
     await eventually(() => sessions.values.length === 1);
     expect(sessions.values[0].sessionEvent.kind).toBe('NEW_LOGIN');
+  });
+
+  it("should not lapse while refreshes through one instance go on, though another instance's part of it lapsed", async () => {
+    const env = { TYPING_TIMEOUT: '800ms', TYPING_THROTTLE: '10s' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Parts', [bob]);
+    const c = { groupId: g };
+    const sees = await listen(a, bob, EVENTS, { c });
+    // Once through B, then through A only: A writes its part once and takes the rest without writing.
+    await ok(gql(b.url, TYPING, { c }, alice.token));
+    await sees.nth(1);
+    let last = 0;
+    for (let i = 0; i < 6; i++) {
+      await sleep(300);
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      last = Date.now();
+    }
+    // B's part lapsed about a second ago, A's first deadline too; the refreshes A took keep it going.
+    expect(flags(sees.values)).toEqual([true]);
+    await sees.nth(2);
+    expect(flags(sees.values)).toEqual([true, false]);
+    expect(Date.now() - last).toBeGreaterThanOrEqual(700);
   });
 });
