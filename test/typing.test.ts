@@ -1,6 +1,8 @@
 import { print } from 'graphql';
 import { Redis } from 'ioredis';
-import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { randomUUID } from 'node:crypto';
+import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
+import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
@@ -8,6 +10,7 @@ import { LoginDocument } from '../generated/client/graphql';
 const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
 const EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { conversationId typing user { id username } } }';
 const SESSION = 'subscription { sessionEvent { kind at userAgent } }';
+const MESSAGES = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content } }';
 
 const flags = (values: any[]) => values.map((v) => v.typing.typing);
 
@@ -105,6 +108,38 @@ describe('typing', () => {
       monitor.disconnect();
       redis.disconnect();
     }
+  });
+
+  it('should write a message to a socket before the typing events released in the same turn', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Messages first', [bob]);
+    // One socket with both subscriptions, as a chat window holds them.
+    const w = wsClient(s.wsUrl, bob.token);
+    await w.connected;
+    const order: string[] = [];
+    const sink = (tag: string) => ({ next: () => void order.push(tag), error: () => undefined, complete: () => undefined });
+    w.client.subscribe({ query: EVENTS, variables: { c: { groupId: g } } }, sink('typing'));
+    w.client.subscribe({ query: MESSAGES, variables: { c: { groupId: g } } }, sink('message'));
+    await running(s, 'typing', 1);
+    await running(s, 'messageAdded', 1);
+    // A batch of typists answered at once, then a message, in one turn of the event loop.
+    const user = { id: alice.id, username: alice.username, displayName: null, createdAt: new Date().toISOString() };
+    const scope = { conversationKey: `g:${g}`, groupId: g, projectId: null, userIds: null };
+    for (let i = 0; i < 5; i++) void s.services.pubsub.publish(Topic.Typing, { ...scope, userId: alice.id, user, typing: i % 2 === 0 });
+    void s.services.pubsub.publish(Topic.MessageAdded, {
+      ...scope,
+      id: randomUUID(),
+      senderId: alice.id,
+      sender: user,
+      content: 'first',
+      attachment: null,
+      recipientId: null,
+      clientMessageId: null,
+      createdAt: new Date().toISOString(),
+    });
+    await eventually(() => order.length === 6);
+    expect(order).toEqual(['message', 'typing', 'typing', 'typing', 'typing', 'typing']);
   });
 
   it('should rate-limit setTyping per user', async () => {
