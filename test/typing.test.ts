@@ -1,5 +1,8 @@
 import { print } from 'graphql';
-import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
+import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
@@ -7,6 +10,7 @@ import { LoginDocument } from '../generated/client/graphql';
 const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
 const EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { conversationId typing user { id username } } }';
 const SESSION = 'subscription { sessionEvent { kind at userAgent } }';
+const MESSAGES = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content } }';
 
 const flags = (values: any[]) => values.map((v) => v.typing.typing);
 
@@ -77,6 +81,67 @@ describe('typing', () => {
     expect(Date.now() - started).toBeGreaterThan(1800);
   });
 
+  it('should write to Redis once per throttle window however often a typist refreshes', async () => {
+    if (!process.env.REDIS_URL) return;
+    const s = await createTestServer({ TYPING_THROTTLE: '10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Keystrokes', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    // Every command a client sends about typing state (not those a script runs).
+    const redis = new Redis(process.env.REDIS_URL);
+    const monitor = await redis.monitor();
+    const writes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    try {
+      // A client refreshing on every keystroke.
+      for (let i = 0; i < 8; i++) await ok(gql(s.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+      await bobSees.nth(2);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      // The first refresh and the stop; the seven refreshes between changed nothing anyone sees.
+      await eventually(() => writes.length === 2);
+      await sleep(100);
+      expect(writes).toHaveLength(2);
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
+    }
+  });
+
+  it('should write a message to a socket before the typing events released in the same turn', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Messages first', [bob]);
+    // One socket with both subscriptions, as a chat window holds them.
+    const w = wsClient(s.wsUrl, bob.token);
+    await w.connected;
+    const order: string[] = [];
+    const sink = (tag: string) => ({ next: () => void order.push(tag), error: () => undefined, complete: () => undefined });
+    w.client.subscribe({ query: EVENTS, variables: { c: { groupId: g } } }, sink('typing'));
+    w.client.subscribe({ query: MESSAGES, variables: { c: { groupId: g } } }, sink('message'));
+    await running(s, 'typing', 1);
+    await running(s, 'messageAdded', 1);
+    // A batch of typists answered at once, then a message, in one turn of the event loop.
+    const user = { id: alice.id, username: alice.username, displayName: null, createdAt: new Date().toISOString() };
+    const scope = { conversationKey: `g:${g}`, groupId: g, projectId: null, userIds: null };
+    for (let i = 0; i < 5; i++) void s.services.pubsub.publish(Topic.Typing, { ...scope, userId: alice.id, user, typing: i % 2 === 0 });
+    void s.services.pubsub.publish(Topic.MessageAdded, {
+      ...scope,
+      id: randomUUID(),
+      senderId: alice.id,
+      sender: user,
+      content: 'first',
+      attachment: null,
+      recipientId: null,
+      clientMessageId: null,
+      createdAt: new Date().toISOString(),
+    });
+    await eventually(() => order.length === 6);
+    expect(order).toEqual(['message', 'typing', 'typing', 'typing', 'typing', 'typing']);
+  });
+
   it('should rate-limit setTyping per user', async () => {
     const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
     const alice = await signup(s.url);
@@ -141,5 +206,29 @@ describeRedis('typing and sessions on two instances', () => {
     await login(b.url, alice);
     await eventually(() => sessions.values.length === 1);
     expect(sessions.values[0].sessionEvent.kind).toBe('NEW_LOGIN');
+  });
+
+  it("should not lapse while refreshes through one instance go on, though another instance's part of it lapsed", async () => {
+    const env = { TYPING_TIMEOUT: '800ms', TYPING_THROTTLE: '10s' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Parts', [bob]);
+    const c = { groupId: g };
+    const sees = await listen(a, bob, EVENTS, { c });
+    // Once through B, then through A only: A writes its part once and takes the rest without writing.
+    await ok(gql(b.url, TYPING, { c }, alice.token));
+    await sees.nth(1);
+    let last = 0;
+    for (let i = 0; i < 6; i++) {
+      await sleep(300);
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      last = Date.now();
+    }
+    // B's part lapsed about a second ago, A's first deadline too; the refreshes A took keep it going.
+    expect(flags(sees.values)).toEqual([true]);
+    await sees.nth(2);
+    expect(flags(sees.values)).toEqual([true, false]);
+    expect(Date.now() - last).toBeGreaterThanOrEqual(700);
   });
 });

@@ -37,6 +37,8 @@ export interface FrameSink<F = unknown> {
   /** Bytes written to it and not yet sent. */
   readonly bufferedBytes: number;
   write(frame: F): void;
+  /** Several frames at once, in one write where the transport can (else each is written). */
+  writeMany?(frames: F[]): void;
   /** Its reader stopped reading: ends it (a WebSocket closes with 1013). */
   drop(): void;
   /** One of its operations ended on the server's side: tell the client (complete, or error when `error` is set). */
@@ -94,6 +96,17 @@ function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode): 
 }
 
 /**
+ * Root fields whose frames wait for the event loop's turn to end (setImmediate): everything else
+ * the turn brought (a message's own fan-out above all) is written first, and a burst of them (the
+ * typing store answers a batch of typists at once) goes out in slices, each socket's frames in one
+ * write. Typing is a hint that lives seconds; a message is what a user waits for.
+ */
+const DEFERRED = new Set(['typing']);
+
+/** How long one slice of deferred writes may hold the event loop. */
+const DEFERRED_BUDGET_MS = 1;
+
+/**
  * How long one event's writes may hold the event loop before other I/O gets a turn. A fan-out
  * to a few thousand sockets finishes in one pass (what a subscriber's latency wants); a much
  * larger one still lets mutations and heartbeats through every few milliseconds.
@@ -131,6 +144,25 @@ export function createFanout(opts: FanoutOptions) {
   // Subscribers by document and variables.
   const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
+  /** Deferred frames by sink, in the order they were released; written by writeDeferred. */
+  const deferred = new Map<FrameSink, { sub: Subscriber; frame: unknown }[]>();
+  let deferredScheduled = false;
+
+  const writeDeferred = (): void => {
+    const started = performance.now();
+    for (const [sink, items] of deferred) {
+      deferred.delete(sink);
+      const frames: unknown[] = [];
+      for (const item of items) if (!item.sub.finished) frames.push(item.frame);
+      if (!frames.length || !sink.writable) continue;
+      if (frames.length > 1 && sink.writeMany) sink.writeMany(frames);
+      else for (const f of frames) sink.write(f);
+      stats.deliveries += frames.length;
+      if (performance.now() - started > DEFERRED_BUDGET_MS) break;
+    }
+    if (deferred.size) setImmediate(writeDeferred);
+    else deferredScheduled = false;
+  };
 
   /** One subscription operation as the fan-out writes to it. */
   class Subscriber implements FanoutOperation, Sink<unknown> {
@@ -215,6 +247,16 @@ export function createFanout(opts: FanoutOptions) {
     if (!byId) frames.set(encode, (byId = new Map()));
     let frame = byId.get(sub.id);
     if (frame === undefined) byId.set(sub.id, (frame = encode(sub.id, text)));
+    if (sub.shape.deferred) {
+      const queued = deferred.get(sink);
+      if (queued) queued.push({ sub, frame });
+      else deferred.set(sink, [{ sub, frame }]);
+      if (!deferredScheduled) {
+        deferredScheduled = true;
+        setImmediate(writeDeferred);
+      }
+      return true;
+    }
     sink.write(frame);
     stats.deliveries++;
     return true;
@@ -289,7 +331,7 @@ export function createFanout(opts: FanoutOptions) {
     let shape = shapes.get(key);
     if (!shape) {
       const perViewer = !sharedAcrossViewers(args, op);
-      shapes.set(key, (shape = { key, rootField, perViewer, args: { ...args, contextValue: undefined }, refs: 0, tails: new Map(), plan: undefined }));
+      shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), args: { ...args, contextValue: undefined }, refs: 0, tails: new Map(), plan: undefined }));
     }
     shape.refs++;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
@@ -343,6 +385,8 @@ interface Shape {
   rootField: string;
   /** Executed once per viewer per event rather than once for all. */
   perViewer: boolean;
+  /** Its frames wait for the event loop's turn to end (see DEFERRED). */
+  deferred: boolean;
   /** Document and variables, as the first subscriber sent them (the context comes with each event). */
   args: ExecutionArgs;
   refs: number;

@@ -102,6 +102,13 @@ export function attachWebSocket(
     write(frame: NextFrame): void {
       writeFrame(this, frame.framed, frame.payload);
     }
+    writeMany(frames: NextFrame[]): void {
+      // One syscall for all of them.
+      const raw = (this as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+      raw?.cork();
+      for (const f of frames) writeFrame(this, f.framed, f.payload);
+      raw?.uncork();
+    }
     drop(): void {
       this.close(1013, 'Try again later');
     }

@@ -88,7 +88,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, messages, groups, projects, states: memberStates });
   const typing = new TypingService({
-    store: redis ? new RedisTypingStore(redis.client) : new MemoryTypingStore(),
+    store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,
     messages,
     memberships,

@@ -57,7 +57,7 @@ export class ConversationResolver {
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.typing.consume(me, 'You are sending typing updates too fast; slow down.');
-    return ctx.services.typing.set(ctx.em, me, conversation, typing ?? true);
+    return ctx.services.typing.set(() => ctx.em, me, conversation, typing ?? true);
   }
 
   @Authorized()
