@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
+import { initialized } from './helpers/raw-socket';
 
 /** A response as a client compares it: body and status, without the per-request id. */
 async function answer(url: string, query: string, variables: Record<string, unknown>, token?: string) {
@@ -52,5 +53,47 @@ describe('query execution', () => {
     expect(upper.data).toEqual({ group: { id: g }, history: { edges: [{ node: { content: 'one' } }] } });
     const page = await answer(s.url, cases[1][1], cases[1][2], u.token);
     expect([page.data ?? null, page.errors.map((e: any) => [e.path, e.extensions.code])]).toEqual([null, [[['theirs'], 'NOT_FOUND']]]);
+  });
+
+  // Over a WebSocket too: queries and one-field mutations run compiled from a document's second use.
+  it('should answer a repeated query or mutation over a WebSocket exactly as its first time', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "Same") { id } }', {}, u.token))).createGroup.id;
+    const m = (await ok(gql(s.url, 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "one" }) { id } }', { g }, u.token))).sendMessage.id;
+    const ws = await initialized(s.wsUrl, u.token);
+    let n = 0;
+    const viaSocket = async (query: string, variables: Record<string, unknown>) => {
+      const id = String(++n);
+      ws.send({ id, type: 'subscribe', payload: { query, variables } });
+      const next = await ws.next('next', id);
+      await ws.next('complete', id);
+      return next.payload;
+    };
+    const cases: [string, string, Record<string, unknown>][] = [
+      [
+        'a page with nested fields and a refusal that nulls the whole answer',
+        `query Page($g: ID!, $other: ID!) { me { id } mine: history(conversation: { groupId: $g }, last: 5) { edges { cursor node { id content createdAt sender { id username } } } }
+         theirs: history(conversation: { groupId: $other }) { edges { node { id } } } }`,
+        { g, other: randomUUID() },
+      ],
+      ['fragments and an upper-case id', 'query($g: ID!) { group(id: $g) { ...G } } fragment G on Group { id name }', { g: g.toUpperCase() }],
+      ['a variable of the wrong type', 'query($n: Int) { groups(first: $n) { totalCount } }', { n: 'many' }],
+      ['a mutation', 'mutation($g: ID!) { setTyping(conversation: { groupId: $g }) }', { g }],
+      ['a mutation refused by its service', 'mutation($g: ID!, $m: ID) { markRead(conversation: { groupId: $g }, messageId: $m) { unreadCount } }', { g, m: randomUUID() }],
+      ['a mutation that succeeds', 'mutation($g: ID!, $m: ID) { markRead(conversation: { groupId: $g }, messageId: $m) { id unreadCount lastReadMessageId } }', { g, m }],
+    ];
+    for (const [name, query, variables] of cases) {
+      const first = await viaSocket(query, variables);
+      for (let i = 0; i < 3; i++) expect([name, await viaSocket(query, variables)]).toEqual([name, first]);
+      // The same answer as over HTTP (whose own repeats are checked above).
+      const http = await gql(s.url, query, variables, u.token);
+      expect([name, JSON.parse(JSON.stringify(first.errors?.map((e: any) => [e.message, e.path, e.extensions.code]) ?? null))]).toEqual([
+        name,
+        JSON.parse(JSON.stringify(http.errors?.map((e) => [e.message, e.path, e.extensions?.code]) ?? null)),
+      ]);
+    }
+    expect((await viaSocket(cases[4][1], cases[4][2])).errors.map((e: any) => e.extensions.code)).toEqual(['BAD_USER_INPUT']);
+    expect((await viaSocket(cases[5][1], cases[5][2])).data.markRead).toEqual({ id: `g:${g}`, unreadCount: 0, lastReadMessageId: m });
   });
 });

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
+import { eventually, gql, ok, running, sleep, wsClient } from './helpers/graphql';
 import { signup, login } from './helpers/factories';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
@@ -80,6 +80,8 @@ describe('sockets and token expiry', () => {
     client.subscribe({ query: GROUP_EVENTS }, { next: (r: any) => kinds.push(r.data.groupEvent.kind), error: () => undefined, complete: () => undefined });
     await eventually(() => closes.includes(4403), 6000);
     await eventually(() => connects >= 2, 10_000);
+    // The new socket's subscription runs (the old one's stopped with its socket) before the event.
+    await running(s, 'groupEvent', 1);
     const other = await signup(s.url);
     await ok(gql(s.url, 'mutation { createGroup(name: "resubscribed") { id } }', {}, other.token));
     await eventually(() => kinds.includes('CREATED'), 10_000);

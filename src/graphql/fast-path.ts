@@ -1,12 +1,12 @@
 import type { ServerResponse } from 'node:http';
 import type { ApolloServerPlugin } from '@apollo/server';
-import { Kind, type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
+import { type DocumentNode, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { getVariableValues } from 'graphql/execution/values';
 import type { CompiledQuery } from 'graphql-jit';
 import type { Logger } from '../shared/logger';
 import type { Metrics } from '../shared/metrics';
 import { noteUnexpected } from './errors';
-import { asGraphQLErrors, compile } from './executor';
+import { asGraphQLErrors, compilable, compile } from './executor';
 import { ByteLru, documentBytes, type DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
 
@@ -45,8 +45,6 @@ export interface FastPath {
   readonly served: number;
 }
 
-/** Introspection (`__schema`, `__type` at the root) stays Apollo's: tools ask for it once, and graphql-jit's answer isn't checked against graphql-js's here. */
-const selectsIntrospection = (op: OperationDefinitionNode): boolean => op.selectionSet.selections.some((s) => s.kind !== Kind.FIELD || s.name.value === '__schema' || s.name.value === '__type');
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -73,8 +71,7 @@ export function createFastPath(o: FastPathOptions): FastPath {
         // Reached only once the document parsed and passed every validation rule and limit.
         async didResolveOperation({ request, document, operation }) {
           if (!operation || typeof request.query !== 'string' || request.extensions) return;
-          if (operation.operation === 'subscription' || selectsIntrospection(operation)) return;
-          if (operation.operation === 'mutation' && (operation.selectionSet.selections.length !== 1 || operation.selectionSet.selections[0].kind !== Kind.FIELD)) return;
+          if (!compilable(operation)) return;
           const key = `${request.operationName ?? ''}\u0000${request.query}`;
           const known = plans.peek(key);
           if (known) return;

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { execute, GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { CloseCode, MessageType, type SubscribePayload } from 'graphql-ws';
 import WebSocket, { type WebSocketServer } from 'ws';
 import type { Services } from '../modules/services';
@@ -13,6 +13,7 @@ import { bearerToken } from '../modules/auth/auth.tokens';
 import { SocketContext } from './context';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import { operationErrors } from './errors';
+import { compiledOperations } from './executor';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { nextFrame, writeFrame, type NextFrame } from './frames';
 import { selectOperation, type DocumentLimits } from './limits';
@@ -122,6 +123,7 @@ export function attachWebSocket(
 
   // Assigned below, before any socket can connect (the sink class above and the hooks refer to it).
   let transport: Transport<ParleyConnection>;
+  const run = compiledOperations(schema);
   const send = (socket: WebSocket, message: object) => transport.send(socket, message);
   /** Returns the errors as sent. */
   const sendError = (conn: ParleyConnection, id: string, errors: readonly GraphQLError[]) => {
@@ -221,7 +223,7 @@ export function attachWebSocket(
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      result = (await execute({ ...args, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) })) as ExecutionResult;
+      result = await run({ ...args, operation, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) });
     }
     const answer = shape(result);
     const outcome = { ...described, code: firstCode(answer.errors) };
