@@ -123,9 +123,9 @@ export class MessageResolver {
   }
 
   @FieldResolver(() => UserType)
-  async sender(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType> {
-    if (m.sender) return m.sender;
-    return (await ctx.loaders.user.load(m.senderId)) ?? SYSTEM_USER;
+  sender(@Root() m: MessageType, @Ctx() ctx: Context): UserType | Promise<UserType> {
+    // Events carry their sender: answered at once, so executing an event needs no promise.
+    return m.sender ?? ctx.loaders.user.load(m.senderId).then((u) => u ?? SYSTEM_USER);
   }
 
   @FieldResolver(() => UserType, { nullable: true, description: 'Set for direct messages, and for private messages inside a project.' })
