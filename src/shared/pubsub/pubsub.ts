@@ -206,10 +206,12 @@ export class PubSub {
   /**
    * Takes one conversation channel (reference-counted) and with it every TOPIC_CHANNELS topic's
    * events on it: resolves once this instance receives it, with true when this call subscribed it
-   * (it was not taken before). A channel taken again within YOUNG_MS of its catch-up keeps
-   * checking for duplicates.
+   * (it was not taken before). With `catchUp`, the caller will call catchUp() once it has read
+   * what may have been published before: until YOUNG_MS after that, what arrives is remembered so
+   * that nothing is delivered twice. Without it nothing is remembered (a channel taken for a
+   * connecting member is never caught up: kept young, it remembered every event it carried).
    */
-  async take(channel: string): Promise<boolean> {
+  async take(channel: string, catchUp = false): Promise<boolean> {
     const name = channelName(channel);
     const holders = this.channels.get(name) ?? 0;
     this.channels.set(name, holders + 1);
@@ -222,7 +224,8 @@ export class PubSub {
     // Until the catch-up is done, what arrives is remembered, so it is not delivered again.
     const young = this.young.get(name);
     if (young?.timer) clearTimeout(young.timer);
-    this.young.set(name, { seen: young?.seen ?? new Set() });
+    if (catchUp) this.young.set(name, { seen: young?.seen ?? new Set() });
+    else this.young.delete(name);
     const subscribed = this.transport.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
     this.subscribing.set(name, subscribed);
     await subscribed;
@@ -265,6 +268,11 @@ export class PubSub {
   /** Channels this instance takes now (for tests and metrics). */
   takenChannels(): string[] {
     return [...this.channels.keys()];
+  }
+
+  /** Channels that still remember what they carried, to skip a catch-up's duplicates (for tests). */
+  rememberingChannels(): string[] {
+    return [...this.young.keys()];
   }
 
   /** Resolves once this instance receives the topic from upstream. */
