@@ -136,6 +136,9 @@ export function createFanout(opts: FanoutOptions) {
   // a WeakMap per payload cost two Maps and an ephemeron for the GC per event.
   let event: object | undefined;
   const batches = new Map<Shape, Batch<Subscriber> | Map<string, Batch<Subscriber>>>();
+  // The last shared shape's batch of that event: an event's subscribers mostly share one shape.
+  let lastShape: Shape | undefined;
+  let lastBatch: Batch<Subscriber> | undefined;
   // Batches written synchronously this turn, whose latency is observed once the turn's pass is over.
   let written: Batch<Subscriber>[] = [];
   // Subscribers by document and variables.
@@ -274,13 +277,15 @@ export function createFanout(opts: FanoutOptions) {
     if (root === null || typeof root !== 'object') return start(shape, viewer, sub.context, root);
     if (root !== event) {
       event = root;
-      batches.clear();
-    }
+      lastShape = undefined;
+      if (batches.size) batches.clear();
+    } else if (shape === lastShape) return lastBatch!;
     const held = batches.get(shape);
     if (!shape.perViewer) {
-      if (held) return held as Batch<Subscriber>;
-      const b = start(shape, viewer, sub.context, root);
-      batches.set(shape, b);
+      const b = (held as Batch<Subscriber> | undefined) ?? start(shape, viewer, sub.context, root);
+      if (!held) batches.set(shape, b);
+      lastShape = shape;
+      lastBatch = b;
       return b;
     }
     let byViewer = held as Map<string, Batch<Subscriber>> | undefined;

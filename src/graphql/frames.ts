@@ -15,6 +15,13 @@ interface SenderInternals {
 interface SocketInternals {
   _socket?: Socket;
   _sender?: SenderInternals;
+  _extensions?: Record<string, unknown>;
+}
+
+/** No extension negotiated (ws's `extensions` getter joins their names: a string per call). */
+function plain(raw: SocketInternals): boolean {
+  for (const _ in raw._extensions) return false;
+  return true;
 }
 
 const senderFrame = (WebSocket as unknown as { Sender?: { frame?(data: Buffer, o: object): Buffer[] } }).Sender?.frame;
@@ -39,6 +46,6 @@ export function nextFrame(id: string, result: string): NextFrame {
 /** Writes a frame built by textFrame, or sends `payload` the ordinary way where that is not safe. */
 export function writeFrame(socket: WebSocket, frame: Buffer | undefined, payload: Buffer): void {
   const raw = socket as unknown as SocketInternals;
-  if (frame && raw._socket && raw._sender?._state === 0 && !socket.extensions) raw._socket.write(frame);
+  if (frame && raw._socket && raw._sender?._state === 0 && plain(raw)) raw._socket.write(frame);
   else socket.send(payload, { binary: false });
 }

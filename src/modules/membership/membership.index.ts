@@ -120,7 +120,10 @@ export class MembershipIndex {
   }
 
   has(scope: Scope, userId: string, id: string): boolean {
-    return this.users.get(userId)?.[scope]?.has(id) ?? false;
+    // Asked from the conversation's side: an event's filters ask right after its audience was read
+    // from the same Set, which is warm, where each member's own entry and Set would be one more
+    // cache miss per recipient. Both sides hold the same memberships (loaded entries only).
+    return this.local[scope].get(id)?.has(userId) ?? false;
   }
 
   /** The members of a group or project tracked on this instance (undefined: none). */

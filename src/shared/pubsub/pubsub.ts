@@ -341,12 +341,27 @@ export class PubSub {
     const audience = channel?.startsWith('u:') ? [channel.slice(2)] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
     if (audience === 'all') {
       const seen = new Set<Receiver>();
-      for (const held of byKey.values()) for (const l of held instanceof Set ? held : [held]) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);
+      for (const held of byKey.values()) {
+        if (!(held instanceof Set)) {
+          if (!seen.has(held)) seen.add(held), this.offer(topic, held, payload);
+        } else for (const l of held) if (!seen.has(l)) seen.add(l), this.offer(topic, l, payload);
+      }
       return;
     }
     for (const key of audience) {
       const held = byKey.get(key);
-      if (held) this.call(topic, held instanceof Set ? held : [held], payload);
+      if (held === undefined) continue;
+      if (held instanceof Set) this.call(topic, held, payload);
+      else this.offer(topic, held, payload);
+    }
+  }
+
+  /** Hands an event to one keyed listener (most keys have one): a listener's failure is logged, and the dispatch goes on. */
+  private offer(topic: Topic, listener: Receiver, payload: unknown): void {
+    try {
+      listener.receive(payload);
+    } catch (e) {
+      this.logger.error({ err: e, topic }, 'subscription listener failed');
     }
   }
 
