@@ -24,7 +24,7 @@ type User = { id: string; token: string };
 interface Child {
   url: string;
   wsUrl: string;
-  cpu(): Promise<number>;
+  cpu(): Promise<{ user: number; system: number }>;
   stop(): Promise<void>;
 }
 
@@ -105,8 +105,9 @@ async function openBystanders(kit: RoomKit, wsUrl: string, users: User[]): Promi
 interface Run {
   name: string;
   perSecond: number;
-  /** The servers' CPU time per delivery (µs), where measured. */
+  /** The servers' CPU time per delivery (µs), where measured, and its part in their own code (user; the rest is the kernel's, mostly socket writes). */
   cpuPerDelivery?: number;
+  userPerDelivery?: number;
   deliveries: number;
   missing: number;
   duplicates: number;
@@ -240,13 +241,14 @@ async function inject(
   await blast('x', warmRooms);
   await settle(() => warmDeliveries, ROOM_WARMUP * ROOM_SIZE);
   await warmed?.(roomOf);
-  const cpu = async () => (await Promise.all(servers.map((s) => s.cpu()))).reduce((a, b) => a + b, 0);
+  const cpu = async () => (await Promise.all(servers.map((s) => s.cpu()))).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }));
   const cpuBefore = await cpu();
   const started = performance.now();
   await blast('r', roomOf, sentAt);
   const expected = ROOM_EVENTS * ROOM_SIZE;
   await settle(() => latencies.length, expected);
-  const cpuMs = (await cpu()) - cpuBefore;
+  const cpuAfter = await cpu();
+  const [userMs, systemMs] = [cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system];
   redis.disconnect();
   for (const ws of sockets) ws.terminate();
   await sleep(500);
@@ -254,7 +256,8 @@ async function inject(
   return {
     name,
     perSecond: latencies.length / seconds,
-    cpuPerDelivery: (cpuMs * 1000) / Math.max(1, latencies.length),
+    cpuPerDelivery: ((userMs + systemMs) * 1000) / Math.max(1, latencies.length),
+    userPerDelivery: (userMs * 1000) / Math.max(1, latencies.length),
     deliveries: latencies.length,
     missing: expected - latencies.length,
     duplicates,
@@ -273,11 +276,11 @@ async function counters(s: Child): Promise<{ received: number; evaluations: numb
 function table(rows: Run[], base: Run, unit: string): void {
   const cpu = base.cpuPerDelivery !== undefined;
   out(
-    `${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}${cpu ? `${'cpu µs/deliv'.padStart(14)}${'x base cpu'.padStart(12)}` : ''}`,
+    `${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}${cpu ? `${'cpu µs/deliv'.padStart(14)}${'x base cpu'.padStart(12)}${'user µs'.padStart(9)}` : ''}`,
   );
   for (const r of rows) {
     out(
-      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}${cpu ? `${fmt(r.cpuPerDelivery!, 1).padStart(14)}${(r.cpuPerDelivery! / base.cpuPerDelivery!).toFixed(2).padStart(12)}` : ''}`,
+      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}${cpu ? `${fmt(r.cpuPerDelivery!, 1).padStart(14)}${(r.cpuPerDelivery! / base.cpuPerDelivery!).toFixed(2).padStart(12)}${fmt(r.userPerDelivery!, 1).padStart(9)}` : ''}`,
     );
   }
 }
@@ -285,6 +288,7 @@ function table(rows: Run[], base: Run, unit: string): void {
 const best = (runs: Run[]): Run => ({
   ...runs.reduce((x, y) => (y.perSecond > x.perSecond ? y : x)),
   cpuPerDelivery: runs[0].cpuPerDelivery === undefined ? undefined : Math.min(...runs.map((r) => r.cpuPerDelivery!)),
+  userPerDelivery: runs[0].userPerDelivery === undefined ? undefined : Math.min(...runs.map((r) => r.userPerDelivery!)),
   p50: Math.min(...runs.map((r) => r.p50)),
   p99: Math.min(...runs.map((r) => r.p99)),
   missing: runs.reduce((n, r) => n + r.missing, 0),
