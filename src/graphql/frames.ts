@@ -4,9 +4,10 @@ import WebSocket from 'ws';
 /**
  * Pre-framed text messages for fan-out. ws frames every send anew (a header, then a writev of
  * header and payload per socket); an event written to thousands of sockets can share one
- * encoded frame and cost one plain write each. Only for sockets whose frames are written as
- * is: no extension negotiated (permessage-deflate would compress per socket) and nothing queued
- * in ws's sender; any other socket gets an ordinary send.
+ * encoded frame and cost one plain write each. Only while nothing is queued in ws's sender (a
+ * frame must not pass one still being compressed); any other socket gets an ordinary send. An
+ * uncompressed frame (RSV1 clear) is valid on a socket that negotiated permessage-deflate too,
+ * and the server negotiates none (ws.transport.ts).
  */
 
 interface SenderInternals {
@@ -15,13 +16,6 @@ interface SenderInternals {
 interface SocketInternals {
   _socket?: Socket;
   _sender?: SenderInternals;
-  _extensions?: Record<string, unknown>;
-}
-
-/** No extension negotiated (ws's `extensions` getter joins their names: a string per call). */
-function plain(raw: SocketInternals): boolean {
-  for (const _ in raw._extensions) return false;
-  return true;
 }
 
 const senderFrame = (WebSocket as unknown as { Sender?: { frame?(data: Buffer, o: object): Buffer[] } }).Sender?.frame;
@@ -46,6 +40,6 @@ export function nextFrame(id: string, result: string): NextFrame {
 /** Writes a frame built by textFrame, or sends `payload` the ordinary way where that is not safe. */
 export function writeFrame(socket: WebSocket, frame: Buffer | undefined, payload: Buffer): void {
   const raw = socket as unknown as SocketInternals;
-  if (frame && raw._socket && raw._sender?._state === 0 && plain(raw)) raw._socket.write(frame);
+  if (frame && raw._socket && raw._sender?._state === 0) raw._socket.write(frame);
   else socket.send(payload, { binary: false });
 }
