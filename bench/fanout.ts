@@ -19,8 +19,9 @@
  *               through Redis (as other instances publish them) to random groups, against a bare
  *               ws server that routes by room from the same channels; target >= 0.8 x deliveries/s.
  *               Each server first takes the same load unmeasured (its steady state is measured, not
- *               its JIT warm-up), and reports its CPU time per delivery beside the rate (the rate is
- *               the whole box's: load client, Redis and server share the cores);
+ *               its JIT warm-up), and reports its CPU time per delivery (all, and in its own code)
+ *               beside the rate (the rate is the whole box's: load client, Redis and server share
+ *               the cores);
  *               then two instances with the rooms split between them: each takes only its rooms'
  *               events from Redis, and examines one subscription per local recipient.
  * Then memory: RSS growth of the server process per idle authenticated connection with three
