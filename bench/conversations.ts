@@ -248,6 +248,12 @@ async function startTypists(): Promise<TypistsProcess> {
   };
 }
 
+/** CPU time the child has used so far, user and system together, ms. */
+const cpuMs = async (child: Child): Promise<number> => {
+  const { user, system } = await child.cpu();
+  return user + system;
+};
+
 async function deliveries(name: string, child: Child, room: string, subscribers: Seeded['users'], typists: { list: Typist[]; proc: TypistsProcess } | null, tag: string): Promise<DeliveryResult> {
   const { wsUrl, url } = child;
   const n = subscribers.length;
@@ -291,14 +297,14 @@ async function deliveries(name: string, child: Child, room: string, subscribers:
   let typingCpu = 0;
   if (typists) {
     await typists.proc.ask({ type: 'start', wsUrl, typists: typists.list });
-    const cpu = await child.cpu();
+    const cpu = await cpuMs(child);
     await sleep(2000);
-    typingCpu = ((await child.cpu()) - cpu) / 20;
+    typingCpu = ((await cpuMs(child)) - cpu) / 20;
   }
   typists?.proc.tell({ type: 'mark' });
   typingEvents = 0;
   round = 'm';
-  const cpuBefore = await child.cpu();
+  const cpuBefore = await cpuMs(child);
   const started = performance.now();
   for (let seq = 0; seq < M; seq++) {
     sentAt[seq] = performance.now();
@@ -310,7 +316,7 @@ async function deliveries(name: string, child: Child, room: string, subscribers:
     await sleep(1000);
   }
   const seconds = (performance.now() - started) / 1000;
-  const serverCpu = (await child.cpu()) - cpuBefore;
+  const serverCpu = (await cpuMs(child)) - cpuBefore;
   const typed = typists ? await typists.proc.ask({ type: 'stop' }) : undefined;
   const load = typed?.type === 'stopped' ? typed : { calls: 0, events: 0, errors: 0, seconds };
   for (const ws of sockets) ws.terminate();

@@ -17,7 +17,11 @@
  *               and p99 <= 1.2 x of the same run without them;
  * - many rooms: R groups of five, every member on messageAdded without argument, events entering
  *               through Redis (as other instances publish them) to random groups, against a bare
- *               ws server that routes by room from the same channels; target >= 0.8 x deliveries/s;
+ *               ws server that routes by room from the same channels; target >= 0.8 x deliveries/s.
+ *               Each server first takes the same load unmeasured (its steady state is measured, not
+ *               its JIT warm-up), and reports its CPU time per delivery (all, and in its own code)
+ *               beside the rate (the rate is the whole box's: load client, Redis and server share
+ *               the cores);
  *               then two instances with the rooms split between them: each takes only its rooms'
  *               events from Redis, and examines one subscription per local recipient.
  * Then memory: RSS growth of the server process per idle authenticated connection with three
@@ -40,6 +44,8 @@
  *                      best p50 and p99 across rounds. @default 2
  * - BENCH_BYSTANDERS   B. @default 10000
  * - BENCH_ROOMS        R. @default 1000
+ * - BENCH_ROOM_EVENTS  events per many-rooms run. @default 4000
+ * - BENCH_ROOM_WARMUP  events of the unmeasured pass before it. @default BENCH_ROOM_EVENTS
  * - BENCH_SKIP         comma list of phases to skip: one-room, x2, memory, rooms, bystanders.
  */
 import 'reflect-metadata';
@@ -49,7 +55,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
-import { agent, connect, inBatches, post, resetState as wipe, rssAfterGc, runParley, seedUsers, sleep, startChild as fork, type Child, type FromChild, type Seeded, type ToChild } from './harness';
+import { agent, answer, connect, inBatches, post, resetState as wipe, runParley, seedUsers, sleep, startChild as fork, type Child, type FromChild, type Seeded, type ToChild } from './harness';
 import { roomPhases, roomUsersNeeded } from './rooms';
 import { out, positive } from './util';
 
@@ -122,7 +128,7 @@ async function runBare(): Promise<void> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.on('message', async (m: ToChild) => {
-    if (m.type === 'rss') process.send!({ type: 'rss', rss: await rssAfterGc() } satisfies FromChild);
+    await answer(m);
     if (m.type === 'stop') process.exit(0);
   });
   process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies FromChild);

@@ -16,7 +16,16 @@ import { ensureDatabase } from './util';
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type ToChild = { type: 'rss' } | { type: 'cpu' } | { type: 'stop' };
-export type FromChild = { type: 'ready'; port: number } | { type: 'rss'; rss: number } | { type: 'cpu'; ms: number };
+export type FromChild = { type: 'ready'; port: number } | { type: 'rss'; rss: number } | { type: 'cpu'; user: number; system: number };
+
+/** A child's answer to its parent's `rss` and `cpu` questions (`stop` is each child's own). */
+export async function answer(m: ToChild): Promise<void> {
+  if (m.type === 'rss') process.send!({ type: 'rss', rss: await rssAfterGc() } satisfies FromChild);
+  if (m.type === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send!({ type: 'cpu', user: user / 1000, system: system / 1000 } satisfies FromChild);
+  }
+}
 
 export async function rssAfterGc(): Promise<number> {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -35,11 +44,7 @@ export async function runParley(): Promise<void> {
   const env = loadEnv({ ...process.env, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error', LOG_PRETTY: 'false' });
   const server = await startServer({ env, jobs: false });
   process.on('message', async (m: ToChild) => {
-    if (m.type === 'rss') process.send!({ type: 'rss', rss: await rssAfterGc() } satisfies FromChild);
-    if (m.type === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ type: 'cpu', ms: (user + system) / 1000 } satisfies FromChild);
-    }
+    await answer(m);
     if (m.type === 'stop') {
       await server.dispose();
       process.exit(0);
@@ -53,8 +58,8 @@ export interface Child {
   url: string;
   wsUrl: string;
   rss(): Promise<number>;
-  /** CPU time the child has used so far (user and system), ms. */
-  cpu(): Promise<number>;
+  /** CPU time the child has spent so far, in ms: in its own code (user) and in the kernel for it (system). */
+  cpu(): Promise<{ user: number; system: number }>;
   stop(): Promise<void>;
 }
 
@@ -74,17 +79,17 @@ export function startChild(script: string, role: string, env: Record<string, str
     proc.once('message', (m: FromChild) => {
       if (m.type !== 'ready') return reject(new Error(`unexpected ${m.type}`));
       proc.removeAllListeners('exit');
-      const ask = (type: 'rss' | 'cpu') =>
-        new Promise<number>((r) => {
-          proc.once('message', (a: FromChild) => r(a.type === 'rss' ? a.rss : a.type === 'cpu' ? a.ms : NaN));
+      const ask = <T>(type: 'rss' | 'cpu', answer: (a: FromChild) => T) =>
+        new Promise<T>((r) => {
+          proc.once('message', (a: FromChild) => r(answer(a)));
           proc.send({ type } satisfies ToChild);
         });
       resolve({
         port: m.port,
         url: `http://127.0.0.1:${m.port}/graphql`,
         wsUrl: `ws://127.0.0.1:${m.port}/graphql`,
-        rss: () => ask('rss'),
-        cpu: () => ask('cpu'),
+        rss: () => ask('rss', (a) => (a.type === 'rss' ? a.rss : NaN)),
+        cpu: () => ask('cpu', (a) => (a.type === 'cpu' ? { user: a.user, system: a.system } : { user: NaN, system: NaN })),
         stop: () =>
           new Promise<void>((r) => {
             const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);

@@ -15,6 +15,8 @@ const ROOM_SIZE = 5;
 /** Messages per bystander run (two rooms, one in flight each) and events per many-rooms run. */
 const BYSTANDER_MESSAGES = positive('BENCH_BYSTANDER_MESSAGES', 300);
 const ROOM_EVENTS = positive('BENCH_ROOM_EVENTS', 4000);
+/** Events of the same load sent, unmeasured, before the many-rooms measurement. */
+const ROOM_WARMUP = positive('BENCH_ROOM_WARMUP', ROOM_EVENTS);
 const ALL_MINE = 'subscription { messageAdded { id content createdAt sender { id username } } }';
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
@@ -22,6 +24,7 @@ type User = { id: string; token: string };
 interface Child {
   url: string;
   wsUrl: string;
+  cpu(): Promise<{ user: number; system: number }>;
   stop(): Promise<void>;
 }
 
@@ -102,6 +105,9 @@ async function openBystanders(kit: RoomKit, wsUrl: string, users: User[]): Promi
 interface Run {
   name: string;
   perSecond: number;
+  /** The servers' CPU time per delivery (µs), where measured, and its part in their own code (user; the rest is the kernel's, mostly socket writes). */
+  cpuPerDelivery?: number;
+  userPerDelivery?: number;
   deliveries: number;
   missing: number;
   duplicates: number;
@@ -158,6 +164,7 @@ async function exchange(kit: RoomKit, name: string, server: Child, rooms: { id: 
 async function inject(
   kit: RoomKit,
   name: string,
+  servers: Child[],
   wsUrlOf: (room: number) => string,
   rooms: { id: string; members: User[] }[],
   warmed?: (roomOf: Int32Array) => Promise<void>,
@@ -168,10 +175,12 @@ async function inject(
   const roomOf = Int32Array.from({ length: ROOM_EVENTS }, () => Math.floor(Math.random() * rooms.length));
   let duplicates = 0;
   let last = 0;
+  let warmDeliveries = 0;
   const ready = new Uint8Array(rooms.length * ROOM_SIZE);
   const sockets = await joinRooms(kit, rooms, wsUrlOf, (ri, mi, seq, kind) => {
     const now = performance.now();
     if (kind === 'w') return void (ready[ri * ROOM_SIZE + mi] = 1);
+    if (kind === 'x') return void warmDeliveries++;
     if (roomOf[seq] !== ri) return void duplicates++; // a room's event reached another room
     const k = seq * ROOM_SIZE + mi;
     if (seen[k]) return void duplicates++;
@@ -206,29 +215,55 @@ async function inject(
     await Promise.all([...cold].map((r) => publish(r, `bench w${w}`)));
     await sleep(500);
   }
-  await warmed?.(roomOf);
-  const started = performance.now();
   // Open loop, in slices of 100 per turn of the event loop, so the client keeps reading sockets.
-  for (let k = 0; k < ROOM_EVENTS; k += 100) {
-    const batch: Promise<unknown>[] = [];
-    for (let j = k; j < Math.min(ROOM_EVENTS, k + 100); j++) {
-      sentAt[j] = performance.now();
-      batch.push(publish(roomOf[j], `bench r${j}`));
+  const blast = async (marker: string, rooms: Int32Array, sent?: Float64Array) => {
+    for (let k = 0; k < rooms.length; k += 100) {
+      const batch: Promise<unknown>[] = [];
+      for (let j = k; j < Math.min(rooms.length, k + 100); j++) {
+        if (sent) sent[j] = performance.now();
+        batch.push(publish(rooms[j], `bench ${marker}${j}`));
+      }
+      await Promise.all(batch);
+      await new Promise(setImmediate);
     }
-    await Promise.all(batch);
-    await new Promise(setImmediate);
-  }
+  };
+  const settle = async (count: () => number, expected: number) => {
+    let before = -1;
+    while (count() < expected && count() !== before) {
+      before = count();
+      await sleep(1000);
+    }
+  };
+  // The same load once unmeasured, so both servers are measured in their steady state: a fresh
+  // process spends the first thousands of events optimizing its code (perf put 14% of Parley's
+  // measured window in V8's compiler without this), which a server running for days pays once.
+  const warmRooms = Int32Array.from({ length: ROOM_WARMUP }, () => Math.floor(Math.random() * rooms.length));
+  await blast('x', warmRooms);
+  await settle(() => warmDeliveries, ROOM_WARMUP * ROOM_SIZE);
+  await warmed?.(roomOf);
+  const cpu = async () => (await Promise.all(servers.map((s) => s.cpu()))).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }));
+  const cpuBefore = await cpu();
+  const started = performance.now();
+  await blast('r', roomOf, sentAt);
   const expected = ROOM_EVENTS * ROOM_SIZE;
-  let before = -1;
-  while (latencies.length < expected && latencies.length !== before) {
-    before = latencies.length;
-    await sleep(1000);
-  }
+  await settle(() => latencies.length, expected);
+  const cpuAfter = await cpu();
+  const [userMs, systemMs] = [cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system];
   redis.disconnect();
   for (const ws of sockets) ws.terminate();
   await sleep(500);
   const seconds = (last - started) / 1000;
-  return { name, perSecond: latencies.length / seconds, deliveries: latencies.length, missing: expected - latencies.length, duplicates, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) };
+  return {
+    name,
+    perSecond: latencies.length / seconds,
+    cpuPerDelivery: ((userMs + systemMs) * 1000) / Math.max(1, latencies.length),
+    userPerDelivery: (userMs * 1000) / Math.max(1, latencies.length),
+    deliveries: latencies.length,
+    missing: expected - latencies.length,
+    duplicates,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+  };
 }
 
 /** Counters of one instance's /metrics. */
@@ -239,16 +274,21 @@ async function counters(s: Child): Promise<{ received: number; evaluations: numb
 }
 
 function table(rows: Run[], base: Run, unit: string): void {
-  out(`${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}`);
+  const cpu = base.cpuPerDelivery !== undefined;
+  out(
+    `${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}${cpu ? `${'cpu µs/deliv'.padStart(14)}${'x base cpu'.padStart(12)}${'user µs'.padStart(9)}` : ''}`,
+  );
   for (const r of rows) {
     out(
-      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}`,
+      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}${cpu ? `${fmt(r.cpuPerDelivery!, 1).padStart(14)}${(r.cpuPerDelivery! / base.cpuPerDelivery!).toFixed(2).padStart(12)}${fmt(r.userPerDelivery!, 1).padStart(9)}` : ''}`,
     );
   }
 }
 
 const best = (runs: Run[]): Run => ({
   ...runs.reduce((x, y) => (y.perSecond > x.perSecond ? y : x)),
+  cpuPerDelivery: runs[0].cpuPerDelivery === undefined ? undefined : Math.min(...runs.map((r) => r.cpuPerDelivery!)),
+  userPerDelivery: runs[0].userPerDelivery === undefined ? undefined : Math.min(...runs.map((r) => r.userPerDelivery!)),
   p50: Math.min(...runs.map((r) => r.p50)),
   p99: Math.min(...runs.map((r) => r.p99)),
   missing: runs.reduce((n, r) => n + r.missing, 0),
@@ -292,10 +332,10 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
   const runs: Record<string, Run[]> = { bare: [], x1: [] };
   for (let round = 1; round <= kit.rounds; round++) {
     const bare = await kit.startChild('bare');
-    runs.bare.push(await inject(kit, 'bare, routed by room', () => bare.wsUrl, rooms));
+    runs.bare.push(await inject(kit, 'bare, routed by room', [bare], () => bare.wsUrl, rooms));
     await bare.stop();
     const x1 = await kit.startChild('parley');
-    runs.x1.push(await inject(kit, 'parley x1', () => x1.wsUrl, rooms));
+    runs.x1.push(await inject(kit, 'parley x1', [x1], () => x1.wsUrl, rooms));
     await x1.stop();
   }
   out();
@@ -310,7 +350,7 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
     const pairOf = [await kit.startChild('parley'), await kit.startChild('parley')];
     let before: { received: number; evaluations: number }[] = [];
     let theirs = [0, 0];
-    const run = await inject(kit, 'parley x2, rooms split', (ri) => pairOf[ri % 2].wsUrl, rooms, async (roomOf) => {
+    const run = await inject(kit, 'parley x2, rooms split', pairOf, (ri) => pairOf[ri % 2].wsUrl, rooms, async (roomOf) => {
       before = await Promise.all(pairOf.map(counters));
       theirs = [0, 1].map((i) => roomOf.filter((r) => r % 2 === i).length);
     });

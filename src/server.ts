@@ -2,7 +2,6 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import {
   ApolloServerPluginCacheControlDisabled,
   ApolloServerPluginInlineTraceDisabled,
@@ -16,6 +15,7 @@ import { clientIp, handleCors, sendGraphQLError, sendJson } from './core/http';
 import { handleGraphQL } from './graphql/http';
 import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
+import { drainHttpServer } from './core/drain';
 import { entities } from './modules/entities';
 import { createServices, type Services } from './modules/services';
 import { bearerToken, invalidTokenError } from './modules/auth/auth.tokens';
@@ -145,7 +145,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         operationMetricsPlugin(metrics),
         fastPath.plugin,
         // apollo.stop(): stop accepting, let in-flight requests finish, cut what is left after 5 s.
-        ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: 5000 }),
+        drainHttpServer(httpServer, 5000),
       ],
     });
     await apollo.start();

@@ -1,6 +1,7 @@
-import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
-import { createTestServer } from './helpers/server';
-import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage } from './helpers/factories';
+import { Redis } from 'ioredis';
+import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
+import { createTestServer, describeRedis } from './helpers/server';
+import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 
@@ -124,4 +125,35 @@ describe('subscription fan-out', () => {
     await c.closed;
     expect(code).toBe(1013);
   }, 60_000);
+});
+
+describeRedis('subscription fan-out, events from Redis', () => {
+  it("should keep a subscriber's events in order when the first waits for a read and the next is answered at once", async () => {
+    const a = await createTestServer();
+    const [ann, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, ann, 'In order', [bob]);
+    // The group's events as instance A publishes them, recorded from Redis (bob is connected nowhere).
+    const channel = `parley.conv:g:${g}`;
+    const tap = new Redis(process.env.REDIS_URL!);
+    const recorded: string[] = [];
+    tap.on('message', (_c: string, m: string) => void (JSON.parse(m).topic === 'parley.conversation.updated' && recorded.push(m)));
+    await tap.subscribe(channel);
+    try {
+      await sendMessage(a.url, ann.token, { groupId: g, content: 'first' });
+      await sendMessage(a.url, bob.token, { groupId: g, content: 'second' });
+      await eventually(() => recorded.length === 2);
+      // On B, bob's row for ann's message needs his read state from the database; his own message
+      // carries it, so its row is ready at once. Replayed in one write, the second arrives while
+      // the first still waits: it must not overtake it.
+      const b = await createTestServer({}, { clean: false });
+      const sidebar = await listen(b, bob, 'subscription { conversationUpdated { lastMessage { content } } }');
+      const pub = new Redis(process.env.REDIS_URL!);
+      await pub.pipeline(recorded.map((m) => ['publish', channel, m])).exec();
+      pub.disconnect();
+      await sidebar.nth(2);
+      expect(sidebar.values.map((v) => v.conversationUpdated.lastMessage.content)).toEqual(['first', 'second']);
+    } finally {
+      tap.disconnect();
+    }
+  });
 });

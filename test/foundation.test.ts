@@ -1,10 +1,11 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { ConfigError, loadEnv } from '../src/config/env';
 import { createSchema, printSdl } from '../src/graphql/schema';
-import { codeOf, gql, ok } from './helpers/graphql';
+import { codeOf, eventually, gql, ok, sleep } from './helpers/graphql';
 import { createTestServer, hasRedis } from './helpers/server';
 import { signup } from './helpers/factories';
 import { sparePorts } from './helpers/ports';
@@ -102,6 +103,33 @@ describe('foundation', () => {
     expect(await closed).toBe(1001);
     expect(await p.exited).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('should answer a request in flight when it stops, and end idle connections at once', async () => {
+    const s = await createTestServer();
+    const port = Number(new URL(s.url).port);
+    const body = JSON.stringify({ query: '{ __typename }' });
+    const head = `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+    /** A raw keep-alive connection: everything it received, once the server ended it. */
+    const open = (first: string) => {
+      let text = '';
+      const socket = connect(port, '127.0.0.1', () => socket.write(first));
+      socket.on('data', (d) => (text += d));
+      const ended = new Promise<string>((resolve, reject) => (socket.on('end', () => resolve(text)), socket.on('error', reject)));
+      return { socket, ended, text: () => text };
+    };
+    // One connection answered once and idle since; another whose request is half sent.
+    const idle = open(head + body);
+    await eventually(() => idle.text().includes('"__typename":"Query"'));
+    const busy = open(head + body.slice(0, 5));
+    await sleep(200);
+    const stopping = s.dispose();
+    expect(await idle.ended).toContain('"__typename":"Query"');
+    busy.socket.write(body.slice(5));
+    const answered = await busy.ended;
+    expect(answered).toMatch(/^HTTP\/1\.1 200/);
+    expect(answered).toContain('{"data":{"__typename":"Query"}}');
+    await stopping;
   });
 
   it('should start an embedded PostgreSQL without DATABASE_URL and keep its data across restarts', async () => {

@@ -112,6 +112,24 @@ describeRedis('event routing', () => {
     for (const sub of subs) expect(contents(sub.values)).toEqual(['psst', 'then']);
   });
 
+  it('should remember what a channel carried only while a join’s catch-up may repeat it', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, ada.token);
+    const subs = [await listen(s, ada), await listen(s, bo)];
+    for (let i = 1; i <= 3; i++) await sendMessage(s.url, ada.token, { groupId: lobby, content: `m${i}` });
+    for (const sub of subs) expect(contents([await sub.nth(3)])).toEqual(['m3']);
+    // Taken as its members connected: nothing to catch up, so nothing kept of the messages it carried.
+    expect(s.services.pubsub.takenChannels()).toEqual(expect.arrayContaining([`parley.conv:g:${lobby}`, `parley.conv:u:${ada.id}`, `parley.conv:u:${bo.id}`]));
+    expect(s.services.pubsub.rememberingChannels()).toEqual([]);
+    // Taken as a connected member joins: caught up from the database, so it skips what arrived meanwhile.
+    const group = (await request(s.url, CreateGroupDocument, { name: 'Joined live' }, ada.token)).createGroup.id;
+    await request(s.url, JoinGroupDocument, { groupId: group }, bo.token);
+    await sendMessage(s.url, ada.token, { groupId: group, content: 'welcome' });
+    for (const sub of subs) expect(contents([await sub.nth(4)])).toEqual(['welcome']);
+    expect(s.services.pubsub.rememberingChannels()).toEqual([`parley.conv:g:${group}`]);
+  });
+
   it('should deliver the next message after a join made on another instance, and nothing after leaving', async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });

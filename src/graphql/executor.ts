@@ -75,20 +75,27 @@ export function compile(schema: GraphQLSchema, document: DocumentNode, operation
 /**
  * Runs a compiled plan with variables graphql-js coerced, and gives its result as graphql-js would
  * (errors located and carrying their original error); null when it produced no data at all (refused
- * before execution), where the caller's graphql-js path has the wording clients expect.
+ * before execution), where the caller's graphql-js path has the wording clients expect. Synchronous
+ * when every resolver answered synchronously (a subscription event's usually do).
  */
-export async function runCompiled(
+export function runCompiled(
   compiled: CompiledQuery,
   document: DocumentNode,
   operation: OperationDefinitionNode,
   root: unknown,
   context: unknown,
   coercedVariables: Record<string, unknown>,
-): Promise<ExecutionResult | null> {
-  const result = (await compiled.query(root, context, coercedVariables)) as ExecutionResult;
+): ExecutionResult | null | Promise<ExecutionResult | null> {
+  const result = compiled.query(root, context, coercedVariables) as ExecutionResult | Promise<ExecutionResult>;
+  return isPromise(result) ? result.then((r) => located(document, operation, r)) : located(document, operation, result);
+}
+
+function located(document: DocumentNode, operation: OperationDefinitionNode, result: ExecutionResult): ExecutionResult | null {
   if (result.data === undefined) return null;
   return result.errors?.length ? { ...result, errors: asGraphQLErrors(document, operation, result.errors) } : result;
 }
+
+export const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === 'function';
 
 /**
  * Whether graphql-jit may run an operation with graphql-js's results: queries, and mutations of

@@ -19,7 +19,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { createLoaders, type Loaders } from '../modules/loaders';
 import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
 import type { Context } from '../modules/context';
-import { compile, runCompiled } from './executor';
+import { compile, isPromise, runCompiled } from './executor';
 
 /**
  * Where a subscriber's frames go: a WebSocket (graphql-transport-ws) or an SSE response
@@ -136,11 +136,24 @@ export interface FanoutOptions {
  * transport's pre-built `next` frame written straight to its sink. An idle subscription costs one
  * Subscriber and its stream (no closures, promises or iterators of its own), since a server
  * holds thousands of them.
+ *
+ * An event whose execution answers synchronously (every resolver did: the usual event, whose
+ * payload carries what it shows) is written to each subscriber as the pub/sub hands it over, in
+ * the dispatch itself: no promise, list or microtask per event. One that waits for a resolver, or
+ * follows an event still in flight for the same subscribers, is written when it resolves, after
+ * that one, so each subscriber gets its events in order.
  */
 export function createFanout(opts: FanoutOptions) {
-  // Per event payload object: shape -> viewer ('' unless the shape is viewer-specific) -> its one
-  // execution and the subscribers waiting for it.
-  const batches = new WeakMap<object, Map<Shape, Map<string, Batch<Subscriber>>>>();
+  // The event being dispatched and its batches by shape (and viewer, for a viewer-specific shape).
+  // The pub/sub hands one event to all its subscribers in one synchronous pass, so one slot serves:
+  // a WeakMap per payload cost two Maps and an ephemeron for the GC per event.
+  let event: object | undefined;
+  const batches = new Map<Shape, Batch<Subscriber> | Map<string, Batch<Subscriber>>>();
+  // The last shared shape's batch of that event: an event's subscribers mostly share one shape.
+  let lastShape: Shape | undefined;
+  let lastBatch: Batch<Subscriber> | undefined;
+  // Batches written synchronously this turn, whose latency is observed once the turn's pass is over.
+  let written: Batch<Subscriber>[] = [];
   // Subscribers by document and variables.
   const shapes = new Map<string, Shape>();
   const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
@@ -206,30 +219,34 @@ export function createFanout(opts: FanoutOptions) {
     }
   }
 
-  const serialize = async (shape: Shape, context: Context, root: unknown): Promise<string> => {
+  const encode = (result: ExecutionResult): string =>
+    result.errors ? JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) }) : JSON.stringify({ data: result.data });
+
+  /** One execution of an event, serialized: a string when every resolver answered synchronously. */
+  const serialize = (shape: Shape, context: Context, root: unknown): string | Promise<string> => {
     stats.executions++;
     const args = shape.args;
-    const contextValue = executionContext(context);
+    const contextValue = new EventContext(context);
+    const graphqlJs = () => {
+      const result = execute({ ...args, contextValue, rootValue: root });
+      return isPromise(result) ? result.then(encode) : encode(result);
+    };
     // Compiled on the shape's first event: most of an event's cost was graphql-js's per-field
     // bookkeeping (a small message: ~45 µs of ~60 µs executing; bench:fanout's many rooms).
     if (shape.plan === undefined) shape.plan = planOf(args);
-    const compiled = shape.plan && (await runCompiled(shape.plan.compiled, args.document, shape.plan.operation, root, contextValue, shape.plan.variables));
-    const result = compiled || ((await execute({ ...args, contextValue, rootValue: root })) as ExecutionResult);
-    if (!result.errors) return JSON.stringify({ data: result.data });
-    return JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) });
+    const plan = shape.plan;
+    if (!plan) return graphqlJs();
+    const compiled = runCompiled(plan.compiled, args.document, plan.operation, root, contextValue, plan.variables);
+    if (!isPromise(compiled)) return compiled ? encode(compiled) : graphqlJs();
+    return compiled.then((r) => (r ? encode(r) : graphqlJs()));
   };
 
-  /**
-   * Writes one pre-built frame; drops a sink whose reader stopped. `frames` caches the frame per
-   * encoder and operation id within one batch: most clients number their first subscription
-   * alike, so one Buffer serves thousands of sockets (and ws skips a string-to-bytes copy per
-   * socket), and every SSE stream of the batch shares one.
-   */
-  const deliver = (sub: Subscriber, text: string, frames: Frames): boolean => {
+  /** Writes one pre-built frame; drops a sink whose reader stopped. */
+  const deliver = (sub: Subscriber, b: Batch<Subscriber>): boolean => {
     if (sub.finished) return false;
     // A token that expired since the last expiry sweep gets nothing more; that sweep closes its connection.
     const expiresAt = sub.context.viewer?.expiresAt;
-    if (expiresAt !== undefined && expiresAt <= Date.now()) return false;
+    if (expiresAt !== undefined && expiresAt <= b.now) return false;
     const sink = sub.sink;
     if (!sink.writable) {
       sub.close();
@@ -242,11 +259,7 @@ export function createFanout(opts: FanoutOptions) {
       sub.close();
       return false;
     }
-    const encode = sink.encodeNext;
-    let byId = frames.get(encode);
-    if (!byId) frames.set(encode, (byId = new Map()));
-    let frame = byId.get(sub.id);
-    if (frame === undefined) byId.set(sub.id, (frame = encode(sub.id, text)));
+    const frame = b.frameFor(sink.encodeNext, sub.id);
     if (sub.shape.deferred) {
       const queued = deferred.get(sink);
       if (queued) queued.push({ sub, frame });
@@ -255,64 +268,116 @@ export function createFanout(opts: FanoutOptions) {
         deferredScheduled = true;
         setImmediate(writeDeferred);
       }
+      b.sent++;
       return true;
     }
     sink.write(frame);
     stats.deliveries++;
+    b.sent++;
     return true;
   };
 
+  const observe = (b: Batch<Subscriber>) => opts.onDelivered?.((performance.now() - b.since) / 1000);
+  const observeWritten = () => {
+    const done = written;
+    written = [];
+    // One observation per event and shape (when its pass ended), not one per socket.
+    for (const b of done) if (b.sent && !b.waiting) observe(b);
+  };
+
+  /** Holds the later events of `shape` for `viewer` behind `release` (their frames follow its own). */
+  const queue = (shape: Shape, viewer: string, release: Promise<unknown>) => {
+    shape.tails.set(viewer, release);
+    // Kept only while in flight: an idle shape holds no per-viewer state.
+    const settled = () => void (shape.tails.get(viewer) === release && shape.tails.delete(viewer));
+    release.then(settled, settled);
+  };
+
   /**
-   * One subscriber's share of an event: joins the event's batch for its shape (executing it if
-   * it is the first), and is written to when the batch is released, in one synchronous pass.
+   * Writes a batch's waiting subscribers, giving other I/O a turn every RELEASE_BUDGET_MS; or,
+   * when its execution failed, ends them with the error.
    */
+  const release = async (b: Batch<Subscriber>, text: string | undefined, error?: unknown) => {
+    const waiting = b.waiting!;
+    b.waiting = null;
+    b.text = text;
+    b.error = error;
+    let sliceStart = performance.now();
+    for (let i = 0; i < waiting.length; i++) {
+      if ((i & 127) === 127 && performance.now() - sliceStart > RELEASE_BUDGET_MS) {
+        await new Promise(setImmediate);
+        sliceStart = performance.now();
+      }
+      if (text === undefined) waiting[i].close(error);
+      else deliver(waiting[i], b);
+    }
+    if (b.sent) observe(b);
+  };
+
+  /** The event's batch for `sub`'s shape (and viewer): executed by the subscriber that got here first, one the event's filter let through. */
+  const batchOf = (sub: Subscriber, root: unknown): Batch<Subscriber> => {
+    const shape = sub.shape;
+    const viewer = shape.perViewer ? (sub.context.viewer?.userId ?? '') : '';
+    if (root === null || typeof root !== 'object') return start(shape, viewer, sub.context, root);
+    if (root !== event) {
+      event = root;
+      lastShape = undefined;
+      if (batches.size) batches.clear();
+    } else if (shape === lastShape) return lastBatch!;
+    const held = batches.get(shape);
+    if (!shape.perViewer) {
+      const b = (held as Batch<Subscriber> | undefined) ?? start(shape, viewer, sub.context, root);
+      if (!held) batches.set(shape, b);
+      lastShape = shape;
+      lastBatch = b;
+      return b;
+    }
+    let byViewer = held as Map<string, Batch<Subscriber>> | undefined;
+    if (!byViewer) batches.set(shape, (byViewer = new Map()));
+    let b = byViewer.get(viewer);
+    if (!b) byViewer.set(viewer, (b = start(shape, viewer, sub.context, root)));
+    return b;
+  };
+
+  const start = (shape: Shape, viewer: string, context: Context, root: unknown): Batch<Subscriber> => {
+    const b = new Batch<Subscriber>();
+    let text: string | Promise<string>;
+    try {
+      text = serialize(shape, context, root);
+    } catch (e) {
+      text = Promise.reject(e);
+    }
+    const before = shape.tails.get(viewer);
+    if (before === undefined && typeof text === 'string') {
+      b.text = text;
+      if (written.push(b) === 1) queueMicrotask(observeWritten);
+      return b;
+    }
+    // Released after the previous event's batch for the same viewers, so frames keep event order.
+    b.waiting = [];
+    queue(
+      shape,
+      viewer,
+      Promise.all([text, before]).then(
+        ([t]) => release(b, t),
+        (e) => release(b, undefined, e),
+      ),
+    );
+    return b;
+  };
+
+  /** One subscriber's share of an event: written now when its batch's text is ready, else when it is. */
   const onEvent = (sub: Subscriber, root: unknown): void => {
     if (sub.finished) return;
-    const shape = sub.shape;
-    let byShape = root !== null && typeof root === 'object' ? batches.get(root) : undefined;
-    if (!byShape && root !== null && typeof root === 'object') batches.set(root, (byShape = new Map()));
-    let byViewer = byShape?.get(shape);
-    if (!byViewer && byShape) byShape.set(shape, (byViewer = new Map()));
-    // Viewer-specific shapes batch per viewer.
-    const viewer = shape.perViewer ? (sub.context.viewer?.userId ?? '') : '';
-    let batch = byViewer?.get(viewer);
-    if (!batch) {
-      const b: Batch<Subscriber> = { waiting: [], since: performance.now() };
-      batch = b;
-      byViewer?.set(viewer, b);
-      const release = async (text: string | undefined, error?: unknown) => {
-        const waiting = b.waiting!;
-        b.waiting = null;
-        b.text = text;
-        b.error = error;
-        const frames = (b.frames = new Map());
-        let sent = 0;
-        let sliceStart = performance.now();
-        for (let i = 0; i < waiting.length; i++) {
-          if ((i & 127) === 127 && performance.now() - sliceStart > RELEASE_BUDGET_MS) {
-            await new Promise(setImmediate);
-            sliceStart = performance.now();
-          }
-          if (text === undefined) waiting[i].close(error);
-          else if (deliver(waiting[i], text, frames)) sent++;
-        }
-        // One observation per event (when its last frame left), not one per socket.
-        if (sent) opts.onDelivered?.((performance.now() - b.since) / 1000);
-      };
-      // Executed as the subscriber that got here first: one the event's filter let through.
-      // Released after the previous event's batch for the same viewers, so frames keep event order.
-      const tail = Promise.all([serialize(shape, sub.context, root), shape.tails.get(viewer)]).then(
-        ([text]) => release(text),
-        (e) => release(undefined, e),
-      );
-      shape.tails.set(viewer, tail);
-      // Kept only while in flight: an idle shape holds no per-viewer state.
-      const settled = () => void (shape.tails.get(viewer) === tail && shape.tails.delete(viewer));
-      tail.then(settled, settled);
+    const b = batchOf(sub, root);
+    if (b.waiting) b.waiting.push(sub);
+    else if (b.text === undefined) sub.close(b.error);
+    else if (deliver(sub, b) && (b.sent & 127) === 0 && performance.now() - b.since > RELEASE_BUDGET_MS) {
+      // A large fan-out written in the dispatch has held the event loop long enough: the rest of
+      // it is written in slices, and this shape's next events for these viewers after it.
+      b.waiting = [];
+      queue(sub.shape, sub.shape.perViewer ? (sub.context.viewer?.userId ?? '') : '', new Promise(setImmediate).then(() => release(b, b.text)));
     }
-    if (batch.waiting) batch.waiting.push(sub);
-    else if (batch.text !== undefined) deliver(sub, batch.text, batch.frames!);
-    else sub.close(batch.error);
   };
 
   /**
@@ -363,21 +428,48 @@ export type Fanout = ReturnType<typeof createFanout>;
 
 /**
  * The context of one execution: the subscriber's, with one EntityManager fork and one set of
- * loaders shared by all its resolvers (so `sender` and `recipient` load in one query), and
- * fresh for the next event (nothing cached from an earlier one).
+ * loaders shared by all its resolvers (so `sender` and `recipient` load in one query), made on
+ * first use and fresh for the next event (nothing cached from an earlier one). A class with the
+ * rest read through to the subscriber's: made per event, it must cost an allocation, not a
+ * dictionary-mode object (Object.create with accessors cost ~1 µs an event).
  */
-function executionContext(ctx: Context): Context {
-  let em: EntityManager | undefined;
-  let loaders: Loaders | undefined;
-  const fork = () => (em ??= ctx.services.orm.em.fork() as EntityManager);
-  return Object.create(ctx, {
-    em: { get: fork },
-    loaders: { get: () => (loaders ??= createLoaders(fork(), ctx.services, ctx.viewer?.userId ?? null)) },
-  }) as Context;
-}
+class EventContext implements Context {
+  private forked: EntityManager | undefined = undefined;
+  private loaded: Loaders | undefined = undefined;
 
-/** One event's `next` frames, by transport encoder and operation id. */
-type Frames = Map<FrameSink['encodeNext'], Map<string, unknown>>;
+  constructor(private readonly of: Context) {}
+
+  get em(): EntityManager {
+    return (this.forked ??= this.of.services.orm.em.fork() as EntityManager);
+  }
+  get loaders(): Loaders {
+    return (this.loaded ??= createLoaders(this.em, this.of.services, this.of.viewer?.userId ?? null));
+  }
+  get viewer() {
+    return this.of.viewer;
+  }
+  get services() {
+    return this.of.services;
+  }
+  get ip() {
+    return this.of.ip;
+  }
+  get userAgent() {
+    return this.of.userAgent;
+  }
+  get requestId() {
+    return this.of.requestId;
+  }
+  get logger() {
+    return this.of.logger;
+  }
+  get attachmentBudget() {
+    return this.of.attachmentBudget;
+  }
+  get origin() {
+    return this.of.origin;
+  }
+}
 
 /** Subscribers that share a document and variables. */
 interface Shape {
@@ -413,13 +505,36 @@ function planOf(args: ExecutionArgs): Plan | null {
   return coerced.errors ? null : { compiled, operation, variables: coerced.coerced };
 }
 
-/** One event for one shape: executed and serialized once, then written to every waiting subscriber. */
-interface Batch<S> {
-  /** Subscribers to write to on release; null once released. */
-  waiting: S[] | null;
-  text?: string;
-  /** Encoded frames, built on release. */
-  frames?: Frames;
-  error?: unknown;
-  since: number;
+/** One event for one shape: executed and serialized once, then written to every subscriber. */
+class Batch<S> {
+  /** Subscribers to write to once its text is ready; null while it is written as they come. */
+  waiting: S[] | null = null;
+  text: string | undefined = undefined;
+  error: unknown = undefined;
+  /** Frames written. */
+  sent = 0;
+  /** When it started (the latency metric's origin) and, as Date.now(), what a token's expiry is checked against. */
+  readonly since = performance.now();
+  readonly now = Date.now();
+  // Its `next` frame for the first encoder and operation id seen (most clients number their first
+  // subscription alike, so one Buffer serves thousands of sockets, and ws skips a string-to-bytes
+  // copy per socket), and for any others, by encoder and id.
+  private encoder: FrameSink['encodeNext'] | undefined = undefined;
+  private id: string | undefined = undefined;
+  private frame: unknown = undefined;
+  private others: Map<FrameSink['encodeNext'], Map<string, unknown>> | undefined = undefined;
+
+  frameFor(encoder: FrameSink['encodeNext'], id: string): unknown {
+    if (encoder === this.encoder && id === this.id) return this.frame;
+    if (this.encoder === undefined) {
+      this.encoder = encoder;
+      this.id = id;
+      return (this.frame = encoder(id, this.text!));
+    }
+    let byId = (this.others ??= new Map()).get(encoder);
+    if (!byId) this.others.set(encoder, (byId = new Map()));
+    let frame = byId.get(id);
+    if (frame === undefined) byId.set(id, (frame = encoder(id, this.text!)));
+    return frame;
+  }
 }

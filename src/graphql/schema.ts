@@ -1,4 +1,4 @@
-import { GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
 import { buildSchema, getMetadataStorage, type AuthChecker } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
@@ -43,6 +43,75 @@ function plainFieldsResolveByDefault(schema: GraphQLSchema): GraphQLSchema {
   return schema;
 }
 
+type ParamMetadata = NonNullable<ReturnType<typeof getMetadataStorage>['fieldResolvers'][number]['params']>[number];
+type Read = (root: unknown, args: Record<string, unknown>, context: unknown, info: unknown) => unknown;
+
+/** How a parameter is read from graphql's (root, args, context, info); undefined for what type-graphql must convert. */
+function reader(p: ParamMetadata, withArgs: boolean): Read | undefined {
+  switch (p.kind) {
+    case 'root':
+      return p.propertyName ? (r) => (r as Record<string, unknown>)[p.propertyName!] : (r) => r;
+    case 'context':
+      return p.propertyName ? (_r, _a, c) => (c as Record<string, unknown>)[p.propertyName!] : (_r, _a, c) => c;
+    case 'info':
+      return (_r, _a, _c, i) => i;
+    case 'arg':
+      return withArgs ? (_r, a) => a[p.name] : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A resolve that calls the resolver class's method with its parameters read straight from
+ * graphql's arguments; undefined when one of them needs type-graphql (arguments it converts to
+ * input classes, unless `withArgs`). Roots are passed as they are: the API's object types are
+ * plain data, where type-graphql copied each root into a new instance of the type's class.
+ */
+function directResolve(target: Function, methodName: string, params: readonly ParamMetadata[], withArgs: boolean): GraphQLFieldResolver<unknown, unknown> | undefined {
+  const reads = [...params].sort((x, y) => x.index - y.index).map((p) => reader(p, withArgs));
+  if (reads.some((r) => !r)) return undefined;
+  const instance = new (target as new () => Record<string, (...args: unknown[]) => unknown>)();
+  const method = instance[methodName];
+  const [a, b] = reads as Read[];
+  if (reads.length === 1) return (r, x, c, i) => method.call(instance, a(r, x, c, i));
+  if (reads.length === 2) return (r, x, c, i) => method.call(instance, a(r, x, c, i), b(r, x, c, i));
+  return (r, x, c, i) => method.apply(instance, (reads as Read[]).map((read) => read(r, x, c, i)));
+}
+
+/**
+ * type-graphql calls a field resolver through a wrapper that allocates the resolver data, sorts
+ * its parameters again, copies the root into an instance of the object type's class and runs
+ * the (empty) middleware chain: per field, per object, per event. A resolver class's field
+ * resolver with no middleware or roles, whose parameters are its root, context or info, calls its
+ * method directly.
+ *
+ * A subscription's resolve runs once per event (and shape; see fanout.ts) and maps the event's
+ * payload, its @Root(), to the API type. type-graphql runs @Authorized() there again, in an async
+ * middleware chain: a promise per event, and every event's execution asynchronous (~5 of ~9 µs per
+ * executed message). The subscribe ran that same check, and a subscription's viewer never
+ * changes, so a field whose only middleware is that check calls its method directly too, with the
+ * root and the arguments as the client gave them (the subscribe is what reads them).
+ */
+function resolversCalledDirectly(schema: GraphQLSchema): GraphQLSchema {
+  const storage = getMetadataStorage();
+  for (const r of storage.fieldResolvers) {
+    if (r.kind !== 'external' || r.roles || r.middlewares?.length) continue;
+    const typeName = storage.objectTypes.find((o) => o.target === r.getObjectType?.())?.name;
+    const type = typeName ? schema.getType(typeName) : undefined;
+    const field = type instanceof GraphQLObjectType ? type.getFields()[r.schemaName] : undefined;
+    const resolve = field && directResolve(r.target, r.methodName, r.params ?? [], false);
+    if (resolve) field.resolve = resolve;
+  }
+  const subscriptions = schema.getSubscriptionType()?.getFields() ?? {};
+  for (const s of storage.subscriptions) {
+    const field = subscriptions[s.schemaName];
+    const resolve = field && !s.middlewares?.length && directResolve(s.target, s.methodName, s.params ?? [], true);
+    if (resolve) field.resolve = resolve;
+  }
+  return schema;
+}
+
 export async function createSchema(): Promise<GraphQLSchema> {
   const schema = await buildSchema({
     resolvers,
@@ -62,7 +131,7 @@ export async function createSchema(): Promise<GraphQLSchema> {
       },
     },
   });
-  return plainFieldsResolveByDefault(schema);
+  return resolversCalledDirectly(plainFieldsResolveByDefault(schema));
 }
 
 /** The SDL committed as schema.graphql, sorted so that it only changes when the API does. */

@@ -113,6 +113,9 @@ export function serveTransport<C extends Connection>(opts: TransportOptions<C>):
     server: opts.server,
     path: opts.path,
     maxPayload: opts.maxPayload,
+    // Compressing costs each socket a zlib context and each message a deflate per socket; a
+    // fan-out writes one frame to thousands of sockets as is (frames.ts).
+    perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
     // ws emits 'connection' synchronously after this, so the pending count is exact.
     verifyClient: (info, done) => {

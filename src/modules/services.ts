@@ -174,9 +174,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, memberStates: MemberStates, orm: MikroORM): void {
   memberships.watch({
     async taken(scope, id, cause) {
-      const fresh = await pubsub.take(channelOf(scope, id));
       // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
-      if (!fresh || cause !== 'join' || scope === 'user') return;
+      const catchUp = cause === 'join' && scope !== 'user';
+      const fresh = await pubsub.take(channelOf(scope, id), catchUp);
+      if (!fresh || !catchUp) return;
       const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
       pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
     },

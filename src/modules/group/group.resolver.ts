@@ -86,7 +86,7 @@ export class GroupResolver {
     description: 'CREATED of public groups to all; the rest to members.',
     subscribe: ({ context }: SubscribeResolverData<unknown, unknown, Context>) => {
       const me = viewerOf(context).userId;
-      return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (e.audience === null || e.audience.includes(me) ? e : undefined), { keys: [me] });
+      return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (e.audience === null || e.audience.includes(me) ? e : undefined), { keys: me });
     },
   })
   groupEvent(@Root() e: GroupEventPayload): GroupEventType {

@@ -7,8 +7,10 @@ type Loader = (userId: string) => Promise<string[]>;
 /** One user's memberships. Held per connected user, so nothing is kept that isn't needed: no empty sets, no settled promise. */
 interface Entry {
   refs: number;
-  group?: Set<string>;
-  project?: Set<string>;
+  // Exact-size arrays, replaced on a change (rare): a user is in a few groups, and a Set of a few
+  // costs ~180 B where the array costs 8 B an id.
+  group?: readonly string[];
+  project?: readonly string[];
   /** Changes seen while the initial load was in flight, replayed over its result. */
   pending?: MembershipChangedPayload[];
   /** The initial load, while it is in flight. */
@@ -89,7 +91,7 @@ export class MembershipIndex {
       if (this.watcher) taking.push(this.watcher.taken('user', userId, 'connect'));
       for (const [scope, ids] of [['group', groups], ['project', projects]] as const) {
         if (!ids.length) continue;
-        entry[scope] = new Set(ids);
+        entry[scope] = ids.slice(); // one row per membership (unique index)
         for (const id of ids) this.addLocal(scope, id, userId, 'connect', taking);
       }
       for (const p of pending) this.apply(userId, entry, p, 'join', taking);
@@ -120,7 +122,10 @@ export class MembershipIndex {
   }
 
   has(scope: Scope, userId: string, id: string): boolean {
-    return this.users.get(userId)?.[scope]?.has(id) ?? false;
+    // Asked from the conversation's side: an event's filters ask right after its audience was read
+    // from the same Set, which is warm, where each member's own entry and Set would be one more
+    // cache miss per recipient. Both sides hold the same memberships (loaded entries only).
+    return this.local[scope].get(id)?.has(userId) ?? false;
   }
 
   /** The members of a group or project tracked on this instance (undefined: none). */
@@ -142,13 +147,14 @@ export class MembershipIndex {
 
   private apply(userId: string, e: Entry, p: MembershipChangedPayload, cause: 'connect' | 'join', taking?: Promise<unknown>[]): void {
     for (const c of p.changes) {
+      const ids = e[p.scope];
+      const at = ids ? ids.indexOf(p.id) : -1;
       if (c.member) {
-        const set = (e[p.scope] ??= new Set());
-        if (set.has(p.id)) continue;
-        set.add(p.id);
+        if (at >= 0) continue;
+        e[p.scope] = ids ? ids.concat(p.id) : [p.id];
         this.addLocal(p.scope, p.id, userId, cause, taking);
-      } else if (e[p.scope]?.delete(p.id)) {
-        if (!e[p.scope]!.size) e[p.scope] = undefined;
+      } else if (at >= 0) {
+        e[p.scope] = ids!.length > 1 ? ids!.slice(0, at).concat(ids!.slice(at + 1)) : undefined;
         this.removeLocal(p.scope, p.id, userId);
       }
     }

@@ -22,8 +22,17 @@ export function publicOrigin(req: IncomingMessage, env: Pick<Env, 'PUBLIC_URL' |
   if (!host || !HOST.test(host)) return undefined;
   const encrypted = !!(req.socket as TLSSocket).encrypted;
   const scheme = forwardedProto === 'https' || forwardedProto === 'http' ? forwardedProto : encrypted ? 'https' : 'http';
-  return `${scheme}://${host}`;
+  const origin = `${scheme}://${host}`;
+  // Every socket holds its origin for its lifetime: one string per origin, not one per socket.
+  const known = ORIGINS.get(origin);
+  if (known !== undefined) return known;
+  if (ORIGINS.size < MAX_ORIGINS) ORIGINS.set(origin, origin);
+  return origin;
 }
+
+/** Origins seen, each kept once (bounded: the Host header is the client's to write). */
+const ORIGINS = new Map<string, string>();
+const MAX_ORIGINS = 64;
 
 /**
  * Signed, short-lived links to attachments, for `<img src>` and `<a href>` that can't send an

@@ -52,8 +52,8 @@ export class MessageResolver {
       const me = viewerOf(context).userId;
       const { messages, pubsub } = context.services;
       // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
-      const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { keys: [me] });
+      const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
+      return pubsub.iterate(Topic.MessageAdded, (p) => (messages.visibleTo(me, p, only) ? p : undefined), { keys: me });
     },
   })
   messageAdded(
@@ -101,8 +101,8 @@ export class MessageResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { messages, pubsub } = context.services;
-      const only = args.conversation ? await messages.conversation(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageEvent, (p) => (messages.visibleTo(me, p.message, only) ? p : undefined), { keys: [me] });
+      const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
+      return pubsub.iterate(Topic.MessageEvent, (p) => (messages.visibleTo(me, p.message, only) ? p : undefined), { keys: me });
     },
   })
   messageEvent(
@@ -123,9 +123,9 @@ export class MessageResolver {
   }
 
   @FieldResolver(() => UserType)
-  async sender(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType> {
-    if (m.sender) return m.sender;
-    return (await ctx.loaders.user.load(m.senderId)) ?? SYSTEM_USER;
+  sender(@Root() m: MessageType, @Ctx() ctx: Context): UserType | Promise<UserType> {
+    // Events carry their sender: answered at once, so executing an event needs no promise.
+    return m.sender ?? ctx.loaders.user.load(m.senderId).then((u) => u ?? SYSTEM_USER);
   }
 
   @FieldResolver(() => UserType, { nullable: true, description: 'Set for direct messages, and for private messages inside a project.' })

@@ -18,7 +18,7 @@ import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mapper';
-import type { Conversation, MessageType } from './message.types';
+import type { Conversation, ConversationFilter, MessageType } from './message.types';
 
 const MAX_CONTENT = 4000;
 /**
@@ -93,8 +93,14 @@ export class MessageService {
     return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null, title, ownerId: null };
   }
 
+  /** The filter of a subscription to one conversation, checked as `conversation` checks it (the same errors). */
+  async subscriptionFilter(em: EntityManager, viewerId: string, c: ConversationArgs): Promise<ConversationFilter> {
+    const { key, privateWith } = await this.conversation(em, viewerId, c);
+    return { key, privateWith };
+  }
+
   /** Whether a published message belongs in this viewer's view of a conversation (null: any of theirs). Memory only. */
-  visibleTo(viewerId: string, p: MessagePayload, only: Conversation | null): boolean {
+  visibleTo(viewerId: string, p: MessagePayload, only: ConversationFilter | null): boolean {
     if (only && p.conversationKey !== only.key) return false;
     if (p.groupId) return this.d.groups.isMemberCached(viewerId, p.groupId);
     if (p.projectId) {

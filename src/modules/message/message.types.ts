@@ -59,6 +59,9 @@ export interface Conversation {
   ownerId: string | null;
 }
 
+/** What a subscription to one conversation keeps to filter its events: held per subscription, so nothing more. */
+export type ConversationFilter = Pick<Conversation, 'key' | 'privateWith'>;
+
 /** Edges always oldest first; totalCount is counted only when a client asks for it (its field resolver calls it). */
 @ObjectType('MessageConnection')
 export class MessageConnection {

@@ -92,7 +92,7 @@ export class ProjectResolver {
       const { projects, pubsub } = context.services;
       const only = args.projectId ? (await projects.asMember(context.em, args.projectId, me)).project.id : null;
       // The entries were addressed to the members at commit time: one who left or was removed has none.
-      return pubsub.iterate(Topic.ProjectAction, (p) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: [me] });
+      return pubsub.iterate(Topic.ProjectAction, (p) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: me });
     },
   })
   projectAction(@Root() e: ProjectActionEntryPayload, @Arg('projectId', () => IdScalar, { nullable: true }) _projectId?: string | null): ProjectActionType {

@@ -9,6 +9,9 @@ import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type TopicPayloads } from
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
+/** The audience keys a listener is offered events for: one (a subscription's viewer, without an array of its own), or several. */
+export type Keys = string | readonly string[];
+
 /** A listener kept as an object: one per subscription without a closure of its own. */
 export interface Receiver {
   receive(payload: unknown): void;
@@ -76,6 +79,25 @@ export interface ChannelTransport {
 /** How long after its catch-up a newly taken channel still checks for duplicates. */
 const YOUNG_MS = 10_000;
 
+/** Events a pulled stream holds for a consumer that falls behind; beyond, the oldest go (counted). */
+const MAX_QUEUE = 1000;
+
+/** Listeners of one key: usually one, held as it is (a Set per user would cost each connection). */
+type Held = Receiver | Set<Receiver>;
+
+function hold(byKey: Map<string, Held>, key: string, listener: Receiver): void {
+  const held = byKey.get(key);
+  if (!held) byKey.set(key, listener);
+  else if (held instanceof Set) held.add(listener);
+  else if (held !== listener) byKey.set(key, new Set([held, listener]));
+}
+
+function release(byKey: Map<string, Held>, key: string, listener: Receiver): void {
+  const held = byKey.get(key);
+  if (held === listener) byKey.delete(key);
+  else if (held instanceof Set && held.delete(listener) && held.size === 1) byKey.set(key, held.values().next().value!);
+}
+
 /**
  * The PubSub behind every subscription. An event is handed only to the local listeners of
  * its audience (see `routeLocally`), so a subscription costs nothing for events it doesn't
@@ -88,7 +110,7 @@ export class PubSub {
   /** Listeners that get every event of a topic. */
   private readonly listeners = new Map<Topic, Set<Listener<any> | Receiver>>();
   /** Listeners by audience key (a user id) per topic: usually one, held as it is (a Set per user would cost each connection). */
-  private readonly keyed = new Map<Topic, Map<string, Receiver | Set<Receiver>>>();
+  private readonly keyed = new Map<Topic, Map<string, Held>>();
   private readonly audiences = new Map<Topic, AudienceOf<any>>();
   private readonly upstream = new Map<string, Promise<number>>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
@@ -171,16 +193,12 @@ export class PubSub {
   }
 
   /** Adds a listener without making a removal closure (see off). With `keys`, only events whose audience has one of them. */
-  add<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: readonly string[]): void {
-    if (keys && typeof listener !== 'function') {
+  add<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: Keys): void {
+    if (keys !== undefined && typeof listener !== 'function') {
       let byKey = this.keyed.get(topic);
       if (!byKey) this.keyed.set(topic, (byKey = new Map()));
-      for (const k of keys) {
-        const held = byKey.get(k);
-        if (!held) byKey.set(k, listener);
-        else if (held instanceof Set) held.add(listener);
-        else if (held !== listener) byKey.set(k, new Set([held, listener]));
-      }
+      if (typeof keys === 'string') hold(byKey, keys, listener);
+      else for (const k of keys) hold(byKey, k, listener);
     } else {
       let set = this.listeners.get(topic);
       if (!set) this.listeners.set(topic, (set = new Set()));
@@ -190,14 +208,12 @@ export class PubSub {
   }
 
   /** Removes what on() or add() added, with the same topic and keys. */
-  off<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: readonly string[]): void {
-    if (keys && typeof listener !== 'function') {
+  off<T extends Topic>(topic: T, listener: Listener<T> | Receiver, keys?: Keys): void {
+    if (keys !== undefined && typeof listener !== 'function') {
       const byKey = this.keyed.get(topic);
-      for (const k of keys) {
-        const held = byKey?.get(k);
-        if (held === listener) byKey!.delete(k);
-        else if (held instanceof Set && held.delete(listener) && held.size === 1) byKey!.set(k, held.values().next().value!);
-      }
+      if (!byKey) return;
+      if (typeof keys === 'string') release(byKey, keys, listener);
+      else for (const k of keys) release(byKey, k, listener);
       return;
     }
     this.listeners.get(topic)?.delete(listener);
@@ -206,10 +222,12 @@ export class PubSub {
   /**
    * Takes one conversation channel (reference-counted) and with it every TOPIC_CHANNELS topic's
    * events on it: resolves once this instance receives it, with true when this call subscribed it
-   * (it was not taken before). A channel taken again within YOUNG_MS of its catch-up keeps
-   * checking for duplicates.
+   * (it was not taken before). With `catchUp`, the caller will call catchUp() once it has read
+   * what may have been published before: until YOUNG_MS after that, what arrives is remembered so
+   * that nothing is delivered twice. Without it nothing is remembered (a channel taken for a
+   * connecting member is never caught up: kept young, it remembered every event it carried).
    */
-  async take(channel: string): Promise<boolean> {
+  async take(channel: string, catchUp = false): Promise<boolean> {
     const name = channelName(channel);
     const holders = this.channels.get(name) ?? 0;
     this.channels.set(name, holders + 1);
@@ -222,7 +240,8 @@ export class PubSub {
     // Until the catch-up is done, what arrives is remembered, so it is not delivered again.
     const young = this.young.get(name);
     if (young?.timer) clearTimeout(young.timer);
-    this.young.set(name, { seen: young?.seen ?? new Set() });
+    if (catchUp) this.young.set(name, { seen: young?.seen ?? new Set() });
+    else this.young.delete(name);
     const subscribed = this.transport.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
     this.subscribing.set(name, subscribed);
     await subscribed;
@@ -265,6 +284,11 @@ export class PubSub {
   /** Channels this instance takes now (for tests and metrics). */
   takenChannels(): string[] {
     return [...this.channels.keys()];
+  }
+
+  /** Channels that still remember what they carried, to skip a catch-up's duplicates (for tests). */
+  rememberingChannels(): string[] {
+    return [...this.young.keys()];
   }
 
   /** Resolves once this instance receives the topic from upstream. */
@@ -317,12 +341,27 @@ export class PubSub {
     const audience = channel?.startsWith('u:') ? [channel.slice(2)] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
     if (audience === 'all') {
       const seen = new Set<Receiver>();
-      for (const held of byKey.values()) for (const l of held instanceof Set ? held : [held]) if (!seen.has(l)) seen.add(l), this.call(topic, [l], payload);
+      for (const held of byKey.values()) {
+        if (!(held instanceof Set)) {
+          if (!seen.has(held)) seen.add(held), this.offer(topic, held, payload);
+        } else for (const l of held) if (!seen.has(l)) seen.add(l), this.offer(topic, l, payload);
+      }
       return;
     }
     for (const key of audience) {
       const held = byKey.get(key);
-      if (held) this.call(topic, held instanceof Set ? held : [held], payload);
+      if (held === undefined) continue;
+      if (held instanceof Set) this.call(topic, held, payload);
+      else this.offer(topic, held, payload);
+    }
+  }
+
+  /** Hands an event to one keyed listener (most keys have one): a listener's failure is logged, and the dispatch goes on. */
+  private offer(topic: Topic, listener: Receiver, payload: unknown): void {
+    try {
+      listener.receive(payload);
+    } catch (e) {
+      this.logger.error({ err: e, topic }, 'subscription listener failed');
     }
   }
 
@@ -342,10 +381,10 @@ export class PubSub {
    * An async iterator over a topic for one GraphQL subscription. `select` maps each
    * payload to what this subscriber should see, or undefined to skip it. With `keys`, it is
    * only offered events whose audience holds one of them (see routeLocally).
-   * A consumer that falls `maxQueue` events behind loses the oldest ones (counted).
+   * A consumer that falls MAX_QUEUE events behind loses the oldest ones (counted).
    */
-  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { keys?: readonly string[]; maxQueue?: number } = {}): PushIterator<R> {
-    return new TopicStream<T, R>(this, topic, select, opts.keys, opts.maxQueue ?? 1000);
+  iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { keys?: Keys } = {}): PushIterator<R> {
+    return new TopicStream<T, R>(this, topic, select, opts.keys);
   }
 
   /** Events dropped for slow consumers. */
@@ -387,38 +426,40 @@ export function createPubSub(redis: RedisConnections | undefined, logger: Logger
 }
 
 /**
- * One subscription's stream (see PubSub.iterate). A class rather than closures: an idle
- * server holds one per subscription, thousands of them, so its fields are all it costs.
+ * One subscription's stream (see PubSub.iterate). A class rather than closures: an idle server
+ * holds one per subscription, thousands of them, so its fields are all it costs (and as few as
+ * it needs: before a sink is attached, one field holds either the queued values or the waiting
+ * next()).
  */
 class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
-  private queue: R[] | undefined;
-  private waiting: ((r: IteratorResult<R>) => void) | undefined;
-  private sink: Sink<R> | undefined;
-  private done = false;
+  /** Pulled: values not taken yet, or the next() waiting for one. */
+  private pending: R[] | ((r: IteratorResult<R>) => void) | undefined = undefined;
+  /** Pushed: where every value goes; DONE once returned. */
+  private sink: Sink<R> | typeof DONE | undefined = undefined;
 
   constructor(
     private readonly pubsub: PubSub,
     private readonly topic: T,
     private readonly select: (payload: TopicPayloads[T]) => R | undefined,
-    private readonly keys: readonly string[] | undefined,
-    private readonly maxQueue: number,
+    private readonly keys: Keys | undefined,
   ) {
     pubsub.add(topic, this, keys);
   }
 
   receive(payload: unknown): void {
-    if (this.done) return;
+    const sink = this.sink;
+    if (sink === DONE) return;
     this.pubsub.evaluations++;
     const value = this.select(payload as TopicPayloads[T]);
     if (value === undefined) return;
-    if (this.sink) return this.sink.deliver(value);
-    if (this.waiting) {
-      const w = this.waiting;
-      this.waiting = undefined;
-      return w({ value, done: false });
+    if (sink) return sink.deliver(value);
+    const pending = this.pending;
+    if (typeof pending === 'function') {
+      this.pending = undefined;
+      return pending({ value, done: false });
     }
-    const queue = (this.queue ??= []);
-    if (queue.length >= this.maxQueue) {
+    const queue = pending ?? (this.pending = []);
+    if (queue.length >= MAX_QUEUE) {
       queue.shift();
       this.pubsub.dropped++;
     }
@@ -426,18 +467,19 @@ class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
   }
 
   next(): Promise<IteratorResult<R>> {
-    if (this.queue?.length) return Promise.resolve({ value: this.queue.shift()!, done: false });
-    if (this.done) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => (this.waiting = resolve));
+    const pending = this.pending;
+    if (Array.isArray(pending) && pending.length) return Promise.resolve({ value: pending.shift()!, done: false });
+    if (this.sink === DONE) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => (this.pending = resolve));
   }
 
   return(): Promise<IteratorResult<R>> {
-    if (!this.done) {
-      this.done = true;
+    if (this.sink !== DONE) {
+      this.sink = DONE;
       this.pubsub.off(this.topic, this, this.keys);
-      this.queue = undefined;
-      this.waiting?.({ value: undefined, done: true });
-      this.waiting = undefined;
+      const pending = this.pending;
+      this.pending = undefined;
+      if (typeof pending === 'function') pending({ value: undefined, done: true });
     }
     return Promise.resolve({ value: undefined, done: true });
   }
@@ -448,14 +490,23 @@ class TopicStream<T extends Topic, R> implements PushIterator<R>, Receiver {
   }
 
   push(sink: Sink<R>): void {
+    if (this.sink === DONE) return;
     this.sink = sink;
-    const queued = this.queue;
-    this.queue = undefined;
+    const queued = this.pending;
+    this.pending = undefined;
     // Pushed from now on: what queued before goes first, and no queue is kept.
-    for (const value of queued ?? []) if (!this.done) sink.deliver(value);
+    if (Array.isArray(queued)) for (const value of queued) if (!this.ended) sink.deliver(value);
+  }
+
+  /** Returned (a value's delivery may end it). */
+  private get ended(): boolean {
+    return this.sink === DONE;
   }
 
   [Symbol.asyncIterator](): this {
     return this;
   }
 }
+
+/** A stream's sink once it has ended. */
+const DONE = Symbol('done');
