@@ -1,9 +1,11 @@
 import { Redis } from 'ioredis';
-import { codeOf, eventually, gql, listen as listenOn, ok, wsClient } from './helpers/graphql';
+import pg from 'pg';
+import { codeOf, eventually, gql, listen as listenOn, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { buildConnectedUser, signup, type TestUser, lobbyOf, attempt, login, sendMessage, request } from './helpers/factories';
 import { LoginDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { OwnRedis } from './helpers/redis-server';
+import { sql } from './helpers/db';
 import { describeNeeding, tools } from './helpers/tools';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status } }';
@@ -86,6 +88,37 @@ describeRedis('two instances', () => {
     await events.sub.nth(1, 3000);
     expect((await ok(gql(b.url, STATUS, { id: u.id }, watcher.token))).userStatus.status).toBe('ONLINE');
     expect(events.sub.values).toEqual([{ presenceChanged: { status: 'OFFLINE', user: { id: ctl.user.id } } }]);
+  });
+
+  it('should finish a send still running when its instance stops: stored, and published to the other instance', async () => {
+    const a = await createTestServer({}, { captureLogs: true });
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const lobby = await lobbyOf(a.url, alice.token);
+    const onB = await listen(b, bob, 'subscription { messageAdded { content } }');
+    const sender = wsClient(a.wsUrl, alice.token);
+    await sender.connected;
+    // The send waits on a lock held here, so it is still running when A closes its sockets.
+    const lock = new pg.Client({ connectionString: a.env.DATABASE_URL });
+    await lock.connect();
+    try {
+      await lock.query('begin');
+      await lock.query('lock table messages in exclusive mode');
+      sender.client.subscribe({ query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "in flight" }) { id } }', variables: { g: lobby } }, { next() {}, error() {}, complete() {} });
+      await eventually(async () => (await sql(a.env.DATABASE_URL!, "select count(*)::int as n from pg_locks where not granted and relation = 'messages'::regclass"))[0].n === 1);
+      const stopping = a.dispose();
+      // Its client is gone (a deploy's 1001: it would retry elsewhere, and the retry would publish nothing).
+      expect((await sender.closed).code).toBe(1001);
+      // Still running half a second into the stop: long past the rest of what stopping does.
+      await sleep(500);
+      await lock.query('commit');
+      await stopping;
+    } finally {
+      await lock.end();
+    }
+    expect((await onB.sub.nth(1)).messageAdded.content).toBe('in flight');
+    expect(await sql(b.env.DATABASE_URL!, "select count(*)::int as n from messages where content = 'in flight'")).toEqual([{ n: 1 }]);
+    expect(a.logs.filter((l) => ['warn', 'error', 'fatal'].includes(l.json.level)).map((l) => l.json.msg)).toEqual([]);
   });
 });
 

@@ -15,6 +15,7 @@ import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { selectOperation, type DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
+import type { InFlight } from '../core/in-flight';
 
 /** What graphql-sse answers an event stream with, plus no buffering by proxies that honour it. */
 const STREAM_HEADERS = {
@@ -65,6 +66,8 @@ export function attachStreams(
     limits: DocumentLimits;
     fanout: Fanout;
     connectionsOf: UserConnections;
+    /** Operations running, which stopping waits for after it ended the streams. */
+    inFlight: InFlight;
     /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
     onOperation?: (op: OperationRecord) => void;
   },
@@ -233,7 +236,7 @@ export function attachStreams(
       if (operation.operation !== 'subscription') {
         // A context of its own, as over HTTP.
         const contextValue = new SocketContext(services, stream.viewer, stream.ip, false, stream.origin);
-        const executed = shape((await execute({ ...args, contextValue })) as ExecutionResult);
+        const executed = shape((await opts.inFlight.track(Promise.resolve(execute({ ...args, contextValue })))) as ExecutionResult);
         stream.answered({ ...described, code: firstCode(executed.errors) });
         return result(executed);
       }

@@ -20,6 +20,7 @@ import { selectOperation, type DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import { Connection, serveTransport, type Transport } from './ws.transport';
+import type { InFlight } from '../core/in-flight';
 
 const OPEN = 1;
 /** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
@@ -103,6 +104,8 @@ export function attachWebSocket(
     fanout: Fanout;
     /** Realtime connections per user, shared with the SSE transport. */
     connectionsOf: UserConnections;
+    /** Operations running, which stopping waits for after it closed the sockets. */
+    inFlight: InFlight;
     /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
     onOperation?: (op: OperationRecord) => void;
   },
@@ -191,7 +194,7 @@ export function attachWebSocket(
   /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
   async function subscribe(conn: ParleyConnection, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
     const started = performance.now();
-    const outcome = await operate(conn, id, payload, limited);
+    const outcome = await opts.inFlight.track(operate(conn, id, payload, limited));
     if (outcome) opts.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
   }
 

@@ -153,7 +153,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       await attachmentLinks.start(orm.em.fork() as EntityManager);
     },
     async dispose() {
-      typing.dispose();
+      await typing.dispose();
       conversations.dispose();
       auth.dispose();
       tickets.dispose();

@@ -173,6 +173,8 @@ export class TypingService {
   private readonly batchMs: number;
   private pending: Pending[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Stops no request waits for (a sent message's, a lapse's), which stopping lets finish. */
+  private readonly background = new Set<Promise<unknown>>();
 
   constructor(private readonly o: TypingOptions) {
     this.lapseMs = o.lapseMs ?? 6000;
@@ -232,7 +234,12 @@ export class TypingService {
 
   /** A message was sent: the sender is no longer typing there. */
   sent(user: UserPayload, conv: Conversation): void {
-    this.end(conv, user, `${conv.key}:${user.id}`).catch((e) => this.o.logger.warn({ err: e }, 'typing stop failed'));
+    this.behind(this.end(conv, user, `${conv.key}:${user.id}`).catch((e) => this.o.logger.warn({ err: e }, 'typing stop failed')));
+  }
+
+  private behind(work: Promise<unknown>): void {
+    this.background.add(work);
+    void work.finally(() => this.background.delete(work));
   }
 
   private async end(conv: Conversation, viewer: UserPayload, slot: string): Promise<void> {
@@ -253,9 +260,11 @@ export class TypingService {
     const now = Date.now();
     if (part.deadline > now) return this.watch(slot, part);
     this.parts.delete(slot);
-    this.run({ kind: 'lapse', slot })
-      .then((r) => (r === 1 ? this.publish(part.conv, part.user, false) : undefined))
-      .catch((e) => this.o.logger.warn({ err: e }, 'typing lapse failed'));
+    this.behind(
+      this.run({ kind: 'lapse', slot })
+        .then((r) => (r === 1 ? this.publish(part.conv, part.user, false) : undefined))
+        .catch((e) => this.o.logger.warn({ err: e }, 'typing lapse failed')),
+    );
   }
 
   private forget(slot: string): void {
@@ -290,15 +299,13 @@ export class TypingService {
     return this.o.pubsub.publishSafe(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing });
   }
 
-  dispose(): void {
+  /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */
+  async dispose(): Promise<void> {
     for (const part of this.parts.values()) clearTimeout(part.timer);
     this.parts.clear();
     this.profiles.clear();
     clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    // Whoever waits on a change that will not be made is told so.
-    const batch = this.pending;
-    this.pending = [];
-    for (const p of batch) p.reject(new Error('typing stopped'));
+    this.flush();
+    await Promise.all(this.background);
   }
 }
