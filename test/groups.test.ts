@@ -1,4 +1,4 @@
-import { codeOf, listen as listenOn } from './helpers/graphql';
+import { codeOf, gql, listen as listenOn, ok } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { lobbyOf, signup, type TestUser, attempt, request } from './helpers/factories';
 import { CreateGroupDocument, RenameGroupDocument, DeleteGroupDocument, JoinGroupDocument, AddGroupMemberDocument, LeaveGroupDocument, GroupsDocument, GroupDocument } from '../generated/client/graphql';
@@ -105,6 +105,27 @@ describe('groups', () => {
     expect(codeOf(await attempt(s.url, GroupsDocument, { after: 'bm90LWEtY3Vyc29y' }, u.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await attempt(s.url, CreateGroupDocument, { name: '   ' }, u.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await attempt(s.url, CreateGroupDocument, { name: 'x'.repeat(101) }, u.token))).toBe('BAD_USER_INPUT');
+  });
+
+  it('should page a group\'s members by join time, each once, when several join in one millisecond', async () => {
+    const s = await createTestServer();
+    const owner = await signup(s.url);
+    const others = await Promise.all(Array.from({ length: 6 }, () => signup(s.url)));
+    const groupId = (await request(s.url, CreateGroupDocument, { name: 'Crowd' }, owner.token)).createGroup.id;
+    await Promise.all(others.map((o) => request(s.url, JoinGroupDocument, { groupId }, o.token)));
+    const MEMBERS = 'query($g: ID!, $after: String) { group(id: $g) { members(first: 2, after: $after) { totalCount edges { node { id } } pageInfo { hasNextPage endCursor } } } }';
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const members: any = (await ok(gql(s.url, MEMBERS, { g: groupId, after }, owner.token))).group.members;
+      expect(members.totalCount).toBe(7);
+      seen.push(...members.edges.map((e: any) => e.node.id));
+      if (!members.pageInfo.hasNextPage) break;
+      after = members.pageInfo.endCursor;
+    }
+    expect(seen).toHaveLength(7);
+    expect(new Set(seen)).toEqual(new Set([owner.id, ...others.map((o) => o.id)]));
+    expect(seen[0]).toBe(owner.id);
   });
 });
 

@@ -89,11 +89,15 @@ export const groupRepository = {
     return em.findOne(GroupMember, { group: groupId, user: { $ne: exceptUserId } }, { orderBy: { joinedAt: 'asc', id: 'asc' } });
   },
 
-  /** Inserts a membership and counts it; false when it already existed. */
+  /**
+   * Inserts a membership and counts it; false when it already existed. The join time in
+   * milliseconds, as the members page's cursor carries it: with microseconds, "after" the cursor
+   * took in the row it was cut at.
+   */
   async addMember(em: EntityManager, groupId: string, userId: string, id: string): Promise<boolean> {
     const conn = em;
     const res = await conn.execute(
-      'insert into group_members (id, group_id, user_id, joined_at) values (?, ?, ?, now()) on conflict (group_id, user_id) do nothing returning id',
+      "insert into group_members (id, group_id, user_id, joined_at) values (?, ?, ?, date_trunc('milliseconds', now())) on conflict (group_id, user_id) do nothing returning id",
       [id, groupId, userId],
     );
     if (!res.length) return false;
