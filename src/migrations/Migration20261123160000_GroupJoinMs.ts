@@ -8,4 +8,7 @@ export class Migration20261123160000_GroupJoinMs extends Migration {
   override async up(): Promise<void> {
     this.addSql(`update "group_members" set "joined_at" = date_trunc('milliseconds', "joined_at") where "joined_at" <> date_trunc('milliseconds', "joined_at");`);
   }
+
+  /** Nothing to undo: join times in milliseconds are as valid before this migration as after. */
+  override async down(): Promise<void> {}
 }
