@@ -88,6 +88,34 @@ describe('conversations', () => {
     expect((await ok(gql(s.url, MARK, { c: { projectId: p }, m: open.id }, ann.token))).markRead.unreadCount).toBe(1);
   });
 
+  it('should never name a private project message in a receipt to a member who may not read it', async () => {
+    const s = await createTestServer();
+    const [owner, ann, ben] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, owner, { participants: [ann, ben] })).id;
+    const c = { projectId: p };
+    const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
+    const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
+    const toBen = await listen(s, ben, RECEIPT, { c });
+    const toOwner = await listen(s, owner, RECEIPT, { c });
+    // Ann reads up to the newest she may see: the private one.
+    expect((await ok(gql(s.url, MARK, { c }, ann.token))).markRead.lastReadMessageId).toBe(secret.id);
+    expect((await toOwner.nth(1)).readReceipt).toMatchObject({ user: { id: ann.id }, lastReadMessageId: secret.id });
+    expect((await toBen.nth(1)).readReceipt).toMatchObject({ user: { id: ann.id }, lastReadMessageId: open.id });
+    const receipts = async (u: TestUser) =>
+      Object.fromEntries((await ok(gql(s.url, RECEIPTS, { c }, u.token))).readReceipts.map((r: any) => [r.user.id, r.lastReadMessageId]));
+    // The sender's own marker moved to it too (sending moves it): Ben sees both at the message before.
+    expect(await receipts(ben)).toEqual({ [ann.id]: open.id, [owner.id]: open.id });
+    expect(await receipts(owner)).toEqual({ [ann.id]: secret.id });
+    expect(await receipts(ann)).toEqual({ [owner.id]: secret.id });
+    // A barrier: a public marker move reaches both; had anything more been sent to either, it would have come first.
+    await ok(gql(s.url, MARK, { c }, ben.token));
+    const last = await send(s.url, ann.token, { projectId: p, content: 'to all again' });
+    await ok(gql(s.url, MARK, { c }, owner.token));
+    await toBen.nth(2);
+    expect(toBen.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([open.id, last.id]);
+    expect(JSON.stringify([...toBen.values, await receipts(ben)])).not.toContain(secret.id);
+  });
+
   it('should keep unread counts exact under concurrent sends', async () => {
     const s = await createTestServer();
     const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

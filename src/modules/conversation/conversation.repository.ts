@@ -308,12 +308,40 @@ export const conversationRepository = {
     return rows[0] ?? null;
   },
 
-  /** Other members' read markers, most recent first (at most `limit`). */
-  async receipts(em: EntityManager, key: string, exceptUserId: string, limit: number): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
+  /**
+   * Other members' read markers as `viewerId` may see them, most recent first (at most `limit`).
+   * In a project, a marker on a private message the viewer is not party to shows as the newest
+   * message before it that the viewer may see (none: left out), so a receipt never names a message
+   * the viewer can't read.
+   */
+  async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
+    if (!project) {
+      return em.execute(
+        `select user_id, last_read_message_id, coalesce(read_at, last_read_at) as read_at from conversation_members
+         where conversation_key = ? and user_id <> ? and last_read_message_id is not null order by last_read_at desc nulls last limit ?`,
+        [key, viewerId, limit],
+      );
+    }
     return em.execute(
-      `select user_id, last_read_message_id, coalesce(read_at, last_read_at) as read_at from conversation_members
-       where conversation_key = ? and user_id <> ? and last_read_message_id is not null order by last_read_at desc nulls last limit ?`,
-      [key, exceptUserId, limit],
+      `select r.user_id, r.id as last_read_message_id, r.read_at from (
+         select cm.user_id, cm.last_read_at, coalesce(read_at, last_read_at) as read_at,
+           case when m.recipient_id is null or ? in (m.sender_id, m.recipient_id) then m.id
+             else (select p.id from messages p where p.conversation_key = m.conversation_key and (p.created_at, p.id) < (m.created_at, m.id)
+                     and (p.recipient_id is null or ? in (p.sender_id, p.recipient_id)) order by p.created_at desc, p.id desc limit 1) end as id
+         from conversation_members cm join messages m on m.id = cm.last_read_message_id
+         where cm.conversation_key = ? and cm.user_id <> ?
+       ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
+      [viewerId, viewerId, key, viewerId, limit],
     );
+  },
+
+  /** The newest message of the conversation before `messageId` that is not private (null: none). */
+  async publicBefore(em: EntityManager, key: string, messageId: string): Promise<string | null> {
+    const rows: { id: string }[] = await em.execute(
+      `select p.id from messages m, messages p where m.id = ? and p.conversation_key = ? and (p.created_at, p.id) < (m.created_at, m.id)
+         and p.recipient_id is null order by p.created_at desc, p.id desc limit 1`,
+      [messageId, key],
+    );
+    return rows[0]?.id ?? null;
   },
 };

@@ -80,7 +80,8 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversations, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+      const reaches = (p: ReadReceiptPayload) => (p.only ? p.only.includes(me) : !p.except?.includes(me)) && conversations.inScope(me, p);
+      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && reaches(p) ? p : undefined), {
         keys: me,
       });
     },

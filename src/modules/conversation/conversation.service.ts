@@ -131,12 +131,18 @@ export class ConversationService {
         members: { [viewerId]: ownPayload(own) },
         only: [viewerId],
       });
-      await this.d.pubsub.publishSafe(Topic.ReadReceipt, {
-        ...scopeOf(conv, viewerId),
-        userId: viewerId,
-        lastReadMessageId: own.lastReadMessageId!,
-        readAt: new Date(row.read_at!).toISOString(),
-      });
+      const receipt = { ...scopeOf(conv, viewerId), userId: viewerId, lastReadMessageId: own.lastReadMessageId!, readAt: new Date(row.read_at!).toISOString() };
+      // A marker on a private project message names it to its two users only; the others see the
+      // marker on the newest message before it that they may read, as readReceipts shows it.
+      const marked = conv.kind === 'project' ? await messageRepository.byId(em, receipt.lastReadMessageId) : null;
+      if (marked?.recipient_id) {
+        const pair = [marked.sender_id, marked.recipient_id];
+        await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, only: pair });
+        const shown = await conversationRepository.publicBefore(em, conv.key, marked.id);
+        if (shown) await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: shown, except: pair });
+      } else {
+        await this.d.pubsub.publishSafe(Topic.ReadReceipt, receipt);
+      }
     }
     // The last message is loaded by id if asked for.
     return { ...emptyConversation(conv), ...view(head, own), lastMessage: undefined };
@@ -145,7 +151,7 @@ export class ConversationService {
   /** Other members' read markers (up to 100, the most advanced first). */
   async receipts(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ReadReceiptType[]> {
     const conv = await this.d.messages.conversation(em, viewerId, input);
-    const rows = await conversationRepository.receipts(em, conv.key, viewerId, RECEIPTS_MAX);
+    const rows = await conversationRepository.receipts(em, conv.key, viewerId, RECEIPTS_MAX, conv.kind === 'project');
     return rows.map((r) => toReadReceiptType(conv.key, r));
   }
 }

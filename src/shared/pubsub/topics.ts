@@ -113,6 +113,10 @@ export interface ReadReceiptPayload extends ConversationScope {
   userId: string;
   lastReadMessageId: string;
   readAt: string;
+  /** Only these members get it (a marker on a private message: its two users). */
+  only?: string[];
+  /** These members don't (they get the `only` one instead). */
+  except?: string[];
 }
 
 export interface TypingPayload extends ConversationScope {
