@@ -52,6 +52,16 @@ describe('sending and history', () => {
     }
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: c, last: 101 }, a.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: c, first: 5, before: newest.pageInfo.startCursor }, a.token))).toBe('BAD_USER_INPUT');
+    // `last` given beside first/after is refused, not dropped for a default-sized forward page; the
+    // document above sends all four variables, so only those given count.
+    for (const mixed of [{ last: 3, after: older.pageInfo.endCursor }, { first: 3, last: 3 }]) {
+      const r = await attempt(s.url, HistoryDocument, { conversation: c, ...mixed }, a.token);
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'last']);
+    }
+    const literal = await gql(s.url, `query($g: ID!) { history(conversation: { groupId: $g }, last: 3, after: "${older.pageInfo.endCursor}") { totalCount } }`, { g }, a.token);
+    expect(codeOf(literal)).toBe('BAD_USER_INPUT');
+    const explicitNull = await gql(s.url, `query($g: ID!) { history(conversation: { groupId: $g }, last: null, first: 2) { edges { node { content } } } }`, { g }, a.token);
+    expect((await ok(explicitNull)).history.edges.map((e: any) => e.node.content)).toEqual(['m1', 'm2']);
   });
 
   it('should enforce who may send and read, writing nothing on refusal', async () => {

@@ -1,6 +1,7 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { argumentGiven } from '../../shared/graphql/connection';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
@@ -41,8 +42,10 @@ export class MessageResolver {
     @Arg('first', () => Int, { nullable: true }) first: number | null,
     @Arg('after', () => String, { nullable: true }) after: string | null,
     @Ctx() ctx: Context,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<MessageConnection> {
-    return ctx.services.messages.history(ctx.em, viewerOf(ctx).userId, conversation, { last, before, first, after });
+    // `last` as the client gave it: its default (10) must not clash with first/after.
+    return ctx.services.messages.history(ctx.em, viewerOf(ctx).userId, conversation, { last: argumentGiven(info, 'last') ? last : null, before, first, after });
   }
 
   @Authorized()

@@ -258,6 +258,7 @@ export class MessageService {
   ): Promise<ConnectionShape<MessageType, LazyCount>> {
     const forward = (args.first !== null && args.first !== undefined) || !!args.after;
     if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
+    if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');
     const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
     const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
     const direction = forward ? 'forward' : 'backward';

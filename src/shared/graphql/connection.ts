@@ -1,3 +1,4 @@
+import { Kind, type GraphQLResolveInfo } from 'graphql';
 import { Field, Int, ObjectType, type ClassType } from 'type-graphql';
 import { BadUserInputError } from '../errors';
 
@@ -88,6 +89,18 @@ export function decodeTimeCursor(cursor: string, field: string, idPattern: RegEx
     throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   }
   return { at, id };
+}
+
+/**
+ * Whether the client gave the field's argument a value (a literal, or a variable it sent), not
+ * its schema default: a default can't be told from the same value written out otherwise. One
+ * document with all four paging variables, sent with only some, gives only those.
+ */
+export function argumentGiven(info: GraphQLResolveInfo, name: string): boolean {
+  const arg = info.fieldNodes[0]?.arguments?.find((a) => a.name.value === name);
+  if (!arg) return false;
+  if (arg.value.kind === Kind.VARIABLE) return info.variableValues[arg.value.name.value] != null;
+  return arg.value.kind !== Kind.NULL;
 }
 
 /** Validates a page size argument. */
