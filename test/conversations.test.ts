@@ -194,6 +194,43 @@ describe('conversations', () => {
     expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ title: 'After', unreadCount: 1, lastMessage: { id: m.id } });
   });
 
+  it("should send the row when its last message is edited or deleted, to those whose last message it is", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url, { displayName: 'Alice A.' }), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const g = await group(s.url, alice, 'Edits', [bob]);
+    const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id } }';
+    const DELETE = 'mutation($m: ID!) { deleteMessage(messageId: $m) }';
+    const sidebar = await listen(s, bob, UPDATED);
+    const older = await send(s.url, alice.token, { groupId: g, content: 'first' });
+    const last = await send(s.url, alice.token, { groupId: g, content: 'second' });
+    await sidebar.nth(2);
+    // Not the last message: no row changes.
+    await ok(gql(s.url, EDIT, { m: older.id, t: 'first, fixed' }, alice.token));
+    await ok(gql(s.url, EDIT, { m: last.id, t: 'second, fixed' }, alice.token));
+    expect((await sidebar.nth(3)).conversationUpdated).toMatchObject({ title: 'Edits', unreadCount: 2, lastMessage: { id: last.id, content: 'second, fixed' } });
+    await ok(gql(s.url, DELETE, { m: last.id }, alice.token));
+    expect((await sidebar.nth(4)).conversationUpdated).toMatchObject({ title: 'Edits', unreadCount: 2, lastMessage: { id: last.id, content: null } });
+    // A direct conversation: the other side's row keeps its title (the sender's name).
+    const direct = await send(s.url, alice.token, { toUserId: bob.id, content: 'psst' });
+    await sidebar.nth(5);
+    await ok(gql(s.url, EDIT, { m: direct.id, t: 'psst, fixed' }, alice.token));
+    expect((await sidebar.nth(6)).conversationUpdated).toMatchObject({ title: 'Alice A.', lastMessage: { id: direct.id, content: 'psst, fixed' } });
+    // A private project message is the last message of its two users only.
+    const p = (await buildProject(s.url, alice, { participants: [bob, carol] })).id;
+    const open = await send(s.url, alice.token, { projectId: p, content: 'to all' });
+    const thirdSidebar = await listen(s, carol, UPDATED);
+    const secret = await send(s.url, alice.token, { projectId: p, toUserId: bob.id, content: 'to bob' });
+    await sidebar.nth(8);
+    await ok(gql(s.url, EDIT, { m: secret.id, t: 'to bob, fixed' }, alice.token));
+    expect((await sidebar.nth(9)).conversationUpdated).toMatchObject({ lastMessage: { id: secret.id, content: 'to bob, fixed' } });
+    // A barrier for Carol: her row's last message changes; had the private edit reached her, it would have come first.
+    await ok(gql(s.url, EDIT, { m: open.id, t: 'to all, fixed' }, alice.token));
+    expect((await thirdSidebar.nth(1)).conversationUpdated).toMatchObject({ lastMessage: { id: open.id, content: 'to all, fixed' } });
+    expect(thirdSidebar.values).toHaveLength(1);
+    expect(sidebar.values.map((v) => v.conversationUpdated.lastMessage.content)).toEqual(['first', 'second', 'second, fixed', null, 'psst', 'psst, fixed', 'to all', 'to bob', 'to bob, fixed']);
+  });
+
   it('should give existing members their rows when the migration runs over existing data', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

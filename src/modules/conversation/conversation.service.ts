@@ -71,7 +71,12 @@ export class ConversationService {
     const carried = p.members[viewerId];
     const own = carried ? this.d.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.d.states.get(viewerId, p.conversationKey);
     const head = headFromPayload(p.head);
-    if (own) return payloadToConversation(viewerId, p, head, own);
+    if (own) {
+      const row = payloadToConversation(viewerId, p, head, own);
+      // An edit of a message that isn't this viewer's last one changes nothing they see. (A state
+      // read first is sent as it is: a project member's newer private message makes it a no-op.)
+      return p.lastMessageOnly && row.lastMessageId !== p.message?.id ? undefined : row;
+    }
     return this.d.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }
 

@@ -213,7 +213,9 @@ export class MessageService {
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
     if (!(await messageRepository.edit(em, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
-    return this.changed(em, row.id, 'EDITED');
+    const message = await this.changed(em, row.id, 'EDITED');
+    await this.lastMessageChanged(em, viewerId, row, message);
+    return message;
   }
 
   /** Leaves a tombstone; the sender may, and in a group its owner. Deleting a deleted message changes nothing. */
@@ -225,7 +227,7 @@ export class MessageService {
     }
     if (row.deleted_at) return true;
     await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
-    await this.changed(em, row.id, 'DELETED');
+    await this.lastMessageChanged(em, viewerId, row, await this.changed(em, row.id, 'DELETED'));
     return true;
   }
 
@@ -239,6 +241,34 @@ export class MessageService {
     const message = toMessageType(row);
     message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
     return message;
+  }
+
+  /**
+   * An edit or deletion of a message that is the last one of some members' rows: their sidebars
+   * show it, so conversationUpdated tells them (and only them: the receivers whose row it isn't
+   * the last message of are skipped). The public head's message reaches every member; a private
+   * project message newer than the head, its two users.
+   */
+  private async lastMessageChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType): Promise<void> {
+    const head = await conversationRepository.head(em, row.conversation_key);
+    const privateInProject = !!(row.project_id && row.recipient_id);
+    const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;
+    if (head?.lastMessageId !== row.id && !(privateInProject && newer)) return;
+    const peer = row.group_id || row.project_id ? null : row.sender_id === viewerId ? row.recipient_id : row.sender_id;
+    const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
+    const direct = conv.kind === 'direct';
+    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, {
+      ...scopeOf(conv, viewerId),
+      kind: KINDS[conv.kind],
+      title: direct ? null : conv.title,
+      // Only the sender edits or deletes in a direct conversation: the other side is named after them.
+      titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: row.sender_display_name ?? row.sender_username } : null,
+      message: toMessagePayload(message),
+      head: headPayload(head),
+      members: {},
+      only: privateInProject ? [row.sender_id, row.recipient_id!] : null,
+      lastMessageOnly: true,
+    });
   }
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */

@@ -98,6 +98,8 @@ export interface ConversationUpdatedPayload {
   members: Record<string, MemberStatePayload>;
   /** Set when the change is theirs alone (a read marker, a private message); else it reaches every member. */
   only: string[] | null;
+  /** An edit or deletion of `message`: it reaches only the receivers whose row it is the last message of. */
+  lastMessageOnly?: boolean;
 }
 
 /** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */
