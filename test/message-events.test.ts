@@ -116,6 +116,23 @@ describe('editing, deleting and reacting', () => {
     expect(bobSees.values).toHaveLength(5);
   });
 
+  it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Hearts', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'love it' });
+    await ok(gql(s.url, ADD, { m: m.id, e: '\u2764' }, alice.token));
+    const both = (await ok(gql(s.url, ADD, { m: m.id, e: '\u2764\ufe0f' }, bob.token))).addReaction.reactions;
+    expect(both).toEqual([{ emoji: '\u2764\ufe0f', count: 2, reactedByMe: true }]);
+    // An emoji-presentation pictograph is kept bare; removing by the other spelling removes it.
+    await ok(gql(s.url, ADD, { m: m.id, e: '\u{1f44d}\ufe0f' }, bob.token));
+    const removed = (await ok(gql(s.url, REMOVE, { m: m.id, e: '\u2764' }, bob.token))).removeReaction.reactions;
+    expect(removed).toEqual([
+      { emoji: '\u2764\ufe0f', count: 1, reactedByMe: false },
+      { emoji: '\u{1f44d}', count: 1, reactedByMe: true },
+    ]);
+  });
+
   it('should rate-limit edits and reactions per user', async () => {
     const s = await createTestServer({ RATE_LIMIT_EDIT: '2/1m', RATE_LIMIT_REACTION: '2/1m' });
     const alice = await signup(s.url);

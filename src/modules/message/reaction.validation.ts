@@ -3,9 +3,14 @@ import { BadUserInputError } from '../../shared/errors';
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /** Pictographs, flags (regional indicator pairs) and keycaps: what a reaction picker offers. */
 const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
+/** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
+const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
+const VS16 = '\ufe0f';
 
 /**
- * A reaction: exactly one grapheme (a ZWJ family or a flag counts as one), and an emoji.
+ * A reaction: exactly one grapheme (a ZWJ family or a flag counts as one), and an emoji. A single
+ * pictograph is kept in its emoji form: ❤ and ❤️ (the same heart, as keyboards send one or the
+ * other) count as one reaction, ❤️; 👍 and 👍 with U+FE0F, as 👍.
  * @throws BadUserInputError naming `emoji` otherwise.
  */
 export function checkEmoji(value: string): string {
@@ -13,5 +18,7 @@ export function checkEmoji(value: string): string {
   let count = 0;
   for (const _ of graphemes.segment(v)) if (++count > 1) break;
   if (count !== 1 || Buffer.byteLength(v) > 64 || !EMOJI.test(v)) throw new BadUserInputError('A reaction is one emoji.', 'emoji');
-  return v;
+  const bare = v.replaceAll(VS16, '');
+  if ([...bare].length !== 1) return v;
+  return TEXT_DEFAULT.test(bare) ? bare + VS16 : bare;
 }
