@@ -89,8 +89,9 @@ describeRedis('event routing', () => {
     expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED']);
     expect((await typing.nth(1)).typing).toEqual({ typing: true, user: { id: ada.id } });
     expect((await receipts.nth(1)).readReceipt).toEqual({ lastReadMessageId: id, user: { id: bo.id } });
-    await eventually(() => updated.values.length >= 2);
-    expect(updated.values.map((v) => v.conversationUpdated.unreadCount)).toEqual([1, 0]);
+    // The send, the edit of the last message, the marker.
+    await eventually(() => updated.values.length >= 3);
+    expect(updated.values.map((v) => v.conversationUpdated.unreadCount)).toEqual([1, 1, 0]);
     // A took them from Redis; B, with no member connected, took none back and delivered nothing.
     expect(await metric(a, 'parley_pubsub_events_received_total{topic="parley.conversation.typing"}')).toBeGreaterThanOrEqual(1);
     expect(await receivedOnB()).toEqual(before);
