@@ -81,35 +81,6 @@ describe('typing', () => {
     expect(Date.now() - started).toBeGreaterThan(1800);
   });
 
-  it('should write to Redis once per throttle window however often a typist refreshes', async () => {
-    if (!process.env.REDIS_URL) return;
-    const s = await createTestServer({ TYPING_THROTTLE: '10s' });
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
-    const g = await groupWith(s.url, alice, 'Keystrokes', [bob]);
-    const c = { groupId: g };
-    const bobSees = await listen(s, bob, EVENTS, { c });
-    // Every command a client sends about typing state (not those a script runs).
-    const redis = new Redis(process.env.REDIS_URL);
-    const monitor = await redis.monitor();
-    const writes: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
-    try {
-      // A client refreshing on every keystroke.
-      for (let i = 0; i < 8; i++) await ok(gql(s.url, TYPING, { c }, alice.token));
-      await bobSees.nth(1);
-      await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
-      await bobSees.nth(2);
-      expect(flags(bobSees.values)).toEqual([true, false]);
-      // The first refresh and the stop; the seven refreshes between changed nothing anyone sees.
-      await eventually(() => writes.length === 2);
-      await sleep(100);
-      expect(writes).toHaveLength(2);
-    } finally {
-      monitor.disconnect();
-      redis.disconnect();
-    }
-  });
-
   it('should write a message to a socket before the typing events released in the same turn', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
@@ -230,5 +201,35 @@ describeRedis('typing and sessions on two instances', () => {
     await sees.nth(2);
     expect(flags(sees.values)).toEqual([true, false]);
     expect(Date.now() - last).toBeGreaterThanOrEqual(700);
+  });
+});
+
+describeRedis('typing state in Redis', () => {
+  it('should write to Redis once per throttle window however often a typist refreshes', async () => {
+    const s = await createTestServer({ TYPING_THROTTLE: '10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Keystrokes', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    // Every command a client sends about typing state (not those a script runs).
+    const redis = new Redis(process.env.REDIS_URL!);
+    const monitor = await redis.monitor();
+    const writes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    try {
+      // A client refreshing on every keystroke.
+      for (let i = 0; i < 8; i++) await ok(gql(s.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+      await bobSees.nth(2);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      // The first refresh and the stop; the seven refreshes between changed nothing anyone sees.
+      await eventually(() => writes.length === 2);
+      await sleep(100);
+      expect(writes).toHaveLength(2);
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
+    }
   });
 });
