@@ -20,6 +20,8 @@ export function drainHttpServer(server: Server, graceMs: number): ApolloServerPl
   }
   function answered(this: ServerResponse): void {
     const socket = this.req.socket;
+    // A connection that closed first is gone for good: not counted again.
+    if (!inFlight.has(socket)) return;
     const left = (inFlight.get(socket) ?? 1) - 1;
     inFlight.set(socket, left);
     if (stopped && left === 0) socket.end();

@@ -314,10 +314,13 @@ export function createFanout(opts: FanoutOptions) {
     if (b.sent) observe(b);
   };
 
+  /** Whose batch of its shape `sub` joins: its viewer's for a viewer-specific shape, else the one shared (''). */
+  const batchViewer = (sub: Subscriber): string => (sub.shape.perViewer ? (sub.context.viewer?.userId ?? '') : '');
+
   /** The event's batch for `sub`'s shape (and viewer): executed by the subscriber that got here first, one the event's filter let through. */
   const batchOf = (sub: Subscriber, root: unknown): Batch<Subscriber> => {
     const shape = sub.shape;
-    const viewer = shape.perViewer ? (sub.context.viewer?.userId ?? '') : '';
+    const viewer = batchViewer(sub);
     if (root === null || typeof root !== 'object') return start(shape, viewer, sub.context, root);
     if (root !== event) {
       event = root;
@@ -376,7 +379,7 @@ export function createFanout(opts: FanoutOptions) {
       // A large fan-out written in the dispatch has held the event loop long enough: the rest of
       // it is written in slices, and this shape's next events for these viewers after it.
       b.waiting = [];
-      queue(sub.shape, sub.shape.perViewer ? (sub.context.viewer?.userId ?? '') : '', new Promise(setImmediate).then(() => release(b, b.text)));
+      queue(sub.shape, batchViewer(sub), new Promise(setImmediate).then(() => release(b, b.text)));
     }
   };
 

@@ -53,3 +53,11 @@ export function writeFrame(socket: WebSocket, frame: Buffer, payload: Buffer): v
   if (raw._socket && raw._sender?._state === 0) raw._socket.write(frame);
   else socket.send(payload, { binary: false });
 }
+
+/** Runs `write` with the socket's TCP stream corked: what it sends leaves in one syscall. */
+export function corked(socket: WebSocket, write: () => void): void {
+  const raw = (socket as unknown as SocketInternals)._socket;
+  raw?.cork();
+  write();
+  raw?.uncork();
+}

@@ -15,7 +15,7 @@ import type { Viewer } from '../modules/auth/auth.viewer';
 import { operationErrors } from './errors';
 import { compiledOperations } from './executor';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
-import { nextFrame, writeFrame, type NextFrame } from './frames';
+import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
 import { selectOperation, type DocumentLimits } from './limits';
 import { describeOperation, firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
@@ -130,11 +130,9 @@ export function attachWebSocket(
       writeFrame(this, frame.framed, frame.payload);
     }
     writeMany(frames: NextFrame[]): void {
-      // One syscall for all of them.
-      const raw = (this as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-      raw?.cork();
-      for (const f of frames) writeFrame(this, f.framed, f.payload);
-      raw?.uncork();
+      corked(this, () => {
+        for (const f of frames) writeFrame(this, f.framed, f.payload);
+      });
     }
     drop(): void {
       this.close(1013, 'Try again later');
@@ -255,11 +253,10 @@ export function attachWebSocket(
     if (!pending(conn, id, slot)) return outcome;
     dropOp(conn, id);
     // One write for both frames (a heartbeat's whole answer), not a syscall each.
-    const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-    raw?.cork();
-    send(socket, { id, type: MessageType.Next, payload: answer });
-    send(socket, { id, type: MessageType.Complete });
-    raw?.uncork();
+    corked(socket, () => {
+      send(socket, { id, type: MessageType.Next, payload: answer });
+      send(socket, { id, type: MessageType.Complete });
+    });
     return outcome;
   }
 
