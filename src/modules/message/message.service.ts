@@ -9,7 +9,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository } from '../conversation/conversation.repository';
-import { headOf, headPayload, ownOf, ownPayload } from '../conversation/conversation.events';
+import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
 import type { ProjectService } from '../project/project.service';
@@ -181,20 +181,9 @@ export class MessageService {
    * conversation's other one), never every member's: each receiver derives their own row.
    */
   private updated(conv: Conversation, viewerId: string, row: MessageRow & SentColumns, message: MessagePayload, privateTo: string | null): ConversationUpdatedPayload {
-    const direct = conv.kind === 'direct';
     const members: ConversationUpdatedPayload['members'] = {};
     for (const s of [row.sender_state, row.recipient_state]) if (s) members[s.user_id] = ownPayload(ownOf(s));
-    return {
-      ...scopeOf(conv, viewerId),
-      kind: KINDS[conv.kind],
-      title: direct ? null : conv.title,
-      // Each side of a direct conversation is named after the other.
-      titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: row.sender_display_name ?? row.sender_username } : null,
-      message,
-      head: headPayload(headOf(row)),
-      members,
-      only: privateTo ? [viewerId, privateTo] : null,
-    };
+    return rowUpdate(conv, viewerId, row, message, headOf(row), { members, only: privateTo ? [viewerId, privateTo] : null });
   }
 
   // ---- edits, deletions and reactions ----
@@ -254,21 +243,13 @@ export class MessageService {
     const privateInProject = !!(row.project_id && row.recipient_id);
     const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;
     if (head?.lastMessageId !== row.id && !(privateInProject && newer)) return;
-    const peer = row.group_id || row.project_id ? null : row.sender_id === viewerId ? row.recipient_id : row.sender_id;
+    // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
+    const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
-    const direct = conv.kind === 'direct';
-    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, {
-      ...scopeOf(conv, viewerId),
-      kind: KINDS[conv.kind],
-      title: direct ? null : conv.title,
-      // Only the sender edits or deletes in a direct conversation: the other side is named after them.
-      titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: row.sender_display_name ?? row.sender_username } : null,
-      message: toMessagePayload(message),
-      head: headPayload(head),
-      members: {},
-      only: privateInProject ? [row.sender_id, row.recipient_id!] : null,
-      lastMessageOnly: true,
-    });
+    await this.d.pubsub.publishSafe(
+      Topic.ConversationUpdated,
+      rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: privateInProject ? [row.sender_id, row.recipient_id!] : null, lastMessageOnly: true }),
+    );
   }
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
@@ -346,4 +327,29 @@ export class MessageService {
       return false;
     }
   }
+}
+
+/**
+ * conversationUpdated for a message of `conv` that `viewerId` sent (named as `sender` gives it):
+ * the conversation's scope and names, the message and the head; who it reaches and whose states
+ * it carries are the caller's. Each side of a direct conversation is named after the other.
+ */
+function rowUpdate(
+  conv: Conversation,
+  viewerId: string,
+  sender: Pick<MessageRow, 'sender_display_name' | 'sender_username'>,
+  message: MessagePayload,
+  head: HeadState | null,
+  rest: Pick<ConversationUpdatedPayload, 'members' | 'only' | 'lastMessageOnly'>,
+): ConversationUpdatedPayload {
+  const direct = conv.kind === 'direct';
+  return {
+    ...scopeOf(conv, viewerId),
+    kind: KINDS[conv.kind],
+    title: direct ? null : conv.title,
+    titles: direct ? { [viewerId]: conv.title, [conv.peerId!]: sender.sender_display_name ?? sender.sender_username } : null,
+    message,
+    head: headPayload(head),
+    ...rest,
+  };
 }
