@@ -44,6 +44,27 @@ const NAMED = `c.*, coalesce((select g.name from groups g where g.id = c.group_i
 const LAST = `left join lateral (${MESSAGE} where m.id = c.last_message_id) lm on true`;
 
 /** A project message with a recipient (private: seen by its two users only), of the messages aliased `m`. */
+/**
+ * The newest message of `m`'s conversation before `m` that everyone in it may read, or with
+ * `viewer` (a placeholder), that the viewer may: what a marker on a private message shows as to
+ * those who may not read it.
+ */
+const readableBefore = (m: string, viewer?: string) =>
+  `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
+     and (p.recipient_id is null${viewer ? ` or ${viewer} in (p.sender_id, p.recipient_id)` : ''}) order by p.created_at desc, p.id desc limit 1)`;
+
+/** A marker moved by markRead, with what others are told of it when it rests on a private message. */
+export type MarkedRow = MemberColumns &
+  HeadColumns & {
+    read_at: Date | null;
+    moved: boolean;
+    /** The marker's message's recipient (a private project message: set) and sender. */
+    marked_recipient_id: string | null;
+    marked_sender_id: string | null;
+    /** For a private one: the newest message before it that every member may read (null: none). */
+    marked_shown_id: string | null;
+  };
+
 const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 
 export const conversationRepository = {
@@ -278,7 +299,7 @@ export const conversationRepository = {
     key: string,
     userId: string,
     opts: { messageId: string | null; project: boolean },
-  ): Promise<(MemberColumns & HeadColumns & { read_at: Date | null; moved: boolean }) | null> {
+  ): Promise<MarkedRow | null> {
     const target = opts.messageId
       ? '?::uuid'
       : '(select case when c.head_at is null or c.private_at > c.head_at then c.private_message_id else c.head_message_id end from cur c)';
@@ -287,22 +308,28 @@ export const conversationRepository = {
            select p.recipient_seq from messages p where p.conversation_key = m.conversation_key and ${privateOf('p')} and p.recipient_id = ?
              and (p.created_at, p.id) < (m.created_at, m.id) order by p.created_at desc, p.id desc limit 1), 0) end`
       : '0';
-    const rows: (MemberColumns & HeadColumns & { read_at: Date | null; moved: boolean })[] = await em.execute(
+    // Only in a project is a message private to some of the members.
+    const marked = opts.project
+      ? `m.sender_id, m.recipient_id, case when m.recipient_id is not null then ${readableBefore('m')} end as shown_id`
+      : 'null::uuid as sender_id, null::uuid as recipient_id, null::uuid as shown_id';
+    const rows: MarkedRow[] = await em.execute(
       `with cur as (
          select cm.*, ${HEAD} from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
          where cm.conversation_key = ? and cm.user_id = ?
        ), t as (
-         select m.id, m.created_at, m.seq, ${privateRead} as private_read from messages m where m.id = ${target}
+         select m.id, m.created_at, m.seq, ${privateRead} as private_read, ${marked} from messages m where m.id = ${target}
        ), u as (
          update conversation_members cm set read_seq = t.seq, private_read = t.private_read, last_read_message_id = t.id, last_read_at = t.created_at, read_at = now()
          from t where cm.conversation_key = ? and cm.user_id = ?
            and (cm.last_read_at is null or (cm.last_read_at, cm.last_read_message_id) < (t.created_at, t.id))
          returning ${own('cm')}, cm.read_at
        )
-       select x.*, c.head_seq, c.head_message_id, c.head_at from cur c, (
+       select x.*, c.head_seq, c.head_message_id, c.head_at,
+         t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id
+       from cur c cross join (
          select ${own('u')}, u.read_at, true as moved from u
          union all select ${own('cur')}, cur.read_at, false from cur where not exists (select 1 from u)
-       ) x`,
+       ) x left join t on true`,
       [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId],
     );
     return rows[0] ?? null;
@@ -325,9 +352,7 @@ export const conversationRepository = {
     return em.execute(
       `select r.user_id, r.id as last_read_message_id, r.read_at from (
          select cm.user_id, cm.last_read_at, coalesce(read_at, last_read_at) as read_at,
-           case when m.recipient_id is null or ? in (m.sender_id, m.recipient_id) then m.id
-             else (select p.id from messages p where p.conversation_key = m.conversation_key and (p.created_at, p.id) < (m.created_at, m.id)
-                     and (p.recipient_id is null or ? in (p.sender_id, p.recipient_id)) order by p.created_at desc, p.id desc limit 1) end as id
+           case when m.recipient_id is null or ? in (m.sender_id, m.recipient_id) then m.id else ${readableBefore('m', '?')} end as id
          from conversation_members cm join messages m on m.id = cm.last_read_message_id
          where cm.conversation_key = ? and cm.user_id <> ?
        ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
@@ -335,13 +360,4 @@ export const conversationRepository = {
     );
   },
 
-  /** The newest message of the conversation before `messageId` that is not private (null: none). */
-  async publicBefore(em: EntityManager, key: string, messageId: string): Promise<string | null> {
-    const rows: { id: string }[] = await em.execute(
-      `select p.id from messages m, messages p where m.id = ? and p.conversation_key = ? and (p.created_at, p.id) < (m.created_at, m.id)
-         and p.recipient_id is null order by p.created_at desc, p.id desc limit 1`,
-      [messageId, key],
-    );
-    return rows[0]?.id ?? null;
-  },
 };

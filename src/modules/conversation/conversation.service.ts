@@ -139,12 +139,10 @@ export class ConversationService {
       const receipt = { ...scopeOf(conv, viewerId), userId: viewerId, lastReadMessageId: own.lastReadMessageId!, readAt: new Date(row.read_at!).toISOString() };
       // A marker on a private project message names it to its two users only; the others see the
       // marker on the newest message before it that they may read, as readReceipts shows it.
-      const marked = conv.kind === 'project' ? await messageRepository.byId(em, receipt.lastReadMessageId) : null;
-      if (marked?.recipient_id) {
-        const pair = [marked.sender_id, marked.recipient_id];
+      if (row.marked_recipient_id) {
+        const pair = [row.marked_sender_id!, row.marked_recipient_id];
         await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, only: pair });
-        const shown = await conversationRepository.publicBefore(em, conv.key, marked.id);
-        if (shown) await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: shown, except: pair });
+        if (row.marked_shown_id) await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: row.marked_shown_id, except: pair });
       } else {
         await this.d.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }
