@@ -38,6 +38,8 @@ describe('HTTP fast path', () => {
     ['a named operation among several', () => ({ body: { query: 'query A { __typename } query B { me { username } }', operationName: 'B' }, token: ada.token })],
     ['the heartbeat mutation', () => ({ body: { query: 'mutation { heartbeat { status } }' }, token: ada.token })],
     ['a mutation that succeeds', () => ({ body: { query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "hi" }) { id content createdAt sender { id } } }', variables: { g: group } }, token: ada.token })],
+    // Multi-byte text: the length the fast path declares is in bytes, not characters.
+    ['a mutation answering text outside ASCII', () => ({ body: { query: 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { content } }', variables: { g: group, c: 'héllo 👋 世界' } }, token: ada.token })],
     ['a mutation refused as bad input', () => ({ body: { query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "   " }) { id } }', variables: { g: group } }, token: ada.token })],
     ['a mutation refused as forbidden', () => ({ body: { query: 'mutation($g: ID!) { renameGroup(groupId: $g, name: "Mine") { id } }', variables: { g: group } }, token: bo.token })],
     ['the graphql-response+json media type', () => ({ body: { query: '{ me { id } }' }, headers: { accept: 'application/graphql-response+json, application/json;q=0.9' } })],

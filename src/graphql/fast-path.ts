@@ -46,6 +46,24 @@ export interface FastPath {
 }
 
 
+/** Responses up to this many characters are encoded without measuring them first (see jsonLine). */
+const ENCODE_AT_ONCE = 64 * 1024;
+
+/**
+ * The response as Apollo writes it (JSON and a newline), encoded once into memory outside the JS
+ * heap. Appending the newline to the string, measuring it and writing it each copied it again on
+ * the heap (Buffer.byteLength flattens): ~50 of the ~370 KB a page of history allocated, and so
+ * more frequent scavenges. A usual response is written into room for its worst case (3 bytes per
+ * UTF-16 unit); a large one (an attachment) is measured first.
+ */
+function jsonLine(value: unknown): Buffer {
+  const json = JSON.stringify(value);
+  const line = Buffer.allocUnsafe((json.length <= ENCODE_AT_ONCE ? json.length * 3 : Buffer.byteLength(json)) + 1);
+  const length = line.write(json, 0, 'utf8');
+  line[length] = 0x0a;
+  return line.subarray(0, length + 1);
+}
+
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
@@ -122,13 +140,13 @@ export function createFastPath(o: FastPathOptions): FastPath {
         return o.formatError({ ...e.toJSON(), extensions: { ...rest, code: rest.code ?? 'INTERNAL_SERVER_ERROR' } }, e);
       });
     }
-    const text = JSON.stringify({ errors, data: result.data }) + '\n';
+    const line = jsonLine({ errors, data: result.data });
     o.metrics.operation({ ...plan.described, code: firstCode(errors), seconds: (performance.now() - started) / 1000 });
     served++;
     res.statusCode = status;
     res.setHeader('content-type', contentType);
-    res.setHeader('content-length', Buffer.byteLength(text));
-    res.end(text);
+    res.setHeader('content-length', line.length);
+    res.end(line);
     return true;
   }
 
