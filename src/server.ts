@@ -246,6 +246,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       onlineUsers: () => app.services.presence.count(),
       eventsReceived: () => pubsub.received,
       evaluations: () => pubsub.evaluations,
+      ordering: () => pubsub.order,
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', (e: NodeJS.ErrnoException) =>

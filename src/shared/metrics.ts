@@ -15,6 +15,8 @@ export interface MetricSources {
   eventsReceived(): Partial<Record<string, number>>;
   /** Subscriptions examined for an event since start (a selector run). */
   evaluations(): number;
+  /** New messages that waited for one before them, and waits given up (see InOrder). */
+  ordering(): { held: number; gaps: number };
 }
 
 /** One GraphQL operation, as `parley_graphql_operations_total` and its duration histogram count it. */
@@ -98,6 +100,8 @@ export function createMetrics(): Metrics {
   totalFrom('parley_messages_sent_total', 'Messages committed on this instance', () => src?.messagesSent() ?? 0);
   totalFrom('parley_pubsub_publish_failures_total', 'Publishes refused by the pub/sub transport (Redis away)', () => src?.publishFailures() ?? 0);
   totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
+  totalFrom('parley_messages_reordered_total', 'New messages that arrived before one sent earlier and waited for it', () => src?.ordering().held ?? 0);
+  totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 100 ms (it was not published)', () => src?.ordering().gaps ?? 0);
   const received: Record<string, number> = {};
   new Counter({
     name: 'parley_pubsub_events_received_total',

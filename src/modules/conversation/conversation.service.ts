@@ -12,7 +12,7 @@ import type { ProjectService } from '../project/project.service';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
 import { emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
 import { conversationRepository } from './conversation.repository';
-import type { MemberStates } from './conversation.states';
+import { NewestHeads, type MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
 
 /** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
@@ -32,6 +32,8 @@ function upToHead(head: HeadState | null): OwnState {
  */
 export class ConversationService {
   private off?: () => void;
+  /** Rows in events are derived from the newest head seen, so a late event never moves one back. */
+  private readonly heads = new NewestHeads();
 
   constructor(
     private readonly d: { pubsub: PubSub; messages: MessageService; groups: GroupService; projects: ProjectService; states: MemberStates },
@@ -70,7 +72,7 @@ export class ConversationService {
     if (p.only ? !p.only.includes(viewerId) : !this.inScope(viewerId, p)) return undefined;
     const carried = p.members[viewerId];
     const own = carried ? this.d.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.d.states.get(viewerId, p.conversationKey);
-    const head = headFromPayload(p.head);
+    const head = this.heads.newest(p.conversationKey, headFromPayload(p.head));
     if (own) {
       const row = payloadToConversation(viewerId, p, head, own);
       // An edit of a message that isn't this viewer's last one changes nothing they see. (A state

@@ -1,5 +1,5 @@
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
-import { newer, ownFromPayload, type OwnState } from './conversation.events';
+import { newer, ownFromPayload, type HeadState, type OwnState } from './conversation.events';
 
 type Keyed = OwnState & { key: string; userId: string };
 
@@ -142,5 +142,39 @@ export class MemberStates {
         for (const m of batch) m.reject(e);
       }
     }
+  }
+}
+
+/** A conversation's head only grows: more messages (seq), or the same with a later activity. */
+const later = (a: HeadState, b: HeadState): boolean => a.seq > b.seq || (a.seq === b.seq && (a.activityAt ?? 0) > (b.activityAt ?? 0));
+
+/**
+ * The newest head this instance has seen of each conversation, for a moment. Events about one
+ * conversation race after their commits (two instances, two commits answered back to back): one
+ * that comes after a newer one carries an older head, and a row derived from it would move back
+ * (a lower unread count, an older last message) and could be the row a sidebar keeps. Derived
+ * from the newest head instead, a late event shows the conversation as it is. Entries serve for
+ * `ttlMs`, well beyond any race, so a head that went away (a conversation deleted) is not kept.
+ */
+export class NewestHeads {
+  private readonly heads = new Map<string, { head: HeadState; at: number }>();
+
+  constructor(private readonly opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 60_000 }) {}
+
+  /** The newer of an event's head and the newest seen here; remembers it. */
+  newest(key: string, head: HeadState | null): HeadState | null {
+    const now = Date.now();
+    const entry = this.heads.get(key);
+    const known = entry && now - entry.at <= this.opts.ttlMs ? entry.head : null;
+    if (known && (!head || !later(head, known))) return known;
+    if (!head) return null;
+    this.heads.delete(key);
+    if (this.heads.size >= this.opts.max) this.heads.delete(this.heads.keys().next().value!);
+    this.heads.set(key, { head, at: now });
+    return head;
+  }
+
+  clear(): void {
+    this.heads.clear();
   }
 }

@@ -168,7 +168,8 @@ export class MessageService {
     }
     const message = toMessageType(row);
     this.sent++;
-    const payload = toMessagePayload(message);
+    // Its place in the conversation, for subscribers to get messages in commit order (see InOrder).
+    const payload = { ...toMessagePayload(message), seq: Number(row.head_seq) };
     if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
     await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
     for (const hook of this.sentHooks) hook(payload.sender!, conv);

@@ -4,8 +4,9 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
+import { InOrder, type Place } from './order';
 import { ShardedRedisEngine } from './sharded';
-import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type MessagePayload, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -82,6 +83,21 @@ const YOUNG_MS = 10_000;
 /** Events a pulled stream holds for a consumer that falls behind; beyond, the oldest go (counted). */
 const MAX_QUEUE = 1000;
 
+/** An event on its way to dispatch(), when it waits its turn. */
+interface Ordered {
+  topic: Topic;
+  payload: unknown;
+  channel: string | undefined;
+  keyedOnly: boolean;
+}
+
+/** Where a new message stands in its conversation; null for an event that has no place to keep. */
+function placeOf(topic: Topic, payload: unknown): Place | null {
+  if (topic !== Topic.MessageAdded) return null;
+  const m = payload as MessagePayload;
+  return typeof m.seq === 'number' ? { seq: m.seq, private: !!(m.projectId && m.recipientId) } : null;
+}
+
 /** Listeners of one key: usually one, held as it is (a Set per user would cost each connection). */
 type Held = Receiver | Set<Receiver>;
 
@@ -124,6 +140,8 @@ export class PubSub {
   readonly received: Partial<Record<Topic, number>> = {};
   /** Subscription listeners examined (a selector run) for an event. */
   evaluations = 0;
+  /** New messages go to this instance's subscribers in their conversation's order. */
+  readonly order = new InOrder<Ordered>((e) => this.dispatch(e.topic, e.payload, e.channel, e.keyedOnly));
 
   constructor(
     private readonly engine: PubSubEngine,
@@ -158,7 +176,7 @@ export class PubSub {
     // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
     // happens before the mutation answers, which keeps a fast client from outrunning delivery.
-    this.dispatch(topic, JSON.parse(JSON.stringify(payload)), undefined);
+    this.admit(topic, JSON.parse(JSON.stringify(payload)), undefined);
     const channels = TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined;
     try {
       if (!channels) await this.engine.publish(topic, { [ORIGIN]: this.origin, payload } satisfies Envelope);
@@ -276,6 +294,8 @@ export class PubSub {
       if (young.seen.has(id)) continue;
       young.seen.add(id);
       this.dispatch(topic, p, channel, true);
+      const place = placeOf(topic, p);
+      if (place) this.order.passed((p as MessagePayload).conversationKey, place);
     }
     young.timer = setTimeout(() => this.young.get(name) === young && this.young.delete(name), YOUNG_MS);
     young.timer.unref();
@@ -328,12 +348,40 @@ export class PubSub {
         young.seen.add(seen);
       }
     }
-    this.dispatch(topic, payload, channel);
+    this.admit(topic, payload, channel);
   }
 
-  private dispatch(topic: Topic, payload: unknown, channel: string | undefined, caughtUp = false): void {
-    // Listeners of the whole topic (internal ones; a caught-up event is for subscriptions only).
-    if (!caughtUp) this.call(topic, this.listeners.get(topic), payload);
+  /**
+   * Dispatches an event, a new message in its conversation's order (see InOrder). Each user of a
+   * direct conversation gets its messages on their own channel, so each user's copies are a line
+   * of their own, and one published here is split the same way.
+   */
+  private admit(topic: Topic, payload: unknown, channel: string | undefined): void {
+    const place = placeOf(topic, payload);
+    if (!place) return this.dispatch(topic, payload, channel);
+    const m = payload as MessagePayload;
+    if (channel === undefined && !m.groupId && !m.projectId) {
+      const users = m.recipientId && m.recipientId !== m.senderId ? [m.senderId, m.recipientId] : [m.senderId];
+      users.forEach((u, i) => this.inLine(`${m.conversationKey} u:${u}`, `u:${u}`, place, { topic, payload, channel: `u:${u}`, keyedOnly: i > 0 }));
+      return;
+    }
+    const own = channel ?? (m.groupId ? `g:${m.groupId}` : `p:${m.projectId}`);
+    this.inLine(channel?.startsWith('u:') ? `${m.conversationKey} ${channel}` : m.conversationKey, own, place, { topic, payload, channel, keyedOnly: false });
+  }
+
+  /**
+   * Only where this instance takes the channel does it see every event of the line; elsewhere (its
+   * own sends to a conversation none of its sockets is in) there is no one to deliver to in order,
+   * and a line would wait at every gap the other instances' sends leave in it.
+   */
+  private inLine(key: string, channel: string, place: Place, e: Ordered): void {
+    if (this.channels.has(channelName(channel))) this.order.admit(key, place, e);
+    else this.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
+  }
+
+  private dispatch(topic: Topic, payload: unknown, channel: string | undefined, keyedOnly = false): void {
+    // Listeners of the whole topic (internal ones; a caught-up event, or the second user's copy of a direct message, is for subscriptions only).
+    if (!keyedOnly) this.call(topic, this.listeners.get(topic), payload);
     const byKey = this.keyed.get(topic);
     if (!byKey?.size) return;
     // A copy that came on a user's channel is that user's alone: a direct conversation's event
@@ -396,6 +444,7 @@ export class PubSub {
       if (id !== undefined) this.engine.unsubscribe(id);
     }
     for (const young of this.young.values()) clearTimeout(young.timer);
+    this.order.dispose();
     if (this.transport) await Promise.all([...this.channels.keys()].map((name) => this.transport!.unsubscribe(name).catch(() => undefined)));
     this.upstream.clear();
     this.subscribing.clear();

@@ -53,6 +53,8 @@ export interface MessagePayload {
   deletedAt?: string | null;
   /** Absent on a new message (it has none). */
   reactions?: ReactionSummary[];
+  /** A new message's place in its conversation (see InOrder): the head's seq it was stored with. */
+  seq?: number;
 }
 
 /** One emoji on one message and who used it (reactedByMe is answered from the list). */

@@ -1,0 +1,156 @@
+/**
+ * A message's place in its conversation: `seq` is the count of messages every member sees (one
+ * more with each, in commit order: the head's row lock); a private project message is no one
+ * else's and takes no number of its own, so it follows the count it was sent at.
+ */
+export interface Place {
+  seq: number;
+  private: boolean;
+}
+
+interface Waiting<E> {
+  place: Place;
+  event: E;
+}
+
+interface Line<E> {
+  /** The last public seq delivered; null while the line opens (its first events gather). */
+  last: number | null;
+  waiting: Waiting<E>[];
+  timer: NodeJS.Timeout | undefined;
+  /** When it last saw an event. */
+  at: number;
+}
+
+export interface InOrderOptions {
+  /** How long an event waits for the ones before it; then it goes, and the gap is given up. @default 100 */
+  holdMs?: number;
+  /** How long a new line gathers its first events before it starts from the earliest. @default 20 */
+  openMs?: number;
+  /** A line idle this long starts again (the channel was let go and taken again, say). @default 600000 */
+  idleMs?: number;
+  /** Lines kept; beyond, the least recently used go. @default 50000 */
+  max?: number;
+}
+
+const before = (a: Place, b: Place): number => a.seq - b.seq || Number(a.private) - Number(b.private);
+
+/**
+ * Delivers each line's events (a conversation's messages, as one instance receives them) in their
+ * order. Sends commit one at a time, but what follows a commit races: the answers of two
+ * commits back to back, two instances publishing, Redis connections. So an event that comes
+ * before the one ahead of it waits, until that one arrives or `holdMs` passes (it was lost: a
+ * publish that failed, an instance that died between commit and publish). In order, which is
+ * nearly always, nothing waits. A line opens (its first event, or the first after `idleMs`) by
+ * gathering what comes within `openMs` and starting from the earliest: nothing says which event
+ * is next until one was delivered, and sends racing are milliseconds apart. So the first message
+ * after a quiet spell waits `openMs`; the next ones wait for nothing that is not late.
+ */
+export class InOrder<E> {
+  private readonly lines = new Map<string, Line<E>>();
+  private readonly holdMs: number;
+  private readonly openMs: number;
+  private readonly idleMs: number;
+  private readonly max: number;
+  /** Events that waited, and gaps given up (for tests and metrics). */
+  held = 0;
+  gaps = 0;
+
+  constructor(
+    private readonly deliver: (event: E) => void,
+    o: InOrderOptions = {},
+  ) {
+    this.holdMs = o.holdMs ?? 100;
+    this.openMs = o.openMs ?? 20;
+    this.idleMs = o.idleMs ?? 600_000;
+    this.max = o.max ?? 50_000;
+  }
+
+  admit(key: string, place: Place, event: E): void {
+    const now = Date.now();
+    let line = this.lines.get(key);
+    if (line && !line.waiting.length && now - line.at > this.idleMs) line = undefined;
+    else if (line) {
+      // Most recently used last, so that the bound lets the idle ones go first.
+      this.lines.delete(key);
+      this.lines.set(key, line);
+    }
+    if (!line) line = this.open(key);
+    line.at = now;
+    if (line.last === null || !this.ready(line, place)) {
+      if (line.last !== null) this.held++;
+      line.waiting.push({ place, event });
+      line.waiting.sort((x, y) => before(x.place, y.place));
+      line.timer ??= setTimeout(() => this.giveUp(key), this.holdMs).unref();
+      return;
+    }
+    this.pass(line, place, event);
+    this.release(line);
+  }
+
+  /** Events delivered outside the line (a catch-up read from the database): the line goes on after them. */
+  passed(key: string, place: Place): void {
+    const line = this.lines.get(key);
+    if (line?.last != null && !place.private) line.last = Math.max(line.last, place.seq);
+  }
+
+  dispose(): void {
+    for (const line of this.lines.values()) clearTimeout(line.timer);
+    this.lines.clear();
+  }
+
+  private open(key: string): Line<E> {
+    this.lines.delete(key);
+    if (this.lines.size >= this.max) {
+      for (const [k, l] of this.lines) {
+        if (this.lines.size < this.max) break;
+        if (!l.waiting.length) this.lines.delete(k);
+      }
+    }
+    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0 };
+    this.lines.set(key, line);
+    line.timer = setTimeout(() => this.opened(key, line), this.openMs).unref();
+    return line;
+  }
+
+  /** The line starts from the earliest event it gathered. */
+  private opened(key: string, line: Line<E>): void {
+    line.timer = undefined;
+    if (this.lines.get(key) !== line || !line.waiting.length) return;
+    const first = line.waiting[0].place;
+    line.last = first.private ? first.seq : first.seq - 1;
+    this.release(line);
+    if (line.waiting.length) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
+  }
+
+  private ready(line: Line<E>, p: Place): boolean {
+    return line.last !== null && (p.private ? p.seq <= line.last : p.seq <= line.last + 1);
+  }
+
+  private pass(line: Line<E>, p: Place, event: E): void {
+    if (!p.private) line.last = Math.max(line.last ?? p.seq, p.seq);
+    this.deliver(event);
+  }
+
+  /** What waited and is next now goes, in order. */
+  private release(line: Line<E>): void {
+    while (line.waiting.length && this.ready(line, line.waiting[0].place)) {
+      const { place, event } = line.waiting.shift()!;
+      this.pass(line, place, event);
+    }
+    if (!line.waiting.length && line.timer) {
+      clearTimeout(line.timer);
+      line.timer = undefined;
+    }
+  }
+
+  /** The one awaited did not come: what waited goes, in order, and the line goes on from it. */
+  private giveUp(key: string): void {
+    const line = this.lines.get(key);
+    if (!line) return;
+    line.timer = undefined;
+    if (!line.waiting.length) return;
+    this.gaps++;
+    for (const { place, event } of line.waiting.splice(0)) this.pass(line, place, event);
+  }
+}

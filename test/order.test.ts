@@ -1,0 +1,59 @@
+import { InOrder } from '../src/shared/pubsub/order';
+
+/** The line's rules alone (the API-level test is test/ordering.test.ts): what comes out, in what order. */
+describe('InOrder', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  const line = () => {
+    const out: string[] = [];
+    const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });
+    const pub = (seq: number) => order.admit('k', { seq, private: false }, `#${seq}`);
+    const priv = (seq: number, name: string) => order.admit('k', { seq, private: true }, name);
+    return { out, order, pub, priv };
+  };
+
+  it('should open from the earliest event gathered, then pass what is in order at once', () => {
+    const { out, pub } = line();
+    pub(6);
+    pub(5);
+    expect(out).toEqual([]);
+    jest.advanceTimersByTime(20);
+    expect(out).toEqual(['#5', '#6']);
+    pub(7);
+    expect(out).toEqual(['#5', '#6', '#7']);
+  });
+
+  it('should hold an event until the one before it comes, and give the gap up after holdMs', () => {
+    const { out, order, pub } = line();
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(3);
+    pub(4);
+    expect(out).toEqual(['#1']);
+    pub(2);
+    expect(out).toEqual(['#1', '#2', '#3', '#4']);
+    pub(6);
+    jest.advanceTimersByTime(99);
+    expect(out).toEqual(['#1', '#2', '#3', '#4']);
+    jest.advanceTimersByTime(1);
+    expect(out).toEqual(['#1', '#2', '#3', '#4', '#6']);
+    expect([order.held, order.gaps]).toEqual([3, 1]);
+    // A late one still goes (nothing is dropped), and the line goes on.
+    pub(5);
+    pub(7);
+    expect(out.slice(-2)).toEqual(['#5', '#7']);
+  });
+
+  it('should put a private message after the public one it was sent at, before the next', () => {
+    const { out, pub, priv } = line();
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(3);
+    priv(2, 'private after #2');
+    pub(2);
+    expect(out).toEqual(['#1', '#2', 'private after #2', '#3']);
+    priv(3, 'private after #3');
+    expect(out[out.length - 1]).toBe('private after #3');
+  });
+});
