@@ -149,6 +149,28 @@ describe('sending and history', () => {
     expect(row.n).toBe(2);
   });
 
+  it('should refuse a clientMessageId reused for another message, and store nothing', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    const lobby = await lobbyOf(s.url, a.token);
+    const first = await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' });
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const input of [
+      { toUserId: b.id, content: 'one', clientMessageId: 'k-1' },
+      { groupId: lobby, content: 'two', clientMessageId: 'k-1' },
+    ]) {
+      const r = await attempt(s.url, SendMessageDocument, { input }, a.token);
+      expect(codeOf(r)).toBe('CONFLICT');
+      expect(r.errors![0].extensions!.field).toBe('clientMessageId');
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // A retry is still answered with the first message, and after an edit its new text doesn't make it another one.
+    expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
+    await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "one, fixed") { id } }', { m: first.id }, a.token));
+    expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
+  });
+
   it('should keep a message whose publish failed, and count the failure', async () => {
     const s = await createTestServer();
     const a = await signup(s.url);

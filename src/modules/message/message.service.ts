@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -49,6 +49,31 @@ export interface MessageServiceDeps {
 
 /** Run after a message is committed and published (the sender's typing ends, say). */
 export type SentHook = (sender: UserPayload, conv: Conversation) => void;
+
+/**
+ * The answer to a send whose clientMessageId the sender used before: the first message, when this
+ * is a retry of it (the same conversation, and the same text unless it was edited or deleted
+ * since). A key reused for another message is refused, rather than answered with a message the
+ * client did not send while its own is dropped.
+ */
+function retryOf(first: MessageRow, input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null }): MessageType {
+  const id = (v: string | null | undefined) => v?.toLowerCase() ?? null;
+  const sameTarget = first.group_id
+    ? id(input.groupId) === first.group_id && !input.projectId && !input.toUserId
+    : first.project_id
+      ? id(input.projectId) === first.project_id && id(input.toUserId) === first.recipient_id && !input.groupId
+      : id(input.toUserId) === first.recipient_id && !input.groupId && !input.projectId;
+  let sameText = true;
+  if (!first.edited_at && !first.deleted_at) {
+    try {
+      sameText = (cleanMessageText(input.content, MAX_CONTENT) || null) === first.content;
+    } catch {
+      sameText = false;
+    }
+  }
+  if (!sameTarget || !sameText) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
+  return toMessageType(first);
+}
 
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
@@ -138,7 +163,7 @@ export class MessageService {
     }
     if (clientMessageId) {
       const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
-      if (first) return toMessageType(first);
+      if (first) return retryOf(first, input);
     }
     const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
     const content = cleanMessageText(input.content, MAX_CONTENT);
@@ -162,7 +187,7 @@ export class MessageService {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
         const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
-        if (first) return toMessageType(first);
+        if (first) return retryOf(first, input);
       }
       throw e;
     }
