@@ -38,6 +38,9 @@ export async function rssAfterGc(): Promise<number> {
 
 /** A Parley instance in this (child) process, configured by the parent's environment. */
 export async function runParley(): Promise<void> {
+  // Production as a deployment runs it: the libraries read NODE_ENV from the process (graphql-js
+  // picks its production instanceOf when it loads), not from Parley's configuration.
+  process.env.NODE_ENV = 'production';
   // Loaded here only, so a bare server's process holds none of Parley's code.
   const { loadEnv } = require('../src/config/env') as typeof EnvModule;
   const { startServer } = require('../src/server') as typeof ServerModule;
