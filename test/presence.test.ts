@@ -4,6 +4,7 @@ import { buildConnectedUser as control, signup, type TestUser, login } from './h
 import { sql } from './helpers/db';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { runParley } from './helpers/process';
+import { userRepository } from '../src/modules/user/user.repository';
 import { describeNeeding, tools } from './helpers/tools';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
@@ -283,6 +284,22 @@ describe('presence queries', () => {
       const [x, y] = [await lastSeenInDb(s, a.id), await lastSeenInDb(s, b.id)];
       return x && y && x.getTime() >= t0 - 5 && y.getTime() >= t0 - 5;
     }, 3000);
+  });
+
+  it('should write a large flush in paced chunks, so that no statement holds the database long', async () => {
+    const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1s' });
+    // 600 users made by SQL, active as far as this instance knows.
+    const ids: string[] = (
+      await sql(s.env.DATABASE_URL!, "insert into users (id, username, password_hash, created_at) select gen_random_uuid(), 'flush_' || g, 'x', now() from generate_series(1, 600) g returning id")
+    ).map((r: { id: string }) => r.id);
+    const writes = jest.spyOn(userRepository, 'recordLastSeen');
+    try {
+      for (const id of ids) await s.services.presence.touch(id);
+      await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from users where id = any($1) and last_seen_at is not null', [ids]))[0].n === 600, 5000);
+      expect(writes.mock.calls.map(([, entries]) => entries.length)).toEqual([250, 250, 100]);
+    } finally {
+      writes.mockRestore();
+    }
   });
 });
 
