@@ -1,4 +1,4 @@
-import { codeOf, gql, listen, ok } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
@@ -164,5 +164,37 @@ describeRedis('message events on two instances', () => {
     await events.nth(4);
     expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'DELETED', 'EDITED']);
     expect(events.values[1].messageEvent.message.reactions).toEqual([{ emoji: '👀', count: 1, reactedByMe: false }]);
+  });
+});
+
+/**
+ * Each reaction's event carries the message's reactions as read after its commit; two commits
+ * close together can be read, and their events published, in either order. A client that keeps the
+ * last messageEvent must end with what a query shows.
+ */
+describeRedis('message events under concurrent reactions', () => {
+  it('should end every subscriber on the message as it is stored, across two instances', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const users = await Promise.all(Array.from({ length: 32 }, () => signup(a.url)));
+    const [owner, watcher] = users;
+    const g = await groupWith(a.url, owner, 'Reacting', users.slice(1));
+    const m = await sendMessage(a.url, owner.token, { groupId: g, content: 'react to me' });
+    const events = await listen(b, watcher, EVENTS, { c: { groupId: g } });
+    const reactors = users.slice(2);
+    await Promise.all(reactors.map((u, i) => ok(gql(i % 2 ? a.url : b.url, ADD, { m: m.id, e: i % 3 ? '👍' : '🎉' }, u.token))));
+    const stored = (await request(a.url, HistoryDocument, { conversation: { groupId: g } }, watcher.token)).history.edges[0].node;
+    const counts = (r: { emoji: string; count: number }[]) => r.map((x) => `${x.emoji}${x.count}`).sort();
+    expect(counts(stored.reactions)).toEqual(['🎉10', '👍20']);
+    // The last event shows what is stored (an older copy that came late was dropped, not shown last)...
+    await eventually(() => {
+      expect(counts(events.values[events.values.length - 1]?.messageEvent.message.reactions ?? [])).toEqual(counts(stored.reactions));
+      return true;
+    });
+    await events.settle(300);
+    expect(counts(events.values[events.values.length - 1].messageEvent.message.reactions)).toEqual(counts(stored.reactions));
+    // ...and no event shows fewer reactions than one before it: they only grew.
+    const totals = events.values.map((v: any) => v.messageEvent.message.reactions.reduce((n: number, r: { count: number }) => n + r.count, 0));
+    expect(totals).toEqual([...totals].sort((x, y) => x - y));
   });
 });

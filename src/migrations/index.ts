@@ -5,6 +5,7 @@ import { Migration20261123061800_Conversations } from './Migration20261123061800
 import { Migration20261123081226_ConversationHeads } from './Migration20261123081226_ConversationHeads';
 import { Migration20261123120000_ConversationSort } from './Migration20261123120000_ConversationSort';
 import { Migration20261123160000_GroupJoinMs } from './Migration20261123160000_GroupJoinMs';
+import { Migration20261123190000_MessageVersion } from './Migration20261123190000_MessageVersion';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -14,4 +15,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123081226_ConversationHeads', class: Migration20261123081226_ConversationHeads },
   { name: 'Migration20261123120000_ConversationSort', class: Migration20261123120000_ConversationSort },
   { name: 'Migration20261123160000_GroupJoinMs', class: Migration20261123160000_GroupJoinMs },
+  { name: 'Migration20261123190000_MessageVersion', class: Migration20261123190000_MessageVersion },
 ];

@@ -101,7 +101,7 @@ export function createMetrics(): Metrics {
   totalFrom('parley_pubsub_publish_failures_total', 'Publishes refused by the pub/sub transport (Redis away)', () => src?.publishFailures() ?? 0);
   totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
   totalFrom('parley_messages_reordered_total', 'New messages that arrived before one sent earlier and waited for it', () => src?.ordering().held ?? 0);
-  totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 100 ms (it was not published)', () => src?.ordering().gaps ?? 0);
+  totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 500 ms (it was not published, or its instance stalled)', () => src?.ordering().gaps ?? 0);
   const received: Record<string, number> = {};
   new Counter({
     name: 'parley_pubsub_events_received_total',

@@ -1,4 +1,5 @@
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
+import { Recent } from '../../shared/recent';
 import { newer, ownFromPayload, type HeadState, type OwnState } from './conversation.events';
 
 type Keyed = OwnState & { key: string; userId: string };
@@ -157,20 +158,17 @@ const later = (a: HeadState, b: HeadState): boolean => a.seq > b.seq || (a.seq =
  * `ttlMs`, well beyond any race, so a head that went away (a conversation deleted) is not kept.
  */
 export class NewestHeads {
-  private readonly heads = new Map<string, { head: HeadState; at: number }>();
+  private readonly heads: Recent<HeadState>;
 
-  constructor(private readonly opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 60_000 }) {}
+  constructor(opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 60_000 }) {
+    this.heads = new Recent(opts);
+  }
 
   /** The newer of an event's head and the newest seen here; remembers it. */
   newest(key: string, head: HeadState | null): HeadState | null {
-    const now = Date.now();
-    const entry = this.heads.get(key);
-    const known = entry && now - entry.at <= this.opts.ttlMs ? entry.head : null;
+    const known = this.heads.get(key);
     if (known && (!head || !later(head, known))) return known;
-    if (!head) return null;
-    this.heads.delete(key);
-    if (this.heads.size >= this.opts.max) this.heads.delete(this.heads.keys().next().value!);
-    this.heads.set(key, { head, at: now });
+    if (head) this.heads.set(key, head);
     return head;
   }
 

@@ -91,4 +91,8 @@ export class Message {
   /** A deleted message stays as a tombstone: id, sender and createdAt; content and attachment go. */
   @Property({ type: 'datetime', nullable: true })
   deletedAt?: Date | null;
+
+  /** One more with each edit, deletion and reaction change: events carry it, and a receiver drops an older copy. */
+  @Property({ type: 'integer', default: 0 })
+  version: number = 0;
 }

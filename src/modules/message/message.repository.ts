@@ -17,6 +17,8 @@ export interface MessageRow {
   created_at: Date;
   edited_at: Date | null;
   deleted_at: Date | null;
+  /** One more with each edit, deletion and reaction change. */
+  version: number;
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
@@ -34,7 +36,7 @@ export interface SentColumns extends HeadColumns {
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
 const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, a.file_name, a.mime_type, a.size,
+  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
 /** A message as history reads it; callers add the where clause (on `m`). */
 export const SELECT = `select ${COLUMNS}
@@ -129,7 +131,7 @@ export const messageRepository = {
   /** False when the message is deleted (or gone). */
   async edit(em: EntityManager, id: string, content: string): Promise<boolean> {
     const rows = await em.execute(
-      `update messages set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()) where id = ? and deleted_at is null returning id`,
+      `update messages set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ? and deleted_at is null returning id`,
       [content, id],
     );
     return rows.length > 0;
@@ -138,22 +140,28 @@ export const messageRepository = {
   /** Leaves a tombstone: content, attachment (its bytes too) and reactions go; id, sender and createdAt stay. */
   async tombstone(em: EntityManager, id: string): Promise<void> {
     const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
-    await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()) where id = ?`, [id]);
+    await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);
     if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
     await em.execute('delete from message_reactions where message_id = ?', [id]);
   },
 
   /** Adds one reaction; false when the user had it already. */
   async react(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
+    // The message's version moves with it, in the same statement (its row lock orders the changes).
     const rows = await em.execute(
-      'insert into message_reactions (message_id, user_id, emoji, created_at) values (?, ?, ?, now()) on conflict do nothing returning message_id',
+      `with r as (insert into message_reactions (message_id, user_id, emoji, created_at) values (?, ?, ?, now()) on conflict do nothing returning message_id)
+       update messages set version = version + 1 where id = (select message_id from r) returning id`,
       [messageId, userId, emoji],
     );
     return rows.length > 0;
   },
 
   async unreact(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
-    const rows = await em.execute('delete from message_reactions where message_id = ? and user_id = ? and emoji = ? returning message_id', [messageId, userId, emoji]);
+    const rows = await em.execute(
+      `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = ? returning message_id)
+       update messages set version = version + 1 where id = (select message_id from r) returning id`,
+      [messageId, userId, emoji],
+    );
     return rows.length > 0;
   },
 
@@ -172,6 +180,18 @@ export const messageRepository = {
       list.push({ emoji: r.emoji, userIds: r.user_ids });
     }
     return out;
+  },
+
+  /** One message with its reactions, read together: an event tells them as of one version. */
+  async withReactions(em: EntityManager, id: string): Promise<(MessageRow & { reaction_list: ReactionSummary[] }) | null> {
+    const rows: (MessageRow & { reaction_list: ReactionSummary[] })[] = await em.execute(
+      `select ${COLUMNS}, (select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
+         from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
+               from message_reactions where message_id = m.id group by emoji) r) as reaction_list
+       from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where m.id = ?`,
+      [id],
+    );
+    return rows[0] ?? null;
   },
 
   async byClientId(em: EntityManager, senderId: string, clientMessageId: string): Promise<MessageRow | null> {

@@ -280,10 +280,10 @@ export class MessageService {
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
-    const [row, reactions] = await Promise.all([messageRepository.byId(em, id), messageRepository.reactions(em, [id])]);
-    const message = toMessageType(row!);
-    message.reactionList = reactions.get(id) ?? [];
-    await this.d.pubsub.publishSafe(Topic.MessageEvent, { kind, message: toMessagePayload(message) });
+    const row = (await messageRepository.withReactions(em, id))!;
+    const message = toMessageType(row);
+    message.reactionList = row.reaction_list;
+    await this.d.pubsub.publishSafe(Topic.MessageEvent, { kind, message: { ...toMessagePayload(message), version: row.version } });
     return message;
   }
 

@@ -1,3 +1,5 @@
+import { Recent } from '../recent';
+
 /**
  * A message's place in its conversation: `seq` is the count of messages every member sees (one
  * more with each, in commit order: the head's row lock); a private project message is no one
@@ -23,7 +25,11 @@ interface Line<E> {
 }
 
 export interface InOrderOptions {
-  /** How long an event waits for the ones before it; then it goes, and the gap is given up. @default 100 */
+  /**
+   * How long an event waits for the ones before it; then it goes, and the gap is given up. Only a
+   * lost publish (Redis refused it, the instance died after its commit) or a stalled instance
+   * makes one wait that long: at 100 ms, two instances in one busy test process gave gaps up. @default 500
+   */
   holdMs?: number;
   /** How long a new line gathers its first events before it starts from the earliest. @default 20 */
   openMs?: number;
@@ -60,7 +66,7 @@ export class InOrder<E> {
     private readonly deliver: (event: E) => void,
     o: InOrderOptions = {},
   ) {
-    this.holdMs = o.holdMs ?? 100;
+    this.holdMs = o.holdMs ?? 500;
     this.openMs = o.openMs ?? 20;
     this.idleMs = o.idleMs ?? 600_000;
     this.max = o.max ?? 50_000;
@@ -152,5 +158,36 @@ export class InOrder<E> {
     if (!line.waiting.length) return;
     this.gaps++;
     for (const { place, event } of line.waiting.splice(0)) this.pass(line, place, event);
+  }
+}
+
+/**
+ * The newest version seen of each message for a while (edits, deletions and reaction changes each
+ * make one, in commit order): each event tells the whole message as read after its commit, and two
+ * changes close together can be read and published in either order. An older copy that arrives
+ * after a newer one is dropped, so the last event a subscriber gets is the message as it is.
+ */
+export class NewestVersions {
+  private readonly seen: Recent<number>;
+  /** Copies dropped as older than one delivered (for tests and metrics). */
+  stale = 0;
+
+  constructor(opts: { max: number; ttlMs: number } = { max: 50_000, ttlMs: 60_000 }) {
+    this.seen = new Recent(opts);
+  }
+
+  /** Whether a copy at `version` is as new as any seen (then it is remembered). */
+  fresh(key: string, version: number): boolean {
+    const known = this.seen.get(key);
+    if (known !== undefined && version < known) {
+      this.stale++;
+      return false;
+    }
+    this.seen.set(key, version);
+    return true;
+  }
+
+  clear(): void {
+    this.seen.clear();
   }
 }

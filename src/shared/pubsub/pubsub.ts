@@ -4,9 +4,9 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
-import { InOrder, type Place } from './order';
+import { InOrder, NewestVersions, type Place } from './order';
 import { ShardedRedisEngine } from './sharded';
-import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type MessagePayload, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type MessageEventPayload, type MessagePayload, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -142,6 +142,8 @@ export class PubSub {
   evaluations = 0;
   /** New messages go to this instance's subscribers in their conversation's order. */
   readonly order = new InOrder<Ordered>((e) => this.dispatch(e.topic, e.payload, e.channel, e.keyedOnly));
+  /** A message's edits and reactions: an older copy after a newer one is dropped. */
+  readonly versions = new NewestVersions();
 
   constructor(
     private readonly engine: PubSubEngine,
@@ -357,6 +359,11 @@ export class PubSub {
    * of their own, and one published here is split the same way.
    */
   private admit(topic: Topic, payload: unknown, channel: string | undefined): void {
+    if (topic === Topic.MessageEvent) {
+      const m = (payload as MessageEventPayload).message;
+      // A direct message's copies (one per user's channel) carry the same version, and pass alike.
+      if (typeof m.version === 'number' && !this.versions.fresh(m.id, m.version)) return;
+    }
     const place = placeOf(topic, payload);
     if (!place) return this.dispatch(topic, payload, channel);
     const m = payload as MessagePayload;
@@ -445,6 +452,7 @@ export class PubSub {
     }
     for (const young of this.young.values()) clearTimeout(young.timer);
     this.order.dispose();
+    this.versions.clear();
     if (this.transport) await Promise.all([...this.channels.keys()].map((name) => this.transport!.unsubscribe(name).catch(() => undefined)));
     this.upstream.clear();
     this.subscribing.clear();

@@ -55,6 +55,8 @@ export interface MessagePayload {
   reactions?: ReactionSummary[];
   /** A new message's place in its conversation (see InOrder): the head's seq it was stored with. */
   seq?: number;
+  /** In a messageEvent: the message's version as told (see NewestVersions). */
+  version?: number;
 }
 
 /** One emoji on one message and who used it (reactedByMe is answered from the list). */
