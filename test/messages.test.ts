@@ -1,7 +1,7 @@
 import { print } from 'graphql';
 import { codeOf, eventually, gql, listen as listenOn, ok, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { befriend, lobbyOf, signup, type TestUser, attempt, request, sendMessage } from './helpers/factories';
+import { befriend, buildProject, lobbyOf, signup, type TestUser, attempt, request, sendMessage } from './helpers/factories';
 import { SendMessageDocument, HistoryDocument, CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
 import { encodeCursor } from '../src/shared/graphql/connection';
@@ -169,6 +169,10 @@ describe('sending and history', () => {
     expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
     await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "one, fixed") { id } }', { m: first.id }, a.token));
     expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
+    // An empty toUserId names no one, on the retry as on the first send.
+    const p = (await buildProject(s.url, a, { title: 'Retries' })).id;
+    const open = await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' });
+    expect((await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' })).id).toBe(open.id);
   });
 
   it('should keep a message whose publish failed, and count the failure', async () => {

@@ -45,6 +45,36 @@ describe('InOrder', () => {
     expect(out.slice(-2)).toEqual(['#5', '#7']);
   });
 
+  it('should give what still waits its whole wait again once the line moved on', () => {
+    const { out, order, pub } = line();
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(3);
+    jest.advanceTimersByTime(90);
+    pub(5);
+    jest.advanceTimersByTime(5);
+    pub(2);
+    expect(out).toEqual(['#1', '#2', '#3']);
+    // #5 waits for #4 from here, not from when #3 began to wait.
+    jest.advanceTimersByTime(50);
+    pub(4);
+    expect(out).toEqual(['#1', '#2', '#3', '#4', '#5']);
+    expect(order.gaps).toBe(0);
+  });
+
+  it('should start a line anew once its channel was let go, not wait at what went by meanwhile', () => {
+    const out: string[] = [];
+    const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });
+    order.admit('g:1', { seq: 1, private: false }, '#1', 'g:1');
+    jest.advanceTimersByTime(20);
+    order.forget('g:1');
+    // #2 was sent while this instance did not take the channel.
+    order.admit('g:1', { seq: 3, private: false }, '#3', 'g:1');
+    jest.advanceTimersByTime(20);
+    expect(out).toEqual(['#1', '#3']);
+    expect(order.gaps).toBe(0);
+  });
+
   it('should put a private message after the public one it was sent at, before the next', () => {
     const { out, pub, priv } = line();
     pub(1);

@@ -54,6 +54,7 @@ export class ConversationService {
   dispose(): void {
     this.off?.();
     this.d.states.clear();
+    this.heads.clear();
   }
 
   /** Whether an event of this conversation reaches the viewer: memory only (the membership index, or the pair). */

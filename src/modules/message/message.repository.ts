@@ -19,6 +19,8 @@ export interface MessageRow {
   deleted_at: Date | null;
   /** One more with each edit, deletion and reaction change. */
   version: number;
+  /** The conversation head's seq it was stored with (a bigint, as text). */
+  seq: string;
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
@@ -36,7 +38,7 @@ export interface SentColumns extends HeadColumns {
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
 const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, a.file_name, a.mime_type, a.size,
+  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.seq, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
 /** A message as history reads it; callers add the where clause (on `m`). */
 export const SELECT = `select ${COLUMNS}

@@ -57,7 +57,8 @@ export type SentHook = (sender: UserPayload, conv: Conversation) => void;
  * client did not send while its own is dropped.
  */
 function retryOf(first: MessageRow, input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null }): MessageType {
-  const id = (v: string | null | undefined) => v?.toLowerCase() ?? null;
+  // An empty id names nothing, as when the message was sent.
+  const id = (v: string | null | undefined) => (v ? v.toLowerCase() : null);
   const sameTarget = first.group_id
     ? id(input.groupId) === first.group_id && !input.projectId && !input.toUserId
     : first.project_id
@@ -145,7 +146,8 @@ export class MessageService {
    */
   async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
     const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
-    return rows.map((r) => toMessagePayload(toMessageType(r)));
+    // With their places, so that the conversation's line goes on after them (see InOrder).
+    return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), seq: Number(r.seq) }));
   }
 
   /**

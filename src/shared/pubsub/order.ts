@@ -22,6 +22,8 @@ interface Line<E> {
   timer: NodeJS.Timeout | undefined;
   /** When it last saw an event. */
   at: number;
+  /** The channel it comes on, whose letting go forgets it. */
+  group: string;
 }
 
 export interface InOrderOptions {
@@ -54,6 +56,8 @@ const before = (a: Place, b: Place): number => a.seq - b.seq || Number(a.private
  */
 export class InOrder<E> {
   private readonly lines = new Map<string, Line<E>>();
+  /** Line keys by channel. */
+  private readonly groups = new Map<string, Set<string>>();
   private readonly holdMs: number;
   private readonly openMs: number;
   private readonly idleMs: number;
@@ -72,7 +76,8 @@ export class InOrder<E> {
     this.max = o.max ?? 50_000;
   }
 
-  admit(key: string, place: Place, event: E): void {
+  /** An event on line `key`, which comes on channel `group`. */
+  admit(key: string, place: Place, event: E, group: string = key): void {
     const now = Date.now();
     let line = this.lines.get(key);
     if (line && !line.waiting.length && now - line.at > this.idleMs) line = undefined;
@@ -81,7 +86,7 @@ export class InOrder<E> {
       this.lines.delete(key);
       this.lines.set(key, line);
     }
-    if (!line) line = this.open(key);
+    if (!line) line = this.open(key, group);
     line.at = now;
     if (line.last === null || !this.ready(line, place)) {
       if (line.last !== null) this.held++;
@@ -91,7 +96,7 @@ export class InOrder<E> {
       return;
     }
     this.pass(line, place, event);
-    this.release(line);
+    this.release(key, line);
   }
 
   /** Events delivered outside the line (a catch-up read from the database): the line goes on after them. */
@@ -100,23 +105,50 @@ export class InOrder<E> {
     if (line?.last != null && !place.private) line.last = Math.max(line.last, place.seq);
   }
 
+  /**
+   * The channel was let go: what comes on it while it is not taken goes by, so its lines would
+   * wait at that gap once it is taken again. They start anew then (those still waiting finish first).
+   */
+  forget(group: string): void {
+    const keys = this.groups.get(group);
+    if (!keys) return;
+    for (const key of keys) {
+      const line = this.lines.get(key);
+      if (line?.waiting.length) continue;
+      this.lines.delete(key);
+      keys.delete(key);
+    }
+    if (!keys.size) this.groups.delete(group);
+  }
+
   dispose(): void {
     for (const line of this.lines.values()) clearTimeout(line.timer);
     this.lines.clear();
+    this.groups.clear();
   }
 
-  private open(key: string): Line<E> {
+  private open(key: string, group: string): Line<E> {
     this.lines.delete(key);
     if (this.lines.size >= this.max) {
       for (const [k, l] of this.lines) {
         if (this.lines.size < this.max) break;
-        if (!l.waiting.length) this.lines.delete(k);
+        if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0 };
+    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0, group };
     this.lines.set(key, line);
+    let keys = this.groups.get(group);
+    if (!keys) this.groups.set(group, (keys = new Set()));
+    keys.add(key);
     line.timer = setTimeout(() => this.opened(key, line), this.openMs).unref();
     return line;
+  }
+
+  private remove(key: string, line: Line<E>): void {
+    this.lines.delete(key);
+    const keys = this.groups.get(line.group);
+    keys?.delete(key);
+    if (keys && !keys.size) this.groups.delete(line.group);
   }
 
   /** The line starts from the earliest event it gathered. */
@@ -125,8 +157,8 @@ export class InOrder<E> {
     if (this.lines.get(key) !== line || !line.waiting.length) return;
     const first = line.waiting[0].place;
     line.last = first.private ? first.seq : first.seq - 1;
-    this.release(line);
-    if (line.waiting.length) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
+    this.release(key, line);
+    if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
   }
 
   private ready(line: Line<E>, p: Place): boolean {
@@ -138,16 +170,17 @@ export class InOrder<E> {
     this.deliver(event);
   }
 
-  /** What waited and is next now goes, in order. */
-  private release(line: Line<E>): void {
+  /** What waited and is next now goes, in order; what still waits waits afresh for the one before it. */
+  private release(key: string, line: Line<E>): void {
+    let moved = false;
     while (line.waiting.length && this.ready(line, line.waiting[0].place)) {
       const { place, event } = line.waiting.shift()!;
       this.pass(line, place, event);
+      moved = true;
     }
-    if (!line.waiting.length && line.timer) {
-      clearTimeout(line.timer);
-      line.timer = undefined;
-    }
+    if (!moved || line.last === null) return;
+    clearTimeout(line.timer);
+    line.timer = line.waiting.length ? setTimeout(() => this.giveUp(key), this.holdMs).unref() : undefined;
   }
 
   /** The one awaited did not come: what waited goes, in order, and the line goes on from it. */

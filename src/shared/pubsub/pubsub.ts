@@ -177,7 +177,8 @@ export class PubSub {
     // This instance's own listeners get the event at once, as every other instance will get it
     // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
-    // happens before the mutation answers, which keeps a fast client from outrunning delivery.
+    // happens before the mutation answers, which keeps a fast client from outrunning delivery
+    // (except for a new message that waits its turn in its conversation: see InOrder).
     this.admit(topic, JSON.parse(JSON.stringify(payload)), undefined);
     const channels = TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined;
     try {
@@ -275,6 +276,7 @@ export class PubSub {
     const holders = (this.channels.get(name) ?? 0) - 1;
     if (holders > 0) return void this.channels.set(name, holders);
     this.channels.delete(name);
+    this.order.forget(channel);
     const young = this.young.get(name);
     if (young?.timer) clearTimeout(young.timer);
     this.young.delete(name);
@@ -382,7 +384,7 @@ export class PubSub {
    * and a line would wait at every gap the other instances' sends leave in it.
    */
   private inLine(key: string, channel: string, place: Place, e: Ordered): void {
-    if (this.channels.has(channelName(channel))) this.order.admit(key, place, e);
+    if (this.channels.has(channelName(channel))) this.order.admit(key, place, e, channel);
     else this.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }
 
