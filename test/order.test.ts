@@ -8,9 +8,8 @@ describe('InOrder', () => {
   const line = () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });
-    const pub = (seq: number) => order.admit('k', { seq, private: false }, `#${seq}`);
-    const priv = (seq: number, name: string) => order.admit('k', { seq, private: true }, name);
-    return { out, order, pub, priv };
+    const pub = (pos: number) => order.admit('k', pos, `#${pos}`);
+    return { out, order, pub };
   };
 
   it('should open from the earliest event gathered, then pass what is in order at once', () => {
@@ -65,25 +64,13 @@ describe('InOrder', () => {
   it('should start a line anew once its channel was let go, not wait at what went by meanwhile', () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });
-    order.admit('g:1', { seq: 1, private: false }, '#1', 'g:1');
+    order.admit('g:1', 1, '#1', 'g:1');
     jest.advanceTimersByTime(20);
     order.forget('g:1');
     // #2 was sent while this instance did not take the channel.
-    order.admit('g:1', { seq: 3, private: false }, '#3', 'g:1');
+    order.admit('g:1', 3, '#3', 'g:1');
     jest.advanceTimersByTime(20);
     expect(out).toEqual(['#1', '#3']);
     expect(order.gaps).toBe(0);
-  });
-
-  it('should put a private message after the public one it was sent at, before the next', () => {
-    const { out, pub, priv } = line();
-    pub(1);
-    jest.advanceTimersByTime(20);
-    pub(3);
-    priv(2, 'private after #2');
-    pub(2);
-    expect(out).toEqual(['#1', '#2', 'private after #2', '#3']);
-    priv(3, 'private after #3');
-    expect(out[out.length - 1]).toBe('private after #3');
   });
 });

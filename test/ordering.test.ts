@@ -1,6 +1,6 @@
 import { gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { groupWith, sendMessage, signup } from './helpers/factories';
+import { befriend, buildProject, groupWith, sendMessage, signup } from './helpers/factories';
 
 const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { id } } } }';
 const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadCount lastMessage { id } } }';
@@ -50,5 +50,50 @@ describeRedis('events of one conversation under concurrent sends', () => {
     const metrics = await (await fetch(new URL('/metrics', b.url))).text();
     const reordered = Number(/^parley_messages_reordered_total (\d+)/m.exec(metrics)?.[1]);
     expect(reordered).toBe(b.services.pubsub.order.held);
+  });
+
+  it('should order a direct conversation on each user\'s own line, and private project messages among the public ones', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo, cy] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    await befriend(a.url, ada, bo);
+    const p = (await buildProject(a.url, ada, { title: 'Order', participants: [bo, cy] })).id;
+    // Each user on the other's instance's side: ada's socket on A, bo's and cy's on B.
+    const onA = await listen(a, ada, 'subscription { messageAdded { id content } }');
+    const onB = await listen(b, bo, 'subscription { messageAdded { id content } }');
+    const cyOnB = await listen(b, cy, 'subscription($p: ID!) { messageAdded(conversation: { projectId: $p }) { id content } }', { p });
+    const direct = (i: number) => ({ toUserId: i % 2 ? bo.id : ada.id, content: `d${i}` });
+    // Each line opens with a first message (see InOrder).
+    const first = await sendMessage(a.url, ada.token, direct(1));
+    await Promise.all([onA.nth(1), onB.nth(1)]);
+    await sendMessage(b.url, cy.token, { projectId: p, content: 'p-first' });
+    await Promise.all([onA.nth(2), onB.nth(2), cyOnB.nth(1)]);
+
+    const N = 30;
+    await Promise.all(Array.from({ length: N }, (_, i) => sendMessage(i % 2 ? a.url : b.url, (i % 2 ? ada : bo).token, direct(i))));
+    // A project: public messages from all three, and private ones between ada and bo.
+    const projectSends = Array.from({ length: N }, (_, i) =>
+      i % 3 === 0 ? { sender: ada, url: a.url, input: { projectId: p, toUserId: bo.id, content: `p${i}` } } : { sender: i % 3 === 1 ? bo : cy, url: b.url, input: { projectId: p, content: `p${i}` } },
+    );
+    await Promise.all(projectSends.map((x) => sendMessage(x.url, x.sender.token, x.input)));
+
+    const HISTORY_OF = 'query($c: ConversationInput!) { history(conversation: $c, last: 100) { edges { node { id } } } }';
+    const ids = async (url: string, token: string, c: Record<string, string>) => (await ok(gql(url, HISTORY_OF, { c }, token))).history.edges.map((e: any) => e.node.id);
+    const directHistory = await ids(a.url, ada.token, { userId: bo.id });
+    expect(directHistory[0]).toBe(first.id);
+    const adaProject = await ids(a.url, ada.token, { projectId: p });
+    const boProject = await ids(b.url, bo.token, { projectId: p });
+    const cyProject = await ids(b.url, cy.token, { projectId: p });
+    expect([adaProject.length, boProject.length, cyProject.length]).toEqual([N + 1, N + 1, N + 1 - N / 3]);
+
+    // Everything each socket got, in the order history shows it, with nothing given up.
+    await Promise.all([onA.nth(2 + N + N), onB.nth(2 + N + N), cyOnB.nth(N + 1 - N / 3)]);
+    const got = (sub: { values: any[] }, prefix: string) => sub.values.map((v) => v.messageAdded).filter((m: any) => m.content.startsWith(prefix)).map((m: any) => m.id);
+    expect(got(onA, 'd')).toEqual(directHistory);
+    expect(got(onB, 'd')).toEqual(directHistory);
+    expect(got(onA, 'p')).toEqual(adaProject);
+    expect(got(onB, 'p')).toEqual(boProject);
+    expect(got(cyOnB, 'p')).toEqual(cyProject);
+    expect([a.services.pubsub.order.gaps, b.services.pubsub.order.gaps]).toEqual([0, 0]);
   });
 });

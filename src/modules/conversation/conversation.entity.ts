@@ -21,6 +21,10 @@ export class ConversationHead {
   @Property({ type: 'bigint', default: 0 })
   seq: number = 0;
 
+  /** Every message so far, private ones included (the pos of the last of them): their order on the way to subscribers. */
+  @Property({ type: 'bigint', default: 0 })
+  pos: number = 0;
+
   /** The last of them. */
   @Property({ type: 'uuid', nullable: true })
   lastMessageId?: string | null;

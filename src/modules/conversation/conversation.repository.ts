@@ -105,14 +105,14 @@ export const conversationRepository = {
     // A private message is no one else's: the head only orders it (its seq and last message stay).
     // `clearing`: this message found members' keys possibly set in a conversation now too large for them.
     const head = `h as (
-      insert into conversation_heads as h (conversation_key, seq, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
-      select ?, ${priv ? '0, null::uuid, null::timestamptz' : '1, ?::uuid, c.t'}, c.t, n.small, case when n.small then null else c.t end
+      insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
+      select ?, ${priv ? '0, 1, null::uuid, null::timestamptz' : '1, 1, ?::uuid, c.t'}, c.t, n.small, case when n.small then null else c.t end
       from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n
-      on conflict (conversation_key) do update set (seq, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
-        select h.seq + excluded.seq, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
+      on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
+        select h.seq + excluded.seq, h.pos + 1, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
           excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
         from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
-      returning seq, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at as clearing)`;
+      returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at as clearing)`;
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
     const ownKey = (t: string) => `case when h.member_sort then h.${priv ? 'last_at' : 'activity_at'} when h.clearing then null else ${t}.sort_at end`;

@@ -82,6 +82,10 @@ export class Message {
   @Property({ type: 'bigint', nullable: true })
   recipientSeq?: number | null;
 
+  /** Its position among all its conversation's messages (the head's pos); none for those stored before positions. */
+  @Property({ type: 'bigint', nullable: true })
+  pos?: number | null;
+
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
 

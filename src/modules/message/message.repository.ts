@@ -19,8 +19,8 @@ export interface MessageRow {
   deleted_at: Date | null;
   /** One more with each edit, deletion and reaction change. */
   version: number;
-  /** The conversation head's seq it was stored with (a bigint, as text). */
-  seq: string;
+  /** Its position among all its conversation's messages (a bigint, as text); null for one stored before positions. */
+  pos: string | null;
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
@@ -38,7 +38,7 @@ export interface SentColumns extends HeadColumns {
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
 const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.seq, a.file_name, a.mime_type, a.size,
+  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
 /** A message as history reads it; callers add the where clause (on `m`). */
 export const SELECT = `select ${COLUMNS}
@@ -89,8 +89,8 @@ export const messageRepository = {
     // is checked at the end of the statement.
     const rows: (MessageRow & SentColumns)[] = await em.execute(
       `with ${record.before.text}, m as (
-         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, recipient_seq, created_at)
-         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, ${record.recipientSeq}, h.last_at from h returning *
+         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, recipient_seq, created_at)
+         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, ${record.recipientSeq}, h.last_at from h returning *
        ), a as (
          insert into attachments (id, file_name, mime_type, size, data, created_at)
          select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size

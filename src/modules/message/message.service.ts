@@ -147,7 +147,7 @@ export class MessageService {
   async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
     const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
     // With their places, so that the conversation's line goes on after them (see InOrder).
-    return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), seq: Number(r.seq) }));
+    return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), ...(r.pos === null ? {} : { pos: Number(r.pos) }) }));
   }
 
   /**
@@ -195,8 +195,8 @@ export class MessageService {
     }
     const message = toMessageType(row);
     this.sent++;
-    // Its place in the conversation, for subscribers to get messages in commit order (see InOrder).
-    const payload = { ...toMessagePayload(message), seq: Number(row.head_seq) };
+    // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
+    const payload = { ...toMessagePayload(message), pos: Number(row.pos) };
     if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
     await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
     for (const hook of this.sentHooks) hook(payload.sender!, conv);

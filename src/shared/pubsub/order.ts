@@ -1,22 +1,13 @@
 import { Recent } from '../recent';
 
-/**
- * A message's place in its conversation: `seq` is the count of messages every member sees (one
- * more with each, in commit order: the head's row lock); a private project message is no one
- * else's and takes no number of its own, so it follows the count it was sent at.
- */
-export interface Place {
-  seq: number;
-  private: boolean;
-}
-
+/** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 interface Waiting<E> {
-  place: Place;
+  pos: number;
   event: E;
 }
 
 interface Line<E> {
-  /** The last public seq delivered; null while the line opens (its first events gather). */
+  /** The last position delivered; null while the line opens (its first events gather). */
   last: number | null;
   waiting: Waiting<E>[];
   timer: NodeJS.Timeout | undefined;
@@ -40,8 +31,6 @@ export interface InOrderOptions {
   /** Lines kept; beyond, the least recently used go. @default 50000 */
   max?: number;
 }
-
-const before = (a: Place, b: Place): number => a.seq - b.seq || Number(a.private) - Number(b.private);
 
 /**
  * Delivers each line's events (a conversation's messages, as one instance receives them) in their
@@ -77,7 +66,7 @@ export class InOrder<E> {
   }
 
   /** An event on line `key`, which comes on channel `group`. */
-  admit(key: string, place: Place, event: E, group: string = key): void {
+  admit(key: string, pos: number, event: E, group: string = key): void {
     const now = Date.now();
     let line = this.lines.get(key);
     if (line && !line.waiting.length && now - line.at > this.idleMs) line = undefined;
@@ -88,21 +77,21 @@ export class InOrder<E> {
     }
     if (!line) line = this.open(key, group);
     line.at = now;
-    if (line.last === null || !this.ready(line, place)) {
+    if (line.last === null || !this.ready(line, pos)) {
       if (line.last !== null) this.held++;
-      line.waiting.push({ place, event });
-      line.waiting.sort((x, y) => before(x.place, y.place));
+      line.waiting.push({ pos, event });
+      line.waiting.sort((x, y) => x.pos - y.pos);
       line.timer ??= setTimeout(() => this.giveUp(key), this.holdMs).unref();
       return;
     }
-    this.pass(line, place, event);
+    this.pass(line, pos, event);
     this.release(key, line);
   }
 
-  /** Events delivered outside the line (a catch-up read from the database): the line goes on after them. */
-  passed(key: string, place: Place): void {
+  /** An event delivered outside the line (a catch-up read from the database): the line goes on after it. */
+  passed(key: string, pos: number): void {
     const line = this.lines.get(key);
-    if (line?.last != null && !place.private) line.last = Math.max(line.last, place.seq);
+    if (line?.last != null) line.last = Math.max(line.last, pos);
   }
 
   /**
@@ -155,27 +144,26 @@ export class InOrder<E> {
   private opened(key: string, line: Line<E>): void {
     line.timer = undefined;
     if (this.lines.get(key) !== line || !line.waiting.length) return;
-    const first = line.waiting[0].place;
-    line.last = first.private ? first.seq : first.seq - 1;
+    line.last = line.waiting[0].pos - 1;
     this.release(key, line);
     if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
   }
 
-  private ready(line: Line<E>, p: Place): boolean {
-    return line.last !== null && (p.private ? p.seq <= line.last : p.seq <= line.last + 1);
+  private ready(line: Line<E>, pos: number): boolean {
+    return line.last !== null && pos <= line.last + 1;
   }
 
-  private pass(line: Line<E>, p: Place, event: E): void {
-    if (!p.private) line.last = Math.max(line.last ?? p.seq, p.seq);
+  private pass(line: Line<E>, pos: number, event: E): void {
+    line.last = Math.max(line.last ?? pos, pos);
     this.deliver(event);
   }
 
   /** What waited and is next now goes, in order; what still waits waits afresh for the one before it. */
   private release(key: string, line: Line<E>): void {
     let moved = false;
-    while (line.waiting.length && this.ready(line, line.waiting[0].place)) {
-      const { place, event } = line.waiting.shift()!;
-      this.pass(line, place, event);
+    while (line.waiting.length && this.ready(line, line.waiting[0].pos)) {
+      const { pos, event } = line.waiting.shift()!;
+      this.pass(line, pos, event);
       moved = true;
     }
     if (!moved || line.last === null) return;
@@ -190,7 +178,7 @@ export class InOrder<E> {
     line.timer = undefined;
     if (!line.waiting.length) return;
     this.gaps++;
-    for (const { place, event } of line.waiting.splice(0)) this.pass(line, place, event);
+    for (const { pos, event } of line.waiting.splice(0)) this.pass(line, pos, event);
   }
 }
 

@@ -4,7 +4,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
-import { InOrder, NewestVersions, type Place } from './order';
+import { InOrder, NewestVersions } from './order';
 import { ShardedRedisEngine } from './sharded';
 import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type MessageEventPayload, type MessagePayload, type TopicPayloads } from './topics';
 
@@ -92,10 +92,11 @@ interface Ordered {
 }
 
 /** Where a new message stands in its conversation; null for an event that has no place to keep. */
-function placeOf(topic: Topic, payload: unknown): Place | null {
+function placeOf(topic: Topic, payload: unknown): number | null {
   if (topic !== Topic.MessageAdded) return null;
-  const m = payload as MessagePayload;
-  return typeof m.seq === 'number' ? { seq: m.seq, private: !!(m.projectId && m.recipientId) } : null;
+  // Every message takes a position, a private one too: its conversation's channel carries it to every instance that takes it.
+  const pos = (payload as MessagePayload).pos;
+  return typeof pos === 'number' ? pos : null;
 }
 
 /** Listeners of one key: usually one, held as it is (a Set per user would cost each connection). */
@@ -299,7 +300,7 @@ export class PubSub {
       young.seen.add(id);
       this.dispatch(topic, p, channel, true);
       const place = placeOf(topic, p);
-      if (place) this.order.passed((p as MessagePayload).conversationKey, place);
+      if (place !== null) this.order.passed((p as MessagePayload).conversationKey, place);
     }
     young.timer = setTimeout(() => this.young.get(name) === young && this.young.delete(name), YOUNG_MS);
     young.timer.unref();
@@ -367,7 +368,7 @@ export class PubSub {
       if (typeof m.version === 'number' && !this.versions.fresh(m.id, m.version)) return;
     }
     const place = placeOf(topic, payload);
-    if (!place) return this.dispatch(topic, payload, channel);
+    if (place === null) return this.dispatch(topic, payload, channel);
     const m = payload as MessagePayload;
     if (channel === undefined && !m.groupId && !m.projectId) {
       const users = m.recipientId && m.recipientId !== m.senderId ? [m.senderId, m.recipientId] : [m.senderId];
@@ -383,7 +384,7 @@ export class PubSub {
    * own sends to a conversation none of its sockets is in) there is no one to deliver to in order,
    * and a line would wait at every gap the other instances' sends leave in it.
    */
-  private inLine(key: string, channel: string, place: Place, e: Ordered): void {
+  private inLine(key: string, channel: string, place: number, e: Ordered): void {
     if (this.channels.has(channelName(channel))) this.order.admit(key, place, e, channel);
     else this.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }

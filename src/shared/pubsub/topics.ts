@@ -53,8 +53,8 @@ export interface MessagePayload {
   deletedAt?: string | null;
   /** Absent on a new message (it has none). */
   reactions?: ReactionSummary[];
-  /** A new message's place in its conversation (see InOrder): the head's seq it was stored with. */
-  seq?: number;
+  /** A new message's position among all its conversation's messages, private ones included (see InOrder). */
+  pos?: number;
   /** In a messageEvent: the message's version as told (see NewestVersions). */
   version?: number;
 }
