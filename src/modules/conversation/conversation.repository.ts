@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, preparedRead, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, preparedRead, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
@@ -231,16 +231,17 @@ export const conversationRepository = {
    */
   async page(em: EntityManager, userId: string, opts: { after: { at: Date; key: string } | null; limit: number }): Promise<ConversationRow[]> {
     const cursor = opts.after ? [opts.after.at, opts.after.key] : [];
+    // Written in, not a parameter: see limitLiteral.
+    const limit = limitLiteral(opts.limit + 1);
     const keyed = `select cm.conversation_key, cm.sort_at as activity_at from conversation_members cm
       where cm.user_id = ? and cm.sort_at is not null${opts.after ? ' and (cm.sort_at, cm.conversation_key) < (?, ?)' : ''}
-      order by cm.sort_at desc, cm.conversation_key desc limit ?`;
+      order by cm.sort_at desc, cm.conversation_key desc limit ${limit}`;
     // One head probe per row (the lateral's offset keeps it one, never a scan of all heads).
     const headed = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
       left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
       where cm.user_id = ? and cm.sort_at is null${opts.after ? ` and (${ACTIVITY}, cm.conversation_key) < (?, ?)` : ''}
-      order by 2 desc, 1 desc limit ?`;
-    const cut = `select * from ((${keyed}) union all (${headed})) u order by 2 desc, 1 desc limit ?`;
-    const limit = opts.limit + 1;
+      order by 2 desc, 1 desc limit ${limit}`;
+    const cut = `select * from ((${keyed}) union all (${headed})) u order by 2 desc, 1 desc limit ${limit}`;
     // Each row of the page is read whole in one lateral, its name and last message with it: the
     // offset keeps it one per row, planned for one row (index probes), whatever the planner thinks
     // of the cut (left to itself, it hashed every message and user of a small bench database).
@@ -250,7 +251,7 @@ export const conversationRepository = {
          select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ?) c ${LAST} offset 0
        ) c
        order by c.activity_at desc, c.conversation_key desc`,
-      [userId, ...cursor, limit, userId, ...cursor, limit, limit, userId],
+      [userId, ...cursor, userId, ...cursor, userId],
     );
   },
 

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, preparedRead, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, preparedRead, type Sql } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
@@ -231,7 +231,7 @@ export const messageRepository = {
       params.push(opts.cursor.at, opts.cursor.id);
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
-    return preparedRead(em, `${SELECT} where ${where} order by ${order} limit ?`, [...params, opts.limit + 1]);
+    return preparedRead(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
   },
 
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {

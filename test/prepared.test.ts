@@ -1,0 +1,51 @@
+import { ConversationsDocument, HistoryDocument } from '../generated/client/graphql';
+import { sql } from './helpers/db';
+import { createTestServer } from './helpers/server';
+import { groupWith, request, sendMessage, signup } from './helpers/factories';
+
+interface PreparedRow {
+  statement: string;
+  generic_plans: number;
+  custom_plans: number;
+}
+
+describe('prepared reads', () => {
+  it('should plan a history page and a sidebar page once per connection, not on every call', async () => {
+    // One pooled connection: the statements the API prepared are that session's, and visible to it.
+    const s = await createTestServer({ DB_POOL_MAX: '1' });
+    const a = await signup(s.url);
+    const g = await groupWith(s.url, a, 'Planned', []);
+    for (let i = 0; i < 3; i++) await sendMessage(s.url, a.token, { groupId: g, content: `m${i}` });
+    // Statistics of a used database (a conversation of 20,000 messages elsewhere): on a nearly
+    // empty table any plan looks cheap, and PostgreSQL keeps the generic plan whatever the text.
+    const busy = await groupWith(s.url, a, 'Busy', []);
+    await sql(
+      s.env.DATABASE_URL!,
+      `insert into messages (id, conversation_key, sender_id, content, group_id, seq, created_at)
+       select gen_random_uuid(), 'g:' || $1, $2, 'm', $1::uuid, g, now() - g * interval '1 millisecond' from generate_series(1, 20000) g`,
+      [busy, a.id],
+    );
+    await sql(s.env.DATABASE_URL!, 'analyze messages');
+    const calls = 12;
+    for (let i = 0; i < calls; i++) {
+      const page = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 50 }, a.token)).history;
+      expect(page.edges.map((e) => e.node.content)).toEqual(['m0', 'm1', 'm2']);
+      const sidebar = (await request(s.url, ConversationsDocument, { first: 20 }, a.token)).conversations;
+      expect(sidebar.edges.length).toBeGreaterThanOrEqual(2);
+    }
+    const rows: PreparedRow[] = await s.database.orm.em.fork().getConnection().execute(
+      "select statement, generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'parley_%'",
+    );
+    const of = (needle: string) => {
+      const found = rows.filter((r) => r.statement.includes(needle));
+      expect(found).toHaveLength(1);
+      return found[0];
+    };
+    // PostgreSQL tries five custom plans, then keeps the generic one when it costs no more: a
+    // statement it could not cost (`limit $n`) was planned afresh on every one of the calls.
+    for (const r of [of('where m.conversation_key = $1'), of('union all')]) {
+      expect(r.custom_plans).toBeLessThanOrEqual(5);
+      expect(r.generic_plans).toBeGreaterThanOrEqual(calls - 5);
+    }
+  });
+});
