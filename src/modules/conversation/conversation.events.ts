@@ -1,4 +1,5 @@
 import type { ConversationUpdatedPayload, HeadPayload, MemberStatePayload } from '../../shared/pubsub/topics';
+import { isoTime } from '../../shared/time';
 
 /** A conversation's head (see ConversationHead), times in ms. */
 export interface HeadState {
@@ -40,7 +41,7 @@ export interface HeadColumns {
 }
 
 const ms = (t: Date | string | null): number | null => (t === null ? null : new Date(t).getTime());
-const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+const iso = (t: number | null): string | null => (t === null ? null : isoTime(t));
 
 export function ownOf(r: MemberColumns): OwnState {
   return {

@@ -14,6 +14,7 @@ import { emptyConversation, payloadToConversation, rowToConversation, toReadRece
 import { conversationRepository } from './conversation.repository';
 import { NewestHeads, type MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
+import { isoTime } from '../../shared/time';
 
 /** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
 const KEY = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
@@ -96,7 +97,7 @@ export class ConversationService {
       backward: false,
       hasCursor: !!after,
       totalCount: total,
-      key: (r) => ({ k: new Date(r.activity_at).toISOString(), id: r.conversation_key }),
+      key: (r) => ({ k: isoTime(new Date(r.activity_at).getTime()), id: r.conversation_key }),
       node: rowToConversation,
     });
   }

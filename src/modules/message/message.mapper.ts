@@ -2,6 +2,7 @@ import type { ConversationScope, MessageEventPayload, MessagePayload, ReactionSu
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
 import { MessageEventKind, type Conversation, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
+import { isoTime } from '../../shared/time';
 
 /** A row of history (with its sender and attachment columns) as the API shows it. */
 export function toMessageType(r: MessageRow): MessageType {
@@ -56,9 +57,9 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     projectId: m.projectId,
     recipientId: m.recipientId,
     clientMessageId: m.clientMessageId,
-    createdAt: m.createdAt.toISOString(),
-    editedAt: m.editedAt?.toISOString() ?? null,
-    deletedAt: m.deletedAt?.toISOString() ?? null,
+    createdAt: isoTime(m.createdAt.getTime()),
+    editedAt: m.editedAt ? isoTime(m.editedAt.getTime()) : null,
+    deletedAt: m.deletedAt ? isoTime(m.deletedAt.getTime()) : null,
     ...(m.reactionList?.length ? { reactions: m.reactionList } : {}),
   };
 }

@@ -19,6 +19,7 @@ import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { Conversation, ConversationFilter, MessageType } from './message.types';
+import { isoTime } from '../../shared/time';
 
 const MAX_CONTENT = 4000;
 /**
@@ -326,7 +327,7 @@ export class MessageService {
       hasCursor: !!cursor,
       // How many messages of the conversation the viewer can see: counted only if the client asks.
       totalCount: () => messageRepository.count(em, conv.key, visible),
-      key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
+      key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
       node: toMessageType,
     });
   }

@@ -2,6 +2,7 @@ import type { UserPayload } from '../../shared/pubsub/topics';
 import type { User } from './user.entity';
 import type { ProfileRow } from './user.repository';
 import type { UserType } from './user.types';
+import { isoTime } from '../../shared/time';
 
 export function toUserType(u: User): UserType {
   return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt, storedLastSeenAt: u.lastSeenAt ?? null };
@@ -13,7 +14,7 @@ export function profileToUserType(r: ProfileRow): UserType {
 
 /** The public profile an event carries: ISO dates, no lastSeenAt (presence has it live). */
 export function toUserPayload(u: Pick<UserType, 'id' | 'username' | 'createdAt'> & { displayName?: string | null }): UserPayload {
-  return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt.toISOString() };
+  return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: isoTime(u.createdAt.getTime()) };
 }
 
 /** A user as an event carried them. */

@@ -1,5 +1,6 @@
 import { GraphQLError, GraphQLID, GraphQLScalarType, Kind } from 'graphql';
 import { normalizeId } from '../validation';
+import { isoTime } from '../time';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -17,7 +18,7 @@ export const DateTimeScalar = new GraphQLScalarType<Date, string>({
   serialize(value) {
     const d = value instanceof Date ? value : new Date(value as string);
     if (Number.isNaN(d.getTime())) throw new GraphQLError('DateTime cannot represent an invalid date.');
-    return d.toISOString();
+    return isoTime(d.getTime());
   },
   parseValue: parse,
   parseLiteral(ast) {
