@@ -204,7 +204,7 @@ function check(d: Depth, data: any): void {
 /** EXPLAIN ANALYZE of exactly the SQL that `messageRepository.page` sends for this depth. */
 async function explain(em: EntityManager, key: string, d: Depth): Promise<NonNullable<Depth['explain']>> {
   let captured: { sql: string; params: unknown[] } | undefined;
-  // As inside a transaction: preparedRead hands the statement to execute() as it is.
+  // As inside a transaction: prepared hands the statement to execute() as it is.
   const recorder = { getTransactionContext: () => ({}), execute: async (sql: string, params: unknown[]) => ((captured = { sql, params }), []) } as unknown as EntityManager;
   await messageRepository.page(recorder, key, d.page);
   const [row] = await em.execute(`explain (analyze, buffers, format json) ${captured!.sql}`, captured!.params);

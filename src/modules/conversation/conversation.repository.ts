@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, pgArray, preparedRead, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
@@ -246,7 +246,7 @@ export const conversationRepository = {
     // offset keeps it one per row, planned for one row (index probes), whatever the planner thinks
     // of the cut (left to itself, it hashed every message and user of a small bench database).
     // Prepared: its plan (about as long to make as to run) is made once per connection.
-    return preparedRead(em,
+    return prepared(em,
       `select c.* from (${cut}) k cross join lateral (
          select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ?) c ${LAST} offset 0
        ) c

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, pgArray, preparedRead, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
@@ -87,7 +87,8 @@ export const messageRepository = {
   ): Promise<MessageRow & SentColumns> {
     // The attachment row is written only with the message, and the foreign key between the two
     // is checked at the end of the statement.
-    const rows: (MessageRow & SentColumns)[] = await em.execute(
+    const rows = await prepared<MessageRow & SentColumns>(
+      em,
       `with ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, recipient_seq, created_at)
          select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, ${record.recipientSeq}, h.last_at from h returning *
@@ -231,7 +232,7 @@ export const messageRepository = {
       params.push(opts.cursor.at, opts.cursor.id);
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
-    return preparedRead(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
+    return prepared(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
   },
 
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {

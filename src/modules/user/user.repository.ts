@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, preparedRead } from '../../shared/sql';
+import { pgArray, prepared } from '../../shared/sql';
 import { User } from './user.entity';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
@@ -65,7 +65,7 @@ export const userRepository = {
    * Through the ORM (find, hydrate, identity map) this was ~2 ms of a 2.5 ms `{ me { id } }`.
    */
   async profiles(em: EntityManager, ids: readonly string[]): Promise<ProfileRow[]> {
-    return ids.length ? preparedRead(em, 'select id, username, display_name, created_at, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]) : [];
+    return ids.length ? prepared(em, 'select id, username, display_name, created_at, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]) : [];
   },
 
   /** Users by id, by username. */
