@@ -172,6 +172,49 @@ export const conversationRepository = {
   },
 
   /**
+   * recordMessage for `count` open messages of one group or project written by one statement
+   * (messageRepository.insertBatch), its CTE `b` their senders in order (`i` from 1). The head
+   * moves once by `count`: the messages take the seqs, positions and milliseconds that as many
+   * single sends in a row would have, and every row ends as they would leave it (each sender's
+   * marker on their last message of the batch). `states` gives each message's sender row as it
+   * stood right after that message, as a single send's event carries it.
+   */
+  recordBatch(m: { key: string; count: number; senderIds: readonly string[]; sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
+    const n = m.count;
+    const ms = "* interval '1 millisecond'";
+    const before: Sql = {
+      text: `n as (select count(*) <= ? as small from (select 1 from conversation_members where conversation_key = ? limit ?) x), h as (
+        insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
+        select ?, ${n}, ${n}, (select id from b where i = ${n}), c.t, c.t, n.small, case when n.small then null else c.t end
+        from (select date_trunc('milliseconds', clock_timestamp()) + ${n - 1} ${ms} as t) c, n
+        on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
+          select h.seq + ${n}, h.pos + ${n}, excluded.last_message_id, x.t, x.t,
+            excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
+          from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') + ${n - 1} ${ms} as t) x)
+        returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at as clearing)`,
+      params: [m.sortFanout, m.key, m.sortFanout + 1, m.key],
+    };
+    // Each sender's marker on their last message of the batch.
+    const after: Sql = {
+      text: `l as (select distinct on (sender_id) sender_id, id, i from b order by sender_id, i desc), s as (
+          update conversation_members cm set read_seq = h.seq - ${n} + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
+            last_read_at = h.last_at - (${n} - l.i) ${ms}, read_at = now(),
+            sort_at = case when h.member_sort then h.activity_at when h.clearing then null else cm.sort_at end
+          from h, l where cm.conversation_key = ? and cm.user_id = l.sender_id returning ${own('cm')}
+        ), f as (
+          update conversation_members cm set sort_at = case when h.clearing then null else h.activity_at end
+          from h where cm.conversation_key = ? and cm.user_id <> all(?::uuid[]) and (h.member_sort or h.clearing and cm.sort_at is not null))`,
+      params: [m.key, m.key, pgArray([...new Set(m.senderIds)])],
+    };
+    const states: Sql = {
+      text: `(select row_to_json(x) from (select s.user_id, s.joined_at, m.seq as read_seq, s.private_seq, s.private_read, m.id as last_read_message_id,
+          m.created_at as last_read_at, s.private_message_id, s.private_at from s where s.user_id = m.sender_id) x) as sender_state, null::json as recipient_state`,
+      params: [],
+    };
+    return { before, after, states };
+  },
+
+  /**
    * A member's row, read up to the newest message they may see (what came before joining is
    * not unread). Nothing when the row exists. A direct conversation exists once a message was
    * exchanged. In a project, what they received privately before (a rejoin) stays read.

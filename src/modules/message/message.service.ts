@@ -20,6 +20,7 @@ import { messageRepository, type MessageRow, type SentColumns } from './message.
 import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { Conversation, ConversationFilter, MessageType } from './message.types';
 import { isoTime } from '../../shared/time';
+import { Batcher } from '../../shared/batcher';
 
 const MAX_CONTENT = 4000;
 /**
@@ -77,6 +78,23 @@ function retryOf(first: MessageRow, input: { groupId?: string | null; toUserId?:
   return toMessageType(first);
 }
 
+/** A message on its way to PostgreSQL. */
+interface Outgoing {
+  em: EntityManager;
+  conv: Conversation;
+  id: string;
+  senderId: string;
+  content: string | null;
+  clientMessageId: string | null;
+  /** A direct conversation's other user, or a private project message's recipient. */
+  recipientId: string | null;
+  privateInProject: boolean;
+  file: { id: string; fileName: string; mimeType: string; data: Buffer } | null;
+}
+
+/** What goes through the batcher: open messages of a group or project, text only (see MessageService.batcher). */
+const batchable = (o: Outgoing) => o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct';
+
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
   publishFailures = 0;
@@ -84,7 +102,32 @@ export class MessageService {
   sent = 0;
   private readonly sentHooks: SentHook[] = [];
 
+  /**
+   * Open messages of one group or project that arrive while the conversation's previous statement
+   * runs go together in the next (group commit): sends to one conversation commit one at a time
+   * behind its head's row lock, each waiting for its own commit's fsync, so 32 clients sending to
+   * one group made 760/s with PostgreSQL at 1.4 ms of CPU a send, most of it backends queued on
+   * that row (bench:http).
+   */
+  private readonly batcher = new Batcher<Outgoing, MessageRow & SentColumns>({
+    one: (o) => this.insertOne(o),
+    many: (batch) => {
+      const { em, conv } = batch[0];
+      return messageRepository.insertBatch(
+        em,
+        { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
+        batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
+        conversationRepository.recordBatch({ key: conv.key, count: batch.length, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+      );
+    },
+  });
+
   constructor(private readonly d: MessageServiceDeps) {}
+
+  /** Sends that were committed together with others (see batcher). */
+  get batchedSends(): number {
+    return this.batcher.batched;
+  }
 
   onSent(hook: SentHook): void {
     this.sentHooks.push(hook);
@@ -178,14 +221,9 @@ export class MessageService {
     const id = randomUUID();
     let row: MessageRow & SentColumns;
     try {
-      // One statement: the message, its attachment, the conversation's head, the sender's row (a
-      // private message's recipient's too) and, in a small conversation, the others' sort keys.
-      row = await messageRepository.insert(
-        em,
-        { id, conversationKey: conv.key, senderId: viewerId, content: content || null, groupId: conv.groupId, projectId: conv.projectId, recipientId, clientMessageId },
-        file ? { id: randomUUID(), ...file } : null,
-        conversationRepository.recordMessage({ id, key: conv.key, kind: KINDS[conv.kind], senderId: viewerId, recipientId, privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
-      );
+      // Answered once committed, alone or with others sent to the same conversation meanwhile.
+      const out: Outgoing = { em, conv, id, senderId: viewerId, content: content || null, clientMessageId, recipientId, privateInProject, file: file ? { id: randomUUID(), ...file } : null };
+      row = batchable(out) ? await this.batcher.run(conv.key, out) : await this.insertOne(out);
     } catch (e) {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
@@ -202,6 +240,18 @@ export class MessageService {
     await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
     for (const hook of this.sentHooks) hook(payload.sender!, conv);
     return message;
+  }
+
+  /** One statement: the message, its attachment, the conversation's head, the sender's row (a
+   * private message's recipient's too) and, in a small conversation, the others' sort keys. */
+  private insertOne(o: Outgoing): Promise<MessageRow & SentColumns> {
+    const { conv } = o;
+    return messageRepository.insert(
+      o.em,
+      { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
+      o.file,
+      conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+    );
   }
 
   /**

@@ -1,0 +1,142 @@
+import { gql, listen, ok } from './helpers/graphql';
+import { sql } from './helpers/db';
+import { createTestServer, describeRedis } from './helpers/server';
+import { buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+
+const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { id content createdAt sender { id } } } } }';
+const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadCount lastReadMessageId lastMessage { id } } }';
+const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id content } }';
+
+interface Stored {
+  id: string;
+  sender_id: string;
+  seq: string;
+  pos: string;
+  created_at: Date;
+}
+
+/** The conversation's messages as stored, in position order, and its head. */
+async function stored(url: string, key: string): Promise<{ rows: Stored[]; head: { seq: string; pos: string; last_message_id: string; activity_at: Date; last_at: Date } }> {
+  const rows = await sql<Stored>(url, 'select id, sender_id, seq, pos, created_at from messages where conversation_key = $1 order by pos', [key]);
+  const [head] = await sql(url, 'select seq, pos, last_message_id, activity_at, last_at from conversation_heads where conversation_key = $1', [key]);
+  return { rows, head };
+}
+
+/**
+ * Sends to one group that arrive while its previous statement runs commit together (group
+ * commit). Whatever the batching, the conversation must read as if each had been sent alone:
+ * consecutive seqs and positions, distinct increasing times, each sender's marker on their own
+ * last message, every answer its own message, and one bad send failing alone.
+ */
+describe('sends to one conversation under load', () => {
+  it('should commit concurrent sends together and store them as single sends would', async () => {
+    const s = await createTestServer();
+    const users: TestUser[] = [];
+    for (let i = 0; i < 4; i++) users.push(await signup(s.url));
+    const g = await groupWith(s.url, users[0], 'Busy', users.slice(1));
+    const N = 80;
+    const answers = await Promise.all(Array.from({ length: N }, (_, i) => sendMessage(s.url, users[i % 4].token, { groupId: g, content: `m${i} "quoted" \\ {braces}, é` })));
+    // Every answer is its own message.
+    expect(answers.map((a) => a.content)).toEqual(Array.from({ length: N }, (_, i) => `m${i} "quoted" \\ {braces}, é`));
+    expect(new Set(answers.map((a) => a.id)).size).toBe(N);
+    // Some went together (the first of each run goes alone).
+    expect(s.services.messages.batchedSends).toBeGreaterThan(0);
+
+    const { rows, head } = await stored(s.env.DATABASE_URL!, `g:${g}`);
+    expect(rows).toHaveLength(N);
+    expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    expect(rows.map((r) => Number(r.pos))).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    for (let i = 1; i < N; i++) expect(rows[i].created_at.getTime()).toBeGreaterThan(rows[i - 1].created_at.getTime());
+    expect(head).toMatchObject({ seq: String(N), pos: String(N), last_message_id: rows[N - 1].id });
+    expect(head.last_at.getTime()).toBe(rows[N - 1].created_at.getTime());
+    expect(head.activity_at.getTime()).toBe(rows[N - 1].created_at.getTime());
+
+    // History reads them in that order, each with its own sender and text.
+    const history = (await ok(gql(s.url, HISTORY, { g }, users[1].token))).history.edges.map((e: any) => e.node);
+    expect(history.map((m: any) => m.id)).toEqual(rows.map((r) => r.id));
+    const byId = new Map(answers.map((a, i) => [a.id, i]));
+    for (const m of history) expect(m.sender.id).toBe(users[byId.get(m.id)! % 4].id);
+
+    // Each sender has read up to their own last message: unread is what came after it.
+    for (const u of users) {
+      const last = rows.map((r) => r.sender_id).lastIndexOf(u.id);
+      const row = (await ok(gql(s.url, ROW, { g }, u.token))).conversation;
+      expect(row).toEqual({ unreadCount: N - 1 - last, lastReadMessageId: rows[last].id, lastMessage: { id: rows[N - 1].id } });
+    }
+  });
+
+  it('should fail one bad send alone and answer a retry raced into the same batch with the first message', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ada, 'Retries', [bo]);
+    // A run of sends keeps a statement going, so what follows waits and goes together.
+    const load = Array.from({ length: 30 }, (_, i) => sendMessage(s.url, ada.token, { groupId: g, content: `load ${i}` }));
+    // Two retries of one message, in flight together: one is stored, both answers name it.
+    const retries = [0, 1].map(() => sendMessage(s.url, bo.token, { groupId: g, content: 'once', clientMessageId: 'retry-1' }));
+    const [first, second] = await Promise.all(retries);
+    await Promise.all(load);
+    expect(second.id).toBe(first.id);
+    const [{ n }] = await sql(s.env.DATABASE_URL!, "select count(*)::int as n from messages where client_message_id = 'retry-1'");
+    expect(n).toBe(1);
+    const { rows } = await stored(s.env.DATABASE_URL!, `g:${g}`);
+    expect(rows).toHaveLength(31);
+    expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
+
+    // The same clientMessageId for other text in the same burst: CONFLICT for that one only.
+    const burst = await Promise.all([
+      ...Array.from({ length: 10 }, (_, i) => gql(s.url, SEND, { i: { groupId: g, content: `more ${i}` } }, ada.token)),
+      gql(s.url, SEND, { i: { groupId: g, content: 'other text', clientMessageId: 'retry-1' } }, bo.token),
+    ]);
+    expect(burst.slice(0, 10).every((r) => !r.errors && r.data.sendMessage.id)).toBe(true);
+    expect(burst[10].errors?.[0].extensions?.code).toBe('CONFLICT');
+    expect((await stored(s.env.DATABASE_URL!, `g:${g}`)).rows).toHaveLength(41);
+  });
+
+  it('should batch open project messages and keep private ones out of the batch', async () => {
+    const s = await createTestServer();
+    const [ada, bo, cy] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, ada, { title: 'Batched', participants: [bo, cy] })).id;
+    const sends = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => sendMessage(s.url, (i % 2 ? ada : bo).token, i % 5 === 4 ? { projectId: p, toUserId: cy.id, content: `private ${i}` } : { projectId: p, content: `open ${i}` })),
+    );
+    expect(new Set(sends.map((m) => m.id)).size).toBe(30);
+    const rows = await sql(s.env.DATABASE_URL!, 'select pos, recipient_id from messages where conversation_key = $1 order by pos', [`p:${p}`]);
+    expect(rows.map((r) => Number(r.pos))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(rows.filter((r) => r.recipient_id === cy.id)).toHaveLength(6);
+    // Cy sees all 30; Ada sees the 24 open ones and her own private ones (3).
+    const page = (id: TestUser) => ok(gql(s.url, 'query($p: ID!) { history(conversation: { projectId: $p }, last: 100) { edges { node { id } } } }', { p }, id.token));
+    expect((await page(cy)).history.edges).toHaveLength(30);
+    expect((await page(ada)).history.edges).toHaveLength(24 + 3);
+  });
+});
+
+describeRedis('batched sends through two instances', () => {
+  it('should deliver every batched message once, in history order, to a subscriber on the other instance', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo, cy] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, ada, 'Fan', [bo, cy]);
+    const added = await listen(b, cy, 'subscription { messageAdded { id } }');
+    const updated = await listen(b, cy, 'subscription { conversationUpdated { unreadCount lastMessage { id } } }');
+    const own = await listen(b, ada, 'subscription { conversationUpdated { unreadCount lastReadMessageId lastMessage { id sender { id } } } }');
+    await sendMessage(a.url, ada.token, { groupId: g, content: 'open the line' });
+    await added.nth(1);
+    await updated.nth(1);
+    await own.nth(1);
+    const N = 60;
+    await Promise.all(Array.from({ length: N }, (_, i) => sendMessage(a.url, (i % 2 ? ada : bo).token, { groupId: g, content: `m${i}` })));
+    expect(a.services.messages.batchedSends).toBeGreaterThan(0);
+    const history = (await ok(gql(a.url, HISTORY, { g }, cy.token))).history.edges.map((e: any) => e.node.id);
+    await added.nth(N + 1);
+    expect(added.values.map((v: any) => v.messageAdded.id)).toEqual(history);
+    await updated.nth(N + 1);
+    // Cy's unread count grows by one with each message, as it would with single sends.
+    expect(updated.values.map((v: any) => v.conversationUpdated.unreadCount)).toEqual(Array.from({ length: N + 1 }, (_, i) => i + 1));
+    expect(updated.values[N].conversationUpdated.lastMessage.id).toBe(history[N]);
+    // Ada's own row after each of her messages: read up to that very message, as a single send leaves it.
+    await own.nth(N + 1);
+    const mine = own.values.map((v: any) => v.conversationUpdated).filter((r: any) => r.lastMessage.sender.id === ada.id);
+    expect(mine).toHaveLength(N / 2 + 1);
+    for (const r of mine) expect(r).toMatchObject({ unreadCount: 0, lastReadMessageId: r.lastMessage.id });
+  });
+});
