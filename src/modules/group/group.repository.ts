@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { groupBy, pgArray } from '../../shared/sql';
+import { groupBy, pgArray, prepared } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
 import { likePattern } from '../user/user.repository';
@@ -56,7 +56,9 @@ export const groupRepository = {
 
   /** A group's visibility and whether `userId` belongs to it, in one round trip; null when it does not exist. */
   async access(em: EntityManager, groupId: string, userId: string): Promise<{ id: string; name: string; ownerId: string | null; isPrivate: boolean; member: boolean } | null> {
-    const rows: { id: string; name: string; owner_id: string | null; is_private: boolean; member: boolean }[] = await em.execute(
+    // Prepared: every send and subscription to a group asks it first.
+    const rows = await prepared<{ id: string; name: string; owner_id: string | null; is_private: boolean; member: boolean }>(
+      em,
       'select g.id, g.name, g.owner_id, g.is_private, exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) as member from groups g where g.id = ?',
       [userId, groupId],
     );
