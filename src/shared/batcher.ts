@@ -7,8 +7,15 @@ interface Waiting<T, R> {
 export interface BatcherOptions<T, R> {
   /** Does one item. */
   one(item: T): Promise<R>;
-  /** Does several items at once, answering each in order; if it throws, each is done alone with `one`. */
+  /** Does several items at once, answering each in its order; nothing of them is done if it throws. */
   many(items: T[]): Promise<R[]>;
+  /**
+   * Whether one item could have made `many` fail (a duplicate key, a row gone): then each is done
+   * again alone with `one`, so that failure is its own caller's. Any other error (a pool timeout,
+   * the database away) is every caller's at once: retrying them one by one would only make the
+   * last wait for all the others' failures.
+   */
+  itemFault(error: unknown): boolean;
   /** The most items one call of `many` takes. @default 64 */
   max?: number;
 }
@@ -17,8 +24,7 @@ export interface BatcherOptions<T, R> {
  * Group commit, per key: an item goes at once when nothing of its key is running (no wait is
  * added at low load); items that arrive while one runs wait for it, then go together through
  * `many`, up to `max` at a time. Each caller is answered only once the call holding its item is
- * done. An item that `many` could not do (one bad item fails the whole statement) is done again
- * alone, so its failure is its own caller's and no one else's.
+ * done.
  */
 export class Batcher<T, R> {
   private readonly waiting = new Map<string, Waiting<T, R>[]>();
@@ -34,7 +40,8 @@ export class Batcher<T, R> {
     const queue = this.waiting.get(key);
     if (queue) return new Promise((resolve, reject) => queue.push({ item, resolve, reject }));
     this.waiting.set(key, []);
-    return this.o.one(item).finally(() => this.next(key));
+    // Through then: a synchronous throw must not leave the key taken with nothing running.
+    return Promise.resolve(item).then((i) => this.o.one(i)).finally(() => this.next(key));
   }
 
   private next(key: string): void {
@@ -44,24 +51,23 @@ export class Batcher<T, R> {
       return;
     }
     // The queue stays while the batch runs, so what arrives meanwhile waits for the next one.
-    void this.flush(queue.splice(0, this.max)).finally(() => this.next(key));
+    const batch = queue.splice(0, this.max);
+    void this.flush(batch)
+      .catch((e) => batch.forEach((w) => w.reject(e)))
+      .finally(() => this.next(key));
   }
 
   private async flush(batch: Waiting<T, R>[]): Promise<void> {
     if (batch.length > 1) {
-      let results: R[] | undefined;
       try {
-        results = await this.o.many(batch.map((w) => w.item));
-      } catch {
-        // Nothing of it was done: each goes alone below, and answers for itself.
-      }
-      if (results) {
+        const results = await this.o.many(batch.map((w) => w.item));
         this.batched += batch.length;
-        // Done, so never done again: a short answer is a fault of `many`, told to those it left out.
-        batch.forEach((w, i) => (i < results.length ? w.resolve(results[i]) : w.reject(new Error(`a batch of ${batch.length} answered ${results.length}`))));
+        batch.forEach((w, i) => w.resolve(results[i]));
         return;
+      } catch (e) {
+        if (!this.o.itemFault(e)) throw e;
       }
     }
-    for (const w of batch) await this.o.one(w.item).then(w.resolve, w.reject);
+    for (const w of batch) await Promise.resolve(w.item).then((i) => this.o.one(i)).then(w.resolve, w.reject);
   }
 }

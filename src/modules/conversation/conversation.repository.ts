@@ -172,35 +172,35 @@ export const conversationRepository = {
   },
 
   /**
-   * recordMessage for `count` open messages of one group or project written by one statement
-   * (messageRepository.insertBatch), its CTE `b` their senders in order (`i` from 1). The head
-   * moves once by `count`: the messages take the seqs, positions and milliseconds that as many
-   * single sends in a row would have, and every row ends as they would leave it (each sender's
-   * marker on their last message of the batch). `states` gives each message's sender row as it
-   * stood right after that message, as a single send's event carries it.
+   * recordMessage for open messages of one group or project written by one statement
+   * (messageRepository.insertBatch): its CTE `b` holds them in order (`i` from 1) and `k` their
+   * count `n`, so one statement text serves every batch size. The head moves once by n: the
+   * messages take the seqs, positions and milliseconds that as many single sends in a row would,
+   * and every row ends as they would leave it (each sender's marker on their last message of the
+   * batch; a bound crossed is cleared at the first message's time). `states` gives each message's
+   * sender row as it stood right after that message, as a single send's event carries it.
    */
-  recordBatch(m: { key: string; count: number; senderIds: readonly string[]; sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
-    const n = m.count;
+  recordBatch(m: { key: string; senderIds: readonly string[]; sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
     const before: Sql = {
       text: `n as (select count(*) <= ? as small from (select 1 from conversation_members where conversation_key = ? limit ?) x), h as (
         insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
-        select ?, ${n}, ${n}, (select id from b where i = ${n}), c.t, c.t, n.small, case when n.small then null else c.t end
-        from (select date_trunc('milliseconds', clock_timestamp()) + ${n - 1} ${ms} as t) c, n
+        select ?, k.n, k.n, (select id from b order by i desc limit 1), c.t + (k.n - 1) ${ms}, c.t + (k.n - 1) ${ms}, n.small, case when n.small then null else c.t end
+        from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n, k
         on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
-          select h.seq + ${n}, h.pos + ${n}, excluded.last_message_id, x.t, x.t,
+          select h.seq + excluded.seq, h.pos + excluded.pos, excluded.last_message_id, x.t + (excluded.seq - 1) ${ms}, x.t + (excluded.seq - 1) ${ms},
             excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
-          from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') + ${n - 1} ${ms} as t) x)
-        returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at as clearing)`,
+          from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
+        returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at - ((select n from k) - 1) ${ms} as clearing)`,
       params: [m.sortFanout, m.key, m.sortFanout + 1, m.key],
     };
     // Each sender's marker on their last message of the batch.
     const after: Sql = {
       text: `l as (select distinct on (sender_id) sender_id, id, i from b order by sender_id, i desc), s as (
-          update conversation_members cm set read_seq = h.seq - ${n} + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
-            last_read_at = h.last_at - (${n} - l.i) ${ms}, read_at = now(),
+          update conversation_members cm set read_seq = h.seq - k.n + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
+            last_read_at = h.last_at - (k.n - l.i) ${ms}, read_at = now(),
             sort_at = case when h.member_sort then h.activity_at when h.clearing then null else cm.sort_at end
-          from h, l where cm.conversation_key = ? and cm.user_id = l.sender_id returning ${own('cm')}
+          from h, k, l where cm.conversation_key = ? and cm.user_id = l.sender_id returning ${own('cm')}
         ), f as (
           update conversation_members cm set sort_at = case when h.clearing then null else h.activity_at end
           from h where cm.conversation_key = ? and cm.user_id <> all(?::uuid[]) and (h.member_sort or h.clearing and cm.sort_at is not null))`,

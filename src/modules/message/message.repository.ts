@@ -125,8 +125,8 @@ export const messageRepository = {
   /**
    * Several open messages of one group or project (no attachment, none private) in one statement,
    * as `insert` writes one: one row lock on the head and one commit for all of them (see
-   * MessageBatcher). Rows come back in the conversation's order, each with the head and its
-   * sender's row as they stood right after it.
+   * Batcher in MessageService). Rows come back in the conversation's order, each with the head and
+   * its sender's row as they stood right after it. One statement text for every batch size.
    * @throws as `insert`; a failure (a clientMessageId stored already, a sender gone) writes none of them.
    */
   async insertBatch(
@@ -135,14 +135,13 @@ export const messageRepository = {
     batch: readonly { id: string; senderId: string; content: string; clientMessageId: string | null }[],
     record: { before: Sql; after: Sql; states: Sql },
   ): Promise<(MessageRow & SentColumns)[]> {
-    const n = batch.length;
     return prepared<MessageRow & SentColumns>(
       em,
       `with b as (select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) with ordinality as b(id, sender_id, content, client_message_id, i)),
-       ${record.before.text}, m as (
+       k as (select count(*)::int as n from b), ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)
-         select b.id, ?, b.sender_id, b.content, ?::uuid, ?::uuid, b.client_message_id, h.seq - ${n} + b.i, h.pos - ${n} + b.i,
-           h.last_at - (${n} - b.i) * interval '1 millisecond' from h cross join b returning *
+         select b.id, ?, b.sender_id, b.content, ?::uuid, ?::uuid, b.client_message_id, h.seq - k.n + b.i, h.pos - k.n + b.i,
+           h.last_at - (k.n - b.i) * interval '1 millisecond' from h cross join k cross join b returning *
        ), ${record.after.text}
        select ${COLUMNS}, m.seq as head_seq, m.id as head_message_id, m.created_at as head_at, ${record.states.text}
        from m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by m.pos`,

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import { ForeignKeyConstraintViolationException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
@@ -92,8 +92,11 @@ interface Outgoing {
   file: { id: string; fileName: string; mimeType: string; data: Buffer } | null;
 }
 
-/** What goes through the batcher: open messages of a group or project, text only (see MessageService.batcher). */
-const batchable = (o: Outgoing) => o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct';
+/**
+ * What goes through the batcher: open messages of a group or project, text only (see
+ * MessageService.batcher), and never one inside a transaction (a batch commits on its own).
+ */
+const batchable = (o: Outgoing) => o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct' && !o.em.getTransactionContext();
 
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
@@ -111,15 +114,24 @@ export class MessageService {
    */
   private readonly batcher = new Batcher<Outgoing, MessageRow & SentColumns>({
     one: (o) => this.insertOne(o),
-    many: (batch) => {
+    many: async (batch) => {
       const { em, conv } = batch[0];
-      return messageRepository.insertBatch(
+      const rows = await messageRepository.insertBatch(
         em,
         { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
         batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
-        conversationRepository.recordBatch({ key: conv.key, count: batch.length, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+        conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
       );
+      // Each caller gets its own message, by id (never by place, should a row be missing).
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return batch.map((o) => {
+        const row = byId.get(o.id);
+        if (!row) throw new Error(`batched message ${o.id} came back without its row`);
+        return row;
+      });
     },
+    // What one send can cause: its clientMessageId stored meanwhile, its sender deleted.
+    itemFault: (e) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException,
   });
 
   constructor(private readonly d: MessageServiceDeps) {}

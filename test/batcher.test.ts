@@ -1,0 +1,77 @@
+import { Batcher } from '../src/shared/batcher';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const itemFault = (e: unknown) => e instanceof Error && e.message.startsWith('item');
+
+describe('Batcher', () => {
+  it('should run the first item at once and the ones that came meanwhile together, each answered with its own result', async () => {
+    const calls: number[][] = [];
+    const b = new Batcher<number, string>({
+      one: async (x) => (calls.push([x]), await sleep(20), `r${x}`),
+      many: async (xs) => (calls.push(xs), await sleep(20), xs.map((x) => `r${x}`)),
+      itemFault,
+      max: 3,
+    });
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((x) => b.run('k', x)));
+    expect(results).toEqual(['r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
+    expect(calls).toEqual([[1], [2, 3, 4], [5, 6]]);
+    expect(b.batched).toBe(5);
+    // Another key never waits for this one.
+    expect(await b.run('other', 7)).toBe('r7');
+  });
+
+  it('should redo each item alone when one item broke the batch, failing only that one', async () => {
+    const alone: number[] = [];
+    const b = new Batcher<number, number>({
+      one: async (x) => {
+        alone.push(x);
+        await sleep(5);
+        if (x === 3) throw new Error('item 3 is a duplicate');
+        return x;
+      },
+      many: async (xs) => {
+        await sleep(5);
+        if (xs.includes(3)) throw new Error('item 3 is a duplicate');
+        return xs;
+      },
+      itemFault,
+    });
+    const results = await Promise.allSettled([1, 2, 3, 4].map((x) => b.run('k', x)));
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([1, 2, 'item 3 is a duplicate', 4]);
+    expect(alone).toEqual([1, 2, 3, 4]);
+  });
+
+  it("should fail a whole batch at once with the batch's error when no item caused it", async () => {
+    let calls = 0;
+    const b = new Batcher<number, number>({
+      one: async (x) => (calls++, await sleep(20), x),
+      many: async () => {
+        calls++;
+        await sleep(20);
+        throw new Error('pool timeout');
+      },
+      itemFault,
+    });
+    const started = Date.now();
+    const results = await Promise.allSettled(Array.from({ length: 21 }, (_, i) => b.run('k', i)));
+    expect(results[0]).toEqual({ status: 'fulfilled', value: 0 });
+    expect(results.slice(1).every((r) => r.status === 'rejected' && (r.reason as Error).message === 'pool timeout')).toBe(true);
+    // One call for the first, one for the batch: nobody waits for twenty retries.
+    expect(calls).toBe(2);
+    expect(Date.now() - started).toBeLessThan(20 * 20);
+  });
+
+  it('should not leave a key taken when doing an item throws synchronously', async () => {
+    let n = 0;
+    const b = new Batcher<number, number>({
+      one: (x) => {
+        if (n++ === 0) throw new Error('sync');
+        return Promise.resolve(x);
+      },
+      many: async (xs) => xs,
+      itemFault,
+    });
+    await expect(b.run('k', 1)).rejects.toThrow('sync');
+    expect(await Promise.race([b.run('k', 2), sleep(200).then(() => 'stuck')])).toBe(2);
+  });
+});
