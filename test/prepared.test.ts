@@ -47,5 +47,17 @@ describe('prepared reads', () => {
       expect(r.custom_plans).toBeLessThanOrEqual(5);
       expect(r.generic_plans).toBeGreaterThanOrEqual(calls - 5);
     }
+
+    // Each row count written in is a statement (and a plan) of its own on every connection: page
+    // sizes share a few, and each page still has exactly its size.
+    const sizes = [1, 2, 5, 10, 11, 15, 20, 30, 49, 50, 77, 100];
+    for (const last of sizes) {
+      const page = (await request(s.url, HistoryDocument, { conversation: { groupId: busy }, last }, a.token)).history;
+      expect([last, page.edges.length, page.pageInfo.hasPreviousPage]).toEqual([last, last, true]);
+    }
+    const history: PreparedRow[] = await s.database.orm.em.fork().getConnection().execute(
+      "select statement, generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'parley_%' and statement like '%where m.conversation_key = $1%'",
+    );
+    expect(history.map((r) => /limit (\d+)$/.exec(r.statement)?.[1]).sort()).toEqual(['101', '11', '21', '51']);
   });
 });

@@ -289,13 +289,14 @@ export const conversationRepository = {
     // offset keeps it one per row, planned for one row (index probes), whatever the planner thinks
     // of the cut (left to itself, it hashed every message and user of a small bench database).
     // Prepared: its plan (about as long to make as to run) is made once per connection.
-    return prepared(em,
+    const rows = await prepared<ConversationRow>(em,
       `select c.* from (${cut}) k cross join lateral (
          select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ?) c ${LAST} offset 0
        ) c
        order by c.activity_at desc, c.conversation_key desc`,
       [userId, ...cursor, userId, ...cursor, userId],
     );
+    return rows.slice(0, opts.limit + 1);
   },
 
   async count(em: EntityManager, userId: string): Promise<number> {

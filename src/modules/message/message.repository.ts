@@ -270,7 +270,8 @@ export const messageRepository = {
       params.push(opts.cursor.at, opts.cursor.id);
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
-    return prepared(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
+    const rows = await prepared<MessageRow>(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
+    return rows.slice(0, opts.limit + 1);
   },
 
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {
