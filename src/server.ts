@@ -242,6 +242,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       openSockets: () => ws.wss.clients.size + streams.size,
       subscriptions: () => fanout.stats.active,
       messagesSent: () => app.services.messages.sent,
+      messagesBatched: () => app.services.messages.batchedSends,
       publishFailures: () => pubsub.publishFailures,
       onlineUsers: () => app.services.presence.count(),
       eventsReceived: () => pubsub.received,

@@ -39,8 +39,11 @@ describe('sends to one conversation under load', () => {
     // Every answer is its own message.
     expect(answers.map((a) => a.content)).toEqual(Array.from({ length: N }, (_, i) => `m${i} "quoted" \\ {braces}, é`));
     expect(new Set(answers.map((a) => a.id)).size).toBe(N);
-    // Some went together (the first of each run goes alone).
+    // Some went together (the first of each run goes alone), and operators see how many.
     expect(s.services.messages.batchedSends).toBeGreaterThan(0);
+    const metrics = await (await fetch(new URL('/metrics', s.url))).text();
+    expect(Number(/^parley_messages_batched_total (\d+)/m.exec(metrics)?.[1])).toBe(s.services.messages.batchedSends);
+    expect(Number(/^parley_messages_sent_total (\d+)/m.exec(metrics)?.[1])).toBe(N);
 
     const { rows, head } = await stored(s.env.DATABASE_URL!, `g:${g}`);
     expect(rows).toHaveLength(N);
