@@ -1,4 +1,5 @@
-import { gql, listen, ok } from './helpers/graphql';
+import pg from 'pg';
+import { gql, listen, ok, sleep } from './helpers/graphql';
 import { sql } from './helpers/db';
 import { createTestServer, describeRedis } from './helpers/server';
 import { buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
@@ -110,6 +111,68 @@ describe('sends to one conversation under load', () => {
     const page = (id: TestUser) => ok(gql(s.url, 'query($p: ID!) { history(conversation: { projectId: $p }, last: 100) { edges { node { id } } } }', { p }, id.token));
     expect((await page(cy)).history.edges).toHaveLength(30);
     expect((await page(ada)).history.edges).toHaveLength(24 + 3);
+  });
+});
+
+describe('deadlock victims', () => {
+  it('should be run again and succeed, stored once, when PostgreSQL aborts it for a deadlock', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ada, 'Deadlock', [bo]);
+    const key = `g:${g}`;
+    await sendMessage(s.url, ada.token, { groupId: g, content: 'first' });
+    // Another transaction takes Bo's row (a send writes every member's sort key in a small group)...
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('update conversation_members set read_at = read_at where conversation_key = $1 and user_id = $2', [key, bo.id]);
+      // ...Ada's send takes the head, then waits for Bo's row...
+      const sending = gql(s.url, SEND, { i: { groupId: g, content: 'second' } }, ada.token);
+      await sleep(200);
+      // ...and the other transaction now waits for the head: a cycle. The send waited first, so its
+      // deadlock check (deadlock_timeout, 1 s) finds the cycle and PostgreSQL aborts it.
+      const locking = other.query('update conversation_heads set seq = seq where conversation_key = $1', [key]);
+      await locking;
+      await other.query('commit');
+      const answer = await sending;
+      expect(answer.errors).toBeUndefined();
+      expect(answer.data.sendMessage.content).toBe('second');
+    } finally {
+      await other.end();
+    }
+    const { rows, head } = await stored(s.env.DATABASE_URL!, key);
+    expect(rows.map((r) => Number(r.seq))).toEqual([1, 2]);
+    expect(head.seq).toBe('2');
+  });
+});
+
+describe('a transaction chosen as a deadlock victim', () => {
+  it('should run a leave again, and leave once, when PostgreSQL aborts it for a deadlock', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ada, 'Leaving', [bo]);
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      // Bo's conversation row first; the leave takes the group's row, then waits for Bo's...
+      await other.query('update conversation_members set read_at = read_at where conversation_key = $1 and user_id = $2', [`g:${g}`, bo.id]);
+      const leaving = gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bo.token);
+      await sleep(200);
+      // ...which this transaction now wants: the leave waited first, so it is the victim.
+      await other.query('select id from groups where id = $1 for update', [g]);
+      await other.query('commit');
+      const answer = await leaving;
+      expect(answer.errors).toBeUndefined();
+      expect(answer.data.leaveGroup).toBe(true);
+    } finally {
+      await other.end();
+    }
+    const members = (await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g }, ada.token))).group;
+    expect(members.memberCount).toBe(1);
+    const [{ n }] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from conversation_members where conversation_key = $1', [`g:${g}`]);
+    expect(n).toBe(1);
   });
 });
 

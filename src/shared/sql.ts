@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { DeadlockException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 
 /**
@@ -85,5 +86,26 @@ export async function prepared<T>(em: EntityManager, sql: string, params: readon
     throw e instanceof Error ? em.getDriver().convertException(e) : e;
   } finally {
     await client.releaseConnection(connection);
+  }
+}
+
+/** How many times a deadlock's victim runs in all. */
+const DEADLOCK_ATTEMPTS = 3;
+
+/**
+ * Runs `run` again when PostgreSQL chose it as a deadlock's victim: it rolled the statement (or the
+ * transaction) back whole, so nothing of it was written, and the other side has gone on by then.
+ * A send that writes every member's sort key can meet a leave and an account deletion locking the
+ * same rows in another order; without this the sender got INTERNAL_SERVER_ERROR for someone
+ * else's leave. Only for a whole statement or a whole transaction, never a statement inside one.
+ * @throws the last DeadlockException after DEADLOCK_ATTEMPTS, or any other error at once.
+ */
+export async function retryDeadlocks<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (e) {
+      if (!(e instanceof DeadlockException) || attempt >= DEADLOCK_ATTEMPTS) throw e;
+    }
   }
 }

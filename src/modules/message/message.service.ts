@@ -21,6 +21,7 @@ import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mappe
 import type { Conversation, ConversationFilter, MessageType } from './message.types';
 import { isoTime } from '../../shared/time';
 import { Batcher } from '../../shared/batcher';
+import { retryDeadlocks } from '../../shared/sql';
 
 const MAX_CONTENT = 4000;
 /**
@@ -116,11 +117,13 @@ export class MessageService {
     one: (o) => this.insertOne(o),
     many: async (batch) => {
       const { em, conv } = batch[0];
-      const rows = await messageRepository.insertBatch(
-        em,
-        { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
-        batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
-        conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+      const rows = await retryDeadlocks(() =>
+        messageRepository.insertBatch(
+          em,
+          { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
+          batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
+          conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+        ),
       );
       // Each caller gets its own message, by id (never by place, should a row be missing).
       const byId = new Map(rows.map((r) => [r.id, r]));
@@ -258,12 +261,15 @@ export class MessageService {
    * private message's recipient's too) and, in a small conversation, the others' sort keys. */
   private insertOne(o: Outgoing): Promise<MessageRow & SentColumns> {
     const { conv } = o;
-    return messageRepository.insert(
-      o.em,
-      { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
-      o.file,
-      conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
-    );
+    const insert = () =>
+      messageRepository.insert(
+        o.em,
+        { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
+        o.file,
+        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+      );
+    // The statement is whole on its own: a deadlock's victim is run again (in a transaction, the transaction's caller decides).
+    return o.em.getTransactionContext() ? insert() : retryDeadlocks(insert);
   }
 
   /**

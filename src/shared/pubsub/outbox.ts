@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { PubSub } from './pubsub';
 import type { Topic, TopicPayloads } from './topics';
+import { retryDeadlocks } from '../sql';
 
 /** Events gathered inside a transaction, published only once it has committed. */
 export class Outbox {
@@ -13,10 +14,17 @@ export class Outbox {
 /**
  * Runs `fn` in one transaction, then publishes what it put in the outbox. A publish that
  * fails is logged and counted, never undoes the committed change (clients catch up by query).
+ * A transaction PostgreSQL chose as a deadlock's victim was rolled back whole: it runs again with
+ * a fresh outbox (`fn` writes only through its EntityManager and the outbox).
  */
 export async function transact<T>(em: EntityManager, pubsub: PubSub, fn: (em: EntityManager, outbox: Outbox) => Promise<T>): Promise<T> {
-  const outbox = new Outbox();
-  const result = await em.transactional((tem) => fn(tem as EntityManager, outbox));
+  let outbox = new Outbox();
+  const once = () => {
+    outbox = new Outbox();
+    return em.transactional((tem) => fn(tem as EntityManager, outbox));
+  };
+  // Nested in another transaction, a deadlock aborts that one too: its own caller decides.
+  const result = await (em.getTransactionContext() ? once() : retryDeadlocks(once));
   for (const e of outbox.events) await pubsub.publishSafe(e.topic, e.payload as never);
   return result;
 }
