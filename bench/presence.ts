@@ -54,6 +54,7 @@ import { createLogger } from '../src/shared/logger';
 import { BATCH_FIELD, createPubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
+import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
 import { startChild, type FromChild } from './harness';
 import { out, positive, query } from './util';
 
@@ -304,7 +305,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   const database = await openDatabase(env, logger, { entities });
   const redis = connectRedis(env, logger)!;
   await new Promise((r) => (redis.client.status === 'ready' ? r(null) : redis.client.once('ready', r)));
-  const pubsub = createPubSub(redis, logger);
+  const pubsub = createPubSub(redis, logger, conversationRoutes);
   const tag = randomUUID().slice(0, 8);
 
   // Seeding, not measured: rows in PostgreSQL whose last activity was 6 minutes ago, 1 ms apart.

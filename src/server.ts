@@ -40,6 +40,7 @@ import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
 import { connectRedis } from './shared/redis';
+import { conversationRoutes } from './modules/conversation/conversation.keys';
 
 export interface ParleyServer {
   /** http://host:port/graphql */
@@ -86,7 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     stack.push('database', () => database.dispose());
     const redis = connectRedis(env, logger);
     if (redis) stack.push('redis', () => redis.dispose());
-    const pubsub = createPubSub(redis, logger);
+    const pubsub = createPubSub(redis, logger, conversationRoutes);
     stack.push('pubsub', () => pubsub.dispose());
     const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
     stack.push('services', () => app.dispose());

@@ -1,6 +1,7 @@
 import { MembershipIndex } from '../src/modules/membership/membership.index';
 import { createPubSub } from '../src/shared/pubsub/pubsub';
 import { createLogger } from '../src/shared/logger';
+import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
 
 /** A loader whose calls the test settles by hand. */
 function manualLoader() {
@@ -14,7 +15,7 @@ describe('membership index', () => {
 
   it("should not let a closed socket's failed load release another socket's entry", async () => {
     const groups = manualLoader();
-    const index = new MembershipIndex(createPubSub(undefined, logger), { group: groups.load, project: async () => [] });
+    const index = new MembershipIndex(createPubSub(undefined, logger, conversationRoutes), { group: groups.load, project: async () => [] });
     // Socket 1 starts loading, then goes away before the load ends (its close releases its reference).
     const first = index.track('u1');
     first.catch(() => undefined);
@@ -34,7 +35,7 @@ describe('membership index', () => {
 
   it('should release the reference of every caller of a load that fails', async () => {
     const groups = manualLoader();
-    const index = new MembershipIndex(createPubSub(undefined, logger), { group: groups.load, project: async () => [] });
+    const index = new MembershipIndex(createPubSub(undefined, logger, conversationRoutes), { group: groups.load, project: async () => [] });
     const a = index.track('u1');
     const b = index.track('u1');
     groups.calls[0].reject(new Error('database away'));

@@ -19,6 +19,7 @@ import { createLogger } from '../shared/logger';
 import { createPubSub } from '../shared/pubsub/pubsub';
 import { Topic } from '../shared/pubsub/topics';
 import { connectRedis, type RedisClient } from '../shared/redis';
+import { conversationRoutes } from '../modules/conversation/conversation.keys';
 
 /** Commands fail fast while disconnected (no offline queue), so wait for the connection first. */
 async function ready(client: RedisClient, timeoutMs = 5000): Promise<void> {
@@ -47,7 +48,7 @@ async function main(): Promise<number> {
   }
   const database = await openDatabase(env, logger, { entities, migrate: false });
   const redis = connectRedis(env, logger)!;
-  const pubsub = createPubSub(redis, logger);
+  const pubsub = createPubSub(redis, logger, conversationRoutes);
   try {
     await ready(redis.client);
     const presence = new PresenceService({

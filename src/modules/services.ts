@@ -21,7 +21,8 @@ import { ProjectService } from './project/project.service';
 import { UserService } from './user/user.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
-import { channelOf, Topic, type ConversationScope } from '../shared/pubsub/topics';
+import { Topic, type ConversationScope } from '../shared/pubsub/topics';
+import { scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
@@ -176,13 +177,13 @@ function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: Mes
     async taken(scope, id, cause) {
       // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
       const catchUp = cause === 'join' && scope !== 'user';
-      const fresh = await pubsub.take(channelOf(scope, id), catchUp);
+      const fresh = await pubsub.take(scopeChannel(scope, id), catchUp);
       if (!fresh || !catchUp) return;
       const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
-      pubsub.catchUp(Topic.MessageAdded, channelOf(scope, id), missed, (p) => p.id);
+      pubsub.catchUp(Topic.MessageAdded, scopeChannel(scope, id), missed, (p) => p.id);
     },
     dropped(scope, id) {
-      pubsub.drop(channelOf(scope, id));
+      pubsub.drop(scopeChannel(scope, id));
       // Their conversations' events no longer come here: what is known of their read states would go stale.
       if (scope === 'user') memberStates.forget(id);
     },

@@ -1,5 +1,6 @@
 import type { ConversationUpdatedPayload, HeadPayload, MemberStatePayload } from '../../shared/pubsub/topics';
 import { isoTime } from '../../shared/time';
+import { parseKey } from './conversation.keys';
 
 /** A conversation's head (see ConversationHead), times in ms. */
 export interface HeadState {
@@ -126,11 +127,12 @@ export function view(head: HeadState | null, own: OwnState): View {
 
 /** A group or project renamed: the head, for every member to derive their row with the new title. */
 export function renamed(key: string, kind: 'GROUP' | 'PROJECT', title: string, head: HeadState | null): ConversationUpdatedPayload {
+  const parsed = parseKey(key);
   return {
     conversationKey: key,
     kind,
-    groupId: kind === 'GROUP' ? key.slice(2) : null,
-    projectId: kind === 'PROJECT' ? key.slice(2) : null,
+    groupId: parsed?.kind === 'group' ? parsed.groupId : null,
+    projectId: parsed?.kind === 'project' ? parsed.projectId : null,
     userIds: null,
     title,
     titles: null,

@@ -10,6 +10,7 @@ import type { ConversationArgs, MessageService } from '../message/message.servic
 import type { Conversation } from '../message/message.types';
 import { toUserPayload } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
+import { groupKey, projectKey } from './conversation.keys';
 
 /**
  * One change to the typing state shared by every instance. A typist's state is who is keeping it
@@ -215,10 +216,10 @@ export class TypingService {
   private member(viewerId: string, c: ConversationArgs): Conversation | null {
     const base = { peerId: null, privateWith: null, title: '', ownerId: null };
     if (c.groupId && !c.projectId && !c.userId && this.o.memberships.has('group', viewerId, c.groupId)) {
-      return { ...base, key: `g:${c.groupId}`, kind: 'group', groupId: c.groupId, projectId: null };
+      return { ...base, key: groupKey(c.groupId), kind: 'group', groupId: c.groupId, projectId: null };
     }
     if (c.projectId && !c.groupId && !c.userId && this.o.memberships.has('project', viewerId, c.projectId)) {
-      return { ...base, key: `p:${c.projectId}`, kind: 'project', groupId: null, projectId: c.projectId };
+      return { ...base, key: projectKey(c.projectId), kind: 'project', groupId: null, projectId: c.projectId };
     }
     return null;
   }

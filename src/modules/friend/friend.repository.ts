@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
 import { FriendRequest, FriendRequestStatus, Friendship } from './friend.entity';
+import { directKey } from '../conversation/conversation.keys';
 
 /** Friendships are stored once per pair, smaller id first. */
 export function pair(a: string, b: string): [string, string] {
@@ -57,7 +58,7 @@ export const friendRepository = {
     const [userA, userB] = pair(a, b);
     await em.execute('insert into friendships (id, user_a_id, user_b_id, created_at) values (gen_random_uuid(), ?, ?, now()) on conflict do nothing', [userA, userB]);
     // Friends again: a conversation they had comes back to both sidebars (read up to its newest message).
-    const key = `d:${userA}:${userB}`;
+    const key = directKey(userA, userB);
     await conversationRepository.join(em, { key, userId: userA, kind: 'DIRECT', peerId: userB });
     await conversationRepository.join(em, { key, userId: userB, kind: 'DIRECT', peerId: userA });
   },
@@ -65,7 +66,7 @@ export const friendRepository = {
   async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
     const [userA, userB] = pair(a, b);
     // A direct conversation needs friends: it leaves both sidebars (its messages and head stay).
-    await conversationRepository.dropMembers(em, `d:${userA}:${userB}`);
+    await conversationRepository.dropMembers(em, directKey(userA, userB));
     return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
   },
 

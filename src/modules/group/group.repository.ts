@@ -4,6 +4,7 @@ import { conversationRepository } from '../conversation/conversation.repository'
 import { User } from '../user/user.entity';
 import { likePattern } from '../user/user.repository';
 import { Group, GroupMember } from './group.entity';
+import { groupKey } from '../conversation/conversation.keys';
 
 export const groupRepository = {
   async byId(em: EntityManager, id: string): Promise<Group | null> {
@@ -39,10 +40,10 @@ export const groupRepository = {
   /** Deletes the group, its memberships (cascade) and its conversation with the attachments in it. */
   async destroy(em: EntityManager, groupId: string): Promise<void> {
     await em.execute('with m as (delete from messages where conversation_key = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)', [
-      `g:${groupId}`,
+      groupKey(groupId),
     ]);
     await em.execute('delete from groups where id = ?', [groupId]);
-    await conversationRepository.drop(em, `g:${groupId}`);
+    await conversationRepository.drop(em, groupKey(groupId));
   },
 
   async lobby(em: EntityManager): Promise<Group | null> {
@@ -104,7 +105,7 @@ export const groupRepository = {
     );
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
-    await conversationRepository.join(em, { key: `g:${groupId}`, userId, kind: 'GROUP', groupId });
+    await conversationRepository.join(em, { key: groupKey(groupId), userId, kind: 'GROUP', groupId });
     return true;
   },
 
@@ -113,7 +114,7 @@ export const groupRepository = {
     const res = await conn.execute('delete from group_members where group_id = ? and user_id = ? returning id', [groupId, userId]);
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count - 1 where id = ?', [groupId]);
-    await conversationRepository.leave(em, `g:${groupId}`, userId);
+    await conversationRepository.leave(em, groupKey(groupId), userId);
     return true;
   },
 

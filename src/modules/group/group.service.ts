@@ -16,6 +16,7 @@ import { toGroupType } from './group.mapper';
 import { groupRepository } from './group.repository';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { renamed } from '../conversation/conversation.events';
+import { groupKey } from '../conversation/conversation.keys';
 
 /** Groups, their members and the lobby. Every membership rule of the feature lives here. */
 export class GroupService {
@@ -141,7 +142,7 @@ export class GroupService {
       const group = await this.asOwner(tem, groupId, viewerId);
       group.name = clean;
       await tem.flush();
-      outbox.add(Topic.ConversationUpdated, renamed(`g:${group.id}`, 'GROUP', clean, await conversationRepository.head(tem, `g:${group.id}`)));
+      outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
       this.event(outbox, 'RENAMED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       return group;
     });

@@ -28,8 +28,9 @@ export class Attachment {
 
 /**
  * A message in one conversation. `conversationKey` names the conversation
- * (g:<group>, d:<userA>:<userB>, p:<project>, p:<project>:<userA>:<userB>) so that
- * every kind pages through one keyset index.
+ * (see conversation.keys.ts: g:<group>, d:<userA>:<userB>, p:<project>; a project's private
+ * messages share their project's key and carry a recipient) so that every kind pages through one
+ * keyset index.
  */
 @Entity({ tableName: 'messages' })
 @Index({ name: 'messages_conversation_keyset', properties: ['conversationKey', 'createdAt', 'id'] })

@@ -22,6 +22,7 @@ import type { Conversation, ConversationFilter, MessageType } from './message.ty
 import { isoTime } from '../../shared/time';
 import { Batcher } from '../../shared/batcher';
 import { retryDeadlocks } from '../../shared/sql';
+import { directKey, groupKey, projectKey } from '../conversation/conversation.keys';
 
 const MAX_CONTENT = 4000;
 /**
@@ -35,10 +36,6 @@ export interface ConversationArgs {
   groupId?: string | null;
   userId?: string | null;
   projectId?: string | null;
-}
-
-export function directKey(a: string, b: string): string {
-  return a < b ? `d:${a}:${b}` : `d:${b}:${a}`;
 }
 
 export interface MessageServiceDeps {
@@ -157,7 +154,7 @@ export class MessageService {
     if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
     if (c.groupId) {
       const g = await this.d.groups.memberOf(em, c.groupId, viewerId);
-      return { key: `g:${g.id}`, kind: 'group', groupId: g.id, projectId: null, peerId: null, privateWith: null, title: g.name, ownerId: g.ownerId };
+      return { key: groupKey(g.id), kind: 'group', groupId: g.id, projectId: null, peerId: null, privateWith: null, title: g.name, ownerId: g.ownerId };
     }
     if (c.projectId) {
       const { project } = await this.d.projects.asMember(em, c.projectId, viewerId);
@@ -167,7 +164,7 @@ export class MessageService {
         if (!isId(c.userId) || !(await this.d.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
         privateWith = c.userId;
       }
-      return { key: `p:${project.id}`, kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith, title: project.title, ownerId: null };
+      return { key: projectKey(project.id), kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith, title: project.title, ownerId: null };
     }
     const peerId = c.userId!;
     if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
@@ -375,7 +372,7 @@ export class MessageService {
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
     // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
-      const key = `g:${c.groupId}`;
+      const key = groupKey(c.groupId);
       rows = await messageRepository.page(em, key, { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
       if (rows.length) conv = { key, kind: 'group', groupId: c.groupId, projectId: null, peerId: null, privateWith: null, title: '', ownerId: null };
     }

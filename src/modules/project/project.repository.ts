@@ -4,6 +4,7 @@ import type { ProjectMemberShape } from './project.types';
 import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
 import { groupBy, pgArray } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
+import { projectKey } from '../conversation/conversation.keys';
 
 export interface ProjectRow {
   id: string;
@@ -103,13 +104,13 @@ export const projectRepository = {
        on conflict (project_id, user_id) do nothing returning id`,
       [m.id, m.projectId, m.userId, m.role],
     );
-    if (rows.length) await conversationRepository.join(em, { key: `p:${m.projectId}`, userId: m.userId, kind: 'PROJECT', projectId: m.projectId });
+    if (rows.length) await conversationRepository.join(em, { key: projectKey(m.projectId), userId: m.userId, kind: 'PROJECT', projectId: m.projectId });
     return rows.length > 0;
   },
 
   async removeMember(em: EntityManager, projectId: string, userId: string): Promise<void> {
     await em.execute('delete from project_members where project_id = ? and user_id = ?', [projectId, userId]);
-    await conversationRepository.leave(em, `p:${projectId}`, userId);
+    await conversationRepository.leave(em, projectKey(projectId), userId);
   },
 
   async setRole(em: EntityManager, projectId: string, userId: string, role: ProjectRole): Promise<void> {
@@ -131,7 +132,7 @@ export const projectRepository = {
       [projectId],
     );
     await em.execute('delete from projects where id = ?', [projectId]);
-    await conversationRepository.drop(em, `p:${projectId}`);
+    await conversationRepository.drop(em, projectKey(projectId));
   },
 
   async usernames(em: EntityManager, ids: string[]): Promise<Map<string, string>> {

@@ -15,6 +15,7 @@ import { projectRepository as repo, type NewAction, type ProjectRow } from './pr
 import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { renamed } from '../conversation/conversation.events';
+import { projectKey } from '../conversation/conversation.keys';
 
 /** A project locked for one change, with its members and the caller's place in it. */
 interface Locked {
@@ -152,7 +153,7 @@ export class ProjectService {
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
       await repo.rename(tem, l.project.id, clean);
-      outbox.add(Topic.ConversationUpdated, renamed(`p:${l.project.id}`, 'PROJECT', clean, await conversationRepository.head(tem, `p:${l.project.id}`)));
+      outbox.add(Topic.ConversationUpdated, renamed(projectKey(l.project.id), 'PROJECT', clean, await conversationRepository.head(tem, projectKey(l.project.id))));
       const project = { ...l.project, title: clean };
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_RENAMED, message: t.renamed(previous, clean) }));
       await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous });

@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { InOrder, NewestVersions } from './order';
 import { ShardedRedisEngine } from './sharded';
-import { CONVERSATION_CHANNELS, Topic, TOPIC_CHANNELS, type MessageEventPayload, type MessagePayload, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload, type TopicPayloads } from './topics';
 
 export type Listener<T extends Topic> = (payload: TopicPayloads[T]) => void;
 
@@ -118,7 +118,7 @@ function release(byKey: Map<string, Held>, key: string, listener: Receiver): voi
 /**
  * The PubSub behind every subscription. An event is handed only to the local listeners of
  * its audience (see `routeLocally`), so a subscription costs nothing for events it doesn't
- * get. Upstream (Redis or in-process), a topic is one channel, or for TOPIC_CHANNELS topics
+ * get. Upstream (Redis or in-process), a topic is one channel, or for a topic on channels (ChannelRoutes)
  * one channel per conversation or user that this instance `take`s while it has a member.
  */
 export class PubSub {
@@ -150,6 +150,7 @@ export class PubSub {
     private readonly engine: PubSubEngine,
     readonly kind: 'redis' | 'memory',
     private readonly logger: Logger,
+    private readonly routes: ChannelRoutes,
     private readonly transport?: ChannelTransport,
   ) {
     transport?.listen((name, raw) => {
@@ -181,12 +182,12 @@ export class PubSub {
     // happens before the mutation answers, which keeps a fast client from outrunning delivery
     // (except for a new message that waits its turn in its conversation: see InOrder).
     this.admit(topic, JSON.parse(JSON.stringify(payload)), undefined);
-    const channels = TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined;
+    const channels = this.routes.channelsOf(topic, payload);
     try {
       if (!channels) await this.engine.publish(topic, { [ORIGIN]: this.origin, payload } satisfies Envelope);
       else {
         const envelope = { [ORIGIN]: this.origin, topic, payload } satisfies Envelope;
-        await Promise.all(channels(payload).map((c) => this.engine.publish(channelName(c), envelope)));
+        await Promise.all(channels.map((c) => this.engine.publish(channelName(c), envelope)));
       }
     } catch (e) {
       this.publishFailures++;
@@ -207,7 +208,7 @@ export class PubSub {
 
   /**
    * Adds a local listener that gets every event of the topic; returns its removal. For a
-   * TOPIC_CHANNELS topic it gets only the events of conversation channels this instance takes.
+   * topic on channels it gets only the events of conversation channels this instance takes.
    */
   on<T extends Topic>(topic: T, listener: Listener<T> | Receiver): () => void {
     this.add(topic, listener);
@@ -226,7 +227,7 @@ export class PubSub {
       if (!set) this.listeners.set(topic, (set = new Set()));
       set.add(listener);
     }
-    if (!TOPIC_CHANNELS[topic]) this.ensureUpstream(topic);
+    if (!this.routes.onChannels(topic)) this.ensureUpstream(topic);
   }
 
   /** Removes what on() or add() added, with the same topic and keys. */
@@ -242,7 +243,7 @@ export class PubSub {
   }
 
   /**
-   * Takes one conversation channel (reference-counted) and with it every TOPIC_CHANNELS topic's
+   * Takes one conversation channel (reference-counted) and with it every topic on channels's
    * events on it: resolves once this instance receives it, with true when this call subscribed it
    * (it was not taken before). With `catchUp`, the caller will call catchUp() once it has read
    * what may have been published before: until YOUNG_MS after that, what arrives is remembered so
@@ -372,11 +373,15 @@ export class PubSub {
     const m = payload as MessagePayload;
     if (channel === undefined && !m.groupId && !m.projectId) {
       const users = m.recipientId && m.recipientId !== m.senderId ? [m.senderId, m.recipientId] : [m.senderId];
-      users.forEach((u, i) => this.inLine(`${m.conversationKey} u:${u}`, `u:${u}`, place, { topic, payload, channel: `u:${u}`, keyedOnly: i > 0 }));
+      users.forEach((u, i) => {
+        const own = this.routes.userChannel(u);
+        this.inLine(`${m.conversationKey} ${own}`, own, place, { topic, payload, channel: own, keyedOnly: i > 0 });
+      });
       return;
     }
-    const own = channel ?? (m.groupId ? `g:${m.groupId}` : `p:${m.projectId}`);
-    this.inLine(channel?.startsWith('u:') ? `${m.conversationKey} ${channel}` : m.conversationKey, own, place, { topic, payload, channel, keyedOnly: false });
+    const own = channel ?? this.routes.messageChannel(m);
+    const perUser = channel !== undefined && this.routes.userOfChannel(channel) !== undefined;
+    this.inLine(perUser ? `${m.conversationKey} ${channel}` : m.conversationKey, own, place, { topic, payload, channel, keyedOnly: false });
   }
 
   /**
@@ -396,7 +401,8 @@ export class PubSub {
     if (!byKey?.size) return;
     // A copy that came on a user's channel is that user's alone: a direct conversation's event
     // arrives once per user, and an instance with both users connected must not deliver it twice.
-    const audience = channel?.startsWith('u:') ? [channel.slice(2)] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
+    const user = channel === undefined ? undefined : this.routes.userOfChannel(channel);
+    const audience = user !== undefined ? [user] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
     if (audience === 'all') {
       const seen = new Set<Receiver>();
       for (const held of byKey.values()) {
@@ -466,11 +472,11 @@ export class PubSub {
   }
 }
 
-export function createPubSub(redis: RedisConnections | undefined, logger: Logger): PubSub {
-  if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger);
+export function createPubSub(redis: RedisConnections | undefined, logger: Logger, routes: ChannelRoutes): PubSub {
+  if (!redis) return new PubSub(new MemoryEngine(), 'memory', logger, routes);
   if (redis.sharded) {
     const subscriber = redis.subscriber as Cluster;
-    return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, subscriber, logger), 'redis', logger, {
+    return new PubSub(new ShardedRedisEngine(redis.publisher as Cluster, subscriber, logger), 'redis', logger, routes, {
       listen: (handler) => subscriber.on('smessage', handler),
       subscribe: (channel) => subscriber.ssubscribe(channel),
       unsubscribe: (channel) => subscriber.sunsubscribe(channel),
@@ -478,7 +484,7 @@ export function createPubSub(redis: RedisConnections | undefined, logger: Logger
   }
   const subscriber = redis.subscriber as Redis;
   // The engine keeps the few topic-wide channels; the per-conversation ones go straight to the connection.
-  return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: subscriber as any }), 'redis', logger, {
+  return new PubSub(new RedisPubSub({ publisher: redis.publisher as any, subscriber: subscriber as any }), 'redis', logger, routes, {
     listen: (handler) => subscriber.on('message', handler),
     subscribe: (channel) => subscriber.subscribe(channel),
     unsubscribe: (channel) => subscriber.unsubscribe(channel),

@@ -191,7 +191,7 @@ export interface SessionsRevokedPayload {
 /**
  * Where a conversation's events travel between instances: one channel per group
  * (`parley.conv:g:<id>`), per project (`p:`) and per connected user (`u:`, their direct
- * conversations and their own sessions), carrying every topic of TOPIC_CHANNELS with the topic in
+ * conversations and their own sessions), carrying every topic that ChannelRoutes puts on channels, with the topic in
  * the envelope. An instance subscribes only to the channels its connected users need (see
  * MembershipIndex's watcher), so it never receives a message, edit, read receipt, typing or sidebar
  * update of a conversation it has no one in; and one conversation costs one subscription, not one
@@ -199,26 +199,22 @@ export interface SessionsRevokedPayload {
  */
 export const CONVERSATION_CHANNELS = 'parley.conv';
 
-/** The channel suffixes of a conversation: its group or project, or each of its two users. */
-function scopeChannels(s: { groupId: string | null; projectId: string | null; userIds?: string[] | null }, direct: () => string[]): string[] {
-  return s.groupId ? [`g:${s.groupId}`] : s.projectId ? [`p:${s.projectId}`] : direct();
+/**
+ * What the pub/sub knows of conversation channels, given to it at start-up by the module that
+ * owns conversation keys and channels (modules/conversation/conversation.keys.ts).
+ */
+export interface ChannelRoutes {
+  /** Whether the topic travels on conversation channels (else on one topic-wide channel). */
+  onChannels(topic: Topic): boolean;
+  /** The channels an event of such a topic is published on. */
+  channelsOf<T extends Topic>(topic: T, payload: TopicPayloads[T]): string[] | undefined;
+  /** A user's own channel (their direct conversations and sessions). */
+  userChannel(userId: string): string;
+  /** The user whose own channel this is; undefined for a group's or project's. */
+  userOfChannel(channel: string): string | undefined;
+  /** The channel of a group's or project's message. */
+  messageChannel(m: MessagePayload): string;
 }
-
-const messageChannels = (m: MessagePayload): string[] => scopeChannels(m, () => [`u:${m.senderId}`, ...(m.recipientId ? [`u:${m.recipientId}`] : [])]);
-const conversationChannels = (s: ConversationScope): string[] => scopeChannels(s, () => (s.userIds ?? []).map((u) => `u:${u}`));
-
-/** Topics published on conversation channels instead of one topic-wide channel, and the channel suffixes of each event. */
-export const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] } = {
-  [Topic.MessageAdded]: messageChannels,
-  [Topic.MessageEvent]: (p) => messageChannels(p.message),
-  [Topic.ReadReceipt]: conversationChannels,
-  [Topic.Typing]: conversationChannels,
-  [Topic.ConversationUpdated]: conversationChannels,
-  [Topic.SessionEvent]: (p) => [`u:${p.userId}`],
-};
-
-/** The channel suffix of what a member of a group or project, or a connected user, needs. */
-export const channelOf = (scope: 'group' | 'project' | 'user', id: string): string => `${scope[0]}:${id}`;
 
 export interface TopicPayloads {
   [Topic.MessageAdded]: MessagePayload;

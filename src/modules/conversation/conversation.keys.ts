@@ -1,0 +1,69 @@
+import { Topic, type ChannelRoutes, type ConversationScope, type MessagePayload, type TopicPayloads } from '../../shared/pubsub/topics';
+
+/**
+ * Every conversation key and every pub/sub channel, built and parsed here and nowhere else.
+ *
+ * A conversation key is what `messages.conversation_key` and `conversation_heads.key` hold and what
+ * the API shows as `Conversation.id`:
+ * - `g:<groupId>` a group;
+ * - `p:<projectId>` a project (its private messages too: they carry a recipient, not a key of their own);
+ * - `d:<userA>:<userB>` a direct conversation, the two user ids in sorting order.
+ *
+ * A channel carries a conversation's events between instances (see topics.ts): `g:<groupId>` and
+ * `p:<projectId>` for everyone who takes the group or project, `u:<userId>` for one connected user
+ * (their direct conversations and their own sessions).
+ */
+
+export type ConversationKind = 'group' | 'project' | 'direct';
+
+/** A parsed conversation key. */
+export type ParsedKey = { kind: 'group'; groupId: string } | { kind: 'project'; projectId: string } | { kind: 'direct'; userIds: [string, string] };
+
+export const groupKey = (groupId: string): string => `g:${groupId}`;
+export const projectKey = (projectId: string): string => `p:${projectId}`;
+/** The same key whichever of the two users asks. */
+export const directKey = (a: string, b: string): string => (a < b ? `d:${a}:${b}` : `d:${b}:${a}`);
+
+/** Reads a conversation key; null for anything that is not one (an id from a client, say). */
+export function parseKey(key: string): ParsedKey | null {
+  const parts = key.split(':');
+  if (parts[0] === 'g' && parts.length === 2 && parts[1]) return { kind: 'group', groupId: parts[1] };
+  if (parts[0] === 'p' && parts.length === 2 && parts[1]) return { kind: 'project', projectId: parts[1] };
+  if (parts[0] === 'd' && parts.length === 3 && parts[1] && parts[2]) return { kind: 'direct', userIds: [parts[1], parts[2]] };
+  return null;
+}
+
+export const groupChannel = groupKey;
+export const projectChannel = projectKey;
+export const userChannel = (userId: string): string => `u:${userId}`;
+/** The channel of what a member of a group or project, or a connected user, needs. */
+export const scopeChannel = (scope: 'group' | 'project' | 'user', id: string): string => (scope === 'group' ? groupChannel(id) : scope === 'project' ? projectChannel(id) : userChannel(id));
+/** The user a `u:` channel belongs to; undefined for a group's or project's channel. */
+export const userOfChannel = (channel: string): string | undefined => (channel.startsWith('u:') ? channel.slice(2) : undefined);
+
+/** The channels of a conversation: its group's or project's, or each of its users' own. */
+function scopeChannels(s: { groupId: string | null; projectId: string | null }, users: () => string[]): string[] {
+  return s.groupId ? [groupChannel(s.groupId)] : s.projectId ? [projectChannel(s.projectId)] : users().map(userChannel);
+}
+
+const messageChannels = (m: MessagePayload): string[] => scopeChannels(m, () => (m.recipientId ? [m.senderId, m.recipientId] : [m.senderId]));
+const scopeOfChannels = (s: ConversationScope): string[] => scopeChannels(s, () => s.userIds ?? []);
+
+/** Topics published on conversation channels instead of one topic-wide channel, and the channels of each event. */
+const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] } = {
+  [Topic.MessageAdded]: messageChannels,
+  [Topic.MessageEvent]: (p) => messageChannels(p.message),
+  [Topic.ReadReceipt]: scopeOfChannels,
+  [Topic.Typing]: scopeOfChannels,
+  [Topic.ConversationUpdated]: scopeOfChannels,
+  [Topic.SessionEvent]: (p) => [userChannel(p.userId)],
+};
+
+/** What the pub/sub needs to know of channels, handed to it at start-up. */
+export const conversationRoutes: ChannelRoutes = {
+  channelsOf: (topic, payload) => (TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined)?.(payload),
+  onChannels: (topic) => topic in TOPIC_CHANNELS,
+  userChannel,
+  userOfChannel,
+  messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),
+};
