@@ -9,6 +9,7 @@ import { FriendService } from './friend/friend.service';
 import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
+import { ConversationAccess } from './conversation/conversation.access';
 import { ConversationService } from './conversation/conversation.service';
 import { conversationRepository } from './conversation/conversation.repository';
 import { MemberStates } from './conversation/conversation.states';
@@ -45,6 +46,8 @@ export interface Services {
   groups: GroupService;
   messages: MessageService;
   projects: ProjectService;
+  /** Who may see and use which conversation: resolving one, filtering events for a viewer. */
+  conversationAccess: ConversationAccess;
   conversations: ConversationService;
   /** Members' read states known here, from which each conversationUpdated receiver's row is derived. */
   memberStates: MemberStates;
@@ -85,14 +88,14 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const friends = new FriendService(env);
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
-  const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
+  const conversationAccess = new ConversationAccess({ groups, friends, projects });
+  const messages = new MessageService({ pubsub, access: conversationAccess, env });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
-  const conversations = new ConversationService({ pubsub, messages, groups, projects, states: memberStates });
+  const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,
-    messages,
-    memberships,
+    access: conversationAccess,
     logger: logger.child({ module: 'typing' }),
     lapseMs: env.TYPING_TIMEOUT * 1000,
     throttleMs: env.TYPING_THROTTLE * 1000,
@@ -137,6 +140,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     groups,
     messages,
     projects,
+    conversationAccess,
     conversations,
     memberStates,
     typing,

@@ -21,8 +21,13 @@ export type ParsedKey = { kind: 'group'; groupId: string } | { kind: 'project'; 
 
 export const groupKey = (groupId: string): string => `g:${groupId}`;
 export const projectKey = (projectId: string): string => `p:${projectId}`;
+/** The conversation of a group or project, as a membership change names it. */
+export const scopeKey = (scope: 'group' | 'project', id: string): string => (scope === 'group' ? groupKey(id) : projectKey(id));
 /** The same key whichever of the two users asks. */
 export const directKey = (a: string, b: string): string => (a < b ? `d:${a}:${b}` : `d:${b}:${a}`);
+
+/** What a stored conversation key looks like (as a cursor carries it): ids are lower-case UUIDs. */
+export const KEY_PATTERN = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
 
 /** Reads a conversation key; null for anything that is not one (an id from a client, say). */
 export function parseKey(key: string): ParsedKey | null {

@@ -1,13 +1,15 @@
 import type { ConversationUpdatedPayload, ReadReceiptPayload, SessionEventPayload, TypingPayload } from '../../shared/pubsub/topics';
 import { payloadToMessageType, toMessageType } from '../message/message.mapper';
-import { KINDS } from '../message/message.mapper';
-import type { Conversation } from '../message/message.types';
 import { payloadToUserType } from '../user/user.mapper';
+import type { Conversation } from './conversation.access';
 import { headOf, ownOf, view, type HeadState, type OwnState } from './conversation.events';
 import type { ConversationRow, conversationRepository } from './conversation.repository';
 import { ConversationKind, SessionEventKind, type ConversationType, type ReadReceiptType, type SessionEventType, type TypingEventType } from './conversation.types';
 
 type ReceiptRow = Awaited<ReturnType<(typeof conversationRepository)['receipts']>>[number];
+
+/** Conversation kinds as the API names them. */
+export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
 
 /** A viewer's sidebar row as the API shows it: their own state against the head. */
 export function rowToConversation(r: ConversationRow): ConversationType {

@@ -15,7 +15,7 @@ type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>
 
 /** The conversation a subscription narrows to (checked once, as for messageAdded), or null for all of the viewer's. */
 async function only(context: Context, conversation?: ConversationInput | null) {
-  return conversation ? context.services.messages.subscriptionFilter(context.em, viewerOf(context).userId, conversation) : null;
+  return conversation ? context.services.conversationAccess.subscriptionFilter(context.em, viewerOf(context).userId, conversation) : null;
 }
 
 @Resolver(() => ConversationType)
@@ -78,9 +78,9 @@ export class ConversationResolver {
     description: "Other members' read markers as they move. No argument: all the viewer's conversations.",
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
-      const { conversations, pubsub } = context.services;
+      const { conversationAccess, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      const reaches = (p: ReadReceiptPayload) => (p.only ? p.only.includes(me) : !p.except?.includes(me)) && conversations.inScope(me, p);
+      const reaches = (p: ReadReceiptPayload) => (p.only ? p.only.includes(me) : !p.except?.includes(me)) && conversationAccess.inScope(me, p);
       return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && reaches(p) ? p : undefined), {
         keys: me,
       });
@@ -95,9 +95,9 @@ export class ConversationResolver {
     description: "Never the viewer's own; typing: false on a stop, a sent message, or 6 s without a refresh.",
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
-      const { conversations, pubsub } = context.services;
+      const { conversationAccess, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversations.inScope(me, p) ? p : undefined), {
+      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) ? p : undefined), {
         keys: me,
       });
     },

@@ -2,22 +2,18 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type ConversationScope, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
+import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
-import type { GroupService } from '../group/group.service';
-import { KINDS, scopeOf } from '../message/message.mapper';
-import type { ConversationArgs, MessageService } from '../message/message.service';
 import { messageRepository } from '../message/message.repository';
-import type { ProjectService } from '../project/project.service';
+import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
-import { emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
+import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
+import { KEY_PATTERN, scopeKey } from './conversation.keys';
 import { conversationRepository } from './conversation.repository';
 import { NewestHeads, type MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
 import { isoTime } from '../../shared/time';
 
-/** What a conversation key looks like in a cursor: g:<id>, p:<id> or d:<id>:<id>. */
-const KEY = /^(?:[gp]:[0-9a-f-]{36}|d:[0-9a-f-]{36}:[0-9a-f-]{36})$/;
 const RECEIPTS_MAX = 100;
 
 /** A member without a row (left meanwhile): everything up to the head read, as a join leaves it. */
@@ -36,17 +32,24 @@ export class ConversationService {
   /** Rows in events are derived from the newest head seen, so a late event never moves one back. */
   private readonly heads = new NewestHeads();
 
-  constructor(
-    private readonly d: { pubsub: PubSub; messages: MessageService; groups: GroupService; projects: ProjectService; states: MemberStates },
-  ) {}
+  private readonly pubsub: PubSub;
+  private readonly access: ConversationAccess;
+  /** Members' read states known here. */
+  private readonly states: MemberStates;
+
+  constructor(deps: { pubsub: PubSub; access: ConversationAccess; states: MemberStates }) {
+    this.pubsub = deps.pubsub;
+    this.access = deps.access;
+    this.states = deps.states;
+  }
 
   /** Keeps the members' states known here current with what every instance's events carry. */
   start(): void {
     const offs = [
-      this.d.pubsub.on(Topic.ConversationUpdated, (p) => this.d.states.absorb(p)),
+      this.pubsub.on(Topic.ConversationUpdated, (p) => this.states.absorb(p)),
       // A membership's row goes or starts anew (read up to the head) without an event of its own.
-      this.d.pubsub.on(Topic.MembershipChanged, (p) => {
-        for (const c of p.changes) this.d.states.drop(c.userId, `${p.scope[0]}:${p.id}`);
+      this.pubsub.on(Topic.MembershipChanged, (p) => {
+        for (const c of p.changes) this.states.drop(c.userId, scopeKey(p.scope, p.id));
       }),
     ];
     this.off = () => offs.forEach((off) => off());
@@ -54,15 +57,8 @@ export class ConversationService {
 
   dispose(): void {
     this.off?.();
-    this.d.states.clear();
+    this.states.clear();
     this.heads.clear();
-  }
-
-  /** Whether an event of this conversation reaches the viewer: memory only (the membership index, or the pair). */
-  inScope(viewerId: string, s: ConversationScope): boolean {
-    if (s.groupId) return this.d.groups.isMemberCached(viewerId, s.groupId);
-    if (s.projectId) return this.d.projects.isMemberCached(viewerId, s.projectId);
-    return !!s.userIds?.includes(viewerId);
   }
 
   /**
@@ -71,9 +67,9 @@ export class ConversationService {
    * known here, else read with the other receivers' in one query).
    */
   rowFor(viewerId: string, p: ConversationUpdatedPayload): ConversationType | Promise<ConversationType> | undefined {
-    if (p.only ? !p.only.includes(viewerId) : !this.inScope(viewerId, p)) return undefined;
+    if (p.only ? !p.only.includes(viewerId) : !this.access.inScope(viewerId, p)) return undefined;
     const carried = p.members[viewerId];
-    const own = carried ? this.d.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.d.states.get(viewerId, p.conversationKey);
+    const own = carried ? this.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.states.get(viewerId, p.conversationKey);
     const head = this.heads.newest(p.conversationKey, headFromPayload(p.head));
     if (own) {
       const row = payloadToConversation(viewerId, p, head, own);
@@ -81,13 +77,13 @@ export class ConversationService {
       // read first is sent as it is: a project member's newer private message makes it a no-op.)
       return p.lastMessageOnly && row.lastMessageId !== p.message?.id ? undefined : row;
     }
-    return this.d.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
+    return this.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
   async list(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<ConversationType>> {
     const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeTimeCursor(args.after, 'after', KEY) : null;
+    const after = args.after ? decodeTimeCursor(args.after, 'after', KEY_PATTERN) : null;
     const [rows, total] = await Promise.all([
       conversationRepository.page(em, viewerId, { after: after && { at: after.at, key: after.id }, limit }),
       conversationRepository.count(em, viewerId),
@@ -107,7 +103,7 @@ export class ConversationService {
    * conversation with no message yet has no row: it is shown empty, as of now.
    */
   async get(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ConversationType> {
-    const conv = await this.d.messages.conversation(em, viewerId, input);
+    const conv = await this.access.resolve(em, viewerId, input);
     const row = await conversationRepository.row(em, viewerId, conv.key);
     return row ? rowToConversation(row) : emptyConversation(conv);
   }
@@ -119,7 +115,7 @@ export class ConversationService {
    * @throws BadUserInputError when the message is not one of this conversation's, as the viewer sees it.
    */
   async markRead(em: EntityManager, viewerId: string, input: ConversationArgs, messageId?: string | null): Promise<ConversationType> {
-    const conv = await this.d.messages.conversation(em, viewerId, input);
+    const conv = await this.access.resolve(em, viewerId, input);
     if (messageId !== null && messageId !== undefined) {
       const m = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
       const visible = m && m.conversation_key === conv.key && (!m.recipient_id || m.sender_id === viewerId || m.recipient_id === viewerId);
@@ -130,7 +126,7 @@ export class ConversationService {
     const head = headOf(row);
     const own = ownOf(row);
     if (row.moved) {
-      await this.d.pubsub.publishSafe(Topic.ConversationUpdated, {
+      await this.pubsub.publishSafe(Topic.ConversationUpdated, {
         ...scopeOf(conv, viewerId),
         kind: KINDS[conv.kind],
         title: conv.title,
@@ -145,10 +141,10 @@ export class ConversationService {
       // marker on the newest message before it that they may read, as readReceipts shows it.
       if (row.marked_recipient_id) {
         const pair = [row.marked_sender_id!, row.marked_recipient_id];
-        await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, only: pair });
-        if (row.marked_shown_id) await this.d.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: row.marked_shown_id, except: pair });
+        await this.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, only: pair });
+        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: row.marked_shown_id, except: pair });
       } else {
-        await this.d.pubsub.publishSafe(Topic.ReadReceipt, receipt);
+        await this.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }
     }
     // The last message is loaded by id if asked for.
@@ -157,7 +153,7 @@ export class ConversationService {
 
   /** Other members' read markers (up to 100, the most advanced first). */
   async receipts(em: EntityManager, viewerId: string, input: ConversationArgs): Promise<ReadReceiptType[]> {
-    const conv = await this.d.messages.conversation(em, viewerId, input);
+    const conv = await this.access.resolve(em, viewerId, input);
     const rows = await conversationRepository.receipts(em, conv.key, viewerId, RECEIPTS_MAX, conv.kind === 'project');
     return rows.map((r) => toReadReceiptType(conv.key, r));
   }

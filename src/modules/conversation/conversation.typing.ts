@@ -1,16 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { MembershipIndex } from '../membership/membership.index';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type UserPayload } from '../../shared/pubsub/topics';
 import { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis';
-import { scopeOf } from '../message/message.mapper';
-import type { ConversationArgs, MessageService } from '../message/message.service';
-import type { Conversation } from '../message/message.types';
 import { toUserPayload } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
-import { groupKey, projectKey } from './conversation.keys';
+import { scopeOf, type Conversation, type ConversationAccess, type ConversationArgs } from './conversation.access';
 
 /**
  * One change to the typing state shared by every instance. A typist's state is who is keeping it
@@ -121,8 +117,8 @@ const EXPIRY_MARGIN_MS = 10_000;
 export interface TypingOptions {
   store: TypingStore;
   pubsub: PubSub;
-  messages: MessageService;
-  memberships: MembershipIndex;
+  /** Which conversations the viewer may type in. */
+  access: ConversationAccess;
   logger: Logger;
   /** Typing ends this long after the last refresh. @default 6000 */
   lapseMs?: number;
@@ -149,6 +145,9 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** One typist in one conversation: what the store keeps a state for. */
+const slotOf = (conv: Conversation, userId: string): string => `${conv.key}:${userId}`;
+
 const PROFILE_TTL_MS = 60_000;
 const PROFILES_MAX = 50_000;
 
@@ -169,6 +168,10 @@ export class TypingService {
   private readonly parts = new Map<string, Part>();
   /** Typists' public profiles, as events carry them: a refresh every 2 s costs no user query. */
   private readonly profiles = new Map<string, { user: UserPayload; at: number }>();
+  private readonly store: TypingStore;
+  private readonly pubsub: PubSub;
+  private readonly access: ConversationAccess;
+  private readonly logger: Logger;
   private readonly lapseMs: number;
   private readonly throttleMs: number;
   private readonly batchMs: number;
@@ -177,7 +180,11 @@ export class TypingService {
   /** Stops no request waits for (a sent message's, a lapse's), which stopping lets finish. */
   private readonly background = new Set<Promise<unknown>>();
 
-  constructor(private readonly o: TypingOptions) {
+  constructor(o: TypingOptions) {
+    this.store = o.store;
+    this.pubsub = o.pubsub;
+    this.access = o.access;
+    this.logger = o.logger;
     this.lapseMs = o.lapseMs ?? 6000;
     this.throttleMs = o.throttleMs ?? 2000;
     this.batchMs = o.batchMs ?? 20;
@@ -185,9 +192,9 @@ export class TypingService {
 
   /** `em` is asked for only when the membership index or the profile cache can't answer (a fork per refresh was ~35 us of its ~300). */
   async set(em: () => EntityManager, viewerId: string, input: ConversationArgs, typing: boolean): Promise<boolean> {
-    const conv = this.member(viewerId, input) ?? (await this.o.messages.conversation(em(), viewerId, input));
+    const conv = this.access.known(viewerId, input) ?? (await this.access.resolve(em(), viewerId, input));
     const viewer = await this.profile(em, viewerId);
-    const slot = `${conv.key}:${viewer.id}`;
+    const slot = slotOf(conv, viewer.id);
     if (!typing) {
       await this.end(conv, viewer, slot);
       return true;
@@ -209,21 +216,6 @@ export class TypingService {
     return true;
   }
 
-  /**
-   * A group or project the membership index already knows the viewer in (they hold a socket
-   * here, as a typing client does): no query. Anything else goes through the full check.
-   */
-  private member(viewerId: string, c: ConversationArgs): Conversation | null {
-    const base = { peerId: null, privateWith: null, title: '', ownerId: null };
-    if (c.groupId && !c.projectId && !c.userId && this.o.memberships.has('group', viewerId, c.groupId)) {
-      return { ...base, key: groupKey(c.groupId), kind: 'group', groupId: c.groupId, projectId: null };
-    }
-    if (c.projectId && !c.groupId && !c.userId && this.o.memberships.has('project', viewerId, c.projectId)) {
-      return { ...base, key: projectKey(c.projectId), kind: 'project', groupId: null, projectId: c.projectId };
-    }
-    return null;
-  }
-
   private async profile(em: () => EntityManager, userId: string): Promise<UserPayload> {
     const hit = this.profiles.get(userId);
     if (hit && Date.now() - hit.at < PROFILE_TTL_MS) return hit.user;
@@ -235,7 +227,7 @@ export class TypingService {
 
   /** A message was sent: the sender is no longer typing there. */
   sent(user: UserPayload, conv: Conversation): void {
-    this.behind(this.end(conv, user, `${conv.key}:${user.id}`).catch((e) => this.o.logger.warn({ err: e }, 'typing stop failed')));
+    this.behind(this.end(conv, user, slotOf(conv, user.id)).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
   }
 
   private behind(work: Promise<unknown>): void {
@@ -264,7 +256,7 @@ export class TypingService {
     this.behind(
       this.run({ kind: 'lapse', slot })
         .then((r) => (r === 1 ? this.publish(part.conv, part.user, false) : undefined))
-        .catch((e) => this.o.logger.warn({ err: e }, 'typing lapse failed')),
+        .catch((e) => this.logger.warn({ err: e }, 'typing lapse failed')),
     );
   }
 
@@ -290,14 +282,14 @@ export class TypingService {
     const batch = this.pending;
     this.pending = [];
     if (!batch.length) return;
-    this.o.store.apply(batch.map((p) => p.op)).then(
+    this.store.apply(batch.map((p) => p.op)).then(
       (results) => batch.forEach((p, i) => p.resolve(results[i])),
       (e) => batch.forEach((p) => p.reject(e)),
     );
   }
 
   private publish(conv: Conversation, user: UserPayload, typing: boolean): Promise<boolean> {
-    return this.o.pubsub.publishSafe(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing });
+    return this.pubsub.publishSafe(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing });
   }
 
   /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */

@@ -1,7 +1,7 @@
-import type { ConversationScope, MessageEventPayload, MessagePayload, ReactionSummary } from '../../shared/pubsub/topics';
+import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../../shared/pubsub/topics';
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
-import { MessageEventKind, type Conversation, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
+import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
 import { isoTime } from '../../shared/time';
 
 /** A row of history (with its sender and attachment columns) as the API shows it. */
@@ -72,12 +72,4 @@ export function payloadToMessageEventType(p: MessageEventPayload): MessageEventT
 /** Per emoji, in the order first used; `reactedByMe` for the viewer (none without one). */
 export function toReactionCounts(list: ReactionSummary[], viewerId: string | undefined): ReactionCountType[] {
   return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!viewerId && r.userIds.includes(viewerId) }));
-}
-
-/** Conversation kinds as the API names them. */
-export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as const;
-
-/** Who a conversation's events reach: the membership index answers for groups and projects, the pair for direct ones. */
-export function scopeOf(conv: Conversation, viewerId: string): ConversationScope {
-  return { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId, userIds: conv.peerId ? [viewerId, conv.peerId] : null };
 }

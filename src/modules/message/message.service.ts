@@ -4,25 +4,22 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
-import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type ConversationScope, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
+import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
-import type { FriendService } from '../friend/friend.service';
-import type { GroupService } from '../group/group.service';
-import type { ProjectService } from '../project/project.service';
-import { userRepository } from '../user/user.repository';
+import { filterOf, groupConversation, scopeOf, type Conversation, type ConversationAccess, type ConversationArgs, type ConversationFilter } from '../conversation/conversation.access';
+import { KINDS } from '../conversation/conversation.mapper';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
-import { KINDS, scopeOf, toMessagePayload, toMessageType } from './message.mapper';
-import type { Conversation, ConversationFilter, MessageType } from './message.types';
+import { toMessagePayload, toMessageType } from './message.mapper';
+import type { MessageType } from './message.types';
 import { isoTime } from '../../shared/time';
 import { Batcher } from '../../shared/batcher';
 import { retryDeadlocks } from '../../shared/sql';
-import { directKey, groupKey, projectKey } from '../conversation/conversation.keys';
+import { groupKey, scopeKey } from '../conversation/conversation.keys';
 
 const MAX_CONTENT = 4000;
 /**
@@ -32,19 +29,11 @@ const MAX_CONTENT = 4000;
  */
 const CATCH_UP_MS = 5000;
 
-export interface ConversationArgs {
-  groupId?: string | null;
-  userId?: string | null;
-  projectId?: string | null;
-}
-
 export interface MessageServiceDeps {
   pubsub: PubSub;
-  groups: GroupService;
-  friends: FriendService;
-  projects: ProjectService;
+  /** Which conversations the viewer may send to and read. */
+  access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
-  logger: Logger;
 }
 
 /** Run after a message is committed and published (the sender's typing ends, say). */
@@ -119,7 +108,7 @@ export class MessageService {
           em,
           { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
           batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
-          conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+          conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
         ),
       );
       // Each caller gets its own message, by id (never by place, should a row be missing).
@@ -134,7 +123,15 @@ export class MessageService {
     itemFault: (e) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException,
   });
 
-  constructor(private readonly d: MessageServiceDeps) {}
+  private readonly pubsub: PubSub;
+  private readonly access: ConversationAccess;
+  private readonly env: MessageServiceDeps['env'];
+
+  constructor(deps: MessageServiceDeps) {
+    this.pubsub = deps.pubsub;
+    this.access = deps.access;
+    this.env = deps.env;
+  }
 
   /** Sends that were committed together with others (see batcher). */
   get batchedSends(): number {
@@ -146,53 +143,16 @@ export class MessageService {
   }
 
   /**
-   * Resolves and authorizes a conversation for the viewer: NOT_FOUND for what they can't see,
-   * FORBIDDEN for what they see but may not use (a public group they haven't joined, a non-friend).
+   * The conversation a message is sent to, read from or subscribed to, as the viewer may use it:
+   * asked of ConversationAccess (its errors), the message module's one door to it.
    */
-  async conversation(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
-    const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
-    if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
-    if (c.groupId) {
-      const g = await this.d.groups.memberOf(em, c.groupId, viewerId);
-      return { key: groupKey(g.id), kind: 'group', groupId: g.id, projectId: null, peerId: null, privateWith: null, title: g.name, ownerId: g.ownerId };
-    }
-    if (c.projectId) {
-      const { project } = await this.d.projects.asMember(em, c.projectId, viewerId);
-      let privateWith: string | null = null;
-      if (c.userId) {
-        if (c.userId === viewerId) throw new BadUserInputError('A private message needs another member.', 'toUserId');
-        if (!isId(c.userId) || !(await this.d.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
-        privateWith = c.userId;
-      }
-      return { key: projectKey(project.id), kind: 'project', groupId: null, projectId: project.id, peerId: null, privateWith, title: project.title, ownerId: null };
-    }
-    const peerId = c.userId!;
-    if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
-    const peer = isId(peerId) ? await userRepository.activeProfile(em, peerId) : null;
-    if (!peer) throw new NotFoundError('User');
-    if (!(await this.d.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
-    const title = peer.displayName ?? peer.username;
-    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null, title, ownerId: null };
+  conversation(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
+    return this.access.resolve(em, viewerId, c, field);
   }
 
-  /** The filter of a subscription to one conversation, checked as `conversation` checks it (the same errors). */
+  /** The filter of a subscription to the messages of one conversation (the same errors as `conversation`). */
   async subscriptionFilter(em: EntityManager, viewerId: string, c: ConversationArgs): Promise<ConversationFilter> {
-    const { key, privateWith } = await this.conversation(em, viewerId, c);
-    return { key, privateWith };
-  }
-
-  /** Whether a published message belongs in this viewer's view of a conversation (null: any of theirs). Memory only. */
-  visibleTo(viewerId: string, p: MessagePayload, only: ConversationFilter | null): boolean {
-    if (only && p.conversationKey !== only.key) return false;
-    if (p.groupId) return this.d.groups.isMemberCached(viewerId, p.groupId);
-    if (p.projectId) {
-      if (!this.d.projects.isMemberCached(viewerId, p.projectId)) return false;
-      if (only?.privateWith) {
-        return !!p.recipientId && ((p.senderId === viewerId && p.recipientId === only.privateWith) || (p.senderId === only.privateWith && p.recipientId === viewerId));
-      }
-      return !p.recipientId || p.senderId === viewerId || p.recipientId === viewerId;
-    }
-    return p.senderId === viewerId || p.recipientId === viewerId;
+    return filterOf(await this.conversation(em, viewerId, c));
   }
 
   /**
@@ -201,7 +161,7 @@ export class MessageService {
    * (the pub/sub skips those that arrived through it).
    */
   async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
-    const rows = await messageRepository.since(em, `${scope[0]}:${id}`, new Date(Date.now() - CATCH_UP_MS), 200);
+    const rows = await messageRepository.since(em, scopeKey(scope, id), new Date(Date.now() - CATCH_UP_MS), 200);
     // With their places, so that the conversation's line goes on after them (see InOrder).
     return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), ...(r.pos === null ? {} : { pos: Number(r.pos) }) }));
   }
@@ -225,7 +185,7 @@ export class MessageService {
     }
     const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
     const content = cleanMessageText(input.content, MAX_CONTENT);
-    const file = input.attachment ? checkAttachment(input.attachment, this.d.env.ATTACHMENT_MAX_BYTES) : null;
+    const file = input.attachment ? checkAttachment(input.attachment, this.env.ATTACHMENT_MAX_BYTES) : null;
     if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
 
     const recipientId = conv.peerId ?? conv.privateWith;
@@ -248,8 +208,8 @@ export class MessageService {
     this.sent++;
     // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
     const payload = { ...toMessagePayload(message), pos: Number(row.pos) };
-    if (!(await this.d.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
-    await this.d.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
+    if (!(await this.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
+    await this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
     for (const hook of this.sentHooks) hook(payload.sender!, conv);
     return message;
   }
@@ -263,7 +223,7 @@ export class MessageService {
         o.em,
         { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
         o.file,
-        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.d.env.SIDEBAR_FANOUT_MAX }),
+        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
       );
     // The statement is whole on its own: a deadlock's victim is run again (in a transaction, the transaction's caller decides).
     return o.em.getTransactionContext() ? insert() : retryDeadlocks(insert);
@@ -305,7 +265,7 @@ export class MessageService {
   async delete(em: EntityManager, viewerId: string, messageId: string): Promise<boolean> {
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) {
-      const owner = row.group_id ? (await this.d.groups.memberOf(em, row.group_id, viewerId)).ownerId : null;
+      const owner = row.group_id ? (await this.conversation(em, viewerId, { groupId: row.group_id })).ownerId : null;
       if (owner !== viewerId) throw new ForbiddenError('Only the sender, or the group\'s owner, can delete a message.');
     }
     if (row.deleted_at) return true;
@@ -340,7 +300,7 @@ export class MessageService {
     // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
-    await this.d.pubsub.publishSafe(
+    await this.pubsub.publishSafe(
       Topic.ConversationUpdated,
       rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: privateInProject ? [row.sender_id, row.recipient_id!] : null, lastMessageOnly: true }),
     );
@@ -351,7 +311,7 @@ export class MessageService {
     const row = (await messageRepository.withReactions(em, id))!;
     const message = toMessageType(row);
     message.reactionList = row.reaction_list;
-    await this.d.pubsub.publishSafe(Topic.MessageEvent, { kind, message: { ...toMessagePayload(message), version: row.version } });
+    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: { ...toMessagePayload(message), version: row.version } });
     return message;
   }
 
@@ -372,9 +332,8 @@ export class MessageService {
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
     // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
-      const key = groupKey(c.groupId);
-      rows = await messageRepository.page(em, key, { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
-      if (rows.length) conv = { key, kind: 'group', groupId: c.groupId, projectId: null, peerId: null, privateWith: null, title: '', ownerId: null };
+      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
+      if (rows.length) conv = groupConversation(c.groupId);
     }
     if (!conv) {
       conv = await this.conversation(em, viewerId, c);
@@ -409,17 +368,8 @@ export class MessageService {
     return messageRepository.attachmentData(em, attachmentId);
   }
 
-  private async canRead(em: EntityManager, viewerId: string, r: MessageRow): Promise<boolean> {
-    try {
-      if (r.group_id) await this.d.groups.memberOf(em, r.group_id, viewerId);
-      else if (r.project_id) {
-        await this.d.projects.asMember(em, r.project_id, viewerId);
-        if (r.recipient_id && viewerId !== r.sender_id && viewerId !== r.recipient_id) return false;
-      } else if (viewerId !== r.sender_id && viewerId !== r.recipient_id) return false;
-      return true;
-    } catch {
-      return false;
-    }
+  private canRead(em: EntityManager, viewerId: string, r: Pick<MessageRow, 'group_id' | 'project_id' | 'sender_id' | 'recipient_id'>): Promise<boolean> {
+    return this.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id });
   }
 }
 

@@ -39,29 +39,6 @@ export class MessageEdge {
   @Field(() => MessageType) node!: MessageType;
 }
 
-/**
- * One conversation as the viewer may use it. Group, direct and project conversations share
- * one keyset index through `key`; inside a project, private messages carry a recipient and are
- * seen by their two users only (`privateWith` narrows to one such thread).
- */
-export interface Conversation {
-  key: string;
-  kind: 'group' | 'direct' | 'project';
-  groupId: string | null;
-  projectId: string | null;
-  /** Direct: the other user. */
-  peerId: string | null;
-  /** Project: only the private thread between the viewer and this user. */
-  privateWith: string | null;
-  /** As the viewer's sidebar names it: the group's name, the project's title, the peer's display name (else username). */
-  title: string;
-  /** Group: its owner (who may delete any message in it). */
-  ownerId: string | null;
-}
-
-/** What a subscription to one conversation keeps to filter its events: held per subscription, so nothing more. */
-export type ConversationFilter = Pick<Conversation, 'key' | 'privateWith'>;
-
 /** Edges always oldest first; totalCount is counted only when a client asks for it (its field resolver calls it). */
 @ObjectType('MessageConnection')
 export class MessageConnection {
