@@ -106,7 +106,6 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pubsub,
     presence,
     env,
-    logger: logger.child({ module: 'auth' }),
     limiter: new PasswordLimiter({
       redis: redis?.client,
       maxPerUserIp: env.LOGIN_MAX_FAILURES_PER_USER_IP,

@@ -4,7 +4,6 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import type { Viewer } from './auth.viewer';
 import { BadUserInputError, ConflictError, UnauthenticatedError } from '../../shared/errors';
-import type { Logger } from '../../shared/logger';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
@@ -42,7 +41,6 @@ export interface AuthOptions {
   /** Every password check goes through it. */
   limiter: PasswordLimiter;
   env: Pick<Env, 'TOKEN_TTL'>;
-  logger: Logger;
   /** Runs in the signup transaction (the lobby membership). */
   onSignup: (em: EntityManager, user: User, outbox: Outbox) => Promise<void>;
 }
@@ -54,10 +52,24 @@ export class AuthService {
   private off?: () => void;
   private dummyHash?: Promise<string>;
 
-  constructor(private readonly o: AuthOptions) {}
+  private readonly orm: MikroORM;
+  private readonly pubsub: PubSub;
+  private readonly presence: PresenceService;
+  private readonly limiter: PasswordLimiter;
+  private readonly env: AuthOptions['env'];
+  private readonly onSignup: AuthOptions['onSignup'];
+
+  constructor(o: AuthOptions) {
+    this.orm = o.orm;
+    this.pubsub = o.pubsub;
+    this.presence = o.presence;
+    this.limiter = o.limiter;
+    this.env = o.env;
+    this.onSignup = o.onSignup;
+  }
 
   start(): void {
-    this.off = this.o.pubsub.on(Topic.SessionsRevoked, (p) => {
+    this.off = this.pubsub.on(Topic.SessionsRevoked, (p) => {
       for (const h of p.tokenHashes) this.cache.delete(h);
     });
   }
@@ -79,7 +91,7 @@ export class AuthService {
     if (hit && now - hit.cachedAt < CACHE_TTL_MS) {
       return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }
-    const session = await sessionRepository.byTokenHash(this.o.orm.em.fork() as EntityManager, tokenHash);
+    const session = await sessionRepository.byTokenHash(this.orm.em.fork() as EntityManager, tokenHash);
     if (!session || session.expiresAt.getTime() <= now) {
       this.cache.delete(tokenHash);
       return null;
@@ -97,12 +109,12 @@ export class AuthService {
     if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
     const passwordHash = await hash(password, ARGON2);
     try {
-      const result = await transact(em, this.o.pubsub, async (tem, outbox) => {
+      const result = await transact(em, this.pubsub, async (tem, outbox) => {
         const user = await userRepository.insert(tem, { username, displayName, passwordHash });
-        await this.o.onSignup(tem, user, outbox);
+        await this.onSignup(tem, user, outbox);
         return this.issue(tem, user);
       });
-      await this.o.presence.online(result.user.id, result.sessionId);
+      await this.presence.online(result.user.id, result.sessionId);
       return result;
     } catch (e) {
       // Two signups racing for one name: the unique index decides.
@@ -119,18 +131,18 @@ export class AuthService {
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
     // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.
     const account = user?.id ?? `name:${username.toLowerCase()}`;
-    await this.o.limiter.check(account, ip);
+    await this.limiter.check(account, ip);
     // An unknown user costs the same hash as a wrong password, and gets the same answer.
     const ok = user ? await verify(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
     if (!user || !ok) {
-      await this.o.limiter.fail(account, ip);
+      await this.limiter.fail(account, ip);
       throw invalid();
     }
-    await this.o.limiter.succeed(account, ip);
+    await this.limiter.succeed(account, ip);
     const result = await this.issue(em, user);
     await em.flush();
-    await this.o.presence.online(user.id, result.sessionId);
-    await this.o.pubsub.publishSafe(Topic.SessionEvent, { kind: 'NEW_LOGIN', userId: user.id, sessionId: result.sessionId, at: new Date().toISOString(), userAgent });
+    await this.presence.online(user.id, result.sessionId);
+    await this.pubsub.publishSafe(Topic.SessionEvent, { kind: 'NEW_LOGIN', userId: user.id, sessionId: result.sessionId, at: new Date().toISOString(), userAgent });
     return result;
   }
 
@@ -138,7 +150,7 @@ export class AuthService {
   async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
     await sessionRepository.delete(em, viewer.sessionId);
     await this.revoked(viewer.userId, [viewer.sessionId], [viewer.tokenHash]);
-    await this.o.presence.loggedOut(viewer.userId, viewer.sessionId);
+    await this.presence.loggedOut(viewer.userId, viewer.sessionId);
     return true;
   }
 
@@ -169,30 +181,30 @@ export class AuthService {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
     const user = await userRepository.account(em, viewer.userId, true);
     // A stolen token must not make this a way around the login limits.
-    await this.o.limiter.check(user.id, ip);
+    await this.limiter.check(user.id, ip);
     if (password.length > 1024 || !(await verify(user.passwordHash, password))) {
-      await this.o.limiter.fail(user.id, ip);
+      await this.limiter.fail(user.id, ip);
       throw new BadUserInputError('Password is incorrect.', 'password');
     }
     const sessions = await sessionRepository.ofUser(em, viewer.userId);
-    await transact(em, this.o.pubsub, async (tem, outbox) => {
+    await transact(em, this.pubsub, async (tem, outbox) => {
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
       await sessionRepository.deleteAllOf(tem, viewer.userId);
       await userRepository.anonymize(tem, viewer.userId);
     });
     await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
-    await this.o.presence.forget(viewer.userId);
+    await this.presence.forget(viewer.userId);
     return true;
   }
 
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
     for (const h of tokenHashes) this.cache.delete(h);
-    await this.o.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
+    await this.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
   }
 
   private async issue(em: EntityManager, user: User): Promise<AuthResult> {
     const token = newToken();
-    const expiresAt = new Date(Date.now() + this.o.env.TOKEN_TTL * 1000);
+    const expiresAt = new Date(Date.now() + this.env.TOKEN_TTL * 1000);
     const session = await sessionRepository.insert(em, { user, tokenHash: hashToken(token), expiresAt });
     return { token, user, expiresAt, sessionId: session.id };
   }

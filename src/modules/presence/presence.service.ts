@@ -73,7 +73,21 @@ export class PresenceService {
   /** The last sweeps this instance ran, newest last (for operators and tests). */
   readonly sweeps: SweepRun[] = [];
 
-  constructor(private readonly o: PresenceOptions) {
+  private readonly store: PresenceStore;
+  private readonly pubsub: PubSub;
+  private readonly env: PresenceOptions['env'];
+  private readonly logger: Logger;
+  /** This instance, as the holder of its sockets in the store. */
+  private readonly instanceId: string;
+  private readonly storeChannel: string | undefined;
+
+  constructor(o: PresenceOptions) {
+    this.store = o.store;
+    this.pubsub = o.pubsub;
+    this.env = o.env;
+    this.logger = o.logger;
+    this.instanceId = o.instanceId;
+    this.storeChannel = o.storeChannel;
     this.timeoutMs = o.env.PRESENCE_TIMEOUT * 1000;
     this.touchEveryMs = Math.min(5000, this.timeoutMs / 10);
     this.refreshEveryMs = Math.max(250, Math.min(10_000, this.timeoutMs / 4));
@@ -87,9 +101,9 @@ export class PresenceService {
   /** Starts the live-socket refresh and the lastSeenAt flush. */
   start(): void {
     // An OFFLINE decided anywhere (logout, sweep) must make the next activity here count again.
-    this.off.push(this.o.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
+    this.off.push(this.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
-    const flush = setInterval(() => void this.flushLastSeen(), this.o.env.PRESENCE_PERSIST_INTERVAL * 1000);
+    const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
     flush.unref();
     this.timers.push(refresh, flush);
@@ -107,7 +121,7 @@ export class PresenceService {
     if (last !== undefined && now - last < this.touchEveryMs) return true;
     this.touched.set(userId, sessionId ?? '', now);
     try {
-      if (await this.o.store.touch(userId, sessionId, now, this.timeoutMs * 2)) {
+      if (await this.store.touch(userId, sessionId, now, this.timeoutMs * 2)) {
         await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
       }
       return true;
@@ -116,7 +130,7 @@ export class PresenceService {
       // Every request lands here while Redis is away: one line per 10 s is enough to say so.
       if (now - this.lastStoreWarning > 10_000) {
         this.lastStoreWarning = now;
-        this.o.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
+        this.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
       }
       return false;
     }
@@ -142,10 +156,10 @@ export class PresenceService {
     const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
     this.touched.delete(userId, sessionId);
     try {
-      const wentOffline = await this.o.store.endSession(userId, sessionId, { instanceId: this.o.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
+      const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
       if (wentOffline) await this.offline(userId, now);
     } catch (e) {
-      this.o.logger.warn({ err: e, userId }, 'presence: could not settle a logout; the sweep will');
+      this.logger.warn({ err: e, userId }, 'presence: could not settle a logout; the sweep will');
     }
   }
 
@@ -154,7 +168,7 @@ export class PresenceService {
     this.sockets.deleteUser(userId);
     this.cancelGrace(userId);
     const now = Date.now();
-    if (await this.o.store.remove(userId)) await this.offline(userId, now);
+    if (await this.store.remove(userId)) await this.offline(userId, now);
   }
 
   socketOpened(userId: string, sessionId: string): void {
@@ -162,7 +176,7 @@ export class PresenceService {
     this.sockets.set(userId, sessionId, (this.sockets.get(userId, sessionId) ?? 0) + 1);
     this.cancelGrace(userId);
     // Other instances must know at once: one of them may be deciding this user's OFFLINE right now.
-    if (first) void this.o.store.addSocket(this.o.instanceId, userId, this.socketTtlMs).catch(() => undefined);
+    if (first) void this.store.addSocket(this.instanceId, userId, this.socketTtlMs).catch(() => undefined);
     void this.online(userId, sessionId);
   }
 
@@ -180,7 +194,7 @@ export class PresenceService {
     const timer = setTimeout(() => {
       this.graceTimers.delete(userId);
       void this.afterGrace(userId, closedAt);
-    }, this.o.env.PRESENCE_GRACE * 1000);
+    }, this.env.PRESENCE_GRACE * 1000);
     timer.unref();
     this.graceTimers.set(userId, timer);
   }
@@ -196,11 +210,11 @@ export class PresenceService {
   private async afterGrace(userId: string, closedAt: number): Promise<void> {
     if (this.sockets.has(userId)) return;
     try {
-      if (await this.o.store.socketsGone(userId, { instanceId: this.o.instanceId, closedAt, now: Date.now() })) {
+      if (await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() })) {
         await this.offline(userId, closedAt);
       }
     } catch (e) {
-      this.o.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; the sweep will');
+      this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; the sweep will');
     }
   }
 
@@ -208,14 +222,14 @@ export class PresenceService {
   private async offline(userId: string, at: number): Promise<void> {
     this.touched.deleteUser(userId);
     this.dirty.delete(userId);
-    await this.persistLastSeen([[userId, at]]).catch((e) => this.o.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
+    await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
     await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
   }
 
   async states(userIds: string[]): Promise<PresenceState[]> {
     let active: (number | null)[];
     try {
-      active = await this.o.store.lastActive(userIds);
+      active = await this.store.lastActive(userIds);
     } catch {
       active = userIds.map(() => null);
     }
@@ -239,13 +253,13 @@ export class PresenceService {
   ): Promise<ConnectionShape<U & { id: string }>> {
     const limit = pageSize(args.first, 'first', 50);
     const cursor = args.after ? decodeCursor(args.after, 'after') : null;
-    const [ids, total] = await Promise.all([this.o.store.page(cursor?.id ?? null, limit + 1), this.count()]);
+    const [ids, total] = await Promise.all([this.store.page(cursor?.id ?? null, limit + 1), this.count()]);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
     return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
   }
 
   count(): Promise<number> {
-    return this.o.store.count();
+    return this.store.count();
   }
 
   /**
@@ -261,14 +275,14 @@ export class PresenceService {
     const now = opts.now ?? started;
     // Each batch's lastSeenAt goes to PostgreSQL while the store removes the next one.
     const writes: Promise<void>[] = [];
-    const { removed } = await this.o.store.expire(now - this.timeoutMs, now, this.o.storeChannel, (batch) => {
+    const { removed } = await this.store.expire(now - this.timeoutMs, now, this.storeChannel, (batch) => {
       for (const r of batch) {
         this.touched.deleteUser(r.userId);
         this.dirty.delete(r.userId);
       }
       writes.push(
         this.persistLastSeen(batch.map((r) => [r.userId, r.lastActive])).catch((e) =>
-          this.o.logger.warn({ err: e, users: batch.length }, 'lastSeenAt write after a sweep failed'),
+          this.logger.warn({ err: e, users: batch.length }, 'lastSeenAt write after a sweep failed'),
         ),
       );
     }).then(async (res) => {
@@ -288,7 +302,7 @@ export class PresenceService {
 
   /** A lock shared by all instances (the sweep's tick); true for exactly one caller per key. */
   claim(key: string, ttlMs: number): Promise<boolean> {
-    return this.o.store.claim(key, ttlMs);
+    return this.store.claim(key, ttlMs);
   }
 
   /** Keeps users with a socket here ONLINE and tells other instances which users those are. */
@@ -298,11 +312,11 @@ export class PresenceService {
     for (const u of users) this.dirty.set(u, now);
     this.pruneTouched(now);
     try {
-      await this.o.store.setInstanceSockets(this.o.instanceId, users, this.socketTtlMs);
-      const cameOnline = await this.o.store.touchMany(users, now);
+      await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
+      const cameOnline = await this.store.touchMany(users, now);
       for (const userId of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
     } catch (e) {
-      this.o.logger.debug({ err: e }, 'presence socket refresh failed');
+      this.logger.debug({ err: e }, 'presence socket refresh failed');
     }
   }
 
@@ -326,7 +340,7 @@ export class PresenceService {
       await previous;
       for (let i = 0; i < batch.length; i += FLUSH_CHUNK) {
         if (i > 0 && !this.stopping) await new Promise((r) => setTimeout(r, FLUSH_PAUSE_MS));
-        await this.persistLastSeen(batch.slice(i, i + FLUSH_CHUNK)).catch((e) => this.o.logger.warn({ err: e }, 'lastSeenAt flush failed'));
+        await this.persistLastSeen(batch.slice(i, i + FLUSH_CHUNK)).catch((e) => this.logger.warn({ err: e }, 'lastSeenAt flush failed'));
       }
     })();
     this.flushing = run;
@@ -339,13 +353,13 @@ export class PresenceService {
   }
 
   private async publish(p: PresencePayload): Promise<void> {
-    await this.o.pubsub.publishSafe(Topic.PresenceChanged, p);
+    await this.pubsub.publishSafe(Topic.PresenceChanged, p);
   }
 
   async dispose(): Promise<void> {
     // Others must not count this instance's sockets any more. Its users who don't reconnect
     // elsewhere go OFFLINE at the first sweep after PRESENCE_TIMEOUT.
-    await this.o.store.setInstanceSockets(this.o.instanceId, [], 1).catch(() => undefined);
+    await this.store.setInstanceSockets(this.instanceId, [], 1).catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
     this.stopping = true;
     for (const t of this.graceTimers.values()) clearTimeout(t);
