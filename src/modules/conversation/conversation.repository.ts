@@ -268,9 +268,9 @@ export const conversationRepository = {
    * The page is cut from two index scans of the user's rows, merged: the rows that carry their
    * sort key (conversations of at most SIDEBAR_FANOUT_MAX members), read in order, as many as a
    * page; and the rows of larger conversations (a user is in few), each ordered through its head.
-   * So a page costs about the same for a user in 20 conversations or 20,000 (bench:conversations,
-   * 2,001: the cut went from 2,001 head probes, 1.6-3.2 ms in PostgreSQL, to 0.17 ms). Then each
-   * of the page's rows is read whole by its key, named and given its last message.
+   * So a page costs about the same for a user in 20 conversations or 20,000: the cut probes
+   * the heads of the few large conversations only, not one per conversation. Then each of the page's rows is read whole by
+   * its key, named and given its last message.
    */
   async page(em: EntityManager, userId: string, opts: { after: { at: Date; key: string } | null; limit: number }): Promise<ConversationRow[]> {
     const cursor = opts.after ? [opts.after.at, opts.after.key] : [];

@@ -190,7 +190,10 @@ export class TypingService {
     this.batchMs = o.batchMs ?? 20;
   }
 
-  /** `em` is asked for only when the membership index or the profile cache can't answer (a fork per refresh was ~35 us of its ~300). */
+  /**
+   * `em` is asked for only when the membership index or the profile cache can't answer: a typing
+   * client holds a socket here, so a refresh usually needs no fork and no query.
+   */
   async set(em: () => EntityManager, viewerId: string, input: ConversationArgs, typing: boolean): Promise<boolean> {
     const conv = this.access.known(viewerId, input) ?? (await this.access.resolve(em(), viewerId, input));
     const viewer = await this.profile(em, viewerId);

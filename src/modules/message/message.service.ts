@@ -95,9 +95,8 @@ export class MessageService {
   /**
    * Open messages of one group or project that arrive while the conversation's previous statement
    * runs go together in the next (group commit): sends to one conversation commit one at a time
-   * behind its head's row lock, each waiting for its own commit's fsync, so 32 clients sending to
-   * one group made 760/s with PostgreSQL at 1.4 ms of CPU a send, most of it backends queued on
-   * that row (bench:http).
+   * behind its head's row lock, each waiting for its own commit's fsync, so without it a busy
+   * conversation's throughput is bounded by backends queued on that row.
    */
   private readonly batcher = new Batcher<Outgoing, MessageRow & SentColumns>({
     one: (o) => this.insertOne(o),

@@ -327,9 +327,8 @@ export class PresenceService {
 
   /**
    * Writes the lastSeenAt of everyone active since the last flush, in paced chunks: one statement
-   * for every active user held a PostgreSQL backend for 14 ms per 1,200 users (bench:conversations,
-   * where the rounds that held it showed 21-25 ms delivery outliers), and the sends committing
-   * meanwhile waited behind it. Stopping writes what is left without pauses.
+   * for every active user holds a PostgreSQL backend long enough that the sends committing
+   * meanwhile wait behind it (delivery outliers). Stopping writes what is left without pauses.
    */
   private flushLastSeen(): Promise<void> {
     if (!this.dirty.size) return this.flushing ?? Promise.resolve();
