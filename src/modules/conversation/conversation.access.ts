@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import type { ConversationScope, MessagePayload } from '../../shared/pubsub/topics';
+import type { ConversationScope, MessagePayload, ReadReceiptPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import type { FriendService } from '../friend/friend.service';
 import type { GroupService } from '../group/group.service';
@@ -148,6 +148,11 @@ export class ConversationAccess {
     if (s.groupId) return this.groups.isMemberCached(viewerId, s.groupId);
     if (s.projectId) return this.projects.isMemberCached(viewerId, s.projectId);
     return !!s.userIds?.includes(viewerId);
+  }
+
+  /** Whether a read receipt reaches the viewer: a marker on a private message names it to its pair only (`only`, `except`). Memory only. */
+  receiptReaches(viewerId: string, p: ReadReceiptPayload): boolean {
+    return (p.only ? p.only.includes(viewerId) : !p.except?.includes(viewerId)) && this.inScope(viewerId, p);
   }
 
   /** Whether the viewer may read a stored message (or its attachment), asked of the database. */

@@ -5,11 +5,11 @@ import type { Context } from '../context';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type ReadReceiptPayload, type SessionEventPayload, type TypingPayload } from '../../shared/pubsub/topics';
 import { GroupType } from '../group/group.types';
-import { ConversationInput, MessageType } from '../message/message.types';
+import { MessageType } from '../message/message.types';
 import { ProjectType } from '../project/project.types';
 import { UserType } from '../user/user.types';
 import { payloadToReadReceiptType, payloadToSessionEventType, payloadToTypingEventType } from './conversation.mapper';
-import { ConversationConnection, ConversationsArgs, ConversationType, ReadReceiptType, SessionEventType, TypingEventType } from './conversation.types';
+import { ConversationConnection, ConversationInput, ConversationsArgs, ConversationType, ReadReceiptType, SessionEventType, TypingEventType } from './conversation.types';
 
 type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
 
@@ -80,8 +80,7 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      const reaches = (p: ReadReceiptPayload) => (p.only ? p.only.includes(me) : !p.except?.includes(me)) && conversationAccess.inScope(me, p);
-      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && reaches(p) ? p : undefined), {
+      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) ? p : undefined), {
         keys: me,
       });
     },

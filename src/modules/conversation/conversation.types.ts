@@ -1,4 +1,4 @@
-import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ArgsType, Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
 import type { MessageType } from '../message/message.types';
@@ -26,6 +26,14 @@ export class ConversationType {
   lastMessageId!: string | null;
   /** The last message when the event that made this row carried it; loaded by id otherwise. */
   lastMessage?: MessageType | null;
+}
+
+/** How a client names one conversation (ConversationAccess.resolve checks it). */
+@InputType()
+export class ConversationInput {
+  @Field(() => IdScalar, { nullable: true }) groupId?: string | null;
+  @Field(() => IdScalar, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
+  @Field(() => IdScalar, { nullable: true }) projectId?: string | null;
 }
 
 export const ConversationConnection = ConnectionType('Conversation', ConversationType);

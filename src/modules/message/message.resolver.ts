@@ -10,10 +10,10 @@ import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
+import { ConversationInput } from '../conversation/conversation.types';
 import { payloadToMessageEventType, payloadToMessageType, toReactionCounts } from './message.mapper';
 import {
   AttachmentType,
-  ConversationInput,
   MessageConnection,
   MessageEventType,
   MessageType,

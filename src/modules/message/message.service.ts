@@ -11,6 +11,7 @@ import { conversationRepository } from '../conversation/conversation.repository'
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
 import { filterOf, groupConversation, scopeOf, type Conversation, type ConversationAccess, type ConversationArgs, type ConversationFilter } from '../conversation/conversation.access';
 import { KINDS } from '../conversation/conversation.mapper';
+import { groupKey, scopeKey } from '../conversation/conversation.keys';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
@@ -19,7 +20,6 @@ import type { MessageType } from './message.types';
 import { isoTime } from '../../shared/time';
 import { Batcher } from '../../shared/batcher';
 import { retryDeadlocks } from '../../shared/sql';
-import { groupKey, scopeKey } from '../conversation/conversation.keys';
 
 const MAX_CONTENT = 4000;
 /**

@@ -48,13 +48,6 @@ export class MessageConnection {
 }
 
 @InputType()
-export class ConversationInput {
-  @Field(() => IdScalar, { nullable: true }) groupId?: string | null;
-  @Field(() => IdScalar, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
-  @Field(() => IdScalar, { nullable: true }) projectId?: string | null;
-}
-
-@InputType()
 export class AttachmentInput {
   @Field({ description: 'txt pdf png jpg jpeg gif doc' }) fileName!: string;
   @Field() base64!: string;
