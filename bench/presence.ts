@@ -51,7 +51,7 @@ import { PresenceService } from '../src/modules/presence/presence.service';
 import { RedisPresenceStore } from '../src/modules/presence/presence.store';
 import { startServer } from '../src/server';
 import { createLogger } from '../src/shared/logger';
-import { BATCH_FIELD, createPubSub } from '../src/shared/pubsub/pubsub';
+import { SWEEP_BATCH_FIELD, createPubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
 import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
@@ -336,9 +336,9 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   await counter.subscribe(Topic.PresenceChanged);
   counter.on('message', (_ch, text: string) => {
     type Transition = { userId: string; status: string };
-    const m = JSON.parse(text) as Transition | { [BATCH_FIELD]: Transition[] };
+    const m = JSON.parse(text) as Transition | { [SWEEP_BATCH_FIELD]: Transition[] };
     // The sweep announces many transitions to a message; each is counted.
-    for (const p of BATCH_FIELD in m ? m[BATCH_FIELD] : [m]) {
+    for (const p of SWEEP_BATCH_FIELD in m ? m[SWEEP_BATCH_FIELD] : [m]) {
       if (p.status !== 'OFFLINE') continue;
       counts.set(p.userId, (counts.get(p.userId) ?? 0) + 1);
       published++;

@@ -22,7 +22,8 @@ import { ProjectService } from './project/project.service';
 import { UserService } from './user/user.service';
 import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
-import { Topic, type ConversationScope } from '../shared/pubsub/topics';
+import { Topic } from '../shared/pubsub/topics';
+import { routeConversations } from '../shared/pubsub/hub';
 import { scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
@@ -118,7 +119,13 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
-  routeEvents(pubsub, memberships, messages, memberStates, orm);
+  routeConversations(pubsub, {
+    memberships,
+    channelOf: scopeChannel,
+    missed: (scope, id) => messages.catchUp(orm.em.fork(), scope, id),
+    // Their conversations' events no longer come here: what is known of their read states would go stale.
+    userDropped: (userId) => memberStates.forget(userId),
+  });
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
@@ -165,53 +172,4 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       memberships.dispose();
     },
   };
-}
-
-/**
- * Where events go. Upstream, this instance takes the conversation channel of every group and
- * project that has a member connected here, and of every connected user (their direct
- * conversations and sessions), so it receives no conversation it has no one in: no message,
- * edit, reaction, read receipt, typing or sidebar update of it. Here, an event is handed only
- * to the subscriptions of the users it reaches (its local audience), so a subscription costs
- * nothing for events it does not get.
- */
-function routeEvents(pubsub: PubSub, memberships: MembershipIndex, messages: MessageService, memberStates: MemberStates, orm: MikroORM): void {
-  memberships.watch({
-    async taken(scope, id, cause) {
-      // Joined while connected: what was published to the conversation before SUBSCRIBE took effect is read back.
-      const catchUp = cause === 'join' && scope !== 'user';
-      const fresh = await pubsub.take(scopeChannel(scope, id), catchUp);
-      if (!fresh || !catchUp) return;
-      const missed = await messages.catchUp(orm.em.fork(), scope, id).catch(() => []);
-      pubsub.catchUp(Topic.MessageAdded, scopeChannel(scope, id), missed, (p) => p.id);
-    },
-    dropped(scope, id) {
-      pubsub.drop(scopeChannel(scope, id));
-      // Their conversations' events no longer come here: what is known of their read states would go stale.
-      if (scope === 'user') memberStates.forget(id);
-    },
-  });
-  pubsub.routeLocally(Topic.MessageAdded, (p) => {
-    if (p.groupId) return memberships.localMembers('group', p.groupId) ?? [];
-    if (p.projectId && !p.recipientId) return memberships.localMembers('project', p.projectId) ?? [];
-    return p.recipientId ? [p.senderId, p.recipientId] : [p.senderId];
-  });
-  // The conversation events go to the same local audiences as the messages they are about.
-  const inScope = (s: ConversationScope) =>
-    s.groupId ? (memberships.localMembers('group', s.groupId) ?? []) : s.projectId ? (memberships.localMembers('project', s.projectId) ?? []) : (s.userIds ?? []);
-  pubsub.routeLocally(Topic.MessageEvent, ({ message: m }) =>
-    m.groupId
-      ? (memberships.localMembers('group', m.groupId) ?? [])
-      : m.projectId && !m.recipientId
-        ? (memberships.localMembers('project', m.projectId) ?? [])
-        : [m.senderId, ...(m.recipientId ? [m.recipientId] : [])],
-  );
-  pubsub.routeLocally(Topic.ReadReceipt, inScope);
-  pubsub.routeLocally(Topic.Typing, inScope);
-  // A read marker or a private message is for its users alone; the rest reaches every member.
-  pubsub.routeLocally(Topic.ConversationUpdated, (p) => p.only ?? inScope(p));
-  pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
-  pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
-  pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');
-  pubsub.routeLocally(Topic.ProjectAction, (p) => p.entries.map((e) => e.recipientId));
 }

@@ -1,4 +1,4 @@
-import { BATCH_FIELD } from '../../shared/pubsub/pubsub';
+import { SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
 import type { RedisClient } from '../../shared/redis';
 
 /** A user the sweep took offline, with their last activity (ms). */
@@ -182,7 +182,7 @@ end
 for i = 1, #announced, ${ANNOUNCE_BATCH} do
   local batch = {}
   for j = i, math.min(i + ${ANNOUNCE_BATCH - 1}, #announced) do batch[#batch + 1] = announced[j] end
-  redis.call('PUBLISH', ARGV[5], cjson.encode({ ${BATCH_FIELD} = batch }))
+  redis.call('PUBLISH', ARGV[5], cjson.encode({ ${SWEEP_BATCH_FIELD} = batch }))
 end
 -- unpack() is bounded by Lua's stack: 1,000 members a command.
 for i = 1, #gone, 1000 do

@@ -1,4 +1,5 @@
 import { Recent } from '../recent';
+import { Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 interface Waiting<E> {
@@ -14,14 +15,14 @@ interface Line<E> {
   /** When it last saw an event. */
   at: number;
   /** The channel it comes on, whose letting go forgets it. */
-  group: string;
+  channel: string;
 }
 
 export interface InOrderOptions {
   /**
    * How long an event waits for the ones before it; then it goes, and the gap is given up. Only a
    * lost publish (Redis refused it, the instance died after its commit) or a stalled instance
-   * makes one wait that long: at 100 ms, two instances in one busy test process gave gaps up. @default 500
+   * makes one wait that long; shorter, a busy process gives up gaps that were only late. @default 500
    */
   holdMs?: number;
   /** How long a new line gathers its first events before it starts from the earliest. @default 20 */
@@ -45,8 +46,8 @@ export interface InOrderOptions {
  */
 export class InOrder<E> {
   private readonly lines = new Map<string, Line<E>>();
-  /** Line keys by channel. */
-  private readonly groups = new Map<string, Set<string>>();
+  /** Line keys by the channel they come on. */
+  private readonly linesOfChannel = new Map<string, Set<string>>();
   private readonly holdMs: number;
   private readonly openMs: number;
   private readonly idleMs: number;
@@ -65,8 +66,8 @@ export class InOrder<E> {
     this.max = o.max ?? 50_000;
   }
 
-  /** An event on line `key`, which comes on channel `group`. */
-  admit(key: string, pos: number, event: E, group: string = key): void {
+  /** An event on line `key`, which comes on `channel`. */
+  admit(key: string, pos: number, event: E, channel: string = key): void {
     const now = Date.now();
     let line = this.lines.get(key);
     if (line && !line.waiting.length && now - line.at > this.idleMs) line = undefined;
@@ -75,7 +76,7 @@ export class InOrder<E> {
       this.lines.delete(key);
       this.lines.set(key, line);
     }
-    if (!line) line = this.open(key, group);
+    if (!line) line = this.open(key, channel);
     line.at = now;
     if (line.last === null || !this.ready(line, pos)) {
       if (line.last !== null) this.held++;
@@ -98,8 +99,8 @@ export class InOrder<E> {
    * The channel was let go: what comes on it while it is not taken goes by, so its lines would
    * wait at that gap once it is taken again. They start anew then (those still waiting finish first).
    */
-  forget(group: string): void {
-    const keys = this.groups.get(group);
+  forget(channel: string): void {
+    const keys = this.linesOfChannel.get(channel);
     if (!keys) return;
     for (const key of keys) {
       const line = this.lines.get(key);
@@ -107,16 +108,16 @@ export class InOrder<E> {
       this.lines.delete(key);
       keys.delete(key);
     }
-    if (!keys.size) this.groups.delete(group);
+    if (!keys.size) this.linesOfChannel.delete(channel);
   }
 
   dispose(): void {
     for (const line of this.lines.values()) clearTimeout(line.timer);
     this.lines.clear();
-    this.groups.clear();
+    this.linesOfChannel.clear();
   }
 
-  private open(key: string, group: string): Line<E> {
+  private open(key: string, channel: string): Line<E> {
     this.lines.delete(key);
     if (this.lines.size >= this.max) {
       for (const [k, l] of this.lines) {
@@ -124,10 +125,10 @@ export class InOrder<E> {
         if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0, group };
+    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0, channel };
     this.lines.set(key, line);
-    let keys = this.groups.get(group);
-    if (!keys) this.groups.set(group, (keys = new Set()));
+    let keys = this.linesOfChannel.get(channel);
+    if (!keys) this.linesOfChannel.set(channel, (keys = new Set()));
     keys.add(key);
     line.timer = setTimeout(() => this.opened(key, line), this.openMs).unref();
     return line;
@@ -135,9 +136,9 @@ export class InOrder<E> {
 
   private remove(key: string, line: Line<E>): void {
     this.lines.delete(key);
-    const keys = this.groups.get(line.group);
+    const keys = this.linesOfChannel.get(line.channel);
     keys?.delete(key);
-    if (keys && !keys.size) this.groups.delete(line.group);
+    if (keys && !keys.size) this.linesOfChannel.delete(line.channel);
   }
 
   /** The line starts from the earliest event it gathered. */
@@ -210,5 +211,100 @@ export class NewestVersions {
 
   clear(): void {
     this.seen.clear();
+  }
+}
+
+/** Where ordered events go: the hub's dispatch (see Hub). */
+export interface Dispatcher {
+  dispatch(topic: Topic, payload: unknown, channel: string | undefined, keyedOnly?: boolean): void;
+}
+
+/** An event held in its line: what dispatch() is called with once its turn comes. */
+export interface Ordered {
+  topic: Topic;
+  payload: unknown;
+  channel: string | undefined;
+  keyedOnly: boolean;
+}
+
+/** Where a new message stands in its conversation; null for an event that has no place to keep. */
+function placeOf(topic: Topic, payload: unknown): number | null {
+  if (topic !== Topic.MessageAdded) return null;
+  // Every message takes a position, a private one too: its conversation's channel carries it to every instance that takes it.
+  const pos = (payload as MessagePayload).pos;
+  return typeof pos === 'number' ? pos : null;
+}
+
+/**
+ * The order subscribers see events in on this instance: a new message after the ones before it in
+ * its conversation (InOrder), an edit or reaction change only if no newer copy came first
+ * (NewestVersions). Every other event goes to the dispatcher as it comes.
+ */
+export class EventOrder {
+  /** New messages, a line per conversation (and per user's channel for direct ones). */
+  readonly lines: InOrder<Ordered>;
+  /** A message's edits and reactions: an older copy after a newer one is dropped. */
+  readonly versions = new NewestVersions();
+
+  constructor(
+    private readonly hub: Dispatcher,
+    private readonly routes: ChannelRoutes,
+    /** Whether this instance takes a channel (suffix): only then does it see all of its line. */
+    private readonly takes: (channel: string) => boolean,
+  ) {
+    this.lines = new InOrder<Ordered>((e) => hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly));
+  }
+
+  /**
+   * An event published here (`channel` undefined) or received on a channel. Each user of a direct
+   * conversation gets its messages on their own channel, so each user's copies are a line of
+   * their own, and one published here is split the same way.
+   */
+  admit(topic: Topic, payload: unknown, channel: string | undefined): void {
+    if (topic === Topic.MessageEvent) {
+      const m = (payload as MessageEventPayload).message;
+      // A direct message's copies (one per user's channel) carry the same version, and pass alike.
+      if (typeof m.version === 'number' && !this.versions.fresh(m.id, m.version)) return;
+    }
+    const place = placeOf(topic, payload);
+    if (place === null) return this.hub.dispatch(topic, payload, channel);
+    const m = payload as MessagePayload;
+    if (channel === undefined && !m.groupId && !m.projectId) {
+      const users = m.recipientId && m.recipientId !== m.senderId ? [m.senderId, m.recipientId] : [m.senderId];
+      users.forEach((u, i) => {
+        const own = this.routes.userChannel(u);
+        this.inLine(`${m.conversationKey} ${own}`, own, place, { topic, payload, channel: own, keyedOnly: i > 0 });
+      });
+      return;
+    }
+    const own = channel ?? this.routes.messageChannel(m);
+    const perUser = channel !== undefined && this.routes.userOfChannel(channel) !== undefined;
+    this.inLine(perUser ? `${m.conversationKey} ${channel}` : m.conversationKey, own, place, { topic, payload, channel, keyedOnly: false });
+  }
+
+  /** An event delivered outside its line (a catch-up read from the database): the line goes on after it. */
+  passed(topic: Topic, payload: unknown): void {
+    const place = placeOf(topic, payload);
+    if (place !== null) this.lines.passed((payload as MessagePayload).conversationKey, place);
+  }
+
+  /** The channel was let go (see InOrder.forget). */
+  forget(channel: string): void {
+    this.lines.forget(channel);
+  }
+
+  dispose(): void {
+    this.lines.dispose();
+    this.versions.clear();
+  }
+
+  /**
+   * Only where this instance takes the channel does it see every event of the line; elsewhere (its
+   * own sends to a conversation none of its sockets is in) there is no one to deliver to in order,
+   * and a line would wait at every gap the other instances' sends leave in it.
+   */
+  private inLine(key: string, channel: string, place: number, e: Ordered): void {
+    if (this.takes(channel)) this.lines.admit(key, place, e, channel);
+    else this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }
 }

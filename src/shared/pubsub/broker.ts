@@ -1,0 +1,138 @@
+import type { Cluster } from 'ioredis';
+import type { RedisClient, RedisConnections } from '../redis';
+
+/** Gets every message of the channels subscribed through a broker, as the text published. */
+export type MessageHandler = (channel: string, message: string) => void;
+
+/**
+ * How events travel between instances: text on named channels. The few topic-wide channels and
+ * the many conversation channels go the same way; what the text means is the PubSub's business.
+ * One handler for every channel, so a subscription costs a Set entry, not a closure.
+ */
+export interface Broker {
+  /** 'memory': this process alone, so nothing published elsewhere can be missed. */
+  readonly kind: 'redis' | 'memory';
+  /** Sets the one handler; it gets only channels subscribed here (the connection may carry others). */
+  onMessage(handler: MessageHandler): void;
+  /** @throws when the broker refuses it (Redis down); nothing is retried. */
+  publish(channel: string, message: string): Promise<void>;
+  /** Resolves once the channel's messages reach the handler; subscribing twice is harmless. */
+  subscribe(channel: string): Promise<void>;
+  /** The handler gets nothing more of the channel from the moment of the call. */
+  unsubscribe(channel: string): Promise<void>;
+  /** Unsubscribes every channel at once: the handler gets nothing more. Never throws, and never waits for Redis (it may be away). */
+  close(): Promise<void>;
+}
+
+const ignore: MessageHandler = () => undefined;
+
+/** In-process: a publish reaches this broker's handler at once, if the channel is subscribed. */
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  private readonly channels = new Set<string>();
+  private handler = ignore;
+
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    if (this.channels.has(channel)) this.handler(channel, message);
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.channels.add(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.channels.delete(channel);
+  }
+
+  async close(): Promise<void> {
+    this.channels.clear();
+  }
+}
+
+/**
+ * Classic Redis pub/sub (PUBLISH / SUBSCRIBE) on a subscriber connection of its own, which
+ * ioredis resubscribes after a reconnect. On a cluster each PUBLISH is copied to every node.
+ */
+export class RedisBroker implements Broker {
+  readonly kind = 'redis';
+  /** Channels subscribed here: after an unsubscribe, the connection may still deliver a few. */
+  protected readonly channels = new Set<string>();
+  private handler = ignore;
+
+  constructor(
+    protected readonly publisher: RedisClient,
+    protected readonly subscriber: RedisClient,
+    event: 'message' | 'smessage' = 'message',
+  ) {
+    subscriber.on(event, (channel: string, message: string) => {
+      if (this.channels.has(channel)) this.handler(channel, message);
+    });
+  }
+
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.publisher.publish(channel, message);
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.channels.add(channel);
+    await this.subscriber.subscribe(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.channels.delete(channel);
+    await this.subscriber.unsubscribe(channel);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.channels];
+    this.channels.clear();
+    if (all.length) void this.subscriber.unsubscribe(...all).catch(() => undefined);
+  }
+}
+
+/**
+ * Redis Cluster's sharded pub/sub (SPUBLISH / SSUBSCRIBE, Redis 7+): a message goes only to the
+ * shard that owns its channel's slot, so adding shards adds capacity. The subscriber is a Cluster
+ * opened with `shardedSubscribers`: ioredis keeps one connection per shard and follows slot moves.
+ */
+export class ShardedRedisBroker extends RedisBroker {
+  constructor(publisher: Cluster, subscriber: Cluster) {
+    super(publisher, subscriber, 'smessage');
+  }
+
+  override async publish(channel: string, message: string): Promise<void> {
+    await (this.publisher as Cluster).spublish(channel, message);
+  }
+
+  override async subscribe(channel: string): Promise<void> {
+    this.channels.add(channel);
+    await (this.subscriber as Cluster).ssubscribe(channel);
+  }
+
+  override async unsubscribe(channel: string): Promise<void> {
+    this.channels.delete(channel);
+    await (this.subscriber as Cluster).sunsubscribe(channel);
+  }
+
+  /** One SUNSUBSCRIBE per channel: channels of different slots cannot share one. */
+  override async close(): Promise<void> {
+    const all = [...this.channels];
+    this.channels.clear();
+    for (const c of all) void (this.subscriber as Cluster).sunsubscribe(c).catch(() => undefined);
+  }
+}
+
+/** The broker for the configured Redis: sharded, classic, or in-process when there is none. */
+export function createBroker(redis: RedisConnections | undefined): Broker {
+  if (!redis) return new MemoryBroker();
+  if (redis.sharded) return new ShardedRedisBroker(redis.publisher as Cluster, redis.subscriber as Cluster);
+  return new RedisBroker(redis.publisher, redis.subscriber);
+}

@@ -1,0 +1,154 @@
+import { randomUUID } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import { MemoryBroker, RedisBroker, ShardedRedisBroker, type Broker } from '../src/shared/pubsub/broker';
+import { Topic } from '../src/shared/pubsub/topics';
+import { eventually } from './helpers/graphql';
+import { OwnRedisCluster } from './helpers/redis-cluster';
+import { describeRedis } from './helpers/server';
+import { describeNeeding, tools } from './helpers/tools';
+
+type Heard = [channel: string, message: string][];
+
+/** A broker with its handler set, and what the handler got. */
+function listening(broker: Broker): Heard {
+  const heard: Heard = [];
+  broker.onMessage((channel, message) => heard.push([channel, message]));
+  return heard;
+}
+
+/**
+ * What every broker does, whatever carries it. `pair` makes a broker that publishes and one that
+ * subscribes (the same one in memory, two instances' worth of connections on Redis).
+ */
+function behavesAsABroker(pair: () => Promise<{ publisher: Broker; subscriber: Broker; close: () => Promise<void> }>) {
+  let publisher: Broker;
+  let subscriber: Broker;
+  let close: () => Promise<void>;
+  let heard: Heard;
+  // Channels of this run alone: a topic-wide one (a topic's name) and a conversation's. One hash
+  // tag puts them on one shard of a cluster, so they arrive in the order published.
+  const run = `{${randomUUID()}}`;
+  const topicWide = `${Topic.GroupEvent}.${run}`;
+  const conversation = `parley.conv:g:${run}`;
+  const barrier = `parley.conv:u:${run}`;
+
+  beforeEach(async () => {
+    ({ publisher, subscriber, close } = await pair());
+    heard = listening(subscriber);
+  });
+  afterEach(() => close());
+
+  /** Publishes on the barrier channel and waits for it: what was published before it has arrived too. */
+  const settle = async () => {
+    await subscriber.subscribe(barrier);
+    await publisher.publish(barrier, 'barrier');
+    await eventually(() => heard.some(([c]) => c === barrier));
+    return heard.filter(([c]) => c !== barrier);
+  };
+
+  it('should hand its one handler the text as published, on a topic-wide channel and a conversation channel alike', async () => {
+    await subscriber.subscribe(topicWide);
+    await subscriber.subscribe(conversation);
+    await publisher.publish(topicWide, '{"parleyOrigin":"x","payload":{"id":"1"}}');
+    await publisher.publish(conversation, 'not JSON at all');
+    expect(await settle()).toEqual([
+      [topicWide, '{"parleyOrigin":"x","payload":{"id":"1"}}'],
+      [conversation, 'not JSON at all'],
+    ]);
+  });
+
+  it('should hand over nothing of a channel not subscribed, or unsubscribed', async () => {
+    await subscriber.subscribe(conversation);
+    await publisher.publish(conversation, 'first');
+    await eventually(() => heard.length === 1);
+    await subscriber.unsubscribe(conversation);
+    await publisher.publish(conversation, 'after unsubscribe');
+    await publisher.publish(topicWide, 'never subscribed');
+    expect(await settle()).toEqual([[conversation, 'first']]);
+  });
+
+  it('should hand over nothing once closed, and subscribe again after', async () => {
+    await subscriber.subscribe(topicWide);
+    await subscriber.subscribe(conversation);
+    await subscriber.close();
+    await publisher.publish(topicWide, 'closed');
+    await publisher.publish(conversation, 'closed');
+    expect(await settle()).toEqual([]);
+    await subscriber.subscribe(conversation);
+    await publisher.publish(conversation, 'again');
+    expect(await settle()).toEqual([[conversation, 'again']]);
+  });
+}
+
+describe('MemoryBroker', () => {
+  behavesAsABroker(async () => {
+    const broker = new MemoryBroker();
+    return { publisher: broker, subscriber: broker, close: () => broker.close() };
+  });
+
+  it('should deliver within publish(), before it resolves', async () => {
+    const broker = new MemoryBroker();
+    const heard = listening(broker);
+    await broker.subscribe('c');
+    void broker.publish('c', 'now');
+    expect(heard).toEqual([['c', 'now']]);
+  });
+});
+
+describeRedis('RedisBroker', () => {
+  const url = process.env.REDIS_URL!;
+  const open: Redis[] = [];
+  const connect = () => {
+    const r = new Redis(url);
+    open.push(r);
+    return r;
+  };
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((r) => r.quit()));
+  });
+
+  behavesAsABroker(async () => {
+    const publisher = new RedisBroker(connect(), connect());
+    const subscriber = new RedisBroker(connect(), connect());
+    return { publisher, subscriber, close: async () => void (await Promise.all([publisher.close(), subscriber.close()])) };
+  });
+
+  it('should pass what Redis itself publishes (a Lua PUBLISH) and ignore the connection channels it did not subscribe', async () => {
+    const sub = connect();
+    const broker = new RedisBroker(connect(), sub);
+    const heard = listening(broker);
+    const mine = `${Topic.PresenceChanged}.${randomUUID()}`;
+    const other = `other.${randomUUID()}`;
+    await broker.subscribe(mine);
+    // The same connection subscribed to another channel by someone else: not the broker's.
+    await sub.subscribe(other);
+    const client = connect();
+    await client.publish(other, 'not ours');
+    await client.eval("redis.call('PUBLISH', KEYS[1], cjson.encode({ parleyBatch = { { userId = 'u1' } } }))", 1, mine);
+    await eventually(() => heard.length === 1);
+    expect(heard).toEqual([[mine, '{"parleyBatch":[{"userId":"u1"}]}']]);
+    await broker.close();
+  });
+});
+
+describeNeeding('redis-server and redis-cli', tools.redisCluster)('ShardedRedisBroker', () => {
+  const cluster = new OwnRedisCluster();
+  const open: Cluster[] = [];
+  beforeAll(() => cluster.start(), 30_000);
+  afterAll(() => cluster.stop());
+  const connect = async (shardedSubscribers = false) => {
+    const c = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })), { shardedSubscribers });
+    open.push(c);
+    await new Promise((r) => c.once('ready', r));
+    return c;
+  };
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.quit().catch(() => c.disconnect())));
+  });
+
+  behavesAsABroker(async () => {
+    const publisher = new ShardedRedisBroker(await connect(), await connect(true));
+    const subscriber = new ShardedRedisBroker(await connect(), await connect(true));
+    return { publisher, subscriber, close: async () => void (await Promise.all([publisher.close(), subscriber.close()])) };
+  });
+});
