@@ -27,6 +27,7 @@ import type { Viewer } from './modules/auth/auth.viewer';
 import { createErrorFormatter, errorLogPlugin } from './graphql/errors';
 import { compiledExecution } from './graphql/executor';
 import { documentLimits } from './graphql/limits';
+import { OperationPipeline, type OperationStats } from './graphql/operation';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
 import { publicOrigin } from './modules/message/attachment.links';
@@ -55,6 +56,8 @@ export interface ParleyServer {
   metrics: Metrics;
   /** HTTP operations answered without Apollo's pipeline (graphql/fast-path.ts). */
   fastPath: { readonly served: number };
+  /** Operations and subscription events run on a compiled plan or by graphql-js, every transport together (graphql/operation.ts). */
+  operations: Readonly<OperationStats>;
   /** Releases everything, last opened first: jobs, sockets (1001), SSE streams, Apollo (draining HTTP), services, pub/sub, Redis, the ORM. */
   dispose(): Promise<void>;
 }
@@ -123,9 +126,10 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       return shaped;
     };
     const limits = documentLimits(env);
-    const fastPath = createFastPath({ schema, limits, formatError, logger, metrics });
+    const operations = new OperationPipeline(schema, limits);
+    const fastPath = createFastPath({ operations, limits, formatError, logger, metrics });
     const apollo = new ApolloServer<Context>({
-      gateway: compiledExecution(schema),
+      gateway: compiledExecution(schema, operations),
       introspection: env.ENABLE_INTROSPECTION,
       includeStacktraceInErrorResponses: false,
       allowBatchedHttpRequests: false,
@@ -149,7 +153,6 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         ...limits.apollo.plugins,
         errorLogPlugin(logger),
         operationMetricsPlugin(metrics),
-        fastPath.plugin,
         // apollo.stop(): stop accepting, let in-flight requests finish, cut what is left after 5 s.
         drainHttpServer(httpServer, 5000),
       ],
@@ -161,12 +164,14 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     const limit = bodyLimit(env);
     // One fan-out for both transports: an event is executed once per shape, whoever listens.
     const fanout = createFanout({
+      schema,
+      operations,
       maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
       formatError: (e) => formatError(e.toJSON(), e),
       onDelivered: (s) => metrics.fanoutLatency.observe(s),
     });
     const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
-    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, inFlight, onOperation: (op) => metrics.operation(op) });
+    const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, operations, fanout, connectionsOf, inFlight, onOperation: (op) => metrics.operation(op) });
     stack.push('streams', () => streams.dispose());
 
     httpServer.on('request', (req, res) => {
@@ -235,7 +240,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       sendJson(res, 404, { error: 'Not found' });
     });
 
-    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, formatError, fanout, connectionsOf, inFlight, onOperation: (op) => metrics.operation(op) });
+    const ws = attachWebSocket(httpServer, schema, app.services, { maxPayload: limit, limits, operations, formatError, fanout, connectionsOf, inFlight, onOperation: (op) => metrics.operation(op) });
     // Sockets are closed with 1001 (and streams ended) before HTTP drains: either would hold the drain open.
     stack.push('websocket', () => ws.dispose());
     metrics.observe({
@@ -275,6 +280,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       fanout: fanout.stats,
       metrics,
       fastPath,
+      operations: operations.stats,
       dispose: () => stack.dispose(),
     };
   } catch (e) {

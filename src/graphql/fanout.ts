@@ -1,25 +1,20 @@
 import {
   BREAK,
   createSourceEventStream,
-  execute,
-  getOperationAST,
   Kind,
   TypeInfo,
   visit,
   visitWithTypeInfo,
-  type ExecutionArgs,
   type ExecutionResult,
   type GraphQLError,
   type GraphQLFormattedError,
-  type OperationDefinitionNode,
+  type GraphQLSchema,
 } from 'graphql';
-import { getVariableValues } from 'graphql/execution/values';
-import type { CompiledQuery } from 'graphql-jit';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createLoaders, type Loaders } from '../modules/loaders';
 import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
 import type { Context } from '../modules/context';
-import { compile, isPromise, runCompiled } from './executor';
+import { isPromise, type OperationPipeline, type PreparedOperation } from './operation';
 
 /**
  * Where a subscriber's frames go: a WebSocket (graphql-transport-ws) or an SSE response
@@ -76,14 +71,14 @@ const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageE
 const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'ReactionCount.reactedByMe']);
 
 /** Whether one execution of the operation serves every viewer its events reach. */
-function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode): boolean {
-  const first = op.selectionSet.selections[0];
-  if (op.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
-  const types = new TypeInfo(args.schema);
+function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: PreparedOperation): boolean {
+  const first = operation.selectionSet.selections[0];
+  if (operation.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+  const types = new TypeInfo(schema);
   let shared = true;
   // The whole document, fragments included: whatever the operation can reach.
   visit(
-    args.document,
+    document,
     visitWithTypeInfo(types, {
       Field(node) {
         if (!VIEWER_SPECIFIC_FIELDS.has(`${types.getParentType()?.name}.${node.name.value}`)) return undefined;
@@ -122,6 +117,9 @@ export interface FanoutStats {
 }
 
 export interface FanoutOptions {
+  schema: GraphQLSchema;
+  /** Runs each event's execution (on the subscription's compiled plan). */
+  operations: OperationPipeline;
   /** A sink with more than this many bytes waiting to be sent is dropped (a WebSocket closes with 1013). */
   maxBufferedBytes: number;
   /** Shapes errors as the HTTP path does (codes kept, internals masked). */
@@ -225,20 +223,8 @@ export function createFanout(opts: FanoutOptions) {
   /** One execution of an event, serialized: a string when every resolver answered synchronously. */
   const serialize = (shape: Shape, context: Context, root: unknown): string | Promise<string> => {
     stats.executions++;
-    const args = shape.args;
-    const contextValue = new EventContext(context);
-    const graphqlJs = () => {
-      const result = execute({ ...args, contextValue, rootValue: root });
-      return isPromise(result) ? result.then(encode) : encode(result);
-    };
-    // Compiled on the shape's first event: most of an event's cost was graphql-js's per-field
-    // bookkeeping (a small message: ~45 µs of ~60 µs executing; bench:fanout's many rooms).
-    if (shape.plan === undefined) shape.plan = planOf(args);
-    const plan = shape.plan;
-    if (!plan) return graphqlJs();
-    const compiled = runCompiled(plan.compiled, args.document, plan.operation, root, contextValue, plan.variables);
-    if (!isPromise(compiled)) return compiled ? encode(compiled) : graphqlJs();
-    return compiled.then((r) => (r ? encode(r) : graphqlJs()));
+    const result = opts.operations.run(shape.prepared, new EventContext(context), root);
+    return isPromise(result) ? result.then(encode) : encode(result);
   };
 
   /** Writes one pre-built frame; drops a sink whose reader stopped. */
@@ -387,19 +373,19 @@ export function createFanout(opts: FanoutOptions) {
    * Starts a subscription operation. Returns the running operation, or the result to answer
    * with when its event stream could not be created (an error from the field's subscribe).
    */
-  async function subscribe(args: ExecutionArgs, op: OperationDefinitionNode, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
-    const source = await createSourceEventStream(args);
+  async function subscribe(prepared: PreparedOperation, context: Context, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
+    const { document, operationName, variableValues, operation: op } = prepared;
+    const source = await createSourceEventStream({ schema: opts.schema, document, operationName, variableValues, contextValue: context });
     if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
     const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
     const first = op?.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
-    const context = args.contextValue as Context;
     // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
     const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     let shape = shapes.get(key);
     if (!shape) {
-      const perViewer = !sharedAcrossViewers(args, op);
-      shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), args: { ...args, contextValue: undefined }, refs: 0, tails: new Map(), plan: undefined }));
+      const perViewer = !sharedAcrossViewers(opts.schema, prepared);
+      shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), prepared, refs: 0, tails: new Map() }));
     }
     shape.refs++;
     stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
@@ -482,30 +468,11 @@ interface Shape {
   perViewer: boolean;
   /** Its frames wait for the event loop's turn to end (see DEFERRED). */
   deferred: boolean;
-  /** Document and variables, as the first subscriber sent them (the context comes with each event). */
-  args: ExecutionArgs;
+  /** Document and variables, as the first subscriber sent them, with the compiled plan (the context comes with each event). */
+  prepared: PreparedOperation;
   refs: number;
   /** The last batch's release per viewer ('' for all, when not per viewer), while one is in flight. */
   tails: Map<string, Promise<unknown>>;
-  /** Its compiled execution (undefined until the first event; null: graphql-js executes it). */
-  plan: Plan | null | undefined;
-}
-
-/** A shape's operation compiled by graphql-jit, with its variables coerced once (they are the shape's). */
-interface Plan {
-  compiled: CompiledQuery;
-  operation: OperationDefinitionNode;
-  variables: Record<string, unknown>;
-}
-
-function planOf(args: ExecutionArgs): Plan | null {
-  const operation = getOperationAST(args.document, args.operationName);
-  if (!operation) return null;
-  const compiled = compile(args.schema, args.document, args.operationName);
-  if (!compiled) return null;
-  // Coerced by graphql-js, as the HTTP executor does (graphql-jit's own coercion skips the schema's ID scalar).
-  const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>, { maxErrors: 50 });
-  return coerced.errors ? null : { compiled, operation, variables: coerced.coerced };
 }
 
 /** One event for one shape: executed and serialized once, then written to every subscriber. */

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { execute, GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import { BodyTooLargeError, clientIp, readBody, sendJson } from '../core/http';
@@ -12,8 +12,9 @@ import { SocketContext } from './context';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import { operationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
-import { selectOperation, type DocumentLimits } from './limits';
-import { describeOperation, firstCode } from './operation-metrics';
+import type { DocumentLimits } from './limits';
+import { isRefusal, type OperationPipeline } from './operation';
+import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import type { InFlight } from '../core/in-flight';
 
@@ -64,6 +65,8 @@ export function attachStreams(
     bodyLimit: number;
     formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
     limits: DocumentLimits;
+    /** Prepares and runs every operation (compiled plans, shared with the other transports). */
+    operations: OperationPipeline;
     fanout: Fanout;
     connectionsOf: UserConnections;
     /** Operations running, which stopping waits for after it ended the streams. */
@@ -221,12 +224,9 @@ export function attachStreams(
     // mutation executed, a subscription handed to the fan-out.
     async onSubscribe(req, params): Promise<Response | OperationResult> {
       const stream = req.context;
-      const checked = opts.limits.check(schema, params.query);
-      if ('errors' in checked) return refused(stream, formatAll(checked.errors));
-      const operation = selectOperation(checked.document, params.operationName);
-      if (operation instanceof GraphQLError) return refused(stream, formatAll([operation]));
-      const described = describeOperation(operation);
-      const args: ExecutionArgs = { schema, document: checked.document, operationName: params.operationName, variableValues: params.variables };
+      const prepared = opts.operations.prepare(params.query, params.operationName, params.variables);
+      if (isRefusal(prepared)) return refused(stream, formatAll(prepared.errors));
+      const { operation, described } = prepared;
       if (operation.operation === 'mutation' && req.method === 'GET') {
         // As graphql-sse and GraphQL over HTTP say: a GET must not change anything.
         const e = new GraphQLError('Mutations are sent by POST.', { extensions: { code: 'BAD_USER_INPUT', reason: 'MUTATION_OVER_GET' } });
@@ -236,7 +236,7 @@ export function attachStreams(
       if (operation.operation !== 'subscription') {
         // A context of its own, as over HTTP.
         const contextValue = new SocketContext(services, stream.viewer, stream.ip, false, stream.origin);
-        const executed = shape((await opts.inFlight.track(Promise.resolve(execute({ ...args, contextValue })))) as ExecutionResult);
+        const executed = shape(await opts.inFlight.track(Promise.resolve(opts.operations.run(prepared, contextValue))));
         stream.answered({ ...described, code: firstCode(executed.errors) });
         return result(executed);
       }
@@ -259,7 +259,7 @@ export function attachStreams(
       if (stream.closed) return result({});
       void services.presence.touch(userId, stream.viewer.sessionId);
       const target = { id: '', sink: stream, query: params.query, variables: params.variables, operationName: params.operationName };
-      const started = await fanout.subscribe({ ...args, contextValue: stream.context }, operation, target);
+      const started = await fanout.subscribe(prepared, stream.context, target);
       // The field's subscribe refused (not a member): its errors, then complete.
       if (!('stop' in started)) return refused(stream, shape(started).errors as GraphQLFormattedError[], described);
       stream.answered({ ...described, code: null });

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { CloseCode, MessageType, type SubscribePayload } from 'graphql-ws';
 import WebSocket, { type WebSocketServer } from 'ws';
 import type { Services } from '../modules/services';
@@ -13,11 +13,11 @@ import { bearerToken } from '../modules/auth/auth.tokens';
 import { SocketContext } from './context';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import { operationErrors } from './errors';
-import { compiledOperations } from './executor';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
-import { selectOperation, type DocumentLimits } from './limits';
-import { describeOperation, firstCode } from './operation-metrics';
+import type { DocumentLimits } from './limits';
+import { isRefusal, type OperationPipeline } from './operation';
+import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import { Connection, serveTransport, type Transport } from './ws.transport';
 import type { InFlight } from '../core/in-flight';
@@ -100,6 +100,8 @@ export function attachWebSocket(
     formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
     /** Parse and validation with the same limits as HTTP. */
     limits: DocumentLimits;
+    /** Prepares and runs every operation (compiled plans, shared with the other transports). */
+    operations: OperationPipeline;
     /** The subscription fan-out, shared with the SSE transport. */
     fanout: Fanout;
     /** Realtime connections per user, shared with the SSE transport. */
@@ -147,7 +149,6 @@ export function attachWebSocket(
 
   // Assigned below, before any socket can connect (the sink class above and the hooks refer to it).
   let transport: Transport<ParleyConnection>;
-  const run = compiledOperations(schema);
   const send = (socket: WebSocket, message: object) => transport.send(socket, message);
   /** Returns the errors as sent. */
   const sendError = (conn: ParleyConnection, id: string, errors: readonly GraphQLError[]) => {
@@ -225,17 +226,14 @@ export function attachWebSocket(
       return failed(sendError(conn, id, [e]));
     }
     // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
-    const checked = opts.limits.check(schema, payload.query);
-    if ('errors' in checked) return failed(sendError(conn, id, checked.errors));
-    const operation = selectOperation(checked.document, payload.operationName);
-    if (operation instanceof GraphQLError) return failed(sendError(conn, id, [operation]));
-    const described = describeOperation(operation);
-    const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
+    const prepared = opts.operations.prepare(payload.query, payload.operationName, payload.variables);
+    if (isRefusal(prepared)) return failed(sendError(conn, id, prepared.errors));
+    const described = prepared.described;
 
     let result: ExecutionResult;
-    if (operation.operation === 'subscription') {
+    if (prepared.operation.operation === 'subscription') {
       const target = { id, sink: socket as SinkSocket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
-      const started = await fanout.subscribe({ ...args, contextValue: conn.context }, operation, target);
+      const started = await fanout.subscribe(prepared, conn.context!, target);
       if (!('stop' in started)) {
         result = started;
       } else {
@@ -246,7 +244,7 @@ export function attachWebSocket(
       }
     } else {
       // Queries and mutations get a context of their own, as over HTTP.
-      result = await run({ ...args, operation, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) });
+      result = await opts.operations.run(prepared, new SocketContext(services, viewer, conn.ip, false, conn.origin));
     }
     const answer = shape(result);
     const outcome = { ...described, code: firstCode(answer.errors) };
