@@ -115,6 +115,9 @@ function asBadInput(e: GraphQLError): GraphQLError {
   return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
 }
 
+/** Error shaping for operations that don't go through Apollo (WebSocket, SSE): see operationErrors. */
+export type OperationErrors = ReturnType<typeof operationErrors>;
+
 /** Error shaping for operations that don't go through Apollo (WebSocket, SSE), as the HTTP path shapes them. */
 export function operationErrors(formatError: ErrorFormatter, limits: Pick<DocumentLimits, 'scrub'>) {
   const format = (e: GraphQLError) => formatError(e.toJSON(), e);
@@ -123,16 +126,16 @@ export function operationErrors(formatError: ErrorFormatter, limits: Pick<Docume
   return {
     format,
     formatAll,
-    /**
-     * An execution result. An error without a path failed before execution (variables that don't
-     * coerce): bad input, as Apollo says. One with a path came from a resolver (a subscription's
-     * subscribe included) and is shaped as such: its code kept, or masked and logged when unexpected.
-     */
     /** A subscription whose event stream failed, as the errors of its last message. */
     failure: (error: unknown) => {
       const original = error instanceof Error ? error : new Error(String(error));
       return formatAll([new GraphQLError(original.message, { originalError: original })]);
     },
+    /**
+     * An execution result. An error without a path failed before execution (variables that don't
+     * coerce): bad input, as Apollo says. One with a path came from a resolver (a subscription's
+     * subscribe included) and is shaped as such: its code kept, or masked and logged when unexpected.
+     */
     shape: (r: ExecutionResult): ExecutionResult | { data?: unknown; errors: GraphQLFormattedError[] } =>
       r.errors ? { ...r, errors: r.errors.map((e) => format(limits.scrub(e.path ? e : asBadInput(e)))) } : r,
   };
