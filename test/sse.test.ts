@@ -193,6 +193,20 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(metrics).toContain('parley_graphql_operations_total{operation="logout",type="mutation",code="BAD_USER_INPUT"} 1');
   });
 
+  it('should run a repeated query on its compiled plan, as HTTP and WebSocket do', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const query = 'query StreamedMe { me { id username } }';
+    const before = s.operations.compiled;
+    for (let i = 0; i < 3; i++) {
+      const me = sseSubscribe(s, u.token, query);
+      expect(await me.nth(1)).toEqual({ me: { id: u.id, username: u.username } });
+      await me.done;
+    }
+    // graphql-js answers the first; the plan compiled on the second use answers the second and third.
+    expect(s.operations.compiled - before).toBe(2);
+  });
+
   it('should answer 503 SERVICE_UNAVAILABLE while PostgreSQL is away, and hold nothing for the failed stream', async () => {
     const { proxy, url } = await proxiedDatabase();
     try {

@@ -223,10 +223,6 @@ function secret(src: Source, name: string, min: number): string | undefined {
 }
 
 /**
- * Reads and validates the environment.
- * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
- */
-/**
  * For entry points: the settings, or undefined once the one-line reason a setting is bad has
  * been written to stderr (the caller then exits 1). Anything else still throws.
  */
@@ -241,7 +237,9 @@ export function loadEnvOrReport(src: Source = process.env): Env | undefined {
 }
 
 /**
+ * Reads and validates the environment.
  * @param terminal whether stdout is a terminal (only then are logs pretty by default).
+ * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
  */
 export function loadEnv(src: Source = process.env, terminal: boolean = !!process.stdout.isTTY): Env {
   const nodeEnv = (read(src, 'NODE_ENV') ?? 'development') as NodeEnv;

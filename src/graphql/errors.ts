@@ -7,6 +7,9 @@ import type { DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
 
+/** What Apollo's `formatError` is: the formatted error and the error it came from, to the error a client sees. */
+export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
+
 /** Errors that mean PostgreSQL or Redis is away, not that the request was wrong. */
 function isDependencyDown(e: unknown): boolean {
   if (e instanceof ConnectionException) return true;
@@ -64,7 +67,7 @@ export function noteUnexpected(errors: readonly GraphQLError[], requestId: strin
  * SERVICE_UNAVAILABLE, anything unexpected becomes INTERNAL_SERVER_ERROR (masked in
  * production: no message, stack or SQL; logged with the request id either way).
  */
-export function createErrorFormatter(opts: { production: boolean; logger: Logger }) {
+export function createErrorFormatter(opts: { production: boolean; logger: Logger }): ErrorFormatter {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     const code = formatted.extensions?.code as string | undefined;
@@ -91,30 +94,48 @@ export function createErrorFormatter(opts: { production: boolean; logger: Logger
   };
 }
 
+/**
+ * Apollo's error normalization, for an answer written without Apollo (the HTTP fast path): a code
+ * on every error, an `http` extension taken as the response's status (and not shown), then the
+ * server's formatter.
+ */
+export function formatAsApollo(errors: readonly GraphQLError[], formatError: ErrorFormatter): { errors: GraphQLFormattedError[]; status: number } {
+  let status = 200;
+  const formatted = errors.map((e) => {
+    const { http, ...rest } = (e.extensions ?? {}) as { http?: { status?: number } } & Record<string, unknown>;
+    if (http?.status) status = http.status;
+    return formatError({ ...e.toJSON(), extensions: { ...rest, code: rest.code ?? 'INTERNAL_SERVER_ERROR' } }, e);
+  });
+  return { errors: formatted, status };
+}
+
 /** A request-level error from graphql-js (no code of its own) as the bad input it is. */
 function asBadInput(e: GraphQLError): GraphQLError {
   if (e.extensions?.code) return e;
   return new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } });
 }
 
+/** Error shaping for operations that don't go through Apollo (WebSocket, SSE): see operationErrors. */
+export type OperationErrors = ReturnType<typeof operationErrors>;
+
 /** Error shaping for operations that don't go through Apollo (WebSocket, SSE), as the HTTP path shapes them. */
-export function operationErrors(formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError, limits: Pick<DocumentLimits, 'scrub'>) {
+export function operationErrors(formatError: ErrorFormatter, limits: Pick<DocumentLimits, 'scrub'>) {
   const format = (e: GraphQLError) => formatError(e.toJSON(), e);
   /** Errors before execution (parse, validation, no such operation): bad input unless they carry a code. */
   const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => format(limits.scrub(e.originalError ? e : asBadInput(e))));
   return {
     format,
     formatAll,
-    /**
-     * An execution result. An error without a path failed before execution (variables that don't
-     * coerce): bad input, as Apollo says. One with a path came from a resolver (a subscription's
-     * subscribe included) and is shaped as such: its code kept, or masked and logged when unexpected.
-     */
     /** A subscription whose event stream failed, as the errors of its last message. */
     failure: (error: unknown) => {
       const original = error instanceof Error ? error : new Error(String(error));
       return formatAll([new GraphQLError(original.message, { originalError: original })]);
     },
+    /**
+     * An execution result. An error without a path failed before execution (variables that don't
+     * coerce): bad input, as Apollo says. One with a path came from a resolver (a subscription's
+     * subscribe included) and is shaped as such: its code kept, or masked and logged when unexpected.
+     */
     shape: (r: ExecutionResult): ExecutionResult | { data?: unknown; errors: GraphQLFormattedError[] } =>
       r.errors ? { ...r, errors: r.errors.map((e) => format(limits.scrub(e.path ? e : asBadInput(e)))) } : r,
   };

@@ -1,25 +1,20 @@
 import {
   BREAK,
   createSourceEventStream,
-  execute,
-  getOperationAST,
   Kind,
   TypeInfo,
   visit,
   visitWithTypeInfo,
-  type ExecutionArgs,
   type ExecutionResult,
   type GraphQLError,
   type GraphQLFormattedError,
-  type OperationDefinitionNode,
+  type GraphQLSchema,
 } from 'graphql';
-import { getVariableValues } from 'graphql/execution/values';
-import type { CompiledQuery } from 'graphql-jit';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createLoaders, type Loaders } from '../modules/loaders';
 import type { PushIterator, Sink } from '../shared/pubsub/pubsub';
 import type { Context } from '../modules/context';
-import { compile, isPromise, runCompiled } from './executor';
+import { isPromise, type OperationPipeline, type PreparedOperation } from './operation';
 
 /**
  * Where a subscriber's frames go: a WebSocket (graphql-transport-ws) or an SSE response
@@ -76,14 +71,14 @@ const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageE
 const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'ReactionCount.reactedByMe']);
 
 /** Whether one execution of the operation serves every viewer its events reach. */
-function sharedAcrossViewers(args: ExecutionArgs, op: OperationDefinitionNode): boolean {
-  const first = op.selectionSet.selections[0];
-  if (op.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
-  const types = new TypeInfo(args.schema);
+function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: PreparedOperation): boolean {
+  const first = operation.selectionSet.selections[0];
+  if (operation.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+  const types = new TypeInfo(schema);
   let shared = true;
   // The whole document, fragments included: whatever the operation can reach.
   visit(
-    args.document,
+    document,
     visitWithTypeInfo(types, {
       Field(node) {
         if (!VIEWER_SPECIFIC_FIELDS.has(`${types.getParentType()?.name}.${node.name.value}`)) return undefined;
@@ -122,12 +117,92 @@ export interface FanoutStats {
 }
 
 export interface FanoutOptions {
+  schema: GraphQLSchema;
+  /** Runs each event's execution (on the subscription's compiled plan). */
+  operations: OperationPipeline;
   /** A sink with more than this many bytes waiting to be sent is dropped (a WebSocket closes with 1013). */
   maxBufferedBytes: number;
   /** Shapes errors as the HTTP path does (codes kept, internals masked). */
   formatError: (e: GraphQLError) => GraphQLFormattedError;
   /** Called once per event and shape, with the seconds from its arrival to its last frame written (a metric). */
   onDelivered?: (seconds: number) => void;
+}
+
+/** Frames released for later (see DEFERRED), by sink in the order they were released, written in slices. */
+class DeferredWrites {
+  private readonly bySink = new Map<FrameSink, { sub: Subscriber; frame: unknown }[]>();
+  private scheduled = false;
+
+  constructor(private readonly stats: FanoutStats) {}
+
+  add(sink: FrameSink, sub: Subscriber, frame: unknown): void {
+    const queued = this.bySink.get(sink);
+    if (queued) queued.push({ sub, frame });
+    else this.bySink.set(sink, [{ sub, frame }]);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.write);
+    }
+  }
+
+  /** Each sink's frames in one write, for at most DEFERRED_BUDGET_MS; the rest on the next turn. */
+  private readonly write = (): void => {
+    const started = performance.now();
+    for (const [sink, items] of this.bySink) {
+      this.bySink.delete(sink);
+      const frames: unknown[] = [];
+      for (const item of items) if (!item.sub.finished) frames.push(item.frame);
+      if (!frames.length || !sink.writable) continue;
+      if (frames.length > 1 && sink.writeMany) sink.writeMany(frames);
+      else for (const f of frames) sink.write(f);
+      this.stats.deliveries += frames.length;
+      if (performance.now() - started > DEFERRED_BUDGET_MS) break;
+    }
+    if (this.bySink.size) setImmediate(this.write);
+    else this.scheduled = false;
+  };
+}
+
+/** One subscription operation as the fan-out writes to it. */
+class Subscriber implements FanoutOperation, Sink<unknown> {
+  finished = false;
+  failure: unknown = undefined;
+  constructor(
+    private readonly fanout: Fanout,
+    readonly id: string,
+    readonly sink: FrameSink,
+    /** Its connection's context (shared by the connection's operations). */
+    readonly context: Context,
+    readonly shape: Shape,
+    readonly stream: AsyncIterableIterator<unknown>,
+  ) {}
+
+  deliver(root: unknown): void {
+    this.fanout.onEvent(this, root);
+  }
+
+  stop(): void {
+    this.end();
+  }
+
+  /**
+   * Ends from this side: its sink stopped reading or closed (no error), or its execution
+   * failed. The sink's connection forgets it and tells the client.
+   */
+  close(error?: unknown): void {
+    if (!this.end()) return;
+    this.failure = error;
+    this.sink.ended(this, error);
+  }
+
+  /** Releases what it holds; false when it had already ended. */
+  private end(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    this.fanout.forget(this.shape);
+    void this.stream.return?.();
+    return true;
+  }
 }
 
 /**
@@ -143,165 +218,196 @@ export interface FanoutOptions {
  * follows an event still in flight for the same subscribers, is written when it resolves, after
  * that one, so each subscriber gets its events in order.
  */
-export function createFanout(opts: FanoutOptions) {
-  // The event being dispatched and its batches by shape (and viewer, for a viewer-specific shape).
+export class Fanout {
+  readonly stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
+  // The event being dispatched and its deliveries by shape (and viewer, for a viewer-specific shape).
   // The pub/sub hands one event to all its subscribers in one synchronous pass, so one slot serves:
   // a WeakMap per payload cost two Maps and an ephemeron for the GC per event.
-  let event: object | undefined;
-  const batches = new Map<Shape, Batch<Subscriber> | Map<string, Batch<Subscriber>>>();
-  // The last shared shape's batch of that event: an event's subscribers mostly share one shape.
-  let lastShape: Shape | undefined;
-  let lastBatch: Batch<Subscriber> | undefined;
-  // Batches written synchronously this turn, whose latency is observed once the turn's pass is over.
-  let written: Batch<Subscriber>[] = [];
-  // Subscribers by document and variables.
-  const shapes = new Map<string, Shape>();
-  const stats: FanoutStats = { executions: 0, deliveries: 0, slowConsumersClosed: 0, active: {} };
-  /** Deferred frames by sink, in the order they were released; written by writeDeferred. */
-  const deferred = new Map<FrameSink, { sub: Subscriber; frame: unknown }[]>();
-  let deferredScheduled = false;
+  private event: object | undefined = undefined;
+  private readonly deliveries = new Map<Shape, Delivery<Subscriber> | Map<string, Delivery<Subscriber>>>();
+  // The last shared shape's delivery of that event: an event's subscribers mostly share one shape.
+  private lastShape: Shape | undefined = undefined;
+  private lastDelivery: Delivery<Subscriber> | undefined = undefined;
+  // Deliveries written synchronously this turn, whose latency is observed once the turn's pass is over.
+  private written: Delivery<Subscriber>[] = [];
+  // Subscribers by origin, document and variables.
+  private readonly shapes = new Map<string, Shape>();
+  private readonly deferred: DeferredWrites;
 
-  const writeDeferred = (): void => {
-    const started = performance.now();
-    for (const [sink, items] of deferred) {
-      deferred.delete(sink);
-      const frames: unknown[] = [];
-      for (const item of items) if (!item.sub.finished) frames.push(item.frame);
-      if (!frames.length || !sink.writable) continue;
-      if (frames.length > 1 && sink.writeMany) sink.writeMany(frames);
-      else for (const f of frames) sink.write(f);
-      stats.deliveries += frames.length;
-      if (performance.now() - started > DEFERRED_BUDGET_MS) break;
+  constructor(private readonly opts: FanoutOptions) {
+    this.deferred = new DeferredWrites(this.stats);
+  }
+
+  /**
+   * Starts a subscription operation. Returns the running operation, or the result to answer
+   * with when its event stream could not be created (an error from the field's subscribe).
+   */
+  async subscribe(prepared: PreparedOperation, context: Context, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
+    const { document, operationName, variableValues, operation } = prepared;
+    const source = await createSourceEventStream({ schema: this.opts.schema, document, operationName, variableValues, contextValue: context });
+    if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
+    const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
+    const first = operation.selectionSet.selections[0];
+    const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
+    // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
+    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    let shape = this.shapes.get(key);
+    if (!shape) {
+      const perViewer = !sharedAcrossViewers(this.opts.schema, prepared);
+      this.shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), prepared, refs: 0, tails: new Map() }));
     }
-    if (deferred.size) setImmediate(writeDeferred);
-    else deferredScheduled = false;
-  };
+    shape.refs++;
+    this.stats.active[rootField] = (this.stats.active[rootField] ?? 0) + 1;
+    const sub = new Subscriber(this, target.id, target.sink, context, shape, events);
+    // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
+    if (typeof events.push === 'function') events.push(sub);
+    else void this.iterate(sub, events);
+    return sub;
+  }
 
-  /** One subscription operation as the fan-out writes to it. */
-  class Subscriber implements FanoutOperation, Sink<unknown> {
-    finished = false;
-    failure: unknown = undefined;
-    constructor(
-      readonly id: string,
-      readonly sink: FrameSink,
-      /** Its connection's context (shared by the connection's operations). */
-      readonly context: Context,
-      readonly shape: Shape,
-      readonly stream: AsyncIterableIterator<unknown>,
-    ) {}
-
-    deliver(root: unknown): void {
-      onEvent(this, root);
-    }
-
-    /** Releases what it holds; false when it had already ended. */
-    private end(): boolean {
-      if (this.finished) return false;
-      this.finished = true;
-      stats.active[this.shape.rootField]--;
-      if (--this.shape.refs === 0) shapes.delete(this.shape.key);
-      void this.stream.return?.();
-      return true;
-    }
-
-    stop(): void {
-      this.end();
-    }
-
-    /**
-     * Ends from this side: its sink stopped reading or closed (no error), or its execution
-     * failed. The sink's connection forgets it and tells the client.
-     */
-    close(error?: unknown): void {
-      if (!this.end()) return;
-      this.failure = error;
-      this.sink.ended(this, error);
+  /** One subscriber's share of an event: written now when its delivery's text is ready, else when it is. */
+  onEvent(sub: Subscriber, root: unknown): void {
+    if (sub.finished) return;
+    const d = this.deliveryOf(sub, root);
+    if (d.waiting) d.waiting.push(sub);
+    else if (d.text === undefined) sub.close(d.error);
+    else if (this.deliver(sub, d) && (d.sent & 127) === 0 && performance.now() - d.since > RELEASE_BUDGET_MS) {
+      // A large fan-out written in the dispatch has held the event loop long enough: the rest of
+      // it is written in slices, and this shape's next events for these viewers after it.
+      d.waiting = [];
+      this.queue(sub.shape, deliveryViewer(sub), new Promise(setImmediate).then(() => this.release(d, d.text)));
     }
   }
 
-  const encode = (result: ExecutionResult): string =>
-    result.errors ? JSON.stringify({ data: result.data, errors: result.errors.map(opts.formatError) }) : JSON.stringify({ data: result.data });
+  /** A subscriber of `shape` ended. */
+  forget(shape: Shape): void {
+    this.stats.active[shape.rootField]--;
+    if (--shape.refs === 0) this.shapes.delete(shape.key);
+  }
+
+  /** Events of a stream that isn't our PubSub's, pulled one by one. */
+  private async iterate(sub: Subscriber, events: AsyncIterableIterator<unknown>): Promise<void> {
+    try {
+      for await (const root of events) {
+        if (sub.finished) break;
+        this.onEvent(sub, root);
+      }
+      sub.close();
+    } catch (e) {
+      sub.close(e);
+    }
+  }
+
+  /** The event's delivery for `sub`'s shape (and viewer): executed by the subscriber that got here first, one the event's filter let through. */
+  private deliveryOf(sub: Subscriber, root: unknown): Delivery<Subscriber> {
+    const shape = sub.shape;
+    const viewer = deliveryViewer(sub);
+    if (root === null || typeof root !== 'object') return this.start(shape, viewer, sub.context, root);
+    if (root !== this.event) {
+      this.event = root;
+      this.lastShape = undefined;
+      if (this.deliveries.size) this.deliveries.clear();
+    } else if (shape === this.lastShape) return this.lastDelivery!;
+    const held = this.deliveries.get(shape);
+    if (!shape.perViewer) {
+      const d = (held as Delivery<Subscriber> | undefined) ?? this.start(shape, viewer, sub.context, root);
+      if (!held) this.deliveries.set(shape, d);
+      this.lastShape = shape;
+      this.lastDelivery = d;
+      return d;
+    }
+    let byViewer = held as Map<string, Delivery<Subscriber>> | undefined;
+    if (!byViewer) this.deliveries.set(shape, (byViewer = new Map()));
+    let d = byViewer.get(viewer);
+    if (!d) byViewer.set(viewer, (d = this.start(shape, viewer, sub.context, root)));
+    return d;
+  }
+
+  /** Executes one event for a shape (and viewer): written at once when it answered synchronously and nothing is ahead of it. */
+  private start(shape: Shape, viewer: string, context: Context, root: unknown): Delivery<Subscriber> {
+    const d = new Delivery<Subscriber>();
+    let text: string | Promise<string>;
+    try {
+      text = this.serialize(shape, context, root);
+    } catch (e) {
+      text = Promise.reject(e);
+    }
+    const before = shape.tails.get(viewer);
+    if (before === undefined && typeof text === 'string') {
+      d.text = text;
+      if (this.written.push(d) === 1) queueMicrotask(this.observeWritten);
+      return d;
+    }
+    // Released after the previous event's delivery for the same viewers, so frames keep event order.
+    d.waiting = [];
+    this.queue(
+      shape,
+      viewer,
+      Promise.all([text, before]).then(
+        ([t]) => this.release(d, t),
+        (e) => this.release(d, undefined, e),
+      ),
+    );
+    return d;
+  }
 
   /** One execution of an event, serialized: a string when every resolver answered synchronously. */
-  const serialize = (shape: Shape, context: Context, root: unknown): string | Promise<string> => {
-    stats.executions++;
-    const args = shape.args;
-    const contextValue = new EventContext(context);
-    const graphqlJs = () => {
-      const result = execute({ ...args, contextValue, rootValue: root });
-      return isPromise(result) ? result.then(encode) : encode(result);
-    };
-    // Compiled on the shape's first event: most of an event's cost was graphql-js's per-field
-    // bookkeeping (a small message: ~45 µs of ~60 µs executing; bench:fanout's many rooms).
-    if (shape.plan === undefined) shape.plan = planOf(args);
-    const plan = shape.plan;
-    if (!plan) return graphqlJs();
-    const compiled = runCompiled(plan.compiled, args.document, plan.operation, root, contextValue, plan.variables);
-    if (!isPromise(compiled)) return compiled ? encode(compiled) : graphqlJs();
-    return compiled.then((r) => (r ? encode(r) : graphqlJs()));
-  };
+  private serialize(shape: Shape, context: Context, root: unknown): string | Promise<string> {
+    this.stats.executions++;
+    const result = this.opts.operations.run(shape.prepared, new EventContext(context), root);
+    return isPromise(result) ? result.then(this.encode) : this.encode(result);
+  }
+
+  private readonly encode = (result: ExecutionResult): string =>
+    result.errors ? JSON.stringify({ data: result.data, errors: result.errors.map(this.opts.formatError) }) : JSON.stringify({ data: result.data });
 
   /** Writes one pre-built frame; drops a sink whose reader stopped. */
-  const deliver = (sub: Subscriber, b: Batch<Subscriber>): boolean => {
+  private deliver(sub: Subscriber, d: Delivery<Subscriber>): boolean {
     if (sub.finished) return false;
     // A token that expired since the last expiry sweep gets nothing more; that sweep closes its connection.
     const expiresAt = sub.context.viewer?.expiresAt;
-    if (expiresAt !== undefined && expiresAt <= b.now) return false;
+    if (expiresAt !== undefined && expiresAt <= d.now) return false;
     const sink = sub.sink;
     if (!sink.writable) {
       sub.close();
       return false;
     }
-    if (sink.bufferedBytes > opts.maxBufferedBytes) {
+    if (sink.bufferedBytes > this.opts.maxBufferedBytes) {
       // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
-      stats.slowConsumersClosed++;
+      this.stats.slowConsumersClosed++;
       sink.drop();
       sub.close();
       return false;
     }
-    const frame = b.frameFor(sink.encodeNext, sub.id);
+    const frame = d.frameFor(sink.encodeNext, sub.id);
     if (sub.shape.deferred) {
-      const queued = deferred.get(sink);
-      if (queued) queued.push({ sub, frame });
-      else deferred.set(sink, [{ sub, frame }]);
-      if (!deferredScheduled) {
-        deferredScheduled = true;
-        setImmediate(writeDeferred);
-      }
-      b.sent++;
+      this.deferred.add(sink, sub, frame);
+      d.sent++;
       return true;
     }
     sink.write(frame);
-    stats.deliveries++;
-    b.sent++;
+    this.stats.deliveries++;
+    d.sent++;
     return true;
-  };
-
-  const observe = (b: Batch<Subscriber>) => opts.onDelivered?.((performance.now() - b.since) / 1000);
-  const observeWritten = () => {
-    const done = written;
-    written = [];
-    // One observation per event and shape (when its pass ended), not one per socket.
-    for (const b of done) if (b.sent && !b.waiting) observe(b);
-  };
+  }
 
   /** Holds the later events of `shape` for `viewer` behind `release` (their frames follow its own). */
-  const queue = (shape: Shape, viewer: string, release: Promise<unknown>) => {
+  private queue(shape: Shape, viewer: string, release: Promise<unknown>): void {
     shape.tails.set(viewer, release);
     // Kept only while in flight: an idle shape holds no per-viewer state.
     const settled = () => void (shape.tails.get(viewer) === release && shape.tails.delete(viewer));
     release.then(settled, settled);
-  };
+  }
 
   /**
-   * Writes a batch's waiting subscribers, giving other I/O a turn every RELEASE_BUDGET_MS; or,
+   * Writes a delivery's waiting subscribers, giving other I/O a turn every RELEASE_BUDGET_MS; or,
    * when its execution failed, ends them with the error.
    */
-  const release = async (b: Batch<Subscriber>, text: string | undefined, error?: unknown) => {
-    const waiting = b.waiting!;
-    b.waiting = null;
-    b.text = text;
-    b.error = error;
+  private async release(d: Delivery<Subscriber>, text: string | undefined, error?: unknown): Promise<void> {
+    const waiting = d.waiting!;
+    d.waiting = null;
+    d.text = text;
+    d.error = error;
     let sliceStart = performance.now();
     for (let i = 0; i < waiting.length; i++) {
       if ((i & 127) === 127 && performance.now() - sliceStart > RELEASE_BUDGET_MS) {
@@ -309,125 +415,30 @@ export function createFanout(opts: FanoutOptions) {
         sliceStart = performance.now();
       }
       if (text === undefined) waiting[i].close(error);
-      else deliver(waiting[i], b);
+      else this.deliver(waiting[i], d);
     }
-    if (b.sent) observe(b);
-  };
-
-  /** Whose batch of its shape `sub` joins: its viewer's for a viewer-specific shape, else the one shared (''). */
-  const batchViewer = (sub: Subscriber): string => (sub.shape.perViewer ? (sub.context.viewer?.userId ?? '') : '');
-
-  /** The event's batch for `sub`'s shape (and viewer): executed by the subscriber that got here first, one the event's filter let through. */
-  const batchOf = (sub: Subscriber, root: unknown): Batch<Subscriber> => {
-    const shape = sub.shape;
-    const viewer = batchViewer(sub);
-    if (root === null || typeof root !== 'object') return start(shape, viewer, sub.context, root);
-    if (root !== event) {
-      event = root;
-      lastShape = undefined;
-      if (batches.size) batches.clear();
-    } else if (shape === lastShape) return lastBatch!;
-    const held = batches.get(shape);
-    if (!shape.perViewer) {
-      const b = (held as Batch<Subscriber> | undefined) ?? start(shape, viewer, sub.context, root);
-      if (!held) batches.set(shape, b);
-      lastShape = shape;
-      lastBatch = b;
-      return b;
-    }
-    let byViewer = held as Map<string, Batch<Subscriber>> | undefined;
-    if (!byViewer) batches.set(shape, (byViewer = new Map()));
-    let b = byViewer.get(viewer);
-    if (!b) byViewer.set(viewer, (b = start(shape, viewer, sub.context, root)));
-    return b;
-  };
-
-  const start = (shape: Shape, viewer: string, context: Context, root: unknown): Batch<Subscriber> => {
-    const b = new Batch<Subscriber>();
-    let text: string | Promise<string>;
-    try {
-      text = serialize(shape, context, root);
-    } catch (e) {
-      text = Promise.reject(e);
-    }
-    const before = shape.tails.get(viewer);
-    if (before === undefined && typeof text === 'string') {
-      b.text = text;
-      if (written.push(b) === 1) queueMicrotask(observeWritten);
-      return b;
-    }
-    // Released after the previous event's batch for the same viewers, so frames keep event order.
-    b.waiting = [];
-    queue(
-      shape,
-      viewer,
-      Promise.all([text, before]).then(
-        ([t]) => release(b, t),
-        (e) => release(b, undefined, e),
-      ),
-    );
-    return b;
-  };
-
-  /** One subscriber's share of an event: written now when its batch's text is ready, else when it is. */
-  const onEvent = (sub: Subscriber, root: unknown): void => {
-    if (sub.finished) return;
-    const b = batchOf(sub, root);
-    if (b.waiting) b.waiting.push(sub);
-    else if (b.text === undefined) sub.close(b.error);
-    else if (deliver(sub, b) && (b.sent & 127) === 0 && performance.now() - b.since > RELEASE_BUDGET_MS) {
-      // A large fan-out written in the dispatch has held the event loop long enough: the rest of
-      // it is written in slices, and this shape's next events for these viewers after it.
-      b.waiting = [];
-      queue(sub.shape, batchViewer(sub), new Promise(setImmediate).then(() => release(b, b.text)));
-    }
-  };
-
-  /**
-   * Starts a subscription operation. Returns the running operation, or the result to answer
-   * with when its event stream could not be created (an error from the field's subscribe).
-   */
-  async function subscribe(args: ExecutionArgs, op: OperationDefinitionNode, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
-    const source = await createSourceEventStream(args);
-    if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
-    const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
-    const first = op?.selectionSet.selections[0];
-    const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
-    const context = args.contextValue as Context;
-    // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
-    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
-    let shape = shapes.get(key);
-    if (!shape) {
-      const perViewer = !sharedAcrossViewers(args, op);
-      shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), args: { ...args, contextValue: undefined }, refs: 0, tails: new Map(), plan: undefined }));
-    }
-    shape.refs++;
-    stats.active[rootField] = (stats.active[rootField] ?? 0) + 1;
-    const sub = new Subscriber(target.id, target.sink, context, shape, events);
-
-    if (typeof events.push === 'function') {
-      // Our PubSub's streams hand events over synchronously: no promise per subscriber per event.
-      events.push(sub);
-    } else {
-      void (async () => {
-        try {
-          for await (const root of events) {
-            if (sub.finished) break;
-            onEvent(sub, root);
-          }
-          sub.close();
-        } catch (e) {
-          sub.close(e);
-        }
-      })();
-    }
-    return sub;
+    if (d.sent) this.observe(d);
   }
 
-  return { subscribe, stats };
+  private observe(d: Delivery<Subscriber>): void {
+    this.opts.onDelivered?.((performance.now() - d.since) / 1000);
+  }
+
+  /** One observation per event and shape (when its pass ended), not one per socket. */
+  private readonly observeWritten = (): void => {
+    const done = this.written;
+    this.written = [];
+    for (const d of done) if (d.sent && !d.waiting) this.observe(d);
+  };
 }
 
-export type Fanout = ReturnType<typeof createFanout>;
+/** Whose delivery of its shape `sub` joins: its viewer's for a viewer-specific shape, else the one shared (''). */
+const deliveryViewer = (sub: Subscriber): string => (sub.shape.perViewer ? (sub.context.viewer?.userId ?? '') : '');
+
+/** The fan-out both transports share (server.ts makes one). */
+export function createFanout(opts: FanoutOptions): Fanout {
+  return new Fanout(opts);
+}
 
 /**
  * The context of one execution: the subscriber's, with one EntityManager fork and one set of
@@ -482,34 +493,15 @@ interface Shape {
   perViewer: boolean;
   /** Its frames wait for the event loop's turn to end (see DEFERRED). */
   deferred: boolean;
-  /** Document and variables, as the first subscriber sent them (the context comes with each event). */
-  args: ExecutionArgs;
+  /** Document and variables, as the first subscriber sent them, with the compiled plan (the context comes with each event). */
+  prepared: PreparedOperation;
   refs: number;
-  /** The last batch's release per viewer ('' for all, when not per viewer), while one is in flight. */
+  /** The last delivery's release per viewer ('' for all, when not per viewer), while one is in flight. */
   tails: Map<string, Promise<unknown>>;
-  /** Its compiled execution (undefined until the first event; null: graphql-js executes it). */
-  plan: Plan | null | undefined;
 }
 
-/** A shape's operation compiled by graphql-jit, with its variables coerced once (they are the shape's). */
-interface Plan {
-  compiled: CompiledQuery;
-  operation: OperationDefinitionNode;
-  variables: Record<string, unknown>;
-}
-
-function planOf(args: ExecutionArgs): Plan | null {
-  const operation = getOperationAST(args.document, args.operationName);
-  if (!operation) return null;
-  const compiled = compile(args.schema, args.document, args.operationName);
-  if (!compiled) return null;
-  // Coerced by graphql-js, as the HTTP executor does (graphql-jit's own coercion skips the schema's ID scalar).
-  const coerced = getVariableValues(args.schema, operation.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>, { maxErrors: 50 });
-  return coerced.errors ? null : { compiled, operation, variables: coerced.coerced };
-}
-
-/** One event for one shape: executed and serialized once, then written to every subscriber. */
-class Batch<S> {
+/** One event's delivery to the subscribers of one shape: executed and serialized once, then written to each. */
+class Delivery<S> {
   /** Subscribers to write to once its text is ready; null while it is written as they come. */
   waiting: S[] | null = null;
   text: string | undefined = undefined;

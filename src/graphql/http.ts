@@ -1,8 +1,74 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
-import { BodyTooLargeError, readBody, sendGraphQLError } from '../core/http';
-import { invalidTokenError } from '../modules/auth/auth.tokens';
+import type { Env } from '../config/env';
+import type { InFlight } from '../core/in-flight';
+import { BodyTooLargeError, clientIp, readBody, sendGraphQLError } from '../core/http';
+import { bearerToken, invalidTokenError } from '../modules/auth/auth.tokens';
+import type { Viewer } from '../modules/auth/auth.viewer';
+import type { Context } from '../modules/context';
+import { publicOrigin } from '../modules/message/attachment.links';
+import type { Services } from '../modules/services';
+import { requestScope, type Logger } from '../shared/logger';
+import { RequestContext } from './context';
+import type { FastPath } from './fast-path';
 import { documentTooLargeMessage, oversizedDocument } from './limits';
+
+/** What the /graphql route stands on. */
+export interface GraphQLRouteDeps {
+  apollo: ApolloServer<Context>;
+  fastPath: FastPath;
+  services: Services;
+  env: Env;
+  logger: Logger;
+  /** Operations running, which stopping waits for once HTTP drained. */
+  inFlight: InFlight;
+  /** The largest request body (bodyLimit in server.ts). */
+  bodyLimit: number;
+}
+
+/**
+ * POST and GET /graphql: a request id (the client's X-Request-Id, or a new one) on the response
+ * and on every line logged meanwhile, the context built once on first use (the viewer from the
+ * bearer token; a bad token refuses the request), then the fast path or Apollo.
+ */
+export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { env, logger, services } = d;
+  return (req, res) => {
+    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
+    res.setHeader('x-request-id', requestId);
+    // The access line costs a child logger and a listener per request: only when it is written.
+    if (logger.isLevelEnabled('debug')) {
+      const started = performance.now();
+      res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+    }
+    const token = bearerToken(req.headers.authorization);
+    let authenticating: Promise<Viewer | null> | undefined;
+    const authenticate = () => (authenticating ??= token ? services.auth.authenticate(token) : Promise.resolve(null));
+    let context: Promise<RequestContext> | undefined;
+    const contextOf = () =>
+      (context ??= (async () => {
+        const viewer = await authenticate();
+        if (token && !viewer) throw invalidTokenError();
+        if (viewer) void services.presence.touch(viewer.userId, viewer.sessionId);
+        const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
+        return new RequestContext(services, viewer, clientIp(req, env), requestId, publicOrigin(req, env), userAgent);
+      })());
+    // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
+    return requestScope.run({ requestId }, () =>
+      d.inFlight.track(
+        handleGraphQL(d.apollo, req, res, {
+          bodyLimit: d.bodyLimit,
+          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          authenticated: async () => !!(await authenticate()),
+          maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
+          context: contextOf,
+          fast: { handle: (body) => d.fastPath.handle(res, body, req.headers.accept, requestId, contextOf), learn: d.fastPath.learn },
+        }),
+      ),
+    );
+  };
+}
 
 const JSON_CONTENT = /^\s*application\/json\s*(;|$)/i;
 

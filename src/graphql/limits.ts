@@ -12,63 +12,34 @@ import {
   type OperationDefinitionNode,
   type ValidationRule,
 } from 'graphql';
+import { LRUCache } from 'lru-cache';
 import type { Env } from '../config/env';
 
-/** Bytes each document cache keeps (Apollo's parsed documents and persisted queries for HTTP, ours for WebSocket). */
-const DOCUMENT_CACHE_BYTES = 8 * 1024 * 1024;
+/** Bytes each of Apollo's caches keeps (parsed documents, and persisted queries). */
+const APOLLO_CACHE_BYTES = 8 * 1024 * 1024;
 
 /**
  * A least-recently-used map bounded by the bytes its entries hold, not by their count: a handful
  * of big documents must not be able to keep the heap. It has the shape of Apollo's KeyValueCache,
- * so it also serves as Apollo Server's documentStore.
+ * so it serves as Apollo Server's documentStore and cache.
  */
-export class ByteLru<V> {
-  private readonly entries = new Map<string, { value: V; size: number }>();
-  private total = 0;
+export class ByteCache<V extends {}> {
+  private readonly entries: LRUCache<string, V>;
 
-  constructor(
-    private readonly maxBytes: number,
-    private readonly sizeOf: (key: string, value: V) => number,
-  ) {}
-
-  peek(key: string): V | undefined {
-    const e = this.entries.get(key);
-    if (!e) return undefined;
-    this.entries.delete(key);
-    this.entries.set(key, e);
-    return e.value;
-  }
-
-  put(key: string, value: V): void {
-    this.remove(key);
-    const size = this.sizeOf(key, value);
-    if (size > this.maxBytes) return;
-    this.entries.set(key, { value, size });
-    this.total += size;
-    for (const oldest of this.entries.keys()) {
-      if (this.total <= this.maxBytes) break;
-      this.remove(oldest);
-    }
-  }
-
-  remove(key: string): boolean {
-    const e = this.entries.get(key);
-    if (!e) return false;
-    this.entries.delete(key);
-    this.total -= e.size;
-    return true;
+  constructor(maxBytes: number, sizeOf: (key: string, value: V) => number) {
+    this.entries = new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (value, key) => Math.max(1, sizeOf(key, value)) });
   }
 
   async get(key: string): Promise<V | undefined> {
-    return this.peek(key);
+    return this.entries.get(key);
   }
 
   async set(key: string, value: V): Promise<void> {
-    this.put(key, value);
+    this.entries.set(key, value);
   }
 
   async delete(key: string): Promise<boolean> {
-    return this.remove(key);
+    return this.entries.delete(key);
   }
 }
 
@@ -104,13 +75,14 @@ export interface DocumentLimits {
     parseOptions: { maxTokens: number };
     hideSchemaDetailsFromClientErrors: boolean;
     /** Parsed and validated documents, bounded by bytes (Apollo's default bounds only the AST estimate, not the source each node points to). */
-    documentStore: ByteLru<DocumentNode>;
+    documentStore: ByteCache<DocumentNode>;
     /** Apollo's own cache (persisted queries: query text by hash), bounded like the documents. */
-    cache: ByteLru<string>;
+    cache: ByteCache<string>;
   };
   /**
    * Parses and validates a document the way the HTTP path does (same limits, same
-   * introspection and suggestion rules), for operations that arrive over WebSocket.
+   * introspection and suggestion rules), for operations that don't go through Apollo (the
+   * operation pipeline caches what passed, by text).
    * @returns the document, or the errors to answer with (nothing thrown).
    */
   check(schema: GraphQLSchema, source: unknown): { document: DocumentNode } | { errors: GraphQLError[] };
@@ -153,8 +125,6 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
   }).protect();
   const rules: ValidationRule[] = [...specifiedRules, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
-  /** Documents that passed, by source text: graphql-js never mutates a DocumentNode, so one can be executed many times. */
-  const checked = new ByteLru<{ schema: GraphQLSchema; document: DocumentNode }>(DOCUMENT_CACHE_BYTES, (_source, v) => documentBytes(v.document));
 
   return {
     apollo: {
@@ -162,8 +132,8 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       validationRules: armor.validationRules,
       parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
       hideSchemaDetailsFromClientErrors: hideSchema,
-      documentStore: new ByteLru<DocumentNode>(DOCUMENT_CACHE_BYTES, (key, document) => key.length + documentBytes(document)),
-      cache: new ByteLru<string>(DOCUMENT_CACHE_BYTES, (key, text) => key.length + Buffer.byteLength(text)),
+      documentStore: new ByteCache<DocumentNode>(APOLLO_CACHE_BYTES, (key, document) => key.length + documentBytes(document)),
+      cache: new ByteCache<string>(APOLLO_CACHE_BYTES, (key, text) => key.length + Buffer.byteLength(text)),
     },
     scrub(e) {
       if (!hideSchema || !e.message.includes('Did you mean')) return e;
@@ -174,9 +144,6 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       if (oversizedDocument(source, env.GRAPHQL_MAX_DOCUMENT_BYTES)) {
         return { errors: [new GraphQLError(documentTooLargeMessage(env.GRAPHQL_MAX_DOCUMENT_BYTES), { extensions: { code: 'PAYLOAD_TOO_LARGE', reason: 'GRAPHQL_DOCUMENT_TOO_LARGE' } })] };
       }
-      // Clients repeat a handful of documents; validating each again cost a third of a WebSocket operation's CPU.
-      const known = checked.peek(source);
-      if (known && known.schema === schema) return { document: known.document };
       let document: DocumentNode;
       try {
         document = parse(source, { maxTokens: env.GRAPHQL_MAX_TOKENS });
@@ -185,11 +152,7 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
         return { errors: [bad(message.replace(/more that/, 'more than'), 'GRAPHQL_PARSE_FAILED')] };
       }
       const errors = validate(schema, document, rules);
-      if (!errors.length) {
-        // Same text, same schema, same verdict. Bounded by bytes: the least recently used go first.
-        checked.put(source, { schema, document });
-        return { document };
-      }
+      if (!errors.length) return { document };
       return {
         errors: errors.map((e) =>
           bad(hideSchema ? e.message.replace(SUGGESTION, '') : e.message, (e.extensions?.code as string | undefined) === 'BAD_USER_INPUT' ? 'GRAPHQL_LIMIT' : 'GRAPHQL_VALIDATION_FAILED'),

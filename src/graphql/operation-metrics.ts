@@ -2,8 +2,11 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import { Kind, type OperationDefinitionNode } from 'graphql';
 import type { Metrics, OperationRecord } from '../shared/metrics';
 
+/** What the metrics say of an operation: its name, type and root field names. */
+export type OperationDescription = Pick<OperationRecord, 'name' | 'type' | 'rootFields'>;
+
 /** The name, type and root field names of a resolved operation (fragment spreads at the root are not followed). */
-export function describeOperation(op: OperationDefinitionNode): Pick<OperationRecord, 'name' | 'type' | 'rootFields'> {
+export function describeOperation(op: OperationDefinitionNode): OperationDescription {
   const rootFields = op.selectionSet.selections.flatMap((s) => (s.kind === Kind.FIELD ? [s.name.value] : []));
   // The document's own name: graphql-ws clients send none beside it.
   return { name: op.name?.value, type: op.operation, rootFields };
@@ -21,7 +24,7 @@ export function operationMetricsPlugin(metrics: Metrics): ApolloServerPlugin {
   return {
     async requestDidStart() {
       const started = performance.now();
-      let described: Pick<OperationRecord, 'name' | 'type' | 'rootFields'> = {};
+      let described: OperationDescription = {};
       return {
         async didResolveOperation({ operation }) {
           if (operation) described = describeOperation(operation);

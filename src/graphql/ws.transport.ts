@@ -13,7 +13,7 @@ const OPEN = 1;
  * promises and contexts per operation). The application extends it with its own fields (see
  * `TransportHooks.create`), so a connection is still one object.
  */
-export class Connection {
+export class SocketConnection {
   /** connection_init arrived (a second one closes with 4429). */
   initReceived = false;
   acknowledged = false;
@@ -33,8 +33,8 @@ export class Connection {
 }
 
 /** What the application decides; the transport does the protocol around it. */
-export interface TransportHooks<C extends Connection> {
-  /** Makes the connection object of a new socket (a subclass of Connection holding the application's state). */
+export interface TransportHooks<C extends SocketConnection> {
+  /** Makes the connection object of a new socket (a subclass of SocketConnection holding the application's state). */
   create(socket: WebSocket, req: IncomingMessage, ip: string, rate: SocketRate): C;
   /**
    * connection_init (the first one): authenticates. Resolves with a close (code, reason) to refuse,
@@ -49,7 +49,7 @@ export interface TransportHooks<C extends Connection> {
   closed(conn: C): void;
 }
 
-export interface TransportOptions<C extends Connection> {
+export interface TransportOptions<C extends SocketConnection> {
   server: Server;
   path: string;
   /** A bigger frame closes the socket with 1009. */
@@ -74,14 +74,18 @@ export interface TransportOptions<C extends Connection> {
   hooks: TransportHooks<C>;
 }
 
-export interface Transport<C extends Connection> {
+export interface Transport<C extends SocketConnection> {
   wss: WebSocketServer;
-  connections: ReadonlyMap<WebSocket, C>;
-  /** Sends one protocol message if the socket is open. */
-  send(socket: WebSocket, message: object): void;
+  /** The connection of one of its sockets. */
+  connectionOf(socket: WebSocket): C | undefined;
   /** Closes every socket with `code` (1001 on shutdown). */
   closeAll(code: number, reason: string): void;
   dispose(): Promise<void>;
+}
+
+/** Sends one protocol message if the socket is open. */
+export function sendMessage(socket: WebSocket, message: object): void {
+  if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
 }
 
 /** Client messages, by what graphql-ws's validateMessage accepts; a server's message type from a client is a bad request. */
@@ -99,11 +103,11 @@ function clientMessage(text: string) {
 /**
  * The graphql-transport-ws protocol over ws, as graphql-ws's own server speaks it (its message
  * validation, close codes and ping/pong), without graphql-ws's per-connection closures: one
- * Connection per socket, listeners shared by every socket, one keep-alive timer for all. The
+ * SocketConnection per socket, listeners shared by every socket, one keep-alive timer for all. The
  * application's decisions (who may connect, what an operation does, what closing undoes)
  * come in as `hooks`.
  */
-export function serveTransport<C extends Connection>(opts: TransportOptions<C>): Transport<C> {
+export function serveTransport<C extends SocketConnection>(opts: TransportOptions<C>): Transport<C> {
   const { logger, hooks } = opts;
   const connections = new Map<WebSocket, C>();
   /** Sockets per client address that are not acknowledged yet (unauthenticated, or authenticating). */
@@ -137,9 +141,7 @@ export function serveTransport<C extends Connection>(opts: TransportOptions<C>):
     else pendingOf.delete(conn.ip);
   };
 
-  const send = (socket: WebSocket, message: object) => {
-    if (socket.readyState === OPEN) socket.send(JSON.stringify(message));
-  };
+  const send = sendMessage;
 
   async function init(conn: C, payload: Record<string, unknown> | null | undefined): Promise<void> {
     if (conn.initReceived) return conn.socket.close(CloseCode.TooManyInitialisationRequests, 'Too many initialisation requests');
@@ -243,8 +245,7 @@ export function serveTransport<C extends Connection>(opts: TransportOptions<C>):
 
   return {
     wss,
-    connections,
-    send,
+    connectionOf: (socket) => connections.get(socket),
     closeAll(code, reason) {
       for (const client of wss.clients) client.close(code, reason);
     },

@@ -1,30 +1,25 @@
-import type { Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs, type ExecutionResult, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import type { IncomingMessage, Server } from 'node:http';
+import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { CloseCode, MessageType, type SubscribePayload } from 'graphql-ws';
 import WebSocket, { type WebSocketServer } from 'ws';
-import type { Services } from '../modules/services';
+import type { Env } from '../config/env';
+import type { InFlight } from '../core/in-flight';
 import { clientIp, originAllowed } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
+import type { Services } from '../modules/services';
 import { RateLimitedError } from '../shared/errors';
+import type { OperationRecord } from '../shared/metrics';
 import type { SocketRate } from '../shared/ratelimit';
-import { Topic } from '../shared/pubsub/topics';
-import type { UserConnections } from './connections';
-import { bearerToken } from '../modules/auth/auth.tokens';
-import { SocketContext } from './context';
-import type { Viewer } from '../modules/auth/auth.viewer';
-import { operationErrors } from './errors';
-import { compiledOperations } from './executor';
+import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
-import { selectOperation, type DocumentLimits } from './limits';
-import { describeOperation, firstCode } from './operation-metrics';
-import type { OperationRecord } from '../shared/metrics';
-import { Connection, serveTransport, type Transport } from './ws.transport';
-import type { InFlight } from '../core/in-flight';
+import type { DocumentLimits } from './limits';
+import { isRefusal, type OperationPipeline } from './operation';
+import { firstCode } from './operation-metrics';
+import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
+import { sendMessage, serveTransport, SocketConnection, type Transport, type TransportHooks } from './ws.transport';
 
 const OPEN = 1;
-/** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Holds an operation's id while it is set up; its own object, so a setup can tell whether the id is still its. */
 interface SetUp {
@@ -34,33 +29,17 @@ interface SetUp {
 type Op = FanoutOperation | SetUp;
 const isRunning = (op: Op | undefined): op is FanoutOperation => !!op && 'stop' in op;
 
-/** The connection's operation `id`. */
-const opOf = (conn: ParleyConnection, id: string): Op | undefined => conn.ops?.find((op) => op.id === id);
+/** How an operation was answered, for the metrics (undefined: a protocol error closed the socket). */
+type Outcome = Omit<OperationRecord, 'seconds'> | undefined;
+const failed = (sent: readonly GraphQLFormattedError[]): Outcome => ({ code: firstCode(sent) });
 
-/** Sets `op` in place of the operation with its id, or adds it. */
-function putOp(conn: ParleyConnection, op: Op): void {
-  const ops = conn.ops ?? [];
-  const at = ops.findIndex((o) => o.id === op.id);
-  conn.ops = at < 0 ? ops.concat(op) : ops.slice(0, at).concat(op, ops.slice(at + 1));
-}
-
-/** Forgets operation `id`. */
-function dropOp(conn: ParleyConnection, id: string): void {
-  const ops = conn.ops;
-  const at = ops ? ops.findIndex((o) => o.id === id) : -1;
-  if (at >= 0) conn.ops = ops!.slice(0, at).concat(ops!.slice(at + 1));
-}
-
-/** A connection with what Parley keeps of it: who, through which token, and its operations (still one object per socket). */
-class ParleyConnection extends Connection {
-  viewer: Viewer | null = null;
-  context: SocketContext | null = null;
-  /** Holds a reference in the membership index. */
-  tracked = false;
+/** A socket's connection with what Parley keeps of it: its session once authenticated, and its operations (still one object per socket). */
+class ParleySocket extends SocketConnection implements SessionOwner {
+  session: RealtimeSession | null = null;
   /**
    * Its operations (while one is being set up, the marker of that setup), each with its id: an
    * exact-size array replaced on each change, which is rare (a Map of a few costs an idle
-   * socket 184 B, this 8 B each). See opOf, putOp, dropOp.
+   * socket 184 B, this 8 B each).
    */
   ops: readonly Op[] | null = null;
 
@@ -75,6 +54,207 @@ class ParleyConnection extends Connection {
   ) {
     super(socket, ip, rate);
   }
+
+  /** Its operation `id`. */
+  op(id: string): Op | undefined {
+    return this.ops?.find((op) => op.id === id);
+  }
+
+  /** Sets `op` in place of the operation with its id, or adds it. */
+  putOp(op: Op): void {
+    const ops = this.ops ?? [];
+    const at = ops.findIndex((o) => o.id === op.id);
+    this.ops = at < 0 ? ops.concat(op) : ops.slice(0, at).concat(op, ops.slice(at + 1));
+  }
+
+  /** Forgets operation `id`. */
+  dropOp(id: string): void {
+    const ops = this.ops;
+    const at = ops ? ops.findIndex((o) => o.id === id) : -1;
+    if (at >= 0) this.ops = ops!.slice(0, at).concat(ops!.slice(at + 1));
+  }
+
+  /** Whether the setup `slot` of operation `id` is still wanted: not completed by the client (nor the id reused), socket open. */
+  stillWanted(id: string, slot: SetUp): boolean {
+    return !this.closed && this.op(id) === slot;
+  }
+
+  endSession(why: SessionEnd): void {
+    // graphql-ws clients reconnect with fresh connectionParams.
+    this.socket.close(CloseCode.Forbidden, why === 'expired' ? 'Token expired' : 'Forbidden');
+  }
+}
+
+/** A socket as the fan-out writes to it: all on the prototype but the one reference to its server's operations. */
+class SinkSocket extends WebSocket implements FrameSink<NextFrame> {
+  /** Set when the transport takes the socket (WebSocketOperations.create). */
+  operations: WebSocketOperations | undefined = undefined;
+
+  get encodeNext() {
+    return nextFrame;
+  }
+  get writable() {
+    return this.readyState === OPEN;
+  }
+  get bufferedBytes() {
+    return this.bufferedAmount;
+  }
+  write(frame: NextFrame): void {
+    writeFrame(this, frame.framed, frame.payload);
+  }
+  writeMany(frames: NextFrame[]): void {
+    corked(this, () => {
+      for (const f of frames) writeFrame(this, f.framed, f.payload);
+    });
+  }
+  drop(): void {
+    this.close(1013, 'Try again later');
+  }
+  ended(op: FanoutOperation, error?: unknown): void {
+    this.operations?.operationEnded(this, op, error);
+  }
+}
+
+/** What WebSocket operations stand on. */
+export interface WebSocketDeps {
+  env: Env;
+  /** Authentication, the per-user cap, expiry, revocation, presence and memberships, shared with SSE. */
+  sessions: RealtimeSessions;
+  /** Prepares and runs every operation (compiled plans, shared with the other transports). */
+  operations: OperationPipeline;
+  /** The subscription fan-out, shared with the SSE transport. */
+  fanout: Fanout;
+  errors: OperationErrors;
+  /** Operations running, which stopping waits for after it closed the sockets. */
+  inFlight: InFlight;
+  /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
+  onOperation?: (op: OperationRecord) => void;
+}
+
+/**
+ * Parley's side of graphql-transport-ws, as the hooks ws.transport.ts calls: a socket
+ * authenticates once, in connection_init (or the upgrade's Authorization header), and then runs
+ * operations: queries and mutations with a context of their own, subscriptions through the
+ * shared fan-out.
+ */
+class WebSocketOperations implements TransportHooks<ParleySocket> {
+  constructor(private readonly deps: WebSocketDeps) {}
+
+  create(socket: WebSocket, req: IncomingMessage, ip: string, rate: SocketRate): ParleySocket {
+    (socket as SinkSocket).operations = this;
+    return new ParleySocket(socket, ip, rate, publicOrigin(req, this.deps.env), req.headers.authorization);
+  }
+
+  /** connection_init: the token, then the session (per-user cap, presence, memberships); a close when refused. */
+  async init(conn: ParleySocket, payload: Record<string, unknown> | null | undefined): Promise<readonly [number, string] | void> {
+    const params = payload ?? {};
+    const authorization = params.authorization ?? params.Authorization ?? params.token ?? conn.authorization;
+    conn.authorization = undefined;
+    const viewer = await this.deps.sessions.authenticate({ authorization }).catch(() => null);
+    if (conn.closed) return;
+    if (!viewer) return [CloseCode.Forbidden, 'Forbidden'];
+    const session = this.deps.sessions.start(conn, viewer, conn.ip, conn.origin);
+    // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
+    conn.session = session;
+    // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
+    if (!(await session.open())) return [1013, 'Too many connections'];
+  }
+
+  /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
+  async subscribe(conn: ParleySocket, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
+    const started = performance.now();
+    const outcome = await this.deps.inFlight.track(this.operate(conn, id, payload, limited));
+    if (outcome) this.deps.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
+  }
+
+  complete(conn: ParleySocket, id: string): void {
+    const op = conn.op(id);
+    conn.dropOp(id);
+    if (isRunning(op)) op.stop();
+  }
+
+  closed(conn: ParleySocket): void {
+    if (conn.ops) for (const op of conn.ops) if (isRunning(op)) op.stop();
+    conn.ops = null;
+    conn.session?.close();
+  }
+
+  /** The transport serving these hooks, which knows each socket's connection (set by attachWebSocket). */
+  transport: Transport<ParleySocket> | undefined = undefined;
+
+  /** An operation ended on our side: its stream failed, or its socket went. (One that ends while still being set up is reported by operate().) */
+  operationEnded(socket: WebSocket, op: FanoutOperation, error: unknown): void {
+    const conn = this.transport?.connectionOf(socket);
+    if (conn && conn.op(op.id) === op) this.ended(conn, op.id, error);
+  }
+
+  private async operate(conn: ParleySocket, id: string, payload: SubscribePayload, limited: boolean): Promise<Outcome> {
+    const { socket } = conn;
+    const session = conn.session!;
+    const { errors } = this.deps;
+    // Between the token's expiry and the sweep that closes its socket, nothing more runs on it.
+    if (session.expired) return void socket.close(CloseCode.Forbidden, 'Token expired');
+    if (conn.op(id)) {
+      // A close reason is at most 123 bytes; a long id would make close() throw.
+      const reason = `Subscriber for ${id} already exists`;
+      return void socket.close(CloseCode.SubscriberAlreadyExists, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
+    }
+    if (limited) {
+      const sent = [errors.format(new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.'))];
+      sendMessage(socket, { id, type: MessageType.Error, payload: sent });
+      return failed(sent);
+    }
+    const slot: SetUp = { id, settingUp: true };
+    conn.putOp(slot);
+    session.touch();
+    const max = this.deps.env.WS_MAX_SUBSCRIPTIONS;
+    if (conn.ops!.length > max) {
+      const e = new GraphQLError(`At most ${max} operations can run at once on one connection.`, { extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' } });
+      return failed(this.refuse(conn, id, [e]));
+    }
+    // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
+    const prepared = this.deps.operations.prepare(payload.query, payload.operationName, payload.variables);
+    if (isRefusal(prepared)) return failed(this.refuse(conn, id, prepared.errors));
+    let result: ExecutionResult;
+    if (prepared.operation.operation === 'subscription') {
+      const target = { id, sink: socket as SinkSocket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
+      const started = await this.deps.fanout.subscribe(prepared, session.context, target);
+      if (!('stop' in started)) {
+        result = started;
+      } else {
+        if (!conn.stillWanted(id, slot)) started.stop();
+        else if (started.finished) this.ended(conn, id, started.failure);
+        else conn.putOp(started);
+        return prepared.described;
+      }
+    } else {
+      result = await this.deps.operations.run(prepared, session.operationContext());
+    }
+    const answer = errors.shape(result);
+    const outcome = { ...prepared.described, code: firstCode(answer.errors) };
+    if (!conn.stillWanted(id, slot)) return outcome;
+    conn.dropOp(id);
+    // One write for both frames (a heartbeat's whole answer), not a syscall each.
+    corked(socket, () => {
+      sendMessage(socket, { id, type: MessageType.Next, payload: answer });
+      sendMessage(socket, { id, type: MessageType.Complete });
+    });
+    return outcome;
+  }
+
+  /** Answers operation `id` with errors; returns them as sent. */
+  private refuse(conn: ParleySocket, id: string, errors: readonly GraphQLError[]): GraphQLFormattedError[] {
+    conn.dropOp(id);
+    const payload = this.deps.errors.formatAll(errors);
+    sendMessage(conn.socket, { id, type: MessageType.Error, payload });
+    return payload;
+  }
+
+  /** Tells the client an operation ended on our side: complete, or error when it failed. */
+  private ended(conn: ParleySocket, id: string, error: unknown): void {
+    conn.dropOp(id);
+    sendMessage(conn.socket, error === undefined ? { id, type: MessageType.Complete } : { id, type: MessageType.Error, payload: this.deps.errors.failure(error) });
+  }
 }
 
 export interface WebSocketHandle {
@@ -84,183 +264,22 @@ export interface WebSocketHandle {
   dispose(): Promise<void>;
 }
 
+export interface WebSocketOptions extends Omit<WebSocketDeps, 'env' | 'errors'> {
+  maxPayload: number;
+  formatError: ErrorFormatter;
+  /** Parse and validation with the same limits as HTTP (and its error scrubbing). */
+  limits: DocumentLimits;
+}
+
 /**
- * GraphQL over WebSocket on the GraphQL path: Parley's side of the protocol that ws.transport.ts
- * speaks (graphql-ws clients' graphql-transport-ws). A socket authenticates once, in
- * connection_init (or the upgrade's Authorization header); without a valid token it is closed
- * 4403, as it is when its token expires or is revoked. Operations run here: queries and mutations
- * with a context of their own, subscriptions through the shared fan-out.
+ * GraphQL over WebSocket on the GraphQL path: the protocol ws.transport.ts speaks (graphql-ws
+ * clients' graphql-transport-ws), with WebSocketOperations deciding. Without a valid token a socket
+ * is closed 4403, as it is when its token expires or is revoked (RealtimeSessions).
  */
-export function attachWebSocket(
-  server: Server,
-  schema: GraphQLSchema,
-  services: Services,
-  opts: {
-    maxPayload: number;
-    formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
-    /** Parse and validation with the same limits as HTTP. */
-    limits: DocumentLimits;
-    /** The subscription fan-out, shared with the SSE transport. */
-    fanout: Fanout;
-    /** Realtime connections per user, shared with the SSE transport. */
-    connectionsOf: UserConnections;
-    /** Operations running, which stopping waits for after it closed the sockets. */
-    inFlight: InFlight;
-    /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
-    onOperation?: (op: OperationRecord) => void;
-  },
-): WebSocketHandle {
-  const { logger, env } = services;
-  const isProd = env.NODE_ENV === 'production';
-  const { fanout, connectionsOf } = opts;
-  const { format, formatAll, shape, failure } = operationErrors(opts.formatError, opts.limits);
-
-  /** A socket as the fan-out writes to it: all on the prototype, nothing added per socket. */
-  class SinkSocket extends WebSocket implements FrameSink<NextFrame> {
-    get encodeNext() {
-      return nextFrame;
-    }
-    get writable() {
-      return this.readyState === OPEN;
-    }
-    get bufferedBytes() {
-      return this.bufferedAmount;
-    }
-    write(frame: NextFrame): void {
-      writeFrame(this, frame.framed, frame.payload);
-    }
-    writeMany(frames: NextFrame[]): void {
-      corked(this, () => {
-        for (const f of frames) writeFrame(this, f.framed, f.payload);
-      });
-    }
-    drop(): void {
-      this.close(1013, 'Try again later');
-    }
-    // The operation ended on our side: its stream failed, or its socket went. (One that ends
-    // while still being set up is reported by subscribe().)
-    ended(op: FanoutOperation, error?: unknown): void {
-      const conn = transport.connections.get(this);
-      if (conn && opOf(conn, op.id) === op) ended(conn, op.id, error);
-    }
-  }
-
-  // Assigned below, before any socket can connect (the sink class above and the hooks refer to it).
-  let transport: Transport<ParleyConnection>;
-  const run = compiledOperations(schema);
-  const send = (socket: WebSocket, message: object) => transport.send(socket, message);
-  /** Returns the errors as sent. */
-  const sendError = (conn: ParleyConnection, id: string, errors: readonly GraphQLError[]) => {
-    dropOp(conn, id);
-    const payload = formatAll(errors);
-    send(conn.socket, { id, type: MessageType.Error, payload });
-    return payload;
-  };
-
-  /** Tells the client an operation ended on our side: complete, or error when it failed. */
-  function ended(conn: ParleyConnection, id: string, error: unknown): void {
-    dropOp(conn, id);
-    send(conn.socket, error === undefined ? { id, type: MessageType.Complete } : { id, type: MessageType.Error, payload: failure(error) });
-  }
-
-  /** Whether the setup `slot` of operation `id` is still wanted: not completed by the client (nor the id reused), socket open. */
-  const pending = (conn: ParleyConnection, id: string, slot: SetUp) => !conn.closed && opOf(conn, id) === slot;
-
-  /** connection_init: the token, the per-user cap, presence and memberships; a close when refused. */
-  async function init(conn: ParleyConnection, payload: Record<string, unknown> | null | undefined): Promise<readonly [number, string] | void> {
-    const params = payload ?? {};
-    const token = bearerToken(params.authorization ?? params.Authorization ?? params.token ?? conn.authorization);
-    conn.authorization = undefined;
-    const viewer = token ? await services.auth.authenticate(token).catch(() => null) : null;
-    if (conn.closed) return;
-    if (!viewer) return [CloseCode.Forbidden, 'Forbidden'];
-    // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
-    if (!connectionsOf.open(viewer.userId)) return [1013, 'Too many connections'];
-    // From here the close hook undoes all of this, whenever the socket goes.
-    conn.viewer = viewer;
-    expiry.watch(viewer.expiresAt);
-    conn.context = new SocketContext(services, viewer, conn.ip, true, conn.origin);
-    services.presence.socketOpened(viewer.userId, viewer.sessionId);
-    // Held from here; released by the close hook, or here if the socket closed during the load
-    // (a failed load releases itself and closes the socket with 4500). Resolves once this instance
-    // receives the user's channels, so nothing published after the ack is missed.
-    await services.memberships.track(viewer.userId);
-    if (conn.closed) return services.memberships.untrack(viewer.userId);
-    conn.tracked = true;
-  }
-
-  /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
-  async function subscribe(conn: ParleyConnection, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
-    const started = performance.now();
-    const outcome = await opts.inFlight.track(operate(conn, id, payload, limited));
-    if (outcome) opts.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
-  }
-
-  type Outcome = Omit<OperationRecord, 'seconds'> | undefined;
-  const failed = (sent: readonly GraphQLFormattedError[]): Outcome => ({ code: firstCode(sent) });
-
-  async function operate(conn: ParleyConnection, id: string, payload: SubscribePayload, limited: boolean): Promise<Outcome> {
-    const { socket } = conn;
-    // Between the token's expiry and the sweep that closes its socket, nothing more runs on it.
-    if (conn.viewer!.expiresAt <= Date.now()) return void socket.close(CloseCode.Forbidden, 'Token expired');
-    if (opOf(conn, id)) {
-      // A close reason is at most 123 bytes; a long id would make close() throw.
-      const reason = `Subscriber for ${id} already exists`;
-      return void socket.close(CloseCode.SubscriberAlreadyExists, Buffer.byteLength(reason) <= 123 ? reason : 'Subscriber already exists');
-    }
-    if (limited) {
-      const err = new RateLimitedError(conn.rate.retryAfter(), 'Too many messages on this connection; slow down.');
-      const sent = [format(err)];
-      send(socket, { id, type: MessageType.Error, payload: sent });
-      return failed(sent);
-    }
-    const slot: SetUp = { id, settingUp: true };
-    putOp(conn, slot);
-    const viewer = conn.viewer!;
-    void services.presence.touch(viewer.userId, viewer.sessionId);
-    if (conn.ops!.length > env.WS_MAX_SUBSCRIPTIONS) {
-      const e = new GraphQLError(`At most ${env.WS_MAX_SUBSCRIPTIONS} operations can run at once on one connection.`, {
-        extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_OPERATIONS' },
-      });
-      return failed(sendError(conn, id, [e]));
-    }
-    // Parsed and validated with the HTTP path's limits (and cached by text: clients repeat documents).
-    const checked = opts.limits.check(schema, payload.query);
-    if ('errors' in checked) return failed(sendError(conn, id, checked.errors));
-    const operation = selectOperation(checked.document, payload.operationName);
-    if (operation instanceof GraphQLError) return failed(sendError(conn, id, [operation]));
-    const described = describeOperation(operation);
-    const args: ExecutionArgs = { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
-
-    let result: ExecutionResult;
-    if (operation.operation === 'subscription') {
-      const target = { id, sink: socket as SinkSocket, query: payload.query, variables: payload.variables, operationName: payload.operationName };
-      const started = await fanout.subscribe({ ...args, contextValue: conn.context }, operation, target);
-      if (!('stop' in started)) {
-        result = started;
-      } else {
-        if (!pending(conn, id, slot)) started.stop();
-        else if (started.finished) ended(conn, id, started.failure);
-        else putOp(conn, started);
-        return described;
-      }
-    } else {
-      // Queries and mutations get a context of their own, as over HTTP.
-      result = await run({ ...args, operation, contextValue: new SocketContext(services, viewer, conn.ip, false, conn.origin) });
-    }
-    const answer = shape(result);
-    const outcome = { ...described, code: firstCode(answer.errors) };
-    if (!pending(conn, id, slot)) return outcome;
-    dropOp(conn, id);
-    // One write for both frames (a heartbeat's whole answer), not a syscall each.
-    corked(socket, () => {
-      send(socket, { id, type: MessageType.Next, payload: answer });
-      send(socket, { id, type: MessageType.Complete });
-    });
-    return outcome;
-  }
-
-  transport = serveTransport<ParleyConnection>({
+export function attachWebSocket(server: Server, services: Pick<Services, 'env' | 'logger'>, opts: WebSocketOptions): WebSocketHandle {
+  const { env, logger } = services;
+  const hooks = new WebSocketOperations({ ...opts, env, errors: operationErrors(opts.formatError, opts.limits) });
+  const transport = serveTransport<ParleySocket>({
     server,
     path: '/graphql',
     maxPayload: opts.maxPayload,
@@ -273,75 +292,13 @@ export function attachWebSocket(
     keepAliveMs: env.WS_KEEPALIVE * 1000,
     rate: env.RATE_LIMIT_WS_MESSAGES,
     logger,
-    production: isProd,
-    hooks: {
-      create: (socket, req, ip, rate) => new ParleyConnection(socket, ip, rate, publicOrigin(req, env), req.headers.authorization),
-      init,
-      subscribe,
-      complete(conn, id) {
-        const op = opOf(conn, id);
-        dropOp(conn, id);
-        if (isRunning(op)) op.stop();
-      },
-      closed(conn) {
-        if (conn.ops) for (const op of conn.ops) if (isRunning(op)) op.stop();
-        conn.ops = null;
-        const viewer = conn.viewer;
-        if (!viewer) return;
-        connectionsOf.close(viewer.userId);
-        if (conn.tracked) services.memberships.untrack(viewer.userId);
-        services.presence.socketClosed(viewer.userId, viewer.sessionId);
-      },
-    },
+    production: env.NODE_ENV === 'production',
+    hooks,
   });
-  const connections = transport.connections;
-
-  // Token expiry: one timer for every socket, armed for the earliest expiry among them. A sweep
-  // closes each socket whose token has expired with 4403 (graphql-ws clients reconnect with fresh
-  // connectionParams); sweeps run at most once a second, however many tokens expire apart.
-  const expiry = {
-    timer: undefined as NodeJS.Timeout | undefined,
-    at: Infinity,
-    lastSweep: 0,
-    watch(at: number): void {
-      if (at >= expiry.at) return;
-      expiry.at = at;
-      clearTimeout(expiry.timer);
-      const now = Date.now();
-      const delay = Math.max(at - now, expiry.lastSweep + 1000 - now, 0);
-      expiry.timer = setTimeout(expiry.sweep, Math.min(delay, MAX_TIMER_MS));
-      expiry.timer.unref();
-    },
-    sweep(): void {
-      const now = (expiry.lastSweep = Date.now());
-      expiry.at = Infinity;
-      expiry.timer = undefined;
-      let next = Infinity;
-      for (const conn of connections.values()) {
-        const at = conn.viewer?.expiresAt;
-        if (at === undefined || conn.closed) continue;
-        if (at <= now) conn.socket.close(CloseCode.Forbidden, 'Token expired');
-        else if (at < next) next = at;
-      }
-      if (next < Infinity) expiry.watch(next);
-    },
-  };
-
-  // A revoked token closes every socket opened with it, on every instance.
-  const off = services.pubsub.on(Topic.SessionsRevoked, (p) => {
-    const hashes = new Set(p.tokenHashes);
-    for (const conn of connections.values()) {
-      if (conn.viewer && hashes.has(conn.viewer.tokenHash)) conn.socket.close(CloseCode.Forbidden, 'Forbidden');
-    }
-  });
-
+  hooks.transport = transport;
   return {
     wss: transport.wss,
     closeAll: (code, reason) => transport.closeAll(code, reason),
-    async dispose() {
-      off();
-      clearTimeout(expiry.timer);
-      await transport.dispose();
-    },
+    dispose: () => transport.dispose(),
   };
 }

@@ -1,0 +1,216 @@
+import type { Viewer } from '../modules/auth/auth.viewer';
+import { bearerToken } from '../modules/auth/auth.tokens';
+import type { Services } from '../modules/services';
+import { Topic } from '../shared/pubsub/topics';
+import { SocketContext } from './context';
+
+/** Longest a timer can wait (setTimeout's limit is about 24.8 days; tokens live longer). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Expiry sweeps run at most this often, however many tokens expire apart. */
+const SWEEP_MIN_INTERVAL_MS = 1000;
+
+/** Why a session ends from the server's side. */
+export type SessionEnd = 'expired' | 'revoked';
+
+/** The transport's side of a session: the socket or stream it ends in its own protocol's way. */
+export interface SessionOwner {
+  /** Its token expired or was revoked: a socket closes with 4403, a stream sends an UNAUTHENTICATED error and completes. */
+  endSession(why: SessionEnd): void;
+}
+
+/**
+ * Realtime sessions per user on this instance, WebSockets and SSE streams together, so
+ * WS_MAX_SOCKETS_PER_USER caps both and mixing transports doesn't double it. A count is all the
+ * limit needs (a session lives on one instance, so memory is enough).
+ */
+export class SessionsPerUser {
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  /** Counts one more session of `userId`; false, and nothing counted, when the user is at the limit. */
+  add(userId: string): boolean {
+    const mine = this.counts.get(userId) ?? 0;
+    if (mine >= this.max) return false;
+    this.counts.set(userId, mine + 1);
+    return true;
+  }
+
+  /** Releases one counted by add(). */
+  remove(userId: string): void {
+    const mine = (this.counts.get(userId) ?? 1) - 1;
+    if (mine > 0) this.counts.set(userId, mine);
+    else this.counts.delete(userId);
+  }
+}
+
+/**
+ * The connection lifecycle every realtime transport shares (WebSocket and SSE alike):
+ * authentication, the per-user cap, token expiry (one timer for every session, armed for the
+ * earliest expiry), revocation (a revoked token ends every session opened with it, on every
+ * instance), presence and the membership index. A transport starts a session for an
+ * authenticated viewer and opens it when the connection begins to carry subscriptions.
+ */
+export class RealtimeSessions {
+  private readonly open = new Set<RealtimeSession>();
+  private readonly perUser: SessionsPerUser;
+  private expiryTimer: NodeJS.Timeout | undefined = undefined;
+  private nextExpiry = Infinity;
+  private lastSweep = 0;
+  private readonly offRevoked: () => void;
+
+  constructor(
+    readonly services: Services,
+    /** Sessions one user may hold open on this instance (WS_MAX_SOCKETS_PER_USER). */
+    maxPerUser: number,
+  ) {
+    this.perUser = new SessionsPerUser(maxPerUser);
+    this.offRevoked = services.pubsub.on(Topic.SessionsRevoked, (p) => this.revoke(p.tokenHashes));
+  }
+
+  /**
+   * The viewer of a bearer token (as sent: `Bearer …` or bare), or of a stream ticket from
+   * `mutation { streamTicket }`; null when neither stands for a live session.
+   * @throws when the database or Redis is away (the caller decides: 503, or a refused socket).
+   */
+  async authenticate(credentials: { authorization?: unknown; ticket?: string | null }): Promise<Viewer | null> {
+    const token = bearerToken(credentials.authorization);
+    if (token) return this.services.auth.authenticate(token);
+    const tokenHash = credentials.ticket ? await this.services.tickets.redeem(credentials.ticket) : null;
+    return tokenHash ? this.services.auth.sessionOf(tokenHash) : null;
+  }
+
+  /** A session of `viewer` over `owner`'s connection; it holds nothing until opened. */
+  start(owner: SessionOwner, viewer: Viewer, ip: string, origin: string | undefined): RealtimeSession {
+    return new RealtimeSession(this, owner, viewer, ip, origin);
+  }
+
+  /** Sessions opened and not closed. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Counts `session` for its user; false, and nothing counted, at the limit. Called by RealtimeSession.open. */
+  admit(session: RealtimeSession): boolean {
+    if (!this.perUser.add(session.viewer.userId)) return false;
+    this.open.add(session);
+    this.watchExpiry(session.viewer.expiresAt);
+    return true;
+  }
+
+  /** Releases what admit counted. */
+  release(session: RealtimeSession): void {
+    this.open.delete(session);
+    this.perUser.remove(session.viewer.userId);
+  }
+
+  dispose(): void {
+    this.offRevoked();
+    clearTimeout(this.expiryTimer);
+  }
+
+  private revoke(tokenHashes: readonly string[]): void {
+    const hashes = new Set(tokenHashes);
+    for (const s of this.open) if (hashes.has(s.viewer.tokenHash)) s.owner.endSession('revoked');
+  }
+
+  /** Arms the one timer for `at` if it is the earliest expiry yet. */
+  private watchExpiry(at: number): void {
+    if (at >= this.nextExpiry) return;
+    this.nextExpiry = at;
+    clearTimeout(this.expiryTimer);
+    const now = Date.now();
+    const delay = Math.max(at - now, this.lastSweep + SWEEP_MIN_INTERVAL_MS - now, 0);
+    this.expiryTimer = setTimeout(() => this.sweep(), Math.min(delay, MAX_TIMER_MS));
+    this.expiryTimer.unref();
+  }
+
+  /** Ends every session whose token has expired, and arms the timer for the next expiry. */
+  private sweep(): void {
+    const now = (this.lastSweep = Date.now());
+    this.nextExpiry = Infinity;
+    this.expiryTimer = undefined;
+    let next = Infinity;
+    for (const s of this.open) {
+      const at = s.viewer.expiresAt;
+      if (at <= now) s.owner.endSession('expired');
+      else if (at < next) next = at;
+    }
+    if (next < Infinity) this.watchExpiry(next);
+  }
+}
+
+/**
+ * One authenticated realtime connection: a WebSocket after connection_init, or an SSE request.
+ * Opened (counted for its user, a live socket for presence, its memberships tracked so this
+ * instance receives its conversations' channels) when it starts carrying subscriptions; close()
+ * undoes whatever was done, whenever the connection goes.
+ */
+export class RealtimeSession {
+  /** The context of its subscriptions: each event is executed with its own EntityManager and loaders. */
+  readonly context: SocketContext;
+  /** Admitted by the sessions: counted for its user and a presence socket; released by close(). */
+  private admitted = false;
+  /** Holds a reference in the membership index. */
+  private tracked = false;
+  private closed = false;
+
+  constructor(
+    private readonly sessions: RealtimeSessions,
+    readonly owner: SessionOwner,
+    readonly viewer: Viewer,
+    readonly ip: string,
+    /** The public origin the client reached (absolute attachment links). */
+    readonly origin: string | undefined,
+  ) {
+    this.context = new SocketContext(sessions.services, viewer, ip, true, origin);
+  }
+
+  /** A context of its own for one query or mutation, as over HTTP. */
+  operationContext(): SocketContext {
+    return new SocketContext(this.sessions.services, this.viewer, this.ip, false, this.origin);
+  }
+
+  /** Its token expired (the sweep that ends it may not have run yet): nothing more runs on it. */
+  get expired(): boolean {
+    return this.viewer.expiresAt <= Date.now();
+  }
+
+  /** Activity: keeps the user online. */
+  touch(): void {
+    void this.sessions.services.presence.touch(this.viewer.userId, this.viewer.sessionId);
+  }
+
+  /**
+   * Counts the session for its user, opens a presence socket and tracks the user's memberships;
+   * resolves once this instance receives the user's channels, so nothing published after it is
+   * missed. False, holding nothing, when the user has as many sessions as allowed. A failed load
+   * releases its own reference (and throws); close() releases the rest.
+   */
+  async open(): Promise<boolean> {
+    // Gone already (during the authentication or a rate check): nothing to hold.
+    if (this.closed) return true;
+    const { userId, sessionId } = this.viewer;
+    if (!this.sessions.admit(this)) return false;
+    this.admitted = true;
+    const { presence, memberships } = this.sessions.services;
+    presence.socketOpened(userId, sessionId);
+    await memberships.track(userId);
+    if (this.closed) memberships.untrack(userId);
+    else this.tracked = true;
+    return true;
+  }
+
+  /** The connection went: releases what open() took (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.admitted) return;
+    this.admitted = false;
+    this.sessions.release(this);
+    const { userId, sessionId } = this.viewer;
+    const { presence, memberships } = this.sessions.services;
+    if (this.tracked) memberships.untrack(userId);
+    presence.socketClosed(userId, sessionId);
+  }
+}
