@@ -155,6 +155,11 @@ export class ConversationAccess {
     return (p.only ? p.only.includes(viewerId) : !p.except?.includes(viewerId)) && this.inScope(viewerId, p);
   }
 
+  /** Whether a stored message is one of `conv`'s as the viewer sees it (a private one, only its pair does). No query. */
+  inView(conv: Conversation, viewerId: string, m: Pick<MessagePayload, 'conversationKey' | 'senderId' | 'recipientId'>): boolean {
+    return m.conversationKey === conv.key && (!m.recipientId || m.senderId === viewerId || m.recipientId === viewerId);
+  }
+
   /** Whether the viewer may read a stored message (or its attachment), asked of the database. */
   async canRead(em: EntityManager, viewerId: string, m: MessagePlace): Promise<boolean> {
     try {

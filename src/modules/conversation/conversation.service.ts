@@ -118,8 +118,8 @@ export class ConversationService {
     const conv = await this.access.resolve(em, viewerId, input);
     if (messageId !== null && messageId !== undefined) {
       const m = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
-      const visible = m && m.conversation_key === conv.key && (!m.recipient_id || m.sender_id === viewerId || m.recipient_id === viewerId);
-      if (!visible) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
+      const inView = m && this.access.inView(conv, viewerId, { conversationKey: m.conversation_key, senderId: m.sender_id, recipientId: m.recipient_id });
+      if (!inView) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
     }
     const row = await conversationRepository.markRead(em, conv.key, viewerId, { messageId: messageId ?? null, project: conv.kind === 'project' });
     if (!row) return emptyConversation(conv);
