@@ -56,6 +56,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadEnv } from '../src/config/env';
 import { startServer } from '../src/server';
+import { handwritten } from './handwritten';
 import { startChild, type FromChild } from './harness';
 import { cpuSince, ensureDatabase, out, positive, procCpuMs } from './util';
 
@@ -114,29 +115,9 @@ async function runApollo(): Promise<void> {
  * among their conversation's (seq 0, no head): it sends only to groups of its own.
  */
 async function runEndpoint(): Promise<void> {
-  const { createHash, randomUUID } = await import('node:crypto');
-  const pg = (await import('pg')).default;
   const { Redis } = await import('ioredis');
-  const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.DB_POOL_MAX ?? 10) });
+  const store = handwritten(process.env.DATABASE_URL!, Number(process.env.DB_POOL_MAX ?? 10));
   const redis = new Redis(process.env.REDIS_URL!);
-  const sessions = new Map<string, { userId: string; expiresAt: number; cachedAt: number }>();
-  const viewer = async (header: string | undefined): Promise<string | null> => {
-    if (!header?.startsWith('Bearer ')) return null;
-    const hash = createHash('sha256').update(header.slice(7)).digest('hex');
-    const now = Date.now();
-    const hit = sessions.get(hash);
-    if (hit && now - hit.cachedAt < 60_000) return hit.expiresAt > now ? hit.userId : null;
-    const { rows } = await pool.query({ name: 'ep_session', text: 'select user_id, expires_at from sessions where token_hash = $1', values: [hash] });
-    if (!rows.length) return null;
-    sessions.set(hash, { userId: rows[0].user_id, expiresAt: rows[0].expires_at.getTime(), cachedAt: now });
-    return rows[0].expires_at.getTime() > now ? rows[0].user_id : null;
-  };
-  const SEND_SQL = `with m as (
-      insert into messages (id, conversation_key, sender_id, content, group_id, seq, created_at)
-      select $1, 'g:' || $2, $3, $4, $2::uuid, 0, date_trunc('milliseconds', clock_timestamp())
-      where exists (select 1 from group_members where group_id = $2::uuid and user_id = $3)
-      returning id, sender_id, content, created_at)
-    select m.id, m.content, m.created_at, u.id as sender_id, u.username, u.display_name from m join users u on u.id = m.sender_id`;
   const PAGE_SQL = `select m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
       m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, a.file_name, a.mime_type, a.size,
       u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at
@@ -151,18 +132,17 @@ async function runEndpoint(): Promise<void> {
   };
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, raw: string) => {
     const body = JSON.parse(raw) as { query: string; variables: { g: string; t?: string } };
-    const userId = await viewer(req.headers.authorization);
+    const userId = await store.viewer(req.headers.authorization);
     if (!userId) return reply(res, 200, { errors: [{ message: 'Not authenticated.', extensions: { code: 'UNAUTHENTICATED' } }] });
     const g = body.variables.g;
     if (body.query.startsWith('mutation')) {
-      const { rows } = await pool.query({ name: 'ep_send', text: SEND_SQL, values: [randomUUID(), g, userId, body.variables.t ?? 'bench message'] });
-      if (!rows.length) return reply(res, 200, { errors: [{ message: 'Not a member.', extensions: { code: 'FORBIDDEN' } }] });
-      const r = rows[0];
+      const r = await store.send(g, userId, body.variables.t ?? 'bench message');
+      if (!r) return reply(res, 200, { errors: [{ message: 'Not a member.', extensions: { code: 'FORBIDDEN' } }] });
       const message = { id: r.id, content: r.content, createdAt: r.created_at.toISOString(), sender: { id: r.sender_id, username: r.username, displayName: r.display_name } };
       await redis.publish(`bench.endpoint:g:${g}`, JSON.stringify({ topic: 'messageAdded', payload: { ...message, conversationKey: `g:${g}`, groupId: g } }));
       return reply(res, 200, { data: { sendMessage: message } });
     }
-    const { rows } = await pool.query({ name: 'ep_page', text: PAGE_SQL, values: [`g:${g}`, g, userId] });
+    const { rows } = await store.pool.query({ name: 'ep_page', text: PAGE_SQL, values: [`g:${g}`, g, userId] });
     if (!rows.length) return reply(res, 200, { errors: [{ message: 'Not a member.', extensions: { code: 'FORBIDDEN' } }] });
     const page = rows.slice(0, HISTORY_PAGE).reverse();
     const edges = page.map((r) => ({
@@ -181,7 +161,7 @@ async function runEndpoint(): Promise<void> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   ready((server.address() as AddressInfo).port, async () => {
     await new Promise((r) => server.close(r));
-    await pool.end();
+    await store.end();
     redis.disconnect();
   });
 }
