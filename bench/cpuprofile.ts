@@ -7,6 +7,8 @@
  *
  * - --last S  only the last S seconds of the profile (a bench's measured rounds come last: the
  *             set-up before them, signups hashing passwords say, is left out).
+ * - --drop S  leave out the last S seconds too (a bench's tear-down: sockets closing, say).
+ * - --timeline  busy time per second of the whole profile, to find the window.
  * - --per N   also each figure in µs per operation, N operations in that window.
  * - --top K   rows per table. @default 30
  * - --callers F  also where the self time of functions named F comes from: the first caller
@@ -66,7 +68,17 @@ function main(): void {
   const at: number[] = [];
   let t = p.startTime;
   for (const d of p.timeDeltas) at.push((t += d));
-  const from = last === undefined ? -Infinity : p.endTime - last * 1e6;
+  const to = p.endTime - (flag('--drop') ?? 0) * 1e6;
+  const from = last === undefined ? -Infinity : to - last * 1e6;
+  if (process.argv.includes('--timeline')) {
+    const seconds = new Map<number, number>();
+    for (let i = 0; i < p.samples.length; i++) {
+      if (byId.get(p.samples[i])!.callFrame.functionName === '(idle)') continue;
+      const s = Math.floor((p.endTime - at[i]) / 1e6);
+      seconds.set(s, (seconds.get(s) ?? 0) + ((i + 1 < at.length ? at[i + 1] : p.endTime) - at[i]));
+    }
+    for (const [s, us] of [...seconds].sort((a, b) => b[0] - a[0])) process.stdout.write(`${String(s).padStart(4)} s before the end: busy ${((100 * us) / 1e6).toFixed(0)}%\n`);
+  }
   const self = new Map<string, number>();
   const selfFile = new Map<string, number>();
   const selfPackage = new Map<string, number>();
@@ -76,7 +88,7 @@ function main(): void {
   let busy = 0;
   let idle = 0;
   for (let i = 0; i < p.samples.length; i++) {
-    if (at[i] < from) continue;
+    if (at[i] < from || at[i] >= to) continue;
     const w = (i + 1 < at.length ? at[i + 1] : p.endTime) - at[i];
     const leaf = byId.get(p.samples[i])!;
     if (leaf.callFrame.functionName === '(idle)') {
