@@ -11,6 +11,9 @@
  * - --timeline  busy time per second of the whole profile, to find the window.
  * - --per N   also each figure in µs per operation, N operations in that window.
  * - --top K   rows per table. @default 30
+ * - self time by owner: each sample charged to the first frame from the leaf up that is a
+ *   dependency's or Parley's (a socket write to the library that wrote, Node's stream code to
+ *   its caller): pg, ioredis, a src/ file...; GC and the VM's own work stay apart.
  * - --callers F  also where the self time of functions named F comes from: the first caller
  *             outside Node's own files and the native frames (a dependency's or Parley's).
  * Percentages are of the window's busy time: (idle) is left out of the total and shown apart.
@@ -85,6 +88,7 @@ function main(): void {
   const inclusive = new Map<string, number>();
   const callersOf = process.argv.includes('--callers') ? process.argv[process.argv.indexOf('--callers') + 1] : undefined;
   const callers = new Map<string, number>();
+  const owners = new Map<string, number>();
   let busy = 0;
   let idle = 0;
   for (let i = 0; i < p.samples.length; i++) {
@@ -101,6 +105,16 @@ function main(): void {
     self.set(fn, (self.get(fn) ?? 0) + w);
     selfFile.set(f, (selfFile.get(f) ?? 0) + w);
     selfPackage.set(packageOf(f), (selfPackage.get(packageOf(f)) ?? 0) + w);
+    let owner = leaf.callFrame.functionName.startsWith('(') ? leaf.callFrame.functionName : '(Node itself)';
+    if (!leaf.callFrame.functionName.startsWith('(') || leaf.callFrame.functionName === '(anonymous)') {
+      for (let id: number | undefined = leaf.id; id !== undefined; id = parent.get(id)) {
+        const nf = fileOf(byId.get(id)!.callFrame.url);
+        if (nf === '(native)' || nf.startsWith('node:')) continue;
+        owner = packageOf(nf);
+        break;
+      }
+    }
+    owners.set(owner, (owners.get(owner) ?? 0) + w);
     if (leaf.callFrame.functionName === callersOf) {
       let id: number | undefined = parent.get(leaf.id);
       const chain: string[] = [];
@@ -133,6 +147,7 @@ function main(): void {
   process.stdout.write(
     `window ${((busy + idle) / 1e6).toFixed(2)} s: busy ${(busy / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s${per ? `; ${per} operations: ${(busy / per).toFixed(0)} µs busy per operation` : ''}\n`,
   );
+  table('self time by owner (the first dependency or Parley file from the leaf up)', owners, Math.min(top, 30));
   table('self time by package / file group', selfPackage, Math.min(top, 25));
   table('self time by file', selfFile);
   table('self time by function', self);
