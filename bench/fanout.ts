@@ -11,10 +11,17 @@
  *               the same text to every socket; the floor any fan-out can reach here;
  * - parley x1:  one Parley instance (child process, real startServer, PostgreSQL and Redis);
  * - parley x2:  two Parley instances through Redis, half the sockets on each, mutations to the first.
- * Then the phases of many small conversations (bench/rooms.ts; BENCH_SKIP=rooms to skip them):
+ * Then the phases of many small conversations (bench/rooms.ts; BENCH_SKIP=rooms to skip them;
+ * `npm run bench:rooms` runs only the first many-rooms phase, sends):
  * - bystanders: two groups of five exchange messages (sendMessage) with and without B idle
  *               sockets elsewhere on messageAdded without argument; target >= 0.9 x messages/s
  *               and p99 <= 1.2 x of the same run without them;
+ * - many rooms, sends: R groups of five, every member on messageAdded without argument;
+ *               BENCH_ROOM_SENDS sendMessage over HTTP to random groups, BENCH_ROOM_IN_FLIGHT at a
+ *               time, against a storing room router (ws + Node http + pg: token check, one insert
+ *               with its own commit, then the room's sockets; see runStoring), in rounds; prints
+ *               each round and Parley's ratios to it per round. Targets (issue 29): >= 0.8 x its
+ *               deliveries/s, p99 <= 1.5 x its p99;
  * - many rooms: R groups of five, every member on messageAdded without argument, events entering
  *               through Redis (as other instances publish them) to random groups, against a bare
  *               ws server that routes by room from the same channels; target >= 0.8 x deliveries/s.
@@ -46,7 +53,12 @@
  * - BENCH_ROOMS        R. @default 1000
  * - BENCH_ROOM_EVENTS  events per many-rooms run. @default 4000
  * - BENCH_ROOM_WARMUP  events of the unmeasured pass before it. @default BENCH_ROOM_EVENTS
- * - BENCH_SKIP         comma list of phases to skip: one-room, x2, memory, rooms, bystanders.
+ * - BENCH_ROOM_SENDS   sendMessage requests per many-rooms sends run. @default 2000
+ * - BENCH_ROOM_IN_FLIGHT  of them at once. @default 8
+ * - BENCH_ROOM_SEND_WARMUP  requests of the same load, unmeasured, before. @default BENCH_ROOM_SENDS / 2
+ * - BENCH_SKIP         comma list of phases to skip: one-room, x2, memory, rooms, bystanders, sends,
+ *                      inject (the many-rooms phases through Redis, x2's too).
+ *                      bench:rooms: one-room,memory,x2,bystanders,inject unless set.
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
@@ -56,6 +68,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { agent, answer, connect, inBatches, post, resetState as wipe, runParley, seedUsers, sleep, startChild as fork, type Child, type FromChild, type Seeded, type ToChild } from './harness';
+import { handwritten } from './handwritten';
 import { roomPhases, roomUsersNeeded } from './rooms';
 import { out, positive } from './util';
 
@@ -72,6 +85,24 @@ const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupI
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 // ================= child processes: the servers under test =================
+
+/**
+ * The baselines' graphql-transport-ws side: connection_init is acknowledged, once `join` is done
+ * for a socket whose payload names a `room`.
+ */
+function acceptRooms(server: http.Server, join: (room: string, socket: WebSocket) => Promise<void>): WebSocketServer {
+  const wss = new WebSocketServer({ server, path: '/graphql' });
+  wss.on('connection', (socket) => {
+    socket.on('message', (data) => {
+      const text = String(data);
+      if (!text.includes('"connection_init"')) return;
+      const room = (JSON.parse(text) as { payload?: { room?: string } }).payload?.room;
+      if (!room) return socket.send('{"type":"connection_ack"}');
+      void join(room, socket).then(() => socket.send('{"type":"connection_ack"}'));
+    });
+  });
+  return wss;
+}
 
 /**
  * The baseline: a plain ws server. It acknowledges connection_init and, for every POST, builds the
@@ -106,25 +137,63 @@ async function runBare(): Promise<void> {
       res.end(answer);
     });
   });
-  const wss = new WebSocketServer({ server, path: '/graphql' });
-  wss.on('connection', (socket) => {
-    socket.on('message', (data) => {
-      const text = String(data);
-      if (!text.includes('"connection_init"')) return;
-      const room = (JSON.parse(text) as { payload?: { room?: string } }).payload?.room;
-      if (!room) return socket.send('{"type":"connection_ack"}');
-      let members = rooms.get(room);
-      const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.conv:g:${room}`).then(() => undefined);
-      if (!members) rooms.set(room, (members = new Set()));
-      members.add(socket);
-      socket.on('close', () => {
-        members!.delete(socket);
-        if (members!.size) return;
-        rooms.delete(room);
-        void redis.unsubscribe(`parley.conv:g:${room}`);
-      });
-      void subscribed.then(() => socket.send('{"type":"connection_ack"}'));
+  const wss = acceptRooms(server, (room, socket) => {
+    let members = rooms.get(room);
+    const subscribed = members ? Promise.resolve() : redis.subscribe(`parley.conv:g:${room}`).then(() => undefined);
+    if (!members) rooms.set(room, (members = new Set()));
+    members.add(socket);
+    socket.on('close', () => {
+      members!.delete(socket);
+      if (members!.size) return;
+      rooms.delete(room);
+      void redis.unsubscribe(`parley.conv:g:${room}`);
     });
+    return subscribed;
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.on('message', async (m: ToChild) => {
+    await answer(m);
+    if (m.type === 'stop') process.exit(0);
+  });
+  process.send!({ type: 'ready', port: (server.address() as AddressInfo).port } satisfies FromChild);
+}
+
+/**
+ * The many-rooms baseline that stores: a room router (ws + Node http + pg, no Redis: one instance)
+ * whose sendMessage checks the token, stores the message durably (one insert with the membership
+ * check, its own commit: bench/handwritten.ts) and then writes it, serialized once, to the sockets
+ * of its room (named by connection_init's `room`, as the bare router takes it). Answers as Parley.
+ */
+async function runStoring(): Promise<void> {
+  const store = handwritten(DATABASE_URL, Number(process.env.DB_POOL_MAX ?? 10));
+  const rooms = new Map<string, Set<WebSocket>>();
+  const reply = (res: http.ServerResponse, value: unknown) => {
+    const body = JSON.stringify(value);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  const send = async (req: http.IncomingMessage, res: http.ServerResponse, raw: string) => {
+    const { variables } = JSON.parse(raw) as { variables: { g: string; t: string } };
+    const userId = await store.viewer(req.headers.authorization);
+    if (!userId) return reply(res, { errors: [{ message: 'Not authenticated.', extensions: { code: 'UNAUTHENTICATED' } }] });
+    const m = await store.send(variables.g, userId, variables.t);
+    if (!m) return reply(res, { errors: [{ message: 'Not a member.', extensions: { code: 'FORBIDDEN' } }] });
+    const message = { id: m.id, content: m.content, createdAt: m.created_at.toISOString(), sender: { id: m.sender_id, username: m.username } };
+    const text = JSON.stringify({ id: '1', type: 'next', payload: { data: { messageAdded: message } } });
+    for (const socket of rooms.get(variables.g) ?? []) if (socket.readyState === WebSocket.OPEN) socket.send(text);
+    reply(res, { data: { sendMessage: { id: m.id } } });
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => void send(req, res, Buffer.concat(chunks).toString('utf8')).catch((e: Error) => reply(res, { errors: [{ message: e.message }] })));
+  });
+  acceptRooms(server, (room, socket) => {
+    let members = rooms.get(room);
+    if (!members) rooms.set(room, (members = new Set()));
+    members.add(socket);
+    socket.on('close', () => members!.delete(socket));
+    return Promise.resolve();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.on('message', async (m: ToChild) => {
@@ -136,7 +205,7 @@ async function runBare(): Promise<void> {
 
 // ================= seeding (not measured) =================
 
-const startChild = (role: 'parley' | 'bare', env: Record<string, string> = {}): Promise<Child> => fork(__filename, role, env);
+const startChild = (role: 'parley' | 'bare' | 'storing', env: Record<string, string> = {}): Promise<Child> => fork(__filename, role, env);
 const resetState = () => wipe(DATABASE_URL, REDIS_URL);
 const seed = (url: string, n: number): Promise<Seeded> => seedUsers(url, DATABASE_URL, n, PASSWORD);
 
@@ -261,7 +330,7 @@ async function main(): Promise<void> {
   // address: the per-user send limit and the per-address cap on sockets awaiting connection_init are lifted.
   const env = { DATABASE_URL, REDIS_URL, DB_POOL_MAX: '20', RATE_LIMIT_SEND_MESSAGE: '1000000/1s', WS_MAX_PENDING_PER_IP: '1000' };
   let a = await startChild('parley', env);
-  const seeded = await seed(a.url, Math.max(S, C, SKIP.has('rooms') ? 0 : roomUsersNeeded()));
+  const seeded = await seed(a.url, Math.max(S, C, SKIP.has('rooms') ? 0 : roomUsersNeeded(SKIP)));
   out(`seeded ${fmt(seeded.users.length)} users in the lobby`);
 
   const bare = await startChild('bare');
@@ -319,7 +388,7 @@ async function main(): Promise<void> {
   let roomsClean = true;
   if (!SKIP.has('rooms')) {
     roomsClean = await roomPhases(
-      { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, rounds: ROUNDS, skip: SKIP, startChild: (role) => startChild(role, role === 'parley' ? env : {}), connect, post, inBatches },
+      { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, rounds: ROUNDS, skip: SKIP, startChild: (role) => startChild(role, role === 'bare' ? {} : env), connect, post, inBatches },
       seeded.users,
     );
   }
@@ -343,7 +412,7 @@ async function main(): Promise<void> {
 const role = process.argv[2];
 // A server whose parent is gone (killed, crashed) stops too.
 if (role) process.on('disconnect', () => process.exit(0));
-const run = role === 'parley' ? runParley : role === 'bare' ? runBare : main;
+const run = role === 'parley' ? runParley : role === 'bare' ? runBare : role === 'storing' ? runStoring : main;
 run().catch((e) => {
   process.stderr.write(`bench:fanout${role ? ` (${role})` : ''}: ${e instanceof Error ? e.stack : String(e)}\n`);
   process.exit(1);

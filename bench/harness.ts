@@ -57,6 +57,8 @@ export async function runParley(): Promise<void> {
 }
 
 export interface Child {
+  /** The child's process id (for /proc). */
+  pid: number;
   port: number;
   url: string;
   wsUrl: string;
@@ -88,6 +90,7 @@ export function startChild(script: string, role: string, env: Record<string, str
           proc.send({ type } satisfies ToChild);
         });
       resolve({
+        pid: proc.pid!,
         port: m.port,
         url: `http://127.0.0.1:${m.port}/graphql`,
         wsUrl: `ws://127.0.0.1:${m.port}/graphql`,

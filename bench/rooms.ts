@@ -17,11 +17,16 @@ const BYSTANDER_MESSAGES = positive('BENCH_BYSTANDER_MESSAGES', 300);
 const ROOM_EVENTS = positive('BENCH_ROOM_EVENTS', 4000);
 /** Events of the same load sent, unmeasured, before the many-rooms measurement. */
 const ROOM_WARMUP = positive('BENCH_ROOM_WARMUP', ROOM_EVENTS);
+/** sendMessage requests per many-rooms sends run, how many in flight, and how many of the same load unmeasured before. */
+const ROOM_SENDS = positive('BENCH_ROOM_SENDS', 2000);
+const ROOM_IN_FLIGHT = positive('BENCH_ROOM_IN_FLIGHT', 8);
+const ROOM_SEND_WARMUP = positive('BENCH_ROOM_SEND_WARMUP', ROOM_SENDS / 2);
 const ALL_MINE = 'subscription { messageAdded { id content createdAt sender { id username } } }';
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
 
 type User = { id: string; token: string };
 interface Child {
+  pid: number;
   url: string;
   wsUrl: string;
   cpu(): Promise<{ user: number; system: number }>;
@@ -34,14 +39,14 @@ export interface RoomKit {
   redisUrl: string;
   rounds: number;
   skip: Set<string>;
-  startChild(role: 'parley' | 'bare'): Promise<Child>;
+  startChild(role: 'parley' | 'bare' | 'storing'): Promise<Child>;
   connect(wsUrl: string, token: string, subs: { id: string; query: string }[], onNext: (text: string) => void, init?: Record<string, unknown>): Promise<WebSocket>;
   post(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any>;
   inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => Promise<void>): Promise<void>;
 }
 
 /** Users these phases need, beyond the one-room run's. */
-export const roomUsersNeeded = (): number => Math.max(2 * ROOM_SIZE + B, R * ROOM_SIZE);
+export const roomUsersNeeded = (skip: Set<string>): number => Math.max(skip.has('bystanders') ? 0 : 2 * ROOM_SIZE + B, R * ROOM_SIZE);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
@@ -66,6 +71,14 @@ async function makeRooms(databaseUrl: string, members: User[][], name: string): 
       `insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), r.g, r.u, now() from unnest($1::uuid[], $2::uuid[]) as r(g, u)`,
       [rows.map((r) => r[0]), rows.map((r) => r[1])],
     );
+    // Their sidebar rows, as joining stores them: a send writes them, as in any real group.
+    await db.query(
+      `insert into conversation_members (conversation_key, user_id, kind, group_id, joined_at, read_seq)
+       select 'g:' || r.g, r.u, 'GROUP', r.g, now(), 0 from unnest($1::uuid[], $2::uuid[]) as r(g, u)`,
+      [rows.map((r) => r[0]), rows.map((r) => r[1])],
+    );
+    // Statistics for the planner (autovacuum is off on the local PostgreSQL).
+    await db.query('analyze');
   } finally {
     await db.end();
   }
@@ -93,6 +106,51 @@ async function joinRooms(kit: RoomKit, rooms: { id: string; members: User[] }[],
     sockets.push(ws);
   });
   return sockets;
+}
+
+/**
+ * What a many-rooms run records of `events` events to random rooms: each (event, member) once and
+ * in the event's room, its latency; warm-up deliveries ('w' marks a socket ready, 'x' is counted).
+ */
+function receipts(events: number, roomCount: number) {
+  const seen = new Uint8Array(events * ROOM_SIZE);
+  const r = {
+    sentAt: new Float64Array(events),
+    latencies: [] as number[],
+    roomOf: Int32Array.from({ length: events }, () => Math.floor(Math.random() * roomCount)),
+    ready: new Uint8Array(roomCount * ROOM_SIZE),
+    duplicates: 0,
+    last: 0,
+    warm: 0,
+    on(ri: number, mi: number, seq: number, kind: string): void {
+      const now = performance.now();
+      if (kind === 'w') return void (r.ready[ri * ROOM_SIZE + mi] = 1);
+      if (kind === 'x') return void r.warm++;
+      if (r.roomOf[seq] !== ri) return void r.duplicates++; // a room's event reached another room
+      const k = seq * ROOM_SIZE + mi;
+      if (seen[k]) return void r.duplicates++;
+      seen[k] = 1;
+      r.latencies.push(now - r.sentAt[seq]);
+      r.last = now;
+    },
+  };
+  return r;
+}
+
+/** A many-rooms run's figures: its deliveries over `seconds`, and its servers' CPU (ms) per delivery. */
+function outcome(name: string, rec: ReturnType<typeof receipts>, expected: number, seconds: number, userMs: number, systemMs: number): Run {
+  const n = rec.latencies.length;
+  return {
+    name,
+    perSecond: n / seconds,
+    cpuPerDelivery: ((userMs + systemMs) * 1000) / Math.max(1, n),
+    userPerDelivery: (userMs * 1000) / Math.max(1, n),
+    deliveries: n,
+    missing: expected - n,
+    duplicates: rec.duplicates,
+    p50: percentile(rec.latencies, 0.5),
+    p99: percentile(rec.latencies, 0.99),
+  };
 }
 
 /** Idle sockets on messageAdded without argument, members of none of the rooms. */
@@ -169,25 +227,9 @@ async function inject(
   rooms: { id: string; members: User[] }[],
   warmed?: (roomOf: Int32Array) => Promise<void>,
 ): Promise<Run> {
-  const seen = new Uint8Array(ROOM_EVENTS * ROOM_SIZE);
-  const sentAt = new Float64Array(ROOM_EVENTS);
-  const latencies: number[] = [];
-  const roomOf = Int32Array.from({ length: ROOM_EVENTS }, () => Math.floor(Math.random() * rooms.length));
-  let duplicates = 0;
-  let last = 0;
-  let warmDeliveries = 0;
-  const ready = new Uint8Array(rooms.length * ROOM_SIZE);
-  const sockets = await joinRooms(kit, rooms, wsUrlOf, (ri, mi, seq, kind) => {
-    const now = performance.now();
-    if (kind === 'w') return void (ready[ri * ROOM_SIZE + mi] = 1);
-    if (kind === 'x') return void warmDeliveries++;
-    if (roomOf[seq] !== ri) return void duplicates++; // a room's event reached another room
-    const k = seq * ROOM_SIZE + mi;
-    if (seen[k]) return void duplicates++;
-    seen[k] = 1;
-    latencies.push(now - sentAt[seq]);
-    last = now;
-  });
+  const rec = receipts(ROOM_EVENTS, rooms.length);
+  const { sentAt, latencies, roomOf, ready } = rec;
+  const sockets = await joinRooms(kit, rooms, wsUrlOf, rec.on);
   const redis = new Redis(kit.redisUrl);
   const sender = rooms[0].members[0];
   const publish = (room: number, text: string) => {
@@ -227,19 +269,12 @@ async function inject(
       await new Promise(setImmediate);
     }
   };
-  const settle = async (count: () => number, expected: number) => {
-    let before = -1;
-    while (count() < expected && count() !== before) {
-      before = count();
-      await sleep(1000);
-    }
-  };
   // The same load once unmeasured, so both servers are measured in their steady state: a fresh
   // process spends the first thousands of events optimizing its code (perf put 14% of Parley's
   // measured window in V8's compiler without this), which a server running for days pays once.
   const warmRooms = Int32Array.from({ length: ROOM_WARMUP }, () => Math.floor(Math.random() * rooms.length));
   await blast('x', warmRooms);
-  await settle(() => warmDeliveries, ROOM_WARMUP * ROOM_SIZE);
+  await settle(() => rec.warm, ROOM_WARMUP * ROOM_SIZE);
   await warmed?.(roomOf);
   const cpu = async () => (await Promise.all(servers.map((s) => s.cpu()))).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }));
   const cpuBefore = await cpu();
@@ -252,18 +287,61 @@ async function inject(
   redis.disconnect();
   for (const ws of sockets) ws.terminate();
   await sleep(500);
-  const seconds = (last - started) / 1000;
-  return {
-    name,
-    perSecond: latencies.length / seconds,
-    cpuPerDelivery: ((userMs + systemMs) * 1000) / Math.max(1, latencies.length),
-    userPerDelivery: (userMs * 1000) / Math.max(1, latencies.length),
-    deliveries: latencies.length,
-    missing: expected - latencies.length,
-    duplicates,
-    p50: percentile(latencies, 0.5),
-    p99: percentile(latencies, 0.99),
+  const seconds = (rec.last - started) / 1000;
+  return outcome(name, rec, expected, seconds, userMs, systemMs);
+}
+
+/** Waits until `count` reaches `expected` or stops moving for a second. */
+async function settle(count: () => number, expected: number): Promise<void> {
+  let before = -1;
+  while (count() < expected && count() !== before) {
+    before = count();
+    await sleep(1000);
+  }
+}
+
+/**
+ * sendMessage over HTTP to random rooms, ROOM_IN_FLIGHT at a time, each by a random member of
+ * its room; every member of the room (the sender too: messageAdded without argument) must receive
+ * it once. Latency: from the request's start to each delivery.
+ */
+async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: string; members: User[] }[]): Promise<Run> {
+  const rec = receipts(ROOM_SENDS, rooms.length);
+  const { sentAt, latencies, roomOf, ready } = rec;
+  const sockets = await joinRooms(kit, rooms, () => server.wsUrl, rec.on);
+  /** Sends to `to[j]` for every j, ROOM_IN_FLIGHT at a time. */
+  const blast = async (marker: string, to: ArrayLike<number>, sent?: Float64Array) => {
+    let next = 0;
+    const worker = async () => {
+      for (let j = next++; j < to.length; j = next++) {
+        const room = rooms[to[j]];
+        if (sent) sent[j] = performance.now();
+        await kit.post(server.url, SEND, { g: room.id, t: `bench ${marker}${j}` }, room.members[Math.floor(Math.random() * ROOM_SIZE)].token);
+      }
+    };
+    await Promise.all(Array.from({ length: ROOM_IN_FLIGHT }, worker));
   };
+  for (let w = 0; ready.some((x) => !x); w++) {
+    if (w > 30) throw new Error(`${name}: ${ready.filter((x) => !x).length} sockets never warmed up`);
+    const cold = new Set<number>();
+    ready.forEach((x, i) => !x && cold.add(Math.floor(i / ROOM_SIZE)));
+    await blast('w', [...cold]);
+    await sleep(500);
+  }
+  // The same load once unmeasured (JIT warm-up, pools filled), then the measured one.
+  await blast('x', Int32Array.from({ length: ROOM_SEND_WARMUP }, () => Math.floor(Math.random() * rooms.length)));
+  await settle(() => rec.warm, ROOM_SEND_WARMUP * ROOM_SIZE);
+  const cpuBefore = await server.cpu();
+  const started = performance.now();
+  await blast('r', roomOf, sentAt);
+  const requestsDone = performance.now();
+  const expected = ROOM_SENDS * ROOM_SIZE;
+  await settle(() => latencies.length, expected);
+  const cpuAfter = await server.cpu();
+  for (const ws of sockets) ws.terminate();
+  await sleep(500);
+  const seconds = (Math.max(rec.last, requestsDone) - started) / 1000;
+  return outcome(name, rec, expected, seconds, cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system);
 }
 
 /** Counters of one instance's /metrics. */
@@ -329,6 +407,39 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
   const members = chunk(users.slice(0, R * ROOM_SIZE), ROOM_SIZE);
   const ids = await makeRooms(kit.databaseUrl, members, 'bench room ');
   const rooms = members.map((m, i) => ({ id: ids[i], members: m }));
+
+  if (!kit.skip.has('sends')) {
+    // Messages sent and persisted, against a router that persists each before writing it.
+    const runs: Record<string, Run[]> = { storing: [], parley: [] };
+    for (let round = 1; round <= kit.rounds; round++) {
+      const storing = await kit.startChild('storing');
+      runs.storing.push(await sends(kit, 'storing router', storing, rooms));
+      await storing.stop();
+      const parley = await kit.startChild('parley');
+      runs.parley.push(await sends(kit, 'parley x1', parley, rooms));
+      await parley.stop();
+    }
+    out();
+    out(`many rooms, sends: ${fmt(R)} groups of ${ROOM_SIZE}, every member on messageAdded without argument; ${fmt(ROOM_SENDS)} sendMessage over HTTP to random groups, ${ROOM_IN_FLIGHT} in flight, each stored before it is delivered`);
+    for (let round = 0; round < kit.rounds; round++) {
+      out(`round ${round + 1} of ${kit.rounds}`);
+      table([runs.storing[round], runs.parley[round]], runs.storing[round], 'deliv/s');
+    }
+    const ratio = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.storing[i]));
+    const range = (v: number[]) => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
+    const [rate, p99] = [ratio((r) => r.perSecond), ratio((r) => r.p99)];
+    out(`parley / storing router per round: deliveries/s ${range(rate)}x, p99 ${range(p99)}x, CPU per delivery ${range(ratio((r) => r.cpuPerDelivery!))}x`);
+    verdicts.push(
+      `many rooms, sends: deliveries/s ${range(rate)}x a storing router (target >= 0.8: ${Math.min(...rate) >= 0.8 ? 'met in every round' : Math.max(...rate) >= 0.8 ? 'met in some rounds' : 'MISSED'}), p99 ${range(p99)}x (target <= 1.5: ${Math.max(...p99) <= 1.5 ? 'met in every round' : Math.min(...p99) <= 1.5 ? 'met in some rounds' : 'MISSED'})`,
+    );
+    clean &&= [...runs.storing, ...runs.parley].every((r) => !r.missing && !r.duplicates);
+  }
+
+  if (kit.skip.has('inject')) {
+    out();
+    for (const v of verdicts) out(v);
+    return clean;
+  }
   const runs: Record<string, Run[]> = { bare: [], x1: [] };
   for (let round = 1; round <= kit.rounds; round++) {
     const bare = await kit.startChild('bare');

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 
@@ -39,4 +40,33 @@ export async function ensureDatabase(url: string, allowed: RegExp, doing: string
     await query(u.toString(), `create database "${name.replace(/"/g, '""')}"`);
     out(`created database ${name}`);
   }
+}
+
+/**
+ * CPU time (user + system, ms) each process has spent so far, from /proc/<pid>/stat (fields 14
+ * and 15, in clock ticks of 10 ms); a process gone is left out. Linux only.
+ */
+export function procCpuMs(pids: readonly number[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(pid, (Number(fields[11]) + Number(fields[12])) * 10);
+    } catch {
+      // exited
+    }
+  }
+  return out;
+}
+
+/**
+ * The CPU time (ms) processes spent since `before` (procCpuMs): those still running, and all of
+ * those in `born` not in `before` (started since).
+ */
+export function cpuSince(before: Map<number, number>, born: readonly number[] = []): number {
+  let ms = 0;
+  for (const [pid, now] of procCpuMs([...new Set([...before.keys(), ...born])])) ms += now - (before.get(pid) ?? 0);
+  return ms;
 }
