@@ -81,7 +81,7 @@ interface Core {
   redis: RedisConnections | undefined;
   pubsub: ReturnType<typeof createPubSub>;
   app: ReturnType<typeof createServices>;
-  /** Operations running, which stopping waits for (see openServices). */
+  /** Operations running, which stopping waits for (see openCore). */
   inFlight: InFlight;
 }
 
@@ -95,7 +95,7 @@ interface GraphQLEdge {
   fastPath: FastPath;
 }
 
-/** What the realtime step opened: the fan-out and the sessions shared by WebSocket and SSE. */
+/** What the realtime step opened: the fan-out both transports share, SSE streams and the WebSocket server. */
 interface Realtime {
   fanout: Fanout;
   streams: StreamHandle;
@@ -116,7 +116,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     const metrics = createMetrics();
     const core = await openCore(env, logger, metrics, stack);
     const httpServer = createHttpServer(httpTimeouts(env));
-    const graphql = await openGraphQL(env, logger, metrics, core, httpServer, stack);
+    const graphql = await openGraphQL(env, logger, metrics, httpServer, stack);
     const realtime = openRealtime(env, metrics, core, graphql, httpServer, stack);
     httpServer.on('request', router(routes(env, logger, metrics, core, graphql, realtime), { env, logger, attachments: attachmentRoute(core.app.services) }));
     observe(metrics, core, realtime);
@@ -188,7 +188,7 @@ function httpTimeouts(env: Env) {
 }
 
 /** The schema, the operation pipeline, error shaping, Apollo (started, draining `httpServer` when stopped) and the fast path. */
-async function openGraphQL(env: Env, logger: Logger, metrics: Metrics, core: Core, httpServer: Server, stack: DisposerStack): Promise<GraphQLEdge> {
+async function openGraphQL(env: Env, logger: Logger, metrics: Metrics, httpServer: Server, stack: DisposerStack): Promise<GraphQLEdge> {
   const schema = await createSchema();
   const shapeError = createErrorFormatter({ production: env.NODE_ENV === 'production', logger });
   const formatError: ErrorFormatter = (formatted, error) => {

@@ -85,11 +85,6 @@ export class RealtimeSessions {
     return new RealtimeSession(this, owner, viewer, ip, origin);
   }
 
-  /** Sessions opened and not closed. */
-  get size(): number {
-    return this.open.size;
-  }
-
   /** Counts `session` for its user; false, and nothing counted, at the limit. Called by RealtimeSession.open. */
   admit(session: RealtimeSession): boolean {
     if (!this.perUser.add(session.viewer.userId)) return false;
