@@ -9,6 +9,8 @@ import { FriendService } from './friend/friend.service';
 import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
+import { PinService, type PinServiceDeps } from './message/pin.service';
+import { SearchService } from './search/search.service';
 import { ConversationService } from './conversation/conversation.service';
 import { conversationRepository } from './conversation/conversation.repository';
 import { MemberStates } from './conversation/conversation.states';
@@ -44,6 +46,10 @@ export interface Services {
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
+  /** Pinned messages (modules/message/pin.*). */
+  pins: PinService;
+  /** Message search (modules/search). */
+  search: SearchService;
   projects: ProjectService;
   conversations: ConversationService;
   /** Members' read states known here, from which each conversationUpdated receiver's row is derived. */
@@ -86,6 +92,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const messages = new MessageService({ pubsub, groups, friends, projects, env, logger: logger.child({ module: 'messages' }) });
+  // Both check a conversation's access through this one call.
+  const conversationOf: PinServiceDeps['conversationOf'] = (em, viewerId, c) => messages.conversation(em, viewerId, c);
+  const pins = new PinService({ pubsub, projects, conversationOf });
+  const search = new SearchService({ conversationOf });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, messages, groups, projects, states: memberStates });
   const typing = new TypingService({
@@ -136,6 +146,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     friends,
     groups,
     messages,
+    pins,
+    search,
     projects,
     conversations,
     memberStates,
