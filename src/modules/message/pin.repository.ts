@@ -16,15 +16,15 @@ export const pinRepository = {
    * Pins a message unless its conversation holds `max` pins already; inside the caller's
    * transaction, with the conversation's pins locked against a concurrent pin (an advisory lock:
    * sends, which take the conversation's head row, are not held up).
-   * 'pinned' also when it was already; the message's version moves only when the pin is new.
+   * 'already' when it was pinned (nothing changes); the message's version moves with a new pin.
    */
-  async pin(em: EntityManager, m: { id: string; conversationKey: string }, userId: string, max: number): Promise<'pinned' | 'full'> {
+  async pin(em: EntityManager, m: { id: string; conversationKey: string }, userId: string, max: number): Promise<'pinned' | 'already' | 'full'> {
     await em.execute(`select pg_advisory_xact_lock(hashtextextended('pins:' || ?, 0))`, [m.conversationKey]);
     const [{ n, mine }] = await em.execute(
       `select count(*)::int as n, count(*) filter (where p.message_id = ?)::int as mine from message_pins p ${ACTIVE} where p.conversation_key = ?`,
       [m.id, m.conversationKey],
     );
-    if (mine) return 'pinned';
+    if (mine) return 'already';
     if (n >= max) return 'full';
     await em.execute(
       `with p as (insert into message_pins (message_id, conversation_key, pinned_by_id, pinned_at) values (?, ?, ?, date_trunc('milliseconds', clock_timestamp()))

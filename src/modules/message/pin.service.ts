@@ -34,7 +34,11 @@ export class PinService {
     if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
     const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
     if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
-    return this.changed(em, row.id, 'PINNED');
+    if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
+    // Pinned already: nothing changed, no one is told.
+    const message = toMessageType(row);
+    [message.pin] = await this.pinsOf(em, [row.id]);
+    return message;
   }
 
   /** Unpinning a message that is not pinned changes nothing (and tells no one). */
