@@ -2,7 +2,7 @@ import { codeOf, gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
 import { SearchMessagesDocument } from '../generated/client/graphql';
-import { snapshot } from './helpers/db';
+import { snapshot, sql } from './helpers/db';
 
 const SEARCH = `query($q: String!, $c: ConversationInput, $first: Int, $after: String) {
   searchMessages(query: $q, conversation: $c, first: $first, after: $after) {
@@ -115,6 +115,37 @@ describe('searchMessages', () => {
     expect([...seen].sort()).toEqual([...sent].sort());
     // Equal ranks: newest first.
     expect(seen.slice(1)).toEqual(sent.slice(0, 23).reverse());
+  });
+
+  it('should look for a query of common words only among the newest messages of each conversation, under the same rules', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Chatty', [bob]);
+    const theirs = await groupWith(s.url, eve, 'Eve', []);
+    const p = await buildProject(s.url, alice, { participants: [bob, carol] });
+    const expected: string[] = [];
+    for (let i = 0; i < 30; i++) expected.push((await sendMessage(s.url, i % 2 ? alice.token : bob.token, { groupId: g, content: `hello there ${i}` })).id);
+    const gone = expected.pop()!;
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: gone }, alice.token));
+    expected.push((await sendMessage(s.url, alice.token, { projectId: p.id, toUserId: bob.id, content: 'hello bob, between us' })).id);
+    const eves = (await sendMessage(s.url, eve.token, { groupId: theirs, content: 'hello from eve' })).id;
+    // Statistics as autovacuum would gather them: "hello" is in nearly every message.
+    await sql(s.env.DATABASE_URL!, 'analyze messages');
+    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search'");
+    expect(stats.e).toContain('hello');
+
+    const seen: string[] = [];
+    let after: string | null = null;
+    do {
+      const page: any = (await ok(gql(s.url, SEARCH, { q: 'hello ', first: 20, after }, bob.token))).searchMessages;
+      seen.push(...page.edges.map((e: { node: Hit }) => e.node.message.id));
+      after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    } while (after);
+    expect([...seen].sort()).toEqual([...expected].sort());
+    expect(ids(await search(s.url, carol, 'hello '))).toEqual([]);
+    expect(ids(await search(s.url, eve, 'hello '))).toEqual([eves]);
+    // With a rarer word, through the index.
+    expect(ids(await search(s.url, bob, 'hello 2 '))).toEqual([expected[2]]);
   });
 
   it('should refuse bad input with BAD_USER_INPUT and change nothing, and be rate-limited', async () => {

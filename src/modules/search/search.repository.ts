@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, prepared, type Sql } from '../../shared/sql';
+import { limitLiteral, pgTextArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT, type MessageRow } from '../message/message.repository';
 
 /** A search hit: the message as history reads it, its rank and its snippet (matches between \u0001 and \u0002). */
@@ -15,40 +15,52 @@ export type SearchScope =
   /** One conversation; in a project, `privateWith` narrows to one private thread. */
   | { kind: 'one'; viewerId: string; key: string; project: boolean; privateWith: string | null };
 
+/** A query as the service built it: the tsquery text, and its words (the prefixes marked) for the estimate. */
+export interface SearchQuery {
+  tsquery: string;
+  words: string[];
+  prefix: boolean[];
+}
+
 /**
  * How many of the newest matches are ranked: ranking re-reads each message's words, so a word
  * found in most messages (a "the") would otherwise cost a pass over all of them.
  */
 export const RANKED_MATCHES = 300;
+/**
+ * A query whose every word is in more than this share of messages (PostgreSQL's statistics of the
+ * index say so) is looked for among the newest messages of each conversation (COMMON_WINDOW of them
+ * in all, at least 10 each) instead of through the index: the index would list most of the table.
+ */
+export const COMMON_SHARE = 0.05;
+export const COMMON_WINDOW = 1500;
 
 /**
  * The keys of the conversations the viewer may read now: their groups, their projects, their
- * direct conversations with current friends (as history allows them).
+ * direct conversations with current friends (as history allows them). UUIDs order as their text
+ * does (directKey), and no collation is named: the keys must compare as the index does.
  */
 const VISIBLE_KEYS = `array(
   select 'g:' || gm.group_id::text from group_members gm where gm.user_id = ?
   union all select 'p:' || pm.project_id::text from project_members pm where pm.user_id = ?
-  union all select 'd:' || least(f.user_a_id::text collate "C", f.user_b_id::text collate "C") || ':' || greatest(f.user_a_id::text collate "C", f.user_b_id::text collate "C")
+  union all select 'd:' || least(f.user_a_id, f.user_b_id)::text || ':' || greatest(f.user_a_id, f.user_b_id)::text
     from friendships f where f.user_a_id = ? or f.user_b_id = ?)`;
 
-/** The matches the viewer may see: in scope, not deleted, a project's private ones only to their two users. */
-function visible(scope: SearchScope): Sql {
-  if (scope.kind === 'all') {
-    const v = scope.viewerId;
-    return {
-      text: `m.conversation_key = any(${VISIBLE_KEYS}) and (m.project_id is null or m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)`,
-      params: [v, v, v, v, v, v],
-    };
-  }
+/** The conversations searched (an array of keys), and which of their messages the viewer may see (on `m`). */
+function visible(scope: SearchScope): { keys: Sql; rows: Sql } {
   const v = scope.viewerId;
-  if (!scope.project) return { text: 'm.conversation_key = ?', params: [scope.key] };
-  if (scope.privateWith) {
+  if (scope.kind === 'all') {
     return {
-      text: 'm.conversation_key = ? and ((m.sender_id = ? and m.recipient_id = ?) or (m.sender_id = ? and m.recipient_id = ?))',
-      params: [scope.key, v, scope.privateWith, scope.privateWith, v],
+      keys: { text: VISIBLE_KEYS, params: [v, v, v, v] },
+      rows: { text: '(m.project_id is null or m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] },
     };
   }
-  return { text: 'm.conversation_key = ? and (m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [scope.key, v, v] };
+  const keys = { text: 'array[?]::text[]', params: [scope.key] };
+  if (!scope.project) return { keys, rows: { text: 'true', params: [] } };
+  if (scope.privateWith) {
+    return { keys, rows: { text: '((m.sender_id = ? and m.recipient_id = ?) or (m.sender_id = ? and m.recipient_id = ?))', params: [v, scope.privateWith, scope.privateWith, v] } };
+  }
+  return { keys, rows: { text: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] } };
 }
 
 // The index's expression (see Migration20261124070000_SearchAndPins), written the same way so it is used.
@@ -56,40 +68,76 @@ const VECTOR = `to_tsvector('parley_search'::regconfig, m.content)`;
 // Matches between chr(1) and chr(2), which no stored message holds: the service escapes the text, then marks them.
 const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … "'`;
 
+/**
+ * The share of messages the query matches at most, as ANALYZE saw the index: its rarest word's
+ * (a prefix: all the common words it begins). A word not among the common ones counts as rare.
+ */
+const ESTIMATE = `stats as (
+  select unnest(most_common_elems::text::text[]) as e, unnest(most_common_elem_freqs) as f
+  from pg_stats where schemaname = current_schema() and tablename = 'messages_search'
+), est as materialized (
+  select coalesce(min(w.share), 0) as share from (
+    select (select coalesce(sum(s.f), 0) from stats s where case when w.prefix then starts_with(s.e, w.lexeme) else s.e = w.lexeme end) as share
+    from (select array_to_string(tsvector_to_array(to_tsvector('parley_search', w.word)), ' ') as lexeme, w.prefix
+          from unnest(?::text[], ?::boolean[]) as w(word, prefix)) w
+  ) w
+)`;
+
 export const searchRepository = {
   /**
    * One page of hits, best match first (rank, then newest), among the RANKED_MATCHES newest
-   * matches. `query` is a tsquery text built by the service (quoted words, `:*` on a prefix).
+   * matches (for a query of common words only: among the newest messages, see COMMON_SHARE).
    */
-  async page(em: EntityManager, scope: SearchScope, query: string, cursor: { rank: string; at: Date; id: string } | null, limit: number): Promise<SearchRow[]> {
-    const where = visible(scope);
+  async page(em: EntityManager, scope: SearchScope, query: SearchQuery, cursor: { rank: string; at: Date; id: string } | null, limit: number): Promise<SearchRow[]> {
+    const { keys, rows } = visible(scope);
     const after = cursor ? 'where (c.rank, c.created_at, c.id) < (?::numeric, ?::timestamptz, ?::uuid)' : '';
+    // One statement, two ways: the branch whose condition is false is never run (a one-time filter).
     return prepared<SearchRow>(
       em,
       `with q as materialized (select to_tsquery('parley_search', ?) as q),
-       c as (
-         select m.id, m.created_at, round(ts_rank(${VECTOR}, q.q, 1)::numeric, 6) as rank
-         from (
-           select m.id, m.created_at, m.content from messages m cross join q
-           where ${VECTOR} @@ q.q and m.content is not null and m.deleted_at is null and ${where.text}
-           order by m.created_at desc, m.id desc limit ${RANKED_MATCHES}
-         ) m cross join q
+       k as materialized (select ${keys.text} as keys),
+       ${ESTIMATE},
+       found as (
+         select m.id, m.created_at, m.content from messages m
+         where (select share from est) <= ${COMMON_SHARE} and m.conversation_key = any((select keys from k)::text[])
+           and ${VECTOR} @@ (select q from q) and m.content is not null and m.deleted_at is null and ${rows.text}
+         order by m.created_at desc, m.id desc limit ${RANKED_MATCHES}
+       ), recent as (
+         select m.id, m.created_at, m.content from unnest((select keys from k)) as ck(key) cross join lateral (
+           select m.id, m.created_at, m.content from messages m
+           where m.conversation_key = ck.key and m.content is not null and m.deleted_at is null and ${rows.text}
+           order by m.created_at desc, m.id desc
+           limit greatest(10, ${COMMON_WINDOW} / greatest(1, cardinality((select keys from k))))
+         ) m
+         where (select share from est) > ${COMMON_SHARE} and ${VECTOR} @@ (select q from q)
+       ), c as (
+         select m.id, m.created_at, round(ts_rank(${VECTOR}, (select q from q), 1)::numeric, 6) as rank
+         from (select * from found union all select * from recent) m
        ), p as (
          select c.* from c ${after} order by c.rank desc, c.created_at desc, c.id desc limit ${limitLiteral(limit + 1)}
        )
        select p.rank::text as rank, ts_headline('parley_search', t.content, (select q from q), ${HEADLINE_OPTIONS}) as headline, t.*
        from p cross join lateral (${SELECT} where m.id = p.id) t
        order by p.rank desc, p.created_at desc, p.id desc`,
-      [query, ...where.params, ...(cursor ? [cursor.rank, cursor.at, cursor.id] : [])],
+      [
+        query.tsquery,
+        ...keys.params,
+        pgTextArray(query.words),
+        `{${query.prefix.map((p) => (p ? 't' : 'f')).join(',')}}`,
+        ...rows.params,
+        ...rows.params,
+        ...(cursor ? [cursor.rank, cursor.at, cursor.id] : []),
+      ],
     );
   },
 
   /** Every visible match (not only the ranked ones). */
-  async count(em: EntityManager, scope: SearchScope, query: string): Promise<number> {
-    const where = visible(scope);
+  async count(em: EntityManager, scope: SearchScope, query: SearchQuery): Promise<number> {
+    const { keys, rows } = visible(scope);
     const [row] = await em.execute(
-      `select count(*)::int as n from messages m where ${VECTOR} @@ to_tsquery('parley_search', ?) and m.content is not null and m.deleted_at is null and ${where.text}`,
-      [query, ...where.params],
+      `select count(*)::int as n from messages m where ${VECTOR} @@ to_tsquery('parley_search', ?) and m.content is not null and m.deleted_at is null
+         and m.conversation_key = any(${keys.text}) and ${rows.text}`,
+      [query.tsquery, ...keys.params, ...rows.params],
     );
     return row.n;
   },

@@ -4,7 +4,7 @@ import { decodeCursor, pageSize, toConnection, type ConnectionShape, type LazyCo
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { Conversation } from '../message/message.types';
-import { searchRepository, type SearchRow, type SearchScope } from './search.repository';
+import { searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
 import type { SearchHitType } from './search.types';
 
 /** The longest query taken, in characters: a few words, never a pasted document. */
@@ -29,12 +29,12 @@ export interface SearchServiceDeps {
 }
 
 /**
- * A client's query as a tsquery text: every word must match, the last one (the word being typed)
+ * A client's query as a tsquery text (and its words, for the estimate of how common they are): every word must match, the last one (the word being typed)
  * as a prefix unless the query ends with a space. Words are quoted, so no operator a client types
  * means anything; what they hold is split and unaccented by the same configuration as the index.
  * @throws BadUserInputError for an empty query, one with no word in it, or one over MAX_QUERY characters.
  */
-export function toTsQuery(query: string): string {
+export function toSearchQuery(query: string): SearchQuery {
   if (typeof query !== 'string' || !query.trim()) throw new BadUserInputError('Search for at least one word.', 'query');
   if (query.length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
   const all = query.normalize('NFC').match(WORD) ?? [];
@@ -42,7 +42,8 @@ export function toTsQuery(query: string): string {
   const words = all.slice(0, MAX_WORDS);
   // The last word is still being typed unless a space follows it (or it was cut off).
   const typing = !/\s$/u.test(query) && all.length === words.length;
-  return words.map((w, i) => `'${w}'${typing && i === words.length - 1 && [...w].length >= MIN_PREFIX ? ':*' : ''}`).join(' & ');
+  const prefix = words.map((w, i) => typing && i === words.length - 1 && [...w].length >= MIN_PREFIX);
+  return { tsquery: words.map((w, i) => `'${w}'${prefix[i] ? ':*' : ''}`).join(' & '), words, prefix };
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -76,7 +77,7 @@ export class SearchService {
     viewerId: string,
     args: { query: string; conversation?: ConversationArgs | null; first?: number | null; after?: string | null },
   ): Promise<ConnectionShape<SearchHitType, LazyCount>> {
-    const query = toTsQuery(args.query);
+    const query = toSearchQuery(args.query);
     const limit = pageSize(args.first, 'first', 20);
     const cursor = args.after ? decodeSearchCursor(args.after) : null;
     let scope: SearchScope = { kind: 'all', viewerId };
