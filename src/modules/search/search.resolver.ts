@@ -9,7 +9,7 @@ export class SearchResolver {
   @Authorized()
   @Query(() => SearchHitConnection, {
     description:
-      'Messages the viewer may read now, best match first (among the 300 newest matches; for words found in more than 5% of all messages, among the newest 1,500 messages), each with a highlighted snippet. Every word must match; the last one, still being typed, as a prefix. One conversation, or all of them.',
+      'Messages the viewer may read now, best match first (among the 200 newest matches; for words found in more than 5% of all messages, among the newest 600 messages), each with a highlighted snippet. Every word must match; the last one, still being typed, as a prefix. One conversation, or all of them.',
   })
   async searchMessages(
     @Arg('query') query: string,

@@ -12,7 +12,7 @@ export const MAX_QUERY = 200;
 /** Words of a query beyond these are not searched for. */
 const MAX_WORDS = 12;
 /** The word being typed (the last one, no space after it) matches as a prefix from this length on. */
-const MIN_PREFIX = 2;
+const MIN_PREFIX = 3;
 
 const WORD = /[\p{L}\p{M}\p{N}]+/gu;
 const RANK = /^\d{1,3}\.\d{6}$/;
