@@ -118,7 +118,7 @@ export const searchRepository = {
   async page(em: EntityManager, scope: SearchScope, query: SearchQuery, cursor: { rank: string; at: Date; id: string } | null, limit: number): Promise<SearchRow[]> {
     const { keys, rows } = visible(scope);
     const after = cursor ? 'where (c.rank, c.created_at, c.id) < (?::numeric, ?::timestamptz, ?::uuid)' : '';
-    // One statement, two ways: the branch whose condition is false is never run (a one-time filter).
+    // One statement, three ways (rare, middling, common words): the branches whose condition is false never run (one-time filters).
     return prepared<SearchRow>(
       em,
       `with q as materialized (select to_tsquery('parley_search', ?) as q),
