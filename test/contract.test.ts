@@ -11,13 +11,18 @@ const API_MD = path.resolve(__dirname, '../docs/API.md');
 
 /**
  * Every ```graphql block of the contract (the base one and the additions, which `extend` the
- * root types), plus the fields the additions promise in prose: `# Message gains: a: T  b: U`.
+ * root types), plus the fields the additions promise in prose: `# Message gains: a: T  b: U`, or
+ * on the lines after it (`# Message gains:` then `#   a: T  b: U`), and the values an enum gains
+ * (`# MessageEventKind gains: A B`).
  */
 function contractDefinitions(): readonly DefinitionNode[] {
   const text = readFileSync(API_MD, 'utf8');
   const blocks = text.split('```graphql').slice(1).map((b) => b.split('```')[0]);
   if (!blocks.length) throw new Error(`no graphql block in ${API_MD}`);
-  const gains = [...text.matchAll(/^# (\w+) gains: (.+)$/gm)].map(([, type, fields]) => `extend type ${type} { ${fields} }`);
+  const gains = [...text.matchAll(/^# (\w+) gains:(.*)\n((?:#   .*\n)*)/gm)].map(([, type, inline, next]) => {
+    const fields = `${inline} ${next.replace(/^#   /gm, '')}`.trim();
+    return fields.includes(':') ? `extend type ${type} { ${fields} }` : `extend enum ${type} { ${fields} }`;
+  });
   return [...blocks, ...gains].flatMap((b) => parse(b).definitions);
 }
 
@@ -32,7 +37,7 @@ function differences(): string[] {
       out.push(`type ${name} is missing`);
       continue;
     }
-    if (def.kind === Kind.ENUM_TYPE_DEFINITION) {
+    if (def.kind === Kind.ENUM_TYPE_DEFINITION || def.kind === Kind.ENUM_TYPE_EXTENSION) {
       const values = new Set((type as any).getValues().map((v: { name: string }) => v.name));
       for (const v of def.values ?? []) if (!values.has(v.name.value)) out.push(`enum value ${name}.${v.name.value} is missing`);
       continue;

@@ -122,6 +122,8 @@ export interface Env {
   RATE_LIMIT_EDIT: RateSpec;
   /** addReaction and removeReaction calls per user. @default 120/1m */
   RATE_LIMIT_REACTION: RateSpec;
+  /** searchMessages calls per user: a search reads far more than a page of history. @default 60/1m */
+  RATE_LIMIT_SEARCH: RateSpec;
   /** setTyping calls per user on one instance, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
   RATE_LIMIT_TYPING: RateSpec;
   /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
@@ -313,6 +315,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     SIDEBAR_FANOUT_MAX: int(src, 'SIDEBAR_FANOUT_MAX', 32, 2, 10_000),
     RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
+    RATE_LIMIT_SEARCH: rate(src, 'RATE_LIMIT_SEARCH', { points: 60, duration: 60 }),
     RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
     RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
     RATE_LIMIT_GROUP_MEMBERSHIP: rate(src, 'RATE_LIMIT_GROUP_MEMBERSHIP', { points: 60, duration: 3600 }),

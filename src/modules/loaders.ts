@@ -6,6 +6,7 @@ import type { GroupType } from './group/group.types';
 import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
 import type { MessageType } from './message/message.types';
+import type { PinService } from './message/pin.service';
 import type { PresenceService, PresenceState } from './presence/presence.service';
 import type { ProjectService } from './project/project.service';
 import type { ProjectType } from './project/project.types';
@@ -26,10 +27,12 @@ export interface Loaders {
   message: DataLoader<string, MessageType | null>;
   /** Reactions of every message in a response, in one query. */
   reactions: DataLoader<string, ReactionSummary[]>;
+  /** Pins of every message in a response, in one query. */
+  pin: DataLoader<string, { at: Date; byId: string | null } | null>;
 }
 
-export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService }, viewerId: string | null): Loaders {
-  const { presence, projects } = services;
+export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService; pins: PinService }, viewerId: string | null): Loaders {
+  const { presence, projects, pins } = services;
   return {
     user: new DataLoader(async (ids) => {
       const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
@@ -50,5 +53,6 @@ export function createLoaders(em: EntityManager, services: { presence: PresenceS
       const byId = await messageRepository.reactions(em, ids);
       return ids.map((id) => byId.get(id) ?? []);
     }),
+    pin: new DataLoader((ids) => pins.pinsOf(em, ids)),
   };
 }

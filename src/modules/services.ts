@@ -10,6 +10,8 @@ import { GroupService } from './group/group.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
+import { PinService } from './message/pin.service';
+import { SearchService } from './search/search.service';
 import { ConversationService } from './conversation/conversation.service';
 import { conversationRepository } from './conversation/conversation.repository';
 import { MemberStates } from './conversation/conversation.states';
@@ -46,6 +48,10 @@ export interface Services {
   friends: FriendService;
   groups: GroupService;
   messages: MessageService;
+  /** Pinned messages (modules/message/pin.*). */
+  pins: PinService;
+  /** Message search (modules/search). */
+  search: SearchService;
   projects: ProjectService;
   /** Who may see and use which conversation: resolving one, filtering events for a viewer. */
   conversationAccess: ConversationAccess;
@@ -91,6 +97,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });
   const messages = new MessageService({ pubsub, access: conversationAccess, env });
+  const pins = new PinService({ pubsub, projects, access: conversationAccess });
+  const search = new SearchService({ access: conversationAccess });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
   const typing = new TypingService({
@@ -145,6 +153,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     friends,
     groups,
     messages,
+    pins,
+    search,
     projects,
     conversationAccess,
     conversations,

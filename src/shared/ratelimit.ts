@@ -100,6 +100,8 @@ export interface Rates {
   edit: RateLimit;
   /** addReaction and removeReaction, per user. */
   reaction: RateLimit;
+  /** searchMessages, per user. */
+  search: RateLimit;
   /** setTyping, per user, on this instance. */
   typing: RateLimit;
   /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
@@ -117,6 +119,7 @@ export function createRates(
     | 'RATE_LIMIT_FRIEND_REQUEST'
     | 'RATE_LIMIT_EDIT'
     | 'RATE_LIMIT_REACTION'
+    | 'RATE_LIMIT_SEARCH'
     | 'RATE_LIMIT_TYPING'
     | 'RATE_LIMIT_WS_MESSAGES'
   >,
@@ -131,6 +134,7 @@ export function createRates(
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
+    search: new RateLimit('search', env.RATE_LIMIT_SEARCH, redis),
     // Counted per instance: a refresh every 2 s from every typist would otherwise add a Redis round
     // trip each, and what reaches others is bounded anyway (one event per 2 s, decided in Redis).
     typing: new RateLimit('typing', env.RATE_LIMIT_TYPING),

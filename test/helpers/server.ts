@@ -68,6 +68,7 @@ function testVars(overrides: Overrides): Record<string, string | undefined> {
     RATE_LIMIT_SEND_MESSAGE: '1000000/1h',
     RATE_LIMIT_EDIT: '1000000/1h',
     RATE_LIMIT_REACTION: '1000000/1h',
+    RATE_LIMIT_SEARCH: '1000000/1h',
     RATE_LIMIT_TYPING: '1000000/1h',
     RATE_LIMIT_WS_MESSAGES: '1000000/1h',
     RATE_LIMIT_CREATE_GROUP: '1000000/1h',

@@ -41,6 +41,7 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     projectId: p.projectId,
     recipientId: p.recipientId,
     conversationKey: p.conversationKey,
+    ...(p.pin !== undefined ? { pin: p.pin && { at: new Date(p.pin.at), byId: p.pin.byId } } : {}),
   };
 }
 

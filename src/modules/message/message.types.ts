@@ -31,6 +31,8 @@ export class MessageType {
   projectId!: string | null;
   recipientId!: string | null;
   conversationKey!: string;
+  /** The pin as a PINNED or UNPINNED event carried it (null: none); loaded when absent (see pin.resolver.ts). */
+  pin?: { at: Date; byId: string | null } | null;
 }
 
 @ObjectType('MessageEdge')
@@ -75,6 +77,8 @@ export enum MessageEventKind {
   EDITED = 'EDITED',
   DELETED = 'DELETED',
   REACTIONS_CHANGED = 'REACTIONS_CHANGED',
+  PINNED = 'PINNED',
+  UNPINNED = 'UNPINNED',
 }
 registerEnumType(MessageEventKind, { name: 'MessageEventKind' });
 

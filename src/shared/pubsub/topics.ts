@@ -36,6 +36,12 @@ export interface UserPayload {
   createdAt: string;
 }
 
+/** A message's pin: when, and by whom. */
+export interface PinPayload {
+  at: string;
+  byId: string | null;
+}
+
 export interface MessagePayload {
   id: string;
   conversationKey: string;
@@ -53,6 +59,8 @@ export interface MessagePayload {
   deletedAt?: string | null;
   /** Absent on a new message (it has none). */
   reactions?: ReactionSummary[];
+  /** In PINNED and UNPINNED events: the pin as it is now (null once unpinned). */
+  pin?: PinPayload | null;
   /** A new message's position among all its conversation's messages, private ones included (see InOrder). */
   pos?: number;
   /** In a messageEvent: the message's version as told (see NewestVersions). */
@@ -66,7 +74,7 @@ export interface ReactionSummary {
 }
 
 export interface MessageEventPayload {
-  kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED';
+  kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED' | 'PINNED' | 'UNPINNED';
   message: MessagePayload;
 }
 

@@ -1,0 +1,111 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type MessageEventPayload } from '../../shared/pubsub/topics';
+import { isoTime } from '../../shared/time';
+import { isId } from '../../shared/validation';
+import { ProjectRole } from '../project/project.entity';
+import type { ProjectService } from '../project/project.service';
+import { messageRepository, type MessageRow } from './message.repository';
+import { toMessagePayload, toMessageType } from './message.mapper';
+import type { MessageType } from './message.types';
+import type { Conversation, ConversationAccess } from '../conversation/conversation.access';
+import { pinRepository } from './pin.repository';
+
+/** Pins one conversation may hold at once. */
+export const MAX_PINS = 50;
+
+export interface PinServiceDeps {
+  pubsub: PubSub;
+  projects: ProjectService;
+  /** The one access check for a conversation (NOT_FOUND or FORBIDDEN for one the viewer may not use). */
+  access: ConversationAccess;
+}
+
+/**
+ * Pinning: any member of a group or a direct conversation may pin or unpin, in a project only its
+ * owner; a private message inside a project is not pinned for everyone. A deleted message's pin
+ * shows nowhere.
+ */
+export class PinService {
+  private readonly pubsub: PubSub;
+  private readonly projects: ProjectService;
+  private readonly access: ConversationAccess;
+
+  constructor(deps: PinServiceDeps) {
+    this.pubsub = deps.pubsub;
+    this.projects = deps.projects;
+    this.access = deps.access;
+  }
+
+  async pin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
+    const { row, conv } = await this.pinnable(em, viewerId, messageId);
+    if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
+    const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
+    if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
+    if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
+    // Pinned already: nothing changed, no one is told.
+    const message = toMessageType(row);
+    [message.pin] = await this.pinsOf(em, [row.id]);
+    return message;
+  }
+
+  /** Unpinning a message that is not pinned changes nothing (and tells no one). */
+  async unpin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
+    const { row } = await this.pinnable(em, viewerId, messageId);
+    if (await pinRepository.unpin(em, row.id)) return this.changed(em, row.id, 'UNPINNED');
+    const message = toMessageType(row);
+    message.pin = null;
+    return message;
+  }
+
+  /** A conversation's pinned messages, newest pin first (the conversation is the viewer's already). */
+  async pinnedMessages(em: EntityManager, conversationKey: string): Promise<MessageType[]> {
+    const rows = await pinRepository.ofConversation(em, conversationKey);
+    return rows.map((r) => ({ ...toMessageType(r), pin: { at: new Date(r.pinned_at), byId: r.pinned_by_id } }));
+  }
+
+  /** Pins of several messages (a loader's batch): null for one not pinned. */
+  async pinsOf(em: EntityManager, ids: readonly string[]): Promise<({ at: Date; byId: string | null } | null)[]> {
+    const found = await pinRepository.ofMessages(em, ids);
+    return ids.map((id) => {
+      const p = found.get(id);
+      return p ? { at: new Date(p.pinned_at), byId: p.pinned_by_id } : null;
+    });
+  }
+
+  /**
+   * The message and its conversation, if the viewer may pin in it: NOT_FOUND for a message they
+   * can't see (the same answer as for none), FORBIDDEN for a project's member who is not its owner.
+   */
+  private async pinnable(em: EntityManager, viewerId: string, messageId: string): Promise<{ row: MessageRow; conv: Conversation }> {
+    const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
+    if (!row) throw new NotFoundError('Message');
+    const party = viewerId === row.sender_id || viewerId === row.recipient_id;
+    // A direct message is its two users'; a project's private one too.
+    if (!row.group_id && row.recipient_id && !party) throw new NotFoundError('Message');
+    const peer = row.group_id || row.project_id ? null : row.sender_id === viewerId ? row.recipient_id : row.sender_id;
+    let conv: Conversation;
+    try {
+      conv = await this.access.resolve(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
+    } catch {
+      throw new NotFoundError('Message');
+    }
+    if (conv.kind === 'project') {
+      if (row.recipient_id) throw new BadUserInputError('A private message is not pinned for the whole project.', 'messageId');
+      const { role } = await this.projects.asMember(em, conv.projectId!, viewerId);
+      if (role !== ProjectRole.OWNER) throw new ForbiddenError("Only the project's owner can pin or unpin its messages.");
+    }
+    return { row, conv };
+  }
+
+  /** The message as it is now, told to every messageEvent subscriber of its conversation with its pin. */
+  private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
+    const row = (await messageRepository.withReactions(em, id))!;
+    const [pin] = await this.pinsOf(em, [id]);
+    const message: MessageType = { ...toMessageType(row), reactionList: row.reaction_list, pin };
+    const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId } };
+    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
+    return message;
+  }
+}

@@ -1,0 +1,171 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { limitLiteral, pgTextArray, prepared, type Sql } from '../../shared/sql';
+import { SELECT, type MessageRow } from '../message/message.repository';
+
+/** A search hit: the message as history reads it, its rank and its snippet (matches between \u0001 and \u0002). */
+export interface SearchRow extends MessageRow {
+  /** ts_rank rounded to 6 decimals, as text: exact in a cursor. */
+  rank: string;
+  headline: string;
+}
+
+/** Where to search: every conversation the viewer may read now, or one of them. */
+export type SearchScope =
+  | { kind: 'all'; viewerId: string }
+  /** One conversation; in a project, `privateWith` narrows to one private thread. */
+  | { kind: 'one'; viewerId: string; key: string; project: boolean; privateWith: string | null };
+
+/** A query as the service built it: the tsquery text, and its words (the prefixes marked) for the estimate. */
+export interface SearchQuery {
+  tsquery: string;
+  words: string[];
+  prefix: boolean[];
+}
+
+/**
+ * How many of the newest matches are ranked: ranking re-reads each message's words, so a word
+ * found in most messages (a "the") would otherwise cost a pass over all of them.
+ */
+export const RANKED_MATCHES = 200;
+/**
+ * A query whose every word is in more than this share of messages (PostgreSQL's statistics of the
+ * index say so) is looked for among the newest messages of each conversation (COMMON_WINDOW of them
+ * in all, at least 10 each) instead of through the index: the index would list most of the table.
+ */
+export const COMMON_SHARE = 0.05;
+/**
+ * Up to this share, the messages the index finds are few enough to check their conversation as
+ * they are read; beyond it, the keyset index lists the conversations' messages too and the two
+ * lists are intersected before any is read.
+ */
+export const KEYS_BY_INDEX_SHARE = 0.005;
+export const COMMON_WINDOW = 600;
+
+/**
+ * The keys of the conversations the viewer may read now: their groups, their projects, their
+ * direct conversations with current friends (as history allows them). UUIDs order as their text
+ * does (directKey), and no collation is named: the keys must compare as the index does.
+ */
+const VISIBLE_KEYS = `array(
+  select 'g:' || gm.group_id::text from group_members gm where gm.user_id = ?
+  union all select 'p:' || pm.project_id::text from project_members pm where pm.user_id = ?
+  union all select 'd:' || least(f.user_a_id, f.user_b_id)::text || ':' || greatest(f.user_a_id, f.user_b_id)::text
+    from friendships f where f.user_a_id = ? or f.user_b_id = ?)`;
+
+/** The conversations searched (an array of keys), and which of their messages the viewer may see (on `m`). */
+function visible(scope: SearchScope): { keys: Sql; rows: Sql } {
+  const v = scope.viewerId;
+  if (scope.kind === 'all') {
+    return {
+      keys: { text: VISIBLE_KEYS, params: [v, v, v, v] },
+      rows: { text: '(m.project_id is null or m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] },
+    };
+  }
+  const keys = { text: 'array[?]::text[]', params: [scope.key] };
+  if (!scope.project) return { keys, rows: { text: 'true', params: [] } };
+  if (scope.privateWith) {
+    return { keys, rows: { text: '((m.sender_id = ? and m.recipient_id = ?) or (m.sender_id = ? and m.recipient_id = ?))', params: [v, scope.privateWith, scope.privateWith, v] } };
+  }
+  return { keys, rows: { text: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] } };
+}
+
+// The index's expression (see Migration20261124070000_SearchAndPins), written the same way so it is used.
+const VECTOR = `to_tsvector('parley_search'::regconfig, m.content)`;
+// Matches between chr(1) and chr(2), which no stored message holds: the service escapes the text, then marks them.
+const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … "'`;
+
+/**
+ * The statistics list only the common words: a prefix also begins rare ones they leave out (3 letters
+ * began words in 7% of the bench's messages where the listed ones made 2.4%), so its share counts thrice.
+ */
+const PREFIX_FACTOR = 3;
+
+/**
+ * The share of messages the query matches at most, as ANALYZE saw the index: its rarest word's
+ * (a prefix: all the common words it begins). A word not among the common ones counts as rare.
+ */
+const ESTIMATE = `words as materialized (
+  select array_to_string(tsvector_to_array(to_tsvector('parley_search', w.word)), ' ') as lexeme, w.prefix
+  from unnest(?::text[], ?::boolean[]) as w(word, prefix)
+), stats as materialized (
+  select unnest(most_common_elems::text::text[]) as e, unnest(most_common_elem_freqs) as f
+  from pg_stats where schemaname = current_schema() and tablename = 'messages_search'
+), est as materialized (
+  select coalesce(min(w.share), 0) as share from (
+    select (select coalesce(sum(s.f), 0) * case when w.prefix then ${PREFIX_FACTOR} else 1 end from stats s
+            where case when w.prefix then starts_with(s.e, w.lexeme) else s.e = w.lexeme end) as share
+    from words w
+  ) w
+)`;
+
+/**
+ * The RANKED_MATCHES newest matches, when `when` holds (a one-time filter). `key` is the column as
+ * compared with the keys: `m.conversation_key` lets the planner use the keyset index for it, an
+ * expression of it does not.
+ */
+function found(when: string, key: string, rows: string): string {
+  return `(select m.id, m.created_at, m.content from messages m
+    where ${when} and ${key} = any((select keys from k)::text[])
+      and ${VECTOR} @@ (select q from q) and m.content is not null and m.deleted_at is null and ${rows}
+    order by m.created_at desc, m.id desc limit ${RANKED_MATCHES})`;
+}
+
+export const searchRepository = {
+  /**
+   * One page of hits, best match first (rank, then newest), among the RANKED_MATCHES newest
+   * matches (for a query of common words only: among the newest messages, see COMMON_SHARE).
+   */
+  async page(em: EntityManager, scope: SearchScope, query: SearchQuery, cursor: { rank: string; at: Date; id: string } | null, limit: number): Promise<SearchRow[]> {
+    const { keys, rows } = visible(scope);
+    const after = cursor ? 'where (c.rank, c.created_at, c.id) < (?::numeric, ?::timestamptz, ?::uuid)' : '';
+    // One statement, three ways (rare, middling, common words): the branches whose condition is false never run (one-time filters).
+    return prepared<SearchRow>(
+      em,
+      `with q as materialized (select to_tsquery('parley_search', ?) as q),
+       k as materialized (select ${keys.text} as keys),
+       ${ESTIMATE},
+       found as (
+         ${found(`(select share from est) <= ${KEYS_BY_INDEX_SHARE}`, `(m.conversation_key || '')`, rows.text)}
+         union all
+         ${found(`(select share from est) > ${KEYS_BY_INDEX_SHARE} and (select share from est) <= ${COMMON_SHARE}`, 'm.conversation_key', rows.text)}
+       ), recent as (
+         select m.id, m.created_at, m.content from unnest((select keys from k)) as ck(key) cross join lateral (
+           select m.id, m.created_at, m.content from messages m
+           where m.conversation_key = ck.key and m.content is not null and m.deleted_at is null and ${rows.text}
+           order by m.created_at desc, m.id desc
+           limit greatest(10, ${COMMON_WINDOW} / greatest(1, cardinality((select keys from k))))
+         ) m
+         where (select share from est) > ${COMMON_SHARE} and ${VECTOR} @@ (select q from q)
+       ), c as (
+         select m.id, m.created_at, round(ts_rank(${VECTOR}, (select q from q), 1)::numeric, 6) as rank
+         from (select * from found union all select * from recent order by created_at desc, id desc limit ${RANKED_MATCHES}) m
+       ), p as (
+         select c.* from c ${after} order by c.rank desc, c.created_at desc, c.id desc limit ${limitLiteral(limit + 1)}
+       )
+       select p.rank::text as rank, ts_headline('parley_search', t.content, (select q from q), ${HEADLINE_OPTIONS}) as headline, t.*
+       from p cross join lateral (${SELECT} where m.id = p.id) t
+       order by p.rank desc, p.created_at desc, p.id desc`,
+      [
+        query.tsquery,
+        ...keys.params,
+        pgTextArray(query.words),
+        `{${query.prefix.map((p) => (p ? 't' : 'f')).join(',')}}`,
+        ...rows.params,
+        ...rows.params,
+        ...rows.params,
+        ...(cursor ? [cursor.rank, cursor.at, cursor.id] : []),
+      ],
+    );
+  },
+
+  /** Every visible match (not only the ranked ones). */
+  async count(em: EntityManager, scope: SearchScope, query: SearchQuery): Promise<number> {
+    const { keys, rows } = visible(scope);
+    const [row] = await em.execute(
+      `select count(*)::int as n from messages m where ${VECTOR} @@ to_tsquery('parley_search', ?) and m.content is not null and m.deleted_at is null
+         and m.conversation_key = any(${keys.text}) and ${rows.text}`,
+      [query.tsquery, ...keys.params, ...rows.params],
+    );
+    return row.n;
+  },
+};

@@ -1,0 +1,30 @@
+import { Arg, Authorized, Ctx, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
+import { ConversationInput } from '../conversation/conversation.types';
+import { SearchHitConnection } from './search.types';
+
+@Resolver(() => SearchHitConnection)
+export class SearchResolver {
+  @Authorized()
+  @Query(() => SearchHitConnection, {
+    description:
+      'Messages the viewer may read now, best match first (among the 200 newest matches; for words found in more than 5% of all messages, among the newest 600 messages), each with a highlighted snippet. Every word must match; the last one, still being typed, as a prefix. One conversation, or all of them.',
+  })
+  async searchMessages(
+    @Arg('query') query: string,
+    @Arg('conversation', () => ConversationInput, { nullable: true }) conversation: ConversationInput | null,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20 }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() ctx: Context,
+  ): Promise<SearchHitConnection> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.search.consume(me, 'You are searching too fast; slow down.');
+    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after });
+  }
+
+  @FieldResolver(() => Int, { description: 'Every visible match, not only the ranked ones: counted only when asked for.' })
+  totalCount(@Root() c: SearchHitConnection): Promise<number> {
+    return c.totalCount();
+  }
+}

@@ -1,0 +1,96 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError } from '../../shared/errors';
+import { decodeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
+import { isoTime } from '../../shared/time';
+import { toMessageType } from '../message/message.mapper';
+import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
+import { searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
+import type { SearchHitType } from './search.types';
+
+/** The longest query taken, in characters: a few words, never a pasted document. */
+export const MAX_QUERY = 200;
+/** Words of a query beyond these are not searched for. */
+const MAX_WORDS = 12;
+/** The word being typed (the last one, no space after it) matches as a prefix from this length on. */
+const MIN_PREFIX = 3;
+
+const WORD = /[\p{L}\p{M}\p{N}]+/gu;
+const RANK = /^\d{1,3}\.\d{6}$/;
+
+export interface SearchServiceDeps {
+  /** The one access check for a conversation the client names (the same answers as history: NOT_FOUND, FORBIDDEN). */
+  access: ConversationAccess;
+}
+
+/**
+ * A client's query as a tsquery text (and its words, for the estimate of how common they are): every word must match, the last one (the word being typed)
+ * as a prefix unless the query ends with a space. Words are quoted, so no operator a client types
+ * means anything; what they hold is split and unaccented by the same configuration as the index.
+ * @throws BadUserInputError for an empty query, one with no word in it, or one over MAX_QUERY characters.
+ */
+export function toSearchQuery(query: string): SearchQuery {
+  if (typeof query !== 'string' || !query.trim()) throw new BadUserInputError('Search for at least one word.', 'query');
+  if (query.length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
+  const all = query.normalize('NFC').match(WORD) ?? [];
+  if (!all.length) throw new BadUserInputError('Search for at least one word (letters or digits).', 'query');
+  const words = all.slice(0, MAX_WORDS);
+  // The last word is still being typed unless a space follows it (or it was cut off).
+  const typing = !/\s$/u.test(query) && all.length === words.length;
+  const prefix = words.map((w, i) => typing && i === words.length - 1 && [...w].length >= MIN_PREFIX);
+  return { tsquery: words.map((w, i) => `'${w}'${prefix[i] ? ':*' : ''}`).join(' & '), words, prefix };
+}
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** The headline as HTML: the text escaped, the matches (between \u0001 and \u0002) in <mark>. */
+export function toSnippet(headline: string): string {
+  return headline
+    .replace(/[&<>"']/g, (c) => ESCAPES[c])
+    .replace(/\u0001/g, '<mark>')
+    .replace(/\u0002/g, '</mark>');
+}
+
+function decodeSearchCursor(cursor: string): { rank: string; at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, 'after');
+  const [rank, iso, ...rest] = k.split('|');
+  const at = new Date(iso ?? '');
+  if (rest.length || !RANK.test(rank) || Number.isNaN(at.getTime()) || at.toISOString() !== iso) throw new BadUserInputError("Invalid cursor in 'after'.", 'after');
+  return { rank, at, id };
+}
+
+export class SearchService {
+  private readonly access: ConversationAccess;
+
+  constructor(deps: SearchServiceDeps) {
+    this.access = deps.access;
+  }
+
+  /**
+   * Messages the viewer may read now (membership at the time of the search; a project's private
+   * messages only for their two users; never a deleted one), best match first among the newest
+   * RANKED_MATCHES matches, then newest first; paged forward by keyset on (rank, createdAt, id).
+   */
+  async search(
+    em: EntityManager,
+    viewerId: string,
+    args: { query: string; conversation?: ConversationArgs | null; first?: number | null; after?: string | null },
+  ): Promise<ConnectionShape<SearchHitType, LazyCount>> {
+    const query = toSearchQuery(args.query);
+    const limit = pageSize(args.first, 'first', 20);
+    const cursor = args.after ? decodeSearchCursor(args.after) : null;
+    let scope: SearchScope = { kind: 'all', viewerId };
+    if (args.conversation) {
+      const conv = await this.access.resolve(em, viewerId, args.conversation);
+      scope = { kind: 'one', viewerId, key: conv.key, project: conv.kind === 'project', privateWith: conv.privateWith };
+    }
+    const rows = limit ? await searchRepository.page(em, scope, query, cursor, limit) : [];
+    return toConnection(rows, {
+      limit,
+      backward: false,
+      hasCursor: !!cursor,
+      totalCount: () => searchRepository.count(em, scope, query),
+      key: (r: SearchRow) => ({ k: `${r.rank}|${isoTime(new Date(r.created_at).getTime())}`, id: r.id }),
+      node: (r: SearchRow) => ({ message: toMessageType(r), snippet: toSnippet(r.headline) }),
+    });
+  }
+}

@@ -1,0 +1,174 @@
+import { codeOf, gql, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
+import { SearchMessagesDocument } from '../generated/client/graphql';
+import { snapshot, sql } from './helpers/db';
+
+const SEARCH = `query($q: String!, $c: ConversationInput, $first: Int, $after: String) {
+  searchMessages(query: $q, conversation: $c, first: $first, after: $after) {
+    edges { cursor node { snippet message { id content conversationId } } }
+    pageInfo { hasNextPage hasPreviousPage endCursor } totalCount } }`;
+
+type Hit = { snippet: string; message: { id: string; content: string; conversationId: string } };
+
+async function search(url: string, user: TestUser, q: string, extra: Record<string, unknown> = {}): Promise<Hit[]> {
+  return (await ok(gql(url, SEARCH, { q, ...extra }, user.token))).searchMessages.edges.map((e: { node: Hit }) => e.node);
+}
+const ids = (hits: Hit[]) => hits.map((h) => h.message.id).sort();
+
+describe('searchMessages', () => {
+  it('should find words in English, Russian and French whatever their accents or case, the word being typed as a prefix, with a marked snippet', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Polyglots', [bob]);
+    const fr = await sendMessage(s.url, alice.token, { groupId: g, content: 'Le café était très bon à Noël' });
+    const ru = await sendMessage(s.url, bob.token, { groupId: g, content: 'Привет! Ёлка уже горит, всё готово' });
+    const en = await sendMessage(s.url, alice.token, { groupId: g, content: 'The deployment finished before the meeting' });
+    const html = await sendMessage(s.url, alice.token, { groupId: g, content: '<b>Cafe</b> & "co"' });
+
+    expect(ids(await search(s.url, bob, 'CAFÉ'))).toEqual([fr.id, html.id].sort());
+    expect(ids(await search(s.url, bob, 'cafe'))).toEqual([fr.id, html.id].sort());
+    expect(ids(await search(s.url, bob, 'noel tres'))).toEqual([fr.id]);
+    // ё and е are one letter to a search, either way round.
+    expect(ids(await search(s.url, alice, 'елка'))).toEqual([ru.id]);
+    expect(ids(await search(s.url, alice, 'ВСЁ ГОТОВО'))).toEqual([ru.id]);
+    // The last word is being typed: a prefix; once a space follows it, a whole word.
+    expect(ids(await search(s.url, bob, 'deploy'))).toEqual([en.id]);
+    expect(ids(await search(s.url, bob, 'deploy '))).toEqual([]);
+    expect(ids(await search(s.url, bob, 'при'))).toEqual([ru.id]);
+    expect(ids(await search(s.url, bob, 'the meet'))).toEqual([en.id]);
+    // Every word must match.
+    expect(ids(await search(s.url, bob, 'deployment café'))).toEqual([]);
+
+    const [hit] = await search(s.url, bob, 'елка');
+    expect(hit.snippet).toContain('<mark>Ёлка</mark>');
+    expect(hit.snippet).not.toContain('<mark>Привет');
+    const frHit = (await search(s.url, bob, 'cafe noel'))[0];
+    expect(frHit.snippet).toBe('Le <mark>café</mark> était très bon à <mark>Noël</mark>');
+    // The snippet is HTML: nothing of the message's own markup is live, only the matches are marked.
+    const htmlHit = (await search(s.url, bob, 'co '))[0];
+    expect(htmlHit.message.id).toBe(html.id);
+    expect(htmlHit.snippet).toContain('&amp; &quot;<mark>co</mark>');
+    expect(htmlHit.snippet.replace(/<\/?mark>/g, '')).not.toMatch(/[<>"]/);
+    // Operators a client types mean nothing.
+    expect(ids(await search(s.url, bob, "café | !noel & 'x':*"))).toEqual([]);
+    expect(ids(await search(s.url, bob, 'café:* (noel)'))).toEqual([fr.id]);
+  });
+
+  it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Team', [bob]);
+    const inGroup = await sendMessage(s.url, alice.token, { groupId: g, content: 'zanzibar launch plan' });
+    const gone = await sendMessage(s.url, alice.token, { groupId: g, content: 'zanzibar secret to delete' });
+    const p = await buildProject(s.url, alice, { participants: [bob, carol] });
+    const open = await sendMessage(s.url, carol.token, { projectId: p.id, content: 'zanzibar for the whole project' });
+    const privateToBob = await sendMessage(s.url, alice.token, { projectId: p.id, toUserId: bob.id, content: 'zanzibar between alice and bob' });
+    await befriend(s.url, carol, eve);
+    const direct = await sendMessage(s.url, eve.token, { toUserId: carol.id, content: 'zanzibar direct' });
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: gone.id }, alice.token));
+
+    expect(ids(await search(s.url, alice, 'zanzibar'))).toEqual([inGroup.id, open.id, privateToBob.id].sort());
+    expect(ids(await search(s.url, bob, 'zanzibar'))).toEqual([inGroup.id, open.id, privateToBob.id].sort());
+    expect(ids(await search(s.url, carol, 'zanzibar'))).toEqual([open.id, direct.id].sort());
+    expect(ids(await search(s.url, eve, 'zanzibar'))).toEqual([direct.id]);
+    // Nothing of a deleted message is found, not even by its sender.
+    expect(ids(await search(s.url, alice, 'delete'))).toEqual([]);
+
+    // One conversation: the same rules inside it; another's is refused as history refuses it.
+    expect(ids(await search(s.url, bob, 'zanzibar', { c: { projectId: p.id } }))).toEqual([open.id, privateToBob.id].sort());
+    expect(ids(await search(s.url, bob, 'zanzibar', { c: { projectId: p.id, userId: alice.id } }))).toEqual([privateToBob.id]);
+    expect(ids(await search(s.url, carol, 'zanzibar', { c: { projectId: p.id } }))).toEqual([open.id]);
+    expect(ids(await search(s.url, bob, 'zanzibar', { c: { groupId: g } }))).toEqual([inGroup.id]);
+    expect(codeOf(await gql(s.url, SEARCH, { q: 'zanzibar', c: { groupId: g } }, eve.token))).toBe('FORBIDDEN');
+
+    // Membership now: once Bob leaves the group (and the project), their messages are gone from his searches.
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bob.token));
+    await ok(gql(s.url, 'mutation($p: ID!) { leaveProject(projectId: $p) }', { p: p.id }, bob.token));
+    expect(ids(await search(s.url, bob, 'zanzibar'))).toEqual([]);
+    // And a direct conversation is searched while its two users are friends, as its history is read.
+    await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: eve.id }, carol.token));
+    expect(ids(await search(s.url, carol, 'zanzibar'))).toEqual([open.id]);
+  });
+
+  it('should rank the best match first and page through every match once, by the typed client document too', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const g = await groupWith(s.url, alice, 'Paging', []);
+    const sent: string[] = [];
+    for (let i = 0; i < 23; i++) sent.push((await sendMessage(s.url, alice.token, { groupId: g, content: `quokka number ${i} with a few more words to make it longer than the best one` })).id);
+    const best = await sendMessage(s.url, alice.token, { groupId: g, content: 'quokka quokka' });
+    sent.push(best.id);
+    const first = (await ok(gql(s.url, SEARCH, { q: 'quokka', first: 10 }, alice.token))).searchMessages;
+    expect(first.edges[0].node.message.id).toBe(best.id);
+    expect(first.totalCount).toBe(24);
+    expect(first.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false });
+    const seen = first.edges.map((e: { node: Hit }) => e.node.message.id);
+    let after = first.pageInfo.endCursor;
+    for (;;) {
+      const page = (await request(s.url, SearchMessagesDocument, { query: 'quokka', first: 10, after }, alice.token)).searchMessages;
+      seen.push(...page.edges.map((e) => e.node.message.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    expect(seen).toHaveLength(24);
+    expect([...seen].sort()).toEqual([...sent].sort());
+    // Equal ranks: newest first.
+    expect(seen.slice(1)).toEqual(sent.slice(0, 23).reverse());
+  });
+
+  it('should look for a query of common words only among the newest messages of each conversation, under the same rules', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Chatty', [bob]);
+    const theirs = await groupWith(s.url, eve, 'Eve', []);
+    const p = await buildProject(s.url, alice, { participants: [bob, carol] });
+    const expected: string[] = [];
+    for (let i = 0; i < 30; i++) expected.push((await sendMessage(s.url, i % 2 ? alice.token : bob.token, { groupId: g, content: `hello there ${i}` })).id);
+    const gone = expected.pop()!;
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: gone }, alice.token));
+    expected.push((await sendMessage(s.url, alice.token, { projectId: p.id, toUserId: bob.id, content: 'hello bob, between us' })).id);
+    const eves = (await sendMessage(s.url, eve.token, { groupId: theirs, content: 'hello from eve' })).id;
+    // Statistics as autovacuum would gather them: "hello" is in nearly every message.
+    await sql(s.env.DATABASE_URL!, 'analyze messages');
+    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search'");
+    expect(stats.e).toContain('hello');
+
+    const seen: string[] = [];
+    let after: string | null = null;
+    do {
+      const page: any = (await ok(gql(s.url, SEARCH, { q: 'hello ', first: 20, after }, bob.token))).searchMessages;
+      seen.push(...page.edges.map((e: { node: Hit }) => e.node.message.id));
+      after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    } while (after);
+    expect([...seen].sort()).toEqual([...expected].sort());
+    expect(ids(await search(s.url, carol, 'hello '))).toEqual([]);
+    expect(ids(await search(s.url, eve, 'hello '))).toEqual([eves]);
+    // With a rarer word, through the index.
+    expect(ids(await search(s.url, bob, 'hello 2 '))).toEqual([expected[2]]);
+  });
+
+  it('should refuse bad input with BAD_USER_INPUT and change nothing, and be rate-limited', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEARCH: '12/1m' });
+    const alice = await signup(s.url);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const [vars, field] of [
+      [{ q: '' }, 'query'],
+      [{ q: '   ' }, 'query'],
+      [{ q: '!!! ??? ...' }, 'query'],
+      [{ q: 'x'.repeat(2048) }, 'query'],
+      [{ q: 'ok', after: 'not-a-cursor' }, 'after'],
+      [{ q: 'ok', after: Buffer.from('c1:["1|2026-01-01T00:00:00.000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') }, 'after'],
+      [{ q: 'ok', first: -1 }, 'first'],
+      [{ q: 'ok', first: 1000 }, 'first'],
+    ] as const) {
+      const r = await gql(s.url, SEARCH, vars, alice.token);
+      expect([vars, codeOf(r), r.errors?.[0].extensions?.field]).toEqual([vars, 'BAD_USER_INPUT', field]);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect(codeOf(await gql(s.url, SEARCH, { q: 'ok' }))).toBe('UNAUTHENTICATED');
+    // 8 refused above count too: the limit is per call.
+    for (let i = 0; i < 4; i++) await ok(gql(s.url, SEARCH, { q: 'ok' }, alice.token));
+    expect(codeOf(await gql(s.url, SEARCH, { q: 'ok' }, alice.token))).toBe('RATE_LIMITED');
+  });
+});
