@@ -30,6 +30,13 @@ export interface Env {
   REDIS_SHARDED_PUBSUB: boolean;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
+  /**
+   * Seconds from SIGTERM/SIGINT to the process's end, whatever is left: connections drained,
+   * operations finished, logs flushed. When it runs out the process exits 1; if even that is held
+   * (a log pipe nobody reads, a stuck log worker, an exit handler), a watchdog outside the process
+   * kills it (SIGKILL) at this deadline. @default 10
+   */
+  SHUTDOWN_TIMEOUT: number;
   /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
@@ -274,6 +281,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
+    SHUTDOWN_TIMEOUT: duration(src, 'SHUTDOWN_TIMEOUT', 10, 1),
     LOG_LEVEL: logLevel,
     LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
