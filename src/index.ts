@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   process.off('uncaughtException', cannotStart);
   process.off('unhandledRejection', cannotStart);
   logger.info(
-    { url: server.url, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub: server.services.pubsub.kind },
+    { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub: server.services.pubsub.kind },
     `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${server.services.pubsub.kind})`,
   );
 

@@ -17,6 +17,7 @@ import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
 import { drainHttpServer } from './core/drain';
+import { startOps } from './core/ops';
 import { entities } from './modules/entities';
 import { createServices, type Services } from './modules/services';
 import { bearerToken, invalidTokenError } from './modules/auth/auth.tokens';
@@ -55,7 +56,9 @@ export interface ParleyServer {
   metrics: Metrics;
   /** HTTP operations answered without Apollo's pipeline (graphql/fast-path.ts). */
   fastPath: { readonly served: number };
-  /** Releases everything, last opened first: jobs, sockets (1001), SSE streams, Apollo (draining HTTP), services, pub/sub, Redis, the ORM. */
+  /** Where /metrics is served when METRICS_PORT is set (then not on `port`). */
+  metricsUrl?: string;
+  /** /readyz answers 503 from its first call on; SHUTDOWN_DELAY later, releases everything, last opened first: jobs, sockets (1001), SSE streams, Apollo (draining HTTP), services, pub/sub, Redis, the ORM. */
   dispose(): Promise<void>;
 }
 
@@ -166,6 +169,13 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       onDelivered: (s) => metrics.fanoutLatency.observe(s),
     });
     const connectionsOf = new UserConnections(env.WS_MAX_SOCKETS_PER_USER);
+    const ops = await startOps({
+      env,
+      logger,
+      metrics,
+      dependencies: async () => ({ database: await database.ping(), redis: redis ? await redis.ping() : undefined }),
+    });
+    stack.push('metrics listener', () => ops.dispose());
     const streams = attachStreams(schema, app.services, { bodyLimit: limit, formatError, limits, fanout, connectionsOf, inFlight, onOperation: (op) => metrics.operation(op) });
     stack.push('streams', () => streams.dispose());
 
@@ -176,23 +186,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
         if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
         else res.end();
       };
-      if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (path === '/readyz') {
-        Promise.all([database.ping(), redis ? redis.ping() : Promise.resolve(true)])
-          .then(([db, rd]) => sendJson(res, db && rd ? 200 : 503, { status: db && rd ? 'ready' : 'unavailable', database: db, redis: redis ? rd : 'not configured' }))
-          .catch(done);
-        return;
-      }
-      if (path === '/metrics' && req.method === 'GET') {
-        metrics
-          .scrape()
-          .then(({ contentType, body }) => {
-            res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
-            res.end(body);
-          })
-          .catch(done);
-        return;
-      }
+      if (ops.handle(req, res, path)) return;
       if (env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, logger)) return;
       if (handleCors(req, res, env.CORS_ORIGINS)) return;
       if (path === '/graphql/stream') {
@@ -275,7 +269,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       fanout: fanout.stats,
       metrics,
       fastPath,
-      dispose: () => stack.dispose(),
+      metricsUrl: ops.metricsUrl,
+      dispose: async () => {
+        ops.drain();
+        if (env.SHUTDOWN_DELAY > 0) await new Promise((resolve) => setTimeout(resolve, env.SHUTDOWN_DELAY * 1000));
+        return stack.dispose();
+      },
     };
   } catch (e) {
     await stack.dispose();

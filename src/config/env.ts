@@ -37,6 +37,16 @@ export interface Env {
    * kills it (SIGKILL) at this deadline. @default 10
    */
   SHUTDOWN_TIMEOUT: number;
+  /**
+   * Seconds between the signal and closing anything: /readyz answers 503 while everything else is
+   * served as before, so a load balancer that polls it stops sending first. Part of
+   * SHUTDOWN_TIMEOUT, and shorter than it. @default 0
+   */
+  SHUTDOWN_DELAY: number;
+  /** When set, `/metrics` answers only requests with `Authorization: Bearer <METRICS_TOKEN>` (16 characters or more); others get 401. */
+  METRICS_TOKEN?: string;
+  /** When set, `/metrics` is served on this port only (and HOST), not on PORT: keep it off the public listener. */
+  METRICS_PORT?: number;
   /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
@@ -267,6 +277,9 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
   // Below one attachment, the largest allowed file could be sent but never read back as base64.
   if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
+  const shutdownTimeout = duration(src, 'SHUTDOWN_TIMEOUT', 10, 1);
+  const shutdownDelay = duration(src, 'SHUTDOWN_DELAY', 0, 0);
+  if (shutdownDelay >= shutdownTimeout) throw new ConfigError('SHUTDOWN_DELAY', `must be shorter than SHUTDOWN_TIMEOUT (${shutdownTimeout}s), got ${shutdownDelay}s`);
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -281,7 +294,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
-    SHUTDOWN_TIMEOUT: duration(src, 'SHUTDOWN_TIMEOUT', 10, 1),
+    SHUTDOWN_TIMEOUT: shutdownTimeout,
+    SHUTDOWN_DELAY: shutdownDelay,
+    METRICS_TOKEN: secret(src, 'METRICS_TOKEN', 16),
+    METRICS_PORT: read(src, 'METRICS_PORT') === undefined ? undefined : int(src, 'METRICS_PORT', 0, 0, 65535),
     LOG_LEVEL: logLevel,
     LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),
