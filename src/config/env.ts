@@ -28,6 +28,12 @@ export interface Env {
   REDIS_CLUSTER_NODES?: string[];
   /** With REDIS_CLUSTER_NODES: pub/sub over sharded channels (SPUBLISH/SSUBSCRIBE, Redis 7+); false for classic PUBLISH on older clusters. @default true */
   REDIS_SHARDED_PUBSUB: boolean;
+  /**
+   * Put before every Redis key and pub/sub channel Parley uses, so deployments sharing one Redis
+   * (staging and production, two tenants) do not see each other's presence, rate limits or events.
+   * Give each deployment its own (`prod:`, `staging:`); every instance of one deployment the same. @default '' (none)
+   */
+  REDIS_KEY_PREFIX: string;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
   /**
@@ -239,6 +245,15 @@ function secret(src: Source, name: string, min: number): string | undefined {
   return raw;
 }
 
+/** Printable characters without spaces: it is put before keys and channel names as it is. */
+function redisPrefix(src: Source): string {
+  const raw = read(src, 'REDIS_KEY_PREFIX') ?? '';
+  if (!/^[\x21-\x7e]{0,64}$/.test(raw)) throw new ConfigError('REDIS_KEY_PREFIX', `must be up to 64 printable characters without spaces, got '${raw}'`);
+  // Channel names begin with 'parley.': a prefix one of them could begin with would be taken for one already applied.
+  if (raw && ('parley.'.startsWith(raw) || raw.startsWith('parley.'))) throw new ConfigError('REDIS_KEY_PREFIX', `must not be the beginning of Parley's own names ('parley.'), got '${raw}': end it with ':' (parley:)`);
+  return raw;
+}
+
 /**
  * Reads and validates the environment.
  * @throws ConfigError naming the first bad variable; the entry point prints its one line and exits 1.
@@ -294,6 +309,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
+    REDIS_KEY_PREFIX: redisPrefix(src),
     SHUTDOWN_TIMEOUT: shutdownTimeout,
     SHUTDOWN_DELAY: shutdownDelay,
     METRICS_TOKEN: secret(src, 'METRICS_TOKEN', 16),
