@@ -36,23 +36,25 @@ export function armWatchdog(ms: number): void {
 
 /**
  * Ends the process with `code` once the logger has written what it holds, waiting at most `ms`
- * for it. 'exit' listeners are skipped (process.reallyExit, what process.exit calls after them):
- * pino's transport would flush there again, synchronously and without our bound.
+ * for it. Flushed: through process.exit, whose 'exit' listeners (the embedded PostgreSQL's stop)
+ * run at once. Not flushed in time (its worker cannot write): through process.reallyExit (what
+ * process.exit calls after the listeners), since pino's listener would flush again,
+ * synchronously and without our bound.
  */
 export function exitAfterFlush(logger: Logger, code: number, ms: number): void {
   let exited = false;
-  const exit = () => {
+  const exit = (flushed: boolean) => {
     if (exited) return;
     exited = true;
     process.exitCode = code;
     const really = (process as unknown as { reallyExit?: (code: number) => void }).reallyExit;
-    if (typeof really === 'function') really.call(process, code);
-    else process.exit(code);
+    if (flushed || typeof really !== 'function') process.exit(code);
+    else really.call(process, code);
   };
-  setTimeout(exit, Math.max(0, ms)).unref();
+  setTimeout(() => exit(false), Math.max(0, ms)).unref();
   try {
-    logger.flush((e?: Error) => (e ? exit() : setImmediate(exit)));
+    logger.flush((e?: Error) => setImmediate(() => exit(!e)));
   } catch {
-    exit();
+    exit(false);
   }
 }
