@@ -1,13 +1,13 @@
 import 'reflect-metadata';
 import { loadEnvOrReport } from './config/env';
 import { startServer } from './server';
+import { armWatchdog, exitAfterFlush, ignoreClosedPipes } from './core/shutdown';
 import { createLogger } from './shared/logger';
-
-const SHUTDOWN_DEADLINE_MS = 10_000;
 
 async function main(): Promise<void> {
   const env = loadEnvOrReport();
   if (!env) process.exit(1);
+  ignoreClosedPipes();
   const logger = createLogger(env);
   // One clear line, not a stack: a start-up failure is almost always the machine or the
   // configuration. Whatever fails while starting, even outside startServer's promise (an 'error'
@@ -15,9 +15,8 @@ async function main(): Promise<void> {
   const cannotStart = (e: unknown) => {
     const why = String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, ' ').trim();
     logger.fatal(`Parley could not start: ${why}`);
-    logger.flush?.();
     process.stderr.write(`Parley could not start: ${why}\n`);
-    process.exit(1);
+    exitAfterFlush(logger, 1, 1000);
   };
   process.once('uncaughtException', cannotStart);
   process.once('unhandledRejection', cannotStart);
@@ -30,7 +29,7 @@ async function main(): Promise<void> {
   process.off('uncaughtException', cannotStart);
   process.off('unhandledRejection', cannotStart);
   logger.info(
-    { url: server.url, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub: server.services.pubsub.kind },
+    { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub: server.services.pubsub.kind },
     `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${server.services.pubsub.kind})`,
   );
 
@@ -38,21 +37,33 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    const budget = env.SHUTDOWN_TIMEOUT * 1000;
+    // Armed before anything else, so the end is certain whatever follows.
+    armWatchdog(budget);
     logger.info({ signal }, 'shutting down');
+    const started = Date.now();
+    // What is left of the budget after stopping, for the last lines to be written; the watchdog has the rest.
+    const leftFor = (part: number) => Math.max(0, Math.min(part, budget - (Date.now() - started) - 250));
     const deadline = setTimeout(() => {
-      logger.error('shutdown took longer than 10 s; exiting');
-      process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS);
+      logger.error(`shutdown took longer than ${env.SHUTDOWN_TIMEOUT} s; exiting`);
+      exitAfterFlush(logger, 1, leftFor(500));
+    }, Math.max(0, budget - 1000));
     deadline.unref();
     server
       .dispose()
-      .then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      })
-      .catch((e) => {
-        logger.error({ err: e }, 'shutdown failed');
-        process.exit(1);
+      .then(
+        () => {
+          logger.info('stopped');
+          return 0;
+        },
+        (e) => {
+          logger.error({ err: e }, 'shutdown failed');
+          return 1;
+        },
+      )
+      .then((code) => {
+        clearTimeout(deadline);
+        exitAfterFlush(logger, code, leftFor(1000));
       });
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -16,6 +16,7 @@ import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
 import { drainHttpServer } from './core/drain';
+import { startOps, type Ops } from './core/ops';
 import { entities } from './modules/entities';
 import { createServices, type Services } from './modules/services';
 import type { Context } from './modules/context';
@@ -58,9 +59,11 @@ export interface ParleyServer {
   /**
    * Releases everything, last opened first: jobs, WebSockets (closed with 1001), SSE streams, the
    * realtime sessions, Apollo (draining HTTP), operations still in flight, services, pub/sub, Redis,
-   * the database.
+   * the database. /readyz answers 503 from the call on, and SHUTDOWN_DELAY passes before the rest.
    */
   dispose(): Promise<void>;
+  /** Where /metrics is served when METRICS_PORT is set (then not on `port`). */
+  metricsUrl?: string;
 }
 
 export interface ServerOptions {
@@ -115,10 +118,11 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   try {
     const metrics = createMetrics();
     const core = await openCore(env, logger, metrics, stack);
+    const ops = await openOps(env, logger, metrics, core, stack);
     const httpServer = createHttpServer(httpTimeouts(env));
     const graphql = await openGraphQL(env, logger, metrics, httpServer, stack);
     const realtime = openRealtime(env, metrics, core, graphql, httpServer, stack);
-    httpServer.on('request', router(routes(env, logger, metrics, core, graphql, realtime), { env, logger, attachments: attachmentRoute(core.app.services) }));
+    httpServer.on('request', router(routes(env, logger, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services) }));
     observe(metrics, core, realtime);
     await listen(httpServer, env);
     if (opts.jobs !== false) {
@@ -138,7 +142,12 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
       metrics,
       fastPath: graphql.fastPath,
       operations: graphql.operations.stats,
-      dispose: () => stack.dispose(),
+      metricsUrl: ops.metricsUrl,
+      dispose: async () => {
+        ops.drain();
+        if (env.SHUTDOWN_DELAY > 0) await new Promise((resolve) => setTimeout(resolve, env.SHUTDOWN_DELAY * 1000));
+        return stack.dispose();
+      },
     };
   } catch (e) {
     await stack.dispose();
@@ -171,6 +180,18 @@ async function openCore(env: Env, logger: Logger, metrics: Metrics, stack: Dispo
   }
   await app.start();
   return { database, redis, pubsub, app, inFlight };
+}
+
+/** /healthz, /readyz (503 once stopping) and /metrics (METRICS_TOKEN, or on METRICS_PORT): core/ops.ts. */
+async function openOps(env: Env, logger: Logger, metrics: Metrics, { database, redis }: Core, stack: DisposerStack): Promise<Ops> {
+  const ops = await startOps({
+    env,
+    logger,
+    metrics,
+    dependencies: async () => ({ database: await database.ping(), redis: redis ? await redis.ping() : undefined }),
+  });
+  stack.push('metrics listener', () => ops.dispose());
+  return ops;
 }
 
 /**
@@ -261,52 +282,27 @@ function openRealtime(env: Env, metrics: Metrics, core: Core, graphql: GraphQLEd
 /** Answers one request to a path; a rejection is logged and answered 500. */
 type Handler = (req: IncomingMessage, res: ServerResponse, path: string) => void | Promise<void>;
 
-/** A route: its handler and, unless it is a probe, the CORS check before it. */
+/** A route: its handler, after the developer pages and the CORS check. */
 interface Route {
   handle: Handler;
-  /** Only for this method (others fall through to what follows: dev pages, CORS, attachments, 404). */
+  /** Only for this method (others fall through to what follows: attachments, 404). */
   method?: string;
-  /** Probes and scrapers are answered before the developer pages and CORS (they send no Origin). */
-  probe?: boolean;
 }
 
 /** The HTTP routes by exact path. */
-function routes(env: Env, logger: Logger, metrics: Metrics, core: Core, graphql: GraphQLEdge, realtime: Realtime): Map<string, Route> {
-  const { database, redis, app, inFlight } = core;
+function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, realtime: Realtime): Map<string, Route> {
+  const { app, inFlight } = core;
   return new Map<string, Route>([
-    ['/healthz', { probe: true, handle: (_req, res) => sendJson(res, 200, { status: 'ok' }) }],
-    [
-      '/readyz',
-      {
-        probe: true,
-        handle: async (_req, res) => {
-          const [db, rd] = await Promise.all([database.ping(), redis ? redis.ping() : Promise.resolve(true)]);
-          sendJson(res, db && rd ? 200 : 503, { status: db && rd ? 'ready' : 'unavailable', database: db, redis: redis ? rd : 'not configured' });
-        },
-      },
-    ],
-    [
-      '/metrics',
-      {
-        probe: true,
-        method: 'GET',
-        handle: async (_req, res) => {
-          const { contentType, body } = await metrics.scrape();
-          res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
-          res.end(body);
-        },
-      },
-    ],
     ['/graphql/stream', { handle: (req, res) => realtime.streams.handle(req, res) }],
     ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env) }) }],
   ]);
 }
 
 /**
- * The request listener: a probe route, then the developer pages (with ENABLE_GRAPHIQL), CORS,
+ * The request listener: the operator's endpoints (probes and scrapers send no Origin), then the developer pages (with ENABLE_GRAPHIQL), CORS,
  * the other routes, attachments (/attachments/:id), and 404 for the rest.
  */
-function router(table: Map<string, Route>, o: { env: Env; logger: Logger; attachments: ReturnType<typeof attachmentRoute> }) {
+function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: Ops; attachments: ReturnType<typeof attachmentRoute> }) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     const failed = (e: unknown) => {
@@ -324,7 +320,7 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; attach
         failed(e);
       }
     };
-    if (route?.probe) return run(route.handle);
+    if (o.ops.handle(req, res, path)) return;
     if (o.env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, o.logger)) return;
     if (handleCors(req, res, o.env.CORS_ORIGINS)) return;
     if (route) return run(route.handle);

@@ -28,8 +28,31 @@ export interface Env {
   REDIS_CLUSTER_NODES?: string[];
   /** With REDIS_CLUSTER_NODES: pub/sub over sharded channels (SPUBLISH/SSUBSCRIBE, Redis 7+); false for classic PUBLISH on older clusters. @default true */
   REDIS_SHARDED_PUBSUB: boolean;
+  /**
+   * Put before every Redis key and pub/sub channel Parley uses, so deployments sharing one Redis
+   * (staging and production, two tenants) do not see each other's presence, rate limits or events.
+   * Give each deployment its own (`prod:`, `staging:`); every instance of one deployment the same. @default '' (none)
+   */
+  REDIS_KEY_PREFIX: string;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
+  /**
+   * Seconds from SIGTERM/SIGINT to the process's end, whatever is left: connections drained,
+   * operations finished, logs flushed. When it runs out the process exits 1; if even that is held
+   * (a log pipe nobody reads, a stuck log worker, an exit handler), a watchdog outside the process
+   * kills it (SIGKILL) at this deadline. @default 10
+   */
+  SHUTDOWN_TIMEOUT: number;
+  /**
+   * Seconds between the signal and closing anything: /readyz answers 503 while everything else is
+   * served as before, so a load balancer that polls it stops sending first. Part of
+   * SHUTDOWN_TIMEOUT, and shorter than it. @default 0
+   */
+  SHUTDOWN_DELAY: number;
+  /** When set, `/metrics` answers only requests with `Authorization: Bearer <METRICS_TOKEN>` (16 characters or more); others get 401. */
+  METRICS_TOKEN?: string;
+  /** When set, `/metrics` is served on this port only (and HOST), not on PORT: keep it off the public listener. */
+  METRICS_PORT?: number;
   /** Pretty, human logs instead of JSON lines. @default true in development when stdout is a terminal (JSON whenever it is not: a pipe, a file, a container's log) */
   LOG_PRETTY: boolean;
   /** Seconds without activity after which the sweep marks a user OFFLINE. @default 300 */
@@ -224,6 +247,15 @@ function secret(src: Source, name: string, min: number): string | undefined {
   return raw;
 }
 
+/** Printable characters without spaces: it is put before keys and channel names as it is. */
+function redisPrefix(src: Source): string {
+  const raw = read(src, 'REDIS_KEY_PREFIX') ?? '';
+  if (!/^[\x21-\x7e]{0,64}$/.test(raw)) throw new ConfigError('REDIS_KEY_PREFIX', `must be up to 64 printable characters without spaces, got '${raw}'`);
+  // Channel names begin with 'parley.': a prefix one of them could begin with would be taken for one already applied.
+  if (raw && ('parley.'.startsWith(raw) || raw.startsWith('parley.'))) throw new ConfigError('REDIS_KEY_PREFIX', `must not be the beginning of Parley's own names ('parley.'), got '${raw}': end it with ':' (parley:)`);
+  return raw;
+}
+
 /**
  * For entry points: the settings, or undefined once the one-line reason a setting is bad has
  * been written to stderr (the caller then exits 1). Anything else still throws.
@@ -260,6 +292,9 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
   // Below one attachment, the largest allowed file could be sent but never read back as base64.
   if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
+  const shutdownTimeout = duration(src, 'SHUTDOWN_TIMEOUT', 10, 1);
+  const shutdownDelay = duration(src, 'SHUTDOWN_DELAY', 0, 0);
+  if (shutdownDelay >= shutdownTimeout) throw new ConfigError('SHUTDOWN_DELAY', `must be shorter than SHUTDOWN_TIMEOUT (${shutdownTimeout}s), got ${shutdownDelay}s`);
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -274,6 +309,11 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
+    REDIS_KEY_PREFIX: redisPrefix(src),
+    SHUTDOWN_TIMEOUT: shutdownTimeout,
+    SHUTDOWN_DELAY: shutdownDelay,
+    METRICS_TOKEN: secret(src, 'METRICS_TOKEN', 16),
+    METRICS_PORT: read(src, 'METRICS_PORT') === undefined ? undefined : int(src, 'METRICS_PORT', 0, 0, 65535),
     LOG_LEVEL: logLevel,
     LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
     PRESENCE_TIMEOUT: duration(src, 'PRESENCE_TIMEOUT', 300, 1),

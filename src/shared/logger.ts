@@ -22,7 +22,6 @@ export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'LOG_PRETTY'>, binding
     base: { pid: process.pid, ...bindings },
     redact: ['req.headers.authorization', 'password', 'token'],
     timestamp: pino.stdTimeFunctions.isoTime,
-    transport: pretty ? { target: 'pino-pretty', options: { colorize: true, singleLine: true } } : undefined,
     // pino-pretty reads pino's numeric levels; JSON lines get the name.
     formatters: pretty ? undefined : { level: (label) => ({ level: label }) },
     mixin(_obj, _level, logger) {
@@ -31,5 +30,17 @@ export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'LOG_PRETTY'>, binding
       return scope && !('requestId' in logger.bindings()) ? { requestId: scope.requestId } : {};
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  return pretty ? pino(options, prettyWorker()) : pino(options);
+}
+
+/**
+ * pino-pretty in pino's worker thread. A worker that dies (its stdout closed under it) or cannot
+ * write makes the stream fail: lines are dropped from then on, and the server keeps serving.
+ * Its writes are asynchronous, so a log pipe nobody reads never holds this thread.
+ */
+function prettyWorker(): DestinationStream {
+  const stream = pino.transport({ target: 'pino-pretty', options: { colorize: true, singleLine: true } });
+  stream.on('error', () => undefined);
+  return stream;
 }

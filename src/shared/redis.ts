@@ -23,6 +23,52 @@ export interface RedisConnections {
   dispose(): Promise<void>;
 }
 
+/** Commands that name channels, and which of their arguments do. */
+const CHANNEL_COMMANDS: Record<string, 'first' | 'all'> = {
+  publish: 'first',
+  spublish: 'first',
+  subscribe: 'all',
+  unsubscribe: 'all',
+  ssubscribe: 'all',
+  sunsubscribe: 'all',
+  psubscribe: 'all',
+  punsubscribe: 'all',
+};
+/** Events that carry a channel, and how many of their first arguments are channels (pmessage: pattern and channel). */
+const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, smessage: 1, smessageBuffer: 1, pmessage: 2, pmessageBuffer: 2 };
+
+/** REDIS_KEY_PREFIX as this connection applies it ('' without one): for names a script builds itself. */
+export function keyPrefixOf(conn: RedisClient): string {
+  return (conn.options as { keyPrefix?: string }).keyPrefix ?? '';
+}
+
+/**
+ * Pub/sub channels get REDIS_KEY_PREFIX here, the one place they cross the wire (ioredis's
+ * keyPrefix leaves channels alone): outgoing channel arguments are prefixed, and incoming
+ * messages reach listeners under the name they were subscribed with. A name that already has the
+ * prefix passes as it is: ioredis resubscribes after a reconnect with the names Redis confirmed.
+ * (env.ts refuses a prefix that a channel name could begin with.)
+ */
+function prefixChannels(conn: RedisClient, prefix: string): void {
+  const raw = Buffer.from(prefix);
+  const add = (c: unknown) => (typeof c === 'string' ? (c.startsWith(prefix) ? c : prefix + c) : Buffer.isBuffer(c) && !c.subarray(0, raw.length).equals(raw) ? Buffer.concat([raw, c]) : c);
+  const strip = (c: unknown) =>
+    typeof c === 'string' ? (c.startsWith(prefix) ? c.slice(prefix.length) : c) : Buffer.isBuffer(c) && c.subarray(0, raw.length).equals(raw) ? c.subarray(raw.length) : c;
+  const target = conn as unknown as { sendCommand(command: { name: string; args: unknown[] }, ...rest: unknown[]): unknown; emit(event: string | symbol, ...args: unknown[]): boolean };
+  const send = target.sendCommand.bind(conn);
+  target.sendCommand = (command, ...rest) => {
+    const which = CHANNEL_COMMANDS[command.name];
+    if (which === 'first') command.args = [add(command.args[0]), ...command.args.slice(1)];
+    else if (which === 'all') command.args = command.args.map(add);
+    return send(command, ...rest);
+  };
+  const emit = target.emit.bind(conn);
+  target.emit = (event, ...args) => {
+    const n = typeof event === 'string' ? CHANNEL_EVENTS[event] : undefined;
+    return emit(event, ...(n ? [...args.slice(0, n).map(strip), ...args.slice(n)] : args));
+  };
+}
+
 /**
  * Opens the three connections Parley needs, to one Redis (REDIS_URL) or a Redis Cluster
  * (REDIS_CLUSTER_NODES). Returns undefined when neither is configured.
@@ -38,13 +84,16 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     lazyConnect: false,
   };
   let lastError: string | undefined;
+  const prefix = env.REDIS_KEY_PREFIX;
   const make = (name: string, opts: RedisOptions = {}, cluster: { shardedSubscribers?: boolean } = {}): RedisClient => {
+    // keyPrefix: every key of every command and script (ioredis prefixes what the command declares a key).
     const conn = env.REDIS_CLUSTER_NODES
       ? new Cluster(
           env.REDIS_CLUSTER_NODES.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })),
-          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false, ...cluster },
+          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false, keyPrefix: prefix, ...cluster },
         )
-      : new Redis(env.REDIS_URL!, { ...base, ...opts, connectionName: `parley-${name}` });
+      : new Redis(env.REDIS_URL!, { ...base, ...opts, keyPrefix: prefix, connectionName: `parley-${name}` });
+    if (prefix) prefixChannels(conn, prefix);
     let down = false;
     conn.on('error', (e: Error & { code?: string }) => {
       lastError = e.message || e.code || e.name;

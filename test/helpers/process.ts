@@ -18,11 +18,13 @@ export interface ParleyProcess {
  * `entry` runs another script the same way (the presence sweep's CLI). The one process spawner
  * of the tests: whatever it started and a test left running is stopped after the test.
  */
-export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string; entry?: string } = {}): ParleyProcess {
+export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string; entry?: string; detached?: boolean } = {}): ParleyProcess {
   const child = spawn(process.execPath, ['-r', '@swc-node/register', opts.entry ?? 'src/index.ts'], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A process group of its own, as a supervisor signals it (`kill -- -pid`).
+    detached: opts.detached,
   });
   let stdout = '';
   let stderr = '';
@@ -31,7 +33,8 @@ export function runParley(env: Record<string, string | undefined>, opts: { cwd?:
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const listening = new Promise<string>((resolve, reject) => {
     child.stdout.on('data', () => {
-      const m = /"url":"(http:[^"]+)"/.exec(stdout);
+      // A JSON line's url, or the pretty line (colours stripped).
+      const m = /"url":"(http:[^"]+)"/.exec(stdout) ?? /listening on (http:\S+)/.exec(stdout.replace(/\x1b\[[0-9;]*m/g, ''));
       if (m) resolve(m[1]);
     });
     void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}${stdout}`)));

@@ -1,31 +1,68 @@
 import net from 'node:net';
 
+type Target = { host: string; port: number };
+
 /**
  * A TCP proxy of the test's own in front of a real server (PostgreSQL here): `cut()` refuses new
  * connections and kills the open ones, as an outage does; `restore()` listens again on the same port;
- * `hold()` delays what clients send, as a slow link does.
+ * `hold()` delays what clients send, as a slow link does. Given several targets it is a round-robin
+ * load balancer: each new connection goes to the next target, and one that refuses is skipped for
+ * the next (what a balancer's retry does); `targets` can be changed while it runs.
  */
 export class TcpProxy {
   private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   port = 0;
   private held: [net.Socket, Buffer][] | undefined;
+  targets: Target[];
+  private next = 0;
 
-  constructor(private readonly target: { host: string; port: number }) {}
+  constructor(target: Target | Target[]) {
+    this.targets = Array.isArray(target) ? [...target] : [target];
+  }
+
+  /** An upstream connection, to the next target that accepts one (undefined when none does). */
+  private connectUpstream(tries = this.targets.length): Promise<net.Socket | undefined> {
+    if (tries <= 0 || !this.targets.length) return Promise.resolve(undefined);
+    const target = this.targets[this.next++ % this.targets.length];
+    return new Promise((resolve) => {
+      const upstream = net.connect(target.port, target.host);
+      upstream.once('connect', () => {
+        upstream.removeAllListeners('error');
+        resolve(upstream);
+      });
+      upstream.once('error', () => resolve(this.connectUpstream(tries - 1)));
+    });
+  }
 
   async start(): Promise<void> {
     const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      // What the client sends is held while `hold()` is on (a slow link one way); replies pass.
-      client.on('data', (d: Buffer) => (this.held ? this.held.push([upstream, d]) : upstream.write(d)));
-      upstream.pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
+      this.sockets.add(client);
+      client.on('close', () => this.sockets.delete(client));
+      client.on('error', () => undefined);
+      // What the client sends before the upstream is chosen waits for it.
+      const early: Buffer[] = [];
+      const wait = (d: Buffer) => early.push(d);
+      client.on('data', wait);
+      client.pause();
+      void this.connectUpstream().then((upstream) => {
+        if (!upstream || client.destroyed) {
+          upstream?.destroy();
+          client.destroy();
+          return;
+        }
+        this.sockets.add(upstream);
+        upstream.on('close', () => this.sockets.delete(upstream));
+        upstream.on('error', () => undefined);
+        client.off('data', wait);
+        for (const d of early) upstream.write(d);
+        // What the client sends is held while `hold()` is on (a slow link one way); replies pass.
+        client.on('data', (d: Buffer) => (this.held ? this.held.push([upstream, d]) : upstream.write(d)));
+        client.resume();
+        upstream.pipe(client);
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => client.destroy());
+      });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,5 +1,5 @@
 import { SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
-import type { RedisClient } from '../../shared/redis';
+import { keyPrefixOf, type RedisClient } from '../../shared/redis';
 
 /** A user the sweep took offline, with their last activity (ms). */
 export interface Expired {
@@ -64,11 +64,13 @@ const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
 // Every key shares the {presence} hash tag, so the scripts below stay in one slot on a Redis Cluster too.
 // `held(user)` is true when a live instance other than ARGV-given `me` lists a socket of the user.
+// Keys the scripts name themselves take REDIS_KEY_PREFIX from KEYS[1] (ACTIVE as the connection prefixed it).
 const HELD = `
+local P = string.sub(KEYS[1], 1, #KEYS[1] - ${ACTIVE.length})
 local function live_instances(now, me)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
-    if id ~= me then out[#out + 1] = '${SOCKETS_PREFIX}' .. id end
+    if id ~= me then out[#out + 1] = P .. '${SOCKETS_PREFIX}' .. id end
   end
   return out
 end
@@ -81,7 +83,7 @@ end
 local function drop(user)
   redis.call('ZREM', KEYS[1], user)
   redis.call('ZREM', KEYS[2], user)
-  redis.call('DEL', '${SESSIONS_PREFIX}' .. user)
+  redis.call('DEL', P .. '${SESSIONS_PREFIX}' .. user)
 end`;
 
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
@@ -120,7 +122,7 @@ return 1`;
 
 // KEYS: active, online, instances. ARGV: userId, instanceId, closedAt, now.
 const SOCKETS_GONE = `${HELD}
-redis.call('SREM', '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
+redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 if tonumber(score) > tonumber(ARGV[3]) then return 0 end
@@ -169,7 +171,7 @@ for i = 1, #ids, 2 do
     out[1] = out[1] + 1
   else
     gone[#gone + 1] = ids[i]
-    sessions[#sessions + 1] = '${SESSIONS_PREFIX}' .. ids[i]
+    sessions[#sessions + 1] = P .. '${SESSIONS_PREFIX}' .. ids[i]
     if ARGV[5] ~= '' then
       announced[#announced + 1] = { userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }
     end
@@ -259,7 +261,8 @@ export class RedisPresenceStore implements PresenceStore {
     // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
     for (;;) {
-      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch, channel ?? '']);
+      // The script's PUBLISH is not the connection's own command: its channel takes REDIS_KEY_PREFIX here.
+      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch, channel ? keyPrefixOf(this.redis) + channel : '']);
       const read = Number(out[out.length - 1]);
       offset += Number(out[0]);
       const batch: Expired[] = [];

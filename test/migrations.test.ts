@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { migrationsList } from '../src/migrations';
+import { runParley } from './helpers/process';
+import { createTestServer, describeRedis } from './helpers/server';
+import { gql, ok } from './helpers/graphql';
+import { lobbyOf, signup } from './helpers/factories';
+import { sql } from './helpers/db';
+
+const ROOT = path.join(__dirname, '..');
+const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+
+/** The commit before the one that added the newest migration: the release that runs while it is applied. */
+function previousRelease(): string | undefined {
+  const newest = migrationsList[migrationsList.length - 1].name;
+  try {
+    const added = git('log', '--diff-filter=A', '--format=%H', '-1', '--', `src/migrations/${newest}.ts`);
+    return added ? git('rev-parse', `${added}^`) : undefined;
+  } catch {
+    return undefined; // not a checkout, or a shallow one
+  }
+}
+
+const SEND = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }';
+const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 50) { edges { node { content } } } }';
+const contents = async (url: string, token: string, groupId: string) => (await ok(gql(url, HISTORY, { g: groupId }, token))).history.edges.map((e: any) => e.node.content);
+
+const release = previousRelease();
+const describeWithHistory = release ? describeRedis : describe.skip;
+
+describeWithHistory('migrations: expand, then contract', () => {
+  let dir: string;
+  let databaseUrl: string;
+  const admin = () => new pg.Client({ connectionString: process.env.DATABASE_URL });
+
+  beforeAll(async () => {
+    // The previous release's sources, run as they are, on this checkout's node_modules.
+    dir = mkdtempSync(path.join(os.tmpdir(), 'parley-previous-'));
+    execFileSync('sh', ['-c', `git archive ${release} src package.json tsconfig.json | tar -x -C "${dir}"`], { cwd: ROOT });
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    // A database of its own, which the previous release creates at its schema.
+    const url = new URL(process.env.DATABASE_URL!);
+    const name = `${url.pathname.slice(1)}_expand`;
+    const client = admin();
+    await client.connect();
+    await client.query(`drop database if exists "${name}" with (force)`);
+    await client.query(`create database "${name}"`);
+    await client.end();
+    url.pathname = `/${name}`;
+    databaseUrl = url.toString();
+  });
+
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    const client = admin();
+    await client.connect();
+    await client.query(`drop database if exists "${new URL(databaseUrl).pathname.slice(1)}" with (force)`);
+    await client.end();
+  });
+
+  it("should keep the previous release serving while the newest migration is applied under it", async () => {
+    const env = { DATABASE_URL: databaseUrl };
+    const old = runParley(env, { cwd: dir });
+    const oldUrl = await old.listening;
+    const alice = await signup(oldUrl);
+    const lobby = await lobbyOf(oldUrl, alice.token);
+    await ok(gql(oldUrl, SEND, { g: lobby, c: 'old, before' }, alice.token));
+    const applied = async () => (await sql(databaseUrl, 'select name from mikro_orm_migrations order by id')).map((r) => r.name);
+    expect(await applied()).not.toContain(migrationsList[migrationsList.length - 1].name);
+
+    // The new version starts while the old one serves, and migrates the database under it.
+    const next = await createTestServer(env, { clean: false });
+    expect(await applied()).toEqual(migrationsList.map((m) => m.name));
+    const bob = await signup(next.url);
+
+    // The old release still signs up, sends and reads on the migrated schema, and each version reads the other's messages.
+    const carol = await signup(oldUrl);
+    await ok(gql(oldUrl, SEND, { g: lobby, c: 'old, after' }, carol.token));
+    await ok(gql(next.url, SEND, { g: lobby, c: 'new' }, bob.token));
+    await ok(gql(oldUrl, SEND, { g: lobby, c: 'old, last' }, alice.token));
+    const all = ['old, before', 'old, after', 'new', 'old, last'];
+    expect(await contents(oldUrl, alice.token, lobby)).toEqual(all);
+    expect(await contents(next.url, bob.token, lobby)).toEqual(all);
+    old.child.kill('SIGTERM');
+    expect(await old.exited).toBe(0);
+  }, 120_000);
+});
