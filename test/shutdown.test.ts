@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { runParley, type ParleyProcess } from './helpers/process';
 import { sleep, wsClient } from './helpers/graphql';
 import { signup } from './helpers/factories';
@@ -16,7 +17,8 @@ async function endsWithin(p: ParleyProcess, ms: number): Promise<{ ended: boolea
 async function devInstance(vars: Record<string, string> = {}) {
   const p = runParley({ NODE_ENV: 'development', LOG_PRETTY: 'true', LOG_LEVEL: 'debug', SHUTDOWN_TIMEOUT: String(TIMEOUT), ...vars }, { detached: true });
   const url = await p.listening;
-  const user = await signup(url);
+  // This database is not wiped for these tests: a name of its own, never one an earlier suite of this run left behind.
+  const user = await signup(url, { username: `shutdown_${randomUUID().slice(0, 8)}` });
   // Open sockets, as in the report: each has to be closed with 1001 on the way out.
   const sockets = Array.from({ length: 5 }, () => wsClient(url.replace('http', 'ws'), user.token, undefined, { onNonLazyError: () => undefined }));
   await Promise.all(sockets.map((s) => s.connected));
