@@ -7,6 +7,7 @@ import { Migration20261123120000_ConversationSort } from './Migration20261123120
 import { Migration20261123160000_GroupJoinMs } from './Migration20261123160000_GroupJoinMs';
 import { Migration20261123190000_MessageVersion } from './Migration20261123190000_MessageVersion';
 import { Migration20261123193000_MessagePosition } from './Migration20261123193000_MessagePosition';
+import { Migration20261124070000_Notifications } from './Migration20261124070000_Notifications';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -18,4 +19,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123160000_GroupJoinMs', class: Migration20261123160000_GroupJoinMs },
   { name: 'Migration20261123190000_MessageVersion', class: Migration20261123190000_MessageVersion },
   { name: 'Migration20261123193000_MessagePosition', class: Migration20261123193000_MessagePosition },
+  { name: 'Migration20261124070000_Notifications', class: Migration20261124070000_Notifications },
 ];

@@ -4,6 +4,7 @@ import { ConversationHead, ConversationMember, MessageReaction } from './convers
 import { FriendRequest, Friendship } from './friend/friend.entity';
 import { Group, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
+import { NotificationCursor, NotificationOutbox } from './notification/notification.entity';
 import { Project, ProjectAction, ProjectMember } from './project/project.entity';
 import { User } from './user/user.entity';
 
@@ -24,4 +25,6 @@ export const entities = [
   ConversationHead,
   ConversationMember,
   MessageReaction,
+  NotificationOutbox,
+  NotificationCursor,
 ];

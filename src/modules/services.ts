@@ -26,6 +26,7 @@ import { scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
+import { NotificationService } from './notification/notification.service';
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {
@@ -53,6 +54,8 @@ export interface Services {
   attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
+  /** Offline notifications: levels, the outbox and its webhook delivery (jobs/webhook.job.ts). */
+  notifications: NotificationService;
 }
 
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
@@ -116,6 +119,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
+  const notifications = new NotificationService({ orm, presence, env, logger: logger.child({ module: 'notifications' }) });
+  friends.onRequested((em, request) => notifications.friendRequested(em, request));
+  projects.onActions((em, actions) => notifications.projectActions(em, actions));
+
   routeEvents(pubsub, memberships, messages, memberStates, orm);
 
   const tickets = new StreamTickets(redis?.client);
@@ -142,6 +149,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     typing,
     attachmentLinks,
     rates,
+    notifications,
   };
   return {
     services,
@@ -152,6 +160,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       auth.start();
       await groups.ensureLobby(orm.em.fork());
       await attachmentLinks.start(orm.em.fork() as EntityManager);
+      await notifications.start();
     },
     async dispose() {
       await typing.dispose();
