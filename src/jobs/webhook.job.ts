@@ -86,8 +86,12 @@ export function webhookJob(services: Services, metrics?: Metrics) {
       stopped = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      // A delivery under way finishes (5 s at most) so its event is not sent again by another instance.
-      await Promise.all([...running]);
+      // A delivery under way may finish, so its event is not sent again by another instance; but
+      // not past 3 s of the 10 s a stop has: one still waiting keeps its lease, and is sent again
+      // (at least once) when the lease runs out.
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...running]), new Promise((r) => (waited = setTimeout(r, 3000)))]);
+      clearTimeout(waited);
     },
   };
 }

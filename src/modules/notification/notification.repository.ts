@@ -10,6 +10,8 @@ const NO_ID = '00000000-0000-0000-0000-000000000000';
 export interface TailMessage {
   id: string;
   created_at: Date;
+  /** Its whole text, for the mentions in it. */
+  content: string | null;
 }
 
 /** One (message, member) pair the tail may notify: everyone the message reaches but its sender. */
@@ -96,32 +98,47 @@ export const notificationRepository = {
   },
 
   /**
-   * Messages after the cursor and at least `lagSeconds` old (database clock), oldest first. The
-   * explicit `created_at >= ?` lets the BRIN index skip every older block range.
+   * Messages after the cursor and at least `lagSeconds` old (database clock), oldest first; none
+   * older than `maxAgeSeconds` (notifications were off for longer: their events would be dropped
+   * anyway). The explicit lower bound on created_at lets the BRIN index skip older block ranges.
    */
-  async newMessages(em: EntityManager, after: { at: Date; id: string }, lagSeconds: number, limit: number): Promise<TailMessage[]> {
+  async newMessages(em: EntityManager, after: { at: Date; id: string }, lagSeconds: number, maxAgeSeconds: number, limit: number): Promise<TailMessage[]> {
     return withDates<TailMessage & Record<string, unknown>>(await em.execute(
-      `select id, created_at from messages
-        where created_at >= ? and (created_at, id) > (?, ?) and created_at <= clock_timestamp() - make_interval(secs => ?)
+      `select id, created_at, case when deleted_at is null then content end as content from messages
+        where created_at >= greatest(?::timestamptz, clock_timestamp() - make_interval(secs => ?)) and (created_at, id) > (?, ?)
+          and created_at <= clock_timestamp() - make_interval(secs => ?)
         order by created_at, id limit ?`,
-      [after.at, after.at, after.id, lagSeconds, limit],
+      [after.at, maxAgeSeconds, after.at, after.id, lagSeconds, limit],
     ), 'created_at');
   },
 
   /**
    * Who each message reaches, its sender left out: a group's members, a project's members (only
-   * its recipient for a private message), a direct message's recipient. Deleted messages and
-   * accounts, and users whose level is NONE, are left out here already.
+   * its recipient for a private message), a direct message's recipient. In a group of more than
+   * `largeGroup` members only those it mentions (`mentions`: message id -> lower-cased usernames):
+   * every plain message of a crowd would notify everyone away. Deleted messages and accounts, and
+   * users whose level is NONE, are left out here already.
    */
-  async reach(em: EntityManager, messageIds: string[]): Promise<Reach[]> {
+  async reach(em: EntityManager, messageIds: string[], mentions: Map<string, string[]>, largeGroup: number): Promise<Reach[]> {
     if (!messageIds.length) return [];
+    const named = [...mentions].flatMap(([id, names]) => names.map((name) => ({ id, name })));
     return withDates<Reach & Record<string, unknown>>(await em.execute(
-      `with w as (
+      `with w0 as (
          select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 140) as content, a.file_name
            from messages m left join attachments a on a.id = m.attachment_id
           where m.id = any(?::uuid[]) and m.deleted_at is null
+       ), large as (
+         select g.group_id from (select distinct group_id from w0 where group_id is not null) g
+          where (select count(*) from (select 1 from group_members c where c.group_id = g.group_id limit ? + 1) x) > ?
+       ), w as (
+         select w0.*, w0.group_id in (select group_id from large) as large from w0
+       ), named as (
+         select n.id, n.name from json_to_recordset(?::json) as n(id uuid, name text)
        ), r as (
-         select w.*, gm.user_id as to_id, false as personal from w join group_members gm on gm.group_id = w.group_id where w.group_id is not null
+         select w.*, gm.user_id as to_id, false as personal from w join group_members gm on gm.group_id = w.group_id where w.group_id is not null and not w.large
+         union all
+         select w.*, gm.user_id, false from w join named n on n.id = w.id join users nu on lower(nu.username) = n.name
+           join group_members gm on gm.group_id = w.group_id and gm.user_id = nu.id where w.large
          union all
          select w.*, pm.user_id, false from w join project_members pm on pm.project_id = w.project_id where w.project_id is not null and w.recipient_id is null
          union all
@@ -132,7 +149,7 @@ export const notificationRepository = {
          from r join users u on u.id = r.to_id
         where r.to_id <> r.sender_id and u.deleted_at is null and u.notification_level <> 'NONE'
         order by r.created_at, r.id`,
-      [pgArray(messageIds)],
+      [pgArray(messageIds), largeGroup, largeGroup, JSON.stringify(named)],
     ), 'created_at');
   },
 

@@ -19,6 +19,11 @@ const TAIL_BATCH = 500;
  * one that is still to commit.
  */
 const SETTLE_SECONDS = 1;
+/**
+ * Members above which a group's plain messages notify no one, only its mentions, as large channels
+ * default to in Slack and Discord: each would otherwise be an event for every member away.
+ */
+export const LARGE_GROUP = 1000;
 /** Events one instance delivers at once (each holds one HTTP request, not a database connection). */
 const DELIVERY_BATCH = 16;
 /** How long a claimed event is this instance's; past it (the instance died mid-delivery) another takes it again. */
@@ -131,9 +136,10 @@ export class NotificationService {
       const em = tem as EntityManager;
       const cursor = await repo.lockCursor(em, MESSAGES_CURSOR);
       if (!cursor) return null;
-      const messages = await repo.newMessages(em, cursor, lag, TAIL_BATCH);
+      const messages = await repo.newMessages(em, cursor, lag, this.o.env.WEBHOOK_MAX_AGE, TAIL_BATCH);
       if (!messages.length) return { messages: 0, queued: 0, full: false };
-      const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id)));
+      const mentions = new Map(messages.map((m) => [m.id, [...mentioned(m.content)]]));
+      const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
       const connected = candidates.length ? await this.o.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
       const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
       const events = this.coalesce(away);
@@ -148,13 +154,10 @@ export class NotificationService {
    * Each reached member's event kind, or none when their level says no.
    * Threads (issue "threads") add THREAD_REPLY here: a reply reaches who follows its thread.
    */
-  private classify(reach: Reach[]): Candidate[] {
-    const mentions = new Map<string, Set<string>>();
+  private classify(reach: Reach[], mentions: Map<string, string[]>): Candidate[] {
     const out: Candidate[] = [];
     for (const r of reach) {
-      let names = mentions.get(r.message_id);
-      if (!names) mentions.set(r.message_id, (names = mentioned(r.content)));
-      const kind = !r.personal && names.has(r.username.toLowerCase()) ? NotificationKind.MENTION : NotificationKind.MESSAGE;
+      const kind = !r.personal && mentions.get(r.message_id)?.includes(r.username.toLowerCase()) ? NotificationKind.MENTION : NotificationKind.MESSAGE;
       if (!wants(r.notification_level, kind, r.personal)) continue;
       out.push({
         kind,
