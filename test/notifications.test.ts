@@ -1,9 +1,17 @@
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { codeOf, eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
-import { snapshot } from './helpers/db';
-import { documentedVerifier, startReceiver, type Receiver } from './helpers/webhook-receiver';
+import { snapshot, sql } from './helpers/db';
+import { LARGE_GROUP } from '../src/modules/notification/notification.service';
+import { documentedVerifier, readmeReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
+import { sparePorts } from './helpers/ports';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const ME = '{ me { id notificationLevel } }';
@@ -128,7 +136,8 @@ describe('notifications', () => {
       expect(events.map((e) => e.preview)).toEqual(texts);
     }
     expect(await metric(s, 'parley_webhook_events_retried_total')).toBeGreaterThanOrEqual(4);
-    expect(await metric(s, 'parley_webhook_events_delivered_total')).toBe(8);
+    // Counted once the delivery is recorded, a moment after the receiver answered.
+    await eventually(async () => (await metric(s, 'parley_webhook_events_delivered_total')) === 8, 3000);
     expect(await metric(s, 'parley_webhook_events_dropped_total')).toBe(0);
   });
 
@@ -180,6 +189,28 @@ describe('notifications', () => {
     expect(receiver.of(none.id)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'again' });
   });
 
+  it('should notify only the mentioned members of a group larger than LARGE_GROUP', async () => {
+    const s = await serverFor(receiver);
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b, c] });
+    // A crowd joins (written directly: a thousand signups through argon2 would take minutes).
+    await sql(
+      s.env.DATABASE_URL!,
+      `with u as (insert into users (id, username, password_hash, created_at)
+                  select gen_random_uuid(), 'crowd_' || i, 'x', now() from generate_series(1, $2::int) i returning id)
+       insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $1, u.id, now() from u`,
+      [group.id, LARGE_GROUP],
+    );
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'plain news for everyone' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: `@${b.username} and @crowd_7, a word` });
+
+    await eventually(() => receiver.got.length >= 2, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.got.map((e) => e.body.kind)).toEqual(['MENTION', 'MENTION']);
+    expect(receiver.of(b.id)).toHaveLength(1);
+    expect(receiver.of(c.id)).toEqual([]);
+  });
+
   it('should refuse a bad level, an anonymous caller and reading another user’s level, changing nothing', async () => {
     const s = await serverFor(receiver);
     const [a, b] = [await signup(s.url), await signup(s.url)];
@@ -228,5 +259,53 @@ describeRedis('notifications across instances', () => {
     await sleep(QUIET_MS);
     expect(receiver.of(b.id)).toEqual([]);
     await socket.dispose();
+  });
+});
+
+describe('the README receiver', () => {
+  it('should verify, forward each event once to the push service, and refuse a forged one', async () => {
+    // The push service the example forwards to.
+    const pushes: any[] = [];
+    const push = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c) => (raw += c));
+      req.on('end', () => {
+        pushes.push(JSON.parse(raw));
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => push.listen(0, '127.0.0.1', () => r()));
+    const dir = mkdtempSync(join(tmpdir(), 'parley-receiver-'));
+    writeFileSync(join(dir, 'receiver.mjs'), readmeReceiverSource());
+    const port = await sparePorts();
+    const child = spawn(process.execPath, [join(dir, 'receiver.mjs')], {
+      env: { ...process.env, WEBHOOK_SECRET: SECRET, PUSH_URL: `http://127.0.0.1:${(push.address() as AddressInfo).port}/push`, PORT: String(port) },
+      stdio: 'ignore',
+    });
+    try {
+      const url = `http://127.0.0.1:${port}/`;
+      await eventually(() => fetch(url, { method: 'POST', body: '{}' }).then((r) => r.status === 401), 10_000, 100);
+      const s = await createTestServer({ WEBHOOK_URL: url, WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true });
+      const [a, b] = [await signup(s.url, { displayName: 'Ada' }), await signup(s.url)];
+      const group = await buildGroup(s.url, a, { members: [b] });
+      await sendMessage(s.url, a.token, { groupId: group.id, content: 'see you at 8' });
+      await eventually(() => pushes.length === 1, 8000);
+      expect(pushes[0]).toEqual({ to: b.id, title: 'Ada', body: 'see you at 8', badge: 1, thread: `g:${group.id}` });
+
+      // Forged: signed with another key, or a body changed after signing.
+      const body = JSON.stringify({ id: 'x', kind: 'MESSAGE', recipientId: b.id, count: 1, preview: 'forged' });
+      const t = Math.floor(Date.now() / 1000);
+      const forged = `t=${t},v1=${createHmac('sha256', 'not-the-secret-at-all').update(`${t}.${body}`).digest('hex')}`;
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': forged } })).status).toBe(401);
+      const genuine = `t=${t},v1=${createHmac('sha256', SECRET).update(`${t}.${body}`).digest('hex')}`;
+      expect((await fetch(url, { method: 'POST', body: body.replace('forged', 'tampered'), headers: { 'parley-signature': genuine } })).status).toBe(401);
+      // The same event twice (an at-least-once repeat): forwarded once.
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
+      expect(pushes.map((p) => p.body)).toEqual(['see you at 8', 'forged']);
+    } finally {
+      child.kill();
+      await new Promise((r) => push.close(r));
+    }
   });
 });

@@ -59,3 +59,12 @@ export function documentedVerifier(): Verify {
   if (!code) throw new Error('docs/API.md has no verify-parley-signature snippet');
   return new Function('require', `${code}\nreturn verifyParleySignature;`)(require) as Verify;
 }
+
+/** The README's example receiver (its one ```js block under "Offline notifications"), as a reader copies it. */
+export function readmeReceiverSource(): string {
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Offline notifications (webhooks)'));
+  const code = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!code) throw new Error('README has no receiver example under "Offline notifications (webhooks)"');
+  return code;
+}
