@@ -55,7 +55,7 @@ export function webhookJob(services: Services, metrics?: Metrics) {
     try {
       const r = await n.tailMessages();
       if (r?.queued) metrics?.webhooks.queued.inc(r.queued);
-      return !!r?.full;
+      return !!r?.more;
     } catch (e) {
       warn(e, 'notification tail failed; the cursor stays, the next round reads the same messages');
       return false;

@@ -4,7 +4,10 @@ import type { NotificationKind } from './notification.entity';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
-const NO_ID = '00000000-0000-0000-0000-000000000000';
+/** Sorts before every message id: a cursor (at, NO_ID) stands before every message created at `at`. */
+export const NO_ID = '00000000-0000-0000-0000-000000000000';
+/** The longest stretch of messages, by created_at, one tail round reads. */
+const SPAN_SECONDS = 60;
 
 /** A new message in the tail's window. */
 export interface TailMessage {
@@ -81,7 +84,7 @@ export const notificationRepository = {
 
   /** Creates the cursor at the database's now (what was sent before notifications were on is not announced). */
   async ensureCursor(em: EntityManager, name: string): Promise<void> {
-    await em.execute('insert into notification_cursors (name, at, id) values (?, clock_timestamp(), null) on conflict (name) do nothing', [name]);
+    await em.execute("insert into notification_cursors (name, at, id) values (?, date_trunc('milliseconds', clock_timestamp()), null) on conflict (name) do nothing", [name]);
   },
 
   /**
@@ -98,18 +101,35 @@ export const notificationRepository = {
   },
 
   /**
-   * Messages after the cursor and at least `lagSeconds` old (database clock), oldest first; none
-   * older than `maxAgeSeconds` (notifications were off for longer: their events would be dropped
-   * anyway). The explicit lower bound on created_at lets the BRIN index skip older block ranges.
+   * The next span of the message tail: messages after the cursor, created before `until`, oldest
+   * first (at most `limit`). `until` is the earlier of `lagSeconds` ago (database clock) and
+   * SPAN_SECONDS past the cursor, so a round after a long pause reads one span, not the whole
+   * backlog; nothing older than `maxAgeSeconds` is read (notifications were off for longer: their
+   * events would be dropped anyway). Literal bounds on created_at let the BRIN index pick the span's
+   * block ranges (a volatile clock_timestamp() there could not).
    */
-  async newMessages(em: EntityManager, after: { at: Date; id: string }, lagSeconds: number, maxAgeSeconds: number, limit: number): Promise<TailMessage[]> {
-    return withDates<TailMessage & Record<string, unknown>>(await em.execute(
-      `select id, created_at, case when deleted_at is null then content end as content from messages
-        where created_at >= greatest(?::timestamptz, clock_timestamp() - make_interval(secs => ?)) and (created_at, id) > (?, ?)
-          and created_at <= clock_timestamp() - make_interval(secs => ?)
-        order by created_at, id limit ?`,
-      [after.at, maxAgeSeconds, after.at, after.id, lagSeconds, limit],
-    ), 'created_at');
+  async newMessages(em: EntityManager, after: { at: Date; id: string }, o: { lagSeconds: number; maxAgeSeconds: number; limit: number }): Promise<{ messages: TailMessage[]; until: Date; caughtUp: boolean }> {
+    const [b] = withDates<{ lo: Date; until: Date; caught_up: boolean }>(
+      await em.execute(
+        // In whole milliseconds, as created_at and a JavaScript Date hold them: the next round starts exactly where this one ends.
+        `select lo, date_trunc('milliseconds', least(lo + make_interval(secs => ?), now() - make_interval(secs => ?))) as until,
+                lo + make_interval(secs => ?) >= now() - make_interval(secs => ?) as caught_up
+           from (select date_trunc('milliseconds', greatest(?::timestamptz, now() - make_interval(secs => ?))) as lo) x`,
+        [SPAN_SECONDS, o.lagSeconds, SPAN_SECONDS, o.lagSeconds, after.at, o.maxAgeSeconds],
+      ),
+      'lo',
+      'until',
+    );
+    const messages = withDates<TailMessage & Record<string, unknown>>(
+      await em.execute(
+        `select id, created_at, case when deleted_at is null then content end as content from messages
+          where created_at >= ? and created_at < ? and (created_at, id) > (?, ?)
+          order by created_at, id limit ?`,
+        [b.lo, b.until, after.at, after.id, o.limit],
+      ),
+      'created_at',
+    );
+    return { messages, until: b.until, caughtUp: b.caught_up };
   },
 
   /**

@@ -6,7 +6,7 @@ import type { Logger } from '../../shared/logger';
 import type { PresenceService } from '../presence/presence.service';
 import { projectKey } from '../conversation/conversation.keys';
 import { NotificationKind } from './notification.entity';
-import { MESSAGES_CURSOR, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
+import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
 import { DELIVERY_TIMEOUT_MS, postEvent, type WebhookEvent } from './notification.webhook';
 
@@ -124,29 +124,33 @@ export class NotificationService {
   /**
    * One round of the message tail, in one transaction: take the cursor row (FOR UPDATE SKIP LOCKED:
    * one instance per round; null when another has it), read the messages after it that are at
-   * least PRESENCE_GRACE (+1 s) old, resolve who they reach, keep the recipients who want them
+   * least PRESENCE_GRACE (+1 s) old (a minute of them at most), resolve who they reach, keep the recipients who want them
    * and hold no socket or SSE stream on any instance, write their events (coalesced), and move the
    * cursor. Killed mid-way, nothing was written and the cursor did not move: the next round, here
    * or elsewhere, does it again.
    * @throws when PostgreSQL or the presence store fails; the round is then rolled back whole.
    */
-  async tailMessages(): Promise<{ messages: number; queued: number; full: boolean } | null> {
+  async tailMessages(): Promise<{ messages: number; queued: number; more: boolean } | null> {
     const lag = this.o.env.PRESENCE_GRACE + SETTLE_SECONDS;
     return this.em.fork().transactional(async (tem) => {
       const em = tem as EntityManager;
       const cursor = await repo.lockCursor(em, MESSAGES_CURSOR);
       if (!cursor) return null;
-      const messages = await repo.newMessages(em, cursor, lag, this.o.env.WEBHOOK_MAX_AGE, TAIL_BATCH);
-      if (!messages.length) return { messages: 0, queued: 0, full: false };
-      const mentions = new Map(messages.map((m) => [m.id, [...mentioned(m.content)]]));
-      const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
-      const connected = candidates.length ? await this.o.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
-      const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
-      const events = this.coalesce(away);
-      const queued = await repo.write(em, events, this.o.env.WEBHOOK_COALESCE, this.o.env.WEBHOOK_COALESCE);
+      const { messages, until, caughtUp } = await repo.newMessages(em, cursor, { lagSeconds: lag, maxAgeSeconds: this.o.env.WEBHOOK_MAX_AGE, limit: TAIL_BATCH });
+      const full = messages.length === TAIL_BATCH;
+      // A full round stops at its last message; otherwise everything before `until` has been read.
       const last = messages[messages.length - 1];
-      await repo.moveCursor(em, MESSAGES_CURSOR, { at: last.created_at, id: last.id });
-      return { messages: messages.length, queued, full: messages.length === TAIL_BATCH };
+      const next = full ? { at: last.created_at, id: last.id } : { at: until, id: NO_ID };
+      let queued = 0;
+      if (messages.length) {
+        const mentions = new Map(messages.map((m) => [m.id, [...mentioned(m.content)]]));
+        const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
+        const connected = candidates.length ? await this.o.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
+        const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
+        queued = await repo.write(em, this.coalesce(away), this.o.env.WEBHOOK_COALESCE, this.o.env.WEBHOOK_COALESCE);
+      }
+      if (next.at > cursor.at || (next.at.getTime() === cursor.at.getTime() && next.id > cursor.id)) await repo.moveCursor(em, MESSAGES_CURSOR, next);
+      return { messages: messages.length, queued, more: full || !caughtUp };
     });
   }
 
