@@ -10,6 +10,7 @@ import { createTestServer, describeRedis, type TestServer } from './helpers/serv
 import { befriend, buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { LARGE_GROUP } from '../src/modules/notification/notification.service';
+import { loadEnv } from '../src/config/env';
 import { documentedVerifier, readmeReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
 import { sparePorts } from './helpers/ports';
 
@@ -226,6 +227,22 @@ describe('notifications', () => {
 
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     expect((await ok(gql(s.url, ME, {}, a.token))).me.notificationLevel).toBe('MENTIONS');
+  });
+});
+
+describe('notification settings', () => {
+  it('should default to no webhooks, 10 s coalescing and a 24 h maximum age', () => {
+    const env = loadEnv({});
+    expect([env.WEBHOOK_URL, env.WEBHOOK_SECRET, env.WEBHOOK_COALESCE, env.WEBHOOK_MAX_AGE]).toEqual([undefined, undefined, 10, 86400]);
+    expect(loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', WEBHOOK_MAX_AGE: '2h' })).toMatchObject({ WEBHOOK_COALESCE: 0, WEBHOOK_MAX_AGE: 7200 });
+  });
+
+  it('should refuse a URL without a secret, a short secret, another scheme and bad durations', () => {
+    expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley' })).toThrow(/WEBHOOK_SECRET must be set/);
+    expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: 'short' })).toThrow(/WEBHOOK_SECRET must be at least 16/);
+    expect(() => loadEnv({ WEBHOOK_URL: 'ftp://push.example.com', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL must use http: or https:/);
+    expect(() => loadEnv({ WEBHOOK_COALESCE: 'soon' })).toThrow(/WEBHOOK_COALESCE/);
+    expect(() => loadEnv({ WEBHOOK_MAX_AGE: '0' })).toThrow(/WEBHOOK_MAX_AGE/);
   });
 });
 
