@@ -28,7 +28,7 @@ export class Migration20261124070000_Notifications extends Migration {
       "leased_until" timestamptz null,
       "done_at" timestamptz null,
       constraint "notification_outbox_pkey" primary key ("id"),
-      constraint "notification_outbox_recipient_fk" foreign key ("recipient_id") references "users" ("id") on delete cascade
+      constraint "notification_outbox_recipient_id_foreign" foreign key ("recipient_id") references "users" ("id") on update cascade on delete cascade
     );`);
     this.addSql(`create unique index "notification_outbox_source" on "notification_outbox" ("source_id", "recipient_id");`);
     this.addSql(`create index "notification_outbox_due" on "notification_outbox" ("due_at") where "state" = 'PENDING';`);

@@ -1,4 +1,5 @@
-import { Entity, Index, PrimaryKey, Property, Unique } from '@mikro-orm/core';
+import { Entity, Index, ManyToOne, PrimaryKey, Property, Unique, type Ref } from '@mikro-orm/core';
+import { User } from '../user/user.entity';
 
 /** What an event is about; the `kind` of its JSON (docs/API.md). */
 export enum NotificationKind {
@@ -20,7 +21,7 @@ export type OutboxState = 'PENDING' | 'DELIVERED' | 'DROPPED' | 'SKIPPED';
  * notification.repository.ts; mapped here so the schema and future migrations know the table.
  */
 @Entity({ tableName: 'notification_outbox' })
-@Unique({ name: 'notification_outbox_source', properties: ['sourceId', 'recipientId'] })
+@Unique({ name: 'notification_outbox_source', properties: ['sourceId', 'recipient'] })
 @Index({ name: 'notification_outbox_due', expression: `create index "notification_outbox_due" on "notification_outbox" ("due_at") where "state" = 'PENDING'` })
 @Index({
   name: 'notification_outbox_recipient',
@@ -35,8 +36,9 @@ export class NotificationOutbox {
   @Property({ type: 'string', length: 16 })
   kind!: NotificationKind;
 
-  @Property({ type: 'uuid' })
-  recipientId!: string;
+  /** An account deleted takes its pending events with it. */
+  @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
+  recipient!: Ref<User>;
 
   /** The conversation (as Conversation.id); null for a friend request. */
   @Property({ type: 'string', length: 160, nullable: true })

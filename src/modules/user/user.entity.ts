@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Entity, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+import { Entity, Enum, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 
 @Entity({ tableName: 'users' })
 @Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
@@ -30,6 +30,6 @@ export class User {
   deletedAt?: Date | null;
 
   /** Which offline notifications (webhooks) the user gets: ALL, MENTIONS or NONE (see modules/notification). */
-  @Property({ type: 'string', length: 8, default: 'ALL' })
+  @Enum({ items: ['ALL', 'MENTIONS', 'NONE'], columnType: 'varchar(8)', default: 'ALL' })
   notificationLevel: string = 'ALL';
 }
