@@ -14,9 +14,11 @@ import { DELIVERY_TIMEOUT_MS, postEvent, type WebhookEvent } from './notificatio
 const TAIL_BATCH = 500;
 /**
  * Beyond PRESENCE_GRACE, how old a message must be before the tail reads it. A message's
- * created_at is stamped inside its one send statement, just before that statement commits: a
- * message becomes visible far less than this after its created_at, so the cursor never passes
- * one that is still to commit.
+ * created_at is stamped inside its one send statement, which then commits within milliseconds: the
+ * cursor passes a message only once it is PRESENCE_GRACE + 1 s old (6 s by default). One whose
+ * statement stalled longer than that between stamp and commit would be passed over (no webhook;
+ * the app still shows it): re-reading behind the cursor could not tell it from a message already
+ * counted into a coalesced event without a row per message.
  */
 const SETTLE_SECONDS = 1;
 /**
@@ -124,9 +126,9 @@ export class NotificationService {
   /**
    * One round of the message tail, in one transaction: take the cursor row (FOR UPDATE SKIP LOCKED:
    * one instance per round; null when another has it), read the messages after it that are at
-   * least PRESENCE_GRACE (+1 s) old (a minute of them at most), resolve who they reach, keep the recipients who want them
-   * and hold no socket or SSE stream on any instance, write their events (coalesced), and move the
-   * cursor. Killed mid-way, nothing was written and the cursor did not move: the next round, here
+   * least PRESENCE_GRACE (+1 s) old (a minute of them at most), resolve who they reach, keep the
+   * recipients who want them and hold no socket or SSE stream on any instance, write their events
+   * (coalesced), and move the cursor. Killed mid-way, nothing was written and the cursor did not move: the next round, here
    * or elsewhere, does it again.
    * @throws when PostgreSQL or the presence store fails; the round is then rolled back whole.
    */
