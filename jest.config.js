@@ -23,7 +23,7 @@ const base = {
  * Cluster, several instances at once, and start-up from a packed install. `npm test` leaves them
  * out so a change is checked quickly; `npm run test:all` (what CI runs) takes them too.
  */
-const slow = ['fuzz', 'demo.browser', 'graphiql', 'cluster', 'scaleout', 'startup', 'rolling', 'migrations'];
+const slow = ['fuzz', 'demo.browser', 'graphiql', 'cluster', 'scaleout', 'startup', 'rolling', 'migrations', 'notifications.crash'];
 const slowPaths = slow.map((name) => `<rootDir>/test/${name}.test.ts`);
 
 /** @type {import('jest').Config} */

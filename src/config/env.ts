@@ -162,6 +162,17 @@ export interface Env {
    * Also the SSE subscription requests one user may make (beyond it: 429). @default 500/10s
    */
   RATE_LIMIT_WS_MESSAGES: RateSpec;
+  /**
+   * Where offline notifications are POSTed (signed JSON events: see docs/API.md). Unset: none are
+   * made, and nothing of it runs. @default undefined
+   */
+  WEBHOOK_URL?: string;
+  /** Key of the HMAC-SHA256 in each event's `Parley-Signature` header (16 characters or more); required with WEBHOOK_URL. */
+  WEBHOOK_SECRET?: string;
+  /** Messages to one offline user in one conversation within this many seconds of the first go as one event with a count. @default 10 */
+  WEBHOOK_COALESCE: number;
+  /** An event the receiver has not accepted (2xx) this long after it was made is dropped (counted in /metrics). @default 86400 (24 h) */
+  WEBHOOK_MAX_AGE: number;
 }
 
 /** A rate: `points` actions per `duration` seconds, written `30/10s`. */
@@ -295,6 +306,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const shutdownTimeout = duration(src, 'SHUTDOWN_TIMEOUT', 10, 1);
   const shutdownDelay = duration(src, 'SHUTDOWN_DELAY', 0, 0);
   if (shutdownDelay >= shutdownTimeout) throw new ConfigError('SHUTDOWN_DELAY', `must be shorter than SHUTDOWN_TIMEOUT (${shutdownTimeout}s), got ${shutdownDelay}s`);
+  const webhookUrl = url(src, 'WEBHOOK_URL', ['http:', 'https:']);
+  const webhookSecret = secret(src, 'WEBHOOK_SECRET', 16);
+  // Unsigned events could not be told from forged ones: a receiver must be able to check every one.
+  if (webhookUrl && !webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'must be set (16 characters or more) when WEBHOOK_URL is');
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
@@ -362,5 +377,9 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
     FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
+    WEBHOOK_URL: webhookUrl,
+    WEBHOOK_SECRET: webhookSecret,
+    WEBHOOK_COALESCE: duration(src, 'WEBHOOK_COALESCE', 10, 0),
+    WEBHOOK_MAX_AGE: duration(src, 'WEBHOOK_MAX_AGE', 86400, 1),
   };
 }

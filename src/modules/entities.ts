@@ -5,6 +5,7 @@ import { FriendRequest, Friendship } from './friend/friend.entity';
 import { Group, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
 import { MessagePin } from './message/pin.entity';
+import { NotificationCursor, NotificationOutbox } from './notification/notification.entity';
 import { Project, ProjectAction, ProjectMember } from './project/project.entity';
 import { User } from './user/user.entity';
 
@@ -26,4 +27,6 @@ export const entities = [
   ConversationMember,
   MessageReaction,
   MessagePin,
+  NotificationOutbox,
+  NotificationCursor,
 ];

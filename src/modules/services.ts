@@ -30,6 +30,7 @@ import { scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
+import { NotificationService } from './notification/notification.service';
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {
@@ -63,6 +64,8 @@ export interface Services {
   attachmentLinks: AttachmentLinks;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
+  /** Offline notifications: levels, the outbox and its webhook delivery (jobs/webhook.job.ts). */
+  notifications: NotificationService;
 }
 
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
@@ -127,6 +130,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
 
+  const notifications = new NotificationService({ orm, presence, env, logger: logger.child({ module: 'notifications' }) });
+  friends.onRequested((em, request) => notifications.friendRequested(em, request));
+  projects.onActions((em, actions) => notifications.projectActions(em, actions));
+
   routeConversations(pubsub, {
     memberships,
     channelOf: scopeChannel,
@@ -162,6 +169,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     typing,
     attachmentLinks,
     rates,
+    notifications,
   };
   return {
     services,
@@ -172,6 +180,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       auth.start();
       await groups.ensureLobby(orm.em.fork());
       await attachmentLinks.start(orm.em.fork() as EntityManager);
+      await notifications.start();
     },
     async dispose() {
       await typing.dispose();

@@ -47,6 +47,8 @@ export interface Metrics {
   sweepExpired: Counter;
   redisErrors: Counter;
   databaseErrors: Counter;
+  /** Offline notifications (jobs/webhook.job.ts), counted by the instance that did each step. */
+  webhooks: { queued: Counter; delivered: Counter; retried: Counter; dropped: Counter; latency: Histogram };
   /** Counts one GraphQL operation (HTTP or WebSocket) and its duration. */
   operation(op: OperationRecord): void;
   /** Counts an operation answered SERVICE_UNAVAILABLE against the dependency that was away. */
@@ -199,6 +201,18 @@ export function createMetrics(): Metrics {
       registers,
     }),
     sweepExpired: new Counter({ name: 'parley_presence_sweep_expired_total', help: 'Users the presence sweep marked OFFLINE', registers }),
+    webhooks: {
+      queued: new Counter({ name: 'parley_webhook_events_queued_total', help: 'Webhook events written to the outbox (a message coalesced into a pending event adds none)', registers }),
+      delivered: new Counter({ name: 'parley_webhook_events_delivered_total', help: 'Webhook events the receiver accepted (2xx within 5 s)', registers }),
+      retried: new Counter({ name: 'parley_webhook_events_retried_total', help: 'Failed webhook deliveries scheduled again with back-off', registers }),
+      dropped: new Counter({ name: 'parley_webhook_events_dropped_total', help: 'Webhook events given up after WEBHOOK_MAX_AGE', registers }),
+      latency: new Histogram({
+        name: 'parley_webhook_delivery_latency_seconds',
+        help: "From a webhook event's first cause to the receiver's 2xx (coalescing window and retries included)",
+        buckets: [0.5, 1, 2.5, 5, 10, 15, 30, 60, 300, 900, 3600, 21600, 86400],
+        registers,
+      }),
+    },
     observe(sources) {
       src = sources;
     },

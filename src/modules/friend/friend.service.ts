@@ -10,7 +10,14 @@ import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {
+  private readonly requestHooks: ((em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>)[] = [];
+
   constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
+
+  /** Runs in the transaction of every new pending request, after it is written (offline notifications). */
+  onRequested(hook: (em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>): void {
+    this.requestHooks.push(hook);
+  }
 
   areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
     return friendRepository.areFriends(em, a, b);
@@ -30,12 +37,15 @@ export class FriendService {
       const declinedAt = await friendRepository.lastDeclinedAt(tem, viewerId, userId);
       const wait = declinedAt ? declinedAt.getTime() + this.env.FRIEND_REQUEST_COOLDOWN * 1000 - Date.now() : 0;
       if (wait > 0) throw new RateLimitedError(wait / 1000, 'This user declined your last request; you can ask again later.');
+      let request: FriendRequest;
       try {
-        return await friendRepository.request(tem, viewerId, target);
+        request = await friendRepository.request(tem, viewerId, target);
       } catch (e) {
         if (e instanceof UniqueConstraintViolationException) throw new ConflictError('A request between you is already pending.', 'userId');
         throw e;
       }
+      for (const hook of this.requestHooks) await hook(tem, { id: request.id, fromId: viewerId, toId: userId });
+      return request;
     });
   }
 

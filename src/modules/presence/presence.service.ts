@@ -263,6 +263,18 @@ export class PresenceService {
   }
 
   /**
+   * Of `userIds`, those with a live socket or SSE stream on any instance: here, or listed by a live
+   * instance in the store (a socket closed elsewhere leaves that list at the end of its grace period).
+   * @throws when the store cannot be reached (the caller must not take everyone for offline).
+   */
+  async connected(userIds: string[]): Promise<Set<string>> {
+    const out = new Set(userIds.filter((u) => this.sockets.has(u)));
+    const rest = userIds.filter((u) => !out.has(u));
+    if (rest.length) for (const u of await this.store.withSockets(rest, Date.now())) out.add(u);
+    return out;
+  }
+
+  /**
    * Marks OFFLINE everyone idle for longer than PRESENCE_TIMEOUT who holds no live socket.
    * Safe to run anywhere at any time: removal is atomic, so two sweeps never publish one
    * transition twice. The cron job runs it once per tick across instances (see presence-sweep.job.ts).

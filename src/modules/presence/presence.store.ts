@@ -50,6 +50,8 @@ export interface PresenceStore {
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
   setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void>;
+  /** Of `userIds`, those holding a socket or SSE stream on a live instance (the memory store knows none: its one instance asks itself). */
+  withSockets(userIds: string[], now: number): Promise<string[]>;
   /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
@@ -196,7 +198,16 @@ end
 out[#out + 1] = #ids / 2
 return out`;
 
-const SCRIPTS = { TOUCH, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE };
+// KEYS: active, online, instances (as HELD reads them). ARGV: now, userIds... Returns those a live instance lists.
+const WITH_SOCKETS = `${HELD}
+local instances = live_instances(ARGV[1], '')
+local out = {}
+for i = 2, #ARGV do
+  if held(instances, ARGV[i]) then out[#out + 1] = ARGV[i] end
+end
+return out`;
+
+const SCRIPTS = { TOUCH, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
 type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
@@ -289,6 +300,12 @@ export class RedisPresenceStore implements PresenceStore {
     await multi.exec();
   }
 
+  async withSockets(userIds: string[], now: number): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < userIds.length; i += 1000) out.push(...(await this.run<string[]>('WITH_SOCKETS', [ACTIVE, ONLINE, INSTANCES], [now, ...userIds.slice(i, i + 1000)])));
+    return out;
+  }
+
   async claim(key: string, ttlMs: number): Promise<boolean> {
     return (await this.redis.set(`{presence}:lock:${key}`, '1', 'PX', Math.ceil(ttlMs), 'NX')) === 'OK';
   }
@@ -356,6 +373,9 @@ export class MemoryPresenceStore implements PresenceStore {
   }
   async addSocket() {}
   async setInstanceSockets() {}
+  async withSockets() {
+    return [];
+  }
   async claim(key: string, ttlMs: number) {
     const now = Date.now();
     for (const [k, until] of this.locks) if (until <= now) this.locks.delete(k);

@@ -38,10 +38,17 @@ interface Entry {
  * NOT_FOUND, as for project(id), which is null to them; a member without the role gets FORBIDDEN.
  */
 export class ProjectService {
+  private readonly actionHooks: ((em: EntityManager, actions: NewAction[]) => Promise<void>)[] = [];
+
   constructor(
     private readonly pubsub: PubSub,
     private readonly memberships: MembershipIndex,
   ) {}
+
+  /** Runs in the transaction of every change that writes inbox entries, after they are written (offline notifications). */
+  onActions(hook: (em: EntityManager, actions: NewAction[]) => Promise<void>): void {
+    this.actionHooks.push(hook);
+  }
 
   // ---- the membership rule, reused by queries, mutations, messages and subscriptions ----
 
@@ -312,6 +319,7 @@ export class ProjectService {
     const createdAt = new Date();
     const actions: NewAction[] = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about, createdAt }));
     await repo.insertActions(em, actions);
+    for (const hook of this.actionHooks) await hook(em, actions);
     outbox.add(Topic.ProjectAction, {
       projectId: project.id,
       entries: actions.map(toActionEntryPayload),

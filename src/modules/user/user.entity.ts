@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Entity, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+import { Entity, Enum, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 
 @Entity({ tableName: 'users' })
 @Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
 export class User {
-  [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt';
+  [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt' | 'notificationLevel';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -28,4 +28,8 @@ export class User {
   /** Set when the account was deleted: the row stays as the placeholder sender of old messages. */
   @Property({ type: 'datetime', nullable: true })
   deletedAt?: Date | null;
+
+  /** Which offline notifications (webhooks) the user gets: ALL, MENTIONS or NONE (see modules/notification). */
+  @Enum({ items: ['ALL', 'MENTIONS', 'NONE'], columnType: 'varchar(8)', default: 'ALL' })
+  notificationLevel: string = 'ALL';
 }

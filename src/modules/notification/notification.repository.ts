@@ -1,0 +1,277 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
+import type { NotificationKind } from './notification.entity';
+
+/** The message tail's cursor row. */
+export const MESSAGES_CURSOR = 'messages';
+/** Sorts before every message id: a cursor (at, NO_ID) stands before every message created at `at`. */
+export const NO_ID = '00000000-0000-0000-0000-000000000000';
+/** The longest stretch of messages, by created_at, one tail round reads. */
+const SPAN_SECONDS = 60;
+
+/** A new message in the tail's window. */
+export interface TailMessage {
+  id: string;
+  created_at: Date;
+  /** Its whole text, for the mentions in it. */
+  content: string | null;
+}
+
+/** One (message, member) pair the tail may notify: everyone the message reaches but its sender. */
+export interface Reach {
+  message_id: string;
+  conversation_key: string;
+  sender_id: string;
+  recipient_id: string;
+  username: string;
+  notification_level: string;
+  /** The message goes to this recipient alone (direct, or a project's private message). */
+  personal: boolean;
+  created_at: Date;
+  content: string | null;
+  file_name: string | null;
+}
+
+/** One event to write: a single cause, or several coalesced by the caller. */
+export interface NewEvent {
+  id: string;
+  kind: NotificationKind;
+  recipientId: string;
+  conversationKey: string | null;
+  senderId: string | null;
+  sourceId: string;
+  preview: string | null;
+  count: number;
+  /** When its first and newest causes happened; null: now, by the database's clock. */
+  createdAt: Date | null;
+  lastAt: Date | null;
+}
+
+/** An event claimed for delivery, with what its JSON shows. */
+export interface ClaimedEvent {
+  id: string;
+  kind: NotificationKind;
+  recipient_id: string;
+  conversation_key: string | null;
+  sender_id: string | null;
+  sender_username: string | null;
+  sender_display_name: string | null;
+  preview: string | null;
+  count: number;
+  created_at: Date;
+  attempts: number;
+}
+
+/** Timestamps come back from raw queries as text: the rows' own fields as Dates. */
+function withDates<T extends Record<string, unknown>>(rows: T[], ...fields: (keyof T)[]): T[] {
+  for (const r of rows) for (const f of fields) if (r[f] !== null && !(r[f] instanceof Date)) (r as Record<keyof T, unknown>)[f] = new Date(r[f] as string);
+  return rows;
+}
+
+const EVENT_COLUMNS = 'id, kind, recipient_id, conversation_key, sender_id, source_id, preview, count, created_at, last_at, due_at';
+
+/** Every query of the notification module: outbox, cursor, levels. */
+export const notificationRepository = {
+  async level(em: EntityManager, userId: string): Promise<string | null> {
+    const [row]: { notification_level: string }[] = await em.execute('select notification_level from users where id = ? and deleted_at is null', [userId]);
+    return row?.notification_level ?? null;
+  },
+
+  async setLevel(em: EntityManager, userId: string, level: string): Promise<boolean> {
+    const rows: unknown[] = await em.execute('update users set notification_level = ? where id = ? and deleted_at is null returning id', [level, userId]);
+    return rows.length > 0;
+  },
+
+  /** Creates the cursor at the database's now (what was sent before notifications were on is not announced). */
+  async ensureCursor(em: EntityManager, name: string): Promise<void> {
+    await em.execute("insert into notification_cursors (name, at, id) values (?, date_trunc('milliseconds', clock_timestamp()), null) on conflict (name) do nothing", [name]);
+  },
+
+  /**
+   * The cursor, locked for this transaction; null while another instance's tail holds it (that
+   * instance is doing this round: waiting for it would only repeat its work).
+   */
+  async lockCursor(em: EntityManager, name: string): Promise<{ at: Date; id: string } | null> {
+    const [row] = withDates<{ at: Date; id: string | null }>(await em.execute('select at, id from notification_cursors where name = ? for update skip locked', [name]), 'at');
+    return row ? { at: row.at, id: row.id ?? NO_ID } : null;
+  },
+
+  async moveCursor(em: EntityManager, name: string, to: { at: Date; id: string }): Promise<void> {
+    await em.execute('update notification_cursors set at = ?, id = ? where name = ?', [to.at, to.id, name]);
+  },
+
+  /**
+   * The next span of the message tail: messages after the cursor, created before `until`, oldest
+   * first (at most `limit`). `until` is the earlier of `lagSeconds` ago (database clock) and
+   * SPAN_SECONDS past the cursor, so a round after a long pause reads one span, not the whole
+   * backlog; nothing older than `maxAgeSeconds` is read (notifications were off for longer: their
+   * events would be dropped anyway). Literal bounds on created_at let the BRIN index pick the span's
+   * block ranges (a volatile clock_timestamp() there could not).
+   */
+  async newMessages(em: EntityManager, after: { at: Date; id: string }, o: { lagSeconds: number; maxAgeSeconds: number; limit: number }): Promise<{ messages: TailMessage[]; until: Date; caughtUp: boolean }> {
+    const [b] = withDates<{ lo: Date; until: Date; caught_up: boolean }>(
+      await em.execute(
+        // In whole milliseconds, as created_at and a JavaScript Date hold them: the next round starts exactly where this one ends.
+        `select lo, date_trunc('milliseconds', least(lo + make_interval(secs => ?), now() - make_interval(secs => ?))) as until,
+                lo + make_interval(secs => ?) >= now() - make_interval(secs => ?) as caught_up
+           from (select date_trunc('milliseconds', greatest(?::timestamptz, now() - make_interval(secs => ?))) as lo) x`,
+        [SPAN_SECONDS, o.lagSeconds, SPAN_SECONDS, o.lagSeconds, after.at, o.maxAgeSeconds],
+      ),
+      'lo',
+      'until',
+    );
+    const messages = withDates<TailMessage & Record<string, unknown>>(
+      await em.execute(
+        `select id, created_at, case when deleted_at is null then content end as content from messages
+          where created_at >= ? and created_at < ? and (created_at, id) > (?, ?)
+          order by created_at, id limit ?`,
+        [b.lo, b.until, after.at, after.id, o.limit],
+      ),
+      'created_at',
+    );
+    return { messages, until: b.until, caughtUp: b.caught_up };
+  },
+
+  /**
+   * Who each message reaches, its sender left out: a group's members, a project's members (only
+   * its recipient for a private message), a direct message's recipient. In a group of more than
+   * `largeGroup` members only those it mentions (`mentions`: message id -> lower-cased usernames):
+   * every plain message of a crowd would notify everyone away. Deleted messages and accounts, and
+   * users whose level is NONE, are left out here already.
+   */
+  async reach(em: EntityManager, messageIds: string[], mentions: Map<string, string[]>, largeGroup: number): Promise<Reach[]> {
+    if (!messageIds.length) return [];
+    const named = [...mentions].flatMap(([id, names]) => names.map((name) => ({ id, name })));
+    return withDates<Reach & Record<string, unknown>>(await em.execute(
+      `with w0 as (
+         select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 140) as content, a.file_name
+           from messages m left join attachments a on a.id = m.attachment_id
+          where m.id = any(?::uuid[]) and m.deleted_at is null
+       ), large as (
+         select g.group_id from (select distinct group_id from w0 where group_id is not null) g
+          where (select count(*) from (select 1 from group_members c where c.group_id = g.group_id limit ? + 1) x) > ?
+       ), w as (
+         select w0.*, w0.group_id in (select group_id from large) as large from w0
+       ), named as (
+         select n.id, n.name from json_to_recordset(?::json) as n(id uuid, name text)
+       ), r as (
+         select w.*, gm.user_id as to_id, false as personal from w join group_members gm on gm.group_id = w.group_id where w.group_id is not null and not w.large
+         union all
+         select w.*, gm.user_id, false from w join named n on n.id = w.id join users nu on lower(nu.username) = n.name
+           join group_members gm on gm.group_id = w.group_id and gm.user_id = nu.id where w.large
+         union all
+         select w.*, pm.user_id, false from w join project_members pm on pm.project_id = w.project_id where w.project_id is not null and w.recipient_id is null
+         union all
+         select w.*, w.recipient_id, true from w where w.recipient_id is not null
+       )
+       select r.id as message_id, r.conversation_key, r.sender_id, r.to_id as recipient_id, u.username, u.notification_level, r.personal,
+              r.created_at, r.content, r.file_name
+         from r join users u on u.id = r.to_id
+        where r.to_id <> r.sender_id and u.deleted_at is null and u.notification_level <> 'NONE'
+        order by r.created_at, r.id`,
+      [pgArray(messageIds), largeGroup, largeGroup, JSON.stringify(named)],
+    ), 'created_at');
+  },
+
+  /**
+   * Writes events in one statement. Each one first tries to join the recipient's pending event of
+   * the same conversation and kind that began less than `coalesceSeconds` before it and was never
+   * tried (adding its count, taking its preview and sender); otherwise it is inserted, due
+   * `delaySeconds` after it began. A second insert of the same cause for the same recipient is
+   * ignored, and so is an event for a user whose level is NONE. The checks on `o` are rechecked on the row's newest version: an event a delivery just
+   * took is not joined (the message then gets an event of its own).
+   * @returns how many events were inserted.
+   */
+  async write(em: EntityManager, events: NewEvent[], coalesceSeconds: number, delaySeconds: number): Promise<number> {
+    if (!events.length) return 0;
+    const rows: unknown[] = await em.execute(
+      `with g as (
+         select * from json_to_recordset(?::json) as g(id uuid, kind text, recipient_id uuid, conversation_key text, sender_id uuid, source_id uuid, preview text, count int, created_at timestamptz, last_at timestamptz)
+       ), n as (
+         select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count,
+                coalesce(g.created_at, clock_timestamp()) as created_at, coalesce(g.last_at, clock_timestamp()) as last_at
+           from g join users u on u.id = g.recipient_id where u.notification_level <> 'NONE'
+       ), joined as (
+         update notification_outbox o set count = o.count + g.count, preview = g.preview, sender_id = g.sender_id, last_at = greatest(o.last_at, g.last_at)
+           from n g
+          where o.id = (select p.id from notification_outbox p
+                         where p.state = 'PENDING' and p.recipient_id = g.recipient_id and p.conversation_key = g.conversation_key and p.kind = g.kind
+                           and p.attempts = 0 and p.created_at <= g.created_at and p.created_at > g.created_at - make_interval(secs => ?)
+                         order by p.created_at desc limit 1)
+            and o.state = 'PENDING' and o.attempts = 0 and o.leased_until is null
+         returning g.id
+       )
+       insert into notification_outbox (${EVENT_COLUMNS})
+       select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count, g.created_at, g.last_at, g.created_at + make_interval(secs => ?)
+         from n g where g.id not in (select id from joined)
+       on conflict (source_id, recipient_id) do nothing
+       returning id`,
+      [JSON.stringify(events.map((e) => ({ id: e.id, kind: e.kind, recipient_id: e.recipientId, conversation_key: e.conversationKey, sender_id: e.senderId, source_id: e.sourceId, preview: e.preview, count: e.count, created_at: e.createdAt, last_at: e.lastAt }))), coalesceSeconds, delaySeconds],
+    );
+    return rows.length;
+  },
+
+  /**
+   * Leases up to `limit` due events for `leaseSeconds`, oldest due first, at most one per recipient:
+   * an event waits while an earlier one of its recipient is pending (in order per recipient).
+   * SKIP LOCKED: rows another instance is leasing right now are passed over, not waited for.
+   */
+  async claim(em: EntityManager, limit: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
+    return withDates<ClaimedEvent & Record<string, unknown>>(await em.execute(
+      `with c as (
+         update notification_outbox o set leased_until = clock_timestamp() + make_interval(secs => ?), attempts = o.attempts + 1
+          where o.id in (
+            select e.id from notification_outbox e
+             where e.state = 'PENDING' and e.due_at <= clock_timestamp() and (e.leased_until is null or e.leased_until < clock_timestamp())
+               and not exists (select 1 from notification_outbox b where b.state = 'PENDING' and b.recipient_id = e.recipient_id and (b.created_at, b.id) < (e.created_at, e.id))
+             order by e.due_at limit ?
+             for update skip locked)
+         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.preview, o.count, o.created_at, o.attempts
+       )
+       select c.*, u.username as sender_username, u.display_name as sender_display_name from c left join users u on u.id = c.sender_id`,
+      [leaseSeconds, limit],
+    ), 'created_at');
+  },
+
+  /** Each recipient's unread messages over all their conversations, as their sidebar counts them. */
+  async unreadTotals(em: EntityManager, userIds: string[]): Promise<Map<string, number>> {
+    if (!userIds.length) return new Map();
+    const rows: { user_id: string; n: number }[] = await em.execute(
+      `select cm.user_id, coalesce(sum(greatest(0, h.seq - cm.read_seq) + greatest(0, cm.private_seq - cm.private_read)), 0)::int as n
+         from conversation_members cm join conversation_heads h on h.conversation_key = cm.conversation_key
+        where cm.user_id = any(?::uuid[]) group by cm.user_id`,
+      [pgArray(userIds)],
+    );
+    return new Map(rows.map((r) => [r.user_id, r.n]));
+  },
+
+  /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */
+  async finish(em: EntityManager, id: string, attempts: number, state: 'DELIVERED' | 'SKIPPED' | 'DROPPED'): Promise<void> {
+    await em.execute(`update notification_outbox set state = ?, done_at = clock_timestamp(), leased_until = null where id = ? and state = 'PENDING' and attempts = ?`, [state, id, attempts]);
+  },
+
+  /** A failed attempt: due again after `delaySeconds`, the lease given back. */
+  async retryLater(em: EntityManager, id: string, attempts: number, delaySeconds: number): Promise<void> {
+    await em.execute(
+      `update notification_outbox set due_at = clock_timestamp() + make_interval(secs => ?), leased_until = null where id = ? and state = 'PENDING' and attempts = ?`,
+      [delaySeconds, id, attempts],
+    );
+  },
+
+  /** Pending events older than `maxAgeSeconds` become DROPPED (not leased right now); returns how many. */
+  async dropExpired(em: EntityManager, maxAgeSeconds: number): Promise<number> {
+    const rows: unknown[] = await em.execute(
+      `update notification_outbox set state = 'DROPPED', done_at = clock_timestamp()
+        where state = 'PENDING' and due_at <= clock_timestamp() and created_at < clock_timestamp() - make_interval(secs => ?)
+          and (leased_until is null or leased_until < clock_timestamp())
+       returning id`,
+      [maxAgeSeconds],
+    );
+    return rows.length;
+  },
+
+  /** Forgets finished events older than `keepSeconds`. */
+  async purge(em: EntityManager, keepSeconds: number): Promise<void> {
+    await em.execute(`delete from notification_outbox where state <> 'PENDING' and done_at < clock_timestamp() - make_interval(secs => ?)`, [keepSeconds]);
+  },
+};

@@ -1,0 +1,308 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Env } from '../../config/env';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import type { Logger } from '../../shared/logger';
+import type { PresenceService } from '../presence/presence.service';
+import { projectKey } from '../conversation/conversation.keys';
+import { NotificationKind } from './notification.entity';
+import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
+import { NotificationLevel } from './notification.types';
+import { DELIVERY_TIMEOUT_MS, postEvent, type WebhookEvent } from './notification.webhook';
+
+/** Messages read per tail round; a full round is followed by the next at once. */
+const TAIL_BATCH = 500;
+/**
+ * Beyond PRESENCE_GRACE, how old a message must be before the tail reads it. A message's
+ * created_at is stamped inside its one send statement, which then commits within milliseconds: the
+ * cursor passes a message only once it is PRESENCE_GRACE + 1 s old (6 s by default). One whose
+ * statement stalled longer than that between stamp and commit would be passed over (no webhook;
+ * the app still shows it): re-reading behind the cursor could not tell it from a message already
+ * counted into a coalesced event without a row per message.
+ */
+const SETTLE_SECONDS = 1;
+/**
+ * Members above which a group's plain messages notify no one, only its mentions, as large channels
+ * default to in Slack and Discord: each would otherwise be an event for every member away.
+ */
+export const LARGE_GROUP = 1000;
+/** Events one instance delivers at once (each holds one HTTP request, not a database connection). */
+const DELIVERY_BATCH = 16;
+/** How long a claimed event is this instance's; past it (the instance died mid-delivery) another takes it again. */
+const LEASE_SECONDS = Math.ceil(DELIVERY_TIMEOUT_MS / 1000) * 6;
+/** Retries: 1 s, 2 s, 4 s, ... up to 15 minutes apart, each with half of it random (jitter), until WEBHOOK_MAX_AGE. */
+const BACKOFF_BASE_SECONDS = 1;
+const BACKOFF_CAP_SECONDS = 15 * 60;
+
+/** A project action as the project service writes it, in its own transaction. */
+export interface ActionCause {
+  id: string;
+  recipientId: string;
+  projectId: string;
+  actorId: string | null;
+  message: string;
+}
+
+/** What one delivery round did, for the job's metrics. */
+export interface DeliveryRound {
+  claimed: number;
+  delivered: { latencySeconds: number }[];
+  retried: number;
+  dropped: number;
+}
+
+/** One (cause, recipient) the tail decided to notify. */
+interface Candidate {
+  kind: NotificationKind;
+  recipientId: string;
+  conversationKey: string;
+  senderId: string;
+  sourceId: string;
+  preview: string | null;
+  at: Date;
+}
+
+/** `@name` tokens of a text, lower-cased (usernames are letters, digits, _ . -; a sentence's last dot is not part of one). */
+function mentioned(text: string | null): Set<string> {
+  const out = new Set<string>();
+  for (const m of (text ?? '').matchAll(/(?:^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{3,32})/g)) out.add(m[1].replace(/[.-]+$/, '').toLowerCase());
+  return out;
+}
+
+/**
+ * Whether a level lets an event through. MENTIONS keeps mentions and whatever is addressed to the
+ * user alone (a direct or private message, a friend request, an invitation, a project action).
+ */
+export function wants(level: string, kind: NotificationKind, personal: boolean): boolean {
+  if (level === NotificationLevel.NONE) return false;
+  if (level === NotificationLevel.MENTIONS) return personal || kind === NotificationKind.MENTION;
+  return true;
+}
+
+export interface NotificationServiceDeps {
+  orm: MikroORM;
+  /** Who holds a live socket or SSE stream on any instance. */
+  presence: PresenceService;
+  env: Pick<Env, 'WEBHOOK_URL' | 'WEBHOOK_SECRET' | 'WEBHOOK_COALESCE' | 'WEBHOOK_MAX_AGE' | 'PRESENCE_GRACE'>;
+  logger: Logger;
+}
+
+/**
+ * Offline notifications through a signed webhook: the levels users choose, the outbox writer and
+ * its delivery. Sends pay nothing for it: the message row is already durable, and a tail
+ * (`tailMessages`, run by jobs/webhook.job.ts) derives events from new messages a little later,
+ * once PRESENCE_GRACE tells who is really away. Friend requests and project actions are rare: their
+ * events are written in the transaction that makes them.
+ */
+export class NotificationService {
+  private readonly em: EntityManager;
+
+  private readonly presence: PresenceService;
+  private readonly env: NotificationServiceDeps['env'];
+  private readonly logger: Logger;
+
+  constructor(deps: NotificationServiceDeps) {
+    this.em = deps.orm.em.fork() as EntityManager;
+    this.presence = deps.presence;
+    this.env = deps.env;
+    this.logger = deps.logger;
+  }
+
+  /** Webhooks are configured: events are made and delivered. */
+  get enabled(): boolean {
+    return !!this.env.WEBHOOK_URL;
+  }
+
+  /** The viewer's own level; another user's is theirs alone (FORBIDDEN). */
+  async level(em: EntityManager, viewerId: string, userId: string): Promise<NotificationLevel> {
+    if (viewerId !== userId) throw new ForbiddenError("Only the user themselves may read their notification level.");
+    const level = await repo.level(em, userId);
+    if (!level) throw new NotFoundError('User');
+    return level as NotificationLevel;
+  }
+
+  async setLevel(em: EntityManager, viewerId: string, level: string): Promise<void> {
+    if (!Object.values(NotificationLevel).includes(level as NotificationLevel)) throw new BadUserInputError('level must be ALL, MENTIONS or NONE.', 'level');
+    if (!(await repo.setLevel(em, viewerId, level))) throw new NotFoundError('User');
+  }
+
+  /** Starts the message tail from the database's now, unless it already runs. */
+  async start(): Promise<void> {
+    if (this.enabled) await repo.ensureCursor(this.em, MESSAGES_CURSOR);
+  }
+
+  /**
+   * One round of the message tail, in one transaction: take the cursor row (FOR UPDATE SKIP LOCKED:
+   * one instance per round; null when another has it), read the messages after it that are at
+   * least PRESENCE_GRACE (+1 s) old (a minute of them at most), resolve who they reach, keep the
+   * recipients who want them and hold no socket or SSE stream on any instance, write their events
+   * (coalesced), and move the cursor. Killed mid-way, nothing was written and the cursor did not move: the next round, here
+   * or elsewhere, does it again.
+   * @throws when PostgreSQL or the presence store fails; the round is then rolled back whole.
+   */
+  async tailMessages(): Promise<{ messages: number; queued: number; more: boolean } | null> {
+    const lag = this.env.PRESENCE_GRACE + SETTLE_SECONDS;
+    return this.em.fork().transactional(async (tem) => {
+      const em = tem as EntityManager;
+      const cursor = await repo.lockCursor(em, MESSAGES_CURSOR);
+      if (!cursor) return null;
+      const { messages, until, caughtUp } = await repo.newMessages(em, cursor, { lagSeconds: lag, maxAgeSeconds: this.env.WEBHOOK_MAX_AGE, limit: TAIL_BATCH });
+      const full = messages.length === TAIL_BATCH;
+      // A full round stops at its last message; otherwise everything before `until` has been read.
+      const last = messages[messages.length - 1];
+      const next = full ? { at: last.created_at, id: last.id } : { at: until, id: NO_ID };
+      let queued = 0;
+      if (messages.length) {
+        const mentions = new Map(messages.map((m) => [m.id, [...mentioned(m.content)]]));
+        const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
+        const connected = candidates.length ? await this.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
+        const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
+        queued = await repo.write(em, this.coalesce(away), this.env.WEBHOOK_COALESCE, this.env.WEBHOOK_COALESCE);
+      }
+      if (next.at > cursor.at || (next.at.getTime() === cursor.at.getTime() && next.id > cursor.id)) await repo.moveCursor(em, MESSAGES_CURSOR, next);
+      return { messages: messages.length, queued, more: full || !caughtUp };
+    });
+  }
+
+  /**
+   * Each reached member's event kind, or none when their level says no.
+   * Threads (issue "threads") add THREAD_REPLY here: a reply reaches who follows its thread.
+   */
+  private classify(reach: Reach[], mentions: Map<string, string[]>): Candidate[] {
+    const out: Candidate[] = [];
+    for (const r of reach) {
+      const kind = !r.personal && mentions.get(r.message_id)?.includes(r.username.toLowerCase()) ? NotificationKind.MENTION : NotificationKind.MESSAGE;
+      if (!wants(r.notification_level, kind, r.personal)) continue;
+      out.push({
+        kind,
+        recipientId: r.recipient_id,
+        conversationKey: r.conversation_key,
+        senderId: r.sender_id,
+        sourceId: r.message_id,
+        preview: r.content || (r.file_name ? r.file_name.slice(0, 140) : null),
+        at: r.created_at,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * The Safety hook (issue "Safety": block and mute, not landed yet), the one place that decides
+   * it: a muted conversation keeps only MENTION events, a sender the recipient blocked none. Until
+   * then nobody is muted or blocked, and every candidate passes.
+   */
+  private async allowedBySafety(_em: EntityManager, candidates: Candidate[]): Promise<Candidate[]> {
+    return candidates;
+  }
+
+  /** Candidates in time order to events: the same recipient, conversation and kind within WEBHOOK_COALESCE of the first go as one. */
+  private coalesce(candidates: Candidate[]): NewEvent[] {
+    const windowMs = this.env.WEBHOOK_COALESCE * 1000;
+    const open = new Map<string, NewEvent>();
+    const out: NewEvent[] = [];
+    for (const c of candidates) {
+      const key = `${c.recipientId}|${c.conversationKey}|${c.kind}`;
+      const e = open.get(key);
+      if (e?.createdAt && c.at.getTime() - e.createdAt.getTime() < windowMs) {
+        e.count++;
+        e.preview = c.preview;
+        e.senderId = c.senderId;
+        e.lastAt = c.at;
+        continue;
+      }
+      const fresh: NewEvent = { id: randomUUID(), kind: c.kind, recipientId: c.recipientId, conversationKey: c.conversationKey, senderId: c.senderId, sourceId: c.sourceId, preview: c.preview, count: 1, createdAt: c.at, lastAt: c.at };
+      open.set(key, fresh);
+      out.push(fresh);
+    }
+    return out;
+  }
+
+  /** A new friend request: its event, in the request's transaction (sent once PRESENCE_GRACE passed, if its addressee is away). */
+  async friendRequested(em: EntityManager, request: { id: string; fromId: string; toId: string }): Promise<void> {
+    if (!this.enabled) return;
+    await this.writeNow(em, [{ kind: NotificationKind.FRIEND_REQUEST, recipientId: request.toId, conversationKey: null, senderId: request.fromId, sourceId: request.id, preview: null }]);
+  }
+
+  /** New project actions (one per reader): their events, in the change's transaction; the actor's own left out. */
+  async projectActions(em: EntityManager, actions: ActionCause[]): Promise<void> {
+    if (!this.enabled) return;
+    const events = actions
+      .filter((a) => a.recipientId !== a.actorId)
+      .map((a) => ({ kind: NotificationKind.PROJECT_ACTION, recipientId: a.recipientId, conversationKey: projectKey(a.projectId), senderId: a.actorId, sourceId: a.id, preview: a.message.slice(0, 140) }));
+    await this.writeNow(em, events);
+  }
+
+  // Invitations (GROUP_INVITE) are written the same way once group invitations exist.
+
+  /** Events of one cause each, due after PRESENCE_GRACE; whether the recipient is away is decided when first due. */
+  private async writeNow(em: EntityManager, events: Omit<NewEvent, 'id' | 'count' | 'createdAt' | 'lastAt'>[]): Promise<void> {
+    if (!events.length) return;
+    await repo.write(em, events.map((e) => ({ ...e, id: randomUUID(), count: 1, createdAt: null, lastAt: null })), 0, this.env.PRESENCE_GRACE);
+  }
+
+  /**
+   * One delivery round: drop what outlived WEBHOOK_MAX_AGE, lease due events (at most one per
+   * recipient, the oldest: in order per recipient), and POST each. An event whose recipient is
+   * connected when it is first due is SKIPPED (they are back: the app shows it). A 2xx within 5 s
+   * is DELIVERED; anything else is retried with back-off and jitter, or DROPPED once the next try
+   * would fall past WEBHOOK_MAX_AGE.
+   */
+  async deliver(): Promise<DeliveryRound> {
+    const em = this.em.fork() as EntityManager;
+    const maxAge = this.env.WEBHOOK_MAX_AGE;
+    const round: DeliveryRound = { claimed: 0, delivered: [], retried: 0, dropped: await repo.dropExpired(em, maxAge) };
+    const claimed = await repo.claim(em, DELIVERY_BATCH, LEASE_SECONDS);
+    round.claimed = claimed.length;
+    if (!claimed.length) return round;
+    const recipients = [...new Set(claimed.map((e) => e.recipient_id))];
+    const firstTries = [...new Set(claimed.filter((e) => e.attempts === 1).map((e) => e.recipient_id))];
+    // Without the presence store an event goes out: a needless push beats a lost one.
+    const connected = firstTries.length ? await this.presence.connected(firstTries).catch(() => new Set<string>()) : new Set<string>();
+    const unread = await repo.unreadTotals(em, recipients);
+    await Promise.all(
+      claimed.map(async (e) => {
+        if (e.attempts === 1 && connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
+        if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
+          await repo.finish(em, e.id, e.attempts, 'DELIVERED');
+          round.delivered.push({ latencySeconds: Math.max(0, (Date.now() - e.created_at.getTime()) / 1000) });
+          return;
+        }
+        const delay = backoff(e.attempts);
+        if ((Date.now() - e.created_at.getTime()) / 1000 + delay > maxAge) {
+          await repo.finish(em, e.id, e.attempts, 'DROPPED');
+          round.dropped++;
+        } else {
+          await repo.retryLater(em, e.id, e.attempts, delay);
+          round.retried++;
+        }
+      }),
+    );
+    return round;
+  }
+
+  /** Forgets finished events once WEBHOOK_MAX_AGE has passed since they finished. */
+  purge(): Promise<void> {
+    return repo.purge(this.em.fork() as EntityManager, this.env.WEBHOOK_MAX_AGE);
+  }
+}
+
+/** Seconds before try `attempts + 1`: exponential, capped, half of it random so that retries after an outage spread out. */
+export function backoff(attempts: number): number {
+  const full = Math.min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** Math.min(attempts - 1, 30));
+  return full / 2 + (Math.random() * full) / 2;
+}
+
+function toWebhookEvent(e: ClaimedEvent, unreadTotal: number): WebhookEvent {
+  return {
+    id: e.id,
+    kind: e.kind,
+    recipientId: e.recipient_id,
+    conversationId: e.conversation_key,
+    sender: e.sender_id && e.sender_username ? { id: e.sender_id, username: e.sender_username, displayName: e.sender_display_name } : null,
+    preview: e.preview,
+    count: e.count,
+    unreadTotal,
+    createdAt: e.created_at.toISOString(),
+  };
+}

@@ -1,0 +1,70 @@
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { WebhookEvent } from '../../src/modules/notification/notification.webhook';
+
+/** One POST the receiver accepted. */
+export interface Received {
+  raw: string;
+  body: WebhookEvent;
+  signature: string;
+}
+
+export interface Receiver {
+  url: string;
+  /** Events answered 2xx, in arrival order. */
+  got: Received[];
+  /** POSTs answered with something else while it was "down". */
+  refused: number;
+  /** What it answers from now on: 200 (up) or an error status (down). */
+  answer(status: number): void;
+  of(userId: string): Received[];
+  close(): Promise<void>;
+}
+
+/** A real HTTP webhook receiver on a local port, as an app backend runs one. */
+export async function startReceiver(): Promise<Receiver> {
+  let status = 200;
+  const r: Receiver = {
+    url: '',
+    got: [],
+    refused: 0,
+    answer: (s) => void (status = s),
+    of: (userId) => r.got.filter((g) => g.body.recipientId === userId),
+    close: () => new Promise((res) => server.close(() => res())),
+  };
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.setEncoding('utf8');
+    req.on('data', (c) => (raw += c));
+    req.on('end', () => {
+      if (status >= 200 && status < 300) r.got.push({ raw, body: JSON.parse(raw), signature: String(req.headers['parley-signature']) });
+      else r.refused++;
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  server.unref();
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/parley`;
+  return r;
+}
+
+type Verify = (secret: string, header: string, rawBody: string, toleranceSeconds?: number, now?: number) => boolean;
+
+/** The verification snippet exactly as docs/API.md shows it, compiled: what a receiver copies is what is tested. */
+export function documentedVerifier(): Verify {
+  const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'API.md'), 'utf8');
+  const code = /```js\n\/\/ verify-parley-signature\n([\s\S]*?)```/.exec(doc)?.[1];
+  if (!code) throw new Error('docs/API.md has no verify-parley-signature snippet');
+  return new Function('require', `${code}\nreturn verifyParleySignature;`)(require) as Verify;
+}
+
+/** The README's example receiver (its one ```js block under "Offline notifications"), as a reader copies it. */
+export function readmeReceiverSource(): string {
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Offline notifications (webhooks)'));
+  const code = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!code) throw new Error('README has no receiver example under "Offline notifications (webhooks)"');
+  return code;
+}

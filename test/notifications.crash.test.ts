@@ -1,0 +1,42 @@
+import { eventually } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { buildGroup, sendMessage, signup } from './helpers/factories';
+import { sql } from './helpers/db';
+import { startReceiver, type Receiver } from './helpers/webhook-receiver';
+
+const SECRET = 'whsec_test_0123456789abcdef';
+
+/** An instance killed (SIGKILL) with events queued: nothing is lost, a restarted instance delivers them. */
+describe('notifications after a crash', () => {
+  let receiver: Receiver;
+  beforeEach(async () => {
+    receiver = await startReceiver();
+  });
+  afterEach(async () => {
+    await receiver.close();
+  });
+
+  it('should deliver events queued by an instance killed with SIGKILL once one starts again', async () => {
+    const vars = { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' };
+    // The receiver is down: the events wait in the outbox, some tried already.
+    receiver.answer(503);
+    const doomed = await createTestServer(vars, { spawn: true });
+    const [a, b, c] = [await signup(doomed.url), await signup(doomed.url), await signup(doomed.url)];
+    const group = await buildGroup(doomed.url, a, { members: [b, c] });
+    const texts = ['before', 'the', 'crash'];
+    for (const text of texts) await sendMessage(doomed.url, a.token, { groupId: group.id, content: text });
+    const pending = () => sql<{ n: number }>(doomed.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'");
+    await eventually(async () => (await pending())[0].n === 6 && receiver.refused > 0, 15_000, 100);
+    await doomed.kill();
+    receiver.answer(200);
+    expect(receiver.got).toEqual([]);
+
+    const revived = await createTestServer(vars, { clean: false, jobs: true });
+    // A lease the dead instance held runs out after 30 s; every other event goes at once.
+    await eventually(() => receiver.got.length >= 6, 45_000, 100);
+    for (const u of [b, c]) expect(receiver.of(u.id).map((e) => e.body.preview)).toEqual(texts);
+    expect(new Set(receiver.got.map((e) => e.body.id)).size).toBe(6);
+    expect((await pending())[0].n).toBe(0);
+    await revived.dispose();
+  }, 90_000);
+});

@@ -1,0 +1,328 @@
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { codeOf, eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { befriend, buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+import { LARGE_GROUP } from '../src/modules/notification/notification.service';
+import { loadEnv } from '../src/config/env';
+import { documentedVerifier, readmeReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
+import { sparePorts } from './helpers/ports';
+
+const SECRET = 'whsec_test_0123456789abcdef';
+const ME = '{ me { id notificationLevel } }';
+const SET_LEVEL = 'mutation($level: NotificationLevel!) { setNotificationLevel(level: $level) { id notificationLevel } }';
+const FRIEND_REQUEST = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id } }';
+
+/** A server whose webhooks go to `receiver`: grace short and no coalescing unless `overrides` say otherwise. */
+function serverFor(receiver: Receiver, overrides: Record<string, string> = {}, clean = true): Promise<TestServer> {
+  return createTestServer({ WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2', ...overrides }, { jobs: true, clean });
+}
+
+/** The value of one counter in the server's /metrics. */
+async function metric(s: TestServer, name: string): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', s.url))).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+let receiver: Receiver;
+beforeEach(async () => {
+  receiver = await startReceiver();
+});
+afterEach(async () => {
+  await receiver.close();
+});
+
+/** Enough time for a message to pass the tail (grace + 1 s) and a few delivery rounds. */
+const QUIET_MS = 2500;
+
+describe('notifications', () => {
+  it('should notify an offline member once, signed, and neither the online member nor the sender', async () => {
+    const s = await serverFor(receiver);
+    const [a, away, here] = [await signup(s.url, { displayName: 'Ada' }), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [away, here] });
+    const socket = wsClient(s.wsUrl, here.token);
+    await socket.connected;
+    const sent = await sendMessage(s.url, a.token, { groupId: group.id, content: 'are you coming tonight?' });
+
+    const event = await eventually(() => receiver.of(away.id)[0], 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(away.id)).toHaveLength(1);
+    expect(receiver.of(here.id)).toEqual([]);
+    expect(receiver.of(a.id)).toEqual([]);
+    expect(event.body).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      kind: 'MESSAGE',
+      recipientId: away.id,
+      conversationId: `g:${group.id}`,
+      sender: { id: a.id, username: a.username, displayName: 'Ada' },
+      preview: 'are you coming tonight?',
+      count: 1,
+      unreadTotal: 1,
+      createdAt: sent.createdAt,
+    });
+    const verify = documentedVerifier();
+    expect(verify(SECRET, event.signature, event.raw)).toBe(true);
+    expect(await metric(s, 'parley_webhook_events_queued_total')).toBe(1);
+    expect(await metric(s, 'parley_webhook_events_delivered_total')).toBe(1);
+    expect(await metric(s, 'parley_webhook_delivery_latency_seconds_count')).toBe(1);
+    await socket.dispose();
+  });
+
+  it('should coalesce messages to one offline user in one conversation within WEBHOOK_COALESCE into one event with a count', async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    const group = await buildGroup(s.url, c, { members: [b] });
+    for (const text of ['one', 'two', 'three']) await sendMessage(s.url, a.token, { toUserId: b.id, content: text });
+    await sendMessage(s.url, c.token, { groupId: group.id, content: 'elsewhere' });
+
+    const messages = () => receiver.of(b.id).filter((e) => e.body.kind === 'MESSAGE');
+    await eventually(() => messages().length >= 2, 10_000);
+    await sleep(QUIET_MS);
+    const events = messages().map((e) => e.body);
+    expect(events).toHaveLength(2);
+    const direct = events.find((e) => e.conversationId!.startsWith('d:'))!;
+    expect(direct).toMatchObject({ kind: 'MESSAGE', count: 3, preview: 'three', sender: { id: a.id }, unreadTotal: 4 });
+    expect(events.find((e) => e.conversationId === `g:${group.id}`)).toMatchObject({ count: 1, preview: 'elsewhere' });
+
+    // After the window, a new event.
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: 'four' });
+    await eventually(() => messages().length === 3, 10_000);
+    expect(messages()[2].body).toMatchObject({ count: 1, preview: 'four' });
+  });
+
+  it('should sign as documented, and the documented snippet should refuse a tampered body, another secret and an old time', async () => {
+    const s = await serverFor(receiver);
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: 'pay me 10 euros' });
+    const event = (await eventually(() => receiver.of(b.id).find((e) => e.body.kind === 'MESSAGE'), 8000))!;
+    expect(event.raw).toContain('10 euros');
+    const verify = documentedVerifier();
+
+    const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(event.signature)!;
+    expect(Math.abs(Number(t) - Date.now() / 1000)).toBeLessThan(30);
+    expect(v1).toBe(createHmac('sha256', SECRET).update(`${t}.${event.raw}`).digest('hex'));
+    expect(verify(SECRET, event.signature, event.raw)).toBe(true);
+    expect(verify(SECRET, event.signature, event.raw.replace('10 euros', '99 euros'))).toBe(false);
+    expect(verify('another-secret-of-16+', event.signature, event.raw)).toBe(false);
+    expect(verify(SECRET, event.signature, event.raw, 300, Number(t) + 301)).toBe(false);
+    expect(verify(SECRET, 'garbage', event.raw)).toBe(false);
+    expect(verify(SECRET, `t=${t},v1=${'0'.repeat(64)}`, event.raw)).toBe(false);
+  });
+
+  it('should deliver every event, in order per recipient, once a receiver that was down is up again', async () => {
+    receiver.answer(503);
+    const s = await serverFor(receiver);
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b, c] });
+    const texts = ['m1', 'm2', 'm3', 'm4'];
+    for (const text of texts) await sendMessage(s.url, a.token, { groupId: group.id, content: text });
+
+    await eventually(() => receiver.refused >= 4, 10_000);
+    await sleep(1500);
+    receiver.answer(200);
+    await eventually(() => receiver.of(b.id).length >= 4 && receiver.of(c.id).length >= 4, 20_000);
+    for (const u of [b, c]) {
+      const events = receiver.of(u.id).map((e) => e.body);
+      // Each event once (its id), and in the order of its messages.
+      expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+      expect(events.map((e) => e.preview)).toEqual(texts);
+    }
+    expect(await metric(s, 'parley_webhook_events_retried_total')).toBeGreaterThanOrEqual(4);
+    // Counted once the delivery is recorded, a moment after the receiver answered.
+    await eventually(async () => (await metric(s, 'parley_webhook_events_delivered_total')) === 8, 3000);
+    expect(await metric(s, 'parley_webhook_events_dropped_total')).toBe(0);
+  });
+
+  it('should drop and count an event the receiver has not taken by WEBHOOK_MAX_AGE', async () => {
+    receiver.answer(500);
+    const s = await serverFor(receiver, { WEBHOOK_MAX_AGE: '3' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b] });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'lost' });
+    await eventually(async () => (await metric(s, 'parley_webhook_events_dropped_total')) === 1, 15_000, 200);
+    receiver.answer(200);
+    await sleep(QUIET_MS);
+    expect(receiver.got).toEqual([]);
+  });
+
+  it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {
+    const s = await serverFor(receiver);
+    const [a, all, mentions, none] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    expect((await ok(gql(s.url, ME, {}, all.token))).me.notificationLevel).toBe('ALL');
+    expect((await ok(gql(s.url, SET_LEVEL, { level: 'MENTIONS' }, mentions.token))).setNotificationLevel).toEqual({ id: mentions.id, notificationLevel: 'MENTIONS' });
+    expect((await ok(gql(s.url, SET_LEVEL, { level: 'NONE' }, none.token))).setNotificationLevel.notificationLevel).toBe('NONE');
+    expect((await ok(gql(s.url, ME, {}, mentions.token))).me.notificationLevel).toBe('MENTIONS');
+
+    const group = await buildGroup(s.url, a, { members: [all, mentions, none] });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'hello all' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: `hey @${mentions.username}, @${none.username}: look` });
+    // Addressed to them alone: a friend request and a project action pass MENTIONS too.
+    await ok(gql(s.url, FRIEND_REQUEST, { id: mentions.id }, a.token));
+    await ok(gql(s.url, FRIEND_REQUEST, { id: none.id }, a.token));
+    await buildProject(s.url, a, { participants: [mentions, none] });
+
+    await eventually(() => receiver.of(all.id).length >= 2 && receiver.of(mentions.id).length >= 4, 10_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(all.id).map((e) => [e.body.kind, e.body.preview])).toEqual([
+      ['MESSAGE', 'hello all'],
+      ['MESSAGE', `hey @${mentions.username}, @${none.username}: look`],
+    ]);
+    const toMentions = receiver.of(mentions.id).map((e) => e.body);
+    // Project actions: added to the project, then `none` added after them.
+    expect(toMentions.map((e) => e.kind).sort()).toEqual(['FRIEND_REQUEST', 'MENTION', 'PROJECT_ACTION', 'PROJECT_ACTION']);
+    expect(toMentions.find((e) => e.kind === 'FRIEND_REQUEST')).toMatchObject({ conversationId: null, sender: { id: a.id }, count: 1 });
+    expect(toMentions.find((e) => e.kind === 'PROJECT_ACTION')!.conversationId).toMatch(/^p:/);
+    expect(receiver.of(none.id)).toEqual([]);
+
+    // Back to ALL: the group's plain messages reach them again.
+    await ok(gql(s.url, SET_LEVEL, { level: 'ALL' }, none.token));
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'again' });
+    await eventually(() => receiver.of(none.id).length === 1, 8000);
+    expect(receiver.of(none.id)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'again' });
+  });
+
+  it('should notify only the mentioned members of a group larger than LARGE_GROUP', async () => {
+    const s = await serverFor(receiver);
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b, c] });
+    // A crowd joins (written directly: a thousand signups through argon2 would take minutes).
+    await sql(
+      s.env.DATABASE_URL!,
+      `with u as (insert into users (id, username, password_hash, created_at)
+                  select gen_random_uuid(), 'crowd_' || i, 'x', now() from generate_series(1, $2::int) i returning id)
+       insert into group_members (id, group_id, user_id, joined_at) select gen_random_uuid(), $1, u.id, now() from u`,
+      [group.id, LARGE_GROUP],
+    );
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'plain news for everyone' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: `@${b.username} and @crowd_7, a word` });
+
+    await eventually(() => receiver.got.length >= 2, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.got.map((e) => e.body.kind)).toEqual(['MENTION', 'MENTION']);
+    expect(receiver.of(b.id)).toHaveLength(1);
+    expect(receiver.of(c.id)).toEqual([]);
+  });
+
+  it('should refuse a bad level, an anonymous caller and reading another user’s level, changing nothing', async () => {
+    const s = await serverFor(receiver);
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, SET_LEVEL, { level: 'MENTIONS' }, a.token));
+    const before = await snapshot(s.env.DATABASE_URL!);
+
+    expect(codeOf(await gql(s.url, SET_LEVEL, { level: 'LOUD' }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SET_LEVEL, { level: null }, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SET_LEVEL, {}, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, 'mutation { setNotificationLevel(level: "ALL") { id } }', {}, a.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SET_LEVEL, { level: 'NONE' }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, 'query($id: ID!) { user(id: $id) { id notificationLevel } }', { id: a.id }, b.token))).toBe('FORBIDDEN');
+
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, ME, {}, a.token))).me.notificationLevel).toBe('MENTIONS');
+  });
+});
+
+describe('notification settings', () => {
+  it('should default to no webhooks, 10 s coalescing and a 24 h maximum age', () => {
+    const env = loadEnv({});
+    expect([env.WEBHOOK_URL, env.WEBHOOK_SECRET, env.WEBHOOK_COALESCE, env.WEBHOOK_MAX_AGE]).toEqual([undefined, undefined, 10, 86400]);
+    expect(loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', WEBHOOK_MAX_AGE: '2h' })).toMatchObject({ WEBHOOK_COALESCE: 0, WEBHOOK_MAX_AGE: 7200 });
+  });
+
+  it('should refuse a URL without a secret, a short secret, another scheme and bad durations', () => {
+    expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley' })).toThrow(/WEBHOOK_SECRET must be set/);
+    expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: 'short' })).toThrow(/WEBHOOK_SECRET must be at least 16/);
+    expect(() => loadEnv({ WEBHOOK_URL: 'ftp://push.example.com', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL must use http: or https:/);
+    expect(() => loadEnv({ WEBHOOK_COALESCE: 'soon' })).toThrow(/WEBHOOK_COALESCE/);
+    expect(() => loadEnv({ WEBHOOK_MAX_AGE: '0' })).toThrow(/WEBHOOK_MAX_AGE/);
+  });
+});
+
+describeRedis('notifications across instances', () => {
+  it('should never send one event twice from two instances sharing the work', async () => {
+    const first = await serverFor(receiver);
+    const second = await serverFor(receiver, {}, false);
+    const [a, b, c] = [await signup(first.url), await signup(first.url), await signup(second.url)];
+    const group = await buildGroup(first.url, a, { members: [b, c] });
+    const n = 30;
+    for (let i = 0; i < n; i++) await sendMessage(i % 2 ? first.url : second.url, a.token, { groupId: group.id, content: `m${i}` });
+
+    await eventually(() => receiver.got.length >= 2 * n, 20_000);
+    await sleep(QUIET_MS);
+    expect(receiver.got).toHaveLength(2 * n);
+    expect(new Set(receiver.got.map((e) => e.body.id)).size).toBe(2 * n);
+    for (const u of [b, c]) expect(receiver.of(u.id).map((e) => e.body.preview)).toEqual(Array.from({ length: n }, (_, i) => `m${i}`));
+    const delivered = (await metric(first, 'parley_webhook_events_delivered_total')) + (await metric(second, 'parley_webhook_events_delivered_total'));
+    expect(delivered).toBe(2 * n);
+  });
+
+  it('should not notify a user whose only socket is on another instance', async () => {
+    const first = await serverFor(receiver);
+    const second = await serverFor(receiver, {}, false);
+    const [a, b, c] = [await signup(first.url), await signup(first.url), await signup(first.url)];
+    const group = await buildGroup(first.url, a, { members: [b, c] });
+    const socket = wsClient(second.wsUrl, b.token);
+    await socket.connected;
+    await sendMessage(first.url, a.token, { groupId: group.id, content: 'hi' });
+    await eventually(() => receiver.of(c.id).length === 1, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(b.id)).toEqual([]);
+    await socket.dispose();
+  });
+});
+
+describe('the README receiver', () => {
+  it('should verify, forward each event once to the push service, and refuse a forged one', async () => {
+    // The push service the example forwards to.
+    const pushes: any[] = [];
+    const push = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c) => (raw += c));
+      req.on('end', () => {
+        pushes.push(JSON.parse(raw));
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => push.listen(0, '127.0.0.1', () => r()));
+    const dir = mkdtempSync(join(tmpdir(), 'parley-receiver-'));
+    writeFileSync(join(dir, 'receiver.mjs'), readmeReceiverSource());
+    const port = await sparePorts();
+    const child = spawn(process.execPath, [join(dir, 'receiver.mjs')], {
+      env: { ...process.env, WEBHOOK_SECRET: SECRET, PUSH_URL: `http://127.0.0.1:${(push.address() as AddressInfo).port}/push`, PORT: String(port) },
+      stdio: 'ignore',
+    });
+    try {
+      const url = `http://127.0.0.1:${port}/`;
+      await eventually(() => fetch(url, { method: 'POST', body: '{}' }).then((r) => r.status === 401), 10_000, 100);
+      const s = await createTestServer({ WEBHOOK_URL: url, WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true });
+      const [a, b] = [await signup(s.url, { displayName: 'Ada' }), await signup(s.url)];
+      const group = await buildGroup(s.url, a, { members: [b] });
+      await sendMessage(s.url, a.token, { groupId: group.id, content: 'see you at 8' });
+      await eventually(() => pushes.length === 1, 8000);
+      expect(pushes[0]).toEqual({ to: b.id, title: 'Ada', body: 'see you at 8', badge: 1, thread: `g:${group.id}` });
+
+      // Forged: signed with another key, or a body changed after signing.
+      const body = JSON.stringify({ id: 'x', kind: 'MESSAGE', recipientId: b.id, count: 1, preview: 'forged' });
+      const t = Math.floor(Date.now() / 1000);
+      const forged = `t=${t},v1=${createHmac('sha256', 'not-the-secret-at-all').update(`${t}.${body}`).digest('hex')}`;
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': forged } })).status).toBe(401);
+      const genuine = `t=${t},v1=${createHmac('sha256', SECRET).update(`${t}.${body}`).digest('hex')}`;
+      expect((await fetch(url, { method: 'POST', body: body.replace('forged', 'tampered'), headers: { 'parley-signature': genuine } })).status).toBe(401);
+      // The same event twice (an at-least-once repeat): forwarded once.
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
+      expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
+      expect(pushes.map((p) => p.body)).toEqual(['see you at 8', 'forged']);
+    } finally {
+      child.kill();
+      await new Promise((r) => push.close(r));
+    }
+  });
+});
