@@ -17,7 +17,8 @@ const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encodi
 function previousRelease(): string | undefined {
   const newest = migrationsList[migrationsList.length - 1].name;
   try {
-    const added = git('log', '--diff-filter=A', '--format=%H', '-1', '--', `src/migrations/${newest}.ts`);
+    // Along the first parents, a merge counts as the commit that added what its branch brought.
+    const added = git('log', '--first-parent', '-m', '--no-renames', '--diff-filter=A', '--format=%H', '-1', '--', `src/migrations/${newest}.ts`);
     return added ? git('rev-parse', `${added}^`) : undefined;
   } catch {
     return undefined; // not a checkout, or a shallow one
