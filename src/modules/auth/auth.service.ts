@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { hash, verify, type Algorithm } from '@node-rs/argon2';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
@@ -30,9 +31,6 @@ export interface AuthResult {
   sessionId: string;
 }
 
-interface CachedSession extends Viewer {
-  cachedAt: number;
-}
 
 export interface AuthOptions {
   orm: MikroORM;
@@ -47,7 +45,7 @@ export interface AuthOptions {
 
 export class AuthService {
   /** tokenHash -> session, so a request costs no database round trip; revocations evict across instances. */
-  private readonly cache = new Map<string, CachedSession>();
+  private readonly cache = new LRUCache<string, Viewer>({ max: CACHE_MAX, ttl: CACHE_TTL_MS });
   private readonly deletionHooks: AccountDeletionHook[] = [];
   private off?: () => void;
   private dummyHash?: Promise<string>;
@@ -88,7 +86,7 @@ export class AuthService {
   async sessionOf(tokenHash: string): Promise<Viewer | null> {
     const now = Date.now();
     const hit = this.cache.get(tokenHash);
-    if (hit && now - hit.cachedAt < CACHE_TTL_MS) {
+    if (hit) {
       return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }
     const session = await sessionRepository.byTokenHash(this.orm.em.fork() as EntityManager, tokenHash);
@@ -96,8 +94,7 @@ export class AuthService {
       this.cache.delete(tokenHash);
       return null;
     }
-    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-    const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime(), cachedAt: now };
+    const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime() };
     this.cache.set(tokenHash, entry);
     return { userId: entry.userId, sessionId: entry.sessionId, tokenHash, expiresAt: entry.expiresAt };
   }

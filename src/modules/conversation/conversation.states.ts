@@ -1,5 +1,5 @@
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
-import { Recent } from '../../shared/recent';
+import { LRUCache } from 'lru-cache';
 import { newer, ownFromPayload, type HeadState, type OwnState } from './conversation.events';
 
 type Keyed = OwnState & { key: string; userId: string };
@@ -32,7 +32,10 @@ interface Miss {
  * read again after `ttlMs`, which bounds what a lost event (Redis down) can leave stale.
  */
 export class MemberStates {
-  /** By user, then conversation key; users least recently used first. */
+  /**
+   * By user, then conversation key; users least recently used first. Not lru-cache: a user's
+   * states are counted and evicted one by one but forgotten together when their last connection ends.
+   */
   private readonly users = new Map<string, Map<string, Entry>>();
   private count = 0;
   private misses = new Map<string, Miss>();
@@ -158,10 +161,10 @@ const later = (a: HeadState, b: HeadState): boolean => a.seq > b.seq || (a.seq =
  * `ttlMs`, well beyond any race, so a head that went away (a conversation deleted) is not kept.
  */
 export class NewestHeads {
-  private readonly heads: Recent<HeadState>;
+  private readonly heads: LRUCache<string, HeadState>;
 
   constructor(opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 60_000 }) {
-    this.heads = new Recent(opts);
+    this.heads = new LRUCache({ max: opts.max, ttl: opts.ttlMs });
   }
 
   /** The newer of an event's head and the newest seen here; remembers it. */

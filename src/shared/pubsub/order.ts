@@ -1,4 +1,4 @@
-import { Recent } from '../recent';
+import { LRUCache } from 'lru-cache';
 import { Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
@@ -190,12 +190,12 @@ export class InOrder<E> {
  * after a newer one is dropped, so the last event a subscriber gets is the message as it is.
  */
 export class NewestVersions {
-  private readonly seen: Recent<number>;
+  private readonly seen: LRUCache<string, number>;
   /** Copies dropped as older than one delivered (for tests and metrics). */
   stale = 0;
 
   constructor(opts: { max: number; ttlMs: number } = { max: 50_000, ttlMs: 60_000 }) {
-    this.seen = new Recent(opts);
+    this.seen = new LRUCache({ max: opts.max, ttl: opts.ttlMs });
   }
 
   /** Whether a copy at `version` is as new as any seen (then it is remembered). */
