@@ -229,9 +229,15 @@ export class MessageService {
     this.sent++;
     // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
     const payload = { ...toMessagePayload(message), pos: Number(row.pos) };
-    if (!(await this.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
+    // Both go out at once, not one round trip after the other: each is handed to this instance's
+    // listeners as it is published, and both are written in this order on the one publishing
+    // connection, on the same channels, so every subscriber still gets the message first.
     // out.conv: with its title now, for a gated send.
-    await this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row, payload, privateInProject ? recipientId : null));
+    const [added] = await Promise.all([
+      this.pubsub.publishSafe(Topic.MessageAdded, payload),
+      this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row, payload, privateInProject ? recipientId : null)),
+    ]);
+    if (!added) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
   }
