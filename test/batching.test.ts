@@ -2,7 +2,7 @@ import pg from 'pg';
 import { gql, listen, ok, sleep } from './helpers/graphql';
 import { sql } from './helpers/db';
 import { createTestServer, describeRedis } from './helpers/server';
-import { buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 
 const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { id content createdAt sender { id } } } } }';
 const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadCount lastReadMessageId lastMessage { id } } }';
@@ -94,6 +94,42 @@ describe('sends to one conversation under load', () => {
     expect(burst.slice(0, 10).every((r) => !r.errors && r.data.sendMessage.id)).toBe(true);
     expect(burst[10].errors?.[0].extensions?.code).toBe('CONFLICT');
     expect((await stored(s.env.DATABASE_URL!, `g:${g}`)).rows).toHaveLength(41);
+  });
+
+  it('should refuse a send by a non-member or a left member inside a batch alone, with its code, writing nothing', async () => {
+    const s = await createTestServer();
+    const [ada, bo, cy, dee] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const open = await groupWith(s.url, ada, 'Open', [bo, cy]);
+    const closed = (await buildGroup(s.url, ada, { name: 'Closed', isPrivate: true, members: [bo] })).id;
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: open }, cy.token));
+    const before = s.services.messages.batchedSends;
+    // Members' sends keep each group's statement going; the refused ones arrive among them.
+    const outsiders: [string, TestUser, string][] = [
+      [open, cy, 'FORBIDDEN'],
+      [open, dee, 'FORBIDDEN'],
+      [closed, cy, 'NOT_FOUND'],
+      [closed, dee, 'NOT_FOUND'],
+    ];
+    const sends = [open, closed].flatMap((g) => Array.from({ length: 24 }, (_, i) => gql(s.url, SEND, { i: { groupId: g, content: `ok ${i}` } }, (i % 2 ? ada : bo).token)));
+    const refused = Array.from({ length: 3 }, (_, round) =>
+      outsiders.map(([g, u, code]) => gql(s.url, SEND, { i: { groupId: g, content: `refused ${round}`, clientMessageId: `out-${round}-${u.id}` } }, u.token).then((r) => [r, code] as const)),
+    ).flat();
+    const answers = await Promise.all(sends);
+    expect(answers.every((r) => !r.errors && r.data.sendMessage.id)).toBe(true);
+    for (const [r, code] of await Promise.all(refused)) {
+      expect(r.errors?.[0].extensions?.code).toBe(code);
+    }
+    expect(s.services.messages.batchedSends).toBeGreaterThan(before);
+    // Nothing of the refused sends is stored, and each group reads as its members' sends alone.
+    const url = s.env.DATABASE_URL!;
+    const [{ n }] = await sql(url, 'select count(*)::int as n from messages where sender_id = any($1::uuid[])', [[cy.id, dee.id]]);
+    expect(n).toBe(0);
+    for (const g of [open, closed]) {
+      const { rows, head } = await stored(url, `g:${g}`);
+      expect(rows).toHaveLength(24);
+      expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+      expect(head).toMatchObject({ seq: '24', pos: '24', last_message_id: rows[23].id });
+    }
   });
 
   it('should batch open project messages and keep private ones out of the batch', async () => {

@@ -232,4 +232,35 @@ describeRedis('typing state in Redis', () => {
       redis.disconnect();
     }
   });
+
+  it('should ask Redis to end typing on a send only when the sender may be typing, and still end it for everyone', async () => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '500ms', TYPING_THROTTLE: '100ms' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Quiet', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    // Bob's socket holds the group's channel here; once for longer than any typing state lasts
+    // (a lapse, two throttle windows and the store's 10 s margin), this instance knows who may type.
+    await sleep(11_000);
+    const redis = new Redis(process.env.REDIS_URL!);
+    const monitor = await redis.monitor();
+    const writes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    try {
+      // Sends by someone who did not type: no typing command at all.
+      for (let i = 0; i < 3; i++) await sendMessage(s.url, alice.token, { groupId: g, content: `plain ${i}` });
+      await sleep(150);
+      expect(writes).toEqual([]);
+      // A typist's send ends the typing, for everyone.
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      await sendMessage(s.url, alice.token, { groupId: g, content: 'typed' });
+      await bobSees.nth(2);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      await eventually(() => writes.length === 2);
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
+    }
+  }, 40_000);
 });

@@ -65,6 +65,21 @@ export type MarkedRow = MemberColumns &
     marked_shown_id: string | null;
   };
 
+/**
+ * A group send whose membership was not checked before its statement: `g` holds the group's name
+ * and owner only if the sender (with no `senderId`, every sender of the batch `b`) is a member, and
+ * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
+ * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
+ */
+function memberGate(groupId: string, senderId: string | null): Sql {
+  const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
+  return senderId
+    ? { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and ${member('?')})`, params: [groupId, senderId] }
+    : { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and not exists (select 1 from b where not ${member('b.sender_id')}))`, params: [groupId] };
+}
+/** What a gated send returns of its group (see memberGate). */
+const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
+
 const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 
 export const conversationRepository = {
@@ -95,6 +110,8 @@ export const conversationRepository = {
     privateInProject: boolean;
     /** Members up to which every member's sort key is written (SIDEBAR_FANOUT_MAX). */
     sortFanout: number;
+    /** A group send not checked before: written only if the sender is a member (see memberGate). */
+    gate?: { groupId: string };
   }): { before: Sql; after: Sql; recipientSeq: string; states: Sql } {
     const priv = m.privateInProject;
     const direct = m.kind === 'DIRECT';
@@ -107,7 +124,7 @@ export const conversationRepository = {
     const head = `h as (
       insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
       select ?, ${priv ? '0, 1, null::uuid, null::timestamptz' : '1, 1, ?::uuid, c.t'}, c.t, n.small, case when n.small then null else c.t end
-      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n
+      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n${m.gate ? ', g' : ''}
       on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
         select h.seq + excluded.seq, h.pos + 1, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
           excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
@@ -116,7 +133,11 @@ export const conversationRepository = {
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
     const ownKey = (t: string) => `case when h.member_sort then h.${priv ? 'last_at' : 'activity_at'} when h.clearing then null else ${t}.sort_at end`;
-    const before: Sql = { text: `${small.text}, ${head}`, params: [...small.params, ...(priv ? [m.key] : [m.key, m.id])] };
+    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId) : null;
+    const before: Sql = {
+      text: `${small.text}, ${gate ? `${gate.text}, ` : ''}${head}`,
+      params: [...small.params, ...(gate?.params ?? []), ...(priv ? [m.key] : [m.key, m.id])],
+    };
     if (priv) {
       before.text += `, r as (
         update conversation_members cm set private_seq = cm.private_seq + 1, private_message_id = ?, private_at = h.last_at, sort_at = ${ownKey('cm')}
@@ -167,7 +188,7 @@ export const conversationRepository = {
       before,
       after,
       recipientSeq: priv ? '(select private_seq from r)' : 'null::bigint',
-      states: { text: `(select row_to_json(s) from s) as sender_state, ${other} as recipient_state`, params: [] },
+      states: { text: `(select row_to_json(s) from s) as sender_state, ${other} as recipient_state${gate ? `, ${GATE_COLUMNS}` : ''}`, params: [] },
     };
   },
 
@@ -180,19 +201,20 @@ export const conversationRepository = {
    * batch; a bound crossed is cleared at the first message's time). `states` gives each message's
    * sender row as it stood right after that message, as a single send's event carries it.
    */
-  recordBatch(m: { key: string; senderIds: readonly string[]; sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
+  recordBatch(m: { key: string; senderIds: readonly string[]; sortFanout: number; gate?: { groupId: string } }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
+    const gate = m.gate ? memberGate(m.gate.groupId, null) : null;
     const before: Sql = {
-      text: `n as (select count(*) <= ? as small from (select 1 from conversation_members where conversation_key = ? limit ?) x), h as (
+      text: `n as (select count(*) <= ? as small from (select 1 from conversation_members where conversation_key = ? limit ?) x), ${gate ? `${gate.text}, ` : ''}h as (
         insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
         select ?, k.n, k.n, (select id from b order by i desc limit 1), c.t + (k.n - 1) ${ms}, c.t + (k.n - 1) ${ms}, n.small, case when n.small then null else c.t end
-        from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n, k
+        from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n, k${gate ? ', g' : ''}
         on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
           select h.seq + excluded.seq, h.pos + excluded.pos, excluded.last_message_id, x.t + (excluded.seq - 1) ${ms}, x.t + (excluded.seq - 1) ${ms},
             excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
           from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
         returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at - ((select n from k) - 1) ${ms} as clearing)`,
-      params: [m.sortFanout, m.key, m.sortFanout + 1, m.key],
+      params: [m.sortFanout, m.key, m.sortFanout + 1, ...(gate?.params ?? []), m.key],
     };
     // Each sender's marker on their last message of the batch.
     const after: Sql = {
@@ -208,7 +230,7 @@ export const conversationRepository = {
     };
     const states: Sql = {
       text: `(select row_to_json(x) from (select s.user_id, s.joined_at, m.seq as read_seq, s.private_seq, s.private_read, m.id as last_read_message_id,
-          m.created_at as last_read_at, s.private_message_id, s.private_at from s where s.user_id = m.sender_id) x) as sender_state, null::json as recipient_state`,
+          m.created_at as last_read_at, s.private_message_id, s.private_at from s where s.user_id = m.sender_id) x) as sender_state, null::json as recipient_state${gate ? `, ${GATE_COLUMNS}` : ''}`,
       params: [],
     };
     return { before, after, states };

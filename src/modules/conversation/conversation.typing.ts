@@ -149,6 +149,8 @@ interface Pending {
 const slotOf = (conv: Conversation, userId: string): string => `${conv.key}:${userId}`;
 
 const PROFILE_TTL_MS = 60_000;
+/** How many slots `typists` holds before it is swept of the lapsed ones. */
+const TYPISTS_SWEEP_AT = 10_000;
 const PROFILES_MAX = 50_000;
 
 /**
@@ -179,6 +181,15 @@ export class TypingService {
   private flushTimer: NodeJS.Timeout | undefined;
   /** Stops no request waits for (a sent message's, a lapse's), which stopping lets finish. */
   private readonly background = new Set<Promise<unknown>>();
+  /**
+   * Slots that may be typing as far as this instance saw (`typing: true` told from any instance,
+   * its own included), until when: a sent message stops only these, where the instance hears the
+   * conversation's typing events (see sent).
+   */
+  private readonly typists = new Map<string, number>();
+  /** Longer than any typing state outlives the last `typing: true` told of it. */
+  private readonly typistTtlMs: number;
+  private readonly unlisten: () => void;
 
   constructor(o: TypingOptions) {
     this.store = o.store;
@@ -188,6 +199,19 @@ export class TypingService {
     this.lapseMs = o.lapseMs ?? 6000;
     this.throttleMs = o.throttleMs ?? 2000;
     this.batchMs = o.batchMs ?? 20;
+    // A state is told at least once per throttle window while refreshes keep it, and lasts a
+    // lapse (plus a throttle window of unwritten refreshes) after the last; the margin covers
+    // the store's expiry and a slow delivery.
+    this.typistTtlMs = this.lapseMs + 2 * this.throttleMs + EXPIRY_MARGIN_MS;
+    this.unlisten = this.pubsub.on(Topic.Typing, (p) => {
+      if (p.typing) this.sawTyping(`${p.conversationKey}:${p.userId}`);
+    });
+  }
+
+  private sawTyping(slot: string): void {
+    const now = Date.now();
+    if (this.typists.size >= TYPISTS_SWEEP_AT) for (const [s, until] of this.typists) if (until <= now) this.typists.delete(s);
+    this.typists.set(slot, now + this.typistTtlMs);
   }
 
   /**
@@ -228,9 +252,19 @@ export class TypingService {
     return user;
   }
 
-  /** A message was sent: the sender is no longer typing there. */
+  /**
+   * A message was sent: the sender is no longer typing there. The store is asked only if they may
+   * be: this instance holds a part of theirs, saw them typing lately, or cannot tell (it has not
+   * heard the conversation's typing events for long enough). Most senders did not type through a
+   * refresh the store still holds, and their send costs no store command.
+   */
   sent(user: UserPayload, conv: Conversation): void {
-    this.behind(this.end(conv, user, slotOf(conv, user.id)).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
+    const slot = slotOf(conv, user.id);
+    const until = this.typists.get(slot);
+    if (until !== undefined) this.typists.delete(slot);
+    const mayType = this.parts.has(slot) || (until !== undefined && until > Date.now());
+    if (!mayType && this.pubsub.hears(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing: false }, this.typistTtlMs)) return;
+    this.behind(this.end(conv, user, slot).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
   }
 
   private behind(work: Promise<unknown>): void {
@@ -297,6 +331,8 @@ export class TypingService {
 
   /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */
   async dispose(): Promise<void> {
+    this.unlisten();
+    this.typists.clear();
     for (const part of this.parts.values()) clearTimeout(part.timer);
     this.parts.clear();
     this.profiles.clear();

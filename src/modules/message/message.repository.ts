@@ -34,6 +34,9 @@ export interface MessageRow {
 export interface SentColumns extends HeadColumns {
   sender_state: MemberColumns | null;
   recipient_state: MemberColumns | null;
+  /** A send gated on its sender's membership (conversationRepository's memberGate): the group's name and owner. */
+  gate_group_name?: string;
+  gate_owner_id?: string | null;
 }
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
@@ -76,6 +79,8 @@ export const messageRepository = {
    * no transaction. The head's row lock orders the conversation's sends, and the message is
    * stamped under it (millisecond precision, so cursors round-trip exactly) with its seq.
    * Returns it as history reads it, with the head and the changed members' rows after it.
+   * Null when `record` gates the send on the sender's membership and they are not a member:
+   * nothing is written then either.
    * @throws UniqueConstraintViolationException when (sender, clientMessageId) exists already:
    * nothing is written then, the head included.
    */
@@ -84,7 +89,7 @@ export const messageRepository = {
     m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
     record: { before: Sql; after: Sql; recipientSeq: string; states: Sql },
-  ): Promise<MessageRow & SentColumns> {
+  ): Promise<(MessageRow & SentColumns) | null> {
     // The attachment row is written only with the message, and the foreign key between the two
     // is checked at the end of the statement.
     const rows = await prepared<MessageRow & SentColumns>(
@@ -119,7 +124,7 @@ export const messageRepository = {
         ...record.states.params,
       ],
     );
-    return rows[0];
+    return rows[0] ?? null;
   },
 
   /**
@@ -127,6 +132,7 @@ export const messageRepository = {
    * as `insert` writes one: one row lock on the head and one commit for all of them (see
    * Batcher in MessageService). Rows come back in the conversation's order, each with the head and
    * its sender's row as they stood right after it. One statement text for every batch size.
+   * No rows when `record` gates the batch and one of its senders is not a member.
    * @throws as `insert`; a failure (a clientMessageId stored already, a sender gone) writes none of them.
    */
   async insertBatch(

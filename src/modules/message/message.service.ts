@@ -77,7 +77,15 @@ interface Outgoing {
   recipientId: string | null;
   privateInProject: boolean;
   file: { id: string; fileName: string; mimeType: string; data: Buffer } | null;
+  /**
+   * A group send whose membership its statement checks (`conv` has no title until it answers):
+   * written only if the sender is a member; if not, the full check says why (see insertOne).
+   */
+  gated: boolean;
 }
+
+/** A gated batch that wrote nothing because one of its senders is not a member: each send goes alone (see insertOne). */
+class SenderNotMember extends Error {}
 
 /**
  * What goes through the batcher: open messages of a group or project, text only (see
@@ -102,24 +110,27 @@ export class MessageService {
     one: (o) => this.insertOne(o),
     many: async (batch) => {
       const { em, conv } = batch[0];
+      const gate = batch.some((o) => o.gated) && conv.groupId ? { groupId: conv.groupId } : undefined;
       const rows = await retryDeadlocks(() =>
         messageRepository.insertBatch(
           em,
           { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId },
           batch.map((o) => ({ id: o.id, senderId: o.senderId, content: o.content!, clientMessageId: o.clientMessageId })),
-          conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
+          conversationRepository.recordBatch({ key: conv.key, senderIds: batch.map((o) => o.senderId), sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate }),
         ),
       );
+      if (gate && !rows.length) throw new SenderNotMember();
       // Each caller gets its own message, by id (never by place, should a row be missing).
       const byId = new Map(rows.map((r) => [r.id, r]));
       return batch.map((o) => {
         const row = byId.get(o.id);
         if (!row) throw new Error(`batched message ${o.id} came back without its row`);
+        if (o.gated) checked(o, row);
         return row;
       });
     },
-    // What one send can cause: its clientMessageId stored meanwhile, its sender deleted.
-    itemFault: (e) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException,
+    // What one send can cause: its clientMessageId stored meanwhile, its sender deleted, its sender not a member.
+    itemFault: (e) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException || e instanceof SenderNotMember,
   });
 
   private readonly pubsub: PubSub;
@@ -182,18 +193,29 @@ export class MessageService {
       const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
       if (first) return retryOf(first, input);
     }
-    const conv = await this.conversation(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, 'input');
-    const content = cleanMessageText(input.content, MAX_CONTENT);
-    const file = input.attachment ? checkAttachment(input.attachment, this.env.ATTACHMENT_MAX_BYTES) : null;
-    if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
+    const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
+    // A group send checks the membership in its own statement: one round trip instead of two.
+    const gated = isId(input.groupId) && (input.toUserId ?? null) === null && (input.projectId ?? null) === null;
+    const conv = gated ? groupConversation(input.groupId!) : await this.conversation(em, viewerId, target, 'input');
+    let content: string | null;
+    let file: ReturnType<typeof checkAttachment> | null;
+    try {
+      content = cleanMessageText(input.content, MAX_CONTENT);
+      file = input.attachment ? checkAttachment(input.attachment, this.env.ATTACHMENT_MAX_BYTES) : null;
+      if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
+    } catch (e) {
+      // Who may send is told before what is wrong with the message, as when checked first.
+      if (gated) await this.conversation(em, viewerId, target, 'input');
+      throw e;
+    }
 
     const recipientId = conv.peerId ?? conv.privateWith;
     const privateInProject = conv.kind === 'project' && !!recipientId;
     const id = randomUUID();
     let row: MessageRow & SentColumns;
+    // Answered once committed, alone or with others sent to the same conversation meanwhile.
+    const out: Outgoing = { em, conv, id, senderId: viewerId, content: content || null, clientMessageId, recipientId, privateInProject, file: file ? { id: randomUUID(), ...file } : null, gated };
     try {
-      // Answered once committed, alone or with others sent to the same conversation meanwhile.
-      const out: Outgoing = { em, conv, id, senderId: viewerId, content: content || null, clientMessageId, recipientId, privateInProject, file: file ? { id: randomUUID(), ...file } : null };
       row = batchable(out) ? await this.batcher.run(conv.key, out) : await this.insertOne(out);
     } catch (e) {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
@@ -207,25 +229,43 @@ export class MessageService {
     this.sent++;
     // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
     const payload = { ...toMessagePayload(message), pos: Number(row.pos) };
-    if (!(await this.pubsub.publishSafe(Topic.MessageAdded, payload))) this.publishFailures++;
-    await this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(conv, viewerId, row, payload, privateInProject ? recipientId : null));
-    for (const hook of this.sentHooks) hook(payload.sender!, conv);
+    // Both go out at once, not one round trip after the other: each is handed to this instance's
+    // listeners as it is published, and both are written in this order on the one publishing
+    // connection, on the same channels, so every subscriber still gets the message first.
+    // out.conv: with its title now, for a gated send.
+    const [added] = await Promise.all([
+      this.pubsub.publishSafe(Topic.MessageAdded, payload),
+      this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row, payload, privateInProject ? recipientId : null)),
+    ]);
+    if (!added) this.publishFailures++;
+    for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
   }
 
   /** One statement: the message, its attachment, the conversation's head, the sender's row (a
    * private message's recipient's too) and, in a small conversation, the others' sort keys. */
-  private insertOne(o: Outgoing): Promise<MessageRow & SentColumns> {
+  private async insertOne(o: Outgoing): Promise<MessageRow & SentColumns> {
     const { conv } = o;
+    const gate = o.gated && conv.groupId ? { groupId: conv.groupId } : undefined;
     const insert = () =>
       messageRepository.insert(
         o.em,
         { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
         o.file,
-        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
+        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate }),
       );
     // The statement is whole on its own: a deadlock's victim is run again (in a transaction, the transaction's caller decides).
-    return o.em.getTransactionContext() ? insert() : retryDeadlocks(insert);
+    const row = await (o.em.getTransactionContext() ? insert() : retryDeadlocks(insert));
+    if (row) {
+      if (o.gated) checked(o, row);
+      return row;
+    }
+    if (!o.gated) throw new Error(`message ${o.id} came back without its row`);
+    // Not written: the full check gives the answer a send checked first got (NOT_FOUND, FORBIDDEN).
+    // Should it pass (the sender joined meanwhile), the send goes as a checked one.
+    o.conv = await this.conversation(o.em, o.senderId, { groupId: conv.groupId }, 'input');
+    o.gated = false;
+    return this.insertOne(o);
   }
 
   /**
@@ -370,6 +410,12 @@ export class MessageService {
   private canRead(em: EntityManager, viewerId: string, r: Pick<MessageRow, 'group_id' | 'project_id' | 'sender_id' | 'recipient_id'>): Promise<boolean> {
     return this.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id });
   }
+}
+
+/** A gated send was written: its conversation as the full check would have named it. */
+function checked(o: Outgoing, row: SentColumns): void {
+  o.conv = groupConversation(o.conv.groupId!, row.gate_group_name ?? '', row.gate_owner_id ?? null);
+  o.gated = false;
 }
 
 /**

@@ -50,6 +50,8 @@ export class PubSub {
   private readonly upstream = new Map<Topic, Promise<void>>();
   /** Conversation channels taken (by suffix): how many holders. */
   private readonly holders = new Map<string, number>();
+  /** Conversation channels subscribed (by suffix): since when this instance receives them. */
+  private readonly heardSince = new Map<string, number>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
   private readonly subscribing = new Map<string, Promise<unknown>>();
   /** Publishes that failed (Redis down); exposed as a metric. */
@@ -182,7 +184,10 @@ export class PubSub {
     const subscribed = this.broker.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
     this.subscribing.set(channel, subscribed);
     await subscribed;
-    if (this.subscribing.get(channel) === subscribed) this.subscribing.delete(channel);
+    if (this.subscribing.get(channel) === subscribed) {
+      this.subscribing.delete(channel);
+      if (this.holders.has(channel)) this.heardSince.set(channel, Date.now());
+    }
     return true;
   }
 
@@ -191,6 +196,7 @@ export class PubSub {
     const holders = (this.holders.get(channel) ?? 0) - 1;
     if (holders > 0) return void this.holders.set(channel, holders);
     this.holders.delete(channel);
+    this.heardSince.delete(channel);
     this.events.forget(channel);
     this.young.forget(channel);
     this.subscribing.delete(channel);
@@ -210,6 +216,17 @@ export class PubSub {
       this.events.passed(topic, p);
     }
     this.young.caughtUp(channel);
+  }
+
+  /**
+   * Whether every event of `topic` like `payload` published anywhere over the last `ms` reached
+   * this instance: in one process, always; else when it has held one of the event's conversation
+   * channels that long (a topic-wide topic: never asserted).
+   */
+  hears<T extends Topic>(topic: T, payload: TopicPayloads[T], ms: number): boolean {
+    if (this.broker.kind === 'memory') return true;
+    const since = Date.now() - ms;
+    return !!this.routes.channelsOf(topic, payload)?.some((c) => (this.heardSince.get(c) ?? Infinity) <= since);
   }
 
   /** Channels this instance takes now (for tests and metrics). */
@@ -234,6 +251,7 @@ export class PubSub {
     this.upstream.clear();
     this.subscribing.clear();
     this.holders.clear();
+    this.heardSince.clear();
     this.hub.clear();
   }
 
