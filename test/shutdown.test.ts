@@ -37,6 +37,15 @@ async function logAbout(url: string, bytes: number): Promise<void> {
   await Promise.all(Array.from({ length: 20 }, worker));
 }
 
+/** Stops reading its output, logs until the pipes are full, then SIGTERM: whether it ended in time. */
+async function stopWithPipesFull(p: ParleyProcess, url: string): Promise<{ ended: boolean; after: number }> {
+  p.child.stdout!.pause();
+  p.child.stderr!.pause();
+  await logAbout(url, 400 * 1024);
+  process.kill(-p.child.pid!, 'SIGTERM');
+  return endsWithin(p, TIMEOUT * 1000 + 1500);
+}
+
 describeRedis('shutdown', () => {
   const started: ParleyProcess[] = [];
   afterEach(() => {
@@ -60,22 +69,13 @@ describeRedis('shutdown', () => {
   it('should end within SHUTDOWN_TIMEOUT when nobody reads its pretty logs (a full pipe)', async () => {
     const { p, url } = await devInstance();
     started.push(p);
-    p.child.stdout!.pause();
-    p.child.stderr!.pause();
-    await logAbout(url, 400 * 1024);
-    process.kill(-p.child.pid!, 'SIGTERM');
-    expect(await endsWithin(p, TIMEOUT * 1000 + 1500)).toEqual({ ended: true, after: expect.any(Number) });
+    expect(await stopWithPipesFull(p, url)).toEqual({ ended: true, after: expect.any(Number) });
   }, 90_000);
 
   it('should end within SHUTDOWN_TIMEOUT when nobody reads its JSON logs (writes that block the process)', async () => {
     const p = runParley({ LOG_LEVEL: 'debug', SHUTDOWN_TIMEOUT: String(TIMEOUT) }, { detached: true });
     started.push(p);
-    const url = await p.listening;
-    p.child.stdout!.pause();
-    p.child.stderr!.pause();
-    await logAbout(url, 400 * 1024);
-    process.kill(-p.child.pid!, 'SIGTERM');
-    expect(await endsWithin(p, TIMEOUT * 1000 + 1500)).toEqual({ ended: true, after: expect.any(Number) });
+    expect(await stopWithPipesFull(p, await p.listening)).toEqual({ ended: true, after: expect.any(Number) });
   }, 90_000);
 
   it('should exit 0 by itself after SIGTERM when nothing holds it (not by the watchdog)', async () => {
