@@ -188,11 +188,18 @@ export class RealtimeSession {
     const { userId, sessionId } = this.viewer;
     if (!this.sessions.admit(this)) return false;
     this.admitted = true;
-    const { presence, memberships } = this.sessions.services;
+    const { presence, memberships, safety } = this.sessions.services;
     presence.socketOpened(userId, sessionId);
-    await memberships.track(userId);
-    if (this.closed) memberships.untrack(userId);
-    else this.tracked = true;
+    // Its block list and mutes load with its memberships: the subscription filters read them from memory.
+    const [tracked, held] = await Promise.allSettled([memberships.track(userId), safety.track(userId)]);
+    if (tracked.status === 'fulfilled' && held.status === 'fulfilled' && !this.closed) {
+      this.tracked = true;
+      return true;
+    }
+    if (tracked.status === 'fulfilled') memberships.untrack(userId);
+    if (held.status === 'fulfilled') safety.untrack(userId);
+    if (tracked.status === 'rejected') throw tracked.reason;
+    if (held.status === 'rejected') throw held.reason;
     return true;
   }
 
@@ -205,7 +212,10 @@ export class RealtimeSession {
     this.sessions.release(this);
     const { userId, sessionId } = this.viewer;
     const { presence, memberships } = this.sessions.services;
-    if (this.tracked) memberships.untrack(userId);
+    if (this.tracked) {
+      memberships.untrack(userId);
+      this.sessions.services.safety.untrack(userId);
+    }
     presence.socketClosed(userId, sessionId);
   }
 }

@@ -7,6 +7,7 @@ import { Attachment, Message } from './message/message.entity';
 import { MessagePin } from './message/pin.entity';
 import { NotificationCursor, NotificationOutbox } from './notification/notification.entity';
 import { Project, ProjectAction, ProjectMember } from './project/project.entity';
+import { UserBlock } from './safety/block.entity';
 import { User } from './user/user.entity';
 
 /** Every entity, listed once: the ORM config and the migration generator read this. */
@@ -29,4 +30,5 @@ export const entities = [
   MessagePin,
   NotificationOutbox,
   NotificationCursor,
+  UserBlock,
 ];

@@ -9,6 +9,8 @@ import type { MessageType } from './message/message.types';
 import type { PinService } from './message/pin.service';
 import type { PresenceService, PresenceState } from './presence/presence.service';
 import type { ProjectService } from './project/project.service';
+import { hidePresence } from './safety/block.presence';
+import type { BlockService } from './safety/block.service';
 import type { ProjectType } from './project/project.types';
 import type { ReactionSummary } from '../shared/pubsub/topics';
 import { profileToUserType } from './user/user.mapper';
@@ -31,14 +33,22 @@ export interface Loaders {
   pin: DataLoader<string, { at: Date; byId: string | null } | null>;
 }
 
-export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService; pins: PinService }, viewerId: string | null): Loaders {
+export function createLoaders(
+  em: EntityManager,
+  services: { presence: PresenceService; projects: ProjectService; pins: PinService; blocks: BlockService },
+  viewerId: string | null,
+): Loaders {
   const { presence, projects, pins } = services;
   return {
     user: new DataLoader(async (ids) => {
       const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),
-    presence: new DataLoader((ids) => presence.states([...ids])),
+    // A user the viewer blocks reads as OFFLINE, never seen (modules/safety).
+    presence: new DataLoader(async (ids) => {
+      const [states, blocked] = await Promise.all([presence.states([...ids]), viewerId ? services.blocks.blockedAmong(em, viewerId, ids) : null]);
+      return hidePresence(states, blocked);
+    }),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
     group: new DataLoader(async (ids) => {
       const groups = await groupRepository.byIds(em, ids);

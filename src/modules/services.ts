@@ -31,6 +31,11 @@ import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
 import { NotificationService } from './notification/notification.service';
+import { blockRepository } from './safety/block.repository';
+import { BlockService } from './safety/block.service';
+import { muteRepository } from './safety/mute.repository';
+import { MuteService } from './safety/mute.service';
+import { SafetyLists } from './safety/safety.lists';
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {
@@ -66,6 +71,12 @@ export interface Services {
   rates: Rates;
   /** Offline notifications: levels, the outbox and its webhook delivery (jobs/webhook.job.ts). */
   notifications: NotificationService;
+  /** Block lists and mutes of the users connected here, in memory (modules/safety). */
+  safety: SafetyLists;
+  /** Blocks (modules/safety/block.*). */
+  blocks: BlockService;
+  /** Mutes (modules/safety/mute.*). */
+  mutes: MuteService;
 }
 
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
@@ -84,6 +95,15 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     group: batched(groupRepository.groupIdsOfMany),
     project: batched(projectRepository.projectIdsOfMany),
   });
+  // Each connecting user's blocks and mutes, a burst of them in two queries.
+  const safety = new SafetyLists(pubsub, (() => {
+    const loader = new DataLoader<string, { blocked: string[]; mutes: Map<string, number> }>(async (ids) => {
+      const em = orm.em.fork() as EntityManager;
+      const [blocked, mutes] = await Promise.all([blockRepository.blockedOfMany(em, ids), muteRepository.activeOfMany(em, ids)]);
+      return ids.map((id) => ({ blocked: blocked.get(id) ?? [], mutes: mutes.get(id) ?? new Map() }));
+    }, { cache: false, maxBatchSize: 500 });
+    return (userId: string) => loader.load(userId);
+  })());
   const presence = new PresenceService({
     store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),
     pubsub,
@@ -99,6 +119,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });
+  const blocks = new BlockService(pubsub, safety);
+  friends.guard((em, fromId, toId) => blocks.checkContact(em, fromId, toId));
+  const mutes = new MuteService({ pubsub, access: conversationAccess, lists: safety });
   const messages = new MessageService({ pubsub, access: conversationAccess, env });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
   const search = new SearchService({ access: conversationAccess });
@@ -170,11 +193,15 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     attachmentLinks,
     rates,
     notifications,
+    safety,
+    blocks,
+    mutes,
   };
   return {
     services,
     async start() {
       memberships.start();
+      safety.start();
       conversations.start();
       presence.start();
       auth.start();
@@ -189,6 +216,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       tickets.dispose();
       await presence.dispose();
       memberships.dispose();
+      safety.dispose();
     },
   };
 }

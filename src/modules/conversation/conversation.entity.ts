@@ -58,6 +58,8 @@ export class ConversationHead {
   name: 'conversation_members_user',
   expression: 'create index "conversation_members_user" on "conversation_members" ("user_id", "sort_at", "conversation_key") include ("joined_at", "private_at")',
 })
+// A user's mutes, loaded with each of their sessions: a few rows, found without reading their others.
+@Index({ name: 'conversation_members_muted', expression: 'create index "conversation_members_muted" on "conversation_members" ("user_id") where "muted_until" is not null' })
 export class ConversationMember {
   [PrimaryKeyProp]?: ['conversationKey', 'userId'];
 
@@ -122,6 +124,10 @@ export class ConversationMember {
    */
   @Property({ type: 'datetime', nullable: true })
   sortAt?: Date | null;
+
+  /** Muted by this member until then (modules/safety/mute.*): no offline notification but mentions. Null: not muted. */
+  @Property({ type: 'datetime', nullable: true })
+  mutedUntil?: Date | null;
 }
 
 /** One user's reaction to one message; a message holds each (user, emoji) once. */

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
+import { blockedBy } from '../safety/block.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
 export type ConversationKindValue = 'GROUP' | 'DIRECT' | 'PROJECT';
@@ -18,6 +19,8 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
   title: string | null;
   /** Read with the row where asked (a page, one row), so the sidebar costs no further query. */
   last_message?: MessageRow | null;
+  /** Unread messages from users the member blocks, left out of their count; null when they block no one. */
+  hidden_unread?: number | null;
 }
 
 /** A member's own columns (see ConversationMember), of the row aliased `t`. */
@@ -32,10 +35,25 @@ const HEAD = 'h.seq as head_seq, h.last_message_id as head_message_id, h.activit
 const JOINED = "date_trunc('milliseconds', now())";
 /** The sidebar's order: the newest message the member may see (the head's, or their own private one), else when they joined. */
 const ACTIVITY = 'coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at)';
-const LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activity_at then cm.private_message_id else h.last_message_id end';
+const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activity_at then cm.private_message_id else h.last_message_id end';
+/**
+ * A member who blocks someone (modules/safety) sees neither the blocked users' messages as the last
+ * one nor among the unread: for them (one probe of user_blocks finds no one for everyone else),
+ * the newest message they may see from someone not blocked, and the unread ones from the blocked
+ * to take off the count.
+ */
+const BLOCKS = 'exists (select 1 from user_blocks ub where ub.blocker_id = cm.user_id)';
+const LAST_ID = `case when ${BLOCKS} then (
+    select m.id from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id))
+      and not ${blockedBy('cm.user_id', 'm.sender_id')} order by m.created_at desc, m.id desc limit 1)
+  else ${HEAD_LAST_ID} end`;
+const HIDDEN_UNREAD = `case when ${BLOCKS} then (
+    select count(*) from user_blocks ub join messages m on m.conversation_key = cm.conversation_key and m.sender_id = ub.blocked_id
+    where ub.blocker_id = cm.user_id and m.recipient_id is null and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)))
+  end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
 const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, ${HEAD},
-    ${ACTIVITY} as activity_at, ${LAST_ID} as last_message_id
+    ${ACTIVITY} as activity_at, ${LAST_ID} as last_message_id, ${HIDDEN_UNREAD}::int as hidden_unread
   from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key`;
 /** The row's name for its member; one probe by primary key, as a subquery so no plan scans a table for it. */
 const NAMED = `c.*, coalesce((select g.name from groups g where g.id = c.group_id), (select p.title from projects p where p.id = c.project_id),

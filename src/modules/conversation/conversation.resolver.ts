@@ -65,7 +65,8 @@ export class ConversationResolver {
     description: "The viewer's row changed: a new message, its unread count, its read marker (from another device too), a rename.",
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
-      return context.services.pubsub.iterate(Topic.ConversationUpdated, (p) => context.services.conversations.rowFor(me, p), { keys: me });
+      const { blocks, conversations, pubsub } = context.services;
+      return pubsub.iterate(Topic.ConversationUpdated, (p) => blocks.rowFor(me, p, () => conversations.rowFor(me, p), () => context.em), { keys: me });
     },
   })
   conversationUpdated(@Root() c: ConversationType | Promise<ConversationType>): ConversationType | Promise<ConversationType> {
@@ -96,7 +97,8 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) ? p : undefined), {
+      const { blocks } = context.services;
+      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId) ? p : undefined), {
         keys: me,
       });
     },

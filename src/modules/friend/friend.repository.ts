@@ -70,6 +70,11 @@ export const friendRepository = {
     return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
   },
 
+  /** Every pending request between the two, whichever way (a block ends them). */
+  async dropPendingBetween(em: EntityManager, a: string, b: string): Promise<void> {
+    await em.nativeDelete(FriendRequest, { status: FriendRequestStatus.PENDING, $or: [{ from: a, to: b }, { from: b, to: a }] });
+  },
+
   /** Account deletion: every friendship and request of the user. */
   async removeAllOf(em: EntityManager, userId: string): Promise<void> {
     await em.nativeDelete(Friendship, { $or: [{ userA: userId }, { userB: userId }] });

@@ -10,6 +10,7 @@ import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {
+  private readonly guards: ((em: EntityManager, fromId: string, toId: string) => Promise<void>)[] = [];
   private readonly requestHooks: ((em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>)[] = [];
 
   constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
@@ -17,6 +18,11 @@ export class FriendService {
   /** Runs in the transaction of every new pending request, after it is written (offline notifications). */
   onRequested(hook: (em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>): void {
     this.requestHooks.push(hook);
+  }
+
+  /** Runs before every new request, and may refuse it by throwing (a block between the two: modules/safety). */
+  guard(check: (em: EntityManager, fromId: string, toId: string) => Promise<void>): void {
+    this.guards.push(check);
   }
 
   areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
@@ -27,6 +33,7 @@ export class FriendService {
     if (userId === viewerId) throw new BadUserInputError('You cannot befriend yourself.', 'userId');
     const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
     if (!target) throw new NotFoundError('User');
+    for (const check of this.guards) await check(em, viewerId, userId);
     return em.transactional(async (tem) => {
       if (await friendRepository.areFriends(tem, viewerId, userId)) throw new ConflictError('You are already friends.', 'userId');
       const pending = await friendRepository.pendingBetween(tem, viewerId, userId);

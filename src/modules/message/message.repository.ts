@@ -3,6 +3,7 @@ import { limitLiteral, pgArray, pgTextArray, prepared, type Sql } from '../../sh
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
+import { blockedBy } from '../safety/block.repository';
 
 export interface MessageRow {
   id: string;
@@ -257,6 +258,8 @@ export const messageRepository = {
       visibleTo?: PrivateFilter;
       /** Rows only if this user is a member of this group (checked once per statement, not per row). */
       member?: { groupId: string; userId: string };
+      /** Leaves out the messages of the users this viewer blocks. */
+      hiddenFor?: string;
     },
   ): Promise<MessageRow[]> {
     const forward = opts.direction === 'forward';
@@ -282,6 +285,10 @@ export const messageRepository = {
       where += ' and exists (select 1 from group_members gm where gm.group_id = ? and gm.user_id = ?)';
       params.push(opts.member.groupId, opts.member.userId);
     }
+    if (opts.hiddenFor) {
+      where += ` and not ${blockedBy('?', 'm.sender_id')}`;
+      params.push(opts.hiddenFor);
+    }
     if (opts.visibleTo) {
       const f = privacy(opts.visibleTo);
       where += ` and ${f.sql}`;
@@ -301,9 +308,10 @@ export const messageRepository = {
     return rows.slice(0, opts.limit + 1);
   },
 
-  async count(em: EntityManager, key: string, visibleTo?: PrivateFilter): Promise<number> {
+  async count(em: EntityManager, key: string, visibleTo?: PrivateFilter, hiddenFor?: string): Promise<number> {
     const f = visibleTo ? privacy(visibleTo) : { sql: 'true', params: [] };
-    const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and ${f.sql}`, [key, ...f.params]);
+    const hidden = hiddenFor ? { sql: ` and not ${blockedBy('?', 'm.sender_id')}`, params: [hiddenFor] } : { sql: '', params: [] };
+    const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and ${f.sql}${hidden.sql}`, [key, ...f.params, ...hidden.params]);
     return row.n;
   },
 

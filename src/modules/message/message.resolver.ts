@@ -53,10 +53,10 @@ export class MessageResolver {
     description: 'Without a conversation: every conversation the viewer is in.',
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
-      const { messages, conversationAccess, pubsub } = context.services;
-      // Checked once here; afterwards membership is read from memory, so leaving stops delivery at once.
+      const { messages, conversationAccess, pubsub, blocks } = context.services;
+      // Checked once here; afterwards membership (and blocks) are read from memory, so leaving stops delivery at once.
       const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (conversationAccess.visibleTo(me, p, only) ? p : undefined), { keys: me });
+      return pubsub.iterate(Topic.MessageAdded, (p) => (conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), { keys: me });
     },
   })
   messageAdded(
@@ -103,9 +103,9 @@ export class MessageResolver {
     description: "Edits, deletions and reactions. No argument: all the viewer's conversations.",
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
-      const { messages, conversationAccess, pubsub } = context.services;
+      const { messages, conversationAccess, pubsub, blocks } = context.services;
       const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageEvent, (p) => (conversationAccess.visibleTo(me, p.message, only) ? p : undefined), { keys: me });
+      return pubsub.iterate(Topic.MessageEvent, (p) => (conversationAccess.visibleTo(me, p.message, only) && !blocks.hides(me, p.message.senderId) ? p : undefined), { keys: me });
     },
   })
   messageEvent(

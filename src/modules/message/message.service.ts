@@ -371,7 +371,7 @@ export class MessageService {
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
     // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
-      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId } });
+      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId }, hiddenFor: viewerId });
       if (rows.length) conv = groupConversation(c.groupId);
     }
     if (!conv) {
@@ -381,6 +381,7 @@ export class MessageService {
         cursor,
         limit,
         visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
+        hiddenFor: viewerId,
       });
     }
     const visible = conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined;
@@ -389,7 +390,7 @@ export class MessageService {
       backward: !forward,
       hasCursor: !!cursor,
       // How many messages of the conversation the viewer can see: counted only if the client asks.
-      totalCount: () => messageRepository.count(em, conv.key, visible),
+      totalCount: () => messageRepository.count(em, conv.key, visible, viewerId),
       key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
       node: toMessageType,
     });

@@ -5,6 +5,8 @@ import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/e
 import type { Logger } from '../../shared/logger';
 import type { PresenceService } from '../presence/presence.service';
 import { projectKey } from '../conversation/conversation.keys';
+import { blockRepository } from '../safety/block.repository';
+import { muteRepository } from '../safety/mute.repository';
 import { NotificationKind } from './notification.entity';
 import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
@@ -187,12 +189,17 @@ export class NotificationService {
   }
 
   /**
-   * The Safety hook (issue "Safety": block and mute, not landed yet), the one place that decides
-   * it: a muted conversation keeps only MENTION events, a sender the recipient blocked none. Until
-   * then nobody is muted or blocked, and every candidate passes.
+   * The Safety hook (modules/safety: block and mute), the one place that decides it: a muted
+   * conversation keeps only MENTION events, a sender the recipient blocks none. Two queries per
+   * round that has candidates, whatever their number.
    */
-  private async allowedBySafety(_em: EntityManager, candidates: Candidate[]): Promise<Candidate[]> {
-    return candidates;
+  private async allowedBySafety(em: EntityManager, candidates: Candidate[]): Promise<Candidate[]> {
+    if (!candidates.length) return candidates;
+    const [blocking, muted] = await Promise.all([blockRepository.blockingPairs(em, candidates), muteRepository.mutedPairs(em, candidates)]);
+    if (!blocking.size && !muted.size) return candidates;
+    return candidates.filter(
+      (c) => !blocking.has(`${c.recipientId}|${c.senderId}`) && (c.kind === NotificationKind.MENTION || !muted.has(`${c.recipientId}|${c.conversationKey}`)),
+    );
   }
 
   /** Candidates in time order to events: the same recipient, conversation and kind within WEBHOOK_COALESCE of the first go as one. */

@@ -41,8 +41,10 @@ export class PresenceResolver {
     description: "Without userIds: everyone's changes.",
     subscribe: ({ args, context }: SubscribeResolverData<unknown, { userIds?: string[] | null }, Context>) => {
       const ids = args.userIds;
-      // With userIds, routed by the user each event is about: other users' changes never reach it.
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => p, { keys: ids ? [...new Set(ids)] : undefined });
+      const me = viewerOf(context).userId;
+      const { blocks } = context.services;
+      // With userIds, routed by the user each event is about: other users' changes never reach it. Nor do those of a user the viewer blocks.
+      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (blocks.hides(me, p.userId) ? undefined : p), { keys: ids ? [...new Set(ids)] : undefined });
     },
   })
   presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [IdScalar], { nullable: true }) _userIds?: string[] | null): PresenceType {

@@ -19,6 +19,8 @@ export enum Topic {
   MembershipChanged = 'parley.membership.changed',
   /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
   SessionsRevoked = 'parley.sessions.revoked',
+  /** Internal: a user's block or mute changed, so every instance's in-memory lists of them stay current (modules/safety). */
+  SafetyChanged = 'parley.safety.changed',
 }
 
 export interface AttachmentPayload {
@@ -190,6 +192,15 @@ export interface MembershipChangedPayload {
   changes: { userId: string; member: boolean }[];
 }
 
+/** One change of one user's own safety settings: a block (`blockedId`, `blocked`) or a mute (`conversationKey`, `mutedUntil`: ISO, null when unmuted). */
+export interface SafetyChangedPayload {
+  userId: string;
+  blockedId?: string;
+  blocked?: boolean;
+  conversationKey?: string;
+  mutedUntil?: string | null;
+}
+
 export interface SessionsRevokedPayload {
   userId: string;
   sessionIds: string[];
@@ -236,4 +247,5 @@ export interface TopicPayloads {
   [Topic.SessionEvent]: SessionEventPayload;
   [Topic.MembershipChanged]: MembershipChangedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
+  [Topic.SafetyChanged]: SafetyChangedPayload;
 }

@@ -1,0 +1,32 @@
+import { Arg, Authorized, Ctx, Mutation, Query, Resolver } from 'type-graphql';
+import { IdScalar } from '../../shared/graphql/scalars';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
+import { toUserType } from '../user/user.mapper';
+import { UserType } from '../user/user.types';
+
+@Resolver()
+export class BlockResolver {
+  @Authorized()
+  @Query(() => [UserType], { description: 'The users the viewer blocks, by username. Private: no one else, the blocked users included, can tell.' })
+  async blockedUsers(@Ctx() ctx: Context): Promise<UserType[]> {
+    return (await ctx.services.blocks.blocked(ctx.em, viewerOf(ctx).userId)).map(toUserType);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, {
+    description:
+      "Blocks a user: your friendship and any pending request between you end, they can't send you a friend request or a direct message (FORBIDDEN, worded as for any stranger), and their messages in shared groups and projects, their typing and their presence are left out of what you see (history, subscriptions, sidebar, unread counts; they read as OFFLINE). They are not told. Idempotent: true. Yourself: BAD_USER_INPUT; an unknown or malformed id: NOT_FOUND.",
+  })
+  blockUser(@Arg('userId', () => IdScalar, { description: 'The user to block.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.blocks.block(ctx.em, viewerOf(ctx).userId, userId);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, {
+    description: 'Lifts a block: their messages, typing and presence show again (the friendship does not come back). Idempotent: true. The same errors as blockUser.',
+  })
+  unblockUser(@Arg('userId', () => IdScalar, { description: 'The user to unblock.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.blocks.unblock(ctx.em, viewerOf(ctx).userId, userId);
+  }
+}

@@ -1,0 +1,112 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { transact } from '../../shared/pubsub/outbox';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic } from '../../shared/pubsub/topics';
+import { isId } from '../../shared/validation';
+import { friendRepository } from '../friend/friend.repository';
+import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
+import { rowToConversation } from '../conversation/conversation.mapper';
+import { conversationRepository } from '../conversation/conversation.repository';
+import type { ConversationType } from '../conversation/conversation.types';
+import type { User } from '../user/user.entity';
+import { userRepository } from '../user/user.repository';
+import { blockRepository } from './block.repository';
+import type { SafetyLists } from './safety.lists';
+
+/**
+ * Blocks, private to the blocker. A block ends the pair's friendship and pending requests and
+ * refuses new ones; the blocked user's messages, typing and presence leave the blocker's views
+ * (the filters ask `hides`, the queries `blockedBy` in block.repository.ts). The blocked user is
+ * never told: what they are refused reads as it would for any stranger.
+ */
+export class BlockService {
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly lists: SafetyLists,
+  ) {}
+
+  /** Blocks `userId`; true, also when they were blocked already (nothing changes then). */
+  async block(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
+    await this.target(em, viewerId, userId);
+    await transact(em, this.pubsub, async (tem, outbox) => {
+      if (!(await blockRepository.block(tem, viewerId, userId))) return;
+      // The friendship ends for both (the direct conversation leaves both sidebars, as removeFriend does), and any request between them.
+      await friendRepository.unfriend(tem, viewerId, userId);
+      await friendRepository.dropPendingBetween(tem, viewerId, userId);
+      outbox.add(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: true });
+    });
+    return true;
+  }
+
+  /** Lifts a block; true, also when there was none. */
+  async unblock(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
+    await this.target(em, viewerId, userId);
+    if (await blockRepository.unblock(em, viewerId, userId)) {
+      await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
+    }
+    return true;
+  }
+
+  /** The users the viewer blocks, by username. */
+  async blocked(em: EntityManager, viewerId: string): Promise<User[]> {
+    return userRepository.byIdsByUsername(em, await blockRepository.blockedIds(em, viewerId));
+  }
+
+  /**
+   * Refuses a friend request between a blocked pair, whichever of them asks. The blocked user is
+   * told what any refused request says, not why.
+   */
+  async checkContact(em: EntityManager, fromId: string, toId: string): Promise<void> {
+    const { aBlocksB, bBlocksA } = await blockRepository.between(em, fromId, toId);
+    if (aBlocksB) throw new ForbiddenError('You blocked this user: unblock them first.');
+    if (bBlocksA) throw new ForbiddenError('This user does not accept your friend request.');
+  }
+
+  /**
+   * Whether `viewerId` blocks `subjectId` (presence and typing hidden, messages left out), from
+   * memory where the viewer's lists are held here (a realtime session), else false: the
+   * subscription filters' predicate. Queries use `blockedAmong` or the SQL predicate instead.
+   */
+  hides(viewerId: string, subjectId: string): boolean {
+    return this.lists.hides(viewerId, subjectId);
+  }
+
+  /**
+   * A conversationUpdated row as a blocker sees it. An event caused by a blocked user's message
+   * is not theirs at all. For everyone else (who blocks no one: one Map lookup) the row derived in
+   * memory stands; a viewer who blocks someone gets their row of a group or project read again,
+   * with the blocked senders left out of its unread count and last message as the sidebar leaves
+   * them (one query per such event for such a viewer only).
+   */
+  rowFor(
+    viewerId: string,
+    p: ConversationUpdatedPayload,
+    derive: () => ConversationType | Promise<ConversationType> | undefined,
+    em: () => EntityManager,
+  ): ConversationType | Promise<ConversationType> | undefined {
+    if (!this.lists.blocksAnyone(viewerId)) return derive();
+    if (p.message && this.lists.hides(viewerId, p.message.senderId)) return undefined;
+    const derived = derive();
+    if (derived === undefined || p.kind === 'DIRECT') return derived;
+    return Promise.resolve(derived).then(async (row) => {
+      const read = await conversationRepository.row(em(), viewerId, p.conversationKey);
+      if (!read) return row;
+      // Its last message is loaded by id when asked for, unless the event carried that very one.
+      const fresh = rowToConversation(read);
+      return { ...fresh, lastMessage: row.lastMessage && row.lastMessage.id === fresh.lastMessageId ? row.lastMessage : undefined };
+    });
+  }
+
+  /** Of `ids`, those the viewer blocks: from memory when held here, else one query. */
+  async blockedAmong(em: EntityManager, viewerId: string, ids: readonly string[]): Promise<ReadonlySet<string>> {
+    const held = this.lists.blockedBy(viewerId);
+    if (held) return held;
+    return blockRepository.blockedAmong(em, viewerId, ids);
+  }
+
+  private async target(em: EntityManager, viewerId: string, userId: string): Promise<void> {
+    if (userId === viewerId) throw new BadUserInputError('You cannot block yourself.', 'userId');
+    if (!isId(userId) || !(await userRepository.activeById(em, userId))) throw new NotFoundError('User');
+  }
+}

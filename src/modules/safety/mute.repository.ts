@@ -1,0 +1,50 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
+
+/** Mutes live on the member's own conversation row (conversation_members.muted_until): they go with it. */
+export const muteRepository = {
+  /** Sets (a date) or clears (null) the member's mute; false when the user has no row in that conversation. */
+  async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<boolean> {
+    const rows = await em.execute('update conversation_members set muted_until = ? where conversation_key = ? and user_id = ? returning user_id', [until, key, userId]);
+    return rows.length > 0;
+  },
+
+  /** The user's mutes not yet over, by conversation key (ms). */
+  async activeOfMany(em: EntityManager, userIds: readonly string[]): Promise<Map<string, Map<string, number>>> {
+    const out = new Map<string, Map<string, number>>();
+    if (!userIds.length) return out;
+    const rows: { user_id: string; conversation_key: string; muted_until: Date }[] = await em.execute(
+      'select user_id, conversation_key, muted_until from conversation_members where user_id = any(?::uuid[]) and muted_until > now()',
+      [pgArray(userIds)],
+    );
+    for (const r of rows) {
+      let m = out.get(r.user_id);
+      if (!m) out.set(r.user_id, (m = new Map()));
+      m.set(r.conversation_key, new Date(r.muted_until).getTime());
+    }
+    return out;
+  },
+
+  /** The viewer's mute of each of `keys` not yet over (absent: not muted). */
+  async of(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, Date>> {
+    const out = new Map<string, Date>();
+    if (!keys.length) return out;
+    const rows: { conversation_key: string; muted_until: Date }[] = await em.execute(
+      'select conversation_key, muted_until from conversation_members where user_id = ? and conversation_key = any(?::text[]) and muted_until > now()',
+      [userId, pgArray(keys)],
+    );
+    for (const r of rows) out.set(r.conversation_key, new Date(r.muted_until));
+    return out;
+  },
+
+  /** Of (recipient, conversation) pairs, those muted now, as `recipient|key`. */
+  async mutedPairs(em: EntityManager, pairs: readonly { recipientId: string; conversationKey: string }[]): Promise<Set<string>> {
+    if (!pairs.length) return new Set();
+    const rows: { user_id: string; conversation_key: string }[] = await em.execute(
+      `select cm.user_id, cm.conversation_key from unnest(?::uuid[], ?::text[]) as x(u, k)
+       join conversation_members cm on cm.conversation_key = x.k and cm.user_id = x.u where cm.muted_until > now()`,
+      [pgArray(pairs.map((p) => p.recipientId)), pgArray(pairs.map((p) => p.conversationKey))],
+    );
+    return new Set(rows.map((r) => `${r.user_id}|${r.conversation_key}`));
+  },
+};

@@ -1,0 +1,128 @@
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type SafetyChangedPayload } from '../../shared/pubsub/topics';
+
+/** Whom each of several users blocks and what they muted (ms), loaded together. */
+export type ListsLoader = (userId: string) => Promise<{ blocked: string[]; mutes: Map<string, number> }>;
+
+interface Entry {
+  refs: number;
+  /** Changes seen while the initial load was in flight, replayed over its result. */
+  pending?: SafetyChangedPayload[];
+  ready?: Promise<void>;
+}
+
+/**
+ * The block lists and mutes of the users who hold realtime sessions on this instance, in memory,
+ * kept current by SafetyChanged events from every instance (as the membership index is). A
+ * subscription filter asks `hides` per event: one Map lookup that finds nothing for a user who
+ * blocks no one (only non-empty lists are held), so a block costs the hot path no query and no
+ * per-viewer execution.
+ */
+export class SafetyLists {
+  private readonly users = new Map<string, Entry>();
+  /** Loaded users who block someone: whom. */
+  private readonly blocks = new Map<string, Set<string>>();
+  /** Loaded users with a mute: conversation key -> until (ms). */
+  private readonly mutes = new Map<string, Map<string, number>>();
+  private off?: () => void;
+
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly load: ListsLoader,
+  ) {}
+
+  start(): void {
+    this.off = this.pubsub.on(Topic.SafetyChanged, (p) => {
+      const e = this.users.get(p.userId);
+      if (!e) return;
+      if (e.pending) e.pending.push(p);
+      else this.apply(p);
+    });
+  }
+
+  dispose(): void {
+    this.off?.();
+    this.users.clear();
+    this.blocks.clear();
+    this.mutes.clear();
+  }
+
+  /** Starts holding a user's lists (reference-counted, one per session); resolves once loaded. A failed load releases its reference. */
+  async track(userId: string): Promise<void> {
+    let e = this.users.get(userId);
+    if (!e) {
+      const entry: Entry = (e = { refs: 0, pending: [] });
+      entry.ready = this.load(userId).then(({ blocked, mutes }) => {
+        const pending = entry.pending ?? [];
+        entry.pending = undefined;
+        entry.ready = undefined;
+        if (this.users.get(userId) !== entry) return;
+        if (blocked.length) this.blocks.set(userId, new Set(blocked));
+        if (mutes.size) this.mutes.set(userId, mutes);
+        for (const p of pending) this.apply(p);
+      });
+      this.users.set(userId, entry);
+    }
+    e.refs++;
+    try {
+      if (e.ready) await e.ready;
+    } catch (err) {
+      this.untrack(userId);
+      throw err;
+    }
+  }
+
+  untrack(userId: string): void {
+    const e = this.users.get(userId);
+    if (!e || --e.refs > 0) return;
+    this.users.delete(userId);
+    this.blocks.delete(userId);
+    this.mutes.delete(userId);
+  }
+
+  /** Whether the lists of this user are held here (loaded): `hides` and `mutedUntil` answer for them. */
+  holds(userId: string): boolean {
+    const e = this.users.get(userId);
+    return !!e && !e.pending;
+  }
+
+  /** Whether `viewerId` blocks `subjectId`: their messages, typing and presence are hidden from the viewer. Memory only (false for a user not held here). */
+  hides(viewerId: string, subjectId: string): boolean {
+    const set = this.blocks.get(viewerId);
+    return set !== undefined && set.has(subjectId);
+  }
+
+  /** Whether the viewer blocks anyone (held here). */
+  blocksAnyone(viewerId: string): boolean {
+    return this.blocks.has(viewerId);
+  }
+
+  /** Whom the viewer blocks, from memory (undefined: not held here). */
+  blockedBy(viewerId: string): ReadonlySet<string> | undefined {
+    return this.holds(viewerId) ? (this.blocks.get(viewerId) ?? new Set()) : undefined;
+  }
+
+  /** The viewer's mute of a conversation while it lasts (null: not muted or over; undefined: not held here). */
+  mutedUntil(viewerId: string, key: string): Date | null | undefined {
+    if (!this.holds(viewerId)) return undefined;
+    const until = this.mutes.get(viewerId)?.get(key);
+    return until !== undefined && until > Date.now() ? new Date(until) : null;
+  }
+
+  private apply(p: SafetyChangedPayload): void {
+    if (p.blockedId !== undefined) {
+      let set = this.blocks.get(p.userId);
+      if (p.blocked) {
+        if (!set) this.blocks.set(p.userId, (set = new Set()));
+        set.add(p.blockedId);
+      } else if (set?.delete(p.blockedId) && !set.size) this.blocks.delete(p.userId);
+    }
+    if (p.conversationKey !== undefined) {
+      let mutes = this.mutes.get(p.userId);
+      if (p.mutedUntil) {
+        if (!mutes) this.mutes.set(p.userId, (mutes = new Map()));
+        mutes.set(p.conversationKey, Date.parse(p.mutedUntil));
+      } else if (mutes?.delete(p.conversationKey) && !mutes.size) this.mutes.delete(p.userId);
+    }
+  }
+}
