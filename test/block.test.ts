@@ -1,0 +1,252 @@
+import { codeOf, eventually, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { befriend, buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+
+const BLOCK = 'mutation($id: ID!) { blockUser(userId: $id) }';
+const UNBLOCK = 'mutation($id: ID!) { unblockUser(userId: $id) }';
+const BLOCKED = '{ blockedUsers { id username } }';
+const FRIENDS = '{ friends { id } friendRequests { id } }';
+const FRIEND_REQUEST = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id } }';
+const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
+const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { totalCount edges { node { id content sender { id } } } } }';
+const SIDEBAR = '{ conversations(first: 20) { edges { node { id kind unreadCount lastMessage { id content } } } } }';
+const ONE = 'query($c: ConversationInput!) { conversation(conversation: $c) { id unreadCount lastMessage { id content } } }';
+const ADDED = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content sender { id } } }';
+const EVENTS = 'subscription { messageEvent { kind message { id content } } }';
+const UPDATED = 'subscription { conversationUpdated { id unreadCount lastMessage { id content } } }';
+const TYPING = 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }';
+const TYPING_EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { typing user { id } } }';
+const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } user(id: $id) { status lastSeenAt } }';
+const PRESENCE = 'subscription { presenceChanged { status user { id } } }';
+const EDIT = 'mutation($id: ID!, $content: String!) { editMessage(messageId: $id, content: $content) { id } }';
+
+const contents = (values: any[], field = 'messageAdded') => values.map((v) => v[field].content);
+
+async function block(s: { url: string }, who: TestUser, whom: TestUser): Promise<void> {
+  expect((await ok(gql(s.url, BLOCK, { id: whom.id }, who.token))).blockUser).toBe(true);
+}
+
+describe('block', () => {
+  it('should end the friendship and pending requests, and refuse friend requests and direct messages as for a stranger', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'hi friend' });
+    // A pending request between Alice and Carol, whom she blocks too.
+    await ok(gql(s.url, FRIEND_REQUEST, { id: alice.id }, carol.token));
+    // What a stranger is told when sending Alice a direct message.
+    const strangers = await gql(s.url, SEND, { input: { toUserId: alice.id, content: 'hello?' } }, stranger.token);
+    expect(codeOf(strangers)).toBe('FORBIDDEN');
+
+    await block(s, alice, bob);
+    await block(s, alice, carol);
+    for (const u of [alice, bob]) {
+      const f = await ok(gql(s.url, FRIENDS, {}, u.token));
+      expect(f.friends).toEqual([]);
+      // The direct conversation left both sidebars.
+      const side = await ok(gql(s.url, SIDEBAR, {}, u.token));
+      expect(side.conversations.edges.map((e: any) => e.node.kind)).not.toContain('DIRECT');
+    }
+    expect((await ok(gql(s.url, FRIENDS, {}, carol.token))).friendRequests).toEqual([]);
+
+    // Bob is refused as the stranger is, word for word: nothing tells him of the block.
+    const dm = await gql(s.url, SEND, { input: { toUserId: alice.id, content: 'still there?' } }, bob.token);
+    expect(codeOf(dm)).toBe('FORBIDDEN');
+    expect(dm.errors![0].message).toBe(strangers.errors![0].message);
+    expect(codeOf(await gql(s.url, FRIEND_REQUEST, { id: alice.id }, bob.token))).toBe('FORBIDDEN');
+    // Alice can't befriend whom she blocks either, until she unblocks.
+    const mine = await gql(s.url, FRIEND_REQUEST, { id: bob.id }, alice.token);
+    expect(codeOf(mine)).toBe('FORBIDDEN');
+    expect(mine.errors![0].message).toMatch(/unblock/i);
+
+    // Private to Alice.
+    const listed = (await ok(gql(s.url, BLOCKED, {}, alice.token))).blockedUsers;
+    expect(listed.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
+    expect((await ok(gql(s.url, BLOCKED, {}, bob.token))).blockedUsers).toEqual([]);
+
+    // Idempotent both ways.
+    const before = await snapshot(s.env.DATABASE_URL!);
+    await block(s, alice, bob);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token))).unblockUser).toBe(true);
+    expect((await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token))).unblockUser).toBe(true);
+    expect((await ok(gql(s.url, BLOCKED, {}, alice.token))).blockedUsers.map((u: any) => u.id)).toEqual([carol.id]);
+    // The friendship does not come back by itself; asking works again.
+    expect((await ok(gql(s.url, FRIENDS, {}, alice.token))).friends).toEqual([]);
+    await befriend(s.url, bob, alice);
+    await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'back again' });
+  });
+
+  it('should refuse blocking oneself, unknown and malformed ids, changing nothing', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const q of [BLOCK, UNBLOCK]) {
+      expect(codeOf(await gql(s.url, q, { id: alice.id }, alice.token))).toBe('BAD_USER_INPUT');
+      expect(codeOf(await gql(s.url, q, { id: '00000000-0000-4000-8000-000000000000' }, alice.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, q, { id: 'not-an-id' }, alice.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, q, { id: "1' or '1'='1" }, alice.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, q, { id: bob.id }))).toBe('UNAUTHENTICATED');
+    }
+    expect(codeOf(await gql(s.url, BLOCKED, {}))).toBe('UNAUTHENTICATED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, FRIENDS, {}, alice.token))).friends).toEqual([{ id: bob.id }]);
+  });
+
+  it("should leave a blocked user's messages out of the blocker's history, subscriptions, sidebar and unread count, and nobody else's", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, carol, 'Shared', [alice, bob]);
+    const c = { groupId: g };
+    const early = await sendMessage(s.url, bob.token, { groupId: g, content: 'before the block' });
+    await block(s, alice, bob);
+
+    const all = await listen(s, alice, ADDED);
+    const one = await listen(s, alice, ADDED, { c });
+    const events = await listen(s, alice, EVENTS);
+    const rows = await listen(s, alice, UPDATED);
+    const carolSees = await listen(s, carol, ADDED, { c });
+
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'hidden one' });
+    await ok(gql(s.url, EDIT, { id: early.id, content: 'edited, hidden' }, bob.token));
+    const visible = await sendMessage(s.url, carol.token, { groupId: g, content: 'visible' });
+    await ok(gql(s.url, EDIT, { id: visible.id, content: 'visible, edited' }, carol.token));
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'hidden two' });
+    // Barriers: Carol's later message, after everything of Bob's.
+    const last = await sendMessage(s.url, carol.token, { groupId: g, content: 'barrier' });
+    await Promise.all([all.nth(2), one.nth(2), carolSees.nth(4), events.nth(1)]);
+    await eventually(() => rows.values.some((v) => v.conversationUpdated.lastMessage?.id === last.id));
+    expect(contents(all.values)).toEqual(['visible', 'barrier']);
+    expect(contents(one.values)).toEqual(['visible', 'barrier']);
+    expect(events.values.map((v) => v.messageEvent.message.content)).toEqual(['visible, edited']);
+    // No row of Alice's was caused by Bob's messages, and the counts leave them out.
+    const mine = rows.values.map((v) => v.conversationUpdated).filter((r) => r.id === `g:${g}`);
+    expect(mine.map((r) => r.lastMessage?.content ?? null)).not.toContain('hidden one');
+    expect(mine.map((r) => r.lastMessage?.content ?? null)).not.toContain('hidden two');
+    expect(mine[mine.length - 1]).toMatchObject({ unreadCount: 2, lastMessage: { id: last.id } });
+    // Carol, who blocks no one, sees everything.
+    expect(contents(carolSees.values)).toEqual(['hidden one', 'visible', 'hidden two', 'barrier']);
+
+    // History and its count.
+    const h = (await ok(gql(s.url, HISTORY, { c }, alice.token))).history;
+    expect(h.edges.map((e: any) => e.node.content)).toEqual(['visible, edited', 'barrier']);
+    expect(h.totalCount).toBe(2);
+    expect((await ok(gql(s.url, HISTORY, { c }, carol.token))).history.totalCount).toBe(5);
+
+    // The sidebar: Bob's newest message is not Alice's last message, nor among her unread.
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'hidden three' });
+    const side = (await ok(gql(s.url, SIDEBAR, {}, alice.token))).conversations.edges.map((e: any) => e.node);
+    expect(side.find((n: any) => n.id === `g:${g}`)).toMatchObject({ unreadCount: 2, lastMessage: { id: last.id, content: 'barrier' } });
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 2, lastMessage: { id: last.id } });
+    const bobs = (await ok(gql(s.url, ONE, { c }, carol.token))).conversation;
+    expect(bobs).toMatchObject({ unreadCount: 1, lastMessage: { content: 'hidden three' } });
+
+    // Unblocked: everything shows again (all six messages are unread to Alice).
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect((await ok(gql(s.url, HISTORY, { c }, alice.token))).history.totalCount).toBe(6);
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 6, lastMessage: { content: 'hidden three' } });
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'seen again' });
+    await all.nth(3);
+    expect(contents(all.values)).toEqual(['visible', 'barrier', 'seen again']);
+  });
+
+  it('should hide blocked senders in a project too, private messages included', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, alice, { participants: [bob] });
+    const sub = await listen(s, alice, ADDED);
+    await block(s, alice, bob);
+    await sendMessage(s.url, bob.token, { projectId: p.id, content: 'open, hidden' });
+    await sendMessage(s.url, bob.token, { projectId: p.id, toUserId: alice.id, content: 'private, hidden' });
+    await sendMessage(s.url, alice.token, { projectId: p.id, content: 'mine' });
+    await sub.nth(1);
+    await sleep(100);
+    expect(contents(sub.values)).toEqual(['mine']);
+    const h = (await ok(gql(s.url, HISTORY, { c: { projectId: p.id } }, alice.token))).history;
+    expect(h.edges.map((e: any) => e.node.content)).not.toContain('open, hidden');
+    expect(h.edges.map((e: any) => e.node.content)).not.toContain('private, hidden');
+  });
+
+  it("should drop a blocked user's typing and show them OFFLINE with no lastSeenAt, their presence changes not delivered", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, carol, 'Typing', [alice, bob]);
+    const c = { groupId: g };
+    const bobOnline = wsClient(s.wsUrl, bob.token);
+    await bobOnline.connected;
+    await eventually(async () => (await ok(gql(s.url, STATUS, { id: bob.id }, carol.token))).userStatus.status === 'ONLINE');
+
+    await block(s, alice, bob);
+    const typing = await listen(s, alice, TYPING_EVENTS, { c });
+    const presence = await listen(s, alice, PRESENCE);
+    await ok(gql(s.url, TYPING, { c }, bob.token));
+    await ok(gql(s.url, TYPING, { c }, carol.token));
+    await typing.nth(1);
+    await sleep(100);
+    expect(typing.values.map((v) => v.typing.user.id)).toEqual([carol.id]);
+
+    // Bob is online, as Carol sees; Alice reads him OFFLINE, never seen.
+    expect((await ok(gql(s.url, STATUS, { id: bob.id }, carol.token))).userStatus.status).toBe('ONLINE');
+    const seen = await ok(gql(s.url, STATUS, { id: bob.id }, alice.token));
+    expect(seen.userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    expect(seen.user).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+
+    // Bob logs out, then Dave: only Dave's change reaches Alice, and Bob stays never seen to her.
+    await bobOnline.dispose();
+    await ok(gql(s.url, 'mutation { logout }', {}, bob.token));
+    await ok(gql(s.url, 'mutation { logout }', {}, dave.token));
+    await eventually(() => presence.values.some((v) => v.presenceChanged.user.id === dave.id));
+    expect(presence.values.map((v) => v.presenceChanged.user.id)).not.toContain(bob.id);
+    expect((await ok(gql(s.url, STATUS, { id: bob.id }, carol.token))).userStatus.lastSeenAt).not.toBeNull();
+    expect((await ok(gql(s.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+  });
+
+  it('should keep sharing one execution per event among subscribers who block no one', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, carol, 'Shared shape', [alice, bob, dave]);
+    await block(s, alice, bob);
+    const subs = [await listen(s, alice, ADDED), await listen(s, carol, ADDED), await listen(s, dave, ADDED)];
+    const before = s.fanout.executions;
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'one execution' });
+    await Promise.all([subs[1].nth(1), subs[2].nth(1)]);
+    // Bob's own subscriber-less send: one execution served Carol and Dave; Alice's filter dropped it before any.
+    expect(s.fanout.executions - before).toBe(1);
+    expect(subs[0].values).toEqual([]);
+  });
+});
+
+describeRedis('block across instances', () => {
+  let a: TestServer;
+  let b: TestServer;
+  it('should hide events at once on a socket another instance holds, and show them again after unblocking', async () => {
+    a = await createTestServer();
+    b = await createTestServer({}, { clean: false });
+    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const g = (await buildGroup(a.url, carol, { members: [alice, bob] })).id;
+    const c = { groupId: g };
+    const onB = await listen(b, alice, ADDED);
+    const typingOnB = await listen(b, alice, TYPING_EVENTS, { c });
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'before' });
+    await onB.nth(1);
+
+    // Blocked through instance A; Bob sends through A right after: B's socket never shows it.
+    await block(a, alice, bob);
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'after, hidden' });
+    await ok(gql(a.url, TYPING, { c }, bob.token));
+    await sendMessage(a.url, carol.token, { groupId: g, content: 'barrier' });
+    await onB.nth(2);
+    expect(contents(onB.values)).toEqual(['before', 'barrier']);
+    // Carol's send stopped her typing (none was told): Bob's typing never came.
+    await sleep(100);
+    expect(typingOnB.values.map((v) => v.typing.user.id)).not.toContain(bob.id);
+    expect(await sql(a.env.DATABASE_URL!, 'select count(*)::int as n from messages where conversation_key = $1', [`g:${g}`])).toEqual([{ n: 3 }]);
+
+    await ok(gql(a.url, UNBLOCK, { id: bob.id }, alice.token));
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'shown again' });
+    await onB.nth(3);
+    expect(contents(onB.values)).toEqual(['before', 'barrier', 'shown again']);
+  });
+});

@@ -1,0 +1,148 @@
+import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { befriend, buildGroup, login, sendMessage, signup } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+import { startReceiver, type Receiver } from './helpers/webhook-receiver';
+
+const FIELDS = 'id unreadCount mutedUntil';
+const MUTE = `mutation($c: ConversationInput!, $until: DateTime) { muteConversation(conversation: $c, until: $until) { ${FIELDS} } }`;
+const UNMUTE = `mutation($c: ConversationInput!) { unmuteConversation(conversation: $c) { ${FIELDS} } }`;
+const ONE = `query($c: ConversationInput!) { conversation(conversation: $c) { ${FIELDS} } }`;
+const SIDEBAR = `{ conversations(first: 20) { edges { node { ${FIELDS} } } } }`;
+const UPDATED = `subscription { conversationUpdated { ${FIELDS} } }`;
+const BLOCK = 'mutation($id: ID!) { blockUser(userId: $id) }';
+const FOREVER = '9999-12-31T23:59:59.999Z';
+
+const inAnHour = () => new Date(Date.now() + 3600_000).toISOString();
+const mutedIn = (s: { env: { DATABASE_URL?: string } }) => sql(s.env.DATABASE_URL!, 'select user_id, conversation_key, muted_until from conversation_members where muted_until is not null order by 1, 2');
+
+describe('mute', () => {
+  it("should mute and unmute, still counting unread, told by mutedUntil and to the user's other sessions", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, bob, { members: [alice] })).id;
+    const c = { groupId: g };
+    const otherDevice = { ...alice, token: await login(s.url, alice) };
+    const rows = await listen(s, otherDevice, UPDATED);
+
+    const until = inAnHour();
+    const muted = (await ok(gql(s.url, MUTE, { c, until }, alice.token))).muteConversation;
+    expect(muted).toEqual({ id: `g:${g}`, unreadCount: 0, mutedUntil: until });
+    expect((await rows.nth(1)).conversationUpdated).toEqual({ id: `g:${g}`, unreadCount: 0, mutedUntil: until });
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBe(until);
+    // Private to Alice.
+    expect((await ok(gql(s.url, ONE, { c }, bob.token))).conversation.mutedUntil).toBeNull();
+
+    // Still counted: the client drops the badge by mutedUntil.
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'while muted' });
+    expect((await rows.nth(2)).conversationUpdated).toEqual({ id: `g:${g}`, unreadCount: 1, mutedUntil: until });
+    const side = (await ok(gql(s.url, SIDEBAR, {}, alice.token))).conversations.edges.map((e: any) => e.node);
+    expect(side.find((n: any) => n.id === `g:${g}`)).toEqual({ id: `g:${g}`, unreadCount: 1, mutedUntil: until });
+
+    // Without until: until unmuted. Muting again just moves it.
+    expect((await ok(gql(s.url, MUTE, { c }, alice.token))).muteConversation.mutedUntil).toBe(FOREVER);
+    expect((await rows.nth(3)).conversationUpdated.mutedUntil).toBe(FOREVER);
+    const unmuted = (await ok(gql(s.url, UNMUTE, { c }, alice.token))).unmuteConversation;
+    expect(unmuted).toEqual({ id: `g:${g}`, unreadCount: 1, mutedUntil: null });
+    expect((await rows.nth(4)).conversationUpdated.mutedUntil).toBeNull();
+    // Idempotent.
+    expect((await ok(gql(s.url, UNMUTE, { c }, alice.token))).unmuteConversation.mutedUntil).toBeNull();
+    expect(await mutedIn(s)).toEqual([]);
+  });
+
+  it('should read null once a mute is over, and mute direct conversations', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const c = { userId: bob.id };
+    await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'hi' });
+    const until = new Date(Date.now() + 1200).toISOString();
+    expect((await ok(gql(s.url, MUTE, { c, until }, alice.token))).muteConversation.mutedUntil).toBe(until);
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBe(until);
+    await sleep(1300);
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBeNull();
+  });
+
+  it('should refuse bad input and conversations the user may not use, changing nothing', async () => {
+    const s = await createTestServer();
+    const [alice, bob, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, bob, { members: [alice] })).id;
+    const foreign = (await buildGroup(s.url, stranger, { isPrivate: true })).id;
+    await befriend(s.url, alice, bob);
+    await ok(gql(s.url, MUTE, { c: { groupId: g }, until: inAnHour() }, alice.token));
+    const before = { rows: await snapshot(s.env.DATABASE_URL!), muted: await mutedIn(s) };
+    const c = { groupId: g };
+    const cases: [string, Record<string, unknown>, string][] = [
+      [MUTE, { c, until: new Date(Date.now() - 1000).toISOString() }, 'BAD_USER_INPUT'],
+      [MUTE, { c, until: new Date(Date.now() + 400 * 86_400_000).toISOString() }, 'BAD_USER_INPUT'],
+      [MUTE, { c, until: 'tomorrow' }, 'BAD_USER_INPUT'],
+      [MUTE, { c: {} }, 'BAD_USER_INPUT'],
+      [MUTE, { c: { groupId: g, userId: bob.id } }, 'BAD_USER_INPUT'],
+      [MUTE, { c: { groupId: 'nope' } }, 'NOT_FOUND'],
+      [MUTE, { c: { groupId: foreign } }, 'NOT_FOUND'],
+      [MUTE, { c: { userId: stranger.id } }, 'FORBIDDEN'],
+      [MUTE, { c: { userId: alice.id } }, 'BAD_USER_INPUT'],
+      // Friends without a message yet: nothing to mute.
+      [MUTE, { c: { userId: bob.id } }, 'BAD_USER_INPUT'],
+      [UNMUTE, { c: { groupId: foreign } }, 'NOT_FOUND'],
+      [UNMUTE, { c: { userId: stranger.id } }, 'FORBIDDEN'],
+    ];
+    for (const [q, vars, code] of cases) expect([JSON.stringify(vars), codeOf(await gql(s.url, q, vars, alice.token))]).toEqual([JSON.stringify(vars), code]);
+    expect(codeOf(await gql(s.url, MUTE, { c }))).toBe('UNAUTHENTICATED');
+    expect({ rows: await snapshot(s.env.DATABASE_URL!), muted: await mutedIn(s) }).toEqual(before);
+  });
+});
+
+describeRedis('mute across instances', () => {
+  it("should reach the user's session on another instance at once", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = (await buildGroup(a.url, bob, { members: [alice] })).id;
+    const rows = await listen(b, alice, UPDATED);
+    const until = inAnHour();
+    await ok(gql(a.url, MUTE, { c: { groupId: g }, until }, alice.token));
+    expect((await rows.nth(1)).conversationUpdated.mutedUntil).toBe(until);
+    // A message afterwards: B derives Alice's row in memory, her mute with it.
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'hello' });
+    expect((await rows.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 1, mutedUntil: until });
+    await ok(gql(a.url, UNMUTE, { c: { groupId: g } }, alice.token));
+    expect((await rows.nth(3)).conversationUpdated.mutedUntil).toBeNull();
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'again' });
+    expect((await rows.nth(4)).conversationUpdated).toMatchObject({ unreadCount: 2, mutedUntil: null });
+  });
+});
+
+describe('safety and offline notifications', () => {
+  let receiver: Receiver;
+  beforeEach(async () => {
+    receiver = await startReceiver();
+  });
+  afterEach(async () => {
+    await receiver.close();
+  });
+
+  const serverFor = (r: Receiver): Promise<TestServer> =>
+    createTestServer({ WEBHOOK_URL: r.url, WEBHOOK_SECRET: 'whsec_test_0123456789abcdef', WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true });
+
+  it('should send nothing for a muted conversation but mentions, and nothing from a blocked sender', async () => {
+    const s = await serverFor(receiver);
+    const [alice, bob, carol, away] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, bob, { members: [alice, carol, away] })).id;
+    // Everyone offline: signups' sessions are HTTP only, and the grace is short.
+    await ok(gql(s.url, MUTE, { c: { groupId: g } }, alice.token));
+    await ok(gql(s.url, BLOCK, { id: bob.id }, carol.token));
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'plain message' });
+    await sendMessage(s.url, bob.token, { groupId: g, content: `hey @${alice.username} and @${carol.username}` });
+
+    // The control: `away`, neither muting nor blocking, gets both.
+    await eventually(() => receiver.of(away.id).length === 2, 10_000);
+    await eventually(() => receiver.of(alice.id).length >= 1, 5000);
+    await sleep(1500);
+    expect(receiver.of(away.id).map((e) => e.body.kind)).toEqual(['MESSAGE', 'MESSAGE']);
+    // Muted: only the mention.
+    expect(receiver.of(alice.id).map((e) => [e.body.kind, e.body.preview])).toEqual([['MENTION', `hey @${alice.username} and @${carol.username}`]]);
+    // Blocked sender: nothing, not even the mention.
+    expect(receiver.of(carol.id)).toEqual([]);
+  });
+});
