@@ -66,7 +66,10 @@ export class ConversationResolver {
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
       const { blocks, conversations, pubsub } = context.services;
-      return pubsub.iterate(Topic.ConversationUpdated, (p) => blocks.rowFor(me, p, () => conversations.rowFor(me, p), () => context.em), { keys: me });
+      // A viewer who blocks someone sees their rows without the blocked users' messages (modules/safety).
+      return pubsub.iterate(Topic.ConversationUpdated, (p) => (blocks.blocksAnyone(me) ? blocks.rowFor(me, p, conversations.rowFor(me, p), context.em) : conversations.rowFor(me, p)), {
+        keys: me,
+      });
     },
   })
   conversationUpdated(@Root() c: ConversationType | Promise<ConversationType>): ConversationType | Promise<ConversationType> {

@@ -72,29 +72,30 @@ export class BlockService {
     return this.lists.hides(viewerId, subjectId);
   }
 
+  /** Whether the viewer blocks anyone (their lists held here): one Map lookup. */
+  blocksAnyone(viewerId: string): boolean {
+    return this.lists.blocksAnyone(viewerId);
+  }
+
   /**
-   * A conversationUpdated row as a blocker sees it. An event caused by a blocked user's message
-   * is not theirs at all. For everyone else (who blocks no one: one Map lookup) the row derived in
-   * memory stands; a viewer who blocks someone gets their row of a group or project read again,
-   * with the blocked senders left out of its unread count and last message as the sidebar leaves
-   * them (one query per such event for such a viewer only).
+   * A conversationUpdated row (`derived` from the event in memory) as a viewer who blocks someone
+   * sees it. An event caused by a blocked user's message is not theirs at all. Otherwise their row
+   * of a group or project is read again, with the blocked senders left out of its unread count and
+   * last message as the sidebar leaves them: one query per such event, for such viewers only
+   * (everyone else's row stands as derived).
    */
   rowFor(
     viewerId: string,
     p: ConversationUpdatedPayload,
-    derive: () => ConversationType | Promise<ConversationType> | undefined,
-    em: () => EntityManager,
+    derived: ConversationType | Promise<ConversationType> | undefined,
+    em: EntityManager,
   ): ConversationType | Promise<ConversationType> | undefined {
-    if (!this.lists.blocksAnyone(viewerId)) return derive();
-    if (p.message && this.lists.hides(viewerId, p.message.senderId)) return undefined;
-    const derived = derive();
-    if (derived === undefined || p.kind === 'DIRECT') return derived;
+    if (derived === undefined || (p.message && this.lists.hides(viewerId, p.message.senderId))) return undefined;
+    if (p.kind === 'DIRECT') return derived;
     return Promise.resolve(derived).then(async (row) => {
-      const read = await conversationRepository.row(em(), viewerId, p.conversationKey);
-      if (!read) return row;
-      // Its last message is loaded by id when asked for, unless the event carried that very one.
-      const fresh = rowToConversation(read);
-      return { ...fresh, lastMessage: row.lastMessage && row.lastMessage.id === fresh.lastMessageId ? row.lastMessage : undefined };
+      // The row with its last message, in one query; gone meanwhile (a leave): as derived.
+      const read = await conversationRepository.row(em, viewerId, p.conversationKey);
+      return read ? rowToConversation(read) : row;
     });
   }
 
