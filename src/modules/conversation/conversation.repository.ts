@@ -40,16 +40,21 @@ const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activ
  * A member who blocks someone (modules/safety) sees neither the blocked users' messages as the last
  * one nor among the unread: for them (one probe of user_blocks finds no one for everyone else),
  * the newest message they may see from someone not blocked, and the unread ones from the blocked
- * to take off the count.
+ * to take off the count. Both read at most BLOCK_SCAN of the conversation's newest messages by its
+ * keyset index, whoever sent them, so a blocked user's flood costs a bounded read: beyond it the
+ * last message reads as none and the count is not corrected further.
  */
+const BLOCK_SCAN = 1000;
 const BLOCKS = 'exists (select 1 from user_blocks ub where ub.blocker_id = cm.user_id)';
 const LAST_ID = `case when ${BLOCKS} then (
-    select m.id from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id))
-      and not ${blockedBy('cm.user_id', 'm.sender_id')} order by m.created_at desc, m.id desc limit 1)
+    select n.id from (select m.id, m.sender_id, m.created_at from messages m where m.conversation_key = cm.conversation_key
+      and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+    where not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
   else ${HEAD_LAST_ID} end`;
 const HIDDEN_UNREAD = `case when ${BLOCKS} then (
-    select count(*) from user_blocks ub join messages m on m.conversation_key = cm.conversation_key and m.sender_id = ub.blocked_id
-    where ub.blocker_id = cm.user_id and m.recipient_id is null and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)))
+    select count(*) from (select m.sender_id from messages m where m.conversation_key = cm.conversation_key and m.recipient_id is null
+      and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+    where ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
 const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, ${HEAD},
