@@ -74,6 +74,7 @@ import {
 } from '../../../generated/client/graphql';
 import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
 import { attachmentEl, readFile, type PickedFile } from './attachments';
+import { showSafety } from './safety';
 import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
@@ -397,6 +398,7 @@ async function open(c: Conv, showDetails = false): Promise<void> {
   $('join-prompt').hidden = true;
   $('composer').hidden = false;
   renderHeading();
+  void showSafety(conversationInput(c), c.kind === 'direct' ? c.id : null, () => current === c, () => void loadFriends().then(openLobby));
   renderSendTo();
   renderTyping();
   $('details').hidden = !showDetails;
