@@ -19,6 +19,7 @@ const TYPING = 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }
 const TYPING_EVENTS = 'subscription($c: ConversationInput) { typing(conversation: $c) { typing user { id } } }';
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } user(id: $id) { status lastSeenAt } }';
 const PRESENCE = 'subscription { presenceChanged { status user { id } } }';
+const SEARCH = 'query($q: String!, $c: ConversationInput) { searchMessages(query: $q, conversation: $c) { edges { node { message { content } } } } }';
 const EDIT = 'mutation($id: ID!, $content: String!) { editMessage(messageId: $id, content: $content) { id } }';
 
 const contents = (values: any[], field = 'messageAdded') => values.map((v) => v[field].content);
@@ -134,6 +135,12 @@ describe('block', () => {
     expect(h.edges.map((e: any) => e.node.content)).toEqual(['visible, edited', 'barrier']);
     expect(h.totalCount).toBe(2);
     expect((await ok(gql(s.url, HISTORY, { c }, carol.token))).history.totalCount).toBe(5);
+    // Search too, in every conversation or this one.
+    const search = async (u: TestUser, conversation?: object) =>
+      (await ok(gql(s.url, SEARCH, { q: 'hidden', c: conversation }, u.token))).searchMessages.edges.map((e: any) => e.node.message.content).sort();
+    expect(await search(alice)).toEqual([]);
+    expect(await search(alice, c)).toEqual([]);
+    expect(await search(carol, c)).toEqual(['edited, hidden', 'hidden one', 'hidden two']);
 
     // The sidebar: Bob's newest message is not Alice's last message, nor among her unread.
     await sendMessage(s.url, bob.token, { groupId: g, content: 'hidden three' });

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { blockedBy } from '../safety/block.repository';
 import { limitLiteral, pgTextArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT, type MessageRow } from '../message/message.repository';
 
@@ -52,8 +53,13 @@ const VISIBLE_KEYS = `array(
   union all select 'd:' || least(f.user_a_id, f.user_b_id)::text || ':' || greatest(f.user_a_id, f.user_b_id)::text
     from friendships f where f.user_a_id = ? or f.user_b_id = ?)`;
 
-/** The conversations searched (an array of keys), and which of their messages the viewer may see (on `m`). */
+/** The conversations searched (an array of keys), and which of their messages the viewer may see (on `m`): none of a user they block. */
 function visible(scope: SearchScope): { keys: Sql; rows: Sql } {
+  const { keys, rows } = readable(scope);
+  return { keys, rows: { text: `${rows.text} and not ${blockedBy('?', 'm.sender_id')}`, params: [...rows.params, scope.viewerId] } };
+}
+
+function readable(scope: SearchScope): { keys: Sql; rows: Sql } {
   const v = scope.viewerId;
   if (scope.kind === 'all') {
     return {
