@@ -63,6 +63,23 @@ describe('mute', () => {
     expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBeNull();
   });
 
+  it('should drop a mute with the membership: a rejoin starts unmuted, on a live socket too', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, bob, { members: [alice] })).id;
+    const c = { groupId: g };
+    const rows = await listen(s, alice, UPDATED);
+    await ok(gql(s.url, MUTE, { c }, alice.token));
+    await rows.nth(1);
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, alice.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, alice.token));
+    expect(await mutedIn(s)).toEqual([]);
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'welcome back' });
+    await eventually(() => rows.values.some((v) => v.conversationUpdated.unreadCount === 1));
+    expect(rows.values[rows.values.length - 1].conversationUpdated).toEqual({ id: `g:${g}`, unreadCount: 1, mutedUntil: null });
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBeNull();
+  });
+
   it('should refuse bad input and conversations the user may not use, changing nothing', async () => {
     const s = await createTestServer();
     const [alice, bob, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];

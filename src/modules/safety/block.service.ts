@@ -4,6 +4,7 @@ import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
+import { directKey } from '../conversation/conversation.keys';
 import { friendRepository } from '../friend/friend.repository';
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { rowToConversation } from '../conversation/conversation.mapper';
@@ -34,7 +35,10 @@ export class BlockService {
       // The friendship ends for both (the direct conversation leaves both sidebars, as removeFriend does), and any request between them.
       await friendRepository.unfriend(tem, viewerId, userId);
       await friendRepository.dropPendingBetween(tem, viewerId, userId);
-      outbox.add(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: true });
+      // Their direct conversation's rows went, and any mute on them with the rows.
+      const key = directKey(viewerId, userId);
+      outbox.add(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: true, conversationKey: key, mutedUntil: null });
+      outbox.add(Topic.SafetyChanged, { userId, conversationKey: key, mutedUntil: null });
     });
     return true;
   }

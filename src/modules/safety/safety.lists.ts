@@ -1,5 +1,6 @@
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type SafetyChangedPayload } from '../../shared/pubsub/topics';
+import { scopeKey } from '../conversation/conversation.keys';
 
 /** Whom each of several users blocks and what they muted (ms), loaded together. */
 export type ListsLoader = (userId: string) => Promise<{ blocked: string[]; mutes: Map<string, number> }>;
@@ -32,12 +33,21 @@ export class SafetyLists {
   ) {}
 
   start(): void {
-    this.off = this.pubsub.on(Topic.SafetyChanged, (p) => {
-      const e = this.users.get(p.userId);
-      if (!e) return;
-      if (e.pending) e.pending.push(p);
-      else this.apply(p);
-    });
+    const offs = [
+      this.pubsub.on(Topic.SafetyChanged, (p) => this.change(p)),
+      // A mute lives on the member's row: leaving drops it (a rejoin starts unmuted).
+      this.pubsub.on(Topic.MembershipChanged, (p) => {
+        for (const c of p.changes) if (!c.member) this.change({ userId: c.userId, conversationKey: scopeKey(p.scope, p.id), mutedUntil: null });
+      }),
+    ];
+    this.off = () => offs.forEach((off) => off());
+  }
+
+  private change(p: SafetyChangedPayload): void {
+    const e = this.users.get(p.userId);
+    if (!e) return;
+    if (e.pending) e.pending.push(p);
+    else this.apply(p);
   }
 
   dispose(): void {
