@@ -30,9 +30,21 @@ export type FriendRequestStatus =
 export type GroupEventKind =
   | 'CREATED'
   | 'DELETED'
+  /** `user` was invited: they may acceptGroupInvite or declineGroupInvite. To the members and to `user` (who can read `group` until they answer). */
+  | 'INVITED'
+  /** `user` was banned (and removed if a member): they cannot join, be added or invited until unbanned. To the members and to `user`. */
+  | 'MEMBER_BANNED'
   | 'MEMBER_JOINED'
   | 'MEMBER_LEFT'
-  | 'RENAMED';
+  /** `user` was removed by the owner or an admin. To the members and to `user`, whose access ends at once. */
+  | 'MEMBER_REMOVED'
+  /** `user` is the new owner (handed over, or the owner left or deleted their account; the old owner, if still here, is an ADMIN). To the members. */
+  | 'OWNER_CHANGED'
+  | 'RENAMED'
+  /** `user` became ADMIN or MEMBER (read Group.members for the role). To the members. */
+  | 'ROLE_CHANGED'
+  /** Group.slowModeSeconds changed. To the members. */
+  | 'SLOW_MODE_CHANGED';
 
 export type MessageEventKind =
   | 'DELETED'

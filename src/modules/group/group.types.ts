@@ -1,6 +1,22 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { ConnectionType } from '../../shared/graphql/connection';
+import { ConnectionType, PageInfo } from '../../shared/graphql/connection';
+import { UserType } from '../user/user.types';
+
+export enum GroupRole {
+  OWNER = 'OWNER',
+  ADMIN = 'ADMIN',
+  MEMBER = 'MEMBER',
+}
+registerEnumType(GroupRole, {
+  name: 'GroupRole',
+  description: "A member's role in a group. The lobby has no OWNER: its ADMINs are set by the server's configuration.",
+  valuesConfig: {
+    OWNER: { description: 'One per group: manages roles, hands ownership over, deletes the group, and does all an ADMIN does.' },
+    ADMIN: { description: 'Renames, invites, adds, removes and bans members (not the owner, not other admins), deletes any message, sets slow mode; exempt from slow mode.' },
+    MEMBER: { description: 'Sends and reads; under slow mode, one message per interval.' },
+  },
+});
 
 @ObjectType('Group')
 export class GroupType {
@@ -10,6 +26,8 @@ export class GroupType {
   @Field() isLobby!: boolean;
   @Field(() => Int) memberCount!: number;
   @Field(() => Date) createdAt!: Date;
+  @Field(() => Int, { description: 'Seconds a MEMBER must wait between two messages here (0: no slow mode). Owner and admins are exempt.' })
+  slowModeSeconds!: number;
   ownerId!: string | null;
 }
 
@@ -21,8 +39,24 @@ export enum GroupEventKind {
   DELETED = 'DELETED',
   MEMBER_JOINED = 'MEMBER_JOINED',
   MEMBER_LEFT = 'MEMBER_LEFT',
+  ROLE_CHANGED = 'ROLE_CHANGED',
+  MEMBER_REMOVED = 'MEMBER_REMOVED',
+  MEMBER_BANNED = 'MEMBER_BANNED',
+  INVITED = 'INVITED',
+  OWNER_CHANGED = 'OWNER_CHANGED',
+  SLOW_MODE_CHANGED = 'SLOW_MODE_CHANGED',
 }
-registerEnumType(GroupEventKind, { name: 'GroupEventKind' });
+registerEnumType(GroupEventKind, {
+  name: 'GroupEventKind',
+  valuesConfig: {
+    ROLE_CHANGED: { description: '`user` became ADMIN or MEMBER (read Group.members for the role). To the members.' },
+    MEMBER_REMOVED: { description: '`user` was removed by the owner or an admin. To the members and to `user`, whose access ends at once.' },
+    MEMBER_BANNED: { description: '`user` was banned (and removed if a member): they cannot join, be added or invited until unbanned. To the members and to `user`.' },
+    INVITED: { description: '`user` was invited: they may acceptGroupInvite or declineGroupInvite. To the members and to `user` (who can read `group` until they answer).' },
+    OWNER_CHANGED: { description: '`user` is the new owner (handed over, or the owner left or deleted their account; the old owner, if still here, is an ADMIN). To the members.' },
+    SLOW_MODE_CHANGED: { description: 'Group.slowModeSeconds changed. To the members.' },
+  },
+});
 
 @ObjectType('GroupEvent')
 export class GroupEventType {
@@ -37,6 +71,20 @@ export class GroupsArgs {
   @Field(() => String, { nullable: true }) search?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+}
+
+@ObjectType('GroupMemberEdge', { description: 'A member of a group, with their role.' })
+export class GroupMemberEdge {
+  @Field() cursor!: string;
+  @Field(() => UserType) node!: UserType;
+  @Field(() => GroupRole, { description: "The member's role; in the lobby, ADMIN for those the server's LOBBY_ADMINS names." }) role!: GroupRole;
+}
+
+@ObjectType('GroupMemberConnection', { description: "A group's members, oldest first." })
+export class GroupMemberConnection {
+  @Field(() => [GroupMemberEdge]) edges!: GroupMemberEdge[];
+  @Field(() => PageInfo) pageInfo!: PageInfo;
+  @Field(() => Int) totalCount!: number;
 }
 
 @ArgsType()
