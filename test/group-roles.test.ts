@@ -2,6 +2,7 @@ import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './he
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
+import { loadEnv } from '../src/config/env';
 
 const M = {
   setRole: 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id myRole owner { id } } }',
@@ -427,7 +428,6 @@ describeRedis('lobby roles', () => {
   });
 
   it('should refuse a malformed LOBBY_ADMINS or MODERATORS at start', async () => {
-    const { loadEnv } = await import('../src/config/env');
     expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
     expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);
     expect(loadEnv({ MODERATORS: ' Mod_One ,mod_one,  ' }).MODERATORS).toEqual(['mod_one']);

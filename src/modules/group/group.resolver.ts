@@ -7,7 +7,7 @@ import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserConnection, UserType } from '../user/user.types';
 import { payloadToGroupEventType, toGroupType } from './group.mapper';
-import { GroupConnection, GroupEventType, GroupMemberConnection, GroupRole, GroupType, GroupsArgs, PageArgs } from './group.types';
+import { GroupConnection, GroupEventType, GroupRole, GroupType, GroupsArgs, PageArgs } from './group.types';
 
 @Resolver(() => GroupType)
 export class GroupResolver {
@@ -180,8 +180,8 @@ export class GroupResolver {
     return (g.ownerId && (await ctx.loaders.user.load(g.ownerId))) || SYSTEM_USER;
   }
 
-  @FieldResolver(() => GroupMemberConnection, { description: 'Members, oldest first, each edge with their role.' })
-  members(@Root() g: GroupType, @Args() args: PageArgs, @Ctx() ctx: Context): Promise<GroupMemberConnection> {
+  @FieldResolver(() => UserConnection, { description: 'Members, oldest first, each edge with their role.' })
+  members(@Root() g: GroupType, @Args() args: PageArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
     // Reaching a Group means the viewer may see it (visibility is checked where groups are loaded).
     return ctx.services.groups.members(ctx.em, g, args);
   }

@@ -14,7 +14,8 @@ import { userRepository } from '../user/user.repository';
 import type { Group, MemberRole } from './group.entity';
 import { toGroupType } from './group.mapper';
 import { groupRepository, type Standing } from './group.repository';
-import { GroupRole, type GroupMemberConnection } from './group.types';
+import { GroupRole } from './group.types';
+import type { ConnectionShape } from '../../shared/graphql/connection';
 import type { UserType } from '../user/user.types';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { renamed } from '../conversation/conversation.events';
@@ -175,7 +176,7 @@ export class GroupService {
   }
 
   /** A page of members with their roles (the owner: OWNER, whatever their row says). */
-  async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: { first?: number | null; after?: string | null }): Promise<GroupMemberConnection> {
+  async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<UserType>> {
     const limit = pageSize(args.first, 'first', 50);
     const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
     const rows = await groupRepository.members(em, group.id, { after, limit });

@@ -1,22 +1,10 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { ConnectionType, PageInfo } from '../../shared/graphql/connection';
-import { UserType } from '../user/user.types';
+import { ConnectionType } from '../../shared/graphql/connection';
+import { GroupRole } from './group.role';
 
-export enum GroupRole {
-  OWNER = 'OWNER',
-  ADMIN = 'ADMIN',
-  MEMBER = 'MEMBER',
-}
-registerEnumType(GroupRole, {
-  name: 'GroupRole',
-  description: "A member's role in a group. The lobby has no OWNER: its ADMINs are set by the server's configuration.",
-  valuesConfig: {
-    OWNER: { description: 'One per group: manages roles, hands ownership over, deletes the group, and does all an ADMIN does.' },
-    ADMIN: { description: 'Renames, invites, adds, removes and bans members (not the owner, not other admins), deletes any message, sets slow mode; exempt from slow mode.' },
-    MEMBER: { description: 'Sends and reads; under slow mode, one message per interval.' },
-  },
-});
+export { GroupRole };
+
 
 @ObjectType('Group')
 export class GroupType {
@@ -71,20 +59,6 @@ export class GroupsArgs {
   @Field(() => String, { nullable: true }) search?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
-}
-
-@ObjectType('GroupMemberEdge', { description: 'A member of a group, with their role.' })
-export class GroupMemberEdge {
-  @Field() cursor!: string;
-  @Field(() => UserType) node!: UserType;
-  @Field(() => GroupRole, { description: "The member's role; in the lobby, ADMIN for those the server's LOBBY_ADMINS names." }) role!: GroupRole;
-}
-
-@ObjectType('GroupMemberConnection', { description: "A group's members, oldest first." })
-export class GroupMemberConnection {
-  @Field(() => [GroupMemberEdge]) edges!: GroupMemberEdge[];
-  @Field(() => PageInfo) pageInfo!: PageInfo;
-  @Field(() => Int) totalCount!: number;
 }
 
 @ArgsType()
