@@ -238,6 +238,17 @@ describeRedis('group roles', () => {
       expect((await ok(run(b, M.remove, { g: w.group, u: admin2.id }, owner))).removeGroupMember.memberCount).toBe(4);
     });
 
+    it('should answer an outsider of a public group FORBIDDEN for every moderation, NOT_FOUND for its messages', async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { outsider, member } = w.users;
+      for (const c of CASES.filter((x) => !['acceptGroupInvite', 'declineGroupInvite', 'joinGroup (private)'].includes(x.name))) {
+        const { q, v } = c.op(w);
+        const want = c.name.startsWith('deleteMessage') ? 'NOT_FOUND' : 'FORBIDDEN';
+        expect([c.name, await refused(w, q, v, outsider)]).toEqual([c.name, want]);
+      }
+      expect(await refused(w, M.setRole, { g: w.group, u: outsider.id, r: 'ADMIN' }, member)).toBe('FORBIDDEN');
+    });
+
     it('should keep a banned user out (join, add, invite) until unbanned, and refuse bad slow modes and invitations', async () => {
       const w = await world(a, b, { isPrivate: false });
       const { owner, admin, banned, member, outsider } = w.users;
