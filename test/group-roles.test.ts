@@ -265,6 +265,17 @@ describeRedis('group roles', () => {
       expect((await ok(run(b, M.join, { g: w.group }, banned))).joinGroup.myRole).toBe('MEMBER');
     });
 
+    it("should list each group's myRole for the viewer (null where invited only)", async () => {
+      const w = await world(a, b);
+      const mine = (await ok(run(b, M.create, { n: 'Mine', p: true }, w.users.admin))).createGroup.id;
+      const other = (await ok(run(b, M.create, { n: 'Other', p: false }, w.users.owner))).createGroup.id;
+      const list = async (u: TestUser) =>
+        Object.fromEntries((await ok(run(b, 'query { groups(first: 50) { edges { node { id myRole } } } }', {}, u))).groups.edges.map((e: { node: { id: string; myRole: string | null } }) => [e.node.id, e.node.myRole]));
+      expect(await list(w.users.admin)).toMatchObject({ [w.group]: 'ADMIN', [mine]: 'OWNER', [other]: null });
+      expect(await list(w.users.invitee)).toMatchObject({ [w.group]: null, [other]: null });
+      expect(await list(w.users.outsider)).not.toHaveProperty(w.group);
+    });
+
     it('should hand ownership over: the old owner becomes an ADMIN and manages roles no more', async () => {
       const w = await world(a, b);
       const { owner, admin, member } = w.users;

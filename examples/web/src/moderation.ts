@@ -71,9 +71,9 @@ export async function moderationCard(groupId: string, me: string, findUser: Find
     'section',
     { class: 'moderation' },
     el('h3', {}, `Moderation (you are ${group.myRole.toLowerCase()})`),
-    el('ul', { class: 'moderation-members' }, ...rows),
+    el('ul', { class: 'members moderation-members' }, ...rows),
     banned.length ? el('h4', {}, 'Banned') : null,
-    banned.length ? el('ul', { class: 'moderation-banned' }, ...banned) : null,
+    banned.length ? el('ul', { class: 'members moderation-banned' }, ...banned) : null,
     group.isLobby ? null : inviteForm,
     slowForm,
   );

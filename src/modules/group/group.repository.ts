@@ -123,6 +123,15 @@ export const groupRepository = {
     };
   },
 
+  /** The user's row role in each of these groups with the group's owner, in one query (groups they are not in: absent). */
+  async rolesOf(em: EntityManager, userId: string, groupIds: readonly string[]): Promise<Map<string, { role: MemberRole; ownerId: string | null }>> {
+    const rows: { group_id: string; role: MemberRole; owner_id: string | null }[] = await em.execute(
+      'select m.group_id, m.role, g.owner_id from group_members m join groups g on g.id = m.group_id where m.user_id = ? and m.group_id = any(?::uuid[])',
+      [userId, pgArray([...groupIds])],
+    );
+    return new Map(rows.map((r) => [r.group_id, { role: r.role, ownerId: r.owner_id }]));
+  },
+
   async setRole(em: EntityManager, groupId: string, userId: string, role: MemberRole): Promise<boolean> {
     const res = await em.execute('update group_members set role = ? where group_id = ? and user_id = ? and role <> ? returning id', [role, groupId, userId, role]);
     return res.length > 0;

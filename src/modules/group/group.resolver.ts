@@ -161,7 +161,7 @@ export class GroupResolver {
 
   @FieldResolver(() => GroupRole, { nullable: true, description: "The viewer's role in this group; null when not a member (an invitee, say)." })
   myRole(@Root() g: GroupType, @Ctx() ctx: Context): Promise<GroupRole | null> {
-    return ctx.services.groups.myRole(ctx.em, g.id, viewerOf(ctx).userId);
+    return ctx.loaders.groupRole.load(g.id);
   }
 
   @FieldResolver(() => [UserType], { description: 'Users banned from this group, newest first (at most 500). Only the owner and admins see them; others get an empty list.' })

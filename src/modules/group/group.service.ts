@@ -12,7 +12,7 @@ import type { User } from '../user/user.entity';
 import { toUserType } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
 import type { Group, MemberRole } from './group.entity';
-import { toGroupType } from './group.mapper';
+import { roleOf, toGroupType } from './group.mapper';
 import { groupRepository, type Standing } from './group.repository';
 import { GroupRole } from './group.types';
 import type { ConnectionShape } from '../../shared/graphql/connection';
@@ -84,13 +84,7 @@ export class GroupService {
 
   /** The viewer's role in a group: null when not a member. */
   roleIn(s: Pick<Standing, 'ownerId' | 'role'>, userId: string): GroupRole | null {
-    if (s.role === null) return null;
-    return s.ownerId === userId ? GroupRole.OWNER : s.role === 'ADMIN' ? GroupRole.ADMIN : GroupRole.MEMBER;
-  }
-
-  async myRole(em: EntityManager, groupId: string, viewerId: string): Promise<GroupRole | null> {
-    const s = await groupRepository.standing(em, groupId, viewerId);
-    return s ? this.roleIn(s, viewerId) : null;
+    return roleOf(s, userId);
   }
 
   /** Whether the user is the group's owner or an admin (deleting others' messages, reports). */
