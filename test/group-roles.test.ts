@@ -3,6 +3,7 @@ import { createTestServer, describeRedis, type TestServer } from './helpers/serv
 import { lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { loadEnv } from '../src/config/env';
+import { startReceiver } from './helpers/webhook-receiver';
 
 const M = {
   setRole: 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id myRole owner { id } } }',
@@ -453,5 +454,23 @@ describeRedis('lobby roles', () => {
     expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
     expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);
     expect(loadEnv({ MODERATORS: ' Mod_One ,mod_one,  ' }).MODERATORS).toEqual(['mod_one']);
+  });
+});
+
+describe('invitation webhooks', () => {
+  it('should send an away invitee a GROUP_INVITE event, once per invitation', async () => {
+    const receiver = await startReceiver();
+    try {
+      const s = await createTestServer({ WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: 'whsec_test_0123456789abcdef', WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true });
+      const [owner, invitee] = [await signup(s.url), await signup(s.url)];
+      const group = (await ok(gql(s.url, M.create, { n: 'Invite only', p: true }, owner.token))).createGroup.id;
+      await ok(gql(s.url, M.invite, { g: group, u: invitee.id }, owner.token));
+      await ok(gql(s.url, M.invite, { g: group, u: invitee.id }, owner.token));
+      await eventually(() => receiver.of(invitee.id).length >= 1, 8000);
+      await sleep(1500);
+      expect(receiver.of(invitee.id).map((e) => e.body)).toEqual([expect.objectContaining({ kind: 'GROUP_INVITE', conversationId: `g:${group}`, sender: expect.objectContaining({ id: owner.id }) })]);
+    } finally {
+      await receiver.close();
+    }
   });
 });
