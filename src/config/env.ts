@@ -173,6 +173,18 @@ export interface Env {
   WEBHOOK_COALESCE: number;
   /** An event the receiver has not accepted (2xx) this long after it was made is dropped (counted in /metrics). @default 86400 (24 h) */
   WEBHOOK_MAX_AGE: number;
+  /**
+   * Usernames (comma-separated, case ignored) who are ADMIN of the lobby, which has no owner: they
+   * may remove, ban and unban members there and set its slow mode. Applied at start and at signup.
+   * @default [] (no lobby admins)
+   */
+  LOBBY_ADMINS: string[];
+  /**
+   * Usernames (comma-separated, case ignored) of the instance's moderators: they receive and
+   * resolve reports of direct and project messages (a group's reports go to its owner and admins).
+   * @default [] (no moderators: such reports are kept, seen by no one until one is named)
+   */
+  MODERATORS: string[];
 }
 
 /** A rate: `points` actions per `duration` seconds, written `30/10s`. */
@@ -248,6 +260,14 @@ function url(src: Source, name: string, protocols: string[]): string | undefined
     throw new ConfigError(name, `must use ${protocols.join(' or ')}, got '${parsed.protocol}'`);
   }
   return raw;
+}
+
+/** A comma-separated list of usernames, lower-cased (usernames are unique regardless of case). */
+function usernames(src: Source, name: string): string[] {
+  const list = (read(src, name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.find((u) => !/^[A-Za-z0-9_.-]{3,32}$/.test(u));
+  if (bad !== undefined) throw new ConfigError(name, `must be comma-separated usernames (letters, digits, _ . -; 3 to 32 each), got '${bad}'`);
+  return [...new Set(list.map((u) => u.toLowerCase()))];
 }
 
 /** A secret: at least `min` characters (taken as they are, not trimmed). */
@@ -381,5 +401,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     WEBHOOK_SECRET: webhookSecret,
     WEBHOOK_COALESCE: duration(src, 'WEBHOOK_COALESCE', 10, 0),
     WEBHOOK_MAX_AGE: duration(src, 'WEBHOOK_MAX_AGE', 86400, 1),
+    LOBBY_ADMINS: usernames(src, 'LOBBY_ADMINS'),
+    MODERATORS: usernames(src, 'MODERATORS'),
   };
 }

@@ -10,6 +10,7 @@ import { Migration20261123193000_MessagePosition } from './Migration202611231930
 import { Migration20261124070000_SearchAndPins } from './Migration20261124070000_SearchAndPins';
 import { Migration20261124073000_Notifications } from './Migration20261124073000_Notifications';
 import { Migration20261124153402_BlockAndMute } from './Migration20261124153402_BlockAndMute';
+import { Migration20261124153351_GroupRoles } from './Migration20261124153351_GroupRoles';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -23,5 +24,6 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123193000_MessagePosition', class: Migration20261123193000_MessagePosition },
   { name: 'Migration20261124070000_SearchAndPins', class: Migration20261124070000_SearchAndPins },
   { name: 'Migration20261124073000_Notifications', class: Migration20261124073000_Notifications },
+  { name: 'Migration20261124153351_GroupRoles', class: Migration20261124153351_GroupRoles },
   { name: 'Migration20261124153402_BlockAndMute', class: Migration20261124153402_BlockAndMute },
 ];

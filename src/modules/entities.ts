@@ -2,10 +2,11 @@ import { ServerSecret } from '../core/secrets';
 import { Session } from './auth/session.entity';
 import { ConversationHead, ConversationMember, MessageReaction } from './conversation/conversation.entity';
 import { FriendRequest, Friendship } from './friend/friend.entity';
-import { Group, GroupMember } from './group/group.entity';
+import { Group, GroupBan, GroupInvite, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
 import { MessagePin } from './message/pin.entity';
 import { NotificationCursor, NotificationOutbox } from './notification/notification.entity';
+import { Report } from './safety/report.entity';
 import { Project, ProjectAction, ProjectMember } from './project/project.entity';
 import { UserBlock } from './safety/block.entity';
 import { User } from './user/user.entity';
@@ -18,6 +19,8 @@ export const entities = [
   Friendship,
   Group,
   GroupMember,
+  GroupBan,
+  GroupInvite,
   Attachment,
   Message,
   Project,
@@ -31,4 +34,5 @@ export const entities = [
   NotificationOutbox,
   NotificationCursor,
   UserBlock,
+  Report,
 ];

@@ -1,8 +1,8 @@
 import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { toGroupType } from './group/group.mapper';
+import { roleOf, toGroupType } from './group/group.mapper';
 import { groupRepository } from './group/group.repository';
-import type { GroupType } from './group/group.types';
+import type { GroupRole, GroupType } from './group/group.types';
 import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
 import type { MessageType } from './message/message.types';
@@ -25,6 +25,8 @@ export interface Loaders {
   project: DataLoader<string, ProjectType | null>;
   /** Groups by id, for rows that already prove the viewer a member (a conversation's group). */
   group: DataLoader<string, GroupType | null>;
+  /** The viewer's role in each group (null: not a member), in one query (Group.myRole of a page of groups). */
+  groupRole: DataLoader<string, GroupRole | null>;
   /** Messages by id, for rows that already prove the viewer may see them (a conversation's last message). */
   message: DataLoader<string, MessageType | null>;
   /** Reactions of every message in a response, in one query. */
@@ -54,6 +56,11 @@ export function createLoaders(
       const groups = await groupRepository.byIds(em, ids);
       const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
       return ids.map((id) => byId.get(id) ?? null);
+    }),
+    groupRole: new DataLoader(async (ids) => {
+      if (!viewerId) return ids.map(() => null);
+      const roles = await groupRepository.rolesOf(em, viewerId, ids);
+      return ids.map((id) => roleOf(roles.get(id) ?? { ownerId: null, role: null }, viewerId));
     }),
     message: new DataLoader(async (ids) => {
       const byId = new Map((await messageRepository.byIds(em, ids)).map((r) => [r.id, toMessageType(r)]));

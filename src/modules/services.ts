@@ -7,6 +7,7 @@ import { AuthService } from './auth/auth.service';
 import { StreamTickets } from './auth/auth.tickets';
 import { FriendService } from './friend/friend.service';
 import { GroupService } from './group/group.service';
+import { ReportService } from './safety/report.service';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
@@ -77,6 +78,8 @@ export interface Services {
   blocks: BlockService;
   /** Mutes (modules/safety/mute.*). */
   mutes: MuteService;
+  /** Reports of messages (modules/safety/report.*). */
+  reports: ReportService;
 }
 
 export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; pubsub: PubSub; redis?: RedisConnections }) {
@@ -116,13 +119,20 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   });
   const users = new UserService();
   const friends = new FriendService(env);
-  const groups = new GroupService(pubsub, memberships);
+  const groups = new GroupService(pubsub, memberships, { lobbyAdmins: env.LOBBY_ADMINS });
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });
   const blocks = new BlockService(pubsub, safety);
   friends.guard((em, fromId, toId) => blocks.checkContact(em, fromId, toId));
   const mutes = new MuteService({ pubsub, access: conversationAccess, lists: safety });
-  const messages = new MessageService({ pubsub, access: conversationAccess, env });
+  const messages = new MessageService({
+    pubsub,
+    access: conversationAccess,
+    env,
+    slowMode: (em, groupId, userId) => groups.slowMode(em, groupId, userId),
+    moderates: (em, groupId, userId) => groups.moderates(em, groupId, userId),
+  });
+  const reports = new ReportService({ pubsub, access: conversationAccess, groups, moderators: env.MODERATORS });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
   const search = new SearchService({ access: conversationAccess });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
@@ -156,6 +166,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const notifications = new NotificationService({ orm, presence, env, logger: logger.child({ module: 'notifications' }) });
   friends.onRequested((em, request) => notifications.friendRequested(em, request));
   projects.onActions((em, actions) => notifications.projectActions(em, actions));
+  groups.onInvited((em, invite) => notifications.groupInvited(em, invite));
 
   routeConversations(pubsub, {
     memberships,
@@ -196,6 +207,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     safety,
     blocks,
     mutes,
+    reports,
   };
   return {
     services,

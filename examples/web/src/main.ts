@@ -75,6 +75,7 @@ import {
 import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
 import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
+import { moderationCard } from './moderation';
 import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
@@ -848,6 +849,7 @@ async function renderDetails(): Promise<void> {
     fill(box,
       el('h3', {}, `Members (${group.members.totalCount})`),
       el('ul', { class: 'members' }, ...group.members.edges.map(({ node: u }) => memberRow(u, u.id === group.owner.id && !group.isLobby ? 'Owner' : 'Member'))),
+      await moderationCard(group.id, me(), userByName, () => void renderDetails()).catch(() => null),
       owner && !group.isLobby ? miniForm('add-member', 'Add a member by username', 'Add', async (name) => after(async () => request(AddGroupMemberDocument, { groupId: group.id, userId: (await userByName(name)).id }))()) : null,
       owner && !group.isLobby ? miniForm('rename-group', 'New name', 'Rename', (name) => after(() => request(RenameGroupDocument, { groupId: group.id, name }))(), group.name) : null,
       group.isLobby

@@ -93,12 +93,27 @@ export type MarkedRow = MemberColumns &
  * and owner only if the sender (with no `senderId`, every sender of the batch `b`) is a member, and
  * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
  * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
+ * Slow mode rides on it: `sl` stamps a plain member's slow_sent_at only if their interval has run
+ * out (the row lock makes two sends at once take turns, the second finding the stamp), and `g` is
+ * empty without that stamp. With no slow mode `sl` stops at the group's row (no write). A batch
+ * with a plain member in a slow-mode group writes nothing, and its sends go one by one.
  */
 function memberGate(groupId: string, senderId: string | null): Sql {
   const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
+  const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
   return senderId
-    ? { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and ${member('?')})`, params: [groupId, senderId] }
-    : { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and not exists (select 1 from b where not ${member('b.sender_id')}))`, params: [groupId] };
+    ? {
+        text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
+            and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second') returning gm.user_id),
+          g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
+            where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')} or exists (select 1 from sl)))`,
+        params: [groupId, senderId, senderId, groupId],
+      }
+    : {
+        text: `g as (select g.name, g.owner_id from groups g where g.id = ? and not exists (select 1 from b where not ${member('b.sender_id')})
+            and (g.slow_mode_seconds = 0 or not exists (select 1 from b join group_members gm on gm.group_id = g.id and gm.user_id = b.sender_id where not ${exempt('gm')})))`,
+        params: [groupId],
+      };
 }
 /** What a gated send returns of its group (see memberGate). */
 const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';

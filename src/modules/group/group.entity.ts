@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Entity, Index, ManyToOne, OptionalProps, PrimaryKey, Property, Unique, type Ref } from '@mikro-orm/core';
+import { Entity, Index, ManyToOne, OptionalProps, PrimaryKey, PrimaryKeyProp, Property, Unique, type Ref } from '@mikro-orm/core';
 import { User } from '../user/user.entity';
 
 @Entity({ tableName: 'groups' })
@@ -7,7 +7,7 @@ import { User } from '../user/user.entity';
 @Index({ name: 'groups_single_lobby', expression: 'create unique index "groups_single_lobby" on "groups" ("is_lobby") where "is_lobby"' })
 @Index({ properties: ['createdAt', 'id'] })
 export class Group {
-  [OptionalProps]?: 'createdAt' | 'isPrivate' | 'isLobby' | 'memberCount';
+  [OptionalProps]?: 'createdAt' | 'isPrivate' | 'isLobby' | 'memberCount' | 'slowModeSeconds';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -29,15 +29,22 @@ export class Group {
   @Property({ type: 'integer' })
   memberCount: number = 0;
 
+  /** Seconds a plain member waits between two messages; 0: no slow mode. */
+  @Property({ type: 'integer', default: 0 })
+  slowModeSeconds: number = 0;
+
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
 }
+
+/** ADMIN or MEMBER; the owner is `groups.owner_id`, whatever their row says. */
+export type MemberRole = 'ADMIN' | 'MEMBER';
 
 @Entity({ tableName: 'group_members' })
 @Unique({ properties: ['group', 'user'] })
 @Index({ properties: ['group', 'joinedAt', 'id'] })
 export class GroupMember {
-  [OptionalProps]?: 'joinedAt';
+  [OptionalProps]?: 'joinedAt' | 'role' | 'slowSentAt';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -51,4 +58,50 @@ export class GroupMember {
 
   @Property({ type: 'datetime' })
   joinedAt: Date = new Date();
+
+  @Property({ type: 'string', length: 8, default: 'MEMBER' })
+  role: MemberRole = 'MEMBER';
+
+  /** When the member last sent while the group was in slow mode (the send statement's gate writes it). */
+  @Property({ type: 'datetime', nullable: true })
+  slowSentAt?: Date | null;
+}
+
+/** A user who may not join, be added or be invited until unbanned. */
+@Entity({ tableName: 'group_bans' })
+export class GroupBan {
+  [PrimaryKeyProp]?: ['group', 'user'];
+  [OptionalProps]?: 'createdAt';
+
+  @ManyToOne(() => Group, { primary: true, ref: true, deleteRule: 'cascade' })
+  group!: Ref<Group>;
+
+  @ManyToOne(() => User, { primary: true, ref: true, deleteRule: 'cascade' })
+  user!: Ref<User>;
+
+  @ManyToOne(() => User, { ref: true, nullable: true, deleteRule: 'set null', fieldName: 'banned_by' })
+  bannedBy?: Ref<User> | null;
+
+  @Property({ type: 'datetime', defaultRaw: 'now()' })
+  createdAt: Date = new Date();
+}
+
+/** A pending invitation, until accepted or declined (or the user is banned). */
+@Entity({ tableName: 'group_invites' })
+export class GroupInvite {
+  [PrimaryKeyProp]?: ['group', 'user'];
+  [OptionalProps]?: 'createdAt';
+
+  @ManyToOne(() => Group, { primary: true, ref: true, deleteRule: 'cascade' })
+  group!: Ref<Group>;
+
+  @ManyToOne(() => User, { primary: true, ref: true, deleteRule: 'cascade' })
+  @Index()
+  user!: Ref<User>;
+
+  @ManyToOne(() => User, { ref: true, nullable: true, deleteRule: 'set null', fieldName: 'invited_by' })
+  invitedBy?: Ref<User> | null;
+
+  @Property({ type: 'datetime', defaultRaw: 'now()' })
+  createdAt: Date = new Date();
 }

@@ -1,9 +1,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { groupBy, pgArray, prepared } from '../../shared/sql';
+import { groupBy, pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
 import { likePattern } from '../user/user.repository';
-import { Group, GroupMember } from './group.entity';
+import { Group, GroupMember, type MemberRole } from './group.entity';
 import { groupKey } from '../conversation/conversation.keys';
 
 export const groupRepository = {
@@ -87,9 +87,122 @@ export const groupRepository = {
     return groupBy(rows, (r) => r.user_id, (r) => r.group_id);
   },
 
-  /** The longest-standing member other than `exceptUserId`. */
-  async successor(em: EntityManager, groupId: string, exceptUserId: string): Promise<GroupMember | null> {
-    return em.findOne(GroupMember, { group: groupId, user: { $ne: exceptUserId } }, { orderBy: { joinedAt: 'asc', id: 'asc' } });
+  /** Who takes over from a leaving owner: the longest-standing admin, else the longest-standing member (other than `exceptUserId`). */
+  async successor(em: EntityManager, groupId: string, exceptUserId: string): Promise<string | null> {
+    const rows: { user_id: string }[] = await em.execute(
+      `select user_id from group_members where group_id = ? and user_id <> ? order by (role = 'ADMIN') desc, joined_at, id limit 1`,
+      [groupId, exceptUserId],
+    );
+    return rows[0]?.user_id ?? null;
+  },
+
+  /**
+   * Where a user stands in a group, in one query: null when the group does not exist. `role` is
+   * their row's (ADMIN or MEMBER; the owner is `ownerId`), null when not a member.
+   */
+  async standing(em: EntityManager, groupId: string, userId: string): Promise<Standing | null> {
+    const rows: StandingRow[] = await em.execute(
+      `select g.owner_id, g.is_lobby, g.is_private, m.role, m.slow_sent_at, g.slow_mode_seconds, now() as now,
+         exists (select 1 from group_bans b where b.group_id = g.id and b.user_id = ?) as banned,
+         exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?) as invited
+       from groups g left join group_members m on m.group_id = g.id and m.user_id = ? where g.id = ?`,
+      [userId, userId, userId, groupId],
+    );
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      ownerId: r.owner_id,
+      isLobby: r.is_lobby,
+      isPrivate: r.is_private,
+      role: r.role,
+      banned: r.banned,
+      invited: r.invited,
+      slowModeSeconds: r.slow_mode_seconds,
+      slowSentAt: r.slow_sent_at ? new Date(r.slow_sent_at) : null,
+      now: new Date(r.now),
+    };
+  },
+
+  /** The user's row role in each of these groups with the group's owner, in one query (groups they are not in: absent). */
+  async rolesOf(em: EntityManager, userId: string, groupIds: readonly string[]): Promise<Map<string, { role: MemberRole; ownerId: string | null }>> {
+    const rows: { group_id: string; role: MemberRole; owner_id: string | null }[] = await em.execute(
+      'select m.group_id, m.role, g.owner_id from group_members m join groups g on g.id = m.group_id where m.user_id = ? and m.group_id = any(?::uuid[])',
+      [userId, pgArray([...groupIds])],
+    );
+    return new Map(rows.map((r) => [r.group_id, { role: r.role, ownerId: r.owner_id }]));
+  },
+
+  async setRole(em: EntityManager, groupId: string, userId: string, role: MemberRole): Promise<boolean> {
+    const res = await em.execute('update group_members set role = ? where group_id = ? and user_id = ? and role <> ? returning id', [role, groupId, userId, role]);
+    return res.length > 0;
+  },
+
+  async setOwner(em: EntityManager, groupId: string, userId: string | null): Promise<void> {
+    await em.execute('update groups set owner_id = ? where id = ?', [userId, groupId]);
+  },
+
+  async setSlowMode(em: EntityManager, groupId: string, seconds: number): Promise<boolean> {
+    const res = await em.execute('update groups set slow_mode_seconds = ? where id = ? and slow_mode_seconds <> ? returning id', [seconds, groupId, seconds]);
+    return res.length > 0;
+  },
+
+  /** Bans a user; false when they were banned already. Their invitation goes. */
+  async ban(em: EntityManager, groupId: string, userId: string, byId: string): Promise<boolean> {
+    await em.execute('delete from group_invites where group_id = ? and user_id = ?', [groupId, userId]);
+    const res = await em.execute('insert into group_bans (group_id, user_id, banned_by, created_at) values (?, ?, ?, now()) on conflict do nothing returning user_id', [groupId, userId, byId]);
+    return res.length > 0;
+  },
+
+  async unban(em: EntityManager, groupId: string, userId: string): Promise<boolean> {
+    const res = await em.execute('delete from group_bans where group_id = ? and user_id = ? returning user_id', [groupId, userId]);
+    return res.length > 0;
+  },
+
+  /** The banned users, most recently banned first (at most `limit`). */
+  async bannedIds(em: EntityManager, groupId: string, limit: number): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from group_bans where group_id = ? order by created_at desc, user_id limit ?', [groupId, limit]);
+    return rows.map((r) => r.user_id);
+  },
+
+  /** Invites a user; false when an invitation was pending already. */
+  async invite(em: EntityManager, groupId: string, userId: string, byId: string): Promise<boolean> {
+    const res = await em.execute('insert into group_invites (group_id, user_id, invited_by, created_at) values (?, ?, ?, now()) on conflict do nothing returning user_id', [groupId, userId, byId]);
+    return res.length > 0;
+  },
+
+  /** Takes a pending invitation away; false when there was none. */
+  async uninvite(em: EntityManager, groupId: string, userId: string): Promise<boolean> {
+    const res = await em.execute('delete from group_invites where group_id = ? and user_id = ? returning user_id', [groupId, userId]);
+    return res.length > 0;
+  },
+
+  /** The owner and the admins of a group: who handles its reports. */
+  async moderatorIds(em: EntityManager, groupId: string): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute(
+      `select m.user_id from group_members m join groups g on g.id = m.group_id where m.group_id = ? and (m.role = 'ADMIN' or m.user_id = g.owner_id)`,
+      [groupId],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
+  /** The groups where a user is owner or admin. */
+  async moderatedBy(em: EntityManager, userId: string): Promise<string[]> {
+    const rows: { group_id: string }[] = await em.execute(
+      `select m.group_id from group_members m join groups g on g.id = m.group_id where m.user_id = ? and (m.role = 'ADMIN' or g.owner_id = m.user_id)`,
+      [userId],
+    );
+    return rows.map((r) => r.group_id);
+  },
+
+  /** The lobby's admins as configured (lower-cased usernames): every other lobby member is a MEMBER. */
+  async syncLobbyAdmins(em: EntityManager, lobbyId: string, usernames: readonly string[]): Promise<void> {
+    await em.execute(
+      `update group_members m set role = x.role from (
+         select m2.id, case when lower(u.username) = any(?::text[]) then 'ADMIN' else 'MEMBER' end as role
+         from group_members m2 join users u on u.id = m2.user_id where m2.group_id = ?) x
+       where m.id = x.id and m.role <> x.role`,
+      [pgTextArray(usernames), lobbyId],
+    );
   },
 
   /**
@@ -97,11 +210,11 @@ export const groupRepository = {
    * milliseconds, as the members page's cursor carries it: with microseconds, "after" the cursor
    * took in the row it was cut at.
    */
-  async addMember(em: EntityManager, groupId: string, userId: string, id: string): Promise<boolean> {
+  async addMember(em: EntityManager, groupId: string, userId: string, id: string, role: MemberRole = 'MEMBER'): Promise<boolean> {
     const conn = em;
     const res = await conn.execute(
-      "insert into group_members (id, group_id, user_id, joined_at) values (?, ?, ?, date_trunc('milliseconds', now())) on conflict (group_id, user_id) do nothing returning id",
-      [id, groupId, userId],
+      "insert into group_members (id, group_id, user_id, joined_at, role) values (?, ?, ?, date_trunc('milliseconds', now()), ?) on conflict (group_id, user_id) do nothing returning id",
+      [id, groupId, userId, role],
     );
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
@@ -120,8 +233,10 @@ export const groupRepository = {
 
   /** Public groups and the viewer's own, by lower(name), id. */
   async visible(em: EntityManager, viewerId: string, opts: { search: string | null; after: { k: string; id: string } | null; limit: number }) {
-    const where = ['(not g.is_private or exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?))'];
-    const params: unknown[] = [viewerId];
+    const where = [
+      '(not g.is_private or exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) or exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?))',
+    ];
+    const params: unknown[] = [viewerId, viewerId];
     if (opts.search) {
       where.push('g.name ilike ?');
       params.push(likePattern(opts.search));
@@ -149,3 +264,29 @@ export const groupRepository = {
     );
   },
 };
+
+interface StandingRow {
+  owner_id: string | null;
+  is_lobby: boolean;
+  is_private: boolean;
+  role: MemberRole | null;
+  slow_sent_at: Date | string | null;
+  slow_mode_seconds: number;
+  now: Date | string;
+  banned: boolean;
+  invited: boolean;
+}
+
+/** See groupRepository.standing. */
+export interface Standing {
+  ownerId: string | null;
+  isLobby: boolean;
+  isPrivate: boolean;
+  role: MemberRole | null;
+  banned: boolean;
+  invited: boolean;
+  slowModeSeconds: number;
+  slowSentAt: Date | null;
+  /** The database's clock, for slow mode's arithmetic. */
+  now: Date;
+}

@@ -1,4 +1,4 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
@@ -7,7 +7,7 @@ import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserConnection, UserType } from '../user/user.types';
 import { payloadToGroupEventType, toGroupType } from './group.mapper';
-import { GroupConnection, GroupEventType, GroupType, GroupsArgs, PageArgs } from './group.types';
+import { GroupConnection, GroupEventType, GroupRole, GroupType, GroupsArgs, PageArgs } from './group.types';
 
 @Resolver(() => GroupType)
 export class GroupResolver {
@@ -37,7 +37,7 @@ export class GroupResolver {
   }
 
   @Authorized()
-  @Mutation(() => GroupType, { description: 'Owner only.' })
+  @Mutation(() => GroupType, { description: 'Owner and admins; not the lobby. Members get RENAMED.' })
   async renameGroup(@Arg('groupId', () => IdScalar) groupId: string, @Arg('name') name: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.rename(ctx.em, viewerOf(ctx).userId, groupId, name));
   }
@@ -49,7 +49,9 @@ export class GroupResolver {
   }
 
   @Authorized()
-  @Mutation(() => GroupType, { description: 'Public groups; private ones by addGroupMember.' })
+  @Mutation(() => GroupType, {
+    description: 'Public groups, or one the viewer was invited to (takes the invitation). Private groups otherwise NOT_FOUND; banned users FORBIDDEN.',
+  })
   async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
@@ -57,7 +59,7 @@ export class GroupResolver {
   }
 
   @Authorized()
-  @Mutation(() => GroupType, { description: 'Owner only.' })
+  @Mutation(() => GroupType, { description: 'Owner and admins (lobby admins too): adds a user at once; a banned user is CONFLICT until unbanned.' })
   async addGroupMember(@Arg('groupId', () => IdScalar) groupId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.addMember(ctx.em, viewerOf(ctx).userId, groupId, userId));
   }
@@ -70,12 +72,115 @@ export class GroupResolver {
     return ctx.services.groups.leave(ctx.em, me, groupId);
   }
 
-  @FieldResolver(() => UserType)
+  @Authorized()
+  @Mutation(() => GroupType, {
+    description:
+      'Owner only (not the lobby): role ADMIN or MEMBER for a member; OWNER hands ownership over (the old owner becomes ADMIN). Members get ROLE_CHANGED or OWNER_CHANGED.',
+  })
+  setGroupRole(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('userId', () => IdScalar, { description: 'A member other than the owner.' }) userId: string,
+    @Arg('role', () => GroupRole, { description: 'The new role; OWNER makes them the owner.' }) role: GroupRole,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return this.group$(ctx.services.groups.setRole(ctx.em, viewerOf(ctx).userId, groupId, userId, role));
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, {
+    description: 'Owner and admins (lobby admins too): the member leaves at once (MEMBER_REMOVED to the members and to them). Not the owner; an admin only by the owner. They may join a public group again.',
+  })
+  removeGroupMember(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('userId', () => IdScalar, { description: 'The member to remove.' }) userId: string,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return this.group$(ctx.services.groups.remove(ctx.em, viewerOf(ctx).userId, groupId, userId));
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, {
+    description:
+      'Owner and admins (lobby admins too): removes the user if a member and keeps them out (no join, add or invitation) until unbanned; MEMBER_BANNED to the members and to them. Not the owner; an admin only by the owner.',
+  })
+  banFromGroup(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('userId', () => IdScalar, { description: 'The user to ban (a member or not).' }) userId: string,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return this.group$(ctx.services.groups.ban(ctx.em, viewerOf(ctx).userId, groupId, userId));
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: 'Owner and admins: lifts a ban (the user is not added back). Unbanning someone not banned changes nothing.' })
+  unbanFromGroup(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('userId', () => IdScalar, { description: 'The banned user.' }) userId: string,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return this.group$(ctx.services.groups.unban(ctx.em, viewerOf(ctx).userId, groupId, userId));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, {
+    description: 'Owner and admins (not the lobby): the user gets a live INVITED and may accept or decline. A member or a banned user is CONFLICT; inviting again changes nothing.',
+  })
+  inviteToGroup(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('userId', () => IdScalar, { description: 'The user to invite.' }) userId: string,
+    @Ctx() ctx: Context,
+  ): Promise<boolean> {
+    return ctx.services.groups.invite(ctx.em, viewerOf(ctx).userId, groupId, userId);
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, { description: "Joins a group the viewer was invited to (MEMBER_JOINED to the members). NOT_FOUND without a pending invitation." })
+  async acceptGroupInvite(@Arg('groupId', () => IdScalar, { description: 'The group of the invitation.' }) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
+    return this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'Drops a pending invitation. NOT_FOUND without one.' })
+  declineGroupInvite(@Arg('groupId', () => IdScalar, { description: 'The group of the invitation.' }) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.groups.declineInvite(ctx.em, viewerOf(ctx).userId, groupId);
+  }
+
+  @Authorized()
+  @Mutation(() => GroupType, {
+    description: 'Owner and admins (lobby admins too): each MEMBER may then send one message per `seconds` (0 to 21600; 0 turns it off); a send too soon is RATE_LIMITED. SLOW_MODE_CHANGED to the members.',
+  })
+  setSlowMode(
+    @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
+    @Arg('seconds', () => Int, { description: 'Seconds between two messages of a member, 0 (off) to 21600 (6 hours).' }) seconds: number,
+    @Ctx() ctx: Context,
+  ): Promise<GroupType> {
+    return this.group$(ctx.services.groups.setSlowMode(ctx.em, viewerOf(ctx).userId, groupId, seconds));
+  }
+
+  @FieldResolver(() => GroupRole, { nullable: true, description: "The viewer's role in this group; null when not a member (an invitee, say)." })
+  myRole(@Root() g: GroupType, @Ctx() ctx: Context): Promise<GroupRole | null> {
+    return ctx.loaders.groupRole.load(g.id);
+  }
+
+  @FieldResolver(() => [UserType], { description: 'Users banned from this group, newest first (at most 500). Only the owner and admins see them; others get an empty list.' })
+  async bannedUsers(@Root() g: GroupType, @Ctx() ctx: Context): Promise<UserType[]> {
+    const ids = await ctx.services.groups.bannedIds(ctx.em, g.id, viewerOf(ctx).userId);
+    const users = await ctx.loaders.user.loadMany(ids);
+    return users.filter((u): u is UserType => !!u && !(u instanceof Error));
+  }
+
+  private async group$(p: Promise<Parameters<typeof toGroupType>[0]>): Promise<GroupType> {
+    return toGroupType(await p);
+  }
+
+  @FieldResolver(() => UserType, { description: "The group's owner. The lobby has none: it shows the system user (id 00000000-0000-0000-0000-000000000000, username 'parley'); its admins are Group.members edges with role ADMIN." })
   async owner(@Root() g: GroupType, @Ctx() ctx: Context): Promise<UserType> {
     return (g.ownerId && (await ctx.loaders.user.load(g.ownerId))) || SYSTEM_USER;
   }
 
-  @FieldResolver(() => UserConnection)
+  @FieldResolver(() => UserConnection, { description: 'Members, oldest first, each edge with their role.' })
   members(@Root() g: GroupType, @Args() args: PageArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
     // Reaching a Group means the viewer may see it (visibility is checked where groups are loaded).
     return ctx.services.groups.members(ctx.em, g, args);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
-import { ForbiddenError, NotFoundError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { decodeCursor, decodeTimeCursor, pageSize, toConnection } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
@@ -11,28 +11,51 @@ import { cleanName, cleanSearch, isId } from '../../shared/validation';
 import type { User } from '../user/user.entity';
 import { toUserType } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
-import type { Group } from './group.entity';
-import { toGroupType } from './group.mapper';
-import { groupRepository } from './group.repository';
+import type { Group, MemberRole } from './group.entity';
+import { roleOf, toGroupType } from './group.mapper';
+import { groupRepository, type Standing } from './group.repository';
+import { GroupRole } from './group.types';
+import type { ConnectionShape } from '../../shared/graphql/connection';
+import type { UserType } from '../user/user.types';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { renamed } from '../conversation/conversation.events';
 import { groupKey } from '../conversation/conversation.keys';
 
-/** Groups, their members and the lobby. Every membership rule of the feature lives here. */
+/** Most seconds of slow mode: six hours. */
+export const MAX_SLOW_MODE = 6 * 3600;
+/** Most banned users Group.bannedUsers lists. */
+const MAX_BANNED_LISTED = 500;
+
+export interface GroupServiceOptions {
+  /** Lower-cased usernames of the lobby's admins (LOBBY_ADMINS). */
+  lobbyAdmins?: readonly string[];
+}
+
+/** Groups, their members, roles, bans, invitations and the lobby. Every membership rule of the feature lives here. */
 export class GroupService {
   private lobbyId?: string;
+  private readonly lobbyAdmins: readonly string[];
 
   constructor(
     private readonly pubsub: PubSub,
     private readonly memberships: MembershipIndex,
-  ) {}
+    options: GroupServiceOptions = {},
+  ) {
+    this.lobbyAdmins = options.lobbyAdmins ?? [];
+  }
 
-  /** Creates the lobby on first start; idempotent across instances starting together. */
+  /** Creates the lobby on first start (idempotent across instances starting together) and gives its members their configured roles. */
   async ensureLobby(em: EntityManager): Promise<string> {
     await groupRepository.ensureLobby(em, randomUUID());
     const lobby = await groupRepository.lobby(em);
     this.lobbyId = lobby!.id;
+    await groupRepository.syncLobbyAdmins(em, this.lobbyId, this.lobbyAdmins);
     return this.lobbyId;
+  }
+
+  /** A lobby member's role: ADMIN when LOBBY_ADMINS names them. */
+  private lobbyRole(username: string): MemberRole {
+    return this.lobbyAdmins.includes(username.toLowerCase()) ? 'ADMIN' : 'MEMBER';
   }
 
   async lobby(em: EntityManager): Promise<string> {
@@ -42,18 +65,56 @@ export class GroupService {
   /** Signup: every user is a lobby member from the start. */
   async joinLobby(em: EntityManager, user: User, outbox: Outbox): Promise<void> {
     const lobbyId = await this.lobby(em);
-    await groupRepository.addMember(em, lobbyId, user.id, randomUUID());
+    await groupRepository.addMember(em, lobbyId, user.id, randomUUID(), this.lobbyRole(user.username));
     this.joined(outbox, lobbyId, false, user.id);
   }
 
   // ---- the rules, reused by queries, mutations and subscription filters ----
 
-  /** A group the viewer may see: public, or private with the viewer in it. NOT_FOUND otherwise. */
+  /** A group the viewer may see: public, or private with the viewer in it or invited to it. NOT_FOUND otherwise. */
   async visible(em: EntityManager, groupId: string, viewerId: string): Promise<Group> {
     const group = isId(groupId) ? await groupRepository.byId(em, groupId) : null;
     if (!group) throw new NotFoundError('Group');
-    if (group.isPrivate && !(await groupRepository.membership(em, group.id, viewerId))) throw new NotFoundError('Group');
+    if (group.isPrivate && !(await groupRepository.membership(em, group.id, viewerId))) {
+      const s = await groupRepository.standing(em, group.id, viewerId);
+      if (!s?.invited) throw new NotFoundError('Group');
+    }
     return group;
+  }
+
+  /** The viewer's role in a group: null when not a member. */
+  roleIn(s: Pick<Standing, 'ownerId' | 'role'>, userId: string): GroupRole | null {
+    return roleOf(s, userId);
+  }
+
+  /** Whether the user is the group's owner or an admin (deleting others' messages, reports). */
+  async moderates(em: EntityManager, groupId: string, userId: string): Promise<boolean> {
+    const s = isId(groupId) ? await groupRepository.standing(em, groupId, userId) : null;
+    const role = s && this.roleIn(s, userId);
+    return role === GroupRole.OWNER || role === GroupRole.ADMIN;
+  }
+
+  /** The owner and admins of a group: the audience of its reports. */
+  moderatorIds(em: EntityManager, groupId: string): Promise<string[]> {
+    return groupRepository.moderatorIds(em, groupId);
+  }
+
+  /** The groups whose reports a user handles. */
+  moderatedBy(em: EntityManager, userId: string): Promise<string[]> {
+    return groupRepository.moderatedBy(em, userId);
+  }
+
+  /**
+   * Slow mode, after a gated send wrote nothing (the gate enforces it; this only says when):
+   * RATE_LIMITED with `retryAfter` if a plain member sent within the group's interval.
+   */
+  async slowMode(em: EntityManager, groupId: string, userId: string): Promise<void> {
+    const s = await groupRepository.standing(em, groupId, userId);
+    if (!s || !s.slowModeSeconds || this.roleIn(s, userId) !== GroupRole.MEMBER || !s.slowSentAt) return;
+    const wait = s.slowSentAt.getTime() + s.slowModeSeconds * 1000 - s.now.getTime();
+    if (wait <= 0) return;
+    const at = new Date(s.now.getTime() + wait).toISOString();
+    throw new RateLimitedError(wait / 1000, `Slow mode: one message every ${s.slowModeSeconds} s here; you can send again in ${Math.ceil(wait / 1000)} s (at ${at}).`);
   }
 
   /**
@@ -108,18 +169,20 @@ export class GroupService {
     });
   }
 
-  async members(em: EntityManager, group: { id: string; memberCount: number }, args: { first?: number | null; after?: string | null }) {
+  /** A page of members with their roles (the owner: OWNER, whatever their row says). */
+  async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<UserType>> {
     const limit = pageSize(args.first, 'first', 50);
     const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
     const rows = await groupRepository.members(em, group.id, { after, limit });
-    return toConnection(rows, {
+    const page = toConnection(rows, {
       limit,
       backward: false,
       hasCursor: !!after,
       totalCount: group.memberCount,
       key: (m) => ({ k: m.joinedAt.toISOString(), id: m.id }),
-      node: (m) => toUserType(m.user.getEntity()),
+      node: (m): { user: UserType; role: GroupRole } => ({ user: toUserType(m.user.getEntity()), role: this.roleIn({ ownerId: group.ownerId, role: m.role ?? 'MEMBER' }, m.user.id)! }),
     });
+    return { ...page, edges: page.edges.map((e) => ({ cursor: e.cursor, node: e.node.user, role: e.node.role })) };
   }
 
   // ---- mutations ----
@@ -136,10 +199,11 @@ export class GroupService {
     });
   }
 
+  /** Owner and admins; not the lobby. */
   async rename(em: EntityManager, viewerId: string, groupId: string, name: string): Promise<Group> {
     const clean = cleanName(name, 'name');
     return transact(em, this.pubsub, async (tem, outbox) => {
-      const group = await this.asOwner(tem, groupId, viewerId);
+      const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
       group.name = clean;
       await tem.flush();
       outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
@@ -156,28 +220,63 @@ export class GroupService {
     });
   }
 
+  /** Public groups, and any group the viewer holds an invitation to (which it takes). A banned user: FORBIDDEN. */
   async join(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
       const group = await this.visible(tem, groupId, viewerId);
-      // Private groups are joined only through addGroupMember; to a non-member they don't exist.
-      if (await groupRepository.addMember(tem, group.id, viewerId, randomUUID())) {
-        await groupRepository.reload(tem, group);
-        this.joined(outbox, group.id, group.isPrivate, viewerId, await groupRepository.memberIds(tem, group.id));
-      }
+      const s = (await groupRepository.standing(tem, group.id, viewerId))!;
+      if (s.role !== null) return group;
+      if (s.banned) throw new ForbiddenError('You are banned from this group.');
+      await this.admit(tem, outbox, group, viewerId);
       return group;
     });
   }
 
+  /** Owner and admins (lobby admins too): adds a user at once, without an invitation. */
   async addMember(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
-      const group = await this.asOwner(tem, groupId, viewerId);
-      const user = isId(userId) ? await userRepository.activeById(tem, userId) : null;
-      if (!user) throw new NotFoundError('User');
-      if (await groupRepository.addMember(tem, group.id, user.id, randomUUID())) {
-        await groupRepository.reload(tem, group);
-        this.joined(outbox, group.id, group.isPrivate, user.id, await groupRepository.memberIds(tem, group.id));
-      }
+      const { group } = await this.asModerator(tem, groupId, viewerId);
+      const target = await this.target(tem, group.id, userId);
+      if (target.role !== null) return group;
+      if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
+      await this.admit(tem, outbox, group, target.id);
       return group;
+    });
+  }
+
+  /** Owner and admins: a pending invitation and a live INVITED to the members and the invitee. Inviting again changes nothing. */
+  async invite(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<boolean> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
+      const target = await this.target(tem, group.id, userId);
+      if (target.role !== null) throw new ConflictError('This user is already a member of the group.', 'userId');
+      if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
+      if (await groupRepository.invite(tem, group.id, target.id, viewerId)) {
+        const members = await groupRepository.memberIds(tem, group.id);
+        this.event(outbox, 'INVITED', group, target.id, [...members, target.id]);
+        for (const hook of this.invitedHooks) await hook(tem, { groupId: group.id, inviterId: viewerId, userId: target.id });
+      }
+      return true;
+    });
+  }
+
+  /** The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group exists). */
+  async acceptInvite(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const group = isId(groupId) ? await groupRepository.byId(tem, groupId) : null;
+      if (!group || !(await groupRepository.uninvite(tem, group.id, viewerId))) throw new NotFoundError('Invitation');
+      await groupRepository.lock(tem, group.id);
+      if (!(await groupRepository.membership(tem, group.id, viewerId))) await this.admit(tem, outbox, group, viewerId);
+      return group;
+    });
+  }
+
+  /** The invitation goes; NOT_FOUND without one. */
+  async declineInvite(em: EntityManager, viewerId: string, groupId: string): Promise<boolean> {
+    return transact(em, this.pubsub, async (tem) => {
+      if (!isId(groupId) || !(await groupRepository.uninvite(tem, groupId, viewerId))) throw new NotFoundError('Invitation');
+      return true;
     });
   }
 
@@ -190,12 +289,157 @@ export class GroupService {
     });
   }
 
-  /** Account deletion: leave every group by the same rules as leaveGroup (the lobby too). */
+  /**
+   * Owner and admins (lobby admins too): the member goes, with a live MEMBER_REMOVED to the
+   * members and to them; their sockets stop receiving the group on every instance. They may
+   * join again (a public group) unless banned.
+   */
+  async remove(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const { group, role } = await this.asModerator(tem, groupId, viewerId);
+      const target = await this.target(tem, group.id, userId);
+      if (target.role === null) throw new NotFoundError('Member');
+      this.mayModerate(role, target, viewerId, 'remove');
+      await this.expel(tem, outbox, group, target.id, 'MEMBER_REMOVED');
+      return group;
+    });
+  }
+
+  /** Owner and admins: removes the user if a member, takes their invitation and keeps them out until unbanned. Banning twice changes nothing. */
+  async ban(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const { group, role } = await this.asModerator(tem, groupId, viewerId);
+      const target = await this.target(tem, group.id, userId);
+      this.mayModerate(role, target, viewerId, 'ban');
+      if (!(await groupRepository.ban(tem, group.id, target.id, viewerId))) return group;
+      if (target.role !== null) await this.expel(tem, outbox, group, target.id, 'MEMBER_BANNED');
+      else this.event(outbox, 'MEMBER_BANNED', group, target.id, [...(await groupRepository.memberIds(tem, group.id)), target.id]);
+      return group;
+    });
+  }
+
+  /** Owner and admins: the user may join, be added or invited again. Unbanning someone not banned changes nothing. */
+  async unban(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
+    return transact(em, this.pubsub, async (tem) => {
+      const { group } = await this.asModerator(tem, groupId, viewerId);
+      if (!isId(userId)) throw new NotFoundError('User');
+      await groupRepository.unban(tem, group.id, userId.toLowerCase());
+      return group;
+    });
+  }
+
+  /** Owner only: ADMIN or MEMBER; OWNER hands ownership over (the old owner becomes an ADMIN). */
+  async setRole(em: EntityManager, viewerId: string, groupId: string, userId: string, role: GroupRole): Promise<Group> {
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const group = await this.lockVisible(tem, groupId, viewerId);
+      if (group.isLobby) throw new ForbiddenError("The lobby's admins are set by the server's configuration (LOBBY_ADMINS).");
+      if (group.owner?.id !== viewerId) throw new ForbiddenError('Only the owner of this group can change roles.');
+      const target = await this.target(tem, group.id, userId);
+      if (target.role === null) throw new NotFoundError('Member');
+      if (target.id === viewerId) throw new BadUserInputError('The owner changes role by handing ownership to another member (role OWNER).', 'userId');
+      const members = await groupRepository.memberIds(tem, group.id);
+      if (role === GroupRole.OWNER) {
+        await groupRepository.setOwner(tem, group.id, target.id);
+        await groupRepository.setRole(tem, group.id, viewerId, 'ADMIN');
+        await groupRepository.setRole(tem, group.id, target.id, 'ADMIN');
+        await groupRepository.reload(tem, group);
+        this.event(outbox, 'OWNER_CHANGED', group, target.id, members);
+      } else if (await groupRepository.setRole(tem, group.id, target.id, role === GroupRole.ADMIN ? 'ADMIN' : 'MEMBER')) {
+        this.event(outbox, 'ROLE_CHANGED', group, target.id, members);
+      }
+      return group;
+    });
+  }
+
+  /** Owner and admins (lobby admins too): 0 turns slow mode off; at most MAX_SLOW_MODE seconds. */
+  async setSlowMode(em: EntityManager, viewerId: string, groupId: string, seconds: number): Promise<Group> {
+    if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_SLOW_MODE) {
+      throw new BadUserInputError(`Slow mode is 0 (off) to ${MAX_SLOW_MODE} seconds.`, 'seconds');
+    }
+    return transact(em, this.pubsub, async (tem, outbox) => {
+      const { group } = await this.asModerator(tem, groupId, viewerId);
+      if (await groupRepository.setSlowMode(tem, group.id, seconds)) {
+        await groupRepository.reload(tem, group);
+        this.event(outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));
+      }
+      return group;
+    });
+  }
+
+  /** Owner and admins: users banned, newest first (others get an empty list: the bans are not theirs to see). */
+  async bannedIds(em: EntityManager, groupId: string, viewerId: string): Promise<string[]> {
+    return (await this.moderates(em, groupId, viewerId)) ? groupRepository.bannedIds(em, groupId, MAX_BANNED_LISTED) : [];
+  }
+
+  /** Account deletion: leave every group by the same rules as leaveGroup (the lobby too); invitations and bans go by cascade. */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     for (const groupId of await groupRepository.groupIdsOf(em, userId)) {
       const group = await groupRepository.byIdOrFail(em, groupId);
       await this.removeMember(em, group, userId, outbox);
     }
+  }
+
+  private readonly invitedHooks: ((em: EntityManager, i: { groupId: string; inviterId: string; userId: string }) => Promise<void>)[] = [];
+
+  /** Run in the invitation's transaction (the offline notification). */
+  onInvited(hook: (em: EntityManager, i: { groupId: string; inviterId: string; userId: string }) => Promise<void>): void {
+    this.invitedHooks.push(hook);
+  }
+
+  // ---- the role rules ----
+
+  /** The group, locked for the rest of the transaction, if the viewer may see it (NOT_FOUND otherwise). */
+  private async lockVisible(em: EntityManager, groupId: string, viewerId: string): Promise<Group> {
+    if (!isId(groupId)) throw new NotFoundError('Group');
+    await groupRepository.lock(em, groupId.toLowerCase());
+    return this.visible(em, groupId, viewerId);
+  }
+
+  /**
+   * The group, locked, when the viewer is its owner or an admin: NOT_FOUND when they may not see
+   * it, FORBIDDEN otherwise. `lobby: false`: the lobby is refused (FORBIDDEN) whoever asks.
+   */
+  private async asModerator(em: EntityManager, groupId: string, viewerId: string, opts: { lobby?: boolean } = {}): Promise<{ group: Group; role: GroupRole }> {
+    const group = await this.lockVisible(em, groupId, viewerId);
+    const s = (await groupRepository.standing(em, group.id, viewerId))!;
+    const role = this.roleIn(s, viewerId);
+    if (role !== GroupRole.OWNER && role !== GroupRole.ADMIN) throw new ForbiddenError('Only the owner or an admin of this group can do that.');
+    if (group.isLobby && opts.lobby === false) throw new ForbiddenError('The lobby belongs to everyone; no one can do that there.');
+    return { group, role };
+  }
+
+  /** The user a moderation is aimed at, where they stand: NOT_FOUND for no such (or a deleted) user. */
+  private async target(em: EntityManager, groupId: string, userId: string): Promise<Standing & { id: string; roleName: GroupRole | null }> {
+    const user = isId(userId) ? await userRepository.activeById(em, userId) : null;
+    if (!user) throw new NotFoundError('User');
+    const s = (await groupRepository.standing(em, groupId, user.id))!;
+    return { ...s, id: user.id, roleName: this.roleIn(s, user.id) };
+  }
+
+  /** Who may remove or ban whom: nobody themselves or the owner; only the owner an admin. */
+  private mayModerate(actor: GroupRole, target: { id: string; roleName: GroupRole | null; ownerId: string | null }, viewerId: string, what: 'remove' | 'ban'): void {
+    if (target.id === viewerId) throw new BadUserInputError(what === 'remove' ? 'To leave a group, use leaveGroup.' : 'You cannot ban yourself.', 'userId');
+    if (target.roleName === GroupRole.OWNER || target.id === target.ownerId) throw new ForbiddenError(`The owner of a group cannot be ${what === 'remove' ? 'removed' : 'banned'}.`);
+    if (target.roleName === GroupRole.ADMIN && actor !== GroupRole.OWNER) throw new ForbiddenError(`Only the owner can ${what} an admin.`);
+  }
+
+  /** A new member: counted, told to the members, and to the membership index of every instance. */
+  private async admit(em: EntityManager, outbox: Outbox, group: Group, userId: string): Promise<void> {
+    const role = group.isLobby ? this.lobbyRole((await userRepository.activeById(em, userId))?.username ?? '') : 'MEMBER';
+    await groupRepository.uninvite(em, group.id, userId);
+    if (await groupRepository.addMember(em, group.id, userId, randomUUID(), role)) {
+      await groupRepository.reload(em, group);
+      this.joined(outbox, group.id, group.isPrivate, userId, await groupRepository.memberIds(em, group.id));
+    }
+  }
+
+  /** A member put out by the owner or an admin (never the last one: the actor stays). */
+  private async expel(em: EntityManager, outbox: Outbox, group: Group, userId: string, kind: 'MEMBER_REMOVED' | 'MEMBER_BANNED'): Promise<void> {
+    const before = await groupRepository.memberIds(em, group.id);
+    await groupRepository.removeMember(em, group.id, userId);
+    await groupRepository.reload(em, group);
+    this.member(outbox, group.id, [{ userId, member: false }]);
+    this.event(outbox, kind, group, userId, before.includes(userId) ? before : [...before, userId]);
   }
 
   private async removeMember(em: EntityManager, group: Group, userId: string, outbox: Outbox): Promise<void> {
@@ -208,13 +452,16 @@ export class GroupService {
       return;
     }
     await groupRepository.removeMember(em, group.id, userId);
-    if (group.owner?.id === userId) {
-      const next = await groupRepository.successor(em, group.id, userId);
-      group.owner = next ? next.user : null;
-      await em.flush();
-    }
     this.member(outbox, group.id, [{ userId, member: false }]);
     this.event(outbox, 'MEMBER_LEFT', group, userId, before);
+    await groupRepository.reload(em, group);
+    if (group.owner?.id === userId) {
+      // The oldest admin takes over, else the oldest member.
+      const next = await groupRepository.successor(em, group.id, userId);
+      await groupRepository.setOwner(em, group.id, next);
+      await groupRepository.reload(em, group);
+      if (next) this.event(outbox, 'OWNER_CHANGED', group, next, before.filter((id) => id !== userId));
+    }
   }
 
   private async destroy(em: EntityManager, group: Group, actorId: string, outbox: Outbox): Promise<void> {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ForeignKeyConstraintViolationException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
@@ -34,6 +34,10 @@ export interface MessageServiceDeps {
   /** Which conversations the viewer may send to and read. */
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
+  /** A group's slow mode, asked only after a gated send wrote nothing: throws RATE_LIMITED (saying when) if the sender must wait. */
+  slowMode?: (em: EntityManager, groupId: string, userId: string) => Promise<void>;
+  /** Whether the user is the group's owner or one of its admins (they delete others' messages). */
+  moderates?: (em: EntityManager, groupId: string, userId: string) => Promise<boolean>;
 }
 
 /** Run after a message is committed and published (the sender's typing ends, say). */
@@ -82,6 +86,8 @@ interface Outgoing {
    * written only if the sender is a member; if not, the full check says why (see insertOne).
    */
   gated: boolean;
+  /** The gate refused it once already, though the full check let it through (see insertOne). */
+  regated?: boolean;
 }
 
 /** A gated batch that wrote nothing because one of its senders is not a member: each send goes alone (see insertOne). */
@@ -136,11 +142,15 @@ export class MessageService {
   private readonly pubsub: PubSub;
   private readonly access: ConversationAccess;
   private readonly env: MessageServiceDeps['env'];
+  private readonly slowMode: MessageServiceDeps['slowMode'];
+  private readonly moderates: MessageServiceDeps['moderates'];
 
   constructor(deps: MessageServiceDeps) {
     this.pubsub = deps.pubsub;
     this.access = deps.access;
     this.env = deps.env;
+    this.slowMode = deps.slowMode;
+    this.moderates = deps.moderates;
   }
 
   /** Sends that were committed together with others (see batcher). */
@@ -261,10 +271,14 @@ export class MessageService {
       return row;
     }
     if (!o.gated) throw new Error(`message ${o.id} came back without its row`);
-    // Not written: the full check gives the answer a send checked first got (NOT_FOUND, FORBIDDEN).
-    // Should it pass (the sender joined meanwhile), the send goes as a checked one.
-    o.conv = await this.conversation(o.em, o.senderId, { groupId: conv.groupId }, 'input');
-    o.gated = false;
+    // Not written: the full check gives the answer a send checked first got (NOT_FOUND, FORBIDDEN),
+    // then slow mode its own (RATE_LIMITED). Should both pass (the sender joined meanwhile, the
+    // interval ran out), the send goes through the gate once more: slow mode is only its to enforce.
+    const groupId = conv.groupId!;
+    o.conv = await this.conversation(o.em, o.senderId, { groupId }, 'input');
+    await this.slowMode?.(o.em, groupId, o.senderId);
+    if (o.regated) throw new RateLimitedError(1, 'Slow mode: you sent a message a moment ago; try again in a second.');
+    o.regated = true;
     return this.insertOne(o);
   }
 
@@ -300,12 +314,13 @@ export class MessageService {
     return message;
   }
 
-  /** Leaves a tombstone; the sender may, and in a group its owner. Deleting a deleted message changes nothing. */
+  /** Leaves a tombstone; the sender may, and in a group its owner and admins. Deleting a deleted message changes nothing. */
   async delete(em: EntityManager, viewerId: string, messageId: string): Promise<boolean> {
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) {
-      const owner = row.group_id ? (await this.conversation(em, viewerId, { groupId: row.group_id })).ownerId : null;
-      if (owner !== viewerId) throw new ForbiddenError('Only the sender, or the group\'s owner, can delete a message.');
+      const conv = row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+      const may = !!conv && (conv.ownerId === viewerId || (!!this.moderates && (await this.moderates(em, row.group_id!, viewerId))));
+      if (!may) throw new ForbiddenError("Only the sender, or the group's owner or an admin, can delete a message.");
     }
     if (row.deleted_at) return true;
     await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));

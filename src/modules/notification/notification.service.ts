@@ -4,9 +4,9 @@ import type { Env } from '../../config/env';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import type { PresenceService } from '../presence/presence.service';
-import { projectKey } from '../conversation/conversation.keys';
 import { blockRepository } from '../safety/block.repository';
 import { muteRepository } from '../safety/mute.repository';
+import { groupKey, projectKey } from '../conversation/conversation.keys';
 import { NotificationKind } from './notification.entity';
 import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
@@ -239,7 +239,11 @@ export class NotificationService {
     await this.writeNow(em, events);
   }
 
-  // Invitations (GROUP_INVITE) are written the same way once group invitations exist.
+  /** A group invitation: its event, in the invitation's transaction. */
+  async groupInvited(em: EntityManager, invite: { groupId: string; inviterId: string; userId: string }): Promise<void> {
+    if (!this.enabled) return;
+    await this.writeNow(em, [{ kind: NotificationKind.GROUP_INVITE, recipientId: invite.userId, conversationKey: groupKey(invite.groupId), senderId: invite.inviterId, sourceId: randomUUID(), preview: null }]);
+  }
 
   /** Events of one cause each, due after PRESENCE_GRACE; whether the recipient is away is decided when first due. */
   private async writeNow(em: EntityManager, events: Omit<NewEvent, 'id' | 'count' | 'createdAt' | 'lastAt'>[]): Promise<void> {

@@ -1,6 +1,7 @@
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
+import { GroupRole } from '../group/group.role';
 
 export enum PresenceStatus {
   ONLINE = 'ONLINE',
@@ -19,4 +20,14 @@ export class UserType {
   storedLastSeenAt!: Date | null;
 }
 
-export const UserConnection = ConnectionType('User', UserType);
+/** What an edge to a user adds: a group member's role. A base type only (referenced by no field, so never in the schema). */
+@ObjectType('UserEdgeFields')
+class UserEdgeFields {
+  @Field(() => GroupRole, {
+    nullable: true,
+    description: "On Group.members edges, the member's role (always set there; in the lobby ADMIN for those LOBBY_ADMINS names). Null on every other list of users.",
+  })
+  role?: GroupRole | null;
+}
+
+export const UserConnection = ConnectionType('User', UserType, UserEdgeFields);

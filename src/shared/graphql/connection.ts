@@ -28,10 +28,13 @@ export interface ConnectionShape<T, Count extends number | LazyCount = number> {
   totalCount: Count;
 }
 
-/** Builds the `<Name>Connection` and `<Name>Edge` object types for one node type. */
-export function ConnectionType<T extends object>(name: string, node: ClassType<T>) {
+/**
+ * Builds the `<Name>Connection` and `<Name>Edge` object types for one node type. `edgeBase`, an
+ * abstract object type, gives the edge fields of its own (UserEdge.role).
+ */
+export function ConnectionType<T extends object>(name: string, node: ClassType<T>, edgeBase: ClassType = Object as unknown as ClassType) {
   @ObjectType(`${name}Edge`)
-  class EdgeType {
+  class EdgeType extends edgeBase {
     @Field() cursor!: string;
     @Field(() => node) node!: T;
   }

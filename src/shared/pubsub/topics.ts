@@ -15,6 +15,8 @@ export enum Topic {
   Typing = 'parley.conversation.typing',
   /** The account was logged in elsewhere. */
   SessionEvent = 'parley.session.event',
+  /** A message was reported: to the group's owner and admins, or the instance's moderators. */
+  ReportAdded = 'parley.report.added',
   /** Internal: membership changes that keep every instance's membership index current. */
   MembershipChanged = 'parley.membership.changed',
   /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
@@ -176,13 +178,34 @@ export interface ProjectActionPayload {
 }
 
 export interface GroupEventPayload {
-  kind: 'CREATED' | 'RENAMED' | 'DELETED' | 'MEMBER_JOINED' | 'MEMBER_LEFT';
+  kind:
+    | 'CREATED'
+    | 'RENAMED'
+    | 'DELETED'
+    | 'MEMBER_JOINED'
+    | 'MEMBER_LEFT'
+    | 'ROLE_CHANGED'
+    | 'MEMBER_REMOVED'
+    | 'MEMBER_BANNED'
+    | 'INVITED'
+    | 'OWNER_CHANGED'
+    | 'SLOW_MODE_CHANGED';
   groupId: string;
   isPrivate: boolean;
   userId: string | null;
   /** Who receives it: null means everyone (CREATED of a public group). */
   audience: string[] | null;
   createdAt: string;
+}
+
+/** A new report, with who may see it (read when it was made). */
+export interface ReportAddedPayload {
+  id: string;
+  messageId: string;
+  reporterId: string;
+  reason: string;
+  createdAt: string;
+  audience: string[];
 }
 
 export interface MembershipChangedPayload {
@@ -246,6 +269,7 @@ export interface TopicPayloads {
   [Topic.Typing]: TypingPayload;
   [Topic.SessionEvent]: SessionEventPayload;
   [Topic.MembershipChanged]: MembershipChangedPayload;
+  [Topic.ReportAdded]: ReportAddedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
   [Topic.SafetyChanged]: SafetyChangedPayload;
 }

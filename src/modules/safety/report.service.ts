@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, ConflictError, NotFoundError } from '../../shared/errors';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
+import { cleanMessageText, isId } from '../../shared/validation';
+import type { ConversationAccess } from '../conversation/conversation.access';
+import type { GroupService } from '../group/group.service';
+import { messageRepository } from '../message/message.repository';
+import { toMessageType } from '../message/message.mapper';
+import type { MessageType } from '../message/message.types';
+import { reportRepository, type ReportRow } from './report.repository';
+import { ReportStatus, type ReportType } from './report.types';
+
+const MAX_REASON = 500;
+
+export interface ReportServiceDeps {
+  pubsub: PubSub;
+  access: ConversationAccess;
+  groups: GroupService;
+  /** Lower-cased usernames of the instance's moderators (MODERATORS): direct and project messages' reports. */
+  moderators: readonly string[];
+}
+
+export function toReportType(r: ReportRow | ReportAddedPayload & { status?: undefined }): ReportType {
+  if ('message_id' in r) {
+    return { id: r.id, reason: r.reason, status: r.status as ReportStatus, createdAt: new Date(r.created_at), messageId: r.message_id, reporterId: r.reporter_id };
+  }
+  return { id: r.id, reason: r.reason, status: ReportStatus.OPEN, createdAt: new Date(r.createdAt), messageId: r.messageId, reporterId: r.reporterId };
+}
+
+/**
+ * Reports of messages: who may make them (whoever can see the message), who sees and resolves
+ * them (a group's owner and admins; the instance's moderators for the rest). Every rule of the
+ * feature lives here, reused by the query, the mutations and the subscription's audience.
+ */
+export class ReportService {
+  constructor(private readonly deps: ReportServiceDeps) {}
+
+  /** Whether the user is one of the instance's moderators. */
+  async isModerator(em: EntityManager, userId: string): Promise<boolean> {
+    return (await this.moderatorIds(em)).includes(userId);
+  }
+
+  private moderatorIds(em: EntityManager): Promise<string[]> {
+    return reportRepository.usersNamed(em, this.deps.moderators);
+  }
+
+  /** Who handles a report of a message in this group (null: a direct or project message). */
+  private audience(em: EntityManager, groupId: string | null): Promise<string[]> {
+    return groupId ? this.deps.groups.moderatorIds(em, groupId) : this.moderatorIds(em);
+  }
+
+  /**
+   * A report of a message the viewer can see (NOT_FOUND otherwise, as for one that does not
+   * exist). Not their own, not a deleted one; one per user and message (CONFLICT).
+   */
+  async report(em: EntityManager, viewerId: string, messageId: string, reason: string): Promise<ReportType> {
+    const text = cleanMessageText(reason, MAX_REASON, 'reason');
+    if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
+    const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
+    const visible =
+      !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
+    if (!row || !visible) throw new NotFoundError('Message');
+    if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
+    if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
+    const made = await reportRepository.insert(em, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
+    if (!made) throw new ConflictError('You have already reported this message.', 'messageId');
+    const audience = await this.audience(em, row.group_id);
+    await this.deps.pubsub.publishSafe(Topic.ReportAdded, {
+      id: made.id,
+      messageId: made.message_id,
+      reporterId: made.reporter_id,
+      reason: made.reason,
+      createdAt: new Date(made.created_at).toISOString(),
+      audience,
+    });
+    return toReportType(made);
+  }
+
+  /** What the viewer may see: reports of the groups they own or administer, and the ungrouped ones for a moderator. */
+  private async scope(em: EntityManager, viewerId: string): Promise<{ groupIds: string[]; ungrouped: boolean }> {
+    const [groupIds, ungrouped] = await Promise.all([this.deps.groups.moderatedBy(em, viewerId), this.isModerator(em, viewerId)]);
+    return { groupIds, ungrouped };
+  }
+
+  private async canSee(em: EntityManager, viewerId: string, r: ReportRow): Promise<boolean> {
+    return r.group_id ? this.deps.groups.moderates(em, r.group_id, viewerId) : this.isModerator(em, viewerId);
+  }
+
+  async list(em: EntityManager, viewerId: string, args: { status?: ReportStatus | null; first?: number | null; after?: string | null }): Promise<ConnectionShape<ReportType>> {
+    const limit = pageSize(args.first, 'first', 20);
+    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
+    const status = args.status ?? ReportStatus.OPEN;
+    const scope = await this.scope(em, viewerId);
+    const none = !scope.groupIds.length && !scope.ungrouped;
+    const [rows, total] = none
+      ? [[], 0]
+      : await Promise.all([reportRepository.page(em, { ...scope, status, after, limit }), reportRepository.count(em, { ...scope, status })]);
+    return toConnection(rows, {
+      limit,
+      backward: false,
+      hasCursor: !!after,
+      totalCount: total,
+      key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
+      node: toReportType,
+    });
+  }
+
+  /** Marks a report handled; NOT_FOUND unless the viewer may see it. Resolving twice changes nothing. */
+  async resolve(em: EntityManager, viewerId: string, reportId: string): Promise<ReportType> {
+    const row = isId(reportId) ? await reportRepository.byId(em, reportId) : null;
+    if (!row || !(await this.canSee(em, viewerId, row))) throw new NotFoundError('Report');
+    if (await reportRepository.resolve(em, row.id, viewerId)) row.status = 'RESOLVED';
+    return toReportType(row);
+  }
+
+  /** The reported message, as its handlers see it (deleted ones as tombstones). */
+  async message(em: EntityManager, messageId: string): Promise<MessageType | null> {
+    const row = await messageRepository.byId(em, messageId);
+    return row ? toMessageType(row) : null;
+  }
+}

@@ -1,0 +1,476 @@
+import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import { snapshot, sql } from './helpers/db';
+import { loadEnv } from '../src/config/env';
+import { startReceiver } from './helpers/webhook-receiver';
+
+const M = {
+  setRole: 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id myRole owner { id } } }',
+  remove: 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id memberCount } }',
+  ban: 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id memberCount bannedUsers { id } } }',
+  unban: 'mutation($g: ID!, $u: ID!) { unbanFromGroup(groupId: $g, userId: $u) { id bannedUsers { id } } }',
+  invite: 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }',
+  accept: 'mutation($g: ID!) { acceptGroupInvite(groupId: $g) { id myRole memberCount } }',
+  decline: 'mutation($g: ID!) { declineGroupInvite(groupId: $g) }',
+  slow: 'mutation($g: ID!, $s: Int!) { setSlowMode(groupId: $g, seconds: $s) { id slowModeSeconds } }',
+  rename: 'mutation($g: ID!, $n: String!) { renameGroup(groupId: $g, name: $n) { id name } }',
+  add: 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id memberCount } }',
+  join: 'mutation($g: ID!) { joinGroup(groupId: $g) { id myRole } }',
+  leave: 'mutation($g: ID!) { leaveGroup(groupId: $g) }',
+  del: 'mutation($g: ID!) { deleteGroup(groupId: $g) }',
+  deleteMessage: 'mutation($m: ID!) { deleteMessage(messageId: $m) }',
+  send: 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }',
+  create: 'mutation($n: String!, $p: Boolean) { createGroup(name: $n, isPrivate: $p) { id } }',
+};
+const GROUP = 'query($id: ID!) { group(id: $id) { id name myRole slowModeSeconds memberCount owner { id } bannedUsers { id } members(first: 50) { edges { role node { id } } } } }';
+const EVENTS = 'subscription { groupEvent { kind groupId user { id } group { id name } } }';
+
+type Role = 'owner' | 'admin' | 'member' | 'banned' | 'outsider' | 'invitee';
+const ROLES: Role[] = ['owner', 'admin', 'member', 'banned', 'outsider', 'invitee'];
+
+interface World {
+  a: TestServer;
+  b: TestServer;
+  group: string;
+  users: Record<Role | 'admin2' | 'member2', TestUser>;
+  /** A message of member2, for deleteMessage. */
+  message: string;
+}
+
+const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser) => gql(s.url, q, v, u.token);
+
+/**
+ * A private group on instance A: owner, two admins, two members, a banned user (once a member),
+ * an invitee with a pending invitation, and an outsider. Actors then act through instance B.
+ */
+async function world(a: TestServer, b: TestServer, opts: { isPrivate?: boolean } = {}): Promise<World> {
+  const names = ['owner', 'admin', 'admin2', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const;
+  const users = {} as World['users'];
+  for (const n of names) users[n] = await signup(a.url);
+  const { owner } = users;
+  const group = (await ok(run(a, M.create, { n: 'Rope team', p: opts.isPrivate ?? true }, owner))).createGroup.id;
+  for (const n of ['admin', 'admin2', 'member', 'member2', 'banned'] as const) await ok(run(a, M.add, { g: group, u: users[n].id }, owner));
+  for (const n of ['admin', 'admin2'] as const) await ok(run(a, M.setRole, { g: group, u: users[n].id, r: 'ADMIN' }, owner));
+  await ok(run(a, M.ban, { g: group, u: users.banned.id }, owner));
+  await ok(run(a, M.invite, { g: group, u: users.invitee.id }, owner));
+  const message = (await sendMessage(a.url, users.member2.token, { groupId: group, content: 'from member2' })).id;
+  return { a, b, group, users, message };
+}
+
+/** Every row count, plus what updates in place: names, owners, slow modes, roles, bans, invitations, tombstones. */
+async function state(s: TestServer): Promise<unknown> {
+  const db = s.env.DATABASE_URL!;
+  return {
+    counts: await snapshot(db),
+    groups: await sql(db, 'select id, name, owner_id, slow_mode_seconds, member_count from groups order by id'),
+    members: await sql(db, 'select group_id, user_id, role, slow_sent_at from group_members order by group_id, user_id'),
+    bans: await sql(db, 'select group_id, user_id from group_bans order by 1, 2'),
+    invites: await sql(db, 'select group_id, user_id from group_invites order by 1, 2'),
+    deleted: await sql(db, 'select id from messages where deleted_at is not null order by id'),
+  };
+}
+
+/** Runs a refused operation: its code, and nothing changed. */
+async function refused(w: World, q: string, v: Record<string, unknown>, who: TestUser): Promise<string | undefined> {
+  const before = await state(w.a);
+  const r: GqlResult = await run(w.b, q, v, who);
+  expect(r.data?.[Object.keys(r.data ?? {})[0]] ?? null).toBeNull();
+  expect(await state(w.a)).toEqual(before);
+  return codeOf(r);
+}
+
+/** One operation against every role: the expected refusal code, or 'ok'. */
+interface Case {
+  name: string;
+  op: (w: World) => { q: string; v: Record<string, unknown> };
+  expect: Record<Role, 'ok' | 'FORBIDDEN' | 'NOT_FOUND' | 'BAD_USER_INPUT' | 'CONFLICT'>;
+  /** After an 'ok': what must now hold. */
+  check?: (w: World, actor: Role) => Promise<void>;
+}
+
+const moderation = { owner: 'ok', admin: 'ok', member: 'FORBIDDEN', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'FORBIDDEN' } as const;
+
+async function groupAs(w: World, u: TestUser) {
+  return (await ok(run(w.a, GROUP, { id: w.group }, u))).group;
+}
+
+const CASES: Case[] = [
+  {
+    name: 'setGroupRole (member to ADMIN)',
+    op: (w) => ({ q: M.setRole, v: { g: w.group, u: w.users.member.id, r: 'ADMIN' } }),
+    expect: { owner: 'ok', admin: 'FORBIDDEN', member: 'FORBIDDEN', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'FORBIDDEN' },
+    check: async (w) => expect((await groupAs(w, w.users.member)).myRole).toBe('ADMIN'),
+  },
+  {
+    name: 'removeGroupMember (a member)',
+    op: (w) => ({ q: M.remove, v: { g: w.group, u: w.users.member2.id } }),
+    expect: moderation,
+    check: async (w) => expect(await run(w.a, GROUP, { id: w.group }, w.users.member2)).toMatchObject({ data: { group: null } }),
+  },
+  {
+    name: 'banFromGroup (a member)',
+    op: (w) => ({ q: M.ban, v: { g: w.group, u: w.users.member2.id } }),
+    expect: moderation,
+    check: async (w) => {
+      expect((await groupAs(w, w.users.owner)).bannedUsers.map((u: { id: string }) => u.id).sort()).toEqual([w.users.banned.id, w.users.member2.id].sort());
+      expect(codeOf(await run(w.b, M.add, { g: w.group, u: w.users.member2.id }, w.users.owner))).toBe('CONFLICT');
+    },
+  },
+  {
+    name: 'unbanFromGroup',
+    op: (w) => ({ q: M.unban, v: { g: w.group, u: w.users.banned.id } }),
+    expect: moderation,
+    check: async (w) => expect((await ok(run(w.b, M.add, { g: w.group, u: w.users.banned.id }, w.users.owner))).addGroupMember.memberCount).toBe(6),
+  },
+  {
+    name: 'inviteToGroup (an outsider)',
+    op: (w) => ({ q: M.invite, v: { g: w.group, u: w.users.outsider.id } }),
+    expect: { ...moderation, outsider: 'NOT_FOUND' },
+    check: async (w) => expect((await groupAs(w, w.users.outsider)).myRole).toBeNull(),
+  },
+  {
+    name: 'setSlowMode',
+    op: (w) => ({ q: M.slow, v: { g: w.group, s: 30 } }),
+    expect: moderation,
+    check: async (w) => expect((await groupAs(w, w.users.member)).slowModeSeconds).toBe(30),
+  },
+  {
+    name: 'renameGroup',
+    op: (w) => ({ q: M.rename, v: { g: w.group, n: 'Renamed' } }),
+    expect: moderation,
+    check: async (w) => expect((await groupAs(w, w.users.member)).name).toBe('Renamed'),
+  },
+  {
+    name: 'addGroupMember (an outsider)',
+    op: (w) => ({ q: M.add, v: { g: w.group, u: w.users.outsider.id } }),
+    expect: moderation,
+    check: async (w) => expect((await groupAs(w, w.users.outsider)).myRole).toBe('MEMBER'),
+  },
+  {
+    name: "deleteMessage (another member's)",
+    op: (w) => ({ q: M.deleteMessage, v: { m: w.message } }),
+    expect: { owner: 'ok', admin: 'ok', member: 'FORBIDDEN', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'NOT_FOUND' },
+    check: async (w) => expect(await sql(w.a.env.DATABASE_URL!, 'select 1 from messages where id = $1 and deleted_at is not null', [w.message])).toHaveLength(1),
+  },
+  {
+    name: 'acceptGroupInvite',
+    op: (w) => ({ q: M.accept, v: { g: w.group } }),
+    expect: { owner: 'NOT_FOUND', admin: 'NOT_FOUND', member: 'NOT_FOUND', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'ok' },
+    check: async (w) => expect((await groupAs(w, w.users.invitee)).myRole).toBe('MEMBER'),
+  },
+  {
+    name: 'declineGroupInvite',
+    op: (w) => ({ q: M.decline, v: { g: w.group } }),
+    expect: { owner: 'NOT_FOUND', admin: 'NOT_FOUND', member: 'NOT_FOUND', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'ok' },
+    check: async (w) => expect(await run(w.a, GROUP, { id: w.group }, w.users.invitee)).toMatchObject({ data: { group: null } }),
+  },
+  {
+    name: 'joinGroup (private)',
+    op: (w) => ({ q: M.join, v: { g: w.group } }),
+    // Members: already in, nothing changes (checked as a refusal would be, below).
+    expect: { owner: 'ok', admin: 'ok', member: 'ok', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'ok' },
+    check: async (w, actor) => expect((await groupAs(w, w.users[actor])).myRole).toBe(actor === 'owner' ? 'OWNER' : actor === 'admin' ? 'ADMIN' : 'MEMBER'),
+  },
+  {
+    name: 'deleteGroup',
+    op: (w) => ({ q: M.del, v: { g: w.group } }),
+    expect: { owner: 'ok', admin: 'FORBIDDEN', member: 'FORBIDDEN', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'FORBIDDEN' },
+  },
+];
+
+describeRedis('group roles', () => {
+  let a: TestServer;
+  let b: TestServer;
+  beforeEach(async () => {
+    a = await createTestServer();
+    b = await createTestServer({}, { clean: false });
+  });
+
+  describe('authorization matrix (two instances on one Redis)', () => {
+    for (const c of CASES) {
+      it(`should answer ${c.name} for every role as the matrix says`, async () => {
+        // Refusals share one group (each is checked to change nothing); a success gets a fresh one.
+        const shared = await world(a, b);
+        for (const actor of ROLES) {
+          const want = c.expect[actor];
+          const w = want === 'ok' ? await world(a, b) : shared;
+          const { q, v } = c.op(w);
+          if (want === 'ok') {
+            await ok(run(b, q, v, w.users[actor]));
+            await c.check?.(w, actor);
+          } else {
+            expect([actor, await refused(w, q, v, w.users[actor])]).toEqual([actor, want]);
+          }
+        }
+      });
+    }
+
+    it('should refuse anonymous callers every new operation, changing nothing', async () => {
+      const w = await world(a, b);
+      const before = await state(a);
+      for (const c of CASES) {
+        const { q, v } = c.op(w);
+        expect([c.name, codeOf(await gql(b.url, q, v))]).toEqual([c.name, 'UNAUTHENTICATED']);
+      }
+      expect(await state(a)).toEqual(before);
+    });
+  });
+
+  describe('rules between roles', () => {
+    it('should let no admin remove or ban the owner or another admin, and nobody themselves', async () => {
+      const w = await world(a, b);
+      const { owner, admin, admin2, member } = w.users;
+      for (const q of [M.remove, M.ban]) {
+        expect(await refused(w, q, { g: w.group, u: owner.id }, admin)).toBe('FORBIDDEN');
+        expect(await refused(w, q, { g: w.group, u: admin2.id }, admin)).toBe('FORBIDDEN');
+        expect(await refused(w, q, { g: w.group, u: admin.id }, admin)).toBe('BAD_USER_INPUT');
+        expect(await refused(w, q, { g: w.group, u: owner.id }, owner)).toBe('BAD_USER_INPUT');
+        expect(await refused(w, q, { g: w.group, u: 'not-an-id' }, owner)).toBe('NOT_FOUND');
+        expect(await refused(w, q, { g: '00000000-0000-4000-8000-000000000000', u: member.id }, owner)).toBe('NOT_FOUND');
+      }
+      expect(await refused(w, M.remove, { g: w.group, u: w.users.outsider.id }, owner)).toBe('NOT_FOUND');
+      // Only the owner manages roles, and changes their own only by handing ownership over.
+      expect(await refused(w, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, admin)).toBe('FORBIDDEN');
+      expect(await refused(w, M.setRole, { g: w.group, u: owner.id, r: 'MEMBER' }, owner)).toBe('BAD_USER_INPUT');
+      expect(await refused(w, M.setRole, { g: w.group, u: w.users.outsider.id, r: 'ADMIN' }, owner)).toBe('NOT_FOUND');
+      expect(await refused(w, M.setRole, { g: w.group, u: w.users.invitee.id, r: 'ADMIN' }, owner)).toBe('NOT_FOUND');
+      // The owner does remove an admin.
+      expect((await ok(run(b, M.remove, { g: w.group, u: admin2.id }, owner))).removeGroupMember.memberCount).toBe(4);
+    });
+
+    it('should answer an outsider of a public group FORBIDDEN for every moderation, NOT_FOUND for its messages', async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { outsider, member } = w.users;
+      for (const c of CASES.filter((x) => !['acceptGroupInvite', 'declineGroupInvite', 'joinGroup (private)'].includes(x.name))) {
+        const { q, v } = c.op(w);
+        const want = c.name.startsWith('deleteMessage') ? 'NOT_FOUND' : 'FORBIDDEN';
+        expect([c.name, await refused(w, q, v, outsider)]).toEqual([c.name, want]);
+      }
+      expect(await refused(w, M.setRole, { g: w.group, u: outsider.id, r: 'ADMIN' }, member)).toBe('FORBIDDEN');
+    });
+
+    it('should keep a banned user out (join, add, invite) until unbanned, and refuse bad slow modes and invitations', async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { owner, admin, banned, member, outsider } = w.users;
+      expect(await refused(w, M.join, { g: w.group }, banned)).toBe('FORBIDDEN');
+      expect(await refused(w, M.add, { g: w.group, u: banned.id }, admin)).toBe('CONFLICT');
+      expect(await refused(w, M.invite, { g: w.group, u: banned.id }, admin)).toBe('CONFLICT');
+      expect(await refused(w, M.invite, { g: w.group, u: member.id }, admin)).toBe('CONFLICT');
+      expect(await refused(w, M.invite, { g: w.group, u: '00000000-0000-4000-8000-000000000000' }, admin)).toBe('NOT_FOUND');
+      for (const s of [-1, 21601]) expect(await refused(w, M.slow, { g: w.group, s }, owner)).toBe('BAD_USER_INPUT');
+      // Banning someone who is not a member keeps them out too.
+      await ok(run(b, M.ban, { g: w.group, u: outsider.id }, admin));
+      expect(await refused(w, M.join, { g: w.group }, outsider)).toBe('FORBIDDEN');
+      await ok(run(b, M.unban, { g: w.group, u: banned.id }, admin));
+      expect((await ok(run(b, M.join, { g: w.group }, banned))).joinGroup.myRole).toBe('MEMBER');
+    });
+
+    it("should list each group's myRole for the viewer (null where invited only)", async () => {
+      const w = await world(a, b);
+      const mine = (await ok(run(b, M.create, { n: 'Mine', p: true }, w.users.admin))).createGroup.id;
+      const other = (await ok(run(b, M.create, { n: 'Other', p: false }, w.users.owner))).createGroup.id;
+      const list = async (u: TestUser) =>
+        Object.fromEntries((await ok(run(b, 'query { groups(first: 50) { edges { node { id myRole } } } }', {}, u))).groups.edges.map((e: { node: { id: string; myRole: string | null } }) => [e.node.id, e.node.myRole]));
+      expect(await list(w.users.admin)).toMatchObject({ [w.group]: 'ADMIN', [mine]: 'OWNER', [other]: null });
+      expect(await list(w.users.invitee)).toMatchObject({ [w.group]: null, [other]: null });
+      expect(await list(w.users.outsider)).not.toHaveProperty(w.group);
+    });
+
+    it('should hand ownership over: the old owner becomes an ADMIN and manages roles no more', async () => {
+      const w = await world(a, b);
+      const { owner, admin, member } = w.users;
+      const events = await listen(b, member, EVENTS);
+      const r = (await ok(run(b, M.setRole, { g: w.group, u: admin.id, r: 'OWNER' }, owner))).setGroupRole;
+      expect(r).toMatchObject({ myRole: 'ADMIN', owner: { id: admin.id } });
+      expect((await events.nth(1)).groupEvent).toMatchObject({ kind: 'OWNER_CHANGED', user: { id: admin.id } });
+      const roles = (await groupAs(w, member)).members.edges.map((e: { role: string; node: { id: string } }) => [e.node.id, e.role]);
+      expect(roles).toContainEqual([admin.id, 'OWNER']);
+      expect(roles).toContainEqual([owner.id, 'ADMIN']);
+      expect(await refused(w, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, owner)).toBe('FORBIDDEN');
+      // The new owner may now remove the old one, an admin.
+      await ok(run(a, M.remove, { g: w.group, u: owner.id }, admin));
+    });
+
+    it("should give a deleting owner's group to the oldest admin, else the oldest member", async () => {
+      const w = await world(a, b);
+      const { owner, admin, member } = w.users;
+      const events = await listen(b, member, EVENTS);
+      await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: owner.password }, owner.token));
+      await eventually(() => events.values.some((v) => v.groupEvent.kind === 'OWNER_CHANGED'));
+      expect(events.values.find((v) => v.groupEvent.kind === 'OWNER_CHANGED').groupEvent.user.id).toBe(admin.id);
+      expect((await groupAs(w, admin)).myRole).toBe('OWNER');
+      // No admin left: the oldest member takes it.
+      const solo = (await ok(run(a, M.create, { n: 'Solo', p: false }, member))).createGroup.id;
+      const [x, y] = [await signup(a.url), await signup(a.url)];
+      await ok(run(a, M.join, { g: solo }, x));
+      await ok(run(a, M.join, { g: solo }, y));
+      await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: member.password }, member.token));
+      expect((await ok(run(a, GROUP, { id: solo }, y))).group.owner.id).toBe(x.id);
+    });
+  });
+
+  describe('live events and routing', () => {
+    it("should stop a removed or banned member's sockets receiving the group at once, on every instance", async () => {
+      const w = await world(a, b);
+      const { owner, admin, member, member2 } = w.users;
+      const conversation = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }';
+      // The two targets listen on B (alone there for this group); the owner on A.
+      const onB = [await listen(b, member, conversation, { g: w.group }), await listen(b, member2, conversation, { g: w.group })];
+      const eventsB = [await listen(b, member, EVENTS), await listen(b, member2, EVENTS)];
+      const ownerSub = await listen(a, owner, conversation, { g: w.group });
+      expect(b.services.pubsub.takenChannels()).toContain(`parley.conv:g:${w.group}`);
+      await sendMessage(a.url, owner.token, { groupId: w.group, content: 'before' });
+      for (const s of onB) await s.nth(1);
+      // Removed and banned through A; B learns it from Redis.
+      await ok(run(a, M.remove, { g: w.group, u: member.id }, admin));
+      await ok(run(a, M.ban, { g: w.group, u: member2.id }, admin));
+      expect((await eventsB[0].nth(1)).groupEvent).toMatchObject({ kind: 'MEMBER_REMOVED', user: { id: member.id }, group: null });
+      // member2 was told of member's removal first, as a member.
+      expect((await eventsB[1].nth(2)).groupEvent).toMatchObject({ kind: 'MEMBER_BANNED', user: { id: member2.id }, group: null });
+      expect(eventsB[1].values[0].groupEvent).toMatchObject({ kind: 'MEMBER_REMOVED', user: { id: member.id } });
+      await eventually(() => !b.services.pubsub.takenChannels().includes(`parley.conv:g:${w.group}`));
+      expect(b.services.memberships.localMembers('group', w.group)).toBeUndefined();
+      await sendMessage(a.url, owner.token, { groupId: w.group, content: 'after' });
+      await ownerSub.nth(2);
+      await sleep(200);
+      for (const s of onB) expect(s.values.map((v) => v.messageAdded.content)).toEqual(['before']);
+      // Nor can they send or read.
+      expect(codeOf(await run(b, M.send, { g: w.group, c: 'hi' }, member))).toBe('NOT_FOUND');
+      expect(codeOf(await run(b, M.send, { g: w.group, c: 'hi' }, member2))).toBe('NOT_FOUND');
+    });
+
+    it('should tell the invitee live, on another instance, and let them see the group until they answer', async () => {
+      const w = await world(a, b);
+      const { owner, outsider, member } = w.users;
+      const theirs = await listen(b, outsider, EVENTS);
+      const members = await listen(a, member, EVENTS);
+      await ok(run(a, M.invite, { g: w.group, u: outsider.id }, owner));
+      expect((await theirs.nth(1)).groupEvent).toMatchObject({ kind: 'INVITED', user: { id: outsider.id }, group: { id: w.group, name: 'Rope team' } });
+      expect((await members.nth(1)).groupEvent).toMatchObject({ kind: 'INVITED', user: { id: outsider.id } });
+      // Inviting again changes nothing and tells no one.
+      const before = await state(a);
+      expect((await ok(run(b, M.invite, { g: w.group, u: outsider.id }, owner))).inviteToGroup).toBe(true);
+      expect(await state(a)).toEqual(before);
+      // The invitee sees the group but not its messages.
+      expect(codeOf(await gql(b.url, 'query($g: ID!) { history(conversation: { groupId: $g }) { totalCount } }', { g: w.group }, outsider.token))).toBe('NOT_FOUND');
+      expect((await ok(run(b, M.accept, { g: w.group }, outsider))).acceptGroupInvite.myRole).toBe('MEMBER');
+      expect((await members.nth(2)).groupEvent).toMatchObject({ kind: 'MEMBER_JOINED', user: { id: outsider.id } });
+    });
+
+    it('should send every change to the members as a groupEvent', async () => {
+      const w = await world(a, b);
+      const { owner, admin, member } = w.users;
+      const events = await listen(b, member, EVENTS);
+      await ok(run(a, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, owner));
+      await ok(run(a, M.slow, { g: w.group, s: 10 }, admin));
+      await ok(run(a, M.rename, { g: w.group, n: 'Ropes' }, admin));
+      await ok(run(a, M.remove, { g: w.group, u: w.users.member2.id }, admin));
+      await events.nth(4);
+      expect(events.values.map((v) => v.groupEvent.kind)).toEqual(['ROLE_CHANGED', 'SLOW_MODE_CHANGED', 'RENAMED', 'MEMBER_REMOVED']);
+      // Setting what is already set tells nothing.
+      await ok(run(a, M.slow, { g: w.group, s: 10 }, admin));
+      await ok(run(a, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, owner));
+      await sleep(200);
+      expect(events.values).toHaveLength(4);
+    });
+  });
+
+  describe('slow mode', () => {
+    it('should let a member send once per interval on any instance, say when, and exempt the owner and admins', async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { owner, admin, member } = w.users;
+      await ok(run(a, M.slow, { g: w.group, s: 2 }, admin));
+      await ok(run(a, M.send, { g: w.group, c: 'one' }, member));
+      const before = await state(a);
+      const r = await run(b, M.send, { g: w.group, c: 'two' }, member);
+      expect(codeOf(r)).toBe('RATE_LIMITED');
+      expect(r.errors![0].message).toMatch(/Slow mode: one message every 2 s here; you can send again in [12] s/);
+      expect(r.errors![0].extensions!.retryAfter).toBeGreaterThanOrEqual(1);
+      expect(await state(a)).toEqual(before);
+      for (const u of [owner, admin, owner, admin]) await ok(run(b, M.send, { g: w.group, c: 'free' }, u));
+      await sleep(2100);
+      await ok(run(b, M.send, { g: w.group, c: 'three' }, member));
+      // Off again: no limit.
+      await ok(run(a, M.slow, { g: w.group, s: 0 }, owner));
+      await ok(run(a, M.send, { g: w.group, c: 'four' }, member));
+      await ok(run(b, M.send, { g: w.group, c: 'five' }, member));
+    });
+
+    it('should let one of many concurrent sends of a member through, on two instances', async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { owner, member, member2 } = w.users;
+      await ok(run(a, M.slow, { g: w.group, s: 60 }, owner));
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => run(i % 2 ? a : b, M.send, { g: w.group, c: `burst ${i}` }, i % 3 === 2 ? member2 : member)),
+      );
+      const sent = (u: TestUser) => results.filter((r, i) => (i % 3 === 2 ? member2 : member) === u && !r.errors);
+      expect(sent(member)).toHaveLength(1);
+      expect(sent(member2)).toHaveLength(1);
+      expect(results.filter((r) => r.errors).map(codeOf)).toEqual(Array(10).fill('RATE_LIMITED'));
+      const [{ n }] = await sql(a.env.DATABASE_URL!, "select count(*)::int as n from messages where content like 'burst %'");
+      expect(n).toBe(2);
+    });
+  });
+});
+
+describeRedis('lobby roles', () => {
+  it('should make LOBBY_ADMINS the lobby admins: they remove and ban there, nobody manages its roles or leaves it', async () => {
+    const env = { LOBBY_ADMINS: 'Lobby_Boss, lobby_deputy' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const boss = await signup(a.url, { username: 'lobby_boss' });
+    const deputy = await signup(b.url, { username: 'lobby_deputy' });
+    const [member, other] = [await signup(a.url), await signup(b.url)];
+    const lobby = await lobbyOf(a.url, member.token);
+    const g = (await ok(gql(b.url, GROUP, { id: lobby }, boss.token))).group;
+    expect(g.myRole).toBe('ADMIN');
+    // No owner: the contract's non-null owner is the system user.
+    expect(g.owner.id).toBe('00000000-0000-0000-0000-000000000000');
+    const roles = Object.fromEntries(g.members.edges.map((e: { role: string; node: { id: string } }) => [e.node.id, e.role]));
+    expect(roles).toEqual({ [boss.id]: 'ADMIN', [deputy.id]: 'ADMIN', [member.id]: 'MEMBER', [other.id]: 'MEMBER' });
+    const w = { a, b } as World;
+    expect(await refused(w, M.remove, { g: lobby, u: other.id }, member)).toBe('FORBIDDEN');
+    expect(await refused(w, M.remove, { g: lobby, u: deputy.id }, boss)).toBe('FORBIDDEN');
+    expect(await refused(w, M.setRole, { g: lobby, u: member.id, r: 'ADMIN' }, boss)).toBe('FORBIDDEN');
+    expect(await refused(w, M.invite, { g: lobby, u: member.id }, boss)).toBe('FORBIDDEN');
+    expect(await refused(w, M.rename, { g: lobby, n: 'Mine' }, boss)).toBe('FORBIDDEN');
+    expect(await refused(w, M.leave, { g: lobby }, boss)).toBe('FORBIDDEN');
+    expect(await refused(w, M.del, { g: lobby }, boss)).toBe('FORBIDDEN');
+    // A removed user may come back; a banned one may not.
+    await ok(gql(b.url, M.remove, { g: lobby, u: member.id }, boss.token));
+    expect((await ok(gql(a.url, M.join, { g: lobby }, member.token))).joinGroup.myRole).toBe('MEMBER');
+    await ok(gql(b.url, M.ban, { g: lobby, u: other.id }, deputy.token));
+    expect(codeOf(await gql(a.url, M.join, { g: lobby }, other.token))).toBe('FORBIDDEN');
+    // Slow mode in the lobby; its admins are exempt.
+    await ok(gql(a.url, M.slow, { g: lobby, s: 60 }, boss.token));
+    await ok(gql(a.url, M.send, { g: lobby, c: 'one' }, member.token));
+    expect(codeOf(await gql(b.url, M.send, { g: lobby, c: 'two' }, member.token))).toBe('RATE_LIMITED');
+    await ok(gql(b.url, M.send, { g: lobby, c: 'admin' }, boss.token));
+    await ok(gql(b.url, M.send, { g: lobby, c: 'admin again' }, boss.token));
+  });
+
+  it('should refuse a malformed LOBBY_ADMINS or MODERATORS at start', async () => {
+    expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
+    expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);
+    expect(loadEnv({ MODERATORS: ' Mod_One ,mod_one,  ' }).MODERATORS).toEqual(['mod_one']);
+  });
+});
+
+describe('invitation webhooks', () => {
+  it('should send an away invitee a GROUP_INVITE event, once per invitation', async () => {
+    const receiver = await startReceiver();
+    try {
+      const s = await createTestServer({ WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: 'whsec_test_0123456789abcdef', WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true });
+      const [owner, invitee] = [await signup(s.url), await signup(s.url)];
+      const group = (await ok(gql(s.url, M.create, { n: 'Invite only', p: true }, owner.token))).createGroup.id;
+      await ok(gql(s.url, M.invite, { g: group, u: invitee.id }, owner.token));
+      await ok(gql(s.url, M.invite, { g: group, u: invitee.id }, owner.token));
+      await eventually(() => receiver.of(invitee.id).length >= 1, 8000);
+      await sleep(1500);
+      expect(receiver.of(invitee.id).map((e) => e.body)).toEqual([expect.objectContaining({ kind: 'GROUP_INVITE', conversationId: `g:${group}`, sender: expect.objectContaining({ id: owner.id }) })]);
+    } finally {
+      await receiver.close();
+    }
+  });
+});
