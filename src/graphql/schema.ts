@@ -7,7 +7,7 @@ import { GroupEventResolver, GroupResolver } from '../modules/group/group.resolv
 import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '../modules/message/message.resolver';
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
 import { NotificationResolver } from '../modules/notification/notification.resolver';
-import { PresenceResolver } from '../modules/presence/presence.resolver';
+import { PresenceResolver, PresenceVisibilityResolver } from '../modules/presence/presence.resolver';
 import { SearchResolver } from '../modules/search/search.resolver';
 import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '../modules/project/project.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
@@ -16,7 +16,7 @@ import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, PresenceVisibilityResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {

@@ -190,8 +190,17 @@ export class RealtimeSession {
     this.admitted = true;
     const { presence, memberships } = this.sessions.services;
     presence.socketOpened(userId, sessionId);
-    await memberships.track(userId);
-    if (this.closed) memberships.untrack(userId);
+    // Contacts mode: the user's contacts and their presence channels, taken alongside (never fails).
+    const contacts = presence.visibility.contacts;
+    const seeing = contacts?.track(userId);
+    try {
+      await memberships.track(userId);
+    } catch (e) {
+      contacts?.untrack(userId);
+      throw e;
+    }
+    await seeing;
+    if (this.closed) memberships.untrack(userId), contacts?.untrack(userId);
     else this.tracked = true;
     return true;
   }
@@ -205,7 +214,7 @@ export class RealtimeSession {
     this.sessions.release(this);
     const { userId, sessionId } = this.viewer;
     const { presence, memberships } = this.sessions.services;
-    if (this.tracked) memberships.untrack(userId);
+    if (this.tracked) memberships.untrack(userId), presence.visibility.contacts?.untrack(userId);
     presence.socketClosed(userId, sessionId);
   }
 }

@@ -33,12 +33,14 @@ export interface Loaders {
 
 export function createLoaders(em: EntityManager, services: { presence: PresenceService; projects: ProjectService; pins: PinService }, viewerId: string | null): Loaders {
   const { presence, projects, pins } = services;
+  const visibilityCache = {};
   return {
     user: new DataLoader(async (ids) => {
       const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),
-    presence: new DataLoader((ids) => presence.states([...ids])),
+    // As the viewer may see it: one visibility rule (modules/presence/presence.visibility.ts), one contacts read per operation.
+    presence: new DataLoader((ids) => presence.statesFor(viewerId, [...ids], visibilityCache)),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
     group: new DataLoader(async (ids) => {
       const groups = await groupRepository.byIds(em, ids);

@@ -19,6 +19,10 @@ import { MemoryTypingStore, RedisTypingStore, TypingService } from './conversati
 import { groupRepository } from './group/group.repository';
 import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
+import { ContactIndex } from './presence/presence.contacts';
+import { presenceRepository } from './presence/presence.repository';
+import { presenceStoreChannel, routePresence } from './presence/presence.routing';
+import { PresenceVisibility } from './presence/presence.visibility';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
 import { UserService } from './user/user.service';
@@ -84,6 +88,11 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     group: batched(groupRepository.groupIdsOfMany),
     project: batched(projectRepository.projectIdsOfMany),
   });
+  // Contacts mode: each connected user's contacts, loaded in batches as sockets connect.
+  const contactsOf = (em: EntityManager, ids: readonly string[]) => presenceRepository.contactsOfMany(em, ids, env.PRESENCE_GROUP_MAX);
+  const contactsBatched = batched(contactsOf);
+  const contacts = env.PRESENCE_VISIBILITY === 'contacts' ? new ContactIndex(async (ids) => new Map(await Promise.all(ids.map(async (id) => [id, await contactsBatched(id)] as const)))) : undefined;
+  const visibility = new PresenceVisibility(env.PRESENCE_VISIBILITY, contacts, async (viewerId) => new Set((await contactsOf(orm.em.fork() as EntityManager, [viewerId])).get(viewerId)));
   const presence = new PresenceService({
     store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),
     pubsub,
@@ -91,11 +100,14 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     env,
     logger: logger.child({ module: 'presence' }),
     instanceId,
+    visibility,
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
-    storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
+    storeChannel: redis ? presenceStoreChannel(env.PRESENCE_VISIBILITY, redis.sharded) : undefined,
   });
   const users = new UserService();
   const friends = new FriendService(env);
+  // Every instance reloads the contacts of the two users it has connected (contacts mode).
+  friends.onFriendshipChanged((a, b) => void pubsub.publishSafe(Topic.ContactsChanged, { userIds: [a, b] }));
   const groups = new GroupService(pubsub, memberships);
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });
@@ -141,6 +153,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // Their conversations' events no longer come here: what is known of their read states would go stale.
     userDropped: (userId) => memberStates.forget(userId),
   });
+
+  const unroutePresence = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, logger: logger.child({ module: 'presence' }) }) : undefined;
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
@@ -188,6 +202,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       auth.dispose();
       tickets.dispose();
       await presence.dispose();
+      unroutePresence?.();
+      contacts?.dispose();
       memberships.dispose();
     },
   };

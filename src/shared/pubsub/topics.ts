@@ -17,6 +17,8 @@ export enum Topic {
   SessionEvent = 'parley.session.event',
   /** Internal: membership changes that keep every instance's membership index current. */
   MembershipChanged = 'parley.membership.changed',
+  /** Internal: users whose presence contacts changed (a friendship made or ended), so every instance reloads those connected to it. */
+  ContactsChanged = 'parley.presence.contacts',
   /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
   SessionsRevoked = 'parley.sessions.revoked',
 }
@@ -190,6 +192,10 @@ export interface MembershipChangedPayload {
   changes: { userId: string; member: boolean }[];
 }
 
+export interface ContactsChangedPayload {
+  userIds: string[];
+}
+
 export interface SessionsRevokedPayload {
   userId: string;
   sessionIds: string[];
@@ -236,4 +242,5 @@ export interface TopicPayloads {
   [Topic.SessionEvent]: SessionEventPayload;
   [Topic.MembershipChanged]: MembershipChangedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
+  [Topic.ContactsChanged]: ContactsChangedPayload;
 }
