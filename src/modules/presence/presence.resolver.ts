@@ -56,7 +56,7 @@ export class PresenceResolver {
       // With userIds, routed by the user each event is about: other users' changes never reach it.
       // Without, in contacts mode, by the viewer: only transitions of users they may see are offered.
       const keys = ids ? [...new Set(ids)] : visibility.mode === 'contacts' ? watcherKey(viewer) : undefined;
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (visibility.sees(viewer, p.userId) ? p : undefined), { keys });
+      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (p.lost || visibility.sees(viewer, p.userId) ? p : undefined), { keys });
     },
   })
   presenceChanged(

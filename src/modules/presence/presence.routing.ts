@@ -37,7 +37,7 @@ export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; membe
     dropped: (subject) => pubsub.drop(presenceChannel(subject)),
     changed: (viewer, subject, gained) => {
       if (viewer === subject) return;
-      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'OFFLINE', lastSeenAt: null });
+      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true });
       void presence
         .statesFor(viewer, [subject])
         .then(([s]) => {

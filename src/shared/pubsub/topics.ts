@@ -154,6 +154,8 @@ export interface PresencePayload {
   userId: string;
   status: 'ONLINE' | 'OFFLINE';
   lastSeenAt: string | null;
+  /** Local only: told to one viewer who just lost this user as a contact (they read OFFLINE from now on). */
+  lost?: true;
 }
 
 export interface ProjectActionEntryPayload {
