@@ -13,7 +13,8 @@
  *
  * Per instance, over the churn only: presence transitions received from Redis (Redis messages in:
  * the instance's own echoes included), transitions it published (Redis messages out), frames
- * written to its watchers' sockets (counted by this client), and the presence channels it takes.
+ * written to its watchers' sockets (counted by this client), the presence channels it takes, and the
+ * CPU time it spent over the churn window (/proc, user + system; idle time included).
  *
  * Checks (exit 1 when one fails):
  * - every mode: each watcher gets each transition it may see exactly once (everyone: all 2C; contacts:
@@ -38,7 +39,7 @@ import WebSocket from 'ws';
 import type * as EnvModule from '../src/config/env';
 import type * as ServerModule from '../src/server';
 import { resetState, seedUsers, sleep } from './harness';
-import { out, positive } from './util';
+import { out, positive, procCpuMs } from './util';
 
 type Mode = 'everyone' | 'contacts';
 type Counters = { received: number; published: number; channels: number };
@@ -76,6 +77,7 @@ async function runMember(): Promise<void> {
 }
 
 interface Member {
+  pid: number;
   wsUrl: string;
   url: string;
   counters(): Promise<Counters>;
@@ -90,6 +92,7 @@ function startMember(env: Record<string, string>): Promise<Member> {
       if (m.type !== 'ready') return reject(new Error(`unexpected ${m.type}`));
       proc.removeAllListeners('exit');
       resolve({
+        pid: proc.pid!,
         url: `http://127.0.0.1:${m.port}/graphql`,
         wsUrl: `ws://127.0.0.1:${m.port}/graphql`,
         counters: () =>
@@ -175,7 +178,19 @@ interface Socket {
   frames: number;
 }
 
-function open(wsUrl: string, token: string, counting: { on: boolean }): Promise<Socket> {
+/** A socket, tried again a few times when refused (a busy instance's token or membership read timing out). */
+async function open(wsUrl: string, token: string, counting: { on: boolean }): Promise<Socket> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openOnce(wsUrl, token, counting);
+    } catch (e) {
+      if (attempt >= 5) throw e;
+      await sleep(500 * attempt);
+    }
+  }
+}
+
+function openOnce(wsUrl: string, token: string, counting: { on: boolean }): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
     const s: Socket = { ws, seen: new Map(), frames: 0 };
@@ -209,7 +224,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     PRESENCE_VISIBILITY: mode,
     PRESENCE_GRACE: '0',
     PRESENCE_TIMEOUT: '1h',
-    DB_POOL_MAX: '8',
+    DB_POOL_MAX: '16',
     WS_MAX_PENDING_PER_IP: '100000',
     RATE_LIMIT_WS_MESSAGES: '1000000/1s',
   };
@@ -224,7 +239,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     const counting = { on: false };
     const started = performance.now();
     const sockets: Socket[] = new Array(ids.length);
-    await inBatches(seeded.users, 200, async (u, i) => (sockets[i] = await open(members[instanceOf(i)].wsUrl, u.token, counting)));
+    await inBatches(seeded.users, 50, async (u, i) => (sockets[i] = await open(members[instanceOf(i)].wsUrl, u.token, counting)));
     const connectMs = performance.now() - started;
     // Churners: spread over the instances and the ring; everyone else watches.
     const step = Math.max(1, Math.floor(ids.length / o.churn));
@@ -233,6 +248,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     for (const i of watchers) sockets[i].ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION } }));
     await sleep(1000 + ids.length / 10);
     const before = await Promise.all(members.map((m) => m.counters()));
+    const cpuBefore = procCpuMs(members.map((m) => m.pid));
     counting.on = true;
     const churnStarted = performance.now();
     for (const i of churners) sockets[i].ws.close();
@@ -244,6 +260,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     counting.on = false;
     const churnMs = performance.now() - churnStarted;
     const after = await Promise.all(members.map((m) => m.counters()));
+    const cpuAfter = procCpuMs(members.map((m) => m.pid));
 
     // Each watcher gets each transition it may see exactly once, and nothing else.
     const churnerIds = [...churners].map((i) => ids[i]);
@@ -272,14 +289,15 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
       const frames = local.reduce((n, i) => n + (churners.has(i) ? 0 : sockets[i].frames), 0);
       const okHere = mode === 'everyone' ? received === 2 * churners.size : received >= needed && received <= bound;
       if (!okHere) instanceWrong++;
+      const cpu = (cpuAfter.get(members[k].pid) ?? 0) - (cpuBefore.get(members[k].pid) ?? 0);
       rows.push(
-        `| ${mode} | ${k + 1} | ${local.length} | ${received} | ${mode === 'everyone' ? 2 * churners.size : `${needed}–${bound}`} | ${published} | ${frames} | ${after[k].channels} | ${okHere ? 'ok' : 'WRONG'} |`,
+        `| ${mode} | ${k + 1} | ${local.length} | ${received} | ${mode === 'everyone' ? 2 * churners.size : `${needed}–${bound}`} | ${published} | ${frames} | ${after[k].channels} | ${cpu} | ${okHere ? 'ok' : 'WRONG'} |`,
       );
     }
     out(`\n### ${mode}: ${ids.length} sockets on ${o.instances} instances, ${churners.size} churners (${2 * churners.size} transitions)`);
     out(`connect ${(connectMs / 1000).toFixed(1)} s; churn window ${(churnMs / 1000).toFixed(1)} s; mean contacts per user ${(ids.reduce((n, id) => n + contacts.get(id)!.size, 0) / ids.length).toFixed(1)}`);
-    out('| mode | instance | sockets | transitions received (Redis in) | expected | published (Redis out) | frames written | presence channels | check |');
-    out('|---|---|---|---|---|---|---|---|---|');
+    out('| mode | instance | sockets | transitions received (Redis in) | expected | published (Redis out) | frames written | presence channels | CPU ms (churn) | check |');
+    out('|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) out(r);
     out(`frames: ${sockets.reduce((n, s) => n + s.frames, 0)} written, ${expectedFrames} expected; watcher/churner pairs wrong: ${wrong}`);
     for (const s of [...sockets, ...back]) s.ws.terminate();
