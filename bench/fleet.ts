@@ -30,9 +30,16 @@
  * - BENCH_INSTANCES  I. @default 4
  * - BENCH_CHURN      C. @default 100 (everyone mode writes 2 C S frames: 1.6 million at the defaults)
  * - BENCH_MODES      @default 'everyone,contacts'
+ * - BENCH_REDIS_CLUSTER  '1': each mode runs on a fresh three-master Redis Cluster of its own
+ *                  (redis-server and redis-cli on the PATH; sharded pub/sub) instead of REDIS_URL.
  */
 import 'reflect-metadata';
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { sparePorts } from '../test/helpers/ports';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
@@ -216,11 +223,50 @@ async function inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => P
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((t, k) => fn(t, i + k)));
 }
 
-async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; sockets: number; instances: number; churn: number }): Promise<boolean> {
-  await resetState(o.databaseUrl, o.redisUrl);
+/** A three-master Redis Cluster (no replicas) on spare ports, for one mode's run. */
+async function startCluster(): Promise<{ nodes: string; stop(): void }> {
+  const first = await sparePorts(3, 10_000);
+  const ports = [first, first + 1, first + 2];
+  const dir = mkdtempSync(join(tmpdir(), 'parley-fleet-'));
+  const procs = ports.map((port) =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir], { stdio: 'ignore' }),
+  );
+  const until = async (port: number, ok: (r: Redis) => Promise<boolean>) => {
+    for (let i = 0; i < 200; i++) {
+      const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        if (await ok(r)) return;
+      } catch {
+        // not yet
+      } finally {
+        r.disconnect();
+      }
+      await sleep(50);
+    }
+    throw new Error(`redis cluster node ${port} did not become ready`);
+  };
+  for (const port of ports) await until(port, async (r) => (await r.ping()) === 'PONG');
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr || created.stdout}`);
+  for (const port of ports) await until(port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO')));
+  return {
+    nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
+    stop: () => {
+      for (const p of procs) p.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; sockets: number; instances: number; churn: number; cluster: boolean }): Promise<boolean> {
+  const cluster = o.cluster ? await startCluster() : undefined;
+  await resetState(o.databaseUrl, cluster ? `redis://${cluster.nodes.split(',')[0]}` : o.redisUrl);
+  const redisEnv: Record<string, string> = cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes, REDIS_SHARDED_PUBSUB: 'true' } : { REDIS_URL: o.redisUrl };
   const env = {
     DATABASE_URL: o.databaseUrl,
-    REDIS_URL: o.redisUrl,
+    ...redisEnv,
     PRESENCE_VISIBILITY: mode,
     PRESENCE_GRACE: '0',
     PRESENCE_TIMEOUT: '1h',
@@ -294,7 +340,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
         `| ${mode} | ${k + 1} | ${local.length} | ${received} | ${mode === 'everyone' ? 2 * churners.size : `${needed}–${bound}`} | ${published} | ${frames} | ${after[k].channels} | ${cpu} | ${okHere ? 'ok' : 'WRONG'} |`,
       );
     }
-    out(`\n### ${mode}: ${ids.length} sockets on ${o.instances} instances, ${churners.size} churners (${2 * churners.size} transitions)`);
+    out(`\n### ${mode}${cluster ? ' (3-master Redis Cluster, sharded pub/sub)' : ''}: ${ids.length} sockets on ${o.instances} instances, ${churners.size} churners (${2 * churners.size} transitions)`);
     out(`connect ${(connectMs / 1000).toFixed(1)} s; churn window ${(churnMs / 1000).toFixed(1)} s; mean contacts per user ${(ids.reduce((n, id) => n + contacts.get(id)!.size, 0) / ids.length).toFixed(1)}`);
     out('| mode | instance | sockets | transitions received (Redis in) | expected | published (Redis out) | frames written | presence channels | CPU ms (churn) | check |');
     out('|---|---|---|---|---|---|---|---|---|---|');
@@ -304,15 +350,16 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     return wrong === 0 && instanceWrong === 0;
   } finally {
     await Promise.all(members.map((m) => m.stop()));
+    cluster?.stop();
   }
 }
 
 async function main(): Promise<void> {
   const databaseUrl = process.env.DATABASE_URL;
   const redisUrl = process.env.REDIS_URL;
-  if (!databaseUrl || !redisUrl) throw new Error('bench:fleet needs DATABASE_URL (a database whose name contains bench) and REDIS_URL (flushed)');
+  if (!databaseUrl || (!redisUrl && process.env.BENCH_REDIS_CLUSTER !== '1')) throw new Error('bench:fleet needs DATABASE_URL (a database whose name contains bench) and REDIS_URL (flushed)');
   if (!/bench/i.test(new URL(databaseUrl).pathname)) throw new Error('bench:fleet empties its database: its name must contain bench');
-  const o = { databaseUrl, redisUrl, sockets: positive('BENCH_SOCKETS', 8000), instances: positive('BENCH_INSTANCES', 4), churn: positive('BENCH_CHURN', 100) };
+  const o = { databaseUrl, redisUrl: redisUrl ?? '', sockets: positive('BENCH_SOCKETS', 8000), instances: positive('BENCH_INSTANCES', 4), churn: positive('BENCH_CHURN', 100), cluster: process.env.BENCH_REDIS_CLUSTER === '1' };
   const modes = (process.env.BENCH_MODES ?? 'everyone,contacts').split(',').map((m) => m.trim()) as Mode[];
   let ok = true;
   for (const mode of modes) ok = (await runMode(mode, o)) && ok;
