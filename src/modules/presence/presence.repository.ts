@@ -30,15 +30,20 @@ export const presenceRepository = {
     return out;
   },
 
-  /** Whether a membership change of this group or project can change anyone's contacts: not the lobby, not a group larger than `groupMax` + `changed`. */
-  async scopeMayMakeContacts(em: EntityManager, scope: 'group' | 'project', id: string, groupMax: number, changed: number): Promise<boolean> {
+  /**
+   * Whether a membership change of this group or project can change anyone's contacts: not in a
+   * group larger than `groupMax` + `changed` (before and after the change), never in the lobby.
+   */
+  async scopeMayMakeContacts(em: EntityManager, scope: 'group' | 'project', id: string, groupMax: number, changed: number): Promise<boolean | 'lobby'> {
     const limit = groupMax + changed;
-    const rows: { ok: boolean }[] =
-      scope === 'group'
-        ? await em.execute('select not is_lobby and member_count <= ? as ok from groups where id = ?', [limit, id])
-        : await em.execute('select count(*) <= ? as ok from (select 1 from project_members where project_id = ? limit ?) x', [limit, id, limit + 1]);
-    // A deleted group: its former members lose whatever it gave them.
-    return rows[0]?.ok ?? true;
+    if (scope === 'group') {
+      const rows: { lobby: boolean; small: boolean }[] = await em.execute('select is_lobby as lobby, member_count <= ? as small from groups where id = ?', [limit, id]);
+      // A deleted group: its former members lose whatever it gave them.
+      if (!rows[0]) return true;
+      return rows[0].lobby ? 'lobby' : rows[0].small;
+    }
+    const rows: { small: boolean }[] = await em.execute('select count(*) <= ? as small from (select 1 from project_members where project_id = ? limit ?) x', [limit, id, limit + 1]);
+    return rows[0]?.small ?? true;
   },
 
   /** The users who hide their presence (few: a partial index), mirrored in the presence store at start-up. */

@@ -55,14 +55,19 @@ export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; membe
     return keys;
   });
   const offContacts = pubsub.on(Topic.ContactsChanged, (p) => void contacts.refresh(p.userIds));
+  // The lobby (every signup joins it) never makes contacts: known once, never asked again.
+  const lobbies = new Set<string>();
   const offMemberships = pubsub.on(Topic.MembershipChanged, (p) => {
-    // The membership index heard it first (started before): the scope's local members are current.
-    const affected = contacts.affectedBy(p, memberships.localMembers(p.scope, p.id));
-    if (!affected.length) return;
+    if (p.scope === 'group' && lobbies.has(p.id)) return;
+    if (!p.changes.some((c) => contacts.isLocal(c.userId)) && !memberships.localMembers(p.scope, p.id)?.size) return;
     const em = d.orm.em.fork() as EntityManager;
     void presenceRepository
       .scopeMayMakeContacts(em, p.scope, p.id, d.groupMax, p.changes.length)
-      .then((may) => (may ? contacts.refresh(affected) : undefined))
+      .then((may) => {
+        if (may === 'lobby') return void lobbies.add(p.id);
+        // The membership index heard the change first (started before): the scope's local members are current.
+        if (may) return contacts.refresh(contacts.affectedBy(p, memberships.localMembers(p.scope, p.id)));
+      })
       .catch((e) => d.logger.warn({ err: e }, 'presence: contacts not refreshed after a membership change'));
   });
   return () => {
