@@ -2,6 +2,7 @@ import { codeOf, eventually, gql, listen, ok, sleep, subscribe, wsClient, type S
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, groupWith, login, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
+import { ConfigError, loadEnv } from '../src/config/env';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } }';
 const USER = 'query($id: ID!) { user(id: $id) { status lastSeenAt } }';
@@ -42,6 +43,16 @@ async function metric(s: TestServer, name: string): Promise<number> {
   const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
   return line ? Number(line.split(' ').pop()) : 0;
 }
+
+describe('presence visibility settings', () => {
+  it('should default to everyone and 100, and refuse anything but everyone or contacts at boot', () => {
+    expect(loadEnv({})).toMatchObject({ PRESENCE_VISIBILITY: 'everyone', PRESENCE_GROUP_MAX: 100 });
+    expect(loadEnv({ PRESENCE_VISIBILITY: 'Contacts', PRESENCE_GROUP_MAX: '20' })).toMatchObject({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: 20 });
+    expect(() => loadEnv({ PRESENCE_VISIBILITY: 'friends' })).toThrow(ConfigError);
+    expect(() => loadEnv({ PRESENCE_VISIBILITY: 'friends' })).toThrow(/PRESENCE_VISIBILITY/);
+    expect(() => loadEnv({ PRESENCE_GROUP_MAX: '1' })).toThrow(/PRESENCE_GROUP_MAX/);
+  });
+});
 
 describeRedis('presence visibility', () => {
   it('should show status, lastSeenAt and onlineUsers only to contacts in contacts mode, OFFLINE with no lastSeenAt to others', async () => {
