@@ -233,6 +233,30 @@ describeRedis('presence visibility', () => {
     });
   });
 
+  describe.each([['everyone', {}] as const, ['contacts', CONTACTS] as const])('a hiding rule (%s mode)', (_mode, env) => {
+    // Where safety's block plugs in: one rule hides a user from another in every read and delivery.
+    it('should hide a user from the viewers a rule names, in userStatus, onlineUsers and its totalCount, and presenceChanged', async () => {
+      const s = await createTestServer(env);
+      const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      await befriend(s.url, ada, bo);
+      await befriend(s.url, barrier, bo);
+      s.services.presence.visibility.addRule({ hides: (v, u) => v === bo.id && u === ada.id, hiddenFrom: async (v) => (v === bo.id ? [ada.id] : []) });
+      expect(await statusOf(s, bo, ada.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+      expect((await statusOf(s, barrier, bo.id)).status).toBe('ONLINE');
+      const online = await onlineOf(s, bo);
+      expect(online.ids).toEqual([bo.id, barrier.id].sort());
+      expect(online.total).toBe(2);
+      const events = await watch(s, bo);
+      const named = await watch(s, bo, [ada.id, barrier.id]);
+      await logout(s, ada);
+      await logout(s, barrier);
+      await events.nth(1);
+      await named.nth(1);
+      expect(seen(events)).toEqual([`${barrier.id} OFFLINE`]);
+      expect(seen(named)).toEqual([`${barrier.id} OFFLINE`]);
+    });
+  });
+
   it('should refuse bad input with a typed error and change nothing', async () => {
     const s = await createTestServer(CONTACTS);
     const [ada, bo] = [await signup(s.url), await signup(s.url)];

@@ -290,9 +290,28 @@ export class PresenceService {
   ): Promise<ConnectionShape<U & { id: string }>> {
     const limit = pageSize(args.first, 'first', 50);
     const cursor = args.after ? decodeCursor(args.after, 'after') : null;
-    const [ids, total] = this.visibility.mode === 'everyone' ? await Promise.all([this.store.page(cursor?.id ?? null, limit + 1), this.count()]) : await this.onlineContacts(viewerId, cursor?.id ?? null, limit + 1, cache);
+    const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, cursor?.id ?? null, limit + 1, cache) : await this.onlineContacts(viewerId, cursor?.id ?? null, limit + 1, cache);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
     return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
+  }
+
+  /**
+   * Everyone mode: a page of the online list (HIDDEN users are not in it) by id after `afterId`, less
+   * those a hiding rule keeps from the viewer; totalCount likewise (see PresenceVisibility.hiddenFrom).
+   */
+  private async onlineEveryone(viewerId: string, afterId: string | null, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
+    const [total, hiddenFrom] = await Promise.all([this.count(), this.visibility.hiddenFrom(viewerId)]);
+    if (!hiddenFrom.size) return [await this.store.page(afterId, limit), total];
+    const out: string[] = [];
+    for (let after = afterId; out.length < limit; ) {
+      const ids = await this.store.page(after, limit);
+      const may = await this.visibility.visible(viewerId, ids, ids.map(() => false), cache);
+      out.push(...ids.filter((_, i) => may[i]).slice(0, limit - out.length));
+      if (ids.length < limit) break;
+      after = ids[ids.length - 1];
+    }
+    const hiddenOnline = (await this.store.onlineOf([...hiddenFrom])).filter((u) => u !== viewerId).length;
+    return [out, total - hiddenOnline];
   }
 
   /** Contacts mode: a page of the viewer's online contacts by id after `afterId`, and how many there are. */

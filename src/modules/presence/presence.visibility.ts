@@ -5,10 +5,17 @@ export type PresenceMode = 'everyone' | 'contacts';
 
 /**
  * A rule that hides one user's presence from another, on top of the mode and HIDDEN (safety's
- * block plugs in here). Synchronous and cheap: it runs for every delivery of every transition.
- * @returns true when `viewerId` must not see `subjectId`.
+ * block plugs in here).
  */
-export type HidingRule = (viewerId: string, subjectId: string) => boolean;
+export interface HidingRule {
+  /**
+   * True when `viewerId` must not see `subjectId`. Synchronous and cheap: it runs for every
+   * delivery of every transition (keep what it needs in memory for the users connected here).
+   */
+  hides(viewerId: string, subjectId: string): boolean;
+  /** Every user it hides from `viewerId` (few), for onlineUsers' totalCount in everyone mode. */
+  hiddenFrom(viewerId: string): Promise<Iterable<string>>;
+}
 
 /** Per operation: the viewer's contacts, loaded once however many users the response shows. */
 export interface VisibilityCache {
@@ -43,8 +50,15 @@ export class PresenceVisibility {
   maySee(viewerId: string | null, subjectId: string, hidden: boolean, isContact: () => boolean): boolean {
     if (viewerId === subjectId) return true;
     if (hidden || viewerId === null) return false;
-    for (const rule of this.rules) if (rule(viewerId, subjectId)) return false;
+    for (const rule of this.rules) if (rule.hides(viewerId, subjectId)) return false;
     return this.mode === 'everyone' || isContact();
+  }
+
+  /** The users the hiding rules keep from the viewer (empty without rules). */
+  async hiddenFrom(viewerId: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const rule of this.rules) for (const u of await rule.hiddenFrom(viewerId)) out.add(u);
+    return out;
   }
 
   /** For queries: whether the viewer may see each subject (`hidden` as the store says, in the same order). */
