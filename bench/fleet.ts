@@ -273,6 +273,10 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     DB_POOL_MAX: '16',
     WS_MAX_PENDING_PER_IP: '100000',
     RATE_LIMIT_WS_MESSAGES: '1000000/1s',
+    // This one client process reads every socket: when `everyone` mode buries it in frames, its late
+    // pongs and full buffers must not make the servers close sockets (each close a transition more).
+    WS_KEEPALIVE: '1h',
+    WS_MAX_BUFFERED_BYTES: String(256 * 1024 * 1024),
   };
   // The first runs the migrations alone.
   const members = [await startMember(env)];
