@@ -30,7 +30,9 @@
  * - BENCH_WINDOW   W, heartbeats in flight per socket. @default 8
  * - BENCH_HTTP_CONNECTIONS  C. @default 64
  * - BENCH_SWEEP_USERS  @default 100000
- * - BENCH_SKIP     'sweep' to run the heartbeats only.
+ * - BENCH_SKIP     'sweep' to run the heartbeats only, 'heartbeats' the sweep only.
+ * - PRESENCE_VISIBILITY  'contacts': the sweep publishes each transition on its user's own channel
+ *                  (one PUBLISH each, counted through a pattern subscription). @default everyone
  * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
  *
  * The per-socket message rate limit is raised for the Parley child (RATE_LIMIT_WS_MESSAGES): the
@@ -56,6 +58,7 @@ import { Topic } from '../src/shared/pubsub/topics';
 import { connectRedis } from '../src/shared/redis';
 import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
 import { startChild, type FromChild } from './harness';
+import { presenceStoreChannel } from '../src/modules/presence/presence.routing';
 import { out, positive, query } from './util';
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
@@ -151,6 +154,8 @@ interface Load {
   seconds: number;
   perSecond: number;
 }
+/** A run not made (BENCH_SKIP). */
+const none: Load = { done: 0, failed: 0, seconds: 0, perSecond: 0 };
 
 /** S authenticated graphql-ws sockets, kept open across runs (closing them would be presence transitions). */
 async function openSockets(wsUrl: string, tokens: string[]): Promise<WebSocket[]> {
@@ -305,6 +310,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   const database = await openDatabase(env, logger, { entities });
   const redis = connectRedis(env, logger)!;
   await new Promise((r) => (redis.client.status === 'ready' ? r(null) : redis.client.once('ready', r)));
+  const perUser = env.PRESENCE_VISIBILITY === 'contacts';
   const pubsub = createPubSub(redis, logger, conversationRoutes);
   const tag = randomUUID().slice(0, 8);
 
@@ -333,9 +339,19 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   let counts = new Map<string, number>();
   let published = 0;
   let lastAt = 0;
-  await counter.subscribe(Topic.PresenceChanged);
+  type Transition = { userId: string; status: string };
+  if (perUser) {
+    // Contacts mode: one envelope per user on their own presence channel.
+    await counter.psubscribe(`${presenceStoreChannel('contacts', false)!.name}*`);
+    counter.on('pmessage', (_p, _ch, text: string) => {
+      const p = (JSON.parse(text) as { payload: Transition }).payload;
+      if (p.status !== 'OFFLINE') return;
+      counts.set(p.userId, (counts.get(p.userId) ?? 0) + 1);
+      published++;
+      lastAt = performance.now();
+    });
+  } else await counter.subscribe(Topic.PresenceChanged);
   counter.on('message', (_ch, text: string) => {
-    type Transition = { userId: string; status: string };
     const m = JSON.parse(text) as Transition | { [SWEEP_BATCH_FIELD]: Transition[] };
     // The sweep announces many transitions to a message; each is counted.
     for (const p of SWEEP_BATCH_FIELD in m ? m[SWEEP_BATCH_FIELD] : [m]) {
@@ -354,7 +370,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   await pipe.exec();
   const baselineMs = performance.now() - b0;
 
-  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}`, storeChannel: Topic.PresenceChanged });
+  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}`, storeChannel: presenceStoreChannel(perUser ? 'contacts' : 'everyone', false) });
   const runs: SweepResult[] = [];
   for (const label of ['steady state', 'never flushed']) {
     if (label === 'never flushed') await query(DATABASE_URL, `update users set last_seen_at = null where username like 'bs_${tag}_%'`);
@@ -398,7 +414,7 @@ async function main(): Promise<void> {
   flush.disconnect();
   out(`bench:presence  U=${U} users, S=${S} sockets x W=${W} in flight, C=${C} HTTP connections, ${SECONDS} s per run, sweep of ${fmt(SWEEP_USERS)}; ${new Date().toISOString()}`);
 
-  const hb = await heartbeats(DATABASE_URL, REDIS_URL);
+  const hb = process.env.BENCH_SKIP === 'heartbeats' ? { ws: none, wsBare: none, http: none, httpBare: none, writes: 0, commits: 0 } : await heartbeats(DATABASE_URL, REDIS_URL);
   out();
   out(`${'heartbeats'.padEnd(22)}${'done'.padStart(10)}${'failed'.padStart(8)}${'per s'.padStart(10)}${'x bare'.padStart(8)}`);
   const row = (label: string, r: Load, base?: Load) =>

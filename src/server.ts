@@ -37,7 +37,7 @@ import { startJobs } from './jobs';
 import { createLogger, type Logger } from './shared/logger';
 import { createMetrics, type Metrics, type OperationRecord } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
-import { conversationRoutes } from './modules/conversation/conversation.keys';
+import { channelRoutes } from './modules/conversation/conversation.keys';
 import { connectRedis, type RedisConnections } from './shared/redis';
 
 export interface ParleyServer {
@@ -161,7 +161,7 @@ async function openCore(env: Env, logger: Logger, metrics: Metrics, stack: Dispo
   stack.push('database', () => database.dispose());
   const redis = connectRedis(env, logger);
   if (redis) stack.push('redis', () => redis.dispose());
-  const pubsub = createPubSub(redis, logger, conversationRoutes);
+  const pubsub = createPubSub(redis, logger, channelRoutes({ presencePerUser: env.PRESENCE_VISIBILITY === 'contacts' }));
   stack.push('pubsub', () => pubsub.dispose());
   const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
   stack.push('services', () => app.dispose());

@@ -63,6 +63,15 @@ export interface Env {
   PRESENCE_SWEEP_CRON: string;
   /** Seconds between lastSeenAt writes for a user who stays online. @default 60 */
   PRESENCE_PERSIST_INTERVAL: number;
+  /**
+   * Who sees a user's presence: `everyone`, or only their `contacts` (friends, direct-message peers,
+   * members of shared groups and projects of at most PRESENCE_GROUP_MAX members; never the lobby).
+   * In `contacts` mode each transition travels on its user's own channel to the instances where a
+   * contact is connected. @default 'everyone'
+   */
+  PRESENCE_VISIBILITY: 'everyone' | 'contacts';
+  /** In `contacts` mode, the largest group or project whose members are each other's contacts. @default 100 */
+  PRESENCE_GROUP_MAX: number;
   /** Token lifetime in seconds. @default 2592000 (30 days) */
   TOKEN_TTL: number;
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
@@ -333,6 +342,11 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
+  const presenceVisibility = (read(src, 'PRESENCE_VISIBILITY') ?? 'everyone').toLowerCase();
+  if (presenceVisibility !== 'everyone' && presenceVisibility !== 'contacts') {
+    throw new ConfigError('PRESENCE_VISIBILITY', `must be everyone or contacts, got '${presenceVisibility}'`);
+  }
+
   return {
     NODE_ENV: nodeEnv,
     PORT: int(src, 'PORT', 4000, 0, 65535),
@@ -355,6 +369,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_GRACE: duration(src, 'PRESENCE_GRACE', 5, 0),
     PRESENCE_SWEEP_CRON: cron,
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
+    PRESENCE_VISIBILITY: presenceVisibility,
+    PRESENCE_GROUP_MAX: int(src, 'PRESENCE_GROUP_MAX', 100, 2, 100_000),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
     ATTACHMENT_MAX_BYTES: attachmentMax,
     ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,

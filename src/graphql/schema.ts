@@ -8,7 +8,7 @@ import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
 import { NotificationResolver } from '../modules/notification/notification.resolver';
 import { ReportResolver } from '../modules/safety/report.resolver';
-import { PresenceResolver } from '../modules/presence/presence.resolver';
+import { PresenceResolver, PresenceVisibilityResolver } from '../modules/presence/presence.resolver';
 import { SearchResolver } from '../modules/search/search.resolver';
 import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '../modules/project/project.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
@@ -19,7 +19,7 @@ import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {

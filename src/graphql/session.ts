@@ -190,16 +190,20 @@ export class RealtimeSession {
     this.admitted = true;
     const { presence, memberships, safety } = this.sessions.services;
     presence.socketOpened(userId, sessionId);
-    // Its block list and mutes load with its memberships: the subscription filters read them from memory.
-    const [tracked, held] = await Promise.allSettled([memberships.track(userId), safety.track(userId)]);
-    if (tracked.status === 'fulfilled' && held.status === 'fulfilled' && !this.closed) {
+    // Its block list and mutes load with its memberships: the subscription filters read them from
+    // memory. Contacts mode: the user's contacts and their presence channels, taken alongside.
+    const contacts = presence.visibility.contacts;
+    const [tracked, held, seen] = await Promise.allSettled([memberships.track(userId), safety.track(userId), contacts?.track(userId)]);
+    if (tracked.status === 'fulfilled' && held.status === 'fulfilled' && seen.status === 'fulfilled' && !this.closed) {
       this.tracked = true;
       return true;
     }
     if (tracked.status === 'fulfilled') memberships.untrack(userId);
     if (held.status === 'fulfilled') safety.untrack(userId);
+    if (seen.status === 'fulfilled') contacts?.untrack(userId);
     if (tracked.status === 'rejected') throw tracked.reason;
     if (held.status === 'rejected') throw held.reason;
+    if (seen.status === 'rejected') throw seen.reason;
     return true;
   }
 
@@ -215,6 +219,7 @@ export class RealtimeSession {
     if (this.tracked) {
       memberships.untrack(userId);
       this.sessions.services.safety.untrack(userId);
+      presence.visibility.contacts?.untrack(userId);
     }
     presence.socketClosed(userId, sessionId);
   }

@@ -17,9 +17,9 @@ import { PresenceService } from '../modules/presence/presence.service';
 import { RedisPresenceStore } from '../modules/presence/presence.store';
 import { createLogger } from '../shared/logger';
 import { createPubSub } from '../shared/pubsub/pubsub';
-import { Topic } from '../shared/pubsub/topics';
 import { connectRedis, type RedisClient } from '../shared/redis';
-import { conversationRoutes } from '../modules/conversation/conversation.keys';
+import { channelRoutes } from '../modules/conversation/conversation.keys';
+import { presenceStoreChannel } from '../modules/presence/presence.routing';
 
 /** Commands fail fast while disconnected (no offline queue), so wait for the connection first. */
 async function ready(client: RedisClient, timeoutMs = 5000): Promise<void> {
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
   }
   const database = await openDatabase(env, logger, { entities, migrate: false });
   const redis = connectRedis(env, logger)!;
-  const pubsub = createPubSub(redis, logger, conversationRoutes);
+  const pubsub = createPubSub(redis, logger, channelRoutes({ presencePerUser: env.PRESENCE_VISIBILITY === 'contacts' }));
   try {
     await ready(redis.client);
     const presence = new PresenceService({
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
       env,
       logger,
       instanceId: `cli-${randomUUID()}`,
-      storeChannel: redis.sharded ? undefined : Topic.PresenceChanged,
+      storeChannel: presenceStoreChannel(env.PRESENCE_VISIBILITY, redis.sharded),
     });
     const run = await presence.sweep();
     logger.info({ expired: run.expired, ms: run.ms }, `presence sweep: ${run.expired} users marked OFFLINE in ${run.ms} ms`);

@@ -41,14 +41,17 @@ export function createLoaders(
   viewerId: string | null,
 ): Loaders {
   const { presence, projects, pins } = services;
+  const visibilityCache = {};
   return {
     user: new DataLoader(async (ids) => {
       const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),
-    // A user the viewer blocks reads as OFFLINE, never seen (modules/safety).
+    // As the viewer may see it: the visibility rule (modules/presence/presence.visibility.ts, one
+    // contacts read per operation), and a user the viewer blocks reads as OFFLINE, never seen
+    // (modules/safety; from the database, as the viewer may hold no session here).
     presence: new DataLoader(async (ids) => {
-      const [states, blocked] = await Promise.all([presence.states([...ids]), viewerId ? services.blocks.blockedAmong(em, viewerId, ids) : null]);
+      const [states, blocked] = await Promise.all([presence.statesFor(viewerId, [...ids], visibilityCache), viewerId ? services.blocks.blockedAmong(em, viewerId, ids) : null]);
       return hidePresence(states, blocked);
     }),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),

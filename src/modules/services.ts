@@ -20,6 +20,10 @@ import { MemoryTypingStore, RedisTypingStore, TypingService } from './conversati
 import { groupRepository } from './group/group.repository';
 import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
+import { ContactIndex } from './presence/presence.contacts';
+import { presenceRepository } from './presence/presence.repository';
+import { presenceStoreChannel, routePresence } from './presence/presence.routing';
+import { PresenceVisibility } from './presence/presence.visibility';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
 import { UserService } from './user/user.service';
@@ -107,6 +111,11 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     }, { cache: false, maxBatchSize: 500 });
     return (userId: string) => loader.load(userId);
   })());
+  // Contacts mode: each connected user's contacts, loaded in batches as sockets connect.
+  const contactsOf = (em: EntityManager, ids: readonly string[]) => presenceRepository.contactsOfMany(em, ids, env.PRESENCE_GROUP_MAX);
+  const contactsBatched = batched(contactsOf);
+  const contacts = env.PRESENCE_VISIBILITY === 'contacts' ? new ContactIndex(async (ids) => new Map(await Promise.all(ids.map(async (id) => [id, await contactsBatched(id)] as const)))) : undefined;
+  const visibility = new PresenceVisibility(env.PRESENCE_VISIBILITY, contacts, async (viewerId) => new Set((await contactsOf(orm.em.fork() as EntityManager, [viewerId])).get(viewerId)));
   const presence = new PresenceService({
     store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),
     pubsub,
@@ -114,15 +123,20 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     env,
     logger: logger.child({ module: 'presence' }),
     instanceId,
+    visibility,
     // The sweep's OFFLINE events go out from the store's own Lua step, unless subscribers use sharded channels.
-    storeChannel: redis && !redis.sharded ? Topic.PresenceChanged : undefined,
+    storeChannel: redis ? presenceStoreChannel(env.PRESENCE_VISIBILITY, redis.sharded) : undefined,
   });
   const users = new UserService();
   const friends = new FriendService(env);
+  // Every instance reloads the contacts of the two users it has connected (contacts mode).
+  friends.onFriendshipChanged((a, b) => void pubsub.publishSafe(Topic.ContactsChanged, { userIds: [a, b] }));
   const groups = new GroupService(pubsub, memberships, { lobbyAdmins: env.LOBBY_ADMINS });
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });
   const blocks = new BlockService(pubsub, safety);
+  // A user the viewer blocks is hidden from them in every presence view (the filter reads memory).
+  visibility.addRule({ hides: (viewerId, subjectId) => safety.hides(viewerId, subjectId), hiddenFrom: (viewerId) => blockRepository.blockedIds(orm.em.fork() as EntityManager, viewerId) });
   friends.guard((em, fromId, toId) => blocks.checkContact(em, fromId, toId));
   const mutes = new MuteService({ pubsub, access: conversationAccess, lists: safety });
   const messages = new MessageService({
@@ -176,6 +190,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     userDropped: (userId) => memberStates.forget(userId),
   });
 
+  const unroutePresence = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, logger: logger.child({ module: 'presence' }) }) : undefined;
+
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
@@ -227,6 +243,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       auth.dispose();
       tickets.dispose();
       await presence.dispose();
+      unroutePresence?.();
+      contacts?.dispose();
       memberships.dispose();
       safety.dispose();
     },

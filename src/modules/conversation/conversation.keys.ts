@@ -11,7 +11,8 @@ import { Topic, type ChannelRoutes, type ConversationScope, type MessagePayload,
  *
  * A channel carries a conversation's events between instances (see topics.ts): `g:<groupId>` and
  * `p:<projectId>` for everyone who takes the group or project, `u:<userId>` for one connected user
- * (their direct conversations and their own sessions).
+ * (their direct conversations and their own sessions). In PRESENCE_VISIBILITY=contacts mode,
+ * `pr:<userId>` carries one user's presence transitions to the instances where a contact is connected.
  */
 
 export type ConversationKind = 'group' | 'project' | 'direct';
@@ -43,6 +44,8 @@ export const projectChannel = projectKey;
 export const userChannel = (userId: string): string => `u:${userId}`;
 /** The channel of what a member of a group or project, or a connected user, needs. */
 export const scopeChannel = (scope: 'group' | 'project' | 'user', id: string): string => (scope === 'group' ? groupChannel(id) : scope === 'project' ? projectChannel(id) : userChannel(id));
+/** A user's presence channel (contacts mode): taken by every instance where one of their contacts is connected. */
+export const presenceChannel = (userId: string): string => `pr:${userId}`;
 /** The user a `u:` channel belongs to; undefined for a group's or project's channel. */
 export const userOfChannel = (channel: string): string | undefined => (channel.startsWith('u:') ? channel.slice(2) : undefined);
 
@@ -64,11 +67,21 @@ const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] }
   [Topic.SessionEvent]: (p) => [userChannel(p.userId)],
 };
 
-/** What the pub/sub needs to know of channels, handed to it at start-up. */
-export const conversationRoutes: ChannelRoutes = {
-  channelsOf: (topic, payload) => (TOPIC_CHANNELS[topic] as ((p: unknown) => string[]) | undefined)?.(payload),
-  onChannels: (topic) => topic in TOPIC_CHANNELS,
-  userChannel,
-  userOfChannel,
-  messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),
-};
+/**
+ * What the pub/sub needs to know of channels, handed to it at start-up. `presencePerUser`
+ * (PRESENCE_VISIBILITY=contacts): presence transitions go on each user's presence channel instead
+ * of the topic-wide one.
+ */
+export function channelRoutes(o: { presencePerUser: boolean }): ChannelRoutes {
+  const topics: typeof TOPIC_CHANNELS = o.presencePerUser ? { ...TOPIC_CHANNELS, [Topic.PresenceChanged]: (p) => [presenceChannel(p.userId)] } : TOPIC_CHANNELS;
+  return {
+    channelsOf: (topic, payload) => (topics[topic] as ((p: unknown) => string[]) | undefined)?.(payload),
+    onChannels: (topic) => topic in topics,
+    userChannel,
+    userOfChannel,
+    messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),
+  };
+}
+
+/** The routes with presence on its topic-wide channel (PRESENCE_VISIBILITY=everyone). */
+export const conversationRoutes: ChannelRoutes = channelRoutes({ presencePerUser: false });

@@ -12,6 +12,7 @@ import { friendRepository } from './friend.repository';
 export class FriendService {
   private readonly guards: ((em: EntityManager, fromId: string, toId: string) => Promise<void>)[] = [];
   private readonly requestHooks: ((em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>)[] = [];
+  private readonly friendshipListeners: ((a: string, b: string) => void)[] = [];
 
   constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
 
@@ -25,6 +26,16 @@ export class FriendService {
     this.guards.push(check);
   }
 
+  /** Called after a friendship between `a` and `b` was made or ended and committed (presence contacts). */
+  onFriendshipChanged(listener: (a: string, b: string) => void): void {
+    this.friendshipListeners.push(listener);
+  }
+
+  private friendshipChanged(request: FriendRequest): FriendRequest {
+    if (request.status === FriendRequestStatus.ACCEPTED) for (const l of this.friendshipListeners) l(request.from.id, request.to.id);
+    return request;
+  }
+
   areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
     return friendRepository.areFriends(em, a, b);
   }
@@ -34,7 +45,7 @@ export class FriendService {
     const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
     if (!target) throw new NotFoundError('User');
     for (const check of this.guards) await check(em, viewerId, userId);
-    return em.transactional(async (tem) => {
+    const request = await em.transactional(async (tem) => {
       if (await friendRepository.areFriends(tem, viewerId, userId)) throw new ConflictError('You are already friends.', 'userId');
       const pending = await friendRepository.pendingBetween(tem, viewerId, userId);
       if (pending && pending.from.id === viewerId) throw new ConflictError('A request to this user is already pending.', 'userId');
@@ -54,10 +65,11 @@ export class FriendService {
       for (const hook of this.requestHooks) await hook(tem, { id: request.id, fromId: viewerId, toId: userId });
       return request;
     });
+    return this.friendshipChanged(request);
   }
 
   async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
-    return em.transactional(async (tem) => {
+    const answered = await em.transactional(async (tem) => {
       const request = isId(requestId) ? await friendRepository.byId(tem, requestId) : null;
       // Requests are visible to their two users only.
       if (!request || (request.to.id !== viewerId && request.from.id !== viewerId)) throw new NotFoundError('Friend request');
@@ -65,10 +77,12 @@ export class FriendService {
       if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
       return this.settle(tem, request, accept ? FriendRequestStatus.ACCEPTED : FriendRequestStatus.DECLINED);
     });
+    return this.friendshipChanged(answered);
   }
 
   async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     if (!isId(userId) || !(await friendRepository.unfriend(em, viewerId, userId))) throw new NotFoundError('Friendship');
+    for (const l of this.friendshipListeners) l(viewerId, userId);
     return true;
   }
 

@@ -8,7 +8,12 @@ import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { UserConnection, UserType } from '../user/user.types';
 import { payloadToPresenceType, toPresenceType } from './presence.mapper';
-import { PresenceType } from './presence.types';
+import { PresenceType, PresenceVisibilityChoice } from './presence.types';
+import { watcherKey } from './presence.routing';
+import { BadUserInputError } from '../../shared/errors';
+
+/** Most users one presenceChanged may name. */
+const MAX_WATCHED = 1000;
 
 @Resolver(() => PresenceType)
 export class PresenceResolver {
@@ -20,17 +25,20 @@ export class PresenceResolver {
   }
 
   @Authorized()
-  @Query(() => UserConnection, { description: 'totalCount is how many users are online.' })
+  @Query(() => UserConnection, {
+    description:
+      'Online users the viewer may see, by id. With PRESENCE_VISIBILITY=contacts: the viewer’s online contacts (and the viewer). HIDDEN users are never listed (to anyone). totalCount is how many such users are online.',
+  })
   onlineUsers(
     @Arg('first', () => Int, { nullable: true, defaultValue: 50 }) first: number,
     @Arg('after', () => String, { nullable: true }) after: string | null,
     @Ctx() ctx: Context,
   ): Promise<ConnectionShape<UserType>> {
-    return ctx.services.presence.onlineUsers({ first, after }, (ids) => ctx.loaders.user.loadMany(ids));
+    return ctx.services.presence.onlineUsers(viewerOf(ctx).userId, { first, after }, (ids) => ctx.loaders.user.loadMany(ids));
   }
 
   @Authorized()
-  @Query(() => PresenceType)
+  @Query(() => PresenceType, { description: 'A user’s presence as the viewer may see it: OFFLINE with no lastSeenAt when the viewer may not (never an error for that). NOT_FOUND for an unknown user.' })
   async userStatus(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
     if (!isId(userId) || !(await ctx.loaders.user.load(userId))) throw new NotFoundError('User');
     return toPresenceType(await ctx.loaders.presence.load(userId));
@@ -38,16 +46,23 @@ export class PresenceResolver {
 
   @Authorized()
   @Subscription(() => PresenceType, {
-    description: "Without userIds: everyone's changes.",
+    description:
+      'Presence transitions the viewer may see. Without userIds: everyone’s (PRESENCE_VISIBILITY=everyone) or the viewer’s contacts’ and their own (contacts); a contact gained while subscribed is told at once when online, a contact lost as OFFLINE with no lastSeenAt. With userIds (at most 1000): those users’ transitions, only those the viewer may see. HIDDEN users’ transitions are not published.',
     subscribe: ({ args, context }: SubscribeResolverData<unknown, { userIds?: string[] | null }, Context>) => {
       const ids = args.userIds;
-      const me = viewerOf(context).userId;
-      const { blocks } = context.services;
-      // With userIds, routed by the user each event is about: other users' changes never reach it. Nor do those of a user the viewer blocks.
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (blocks.hides(me, p.userId) ? undefined : p), { keys: ids ? [...new Set(ids)] : undefined });
+      if (ids && ids.length > MAX_WATCHED) throw new BadUserInputError(`userIds takes at most ${MAX_WATCHED} users.`, 'userIds');
+      const viewer = viewerOf(context).userId;
+      const visibility = context.services.presence.visibility;
+      // A user the viewer blocks is one of the hiding rules (modules/safety). With userIds, routed by the user each event is about: other users' changes never reach it.
+      // Without, in contacts mode, by the viewer: only transitions of users they may see are offered.
+      const keys = ids ? [...new Set(ids)] : visibility.mode === 'contacts' ? watcherKey(viewer) : undefined;
+      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (p.lost || visibility.sees(viewer, p.userId) ? p : undefined), { keys });
     },
   })
-  presenceChanged(@Root() p: PresencePayload, @Arg('userIds', () => [IdScalar], { nullable: true }) _userIds?: string[] | null): PresenceType {
+  presenceChanged(
+    @Root() p: PresencePayload,
+    @Arg('userIds', () => [IdScalar], { nullable: true, description: 'Users to watch (at most 1000); transitions of those the viewer may not see are left out.' }) _userIds?: string[] | null,
+  ): PresenceType {
     return payloadToPresenceType(p);
   }
 
@@ -56,5 +71,26 @@ export class PresenceResolver {
     const user = p.user ?? (await ctx.loaders.user.load(p.userId));
     if (!user) throw new NotFoundError('User');
     return user;
+  }
+}
+
+/** The viewer's presence visibility (User.presenceVisibility, setPresenceVisibility). */
+@Resolver(() => UserType)
+export class PresenceVisibilityResolver {
+  @Authorized()
+  @Mutation(() => UserType, {
+    description: 'HIDDEN: the viewer reads OFFLINE with no lastSeenAt to everyone else, in every mode, and their transitions are not published (going HIDDEN while online is told to others as OFFLINE). VISIBLE: shown again (as ONLINE at once when online).',
+  })
+  async setPresenceVisibility(@Arg('visibility', () => PresenceVisibilityChoice, { description: 'VISIBLE or HIDDEN.' }) visibility: PresenceVisibilityChoice, @Ctx() ctx: Context): Promise<UserType> {
+    const viewer = viewerOf(ctx);
+    await ctx.services.presence.setVisibility(ctx.em, viewer.userId, visibility);
+    const user = await ctx.loaders.user.load(viewer.userId);
+    if (!user) throw new NotFoundError('User');
+    return user;
+  }
+
+  @FieldResolver(() => PresenceVisibilityChoice, { description: "Whether others may see the user's presence: the viewer's own (on `me`); FORBIDDEN for anyone else." })
+  async presenceVisibility(@Root() user: UserType, @Ctx() ctx: Context): Promise<PresenceVisibilityChoice> {
+    return (await ctx.services.presence.visibilityOf(ctx.em, viewerOf(ctx).userId, user.id)) as PresenceVisibilityChoice;
   }
 }

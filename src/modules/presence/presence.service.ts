@@ -5,8 +5,11 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
-import type { PresenceStore } from './presence.store';
+import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import type { Gone, PresenceStore, StoreChannel } from './presence.store';
 import { BySession } from './presence.sessions';
+import { presenceRepository } from './presence.repository';
+import { PresenceVisibility, type VisibilityCache } from './presence.visibility';
 
 export interface PresenceState {
   userId: string;
@@ -22,13 +25,16 @@ export interface PresenceOptions {
   env: Pick<Env, 'PRESENCE_TIMEOUT' | 'PRESENCE_GRACE' | 'PRESENCE_PERSIST_INTERVAL'>;
   logger: Logger;
   instanceId: string;
+  /** Who may see whose presence (PRESENCE_VISIBILITY, HIDDEN users, contacts). @default everyone sees everyone who is not HIDDEN */
+  visibility?: PresenceVisibility;
   /**
    * A classic Redis pub/sub channel on which the store itself may publish the sweep's OFFLINE
    * transitions (JSON, as PubSub sends them), atomically with their removal. Only where every
    * instance subscribes to it with SUBSCRIBE: not with sharded pub/sub (SSUBSCRIBE) nor in memory.
+   * A string is a topic-wide channel; `{ name, perUser: true }` the prefix of each user's own channel.
    * @default undefined: the service publishes through `pubsub`
    */
-  storeChannel?: string;
+  storeChannel?: string | StoreChannel;
 }
 
 /** One sweep: which cron slot it ran for (null: the command line), how many it expired, how long it took. */
@@ -79,7 +85,8 @@ export class PresenceService {
   private readonly logger: Logger;
   /** This instance, as the holder of its sockets in the store. */
   private readonly instanceId: string;
-  private readonly storeChannel: string | undefined;
+  private readonly storeChannel: StoreChannel | undefined;
+  readonly visibility: PresenceVisibility;
 
   constructor(o: PresenceOptions) {
     this.store = o.store;
@@ -87,7 +94,8 @@ export class PresenceService {
     this.env = o.env;
     this.logger = o.logger;
     this.instanceId = o.instanceId;
-    this.storeChannel = o.storeChannel;
+    this.storeChannel = typeof o.storeChannel === 'string' ? { name: o.storeChannel, perUser: false } : o.storeChannel;
+    this.visibility = o.visibility ?? new PresenceVisibility('everyone', undefined, async () => new Set());
     this.timeoutMs = o.env.PRESENCE_TIMEOUT * 1000;
     this.touchEveryMs = Math.min(5000, this.timeoutMs / 10);
     this.refreshEveryMs = Math.max(250, Math.min(10_000, this.timeoutMs / 4));
@@ -108,6 +116,11 @@ export class PresenceService {
     flush.unref();
     this.timers.push(refresh, flush);
     void this.refreshSockets();
+    // The store mirrors who is HIDDEN (the database says): a store that lost it learns it again here.
+    void presenceRepository
+      .hiddenUserIds(this.em)
+      .then((ids) => this.store.seedHidden(ids))
+      .catch((e) => this.logger.warn({ err: e }, 'presence: could not mirror HIDDEN users in the store'));
   }
 
   /**
@@ -157,7 +170,7 @@ export class PresenceService {
     this.touched.delete(userId, sessionId);
     try {
       const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
-      if (wentOffline) await this.offline(userId, now);
+      if (wentOffline) await this.offline(userId, now, wentOffline);
     } catch (e) {
       this.logger.warn({ err: e, userId }, 'presence: could not settle a logout; the sweep will');
     }
@@ -168,7 +181,8 @@ export class PresenceService {
     this.sockets.deleteUser(userId);
     this.cancelGrace(userId);
     const now = Date.now();
-    if (await this.store.remove(userId)) await this.offline(userId, now);
+    const gone = await this.store.remove(userId);
+    if (gone) await this.offline(userId, now, gone);
   }
 
   socketOpened(userId: string, sessionId: string): void {
@@ -210,29 +224,48 @@ export class PresenceService {
   private async afterGrace(userId: string, closedAt: number): Promise<void> {
     if (this.sockets.has(userId)) return;
     try {
-      if (await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() })) {
-        await this.offline(userId, closedAt);
-      }
+      const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() });
+      if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; the sweep will');
     }
   }
 
-  /** After the store decided this OFFLINE transition (exactly one caller gets here for it). */
-  private async offline(userId: string, at: number): Promise<void> {
+  /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */
+  private async offline(userId: string, at: number, gone: Gone): Promise<void> {
     this.touched.deleteUser(userId);
     this.dirty.delete(userId);
     await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
-    await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
+    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
   }
 
+  /** Presence as it is, whoever asks (internal use: notifications, the viewer's own). */
   async states(userIds: string[]): Promise<PresenceState[]> {
-    let active: (number | null)[];
+    return this.resolve(userIds, (await this.read(userIds)).active);
+  }
+
+  /**
+   * Presence as `viewerId` may see it (userStatus, User.status, User.lastSeenAt): a user the
+   * visibility rule hides from them reads OFFLINE with no lastSeenAt.
+   */
+  async statesFor(viewerId: string | null, userIds: string[], cache: VisibilityCache = {}): Promise<PresenceState[]> {
+    const { active, hidden } = await this.read(userIds);
+    const may = await this.visibility.visible(viewerId, userIds, hidden, cache);
+    const shown = await this.resolve(userIds.filter((_, i) => may[i]), active.filter((_, i) => may[i]));
+    let next = 0;
+    return userIds.map((userId, i) => (may[i] ? shown[next++] : { userId, status: 'OFFLINE' as const, lastSeenAt: null }));
+  }
+
+  /** Store state of each user; a store that cannot be reached reads as everyone offline (and the database's lastSeenAt). */
+  private async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     try {
-      active = await this.store.lastActive(userIds);
+      return await this.store.read(userIds);
     } catch {
-      active = userIds.map(() => null);
+      return { active: userIds.map(() => null), hidden: userIds.map(() => false) };
     }
+  }
+
+  private async resolve(userIds: string[], active: (number | null)[]): Promise<PresenceState[]> {
     const offline = userIds.filter((_, i) => active[i] === null);
     const stored = offline.length ? await userRepository.lastSeen(this.em, offline) : new Map<string, Date | null>();
     return userIds.map((userId, i) => {
@@ -244,22 +277,80 @@ export class PresenceService {
   }
 
   /**
-   * The onlineUsers connection, by user id; totalCount is how many are online. `users` loads the
-   * page's profiles (the operation's user loader); a user it does not find is left out.
+   * The onlineUsers connection, by user id, of the users the viewer may see; totalCount is how many
+   * of those are online. `everyone` mode pages the store's online list (HIDDEN users are not in it);
+   * `contacts` mode the viewer's online contacts (and themselves). `users` loads the page's profiles
+   * (the operation's user loader); a user it does not find is left out.
    */
   async onlineUsers<U>(
+    viewerId: string,
     args: { first?: number | null; after?: string | null },
     users: (ids: string[]) => Promise<readonly (U | null | Error)[]>,
+    cache: VisibilityCache = {},
   ): Promise<ConnectionShape<U & { id: string }>> {
     const limit = pageSize(args.first, 'first', 50);
     const cursor = args.after ? decodeCursor(args.after, 'after') : null;
-    const [ids, total] = await Promise.all([this.store.page(cursor?.id ?? null, limit + 1), this.count()]);
+    const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, cursor?.id ?? null, limit + 1, cache) : await this.onlineContacts(viewerId, cursor?.id ?? null, limit + 1, cache);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
     return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
   }
 
+  /**
+   * Everyone mode: a page of the online list (HIDDEN users are not in it) by id after `afterId`, less
+   * those a hiding rule keeps from the viewer; totalCount likewise (see PresenceVisibility.hiddenFrom).
+   */
+  private async onlineEveryone(viewerId: string, afterId: string | null, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
+    const [total, hiddenFrom] = await Promise.all([this.count(), this.visibility.hiddenFrom(viewerId)]);
+    if (!hiddenFrom.size) return [await this.store.page(afterId, limit), total];
+    const out: string[] = [];
+    for (let after = afterId; out.length < limit; ) {
+      const ids = await this.store.page(after, limit);
+      const may = await this.visibility.visible(viewerId, ids, ids.map(() => false), cache);
+      out.push(...ids.filter((_, i) => may[i]).slice(0, limit - out.length));
+      if (ids.length < limit) break;
+      after = ids[ids.length - 1];
+    }
+    const hiddenOnline = (await this.store.onlineOf([...hiddenFrom])).filter((u) => u !== viewerId).length;
+    return [out, total - hiddenOnline];
+  }
+
+  /** Contacts mode: a page of the viewer's online contacts by id after `afterId`, and how many there are. */
+  private async onlineContacts(viewerId: string, afterId: string | null, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
+    const contacts = [...(await this.visibility.contactsOf(viewerId, cache))];
+    const online = await this.store.onlineOf(contacts);
+    const may = await this.visibility.visible(viewerId, online, online.map(() => false), cache);
+    const visible = online.filter((_, i) => may[i]).sort();
+    return [visible.filter((id) => afterId === null || id > afterId).slice(0, limit), visible.length];
+  }
+
+  /** Users online across all instances, HIDDEN ones left out (a metric, and everyone mode's totalCount). */
   count(): Promise<number> {
     return this.store.count();
+  }
+
+  /** The viewer's own presence visibility; another user's is theirs alone (FORBIDDEN). */
+  async visibilityOf(em: EntityManager, viewerId: string, userId: string): Promise<'VISIBLE' | 'HIDDEN'> {
+    if (viewerId !== userId) throw new ForbiddenError('Only the user themselves may read their presence visibility.');
+    const v = await presenceRepository.presenceVisibilityOf(em, userId);
+    if (!v) throw new NotFoundError('User');
+    return v as 'VISIBLE' | 'HIDDEN';
+  }
+
+  /**
+   * VISIBLE or HIDDEN. Hiding while online reads to everyone else as going OFFLINE (published, with
+   * no lastSeenAt); showing again while online as coming ONLINE. The database holds the choice, the
+   * store mirrors it (written second: a failure there is mended at the next start).
+   */
+  async setVisibility(em: EntityManager, viewerId: string, visibility: string): Promise<void> {
+    if (visibility !== 'VISIBLE' && visibility !== 'HIDDEN') throw new BadUserInputError('visibility must be VISIBLE or HIDDEN.', 'visibility');
+    const was = await presenceRepository.presenceVisibilityOf(em, viewerId);
+    if (!was) throw new NotFoundError('User');
+    if (was === visibility) return;
+    if (!(await presenceRepository.setPresenceVisibility(em, viewerId, visibility))) throw new NotFoundError('User');
+    const hidden = visibility === 'HIDDEN';
+    const active = await this.store.setHidden(viewerId, hidden);
+    if (active === null) return;
+    await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }
 
   /**
@@ -299,9 +390,10 @@ export class PresenceService {
       );
     }).then(async (res) => {
       if (!res.published) {
-        // Published here, after lastSeenAt is written, as everywhere else.
+        // Published here, after lastSeenAt is written, as everywhere else (HIDDEN users' not at all).
         await Promise.all(writes);
-        await Promise.all(res.removed.map((r) => this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
+        const hidden = res.removed.length ? (await this.read(res.removed.map((r) => r.userId))).hidden : [];
+        await Promise.all(res.removed.map((r, i) => !hidden[i] && this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
       }
       return res;
     });

@@ -1,4 +1,5 @@
-import { SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
+import { ENVELOPE_ORIGIN, SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
+import { Topic } from '../../shared/pubsub/topics';
 import { keyPrefixOf, type RedisClient } from '../../shared/redis';
 
 /** A user the sweep took offline, with their last activity (ms). */
@@ -6,6 +7,19 @@ export interface Expired {
   userId: string;
   lastActive: number;
 }
+
+/**
+ * Where the store itself publishes the sweep's OFFLINE transitions: one topic-wide channel (in the
+ * sweep-batch form), or with `perUser` the user's own presence channel, `name` + user id (one
+ * PubSub envelope each).
+ */
+export interface StoreChannel {
+  name: string;
+  perUser: boolean;
+}
+
+/** A user taken OFFLINE by one call: false when not; 'hidden' when the user hides their presence (nothing is published). */
+export type Gone = false | 'visible' | 'hidden';
 
 /**
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
@@ -16,36 +30,48 @@ export interface Expired {
 export interface PresenceStore {
   /**
    * Records activity at `now`, for the session too when given (kept `sessionTtlMs`).
-   * @returns true when the user just came online.
+   * @returns true when the user just came online and is not HIDDEN (the transition is to be published).
    */
   touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean>;
-  /** Refreshes many users at once (live sockets); returns those who just came online. */
+  /** Refreshes many users at once (live sockets); returns those who just came online (HIDDEN users left out). */
   touchMany(userIds: string[], now: number): Promise<string[]>;
-  /** Marks the user offline whatever else holds them (account deleted); true when they were online. */
-  remove(userId: string): Promise<boolean>;
+  /** Marks the user offline whatever else holds them (account deleted); truthy when they were online. */
+  remove(userId: string): Promise<Gone>;
   /**
    * A session ended. The user goes offline unless `liveHere` (a socket of another session on
    * this instance), a socket on another live instance, or another session active since `cutoff`.
-   * @returns true when this call took the user offline.
+   * @returns truthy when this call took the user offline.
    */
-  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<boolean>;
+  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone>;
   /**
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
    * The user goes offline unless a socket is live on another instance or they were active after `closedAt`.
-   * @returns true when this call took the user offline.
+   * @returns truthy when this call took the user offline.
    */
-  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<boolean>;
+  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<Gone>;
   /** Last activity (ms) of each user, null when offline. */
   lastActive(userIds: string[]): Promise<(number | null)[]>;
-  /** Online users ordered by id, after `afterId`. */
+  /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
+  read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
+  /**
+   * Hides (or shows) a user's presence: a HIDDEN user is left out of `page` and `count`, and their
+   * transitions are not reported for publishing. @returns their last activity when online, else null.
+   */
+  setHidden(userId: string, hidden: boolean): Promise<number | null>;
+  /** Marks these users HIDDEN (the database's list at start-up: the store is a mirror of it). */
+  seedHidden(userIds: string[]): Promise<void>;
+  /** Online users who are not HIDDEN, ordered by id, after `afterId`. */
   page(afterId: string | null, limit: number): Promise<string[]>;
+  /** Of `userIds`, those online and not HIDDEN (in the order given). */
+  onlineOf(userIds: string[]): Promise<string[]>;
+  /** How many users are online and not HIDDEN. */
   count(): Promise<number>;
   /**
    * Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed.
    * With `channel`, a store that can publishes each OFFLINE there in the same atomic step and says so.
    * `onBatch` sees each batch as soon as it is removed, so the caller's follow-up work can overlap the next one.
    */
-  expire(cutoff: number, now: number, channel?: string, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }>;
+  expire(cutoff: number, now: number, channel?: StoreChannel, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }>;
   /** This instance holds a socket of the user (its first one), so other instances see it at once. */
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
@@ -61,6 +87,7 @@ const ONLINE = '{presence}:online';
 const INSTANCES = '{presence}:instances';
 const SOCKETS_PREFIX = '{presence}:sockets:';
 const SESSIONS_PREFIX = '{presence}:sessions:';
+const HIDDEN = '{presence}:hidden';
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
@@ -86,30 +113,45 @@ local function drop(user)
   redis.call('ZREM', KEYS[1], user)
   redis.call('ZREM', KEYS[2], user)
   redis.call('DEL', P .. '${SESSIONS_PREFIX}' .. user)
+  if redis.call('SISMEMBER', P .. '${HIDDEN}', user) == 1 then return 2 end
+  return 1
 end`;
 
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
-// GT keeps the newest activity when instances' clocks disagree a little.
-// KEYS: active, online, sessions key or absent. ARGV: now, sessionId or '', sessionTtl, userIds...
+// GT keeps the newest activity when instances' clocks disagree a little. A HIDDEN user is active
+// (their sessions and sockets count as ever) but neither listed online nor announced.
+// KEYS: active, online, hidden, sessions key or absent. ARGV: now, sessionId or '', sessionTtl, userIds...
 const TOUCH = `
 local out = {}
 for i = 4, #ARGV do
-  if redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i]) == 1 then
+  if redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i]) == 1 and redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then
     redis.call('ZADD', KEYS[2], 0, ARGV[i])
     out[#out + 1] = ARGV[i]
   end
 end
 if ARGV[2] ~= '' then
-  redis.call('ZADD', KEYS[3], 'GT', ARGV[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[4], 'GT', ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
 return out`;
+
+// KEYS: active, online, hidden. ARGV: userId, '1' to hide or '0' to show. Returns the last activity when online.
+const SET_HIDDEN = `
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[3], ARGV[1])
+  if score then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end
+end
+return score`;
 
 // KEYS: active, online, instances. ARGV: userId.
 const REMOVE = `${HELD}
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
-drop(ARGV[1])
-if was then return 1 end
+local gone = drop(ARGV[1])
+if was then return gone end
 return 0`;
 
 // KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now.
@@ -119,8 +161,7 @@ if ARGV[4] == '1' then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
 if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
-drop(ARGV[1])
-return 1`;
+return drop(ARGV[1])`;
 
 // KEYS: active, online, instances. ARGV: userId, instanceId, closedAt, now.
 const SOCKETS_GONE = `${HELD}
@@ -129,8 +170,7 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 if tonumber(score) > tonumber(ARGV[3]) then return 0 end
 if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
-drop(ARGV[1])
-return 1`;
+return drop(ARGV[1])`;
 
 // Epoch milliseconds to ISO-8601 UTC (days to civil date: H. Hinnant's algorithm), as Date#toISOString writes it.
 const ISO = `
@@ -157,7 +197,10 @@ end`;
 // them), and each removal is published with it, so not even a crash between the two can lose or
 // repeat a transition. The payloads are what PubSub.publish would send for Topic.PresenceChanged,
 // ANNOUNCE_BATCH to a message in PubSub's batch form.
-// KEYS: active, online, instances. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish).
+// A HIDDEN user's removal is not announced. With ARGV[6] = '1' each transition goes on its user's own
+// channel (ARGV[5] .. userId) as a PubSub envelope (PRESENCE_VISIBILITY=contacts): a PUBLISH to a
+// channel no instance takes costs Redis next to nothing, and each instance gets only its contacts'.
+// KEYS: active, online, instances, hidden. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish), perUser, topic.
 // Returns { skipped, user1, score1, user2, score2, ..., read }.
 // The removals go out as a few commands of many members each (what drop() does, in bulk): one
 // ZREM or DEL per user was most of a sweep's time in Redis.
@@ -174,7 +217,7 @@ for i = 1, #ids, 2 do
   else
     gone[#gone + 1] = ids[i]
     sessions[#sessions + 1] = P .. '${SESSIONS_PREFIX}' .. ids[i]
-    if ARGV[5] ~= '' then
+    if ARGV[5] ~= '' and redis.call('SISMEMBER', KEYS[4], ids[i]) == 0 then
       announced[#announced + 1] = { userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }
     end
     out[#out + 1] = ids[i]
@@ -183,6 +226,12 @@ for i = 1, #ids, 2 do
 end
 -- A few messages of many transitions each (PubSub splits them): one PUBLISH per user, written to
 -- every subscribed instance, was most of a 100,000-user sweep.
+if ARGV[6] == '1' then
+  for _, p in ipairs(announced) do
+    redis.call('PUBLISH', ARGV[5] .. p.userId, cjson.encode({ ${ENVELOPE_ORIGIN} = 'presence-store', topic = ARGV[7], payload = p }))
+  end
+  announced = {}
+end
 for i = 1, #announced, ${ANNOUNCE_BATCH} do
   local batch = {}
   for j = i, math.min(i + ${ANNOUNCE_BATCH - 1}, #announced) do batch[#batch + 1] = announced[j] end
@@ -207,7 +256,9 @@ for i = 2, #ARGV do
 end
 return out`;
 
-const SCRIPTS = { TOUCH, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
+const SCRIPTS = { TOUCH, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
+
+const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : false);
 type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
@@ -227,7 +278,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean> {
-    const keys = sessionId ? [ACTIVE, ONLINE, sessionsKey(userId)] : [ACTIVE, ONLINE];
+    const keys = sessionId ? [ACTIVE, ONLINE, HIDDEN, sessionsKey(userId)] : [ACTIVE, ONLINE, HIDDEN];
     const out = await this.run<string[]>('TOUCH', keys, [now, sessionId ?? '', Math.ceil(sessionTtlMs), userId]);
     return out.length > 0;
   }
@@ -235,22 +286,50 @@ export class RedisPresenceStore implements PresenceStore {
   async touchMany(userIds: string[], now: number): Promise<string[]> {
     const cameOnline: string[] = [];
     for (let i = 0; i < userIds.length; i += 1000) {
-      cameOnline.push(...(await this.run<string[]>('TOUCH', [ACTIVE, ONLINE], [now, '', 0, ...userIds.slice(i, i + 1000)])));
+      cameOnline.push(...(await this.run<string[]>('TOUCH', [ACTIVE, ONLINE, HIDDEN], [now, '', 0, ...userIds.slice(i, i + 1000)])));
     }
     return cameOnline;
   }
 
-  async remove(userId: string): Promise<boolean> {
-    return (await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId])) === 1;
+  async remove(userId: string): Promise<Gone> {
+    return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId]));
   }
 
-  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<boolean> {
+  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone> {
     const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
-    return (await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now])) === 1;
+    return gone(await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]));
   }
 
-  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<boolean> {
-    return (await this.run<number>('SOCKETS_GONE', [ACTIVE, ONLINE, INSTANCES], [userId, o.instanceId, o.closedAt, o.now])) === 1;
+  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<Gone> {
+    return gone(await this.run<number>('SOCKETS_GONE', [ACTIVE, ONLINE, INSTANCES], [userId, o.instanceId, o.closedAt, o.now]));
+  }
+
+  async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
+    if (!userIds.length) return { active: [], hidden: [] };
+    const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).exec();
+    const [[e1, scores], [e2, flags]] = res as [[Error | null, (string | null)[]], [Error | null, number[]]];
+    if (e1 || e2) throw e1 ?? e2;
+    return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1) };
+  }
+
+  async setHidden(userId: string, hidden: boolean): Promise<number | null> {
+    const score = await this.run<string | null>('SET_HIDDEN', [ACTIVE, ONLINE, HIDDEN], [userId, hidden ? '1' : '0']);
+    return score === null || score === undefined ? null : Number(score);
+  }
+
+  async seedHidden(userIds: string[]): Promise<void> {
+    for (let i = 0; i < userIds.length; i += 10_000) await this.redis.sadd(HIDDEN, ...userIds.slice(i, i + 10_000));
+    if (userIds.length) await this.redis.zrem(ONLINE, ...userIds);
+  }
+
+  async onlineOf(userIds: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < userIds.length; i += 10_000) {
+      const chunk = userIds.slice(i, i + 10_000);
+      const scores = (await this.redis.zmscore(ONLINE, ...chunk)) as (string | null)[];
+      chunk.forEach((u, j) => scores[j] !== null && out.push(u));
+    }
+    return out;
   }
 
   async lastActive(userIds: string[]): Promise<(number | null)[]> {
@@ -267,13 +346,14 @@ export class RedisPresenceStore implements PresenceStore {
     return this.redis.zcard(ONLINE);
   }
 
-  async expire(cutoff: number, now: number, channel?: string, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }> {
+  async expire(cutoff: number, now: number, channel?: StoreChannel, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }> {
     const removed: Expired[] = [];
     // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
     for (;;) {
       // The script's PUBLISH is not the connection's own command: its channel takes REDIS_KEY_PREFIX here.
-      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES], [cutoff, now, offset, this.sweepBatch, channel ? keyPrefixOf(this.redis) + channel : '']);
+      const args = [cutoff, now, offset, this.sweepBatch, channel ? keyPrefixOf(this.redis) + channel.name : '', channel?.perUser ? '1' : '0', Topic.PresenceChanged];
+      const out = await this.run<(string | number)[]>('EXPIRE', [ACTIVE, ONLINE, INSTANCES, HIDDEN], args);
       const read = Number(out[out.length - 1]);
       offset += Number(out[0]);
       const batch: Expired[] = [];
@@ -316,9 +396,10 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly active = new Map<string, number>();
   private readonly sessions = new Map<string, Map<string, number>>();
   private readonly locks = new Map<string, number>();
+  private readonly hidden = new Set<string>();
 
   async touch(userId: string, sessionId: string | null, now: number) {
-    const fresh = !this.active.has(userId);
+    const fresh = !this.active.has(userId) && !this.hidden.has(userId);
     this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
     if (sessionId) {
       let s = this.sessions.get(userId);
@@ -332,9 +413,10 @@ export class MemoryPresenceStore implements PresenceStore {
     for (const id of userIds) if (await this.touch(id, null, now)) out.push(id);
     return out;
   }
-  private drop(userId: string): boolean {
+  private drop(userId: string): Gone {
     this.sessions.delete(userId);
-    return this.active.delete(userId);
+    if (!this.active.delete(userId)) return false;
+    return this.hidden.has(userId) ? 'hidden' : 'visible';
   }
   async remove(userId: string) {
     return this.drop(userId);
@@ -354,13 +436,29 @@ export class MemoryPresenceStore implements PresenceStore {
   async lastActive(userIds: string[]) {
     return userIds.map((id) => this.active.get(id) ?? null);
   }
+  async read(userIds: string[]) {
+    return { active: userIds.map((id) => this.active.get(id) ?? null), hidden: userIds.map((id) => this.hidden.has(id)) };
+  }
+  async setHidden(userId: string, hidden: boolean) {
+    if (hidden) this.hidden.add(userId);
+    else this.hidden.delete(userId);
+    return this.active.get(userId) ?? null;
+  }
+  async seedHidden(userIds: string[]) {
+    for (const id of userIds) this.hidden.add(id);
+  }
   async page(afterId: string | null, limit: number) {
-    return [...this.active.keys()].filter((id) => afterId === null || id > afterId).sort().slice(0, limit);
+    return [...this.active.keys()].filter((id) => !this.hidden.has(id) && (afterId === null || id > afterId)).sort().slice(0, limit);
+  }
+  async onlineOf(userIds: string[]) {
+    return userIds.filter((id) => this.active.has(id) && !this.hidden.has(id));
   }
   async count() {
-    return this.active.size;
+    let n = 0;
+    for (const id of this.active.keys()) if (!this.hidden.has(id)) n++;
+    return n;
   }
-  async expire(cutoff: number, _now: number, _channel?: string, onBatch?: (batch: Expired[]) => void) {
+  async expire(cutoff: number, _now: number, _channel?: StoreChannel, onBatch?: (batch: Expired[]) => void) {
     const removed: Expired[] = [];
     for (const [userId, at] of this.active) {
       if (at < cutoff) {

@@ -1,4 +1,4 @@
-import { Field, ObjectType } from 'type-graphql';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { PresenceStatus, UserType } from '../user/user.types';
 
 @ObjectType('Presence')
@@ -9,3 +9,16 @@ export class PresenceType {
   /** Set when the user is already loaded. */
   user?: UserType;
 }
+
+export enum PresenceVisibilityChoice {
+  VISIBLE = 'VISIBLE',
+  HIDDEN = 'HIDDEN',
+}
+registerEnumType(PresenceVisibilityChoice, {
+  name: 'PresenceVisibility',
+  description: 'Whether others may see a user’s presence.',
+  valuesConfig: {
+    VISIBLE: { description: 'Shown as the server’s PRESENCE_VISIBILITY says (everyone, or contacts only).' },
+    HIDDEN: { description: 'Reads OFFLINE with no lastSeenAt to everyone but the user themselves; their transitions are not published.' },
+  },
+});

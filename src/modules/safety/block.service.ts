@@ -39,6 +39,8 @@ export class BlockService {
       const key = directKey(viewerId, userId);
       outbox.add(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: true, conversationKey: key, mutedUntil: null });
       outbox.add(Topic.SafetyChanged, { userId, conversationKey: key, mutedUntil: null });
+      // A friendship may have ended: the two users' presence contacts are read again (contacts mode).
+      outbox.add(Topic.ContactsChanged, { userIds: [viewerId, userId] });
     });
     return true;
   }

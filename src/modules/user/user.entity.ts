@@ -3,8 +3,10 @@ import { Entity, Enum, Index, OptionalProps, PrimaryKey, Property } from '@mikro
 
 @Entity({ tableName: 'users' })
 @Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
+// The few HIDDEN users, read at start-up to mirror them in the presence store.
+@Index({ name: 'users_presence_hidden', expression: `create index "users_presence_hidden" on "users" ("id") where "presence_visibility" = 'HIDDEN'` })
 export class User {
-  [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt' | 'notificationLevel';
+  [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt' | 'notificationLevel' | 'presenceVisibility';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -32,4 +34,8 @@ export class User {
   /** Which offline notifications (webhooks) the user gets: ALL, MENTIONS or NONE (see modules/notification). */
   @Enum({ items: ['ALL', 'MENTIONS', 'NONE'], columnType: 'varchar(8)', default: 'ALL' })
   notificationLevel: string = 'ALL';
+
+  /** VISIBLE, or HIDDEN: reads as OFFLINE to everyone else (see modules/presence). */
+  @Enum({ items: ['VISIBLE', 'HIDDEN'], columnType: 'varchar(8)', default: 'VISIBLE' })
+  presenceVisibility: string = 'VISIBLE';
 }

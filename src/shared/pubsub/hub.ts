@@ -109,6 +109,18 @@ export class Hub {
     }
   }
 
+  /** Hands an event to the keyed listeners of these keys only (an event meant for one viewer's subscriptions here). */
+  dispatchTo(topic: Topic, keys: Iterable<string>, payload: unknown): void {
+    const byKey = this.keyed.get(topic);
+    if (!byKey) return;
+    for (const key of keys) {
+      const held = byKey.get(key);
+      if (held === undefined) continue;
+      if (held instanceof Set) this.call(topic, held, payload);
+      else this.offer(topic, held, payload);
+    }
+  }
+
   clear(): void {
     this.listeners.clear();
     this.keyed.clear();

@@ -18,6 +18,8 @@ export const SWEEP_BATCH_FIELD = 'parleyBatch';
 
 /** The instance that published an event, in its envelope: its own echo is skipped. */
 const ORIGIN = 'parleyOrigin';
+/** The envelope's origin field, for the presence store's Lua PUBLISH of per-user transitions. */
+export const ENVELOPE_ORIGIN = ORIGIN;
 
 /** An event between instances (on a conversation channel, with its topic); bare payloads come from Redis itself. */
 interface Envelope {
@@ -117,6 +119,11 @@ export class PubSub {
       this.publishFailures++;
       throw e;
     }
+  }
+
+  /** Hands an event to this instance's subscriptions held under `keys` only; nothing crosses Redis. */
+  deliverLocally<T extends Topic>(topic: T, keys: Iterable<string>, payload: TopicPayloads[T]): void {
+    this.hub.dispatchTo(topic, keys, payload);
   }
 
   /** Publishes and never throws: for events whose data is already committed. */

@@ -19,6 +19,8 @@ export enum Topic {
   ReportAdded = 'parley.report.added',
   /** Internal: membership changes that keep every instance's membership index current. */
   MembershipChanged = 'parley.membership.changed',
+  /** Internal: users whose presence contacts changed (a friendship made or ended), so every instance reloads those connected to it. */
+  ContactsChanged = 'parley.presence.contacts',
   /** Internal: revoked tokens, so every instance drops them from its cache and closes their sockets. */
   SessionsRevoked = 'parley.sessions.revoked',
   /** Internal: a user's block or mute changed, so every instance's in-memory lists of them stay current (modules/safety). */
@@ -156,6 +158,8 @@ export interface PresencePayload {
   userId: string;
   status: 'ONLINE' | 'OFFLINE';
   lastSeenAt: string | null;
+  /** Local only: told to one viewer who just lost this user as a contact (they read OFFLINE from now on). */
+  lost?: true;
 }
 
 export interface ProjectActionEntryPayload {
@@ -224,6 +228,10 @@ export interface SafetyChangedPayload {
   mutedUntil?: string | null;
 }
 
+export interface ContactsChangedPayload {
+  userIds: string[];
+}
+
 export interface SessionsRevokedPayload {
   userId: string;
   sessionIds: string[];
@@ -272,4 +280,5 @@ export interface TopicPayloads {
   [Topic.ReportAdded]: ReportAddedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
   [Topic.SafetyChanged]: SafetyChangedPayload;
+  [Topic.ContactsChanged]: ContactsChangedPayload;
 }

@@ -1,0 +1,77 @@
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from '../../shared/logger';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { CONVERSATION_CHANNELS, Topic } from '../../shared/pubsub/topics';
+import { presenceChannel } from '../conversation/conversation.keys';
+import type { MembershipIndex } from '../membership/membership.index';
+import type { ContactIndex } from './presence.contacts';
+import { presenceRepository } from './presence.repository';
+import type { PresenceService } from './presence.service';
+import type { StoreChannel } from './presence.store';
+
+/** The hub key of a viewer's argument-less presenceChanged (contacts mode); explicit ones are keyed by the user watched. */
+export const watcherKey = (viewerId: string): string => `~${viewerId}`;
+
+/**
+ * Where the sweep's own Lua step publishes OFFLINE transitions: the topic-wide channel (everyone
+ * mode) or each user's presence channel (contacts mode). None with sharded pub/sub, whose channels
+ * the script cannot publish to: the service publishes them itself.
+ */
+export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boolean): StoreChannel | undefined {
+  if (sharded) return undefined;
+  return mode === 'contacts' ? { name: `${CONVERSATION_CHANNELS}:${presenceChannel('')}`, perUser: true } : { name: Topic.PresenceChanged, perUser: false };
+}
+
+/**
+ * PRESENCE_VISIBILITY=contacts. Upstream, this instance takes the presence channel of every user a
+ * local viewer may see (ContactIndex); here, a transition is handed to the explicit subscriptions
+ * on that user and to the argument-less ones of the local viewers who may see them. Contacts follow
+ * friendships (ContactsChanged) and memberships (MembershipChanged) on every instance; a viewer who
+ * gains a contact is told at once if that contact is online, and one who loses a contact is told
+ * OFFLINE (with no lastSeenAt), without reconnecting.
+ */
+export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; memberships: MembershipIndex; presence: PresenceService; orm: MikroORM; groupMax: number; logger: Logger }): () => void {
+  const { pubsub, contacts, memberships, presence } = d;
+  contacts.watch({
+    taken: (subject) => pubsub.take(presenceChannel(subject)),
+    dropped: (subject) => pubsub.drop(presenceChannel(subject)),
+    changed: (viewer, subject, gained) => {
+      if (viewer === subject) return;
+      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true });
+      void presence
+        .statesFor(viewer, [subject])
+        .then(([s]) => {
+          if (s.status === 'ONLINE' && contacts.isContact(viewer, subject)) {
+            pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null });
+          }
+        })
+        .catch((e) => d.logger.debug({ err: e }, 'presence: a new contact’s status could not be read'));
+    },
+  });
+  pubsub.routeLocally(Topic.PresenceChanged, (p) => {
+    const watchers = contacts.watchersOf(p.userId);
+    const keys = [p.userId];
+    if (watchers) for (const v of watchers) keys.push(watcherKey(v));
+    return keys;
+  });
+  const offContacts = pubsub.on(Topic.ContactsChanged, (p) => void contacts.refresh(p.userIds));
+  // The lobby (every signup joins it) never makes contacts: known once, never asked again.
+  const lobbies = new Set<string>();
+  const offMemberships = pubsub.on(Topic.MembershipChanged, (p) => {
+    if (p.scope === 'group' && lobbies.has(p.id)) return;
+    if (!p.changes.some((c) => contacts.isLocal(c.userId)) && !memberships.localMembers(p.scope, p.id)?.size) return;
+    const em = d.orm.em.fork() as EntityManager;
+    void presenceRepository
+      .scopeMayMakeContacts(em, p.scope, p.id, d.groupMax, p.changes.length)
+      .then((may) => {
+        if (may === 'lobby') return void lobbies.add(p.id);
+        // The membership index heard the change first (started before): the scope's local members are current.
+        if (may) return contacts.refresh(contacts.affectedBy(p, memberships.localMembers(p.scope, p.id)));
+      })
+      .catch((e) => d.logger.warn({ err: e }, 'presence: contacts not refreshed after a membership change'));
+  });
+  return () => {
+    offContacts();
+    offMemberships();
+  };
+}

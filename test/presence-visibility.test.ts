@@ -1,0 +1,278 @@
+import { codeOf, eventually, gql, listen, ok, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { befriend, groupWith, login, signup, type TestUser } from './helpers/factories';
+import { snapshot } from './helpers/db';
+import { ConfigError, loadEnv } from '../src/config/env';
+
+const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } }';
+const USER = 'query($id: ID!) { user(id: $id) { status lastSeenAt } }';
+const ONLINE_USERS = 'query($first: Int, $after: String) { onlineUsers(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id status } } } }';
+const PRESENCE = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status lastSeenAt user { id } } }';
+const SET_VISIBILITY = 'mutation($v: PresenceVisibility!) { setPresenceVisibility(visibility: $v) { id presenceVisibility status } }';
+const RECEIVED = 'parley_pubsub_events_received_total{topic="parley.presence.changed"}';
+
+type Event = { presenceChanged: { status: string; lastSeenAt: string | null; user: { id: string } } };
+const CONTACTS = { PRESENCE_VISIBILITY: 'contacts' };
+
+function watch(s: TestServer, watcher: TestUser, ids?: string[]): Promise<Subscription<Event>> {
+  return listen<Event>(s, watcher, PRESENCE, ids ? { ids } : {});
+}
+
+/** "<userId> <STATUS>" for each event, in order. */
+const seen = (sub: Subscription<Event>) => sub.values.map((v) => `${v.presenceChanged.user.id} ${v.presenceChanged.status}`);
+
+async function statusOf(s: TestServer, viewer: TestUser, id: string): Promise<{ status: string; lastSeenAt: string | null }> {
+  return (await ok(gql(s.url, STATUS, { id }, viewer.token))).userStatus;
+}
+
+async function onlineOf(s: TestServer, viewer: TestUser): Promise<{ total: number; ids: string[] }> {
+  const r = (await ok(gql(s.url, ONLINE_USERS, { first: 50 }, viewer.token))).onlineUsers;
+  return { total: r.totalCount, ids: r.edges.map((e: { node: { id: string } }) => e.node.id) };
+}
+
+const logout = (s: TestServer, u: TestUser) => ok(gql(s.url, 'mutation { logout }', {}, u.token));
+
+/** Logs the user out and back in (OFFLINE then ONLINE); the user's new token is kept. */
+async function cycle(s: TestServer, u: TestUser): Promise<void> {
+  await logout(s, u);
+  u.token = await login(s.url, u);
+}
+
+async function metric(s: TestServer, name: string): Promise<number> {
+  const text = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+describe('presence visibility settings', () => {
+  it('should default to everyone and 100, and refuse anything but everyone or contacts at boot', () => {
+    expect(loadEnv({})).toMatchObject({ PRESENCE_VISIBILITY: 'everyone', PRESENCE_GROUP_MAX: 100 });
+    expect(loadEnv({ PRESENCE_VISIBILITY: 'Contacts', PRESENCE_GROUP_MAX: '20' })).toMatchObject({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: 20 });
+    expect(() => loadEnv({ PRESENCE_VISIBILITY: 'friends' })).toThrow(ConfigError);
+    expect(() => loadEnv({ PRESENCE_VISIBILITY: 'friends' })).toThrow(/PRESENCE_VISIBILITY/);
+    expect(() => loadEnv({ PRESENCE_GROUP_MAX: '1' })).toThrow(/PRESENCE_GROUP_MAX/);
+  });
+});
+
+describeRedis('presence visibility', () => {
+  it('should show status, lastSeenAt and onlineUsers only to contacts in contacts mode, OFFLINE with no lastSeenAt to others', async () => {
+    const s = await createTestServer({ ...CONTACTS, PRESENCE_GROUP_MAX: '3' });
+    const [ada, friend, roommate, stranger, big1, big2, big3] = await Promise.all(Array.from({ length: 7 }, () => signup(s.url)));
+    await befriend(s.url, ada, friend);
+    await groupWith(s.url, ada, 'Small room', [roommate]);
+    // Four members: over PRESENCE_GROUP_MAX, so it makes no contacts (nor does the lobby, shared by all).
+    await groupWith(s.url, ada, 'Big room', [big1, big2, big3]);
+    for (const viewer of [friend, roommate]) {
+      const st = await statusOf(s, viewer, ada.id);
+      expect(st.status).toBe('ONLINE');
+      expect(st.lastSeenAt).not.toBeNull();
+    }
+    for (const viewer of [stranger, big1]) {
+      expect(await statusOf(s, viewer, ada.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+      expect((await ok(gql(s.url, USER, { id: ada.id }, viewer.token))).user).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    }
+    // The user themselves always sees their own.
+    expect((await statusOf(s, ada, ada.id)).status).toBe('ONLINE');
+    // onlineUsers: the viewer's online contacts and themselves; totalCount counts just those.
+    const mine = await onlineOf(s, ada);
+    expect(mine.ids).toEqual([ada.id, friend.id, roommate.id].sort());
+    expect(mine.total).toBe(3);
+    expect(await onlineOf(s, stranger)).toEqual({ total: 1, ids: [stranger.id] });
+    // An offline contact's lastSeenAt shows to contacts only.
+    await logout(s, friend);
+    expect((await statusOf(s, ada, friend.id)).lastSeenAt).not.toBeNull();
+    expect(await statusOf(s, stranger, friend.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    expect((await onlineOf(s, ada)).total).toBe(2);
+  });
+
+  it('should keep today’s contract in everyone mode: every user sees everyone', async () => {
+    const s = await createTestServer();
+    const [ada, stranger] = [await signup(s.url), await signup(s.url)];
+    expect((await statusOf(s, stranger, ada.id)).status).toBe('ONLINE');
+    expect((await onlineOf(s, stranger)).total).toBe(2);
+    const events = await watch(s, stranger);
+    await logout(s, ada);
+    await events.nth(1);
+    expect(seen(events)).toEqual([`${ada.id} OFFLINE`]);
+  });
+
+  it('should deliver an argument-less presenceChanged of contacts only, and filter explicit userIds by visibility', async () => {
+    const s = await createTestServer(CONTACTS);
+    const [ada, friend, stranger, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, ada, friend);
+    await befriend(s.url, ada, barrier);
+    const mine = await watch(s, ada);
+    const named = await watch(s, ada, [friend.id, stranger.id, barrier.id]);
+    await cycle(s, stranger);
+    await cycle(s, friend);
+    // A contact's logout last: once it arrives, the stranger's would have.
+    await logout(s, barrier);
+    await mine.nth(3);
+    await named.nth(3);
+    const expected = [`${friend.id} OFFLINE`, `${friend.id} ONLINE`, `${barrier.id} OFFLINE`];
+    expect(seen(mine)).toEqual(expected);
+    expect(seen(named)).toEqual(expected);
+  });
+
+  it('should start and stop a friend’s presence live on every instance when a friendship is made or ended', async () => {
+    const a = await createTestServer(CONTACTS);
+    const b = await createTestServer(CONTACTS, { clean: false });
+    const [ada, bo, barrier] = [await signup(a.url), await signup(b.url), await signup(a.url)];
+    await befriend(a.url, ada, barrier);
+    // Ada on A, Bo active on B; they become friends through B.
+    const events = await watch(a, ada);
+    await cycle(b, bo);
+    expect((await statusOf(a, ada, bo.id)).status).toBe('OFFLINE');
+    await befriend(b.url, bo, ada);
+    // Bo is ONLINE: Ada is told at once, without reconnecting.
+    await events.nth(1);
+    expect(seen(events)).toEqual([`${bo.id} ONLINE`]);
+    await eventually(async () => (await statusOf(a, ada, bo.id)).status === 'ONLINE');
+    expect(a.services.pubsub.takenChannels()).toContain(`parley.conv:pr:${bo.id}`);
+    await logout(b, bo);
+    await events.nth(2);
+    bo.token = await login(b.url, bo);
+    await events.nth(3);
+    expect(seen(events).slice(1)).toEqual([`${bo.id} OFFLINE`, `${bo.id} ONLINE`]);
+    // Unfriended (from B): Ada's stream says OFFLINE with no lastSeenAt, and Bo's changes stop.
+    await ok(gql(b.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: ada.id }, bo.token));
+    const gone = await events.nth(4);
+    expect(gone.presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null, user: { id: bo.id } });
+    await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.conv:pr:${bo.id}`));
+    await cycle(b, bo);
+    await logout(a, barrier);
+    await events.nth(5);
+    expect(seen(events).slice(4)).toEqual([`${barrier.id} OFFLINE`]);
+    expect(await statusOf(a, ada, bo.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+  });
+
+  it('should make members of a small group contacts when they join, live, and never through the lobby', async () => {
+    const s = await createTestServer(CONTACTS);
+    const [ada, cy] = [await signup(s.url), await signup(s.url)];
+    const events = await watch(s, ada);
+    const group = await groupWith(s.url, ada, 'Book club', []);
+    expect((await statusOf(s, ada, cy.id)).status).toBe('OFFLINE');
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, cy.token));
+    await events.nth(1);
+    expect(seen(events)).toEqual([`${cy.id} ONLINE`]);
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group }, cy.token));
+    await events.nth(2);
+    expect(events.values[1].presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null, user: { id: cy.id } });
+    expect(await statusOf(s, ada, cy.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+  });
+
+  it('should send a user’s transitions only to instances where someone may see them', async () => {
+    const a = await createTestServer(CONTACTS);
+    const b = await createTestServer(CONTACTS, { clean: false });
+    const [ada, cy, bo, dee] = [await signup(a.url), await signup(a.url), await signup(b.url), await signup(b.url)];
+    await befriend(a.url, ada, cy);
+    await befriend(b.url, bo, dee);
+    // Ada (on A) may see Cy; on B only Bo is connected, who may see Dee but not Cy.
+    const onA = await watch(a, ada);
+    const onB = await watch(b, bo);
+    const [aBefore, bBefore] = [await metric(a, RECEIVED), await metric(b, RECEIVED)];
+    await cycle(b, cy); // published from B, which does not take Cy's channel
+    await cycle(a, dee); // published from A, which does not take Dee's channel
+    await onA.nth(2);
+    await onB.nth(2);
+    await sleep(200);
+    expect(seen(onA)).toEqual([`${cy.id} OFFLINE`, `${cy.id} ONLINE`]);
+    expect(seen(onB)).toEqual([`${dee.id} OFFLINE`, `${dee.id} ONLINE`]);
+    // Each instance took from Redis only the two transitions a local socket may see.
+    expect((await metric(a, RECEIVED)) - aBefore).toBe(2);
+    expect((await metric(b, RECEIVED)) - bBefore).toBe(2);
+    expect(a.services.pubsub.takenChannels()).toContain(`parley.conv:pr:${cy.id}`);
+    expect(a.services.pubsub.takenChannels()).not.toContain(`parley.conv:pr:${dee.id}`);
+    expect(b.services.pubsub.takenChannels()).not.toContain(`parley.conv:pr:${cy.id}`);
+  });
+
+  it('should route the sweep’s OFFLINE transitions per user too, each once', async () => {
+    const a = await createTestServer({ ...CONTACTS, PRESENCE_TIMEOUT: '1' });
+    const b = await createTestServer({ ...CONTACTS, PRESENCE_TIMEOUT: '1' }, { clean: false });
+    const [ada, cy, bo] = [await signup(a.url), await signup(a.url), await signup(b.url)];
+    await befriend(a.url, ada, cy);
+    const onA = await watch(a, ada);
+    await watch(b, bo);
+    const bBefore = await metric(b, RECEIVED);
+    // Cy holds no socket: the sweep takes them OFFLINE after PRESENCE_TIMEOUT.
+    await sleep(1100);
+    await a.services.presence.sweep();
+    await onA.nth(1);
+    await sleep(200);
+    expect(seen(onA)).toEqual([`${cy.id} OFFLINE`]);
+    expect(onA.values[0].presenceChanged.lastSeenAt).not.toBeNull();
+    expect((await metric(b, RECEIVED)) - bBefore).toBe(0);
+  });
+
+  describe.each([['everyone', {}] as const, ['contacts', CONTACTS] as const])('HIDDEN (%s mode)', (_mode, env) => {
+    it('should read a HIDDEN user as OFFLINE to everyone but themselves, and publish none of their transitions', async () => {
+      const s = await createTestServer(env);
+      const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      await befriend(s.url, ada, bo);
+      await befriend(s.url, barrier, bo);
+      const events = await watch(s, bo);
+      const me = await ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token));
+      expect(me.setPresenceVisibility).toEqual({ id: ada.id, presenceVisibility: 'HIDDEN', status: 'ONLINE' });
+      // Going HIDDEN while online reads as going OFFLINE, with no lastSeenAt.
+      const hid = await events.nth(1);
+      expect(hid.presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null, user: { id: ada.id } });
+      expect(await statusOf(s, bo, ada.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+      expect((await statusOf(s, ada, ada.id)).status).toBe('ONLINE');
+      expect((await onlineOf(s, bo)).ids).not.toContain(ada.id);
+      // Their logout and login are not published.
+      await cycle(s, ada);
+      await logout(s, barrier);
+      await events.nth(2);
+      expect(seen(events)).toEqual([`${ada.id} OFFLINE`, `${barrier.id} OFFLINE`]);
+      expect((await ok(gql(s.url, '{ me { presenceVisibility } }', {}, ada.token))).me.presenceVisibility).toBe('HIDDEN');
+      // VISIBLE again while online: ONLINE at once.
+      await ok(gql(s.url, SET_VISIBILITY, { v: 'VISIBLE' }, ada.token));
+      await events.nth(3);
+      expect(seen(events)[2]).toBe(`${ada.id} ONLINE`);
+      expect((await statusOf(s, bo, ada.id)).status).toBe('ONLINE');
+    });
+  });
+
+  describe.each([['everyone', {}] as const, ['contacts', CONTACTS] as const])('a hiding rule (%s mode)', (_mode, env) => {
+    // Where safety's block plugs in: one rule hides a user from another in every read and delivery.
+    it('should hide a user from the viewers a rule names, in userStatus, onlineUsers and its totalCount, and presenceChanged', async () => {
+      const s = await createTestServer(env);
+      const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      await befriend(s.url, ada, bo);
+      await befriend(s.url, barrier, bo);
+      s.services.presence.visibility.addRule({ hides: (v, u) => v === bo.id && u === ada.id, hiddenFrom: async (v) => (v === bo.id ? [ada.id] : []) });
+      expect(await statusOf(s, bo, ada.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+      expect((await statusOf(s, barrier, bo.id)).status).toBe('ONLINE');
+      const online = await onlineOf(s, bo);
+      expect(online.ids).toEqual([bo.id, barrier.id].sort());
+      expect(online.total).toBe(2);
+      const events = await watch(s, bo);
+      const named = await watch(s, bo, [ada.id, barrier.id]);
+      await logout(s, ada);
+      await logout(s, barrier);
+      await events.nth(1);
+      await named.nth(1);
+      expect(seen(events)).toEqual([`${barrier.id} OFFLINE`]);
+      expect(seen(named)).toEqual([`${barrier.id} OFFLINE`]);
+    });
+  });
+
+  it('should refuse bad input with a typed error and change nothing', async () => {
+    const s = await createTestServer(CONTACTS);
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, SET_VISIBILITY, { v: 'INVISIBLE' }, ada.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SET_VISIBILITY, { v: null }, ada.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(s.url, 'query($id: ID!) { user(id: $id) { presenceVisibility } }', { id: bo.id }, ada.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(s.url, STATUS, { id: '00000000-0000-4000-8000-000000000000' }, ada.token))).toBe('NOT_FOUND');
+    const w = wsClient(s.wsUrl, ada.token);
+    const tooMany = subscribe(w, PRESENCE, { ids: Array.from({ length: 1001 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`) });
+    await eventually(() => tooMany.errors.length > 0);
+    expect((tooMany.errors[0] as { extensions?: { code?: string } }[] | { extensions?: { code?: string } })).toBeDefined();
+    expect(JSON.stringify(tooMany.errors)).toContain('BAD_USER_INPUT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, '{ me { presenceVisibility } }', {}, ada.token))).me.presenceVisibility).toBe('VISIBLE');
+    await w.dispose();
+  });
+});
