@@ -9,6 +9,7 @@ import { Migration20261123190000_MessageVersion } from './Migration2026112319000
 import { Migration20261123193000_MessagePosition } from './Migration20261123193000_MessagePosition';
 import { Migration20261124070000_SearchAndPins } from './Migration20261124070000_SearchAndPins';
 import { Migration20261124073000_Notifications } from './Migration20261124073000_Notifications';
+import { Migration20261124153442_ThreadsAndMentions } from './Migration20261124153442_ThreadsAndMentions';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -22,4 +23,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123193000_MessagePosition', class: Migration20261123193000_MessagePosition },
   { name: 'Migration20261124070000_SearchAndPins', class: Migration20261124070000_SearchAndPins },
   { name: 'Migration20261124073000_Notifications', class: Migration20261124073000_Notifications },
+  { name: 'Migration20261124153442_ThreadsAndMentions', class: Migration20261124153442_ThreadsAndMentions },
 ];

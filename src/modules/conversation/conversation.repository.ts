@@ -71,14 +71,14 @@ export type MarkedRow = MemberColumns &
  * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
  * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
  */
-function memberGate(groupId: string, senderId: string | null): Sql {
+export function memberGate(groupId: string, senderId: string | null): Sql {
   const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
   return senderId
     ? { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and ${member('?')})`, params: [groupId, senderId] }
     : { text: `g as (select g.name, g.owner_id from groups g where g.id = ? and not exists (select 1 from b where not ${member('b.sender_id')}))`, params: [groupId] };
 }
 /** What a gated send returns of its group (see memberGate). */
-const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
+export const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
 
 const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 
