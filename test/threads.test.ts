@@ -1,9 +1,10 @@
 import { createClient, type Client } from 'graphql-sse';
-import { codeOf, gql, listen, ok, subscribe } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, sleep, subscribe } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
 import { MarkThreadReadDocument, ThreadDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot } from './helpers/db';
+import { startReceiver } from './helpers/webhook-receiver';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id content parentId replyCount conversationId } }';
 const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { totalCount edges { node { id parentId replyCount lastReplyAt threadParticipants { id } } } } }';
@@ -192,4 +193,33 @@ describe('threads', () => {
     expect(codeOf(await gql(s.url, SEND, { i: { projectId: p.id, toUserId: carol.id, content: 'x', parentId: open.id } }, bob.token))).toBe('BAD_USER_INPUT');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
+
+  it('should notify away followers of a reply with THREAD_REPLY, a mentioned one with MENTION, and the rest only for a reply also in the conversation', async () => {
+    const receiver = await startReceiver();
+    try {
+      const s = await createTestServer(
+        { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: 'whsec_test_0123456789abcdef', WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' },
+        { jobs: true },
+      );
+      const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+      const g = await groupWith(s.url, alice, 'Notify', [bob, carol, dave]);
+      const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
+      await eventually(() => receiver.of(dave.id).length === 1, 15_000);
+      receiver.got.length = 0;
+      await reply(s, bob, { groupId: g, content: `noted @${carol.username}`, parentId: root.id });
+      await eventually(() => receiver.of(alice.id).length === 1 && receiver.of(carol.id).length === 1, 15_000);
+      await sleep(1500);
+      expect(receiver.of(alice.id).map((e) => [e.body.kind, e.body.preview])).toEqual([['THREAD_REPLY', `noted @${carol.username}`]]);
+      expect(receiver.of(carol.id).map((e) => e.body.kind)).toEqual(['MENTION']);
+      // dave follows nothing: a reply kept in its thread is not his.
+      expect(receiver.of(dave.id)).toEqual([]);
+      expect(receiver.of(bob.id)).toEqual([]);
+      await reply(s, carol, { groupId: g, content: 'for everyone', parentId: root.id, alsoInConversation: true });
+      await eventually(() => receiver.of(dave.id).length === 1 && receiver.of(bob.id).length === 1, 15_000);
+      expect(receiver.of(dave.id)[0].body.kind).toBe('MESSAGE');
+      expect(receiver.of(bob.id)[0].body.kind).toBe('THREAD_REPLY');
+    } finally {
+      await receiver.close();
+    }
+  }, 60_000);
 });

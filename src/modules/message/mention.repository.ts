@@ -18,13 +18,15 @@ export interface MentionedColumns {
 
 /**
  * Members of the message `m`'s conversation among `targets`, never its sender: a group's or
- * project's members (their conversation rows), a direct conversation's other user. Unknown names
+ * project's members, a direct conversation's other user. Unknown names
  * match no one (they stay text).
  */
 const candidates = (targets: MentionTargets): Sql => ({
   text: `(select u.id from users u where lower(u.username) = any(?::text[]) and u.deleted_at is null
           union select u.id from users u where u.id = any(?::uuid[]) and u.deleted_at is null) c
-        where c.id <> m.sender_id and (c.id = m.recipient_id or exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = c.id))`,
+        where c.id <> m.sender_id and (c.id = m.recipient_id
+          or exists (select 1 from group_members gm where gm.group_id = m.group_id and gm.user_id = c.id)
+          or exists (select 1 from project_members pm where pm.project_id = m.project_id and pm.user_id = c.id))`,
   params: [pgTextArray(targets.names), pgArray(targets.ids)],
 });
 
