@@ -49,8 +49,8 @@ export const mentionRepository = {
   onSend(targets: MentionTargets, inTimeline: boolean): { ctes: Sql; columns: string } {
     const c = candidates(targets);
     const counts = inTimeline
-      ? `(select json_object_agg(mn.user_id, 1 + (select count(*) from message_mentions x join conversation_members cm on cm.conversation_key = x.conversation_key and cm.user_id = x.user_id
-           where x.user_id = mn.user_id and x.conversation_key = m.conversation_key and x.in_timeline and x.seq > cm.read_seq)) from mn cross join m)`
+      ? `(select json_object_agg(mn.user_id, 1 + (select count(*) from message_mentions x where x.user_id = mn.user_id and x.conversation_key = m.conversation_key and x.in_timeline
+           and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id))) from mn cross join m)`
       : 'null::json';
     return {
       ctes: {
