@@ -1,5 +1,5 @@
 import { createClient, type Client } from 'graphql-sse';
-import { codeOf, eventually, gql, listen, ok, sleep, subscribe } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
 import { MarkThreadReadDocument, ThreadDocument, ThreadsDocument } from '../generated/client/graphql';
@@ -122,7 +122,8 @@ describe('threads', () => {
     const sse = createClient({ url: `${s.url}/stream`, fetchFn: fetch, retryAttempts: 0, headers: { authorization: `Bearer ${alice.token}` } });
     clients.add(sse);
     const sseThread = subscribe<any>({ client: sse }, ADDED, { c: { groupId: g, threadId: root.id } });
-    await new Promise((r) => setTimeout(r, 300));
+    // Both WebSocket subscriptions and the SSE one run before anything is sent.
+    await running(s, 'messageAdded', 3);
 
     const r1 = await reply(s, bob, { groupId: g, content: 'in thread', parentId: root.id });
     const plain = await sendMessage(s.url, bob.token, { groupId: g, content: 'in timeline' });
@@ -204,7 +205,8 @@ describe('threads', () => {
       const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
       const g = await groupWith(s.url, alice, 'Notify', [bob, carol, dave]);
       const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
-      await eventually(() => receiver.of(dave.id).length === 1, 15_000);
+      // Every member's event for the root first, so that what follows is the reply's alone.
+      await eventually(() => [bob, carol, dave].every((u) => receiver.of(u.id).length === 1), 15_000);
       receiver.got.length = 0;
       await reply(s, bob, { groupId: g, content: `noted @${carol.username}`, parentId: root.id });
       await eventually(() => receiver.of(alice.id).length === 1 && receiver.of(carol.id).length === 1, 15_000);
