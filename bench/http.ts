@@ -28,7 +28,8 @@
  * `{ __typename }` >= 0.9x bare Apollo; history and sendMessage >= 0.5x Parley's `{ __typename }`;
  * heartbeat >= 0.6x bare Node; against the endpoint (issue 29): sendMessage to C groups in turn
  * >= 0.7x, sendMessage all to one group >= 1.0x (group commit against one commit a send),
- * history >= 0.8x.
+ * history >= 0.8x; issue 30: a reply in a thread and a send with a mention (C groups in turn, as
+ * neither goes through group commit) >= 0.83x the plain send to C groups (a reply <= 1.2x its cost).
  *
  * Settings (environment):
  * - DATABASE_URL   required; its name must contain 'bench' or 'test' (created when missing).
@@ -40,7 +41,8 @@
  * - BENCH_CONNECTIONS  C. @default 32
  * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
  * - BENCH_ONLY     a comma-separated subset of bare, apollo, typename, heartbeat, send, ep-send,
- *                  spread, ep-spread, history, ep-history (to profile one operation); ratios are
+ *                  spread, ep-spread, reply-spread, mention-spread, history, ep-history (to profile
+ *                  one operation, or BENCH_ONLY=spread,reply-spread,mention-spread for issue 30); ratios are
  *                  printed where both sides ran.
  *
  * The sendMessage rate limit is raised for the Parley child (RATE_LIMIT_SEND_MESSAGE): the bench
@@ -74,6 +76,10 @@ const runs = (key: string) => !ONLY || ONLY.includes(key);
 const TYPENAME = '{ __typename }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt } }';
 const SEND = 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "bench message" }) { id content createdAt sender { id username displayName } } }';
+/** A reply kept in its thread (issue 30): one statement, as a plain send. */
+const REPLY = 'mutation($g: ID!, $p: ID!) { sendMessage(input: { groupId: $g, content: "bench reply", parentId: $p }) { id content createdAt sender { id username displayName } } }';
+/** A send that mentions a member: resolved in the send's statement. */
+const MENTION = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id content createdAt sender { id username displayName } } }';
 const HISTORY = `query($g: ID!) { history(conversation: { groupId: $g }, last: ${HISTORY_PAGE}) {
   edges { cursor node { id content createdAt sender { id username displayName } } } pageInfo { hasPreviousPage startCursor } } }`;
 
@@ -241,7 +247,7 @@ async function load(o: Op, seconds: number, backends: () => Promise<number[]>): 
 }
 
 /** Signs up `n` users with fresh names; their tokens and ids. */
-async function users(url: string, n: number): Promise<{ id: string; token: string }[]> {
+async function users(url: string, n: number): Promise<{ id: string; token: string; username: string }[]> {
   const run = Date.now().toString(36);
   const made = [];
   for (let i = 0; i < n; i++) {
@@ -249,7 +255,7 @@ async function users(url: string, n: number): Promise<{ id: string; token: strin
       u: `bench_http_${run}_${i}`,
       p: 'bench-http-password',
     });
-    made.push({ id: signup.user.id, token: signup.token });
+    made.push({ id: signup.user.id, token: signup.token, username: `bench_http_${run}_${i}` });
   }
   return made;
 }
@@ -275,6 +281,9 @@ const RATIOS = [
   ['spread', 'ep-spread', 0.7],
   ['send', 'ep-send', 1.0],
   ['history', 'ep-history', 0.8],
+  // Issue 30: a reply at most 1.2× a plain send's cost (throughput ≥ 1 / 1.2), and a mention the same.
+  ['reply-spread', 'spread', 0.83],
+  ['mention-spread', 'spread', 0.83],
 ] as const;
 
 /** A group of GROUP_SIZE made through the API by `members[0]`; its id. */
@@ -324,6 +333,10 @@ async function main(): Promise<void> {
     const spreadEp: string[] = [];
     for (let i = 0; i < SPREAD; i++) spread.push(await group(parley.url, members, `bench-http-${run}-${i}`));
     for (let i = 0; i < SPREAD; i++) spreadEp.push(await group(parley.url, members, `bench-http-${run}-endpoint-${i}`));
+    // A thread root in each spread group, for the replies.
+    const roots: string[] = [];
+    for (const x of spread) roots.push((await gql(parley.url, SEND, { g: x }, owner.token)).sendMessage.id);
+    const mention = `bench @${members[1].username} look`;
     // A full page for history before the first measured request.
     for (let i = 0; i < HISTORY_PAGE + 10; i++) await gql(parley.url, SEND, { g }, members[i % GROUP_SIZE].token);
     const page = await gql(parley.url, HISTORY, { g }, owner.token);
@@ -342,6 +355,8 @@ async function main(): Promise<void> {
       { key: 'ep-send', name: 'endpoint: sendMessage, all to one group', url: endpoint.url, query: SEND, variables: { g: ge }, token: owner.token, pid: endpoint.pid },
       { key: 'spread', name: `Parley: sendMessage, ${SPREAD} groups in turn`, url: parley.url, query: SEND, spread: spread.map((x) => ({ g: x })), token: owner.token, pid: parley.pid },
       { key: 'ep-spread', name: `endpoint: sendMessage, ${SPREAD} groups in turn`, url: endpoint.url, query: SEND, spread: spreadEp.map((x) => ({ g: x })), token: owner.token, pid: endpoint.pid },
+      { key: 'reply-spread', name: `Parley: reply in a thread, ${SPREAD} groups in turn`, url: parley.url, query: REPLY, spread: spread.map((x, i) => ({ g: x, p: roots[i] })), token: owner.token, pid: parley.pid },
+      { key: 'mention-spread', name: `Parley: send with a mention, ${SPREAD} groups`, url: parley.url, query: MENTION, spread: spread.map((x) => ({ g: x, c: mention })), token: owner.token, pid: parley.pid },
       { key: 'history', name: `Parley: history(last: ${HISTORY_PAGE}) with sender`, url: parley.url, query: HISTORY, variables: { g }, token: owner.token, pid: parley.pid },
       { key: 'ep-history', name: `endpoint: history(last: ${HISTORY_PAGE}) with sender`, url: endpoint.url, query: HISTORY, variables: { g }, token: owner.token, pid: endpoint.pid },
     ] as Op[]).filter((o) => runs(o.key));

@@ -286,4 +286,64 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await bobPage.waitForSelector(`#people li[data-user="${alice.username}"][data-status="OFFLINE"]`, { timeout: 10_000 });
     expect(errors).toEqual([]);
   }, 60_000);
+
+  it('should show a thread pane, the mention badge, a search box and the pinned list, all live', async () => {
+    await buildWebDemo();
+    const s = await createTestServer();
+    const demo = s.url.replace(/\/graphql$/, '/demo/');
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "Team") { id } }', {}, alice.token))).createGroup.id;
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bob.id }, alice.token));
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    const root = (await ok(gql(s.url, SEND, { i: { groupId: group, content: 'the deploy plan for friday' } }, bob.token))).sendMessage.id;
+    await ok(gql(s.url, SEND, { i: { groupId: group, content: `@${alice.username} can you check it?` } }, bob.token));
+
+    const browser = await launchChromium();
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.setDefaultTimeout(10_000);
+    await page.goto(demo);
+    await logIn(page, alice.username, alice.password, 'login');
+
+    // The red @ badge on the group, gone once it is read.
+    const groupItem = `#groups li[data-group="${group}"]`;
+    await page.waitForSelector(`${groupItem} .mention-badge:text("@1")`);
+    await shot(page, 'team-01-mention-badge');
+    await page.click(`${groupItem} > button`);
+    await page.waitForSelector('#messages li.msg:has-text("the deploy plan for friday")');
+    await page.waitForSelector(`${groupItem} .mention-badge`, { state: 'detached' });
+
+    // A thread: replies in the pane (mine and Bob's, live), not in the timeline; the root counts them.
+    const rootItem = `#messages li.msg[data-id="${root}"]`;
+    await page.hover(rootItem);
+    await page.click(`${rootItem} .reply-in-thread`);
+    await page.waitForSelector('#thread-pane:not([hidden]) #thread-root:has-text("the deploy plan for friday")');
+    await page.fill('#thread-message', 'looks good to me');
+    await page.click('#thread-send');
+    await page.waitForSelector('#thread-replies li:has-text("looks good to me")');
+    await ok(gql(s.url, SEND, { i: { groupId: group, content: 'thanks, shipping it', parentId: root } }, bob.token));
+    await page.waitForSelector('#thread-replies li:has-text("thanks, shipping it")');
+    await page.waitForSelector(`${rootItem} .open-thread:has-text("2 replies")`);
+    expect(await page.locator('#messages li.msg:has-text("shipping it")').count()).toBe(0);
+    await shot(page, 'team-02-thread');
+    await page.click('#thread-close');
+    expect(await page.isVisible('#thread-pane')).toBe(false);
+
+    // Search: the hit with its marked words, and it opens its conversation.
+    await page.fill('#search', 'deploy');
+    await page.click('#search-form button');
+    await page.waitForSelector('#search-results li.hit mark:text-is("deploy")');
+    await shot(page, 'team-03-search');
+
+    // Pins: pin from the message, listed, unpinned.
+    await page.hover(rootItem);
+    await page.click(`${rootItem} .pin-message`);
+    await page.waitForSelector('#pins:not([hidden]) li:has-text("the deploy plan for friday")');
+    await shot(page, 'team-04-pins');
+    await page.click('#pins .unpin');
+    await page.waitForSelector('#pins p:has-text("Nothing pinned yet.")');
+    expect(errors).toEqual([]);
+    await browser.close();
+  }, 60_000);
 });

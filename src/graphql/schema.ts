@@ -6,6 +6,8 @@ import { FriendResolver } from '../modules/friend/friend.resolver';
 import { GroupEventResolver, GroupResolver } from '../modules/group/group.resolver';
 import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '../modules/message/message.resolver';
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
+import { ThreadResolver } from '../modules/message/thread.resolver';
+import { ConversationMentionsResolver, MentionResolver, MessageMentionsResolver } from '../modules/message/mention.resolver';
 import { NotificationResolver } from '../modules/notification/notification.resolver';
 import { ReportResolver } from '../modules/safety/report.resolver';
 import { PresenceResolver, PresenceVisibilityResolver } from '../modules/presence/presence.resolver';
@@ -19,7 +21,7 @@ import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {

@@ -12,6 +12,7 @@ import { Migration20261124073000_Notifications } from './Migration20261124073000
 import { Migration20261124153402_BlockAndMute } from './Migration20261124153402_BlockAndMute';
 import { Migration20261124153351_GroupRoles } from './Migration20261124153351_GroupRoles';
 import { Migration20261124153416_PresenceVisibility } from './Migration20261124153416_PresenceVisibility';
+import { Migration20261124153442_ThreadsAndMentions } from './Migration20261124153442_ThreadsAndMentions';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -28,4 +29,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261124153351_GroupRoles', class: Migration20261124153351_GroupRoles },
   { name: 'Migration20261124153402_BlockAndMute', class: Migration20261124153402_BlockAndMute },
   { name: 'Migration20261124153416_PresenceVisibility', class: Migration20261124153416_PresenceVisibility },
+  { name: 'Migration20261124153442_ThreadsAndMentions', class: Migration20261124153442_ThreadsAndMentions },
 ];

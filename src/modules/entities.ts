@@ -4,7 +4,9 @@ import { ConversationHead, ConversationMember, MessageReaction } from './convers
 import { FriendRequest, Friendship } from './friend/friend.entity';
 import { Group, GroupBan, GroupInvite, GroupMember } from './group/group.entity';
 import { Attachment, Message } from './message/message.entity';
+import { MessageMention } from './message/mention.entity';
 import { MessagePin } from './message/pin.entity';
+import { ThreadMember } from './message/thread.entity';
 import { NotificationCursor, NotificationOutbox } from './notification/notification.entity';
 import { Report } from './safety/report.entity';
 import { Project, ProjectAction, ProjectMember } from './project/project.entity';
@@ -31,6 +33,8 @@ export const entities = [
   ConversationMember,
   MessageReaction,
   MessagePin,
+  ThreadMember,
+  MessageMention,
   NotificationOutbox,
   NotificationCursor,
   UserBlock,

@@ -7,6 +7,7 @@ import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
 import type { MessageType } from './message/message.types';
 import type { PinService } from './message/pin.service';
+import type { ThreadService } from './message/thread.service';
 import type { PresenceService, PresenceState } from './presence/presence.service';
 import type { ProjectService } from './project/project.service';
 import { hidePresence } from './safety/block.presence';
@@ -33,14 +34,20 @@ export interface Loaders {
   reactions: DataLoader<string, ReactionSummary[]>;
   /** Pins of every message in a response, in one query. */
   pin: DataLoader<string, { at: Date; byId: string | null } | null>;
+  /** The first participants of every thread root in a response, in one query. */
+  threadParticipants: DataLoader<string, UserType[]>;
+  /** Who every message in a response mentions (user ids), in one query. */
+  mentions: DataLoader<string, string[]>;
+  /** The viewer's unread mentions per conversation key, in one query. */
+  unreadMentions: DataLoader<string, number>;
 }
 
 export function createLoaders(
   em: EntityManager,
-  services: { presence: PresenceService; projects: ProjectService; pins: PinService; blocks: BlockService },
+  services: { presence: PresenceService; projects: ProjectService; pins: PinService; blocks: BlockService; threads: ThreadService },
   viewerId: string | null,
 ): Loaders {
-  const { presence, projects, pins } = services;
+  const { presence, projects, pins, threads } = services;
   const visibilityCache = {};
   return {
     user: new DataLoader(async (ids) => {
@@ -74,5 +81,8 @@ export function createLoaders(
       return ids.map((id) => byId.get(id) ?? []);
     }),
     pin: new DataLoader((ids) => pins.pinsOf(em, ids)),
+    threadParticipants: new DataLoader((ids) => threads.participants(em, ids)),
+    mentions: new DataLoader((ids) => threads.mentionIds(em, ids)),
+    unreadMentions: new DataLoader((keys) => (viewerId ? threads.unreadMentions(em, viewerId, keys) : Promise.resolve(keys.map(() => 0)))),
   };
 }

@@ -13,6 +13,7 @@ import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
 import { PinService } from './message/pin.service';
 import { SearchService } from './search/search.service';
+import { ThreadService } from './message/thread.service';
 import { ConversationService } from './conversation/conversation.service';
 import { conversationRepository } from './conversation/conversation.repository';
 import { MemberStates } from './conversation/conversation.states';
@@ -63,6 +64,8 @@ export interface Services {
   pins: PinService;
   /** Message search (modules/search). */
   search: SearchService;
+  /** Threads and mentions as readers see them (modules/message/thread.*, mention.*). */
+  threads: ThreadService;
   projects: ProjectService;
   /** Who may see and use which conversation: resolving one, filtering events for a viewer. */
   conversationAccess: ConversationAccess;
@@ -143,12 +146,14 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pubsub,
     access: conversationAccess,
     env,
+    online: (ids) => presence.connected(ids),
     slowMode: (em, groupId, userId) => groups.slowMode(em, groupId, userId),
     moderates: (em, groupId, userId) => groups.moderates(em, groupId, userId),
   });
   const reports = new ReportService({ pubsub, access: conversationAccess, groups, moderators: env.MODERATORS });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
   const search = new SearchService({ access: conversationAccess });
+  const threads = new ThreadService({ messages });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
   const typing = new TypingService({
@@ -212,6 +217,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     messages,
     pins,
     search,
+    threads,
     projects,
     conversationAccess,
     conversations,

@@ -76,6 +76,7 @@ import { ApiError, connect, disconnect, request, saveSession, session, subscribe
 import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
 import { moderationCard } from './moderation';
+import { decorateSidebar, initTeam, replyLink, teamActions, teamOpened } from './team';
 import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
@@ -304,6 +305,7 @@ function renderLists(): void {
   renderDirects();
   renderProjects();
   renderBadges();
+  decorateSidebar();
 }
 
 async function loadGroups(): Promise<void> {
@@ -407,6 +409,7 @@ async function open(c: Conv, showDetails = false): Promise<void> {
   if (showDetails) void renderDetails();
   $('messages').replaceChildren();
   $('load-older').hidden = true;
+  teamOpened(conversationInput(c), PAGE);
   try {
     const input = conversationInput(c);
     const [{ history }, { conversation: row }, { readReceipts }] = await Promise.all([
@@ -499,6 +502,7 @@ function messageEl(m: Msg, continued: boolean): HTMLLIElement {
       m.attachment ? el('div', { class: 'attachment' }, attachmentEl(m.attachment)) : null,
       continued && privateTo ? privateTo : null,
       footEl(m, mine),
+      replyLink(m),
     ),
     m.deletedAt ? null : actionsEl(m, mine),
   );
@@ -524,7 +528,9 @@ function actionsEl(m: Msg, mine: boolean): HTMLDivElement {
     b.append(reactionIcon(emoji));
     return b;
   });
-  return el('div', { class: 'msg-actions' }, ...reacts, mine && m.content ? button('Edit', () => startEdit(m), { class: 'edit-message' }) : null, mine ? button('Delete', () => removeMessage(m), { class: 'delete-message' }) : null);
+  // A project's private message has no thread and is not pinned for everyone.
+  const team = m.project && m.recipient ? [] : teamActions(m);
+  return el('div', { class: 'msg-actions' }, ...reacts, ...team, mine && m.content ? button('Edit', () => startEdit(m), { class: 'edit-message' }) : null, mine ? button('Delete', () => removeMessage(m), { class: 'delete-message' }) : null);
 }
 
 async function react(m: Msg, emoji: string): Promise<void> {
@@ -1142,6 +1148,7 @@ async function start(): Promise<void> {
   subscribe(PresenceChangedDocument, {}, ({ presenceChanged }) => onPresence(presenceChanged));
   subscribe(GroupEventDocument, {}, ({ groupEvent }) => void onGroupEvent(groupEvent));
   subscribe(ProjectActionDocument, {}, ({ projectAction }) => void onProjectAction(projectAction));
+  initTeam({ me, openConversation: (kind, id) => open(conv(kind, id)) });
   const [{ me: profile }] = await Promise.all([request(MeDocument), loadGroups(), loadProjects(), loadFriends(), loadOnline(), loadInbox(), loadConversations()]);
   if (profile) {
     $('whoami').replaceChildren(avatar(nameOf(profile), 'ONLINE'), el('span', {}, nameOf(profile)));

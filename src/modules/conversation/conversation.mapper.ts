@@ -43,7 +43,18 @@ export function payloadToConversation(viewerId: string, p: ConversationUpdatedPa
     projectId: p.projectId,
     peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
     ...(p.message && p.message.id === v.lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
+    ...mentionCountOf(viewerId, p),
   };
+}
+
+/**
+ * The viewer's unread mentions when the event tells them: a mentioned member's count travels
+ * with it; a message's sender has read everything up to it. Otherwise nothing (loaded if asked).
+ */
+function mentionCountOf(viewerId: string, p: ConversationUpdatedPayload): { unreadMentionCount?: number } {
+  const n = p.mentionCounts?.[viewerId];
+  if (n !== undefined) return { unreadMentionCount: n };
+  return p.message && !p.lastMessageOnly && p.message.senderId === viewerId && p.members[viewerId] ? { unreadMentionCount: 0 } : {};
 }
 
 /** A conversation the viewer has no row of (a direct one with no message yet): empty, as of now. */

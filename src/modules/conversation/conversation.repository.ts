@@ -98,7 +98,7 @@ export type MarkedRow = MemberColumns &
  * empty without that stamp. With no slow mode `sl` stops at the group's row (no write). A batch
  * with a plain member in a slow-mode group writes nothing, and its sends go one by one.
  */
-function memberGate(groupId: string, senderId: string | null): Sql {
+export function memberGate(groupId: string, senderId: string | null): Sql {
   const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
   const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
   return senderId
@@ -116,7 +116,7 @@ function memberGate(groupId: string, senderId: string | null): Sql {
       };
 }
 /** What a gated send returns of its group (see memberGate). */
-const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
+export const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
 
 const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 

@@ -26,6 +26,8 @@ export class ConversationType {
   lastMessageId!: string | null;
   /** The last message when the event that made this row carried it; loaded by id otherwise. */
   lastMessage?: MessageType | null;
+  /** Unread mentions when the event that made this row told them; loaded otherwise (see mention.resolver.ts). */
+  unreadMentionCount?: number;
 }
 
 /** How a client names one conversation (ConversationAccess.resolve checks it). */
@@ -34,6 +36,11 @@ export class ConversationInput {
   @Field(() => IdScalar, { nullable: true }) groupId?: string | null;
   @Field(() => IdScalar, { nullable: true, description: 'A direct conversation with this user.' }) userId?: string | null;
   @Field(() => IdScalar, { nullable: true }) projectId?: string | null;
+  @Field(() => IdScalar, {
+    nullable: true,
+    description: "messageAdded only: stream the replies of this thread (its root's id; a message of this conversation, else BAD_USER_INPUT). Without it messageAdded streams the timeline, replies kept in their thread left out. Ignored elsewhere.",
+  })
+  threadId?: string | null;
 }
 
 export const ConversationConnection = ConnectionType('Conversation', ConversationType);

@@ -41,9 +41,10 @@ export class Attachment {
 })
 // The notification tail reads new messages by created_at; rows arrive in that order, so BRIN serves it at almost no cost to a send.
 @Index({ name: 'messages_created_at_brin', expression: 'create index "messages_created_at_brin" on "messages" using brin ("created_at") with (pages_per_range = 32)' })
+@Index({ name: 'messages_thread', expression: 'create index "messages_thread" on "messages" ("parent_id", "created_at", "id") where "parent_id" is not null' })
 @Unique({ name: 'messages_sender_client_id', properties: ['sender', 'clientMessageId'] })
 export class Message {
-  [OptionalProps]?: 'createdAt';
+  [OptionalProps]?: 'createdAt' | 'alsoInConversation' | 'replyCount';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -98,6 +99,21 @@ export class Message {
   /** A deleted message stays as a tombstone: id, sender and createdAt; content and attachment go. */
   @Property({ type: 'datetime', nullable: true })
   deletedAt?: Date | null;
+
+  /** A thread's reply: its root (never another reply). */
+  @Property({ type: 'uuid', nullable: true })
+  parentId?: string | null;
+
+  /** A reply also shown in the conversation's timeline (history, the sidebar); a plain reply stays in its thread. */
+  @Property({ type: 'boolean', default: false })
+  alsoInConversation: boolean = false;
+
+  /** A root's replies, counted by each reply's statement. */
+  @Property({ type: 'integer', default: 0 })
+  replyCount: number = 0;
+
+  @Property({ type: 'datetime', nullable: true })
+  lastReplyAt?: Date | null;
 
   /** One more with each edit, deletion and reaction change: events carry it, and a receiver drops an older copy. */
   @Property({ type: 'integer', default: 0 })

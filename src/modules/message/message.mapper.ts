@@ -20,6 +20,10 @@ export function toMessageType(r: MessageRow): MessageType {
     projectId: r.project_id,
     recipientId: r.recipient_id,
     conversationKey: r.conversation_key,
+    parentId: r.parent_id ?? null,
+    alsoInConversation: !!r.also_in_conversation,
+    replyCount: r.reply_count ?? 0,
+    lastReplyAt: r.last_reply_at ? new Date(r.last_reply_at) : null,
   };
 }
 
@@ -42,6 +46,13 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     recipientId: p.recipientId,
     conversationKey: p.conversationKey,
     ...(p.pin !== undefined ? { pin: p.pin && { at: new Date(p.pin.at), byId: p.pin.byId } } : {}),
+    parentId: p.parentId ?? null,
+    alsoInConversation: !!p.alsoInConversation,
+    replyCount: p.thread?.replyCount ?? 0,
+    lastReplyAt: p.thread?.lastReplyAt ? new Date(p.thread.lastReplyAt) : null,
+    // A new message's thread is empty, its mentions are carried: neither costs a subscriber a load.
+    participants: p.thread?.participants ? p.thread.participants.map(payloadToUserType) : p.version === undefined ? [] : undefined,
+    ...(p.mentions ? { mentionList: p.mentions.map(payloadToUserType) } : p.version === undefined ? { mentionList: [] } : {}),
   };
 }
 
@@ -62,6 +73,9 @@ export function toMessagePayload(m: MessageType): MessagePayload {
     editedAt: m.editedAt ? isoTime(m.editedAt.getTime()) : null,
     deletedAt: m.deletedAt ? isoTime(m.deletedAt.getTime()) : null,
     ...(m.reactionList?.length ? { reactions: m.reactionList } : {}),
+    ...(m.parentId ? { parentId: m.parentId, alsoInConversation: m.alsoInConversation } : {}),
+    ...(m.replyCount ? { thread: { replyCount: m.replyCount, lastReplyAt: m.lastReplyAt && isoTime(m.lastReplyAt.getTime()), ...(m.participants ? { participants: m.participants.map(toUserPayload) } : {}) } } : {}),
+    ...(m.mentionList?.length ? { mentions: m.mentionList.map(toUserPayload) } : {}),
   };
 }
 

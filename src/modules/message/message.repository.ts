@@ -22,6 +22,11 @@ export interface MessageRow {
   version: number;
   /** Its position among all its conversation's messages (a bigint, as text); null for one stored before positions. */
   pos: string | null;
+  /** A reply's thread root (null: not a reply), whether it is in the timeline too, and a root's counters. */
+  parent_id: string | null;
+  also_in_conversation: boolean;
+  reply_count: number;
+  last_reply_at: Date | string | null;
   file_name: string | null;
   mime_type: string | null;
   size: number | null;
@@ -41,9 +46,13 @@ export interface SentColumns extends HeadColumns {
 }
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
-const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
-  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, a.file_name, a.mime_type, a.size,
+export const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
+  m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, m.parent_id, m.also_in_conversation, m.reply_count, m.last_reply_at, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
+/** The reactions of message `m`, per emoji in the order first used, as one JSON list (ReactionSummary[]). */
+export const REACTION_LIST = `(select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
+  from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
+        from message_reactions where message_id = m.id group by emoji) r)`;
 /** A message as history reads it; callers add the where clause (on `m`). */
 export const SELECT = `select ${COLUMNS}
   from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
@@ -87,7 +96,7 @@ export const messageRepository = {
    */
   async insert(
     em: EntityManager,
-    m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null },
+    m: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null; parentId?: string | null },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
     record: { before: Sql; after: Sql; recipientSeq: string; states: Sql },
   ): Promise<(MessageRow & SentColumns) | null> {
@@ -96,8 +105,8 @@ export const messageRepository = {
     const rows = await prepared<MessageRow & SentColumns>(
       em,
       `with ${record.before.text}, m as (
-         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, recipient_seq, created_at)
-         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, ${record.recipientSeq}, h.last_at from h returning *
+         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, recipient_seq, created_at, parent_id, also_in_conversation)
+         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, ${record.recipientSeq}, h.last_at, ?::uuid, ?::uuid is not null from h returning *
        ), a as (
          insert into attachments (id, file_name, mime_type, size, data, created_at)
          select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
@@ -115,6 +124,8 @@ export const messageRepository = {
         m.projectId,
         m.recipientId,
         m.clientMessageId,
+        m.parentId ?? null,
+        m.parentId ?? null,
         file?.id ?? null,
         file?.fileName ?? null,
         file?.mimeType ?? null,
@@ -233,9 +244,7 @@ export const messageRepository = {
   /** One message with its reactions, read together: an event tells them as of one version. */
   async withReactions(em: EntityManager, id: string): Promise<(MessageRow & { reaction_list: ReactionSummary[] }) | null> {
     const rows: (MessageRow & { reaction_list: ReactionSummary[] })[] = await em.execute(
-      `select ${COLUMNS}, (select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
-         from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
-               from message_reactions where message_id = m.id group by emoji) r) as reaction_list
+      `select ${COLUMNS}, ${REACTION_LIST} as reaction_list
        from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where m.id = ?`,
       [id],
     );
@@ -281,6 +290,8 @@ export const messageRepository = {
       where = 'm.conversation_key = ?';
       params.push(key);
     }
+    // Replies kept in their thread are not in the timeline (thread.repository pages them).
+    where += ' and (m.parent_id is null or m.also_in_conversation)';
     if (opts.member) {
       where += ' and exists (select 1 from group_members gm where gm.group_id = ? and gm.user_id = ?)';
       params.push(opts.member.groupId, opts.member.userId);
@@ -311,7 +322,7 @@ export const messageRepository = {
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter, hiddenFor?: string): Promise<number> {
     const f = visibleTo ? privacy(visibleTo) : { sql: 'true', params: [] };
     const hidden = hiddenFor ? { sql: ` and not ${blockedBy('?', 'm.sender_id')}`, params: [hiddenFor] } : { sql: '', params: [] };
-    const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and ${f.sql}${hidden.sql}`, [key, ...f.params, ...hidden.params]);
+    const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and (m.parent_id is null or m.also_in_conversation) and ${f.sql}${hidden.sql}`, [key, ...f.params, ...hidden.params]);
     return row.n;
   },
 

@@ -11,6 +11,7 @@ import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
 import { ConversationInput } from '../conversation/conversation.types';
+import { inStream } from './thread.service';
 import { payloadToMessageEventType, payloadToMessageType, toReactionCounts } from './message.mapper';
 import {
   AttachmentType,
@@ -50,13 +51,14 @@ export class MessageResolver {
 
   @Authorized()
   @Subscription(() => MessageType, {
-    description: 'Without a conversation: every conversation the viewer is in.',
+    description:
+      "Without a conversation: every conversation the viewer is in. New messages of the timeline (replies kept in their thread left out); with conversation.threadId, that thread's replies only.",
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
-      const { messages, conversationAccess, pubsub, blocks } = context.services;
+      const { threads, conversationAccess, pubsub, blocks } = context.services;
       // Checked once here; afterwards membership (and blocks) are read from memory, so leaving stops delivery at once.
-      const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), { keys: me });
+      const only = args.conversation ? await threads.subscriptionFilter(context.em, me, args.conversation) : null;
+      return pubsub.iterate(Topic.MessageAdded, (p) => (inStream(p, only?.threadId) && conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), { keys: me });
     },
   })
   messageAdded(
@@ -100,7 +102,7 @@ export class MessageResolver {
 
   @Authorized()
   @Subscription(() => MessageEventType, {
-    description: "Edits, deletions and reactions. No argument: all the viewer's conversations.",
+    description: "Edits, deletions, reactions, pins and THREAD_UPDATED (a reply came: the root's counters). No argument: all the viewer's conversations.",
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { messages, conversationAccess, pubsub, blocks } = context.services;

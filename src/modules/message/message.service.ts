@@ -18,6 +18,10 @@ import { messageRepository, type MessageRow, type SentColumns } from './message.
 import { toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
 import { isoTime } from '../../shared/time';
+import type { UserType } from '../user/user.types';
+import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
+import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
+import { threadRepository, type ParticipantColumns, type ReplyColumns, type RootRow } from './thread.repository';
 import { Batcher } from '../../shared/batcher';
 import { retryDeadlocks } from '../../shared/sql';
 
@@ -31,6 +35,8 @@ const CATCH_UP_MS = 5000;
 
 export interface MessageServiceDeps {
   pubsub: PubSub;
+  /** Of these users, who holds a live connection now (`@here`); none when absent. */
+  online?: (userIds: string[]) => Promise<Set<string>>;
   /** Which conversations the viewer may send to and read. */
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
@@ -88,7 +94,16 @@ interface Outgoing {
   gated: boolean;
   /** The gate refused it once already, though the full check let it through (see insertOne). */
   regated?: boolean;
+  /** A reply kept in its thread: the message it answers (checked by its statement, see insertReply). */
+  replyTo: string | null;
+  /** A reply also in the timeline: its root, checked before. */
+  root: { id: string; senderId: string; createdAt: Date } | null;
+  /** Who its text mentions, resolved by its statement (null: no '@name' in it). */
+  mentions: MentionTargets | null;
 }
+
+/** What a send's statement returns: the message, and what its kind adds (see insertOne, insertReply). */
+type Sent = MessageRow & Partial<SentColumns> & Partial<ReplyColumns>;
 
 /** A gated batch that wrote nothing because one of its senders is not a member: each send goes alone (see insertOne). */
 class SenderNotMember extends Error {}
@@ -97,7 +112,8 @@ class SenderNotMember extends Error {}
  * What goes through the batcher: open messages of a group or project, text only (see
  * MessageService.batcher), and never one inside a transaction (a batch commits on its own).
  */
-const batchable = (o: Outgoing) => o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct' && !o.em.getTransactionContext();
+const batchable = (o: Outgoing) =>
+  o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct' && !o.replyTo && !o.root && !o.mentions && !o.em.getTransactionContext();
 
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
@@ -112,7 +128,7 @@ export class MessageService {
    * behind its head's row lock, each waiting for its own commit's fsync, so without it a busy
    * conversation's throughput is bounded by backends queued on that row.
    */
-  private readonly batcher = new Batcher<Outgoing, MessageRow & SentColumns>({
+  private readonly batcher = new Batcher<Outgoing, Sent>({
     one: (o) => this.insertOne(o),
     many: async (batch) => {
       const { em, conv } = batch[0];
@@ -144,6 +160,7 @@ export class MessageService {
   private readonly env: MessageServiceDeps['env'];
   private readonly slowMode: MessageServiceDeps['slowMode'];
   private readonly moderates: MessageServiceDeps['moderates'];
+  private readonly online: NonNullable<MessageServiceDeps['online']>;
 
   constructor(deps: MessageServiceDeps) {
     this.pubsub = deps.pubsub;
@@ -151,6 +168,7 @@ export class MessageService {
     this.env = deps.env;
     this.slowMode = deps.slowMode;
     this.moderates = deps.moderates;
+    this.online = deps.online ?? (async () => new Set<string>());
   }
 
   /** Sends that were committed together with others (see batcher). */
@@ -193,7 +211,16 @@ export class MessageService {
   async send(
     em: EntityManager,
     viewerId: string,
-    input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; clientMessageId?: string | null },
+    input: {
+      groupId?: string | null;
+      toUserId?: string | null;
+      projectId?: string | null;
+      content?: string | null;
+      attachment?: { fileName: string; base64: string } | null;
+      clientMessageId?: string | null;
+      parentId?: string | null;
+      alsoInConversation?: boolean | null;
+    },
   ): Promise<MessageType> {
     const clientMessageId = input.clientMessageId ?? null;
     if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
@@ -204,8 +231,12 @@ export class MessageService {
       if (first) return retryOf(first, input);
     }
     const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
-    // A group send checks the membership in its own statement: one round trip instead of two.
-    const gated = isId(input.groupId) && (input.toUserId ?? null) === null && (input.projectId ?? null) === null;
+    const parentId = input.parentId ?? null;
+    const also = parentId !== null && !!input.alsoInConversation;
+    // Only a text with an '@' pays for mentions (a regular expression); @here and @all need the group first.
+    const ask = mentionAsk(input.content);
+    // A group send checks the membership in its own statement: one round trip instead of two (a reply kept in its thread too).
+    const gated = isId(input.groupId) && (input.toUserId ?? null) === null && (input.projectId ?? null) === null && !also && !(ask && (ask.here || ask.all));
     const conv = gated ? groupConversation(input.groupId!) : await this.conversation(em, viewerId, target, 'input');
     let content: string | null;
     let file: ReturnType<typeof checkAttachment> | null;
@@ -213,6 +244,7 @@ export class MessageService {
       content = cleanMessageText(input.content, MAX_CONTENT);
       file = input.attachment ? checkAttachment(input.attachment, this.env.ATTACHMENT_MAX_BYTES) : null;
       if (!content && !file) throw new BadUserInputError('Send some text (1 to 4000 characters) or an attachment.', 'content');
+      if (parentId !== null && (!isId(parentId) || conv.privateWith)) throw new BadUserInputError(NO_PARENT, 'parentId');
     } catch (e) {
       // Who may send is told before what is wrong with the message, as when checked first.
       if (gated) await this.conversation(em, viewerId, target, 'input');
@@ -222,9 +254,26 @@ export class MessageService {
     const recipientId = conv.peerId ?? conv.privateWith;
     const privateInProject = conv.kind === 'project' && !!recipientId;
     const id = randomUUID();
-    let row: MessageRow & SentColumns;
+    let row: Sent;
+    // A private message already reaches its one reader: its '@names' stay text.
+    const mentions = ask && !privateInProject ? await this.mentionTargets(em, conv, viewerId, ask) : null;
+    const root = also ? await this.rootFor(em, conv, parentId!) : null;
     // Answered once committed, alone or with others sent to the same conversation meanwhile.
-    const out: Outgoing = { em, conv, id, senderId: viewerId, content: content || null, clientMessageId, recipientId, privateInProject, file: file ? { id: randomUUID(), ...file } : null, gated };
+    const out: Outgoing = {
+      em,
+      conv,
+      id,
+      senderId: viewerId,
+      content: content || null,
+      clientMessageId,
+      recipientId,
+      privateInProject,
+      file: file ? { id: randomUUID(), ...file } : null,
+      gated,
+      replyTo: parentId !== null && !also ? parentId : null,
+      root: root && { id: root.id, senderId: root.sender_id, createdAt: root.created_at },
+      mentions,
+    };
     try {
       row = batchable(out) ? await this.batcher.run(conv.key, out) : await this.insertOne(out);
     } catch (e) {
@@ -236,16 +285,21 @@ export class MessageService {
       throw e;
     }
     const message = toMessageType(row);
+    message.mentionList = (row.mentioned ?? []).map(mentionedUser);
     this.sent++;
     // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
     const payload = { ...toMessagePayload(message), pos: Number(row.pos) };
-    // Both go out at once, not one round trip after the other: each is handed to this instance's
-    // listeners as it is published, and both are written in this order on the one publishing
+    // All go out at once, not one round trip after the other: each is handed to this instance's
+    // listeners as it is published, and they are written in this order on the one publishing
     // connection, on the same channels, so every subscriber still gets the message first.
-    // out.conv: with its title now, for a gated send.
+    // out.conv: with its title now, for a gated send. A reply kept in its thread changes no
+    // sidebar row (not the timeline: its mentions count in `threads`); its root's counters change.
     const [added] = await Promise.all([
       this.pubsub.publishSafe(Topic.MessageAdded, payload),
-      this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row, payload, privateInProject ? recipientId : null)),
+      ...(row.head_seq !== undefined
+        ? [this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null))]
+        : []),
+      ...(row.root ? [this.pubsub.publishSafe(Topic.MessageEvent, threadUpdated(row))] : []),
     ]);
     if (!added) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
@@ -253,16 +307,25 @@ export class MessageService {
   }
 
   /** One statement: the message, its attachment, the conversation's head, the sender's row (a
-   * private message's recipient's too) and, in a small conversation, the others' sort keys. */
-  private async insertOne(o: Outgoing): Promise<MessageRow & SentColumns> {
+   * private message's recipient's too) and, in a small conversation, the others' sort keys; its
+   * mentions and, for a reply also in the timeline, its thread's. */
+  private async insertOne(o: Outgoing): Promise<Sent> {
+    if (o.replyTo) return this.insertReply(o);
     const { conv } = o;
     const gate = o.gated && conv.groupId ? { groupId: conv.groupId } : undefined;
+    const record = conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate });
+    const mentions = o.mentions ? mentionRepository.onSend(o.mentions, true) : null;
+    const extra = o.root ? threadRepository.alsoInConversation(o.root, mentions) : mentions;
+    if (extra) {
+      record.after = { text: `${record.after.text}, ${extra.ctes.text}`, params: [...record.after.params, ...extra.ctes.params] };
+      record.states = { text: `${record.states.text}, ${extra.columns}`, params: record.states.params };
+    }
     const insert = () =>
       messageRepository.insert(
         o.em,
-        { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId },
+        { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId, parentId: o.root?.id ?? null },
         o.file,
-        conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate }),
+        record,
       );
     // The statement is whole on its own: a deadlock's victim is run again (in a transaction, the transaction's caller decides).
     const row = await (o.em.getTransactionContext() ? insert() : retryDeadlocks(insert));
@@ -283,20 +346,74 @@ export class MessageService {
   }
 
   /**
+   * A reply kept in its thread, in one statement that checks its parent (and, gated, the sender's
+   * membership): nothing written tells why, as a send checked first would have been told.
+   */
+  private async insertReply(o: Outgoing): Promise<Sent> {
+    const { conv } = o;
+    const gate = o.gated && conv.groupId ? { groupId: conv.groupId } : null;
+    const insert = () =>
+      threadRepository.insertReply(
+        o.em,
+        { id: o.id, conversationKey: conv.key, senderId: o.senderId, content: o.content, groupId: conv.groupId, projectId: conv.projectId, recipientId: o.recipientId, clientMessageId: o.clientMessageId, parentId: o.replyTo! },
+        o.file,
+        gate,
+        o.mentions,
+      );
+    const row = await (o.em.getTransactionContext() ? insert() : retryDeadlocks(insert));
+    if (row) {
+      if (o.gated) checked(o, row);
+      return row;
+    }
+    const wasGated = o.gated;
+    if (wasGated) {
+      o.conv = await this.conversation(o.em, o.senderId, { groupId: conv.groupId }, 'input');
+      o.gated = false;
+    }
+    await this.rootFor(o.em, o.conv, o.replyTo!);
+    // Both checks pass now (the sender joined, or the parent changed, meanwhile): once more, checked.
+    if (wasGated) return this.insertReply(o);
+    throw new BadUserInputError(NO_PARENT, 'parentId');
+  }
+
+  /** The root a reply to `parentId` in `conv` attaches to; BAD_USER_INPUT when it may have none. */
+  private async rootFor(em: EntityManager, conv: Conversation, parentId: string): Promise<RootRow> {
+    const root = await threadRepository.rootOf(em, parentId);
+    // A private project message is no one else's: it has no thread, and says no more than a message elsewhere.
+    if (!root || root.conversation_key !== conv.key || root.private) throw new BadUserInputError(NO_PARENT, 'parentId');
+    if (root.deleted_at || root.parent_deleted) throw new BadUserInputError('A deleted message takes no replies.', 'parentId');
+    return root;
+  }
+
+  /** The users an '@' text names: usernames, and in a group `@here` (members online now) and `@all` (see mayMentionAll). */
+  private async mentionTargets(em: EntityManager, conv: Conversation, senderId: string, ask: MentionAsk): Promise<MentionTargets | null> {
+    let ids: string[] = [];
+    const all = ask.all && (await mayMentionAll(conv, senderId, this.moderates && ((groupId, userId) => this.moderates!(em, groupId, userId))));
+    if (conv.kind === 'group' && (all || ask.here)) {
+      const members = (await mentionRepository.groupMembers(em, conv.groupId!)).filter((u) => u !== senderId);
+      ids = all ? members : [...(await this.online(members).catch(() => new Set<string>()))];
+    }
+    return ask.names.length || ids.length ? { names: ask.names, ids } : null;
+  }
+
+  /**
    * What conversationUpdated tells after a message: the head and at most two rows (the
    * sender's; a private message's recipient's, the only other one it reaches; a direct
    * conversation's other one), never every member's: each receiver derives their own row.
    */
-  private updated(conv: Conversation, viewerId: string, row: MessageRow & SentColumns, message: MessagePayload, privateTo: string | null): ConversationUpdatedPayload {
+  private updated(conv: Conversation, viewerId: string, row: MessageRow & SentColumns & Partial<ReplyColumns>, message: MessagePayload, privateTo: string | null): ConversationUpdatedPayload {
     const members: ConversationUpdatedPayload['members'] = {};
     for (const s of [row.sender_state, row.recipient_state]) if (s) members[s.user_id] = ownPayload(ownOf(s));
-    return rowUpdate(conv, viewerId, row, message, headOf(row), { members, only: privateTo ? [viewerId, privateTo] : null });
+    const update = rowUpdate(conv, viewerId, row, message, headOf(row), { members, only: privateTo ? [viewerId, privateTo] : null });
+    // The mentioned members' badges, counted by the statement (see mentionRepository.onSend).
+    if (row.mention_counts) update.mentionCounts = row.mention_counts;
+    return update;
   }
 
   // ---- edits, deletions and reactions ----
 
   /** A message the viewer may see; NOT_FOUND otherwise, the same answer for one that does not exist. */
-  private async visibleMessage(em: EntityManager, viewerId: string, messageId: string): Promise<MessageRow> {
+  async visibleMessage(em: EntityManager, viewerId: string, messageId: string): Promise<MessageRow> {
     const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
     if (!row || !(await this.canRead(em, viewerId, row))) throw new NotFoundError('Message');
     return row;
@@ -309,6 +426,11 @@ export class MessageService {
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
     if (!(await messageRepository.edit(em, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+    // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
+    const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
+    const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+    const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
+    await mentionRepository.replace(em, row.id, targets);
     const message = await this.changed(em, row.id, 'EDITED');
     await this.lastMessageChanged(em, viewerId, row, message);
     return message;
@@ -375,12 +497,7 @@ export class MessageService {
     c: ConversationArgs,
     args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null },
   ): Promise<ConnectionShape<MessageType, LazyCount>> {
-    const forward = (args.first !== null && args.first !== undefined) || !!args.after;
-    if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
-    if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');
-    const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
-    const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
-    const direction = forward ? 'forward' : 'backward';
+    const { forward, limit, cursor, direction } = timelinePage(args);
     let conv: Conversation | undefined;
     let rows: MessageRow[] = [];
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
@@ -428,8 +545,42 @@ export class MessageService {
   }
 }
 
+/**
+ * A page of messages as history and thread take it: first/after forward, last/before back in
+ * time (the newest 10 by default), by keyset on (created_at, id).
+ */
+export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }) {
+  const forward = (args.first !== null && args.first !== undefined) || !!args.after;
+  if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
+  if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');
+  const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
+  const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
+  return { forward, limit, cursor, direction: forward ? ('forward' as const) : ('backward' as const) };
+}
+
+const NO_PARENT = 'parentId must name a message of this conversation (not a private one).';
+const NO_TARGETS: MentionTargets = { names: [], ids: [] };
+
+/** A mentioned user as a send statement returned them. */
+const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: u.username, displayName: u.display_name, createdAt: new Date(u.created_at), storedLastSeenAt: null });
+
+/**
+ * THREAD_UPDATED for the root a reply's statement returned: its counters and first participants
+ * (those before the reply, with the root's author and the reply's sender where they are new).
+ */
+function threadUpdated(row: Sent): MessageEventPayload {
+  const r = row.root!;
+  const list = [...(row.participants_before ?? [])];
+  const add = (u: ParticipantColumns) => list.some((p) => p.id === u.id) || list.push(u);
+  add({ id: r.sender_id, username: r.sender_username, display_name: r.sender_display_name, created_at: String(r.sender_created_at), joined_at: r.created_at });
+  add({ id: row.sender_id, username: row.sender_username, display_name: row.sender_display_name, created_at: String(row.sender_created_at), joined_at: String(row.created_at) });
+  list.sort((a, b) => Date.parse(a.joined_at) - Date.parse(b.joined_at) || (a.id < b.id ? -1 : 1));
+  const root: MessageType = { ...toMessageType(r as unknown as MessageRow), reactionList: r.reaction_list, participants: list.slice(0, 5).map(mentionedUser) };
+  return { kind: 'THREAD_UPDATED', message: { ...toMessagePayload(root), version: r.version } };
+}
+
 /** A gated send was written: its conversation as the full check would have named it. */
-function checked(o: Outgoing, row: SentColumns): void {
+function checked(o: Outgoing, row: Pick<SentColumns, 'gate_group_name' | 'gate_owner_id'>): void {
   o.conv = groupConversation(o.conv.groupId!, row.gate_group_name ?? '', row.gate_owner_id ?? null);
   o.gated = false;
 }

@@ -33,6 +33,14 @@ export class MessageType {
   conversationKey!: string;
   /** The pin as a PINNED or UNPINNED event carried it (null: none); loaded when absent (see pin.resolver.ts). */
   pin?: { at: Date; byId: string | null } | null;
+  parentId!: string | null;
+  alsoInConversation!: boolean;
+  replyCount!: number;
+  lastReplyAt!: Date | null;
+  /** The thread's first participants as a send or an event carried them; loaded when absent (see thread.resolver.ts). */
+  participants?: UserType[];
+  /** The mentioned users as a send or an event carried them; loaded when absent (see mention.resolver.ts). */
+  mentionList?: UserType[];
 }
 
 @ObjectType('MessageEdge')
@@ -64,6 +72,18 @@ export class SendMessageInput {
   @Field(() => AttachmentInput, { nullable: true }) attachment?: AttachmentInput | null;
   @Field(() => String, { nullable: true, description: 'Idempotency key: a retry returns the first message, never a duplicate.' })
   clientMessageId?: string | null;
+  @Field(() => IdScalar, {
+    nullable: true,
+    description:
+      'Reply in the thread of this message, which must be a message of the conversation named (else BAD_USER_INPUT, as for a deleted one or a private project message); a reply to a reply joins its root\'s thread.',
+  })
+  parentId?: string | null;
+  @Field(() => Boolean, {
+    nullable: true,
+    defaultValue: false,
+    description: "With parentId: the reply shows in the conversation's history and sidebar too (Slack's \"also send to channel\"). Otherwise it stays in its thread.",
+  })
+  alsoInConversation?: boolean | null;
 }
 
 @ObjectType('ReactionCount')
@@ -79,8 +99,12 @@ export enum MessageEventKind {
   REACTIONS_CHANGED = 'REACTIONS_CHANGED',
   PINNED = 'PINNED',
   UNPINNED = 'UNPINNED',
+  THREAD_UPDATED = 'THREAD_UPDATED',
 }
-registerEnumType(MessageEventKind, { name: 'MessageEventKind' });
+registerEnumType(MessageEventKind, {
+  name: 'MessageEventKind',
+  valuesConfig: { THREAD_UPDATED: { description: "A reply arrived in the message's thread: its replyCount, lastReplyAt and threadParticipants as they are now." } },
+});
 
 @ObjectType('MessageEvent')
 export class MessageEventType {

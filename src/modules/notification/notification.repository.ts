@@ -13,8 +13,6 @@ const SPAN_SECONDS = 60;
 export interface TailMessage {
   id: string;
   created_at: Date;
-  /** Its whole text, for the mentions in it. */
-  content: string | null;
 }
 
 /** One (message, member) pair the tail may notify: everyone the message reaches but its sender. */
@@ -27,6 +25,8 @@ export interface Reach {
   notification_level: string;
   /** The message goes to this recipient alone (direct, or a project's private message). */
   personal: boolean;
+  /** A reply that reaches them as someone who follows its thread (THREAD_REPLY). */
+  follower: boolean;
   created_at: Date;
   content: string | null;
   file_name: string | null;
@@ -122,7 +122,7 @@ export const notificationRepository = {
     );
     const messages = withDates<TailMessage & Record<string, unknown>>(
       await em.execute(
-        `select id, created_at, case when deleted_at is null then content end as content from messages
+        `select id, created_at from messages
           where created_at >= ? and created_at < ? and (created_at, id) > (?, ?)
           order by created_at, id limit ?`,
         [b.lo, b.until, after.at, after.id, o.limit],
@@ -133,18 +133,22 @@ export const notificationRepository = {
   },
 
   /**
-   * Who each message reaches, its sender left out: a group's members, a project's members (only
-   * its recipient for a private message), a direct message's recipient. In a group of more than
-   * `largeGroup` members only those it mentions (`mentions`: message id -> lower-cased usernames):
-   * every plain message of a crowd would notify everyone away. Deleted messages and accounts, and
-   * users whose level is NONE, are left out here already.
+   * Who each message reaches, its sender left out: a timeline message reaches a group's members, a
+   * project's members (only its recipient for a private message), a direct message's recipient; a
+   * reply reaches who follows its thread (`follower`: thread_members, and a direct reply's
+   * recipient), and everyone too when it was also sent to the conversation. In a group of more than
+   * `largeGroup` members only those it mentions and its thread's followers: every plain message of
+   * a crowd would notify everyone away. `mentions`: message id -> mentioned user ids, as stored at
+   * send time. Deleted messages and accounts, and users whose level is NONE, are left out here
+   * already; a recipient reached twice is reached once, as a follower.
    */
   async reach(em: EntityManager, messageIds: string[], mentions: Map<string, string[]>, largeGroup: number): Promise<Reach[]> {
     if (!messageIds.length) return [];
-    const named = [...mentions].flatMap(([id, names]) => names.map((name) => ({ id, name })));
+    const named = [...mentions].flatMap(([id, users]) => users.map((user_id) => ({ id, user_id })));
     return withDates<Reach & Record<string, unknown>>(await em.execute(
       `with w0 as (
-         select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 140) as content, a.file_name
+         select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 140) as content, a.file_name,
+                m.parent_id, m.parent_id is null or m.also_in_conversation as timeline
            from messages m left join attachments a on a.id = m.attachment_id
           where m.id = any(?::uuid[]) and m.deleted_at is null
        ), large as (
@@ -153,24 +157,37 @@ export const notificationRepository = {
        ), w as (
          select w0.*, w0.group_id in (select group_id from large) as large from w0
        ), named as (
-         select n.id, n.name from json_to_recordset(?::json) as n(id uuid, name text)
+         select n.id, n.user_id from json_to_recordset(?::json) as n(id uuid, user_id uuid)
        ), r as (
-         select w.*, gm.user_id as to_id, false as personal from w join group_members gm on gm.group_id = w.group_id where w.group_id is not null and not w.large
+         select w.*, gm.user_id as to_id, false as personal, false as follower from w join group_members gm on gm.group_id = w.group_id
+          where w.group_id is not null and not w.large and w.timeline
          union all
-         select w.*, gm.user_id, false from w join named n on n.id = w.id join users nu on lower(nu.username) = n.name
-           join group_members gm on gm.group_id = w.group_id and gm.user_id = nu.id where w.large
+         select w.*, gm.user_id, false, false from w join named n on n.id = w.id join group_members gm on gm.group_id = w.group_id and gm.user_id = n.user_id where w.large
          union all
-         select w.*, pm.user_id, false from w join project_members pm on pm.project_id = w.project_id where w.project_id is not null and w.recipient_id is null
+         select w.*, pm.user_id, false, false from w join project_members pm on pm.project_id = w.project_id where w.project_id is not null and w.recipient_id is null and w.timeline
          union all
-         select w.*, w.recipient_id, true from w where w.recipient_id is not null
+         select w.*, w.recipient_id, true, w.parent_id is not null from w where w.recipient_id is not null
+         union all
+         select w.*, tm.user_id, false, true from w join thread_members tm on tm.root_id = w.parent_id where w.parent_id is not null
+       ), one as (
+         select distinct on (r.id, r.to_id) r.* from r order by r.id, r.to_id, r.follower desc, r.personal desc
        )
-       select r.id as message_id, r.conversation_key, r.sender_id, r.to_id as recipient_id, u.username, u.notification_level, r.personal,
+       select r.id as message_id, r.conversation_key, r.sender_id, r.to_id as recipient_id, u.username, u.notification_level, r.personal, r.follower,
               r.created_at, r.content, r.file_name
-         from r join users u on u.id = r.to_id
+         from one r join users u on u.id = r.to_id
         where r.to_id <> r.sender_id and u.deleted_at is null and u.notification_level <> 'NONE'
         order by r.created_at, r.id`,
       [pgArray(messageIds), largeGroup, largeGroup, JSON.stringify(named)],
     ), 'created_at');
+  },
+
+  /** Who each of these messages mentions (user ids), as their send (or last edit) stored it. */
+  async mentions(em: EntityManager, messageIds: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!messageIds.length) return out;
+    const rows: { message_id: string; user_id: string }[] = await em.execute('select message_id, user_id from message_mentions where message_id = any(?::uuid[])', [pgArray(messageIds)]);
+    for (const r of rows) out.set(r.message_id, [...(out.get(r.message_id) ?? []), r.user_id]);
+    return out;
   },
 
   /**

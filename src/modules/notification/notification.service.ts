@@ -64,13 +64,6 @@ interface Candidate {
   at: Date;
 }
 
-/** `@name` tokens of a text, lower-cased (usernames are letters, digits, _ . -; a sentence's last dot is not part of one). */
-function mentioned(text: string | null): Set<string> {
-  const out = new Set<string>();
-  for (const m of (text ?? '').matchAll(/(?:^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{3,32})/g)) out.add(m[1].replace(/[.-]+$/, '').toLowerCase());
-  return out;
-}
-
 /**
  * Whether a level lets an event through. MENTIONS keeps mentions and whatever is addressed to the
  * user alone (a direct or private message, a friend request, an invitation, a project action).
@@ -155,7 +148,8 @@ export class NotificationService {
       const next = full ? { at: last.created_at, id: last.id } : { at: until, id: NO_ID };
       let queued = 0;
       if (messages.length) {
-        const mentions = new Map(messages.map((m) => [m.id, [...mentioned(m.content)]]));
+        // Mentions as the send stored them (members only, @here and @all expanded), never parsed again here.
+        const mentions = await repo.mentions(em, messages.map((m) => m.id));
         const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
         const connected = candidates.length ? await this.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
         const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
@@ -167,13 +161,19 @@ export class NotificationService {
   }
 
   /**
-   * Each reached member's event kind, or none when their level says no.
-   * Threads (issue "threads") add THREAD_REPLY here: a reply reaches who follows its thread.
+   * Each reached member's event kind, or none when their level says no: MENTION for a member the
+   * message mentions (not in a personal message, which is theirs anyway), THREAD_REPLY for a
+   * reply's follower, else MESSAGE.
    */
   private classify(reach: Reach[], mentions: Map<string, string[]>): Candidate[] {
     const out: Candidate[] = [];
     for (const r of reach) {
-      const kind = !r.personal && mentions.get(r.message_id)?.includes(r.username.toLowerCase()) ? NotificationKind.MENTION : NotificationKind.MESSAGE;
+      const kind =
+        !r.personal && mentions.get(r.message_id)?.includes(r.recipient_id)
+          ? NotificationKind.MENTION
+          : r.follower
+            ? NotificationKind.THREAD_REPLY
+            : NotificationKind.MESSAGE;
       if (!wants(r.notification_level, kind, r.personal)) continue;
       out.push({
         kind,

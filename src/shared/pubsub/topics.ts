@@ -71,6 +71,21 @@ export interface MessagePayload {
   pos?: number;
   /** In a messageEvent: the message's version as told (see NewestVersions). */
   version?: number;
+  /** A reply: its thread's root; `alsoInConversation` when it is in the timeline too. Absent: not a reply. */
+  parentId?: string | null;
+  alsoInConversation?: boolean;
+  /** A root's thread as it stands (absent: no replies). */
+  thread?: ThreadPayload;
+  /** The users it mentions (absent: none). */
+  mentions?: UserPayload[];
+}
+
+/** A root's thread counters, carried by THREAD_UPDATED so that no subscriber loads them. */
+export interface ThreadPayload {
+  replyCount: number;
+  lastReplyAt: string | null;
+  /** Its first participants, at most 5 (absent: not carried, loaded by who shows them). */
+  participants?: UserPayload[];
 }
 
 /** One emoji on one message and who used it (reactedByMe is answered from the list). */
@@ -80,7 +95,7 @@ export interface ReactionSummary {
 }
 
 export interface MessageEventPayload {
-  kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED' | 'PINNED' | 'UNPINNED';
+  kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED' | 'PINNED' | 'UNPINNED' | 'THREAD_UPDATED';
   message: MessagePayload;
 }
 
@@ -118,6 +133,8 @@ export interface ConversationUpdatedPayload {
   only: string[] | null;
   /** An edit or deletion of `message`: it reaches only the receivers whose row it is the last message of. */
   lastMessageOnly?: boolean;
+  /** The members `message` mentions, each with their unread mentions in the conversation after it. */
+  mentionCounts?: Record<string, number>;
 }
 
 /** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */

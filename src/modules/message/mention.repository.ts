@@ -1,0 +1,137 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { limitLiteral, pgArray, pgTextArray, type Sql } from '../../shared/sql';
+import { SELECT, type MessageRow } from './message.repository';
+import { blockedBy } from '../safety/block.repository';
+
+/** The users a send or an edit resolved: named (lower-cased usernames) or by id (@here, @all). */
+export interface MentionTargets {
+  names: string[];
+  ids: string[];
+}
+
+/** A mentioned user as a send statement returns them (row_to_json: ISO dates). */
+export interface MentionedColumns {
+  id: string;
+  username: string;
+  display_name: string | null;
+  created_at: string;
+}
+
+/**
+ * Members of the message `m`'s conversation among `targets`, never its sender: a group's or
+ * project's members, a direct conversation's other user. Unknown names
+ * match no one (they stay text); nor does a user who blocks the sender (no count, no notice).
+ */
+const candidates = (targets: MentionTargets): Sql => ({
+  text: `(select u.id from users u where lower(u.username) = any(?::text[]) and u.deleted_at is null
+          union select u.id from users u where u.id = any(?::uuid[]) and u.deleted_at is null) c
+        where c.id <> m.sender_id and not ${blockedBy('c.id', 'm.sender_id')} and (c.id = m.recipient_id
+          or exists (select 1 from group_members gm where gm.group_id = m.group_id and gm.user_id = c.id)
+          or exists (select 1 from project_members pm where pm.project_id = m.project_id and pm.user_id = c.id))`,
+  params: [pgTextArray(targets.names), pgArray(targets.ids)],
+});
+
+/** A mention (`x`) its user is shown: in a conversation they are still in, of a message not deleted. */
+const LISTED = `exists (select 1 from conversation_members cm where cm.conversation_key = x.conversation_key and cm.user_id = x.user_id)
+  and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null)`;
+
+export const mentionRepository = {
+  /** A group's members (for @here and @all). */
+  async groupMembers(em: EntityManager, groupId: string): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from group_members where group_id = ?', [groupId]);
+    return rows.map((r) => r.user_id);
+  },
+
+  /**
+   * CTEs of a send statement (after its message `m`): `mn` the mentions it stores. With `counts`,
+   * the column `mention_counts` gives each mentioned member's unread mentions in the conversation
+   * after it ({ userId: n }; the statement's own row is not visible to it, hence the 1 +).
+   */
+  onSend(targets: MentionTargets, inTimeline: boolean): { ctes: Sql; columns: string } {
+    const c = candidates(targets);
+    const counts = inTimeline
+      ? `(select json_object_agg(mn.user_id, 1 + (select count(*) from message_mentions x where x.user_id = mn.user_id and x.conversation_key = m.conversation_key and x.in_timeline
+           and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id))) from mn cross join m)`
+      : 'null::json';
+    return {
+      ctes: {
+        text: `mn as (
+          insert into message_mentions (message_id, user_id, conversation_key, seq, in_timeline, created_at)
+          select m.id, c.id, m.conversation_key, m.seq, ${inTimeline ? 'true' : 'false'}, m.created_at from m cross join ${c.text}
+          returning user_id)`,
+        params: c.params,
+      },
+      columns: `(select coalesce(json_agg(json_build_object('id', u.id, 'username', u.username, 'display_name', u.display_name, 'created_at', u.created_at) order by lower(u.username)), '[]'::json)
+          from mn join users u on u.id = mn.user_id) as mentioned, ${counts} as mention_counts`,
+    };
+  },
+
+  /**
+   * An edit: the mentions become what the new text resolves to (members only, as at send time).
+   * Returns the users newly mentioned (a mention kept is not new: never told twice).
+   */
+  async replace(em: EntityManager, messageId: string, targets: MentionTargets): Promise<string[]> {
+    const c = candidates(targets);
+    const rows: { user_id: string }[] = await em.execute(
+      `with m as (select * from messages where id = ?), k as (select c.id from m cross join ${c.text}),
+       d as (delete from message_mentions x where x.message_id = ? and x.user_id not in (select id from k))
+       insert into message_mentions (message_id, user_id, conversation_key, seq, in_timeline, created_at)
+       select m.id, k.id, m.conversation_key, m.seq, m.parent_id is null or m.also_in_conversation, clock_timestamp() from m cross join k
+       on conflict (message_id, user_id) do nothing returning user_id`,
+      [messageId, ...c.params, messageId],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
+  /** The users each message mentions (ids), in username order. */
+  async ofMessages(em: EntityManager, ids: readonly string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!ids.length) return out;
+    const rows: { message_id: string; user_id: string }[] = await em.execute(
+      `select x.message_id, x.user_id from message_mentions x join users u on u.id = x.user_id where x.message_id = any(?::uuid[]) order by lower(u.username)`,
+      [pgArray(ids)],
+    );
+    for (const r of rows) {
+      const list = out.get(r.message_id);
+      if (list) list.push(r.user_id);
+      else out.set(r.message_id, [r.user_id]);
+    }
+    return out;
+  },
+
+  /** Unread timeline mentions of `userId` per conversation key (past their read marker). */
+  async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {
+    if (!keys.length) return new Map();
+    const rows: { conversation_key: string; n: number }[] = await em.execute(
+      `select x.conversation_key, count(*)::int as n from message_mentions x
+         join conversation_members cm on cm.conversation_key = x.conversation_key and cm.user_id = x.user_id
+        where x.user_id = ? and x.conversation_key = any(?::text[]) and x.in_timeline and x.seq > cm.read_seq
+        group by x.conversation_key`,
+      [userId, pgTextArray(keys)],
+    );
+    return new Map(rows.map((r) => [r.conversation_key, r.n]));
+  },
+
+  /**
+   * A page of the messages that mention `userId`, newest first, by keyset on (mentioned at,
+   * message id), in conversations they are still a member of; a private project message never
+   * (none is resolved), a deleted one never.
+   */
+  async page(em: EntityManager, userId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<(MessageRow & { mentioned_at: Date })[]> {
+    const rows: (MessageRow & { mentioned_at: Date })[] = await em.execute(
+      `select k.mentioned_at, r.* from (
+         select x.message_id, x.created_at as mentioned_at from message_mentions x
+          where x.user_id = ? ${opts.after ? 'and (x.created_at, x.message_id) < (?, ?)' : ''} and ${LISTED}
+          order by x.created_at desc, x.message_id desc limit ${limitLiteral(opts.limit + 1)}
+       ) k cross join lateral (${SELECT} where m.id = k.message_id) r
+       order by k.mentioned_at desc, k.message_id desc`,
+      [userId, ...(opts.after ? [opts.after.at, opts.after.id] : [])],
+    );
+    return rows.slice(0, opts.limit + 1);
+  },
+
+  async count(em: EntityManager, userId: string): Promise<number> {
+    const [row] = await em.execute(`select count(*)::int as n from message_mentions x where x.user_id = ? and ${LISTED}`, [userId]);
+    return row.n;
+  },
+};

@@ -1,0 +1,46 @@
+import { Arg, Authorized, Ctx, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import { viewerOf } from '../auth/auth.viewer';
+import type { Context } from '../context';
+import { ConversationType } from '../conversation/conversation.types';
+import { SYSTEM_USER } from '../user/user.mapper';
+import { UserType } from '../user/user.types';
+import { MessageConnection, MessageType } from './message.types';
+
+@Resolver(() => MessageType)
+export class MentionResolver {
+  @Authorized()
+  @Query(() => MessageConnection, {
+    description: "Messages that mention the viewer, newest first, in conversations they are still a member of (deleted messages never). At most 100 a page.",
+  })
+  mentions(
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Page size, at most 100.' }) first: number | null,
+    @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection.' }) after: string | null,
+    @Ctx() ctx: Context,
+  ): Promise<MessageConnection> {
+    return ctx.services.threads.mentions(ctx.em, viewerOf(ctx).userId, { first, after });
+  }
+}
+
+@Resolver(() => MessageType)
+export class MessageMentionsResolver {
+  @FieldResolver(() => [UserType], {
+    description:
+      "Users its text mentions (@username, @here, @all), resolved when it was sent and again at each edit: members of the conversation only, never the sender; names that match no member stay plain text. Username order.",
+  })
+  async mentions(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType[]> {
+    if (m.mentionList) return m.mentionList;
+    const ids = await ctx.loaders.mentions.load(m.id);
+    return (await ctx.loaders.user.loadMany(ids)).map((u) => (u && !(u instanceof Error) ? u : SYSTEM_USER));
+  }
+}
+
+@Resolver(() => ConversationType)
+export class ConversationMentionsResolver {
+  @FieldResolver(() => Int, {
+    description:
+      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge). Mentions in replies kept in a thread count in `threads` instead.",
+  })
+  unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context): number | Promise<number> {
+    return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
+  }
+}

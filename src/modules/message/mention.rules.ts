@@ -1,0 +1,37 @@
+import type { Conversation } from '../conversation/conversation.access';
+
+/** `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a sentence's last dot is not part of one. */
+export function mentionNames(text: string | null | undefined): string[] {
+  if (!text || !text.includes('@')) return [];
+  const out = new Set<string>();
+  for (const m of text.matchAll(/(?:^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{3,32})/g)) out.add(m[1].replace(/[.-]+$/, '').toLowerCase());
+  return [...out];
+}
+
+/** What a text asks to mention: named users, and in a group `@here` (members online now) or `@all`. */
+export interface MentionAsk {
+  names: string[];
+  here: boolean;
+  all: boolean;
+}
+
+/** Null for a text that mentions no one (the plain send, which pays nothing for mentions). */
+export function mentionAsk(text: string | null | undefined): MentionAsk | null {
+  const names = mentionNames(text);
+  if (!names.length) return null;
+  return { names: names.filter((n) => n !== 'here' && n !== 'all'), here: names.includes('here'), all: names.includes('all') };
+}
+
+/**
+ * Who may mention everyone of a conversation with `@all`: in a group, its owner and admins (the
+ * lobby's admins too), asked of the group's roles only when the text says `@all`. The one place
+ * this rule lives; elsewhere `@all` stays text.
+ */
+export async function mayMentionAll(
+  conv: Pick<Conversation, 'kind' | 'ownerId' | 'groupId'>,
+  senderId: string,
+  moderates?: (groupId: string, userId: string) => Promise<boolean>,
+): Promise<boolean> {
+  if (conv.kind !== 'group') return false;
+  return conv.ownerId === senderId || (!!moderates && (await moderates(conv.groupId!, senderId)));
+}

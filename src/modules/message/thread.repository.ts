@@ -1,0 +1,216 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { limitLiteral, prepared, type Sql } from '../../shared/sql';
+import { GATE_COLUMNS, memberGate } from '../conversation/conversation.repository';
+import type { ReactionSummary } from '../../shared/pubsub/topics';
+import { COLUMNS, REACTION_LIST, SELECT, type MessageRow } from './message.repository';
+import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
+
+/** A thread's participant as a statement returns them (row_to_json: ISO dates). */
+export interface ParticipantColumns extends MentionedColumns {
+  joined_at: string;
+}
+
+/** What a reply's statement returns besides the reply: its root after it, and the thread's participants before it. */
+export interface ReplyColumns {
+  root: (Omit<MessageRow, 'created_at'> & { created_at: string; reaction_list: ReactionSummary[] }) | null;
+  participants_before: ParticipantColumns[];
+  mentioned?: MentionedColumns[];
+  mention_counts?: Record<string, number> | null;
+  gate_group_name?: string;
+  gate_owner_id?: string | null;
+}
+
+/** A message's root as a reply sees it (null when it can have no reply, see ThreadService.rootFor). */
+export interface RootRow {
+  id: string;
+  sender_id: string;
+  created_at: Date;
+  conversation_key: string;
+  deleted_at: Date | null;
+  private: boolean;
+  /** The message named was a reply itself, and this is its root. */
+  via_reply: boolean;
+  parent_deleted: boolean;
+}
+
+/** Profiles of a thread's first participants (the root's author, then who replied), as JSON. */
+const participants = (root: string) => `(select coalesce(json_agg(json_build_object('id', u.id, 'username', u.username, 'display_name', u.display_name,
+    'created_at', u.created_at, 'joined_at', tm.joined_at) order by tm.joined_at, tm.user_id), '[]'::json)
+  from (select tm.user_id, tm.joined_at from thread_members tm where tm.root_id = ${root} and tm.replied order by tm.joined_at, tm.user_id limit 5) tm
+  join users u on u.id = tm.user_id)`;
+
+/**
+ * CTEs of a reply's statement, after its message `m` and `tp` (the root: root_id, root_sender_id,
+ * root_at): `tr` the root's counters and version, `tm` the thread's followers (the sender, who has
+ * read up to their own reply; the root's author; the users the reply mentions). Plus the columns
+ * `root` (as history reads it, with reactions) and `participants_before`.
+ */
+function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: Sql; columns: string } {
+  return {
+    ctes: {
+      text: `${mentions ? `${mentions.ctes.text}, ` : ''}tr as (
+        update messages r set reply_count = r.reply_count + 1, last_reply_at = m.created_at, version = r.version + 1 from m where r.id = m.parent_id returning r.*
+      ), tm as (
+        insert into thread_members as t (root_id, user_id, conversation_key, joined_at, replied, read_at)
+        select distinct on (x.user_id) tp.root_id, x.user_id, m.conversation_key, x.joined_at, x.replied, x.read_at from tp cross join m cross join lateral (
+          select m.sender_id as user_id, m.created_at as joined_at, true as replied, m.created_at as read_at, 0 as pri
+          union all select tp.root_sender_id, tp.root_at, true, null::timestamptz, 1
+          ${mentions ? 'union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn' : ''}
+        ) x order by x.user_id, x.pri
+        on conflict (root_id, user_id) do update set replied = t.replied or excluded.replied, read_at = greatest(t.read_at, excluded.read_at))`,
+      params: mentions ? mentions.ctes.params : [],
+    },
+    columns: `(select row_to_json(x) from (select ${COLUMNS}, ${REACTION_LIST} as reaction_list
+        from tr m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id) x) as root,
+      ${participants('(select root_id from tp)')} as participants_before${mentions ? `, ${mentions.columns}` : ''}`,
+  };
+}
+
+/** A followed thread (`t`, its root `m`) with replies its follower has not read, in a conversation they are still in. */
+const UNREAD = `m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz) and m.deleted_at is null
+  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)`;
+
+export const threadRepository = {
+  /** The root a reply to `parentId` attaches to (a reply's own root), with what decides whether it may. */
+  async rootOf(em: EntityManager, parentId: string): Promise<RootRow | null> {
+    const rows: RootRow[] = await em.execute(
+      `select r.id, r.sender_id, r.created_at, r.conversation_key, r.deleted_at, r.project_id is not null and r.recipient_id is not null as private,
+              x.parent_id is not null as via_reply, x.deleted_at is not null as parent_deleted
+         from messages x join messages r on r.id = coalesce(x.parent_id, x.id) where x.id = ?`,
+      [parentId],
+    );
+    return rows[0] ?? null;
+  },
+
+  /**
+   * A reply kept in its thread, in one statement: it is checked (the parent is a message of this
+   * conversation, not deleted, not private; with `gate`, the sender a member of the group), takes
+   * the next position in the conversation (the head's pos and last_at only: the timeline's seq,
+   * last message and activity stay, as for a private message), counts on its root and makes its
+   * sender follow the thread. Null when a check failed: nothing is written then.
+   */
+  async insertReply(
+    em: EntityManager,
+    r: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null; parentId: string },
+    file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
+    gate: { groupId: string } | null,
+    mentions: MentionTargets | null,
+  ): Promise<(MessageRow & ReplyColumns) | null> {
+    const g = gate ? memberGate(gate.groupId, r.senderId) : null;
+    const after = threadAfter(mentions ? mentionRepository.onSend(mentions, false) : null);
+    const rows = await prepared<MessageRow & ReplyColumns>(
+      em,
+      `with ${g ? `${g.text}, ` : ''}tp as (
+         select root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
+           from messages x join messages root on root.id = coalesce(x.parent_id, x.id)
+          where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null
+            and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}
+       ), h as (
+         update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
+           from tp where h.conversation_key = ? returning h.seq, h.pos, h.last_at
+       ), m as (
+         insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, created_at, parent_id)
+         select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, h.last_at, tp.root_id from h cross join tp returning *
+       ), a as (
+         insert into attachments (id, file_name, mime_type, size, data, created_at)
+         select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
+       ), ${after.ctes.text}
+       select ${COLUMNS}, ${after.columns}${g ? `, ${GATE_COLUMNS}` : ''}
+       from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id`,
+      [
+        ...(g?.params ?? []),
+        r.parentId,
+        r.conversationKey,
+        r.conversationKey,
+        r.id,
+        r.conversationKey,
+        r.senderId,
+        r.content,
+        file?.id ?? null,
+        r.groupId,
+        r.projectId,
+        r.recipientId,
+        r.clientMessageId,
+        file?.id ?? null,
+        file?.fileName ?? null,
+        file?.mimeType ?? null,
+        file?.data.length ?? null,
+        file?.data ?? null,
+        !!file,
+        ...after.ctes.params,
+      ],
+    );
+    return rows[0] ?? null;
+  },
+
+  /**
+   * What a reply also sent to the conversation adds to messageRepository.insert's statement, after
+   * its `m` (whose parent_id is the root, checked before): the thread's CTEs and columns.
+   */
+  alsoInConversation(root: { id: string; senderId: string; createdAt: Date }, mentions: { ctes: Sql; columns: string } | null): { ctes: Sql; columns: string } {
+    const after = threadAfter(mentions);
+    return {
+      ctes: { text: `tp as (select ?::uuid as root_id, ?::uuid as root_sender_id, ?::timestamptz as root_at), ${after.ctes.text}`, params: [root.id, root.senderId, root.createdAt, ...after.ctes.params] },
+      columns: after.columns,
+    };
+  },
+
+  /** One page of a thread's replies by keyset on (created_at, id), like history. */
+  async page(em: EntityManager, rootId: string, opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number }): Promise<MessageRow[]> {
+    const forward = opts.direction === 'forward';
+    const params: unknown[] = [rootId];
+    let where = 'm.parent_id = ?';
+    if (opts.cursor) {
+      where += forward ? ' and (m.created_at, m.id) > (?, ?)' : ' and (m.created_at, m.id) < (?, ?)';
+      params.push(opts.cursor.at, opts.cursor.id);
+    }
+    const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
+    const rows = await prepared<MessageRow>(em, `${SELECT} where ${where} order by ${order} limit ${limitLiteral(opts.limit + 1)}`, params);
+    return rows.slice(0, opts.limit + 1);
+  },
+
+  async count(em: EntityManager, rootId: string): Promise<number> {
+    const [row] = await em.execute('select count(*)::int as n from messages where parent_id = ?', [rootId]);
+    return row.n;
+  },
+
+  /** The first (at most 5) participants of each root: its author, then who replied, in the order they took part. */
+  async participants(em: EntityManager, rootIds: readonly string[]): Promise<Map<string, ParticipantColumns[]>> {
+    const out = new Map<string, ParticipantColumns[]>();
+    if (!rootIds.length) return out;
+    const rows: { root_id: string; list: ParticipantColumns[] }[] = await em.execute(
+      `select r.id as root_id, ${participants('r.id')} as list from unnest(?::uuid[]) as r(id)`,
+      [`{${rootIds.join(',')}}`],
+    );
+    for (const r of rows) out.set(r.root_id, r.list);
+    return out;
+  },
+
+  /**
+   * The roots of the threads `userId` follows that have replies they have not read (newest reply
+   * first, by keyset on (last_reply_at, id)), in conversations they are still a member of.
+   */
+  async unread(em: EntityManager, userId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<MessageRow[]> {
+    const rows: MessageRow[] = await em.execute(
+      `${SELECT} join thread_members t on t.root_id = m.id and t.user_id = ? where ${UNREAD}
+          ${opts.after ? 'and (m.last_reply_at, m.id) < (?, ?)' : ''}
+        order by m.last_reply_at desc, m.id desc limit ${limitLiteral(opts.limit + 1)}`,
+      [userId, ...(opts.after ? [opts.after.at, opts.after.id] : [])],
+    );
+    return rows.slice(0, opts.limit + 1);
+  },
+
+  async countUnread(em: EntityManager, userId: string): Promise<number> {
+    const [row] = await em.execute(`select count(*)::int as n from thread_members t join messages m on m.id = t.root_id where t.user_id = ? and ${UNREAD}`, [userId]);
+    return row.n;
+  },
+
+  /** Moves the user's marker in a thread to its newest reply (they follow it from now on). */
+  async markRead(em: EntityManager, root: { id: string; conversationKey: string; lastReplyAt: Date | null }, userId: string): Promise<void> {
+    await em.execute(
+      `insert into thread_members as t (root_id, user_id, conversation_key, joined_at, replied, read_at) values (?, ?, ?, clock_timestamp(), false, ?)
+       on conflict (root_id, user_id) do update set read_at = greatest(t.read_at, excluded.read_at)`,
+      [root.id, userId, root.conversationKey, root.lastReplyAt],
+    );
+  },
+};

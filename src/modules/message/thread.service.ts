@@ -1,0 +1,135 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError } from '../../shared/errors';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
+import { isoTime } from '../../shared/time';
+import type { ConversationFilter } from '../conversation/conversation.access';
+import type { ConversationArgs } from '../conversation/conversation.access';
+import type { UserType } from '../user/user.types';
+import { toMessageType } from './message.mapper';
+import type { MessageRow } from './message.repository';
+import { timelinePage, type MessageService } from './message.service';
+import type { MessageType } from './message.types';
+import { mentionRepository } from './mention.repository';
+import { threadRepository } from './thread.repository';
+
+export interface ThreadServiceDeps {
+  /** Who may read which message, and the conversations' errors. */
+  messages: MessageService;
+}
+
+/** A subscription to one thread: the conversation's filter and the root whose replies it keeps. */
+export type ThreadFilter = ConversationFilter & { threadId: string | null };
+
+/**
+ * Threads and mentions as a reader sees them: a thread's replies, the threads a user follows with
+ * unread replies, their mentions, their marker in a thread. A reply's writing is the send's
+ * (MessageService.send, thread.repository's statement).
+ */
+export class ThreadService {
+  private readonly messages: MessageService;
+
+  constructor(deps: ThreadServiceDeps) {
+    this.messages = deps.messages;
+  }
+
+  /** The root of the thread `messageId` names (a reply names its root's), if the viewer may read it; NOT_FOUND otherwise. */
+  private async root(em: EntityManager, viewerId: string, messageId: string, field = 'messageId'): Promise<MessageRow> {
+    const row = await this.messages.visibleMessage(em, viewerId, messageId).catch((e) => {
+      if (field !== 'messageId') throw new BadUserInputError(`${field} must name a message of this conversation.`, field);
+      throw e;
+    });
+    return row.parent_id ? this.messages.visibleMessage(em, viewerId, row.parent_id) : row;
+  }
+
+  /** A thread's replies, oldest first, paged as history is (first/after forward, last/before back; default the newest 10). */
+  async thread(
+    em: EntityManager,
+    viewerId: string,
+    messageId: string,
+    args: { first?: number | null; after?: string | null; last?: number | null; before?: string | null },
+  ): Promise<ConnectionShape<MessageType, LazyCount>> {
+    const { forward, limit, cursor, direction } = timelinePage(args);
+    const root = await this.root(em, viewerId, messageId);
+    const rows = await threadRepository.page(em, root.id, { direction, cursor, limit });
+    return toConnection(rows, {
+      limit,
+      backward: !forward,
+      hasCursor: !!cursor,
+      totalCount: () => threadRepository.count(em, root.id),
+      key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
+      node: toMessageType,
+    });
+  }
+
+  /** The roots of the threads the viewer follows with replies they have not read, the latest reply first. */
+  async threads(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<MessageType, LazyCount>> {
+    const limit = pageSize(args.first, 'first', 20);
+    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
+    const rows = await threadRepository.unread(em, viewerId, { after, limit });
+    return toConnection(rows, {
+      limit,
+      backward: false,
+      hasCursor: !!after,
+      totalCount: () => threadRepository.countUnread(em, viewerId),
+      key: (r) => ({ k: isoTime(new Date(r.last_reply_at!).getTime()), id: r.id }),
+      node: toMessageType,
+    });
+  }
+
+  /** The messages that mention the viewer, newest first (in conversations they are still in; deleted ones never). */
+  async mentions(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<MessageType, LazyCount>> {
+    const limit = pageSize(args.first, 'first', 20);
+    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
+    const rows = await mentionRepository.page(em, viewerId, { after, limit });
+    return toConnection(rows, {
+      limit,
+      backward: false,
+      hasCursor: !!after,
+      totalCount: () => mentionRepository.count(em, viewerId),
+      key: (r) => ({ k: isoTime(new Date(r.mentioned_at).getTime()), id: r.id }),
+      node: toMessageType,
+    });
+  }
+
+  /** Moves the viewer's marker in the thread to its newest reply; they follow the thread from now on. Returns the root. */
+  async markRead(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
+    const root = await this.root(em, viewerId, messageId);
+    if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', 'messageId');
+    await threadRepository.markRead(em, { id: root.id, conversationKey: root.conversation_key, lastReplyAt: root.last_reply_at ? new Date(root.last_reply_at) : null }, viewerId);
+    return toMessageType(root);
+  }
+
+  /** messageAdded's filter with `threadId`: the conversation's, and the thread's root, which must be one of its messages (BAD_USER_INPUT otherwise). */
+  async subscriptionFilter(em: EntityManager, viewerId: string, c: ConversationArgs & { threadId?: string | null }): Promise<ThreadFilter> {
+    const filter = await this.messages.subscriptionFilter(em, viewerId, c);
+    if (c.threadId === undefined || c.threadId === null) return { ...filter, threadId: null };
+    const root = await this.root(em, viewerId, c.threadId, 'threadId');
+    if (root.conversation_key !== filter.key) throw new BadUserInputError('threadId must name a message of this conversation.', 'threadId');
+    return { ...filter, threadId: root.id };
+  }
+
+  /** First participants of several roots (a loader's batch). */
+  async participants(em: EntityManager, rootIds: readonly string[]): Promise<UserType[][]> {
+    const found = await threadRepository.participants(em, rootIds);
+    return rootIds.map((id) =>
+      (found.get(id) ?? []).map((u) => ({ id: u.id, username: u.username, displayName: u.display_name, createdAt: new Date(u.created_at), storedLastSeenAt: null })),
+    );
+  }
+
+  /** Mentioned users' ids of several messages (a loader's batch). */
+  async mentionIds(em: EntityManager, ids: readonly string[]): Promise<string[][]> {
+    const found = await mentionRepository.ofMessages(em, ids);
+    return ids.map((id) => found.get(id) ?? []);
+  }
+
+  /** The viewer's unread mentions in several conversations (a loader's batch). */
+  async unreadMentions(em: EntityManager, viewerId: string, keys: readonly string[]): Promise<number[]> {
+    const found = await mentionRepository.unreadCounts(em, viewerId, keys);
+    return keys.map((k) => found.get(k) ?? 0);
+  }
+}
+
+/** Whether a new message belongs in a messageAdded stream: a thread's replies with `threadId`, else the timeline (replies kept in their thread left out). */
+export function inStream(p: { parentId?: string | null; alsoInConversation?: boolean }, threadId: string | null | undefined): boolean {
+  return threadId ? p.parentId === threadId : !p.parentId || !!p.alsoInConversation;
+}

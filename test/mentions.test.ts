@@ -1,0 +1,120 @@
+import { codeOf, gql, listen, ok, wsClient } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
+import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
+import { snapshot, sql } from './helpers/db';
+
+const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
+const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount unreadCount } }';
+const SIDEBAR_LIVE = 'subscription { conversationUpdated { id unreadCount unreadMentionCount } }';
+const MESSAGE = 'query($c: ConversationInput!) { history(conversation: $c, last: 10) { edges { node { id mentions { username } } } } }';
+
+describe('mentions', () => {
+  it('should resolve @username among members at send time, leave unknown names and non-members as text, and never mention the sender', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Team', [bob, carol]);
+    const m = (await ok(gql(s.url, SEND, { i: { groupId: g, content: `hi @${bob.username.toUpperCase()}, @${carol.username}. and @${eve.username} @nobody_here @${alice.username} mail me at x@y.com` } }, alice.token))).sendMessage;
+    expect(m.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
+    const history = (await ok(gql(s.url, MESSAGE, { c: { groupId: g } }, bob.token))).history.edges;
+    expect(history[0].node.mentions.map((u: any) => u.username).sort()).toEqual([bob.username, carol.username].sort());
+    // A plain message mentions no one and stores nothing for it.
+    const plain = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'no names here' } }, alice.token))).sendMessage;
+    expect(plain.mentions).toEqual([]);
+    expect(await sql(s.env.DATABASE_URL!, 'select user_id from message_mentions where message_id = $1', [plain.id])).toEqual([]);
+  });
+
+  it('should count unread mentions per conversation, list my mentions newest first, and clear the badge with markRead', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Badge', [bob]);
+    const m1 = await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} one` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'nothing' });
+    const m2 = await sendMessage(s.url, alice.token, { groupId: g, content: `two @${bob.username}` });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 2, unreadCount: 3 });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount).toBe(0);
+    const list = (await request(s.url, MentionsDocument, {}, bob.token)).mentions;
+    expect(list.edges.map((e) => e.node.id)).toEqual([m2.id, m1.id]);
+    const first = (await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions;
+    expect(first.pageInfo.hasNextPage).toBe(true);
+    expect((await request(s.url, MentionsDocument, { first: 1, after: first.pageInfo.endCursor }, bob.token)).mentions.edges.map((e) => e.node.id)).toEqual([m1.id]);
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: g } }, bob.token));
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 0, unreadCount: 0 });
+    // Read, they are still listed.
+    expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toHaveLength(2);
+  });
+
+  it("should bring the mentioned member's new unreadMentionCount to their sidebar live", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Live', [bob, carol]);
+    const bobs = await listen(s, bob, SIDEBAR_LIVE);
+    const carols = await listen(s, carol, SIDEBAR_LIVE);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `ping @${bob.username}` });
+    expect((await bobs.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 1 });
+    expect((await carols.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
+    await sendMessage(s.url, alice.token, { groupId: g, content: `again @${bob.username}` });
+    expect((await bobs.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 2 });
+  });
+
+  it('should expand @here to members online now and @all only for the group owner', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Here', [bob, carol]);
+    const online = wsClient(s.wsUrl, carol.token);
+    await listen(s, carol, 'subscription { messageAdded { id } }');
+    const here = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'standup @here' } }, bob.token))).sendMessage;
+    expect(here.mentions.map((u: any) => u.id)).toEqual([carol.id]);
+    // @all is the owner's; from anyone else it stays text.
+    expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: 'hey @all' } }, bob.token))).sendMessage.mentions).toEqual([]);
+    const all = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'hey @all' } }, alice.token))).sendMessage;
+    expect(all.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
+    await online.client.dispose();
+  });
+
+  it('should re-resolve mentions on edit without counting a kept one twice', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Edits', [bob, carol]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} look` });
+    const EDIT = 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { mentions { id } } }';
+    const edited = (await ok(gql(s.url, EDIT, { m: m.id, c: `@${bob.username} and @${carol.username} look` }, alice.token))).editMessage;
+    expect(edited.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(1);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, carol.token))).conversation.unreadMentionCount).toBe(1);
+    expect((await ok(gql(s.url, EDIT, { m: m.id, c: `only @${carol.username}` }, alice.token))).editMessage.mentions).toEqual([{ id: carol.id }]);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
+    expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toEqual([]);
+    // A bad edit changes nothing.
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, c: '' }, alice.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, EDIT, { m: m.id, c: `@${bob.username}` }, bob.token))).toBe('FORBIDDEN');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should mention in a thread reply (following the thread, not the sidebar badge), in direct messages, and never in a private project message', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Mixed', [bob, carol]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
+    const r = (await ok(gql(s.url, SEND, { i: { groupId: g, content: `@${carol.username} thoughts?`, parentId: root.id } }, bob.token))).sendMessage;
+    expect(r.mentions).toEqual([{ id: carol.id, username: carol.username }]);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, carol.token))).conversation.unreadMentionCount).toBe(0);
+    expect((await request(s.url, ThreadsDocument, {}, carol.token)).threads.edges.map((e) => e.node.id)).toEqual([root.id]);
+    expect((await request(s.url, MentionsDocument, {}, carol.token)).mentions.edges.map((e) => e.node.id)).toEqual([r.id]);
+
+    await befriend(s.url, alice, bob);
+    const d = (await ok(gql(s.url, SEND, { i: { toUserId: bob.id, content: `@${bob.username} @${carol.username}` } }, alice.token))).sendMessage;
+    expect(d.mentions).toEqual([{ id: bob.id, username: bob.username }]);
+
+    const p = await buildProject(s.url, alice, { participants: [bob, carol] });
+    const priv = (await ok(gql(s.url, SEND, { i: { projectId: p.id, toUserId: bob.id, content: `@${bob.username} @${carol.username}` } }, alice.token))).sendMessage;
+    expect(priv.mentions).toEqual([]);
+    const open = (await ok(gql(s.url, SEND, { i: { projectId: p.id, content: `@${carol.username}` } }, alice.token))).sendMessage;
+    expect(open.mentions).toEqual([{ id: carol.id, username: carol.username }]);
+    expect((await ok(gql(s.url, BADGE, { c: { projectId: p.id } }, carol.token))).conversation.unreadMentionCount).toBe(1);
+    // Someone not a member sees none of it.
+    const eve = await signup(s.url);
+    expect((await request(s.url, MentionsDocument, {}, eve.token)).mentions.edges).toEqual([]);
+  });
+});
