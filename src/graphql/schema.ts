@@ -1,4 +1,4 @@
-import { GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
+import { GraphQLInterfaceType, GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
 import { buildSchema, getMetadataStorage, type AuthChecker } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
@@ -6,17 +6,19 @@ import { FriendResolver } from '../modules/friend/friend.resolver';
 import { GroupEventResolver, GroupResolver } from '../modules/group/group.resolver';
 import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '../modules/message/message.resolver';
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
+import { NodeResolver } from '../modules/node/node.resolver';
 import { NotificationResolver } from '../modules/notification/notification.resolver';
 import { PresenceResolver } from '../modules/presence/presence.resolver';
 import { SearchResolver } from '../modules/search/search.resolver';
 import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '../modules/project/project.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
 import { UnauthenticatedError } from '../shared/errors';
+import { nodeTypeOf } from '../shared/graphql/node';
 import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, NodeResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {
@@ -134,6 +136,8 @@ export async function createSchema(): Promise<GraphQLSchema> {
       },
     },
   });
+  // type-graphql wraps resolveType in an async function; the plain one answers at once.
+  (schema.getType('Node') as GraphQLInterfaceType).resolveType = nodeTypeOf;
   return resolversCalledDirectly(plainFieldsResolveByDefault(schema));
 }
 

@@ -11,6 +11,7 @@ import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
 import { PinService } from './message/pin.service';
+import { NodeService } from './node/node.service';
 import { SearchService } from './search/search.service';
 import { ConversationService } from './conversation/conversation.service';
 import { conversationRepository } from './conversation/conversation.repository';
@@ -53,6 +54,8 @@ export interface Services {
   pins: PinService;
   /** Message search (modules/search). */
   search: SearchService;
+  /** Relay's node(id:): any object by its id, as its own query shows it. */
+  nodes: NodeService;
   projects: ProjectService;
   /** Who may see and use which conversation: resolving one, filtering events for a viewer. */
   conversationAccess: ConversationAccess;
@@ -104,6 +107,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const search = new SearchService({ access: conversationAccess });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
+  const nodes = new NodeService({ groups, access: conversationAccess, conversations });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,
@@ -162,6 +166,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     messages,
     pins,
     search,
+    nodes,
     projects,
     conversationAccess,
     conversations,

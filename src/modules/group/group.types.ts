@@ -1,8 +1,9 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { ConnectionType } from '../../shared/graphql/connection';
 
-@ObjectType('Group')
+@ObjectType('Group', { implements: Node })
 export class GroupType {
   @Field(() => IdScalar) id!: string;
   @Field() name!: string;

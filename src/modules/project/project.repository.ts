@@ -165,6 +165,11 @@ export const projectRepository = {
     ]);
   },
 
+  /** The entries among `ids` addressed to `recipientId` (`node`/`nodes`: no one else's). */
+  async actionsByIds(em: EntityManager, ids: readonly string[], recipientId: string): Promise<ActionRow[]> {
+    return ids.length ? em.execute(`select ${ACTION_COLUMNS} from project_actions where id = any(?::uuid[]) and recipient_id = ?`, [pgArray(ids), recipientId]) : [];
+  },
+
   async countActions(em: EntityManager, recipientId: string, projectId: string | null): Promise<number> {
     const [row]: { n: number }[] = projectId
       ? await em.execute('select count(*)::int as n from project_actions where recipient_id = ? and project_id = ?', [recipientId, projectId])

@@ -1,0 +1,92 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { BadUserInputError, isAppError } from '../../shared/errors';
+import { asNode, type Node } from '../../shared/graphql/node';
+import { isId } from '../../shared/validation';
+import type { ConversationAccess } from '../conversation/conversation.access';
+import { parseKey } from '../conversation/conversation.keys';
+import type { ConversationService } from '../conversation/conversation.service';
+import type { GroupService } from '../group/group.service';
+import { toGroupType } from '../group/group.mapper';
+import type { Loaders } from '../loaders';
+import { toMessageType } from '../message/message.mapper';
+import { messageRepository } from '../message/message.repository';
+import { rowToActionType } from '../project/project.mapper';
+import { projectRepository } from '../project/project.repository';
+import { nodeRepository } from './node.repository';
+
+export interface NodeServiceDeps {
+  groups: GroupService;
+  access: ConversationAccess;
+  conversations: ConversationService;
+}
+
+/** At most this many ids per `nodes` call (BAD_USER_INPUT beyond). */
+export const MAX_NODES = 100;
+
+/**
+ * Relay's `node`/`nodes`: each id answered as the type's own query answers it, and null for what
+ * the viewer may not see, so the answer never tells a hidden object from a missing one.
+ *
+ * A conversation's id is its key (`g:`, `p:`, `d:`); every other id is a bare UUID, whose type
+ * one query finds (`nodeRepository.typesOf`). Then each type is read once for all its ids (users,
+ * messages, inbox entries in one query each; groups and projects by their own per-id rules).
+ */
+export class NodeService {
+  constructor(private readonly deps: NodeServiceDeps) {}
+
+  /** @throws BadUserInputError for more than MAX_NODES ids. */
+  async nodes(em: EntityManager, viewerId: string, ids: readonly string[], loaders: Loaders): Promise<(Node | null)[]> {
+    if (ids.length > MAX_NODES) throw new BadUserInputError(`'ids' holds at most ${MAX_NODES} ids.`, 'ids');
+    const uuids = [...new Set(ids.filter(isId))];
+    const types = await nodeRepository.typesOf(em, uuids, viewerId);
+    const of = (type: string) => uuids.filter((id) => types.get(id) === type);
+    const found = new Map<string, Node | null>();
+    const users = of('User');
+    const messageIds = of('Message');
+    const actionIds = of('ProjectAction');
+    await Promise.all([
+      loaders.user.loadMany(users).then((list) => list.forEach((u, i) => found.set(users[i], u && !(u instanceof Error) ? asNode(u, 'User') : null))),
+      ...of('Group').map(async (id) => found.set(id, await this.group(em, id, viewerId))),
+      ...of('Project').map(async (id) => found.set(id, await loaders.project.load(id).then((p) => p && asNode(p, 'Project')))),
+      this.messages(em, viewerId, messageIds).then((m) => messageIds.forEach((id) => found.set(id, m.get(id) ?? null))),
+      projectRepository.actionsByIds(em, actionIds, viewerId).then((rows) => rows.forEach((r) => found.set(r.id, asNode(rowToActionType(r), 'ProjectAction')))),
+      ...[...new Set(ids.filter((id) => !isId(id)))].map(async (id) => found.set(id, await this.conversation(em, viewerId, id))),
+    ]);
+    return ids.map((id) => found.get(id) ?? null);
+  }
+
+  private async group(em: EntityManager, id: string, viewerId: string): Promise<Node | null> {
+    const g = await this.deps.groups.find(em, id, viewerId);
+    return g && asNode(toGroupType(g), 'Group');
+  }
+
+  /** Messages as history shows them: to members of their conversation, a project's private one to its two users only. */
+  private async messages(em: EntityManager, viewerId: string, ids: string[]): Promise<Map<string, Node>> {
+    const rows = await messageRepository.byIds(em, ids);
+    const readable = await Promise.all(
+      rows.map((r) => this.deps.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id })),
+    );
+    return new Map(rows.filter((_, i) => readable[i]).map((r) => [r.id, asNode(toMessageType(r), 'Message')]));
+  }
+
+  /** A conversation by its key, as `conversation(conversation:)` answers it; null where that query errs. */
+  private async conversation(em: EntityManager, viewerId: string, key: string): Promise<Node | null> {
+    const lower = key.toLowerCase();
+    const parsed = parseKey(lower);
+    if (!parsed) return null;
+    let input;
+    if (parsed.kind === 'group') input = { groupId: parsed.groupId };
+    else if (parsed.kind === 'project') input = { projectId: parsed.projectId };
+    else if (parsed.userIds.includes(viewerId)) input = { userId: parsed.userIds[0] === viewerId ? parsed.userIds[1] : parsed.userIds[0] };
+    else return null;
+    if (!Object.values(input).every(isId)) return null;
+    try {
+      const c = await this.deps.conversations.get(em, viewerId, input);
+      // Only the key itself: `g:<uuid>:junk` or a key with extra parts names nothing.
+      return c.id === lower ? asNode(c, 'Conversation') : null;
+    } catch (e) {
+      if (isAppError(e)) return null;
+      throw e;
+    }
+  }
+}
