@@ -43,6 +43,8 @@ export const ConversationConnection = ConnectionType('Conversation', Conversatio
 export class ConversationsArgs {
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+  @Field(() => Int, { nullable: true }) last?: number | null;
+  @Field(() => String, { nullable: true }) before?: string | null;
 }
 
 @ObjectType('ReadReceipt')

@@ -3,7 +3,7 @@ import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import type { PresenceStore } from './presence.store';
 import { BySession } from './presence.sessions';
@@ -248,14 +248,15 @@ export class PresenceService {
    * page's profiles (the operation's user loader); a user it does not find is left out.
    */
   async onlineUsers<U>(
-    args: { first?: number | null; after?: string | null },
+    args: PageArgs,
     users: (ids: string[]) => Promise<readonly (U | null | Error)[]>,
+    given?: (name: keyof PageArgs) => boolean,
   ): Promise<ConnectionShape<U & { id: string }>> {
-    const limit = pageSize(args.first, 'first', 50);
-    const cursor = args.after ? decodeCursor(args.after, 'after') : null;
-    const [ids, total] = await Promise.all([this.store.page(cursor?.id ?? null, limit + 1), this.count()]);
+    const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 50, forward: true, given });
+    const cursor = encoded ? decodeCursor(encoded, cursorField) : null;
+    const [ids, total] = await Promise.all([this.store.page(cursor?.id ?? null, limit + 1, backward), this.count()]);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
-    return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
+    return toConnection(found, { limit, backward, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
   }
 
   count(): Promise<number> {

@@ -38,7 +38,8 @@ export interface PresenceStore {
   /** Last activity (ms) of each user, null when offline. */
   lastActive(userIds: string[]): Promise<(number | null)[]>;
   /** Online users ordered by id, after `afterId`. */
-  page(afterId: string | null, limit: number): Promise<string[]>;
+  /** Online user ids in id order after `fromId`, or (`backward`) before it nearest first. */
+  page(fromId: string | null, limit: number, backward?: boolean): Promise<string[]>;
   count(): Promise<number>;
   /**
    * Removes users idle since before `cutoff` who hold no socket on a live instance; returns those removed.
@@ -259,8 +260,9 @@ export class RedisPresenceStore implements PresenceStore {
     return scores.map((s) => (s === null ? null : Number(s)));
   }
 
-  async page(afterId: string | null, limit: number): Promise<string[]> {
-    return this.redis.zrangebylex(ONLINE, afterId ? `(${afterId}` : '-', '+', 'LIMIT', 0, limit);
+  async page(fromId: string | null, limit: number, backward = false): Promise<string[]> {
+    if (backward) return this.redis.zrevrangebylex(ONLINE, fromId ? `(${fromId}` : '+', '-', 'LIMIT', 0, limit);
+    return this.redis.zrangebylex(ONLINE, fromId ? `(${fromId}` : '-', '+', 'LIMIT', 0, limit);
   }
 
   count(): Promise<number> {
@@ -354,8 +356,9 @@ export class MemoryPresenceStore implements PresenceStore {
   async lastActive(userIds: string[]) {
     return userIds.map((id) => this.active.get(id) ?? null);
   }
-  async page(afterId: string | null, limit: number) {
-    return [...this.active.keys()].filter((id) => afterId === null || id > afterId).sort().slice(0, limit);
+  async page(fromId: string | null, limit: number, backward = false) {
+    const ids = [...this.active.keys()].filter((id) => fromId === null || (backward ? id < fromId : id > fromId)).sort();
+    return backward ? ids.reverse().slice(0, limit) : ids.slice(0, limit);
   }
   async count() {
     return this.active.size;

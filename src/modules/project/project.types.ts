@@ -53,4 +53,6 @@ export class ProjectActionsArgs {
   @Field(() => IdScalar, { nullable: true, description: "Only this project's entries; without it, every project's." }) projectId?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) last?: number | null;
   @Field(() => String, { nullable: true, description: 'Entries older than this cursor.' }) before?: string | null;
+  @Field(() => Int, { nullable: true }) first?: number | null;
+  @Field(() => String, { nullable: true }) after?: string | null;
 }
