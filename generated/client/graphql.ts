@@ -4,75 +4,122 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+/** A file to send with a message: up to ATTACHMENT_MAX_BYTES (5 MiB) decoded. Send it in variables, not in the query text. */
 export type AttachmentInput = {
+  /** The file's bytes in base64; they must be what the extension says (a .png must be a PNG). */
   base64: string;
   /** txt pdf png jpg jpeg gif doc */
   fileName: string;
 };
 
+/** Names one conversation: exactly one of groupId, userId (the direct conversation with that friend) or projectId; BAD_USER_INPUT otherwise. */
 export type ConversationInput = {
+  /** A group's conversation. */
   groupId?: string | number | null | undefined;
+  /** A project's conversation. */
   projectId?: string | number | null | undefined;
   /** A direct conversation with this user. */
   userId?: string | number | null | undefined;
 };
 
+/** What a conversation is. */
 export type ConversationKind =
+  /** Two friends, between themselves. */
   | 'DIRECT'
+  /** A group's conversation. */
   | 'GROUP'
+  /** A project's conversation (with private messages between two of its members). */
   | 'PROJECT';
 
+/** Where a friend request stands. */
 export type FriendRequestStatus =
+  /** Accepted: the two are friends. */
   | 'ACCEPTED'
+  /** Declined: its sender may ask again after FRIEND_REQUEST_COOLDOWN (1 day). */
   | 'DECLINED'
+  /** Waiting for the asked user. */
   | 'PENDING';
 
+/** What happened to a group. */
 export type GroupEventKind =
+  /** A public group was created. */
   | 'CREATED'
+  /** The group was deleted: its members lose access. */
   | 'DELETED'
+  /** A user joined or was added. */
   | 'MEMBER_JOINED'
+  /** A member left. */
   | 'MEMBER_LEFT'
+  /** The group has a new name. */
   | 'RENAMED';
 
+/** What happened to a message. */
 export type MessageEventKind =
+  /** It was deleted (a tombstone remains). */
   | 'DELETED'
+  /** Its text was edited. */
   | 'EDITED'
+  /** It was pinned. */
   | 'PINNED'
+  /** A reaction was added or removed. */
   | 'REACTIONS_CHANGED'
+  /** It was unpinned. */
   | 'UNPINNED';
 
+/** Whether a user is reachable live now. */
 export type PresenceStatus =
+  /** Logged out, gone PRESENCE_GRACE (5 s) after the last socket closed, or idle past PRESENCE_TIMEOUT. */
   | 'OFFLINE'
+  /** A live socket or stream, or activity within PRESENCE_TIMEOUT (5 minutes). */
   | 'ONLINE';
 
+/** What happened in a project. */
 export type ProjectActionKind =
+  /** The reader was added. */
   | 'ADDED_TO_PROJECT'
+  /** A participant became a coach. */
   | 'COACH_DESIGNATED'
+  /** A coach became a plain participant. */
   | 'COACH_WITHDRAWN'
+  /** Someone else was added. */
   | 'PARTICIPANT_ADDED'
+  /** A member left. */
   | 'PARTICIPANT_LEFT'
+  /** A participant was removed (the reader, or someone else). */
   | 'PARTICIPANT_REMOVED'
+  /** The project was deleted. */
   | 'PROJECT_DELETED'
+  /** The project has a new title (previousTitle has the old one). */
   | 'PROJECT_RENAMED';
 
 /** A coach is a participant with the coach role. */
 export type ProjectRole =
+  /** A participant who may add and remove participants. */
   | 'COACH'
+  /** The one owner. */
   | 'OWNER'
+  /** A member. */
   | 'PARTICIPANT';
 
+/** A message to send: to exactly one of a group, a friend (toUserId) or a project, with text, an attachment, or both. */
 export type SendMessageInput = {
+  /** A file to send with it. */
   attachment?: AttachmentInput | null | undefined;
   /** Idempotency key: a retry returns the first message, never a duplicate. */
   clientMessageId?: string | null | undefined;
+  /** 1 to 4000 characters, not only invisible ones; optional with an attachment. */
   content?: string | null | undefined;
+  /** A group the viewer is in. */
   groupId?: string | number | null | undefined;
+  /** A project the viewer is in. */
   projectId?: string | number | null | undefined;
   /** Direct message; with projectId, a private message inside the project. */
   toUserId?: string | number | null | undefined;
 };
 
+/** What happened to the account. */
 export type SessionEventKind =
+  /** The account was logged in on another device (`userAgent` says which browser or app, when it said). */
   | 'NEW_LOGIN';
 
 export type SignupMutationVariables = Exact<{

@@ -14,6 +14,7 @@ import { ProjectActionResolver, ProjectMessageResolver, ProjectResolver } from '
 import { UserResolver } from '../modules/user/user.resolver';
 import { UnauthenticatedError } from '../shared/errors';
 import { nodeTypeOf } from '../shared/graphql/node';
+import { describeSchema } from './descriptions';
 import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
@@ -138,7 +139,7 @@ export async function createSchema(): Promise<GraphQLSchema> {
   });
   // type-graphql wraps resolveType in an async function; the plain one answers at once.
   (schema.getType('Node') as GraphQLInterfaceType).resolveType = nodeTypeOf;
-  return resolversCalledDirectly(plainFieldsResolveByDefault(schema));
+  return resolversCalledDirectly(plainFieldsResolveByDefault(describeSchema(schema)));
 }
 
 /** The SDL committed as schema.graphql, sorted so that it only changes when the API does. */
