@@ -107,7 +107,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const search = new SearchService({ access: conversationAccess });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
-  const nodes = new NodeService({ groups, access: conversationAccess, conversations });
+  const nodes = new NodeService({ projects, access: conversationAccess, conversations });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,

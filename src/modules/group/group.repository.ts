@@ -20,6 +20,18 @@ export const groupRepository = {
     return em.find(Group, { id: { $in: [...ids] } });
   },
 
+  /** Of `ids`, the groups the viewer may see: public ones, and private ones the viewer is a member of. */
+  async visibleByIds(em: EntityManager, ids: readonly string[], viewerId: string): Promise<Group[]> {
+    if (!ids.length) return [];
+    const groups = await em.find(Group, { id: { $in: [...ids] } });
+    const hidden = groups.filter((g) => g.isPrivate).map((g) => g.id);
+    if (!hidden.length) return groups;
+    // A second query only for private groups: are they the viewer's?
+    const mine: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ? and group_id = any(?::uuid[])', [viewerId, pgArray(hidden)]);
+    const member = new Set(mine.map((r) => r.group_id));
+    return groups.filter((g) => !g.isPrivate || member.has(g.id));
+  },
+
   /** A new group, no members yet (addMember counts them). */
   async insert(em: EntityManager, g: { name: string; ownerId: string; isPrivate: boolean }): Promise<Group> {
     const group = em.create(Group, { name: g.name, owner: em.getReference(User, g.ownerId), isPrivate: g.isPrivate, memberCount: 0 });

@@ -5,17 +5,18 @@ import { isId } from '../../shared/validation';
 import type { ConversationAccess } from '../conversation/conversation.access';
 import { parseKey } from '../conversation/conversation.keys';
 import type { ConversationService } from '../conversation/conversation.service';
-import type { GroupService } from '../group/group.service';
 import { toGroupType } from '../group/group.mapper';
+import { groupRepository } from '../group/group.repository';
 import type { Loaders } from '../loaders';
 import { toMessageType } from '../message/message.mapper';
 import { messageRepository } from '../message/message.repository';
 import { rowToActionType } from '../project/project.mapper';
 import { projectRepository } from '../project/project.repository';
+import type { ProjectService } from '../project/project.service';
 import { nodeRepository } from './node.repository';
 
 export interface NodeServiceDeps {
-  groups: GroupService;
+  projects: ProjectService;
   access: ConversationAccess;
   conversations: ConversationService;
 }
@@ -28,8 +29,9 @@ export const MAX_NODES = 100;
  * the viewer may not see, so the answer never tells a hidden object from a missing one.
  *
  * A conversation's id is its key (`g:`, `p:`, `d:`); every other id is a bare UUID, whose type
- * one query finds (`nodeRepository.typesOf`). Then each type is read once for all its ids (users,
- * messages, inbox entries in one query each; groups and projects by their own per-id rules).
+ * one query finds (`nodeRepository.typesOf`). Then each type is read once for all its ids, by its
+ * own query's rules: users, groups, projects (with their members) and inbox entries in one or two
+ * queries each; messages in one, then the reading check of each message's conversation.
  */
 export class NodeService {
   constructor(private readonly deps: NodeServiceDeps) {}
@@ -46,18 +48,13 @@ export class NodeService {
     const actionIds = of('ProjectAction');
     await Promise.all([
       loaders.user.loadMany(users).then((list) => list.forEach((u, i) => found.set(users[i], u && !(u instanceof Error) ? asNode(u, 'User') : null))),
-      ...of('Group').map(async (id) => found.set(id, await this.group(em, id, viewerId))),
-      ...of('Project').map(async (id) => found.set(id, await loaders.project.load(id).then((p) => p && asNode(p, 'Project')))),
+      groupRepository.visibleByIds(em, of('Group'), viewerId).then((groups) => groups.forEach((g) => found.set(g.id, asNode(toGroupType(g), 'Group')))),
+      this.deps.projects.list(em, viewerId, of('Project')).then((projects) => projects.forEach((p) => found.set(p.id, asNode(p, 'Project')))),
       this.messages(em, viewerId, messageIds).then((m) => messageIds.forEach((id) => found.set(id, m.get(id) ?? null))),
       projectRepository.actionsByIds(em, actionIds, viewerId).then((rows) => rows.forEach((r) => found.set(r.id, asNode(rowToActionType(r), 'ProjectAction')))),
       ...[...new Set(ids.filter((id) => !isId(id)))].map(async (id) => found.set(id, await this.conversation(em, viewerId, id))),
     ]);
     return ids.map((id) => found.get(id) ?? null);
-  }
-
-  private async group(em: EntityManager, id: string, viewerId: string): Promise<Node | null> {
-    const g = await this.deps.groups.find(em, id, viewerId);
-    return g && asNode(toGroupType(g), 'Group');
   }
 
   /** Messages as history shows them: to members of their conversation, a project's private one to its two users only. */

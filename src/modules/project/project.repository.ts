@@ -73,11 +73,12 @@ export const projectRepository = {
   },
 
   /** The viewer's projects, oldest first. */
-  async ofUser(em: EntityManager, userId: string): Promise<ProjectRow[]> {
+  /** The user's projects, oldest first; with `ids`, only those of them. */
+  async ofUser(em: EntityManager, userId: string, ids?: readonly string[]): Promise<ProjectRow[]> {
     return em.execute(
       `select p.id, p.title, p.owner_id, p.created_at from projects p join project_members m on m.project_id = p.id
-       where m.user_id = ? order by p.created_at, p.id`,
-      [userId],
+       where m.user_id = ?${ids ? ' and p.id = any(?::uuid[])' : ''} order by p.created_at, p.id`,
+      ids ? [userId, pgArray(ids)] : [userId],
     );
   },
 

@@ -102,9 +102,10 @@ export class ProjectService {
     }
   }
 
-  /** The viewer's projects, oldest first, with their members in one query. */
-  async list(em: EntityManager, viewerId: string): Promise<ProjectType[]> {
-    const rows = await repo.ofUser(em, viewerId);
+  /** The viewer's projects, oldest first, with their members in one query; with `ids`, only those of them. */
+  async list(em: EntityManager, viewerId: string, ids?: readonly string[]): Promise<ProjectType[]> {
+    if (ids && !ids.length) return [];
+    const rows = await repo.ofUser(em, viewerId, ids);
     const members = await repo.members(
       em,
       rows.map((r) => r.id),
