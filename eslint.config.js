@@ -1,5 +1,6 @@
-// The schema's lint: @graphql-eslint's schema-recommended and relay rules over schema.graphql, run
-// by test/schema-lint.test.ts (so CI counts it). Each rule changed from its preset says why.
+// The GraphQL lint, run by test/schema-lint.test.ts (so CI counts it): @graphql-eslint's
+// schema-recommended and relay rules over schema.graphql, operations-recommended over the
+// operations clients use. Each rule changed from its preset says why.
 const graphql = require('@graphql-eslint/eslint-plugin');
 
 module.exports = [
@@ -30,5 +31,11 @@ module.exports = [
       // shouldImplementNode off: a SearchHit is a ranked result, not an object to refetch; test/schema-lint.test.ts checks every other edge's node is a Node.
       '@graphql-eslint/relay-edge-types': ['error', { withEdgeSuffix: true, shouldImplementNode: false, listTypeCanWrapOnlyEdgeType: false }],
     },
+  },
+  {
+    files: ['operations/*.graphql'],
+    languageOptions: { parser: graphql.parser, parserOptions: { graphQLConfig: { schema: 'schema.graphql', documents: 'operations/*.graphql' } } },
+    plugins: { '@graphql-eslint': graphql },
+    rules: graphql.configs['flat/operations-recommended'].rules,
   },
 ];

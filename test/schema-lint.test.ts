@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSchema, getNamedType, isInterfaceType, isObjectType } from 'graphql';
 import { ESLint } from 'eslint';
@@ -7,13 +7,17 @@ import { staleDescriptionKeys } from '../src/graphql/descriptions';
 const ROOT = join(__dirname, '..');
 const schema = buildSchema(readFileSync(join(ROOT, 'schema.graphql'), 'utf8'));
 
-/** schema.graphql as GraphiQL's docs pane and Relay clients read it: linted by eslint.config.js. */
+/** schema.graphql as GraphiQL's docs pane and Relay clients read it, and the operations clients use: linted by eslint.config.js. */
 describe('schema lint', () => {
-  it("should pass @graphql-eslint's schema-recommended and relay rules (eslint.config.js)", async () => {
+  it("should pass @graphql-eslint's schema-recommended and relay rules, and operations/ its operations-recommended (eslint.config.js)", async () => {
     // The config passed in rather than found: ESLint loads a config file by dynamic import, which jest's CommonJS can't.
     const eslint = new ESLint({ cwd: ROOT, overrideConfigFile: true, overrideConfig: require(join(ROOT, 'eslint.config.js')) });
-    const [result] = await eslint.lintFiles(['schema.graphql']);
-    expect(result.messages.map((m) => `schema.graphql:${m.line} ${m.ruleId}: ${m.message}`)).toEqual([]);
+    // Files named one by one: ESLint's glob search also loads by dynamic import.
+    const files = ['schema.graphql', ...readdirSync(join(ROOT, 'operations')).filter((f) => f.endsWith('.graphql')).map((f) => `operations/${f}`)];
+    const results = await eslint.lintFiles(files);
+    expect(results.map((r) => r.filePath.slice(ROOT.length + 1))).toEqual(files);
+    const messages = results.flatMap((r) => r.messages.map((m) => `${r.filePath.slice(ROOT.length + 1)}:${m.line} ${m.ruleId}: ${m.message}`));
+    expect(messages).toEqual([]);
   });
 
   it('should give every edge a Node, but for search hits (the one exception in eslint.config.js)', () => {
