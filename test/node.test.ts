@@ -98,6 +98,13 @@ describe('node', () => {
     for (const id of [secret.id, inSecret.id, whisper.id, direct.conversationId, bobsAction]) {
       expect((await ok(gql(s.url, NODE, { id }, bob.token))).node?.id).toBe(id);
     }
+    // In one call, a project's open message and its private one are told apart for each viewer.
+    const open = await sendMessage(s.url, alice.token, { projectId: project.id, content: 'for everyone' });
+    const ids = [open.id, whisper.id, open.id];
+    const seen = async (viewer: typeof eve) => (await ok(gql(s.url, NODES, { ids }, viewer.token))).nodes.map((n: { id: string } | null) => n?.id ?? null);
+    expect(await seen(eve)).toEqual([open.id, null, open.id]);
+    expect(await seen(bob)).toEqual(ids);
+    expect(await seen(carol)).toEqual([null, null, null]);
   });
 
   it('should ask for a token, and refuse more than 100 ids', async () => {

@@ -31,7 +31,7 @@ export const MAX_NODES = 100;
  * A conversation's id is its key (`g:`, `p:`, `d:`); every other id is a bare UUID, whose type
  * one query finds (`nodeRepository.typesOf`). Then each type is read once for all its ids, by its
  * own query's rules: users, groups, projects (with their members) and inbox entries in one or two
- * queries each; messages in one, then the reading check of each message's conversation.
+ * queries each; messages in one, then the reading check once per conversation.
  */
 export class NodeService {
   constructor(private readonly deps: NodeServiceDeps) {}
@@ -57,11 +57,25 @@ export class NodeService {
     return ids.map((id) => found.get(id) ?? null);
   }
 
-  /** Messages as history shows them: to members of their conversation, a project's private one to its two users only. */
+  /**
+   * Messages as history shows them: to members of their conversation, a project's private one to
+   * its two users only. The reading check runs once per conversation and kind of message, not per
+   * message: its answer depends on nothing else.
+   */
   private async messages(em: EntityManager, viewerId: string, ids: string[]): Promise<Map<string, Node>> {
     const rows = await messageRepository.byIds(em, ids);
+    const checks = new Map<string, Promise<boolean>>();
     const readable = await Promise.all(
-      rows.map((r) => this.deps.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id })),
+      rows.map((r) => {
+        const party = r.sender_id === viewerId || r.recipient_id === viewerId;
+        const key = `${r.group_id}|${r.project_id}|${r.recipient_id ? party : 'open'}|${r.group_id || r.project_id ? '' : party}`;
+        let check = checks.get(key);
+        if (!check) {
+          check = this.deps.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id });
+          checks.set(key, check);
+        }
+        return check;
+      }),
     );
     return new Map(rows.filter((_, i) => readable[i]).map((r) => [r.id, asNode(toMessageType(r), 'Message')]));
   }
