@@ -165,9 +165,9 @@ describe.each([
 });
 
 /**
- * The README's client snippets, run as they are: the files under examples/clients are the
- * README's code blocks (checked below), and each is driven against a real server, through a
- * restart of that server.
+ * The documented client snippets, run as they are: the files under examples/clients are code
+ * blocks of the README and docs/ (docs/CLIENTS.md; checked below), and each is driven against a
+ * real server, through a restart of that server.
  */
 const SNIPPETS = join(__dirname, '..', 'examples', 'clients');
 
@@ -188,10 +188,12 @@ function watchRefused(port: number): { readonly count: number; stop(): void } {
   };
 }
 
-describe('README client snippets', () => {
-  it('should show examples/clients in the README exactly as the files are', () => {
-    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
-    const blocks = [...readme.matchAll(/```ts\n(\/\/ (examples\/clients\/[\w.]+)[^\n]*\n[\s\S]*?)```/g)].map((m) => ({ path: m[2], text: m[1] }));
+describe('documented client snippets', () => {
+  it('should show each of examples/clients once in the README or docs/, exactly as the files are', () => {
+    const docs = join(__dirname, '..', 'docs');
+    const pages = [join(__dirname, '..', 'README.md'), ...readdirSync(docs).filter((f) => f.endsWith('.md')).map((f) => join(docs, f))];
+    const text = pages.map((p) => readFileSync(p, 'utf8')).join('\n');
+    const blocks = [...text.matchAll(/```ts\n(\/\/ (examples\/clients\/[\w.]+)[^\n]*\n[\s\S]*?)```/g)].map((m) => ({ path: m[2], text: m[1] }));
     const files = readdirSync(SNIPPETS).filter((f) => f.endsWith('.ts'));
     expect(blocks.map((b) => b.path).sort()).toEqual(files.map((f) => `examples/clients/${f}`).sort());
     for (const b of blocks) expect([b.path, b.text]).toEqual([b.path, readFileSync(join(__dirname, '..', b.path), 'utf8')]);

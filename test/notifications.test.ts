@@ -11,7 +11,7 @@ import { befriend, buildGroup, buildProject, sendMessage, signup, type TestUser 
 import { snapshot, sql } from './helpers/db';
 import { LARGE_GROUP } from '../src/modules/notification/notification.service';
 import { loadEnv } from '../src/config/env';
-import { documentedVerifier, readmeReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
+import { documentedVerifier, documentedReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
 import { sparePorts } from './helpers/ports';
 
 const SECRET = 'whsec_test_0123456789abcdef';
@@ -279,7 +279,7 @@ describeRedis('notifications across instances', () => {
   });
 });
 
-describe('the README receiver', () => {
+describe('the documented receiver (docs/TOUR.md)', () => {
   it('should verify, forward each event once to the push service, and refuse a forged one', async () => {
     // The push service the example forwards to.
     const pushes: any[] = [];
@@ -293,7 +293,7 @@ describe('the README receiver', () => {
     });
     await new Promise<void>((r) => push.listen(0, '127.0.0.1', () => r()));
     const dir = mkdtempSync(join(tmpdir(), 'parley-receiver-'));
-    writeFileSync(join(dir, 'receiver.mjs'), readmeReceiverSource());
+    writeFileSync(join(dir, 'receiver.mjs'), documentedReceiverSource());
     const port = await sparePorts();
     const child = spawn(process.execPath, [join(dir, 'receiver.mjs')], {
       env: { ...process.env, WEBHOOK_SECRET: SECRET, PUSH_URL: `http://127.0.0.1:${(push.address() as AddressInfo).port}/push`, PORT: String(port) },

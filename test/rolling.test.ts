@@ -105,7 +105,7 @@ describeRedis('rolling restart', () => {
           note('down');
           sim.downSince ??= Date.now();
         };
-        // The README's recipe: on connecting, and after each reconnection, take what was said
+        // The recipe of docs/CLIENTS.md: on connecting, and after each reconnection, take what was said
         // meanwhile from history, paging back to what the client already has.
         const catchUp = async () => {
           // Once the (re-)sent subscription is registered, so nothing falls between the two.

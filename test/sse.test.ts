@@ -232,7 +232,7 @@ describe('SSE transport (/graphql/stream)', () => {
     }
   }, 60_000);
 
-  it("should run the README's graphql-sse snippet as it is", async () => {
+  it("should run the graphql-sse snippet of docs/TOUR.md as it is", async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const lobby = await lobbyOf(s.url, bob.token);
@@ -278,7 +278,7 @@ describeNeeding('chromium', tools.chromium)('SSE transport in a browser', () => 
     const page = await browser.newPage();
     // Same origin as the API, as a page served next to it would be.
     await page.goto(s.url.replace(/\/graphql$/, '/healthz'));
-    // Messages with an EventSource written here; project notifications with the README's snippet, as it is.
+    // Messages with an EventSource written here; project notifications with the documented snippet (docs/TOUR.md), as it is.
     const ticket = (await ok(gql(s.url, TICKET, {}, bob.token))).streamTicket;
     const url = `/graphql/stream?query=${encodeURIComponent(MESSAGES)}&variables=${encodeURIComponent(JSON.stringify({ g: lobby }))}&ticket=${encodeURIComponent(ticket)}`;
     await page.evaluate((url) => {

@@ -1,4 +1,4 @@
-import { GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
+import { GraphQLInterfaceType, GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
 import { buildSchema, getMetadataStorage, type AuthChecker } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
@@ -8,6 +8,7 @@ import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
 import { ThreadResolver } from '../modules/message/thread.resolver';
 import { ConversationMentionsResolver, MentionResolver, MessageMentionsResolver } from '../modules/message/mention.resolver';
+import { NodeResolver } from '../modules/node/node.resolver';
 import { NotificationResolver } from '../modules/notification/notification.resolver';
 import { ReportResolver } from '../modules/safety/report.resolver';
 import { PresenceResolver, PresenceVisibilityResolver } from '../modules/presence/presence.resolver';
@@ -17,11 +18,13 @@ import { UserResolver } from '../modules/user/user.resolver';
 import { BlockResolver } from '../modules/safety/block.resolver';
 import { MuteResolver } from '../modules/safety/mute.resolver';
 import { UnauthenticatedError } from '../shared/errors';
+import { nodeTypeOf } from '../shared/graphql/node';
+import { describeSchema } from './descriptions';
 import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
 export const authChecker: AuthChecker<Context> = ({ context }) => {
@@ -139,7 +142,9 @@ export async function createSchema(): Promise<GraphQLSchema> {
       },
     },
   });
-  return resolversCalledDirectly(plainFieldsResolveByDefault(schema));
+  // type-graphql wraps resolveType in an async function; the plain one answers at once.
+  (schema.getType('Node') as GraphQLInterfaceType).resolveType = nodeTypeOf;
+  return resolversCalledDirectly(plainFieldsResolveByDefault(describeSchema(schema)));
 }
 
 /** The SDL committed as schema.graphql, sorted so that it only changes when the API does. */

@@ -12,6 +12,7 @@ import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
 import { PinService } from './message/pin.service';
+import { NodeService } from './node/node.service';
 import { SearchService } from './search/search.service';
 import { ThreadService } from './message/thread.service';
 import { ConversationService } from './conversation/conversation.service';
@@ -66,6 +67,8 @@ export interface Services {
   search: SearchService;
   /** Threads and mentions as readers see them (modules/message/thread.*, mention.*). */
   threads: ThreadService;
+  /** Relay's node(id:): any object by its id, as its own query shows it. */
+  nodes: NodeService;
   projects: ProjectService;
   /** Who may see and use which conversation: resolving one, filtering events for a viewer. */
   conversationAccess: ConversationAccess;
@@ -156,6 +159,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const threads = new ThreadService({ messages });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
+  const nodes = new NodeService({ projects, access: conversationAccess, conversations });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,
@@ -218,6 +222,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pins,
     search,
     threads,
+    nodes,
     projects,
     conversationAccess,
     conversations,

@@ -60,11 +60,11 @@ export function documentedVerifier(): Verify {
   return new Function('require', `${code}\nreturn verifyParleySignature;`)(require) as Verify;
 }
 
-/** The README's example receiver (its one ```js block under "Offline notifications"), as a reader copies it. */
-export function readmeReceiverSource(): string {
-  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('## Offline notifications (webhooks)'));
+/** The tour's example receiver (docs/TOUR.md, its one ```js block under "Offline notifications"), as a reader copies it. */
+export function documentedReceiverSource(): string {
+  const tour = readFileSync(join(__dirname, '..', '..', 'docs', 'TOUR.md'), 'utf8');
+  const section = tour.slice(tour.indexOf('## Offline notifications (webhooks)'));
   const code = /```js\n([\s\S]*?)```/.exec(section)?.[1];
-  if (!code) throw new Error('README has no receiver example under "Offline notifications (webhooks)"');
+  if (!code) throw new Error('docs/TOUR.md has no receiver example under "Offline notifications (webhooks)"');
   return code;
 }

@@ -332,19 +332,24 @@ export const conversationRepository = {
    * the heads of the few large conversations only, not one per conversation. Then each of the page's rows is read whole by
    * its key, named and given its last message.
    */
-  async page(em: EntityManager, userId: string, opts: { after: { at: Date; key: string } | null; limit: number }): Promise<ConversationRow[]> {
-    const cursor = opts.after ? [opts.after.at, opts.after.key] : [];
+  /**
+   * A page of the user's conversations, newest activity first: after `from` (older), or before it
+   * when `backward` (newer, fetched nearest first, so read in the opposite order).
+   */
+  async page(em: EntityManager, userId: string, opts: { from: { at: Date; key: string } | null; backward: boolean; limit: number }): Promise<ConversationRow[]> {
+    const cursor = opts.from ? [opts.from.at, opts.from.key] : [];
+    const [op, dir] = opts.backward ? ['>', 'asc'] : ['<', 'desc'];
     // Written in, not a parameter: see limitLiteral.
     const limit = limitLiteral(opts.limit + 1);
     const keyed = `select cm.conversation_key, cm.sort_at as activity_at from conversation_members cm
-      where cm.user_id = ? and cm.sort_at is not null${opts.after ? ' and (cm.sort_at, cm.conversation_key) < (?, ?)' : ''}
-      order by cm.sort_at desc, cm.conversation_key desc limit ${limit}`;
+      where cm.user_id = ? and cm.sort_at is not null${opts.from ? ` and (cm.sort_at, cm.conversation_key) ${op} (?, ?)` : ''}
+      order by cm.sort_at ${dir}, cm.conversation_key ${dir} limit ${limit}`;
     // One head probe per row (the lateral's offset keeps it one, never a scan of all heads).
     const headed = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
       left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
-      where cm.user_id = ? and cm.sort_at is null${opts.after ? ` and (${ACTIVITY}, cm.conversation_key) < (?, ?)` : ''}
-      order by 2 desc, 1 desc limit ${limit}`;
-    const cut = `select * from ((${keyed}) union all (${headed})) u order by 2 desc, 1 desc limit ${limit}`;
+      where cm.user_id = ? and cm.sort_at is null${opts.from ? ` and (${ACTIVITY}, cm.conversation_key) ${op} (?, ?)` : ''}
+      order by 2 ${dir}, 1 ${dir} limit ${limit}`;
+    const cut = `select * from ((${keyed}) union all (${headed})) u order by 2 ${dir}, 1 ${dir} limit ${limit}`;
     // Each row of the page is read whole in one lateral, its name and last message with it: the
     // offset keeps it one per row, planned for one row (index probes), whatever the planner thinks
     // of the cut (left to itself, it hashed every message and user of a small bench database).
@@ -353,7 +358,7 @@ export const conversationRepository = {
       `select c.* from (${cut}) k cross join lateral (
          select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ?) c ${LAST} offset 0
        ) c
-       order by c.activity_at desc, c.conversation_key desc`,
+       order by c.activity_at ${dir}, c.conversation_key ${dir}`,
       [userId, ...cursor, userId, ...cursor, userId],
     );
     return rows.slice(0, opts.limit + 1);

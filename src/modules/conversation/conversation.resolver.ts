@@ -1,8 +1,9 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
+import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type ReadReceiptPayload, type SessionEventPayload, type TypingPayload } from '../../shared/pubsub/topics';
 import { GroupType } from '../group/group.types';
 import { MessageType } from '../message/message.types';
@@ -22,8 +23,8 @@ async function only(context: Context, conversation?: ConversationInput | null) {
 export class ConversationResolver {
   @Authorized()
   @Query(() => ConversationConnection, { description: 'Most recent activity first; a direct conversation appears once a message was exchanged.' })
-  conversations(@Args() args: ConversationsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<ConversationType>> {
-    return ctx.services.conversations.list(ctx.em, viewerOf(ctx).userId, args);
+  conversations(@Args() args: ConversationsArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ConnectionShape<ConversationType>> {
+    return ctx.services.conversations.list(ctx.em, viewerOf(ctx).userId, args, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, pageSize, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
@@ -81,17 +81,17 @@ export class ConversationService {
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
-  async list(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<ConversationType>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeTimeCursor(args.after, 'after', KEY_PATTERN) : null;
+  async list(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<ConversationType>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, KEY_PATTERN) : null;
     const [rows, total] = await Promise.all([
-      conversationRepository.page(em, viewerId, { after: after && { at: after.at, key: after.id }, limit }),
+      conversationRepository.page(em, viewerId, { from: from && { at: from.at, key: from.id }, backward, limit }),
       conversationRepository.count(em, viewerId),
     ]);
     return toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: total,
       key: (r) => ({ k: isoTime(new Date(r.activity_at).getTime()), id: r.conversation_key }),
       node: rowToConversation,

@@ -1,5 +1,6 @@
 import { ArgsType, Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { ConnectionType } from '../../shared/graphql/connection';
 import type { MessageType } from '../message/message.types';
 import { UserType } from '../user/user.types';
@@ -12,7 +13,7 @@ export enum ConversationKind {
 registerEnumType(ConversationKind, { name: 'ConversationKind' });
 
 /** One conversation as the viewer sees it: what a chat sidebar shows. */
-@ObjectType('Conversation')
+@ObjectType('Conversation', { implements: Node })
 export class ConversationType {
   @Field(() => IdScalar, { description: 'The same in every query and event (Message.conversationId, TypingEvent, ReadReceipt).' }) id!: string;
   @Field(() => ConversationKind) kind!: ConversationKind;
@@ -49,6 +50,8 @@ export const ConversationConnection = ConnectionType('Conversation', Conversatio
 export class ConversationsArgs {
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+  @Field(() => Int, { nullable: true }) last?: number | null;
+  @Field(() => String, { nullable: true }) before?: string | null;
 }
 
 @ObjectType('ReadReceipt')

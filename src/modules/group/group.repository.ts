@@ -20,6 +20,18 @@ export const groupRepository = {
     return em.find(Group, { id: { $in: [...ids] } });
   },
 
+  /** Of `ids`, the groups the viewer may see: public ones, and private ones the viewer is a member of. */
+  async visibleByIds(em: EntityManager, ids: readonly string[], viewerId: string): Promise<Group[]> {
+    if (!ids.length) return [];
+    const groups = await em.find(Group, { id: { $in: [...ids] } });
+    const hidden = groups.filter((g) => g.isPrivate).map((g) => g.id);
+    if (!hidden.length) return groups;
+    // A second query only for private groups: are they the viewer's?
+    const mine: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ? and group_id = any(?::uuid[])', [viewerId, pgArray(hidden)]);
+    const member = new Set(mine.map((r) => r.group_id));
+    return groups.filter((g) => !g.isPrivate || member.has(g.id));
+  },
+
   /** A new group, no members yet (addMember counts them). */
   async insert(em: EntityManager, g: { name: string; ownerId: string; isPrivate: boolean }): Promise<Group> {
     const group = em.create(Group, { name: g.name, owner: em.getReference(User, g.ownerId), isPrivate: g.isPrivate, memberCount: 0 });
@@ -232,7 +244,8 @@ export const groupRepository = {
   },
 
   /** Public groups and the viewer's own, by lower(name), id. */
-  async visible(em: EntityManager, viewerId: string, opts: { search: string | null; after: { k: string; id: string } | null; limit: number }) {
+  /** A page of the groups the viewer may see (public, theirs, or private and inviting them) by (lower(name), id): after `from`, or before it when `backward` (fetched nearest first). */
+  async visible(em: EntityManager, viewerId: string, opts: { search: string | null; from: { k: string; id: string } | null; backward: boolean; limit: number }) {
     const where = [
       '(not g.is_private or exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) or exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?))',
     ];
@@ -243,12 +256,13 @@ export const groupRepository = {
     }
     const conn = em;
     const [{ count }] = await conn.execute(`select count(*)::int as count from groups g where ${where.join(' and ')}`, params);
-    if (opts.after) {
-      where.push('(lower(g.name), g.id) > (?, ?)');
-      params.push(opts.after.k, opts.after.id);
+    const dir = opts.backward ? 'desc' : 'asc';
+    if (opts.from) {
+      where.push(`(lower(g.name), g.id) ${opts.backward ? '<' : '>'} (?, ?)`);
+      params.push(opts.from.k, opts.from.id);
     }
     const ids: { id: string }[] = await conn.execute(
-      `select g.id from groups g where ${where.join(' and ')} order by lower(g.name), g.id limit ?`,
+      `select g.id from groups g where ${where.join(' and ')} order by lower(g.name) ${dir}, g.id ${dir} limit ?`,
       [...params, opts.limit + 1],
     );
     const groups = await em.find(Group, { id: { $in: ids.map((r) => r.id) } });
@@ -256,11 +270,14 @@ export const groupRepository = {
     return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count as number };
   },
 
-  async members(em: EntityManager, groupId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<GroupMember[]> {
+  /** A page of members by (joinedAt, id): after `from`, or before it when `backward` (fetched nearest first). */
+  async members(em: EntityManager, groupId: string, opts: { from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<GroupMember[]> {
+    const [op, dir] = opts.backward ? (['$lt', 'desc'] as const) : (['$gt', 'asc'] as const);
+    const { from } = opts;
     return em.find(
       GroupMember,
-      opts.after ? { group: groupId, $or: [{ joinedAt: { $gt: opts.after.at } }, { joinedAt: opts.after.at, id: { $gt: opts.after.id } }] } : { group: groupId },
-      { orderBy: { joinedAt: 'asc', id: 'asc' }, limit: opts.limit + 1, populate: ['user'] },
+      from ? { group: groupId, $or: [{ joinedAt: { [op]: from.at } }, { joinedAt: from.at, id: { [op]: from.id } }] } : { group: groupId },
+      { orderBy: { joinedAt: dir, id: dir }, limit: opts.limit + 1, populate: ['user'] },
     );
   },
 };

@@ -1,8 +1,9 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
+import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type GroupEventPayload } from '../../shared/pubsub/topics';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserConnection, UserType } from '../user/user.types';
@@ -13,8 +14,8 @@ import { GroupConnection, GroupEventType, GroupRole, GroupType, GroupsArgs, Page
 export class GroupResolver {
   @Authorized()
   @Query(() => GroupConnection, { description: 'Public groups and mine.' })
-  groups(@Args() args: GroupsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<GroupType>> {
-    return ctx.services.groups.list(ctx.em, viewerOf(ctx).userId, args);
+  groups(@Args() args: GroupsArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ConnectionShape<GroupType>> {
+    return ctx.services.groups.list(ctx.em, viewerOf(ctx).userId, args, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

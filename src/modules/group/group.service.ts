@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
-import { decodeCursor, decodeTimeCursor, pageSize, toConnection } from '../../shared/graphql/connection';
+import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, toConnection, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -155,29 +155,30 @@ export class GroupService {
     }
   }
 
-  async list(em: EntityManager, viewerId: string, args: { search?: string | null; first?: number | null; after?: string | null }) {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeCursor(args.after, 'after') : null;
-    const { rows, total } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), after, limit });
+  /** Alphabetically (case-insensitive, then by id), forward by default; `given` tells a client's `first` from its default. */
+  async list(em: EntityManager, viewerId: string, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean) {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeCursor(cursor, cursorField) : null;
+    const { rows, total } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), from, backward, limit });
     return toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: total,
       key: (g) => ({ k: g.name.toLowerCase(), id: g.id }),
       node: toGroupType,
     });
   }
 
-  /** A page of members with their roles (the owner: OWNER, whatever their row says). */
-  async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<UserType>> {
-    const limit = pageSize(args.first, 'first', 50);
-    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
-    const rows = await groupRepository.members(em, group.id, { after, limit });
+  /** A page of members with their roles (the owner: OWNER, whatever their row says), by join time: oldest first with first/after (the default), back from the newest with last/before. */
+  async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: PageArgs): Promise<ConnectionShape<UserType>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 50, forward: true });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const rows = await groupRepository.members(em, group.id, { from, backward, limit });
     const page = toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: group.memberCount,
       key: (m) => ({ k: m.joinedAt.toISOString(), id: m.id }),
       node: (m): { user: UserType; role: GroupRole } => ({ user: toUserType(m.user.getEntity()), role: this.roleIn({ ownerId: group.ownerId, role: m.role ?? 'MEMBER' }, m.user.id)! }),

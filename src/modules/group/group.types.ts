@@ -1,12 +1,13 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { ConnectionType } from '../../shared/graphql/connection';
 import { GroupRole } from './group.role';
 
 export { GroupRole };
 
 
-@ObjectType('Group')
+@ObjectType('Group', { implements: Node })
 export class GroupType {
   @Field(() => IdScalar) id!: string;
   @Field() name!: string;
@@ -59,10 +60,14 @@ export class GroupsArgs {
   @Field(() => String, { nullable: true }) search?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+  @Field(() => Int, { nullable: true }) last?: number | null;
+  @Field(() => String, { nullable: true }) before?: string | null;
 }
 
 @ArgsType()
 export class PageArgs {
   @Field(() => Int, { nullable: true }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+  @Field(() => Int, { nullable: true }) last?: number | null;
+  @Field(() => String, { nullable: true }) before?: string | null;
 }

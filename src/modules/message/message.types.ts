@@ -1,6 +1,7 @@
 import type { UserType } from '../user/user.types';
 import { Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { PageInfo, type LazyCount } from '../../shared/graphql/connection';
 import type { AttachmentPayload, ReactionSummary } from '../../shared/pubsub/topics';
 
@@ -12,7 +13,7 @@ export class AttachmentType {
   @Field(() => Int, { description: 'Decoded size in bytes.' }) size!: number;
 }
 
-@ObjectType('Message')
+@ObjectType('Message', { implements: Node })
 export class MessageType {
   @Field(() => IdScalar) id!: string;
   @Field(() => String, { nullable: true }) content!: string | null;

@@ -1,9 +1,10 @@
-import { Arg, Authorized, Ctx, FieldResolver, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { UserConnection, UserType } from '../user/user.types';
@@ -32,9 +33,13 @@ export class PresenceResolver {
   onlineUsers(
     @Arg('first', () => Int, { nullable: true, defaultValue: 50 }) first: number,
     @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Arg('last', () => Int, { nullable: true }) last: number | null,
+    @Arg('before', () => String, { nullable: true }) before: string | null,
     @Ctx() ctx: Context,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<ConnectionShape<UserType>> {
-    return ctx.services.presence.onlineUsers(viewerOf(ctx).userId, { first, after }, (ids) => ctx.loaders.user.loadMany(ids));
+    const given = (name: keyof PageArgs) => argumentGiven(info, name);
+    return ctx.services.presence.onlineUsers(viewerOf(ctx).userId, { first, after, last, before }, (ids) => ctx.loaders.user.loadMany(ids), given);
   }
 
   @Authorized()

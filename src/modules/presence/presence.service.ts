@@ -3,7 +3,7 @@ import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import type { Gone, PresenceStore, StoreChannel } from './presence.store';
@@ -284,27 +284,30 @@ export class PresenceService {
    */
   async onlineUsers<U>(
     viewerId: string,
-    args: { first?: number | null; after?: string | null },
+    args: PageArgs,
     users: (ids: string[]) => Promise<readonly (U | null | Error)[]>,
+    given?: (name: keyof PageArgs) => boolean,
     cache: VisibilityCache = {},
   ): Promise<ConnectionShape<U & { id: string }>> {
-    const limit = pageSize(args.first, 'first', 50);
-    const cursor = args.after ? decodeCursor(args.after, 'after') : null;
-    const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, cursor?.id ?? null, limit + 1, cache) : await this.onlineContacts(viewerId, cursor?.id ?? null, limit + 1, cache);
+    const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 50, forward: true, given });
+    const cursor = encoded ? decodeCursor(encoded, cursorField) : null;
+    const from = cursor?.id ?? null;
+    const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, from, backward, limit + 1, cache) : await this.onlineContacts(viewerId, from, backward, limit + 1, cache);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
-    return toConnection(found, { limit, backward: false, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
+    return toConnection(found, { limit, backward, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
   }
 
   /**
-   * Everyone mode: a page of the online list (HIDDEN users are not in it) by id after `afterId`, less
-   * those a hiding rule keeps from the viewer; totalCount likewise (see PresenceVisibility.hiddenFrom).
+   * Everyone mode: a page of the online list (HIDDEN users are not in it) by id after `fromId` (or
+   * before it, nearest first, when `backward`), less those a hiding rule keeps from the viewer;
+   * totalCount likewise (see PresenceVisibility.hiddenFrom).
    */
-  private async onlineEveryone(viewerId: string, afterId: string | null, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
+  private async onlineEveryone(viewerId: string, fromId: string | null, backward: boolean, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
     const [total, hiddenFrom] = await Promise.all([this.count(), this.visibility.hiddenFrom(viewerId)]);
-    if (!hiddenFrom.size) return [await this.store.page(afterId, limit), total];
+    if (!hiddenFrom.size) return [await this.store.page(fromId, limit, backward), total];
     const out: string[] = [];
-    for (let after = afterId; out.length < limit; ) {
-      const ids = await this.store.page(after, limit);
+    for (let after = fromId; out.length < limit; ) {
+      const ids = await this.store.page(after, limit, backward);
       const may = await this.visibility.visible(viewerId, ids, ids.map(() => false), cache);
       out.push(...ids.filter((_, i) => may[i]).slice(0, limit - out.length));
       if (ids.length < limit) break;
@@ -314,13 +317,14 @@ export class PresenceService {
     return [out, total - hiddenOnline];
   }
 
-  /** Contacts mode: a page of the viewer's online contacts by id after `afterId`, and how many there are. */
-  private async onlineContacts(viewerId: string, afterId: string | null, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
+  /** Contacts mode: a page of the viewer's online contacts by id after `fromId` (before it, nearest first, when `backward`), and how many there are. */
+  private async onlineContacts(viewerId: string, fromId: string | null, backward: boolean, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
     const contacts = [...(await this.visibility.contactsOf(viewerId, cache))];
     const online = await this.store.onlineOf(contacts);
     const may = await this.visibility.visible(viewerId, online, online.map(() => false), cache);
     const visible = online.filter((_, i) => may[i]).sort();
-    return [visible.filter((id) => afterId === null || id > afterId).slice(0, limit), visible.length];
+    const page = backward ? visible.filter((id) => fromId === null || id < fromId).reverse() : visible.filter((id) => fromId === null || id > fromId);
+    return [page.slice(0, limit), visible.length];
   }
 
   /** Users online across all instances, HIDDEN ones left out (a metric, and everyone mode's totalCount). */

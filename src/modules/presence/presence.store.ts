@@ -60,8 +60,8 @@ export interface PresenceStore {
   setHidden(userId: string, hidden: boolean): Promise<number | null>;
   /** Marks these users HIDDEN (the database's list at start-up: the store is a mirror of it). */
   seedHidden(userIds: string[]): Promise<void>;
-  /** Online users who are not HIDDEN, ordered by id, after `afterId`. */
-  page(afterId: string | null, limit: number): Promise<string[]>;
+  /** Online users who are not HIDDEN, in id order after `fromId`, or (`backward`) before it nearest first. */
+  page(fromId: string | null, limit: number, backward?: boolean): Promise<string[]>;
   /** Of `userIds`, those online and not HIDDEN (in the order given). */
   onlineOf(userIds: string[]): Promise<string[]>;
   /** How many users are online and not HIDDEN. */
@@ -338,8 +338,9 @@ export class RedisPresenceStore implements PresenceStore {
     return scores.map((s) => (s === null ? null : Number(s)));
   }
 
-  async page(afterId: string | null, limit: number): Promise<string[]> {
-    return this.redis.zrangebylex(ONLINE, afterId ? `(${afterId}` : '-', '+', 'LIMIT', 0, limit);
+  async page(fromId: string | null, limit: number, backward = false): Promise<string[]> {
+    if (backward) return this.redis.zrevrangebylex(ONLINE, fromId ? `(${fromId}` : '+', '-', 'LIMIT', 0, limit);
+    return this.redis.zrangebylex(ONLINE, fromId ? `(${fromId}` : '-', '+', 'LIMIT', 0, limit);
   }
 
   count(): Promise<number> {
@@ -447,8 +448,9 @@ export class MemoryPresenceStore implements PresenceStore {
   async seedHidden(userIds: string[]) {
     for (const id of userIds) this.hidden.add(id);
   }
-  async page(afterId: string | null, limit: number) {
-    return [...this.active.keys()].filter((id) => !this.hidden.has(id) && (afterId === null || id > afterId)).sort().slice(0, limit);
+  async page(fromId: string | null, limit: number, backward = false) {
+    const ids = [...this.active.keys()].filter((id) => !this.hidden.has(id) && (fromId === null || (backward ? id < fromId : id > fromId))).sort();
+    return backward ? ids.reverse().slice(0, limit) : ids.slice(0, limit);
   }
   async onlineOf(userIds: string[]) {
     return userIds.filter((id) => this.active.has(id) && !this.hidden.has(id));

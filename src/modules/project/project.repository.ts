@@ -73,11 +73,12 @@ export const projectRepository = {
   },
 
   /** The viewer's projects, oldest first. */
-  async ofUser(em: EntityManager, userId: string): Promise<ProjectRow[]> {
+  /** The user's projects, oldest first; with `ids`, only those of them. */
+  async ofUser(em: EntityManager, userId: string, ids?: readonly string[]): Promise<ProjectRow[]> {
     return em.execute(
       `select p.id, p.title, p.owner_id, p.created_at from projects p join project_members m on m.project_id = p.id
-       where m.user_id = ? order by p.created_at, p.id`,
-      [userId],
+       where m.user_id = ?${ids ? ' and p.id = any(?::uuid[])' : ''} order by p.created_at, p.id`,
+      ids ? [userId, pgArray(ids)] : [userId],
     );
   },
 
@@ -147,22 +148,28 @@ export const projectRepository = {
     await em.execute(`insert into project_actions (${ACTION_COLUMNS}) values ${values}`, params);
   },
 
-  /** One page of a viewer's inbox, fetched newest first (the page nearest `before`), by keyset on (created_at, id). */
-  async actions(em: EntityManager, recipientId: string, opts: { projectId: string | null; before: { at: Date; id: string } | null; limit: number }): Promise<ActionRow[]> {
+  /** One page of a viewer's inbox by keyset on (created_at, id): back from `from` newest first (the page nearest it), or forward after it oldest first. */
+  async actions(em: EntityManager, recipientId: string, opts: { projectId: string | null; from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<ActionRow[]> {
     const where = ['recipient_id = ?'];
     const params: unknown[] = [recipientId];
     if (opts.projectId) {
       where.push('project_id = ?');
       params.push(opts.projectId);
     }
-    if (opts.before) {
-      where.push('(created_at, id) < (?, ?)');
-      params.push(opts.before.at, opts.before.id);
+    const [op, dir] = opts.backward ? ['<', 'desc'] : ['>', 'asc'];
+    if (opts.from) {
+      where.push(`(created_at, id) ${op} (?, ?)`);
+      params.push(opts.from.at, opts.from.id);
     }
-    return em.execute(`select ${ACTION_COLUMNS} from project_actions where ${where.join(' and ')} order by created_at desc, id desc limit ?`, [
+    return em.execute(`select ${ACTION_COLUMNS} from project_actions where ${where.join(' and ')} order by created_at ${dir}, id ${dir} limit ?`, [
       ...params,
       opts.limit + 1,
     ]);
+  },
+
+  /** The entries among `ids` addressed to `recipientId` (`node`/`nodes`: no one else's). */
+  async actionsByIds(em: EntityManager, ids: readonly string[], recipientId: string): Promise<ActionRow[]> {
+    return ids.length ? em.execute(`select ${ACTION_COLUMNS} from project_actions where id = any(?::uuid[]) and recipient_id = ?`, [pgArray(ids), recipientId]) : [];
   },
 
   async countActions(em: EntityManager, recipientId: string, projectId: string | null): Promise<number> {

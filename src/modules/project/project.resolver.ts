@@ -1,8 +1,9 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
+import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
 import { MessageType } from '../message/message.types';
 import { SYSTEM_USER } from '../user/user.mapper';
@@ -32,8 +33,8 @@ export class ProjectResolver {
 
   @Authorized()
   @Query(() => ProjectActionConnection, { description: "The viewer's inbox, edges oldest first (the newest `last` by default; `before: startCursor` pages back): nothing is lost while offline." })
-  projectActions(@Args() args: ProjectActionsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<ProjectActionType>> {
-    return ctx.services.projects.actions(ctx.em, viewerOf(ctx).userId, args);
+  projectActions(@Args() args: ProjectActionsArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ConnectionShape<ProjectActionType>> {
+    return ctx.services.projects.actions(ctx.em, viewerOf(ctx).userId, args, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
@@ -102,9 +102,10 @@ export class ProjectService {
     }
   }
 
-  /** The viewer's projects, oldest first, with their members in one query. */
-  async list(em: EntityManager, viewerId: string): Promise<ProjectType[]> {
-    const rows = await repo.ofUser(em, viewerId);
+  /** The viewer's projects, oldest first, with their members in one query; with `ids`, only those of them. */
+  async list(em: EntityManager, viewerId: string, ids?: readonly string[]): Promise<ProjectType[]> {
+    if (ids && !ids.length) return [];
+    const rows = await repo.ofUser(em, viewerId, ids);
     const members = await repo.members(
       em,
       rows.map((r) => r.id),
@@ -121,18 +122,19 @@ export class ProjectService {
   async actions(
     em: EntityManager,
     viewerId: string,
-    args: { projectId?: string | null; last?: number | null; before?: string | null },
+    args: PageArgs & { projectId?: string | null },
+    given?: (name: keyof PageArgs) => boolean,
   ): Promise<ConnectionShape<ProjectActionType>> {
     const projectId = args.projectId ?? null;
     if (projectId !== null && !isId(projectId)) throw new BadUserInputError("'projectId' is not a project id.", 'projectId');
-    const limit = pageSize(args.last, 'last', 20);
-    const before = args.before ? decodeTimeCursor(args.before, 'before') : null;
-    const [rows, totalCount] = await Promise.all([repo.actions(em, viewerId, { projectId, before, limit }), repo.countActions(em, viewerId, projectId)]);
-    // Fetched newest first (the page nearest `before`), shown oldest first.
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: false, given });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const [rows, totalCount] = await Promise.all([repo.actions(em, viewerId, { projectId, from, backward, limit }), repo.countActions(em, viewerId, projectId)]);
+    // Back: fetched newest first (the page nearest `before`), shown oldest first. Forward (first/after): oldest first.
     return toConnection(rows, {
       limit,
-      backward: true,
-      hasCursor: !!before,
+      backward,
+      hasCursor: !!from,
       totalCount,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: rowToActionType,

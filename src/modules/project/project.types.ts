@@ -1,5 +1,6 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { ConnectionType } from '../../shared/graphql/connection';
 import { ProjectActionKind, ProjectRole } from './project.entity';
 
@@ -18,7 +19,7 @@ export interface ProjectMemberShape {
  * `participants` lists everyone but the owner, coaches included ("a coach is a participant
  * with the coach role"), longest-standing first; `coaches` is the subset with that role.
  */
-@ObjectType('Project')
+@ObjectType('Project', { implements: Node })
 export class ProjectType {
   @Field(() => IdScalar) id!: string;
   @Field() title!: string;
@@ -28,7 +29,7 @@ export class ProjectType {
   members!: ProjectMemberShape[];
 }
 
-@ObjectType('ProjectAction', { description: "One project change, with a message written for the viewer who receives it." })
+@ObjectType('ProjectAction', { implements: Node, description: "One project change, with a message written for the viewer who receives it." })
 export class ProjectActionType {
   @Field(() => IdScalar) id!: string;
   @Field(() => ProjectActionKind) kind!: ProjectActionKind;
@@ -52,4 +53,6 @@ export class ProjectActionsArgs {
   @Field(() => IdScalar, { nullable: true, description: "Only this project's entries; without it, every project's." }) projectId?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) last?: number | null;
   @Field(() => String, { nullable: true, description: 'Entries older than this cursor.' }) before?: string | null;
+  @Field(() => Int, { nullable: true }) first?: number | null;
+  @Field(() => String, { nullable: true }) after?: string | null;
 }

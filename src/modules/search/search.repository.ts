@@ -121,9 +121,11 @@ export const searchRepository = {
    * One page of hits, best match first (rank, then newest), among the RANKED_MATCHES newest
    * matches (for a query of common words only: among the newest messages, see COMMON_SHARE).
    */
-  async page(em: EntityManager, scope: SearchScope, query: SearchQuery, cursor: { rank: string; at: Date; id: string } | null, limit: number): Promise<SearchRow[]> {
+  /** A page of the ranked matches after `cursor`, or before it when `backward` (fetched nearest first). */
+  async page(em: EntityManager, scope: SearchScope, query: SearchQuery, cursor: { rank: string; at: Date; id: string } | null, limit: number, backward = false): Promise<SearchRow[]> {
     const { keys, rows } = visible(scope);
-    const after = cursor ? 'where (c.rank, c.created_at, c.id) < (?::numeric, ?::timestamptz, ?::uuid)' : '';
+    const [op, dir] = backward ? ['>', 'asc'] : ['<', 'desc'];
+    const after = cursor ? `where (c.rank, c.created_at, c.id) ${op} (?::numeric, ?::timestamptz, ?::uuid)` : '';
     // One statement, three ways (rare, middling, common words): the branches whose condition is false never run (one-time filters).
     return prepared<SearchRow>(
       em,
@@ -146,11 +148,11 @@ export const searchRepository = {
          select m.id, m.created_at, round(ts_rank(${VECTOR}, (select q from q), 1)::numeric, 6) as rank
          from (select * from found union all select * from recent order by created_at desc, id desc limit ${RANKED_MATCHES}) m
        ), p as (
-         select c.* from c ${after} order by c.rank desc, c.created_at desc, c.id desc limit ${limitLiteral(limit + 1)}
+         select c.* from c ${after} order by c.rank ${dir}, c.created_at ${dir}, c.id ${dir} limit ${limitLiteral(limit + 1)}
        )
        select p.rank::text as rank, ts_headline('parley_search', t.content, (select q from q), ${HEADLINE_OPTIONS}) as headline, t.*
        from p cross join lateral (${SELECT} where m.id = p.id) t
-       order by p.rank desc, p.created_at desc, p.id desc`,
+       order by p.rank ${dir}, p.created_at ${dir}, p.id ${dir}`,
       [
         query.tsquery,
         ...keys.params,

@@ -1,4 +1,6 @@
-import { Arg, Authorized, Ctx, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { argumentGiven } from '../../shared/graphql/connection';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { ConversationInput } from '../conversation/conversation.types';
@@ -16,11 +18,14 @@ export class SearchResolver {
     @Arg('conversation', () => ConversationInput, { nullable: true }) conversation: ConversationInput | null,
     @Arg('first', () => Int, { nullable: true, defaultValue: 20 }) first: number | null,
     @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Arg('last', () => Int, { nullable: true }) last: number | null,
+    @Arg('before', () => String, { nullable: true }) before: string | null,
     @Ctx() ctx: Context,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<SearchHitConnection> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.search.consume(me, 'You are searching too fast; slow down.');
-    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after });
+    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name));
   }
 
   @FieldResolver(() => Int, { description: 'Every visible match, not only the ranked ones: counted only when asked for.' })

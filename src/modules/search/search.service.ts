@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
+import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
@@ -50,11 +50,11 @@ export function toSnippet(headline: string): string {
     .replace(/\u0002/g, '</mark>');
 }
 
-function decodeSearchCursor(cursor: string): { rank: string; at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, 'after');
+function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, field);
   const [rank, iso, ...rest] = k.split('|');
   const at = new Date(iso ?? '');
-  if (rest.length || !RANK.test(rank) || Number.isNaN(at.getTime()) || at.toISOString() !== iso) throw new BadUserInputError("Invalid cursor in 'after'.", 'after');
+  if (rest.length || !RANK.test(rank) || Number.isNaN(at.getTime()) || at.toISOString() !== iso) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   return { rank, at, id };
 }
 
@@ -73,20 +73,21 @@ export class SearchService {
   async search(
     em: EntityManager,
     viewerId: string,
-    args: { query: string; conversation?: ConversationArgs | null; first?: number | null; after?: string | null },
+    args: PageArgs & { query: string; conversation?: ConversationArgs | null },
+    given?: (name: keyof PageArgs) => boolean,
   ): Promise<ConnectionShape<SearchHitType, LazyCount>> {
     const query = toSearchQuery(args.query);
-    const limit = pageSize(args.first, 'first', 20);
-    const cursor = args.after ? decodeSearchCursor(args.after) : null;
+    const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const cursor = encoded ? decodeSearchCursor(encoded, cursorField) : null;
     let scope: SearchScope = { kind: 'all', viewerId };
     if (args.conversation) {
       const conv = await this.access.resolve(em, viewerId, args.conversation);
       scope = { kind: 'one', viewerId, key: conv.key, project: conv.kind === 'project', privateWith: conv.privateWith };
     }
-    const rows = limit ? await searchRepository.page(em, scope, query, cursor, limit) : [];
+    const rows = limit ? await searchRepository.page(em, scope, query, cursor, limit, backward) : [];
     return toConnection(rows, {
       limit,
-      backward: false,
+      backward,
       hasCursor: !!cursor,
       totalCount: () => searchRepository.count(em, scope, query),
       key: (r: SearchRow) => ({ k: `${r.rank}|${isoTime(new Date(r.created_at).getTime())}`, id: r.id }),

@@ -74,7 +74,8 @@ export const userRepository = {
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
-  async search(em: EntityManager, opts: { search: string | null; after: { k: string; id: string } | null; limit: number }): Promise<{ rows: User[]; total: number }> {
+  /** A page of accounts by (lower(username), id): after `from`, or before it when `backward` (fetched nearest first). */
+  async search(em: EntityManager, opts: { search: string | null; from: { k: string; id: string } | null; backward: boolean; limit: number }): Promise<{ rows: User[]; total: number }> {
     const where: string[] = ['deleted_at is null'];
     const params: unknown[] = [];
     if (opts.search) {
@@ -83,12 +84,13 @@ export const userRepository = {
     }
     const conn = em;
     const [{ count }] = await conn.execute(`select count(*)::int as count from users where ${where.join(' and ')}`, params);
-    if (opts.after) {
-      where.push('(lower(username), id) > (?, ?)');
-      params.push(opts.after.k, opts.after.id);
+    const dir = opts.backward ? 'desc' : 'asc';
+    if (opts.from) {
+      where.push(`(lower(username), id) ${opts.backward ? '<' : '>'} (?, ?)`);
+      params.push(opts.from.k, opts.from.id);
     }
     const ids: { id: string }[] = await conn.execute(
-      `select id from users where ${where.join(' and ')} order by lower(username), id limit ?`,
+      `select id from users where ${where.join(' and ')} order by lower(username) ${dir}, id ${dir} limit ?`,
       [...params, opts.limit + 1],
     );
     const users = await em.find(User, { id: { $in: ids.map((r) => r.id) } });

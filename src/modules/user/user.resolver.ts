@@ -1,8 +1,9 @@
-import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, ArgsType, Authorized, Ctx, Field, FieldResolver, Info, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
+import type { GraphQLResolveInfo } from 'graphql';
 import { toUserType } from './user.mapper';
 import { PresenceStatus, UserConnection, UserType } from './user.types';
 
@@ -11,6 +12,8 @@ class UsersArgs {
   @Field(() => String, { nullable: true }) search?: string | null;
   @Field(() => Int, { nullable: true, defaultValue: 20 }) first?: number | null;
   @Field(() => String, { nullable: true }) after?: string | null;
+  @Field(() => Int, { nullable: true }) last?: number | null;
+  @Field(() => String, { nullable: true }) before?: string | null;
 }
 
 @Resolver(() => UserType)
@@ -30,8 +33,8 @@ export class UserResolver {
 
   @Authorized()
   @Query(() => UserConnection)
-  users(@Args() args: UsersArgs, @Ctx() ctx: Context): Promise<ConnectionShape<UserType>> {
-    return ctx.services.users.list(ctx.em, args);
+  users(@Args() args: UsersArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ConnectionShape<UserType>> {
+    return ctx.services.users.list(ctx.em, args, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { decodeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { cleanSearch, isId } from '../../shared/validation';
 import type { User } from './user.entity';
 import { toUserType } from './user.mapper';
@@ -14,10 +14,10 @@ export class UserService {
   }
 
   /** Accounts by lower(username), id; `search` matches username or display name. */
-  async list(em: EntityManager, args: { search?: string | null; first?: number | null; after?: string | null }): Promise<ConnectionShape<UserType>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeCursor(args.after, 'after') : null;
-    const { rows, total } = await userRepository.search(em, { search: cleanSearch(args.search), after, limit });
-    return toConnection(rows, { limit, backward: false, hasCursor: !!after, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType });
+  async list(em: EntityManager, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<UserType>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeCursor(cursor, cursorField) : null;
+    const { rows, total } = await userRepository.search(em, { search: cleanSearch(args.search), from, backward, limit });
+    return toConnection(rows, { limit, backward, hasCursor: !!from, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType });
   }
 }

@@ -1,5 +1,6 @@
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
+import { Node } from '../../shared/graphql/node';
 import { ConnectionType } from '../../shared/graphql/connection';
 import { GroupRole } from '../group/group.role';
 
@@ -10,7 +11,7 @@ export enum PresenceStatus {
 registerEnumType(PresenceStatus, { name: 'PresenceStatus' });
 
 /** What the API shows of a user; `status` and `lastSeenAt` are resolved from presence. */
-@ObjectType('User')
+@ObjectType('User', { implements: Node })
 export class UserType {
   @Field(() => IdScalar) id!: string;
   @Field() username!: string;

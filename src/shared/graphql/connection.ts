@@ -120,6 +120,42 @@ export function pageSize(value: number | null | undefined, field: string, def: n
   return value;
 }
 
+/** The four Relay paging arguments of a connection. */
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+  last?: number | null;
+  before?: string | null;
+}
+
+/** One page to read: `limit` rows from `cursor` (still encoded), forward (first/after) or back (last/before). */
+export interface PageRequest {
+  limit: number;
+  backward: boolean;
+  cursor: string | null;
+  /** The argument the cursor came in, for its error. */
+  cursorField: 'after' | 'before';
+}
+
+/**
+ * Which way a page goes. `forward` is the connection's default way: a connection read from its
+ * start (`groups`) pages forward unless `last` or `before` is given, one read from its end
+ * (`projectActions`) back unless `first` or `after` is. Arguments of both ways at once are
+ * BAD_USER_INPUT. `given` tells a client's value from the schema's default (argumentGiven).
+ */
+export function pageRequest(args: PageArgs, opts: { def: number; forward: boolean; given?: (name: keyof PageArgs) => boolean; max?: number }): PageRequest {
+  const given = opts.given ?? ((name: keyof PageArgs) => args[name] != null);
+  const forwardAsked = given('first') || !!args.after;
+  const backwardAsked = given('last') || !!args.before;
+  if (forwardAsked && backwardAsked) {
+    throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", args.before || args.after ? 'before' : 'last');
+  }
+  const backward = opts.forward ? backwardAsked : !forwardAsked;
+  return backward
+    ? { limit: pageSize(args.last, 'last', opts.def, opts.max), backward, cursor: args.before ?? null, cursorField: 'before' }
+    : { limit: pageSize(args.first, 'first', opts.def, opts.max), backward, cursor: args.after ?? null, cursorField: 'after' };
+}
+
 /**
  * Shapes rows fetched with one extra row (limit + 1) into a connection. `rows` are
  * in the order they were fetched; `backward` pages are reversed so edges stay in display order.

@@ -1,0 +1,107 @@
+import { codeOf, gql, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
+
+const PAGE = 'edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }';
+const VARS = '$first: Int, $after: String, $last: Int, $before: String';
+const ARGS = 'first: $first, after: $after, last: $last, before: $before';
+
+interface Page {
+  edges: { cursor: string; node: { id: string } }[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+}
+type Fetch = (vars: Record<string, unknown>) => Promise<Page>;
+
+/** Every id, walked `size` at a time forward (first/after) and back (last/before); each page's edges in the connection's order. */
+async function walk(fetch: Fetch, size: number): Promise<{ forward: string[]; backward: string[] }> {
+  const forward: string[] = [];
+  for (let after: string | null = null, pages = 0; ; pages++) {
+    const p: Page = await fetch({ first: size, after });
+    expect(p.pageInfo.hasPreviousPage).toBe(after !== null);
+    forward.push(...p.edges.map((e) => e.node.id));
+    if (p.edges.length) expect([p.pageInfo.startCursor, p.pageInfo.endCursor]).toEqual([p.edges[0].cursor, p.edges[p.edges.length - 1].cursor]);
+    if (!p.pageInfo.hasNextPage) break;
+    expect(p.edges).toHaveLength(size);
+    after = p.pageInfo.endCursor;
+    expect(pages).toBeLessThan(50);
+  }
+  const backward: string[] = [];
+  for (let before: string | null = null, pages = 0; ; pages++) {
+    const p: Page = await fetch({ last: size, before });
+    expect(p.pageInfo.hasNextPage).toBe(before !== null);
+    backward.unshift(...p.edges.map((e) => e.node.id));
+    if (!p.pageInfo.hasPreviousPage) break;
+    expect(p.edges).toHaveLength(size);
+    before = p.pageInfo.startCursor;
+    expect(pages).toBeLessThan(50);
+  }
+  return { forward, backward };
+}
+
+describe('connections', () => {
+  it('should page every connection both ways, first/after and last/before giving the same order', async () => {
+    const s = await createTestServer();
+    const users: TestUser[] = [];
+    for (let i = 0; i < 5; i++) users.push(await signup(s.url));
+    const [alice] = users;
+    const groups = [];
+    for (let i = 0; i < 4; i++) groups.push(await buildGroup(s.url, alice, { name: `Paging ${'DcbA'[i]}`, members: users.slice(1) }));
+    for (const g of [groups[2], groups[0], groups[3]]) await sendMessage(s.url, alice.token, { groupId: g.id, content: `banana bread ${g.id}` });
+    await sendMessage(s.url, users[1].token, { groupId: groups[1].id, content: 'banana split' });
+    await sendMessage(s.url, users[2].token, { groupId: groups[1].id, content: 'bananas, bananas' });
+    const project = await buildProject(s.url, users[1], { participants: [alice] });
+    for (const title of ['One', 'Two', 'Three', 'Four']) await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: project.id, t: title }, users[1].token));
+
+    const connection = (query: string, field: string, extra: Record<string, unknown> = {}, pick?: (p: any) => Page): Fetch => async (vars) => {
+      const data = await ok(gql(s.url, query, { ...extra, ...vars }, alice.token));
+      const page = field.split('.').reduce((o, k) => o[k], data);
+      return pick ? pick(page) : page;
+    };
+    const cases: [string, Fetch][] = [
+      ['users', connection(`query(${VARS}) { users(${ARGS}) { ${PAGE} } }`, 'users')],
+      ['groups', connection(`query(${VARS}) { groups(${ARGS}) { ${PAGE} } }`, 'groups')],
+      ['Group.members', connection(`query($g: ID!, ${VARS}) { group(id: $g) { members(${ARGS}) { ${PAGE} } } }`, 'group.members', { g: groups[0].id })],
+      ['conversations', connection(`query(${VARS}) { conversations(${ARGS}) { ${PAGE} } }`, 'conversations')],
+      ['onlineUsers', connection(`query(${VARS}) { onlineUsers(${ARGS}) { ${PAGE} } }`, 'onlineUsers')],
+      [
+        'searchMessages',
+        connection(`query(${VARS}) { searchMessages(query: "banana", ${ARGS}) { edges { cursor node { message { id } } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }`, 'searchMessages', {}, (p) => ({
+          ...p,
+          edges: p.edges.map((e: any) => ({ cursor: e.cursor, node: e.node.message })),
+        })),
+      ],
+      ['projectActions', connection(`query(${VARS}) { projectActions(${ARGS}) { ${PAGE} } }`, 'projectActions')],
+      ['history', connection(`query($g: ID!, ${VARS}) { history(conversation: { groupId: $g }, ${ARGS}) { ${PAGE} } }`, 'history', { g: groups[1].id })],
+    ];
+    for (const [name, fetch] of cases) {
+      const all = (await fetch({ first: 100 })).edges.map((e) => e.node.id);
+      const newest = (await fetch({ last: 100 })).edges.map((e) => e.node.id);
+      expect([name, newest]).toEqual([name, all]);
+      expect([name, all.length]).toEqual([name, expect.any(Number)]);
+      expect(all.length).toBeGreaterThanOrEqual(name === 'history' ? 2 : 4);
+      for (const size of [1, 2, 3]) {
+        const { forward, backward } = await walk(fetch, size);
+        expect([name, size, forward, backward]).toEqual([name, size, all, all]);
+      }
+    }
+  });
+
+  it('should refuse first/after and last/before together', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const page = (await ok(gql(s.url, '{ groups(first: 1) { pageInfo { endCursor } } }', {}, alice.token))).groups.pageInfo;
+    for (const q of [
+      '{ groups(first: 1, last: 1) { totalCount } }',
+      `{ groups(after: "${page.endCursor}", last: 1) { totalCount } }`,
+      `{ conversations(first: 5, before: "${page.endCursor}") { totalCount } }`,
+      '{ onlineUsers(first: 5, last: 5) { totalCount } }',
+      '{ users(first: 5, last: 5) { totalCount } }',
+      '{ projectActions(first: 5, last: 5) { totalCount } }',
+    ]) {
+      expect([q, codeOf(await gql(s.url, q, {}, alice.token))]).toEqual([q, 'BAD_USER_INPUT']);
+    }
+    // A cursor of another connection's kind is bad input in `before` too.
+    expect(codeOf(await gql(s.url, `{ conversations(before: "${page.endCursor}") { totalCount } }`, {}, alice.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(s.url, '{ onlineUsers(last: 101) { totalCount } }', {}, alice.token))).toBe('BAD_USER_INPUT');
+  });
+});
