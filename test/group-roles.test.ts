@@ -46,8 +46,8 @@ const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser) 
  */
 async function world(a: TestServer, b: TestServer, opts: { isPrivate?: boolean } = {}): Promise<World> {
   const names = ['owner', 'admin', 'admin2', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const;
-  const users = {} as World['users'];
-  for (const n of names) users[n] = await signup(a.url);
+  const signed = await Promise.all(names.map(() => signup(a.url)));
+  const users = Object.fromEntries(names.map((n, i) => [n, signed[i]])) as World['users'];
   const { owner } = users;
   const group = (await ok(run(a, M.create, { n: 'Rope team', p: opts.isPrivate ?? true }, owner))).createGroup.id;
   for (const n of ['admin', 'admin2', 'member', 'member2', 'banned'] as const) await ok(run(a, M.add, { g: group, u: users[n].id }, owner));
