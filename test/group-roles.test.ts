@@ -305,6 +305,7 @@ describeRedis('group roles', () => {
       const [x, y] = [await signup(a.url), await signup(a.url)];
       await ok(run(a, M.join, { g: solo }, x));
       await ok(run(a, M.join, { g: solo }, y));
+      await events.ws.dispose(); // their own socket would be closed by the deletion
       await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: member.password }, member.token));
       expect((await ok(run(a, GROUP, { id: solo }, y))).group.owner.id).toBe(x.id);
     });
