@@ -458,6 +458,18 @@ describeRedis('lobby roles', () => {
   });
 });
 
+describeRedis('invitation limits', () => {
+  it('should refuse invitations past RATE_LIMIT_GROUP_INVITE with RATE_LIMITED, writing nothing', async () => {
+    const s = await createTestServer({ RATE_LIMIT_GROUP_INVITE: '2/1h' });
+    const [owner, x, y, z] = await Promise.all([signup(s.url), signup(s.url), signup(s.url), signup(s.url)]);
+    const group = (await ok(gql(s.url, M.create, { n: 'Limited', p: true }, owner.token))).createGroup.id;
+    for (const u of [x, y]) await ok(gql(s.url, M.invite, { g: group, u: u.id }, owner.token));
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, M.invite, { g: group, u: z.id }, owner.token))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+});
+
 describe('invitation webhooks', () => {
   it('should send an away invitee a GROUP_INVITE event, once per invitation', async () => {
     const receiver = await startReceiver();
