@@ -74,7 +74,7 @@ import {
 } from '../../../generated/client/graphql';
 import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
 import { attachmentEl, readFile, type PickedFile } from './attachments';
-import { moderationCard } from './moderation';
+import { moderationCard, moderationNotice } from './moderation';
 import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
@@ -1099,6 +1099,13 @@ function onPresence(p: { status: PresenceStatus; lastSeenAt?: string | null; use
 }
 
 async function onGroupEvent(e: { kind: string; groupId: string; group?: GroupPartsFragment | null; user?: { id: string } | null }): Promise<void> {
+  moderationNotice(e, me(), {
+    accepted: async (id) => {
+      await loadGroups();
+      await open(conv('group', id));
+    },
+    gone: async (id) => void (current?.key === `group:${id}` && (await openLobby())),
+  });
   if (e.kind === 'DELETED') {
     const g = groups.get(e.groupId);
     groups.delete(e.groupId);
