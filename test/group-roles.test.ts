@@ -46,8 +46,8 @@ const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser) 
  */
 async function world(a: TestServer, b: TestServer, opts: { isPrivate?: boolean } = {}): Promise<World> {
   const names = ['owner', 'admin', 'admin2', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const;
-  const users = {} as World['users'];
-  for (const n of names) users[n] = await signup(a.url);
+  const signed = await Promise.all(names.map(() => signup(a.url)));
+  const users = Object.fromEntries(names.map((n, i) => [n, signed[i]])) as World['users'];
   const { owner } = users;
   const group = (await ok(run(a, M.create, { n: 'Rope team', p: opts.isPrivate ?? true }, owner))).createGroup.id;
   for (const n of ['admin', 'admin2', 'member', 'member2', 'banned'] as const) await ok(run(a, M.add, { g: group, u: users[n].id }, owner));
@@ -305,6 +305,7 @@ describeRedis('group roles', () => {
       const [x, y] = [await signup(a.url), await signup(a.url)];
       await ok(run(a, M.join, { g: solo }, x));
       await ok(run(a, M.join, { g: solo }, y));
+      await events.ws.dispose(); // their own socket would be closed by the deletion
       await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: member.password }, member.token));
       expect((await ok(run(a, GROUP, { id: solo }, y))).group.owner.id).toBe(x.id);
     });
@@ -454,6 +455,18 @@ describeRedis('lobby roles', () => {
     expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
     expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);
     expect(loadEnv({ MODERATORS: ' Mod_One ,mod_one,  ' }).MODERATORS).toEqual(['mod_one']);
+  });
+});
+
+describeRedis('invitation limits', () => {
+  it('should refuse invitations past RATE_LIMIT_GROUP_INVITE with RATE_LIMITED, writing nothing', async () => {
+    const s = await createTestServer({ RATE_LIMIT_GROUP_INVITE: '2/1h' });
+    const [owner, x, y, z] = await Promise.all([signup(s.url), signup(s.url), signup(s.url), signup(s.url)]);
+    const group = (await ok(gql(s.url, M.create, { n: 'Limited', p: true }, owner.token))).createGroup.id;
+    for (const u of [x, y]) await ok(gql(s.url, M.invite, { g: group, u: u.id }, owner.token));
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, M.invite, { g: group, u: z.id }, owner.token))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 });
 

@@ -120,6 +120,22 @@ describeRedis('reports', () => {
   });
 });
 
+describeRedis('report limits', () => {
+  it('should refuse reports past RATE_LIMIT_REPORT with RATE_LIMITED, writing nothing', async () => {
+    const s = await createTestServer({ RATE_LIMIT_REPORT: '2/1h' });
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const group = (await ok(run(s, 'mutation { createGroup(name: "Noisy") { id } }', {}, ada))).createGroup.id;
+    await ok(run(s, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, bo));
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await sendMessage(s.url, ada.token, { groupId: group, content: `m${i}` })).id);
+    await ok(run(s, REPORT, { m: ids[0], r: 'one' }, bo));
+    await ok(run(s, REPORT, { m: ids[1], r: 'two' }, bo));
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await run(s, REPORT, { m: ids[2], r: 'three' }, bo))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+});
+
 /** The group a message was sent in. */
 async function setupGroupOf(s: TestServer, messageId: string): Promise<string> {
   const [row] = await sql(s.env.DATABASE_URL!, 'select group_id from messages where id = $1', [messageId]);

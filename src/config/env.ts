@@ -164,6 +164,10 @@ export interface Env {
   RATE_LIMIT_GROUP_MEMBERSHIP: RateSpec;
   /** sendFriendRequest calls per user. @default 50/1h */
   RATE_LIMIT_FRIEND_REQUEST: RateSpec;
+  /** Group invitations one user may send. @default 60/1h */
+  RATE_LIMIT_GROUP_INVITE: RateSpec;
+  /** Message reports one user may make. @default 30/1h */
+  RATE_LIMIT_REPORT: RateSpec;
   /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
   FRIEND_REQUEST_COOLDOWN: number;
   /**
@@ -411,6 +415,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
     RATE_LIMIT_GROUP_MEMBERSHIP: rate(src, 'RATE_LIMIT_GROUP_MEMBERSHIP', { points: 60, duration: 3600 }),
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
+    RATE_LIMIT_GROUP_INVITE: rate(src, 'RATE_LIMIT_GROUP_INVITE', { points: 60, duration: 3600 }),
+    RATE_LIMIT_REPORT: rate(src, 'RATE_LIMIT_REPORT', { points: 30, duration: 3600 }),
     FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
     WEBHOOK_URL: webhookUrl,

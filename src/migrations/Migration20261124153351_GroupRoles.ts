@@ -52,7 +52,7 @@ export class Migration20261124153351_GroupRoles extends Migration {
       constraint "reports_resolved_by_foreign" foreign key ("resolved_by") references "users" ("id") on update cascade on delete set null
     );`);
     this.addSql(`create unique index "reports_message_id_reporter_id_unique" on "reports" ("message_id", "reporter_id");`);
-    this.addSql(`create index "reports_group_id_status_created_at_index" on "reports" ("group_id", "status", "created_at", "id");`);
+    this.addSql(`create index "reports_group_id_status_created_at_id_index" on "reports" ("group_id", "status", "created_at", "id");`);
     this.addSql(`create index "reports_status_created_at_index" on "reports" ("status", "created_at", "id") where "group_id" is null;`);
   }
 

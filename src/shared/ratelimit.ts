@@ -96,6 +96,8 @@ export interface Rates {
   groupMembership: RateLimit;
   /** sendFriendRequest, per user. */
   friendRequest: RateLimit;
+  groupInvite: RateLimit;
+  report: RateLimit;
   /** editMessage and deleteMessage, per user. */
   edit: RateLimit;
   /** addReaction and removeReaction, per user. */
@@ -117,6 +119,8 @@ export function createRates(
     | 'RATE_LIMIT_CREATE_GROUP'
     | 'RATE_LIMIT_GROUP_MEMBERSHIP'
     | 'RATE_LIMIT_FRIEND_REQUEST'
+    | 'RATE_LIMIT_GROUP_INVITE'
+    | 'RATE_LIMIT_REPORT'
     | 'RATE_LIMIT_EDIT'
     | 'RATE_LIMIT_REACTION'
     | 'RATE_LIMIT_SEARCH'
@@ -132,6 +136,8 @@ export function createRates(
     createGroup: new RateLimit('create-group', env.RATE_LIMIT_CREATE_GROUP, redis),
     groupMembership: new RateLimit('group-membership', env.RATE_LIMIT_GROUP_MEMBERSHIP, redis),
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
+    groupInvite: new RateLimit('group-invite', env.RATE_LIMIT_GROUP_INVITE, redis),
+    report: new RateLimit('report', env.RATE_LIMIT_REPORT, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
     search: new RateLimit('search', env.RATE_LIMIT_SEARCH, redis),

@@ -75,7 +75,7 @@ import {
 import { ApiError, connect, disconnect, request, saveSession, session, subscribe, whenSignedOut } from './api';
 import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
-import { moderationCard } from './moderation';
+import { moderationCard, moderationNotice } from './moderation';
 import { decorateSidebar, initTeam, replyLink, teamActions, teamOpened } from './team';
 import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
@@ -1107,6 +1107,13 @@ function onPresence(p: { status: PresenceStatus; lastSeenAt?: string | null; use
 }
 
 async function onGroupEvent(e: { kind: string; groupId: string; group?: GroupPartsFragment | null; user?: { id: string } | null }): Promise<void> {
+  moderationNotice(e, me(), {
+    accepted: async (id) => {
+      await loadGroups();
+      await open(conv('group', id));
+    },
+    gone: async (id) => void (current?.key === `group:${id}` && (await openLobby())),
+  });
   if (e.kind === 'DELETED') {
     const g = groups.get(e.groupId);
     groups.delete(e.groupId);

@@ -5,6 +5,7 @@
  * shown by mistake only gets its refusal as a toast.
  */
 import {
+  AcceptGroupInviteDocument,
   BanFromGroupDocument,
   GroupRolesDocument,
   InviteToGroupDocument,
@@ -77,4 +78,27 @@ export async function moderationCard(groupId: string, me: string, findUser: Find
     group.isLobby ? null : inviteForm,
     slowForm,
   );
+}
+
+/**
+ * What a groupEvent about the viewer means to them: an invitation to accept (a toast that accepts
+ * when clicked), or a removal or ban (a toast, and the group is left on screen). Other events: nothing.
+ */
+export function moderationNotice(
+  e: { kind: string; groupId: string; group?: { name: string } | null; user?: { id: string } | null },
+  me: string,
+  on: { accepted(groupId: string): Promise<void>; gone(groupId: string): Promise<void> },
+): void {
+  if (e.user?.id !== me) return;
+  const name = e.group ? `#${e.group.name}` : 'a group';
+  if (e.kind === 'INVITED') {
+    toast(`You are invited to ${name}: click to join`, 'info', () => {
+      request(AcceptGroupInviteDocument, { groupId: e.groupId })
+        .then(() => on.accepted(e.groupId))
+        .catch((err) => toast(errorText(err), 'error'));
+    });
+  } else if (e.kind === 'MEMBER_REMOVED' || e.kind === 'MEMBER_BANNED') {
+    toast(e.kind === 'MEMBER_BANNED' ? `You were banned from ${name}` : `You were removed from ${name}`, 'error');
+    void on.gone(e.groupId);
+  }
 }

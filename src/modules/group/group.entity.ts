@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Entity, Index, ManyToOne, OptionalProps, PrimaryKey, PrimaryKeyProp, Property, Unique, type Ref } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, OptionalProps, PrimaryKey, PrimaryKeyProp, Property, Unique, type Ref } from '@mikro-orm/core';
 import { User } from '../user/user.entity';
 
 @Entity({ tableName: 'groups' })
@@ -59,7 +59,7 @@ export class GroupMember {
   @Property({ type: 'datetime' })
   joinedAt: Date = new Date();
 
-  @Property({ type: 'string', length: 8, default: 'MEMBER' })
+  @Enum({ items: ['ADMIN', 'MEMBER'], columnType: 'varchar(8)', default: 'MEMBER' })
   role: MemberRole = 'MEMBER';
 
   /** When the member last sent while the group was in slow mode (the send statement's gate writes it). */

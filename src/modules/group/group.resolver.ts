@@ -126,12 +126,14 @@ export class GroupResolver {
   @Mutation(() => Boolean, {
     description: 'Owner and admins (not the lobby): the user gets a live INVITED and may accept or decline. A member or a banned user is CONFLICT; inviting again changes nothing.',
   })
-  inviteToGroup(
+  async inviteToGroup(
     @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,
     @Arg('userId', () => IdScalar, { description: 'The user to invite.' }) userId: string,
     @Ctx() ctx: Context,
   ): Promise<boolean> {
-    return ctx.services.groups.invite(ctx.em, viewerOf(ctx).userId, groupId, userId);
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.groupInvite.consume(me, 'You are sending invitations too fast; try again later.');
+    return ctx.services.groups.invite(ctx.em, me, groupId, userId);
   }
 
   @Authorized()

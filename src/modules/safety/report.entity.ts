@@ -1,4 +1,4 @@
-import { Entity, Index, ManyToOne, OptionalProps, PrimaryKey, Property, Unique, type Ref } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, OptionalProps, PrimaryKey, Property, Unique, type Ref } from '@mikro-orm/core';
 import { Group } from '../group/group.entity';
 import { Message } from '../message/message.entity';
 import { User } from '../user/user.entity';
@@ -31,7 +31,7 @@ export class Report {
   @Property({ type: 'string', length: 500 })
   reason!: string;
 
-  @Property({ type: 'string', length: 8, default: 'OPEN' })
+  @Enum({ items: ['OPEN', 'RESOLVED'], columnType: 'varchar(8)', default: 'OPEN' })
   status: ReportStatusValue = 'OPEN';
 
   @Property({ type: 'datetime' })

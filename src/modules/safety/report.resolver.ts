@@ -25,12 +25,14 @@ export class ReportResolver {
     description:
       "Reports a message the viewer can see (else NOT_FOUND) to the group's owner and admins, or for a direct or project message to the instance's moderators (live reportAdded). Not one's own or a deleted one (BAD_USER_INPUT); once per user and message (CONFLICT).",
   })
-  reportMessage(
+  async reportMessage(
     @Arg('messageId', () => IdScalar, { description: 'The message.' }) messageId: string,
     @Arg('reason', { description: 'Why, 1 to 500 characters.' }) reason: string,
     @Ctx() ctx: Context,
   ): Promise<ReportType> {
-    return ctx.services.reports.report(ctx.em, viewerOf(ctx).userId, messageId, reason);
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.report.consume(me, 'You are reporting messages too fast; try again later.');
+    return ctx.services.reports.report(ctx.em, me, messageId, reason);
   }
 
   @Authorized()

@@ -34,6 +34,6 @@ export const ReportConnection = ConnectionType('Report', ReportType);
 export class ReportsArgs {
   @Field(() => ReportStatus, { nullable: true, defaultValue: ReportStatus.OPEN, description: 'Which reports: OPEN (the default) or RESOLVED.' })
   status?: ReportStatus | null;
-  @Field(() => Int, { nullable: true, description: 'Page size, 1 to 50 (default 20).' }) first?: number | null;
+  @Field(() => Int, { nullable: true, description: 'Page size, 0 to 100 (default 20).' }) first?: number | null;
   @Field(() => String, { nullable: true, description: 'The endCursor of the previous page.' }) after?: string | null;
 }
