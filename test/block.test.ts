@@ -161,19 +161,24 @@ describe('block', () => {
 
   it('should hide blocked senders in a project too, private messages included', async () => {
     const s = await createTestServer();
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
-    const p = await buildProject(s.url, alice, { participants: [bob] });
+    const [alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, alice, { participants: [bob, dave] });
+    const c = { projectId: p.id };
     const sub = await listen(s, alice, ADDED);
     await block(s, alice, bob);
     await sendMessage(s.url, bob.token, { projectId: p.id, content: 'open, hidden' });
     await sendMessage(s.url, bob.token, { projectId: p.id, toUserId: alice.id, content: 'private, hidden' });
-    await sendMessage(s.url, alice.token, { projectId: p.id, content: 'mine' });
-    await sub.nth(1);
-    await sleep(100);
-    expect(contents(sub.values)).toEqual(['mine']);
-    const h = (await ok(gql(s.url, HISTORY, { c: { projectId: p.id } }, alice.token))).history;
-    expect(h.edges.map((e: any) => e.node.content)).not.toContain('open, hidden');
-    expect(h.edges.map((e: any) => e.node.content)).not.toContain('private, hidden');
+    const daves = await sendMessage(s.url, dave.token, { projectId: p.id, content: 'from dave' });
+    await sendMessage(s.url, bob.token, { projectId: p.id, toUserId: alice.id, content: 'private, hidden, last' });
+    await sendMessage(s.url, dave.token, { projectId: p.id, toUserId: alice.id, content: 'barrier' });
+    await sub.nth(2);
+    expect(contents(sub.values)).toEqual(['from dave', 'barrier']);
+    const h = (await ok(gql(s.url, HISTORY, { c }, alice.token))).history;
+    expect(h.edges.map((e: any) => e.node.content)).toEqual(['from dave', 'barrier']);
+    // Dave's two are the unread ones; his private one is the last message.
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 2, lastMessage: { content: 'barrier' } });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { id } }', { c, m: daves.id }, alice.token));
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 1 });
   });
 
   it("should drop a blocked user's typing and show them OFFLINE with no lastSeenAt, their presence changes not delivered", async () => {
