@@ -46,7 +46,8 @@ export function createLoaders(
     }),
     // A user the viewer blocks reads as OFFLINE, never seen (modules/safety).
     presence: new DataLoader(async (ids) => {
-      const [states, blocked] = await Promise.all([presence.states([...ids]), viewerId ? services.blocks.blockedAmong(em, viewerId, ids) : null]);
+      const others = viewerId ? ids.filter((id) => id !== viewerId) : [];
+      const [states, blocked] = await Promise.all([presence.states([...ids]), others.length ? services.blocks.blockedAmong(em, viewerId!, others) : null]);
       return hidePresence(states, blocked);
     }),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
