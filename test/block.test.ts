@@ -236,11 +236,12 @@ describeRedis('block across instances', () => {
   it('should hide events at once on a socket another instance holds, and show them again after unblocking', async () => {
     a = await createTestServer();
     b = await createTestServer({}, { clean: false });
-    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const [alice, bob, carol, dave] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
     const g = (await buildGroup(a.url, carol, { members: [alice, bob] })).id;
     const c = { groupId: g };
     const onB = await listen(b, alice, ADDED);
     const typingOnB = await listen(b, alice, TYPING_EVENTS, { c });
+    const presenceOnB = await listen(b, alice, PRESENCE);
     await sendMessage(a.url, bob.token, { groupId: g, content: 'before' });
     await onB.nth(1);
 
@@ -260,5 +261,13 @@ describeRedis('block across instances', () => {
     await sendMessage(a.url, bob.token, { groupId: g, content: 'shown again' });
     await onB.nth(3);
     expect(contents(onB.values)).toEqual(['before', 'barrier', 'shown again']);
+
+    // Presence: blocked again through A, Bob's logout never reaches Alice's socket on B; Dave's, after it, does.
+    await block(a, alice, bob);
+    expect((await ok(gql(b.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    await ok(gql(a.url, 'mutation { logout }', {}, bob.token));
+    await ok(gql(a.url, 'mutation { logout }', {}, dave.token));
+    await eventually(() => presenceOnB.values.some((v) => v.presenceChanged.user.id === dave.id));
+    expect(presenceOnB.values.map((v) => v.presenceChanged.user.id)).not.toContain(bob.id);
   });
 });
