@@ -96,6 +96,17 @@ describe('block', () => {
     expect((await ok(gql(s.url, FRIENDS, {}, alice.token))).friends).toEqual([{ id: bob.id }]);
   });
 
+  it('should spend the edit rate: past it, RATE_LIMITED and nothing changed', async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '2/1m' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await block(s, alice, bob);
+    expect((await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token))).unblockUser).toBe(true);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, BLOCK, { id: bob.id }, alice.token))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, BLOCKED, {}, alice.token))).blockedUsers).toEqual([]);
+  });
+
   it("should leave a blocked user's messages out of the blocker's history, subscriptions, sidebar and unread count, and nobody else's", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
