@@ -215,6 +215,10 @@ describe('block', () => {
     const seen = await ok(gql(s.url, STATUS, { id: bob.id }, alice.token));
     expect(seen.userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
     expect(seen.user).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    const online = (u: TestUser) => ok(gql(s.url, '{ onlineUsers(first: 50) { edges { node { id } } } }', {}, u.token)).then((d) => d.onlineUsers.edges.map((e: any) => e.node.id));
+    expect(await online(carol)).toContain(bob.id);
+    expect(await online(alice)).not.toContain(bob.id);
+    expect(await online(alice)).toContain(carol.id);
 
     // Bob logs out, then Dave: only Dave's change reaches Alice, and Bob stays never seen to her.
     await bobOnline.dispose();

@@ -26,7 +26,9 @@ export class PresenceResolver {
     @Arg('after', () => String, { nullable: true }) after: string | null,
     @Ctx() ctx: Context,
   ): Promise<ConnectionShape<UserType>> {
-    return ctx.services.presence.onlineUsers({ first, after }, (ids) => ctx.loaders.user.loadMany(ids));
+    // Users the viewer blocks are left out (modules/safety).
+    const me = viewerOf(ctx).userId;
+    return ctx.services.presence.onlineUsers({ first, after }, (ids) => ctx.services.blocks.leaveOut(ctx.em, me, ids, (some) => ctx.loaders.user.loadMany(some)));
   }
 
   @Authorized()

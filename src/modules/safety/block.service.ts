@@ -110,6 +110,12 @@ export class BlockService {
     return blockRepository.blockedAmong(em, viewerId, ids);
   }
 
+  /** `load(ids)` with the users the viewer blocks as null (a list that must not show them, as onlineUsers). */
+  async leaveOut<U>(em: EntityManager, viewerId: string, ids: string[], load: (ids: string[]) => Promise<readonly (U | null | Error)[]>): Promise<(U | null | Error)[]> {
+    const [blocked, found] = await Promise.all([this.blockedAmong(em, viewerId, ids), load(ids)]);
+    return found.map((u, i) => (blocked.has(ids[i]) ? null : u));
+  }
+
   private async target(em: EntityManager, viewerId: string, userId: string): Promise<void> {
     if (userId === viewerId) throw new BadUserInputError('You cannot block yourself.', 'userId');
     if (!isId(userId) || !(await userRepository.activeById(em, userId))) throw new NotFoundError('User');
