@@ -96,6 +96,17 @@ describe('block', () => {
     expect((await ok(gql(s.url, FRIENDS, {}, alice.token))).friends).toEqual([{ id: bob.id }]);
   });
 
+  it('should spend the edit rate: past it, RATE_LIMITED and nothing changed', async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '2/1m' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await block(s, alice, bob);
+    expect((await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token))).unblockUser).toBe(true);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, BLOCK, { id: bob.id }, alice.token))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, BLOCKED, {}, alice.token))).blockedUsers).toEqual([]);
+  });
+
   it("should leave a blocked user's messages out of the blocker's history, subscriptions, sidebar and unread count, and nobody else's", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
@@ -161,19 +172,24 @@ describe('block', () => {
 
   it('should hide blocked senders in a project too, private messages included', async () => {
     const s = await createTestServer();
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
-    const p = await buildProject(s.url, alice, { participants: [bob] });
+    const [alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, alice, { participants: [bob, dave] });
+    const c = { projectId: p.id };
     const sub = await listen(s, alice, ADDED);
     await block(s, alice, bob);
     await sendMessage(s.url, bob.token, { projectId: p.id, content: 'open, hidden' });
     await sendMessage(s.url, bob.token, { projectId: p.id, toUserId: alice.id, content: 'private, hidden' });
-    await sendMessage(s.url, alice.token, { projectId: p.id, content: 'mine' });
-    await sub.nth(1);
-    await sleep(100);
-    expect(contents(sub.values)).toEqual(['mine']);
-    const h = (await ok(gql(s.url, HISTORY, { c: { projectId: p.id } }, alice.token))).history;
-    expect(h.edges.map((e: any) => e.node.content)).not.toContain('open, hidden');
-    expect(h.edges.map((e: any) => e.node.content)).not.toContain('private, hidden');
+    const daves = await sendMessage(s.url, dave.token, { projectId: p.id, content: 'from dave' });
+    await sendMessage(s.url, bob.token, { projectId: p.id, toUserId: alice.id, content: 'private, hidden, last' });
+    await sendMessage(s.url, dave.token, { projectId: p.id, toUserId: alice.id, content: 'barrier' });
+    await sub.nth(2);
+    expect(contents(sub.values)).toEqual(['from dave', 'barrier']);
+    const h = (await ok(gql(s.url, HISTORY, { c }, alice.token))).history;
+    expect(h.edges.map((e: any) => e.node.content)).toEqual(['from dave', 'barrier']);
+    // Dave's two are the unread ones; his private one is the last message.
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 2, lastMessage: { content: 'barrier' } });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { id } }', { c, m: daves.id }, alice.token));
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation).toMatchObject({ unreadCount: 1 });
   });
 
   it("should drop a blocked user's typing and show them OFFLINE with no lastSeenAt, their presence changes not delivered", async () => {
@@ -199,6 +215,10 @@ describe('block', () => {
     const seen = await ok(gql(s.url, STATUS, { id: bob.id }, alice.token));
     expect(seen.userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
     expect(seen.user).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    const online = (u: TestUser) => ok(gql(s.url, '{ onlineUsers(first: 50) { edges { node { id } } } }', {}, u.token)).then((d) => d.onlineUsers.edges.map((e: any) => e.node.id));
+    expect(await online(carol)).toContain(bob.id);
+    expect(await online(alice)).not.toContain(bob.id);
+    expect(await online(alice)).toContain(carol.id);
 
     // Bob logs out, then Dave: only Dave's change reaches Alice, and Bob stays never seen to her.
     await bobOnline.dispose();
@@ -231,11 +251,12 @@ describeRedis('block across instances', () => {
   it('should hide events at once on a socket another instance holds, and show them again after unblocking', async () => {
     a = await createTestServer();
     b = await createTestServer({}, { clean: false });
-    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const [alice, bob, carol, dave] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
     const g = (await buildGroup(a.url, carol, { members: [alice, bob] })).id;
     const c = { groupId: g };
     const onB = await listen(b, alice, ADDED);
     const typingOnB = await listen(b, alice, TYPING_EVENTS, { c });
+    const presenceOnB = await listen(b, alice, PRESENCE);
     await sendMessage(a.url, bob.token, { groupId: g, content: 'before' });
     await onB.nth(1);
 
@@ -255,5 +276,13 @@ describeRedis('block across instances', () => {
     await sendMessage(a.url, bob.token, { groupId: g, content: 'shown again' });
     await onB.nth(3);
     expect(contents(onB.values)).toEqual(['before', 'barrier', 'shown again']);
+
+    // Presence: blocked again through A, Bob's logout never reaches Alice's socket on B; Dave's, after it, does.
+    await block(a, alice, bob);
+    expect((await ok(gql(b.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    await ok(gql(a.url, 'mutation { logout }', {}, bob.token));
+    await ok(gql(a.url, 'mutation { logout }', {}, dave.token));
+    await eventually(() => presenceOnB.values.some((v) => v.presenceChanged.user.id === dave.id));
+    expect(presenceOnB.values.map((v) => v.presenceChanged.user.id)).not.toContain(bob.id);
   });
 });

@@ -58,7 +58,8 @@ export function createLoaders(
     // contacts read per operation), and a user the viewer blocks reads as OFFLINE, never seen
     // (modules/safety; from the database, as the viewer may hold no session here).
     presence: new DataLoader(async (ids) => {
-      const [states, blocked] = await Promise.all([presence.statesFor(viewerId, [...ids], visibilityCache), viewerId ? services.blocks.blockedAmong(em, viewerId, ids) : null]);
+      const others = viewerId ? ids.filter((id) => id !== viewerId) : [];
+      const [states, blocked] = await Promise.all([presence.statesFor(viewerId, [...ids], visibilityCache), others.length ? services.blocks.blockedAmong(em, viewerId!, others) : null]);
       return hidePresence(states, blocked);
     }),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),

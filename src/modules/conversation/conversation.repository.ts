@@ -52,7 +52,7 @@ const LAST_ID = `case when ${BLOCKS} then (
     where not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
   else ${HEAD_LAST_ID} end`;
 const HIDDEN_UNREAD = `case when ${BLOCKS} then (
-    select count(*) from (select m.sender_id from messages m where m.conversation_key = cm.conversation_key and m.recipient_id is null
+    select count(*) from (select m.sender_id from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or m.recipient_id = cm.user_id)
       and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
     where ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;

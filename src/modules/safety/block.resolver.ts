@@ -18,15 +18,20 @@ export class BlockResolver {
     description:
       "Blocks a user: your friendship and any pending request between you end, they can't send you a friend request or a direct message (FORBIDDEN, worded as for any stranger), and their messages in shared groups and projects, their typing and their presence are left out of what you see (history, subscriptions, sidebar, unread counts; they read as OFFLINE). They are not told. Idempotent: true. Yourself: BAD_USER_INPUT; an unknown or malformed id: NOT_FOUND.",
   })
-  blockUser(@Arg('userId', () => IdScalar, { description: 'The user to block.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.blocks.block(ctx.em, viewerOf(ctx).userId, userId);
+  async blockUser(@Arg('userId', () => IdScalar, { description: 'The user to block.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+    const me = viewerOf(ctx).userId;
+    // Each change is an event to every instance: spent from the edit rate, as pins are.
+    await ctx.services.rates.edit.consume(me, 'You are changing blocks too fast; slow down.');
+    return ctx.services.blocks.block(ctx.em, me, userId);
   }
 
   @Authorized()
   @Mutation(() => Boolean, {
     description: 'Lifts a block: their messages, typing and presence show again (the friendship does not come back). Idempotent: true. The same errors as blockUser.',
   })
-  unblockUser(@Arg('userId', () => IdScalar, { description: 'The user to unblock.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.blocks.unblock(ctx.em, viewerOf(ctx).userId, userId);
+  async unblockUser(@Arg('userId', () => IdScalar, { description: 'The user to unblock.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.edit.consume(me, 'You are changing blocks too fast; slow down.');
+    return ctx.services.blocks.unblock(ctx.em, me, userId);
   }
 }

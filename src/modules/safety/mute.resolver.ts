@@ -15,19 +15,27 @@ export class MuteResolver {
     description:
       "Mutes a conversation for the viewer: it still counts unread messages (hide the badge while mutedUntil is set) and sends no offline notification, except for mentions of the viewer. The viewer's other sessions get conversationUpdated. Errors: as history for the conversation; BAD_USER_INPUT for an until not in the future or more than 366 days ahead, or a direct conversation without a message yet.",
   })
-  muteConversation(
-    @Arg('conversation', () => ConversationInput) conversation: ConversationInput,
+  async muteConversation(
+    @Arg('conversation', () => ConversationInput, { description: 'The conversation to mute: exactly one of groupId, userId (direct) or projectId.' }) conversation: ConversationInput,
     @Arg('until', () => Date, { nullable: true, description: 'When the mute ends by itself (in the future, at most 366 days ahead). Left out: until unmuted (mutedUntil reads 9999-12-31T23:59:59.999Z).' })
     until: Date | null,
     @Ctx() ctx: Context,
   ): Promise<ConversationType> {
-    return ctx.services.mutes.mute(ctx.em, viewerOf(ctx).userId, conversation, until);
+    const me = viewerOf(ctx).userId;
+    // Each change is an event to every instance: spent from the edit rate, as pins are.
+    await ctx.services.rates.edit.consume(me, 'You are changing mutes too fast; slow down.');
+    return ctx.services.mutes.mute(ctx.em, me, conversation, until);
   }
 
   @Authorized()
   @Mutation(() => ConversationType, { description: "Ends the viewer's mute of a conversation now (idempotent). The same errors as muteConversation, but for until." })
-  unmuteConversation(@Arg('conversation', () => ConversationInput) conversation: ConversationInput, @Ctx() ctx: Context): Promise<ConversationType> {
-    return ctx.services.mutes.unmute(ctx.em, viewerOf(ctx).userId, conversation);
+  async unmuteConversation(
+    @Arg('conversation', () => ConversationInput, { description: 'The conversation to unmute: exactly one of groupId, userId (direct) or projectId.' }) conversation: ConversationInput,
+    @Ctx() ctx: Context,
+  ): Promise<ConversationType> {
+    const me = viewerOf(ctx).userId;
+    await ctx.services.rates.edit.consume(me, 'You are changing mutes too fast; slow down.');
+    return ctx.services.mutes.unmute(ctx.em, me, conversation);
   }
 
   @FieldResolver(() => Date, {

@@ -77,14 +77,19 @@ export class SafetyLists {
     try {
       if (e.ready) await e.ready;
     } catch (err) {
-      this.untrack(userId);
+      this.release(userId, e);
       throw err;
     }
   }
 
   untrack(userId: string): void {
     const e = this.users.get(userId);
-    if (!e || --e.refs > 0) return;
+    if (e) this.release(userId, e);
+  }
+
+  /** Drops one reference to `entry`, and only to it: a newer entry of the same user is someone else's. */
+  private release(userId: string, entry: Entry): void {
+    if (this.users.get(userId) !== entry || --entry.refs > 0) return;
     this.users.delete(userId);
     this.blocks.delete(userId);
     this.mutes.delete(userId);
