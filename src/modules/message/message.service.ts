@@ -132,7 +132,7 @@ export class MessageService {
     one: (o) => this.insertOne(o),
     many: async (batch) => {
       const { em, conv } = batch[0];
-      const gate = batch.some((o) => o.gated) && conv.groupId ? { groupId: conv.groupId } : undefined;
+      const gate = groupGate(conv);
       const rows = await retryDeadlocks(() =>
         messageRepository.insertBatch(
           em,
@@ -312,7 +312,7 @@ export class MessageService {
   private async insertOne(o: Outgoing): Promise<Sent> {
     if (o.replyTo) return this.insertReply(o);
     const { conv } = o;
-    const gate = o.gated && conv.groupId ? { groupId: conv.groupId } : undefined;
+    const gate = groupGate(conv);
     const record = conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate });
     const mentions = o.mentions ? mentionRepository.onSend(o.mentions, true) : null;
     const extra = o.root ? threadRepository.alsoInConversation(o.root, mentions) : mentions;
@@ -333,16 +333,28 @@ export class MessageService {
       if (o.gated) checked(o, row);
       return row;
     }
-    if (!o.gated) throw new Error(`message ${o.id} came back without its row`);
-    // Not written: the full check gives the answer a send checked first got (NOT_FOUND, FORBIDDEN),
-    // then slow mode its own (RATE_LIMITED). Should both pass (the sender joined meanwhile, the
-    // interval ran out), the send goes through the gate once more: slow mode is only its to enforce.
-    const groupId = conv.groupId!;
-    o.conv = await this.conversation(o.em, o.senderId, { groupId }, 'input');
-    await this.slowMode?.(o.em, groupId, o.senderId);
+    if (!gate) throw new Error(`message ${o.id} came back without its row`);
+    await this.member(o);
+    await this.slowOrOnceMore(o);
+    return this.insertOne(o);
+  }
+
+  /**
+   * A group send its statement's gate did not write. First the full check gives the answer a send
+   * checked first got (NOT_FOUND, FORBIDDEN); then (slowOrOnceMore) slow mode its own
+   * (RATE_LIMITED). Should both pass (the sender joined meanwhile, the interval ran out), the
+   * caller sends once more through the gate: slow mode is only the gate's to enforce, so no retry
+   * ever goes around it.
+   */
+  private async member(o: Outgoing): Promise<void> {
+    o.conv = await this.conversation(o.em, o.senderId, { groupId: o.conv.groupId }, 'input');
+    o.gated = false;
+  }
+
+  private async slowOrOnceMore(o: Outgoing): Promise<void> {
+    await this.slowMode?.(o.em, o.conv.groupId!, o.senderId);
     if (o.regated) throw new RateLimitedError(1, 'Slow mode: you sent a message a moment ago; try again in a second.');
     o.regated = true;
-    return this.insertOne(o);
   }
 
   /**
@@ -351,7 +363,7 @@ export class MessageService {
    */
   private async insertReply(o: Outgoing): Promise<Sent> {
     const { conv } = o;
-    const gate = o.gated && conv.groupId ? { groupId: conv.groupId } : null;
+    const gate = groupGate(conv) ?? null;
     const insert = () =>
       threadRepository.insertReply(
         o.em,
@@ -365,15 +377,13 @@ export class MessageService {
       if (o.gated) checked(o, row);
       return row;
     }
-    const wasGated = o.gated;
-    if (wasGated) {
-      o.conv = await this.conversation(o.em, o.senderId, { groupId: conv.groupId }, 'input');
-      o.gated = false;
-    }
+    // Not written: membership, the parent, then slow mode say why.
+    if (gate) await this.member(o);
     await this.rootFor(o.em, o.conv, o.replyTo!);
-    // Both checks pass now (the sender joined, or the parent changed, meanwhile): once more, checked.
-    if (wasGated) return this.insertReply(o);
-    throw new BadUserInputError(NO_PARENT, 'parentId');
+    if (!gate) throw new BadUserInputError(NO_PARENT, 'parentId');
+    // Every check passes now (the sender joined, the parent changed, the interval ran out): once more, through the gate.
+    await this.slowOrOnceMore(o);
+    return this.insertReply(o);
   }
 
   /** The root a reply to `parentId` in `conv` attaches to; BAD_USER_INPUT when it may have none. */
@@ -577,6 +587,15 @@ function threadUpdated(row: Sent): MessageEventPayload {
   list.sort((a, b) => Date.parse(a.joined_at) - Date.parse(b.joined_at) || (a.id < b.id ? -1 : 1));
   const root: MessageType = { ...toMessageType(r as unknown as MessageRow), reactionList: r.reaction_list, participants: list.slice(0, 5).map(mentionedUser) };
   return { kind: 'THREAD_UPDATED', message: { ...toMessagePayload(root), version: r.version } };
+}
+
+/**
+ * The gate of every statement that writes a group message: the sender is a member, and slow mode
+ * lets them send (see memberGate). Also on sends whose membership was checked before (a reply also
+ * in the timeline, @here, @all), since slow mode is enforced nowhere else.
+ */
+function groupGate(conv: Conversation): { groupId: string } | undefined {
+  return conv.kind === 'group' && conv.groupId ? { groupId: conv.groupId } : undefined;
 }
 
 /** A gated send was written: its conversation as the full check would have named it. */

@@ -1,0 +1,52 @@
+import { codeOf, gql, ok } from './helpers/graphql';
+import { createTestServer, type TestServer } from './helpers/server';
+import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { snapshot } from './helpers/db';
+
+const SLOW = 'mutation($g: ID!, $s: Int!) { setSlowMode(groupId: $g, seconds: $s) { id } }';
+const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id parentId } }';
+
+/**
+ * Slow mode lives in the gate of the statement that writes a group message. Every kind of group
+ * send must pass it: a plain one, a reply kept in its thread, a reply also in the conversation, and
+ * one whose @here or @all needs the group's members first (these last ones are checked before
+ * their statement runs, and once skipped the gate).
+ */
+describe('slow mode', () => {
+  let s: TestServer;
+  let owner: TestUser;
+  let member: TestUser;
+  let group: string;
+  let root: string;
+
+  // The helper disposes every server after each test: one world per test.
+  beforeEach(async () => {
+    s = await createTestServer();
+    [owner, member] = await Promise.all([signup(s.url), signup(s.url)]);
+    group = await groupWith(s.url, owner, 'Slow lane', [member]);
+    root = (await sendMessage(s.url, owner.token, { groupId: group, content: 'the root' })).id;
+    await ok(gql(s.url, SLOW, { g: group, s: 60 }, owner.token));
+    // The member's one message of this interval.
+    await ok(gql(s.url, SEND, { input: { groupId: group, content: 'first' } }, member.token));
+  });
+
+  const kinds: [string, () => Record<string, unknown>][] = [
+    ['a plain message', () => ({ groupId: group, content: 'plain' })],
+    ['a reply kept in its thread', () => ({ groupId: group, content: 'reply', parentId: root })],
+    ['a reply also in the conversation', () => ({ groupId: group, content: 'also', parentId: root, alsoInConversation: true })],
+    ['a message to @here', () => ({ groupId: group, content: 'hello @here' })],
+    ['a message naming a member', () => ({ groupId: group, content: `hi @${owner.username}` })],
+  ];
+
+  it.each(kinds)('should refuse %s from a member who sent this interval, writing nothing', async (_name, input) => {
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const r = await gql(s.url, SEND, { input: input() }, member.token);
+    expect(codeOf(r)).toBe('RATE_LIMITED');
+    expect(r.errors![0].message).toMatch(/^Slow mode: one message every 60 s here/);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it('should keep the owner exempt for every kind of send', async () => {
+    for (const [, input] of kinds) await ok(gql(s.url, SEND, { input: input() }, owner.token));
+  });
+});
