@@ -296,8 +296,16 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     const churners = new Set(Array.from({ length: Math.min(o.churn, ids.length) }, (_, k) => (k * step + (k % o.instances)) % ids.length));
     const watchers = ids.map((_, i) => i).filter((i) => !churners.has(i));
     for (const i of watchers) sockets[i].ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION } }));
-    await sleep(1000 + ids.length / 10);
-    const before = await Promise.all(members.map((m) => m.counters()));
+    // Every connect's ONLINE must be through before the churn is measured: each user's was published
+    // once, and the instances' counters stand still for 2 s.
+    let before = await Promise.all(members.map((m) => m.counters()));
+    for (let still = 0, deadline = Date.now() + 180_000; still < 4 && Date.now() < deadline; ) {
+      await sleep(500);
+      const now = await Promise.all(members.map((m) => m.counters()));
+      const moved = now.some((c, k) => c.received !== before[k].received || c.published !== before[k].published);
+      still = moved || now.reduce((n, c) => n + c.published, 0) < ids.length - 1 ? 0 : still + 1;
+      before = now;
+    }
     const cpuBefore = procCpuMs(members.map((m) => m.pid));
     counting.on = true;
     const churnStarted = performance.now();
