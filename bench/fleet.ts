@@ -313,8 +313,15 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     await sleep(2000);
     const back: Socket[] = [];
     await inBatches([...churners], 100, async (i) => back.push(await open(members[instanceOf(i)].wsUrl, seeded.users[i].token, { on: false })));
-    // Frames of the last transitions are through well within this on an idle machine.
-    await sleep(3000 + (mode === 'everyone' ? (2 * o.churn * watchers.length) / 2000 : 0));
+    // The window closes once no frame has come for 3 s (this one process reads every socket: in
+    // everyone mode, millions of frames take it a while).
+    const framesNow = () => sockets.reduce((n, s) => n + s.frames, 0);
+    for (let last = -1, still = 0, deadline = Date.now() + 600_000; still < 3 && Date.now() < deadline; ) {
+      await sleep(1000);
+      const n = framesNow();
+      still = n === last ? still + 1 : 0;
+      last = n;
+    }
     counting.on = false;
     const churnMs = performance.now() - churnStarted;
     const after = await Promise.all(members.map((m) => m.counters()));
