@@ -276,6 +276,8 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     // This one client process reads every socket: when `everyone` mode buries it in frames, its late
     // pongs and full buffers must not make the servers close sockets (each close a transition more).
     WS_KEEPALIVE: '1h',
+    // Pub/sub channels are shared by every database of a Redis server: other work on it must not count.
+    REDIS_KEY_PREFIX: `fleet-${process.pid}:`,
     WS_MAX_BUFFERED_BYTES: String(256 * 1024 * 1024),
   };
   // The first runs the migrations alone.
