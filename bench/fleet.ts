@@ -276,6 +276,8 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     // This one client process reads every socket: when `everyone` mode buries it in frames, its late
     // pongs and full buffers must not make the servers close sockets (each close a transition more).
     WS_KEEPALIVE: '1h',
+    // Pub/sub channels are shared by every database of a Redis server: other work on it must not count.
+    REDIS_KEY_PREFIX: `fleet-${process.pid}:`,
     WS_MAX_BUFFERED_BYTES: String(256 * 1024 * 1024),
   };
   // The first runs the migrations alone.
@@ -296,8 +298,16 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     const churners = new Set(Array.from({ length: Math.min(o.churn, ids.length) }, (_, k) => (k * step + (k % o.instances)) % ids.length));
     const watchers = ids.map((_, i) => i).filter((i) => !churners.has(i));
     for (const i of watchers) sockets[i].ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION } }));
-    await sleep(1000 + ids.length / 10);
-    const before = await Promise.all(members.map((m) => m.counters()));
+    // Every connect's ONLINE must be through before the churn is measured: each user's was published
+    // once, and the instances' counters stand still for 2 s.
+    let before = await Promise.all(members.map((m) => m.counters()));
+    for (let still = 0, deadline = Date.now() + 180_000; still < 4 && Date.now() < deadline; ) {
+      await sleep(500);
+      const now = await Promise.all(members.map((m) => m.counters()));
+      const moved = now.some((c, k) => c.received !== before[k].received || c.published !== before[k].published);
+      still = moved || now.reduce((n, c) => n + c.published, 0) < ids.length - 1 ? 0 : still + 1;
+      before = now;
+    }
     const cpuBefore = procCpuMs(members.map((m) => m.pid));
     counting.on = true;
     const churnStarted = performance.now();
@@ -305,8 +315,15 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     await sleep(2000);
     const back: Socket[] = [];
     await inBatches([...churners], 100, async (i) => back.push(await open(members[instanceOf(i)].wsUrl, seeded.users[i].token, { on: false })));
-    // Frames of the last transitions are through well within this on an idle machine.
-    await sleep(3000 + (mode === 'everyone' ? (2 * o.churn * watchers.length) / 2000 : 0));
+    // The window closes once no frame has come for 3 s (this one process reads every socket: in
+    // everyone mode, millions of frames take it a while).
+    const framesNow = () => sockets.reduce((n, s) => n + s.frames, 0);
+    for (let last = -1, still = 0, deadline = Date.now() + 600_000; still < 3 && Date.now() < deadline; ) {
+      await sleep(1000);
+      const n = framesNow();
+      still = n === last ? still + 1 : 0;
+      last = n;
+    }
     counting.on = false;
     const churnMs = performance.now() - churnStarted;
     const after = await Promise.all(members.map((m) => m.counters()));

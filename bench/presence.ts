@@ -31,8 +31,9 @@
  * - BENCH_HTTP_CONNECTIONS  C. @default 64
  * - BENCH_SWEEP_USERS  @default 100000
  * - BENCH_SKIP     'sweep' to run the heartbeats only, 'heartbeats' the sweep only.
- * - PRESENCE_VISIBILITY  'contacts': the sweep publishes each transition on its user's own channel
- *                  (one PUBLISH each, counted through a pattern subscription). @default everyone
+ * - BENCH_SWEEP_PER_USER  '1': the sweep publishes each transition on its user's own channel (one
+ *                  PUBLISH each, counted through a pattern subscription), as contacts mode could;
+ *                  by default it announces them in batches on the topic-wide channel, as both modes do.
  * - BENCH_PROFILE  a directory: the Parley child writes a CPU profile (--cpu-prof) there on exit.
  *
  * The per-socket message rate limit is raised for the Parley child (RATE_LIMIT_WS_MESSAGES): the
@@ -310,7 +311,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   const database = await openDatabase(env, logger, { entities });
   const redis = connectRedis(env, logger)!;
   await new Promise((r) => (redis.client.status === 'ready' ? r(null) : redis.client.once('ready', r)));
-  const perUser = env.PRESENCE_VISIBILITY === 'contacts';
+  const perUser = process.env.BENCH_SWEEP_PER_USER === '1';
   const pubsub = createPubSub(redis, logger, conversationRoutes);
   const tag = randomUUID().slice(0, 8);
 
@@ -342,7 +343,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   type Transition = { userId: string; status: string };
   if (perUser) {
     // Contacts mode: one envelope per user on their own presence channel.
-    await counter.psubscribe(`${presenceStoreChannel('contacts', false)!.name}*`);
+    await counter.psubscribe(`${presenceStoreChannel('contacts', false, true)!.name}*`);
     counter.on('pmessage', (_p, _ch, text: string) => {
       const p = (JSON.parse(text) as { payload: Transition }).payload;
       if (p.status !== 'OFFLINE') return;
@@ -370,7 +371,7 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
   await pipe.exec();
   const baselineMs = performance.now() - b0;
 
-  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}`, storeChannel: presenceStoreChannel(perUser ? 'contacts' : 'everyone', false) });
+  const presence = new PresenceService({ store: new RedisPresenceStore(redis.client), pubsub, orm: database.orm, env, logger, instanceId: `bench-${tag}`, storeChannel: presenceStoreChannel(perUser ? 'contacts' : 'everyone', false, perUser) });
   const runs: SweepResult[] = [];
   for (const label of ['steady state', 'never flushed']) {
     if (label === 'never flushed') await query(DATABASE_URL, `update users set last_seen_at = null where username like 'bs_${tag}_%'`);

@@ -77,6 +77,7 @@ export function channelRoutes(o: { presencePerUser: boolean }): ChannelRoutes {
   return {
     channelsOf: (topic, payload) => (topics[topic] as ((p: unknown) => string[]) | undefined)?.(payload),
     onChannels: (topic) => topic in topics,
+    alsoTopicWide: (topic) => o.presencePerUser && topic === Topic.PresenceChanged,
     userChannel,
     userOfChannel,
     messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),

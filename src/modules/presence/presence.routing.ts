@@ -13,13 +13,17 @@ import type { StoreChannel } from './presence.store';
 export const watcherKey = (viewerId: string): string => `~${viewerId}`;
 
 /**
- * Where the sweep's own Lua step publishes OFFLINE transitions: the topic-wide channel (everyone
- * mode) or each user's presence channel (contacts mode). None with sharded pub/sub, whose channels
- * the script cannot publish to: the service publishes them itself.
+ * Where the sweep's own Lua step publishes OFFLINE transitions: in both modes the topic-wide channel,
+ * a thousand transitions to a message. In contacts mode every instance also listens there and hands
+ * each transition to its local viewers who may see it: a sweep of 100,000 is then 100 messages per
+ * instance instead of up to 100,000 (once each instance takes most users' channels, as it does when
+ * its sockets times their contacts cover the fleet). `perUser` publishes one envelope per user on
+ * the user's own channel instead (measured at ~9x the time: docs/SCALING-presence.md). None with
+ * sharded pub/sub, whose channels the script cannot publish to: the service publishes them itself.
  */
-export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boolean): StoreChannel | undefined {
+export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boolean, perUser = false): StoreChannel | undefined {
   if (sharded) return undefined;
-  return mode === 'contacts' ? { name: `${CONVERSATION_CHANNELS}:${presenceChannel('')}`, perUser: true } : { name: Topic.PresenceChanged, perUser: false };
+  return mode === 'contacts' && perUser ? { name: `${CONVERSATION_CHANNELS}:${presenceChannel('')}`, perUser: true } : { name: Topic.PresenceChanged, perUser: false };
 }
 
 /**

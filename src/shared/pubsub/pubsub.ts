@@ -264,7 +264,7 @@ export class PubSub {
 
   /** A topic-wide topic's channel is subscribed with its first listener, and kept. */
   private listenUpstream(topic: Topic): Promise<void> | undefined {
-    if (this.routes.onChannels(topic)) return undefined;
+    if (this.routes.onChannels(topic) && !this.routes.alsoTopicWide?.(topic)) return undefined;
     let subscribed = this.upstream.get(topic);
     if (subscribed) return subscribed;
     subscribed = this.broker.subscribe(topic).catch((e) => this.logger.error({ err: e, channel: topic }, 'upstream subscribe failed'));

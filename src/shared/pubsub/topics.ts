@@ -273,6 +273,11 @@ export const CONVERSATION_CHANNELS = 'parley.conv';
 export interface ChannelRoutes {
   /** Whether the topic travels on conversation channels (else on one topic-wide channel). */
   onChannels(topic: Topic): boolean;
+  /**
+   * Whether a topic on channels is also received on its topic-wide channel: presence in contacts
+   * mode, whose sweep announces thousands of transitions per message there (see presence.store.ts).
+   */
+  alsoTopicWide?(topic: Topic): boolean;
   /** The channels an event of such a topic is published on. */
   channelsOf<T extends Topic>(topic: T, payload: TopicPayloads[T]): string[] | undefined;
   /** A user's own channel (their direct conversations and sessions). */
