@@ -117,4 +117,16 @@ describe('mentions', () => {
     const eve = await signup(s.url);
     expect((await request(s.url, MentionsDocument, {}, eve.token)).mentions.edges).toEqual([]);
   });
+
+  it('should count unread mentions up to 100, as a badge shows 99+', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '1000/10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Many', [bob]);
+    for (let i = 0; i < 101; i++) await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} #${i}` });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(100);
+    const live = await listen(s, bob, SIDEBAR_LIVE);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} once more` });
+    expect((await live.nth(1)).conversationUpdated.unreadMentionCount).toBe(100);
+    expect((await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions.edges).toHaveLength(1);
+  });
 });

@@ -38,7 +38,7 @@ export class MessageMentionsResolver {
 export class ConversationMentionsResolver {
   @FieldResolver(() => Int, {
     description:
-      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge). Mentions in replies kept in a thread count in `threads` instead.",
+      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge), counted up to 100 (show 99+ beyond). Mentions in replies kept in a thread count in `threads` instead.",
   })
   unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context): number | Promise<number> {
     return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
