@@ -77,12 +77,18 @@ describe('mentions', () => {
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'Edits', [bob, carol]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} look` });
+    // Not the last message: its edits change no one's lastMessage, so only a new mention tells anyone.
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'later' });
+    const carols = await listen(s, carol, SIDEBAR_LIVE);
     const EDIT = 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { mentions { id } } }';
     const edited = (await ok(gql(s.url, EDIT, { m: m.id, c: `@${bob.username} and @${carol.username} look` }, alice.token))).editMessage;
     expect(edited.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(1);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, carol.token))).conversation.unreadMentionCount).toBe(1);
+    // The newly mentioned member's sidebar row is told at once; a kept mention tells no one again.
+    expect((await carols.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 1 });
     expect((await ok(gql(s.url, EDIT, { m: m.id, c: `only @${carol.username}` }, alice.token))).editMessage.mentions).toEqual([{ id: carol.id }]);
+    expect(await carols.settle(300)).toHaveLength(1);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
     expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toEqual([]);
     // A bad edit changes nothing.

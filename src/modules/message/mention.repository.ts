@@ -36,6 +36,10 @@ const candidates = (targets: MentionTargets): Sql => ({
  */
 export const MAX_UNREAD = 100;
 
+/** The unread timeline mentions of a member's row `cm` (at most MAX_UNREAD). */
+const UNREAD_OF_ROW = `(select count(*)::int from (select 1 from message_mentions x where x.user_id = cm.user_id and x.conversation_key = cm.conversation_key
+  and x.in_timeline and x.seq > cm.read_seq limit ${MAX_UNREAD}) k)`;
+
 /** A mention (`x`) its user is shown: in a conversation they are still in, of a message not deleted. */
 const LISTED = `exists (select 1 from conversation_members cm where cm.conversation_key = x.conversation_key and cm.user_id = x.user_id)
   and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null)`;
@@ -109,12 +113,19 @@ export const mentionRepository = {
   async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {
     if (!keys.length) return new Map();
     const rows: { conversation_key: string; n: number }[] = await em.execute(
-      `select cm.conversation_key, (select count(*)::int from (select 1 from message_mentions x where x.user_id = cm.user_id and x.conversation_key = cm.conversation_key
-           and x.in_timeline and x.seq > cm.read_seq limit ${MAX_UNREAD}) k) as n
-         from conversation_members cm where cm.user_id = ? and cm.conversation_key = any(?::text[])`,
+      `select cm.conversation_key, ${UNREAD_OF_ROW} as n from conversation_members cm where cm.user_id = ? and cm.conversation_key = any(?::text[])`,
       [userId, pgTextArray(keys)],
     );
     return new Map(rows.map((r) => [r.conversation_key, r.n]));
+  },
+
+  /** Several members' unread timeline mentions in one conversation (users mentioned by an edit). */
+  async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<Record<string, number>> {
+    const rows: { user_id: string; n: number }[] = await em.execute(
+      `select cm.user_id, ${UNREAD_OF_ROW} as n from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,
+      [key, pgArray(userIds)],
+    );
+    return Object.fromEntries(rows.map((r) => [r.user_id, r.n]));
   },
 
   /**
