@@ -42,6 +42,11 @@ describe('mentions', () => {
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 0, unreadCount: 0 });
     // Read, they are still listed.
     expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toHaveLength(2);
+    expect((await ok(gql(s.url, '{ mentions { totalCount } }', {}, bob.token))).mentions.totalCount).toBe(2);
+    // Bad paging: BAD_USER_INPUT, for mentions and threads alike.
+    for (const q of ['{ mentions(first: 101) { totalCount } }', '{ mentions(after: "nope") { totalCount } }', '{ threads(first: -1) { totalCount } }', '{ threads(after: "nope") { totalCount } }']) {
+      expect(codeOf(await gql(s.url, q, {}, bob.token))).toBe('BAD_USER_INPUT');
+    }
   });
 
   it("should bring the mentioned member's new unreadMentionCount to their sidebar live", async () => {
