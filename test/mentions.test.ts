@@ -38,6 +38,12 @@ describe('mentions', () => {
     const first = (await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions;
     expect(first.pageInfo.hasNextPage).toBe(true);
     expect((await request(s.url, MentionsDocument, { first: 1, after: first.pageInfo.endCursor }, bob.token)).mentions.edges.map((e) => e.node.id)).toEqual([m1.id]);
+    // A deleted message mentions no one.
+    const m3 = await sendMessage(s.url, alice.token, { groupId: g, content: `three @${bob.username}` });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(3);
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: m3.id }, alice.token));
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(2);
+    expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges.map((e) => e.node.id)).toEqual([m2.id, m1.id]);
     await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: g } }, bob.token));
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 0, unreadCount: 0 });
     // Read, they are still listed.
