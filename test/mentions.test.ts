@@ -66,6 +66,14 @@ describe('mentions', () => {
     expect((await carols.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
     await sendMessage(s.url, alice.token, { groupId: g, content: `again @${bob.username}` });
     expect((await bobs.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 2 });
+    expect((await carols.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 0 });
+    // A message naming no one leaves the badges as they were; reading clears bob's.
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'no names' });
+    expect((await bobs.nth(3)).conversationUpdated).toMatchObject({ unreadCount: 3, unreadMentionCount: 2 });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: g } }, bob.token));
+    expect((await bobs.nth(4)).conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0 });
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'still no names' });
+    expect((await bobs.nth(5)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
   });
 
   it('should expand @here to members online now and @all only for the group owner', async () => {
