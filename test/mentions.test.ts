@@ -38,10 +38,21 @@ describe('mentions', () => {
     const first = (await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions;
     expect(first.pageInfo.hasNextPage).toBe(true);
     expect((await request(s.url, MentionsDocument, { first: 1, after: first.pageInfo.endCursor }, bob.token)).mentions.edges.map((e) => e.node.id)).toEqual([m1.id]);
+    // A deleted message mentions no one.
+    const m3 = await sendMessage(s.url, alice.token, { groupId: g, content: `three @${bob.username}` });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(3);
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: m3.id }, alice.token));
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(2);
+    expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges.map((e) => e.node.id)).toEqual([m2.id, m1.id]);
     await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: g } }, bob.token));
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 0, unreadCount: 0 });
     // Read, they are still listed.
     expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toHaveLength(2);
+    expect((await ok(gql(s.url, '{ mentions { totalCount } }', {}, bob.token))).mentions.totalCount).toBe(2);
+    // Bad paging: BAD_USER_INPUT, for mentions and threads alike.
+    for (const q of ['{ mentions(first: 101) { totalCount } }', '{ mentions(after: "nope") { totalCount } }', '{ threads(first: -1) { totalCount } }', '{ threads(after: "nope") { totalCount } }']) {
+      expect(codeOf(await gql(s.url, q, {}, bob.token))).toBe('BAD_USER_INPUT');
+    }
   });
 
   it("should bring the mentioned member's new unreadMentionCount to their sidebar live", async () => {
@@ -55,6 +66,14 @@ describe('mentions', () => {
     expect((await carols.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
     await sendMessage(s.url, alice.token, { groupId: g, content: `again @${bob.username}` });
     expect((await bobs.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 2 });
+    expect((await carols.nth(2)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 0 });
+    // A message naming no one leaves the badges as they were; reading clears bob's.
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'no names' });
+    expect((await bobs.nth(3)).conversationUpdated).toMatchObject({ unreadCount: 3, unreadMentionCount: 2 });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: g } }, bob.token));
+    expect((await bobs.nth(4)).conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0 });
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'still no names' });
+    expect((await bobs.nth(5)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
   });
 
   it('should expand @here to members online now and @all only for the group owner', async () => {
@@ -77,12 +96,18 @@ describe('mentions', () => {
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'Edits', [bob, carol]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} look` });
+    // Not the last message: its edits change no one's lastMessage, so only a new mention tells anyone.
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'later' });
+    const carols = await listen(s, carol, SIDEBAR_LIVE);
     const EDIT = 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { mentions { id } } }';
     const edited = (await ok(gql(s.url, EDIT, { m: m.id, c: `@${bob.username} and @${carol.username} look` }, alice.token))).editMessage;
     expect(edited.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(1);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, carol.token))).conversation.unreadMentionCount).toBe(1);
+    // The newly mentioned member's sidebar row is told at once; a kept mention tells no one again.
+    expect((await carols.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 2, unreadMentionCount: 1 });
     expect((await ok(gql(s.url, EDIT, { m: m.id, c: `only @${carol.username}` }, alice.token))).editMessage.mentions).toEqual([{ id: carol.id }]);
+    expect(await carols.settle(300)).toHaveLength(1);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
     expect((await request(s.url, MentionsDocument, {}, bob.token)).mentions.edges).toEqual([]);
     // A bad edit changes nothing.
@@ -116,5 +141,17 @@ describe('mentions', () => {
     // Someone not a member sees none of it.
     const eve = await signup(s.url);
     expect((await request(s.url, MentionsDocument, {}, eve.token)).mentions.edges).toEqual([]);
+  });
+
+  it('should count unread mentions up to 100, as a badge shows 99+', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '1000/10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Many', [bob]);
+    for (let i = 0; i < 101; i++) await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} #${i}` });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(100);
+    const live = await listen(s, bob, SIDEBAR_LIVE);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `@${bob.username} once more` });
+    expect((await live.nth(1)).conversationUpdated.unreadMentionCount).toBe(100);
+    expect((await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions.edges).toHaveLength(1);
   });
 });

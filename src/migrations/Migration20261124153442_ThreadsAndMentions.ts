@@ -12,7 +12,7 @@ import { Migration } from '@mikro-orm/migrations';
  *
  * Mentions: one row per (message, mentioned user), resolved at send and edit time; `seq` is the
  * message's place in the timeline (unread against the member's read_seq), `in_timeline` false for a
- * reply kept in its thread.
+ * reply kept in its thread (only timeline mentions are in the unread index: the badge counts those).
  */
 export class Migration20261124153442_ThreadsAndMentions extends Migration {
   override async up(): Promise<void> {
@@ -32,7 +32,7 @@ export class Migration20261124153442_ThreadsAndMentions extends Migration {
       `create table "message_mentions" ("message_id" uuid not null, "user_id" uuid not null, "conversation_key" varchar(160) not null, "seq" bigint not null, "in_timeline" boolean not null, "created_at" timestamptz not null, constraint "message_mentions_pkey" primary key ("message_id", "user_id"));`,
     );
     this.addSql(`create index "message_mentions_user" on "message_mentions" ("user_id", "created_at", "message_id");`);
-    this.addSql(`create index "message_mentions_unread" on "message_mentions" ("user_id", "conversation_key", "seq");`);
+    this.addSql(`create index "message_mentions_unread" on "message_mentions" ("user_id", "conversation_key", "seq") where "in_timeline";`);
     this.addSql(`alter table "message_mentions" add constraint "message_mentions_message_id_foreign" foreign key ("message_id") references "messages" ("id") on update cascade on delete cascade;`);
     this.addSql(`alter table "message_mentions" add constraint "message_mentions_user_id_foreign" foreign key ("user_id") references "users" ("id") on update cascade on delete cascade;`);
   }

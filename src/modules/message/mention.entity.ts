@@ -9,7 +9,10 @@ import { Message } from './message.entity';
  */
 @Entity({ tableName: 'message_mentions' })
 @Index({ name: 'message_mentions_user', properties: ['user', 'createdAt', 'message'] })
-@Index({ name: 'message_mentions_unread', properties: ['user', 'conversationKey', 'seq'] })
+@Index({
+  name: 'message_mentions_unread',
+  expression: 'create index "message_mentions_unread" on "message_mentions" ("user_id", "conversation_key", "seq") where "in_timeline"',
+})
 export class MessageMention {
   [PrimaryKeyProp]?: ['message', 'user'];
 

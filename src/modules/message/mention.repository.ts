@@ -31,6 +31,16 @@ const candidates = (targets: MentionTargets): Sql => ({
   params: [pgTextArray(targets.names), pgArray(targets.ids)],
 });
 
+/**
+ * Unread mentions are counted up to this many (a badge shows "99+" beyond): the count is read at
+ * each send that mentions someone, and must not grow with a member who never reads.
+ */
+export const MAX_UNREAD = 100;
+
+/** The unread timeline mentions of a member's row `cm` (at most MAX_UNREAD). */
+const UNREAD_OF_ROW = `(select count(*)::int from (select 1 from message_mentions x where x.user_id = cm.user_id and x.conversation_key = cm.conversation_key
+  and x.in_timeline and x.seq > cm.read_seq limit ${MAX_UNREAD}) k)`;
+
 /** A mention (`x`) its user is shown: in a conversation they are still in, of a message not deleted. */
 const LISTED = `exists (select 1 from conversation_members cm where cm.conversation_key = x.conversation_key and cm.user_id = x.user_id)
   and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null)`;
@@ -50,8 +60,9 @@ export const mentionRepository = {
   onSend(targets: MentionTargets, inTimeline: boolean): { ctes: Sql; columns: string } {
     const c = candidates(targets);
     const counts = inTimeline
-      ? `(select json_object_agg(mn.user_id, 1 + (select count(*) from message_mentions x where x.user_id = mn.user_id and x.conversation_key = m.conversation_key and x.in_timeline
-           and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id))) from mn cross join m)`
+      ? `(select json_object_agg(mn.user_id, least(${MAX_UNREAD}, 1 + (select count(*) from (select 1 from message_mentions x where x.user_id = mn.user_id and x.conversation_key = m.conversation_key
+           and x.in_timeline and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id) limit ${MAX_UNREAD}) k)))
+         from mn cross join m)`
       : 'null::json';
     return {
       ctes: {
@@ -99,17 +110,23 @@ export const mentionRepository = {
     return out;
   },
 
-  /** Unread timeline mentions of `userId` per conversation key (past their read marker). */
+  /** Unread timeline mentions of `userId` per conversation key (past their read marker), at most MAX_UNREAD. */
   async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {
     if (!keys.length) return new Map();
     const rows: { conversation_key: string; n: number }[] = await em.execute(
-      `select x.conversation_key, count(*)::int as n from message_mentions x
-         join conversation_members cm on cm.conversation_key = x.conversation_key and cm.user_id = x.user_id
-        where x.user_id = ? and x.conversation_key = any(?::text[]) and x.in_timeline and x.seq > cm.read_seq
-        group by x.conversation_key`,
+      `select cm.conversation_key, ${UNREAD_OF_ROW} as n from conversation_members cm where cm.user_id = ? and cm.conversation_key = any(?::text[])`,
       [userId, pgTextArray(keys)],
     );
     return new Map(rows.map((r) => [r.conversation_key, r.n]));
+  },
+
+  /** Several members' unread timeline mentions in one conversation (users mentioned by an edit). */
+  async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<Record<string, number>> {
+    const rows: { user_id: string; n: number }[] = await em.execute(
+      `select cm.user_id, ${UNREAD_OF_ROW} as n from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,
+      [key, pgArray(userIds)],
+    );
+    return Object.fromEntries(rows.map((r) => [r.user_id, r.n]));
   },
 
   /**

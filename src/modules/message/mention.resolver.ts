@@ -1,4 +1,5 @@
-import { Arg, Authorized, Ctx, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Query, Resolver, Root } from 'type-graphql';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { ConversationType } from '../conversation/conversation.types';
@@ -38,9 +39,22 @@ export class MessageMentionsResolver {
 export class ConversationMentionsResolver {
   @FieldResolver(() => Int, {
     description:
-      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge). Mentions in replies kept in a thread count in `threads` instead.",
+      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge), counted up to 100 (show 99+ beyond). Mentions in replies kept in a thread count in `threads` instead.",
   })
-  unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context): number | Promise<number> {
-    return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
+  unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): number | Promise<number> {
+    // A query counts; a conversationUpdated row takes the count its event carried, else the one last told (see ThreadService.badges).
+    const viewerId = info.operation.operation === 'subscription' ? ctx.viewer?.userId : undefined;
+    if (!viewerId) return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
+    const { threads } = ctx.services;
+    if (c.unreadMentionCount !== undefined) {
+      threads.rememberBadge(viewerId, c, c.unreadMentionCount);
+      return c.unreadMentionCount;
+    }
+    const known = threads.knownBadge(viewerId, c);
+    if (known !== undefined) return known;
+    return ctx.loaders.unreadMentions.load(c.id).then((n) => {
+      threads.rememberBadge(viewerId, c, n);
+      return n;
+    });
   }
 }

@@ -440,10 +440,24 @@ export class MessageService {
     const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
     const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
     const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
-    await mentionRepository.replace(em, row.id, targets);
+    const added = await mentionRepository.replace(em, row.id, targets);
     const message = await this.changed(em, row.id, 'EDITED');
     await this.lastMessageChanged(em, viewerId, row, message);
+    if (added.length && (!row.parent_id || row.also_in_conversation)) await this.mentionedByEdit(em, viewerId, row, message, added);
     return message;
+  }
+
+  /** Members an edit newly mentions: their sidebar rows, with their new unread mention counts (theirs alone). */
+  private async mentionedByEdit(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, added: string[]): Promise<void> {
+    const peer = row.group_id || row.project_id ? null : row.recipient_id;
+    const [conv, head, counts] = await Promise.all([
+      this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }),
+      conversationRepository.head(em, row.conversation_key),
+      mentionRepository.unreadOf(em, row.conversation_key, added),
+    ]);
+    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: added });
+    update.mentionCounts = counts;
+    await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
 
   /** Leaves a tombstone; the sender may, and in a group its owner and admins. Deleting a deleted message changes nothing. */

@@ -15,7 +15,7 @@ export class ThreadResolver {
       "A thread's replies, oldest first, paged as history is: default the newest 10; last/before pages back, first/after forward (at most 100). messageId names the root (a reply names its root's thread). NOT_FOUND for a message the viewer can't read.",
   })
   thread(
-    @Arg('messageId', () => IdScalar) messageId: string,
+    @Arg('messageId', () => IdScalar, { description: 'The root, or one of its replies.' }) messageId: string,
     @Arg('first', () => Int, { nullable: true, description: 'Replies after `after`, oldest first.' }) first: number | null,
     @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection.' }) after: string | null,
     @Arg('last', () => Int, { nullable: true, defaultValue: 10, description: 'Replies before `before` (default: the newest 10).' }) last: number | null,

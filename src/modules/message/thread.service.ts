@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { LRUCache } from 'lru-cache';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
@@ -27,6 +28,14 @@ export type ThreadFilter = ConversationFilter & { threadId: string | null };
  */
 export class ThreadService {
   private readonly messages: MessageService;
+  /**
+   * Unread mention counts this instance told a subscriber, by user and conversation, with the read
+   * marker they were counted at: a conversationUpdated row that carries no count (a message that
+   * mentions someone else) reuses it while the marker is the same, instead of one query per member
+   * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
+   * that removes a mention shows within `ttl`.
+   */
+  private readonly badges = new LRUCache<string, { n: number; marker: string | null }>({ max: 100_000, ttl: 60_000 });
 
   constructor(deps: ThreadServiceDeps) {
     this.messages = deps.messages;
@@ -120,6 +129,16 @@ export class ThreadService {
   async mentionIds(em: EntityManager, ids: readonly string[]): Promise<string[][]> {
     const found = await mentionRepository.ofMessages(em, ids);
     return ids.map((id) => found.get(id) ?? []);
+  }
+
+  /** A subscriber's unread mentions in a conversation as last told here, if their read marker has not moved since. */
+  knownBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }): number | undefined {
+    const known = this.badges.get(`${viewerId} ${row.id}`);
+    return known && known.marker === row.lastReadMessageId ? known.n : undefined;
+  }
+
+  rememberBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }, n: number): void {
+    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId });
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
