@@ -109,4 +109,12 @@ describe('docs', () => {
     expect(named.length).toBeGreaterThan(10);
     expect(named.filter((n) => !(n.script in scripts))).toEqual([]);
   });
+
+  it('should document every setting that src/config/env.ts reads in docs/CONFIGURATION.md', () => {
+    // Every variable the one env module reads is named there as a quoted string ('PORT').
+    const read = [...new Set([...readFileSync(join(ROOT, 'src/config/env.ts'), 'utf8').matchAll(/'([A-Z][A-Z0-9_]{2,})'/g)].map((m) => m[1]))];
+    expect(read.length).toBeGreaterThan(40);
+    const page = readFileSync(join(ROOT, 'docs/CONFIGURATION.md'), 'utf8');
+    expect(read.filter((v) => !page.includes(`| \`${v}\` |`))).toEqual([]);
+  });
 });
