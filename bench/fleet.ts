@@ -34,12 +34,9 @@
  *                  (redis-server and redis-cli on the PATH; sharded pub/sub) instead of REDIS_URL.
  */
 import 'reflect-metadata';
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { fork, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { sparePorts } from '../test/helpers/ports';
+import { OwnRedisCluster } from '../test/helpers/redis-cluster';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
@@ -223,45 +220,10 @@ async function inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => P
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((t, k) => fn(t, i + k)));
 }
 
-/** A three-master Redis Cluster (no replicas) on spare ports, for one mode's run. */
-async function startCluster(): Promise<{ nodes: string; stop(): void }> {
-  const first = await sparePorts(3, 10_000);
-  const ports = [first, first + 1, first + 2];
-  const dir = mkdtempSync(join(tmpdir(), 'parley-fleet-'));
-  const procs = ports.map((port) =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir], { stdio: 'ignore' }),
-  );
-  const until = async (port: number, ok: (r: Redis) => Promise<boolean>) => {
-    for (let i = 0; i < 200; i++) {
-      const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      r.on('error', () => undefined);
-      try {
-        await r.connect();
-        if (await ok(r)) return;
-      } catch {
-        // not yet
-      } finally {
-        r.disconnect();
-      }
-      await sleep(50);
-    }
-    throw new Error(`redis cluster node ${port} did not become ready`);
-  };
-  for (const port of ports) await until(port, async (r) => (await r.ping()) === 'PONG');
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
-  if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr || created.stdout}`);
-  for (const port of ports) await until(port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO')));
-  return {
-    nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
-    stop: () => {
-      for (const p of procs) p.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; sockets: number; instances: number; churn: number; cluster: boolean }): Promise<boolean> {
-  const cluster = o.cluster ? await startCluster() : undefined;
+  // A fresh three-master Redis Cluster (no replicas) for each mode's run, as the cluster tests start one.
+  const cluster = o.cluster ? new OwnRedisCluster() : undefined;
+  await cluster?.start();
   await resetState(o.databaseUrl, cluster ? `redis://${cluster.nodes.split(',')[0]}` : o.redisUrl);
   const redisEnv: Record<string, string> = cluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes, REDIS_SHARDED_PUBSUB: 'true' } : { REDIS_URL: o.redisUrl };
   const env = {
@@ -371,7 +333,7 @@ async function runMode(mode: Mode, o: { databaseUrl: string; redisUrl: string; s
     return wrong === 0 && instanceWrong === 0;
   } finally {
     await Promise.all(members.map((m) => m.stop()));
-    cluster?.stop();
+    await cluster?.stop();
   }
 }
 
