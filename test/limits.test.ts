@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { loadEnv } from '../src/config/env';
 import { createSchema } from '../src/graphql/schema';
@@ -372,5 +373,36 @@ describeRedis('rate limits across instances', () => {
     await signup(b.url);
     await signup(a.url); // the third signup from this address
     expect(codeOf(await attempt(b.url, SignupDocument, buildUser()))).toBe('RATE_LIMITED');
+  });
+
+  it('should lease a sender\'s points from Redis in blocks, never letting more through than the limit across instances', async () => {
+    // 40 points: the first send leases 40/16 = 2 (one spent); below 32 left, one point per send.
+    const overrides = { RATE_LIMIT_SEND_MESSAGE: '40/1m' };
+    const a = await createTestServer(overrides);
+    const b = await createTestServer(overrides, { clean: false });
+    const u = await signup(a.url);
+    const lobby = await lobbyOf(a.url, u.token);
+    const redis = new Redis(a.env.REDIS_URL!);
+    try {
+      const counted = async () => Number(await redis.get(`${a.env.REDIS_KEY_PREFIX ?? ''}rl:send-message:${u.id}`));
+      await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: 'a1' } }, u.token);
+      expect(await counted()).toBe(2);
+      // The leased point: spent on this instance, no Redis count.
+      await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: 'a2' } }, u.token);
+      expect(await counted()).toBe(2);
+      let sent = 2;
+      for (const url of [b.url, a.url]) {
+        for (;;) {
+          const r = await attempt(url, SendMessageDocument, { input: { groupId: lobby, content: `m${sent}` } }, u.token);
+          if (codeOf(r) === 'RATE_LIMITED') break;
+          expect(r.errors).toBeUndefined();
+          sent++;
+        }
+      }
+      expect(await counted()).toBe(40);
+      expect(sent).toBe(40);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

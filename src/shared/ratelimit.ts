@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Env, RateSpec } from '../config/env';
 import { RateLimitedError } from './errors';
 import type { RedisClient } from './redis';
@@ -46,21 +46,100 @@ class LocalWindows {
   }
 }
 
+/** A lease is at most this share of the points left in Redis (1/16): close to the limit, one point at a time. */
+const LEASE_SHARE = 16;
+/** At most this many points per lease. */
+const LEASE_MAX = 64;
+const LEASE_SCRIPT = 'rateLease';
+
+/**
+ * Takes a lease of points for one key in one round trip, on the counter rate-limiter-flexible
+ * keeps (`<prefix>:<key>`, the points used in a window that starts at its first action and
+ * expires with it), so instances of the previous release count on the same key. ARGV: points,
+ * window ms, most points to lease. Returns the points granted (0: none left) and the window's
+ * remaining ms.
+ */
+const LEASE = `
+redis.call('SET', KEYS[1], 0, 'PX', ARGV[2], 'NX')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) ttl = tonumber(ARGV[2]) end
+local left = tonumber(ARGV[1]) - tonumber(redis.call('GET', KEYS[1]))
+if left <= 0 then return {0, ttl} end
+local grant = math.max(1, math.min(math.floor(left / ${LEASE_SHARE}), tonumber(ARGV[3])))
+redis.call('INCRBY', KEYS[1], grant)
+return {grant, ttl}`;
+
+/**
+ * Points leased from Redis per key, spent here: a user sending at a pace asks Redis once per
+ * lease, not once per action (that call was a Redis round trip before every send's statement).
+ * Never more than `points` per window across instances: every point spent was counted in Redis
+ * first. A lease is at most 1/16 of the points left (one point when fewer than 32 are), so near
+ * the limit each action asks Redis again, as before; an instance may refuse while another still
+ * holds points it leased (at most 1/16 of what was left when it leased), never let more through.
+ * While Redis is away, this process counts alone (as rate-limiter-flexible's insurance did).
+ */
+class LeasedPoints {
+  private readonly leases = new Map<string, { left: number; until: number }>();
+  private sweepAt = 1024;
+  private readonly insurance: LocalWindows;
+
+  constructor(
+    private readonly prefix: string,
+    private readonly points: number,
+    private readonly ms: number,
+    private readonly redis: RedisClient,
+  ) {
+    if (!(LEASE_SCRIPT in redis)) redis.defineCommand(LEASE_SCRIPT, { numberOfKeys: 1, lua: LEASE });
+    this.insurance = new LocalWindows(points, ms);
+  }
+
+  /** Counts one action: 0 when within the rate, else the ms until the key's window ends. */
+  async take(key: string): Promise<number> {
+    const now = Date.now();
+    const lease = this.leases.get(key);
+    if (lease && lease.left > 0 && lease.until > now) {
+      lease.left--;
+      return 0;
+    }
+    let granted: number;
+    let ttl: number;
+    try {
+      const lease = (this.redis as unknown as Record<string, (k: string, ...a: number[]) => Promise<[number, number]>>)[LEASE_SCRIPT];
+      [granted, ttl] = await lease.call(this.redis, `${this.prefix}:${key}`, this.points, this.ms, LEASE_MAX);
+    } catch {
+      return this.insurance.take(key, now);
+    }
+    if (granted <= 0) return Math.max(1, ttl);
+    if (granted > 1) {
+      if (this.leases.size >= this.sweepAt) this.sweep(now);
+      // A lease taken meanwhile by a concurrent action of the same key: both stay spendable.
+      const held = this.leases.get(key);
+      const keep = held && held.until > now ? held.left : 0;
+      this.leases.set(key, { left: keep + granted - 1, until: now + ttl });
+    }
+    return 0;
+  }
+
+  private sweep(now: number): void {
+    for (const [key, l] of this.leases) if (l.until <= now || l.left <= 0) this.leases.delete(key);
+    this.sweepAt = Math.max(1024, this.leases.size * 2);
+  }
+}
+
 /**
  * One rate: `points` actions per `duration` seconds per key. Counted in Redis when it is
- * configured, so the limit holds across instances; in this process otherwise.
+ * configured, so the limit holds across instances (points leased, see LeasedPoints); in this
+ * process otherwise.
  */
 export class RateLimit {
-  private readonly limiter: RateLimiterAbstract | undefined;
-  private readonly local: LocalWindows | undefined;
+  private readonly counter: { take(key: string): number | Promise<number> };
 
   constructor(
     readonly name: string,
     readonly spec: RateSpec,
     redis?: RedisClient,
   ) {
-    if (redis) this.limiter = createLimiter(`rl:${name}`, spec.points, spec.duration, redis);
-    else this.local = new LocalWindows(spec.points, spec.duration * 1000);
+    this.counter = redis ? new LeasedPoints(`rl:${name}`, spec.points, spec.duration * 1000, redis) : new LocalWindows(spec.points, spec.duration * 1000);
   }
 
   /**
@@ -68,17 +147,8 @@ export class RateLimit {
    * @throws RateLimitedError with extensions.retryAfter (seconds) once the key has used its points.
    */
   async consume(key: string, message?: string): Promise<void> {
-    if (this.local) {
-      const wait = this.local.take(key);
-      if (wait > 0) throw new RateLimitedError(wait / 1000, message);
-      return;
-    }
-    try {
-      await this.limiter!.consume(key, 1);
-    } catch (e) {
-      if (e instanceof RateLimiterRes) throw new RateLimitedError(e.msBeforeNext / 1000, message);
-      throw e;
-    }
+    const wait = await this.counter.take(key);
+    if (wait > 0) throw new RateLimitedError(wait / 1000, message);
   }
 }
 

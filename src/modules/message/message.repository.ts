@@ -57,6 +57,9 @@ export const REACTION_LIST = `(select coalesce(json_agg(json_build_object('emoji
 export const SELECT = `select ${COLUMNS}
   from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
 
+/** A conversation key as a page's bound: a value the planner can't see (see messageRepository.page). */
+const KEY = '(select ?::text)';
+
 /** Inside a project: the viewer sees its open messages and their own private ones (or one private thread). */
 export interface PrivateFilter {
   viewerId: string;
@@ -280,12 +283,16 @@ export const messageRepository = {
     // at 0.5% of the rows, and the plan fetched the whole conversation to sort it for one page; a
     // range is costed at a third and read in index order. The page is taken from messages alone,
     // so the joins can't undo that order (its rows are sorted again, a page's worth).
+    // The key is a subquery's value (KEY), unknown to the planner: with it written in, a custom plan
+    // costed the range from the key's statistics (a big conversation's page at one row), always
+    // below the generic plan, and PostgreSQL planned the page on every call (0.17-0.19 ms planning
+    // against 0.12 ms executing). Hidden, every plan costs it alike and the generic one is kept.
     const ranged = !opts.visibleTo;
     const params: unknown[] = [];
     let where: string;
     if (ranged) {
-      const from = forward && cursor ? { sql: '(m.conversation_key, m.created_at, m.id) > (?, ?, ?)', params: [key, cursor.at, cursor.id] } : { sql: "(m.conversation_key, m.created_at) > (?, '-infinity')", params: [key] };
-      const to = !forward && cursor ? { sql: '(m.conversation_key, m.created_at, m.id) < (?, ?, ?)', params: [key, cursor.at, cursor.id] } : { sql: "(m.conversation_key, m.created_at) < (?, 'infinity')", params: [key] };
+      const from = forward && cursor ? { sql: `(m.conversation_key, m.created_at, m.id) > (${KEY}, ?, ?)`, params: [key, cursor.at, cursor.id] } : { sql: `(m.conversation_key, m.created_at) > (${KEY}, '-infinity')`, params: [key] };
+      const to = !forward && cursor ? { sql: `(m.conversation_key, m.created_at, m.id) < (${KEY}, ?, ?)`, params: [key, cursor.at, cursor.id] } : { sql: `(m.conversation_key, m.created_at) < (${KEY}, 'infinity')`, params: [key] };
       where = `${from.sql} and ${to.sql}`;
       params.push(...from.params, ...to.params);
     } else {
