@@ -1,6 +1,7 @@
 import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
+import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
 import { loadEnv } from '../src/config/env';
 import { startReceiver } from './helpers/webhook-receiver';
@@ -26,8 +27,9 @@ const M = {
 const GROUP = 'query($id: ID!) { group(id: $id) { id name myRole slowModeSeconds memberCount owner { id } bannedUsers { id } members(first: 50) { edges { role node { id } } } } }';
 const EVENTS = 'subscription { groupEvent { kind groupId user { id } group { id name } } }';
 
-type Role = 'owner' | 'admin' | 'member' | 'banned' | 'outsider' | 'invitee';
-const ROLES: Role[] = ['owner', 'admin', 'member', 'banned', 'outsider', 'invitee'];
+/** `blocked`: an admin whom every other user of the group but the owner blocks (the target of each case among them). */
+type Role = 'owner' | 'admin' | 'member' | 'banned' | 'outsider' | 'invitee' | 'blocked';
+const ROLES: Role[] = ['owner', 'admin', 'member', 'banned', 'outsider', 'invitee', 'blocked'];
 
 interface World {
   a: TestServer;
@@ -39,36 +41,54 @@ interface World {
 }
 
 const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser) => gql(s.url, q, v, u.token);
+const BLOCK = 'mutation($u: ID!) { blockUser(userId: $u) }';
 
 /**
- * A private group on instance A: owner, two admins, two members, a banned user (once a member),
- * an invitee with a pending invitation, and an outsider. Actors then act through instance B.
+ * A private group on instance A: owner, three admins (the third, `blocked`, blocked by everyone
+ * else but the owner), two members, a banned user (once a member), an invitee with a pending
+ * invitation, and an outsider. Actors then act through instance B. Built with what does not
+ * depend on order at once (each world ~0.4 s instead of ~1 s).
  */
 async function world(a: TestServer, b: TestServer, opts: { isPrivate?: boolean } = {}): Promise<World> {
-  const names = ['owner', 'admin', 'admin2', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const;
+  const names = ['owner', 'admin', 'admin2', 'blocked', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const;
   const signed = await Promise.all(names.map(() => signup(a.url)));
   const users = Object.fromEntries(names.map((n, i) => [n, signed[i]])) as World['users'];
   const { owner } = users;
   const group = (await ok(run(a, M.create, { n: 'Rope team', p: opts.isPrivate ?? true }, owner))).createGroup.id;
-  for (const n of ['admin', 'admin2', 'member', 'member2', 'banned'] as const) await ok(run(a, M.add, { g: group, u: users[n].id }, owner));
-  for (const n of ['admin', 'admin2'] as const) await ok(run(a, M.setRole, { g: group, u: users[n].id, r: 'ADMIN' }, owner));
-  await ok(run(a, M.ban, { g: group, u: users.banned.id }, owner));
-  await ok(run(a, M.invite, { g: group, u: users.invitee.id }, owner));
-  const message = (await sendMessage(a.url, users.member2.token, { groupId: group, content: 'from member2' })).id;
-  return { a, b, group, users, message };
+  // `admin` first: the oldest admin, whom a deleting owner's group goes to.
+  await ok(run(a, M.add, { g: group, u: users.admin.id }, owner));
+  await Promise.all((['admin2', 'blocked', 'member', 'member2', 'banned'] as const).map((n) => ok(run(a, M.add, { g: group, u: users[n].id }, owner))));
+  const [message] = await Promise.all([
+    sendMessage(a.url, users.member2.token, { groupId: group, content: 'from member2' }).then((m) => m.id),
+    ...(['admin', 'admin2', 'blocked'] as const).map((n) => ok(run(a, M.setRole, { g: group, u: users[n].id, r: 'ADMIN' }, owner))),
+    ok(run(a, M.ban, { g: group, u: users.banned.id }, owner)),
+    ok(run(a, M.invite, { g: group, u: users.invitee.id }, owner)),
+    ...(['admin', 'admin2', 'member', 'member2', 'banned', 'outsider', 'invitee'] as const).map((n) => ok(run(a, BLOCK, { u: users.blocked.id }, users[n]))),
+  ]);
+  return { a, b, group, users, message: message as string };
 }
 
-/** Every row count, plus what updates in place: names, owners, slow modes, roles, bans, invitations, tombstones. */
+/**
+ * Every row count, plus what updates in place: names, owners, slow modes, roles, bans, invitations,
+ * tombstones. On one connection (one per query cost ~0.5 s a state, 2 states a refusal).
+ */
 async function state(s: TestServer): Promise<unknown> {
-  const db = s.env.DATABASE_URL!;
-  return {
-    counts: await snapshot(db),
-    groups: await sql(db, 'select id, name, owner_id, slow_mode_seconds, member_count from groups order by id'),
-    members: await sql(db, 'select group_id, user_id, role, slow_sent_at from group_members order by group_id, user_id'),
-    bans: await sql(db, 'select group_id, user_id from group_bans order by 1, 2'),
-    invites: await sql(db, 'select group_id, user_id from group_invites order by 1, 2'),
-    deleted: await sql(db, 'select id from messages where deleted_at is not null order by id'),
-  };
+  const db = new pg.Client({ connectionString: s.env.DATABASE_URL! });
+  await db.connect();
+  const rows = async (q: string) => (await db.query(q)).rows;
+  try {
+    return {
+      counts: await snapshot(db),
+      groups: await rows('select id, name, owner_id, slow_mode_seconds, member_count from groups order by id'),
+      members: await rows('select group_id, user_id, role, slow_sent_at from group_members order by group_id, user_id'),
+      bans: await rows('select group_id, user_id from group_bans order by 1, 2'),
+      invites: await rows('select group_id, user_id from group_invites order by 1, 2'),
+      deleted: await rows('select id from messages where deleted_at is not null order by id'),
+      blocks: await rows('select blocker_id, blocked_id from user_blocks order by 1, 2'),
+    };
+  } finally {
+    await db.end();
+  }
 }
 
 /** Runs a refused operation: its code, and nothing changed. */
@@ -80,11 +100,14 @@ async function refused(w: World, q: string, v: Record<string, unknown>, who: Tes
   return codeOf(r);
 }
 
+type Answer = 'ok' | 'FORBIDDEN' | 'NOT_FOUND' | 'BAD_USER_INPUT' | 'CONFLICT';
+
 /** One operation against every role: the expected refusal code, or 'ok'. */
 interface Case {
   name: string;
   op: (w: World) => { q: string; v: Record<string, unknown> };
-  expect: Record<Role, 'ok' | 'FORBIDDEN' | 'NOT_FOUND' | 'BAD_USER_INPUT' | 'CONFLICT'>;
+  /** `blocked` answers as `admin` unless given: a block changes no group rule but the invitation's. */
+  expect: Record<Exclude<Role, 'blocked'>, Answer> & { blocked?: Answer };
   /** After an 'ok': what must now hold. */
   check?: (w: World, actor: Role) => Promise<void>;
 }
@@ -121,12 +144,13 @@ const CASES: Case[] = [
     name: 'unbanFromGroup',
     op: (w) => ({ q: M.unban, v: { g: w.group, u: w.users.banned.id } }),
     expect: moderation,
-    check: async (w) => expect((await ok(run(w.b, M.add, { g: w.group, u: w.users.banned.id }, w.users.owner))).addGroupMember.memberCount).toBe(6),
+    check: async (w) => expect((await ok(run(w.b, M.add, { g: w.group, u: w.users.banned.id }, w.users.owner))).addGroupMember.memberCount).toBe(7),
   },
   {
     name: 'inviteToGroup (an outsider)',
     op: (w) => ({ q: M.invite, v: { g: w.group, u: w.users.outsider.id } }),
-    expect: { ...moderation, outsider: 'NOT_FOUND' },
+    // The outsider blocks `blocked`: refused as any invitation, nothing written.
+    expect: { ...moderation, outsider: 'NOT_FOUND', blocked: 'FORBIDDEN' },
     check: async (w) => expect((await groupAs(w, w.users.outsider)).myRole).toBeNull(),
   },
   {
@@ -170,7 +194,7 @@ const CASES: Case[] = [
     op: (w) => ({ q: M.join, v: { g: w.group } }),
     // Members: already in, nothing changes (checked as a refusal would be, below).
     expect: { owner: 'ok', admin: 'ok', member: 'ok', banned: 'NOT_FOUND', outsider: 'NOT_FOUND', invitee: 'ok' },
-    check: async (w, actor) => expect((await groupAs(w, w.users[actor])).myRole).toBe(actor === 'owner' ? 'OWNER' : actor === 'admin' ? 'ADMIN' : 'MEMBER'),
+    check: async (w, actor) => expect((await groupAs(w, w.users[actor])).myRole).toBe(actor === 'owner' ? 'OWNER' : actor === 'admin' || actor === 'blocked' ? 'ADMIN' : 'MEMBER'),
   },
   {
     name: 'deleteGroup',
@@ -180,21 +204,27 @@ const CASES: Case[] = [
 ];
 
 describeRedis('group roles', () => {
+  // One pair of instances for the suite (two starts cost ~1 s a test): each test builds its own
+  // groups and users, and a refusal compares the whole database before and after.
   let a: TestServer;
   let b: TestServer;
-  beforeEach(async () => {
-    a = await createTestServer();
-    b = await createTestServer({}, { clean: false });
+  beforeAll(async () => {
+    a = await createTestServer({}, { suite: true });
+    b = await createTestServer({}, { clean: false, suite: true });
+  });
+  afterAll(async () => {
+    await Promise.all([a?.dispose(), b?.dispose()]);
   });
 
   describe('authorization matrix (two instances on one Redis)', () => {
     for (const c of CASES) {
       it(`should answer ${c.name} for every role as the matrix says`, async () => {
-        // Refusals share one group (each is checked to change nothing); a success gets a fresh one.
-        const shared = await world(a, b);
+        const answer = (actor: Role): Answer => (actor === 'blocked' ? (c.expect.blocked ?? c.expect.admin) : c.expect[actor]);
+        // Refusals share one group (each is checked to change nothing); a success gets a fresh one, all built at once.
+        const [shared, ...fresh] = await Promise.all([world(a, b), ...ROLES.filter((r) => answer(r) === 'ok').map(() => world(a, b))]);
         for (const actor of ROLES) {
-          const want = c.expect[actor];
-          const w = want === 'ok' ? await world(a, b) : shared;
+          const want = answer(actor);
+          const w = want === 'ok' ? fresh.shift()! : shared;
           const { q, v } = c.op(w);
           if (want === 'ok') {
             await ok(run(b, q, v, w.users[actor]));
@@ -236,7 +266,7 @@ describeRedis('group roles', () => {
       expect(await refused(w, M.setRole, { g: w.group, u: w.users.outsider.id, r: 'ADMIN' }, owner)).toBe('NOT_FOUND');
       expect(await refused(w, M.setRole, { g: w.group, u: w.users.invitee.id, r: 'ADMIN' }, owner)).toBe('NOT_FOUND');
       // The owner does remove an admin.
-      expect((await ok(run(b, M.remove, { g: w.group, u: admin2.id }, owner))).removeGroupMember.memberCount).toBe(4);
+      expect((await ok(run(b, M.remove, { g: w.group, u: admin2.id }, owner))).removeGroupMember.memberCount).toBe(5);
     });
 
     it('should answer an outsider of a public group FORBIDDEN for every moderation, NOT_FOUND for its messages', async () => {
@@ -264,6 +294,22 @@ describeRedis('group roles', () => {
       expect(await refused(w, M.join, { g: w.group }, outsider)).toBe('FORBIDDEN');
       await ok(run(b, M.unban, { g: w.group, u: banned.id }, admin));
       expect((await ok(run(b, M.join, { g: w.group }, banned))).joinGroup.myRole).toBe('MEMBER');
+    });
+
+    it('should refuse an invitation from a user the invitee blocks as any refusal, and take it once unblocked', async () => {
+      const w = await world(a, b);
+      const { blocked, outsider, owner, admin } = w.users;
+      const before = await state(a);
+      const r = await run(b, M.invite, { g: w.group, u: outsider.id }, blocked);
+      expect([codeOf(r), r.errors![0].message]).toEqual(['FORBIDDEN', 'This user does not accept your invitation.']);
+      expect(await state(a)).toEqual(before);
+      // Whoever else invites them is not refused; nor is an inviter who blocks the invitee (their own choice).
+      await ok(run(b, BLOCK, { u: outsider.id }, admin));
+      expect((await ok(run(b, M.invite, { g: w.group, u: outsider.id }, admin))).inviteToGroup).toBe(true);
+      await ok(run(b, M.decline, { g: w.group }, outsider));
+      await ok(run(b, 'mutation($u: ID!) { unblockUser(userId: $u) }', { u: blocked.id }, outsider));
+      expect((await ok(run(b, M.invite, { g: w.group, u: outsider.id }, blocked))).inviteToGroup).toBe(true);
+      expect((await groupAs(w, owner)).memberCount).toBe(6);
     });
 
     it("should list each group's myRole for the viewer (null where invited only)", async () => {
@@ -357,6 +403,30 @@ describeRedis('group roles', () => {
       expect(codeOf(await gql(b.url, 'query($g: ID!) { history(conversation: { groupId: $g }) { totalCount } }', { g: w.group }, outsider.token))).toBe('NOT_FOUND');
       expect((await ok(run(b, M.accept, { g: w.group }, outsider))).acceptGroupInvite.myRole).toBe('MEMBER');
       expect((await members.nth(2)).groupEvent).toMatchObject({ kind: 'MEMBER_JOINED', user: { id: outsider.id } });
+    });
+
+    it('should send a member who blocks another every groupEvent about them, and let each moderate the other', async () => {
+      const w = await world(a, b);
+      const { owner, member, member2 } = w.users;
+      await ok(run(a, BLOCK, { u: member2.id }, member));
+      const events = await listen(b, member, EVENTS);
+      // The blocked member becomes an admin and moderates: the blocker is told each change.
+      await ok(run(a, M.setRole, { g: w.group, u: member2.id, r: 'ADMIN' }, owner));
+      await ok(run(a, M.slow, { g: w.group, s: 10 }, member2));
+      await ok(run(b, M.invite, { g: w.group, u: w.users.outsider.id }, member2));
+      // Then the other way round: the blocker, made admin, removes the blocked one (demoted first: admins remove members only).
+      await ok(run(a, M.setRole, { g: w.group, u: member2.id, r: 'MEMBER' }, owner));
+      await ok(run(a, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, owner));
+      expect((await ok(run(b, M.remove, { g: w.group, u: member2.id }, member))).removeGroupMember.memberCount).toBe(5);
+      await events.nth(6);
+      expect(events.values.map((v) => [v.groupEvent.kind, v.groupEvent.user?.id ?? null])).toEqual([
+        ['ROLE_CHANGED', member2.id],
+        ['SLOW_MODE_CHANGED', expect.anything()],
+        ['INVITED', w.users.outsider.id],
+        ['ROLE_CHANGED', member2.id],
+        ['ROLE_CHANGED', member.id],
+        ['MEMBER_REMOVED', member2.id],
+      ]);
     });
 
     it('should send every change to the members as a groupEvent', async () => {

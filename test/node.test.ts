@@ -107,6 +107,29 @@ describe('node', () => {
     expect(await seen(carol)).toEqual([null, null, null]);
   });
 
+  it("should refetch a report for those who handle it only, null for its reporter and outsiders", async () => {
+    const s = await createTestServer();
+    const [owner, admin, reporter, author, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, owner, { name: 'Reported', members: [admin, reporter, author] });
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { setGroupRole(groupId: $g, userId: $u, role: ADMIN) { id } }', { g: group.id, u: admin.id }, owner.token));
+    const message = await sendMessage(s.url, author.token, { groupId: group.id, content: 'rude' });
+    const report = (await ok(gql(s.url, 'mutation($m: ID!) { reportMessage(messageId: $m, reason: "spam") { id } }', { m: message.id }, reporter.token))).reportMessage;
+    const REPORT_NODE = 'query($id: ID!) { node(id: $id) { __typename id ... on Report { reason status message { id } reporter { id } } } }';
+    const expected = { __typename: 'Report', id: report.id, reason: 'spam', status: 'OPEN', message: { id: message.id }, reporter: { id: reporter.id } };
+    for (const handler of [owner, admin]) expect((await ok(gql(s.url, REPORT_NODE, { id: report.id }, handler.token))).node).toEqual(expected);
+    // The reporter, the reported author and an outsider: null, as for an id naming nothing.
+    for (const other of [reporter, author, outsider]) {
+      const r = await gql(s.url, REPORT_NODE, { id: report.id }, other.token);
+      expect([r.data, r.errors]).toEqual([{ node: null }, undefined]);
+    }
+    expect((await ok(gql(s.url, NODES, { ids: [report.id, message.id] }, reporter.token))).nodes.map((n: { id: string } | null) => n?.id ?? null)).toEqual([null, message.id]);
+    // Resolved, still the handlers'; an admin demoted sees it no more.
+    await ok(gql(s.url, 'mutation($id: ID!) { resolveReport(reportId: $id) { id } }', { id: report.id }, admin.token));
+    expect((await ok(gql(s.url, REPORT_NODE, { id: report.id }, owner.token))).node).toMatchObject({ id: report.id, status: 'RESOLVED' });
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { setGroupRole(groupId: $g, userId: $u, role: MEMBER) { id } }', { g: group.id, u: admin.id }, owner.token));
+    expect((await ok(gql(s.url, REPORT_NODE, { id: report.id }, admin.token))).node).toBeNull();
+  });
+
   it('should ask for a token, and refuse more than 100 ids', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

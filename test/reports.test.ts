@@ -120,6 +120,42 @@ describeRedis('reports', () => {
   });
 });
 
+describeRedis('reports paging', () => {
+  const PAGE = 'query($first: Int, $after: String, $last: Int, $before: String) { reports(first: $first, after: $after, last: $last, before: $before) { totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id } } } }';
+  type Page = { totalCount: number; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string; endCursor: string }; edges: { cursor: string; node: { id: string } }[] };
+
+  it('should page reports both ways, newest first either way, and refuse both ways at once', async () => {
+    const s = await createTestServer();
+    const [owner, author, ...reporters] = await Promise.all(Array.from({ length: 7 }, () => signup(s.url)));
+    const group = (await ok(run(s, 'mutation { createGroup(name: "Paged") { id } }', {}, owner))).createGroup.id;
+    for (const u of [author, ...reporters]) await ok(run(s, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, u));
+    const message = (await sendMessage(s.url, author.token, { groupId: group, content: 'rude' })).id;
+    const made: string[] = [];
+    for (const r of reporters) made.push((await ok(run(s, REPORT, { m: message, r: 'spam' }, r))).reportMessage.id);
+    const newest = [...made].reverse();
+    const page = async (v: Record<string, unknown>): Promise<Page> => (await ok(run(s, PAGE, v, owner))).reports;
+    const idsOf = (p: Page) => p.edges.map((e) => e.node.id);
+
+    // last/before: from the oldest end toward newer reports, the edges still newest first.
+    const back1 = await page({ last: 2 });
+    expect([idsOf(back1), back1.pageInfo.hasPreviousPage, back1.pageInfo.hasNextPage, back1.totalCount]).toEqual([newest.slice(3, 5), true, false, 5]);
+    const back2 = await page({ last: 2, before: back1.pageInfo.startCursor });
+    expect([idsOf(back2), back2.pageInfo.hasPreviousPage, back2.pageInfo.hasNextPage]).toEqual([newest.slice(1, 3), true, true]);
+    const back3 = await page({ last: 2, before: back2.pageInfo.startCursor });
+    expect([idsOf(back3), back3.pageInfo.hasPreviousPage, back3.pageInfo.hasNextPage]).toEqual([[newest[0]], false, true]);
+    // first/after from an edge a backward page gave: the same rows forward.
+    const fwd = await page({ first: 2, after: back3.pageInfo.endCursor });
+    expect([idsOf(fwd), fwd.pageInfo.hasPreviousPage, fwd.pageInfo.hasNextPage]).toEqual([newest.slice(1, 3), true, true]);
+    expect(idsOf(await page({ first: 100 }))).toEqual(newest);
+    // An edge's own cursor works as well as pageInfo's.
+    expect(idsOf(await page({ last: 1, before: fwd.edges[1].cursor }))).toEqual([newest[1]]);
+    // Both ways at once, a bad size or cursor: BAD_USER_INPUT.
+    for (const v of [{ first: 1, last: 1 }, { after: back1.pageInfo.endCursor, before: back1.pageInfo.startCursor }, { last: 101 }, { before: 'garbage' }]) {
+      expect(codeOf(await run(s, PAGE, v, owner))).toBe('BAD_USER_INPUT');
+    }
+  });
+});
+
 describeRedis('report limits', () => {
   it('should refuse reports past RATE_LIMIT_REPORT with RATE_LIMITED, writing nothing', async () => {
     const s = await createTestServer({ RATE_LIMIT_REPORT: '2/1h' });

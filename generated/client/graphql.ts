@@ -579,6 +579,8 @@ type NodeParts_Project_Fragment = { __typename: 'Project', id: string, title: st
 
 type NodeParts_ProjectAction_Fragment = { __typename: 'ProjectAction', id: string };
 
+type NodeParts_Report_Fragment = { __typename: 'Report', id: string };
+
 type NodeParts_User_Fragment = { __typename: 'User', id: string, username: string, displayName: string | null, status: PresenceStatus, lastSeenAt: string | null };
 
 export type NodePartsFragment =
@@ -587,6 +589,7 @@ export type NodePartsFragment =
   | NodeParts_Message_Fragment
   | NodeParts_Project_Fragment
   | NodeParts_ProjectAction_Fragment
+  | NodeParts_Report_Fragment
   | NodeParts_User_Fragment
 ;
 
@@ -601,6 +604,7 @@ export type NodeQuery = { node:
     | { __typename: 'Message', id: string, conversationId: string, content: string | null, createdAt: string, editedAt: string | null, deletedAt: string | null, clientMessageId: string | null, reactions: Array<{ emoji: string, count: number, reactedByMe: boolean }>, sender: { id: string, username: string, displayName: string | null }, group: { id: string } | null, project: { id: string } | null, recipient: { id: string, username: string } | null, attachment: { id: string, fileName: string, mimeType: string, size: number, url: string } | null }
     | { __typename: 'Project', id: string, title: string, createdAt: string, viewerRole: ProjectRole | null, owner: { id: string, username: string }, coaches: Array<{ id: string, username: string }>, participants: Array<{ id: string, username: string }> }
     | { __typename: 'ProjectAction', id: string }
+    | { __typename: 'Report', id: string }
     | { __typename: 'User', id: string, username: string, displayName: string | null, status: PresenceStatus, lastSeenAt: string | null }
    | null };
 
@@ -615,6 +619,7 @@ export type NodesQuery = { nodes: Array<
     | { __typename: 'Message', id: string, conversationId: string, content: string | null, createdAt: string, editedAt: string | null, deletedAt: string | null, clientMessageId: string | null, reactions: Array<{ emoji: string, count: number, reactedByMe: boolean }>, sender: { id: string, username: string, displayName: string | null }, group: { id: string } | null, project: { id: string } | null, recipient: { id: string, username: string } | null, attachment: { id: string, fileName: string, mimeType: string, size: number, url: string } | null }
     | { __typename: 'Project', id: string, title: string, createdAt: string, viewerRole: ProjectRole | null, owner: { id: string, username: string }, coaches: Array<{ id: string, username: string }>, participants: Array<{ id: string, username: string }> }
     | { __typename: 'ProjectAction', id: string }
+    | { __typename: 'Report', id: string }
     | { __typename: 'User', id: string, username: string, displayName: string | null, status: PresenceStatus, lastSeenAt: string | null }
    | null> };
 

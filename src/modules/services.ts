@@ -144,6 +144,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   // A user the viewer blocks is hidden from them in every presence view (the filter reads memory).
   visibility.addRule({ hides: (viewerId, subjectId) => safety.hides(viewerId, subjectId), hiddenFrom: (viewerId) => blockRepository.blockedIds(orm.em.fork() as EntityManager, viewerId) });
   friends.guard((em, fromId, toId) => blocks.checkContact(em, fromId, toId));
+  groups.guardInvite((em, inviterId, inviteeId) => blocks.checkInvite(em, inviterId, inviteeId));
   const mutes = new MuteService({ pubsub, access: conversationAccess, lists: safety });
   const messages = new MessageService({
     pubsub,
@@ -159,7 +160,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const threads = new ThreadService({ messages });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
-  const nodes = new NodeService({ projects, access: conversationAccess, conversations });
+  const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,

@@ -11,16 +11,28 @@ export async function sql<T extends pg.QueryResultRow = any>(databaseUrl: string
   }
 }
 
-/** Row counts of every application table: equal before and after means nothing was written. */
-export async function snapshot(databaseUrl: string): Promise<Record<string, number>> {
-  const tables = await sql<{ tablename: string }>(databaseUrl, "select tablename from pg_tables where schemaname = 'public' and tablename not like 'mikro_orm_%' order by 1");
-  const out: Record<string, number> = {};
-  for (const { tablename } of tables) {
-    const [row] = await sql<{ n: number }>(databaseUrl, `select count(*)::int as n from "${tablename}"`);
-    out[tablename] = row.n;
+/**
+ * Row counts of every application table: equal before and after means nothing was written. One
+ * connection and two queries (a query and a connection per table took ~0.4 s, 2 per refusal).
+ * `db` is a URL, or a client the caller holds (for a few queries on one connection).
+ */
+export async function snapshot(db: string | pg.ClientBase): Promise<Record<string, number>> {
+  if (typeof db === 'string') {
+    const client = new pg.Client({ connectionString: db });
+    await client.connect();
+    try {
+      return await snapshot(client);
+    } finally {
+      await client.end();
+    }
   }
-  const [users] = await sql<{ h: string }>(databaseUrl, "select md5(string_agg(id::text || username || coalesce(display_name, ''), ',' order by id)) as h from users");
-  out['users:content'] = users.h ? parseInt(users.h.slice(0, 8), 16) : 0;
+  const { rows: tables } = await db.query<{ tablename: string }>("select tablename from pg_tables where schemaname = 'public' and tablename not like 'mikro_orm_%' order by 1");
+  const counts = tables.map(({ tablename }, i) => `select ${i} as i, count(*)::int as n from "${tablename}"`);
+  const users = "select -1 as i, ('x' || coalesce(left(md5(string_agg(id::text || username || coalesce(display_name, ''), ',' order by id)), 8), '00000000'))::bit(32)::bigint as n from users";
+  const { rows } = await db.query<{ i: number; n: string | number }>([...counts, users].join(' union all '));
+  const out: Record<string, number> = {};
+  for (const { tablename } of tables) out[tablename] = 0;
+  for (const r of rows) out[r.i === -1 ? 'users:content' : tables[r.i].tablename] = Number(r.n);
   return out;
 }
 

@@ -32,6 +32,8 @@ export interface TestServerOptions {
   captureLogs?: boolean;
   /** Run it as `npm start` does, in a child process (runParley): to kill it, or to test the entry point. */
   spawn?: boolean;
+  /** Not disposed after each test: started in a beforeAll for a whole describe, which disposes it in its afterAll. */
+  suite?: boolean;
 }
 
 /** One log line, raw (to catch duplicated keys) and parsed. */
@@ -122,7 +124,7 @@ export async function createTestServer(overrides: Overrides = {}, opts: TestServ
   const { lines, stream } = captureLines();
   const server = await startServer({ env, logger: createLogger(env, {}, opts.captureLogs ? stream : undefined), jobs: opts.jobs ?? false });
   const ts = Object.assign(server, { env, logs: lines });
-  open.add(ts);
+  if (!opts.suite) open.add(ts);
   const dispose = server.dispose;
   ts.dispose = async () => {
     open.delete(ts);

@@ -124,7 +124,7 @@ export class GroupResolver {
 
   @Authorized()
   @Mutation(() => Boolean, {
-    description: 'Owner and admins (not the lobby): the user gets a live INVITED and may accept or decline. A member or a banned user is CONFLICT; inviting again changes nothing.',
+    description: 'Owner and admins (not the lobby): the user gets a live INVITED and may accept or decline. A member or a banned user is CONFLICT; a user who blocks the viewer is FORBIDDEN (worded as any refusal, the block not told); inviting again changes nothing.',
   })
   async inviteToGroup(
     @Arg('groupId', () => IdScalar, { description: 'The group.' }) groupId: string,

@@ -253,6 +253,7 @@ export class GroupService {
       const target = await this.target(tem, group.id, userId);
       if (target.role !== null) throw new ConflictError('This user is already a member of the group.', 'userId');
       if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
+      for (const check of this.inviteGuards) await check(tem, viewerId, target.id);
       if (await groupRepository.invite(tem, group.id, target.id, viewerId)) {
         const members = await groupRepository.memberIds(tem, group.id);
         this.event(outbox, 'INVITED', group, target.id, [...members, target.id]);
@@ -378,6 +379,13 @@ export class GroupService {
       const group = await groupRepository.byIdOrFail(em, groupId);
       await this.removeMember(em, group, userId, outbox);
     }
+  }
+
+  private readonly inviteGuards: ((em: EntityManager, inviterId: string, inviteeId: string) => Promise<void>)[] = [];
+
+  /** Runs before every invitation is written, and may refuse it by throwing (a block: modules/safety). */
+  guardInvite(check: (em: EntityManager, inviterId: string, inviteeId: string) => Promise<void>): void {
+    this.inviteGuards.push(check);
   }
 
   private readonly invitedHooks: ((em: EntityManager, i: { groupId: string; inviterId: string; userId: string }) => Promise<void>)[] = [];

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../../shared/sql';
 
-export type UuidNodeType = 'User' | 'Group' | 'Message' | 'Project' | 'ProjectAction';
+export type UuidNodeType = 'User' | 'Group' | 'Message' | 'Project' | 'ProjectAction' | 'Report';
 
 /** The query of `node`/`nodes` that tells which type an id names. */
 export const nodeRepository = {
@@ -16,8 +16,9 @@ export const nodeRepository = {
        union all select id::text, 'Group' from groups where id = any(?::uuid[])
        union all select id::text, 'Message' from messages where id = any(?::uuid[])
        union all select id::text, 'Project' from projects where id = any(?::uuid[])
-       union all select id::text, 'ProjectAction' from project_actions where id = any(?::uuid[]) and recipient_id = ?`,
-      [...Array.from({ length: 5 }, () => pgArray(ids)), viewerId],
+       union all select id::text, 'ProjectAction' from project_actions where id = any(?::uuid[]) and recipient_id = ?
+       union all select id::text, 'Report' from reports where id = any(?::uuid[])`,
+      [...Array.from({ length: 5 }, () => pgArray(ids)), viewerId, pgArray(ids)],
     );
     return new Map(rows.map((r) => [r.id, r.type]));
   },

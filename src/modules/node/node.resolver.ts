@@ -11,7 +11,7 @@ export class NodeResolver {
   @Query(() => Node, {
     nullable: true,
     description:
-      'The object with this id (a User, Group, Message, Project, Conversation or ProjectAction), as its own query shows it to the viewer; null when there is none or the viewer may not see it (never an error that would tell which).',
+      'The object with this id (a User, Group, Message, Project, Conversation, ProjectAction or Report), as its own query shows it to the viewer; null when there is none or the viewer may not see it (never an error that would tell which).',
   })
   async node(@Arg('id', () => IdScalar, { description: "An object's `id`, as any field returned it." }) id: string, @Ctx() ctx: Context): Promise<Node | null> {
     const [found] = await ctx.services.nodes.nodes(ctx.em, viewerOf(ctx).userId, [id], ctx.loaders);

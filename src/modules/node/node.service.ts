@@ -13,12 +13,14 @@ import { messageRepository } from '../message/message.repository';
 import { rowToActionType } from '../project/project.mapper';
 import { projectRepository } from '../project/project.repository';
 import type { ProjectService } from '../project/project.service';
+import type { ReportService } from '../safety/report.service';
 import { nodeRepository } from './node.repository';
 
 export interface NodeServiceDeps {
   projects: ProjectService;
   access: ConversationAccess;
   conversations: ConversationService;
+  reports: ReportService;
 }
 
 /** At most this many ids per `nodes` call (BAD_USER_INPUT beyond). */
@@ -52,6 +54,8 @@ export class NodeService {
       this.deps.projects.list(em, viewerId, of('Project')).then((projects) => projects.forEach((p) => found.set(p.id, asNode(p, 'Project')))),
       this.messages(em, viewerId, messageIds).then((m) => messageIds.forEach((id) => found.set(id, m.get(id) ?? null))),
       projectRepository.actionsByIds(em, actionIds, viewerId).then((rows) => rows.forEach((r) => found.set(r.id, asNode(rowToActionType(r), 'ProjectAction')))),
+      // Only to those who handle it, as `reports` shows them: not even to its reporter.
+      this.deps.reports.visibleByIds(em, viewerId, of('Report')).then((reports) => reports.forEach((r) => found.set(r.id, asNode(r, 'Report')))),
       ...[...new Set(ids.filter((id) => !isId(id)))].map(async (id) => found.set(id, await this.conversation(em, viewerId, id))),
     ]);
     return ids.map((id) => found.get(id) ?? null);

@@ -70,6 +70,16 @@ export class BlockService {
   }
 
   /**
+   * Refuses a group invitation to a user who blocks the inviter, in the words any refused
+   * invitation would use: the inviter is not told why. (Blocking the invitee does not stop the
+   * inviter: it is their own choice to invite.)
+   */
+  async checkInvite(em: EntityManager, inviterId: string, inviteeId: string): Promise<void> {
+    const { bBlocksA } = await blockRepository.between(em, inviterId, inviteeId);
+    if (bBlocksA) throw new ForbiddenError('This user does not accept your invitation.');
+  }
+
+  /**
    * Whether `viewerId` blocks `subjectId` (presence and typing hidden, messages left out), from
    * memory where the viewer's lists are held here (a realtime session), else false: the
    * subscription filters' predicate. Queries use `blockedAmong` or the SQL predicate instead.

@@ -30,6 +30,11 @@ export const reportRepository = {
     return rows[0] ?? null;
   },
 
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<ReportRow[]> {
+    if (!ids.length) return [];
+    return em.execute(`select ${COLUMNS} from reports r where r.id = any(?::uuid[])`, [pgArray([...ids])]);
+  },
+
   /** Marks it handled; false when it was already. */
   async resolve(em: EntityManager, id: string, byId: string): Promise<boolean> {
     const rows = await em.execute(`update reports set status = 'RESOLVED', resolved_at = now(), resolved_by = ? where id = ? and status = 'OPEN' returning id`, [byId, id]);
@@ -38,20 +43,22 @@ export const reportRepository = {
 
   /**
    * The reports of `status` in the given groups, and (with `ungrouped`) those of direct and
-   * project messages: newest first, after the cursor.
+   * project messages, newest first: older than `from`, or with `backward` newer than it (fetched
+   * nearest first, oldest of them first).
    */
   async page(
     em: EntityManager,
-    opts: { groupIds: readonly string[]; ungrouped: boolean; status: ReportStatusValue; after: { at: Date; id: string } | null; limit: number },
+    opts: { groupIds: readonly string[]; ungrouped: boolean; status: ReportStatusValue; from: { at: Date; id: string } | null; backward: boolean; limit: number },
   ): Promise<ReportRow[]> {
     const scope = `(r.group_id = any(?::uuid[])${opts.ungrouped ? ' or r.group_id is null' : ''})`;
     const params: unknown[] = [pgArray([...opts.groupIds]), opts.status];
     let where = `${scope} and r.status = ?`;
-    if (opts.after) {
-      where += ' and (r.created_at, r.id) < (?, ?)';
-      params.push(opts.after.at, opts.after.id);
+    if (opts.from) {
+      where += ` and (r.created_at, r.id) ${opts.backward ? '>' : '<'} (?, ?)`;
+      params.push(opts.from.at, opts.from.id);
     }
-    return em.execute(`select ${COLUMNS} from reports r where ${where} order by r.created_at desc, r.id desc limit ?`, [...params, opts.limit + 1]);
+    const dir = opts.backward ? 'asc' : 'desc';
+    return em.execute(`select ${COLUMNS} from reports r where ${where} order by r.created_at ${dir}, r.id ${dir} limit ?`, [...params, opts.limit + 1]);
   },
 
   async count(em: EntityManager, opts: { groupIds: readonly string[]; ungrouped: boolean; status: ReportStatusValue }): Promise<number> {

@@ -1,6 +1,7 @@
-import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import type { ConnectionShape } from '../../shared/graphql/connection';
+import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
 import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
@@ -14,10 +15,11 @@ import { ReportConnection, ReportType, ReportsArgs } from './report.types';
 export class ReportResolver {
   @Authorized()
   @Query(() => ReportConnection, {
-    description: "Reports the viewer handles, newest first: their groups' (as owner or admin) and, for the instance's moderators, those of direct and project messages. Empty for others.",
+    description:
+      "Reports the viewer handles, newest first: their groups' (as owner or admin) and, for the instance's moderators, those of direct and project messages. Empty for others. first/after page from the newest toward older reports; last/before from the oldest toward newer ones.",
   })
-  reports(@Args() args: ReportsArgs, @Ctx() ctx: Context): Promise<ConnectionShape<ReportType>> {
-    return ctx.services.reports.list(ctx.em, viewerOf(ctx).userId, args);
+  reports(@Args() args: ReportsArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ConnectionShape<ReportType>> {
+    return ctx.services.reports.list(ctx.em, viewerOf(ctx).userId, args, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, ConflictError, NotFoundError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId } from '../../shared/validation';
@@ -89,23 +89,38 @@ export class ReportService {
     return r.group_id ? this.deps.groups.moderates(em, r.group_id, viewerId) : this.isModerator(em, viewerId);
   }
 
-  async list(em: EntityManager, viewerId: string, args: { status?: ReportStatus | null; first?: number | null; after?: string | null }): Promise<ConnectionShape<ReportType>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
+  /** Newest first: forward (first/after, the default) toward older ones, back (last/before) toward newer. `given` tells a client's argument from its default. */
+  async list(
+    em: EntityManager,
+    viewerId: string,
+    args: PageArgs & { status?: ReportStatus | null },
+    given?: (name: keyof PageArgs) => boolean,
+  ): Promise<ConnectionShape<ReportType>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
     const status = args.status ?? ReportStatus.OPEN;
     const scope = await this.scope(em, viewerId);
     const none = !scope.groupIds.length && !scope.ungrouped;
     const [rows, total] = none
       ? [[], 0]
-      : await Promise.all([reportRepository.page(em, { ...scope, status, after, limit }), reportRepository.count(em, { ...scope, status })]);
+      : await Promise.all([reportRepository.page(em, { ...scope, status, from, backward, limit }), reportRepository.count(em, { ...scope, status })]);
     return toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: total,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: toReportType,
     });
+  }
+
+  /** The reports among `ids` the viewer handles (as `reports` shows them, of any status), for `node`; the rest left out. */
+  async visibleByIds(em: EntityManager, viewerId: string, ids: readonly string[]): Promise<ReportType[]> {
+    const rows = await reportRepository.byIds(em, ids);
+    if (!rows.length) return [];
+    const scope = await this.scope(em, viewerId);
+    const groups = new Set(scope.groupIds);
+    return rows.filter((r) => (r.group_id ? groups.has(r.group_id) : scope.ungrouped)).map(toReportType);
   }
 
   /** Marks a report handled; NOT_FOUND unless the viewer may see it. Resolving twice changes nothing. */

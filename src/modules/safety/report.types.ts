@@ -1,6 +1,7 @@
 import { ArgsType, Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { ConnectionType } from '../../shared/graphql/connection';
+import { Node } from '../../shared/graphql/node';
 
 export enum ReportStatus {
   OPEN = 'OPEN',
@@ -16,6 +17,7 @@ registerEnumType(ReportStatus, {
 });
 
 @ObjectType('Report', {
+  implements: Node,
   description:
     "A user's report of a message. Seen by the group's owner and admins (a group message) or the instance's moderators (MODERATORS: a direct or project message), and returned to the reporter when made.",
 })
@@ -36,4 +38,6 @@ export class ReportsArgs {
   status?: ReportStatus | null;
   @Field(() => Int, { nullable: true, description: 'Page size, 0 to 100 (default 20).' }) first?: number | null;
   @Field(() => String, { nullable: true, description: 'The endCursor of the previous page.' }) after?: string | null;
+  @Field(() => Int, { nullable: true, description: 'Page size paging from the oldest toward newer reports, 0 to 100 (default 20); not with first/after.' }) last?: number | null;
+  @Field(() => String, { nullable: true, description: 'Reports newer than this cursor (the startCursor of the page after); not with first/after.' }) before?: string | null;
 }

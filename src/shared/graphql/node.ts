@@ -4,7 +4,7 @@ import { IdScalar } from './scalars';
 /** The concrete type of a value `node`/`nodes` answers, set where it was resolved (values are plain objects). */
 export const NODE_TYPE = Symbol('nodeType');
 
-export type NodeTypeName = 'User' | 'Group' | 'Message' | 'Project' | 'Conversation' | 'ProjectAction';
+export type NodeTypeName = 'User' | 'Group' | 'Message' | 'Project' | 'Conversation' | 'ProjectAction' | 'Report';
 
 /** Marks `value` as a `typeName` for the Node interface's resolveType; returns it. */
 export function asNode<T extends object>(value: T, typeName: NodeTypeName): T {
