@@ -96,6 +96,16 @@ describeRedis('presence visibility', () => {
     expect(seen(events)).toEqual([`${ada.id} OFFLINE`]);
   });
 
+  it('should show the user signing up or logging in their own presence (ONLINE), in contacts mode too', async () => {
+    const s = await createTestServer(CONTACTS);
+    const AUTH_USER = '{ user { id status lastSeenAt } }';
+    const up = await ok(gql(s.url, `mutation($u: String!, $p: String!) { signup(username: $u, password: $p) ${AUTH_USER} }`, { u: 'self_seer', p: 'correct horse battery' }));
+    expect(up.signup.user.status).toBe('ONLINE');
+    const again = await ok(gql(s.url, `mutation($u: String!, $p: String!) { login(username: $u, password: $p) ${AUTH_USER} }`, { u: 'self_seer', p: 'correct horse battery' }));
+    expect(again.login.user).toMatchObject({ id: up.signup.user.id, status: 'ONLINE' });
+    expect(again.login.user.lastSeenAt).not.toBeNull();
+  });
+
   it('should deliver an argument-less presenceChanged of contacts only, and filter explicit userIds by visibility', async () => {
     const s = await createTestServer(CONTACTS);
     const [ada, friend, stranger, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -9,13 +9,13 @@ export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
-    return toAuthPayload(await ctx.services.auth.signup(ctx.em, args));
+    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args)));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })
   async login(@Args() args: LoginArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.login.consume(ctx.ip, 'Too many sign-in attempts from your address; try again later.');
-    return toAuthPayload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip, ctx.userAgent ?? null));
+    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.login(ctx.em, args.username, args.password, ctx.ip, ctx.userAgent ?? null)));
   }
 
   @Authorized()
@@ -38,4 +38,15 @@ export class AuthResolver {
   deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
   }
+}
+
+/**
+ * The payload's user is the one who just signed in, though the request carried no token: their
+ * presence reads as they see it themselves (whatever PRESENCE_VISIBILITY and their own visibility).
+ */
+async function withOwnPresence(ctx: Context, payload: AuthPayload): Promise<AuthPayload> {
+  const id = payload.user.id;
+  const [own] = await ctx.services.presence.statesFor(id, [id]);
+  ctx.loaders.presence.prime(id, own);
+  return payload;
 }
