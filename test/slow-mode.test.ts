@@ -19,9 +19,9 @@ describe('slow mode', () => {
   let group: string;
   let root: string;
 
-  // The helper disposes every server after each test: one world per test.
-  beforeEach(async () => {
-    s = await createTestServer();
+  // One server and one interval for the whole suite: no refused send spends the member's slot.
+  beforeAll(async () => {
+    s = await createTestServer({}, { suite: true });
     [owner, member] = await Promise.all([signup(s.url), signup(s.url)]);
     group = await groupWith(s.url, owner, 'Slow lane', [member]);
     root = (await sendMessage(s.url, owner.token, { groupId: group, content: 'the root' })).id;
@@ -29,6 +29,7 @@ describe('slow mode', () => {
     // The member's one message of this interval.
     await ok(gql(s.url, SEND, { input: { groupId: group, content: 'first' } }, member.token));
   });
+  afterAll(() => s?.dispose());
 
   const kinds: [string, () => Record<string, unknown>][] = [
     ['a plain message', () => ({ groupId: group, content: 'plain' })],
