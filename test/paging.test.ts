@@ -51,6 +51,12 @@ describe('connections', () => {
     await sendMessage(s.url, users[2].token, { groupId: groups[1].id, content: 'bananas, bananas' });
     const project = await buildProject(s.url, users[1], { participants: [alice] });
     for (const title of ['One', 'Two', 'Three', 'Four']) await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: project.id, t: title }, users[1].token));
+    // Four mentions of alice and four threads of hers with unread replies.
+    for (let i = 0; i < 4; i++) await sendMessage(s.url, users[1 + (i % 2)].token, { groupId: groups[i].id, content: `@${alice.username} look ${i}` });
+    for (let i = 0; i < 4; i++) {
+      const root = await sendMessage(s.url, alice.token, { groupId: groups[0].id, content: `thread ${i}` });
+      await sendMessage(s.url, users[1].token, { groupId: groups[0].id, content: `reply ${i}`, parentId: root.id });
+    }
 
     const connection = (query: string, field: string, extra: Record<string, unknown> = {}, pick?: (p: any) => Page): Fetch => async (vars) => {
       const data = await ok(gql(s.url, query, { ...extra, ...vars }, alice.token));
@@ -72,6 +78,8 @@ describe('connections', () => {
       ],
       ['projectActions', connection(`query(${VARS}) { projectActions(${ARGS}) { ${PAGE} } }`, 'projectActions')],
       ['history', connection(`query($g: ID!, ${VARS}) { history(conversation: { groupId: $g }, ${ARGS}) { ${PAGE} } }`, 'history', { g: groups[1].id })],
+      ['mentions', connection(`query(${VARS}) { mentions(${ARGS}) { ${PAGE} } }`, 'mentions')],
+      ['threads', connection(`query(${VARS}) { threads(${ARGS}) { ${PAGE} } }`, 'threads')],
     ];
     for (const [name, fetch] of cases) {
       const all = (await fetch({ first: 100 })).edges.map((e) => e.node.id);
@@ -97,6 +105,14 @@ describe('connections', () => {
       '{ onlineUsers(first: 5, last: 5) { totalCount } }',
       '{ users(first: 5, last: 5) { totalCount } }',
       '{ projectActions(first: 5, last: 5) { totalCount } }',
+      '{ mentions(first: 5, last: 5) { totalCount } }',
+      '{ threads(first: 5, last: 5) { totalCount } }',
+      `{ mentions(after: "${page.endCursor}", last: 1) { totalCount } }`,
+      `{ threads(first: 1, before: "${page.endCursor}") { totalCount } }`,
+      `{ mentions(before: "${page.endCursor}") { totalCount } }`,
+      `{ threads(before: "${page.endCursor}") { totalCount } }`,
+      '{ threads(after: "bm9wZQ") { totalCount } }',
+      '{ mentions(last: 101) { totalCount } }',
     ]) {
       expect([q, codeOf(await gql(s.url, q, {}, alice.token))]).toEqual([q, 'BAD_USER_INPUT']);
     }

@@ -37,13 +37,19 @@ const candidates = (targets: MentionTargets): Sql => ({
  */
 export const MAX_UNREAD = 100;
 
+/**
+ * A mention (`x`) not made by a user its user blocks (one made before the block included): the
+ * block hides it from their lists and badges, though the row stays (an unblock shows it again).
+ */
+const NOT_BLOCKED = `not exists (select 1 from messages s where s.id = x.message_id and ${blockedBy('x.user_id', 's.sender_id')})`;
+
 /** The unread timeline mentions of a member's row `cm` (at most MAX_UNREAD). */
 const UNREAD_OF_ROW = `(select count(*)::int from (select 1 from message_mentions x where x.user_id = cm.user_id and x.conversation_key = cm.conversation_key
-  and x.in_timeline and x.seq > cm.read_seq limit ${MAX_UNREAD}) k)`;
+  and x.in_timeline and x.seq > cm.read_seq and ${NOT_BLOCKED} limit ${MAX_UNREAD}) k)`;
 
-/** A mention (`x`) its user is shown: in a conversation they are still in, of a message not deleted. */
+/** A mention (`x`) its user is shown: in a conversation they are still in, of a message not deleted, nor sent by a user they block. */
 const LISTED = `exists (select 1 from conversation_members cm where cm.conversation_key = x.conversation_key and cm.user_id = x.user_id)
-  and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null)`;
+  and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null and not ${blockedBy('x.user_id', 'd.sender_id')})`;
 
 export const mentionRepository = {
   /** A group's members (for @here and @all). */
@@ -61,7 +67,7 @@ export const mentionRepository = {
     const c = candidates(targets);
     const counts = inTimeline
       ? `(select json_object_agg(mn.user_id, least(${MAX_UNREAD}, 1 + (select count(*) from (select 1 from message_mentions x where x.user_id = mn.user_id and x.conversation_key = m.conversation_key
-           and x.in_timeline and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id) limit ${MAX_UNREAD}) k)))
+           and x.in_timeline and ${NOT_BLOCKED} and x.seq > (select cm.read_seq from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id) limit ${MAX_UNREAD}) k)))
          from mn cross join m)`
       : 'null::json';
     return {
@@ -131,18 +137,20 @@ export const mentionRepository = {
 
   /**
    * A page of the messages that mention `userId`, newest first, by keyset on (mentioned at,
-   * message id), in conversations they are still a member of; a private project message never
-   * (none is resolved), a deleted one never.
+   * message id; `backward` reads from the oldest end), in conversations they are still a member
+   * of; a private project message never (none is resolved), a deleted one never, one sent by a
+   * user they block never.
    */
-  async page(em: EntityManager, userId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<(MessageRow & { mentioned_at: Date })[]> {
+  async page(em: EntityManager, userId: string, opts: { from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<(MessageRow & { mentioned_at: Date })[]> {
+    const dir = opts.backward ? 'asc' : 'desc';
     const rows: (MessageRow & { mentioned_at: Date })[] = await em.execute(
       `select k.mentioned_at, r.* from (
          select x.message_id, x.created_at as mentioned_at from message_mentions x
-          where x.user_id = ? ${opts.after ? 'and (x.created_at, x.message_id) < (?, ?)' : ''} and ${LISTED}
-          order by x.created_at desc, x.message_id desc limit ${limitLiteral(opts.limit + 1)}
+          where x.user_id = ? ${opts.from ? `and (x.created_at, x.message_id) ${opts.backward ? '>' : '<'} (?, ?)` : ''} and ${LISTED}
+          order by x.created_at ${dir}, x.message_id ${dir} limit ${limitLiteral(opts.limit + 1)}
        ) k cross join lateral (${SELECT} where m.id = k.message_id) r
-       order by k.mentioned_at desc, k.message_id desc`,
-      [userId, ...(opts.after ? [opts.after.at, opts.after.id] : [])],
+       order by k.mentioned_at ${dir}, k.message_id ${dir}`,
+      [userId, ...(opts.from ? [opts.from.at, opts.from.id] : [])],
     );
     return rows.slice(0, opts.limit + 1);
   },

@@ -1,5 +1,6 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Query, Resolver, Root } from 'type-graphql';
+import { argumentGiven } from '../../shared/graphql/connection';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { ConversationType } from '../conversation/conversation.types';
@@ -11,14 +12,18 @@ import { MessageConnection, MessageType } from './message.types';
 export class MentionResolver {
   @Authorized()
   @Query(() => MessageConnection, {
-    description: "Messages that mention the viewer, newest first, in conversations they are still a member of (deleted messages never). At most 100 a page.",
+    description:
+      "Messages that mention the viewer, newest first, in conversations they are still a member of (deleted messages never, nor those of users the viewer blocks, mentions made before the block included). first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
   })
   mentions(
-    @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Page size, at most 100.' }) first: number | null,
-    @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection.' }) after: string | null,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Mentions after `after`, newest first: at most 100 (default 20).' }) first: number | null,
+    @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection: the page starts after it.' }) after: string | null,
+    @Arg('last', () => Int, { nullable: true, description: 'Mentions before `before` (or the oldest ones), at most 100 (default 20); not with first/after.' }) last: number | null,
+    @Arg('before', () => String, { nullable: true, description: 'A cursor from this connection: the page ends before it; not with first/after.' }) before: string | null,
     @Ctx() ctx: Context,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<MessageConnection> {
-    return ctx.services.threads.mentions(ctx.em, viewerOf(ctx).userId, { first, after });
+    return ctx.services.threads.mentions(ctx.em, viewerOf(ctx).userId, { first, after, last, before }, (name) => argumentGiven(info, name));
   }
 }
 
@@ -39,7 +44,7 @@ export class MessageMentionsResolver {
 export class ConversationMentionsResolver {
   @FieldResolver(() => Int, {
     description:
-      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge), counted up to 100 (show 99+ beyond). Mentions in replies kept in a thread count in `threads` instead.",
+      "Messages of this conversation's timeline after the viewer's read marker that mention them (the red badge), counted up to 100 (show 99+ beyond); mentions by users the viewer blocks don't count. Mentions in replies kept in a thread count in `threads` instead.",
   })
   unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): number | Promise<number> {
     // A query counts; a conversationUpdated row takes the count its event carried, else the one last told (see ThreadService.badges).

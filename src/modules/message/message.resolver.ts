@@ -107,7 +107,11 @@ export class MessageResolver {
       const me = viewerOf(context).userId;
       const { messages, conversationAccess, pubsub, blocks } = context.services;
       const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageEvent, (p) => (conversationAccess.visibleTo(me, p.message, only) && !blocks.hides(me, p.message.senderId) ? p : undefined), { keys: me });
+      return pubsub.iterate(
+        Topic.MessageEvent,
+        (p) => (conversationAccess.visibleTo(me, p.message, only) && !blocks.hides(me, p.message.senderId) && !(p.replySenderId && blocks.hides(me, p.replySenderId)) ? p : undefined),
+        { keys: me },
+      );
     },
   })
   messageEvent(

@@ -600,7 +600,7 @@ function threadUpdated(row: Sent): MessageEventPayload {
   add({ id: row.sender_id, username: row.sender_username, display_name: row.sender_display_name, created_at: String(row.sender_created_at), joined_at: String(row.created_at) });
   list.sort((a, b) => Date.parse(a.joined_at) - Date.parse(b.joined_at) || (a.id < b.id ? -1 : 1));
   const root: MessageType = { ...toMessageType(r as unknown as MessageRow), reactionList: r.reaction_list, participants: list.slice(0, 5).map(mentionedUser) };
-  return { kind: 'THREAD_UPDATED', message: { ...toMessagePayload(root), version: r.version } };
+  return { kind: 'THREAD_UPDATED', message: { ...toMessagePayload(root), version: r.version }, replySenderId: row.sender_id };
 }
 
 /**

@@ -4,6 +4,7 @@ import { GATE_COLUMNS, memberGate } from '../conversation/conversation.repositor
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { COLUMNS, REACTION_LIST, SELECT, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
+import { blockedBy } from '../safety/block.repository';
 
 /** A thread's participant as a statement returns them (row_to_json: ISO dates). */
 export interface ParticipantColumns extends MentionedColumns {
@@ -66,9 +67,16 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
   };
 }
 
-/** A followed thread (`t`, its root `m`) with replies its follower has not read, in a conversation they are still in. */
+/**
+ * A followed thread (`t`, its root `m`) with replies its follower has not read, in a conversation
+ * they are still in. Replies of users the follower blocks don't count: the root's last_reply_at
+ * says there is something new, a probe of the thread index (only for a follower who blocks
+ * someone) that one of those replies is not from a blocked user.
+ */
 const UNREAD = `m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz) and m.deleted_at is null
-  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)`;
+  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)
+  and (not exists (select 1 from user_blocks b where b.blocker_id = t.user_id)
+    or exists (select 1 from messages r where r.parent_id = m.id and r.created_at > coalesce(t.read_at, '-infinity'::timestamptz) and not ${blockedBy('t.user_id', 'r.sender_id')}))`;
 
 export const threadRepository = {
   /** The root a reply to `parentId` attaches to (a reply's own root), with what decides whether it may. */
@@ -155,11 +163,11 @@ export const threadRepository = {
     };
   },
 
-  /** One page of a thread's replies by keyset on (created_at, id), like history. */
-  async page(em: EntityManager, rootId: string, opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number }): Promise<MessageRow[]> {
+  /** One page of a thread's replies by keyset on (created_at, id), like history; the replies of users `viewerId` blocks left out. */
+  async page(em: EntityManager, rootId: string, viewerId: string, opts: { direction: 'forward' | 'backward'; cursor: { at: Date; id: string } | null; limit: number }): Promise<MessageRow[]> {
     const forward = opts.direction === 'forward';
-    const params: unknown[] = [rootId];
-    let where = 'm.parent_id = ?';
+    const params: unknown[] = [rootId, viewerId];
+    let where = `m.parent_id = ? and not ${blockedBy('?', 'm.sender_id')}`;
     if (opts.cursor) {
       where += forward ? ' and (m.created_at, m.id) > (?, ?)' : ' and (m.created_at, m.id) < (?, ?)';
       params.push(opts.cursor.at, opts.cursor.id);
@@ -169,8 +177,9 @@ export const threadRepository = {
     return rows.slice(0, opts.limit + 1);
   },
 
-  async count(em: EntityManager, rootId: string): Promise<number> {
-    const [row] = await em.execute('select count(*)::int as n from messages where parent_id = ?', [rootId]);
+  /** A thread's replies as `viewerId` sees them (those of users they block left out). */
+  async count(em: EntityManager, rootId: string, viewerId: string): Promise<number> {
+    const [row] = await em.execute(`select count(*)::int as n from messages m where m.parent_id = ? and not ${blockedBy('?', 'm.sender_id')}`, [rootId, viewerId]);
     return row.n;
   },
 
@@ -188,14 +197,16 @@ export const threadRepository = {
 
   /**
    * The roots of the threads `userId` follows that have replies they have not read (newest reply
-   * first, by keyset on (last_reply_at, id)), in conversations they are still a member of.
+   * first, by keyset on (last_reply_at, id); `backward` reads from the other end, oldest first),
+   * in conversations they are still a member of.
    */
-  async unread(em: EntityManager, userId: string, opts: { after: { at: Date; id: string } | null; limit: number }): Promise<MessageRow[]> {
+  async unread(em: EntityManager, userId: string, opts: { from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<MessageRow[]> {
+    const dir = opts.backward ? 'asc' : 'desc';
     const rows: MessageRow[] = await em.execute(
       `${SELECT} join thread_members t on t.root_id = m.id and t.user_id = ? where ${UNREAD}
-          ${opts.after ? 'and (m.last_reply_at, m.id) < (?, ?)' : ''}
-        order by m.last_reply_at desc, m.id desc limit ${limitLiteral(opts.limit + 1)}`,
-      [userId, ...(opts.after ? [opts.after.at, opts.after.id] : [])],
+          ${opts.from ? `and (m.last_reply_at, m.id) ${opts.backward ? '>' : '<'} (?, ?)` : ''}
+        order by m.last_reply_at ${dir}, m.id ${dir} limit ${limitLiteral(opts.limit + 1)}`,
+      [userId, ...(opts.from ? [opts.from.at, opts.from.id] : [])],
     );
     return rows.slice(0, opts.limit + 1);
   },

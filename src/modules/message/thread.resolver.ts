@@ -12,7 +12,7 @@ export class ThreadResolver {
   @Authorized()
   @Query(() => MessageConnection, {
     description:
-      "A thread's replies, oldest first, paged as history is: default the newest 10; last/before pages back, first/after forward (at most 100). messageId names the root (a reply names its root's thread). NOT_FOUND for a message the viewer can't read.",
+      "A thread's replies, oldest first, paged as history is: default the newest 10; last/before pages back, first/after forward (at most 100). Replies of users the viewer blocks are left out (and not counted in totalCount). messageId names the root (a reply names its root's thread). NOT_FOUND for a message the viewer can't read.",
   })
   thread(
     @Arg('messageId', () => IdScalar, { description: 'The root, or one of its replies.' }) messageId: string,
@@ -29,14 +29,17 @@ export class ThreadResolver {
   @Authorized()
   @Query(() => MessageConnection, {
     description:
-      'Roots of the threads the viewer follows (wrote the root, replied, was mentioned in a reply, or marked read) that have replies they have not read, the latest reply first (at most 100 a page).',
+      "Roots of the threads the viewer follows (wrote the root, replied, was mentioned in a reply, or marked read) that have replies they have not read, the latest reply first; replies of users the viewer blocks don't make a thread unread. first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
   })
   threads(
-    @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Page size, at most 100.' }) first: number | null,
-    @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection.' }) after: string | null,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Threads after `after`, latest reply first: at most 100 (default 20).' }) first: number | null,
+    @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection: the page starts after it.' }) after: string | null,
+    @Arg('last', () => Int, { nullable: true, description: 'Threads before `before` (or the oldest ones), at most 100 (default 20); not with first/after.' }) last: number | null,
+    @Arg('before', () => String, { nullable: true, description: 'A cursor from this connection: the page ends before it; not with first/after.' }) before: string | null,
     @Ctx() ctx: Context,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<MessageConnection> {
-    return ctx.services.threads.threads(ctx.em, viewerOf(ctx).userId, { first, after });
+    return ctx.services.threads.threads(ctx.em, viewerOf(ctx).userId, { first, after, last, before }, (name) => argumentGiven(info, name));
   }
 
   @Authorized()

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { LRUCache } from 'lru-cache';
 import { BadUserInputError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
 import type { ConversationArgs } from '../conversation/conversation.access';
@@ -59,41 +59,41 @@ export class ThreadService {
   ): Promise<ConnectionShape<MessageType, LazyCount>> {
     const { forward, limit, cursor, direction } = timelinePage(args);
     const root = await this.root(em, viewerId, messageId);
-    const rows = await threadRepository.page(em, root.id, { direction, cursor, limit });
+    const rows = await threadRepository.page(em, root.id, viewerId, { direction, cursor, limit });
     return toConnection(rows, {
       limit,
       backward: !forward,
       hasCursor: !!cursor,
-      totalCount: () => threadRepository.count(em, root.id),
+      totalCount: () => threadRepository.count(em, root.id, viewerId),
       key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
       node: toMessageType,
     });
   }
 
-  /** The roots of the threads the viewer follows with replies they have not read, the latest reply first. */
-  async threads(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<MessageType, LazyCount>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
-    const rows = await threadRepository.unread(em, viewerId, { after, limit });
+  /** The roots of the threads the viewer follows with replies they have not read, the latest reply first (last/before pages back from the oldest). */
+  async threads(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<MessageType, LazyCount>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const rows = await threadRepository.unread(em, viewerId, { from, backward, limit });
     return toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: () => threadRepository.countUnread(em, viewerId),
       key: (r) => ({ k: isoTime(new Date(r.last_reply_at!).getTime()), id: r.id }),
       node: toMessageType,
     });
   }
 
-  /** The messages that mention the viewer, newest first (in conversations they are still in; deleted ones never). */
-  async mentions(em: EntityManager, viewerId: string, args: { first?: number | null; after?: string | null }): Promise<ConnectionShape<MessageType, LazyCount>> {
-    const limit = pageSize(args.first, 'first', 20);
-    const after = args.after ? decodeTimeCursor(args.after, 'after') : null;
-    const rows = await mentionRepository.page(em, viewerId, { after, limit });
+  /** The messages that mention the viewer, newest first (in conversations they are still in; deleted ones and those of users they block never). */
+  async mentions(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<MessageType, LazyCount>> {
+    const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
+    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const rows = await mentionRepository.page(em, viewerId, { from, backward, limit });
     return toConnection(rows, {
       limit,
-      backward: false,
-      hasCursor: !!after,
+      backward,
+      hasCursor: !!from,
       totalCount: () => mentionRepository.count(em, viewerId),
       key: (r) => ({ k: isoTime(new Date(r.mentioned_at).getTime()), id: r.id }),
       node: toMessageType,

@@ -97,6 +97,8 @@ export interface ReactionSummary {
 export interface MessageEventPayload {
   kind: 'EDITED' | 'DELETED' | 'REACTIONS_CHANGED' | 'PINNED' | 'UNPINNED' | 'THREAD_UPDATED';
   message: MessagePayload;
+  /** THREAD_UPDATED: who sent the reply (a blocker is not told of a blocked user's replies). */
+  replySenderId?: string;
 }
 
 /** A conversation's head: [seq, lastMessageId, activityAt (ISO) | null] (see ConversationHead). */

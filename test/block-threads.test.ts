@@ -1,0 +1,99 @@
+import { gql, listen, ok, running } from './helpers/graphql';
+import { createTestServer, type TestServer } from './helpers/server';
+import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+
+const BLOCK = 'mutation($id: ID!) { blockUser(userId: $id) }';
+const UNBLOCK = 'mutation($id: ID!) { unblockUser(userId: $id) }';
+const THREAD = 'query($m: ID!) { thread(messageId: $m, last: 50) { totalCount edges { node { id } } } }';
+const THREADS = '{ threads(first: 50) { totalCount edges { node { id } } } }';
+const MENTIONS = '{ mentions(first: 50) { totalCount edges { node { id } } } }';
+const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount } }';
+const ADDED = 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id } }';
+const EVENTS = 'subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind message { id replyCount } } }';
+
+const reply = (s: TestServer, u: TestUser, groupId: string, parentId: string, content = 'a reply') => sendMessage(s.url, u.token, { groupId, content, parentId });
+const ids = (conn: { edges: { node: { id: string } }[] }) => conn.edges.map((e) => e.node.id);
+
+describe('block-threads', () => {
+  it("should leave a blocked user's replies out of the blocker's thread pages and totalCount, keeping the root's global replyCount", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Block threads', [bob, carol]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
+    const c1 = await reply(s, carol, g, root.id);
+    await reply(s, bob, g, root.id);
+    const c2 = await reply(s, carol, g, root.id);
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+
+    const page = (await ok(gql(s.url, THREAD, { m: root.id }, alice.token))).thread;
+    expect({ ids: ids(page), totalCount: page.totalCount }).toEqual({ ids: [c1.id, c2.id], totalCount: 2 });
+    // Carol blocks no one: she sees all three.
+    expect((await ok(gql(s.url, THREAD, { m: root.id }, carol.token))).thread.totalCount).toBe(3);
+    const history = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { id replyCount } } } }', { c: { groupId: g } }, alice.token));
+    expect(history.history.edges.find((e: any) => e.node.id === root.id).node.replyCount).toBe(3);
+
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect((await ok(gql(s.url, THREAD, { m: root.id }, alice.token))).thread.totalCount).toBe(3);
+  });
+
+  it("should not make a thread unread in threads for replies of a user the viewer blocks", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Block unread', [bob, carol]);
+    const onlyBob = await sendMessage(s.url, alice.token, { groupId: g, content: 'bob answers' });
+    const readThenBob = await sendMessage(s.url, alice.token, { groupId: g, content: 'read, then bob' });
+    const carols = await sendMessage(s.url, alice.token, { groupId: g, content: 'carol answers' });
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+
+    await reply(s, bob, g, onlyBob.id);
+    await reply(s, carol, g, readThenBob.id);
+    await ok(gql(s.url, 'mutation($m: ID!) { markThreadRead(messageId: $m) { id } }', { m: readThenBob.id }, alice.token));
+    await reply(s, bob, g, readThenBob.id);
+    await reply(s, carol, g, carols.id);
+
+    const threads = (await ok(gql(s.url, THREADS, {}, alice.token))).threads;
+    expect({ ids: ids(threads), totalCount: threads.totalCount }).toEqual({ ids: [carols.id], totalCount: 1 });
+    // Once unblocked, bob's replies count again.
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect(ids((await ok(gql(s.url, THREADS, {}, alice.token))).threads)).toEqual([carols.id, readThenBob.id, onlyBob.id]);
+  });
+
+  it('should leave mentions by a blocked user (made before the block too) out of mentions and unreadMentionCount', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Block mentions', [bob, carol]);
+    await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} before the block` });
+    const byCarol = await sendMessage(s.url, carol.token, { groupId: g, content: `hey @${alice.username}` });
+    const before = (await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount;
+    expect(before).toBe(2);
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} after the block` });
+
+    const mentions = (await ok(gql(s.url, MENTIONS, {}, alice.token))).mentions;
+    expect({ ids: ids(mentions), totalCount: mentions.totalCount }).toEqual({ ids: [byCarol.id], totalCount: 1 });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount).toBe(1);
+    // A new mention's badge, counted in the send statement, leaves bob's out too.
+    const live = await listen(s, alice, 'subscription { conversationUpdated { id unreadMentionCount } }');
+    await sendMessage(s.url, carol.token, { groupId: g, content: `again @${alice.username}` });
+    expect((await live.nth(1)).conversationUpdated.unreadMentionCount).toBe(2);
+  });
+
+  it("should not tell the blocker of a blocked user's replies: no THREAD_UPDATED, no messageAdded with threadId", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Block live', [bob, carol]);
+    const root = await sendMessage(s.url, carol.token, { groupId: g, content: 'root by carol' });
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    const thread = await listen(s, alice, ADDED, { c: { groupId: g, threadId: root.id } });
+    const events = await listen(s, alice, EVENTS, { c: { groupId: g } });
+    await running(s, 'messageEvent', 1);
+
+    await reply(s, bob, g, root.id, 'from bob');
+    const fromCarol = await reply(s, carol, g, root.id, 'from carol');
+
+    expect((await thread.nth(1)).messageAdded.id).toBe(fromCarol.id);
+    expect((await events.nth(1)).messageEvent).toEqual({ kind: 'THREAD_UPDATED', message: { id: root.id, replyCount: 2 } });
+    await thread.settle(200);
+    expect([thread.values.length, events.values.length]).toEqual([1, 1]);
+  });
+});
