@@ -26,6 +26,11 @@ export interface Loaders {
   project: DataLoader<string, ProjectType | null>;
   /** Groups by id, for rows that already prove the viewer a member (a conversation's group). */
   group: DataLoader<string, GroupType | null>;
+  /**
+   * Groups as the viewer may see them (public, or private and theirs), each read once per
+   * operation: Message.group of a page of 50 messages is one query, not 50.
+   */
+  visibleGroup: DataLoader<string, GroupType | null>;
   /** The viewer's role in each group (null: not a member), in one query (Group.myRole of a page of groups). */
   groupRole: DataLoader<string, GroupRole | null>;
   /** Messages by id, for rows that already prove the viewer may see them (a conversation's last message). */
@@ -65,6 +70,11 @@ export function createLoaders(
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
     group: new DataLoader(async (ids) => {
       const groups = await groupRepository.byIds(em, ids);
+      const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
+      return ids.map((id) => byId.get(id) ?? null);
+    }),
+    visibleGroup: new DataLoader(async (ids) => {
+      const groups = viewerId ? await groupRepository.visibleByIds(em, ids, viewerId) : [];
       const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
       return ids.map((id) => byId.get(id) ?? null);
     }),

@@ -145,6 +145,9 @@ export class MessageResolver {
   @FieldResolver(() => GroupType, { nullable: true, description: 'Set for group messages (the lobby is a group).' })
   async group(@Root() m: MessageType, @Ctx() ctx: Context): Promise<GroupType | null> {
     if (!m.groupId) return null;
+    const seen = await ctx.loaders.visibleGroup.load(m.groupId);
+    if (seen) return seen;
+    // Not public and not theirs: an invitation still shows the group (GroupService.visible).
     const g = await ctx.services.groups.find(ctx.em, m.groupId, viewerOf(ctx).userId);
     return g ? toGroupType(g) : null;
   }

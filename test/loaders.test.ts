@@ -1,0 +1,54 @@
+import pg from 'pg';
+import { gql, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { groupWith, sendMessage, signup } from './helpers/factories';
+
+const PAGE = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 50) { edges { node { id group { id name } } } } }';
+
+/** Every statement this process sends to PostgreSQL while `run` runs (the server is in-process). */
+async function statementsDuring(run: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const query = pg.Client.prototype.query;
+  const spy = jest.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: any[]) {
+    const text = typeof args[0] === 'string' ? args[0] : args[0]?.text;
+    if (typeof text === 'string') seen.push(text);
+    return (query as any).apply(this, args);
+  } as any);
+  try {
+    await run();
+  } finally {
+    spy.mockRestore();
+  }
+  return seen;
+}
+
+describe('per-operation loaders', () => {
+  it("should read a history page's group once, not once per message", async () => {
+    // One pooled connection, as a busy pool is: 50 reads of the group queued behind each other
+    // used to outlast the pool's acquire timeout under load (SERVICE_UNAVAILABLE on the page).
+    const s = await createTestServer({ DB_POOL_MAX: '1' });
+    const a = await signup(s.url);
+    const b = await signup(s.url);
+    const g = await groupWith(s.url, a, 'Paged', [b]);
+    for (let i = 0; i < 50; i++) await sendMessage(s.url, (i % 2 ? b : a).token, { groupId: g, content: `m${i}` });
+
+    let page: any;
+    const statements = await statementsDuring(async () => {
+      page = await ok(gql(s.url, PAGE, { g }, b.token));
+    });
+    expect(page.history.edges).toHaveLength(50);
+    expect(page.history.edges.every((e: any) => e.node.group.id === g && e.node.group.name === 'Paged')).toBe(true);
+    const groupReads = statements.filter((t) => /from "groups?"|from groups\b/i.test(t) && !/messages/.test(t));
+    expect(groupReads).toHaveLength(1);
+  });
+
+  it("should show a private group on its messages to its members", async () => {
+    const s = await createTestServer();
+    const owner = await signup(s.url);
+    const g = await ok(gql(s.url, 'mutation { createGroup(name: "Hidden", isPrivate: true) { id } }', {}, owner.token));
+    const id = g.createGroup.id;
+    await sendMessage(s.url, owner.token, { groupId: id, content: 'inside' });
+    const page = await ok(gql(s.url, PAGE, { g: id }, owner.token));
+    expect(page.history.edges.map((e: any) => e.node.group)).toEqual([{ id, name: 'Hidden' }]);
+  });
+});
