@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../shared/lru';
 import { hash, verify, type Algorithm } from '@node-rs/argon2';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
@@ -45,7 +45,7 @@ export interface AuthOptions {
 
 export class AuthService {
   /** tokenHash -> session, so a request costs no database round trip; revocations evict across instances. */
-  private readonly cache = new LRUCache<string, Viewer>({ max: CACHE_MAX, ttl: CACHE_TTL_MS });
+  private readonly cache = boundedLru<string, Viewer>({ max: CACHE_MAX, ttlMs: CACHE_TTL_MS });
   private readonly deletionHooks: AccountDeletionHook[] = [];
   private off?: () => void;
   private dummyHash?: Promise<string>;

@@ -1,5 +1,6 @@
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../shared/lru';
 import { newer, ownFromPayload, type HeadState, type OwnState } from './conversation.events';
 
 type Keyed = OwnState & { key: string; userId: string };
@@ -164,7 +165,7 @@ export class NewestHeads {
   private readonly heads: LRUCache<string, HeadState>;
 
   constructor(opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 60_000 }) {
-    this.heads = new LRUCache({ max: opts.max, ttl: opts.ttlMs });
+    this.heads = boundedLru({ max: opts.max, ttlMs: opts.ttlMs });
   }
 
   /** The newer of an event's head and the newest seen here; remembers it. */

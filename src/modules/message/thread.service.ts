@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../shared/lru';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
@@ -35,7 +35,7 @@ export class ThreadService {
    * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
    * that removes a mention shows within `ttl`.
    */
-  private readonly badges = new LRUCache<string, { n: number; marker: string | null }>({ max: 100_000, ttl: 60_000 });
+  private readonly badges = boundedLru<string, { n: number; marker: string | null }>({ max: 100_000, ttlMs: 60_000 });
 
   constructor(deps: ThreadServiceDeps) {
     this.messages = deps.messages;

@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedLru } from '../lru';
 import { Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
@@ -195,7 +196,7 @@ export class NewestVersions {
   stale = 0;
 
   constructor(opts: { max: number; ttlMs: number } = { max: 50_000, ttlMs: 60_000 }) {
-    this.seen = new LRUCache({ max: opts.max, ttl: opts.ttlMs });
+    this.seen = boundedLru({ max: opts.max, ttlMs: opts.ttlMs });
   }
 
   /** Whether a copy at `version` is as new as any seen (then it is remembered). */
