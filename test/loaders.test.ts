@@ -42,13 +42,15 @@ describe('per-operation loaders', () => {
     expect(groupReads).toHaveLength(1);
   });
 
-  it("should show a private group on its messages to its members", async () => {
+  it('should show a private group to the user it invites through node(id) and nodes as through group(id), and hide it from anyone else', async () => {
     const s = await createTestServer();
-    const owner = await signup(s.url);
-    const g = await ok(gql(s.url, 'mutation { createGroup(name: "Hidden", isPrivate: true) { id } }', {}, owner.token));
-    const id = g.createGroup.id;
-    await sendMessage(s.url, owner.token, { groupId: id, content: 'inside' });
-    const page = await ok(gql(s.url, PAGE, { g: id }, owner.token));
-    expect(page.history.edges.map((e: any) => e.node.group)).toEqual([{ id, name: 'Hidden' }]);
+    const [owner, invitee, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const id = (await ok(gql(s.url, 'mutation { createGroup(name: "Hidden", isPrivate: true) { id } }', {}, owner.token))).createGroup.id;
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }', { g: id, u: invitee.id }, owner.token));
+    const read = (token: string) =>
+      ok(gql(s.url, 'query($id: ID!) { group(id: $id) { id } node(id: $id) { id } nodes(ids: [$id]) { id } }', { id }, token));
+    expect(await read(invitee.token)).toEqual({ group: { id }, node: { id }, nodes: [{ id }] });
+    expect(await read(owner.token)).toEqual({ group: { id }, node: { id }, nodes: [{ id }] });
+    expect(await read(outsider.token)).toEqual({ group: null, node: null, nodes: [null] });
   });
 });

@@ -27,7 +27,7 @@ export interface Loaders {
   /** Groups by id, for rows that already prove the viewer a member (a conversation's group). */
   group: DataLoader<string, GroupType | null>;
   /**
-   * Groups as the viewer may see them (public, or private and theirs), each read once per
+   * Groups as the viewer may see them (groupRepository.visibleByIds), each read once per
    * operation: Message.group of a page of 50 messages is one query, not 50.
    */
   visibleGroup: DataLoader<string, GroupType | null>;

@@ -6,6 +6,9 @@ import { likePattern } from '../user/user.repository';
 import { Group, GroupMember, type MemberRole } from './group.entity';
 import { groupKey } from '../conversation/conversation.keys';
 
+/** A private group `g` the viewer (two `?`) may see: they are a member, or it invites them. */
+const SEES_PRIVATE = '(exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) or exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?))';
+
 export const groupRepository = {
   async byId(em: EntityManager, id: string): Promise<Group | null> {
     return em.findOne(Group, { id });
@@ -20,14 +23,17 @@ export const groupRepository = {
     return em.find(Group, { id: { $in: [...ids] } });
   },
 
-  /** Of `ids`, the groups the viewer may see: public ones, and private ones the viewer is a member of. */
+  /** Of `ids`, the groups the viewer may see, as `visible` and GroupService.visible decide: public ones, and private ones that are theirs or invite them. */
   async visibleByIds(em: EntityManager, ids: readonly string[], viewerId: string): Promise<Group[]> {
     if (!ids.length) return [];
     const groups = await em.find(Group, { id: { $in: [...ids] } });
     const hidden = groups.filter((g) => g.isPrivate).map((g) => g.id);
     if (!hidden.length) return groups;
     // A second query only for private groups: are they the viewer's?
-    const mine: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ? and group_id = any(?::uuid[])', [viewerId, pgArray(hidden)]);
+    const mine: { group_id: string }[] = await em.execute(
+      `select g.id as group_id from groups g where g.id = any(?::uuid[]) and ${SEES_PRIVATE}`,
+      [pgArray(hidden), viewerId, viewerId],
+    );
     const member = new Set(mine.map((r) => r.group_id));
     return groups.filter((g) => !g.isPrivate || member.has(g.id));
   },
@@ -243,12 +249,9 @@ export const groupRepository = {
     return true;
   },
 
-  /** Public groups and the viewer's own, by lower(name), id. */
   /** A page of the groups the viewer may see (public, theirs, or private and inviting them) by (lower(name), id): after `from`, or before it when `backward` (fetched nearest first). */
   async visible(em: EntityManager, viewerId: string, opts: { search: string | null; from: { k: string; id: string } | null; backward: boolean; limit: number }) {
-    const where = [
-      '(not g.is_private or exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) or exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?))',
-    ];
+    const where = [`(not g.is_private or ${SEES_PRIVATE})`];
     const params: unknown[] = [viewerId, viewerId];
     if (opts.search) {
       where.push('g.name ilike ?');

@@ -6,7 +6,6 @@ import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
-import { toGroupType } from '../group/group.mapper';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
@@ -143,13 +142,8 @@ export class MessageResolver {
   }
 
   @FieldResolver(() => GroupType, { nullable: true, description: 'Set for group messages (the lobby is a group).' })
-  async group(@Root() m: MessageType, @Ctx() ctx: Context): Promise<GroupType | null> {
-    if (!m.groupId) return null;
-    const seen = await ctx.loaders.visibleGroup.load(m.groupId);
-    if (seen) return seen;
-    // Not public and not theirs: an invitation still shows the group (GroupService.visible).
-    const g = await ctx.services.groups.find(ctx.em, m.groupId, viewerOf(ctx).userId);
-    return g ? toGroupType(g) : null;
+  group(@Root() m: MessageType, @Ctx() ctx: Context): Promise<GroupType | null> {
+    return m.groupId ? ctx.loaders.visibleGroup.load(m.groupId) : Promise.resolve(null);
   }
 
   @FieldResolver(() => AttachmentType, { nullable: true })
