@@ -230,6 +230,19 @@ describe('block', () => {
     expect((await ok(gql(s.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
   });
 
+  it.each(['everyone', 'contacts'])('should leave a blocked user out of onlineUsers for a viewer with no socket anywhere (%s mode), page and totalCount alike', async (mode) => {
+    const s = await createTestServer({ PRESENCE_VISIBILITY: mode });
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    // Contacts through a shared group, which a block does not undo.
+    await groupWith(s.url, carol, 'Around', [alice, bob]);
+    await block(s, alice, bob);
+    const list = await ok(gql(s.url, '{ onlineUsers(first: 50) { totalCount edges { node { id } } } }', {}, alice.token));
+    const ids = list.onlineUsers.edges.map((e: any) => e.node.id);
+    expect(ids).toContain(carol.id);
+    expect(ids).not.toContain(bob.id);
+    expect(list.onlineUsers.totalCount).toBe(ids.length);
+  });
+
   it('should keep sharing one execution per event among subscribers who block no one', async () => {
     const s = await createTestServer();
     const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

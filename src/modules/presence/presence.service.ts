@@ -308,8 +308,10 @@ export class PresenceService {
     const out: string[] = [];
     for (let after = fromId; out.length < limit; ) {
       const ids = await this.store.page(after, limit, backward);
+      // The rules' in-memory answer knows only viewers whose lists this instance holds: the set
+      // read for the count decides for the page too, wherever the viewer is connected.
       const may = await this.visibility.visible(viewerId, ids, ids.map(() => false), cache);
-      out.push(...ids.filter((_, i) => may[i]).slice(0, limit - out.length));
+      out.push(...ids.filter((id, i) => may[i] && !hiddenFrom.has(id)).slice(0, limit - out.length));
       if (ids.length < limit) break;
       after = ids[ids.length - 1];
     }
@@ -319,10 +321,11 @@ export class PresenceService {
 
   /** Contacts mode: a page of the viewer's online contacts by id after `fromId` (before it, nearest first, when `backward`), and how many there are. */
   private async onlineContacts(viewerId: string, fromId: string | null, backward: boolean, limit: number, cache: VisibilityCache): Promise<[string[], number]> {
-    const contacts = [...(await this.visibility.contactsOf(viewerId, cache))];
-    const online = await this.store.onlineOf(contacts);
+    const [contacts, hiddenFrom] = await Promise.all([this.visibility.contactsOf(viewerId, cache), this.visibility.hiddenFrom(viewerId)]);
+    const online = await this.store.onlineOf([...contacts]);
     const may = await this.visibility.visible(viewerId, online, online.map(() => false), cache);
-    const visible = online.filter((_, i) => may[i]).sort();
+    // As in everyone mode: the rules' stored answer, for a viewer whose lists are held elsewhere or nowhere.
+    const visible = online.filter((id, i) => may[i] && !hiddenFrom.has(id)).sort();
     const page = backward ? visible.filter((id) => fromId === null || id < fromId).reverse() : visible.filter((id) => fromId === null || id > fromId);
     return [page.slice(0, limit), visible.length];
   }
