@@ -57,7 +57,8 @@ export class ReportResolver {
 
   @FieldResolver(() => MessageType, { description: 'The reported message (a tombstone once deleted).' })
   async message(@Root() r: ReportType, @Ctx() ctx: Context): Promise<MessageType> {
-    const m = await ctx.services.reports.message(ctx.em, r.messageId);
+    // A report is shown only to those who may see its message (ReportService): one query per page of reports.
+    const m = await ctx.loaders.message.load(r.messageId);
     if (!m) throw new Error(`report ${r.id} lost its message`);
     return m;
   }

@@ -8,8 +8,6 @@ import { cleanMessageText, isId } from '../../shared/validation';
 import type { ConversationAccess } from '../conversation/conversation.access';
 import type { GroupService } from '../group/group.service';
 import { messageRepository } from '../message/message.repository';
-import { toMessageType } from '../message/message.mapper';
-import type { MessageType } from '../message/message.types';
 import { reportRepository, type ReportRow } from './report.repository';
 import { ReportStatus, type ReportType } from './report.types';
 
@@ -129,11 +127,5 @@ export class ReportService {
     if (!row || !(await this.canSee(em, viewerId, row))) throw new NotFoundError('Report');
     if (await reportRepository.resolve(em, row.id, viewerId)) row.status = 'RESOLVED';
     return toReportType(row);
-  }
-
-  /** The reported message, as its handlers see it (deleted ones as tombstones). */
-  async message(em: EntityManager, messageId: string): Promise<MessageType | null> {
-    const row = await messageRepository.byId(em, messageId);
-    return row ? toMessageType(row) : null;
   }
 }
