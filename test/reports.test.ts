@@ -61,6 +61,9 @@ describeRedis('reports', () => {
       [undefined, message, 'spam', 'UNAUTHENTICATED'],
     ];
     for (const [who, m, r, code] of refusals) expect([r.slice(0, 10), codeOf(await run(b, REPORT, { m, r }, who))]).toEqual([r.slice(0, 10), code]);
+    // Told about the reason, not about a message.
+    const long = await run(b, REPORT, { m: message, r: 'x'.repeat(501) }, member);
+    expect(long.errors?.[0]).toMatchObject({ message: "'reason' is at most 500 characters.", extensions: { code: 'BAD_USER_INPUT', field: 'reason' } });
     expect(await snapshot(a.env.DATABASE_URL!)).toEqual(before);
     await ok(run(a, REPORT, { m: message, r: 'x'.repeat(500) }, member));
     const once = await snapshot(a.env.DATABASE_URL!);

@@ -79,10 +79,12 @@ export function cleanMessageText(value: string | null | undefined, max: number, 
   if (value === null || value === undefined) return null;
   const v = value.trim();
   if (!v.length) return null;
-  if (v.length > max) throw new BadUserInputError(`Messages are at most ${max} characters.`, field);
-  if (v.includes('\u0000')) throw new BadUserInputError('Messages cannot contain NUL characters.', field);
-  if (!isWellFormed(v)) throw new BadUserInputError('Messages cannot contain half of a surrogate pair.', field);
-  if (!hasVisibleText(v)) throw new BadUserInputError('A message must show something: it has only invisible characters.', field);
+  // Worded for the field it checks: a report's reason is not a message.
+  const what = field === 'content' ? 'A message' : `'${field}'`;
+  if (v.length > max) throw new BadUserInputError(`${what} is at most ${max} characters.`, field);
+  if (v.includes('\u0000')) throw new BadUserInputError(`${what} cannot contain NUL characters.`, field);
+  if (!isWellFormed(v)) throw new BadUserInputError(`${what} cannot contain half of a surrogate pair.`, field);
+  if (!hasVisibleText(v)) throw new BadUserInputError(`${what} must show something: it has only invisible characters.`, field);
   return v;
 }
 
