@@ -86,11 +86,6 @@ export class ContactIndex {
     return this.users.has(userId);
   }
 
-  /** How many users' presence this instance takes (for metrics and tests). */
-  get subjects(): number {
-    return this.watchers.size;
-  }
-
   /** Reloads the contacts of those of `userIds` connected here (a friendship or membership changed). */
   async refresh(userIds: Iterable<string>): Promise<void> {
     const local = [...new Set(userIds)].filter((u) => this.users.has(u));

@@ -49,8 +49,6 @@ export interface PresenceStore {
    * @returns truthy when this call took the user offline.
    */
   socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<Gone>;
-  /** Last activity (ms) of each user, null when offline. */
-  lastActive(userIds: string[]): Promise<(number | null)[]>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
   read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
   /**
@@ -332,12 +330,6 @@ export class RedisPresenceStore implements PresenceStore {
     return out;
   }
 
-  async lastActive(userIds: string[]): Promise<(number | null)[]> {
-    if (!userIds.length) return [];
-    const scores = (await this.redis.zmscore(ACTIVE, ...userIds)) as (string | null)[];
-    return scores.map((s) => (s === null ? null : Number(s)));
-  }
-
   async page(fromId: string | null, limit: number, backward = false): Promise<string[]> {
     if (backward) return this.redis.zrevrangebylex(ONLINE, fromId ? `(${fromId}` : '+', '-', 'LIMIT', 0, limit);
     return this.redis.zrangebylex(ONLINE, fromId ? `(${fromId}` : '-', '+', 'LIMIT', 0, limit);
@@ -433,9 +425,6 @@ export class MemoryPresenceStore implements PresenceStore {
     const at = this.active.get(userId);
     if (at === undefined || at > o.closedAt) return false;
     return this.drop(userId);
-  }
-  async lastActive(userIds: string[]) {
-    return userIds.map((id) => this.active.get(id) ?? null);
   }
   async read(userIds: string[]) {
     return { active: userIds.map((id) => this.active.get(id) ?? null), hidden: userIds.map((id) => this.hidden.has(id)) };
