@@ -232,6 +232,14 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await alicePage.click('#new-project button');
     await alicePage.waitForSelector('#details #add-participant');
     await alicePage.fill('#add-participant-input', bob.username);
+    // A live event redraws the details pane while Alice types (her other session renames the
+    // project): what she typed stays, and the form sends it.
+    const aliceApi = (await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: alice.username, p: alice.password }))).login.token;
+    const [project] = (await ok(gql(s.url, '{ projects { id } }', {}, aliceApi))).projects;
+    await ok(gql(s.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "Demo launch!") { id } }', { p: project.id }, aliceApi));
+    await alicePage.waitForSelector('#details #rename-project-input[value="Demo launch!"]');
+    expect(await alicePage.inputValue('#add-participant-input')).toBe(bob.username);
+    await ok(gql(s.url, 'mutation { logout }', {}, aliceApi));
     await alicePage.click('#add-participant button');
     await alicePage.waitForSelector(`#details .members li[data-user="${bob.username}"][data-role="Participant"]`);
     await bobPage.waitForSelector('#notifications li[data-kind="ADDED_TO_PROJECT"]:has-text("Demo launch")');

@@ -77,7 +77,7 @@ import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
 import { moderationCard, moderationNotice } from './moderation';
 import { decorateSidebar, initTeam, replyLink, teamActions, teamOpened } from './team';
-import { $, avatar, badge, button, dayLabel, el, errorText, fill, formValue, lockIcon, reactionIcon, REACTIONS, timeEl, toast } from './ui';
+import { $, avatar, badge, button, dayLabel, el, errorText, formValue, lockIcon, refill, reactionIcon, REACTIONS, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
 interface Conv {
@@ -811,7 +811,7 @@ async function renderDetails(): Promise<void> {
         return memberRow(u, isCoach ? 'Coach' : 'Participant', ...actions);
       }),
     ];
-    fill(box,
+    refill(box,
       el('h3', {}, 'Members'),
       el('ul', { class: 'members' }, ...rows),
       role === 'OWNER' || role === 'COACH'
@@ -852,7 +852,7 @@ async function renderDetails(): Promise<void> {
       await f();
       void renderDetails();
     };
-    fill(box,
+    refill(box,
       el('h3', {}, `Members (${group.members.totalCount})`),
       el('ul', { class: 'members' }, ...group.members.edges.map(({ node: u }) => memberRow(u, u.id === group.owner.id && !group.isLobby ? 'Owner' : 'Member'))),
       await moderationCard(group.id, me(), userByName, () => void renderDetails()).catch(() => null),
@@ -886,7 +886,7 @@ async function renderDetails(): Promise<void> {
   }
   const p = peers.get(c.id);
   if (!p) return void box.replaceChildren();
-  fill(box,
+  refill(box,
     el('ul', { class: 'members' }, memberRow(p, friends.has(p.id) ? 'Friend' : 'Contact')),
     friends.has(p.id)
       ? el(

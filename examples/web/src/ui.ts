@@ -19,6 +19,25 @@ export function fill(node: HTMLElement, ...children: Child[]): void {
   node.replaceChildren(...children.filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
 }
 
+/**
+ * `fill` for a pane that live events re-render: what the user has typed in its fields (by id) and
+ * which field had the focus survive. The details pane is drawn again on every project action and
+ * group event; without this, an event arriving while someone typed a username wiped it, and the
+ * form was submitted empty.
+ */
+export function refill(node: HTMLElement, ...children: Child[]): void {
+  const typed = new Map<string, string>();
+  for (const input of node.querySelectorAll<HTMLInputElement>('input[id]')) if (input.value !== input.defaultValue) typed.set(input.id, input.value);
+  const active = document.activeElement;
+  const focused = active instanceof HTMLInputElement && active.id && node.contains(active) ? active.id : null;
+  fill(node, ...children);
+  for (const [id, value] of typed) {
+    const input = node.querySelector<HTMLInputElement>(`#${CSS.escape(id)}`);
+    if (input) input.value = value;
+  }
+  if (focused) node.querySelector<HTMLInputElement>(`#${CSS.escape(focused)}`)?.focus();
+}
+
 /** A button that runs `action` and shows its failure in `errorTarget` (or a toast). */
 export function button(label: string, action: () => unknown, attrs: Record<string, string> = {}): HTMLButtonElement {
   const b = el('button', { type: 'button', ...attrs }, label);
