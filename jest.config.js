@@ -15,7 +15,7 @@ const base = {
       },
     ],
   },
-  setupFiles: ['reflect-metadata'],
+  setupFiles: ['reflect-metadata', '<rootDir>/test/setup/worker-env.ts'],
 };
 
 /**

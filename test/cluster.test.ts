@@ -1,6 +1,6 @@
 import { Cluster } from 'ioredis';
 import { eventually, listen } from './helpers/graphql';
-import { createTestServer } from './helpers/server';
+import { createTestServer, redisName } from './helpers/server';
 import { lobbyOf, signup, sendMessage, buildGroup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeNeeding, tools } from './helpers/tools';
@@ -34,7 +34,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     // Twelve more groups with a member on A: their channels hash to slots across the shards.
     const spread: string[] = [];
     for (let i = 0; i < 12; i++) spread.push((await buildGroup(b.url, alice, { name: `spread ${i}` })).id);
-    const channels = [lobby, ...spread].map((g) => `parley.conv:g:${g}`);
+    const channels = [lobby, ...spread].map((g) => redisName(`parley.conv:g:${g}`));
     const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
     try {
       await new Promise((r) => probe.once('ready', r));
@@ -49,7 +49,7 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       });
       expect(new Set(perShard.map((counts) => counts.indexOf(1))).size).toBeGreaterThan(1);
       for (const c of channels) expect(await count('NUMSUB', c)).toEqual([0, 0, 0]);
-      expect(await count('SHARDNUMSUB', 'parley.message.added')).toEqual([0, 0, 0]);
+      expect(await count('SHARDNUMSUB', redisName('parley.message.added'))).toEqual([0, 0, 0]);
     } finally {
       probe.disconnect();
     }

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
@@ -350,7 +350,7 @@ describeRedis('conversationUpdated through Redis', () => {
     try {
       // Every conversation channel; the envelope names the topic.
       redis.on('pmessage', (_pattern, _channel, message) => JSON.parse(message).topic === Topic.ConversationUpdated && published.push(message));
-      await redis.psubscribe(`${CONVERSATION_CHANNELS}:*`);
+      await redis.psubscribe(redisName(`${CONVERSATION_CHANNELS}:*`));
       await send(s.url, alice.token, { groupId: small, content: 'same text' });
       await send(s.url, alice.token, { groupId: lobby, content: 'same text' });
       await eventually(() => published.length === 2);

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
-import { createTestServer, describeRedis } from './helpers/server';
+import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
@@ -133,7 +133,7 @@ describeRedis('subscription fan-out, events from Redis', () => {
     const [ann, bob] = [await signup(a.url), await signup(a.url)];
     const g = await groupWith(a.url, ann, 'In order', [bob]);
     // The group's events as instance A publishes them, recorded from Redis (bob is connected nowhere).
-    const channel = `parley.conv:g:${g}`;
+    const channel = redisName(`parley.conv:g:${g}`);
     const tap = new Redis(process.env.REDIS_URL!);
     const recorded: string[] = [];
     tap.on('message', (_c: string, m: string) => void (JSON.parse(m).topic === 'parley.conversation.updated' && recorded.push(m)));

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { eventually, gql, listen as listenOn, ok, sleep } from './helpers/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
 import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
 import { TcpProxy } from './helpers/tcp-proxy';
@@ -155,7 +155,7 @@ describeRedis('event routing', () => {
     const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
     await proxy.start();
     try {
-      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
       const group = (await request(b.url, CreateGroupDocument, { name: 'Racy' }, ada.token)).createGroup.id;
@@ -167,7 +167,7 @@ describeRedis('event routing', () => {
       await sendMessage(b.url, ada.token, { groupId: group, content: 'during the switch' });
       const redis = new Redis(process.env.REDIS_URL!);
       try {
-        expect(((await redis.pubsub('NUMSUB', `parley.conv:g:${group}`)) as [string, number])[1]).toBe(0);
+        expect(((await redis.pubsub('NUMSUB', redisName(`parley.conv:g:${group}`))) as [string, number])[1]).toBe(0);
       } finally {
         redis.disconnect();
       }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { codeOf, eventually, gql, listen as listenOn, ok, sleep, wsClient } from './helpers/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { buildConnectedUser, signup, type TestUser, lobbyOf, attempt, login, sendMessage, request } from './helpers/factories';
 import { LoginDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { OwnRedis } from './helpers/redis-server';
@@ -59,7 +59,7 @@ describeRedis('two instances', () => {
     // many local subscribers; B, with no socket, takes none; no instance takes the whole topic.
     const redis = new Redis(a.env.REDIS_URL!);
     try {
-      const numsub = async (channel: string) => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1];
+      const numsub = async (channel: string) => ((await redis.pubsub('NUMSUB', redisName(channel))) as [string, number])[1];
       expect(await numsub(`parley.conv:g:${lobby}`)).toBe(1);
       expect(await numsub('parley.message.added')).toBe(0);
       expect(b.services.pubsub.takenChannels()).toEqual([]);
@@ -105,7 +105,7 @@ describeRedis('two instances', () => {
       await lock.query('begin');
       await lock.query('lock table messages in exclusive mode');
       sender.client.subscribe({ query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "in flight" }) { id } }', variables: { g: lobby } }, { next() {}, error() {}, complete() {} });
-      await eventually(async () => (await sql(a.env.DATABASE_URL!, "select count(*)::int as n from pg_locks where not granted and relation = 'messages'::regclass"))[0].n === 1);
+      await eventually(async () => (await sql(a.env.DATABASE_URL!, "select count(*)::int as n from pg_locks where not granted and relation = 'messages'::regclass and database = (select oid from pg_database where datname = current_database())"))[0].n === 1);
       const stopping = a.dispose();
       // Its client is gone (a deploy's 1001: it would retry elsewhere, and the retry would publish nothing).
       expect((await sender.closed).code).toBe(1001);

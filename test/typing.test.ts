@@ -1,9 +1,9 @@
 import { print } from 'graphql';
-import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
 import { Topic } from '../src/shared/pubsub/topics';
-import { createTestServer, describeRedis } from './helpers/server';
+import { monitorRedis } from './helpers/redis-monitor';
+import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
 
@@ -212,10 +212,8 @@ describeRedis('typing state in Redis', () => {
     const c = { groupId: g };
     const bobSees = await listen(s, bob, EVENTS, { c });
     // Every command a client sends about typing state (not those a script runs).
-    const redis = new Redis(process.env.REDIS_URL!);
-    const monitor = await redis.monitor();
     const writes: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    const monitor = await monitorRedis(process.env.REDIS_URL!, ({ source, args }) => source !== 'lua' && args.some((a) => a.startsWith(redisName('typing:'))) && writes.push(args[0]));
     try {
       // A client refreshing on every keystroke.
       for (let i = 0; i < 8; i++) await ok(gql(s.url, TYPING, { c }, alice.token));
@@ -228,8 +226,7 @@ describeRedis('typing state in Redis', () => {
       await sleep(100);
       expect(writes).toHaveLength(2);
     } finally {
-      monitor.disconnect();
-      redis.disconnect();
+      monitor.close();
     }
   });
 
@@ -242,10 +239,8 @@ describeRedis('typing state in Redis', () => {
     // Bob's socket holds the group's channel here; once for longer than any typing state lasts
     // (a lapse, two throttle windows and the store's 10 s margin), this instance knows who may type.
     await sleep(11_000);
-    const redis = new Redis(process.env.REDIS_URL!);
-    const monitor = await redis.monitor();
     const writes: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => source !== 'lua' && args.some((a) => a.startsWith('typing:')) && writes.push(args[0]));
+    const monitor = await monitorRedis(process.env.REDIS_URL!, ({ source, args }) => source !== 'lua' && args.some((a) => a.startsWith(redisName('typing:'))) && writes.push(args[0]));
     try {
       // Sends by someone who did not type: no typing command at all.
       for (let i = 0; i < 3; i++) await sendMessage(s.url, alice.token, { groupId: g, content: `plain ${i}` });
@@ -259,8 +254,7 @@ describeRedis('typing state in Redis', () => {
       expect(flags(bobSees.values)).toEqual([true, false]);
       await eventually(() => writes.length === 2);
     } finally {
-      monitor.disconnect();
-      redis.disconnect();
+      monitor.close();
     }
   }, 40_000);
 });

@@ -57,6 +57,11 @@ export function captureLines(): { lines: LogLine[]; stream: Writable } {
 const open: Set<TestServer> = new Set();
 
 export const hasRedis = !!process.env.REDIS_URL;
+/**
+ * A Redis key or channel as this worker's servers name it on the wire: with its REDIS_KEY_PREFIX
+ * (set per jest worker, test/setup/workers.ts). For a test that talks to Redis itself.
+ */
+export const redisName = (name: string): string => `${process.env.REDIS_KEY_PREFIX ?? ''}${name}`;
 /** `describe` for suites that need Redis: says clearly that they were skipped without it. */
 export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
 
