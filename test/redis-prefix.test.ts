@@ -1,17 +1,19 @@
 import { Redis } from 'ioredis';
 import { gql, listen, ok, sleep, wsClient } from './helpers/graphql';
-import { createTestServer, describeRedis } from './helpers/server';
+import { createTestServer, describeRedis, ownChannel, redisName } from './helpers/server';
 import { lobbyOf, sendMessage, signup } from './helpers/factories';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status } }';
 const onlineUsers = async (url: string) => Number(/^parley_online_users (\d+)/m.exec(await (await fetch(new URL('/metrics', url))).text())?.[1]);
 
 describeRedis('REDIS_KEY_PREFIX', () => {
+  // Under this jest worker's own prefix (test/setup/workers.ts), so that two workers' deployments differ too.
+  const [depA, depB] = [redisName('depA:'), redisName('depB:')];
   it('should keep two deployments on one Redis apart: presence, messages and typing of one never reach the other', async () => {
     // Deployment A has two instances (they must still see each other); B shares the Redis (and here the database too).
-    const a1 = await createTestServer({ REDIS_KEY_PREFIX: 'depA:', PRESENCE_GRACE: '0' });
-    const a2 = await createTestServer({ REDIS_KEY_PREFIX: 'depA:', PRESENCE_GRACE: '0' }, { clean: false });
-    const b = await createTestServer({ REDIS_KEY_PREFIX: 'depB:', PRESENCE_GRACE: '0' }, { clean: false });
+    const a1 = await createTestServer({ REDIS_KEY_PREFIX: depA, PRESENCE_GRACE: '0' });
+    const a2 = await createTestServer({ REDIS_KEY_PREFIX: depA, PRESENCE_GRACE: '0' }, { clean: false });
+    const b = await createTestServer({ REDIS_KEY_PREFIX: depB, PRESENCE_GRACE: '0' }, { clean: false });
     const [alice, bob, carol] = [await signup(a1.url), await signup(a1.url), await signup(a1.url)];
     const lobby = await lobbyOf(a1.url, alice.token);
     const onA2 = await listen<any>(a2, bob, 'subscription { messageAdded { content } }');
@@ -44,13 +46,13 @@ describeRedis('REDIS_KEY_PREFIX', () => {
     const redis = new Redis(a1.env.REDIS_URL!);
     try {
       const keys = await redis.keys('*');
-      const channels = (await redis.pubsub('CHANNELS', '*')) as string[];
-      expect(keys.filter((k) => k.startsWith('depA:')).length).toBeGreaterThan(0);
-      expect(keys.filter((k) => k.startsWith('depB:')).length).toBeGreaterThan(0);
-      expect(keys.filter((k) => !k.startsWith('depA:') && !k.startsWith('depB:'))).toEqual([]);
-      expect(channels.filter((c) => c.startsWith('depA:')).length).toBeGreaterThan(0);
-      expect(channels.filter((c) => c.startsWith('depB:')).length).toBeGreaterThan(0);
-      expect(channels.filter((c) => !c.startsWith('depA:') && !c.startsWith('depB:'))).toEqual([]);
+      const channels = ((await redis.pubsub('CHANNELS', '*')) as string[]).filter(ownChannel);
+      expect(keys.filter((k) => k.startsWith(depA)).length).toBeGreaterThan(0);
+      expect(keys.filter((k) => k.startsWith(depB)).length).toBeGreaterThan(0);
+      expect(keys.filter((k) => !k.startsWith(depA) && !k.startsWith(depB))).toEqual([]);
+      expect(channels.filter((c) => c.startsWith(depA)).length).toBeGreaterThan(0);
+      expect(channels.filter((c) => c.startsWith(depB)).length).toBeGreaterThan(0);
+      expect(channels.filter((c) => !c.startsWith(depA) && !c.startsWith(depB))).toEqual([]);
     } finally {
       redis.disconnect();
     }
