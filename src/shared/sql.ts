@@ -70,6 +70,7 @@ interface PooledClient {
  * text (a string is not copied), named before it is submitted, skips both.
  */
 function execute<T>(connection: PooledClient, statement: { name: string; text: string }, params: readonly unknown[]): Promise<T[]> {
+  // pg reads the values into its Bind message and never writes to them: they need no copy.
   return new Promise((resolve, reject) => {
     const query: pg.Query & { name?: string } = new pg.Query(statement.text, params as unknown[], (error, result) => (error ? reject(error) : resolve(result.rows as T[])));
     query.name = statement.name;
@@ -97,7 +98,7 @@ export async function prepared<T>(em: EntityManager, sql: string, params: readon
   const client = em.getConnection().getKnex().client;
   const connection = (await client.acquireConnection()) as PooledClient;
   try {
-    return await execute<T>(connection, statement, [...params]);
+    return await execute<T>(connection, statement, params);
   } catch (e) {
     throw e instanceof Error ? em.getDriver().convertException(e) : e;
   } finally {
