@@ -2,6 +2,7 @@ import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { roleOf, toGroupType } from './group/group.mapper';
 import { groupRepository } from './group/group.repository';
+import type { Group } from './group/group.entity';
 import type { GroupRole, GroupType } from './group/group.types';
 import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
@@ -68,16 +69,8 @@ export function createLoaders(
       return hidePresence(states, blocked);
     }),
     project: new DataLoader((ids) => Promise.all(ids.map((id) => (viewerId ? projects.find(em, id, viewerId) : null)))),
-    group: new DataLoader(async (ids) => {
-      const groups = await groupRepository.byIds(em, ids);
-      const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
-    visibleGroup: new DataLoader(async (ids) => {
-      const groups = viewerId ? await groupRepository.visibleByIds(em, ids, viewerId) : [];
-      const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
+    group: new DataLoader(async (ids) => inOrder(ids, await groupRepository.byIds(em, ids))),
+    visibleGroup: new DataLoader(async (ids) => inOrder(ids, viewerId ? await groupRepository.visibleByIds(em, ids, viewerId) : [])),
     groupRole: new DataLoader(async (ids) => {
       if (!viewerId) return ids.map(() => null);
       const roles = await groupRepository.rolesOf(em, viewerId, ids);
@@ -96,4 +89,10 @@ export function createLoaders(
     mentions: new DataLoader((ids) => threads.mentionIds(em, ids)),
     unreadMentions: new DataLoader((keys) => (viewerId ? threads.unreadMentions(em, viewerId, keys) : Promise.resolve(keys.map(() => 0)))),
   };
+}
+
+/** The groups read for a loader's `ids`, in their order (null where none came back). */
+function inOrder(ids: readonly string[], groups: readonly Group[]): (GroupType | null)[] {
+  const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
+  return ids.map((id) => byId.get(id) ?? null);
 }
