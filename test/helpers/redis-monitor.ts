@@ -3,15 +3,13 @@ import net from 'node:net';
 
 /** One command Redis ran, as MONITOR tells it. */
 export interface Monitored {
-  /** The Redis database it ran in. */
-  db: number;
   /** `lua` for a command a script ran, else the client's address. */
   source: string;
   /** The command and its arguments (quotes and backslashes unescaped, other escapes as Redis wrote them). */
   args: string[];
 }
 
-const LINE = /^\+[\d.]+ \[(\d+) ([^\]]+)\] (.*)$/;
+const LINE = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/;
 const ARG = /"((?:[^"\\]|\\.)*)"/g;
 
 /**
@@ -34,7 +32,7 @@ export async function monitorRedis(url: string, on: (command: Monitored) => void
       buffer = buffer.slice(end + 2);
       if (line === '+OK') started();
       const m = LINE.exec(line);
-      if (m) on({ db: Number(m[1]), source: m[2], args: [...m[3].matchAll(ARG)].map((a) => a[1].replace(/\\(["\\])/g, '$1')) });
+      if (m) on({ source: m[1], args: [...m[2].matchAll(ARG)].map((a) => a[1].replace(/\\(["\\])/g, '$1')) });
     }
   });
   socket.write(`${u.password ? `AUTH ${decodeURIComponent(u.password)}\r\n` : ''}MONITOR\r\n`);

@@ -5,6 +5,7 @@ import { loadEnv, type Env } from '../../src/config/env';
 import { startServer, type ParleyServer } from '../../src/server';
 import { createLogger } from '../../src/shared/logger';
 import { runParley, type ParleyProcess } from './process';
+import { ofWorker } from '../setup/workers';
 
 export type Overrides = Partial<Record<keyof Env, string>>;
 
@@ -62,12 +63,8 @@ export const hasRedis = !!process.env.REDIS_URL;
  * (set per jest worker, test/setup/workers.ts). For a test that talks to Redis itself.
  */
 export const redisName = (name: string): string => `${process.env.REDIS_KEY_PREFIX ?? ''}${name}`;
-/**
- * Whether a channel on the shared Redis is this worker's: Redis shares channels across its
- * databases, and every other worker's carry its own `w<N>:` prefix (worker 1's none).
- */
-export const ownChannel = (channel: string): boolean =>
-  Number(process.env.JEST_WORKER_ID ?? 1) > 1 ? channel.startsWith(redisName('')) : !/^w\d+:/.test(channel);
+/** Whether a channel on the shared Redis is this worker's (Redis shares channels across its databases). */
+export const ownChannel = (channel: string): boolean => ofWorker(channel, Number(process.env.JEST_WORKER_ID ?? 1), redisName(''));
 /** `describe` for suites that need Redis: says clearly that they were skipped without it. */
 export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
 

@@ -6,6 +6,9 @@
  * apart too, as Redis shares channels across its databases.
  */
 
+/** What a worker after the first adds to REDIS_KEY_PREFIX. */
+const WORKER_PREFIX = /^w\d+:/;
+
 /** The database worker `n` uses, by its URL. */
 export function workerDatabaseUrl(url: string, n: number): string {
   if (n <= 1) return url;
@@ -21,4 +24,23 @@ export function workerRedis(url: string, n: number): { url: string; prefix: stri
   if (u.pathname.length > 1) throw new Error(`REDIS_URL names a Redis database (${u.pathname}): the test workers pick their own; leave it out`);
   u.pathname = `/${n - 1}`;
   return { url: u.toString(), prefix: `w${n}:` };
+}
+
+/** Points `env` (a worker's process.env, before its test file runs) at worker `n`'s own database, Redis database and prefix. */
+export function applyWorker(env: NodeJS.ProcessEnv, n: number): void {
+  if (n <= 1) return;
+  if (env.DATABASE_URL) env.DATABASE_URL = workerDatabaseUrl(env.DATABASE_URL, n);
+  if (env.REDIS_URL) {
+    const redis = workerRedis(env.REDIS_URL, n);
+    env.REDIS_URL = redis.url;
+    env.REDIS_KEY_PREFIX = `${env.REDIS_KEY_PREFIX ?? ''}${redis.prefix}`;
+  }
+}
+
+/**
+ * Whether a channel seen on the shared Redis belongs to worker `n`, whose servers prefix with
+ * `prefix`: worker 1's are those no other worker's prefix follows.
+ */
+export function ofWorker(channel: string, n: number, prefix: string): boolean {
+  return channel.startsWith(prefix) && (n > 1 || !WORKER_PREFIX.test(channel.slice(prefix.length)));
 }
