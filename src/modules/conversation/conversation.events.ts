@@ -1,5 +1,5 @@
 import type { ConversationUpdatedPayload, HeadPayload, MemberStatePayload } from '../../shared/pubsub/topics';
-import { isoTime } from '../../shared/time';
+import { isoTime, timeOf } from '../../shared/time';
 import { parseKey } from './conversation.keys';
 
 /** A conversation's head (see ConversationHead), times in ms. */
@@ -41,7 +41,7 @@ export interface HeadColumns {
   head_at: Date | string | null;
 }
 
-const ms = (t: Date | string | null): number | null => (t === null ? null : new Date(t).getTime());
+const ms = (t: Date | string | null): number | null => (t === null ? null : t instanceof Date ? t.getTime() : timeOf(t));
 const iso = (t: number | null): string | null => (t === null ? null : isoTime(t));
 
 export function ownOf(r: MemberColumns): OwnState {

@@ -2,20 +2,20 @@ import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../..
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
 import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
-import { isoTime } from '../../shared/time';
+import { dateOf, isoTime } from '../../shared/time';
 
 /** A row of history (with its sender and attachment columns) as the API shows it. */
 export function toMessageType(r: MessageRow): MessageType {
   return {
     id: r.id,
     content: r.content,
-    createdAt: new Date(r.created_at),
+    createdAt: dateOf(r.created_at),
     clientMessageId: r.client_message_id,
-    editedAt: r.edited_at ? new Date(r.edited_at) : null,
-    deletedAt: r.deleted_at ? new Date(r.deleted_at) : null,
+    editedAt: r.edited_at ? dateOf(r.edited_at) : null,
+    deletedAt: r.deleted_at ? dateOf(r.deleted_at) : null,
     attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
     senderId: r.sender_id,
-    sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: new Date(r.sender_created_at), storedLastSeenAt: null },
+    sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: dateOf(r.sender_created_at), storedLastSeenAt: null },
     groupId: r.group_id,
     projectId: r.project_id,
     recipientId: r.recipient_id,
@@ -23,7 +23,7 @@ export function toMessageType(r: MessageRow): MessageType {
     parentId: r.parent_id ?? null,
     alsoInConversation: !!r.also_in_conversation,
     replyCount: r.reply_count ?? 0,
-    lastReplyAt: r.last_reply_at ? new Date(r.last_reply_at) : null,
+    lastReplyAt: r.last_reply_at ? dateOf(r.last_reply_at) : null,
   };
 }
 

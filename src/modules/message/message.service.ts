@@ -17,7 +17,7 @@ import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
-import { isoTime } from '../../shared/time';
+import { isoOf } from '../../shared/time';
 import type { UserType } from '../user/user.types';
 import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
@@ -547,7 +547,7 @@ export class MessageService {
       hasCursor: !!cursor,
       // How many messages of the conversation the viewer can see: counted only if the client asks.
       totalCount: () => messageRepository.count(em, conv.key, visible, viewerId),
-      key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
+      key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,
     });
   }

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { boundedLru } from '../../shared/lru';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
-import { isoTime } from '../../shared/time';
+import { isoOf } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
 import type { ConversationArgs } from '../conversation/conversation.access';
 import type { UserType } from '../user/user.types';
@@ -65,7 +65,7 @@ export class ThreadService {
       backward: !forward,
       hasCursor: !!cursor,
       totalCount: () => threadRepository.count(em, root.id, viewerId),
-      key: (r) => ({ k: isoTime(new Date(r.created_at).getTime()), id: r.id }),
+      key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,
     });
   }
@@ -80,7 +80,7 @@ export class ThreadService {
       backward,
       hasCursor: !!from,
       totalCount: () => threadRepository.countUnread(em, viewerId),
-      key: (r) => ({ k: isoTime(new Date(r.last_reply_at!).getTime()), id: r.id }),
+      key: (r) => ({ k: isoOf(r.last_reply_at!), id: r.id }),
       node: toMessageType,
     });
   }
@@ -95,7 +95,7 @@ export class ThreadService {
       backward,
       hasCursor: !!from,
       totalCount: () => mentionRepository.count(em, viewerId),
-      key: (r) => ({ k: isoTime(new Date(r.mentioned_at).getTime()), id: r.id }),
+      key: (r) => ({ k: isoOf(r.mentioned_at), id: r.id }),
       node: toMessageType,
     });
   }

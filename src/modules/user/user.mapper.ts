@@ -2,14 +2,14 @@ import type { UserPayload } from '../../shared/pubsub/topics';
 import type { User } from './user.entity';
 import type { ProfileRow } from './user.repository';
 import type { UserType } from './user.types';
-import { isoTime } from '../../shared/time';
+import { dateOf, isoTime } from '../../shared/time';
 
 export function toUserType(u: User): UserType {
   return { id: u.id, username: u.username, displayName: u.displayName ?? null, createdAt: u.createdAt, storedLastSeenAt: u.lastSeenAt ?? null };
 }
 
 export function profileToUserType(r: ProfileRow): UserType {
-  return { id: r.id, username: r.username, displayName: r.display_name, createdAt: new Date(r.created_at), storedLastSeenAt: r.last_seen_at && new Date(r.last_seen_at) };
+  return { id: r.id, username: r.username, displayName: r.display_name, createdAt: dateOf(r.created_at), storedLastSeenAt: r.last_seen_at && dateOf(r.last_seen_at) };
 }
 
 /** The public profile an event carries: ISO dates, no lastSeenAt (presence has it live). */
