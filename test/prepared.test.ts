@@ -1,4 +1,5 @@
 import { ConversationsDocument, HistoryDocument } from '../generated/client/graphql';
+import { COLUMNS, messageRowOf } from '../src/modules/message/message.repository';
 import { sql } from './helpers/db';
 import { createTestServer } from './helpers/server';
 import { groupWith, request, sendMessage, signup } from './helpers/factories';
@@ -95,6 +96,20 @@ describe('prepared reads', () => {
     for (const r of rows) {
       expect(r.custom_plans).toBeLessThanOrEqual(5);
       expect(r.generic_plans).toBeGreaterThanOrEqual(calls - 5);
+    }
+  });
+});
+
+describe('rows read as arrays', () => {
+  it('should put each of COLUMNS in its own field (a history page reads them by position)', () => {
+    // The name each column comes back under: its alias, or the column's own name.
+    const names = COLUMNS.split(',').map((c) => c.trim().split(/\s+as\s+|\./).pop()!);
+    expect(names).toHaveLength(24);
+    for (let i = 0; i < names.length; i++) {
+      const values = names.map((_, j) => (j === i ? 'here' : null));
+      const row = messageRowOf(values) as unknown as Record<string, unknown>;
+      expect(Object.keys(row)).toEqual(names);
+      expect([names[i], row[names[i]]]).toEqual([names[i], 'here']);
     }
   });
 });

@@ -49,6 +49,33 @@ export interface SentColumns extends HeadColumns {
 export const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
   m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, m.parent_id, m.also_in_conversation, m.reply_count, m.last_reply_at, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
+/** A row of COLUMNS read as an array (see prepared): the same fields, in COLUMNS' order. */
+export const messageRowOf = (a: unknown[]): MessageRow => ({
+  id: a[0] as string,
+  conversation_key: a[1] as string,
+  sender_id: a[2] as string,
+  content: a[3] as string | null,
+  attachment_id: a[4] as string | null,
+  group_id: a[5] as string | null,
+  project_id: a[6] as string | null,
+  recipient_id: a[7] as string | null,
+  client_message_id: a[8] as string | null,
+  created_at: a[9] as Date,
+  edited_at: a[10] as Date | null,
+  deleted_at: a[11] as Date | null,
+  version: a[12] as number,
+  pos: a[13] as string | null,
+  parent_id: a[14] as string | null,
+  also_in_conversation: a[15] as boolean,
+  reply_count: a[16] as number,
+  last_reply_at: a[17] as Date | null,
+  file_name: a[18] as string | null,
+  mime_type: a[19] as string | null,
+  size: a[20] as number | null,
+  sender_username: a[21] as string,
+  sender_display_name: a[22] as string | null,
+  sender_created_at: a[23] as Date,
+});
 /** The reactions of message `m`, per emoji in the order first used, as one JSON list (ReactionSummary[]). */
 export const REACTION_LIST = `(select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
   from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
@@ -324,7 +351,7 @@ export const messageRepository = {
       ? `select ${COLUMNS} from (select * from messages m where ${where} order by m.conversation_key ${forward ? 'asc' : 'desc'}, ${order} limit ${limit}) m
          left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by ${order}`
       : `${SELECT} where ${where} order by ${order} limit ${limit}`;
-    const rows = await prepared<MessageRow>(em, sql, params);
+    const rows = await prepared<MessageRow>(em, sql, params, messageRowOf);
     return rows.slice(0, opts.limit + 1);
   },
 
