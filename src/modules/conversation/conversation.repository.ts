@@ -93,14 +93,24 @@ export type MarkedRow = MemberColumns &
  * and owner only if the sender (with no `senderId`, every sender of the batch `b`) is a member, and
  * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
  * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
- * Slow mode rides on it: `sl` stamps a plain member's slow_sent_at only if their interval has run
- * out (the row lock makes two sends at once take turns, the second finding the stamp), and `g` is
- * empty without that stamp. With no slow mode `sl` stops at the group's row (no write). A batch
- * with a plain member in a slow-mode group writes nothing, and its sends go one by one.
+ * Slow mode rides on it. With `slow`, `sl` stamps a plain member's slow_sent_at only if their
+ * interval has run out (the row lock makes two sends at once take turns, the second finding the
+ * stamp), and `g` is empty without that stamp. Without `slow` there is no `sl` (a data-modifying
+ * CTE runs whatever reads it: ~25 µs of PostgreSQL's time on every send, slow mode or not), and a
+ * plain member of a group in slow mode finds `g` empty: nothing is written, and the caller sends
+ * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch with a plain
+ * member in a slow-mode group writes nothing, and its sends go one by one.
  */
-export function memberGate(groupId: string, senderId: string | null): Sql {
+export function memberGate(groupId: string, senderId: string | null, slow = false): Sql {
   const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
   const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
+  if (senderId && !slow) {
+    return {
+      text: `g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
+            where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')}))`,
+      params: [senderId, groupId],
+    };
+  }
   return senderId
     ? {
         text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
@@ -115,6 +125,12 @@ export function memberGate(groupId: string, senderId: string | null): Sql {
         params: [groupId],
       };
 }
+/** A group send's gate: `slow` stamps a plain member's send for slow mode (see memberGate). */
+export interface SendGate {
+  groupId: string;
+  slow: boolean;
+}
+
 /** What a gated send returns of its group (see memberGate). */
 export const GATE_COLUMNS = '(select name from g) as gate_group_name, (select owner_id from g) as gate_owner_id';
 
@@ -148,8 +164,8 @@ export const conversationRepository = {
     privateInProject: boolean;
     /** Members up to which every member's sort key is written (SIDEBAR_FANOUT_MAX). */
     sortFanout: number;
-    /** A group send not checked before: written only if the sender is a member (see memberGate). */
-    gate?: { groupId: string };
+    /** A group send: written only if the sender is a member and slow mode lets them (see memberGate). */
+    gate?: SendGate;
   }): { before: Sql; after: Sql; recipientSeq: string; states: Sql } {
     const priv = m.privateInProject;
     const direct = m.kind === 'DIRECT';
@@ -171,7 +187,7 @@ export const conversationRepository = {
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
     const ownKey = (t: string) => `case when h.member_sort then h.${priv ? 'last_at' : 'activity_at'} when h.clearing then null else ${t}.sort_at end`;
-    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId) : null;
+    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId, m.gate.slow) : null;
     const before: Sql = {
       text: `${small.text}, ${gate ? `${gate.text}, ` : ''}${head}`,
       params: [...small.params, ...(gate?.params ?? []), ...(priv ? [m.key] : [m.key, m.id])],

@@ -7,7 +7,7 @@ import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type La
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
-import { conversationRepository } from '../conversation/conversation.repository';
+import { conversationRepository, type SendGate } from '../conversation/conversation.repository';
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
 import { filterOf, groupConversation, scopeOf, type Conversation, type ConversationAccess, type ConversationArgs, type ConversationFilter } from '../conversation/conversation.access';
 import { KINDS } from '../conversation/conversation.mapper';
@@ -23,6 +23,7 @@ import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { threadRepository, type ParticipantColumns, type ReplyColumns, type RootRow } from './thread.repository';
 import { Batcher } from '../../shared/batcher';
+import { boundedLru } from '../../shared/lru';
 import { retryDeadlocks } from '../../shared/sql';
 
 const MAX_CONTENT = 4000;
@@ -32,6 +33,8 @@ const MAX_CONTENT = 4000;
  * in between is missed.
  */
 const CATCH_UP_MS = 5000;
+/** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
+const SLOW_HINT_MS = 10 * 60_000;
 
 export interface MessageServiceDeps {
   pubsub: PubSub;
@@ -121,6 +124,8 @@ export class MessageService {
   /** Messages committed by this instance since start (the messages-sent metric). */
   sent = 0;
   private readonly sentHooks: SentHook[] = [];
+  /** Groups a send found in slow mode within the last SLOW_HINT_MS (see slowFirst). */
+  private readonly slowGroups = boundedLru<string, true>({ max: 10_000, ttlMs: SLOW_HINT_MS });
 
   /**
    * Open messages of one group or project that arrive while the conversation's previous statement
@@ -312,7 +317,7 @@ export class MessageService {
   private async insertOne(o: Outgoing): Promise<Sent> {
     if (o.replyTo) return this.insertReply(o);
     const { conv } = o;
-    const gate = groupGate(conv);
+    const gate = groupGate(conv, this.slowFirst(o));
     const record = conversationRepository.recordMessage({ id: o.id, key: conv.key, kind: KINDS[conv.kind], senderId: o.senderId, recipientId: o.recipientId, privateInProject: o.privateInProject, sortFanout: this.env.SIDEBAR_FANOUT_MAX, gate });
     const mentions = o.mentions ? mentionRepository.onSend(o.mentions, true) : null;
     const extra = o.root ? threadRepository.alsoInConversation(o.root, mentions) : mentions;
@@ -352,9 +357,22 @@ export class MessageService {
   }
 
   private async slowOrOnceMore(o: Outgoing): Promise<void> {
+    // A member the gate refused: the group is in slow mode (or they joined just now). Its next
+    // sends stamp slow mode from the first statement instead of finding out again.
+    this.slowGroups.set(o.conv.groupId!, true);
     await this.slowMode?.(o.em, o.conv.groupId!, o.senderId);
     if (o.regated) throw new RateLimitedError(1, 'Slow mode: you sent a message a moment ago; try again in a second.');
     o.regated = true;
+  }
+
+  /**
+   * Whether a group send's gate stamps slow mode (see memberGate): once slow mode let a refused
+   * send through (regated), and from the first statement in a group seen in slow mode lately.
+   * Elsewhere the lighter gate writes nothing for a plain member of a group in slow mode, and the
+   * send finds out (see slowOrOnceMore): correctness never rests on the hint, only cost does.
+   */
+  private slowFirst(o: Outgoing): boolean {
+    return !!o.regated || (!!o.conv.groupId && this.slowGroups.has(o.conv.groupId));
   }
 
   /**
@@ -363,7 +381,7 @@ export class MessageService {
    */
   private async insertReply(o: Outgoing): Promise<Sent> {
     const { conv } = o;
-    const gate = groupGate(conv) ?? null;
+    const gate = groupGate(conv, this.slowFirst(o)) ?? null;
     const insert = () =>
       threadRepository.insertReply(
         o.em,
@@ -608,8 +626,8 @@ function threadUpdated(row: Sent): MessageEventPayload {
  * lets them send (see memberGate). Also on sends whose membership was checked before (a reply also
  * in the timeline, @here, @all), since slow mode is enforced nowhere else.
  */
-function groupGate(conv: Conversation): { groupId: string } | undefined {
-  return conv.kind === 'group' && conv.groupId ? { groupId: conv.groupId } : undefined;
+function groupGate(conv: Conversation, slow = false): SendGate | undefined {
+  return conv.kind === 'group' && conv.groupId ? { groupId: conv.groupId, slow } : undefined;
 }
 
 /** A gated send was written: its conversation as the full check would have named it. */

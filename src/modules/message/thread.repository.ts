@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, prepared, type Sql } from '../../shared/sql';
-import { GATE_COLUMNS, memberGate } from '../conversation/conversation.repository';
+import { GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { COLUMNS, REACTION_LIST, SELECT, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
@@ -101,10 +101,10 @@ export const threadRepository = {
     em: EntityManager,
     r: { id: string; conversationKey: string; senderId: string; content: string | null; groupId: string | null; projectId: string | null; recipientId: string | null; clientMessageId: string | null; parentId: string },
     file: { id: string; fileName: string; mimeType: string; data: Buffer } | null,
-    gate: { groupId: string } | null,
+    gate: SendGate | null,
     mentions: MentionTargets | null,
   ): Promise<(MessageRow & ReplyColumns) | null> {
-    const g = gate ? memberGate(gate.groupId, r.senderId) : null;
+    const g = gate ? memberGate(gate.groupId, r.senderId, gate.slow) : null;
     const after = threadAfter(mentions ? mentionRepository.onSend(mentions, false) : null);
     const rows = await prepared<MessageRow & ReplyColumns>(
       em,
