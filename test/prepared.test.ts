@@ -1,5 +1,5 @@
 import { ConversationsDocument, HistoryDocument } from '../generated/client/graphql';
-import { COLUMNS, messageRowOf } from '../src/modules/message/message.repository';
+import { COLUMNS, GROUP_COLUMNS, rowOf } from '../src/modules/message/message.repository';
 import { sql } from './helpers/db';
 import { createTestServer } from './helpers/server';
 import { groupWith, request, sendMessage, signup } from './helpers/factories';
@@ -101,15 +101,28 @@ describe('prepared reads', () => {
 });
 
 describe('rows read as arrays', () => {
+  // The name each column comes back under: its alias, or the column's own name.
+  const namesOf = (columns: string) => columns.split(',').map((c) => c.trim().split(/\s+as\s+|\./).pop()!);
+
   it('should put each of COLUMNS in its own field (a history page reads them by position)', () => {
-    // The name each column comes back under: its alias, or the column's own name.
-    const names = COLUMNS.split(',').map((c) => c.trim().split(/\s+as\s+|\./).pop()!);
+    const names = namesOf(COLUMNS);
     expect(names).toHaveLength(24);
     for (let i = 0; i < names.length; i++) {
-      const values = names.map((_, j) => (j === i ? 'here' : null));
-      const row = messageRowOf(values) as unknown as Record<string, unknown>;
-      expect(Object.keys(row)).toEqual(names);
-      expect([names[i], row[names[i]]]).toEqual([names[i], 'here']);
+      const row = rowOf(names.map((_, j) => (j === i ? 'here' : null))) as unknown as Record<string, unknown>;
+      expect(Object.keys(row).sort()).toEqual([...names].sort());
+      expect(row).toEqual({ ...Object.fromEntries(names.map((n) => [n, null])), [names[i]]: 'here' });
+    }
+  });
+
+  it('should read a group page as COLUMNS reads it, with what its rows share filled in, in one shape', () => {
+    const all = namesOf(COLUMNS);
+    const names = namesOf(GROUP_COLUMNS);
+    const shared = { conversation_key: 'g:x', group_id: 'x', project_id: null, recipient_id: null };
+    expect(all.filter((n) => !names.includes(n))).toEqual(Object.keys(shared));
+    for (let i = 0; i < names.length; i++) {
+      const row = rowOf(names.map((_, j) => (j === i ? 'here' : null)), { key: 'g:x', groupId: 'x' }) as unknown as Record<string, unknown>;
+      expect(Object.keys(row)).toEqual(Object.keys(rowOf(all.map(() => null))));
+      expect(row).toEqual({ ...Object.fromEntries(all.map((n) => [n, null])), ...shared, [names[i]]: 'here' });
     }
   });
 });

@@ -46,36 +46,49 @@ export interface SentColumns extends HeadColumns {
 }
 
 // Attachment metadata and the sender's profile come along; the attachment's bytes never do.
-export const COLUMNS = `m.id, m.conversation_key, m.sender_id, m.content, m.attachment_id, m.group_id, m.project_id, m.recipient_id,
+/**
+ * Every column but those all the rows of a group's page share, which COLUMNS adds at its end: a
+ * group's page reads these alone (4 of 24 columns a row that PostgreSQL need not write out, nor pg
+ * decode) and fills the rest in (see rowOf).
+ */
+export const GROUP_COLUMNS = `m.id, m.sender_id, m.content, m.attachment_id,
   m.client_message_id, m.created_at, m.edited_at, m.deleted_at, m.version, m.pos, m.parent_id, m.also_in_conversation, m.reply_count, m.last_reply_at, a.file_name, a.mime_type, a.size,
   u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at`;
-/** A row of COLUMNS read as an array (see prepared): the same fields, in COLUMNS' order. */
-export const messageRowOf = (a: unknown[]): MessageRow => ({
-  id: a[0] as string,
-  conversation_key: a[1] as string,
-  sender_id: a[2] as string,
-  content: a[3] as string | null,
-  attachment_id: a[4] as string | null,
-  group_id: a[5] as string | null,
-  project_id: a[6] as string | null,
-  recipient_id: a[7] as string | null,
-  client_message_id: a[8] as string | null,
-  created_at: a[9] as Date,
-  edited_at: a[10] as Date | null,
-  deleted_at: a[11] as Date | null,
-  version: a[12] as number,
-  pos: a[13] as string | null,
-  parent_id: a[14] as string | null,
-  also_in_conversation: a[15] as boolean,
-  reply_count: a[16] as number,
-  last_reply_at: a[17] as Date | null,
-  file_name: a[18] as string | null,
-  mime_type: a[19] as string | null,
-  size: a[20] as number | null,
-  sender_username: a[21] as string,
-  sender_display_name: a[22] as string | null,
-  sender_created_at: a[23] as Date,
-});
+export const COLUMNS = `${GROUP_COLUMNS}, m.conversation_key, m.group_id, m.project_id, m.recipient_id`;
+
+/**
+ * A row read as an array (see prepared): COLUMNS in their order or, for a group's page
+ * (`group`), GROUP_COLUMNS with what its rows share filled in. Either way the same fields in the
+ * same order, so history's rows have one shape.
+ */
+export function rowOf(a: unknown[], group?: { key: string; groupId: string }): MessageRow {
+  return {
+    id: a[0] as string,
+    sender_id: a[1] as string,
+    content: a[2] as string | null,
+    attachment_id: a[3] as string | null,
+    client_message_id: a[4] as string | null,
+    created_at: a[5] as Date,
+    edited_at: a[6] as Date | null,
+    deleted_at: a[7] as Date | null,
+    version: a[8] as number,
+    pos: a[9] as string | null,
+    parent_id: a[10] as string | null,
+    also_in_conversation: a[11] as boolean,
+    reply_count: a[12] as number,
+    last_reply_at: a[13] as Date | null,
+    file_name: a[14] as string | null,
+    mime_type: a[15] as string | null,
+    size: a[16] as number | null,
+    sender_username: a[17] as string,
+    sender_display_name: a[18] as string | null,
+    sender_created_at: a[19] as Date,
+    conversation_key: group ? group.key : (a[20] as string),
+    group_id: group ? group.groupId : (a[21] as string | null),
+    project_id: group ? null : (a[22] as string | null),
+    recipient_id: group ? null : (a[23] as string | null),
+  };
+}
 /** The reactions of message `m`, per emoji in the order first used, as one JSON list (ReactionSummary[]). */
 export const REACTION_LIST = `(select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
   from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
@@ -301,6 +314,8 @@ export const messageRepository = {
       member?: { groupId: string; userId: string };
       /** Leaves out the messages of the users this viewer blocks. */
       hiddenFor?: string;
+      /** The conversation is this group's: what its rows share is filled in, not read (GROUP_COLUMNS). */
+      groupId?: string;
     },
   ): Promise<MessageRow[]> {
     const forward = opts.direction === 'forward';
@@ -347,11 +362,13 @@ export const messageRepository = {
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
     const limit = limitLiteral(opts.limit + 1);
+    const columns = opts.groupId ? GROUP_COLUMNS : COLUMNS;
     const sql = ranged
-      ? `select ${COLUMNS} from (select * from messages m where ${where} order by m.conversation_key ${forward ? 'asc' : 'desc'}, ${order} limit ${limit}) m
+      ? `select ${columns} from (select * from messages m where ${where} order by m.conversation_key ${forward ? 'asc' : 'desc'}, ${order} limit ${limit}) m
          left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by ${order}`
-      : `${SELECT} where ${where} order by ${order} limit ${limit}`;
-    const rows = await prepared<MessageRow>(em, sql, params, messageRowOf);
+      : `select ${columns} from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where ${where} order by ${order} limit ${limit}`;
+    const group = opts.groupId ? { key, groupId: opts.groupId } : undefined;
+    const rows = await prepared<MessageRow>(em, sql, params, (a) => rowOf(a, group));
     return rows.slice(0, opts.limit + 1);
   },
 

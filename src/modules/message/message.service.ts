@@ -545,7 +545,7 @@ export class MessageService {
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
     // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
-      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId }, hiddenFor: viewerId });
+      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId }, hiddenFor: viewerId, groupId: c.groupId });
       if (rows.length) conv = groupConversation(c.groupId);
     }
     if (!conv) {
@@ -556,6 +556,7 @@ export class MessageService {
         limit,
         visibleTo: conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined,
         hiddenFor: viewerId,
+        groupId: conv.kind === 'group' && conv.groupId ? conv.groupId : undefined,
       });
     }
     const visible = conv.kind === 'project' ? { viewerId, privateWith: conv.privateWith } : undefined;
