@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
-import { groupWith, sendMessage, signup } from './helpers/factories';
+import { buildProject, groupWith, sendMessage, signup } from './helpers/factories';
 
 const PAGE = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 50) { edges { node { id group { id name } } } } }';
 
@@ -52,5 +52,32 @@ describe('per-operation loaders', () => {
     expect(await read(invitee.token)).toEqual({ group: { id }, node: { id }, nodes: [{ id }] });
     expect(await read(owner.token)).toEqual({ group: { id }, node: { id }, nodes: [{ id }] });
     expect(await read(outsider.token)).toEqual({ group: null, node: null, nodes: [null] });
+  });
+});
+
+describe('the project loader', () => {
+  it("should read an inbox page's projects together, not one by one, and only the viewer's", async () => {
+    const s = await createTestServer({ DB_POOL_MAX: '1' });
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await buildProject(s.url, owner, { title: `P${i}`, participants: [member] })).id);
+    const INBOX = 'query { projectActions(last: 20) { edges { node { kind project { id title participants { id } } } } } }';
+    let page: any;
+    const statements = await statementsDuring(async () => {
+      page = await ok(gql(s.url, INBOX, {}, member.token));
+    });
+    const edges = page.projectActions.edges.map((e: any) => e.node);
+    expect(edges).toHaveLength(5);
+    expect(edges.map((n: any) => n.project.title).sort()).toEqual(['P0', 'P1', 'P2', 'P3', 'P4']);
+    expect(edges.every((n: any) => n.project.participants.length === 1)).toBe(true);
+    // Two reads for the five projects (them, their members), where each project took two before.
+    expect(statements.filter((t) => /from projects p\b/.test(t))).toHaveLength(1);
+    expect(statements.filter((t) => /from project_members\b/.test(t) && !/projects p\b/.test(t))).toHaveLength(1);
+
+    // A project the viewer left reads as null in their inbox, as before.
+    await ok(gql(s.url, 'mutation($p: ID!) { leaveProject(projectId: $p) }', { p: ids[0] }, member.token));
+    const after = (await ok(gql(s.url, INBOX, {}, member.token))).projectActions.edges.map((e: any) => e.node);
+    expect(after.filter((n: any) => n.project === null).length).toBeGreaterThanOrEqual(1);
+    expect(after.filter((n: any) => n.project !== null).map((n: any) => n.project.title).sort()).toEqual(['P1', 'P2', 'P3', 'P4']);
   });
 });

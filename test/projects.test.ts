@@ -280,12 +280,12 @@ describe('project actions', () => {
     const page3 = await inbox(s.url, bob, { p, last: 2, before: page2.pageInfo.startCursor });
     expect(page3.edges.map((e: any) => e.node.kind)).toEqual(['ADDED_TO_PROJECT']);
     expect(page3.pageInfo.hasPreviousPage).toBe(false);
-    // Without arguments: the newest 20 entries of every project. Each entry's project is loaded
-    // once per request, not once per entry.
-    const find = jest.spyOn(s.services.projects, 'find');
+    // Without arguments: the newest 20 entries of every project. The entries' projects are read
+    // together, once per request, not once per entry.
+    const list = jest.spyOn(s.services.projects, 'list');
     const all = (await ok(gql(s.url, INBOX, {}, bob.token))).projectActions;
-    expect(find.mock.calls.map((c) => c[1]).sort()).toEqual([p, other].sort());
-    find.mockRestore();
+    expect(list.mock.calls.map((c) => [...(c[2] ?? [])].sort())).toEqual([[p, other].sort()]);
+    list.mockRestore();
     expect(all.edges.filter((e: any) => e.node.projectId === p).every((e: any) => e.node.project.title === 'T4')).toBe(true);
     expect(all.totalCount).toBe(6);
     expect(all.edges.at(-1).node.message).toBe("The project 'T3' was renamed to 'T4'.");
