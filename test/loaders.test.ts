@@ -81,3 +81,21 @@ describe('the project loader', () => {
     expect(after.filter((n: any) => n.project !== null).map((n: any) => n.project.title).sort()).toEqual(['P1', 'P2', 'P3', 'P4']);
   });
 });
+
+describe('mutes on the sidebar', () => {
+  it("should read each row's mutedUntil with the row, not in a query of its own", async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const [g1, g2] = [await groupWith(s.url, a, 'Muted', []), await groupWith(s.url, a, 'Loud', [])];
+    for (const g of [g1, g2]) await sendMessage(s.url, a.token, { groupId: g, content: 'hi' });
+    const until = new Date(Date.now() + 3600_000).toISOString();
+    await ok(gql(s.url, 'mutation($c: ConversationInput!, $u: DateTime) { muteConversation(conversation: $c, until: $u) { id } }', { c: { groupId: g1 }, u: until }, a.token));
+    let page: any;
+    const statements = await statementsDuring(async () => {
+      page = await ok(gql(s.url, '{ conversations(first: 20) { edges { node { id mutedUntil } } } }', {}, a.token));
+    });
+    const byId = Object.fromEntries(page.conversations.edges.map((e: any) => [e.node.id, e.node.mutedUntil]));
+    expect(byId).toMatchObject({ [`g:${g1}`]: until, [`g:${g2}`]: null });
+    expect(statements.filter((t) => /muted_until > now\(\)/.test(t))).toEqual([]);
+  });
+});

@@ -1,6 +1,7 @@
 import type { ConversationUpdatedPayload, ReadReceiptPayload, SessionEventPayload, TypingPayload } from '../../shared/pubsub/topics';
 import { payloadToMessageType, toMessageType } from '../message/message.mapper';
 import { payloadToUserType } from '../user/user.mapper';
+import { dateOf } from '../../shared/time';
 import type { Conversation } from './conversation.access';
 import { headOf, ownOf, view, type HeadState, type OwnState } from './conversation.events';
 import type { ConversationRow, conversationRepository } from './conversation.repository';
@@ -28,6 +29,7 @@ export function rowToConversation(r: ConversationRow): ConversationType {
     projectId: r.project_id,
     peerId: r.peer_id,
     ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
+    ...(r.muted_until !== undefined ? { mutedUntil: r.muted_until ? dateOf(r.muted_until) : null } : {}),
   };
 }
 

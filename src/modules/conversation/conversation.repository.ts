@@ -21,6 +21,8 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
   last_message?: MessageRow | null;
   /** Unread messages from users the member blocks, left out of their count; null when they block no one. */
   hidden_unread?: number | null;
+  /** The member's mute, read with the row (ROWS), so the sidebar's mutedUntil costs no further query. */
+  muted_until?: Date | string | null;
 }
 
 /** A member's own columns (see ConversationMember), of the row aliased `t`. */
@@ -57,7 +59,7 @@ const HIDDEN_UNREAD = `case when ${BLOCKS} then (
     where ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
-const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, ${HEAD},
+const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, cm.muted_until, ${HEAD},
     ${ACTIVITY} as activity_at, ${LAST_ID} as last_message_id, ${HIDDEN_UNREAD}::int as hidden_unread
   from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key`;
 /** The row's name for its member; one probe by primary key, as a subquery so no plan scans a table for it. */

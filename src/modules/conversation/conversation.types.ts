@@ -29,6 +29,8 @@ export class ConversationType {
   lastMessage?: MessageType | null;
   /** Unread mentions when the event that made this row told them; loaded otherwise (see mention.resolver.ts). */
   unreadMentionCount?: number;
+  /** The viewer's mute as their row read it (null: none); asked for otherwise (see mute.resolver.ts). */
+  mutedUntil?: Date | null;
 }
 
 /** How a client names one conversation (ConversationAccess.resolve checks it). */
