@@ -230,6 +230,33 @@ describe('block', () => {
     expect((await ok(gql(s.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
   });
 
+  it("should leave a blocked user's read markers out of the blocker's readReceipts and readReceipt, and nobody else's", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, carol, 'Read', [alice, bob]);
+    const c = { groupId: g };
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'read me' });
+    await block(s, alice, bob);
+    const RECEIPTS = 'query($c: ConversationInput!) { readReceipts(conversation: $c) { user { id } } }';
+    const MOVED = 'subscription($c: ConversationInput) { readReceipt(conversation: $c) { user { id } } }';
+    const MARK = 'mutation($c: ConversationInput!) { markRead(conversation: $c) { id } }';
+    const onAlice = await listen(s, alice, MOVED, { c });
+    const onCarol = await listen(s, carol, MOVED, { c });
+    await ok(gql(s.url, MARK, { c }, bob.token));
+    await ok(gql(s.url, MARK, { c }, alice.token));
+    // Carol sees both markers move; Alice sees none of Bob's (her own are never told to her).
+    await eventually(() => onCarol.values.length >= 2);
+    await sleep(100);
+    expect(onCarol.values.map((v) => v.readReceipt.user.id).sort()).toEqual([alice.id, bob.id].sort());
+    expect(onAlice.values.map((v) => v.readReceipt.user.id)).not.toContain(bob.id);
+    const receipts = async (u: TestUser) => (await ok(gql(s.url, RECEIPTS, { c }, u.token))).readReceipts.map((r: any) => r.user.id).sort();
+    expect(await receipts(alice)).toEqual([carol.id]);
+    expect(await receipts(carol)).toEqual([alice.id, bob.id].sort());
+    // Unblocked, Bob's marker shows again.
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect(await receipts(alice)).toEqual([bob.id, carol.id].sort());
+  });
+
   it.each(['everyone', 'contacts'])('should leave a blocked user out of onlineUsers for a viewer with no socket anywhere (%s mode), page and totalCount alike', async (mode) => {
     const s = await createTestServer({ PRESENCE_VISIBILITY: mode });
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

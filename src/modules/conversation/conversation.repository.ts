@@ -464,7 +464,8 @@ export const conversationRepository = {
   },
 
   /**
-   * Other members' read markers as `viewerId` may see them, most recent first (at most `limit`).
+   * Other members' read markers as `viewerId` may see them, most recent first (at most `limit`),
+   * but for users the viewer blocks (their read markers are presence of a kind, see modules/safety).
    * In a project, a marker on a private message the viewer is not party to shows as the newest
    * message before it that the viewer may see (none: left out), so a receipt never names a message
    * the viewer can't read.
@@ -473,8 +474,9 @@ export const conversationRepository = {
     if (!project) {
       return em.execute(
         `select user_id, last_read_message_id, coalesce(read_at, last_read_at) as read_at from conversation_members
-         where conversation_key = ? and user_id <> ? and last_read_message_id is not null order by last_read_at desc nulls last limit ?`,
-        [key, viewerId, limit],
+         where conversation_key = ? and user_id <> ? and last_read_message_id is not null and not ${blockedBy('?', 'user_id')}
+         order by last_read_at desc nulls last limit ?`,
+        [key, viewerId, viewerId, limit],
       );
     }
     return em.execute(
@@ -482,9 +484,9 @@ export const conversationRepository = {
          select cm.user_id, cm.last_read_at, coalesce(read_at, last_read_at) as read_at,
            case when m.recipient_id is null or ? in (m.sender_id, m.recipient_id) then m.id else ${readableBefore('m', '?')} end as id
          from conversation_members cm join messages m on m.id = cm.last_read_message_id
-         where cm.conversation_key = ? and cm.user_id <> ?
+         where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
        ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
-      [viewerId, viewerId, key, viewerId, limit],
+      [viewerId, viewerId, key, viewerId, viewerId, limit],
     );
   },
 

@@ -34,7 +34,7 @@ export class ConversationResolver {
   }
 
   @Authorized()
-  @Query(() => [ReadReceiptType], { description: "Other members' read markers (groups: up to 100, the most advanced first)." })
+  @Query(() => [ReadReceiptType], { description: "Other members' read markers (groups: up to 100, the most advanced first), not those of users the viewer blocks." })
   readReceipts(@Arg('conversation', () => ConversationInput) conversation: ConversationInput, @Ctx() ctx: Context): Promise<ReadReceiptType[]> {
     return ctx.services.conversations.receipts(ctx.em, viewerOf(ctx).userId, conversation);
   }
@@ -80,12 +80,13 @@ export class ConversationResolver {
 
   @Authorized()
   @Subscription(() => ReadReceiptType, {
-    description: "Other members' read markers as they move. No argument: all the viewer's conversations.",
+    description: "Other members' read markers as they move (not those of users the viewer blocks). No argument: all the viewer's conversations.",
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
-      const { conversationAccess, pubsub } = context.services;
+      const { conversationAccess, pubsub, blocks } = context.services;
       const conv = await only(context, args.conversation);
-      return pubsub.iterate(Topic.ReadReceipt, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) ? p : undefined), {
+      const reaches = (p: ReadReceiptPayload) => p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) && !blocks.hides(me, p.userId);
+      return pubsub.iterate(Topic.ReadReceipt, (p) => (reaches(p) ? p : undefined), {
         keys: me,
       });
     },
