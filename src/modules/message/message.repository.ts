@@ -3,7 +3,7 @@ import { limitLiteral, pgArray, pgTextArray, prepared, type Sql } from '../../sh
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
-import { blockedBy } from '../safety/block.repository';
+import { notBlockedByViewer } from '../safety/block.repository';
 
 export interface MessageRow {
   id: string;
@@ -348,8 +348,8 @@ export const messageRepository = {
       params.push(opts.member.groupId, opts.member.userId);
     }
     if (opts.hiddenFor) {
-      where += ` and not ${blockedBy('?', 'm.sender_id')}`;
-      params.push(opts.hiddenFor);
+      where += ` and ${notBlockedByViewer('m.sender_id')}`;
+      params.push(opts.hiddenFor, opts.hiddenFor);
     }
     if (opts.visibleTo) {
       const f = privacy(opts.visibleTo);
@@ -374,7 +374,7 @@ export const messageRepository = {
 
   async count(em: EntityManager, key: string, visibleTo?: PrivateFilter, hiddenFor?: string): Promise<number> {
     const f = visibleTo ? privacy(visibleTo) : { sql: 'true', params: [] };
-    const hidden = hiddenFor ? { sql: ` and not ${blockedBy('?', 'm.sender_id')}`, params: [hiddenFor] } : { sql: '', params: [] };
+    const hidden = hiddenFor ? { sql: ` and ${notBlockedByViewer('m.sender_id')}`, params: [hiddenFor, hiddenFor] } : { sql: '', params: [] };
     const [row] = await em.execute(`select count(*)::int as n from messages m where m.conversation_key = ? and (m.parent_id is null or m.also_in_conversation) and ${f.sql}${hidden.sql}`, [key, ...f.params, ...hidden.params]);
     return row.n;
   },
