@@ -22,9 +22,12 @@ export interface MentionedColumns {
  * project's members, a direct conversation's other user. Unknown names
  * match no one (they stay text); nor does a user who blocks the sender (no count, no notice).
  */
+// The lists are subqueries' values, hidden from the planner as history's key is (see messageRepository.page):
+// seen, a one-name list made every custom plan look cheaper than the generic one, and PostgreSQL planned
+// the send statement on every call (0.9-2 ms of binding against 0.7 ms of executing a mention send).
 const candidates = (targets: MentionTargets): Sql => ({
-  text: `(select u.id from users u where lower(u.username) = any(?::text[]) and u.deleted_at is null
-          union select u.id from users u where u.id = any(?::uuid[]) and u.deleted_at is null) c
+  text: `(select u.id from users u where lower(u.username) = any((select ?::text[])::text[]) and u.deleted_at is null
+          union select u.id from users u where u.id = any((select ?::uuid[])::uuid[]) and u.deleted_at is null) c
         where c.id <> m.sender_id and not ${blockedBy('c.id', 'm.sender_id')} and (c.id = m.recipient_id
           or exists (select 1 from group_members gm where gm.group_id = m.group_id and gm.user_id = c.id)
           or exists (select 1 from project_members pm where pm.project_id = m.project_id and pm.user_id = c.id))`,
@@ -41,7 +44,10 @@ export const MAX_UNREAD = 100;
  * A mention (`x`) not made by a user its user blocks (one made before the block included): the
  * block hides it from their lists and badges, though the row stays (an unblock shows it again).
  */
-const NOT_BLOCKED = `not exists (select 1 from messages s where s.id = x.message_id and ${blockedBy('x.user_id', 's.sender_id')})`;
+// The message is looked up only for a user who blocks someone (most block no one): an unread count
+// reads up to MAX_UNREAD mentions, and looking up each one's message was most of a mention send's cost.
+const NOT_BLOCKED = `(not exists (select 1 from user_blocks ub0 where ub0.blocker_id = x.user_id)
+  or not exists (select 1 from messages s where s.id = x.message_id and ${blockedBy('x.user_id', 's.sender_id')}))`;
 
 /** The unread timeline mentions of a member's row `cm` (at most MAX_UNREAD). */
 const UNREAD_OF_ROW = `(select count(*)::int from (select 1 from message_mentions x where x.user_id = cm.user_id and x.conversation_key = cm.conversation_key
