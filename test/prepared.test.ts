@@ -1,5 +1,5 @@
 import { ConversationsDocument, HistoryDocument } from '../generated/client/graphql';
-import { COLUMNS, GROUP_COLUMNS, rowOf } from '../src/modules/message/message.repository';
+import { COLUMNS, GROUP_COLUMNS, messageRepository, rowOf } from '../src/modules/message/message.repository';
 import { sql } from './helpers/db';
 import { createTestServer } from './helpers/server';
 import { groupWith, request, sendMessage, signup } from './helpers/factories';
@@ -8,6 +8,20 @@ interface PreparedRow {
   statement: string;
   generic_plans: number;
   custom_plans: number;
+}
+
+/**
+ * 5,000 more users, analyzed: with statistics that tell users apart, a statement whose plan depends
+ * on which user (the sidebar's viewer) or which names (a mention) could cost each custom plan below
+ * the generic one, and PostgreSQL then planned it on every call.
+ */
+async function crowd(databaseUrl: string): Promise<void> {
+  await sql(
+    databaseUrl,
+    `insert into users (id, username, password_hash, created_at) select gen_random_uuid(), 'crowd_' || i || '_' || $1, 'x', now() from generate_series(1, 5000) i`,
+    [process.pid],
+  );
+  await sql(databaseUrl, 'analyze users');
 }
 
 describe('prepared reads', () => {
@@ -26,6 +40,7 @@ describe('prepared reads', () => {
        select gen_random_uuid(), 'g:' || $1, $2, 'm', $1::uuid, g, now() - g * interval '1 millisecond' from generate_series(1, 20000) g`,
       [busy, a.id],
     );
+    await crowd(s.env.DATABASE_URL!);
     await sql(s.env.DATABASE_URL!, 'analyze messages');
     const calls = 12;
     for (let i = 0; i < calls; i++) {
@@ -106,12 +121,7 @@ describe('prepared sends', () => {
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, a, 'Mentions', [b]);
     // Statistics of a used database, as above: on a nearly empty one any plan looks cheap.
-    await sql(
-      s.env.DATABASE_URL!,
-      `insert into users (id, username, password_hash, created_at) select gen_random_uuid(), 'crowd_' || i || '_' || $1, 'x', now() from generate_series(1, 5000) i`,
-      [process.pid],
-    );
-    await sql(s.env.DATABASE_URL!, 'analyze');
+    await crowd(s.env.DATABASE_URL!);
     const calls = 12;
     for (let i = 0; i < calls; i++) await sendMessage(s.url, a.token, { groupId: g, content: `look @${b.username} ${i}` });
     const rows: PreparedRow[] = await s.database.orm.em.fork().getConnection().execute(
@@ -136,6 +146,20 @@ describe('rows read as arrays', () => {
       const row = rowOf(names.map((_, j) => (j === i ? 'here' : null))) as unknown as Record<string, unknown>;
       expect(Object.keys(row).sort()).toEqual([...names].sort());
       expect(row).toEqual({ ...Object.fromEntries(names.map((n) => [n, null])), [names[i]]: 'here' });
+    }
+  });
+
+  it("should give a group page's rows every field inside a transaction too, where rows come as knex reads them", async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const g = await groupWith(s.url, a, 'In a transaction', []);
+    await sendMessage(s.url, a.token, { groupId: g, content: 'kept whole' });
+    const read = (em: any) => messageRepository.page(em, `g:${g}`, { direction: 'backward', cursor: null, limit: 10, groupId: g });
+    const outside = await read(s.database.orm.em.fork());
+    const inside = await s.database.orm.em.fork().transactional((tem) => read(tem));
+    for (const rows of [outside, inside]) {
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ content: 'kept whole', conversation_key: `g:${g}`, group_id: g, project_id: null, recipient_id: null });
     }
   });
 

@@ -72,6 +72,9 @@ export function timeOf(t: string): number {
   let i = 19;
   let ms = 0;
   if (t.charCodeAt(i) === 46) {
+    // A point with no digit after it is V8's to refuse.
+    const first = t.charCodeAt(i + 1) - 48;
+    if (!(first >= 0 && first <= 9)) return new Date(t).getTime();
     // Milliseconds from the first three digits; microseconds beyond are cut, as V8 cuts them.
     let scale = 100;
     for (i++; i < n; i++) {

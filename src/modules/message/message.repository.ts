@@ -362,12 +362,13 @@ export const messageRepository = {
     }
     const order = forward ? 'm.created_at asc, m.id asc' : 'm.created_at desc, m.id desc';
     const limit = limitLiteral(opts.limit + 1);
-    const columns = opts.groupId ? GROUP_COLUMNS : COLUMNS;
+    // Rows as arrays only outside a transaction (see prepared): there, knex's rows carry what they read.
+    const group = opts.groupId && !em.getTransactionContext() ? { key, groupId: opts.groupId } : undefined;
+    const columns = group ? GROUP_COLUMNS : COLUMNS;
     const sql = ranged
       ? `select ${columns} from (select * from messages m where ${where} order by m.conversation_key ${forward ? 'asc' : 'desc'}, ${order} limit ${limit}) m
          left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by ${order}`
       : `select ${columns} from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where ${where} order by ${order} limit ${limit}`;
-    const group = opts.groupId ? { key, groupId: opts.groupId } : undefined;
     const rows = await prepared<MessageRow>(em, sql, params, (a) => rowOf(a, group));
     return rows.slice(0, opts.limit + 1);
   },
