@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
-import { blockedBy } from '../safety/block.repository';
+import { blockedBy, blocksAnyone } from '../safety/block.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
 export type ConversationKindValue = 'GROUP' | 'DIRECT' | 'PROJECT';
@@ -47,7 +47,7 @@ const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activ
  * last message reads as none and the count is not corrected further.
  */
 const BLOCK_SCAN = 1000;
-const BLOCKS = 'exists (select 1 from user_blocks ub where ub.blocker_id = cm.user_id)';
+const BLOCKS = blocksAnyone('cm.user_id');
 const LAST_ID = `case when ${BLOCKS} then (
     select n.id from (select m.id, m.sender_id, m.created_at from messages m where m.conversation_key = cm.conversation_key
       and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, pgTextArray, type Sql } from '../../shared/sql';
 import { SELECT, type MessageRow } from './message.repository';
-import { blockedBy } from '../safety/block.repository';
+import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** The users a send or an edit resolved: named (lower-cased usernames) or by id (@here, @all). */
 export interface MentionTargets {
@@ -46,7 +46,7 @@ export const MAX_UNREAD = 100;
  */
 // The message is looked up only for a user who blocks someone (most block no one): an unread count
 // reads up to MAX_UNREAD mentions, and looking up each one's message was most of a mention send's cost.
-const NOT_BLOCKED = `(not exists (select 1 from user_blocks ub0 where ub0.blocker_id = x.user_id)
+const NOT_BLOCKED = `(not ${blocksAnyone('x.user_id')}
   or not exists (select 1 from messages s where s.id = x.message_id and ${blockedBy('x.user_id', 's.sender_id')}))`;
 
 /** The unread timeline mentions of a member's row `cm` (at most MAX_UNREAD). */

@@ -4,7 +4,7 @@ import { GATE_COLUMNS, memberGate, type SendGate } from '../conversation/convers
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { COLUMNS, REACTION_LIST, SELECT, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
-import { blockedBy } from '../safety/block.repository';
+import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** A thread's participant as a statement returns them (row_to_json: ISO dates). */
 export interface ParticipantColumns extends MentionedColumns {
@@ -75,7 +75,7 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
  */
 const UNREAD = `m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz) and m.deleted_at is null
   and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)
-  and (not exists (select 1 from user_blocks b where b.blocker_id = t.user_id)
+  and (not ${blocksAnyone('t.user_id')}
     or exists (select 1 from messages r where r.parent_id = m.id and r.created_at > coalesce(t.read_at, '-infinity'::timestamptz) and not ${blockedBy('t.user_id', 'r.sender_id')}))`;
 
 export const threadRepository = {

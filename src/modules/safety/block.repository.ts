@@ -11,12 +11,17 @@ export const blockedBy = (viewer: string, sender: string): string =>
   `exists (select 1 from user_blocks ub where ub.blocker_id = ${viewer} and ub.blocked_id = ${sender})`;
 
 /**
- * `not blockedBy` for a viewer given as a parameter (two `?`, both the viewer) over many rows: the
- * first test is one probe for the whole statement (an InitPlan), and for a viewer who blocks no one,
- * as most don't, the per-row probe is skipped (a history page: 0.108 ms of execution against 0.135).
+ * True when `viewer` blocks anyone: asked first, it spares the per-row probes (and the lookups that
+ * feed them) for a viewer who blocks no one, as most don't.
  */
-export const notBlockedByViewer = (sender: string): string =>
-  `(not exists (select 1 from user_blocks ub0 where ub0.blocker_id = ?) or not ${blockedBy('?', sender)})`;
+export const blocksAnyone = (viewer: string): string => `exists (select 1 from user_blocks ub0 where ub0.blocker_id = ${viewer})`;
+
+/**
+ * `not blockedBy` for a viewer given as a parameter (two `?`, both the viewer) over many rows: the
+ * first test is one probe for the whole statement (an InitPlan), so the per-row probe runs only for
+ * a viewer who blocks someone (a history page: 0.108 ms of execution against 0.135).
+ */
+export const notBlockedByViewer = (sender: string): string => `(not ${blocksAnyone('?')} or not ${blockedBy('?', sender)})`;
 
 export const blockRepository = {
   /** True when the row is new (a block already there changes nothing). */
