@@ -93,9 +93,11 @@ export function rowOf(a: unknown[], group?: { key: string; groupId: string }): M
 export const REACTION_LIST = `(select coalesce(json_agg(json_build_object('emoji', r.emoji, 'userIds', r.user_ids) order by r.first, r.emoji), '[]'::json)
   from (select emoji, array_agg(user_id::text order by created_at, user_id) as user_ids, min(created_at) as first
         from message_reactions where message_id = m.id group by emoji) r)`;
+/** What COLUMNS reads beside the message `m`: its attachment's metadata and its sender. */
+export const WITH_ROW = 'left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id';
 /** A message as history reads it; callers add the where clause (on `m`). */
 export const SELECT = `select ${COLUMNS}
-  from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id`;
+  from messages m ${WITH_ROW}`;
 
 /** A conversation key as a page's bound: a value the planner can't see (see messageRepository.page). */
 const KEY = '(select ?::text)';
@@ -205,7 +207,7 @@ export const messageRepository = {
            h.last_at - (k.n - b.i) * interval '1 millisecond' from h cross join k cross join b returning *
        ), ${record.after.text}
        select ${COLUMNS}, m.seq as head_seq, m.id as head_message_id, m.created_at as head_at, ${record.states.text}
-       from m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by m.pos`,
+       from m ${WITH_ROW} order by m.pos`,
       [
         pgArray(batch.map((x) => x.id)),
         pgArray(batch.map((x) => x.senderId)),
@@ -290,7 +292,7 @@ export const messageRepository = {
   async withReactions(em: EntityManager, id: string): Promise<(MessageRow & { reaction_list: ReactionSummary[] }) | null> {
     const rows: (MessageRow & { reaction_list: ReactionSummary[] })[] = await em.execute(
       `select ${COLUMNS}, ${REACTION_LIST} as reaction_list
-       from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where m.id = ?`,
+       from messages m ${WITH_ROW} where m.id = ?`,
       [id],
     );
     return rows[0] ?? null;
@@ -367,8 +369,8 @@ export const messageRepository = {
     const columns = group ? GROUP_COLUMNS : COLUMNS;
     const sql = ranged
       ? `select ${columns} from (select * from messages m where ${where} order by m.conversation_key ${forward ? 'asc' : 'desc'}, ${order} limit ${limit}) m
-         left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id order by ${order}`
-      : `select ${columns} from messages m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id where ${where} order by ${order} limit ${limit}`;
+         ${WITH_ROW} order by ${order}`
+      : `select ${columns} from messages m ${WITH_ROW} where ${where} order by ${order} limit ${limit}`;
     const rows = await prepared<MessageRow>(em, sql, params, (a) => rowOf(a, group));
     return rows.slice(0, opts.limit + 1);
   },

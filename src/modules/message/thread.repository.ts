@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, prepared, type Sql } from '../../shared/sql';
 import { GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
-import { COLUMNS, REACTION_LIST, SELECT, type MessageRow } from './message.repository';
+import { COLUMNS, REACTION_LIST, SELECT, WITH_ROW, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
@@ -62,7 +62,7 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
       params: mentions ? mentions.ctes.params : [],
     },
     columns: `(select row_to_json(x) from (select ${COLUMNS}, ${REACTION_LIST} as reaction_list
-        from tr m left join attachments a on a.id = m.attachment_id join users u on u.id = m.sender_id) x) as root,
+        from tr m ${WITH_ROW}) x) as root,
       ${participants('(select root_id from tp)')} as participants_before${mentions ? `, ${mentions.columns}` : ''}`,
   };
 }
