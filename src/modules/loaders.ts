@@ -2,7 +2,6 @@ import DataLoader from 'dataloader';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { roleOf, toGroupType } from './group/group.mapper';
 import { groupRepository } from './group/group.repository';
-import type { Group } from './group/group.entity';
 import type { GroupRole, GroupType } from './group/group.types';
 import { messageRepository } from './message/message.repository';
 import { toMessageType } from './message/message.mapper';
@@ -57,10 +56,7 @@ export function createLoaders(
   const { presence, projects, pins, threads } = services;
   const visibilityCache = {};
   return {
-    user: new DataLoader(async (ids) => {
-      const byId = new Map((await userRepository.profiles(em, ids)).map((u) => [u.id, profileToUserType(u)]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
+    user: new DataLoader(async (ids) => inOrder(ids, await userRepository.profiles(em, ids), profileToUserType)),
     // As the viewer may see it: the visibility rule (modules/presence/presence.visibility.ts, one
     // contacts read per operation), and a user the viewer blocks reads as OFFLINE, never seen
     // (modules/safety; from the database, as the viewer may hold no session here).
@@ -76,17 +72,14 @@ export function createLoaders(
       const byId = new Map((wanted.length ? await projects.list(em, viewerId!, wanted) : []).map((p) => [p.id, p]));
       return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
     }),
-    group: new DataLoader(async (ids) => inOrder(ids, await groupRepository.byIds(em, ids))),
-    visibleGroup: new DataLoader(async (ids) => inOrder(ids, viewerId ? await groupRepository.visibleByIds(em, ids, viewerId) : [])),
+    group: new DataLoader(async (ids) => inOrder(ids, await groupRepository.byIds(em, ids), toGroupType)),
+    visibleGroup: new DataLoader(async (ids) => inOrder(ids, viewerId ? await groupRepository.visibleByIds(em, ids, viewerId) : [], toGroupType)),
     groupRole: new DataLoader(async (ids) => {
       if (!viewerId) return ids.map(() => null);
       const roles = await groupRepository.rolesOf(em, viewerId, ids);
       return ids.map((id) => roleOf(roles.get(id) ?? { ownerId: null, role: null }, viewerId));
     }),
-    message: new DataLoader(async (ids) => {
-      const byId = new Map((await messageRepository.byIds(em, ids)).map((r) => [r.id, toMessageType(r)]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
+    message: new DataLoader(async (ids) => inOrder(ids, await messageRepository.byIds(em, ids), toMessageType)),
     reactions: new DataLoader(async (ids) => {
       const byId = await messageRepository.reactions(em, ids);
       return ids.map((id) => byId.get(id) ?? []);
@@ -98,8 +91,8 @@ export function createLoaders(
   };
 }
 
-/** The groups read for a loader's `ids`, in their order (null where none came back). */
-function inOrder(ids: readonly string[], groups: readonly Group[]): (GroupType | null)[] {
-  const byId = new Map(groups.map((g) => [g.id, toGroupType(g)]));
+/** The rows read for a loader's `ids` as `toType` makes them, in the ids' order (null where none came back). */
+function inOrder<R extends { id: string }, T>(ids: readonly string[], rows: readonly R[], toType: (row: R) => T): (T | null)[] {
+  const byId = new Map(rows.map((r) => [r.id, toType(r)]));
   return ids.map((id) => byId.get(id) ?? null);
 }
