@@ -24,13 +24,17 @@ export async function monitorRedis(url: string, on: (command: Monitored) => void
   socket.setEncoding('latin1');
   let buffer = '';
   let started!: () => void;
-  const ready = new Promise<void>((resolve) => (started = resolve));
+  let refused!: (e: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => ((started = resolve), (refused = reject)));
+  // AUTH answers first when the URL has a password: MONITOR runs from the OK after it.
+  let oks = u.password ? 2 : 1;
   socket.on('data', (chunk: string) => {
     buffer += chunk;
     for (let end = buffer.indexOf('\r\n'); end >= 0; end = buffer.indexOf('\r\n')) {
       const line = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      if (line === '+OK') started();
+      if (line === '+OK' && --oks === 0) started();
+      else if (line.startsWith('-')) refused(new Error(`Redis refused MONITOR: ${line.slice(1)}`));
       const m = LINE.exec(line);
       if (m) on({ source: m[1], args: [...m[2].matchAll(ARG)].map((a) => a[1].replace(/\\(["\\])/g, '$1')) });
     }
