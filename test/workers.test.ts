@@ -34,5 +34,7 @@ describe('test workers on one PostgreSQL and one Redis', () => {
     const db = new URL(process.env.DATABASE_URL!).pathname.slice(1);
     if (n > 1) expect(db).toMatch(new RegExp(`_w${n}$`));
     else expect(db).not.toMatch(/_w\d+$/);
+    // Set by the set-up itself, so a set-up file left listed but emptied fails in worker 1 too.
+    expect(process.env.PARLEY_TEST_WORKER_SET_UP).toBe(String(n));
   });
 });
