@@ -84,15 +84,15 @@ async function singles(g: string, sc: Scenario) {
   return out;
 }
 
-async function batch(g: string, sc: Scenario) {
-  const key = `g:${g}`;
-  const items = sc.senders.map((u, i) => ({ id: randomUUID(), senderId: users[u].id, content: `c${i}`, clientMessageId: null }));
-  return messageRepository.insertBatch(
-    em(),
-    { conversationKey: key, groupId: g, projectId: null },
-    items,
-    conversationRepository.recordBatch({ key, senderIds: items.map((x) => x.senderId), sortFanout: sc.fanout }),
-  );
+/** The scenarios' messages in one statement, taken from each conversation in turn (their order kept within each). */
+async function batch(gs: string[], scs: Scenario[]) {
+  const items = scs.map((sc, k) => sc.senders.map((u, i) => ({ id: randomUUID(), conversationKey: `g:${gs[k]}`, groupId: gs[k], projectId: null, senderId: users[u].id, content: `c${i}`, clientMessageId: null })));
+  const turns = Math.max(...items.map((x) => x.length));
+  const mixed = Array.from({ length: turns }, (_, t) => items.flatMap((x) => (t < x.length ? [x[t]] : []))).flat();
+  const rows = await messageRepository.insertBatch(em(), mixed, conversationRepository.recordBatch({ sortFanout: scs[0].fanout }));
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  // Per conversation, its rows in the order its messages were given.
+  return items.map((x) => x.map((m) => byId.get(m.id)));
 }
 
 /** Everything stored for the conversation, ids as positions and times as offsets from the first batch message. */
@@ -143,9 +143,29 @@ describe('a batch of sends against the same sends one by one', () => {
       const a = await prepare(sc, `${sc.name} single`);
       const b = await prepare(sc, `${sc.name} batch`);
       const one = await singles(a, sc);
-      const many = await batch(b, sc);
+      const [many] = await batch([b], [sc]);
       const exact = !sc.noHead;
       expect(await state(b, many, exact)).toEqual(await state(a, one, exact));
+    });
+  }
+
+  // A lane's batch holds several conversations: each must end as if its messages came alone.
+  for (const fanout of [32, 3]) {
+    it(`should store and answer alike with several conversations in one statement (bound ${fanout})`, async () => {
+      const scs = SCENARIOS.filter((sc) => sc.fanout === fanout);
+      expect(scs.length).toBeGreaterThan(2);
+      const single: string[] = [];
+      const batched: string[] = [];
+      for (const sc of scs) {
+        single.push(await prepare(sc, `${sc.name} single`));
+        batched.push(await prepare(sc, `${sc.name} batch`));
+      }
+      const many = await batch(batched, scs);
+      for (const [k, sc] of scs.entries()) {
+        const one = await singles(single[k], sc);
+        const exact = !sc.noHead;
+        expect(await state(batched[k], many[k], exact)).toEqual(await state(single[k], one, exact));
+      }
     });
   }
 });

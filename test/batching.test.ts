@@ -132,6 +132,53 @@ describe('sends to one conversation under load', () => {
     }
   });
 
+  it('should commit sends to many groups at once together, each group reading as its own sends alone', async () => {
+    const s = await createTestServer();
+    const [ada, bo, cy, dee] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const G = 24;
+    const groups: string[] = [];
+    for (let i = 0; i < G; i++) groups.push(await groupWith(s.url, ada, `Spread ${i}`, [bo, cy]));
+    const before = s.services.messages.batchedSends;
+    // Bo then Cy in each group, every group at once; Dee, no member, among them.
+    const sends = groups.flatMap((g, i) => [
+      sendMessage(s.url, bo.token, { groupId: g, content: `bo ${i}` }),
+      sleep(1).then(() => sendMessage(s.url, cy.token, { groupId: g, content: `cy ${i}` })),
+    ]);
+    const outsider = gql(s.url, SEND, { i: { groupId: groups[5], content: 'not a member' } }, dee.token);
+    const answers = await Promise.all(sends);
+    expect(answers.map((a) => a.content)).toEqual(groups.flatMap((_, i) => [`bo ${i}`, `cy ${i}`]));
+    expect((await outsider).errors?.[0].extensions?.code).toBe('FORBIDDEN');
+    // Sends of different groups went together: at most a lane's first send went alone.
+    expect(s.services.messages.batchedSends - before).toBeGreaterThan(0);
+
+    const url = s.env.DATABASE_URL!;
+    const [{ n }] = await sql(url, 'select count(*)::int as n from messages where sender_id = $1', [dee.id]);
+    expect(n).toBe(0);
+    for (const [i, g] of groups.entries()) {
+      const { rows, head } = await stored(url, `g:${g}`);
+      expect(rows.map((r) => Number(r.seq))).toEqual([1, 2]);
+      expect(rows[1].created_at.getTime()).toBeGreaterThan(rows[0].created_at.getTime());
+      expect(new Set(rows.map((r) => r.id))).toEqual(new Set([answers[2 * i].id, answers[2 * i + 1].id]));
+      expect(head).toMatchObject({ seq: '2', pos: '2', last_message_id: rows[1].id });
+      // Whoever sent last has read both; the other sender one; Ada, who sent nothing, neither.
+      const first = rows[0].sender_id === bo.id ? bo : cy;
+      const last = first === bo ? cy : bo;
+      for (const [u, unread, marker] of [
+        [ada, 2, null],
+        [first, 1, rows[0].id],
+        [last, 0, rows[1].id],
+      ] as const) {
+        const row = (await ok(gql(s.url, ROW, { g }, u.token))).conversation;
+        expect(row).toEqual({ unreadCount: unread, lastReadMessageId: marker, lastMessage: { id: rows[1].id } });
+      }
+    }
+    // Ada's sidebar: every group, newest message first, as the heads order them.
+    const heads = await sql(url, "select conversation_key from conversation_heads where conversation_key = any($1) order by activity_at desc, conversation_key desc", [groups.map((g) => `g:${g}`)]);
+    const page = (await ok(gql(s.url, 'query { conversations(first: 30) { edges { node { id kind group { id } } } } }', {}, ada.token))).conversations.edges.map((e: any) => e.node);
+    const sidebar = page.filter((c: any) => c.kind === 'GROUP' && groups.includes(c.group.id)).map((c: any) => `g:${c.group.id}`);
+    expect(sidebar).toEqual(heads.map((h) => h.conversation_key));
+  });
+
   it('should batch open project messages and keep private ones out of the batch', async () => {
     const s = await createTestServer();
     const [ada, bo, cy] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -7,8 +7,12 @@ interface Waiting<T, R> {
 export interface BatcherOptions<T, R> {
   /** Does one item. */
   one(item: T): Promise<R>;
-  /** Does several items at once, answering each in its order; nothing of them is done if it throws. */
-  many(items: T[]): Promise<R[]>;
+  /**
+   * Does several items at once, answering each in its order; nothing of them is done if it throws.
+   * An item answered `undefined` was left undone, and is then done alone with `one` (an item the
+   * batch could not take, such as a send it found refused: `one` tells its caller why).
+   */
+  many(items: T[]): Promise<(R | undefined)[]>;
   /**
    * Whether one item could have made `many` fail (a duplicate key, a row gone): then each is done
    * again alone with `one`, so that failure is its own caller's. Any other error (a pool timeout,
@@ -24,7 +28,8 @@ export interface BatcherOptions<T, R> {
  * Group commit, per key: an item goes at once when nothing of its key is running (no wait is
  * added at low load); items that arrive while one runs wait for it, then go together through
  * `many`, up to `max` at a time. Each caller is answered only once the call holding its item is
- * done.
+ * done. Items of one key are done in the order they came: a batch's items left undone run alone
+ * after it, before the next batch.
  */
 export class Batcher<T, R> {
   private readonly waiting = new Map<string, Waiting<T, R>[]>();
@@ -61,9 +66,16 @@ export class Batcher<T, R> {
     if (batch.length > 1) {
       try {
         const results = await this.o.many(batch.map((w) => w.item));
-        this.batched += batch.length;
-        batch.forEach((w, i) => w.resolve(results[i]));
-        return;
+        const undone: Waiting<T, R>[] = [];
+        batch.forEach((w, i) => {
+          const result = results[i];
+          if (result === undefined) undone.push(w);
+          else {
+            this.batched++;
+            w.resolve(result);
+          }
+        });
+        batch = undone;
       } catch (e) {
         if (!this.o.itemFault(e)) throw e;
       }

@@ -92,7 +92,7 @@ export type MarkedRow = MemberColumns &
 
 /**
  * A group send whose membership was not checked before its statement: `g` holds the group's name
- * and owner only if the sender (with no `senderId`, every sender of the batch `b`) is a member, and
+ * and owner only if the sender is a member, and
  * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
  * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
  * Slow mode rides on it. With `slow`, `sl` stamps a plain member's slow_sent_at only if their
@@ -100,32 +100,25 @@ export type MarkedRow = MemberColumns &
  * stamp), and `g` is empty without that stamp. Without `slow` there is no `sl` (a data-modifying
  * CTE runs whatever reads it: ~25 µs of PostgreSQL's time on every send, slow mode or not), and a
  * plain member of a group in slow mode finds `g` empty: nothing is written, and the caller sends
- * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch with a plain
- * member in a slow-mode group writes nothing, and its sends go one by one.
+ * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch's gate is
+ * recordBatch's own.
  */
-export function memberGate(groupId: string, senderId: string | null, slow = false): Sql {
-  const member = (user: string) => `exists (select 1 from group_members gm where gm.group_id = g.id and gm.user_id = ${user})`;
+export function memberGate(groupId: string, senderId: string, slow = false): Sql {
   const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
-  if (senderId && !slow) {
+  if (!slow) {
     return {
       text: `g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
             where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')}))`,
       params: [senderId, groupId],
     };
   }
-  return senderId
-    ? {
-        text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
+  return {
+    text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
             and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second') returning gm.user_id),
           g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
             where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')} or exists (select 1 from sl)))`,
-        params: [groupId, senderId, senderId, groupId],
-      }
-    : {
-        text: `g as (select g.name, g.owner_id from groups g where g.id = ? and not exists (select 1 from b where not ${member('b.sender_id')})
-            and (g.slow_mode_seconds = 0 or not exists (select 1 from b join group_members gm on gm.group_id = g.id and gm.user_id = b.sender_id where not ${exempt('gm')})))`,
-        params: [groupId],
-      };
+    params: [groupId, senderId, senderId, groupId],
+  };
 }
 /** A group send's gate: `slow` stamps a plain member's send for slow mode (see memberGate). */
 export interface SendGate {
@@ -249,44 +242,69 @@ export const conversationRepository = {
   },
 
   /**
-   * recordMessage for open messages of one group or project written by one statement
-   * (messageRepository.insertBatch): its CTE `b` holds them in order (`i` from 1) and `k` their
-   * count `n`, so one statement text serves every batch size. The head moves once by n: the
-   * messages take the seqs, positions and milliseconds that as many single sends in a row would,
-   * and every row ends as they would leave it (each sender's marker on their last message of the
-   * batch; a bound crossed is cleared at the first message's time). `states` gives each message's
-   * sender row as it stood right after that message, as a single send's event carries it.
+   * recordMessage for open messages of groups and projects written by one statement
+   * (messageRepository.insertBatch), any number of them in any number of conversations: its CTE
+   * `b` holds them in the order they came (`o`), each with its conversation, so one statement
+   * text serves every batch. Per conversation, `bi` numbers its messages (`i` from 1) and `k`
+   * holds their count `n` and the last one; its head moves once by n, and the messages take the
+   * seqs, positions and milliseconds that as many single sends in a row would; every row ends as
+   * they would leave it (each sender's marker on their last message of the conversation; a bound
+   * crossed is cleared at the first message's time). `states` gives each message's sender row as
+   * it stood right after that message, as a single send's event carries it.
+   *
+   * A group's messages are gated together (`g`, as memberGate gates one): written only if every
+   * sender of that group is a member and none is a plain member in slow mode (a batch does not
+   * stamp it). A group that fails writes nothing and returns no rows (its sends then go alone and
+   * are told why); the other conversations of the batch are written all the same. Heads are taken
+   * in key order, so two batches can't wait on each other's heads.
    */
-  recordBatch(m: { key: string; senderIds: readonly string[]; sortFanout: number; gate?: { groupId: string } }): { before: Sql; after: Sql; states: Sql } {
+  recordBatch(m: { sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
-    const gate = m.gate ? memberGate(m.gate.groupId, null) : null;
+    const exempt = "(gm.role = 'ADMIN' or gr.owner_id = gm.user_id)";
     const before: Sql = {
-      text: `n as (select count(*) <= ? as small from (select 1 from conversation_members where conversation_key = ? limit ?) x), ${gate ? `${gate.text}, ` : ''}h as (
-        insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
-        select ?, k.n, k.n, (select id from b order by i desc limit 1), c.t + (k.n - 1) ${ms}, c.t + (k.n - 1) ${ms}, n.small, case when n.small then null else c.t end
-        from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n, k${gate ? ', g' : ''}
-        on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
-          select h.seq + excluded.seq, h.pos + excluded.pos, excluded.last_message_id, x.t + (excluded.seq - 1) ${ms}, x.t + (excluded.seq - 1) ${ms},
-            excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
-          from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
-        returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at - ((select n from k) - 1) ${ms} as clearing)`,
-      params: [m.sortFanout, m.key, m.sortFanout + 1, ...(gate?.params ?? []), m.key],
+      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b),
+        k as (select distinct on (conversation_key) conversation_key, group_id, i as n, id as last_id from bi order by conversation_key, i desc),
+        g as (select k.conversation_key, gr.name, gr.owner_id from k join groups gr on gr.id = k.group_id
+          where not exists (select 1 from bi where bi.conversation_key = k.conversation_key
+              and not exists (select 1 from group_members gm where gm.group_id = gr.id and gm.user_id = bi.sender_id))
+            and (gr.slow_mode_seconds = 0 or not exists (select 1 from bi join group_members gm on gm.group_id = gr.id and gm.user_id = bi.sender_id
+              where bi.conversation_key = k.conversation_key and not ${exempt}))),
+        ok as (select k.conversation_key, k.n, k.last_id,
+            (select count(*) from (select 1 from conversation_members cm where cm.conversation_key = k.conversation_key limit ?) x) <= ? as small
+          from k where k.group_id is null or exists (select 1 from g where g.conversation_key = k.conversation_key)),
+        h as (
+          insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
+          select ok.conversation_key, ok.n, ok.n, ok.last_id, c.t + (ok.n - 1) ${ms}, c.t + (ok.n - 1) ${ms}, ok.small, case when ok.small then null else c.t end
+          from (select date_trunc('milliseconds', clock_timestamp()) as t) c cross join ok order by ok.conversation_key
+          on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
+            select h.seq + excluded.seq, h.pos + excluded.pos, excluded.last_message_id, x.t + (excluded.seq - 1) ${ms}, x.t + (excluded.seq - 1) ${ms},
+              excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
+            from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
+          returning conversation_key, seq, pos, activity_at, last_at, member_sort, sort_cleared_at),
+        hk as (select h.conversation_key, h.seq, h.pos, h.activity_at, h.last_at, h.member_sort, ok.n,
+            h.sort_cleared_at is not distinct from h.last_at - (ok.n - 1) ${ms} as clearing
+          from h join ok on ok.conversation_key = h.conversation_key)`,
+      params: [m.sortFanout + 1, m.sortFanout],
     };
-    // Each sender's marker on their last message of the batch.
+    // Each sender's marker on their last message of each conversation.
     const after: Sql = {
-      text: `l as (select distinct on (sender_id) sender_id, id, i from b order by sender_id, i desc), s as (
-          update conversation_members cm set read_seq = h.seq - k.n + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
-            last_read_at = h.last_at - (k.n - l.i) ${ms}, read_at = now(),
+      text: `l as (select distinct on (conversation_key, sender_id) conversation_key, sender_id, id, i from bi order by conversation_key, sender_id, i desc), s as (
+          update conversation_members cm set read_seq = h.seq - h.n + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
+            last_read_at = h.last_at - (h.n - l.i) ${ms}, read_at = now(),
             sort_at = case when h.member_sort then h.activity_at when h.clearing then null else cm.sort_at end
-          from h, k, l where cm.conversation_key = ? and cm.user_id = l.sender_id returning ${own('cm')}
+          from hk h join l on l.conversation_key = h.conversation_key where cm.conversation_key = h.conversation_key and cm.user_id = l.sender_id
+          returning cm.conversation_key, ${own('cm')}
         ), f as (
           update conversation_members cm set sort_at = case when h.clearing then null else h.activity_at end
-          from h where cm.conversation_key = ? and cm.user_id <> all(?::uuid[]) and (h.member_sort or h.clearing and cm.sort_at is not null))`,
-      params: [m.key, m.key, pgArray([...new Set(m.senderIds)])],
+          from hk h where cm.conversation_key = h.conversation_key and (h.member_sort or h.clearing and cm.sort_at is not null)
+            and not exists (select 1 from bi where bi.conversation_key = h.conversation_key and bi.sender_id = cm.user_id))`,
+      params: [],
     };
     const states: Sql = {
       text: `(select row_to_json(x) from (select s.user_id, s.joined_at, m.seq as read_seq, s.private_seq, s.private_read, m.id as last_read_message_id,
-          m.created_at as last_read_at, s.private_message_id, s.private_at from s where s.user_id = m.sender_id) x) as sender_state, null::json as recipient_state${gate ? `, ${GATE_COLUMNS}` : ''}`,
+          m.created_at as last_read_at, s.private_message_id, s.private_at from s where s.conversation_key = m.conversation_key and s.user_id = m.sender_id) x) as sender_state,
+        null::json as recipient_state, (select g.name from g where g.conversation_key = m.conversation_key) as gate_group_name,
+        (select g.owner_id from g where g.conversation_key = m.conversation_key) as gate_owner_id`,
       params: [],
     };
     return { before, after, states };

@@ -185,38 +185,39 @@ export const messageRepository = {
   },
 
   /**
-   * Several open messages of one group or project (no attachment, none private) in one statement,
-   * as `insert` writes one: one row lock on the head and one commit for all of them (see
-   * Batcher in MessageService). Rows come back in the conversation's order, each with the head and
-   * its sender's row as they stood right after it. One statement text for every batch size.
-   * No rows when `record` gates the batch and one of its senders is not a member.
+   * Open messages of groups and projects (no attachment, none private), of one conversation or
+   * several, in one statement, as `insert` writes one: one commit for all of them (see Batcher in
+   * MessageService) and, per conversation, one head update. Each row comes back with its
+   * conversation's head and its sender's row as they stood right after it. One statement text
+   * for every batch. A group whose gate fails (see recordBatch) writes nothing and its messages
+   * come back without rows; the rest are written.
    * @throws as `insert`; a failure (a clientMessageId stored already, a sender gone) writes none of them.
    */
   async insertBatch(
     em: EntityManager,
-    scope: { conversationKey: string; groupId: string | null; projectId: string | null },
-    batch: readonly { id: string; senderId: string; content: string; clientMessageId: string | null }[],
+    batch: readonly { id: string; conversationKey: string; groupId: string | null; projectId: string | null; senderId: string; content: string; clientMessageId: string | null }[],
     record: { before: Sql; after: Sql; states: Sql },
   ): Promise<(MessageRow & SentColumns)[]> {
     return prepared<MessageRow & SentColumns>(
       em,
-      `with b as (select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) with ordinality as b(id, sender_id, content, client_message_id, i)),
-       k as (select count(*)::int as n from b), ${record.before.text}, m as (
+      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[])
+           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, o)),
+       ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)
-         select b.id, ?, b.sender_id, b.content, ?::uuid, ?::uuid, b.client_message_id, h.seq - k.n + b.i, h.pos - k.n + b.i,
-           h.last_at - (k.n - b.i) * interval '1 millisecond' from h cross join k cross join b returning *
+         select b.id, b.conversation_key, b.sender_id, b.content, b.group_id, b.project_id, b.client_message_id, h.seq - h.n + b.i, h.pos - h.n + b.i,
+           h.last_at - (h.n - b.i) * interval '1 millisecond' from hk h join bi b on b.conversation_key = h.conversation_key returning *
        ), ${record.after.text}
        select ${COLUMNS}, m.seq as head_seq, m.id as head_message_id, m.created_at as head_at, ${record.states.text}
-       from m ${WITH_ROW} order by m.pos`,
+       from m ${WITH_ROW}`,
       [
         pgArray(batch.map((x) => x.id)),
+        pgTextArray(batch.map((x) => x.conversationKey)),
+        pgTextArray(batch.map((x) => x.groupId)),
+        pgTextArray(batch.map((x) => x.projectId)),
         pgArray(batch.map((x) => x.senderId)),
         pgTextArray(batch.map((x) => x.content)),
         pgTextArray(batch.map((x) => x.clientMessageId)),
         ...record.before.params,
-        scope.conversationKey,
-        scope.groupId,
-        scope.projectId,
         ...record.after.params,
         ...record.states.params,
       ],
