@@ -296,7 +296,12 @@ describe('presence queries', () => {
     try {
       for (const id of ids) await s.services.presence.touch(id);
       await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from users where id = any($1) and last_seen_at is not null', [ids]))[0].n === 600, 5000);
-      expect(writes.mock.calls.map(([, entries]) => entries.length)).toEqual([250, 250, 100]);
+      // 250 at most a statement. A slow machine's interval may fire during the touches and split
+      // them otherwise (250, 91, 250, 9 was seen), so the sizes are checked, not their sequence.
+      const sizes = writes.mock.calls.map(([, entries]) => entries.length);
+      expect(Math.max(...sizes)).toBe(250);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
+      expect(sizes.length).toBeGreaterThanOrEqual(3);
     } finally {
       writes.mockRestore();
     }
