@@ -61,6 +61,25 @@ describe('Batcher', () => {
     expect(Date.now() - started).toBeLessThan(20 * 20);
   });
 
+  it('should do alone, in their order and before the next batch, the items a batch left undone', async () => {
+    const calls: string[] = [];
+    let batchRuns!: () => void;
+    const batchRunning = new Promise<void>((r) => (batchRuns = r));
+    const b = new Batcher<number, string>({
+      one: async (x) => (calls.push(`one ${x}`), await sleep(10), `alone ${x}`),
+      many: async (xs) => (calls.push(`many ${xs.join(',')}`), batchRuns(), await sleep(10), xs.map((x) => (x % 2 ? undefined : `batched ${x}`))),
+      itemFault,
+    });
+    const first = b.run('k', 0);
+    const rest = [1, 2, 3, 4].map((x) => b.run('k', x));
+    // 6 comes while the batch runs: it waits for the undone ones.
+    await batchRunning;
+    const later = b.run('k', 6);
+    expect(await Promise.all([first, ...rest, later])).toEqual(['alone 0', 'alone 1', 'batched 2', 'alone 3', 'batched 4', 'alone 6']);
+    expect(calls).toEqual(['one 0', 'many 1,2,3,4', 'one 1', 'one 3', 'one 6']);
+    expect(b.batched).toBe(2);
+  });
+
   it('should not leave a key taken when doing an item throws synchronously', async () => {
     let n = 0;
     const b = new Batcher<number, number>({

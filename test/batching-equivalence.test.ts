@@ -84,11 +84,17 @@ async function singles(g: string, sc: Scenario) {
   return out;
 }
 
-/** The scenarios' messages in one statement, taken from each conversation in turn (their order kept within each). */
-async function batch(gs: string[], scs: Scenario[]) {
+type Item = Parameters<typeof messageRepository.insertBatch>[1][number];
+
+/**
+ * The scenarios' messages in one statement, taken from each conversation in turn (their order
+ * kept within each); `extra` goes in after the first turn.
+ */
+async function batch(gs: string[], scs: Scenario[], extra: Item[] = []) {
   const items = scs.map((sc, k) => sc.senders.map((u, i) => ({ id: randomUUID(), conversationKey: `g:${gs[k]}`, groupId: gs[k], projectId: null, senderId: users[u].id, content: `c${i}`, clientMessageId: null })));
   const turns = Math.max(...items.map((x) => x.length));
-  const mixed = Array.from({ length: turns }, (_, t) => items.flatMap((x) => (t < x.length ? [x[t]] : []))).flat();
+  const mixed: Item[] = Array.from({ length: turns }, (_, t) => items.flatMap((x) => (t < x.length ? [x[t]] : []))).flat();
+  mixed.splice(scs.length, 0, ...extra);
   const rows = await messageRepository.insertBatch(em(), mixed, conversationRepository.recordBatch({ sortFanout: scs[0].fanout }));
   const byId = new Map(rows.map((r) => [r.id, r]));
   // Per conversation, its rows in the order its messages were given.
@@ -148,6 +154,26 @@ describe('a batch of sends against the same sends one by one', () => {
       expect(await state(b, many, exact)).toEqual(await state(a, one, exact));
     });
   }
+
+  // A send the gate refuses is left out of the batch, and the rest of its conversation is numbered without it.
+  it("should leave out a non-member's message and a slow-mode group's plain members", async () => {
+    const sc = SCENARIOS[0];
+    const outsider = await signup(s.url);
+    const a = await prepare(sc, 'gated single');
+    const b = await prepare(sc, 'gated batch');
+    const slow = await prepare(sc, 'gated slow');
+    await sql(s.env.DATABASE_URL!, 'update groups set slow_mode_seconds = 60 where id = $1', [slow]);
+    const headBefore = await sql(s.env.DATABASE_URL!, 'select * from conversation_heads where conversation_key = $1', [`g:${slow}`]);
+    const item = (g: string, senderId: string, content: string) => ({ id: randomUUID(), conversationKey: `g:${g}`, groupId: g, projectId: null, senderId, content, clientMessageId: null });
+    const refused = [item(b, outsider.id, 'not a member'), item(slow, users[1].id, 'slow 1'), item(slow, users[2].id, 'slow 2')];
+    const one = await singles(a, sc);
+    const [many] = await batch([b], [sc], refused);
+    expect(many.every(Boolean)).toBe(true);
+    expect(await state(b, many, true)).toEqual(await state(a, one, true));
+    const url = s.env.DATABASE_URL!;
+    expect(await sql(url, 'select id from messages where id = any($1::uuid[])', [refused.map((r) => r.id)])).toEqual([]);
+    expect(await sql(url, 'select * from conversation_heads where conversation_key = $1', [`g:${slow}`])).toEqual(headBefore);
+  });
 
   // A lane's batch holds several conversations: each must end as if its messages came alone.
   for (const fanout of [32, 3]) {

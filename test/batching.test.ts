@@ -24,8 +24,8 @@ async function stored(url: string, key: string): Promise<{ rows: Stored[]; head:
 }
 
 /**
- * Sends to one group that arrive while its previous statement runs commit together (group
- * commit). Whatever the batching, the conversation must read as if each had been sent alone:
+ * Sends that arrive while their lane's previous statement runs commit together (group commit),
+ * to one group or to many. Whatever the batching, each conversation must read as if each had been sent alone:
  * consecutive seqs and positions, distinct increasing times, each sender's marker on their own
  * last message, every answer its own message, and one bad send failing alone.
  */

@@ -8,7 +8,7 @@ export interface MetricSources {
   subscriptions(): Record<string, number>;
   /** Messages committed since start (a running total kept by the message service). */
   messagesSent(): number;
-  /** Of those, the ones committed together with others sent to the same conversation (group commit). */
+  /** Of those, the ones committed together with others sent meanwhile (group commit). */
   messagesBatched(): number;
   /** Publishes refused by the transport since start (Redis away). */
   publishFailures(): number;
@@ -102,7 +102,7 @@ export function createMetrics(): Metrics {
     });
   };
   totalFrom('parley_messages_sent_total', 'Messages committed on this instance', () => src?.messagesSent() ?? 0);
-  totalFrom('parley_messages_batched_total', 'Messages committed in one statement with others sent to the same conversation meanwhile', () => src?.messagesBatched() ?? 0);
+  totalFrom('parley_messages_batched_total', 'Messages committed in one statement with others sent meanwhile (group commit)', () => src?.messagesBatched() ?? 0);
   totalFrom('parley_pubsub_publish_failures_total', 'Publishes refused by the pub/sub transport (Redis away)', () => src?.publishFailures() ?? 0);
   totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
   totalFrom('parley_messages_reordered_total', 'New messages that arrived before one sent earlier and waited for it', () => src?.ordering().held ?? 0);

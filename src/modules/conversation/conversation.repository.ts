@@ -103,7 +103,7 @@ export type MarkedRow = MemberColumns &
  * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch's gate is
  * recordBatch's own.
  */
-export function memberGate(groupId: string, senderId: string, slow = false): Sql {
+export function memberGate(groupId: string, senderId: string, slow: boolean): Sql {
   const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
   if (!slow) {
     return {
@@ -252,26 +252,23 @@ export const conversationRepository = {
    * crossed is cleared at the first message's time). `states` gives each message's sender row as
    * it stood right after that message, as a single send's event carries it.
    *
-   * A group's messages are gated together (`g`, as memberGate gates one): written only if every
-   * sender of that group is a member and none is a plain member in slow mode (a batch does not
-   * stamp it). A group that fails writes nothing and returns no rows (its sends then go alone and
-   * are told why); the other conversations of the batch are written all the same. Heads are taken
-   * in key order, so two batches can't wait on each other's heads.
+   * A group's messages are gated per sender, as memberGate gates one (`bi` keeps only those of
+   * members, and none of a plain member in slow mode: a batch does not stamp it); a message left
+   * out is not written and returns no row (it then goes alone and its sender is told why), and
+   * the rest are numbered without it. `g` gives a group's name and owner. Heads are taken in key
+   * order, so two batches (of two instances) can't wait on each other's heads.
    */
   recordBatch(m: { sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
-    const exempt = "(gm.role = 'ADMIN' or gr.owner_id = gm.user_id)";
     const before: Sql = {
-      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b),
+      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b
+          where b.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
+            where gm.group_id = b.group_id and gm.user_id = b.sender_id and (gr.slow_mode_seconds = 0 or gm.role = 'ADMIN' or gr.owner_id = gm.user_id))),
         k as (select distinct on (conversation_key) conversation_key, group_id, i as n, id as last_id from bi order by conversation_key, i desc),
-        g as (select k.conversation_key, gr.name, gr.owner_id from k join groups gr on gr.id = k.group_id
-          where not exists (select 1 from bi where bi.conversation_key = k.conversation_key
-              and not exists (select 1 from group_members gm where gm.group_id = gr.id and gm.user_id = bi.sender_id))
-            and (gr.slow_mode_seconds = 0 or not exists (select 1 from bi join group_members gm on gm.group_id = gr.id and gm.user_id = bi.sender_id
-              where bi.conversation_key = k.conversation_key and not ${exempt}))),
+        g as (select k.conversation_key, gr.name, gr.owner_id from k join groups gr on gr.id = k.group_id),
         ok as (select k.conversation_key, k.n, k.last_id,
             (select count(*) from (select 1 from conversation_members cm where cm.conversation_key = k.conversation_key limit ?) x) <= ? as small
-          from k where k.group_id is null or exists (select 1 from g where g.conversation_key = k.conversation_key)),
+          from k),
         h as (
           insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
           select ok.conversation_key, ok.n, ok.n, ok.last_id, c.t + (ok.n - 1) ${ms}, c.t + (ok.n - 1) ${ms}, ok.small, case when ok.small then null else c.t end

@@ -166,8 +166,8 @@ export class MessageService {
           conversationRepository.recordBatch({ sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
         ),
       );
-      // Each caller gets its own message, by id (never by place). A group whose gate refused
-      // the batch wrote nothing: its sends go alone, and are told why (see insertOne).
+      // Each caller gets its own message, by id (never by place). A send the gate left out (see
+      // recordBatch) has no row: it goes alone, and is told why (see insertOne).
       const byId = new Map(rows.map((r) => [r.id, r]));
       return batch.map((o) => {
         const row = byId.get(o.id);
@@ -282,7 +282,7 @@ export class MessageService {
     // A private message already reaches its one reader: its '@names' stay text.
     const mentions = ask && !privateInProject ? await this.mentionTargets(em, conv, viewerId, ask) : null;
     const root = also ? await this.rootFor(em, conv, parentId!) : null;
-    // Answered once committed, alone or with others sent to the same conversation meanwhile.
+    // Answered once committed, alone or with others that reached its lane meanwhile.
     const out: Outgoing = {
       em,
       conv,
@@ -646,7 +646,7 @@ function threadUpdated(row: Sent): MessageEventPayload {
  * lets them send (see memberGate). Also on sends whose membership was checked before (a reply also
  * in the timeline, @here, @all), since slow mode is enforced nowhere else.
  */
-function groupGate(conv: Conversation, slow = false): SendGate | undefined {
+function groupGate(conv: Conversation, slow: boolean): SendGate | undefined {
   return conv.kind === 'group' && conv.groupId ? { groupId: conv.groupId, slow } : undefined;
 }
 
