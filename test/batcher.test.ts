@@ -94,3 +94,19 @@ describe('Batcher', () => {
     expect(await Promise.race([b.run('k', 2), sleep(200).then(() => 'stuck')])).toBe(2);
   });
 });
+
+describe('Batcher with distinct items', () => {
+  it('should take one item of each value a batch, the others waiting in order for the next batches while other values go on', async () => {
+    const calls: string[][] = [];
+    const b = new Batcher<string, string>({
+      one: async (x) => (calls.push([x]), await sleep(20), x),
+      many: async (xs) => (calls.push(xs), await sleep(20), xs),
+      itemFault,
+      distinct: (x) => x[0],
+    });
+    // a1 runs alone; meanwhile a busy thread (a2..a4) and two others (b, c) wait.
+    const results = await Promise.all(['a1', 'a2', 'a3', 'b1', 'a4', 'c1', 'b2'].map((x) => b.run('lane', x)));
+    expect(results).toEqual(['a1', 'a2', 'a3', 'b1', 'a4', 'c1', 'b2']);
+    expect(calls).toEqual([['a1'], ['a2', 'b1', 'c1'], ['a3', 'b2'], ['a4']]);
+  });
+});

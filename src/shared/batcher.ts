@@ -22,6 +22,11 @@ export interface BatcherOptions<T, R> {
   itemFault(error: unknown): boolean;
   /** The most items one call of `many` takes. @default 64 */
   max?: number;
+  /**
+   * Items of one batch differ by this (a conversation, when a batch writes one message of each): of
+   * those that waited, the first of each value goes; the others wait for the next batch, in order.
+   */
+  distinct?(item: T): string;
 }
 
 /**
@@ -56,10 +61,28 @@ export class Batcher<T, R> {
       return;
     }
     // The queue stays while the batch runs, so what arrives meanwhile waits for the next one.
-    const batch = queue.splice(0, this.max);
+    const batch = this.take(queue);
     void this.flush(batch)
       .catch((e) => batch.forEach((w) => w.reject(e)))
       .finally(() => this.next(key));
+  }
+
+  /** The next batch off the queue: up to `max` items, one of each `distinct` value. */
+  private take(queue: Waiting<T, R>[]): Waiting<T, R>[] {
+    const { distinct } = this.o;
+    if (!distinct) return queue.splice(0, this.max);
+    const seen = new Set<string>();
+    const batch: Waiting<T, R>[] = [];
+    const rest: Waiting<T, R>[] = [];
+    for (const w of queue) {
+      const value = distinct(w.item);
+      if (batch.length < this.max && !seen.has(value)) {
+        seen.add(value);
+        batch.push(w);
+      } else rest.push(w);
+    }
+    queue.splice(0, queue.length, ...rest);
+    return batch;
   }
 
   private async flush(batch: Waiting<T, R>[]): Promise<void> {
