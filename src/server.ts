@@ -161,7 +161,7 @@ async function openCore(env: Env, logger: Logger, metrics: Metrics, stack: Dispo
   stack.push('database', () => database.dispose());
   const redis = connectRedis(env, logger);
   if (redis) stack.push('redis', () => redis.dispose());
-  const pubsub = createPubSub(redis, logger, channelRoutes({ presencePerUser: env.PRESENCE_VISIBILITY === 'contacts' }));
+  const pubsub = createPubSub(redis, logger, channelRoutes({ presencePerUser: env.PRESENCE_VISIBILITY === 'contacts' }), { holdMs: env.MESSAGE_ORDER_HOLD * 1000 });
   stack.push('pubsub', () => pubsub.dispose());
   const app = createServices({ env, logger, orm: database.orm, pubsub, redis });
   stack.push('services', () => app.dispose());

@@ -1,4 +1,9 @@
-import { InOrder } from '../src/shared/pubsub/order';
+import { loadEnv } from '../src/config/env';
+import { channelRoutes } from '../src/modules/conversation/conversation.keys';
+import { createLogger } from '../src/shared/logger';
+import { InOrder, type Ordered } from '../src/shared/pubsub/order';
+import { createPubSub } from '../src/shared/pubsub/pubsub';
+import { Topic } from '../src/shared/pubsub/topics';
 
 /** The line's rules alone (the API-level test is test/ordering.test.ts): what comes out, in what order. */
 describe('InOrder', () => {
@@ -72,5 +77,33 @@ describe('InOrder', () => {
     jest.advanceTimersByTime(20);
     expect(out).toEqual(['#1', '#3']);
     expect(order.gaps).toBe(0);
+  });
+});
+
+/** MESSAGE_ORDER_HOLD reaches the pub/sub's message lines: a busy deployment may wait longer for a late publish. */
+describe('the hold of a deployment', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  const gapAfter = (holdMs: number | undefined) => {
+    const env = loadEnv(holdMs === undefined ? {} : { MESSAGE_ORDER_HOLD: `${holdMs}ms` });
+    const pubsub = createPubSub(undefined, createLogger({ ...env, LOG_LEVEL: 'silent' }), channelRoutes({ presencePerUser: false }), { holdMs: env.MESSAGE_ORDER_HOLD * 1000 });
+    const event = (pos: number): Ordered => ({ topic: Topic.MessageAdded, payload: { pos }, channel: 'g:x', keyedOnly: false });
+    pubsub.order.admit('g:x', 1, event(1));
+    jest.advanceTimersByTime(20);
+    pubsub.order.admit('g:x', 3, event(3));
+    let waited = 0;
+    while (pubsub.order.gaps === 0 && waited < 10_000) {
+      jest.advanceTimersByTime(10);
+      waited += 10;
+    }
+    return waited;
+  };
+
+  it('should give a gap up after 500 ms by default, and after MESSAGE_ORDER_HOLD when set', () => {
+    expect(gapAfter(undefined)).toBe(500);
+    expect(gapAfter(3000)).toBe(3000);
+    // A timer can't wait past 24.8 days (Node fires it at once): a hold is a minute at most.
+    expect(() => loadEnv({ MESSAGE_ORDER_HOLD: '2m' })).toThrow(/at most 60s/);
   });
 });

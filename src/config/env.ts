@@ -145,6 +145,12 @@ export interface Env {
   /** At most one typing: true per user and conversation reaches others this often, in seconds. @default 2 */
   TYPING_THROTTLE: number;
   /**
+   * Seconds a message that arrived before an earlier one of its conversation waits for it (see
+   * InOrder); then it goes, and the gap is given up. Only a lost publish makes one wait that long;
+   * shorter, a process stalled that long (GC, a starved CPU) delivers out of order. At most 60 s. @default 0.5
+   */
+  MESSAGE_ORDER_HOLD: number;
+  /**
    * Members up to which a message writes every member's sidebar sort key (one row each), so a
    * sidebar page is read by index; a larger conversation writes O(1) rows per message and is
    * ordered through its head when a page is read. @default 32
@@ -233,13 +239,14 @@ function int(src: Source, name: string, def: number, min: number, max: number): 
 }
 
 /** Seconds; accepts a bare number of seconds or a number with ms/s/m/h/d. */
-function duration(src: Source, name: string, def: number, minSeconds = 0.001): number {
+function duration(src: Source, name: string, def: number, minSeconds = 0.001, maxSeconds = Infinity): number {
   const raw = read(src, name);
   if (raw === undefined) return def;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw);
   if (!m) throw new ConfigError(name, `must be a duration such as 300, 30s, 5m or 1d, got '${raw}'`);
   const seconds = Number(m[1]) * DURATION_UNITS[m[2] ?? 's'];
   if (seconds < minSeconds) throw new ConfigError(name, `must be at least ${minSeconds}s, got '${raw}'`);
+  if (seconds > maxSeconds) throw new ConfigError(name, `must be at most ${maxSeconds}s, got '${raw}'`);
   return seconds;
 }
 
@@ -407,6 +414,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),
     TYPING_TIMEOUT: duration(src, 'TYPING_TIMEOUT', 6, 0.05),
     TYPING_THROTTLE: duration(src, 'TYPING_THROTTLE', 2, 0),
+    MESSAGE_ORDER_HOLD: duration(src, 'MESSAGE_ORDER_HOLD', 0.5, 0.01, 60),
     SIDEBAR_FANOUT_MAX: int(src, 'SIDEBAR_FANOUT_MAX', 32, 2, 10_000),
     RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),

@@ -252,8 +252,9 @@ export class EventOrder {
     private readonly routes: ChannelRoutes,
     /** Whether this instance takes a channel (suffix): only then does it see all of its line. */
     private readonly takes: (channel: string) => boolean,
+    options: InOrderOptions = {},
   ) {
-    this.lines = new InOrder<Ordered>((e) => hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly));
+    this.lines = new InOrder<Ordered>((e) => hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly), options);
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { createBroker, type Broker } from './broker';
 import { Hub, YoungChannels, type AudienceOf, type Keys, type Listener, type Receiver } from './hub';
-import { EventOrder, type InOrder, type Ordered } from './order';
+import { EventOrder, type InOrder, type InOrderOptions, type Ordered } from './order';
 import { TopicStream, type PushIterator } from './stream';
 import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type TopicPayloads } from './topics';
 
@@ -65,9 +65,11 @@ export class PubSub {
     private readonly broker: Broker,
     private readonly logger: Logger,
     private readonly routes: ChannelRoutes,
+    /** How new messages wait for the ones before them (see InOrder). */
+    order: InOrderOptions = {},
   ) {
     this.hub = new Hub(routes, logger);
-    this.events = new EventOrder(this.hub, routes, (channel) => this.holders.has(channel));
+    this.events = new EventOrder(this.hub, routes, (channel) => this.holders.has(channel), order);
     broker.onMessage((name, text) => this.receive(name, text));
   }
 
@@ -318,6 +320,6 @@ export class PubSub {
   }
 }
 
-export function createPubSub(redis: RedisConnections | undefined, logger: Logger, routes: ChannelRoutes): PubSub {
-  return new PubSub(createBroker(redis), logger, routes);
+export function createPubSub(redis: RedisConnections | undefined, logger: Logger, routes: ChannelRoutes, order: InOrderOptions = {}): PubSub {
+  return new PubSub(createBroker(redis), logger, routes, order);
 }
