@@ -5,6 +5,8 @@ import { createTestServer, type TestServer } from './helpers/server';
 import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 import { messageRepository } from '../src/modules/message/message.repository';
 import { conversationRepository } from '../src/modules/conversation/conversation.repository';
+import { threadRepository } from '../src/modules/message/thread.repository';
+import { mentionRepository } from '../src/modules/message/mention.repository';
 
 /**
  * recordBatch/insertBatch must leave the database exactly as the same messages sent one after
@@ -194,4 +196,206 @@ describe('a batch of sends against the same sends one by one', () => {
       }
     });
   }
+});
+
+/**
+ * insertReplyBatch must leave each conversation as the same reply sent alone through insertReply
+ * (gated, as a group's reply is), and answer what it answers; the replies it can't take (a second
+ * one in a conversation, a non-member's, a plain member's in slow mode, one to a deleted message)
+ * come back without rows and write nothing. Times as above: heads an hour ahead.
+ */
+describe('a batch of replies against the same replies one by one', () => {
+  interface Thread {
+    name: string;
+    sender: number;
+    /** Replies before the measured one: senders, in order. */
+    before: number[];
+    /** The measured reply answers the last earlier reply (it attaches to the root). */
+    toReply?: boolean;
+    /** Whom the measured reply mentions by name (indices). */
+    mentions?: number[];
+  }
+  const THREADS: Thread[] = [
+    { name: 'first reply', sender: 2, before: [] },
+    { name: 'the root author replies', sender: 1, before: [3] },
+    { name: 'to a reply', sender: 4, before: [2, 3], toReply: true, mentions: [1, 0] },
+    { name: 'a follower again', sender: 3, before: [3, 2], mentions: [2] },
+  ];
+  const url = () => s.env.DATABASE_URL!;
+
+  /** A group whose root (by users[1]) has `t.before` replies; everything stamped relative to T0. */
+  async function thread(t: Thread, name: string): Promise<{ g: string; root: string; parent: string }> {
+    const g = await groupWith(s.url, users[0], name, users.slice(1));
+    const root = (await sendMessage(s.url, users[1].token, { groupId: g, content: 'root' })).id;
+    let parent = root;
+    for (const u of t.before) parent = (await sendMessage(s.url, users[u].token, { groupId: g, content: 'earlier', parentId: root })).id;
+    const key = `g:${g}`;
+    // Each message a second apart before T0, in the order sent; the followers as they came.
+    await sql(url(), `update messages m set created_at = $2::timestamptz - (x.n * interval '1 second') from (select id, row_number() over (order by pos desc) as n from messages where conversation_key = $1) x where x.id = m.id`, [key, new Date(T0)]);
+    await sql(url(), `update messages r set last_reply_at = (select max(created_at) from messages c where c.parent_id = r.id) where r.conversation_key = $1 and r.reply_count > 0`, [key]);
+    await sql(url(), `update thread_members t set joined_at = $1::timestamptz - interval '1 hour' + (select count(*) from users u where u.id < t.user_id) * interval '1 second', read_at = case when read_at is null then null else $1::timestamptz end where root_id = $2`, [new Date(T0), root]);
+    await sql(url(), 'update conversation_heads set last_at = $2, activity_at = $2 where conversation_key = $1', [key, new Date(T0)]);
+    return { g, root, parent: t.toReply ? parent : root };
+  }
+
+  const item = (x: { g: string; parent: string }, sender: number, content: string, mentions?: number[]) => ({
+    id: randomUUID(),
+    conversationKey: `g:${x.g}`,
+    groupId: x.g,
+    projectId: null,
+    senderId: users[sender].id,
+    content,
+    clientMessageId: null,
+    parentId: x.parent,
+    mentions: mentions ? { names: mentions.map((i) => users[i].username.toLowerCase()), ids: [] } : null,
+  });
+
+  /** What the conversation holds and the reply returned, ids as names and times as offsets from T0. */
+  async function replyState(x: { g: string; root: string }, returned: any, replyId: string) {
+    const key = `g:${x.g}`;
+    const name = (id: string | null) => (id === null ? null : id === x.root ? 'root' : id === replyId ? 'reply' : users.findIndex((u) => u.id === id) >= 0 ? `u${users.findIndex((u) => u.id === id)}` : 'earlier');
+    const t = (d: Date | string | null) => (d === null ? null : new Date(d).getTime() - T0);
+    const [h] = await sql(url(), 'select seq, pos, last_at, activity_at, last_message_id from conversation_heads where conversation_key = $1', [key]);
+    const msgs = await sql(url(), 'select id, seq, pos, sender_id, content, created_at, parent_id, reply_count, last_reply_at, version from messages where conversation_key = $1 order by pos', [key]);
+    const followers = await sql(url(), 'select user_id, joined_at, replied, read_at from thread_members where root_id = $1 order by user_id', [x.root]);
+    const mentions = await sql(url(), 'select message_id, user_id, in_timeline from message_mentions where conversation_key = $1 order by user_id', [key]);
+    return {
+      head: { seq: h.seq, pos: h.pos, last_at: t(h.last_at), activity: t(h.activity_at), last: name(h.last_message_id) },
+      messages: msgs.map((m) => ({ id: name(m.id), seq: m.seq, pos: m.pos, sender: name(m.sender_id), content: m.content, at: t(m.created_at), parent: name(m.parent_id), replies: m.reply_count, last_reply: t(m.last_reply_at), version: m.version })),
+      followers: followers.map((f) => ({ user: name(f.user_id), joined: t(f.joined_at), replied: f.replied, read: t(f.read_at) })),
+      mentions: mentions.map((m) => ({ message: name(m.message_id), user: name(m.user_id), in_timeline: m.in_timeline })),
+      returned: {
+        id: name(returned.id),
+        pos: returned.pos,
+        at: t(returned.created_at),
+        parent: name(returned.parent_id),
+        root: { id: name(returned.root.id), replies: returned.root.reply_count, last_reply: t(returned.root.last_reply_at), version: returned.root.version, reactions: returned.root.reaction_list },
+        before: returned.participants_before.map((p: any) => ({ user: name(p.id), joined: t(p.joined_at) })),
+        owner: name(returned.gate_owner_id),
+        mentioned: (returned.mentioned ?? []).map((u: any) => name(u.id)),
+        counts: returned.mention_counts ?? null,
+        group: typeof returned.gate_group_name,
+      },
+    };
+  }
+
+  it('should store and answer alike, and leave out what a check refuses', async () => {
+    const single: { g: string; root: string; parent: string }[] = [];
+    const batched: typeof single = [];
+    for (const t of THREADS) {
+      single.push(await thread(t, `${t.name} single`));
+      batched.push(await thread(t, `${t.name} batch`));
+    }
+    const ones = [];
+    for (const [k, t] of THREADS.entries()) {
+      const r = item(single[k], t.sender, `reply ${k}`, t.mentions);
+      ones.push({ id: r.id, row: await threadRepository.insertReply(em(), { ...r, recipientId: null }, null, { groupId: r.groupId, slow: false }, r.mentions) });
+    }
+    // Refused: a second reply in a conversation, a non-member's, a plain member's in slow mode, one to a deleted message.
+    const outsider = await signup(s.url);
+    const slow = await thread(THREADS[0], 'slow batch');
+    await sql(url(), 'update groups set slow_mode_seconds = 60 where id = $1', [slow.g]);
+    const deleted = await thread(THREADS[0], 'deleted batch');
+    await sql(url(), 'update messages set deleted_at = now(), content = null where id = $1', [deleted.root]);
+    const items = THREADS.map((t, k) => item(batched[k], t.sender, `reply ${k}`, t.mentions));
+    const refused = [item(batched[0], 3, 'second'), { ...item(batched[1], 2, 'outsider'), senderId: outsider.id }, item(slow, 2, 'slow'), item(deleted, 2, 'deleted')];
+    const heads = await sql(url(), 'select * from conversation_heads where conversation_key = any($1::text[]) order by conversation_key', [[`g:${slow.g}`, `g:${deleted.g}`]]);
+    const rows = await threadRepository.insertReplyBatch(em(), [items[0], refused[0], items[1], refused[1], refused[2], items[2], refused[3], items[3]]);
+    expect(rows.map((r) => r.id).sort()).toEqual(items.map((i) => i.id).sort());
+    // The replies that mention someone name them, and those become followers (not repliers).
+    expect(rows.find((r) => r.id === items[2].id)!.mentioned!.map((u) => u.id).sort()).toEqual([users[0].id, users[1].id].sort());
+    for (const [k] of THREADS.entries()) {
+      const mine = rows.find((r) => r.id === items[k].id)!;
+      expect(mine.gate_group_name).toBe(`${THREADS[k].name} batch`);
+      expect(await replyState(batched[k], mine, items[k].id)).toEqual(await replyState(single[k], ones[k].row, ones[k].id));
+    }
+    expect(await sql(url(), 'select id from messages where id = any($1::uuid[])', [refused.map((r) => r.id)])).toEqual([]);
+    expect(await sql(url(), 'select * from conversation_heads where conversation_key = any($1::text[]) order by conversation_key', [[`g:${slow.g}`, `g:${deleted.g}`]])).toEqual(heads);
+  });
+});
+
+/**
+ * Sends that mention someone, batched (insertBatch with mentionRepository.onSend('batch')), must
+ * store the same mentions and answer the same lists and badges as the same sends one by one. The
+ * badges are the subtle part: a member's marker moves when they send, so mentions before their own
+ * message in the batch are read; one blocking the sender is never mentioned; a member without a row
+ * counts 1.
+ */
+describe('a batch of sends with mentions against the same sends one by one', () => {
+  const url = () => s.env.DATABASE_URL!;
+  /** [sender, mentioned users (indices; 9 an unknown name), mentioned ids (indices)]; null: no '@' in it. */
+  const SENDS: [number, number[], number[] | null][] = [
+    [1, [2], []],
+    [2, [], null],
+    [1, [2, 3, 9], []],
+    [3, [2, 4], []],
+    [4, [4, 1], [3]],
+    [1, [2, 3], []],
+  ];
+
+  async function prepared(name: string): Promise<string> {
+    const g = await groupWith(s.url, users[0], name, users.slice(1));
+    const key = `g:${g}`;
+    // Unread mentions of users[3] before (two), and users[4] has no member row (as in a lobby).
+    await sendMessage(s.url, users[0].token, { groupId: g, content: `@${users[3].username} first` });
+    await sendMessage(s.url, users[0].token, { groupId: g, content: `@${users[3].username} second` });
+    await sql(url(), 'update messages set created_at = created_at - interval \'1 hour\' where conversation_key = $1', [key]);
+    await sql(url(), 'update message_mentions set created_at = created_at - interval \'1 hour\' where conversation_key = $1', [key]);
+    await sql(url(), 'update conversation_heads set last_at = $2, activity_at = $2 where conversation_key = $1', [key, new Date(T0)]);
+    await sql(url(), 'update conversation_members set joined_at = $2, last_read_at = null where conversation_key = $1', [key, new Date(T0 - 10_000)]);
+    await sql(url(), 'delete from conversation_members where conversation_key = $1 and user_id = $2', [key, users[4].id]);
+    return g;
+  }
+
+  const targets = ([, names, ids]: [number, number[], number[] | null]) =>
+    ids && { names: names.map((i) => (i === 9 ? 'nobody_here' : users[i].username.toLowerCase())), ids: ids.map((i) => users[i].id) };
+
+  async function state(g: string, returned: any[]) {
+    const key = `g:${g}`;
+    const msgs = await sql(url(), 'select id, pos, seq, created_at from messages where conversation_key = $1 order by pos', [key]);
+    const pos = new Map(msgs.map((m) => [m.id, Number(m.pos)]));
+    const u = (id: string) => `u${users.findIndex((x) => x.id === id)}`;
+    const t = (d: Date | string) => new Date(d).getTime() - T0;
+    const mentions = await sql(url(), 'select message_id, user_id, seq, in_timeline, created_at from message_mentions where conversation_key = $1 order by seq, user_id', [key]);
+    const [h] = await sql(url(), 'select seq, pos, last_at from conversation_heads where conversation_key = $1', [key]);
+    const members = await sql(url(), 'select user_id, read_seq, sort_at from conversation_members where conversation_key = $1 order by user_id', [key]);
+    return {
+      head: { seq: h.seq, pos: h.pos, last_at: t(h.last_at) },
+      members: members.map((m) => ({ user: u(m.user_id), read_seq: m.read_seq, sort_at: t(m.sort_at) })),
+      mentions: mentions.map((m) => ({ message: pos.get(m.message_id), user: u(m.user_id), seq: m.seq, in_timeline: m.in_timeline, at: m.created_at < new Date(T0 - 60_000) ? 'before' : t(m.created_at) })),
+      returned: returned.map((r) => ({
+        pos: r.pos,
+        mentioned: (r.mentioned ?? []).map((x: any) => u(x.id)),
+        counts: Object.fromEntries(Object.entries(r.mention_counts ?? {}).map(([id, n]) => [u(id), n])),
+      })),
+    };
+  }
+
+  it('should store the same mentions and answer the same lists and badges', async () => {
+    const a = await prepared('mentions single');
+    const b = await prepared('mentions batch');
+    // users[2] blocks users[3]: @u2 by u3 mentions no one.
+    await sql(url(), 'insert into user_blocks (blocker_id, blocked_id, created_at) values ($1, $2, now())', [users[2].id, users[3].id]);
+    const one = [];
+    for (const [i, send] of SENDS.entries()) {
+      const id = randomUUID();
+      const record = conversationRepository.recordMessage({ id, key: `g:${a}`, kind: 'GROUP', senderId: users[send[0]].id, recipientId: null, privateInProject: false, sortFanout: 32 });
+      const t = targets(send);
+      if (t) {
+        const mentions = mentionRepository.onSend(t, true);
+        record.after = { text: `${record.after.text}, ${mentions.ctes.text}`, params: [...record.after.params, ...mentions.ctes.params] };
+        record.states = { text: `${record.states.text}, ${mentions.columns}`, params: record.states.params };
+      }
+      one.push(await messageRepository.insert(em(), { id, conversationKey: `g:${a}`, senderId: users[send[0]].id, content: `m${i}`, groupId: a, projectId: null, recipientId: null, clientMessageId: null }, null, record));
+    }
+    const items = SENDS.map((send, i) => ({ id: randomUUID(), conversationKey: `g:${b}`, groupId: b, projectId: null, senderId: users[send[0]].id, content: `m${i}`, clientMessageId: null, mentions: targets(send) }));
+    const rows = await messageRepository.insertBatch(em(), items, conversationRepository.recordBatch({ sortFanout: 32 }), mentionRepository.onSend('batch', true));
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const many = items.map((x) => byId.get(x.id));
+    const expected = await state(a, one);
+    // What the badges are (so that both paths agreeing on nothing would not pass): u3 had two unread
+    // before; u3's own send (the fourth) reads theirs, u2 blocks u3 and is not mentioned by them.
+    expect(expected.returned.map((r) => r.counts)).toEqual([{ u2: 1 }, {}, { u2: 1, u3: 3 }, { u4: 1 }, { u1: 1, u3: 1 }, { u2: 2, u3: 2 }]);
+    expect(await state(b, many)).toEqual(expected);
+  });
 });

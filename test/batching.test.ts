@@ -3,6 +3,8 @@ import { gql, listen, ok, sleep } from './helpers/graphql';
 import { sql } from './helpers/db';
 import { createTestServer, describeRedis } from './helpers/server';
 import { buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { messageRepository } from '../src/modules/message/message.repository';
+import { threadRepository } from '../src/modules/message/thread.repository';
 
 const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { id content createdAt sender { id } } } } }';
 const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadCount lastReadMessageId lastMessage { id } } }';
@@ -194,6 +196,123 @@ describe('sends to one conversation under load', () => {
     const page = (id: TestUser) => ok(gql(s.url, 'query($p: ID!) { history(conversation: { projectId: $p }, last: 100) { edges { node { id } } } }', { p }, id.token));
     expect((await page(cy)).history.edges).toHaveLength(30);
     expect((await page(ada)).history.edges).toHaveLength(24 + 3);
+  });
+});
+
+describe('replies under load', () => {
+  const THREAD = `query($m: ID!) { thread(messageId: $m, first: 100) { totalCount edges { node { id parentId sender { id } } } } }`;
+  const ROOT = `query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { id replyCount lastReplyAt threadParticipants { id } } } } }`;
+
+  it('should commit replies in many groups together, each thread and head as its replies alone, refused ones alone with their codes', async () => {
+    const s = await createTestServer();
+    const [ada, bo, cy, dee] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const G = 8;
+    const groups: string[] = [];
+    const roots: string[] = [];
+    for (let k = 0; k < G; k++) {
+      groups.push(await groupWith(s.url, ada, `Threads ${k}`, [bo, cy]));
+      roots.push((await sendMessage(s.url, ada.token, { groupId: groups[k], content: `root ${k}` })).id);
+    }
+    const gone = (await sendMessage(s.url, bo.token, { groupId: groups[0], content: 'to be deleted' })).id;
+    await ok(gql(s.url, 'mutation($id: ID!) { deleteMessage(messageId: $id) }', { id: gone }, bo.token));
+    const before = s.services.messages.batchedSends;
+    const batches = jest.spyOn(threadRepository, 'insertReplyBatch');
+    // Three rounds of a reply to every group at once, by turns of members; refused ones among them.
+    const R = 3;
+    const repliers = [bo, cy, ada];
+    // The second round's replies mention ada.
+    const text = (r: number) => (r === 1 ? `@${ada.username} reply ${r}` : `reply ${r}`);
+    const replies = Array.from({ length: R }, (_, r) => groups.map((g, k) => gql(s.url, SEND, { i: { groupId: g, parentId: roots[k], content: text(r) } }, repliers[r].token))).flat();
+    const refused: [Promise<any>, string][] = [
+      [gql(s.url, SEND, { i: { groupId: groups[1], parentId: roots[1], content: 'outsider' } }, dee.token), 'FORBIDDEN'],
+      [gql(s.url, SEND, { i: { groupId: groups[0], parentId: gone, content: 'to a deleted one' } }, cy.token), 'BAD_USER_INPUT'],
+      [gql(s.url, SEND, { i: { groupId: groups[2], parentId: roots[3], content: 'to another group' } }, cy.token), 'BAD_USER_INPUT'],
+    ];
+    const answers = await Promise.all(replies);
+    expect(answers.every((r) => !r.errors && r.data.sendMessage.id)).toBe(true);
+    for (const [r, code] of refused) expect((await r).errors?.[0].extensions?.code).toBe(code);
+    expect(s.services.messages.batchedSends).toBeGreaterThan(before);
+    // The replies that mention ada went in batches too, one reply per conversation in each.
+    const batched = batches.mock.calls.map(([, items]) => items);
+    batches.mockRestore();
+    expect(batched.some((items) => items.some((x) => x.mentions?.names.includes(ada.username.toLowerCase())))).toBe(true);
+    for (const items of batched) expect(new Set(items.map((x) => x.conversationKey)).size).toBe(items.length);
+
+    const url = s.env.DATABASE_URL!;
+    const [{ n }] = await sql(url, "select count(*)::int as n from messages where content in ('outsider', 'to a deleted one', 'to another group')");
+    expect(n).toBe(0);
+    // Each mentioning reply stored its mention once, kept in its thread (not the timeline's badge).
+    const mentions = await sql(url, 'select m.content, x.in_timeline from message_mentions x join messages m on m.id = x.message_id where x.user_id = $1', [ada.id]);
+    expect(mentions).toEqual(groups.map(() => ({ content: text(1), in_timeline: false })));
+    for (const [k, g] of groups.entries()) {
+      // The thread holds its three replies in the order they were stored; positions run on from the root's.
+      const thread = (await ok(gql(s.url, THREAD, { m: roots[k] }, ada.token))).thread;
+      expect(thread.totalCount).toBe(R);
+      const stored = await sql(url, 'select id, pos, created_at from messages where conversation_key = $1 order by pos', [`g:${g}`]);
+      expect(stored.map((m) => Number(m.pos))).toEqual(Array.from({ length: stored.length }, (_, i) => i + 1));
+      expect(thread.edges.map((e: any) => e.node.id)).toEqual(stored.filter((m) => m.id !== roots[k] && m.id !== gone).map((m) => m.id));
+      expect(thread.edges.every((e: any) => e.node.parentId === roots[k])).toBe(true);
+      const [head] = await sql(url, 'select seq, pos, last_at from conversation_heads where conversation_key = $1', [`g:${g}`]);
+      expect(Number(head.pos)).toBe(stored.length);
+      expect(head.last_at.getTime()).toBe(stored[stored.length - 1].created_at.getTime());
+      // The root counts them, last at the last one's time, with everyone who took part; the timeline holds only the root(s).
+      const timeline = (await ok(gql(s.url, ROOT, { g }, bo.token))).history.edges.map((e: any) => e.node);
+      const root = timeline.find((m: any) => m.id === roots[k]);
+      expect(timeline).toHaveLength(k === 0 ? 2 : 1);
+      expect(root.replyCount).toBe(R);
+      expect(new Date(root.lastReplyAt).getTime()).toBe(stored[stored.length - 1].created_at.getTime());
+      expect(root.threadParticipants.map((u: any) => u.id).sort()).toEqual([ada.id, bo.id, cy.id].sort());
+    }
+  });
+});
+
+describe('mentions under load', () => {
+  it('should commit sends that mention someone together, each badge and list as the same sends alone would leave them', async () => {
+    const s = await createTestServer();
+    const [ada, bo, cy] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const users = [ada, bo, cy];
+    const G = 6;
+    const groups: string[] = [];
+    for (let k = 0; k < G; k++) groups.push(await groupWith(s.url, ada, `Mentions ${k}`, [bo, cy]));
+    const before = s.services.messages.batchedSends;
+    const batches = jest.spyOn(messageRepository, 'insertBatch');
+    // Per group, in turns: ada mentions bo; bo mentions cy and ada; cy says something plain.
+    const R = 4;
+    const plan = (r: number, k: number) => [
+      { by: ada, content: `@${bo.username} look ${r}`, mentions: [bo.id] },
+      { by: bo, content: `@${cy.username} @${ada.username} see ${r}`, mentions: [ada.id, cy.id] },
+      { by: cy, content: `plain ${r}`, mentions: [] },
+    ][(r + k) % 3];
+    const sends = Array.from({ length: R * 3 }, (_, r) => groups.map((g, k) => ({ g, ...plan(r, k) }))).flat();
+    const answers = await Promise.all(
+      sends.map((x) => gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id } } }', { i: { groupId: x.g, content: x.content } }, x.by.token)),
+    );
+    expect(s.services.messages.batchedSends).toBeGreaterThan(before);
+    // Sends that mention someone went in batches (the mention CTEs in the batch's statement), beside plain ones.
+    const batched = batches.mock.calls.map(([, items, , mentions]) => ({ items, mentions }));
+    batches.mockRestore();
+    expect(batched.some((c) => c.mentions && c.items.some((x) => x.mentions?.names.length))).toBe(true);
+    // Every answer names whom its text mentions.
+    answers.forEach((r, i) => expect(r.data.sendMessage.mentions.map((u: any) => u.id).sort()).toEqual([...sends[i].mentions].sort()));
+
+    const url = s.env.DATABASE_URL!;
+    const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadMentionCount } }';
+    for (const g of groups) {
+      // In stored order: each member's unread mentions are those after their own last message.
+      const stored = await sql(url, 'select id, sender_id from messages where conversation_key = $1 order by pos', [`g:${g}`]);
+      const mentioned = await sql(url, 'select message_id, user_id from message_mentions where conversation_key = $1', [`g:${g}`]);
+      for (const u of users) {
+        const last = stored.map((m) => m.sender_id).lastIndexOf(u.id);
+        const after = new Set(stored.slice(last + 1).map((m) => m.id));
+        const unread = mentioned.filter((m) => m.user_id === u.id && after.has(m.message_id)).length;
+        expect((await ok(gql(s.url, ROW, { g }, u.token))).conversation.unreadMentionCount).toBe(unread);
+      }
+    }
+    // Everyone's mentions list holds each mention once.
+    for (const u of users) {
+      const total = sends.filter((x) => x.mentions.includes(u.id)).length;
+      expect((await ok(gql(s.url, '{ mentions(first: 100) { totalCount } }', {}, u.token))).mentions.totalCount).toBe(total);
+    }
   });
 });
 

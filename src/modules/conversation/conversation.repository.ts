@@ -90,10 +90,20 @@ export type MarkedRow = MemberColumns &
     marked_shown_id: string | null;
   };
 
+/** A member `gm` of group `g` may post now without slow mode's stamp: it is off, or they are exempt (admin, owner). */
+const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or ${gm}.role = 'ADMIN' or ${g}.owner_id = ${gm}.user_id)`;
+
+/**
+ * The gate of a batch's message row `b` (group_id, sender_id), as memberGate gates one without
+ * slow mode's stamp: any message outside a group; in a group, one by a member who posts freely (a
+ * batch does not stamp slow mode: a plain member's message then goes alone).
+ */
+export const batchGate = (b: string) => `(${b}.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
+            where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')}))`;
+
 /**
  * A group send whose membership was not checked before its statement: `g` holds the group's name
- * and owner only if the sender is a member, and
- * the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
+ * and owner only if the sender is a member, and the head's insert reads `g`, so otherwise the statement writes nothing and returns no row (the
  * caller then asks why, as an unchecked send would have been told). One round trip instead of two.
  * Slow mode rides on it. With `slow`, `sl` stamps a plain member's slow_sent_at only if their
  * interval has run out (the row lock makes two sends at once take turns, the second finding the
@@ -104,11 +114,10 @@ export type MarkedRow = MemberColumns &
  * recordBatch's own.
  */
 export function memberGate(groupId: string, senderId: string, slow: boolean): Sql {
-  const exempt = (gm: string) => `(${gm}.role = 'ADMIN' or g.owner_id = ${gm}.user_id)`;
   if (!slow) {
     return {
       text: `g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
-            where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')}))`,
+            where g.id = ? and ${postsFreely('g', 'gm')})`,
       params: [senderId, groupId],
     };
   }
@@ -116,7 +125,7 @@ export function memberGate(groupId: string, senderId: string, slow: boolean): Sq
     text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
             and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second') returning gm.user_id),
           g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
-            where g.id = ? and (g.slow_mode_seconds = 0 or ${exempt('gm')} or exists (select 1 from sl)))`,
+            where g.id = ? and (${postsFreely('g', 'gm')} or exists (select 1 from sl)))`,
     params: [groupId, senderId, senderId, groupId],
   };
 }
@@ -261,9 +270,7 @@ export const conversationRepository = {
   recordBatch(m: { sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
     const before: Sql = {
-      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b
-          where b.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
-            where gm.group_id = b.group_id and gm.user_id = b.sender_id and (gr.slow_mode_seconds = 0 or gm.role = 'ADMIN' or gr.owner_id = gm.user_id))),
+      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b where ${batchGate('b')}),
         k as (select distinct on (conversation_key) conversation_key, group_id, i as n, id as last_id from bi order by conversation_key, i desc),
         g as (select k.conversation_key, gr.name, gr.owner_id from k join groups gr on gr.id = k.group_id),
         ok as (select k.conversation_key, k.n, k.last_id,

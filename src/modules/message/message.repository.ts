@@ -4,6 +4,7 @@ import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
 import { notBlockedByViewer } from '../safety/block.repository';
+import type { MentionedColumns, MentionTargets } from './mention.repository';
 
 export interface MessageRow {
   id: string;
@@ -34,6 +35,12 @@ export interface MessageRow {
   sender_username: string;
   sender_display_name: string | null;
   sender_created_at: Date;
+}
+
+/** What a send that may mention someone returns besides (see mentionRepository.onSend). */
+export interface MentionColumns {
+  mentioned: MentionedColumns[];
+  mention_counts: Record<string, number> | null;
 }
 
 /** What a send returns besides the message: the head after it, the sender's row and the other one that travels with the event. */
@@ -118,6 +125,37 @@ function privacy(f: PrivateFilter): { sql: string; params: unknown[] } {
   return { sql: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [f.viewerId, f.viewerId] };
 }
 
+/** A batch of messages (see insertBatch) as the arrays its `unnest` takes: id, conversation_key, group_id, project_id, sender_id, content, client_message_id. */
+export function batchColumns(batch: readonly BatchedMessage[]): string[] {
+  return [
+    pgArray(batch.map((x) => x.id)),
+    pgTextArray(batch.map((x) => x.conversationKey)),
+    pgTextArray(batch.map((x) => x.groupId)),
+    pgTextArray(batch.map((x) => x.projectId)),
+    pgArray(batch.map((x) => x.senderId)),
+    pgTextArray(batch.map((x) => x.content)),
+    pgTextArray(batch.map((x) => x.clientMessageId)),
+  ];
+}
+
+/** Each message's mention lists as array literals, for its row in `b` (see mentionRepository.onSend's 'batch'). */
+export function mentionLists(batch: readonly BatchedMessage[]): string[] {
+  return [pgTextArray(batch.map((x) => pgTextArray(x.mentions?.names ?? []))), pgTextArray(batch.map((x) => pgArray(x.mentions?.ids ?? [])))];
+}
+
+/** An open text message of a group or project, as a batch's statement takes it. */
+export interface BatchedMessage {
+  id: string;
+  conversationKey: string;
+  groupId: string | null;
+  projectId: string | null;
+  senderId: string;
+  content: string;
+  clientMessageId: string | null;
+  /** Who its text mentions (see insertBatch's `mentions`). */
+  mentions?: MentionTargets | null;
+}
+
 export const messageRepository = {
   /** The newest messages of a conversation created since `since`, oldest first (at most `limit`). */
   async since(em: EntityManager, conversationKey: string, since: Date, limit: number): Promise<MessageRow[]> {
@@ -195,30 +233,28 @@ export const messageRepository = {
    */
   async insertBatch(
     em: EntityManager,
-    batch: readonly { id: string; conversationKey: string; groupId: string | null; projectId: string | null; senderId: string; content: string; clientMessageId: string | null }[],
+    batch: readonly BatchedMessage[],
     record: { before: Sql; after: Sql; states: Sql },
-  ): Promise<(MessageRow & SentColumns)[]> {
-    return prepared<MessageRow & SentColumns>(
+    /** mentionRepository.onSend('batch', true), when a message of the batch mentions someone: each message's lists are then in `b`. */
+    mentions?: { ctes: Sql; columns: string },
+  ): Promise<(MessageRow & SentColumns & Partial<MentionColumns>)[]> {
+    return prepared<MessageRow & SentColumns & Partial<MentionColumns>>(
       em,
-      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[])
-           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, o)),
+      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[]${mentions ? ', ?::text[], ?::text[]' : ''})
+           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
        ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)
          select b.id, b.conversation_key, b.sender_id, b.content, b.group_id, b.project_id, b.client_message_id, h.seq - h.n + b.i, h.pos - h.n + b.i,
            h.last_at - (h.n - b.i) * interval '1 millisecond' from hk h join bi b on b.conversation_key = h.conversation_key returning *
-       ), ${record.after.text}
-       select ${COLUMNS}, m.seq as head_seq, m.id as head_message_id, m.created_at as head_at, ${record.states.text}
+       ), ${record.after.text}${mentions ? `, ${mentions.ctes.text}` : ''}
+       select ${COLUMNS}, m.seq as head_seq, m.id as head_message_id, m.created_at as head_at, ${record.states.text}${mentions ? `, ${mentions.columns}` : ''}
        from m ${WITH_ROW}`,
       [
-        pgArray(batch.map((x) => x.id)),
-        pgTextArray(batch.map((x) => x.conversationKey)),
-        pgTextArray(batch.map((x) => x.groupId)),
-        pgTextArray(batch.map((x) => x.projectId)),
-        pgArray(batch.map((x) => x.senderId)),
-        pgTextArray(batch.map((x) => x.content)),
-        pgTextArray(batch.map((x) => x.clientMessageId)),
+        ...batchColumns(batch),
+        ...(mentions ? mentionLists(batch) : []),
         ...record.before.params,
         ...record.after.params,
+        ...mentions?.ctes.params ?? [],
         ...record.states.params,
       ],
     );

@@ -109,11 +109,40 @@ interface Outgoing {
 type Sent = MessageRow & Partial<SentColumns> & Partial<ReplyColumns>;
 
 /**
- * What goes through the batcher: open messages of a group or project, text only (see
- * MessageService.batcher), and never one inside a transaction (a batch commits on its own).
+ * What goes through a batcher: open messages of a group or project, text only (see
+ * MessageService.batcher; replies kept in their threads: MessageService.replies), and never one
+ * inside a transaction (a batch commits on its own).
  */
-const batchable = (o: Outgoing) =>
-  o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct' && !o.replyTo && !o.root && !o.mentions && !o.em.getTransactionContext();
+const batchable = (o: Outgoing) => o.content !== null && !o.file && !o.recipientId && o.conv.kind !== 'direct' && !o.root && !o.em.getTransactionContext();
+
+/** A batched send as its statement takes it (see messageRepository.insertBatch). */
+const batchItem = (o: Outgoing) => ({
+  id: o.id,
+  conversationKey: o.conv.key,
+  groupId: o.conv.groupId,
+  projectId: o.conv.projectId,
+  senderId: o.senderId,
+  content: o.content!,
+  clientMessageId: o.clientMessageId,
+  mentions: o.mentions,
+});
+
+/**
+ * A batch's statement run (a deadlock's victim again), each caller answered with its own row, by
+ * id (never by place). A send the statement left out has no row: it goes alone, and is told why
+ * (see insertOne).
+ */
+async function answered(batch: Outgoing[], run: () => Promise<Sent[]>): Promise<(Sent | undefined)[]> {
+  const byId = new Map((await retryDeadlocks(run)).map((r) => [r.id, r]));
+  return batch.map((o) => {
+    const row = byId.get(o.id);
+    if (row && o.gated) checked(o, row);
+    return row;
+  });
+}
+
+/** What one send can make its batch fail with: its clientMessageId stored meanwhile, its sender deleted. */
+const oneSendsFault = (e: unknown) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException;
 
 /**
  * Lanes of group commit (see MessageService.batcher): statements of batched sends in flight at
@@ -150,33 +179,30 @@ export class MessageService {
    */
   private readonly batcher = new Batcher<Outgoing, Sent>({
     one: (o) => this.insertOne(o),
-    many: async (batch) => {
-      const rows = await retryDeadlocks(() =>
+    many: (batch) =>
+      answered(batch, () =>
         messageRepository.insertBatch(
           batch[0].em,
-          batch.map((o) => ({
-            id: o.id,
-            conversationKey: o.conv.key,
-            groupId: o.conv.groupId,
-            projectId: o.conv.projectId,
-            senderId: o.senderId,
-            content: o.content!,
-            clientMessageId: o.clientMessageId,
-          })),
+          batch.map(batchItem),
           conversationRepository.recordBatch({ sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
+          // Another statement text only when a message of the batch mentions someone.
+          batch.some((o) => o.mentions) ? mentionRepository.onSend('batch', true) : undefined,
         ),
-      );
-      // Each caller gets its own message, by id (never by place). A send the gate left out (see
-      // recordBatch) has no row: it goes alone, and is told why (see insertOne).
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      return batch.map((o) => {
-        const row = byId.get(o.id);
-        if (row && o.gated) checked(o, row);
-        return row;
-      });
-    },
-    // What one send can cause: its clientMessageId stored meanwhile, its sender deleted.
-    itemFault: (e) => e instanceof UniqueConstraintViolationException || e instanceof ForeignKeyConstraintViolationException,
+      ),
+    itemFault: oneSendsFault,
+  });
+
+  /**
+   * Replies kept in their threads, batched as the batcher's sends are, in lanes of their own (a
+   * reply writes no sidebar row, and its statement is another: see insertReplyBatch). A batch takes
+   * one reply per conversation (a busy thread's next replies wait for the next batches, while the
+   * lane's other conversations go on); those a check refused go alone after it.
+   */
+  private readonly replies = new Batcher<Outgoing, Sent>({
+    one: (o) => this.insertOne(o),
+    many: (batch) => answered(batch, () => threadRepository.insertReplyBatch(batch[0].em, batch.map((o) => ({ ...batchItem(o), parentId: o.replyTo! })))),
+    itemFault: oneSendsFault,
+    distinct: (o) => o.conv.key,
   });
 
   private readonly pubsub: PubSub;
@@ -197,7 +223,7 @@ export class MessageService {
 
   /** Sends that were committed together with others (see batcher). */
   get batchedSends(): number {
-    return this.batcher.batched;
+    return this.batcher.batched + this.replies.batched;
   }
 
   onSent(hook: SentHook): void {
@@ -299,7 +325,7 @@ export class MessageService {
       mentions,
     };
     try {
-      row = batchable(out) ? await this.batcher.run(laneOf(conv.key), out) : await this.insertOne(out);
+      row = !batchable(out) ? await this.insertOne(out) : out.replyTo ? await this.replies.run(laneOf(conv.key), out) : await this.batcher.run(laneOf(conv.key), out);
     } catch (e) {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {

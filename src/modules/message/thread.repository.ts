@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, prepared, type Sql } from '../../shared/sql';
-import { GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
+import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
+import { batchGate, GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
-import { COLUMNS, REACTION_LIST, SELECT, WITH_ROW, type MessageRow } from './message.repository';
+import { batchColumns, COLUMNS, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
@@ -44,7 +44,9 @@ const participants = (root: string) => `(select coalesce(json_agg(json_build_obj
  * CTEs of a reply's statement, after its message `m` and `tp` (the root: root_id, root_sender_id,
  * root_at): `tr` the root's counters and version, `tm` the thread's followers (the sender, who has
  * read up to their own reply; the root's author; the users the reply mentions). Plus the columns
- * `root` (as history reads it, with reactions) and `participants_before`.
+ * `root` (as history reads it, with reactions) and `participants_before`. Each reply meets its
+ * root by `m.parent_id`, and its mentions by `mn.message_id`, so the same CTEs serve a batch of
+ * replies to distinct roots (insertReplyBatch).
  */
 function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: Sql; columns: string } {
   return {
@@ -53,17 +55,19 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
         update messages r set reply_count = r.reply_count + 1, last_reply_at = m.created_at, version = r.version + 1 from m where r.id = m.parent_id returning r.*
       ), tm as (
         insert into thread_members as t (root_id, user_id, conversation_key, joined_at, replied, read_at)
-        select distinct on (x.user_id) tp.root_id, x.user_id, m.conversation_key, x.joined_at, x.replied, x.read_at from tp cross join m cross join lateral (
+        select distinct on (tp.root_id, x.user_id) tp.root_id, x.user_id, m.conversation_key, x.joined_at, x.replied, x.read_at
+        from m join tp on tp.root_id = m.parent_id cross join lateral (
           select m.sender_id as user_id, m.created_at as joined_at, true as replied, m.created_at as read_at, 0 as pri
           union all select tp.root_sender_id, tp.root_at, true, null::timestamptz, 1
-          ${mentions ? 'union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn' : ''}
-        ) x order by x.user_id, x.pri
+          ${mentions ? 'union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn where mn.message_id = m.id' : ''}
+        ) x order by tp.root_id, x.user_id, x.pri
         on conflict (root_id, user_id) do update set replied = t.replied or excluded.replied, read_at = greatest(t.read_at, excluded.read_at))`,
       params: mentions ? mentions.ctes.params : [],
     },
+    // Inside the derived tables, m.parent_id is the outer row's: each reply reads its own root.
     columns: `(select row_to_json(x) from (select ${COLUMNS}, ${REACTION_LIST} as reaction_list
-        from tr m ${WITH_ROW}) x) as root,
-      ${participants('(select root_id from tp)')} as participants_before${mentions ? `, ${mentions.columns}` : ''}`,
+        from (select * from tr where tr.id = m.parent_id) m ${WITH_ROW}) x) as root,
+      ${participants('m.parent_id')} as participants_before${mentions ? `, ${mentions.columns}` : ''}`,
   };
 }
 
@@ -149,6 +153,55 @@ export const threadRepository = {
       ],
     );
     return rows[0] ?? null;
+  },
+
+  /**
+   * Replies kept in their threads, text only, of any number of conversations, in one statement
+   * and one commit (see MessageService's reply batcher), each checked, written and answered as
+   * insertReply does one without a gate's slow-mode stamp (batchGate, as recordBatch gates). One
+   * reply per conversation (the caller's batches hold no more; of several, the first is written
+   * and the rest come back without rows), as do the replies a check refused (each then goes alone
+   * and is told why). Heads are locked in key order, before their roots, so two batches can't wait
+   * on each other.
+   * @throws as insertReply; a failure (a clientMessageId stored already, a sender gone) writes none of them.
+   */
+  async insertReplyBatch(
+    em: EntityManager,
+    batch: readonly (BatchedMessage & { parentId: string })[],
+  ): Promise<(MessageRow & ReplyColumns)[]> {
+    // Another statement text only when a reply of the batch mentions someone (each reply's lists in `b`).
+    const mentions = batch.some((x) => x.mentions);
+    const after = threadAfter(mentions ? mentionRepository.onSend('batch', false) : null);
+    return prepared<MessageRow & ReplyColumns>(
+      em,
+      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::uuid[]${mentions ? ', ?::text[], ?::text[]' : ''})
+           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, parent_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
+       tp as (
+         select distinct on (b.conversation_key) b.*, root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
+           from b join messages x on x.id = b.parent_id and x.conversation_key = b.conversation_key and x.deleted_at is null
+           join messages root on root.id = coalesce(x.parent_id, x.id) and root.deleted_at is null and not (root.project_id is not null and root.recipient_id is not null)
+          where ${batchGate('b')}
+          order by b.conversation_key, b.o
+       ), hl as (
+         select h.conversation_key from conversation_heads h join tp on tp.conversation_key = h.conversation_key order by h.conversation_key for update of h
+       ), h as (
+         update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
+           from hl where h.conversation_key = hl.conversation_key returning h.conversation_key, h.seq, h.pos, h.last_at
+       ), m as (
+         insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at, parent_id)
+         select tp.id, tp.conversation_key, tp.sender_id, tp.content, tp.group_id, tp.project_id, tp.client_message_id, h.seq, h.pos, h.last_at, tp.root_id
+           from tp join h on h.conversation_key = tp.conversation_key returning *
+       ), g as (select distinct gr.id, gr.name, gr.owner_id from tp join groups gr on gr.id = tp.group_id), ${after.ctes.text}
+       select ${COLUMNS}, ${after.columns}, (select g.name from g where g.id = m.group_id) as gate_group_name,
+         (select g.owner_id from g where g.id = m.group_id) as gate_owner_id
+       from m ${WITH_ROW}`,
+      [
+        ...batchColumns(batch),
+        pgArray(batch.map((x) => x.parentId)),
+        ...(mentions ? mentionLists(batch) : []),
+        ...after.ctes.params,
+      ],
+    );
   },
 
   /**
