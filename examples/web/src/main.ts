@@ -430,7 +430,10 @@ async function open(c: Conv, showDetails = false): Promise<void> {
     if (e instanceof ApiError && e.code === 'FORBIDDEN' && c.kind === 'group') return showJoin(c);
     $('messages').replaceChildren(el('li', { class: 'notice error' }, errorText(e)));
   }
-  if (matchMedia('(min-width: 761px)').matches) $('message').focus();
+  // Ready to type, unless the reader went to another field while the history loaded: taking the
+  // focus from it would send what they type next to the composer.
+  const busy = document.activeElement instanceof HTMLInputElement || document.activeElement instanceof HTMLTextAreaElement;
+  if (matchMedia('(min-width: 761px)').matches && !busy) $('message').focus();
 }
 
 function renderHeading(): void {
