@@ -6,18 +6,18 @@ const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1
 const ROW = 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadCount lastMessage { id } } }';
 
 /**
- * Sends to one conversation commit one at a time (its head's row lock), but their answers and
- * events race afterwards: through two instances, or on one when PostgreSQL answers two commits
- * back to back. A client that appends what messageAdded brings must see history's order, and a
- * sidebar that keeps the last conversationUpdated must end where the stored row is.
- */
-/**
  * The instances wait longer for a late publish than the default 0.5 s: on a loaded CI machine (two
  * test workers, PostgreSQL and Redis on two cores) a process can stall that long between a commit
  * and its publish. A publish lost here would still show as a gap.
  */
 const HOLD = { MESSAGE_ORDER_HOLD: '5s' };
 
+/**
+ * Sends to one conversation commit one at a time (its head's row lock), but their answers and
+ * events race afterwards: through two instances, or on one when PostgreSQL answers two commits
+ * back to back. A client that appends what messageAdded brings must see history's order, and a
+ * sidebar that keeps the last conversationUpdated must end where the stored row is.
+ */
 describeRedis('events of one conversation under concurrent sends', () => {
   it('should deliver messageAdded in history order and never move a row back, across two instances', async () => {
     const a = await createTestServer(HOLD);
@@ -41,6 +41,8 @@ describeRedis('events of one conversation under concurrent sends', () => {
     await added.nth(N + 1);
     // No publish was lost here, so no wait was given up (one would let what waited go out of order).
     expect(b.services.pubsub.order.gaps).toBe(0);
+    // ...while each instance held a late one as long as MESSAGE_ORDER_HOLD says.
+    expect([a, b].map((x) => x.services.pubsub.order.holdMs)).toEqual([5000, 5000]);
     expect(added.values.map((v: any) => v.messageAdded.id)).toEqual(history);
 
     // One row per message; the unread count only grows (cy reads nothing), and the last row is the stored one.

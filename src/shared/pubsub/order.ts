@@ -49,7 +49,8 @@ export class InOrder<E> {
   private readonly lines = new Map<string, Line<E>>();
   /** Line keys by the channel they come on. */
   private readonly linesOfChannel = new Map<string, Set<string>>();
-  private readonly holdMs: number;
+  /** How long an event waits for the one ahead of it (MESSAGE_ORDER_HOLD on a server). */
+  readonly holdMs: number;
   private readonly openMs: number;
   private readonly idleMs: number;
   private readonly max: number;
