@@ -110,3 +110,22 @@ describe('Batcher with distinct items', () => {
     expect(calls).toEqual([['a1'], ['a2', 'b1', 'c1'], ['a3', 'b2'], ['a4']]);
   });
 });
+
+describe('Batcher with distinct items, far behind', () => {
+  it('should go on through a queue longer than a call can take as arguments (150,000 items waiting)', async () => {
+    let batches = 0;
+    const b = new Batcher<number, number>({
+      one: async (x) => x,
+      many: async (xs) => (batches++, xs),
+      itemFault,
+      distinct: (x) => String(x % 1000),
+    });
+    const N = 150_000;
+    const all = Promise.all(Array.from({ length: N }, (_, i) => b.run('lane', i)));
+    const results = await Promise.race([all, sleep(20_000).then(() => 'stuck' as const)]);
+    expect(results === 'stuck' ? results : results.length).toBe(N);
+    // Batches of 64 distinct values: the first item alone, then the rest 64 at a time.
+    expect(batches).toBe(Math.ceil((N - 1) / 64));
+    expect(b.batched).toBe(N - 1);
+  }, 30_000);
+});

@@ -67,21 +67,29 @@ export class Batcher<T, R> {
       .finally(() => this.next(key));
   }
 
-  /** The next batch off the queue: up to `max` items, one of each `distinct` value. */
+  /**
+   * The next batch off the queue: up to `max` items, one of each `distinct` value. What stays is
+   * moved up in place, in order (a spread of it into splice overflowed the stack past ~120,000
+   * waiting items), and the scan stops once the batch is full.
+   */
   private take(queue: Waiting<T, R>[]): Waiting<T, R>[] {
     const { distinct } = this.o;
     if (!distinct) return queue.splice(0, this.max);
     const seen = new Set<string>();
     const batch: Waiting<T, R>[] = [];
-    const rest: Waiting<T, R>[] = [];
-    for (const w of queue) {
+    let kept = 0;
+    let i = 0;
+    for (; i < queue.length && batch.length < this.max; i++) {
+      const w = queue[i];
       const value = distinct(w.item);
-      if (batch.length < this.max && !seen.has(value)) {
+      if (seen.has(value)) queue[kept++] = w;
+      else {
         seen.add(value);
         batch.push(w);
-      } else rest.push(w);
+      }
     }
-    queue.splice(0, queue.length, ...rest);
+    for (; i < queue.length; i++) queue[kept++] = queue[i];
+    queue.length = kept;
     return batch;
   }
 
