@@ -3,6 +3,7 @@
  * cost of a message must follow its recipients, not everyone connected.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -166,6 +167,8 @@ interface Run {
   /** The servers' CPU time per delivery (µs), where measured, and its part in their own code (user; the rest is the kernel's, mostly socket writes). */
   cpuPerDelivery?: number;
   userPerDelivery?: number;
+  /** The server's read and write system calls per send, where measured. */
+  syscallsPerSend?: number;
   deliveries: number;
   missing: number;
   duplicates: number;
@@ -332,16 +335,25 @@ async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: str
   await blast('x', Int32Array.from({ length: ROOM_SEND_WARMUP }, () => Math.floor(Math.random() * rooms.length)));
   await settle(() => rec.warm, ROOM_SEND_WARMUP * ROOM_SIZE);
   const cpuBefore = await server.cpu();
+  const callsBefore = syscalls(server.pid);
   const started = performance.now();
   await blast('r', roomOf, sentAt);
   const requestsDone = performance.now();
   const expected = ROOM_SENDS * ROOM_SIZE;
   await settle(() => latencies.length, expected);
   const cpuAfter = await server.cpu();
+  const calls = syscalls(server.pid) - callsBefore;
   for (const ws of sockets) ws.terminate();
   await sleep(500);
   const seconds = (Math.max(rec.last, requestsDone) - started) / 1000;
-  return outcome(name, rec, expected, seconds, cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system);
+  return { ...outcome(name, rec, expected, seconds, cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system), syscallsPerSend: calls / ROOM_SENDS };
+}
+
+/** Read and write system calls a process has made so far (/proc/<pid>/io): on a VM each costs microseconds. */
+function syscalls(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+  return field('syscr') + field('syscw');
 }
 
 /** Counters of one instance's /metrics. */
@@ -354,11 +366,11 @@ async function counters(s: Child): Promise<{ received: number; evaluations: numb
 function table(rows: Run[], base: Run, unit: string): void {
   const cpu = base.cpuPerDelivery !== undefined;
   out(
-    `${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}${cpu ? `${'cpu µs/deliv'.padStart(14)}${'x base cpu'.padStart(12)}${'user µs'.padStart(9)}` : ''}`,
+    `${'run'.padEnd(22)}${'deliveries'.padStart(11)}${'missing'.padStart(9)}${'dup'.padStart(5)}${unit.padStart(12)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'x base/s'.padStart(10)}${'x base p99'.padStart(12)}${cpu ? `${'cpu µs/deliv'.padStart(14)}${'x base cpu'.padStart(12)}${'user µs'.padStart(9)}${'calls/send'.padStart(12)}` : ''}`,
   );
   for (const r of rows) {
     out(
-      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}${cpu ? `${fmt(r.cpuPerDelivery!, 1).padStart(14)}${(r.cpuPerDelivery! / base.cpuPerDelivery!).toFixed(2).padStart(12)}${fmt(r.userPerDelivery!, 1).padStart(9)}` : ''}`,
+      `${r.name.padEnd(22)}${fmt(r.deliveries).padStart(11)}${fmt(r.missing).padStart(9)}${fmt(r.duplicates).padStart(5)}${fmt(r.perSecond).padStart(12)}${fmt(r.p50, 1).padStart(9)}${fmt(r.p99, 1).padStart(9)}${(r.perSecond / base.perSecond).toFixed(2).padStart(10)}${(r.p99 / base.p99).toFixed(2).padStart(12)}${cpu ? `${fmt(r.cpuPerDelivery!, 1).padStart(14)}${(r.cpuPerDelivery! / base.cpuPerDelivery!).toFixed(2).padStart(12)}${fmt(r.userPerDelivery!, 1).padStart(9)}${(r.syscallsPerSend === undefined ? '' : fmt(r.syscallsPerSend, 1)).padStart(12)}` : ''}`,
     );
   }
 }

@@ -133,6 +133,38 @@ describe('prepared sends', () => {
     expect(rows[0].custom_plans).toBeLessThanOrEqual(5);
     expect(rows[0].generic_plans).toBeGreaterThanOrEqual(calls - 5);
   });
+
+  it('should plan a batch of sends, and of replies, once per connection, not on every batch', async () => {
+    const s = await createTestServer({ DB_POOL_MAX: '1' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const groups: string[] = [];
+    for (let i = 0; i < 4; i++) groups.push(await groupWith(s.url, a, `Batched ${i}`, [b]));
+    const roots: string[] = [];
+    for (const g of groups) roots.push((await sendMessage(s.url, a.token, { groupId: g, content: 'root' })).id);
+    await crowd(s.env.DATABASE_URL!);
+    // Sends that arrive together go in one statement (group commit): 16 at once, 12 times over.
+    for (let i = 0; i < 12; i++) {
+      await Promise.all(
+        groups.flatMap((g, k) =>
+          [a, b].flatMap((u) => [
+            sendMessage(s.url, u.token, { groupId: g, content: `m${i}` }),
+            sendMessage(s.url, u.token, { groupId: g, content: `r${i}`, parentId: roots[k] }),
+          ]),
+        ),
+      );
+    }
+    const rows: PreparedRow[] = await s.database.orm.em.fork().getConnection().execute(
+      "select statement, generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'parley_%' and statement like 'with b as (select * from unnest(%'",
+    );
+    // The send batch and the reply batch, each run often enough to tell.
+    expect(rows).toHaveLength(2);
+    for (const r of rows) {
+      expect(r.generic_plans + r.custom_plans).toBeGreaterThanOrEqual(8);
+      // The arrays' lengths, read, made every custom plan cost below the generic one: PostgreSQL
+      // planned each batch at the call (0.8 ms), 619 custom plans of 619 in a bench run.
+      expect(r.custom_plans).toBeLessThanOrEqual(5);
+    }
+  });
 });
 
 describe('rows read as arrays', () => {

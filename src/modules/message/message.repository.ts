@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, pgArray, pgTextArray, prepared, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, pgTextArray, prepared, unnestUnseen, type Sql } from '../../shared/sql';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import type { HeadColumns, MemberColumns } from '../conversation/conversation.events';
 import { Attachment } from './message.entity';
@@ -138,6 +138,11 @@ export function batchColumns(batch: readonly BatchedMessage[]): string[] {
   ];
 }
 
+/** The types of batchColumns' arrays, in order. */
+export const BATCH_TYPES = ['uuid[]', 'text[]', 'uuid[]', 'uuid[]', 'uuid[]', 'text[]', 'text[]'];
+/** The types of mentionLists' arrays. */
+export const MENTION_TYPES = ['text[]', 'text[]'];
+
 /** Each message's mention lists as array literals, for its row in `b` (see mentionRepository.onSend's 'batch'). */
 export function mentionLists(batch: readonly BatchedMessage[]): string[] {
   return [pgTextArray(batch.map((x) => pgTextArray(x.mentions?.names ?? []))), pgTextArray(batch.map((x) => pgArray(x.mentions?.ids ?? [])))];
@@ -240,7 +245,7 @@ export const messageRepository = {
   ): Promise<(MessageRow & SentColumns & Partial<MentionColumns>)[]> {
     return prepared<MessageRow & SentColumns & Partial<MentionColumns>>(
       em,
-      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[]${mentions ? ', ?::text[], ?::text[]' : ''})
+      `with b as (select * from ${unnestUnseen([...BATCH_TYPES, ...(mentions ? MENTION_TYPES : [])])}
            with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
        ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, prepared, unnestUnseen, type Sql } from '../../shared/sql';
 import { batchGate, GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
-import { batchColumns, COLUMNS, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
+import { BATCH_TYPES, batchColumns, COLUMNS, MENTION_TYPES, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
@@ -174,7 +174,7 @@ export const threadRepository = {
     const after = threadAfter(mentions ? mentionRepository.onSend('batch', false) : null);
     return prepared<MessageRow & ReplyColumns>(
       em,
-      `with b as (select * from unnest(?::uuid[], ?::text[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::uuid[]${mentions ? ', ?::text[], ?::text[]' : ''})
+      `with b as (select * from ${unnestUnseen([...BATCH_TYPES, 'uuid[]', ...(mentions ? MENTION_TYPES : [])])}
            with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, parent_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
        tp as (
          select distinct on (b.conversation_key) b.*, root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
