@@ -257,4 +257,29 @@ describeRedis('typing state in Redis', () => {
       monitor.close();
     }
   }, 40_000);
+
+  it("should end a burst of sends' typing with one command a batch, and still end it once for everyone", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Burst', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await bobSees.nth(1);
+    const writes: string[] = [];
+    const monitor = await monitorRedis(process.env.REDIS_URL!, ({ source, args }) => source !== 'lua' && args.some((a) => a.startsWith(redisName('typing:'))) && writes.push(args[0]));
+    try {
+      // This instance took the group's channel just now: it can't tell who types, so every send
+      // ends the sender's typing; eight at once (as a bot posts) used to send eight scripts.
+      const sent = await Promise.all(Array.from({ length: 8 }, (_, i) => sendMessage(s.url, alice.token, { groupId: g, content: `burst ${i}` })));
+      expect(sent).toHaveLength(8);
+      await bobSees.nth(2);
+      await sleep(150);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      expect(writes.length).toBeGreaterThanOrEqual(1);
+      expect(writes.length).toBeLessThanOrEqual(2);
+    } finally {
+      monitor.close();
+    }
+  });
 });

@@ -143,6 +143,8 @@ interface Pending {
   op: TypingOp;
   resolve(result: number): void;
   reject(e: unknown): void;
+  /** Stops of the same slot queued right after this stop: each gets what a second DEL gets, 0. */
+  repeats?: { resolve(result: number): void; reject(e: unknown): void }[];
 }
 
 /** One typist in one conversation: what the store keeps a state for. */
@@ -178,6 +180,8 @@ export class TypingService {
   private readonly throttleMs: number;
   private readonly batchMs: number;
   private pending: Pending[] = [];
+  /** The last op of each slot in `pending`. */
+  private lastOfSlot = new Map<string, Pending>();
   private flushTimer: NodeJS.Timeout | undefined;
   /** Stops no request waits for (a sent message's, a lapse's), which stopping lets finish. */
   private readonly background = new Set<Promise<unknown>>();
@@ -307,7 +311,13 @@ export class TypingService {
   /** Queues a store change; the batch goes out `batchMs` after its first change. */
   private run(op: TypingOp): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ op, resolve, reject });
+      // A user who sends in a burst (a bot posting over HTTP, on an instance that can't tell
+      // whether they type) ends their typing once per send: one script a batch is enough.
+      const last = this.lastOfSlot.get(op.slot);
+      if (op.kind === 'stop' && last?.op.kind === 'stop') return void (last.repeats ??= []).push({ resolve, reject });
+      const p: Pending = { op, resolve, reject };
+      this.pending.push(p);
+      this.lastOfSlot.set(op.slot, p);
       if (this.flushTimer) return;
       this.flushTimer = setTimeout(() => this.flush(), this.batchMs);
       this.flushTimer.unref();
@@ -318,10 +328,19 @@ export class TypingService {
     this.flushTimer = undefined;
     const batch = this.pending;
     this.pending = [];
+    this.lastOfSlot.clear();
     if (!batch.length) return;
     this.store.apply(batch.map((p) => p.op)).then(
-      (results) => batch.forEach((p, i) => p.resolve(results[i])),
-      (e) => batch.forEach((p) => p.reject(e)),
+      (results) =>
+        batch.forEach((p, i) => {
+          p.resolve(results[i]);
+          p.repeats?.forEach((r) => r.resolve(0));
+        }),
+      (e) =>
+        batch.forEach((p) => {
+          p.reject(e);
+          p.repeats?.forEach((r) => r.reject(e));
+        }),
     );
   }
 
