@@ -28,7 +28,8 @@ export class MessageResolver {
   async sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.sendMessage.consume(me, 'You are sending messages too fast; slow down.');
-    return ctx.services.messages.send(ctx.em, me, input);
+    // The context forks its EntityManager on first use: a batched send never asks for it.
+    return ctx.services.messages.send(() => ctx.em, me, input);
   }
 
   @Authorized()
