@@ -16,6 +16,9 @@ import { mentionRepository } from '../src/modules/message/mention.repository';
  */
 const T0 = Date.now() + 3_600_000;
 
+/** A returned row's fields compared as they are (the rest: ids as positions, times as offsets). */
+const MESSAGE_FIELDS = ['content', 'attachment_id', 'project_id', 'recipient_id', 'client_message_id', 'edited_at', 'deleted_at', 'version', 'parent_id', 'also_in_conversation', 'reply_count', 'last_reply_at', 'file_name', 'mime_type', 'size', 'sender_username', 'sender_display_name'];
+
 interface Scenario {
   name: string;
   fanout: number;
@@ -132,6 +135,14 @@ async function state(g: string, returned: any[], exactTimes: boolean) {
       id: idOf(r.id),
       pos: r.pos,
       created_at: t(r.created_at),
+      // The message as history reads it (a batch fills in what its items say and what a new message holds).
+      message: {
+        ...Object.fromEntries(MESSAGE_FIELDS.map((f) => [f, r[f]])),
+        conversation_key: r.conversation_key === key,
+        group_id: r.group_id === g,
+        sender_id: uname(r.sender_id),
+        sender_created_at: t(r.sender_created_at),
+      },
       head: [String(r.head_seq), idOf(r.head_message_id), t(r.head_at)],
       sender: r.sender_state && {
         ...r.sender_state,
