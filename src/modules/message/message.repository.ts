@@ -148,6 +148,43 @@ export function mentionLists(batch: readonly BatchedMessage[]): string[] {
   return [pgTextArray(batch.map((x) => pgTextArray(x.mentions?.names ?? []))), pgTextArray(batch.map((x) => pgArray(x.mentions?.ids ?? [])))];
 }
 
+/**
+ * A message just written, as history would read it: what its send said, what its statement read
+ * back (time, position, the sender's profile), and a new message's defaults (a text message of
+ * no thread, with no attachment: insert sets those it has).
+ */
+function newMessage(
+  x: Pick<BatchedMessage, 'id' | 'conversationKey' | 'senderId' | 'groupId' | 'projectId' | 'clientMessageId'> & { content: string | null },
+  read: Pick<MessageRow, 'created_at' | 'pos' | 'sender_username' | 'sender_display_name' | 'sender_created_at'>,
+): MessageRow {
+  return {
+    id: x.id,
+    conversation_key: x.conversationKey,
+    sender_id: x.senderId,
+    content: x.content,
+    attachment_id: null,
+    group_id: x.groupId,
+    project_id: x.projectId,
+    recipient_id: null,
+    client_message_id: x.clientMessageId,
+    created_at: read.created_at,
+    edited_at: null,
+    deleted_at: null,
+    version: 0,
+    pos: read.pos,
+    parent_id: null,
+    also_in_conversation: false,
+    reply_count: 0,
+    last_reply_at: null,
+    file_name: null,
+    mime_type: null,
+    size: null,
+    sender_username: read.sender_username,
+    sender_display_name: read.sender_display_name,
+    sender_created_at: read.sender_created_at,
+  };
+}
+
 /** What a batch's statement returns for each of its messages (see insertBatch). */
 interface BatchRow extends Pick<SentColumns, 'sender_state' | 'recipient_state' | 'gate_group_name' | 'gate_owner_id'>, Partial<MentionColumns> {
   id: string;
@@ -200,8 +237,9 @@ export const messageRepository = {
     record: { before: Sql; after: Sql; recipientSeq: string; states: Sql },
   ): Promise<(MessageRow & SentColumns) | null> {
     // The attachment row is written only with the message, and the foreign key between the two
-    // is checked at the end of the statement.
-    const rows = await prepared<MessageRow & SentColumns>(
+    // is checked at the end of the statement. What the row holds beside its time, position and
+    // sender is what `m` and `file` say or a new message's defaults (see insertBatch).
+    const rows = await prepared<Pick<MessageRow, 'id' | 'created_at' | 'pos' | 'sender_username' | 'sender_display_name' | 'sender_created_at'> & SentColumns>(
       em,
       `with ${record.before.text}, m as (
          insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, recipient_seq, created_at, parent_id, also_in_conversation)
@@ -210,8 +248,9 @@ export const messageRepository = {
          insert into attachments (id, file_name, mime_type, size, data, created_at)
          select ?::uuid, ?, ?, ?::int, ?::bytea, now() from m where ?::boolean returning id, file_name, mime_type, size
        ), ${record.after.text}
-       select ${COLUMNS}, h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at, ${record.states.text}
-       from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id cross join h`,
+       select m.id, m.created_at, m.pos, u.username as sender_username, u.display_name as sender_display_name, u.created_at as sender_created_at,
+         h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at, ${record.states.text}
+       from m join users u on u.id = m.sender_id cross join h`,
       [
         ...record.before.params,
         m.id,
@@ -235,7 +274,19 @@ export const messageRepository = {
         ...record.states.params,
       ],
     );
-    return rows[0] ?? null;
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      ...newMessage({ id: m.id, conversationKey: m.conversationKey, senderId: m.senderId, content: m.content, groupId: m.groupId, projectId: m.projectId, clientMessageId: m.clientMessageId }, r),
+      attachment_id: file?.id ?? null,
+      recipient_id: m.recipientId,
+      parent_id: m.parentId ?? null,
+      also_in_conversation: !!m.parentId,
+      file_name: file?.fileName ?? null,
+      mime_type: file?.mimeType ?? null,
+      size: file ? file.data.length : null,
+      ...r,
+    };
   },
 
   /**
@@ -279,32 +330,8 @@ export const messageRepository = {
     // PostgreSQL to write out. batching-equivalence.test holds it to what a single send returns.
     const items = new Map(batch.map((x) => [x.id, x]));
     return rows.map((r) => {
-      const x = items.get(r.id)!;
       return {
-        id: r.id,
-        conversation_key: x.conversationKey,
-        sender_id: x.senderId,
-        content: x.content,
-        attachment_id: null,
-        group_id: x.groupId,
-        project_id: x.projectId,
-        recipient_id: null,
-        client_message_id: x.clientMessageId,
-        created_at: r.created_at,
-        edited_at: null,
-        deleted_at: null,
-        version: 0,
-        pos: r.pos,
-        parent_id: null,
-        also_in_conversation: false,
-        reply_count: 0,
-        last_reply_at: null,
-        file_name: null,
-        mime_type: null,
-        size: null,
-        sender_username: r.username,
-        sender_display_name: r.display_name,
-        sender_created_at: r.sender_created_at,
+        ...newMessage(items.get(r.id)!, { created_at: r.created_at, pos: r.pos, sender_username: r.username, sender_display_name: r.display_name, sender_created_at: r.sender_created_at }),
         head_seq: r.seq,
         head_message_id: r.id,
         head_at: r.created_at,

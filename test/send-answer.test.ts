@@ -1,0 +1,54 @@
+import { gql, listen, ok } from './helpers/graphql';
+import { createTestServer } from './helpers/server';
+import { befriend, buildProject, groupWith, signup } from './helpers/factories';
+
+// Every field a message has that a send's answer and a history page both carry. The attachment's
+// url is signed when it is made, so only its path is compared.
+const FIELDS = `id conversationId content clientMessageId createdAt editedAt deletedAt parentId replyCount lastReplyAt
+  attachment { id fileName mimeType size url } sender { id username displayName createdAt } recipient { id } group { id } project { id }
+  mentions { id } reactions { emoji count }`;
+const SEND = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { ${FIELDS} } }`;
+const HISTORY = `query($c: ConversationInput!) { history(conversation: $c, last: 20) { edges { node { ${FIELDS} } } } }`;
+const ADDED = `subscription { messageAdded { ${FIELDS} } }`;
+
+const unsigned = (m: any) => (m?.attachment ? { ...m, attachment: { ...m.attachment, url: m.attachment.url.split('?')[0] } } : m);
+
+/**
+ * A send reads back from its statement only what the database decides (time, position, the
+ * sender's profile) and fills in the rest from what it wrote: its answer, and the event every
+ * subscriber gets, must be the message as history then reads it, whatever the kind of send.
+ */
+describe('what a send answers', () => {
+  it('should answer, and publish, each kind of message as history reads it', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url, { displayName: 'Ann' }), await signup(s.url)];
+    const g = await groupWith(s.url, a, 'Answers', [b]);
+    await befriend(s.url, a, b);
+    const p = (await buildProject(s.url, a, { participants: [b] })).id;
+    const bSees = await listen(s, b, ADDED);
+    const file = { fileName: 'notes.txt', base64: Buffer.from('hello').toString('base64') };
+    const root = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'root' } }, a.token))).sendMessage;
+    const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+      [{ groupId: g, content: 'plain', clientMessageId: 'c-1' }, { groupId: g }],
+      [{ groupId: g, content: `hi @${b.username}` }, { groupId: g }],
+      [{ groupId: g, attachment: file }, { groupId: g }],
+      [{ groupId: g, content: 'in the thread and the timeline', parentId: root.id, alsoInConversation: true }, { groupId: g }],
+      [{ toUserId: b.id, content: 'direct', attachment: file }, { userId: b.id }],
+      [{ projectId: p, content: 'to the project' }, { projectId: p }],
+      [{ projectId: p, toUserId: b.id, content: 'just b' }, { projectId: p, userId: b.id }],
+    ];
+    const answers = [];
+    for (const [input, conversation] of cases) {
+      const sent = (await ok(gql(s.url, SEND, { i: input }, a.token))).sendMessage;
+      const page = (await ok(gql(s.url, HISTORY, { c: conversation }, a.token))).history.edges.map((e: any) => e.node);
+      const read = page.find((m: any) => m.id === sent.id);
+      expect(read).toBeDefined();
+      expect(unsigned(sent)).toEqual(unsigned(read));
+      answers.push(sent);
+    }
+    // The other member's events: the same message (their view names no one else's recipient).
+    await bSees.nth(answers.length + 1);
+    const events = new Map(bSees.values.map((v: any) => [v.messageAdded.id, v.messageAdded]));
+    for (const sent of answers) expect(unsigned(events.get(sent.id))).toEqual(unsigned(sent));
+  });
+});
