@@ -101,7 +101,8 @@ export function createFastPath(o: FastPathOptions): FastPath {
       ({ errors, status } = formatAsApollo(scrubbed, o.formatError));
     }
     const line = jsonLine({ errors, data: result.data });
-    o.metrics.operation({ ...prepared.described, code: firstCode(errors), seconds: (performance.now() - started) / 1000 });
+    const { name, type, rootFields } = prepared.described;
+    o.metrics.operation({ name, type, rootFields, code: firstCode(errors), seconds: (performance.now() - started) / 1000 });
     served++;
     res.statusCode = status;
     res.setHeader('content-type', contentType);

@@ -164,7 +164,8 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
   async subscribe(conn: ParleySocket, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
     const started = performance.now();
     const outcome = await this.deps.inFlight.track(this.operate(conn, id, payload, limited));
-    if (outcome) this.deps.onOperation?.({ ...outcome, seconds: (performance.now() - started) / 1000 });
+    // A new record: an outcome may be the operation's cached description itself.
+    if (outcome) this.deps.onOperation?.({ name: outcome.name, type: outcome.type, rootFields: outcome.rootFields, code: outcome.code, seconds: (performance.now() - started) / 1000 });
   }
 
   complete(conn: ParleySocket, id: string): void {
@@ -231,7 +232,8 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
       result = await this.deps.operations.run(prepared, session.operationContext());
     }
     const answer = errors.shape(result);
-    const outcome = { ...prepared.described, code: firstCode(answer.errors) };
+    const { name, type, rootFields } = prepared.described;
+    const outcome = { name, type, rootFields, code: firstCode(answer.errors) };
     if (!conn.stillWanted(id, slot)) return outcome;
     conn.dropOp(id);
     // One write for both frames (a heartbeat's whole answer), not a syscall each.
@@ -278,7 +280,7 @@ export interface WebSocketOptions extends Omit<WebSocketDeps, 'env' | 'errors'> 
  */
 export function attachWebSocket(server: Server, services: Pick<Services, 'env' | 'logger'>, opts: WebSocketOptions): WebSocketHandle {
   const { env, logger } = services;
-  const hooks = new WebSocketOperations({ ...opts, env, errors: operationErrors(opts.formatError, opts.limits) });
+  const hooks = new WebSocketOperations(Object.assign({}, opts, { env, errors: operationErrors(opts.formatError, opts.limits) }));
   const transport = serveTransport<ParleySocket>({
     server,
     path: '/graphql',

@@ -20,33 +20,24 @@ export function rowToConversation(r: ConversationRow): ConversationType {
     v.lastMessageId = (r as { last_message_id?: string | null }).last_message_id ?? null;
     v.unreadCount = Math.max(0, v.unreadCount - r.hidden_unread);
   }
-  return {
-    id: r.conversation_key,
-    kind: r.kind as ConversationKind,
-    title: r.title ?? '',
-    ...v,
-    groupId: r.group_id,
-    projectId: r.project_id,
-    peerId: r.peer_id,
-    ...(r.last_message !== undefined ? { lastMessage: r.last_message && toMessageType(r.last_message) } : {}),
-    ...(r.muted_until !== undefined ? { mutedUntil: r.muted_until ? dateOf(r.muted_until) : null } : {}),
-  };
+  // Assigned in turn, not spread into a literal (see test/hot-path.test.ts).
+  const c: ConversationType = Object.assign({ id: r.conversation_key, kind: r.kind as ConversationKind, title: r.title ?? '' }, v, { groupId: r.group_id, projectId: r.project_id, peerId: r.peer_id });
+  if (r.last_message !== undefined) c.lastMessage = r.last_message && toMessageType(r.last_message);
+  if (r.muted_until !== undefined) c.mutedUntil = r.muted_until ? dateOf(r.muted_until) : null;
+  return c;
 }
 
 /** The viewer's row in a conversationUpdated event: the event's head with the viewer's own state (see ConversationService.rowFor). */
 export function payloadToConversation(viewerId: string, p: ConversationUpdatedPayload, head: HeadState | null, own: OwnState): ConversationType {
   const v = view(head, own);
-  return {
-    id: p.conversationKey,
-    kind: p.kind as ConversationKind,
-    title: p.titles?.[viewerId] ?? p.title ?? '',
-    ...v,
-    groupId: p.groupId,
-    projectId: p.projectId,
-    peerId: p.userIds?.find((u) => u !== viewerId) ?? null,
-    ...(p.message && p.message.id === v.lastMessageId ? { lastMessage: payloadToMessageType(p.message) } : {}),
-    ...mentionCountOf(viewerId, p),
-  };
+  // Each member's row of every event: assigned, not spread into a literal (see test/hot-path.test.ts).
+  const c: ConversationType = Object.assign(
+    { id: p.conversationKey, kind: p.kind as ConversationKind, title: p.titles?.[viewerId] ?? p.title ?? '' },
+    v,
+    { groupId: p.groupId, projectId: p.projectId, peerId: p.userIds?.find((u) => u !== viewerId) ?? null },
+  );
+  if (p.message && p.message.id === v.lastMessageId) c.lastMessage = payloadToMessageType(p.message);
+  return Object.assign(c, mentionCountOf(viewerId, p));
 }
 
 /**

@@ -126,29 +126,32 @@ export class ConversationService {
     const head = headOf(row);
     const own = ownOf(row);
     if (row.moved) {
-      await this.pubsub.publishSafe(Topic.ConversationUpdated, {
-        ...scopeOf(conv, viewerId),
-        kind: KINDS[conv.kind],
-        title: conv.title,
-        titles: null,
-        message: null,
-        head: headPayload(head),
-        members: { [viewerId]: ownPayload(own) },
-        only: [viewerId],
-      });
-      const receipt = { ...scopeOf(conv, viewerId), userId: viewerId, lastReadMessageId: own.lastReadMessageId!, readAt: new Date(row.read_at!).toISOString() };
+      // Every read a client marks: assigned, not spread into literals (see test/hot-path.test.ts).
+      await this.pubsub.publishSafe(
+        Topic.ConversationUpdated,
+        Object.assign(scopeOf(conv, viewerId), {
+          kind: KINDS[conv.kind],
+          title: conv.title,
+          titles: null,
+          message: null,
+          head: headPayload(head),
+          members: { [viewerId]: ownPayload(own) },
+          only: [viewerId],
+        }),
+      );
+      const receipt = Object.assign(scopeOf(conv, viewerId), { userId: viewerId, lastReadMessageId: own.lastReadMessageId!, readAt: new Date(row.read_at!).toISOString() });
       // A marker on a private project message names it to its two users only; the others see the
       // marker on the newest message before it that they may read, as readReceipts shows it.
       if (row.marked_recipient_id) {
         const pair = [row.marked_sender_id!, row.marked_recipient_id];
-        await this.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, only: pair });
-        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, { ...receipt, lastReadMessageId: row.marked_shown_id, except: pair });
+        await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { only: pair }));
+        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { lastReadMessageId: row.marked_shown_id, except: pair }));
       } else {
         await this.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }
     }
     // The last message is loaded by id if asked for.
-    return { ...emptyConversation(conv), ...view(head, own), lastMessage: undefined };
+    return Object.assign(emptyConversation(conv), view(head, own), { lastMessage: undefined });
   }
 
   /** Other members' read markers (up to 100, the most advanced first). */

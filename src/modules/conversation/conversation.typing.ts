@@ -267,7 +267,7 @@ export class TypingService {
     const until = this.typists.get(slot);
     if (until !== undefined) this.typists.delete(slot);
     const mayType = this.parts.has(slot) || (until !== undefined && until > Date.now());
-    if (!mayType && this.pubsub.hears(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing: false }, this.typistTtlMs)) return;
+    if (!mayType && this.pubsub.hears(Topic.Typing, Object.assign(scopeOf(conv, user.id), { userId: user.id, user, typing: false }), this.typistTtlMs)) return;
     this.behind(this.end(conv, user, slot).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
   }
 
@@ -345,7 +345,7 @@ export class TypingService {
   }
 
   private publish(conv: Conversation, user: UserPayload, typing: boolean): Promise<boolean> {
-    return this.pubsub.publishSafe(Topic.Typing, { ...scopeOf(conv, user.id), userId: user.id, user, typing });
+    return this.pubsub.publishSafe(Topic.Typing, Object.assign(scopeOf(conv, user.id), { userId: user.id, user, typing }));
   }
 
   /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */

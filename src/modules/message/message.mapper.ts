@@ -29,7 +29,8 @@ export function toMessageType(r: MessageRow): MessageType {
 
 /** A published message (plain JSON) as the API shows it. */
 export function payloadToMessageType(p: MessagePayload): MessageType {
-  return {
+  // The optional fields are added after the literal, not spread into it (see test/hot-path.test.ts).
+  const m: MessageType = {
     id: p.id,
     content: p.content,
     createdAt: new Date(p.createdAt),
@@ -45,15 +46,17 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     projectId: p.projectId,
     recipientId: p.recipientId,
     conversationKey: p.conversationKey,
-    ...(p.pin !== undefined ? { pin: p.pin && { at: new Date(p.pin.at), byId: p.pin.byId } } : {}),
     parentId: p.parentId ?? null,
     alsoInConversation: !!p.alsoInConversation,
     replyCount: p.thread?.replyCount ?? 0,
     lastReplyAt: p.thread?.lastReplyAt ? new Date(p.thread.lastReplyAt) : null,
     // A new message's thread is empty, its mentions are carried: neither costs a subscriber a load.
     participants: p.thread?.participants ? p.thread.participants.map(payloadToUserType) : p.version === undefined ? [] : undefined,
-    ...(p.mentions ? { mentionList: p.mentions.map(payloadToUserType) } : p.version === undefined ? { mentionList: [] } : {}),
   };
+  if (p.pin !== undefined) m.pin = p.pin && { at: new Date(p.pin.at), byId: p.pin.byId };
+  if (p.mentions) m.mentionList = p.mentions.map(payloadToUserType);
+  else if (p.version === undefined) m.mentionList = [];
+  return m;
 }
 
 /** What is published for a message: ids and ISO dates, never ORM entities. */
