@@ -1,5 +1,7 @@
 import { ConversationsDocument, HistoryDocument, MeDocument } from '../generated/client/graphql';
 import { COLUMNS, GROUP_COLUMNS, messageRepository, rowOf } from '../src/modules/message/message.repository';
+import pg from 'pg';
+import { preparedTexts } from '../src/shared/sql';
 import { sql } from './helpers/db';
 import { createTestServer } from './helpers/server';
 import { groupWith, request, sendMessage, signup } from './helpers/factories';
@@ -169,6 +171,49 @@ describe('prepared sends', () => {
     }
   });
 });
+
+describe("batches' generic plans", () => {
+  it("should probe group_members per message in a batch's gate and mentions, never hash the whole table", async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const groups: string[] = [];
+    for (let i = 0; i < 3; i++) groups.push(await groupWith(s.url, a, `Plans ${i}`, [b]));
+    // Sends that arrive together, naming a member: the mention batch's statement gets prepared.
+    await Promise.all(groups.flatMap((g) => [a, b].map((u) => sendMessage(s.url, u.token, { groupId: g, content: `hey @${(u === a ? b : a).username}` }))));
+    const texts = preparedTexts().filter((t) => t.startsWith('with b as (select * from unnest(') && t.includes('mention_names'));
+    expect(texts.length).toBeGreaterThanOrEqual(1);
+    // Memberships of a used database, analyzed: with a few thousand rows and a batch assumed to
+    // hold 10 messages, PostgreSQL hashed all of group_members for the mentions' test.
+    await crowd(s.env.DATABASE_URL!);
+    await sql(
+      s.env.DATABASE_URL!,
+      `insert into group_members (id, group_id, user_id, role, joined_at) select gen_random_uuid(), $1, u.id, 'MEMBER', now() from users u
+        where not exists (select 1 from group_members gm where gm.group_id = $1 and gm.user_id = u.id) limit 12000`,
+      [groups[0]],
+    );
+    await sql(s.env.DATABASE_URL!, 'analyze group_members');
+    for (const text of texts) {
+      const plan = await explainGeneric(s.env.DATABASE_URL!, text);
+      expect(plan).not.toMatch(/Seq Scan on group_members|hashed SubPlan/);
+      expect(plan).toMatch(/group_members/);
+    }
+  });
+});
+
+/** The generic plan of a prepared statement text (`$n` parameters), as EXPLAIN shows it. */
+async function explainGeneric(databaseUrl: string, text: string): Promise<string> {
+  const n = Math.max(...[...text.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`prepare probe as ${text}`);
+    await client.query('set plan_cache_mode = force_generic_plan');
+    const rows = (await client.query(`explain execute probe(${Array.from({ length: n }, () => 'null').join(', ')})`)).rows;
+    return rows.map((r) => r['QUERY PLAN']).join('\n');
+  } finally {
+    await client.end();
+  }
+}
 
 describe('rows read as arrays', () => {
   // The name each column comes back under: its alias, or the column's own name.

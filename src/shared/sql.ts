@@ -69,6 +69,11 @@ export function groupBy<R, V>(rows: readonly R[], key: (r: R) => string, value: 
 /** A statement's name on every connection and its text with positional parameters, by its `?` text. */
 const statements = new Map<string, { name: string; text: string }>();
 
+/** The texts of the statements prepared so far, as PostgreSQL gets them (for tests: their plans). */
+export function preparedTexts(): string[] {
+  return [...statements.values()].map((s) => s.text);
+}
+
 interface PooledClient {
   query(q: pg.Query): void;
 }
