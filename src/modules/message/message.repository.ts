@@ -278,11 +278,16 @@ export const messageRepository = {
     );
     const r = rows[0];
     if (!r) return null;
-    const row = newMessage({ id: m.id, conversationKey: m.conversationKey, senderId: m.senderId, content: m.content, groupId: m.groupId, projectId: m.projectId, clientMessageId: m.clientMessageId }, r);
+    const row = newMessage(m, r);
     row.recipient_id = m.recipientId;
     row.parent_id = m.parentId ?? null;
     row.also_in_conversation = !!m.parentId;
-    if (file) [row.attachment_id, row.file_name, row.mime_type, row.size] = [file.id, file.fileName, file.mimeType, file.data.length];
+    if (file) {
+      row.attachment_id = file.id;
+      row.file_name = file.fileName;
+      row.mime_type = file.mimeType;
+      row.size = file.data.length;
+    }
     // Assigned, not spread into a literal (see newMessage).
     return Object.assign(row, r);
   },
