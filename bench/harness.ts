@@ -71,11 +71,12 @@ export interface Child {
 /**
  * Runs `script` with `role` as its argument in a child process (--expose-gc); resolves once it
  * listens. BENCH_PROFILE=<dir>: the 'parley' child writes a CPU profile there on exit.
+ * BENCH_NODE_FLAGS: more flags for every child (`--perf-basic-prof` for `perf record`, say).
  */
 export function startChild(script: string, role: string, env: Record<string, string> = {}): Promise<Child> {
   const profile = role === 'parley' && process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const proc: ChildProcess = fork(script, [role], {
-    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...profile],
+    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...profile, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -17,6 +17,7 @@ import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
 import { drainHttpServer } from './core/drain';
 import { startOps, type Ops } from './core/ops';
+import { tuneTierUp } from './core/runtime';
 import { entities } from './modules/entities';
 import { createServices, type Services } from './modules/services';
 import type { Context } from './modules/context';
@@ -114,6 +115,7 @@ interface Realtime {
 export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   const { env } = opts;
   const logger = opts.logger ?? createLogger(env);
+  tuneTierUp();
   const stack = new DisposerStack(logger);
   try {
     const metrics = createMetrics();
