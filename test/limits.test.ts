@@ -253,6 +253,25 @@ describe('WebSocket limits', () => {
     await eventually(() => pings >= 2);
     expect(w.socket.readyState).toBe(WebSocket.OPEN);
   });
+
+  it('should spread a keep-alive round over its interval, each socket pinged once a round', async () => {
+    // 1 s: four slices of 250 ms. Pinged all at once, 5,000 sockets held the event loop ~50 ms.
+    const s = await createTestServer({ WS_KEEPALIVE: '1s' });
+    const u = await signup(s.url);
+    const pingsAt: number[][] = [];
+    for (let i = 0; i < 8; i++) {
+      const w = await initialized(s.wsUrl, u.token);
+      const mine: number[] = [];
+      pingsAt.push(mine);
+      w.socket.on('ping', () => mine.push(Date.now()));
+    }
+    await eventually(() => pingsAt.every((p) => p.length >= 2), 10_000);
+    const firsts = pingsAt.map((p) => p[0]);
+    // Eight sockets dealt over four slices: their first pings span three turns (750 ms), not one.
+    expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThanOrEqual(400);
+    // Once a round each: a second ping a round (1 s) after the first, not a slice (250 ms) after.
+    for (const p of pingsAt) expect(p[1] - p[0]).toBeGreaterThan(700);
+  });
 });
 
 describe('origin checks', () => {

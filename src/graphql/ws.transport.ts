@@ -8,6 +8,14 @@ import { SocketRate } from '../shared/ratelimit';
 const OPEN = 1;
 
 /**
+ * A keep-alive round is spread over slices about this long (at most KEEPALIVE_SLICES a round):
+ * pinging 5,000 sockets in one turn of the event loop took ~50 ms of writes, and their pongs as
+ * much again, with every request and delivery waiting behind them.
+ */
+const KEEPALIVE_SLICE_MS = 250;
+const KEEPALIVE_SLICES = 48;
+
+/**
  * One socket as the transport knows it. Kept small on purpose: an idle server holds one per
  * client (graphql-ws's server cost about five times a bare socket per connection, in closures,
  * promises and contexts per operation). The application extends it with its own fields (see
@@ -22,6 +30,8 @@ export class SocketConnection {
   closed = false;
   /** Answered the last keep-alive ping. */
   alive = true;
+  /** Its keep-alive slice: the turn of the round in which it is pinged. */
+  keepAliveSlice = 0;
   initTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -103,13 +113,17 @@ function clientMessage(text: string) {
 /**
  * The graphql-transport-ws protocol over ws, as graphql-ws's own server speaks it (its message
  * validation, close codes and ping/pong), without graphql-ws's per-connection closures: one
- * SocketConnection per socket, listeners shared by every socket, one keep-alive timer for all. The
- * application's decisions (who may connect, what an operation does, what closing undoes)
- * come in as `hooks`.
+ * SocketConnection per socket, listeners shared by every socket, one keep-alive timer for all
+ * (a slice of them a turn). The application's decisions (who may connect, what an operation
+ * does, what closing undoes) come in as `hooks`.
  */
 export function serveTransport<C extends SocketConnection>(opts: TransportOptions<C>): Transport<C> {
   const { logger, hooks } = opts;
   const connections = new Map<WebSocket, C>();
+  /** The keep-alive round's slices of sockets (none when keep-alive is off), the sockets dealt so far, and the turns taken. */
+  const wheel = Array.from({ length: opts.keepAliveMs > 0 ? Math.max(1, Math.min(KEEPALIVE_SLICES, Math.floor(opts.keepAliveMs / KEEPALIVE_SLICE_MS))) : 0 }, () => new Set<C>());
+  let joined = 0;
+  let turn = 0;
   /** Sockets per client address that are not acknowledged yet (unauthenticated, or authenticating). */
   const pendingOf = new Map<string, number>();
   const wss = new WebSocketServer({
@@ -192,6 +206,7 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     const conn = connections.get(this);
     if (!conn) return;
     connections.delete(this);
+    wheel[conn.keepAliveSlice]?.delete(conn);
     conn.closed = true;
     settled(conn);
     clearTimeout(conn.initTimer);
@@ -218,6 +233,10 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     const ip = opts.ipOf(req);
     const conn = hooks.create(socket, req, ip, new SocketRate(opts.rate));
     connections.set(socket, conn);
+    if (wheel.length) {
+      conn.keepAliveSlice = joined++ % wheel.length;
+      wheel[conn.keepAliveSlice].add(conn);
+    }
     conn.pending = true;
     pendingOf.set(ip, (pendingOf.get(ip) ?? 0) + 1);
     if (opts.initTimeoutMs > 0) conn.initTimer = setTimeout(initTimedOut, opts.initTimeoutMs, conn);
@@ -226,11 +245,12 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     socket.on('pong', onPong);
   });
 
-  // Keep-alive: one timer for every socket. A socket that didn't answer the last ping is dead.
+  // Keep-alive: each socket is pinged once a round, by a timer that takes one slice of them a turn
+  // (a socket keeps its slice); one that didn't answer the last ping is dead.
   const keepAlive =
-    opts.keepAliveMs > 0
+    wheel.length > 0
       ? setInterval(() => {
-          for (const conn of connections.values()) {
+          for (const conn of wheel[turn++ % wheel.length]) {
             if (conn.socket.readyState !== OPEN) continue;
             if (!conn.alive) {
               conn.socket.terminate();
@@ -239,7 +259,7 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
             conn.alive = false;
             conn.socket.ping();
           }
-        }, opts.keepAliveMs)
+        }, opts.keepAliveMs / wheel.length)
       : undefined;
   keepAlive?.unref();
 
