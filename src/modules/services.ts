@@ -153,6 +153,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     online: (ids) => presence.connected(ids),
     slowMode: (em, groupId, userId) => groups.slowMode(em, groupId, userId),
     moderates: (em, groupId, userId) => groups.moderates(em, groupId, userId),
+    statements: orm.em.fork() as EntityManager,
   });
   const reports = new ReportService({ pubsub, access: conversationAccess, groups, moderators: env.MODERATORS });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
