@@ -5,10 +5,10 @@ import { setFlagsFromString } from 'node:v8';
  * after three checks and more (one more per 150 bytes of its bytecode), so with V8's default
  * (67,584) a small function on the send path is optimized after thousands of sends. A fresh
  * instance (a deploy, a scale-out) thus served its first few thousand sends in baseline code with
- * the optimizing compiler busy beside it: in bench:rooms, 98 functions of the send and delivery
- * path (toMessagePayload, rowUpdate, recordMessage...) were first optimized during the measured
- * 2,000 sends that followed 2,000 unmeasured ones, and the compiler's threads took a quarter of
- * the process's CPU there. An eighth of it gets there in hundreds.
+ * the optimizing compiler busy beside it: in bench:rooms, V8 made 83-98 optimizations during the
+ * measured 2,000 sends that followed 2,000 unmeasured ones, functions of the send and delivery
+ * path among them (toMessagePayload, rowUpdate, recordMessage...), and the compiler's threads took
+ * a quarter of the process's CPU there. An eighth of the budget gets there in hundreds (33).
  */
 export const INTERRUPT_BUDGET = 8192;
 
