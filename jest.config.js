@@ -16,6 +16,7 @@ const base = {
     ],
   },
   setupFiles: ['reflect-metadata', '<rootDir>/test/setup/worker-env.ts'],
+  setupFilesAfterEnv: ['<rootDir>/test/setup/suites.ts'],
 };
 
 /**
@@ -35,4 +36,6 @@ module.exports = {
   globalSetup: '<rootDir>/test/setup/global-setup.ts',
   globalTeardown: '<rootDir>/test/setup/global-teardown.ts',
   testTimeout: 30_000,
+  // Suites that measure time run last, alone (see the file).
+  testSequencer: '<rootDir>/test/setup/sequencer.js',
 };

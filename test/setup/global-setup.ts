@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../../src/core/embedded-postgres';
 import { createLogger } from '../../src/shared/logger';
@@ -9,6 +12,8 @@ import { workerDatabaseUrl } from './workers';
  * Every worker after the first gets a database of its own beside it (workers.ts).
  */
 export default async function globalSetup(config: { maxWorkers: number }): Promise<void> {
+  // Where running suites mark themselves (setup/suites.ts, helpers/alone.ts): the workers inherit it.
+  process.env.PARLEY_SUITES_DIR = mkdtempSync(path.join(tmpdir(), 'parley-suites-'));
   if (!process.env.DATABASE_URL) {
     const embedded = await startEmbeddedPostgres({
       dir: '.data/test-postgres',
