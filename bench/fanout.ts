@@ -56,6 +56,10 @@
  * - BENCH_ROOM_SENDS   sendMessage requests per many-rooms sends run. @default 2000
  * - BENCH_ROOM_IN_FLIGHT  of them at once. @default 8
  * - BENCH_ROOM_SEND_WARMUP  requests of the same load, unmeasured, before. @default BENCH_ROOM_SENDS / 2
+ * - BENCH_AGAINST      a path to another checkout of Parley (a git worktree, its node_modules linked):
+ *                      the many-rooms sends' rounds measure it too, after this one, and print this
+ *                      one's ratio to it (an A/B within one run; the machine moves ±20% between runs).
+ * - BENCH_AGAINST_ENV  settings for that other one only, `NAME=value,...` (BENCH_AGAINST=. A/Bs a setting).
  * - BENCH_SKIP         comma list of phases to skip: one-room, x2, memory, rooms, bystanders, sends,
  *                      inject (the many-rooms phases through Redis, x2's too).
  *                      bench:rooms: one-room,memory,x2,bystanders,inject unless set.
@@ -63,6 +67,7 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
@@ -80,6 +85,10 @@ const C = positive('BENCH_CONNECTIONS', 5000);
 const CONCURRENCY = positive('BENCH_CONCURRENCY', 1);
 const ROUNDS = positive('BENCH_ROUNDS', 2);
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+/** Another checkout of Parley (a worktree with node_modules), measured beside this one in the many-rooms sends' rounds: an A/B in one run. */
+const AGAINST = process.env.BENCH_AGAINST || undefined;
+/** Settings of that other one only (`NAME=value,NAME=value`): with BENCH_AGAINST=. it A/Bs a setting. */
+const AGAINST_ENV = Object.fromEntries((process.env.BENCH_AGAINST_ENV ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const PASSWORD = 'bench-fanout-password';
 const MESSAGE_SUB = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id content createdAt sender { id username } } }';
 const SEND = 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }';
@@ -205,7 +214,9 @@ async function runStoring(): Promise<void> {
 
 // ================= seeding (not measured) =================
 
-const startChild = (role: 'parley' | 'bare' | 'storing', env: Record<string, string> = {}): Promise<Child> => fork(__filename, role, env);
+const startChild = (role: 'parley' | 'bare' | 'storing' | 'against', env: Record<string, string> = {}): Promise<Child> =>
+  // 'against': Parley as another checkout has it (BENCH_AGAINST), its own bench/fanout.ts and src/.
+  role === 'against' ? fork(path.resolve(AGAINST!, 'bench/fanout.ts'), 'parley', { ...env, ...AGAINST_ENV }) : fork(__filename, role, env);
 const resetState = () => wipe(DATABASE_URL, REDIS_URL);
 const seed = (url: string, n: number): Promise<Seeded> => seedUsers(url, DATABASE_URL, n, PASSWORD);
 
@@ -388,7 +399,7 @@ async function main(): Promise<void> {
   let roomsClean = true;
   if (!SKIP.has('rooms')) {
     roomsClean = await roomPhases(
-      { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, rounds: ROUNDS, skip: SKIP, startChild: (role) => startChild(role, role === 'bare' ? {} : env), connect, post, inBatches },
+      { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, rounds: ROUNDS, skip: SKIP, against: AGAINST, startChild: (role) => startChild(role, role === 'bare' ? {} : env), connect, post, inBatches },
       seeded.users,
     );
   }

@@ -40,7 +40,9 @@ export interface RoomKit {
   redisUrl: string;
   rounds: number;
   skip: Set<string>;
-  startChild(role: 'parley' | 'bare' | 'storing'): Promise<Child>;
+  /** Another checkout, measured as 'against' beside 'parley' (see BENCH_AGAINST in bench/fanout.ts). */
+  against?: string;
+  startChild(role: 'parley' | 'bare' | 'storing' | 'against'): Promise<Child>;
   connect(wsUrl: string, token: string, subs: { id: string; query: string }[], onNext: (text: string) => void, init?: Record<string, unknown>): Promise<WebSocket>;
   post(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any>;
   inBatches<T>(items: T[], size: number, fn: (t: T, i: number) => Promise<void>): Promise<void>;
@@ -84,6 +86,22 @@ async function makeRooms(databaseUrl: string, members: User[][], name: string): 
     await db.end();
   }
   return ids;
+}
+
+/**
+ * Each run starts from a database that autovacuum would keep: the local PostgreSQL runs without it,
+ * and a Parley run leaves every member's sidebar row and every head updated several times (dead
+ * rows, index entries that point at them), so that whichever server ran second in a round found the
+ * other's dead rows: two Parley builds in one round each came out 20-25% slower when second.
+ */
+async function vacuum(databaseUrl: string): Promise<void> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query('vacuum analyze');
+  } finally {
+    await db.end();
+  }
 }
 
 const chunk = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n));
@@ -422,29 +440,40 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
 
   if (!kit.skip.has('sends')) {
     // Messages sent and persisted, against a router that persists each before writing it.
-    const runs: Record<string, Run[]> = { storing: [], parley: [] };
+    const runs: Record<string, Run[]> = { storing: [], parley: [], against: [] };
     for (let round = 1; round <= kit.rounds; round++) {
+      await vacuum(kit.databaseUrl);
       const storing = await kit.startChild('storing');
       runs.storing.push(await sends(kit, 'storing router', storing, rooms));
       await storing.stop();
-      const parley = await kit.startChild('parley');
-      runs.parley.push(await sends(kit, 'parley x1', parley, rooms));
-      await parley.stop();
+      // With another checkout, the two Parleys take turns going first.
+      const order = kit.against ? (round % 2 ? (['parley', 'against'] as const) : (['against', 'parley'] as const)) : (['parley'] as const);
+      for (const role of order) {
+        await vacuum(kit.databaseUrl);
+        const child = await kit.startChild(role);
+        runs[role].push(await sends(kit, role === 'parley' ? 'parley x1' : 'against', child, rooms));
+        await child.stop();
+      }
     }
     out();
     out(`many rooms, sends: ${fmt(R)} groups of ${ROOM_SIZE}, every member on messageAdded without argument; ${fmt(ROOM_SENDS)} sendMessage over HTTP to random groups, ${ROOM_IN_FLIGHT} in flight, each stored before it is delivered`);
     for (let round = 0; round < kit.rounds; round++) {
       out(`round ${round + 1} of ${kit.rounds}`);
-      table([runs.storing[round], runs.parley[round]], runs.storing[round], 'deliv/s');
+      table([runs.storing[round], runs.parley[round], ...(kit.against ? [runs.against[round]] : [])], runs.storing[round], 'deliv/s');
     }
     const ratio = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.storing[i]));
     const range = (v: number[]) => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
     const [rate, p99] = [ratio((r) => r.perSecond), ratio((r) => r.p99)];
     out(`parley / storing router per round: deliveries/s ${range(rate)}x, p99 ${range(p99)}x, CPU per delivery ${range(ratio((r) => r.cpuPerDelivery!))}x`);
+    if (kit.against) {
+      const ab = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.against[i]));
+      out(`against ${kit.against} / storing router per round: deliveries/s ${range(runs.against.map((a, i) => a.perSecond / runs.storing[i].perSecond))}x`);
+      out(`parley / against per round: deliveries/s ${range(ab((r) => r.perSecond))}x, p99 ${range(ab((r) => r.p99))}x, CPU per delivery ${range(ab((r) => r.cpuPerDelivery!))}x`);
+    }
     verdicts.push(
       `many rooms, sends: deliveries/s ${range(rate)}x a storing router (target >= 0.8: ${Math.min(...rate) >= 0.8 ? 'met in every round' : Math.max(...rate) >= 0.8 ? 'met in some rounds' : 'MISSED'}), p99 ${range(p99)}x (target <= 1.5: ${Math.max(...p99) <= 1.5 ? 'met in every round' : Math.min(...p99) <= 1.5 ? 'met in some rounds' : 'MISSED'})`,
     );
-    clean &&= [...runs.storing, ...runs.parley].every((r) => !r.missing && !r.duplicates);
+    clean &&= [...runs.storing, ...runs.parley, ...runs.against].every((r) => !r.missing && !r.duplicates);
   }
 
   if (kit.skip.has('inject')) {
