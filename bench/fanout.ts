@@ -20,7 +20,8 @@
  *               BENCH_ROOM_SENDS sendMessage over HTTP to random groups, BENCH_ROOM_IN_FLIGHT at a
  *               time, against a storing room router (ws + Node http + pg: token check, one insert
  *               with its own commit, then the room's sockets; see runStoring), in rounds; prints
- *               each round and Parley's ratios to it per round. Targets (issue 29): >= 0.8 x its
+ *               each round and Parley's ratios to it per round, and each run's CPU a send in
+ *               every process it kept busy (server, PostgreSQL, Redis, this load client). Targets (issue 29): >= 0.8 x its
  *               deliveries/s, p99 <= 1.5 x its p99;
  * - many rooms: R groups of five, every member on messageAdded without argument, events entering
  *               through Redis (as other instances publish them) to random groups, against a bare

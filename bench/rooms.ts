@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import type WebSocket from 'ws';
-import { out, positive } from './util';
+import { cpuSince, out, positive, procCpuMs } from './util';
 
 const B = positive('BENCH_BYSTANDERS', 10_000);
 const R = positive('BENCH_ROOMS', 1000);
@@ -187,6 +187,8 @@ interface Run {
   userPerDelivery?: number;
   /** The server's read and write system calls per send, where measured. */
   syscallsPerSend?: number;
+  /** CPU per send (µs) of each process the run kept busy, where measured: the server, PostgreSQL's backends, Redis, this load client. */
+  box?: { server: number; postgres: number; redis: number; client: number };
   deliveries: number;
   missing: number;
   duplicates: number;
@@ -352,6 +354,9 @@ async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: str
   // The same load once unmeasured (JIT warm-up, pools filled), then the measured one.
   await blast('x', Int32Array.from({ length: ROOM_SEND_WARMUP }, () => Math.floor(Math.random() * rooms.length)));
   await settle(() => rec.warm, ROOM_SEND_WARMUP * ROOM_SIZE);
+  const others = await boxProcesses(kit);
+  const othersBefore = others.map((pids) => procCpuMs(pids));
+  const clientBefore = process.cpuUsage();
   const cpuBefore = await server.cpu();
   const callsBefore = syscalls(server.pid);
   const started = performance.now();
@@ -360,11 +365,39 @@ async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: str
   const expected = ROOM_SENDS * ROOM_SIZE;
   await settle(() => latencies.length, expected);
   const cpuAfter = await server.cpu();
+  const client = process.cpuUsage(clientBefore);
+  const [pgMs, redisMs] = othersBefore.map((before) => cpuSince(before));
   const calls = syscalls(server.pid) - callsBefore;
   for (const ws of sockets) ws.terminate();
   await sleep(500);
   const seconds = (Math.max(rec.last, requestsDone) - started) / 1000;
-  return { ...outcome(name, rec, expected, seconds, cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system), syscallsPerSend: calls / ROOM_SENDS };
+  const perSend = (ms: number) => (ms * 1000) / ROOM_SENDS;
+  const box = {
+    server: perSend(cpuAfter.user - cpuBefore.user + cpuAfter.system - cpuBefore.system),
+    postgres: perSend(pgMs),
+    redis: perSend(redisMs),
+    client: (client.user + client.system) / ROOM_SENDS,
+  };
+  return { ...outcome(name, rec, expected, seconds, cpuAfter.user - cpuBefore.user, cpuAfter.system - cpuBefore.system), syscallsPerSend: calls / ROOM_SENDS, box };
+}
+
+/**
+ * The processes beside the server on this machine whose CPU a run also spends: PostgreSQL's
+ * backends of the bench database (every connection open now: the server's pool is) and Redis's
+ * server (its process_id, when it runs here: /proc has it). The bench's rate is the machine's.
+ */
+async function boxProcesses(kit: RoomKit): Promise<[number[], number[]]> {
+  const db = new pg.Client({ connectionString: kit.databaseUrl });
+  await db.connect();
+  const redis = new Redis(kit.redisUrl);
+  try {
+    const backends = (await db.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()')).rows.map((r) => r.pid);
+    const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1] ?? NaN);
+    return [backends, Number.isFinite(redisPid) && procCpuMs([redisPid]).size ? [redisPid] : []];
+  } finally {
+    await db.end();
+    redis.disconnect();
+  }
 }
 
 /** Read and write system calls a process has made so far (/proc/<pid>/io): on a VM each costs microseconds. */
@@ -459,7 +492,9 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
     out(`many rooms, sends: ${fmt(R)} groups of ${ROOM_SIZE}, every member on messageAdded without argument; ${fmt(ROOM_SENDS)} sendMessage over HTTP to random groups, ${ROOM_IN_FLIGHT} in flight, each stored before it is delivered`);
     for (let round = 0; round < kit.rounds; round++) {
       out(`round ${round + 1} of ${kit.rounds}`);
-      table([runs.storing[round], runs.parley[round], ...(kit.against ? [runs.against[round]] : [])], runs.storing[round], 'deliv/s');
+      const row = [runs.storing[round], runs.parley[round], ...(kit.against ? [runs.against[round]] : [])];
+      table(row, runs.storing[round], 'deliv/s');
+      for (const r of row) if (r.box) out(`  ${r.name}: CPU µs a send: server ${fmt(r.box.server)}, PostgreSQL ${fmt(r.box.postgres)}, Redis ${fmt(r.box.redis)}, load client ${fmt(r.box.client)}; in all ${fmt(r.box.server + r.box.postgres + r.box.redis + r.box.client)}`);
     }
     const ratio = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.storing[i]));
     const range = (v: number[]) => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
