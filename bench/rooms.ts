@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import type WebSocket from 'ws';
-import { cpuSince, out, positive, procCpuMs } from './util';
+import { cpuSince, out, positive, procCpuMs, query } from './util';
 
 const B = positive('BENCH_BYSTANDERS', 10_000);
 const R = positive('BENCH_ROOMS', 1000);
@@ -94,15 +94,7 @@ async function makeRooms(databaseUrl: string, members: User[][], name: string): 
  * rows, index entries that point at them), so that whichever server ran second in a round found the
  * other's dead rows: two Parley builds in one round each came out 20-25% slower when second.
  */
-async function vacuum(databaseUrl: string): Promise<void> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    await db.query('vacuum analyze');
-  } finally {
-    await db.end();
-  }
-}
+const vacuum = (databaseUrl: string) => query(databaseUrl, 'vacuum analyze');
 
 const chunk = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n));
 
@@ -366,7 +358,8 @@ async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: str
   await settle(() => latencies.length, expected);
   const cpuAfter = await server.cpu();
   const client = process.cpuUsage(clientBefore);
-  const [pgMs, redisMs] = othersBefore.map((before) => cpuSince(before));
+  const after = await boxProcesses(kit);
+  const [pgMs, redisMs] = othersBefore.map((before, i) => cpuSince(before, after[i]));
   const calls = syscalls(server.pid) - callsBefore;
   for (const ws of sockets) ws.terminate();
   await sleep(500);
@@ -387,15 +380,12 @@ async function sends(kit: RoomKit, name: string, server: Child, rooms: { id: str
  * server (its process_id, when it runs here: /proc has it). The bench's rate is the machine's.
  */
 async function boxProcesses(kit: RoomKit): Promise<[number[], number[]]> {
-  const db = new pg.Client({ connectionString: kit.databaseUrl });
-  await db.connect();
+  const backends = (await query<{ pid: number }>(kit.databaseUrl, 'select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()')).map((r) => r.pid);
   const redis = new Redis(kit.redisUrl);
   try {
-    const backends = (await db.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()')).rows.map((r) => r.pid);
     const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1] ?? NaN);
     return [backends, Number.isFinite(redisPid) && procCpuMs([redisPid]).size ? [redisPid] : []];
   } finally {
-    await db.end();
     redis.disconnect();
   }
 }
