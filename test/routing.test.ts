@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { eventually, gql, listen as listenOn, ok, sleep } from './helpers/graphql';
+import pg from 'pg';
+import { eventually, gql, listen as listenOn, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
 import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
@@ -215,6 +216,40 @@ describeRedis('event routing', () => {
     for (const s of churnSubs) {
       const got = contents(s.values);
       expect(new Set(got).size).toBe(got.length);
+    }
+  });
+  it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
+    // A has one database connection, which a blocked query holds, so a subscription's check waits there; B takes the send.
+    const a = await createTestServer({ DB_POOL_MAX: '1' });
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo] = [await signup(b.url), await signup(b.url)];
+    const group = (await request(b.url, CreateGroupDocument, { name: 'Checked' }, ada.token)).createGroup.id;
+    await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+    const w = wsClient(a.wsUrl, bo.token);
+    // Acknowledged: A receives the group's channel from here on.
+    await w.connected;
+    const locker = new pg.Client({ connectionString: a.env.DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table friendships in access exclusive mode');
+      const blocked = gql(a.url, '{ friends { id } }', {}, bo.token);
+      await eventually(async () => (await locker.query("select count(*)::int as n from pg_locks where not granted and relation = 'friendships'::regclass")).rows[0].n > 0);
+      const sub = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', { c: { groupId: group } });
+      await sleep(150);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'during the check' });
+      // Its event reaches A while the check still waits (the subscription is not running yet).
+      await sleep(300);
+      expect(a.fanout.active.messageAdded ?? 0).toBe(0);
+      await locker.query('commit');
+      expect((await blocked).errors).toBeUndefined();
+      expect(contents([await sub.nth(1)])).toEqual(['during the check']);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      expect(contents([await sub.nth(2)])).toEqual(['after']);
+      expect(contents(sub.values)).toEqual(['during the check', 'after']);
+    } finally {
+      await locker.query('rollback').catch(() => undefined);
+      await locker.end();
     }
   });
 });

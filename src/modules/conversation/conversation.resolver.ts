@@ -84,9 +84,9 @@ export class ConversationResolver {
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub, blocks } = context.services;
-      const conv = await only(context, args.conversation);
-      const reaches = (p: ReadReceiptPayload) => p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) && !blocks.hides(me, p.userId);
-      return pubsub.iterate(Topic.ReadReceipt, (p) => (reaches(p) ? p : undefined), {
+      const reaches = (p: ReadReceiptPayload, conv: { key: string } | null) =>
+        p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) && !blocks.hides(me, p.userId);
+      return pubsub.iterateChecked(Topic.ReadReceipt, only(context, args.conversation), (p, conv) => (reaches(p, conv) ? p : undefined), {
         keys: me,
       });
     },
@@ -101,9 +101,8 @@ export class ConversationResolver {
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub } = context.services;
-      const conv = await only(context, args.conversation);
       const { blocks } = context.services;
-      return pubsub.iterate(Topic.Typing, (p) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId) ? p : undefined), {
+      return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), (p, conv) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId) ? p : undefined), {
         keys: me,
       });
     },

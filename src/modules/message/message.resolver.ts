@@ -57,8 +57,11 @@ export class MessageResolver {
       const me = viewerOf(context).userId;
       const { threads, conversationAccess, pubsub, blocks } = context.services;
       // Checked once here; afterwards membership (and blocks) are read from memory, so leaving stops delivery at once.
-      const only = args.conversation ? await threads.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(Topic.MessageAdded, (p) => (inStream(p, only?.threadId) && conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), { keys: me });
+      // It listens while the check runs (iterateChecked), so nothing sent meanwhile is missed.
+      const check = args.conversation ? threads.subscriptionFilter(context.em, me, args.conversation) : Promise.resolve(null);
+      return pubsub.iterateChecked(Topic.MessageAdded, check, (p, only) => (inStream(p, only?.threadId) && conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), {
+        keys: me,
+      });
     },
   })
   messageAdded(
@@ -106,10 +109,11 @@ export class MessageResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { messages, conversationAccess, pubsub, blocks } = context.services;
-      const only = args.conversation ? await messages.subscriptionFilter(context.em, me, args.conversation) : null;
-      return pubsub.iterate(
+      const check = args.conversation ? messages.subscriptionFilter(context.em, me, args.conversation) : Promise.resolve(null);
+      return pubsub.iterateChecked(
         Topic.MessageEvent,
-        (p) => (conversationAccess.visibleTo(me, p.message, only) && !blocks.hides(me, p.message.senderId) && !(p.replySenderId && blocks.hides(me, p.replySenderId)) ? p : undefined),
+        check,
+        (p, only) => (conversationAccess.visibleTo(me, p.message, only) && !blocks.hides(me, p.message.senderId) && !(p.replySenderId && blocks.hides(me, p.replySenderId)) ? p : undefined),
         { keys: me },
       );
     },

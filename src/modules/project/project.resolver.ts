@@ -91,9 +91,9 @@ export class ProjectResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { projectId?: string | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { projects, pubsub } = context.services;
-      const only = args.projectId ? (await projects.asMember(context.em, args.projectId, me)).project.id : null;
+      const check = args.projectId ? projects.asMember(context.em, args.projectId, me).then((m) => m.project.id) : Promise.resolve(null);
       // The entries were addressed to the members at commit time: one who left or was removed has none.
-      return pubsub.iterate(Topic.ProjectAction, (p) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: me });
+      return pubsub.iterateChecked(Topic.ProjectAction, check, (p, only) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: me });
     },
   })
   projectAction(@Root() e: ProjectActionEntryPayload, @Arg('projectId', () => IdScalar, { nullable: true }) _projectId?: string | null): ProjectActionType {

@@ -31,6 +31,8 @@ interface Envelope {
 /** The broker channel of a conversation channel suffix (g:<id>, p:<id>, u:<id>). */
 const CHANNEL_PREFIX = `${CONVERSATION_CHANNELS}:`;
 const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
+/** Events a subscription keeps while its check runs (as a pulled stream's queue). */
+const EARLY_MAX = 1000;
 
 const isObject = (m: unknown): m is Record<string, unknown> => m !== null && typeof m === 'object';
 
@@ -168,6 +170,46 @@ export class PubSub {
   iterate<T extends Topic, R>(topic: T, select: (payload: TopicPayloads[T]) => R | undefined, opts: { keys?: Keys } = {}): PushIterator<R> {
     this.listenUpstream(topic);
     return new TopicStream<T, R>(this.hub, topic, select, opts.keys);
+  }
+
+  /**
+   * iterate() for a subscription that checks something first (the viewer's access to the
+   * conversation it names, read from the database): it listens from the call, and what arrives
+   * during the check waits and goes through `select` once the check is known. A client that
+   * subscribes and then reads what it missed (history) thus misses nothing published between its
+   * subscribe frame and the check's answer, which under load took longer than its wait. When the
+   * check throws, nothing is kept and the error is the subscription's, as before.
+   */
+  async iterateChecked<T extends Topic, C, R>(
+    topic: T,
+    check: Promise<C>,
+    select: (payload: TopicPayloads[T], checked: C) => R | undefined,
+    opts: { keys?: Keys } = {},
+  ): Promise<PushIterator<R>> {
+    let early: TopicPayloads[T][] | undefined = [];
+    let checked!: C;
+    this.listenUpstream(topic);
+    const stream = new TopicStream<T, R>(
+      this.hub,
+      topic,
+      (p) => {
+        if (!early) return select(p, checked);
+        // A pulled stream's bound (see TopicStream): beyond, the oldest go.
+        if (early.push(p) > EARLY_MAX) early.shift(), this.hub.dropped++;
+        return undefined;
+      },
+      opts.keys,
+    );
+    try {
+      checked = await check;
+    } catch (e) {
+      void stream.return();
+      throw e;
+    }
+    const waited = early;
+    early = undefined;
+    for (const p of waited) stream.receive(p);
+    return stream;
   }
 
   /**
