@@ -32,6 +32,8 @@ interface Sim {
   kind: 'ws' | 'sse';
   /** Message ids as they arrived live, repeats kept. */
   live: string[];
+  /** When each of `live` arrived (ms from the start): told when a check fails. */
+  liveAt: number[];
   /** Every message id the client has, live or by catch-up. */
   seen: Set<string>;
   /** clientMessageId -> the id of the message the server acknowledged. */
@@ -108,7 +110,7 @@ describeRedis('rolling restart', () => {
       const makeSim = (user: TestUser, index: number): Sim => {
         const groupId = groups[Math.floor(index / GROUP_SIZE)];
         const kind: Sim['kind'] = index % 2 === 0 ? 'ws' : 'sse';
-        const sim: Sim = { user, groupId, kind, live: [], seen: new Set(), acked: new Map(), failures: [], gaps: [], log: [], sending: Promise.resolve(), close: async () => undefined };
+        const sim: Sim = { user, groupId, kind, live: [], liveAt: [], seen: new Set(), acked: new Map(), failures: [], gaps: [], log: [], sending: Promise.resolve(), close: async () => undefined };
         const note = (what: string) => sim.log.push(`${Date.now() - began} ${what}`);
         const down = () => {
           note('down');
@@ -143,6 +145,7 @@ describeRedis('rolling restart', () => {
         };
         const onMessage = (m: { id: string }) => {
           sim.live.push(m.id);
+          sim.liveAt.push(Date.now() - began);
           sim.seen.add(m.id);
         };
         const retryWait = async (n: number): Promise<void> => void (await sleep(100 + Math.random() * Math.min(1000, 100 * 2 ** n)));
@@ -274,7 +277,16 @@ describeRedis('rolling restart', () => {
           expect(s.live.length).toBe(new Set(s.live).size);
           const missed = [...acked.values()].filter((id) => !s.seen.has(id));
           const sentBy = (id: string) => members.find((m) => [...m.acked.values()].includes(id))!;
-          const story = () => `${s.kind} ${s.user.id} missed ${missed.map((id) => `${id} (sender: ${sentBy(id).log.filter((l) => l.includes(id) || !l.includes('acked')).join(', ')})`).join('; ')}\n  its own log: ${s.log.filter((l) => !l.includes('acked')).join(', ')}`;
+          // Where the missed one stands in the group's order, and what reached this member live around it.
+          const around = (id: string) => {
+            const at = history.findIndex((m) => m.id === id);
+            return history
+              .slice(Math.max(0, at - 3), at + 4)
+              .map((m) => `${m.id === id ? '*' : ''}${m.id.slice(0, 8)} ${s.live.includes(m.id) ? `live at ${s.liveAt[s.live.indexOf(m.id)]}` : s.seen.has(m.id) ? 'caught up' : 'missing'}`)
+              .join(', ');
+          };
+          const story = () =>
+            `${s.kind} ${s.user.id} missed ${missed.map((id) => `${id} (sender: ${sentBy(id).log.filter((l) => l.includes(id) || !l.includes('acked')).join(', ')}; in order: ${around(id)})`).join('; ')}\n  its own log: ${s.log.filter((l) => !l.includes('acked')).join(', ')}`;
           if (missed.length) throw new Error(story());
         }
       }
