@@ -97,7 +97,12 @@ function testVars(overrides: Overrides): Record<string, string | undefined> {
 export async function resetState(env: Env): Promise<void> {
   const db = new URL(env.DATABASE_URL!).pathname.slice(1);
   if (!/test/i.test(db)) throw new Error(`refusing to wipe database '${db}': test databases must have 'test' in their name`);
-  const client = new pg.Client({ connectionString: env.DATABASE_URL });
+  // Both at once: a reset is in front of most tests.
+  await Promise.all([truncateAll(env.DATABASE_URL!), env.REDIS_URL ? flushRedis(env.REDIS_URL) : undefined]);
+}
+
+async function truncateAll(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     const { rows } = await client.query<{ tablename: string }>(
@@ -107,12 +112,13 @@ export async function resetState(env: Env): Promise<void> {
   } finally {
     await client.end();
   }
-  if (env.REDIS_URL) {
-    const redis = new Redis(env.REDIS_URL, { lazyConnect: true });
-    await redis.connect();
-    await redis.flushdb();
-    await redis.quit();
-  }
+}
+
+async function flushRedis(redisUrl: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  await redis.flushdb();
+  await redis.quit();
 }
 
 /**
