@@ -236,14 +236,18 @@ describeRedis('event routing', () => {
       const blocked = gql(a.url, '{ friends { id } }', {}, bo.token);
       await eventually(async () => (await locker.query("select count(*)::int as n from pg_locks where not granted and relation = 'friendships'::regclass")).rows[0].n > 0);
       const sub = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', { c: { groupId: group } });
+      const typing = subscribe<any>(w, 'subscription($c: ConversationInput) { typing(conversation: $c) { typing user { id } } }', { c: { groupId: group } });
       await sleep(150);
+      await ok(gql(b.url, 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }', { c: { groupId: group } }, ada.token));
       await sendMessage(b.url, ada.token, { groupId: group, content: 'during the check' });
-      // Its event reaches A while the check still waits (the subscription is not running yet).
+      // Their events reach A while the checks still wait (neither subscription runs yet).
       await sleep(300);
       expect(a.fanout.active.messageAdded ?? 0).toBe(0);
+      expect(a.fanout.active.typing ?? 0).toBe(0);
       await locker.query('commit');
       expect((await blocked).errors).toBeUndefined();
       expect(contents([await sub.nth(1)])).toEqual(['during the check']);
+      expect((await typing.nth(1)).typing).toEqual({ typing: true, user: { id: ada.id } });
       await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
       expect(contents([await sub.nth(2)])).toEqual(['after']);
       expect(contents(sub.values)).toEqual(['during the check', 'after']);
@@ -251,5 +255,23 @@ describeRedis('event routing', () => {
       await locker.query('rollback').catch(() => undefined);
       await locker.end();
     }
+  });
+  it('should keep nothing listening for a subscription its check refuses', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const group = (await request(s.url, CreateGroupDocument, { name: 'Refused' }, ada.token)).createGroup.id;
+    await request(s.url, JoinGroupDocument, { groupId: group }, bo.token);
+    const w = wsClient(s.wsUrl, bo.token);
+    await w.connected;
+    // A thread that is not there: the check throws, after the stream began listening.
+    const refused = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', { c: { groupId: group, threadId: '00000000-0000-4000-8000-000000000000' } });
+    await eventually(() => refused.errors.length > 0);
+    const plain = await listen(s, bo);
+    const before = await metric(s, 'parley_fanout_evaluations_total');
+    await sendMessage(s.url, ada.token, { groupId: group, content: 'one listener' });
+    await plain.nth(1);
+    // The plain subscription only: the refused one's stream was let go.
+    expect((await metric(s, 'parley_fanout_evaluations_total')) - before).toBe(1);
+    expect(refused.values).toEqual([]);
   });
 });

@@ -14,8 +14,8 @@ import { ConversationConnection, ConversationInput, ConversationsArgs, Conversat
 
 type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
 
-/** The conversation a subscription narrows to (checked once, as for messageAdded), or null for all of the viewer's. */
-async function only(context: Context, conversation?: ConversationInput | null) {
+/** The check of the conversation a subscription narrows to (see PubSub.iterateChecked), or null for all of the viewer's. */
+function only(context: Context, conversation?: ConversationInput | null) {
   return conversation ? context.services.conversationAccess.subscriptionFilter(context.em, viewerOf(context).userId, conversation) : null;
 }
 

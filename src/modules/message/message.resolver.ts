@@ -8,7 +8,6 @@ import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';
-import type { ThreadFilter } from './thread.service';
 import { UserType } from '../user/user.types';
 import { ConversationInput } from '../conversation/conversation.types';
 import { inStream } from './thread.service';
@@ -59,9 +58,10 @@ export class MessageResolver {
       const { threads, conversationAccess, pubsub, blocks } = context.services;
       // Checked once here; afterwards membership (and blocks) are read from memory, so leaving stops delivery at once.
       // It listens while the check runs (iterateChecked), so nothing sent meanwhile is missed.
-      const select = (p: MessagePayload, only: ThreadFilter | null) => (inStream(p, only?.threadId) && conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined);
-      if (!args.conversation) return pubsub.iterate(Topic.MessageAdded, (p) => select(p, null), { keys: me });
-      return pubsub.iterateChecked(Topic.MessageAdded, threads.subscriptionFilter(context.em, me, args.conversation), select, { keys: me });
+      const check = args.conversation ? threads.subscriptionFilter(context.em, me, args.conversation) : null;
+      return pubsub.iterateChecked(Topic.MessageAdded, check, (p, only) => (inStream(p, only?.threadId) && conversationAccess.visibleTo(me, p, only) && !blocks.hides(me, p.senderId) ? p : undefined), {
+        keys: me,
+      });
     },
   })
   messageAdded(
@@ -109,7 +109,7 @@ export class MessageResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { conversation?: ConversationInput | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { messages, conversationAccess, pubsub, blocks } = context.services;
-      const check = args.conversation ? messages.subscriptionFilter(context.em, me, args.conversation) : Promise.resolve(null);
+      const check = args.conversation ? messages.subscriptionFilter(context.em, me, args.conversation) : null;
       return pubsub.iterateChecked(
         Topic.MessageEvent,
         check,

@@ -91,7 +91,7 @@ export class ProjectResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { projectId?: string | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { projects, pubsub } = context.services;
-      const check = args.projectId ? projects.asMember(context.em, args.projectId, me).then((m) => m.project.id) : Promise.resolve(null);
+      const check = args.projectId ? projects.asMember(context.em, args.projectId, me).then((m) => m.project.id) : null;
       // The entries were addressed to the members at commit time: one who left or was removed has none.
       return pubsub.iterateChecked(Topic.ProjectAction, check, (p, only) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: me });
     },

@@ -178,14 +178,16 @@ export class PubSub {
    * during the check waits and goes through `select` once the check is known. A client that
    * subscribes and then reads what it missed (history) thus misses nothing published between its
    * subscribe frame and the check's answer, which under load took longer than its wait. When the
-   * check throws, nothing is kept and the error is the subscription's, as before.
+   * check throws, nothing is kept and the error is the subscription's, as before. A check known
+   * already (a value, not a promise: nothing to read) makes a plain stream, with nothing to hold.
    */
   async iterateChecked<T extends Topic, C, R>(
     topic: T,
-    check: Promise<C>,
+    check: C | Promise<C>,
     select: (payload: TopicPayloads[T], checked: C) => R | undefined,
     opts: { keys?: Keys } = {},
   ): Promise<PushIterator<R>> {
+    if (!(check instanceof Promise)) return this.iterate(topic, (p) => select(p, check), opts);
     let early: TopicPayloads[T][] | undefined = [];
     let checked!: C;
     this.listenUpstream(topic);
