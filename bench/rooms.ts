@@ -486,14 +486,15 @@ export async function roomPhases(kit: RoomKit, users: User[]): Promise<boolean> 
       table(row, runs.storing[round], 'deliv/s');
       for (const r of row) if (r.box) out(`  ${r.name}: CPU µs a send: server ${fmt(r.box.server)}, PostgreSQL ${fmt(r.box.postgres)}, Redis ${fmt(r.box.redis)}, load client ${fmt(r.box.client)}; in all ${fmt(r.box.server + r.box.postgres + r.box.redis + r.box.client)}`);
     }
-    const ratio = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.storing[i]));
+    // One run's figure over another's, round by round.
+    const ratio = (of: Run[], to: Run[], f: (r: Run) => number) => of.map((p, i) => f(p) / f(to[i]));
     const range = (v: number[]) => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
-    const [rate, p99] = [ratio((r) => r.perSecond), ratio((r) => r.p99)];
-    out(`parley / storing router per round: deliveries/s ${range(rate)}x, p99 ${range(p99)}x, CPU per delivery ${range(ratio((r) => r.cpuPerDelivery!))}x`);
+    const [rate, p99] = [ratio(runs.parley, runs.storing, (r) => r.perSecond), ratio(runs.parley, runs.storing, (r) => r.p99)];
+    out(`parley / storing router per round: deliveries/s ${range(rate)}x, p99 ${range(p99)}x, CPU per delivery ${range(ratio(runs.parley, runs.storing, (r) => r.cpuPerDelivery!))}x`);
     if (kit.against) {
-      const ab = (f: (r: Run) => number) => runs.parley.map((p, i) => f(p) / f(runs.against[i]));
-      out(`against ${kit.against} / storing router per round: deliveries/s ${range(runs.against.map((a, i) => a.perSecond / runs.storing[i].perSecond))}x`);
-      out(`parley / against per round: deliveries/s ${range(ab((r) => r.perSecond))}x, p99 ${range(ab((r) => r.p99))}x, CPU per delivery ${range(ab((r) => r.cpuPerDelivery!))}x`);
+      const ab = (f: (r: Run) => number) => range(ratio(runs.parley, runs.against, f));
+      out(`against ${kit.against} / storing router per round: deliveries/s ${range(ratio(runs.against, runs.storing, (r) => r.perSecond))}x`);
+      out(`parley / against per round: deliveries/s ${ab((r) => r.perSecond)}x, p99 ${ab((r) => r.p99)}x, CPU per delivery ${ab((r) => r.cpuPerDelivery!)}x`);
     }
     verdicts.push(
       `many rooms, sends: deliveries/s ${range(rate)}x a storing router (target >= 0.8: ${Math.min(...rate) >= 0.8 ? 'met in every round' : Math.max(...rate) >= 0.8 ? 'met in some rounds' : 'MISSED'}), p99 ${range(p99)}x (target <= 1.5: ${Math.max(...p99) <= 1.5 ? 'met in every round' : Math.min(...p99) <= 1.5 ? 'met in some rounds' : 'MISSED'})`,
