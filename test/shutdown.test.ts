@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { runParley, type ParleyProcess } from './helpers/process';
-import { sleep, wsClient } from './helpers/graphql';
+import { wsClient } from './helpers/graphql';
 import { signup } from './helpers/factories';
 import { describeRedis } from './helpers/server';
 
@@ -9,7 +9,10 @@ const TIMEOUT = 3;
 /** Whether the process ended within `ms`, and how long it took. */
 async function endsWithin(p: ParleyProcess, ms: number): Promise<{ ended: boolean; after: number }> {
   const started = Date.now();
-  const ended = await Promise.race([p.exited.then(() => true), sleep(ms).then(() => false)]);
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([p.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+  // Not left pending: a timer kept the jest worker alive after the suite, and jest killed it.
+  clearTimeout(timer);
   return { ended, after: Date.now() - started };
 }
 
