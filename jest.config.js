@@ -38,9 +38,9 @@ module.exports = {
   testTimeout: 30_000,
   // Suites that measure time run last, alone (see the file).
   testSequencer: '<rootDir>/test/setup/sequencer.js',
-  // A worker is replaced once a suite leaves it holding more than this much heap. Each suite loads
-  // the server afresh (jest gives every file its own modules), and what a worker keeps of them grows
-  // by ~50 MB a suite: left alone, one held 1.4-2.4 GB after 40 suites (8 GB allowed, so V8
-  // collects late). A new worker for every suite instead cost ~1.5 s of CPU each (~75 suites).
-  workerIdleMemoryLimit: '600MB',
+  // Every suite in a fresh worker: a worker that had run 40 suites held 1.4-2.4 GB (8 GB allowed,
+  // so V8 collects late) and whatever they left running, and rolling.test's clients and proxy,
+  // which live in the worker, took 6.5 s to reconnect there against 3.6-3.9 in a fresh one, and
+  // 12-13.6 s at the end of a whole CI run (its bound is 10 s).
+  workerIdleMemoryLimit: 0,
 };
