@@ -5,6 +5,8 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { ConfigError, loadEnv } from '../src/config/env';
 import { createSchema, printSdl } from '../src/graphql/schema';
+import { migrate } from '../src/core/database';
+import { sql } from './helpers/db';
 import { codeOf, eventually, gql, ok, sleep } from './helpers/graphql';
 import { createTestServer, hasRedis } from './helpers/server';
 import { signup } from './helpers/factories';
@@ -61,6 +63,22 @@ describe('foundation', () => {
     expect(env.PRESENCE_TIMEOUT).toBe(300);
     expect(env.TOKEN_TTL).toBe(86400);
     expect(loadEnv({}).PORT).toBe(4000);
+  });
+
+  it('should decide on the pool that nothing is pending, and take the lock when a migration is', async () => {
+    const s = await createTestServer();
+    const { orm } = s.database;
+    // The lock's own session would need this address, where nothing answers.
+    const nowhere = 'postgres://postgres@127.0.0.1:1/none';
+    await expect(migrate(orm, nowhere)).resolves.toBeUndefined();
+    // The newest migration unrecorded: now the locked path runs, and cannot connect.
+    const [newest] = await sql(s.env.DATABASE_URL!, 'delete from mikro_orm_migrations where id = (select max(id) from mikro_orm_migrations) returning *');
+    try {
+      await expect(migrate(orm, nowhere)).rejects.toThrow();
+    } finally {
+      await sql(s.env.DATABASE_URL!, 'insert into mikro_orm_migrations (id, name, executed_at) values ($1, $2, $3)', [newest.id, newest.name, newest.executed_at]);
+    }
+    await expect(migrate(orm, nowhere)).resolves.toBeUndefined();
   });
 
   it('should keep schema.graphql current with the code', async () => {

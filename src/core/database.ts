@@ -27,15 +27,15 @@ export function maskUrl(url: string): string {
 
 /**
  * Whether every migration this build knows is recorded as applied: read on the pool, without the
- * lock's own session (a PostgreSQL session costs ~20 ms of its CPU to start). Any doubt (no table
+ * lock's own session (starting a PostgreSQL session costs it ~20 ms of CPU here). Any doubt (no table
  * yet, a query error) says no, and the locked path decides.
  */
 async function upToDate(orm: MikroORM): Promise<boolean> {
-  const known = orm.config.get('migrations').migrationsList?.map((m) => m.name);
+  const { migrationsList, tableName } = orm.config.get('migrations');
+  const known = migrationsList?.map((m) => m.name);
   if (!known?.length) return false;
-  const table = orm.config.get('migrations').tableName ?? 'mikro_orm_migrations';
   try {
-    const rows = await orm.em.getConnection().execute<{ name: string }[]>(`select name from "${table}"`);
+    const rows = await orm.em.getConnection().execute<{ name: string }[]>(`select name from "${tableName}"`);
     const applied = new Set(rows.map((r) => r.name));
     return known.every((name) => applied.has(name));
   } catch {
