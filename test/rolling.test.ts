@@ -89,7 +89,7 @@ describeRedis('rolling restart', () => {
     let running = true;
     let stop!: () => void;
     const stopped = new Promise<void>((resolve) => (stop = resolve));
-    /** Waits `ms`, or until the run stops, leaving no timer behind (one kept the worker alive after the suite). */
+    /** Waits `ms`, or until the run stops, leaving no timer behind to keep the jest worker from exiting. */
     const pause = (ms: number) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);

@@ -11,7 +11,7 @@ async function endsWithin(p: ParleyProcess, ms: number): Promise<{ ended: boolea
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const ended = await Promise.race([p.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
-  // Not left pending: a timer kept the jest worker alive after the suite, and jest killed it.
+  // Not left pending after the test: a timer outliving its suite keeps the jest worker from exiting.
   clearTimeout(timer);
   return { ended, after: Date.now() - started };
 }

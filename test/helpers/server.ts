@@ -102,8 +102,8 @@ export async function resetState(env: Env): Promise<void> {
 }
 
 /**
- * The reset's connection, kept for the suite: a PostgreSQL session costs ~20 ms of the server's
- * CPU to start, and a new one then loads every table's catalog entries to truncate them (a reset
+ * The reset's connection, kept for the suite: starting a session costs PostgreSQL ~20 ms of CPU,
+ * and a new one then loads every table's catalog entries to truncate them (a reset
  * was ~115 ms of machine CPU with a session each, against ~40 on a kept one).
  */
 let resetClient: { url: string; client: Promise<pg.Client> } | undefined;
