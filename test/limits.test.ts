@@ -10,7 +10,8 @@ import { bodyLimit } from '../src/server';
 import { codeOf, eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { attempt, signup, buildUser, type TestUser, lobbyOf, login, request, buildGroup } from './helpers/factories';
 import { LoginDocument, SignupDocument, SendMessageDocument } from '../generated/client/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, redisName, type Overrides, type TestServer } from './helpers/server';
+import { monitorRedis } from './helpers/redis-monitor';
 import { snapshot } from './helpers/db';
 import { initialized, raw } from './helpers/raw-socket';
 
@@ -377,6 +378,14 @@ describe('rate limits', () => {
 });
 
 describeRedis('rate limits across instances', () => {
+  /** Two instances with these rates, a user, the lobby and a Redis client of the test's own. */
+  async function twoInstances(overrides: Overrides) {
+    const a = await createTestServer(overrides);
+    const b = await createTestServer(overrides, { clean: false });
+    const u = await signup(a.url);
+    return { a, b, u, lobby: await lobbyOf(a.url, u.token), redis: new Redis(a.env.REDIS_URL!) };
+  }
+
   it('should count sendMessage and signup in Redis, so a second instance sees the first one’s count', async () => {
     const overrides = { RATE_LIMIT_SEND_MESSAGE: '3/1m', RATE_LIMIT_SIGNUP: '3/1h' };
     const a = await createTestServer(overrides);
@@ -396,14 +405,9 @@ describeRedis('rate limits across instances', () => {
 
   it('should lease a sender\'s points from Redis in blocks, never letting more through than the limit across instances', async () => {
     // 40 points: the first send leases 40/16 = 2 (one spent); below 32 left, one point per send.
-    const overrides = { RATE_LIMIT_SEND_MESSAGE: '40/1m' };
-    const a = await createTestServer(overrides);
-    const b = await createTestServer(overrides, { clean: false });
-    const u = await signup(a.url);
-    const lobby = await lobbyOf(a.url, u.token);
-    const redis = new Redis(a.env.REDIS_URL!);
+    const { a, b, u, lobby, redis } = await twoInstances({ RATE_LIMIT_SEND_MESSAGE: '40/1m' });
     try {
-      const counted = async () => Number(await redis.get(`${a.env.REDIS_KEY_PREFIX ?? ''}rl:send-message:${u.id}`));
+      const counted = async () => Number(await redis.get(redisName(`rl:send-message:${u.id}`)));
       await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: 'a1' } }, u.token);
       expect(await counted()).toBe(2);
       // The leased point: spent on this instance, no Redis count.
@@ -420,6 +424,62 @@ describeRedis('rate limits across instances', () => {
       }
       expect(await counted()).toBe(40);
       expect(sent).toBe(40);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('should let a sender\'s first send of a window through before Redis counts it, lease behind it, and stay within one send per instance of a large limit', async () => {
+    // 64 points: a first send goes ahead; its lease (64/16 = 4, that send one of them) is taken behind it.
+    const { a, b, u, lobby, redis } = await twoInstances({ RATE_LIMIT_SEND_MESSAGE: '64/1m' });
+    const users = [u, ...(await Promise.all(Array.from({ length: 7 }, () => signup(a.url))))];
+    const leaseKeys: number[] = [];
+    const monitor = await monitorRedis(a.env.REDIS_URL!, ({ source, args }) => {
+      // EVAL the first time Redis meets the script, EVALSHA after; the key count follows either way.
+      if (source !== 'lua' && /^eval(sha)?$/i.test(args[0]) && users.some((u) => args.includes(redisName(`rl:send-message:${u.id}`)))) leaseKeys.push(Number(args[2]));
+    });
+    try {
+      const counted = async (id: string) => Number(await redis.get(redisName(`rl:send-message:${id}`)));
+      // Eight first sends at once: answered, then counted in Redis by fewer scripts than senders.
+      await Promise.all(users.map((u) => request(a.url, SendMessageDocument, { input: { groupId: lobby, content: 'first' } }, u.token)));
+      await eventually(async () => (expect(await Promise.all(users.map((u) => counted(u.id)))).toEqual(users.map(() => 4)), true));
+      expect(leaseKeys.reduce((n, k) => n + k, 0)).toBe(users.length);
+      expect(leaseKeys.length).toBeLessThan(users.length);
+      // Its next three sends spend the lease here: no Redis count.
+      for (let i = 0; i < 3; i++) await request(a.url, SendMessageDocument, { input: { groupId: lobby, content: `a${i}` } }, u.token);
+      expect(await counted(u.id)).toBe(4);
+      // Until refused on both instances: the 64 points, and at most one send ahead on b (a's went first).
+      let sent = 4;
+      for (const url of [b.url, a.url, b.url]) {
+        for (;;) {
+          const r = await attempt(url, SendMessageDocument, { input: { groupId: lobby, content: `m${sent}` } }, u.token);
+          if (codeOf(r) === 'RATE_LIMITED') break;
+          expect(r.errors).toBeUndefined();
+          sent++;
+        }
+      }
+      expect(sent).toBe(64);
+      expect(await counted(u.id)).toBe(64);
+      // Refused now: each later send asks Redis first, and none goes ahead.
+      expect(codeOf(await attempt(a.url, SendMessageDocument, { input: { groupId: lobby, content: 'late' } }, u.token))).toBe('RATE_LIMITED');
+      const rows = await gql(a.url, 'query($g: ID) { history(conversation: { groupId: $g }, last: 100) { edges { node { sender { id } } } } }', { g: lobby }, u.token);
+      expect(rows.data.history.edges.filter((e: { node: { sender: { id: string } } }) => e.node.sender.id === u.id)).toHaveLength(64);
+    } finally {
+      monitor.close();
+      redis.disconnect();
+    }
+  });
+
+  it('should let a first send go ahead on each instance even when the window is used up, one over the limit each at most', async () => {
+    const { a, b, u, lobby, redis } = await twoInstances({ RATE_LIMIT_SEND_MESSAGE: '64/1m' });
+    try {
+      // Another instance used the whole window already.
+      await redis.set(redisName(`rl:send-message:${u.id}`), 64, 'PX', 60_000);
+      const results = [];
+      for (const url of [a.url, b.url, a.url, b.url]) results.push(codeOf(await attempt(url, SendMessageDocument, { input: { groupId: lobby, content: 'x' } }, u.token)) ?? 'SENT');
+      // Each instance's first went ahead (its lease came back empty); every later one was asked of Redis.
+      expect(results).toEqual(['SENT', 'SENT', 'RATE_LIMITED', 'RATE_LIMITED']);
+      expect(Number(await redis.get(redisName(`rl:send-message:${u.id}`)))).toBe(64);
     } finally {
       redis.disconnect();
     }
