@@ -6,6 +6,7 @@ import { OwnRedisCluster } from './helpers/redis-cluster';
 import { runParley } from './helpers/process';
 import { userRepository } from '../src/modules/user/user.repository';
 import { describeNeeding, tools } from './helpers/tools';
+import { monitorRedis } from './helpers/redis-monitor';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
@@ -294,7 +295,8 @@ describe('presence queries', () => {
     ).map((r: { id: string }) => r.id);
     const writes = jest.spyOn(userRepository, 'recordLastSeen');
     try {
-      for (const id of ids) await s.services.presence.touch(id);
+      // At once, as requests of 600 users come: activity goes to the store in batches.
+      await Promise.all(ids.map((id) => s.services.presence.touch(id)));
       await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from users where id = any($1) and last_seen_at is not null', [ids]))[0].n === 600, 5000);
       // 250 at most a statement. A slow machine's interval may fire during the touches and split
       // them otherwise (250, 91, 250, 9 was seen), so the sizes are checked, not their sequence.
@@ -312,6 +314,40 @@ describeRedis('presence across instances', () => {
   const FAST = { PRESENCE_TIMEOUT: '2s', PRESENCE_GRACE: '500ms', PRESENCE_SWEEP_CRON: '* * * * * *' };
   // Socket lists refreshed only every 10 s: what an instance learns about another's sockets within a test comes from the moment they open and close.
   const SLOW_REFRESH = { PRESENCE_TIMEOUT: '40s', PRESENCE_GRACE: '500ms' };
+
+  it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {
+    // A 2 s timeout: a user's activity is written at most every 200 ms.
+    const s = await createTestServer({ PRESENCE_TIMEOUT: '2s' });
+    const users = await Promise.all(Array.from({ length: 8 }, () => signup(s.url)));
+    const scripts: number[] = [];
+    const monitor = await monitorRedis(s.env.REDIS_URL!, ({ source, args }) => {
+      if (source !== 'lua' && /^eval(sha)?$/i.test(args[0]) && users.some((u) => args.includes(u.id))) scripts.push(Number(args[2]) - 3);
+    });
+    try {
+      await sleep(250);
+      const before = Date.now();
+      await Promise.all(users.map((u) => ok(gql(s.url, HEARTBEAT, {}, u.token))));
+      // Every heartbeat's activity, written by fewer scripts than requests, each with its session.
+      // MONITOR tells on a socket of its own: it may come after the answers.
+      await eventually(() => scripts.reduce((n, k) => n + k, 0) === users.length);
+      expect(scripts.length).toBeLessThan(users.length);
+      const redis = s.services.redis!.client;
+      for (const u of users) {
+        expect(Number(await redis.zscore('{presence}:active', u.id))).toBeGreaterThanOrEqual(before);
+        expect(await redis.zcard(`{presence}:sessions:${u.id}`)).toBe(1);
+      }
+      // A logout right after a request: that request's activity does not bring its user back.
+      const [out, watcher] = [users[0], users[1]];
+      const events = await listen(s, watcher, PRESENCE, { ids: [out.id] });
+      await sleep(250);
+      await ok(gql(s.url, 'mutation { logout }', {}, out.token));
+      expect((await events.nth(1)).presenceChanged.status).toBe('OFFLINE');
+      expect(await events.settle(200)).toHaveLength(1);
+      expect(await redis.zscore('{presence}:active', out.id)).toBeNull();
+    } finally {
+      monitor.close();
+    }
+  });
 
   it('should keep a user with sockets on two instances ONLINE until the last one closes, then publish OFFLINE once', async () => {
     const a = await createTestServer(SLOW_REFRESH);

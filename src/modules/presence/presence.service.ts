@@ -6,7 +6,7 @@ import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import type { Gone, PresenceStore, StoreChannel } from './presence.store';
+import type { Activity, Gone, PresenceStore, StoreChannel } from './presence.store';
 import { BySession } from './presence.sessions';
 import { presenceRepository } from './presence.repository';
 import { PresenceVisibility, type VisibilityCache } from './presence.visibility';
@@ -45,6 +45,8 @@ export interface SweepRun {
 }
 
 /** Users per lastSeenAt statement in the interval flush, and the pause between statements. */
+/** How long activity waits to go to the store with the rest of its batch (see recordActivity). */
+const TOUCH_BATCH_MS = 10;
 const FLUSH_CHUNK = 250;
 const FLUSH_PAUSE_MS = 5;
 
@@ -58,6 +60,9 @@ export class PresenceService {
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
   private readonly touched = new BySession<number>();
+  /** Activity on its way to the store (see recordActivity), each with who waits for it. */
+  private touchQueue: (Activity & { done: (recorded: boolean) => void })[] = [];
+  private touchTimer: NodeJS.Timeout | undefined;
   /** Users active since the last lastSeenAt flush, with when. */
   private readonly dirty = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -133,19 +138,43 @@ export class PresenceService {
     const last = this.touched.get(userId, sessionId ?? '');
     if (last !== undefined && now - last < this.touchEveryMs) return true;
     this.touched.set(userId, sessionId ?? '', now);
+    return new Promise((done) => {
+      this.touchQueue.push({ userId, sessionId, now, done });
+      this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
+    });
+  }
+
+  /**
+   * Activity still waiting for its batch goes to the store now, before a step that may take a user
+   * OFFLINE: recorded after it, a logout's own request would bring its user back ONLINE.
+   */
+  private activityFirst(): Promise<void> {
+    if (!this.touchQueue.length) return Promise.resolve();
+    clearTimeout(this.touchTimer);
+    return this.recordActivity();
+  }
+
+  /**
+   * Writes the activity of the last TOUCH_BATCH_MS to the store in one step and announces who came
+   * online. A user's first request in a while is most requests of a user base that acts now and
+   * then: one script each was a Redis round trip for 60% of bench:rooms' sends (7% of its rate).
+   */
+  private async recordActivity(): Promise<void> {
+    const batch = this.touchQueue;
+    this.touchQueue = [];
+    this.touchTimer = undefined;
     try {
-      if (await this.store.touch(userId, sessionId, now, this.timeoutMs * 2)) {
-        await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
-      }
-      return true;
+      const cameOnline = await this.store.touch(batch, this.timeoutMs * 2);
+      await Promise.all(cameOnline.map((userId) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(batch.find((a) => a.userId === userId)!.now).toISOString() })));
+      for (const a of batch) a.done(true);
     } catch (e) {
-      this.touched.delete(userId, sessionId ?? '');
+      for (const a of batch) this.touched.delete(a.userId, a.sessionId ?? ''), a.done(false);
       // Every request lands here while Redis is away: one line per 10 s is enough to say so.
+      const now = Date.now();
       if (now - this.lastStoreWarning > 10_000) {
         this.lastStoreWarning = now;
         this.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
       }
-      return false;
     }
   }
 
@@ -169,6 +198,7 @@ export class PresenceService {
     const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
     this.touched.delete(userId, sessionId);
     try {
+      await this.activityFirst();
       const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
       if (wentOffline) await this.offline(userId, now, wentOffline);
     } catch (e) {
@@ -181,6 +211,7 @@ export class PresenceService {
     this.sockets.deleteUser(userId);
     this.cancelGrace(userId);
     const now = Date.now();
+    await this.activityFirst().catch(() => undefined);
     const gone = await this.store.remove(userId);
     if (gone) await this.offline(userId, now, gone);
   }
@@ -224,6 +255,7 @@ export class PresenceService {
   private async afterGrace(userId: string, closedAt: number): Promise<void> {
     if (this.sockets.has(userId)) return;
     try {
+      await this.activityFirst();
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() });
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
@@ -475,6 +507,6 @@ export class PresenceService {
     for (const t of this.graceTimers.values()) clearTimeout(t);
     this.graceTimers.clear();
     this.off.forEach((f) => f());
-    await this.flushLastSeen();
+    await Promise.all([this.activityFirst(), this.flushLastSeen()]);
   }
 }

@@ -18,6 +18,13 @@ export interface StoreChannel {
   perUser: boolean;
 }
 
+/** One user's activity: when, and in which session (null: none named). */
+export interface Activity {
+  userId: string;
+  sessionId: string | null;
+  now: number;
+}
+
 /** A user taken OFFLINE by one call: false when not; 'hidden' when the user hides their presence (nothing is published). */
 export type Gone = false | 'visible' | 'hidden';
 
@@ -29,10 +36,10 @@ export type Gone = false | 'visible' | 'hidden';
  */
 export interface PresenceStore {
   /**
-   * Records activity at `now`, for the session too when given (kept `sessionTtlMs`).
-   * @returns true when the user just came online and is not HIDDEN (the transition is to be published).
+   * Records each activity at its `now`, for its session too when given (kept `sessionTtlMs`), all in one step.
+   * @returns the users who just came online and are not HIDDEN (the transitions to publish), each once.
    */
-  touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean>;
+  touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]>;
   /** Refreshes many users at once (live sockets); returns those who just came online (HIDDEN users left out). */
   touchMany(userIds: string[], now: number): Promise<string[]>;
   /** Marks the user offline whatever else holds them (account deleted); truthy when they were online. */
@@ -118,6 +125,23 @@ end`;
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
 // GT keeps the newest activity when instances' clocks disagree a little. A HIDDEN user is active
 // (their sessions and sockets count as ever) but neither listed online nor announced.
+// KEYS: active, online, hidden, then each activity's sessions key. ARGV: sessionTtl, then userId,
+// sessionId or '', now of each activity. The same user twice in one call comes online once.
+const TOUCH_SESSIONS = `
+local out = {}
+for i = 1, #KEYS - 3 do
+  local user, session, now = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 and redis.call('SISMEMBER', KEYS[3], user) == 0 then
+    redis.call('ZADD', KEYS[2], 0, user)
+    out[#out + 1] = user
+  end
+  if session ~= '' then
+    redis.call('ZADD', KEYS[3 + i], 'GT', now, session)
+    redis.call('PEXPIRE', KEYS[3 + i], ARGV[1])
+  end
+end
+return out`;
+
 // KEYS: active, online, hidden, sessions key or absent. ARGV: now, sessionId or '', sessionTtl, userIds...
 const TOUCH = `
 local out = {}
@@ -254,7 +278,7 @@ for i = 2, #ARGV do
 end
 return out`;
 
-const SCRIPTS = { TOUCH, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
+const SCRIPTS = { TOUCH, TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
 
 const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : false);
 type ScriptName = keyof typeof SCRIPTS;
@@ -275,10 +299,9 @@ export class RedisPresenceStore implements PresenceStore {
     return (this.redis as unknown as Record<ScriptName, (...a: unknown[]) => Promise<T>>)[name](keys.length, ...keys, ...args);
   }
 
-  async touch(userId: string, sessionId: string | null, now: number, sessionTtlMs: number): Promise<boolean> {
-    const keys = sessionId ? [ACTIVE, ONLINE, HIDDEN, sessionsKey(userId)] : [ACTIVE, ONLINE, HIDDEN];
-    const out = await this.run<string[]>('TOUCH', keys, [now, sessionId ?? '', Math.ceil(sessionTtlMs), userId]);
-    return out.length > 0;
+  async touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]> {
+    const keys = [ACTIVE, ONLINE, HIDDEN, ...activity.map((a) => sessionsKey(a.userId))];
+    return this.run<string[]>('TOUCH_SESSIONS', keys, [Math.ceil(sessionTtlMs), ...activity.flatMap((a) => [a.userId, a.sessionId ?? '', a.now])]);
   }
 
   async touchMany(userIds: string[], now: number): Promise<string[]> {
@@ -391,20 +414,21 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly locks = new Map<string, number>();
   private readonly hidden = new Set<string>();
 
-  async touch(userId: string, sessionId: string | null, now: number) {
-    const fresh = !this.active.has(userId) && !this.hidden.has(userId);
-    this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
-    if (sessionId) {
-      let s = this.sessions.get(userId);
-      if (!s) this.sessions.set(userId, (s = new Map()));
-      s.set(sessionId, Math.max(now, s.get(sessionId) ?? 0));
+  async touch(activity: readonly Activity[]) {
+    const out: string[] = [];
+    for (const { userId, sessionId, now } of activity) {
+      if (!this.active.has(userId) && !this.hidden.has(userId)) out.push(userId);
+      this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
+      if (sessionId) {
+        let s = this.sessions.get(userId);
+        if (!s) this.sessions.set(userId, (s = new Map()));
+        s.set(sessionId, Math.max(now, s.get(sessionId) ?? 0));
+      }
     }
-    return fresh;
+    return out;
   }
   async touchMany(userIds: string[], now: number) {
-    const out: string[] = [];
-    for (const id of userIds) if (await this.touch(id, null, now)) out.push(id);
-    return out;
+    return this.touch(userIds.map((userId) => ({ userId, sessionId: null, now })));
   }
   private drop(userId: string): Gone {
     this.sessions.delete(userId);
