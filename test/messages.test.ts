@@ -179,7 +179,7 @@ describe('sending and history', () => {
     const s = await createTestServer();
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
-    const spy = jest.spyOn(s.services.pubsub, 'publish').mockRejectedValue(new Error('redis down'));
+    const spy = jest.spyOn(s.services.pubsub, 'publishTogether').mockRejectedValue(new Error('redis down'));
     try {
       const m = await send(s.url, a.token, { groupId: lobby, content: 'safe anyway' });
       expect(s.services.messages.publishFailures).toBe(1);

@@ -59,6 +59,44 @@ describeRedis('event routing', () => {
     expect(await metric(a, 'parley_pubsub_events_received_total{topic="parley.message.added"}')).toBeGreaterThanOrEqual(5);
   });
 
+  it('should carry a message and the sidebar change it makes in one envelope, read whole by other instances and the first event by an earlier release', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [ada, bo] = [await signup(a.url), await signup(a.url)];
+    const group = (await request(a.url, CreateGroupDocument, { name: 'One envelope' }, ada.token)).createGroup.id;
+    await request(a.url, JoinGroupDocument, { groupId: group }, bo.token);
+    // Bo on A (messages and sidebar); Ada on B, so that B holds the channel and hears its own echo.
+    const messages = await listen(a, bo);
+    const sidebar = await listen(a, bo, 'subscription { conversationUpdated { id unreadCount lastMessage { content } } }');
+    await listen(b, ada);
+    const channel = redisName(`parley.conv:g:${group}`);
+    // An instance of an earlier release: it reads `topic` and `payload`, nothing else.
+    const earlier = new Redis(a.env.REDIS_URL!);
+    const readByEarlier: { topic: string; content: string }[] = [];
+    earlier.on('message', (_c: string, text: string) => {
+      const e = JSON.parse(text);
+      readByEarlier.push({ topic: e.topic, content: e.payload.content });
+    });
+    await earlier.subscribe(channel);
+    const topics = ['parley.message.added', 'parley.conversation.updated'];
+    const received = (s: TestServer) => Promise.all(topics.map((t) => metric(s, `parley_pubsub_events_received_total{topic="${t}"}`)));
+    const [onA, onB] = [await received(a), await received(b)];
+    try {
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'together' });
+      expect(contents([await messages.nth(1)])).toEqual(['together']);
+      expect((await sidebar.nth(1)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { content: 'together' } });
+      // One PUBLISH: the earlier release got one message, the message's own event.
+      await eventually(() => readByEarlier.length >= 1);
+      await sleep(100);
+      expect(readByEarlier).toEqual([{ topic: 'parley.message.added', content: 'together' }]);
+      // A took both events from it; B's echo counts both too.
+      expect(await received(a)).toEqual(onA.map((n) => n + 1));
+      await eventually(async () => (await received(b)).every((n, i) => n === onB[i] + 1));
+    } finally {
+      earlier.disconnect();
+    }
+  });
+
   it('should carry a conversation’s edits, reactions, read receipts, typing and sidebar updates only to instances with a member', async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });

@@ -4,7 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
-import type { PubSub } from '../../shared/pubsub/pubsub';
+import type { PubSub, TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository, type SendGate } from '../conversation/conversation.repository';
@@ -356,19 +356,16 @@ export class MessageService {
     this.sent++;
     // Its position in the conversation, for subscribers to get messages in commit order (see InOrder).
     const payload = Object.assign(toMessagePayload(message), { pos: Number(row.pos) });
-    // All go out at once, not one round trip after the other: each is handed to this instance's
-    // listeners as it is published, and they are written in this order on the one publishing
-    // connection, on the same channels, so every subscriber still gets the message first.
+    // All go out together, the message first: one envelope on the conversation's channel, handed
+    // to this instance's listeners in this order, so every subscriber still gets the message first.
     // out.conv: with its title now, for a gated send. A reply kept in its thread changes no
     // sidebar row (not the timeline: its mentions count in `threads`); its root's counters change.
-    const [added] = await Promise.all([
-      this.pubsub.publishSafe(Topic.MessageAdded, payload),
-      ...(row.head_seq !== undefined
-        ? [this.pubsub.publishSafe(Topic.ConversationUpdated, this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null))]
-        : []),
-      ...(row.root ? [this.pubsub.publishSafe(Topic.MessageEvent, threadUpdated(row))] : []),
-    ]);
-    if (!added) this.publishFailures++;
+    const events: TopicEvent[] = [{ topic: Topic.MessageAdded, payload }];
+    if (row.head_seq !== undefined) {
+      events.push({ topic: Topic.ConversationUpdated, payload: this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null) });
+    }
+    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row) });
+    if (!(await this.pubsub.publishTogetherSafe(events))) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
   }
