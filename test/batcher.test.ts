@@ -1,4 +1,4 @@
-import { Batcher } from '../src/shared/batcher';
+import { Batcher, Lanes } from '../src/shared/batcher';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const itemFault = (e: unknown) => e instanceof Error && e.message.startsWith('item');
@@ -128,4 +128,49 @@ describe('Batcher with distinct items, far behind', () => {
     expect(batches).toBe(Math.ceil((N - 1) / 64));
     expect(b.batched).toBe(N - 1);
   }, 30_000);
+});
+
+describe('Lanes', () => {
+  /** A batcher whose calls wait for `hold` while an item of `stuck` is in them. */
+  function batcher(calls: string[][], stuck: Set<string>, hold: Promise<void>) {
+    const wait = async (xs: string[]) => (xs.some((x) => stuck.has(x[0])) ? hold : sleep(10));
+    return new Batcher<string, string>({
+      one: async (x) => (calls.push([x]), await wait([x]), x),
+      many: async (xs) => (calls.push(xs), await wait(xs), xs),
+      itemFault,
+    });
+  }
+
+  it('should put every key in one lane while it flows, so that what arrives together goes together', async () => {
+    const calls: string[][] = [];
+    const b = batcher(calls, new Set(), Promise.resolve());
+    const lanes = new Lanes(b, 4, 100);
+    const results = await Promise.all(['a1', 'b1', 'c1', 'd1', 'a2'].map((x) => lanes.run(x[0], x)));
+    expect(results).toEqual(['a1', 'b1', 'c1', 'd1', 'a2']);
+    // One lane: the first alone, the rest in one call.
+    expect(calls).toEqual([['a1'], ['b1', 'c1', 'd1', 'a2']]);
+  });
+
+  it('should give new keys the next lane once a lane is stuck, and keep a stuck key\'s items in its lane, in order', async () => {
+    const calls: string[][] = [];
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    const b = batcher(calls, new Set(['a']), hold);
+    const lanes = new Lanes(b, 2, 50);
+    const done: string[] = [];
+    const run = (x: string) => lanes.run(x[0], x).then((r) => void done.push(r));
+    const stuck = run('a1');
+    const behind = [run('a2'), run('b1')];
+    await sleep(80);
+    // a1 waits on its lock; a2 and b1 came before the lane was stuck: they wait in it.
+    expect(done).toEqual([]);
+    // Now stuck: c and d take the next lane and are answered; a3 keeps a's lane.
+    const later = [run('c1'), run('a3'), run('d1')];
+    await sleep(60);
+    expect(done).toEqual(['c1', 'd1']);
+    release();
+    await Promise.all([stuck, ...behind, ...later]);
+    expect(done).toEqual(['c1', 'd1', 'a1', 'a2', 'b1', 'a3']);
+    expect(b.busyFor('0')).toBe(0);
+  });
 });

@@ -316,6 +316,38 @@ describe('mentions under load', () => {
   });
 });
 
+describe('a conversation waiting on a row lock', () => {
+  it('should hold up only the sends that were in its lane: sends to other groups go on meanwhile', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const stuck = await groupWith(s.url, ada, 'Locked', [bo]);
+    const others = [];
+    for (let i = 0; i < 6; i++) others.push(await groupWith(s.url, ada, `Free ${i}`, [bo]));
+    await sendMessage(s.url, ada.token, { groupId: stuck, content: 'before' });
+    // Another transaction holds the group's head, as a deletion in progress would.
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${stuck}`]);
+      let answered = false;
+      const waiting = sendMessage(s.url, ada.token, { groupId: stuck, content: 'waits' }).then((m) => ((answered = true), m));
+      // Past LANE_STUCK_MS: the lane is stuck, and the other groups' sends take another.
+      await sleep(300);
+      const sent = await Promise.race([
+        Promise.all(others.map((g, i) => sendMessage(s.url, bo.token, { groupId: g, content: `free ${i}` }))),
+        sleep(3000).then(() => 'held up' as const),
+      ]);
+      expect(sent === 'held up' ? sent : sent.map((m) => m.content)).toEqual(others.map((_, i) => `free ${i}`));
+      expect(answered).toBe(false);
+      await other.query('commit');
+      expect((await waiting).content).toBe('waits');
+    } finally {
+      await other.end();
+    }
+  });
+});
+
 describe('deadlock victims', () => {
   it('should be run again and succeed, stored once, when PostgreSQL aborts it for a deadlock', async () => {
     const s = await createTestServer();

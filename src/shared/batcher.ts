@@ -38,6 +38,8 @@ export interface BatcherOptions<T, R> {
  */
 export class Batcher<T, R> {
   private readonly waiting = new Map<string, Waiting<T, R>[]>();
+  /** Keys whose call is running, and since when (ms). */
+  private readonly since = new Map<string, number>();
   private readonly max: number;
   /** Items done by `many` (for tests and metrics). */
   batched = 0;
@@ -50,6 +52,7 @@ export class Batcher<T, R> {
     const queue = this.waiting.get(key);
     if (queue) return new Promise((resolve, reject) => queue.push({ item, resolve, reject }));
     this.waiting.set(key, []);
+    this.since.set(key, Date.now());
     // Through then: a synchronous throw must not leave the key taken with nothing running.
     return Promise.resolve(item).then((i) => this.o.one(i)).finally(() => this.next(key));
   }
@@ -58,13 +61,21 @@ export class Batcher<T, R> {
     const queue = this.waiting.get(key)!;
     if (!queue.length) {
       this.waiting.delete(key);
+      this.since.delete(key);
       return;
     }
+    this.since.set(key, Date.now());
     // The queue stays while the batch runs, so what arrives meanwhile waits for the next one.
     const batch = this.take(queue);
     void this.flush(batch)
       .catch((e) => batch.forEach((w) => w.reject(e)))
       .finally(() => this.next(key));
+  }
+
+  /** How long the call now running for `key` has been (ms); 0 when none is. */
+  busyFor(key: string, now = Date.now()): number {
+    const since = this.since.get(key);
+    return since === undefined ? 0 : now - since;
   }
 
   /**
@@ -112,5 +123,49 @@ export class Batcher<T, R> {
       }
     }
     for (const w of batch) await Promise.resolve(w.item).then((i) => this.o.one(i)).then(w.resolve, w.reject);
+  }
+}
+
+/**
+ * Which of a Batcher's lanes each item goes to, by a key of its own (a conversation): one lane
+ * while it flows, so that whatever arrives together goes together; the next lane for new keys
+ * once a lane's call has run for `stuckMs` (a statement waiting on a row lock), so that one stuck
+ * conversation holds up only those that were already in its lane. A key keeps its lane while it
+ * has items in it, so its items are done in the order they came.
+ */
+export class Lanes<T, R> {
+  private readonly held = new Map<string, { lane: string; items: number }>();
+  private readonly names: string[];
+
+  constructor(
+    private readonly batcher: Batcher<T, R>,
+    count: number,
+    private readonly stuckMs: number,
+  ) {
+    this.names = Array.from({ length: count }, (_, i) => String(i));
+  }
+
+  async run(key: string, item: T): Promise<R> {
+    let held = this.held.get(key);
+    if (!held) this.held.set(key, (held = { lane: this.free(), items: 0 }));
+    held.items++;
+    try {
+      return await this.batcher.run(held.lane, item);
+    } finally {
+      if (--held.items === 0) this.held.delete(key);
+    }
+  }
+
+  /** The first lane not stuck; all stuck, the one stuck the shortest. */
+  private free(): string {
+    const now = Date.now();
+    let best = this.names[0];
+    let bestFor = Infinity;
+    for (const lane of this.names) {
+      const busy = this.batcher.busyFor(lane, now);
+      if (busy < this.stuckMs) return lane;
+      if (busy < bestFor) [best, bestFor] = [lane, busy];
+    }
+    return best;
   }
 }

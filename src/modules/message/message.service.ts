@@ -22,7 +22,7 @@ import type { UserType } from '../user/user.types';
 import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { threadRepository, type ParticipantColumns, type ReplyColumns, type RootRow } from './thread.repository';
-import { Batcher } from '../../shared/batcher';
+import { Batcher, Lanes } from '../../shared/batcher';
 import { boundedLru } from '../../shared/lru';
 import { retryDeadlocks } from '../../shared/sql';
 
@@ -156,19 +156,17 @@ const oneSendsFault = (e: unknown) => e instanceof UniqueConstraintViolationExce
 
 /**
  * Lanes of group commit (see MessageService.batcher): statements of batched sends in flight at
- * once. Fewer lanes make larger batches (less time a send); more let a lane waiting on a row lock
- * hold up fewer conversations. bench:http, sends to 32 groups in turn against the hand-written
- * endpoint, same runs: 1 lane 0.93-0.97x, 2 lanes 0.84-0.90x, 4 0.66-0.87x, 8 0.57-0.58x.
+ * once. One lane makes the largest batches, the least time a send: bench:http, sends to 32 groups
+ * in turn against the hand-written endpoint, same runs: 1 lane 0.93-0.97x, 2 lanes 0.84-0.90x, 4
+ * 0.66-0.87x, 8 0.57-0.58x; bench:rooms, 1 lane against 2 (fixed by conversation): PostgreSQL
+ * 305-320 against 415-430 us a send, the server 527-559 against 631-640, 1.10x the rate and p99
+ * 1.02-1.05x the storing router's against 1.45-1.61x. So sends take one lane while it flows (see
+ * Lanes), and a lane whose statement has run LANE_STUCK_MS (waiting on a row lock: a group being
+ * deleted, an account whose rows a send's sort keys touch) gets no new conversation: the next
+ * lane takes them, up to SEND_LANES.
  */
-const SEND_LANES = 2;
-const LANES = Array.from({ length: SEND_LANES }, (_, i) => String(i));
-
-/** A conversation's lane: its key's last characters (a uuid's) hashed. */
-function laneOf(key: string): string {
-  let h = 0;
-  for (let i = Math.max(0, key.length - 8); i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) | 0;
-  return LANES[(h >>> 0) % SEND_LANES];
-}
+const SEND_LANES = 4;
+const LANE_STUCK_MS = 100;
 
 export class MessageService {
   /** Messages committed whose publish failed: still safe in history. */
@@ -180,12 +178,12 @@ export class MessageService {
   private readonly slowGroups = boundedLru<string, true>({ max: 10_000, ttlMs: SLOW_HINT_MS });
 
   /**
-   * Open messages of groups and projects go through one of SEND_LANES lanes, by conversation
-   * (laneOf); those that arrive while their lane's statement runs go together in the next one
-   * (group commit), whatever their conversations. A send commits with its own fsync otherwise,
-   * and a busy conversation's sends queue behind its head's row lock; a lane's batch takes one
-   * commit, one round trip and one statement's overhead for all of them (bench:http's sends to 32
-   * groups in turn). A conversation stays in one lane, so its sends keep their order.
+   * Open messages of groups and projects go through a lane (see sendLanes); those that arrive
+   * while their lane's statement runs go together in the next one (group commit), whatever their
+   * conversations. A send commits with its own fsync otherwise, and a busy conversation's sends
+   * queue behind its head's row lock; a lane's batch takes one commit, one round trip and one
+   * statement's overhead for all of them (bench:http's sends to 32 groups in turn). A
+   * conversation keeps its lane while it has sends in it, so its sends keep their order.
    */
   private readonly batcher = new Batcher<Outgoing, Sent>({
     one: (o) => this.insertOne(o),
@@ -214,6 +212,10 @@ export class MessageService {
     itemFault: oneSendsFault,
     distinct: (o) => o.conv.key,
   });
+
+  /** Which lane each conversation's sends and replies go to (see SEND_LANES). */
+  private readonly sendLanes = new Lanes(this.batcher, SEND_LANES, LANE_STUCK_MS);
+  private readonly replyLanes = new Lanes(this.replies, SEND_LANES, LANE_STUCK_MS);
 
   private readonly pubsub: PubSub;
   private readonly access: ConversationAccess;
@@ -342,7 +344,7 @@ export class MessageService {
       mentions,
     };
     try {
-      row = !batchable(out) ? await this.insertOne(out) : out.replyTo ? await this.replies.run(laneOf(conv.key), out) : await this.batcher.run(laneOf(conv.key), out);
+      row = !batchable(out) ? await this.insertOne(out) : out.replyTo ? await this.replyLanes.run(conv.key, out) : await this.sendLanes.run(conv.key, out);
     } catch (e) {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
