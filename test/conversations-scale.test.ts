@@ -4,7 +4,8 @@ import { createTestServer, describeRedis, redisName, type TestServer } from './h
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
-import { CONVERSATION_CHANNELS, Topic } from '../src/shared/pubsub/topics';
+import { CONVERSATION_CHANNELS, Topic, type ConversationUpdatedPayload } from '../src/shared/pubsub/topics';
+import { eventsOf } from '../src/shared/pubsub/pubsub';
 
 const CONVERSATION = 'query($c: ConversationInput!) { conversation(conversation: $c) { id unreadCount lastReadMessageId lastMessage { id } } }';
 const CONVERSATIONS = 'query { conversations(first: 50) { edges { node { id unreadCount lastReadMessageId updatedAt lastMessage { id } } } } }';
@@ -349,7 +350,7 @@ describeRedis('conversationUpdated through Redis', () => {
     const published: string[] = [];
     try {
       // Every conversation channel; the envelope names the topic.
-      redis.on('pmessage', (_pattern, _channel, message) => JSON.parse(message).topic === Topic.ConversationUpdated && published.push(message));
+      redis.on('pmessage', (_pattern, _channel, message) => eventsOf(JSON.parse(message)).some((e) => e.topic === Topic.ConversationUpdated) && published.push(message));
       await redis.psubscribe(redisName(`${CONVERSATION_CHANNELS}:*`));
       await send(s.url, alice.token, { groupId: small, content: 'same text' });
       await send(s.url, alice.token, { groupId: lobby, content: 'same text' });
@@ -357,7 +358,7 @@ describeRedis('conversationUpdated through Redis', () => {
     } finally {
       redis.disconnect();
     }
-    const [toTwo, toTwelve] = published.map((m) => JSON.parse(m).payload);
+    const [toTwo, toTwelve] = published.map((m) => eventsOf(JSON.parse(m)).find((e) => e.topic === Topic.ConversationUpdated)!.payload as ConversationUpdatedPayload);
     expect([toTwo.conversationKey, toTwelve.conversationKey]).toEqual([`g:${small}`, `g:${lobby}`]);
     for (const p of [toTwo, toTwelve]) expect(Object.keys(p.members)).toEqual([alice.id]);
     // The same ids, times and text: only the titles differ ('Tiny', 'Lobby').

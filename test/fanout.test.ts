@@ -4,6 +4,7 @@ import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
+import { eventsOf } from '../src/shared/pubsub/pubsub';
 
 
 describe('subscription fan-out', () => {
@@ -136,7 +137,7 @@ describeRedis('subscription fan-out, events from Redis', () => {
     const channel = redisName(`parley.conv:g:${g}`);
     const tap = new Redis(process.env.REDIS_URL!);
     const recorded: string[] = [];
-    tap.on('message', (_c: string, m: string) => void (JSON.parse(m).topic === 'parley.conversation.updated' && recorded.push(m)));
+    tap.on('message', (_c: string, m: string) => void (eventsOf(JSON.parse(m)).some((e) => e.topic === 'parley.conversation.updated') && recorded.push(m)));
     await tap.subscribe(channel);
     try {
       await sendMessage(a.url, ann.token, { groupId: g, content: 'first' });

@@ -276,9 +276,11 @@ describeRedis('typing state in Redis', () => {
       await bobSees.nth(2);
       await sleep(150);
       expect(flags(bobSees.values)).toEqual([true, false]);
-      // One a batch of the typing store's (20 ms): the sends commit in one to three statements.
+      // One a batch of the typing store's (20 ms), not one a send: the sends commit in a few
+      // statements (the first goes ahead of the sender's rate-limit lease, the others wait for it),
+      // and a loaded run spreads them over more batches (5 and 6 were seen beside another suite).
       expect(writes.length).toBeGreaterThanOrEqual(1);
-      expect(writes.length).toBeLessThanOrEqual(4);
+      expect(writes.length).toBeLessThan(sent.length);
     } finally {
       monitor.close();
     }

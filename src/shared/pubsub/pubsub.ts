@@ -39,6 +39,16 @@ interface Envelope {
 /** One event of a topic, for publishTogether. */
 export type TopicEvent = { [T in Topic]: { topic: T; payload: TopicPayloads[T] } }[Topic];
 
+/** The events of an envelope from a conversation channel, in order (none when it is not one). */
+export function eventsOf(message: unknown): { topic: Topic; payload: unknown }[] {
+  const envelope = isObject(message) && ORIGIN in message ? (message as unknown as Envelope) : undefined;
+  if (!envelope?.topic) return [];
+  const events = [{ topic: envelope.topic, payload: envelope.payload }];
+  const { more, then } = envelope;
+  if (Array.isArray(more) && Array.isArray(then)) for (let i = 0; i < more.length; i++) events.push({ topic: more[i], payload: then[i] });
+  return events;
+}
+
 /** The broker channel of a conversation channel suffix (g:<id>, p:<id>, u:<id>). */
 const CHANNEL_PREFIX = `${CONVERSATION_CHANNELS}:`;
 const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
@@ -405,17 +415,11 @@ export class PubSub {
   }
 
   private receiveOnChannel(channel: string, message: unknown): void {
-    const envelope = isObject(message) && ORIGIN in message ? (message as unknown as Envelope) : undefined;
-    if (!envelope?.topic) return;
-    this.admitOnChannel(channel, envelope.topic, envelope.payload);
-    const { more, then } = envelope;
-    if (Array.isArray(more) && Array.isArray(then)) for (let i = 0; i < more.length; i++) this.admitOnChannel(channel, more[i], then[i]);
-  }
-
-  private admitOnChannel(channel: string, topic: Topic, payload: unknown): void {
-    this.count(topic);
-    if (this.young.repeated(channel, topic, (payload as { id?: unknown } | null)?.id)) return;
-    this.events.admit(topic, payload, channel);
+    for (const { topic, payload } of eventsOf(message)) {
+      this.count(topic);
+      if (this.young.repeated(channel, topic, (payload as { id?: unknown } | null)?.id)) continue;
+      this.events.admit(topic, payload, channel);
+    }
   }
 
   /** The topics of our own envelope on a conversation channel (`…,"topic":"<topic>"[,"more":[…]],"payload":…`). */
