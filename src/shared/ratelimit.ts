@@ -86,6 +86,9 @@ return out`;
 export const FIRST_ACTION_AHEAD_MIN_POINTS = 64;
 /** How long leases taken behind first actions wait to go to Redis together. */
 const BEHIND_BATCH_MS = 10;
+/** The most keys one lease script takes. */
+const LEASES_PER_SCRIPT = 1000;
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
 
 /** What this instance holds of a key's window: points leased and not spent, until when; a lease on its way. */
 interface Lease {
@@ -153,18 +156,32 @@ class LeasedPoints {
     } catch {
       return this.insurance.take(key, now);
     }
+    // The window as Redis said it is, from when it answered.
+    const until = Date.now() + Math.max(1, ttl);
     if (granted <= 0) {
       // Known refused until its window ends: no action of it goes ahead before then.
-      if (this.ahead) this.hold(key, { left: 0, until: now + Math.max(1, ttl) }, now);
+      if (this.ahead) this.merge(key, lease, 0, until);
       return Math.max(1, ttl);
     }
-    if (granted > 1 || this.ahead) {
-      // A lease taken meanwhile by a concurrent action of the same key: both stay spendable.
-      const held = this.leases.get(key);
-      const keep = held && held.until > now ? held.left : 0;
-      this.hold(key, { left: keep + granted - 1, until: now + ttl }, now);
-    }
+    if (granted > 1 || this.ahead) this.merge(key, lease, granted - 1, until);
     return 0;
+  }
+
+  /**
+   * Keeps `left` points of a lease Redis granted for `key` until `until`. What changed meanwhile
+   * stays: a lease of a concurrent action of the same key adds up with this one; a newer one (a
+   * first action of the next window gone ahead, its lease still on its way) keeps its own window
+   * and gets the points, rather than being replaced by the older window's (which let a third action
+   * go ahead in it).
+   */
+  private merge(key: string, before: Lease | undefined, left: number, until: number): void {
+    const now = Date.now();
+    const held = this.leases.get(key);
+    if (held && held !== before && held.until > now) {
+      held.left += left;
+      return;
+    }
+    this.hold(key, { left: (held && held.until > now ? held.left : 0) + left, until }, now);
   }
 
   /** Leases for `keys` in one script: points granted and the window's ms left, for each. */
@@ -208,12 +225,19 @@ class LeasedPoints {
     this.queue = [];
     this.flushTimer = undefined;
     try {
-      const keys = batch.map((b) => b.key);
-      const replies = this.redis instanceof Redis ? await this.lease(keys) : (await Promise.all(keys.map((k) => this.lease([k])))).flat();
-      batch.forEach((b, i) => b.done(replies[i]));
+      if (this.redis instanceof Redis) {
+        // In chunks, so that one script never holds Redis long.
+        for (let i = 0; i < batch.length; i += LEASES_PER_SCRIPT) {
+          const chunk = batch.slice(i, i + LEASES_PER_SCRIPT);
+          const replies = await this.lease(chunk.map((b) => b.key));
+          chunk.forEach((b, j) => b.done(replies[j]));
+        }
+      } else {
+        // A cluster's keys lie on their own nodes: each is answered by its own, a node away fails only its keys.
+        await Promise.all(batch.map((b) => this.lease([b.key]).then(([r]) => b.done(r), (e: unknown) => b.done(asError(e)))));
+      }
     } catch (e) {
-      const error = e instanceof Error ? e : new Error(String(e));
-      for (const b of batch) b.done(error);
+      for (const b of batch) b.done(asError(e));
     }
   }
 

@@ -1,0 +1,79 @@
+import type { RedisClient } from '../src/shared/redis';
+import { RateLimit } from '../src/shared/ratelimit';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A Redis client as LeasedPoints uses it, answering each lease script when the test says: not a
+ * `Redis` instance, so each key is leased by a call of its own, as on a cluster.
+ */
+function fakeRedis() {
+  const calls: { keys: string[]; answer(grants: [number, number][] | Error): void }[] = [];
+  const client = {
+    defineCommand(name: string) {
+      (client as Record<string, unknown>)[name] = (n: number, ...args: (string | number)[]) =>
+        new Promise<number[]>((resolve, reject) => {
+          const keys = args.slice(0, n).map(String);
+          calls.push({ keys, answer: (g) => (g instanceof Error ? reject(g) : resolve(g.flat())) });
+        });
+    },
+  };
+  return { client: client as unknown as RedisClient, calls };
+}
+
+/** Whether `p` settled within `ms`. */
+const settles = (p: Promise<unknown>, ms = 50) => Promise.race([p.then(() => true, () => true), sleep(ms).then(() => false)]);
+
+describe('rate limits leased from Redis, first action ahead', () => {
+  it('should answer each key of a batch from its own node: one node away fails only its keys', async () => {
+    const { client, calls } = fakeRedis();
+    const rate = new RateLimit('t', { points: 64, duration: 60 }, client);
+    // Two first actions go ahead; their leases are asked together, a call per key.
+    await rate.consume('good');
+    await rate.consume('bad');
+    await sleep(30);
+    expect(calls.map((c) => c.keys)).toEqual([['rl:t:good'], ['rl:t:bad']]);
+    calls[0].answer([[4, 60_000]]);
+    calls[1].answer(new Error('CLUSTERDOWN'));
+    await sleep(5);
+    // The good key's lease (4, one spent ahead) serves its next three actions with no call.
+    expect(await settles(Promise.all([0, 1, 2].map(() => rate.consume('good'))))).toBe(true);
+    expect(calls).toHaveLength(2);
+    // The fourth asks Redis.
+    const fourth = rate.consume('good');
+    await sleep(5);
+    expect(calls).toHaveLength(3);
+    calls[2].answer([[4, 60_000]]);
+    await fourth;
+  });
+
+  it("should not let an older window's answer replace a newer first action's lease on its way", async () => {
+    const { client, calls } = fakeRedis();
+    // A window of 100 ms.
+    const rate = new RateLimit('t', { points: 64, duration: 0.1 }, client);
+    await rate.consume('k'); // goes ahead
+    await sleep(20);
+    calls[0].answer([[1, 40]]); // one point: the one spent ahead; the window ends in 40 ms
+    await sleep(5);
+    // Spent: the next action asks Redis, and waits for it.
+    const a = rate.consume('k');
+    await sleep(5);
+    expect(calls).toHaveLength(2);
+    // Past the local window: the next action is the next window's first, and goes ahead.
+    await sleep(50);
+    await rate.consume('k');
+    await sleep(20);
+    expect(calls).toHaveLength(3);
+    // The older request is answered now: refused, its window about to end.
+    calls[1].answer([[0, 5]]);
+    await expect(a).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    // The newer lease is still on its way: the next action waits for it, and nothing goes ahead.
+    await sleep(10);
+    const c = rate.consume('k');
+    expect(await settles(c)).toBe(false);
+    expect(calls).toHaveLength(3);
+    calls[2].answer([[4, 100]]);
+    await c;
+    expect(calls).toHaveLength(3);
+  });
+});
