@@ -300,8 +300,14 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]> {
-    const keys = [ACTIVE, ONLINE, HIDDEN, ...activity.map((a) => sessionsKey(a.userId))];
-    return this.run<string[]>('TOUCH_SESSIONS', keys, [Math.ceil(sessionTtlMs), ...activity.flatMap((a) => [a.userId, a.sessionId ?? '', a.now])]);
+    const cameOnline: string[] = [];
+    // 1,000 a script at most, as touchMany: one script never holds Redis long.
+    for (let i = 0; i < activity.length; i += 1000) {
+      const part = activity.slice(i, i + 1000);
+      const keys = [ACTIVE, ONLINE, HIDDEN, ...part.map((a) => sessionsKey(a.userId))];
+      cameOnline.push(...(await this.run<string[]>('TOUCH_SESSIONS', keys, [Math.ceil(sessionTtlMs), ...part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now])])));
+    }
+    return cameOnline;
   }
 
   async touchMany(userIds: string[], now: number): Promise<string[]> {

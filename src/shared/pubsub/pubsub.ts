@@ -45,7 +45,7 @@ export function eventsOf(message: unknown): { topic: Topic; payload: unknown }[]
   if (!envelope?.topic) return [];
   const events = [{ topic: envelope.topic, payload: envelope.payload }];
   const { more, then } = envelope;
-  if (Array.isArray(more) && Array.isArray(then)) for (let i = 0; i < more.length; i++) events.push({ topic: more[i], payload: then[i] });
+  if (Array.isArray(more) && Array.isArray(then) && more.length === then.length) for (let i = 0; i < more.length; i++) events.push({ topic: more[i], payload: then[i] });
   return events;
 }
 
