@@ -124,38 +124,24 @@ export class PubSub {
    * Publishes to every instance that takes the event's channel.
    * @throws when the broker refuses (Redis down): callers that already committed log and count it.
    */
-  async publish<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<void> {
-    const json = JSON.stringify(payload);
-    // This instance's own listeners get the event at once, as every other instance will get it
+  publish<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<void> {
+    return this.publishTogether([{ topic, payload } as TopicEvent]);
+  }
+
+  /**
+   * Publishes events that go out together (a message and the sidebar change it makes) as publish()
+   * does each: to this instance's listeners one after the other, and to other instances as one
+   * envelope per channel they share (one PUBLISH, and one echo back, instead of one per event:
+   * 4-9% of bench:rooms' rate, A/B), in their order there too.
+   * @throws as publish() does; none of them is then known to have reached other instances.
+   */
+  async publishTogether(events: readonly TopicEvent[]): Promise<void> {
+    const texts = events.map((e) => JSON.stringify(e.payload));
+    // This instance's own listeners get each event at once, as every other instance will get it
     // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
     // happens before the mutation answers, which keeps a fast client from outrunning delivery
     // (except for a new message that waits its turn in its conversation: see InOrder).
-    this.events.admit(topic, JSON.parse(json), undefined);
-    const channels = this.routes.channelsOf(topic, payload);
-    try {
-      if (!channels) await this.broker.publish(topic, `${this.echo},"payload":${json}}`);
-      else {
-        const text = `${this.echo},"topic":${JSON.stringify(topic)},"payload":${json}}`;
-        if (channels.length === 1) await this.broker.publish(channelName(channels[0]), text);
-        else await Promise.all(channels.map((c) => this.broker.publish(channelName(c), text)));
-      }
-    } catch (e) {
-      this.publishFailures++;
-      throw e;
-    }
-  }
-
-  /**
-   * Publishes events that go out together (a message and the sidebar change it makes): to this
-   * instance's listeners one after the other, and to other instances as one envelope per channel
-   * they share (one PUBLISH, and one echo back, instead of one per event: 4-9% of bench:rooms'
-   * rate, A/B), in their order there too.
-   * @throws as publish() does; none of them is then known to have reached other instances.
-   */
-  async publishTogether(events: readonly TopicEvent[]): Promise<void> {
-    if (events.length === 1) return this.publish(events[0].topic, events[0].payload);
-    const texts = events.map((e) => JSON.stringify(e.payload));
     for (let i = 0; i < events.length; i++) this.events.admit(events[i].topic, JSON.parse(texts[i]), undefined);
     const onChannel = new Map<string, number[]>();
     const sends: Promise<void>[] = [];
@@ -177,6 +163,11 @@ export class PubSub {
     }
   }
 
+  /** Publishes and never throws: for events whose data is already committed. */
+  publishSafe<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<boolean> {
+    return this.publishTogetherSafe([{ topic, payload } as TopicEvent]);
+  }
+
   /** publishTogether() that never throws: for events whose data is already committed; false when it failed. */
   async publishTogetherSafe(events: readonly TopicEvent[]): Promise<boolean> {
     try {
@@ -191,17 +182,6 @@ export class PubSub {
   /** Hands an event to this instance's subscriptions held under `keys` only; nothing crosses Redis. */
   deliverLocally<T extends Topic>(topic: T, keys: Iterable<string>, payload: TopicPayloads[T]): void {
     this.hub.dispatchTo(topic, keys, payload);
-  }
-
-  /** Publishes and never throws: for events whose data is already committed. */
-  async publishSafe<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<boolean> {
-    try {
-      await this.publish(topic, payload);
-      return true;
-    } catch (e) {
-      this.logger.warn({ err: e, topic }, 'publish failed; the change is committed and reachable by query');
-      return false;
-    }
   }
 
   /**
