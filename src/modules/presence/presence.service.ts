@@ -44,9 +44,9 @@ export interface SweepRun {
   ms: number;
 }
 
-/** Users per lastSeenAt statement in the interval flush, and the pause between statements. */
 /** How long activity waits to go to the store with the rest of its batch (see recordActivity). */
 const TOUCH_BATCH_MS = 10;
+/** Users per lastSeenAt statement in the interval flush, and the pause between statements. */
 const FLUSH_CHUNK = 250;
 const FLUSH_PAUSE_MS = 5;
 
@@ -470,7 +470,7 @@ export class PresenceService {
     this.pruneTouched(now);
     try {
       await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
-      const cameOnline = await this.store.touchMany(users, now);
+      const cameOnline = await this.store.touch(users.map((userId) => ({ userId, sessionId: null, now })), 0);
       for (const userId of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
     } catch (e) {
       this.logger.debug({ err: e }, 'presence socket refresh failed');

@@ -40,8 +40,6 @@ export interface PresenceStore {
    * @returns the users who just came online and are not HIDDEN (the transitions to publish), each once.
    */
   touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]>;
-  /** Refreshes many users at once (live sockets); returns those who just came online (HIDDEN users left out). */
-  touchMany(userIds: string[], now: number): Promise<string[]>;
   /** Marks the user offline whatever else holds them (account deleted); truthy when they were online. */
   remove(userId: string): Promise<Gone>;
   /**
@@ -139,21 +137,6 @@ for i = 1, #KEYS - 3 do
     redis.call('ZADD', KEYS[3 + i], 'GT', now, session)
     redis.call('PEXPIRE', KEYS[3 + i], ARGV[1])
   end
-end
-return out`;
-
-// KEYS: active, online, hidden, sessions key or absent. ARGV: now, sessionId or '', sessionTtl, userIds...
-const TOUCH = `
-local out = {}
-for i = 4, #ARGV do
-  if redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i]) == 1 and redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then
-    redis.call('ZADD', KEYS[2], 0, ARGV[i])
-    out[#out + 1] = ARGV[i]
-  end
-end
-if ARGV[2] ~= '' then
-  redis.call('ZADD', KEYS[4], 'GT', ARGV[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
 return out`;
 
@@ -278,7 +261,7 @@ for i = 2, #ARGV do
 end
 return out`;
 
-const SCRIPTS = { TOUCH, TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
+const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
 
 const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : false);
 type ScriptName = keyof typeof SCRIPTS;
@@ -301,7 +284,7 @@ export class RedisPresenceStore implements PresenceStore {
 
   async touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]> {
     const cameOnline: string[] = [];
-    // 1,000 a script at most, as touchMany: one script never holds Redis long.
+    // 1,000 a script at most: one script never holds Redis long (the sockets' refresh passes every connected user).
     for (let i = 0; i < activity.length; i += 1000) {
       const part = activity.slice(i, i + 1000);
       const keys = [ACTIVE, ONLINE, HIDDEN, ...part.map((a) => sessionsKey(a.userId))];
@@ -310,13 +293,6 @@ export class RedisPresenceStore implements PresenceStore {
     return cameOnline;
   }
 
-  async touchMany(userIds: string[], now: number): Promise<string[]> {
-    const cameOnline: string[] = [];
-    for (let i = 0; i < userIds.length; i += 1000) {
-      cameOnline.push(...(await this.run<string[]>('TOUCH', [ACTIVE, ONLINE, HIDDEN], [now, '', 0, ...userIds.slice(i, i + 1000)])));
-    }
-    return cameOnline;
-  }
 
   async remove(userId: string): Promise<Gone> {
     return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId]));
@@ -432,9 +408,6 @@ export class MemoryPresenceStore implements PresenceStore {
       }
     }
     return out;
-  }
-  async touchMany(userIds: string[], now: number) {
-    return this.touch(userIds.map((userId) => ({ userId, sessionId: null, now })));
   }
   private drop(userId: string): Gone {
     this.sessions.delete(userId);
