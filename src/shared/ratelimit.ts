@@ -83,12 +83,11 @@ return out`;
  * instance through before Redis has counted it (see LeasedPoints): one action over the limit per
  * instance and window at most, a third of a percent of the send limit's 300.
  */
-export const FIRST_ACTION_AHEAD_MIN_POINTS = 64;
+const FIRST_ACTION_AHEAD_MIN_POINTS = 64;
 /** How long leases taken behind first actions wait to go to Redis together. */
 const BEHIND_BATCH_MS = 10;
 /** The most keys one lease script takes. */
 const LEASES_PER_SCRIPT = 1000;
-const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
 
 /** What this instance holds of a key's window: points leased and not spent, until when; a lease on its way. */
 interface Lease {
@@ -118,7 +117,7 @@ class LeasedPoints {
   private sweepAt = 1024;
   private readonly insurance: LocalWindows;
   /** Keys whose first action went ahead, waiting for their lease (see behind). */
-  private queue: { key: string; done: (r: [number, number] | Error) => void }[] = [];
+  private queue: { key: string; resolve: (r: [number, number]) => void; reject: (e: unknown) => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -215,29 +214,24 @@ class LeasedPoints {
   /** A lease for `key` with the others asked within BEHIND_BATCH_MS: one script for them all. */
   private behind(key: string): Promise<[number, number]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ key, done: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
-      this.flushTimer ??= setTimeout(() => void this.flush(), BEHIND_BATCH_MS).unref();
+      this.queue.push({ key, resolve, reject });
+      this.flushTimer ??= setTimeout(() => this.flush(), BEHIND_BATCH_MS).unref();
     });
   }
 
-  private async flush(): Promise<void> {
+  private flush(): void {
     const batch = this.queue;
     this.queue = [];
     this.flushTimer = undefined;
-    try {
-      if (this.redis instanceof Redis) {
-        // In chunks, so that one script never holds Redis long.
-        for (let i = 0; i < batch.length; i += LEASES_PER_SCRIPT) {
-          const chunk = batch.slice(i, i + LEASES_PER_SCRIPT);
-          const replies = await this.lease(chunk.map((b) => b.key));
-          chunk.forEach((b, j) => b.done(replies[j]));
-        }
-      } else {
-        // A cluster's keys lie on their own nodes: each is answered by its own, a node away fails only its keys.
-        await Promise.all(batch.map((b) => this.lease([b.key]).then(([r]) => b.done(r), (e: unknown) => b.done(asError(e)))));
-      }
-    } catch (e) {
-      for (const b of batch) b.done(asError(e));
+    // A cluster's keys lie on their own nodes: each is answered by its own, a node away fails only its keys.
+    // One node: in chunks, so that one script never holds Redis long.
+    const chunk = this.redis instanceof Redis ? LEASES_PER_SCRIPT : 1;
+    for (let i = 0; i < batch.length; i += chunk) {
+      const part = batch.slice(i, i + chunk);
+      void this.lease(part.map((b) => b.key)).then(
+        (replies) => part.forEach((b, j) => b.resolve(replies[j])),
+        (e: unknown) => part.forEach((b) => b.reject(e)),
+      );
     }
   }
 
