@@ -19,13 +19,16 @@ const agent = new http.Agent({ keepAlive: true });
 /** One GraphQL request over HTTP, as a client sends it (`headers`: e.g. X-Forwarded-For to come from another address). */
 export async function gql<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string, headers: Record<string, string> = {}): Promise<GqlResult<T>> {
   const payload = Buffer.from(JSON.stringify({ query, variables }));
-  const res = await new Promise<{ status: number; headers: Headers; text: string }>((resolve, reject) => {
+  const send = () => new Promise<{ status: number; headers: Headers; text: string }>((resolve, reject) => {
     const req = http.request(url, {
       method: 'POST',
       agent,
       headers: { 'content-type': 'application/json', 'content-length': payload.length, ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     });
-    req.on('error', reject);
+    // A kept connection the server closed as idle just as this request went out (its keep-alive
+    // timeout, 5 s): the server never read it, so it goes again on a new connection, as Node's
+    // documentation advises (a CI run failed on it: read ECONNRESET after a pause in a test).
+    req.on('error', (e: NodeJS.ErrnoException) => (req.reusedSocket && e.code === 'ECONNRESET' ? send().then(resolve, reject) : reject(e)));
     req.on('response', (r) => {
       const chunks: Buffer[] = [];
       r.on('data', (c: Buffer) => chunks.push(c));
@@ -38,6 +41,7 @@ export async function gql<T = any>(url: string, query: string, variables?: Recor
     });
     req.end(payload);
   });
+  const res = await send();
   let body: any;
   try {
     body = JSON.parse(res.text);
