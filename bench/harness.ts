@@ -5,7 +5,9 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
@@ -35,6 +37,18 @@ export async function rssAfterGc(): Promise<number> {
   }
   return process.memoryUsage().rss;
 }
+
+/**
+ * The V8 flags `npm start` gives Parley (package.json), read from its start script so that the
+ * two can't drift: a bench measures Parley as it is deployed. Every child gets them, the baselines
+ * too, so a ratio never credits Parley with a flag the baseline lacked.
+ */
+export const NODE_FLAGS: string[] = (() => {
+  const start = (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const flags = /\bnode((?:\s+--[^\s]+)*)\s+dist\//.exec(start);
+  if (!flags) throw new Error(`package.json's start script does not run "node [--flags] dist/...": ${start}`);
+  return flags[1].split(/\s+/).filter(Boolean);
+})();
 
 /** A Parley instance in this (child) process, configured by the parent's environment. */
 export async function runParley(): Promise<void> {
@@ -70,13 +84,13 @@ export interface Child {
 
 /**
  * Runs `script` with `role` as its argument in a child process (--expose-gc); resolves once it
- * listens. BENCH_PROFILE=<dir>: the 'parley' child writes a CPU profile there on exit.
+ * listens, with NODE_FLAGS. BENCH_PROFILE=<dir>: the 'parley' child writes a CPU profile there on exit.
  * BENCH_NODE_FLAGS: more flags for every child (`--perf-basic-prof` for `perf record`, say).
  */
 export function startChild(script: string, role: string, env: Record<string, string> = {}): Promise<Child> {
   const profile = role === 'parley' && process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const proc: ChildProcess = fork(script, [role], {
-    execArgv: ['--expose-gc', '-r', '@swc-node/register', ...profile, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
+    execArgv: ['--expose-gc', ...NODE_FLAGS, '-r', '@swc-node/register', ...profile, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

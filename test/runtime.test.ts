@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
+import { NODE_FLAGS } from '../bench/harness';
 import { INTERRUPT_BUDGET, tuneTierUp } from '../src/core/runtime';
 import { createTestServer, type TestServer } from './helpers/server';
 
@@ -36,5 +39,19 @@ describe('tier-up', () => {
     expect(tuneTierUp(['--expose-gc', '--interrupt-budget=67584'])).toBe(false);
     expect(tuneTierUp([])).toBe(true);
     expect(INTERRUPT_BUDGET).toBeLessThan(67_584);
+  });
+});
+
+describe('the flags Parley is started with', () => {
+  const ROOT = path.join(__dirname, '..');
+  /** The `--flags` between `node` and the entry point, in the order written. */
+  const flagsOf = (command: string): string[] => /\bnode((?:\s+--[^\s]+)*)\s+dist\/src\/index\.js/.exec(command)?.[1].split(/\s+/).filter(Boolean) ?? [];
+
+  it('should give the image the young generation npm start gives, and the benches the same', () => {
+    const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+    expect(flagsOf(start)).toContain('--max-semi-space-size=32');
+    expect(flagsOf((JSON.parse(cmd!) as string[]).join(' '))).toEqual(flagsOf(start));
+    expect(NODE_FLAGS).toEqual(flagsOf(start));
   });
 });
