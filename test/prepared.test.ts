@@ -173,7 +173,7 @@ describe('prepared sends', () => {
 });
 
 describe("batches' generic plans", () => {
-  it("should probe group_members per message in a batch's gate and mentions, never hash the whole table", async () => {
+  it("should probe group_members per message in a batch's gate and mentions, and groups per conversation, never hash a whole table", async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const groups: string[] = [];
@@ -186,6 +186,21 @@ describe("batches' generic plans", () => {
     }
     const texts = mentionBatches();
     expect(texts.length).toBeGreaterThanOrEqual(1);
+    // And the plain batch's statement, whose sends name no one.
+    const plainBatches = () => preparedTexts().filter((t) => t.startsWith('with b as (select * from unnest(') && t.includes('insert into messages') && !t.includes('mention_names'));
+    for (let i = 0; i < 10 && !plainBatches().length; i++) {
+      await Promise.all(groups.flatMap((g) => [a, b, a, b].map((u, k) => sendMessage(s.url, u.token, { groupId: g, content: `plain ${i}.${k}` }))));
+    }
+    const plain = plainBatches();
+    expect(plain.length).toBeGreaterThanOrEqual(1);
+    // And replies kept in their threads, one in each group at once (a batch takes one a conversation).
+    const roots = await Promise.all(groups.map((g) => sendMessage(s.url, a.token, { groupId: g, content: 'a thread' })));
+    const replyBatches = () => preparedTexts().filter((t) => t.startsWith('with b as (select * from unnest(') && t.includes(' tp as ('));
+    for (let i = 0; i < 10 && !replyBatches().length; i++) {
+      await Promise.all(groups.flatMap((g, k) => [a, b].map((u) => sendMessage(s.url, u.token, { groupId: g, parentId: roots[k].id, content: `reply ${i}` }))));
+    }
+    const replies = replyBatches();
+    expect(replies.length).toBeGreaterThanOrEqual(1);
     // Memberships of a used database, analyzed: with a few thousand rows and a batch assumed to
     // hold 10 messages, PostgreSQL hashed all of group_members for the mentions' test.
     await crowd(s.env.DATABASE_URL!);
@@ -196,9 +211,17 @@ describe("batches' generic plans", () => {
       [groups[0]],
     );
     await sql(s.env.DATABASE_URL!, 'analyze group_members');
-    for (const text of texts) {
+    // A thousand groups, analyzed: a batch assumed to hold 10 messages read all of them for their
+    // names (a hash join) rather than probe one per conversation.
+    await sql(
+      s.env.DATABASE_URL!,
+      `insert into groups (id, name, owner_id, is_private, is_lobby, member_count, created_at) select gen_random_uuid(), 'crowd ' || i, $1, true, false, 1, now() from generate_series(1, 1000) i`,
+      [a.id],
+    );
+    await sql(s.env.DATABASE_URL!, 'analyze groups');
+    for (const text of [...texts, ...plain, ...replies]) {
       const plan = await explainGeneric(s.env.DATABASE_URL!, text);
-      expect(plan).not.toMatch(/Seq Scan on group_members|hashed SubPlan/);
+      expect(plan).not.toMatch(/Seq Scan on group_members|Seq Scan on groups|hashed SubPlan/);
       expect(plan).toMatch(/group_members/);
     }
   });

@@ -162,7 +162,7 @@ export const threadRepository = {
    * reply per conversation (the caller's batches hold no more; of several, the first is written
    * and the rest come back without rows), as do the replies a check refused (each then goes alone
    * and is told why). Heads are locked in key order, before their roots, so two batches can't wait
-   * on each other.
+   * on each other. `g` probes each group as recordBatch's does.
    * @throws as insertReply; a failure (a clientMessageId stored already, a sender gone) writes none of them.
    */
   async insertReplyBatch(
@@ -191,7 +191,7 @@ export const threadRepository = {
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at, parent_id)
          select tp.id, tp.conversation_key, tp.sender_id, tp.content, tp.group_id, tp.project_id, tp.client_message_id, h.seq, h.pos, h.last_at, tp.root_id
            from tp join h on h.conversation_key = tp.conversation_key returning *
-       ), g as (select distinct gr.id, gr.name, gr.owner_id from tp join groups gr on gr.id = tp.group_id), ${after.ctes.text}
+       ), g as (select distinct gr.id, gr.name, gr.owner_id from tp cross join lateral (select id, name, owner_id from groups where id = tp.group_id offset 0) gr), ${after.ctes.text}
        select ${COLUMNS}, ${after.columns}, (select g.name from g where g.id = m.group_id) as gate_group_name,
          (select g.owner_id from g where g.id = m.group_id) as gate_owner_id
        from m ${WITH_ROW}`,
