@@ -1,4 +1,7 @@
+import { createHook } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import { createSchema } from '../src/graphql/schema';
+import { UnauthenticatedError } from '../src/shared/errors';
 import { gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
@@ -95,5 +98,41 @@ describe('query execution', () => {
     }
     expect((await viaSocket(cases[4][1], cases[4][2])).errors.map((e: any) => e.extensions.code)).toEqual(['BAD_USER_INPUT']);
     expect((await viaSocket(cases[5][1], cases[5][2])).data.markRead).toEqual({ id: `g:${g}`, unreadCount: 0, lastReadMessageId: m });
+  });
+});
+
+describe('root resolvers', () => {
+  /** Promises made while `run` runs and until its promise settles. */
+  async function promisesOf(run: () => unknown): Promise<number> {
+    let made = 0;
+    const hook = createHook({ init: (_id, type) => void (type === 'PROMISE' && made++) }).enable();
+    try {
+      await run();
+    } finally {
+      hook.disable();
+    }
+    return made;
+  }
+
+  it("should run a mutation's method after @Authorized()'s check, without type-graphql's promise per middleware and argument", async () => {
+    const schema = await createSchema();
+    const resolve = schema.getMutationType()!.getFields().sendMessage.resolve!;
+    const input = { groupId: randomUUID(), content: 'hi' };
+    const sent: unknown[] = [];
+    const context = {
+      viewer: { userId: 'u1', sessionId: 's1' },
+      services: {
+        rates: { sendMessage: { consume: () => Promise.resolve() } },
+        messages: { send: (_em: unknown, me: string, i: unknown) => (sent.push([me, i]), Promise.resolve({ id: 'm1' })) },
+      },
+    };
+    // The method's own (async, awaiting the limit), the stubs' and this test's: 7; through
+    // type-graphql's middleware chain and argument conversion, 24.
+    expect(await promisesOf(() => resolve(undefined, { input }, context, {} as never))).toBeLessThanOrEqual(8);
+    // The input as graphql coerced it, to the method as it was given.
+    expect(sent).toEqual([['u1', input]]);
+    // Without a viewer: refused before the method runs, with the check's own error.
+    expect(() => resolve(undefined, { input }, { ...context, viewer: null }, {} as never)).toThrow(UnauthenticatedError);
+    expect(sent).toHaveLength(1);
   });
 });

@@ -1,5 +1,5 @@
 import { GraphQLInterfaceType, GraphQLObjectType, lexicographicSortSchema, printSchema, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
-import { buildSchema, getMetadataStorage, type AuthChecker } from 'type-graphql';
+import { buildSchema, getMetadataStorage, type ResolverData } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
 import { FriendResolver } from '../modules/friend/friend.resolver';
@@ -26,8 +26,8 @@ import type { Context } from '../modules/context';
 /** Every resolver, listed explicitly. */
 export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver] as const;
 
-/** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. */
-export const authChecker: AuthChecker<Context> = ({ context }) => {
+/** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. Synchronous (see checkedFirst). */
+export const authChecker = ({ context }: ResolverData<Context>): true => {
   if (!context.viewer) throw new UnauthenticatedError();
   return true;
 };
@@ -114,6 +114,20 @@ function resolversCalledDirectly(schema: GraphQLSchema): GraphQLSchema {
     const resolve = field && directResolve(r.target, r.methodName, r.params ?? [], false);
     if (resolve) field.resolve = resolve;
   }
+  // Queries and mutations: type-graphql runs @Authorized() in an async middleware chain and
+  // converts each argument through another promise (validateArg is async even with validation
+  // off): ~10 promises an operation before the method runs. A root field whose arguments are read
+  // as given (no @Args() class) and whose only middleware is that check runs the check, then the
+  // method, directly. Input objects stay the plain objects graphql coerced: the API's input
+  // classes declare fields only (no initializers, no methods), so a class instance added nothing.
+  const roots = { ...schema.getQueryType()?.getFields(), ...schema.getMutationType()?.getFields() };
+  for (const q of [...storage.queries, ...storage.mutations]) {
+    const field = roots[q.schemaName];
+    if (!field || q.middlewares?.length || (q.roles && q.roles.length)) continue;
+    const call = directResolve(q.target, q.methodName, q.params ?? [], true);
+    if (!call) continue;
+    field.resolve = q.roles ? checkedFirst(call) : call;
+  }
   const subscriptions = schema.getSubscriptionType()?.getFields() ?? {};
   for (const s of storage.subscriptions) {
     const field = subscriptions[s.schemaName];
@@ -121,6 +135,14 @@ function resolversCalledDirectly(schema: GraphQLSchema): GraphQLSchema {
     if (resolve) field.resolve = resolve;
   }
   return schema;
+}
+
+/** `call` after @Authorized()'s check (authChecker throws for a request without a viewer), as type-graphql runs it but without its promises. */
+function checkedFirst(call: GraphQLFieldResolver<unknown, unknown>): GraphQLFieldResolver<unknown, unknown> {
+  return (root, args, context, info) => {
+    authChecker({ root, args, context: context as Context, info: info as ResolverData<Context>['info'] });
+    return call(root, args, context, info);
+  };
 }
 
 /** Built once per process (see createSchema). */
