@@ -116,7 +116,7 @@ function resolversCalledDirectly(schema: GraphQLSchema): GraphQLSchema {
   }
   // Queries and mutations: type-graphql runs @Authorized() in an async middleware chain and
   // converts each argument through another promise (validateArg is async even with validation
-  // off): ~10 promises an operation before the method runs. A root field whose arguments are read
+  // off): sendMessage's resolve made 24 promises, 7 of them its own and its services'. A root field whose arguments are read
   // as given (no @Args() class) and whose only middleware is that check runs the check, then the
   // method, directly. Input objects stay the plain objects graphql coerced: the API's input
   // classes declare fields only (no initializers, no methods), so a class instance added nothing.

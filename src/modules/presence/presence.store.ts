@@ -293,7 +293,6 @@ export class RedisPresenceStore implements PresenceStore {
     return cameOnline;
   }
 
-
   async remove(userId: string): Promise<Gone> {
     return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId]));
   }
