@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
 import { buildConnectedUser as control, signup, type TestUser, login } from './helpers/factories';
@@ -314,6 +315,27 @@ describeRedis('presence across instances', () => {
   const FAST = { PRESENCE_TIMEOUT: '2s', PRESENCE_GRACE: '500ms', PRESENCE_SWEEP_CRON: '* * * * * *' };
   // Socket lists refreshed only every 10 s: what an instance learns about another's sockets within a test comes from the moment they open and close.
   const SLOW_REFRESH = { PRESENCE_TIMEOUT: '40s', PRESENCE_GRACE: '500ms' };
+
+  it('should record, in one batch, the sessions of the activities that name one and none for those that do not', async () => {
+    const s = await createTestServer();
+    const [a, b, c, d] = Array.from({ length: 4 }, () => randomUUID());
+    const keyCounts: number[] = [];
+    const monitor = await monitorRedis(s.env.REDIS_URL!, ({ source, args }) => {
+      if (source !== 'lua' && /^eval(sha)?$/i.test(args[0]) && args.includes(a)) keyCounts.push(Number(args[2]));
+    });
+    try {
+      // Within one batch's 10 ms: two without a session (as the sockets' refresh), two with.
+      await Promise.all([s.services.presence.touch(a), s.services.presence.touch(b, 'sb'), s.services.presence.touch(c), s.services.presence.touch(d, 'sd')]);
+      const redis = s.services.redis!.client;
+      for (const id of [a, b, c, d]) expect(await redis.zscore('{presence}:active', id)).not.toBeNull();
+      expect(await Promise.all([a, b, c, d].map((id) => redis.zrange(`{presence}:sessions:${id}`, 0, -1)))).toEqual([[], ['sb'], [], ['sd']]);
+      // One script: the three presence keys and the two sessions' keys, none for the others.
+      await eventually(() => keyCounts.length > 0);
+      expect(keyCounts).toEqual([5]);
+    } finally {
+      monitor.close();
+    }
+  });
 
   it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {
     // A 2 s timeout: a user's activity is written at most every 200 ms.

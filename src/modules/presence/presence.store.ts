@@ -123,19 +123,22 @@ end`;
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
 // GT keeps the newest activity when instances' clocks disagree a little. A HIDDEN user is active
 // (their sessions and sockets count as ever) but neither listed online nor announced.
-// KEYS: active, online, hidden, then each activity's sessions key. ARGV: sessionTtl, then userId,
-// sessionId or '', now of each activity. The same user twice in one call comes online once.
+// KEYS: active, online, hidden, then the sessions key of each activity that names a session, in
+// order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, then userId, sessionId
+// or '', now of each activity. The same user twice in one call comes online once.
 const TOUCH_SESSIONS = `
 local out = {}
-for i = 1, #KEYS - 3 do
+local k = 3
+for i = 1, (#ARGV - 1) / 3 do
   local user, session, now = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
   if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 and redis.call('SISMEMBER', KEYS[3], user) == 0 then
     redis.call('ZADD', KEYS[2], 0, user)
     out[#out + 1] = user
   end
   if session ~= '' then
-    redis.call('ZADD', KEYS[3 + i], 'GT', now, session)
-    redis.call('PEXPIRE', KEYS[3 + i], ARGV[1])
+    k = k + 1
+    redis.call('ZADD', KEYS[k], 'GT', now, session)
+    redis.call('PEXPIRE', KEYS[k], ARGV[1])
   end
 end
 return out`;
@@ -287,7 +290,8 @@ export class RedisPresenceStore implements PresenceStore {
     // 1,000 a script at most: one script never holds Redis long (the sockets' refresh passes every connected user).
     for (let i = 0; i < activity.length; i += 1000) {
       const part = activity.slice(i, i + 1000);
-      const keys = [ACTIVE, ONLINE, HIDDEN, ...part.map((a) => sessionsKey(a.userId))];
+      const keys = [ACTIVE, ONLINE, HIDDEN];
+      for (const a of part) if (a.sessionId) keys.push(sessionsKey(a.userId));
       cameOnline.push(...(await this.run<string[]>('TOUCH_SESSIONS', keys, [Math.ceil(sessionTtlMs), ...part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now])])));
     }
     return cameOnline;
