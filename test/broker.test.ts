@@ -4,7 +4,10 @@ import { MemoryBroker, RedisBroker, ShardedRedisBroker, type Broker } from '../s
 import { Topic } from '../src/shared/pubsub/topics';
 import { eventually } from './helpers/graphql';
 import { OwnRedisCluster } from './helpers/redis-cluster';
-import { describeRedis } from './helpers/server';
+import { describeRedis, redisName } from './helpers/server';
+import { loadEnv } from '../src/config/env';
+import { createLogger } from '../src/shared/logger';
+import { connectRedis, type RedisConnections } from '../src/shared/redis';
 import { describeNeeding, tools } from './helpers/tools';
 
 type Heard = [channel: string, message: string][];
@@ -150,5 +153,66 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('ShardedRedisB
     const publisher = new ShardedRedisBroker(await connect(), await connect(true));
     const subscriber = new ShardedRedisBroker(await connect(), await connect(true));
     return { publisher, subscriber, close: async () => void (await Promise.all([publisher.close(), subscriber.close()])) };
+  });
+});
+
+describeRedis("Parley's publisher connection", () => {
+  let redis: RedisConnections;
+  let raw: Redis;
+  const channel = `parley.conv:g:{${randomUUID()}}`;
+  beforeEach(async () => {
+    const env = loadEnv({ REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
+    redis = connectRedis(env, createLogger(env))!;
+    expect(await redis.ready(5000)).toBe(true);
+    raw = new Redis(process.env.REDIS_URL!);
+    await raw.subscribe(redisName(channel));
+  });
+  afterEach(async () => {
+    raw.disconnect();
+    await redis.dispose();
+  });
+
+  /** The socket writes the publisher makes while `publish` runs, and what a raw subscriber then hears. */
+  async function writesOf(publish: () => Promise<unknown>, expected: number): Promise<{ writes: number; heard: string[] }> {
+    const heard: string[] = [];
+    raw.on('message', (_c: string, m: string) => heard.push(m));
+    const stream = (redis.publisher as Redis).stream as unknown as { _write: (...a: unknown[]) => void; _writev?: (...a: unknown[]) => void };
+    const [write, writev] = [stream._write, stream._writev];
+    let writes = 0;
+    stream._write = (...a) => (writes++, write.apply(stream, a));
+    if (writev) stream._writev = (...a) => (writes++, writev.apply(stream, a));
+    try {
+      await publish();
+    } finally {
+      [stream._write, stream._writev] = [write, writev];
+    }
+    await eventually(() => heard.length >= expected);
+    return { writes, heard };
+  }
+
+  it("should write the PUBLISHes of one tick once, microtasks' included, and answer each in order", async () => {
+    const texts = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    const { writes, heard } = await writesOf(async () => {
+      // Half of them from promise continuations of the same tick, as a batch's answered sends publish.
+      const sends = texts.slice(0, 20).map((t) => redis.publisher.publish(channel, t));
+      for (const t of texts.slice(20)) sends.push(Promise.resolve().then(() => redis.publisher.publish(channel, t)));
+      expect(await Promise.all(sends)).toEqual(texts.map(() => 1));
+    }, texts.length);
+    expect(heard).toEqual(texts);
+    expect(writes).toBe(1);
+  });
+
+  it('should write again in the next tick, and on the new socket after a reconnect', async () => {
+    const first = await writesOf(async () => {
+      await redis.publisher.publish(channel, 'a');
+      await redis.publisher.publish(channel, 'b');
+    }, 2);
+    expect(first).toEqual({ writes: 2, heard: ['a', 'b'] });
+    const before = (redis.publisher as Redis).stream;
+    (redis.publisher as Redis).disconnect(true);
+    await new Promise((r) => (redis.publisher as Redis).once('ready', r));
+    expect((redis.publisher as Redis).stream).not.toBe(before);
+    const again = await writesOf(() => Promise.all(['c', 'd', 'e'].map((t) => redis.publisher.publish(channel, t))), 3);
+    expect(again).toEqual({ writes: 1, heard: ['c', 'd', 'e'] });
   });
 });

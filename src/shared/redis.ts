@@ -70,6 +70,36 @@ function prefixChannels(conn: RedisClient, prefix: string): void {
 }
 
 /**
+ * The commands a connection is given in one tick leave in one write, as with ioredis's
+ * auto-pipelining, but each is sent as ioredis sends a lone command: its socket is corked at the
+ * tick's first command and uncorked when the tick's microtasks are done (process.nextTick, the
+ * point auto-pipelining flushes at). Auto-pipelining builds a Pipeline per tick, with a promise
+ * and a result array for each command in it; a send's PUBLISH is usually alone or with two or
+ * three others in its tick, and that machinery cost more than the write it saved (bench:rooms,
+ * the publisher without it: CPU a delivery 6-9% lower, a write per PUBLISH). Corked, a typing
+ * storm's many PUBLISHes of a tick still share one write.
+ */
+function oneWritePerTick(conn: Redis): void {
+  const target = conn as unknown as { sendCommand(...args: unknown[]): unknown };
+  const send = target.sendCommand.bind(conn);
+  let corked = false;
+  target.sendCommand = (...args) => {
+    // Only a connection that writes at once: otherwise ioredis fails or queues the command itself.
+    if (!corked && conn.status === 'ready') {
+      // The stream of this tick: a reconnect meanwhile brings a new one, and the old one is uncorked all the same.
+      const stream = conn.stream;
+      corked = true;
+      stream.cork();
+      process.nextTick(() => {
+        corked = false;
+        stream.uncork();
+      });
+    }
+    return send(...args);
+  };
+}
+
+/**
  * Opens the three connections Parley needs, to one Redis (REDIS_URL) or a Redis Cluster
  * (REDIS_CLUSTER_NODES). Returns undefined when neither is configured.
  */
@@ -110,7 +140,10 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   // publishes its events in one, and concurrent requests' rate-limit and presence calls share
   // writes (bench:conversations' typing storm: its publishes 31 -> 15 ms of server CPU a second).
   const client = make('client', { enableAutoPipelining: true });
-  const publisher = make('pub', { enableAutoPipelining: true });
+  // The publisher's one-write tick without a pipeline per tick (see oneWritePerTick); a cluster's
+  // writes go to a node per slot, which ioredis's auto-pipelining sorts out.
+  const publisher = make('pub', { enableAutoPipelining: !!env.REDIS_CLUSTER_NODES });
+  if (publisher instanceof Redis) oneWritePerTick(publisher);
   // The subscriber queues its SUBSCRIBE commands until connected, so subscriptions made during an outage still land.
   const sharded = !!env.REDIS_CLUSTER_NODES && env.REDIS_SHARDED_PUBSUB;
   // On a cluster with sharded pub/sub, ioredis keeps one subscriber per shard and follows slot moves.
