@@ -190,10 +190,10 @@ describeRedis("Parley's publisher connection", () => {
     return { writes, heard };
   }
 
-  it("should write the PUBLISHes of one tick once, microtasks' included, and answer each in order", async () => {
+  it("should write the PUBLISHes of one turn of the event loop once, microtasks' included, and answer each in order", async () => {
     const texts = Array.from({ length: 40 }, (_, i) => `m${i}`);
     const { writes, heard } = await writesOf(async () => {
-      // Half of them from promise continuations of the same tick, as a batch's answered sends publish.
+      // Half of them from promise continuations of the same turn, as a batch's answered sends publish.
       const sends = texts.slice(0, 20).map((t) => redis.publisher.publish(channel, t));
       for (const t of texts.slice(20)) sends.push(Promise.resolve().then(() => redis.publisher.publish(channel, t)));
       expect(await Promise.all(sends)).toEqual(texts.map(() => 1));
@@ -202,7 +202,7 @@ describeRedis("Parley's publisher connection", () => {
     expect(writes).toBe(1);
   });
 
-  it('should write again in the next tick, and on the new socket after a reconnect', async () => {
+  it('should write again in the next turn, and on the new socket after a reconnect', async () => {
     const first = await writesOf(async () => {
       await redis.publisher.publish(channel, 'a');
       await redis.publisher.publish(channel, 'b');

@@ -70,14 +70,14 @@ function prefixChannels(conn: RedisClient, prefix: string): void {
 }
 
 /**
- * The commands a connection is given in one tick leave in one write, as with ioredis's
- * auto-pipelining, but each is sent as ioredis sends a lone command: its socket is corked at the
- * tick's first command and uncorked when the tick's microtasks are done (process.nextTick, the
- * point auto-pipelining flushes at). Auto-pipelining builds a Pipeline per tick, with a promise
+ * The commands a connection is given in one turn of the event loop leave in one write, as with
+ * ioredis's auto-pipelining, but each is sent as ioredis sends a lone command: its socket is
+ * corked at the turn's first command and uncorked by setImmediate (where auto-pipelining flushes,
+ * so the writes are grouped as before). Auto-pipelining builds a Pipeline per turn, with a promise
  * and a result array for each command in it; a send's PUBLISH is usually alone or with two or
- * three others in its tick, and that machinery cost more than the write it saved (bench:rooms,
+ * three others in its turn, and that machinery cost more than the write it saved (bench:rooms,
  * the publisher without it: CPU a delivery 6-9% lower, a write per PUBLISH). Corked, a typing
- * storm's many PUBLISHes of a tick still share one write.
+ * storm's many PUBLISHes of a turn still share one write.
  */
 function oneWritePerTick(conn: Redis): void {
   const target = conn as unknown as { sendCommand(...args: unknown[]): unknown };
@@ -86,11 +86,11 @@ function oneWritePerTick(conn: Redis): void {
   target.sendCommand = (...args) => {
     // Only a connection that writes at once: otherwise ioredis fails or queues the command itself.
     if (!corked && conn.status === 'ready') {
-      // The stream of this tick: a reconnect meanwhile brings a new one, and the old one is uncorked all the same.
+      // The stream of this turn: a reconnect meanwhile brings a new one, and the old one is uncorked all the same.
       const stream = conn.stream;
       corked = true;
       stream.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         corked = false;
         stream.uncork();
       });
@@ -140,7 +140,7 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   // publishes its events in one, and concurrent requests' rate-limit and presence calls share
   // writes (bench:conversations' typing storm: its publishes 31 -> 15 ms of server CPU a second).
   const client = make('client', { enableAutoPipelining: true });
-  // The publisher's one-write tick without a pipeline per tick (see oneWritePerTick); a cluster's
+  // The publisher's one write a turn without a pipeline per turn (see oneWritePerTick); a cluster's
   // writes go to a node per slot, which ioredis's auto-pipelining sorts out.
   const publisher = make('pub', { enableAutoPipelining: !!env.REDIS_CLUSTER_NODES });
   if (publisher instanceof Redis) oneWritePerTick(publisher);
