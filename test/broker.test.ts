@@ -195,6 +195,8 @@ describeRedis("Parley's publisher connection", () => {
     const { writes, heard } = await writesOf(async () => {
       // Half of them from promise continuations of the same turn, as a batch's answered sends publish.
       const sends = texts.slice(0, 20).map((t) => redis.publisher.publish(channel, t));
+      // Each sent as a lone command (into the corked socket), none held in an auto-pipeline for the turn.
+      expect((redis.publisher as Redis).autoPipelineQueueSize).toBe(0);
       for (const t of texts.slice(20)) sends.push(Promise.resolve().then(() => redis.publisher.publish(channel, t)));
       expect(await Promise.all(sends)).toEqual(texts.map(() => 1));
     }, texts.length);
