@@ -175,7 +175,8 @@ describeRedis("Parley's publisher connection", () => {
   /** The socket writes the publisher makes while `publish` runs, and what a raw subscriber then hears. */
   async function writesOf(publish: () => Promise<unknown>, expected: number): Promise<{ writes: number; heard: string[] }> {
     const heard: string[] = [];
-    raw.on('message', (_c: string, m: string) => heard.push(m));
+    const hear = (_c: string, m: string) => heard.push(m);
+    raw.on('message', hear);
     const stream = (redis.publisher as Redis).stream as unknown as { _write: (...a: unknown[]) => void; _writev?: (...a: unknown[]) => void };
     const [write, writev] = [stream._write, stream._writev];
     let writes = 0;
@@ -187,6 +188,7 @@ describeRedis("Parley's publisher connection", () => {
       [stream._write, stream._writev] = [write, writev];
     }
     await eventually(() => heard.length >= expected);
+    raw.off('message', hear);
     return { writes, heard };
   }
 
