@@ -78,20 +78,32 @@ interface PooledClient {
   query(q: pg.Query): void;
 }
 
+/** What a pg Query keeps of its row mode: the mode, and the Result its constructor made from it. */
+interface RowModeOf {
+  _rowMode?: string;
+  _result: unknown;
+  _results: unknown;
+  types?: unknown;
+}
+/** pg's Result, as a Query's constructor makes one (the class isn't exported from the package's root). */
+const Result = (new pg.Query('') as unknown as RowModeOf)._result!.constructor as new (rowMode: string | undefined, types: unknown) => unknown;
+
 /**
  * One execution of a named statement on `connection`. pg copies a config object it is given
- * (`{ name, text, values }`) with getOwnPropertyDescriptors and defineProperties, ~3 µs and an
- * object in dictionary mode that every later read of the query pays for (14 µs a history page
- * in a CPU profile of bench:http), and wraps it in a promise of its own: a Query built from the
- * text (a string is not copied), named before it is submitted, skips both.
+ * (`{ name, text, rowMode }`) with getOwnPropertyDescriptors and defineProperties (2 µs alone,
+ * 17.5 µs a history page in a CPU profile of bench:http), and wraps it in a promise of its own: a
+ * Query built from the text (a string is not copied), named and given its row mode as its
+ * constructor gives them before it is submitted, skips both. test/prepared.test.ts checks that
+ * pg still reads both.
  */
 function execute<T>(connection: PooledClient, statement: { name: string; text: string }, params: readonly unknown[], fromArray?: (values: unknown[]) => T): Promise<T[]> {
   // pg reads the values into its Bind message and never writes to them: they need no copy.
   return new Promise((resolve, reject) => {
     const done = (error: Error | undefined, result: pg.QueryResult) => (error ? reject(error) : resolve(fromArray ? (result.rows as unknown as unknown[][]).map(fromArray) : (result.rows as T[])));
-    // Arrays take the config object pg copies (see above); a page of 51 rows saves more (see prepared).
-    const query: pg.Query & { name?: string } = fromArray ? new pg.Query({ text: statement.text, rowMode: 'array' } as pg.QueryConfig, params as unknown[], done) : new pg.Query(statement.text, params as unknown[], done);
+    const query = new pg.Query(statement.text, params as unknown[], done) as pg.Query & { name?: string } & RowModeOf;
     query.name = statement.name;
+    // A page of 51 rows as arrays rather than objects (see prepared).
+    if (fromArray) query._result = query._results = new Result((query._rowMode = 'array'), query.types);
     connection.query(query);
   });
 }
