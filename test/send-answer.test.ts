@@ -53,29 +53,57 @@ describe('what a send answers', () => {
   });
 });
 
+/** How many EntityManagers `run` forks: MikroORM's fork writes process.env twice (10-35 µs a send in bench:rooms' profile, 11 µs a page in bench:http's). */
+async function forksDuring(s: Awaited<ReturnType<typeof createTestServer>>, run: () => Promise<void>): Promise<number> {
+  const em = s.services.orm.em;
+  const fork = em.fork.bind(em);
+  let forks = 0;
+  em.fork = ((...args: Parameters<typeof em.fork>) => {
+    forks++;
+    return fork(...args);
+  }) as typeof em.fork;
+  try {
+    await run();
+    return forks;
+  } finally {
+    em.fork = fork;
+  }
+}
+
 describe('what a send costs this process', () => {
   it('should fork no EntityManager for a plain send to a group, alone or in a batch', async () => {
-    // MikroORM's fork writes process.env twice (10-35 µs a send in bench:rooms' profile); the
-    // statement needs none of what a fork holds.
+    // The statement needs none of what a fork holds.
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, a, 'Forks', [b]);
-    const em = s.services.orm.em;
-    const fork = em.fork.bind(em);
-    let forks = 0;
-    em.fork = ((...args: Parameters<typeof em.fork>) => {
-      forks++;
-      return fork(...args);
-    }) as typeof em.fork;
-    try {
-      // Each sender's first request reads their session (a fork); the next ones find it cached.
-      for (const u of [a, b]) await ok(gql(s.url, SEND, { i: { groupId: g, content: 'warm' } }, u.token));
-      forks = 0;
-      const sent = await Promise.all(Array.from({ length: 6 }, (_, i) => ok(gql(s.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id content sender { username } } }`, { i: { groupId: g, content: `m${i}` } }, i % 2 ? a.token : b.token))));
-      expect(sent.map((r: any) => r.sendMessage.content)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
-      expect(forks).toBe(0);
-    } finally {
-      em.fork = fork;
-    }
+    // Each sender's first request reads their session (a fork); the next ones find it cached.
+    for (const u of [a, b]) await ok(gql(s.url, SEND, { i: { groupId: g, content: 'warm' } }, u.token));
+    let sent: any[] = [];
+    const forks = await forksDuring(s, async () => {
+      sent = await Promise.all(Array.from({ length: 6 }, (_, i) => ok(gql(s.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id content sender { username } } }`, { i: { groupId: g, content: `m${i}` } }, i % 2 ? a.token : b.token))));
+    });
+    expect(sent.map((r: any) => r.sendMessage.content)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
+    expect(forks).toBe(0);
+  });
+
+  it("should fork no EntityManager for a page of a group's history, and one for its totalCount", async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, a, 'Pages', [b]);
+    for (const u of [a, b]) await ok(gql(s.url, SEND, { i: { groupId: g, content: `from ${u.username}` } }, u.token));
+    const page = `query($g: ID!) { history(conversation: { groupId: $g }, last: 50) { edges { cursor node { id content sender { username } } } } }`;
+    let pages: any[] = [];
+    const forks = await forksDuring(s, async () => {
+      pages = await Promise.all([a, b, a].map((u) => ok(gql(s.url, page, { g }, u.token))));
+    });
+    for (const p of pages) expect(p.history.edges.map((e: any) => e.node.content)).toEqual([`from ${a.username}`, `from ${b.username}`]);
+    expect(forks).toBe(0);
+    // What the page doesn't read is still there, on the request's own EntityManager.
+    let counted: any;
+    const countForks = await forksDuring(s, async () => {
+      counted = await ok(gql(s.url, `query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { totalCount } }`, { g }, a.token));
+    });
+    expect(counted.history.totalCount).toBe(2);
+    expect(countForks).toBe(1);
   });
 });

@@ -46,7 +46,7 @@ export class MessageResolver {
     @Info() info: GraphQLResolveInfo,
   ): Promise<MessageConnection> {
     // `last` as the client gave it: its default (10) must not clash with first/after.
-    return ctx.services.messages.history(ctx.em, viewerOf(ctx).userId, conversation, { last: argumentGiven(info, 'last') ? last : null, before, first, after });
+    return ctx.services.messages.history(() => ctx.em, viewerOf(ctx).userId, conversation, { last: argumentGiven(info, 'last') ? last : null, before, first, after });
   }
 
   @Authorized()

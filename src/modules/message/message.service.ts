@@ -44,10 +44,10 @@ export interface MessageServiceDeps {
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
   /**
-   * Where a send's statement runs when it is not part of a caller's transaction: an
-   * EntityManager forked once. The statement is raw SQL on a pooled connection and touches no
-   * identity map, while a request's own fork costs 10-35 µs a send (MikroORM's fork sets two
-   * config values, and each writes process.env).
+   * Where a send's statement runs when it is not part of a caller's transaction, and a group's
+   * history page: an EntityManager forked once. The statements are raw SQL on a pooled
+   * connection and touch no identity map, while a request's own fork costs 10-35 µs a send
+   * (MikroORM's fork sets two config values, and each writes process.env) and 11 µs a page.
    */
   statements: EntityManager;
   /** A group's slow mode, asked only after a gated send wrote nothing: throws RATE_LIMITED (saying when) if the sender must wait. */
@@ -599,8 +599,9 @@ export class MessageService {
     return message;
   }
 
+  /** `em` is asked for only off a group's page (see statements). */
   async history(
-    em: EntityManager,
+    em: () => EntityManager,
     viewerId: string,
     c: ConversationArgs,
     args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null },
@@ -611,12 +612,12 @@ export class MessageService {
     // A group's page checks the membership in its own query: one round trip instead of two. No rows
     // (not a member, no such group, an empty page, an id not as stored) takes the full path, which says why.
     if (c.groupId && isId(c.groupId) && (c.projectId ?? null) === null && (c.userId ?? null) === null) {
-      rows = await messageRepository.page(em, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId }, hiddenFor: viewerId, groupId: c.groupId });
+      rows = await messageRepository.page(this.statements, groupKey(c.groupId), { direction, cursor, limit, member: { groupId: c.groupId, userId: viewerId }, hiddenFor: viewerId, groupId: c.groupId });
       if (rows.length) conv = groupConversation(c.groupId);
     }
     if (!conv) {
-      conv = await this.conversation(em, viewerId, c);
-      rows = await messageRepository.page(em, conv.key, {
+      conv = await this.conversation(em(), viewerId, c);
+      rows = await messageRepository.page(em(), conv.key, {
         direction,
         cursor,
         limit,
@@ -631,7 +632,7 @@ export class MessageService {
       backward: !forward,
       hasCursor: !!cursor,
       // How many messages of the conversation the viewer can see: counted only if the client asks.
-      totalCount: () => messageRepository.count(em, conv.key, visible, viewerId),
+      totalCount: () => messageRepository.count(em(), conv.key, visible, viewerId),
       key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,
     });
