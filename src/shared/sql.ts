@@ -89,12 +89,27 @@ interface RowModeOf {
 const Result = (new pg.Query('') as unknown as RowModeOf)._result!.constructor as new (rowMode: string | undefined, types: unknown) => unknown;
 
 /**
+ * What pg's own constructor sets from a row mode must be what execute sets: checked once at load,
+ * so a release of pg that keeps it elsewhere stops the server at start instead of handing pages
+ * their rows as objects.
+ */
+function checkRowMode(): void {
+  const plain = new pg.Query('') as unknown as Record<string, unknown>;
+  const arrays = new pg.Query({ text: '', rowMode: 'array' } as pg.QueryConfig) as unknown as Record<string, unknown> & { _result: { rowAsArray?: unknown } };
+  const differs = Object.keys(arrays).filter((k) => typeof arrays[k] !== 'object' && typeof arrays[k] !== 'function' && arrays[k] !== plain[k]);
+  if (differs.join() !== '_rowMode' || arrays._rowMode !== 'array' || arrays._results !== arrays._result || arrays._result.rowAsArray !== true || !(arrays._result instanceof Result)) {
+    throw new Error(`pg's Query keeps its row mode where sql.execute does not set it (fields a row mode changes: ${differs.join() || 'none'})`);
+  }
+}
+checkRowMode();
+
+/**
  * One execution of a named statement on `connection`. pg copies a config object it is given
  * (`{ name, text, rowMode }`) with getOwnPropertyDescriptors and defineProperties (2 µs alone,
  * 17.5 µs a history page in a CPU profile of bench:http), and wraps it in a promise of its own: a
  * Query built from the text (a string is not copied), named and given its row mode as its
- * constructor gives them before it is submitted, skips both. test/prepared.test.ts checks that
- * pg still reads both.
+ * constructor gives them before it is submitted, skips both. checkRowMode holds pg to where it
+ * keeps the row mode; test/prepared.test.ts fails if pg stops reading either.
  */
 function execute<T>(connection: PooledClient, statement: { name: string; text: string }, params: readonly unknown[], fromArray?: (values: unknown[]) => T): Promise<T[]> {
   // pg reads the values into its Bind message and never writes to them: they need no copy.
