@@ -81,35 +81,34 @@ interface PooledClient {
 /** What a pg Query keeps of its row mode: the mode, and the Result its constructor made from it. */
 interface RowModeOf {
   _rowMode?: string;
-  _result: unknown;
+  _result: object;
   _results: unknown;
   types?: unknown;
 }
-/** pg's Result, as a Query's constructor makes one (the class isn't exported from the package's root). */
-const Result = (new pg.Query('') as unknown as RowModeOf)._result!.constructor as new (rowMode: string | undefined, types: unknown) => unknown;
 
 /**
- * What pg's own constructor sets from a row mode must be what execute sets: checked once at load,
- * so a release of pg that keeps it elsewhere stops the server at start instead of handing pages
- * their rows as objects.
+ * A Query as pg's constructor makes it for rows as arrays. Its Result's class is the one execute
+ * uses (pg doesn't export it from the package's root). Checked once at load against a Query
+ * without a row mode: a release of pg that keeps the mode anywhere else than execute sets it
+ * stops the server at start instead of handing pages their rows as objects.
  */
-function checkRowMode(): void {
+const ARRAYS = new pg.Query({ text: '', rowMode: 'array' } as pg.QueryConfig) as unknown as RowModeOf & Record<string, unknown>;
+const Result = ARRAYS._result.constructor as new (rowMode: string | undefined, types: unknown) => object;
+{
   const plain = new pg.Query('') as unknown as Record<string, unknown>;
-  const arrays = new pg.Query({ text: '', rowMode: 'array' } as pg.QueryConfig) as unknown as Record<string, unknown> & { _result: { rowAsArray?: unknown } };
-  const differs = Object.keys(arrays).filter((k) => typeof arrays[k] !== 'object' && typeof arrays[k] !== 'function' && arrays[k] !== plain[k]);
-  if (differs.join() !== '_rowMode' || arrays._rowMode !== 'array' || arrays._results !== arrays._result || arrays._result.rowAsArray !== true || !(arrays._result instanceof Result)) {
+  const differs = Object.keys(ARRAYS).filter((k) => typeof ARRAYS[k] !== 'object' && typeof ARRAYS[k] !== 'function' && ARRAYS[k] !== plain[k]);
+  if (differs.join() !== '_rowMode' || ARRAYS._rowMode !== 'array' || ARRAYS._results !== ARRAYS._result) {
     throw new Error(`pg's Query keeps its row mode where sql.execute does not set it (fields a row mode changes: ${differs.join() || 'none'})`);
   }
 }
-checkRowMode();
 
 /**
  * One execution of a named statement on `connection`. pg copies a config object it is given
  * (`{ name, text, rowMode }`) with getOwnPropertyDescriptors and defineProperties (2 µs alone,
  * 17.5 µs a history page in a CPU profile of bench:http), and wraps it in a promise of its own: a
  * Query built from the text (a string is not copied), named and given its row mode as its
- * constructor gives them before it is submitted, skips both. checkRowMode holds pg to where it
- * keeps the row mode; test/prepared.test.ts fails if pg stops reading either.
+ * constructor gives them before it is submitted, skips both. ARRAYS holds pg to where it keeps
+ * the row mode; test/prepared.test.ts fails if pg stops reading either.
  */
 function execute<T>(connection: PooledClient, statement: { name: string; text: string }, params: readonly unknown[], fromArray?: (values: unknown[]) => T): Promise<T[]> {
   // pg reads the values into its Bind message and never writes to them: they need no copy.
