@@ -10,6 +10,17 @@ export function pair(a: string, b: string): [string, string] {
 }
 
 export const friendRepository = {
+  /**
+   * Locks the pair for the rest of the transaction: a request, its answer, a block and an
+   * unfriending between the same two users go one at a time, each reading what the one before
+   * committed (an accept and a block at once left a blocked user a friend; an accept and a decline
+   * of one request both succeeded).
+   */
+  async lockPair(em: EntityManager, a: string, b: string): Promise<void> {
+    const [x, y] = pair(a.toLowerCase(), b.toLowerCase());
+    await em.execute(`select pg_advisory_xact_lock(hashtextextended('friends:' || ? || ':' || ?, 0))`, [x, y]);
+  },
+
   async areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
     const [userA, userB] = pair(a, b);
     return (await em.count(Friendship, { userA, userB })) > 0;

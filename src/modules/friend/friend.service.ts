@@ -44,8 +44,10 @@ export class FriendService {
     if (userId === viewerId) throw new BadUserInputError('You cannot befriend yourself.', 'userId');
     const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
     if (!target) throw new NotFoundError('User');
-    for (const check of this.guards) await check(em, viewerId, userId);
     const request = await em.transactional(async (tem) => {
+      // Checked under the pair's lock: a block committed meanwhile is seen (see lockPair).
+      await friendRepository.lockPair(tem, viewerId, target.id);
+      for (const check of this.guards) await check(tem, viewerId, userId);
       if (await friendRepository.areFriends(tem, viewerId, userId)) throw new ConflictError('You are already friends.', 'userId');
       const pending = await friendRepository.pendingBetween(tem, viewerId, userId);
       if (pending && pending.from.id === viewerId) throw new ConflictError('A request to this user is already pending.', 'userId');
@@ -70,10 +72,14 @@ export class FriendService {
 
   async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
     const answered = await em.transactional(async (tem) => {
-      const request = isId(requestId) ? await friendRepository.byId(tem, requestId) : null;
+      const found = isId(requestId) ? await friendRepository.byId(tem, requestId) : null;
       // Requests are visible to their two users only.
-      if (!request || (request.to.id !== viewerId && request.from.id !== viewerId)) throw new NotFoundError('Friend request');
-      if (request.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
+      if (!found || (found.to.id !== viewerId && found.from.id !== viewerId)) throw new NotFoundError('Friend request');
+      if (found.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
+      // Read again under the pair's lock: another answer, or a block that dropped it, committed meanwhile.
+      await friendRepository.lockPair(tem, found.from.id, found.to.id);
+      const request = await tem.refresh(found);
+      if (!request) throw new NotFoundError('Friend request');
       if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
       return this.settle(tem, request, accept ? FriendRequestStatus.ACCEPTED : FriendRequestStatus.DECLINED);
     });
@@ -81,7 +87,12 @@ export class FriendService {
   }
 
   async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
-    if (!isId(userId) || !(await friendRepository.unfriend(em, viewerId, userId))) throw new NotFoundError('Friendship');
+    if (!isId(userId)) throw new NotFoundError('Friendship');
+    const ended = await em.transactional(async (tem) => {
+      await friendRepository.lockPair(tem, viewerId, userId);
+      return friendRepository.unfriend(tem, viewerId, userId);
+    });
+    if (!ended) throw new NotFoundError('Friendship');
     for (const l of this.friendshipListeners) l(viewerId, userId);
     return true;
   }

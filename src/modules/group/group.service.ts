@@ -225,7 +225,8 @@ export class GroupService {
   async join(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
-      const group = await this.visible(tem, groupId, viewerId);
+      // Locked as a ban locks it: a ban committed meanwhile is seen, and one after finds the member.
+      const group = await this.lockVisible(tem, groupId, viewerId);
       const s = (await groupRepository.standing(tem, group.id, viewerId))!;
       if (s.role !== null) return group;
       if (s.banned) throw new ForbiddenError('You are banned from this group.');
@@ -266,9 +267,10 @@ export class GroupService {
   /** The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group exists). */
   async acceptInvite(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // The group first, as a ban locks it before it takes the invitation (the other order deadlocked).
+      if (isId(groupId)) await groupRepository.lock(tem, groupId.toLowerCase());
       const group = isId(groupId) ? await groupRepository.byId(tem, groupId) : null;
       if (!group || !(await groupRepository.uninvite(tem, group.id, viewerId))) throw new NotFoundError('Invitation');
-      await groupRepository.lock(tem, group.id);
       if (!(await groupRepository.membership(tem, group.id, viewerId))) await this.admit(tem, outbox, group, viewerId);
       return group;
     });

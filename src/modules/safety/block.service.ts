@@ -31,6 +31,8 @@ export class BlockService {
   async block(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     await this.target(em, viewerId, userId);
     await transact(em, this.pubsub, async (tem, outbox) => {
+      // After any request, answer or unfriending between the two that is under way (see lockPair).
+      await friendRepository.lockPair(tem, viewerId, userId);
       if (!(await blockRepository.block(tem, viewerId, userId))) return;
       // The friendship ends for both (the direct conversation leaves both sidebars, as removeFriend does), and any request between them.
       await friendRepository.unfriend(tem, viewerId, userId);
