@@ -142,35 +142,57 @@ describe('threads', () => {
     expect(e2.message.lastReplyAt).toEqual(expect.any(String));
   });
 
-  it("should list the threads I take part in with unread replies, latest reply first, until markThreadRead", async () => {
+  it('should list every thread I take part in, latest reply first, each saying whether it has replies I have not read', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'Unread', [bob, carol]);
     const t1 = await sendMessage(s.url, alice.token, { groupId: g, content: 'first topic' });
     const t2 = await sendMessage(s.url, alice.token, { groupId: g, content: 'second topic' });
+    // A root nobody answered is no thread yet.
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'third topic' });
     await reply(s, bob, { groupId: g, content: 'on t1', parentId: t1.id });
     await reply(s, bob, { groupId: g, content: 'on t2', parentId: t2.id });
     await reply(s, bob, { groupId: g, content: 'on t1 again', parentId: t1.id });
 
-    const mine = (await request(s.url, ThreadsDocument, {}, alice.token)).threads.edges.map((e) => [e.node.id, e.node.replyCount]);
-    expect(mine).toEqual([
-      [t1.id, 2],
-      [t2.id, 1],
+    const listed = async (u: TestUser) => {
+      const { threads } = await request(s.url, ThreadsDocument, {}, u.token);
+      return threads.edges.map((e) => [e.node.id, e.node.replyCount, e.node.hasUnreadReplies]);
+    };
+    expect(await listed(alice)).toEqual([
+      [t1.id, 2, true],
+      [t2.id, 1, true],
     ]);
-    // bob read his own replies; carol follows nothing.
-    expect((await request(s.url, ThreadsDocument, {}, bob.token)).threads.edges).toEqual([]);
-    expect((await request(s.url, ThreadsDocument, {}, carol.token)).threads.edges).toEqual([]);
+    // bob took part by replying, and has read his own replies; carol takes part in nothing.
+    expect(await listed(bob)).toEqual([
+      [t1.id, 2, false],
+      [t2.id, 1, false],
+    ]);
+    expect(await listed(carol)).toEqual([]);
     const paged = (await request(s.url, ThreadsDocument, { first: 1 }, alice.token)).threads;
     expect(paged.pageInfo.hasNextPage).toBe(true);
     expect((await request(s.url, ThreadsDocument, { first: 1, after: paged.pageInfo.endCursor }, alice.token)).threads.edges.map((e) => e.node.id)).toEqual([t2.id]);
+    expect((await ok(gql(s.url, '{ threads { totalCount } }', {}, alice.token))).threads.totalCount).toBe(2);
 
+    // Read, a thread stays listed; the field says so wherever the root shows.
     expect((await request(s.url, MarkThreadReadDocument, { messageId: t1.id }, alice.token)).markThreadRead).toMatchObject({ id: t1.id, replyCount: 2 });
-    expect((await request(s.url, ThreadsDocument, {}, alice.token)).threads.edges.map((e) => e.node.id)).toEqual([t2.id]);
-    // A new reply brings it back; carol, having marked it read, follows it now.
+    expect(await listed(alice)).toEqual([
+      [t1.id, 2, false],
+      [t2.id, 1, true],
+    ]);
+    const inHistory = (await ok(gql(s.url, '{ history(conversation: { groupId: "' + g + '" }, last: 5) { edges { node { id hasUnreadReplies } } } }', {}, alice.token))).history.edges;
+    expect(inHistory.map((e: any) => e.node.hasUnreadReplies)).toEqual([false, true, false]);
+    // A new reply makes it unread again; carol, having marked it read, takes part in it now.
     await request(s.url, MarkThreadReadDocument, { messageId: t1.id }, carol.token);
+    expect(await listed(carol)).toEqual([[t1.id, 2, false]]);
     await reply(s, bob, { groupId: g, content: 'more', parentId: t1.id });
-    expect((await request(s.url, ThreadsDocument, {}, alice.token)).threads.edges.map((e) => e.node.id)).toEqual([t1.id, t2.id]);
-    expect((await request(s.url, ThreadsDocument, {}, carol.token)).threads.edges.map((e) => e.node.id)).toEqual([t1.id]);
+    expect(await listed(alice)).toEqual([
+      [t1.id, 3, true],
+      [t2.id, 1, true],
+    ]);
+    expect(await listed(carol)).toEqual([[t1.id, 3, true]]);
+    // Out of the group, out of the list.
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, carol.token));
+    expect(await listed(carol)).toEqual([]);
   });
 
   it('should thread direct and project conversations, a project member outside a private thread seeing nothing of it', async () => {

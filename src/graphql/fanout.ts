@@ -68,7 +68,7 @@ export interface FanoutOperation {
 const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageEvent', 'typing', 'readReceipt']);
 
 /** Fields resolved for the viewer (visibility, the viewer's role): a document that reaches one is executed per viewer. */
-const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'ReactionCount.reactedByMe']);
+const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'Message.hasUnreadReplies', 'ReactionCount.reactedByMe']);
 
 /** Whether one execution of the operation serves every viewer its events reach. */
 function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: PreparedOperation): boolean {

@@ -42,6 +42,8 @@ export interface Loaders {
   pin: DataLoader<string, { at: Date; byId: string | null } | null>;
   /** The first participants of every thread root in a response, in one query. */
   threadParticipants: DataLoader<string, UserType[]>;
+  /** Which thread roots in a response have replies the viewer has not read (in threads they follow), in one query. */
+  unreadReplies: DataLoader<string, boolean>;
   /** Who every message in a response mentions (user ids), in one query. */
   mentions: DataLoader<string, string[]>;
   /** The viewer's unread mentions per conversation key, in one query. */
@@ -86,6 +88,7 @@ export function createLoaders(
     }),
     pin: new DataLoader((ids) => pins.pinsOf(em, ids)),
     threadParticipants: new DataLoader((ids) => threads.participants(em, ids)),
+    unreadReplies: new DataLoader((ids) => (viewerId ? threads.unreadReplies(em, viewerId, ids) : Promise.resolve(ids.map(() => false)))),
     mentions: new DataLoader((ids) => threads.mentionIds(em, ids)),
     unreadMentions: new DataLoader((keys) => (viewerId ? threads.unreadMentions(em, viewerId, keys) : Promise.resolve(keys.map(() => 0)))),
   };

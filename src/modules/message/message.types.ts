@@ -40,6 +40,8 @@ export class MessageType {
   lastReplyAt!: Date | null;
   /** The thread's first participants as a send or an event carried them; loaded when absent (see thread.resolver.ts). */
   participants?: UserType[];
+  /** Whether the viewer follows its thread and has replies there to read, as `threads` read it; loaded when absent (see thread.resolver.ts). */
+  hasUnreadReplies?: boolean;
   /** The mentioned users as a send or an event carried them; loaded when absent (see mention.resolver.ts). */
   mentionList?: UserType[];
 }

@@ -72,15 +72,21 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
 }
 
 /**
- * A followed thread (`t`, its root `m`) with replies its follower has not read, in a conversation
- * they are still in. Replies of users the follower blocks don't count: the root's last_reply_at
- * says there is something new, a probe of the thread index (only for a follower who blocks
- * someone) that one of those replies is not from a blocked user.
+ * A thread (`t`, its root `m`) its follower still sees: a root not deleted, with a reply, in a
+ * conversation they are still in.
  */
-const UNREAD = `m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz) and m.deleted_at is null
-  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)
+const LISTED = `m.last_reply_at is not null and m.deleted_at is null
+  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)`;
+
+/**
+ * Whether a followed thread (`t`, its root `m`) has replies its follower has not read. Replies of
+ * users the follower blocks don't count: the root's last_reply_at says there is something new, a
+ * probe of the thread index (only for a follower who blocks someone) that one of those replies is
+ * not from a blocked user.
+ */
+const UNREAD = `(m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz)
   and (not ${blocksAnyone('t.user_id')}
-    or exists (select 1 from messages r where r.parent_id = m.id and r.created_at > coalesce(t.read_at, '-infinity'::timestamptz) and not ${blockedBy('t.user_id', 'r.sender_id')}))`;
+    or exists (select 1 from messages r where r.parent_id = m.id and r.created_at > coalesce(t.read_at, '-infinity'::timestamptz) and not ${blockedBy('t.user_id', 'r.sender_id')})))`;
 
 export const threadRepository = {
   /** The root a reply to `parentId` attaches to (a reply's own root), with what decides whether it may. */
@@ -249,14 +255,14 @@ export const threadRepository = {
   },
 
   /**
-   * The roots of the threads `userId` follows that have replies they have not read (newest reply
-   * first, by keyset on (last_reply_at, id); `backward` reads from the other end, oldest first),
-   * in conversations they are still a member of.
+   * The roots of the threads `userId` follows (see LISTED), each with `has_unread` (see UNREAD):
+   * latest reply first, by keyset on (last_reply_at, id); `backward` reads from the other end,
+   * oldest first.
    */
-  async unread(em: EntityManager, userId: string, opts: { from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<MessageRow[]> {
+  async followed(em: EntityManager, userId: string, opts: { from: { at: Date; id: string } | null; backward: boolean; limit: number }): Promise<(MessageRow & { has_unread: boolean })[]> {
     const dir = opts.backward ? 'asc' : 'desc';
-    const rows: MessageRow[] = await em.execute(
-      `${SELECT} join thread_members t on t.root_id = m.id and t.user_id = ? where ${UNREAD}
+    const rows: (MessageRow & { has_unread: boolean })[] = await em.execute(
+      `select ${COLUMNS}, ${UNREAD} as has_unread from messages m ${WITH_ROW} join thread_members t on t.root_id = m.id and t.user_id = ? where ${LISTED}
           ${opts.from ? `and (m.last_reply_at, m.id) ${opts.backward ? '>' : '<'} (?, ?)` : ''}
         order by m.last_reply_at ${dir}, m.id ${dir} limit ${limitLiteral(opts.limit + 1)}`,
       [userId, ...(opts.from ? [opts.from.at, opts.from.id] : [])],
@@ -264,9 +270,18 @@ export const threadRepository = {
     return rows.slice(0, opts.limit + 1);
   },
 
-  async countUnread(em: EntityManager, userId: string): Promise<number> {
-    const [row] = await em.execute(`select count(*)::int as n from thread_members t join messages m on m.id = t.root_id where t.user_id = ? and ${UNREAD}`, [userId]);
+  async countFollowed(em: EntityManager, userId: string): Promise<number> {
+    const [row] = await em.execute(`select count(*)::int as n from thread_members t join messages m on m.id = t.root_id where t.user_id = ? and ${LISTED}`, [userId]);
     return row.n;
+  },
+
+  /** Of `rootIds`, the threads `userId` follows that have replies they have not read. */
+  async unreadAmong(em: EntityManager, userId: string, rootIds: readonly string[]): Promise<Set<string>> {
+    const rows: { id: string }[] = await em.execute(
+      `select m.id from thread_members t join messages m on m.id = t.root_id where t.user_id = ? and t.root_id = any(?::uuid[]) and ${LISTED} and ${UNREAD}`,
+      [userId, pgArray(rootIds)],
+    );
+    return new Set(rows.map((r) => r.id));
   },
 
   /** Moves the user's marker in a thread to its newest reply (they follow it from now on). */

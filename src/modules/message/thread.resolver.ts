@@ -29,7 +29,7 @@ export class ThreadResolver {
   @Authorized()
   @Query(() => MessageConnection, {
     description:
-      "Roots of the threads the viewer follows (wrote the root, replied, was mentioned in a reply, or marked read) that have replies they have not read, the latest reply first; replies of users the viewer blocks don't make a thread unread. first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
+      "Roots of the threads the viewer takes part in (wrote the root, replied, was mentioned in a reply, or marked read), the latest reply first, in conversations they are still in; Message.hasUnreadReplies tells which have replies they have not read (replies of users the viewer blocks don't count). first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
   })
   threads(
     @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Threads after `after`, latest reply first: at most 100 (default 20).' }) first: number | null,
@@ -44,12 +44,20 @@ export class ThreadResolver {
 
   @Authorized()
   @Mutation(() => MessageType, {
-    description: "Marks the thread read up to its newest reply (it leaves `threads` until another reply comes); the viewer follows it from now on. Returns the root.",
+    description: "Marks the thread read up to its newest reply (its hasUnreadReplies is false until another reply comes); the viewer follows it from now on. Returns the root.",
   })
   async markThreadRead(@Arg('messageId', () => IdScalar, { description: 'The root, or one of its replies.' }) messageId: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.edit.consume(me, 'You are marking threads read too fast; slow down.');
     return ctx.services.threads.markRead(ctx.em, me, messageId);
+  }
+
+  @FieldResolver(() => Boolean, {
+    description: "Whether the viewer takes part in this message's thread (see threads) and it has replies they have not read; false for a message nobody answered, a reply, or a thread the viewer doesn't follow.",
+  })
+  hasUnreadReplies(@Root() m: MessageType, @Ctx() ctx: Context): boolean | Promise<boolean> {
+    if (m.hasUnreadReplies !== undefined) return m.hasUnreadReplies;
+    return m.replyCount ? ctx.loaders.unreadReplies.load(m.id) : false;
   }
 
   @FieldResolver(() => IdScalar, { nullable: true, description: 'The root of the thread this message replies to; null for a message that is not a reply.' })

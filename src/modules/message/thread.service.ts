@@ -22,8 +22,8 @@ export interface ThreadServiceDeps {
 export type ThreadFilter = ConversationFilter & { threadId: string | null };
 
 /**
- * Threads and mentions as a reader sees them: a thread's replies, the threads a user follows with
- * unread replies, their mentions, their marker in a thread. A reply's writing is the send's
+ * Threads and mentions as a reader sees them: a thread's replies, the threads a user follows and
+ * which have unread replies, their mentions, their marker in a thread. A reply's writing is the send's
  * (MessageService.send, thread.repository's statement).
  */
 export class ThreadService {
@@ -70,19 +70,25 @@ export class ThreadService {
     });
   }
 
-  /** The roots of the threads the viewer follows with replies they have not read, the latest reply first (last/before pages back from the oldest). */
+  /** The roots of the threads the viewer takes part in, the latest reply first (last/before pages back from the oldest), each with whether it has replies they have not read. */
   async threads(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<MessageType, LazyCount>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
     const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
-    const rows = await threadRepository.unread(em, viewerId, { from, backward, limit });
+    const rows = await threadRepository.followed(em, viewerId, { from, backward, limit });
     return toConnection(rows, {
       limit,
       backward,
       hasCursor: !!from,
-      totalCount: () => threadRepository.countUnread(em, viewerId),
+      totalCount: () => threadRepository.countFollowed(em, viewerId),
       key: (r) => ({ k: isoOf(r.last_reply_at!), id: r.id }),
-      node: toMessageType,
+      node: (r) => Object.assign(toMessageType(r), { hasUnreadReplies: r.has_unread }),
     });
+  }
+
+  /** Which of several roots have replies the viewer has not read, in a thread they follow (a loader's batch). */
+  async unreadReplies(em: EntityManager, viewerId: string, rootIds: readonly string[]): Promise<boolean[]> {
+    const unread = await threadRepository.unreadAmong(em, viewerId, rootIds);
+    return rootIds.map((id) => unread.has(id));
   }
 
   /** The messages that mention the viewer, newest first (in conversations they are still in; deleted ones and those of users they block never). */
