@@ -195,6 +195,23 @@ describe('threads', () => {
     expect(await listed(carol)).toEqual([]);
   });
 
+  it("should tell each subscriber of a THREAD_UPDATED whether they have replies to read there", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Unread live', [bob, carol]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'topic' });
+    const UNREAD_EVENTS = 'subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind message { id replyCount hasUnreadReplies } } }';
+    const [forAlice, forBob, forCarol] = await Promise.all([alice, bob, carol].map((u) => listen(s, u, UNREAD_EVENTS, { c: { groupId: g } })));
+    await reply(s, bob, { groupId: g, content: 'answer', parentId: root.id });
+    // The root's author follows it and has not read bob's reply; bob has; carol takes no part.
+    const seen = await Promise.all([forAlice, forBob, forCarol].map(async (sub) => (await sub.nth(1)).messageEvent.message));
+    expect(seen).toEqual([
+      { id: root.id, replyCount: 1, hasUnreadReplies: true },
+      { id: root.id, replyCount: 1, hasUnreadReplies: false },
+      { id: root.id, replyCount: 1, hasUnreadReplies: false },
+    ]);
+  });
+
   it('should thread direct and project conversations, a project member outside a private thread seeing nothing of it', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
