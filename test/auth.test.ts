@@ -181,6 +181,8 @@ describe('accounts', () => {
     const search = await ok(gql(s.url, '{ users(search: "") { totalCount edges { node { id } } } }', {}, other.token));
     expect(search.users.edges.map((e: any) => e.node.id)).not.toContain(u.id);
     expect((await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { id } }', { id: u.id }, other.token))).user).toBeNull();
+    // Gone for presence too, as for an id that never was.
+    expect(codeOf(await gql(s.url, 'query($id: ID!) { userStatus(userId: $id) { status } }', { id: u.id }, other.token))).toBe('NOT_FOUND');
     const [sessions] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from sessions where user_id = $1', [u.id]);
     expect(sessions.n).toBe(0);
     // The name is free again.

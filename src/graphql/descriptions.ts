@@ -54,7 +54,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'Mutation.updateProfile(username:)': 'A new unique username (3 to 32 characters: letters, digits, `_`, `.` or `-`); CONFLICT when taken.',
   'Mutation.updateProfile(displayName:)': 'A new display name (at most 64 visible characters); null clears it.',
   'Mutation.deleteAccount': "Deletes the viewer's account: tokens, friendships, memberships and project inbox go; past messages stay, sent by \"Deleted user\". True once done.",
-  'Mutation.deleteAccount(password:)': "The account's current password, as a check (UNAUTHENTICATED when wrong).",
+  'Mutation.deleteAccount(password:)': "The account's current password, as a check: BAD_USER_INPUT (field password) when wrong, the token staying valid; RATE_LIMITED past LOGIN_MAX_FAILURES_PER_USER_IP wrong ones, as for login.",
   'Query.user': 'An account by id; null for a deleted account or an id that names none.',
   'Query.user(id:)': "The user's id.",
   'Query.users(search:)': 'Only accounts whose username or display name contains this text (case-insensitive); at most 100 characters.',

@@ -43,9 +43,9 @@ export class PresenceResolver {
   }
 
   @Authorized()
-  @Query(() => PresenceType, { description: 'A user’s presence as the viewer may see it: OFFLINE with no lastSeenAt when the viewer may not (never an error for that). NOT_FOUND for an unknown user.' })
+  @Query(() => PresenceType, { description: 'A user’s presence as the viewer may see it: OFFLINE with no lastSeenAt when the viewer may not (never an error for that). NOT_FOUND for an unknown user or a deleted account (as `user` is null for it).' })
   async userStatus(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
-    if (!isId(userId) || !(await ctx.loaders.user.load(userId))) throw new NotFoundError('User');
+    if (!(await ctx.services.users.find(ctx.em, userId))) throw new NotFoundError('User');
     return toPresenceType(await ctx.loaders.presence.load(userId));
   }
 
