@@ -56,6 +56,8 @@ describe('accounts', () => {
     const race = await Promise.all([1, 2, 3].map(() => attempt(s.url, SignupDocument, { username: 'Dave', password: 'password123' })));
     expect(race.filter((x) => !x.errors).length).toBe(1);
     expect(race.filter((x) => codeOf(x) === 'CONFLICT').length).toBe(2);
+    // The lobby's owner is the system user 'parley': no account may take its name.
+    for (const username of ['parley', 'PARLEY']) expect(codeOf(await attempt(s.url, SignupDocument, { username, password: 'password123' }))).toBe('CONFLICT');
   });
 
   it('should hash passwords with argon2id at OWASP parameters and store tokens only as hashes', async () => {
@@ -144,6 +146,7 @@ describe('accounts', () => {
     const r = await ok(gql(s.url, UPDATE, { u: 'renamed_a', d: '  Ann  ' }, a.token));
     expect(r.updateProfile).toEqual({ id: a.id, username: 'renamed_a', displayName: 'Ann' });
     expect(codeOf(await gql(s.url, UPDATE, { u: b.username.toUpperCase() }, a.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(s.url, UPDATE, { u: 'Parley' }, a.token))).toBe('CONFLICT');
     expect(codeOf(await gql(s.url, UPDATE, { u: 'x' }, a.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(s.url, UPDATE, { d: 'y'.repeat(65) }, a.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(s.url, UPDATE, { u: 'anon_try' }))).toBe('UNAUTHENTICATED');

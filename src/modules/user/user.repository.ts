@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray, prepared } from '../../shared/sql';
 import { User } from './user.entity';
+import { SYSTEM_USER } from './user.mapper';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
 export function likePattern(text: string): string {
@@ -39,7 +40,9 @@ export const userRepository = {
     await em.nativeUpdate(User, { id }, { username: `deleted-${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
   },
 
+  /** Held by an account, deleted ones included, or the system user's (no account may pass for the lobby's owner). */
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
+    if (username.toLowerCase() === SYSTEM_USER.username) return true;
     const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
     return rows.length > 0;
   },
