@@ -24,7 +24,7 @@ describe('searchMessages', () => {
     const fr = await sendMessage(s.url, alice.token, { groupId: g, content: 'Le café était très bon à Noël' });
     const ru = await sendMessage(s.url, bob.token, { groupId: g, content: 'Привет! Ёлка уже горит, всё готово' });
     const en = await sendMessage(s.url, alice.token, { groupId: g, content: 'The deployment finished before the meeting' });
-    const html = await sendMessage(s.url, alice.token, { groupId: g, content: '<b>Cafe</b> & "co"' });
+    const html = await sendMessage(s.url, alice.token, { groupId: g, content: '<b>Cafe</b> & "co" if 1<2 > 0 \u0001x\u0002' });
 
     expect(ids(await search(s.url, bob, 'CAFÉ'))).toEqual([fr.id, html.id].sort());
     expect(ids(await search(s.url, bob, 'cafe'))).toEqual([fr.id, html.id].sort());
@@ -48,7 +48,8 @@ describe('searchMessages', () => {
     // The snippet is HTML: nothing of the message's own markup is live, only the matches are marked.
     const htmlHit = (await search(s.url, bob, 'co '))[0];
     expect(htmlHit.message.id).toBe(html.id);
-    expect(htmlHit.snippet).toContain('&amp; &quot;<mark>co</mark>');
+    // All of its text, tags and angle brackets too; its own control characters mark nothing.
+    expect(htmlHit.snippet).toBe('&lt;b&gt;Cafe&lt;/b&gt; &amp; &quot;<mark>co</mark>&quot; if 1&lt;2 &gt; 0  x ');
     expect(htmlHit.snippet.replace(/<\/?mark>/g, '')).not.toMatch(/[<>"]/);
     // Operators a client types mean nothing.
     expect(ids(await search(s.url, bob, "café | !noel & 'x':*"))).toEqual([]);

@@ -77,8 +77,20 @@ function readable(scope: SearchScope): { keys: Sql; rows: Sql } {
 
 // The index's expression (see Migration20261124070000_SearchAndPins), written the same way so it is used.
 const VECTOR = `to_tsvector('parley_search'::regconfig, m.content)`;
-// Matches between chr(1) and chr(2), which no stored message holds: the service escapes the text, then marks them.
-const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … "'`;
+/** A message this long at most is its own snippet (about the 24 words a fragment takes). */
+const WHOLE_UP_TO = 160;
+
+/**
+ * The text a headline is cut from: '<', '>' and '&' stand in as chr(3), chr(4) and chr(5), and a
+ * message's own chr(1) to chr(5) as spaces. PostgreSQL's parser reads `<b>` as a tag, and a
+ * headline dropped tags (and `a < b > c`) from the message's text; the markers below then mean
+ * only what ts_headline put (see toSnippet in the service, which escapes and puts back).
+ */
+const HEADLINE_TEXT = `translate(t.content, chr(1) || chr(2) || chr(3) || chr(4) || chr(5) || '<>&', '     ' || chr(3) || chr(4) || chr(5))`;
+// Matches between chr(1) and chr(2) (see HEADLINE_TEXT): the service escapes the text, then marks them.
+// A short message whole (fragments drop one-letter words at their ends: "1<2 > 0" lost its digits), a long one in fragments.
+const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || case when length(t.content) <= ${WHOLE_UP_TO} then ', HighlightAll=true'
+  else ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … "' end`;
 
 /**
  * The statistics list only the common words: a prefix also begins rare ones they leave out (3 letters
@@ -150,7 +162,7 @@ export const searchRepository = {
        ), p as (
          select c.* from c ${after} order by c.rank ${dir}, c.created_at ${dir}, c.id ${dir} limit ${limitLiteral(limit + 1)}
        )
-       select p.rank::text as rank, ts_headline('parley_search', t.content, (select q from q), ${HEADLINE_OPTIONS}) as headline, t.*
+       select p.rank::text as rank, ts_headline('parley_search', ${HEADLINE_TEXT}, (select q from q), ${HEADLINE_OPTIONS}) as headline, t.*
        from p cross join lateral (${SELECT} where m.id = p.id) t
        order by p.rank ${dir}, p.created_at ${dir}, p.id ${dir}`,
       [

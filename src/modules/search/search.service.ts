@@ -42,12 +42,12 @@ export function toSearchQuery(query: string): SearchQuery {
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
+/** What HEADLINE_TEXT (search.repository) stood in for: '<', '>' and '&', already escaped. */
+const STOOD_IN: Record<string, string> = { '\u0001': '<mark>', '\u0002': '</mark>', '\u0003': '&lt;', '\u0004': '&gt;', '\u0005': '&amp;' };
+
 /** The headline as HTML: the text escaped, the matches (between \u0001 and \u0002) in <mark>. */
 export function toSnippet(headline: string): string {
-  return headline
-    .replace(/[&<>"']/g, (c) => ESCAPES[c])
-    .replace(/\u0001/g, '<mark>')
-    .replace(/\u0002/g, '</mark>');
+  return headline.replace(/[&<>"']/g, (c) => ESCAPES[c]).replace(/[\u0001-\u0005]/g, (c) => STOOD_IN[c]);
 }
 
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
