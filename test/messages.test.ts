@@ -94,6 +94,17 @@ describe('sending and history', () => {
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { groupId: priv } }, outsider.token))).toBe('NOT_FOUND');
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { userId: friend.id } }, stranger.token))).toBe('FORBIDDEN');
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: {} }, owner.token))).toBe('BAD_USER_INPUT');
+    // An empty id is given, and names nothing: not found as what it was given for (it read as a direct conversation's user).
+    const HISTORY_OF = 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }';
+    const SEND_TO = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    for (const [query, variables, what] of [
+      [HISTORY_OF, { c: { groupId: '' } }, 'Group'],
+      [HISTORY_OF, { c: { projectId: '' } }, 'Project'],
+      [SEND_TO, { i: { groupId: '', content: 'x' } }, 'Group'],
+      [SEND_TO, { i: { projectId: '', content: 'x' } }, 'Project'],
+    ] as const) {
+      expect((await gql(s.url, query, variables, owner.token)).errors?.[0]).toMatchObject({ message: `${what} not found.`, extensions: { code: 'NOT_FOUND' } });
+    }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     expect((await send(s.url, owner.token, { groupId: pub, content: 'x'.repeat(4000) })).content).toHaveLength(4000);
     expect((await send(s.url, owner.token, { groupId: pub, content: '  trimmed  ' })).content).toBe('trimmed');

@@ -90,13 +90,15 @@ export class ConversationAccess {
   async resolve(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
     const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
     if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
-    if (c.groupId) {
+    // Given means given: an empty id names a group (or project) that doesn't exist, not a direct conversation.
+    if (c.groupId !== null && c.groupId !== undefined) {
       const g = await this.groups.memberOf(em, c.groupId, viewerId);
       return groupConversation(g.id, g.name, g.ownerId);
     }
-    if (c.projectId) {
+    if (c.projectId !== null && c.projectId !== undefined) {
       const { project } = await this.projects.asMember(em, c.projectId, viewerId);
       let privateWith: string | null = null;
+      // An empty toUserId names no one here: the project's open conversation (forms send '' for "nobody").
       if (c.userId) {
         if (c.userId === viewerId) throw new BadUserInputError('A private message needs another member.', 'toUserId');
         if (!isId(c.userId) || !(await this.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
