@@ -292,8 +292,13 @@ describeRedis('group roles', () => {
       // Banning someone who is not a member keeps them out too.
       await ok(run(b, M.ban, { g: w.group, u: outsider.id }, admin));
       expect(await refused(w, M.join, { g: w.group }, outsider)).toBe('FORBIDDEN');
+      // Unbanning is aimed at a user, as the other moderations are: none such is NOT_FOUND.
+      expect(await refused(w, M.unban, { g: w.group, u: '00000000-0000-4000-8000-000000000000' }, admin)).toBe('NOT_FOUND');
       await ok(run(b, M.unban, { g: w.group, u: banned.id }, admin));
       expect((await ok(run(b, M.join, { g: w.group }, banned))).joinGroup.myRole).toBe('MEMBER');
+      // A banned account that is deleted leaves the list (no one is left to unban).
+      await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: outsider.password }, outsider.token));
+      expect((await ok(run(b, GROUP, { id: w.group }, owner))).group.bannedUsers).toEqual([]);
     });
 
     it('should refuse an invitation from a user the invitee blocks as any refusal, and take it once unblocked', async () => {

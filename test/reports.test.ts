@@ -65,7 +65,9 @@ describeRedis('reports', () => {
     const long = await run(b, REPORT, { m: message, r: 'x'.repeat(501) }, member);
     expect(long.errors?.[0]).toMatchObject({ message: "'reason' is at most 500 characters.", extensions: { code: 'BAD_USER_INPUT', field: 'reason' } });
     expect(await snapshot(a.env.DATABASE_URL!)).toEqual(before);
-    await ok(run(a, REPORT, { m: message, r: 'x'.repeat(500) }, member));
+    // Characters as a reader counts them: 501 emoji are too many, 500 (1,000 UTF-16 units) are not.
+    expect(codeOf(await run(b, REPORT, { m: message, r: '🚩'.repeat(501) }, member))).toBe('BAD_USER_INPUT');
+    await ok(run(a, REPORT, { m: message, r: '🚩'.repeat(500) }, member));
     const once = await snapshot(a.env.DATABASE_URL!);
     expect(codeOf(await run(b, REPORT, { m: message, r: 'again' }, member))).toBe('CONFLICT');
     expect(await snapshot(a.env.DATABASE_URL!)).toEqual(once);

@@ -123,7 +123,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   GroupEvent: 'A change to a group: to every member, and CREATED of a public group to everyone.',
   'GroupEvent.kind': 'What changed.',
   'GroupEvent.groupId': 'The group it happened to.',
-  'GroupEvent.user': 'Who joined or left (MEMBER_JOINED, MEMBER_LEFT); null for the other kinds.',
+  'GroupEvent.user': 'The member concerned: who joined or left (MEMBER_JOINED, MEMBER_LEFT), was removed, banned or invited, changed role, or became the owner; for CREATED, RENAMED, DELETED and SLOW_MODE_CHANGED, who did it.',
   'GroupEvent.createdAt': 'When it happened.',
   GroupEventKind: 'What happened to a group.',
   'GroupEventKind.CREATED': 'A public group was created.',

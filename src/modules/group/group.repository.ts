@@ -178,7 +178,11 @@ export const groupRepository = {
 
   /** The banned users, most recently banned first (at most `limit`). */
   async bannedIds(em: EntityManager, groupId: string, limit: number): Promise<string[]> {
-    const rows: { user_id: string }[] = await em.execute('select user_id from group_bans where group_id = ? order by created_at desc, user_id limit ?', [groupId, limit]);
+    // A deleted account is no one to unban (unbanFromGroup: NOT_FOUND), so it is not listed either.
+    const rows: { user_id: string }[] = await em.execute(
+      'select b.user_id from group_bans b join users u on u.id = b.user_id and u.deleted_at is null where b.group_id = ? order by b.created_at desc, b.user_id limit ?',
+      [groupId, limit],
+    );
     return rows.map((r) => r.user_id);
   },
 

@@ -326,8 +326,9 @@ export class GroupService {
   async unban(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem) => {
       const { group } = await this.asModerator(tem, groupId, viewerId);
-      if (!isId(userId)) throw new NotFoundError('User');
-      await groupRepository.unban(tem, group.id, userId.toLowerCase());
+      // NOT_FOUND for no such (or a deleted) user, as every other moderation answers.
+      const target = await this.target(tem, group.id, userId);
+      await groupRepository.unban(tem, group.id, target.id);
       return group;
     });
   }
