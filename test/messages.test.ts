@@ -180,6 +180,17 @@ describe('sending and history', () => {
     expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
     await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "one, fixed") { id } }', { m: first.id }, a.token));
     expect((await send(s.url, a.token, { groupId: lobby, content: 'one', clientMessageId: 'k-1' })).id).toBe(first.id);
+    // Another file, or a reply where the first was none, is another message too; the same file is a retry.
+    const file = (text: string) => ({ fileName: 'notes.txt', base64: Buffer.from(text).toString('base64') });
+    const filed = await send(s.url, a.token, { groupId: lobby, attachment: file('first draft'), clientMessageId: 'k-3' });
+    expect((await send(s.url, a.token, { groupId: lobby, attachment: file('first draft'), clientMessageId: 'k-3' })).id).toBe(filed.id);
+    const retries = [
+      { groupId: lobby, attachment: file('second draft, longer'), clientMessageId: 'k-3' },
+      { groupId: lobby, attachment: { ...file('first draft'), fileName: 'other.txt' }, clientMessageId: 'k-3' },
+      { groupId: lobby, clientMessageId: 'k-3', content: 'no file' },
+      { groupId: lobby, content: 'one', parentId: first.id, clientMessageId: 'k-1' },
+    ];
+    for (const input of retries) expect(codeOf(await attempt(s.url, SendMessageDocument, { input }, a.token))).toBe('CONFLICT');
     // An empty toUserId names no one, on the retry as on the first send.
     const p = (await buildProject(s.url, a, { title: 'Retries' })).id;
     const open = await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' });

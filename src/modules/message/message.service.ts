@@ -65,7 +65,10 @@ export type SentHook = (sender: UserPayload, conv: Conversation) => void;
  * since). A key reused for another message is refused, rather than answered with a message the
  * client did not send while its own is dropped.
  */
-function retryOf(first: MessageRow, input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null }): MessageType {
+function retryOf(
+  first: MessageRow,
+  input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null },
+): MessageType {
   // An empty id names nothing, as when the message was sent.
   const id = (v: string | null | undefined) => (v ? v.toLowerCase() : null);
   const sameTarget = first.group_id
@@ -81,7 +84,13 @@ function retryOf(first: MessageRow, input: { groupId?: string | null; toUserId?:
       sameText = false;
     }
   }
-  if (!sameTarget || !sameText) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
+  // The same file (by name and size: decoding a retry's 5 MB to compare bytes would cost more
+  // than the retry saves), and a reply again (its parent may be named by a reply of the same
+  // thread: the stored one is the root, so only the kind is compared).
+  const file = input.attachment;
+  const sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
+  const sameKind = (input.parentId ?? null) === null ? first.parent_id === null : first.parent_id !== null;
+  if (!sameTarget || !sameText || !sameFile || !sameKind) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
   return toMessageType(first);
 }
 
