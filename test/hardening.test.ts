@@ -5,7 +5,7 @@ import { codeOf, gql, ok, wsClient, type GqlResult, type WsClient } from './help
 import { createTestServer, type TestServer } from './helpers/server';
 import { buildProject, lobbyOf, signup, type TestUser, attempt, request } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
-import { encodeCursor } from '../src/shared/graphql/connection';
+import { encodeCursor, type CursorScope } from '../src/shared/graphql/connection';
 
 // A full collection on demand, so a heap figure counts what is retained, not garbage not yet collected.
 setFlagsFromString('--expose-gc');
@@ -266,16 +266,16 @@ describe('hostile cursors (issue 15, item 7)', () => {
 
   /** Every connection, asked for one edge after (or before) `cursor`; `cursor` null gives the first page. */
   function connections(lobby: string) {
-    const conn = (path: string[], query: string, extra: Record<string, unknown> = {}) => ({ path, query, extra });
+    const conn = (path: string[], query: string, scope: CursorScope, extra: Record<string, unknown> = {}) => ({ path, query, scope, extra });
     const page = 'pageInfo { endCursor startCursor } edges { cursor }';
     return {
-      users: conn(['users'], `query($x: String) { users(first: 1, after: $x) { ${page} } }`),
-      groups: conn(['groups'], `query($x: String) { groups(first: 1, after: $x) { ${page} } }`),
-      onlineUsers: conn(['onlineUsers'], `query($x: String) { onlineUsers(first: 1, after: $x) { ${page} } }`),
-      members: conn(['group', 'members'], `query($g: ID!, $x: String) { group(id: $g) { members(first: 1, after: $x) { ${page} } } }`, { g: lobby }),
-      historyAfter: conn(['history'], `query($c: ConversationInput!, $x: String) { history(conversation: $c, first: 1, after: $x) { ${page} } }`, { c: { groupId: lobby } }),
-      historyBefore: conn(['history'], `query($c: ConversationInput!, $x: String) { history(conversation: $c, last: 1, before: $x) { ${page} } }`, { c: { groupId: lobby } }),
-      projectActions: conn(['projectActions'], `query($x: String) { projectActions(last: 1, before: $x) { ${page} } }`),
+      users: conn(['users'], `query($x: String) { users(first: 1, after: $x) { ${page} } }`, 'users'),
+      groups: conn(['groups'], `query($x: String) { groups(first: 1, after: $x) { ${page} } }`, 'groups'),
+      onlineUsers: conn(['onlineUsers'], `query($x: String) { onlineUsers(first: 1, after: $x) { ${page} } }`, 'online'),
+      members: conn(['group', 'members'], `query($g: ID!, $x: String) { group(id: $g) { members(first: 1, after: $x) { ${page} } } }`, 'members', { g: lobby }),
+      historyAfter: conn(['history'], `query($c: ConversationInput!, $x: String) { history(conversation: $c, first: 1, after: $x) { ${page} } }`, '', { c: { groupId: lobby } }),
+      historyBefore: conn(['history'], `query($c: ConversationInput!, $x: String) { history(conversation: $c, last: 1, before: $x) { ${page} } }`, '', { c: { groupId: lobby } }),
+      projectActions: conn(['projectActions'], `query($x: String) { projectActions(last: 1, before: $x) { ${page} } }`, 'actions'),
     };
   }
   const TIME_KEYED = ['members', 'historyAfter', 'historyBefore', 'projectActions'];
@@ -284,12 +284,12 @@ describe('hostile cursors (issue 15, item 7)', () => {
     const { s, b, lobby } = await setup();
     const id = randomUUID();
     const forged = (text: string) => Buffer.from(text).toString('base64url');
-    // Refused by every connection.
-    const everywhere = [
-      encodeCursor({ k: '\u0000', id }),
-      encodeCursor({ k: 'user\u0000name', id }),
-      encodeCursor({ k: '2024-01-01T00:00:00.000Z\u0000', id }),
-      encodeCursor({ k: 'tab\there', id }),
+    // Refused by every connection (the first four as if it issued them).
+    const everywhere = (scope: CursorScope) => [
+      encodeCursor({ k: '\u0000', id }, scope),
+      encodeCursor({ k: 'user\u0000name', id }, scope),
+      encodeCursor({ k: '2024-01-01T00:00:00.000Z\u0000', id }, scope),
+      encodeCursor({ k: 'tab\there', id }, scope),
       forged('c1:["x","not-a-uuid"]'),
       forged(`c1:[1,"${id}"]`),
       forged(`c1:["x","${id}","extra"]`),
@@ -301,15 +301,21 @@ describe('hostile cursors (issue 15, item 7)', () => {
     // Refused where the key is a time: what JavaScript dates and PostgreSQL doesn't, and what this server never writes.
     const times = ['0000-01-01T00:00:00.000Z', '0000-12-31T23:59:59.999Z', '-000001-01-01T00:00:00.000Z', '+275760-09-13T00:00:00.000Z', '2024-02-30T00:00:00.000Z', '2024-01-01T00:00:00Z', '2024-01-01', 'alpha'];
     const conns = connections(lobby);
+    const issued = new Map<string, string>();
     for (const [name, c] of Object.entries(conns)) {
       const at = (data: any) => c.path.reduce((v, k) => v?.[k], data);
       const first = await ok(gql(s.url, c.query, { ...c.extra, x: null }, b.token));
       const real = at(first).pageInfo.endCursor as string;
       expect([name, typeof real]).toEqual([name, 'string']);
+      issued.set(name, real);
       // A cursor this server issued still pages.
       expect([name, (await gql(s.url, c.query, { ...c.extra, x: real }, b.token)).errors]).toEqual([name, undefined]);
-
-      const hostile = [...everywhere, ...(TIME_KEYED.includes(name) ? times.map((k) => encodeCursor({ k, id })) : [])];
+    }
+    for (const [name, c] of Object.entries(conns)) {
+      // Another connection's cursor is not this one's (users and onlineUsers both key a string and an id).
+      const others = Object.entries(conns).filter(([, o]) => o.scope !== c.scope).map(([other]) => issued.get(other)!);
+      const encode = (k: string) => encodeCursor({ k, id }, c.scope);
+      const hostile = [...everywhere(c.scope), ...others, ...(TIME_KEYED.includes(name) ? times.map(encode) : [])];
       for (const x of hostile) {
         const r = await gql(s.url, c.query, { ...c.extra, x }, b.token);
         expect([name, x, codeOf(r), r.errors?.[0]?.message]).toEqual([name, x, 'BAD_USER_INPUT', expect.stringMatching(/^Invalid cursor in '(after|before)'\.$/)]);
@@ -317,12 +323,12 @@ describe('hostile cursors (issue 15, item 7)', () => {
       // The extremes of what is accepted as a time reach PostgreSQL and are answered.
       if (TIME_KEYED.includes(name)) {
         for (const k of ['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
-          expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encodeCursor({ k, id }) }, b.token)).errors]).toEqual([name, k, undefined]);
+          expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encode(k) }, b.token)).errors]).toEqual([name, k, undefined]);
         }
       }
       // On string keys a date-like key is only an odd name: answered, never an error from the database.
       if (!TIME_KEYED.includes(name)) {
-        for (const k of times) expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encodeCursor({ k, id }) }, b.token)).errors]).toEqual([name, k, undefined]);
+        for (const k of times) expect([name, k, (await gql(s.url, c.query, { ...c.extra, x: encode(k) }, b.token)).errors]).toEqual([name, k, undefined]);
       }
     }
   });

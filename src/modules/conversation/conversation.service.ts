@@ -83,7 +83,7 @@ export class ConversationService {
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
   async list(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<ConversationType>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField, KEY_PATTERN) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, KEY_PATTERN, 'sidebar') : null;
     const [rows, total] = await Promise.all([
       conversationRepository.page(em, viewerId, { from: from && { at: from.at, key: from.id }, backward, limit }),
       conversationRepository.count(em, viewerId),
@@ -95,6 +95,7 @@ export class ConversationService {
       totalCount: total,
       key: (r) => ({ k: isoTime(new Date(r.activity_at).getTime()), id: r.conversation_key }),
       node: rowToConversation,
+      scope: 'sidebar',
     });
   }
 

@@ -158,7 +158,7 @@ export class GroupService {
   /** Alphabetically (case-insensitive, then by id), forward by default; `given` tells a client's `first` from its default. */
   async list(em: EntityManager, viewerId: string, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean) {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeCursor(cursor, cursorField, undefined, 'groups') : null;
     const { rows, total } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), from, backward, limit });
     return toConnection(rows, {
       limit,
@@ -167,13 +167,14 @@ export class GroupService {
       totalCount: total,
       key: (g) => ({ k: g.name.toLowerCase(), id: g.id }),
       node: toGroupType,
+      scope: 'groups',
     });
   }
 
   /** A page of members with their roles (the owner: OWNER, whatever their row says), by join time: oldest first with first/after (the default), back from the newest with last/before. */
   async members(em: EntityManager, group: { id: string; memberCount: number; ownerId: string | null }, args: PageArgs): Promise<ConnectionShape<UserType>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 50, forward: true });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, undefined, 'members') : null;
     const rows = await groupRepository.members(em, group.id, { from, backward, limit });
     const page = toConnection(rows, {
       limit,
@@ -181,6 +182,7 @@ export class GroupService {
       hasCursor: !!from,
       totalCount: group.memberCount,
       key: (m) => ({ k: m.joinedAt.toISOString(), id: m.id }),
+      scope: 'members',
       node: (m): { user: UserType; role: GroupRole } => ({ user: toUserType(m.user.getEntity()), role: this.roleIn({ ownerId: group.ownerId, role: m.role ?? 'MEMBER' }, m.user.id)! }),
     });
     return { ...page, edges: page.edges.map((e) => ({ cursor: e.cursor, node: e.node.user, role: e.node.role })) };

@@ -3,7 +3,7 @@ import { ForeignKeyConstraintViolationException, UniqueConstraintViolationExcept
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type LazyCount } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
 import type { PubSub, TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
@@ -668,12 +668,12 @@ export class MessageService {
  * A page of messages as history and thread take it: first/after forward, last/before back in
  * time (the newest 10 by default), by keyset on (created_at, id).
  */
-export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }) {
+export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }, scope: CursorScope = '') {
   const forward = (args.first !== null && args.first !== undefined) || !!args.after;
   if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
   if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');
   const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
-  const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after') : null) : args.before ? decodeTimeCursor(args.before, 'before') : null;
+  const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after', undefined, scope) : null) : args.before ? decodeTimeCursor(args.before, 'before', undefined, scope) : null;
   return { forward, limit, cursor, direction: forward ? ('forward' as const) : ('backward' as const) };
 }
 

@@ -57,7 +57,7 @@ export class ThreadService {
     messageId: string,
     args: { first?: number | null; after?: string | null; last?: number | null; before?: string | null },
   ): Promise<ConnectionShape<MessageType, LazyCount>> {
-    const { forward, limit, cursor, direction } = timelinePage(args);
+    const { forward, limit, cursor, direction } = timelinePage(args, 'thread');
     const root = await this.root(em, viewerId, messageId);
     const rows = await threadRepository.page(em, root.id, viewerId, { direction, cursor, limit });
     return toConnection(rows, {
@@ -67,13 +67,14 @@ export class ThreadService {
       totalCount: () => threadRepository.count(em, root.id, viewerId),
       key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,
+      scope: 'thread',
     });
   }
 
   /** The roots of the threads the viewer takes part in, the latest reply first (last/before pages back from the oldest), each with whether it has replies they have not read. */
   async threads(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<MessageType, LazyCount>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, undefined, 'threads') : null;
     const rows = await threadRepository.followed(em, viewerId, { from, backward, limit });
     return toConnection(rows, {
       limit,
@@ -82,6 +83,7 @@ export class ThreadService {
       totalCount: () => threadRepository.countFollowed(em, viewerId),
       key: (r) => ({ k: isoOf(r.last_reply_at!), id: r.id }),
       node: (r) => Object.assign(toMessageType(r), { hasUnreadReplies: r.has_unread }),
+      scope: 'threads',
     });
   }
 
@@ -94,7 +96,7 @@ export class ThreadService {
   /** The messages that mention the viewer, newest first (in conversations they are still in; deleted ones and those of users they block never). */
   async mentions(em: EntityManager, viewerId: string, args: PageArgs, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<MessageType, LazyCount>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, undefined, 'mentions') : null;
     const rows = await mentionRepository.page(em, viewerId, { from, backward, limit });
     return toConnection(rows, {
       limit,
@@ -103,6 +105,7 @@ export class ThreadService {
       totalCount: () => mentionRepository.count(em, viewerId),
       key: (r) => ({ k: isoOf(r.mentioned_at), id: r.id }),
       node: toMessageType,
+      scope: 'mentions',
     });
   }
 

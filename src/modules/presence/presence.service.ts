@@ -336,11 +336,11 @@ export class PresenceService {
     cache: VisibilityCache = {},
   ): Promise<ConnectionShape<U & { id: string }>> {
     const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 50, forward: true, given });
-    const cursor = encoded ? decodeCursor(encoded, cursorField) : null;
+    const cursor = encoded ? decodeCursor(encoded, cursorField, undefined, 'online') : null;
     const from = cursor?.id ?? null;
     const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, from, backward, limit + 1, cache) : await this.onlineContacts(viewerId, from, backward, limit + 1, cache);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
-    return toConnection(found, { limit, backward, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u });
+    return toConnection(found, { limit, backward, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u, scope: 'online' });
   }
 
   /**

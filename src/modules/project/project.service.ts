@@ -128,7 +128,7 @@ export class ProjectService {
     const projectId = args.projectId ?? null;
     if (projectId !== null && !isId(projectId)) throw new BadUserInputError("'projectId' is not a project id.", 'projectId');
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: false, given });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, undefined, 'actions') : null;
     const [rows, totalCount] = await Promise.all([repo.actions(em, viewerId, { projectId, from, backward, limit }), repo.countActions(em, viewerId, projectId)]);
     // Back: fetched newest first (the page nearest `before`), shown oldest first. Forward (first/after): oldest first.
     return toConnection(rows, {
@@ -138,6 +138,7 @@ export class ProjectService {
       totalCount,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: rowToActionType,
+      scope: 'actions',
     });
   }
 

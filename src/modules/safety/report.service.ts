@@ -95,7 +95,7 @@ export class ReportService {
     given?: (name: keyof PageArgs) => boolean,
   ): Promise<ConnectionShape<ReportType>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeTimeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeTimeCursor(cursor, cursorField, undefined, 'reports') : null;
     const status = args.status ?? ReportStatus.OPEN;
     const scope = await this.scope(em, viewerId);
     const none = !scope.groupIds.length && !scope.ungrouped;
@@ -109,6 +109,7 @@ export class ReportService {
       totalCount: total,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: toReportType,
+      scope: 'reports',
     });
   }
 

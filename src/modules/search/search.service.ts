@@ -51,7 +51,7 @@ export function toSnippet(headline: string): string {
 }
 
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, field);
+  const { k, id } = decodeCursor(cursor, field, undefined, 'search');
   const [rank, iso, ...rest] = k.split('|');
   const at = new Date(iso ?? '');
   if (rest.length || !RANK.test(rank) || Number.isNaN(at.getTime()) || at.toISOString() !== iso) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
@@ -92,6 +92,7 @@ export class SearchService {
       totalCount: () => searchRepository.count(em, scope, query),
       key: (r: SearchRow) => ({ k: `${r.rank}|${isoTime(new Date(r.created_at).getTime())}`, id: r.id }),
       node: (r: SearchRow) => ({ message: toMessageType(r), snippet: toSnippet(r.headline) }),
+      scope: 'search',
     });
   }
 }

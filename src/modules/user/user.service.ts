@@ -16,8 +16,8 @@ export class UserService {
   /** Accounts by lower(username), id; `search` matches username or display name. */
   async list(em: EntityManager, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<UserType>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
-    const from = cursor ? decodeCursor(cursor, cursorField) : null;
+    const from = cursor ? decodeCursor(cursor, cursorField, undefined, 'users') : null;
     const { rows, total } = await userRepository.search(em, { search: cleanSearch(args.search), from, backward, limit });
-    return toConnection(rows, { limit, backward, hasCursor: !!from, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType });
+    return toConnection(rows, { limit, backward, hasCursor: !!from, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType, scope: 'users' });
   }
 }

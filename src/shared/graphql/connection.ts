@@ -65,26 +65,38 @@ const PLAIN = /^[\w.:+-]*$/;
  */
 const scratch = Buffer.allocUnsafeSlow(512);
 
-/** Cursors are opaque to clients: base64url of a versioned keyset. */
-export function encodeCursor(k: Keyset): string {
+/**
+ * The connection a cursor belongs to, written into it: one connection refuses another's cursor
+ * (users and onlineUsers both page by a string and an id, history and thread by a time and an
+ * id, and each read the other's as a position of its own). History's cursors carry none (the
+ * most read connection: a page of 50 carries 51 cursors), so every other one refuses them.
+ */
+export type CursorScope = '' | 'users' | 'online' | 'groups' | 'members' | 'search' | 'reports' | 'actions' | 'thread' | 'threads' | 'mentions' | 'sidebar';
+
+const prefixOf = (scope: CursorScope) => (scope ? `c1.${scope}:` : CURSOR_PREFIX);
+
+/** Cursors are opaque to clients: base64url of a versioned keyset, with the connection it belongs to. */
+export function encodeCursor(k: Keyset, scope: CursorScope = ''): string {
+  const prefix = prefixOf(scope);
   // The same bytes either way; the plain case in 290 ns instead of 470.
   if (PLAIN.test(k.k) && PLAIN.test(k.id)) {
-    const text = `${CURSOR_PREFIX}["${k.k}","${k.id}"]`;
+    const text = `${prefix}["${k.k}","${k.id}"]`;
     if (text.length <= scratch.length) return scratch.toString('base64url', 0, scratch.write(text, 0, 'latin1'));
   }
-  return Buffer.from(CURSOR_PREFIX + JSON.stringify([k.k, k.id])).toString('base64url');
+  return Buffer.from(prefix + JSON.stringify([k.k, k.id])).toString('base64url');
 }
 
-/** @throws BadUserInputError for anything this server did not issue (`id` must match `idPattern`, a UUID unless told). */
-export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID): Keyset {
+/** @throws BadUserInputError for anything this server did not issue for this connection (`id` must match `idPattern`, a UUID unless told). */
+export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = ''): Keyset {
   const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   // Room for the longest key issued: a 100-character name lower-cased, in a 4-byte script, JSON-quoted.
   if (typeof cursor !== 'string' || cursor.length > 2048 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!text.startsWith(CURSOR_PREFIX)) throw bad();
+  const prefix = prefixOf(scope);
+  if (!text.startsWith(prefix)) throw bad();
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text.slice(CURSOR_PREFIX.length));
+    parsed = JSON.parse(text.slice(prefix.length));
   } catch {
     throw bad();
   }
@@ -97,8 +109,8 @@ export function decodeCursor(cursor: string, field: string, idPattern: RegExp = 
 }
 
 /** Decodes a cursor whose sort value must be a timestamp. */
-export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID): { at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, field, idPattern);
+export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = ''): { at: Date; id: string } {
+  const { k, id } = decodeCursor(cursor, field, idPattern, scope);
   const at = new Date(k);
   // Years 0001-9999 only, as this server writes them: JavaScript also dates year 0000 and beyond
   // 9999, which PostgreSQL's timestamps refuse (an error from the query, not bad input).
@@ -171,12 +183,13 @@ export function pageRequest(args: PageArgs, opts: { def: number; forward: boolea
  */
 export function toConnection<R, N, Count extends number | LazyCount = number>(
   rows: R[],
-  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: Count; key: (r: R) => Keyset; node: (r: R) => N },
+  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: Count; key: (r: R) => Keyset; node: (r: R) => N; scope?: CursorScope },
 ): ConnectionShape<N, Count> {
   const more = rows.length > opts.limit;
   const page = more ? rows.slice(0, opts.limit) : rows;
   if (opts.backward) page.reverse();
-  const edges = page.map((r) => new LazyEdge(r, opts.key, opts.node(r)));
+  const scope = opts.scope ?? '';
+  const edges = page.map((r) => new LazyEdge(r, opts.key, opts.node(r), scope));
   return {
     edges,
     totalCount: opts.totalCount,
@@ -199,9 +212,10 @@ class LazyEdge<R, N> implements Edge<N> {
     private readonly row: R,
     private readonly key: (r: R) => Keyset,
     readonly node: N,
+    private readonly scope: CursorScope,
   ) {}
 
   get cursor(): string {
-    return (this.encoded ??= encodeCursor(this.key(this.row)));
+    return (this.encoded ??= encodeCursor(this.key(this.row), this.scope));
   }
 }
