@@ -116,6 +116,42 @@ describe('document limits', () => {
     expect(((await named.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
 
+  it("should refuse a subscription whose root field is skipped or included, as bad input on every transport, the socket's other subscriptions going on", async () => {
+    const conditional: [string, Record<string, unknown>][] = [
+      ['subscription($s: Boolean!) { groupEvent @include(if: $s) { kind } }', { s: true }],
+      ['subscription($s: Boolean!) { groupEvent @skip(if: $s) { kind } }', { s: false }],
+      ['subscription { groupEvent @skip(if: true) { kind } }', {}],
+      ['subscription($s: Boolean!) { ...F @skip(if: $s) } fragment F on Subscription { groupEvent { kind } }', { s: false }],
+      ['subscription { ... on Subscription @include(if: false) { groupEvent { kind } } }', {}],
+    ];
+    // HTTP: as any subscription there, with or without a token.
+    for (const [query, variables] of conditional) {
+      for (const token of [u.token, undefined]) {
+        const r = await gql(s.url, query, variables, token);
+        expect([query, r.status, codeOf(r)]).toEqual([query, 400, 'BAD_USER_INPUT']);
+      }
+    }
+    // WebSocket: an error for that operation; the socket and its other subscriptions stay.
+    const w = wsClient(s.wsUrl, u.token);
+    await w.connected;
+    const plain = subscribe(w, GROUP_EVENTS);
+    await running(s, 'groupEvent', 1);
+    for (const [query, variables] of conditional) {
+      const sub = subscribe(w, query, variables);
+      await sub.done;
+      // graphql-ws hands an operation's errors over as one list.
+      expect([query, sub.errors.flat().map((e: any) => e.extensions?.code ?? e.message)]).toEqual([query, ['BAD_USER_INPUT']]);
+    }
+    await ok(gql(s.url, 'mutation { createGroup(name: "Still live") { id } }', {}, u.token));
+    expect((await plain.nth(1)).groupEvent.kind).toBe('CREATED');
+    // SSE: the same refusal.
+    for (const [query, variables] of conditional) {
+      const res = await fetch(`${s.url}/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query, variables }) });
+      const text = await res.text();
+      expect([query, res.status < 500, text]).toEqual([query, true, expect.stringContaining('BAD_USER_INPUT')]);
+    }
+  });
+
   it('should let every operation clients use (operations/*.graphql) pass the default limits', async () => {
     const dir = join(__dirname, '..', 'operations');
     const source = readdirSync(dir)

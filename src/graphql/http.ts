@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { BodyTooLargeError, clientIp, readBody, sendGraphQLError } from '../core/http';
+import { BodyTooLargeError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
 import { bearerToken, invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
@@ -12,7 +12,7 @@ import type { Services } from '../modules/services';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import type { FastPath } from './fast-path';
-import { documentTooLargeMessage, oversizedDocument } from './limits';
+import { documentTooLargeMessage, oversizedDocument, selectsSubscription, subscriptionOverHttp } from './limits';
 
 /** What the /graphql route stands on. */
 export interface GraphQLRouteDeps {
@@ -62,6 +62,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
           authenticated: async () => !!(await authenticate()),
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
+          maxTokens: env.GRAPHQL_MAX_TOKENS,
           context: contextOf,
           fast: { handle: (body) => d.fastPath.handle(res, body, req.headers.accept, requestId, contextOf), learn: d.fastPath.learn },
         }),
@@ -84,6 +85,8 @@ export async function handleGraphQL<TContext extends object>(
     /** Whether the request carries a valid token (rejecting: the large limit applies and the context reports the failure). */
     authenticated: () => Promise<boolean>;
     maxDocumentBytes: number;
+    /** The parser's token limit (GRAPHQL_MAX_TOKENS), for the documents read here before Apollo. */
+    maxTokens: number;
     context: () => Promise<TContext>;
     /** Answers a POSTed operation it already knows without Apollo's pipeline (false: Apollo takes it), and learns Apollo's content types. */
     fast?: { handle: (body: unknown) => Promise<boolean>; learn: (accept: string | undefined, type: string | undefined) => void };
@@ -119,6 +122,12 @@ export async function handleGraphQL<TContext extends object>(
   const query = req.method === 'POST' ? (body as { query?: unknown } | null | undefined)?.query : new URLSearchParams(search).get('query');
   if (typeof query === 'string' && oversizedDocument(query, opts.maxDocumentBytes)) {
     return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', documentTooLargeMessage(opts.maxDocumentBytes));
+  }
+  // Before Apollo validates it (see selectsSubscription): HTTP answers every subscription alike.
+  const operationName = req.method === 'POST' ? (body as { operationName?: unknown } | null | undefined)?.operationName : new URLSearchParams(search).get('operationName');
+  if (selectsSubscription(query, operationName, opts.maxTokens)) {
+    const e = subscriptionOverHttp();
+    return sendJson(res, 400, { errors: [{ message: e.message, extensions: { code: e.extensions.code, reason: e.extensions.reason } }] });
   }
   // Only what Apollo would read as a JSON POST (it refuses other content types its own way).
   if (req.method === 'POST' && opts.fast && JSON_CONTENT.test(req.headers['content-type'] ?? '') && (await opts.fast.handle(body))) return;

@@ -2,14 +2,18 @@ import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { ApolloServerPlugin } from '@apollo/server';
 import {
   GraphQLError,
+  Kind,
   NoSchemaIntrospectionCustomRule,
   parse,
+  SingleFieldSubscriptionsRule,
   specifiedRules,
   validate,
   getOperationAST,
   type DocumentNode,
   type GraphQLSchema,
   type OperationDefinitionNode,
+  type SelectionSetNode,
+  type ValidationContext,
   type ValidationRule,
 } from 'graphql';
 import { LRUCache } from 'lru-cache';
@@ -92,16 +96,71 @@ export interface DocumentLimits {
 
 const SUGGESTION = /\s*Did you mean .+\?/g;
 
+/** Whether a root selection set skips or includes something conditionally, through its fragments too. */
+function conditionalRoot(set: SelectionSetNode, context: ValidationContext, seen: Set<string>): boolean {
+  for (const selection of set.selections) {
+    if (selection.directives?.some((d) => d.name.value === 'skip' || d.name.value === 'include')) return true;
+    if (selection.kind === Kind.INLINE_FRAGMENT && conditionalRoot(selection.selectionSet, context, seen)) return true;
+    if (selection.kind === Kind.FRAGMENT_SPREAD && !seen.has(selection.name.value)) {
+      seen.add(selection.name.value);
+      const fragment = context.getFragment(selection.name.value);
+      if (fragment && conditionalRoot(fragment.selectionSet, context, seen)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * A subscription's root field is never conditional (@skip, @include), as the GraphQL spec now
+ * says: graphql-js 16 threw while validating one whose condition is a variable (it has no values
+ * then), and answered a skipped one with no field to subscribe to, both INTERNAL_SERVER_ERROR (a
+ * socket closed with 4500). Stands in for SingleFieldSubscriptionsRule, which runs on the rest.
+ */
+export const SubscriptionRootRule: ValidationRule = (context) => {
+  const single = SingleFieldSubscriptionsRule(context) as { OperationDefinition?: (node: OperationDefinitionNode) => void };
+  return {
+    OperationDefinition(node) {
+      if (node.operation === 'subscription' && conditionalRoot(node.selectionSet, context, new Set())) {
+        context.reportError(new GraphQLError("A subscription's root field can't be skipped or included (@skip, @include): subscribe to it or not.", { nodes: node }));
+        return;
+      }
+      single.OperationDefinition?.(node);
+    },
+  };
+};
+
+/** The spec's rules, with SubscriptionRootRule in SingleFieldSubscriptionsRule's place. */
+const SPECIFIED = specifiedRules.map((r) => (r === SingleFieldSubscriptionsRule ? SubscriptionRootRule : r));
+
+/** The refusal of a subscription sent over HTTP. */
+export function subscriptionOverHttp(): GraphQLError {
+  return new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at the same path.', {
+    extensions: { code: 'BAD_USER_INPUT', reason: 'SUBSCRIPTION_OVER_HTTP', http: { status: 400 } },
+  });
+}
+
+/**
+ * Whether a document sent over HTTP selects a subscription, told before Apollo validates it (its
+ * validation keeps graphql-js's own subscription rule, which throws on a conditional root: see
+ * SubscriptionRootRule). Only a text that says `subscription` is parsed; one that doesn't parse is
+ * Apollo's to answer.
+ */
+export function selectsSubscription(query: unknown, operationName: unknown, maxTokens: number): boolean {
+  if (typeof query !== 'string' || !/\bsubscription\b/.test(query)) return false;
+  try {
+    const operation = getOperationAST(parse(query, { maxTokens }), typeof operationName === 'string' ? operationName : undefined);
+    return operation?.operation === 'subscription';
+  } catch {
+    return false;
+  }
+}
+
 /** HTTP carries queries and mutations; a subscription executed there would run its resolver without an event. */
 const noSubscriptionsOverHttp: ApolloServerPlugin = {
   async requestDidStart() {
     return {
       async didResolveOperation({ operation }) {
-        if (operation?.operation === 'subscription') {
-          throw new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at the same path.', {
-            extensions: { code: 'BAD_USER_INPUT', reason: 'SUBSCRIPTION_OVER_HTTP', http: { status: 400 } },
-          });
-        }
+        if (operation?.operation === 'subscription') throw subscriptionOverHttp();
       },
     };
   },
@@ -123,7 +182,7 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     costLimit: { maxCost: env.GRAPHQL_MAX_COST },
     blockFieldSuggestion: { enabled: hideSchema, mask: '' },
   }).protect();
-  const rules: ValidationRule[] = [...specifiedRules, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
+  const rules: ValidationRule[] = [...SPECIFIED, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
 
   return {
