@@ -87,6 +87,36 @@ describe('SSE transport (/graphql/stream)', () => {
     await running(s, 'messageAdded', 0);
   });
 
+  it('should let a ticket read and never write, issue tickets at the streams rate, and keep none past its minute', async () => {
+    const s = await createTestServer({ REDIS_URL: '', RATE_LIMIT_WS_MESSAGES: '5/1m' });
+    const u = await signup(s.url);
+    const ticket = async () => (await ok(gql(s.url, TICKET, {}, u.token))).streamTicket as string;
+    // A ticket travels in a URL: it can't run a mutation, least of all trade itself for new tickets.
+    for (const body of [{ query: TICKET }, { query: 'mutation { updateProfile(displayName: "via ticket") { id } }' }]) {
+      const res = await fetch(`${streamUrl(s)}?ticket=${encodeURIComponent(await ticket())}`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify(body) });
+      expect([body.query, res.status, ((await res.json()) as any).errors[0].extensions.code]).toEqual([body.query, 403, 'FORBIDDEN']);
+    }
+    expect((await ok(gql(s.url, '{ me { displayName } }', {}, u.token))).me.displayName).toBeNull();
+    // A query it reads, as an EventSource would (by GET).
+    const read = await fetch(`${streamUrl(s)}?query=${encodeURIComponent('{ me { id } }')}&ticket=${encodeURIComponent(await ticket())}`, { headers: { accept: 'text/event-stream' } });
+    expect([read.status, await read.text()]).toEqual([200, expect.stringContaining(u.id)]);
+    // Three tickets so far, then a stream's worth each: the sixth is past RATE_LIMIT_WS_MESSAGES.
+    await ticket();
+    await ticket();
+    const sixth = await gql(s.url, TICKET, {}, u.token);
+    expect(sixth.errors?.[0].extensions?.code).toBe('RATE_LIMITED');
+    // Unredeemed tickets go once expired, whether or not anyone asks for another.
+    expect(s.services.tickets.held).toBe(2);
+    const now = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(now + 61_000);
+    try {
+      expect(await s.services.tickets.redeem('not-a-ticket')).toBeNull();
+      expect(s.services.tickets.held).toBe(0);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('should end the stream when its token is revoked, and only that one', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -6,6 +6,7 @@ import type { Viewer } from '../modules/auth/auth.viewer';
 import { BodyTooLargeError, clientIp, readBody, sendJson } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, UnauthenticatedError } from '../shared/errors';
+import { bearerToken } from '../modules/auth/auth.tokens';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import type { DocumentLimits } from './limits';
@@ -48,6 +49,8 @@ interface StreamDeps {
  */
 class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, SessionOwner {
   op: FanoutOperation | undefined;
+  /** Authenticated by a stream ticket, not a bearer token: no mutations. */
+  byTicket = false;
   /** The response is gone (client left, or ended). */
   closed = false;
   /** The operation is over; graphql-sse may complete. */
@@ -233,6 +236,8 @@ class StreamServer {
       return sendJson(res, 406, { errors: [{ message: 'This endpoint answers with an event stream (Accept: text/event-stream).', extensions: { code: 'BAD_USER_INPUT' } }] });
     }
     const stream = new Stream(res, this.opts.sessions, viewer, clientIp(req, env), publicOrigin(req, env), this.deps);
+    // A ticket travels in a URL (logs, history): it reads, as an EventSource does, and changes nothing (no new tickets either).
+    stream.byTicket = !bearerToken(req.headers.authorization) && !!ticket;
     let answer: Response;
     try {
       answer = await this.handler({
@@ -259,6 +264,11 @@ class StreamServer {
     const prepared = this.opts.operations.prepare(params.query, params.operationName, params.variables);
     if (isRefusal(prepared)) return stream.refused(errors.formatAll(prepared.errors));
     const { operation, described } = prepared;
+    if (stream.byTicket && operation.operation === 'mutation') {
+      const e = new GraphQLError('A stream ticket reads (a subscription, a query); send mutations with your bearer token.', { extensions: { code: 'FORBIDDEN', reason: 'TICKET_READS_ONLY' } });
+      stream.answered({ ...described, code: 'FORBIDDEN' });
+      return refusal(403, JSON.stringify({ errors: [errors.format(e)] }));
+    }
     if (operation.operation === 'mutation' && method === 'GET') {
       // As graphql-sse and GraphQL over HTTP say: a GET must not change anything.
       const e = new GraphQLError('Mutations are sent by POST.', { extensions: { code: 'BAD_USER_INPUT', reason: 'MUTATION_OVER_GET' } });

@@ -27,10 +27,13 @@ export class AuthResolver {
   @Authorized()
   @Mutation(() => String, {
     description:
-      'A single-use ticket, valid 60 s, that stands for this token in `/graphql/stream?ticket=` (a plain EventSource cannot send an Authorization header).',
+      'A single-use ticket, valid 60 s, that stands for this token in `/graphql/stream?ticket=` (a plain EventSource cannot send an Authorization header): it reads (subscriptions, queries), never a mutation (FORBIDDEN). Counted with the SSE streams per user (RATE_LIMIT_WS_MESSAGES): past it, RATE_LIMITED.',
   })
-  streamTicket(@Ctx() ctx: Context): Promise<string> {
-    return ctx.services.tickets.issue(viewerOf(ctx));
+  async streamTicket(@Ctx() ctx: Context): Promise<string> {
+    const viewer = viewerOf(ctx);
+    // Each stream needs one: a ticket costs what a stream does, and no one can pile them up.
+    await ctx.services.rates.streams.consume(viewer.userId, 'Too many stream tickets; slow down.');
+    return ctx.services.tickets.issue(viewer);
   }
 
   @Authorized()

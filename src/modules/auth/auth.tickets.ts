@@ -5,6 +5,11 @@ import { hashToken, newToken } from './auth.tokens';
 /** How long a ticket can be redeemed, in seconds (the contract says 60). */
 export const STREAM_TICKET_TTL = 60;
 const PREFIX = 'stream-ticket:';
+/**
+ * The most tickets this process keeps at once (without Redis): beyond it the oldest goes (its
+ * client asks again). Issuing is rate-limited per user (see the resolver); this bounds the sum.
+ */
+const MAX_IN_MEMORY = 100_000;
 
 /**
  * Single-use tickets that stand for a session in an SSE URL, since a plain EventSource cannot
@@ -27,11 +32,8 @@ export class StreamTickets {
       return ticket;
     }
     const now = Date.now();
-    // Unredeemed tickets go once expired; the oldest come first, so this stops at the first live one.
-    for (const [k, e] of this.memory) {
-      if (e.expires > now) break;
-      this.memory.delete(k);
-    }
+    this.expire(now);
+    if (this.memory.size >= MAX_IN_MEMORY) this.memory.delete(this.memory.keys().next().value!);
     this.memory.set(key, { tokenHash: viewer.tokenHash, expires: now + STREAM_TICKET_TTL * 1000 });
     return ticket;
   }
@@ -43,7 +45,22 @@ export class StreamTickets {
     if (this.redis) return this.redis.getdel(PREFIX + key);
     const entry = this.memory.get(key);
     this.memory.delete(key);
-    return entry && entry.expires > Date.now() ? entry.tokenHash : null;
+    const now = Date.now();
+    this.expire(now);
+    return entry && entry.expires > now ? entry.tokenHash : null;
+  }
+
+  /** Unredeemed tickets go once expired; the oldest come first, so this stops at the first live one. */
+  private expire(now: number): void {
+    for (const [k, e] of this.memory) {
+      if (e.expires > now) break;
+      this.memory.delete(k);
+    }
+  }
+
+  /** Tickets held in this process (for tests). */
+  get held(): number {
+    return this.memory.size;
   }
 
   dispose(): void {
