@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -150,6 +151,21 @@ describe('document limits', () => {
       const text = await res.text();
       expect([query, res.status < 500, text]).toEqual([query, true, expect.stringContaining('BAD_USER_INPUT')]);
     }
+  });
+
+  it("should answer a persisted query it can't take as bad input, and one it doesn't know as Apollo's clients expect", async () => {
+    const post = async (body: unknown) => {
+      const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return [res.status, ((await res.json()) as any).errors?.[0]?.extensions?.code];
+    };
+    const hash = (q: string) => createHash('sha256').update(q).digest('hex');
+    // An unknown version, a hash that doesn't match its query: the client's mistake, not masked as the server's.
+    expect(await post({ extensions: { persistedQuery: { version: 2, sha256Hash: 'abc' } } })).toEqual([400, 'BAD_USER_INPUT']);
+    expect(await post({ query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } })).toEqual([400, 'BAD_USER_INPUT']);
+    // The protocol itself: unknown, then registered with its text, then known by its hash alone.
+    expect(await post({ extensions: { persistedQuery: { version: 1, sha256Hash: hash('{ __typename }') } } })).toEqual([200, 'PERSISTED_QUERY_NOT_FOUND']);
+    expect(await post({ query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: hash('{ __typename }') } } })).toEqual([200, undefined]);
+    expect(await post({ extensions: { persistedQuery: { version: 1, sha256Hash: hash('{ __typename }') } } })).toEqual([200, undefined]);
   });
 
   it('should let every operation clients use (operations/*.graphql) pass the default limits', async () => {

@@ -28,6 +28,10 @@ function classify(error: unknown, code: string | undefined): 'unavailable' | 'in
   const original = unwrapResolverError(error);
   if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
   if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
+  // Apollo's own refusals of a request that carry only an HTTP status (a persisted query's unknown
+  // version, a hash that doesn't match its query): the client's mistake, not the server's.
+  const status = (original instanceof GraphQLError ? (original.extensions?.http as { status?: number } | undefined)?.status : undefined) ?? 0;
+  if (status >= 400 && status < 500 && (!code || code === 'INTERNAL_SERVER_ERROR')) return 'input';
   if (original instanceof GraphQLError && code && code !== 'INTERNAL_SERVER_ERROR') return 'known';
   return 'internal';
 }
@@ -77,7 +81,7 @@ export function createErrorFormatter(opts: { production: boolean; logger: Logger
     }
     if (kind === 'input') {
       // The contract speaks of bad input with one code; the parser's own stays as a detail.
-      return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', reason: code } };
+      return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(code && code !== 'INTERNAL_SERVER_ERROR' ? { reason: code } : {}) } };
     }
     if (kind === 'known') {
       const { stacktrace: _s, ...extensions } = formatted.extensions ?? {};
