@@ -213,7 +213,7 @@ function httpTimeouts(env: Env) {
 /** The schema, the operation pipeline, error shaping, Apollo (started, draining `httpServer` when stopped) and the fast path. */
 async function openGraphQL(env: Env, logger: Logger, metrics: Metrics, httpServer: Server, stack: DisposerStack): Promise<GraphQLEdge> {
   const schema = await createSchema();
-  const shapeError = createErrorFormatter({ production: env.NODE_ENV === 'production', logger });
+  const shapeError = createErrorFormatter({ production: env.NODE_ENV === 'production', logger, hideSuggestions: !env.ENABLE_INTROSPECTION });
   const formatError: ErrorFormatter = (formatted, error) => {
     const shaped = shapeError(formatted, error);
     if (shaped.extensions?.code === 'SERVICE_UNAVAILABLE') metrics.dependencyDown(error);

@@ -62,6 +62,12 @@ describe('production mode', () => {
     await viaWs.done;
     expect(JSON.stringify(viaWs.errors)).toMatch(/contnt/);
     expect(JSON.stringify(viaWs.errors)).not.toMatch(/Did you mean/i);
+    // An enum value in a variable would name the enum's values (over HTTP too, whichever path answers).
+    for (let i = 0; i < 3; i++) {
+      const enumTypo = await gql(url, 'mutation($v: PresenceVisibility!) { setPresenceVisibility(visibility: $v) { id } }', { v: 'HIDEN' }, u.token);
+      expect(JSON.stringify(enumTypo.errors)).toMatch(/HIDEN/);
+      expect(JSON.stringify(enumTypo.errors)).not.toMatch(/Did you mean|HIDDEN/i);
+    }
   });
 
   it('should mask an internal error (no message, stack or SQL) and log it with the request id', async () => {

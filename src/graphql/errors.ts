@@ -6,6 +6,7 @@ import type { Logger } from '../shared/logger';
 import type { DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
+const SUGGESTION = /\s*Did you mean .+\?/g;
 
 /** What Apollo's `formatError` is: the formatted error and the error it came from, to the error a client sees. */
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
@@ -71,8 +72,13 @@ export function noteUnexpected(errors: readonly GraphQLError[], requestId: strin
  * SERVICE_UNAVAILABLE, anything unexpected becomes INTERNAL_SERVER_ERROR (masked in
  * production: no message, stack or SQL; logged with the request id either way).
  */
-export function createErrorFormatter(opts: { production: boolean; logger: Logger }): ErrorFormatter {
-  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+export function createErrorFormatter(opts: {
+  production: boolean;
+  logger: Logger;
+  /** No "Did you mean …" in any message (introspection off): a variable that doesn't coerce named the enum's values over HTTP. */
+  hideSuggestions?: boolean;
+}): ErrorFormatter {
+  const shape = (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     const code = formatted.extensions?.code as string | undefined;
     const kind = classify(error, code);
@@ -95,6 +101,11 @@ export function createErrorFormatter(opts: { production: boolean; logger: Logger
       locations: formatted.locations,
       extensions: { code: 'INTERNAL_SERVER_ERROR', ...(requestId ? { requestId } : {}) },
     };
+  };
+  if (!opts.hideSuggestions) return shape;
+  return (formatted, error) => {
+    const shaped = shape(formatted, error);
+    return shaped.message.includes('Did you mean') ? { ...shaped, message: shaped.message.replace(SUGGESTION, '') } : shaped;
   };
 }
 
