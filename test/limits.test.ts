@@ -200,6 +200,13 @@ describe('size limits', () => {
     });
     expect(res.status).toBe(413);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('PAYLOAD_TOO_LARGE');
+    // The same body to /graphql/stream: the same answer.
+    const streamed = await fetch(`${s.url}/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, content: 'x'.repeat(limit) } } }),
+    });
+    expect([streamed.status, ((await streamed.json()) as any).errors[0].extensions.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 

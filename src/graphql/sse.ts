@@ -235,23 +235,27 @@ class StreamServer {
     if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
       return sendJson(res, 406, { errors: [{ message: 'This endpoint answers with an event stream (Accept: text/event-stream).', extensions: { code: 'BAD_USER_INPUT' } }] });
     }
+    // Read here, not by graphql-sse: it answers a body over the limit with a 400 and an empty message.
+    let body: string | undefined;
+    if (req.method === 'POST') {
+      try {
+        body = await readBody(req, this.opts.bodyLimit);
+      } catch (e) {
+        if (!(e instanceof BodyTooLargeError)) throw e;
+        return sendJson(res, 413, { errors: [{ message: `Request body exceeds ${this.opts.bodyLimit} bytes.`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+      }
+    }
     const stream = new Stream(res, this.opts.sessions, viewer, clientIp(req, env), publicOrigin(req, env), this.deps);
     // A ticket travels in a URL (logs, history): it reads, as an EventSource does, and changes nothing (no new tickets either).
     stream.byTicket = !bearerToken(req.headers.authorization) && !!ticket;
-    let answer: Response;
-    try {
-      answer = await this.handler({
-        method: req.method ?? 'GET',
-        url: req.url ?? '/',
-        headers: { get: (key) => (key === 'accept' ? 'text/event-stream' : [req.headers[key] ?? ''].flat().join(', ') || undefined) },
-        body: () => readBody(req, this.opts.bodyLimit),
-        raw: req,
-        context: stream,
-      });
-    } catch (e) {
-      if (!(e instanceof BodyTooLargeError)) throw e;
-      return sendJson(res, 413, { errors: [{ message: `Request body exceeds ${this.opts.bodyLimit} bytes.`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
-    }
+    const answer = await this.handler({
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: { get: (key) => (key === 'accept' ? 'text/event-stream' : [req.headers[key] ?? ''].flat().join(', ') || undefined) },
+      body: body ?? null,
+      raw: req,
+      context: stream,
+    });
     await respond(res, stream, answer);
   }
 
