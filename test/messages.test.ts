@@ -241,6 +241,11 @@ describe('attachments', () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
     expect((await fetch(base + plain, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
     expect((await fetch(base + plain)).status).toBe(401);
+    // An id that can't be one (a malformed escape) is not found, answered as an unknown one is.
+    for (const path of ['/attachments/%E0%A4%A', '/attachments/00000000-0000-4000-8000-000000000000']) {
+      const missing = await fetch(base + path, { headers: { authorization: `Bearer ${a.token}` } });
+      expect([path, missing.status, ((await missing.json()) as any).errors[0].extensions.code]).toEqual([path, 404, 'NOT_FOUND']);
+    }
     const h = (await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { edges { node { attachment { base64 } } } } }', { c: { groupId: g } }, a.token))).history;
     expect(h.edges[0].node.attachment.base64).toBe(PNG.toString('base64'));
     // Attachment-only messages are fine; text files too.

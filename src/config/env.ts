@@ -388,7 +388,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
-    CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim()).filter(Boolean),
+    // As browsers send them: no trailing slash (an origin written with one matched no request).
+    CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
     LOGIN_MAX_FAILURES_PER_USER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_USER_IP', 10, 1, 1_000_000),

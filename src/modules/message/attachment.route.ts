@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { sendGraphQLError, sendJson } from '../../core/http';
+import { sendGraphQLError } from '../../core/http';
 import { bearerToken } from '../auth/auth.tokens';
 import { NotFoundError } from '../../shared/errors';
 import { normalizeId } from '../../shared/validation';
@@ -29,7 +29,7 @@ export function attachmentRoute(deps: AttachmentRouteDeps) {
     try {
       id = normalizeId(decodeURIComponent(match[1]));
     } catch {
-      sendJson(res, 404, { error: 'Not found' }); // malformed escapes name no attachment
+      sendGraphQLError(res, 404, 'NOT_FOUND', 'Attachment not found.'); // malformed escapes name no attachment, answered as an unknown id is
       return Promise.resolve();
     }
     return serveAttachment(deps, req, res, id, new URL(req.url ?? '/', 'http://localhost').searchParams);
