@@ -47,6 +47,33 @@ describe('rate limits leased from Redis, first action ahead', () => {
     await fourth;
   });
 
+  it("should ask Redis for one lease at a time per key, a burst's actions spending it rather than each leasing its own", async () => {
+    const { client, calls } = fakeRedis();
+    const rate = new RateLimit('t', { points: 64, duration: 60 }, client);
+    await rate.consume('k'); // goes ahead
+    await sleep(30);
+    calls[0].answer([[1, 60_000]]); // only the point spent ahead
+    await sleep(5);
+    // A burst finds the lease spent: one asks Redis, the others wait for its lease.
+    const burst = Array.from({ length: 10 }, () => rate.consume('k'));
+    await sleep(5);
+    expect(calls).toHaveLength(2);
+    calls[1].answer([[10, 60_000]]);
+    // Its ten points serve the whole burst: none refused, no other call.
+    await Promise.all(burst);
+    expect(calls).toHaveLength(2);
+    // Spent again: the next action asks, and a refusal is its own and the waiting ones' alike.
+    const [x, y] = [rate.consume('k'), rate.consume('k')];
+    await sleep(5);
+    expect(calls).toHaveLength(3);
+    calls[2].answer([[0, 1000]]);
+    await expect(x).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    await sleep(5);
+    expect(calls).toHaveLength(4);
+    calls[3].answer([[0, 995]]);
+    await expect(y).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+  });
+
   it("should not let an older window's answer replace a newer first action's lease on its way", async () => {
     const { client, calls } = fakeRedis();
     // A window of 100 ms.
