@@ -399,6 +399,28 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it("should settle, on another instance, the users whose last socket a stopping instance closed: OFFLINE once after the grace, or ONLINE still if they came back", async () => {
+    const a = await createTestServer(SLOW_REFRESH);
+    const b = await createTestServer(SLOW_REFRESH, { clean: false });
+    const [gone, back, watcher] = [await signup(b.url), await signup(b.url), await signup(b.url)];
+    const events = await watch(b, watcher, [gone.id, back.id]);
+    // Closed by the server's stop: not an error to print.
+    const quiet = { onNonLazyError: () => undefined };
+    const [sg, sk] = [wsClient(a.wsUrl, gone.token, undefined, quiet), wsClient(a.wsUrl, back.token, undefined, quiet)];
+    await Promise.all([sg.connected, sk.connected]);
+    // A deploy stops A: its sockets close with 1001; one user reconnects to B within the grace, the other doesn't.
+    await a.dispose();
+    const again = wsClient(b.wsUrl, back.token);
+    await again.connected;
+    // Settled by B after the grace, not left to the sweep (PRESENCE_TIMEOUT is 40 s here).
+    await events.nth(1, 5000);
+    expect(await events.settle(1000)).toHaveLength(1);
+    expect(seen(events)).toEqual([`${gone.id} OFFLINE`]);
+    expect((await statusOf(b, watcher, gone.id)).status).toBe('OFFLINE');
+    expect((await statusOf(b, watcher, back.id)).status).toBe('ONLINE');
+    again.dispose();
+  });
+
   it('should publish one OFFLINE when the last sockets on two instances close at the same moment', async () => {
     const a = await createTestServer(SLOW_REFRESH);
     const b = await createTestServer(SLOW_REFRESH, { clean: false });

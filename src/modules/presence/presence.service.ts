@@ -2,7 +2,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
+import { Topic, type PresenceHandoffPayload, type PresencePayload } from '../../shared/pubsub/topics';
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
@@ -43,6 +43,9 @@ export interface SweepRun {
   expired: number;
   ms: number;
 }
+
+/** Users per handoff event of a stopping instance (see dispose). */
+const HANDOFF_CHUNK = 1000;
 
 /** How long activity waits to go to the store with the rest of its batch (see recordActivity). */
 const TOUCH_BATCH_MS = 10;
@@ -117,6 +120,7 @@ export class PresenceService {
   start(): void {
     // An OFFLINE decided anywhere (logout, sweep) must make the next activity here count again.
     this.off.push(this.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
+    this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
@@ -513,14 +517,54 @@ export class PresenceService {
   }
 
   async dispose(): Promise<void> {
-    // Others must not count this instance's sockets any more. Its users who don't reconnect
-    // elsewhere go OFFLINE at the first sweep after PRESENCE_TIMEOUT.
+    // Others must not count this instance's sockets any more.
     await this.store.setInstanceSockets(this.instanceId, [], 1).catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
     this.stopping = true;
+    // Users whose last socket this instance just closed (a deploy's 1001) are still in their grace
+    // period: another instance settles them after it, as this one would have (they reconnect there,
+    // or go OFFLINE, announced). With none left (the whole fleet stopping), the sweep does.
+    const closing = [...this.graceTimers.keys()];
     for (const t of this.graceTimers.values()) clearTimeout(t);
     this.graceTimers.clear();
     this.off.forEach((f) => f());
     await Promise.all([this.activityFirst(), this.flushLastSeen()]);
+    if (this.pubsub.kind === 'redis') {
+      const closedAt = Date.now();
+      for (let i = 0; i < closing.length; i += HANDOFF_CHUNK) {
+        await this.pubsub.publishSafe(Topic.PresenceHandoff, { instanceId: this.instanceId, userIds: closing.slice(i, i + HANDOFF_CHUNK), closedAt });
+      }
+    }
+  }
+
+  /**
+   * A stopping instance's users in their grace period (see dispose): one live instance takes each
+   * handoff and, after the grace, settles every user as afterGrace would, for that instance.
+   */
+  private async takeOver(p: PresenceHandoffPayload): Promise<void> {
+    if (p.instanceId === this.instanceId || this.stopping) return;
+    try {
+      if (!(await this.store.claim(`handoff:${p.instanceId}:${p.closedAt}:${p.userIds[0] ?? ''}`, (this.env.PRESENCE_GRACE + 60) * 1000))) return;
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.timers.splice(this.timers.indexOf(timer), 1);
+      if (this.stopping) return;
+      void (async () => {
+        await this.activityFirst().catch(() => undefined);
+        for (const userId of p.userIds) {
+          if (this.sockets.has(userId)) continue;
+          try {
+            const gone = await this.store.socketsGone(userId, { instanceId: p.instanceId, closedAt: p.closedAt, now: Date.now() });
+            if (gone) await this.offline(userId, p.closedAt, gone);
+          } catch (e) {
+            this.logger.warn({ err: e, userId }, 'presence: could not settle a user of a stopped instance; the sweep will');
+          }
+        }
+      })();
+    }, this.env.PRESENCE_GRACE * 1000);
+    timer.unref();
+    this.timers.push(timer);
   }
 }

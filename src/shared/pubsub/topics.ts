@@ -25,6 +25,8 @@ export enum Topic {
   SessionsRevoked = 'parley.sessions.revoked',
   /** Internal: a user's block or mute changed, so every instance's in-memory lists of them stay current (modules/safety). */
   SafetyChanged = 'parley.safety.changed',
+  /** Internal: a stopping instance's users whose last socket it just closed, for another to settle after the grace period. */
+  PresenceHandoff = 'parley.presence.handoff',
 }
 
 export interface AttachmentPayload {
@@ -251,6 +253,13 @@ export interface ContactsChangedPayload {
   userIds: string[];
 }
 
+/** Users whose last socket a stopping instance closed at `closedAt` (see PresenceService.dispose). */
+export interface PresenceHandoffPayload {
+  instanceId: string;
+  userIds: string[];
+  closedAt: number;
+}
+
 export interface SessionsRevokedPayload {
   userId: string;
   sessionIds: string[];
@@ -305,4 +314,5 @@ export interface TopicPayloads {
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
   [Topic.SafetyChanged]: SafetyChangedPayload;
   [Topic.ContactsChanged]: ContactsChangedPayload;
+  [Topic.PresenceHandoff]: PresenceHandoffPayload;
 }
