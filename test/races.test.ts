@@ -1,4 +1,4 @@
-import { codeOf, gql, ok, type GqlResult } from './helpers/graphql';
+import { codeOf, gql, listen, ok, type GqlResult } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 
@@ -25,6 +25,9 @@ const M = {
   unblock: 'mutation($u: ID!) { unblockUser(userId: $u) }',
   friends: '{ friends { id } blockedUsers { id } }',
   dm: 'mutation($u: ID!) { sendMessage(input: { toUserId: $u, content: "hi" }) { id } }',
+  deleteGroup: 'mutation($g: ID!) { deleteGroup(groupId: $g) }',
+  leave: 'mutation($g: ID!) { leaveGroup(groupId: $g) }',
+  add: 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }',
 };
 
 const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser): Promise<GqlResult> => gql(s.url, q, v, u.token);
@@ -46,6 +49,36 @@ describe('races', () => {
       expect(ids(group.bannedUsers)).toEqual([k.id]);
       expect(group.members.edges.map((e: { node: { id: string } }) => e.node.id)).toEqual([owner.id]);
       expect(codeOf(await run(s, M.send, { g }, k))).toMatch(/^(FORBIDDEN|NOT_FOUND)$/);
+    }
+  });
+
+  it("should tell a member who got in as their group was deleted that it is gone, and let an owner's leave and delete not both go through", async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' });
+    const [owner, x, y] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const events = await listen(s, x, 'subscription { groupEvent { kind groupId } }');
+    let seen = 0;
+    for (let i = 0; i < TRIALS; i++) {
+      const g = (await ok(run(s, M.create, { n: `going ${i}`, p: false }, owner))).createGroup.id;
+      seen += 1; // CREATED of a public group reaches everyone
+      const [del, entry] = await Promise.all([run(s, M.deleteGroup, { g }, owner), run(s, i % 2 ? M.add : M.join, i % 2 ? { g, u: x.id } : { g }, i % 2 ? owner : x)]);
+      await ok(Promise.resolve(del));
+      if (!entry.errors) {
+        // In before the deletion: told of the join, then of the deletion.
+        seen += 2;
+        await events.nth(seen);
+        expect(events.values.slice(-2).map((e: any) => [e.groupEvent.kind, e.groupEvent.groupId])).toEqual([
+          ['MEMBER_JOINED', g],
+          ['DELETED', g],
+        ]);
+      } else expect(codeOf(entry)).toBe('NOT_FOUND');
+    }
+    // The owner's leave and delete at once: the leave hands the group over (then the delete is not theirs), or the delete goes first (then there is nothing to leave).
+    for (let i = 0; i < TRIALS; i++) {
+      const g = (await ok(run(s, M.create, { n: `left ${i}`, p: true }, owner))).createGroup.id;
+      await ok(run(s, M.add, { g, u: y.id }, owner));
+      const answers = await Promise.all([run(s, M.deleteGroup, { g }, owner), run(s, M.leave, { g }, owner)]);
+      expect(answers.filter((a) => !a.errors)).toHaveLength(1);
+      expect(answers.map((a) => (a.errors ? codeOf(a) : 'ok')).sort()).toEqual(answers[0].errors ? ['FORBIDDEN', 'ok'] : ['NOT_FOUND', 'ok']);
     }
   });
 

@@ -128,8 +128,12 @@ export class GroupService {
     return { id: access.id, name: access.name, ownerId: access.ownerId };
   }
 
+  /**
+   * The group, locked for the rest of the transaction, when the viewer owns it: a join, an
+   * acceptance or the owner's own leave committed meanwhile is seen (and told DELETED), or waits.
+   */
   async asOwner(em: EntityManager, groupId: string, viewerId: string): Promise<Group> {
-    const group = await this.visible(em, groupId, viewerId);
+    const group = await this.lockVisible(em, groupId, viewerId);
     if (group.isLobby) throw new ForbiddenError('The lobby belongs to everyone; no one can change it.');
     if (group.owner?.id !== viewerId) throw new ForbiddenError('Only the owner of this group can do that.');
     return group;
@@ -288,7 +292,8 @@ export class GroupService {
 
   async leave(em: EntityManager, viewerId: string, groupId: string): Promise<boolean> {
     return transact(em, this.pubsub, async (tem, outbox) => {
-      const group = await this.visible(tem, groupId, viewerId);
+      // Locked before it is read, as a deletion locks it: a group deleted meanwhile is NOT_FOUND.
+      const group = await this.lockVisible(tem, groupId, viewerId);
       if (group.isLobby) throw new ForbiddenError('Everyone stays in the lobby.');
       await this.removeMember(tem, group, viewerId, outbox);
       return true;
