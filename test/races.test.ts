@@ -28,6 +28,9 @@ const M = {
   deleteGroup: 'mutation($g: ID!) { deleteGroup(groupId: $g) }',
   leave: 'mutation($g: ID!) { leaveGroup(groupId: $g) }',
   add: 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }',
+  login: 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
+  deleteAccount: 'mutation($p: String!) { deleteAccount(password: $p) }',
+  me: '{ me { id } }',
 };
 
 const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser): Promise<GqlResult> => gql(s.url, q, v, u.token);
@@ -72,13 +75,33 @@ describe('races', () => {
         ]);
       } else expect(codeOf(entry)).toBe('NOT_FOUND');
     }
-    // The owner's leave and delete at once: the leave hands the group over (then the delete is not theirs), or the delete goes first (then there is nothing to leave).
+    // The owner's leave and delete at once: the leave hands the (private) group over, and then it is not theirs to see, let alone delete; or the delete goes first, and there is nothing to leave.
     for (let i = 0; i < TRIALS; i++) {
       const g = (await ok(run(s, M.create, { n: `left ${i}`, p: true }, owner))).createGroup.id;
       await ok(run(s, M.add, { g, u: y.id }, owner));
       const answers = await Promise.all([run(s, M.deleteGroup, { g }, owner), run(s, M.leave, { g }, owner)]);
       expect(answers.filter((a) => !a.errors)).toHaveLength(1);
-      expect(answers.map((a) => (a.errors ? codeOf(a) : 'ok')).sort()).toEqual(answers[0].errors ? ['FORBIDDEN', 'ok'] : ['NOT_FOUND', 'ok']);
+      expect(answers.map((a) => (a.errors ? codeOf(a) : 'ok')).sort()).toEqual(['NOT_FOUND', 'ok']);
+    }
+  });
+
+  it('should leave no working token of an account deleted while it logged in', async () => {
+    const s = await createTestServer({ RATE_LIMIT_LOGIN: '10000/5m' });
+    for (let i = 0; i < 4; i++) {
+      const u = await signup(s.url);
+      // Logins spread over the deletion's time (its password check takes a while too).
+      const logins = Array.from({ length: 8 }, (_, k) => new Promise<GqlResult>((r) => setTimeout(() => void gql(s.url, M.login, { u: u.username, p: u.password }).then(r), k * 15)));
+      const [deleted, ...answers] = await Promise.all([run(s, M.deleteAccount, { p: u.password }, u), ...logins]);
+      expect((await ok(Promise.resolve(deleted))).deleteAccount).toBe(true);
+      // Each login came before (its session revoked with the others) or after (refused, as for any unknown name): never a server error.
+      for (const a of answers) {
+        if (a.errors) {
+          expect(codeOf(a)).toBe('UNAUTHENTICATED');
+          continue;
+        }
+        const me = await gql(s.url, M.me, {}, a.data!.login.token);
+        expect([me.status, codeOf(me)]).toEqual([401, 'UNAUTHENTICATED']);
+      }
     }
   });
 

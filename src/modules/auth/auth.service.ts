@@ -9,7 +9,7 @@ import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import type { PresenceService } from '../presence/presence.service';
-import type { User } from '../user/user.entity';
+import { User as UserEntity, type User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
 import type { PasswordLimiter } from './auth.ratelimit';
 import { sessionRepository } from './auth.repository';
@@ -20,6 +20,15 @@ import { isUsername, validateDisplayName, validatePassword, validateUsername } f
 const ARGON2 = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 const CACHE_TTL_MS = 60_000;
 const CACHE_MAX = 100_000;
+
+/** Whether `password` is the one `stored` hashes; a hash that is none (a deleted account's '!') matches nothing. */
+async function matches(stored: string, password: string): Promise<boolean> {
+  try {
+    return await verify(stored, password);
+  } catch {
+    return false;
+  }
+}
 
 /** Work another feature does when an account goes away, inside the same transaction. */
 export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
@@ -130,13 +139,18 @@ export class AuthService {
     const account = user?.id ?? `name:${username.toLowerCase()}`;
     await this.limiter.check(account, ip);
     // An unknown user costs the same hash as a wrong password, and gets the same answer.
-    const ok = user ? await verify(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
+    const ok = user ? await matches(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
     if (!user || !ok) {
       await this.limiter.fail(account, ip);
       throw invalid();
     }
     await this.limiter.succeed(account, ip);
-    const result = await this.issue(em, user);
+    // Under the account's row lock: a deletion under way finishes first, and then no session is
+    // issued for it (one issued meanwhile outlived the deletion, a working token of no account).
+    const result = await em.transactional(async (tem) => {
+      if (!(await userRepository.lockActive(tem as EntityManager, user.id))) throw invalid();
+      return this.issue(tem as EntityManager, user);
+    });
     await em.flush();
     await this.presence.online(user.id, result.sessionId);
     await this.pubsub.publishSafe(Topic.SessionEvent, { kind: 'NEW_LOGIN', userId: user.id, sessionId: result.sessionId, at: new Date().toISOString(), userAgent });
@@ -179,15 +193,19 @@ export class AuthService {
     const user = await userRepository.account(em, viewer.userId, true);
     // A stolen token must not make this a way around the login limits.
     await this.limiter.check(user.id, ip);
-    if (password.length > 1024 || !(await verify(user.passwordHash, password))) {
+    if (password.length > 1024 || !(await matches(user.passwordHash, password))) {
       await this.limiter.fail(user.id, ip);
       throw new BadUserInputError('Password is incorrect.', 'password');
     }
-    const sessions = await sessionRepository.ofUser(em, viewer.userId);
-    await transact(em, this.pubsub, async (tem, outbox) => {
+    const sessions = await transact(em, this.pubsub, async (tem, outbox) => {
+      // The account's row first: a login under way commits its session before these are read (and
+      // revoked), or waits and then finds the account gone (see login).
+      await userRepository.lockForUpdate(tem, viewer.userId);
+      const all = await sessionRepository.ofUser(tem, viewer.userId);
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
       await sessionRepository.deleteAllOf(tem, viewer.userId);
       await userRepository.anonymize(tem, viewer.userId);
+      return all;
     });
     await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
     await this.presence.forget(viewer.userId);
@@ -202,7 +220,7 @@ export class AuthService {
   private async issue(em: EntityManager, user: User): Promise<AuthResult> {
     const token = newToken();
     const expiresAt = new Date(Date.now() + this.env.TOKEN_TTL * 1000);
-    const session = await sessionRepository.insert(em, { user, tokenHash: hashToken(token), expiresAt });
+    const session = await sessionRepository.insert(em, { user: em.getReference(UserEntity, user.id), tokenHash: hashToken(token), expiresAt });
     return { token, user, expiresAt, sessionId: session.id };
   }
 

@@ -25,6 +25,16 @@ export const userRepository = {
   },
 
   /** A user by id, the password hash too when asked; throws when there is no such row. */
+  /** Locks the account's row against a deletion until the transaction ends; false when it is deleted (or gone). */
+  async lockActive(em: EntityManager, id: string): Promise<boolean> {
+    return (await em.execute('select 1 from users where id = ? and deleted_at is null for share', [id])).length > 0;
+  },
+
+  /** Locks the account's row for its deletion: logins under way (lockActive) finish first, or wait. */
+  async lockForUpdate(em: EntityManager, id: string): Promise<void> {
+    await em.execute('select 1 from users where id = ? for update', [id]);
+  },
+
   async account(em: EntityManager, id: string, withPassword = false): Promise<User> {
     return em.findOneOrFail(User, { id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
