@@ -31,6 +31,11 @@ const M = {
   login: 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
   deleteAccount: 'mutation($p: String!) { deleteAccount(password: $p) }',
   me: '{ me { id } }',
+  post: 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }',
+  edit: 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { id content mentions { id } } }',
+  deleteMessage: 'mutation($m: ID!) { deleteMessage(messageId: $m) }',
+  history: 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { id content deletedAt mentions { id } } } } }',
+  badge: 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadMentionCount } }',
 };
 
 const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser): Promise<GqlResult> => gql(s.url, q, v, u.token);
@@ -102,6 +107,31 @@ describe('races', () => {
         const me = await gql(s.url, M.me, {}, a.data!.login.token);
         expect([me.status, codeOf(me)]).toEqual([401, 'UNAUTHENTICATED']);
       }
+    }
+  });
+
+  it("should keep a message's mentions those of its text when two edits, or an edit and a deletion, cross", async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '10000/1m' });
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Mentions racing', p: false }, a))).createGroup.id;
+    for (const u of [b, c]) await ok(run(s, M.join, { g }, u));
+    const last = async () => (await ok(run(s, M.history, { g }, a))).history.edges[0].node;
+    for (let i = 0; i < TRIALS; i++) {
+      const m = (await ok(run(s, M.post, { g, c: `plain ${i}` }, a))).sendMessage.id;
+      await Promise.all([run(s, M.edit, { m, c: `one @${b.username}` }, a), run(s, M.edit, { m, c: `two @${c.username}` }, a)]);
+      const after = await last();
+      expect(after.mentions.map((x: { id: string }) => x.id)).toEqual([after.content.startsWith('one') ? b.id : c.id]);
+    }
+    // Mentioned only by the messages about to be deleted: their badge stays empty.
+    const d = await signup(s.url);
+    await ok(run(s, M.join, { g }, d));
+    for (let i = 0; i < TRIALS; i++) {
+      const m = (await ok(run(s, M.post, { g, c: `to go ${i}` }, a))).sendMessage.id;
+      const [edited] = await Promise.all([run(s, M.edit, { m, c: `hey @${d.username}` }, a), run(s, M.deleteMessage, { m }, a)]);
+      if (edited.errors) expect(codeOf(edited)).toBe('BAD_USER_INPUT');
+      const after = await last();
+      expect([after.deletedAt !== null, after.mentions]).toEqual([true, []]);
+      expect((await ok(run(s, M.badge, { g }, d))).conversation.unreadMentionCount).toBe(0);
     }
   });
 

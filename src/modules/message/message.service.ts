@@ -528,12 +528,16 @@ export class MessageService {
     if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
     const row = await this.visibleMessage(em, viewerId, messageId);
     if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
-    if (!(await messageRepository.edit(em, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
     // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
     const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
     const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
     const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
-    const added = await mentionRepository.replace(em, row.id, targets);
+    // The text and its mentions in one transaction, the message's row locked by the first: two edits
+    // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
+    const added = await em.transactional(async (tem) => {
+      if (!(await messageRepository.edit(tem as EntityManager, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+      return mentionRepository.replace(tem as EntityManager, row.id, targets);
+    });
     const message = await this.changed(em, row.id, 'EDITED');
     await this.lastMessageChanged(em, viewerId, row, message);
     if (added.length && (!row.parent_id || row.also_in_conversation)) await this.mentionedByEdit(em, viewerId, row, message, added);
