@@ -1,6 +1,7 @@
 import { codeOf, gql, listen, ok, type GqlResult } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
+import { sql } from './helpers/db';
 
 /**
  * Two requests at once, as two clients (or two tabs) send them: whichever runs first, what they
@@ -132,6 +133,28 @@ describe('races', () => {
       const after = await last();
       expect([after.deletedAt !== null, after.mentions]).toEqual([true, []]);
       expect((await ok(run(s, M.badge, { g }, d))).conversation.unreadMentionCount).toBe(0);
+    }
+  });
+
+  it('should leave no group owned by, nor membership of, an account deleted while its other session created and joined groups', async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h', RATE_LIMIT_LOGIN: '10000/5m' });
+    const host = await signup(s.url);
+    const open = (await ok(run(s, M.create, { n: 'Open door', p: false }, host))).createGroup.id;
+    for (let i = 0; i < 4; i++) {
+      const u = await signup(s.url);
+      const other = { ...u, token: (await ok(run(s, M.login, { u: u.username, p: u.password }, u))).login.token as string };
+      const later = (k: number, q: string, v: Record<string, unknown>) => new Promise<GqlResult>((r) => setTimeout(() => void run(s, q, v, other).then(r), k * 10));
+      const [deleted, ...rest] = await Promise.all([
+        run(s, M.deleteAccount, { p: u.password }, u),
+        ...Array.from({ length: 6 }, (_, k) => later(k, M.create, { n: `orphan ${i}.${k}`, p: false })),
+        later(3, M.join, { g: open }),
+      ]);
+      expect((await ok(Promise.resolve(deleted))).deleteAccount).toBe(true);
+      // Each came before the deletion (and went with the account's groups) or after it (refused).
+      for (const r of rest) if (r.errors) expect(codeOf(r)).toBe('UNAUTHENTICATED');
+      const [owned] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from groups where owner_id = $1', [u.id]);
+      const [member] = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id]);
+      expect([owned.n, member.n]).toEqual([0, 0]);
     }
   });
 

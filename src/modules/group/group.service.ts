@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
 import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, toConnection, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
@@ -197,6 +197,7 @@ export class GroupService {
   async create(em: EntityManager, viewerId: string, name: string, isPrivate: boolean): Promise<Group> {
     const clean = cleanName(name, 'name');
     return transact(em, this.pubsub, async (tem, outbox) => {
+      await this.stillThere(tem, viewerId);
       const group = await groupRepository.insert(tem, { name: clean, ownerId: viewerId, isPrivate: !!isPrivate });
       await groupRepository.addMember(tem, group.id, viewerId, randomUUID());
       group.memberCount = 1;
@@ -232,6 +233,7 @@ export class GroupService {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
       // Locked as a ban locks it: a ban committed meanwhile is seen, and one after finds the member.
+      await this.stillThere(tem, viewerId);
       const group = await this.lockVisible(tem, groupId, viewerId);
       const s = (await groupRepository.standing(tem, group.id, viewerId))!;
       if (s.role !== null) return group;
@@ -403,6 +405,15 @@ export class GroupService {
   /** Run in the invitation's transaction (the offline notification). */
   onInvited(hook: (em: EntityManager, i: { groupId: string; inviterId: string; userId: string }) => Promise<void>): void {
     this.invitedHooks.push(hook);
+  }
+
+  /**
+   * The viewer's account, held until the transaction ends, the first lock it takes (as the
+   * account's deletion takes it first): a deletion under way finishes, and then this is refused,
+   * rather than leaving a group owned by, or a membership of, a deleted account.
+   */
+  private async stillThere(em: EntityManager, viewerId: string): Promise<void> {
+    if (!(await userRepository.lockActive(em, viewerId))) throw new UnauthenticatedError('This account was deleted.');
   }
 
   // ---- the role rules ----
