@@ -3,10 +3,9 @@ import { unwrapResolverError } from '@apollo/server/errors';
 import { ConnectionException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
-import type { DocumentLimits } from './limits';
+import { SUGGESTION, type DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
-const SUGGESTION = /\s*Did you mean .+\?/g;
 
 /** What Apollo's `formatError` is: the formatted error and the error it came from, to the error a client sees. */
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;

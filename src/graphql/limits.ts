@@ -94,7 +94,8 @@ export interface DocumentLimits {
   scrub(e: GraphQLError): GraphQLError;
 }
 
-const SUGGESTION = /\s*Did you mean .+\?/g;
+/** graphql-js's "Did you mean …?" ending of a message, which names the schema's fields and values. */
+export const SUGGESTION = /\s*Did you mean .+\?/g;
 
 /** Whether a root selection set skips or includes something conditionally, through its fragments too. */
 function conditionalRoot(set: SelectionSetNode, context: ValidationContext, seen: Set<string>): boolean {

@@ -75,24 +75,14 @@ export function cleanName(value: string, field: string, max = 100): string {
  * not NUL, and something visible. Direction marks stay (mixed-script messages need them).
  * Null and empty mean no text.
  */
-/** How many characters (code points) `v` holds: a surrogate pair is one. */
-function codePoints(v: string): number {
-  let n = 0;
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if (c < 0xd800 || c > 0xdbff || i + 1 >= v.length || (v.charCodeAt(i + 1) & 0xfc00) !== 0xdc00) n++;
-  }
-  return n;
-}
-
 export function cleanMessageText(value: string | null | undefined, max: number, field = 'content'): string | null {
   if (value === null || value === undefined) return null;
   const v = value.trim();
   if (!v.length) return null;
   // Worded for the field it checks: a report's reason is not a message.
   const what = field === 'content' ? 'A message' : `'${field}'`;
-  // Characters as a person counts them (code points), as names are counted: UTF-16 units only when they could be too many.
-  if (v.length > max && codePoints(v) > max) throw new BadUserInputError(`${what} is at most ${max} characters.`, field);
+  // Characters as a person counts them (code points), as cleanName counts them; UTF-16 units first, which are never fewer.
+  if (v.length > max && [...v].length > max) throw new BadUserInputError(`${what} is at most ${max} characters.`, field);
   if (v.includes('\u0000')) throw new BadUserInputError(`${what} cannot contain NUL characters.`, field);
   if (!isWellFormed(v)) throw new BadUserInputError(`${what} cannot contain half of a surrogate pair.`, field);
   if (!hasVisibleText(v)) throw new BadUserInputError(`${what} must show something: it has only invisible characters.`, field);

@@ -231,9 +231,9 @@ export class GroupService {
   /** Public groups, and any group the viewer holds an invitation to (which it takes). A banned user: FORBIDDEN. */
   async join(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      await this.stillThere(tem, viewerId);
       // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
       // Locked as a ban locks it: a ban committed meanwhile is seen, and one after finds the member.
-      await this.stillThere(tem, viewerId);
       const group = await this.lockVisible(tem, groupId, viewerId);
       const s = (await groupRepository.standing(tem, group.id, viewerId))!;
       if (s.role !== null) return group;

@@ -24,7 +24,6 @@ export const userRepository = {
     return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
 
-  /** A user by id, the password hash too when asked; throws when there is no such row. */
   /** Locks the account's row against a deletion until the transaction ends; false when it is deleted (or gone). */
   async lockActive(em: EntityManager, id: string): Promise<boolean> {
     return (await em.execute('select 1 from users where id = ? and deleted_at is null for share', [id])).length > 0;
@@ -35,6 +34,7 @@ export const userRepository = {
     await em.execute('select 1 from users where id = ? for update', [id]);
   },
 
+  /** A user by id, the password hash too when asked; throws when there is no such row. */
   async account(em: EntityManager, id: string, withPassword = false): Promise<User> {
     return em.findOneOrFail(User, { id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
