@@ -175,6 +175,34 @@ describe('races', () => {
     }
   });
 
+  it('should store no message in a group or project deleted while sends to it were under way', async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h', RATE_LIMIT_SEND_MESSAGE: '10000/10s' });
+    const [owner, k] = [await signup(s.url), await signup(s.url)];
+    const stored = async (key: string) =>
+      (await sql(s.env.DATABASE_URL!, 'select (select count(*) from messages where conversation_key = $1)::int as m, (select count(*) from conversation_members where conversation_key = $1)::int as cm', [key]))[0];
+    let refused = 0;
+    for (let i = 0; i < TRIALS; i++) {
+      const project = i % 2 === 1;
+      const id = project
+        ? (await ok(run(s, 'mutation($t: String!) { createProject(title: $t) { id } }', { t: `going ${i}` }, owner))).createProject.id
+        : (await ok(run(s, M.create, { n: `going ${i}`, p: false }, owner))).createGroup.id;
+      if (!project) await ok(run(s, M.join, { g: id }, k));
+      const target = project ? { projectId: id } : { groupId: id };
+      const root = (await ok(run(s, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { ...target, content: 'root' } }, owner))).sendMessage.id;
+      const send = (u: TestUser, extra: Record<string, unknown>) => run(s, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { ...target, content: 'racing', ...extra } }, u);
+      const sends = [owner, project ? owner : k, owner, project ? owner : k].flatMap((u, j) => [send(u, {}), send(u, j % 2 ? { parentId: root } : { content: 'racing @all' })]);
+      const del = run(s, project ? 'mutation($p: ID!) { deleteProject(projectId: $p) }' : M.deleteGroup, project ? { p: id } : { g: id }, owner);
+      const answers = await Promise.all([...sends, del]);
+      await ok(Promise.resolve(answers.pop()!));
+      for (const a of answers) if (a.errors) expect(codeOf(a)).toBe('NOT_FOUND');
+      refused += answers.filter((a) => a.errors).length;
+      // Sent before the deletion or refused: either way nothing of the conversation is left.
+      expect(await stored(`${project ? 'p' : 'g'}:${id}`)).toEqual({ m: 0, cm: 0 });
+    }
+    // The race was run, not only the sends before the deletion.
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it('should answer a request once when its acceptance and its decline cross', async () => {
     const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '0' });
     const [a, b] = [await signup(s.url), await signup(s.url)];

@@ -44,6 +44,10 @@ export class ConversationHead {
   /** lastAt of the message that found it grown past the bound and cleared the members' sortAt. */
   @Property({ type: 'datetime', nullable: true })
   sortClearedAt?: Date | null;
+
+  /** Its group or project was deleted: no message is written here again (see conversationRepository.close). */
+  @Property({ type: 'datetime', nullable: true })
+  closedAt?: Date | null;
 }
 
 /**

@@ -189,6 +189,7 @@ export const conversationRepository = {
         select h.seq + excluded.seq, h.pos + 1, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
           excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
         from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
+        where h.closed_at is null
       returning seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at is not distinct from last_at as clearing)`;
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
@@ -288,6 +289,7 @@ export const conversationRepository = {
             select h.seq + excluded.seq, h.pos + excluded.pos, excluded.last_message_id, x.t + (excluded.seq - 1) ${ms}, x.t + (excluded.seq - 1) ${ms},
               excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
             from (select greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond') as t) x)
+            where h.closed_at is null
           returning conversation_key, seq, pos, activity_at, last_at, member_sort, sort_cleared_at),
         hk as (select h.conversation_key, h.seq, h.pos, h.activity_at, h.last_at, h.member_sort, ok.n,
             h.sort_cleared_at is not distinct from h.last_at - (ok.n - 1) ${ms} as clearing
@@ -351,10 +353,20 @@ export const conversationRepository = {
     await em.execute('delete from conversation_members where conversation_key = ? and user_id = ?', [key, userId]);
   },
 
-  /** The conversation is gone with its messages (a group or project deleted): its head and every member's row go. */
-  async drop(em: EntityManager, key: string): Promise<void> {
+  /**
+   * A group or project being deleted, before its messages go: its head is closed (created closed
+   * if it had no message), which waits for the sends holding it, so the deletion's next statements
+   * see their messages; a send after it finds the head closed and writes nothing (see the upserts
+   * in recordMessage and recordBatch). Then every member's row goes. The closed head stays: a
+   * deleted head would let a racing send's upsert open the conversation again.
+   */
+  async close(em: EntityManager, key: string): Promise<void> {
+    await em.execute(
+      `insert into conversation_heads (conversation_key, seq, pos, last_at, member_sort, closed_at) values (?, 0, 0, now(), false, now())
+       on conflict (conversation_key) do update set closed_at = excluded.closed_at`,
+      [key],
+    );
     await em.execute('delete from conversation_members where conversation_key = ?', [key]);
-    await em.execute('delete from conversation_heads where conversation_key = ?', [key]);
   },
 
   /** Every member's row goes, the messages and their head stay (a direct conversation between users no longer friends). */

@@ -57,11 +57,12 @@ export const groupRepository = {
 
   /** Deletes the group, its memberships (cascade) and its conversation with the attachments in it. */
   async destroy(em: EntityManager, groupId: string): Promise<void> {
+    // Closed first: the sends under way commit before the messages are deleted, and later ones write nothing.
+    await conversationRepository.close(em, groupKey(groupId));
     await em.execute('with m as (delete from messages where conversation_key = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)', [
       groupKey(groupId),
     ]);
     await em.execute('delete from groups where id = ?', [groupId]);
-    await conversationRepository.drop(em, groupKey(groupId));
   },
 
   async lobby(em: EntityManager): Promise<Group | null> {

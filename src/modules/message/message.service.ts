@@ -408,7 +408,10 @@ export class MessageService {
       if (o.gated) checked(o, row);
       return row;
     }
-    if (!gate) throw new Error(`message ${o.id} came back without its row`);
+    if (!gate) {
+      await this.stillOpen(o);
+      throw new Error(`message ${o.id} came back without its row`);
+    }
     await this.member(o);
     await this.slowOrOnceMore(o);
     return this.insertOne(o);
@@ -429,6 +432,11 @@ export class MessageService {
   private async member(o: Outgoing): Promise<void> {
     o.conv = await this.conversation(o.em(), o.senderId, { groupId: o.conv.groupId }, 'input');
     o.gated = false;
+  }
+
+  /** A send checked before its statement found its conversation closed (its group or project deleted meanwhile): NOT_FOUND, as checked now. */
+  private async stillOpen(o: Outgoing): Promise<void> {
+    await this.conversation(o.em(), o.senderId, { groupId: o.conv.groupId, projectId: o.conv.projectId, userId: o.conv.peerId }, 'input');
   }
 
   private async slowOrOnceMore(o: Outgoing): Promise<void> {
@@ -470,8 +478,8 @@ export class MessageService {
       if (o.gated) checked(o, row);
       return row;
     }
-    // Not written: membership, the parent, then slow mode say why.
-    if (gate) await this.member(o);
+    // Not written: membership (or the conversation's end), the parent, then slow mode say why.
+    await (gate ? this.member(o) : this.stillOpen(o));
     await this.rootFor(o.em(), o.conv, o.replyTo!);
     if (!gate) throw new BadUserInputError(NO_PARENT, 'parentId');
     // Every check passes now (the sender joined, the parent changed, the interval ran out): once more, through the gate.

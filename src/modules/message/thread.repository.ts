@@ -125,7 +125,7 @@ export const threadRepository = {
             and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
-           from tp where h.conversation_key = ? returning h.seq, h.pos, h.last_at
+           from tp where h.conversation_key = ? and h.closed_at is null returning h.seq, h.pos, h.last_at
        ), m as (
          insert into messages (id, conversation_key, sender_id, content, attachment_id, group_id, project_id, recipient_id, client_message_id, seq, pos, created_at, parent_id)
          select ?, ?, ?, ?, ?::uuid, ?::uuid, ?::uuid, ?::uuid, ?, h.seq, h.pos, h.last_at, tp.root_id from h cross join tp returning *
@@ -189,7 +189,7 @@ export const threadRepository = {
           where ${batchGate('b')}
           order by b.conversation_key, b.o
        ), hl as (
-         select h.conversation_key from conversation_heads h join tp on tp.conversation_key = h.conversation_key order by h.conversation_key for update of h
+         select h.conversation_key from conversation_heads h join tp on tp.conversation_key = h.conversation_key where h.closed_at is null order by h.conversation_key for update of h
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
            from hl where h.conversation_key = hl.conversation_key returning h.conversation_key, h.seq, h.pos, h.last_at

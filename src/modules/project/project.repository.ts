@@ -128,12 +128,13 @@ export const projectRepository = {
 
   /** Deletes the project, its memberships (cascade) and its conversation with the attachments in it. Inbox entries stay. */
   async destroy(em: EntityManager, projectId: string): Promise<void> {
+    // Closed first: the sends under way commit before the messages are deleted, and later ones write nothing.
+    await conversationRepository.close(em, projectKey(projectId));
     await em.execute(
       'with m as (delete from messages where project_id = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)',
       [projectId],
     );
     await em.execute('delete from projects where id = ?', [projectId]);
-    await conversationRepository.drop(em, projectKey(projectId));
   },
 
   async usernames(em: EntityManager, ids: string[]): Promise<Map<string, string>> {
