@@ -79,6 +79,57 @@ describe('block', () => {
     await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'back again' });
   });
 
+  it('should keep a direct conversation from an unfriended or blocked pair by message id too: no edit, deletion, reaction, thread, node or download, nothing changed', async () => {
+    const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '0' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+    const DELETE = 'mutation($id: ID!) { deleteMessage(messageId: $id) }';
+    const REACT = 'mutation($id: ID!) { addReaction(messageId: $id, emoji: "👍") { id } }';
+    const THREAD = 'query($id: ID!) { thread(messageId: $id, first: 5) { edges { node { id } } } }';
+    const NODE = 'query($id: ID!) { node(id: $id) { id ... on Message { content } } }';
+    const base = s.url.replace('/graphql', '');
+    for (const end of ['unfriend', 'block'] as const) {
+      await befriend(s.url, a, b);
+      const older = (await ok(gql(s.url, SEND, { input: { toUserId: a.id, content: 'older' } }, b.token))).sendMessage.id;
+      const file = (await ok(gql(s.url, 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id attachment { id } } }', { input: { toUserId: b.id, content: 'pic', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } } }, a.token))).sendMessage;
+      const newest = (await ok(gql(s.url, SEND, { input: { toUserId: a.id, content: 'newest' } }, b.token))).sendMessage.id;
+      const download = () => fetch(`${base}/attachments/${file.attachment.id}`, { headers: { authorization: `Bearer ${b.token}` } });
+      expect((await download()).status).toBe(200);
+      if (end === 'unfriend') await ok(gql(s.url, 'mutation($id: ID!) { removeFriend(userId: $id) }', { id: b.id }, a.token));
+      else await block(s, a, b);
+      const before = await sql(s.env.DATABASE_URL!, 'select id, content, deleted_at, version from messages where id = any($1) order by id', [[older, newest, file.id]]);
+      // b, once a's friend, now reads it as anyone else would: not at all.
+      for (const id of [older, newest]) {
+        expect(codeOf(await gql(s.url, EDIT, { id, content: 'rewritten' }, b.token))).toBe('NOT_FOUND');
+        expect(codeOf(await gql(s.url, DELETE, { id }, b.token))).toBe('NOT_FOUND');
+      }
+      expect(codeOf(await gql(s.url, REACT, { id: file.id }, b.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(s.url, THREAD, { id: older }, b.token))).toBe('NOT_FOUND');
+      expect((await ok(gql(s.url, NODE, { id: newest }, b.token))).node).toBeNull();
+      expect((await ok(gql(s.url, NODE, { id: file.id }, b.token))).node).toBeNull();
+      expect((await download()).status).toBe(404);
+      // a, the one who ended it, is refused as well: history is.
+      expect(codeOf(await gql(s.url, EDIT, { id: file.id, content: 'rewritten' }, a.token))).toBe('NOT_FOUND');
+      expect((await ok(gql(s.url, NODE, { id: older }, a.token))).node).toBeNull();
+      expect(await sql(s.env.DATABASE_URL!, 'select id, content, deleted_at, version from messages where id = any($1) order by id', [[older, newest, file.id]])).toEqual(before);
+      expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from message_reactions where message_id = $1', [file.id])).toEqual([{ n: 0 }]);
+      if (end === 'block') await ok(gql(s.url, UNBLOCK, { id: b.id }, a.token));
+    }
+  });
+
+  it("should answer node of a blocked sender's group message null, as history leaves it out", async () => {
+    const s = await createTestServer();
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, a, 'with b', [b, c]);
+    const NODE = 'query($id: ID!) { node(id: $id) { id } }';
+    const fromB = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from b' } }, b.token))).sendMessage.id;
+    const fromC = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from c' } }, c.token))).sendMessage.id;
+    await block(s, a, b);
+    expect((await ok(gql(s.url, NODE, { id: fromB }, a.token))).node).toBeNull();
+    expect((await ok(gql(s.url, NODE, { id: fromC }, a.token))).node).toEqual({ id: fromC });
+    expect((await ok(gql(s.url, NODE, { id: fromB }, c.token))).node).toEqual({ id: fromB });
+  });
+
   it('should refuse blocking oneself, unknown and malformed ids, changing nothing', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

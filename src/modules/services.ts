@@ -161,7 +161,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const threads = new ThreadService({ messages });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
-  const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports });
+  const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports, blocks });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),
     pubsub,

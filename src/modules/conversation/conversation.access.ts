@@ -162,14 +162,19 @@ export class ConversationAccess {
     return m.conversationKey === conv.key && (!m.recipientId || m.senderId === viewerId || m.recipientId === viewerId);
   }
 
-  /** Whether the viewer may read a stored message (or its attachment), asked of the database. */
+  /** Whether the viewer may read a stored message (or its attachment), asked of the database: as `resolve` would let them read its conversation. */
   async canRead(em: EntityManager, viewerId: string, m: MessagePlace): Promise<boolean> {
     try {
       if (m.groupId) await this.groups.memberOf(em, m.groupId, viewerId);
       else if (m.projectId) {
         await this.projects.asMember(em, m.projectId, viewerId);
         if (m.recipientId && viewerId !== m.senderId && viewerId !== m.recipientId) return false;
-      } else if (viewerId !== m.senderId && viewerId !== m.recipientId) return false;
+      } else {
+        if (viewerId !== m.senderId && viewerId !== m.recipientId) return false;
+        // Between friends only, as history is: an unfriended or blocked pair no longer reads (nor edits, reacts to, downloads) it by id.
+        const peer = viewerId === m.senderId ? m.recipientId : m.senderId;
+        if (peer && peer !== viewerId && !(await this.friends.areFriends(em, viewerId, peer))) return false;
+      }
       return true;
     } catch {
       return false;

@@ -13,6 +13,7 @@ import { messageRepository } from '../message/message.repository';
 import { rowToActionType } from '../project/project.mapper';
 import { projectRepository } from '../project/project.repository';
 import type { ProjectService } from '../project/project.service';
+import type { BlockService } from '../safety/block.service';
 import type { ReportService } from '../safety/report.service';
 import { nodeRepository } from './node.repository';
 
@@ -21,6 +22,7 @@ export interface NodeServiceDeps {
   access: ConversationAccess;
   conversations: ConversationService;
   reports: ReportService;
+  blocks: BlockService;
 }
 
 /** At most this many ids per `nodes` call (BAD_USER_INPUT beyond). */
@@ -72,7 +74,8 @@ export class NodeService {
     const readable = await Promise.all(
       rows.map((r) => {
         const party = r.sender_id === viewerId || r.recipient_id === viewerId;
-        const key = `${r.group_id}|${r.project_id}|${r.recipient_id ? party : 'open'}|${r.group_id || r.project_id ? '' : party}`;
+        // A direct message's answer depends on its pair (their friendship), the others' on the conversation and the viewer's part in it.
+        const key = r.group_id || r.project_id ? `${r.group_id}|${r.project_id}|${r.recipient_id ? party : 'open'}` : `d|${r.sender_id}|${r.recipient_id}`;
         let check = checks.get(key);
         if (!check) {
           check = this.deps.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id });
@@ -81,7 +84,9 @@ export class NodeService {
         return check;
       }),
     );
-    return new Map(rows.filter((_, i) => readable[i]).map((r) => [r.id, asNode(toMessageType(r), 'Message')]));
+    // As history leaves them out: the messages of a sender the viewer blocks.
+    const blocked = rows.some((r, i) => readable[i] && r.sender_id !== viewerId) ? await this.deps.blocks.blockedAmong(em, viewerId, [...new Set(rows.map((r) => r.sender_id))]) : null;
+    return new Map(rows.filter((r, i) => readable[i] && !blocked?.has(r.sender_id)).map((r) => [r.id, asNode(toMessageType(r), 'Message')]));
   }
 
   /** A conversation by its key, as `conversation(conversation:)` answers it; null where that query errs. */
