@@ -36,6 +36,27 @@ describe('block-threads', () => {
     expect((await ok(gql(s.url, THREAD, { m: root.id }, alice.token))).thread.totalCount).toBe(3);
   });
 
+  it("should keep replies kept in their threads out of a blocker's sidebar as out of everyone's: not the last message, not unread", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Sidebar', [bob, carol, dave]);
+    const ROW = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadCount lastMessage { id } } }';
+    const root = await sendMessage(s.url, carol.token, { groupId: g, content: 'root' });
+    // Alice blocks bob (in the group), dave a stranger: both then read the sidebar through the blocked-sender scan.
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    await ok(gql(s.url, BLOCK, { id: stranger.id }, dave.token));
+    await reply(s, bob, g, root.id);
+    await reply(s, carol, g, root.id);
+    const plain = await sendMessage(s.url, carol.token, { groupId: g, content: 'plain' });
+    await reply(s, bob, g, root.id);
+    await reply(s, carol, g, root.id);
+    const row = async (u: TestUser) => (await ok(gql(s.url, ROW, { c: { groupId: g } }, u.token))).conversation;
+    // Two timeline messages (root, plain) unread for each member who did not send them; the last one is plain.
+    expect(await row(alice)).toEqual({ unreadCount: 2, lastMessage: { id: plain.id } });
+    expect(await row(dave)).toEqual({ unreadCount: 2, lastMessage: { id: plain.id } });
+    expect(await row(bob)).toEqual({ unreadCount: 2, lastMessage: { id: plain.id } });
+  });
+
   it("should not make a thread unread for replies of a user the viewer blocks", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -47,15 +47,17 @@ const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activ
  * last message reads as none and the count is not corrected further.
  */
 const BLOCK_SCAN = 1000;
+/** A message of the timeline, as history pages it: a reply kept in its thread is neither a last message nor unread. */
+const TIMELINE = '(m.parent_id is null or m.also_in_conversation)';
 const BLOCKS = blocksAnyone('cm.user_id');
 const LAST_ID = `case when ${BLOCKS} then (
     select n.id from (select m.id, m.sender_id, m.created_at from messages m where m.conversation_key = cm.conversation_key
-      and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+      and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) and ${TIMELINE} order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
     where not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
   else ${HEAD_LAST_ID} end`;
 const HIDDEN_UNREAD = `case when ${BLOCKS} then (
     select count(*) from (select m.sender_id from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or m.recipient_id = cm.user_id)
-      and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+      and ${TIMELINE} and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
     where ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
