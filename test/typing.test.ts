@@ -113,6 +113,33 @@ describe('typing', () => {
     expect(order).toEqual(['message', 'typing', 'typing', 'typing', 'typing', 'typing']);
   });
 
+  it("should keep typing in a project's private thread between its two users, and refuse typing: null", async () => {
+    const s = await createTestServer();
+    const [owner, a, b] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Typing") { id } }', {}, owner.token))).createProject.id;
+    for (const u of [a, b]) await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
+    const ownerSees = await listen(s, owner, EVENTS);
+    const ownerOpen = await listen(s, owner, EVENTS, { c: { projectId: p } });
+    const bSees = await listen(s, b, EVENTS);
+    const bThread = await listen(s, b, EVENTS, { c: { projectId: p, userId: a.id } });
+    const bOpen = await listen(s, b, EVENTS, { c: { projectId: p } });
+    await ok(gql(s.url, TYPING, { c: { projectId: p, userId: b.id } }, a.token));
+    await ok(gql(s.url, TYPING, { c: { projectId: p, userId: b.id }, t: false }, a.token));
+    // Then in the open conversation: everyone's, and not the private thread's subscription.
+    await ok(gql(s.url, TYPING, { c: { projectId: p }, t: true }, a.token));
+    await ownerSees.nth(1);
+    await bSees.nth(3);
+    await bThread.nth(2);
+    await bOpen.nth(1);
+    await sleep(100);
+    expect(flags(bSees.values)).toEqual([true, false, true]);
+    expect(flags(bThread.values)).toEqual([true, false]);
+    expect(flags(bOpen.values)).toEqual([true]);
+    expect(flags(ownerSees.values)).toEqual([true]);
+    expect(flags(ownerOpen.values)).toEqual([true]);
+    expect(codeOf(await gql(s.url, TYPING, { c: { projectId: p }, t: null }, a.token))).toBe('BAD_USER_INPUT');
+  });
+
   it('should rate-limit setTyping per user', async () => {
     const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
     const alice = await signup(s.url);

@@ -1,4 +1,5 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { BadUserInputError } from '../../shared/errors';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
@@ -11,6 +12,7 @@ import { ProjectType } from '../project/project.types';
 import { UserType } from '../user/user.types';
 import { payloadToReadReceiptType, payloadToSessionEventType, payloadToTypingEventType } from './conversation.mapper';
 import { ConversationConnection, ConversationInput, ConversationsArgs, ConversationType, ReadReceiptType, SessionEventType, TypingEventType } from './conversation.types';
+import type { ConversationFilter } from './conversation.access';
 
 type Sub<A = Record<string, never>> = SubscribeResolverData<unknown, A, Context>;
 
@@ -57,8 +59,10 @@ export class ConversationResolver {
     @Ctx() ctx: Context,
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
+    // Left out means true; an explicit null says neither.
+    if (typing === null) throw new BadUserInputError('typing is true or false (left out: true).', 'typing');
     await ctx.services.rates.typing.consume(me, 'You are sending typing updates too fast; slow down.');
-    return ctx.services.typing.set(() => ctx.em, me, conversation, typing ?? true);
+    return ctx.services.typing.set(() => ctx.em, me, conversation, typing);
   }
 
   @Authorized()
@@ -102,7 +106,11 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub } = context.services;
       const { blocks } = context.services;
-      return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), (p, conv) => (p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId) ? p : undefined), {
+      // A private thread's typing reaches its other user only, and a subscription to a private thread (privateWith) gets only that thread's.
+      const thread = (p: TypingPayload, conv: ConversationFilter | null) => (p.only ? p.only.includes(me) && (!conv || conv.privateWith === p.userId) : !conv?.privateWith);
+      const reaches = (p: TypingPayload, conv: ConversationFilter | null) =>
+        p.userId !== me && (!conv || p.conversationKey === conv.key) && thread(p, conv) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId);
+      return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), (p, conv) => (reaches(p, conv) ? p : undefined), {
         keys: me,
       });
     },

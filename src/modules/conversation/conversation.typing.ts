@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type UserPayload } from '../../shared/pubsub/topics';
+import { Topic, type TypingPayload, type UserPayload } from '../../shared/pubsub/topics';
 import { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis';
 import { toUserPayload } from '../user/user.mapper';
@@ -151,8 +151,12 @@ interface Pending {
   repeats?: { resolve(result: number): void; reject(e: unknown): void }[];
 }
 
-/** One typist in one conversation: what the store keeps a state for. */
-const slotOf = (conv: Conversation, userId: string): string => `${conv.key}:${userId}`;
+/** One typist in one conversation (a project's private thread is one of its own): what the store keeps a state for. */
+const slotOf = (conv: Conversation, userId: string): string => (conv.privateWith ? `${conv.key}/${conv.privateWith}:${userId}` : `${conv.key}:${userId}`);
+
+/** What a typist's start or stop publishes: in a private thread, for its pair only. */
+const typingPayload = (conv: Conversation, user: UserPayload, typing: boolean): TypingPayload =>
+  Object.assign(scopeOf(conv, user.id), { userId: user.id, user, typing, only: conv.privateWith ? [user.id, conv.privateWith] : null });
 
 const PROFILE_TTL_MS = 60_000;
 /** How many slots `typists` holds before it is swept of the lapsed ones. */
@@ -271,7 +275,7 @@ export class TypingService {
     const until = this.typists.get(slot);
     if (until !== undefined) this.typists.delete(slot);
     const mayType = this.parts.has(slot) || (until !== undefined && until > Date.now());
-    if (!mayType && this.pubsub.hears(Topic.Typing, Object.assign(scopeOf(conv, user.id), { userId: user.id, user, typing: false }), this.typistTtlMs)) return;
+    if (!mayType && this.pubsub.hears(Topic.Typing, typingPayload(conv, user, false), this.typistTtlMs)) return;
     this.behind(this.end(conv, user, slot).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
   }
 
@@ -349,7 +353,7 @@ export class TypingService {
   }
 
   private publish(conv: Conversation, user: UserPayload, typing: boolean): Promise<boolean> {
-    return this.pubsub.publishSafe(Topic.Typing, Object.assign(scopeOf(conv, user.id), { userId: user.id, user, typing }));
+    return this.pubsub.publishSafe(Topic.Typing, typingPayload(conv, user, typing));
   }
 
   /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */

@@ -164,6 +164,8 @@ export interface TypingPayload extends ConversationScope {
   userId: string;
   user: UserPayload;
   typing: boolean;
+  /** Typing in a project's private thread: its two users (the typist first), the only ones told. */
+  only?: string[] | null;
 }
 
 export interface SessionEventPayload {
