@@ -158,6 +158,39 @@ describe('races', () => {
     }
   });
 
+  it("should leave no project or group membership, nor inbox entry, of an account deleted while others added it", async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' });
+    const host = await signup(s.url);
+    const projects: string[] = [];
+    const groups: string[] = [];
+    for (let k = 0; k < 6; k++) {
+      projects.push((await ok(run(s, 'mutation($t: String!) { createProject(title: $t) { id } }', { t: `adding ${k}` }, host))).createProject.id);
+      groups.push((await ok(run(s, M.create, { n: `adding ${k}`, p: true }, host))).createGroup.id);
+    }
+    let refused = 0;
+    for (let i = 0; i < 4; i++) {
+      const u = await signup(s.url);
+      // Spread over the deletion's password check and its statements.
+      const later = (k: number, q: string, v: Record<string, unknown>) => new Promise<GqlResult>((r) => setTimeout(() => void run(s, q, v, host).then(r), k * 30));
+      const [deleted, ...rest] = await Promise.all([
+        run(s, M.deleteAccount, { p: u.password }, u),
+        ...projects.map((p, k) => later(2 * k, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id })),
+        ...groups.map((g, k) => later(2 * k + 1, M.add, { g, u: u.id })),
+      ]);
+      expect((await ok(Promise.resolve(deleted))).deleteAccount).toBe(true);
+      // Each add came before the deletion (and the deletion took the membership away) or after it (no such user).
+      for (const r of rest) if (r.errors) expect(codeOf(r)).toBe('NOT_FOUND');
+      refused += rest.filter((r) => r.errors).length;
+      const [left] = await sql(
+        s.env.DATABASE_URL!,
+        'select (select count(*) from project_members where user_id = $1)::int as p, (select count(*) from group_members where user_id = $1)::int as g, (select count(*) from project_actions where recipient_id = $1)::int as inbox',
+        [u.id],
+      );
+      expect(left).toEqual({ p: 0, g: 0, inbox: 0 });
+    }
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it('should leave no friendship between a blocked pair when a block and an acceptance cross', async () => {
     const s = await createTestServer();
     const [m, n] = [await signup(s.url), await signup(s.url)];

@@ -246,6 +246,8 @@ export class GroupService {
   /** Owner and admins (lobby admins too): adds a user at once, without an invitation. */
   async addMember(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // The account's row before the group's, in its deletion's order (see ProjectService.addParticipant).
+      if (isId(userId)) await userRepository.lockActive(tem, userId);
       const { group } = await this.asModerator(tem, groupId, viewerId);
       const target = await this.target(tem, group.id, userId);
       if (target.role !== null) return group;

@@ -191,9 +191,12 @@ export class ProjectService {
 
   async addParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // The account's row before the project's, in its deletion's order: a deletion under way ends
+      // first (the user is then not found), and one after finds the membership to take away.
+      const active = isId(userId) && (await userRepository.lockActive(tem, userId));
       const l = await this.locked(tem, projectId, viewerId);
       if (l.me.role === ProjectRole.PARTICIPANT) throw new ForbiddenError('Only the owner and coaches can add participants.');
-      const user = isId(userId) ? await userRepository.activeProfile(tem, userId) : null;
+      const user = active ? await userRepository.activeProfile(tem, userId) : null;
       if (!user) throw new NotFoundError('User');
       // Adding someone who is in already changes nothing and tells no one.
       if (l.members.some((m) => m.userId === user.id)) return toProjectType(l.project, l.members);
