@@ -190,6 +190,86 @@ describe('notifications', () => {
     expect(receiver.of(none.id)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'again' });
   });
 
+  it('should coalesce a whole WEBHOOK_COALESCE window, its last message read after the grace too', async () => {
+    // Before: the first event was due at the window's end, while a message near that end reached the tail only PRESENCE_GRACE + 1 s later.
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '2.5' });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: 'first' });
+    await sleep(2000);
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: 'within the window' });
+    await eventually(() => receiver.of(b.id).some((e) => e.body.kind === 'MESSAGE'), 12_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(b.id).filter((e) => e.body.kind === 'MESSAGE').map((e) => [e.body.count, e.body.preview])).toEqual([[2, 'within the window']]);
+  });
+
+  it('should notify no one who left, was removed or banned of replies in threads they followed', async () => {
+    const s = await serverFor(receiver);
+    const [owner, stays, leaves, removed, banned] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, owner, { members: [stays, leaves, removed, banned], isPrivate: true });
+    // Everyone but the owner away; the owner's socket keeps them from their own events.
+    const root = await sendMessage(s.url, owner.token, { groupId: group.id, content: 'root' });
+    for (const u of [stays, leaves, removed, banned]) await sendMessage(s.url, u.token, { groupId: group.id, content: 'following', parentId: root.id });
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group.id }, leaves.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: group.id, u: removed.id }, owner.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id } }', { g: group.id, u: banned.id }, owner.token));
+    await sleep(QUIET_MS);
+    receiver.got.length = 0;
+    await sendMessage(s.url, owner.token, { groupId: group.id, content: 'after they went', parentId: root.id });
+    await eventually(() => receiver.of(stays.id).length === 1, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(stays.id)[0].body).toMatchObject({ kind: 'THREAD_REPLY', preview: 'after they went' });
+    for (const u of [leaves, removed, banned]) expect(receiver.of(u.id)).toEqual([]);
+  });
+
+  it("should send a message's text as it stands when the event goes: edited, and nothing for a deleted one or a deleted account", async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '4' });
+    // Past befriend's FRIEND_REQUEST events.
+    const told = (u: TestUser) => receiver.of(u.id).filter((e) => e.body.kind !== 'FRIEND_REQUEST');
+    const [a, b, c, gone] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    for (const u of [b, c, gone]) await befriend(s.url, a, u);
+    const EDIT = 'mutation($id: ID!, $c: String!) { editMessage(messageId: $id, content: $c) { id } }';
+    const DELETE = 'mutation($id: ID!) { deleteMessage(messageId: $id) }';
+    const edited = await sendMessage(s.url, a.token, { toUserId: b.id, content: 'before the edit' });
+    const deleted = await sendMessage(s.url, a.token, { toUserId: c.id, content: 'SECRET, deleted' });
+    await sendMessage(s.url, a.token, { toUserId: gone.id, content: 'to an account about to go' });
+    // Read by the tail (grace + 1 s, and a round), written to the outbox, not yet due (the window, 4 s, on top).
+    await sleep(2500);
+    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MESSAGE'", [[b.id, c.id, gone.id]]))[0].n).toBe(3);
+    await ok(gql(s.url, EDIT, { id: edited.id, c: 'after the edit' }, a.token));
+    await ok(gql(s.url, DELETE, { id: deleted.id }, a.token));
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: gone.password }, gone.token));
+    await eventually(() => told(b).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect(told(b)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'after the edit' });
+    expect(told(c)).toEqual([]);
+    expect(told(gone)).toEqual([]);
+    expect(receiver.got.some((e) => e.raw.includes('SECRET'))).toBe(false);
+  });
+
+  it('should tell of a mention in a direct conversation as MENTION, muted or not, and leave blocked senders out of unreadTotal', async () => {
+    const s = await serverFor(receiver);
+    const told = (u: TestUser) => receiver.of(u.id).filter((e) => e.body.kind !== 'FRIEND_REQUEST');
+    const [a, b, blocked] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    await befriend(s.url, a, b);
+    const group = await buildGroup(s.url, b, { members: [a, blocked] });
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: blocked.id }, b.token));
+    for (let i = 0; i < 3; i++) await sendMessage(s.url, blocked.token, { groupId: group.id, content: `unseen ${i}` });
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: `hey @${b.username}` });
+    await eventually(() => told(b).length === 1, 8000);
+    // One unread as b's sidebar counts it: the direct message, not the blocked user's three.
+    expect(told(b)[0].body).toMatchObject({ kind: 'MENTION', conversationId: expect.stringMatching(/^d:/), unreadTotal: 1 });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { userId: a.id } }, b.token));
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: 'muted: no event' });
+    await sendMessage(s.url, a.token, { toUserId: b.id, content: `muted, but @${b.username}` });
+    await eventually(() => told(b).length === 2, 8000);
+    await sleep(QUIET_MS);
+    expect(told(b).map((e) => [e.body.kind, e.body.preview])).toEqual([
+      ['MENTION', `hey @${b.username}`],
+      ['MENTION', `muted, but @${b.username}`],
+    ]);
+  });
+
   it('should notify only the mentioned members of a group larger than LARGE_GROUP', async () => {
     const s = await serverFor(receiver);
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

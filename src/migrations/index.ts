@@ -14,6 +14,7 @@ import { Migration20261124153351_GroupRoles } from './Migration20261124153351_Gr
 import { Migration20261124153416_PresenceVisibility } from './Migration20261124153416_PresenceVisibility';
 import { Migration20261124153442_ThreadsAndMentions } from './Migration20261124153442_ThreadsAndMentions';
 import { Migration20261126090000_ClosedHeads } from './Migration20261126090000_ClosedHeads';
+import { Migration20261126100000_WebhookPreviewMessage } from './Migration20261126100000_WebhookPreviewMessage';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -32,4 +33,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261124153416_PresenceVisibility', class: Migration20261124153416_PresenceVisibility },
   { name: 'Migration20261124153442_ThreadsAndMentions', class: Migration20261124153442_ThreadsAndMentions },
   { name: 'Migration20261126090000_ClosedHeads', class: Migration20261126090000_ClosedHeads },
+  { name: 'Migration20261126100000_WebhookPreviewMessage', class: Migration20261126100000_WebhookPreviewMessage },
 ];

@@ -355,6 +355,18 @@ export const conversationRepository = {
     await em.execute('delete from conversation_members where conversation_key = ? and user_id = ?', [key, userId]);
   },
 
+  /** Each user's unread messages over all their conversations, as their sidebar counts them (blocked senders' left out). */
+  async unreadTotals(em: EntityManager, userIds: string[]): Promise<Map<string, number>> {
+    if (!userIds.length) return new Map();
+    const rows: { user_id: string; n: number }[] = await em.execute(
+      `select cm.user_id, coalesce(sum(greatest(0, greatest(0, h.seq - cm.read_seq) + greatest(0, cm.private_seq - cm.private_read) - coalesce(${HIDDEN_UNREAD}, 0))), 0)::int as n
+         from conversation_members cm join conversation_heads h on h.conversation_key = cm.conversation_key
+        where cm.user_id = any(?::uuid[]) group by cm.user_id`,
+      [pgArray(userIds)],
+    );
+    return new Map(rows.map((r) => [r.user_id, r.n]));
+  },
+
   /**
    * A group or project being deleted, before its messages go: its head is closed (created closed
    * if it had no message), which waits for the sends holding it, so the deletion's next statements

@@ -55,6 +55,10 @@ export class NotificationOutbox {
   @Property({ type: 'string', length: 140, nullable: true })
   preview?: string | null;
 
+  /** The message the preview is of (a message event's newest): read again at delivery, edited or deleted meanwhile. */
+  @Property({ type: 'uuid', nullable: true })
+  previewId?: string | null;
+
   /** Causes it covers (messages coalesced within WEBHOOK_COALESCE). */
   @Property({ type: 'integer', default: 1 })
   count: number = 1;

@@ -41,6 +41,8 @@ export interface NewEvent {
   senderId: string | null;
   sourceId: string;
   preview: string | null;
+  /** The message `preview` is of, for a message's event. */
+  previewId?: string | null;
   count: number;
   /** When its first and newest causes happened; null: now, by the database's clock. */
   createdAt: Date | null;
@@ -60,6 +62,11 @@ export interface ClaimedEvent {
   count: number;
   created_at: Date;
   attempts: number;
+  /** The recipient's account was deleted after the event was written: it is not sent. */
+  recipient_gone: boolean;
+  /** Its preview's message as it stands now (null: no such message, a request's or action's event). */
+  now_deleted: boolean | null;
+  now_preview: string | null;
 }
 
 /** Timestamps come back from raw queries as text: the rows' own fields as Dates. */
@@ -136,7 +143,7 @@ export const notificationRepository = {
    * Who each message reaches, its sender left out: a timeline message reaches a group's members, a
    * project's members (only its recipient for a private message), a direct message's recipient; a
    * reply reaches who follows its thread (`follower`: thread_members, and a direct reply's
-   * recipient), and everyone too when it was also sent to the conversation. In a group of more than
+   * recipient) while they are still members, and everyone too when it was also sent to the conversation. In a group of more than
    * `largeGroup` members only those it mentions and its thread's followers: every plain message of
    * a crowd would notify everyone away. `mentions`: message id -> mentioned user ids, as stored at
    * send time. Deleted messages and accounts, and users whose level is NONE, are left out here
@@ -169,6 +176,8 @@ export const notificationRepository = {
          select w.*, w.recipient_id, true, w.parent_id is not null from w where w.recipient_id is not null
          union all
          select w.*, tm.user_id, false, true from w join thread_members tm on tm.root_id = w.parent_id where w.parent_id is not null
+            and (w.group_id is null or exists (select 1 from group_members gm where gm.group_id = w.group_id and gm.user_id = tm.user_id))
+            and (w.project_id is null or exists (select 1 from project_members pm where pm.project_id = w.project_id and pm.user_id = tm.user_id))
        ), one as (
          select distinct on (r.id, r.to_id) r.* from r order by r.id, r.to_id, r.follower desc, r.personal desc
        )
@@ -203,13 +212,13 @@ export const notificationRepository = {
     if (!events.length) return 0;
     const rows: unknown[] = await em.execute(
       `with g as (
-         select * from json_to_recordset(?::json) as g(id uuid, kind text, recipient_id uuid, conversation_key text, sender_id uuid, source_id uuid, preview text, count int, created_at timestamptz, last_at timestamptz)
+         select * from json_to_recordset(?::json) as g(id uuid, kind text, recipient_id uuid, conversation_key text, sender_id uuid, source_id uuid, preview text, preview_id uuid, count int, created_at timestamptz, last_at timestamptz)
        ), n as (
-         select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count,
+         select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.preview_id, g.count,
                 coalesce(g.created_at, clock_timestamp()) as created_at, coalesce(g.last_at, clock_timestamp()) as last_at
            from g join users u on u.id = g.recipient_id where u.notification_level <> 'NONE'
        ), joined as (
-         update notification_outbox o set count = o.count + g.count, preview = g.preview, sender_id = g.sender_id, last_at = greatest(o.last_at, g.last_at)
+         update notification_outbox o set count = o.count + g.count, preview = g.preview, preview_id = g.preview_id, sender_id = g.sender_id, last_at = greatest(o.last_at, g.last_at)
            from n g
           where o.id = (select p.id from notification_outbox p
                          where p.state = 'PENDING' and p.recipient_id = g.recipient_id and p.conversation_key = g.conversation_key and p.kind = g.kind
@@ -218,12 +227,12 @@ export const notificationRepository = {
             and o.state = 'PENDING' and o.attempts = 0 and o.leased_until is null
          returning g.id
        )
-       insert into notification_outbox (${EVENT_COLUMNS})
-       select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count, g.created_at, g.last_at, g.created_at + make_interval(secs => ?)
+       insert into notification_outbox (${EVENT_COLUMNS}, preview_id)
+       select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count, g.created_at, g.last_at, g.created_at + make_interval(secs => ?), g.preview_id
          from n g where g.id not in (select id from joined)
        on conflict (source_id, recipient_id) do nothing
        returning id`,
-      [JSON.stringify(events.map((e) => ({ id: e.id, kind: e.kind, recipient_id: e.recipientId, conversation_key: e.conversationKey, sender_id: e.senderId, source_id: e.sourceId, preview: e.preview, count: e.count, created_at: e.createdAt, last_at: e.lastAt }))), coalesceSeconds, delaySeconds],
+      [JSON.stringify(events.map((e) => ({ id: e.id, kind: e.kind, recipient_id: e.recipientId, conversation_key: e.conversationKey, sender_id: e.senderId, source_id: e.sourceId, preview: e.preview, preview_id: e.previewId ?? null, count: e.count, created_at: e.createdAt, last_at: e.lastAt }))), coalesceSeconds, delaySeconds],
     );
     return rows.length;
   },
@@ -243,23 +252,20 @@ export const notificationRepository = {
                and not exists (select 1 from notification_outbox b where b.state = 'PENDING' and b.recipient_id = e.recipient_id and (b.created_at, b.id) < (e.created_at, e.id))
              order by e.due_at limit ?
              for update skip locked)
-         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.preview, o.count, o.created_at, o.attempts
+         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.preview, o.preview_id, o.count, o.created_at, o.attempts
        )
-       select c.*, u.username as sender_username, u.display_name as sender_display_name from c left join users u on u.id = c.sender_id`,
+       select c.id, c.kind, c.recipient_id, c.conversation_key, c.sender_id, c.preview, c.count, c.created_at, c.attempts,
+              u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
+              case when pm.id is not null then pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
+         from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
+         left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,
       [leaseSeconds, limit],
     ), 'created_at');
   },
 
-  /** Each recipient's unread messages over all their conversations, as their sidebar counts them. */
-  async unreadTotals(em: EntityManager, userIds: string[]): Promise<Map<string, number>> {
-    if (!userIds.length) return new Map();
-    const rows: { user_id: string; n: number }[] = await em.execute(
-      `select cm.user_id, coalesce(sum(greatest(0, h.seq - cm.read_seq) + greatest(0, cm.private_seq - cm.private_read)), 0)::int as n
-         from conversation_members cm join conversation_heads h on h.conversation_key = cm.conversation_key
-        where cm.user_id = any(?::uuid[]) group by cm.user_id`,
-      [pgArray(userIds)],
-    );
-    return new Map(rows.map((r) => [r.user_id, r.n]));
+  /** A recipient's pending events, gone (their account is being deleted). */
+  async dropPendingOf(em: EntityManager, recipientId: string): Promise<void> {
+    await em.execute(`delete from notification_outbox where recipient_id = ? and state = 'PENDING'`, [recipientId]);
   },
 
   /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */

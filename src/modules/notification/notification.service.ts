@@ -7,6 +7,7 @@ import type { PresenceService } from '../presence/presence.service';
 import { blockRepository } from '../safety/block.repository';
 import { muteRepository } from '../safety/mute.repository';
 import { groupKey, projectKey } from '../conversation/conversation.keys';
+import { conversationRepository } from '../conversation/conversation.repository';
 import { NotificationKind } from './notification.entity';
 import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
@@ -23,6 +24,8 @@ const TAIL_BATCH = 500;
  * counted into a coalesced event without a row per message.
  */
 const SETTLE_SECONDS = 1;
+/** At most this long between two rounds of the tail (jobs/webhook.job.ts runs one every 0.5 s). */
+const TAIL_ROUND_SECONDS = 1;
 /**
  * Members above which a group's plain messages notify no one, only its mentions, as large channels
  * default to in Slack and Discord: each would otherwise be an event for every member away.
@@ -153,7 +156,9 @@ export class NotificationService {
         const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
         const connected = candidates.length ? await this.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
         const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
-        queued = await repo.write(em, this.coalesce(away), this.env.WEBHOOK_COALESCE, this.env.WEBHOOK_COALESCE);
+        // Due once every message of its window has been read too: the window's end plus the tail's lag (and a round).
+        const due = this.env.WEBHOOK_COALESCE > 0 ? this.env.WEBHOOK_COALESCE + lag + TAIL_ROUND_SECONDS : 0;
+        queued = await repo.write(em, this.coalesce(away), this.env.WEBHOOK_COALESCE, due);
       }
       if (next.at > cursor.at || (next.at.getTime() === cursor.at.getTime() && next.id > cursor.id)) await repo.moveCursor(em, MESSAGES_CURSOR, next);
       return { messages: messages.length, queued, more: full || !caughtUp };
@@ -162,14 +167,14 @@ export class NotificationService {
 
   /**
    * Each reached member's event kind, or none when their level says no: MENTION for a member the
-   * message mentions (not in a personal message, which is theirs anyway), THREAD_REPLY for a
-   * reply's follower, else MESSAGE.
+   * message mentions (a direct or private one too: a muted conversation keeps its mentions),
+   * THREAD_REPLY for a reply's follower, else MESSAGE.
    */
   private classify(reach: Reach[], mentions: Map<string, string[]>): Candidate[] {
     const out: Candidate[] = [];
     for (const r of reach) {
       const kind =
-        !r.personal && mentions.get(r.message_id)?.includes(r.recipient_id)
+        mentions.get(r.message_id)?.includes(r.recipient_id)
           ? NotificationKind.MENTION
           : r.follower
             ? NotificationKind.THREAD_REPLY
@@ -213,15 +218,21 @@ export class NotificationService {
       if (e?.createdAt && c.at.getTime() - e.createdAt.getTime() < windowMs) {
         e.count++;
         e.preview = c.preview;
+        e.previewId = c.sourceId;
         e.senderId = c.senderId;
         e.lastAt = c.at;
         continue;
       }
-      const fresh: NewEvent = { id: randomUUID(), kind: c.kind, recipientId: c.recipientId, conversationKey: c.conversationKey, senderId: c.senderId, sourceId: c.sourceId, preview: c.preview, count: 1, createdAt: c.at, lastAt: c.at };
+      const fresh: NewEvent = { id: randomUUID(), kind: c.kind, recipientId: c.recipientId, conversationKey: c.conversationKey, senderId: c.senderId, sourceId: c.sourceId, preview: c.preview, previewId: c.sourceId, count: 1, createdAt: c.at, lastAt: c.at };
       open.set(key, fresh);
       out.push(fresh);
     }
     return out;
+  }
+
+  /** The account is being deleted: its pending events go with it (one written meanwhile is skipped at delivery). */
+  async accountDeleted(em: EntityManager, userId: string): Promise<void> {
+    await repo.dropPendingOf(em, userId);
   }
 
   /** A new friend request: its event, in the request's transaction (sent once PRESENCE_GRACE passed, if its addressee is away). */
@@ -269,10 +280,12 @@ export class NotificationService {
     const firstTries = [...new Set(claimed.filter((e) => e.attempts === 1).map((e) => e.recipient_id))];
     // Without the presence store an event goes out: a needless push beats a lost one.
     const connected = firstTries.length ? await this.presence.connected(firstTries).catch(() => new Set<string>()) : new Set<string>();
-    const unread = await repo.unreadTotals(em, recipients);
+    const unread = await conversationRepository.unreadTotals(em, recipients);
     await Promise.all(
       claimed.map(async (e) => {
         if (e.attempts === 1 && connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        // Deleted since it was written: the account, or the one message it tells of.
+        if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
         if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
           await repo.finish(em, e.id, e.attempts, 'DELIVERED');
@@ -311,7 +324,8 @@ function toWebhookEvent(e: ClaimedEvent, unreadTotal: number): WebhookEvent {
     recipientId: e.recipient_id,
     conversationId: e.conversation_key,
     sender: e.sender_id && e.sender_username ? { id: e.sender_id, username: e.sender_username, displayName: e.sender_display_name } : null,
-    preview: e.preview,
+    // A message's text as it stands now: edited, or none once deleted.
+    preview: e.now_deleted === null ? e.preview : e.now_deleted ? null : e.now_preview,
     count: e.count,
     unreadTotal,
     createdAt: e.created_at.toISOString(),
