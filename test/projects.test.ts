@@ -301,6 +301,44 @@ describe('project actions', () => {
     expect((await inbox(s.url, alice, { p })).edges.every((e: any) => !e.node.message.startsWith('You were added'))).toBe(true);
   });
 
+  it('should let a reader catch up with first/after while actions commit concurrently, missing none', async () => {
+    const s = await createTestServer();
+    const [o1, o2, reader] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const projects: { id: string; owner: typeof o1 }[] = [];
+    for (const owner of [o1, o1, o2, o2]) projects.push({ id: (await buildProject(s.url, owner, { participants: [reader] })).id, owner });
+    const AFTER = 'query($after: String) { projectActions(first: 100, after: $after) { edges { node { id } } pageInfo { endCursor } } }';
+    const seen = new Set<string>();
+    let cursor: string | null = null;
+    const poll = async () => {
+      for (;;) {
+        const page: any = (await ok(gql(s.url, AFTER, { after: cursor }, reader.token))).projectActions;
+        for (const e of page.edges) seen.add(e.node.id);
+        if (page.pageInfo.endCursor) cursor = page.pageInfo.endCursor;
+        if (page.edges.length < 100) return;
+      }
+    };
+    let writing = true;
+    const polling = (async () => {
+      while (writing) await poll();
+    })();
+    // Renames of four projects by two owners, eight at a time: each writes one entry for the reader.
+    const RENAMES = 200;
+    for (let i = 0; i < RENAMES; i += 8) {
+      await Promise.all(
+        Array.from({ length: 8 }, (_, k) => {
+          const p = projects[(i + k) % projects.length];
+          return ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: p.id, t: `title ${i + k}` }, p.owner.token));
+        }),
+      );
+    }
+    writing = false;
+    await polling;
+    await poll();
+    const all = await sql(s.env.DATABASE_URL!, 'select id from project_actions where recipient_id = $1', [reader.id]);
+    expect(all.length).toBe(RENAMES + 4);
+    expect(all.filter((r) => !seen.has(r.id))).toEqual([]);
+  });
+
   it('should deliver to each subscriber its own entry, and nothing more to one who was removed', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url, { username: 'alice' });

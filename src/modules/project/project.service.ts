@@ -276,9 +276,13 @@ export class ProjectService {
 
   /** Account deletion: leave every project by the rules of leaveProject; the inbox goes too. */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
-    for (const projectId of await repo.projectIdsOf(em, userId)) {
-      await this.depart(em, await this.locked(em, projectId, userId), outbox);
-    }
+    // Every project first (in id order), then every inbox the departures write to, at once and in
+    // key order: a transaction that writes inboxes several times would otherwise take their locks
+    // out of order, and could wait on another writer that waits on it.
+    const all: Locked[] = [];
+    for (const projectId of await repo.projectIdsOf(em, userId)) all.push(await this.locked(em, projectId, userId));
+    await repo.lockInboxes(em, all.flatMap((l) => l.members.map((m) => m.userId)));
+    for (const l of all) await this.depart(em, l, outbox);
     await repo.deleteInbox(em, userId);
   }
 
@@ -322,9 +326,10 @@ export class ProjectService {
     entries: Entry[],
     about: { actorId: string | null; targetId: string | null; previousTitle: string | null },
   ): Promise<void> {
-    const createdAt = new Date();
-    const actions: NewAction[] = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about, createdAt }));
-    await repo.insertActions(em, actions);
+    const actions: NewAction[] = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about, createdAt: new Date(0) }));
+    // Stamped by the database, in each inbox's commit order (see insertActions).
+    const stamps = await repo.insertActions(em, actions);
+    for (const a of actions) a.createdAt = stamps.get(a.id)!;
     for (const hook of this.actionHooks) await hook(em, actions);
     outbox.add(Topic.ProjectAction, {
       projectId: project.id,
