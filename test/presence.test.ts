@@ -98,6 +98,20 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect(await statusOf(s, watcher, u.id)).toMatchObject({ status: 'ONLINE' });
     });
 
+    it('should answer a heartbeat once it is recorded: a contact asking right after reads ONLINE', async () => {
+      const s = await createTestServer({ ...store, PRESENCE_GRACE: '100ms' });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      for (let i = 0; i < 5; i++) {
+        // OFFLINE: the user's socket closed and the grace passed.
+        const socket = wsClient(s.wsUrl, u.token);
+        await socket.connected;
+        await socket.dispose();
+        await eventually(async () => (await statusOf(s, watcher, u.id)).status === 'OFFLINE');
+        expect((await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat.status).toBe('ONLINE');
+        expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+      }
+    });
+
     it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
       const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -65,6 +65,8 @@ export class PresenceService {
   private readonly touched = new BySession<number>();
   /** Activity on its way to the store (see recordActivity), each with who waits for it. */
   private touchQueue: (Activity & { done: (recorded: boolean) => void })[] = [];
+  /** Each user's activity waiting for its batch: what a heartbeat waits for before it answers. */
+  private readonly pendingOf = new Map<string, Promise<boolean>>();
   private touchTimer: NodeJS.Timeout | undefined;
   /** The batch being written, if any. */
   private recording: Promise<void> | undefined;
@@ -144,10 +146,13 @@ export class PresenceService {
     const last = this.touched.get(userId, sessionId ?? '');
     if (last !== undefined && now - last < this.touchEveryMs) return true;
     this.touched.set(userId, sessionId ?? '', now);
-    return new Promise((done) => {
+    const recorded = new Promise<boolean>((done) => {
       this.touchQueue.push({ userId, sessionId, now, done });
       this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
     });
+    this.pendingOf.set(userId, recorded);
+    void recorded.then(() => this.pendingOf.get(userId) === recorded && this.pendingOf.delete(userId));
+    return recorded;
   }
 
   /**
@@ -202,10 +207,14 @@ export class PresenceService {
     await this.touch(userId, sessionId);
   }
 
-  /** The viewer after this heartbeat: ONLINE, seen now (no store read needed). */
+  /**
+   * The viewer after this heartbeat: ONLINE, seen now (no store read needed), answered once the
+   * store holds it: the request's own activity, throttled here, may still wait for its batch, and
+   * a contact asking right after the answer would read OFFLINE.
+   */
   async heartbeat(userId: string, sessionId: string | null = null): Promise<PresenceState> {
     const now = Date.now();
-    if (await this.touch(userId, sessionId, now)) return { userId, status: 'ONLINE', lastSeenAt: new Date(now) };
+    if ((await this.touch(userId, sessionId, now)) && (await (this.pendingOf.get(userId) ?? true))) return { userId, status: 'ONLINE', lastSeenAt: new Date(now) };
     return (await this.states([userId]))[0];
   }
 
