@@ -97,6 +97,38 @@ describe('accounts', () => {
     expect(codeOf(await gql(s.url, 'mutation { logout }'))).toBe('UNAUTHENTICATED');
   });
 
+  it('should sign in with a stale token still in the header, and refuse it for anything else', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+    const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token user { id } } }';
+    // The client kept the revoked token: its sign-in goes through as if it had sent none, over the fast path too (a document's third use).
+    for (let i = 0; i < 3; i++) {
+      const again = await ok(gql(s.url, LOGIN, { u: u.username, p: u.password }, u.token));
+      expect(again.login.user.id).toBe(u.id);
+      expect((await ok(gql(s.url, ME, {}, again.login.token))).me.id).toBe(u.id);
+    }
+    const other = await ok(gql(s.url, 'mutation($u: String!) { signup(username: $u, password: "long enough pass") { user { id } } }', { u: `fresh_${Date.now()}` }, u.token));
+    expect(other.signup.user.id).toMatch(/^[0-9a-f-]{36}$/);
+    // Anything else with it, a sign-in beside another field included: 401 as before.
+    for (const q of [ME, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } logout }']) {
+      const r = await gql(s.url, q, { u: u.username, p: u.password }, u.token);
+      expect([r.status, codeOf(r)]).toEqual([401, 'UNAUTHENTICATED']);
+    }
+  });
+
+  it("should refuse a password with half of a surrogate pair (it would match others), and the names 'all' and 'here'", async () => {
+    const s = await createTestServer();
+    const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';
+    const r = await gql(s.url, SIGNUP, { u: `half_${process.pid}`, p: '\ud800abcdefgh' });
+    expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'password']);
+    for (const name of ['all', 'HERE']) expect(codeOf(await gql(s.url, SIGNUP, { u: name, p: 'long enough pass' }))).toBe('CONFLICT');
+    const u = await signup(s.url);
+    expect(codeOf(await gql(s.url, 'mutation { updateProfile(username: "All") { id } }', {}, u.token))).toBe('CONFLICT');
+    // Login with one: a mismatch, answered as any wrong password.
+    expect(codeOf(await gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: u.username, p: '\udbffabcdefgh' }))).toBe('UNAUTHENTICATED');
+  });
+
   it('should refuse an expired token', async () => {
     const s = await createTestServer({ TOKEN_TTL: '1s' });
     const u = await signup(s.url);

@@ -12,7 +12,7 @@ import type { Services } from '../modules/services';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import type { FastPath } from './fast-path';
-import { documentTooLargeMessage, oversizedDocument, selectsSubscription, subscriptionOverHttp } from './limits';
+import { documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp } from './limits';
 
 /** What the /graphql route stands on. */
 export interface GraphQLRouteDeps {
@@ -42,7 +42,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
       const started = performance.now();
       res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
     }
-    const token = bearerToken(req.headers.authorization);
+    let token = bearerToken(req.headers.authorization);
     let authenticating: Promise<Viewer | null> | undefined;
     const authenticate = () => (authenticating ??= token ? services.auth.authenticate(token) : Promise.resolve(null));
     let context: Promise<RequestContext> | undefined;
@@ -64,6 +64,8 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           maxTokens: env.GRAPHQL_MAX_TOKENS,
           context: contextOf,
+          // A sign-in with a token that is no good (kept after a logout): answered as without one.
+          signingIn: () => void ((authenticating = undefined), (token = null)),
           fast: { handle: (body) => d.fastPath.handle(res, body, req.headers.accept, requestId, contextOf), learn: d.fastPath.learn },
         }),
       ),
@@ -88,6 +90,8 @@ export async function handleGraphQL<TContext extends object>(
     /** The parser's token limit (GRAPHQL_MAX_TOKENS), for the documents read here before Apollo. */
     maxTokens: number;
     context: () => Promise<TContext>;
+    /** The request is a sign-in (login, signup) carrying a token that is no good: drop the token. */
+    signingIn?: () => void;
     /** Answers a POSTed operation it already knows without Apollo's pipeline (false: Apollo takes it), and learns Apollo's content types. */
     fast?: { handle: (body: unknown) => Promise<boolean>; learn: (accept: string | undefined, type: string | undefined) => void };
   },
@@ -125,6 +129,7 @@ export async function handleGraphQL<TContext extends object>(
   }
   // Before Apollo validates it (see selectsSubscription): HTTP answers every subscription alike.
   const operationName = req.method === 'POST' ? (body as { operationName?: unknown } | null | undefined)?.operationName : new URLSearchParams(search).get('operationName');
+  if (opts.signingIn && req.headers.authorization && signsIn(query, operationName, opts.maxTokens) && !(await opts.authenticated().catch(() => false))) opts.signingIn();
   if (selectsSubscription(query, operationName, opts.maxTokens)) {
     const e = subscriptionOverHttp();
     return sendJson(res, 400, { errors: [{ message: e.message, extensions: { code: e.extensions.code, reason: e.extensions.reason } }] });

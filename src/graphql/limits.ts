@@ -156,6 +156,20 @@ export function selectsSubscription(query: unknown, operationName: unknown, maxT
   }
 }
 
+/** Root fields that need no token: a sign-in may carry a stale one (a client that kept it after a logout). */
+const SIGN_IN_FIELDS = new Set(['login', 'signup', '__typename']);
+
+/** Whether the operation to run is a mutation of login and signup alone (no fragments): answered as if without a token. */
+export function signsIn(query: unknown, operationName: unknown, maxTokens: number): boolean {
+  if (typeof query !== 'string' || !/\b(login|signup)\b/.test(query)) return false;
+  try {
+    const operation = getOperationAST(parse(query, { maxTokens }), typeof operationName === 'string' ? operationName : undefined);
+    return operation?.operation === 'mutation' && operation.selectionSet.selections.every((f) => f.kind === Kind.FIELD && SIGN_IN_FIELDS.has(f.name.value));
+  } catch {
+    return false;
+  }
+}
+
 /** HTTP carries queries and mutations; a subscription executed there would run its resolver without an event. */
 const noSubscriptionsOverHttp: ApolloServerPlugin = {
   async requestDidStart() {

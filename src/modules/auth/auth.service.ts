@@ -15,6 +15,7 @@ import type { PasswordLimiter } from './auth.ratelimit';
 import { sessionRepository } from './auth.repository';
 import { hashToken, newToken } from './auth.tokens';
 import { isUsername, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
+import { isWellFormed } from '../../shared/validation';
 
 // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
 const ARGON2 = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
@@ -132,7 +133,8 @@ export class AuthService {
   /** Signs in; the account's live sockets elsewhere are told (sessionEvent NEW_LOGIN, with this request's user agent). */
   async login(em: EntityManager, username: string, password: string, ip: string, userAgent: string | null = null): Promise<AuthResult> {
     const invalid = () => new UnauthenticatedError('Invalid username or password.');
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
+    // A password with half of a surrogate pair was never accepted (see validatePassword): it matches nothing.
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024 || !isWellFormed(password)) throw invalid();
     // A name that could never have been registered is not looked up, but costs the same.
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
     // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.

@@ -1,5 +1,5 @@
 import { BadUserInputError } from '../../shared/errors';
-import { isSafeName } from '../../shared/validation';
+import { isSafeName, isWellFormed } from '../../shared/validation';
 
 // ASCII only: nothing invisible or look-alike can get into a username.
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -18,6 +18,8 @@ export function validateUsername(value: string, field = 'username'): string {
 export function validatePassword(value: string, field = 'password'): string {
   const length = typeof value === 'string' ? [...value].length : 0;
   if (length < 8 || length > 256) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
+  // Hashed as UTF-8, half of a surrogate pair would become U+FFFD: another such password would match.
+  if (!isWellFormed(value)) throw new BadUserInputError('Password cannot contain half of a surrogate pair.', field);
   return value;
 }
 

@@ -17,6 +17,8 @@ export interface ProfileRow {
   last_seen_at: Date | null;
 }
 
+const RESERVED_USERNAMES = new Set([SYSTEM_USER.username, 'all', 'here']);
+
 export const userRepository = {
   async findByUsername(em: EntityManager, username: string, withPassword = false): Promise<User | null> {
     const rows: { id: string }[] = await em.execute('select id from users where lower(username) = lower(?) and deleted_at is null limit 1', [username]);
@@ -50,9 +52,12 @@ export const userRepository = {
     await em.nativeUpdate(User, { id }, { username: `deleted-${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
   },
 
-  /** Held by an account, deleted ones included, or the system user's (no account may pass for the lobby's owner). */
+  /**
+   * Held by an account, deleted ones included, or reserved: the system user's (no account may pass
+   * for the lobby's owner), and `all` and `here`, which a mention reads as @all and @here.
+   */
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
-    if (username.toLowerCase() === SYSTEM_USER.username) return true;
+    if (RESERVED_USERNAMES.has(username.toLowerCase())) return true;
     const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
     return rows.length > 0;
   },
