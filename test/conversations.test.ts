@@ -183,6 +183,22 @@ describe('conversations', () => {
     ]);
   });
 
+  it('should answer each of concurrent markRead calls with the marker as it stands, never one a concurrent call moved past', async () => {
+    const s = await createTestServer();
+    const [ann, ben] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ann, 'Tabs', [ben]);
+    let newest = '';
+    for (let i = 0; i < 6; i++) newest = (await sendMessage(s.url, ann.token, { groupId: g, content: `m${i}` })).id;
+    for (let trial = 0; trial < 6; trial++) {
+      const last = (await sendMessage(s.url, ann.token, { groupId: g, content: `again ${trial}` })).id;
+      // Two tabs (or five) mark the conversation read at once.
+      const answers = await Promise.all(Array.from({ length: 5 }, () => ok(gql(s.url, MARK, { c: { groupId: g } }, ben.token))));
+      for (const a of answers) expect(a.markRead).toMatchObject({ unreadCount: 0, lastReadMessageId: last });
+      newest = last;
+    }
+    expect(newest).toBeTruthy();
+  });
+
   it("should send the viewer's row on a new message and on a rename", async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

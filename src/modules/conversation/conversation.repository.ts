@@ -497,7 +497,7 @@ export const conversationRepository = {
     const marked = opts.project
       ? `m.sender_id, m.recipient_id, case when m.recipient_id is not null then ${readableBefore('m')} end as shown_id`
       : 'null::uuid as sender_id, null::uuid as recipient_id, null::uuid as shown_id';
-    const rows: MarkedRow[] = await em.execute(
+    const run = (): Promise<MarkedRow[]> => em.execute(
       `with cur as (
          select cm.*, ${HEAD} from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
          where cm.conversation_key = ? and cm.user_id = ?
@@ -517,6 +517,11 @@ export const conversationRepository = {
        ) x left join t on true`,
       [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId],
     );
+    const rows = await run();
+    // Not moved: `cur` is the row as this statement's snapshot saw it, which a concurrent marker
+    // may have moved on since (the update waited for it, then found it ahead): read it again, as a
+    // new statement sees it. Once: a second run's snapshot follows that commit.
+    if (rows[0] && !rows[0].moved) return (await run())[0] ?? null;
     return rows[0] ?? null;
   },
 
