@@ -120,4 +120,33 @@ describe('connections', () => {
     expect(codeOf(await gql(s.url, `{ conversations(before: "${page.endCursor}") { totalCount } }`, {}, alice.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(s.url, '{ onlineUsers(last: 101) { totalCount } }', {}, alice.token))).toBe('BAD_USER_INPUT');
   });
+
+  it('should refuse an empty cursor in every connection, as any cursor it did not issue (not read as none)', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const group = await buildGroup(s.url, alice, {});
+    const root = await sendMessage(s.url, alice.token, { groupId: group.id, content: 'root' });
+    const g = group.id;
+    const fields = [
+      `history(conversation: { groupId: "${g}" }, X)`,
+      `thread(messageId: "${root.id}", X)`,
+      'conversations(X)',
+      'searchMessages(query: "root", X)',
+      'projectActions(X)',
+      'users(X)',
+      'groups(X)',
+      'onlineUsers(X)',
+      'mentions(X)',
+      'threads(X)',
+    ];
+    for (const f of fields) {
+      for (const arg of ['after: ""', 'before: ""', 'first: 1, before: ""', 'last: 1, after: ""']) {
+        const q = `{ ${f.replace('X', arg)} { totalCount } }`;
+        const r = await gql(s.url, q, {}, alice.token);
+        expect([q, codeOf(r)]).toEqual([q, 'BAD_USER_INPUT']);
+      }
+    }
+    const members = await gql(s.url, `{ group(id: "${g}") { members(after: "") { totalCount } } }`, {}, alice.token);
+    expect(codeOf(members)).toBe('BAD_USER_INPUT');
+  });
 });

@@ -3,7 +3,7 @@ import { ForeignKeyConstraintViolationException, UniqueConstraintViolationExcept
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
-import { decodeTimeCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
+import { decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
 import type { PubSub, TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
@@ -681,6 +681,7 @@ export class MessageService {
  * time (the newest 10 by default), by keyset on (created_at, id).
  */
 export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }, scope: CursorScope = '') {
+  noEmptyCursor(args);
   const forward = (args.first !== null && args.first !== undefined) || !!args.after;
   if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
   if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');

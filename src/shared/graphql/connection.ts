@@ -165,6 +165,7 @@ export interface PageRequest {
  * BAD_USER_INPUT. `given` tells a client's value from the schema's default (argumentGiven).
  */
 export function pageRequest(args: PageArgs, opts: { def: number; forward: boolean; given?: (name: keyof PageArgs) => boolean; max?: number }): PageRequest {
+  noEmptyCursor(args);
   const given = opts.given ?? ((name: keyof PageArgs) => args[name] != null);
   const forwardAsked = given('first') || !!args.after;
   const backwardAsked = given('last') || !!args.before;
@@ -175,6 +176,12 @@ export function pageRequest(args: PageArgs, opts: { def: number; forward: boolea
   return backward
     ? { limit: pageSize(args.last, 'last', opts.def, opts.max), backward, cursor: args.before ?? null, cursorField: 'before' }
     : { limit: pageSize(args.first, 'first', opts.def, opts.max), backward, cursor: args.after ?? null, cursorField: 'after' };
+}
+
+/** An empty cursor is none this server issued (null is no cursor): BAD_USER_INPUT, not the first page. */
+export function noEmptyCursor(args: { after?: string | null; before?: string | null }): void {
+  if (args.after === '') throw new BadUserInputError("Invalid cursor in 'after'.", 'after');
+  if (args.before === '') throw new BadUserInputError("Invalid cursor in 'before'.", 'before');
 }
 
 /**
