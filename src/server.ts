@@ -27,7 +27,7 @@ import { compiledExecution } from './graphql/executor';
 import { createFanout, type Fanout, type FanoutStats } from './graphql/fanout';
 import { createFastPath, type FastPath } from './graphql/fast-path';
 import { graphqlRoute } from './graphql/http';
-import { documentLimits, type DocumentLimits } from './graphql/limits';
+import { bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
 import { OperationPipeline, type OperationStats } from './graphql/operation';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
@@ -72,11 +72,6 @@ export interface ServerOptions {
   logger?: Logger;
   /** Start the cron jobs (the presence sweep). @default true */
   jobs?: boolean;
-}
-
-/** The largest request that can carry the largest allowed attachment (base64 is 4/3 of it) and the longest allowed document, plus room for the rest. */
-export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
-  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
 }
 
 /** What the first steps opened: storage, pub/sub and the services on them. */

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { loadEnv } from '../src/config/env';
 import { createSchema } from '../src/graphql/schema';
 import { documentLimits } from '../src/graphql/limits';
-import { bodyLimit } from '../src/server';
+import { bodyLimit } from '../src/graphql/limits';
 import { codeOf, eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { attempt, signup, buildUser, type TestUser, lobbyOf, login, request, buildGroup } from './helpers/factories';
 import { LoginDocument, SignupDocument, SendMessageDocument } from '../generated/client/graphql';

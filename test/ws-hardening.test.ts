@@ -97,6 +97,21 @@ describe('unauthenticated sockets per address', () => {
     expect(results.filter((r) => r !== 'open')).toEqual(Array(5).fill('upgrade refused: 429'));
   });
 
+  it('should cut (1009) a frame over the anonymous body limit before the socket is acknowledged, and take large frames after', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const limit = s.env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
+    // An unauthenticated connection_init of 2 MB: cut as it arrives, not read and then refused.
+    const pending = raw(s.wsUrl);
+    await pending.opened;
+    pending.socket.send(JSON.stringify({ type: 'connection_init', payload: { junk: 'x'.repeat(2 * 1024 * 1024) } }));
+    expect((await pending.closed).code).toBe(1009);
+    // Acknowledged, a frame of an attachment's size goes through (answered, not cut).
+    const acked = await initialized(s.wsUrl, u.token);
+    acked.send({ id: 'big', type: 'subscribe', payload: { query: '{ me { id } }', variables: { pad: 'y'.repeat(limit + 1024) } } });
+    expect((await acked.next('next')).payload.data.me.id).toBe(u.id);
+  });
+
   it('should count a socket only until it is acknowledged or closed', async () => {
     const s = await createTestServer({ WS_MAX_PENDING_PER_IP: '3' });
     const u = await signup(s.url);

@@ -12,7 +12,7 @@ import type { Services } from '../modules/services';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import type { FastPath } from './fast-path';
-import { documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp } from './limits';
+import { anonymousBodyLimit, documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp } from './limits';
 
 /** What the /graphql route stands on. */
 export interface GraphQLRouteDeps {
@@ -23,7 +23,7 @@ export interface GraphQLRouteDeps {
   logger: Logger;
   /** Operations running, which stopping waits for once HTTP drained. */
   inFlight: InFlight;
-  /** The largest request body (bodyLimit in server.ts). */
+  /** The largest request body (bodyLimit in limits.ts). */
   bodyLimit: number;
 }
 
@@ -59,7 +59,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
       d.inFlight.track(
         handleGraphQL(d.apollo, req, res, {
           bodyLimit: d.bodyLimit,
-          anonymousBodyLimit: env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024,
+          anonymousBodyLimit: anonymousBodyLimit(env),
           authenticated: async () => !!(await authenticate()),
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           maxTokens: env.GRAPHQL_MAX_TOKENS,

@@ -156,6 +156,22 @@ export function selectsSubscription(query: unknown, operationName: unknown, maxT
   }
 }
 
+/** Room beside the document in a request body (variables, names, JSON). */
+const BODY_ROOM = 64 * 1024;
+
+/**
+ * The largest body of a request without a valid token (an HTTP POST, a WebSocket's frames before
+ * its connection_ack): the longest allowed document and room for the rest, no attachment.
+ */
+export function anonymousBodyLimit(env: Pick<Env, 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return env.GRAPHQL_MAX_DOCUMENT_BYTES + BODY_ROOM;
+}
+
+/** The largest request body: one that carries the largest allowed attachment (base64 is 4/3 of it) too. */
+export function bodyLimit(env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'GRAPHQL_MAX_DOCUMENT_BYTES'>): number {
+  return Math.ceil((env.ATTACHMENT_MAX_BYTES * 4) / 3) + anonymousBodyLimit(env);
+}
+
 /** Root fields that need no token: a sign-in may carry a stale one (a client that kept it after a logout). */
 const SIGN_IN_FIELDS = new Set(['login', 'signup', '__typename']);
 

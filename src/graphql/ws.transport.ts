@@ -64,6 +64,8 @@ export interface TransportOptions<C extends SocketConnection> {
   path: string;
   /** A bigger frame closes the socket with 1009. */
   maxPayload: number;
+  /** The same before the socket is acknowledged: an unauthenticated socket must not make the server hold megabytes (as HTTP's anonymous body limit). */
+  pendingMaxPayload: number;
   /** The socket class ws creates (the application's subclass, all on its prototype). */
   socketClass: typeof WebSocket;
   /** May a browser page of this origin open a socket? Otherwise the upgrade gets 403. */
@@ -117,6 +119,16 @@ function clientMessage(text: string) {
  * (a slice of them a turn). The application's decisions (who may connect, what an operation
  * does, what closing undoes) come in as `hooks`.
  */
+/**
+ * One socket's frame limit, changed while it is open. ws takes a single maxPayload per server and
+ * keeps it on each socket's receiver (ws 8: `_receiver._maxPayload`, read as each frame's length
+ * arrives); test/ws-hardening.test.ts fails if that stops limiting a pending socket's frames.
+ */
+function payloadLimit(socket: WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
+}
+
 export function serveTransport<C extends SocketConnection>(opts: TransportOptions<C>): Transport<C> {
   const { logger, hooks } = opts;
   const connections = new Map<WebSocket, C>();
@@ -166,6 +178,7 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     clearTimeout(conn.initTimer);
     conn.initTimer = undefined;
     conn.acknowledged = true;
+    payloadLimit(conn.socket, opts.maxPayload);
     settled(conn);
     send(conn.socket, { type: MessageType.ConnectionAck });
   }
@@ -238,6 +251,7 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
       wheel[conn.keepAliveSlice].add(conn);
     }
     conn.pending = true;
+    payloadLimit(socket, Math.min(opts.pendingMaxPayload, opts.maxPayload));
     pendingOf.set(ip, (pendingOf.get(ip) ?? 0) + 1);
     if (opts.initTimeoutMs > 0) conn.initTimer = setTimeout(initTimedOut, opts.initTimeoutMs, conn);
     socket.on('message', onMessage);

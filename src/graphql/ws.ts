@@ -13,7 +13,7 @@ import type { SocketRate } from '../shared/ratelimit';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
-import type { DocumentLimits } from './limits';
+import { anonymousBodyLimit, type DocumentLimits } from './limits';
 import { isRefusal, type OperationPipeline } from './operation';
 import { firstCode } from './operation-metrics';
 import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
@@ -285,6 +285,7 @@ export function attachWebSocket(server: Server, services: Pick<Services, 'env' |
     server,
     path: '/graphql',
     maxPayload: opts.maxPayload,
+    pendingMaxPayload: anonymousBodyLimit(env),
     socketClass: SinkSocket,
     // Browsers send Origin on the upgrade; a page from an origin not in CORS_ORIGINS gets 403.
     originAllowed: (origin) => originAllowed(origin, env.CORS_ORIGINS),
