@@ -260,6 +260,10 @@ describe('authenticated sockets', () => {
     expect(await rawSocket(s.wsUrl, { authorization: `Bearer ${u.token}` }).acked).toBe(true);
     expect(await rawSocket(s.wsUrl, { token: u.token }).acked).toBe(true);
     expect(await rawSocket(s.wsUrl, {}, { authorization: `Bearer ${u.token}` }).acked).toBe(true);
+    // An empty one (a client's unset header) is none: the next one given is read.
+    expect(await rawSocket(s.wsUrl, { authorization: '', token: u.token }).acked).toBe(true);
+    expect(await rawSocket(s.wsUrl, { authorization: '' }, { authorization: `Bearer ${u.token}` }).acked).toBe(true);
+    expect(await rawSocket(s.wsUrl, { authorization: '' }).acked).toBe(false);
   });
 
   it('should close the sockets of a token when it is revoked, and only those', async () => {

@@ -166,6 +166,17 @@ const CASES: Case[] = [
     check: async (w) => expect((await groupAs(w, w.users.member)).name).toBe('Renamed'),
   },
   {
+    // Who may is told before what is wrong with the value.
+    name: 'setSlowMode (a bad value)',
+    op: (w) => ({ q: M.slow, v: { g: w.group, s: -1 } }),
+    expect: { ...moderation, owner: 'BAD_USER_INPUT', admin: 'BAD_USER_INPUT' },
+  },
+  {
+    name: 'renameGroup (a bad name)',
+    op: (w) => ({ q: M.rename, v: { g: w.group, n: '   ' } }),
+    expect: { ...moderation, owner: 'BAD_USER_INPUT', admin: 'BAD_USER_INPUT' },
+  },
+  {
     name: 'addGroupMember (an outsider)',
     op: (w) => ({ q: M.add, v: { g: w.group, u: w.users.outsider.id } }),
     expect: moderation,

@@ -148,7 +148,8 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
   /** connection_init: the token, then the session (per-user cap, presence, memberships); a close when refused. */
   async init(conn: ParleySocket, payload: Record<string, unknown> | null | undefined): Promise<readonly [number, string] | void> {
     const params = payload ?? {};
-    const authorization = params.authorization ?? params.Authorization ?? params.token ?? conn.authorization;
+    // The first one given: an empty one (a client's unset header) is none, and the next is read.
+    const authorization = [params.authorization, params.Authorization, params.token, conn.authorization].find((v) => v !== undefined && v !== null && v !== '');
     conn.authorization = undefined;
     const viewer = await this.deps.sessions.authenticate({ authorization }).catch(() => null);
     if (conn.closed) return;

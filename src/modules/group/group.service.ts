@@ -209,9 +209,10 @@ export class GroupService {
 
   /** Owner and admins; not the lobby. */
   async rename(em: EntityManager, viewerId: string, groupId: string, name: string): Promise<Group> {
-    const clean = cleanName(name, 'name');
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // Who may is told before what is wrong with the name (NOT_FOUND, FORBIDDEN, then BAD_USER_INPUT).
       const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
+      const clean = cleanName(name, 'name');
       group.name = clean;
       await tem.flush();
       outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
@@ -369,11 +370,12 @@ export class GroupService {
 
   /** Owner and admins (lobby admins too): 0 turns slow mode off; at most MAX_SLOW_MODE seconds. */
   async setSlowMode(em: EntityManager, viewerId: string, groupId: string, seconds: number): Promise<Group> {
-    if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_SLOW_MODE) {
-      throw new BadUserInputError(`Slow mode is 0 (off) to ${MAX_SLOW_MODE} seconds.`, 'seconds');
-    }
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // Who may is told before what is wrong with the value, as for a rename.
       const { group } = await this.asModerator(tem, groupId, viewerId);
+      if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_SLOW_MODE) {
+        throw new BadUserInputError(`Slow mode is 0 (off) to ${MAX_SLOW_MODE} seconds.`, 'seconds');
+      }
       if (await groupRepository.setSlowMode(tem, group.id, seconds)) {
         await groupRepository.reload(tem, group);
         this.event(outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));

@@ -156,10 +156,11 @@ export class ProjectService {
   }
 
   async rename(em: EntityManager, viewerId: string, projectId: string, title: string): Promise<ProjectType> {
-    const clean = cleanName(title, 'title');
     return transact(em, this.pubsub, async (tem, outbox) => {
       const l = await this.locked(tem, projectId, viewerId);
       this.requireOwner(l, 'rename it');
+      // Who may is told before what is wrong with the title.
+      const clean = cleanName(title, 'title');
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
       await repo.rename(tem, l.project.id, clean);
