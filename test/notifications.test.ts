@@ -226,24 +226,28 @@ describe('notifications', () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '4' });
     // Past befriend's FRIEND_REQUEST events.
     const told = (u: TestUser) => receiver.of(u.id).filter((e) => e.body.kind !== 'FRIEND_REQUEST');
-    const [a, b, c, gone] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [a, b, c, gone, member] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
     for (const u of [b, c, gone]) await befriend(s.url, a, u);
+    const group = await buildGroup(s.url, a, { members: [member] });
     const EDIT = 'mutation($id: ID!, $c: String!) { editMessage(messageId: $id, content: $c) { id } }';
     const DELETE = 'mutation($id: ID!) { deleteMessage(messageId: $id) }';
     const edited = await sendMessage(s.url, a.token, { toUserId: b.id, content: 'before the edit' });
     const deleted = await sendMessage(s.url, a.token, { toUserId: c.id, content: 'SECRET, deleted' });
     await sendMessage(s.url, a.token, { toUserId: gone.id, content: 'to an account about to go' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'SECRET, in a group about to go' });
     // Read by the tail (grace + 1 s, and a round), written to the outbox, not yet due (the window, 4 s, on top).
     await sleep(2500);
-    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MESSAGE'", [[b.id, c.id, gone.id]]))[0].n).toBe(3);
+    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MESSAGE'", [[b.id, c.id, gone.id, member.id]]))[0].n).toBe(4);
     await ok(gql(s.url, EDIT, { id: edited.id, c: 'after the edit' }, a.token));
     await ok(gql(s.url, DELETE, { id: deleted.id }, a.token));
     await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: gone.password }, gone.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: group.id }, a.token));
     await eventually(() => told(b).length === 1, 10_000);
     await sleep(QUIET_MS);
     expect(told(b)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'after the edit' });
     expect(told(c)).toEqual([]);
     expect(told(gone)).toEqual([]);
+    expect(told(member)).toEqual([]);
     expect(receiver.got.some((e) => e.raw.includes('SECRET'))).toBe(false);
   });
 

@@ -175,6 +175,28 @@ describe('sessionEvent', () => {
 });
 
 describeRedis('typing and sessions on two instances', () => {
+  it("should end a project private thread's typing with the message sent through another instance that only heard it", async () => {
+    const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '100ms' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [owner, alice, bob] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const p = (await ok(gql(a.url, 'mutation { createProject(title: "Across") { id } }', {}, owner.token))).createProject.id;
+    for (const u of [alice, bob]) await ok(gql(a.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
+    const c = { projectId: p, userId: bob.id };
+    // Bob on B: B holds the project's channel, long enough to know who may type (see sent()).
+    const bobSees = await listen(b, bob, EVENTS, { c: { projectId: p, userId: alice.id } });
+    await sleep(12_500);
+    // Alice types through A (A holds her part), then sends through B, which only heard it.
+    await ok(gql(a.url, TYPING, { c }, alice.token));
+    await bobSees.nth(1);
+    const sent = Date.now();
+    await sendMessage(b.url, alice.token, { projectId: p, toUserId: bob.id, content: 'sent' });
+    await bobSees.nth(2);
+    // Ended by the message, not by the 2 s lapse.
+    expect(Date.now() - sent).toBeLessThan(1000);
+    expect(flags(bobSees.values)).toEqual([true, false]);
+  });
+
   it('should carry typing across instances, lapse once though refreshed through both, and tell a socket on A of a login on B', async () => {
     const env = { TYPING_TIMEOUT: '800ms', TYPING_THROTTLE: '10s' };
     const a = await createTestServer(env);

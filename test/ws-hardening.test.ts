@@ -3,6 +3,7 @@ import { eventually, gql, ok, running, sleep, wsClient } from './helpers/graphql
 import { signup, login } from './helpers/factories';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
+import { anonymousBodyLimit } from '../src/graphql/limits';
 
 /** What an attacker with the API, or a client with an old token, can do to the WebSocket path. */
 const GROUP_EVENTS = 'subscription { groupEvent { kind groupId } }';
@@ -100,7 +101,7 @@ describe('unauthenticated sockets per address', () => {
   it('should cut (1009) a frame over the anonymous body limit before the socket is acknowledged, and take large frames after', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);
-    const limit = s.env.GRAPHQL_MAX_DOCUMENT_BYTES + 64 * 1024;
+    const limit = anonymousBodyLimit(s.env);
     // An unauthenticated connection_init of 2 MB: cut as it arrives, not read and then refused.
     const pending = raw(s.wsUrl);
     await pending.opened;

@@ -113,13 +113,6 @@ function clientMessage(text: string) {
 }
 
 /**
- * The graphql-transport-ws protocol over ws, as graphql-ws's own server speaks it (its message
- * validation, close codes and ping/pong), without graphql-ws's per-connection closures: one
- * SocketConnection per socket, listeners shared by every socket, one keep-alive timer for all
- * (a slice of them a turn). The application's decisions (who may connect, what an operation
- * does, what closing undoes) come in as `hooks`.
- */
-/**
  * One socket's frame limit, changed while it is open. ws takes a single maxPayload per server and
  * keeps it on each socket's receiver (ws 8: `_receiver._maxPayload`, read as each frame's length
  * arrives); test/ws-hardening.test.ts fails if that stops limiting a pending socket's frames.
@@ -129,6 +122,13 @@ function payloadLimit(socket: WebSocket, bytes: number): void {
   if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
 }
 
+/**
+ * The graphql-transport-ws protocol over ws, as graphql-ws's own server speaks it (its message
+ * validation, close codes and ping/pong), without graphql-ws's per-connection closures: one
+ * SocketConnection per socket, listeners shared by every socket, one keep-alive timer for all
+ * (a slice of them a turn). The application's decisions (who may connect, what an operation
+ * does, what closing undoes) come in as `hooks`.
+ */
 export function serveTransport<C extends SocketConnection>(opts: TransportOptions<C>): Transport<C> {
   const { logger, hooks } = opts;
   const connections = new Map<WebSocket, C>();

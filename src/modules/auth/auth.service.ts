@@ -24,6 +24,8 @@ const CACHE_MAX = 100_000;
 
 /** Whether `password` is the one `stored` hashes; a hash that is none (a deleted account's '!') matches nothing. */
 async function matches(stored: string, password: string): Promise<boolean> {
+  // Half of a surrogate pair was never accepted (see validatePassword): hashed, it would become U+FFFD and match another.
+  if (!isWellFormed(password)) return false;
   try {
     return await verify(stored, password);
   } catch {
@@ -133,8 +135,7 @@ export class AuthService {
   /** Signs in; the account's live sockets elsewhere are told (sessionEvent NEW_LOGIN, with this request's user agent). */
   async login(em: EntityManager, username: string, password: string, ip: string, userAgent: string | null = null): Promise<AuthResult> {
     const invalid = () => new UnauthenticatedError('Invalid username or password.');
-    // A password with half of a surrogate pair was never accepted (see validatePassword): it matches nothing.
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024 || !isWellFormed(password)) throw invalid();
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
     // A name that could never have been registered is not looked up, but costs the same.
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
     // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.

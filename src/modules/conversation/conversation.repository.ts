@@ -47,18 +47,21 @@ const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activ
  * last message reads as none and the count is not corrected further.
  */
 const BLOCK_SCAN = 1000;
-/** A message of the timeline, as history pages it: a reply kept in its thread is neither a last message nor unread. */
-const TIMELINE = '(m.parent_id is null or m.also_in_conversation)';
+/**
+ * A message of the timeline, as history pages it: a reply kept in its thread is neither a last
+ * message nor unread. Tested on the scan's rows, so the scan stays BLOCK_SCAN rows whoever sent them.
+ */
+const TIMELINE = (t: string) => `(${t}.parent_id is null or ${t}.also_in_conversation)`;
 const BLOCKS = blocksAnyone('cm.user_id');
 const LAST_ID = `case when ${BLOCKS} then (
-    select n.id from (select m.id, m.sender_id, m.created_at from messages m where m.conversation_key = cm.conversation_key
-      and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) and ${TIMELINE} order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
-    where not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
+    select n.id from (select m.id, m.sender_id, m.created_at, m.parent_id, m.also_in_conversation from messages m where m.conversation_key = cm.conversation_key
+      and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+    where ${TIMELINE('n')} and not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
   else ${HEAD_LAST_ID} end`;
 const HIDDEN_UNREAD = `case when ${BLOCKS} then (
-    select count(*) from (select m.sender_id from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or m.recipient_id = cm.user_id)
-      and ${TIMELINE} and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
-    where ${blockedBy('cm.user_id', 'n.sender_id')})
+    select count(*) from (select m.sender_id, m.parent_id, m.also_in_conversation from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or m.recipient_id = cm.user_id)
+      and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
+    where ${TIMELINE('n')} and ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
 const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, cm.muted_until, ${HEAD},
@@ -85,6 +88,8 @@ export type MarkedRow = MemberColumns &
   HeadColumns & {
     read_at: Date | null;
     moved: boolean;
+    /** Whether the statement's snapshot had the marker before the message (so it should have moved). */
+    would_move: boolean | null;
     /** The marker's message's recipient (a private project message: set) and sender. */
     marked_recipient_id: string | null;
     marked_sender_id: string | null;
@@ -510,7 +515,8 @@ export const conversationRepository = {
          returning ${own('cm')}, cm.read_at
        )
        select x.*, c.head_seq, c.head_message_id, c.head_at,
-         t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id
+         t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id,
+         c.last_read_at is null or (c.last_read_at, c.last_read_message_id) < (t.created_at, t.id) as would_move
        from cur c cross join (
          select ${own('u')}, u.read_at, true as moved from u
          union all select ${own('cur')}, cur.read_at, false from cur where not exists (select 1 from u)
@@ -518,10 +524,11 @@ export const conversationRepository = {
       [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId],
     );
     const rows = await run();
-    // Not moved: `cur` is the row as this statement's snapshot saw it, which a concurrent marker
-    // may have moved on since (the update waited for it, then found it ahead): read it again, as a
-    // new statement sees it. Once: a second run's snapshot follows that commit.
-    if (rows[0] && !rows[0].moved) return (await run())[0] ?? null;
+    // Not moved though its snapshot said it would: a concurrent marker moved the row on since (the
+    // update waited for it, then found it ahead), and `cur` is the row as it was: read it again, as
+    // a new statement sees it. Once: a second run's snapshot follows that commit. (A marker
+    // already at the message is answered at once.)
+    if (rows[0] && !rows[0].moved && rows[0].would_move) return (await run())[0] ?? null;
     return rows[0] ?? null;
   },
 

@@ -152,7 +152,10 @@ interface Pending {
 }
 
 /** One typist in one conversation (a project's private thread is one of its own): what the store keeps a state for. */
-const slotOf = (conv: Conversation, userId: string): string => (conv.privateWith ? `${conv.key}/${conv.privateWith}:${userId}` : `${conv.key}:${userId}`);
+const slot = (key: string, privateWith: string | null | undefined, userId: string): string => (privateWith ? `${key}/${privateWith}:${userId}` : `${key}:${userId}`);
+const slotOf = (conv: Conversation, userId: string): string => slot(conv.key, conv.privateWith, userId);
+/** The slot a heard typing event is of (a private thread's: `only` is the typist, then the other). */
+const slotOfEvent = (p: TypingPayload): string => slot(p.conversationKey, p.only?.[1], p.userId);
 
 /** What a typist's start or stop publishes: in a private thread, for its pair only. */
 const typingPayload = (conv: Conversation, user: UserPayload, typing: boolean): TypingPayload =>
@@ -216,7 +219,7 @@ export class TypingService {
     // the store's expiry and a slow delivery.
     this.typistTtlMs = this.lapseMs + 2 * this.throttleMs + EXPIRY_MARGIN_MS;
     this.unlisten = this.pubsub.on(Topic.Typing, (p) => {
-      if (p.typing) this.sawTyping(`${p.conversationKey}:${p.userId}`);
+      if (p.typing) this.sawTyping(slotOfEvent(p));
     });
   }
 

@@ -64,7 +64,7 @@ export interface ClaimedEvent {
   attempts: number;
   /** The recipient's account was deleted after the event was written: it is not sent. */
   recipient_gone: boolean;
-  /** Its preview's message as it stands now (null: no such message, a request's or action's event). */
+  /** Whether its preview's message is gone (deleted, or with its group or project); null for a request's or action's event. */
   now_deleted: boolean | null;
   now_preview: string | null;
 }
@@ -256,7 +256,7 @@ export const notificationRepository = {
        )
        select c.id, c.kind, c.recipient_id, c.conversation_key, c.sender_id, c.preview, c.count, c.created_at, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
-              case when pm.id is not null then pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
+              case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
          from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
          left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,
       [leaseSeconds, limit],

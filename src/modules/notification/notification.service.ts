@@ -167,7 +167,7 @@ export class NotificationService {
 
   /**
    * Each reached member's event kind, or none when their level says no: MENTION for a member the
-   * message mentions (a direct or private one too: a muted conversation keeps its mentions),
+   * message mentions (a direct one too: a muted conversation keeps its mentions),
    * THREAD_REPLY for a reply's follower, else MESSAGE.
    */
   private classify(reach: Reach[], mentions: Map<string, string[]>): Candidate[] {

@@ -161,7 +161,7 @@ export const projectRepository = {
    * this process's clock, one did: 5-7 of 240 in an outside probe's catch-up). Milliseconds, as a
    * cursor holds them. Returns each entry's stamp by id.
    */
-  async insertActions(em: EntityManager, actions: NewAction[]): Promise<Map<string, Date>> {
+  async insertActions(em: EntityManager, actions: Omit<NewAction, 'createdAt'>[]): Promise<Map<string, Date>> {
     if (!actions.length) return new Map();
     await this.lockInboxes(em, actions.map((a) => a.recipientId));
     const values = actions.map(() => '(?::uuid, ?::uuid, ?, ?, ?::uuid, ?, ?::uuid, ?::uuid, ?)').join(', ');

@@ -327,10 +327,10 @@ export class ProjectService {
     entries: Entry[],
     about: { actorId: string | null; targetId: string | null; previousTitle: string | null },
   ): Promise<void> {
-    const actions: NewAction[] = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about, createdAt: new Date(0) }));
+    const unstamped = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about }));
     // Stamped by the database, in each inbox's commit order (see insertActions).
-    const stamps = await repo.insertActions(em, actions);
-    for (const a of actions) a.createdAt = stamps.get(a.id)!;
+    const stamps = await repo.insertActions(em, unstamped);
+    const actions: NewAction[] = unstamped.map((a) => ({ ...a, createdAt: stamps.get(a.id)! }));
     for (const hook of this.actionHooks) await hook(em, actions);
     outbox.add(Topic.ProjectAction, {
       projectId: project.id,

@@ -31,9 +31,15 @@ export const userRepository = {
     return (await em.execute('select 1 from users where id = ? and deleted_at is null for share', [id])).length > 0;
   },
 
-  /** Locks the account's row for its deletion: logins under way (lockActive) finish first, or wait. */
+  /**
+   * Locks the account's row for its deletion: logins and adds under way (lockActive, FOR SHARE)
+   * finish first, or wait. NO KEY UPDATE, as the deletion's own update takes (the row stays,
+   * anonymized; its key does not change): the foreign-key checks of others' writes naming the user
+   * (a message's sender, an inbox entry's recipient) take KEY SHARE, which this lets through, so
+   * none of them waits on the deletion while holding what the deletion waits for next.
+   */
   async lockForUpdate(em: EntityManager, id: string): Promise<void> {
-    await em.execute('select 1 from users where id = ? for update', [id]);
+    await em.execute('select 1 from users where id = ? for no key update', [id]);
   },
 
   /** A user by id, the password hash too when asked; throws when there is no such row. */
