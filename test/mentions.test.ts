@@ -91,6 +91,21 @@ describe('mentions', () => {
     await online.client.dispose();
   });
 
+  it("should keep a name's dash (only a sentence's final dots are not part of it), and make a reply's mention by edit follow its thread", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const dashed = await signup(s.url, { username: `${bob.username}-` });
+    const g = await groupWith(s.url, alice, 'Names', [bob, carol, dashed]);
+    const m = (await ok(gql(s.url, SEND, { i: { groupId: g, content: `hey @${dashed.username} and @${carol.username}... ok` } }, alice.token))).sendMessage;
+    expect(m.mentions.map((u: any) => u.id).sort()).toEqual([dashed.id, carol.id].sort());
+    // A reply edited to mention bob: bob follows its thread, as a mention at send makes one.
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
+    const reply = await sendMessage(s.url, carol.token, { groupId: g, content: 'plain reply', parentId: root.id });
+    await ok(gql(s.url, 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { id } }', { m: reply.id, c: `plain reply @${bob.username}` }, carol.token));
+    const threads = (await request(s.url, ThreadsDocument, {}, bob.token)).threads.edges.map((e: any) => [e.node.id, e.node.hasUnreadReplies]);
+    expect(threads).toEqual([[root.id, true]]);
+  });
+
   it('should re-resolve mentions on edit without counting a kept one twice', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -68,6 +68,15 @@ describe('editing, deleting and reacting', () => {
     expect(codeOf(await gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token))).toBe('BAD_USER_INPUT');
   });
 
+  it('should take a flag (two regional indicators) and a keycap as one emoji each', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const g = await groupWith(s.url, alice, 'Flags', []);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'flags' });
+    for (const good of ['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3']) await ok(gql(s.url, ADD, { m: m.id, e: good }, alice.token));
+    expect((await ok(gql(s.url, ADD, { m: m.id, e: '\u{1F1EB}\u{1F1F7}' }, alice.token))).addReaction.reactions.map((r: { emoji: string }) => r.emoji).sort()).toEqual(['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3'].sort());
+  });
+
   it('should count reactions per emoji, idempotently, with reactedByMe per viewer, live and in history', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
@@ -76,7 +85,10 @@ describe('editing, deleting and reacting', () => {
     const aliceSees = await listen(s, alice, EVENTS);
     const bobSees = await listen(s, bob, EVENTS, { c: { userId: alice.id } });
     const before = await snapshot(s.env.DATABASE_URL!);
-    for (const bad of ['', 'a', '👍👍', '👍 ', 'ab', ':+1:']) expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, bob.token))]).toEqual([bad, 'BAD_USER_INPUT']);
+    // A lone regional indicator or keycap mark is one grapheme, and no emoji.
+    for (const bad of ['', 'a', '👍👍', '👍 ', 'ab', ':+1:', '\u{1F1EB}', '\u20e3', '\u{1F1EB}\u20e3', 'a\u20e3']) {
+      expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, bob.token))]).toEqual([bad, 'BAD_USER_INPUT']);
+    }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
 
     await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));

@@ -150,7 +150,7 @@ describe('searchMessages', () => {
   });
 
   it('should refuse bad input with BAD_USER_INPUT and change nothing, and be rate-limited', async () => {
-    const s = await createTestServer({ RATE_LIMIT_SEARCH: '12/1m' });
+    const s = await createTestServer({ RATE_LIMIT_SEARCH: '14/1m' });
     const alice = await signup(s.url);
     const before = await snapshot(s.env.DATABASE_URL!);
     for (const [vars, field] of [
@@ -158,6 +158,9 @@ describe('searchMessages', () => {
       [{ q: '   ' }, 'query'],
       [{ q: '!!! ??? ...' }, 'query'],
       [{ q: 'x'.repeat(2048) }, 'query'],
+      // Every word must match: thirteen are refused, not cut to twelve; a mark alone is no word.
+      [{ q: 'one two three four five six seven eight nine ten eleven twelve thirteen' }, 'query'],
+      [{ q: '\u0301' }, 'query'],
       [{ q: 'ok', after: 'not-a-cursor' }, 'after'],
       [{ q: 'ok', after: Buffer.from('c1:["1|2026-01-01T00:00:00.000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') }, 'after'],
       [{ q: 'ok', first: -1 }, 'first'],
@@ -168,7 +171,7 @@ describe('searchMessages', () => {
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     expect(codeOf(await gql(s.url, SEARCH, { q: 'ok' }))).toBe('UNAUTHENTICATED');
-    // 8 refused above count too: the limit is per call.
+    // 10 refused above count too: the limit is per call.
     for (let i = 0; i < 4; i++) await ok(gql(s.url, SEARCH, { q: 'ok' }, alice.token));
     expect(codeOf(await gql(s.url, SEARCH, { q: 'ok' }, alice.token))).toBe('RATE_LIMITED');
   });

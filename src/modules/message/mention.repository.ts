@@ -113,12 +113,20 @@ export const mentionRepository = {
    */
   async replace(em: EntityManager, messageId: string, targets: MentionTargets): Promise<string[]> {
     const c = candidates(targets);
+    // A reply's new mentions follow its thread, as the reply's send makes those it mentions (see threadAfter).
     const rows: { user_id: string }[] = await em.execute(
       `with m as (select * from messages where id = ?), k as (select c.id from m cross join ${c.text}),
-       d as (delete from message_mentions x where x.message_id = ? and x.user_id not in (select id from k))
-       insert into message_mentions (message_id, user_id, conversation_key, seq, in_timeline, created_at)
-       select m.id, k.id, m.conversation_key, m.seq, m.parent_id is null or m.also_in_conversation, clock_timestamp() from m cross join k
-       on conflict (message_id, user_id) do nothing returning user_id`,
+       d as (delete from message_mentions x where x.message_id = ? and x.user_id not in (select id from k)),
+       n as (
+         insert into message_mentions (message_id, user_id, conversation_key, seq, in_timeline, created_at)
+         select m.id, k.id, m.conversation_key, m.seq, m.parent_id is null or m.also_in_conversation, clock_timestamp() from m cross join k
+         on conflict (message_id, user_id) do nothing returning user_id
+       ), f as (
+         insert into thread_members (root_id, user_id, conversation_key, joined_at, replied, read_at)
+         select m.parent_id, n.user_id, m.conversation_key, m.created_at, false, null from m cross join n where m.parent_id is not null
+         on conflict (root_id, user_id) do nothing
+       )
+       select user_id from n`,
       [messageId, ...c.params, messageId],
     );
     return rows.map((r) => r.user_id);

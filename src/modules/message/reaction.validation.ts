@@ -1,8 +1,11 @@
 import { BadUserInputError } from '../../shared/errors';
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
-/** Pictographs, flags (regional indicator pairs) and keycaps: what a reaction picker offers. */
-const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
+/**
+ * Pictographs, flags (a pair of regional indicators) and keycaps (a digit, # or * with U+20E3):
+ * what a reaction picker offers. A lone indicator or keycap mark is a grapheme too, and no emoji.
+ */
+const EMOJI = /\p{Extended_Pictographic}|^\p{Regional_Indicator}{2}$|^[0-9#*]\ufe0f?\u20e3$/u;
 /** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
 const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 const VS16 = '\ufe0f';

@@ -14,7 +14,8 @@ const MAX_WORDS = 12;
 /** The word being typed (the last one, no space after it) matches as a prefix from this length on. */
 const MIN_PREFIX = 3;
 
-const WORD = /[\p{L}\p{M}\p{N}]+/gu;
+/** A word: letters and digits, with the marks that go with them (a mark alone is none). */
+const WORD = /[\p{L}\p{N}][\p{L}\p{M}\p{N}]*/gu;
 const RANK = /^\d{1,3}\.\d{6}$/;
 
 export interface SearchServiceDeps {
@@ -33,9 +34,11 @@ export function toSearchQuery(query: string): SearchQuery {
   if (query.length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
   const all = query.normalize('NFC').match(WORD) ?? [];
   if (!all.length) throw new BadUserInputError('Search for at least one word (letters or digits).', 'query');
-  const words = all.slice(0, MAX_WORDS);
-  // The last word is still being typed unless a space follows it (or it was cut off).
-  const typing = !/\s$/u.test(query) && all.length === words.length;
+  // Every word must match: a query of more than MAX_WORDS is refused, not cut (its last words would be ignored).
+  if (all.length > MAX_WORDS) throw new BadUserInputError(`A search query has at most ${MAX_WORDS} words.`, 'query');
+  const words = all;
+  // The last word is still being typed unless a space follows it.
+  const typing = !/\s$/u.test(query);
   const prefix = words.map((w, i) => typing && i === words.length - 1 && [...w].length >= MIN_PREFIX);
   return { tsquery: words.map((w, i) => `'${w}'${prefix[i] ? ':*' : ''}`).join(' & '), words, prefix };
 }
