@@ -110,6 +110,12 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
         expect((await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat.status).toBe('ONLINE');
         expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
       }
+      // OFFLINE again: the user's own first request shows them ONLINE to themselves (it is activity), whatever the store has yet.
+      const socket = wsClient(s.wsUrl, u.token);
+      await socket.connected;
+      await socket.dispose();
+      await eventually(async () => (await statusOf(s, watcher, u.id)).status === 'OFFLINE');
+      expect((await ok(gql(s.url, '{ me { status } }', {}, u.token))).me.status).toBe('ONLINE');
     });
 
     it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { createClient, type Client } from 'graphql-sse';
@@ -6,6 +7,7 @@ import { launchChromium } from './helpers/browser';
 import { eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { buildProject, lobbyOf, signup, sendMessage, buildGroup } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { sql } from './helpers/db';
 import { proxiedDatabase } from './helpers/tcp-proxy';
 import { describeNeeding, tools } from './helpers/tools';
 
@@ -131,6 +133,37 @@ describe('SSE transport (/graphql/stream)', () => {
     await running(s, 'messageAdded', 1);
     await sendMessage(s.url, other, { groupId: await lobbyOf(s.url, other), content: 'still here' });
     expect(await kept.nth(1)).toEqual({ messageAdded: { content: 'still here' } });
+  });
+
+  it('should not open a stream, nor run an operation, for a token revoked while its request body was on its way', async () => {
+    const s = await createTestServer();
+    /** POSTs `body` with `token`, its first bytes at once and the rest once the token has been revoked (logout). */
+    const slowly = (path: string, token: string, body: string, accept: string) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const url = new URL(path, s.url);
+        const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept, 'content-length': String(Buffer.byteLength(body)) };
+        const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, text }));
+          // A stream that opened would stay open: what came within a second tells.
+          setTimeout(() => (resolve({ status: res.statusCode!, text }), res.destroy()), 1000);
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        setTimeout(() => void ok(gql(s.url, 'mutation { logout }', {}, token)).then(() => req.end(body.slice(10)), reject), 300);
+      });
+    const u = await signup(s.url);
+    const stream = await slowly('/graphql/stream', u.token, JSON.stringify({ query: 'subscription { messageAdded { content } }' }), 'text/event-stream');
+    expect([stream.status, JSON.parse(stream.text).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
+    await running(s, 'messageAdded', 0);
+    // A mutation over HTTP, and over the stream endpoint, the same: refused, nothing written.
+    for (const path of ['/graphql', '/graphql/stream']) {
+      const v = await signup(s.url);
+      const r = await slowly(path, v.token, JSON.stringify({ query: 'mutation { createGroup(name: "after logout") { id } }' }), path.endsWith('stream') ? 'text/event-stream' : 'application/json');
+      expect([path, r.status]).toEqual([path, 401]);
+      expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from groups where owner_id = $1', [v.id])).toEqual([{ n: 0 }]);
+    }
   });
 
   it('should end the stream when its token expires', async () => {

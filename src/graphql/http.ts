@@ -44,10 +44,17 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
     }
     let token = bearerToken(req.headers.authorization);
     let authenticating: Promise<Viewer | null> | undefined;
-    const authenticate = () => (authenticating ??= token ? services.auth.authenticate(token) : Promise.resolve(null));
+    let authenticatedAt = 0;
+    const authenticate = () => {
+      if (!authenticating) authenticatedAt = performance.now();
+      return (authenticating ??= token ? services.auth.authenticate(token) : Promise.resolve(null));
+    };
     let context: Promise<RequestContext> | undefined;
     const contextOf = () =>
       (context ??= (async () => {
+        // Asked again when the body took a while (the token is checked before it is read, for its
+        // size limit): a token revoked meanwhile must not run the operation. A cache lookup.
+        if (authenticating && performance.now() - authenticatedAt > REAUTHENTICATE_AFTER_MS) authenticating = undefined;
         const viewer = await authenticate();
         if (token && !viewer) throw invalidTokenError();
         if (viewer) void services.presence.touch(viewer.userId, viewer.sessionId);
@@ -74,6 +81,8 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
 }
 
 const JSON_CONTENT = /^\s*application\/json\s*(;|$)/i;
+/** A request whose body took longer than this after its token was checked has it checked again. */
+const REAUTHENTICATE_AFTER_MS = 250;
 
 /** Bridges a Node request to Apollo Server (what an integration package would do). */
 export async function handleGraphQL<TContext extends object>(

@@ -80,6 +80,16 @@ export class RealtimeSessions {
     return tokenHash ? this.services.auth.sessionOf(tokenHash) : null;
   }
 
+  /**
+   * Whether `viewer`'s session still stands, asked once its connection is admitted: a revocation
+   * ends the sessions admitted when it arrives, so one revoked between the connection's
+   * authentication and its admission (a request body sent slowly) is caught here. A cache lookup
+   * unless it was revoked.
+   */
+  async stillValid(viewer: Viewer): Promise<boolean> {
+    return !!(await this.services.auth.sessionOf(viewer.tokenHash));
+  }
+
   /** A session of `viewer` over `owner`'s connection; it holds nothing until opened. */
   start(owner: SessionOwner, viewer: Viewer, ip: string, origin: string | undefined): RealtimeSession {
     return new RealtimeSession(this, owner, viewer, ip, origin);

@@ -280,9 +280,19 @@ class StreamServer {
       return refusal(405, JSON.stringify({ errors: [errors.format(e)] }), { allow: 'POST' });
     }
     if (operation.operation === 'subscription') return this.subscribe(stream, prepared, params);
+    if (!(await this.opts.sessions.stillValid(stream.session.viewer))) return this.revokedMeanwhile(stream, described);
+    // Activity, as any authenticated request over HTTP or a socket is.
+    stream.session.touch();
     const executed = errors.shape(await this.opts.inFlight.track(Promise.resolve(this.opts.operations.run(prepared, stream.session.operationContext()))));
     stream.answered({ ...described, code: firstCode(executed.errors) });
     return asResult(executed);
+  }
+
+  /** The request's token was revoked after it was authenticated, before its operation ran: 401, as a revoked token is. */
+  private revokedMeanwhile(stream: Stream, described: Partial<OperationRecord>): Response {
+    stream.answered({ ...described, code: 'UNAUTHENTICATED' });
+    const e = new UnauthenticatedError('Your token was revoked; sign in again.');
+    return refusal(401, JSON.stringify({ errors: [this.deps.errors.format(e)] }), { 'www-authenticate': 'Bearer' });
   }
 
   /** A subscription: its rate and the per-user cap, then the fan-out writes its events to the stream. */
@@ -305,6 +315,8 @@ class StreamServer {
       return refusal(429, JSON.stringify({ errors: [errors.format(e)] }));
     }
     if (stream.closed) return asResult({});
+    // Revoked since this request was authenticated (its body sent slowly): the revocation did not reach a stream not yet open.
+    if (!(await this.opts.sessions.stillValid(stream.session.viewer))) return this.revokedMeanwhile(stream, described);
     stream.session.touch();
     const target = { id: '', sink: stream, query: params.query, variables: params.variables, operationName: params.operationName };
     const started = await this.opts.fanout.subscribe(prepared, stream.session.context, target);

@@ -159,6 +159,7 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     conn.session = session;
     // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
     if (!(await session.open())) return [1013, 'Too many connections'];
+    if (!(await this.deps.sessions.stillValid(viewer))) return [CloseCode.Forbidden, 'Forbidden'];
   }
 
   /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */

@@ -65,7 +65,10 @@ export function createLoaders(
     presence: new DataLoader(async (ids) => {
       const others = viewerId ? ids.filter((id) => id !== viewerId) : [];
       const [states, blocked] = await Promise.all([presence.statesFor(viewerId, [...ids], visibilityCache), others.length ? services.blocks.blockedAmong(em, viewerId!, others) : null]);
-      return hidePresence(states, blocked);
+      // The viewer is active now, this request says so: ONLINE to themselves though its activity,
+      // batched, may not be in the store yet (the first request after going OFFLINE read OFFLINE).
+      const mine = (st: PresenceState) => (st.userId === viewerId && st.status !== 'ONLINE' ? { userId: st.userId, status: 'ONLINE' as const, lastSeenAt: new Date() } : st);
+      return hidePresence(states, blocked).map(mine);
     }),
     // The viewer's projects among `ids` with their members, in two queries for the whole response
     // (an inbox page of 20 actions read each one's project apart: 40 queries).
