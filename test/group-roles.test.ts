@@ -537,6 +537,24 @@ describeRedis('lobby roles', () => {
     await ok(gql(b.url, M.send, { g: lobby, c: 'admin again' }, boss.token));
   });
 
+  it("should tell the lobby's members of a signup joining it, and not one removed or banned from it", async () => {
+    const env = { LOBBY_ADMINS: 'lobby_boss' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const boss = await signup(a.url, { username: 'lobby_boss' });
+    const [member, removed, banned] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const lobby = await lobbyOf(a.url, member.token);
+    await ok(gql(a.url, M.remove, { g: lobby, u: removed.id }, boss.token));
+    await ok(gql(a.url, M.ban, { g: lobby, u: banned.id }, boss.token));
+    const EVENTS = 'subscription { groupEvent { kind groupId user { id } } }';
+    const [onMember, onRemoved, onBanned] = [await listen(a, member, EVENTS), await listen(b, removed, EVENTS), await listen(a, banned, EVENTS)];
+    const fresh = await signup(b.url);
+    expect((await onMember.nth(1)).groupEvent).toEqual({ kind: 'MEMBER_JOINED', groupId: lobby, user: { id: fresh.id } });
+    // A public group's CREATED as a barrier: it reaches everyone, after anything published before it.
+    const g = (await ok(gql(a.url, 'mutation { createGroup(name: "Open") { id } }', {}, member.token))).createGroup.id;
+    for (const sub of [onRemoved, onBanned]) expect((await sub.nth(1)).groupEvent).toEqual({ kind: 'CREATED', groupId: g, user: { id: member.id } });
+  });
+
   it('should refuse a malformed LOBBY_ADMINS or MODERATORS at start', async () => {
     expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
     expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);

@@ -194,7 +194,10 @@ export class GroupResolver {
     description: 'CREATED of public groups to all; the rest to members.',
     subscribe: ({ context }: SubscribeResolverData<unknown, unknown, Context>) => {
       const me = viewerOf(context).userId;
-      return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (e.audience === null || e.audience.includes(me) ? e : undefined), { keys: me });
+      const { groups } = context.services;
+      // No audience: a public group's CREATED (everyone's), or a join of the lobby (its members': not one removed or banned from it).
+      const reaches = (e: GroupEventPayload) => (e.audience === null ? e.kind === 'CREATED' || groups.isMemberCached(me, e.groupId) : e.audience.includes(me));
+      return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (reaches(e) ? e : undefined), { keys: me });
     },
   })
   groupEvent(@Root() e: GroupEventPayload): GroupEventType {
