@@ -310,6 +310,10 @@ describeRedis('group roles', () => {
       // A banned account that is deleted leaves the list (no one is left to unban).
       await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: outsider.password }, outsider.token));
       expect((await ok(run(b, GROUP, { id: w.group }, owner))).group.bannedUsers).toEqual([]);
+      // So does an invited account's pending invitation (the account's row stays, anonymized: nothing goes by cascade).
+      const { invitee } = w.users;
+      await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: invitee.password }, invitee.token));
+      expect(await sql(a.env.DATABASE_URL!, 'select count(*)::int as n from group_invites where user_id = $1', [invitee.id])).toEqual([{ n: 0 }]);
     });
 
     it('should refuse an invitation from a user the invitee blocks as any refusal, and take it once unblocked', async () => {

@@ -165,6 +165,11 @@ export const groupRepository = {
     return res.length > 0;
   },
 
+  /** Every pending invitation of a user (their account is being deleted). */
+  async dropInvitesOf(em: EntityManager, userId: string): Promise<void> {
+    await em.execute('delete from group_invites where user_id = ?', [userId]);
+  },
+
   /** Bans a user; false when they were banned already. Their invitation goes. */
   async ban(em: EntityManager, groupId: string, userId: string, byId: string): Promise<boolean> {
     await em.execute('delete from group_invites where group_id = ? and user_id = ?', [groupId, userId]);

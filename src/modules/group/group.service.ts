@@ -389,12 +389,17 @@ export class GroupService {
     return (await this.moderates(em, groupId, viewerId)) ? groupRepository.bannedIds(em, groupId, MAX_BANNED_LISTED) : [];
   }
 
-  /** Account deletion: leave every group by the same rules as leaveGroup (the lobby too); invitations and bans go by cascade. */
+  /**
+   * Account deletion: leave every group by the same rules as leaveGroup (the lobby too), and drop
+   * the account's pending invitations (its row stays, anonymized, so nothing goes by cascade; bans
+   * stay, and bannedUsers leaves deleted accounts out).
+   */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     for (const groupId of await groupRepository.groupIdsOf(em, userId)) {
       const group = await groupRepository.byIdOrFail(em, groupId);
       await this.removeMember(em, group, userId, outbox);
     }
+    await groupRepository.dropInvitesOf(em, userId);
   }
 
   private readonly inviteGuards: ((em: EntityManager, inviterId: string, inviteeId: string) => Promise<void>)[] = [];
