@@ -256,6 +256,49 @@ describeRedis('event routing', () => {
       expect(new Set(got).size).toBe(got.length);
     }
   });
+  it("should not deliver twice a message sent through the joiner's instance while its join catches up", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const owner = await signup(a.url);
+    for (let trial = 0; trial < 10; trial++) {
+      const group = (await request(a.url, CreateGroupDocument, { name: `Catch-up ${trial}` }, owner.token)).createGroup.id;
+      // The joiner's socket is the only one of the group's members on b: the join makes b take the channel and catch up.
+      const joiner = await signup(a.url);
+      const sub = await listen(b, joiner);
+      const sends: Promise<unknown>[] = [];
+      for (let i = 0; i < 12; i++) {
+        sends.push(sendMessage(b.url, owner.token, { groupId: group, content: `t${trial} m${i}` }));
+        if (i === 4) sends.push(request(a.url, JoinGroupDocument, { groupId: group }, joiner.token));
+      }
+      await Promise.all(sends);
+      await sendMessage(b.url, owner.token, { groupId: group, content: `t${trial} barrier` });
+      await eventually(() => contents(sub.values).includes(`t${trial} barrier`));
+      const got = contents(sub.values);
+      expect(got.length).toBe(new Set(got).size);
+    }
+  });
+
+  it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
+    const redisUrl = new URL(process.env.REDIS_URL!);
+    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    await proxy.start();
+    try {
+      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+      const u = await signup(a.url);
+      proxy.hold();
+      const socket = new (await import('ws')).default(a.wsUrl, 'graphql-transport-ws');
+      const first = new Promise<string>((resolve) => {
+        socket.on('message', (m) => resolve(`message ${JSON.parse(String(m)).type}`));
+        socket.on('close', (code) => resolve(`close ${code}`));
+      });
+      socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { token: u.token } })));
+      expect(await first).toBe('close 1013');
+      proxy.release();
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
+
   it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
     // A has one database connection, which a blocked query holds, so a subscription's check waits there; B takes the send.
     const a = await createTestServer({ DB_POOL_MAX: '1' });

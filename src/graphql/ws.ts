@@ -137,6 +137,9 @@ export interface WebSocketDeps {
  * operations: queries and mutations with a context of their own, subscriptions through the
  * shared fan-out.
  */
+/** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
+const OPEN_TIMEOUT_MS = 10_000;
+
 class WebSocketOperations implements TransportHooks<ParleySocket> {
   constructor(private readonly deps: WebSocketDeps) {}
 
@@ -158,7 +161,10 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
     conn.session = session;
     // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
-    if (!(await session.open())) return [1013, 'Too many connections'];
+    const opened = await Promise.race([session.open(), new Promise<'late'>((r) => setTimeout(r, OPEN_TIMEOUT_MS, 'late').unref())]);
+    // Not open in time (its channels wait on Redis, away): told to come back, not left without an ack (the close hook undoes what was taken).
+    if (opened === 'late') return [1013, 'Try again later'];
+    if (!opened) return [1013, 'Too many connections'];
     if (!(await this.deps.sessions.stillValid(viewer))) return [CloseCode.Forbidden, 'Forbidden'];
   }
 

@@ -187,6 +187,11 @@ export class YoungChannels {
     return this.young.has(channel);
   }
 
+  /** How many channels are young now (none, most of the time: nothing to check). */
+  get size(): number {
+    return this.young.size;
+  }
+
   /** Whether an event on the channel was dispatched before; if not, it is remembered (on a young channel). */
   repeated(channel: string, topic: Topic, id: unknown): boolean {
     const young = this.young.get(channel);

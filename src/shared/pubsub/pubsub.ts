@@ -142,11 +142,18 @@ export class PubSub {
     // echo that comes back carries our origin and is skipped. The fan-out to local sockets thus
     // happens before the mutation answers, which keeps a fast client from outrunning delivery
     // (except for a new message that waits its turn in its conversation: see InOrder).
-    for (let i = 0; i < events.length; i++) this.events.admit(events[i].topic, JSON.parse(texts[i]), undefined);
+    const channelsOf = events.map((e) => this.routes.channelsOf(e.topic, e.payload));
+    for (let i = 0; i < events.length; i++) {
+      // On a channel taken lately (see take), a catch-up may deliver this event too: it is
+      // remembered there, and not delivered again if the catch-up came first (a message committed
+      // while a member's join read what came before it was delivered twice).
+      if (channelsOf[i] && this.young.size && this.repeatedOnYoung(channelsOf[i]!, events[i])) continue;
+      this.events.admit(events[i].topic, JSON.parse(texts[i]), undefined);
+    }
     const onChannel = new Map<string, number[]>();
     const sends: Promise<void>[] = [];
     for (let i = 0; i < events.length; i++) {
-      const channels = this.routes.channelsOf(events[i].topic, events[i].payload);
+      const channels = channelsOf[i];
       if (!channels) sends.push(this.broker.publish(events[i].topic, `${this.echo},"payload":${texts[i]}}`));
       else for (const c of channels) onChannel.get(c)?.push(i) ?? onChannel.set(c, [i]);
     }
@@ -382,6 +389,13 @@ export class PubSub {
     }
     if (channel === undefined) this.receiveOnTopic(name as Topic, message);
     else this.receiveOnChannel(channel, message);
+  }
+
+  /** Whether a young channel of the event saw it already; it is remembered on every young one. */
+  private repeatedOnYoung(channels: readonly string[], e: TopicEvent): boolean {
+    let repeated = false;
+    for (const c of channels) if (this.young.repeated(c, e.topic, (e.payload as { id?: unknown } | null)?.id)) repeated = true;
+    return repeated;
   }
 
   /** Envelopes from other instances; bare payloads and sweep batches from the presence store's Lua PUBLISH. */
