@@ -13,6 +13,18 @@ const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<an
 
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
+/** Runs `fn` with a proxy of the test's own in front of Redis (one that can hold what its clients send) and its URL; cut after. */
+async function throughRedisProxy(fn: (proxy: TcpProxy, proxiedUrl: string) => Promise<void>): Promise<void> {
+  const redisUrl = new URL(process.env.REDIS_URL!);
+  const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  await proxy.start();
+  try {
+    await fn(proxy, `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}`);
+  } finally {
+    await proxy.cut();
+  }
+}
+
 /** One counter (or labelled series) of an instance's /metrics. */
 async function metric(s: TestServer, name: string): Promise<number> {
   const text = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
@@ -190,11 +202,8 @@ describeRedis('event routing', () => {
 
   it('should lose nothing published while the instance is still subscribing to a newly joined conversation', async () => {
     // A reaches Redis through a proxy that can hold what A sends: its SUBSCRIBE arrives late.
-    const redisUrl = new URL(process.env.REDIS_URL!);
-    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
-    await proxy.start();
-    try {
-      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
       const group = (await request(b.url, CreateGroupDocument, { name: 'Racy' }, ada.token)).createGroup.id;
@@ -217,9 +226,7 @@ describeRedis('event routing', () => {
       await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
       await sub.nth(3);
       expect(contents(sub.values)).toEqual(['during the switch', 'after', 'barrier']);
-    } finally {
-      await proxy.cut();
-    }
+    });
   });
 
   it('should deliver exactly once while members join and leave during a burst from two instances', async () => {
@@ -279,11 +286,8 @@ describeRedis('event routing', () => {
   });
 
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
-    const redisUrl = new URL(process.env.REDIS_URL!);
-    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
-    await proxy.start();
-    try {
-      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
       const u = await signup(a.url);
       proxy.hold();
       const socket = new (await import('ws')).default(a.wsUrl, 'graphql-transport-ws');
@@ -294,9 +298,7 @@ describeRedis('event routing', () => {
       socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { token: u.token } })));
       expect(await first).toBe('close 1013');
       proxy.release();
-    } finally {
-      await proxy.cut();
-    }
+    });
   }, 30_000);
 
   it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
