@@ -236,6 +236,34 @@ describe('races', () => {
     expect(refused).toBeGreaterThan(0);
   });
 
+  it('should store no reply on a root deleted before it, alone or batched with others', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '10000/10s', RATE_LIMIT_EDIT: '10000/10s' });
+    const [owner, k] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'replies', p: false }, owner))).createGroup.id;
+    await ok(run(s, M.join, { g }, k));
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    let late = 0;
+    let crossed = 0;
+    for (let i = 0; i < 3 * TRIALS; i++) {
+      const root = (await ok(run(s, SEND, { i: { groupId: g, content: `root ${i}` } }, owner))).sendMessage.id;
+      // Replies from both users (a batch when they meet in the lane), the deletion among them.
+      const replies = [k, owner, k].map((u, j) => new Promise<GqlResult>((r) => setTimeout(() => void run(s, SEND, { i: { groupId: g, content: `reply ${j}`, parentId: root } }, u).then(r), j)));
+      const [del, ...answers] = await Promise.all([run(s, M.deleteMessage, { m: root }, owner), ...replies]);
+      await ok(Promise.resolve(del));
+      for (const a of answers) if (a.errors) expect(codeOf(a)).toBe('BAD_USER_INPUT');
+      crossed += answers.filter((a) => a.errors).length;
+      const [x] = await sql(
+        s.env.DATABASE_URL!,
+        'select count(*)::int as n from messages m join messages r on r.id = m.parent_id where m.parent_id = $1 and m.created_at > r.deleted_at',
+        [root],
+      );
+      late += x.n;
+    }
+    // Each reply came before the deletion or was refused; none was stored on the tombstone after it.
+    expect(late).toBe(0);
+    expect(crossed).toBeGreaterThan(0);
+  });
+
   it('should answer a request once when its acceptance and its decline cross', async () => {
     const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '0' });
     const [a, b] = [await signup(s.url), await signup(s.url)];

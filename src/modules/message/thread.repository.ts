@@ -105,7 +105,9 @@ export const threadRepository = {
    * conversation, not deleted, not private; with `gate`, the sender a member of the group), takes
    * the next position in the conversation (the head's pos and last_at only: the timeline's seq,
    * last message and activity stay, as for a private message), counts on its root and makes its
-   * sender follow the thread. Null when a check failed: nothing is written then.
+   * sender follow the thread. Null when a check failed: nothing is written then. The head, then the
+   * root, are locked before the checks read the root (the order a reply also sent to the
+   * conversation takes them): a root deleted meanwhile is seen, and nothing is stored on it.
    */
   async insertReply(
     em: EntityManager,
@@ -118,11 +120,14 @@ export const threadRepository = {
     const after = threadAfter(mentions ? mentionRepository.onSend(mentions, false) : null);
     const rows = await prepared<MessageRow & ReplyColumns>(
       em,
-      `with ${g ? `${g.text}, ` : ''}tp as (
+      `with ${g ? `${g.text}, ` : ''}hl as (
+         select 1 from conversation_heads where conversation_key = ? and closed_at is null for update
+       ), tp as (
          select root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
-           from messages x join messages root on root.id = coalesce(x.parent_id, x.id)
+           from hl, messages x join messages root on root.id = coalesce(x.parent_id, x.id)
           where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null
             and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}
+          for no key update of root
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
            from tp where h.conversation_key = ? and h.closed_at is null returning h.seq, h.pos, h.last_at
@@ -137,6 +142,7 @@ export const threadRepository = {
        from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id`,
       [
         ...(g?.params ?? []),
+        r.conversationKey,
         r.parentId,
         r.conversationKey,
         r.conversationKey,
@@ -190,9 +196,12 @@ export const threadRepository = {
           order by b.conversation_key, b.o
        ), hl as (
          select h.conversation_key from conversation_heads h join tp on tp.conversation_key = h.conversation_key where h.closed_at is null order by h.conversation_key for update of h
+       ), rl as (
+         select tp.conversation_key from hl join tp on tp.conversation_key = hl.conversation_key join messages r on r.id = tp.root_id
+          where r.deleted_at is null order by tp.conversation_key for no key update of r
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
-           from hl where h.conversation_key = hl.conversation_key returning h.conversation_key, h.seq, h.pos, h.last_at
+           from rl where h.conversation_key = rl.conversation_key returning h.conversation_key, h.seq, h.pos, h.last_at
        ), m as (
          insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at, parent_id)
          select tp.id, tp.conversation_key, tp.sender_id, tp.content, tp.group_id, tp.project_id, tp.client_message_id, h.seq, h.pos, h.last_at, tp.root_id
