@@ -344,6 +344,11 @@ export const messageRepository = {
     return rows[0] ?? null;
   },
 
+  /** Whether the message is there once a deletion of it under way has ended (its row's KEY SHARE waits for that). */
+  async settledExists(em: EntityManager, id: string): Promise<boolean> {
+    return (await em.execute('select 1 from messages where id = ? for key share', [id])).length > 0;
+  },
+
   async byIds(em: EntityManager, ids: readonly string[]): Promise<MessageRow[]> {
     return ids.length ? em.execute(`${SELECT} where m.id = any(?::uuid[])`, [pgArray(ids)]) : [];
   },

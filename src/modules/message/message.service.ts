@@ -25,6 +25,7 @@ import { threadRepository, type ParticipantColumns, type ReplyColumns, type Root
 import { Batcher, Lanes } from '../../shared/batcher';
 import { boundedLru } from '../../shared/lru';
 import { retryDeadlocks } from '../../shared/sql';
+import { MessageGoneError, unlessGone } from './message.gone';
 
 const MAX_CONTENT = 4000;
 /**
@@ -532,24 +533,26 @@ export class MessageService {
 
   /** The sender's new text; the message shows editedAt. */
   async edit(em: EntityManager, viewerId: string, messageId: string, content: string): Promise<MessageType> {
-    const text = cleanMessageText(content, MAX_CONTENT);
-    if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
-    const row = await this.visibleMessage(em, viewerId, messageId);
-    if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
-    // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
-    const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
-    const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
-    const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
-    // The text and its mentions in one transaction, the message's row locked by the first: two edits
-    // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
-    const added = await em.transactional(async (tem) => {
-      if (!(await messageRepository.edit(tem as EntityManager, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
-      return mentionRepository.replace(tem as EntityManager, row.id, targets);
+    return unlessGone(em, messageId, async () => {
+      const text = cleanMessageText(content, MAX_CONTENT);
+      if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
+      const row = await this.visibleMessage(em, viewerId, messageId);
+      if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
+      // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
+      const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
+      const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+      const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
+      // The text and its mentions in one transaction, the message's row locked by the first: two edits
+      // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
+      const added = await em.transactional(async (tem) => {
+        if (!(await messageRepository.edit(tem as EntityManager, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+        return mentionRepository.replace(tem as EntityManager, row.id, targets);
+      });
+      const message = await this.changed(em, row.id, 'EDITED');
+      await this.lastMessageChanged(em, viewerId, row, message);
+      if (added.length && (!row.parent_id || row.also_in_conversation)) await this.mentionedByEdit(em, viewerId, row, message, added);
+      return message;
     });
-    const message = await this.changed(em, row.id, 'EDITED');
-    await this.lastMessageChanged(em, viewerId, row, message);
-    if (added.length && (!row.parent_id || row.also_in_conversation)) await this.mentionedByEdit(em, viewerId, row, message, added);
-    return message;
   }
 
   /** Members an edit newly mentions: their sidebar rows, with their new unread mention counts (theirs alone). */
@@ -567,28 +570,32 @@ export class MessageService {
 
   /** Leaves a tombstone; the sender may, and in a group its owner and admins. Deleting a deleted message changes nothing. */
   async delete(em: EntityManager, viewerId: string, messageId: string): Promise<boolean> {
-    const row = await this.visibleMessage(em, viewerId, messageId);
-    if (row.sender_id !== viewerId) {
-      const conv = row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
-      const may = !!conv && (conv.ownerId === viewerId || (!!this.moderates && (await this.moderates(em, row.group_id!, viewerId))));
-      if (!may) throw new ForbiddenError("Only the sender, or the group's owner or an admin, can delete a message.");
-    }
-    if (row.deleted_at) return true;
-    await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
-    await this.lastMessageChanged(em, viewerId, row, await this.changed(em, row.id, 'DELETED'));
-    return true;
+    return unlessGone(em, messageId, async () => {
+      const row = await this.visibleMessage(em, viewerId, messageId);
+      if (row.sender_id !== viewerId) {
+        const conv = row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+        const may = !!conv && (conv.ownerId === viewerId || (!!this.moderates && (await this.moderates(em, row.group_id!, viewerId))));
+        if (!may) throw new ForbiddenError("Only the sender, or the group's owner or an admin, can delete a message.");
+      }
+      if (row.deleted_at) return true;
+      await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
+      await this.lastMessageChanged(em, viewerId, row, await this.changed(em, row.id, 'DELETED'));
+      return true;
+    });
   }
 
   /** Adds or removes the viewer's reaction; doing it twice changes nothing the second time. */
   async react(em: EntityManager, viewerId: string, messageId: string, emoji: string, add: boolean): Promise<MessageType> {
-    const e = checkEmoji(emoji);
-    const row = await this.visibleMessage(em, viewerId, messageId);
-    if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
-    const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, e);
-    if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
-    const message = toMessageType(row);
-    message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
-    return message;
+    return unlessGone(em, messageId, async () => {
+      const e = checkEmoji(emoji);
+      const row = await this.visibleMessage(em, viewerId, messageId);
+      if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
+      const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, e);
+      if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
+      const message = toMessageType(row);
+      message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
+      return message;
+    });
   }
 
   /**
@@ -613,7 +620,8 @@ export class MessageService {
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
-    const row = (await messageRepository.withReactions(em, id))!;
+    const row = await messageRepository.withReactions(em, id);
+    if (!row) throw new MessageGoneError();
     const message = toMessageType(row);
     message.reactionList = row.reaction_list;
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: Object.assign(toMessagePayload(message), { version: row.version }) });

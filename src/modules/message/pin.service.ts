@@ -11,6 +11,7 @@ import { toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
 import type { Conversation, ConversationAccess } from '../conversation/conversation.access';
 import { pinRepository } from './pin.repository';
+import { MessageGoneError, unlessGone } from './message.gone';
 
 /** Pins one conversation may hold at once. */
 export const MAX_PINS = 50;
@@ -39,24 +40,28 @@ export class PinService {
   }
 
   async pin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
-    const { row, conv } = await this.pinnable(em, viewerId, messageId);
-    if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
-    const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
-    if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
-    if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
-    // Pinned already: nothing changed, no one is told.
-    const message = toMessageType(row);
-    [message.pin] = await this.pinsOf(em, [row.id]);
-    return message;
+    return unlessGone(em, messageId, async () => {
+      const { row, conv } = await this.pinnable(em, viewerId, messageId);
+      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
+      const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
+      if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
+      if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
+      // Pinned already: nothing changed, no one is told.
+      const message = toMessageType(row);
+      [message.pin] = await this.pinsOf(em, [row.id]);
+      return message;
+    });
   }
 
   /** Unpinning a message that is not pinned changes nothing (and tells no one). */
   async unpin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
-    const { row } = await this.pinnable(em, viewerId, messageId);
-    if (await pinRepository.unpin(em, row.id)) return this.changed(em, row.id, 'UNPINNED');
-    const message = toMessageType(row);
-    message.pin = null;
-    return message;
+    return unlessGone(em, messageId, async () => {
+      const { row } = await this.pinnable(em, viewerId, messageId);
+      if (await pinRepository.unpin(em, row.id)) return this.changed(em, row.id, 'UNPINNED');
+      const message = toMessageType(row);
+      message.pin = null;
+      return message;
+    });
   }
 
   /** A conversation's pinned messages, newest pin first (the conversation is the viewer's already). */
@@ -101,7 +106,8 @@ export class PinService {
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation with its pin. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
-    const row = (await messageRepository.withReactions(em, id))!;
+    const row = await messageRepository.withReactions(em, id);
+    if (!row) throw new MessageGoneError();
     const [pin] = await this.pinsOf(em, [id]);
     const message: MessageType = { ...toMessageType(row), reactionList: row.reaction_list, pin };
     const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId } };

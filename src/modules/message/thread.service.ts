@@ -12,6 +12,7 @@ import { timelinePage, type MessageService } from './message.service';
 import type { MessageType } from './message.types';
 import { mentionRepository } from './mention.repository';
 import { threadRepository } from './thread.repository';
+import { unlessGone } from './message.gone';
 
 export interface ThreadServiceDeps {
   /** Who may read which message, and the conversations' errors. */
@@ -111,10 +112,12 @@ export class ThreadService {
 
   /** Moves the viewer's marker in the thread to its newest reply; they follow the thread from now on. Returns the root. */
   async markRead(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
-    const root = await this.root(em, viewerId, messageId);
-    if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', 'messageId');
-    await threadRepository.markRead(em, { id: root.id, conversationKey: root.conversation_key, lastReplyAt: root.last_reply_at ? new Date(root.last_reply_at) : null }, viewerId);
-    return toMessageType(root);
+    return unlessGone(em, messageId, async () => {
+      const root = await this.root(em, viewerId, messageId);
+      if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', 'messageId');
+      await threadRepository.markRead(em, { id: root.id, conversationKey: root.conversation_key, lastReplyAt: root.last_reply_at ? new Date(root.last_reply_at) : null }, viewerId);
+      return toMessageType(root);
+    });
   }
 
   /** messageAdded's filter with `threadId`: the conversation's, and the thread's root, which must be one of its messages (BAD_USER_INPUT otherwise). */

@@ -10,6 +10,7 @@ import type { GroupService } from '../group/group.service';
 import { messageRepository } from '../message/message.repository';
 import { reportRepository, type ReportRow } from './report.repository';
 import { ReportStatus, type ReportType } from './report.types';
+import { unlessGone } from '../message/message.gone';
 
 const MAX_REASON = 500;
 
@@ -55,26 +56,28 @@ export class ReportService {
    * exist). Not their own, not a deleted one; one per user and message (CONFLICT).
    */
   async report(em: EntityManager, viewerId: string, messageId: string, reason: string): Promise<ReportType> {
-    const text = cleanMessageText(reason, MAX_REASON, 'reason');
-    if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
-    const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
-    const visible =
-      !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
-    if (!row || !visible) throw new NotFoundError('Message');
-    if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
-    if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
-    const made = await reportRepository.insert(em, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
-    if (!made) throw new ConflictError('You have already reported this message.', 'messageId');
-    const audience = await this.audience(em, row.group_id);
-    await this.deps.pubsub.publishSafe(Topic.ReportAdded, {
-      id: made.id,
-      messageId: made.message_id,
-      reporterId: made.reporter_id,
-      reason: made.reason,
-      createdAt: new Date(made.created_at).toISOString(),
-      audience,
+    return unlessGone(em, messageId, async () => {
+      const text = cleanMessageText(reason, MAX_REASON, 'reason');
+      if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
+      const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
+      const visible =
+        !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
+      if (!row || !visible) throw new NotFoundError('Message');
+      if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
+      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
+      const made = await reportRepository.insert(em, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
+      if (!made) throw new ConflictError('You have already reported this message.', 'messageId');
+      const audience = await this.audience(em, row.group_id);
+      await this.deps.pubsub.publishSafe(Topic.ReportAdded, {
+        id: made.id,
+        messageId: made.message_id,
+        reporterId: made.reporter_id,
+        reason: made.reason,
+        createdAt: new Date(made.created_at).toISOString(),
+        audience,
+      });
+      return toReportType(made);
     });
-    return toReportType(made);
   }
 
   /** What the viewer may see: reports of the groups they own or administer, and the ungrouped ones for a moderator. */
