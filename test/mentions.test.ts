@@ -98,6 +98,11 @@ describe('mentions', () => {
     const g = await groupWith(s.url, alice, 'Names', [bob, carol, dashed]);
     const m = (await ok(gql(s.url, SEND, { i: { groupId: g, content: `hey @${dashed.username} and @${carol.username}... ok` } }, alice.token))).sendMessage;
     expect(m.mentions.map((u: any) => u.id).sort()).toEqual([dashed.id, carol.id].sort());
+    // A run longer than a username names no one, not the user its first 32 characters would be.
+    const longest = await signup(s.url, { username: `l${process.pid}`.padEnd(32, 'x') });
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g, u: longest.id }, alice.token));
+    expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `hi @${longest.username}EXTRA` } }, alice.token))).sendMessage.mentions).toEqual([]);
+    expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `hi @${longest.username}.` } }, alice.token))).sendMessage.mentions).toEqual([{ id: longest.id, username: longest.username }]);
     // A reply edited to mention bob: bob follows its thread, as a mention at send makes one.
     const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
     const reply = await sendMessage(s.url, carol.token, { groupId: g, content: 'plain reply', parentId: root.id });
