@@ -192,7 +192,6 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   friends.onRequested((em, request) => notifications.friendRequested(em, request));
   projects.onActions((em, actions) => notifications.projectActions(em, actions));
   groups.onInvited((em, invite) => notifications.groupInvited(em, invite));
-  auth.onAccountDeleted((em, userId) => notifications.accountDeleted(em, userId));
 
   routeConversations(pubsub, {
     memberships,

@@ -263,11 +263,6 @@ export const notificationRepository = {
     ), 'created_at');
   },
 
-  /** A recipient's pending events, gone (their account is being deleted). */
-  async dropPendingOf(em: EntityManager, recipientId: string): Promise<void> {
-    await em.execute(`delete from notification_outbox where recipient_id = ? and state = 'PENDING'`, [recipientId]);
-  },
-
   /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */
   async finish(em: EntityManager, id: string, attempts: number, state: 'DELIVERED' | 'SKIPPED' | 'DROPPED'): Promise<void> {
     await em.execute(`update notification_outbox set state = ?, done_at = clock_timestamp(), leased_until = null where id = ? and state = 'PENDING' and attempts = ?`, [state, id, attempts]);

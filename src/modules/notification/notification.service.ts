@@ -230,11 +230,6 @@ export class NotificationService {
     return out;
   }
 
-  /** The account is being deleted: its pending events go with it (one written meanwhile is skipped at delivery). */
-  async accountDeleted(em: EntityManager, userId: string): Promise<void> {
-    await repo.dropPendingOf(em, userId);
-  }
-
   /** A new friend request: its event, in the request's transaction (sent once PRESENCE_GRACE passed, if its addressee is away). */
   async friendRequested(em: EntityManager, request: { id: string; fromId: string; toId: string }): Promise<void> {
     if (!this.enabled) return;
@@ -284,7 +279,8 @@ export class NotificationService {
     await Promise.all(
       claimed.map(async (e) => {
         if (e.attempts === 1 && connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
-        // Deleted since it was written: the account, or the one message it tells of.
+        // Deleted since it was written: the account (its pending events are skipped here, not
+        // deleted with it: this one check also covers an event the tail wrote meanwhile), or the one message it tells of.
         if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
         if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
