@@ -148,11 +148,15 @@ export function subscriptionOverHttp(): GraphQLError {
  */
 export function selectsSubscription(query: unknown, operationName: unknown, maxTokens: number): boolean {
   if (typeof query !== 'string' || !/\bsubscription\b/.test(query)) return false;
+  return operationOf(query, operationName, maxTokens)?.operation === 'subscription';
+}
+
+/** The operation a request's document runs, parsed here before Apollo; none when it doesn't parse (Apollo's to answer). */
+function operationOf(query: string, operationName: unknown, maxTokens: number): OperationDefinitionNode | null | undefined {
   try {
-    const operation = getOperationAST(parse(query, { maxTokens }), typeof operationName === 'string' ? operationName : undefined);
-    return operation?.operation === 'subscription';
+    return getOperationAST(parse(query, { maxTokens }), typeof operationName === 'string' ? operationName : undefined);
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -178,12 +182,8 @@ const SIGN_IN_FIELDS = new Set(['login', 'signup', '__typename']);
 /** Whether the operation to run is a mutation of login and signup alone (no fragments): answered as if without a token. */
 export function signsIn(query: unknown, operationName: unknown, maxTokens: number): boolean {
   if (typeof query !== 'string' || !/\b(login|signup)\b/.test(query)) return false;
-  try {
-    const operation = getOperationAST(parse(query, { maxTokens }), typeof operationName === 'string' ? operationName : undefined);
-    return operation?.operation === 'mutation' && operation.selectionSet.selections.every((f) => f.kind === Kind.FIELD && SIGN_IN_FIELDS.has(f.name.value));
-  } catch {
-    return false;
-  }
+  const operation = operationOf(query, operationName, maxTokens);
+  return operation?.operation === 'mutation' && operation.selectionSet.selections.every((f) => f.kind === Kind.FIELD && SIGN_IN_FIELDS.has(f.name.value));
 }
 
 /** HTTP carries queries and mutations; a subscription executed there would run its resolver without an event. */

@@ -131,15 +131,15 @@ export interface WebSocketDeps {
   onOperation?: (op: OperationRecord) => void;
 }
 
+/** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
+const OPEN_TIMEOUT_MS = 10_000;
+
 /**
  * Parley's side of graphql-transport-ws, as the hooks ws.transport.ts calls: a socket
  * authenticates once, in connection_init (or the upgrade's Authorization header), and then runs
  * operations: queries and mutations with a context of their own, subscriptions through the
  * shared fan-out.
  */
-/** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
-const OPEN_TIMEOUT_MS = 10_000;
-
 class WebSocketOperations implements TransportHooks<ParleySocket> {
   constructor(private readonly deps: WebSocketDeps) {}
 
@@ -161,7 +161,9 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
     conn.session = session;
     // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
-    const opened = await Promise.race([session.open(), new Promise<'late'>((r) => setTimeout(r, OPEN_TIMEOUT_MS, 'late').unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
+    const opened = await Promise.race([session.open(), late]).finally(() => clearTimeout(timer));
     // Not open in time (its channels wait on Redis, away): told to come back, not left without an ack (the close hook undoes what was taken).
     if (opened === 'late') return [1013, 'Try again later'];
     if (!opened) return [1013, 'Too many connections'];

@@ -154,6 +154,18 @@ export async function prepared<T>(em: EntityManager, sql: string, params: readon
   }
 }
 
+/**
+ * Advisory locks held to the end of the transaction, one per name (several in one statement, in
+ * key order, so two transactions locking overlapping names never wait on each other): what
+ * serializes writers that share no row to lock (a friend pair, a conversation's pins, an inbox).
+ * Names hash to 64 bits; two that collide only share a lock.
+ */
+export async function lockNames(em: EntityManager, names: readonly string[]): Promise<void> {
+  if (!names.length) return;
+  if (names.length === 1) return void (await em.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [names[0]]));
+  await em.execute('select pg_advisory_xact_lock(x.k) from (select distinct hashtextextended(n, 0) as k from unnest(?::text[]) n order by 1) x', [pgTextArray(names)]);
+}
+
 /** How many times a deadlock's victim runs in all. */
 const DEADLOCK_ATTEMPTS = 3;
 

@@ -3,6 +3,7 @@ import { conversationRepository } from '../conversation/conversation.repository'
 import { User } from '../user/user.entity';
 import { FriendRequest, FriendRequestStatus, Friendship } from './friend.entity';
 import { directKey } from '../conversation/conversation.keys';
+import { lockNames } from '../../shared/sql';
 
 /** Friendships are stored once per pair, smaller id first. */
 export function pair(a: string, b: string): [string, string] {
@@ -18,7 +19,7 @@ export const friendRepository = {
    */
   async lockPair(em: EntityManager, a: string, b: string): Promise<void> {
     const [x, y] = pair(a.toLowerCase(), b.toLowerCase());
-    await em.execute(`select pg_advisory_xact_lock(hashtextextended('friends:' || ? || ':' || ?, 0))`, [x, y]);
+    await lockNames(em, [`friends:${x}:${y}`]);
   },
 
   async areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray } from '../../shared/sql';
+import { lockNames, pgArray } from '../../shared/sql';
 import { SELECT, type MessageRow } from './message.repository';
 
 export interface PinRow {
@@ -19,7 +19,7 @@ export const pinRepository = {
    * 'already' when it was pinned (nothing changes); the message's version moves with a new pin.
    */
   async pin(em: EntityManager, m: { id: string; conversationKey: string }, userId: string, max: number): Promise<'pinned' | 'already' | 'full'> {
-    await em.execute(`select pg_advisory_xact_lock(hashtextextended('pins:' || ?, 0))`, [m.conversationKey]);
+    await lockNames(em, [`pins:${m.conversationKey}`]);
     const [{ n, mine }] = await em.execute(
       `select count(*)::int as n, count(*) filter (where p.message_id = ?)::int as mine from message_pins p ${ACTIVE} where p.conversation_key = ?`,
       [m.id, m.conversationKey],

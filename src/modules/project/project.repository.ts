@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
 import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
-import { groupBy, pgArray } from '../../shared/sql';
+import { groupBy, lockNames, pgArray } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { projectKey } from '../conversation/conversation.keys';
 
@@ -147,11 +147,7 @@ export const projectRepository = {
    * writers wait on each other): an inbox's entries are stamped and committed one writer at a time.
    */
   async lockInboxes(em: EntityManager, recipientIds: string[]): Promise<void> {
-    if (!recipientIds.length) return;
-    await em.execute(
-      `select pg_advisory_xact_lock(x.k) from (select distinct hashtextextended('inbox:' || r, 0) as k from unnest(?::text[]) r order by 1) x`,
-      [pgArray(recipientIds)],
-    );
+    await lockNames(em, recipientIds.map((id) => `inbox:${id}`));
   },
 
   /**
