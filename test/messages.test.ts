@@ -309,6 +309,9 @@ describe('attachments', () => {
       altered((u) => u.searchParams.delete('signature')),
       altered((u) => u.searchParams.delete('expires')),
       altered((u) => u.searchParams.set('expires', 'soon')),
+      // The same expiry written another way is another link: one URL per attachment and expiry.
+      altered((u) => u.searchParams.set('expires', `0${u.searchParams.get('expires')}`)),
+      altered((u) => u.searchParams.set('expires', `${u.searchParams.get('expires')}.0`)),
     ];
     for (const u of tampered) expect([u.href, (await fetch(u)).status]).toEqual([u.href, 404]);
     // Even with a member's token, a bad signature is no fallback to the header.

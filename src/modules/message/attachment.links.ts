@@ -66,7 +66,8 @@ export class AttachmentLinks {
 
   /** Whether `expires` and `signature` (from a link's query) are a valid, unexpired signature of `id`. */
   verify(id: string, expires: string | null, signature: string | null, now = Date.now()): boolean {
-    if (!expires || !signature || !/^\d{1,12}$/.test(expires) || Number(expires) * 1000 <= now) return false;
+    // Only the expiry as url() writes it (no leading zero): any other spelling is an altered link.
+    if (!expires || !signature || !/^[1-9]\d{0,11}$/.test(expires) || Number(expires) * 1000 <= now) return false;
     const expected = Buffer.from(this.sign(id, Number(expires)));
     const given = Buffer.from(signature);
     return given.length === expected.length && timingSafeEqual(given, expected);

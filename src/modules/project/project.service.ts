@@ -34,8 +34,9 @@ interface Entry {
 /**
  * Projects, their roles and the actions that notify members. Every project rule lives here:
  * the owner renames, deletes, designates and withdraws coaches; the owner and coaches add and
- * remove participants (only the owner removes a coach); anyone leaves. A non-member is told
- * NOT_FOUND, as for project(id), which is null to them; a member without the role gets FORBIDDEN.
+ * remove participants (only the owner removes a coach); anyone leaves. A project that does not
+ * exist is NOT_FOUND; a change by anyone who holds no role in it is FORBIDDEN, as the issue words
+ * it (project(id) and node read null to them), and so is one by a member without the role.
  */
 export class ProjectService {
   private readonly actionHooks: ((em: EntityManager, actions: NewAction[]) => Promise<void>)[] = [];
