@@ -93,6 +93,9 @@ describe('mute', () => {
       [MUTE, { c, until: new Date(Date.now() - 1000).toISOString() }, 'BAD_USER_INPUT'],
       [MUTE, { c, until: new Date(Date.now() + 400 * 86_400_000).toISOString() }, 'BAD_USER_INPUT'],
       [MUTE, { c, until: 'tomorrow' }, 'BAD_USER_INPUT'],
+      // Days a month does not have are no date, not the next month's first days.
+      [MUTE, { c, until: `${new Date().getUTCFullYear() + 1}-02-30T00:00:00Z` }, 'BAD_USER_INPUT'],
+      [MUTE, { c, until: `${new Date().getUTCFullYear() + 1}-04-31T12:00:00.000+02:00` }, 'BAD_USER_INPUT'],
       [MUTE, { c: {} }, 'BAD_USER_INPUT'],
       [MUTE, { c: { groupId: g, userId: bob.id } }, 'BAD_USER_INPUT'],
       [MUTE, { c: { groupId: 'nope' } }, 'NOT_FOUND'],

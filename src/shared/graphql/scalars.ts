@@ -2,10 +2,16 @@ import { GraphQLError, GraphQLID, GraphQLScalarType, Kind } from 'graphql';
 import { normalizeId } from '../validation';
 import { isoTime } from '../time';
 
-const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const ISO = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Whether the string's calendar date exists: Date.parse rolls 2027-02-30 over to March 2 instead of refusing it. */
+function realDay(value: string): boolean {
+  const [, y, m, d] = ISO.exec(value)!.map(Number);
+  return m >= 1 && m <= 12 && d >= 1 && d <= new Date(Date.UTC(y, m, 0)).getUTCDate();
+}
 
 function parse(value: unknown): Date {
-  if (typeof value !== 'string' || !ISO.test(value) || Number.isNaN(Date.parse(value))) {
+  if (typeof value !== 'string' || !ISO.test(value) || Number.isNaN(Date.parse(value)) || !realDay(value)) {
     throw new GraphQLError('DateTime must be an ISO-8601 string such as 2024-01-31T12:00:00.000Z.', { extensions: { code: 'BAD_USER_INPUT' } });
   }
   return new Date(value);
