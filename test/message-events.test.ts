@@ -68,13 +68,19 @@ describe('editing, deleting and reacting', () => {
     expect(codeOf(await gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token))).toBe('BAD_USER_INPUT');
   });
 
-  it('should take a flag (two regional indicators) and a keycap as one emoji each', async () => {
+  it('should take a flag, a keycap and every emoji sequence as one emoji each, and no emoji with invisible marks after it', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);
     const g = await groupWith(s.url, alice, 'Flags', []);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'flags' });
-    for (const good of ['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3']) await ok(gql(s.url, ADD, { m: m.id, e: good }, alice.token));
-    expect((await ok(gql(s.url, ADD, { m: m.id, e: '\u{1F1EB}\u{1F1F7}' }, alice.token))).addReaction.reactions.map((r: { emoji: string }) => r.emoji).sort()).toEqual(['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3'].sort());
+    // Flags, keycaps, a subdivision's flag (tags), skin tones, ZWJ sequences with and without U+FE0F.
+    const good = ['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3', '\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}', '👍🏽', '🏳️‍🌈', '👁️‍🗨️', '🧑🏻‍🤝‍🧑🏿'];
+    for (const e of good) await ok(gql(s.url, ADD, { m: m.id, e }, alice.token));
+    expect((await ok(gql(s.url, ADD, { m: m.id, e: '\u{1F1EB}\u{1F1F7}' }, alice.token))).addReaction.reactions.map((r: { emoji: string }) => r.emoji).sort()).toEqual([...good].sort());
+    // An emoji with something invisible after it is one grapheme that looks like the emoji: not a reaction of its own.
+    for (const bad of ['👍\u034f', '👍\u200d', '👍\u{E0061}', '👍\ufe0e', '👍\u0301', '👍\u20e3', '👍\ufe0f\ufe0f', '\u{1F3F4}\u{E0067}']) {
+      expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, alice.token))]).toEqual([bad, 'BAD_USER_INPUT']);
+    }
   });
 
   it('should count reactions per emoji, idempotently, with reactedByMe per viewer, live and in history', async () => {

@@ -2,10 +2,13 @@ import { BadUserInputError } from '../../shared/errors';
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
- * Pictographs, flags (a pair of regional indicators) and keycaps (a digit, # or * with U+20E3):
- * what a reaction picker offers. A lone indicator or keycap mark is a grapheme too, and no emoji.
+ * Pictographs (each with its skin tone or U+FE0F, joined by ZWJ into sequences), flags (a pair of
+ * regional indicators, or a subdivision's tags) and keycaps (a digit, # or * with U+20E3): what a
+ * reaction picker offers. A lone indicator or keycap mark is a grapheme too, and no emoji; so is
+ * an emoji followed by a mark, a joiner or a tag that shows nothing (it would look like the emoji
+ * and count apart from it).
  */
-const EMOJI = /\p{Extended_Pictographic}|^\p{Regional_Indicator}{2}$|^[0-9#*]\ufe0f?\u20e3$/u;
+const EMOJI = /^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\ufe0f)?(?:\u200d(?:\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\ufe0f)?))*)$/u;
 /** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
 const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 const VS16 = '\ufe0f';
