@@ -587,7 +587,7 @@ export class MessageService {
   /** Adds or removes the viewer's reaction; doing it twice changes nothing the second time. */
   async react(em: EntityManager, viewerId: string, messageId: string, emoji: string, add: boolean): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
-      const e = checkEmoji(emoji);
+      const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
       if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, e);
