@@ -91,9 +91,15 @@ describe('threads', () => {
     expect(codeOf(await gql(s.url, 'mutation($m: ID!) { markThreadRead(messageId: $m) { id } }', { m: root.id }, eve.token))).toBe('NOT_FOUND');
     expect(codeOf(await gql(s.url, '{ thread(messageId: "' + root.id + '", first: 1, last: 1) { edges { cursor } } }', {}, bob.token))).toBe('BAD_USER_INPUT');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
-    const sub = subscribe({ client: (await listen(s, bob, 'subscription { messageAdded { id } }')).ws.client }, ADDED, { c: { groupId: g, threadId: elsewhere.id } });
-    await sub.done;
-    expect(JSON.stringify(sub.errors)).toMatch(/BAD_USER_INPUT/);
+    // Nor is there one to read or to stream, in either of the project's conversations.
+    expect(codeOf(await gql(s.url, '{ thread(messageId: "' + priv.id + '") { totalCount } }', {}, alice.token))).toBe('BAD_USER_INPUT');
+    const open = await sendMessage(s.url, alice.token, { projectId: p.id, content: 'open' });
+    const client = (await listen(s, bob, 'subscription { messageAdded { id } }')).ws.client;
+    for (const c of [{ groupId: g, threadId: elsewhere.id }, { projectId: p.id, threadId: priv.id }, { projectId: p.id, userId: alice.id, threadId: priv.id }, { projectId: p.id, userId: alice.id, threadId: open.id }]) {
+      const sub = subscribe({ client }, ADDED, { c });
+      await sub.done;
+      expect([c, JSON.stringify(sub.errors)]).toEqual([c, expect.stringMatching(/BAD_USER_INPUT/)]);
+    }
   });
 
   it('should answer a rate-limited reply with RATE_LIMITED and write nothing', async () => {

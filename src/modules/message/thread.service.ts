@@ -42,13 +42,15 @@ export class ThreadService {
     this.messages = deps.messages;
   }
 
-  /** The root of the thread `messageId` names (a reply names its root's), if the viewer may read it; NOT_FOUND otherwise. */
+  /** The root of the thread `messageId` names (a reply names its root's), if the viewer may read it; NOT_FOUND otherwise, BAD_USER_INPUT for a private message (no thread). */
   private async root(em: EntityManager, viewerId: string, messageId: string, field = 'messageId'): Promise<MessageRow> {
     const row = await this.messages.visibleMessage(em, viewerId, messageId).catch((e) => {
       if (field !== 'messageId') throw new BadUserInputError(`${field} must name a message of this conversation.`, field);
       throw e;
     });
-    return row.parent_id ? this.messages.visibleMessage(em, viewerId, row.parent_id) : row;
+    const root = row.parent_id ? await this.messages.visibleMessage(em, viewerId, row.parent_id) : row;
+    if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', field);
+    return root;
   }
 
   /** A thread's replies, oldest first, paged as history is (first/after forward, last/before back; default the newest 10). */
@@ -114,7 +116,6 @@ export class ThreadService {
   async markRead(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
       const root = await this.root(em, viewerId, messageId);
-      if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', 'messageId');
       await threadRepository.markRead(em, { id: root.id, conversationKey: root.conversation_key, lastReplyAt: root.last_reply_at ? new Date(root.last_reply_at) : null }, viewerId);
       return toMessageType(root);
     });
@@ -124,6 +125,8 @@ export class ThreadService {
   async subscriptionFilter(em: EntityManager, viewerId: string, c: ConversationArgs & { threadId?: string | null }): Promise<ThreadFilter> {
     const filter = await this.messages.subscriptionFilter(em, viewerId, c);
     if (c.threadId === undefined || c.threadId === null) return { ...filter, threadId: null };
+    // A project's private thread ({ projectId, userId }) holds private messages, which have no threads.
+    if (c.projectId && c.userId) throw new BadUserInputError('A private message has no thread.', 'threadId');
     const root = await this.root(em, viewerId, c.threadId, 'threadId');
     if (root.conversation_key !== filter.key) throw new BadUserInputError('threadId must name a message of this conversation.', 'threadId');
     return { ...filter, threadId: root.id };
