@@ -87,7 +87,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'FriendRequestStatus.ACCEPTED': 'Accepted: the two are friends.',
   'FriendRequestStatus.DECLINED': 'Declined: its sender may ask again after FRIEND_REQUEST_COOLDOWN (1 day).',
   'Query.friends': "The viewer's friends.",
-  'Mutation.sendFriendRequest': 'Asks a user to become friends (RATE_LIMIT_FRIEND_REQUEST: 50 an hour). CONFLICT when already friends or a request between the two is pending.',
+  'Mutation.sendFriendRequest': 'Asks a user to become friends (RATE_LIMIT_FRIEND_REQUEST: 50 an hour). CONFLICT when already friends or the viewer\'s own request to them is pending; when theirs to the viewer is pending, sending one back accepts it (the answer is that request, ACCEPTED).',
   'Mutation.sendFriendRequest(userId:)': 'Who to ask.',
   'Mutation.acceptFriendRequest': 'Accepts a request sent to the viewer: the two become friends.',
   'Mutation.acceptFriendRequest(requestId:)': 'A pending request sent to the viewer.',
