@@ -61,11 +61,11 @@ export function isSafeName(v: string): boolean {
   return clean(v) || clean(v.replace(EMOJI, '').replace(JOINER_IN_WORD, ''));
 }
 
-/** A short single-line name (group name, project title): trimmed, 1..max visible characters. */
+/** A short single-line name (group name, project title): trimmed, 1..max characters (code points, as the column counts them), something visible among them. */
 export function cleanName(value: string, field: string, max = 100): string {
   const v = typeof value === 'string' ? value.trim() : '';
   if (!v.length || [...v].length > max || !isSafeName(v)) {
-    throw new BadUserInputError(`'${field}' must be 1 to ${max} visible characters on one line, without invisible or direction-changing characters.`, field);
+    throw new BadUserInputError(`'${field}' must be 1 to ${max} characters on one line, something visible among them, without invisible or direction-changing characters.`, field);
   }
   return v;
 }

@@ -29,7 +29,7 @@ export function validateDisplayName(value: string | null | undefined, field = 'd
   const v = value.trim();
   if (!v.length) return null;
   if ([...v].length > 64 || !isSafeName(v)) {
-    throw new BadUserInputError('Display name must be at most 64 visible characters, without control, invisible or direction-changing characters.', field);
+    throw new BadUserInputError('Display name must be at most 64 characters, without control, invisible or direction-changing characters.', field);
   }
   return v;
 }
