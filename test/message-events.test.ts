@@ -39,6 +39,12 @@ describe('editing, deleting and reacting', () => {
     const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 10 }, bob.token)).history.edges[0].node;
     expect(node).toMatchObject({ id: m.id, content: 'hello', editedAt: edited.editedAt, deletedAt: null, conversationId: m.conversationId });
     expect((await ok(gql(s.url, LAST, {}, bob.token))).conversations.edges[0].node.lastMessage).toMatchObject({ id: m.id, content: 'hello' });
+    // The same text again is no edit: nothing written, no event (the next one subscribers get is the next real edit).
+    const same = await snapshot(s.env.DATABASE_URL!);
+    expect((await ok(gql(s.url, EDIT, { m: m.id, t: 'hello\n' }, alice.token))).editMessage).toEqual(edited);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(same);
+    await ok(gql(s.url, EDIT, { m: m.id, t: 'hello!' }, alice.token));
+    expect((await events.nth(2)).messageEvent).toMatchObject({ kind: 'EDITED', message: { content: 'hello!' } });
   });
 
   it("should delete as a tombstone (the sender or the group's owner), drop the attachment's bytes, and answer a retry with the deleted message", async () => {

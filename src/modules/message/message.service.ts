@@ -538,6 +538,9 @@ export class MessageService {
       if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
       const row = await this.visibleMessage(em, viewerId, messageId);
       if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
+      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+      // The same text is no edit: editedAt, the version and subscribers stay as they are.
+      if (row.content === text) return toMessageType(row);
       // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
       const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
       const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
