@@ -233,6 +233,12 @@ describe('SSE transport (/graphql/stream)', () => {
     });
     expect(res.status).toBe(405);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    // Variables that are no JSON are named as such (graphql-sse says "Unparsable URL").
+    const badVariables = await fetch(`${streamUrl(s)}?query=${encodeURIComponent('{ me { username } }')}&variables=%7Bnope`, {
+      headers: { authorization: `Bearer ${u.token}`, accept: 'text/event-stream' },
+    });
+    expect(badVariables.status).toBe(400);
+    expect(((await badVariables.json()) as any).errors[0]).toMatchObject({ message: expect.stringMatching(/variables.*JSON/), extensions: { code: 'BAD_USER_INPUT' } });
 
     // Any client that takes an event stream gets one (fetch sends Accept: */*); one that takes only JSON is told why not.
     const post = (headers: Record<string, string> = {}) =>

@@ -155,6 +155,14 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
 const refusal = (status: number, body: string, headers: Record<string, string> = {}): Response => [body, { status, statusText: '', headers: { ...JSON_HEADERS, ...headers } }];
 
 /** graphql-sse's own refusals carry a message only: each gets a code, as every error here does. */
+/** graphql-sse's words for a bad request, said as the field a client would fix. */
+const CLEARER: Record<string, string> = {
+  'Unparsable URL': "The URL's `variables` and `extensions`, when given, must be JSON.",
+  'Invalid variables': '`variables` must be a JSON object.',
+  'Invalid extensions': '`extensions` must be a JSON object.',
+  'Invalid query': '`query` must be a GraphQL document (a string).',
+};
+
 function withCodes(body: string | null, status: number, statusText: string): string {
   let errors: { message?: string; extensions?: Record<string, unknown> }[] | undefined;
   try {
@@ -163,6 +171,7 @@ function withCodes(body: string | null, status: number, statusText: string): str
     errors = undefined;
   }
   errors ??= [{ message: body || statusText || `HTTP ${status}` }];
+  for (const e of errors) if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
   const code = status === 429 ? 'RATE_LIMITED' : 'BAD_USER_INPUT';
   return JSON.stringify({ errors: errors.map((e) => (e.extensions?.code ? e : { ...e, extensions: { ...e.extensions, code } })) });
 }
