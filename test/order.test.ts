@@ -66,6 +66,50 @@ describe('InOrder', () => {
     expect(order.gaps).toBe(0);
   });
 
+  it("should look for a gap's events before giving it up, and pass what came meanwhile after them", async () => {
+    const { out, order, pub } = line();
+    const asked: unknown[] = [];
+    let answer!: (found: { pos: number; event: string }[]) => void;
+    order.fillFrom((q) => {
+      asked.push([q.after, q.before, q.limit]);
+      return new Promise((resolve) => (answer = resolve));
+    });
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(4);
+    jest.advanceTimersByTime(100);
+    // Searching for #2 and #3, between the last delivered and the last waiting.
+    expect(asked).toEqual([['#1', '#4', 2]]);
+    pub(3);
+    pub(6);
+    jest.advanceTimersByTime(100);
+    expect(asked).toHaveLength(1);
+    answer([{ pos: 2, event: '#2 (stored)' }, { pos: 3, event: '#3 (stored)' }]);
+    await Promise.resolve();
+    expect(out).toEqual(['#1', '#2 (stored)', '#3', '#4']);
+    expect([order.filled, order.gaps, order.passedAt('k', 4), order.passedAt('k', 5)]).toEqual([1, 0, true, false]);
+    // #6 came during the search, past what it covered: it waits for #5 afresh, then its own search finds nothing.
+    jest.advanceTimersByTime(100);
+    expect(asked).toEqual([['#1', '#4', 2], ['#4', '#6', 1]]);
+    answer([]);
+    await Promise.resolve();
+    expect(out).toEqual(['#1', '#2 (stored)', '#3', '#4', '#6']);
+    expect(order.gaps).toBe(1);
+  });
+
+  it('should give a gap up as before when the search fails', async () => {
+    const { out, order, pub } = line();
+    order.fillFrom(() => Promise.reject(new Error('database away')));
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(3);
+    jest.advanceTimersByTime(100);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(out).toEqual(['#1', '#3']);
+    expect(order.gaps).toBe(1);
+  });
+
   it('should start a line anew once its channel was let go, not wait at what went by meanwhile', () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });

@@ -105,4 +105,46 @@ describeRedis('events of one conversation under concurrent sends', () => {
     expect(got(cyOnB, 'p')).toEqual(cyProject);
     expect([a.services.pubsub.order.gaps, b.services.pubsub.order.gaps]).toEqual([0, 0]);
   });
+
+  it("should read back a message whose publish was lost before giving its gap up, and publish a recent one again on its send's retry, once", async () => {
+    const hold = { MESSAGE_ORDER_HOLD: '300ms' };
+    const a = await createTestServer(hold);
+    const b = await createTestServer(hold, { clean: false });
+    const [ada, cy] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, ada, 'Lossy', [cy]);
+    const added = await listen(b, cy, 'subscription { messageAdded { id content mentions { id } } }');
+    const send = (content: string, clientMessageId?: string) => sendMessage(a.url, ada.token, { groupId: g, content, clientMessageId });
+    // A's next publish is lost, as when an instance dies between its commit and its publish.
+    const loseNextPublish = () => {
+      const pubsub = a.services.pubsub;
+      const real = pubsub.publishTogether;
+      pubsub.publishTogether = async () => {
+        pubsub.publishTogether = real;
+      };
+    };
+    const m1 = await send('one');
+    await added.nth(1);
+    loseNextPublish();
+    const m2 = await send(`two @${cy.username}`);
+    const m3 = await send('three');
+    // m2 reaches B's subscriber from the database, before m3, once m3 waited MESSAGE_ORDER_HOLD for it.
+    await added.nth(3);
+    expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([m1.id, m2.id, m3.id]);
+    expect(added.values[1].messageAdded).toEqual({ id: m2.id, content: `two @${cy.username}`, mentions: [{ id: cy.id }] });
+    expect([b.services.pubsub.order.filled, b.services.pubsub.order.gaps]).toEqual([1, 0]);
+
+    // The last message's publish lost: nothing after it shows the gap, but its client's retry publishes it again.
+    loseNextPublish();
+    const m4 = await send('four', 'four-once');
+    expect((await send('four', 'four-once')).id).toBe(m4.id);
+    await added.nth(4);
+    expect(added.values[3].messageAdded.id).toBe(m4.id);
+    // A retry of one delivered already delivers nothing again; the next message comes next.
+    expect((await send('four', 'four-once')).id).toBe(m4.id);
+    const m5 = await send('five');
+    await added.nth(5);
+    expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([m1.id, m2.id, m3.id, m4.id, m5.id]);
+    const metrics = await (await fetch(new URL('/metrics', b.url))).text();
+    expect(metrics).toMatch(/^parley_messages_order_filled_total 1$/m);
+  });
 });

@@ -193,6 +193,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   projects.onActions((em, actions) => notifications.projectActions(em, actions));
   groups.onInvited((em, invite) => notifications.groupInvited(em, invite));
 
+  // A publish lost (its instance died after the commit, Redis was away) is read back before its gap is given up.
+  pubsub.fillGapsFrom((q) => messages.stored(orm.em.fork(), q));
   routeConversations(pubsub, {
     memberships,
     channelOf: scopeChannel,

@@ -18,7 +18,7 @@ export interface MetricSources {
   /** Subscriptions examined for an event since start (a selector run). */
   evaluations(): number;
   /** New messages that waited for one before them, and waits given up (see InOrder). */
-  ordering(): { held: number; gaps: number };
+  ordering(): { held: number; gaps: number; filled: number };
 }
 
 /** One GraphQL operation, as `parley_graphql_operations_total` and its duration histogram count it. */
@@ -106,7 +106,8 @@ export function createMetrics(): Metrics {
   totalFrom('parley_pubsub_publish_failures_total', 'Publishes refused by the pub/sub transport (Redis away)', () => src?.publishFailures() ?? 0);
   totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
   totalFrom('parley_messages_reordered_total', 'New messages that arrived before one sent earlier and waited for it', () => src?.ordering().held ?? 0);
-  totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 500 ms (it was not published, or its instance stalled)', () => src?.ordering().gaps ?? 0);
+  totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 500 ms and a search of the database (it was never stored, or is gone)', () => src?.ordering().gaps ?? 0);
+  totalFrom('parley_messages_order_filled_total', 'Messages whose publish never reached this instance, read back from the database for the subscribers waiting on them', () => src?.ordering().filled ?? 0);
   const received: Record<string, number> = {};
   new Counter({
     name: 'parley_pubsub_events_received_total',

@@ -339,6 +339,15 @@ export const messageRepository = {
     });
   },
 
+  /**
+   * A conversation's messages stored after the one created at `after` and before the one created
+   * at `before`, oldest first, at most `limit`: what a subscription line's gap lost (see InOrder).
+   * Times and positions rise together in a conversation (both are stamped under its head's lock).
+   */
+  async between(em: EntityManager, key: string, q: { after: Date; before: Date; limit: number }): Promise<MessageRow[]> {
+    return em.execute(`${SELECT} where m.conversation_key = ? and m.created_at > ? and m.created_at < ? order by m.created_at, m.id limit ${limitLiteral(q.limit)}`, [key, q.after, q.before]);
+  },
+
   async byId(em: EntityManager, id: string): Promise<MessageRow | null> {
     const rows: MessageRow[] = await em.execute(`${SELECT} where m.id = ?`, [id]);
     return rows[0] ?? null;

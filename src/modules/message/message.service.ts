@@ -34,6 +34,12 @@ const MAX_CONTENT = 4000;
  * in between is missed.
  */
 const CATCH_UP_MS = 5000;
+/**
+ * How recent a message a send's retry finds stored is published again (see replayed): clients
+ * retry within seconds; a line that passed its place drops the copy, but one started anew since
+ * (a new subscriber's) would show it.
+ */
+const REPLAY_MS = 60_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
 const SLOW_HINT_MS = 10 * 60_000;
 
@@ -279,6 +285,28 @@ export class MessageService {
   }
 
   /**
+   * A retry's answer, the message stored by the first try, published again if it is recent: the
+   * first try's publish may never have happened (its instance died after the commit, or stopped
+   * with Redis gone), and its client retried because it got no answer. Subscribers get it only
+   * where they did not yet (see EventOrder's replays).
+   */
+  private async replayed(first: MessageRow, message: MessageType): Promise<MessageType> {
+    if (first.pos !== null && !first.deleted_at && Date.now() - new Date(first.created_at).getTime() < REPLAY_MS) {
+      await this.pubsub.publishSafe(Topic.MessageAdded, Object.assign(toMessagePayload(message), { pos: Number(first.pos), version: first.version, replay: true as const }));
+    }
+    return message;
+  }
+
+  /**
+   * The messages a subscription line's gap lost (see PubSub.fillGapsFrom), as published, with their
+   * places. `version` set: whoever shows one reads its mentions (a publish carries them).
+   */
+  async stored(em: EntityManager, q: { conversationKey: string; after: string; before: string; limit: number }): Promise<MessagePayload[]> {
+    const rows = await messageRepository.between(em, q.conversationKey, { after: new Date(q.after), before: new Date(q.before), limit: q.limit });
+    return rows.filter((r) => r.pos !== null).map((r) => Object.assign(toMessagePayload(toMessageType(r)), { pos: Number(r.pos), version: r.version }));
+  }
+
+  /**
    * Persists a message, then publishes it. A retry with the same clientMessageId returns the
    * first message. If publishing fails, the message is still committed and reachable by history.
    * `emOf`: the caller's EntityManager, or how to fork one when the send needs it (a batched
@@ -306,7 +334,7 @@ export class MessageService {
     }
     if (clientMessageId) {
       const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-      if (first) return retryOf(first, input);
+      if (first) return this.replayed(first, retryOf(first, input));
     }
     const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     const parentId = input.parentId ?? null;

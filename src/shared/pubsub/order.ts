@@ -3,7 +3,7 @@ import { boundedLru } from '../lru';
 import { Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
-interface Waiting<E> {
+export interface Waiting<E> {
   pos: number;
   event: E;
 }
@@ -11,6 +11,10 @@ interface Waiting<E> {
 interface Line<E> {
   /** The last position delivered; null while the line opens (its first events gather). */
   last: number | null;
+  /** The last event delivered: where a search for what a gap lost starts (see Gaps). */
+  lastEvent: E | undefined;
+  /** A search of the database for what a gap lost is under way: the wait is not given up twice. */
+  filling: boolean;
   waiting: Waiting<E>[];
   timer: NodeJS.Timeout | undefined;
   /** When it last saw an event. */
@@ -35,6 +39,13 @@ export interface InOrderOptions {
 }
 
 /**
+ * Where a line finds what a gap lost (see InOrder.fillFrom): the events stored between two it
+ * has (`after`, its last delivered, and `before`), at most `limit`, each with its position. What
+ * is not stored there was never written (or is gone), and is given up.
+ */
+export type Gaps<E> = (q: { key: string; channel: string; after: E; afterPos: number; before: E; beforePos: number; limit: number }) => Promise<Waiting<E>[]>;
+
+/**
  * Delivers each line's events (a conversation's messages, as one instance receives them) in their
  * order. Sends commit one at a time, but what follows a commit races: the answers of two
  * commits back to back, two instances publishing, Redis connections. So an event that comes
@@ -54,9 +65,14 @@ export class InOrder<E> {
   private readonly openMs: number;
   private readonly idleMs: number;
   private readonly max: number;
-  /** Events that waited, and gaps given up (for tests and metrics). */
+  /** Events that waited, gaps given up, and events found in the database for a gap (for tests and metrics). */
   held = 0;
   gaps = 0;
+  filled = 0;
+  /** Where a gap's events are looked for before it is given up (none: given up at once). */
+  private gapsFrom: Gaps<E> | undefined;
+  /** A gap wider than this is given up without a search (a conversation that moved on for minutes). */
+  private static readonly FILL_MAX = 500;
 
   constructor(
     private readonly deliver: (event: E) => void,
@@ -66,6 +82,21 @@ export class InOrder<E> {
     this.openMs = o.openMs ?? 20;
     this.idleMs = o.idleMs ?? 600_000;
     this.max = o.max ?? 50_000;
+  }
+
+  /**
+   * Before a wait is given up, its line looks for what it waited for in the database: a publish
+   * lost (an instance that died between its commit and its publish, Redis away for a while) then
+   * costs subscribers `holdMs` of delay instead of the message.
+   */
+  fillFrom(gaps: Gaps<E>): void {
+    this.gapsFrom = gaps;
+  }
+
+  /** Whether the line delivered (or gave up) position `pos` already: a replayed event there is a copy. */
+  passedAt(key: string, pos: number): boolean {
+    const last = this.lines.get(key)?.last;
+    return last != null && pos <= last;
   }
 
   /** An event on line `key`, which comes on `channel`. */
@@ -82,6 +113,8 @@ export class InOrder<E> {
     line.at = now;
     if (line.last === null || !this.ready(line, pos)) {
       if (line.last !== null) this.held++;
+      // A copy of one already waiting (a replay, or found by a search meanwhile) waits once.
+      if (line.waiting.some((w) => w.pos === pos)) return;
       line.waiting.push({ pos, event });
       line.waiting.sort((x, y) => x.pos - y.pos);
       line.timer ??= setTimeout(() => this.giveUp(key), this.holdMs).unref();
@@ -127,7 +160,7 @@ export class InOrder<E> {
         if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, waiting: [], timer: undefined, at: 0, channel };
+    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, waiting: [], timer: undefined, at: 0, channel };
     this.lines.set(key, line);
     let keys = this.linesOfChannel.get(channel);
     if (!keys) this.linesOfChannel.set(channel, (keys = new Set()));
@@ -157,7 +190,10 @@ export class InOrder<E> {
   }
 
   private pass(line: Line<E>, pos: number, event: E): void {
-    line.last = Math.max(line.last ?? pos, pos);
+    if (line.last === null || pos > line.last) {
+      line.last = pos;
+      line.lastEvent = event;
+    }
     this.deliver(event);
   }
 
@@ -174,14 +210,56 @@ export class InOrder<E> {
     line.timer = line.waiting.length ? setTimeout(() => this.giveUp(key), this.holdMs).unref() : undefined;
   }
 
-  /** The one awaited did not come: what waited goes, in order, and the line goes on from it. */
+  /**
+   * The one awaited did not come: the database is asked for what is stored in the gap (see
+   * fillFrom); then what waited goes, in order, with what was found, and the line goes on from it.
+   */
   private giveUp(key: string): void {
     const line = this.lines.get(key);
     if (!line) return;
     line.timer = undefined;
-    if (!line.waiting.length) return;
-    this.gaps++;
-    for (const { pos, event } of line.waiting.splice(0)) this.pass(line, pos, event);
+    if (!line.waiting.length || line.filling) return;
+    const before = line.waiting[line.waiting.length - 1];
+    const missing = before.pos - (line.last ?? before.pos) - line.waiting.length;
+    // Only from an event delivered (a catch-up's places have none to search from).
+    if (!this.gapsFrom || line.last === null || !line.lastEvent || missing < 1 || missing > InOrder.FILL_MAX) return this.passUpTo(line, Infinity);
+    line.filling = true;
+    const q = { key, channel: line.channel, after: line.lastEvent, afterPos: line.last, before: before.event, beforePos: before.pos, limit: before.pos - line.last - 1 };
+    this.gapsFrom(q).then(
+      (found) => this.filledIn(key, line, found, before.pos),
+      () => this.filledIn(key, line, [], before.pos),
+    );
+  }
+
+  /** A gap's search answered: what it found waits with the rest, and everything up to `upTo` goes in order, what is still missing given up. */
+  private filledIn(key: string, line: Line<E>, found: Waiting<E>[], upTo: number): void {
+    line.filling = false;
+    if (this.lines.get(key) !== line) return;
+    let added = 0;
+    for (const f of found) {
+      if (f.pos <= line.last! || f.pos > upTo || line.waiting.some((w) => w.pos === f.pos)) continue;
+      line.waiting.push(f);
+      added++;
+    }
+    this.filled += added;
+    line.waiting.sort((x, y) => x.pos - y.pos);
+    this.passUpTo(line, upTo);
+    // What came after the search began waits, afresh, for what is still on its way.
+    clearTimeout(line.timer);
+    line.timer = undefined;
+    this.release(key, line);
+    if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
+  }
+
+  /** What waits up to position `upTo` goes, in order; a hole among it is a gap given up. */
+  private passUpTo(line: Line<E>, upTo: number): void {
+    let gap = false;
+    while (line.waiting.length && line.waiting[0].pos <= upTo) {
+      const { pos, event } = line.waiting.shift()!;
+      if (line.last !== null && pos > line.last + 1) gap = true;
+      this.pass(line, pos, event);
+    }
+    if (gap) this.gaps++;
   }
 }
 
@@ -259,6 +337,19 @@ export class EventOrder {
   }
 
   /**
+   * Where a conversation line's gap is looked for before it is given up (see InOrder.fillFrom):
+   * `stored` reads the messages of `conversationKey` stored after the one created at `after` and
+   * before the one created at `before`, oldest first, at most `limit`, as published. What it finds goes to subscriptions only (as a catch-up does).
+   */
+  fillFrom(stored: (q: { conversationKey: string; channel: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
+    this.lines.fillFrom(async (q) => {
+      const next = q.before.payload as MessagePayload;
+      const found = await stored({ conversationKey: next.conversationKey, channel: q.channel, after: (q.after.payload as MessagePayload).createdAt, before: next.createdAt, limit: q.limit });
+      return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: q.before.channel, keyedOnly: true } }));
+    });
+  }
+
+  /**
    * An event published here (`channel` undefined) or received on a channel. Each user of a direct
    * conversation gets its messages on their own channel, so each user's copies are a line of
    * their own, and one published here is split the same way.
@@ -307,6 +398,12 @@ export class EventOrder {
    * and a line would wait at every gap the other instances' sends leave in it.
    */
   private inLine(key: string, channel: string, place: number, e: Ordered): void {
+    // A replay (a send's retry found it stored: its first publish may have been lost) goes only
+    // where a line has not passed its place, and only to subscriptions.
+    if ((e.payload as MessagePayload).replay) {
+      if (this.takes(channel) && !this.lines.passedAt(key, place)) this.lines.admit(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
+      return;
+    }
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
     else this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }

@@ -5,7 +5,7 @@ import { createBroker, type Broker } from './broker';
 import { Hub, YoungChannels, type AudienceOf, type Keys, type Listener, type Receiver } from './hub';
 import { EventOrder, type InOrder, type InOrderOptions, type Ordered } from './order';
 import { TopicStream, type PushIterator } from './stream';
-import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type MessagePayload, type TopicPayloads } from './topics';
 
 export type { Audience, AudienceOf, Keys, Listener, Receiver } from './hub';
 export type { PushIterator, Sink } from './stream';
@@ -113,6 +113,12 @@ export class PubSub {
   /** Events dropped for slow consumers. */
   get dropped(): number {
     return this.hub.dropped;
+  }
+
+  /** Where a conversation line looks for messages whose publish it missed, before it gives them up (see EventOrder.fillFrom). */
+  fillGapsFrom(stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
+    // On a channel taken lately, what its catch-up delivered is not delivered again (see take).
+    this.events.fillFrom(async (q) => (await stored(q)).filter((p) => !(this.young.size && this.young.repeated(q.channel, Topic.MessageAdded, p.id))));
   }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */

@@ -78,8 +78,10 @@ export interface MessagePayload {
   alsoInConversation?: boolean;
   /** A root's thread as it stands (absent: no replies). */
   thread?: ThreadPayload;
-  /** The users it mentions (absent: none). */
+  /** The users it mentions (absent: none, unless `version` is set: then read by whoever shows it). */
   mentions?: UserPayload[];
+  /** Published again (a send's retry found it stored): delivered only where it was not yet (see EventOrder). */
+  replay?: true;
 }
 
 /** A root's thread counters, carried by THREAD_UPDATED so that no subscriber loads them. */
