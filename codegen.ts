@@ -14,6 +14,12 @@ const config: CodegenConfig = {
       presetConfig: { fragmentMasking: false },
       config: { scalars: { DateTime: 'string' }, enumsAsTypes: true, useTypeImports: true },
     },
+    // Which types implement Node: Apollo Client's cache matches `... on Message` inside a
+    // `node`/`nodes` answer only with them (InMemoryCache's `possibleTypes`, docs/CLIENTS.md).
+    'generated/client/possible-types.ts': {
+      plugins: ['fragment-matcher'],
+      config: { apolloClientVersion: 3, useExplicitTyping: true },
+    },
   },
 };
 

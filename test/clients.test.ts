@@ -5,7 +5,8 @@ import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
-import { GroupsDocument, JoinGroupDocument, LoginDocument, LogoutDocument, MessageAddedDocument, OnlineUsersDocument, PresenceChangedDocument, SendMessageDocument, SignupDocument, type MessageAddedSubscription, type PresenceChangedSubscription } from '../generated/client/graphql';
+import { GroupsDocument, JoinGroupDocument, LoginDocument, LogoutDocument, MessageAddedDocument, NodeDocument, NodesDocument, OnlineUsersDocument, PresenceChangedDocument, SendMessageDocument, SignupDocument, type MessageAddedSubscription, type PresenceChangedSubscription } from '../generated/client/graphql';
+import introspection from '../generated/client/possible-types';
 import diagnostics from 'node:diagnostics_channel';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -47,7 +48,8 @@ const apollo: DriverFactory = (s, token) => {
   const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   const ws = wsFor(s, token);
   const link: ApolloLink = split(({ query }) => isSubscription(query), new GraphQLWsLink(ws), new HttpLink({ uri: s.url, fetch, headers }));
-  const client = new ApolloClient({ link, cache: new InMemoryCache() });
+  // As docs/CLIENTS.md sets the cache up: Node's types, and reactions replaced whole.
+  const client = new ApolloClient({ link, cache: new InMemoryCache({ possibleTypes: introspection.possibleTypes, typePolicies: { Message: { fields: { reactions: { merge: false } } } } }) });
   return {
     async request(doc, variables) {
       const isMutation = doc.definitions.some((d) => d.kind === Kind.OPERATION_DEFINITION && d.operation === OperationTypeNode.MUTATION);
@@ -159,6 +161,11 @@ describe.each([
 
     const reply = (await asAlice.request(SendMessageDocument, { input: { groupId: lobby.id, content: 'hi bob' } })).sendMessage;
     expect(await eventually(() => bobMessages.find((m) => m.id === reply.id))).toMatchObject({ content: 'hi bob', sender: { displayName: 'Alice' } });
+
+    // Any object again by its id, through the generated Node documents (within the server's default limits).
+    expect((await asAlice.request(NodeDocument, { id: sent.id })).node).toMatchObject({ __typename: 'Message', id: sent.id, content: 'hello from bob', sender: { username: b.username } });
+    const nodes = (await asAlice.request(NodesDocument, { ids: [lobby.id, bobSignup.user.id] })).nodes;
+    expect(nodes).toMatchObject([{ __typename: 'Group', id: lobby.id, isLobby: true }, { __typename: 'User', id: bobSignup.user.id, username: b.username }]);
 
     await Promise.all([anonymous.dispose(), asAlice.dispose(), asBob.dispose()]);
   });

@@ -3,6 +3,7 @@ import { ApolloClient, HttpLink, InMemoryCache, split } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { OperationTypeNode } from 'graphql';
 import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
+import introspection from '../../generated/client/possible-types';
 import { createSocket } from './socket';
 
 /** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
@@ -21,7 +22,10 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
       new GraphQLWsLink(socket),
       new HttpLink({ uri: url, headers: { authorization: `Bearer ${token}` } }),
     ),
-    cache: new InMemoryCache(),
+    cache: new InMemoryCache({
+      possibleTypes: introspection.possibleTypes, // what implements Node, for `node`/`nodes` answers
+      typePolicies: { Message: { fields: { reactions: { merge: false } } } }, // counts have no id: the newest list wins
+    }),
   });
   const live = client.subscribe({ query: MessageAddedDocument, variables: { conversation: { groupId } } }).subscribe(({ data }) => data && show(data.messageAdded));
   // graphql-ws acknowledges the connection, not each subscription: send only once connected...

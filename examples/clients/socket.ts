@@ -14,7 +14,7 @@ export function createSocket(url: string, token: string, onReconnect: () => void
   const socket = createClient({
     url: url.replace(/^http/, 'ws'), // http://localhost:4000/graphql -> ws://localhost:4000/graphql
     webSocketImpl: WebSocket, // Node; leave it out in a browser
-    connectionParams: { authorization: `Bearer ${token}` },
+    connectionParams: () => ({ authorization: `Bearer ${token}` }), // read at each (re)connection: a function may return a newer token
     retryAttempts: Infinity,
     shouldRetry: (e) => (e as { code?: number } | undefined)?.code !== 4403,
     retryWait: (n) => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(30_000, 1000 * 2 ** n))),

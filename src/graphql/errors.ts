@@ -3,7 +3,7 @@ import { unwrapResolverError } from '@apollo/server/errors';
 import { ConnectionException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
-import { SUGGESTION, type DocumentLimits } from './limits';
+import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
 
@@ -86,7 +86,7 @@ export function createErrorFormatter(opts: {
     }
     if (kind === 'input') {
       // The contract speaks of bad input with one code; the parser's own stays as a detail.
-      return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(code && code !== 'INTERNAL_SERVER_ERROR' ? { reason: code } : {}) } };
+      return { ...formatted, message: limitMessage(formatted.message), extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(code && code !== 'INTERNAL_SERVER_ERROR' ? { reason: code } : {}) } };
     }
     if (kind === 'known') {
       const { stacktrace: _s, ...extensions } = formatted.extensions ?? {};

@@ -186,6 +186,11 @@ export function signsIn(query: unknown, operationName: unknown, maxTokens: numbe
   return operation?.operation === 'mutation' && operation.selectionSet.selections.every((f) => f.kind === Kind.FIELD && SIGN_IN_FIELDS.has(f.name.value));
 }
 
+/** graphql-armor words a limit as a syntax error ("Syntax Error: Query Cost limit of 5000 exceeded"); the document parsed, and its size is what is wrong. */
+export function limitMessage(message: string): string {
+  return message.replace(/^Syntax Error: (?=[^.]*\blimit of \d)/, '');
+}
+
 /** HTTP carries queries and mutations; a subscription executed there would run its resolver without an event. */
 const noSubscriptionsOverHttp: ApolloServerPlugin = {
   async requestDidStart() {
@@ -244,9 +249,11 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
       const errors = validate(schema, document, rules);
       if (!errors.length) return { document };
       return {
-        errors: errors.map((e) =>
-          bad(hideSchema ? e.message.replace(SUGGESTION, '') : e.message, (e.extensions?.code as string | undefined) === 'BAD_USER_INPUT' ? 'GRAPHQL_LIMIT' : 'GRAPHQL_VALIDATION_FAILED'),
-        ),
+        errors: errors.map((e) => {
+          const limit = (e.extensions?.code as string | undefined) === 'BAD_USER_INPUT';
+          const message = limit ? limitMessage(e.message) : e.message;
+          return bad(hideSchema ? message.replace(SUGGESTION, '') : message, limit ? 'GRAPHQL_LIMIT' : 'GRAPHQL_VALIDATION_FAILED');
+        }),
       };
     },
   };
