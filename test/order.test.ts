@@ -110,6 +110,33 @@ describe('InOrder', () => {
     expect(order.gaps).toBe(1);
   });
 
+  it("should open a line only once its channel's catch-up joined it, or after the longest wait", () => {
+    const out: string[] = [];
+    const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });
+    order.holdOpening('g:1', 1000);
+    // Live, while the catch-up is read: #101 gathers past openMs.
+    order.admit('g:1', 101, '#101', 'g:1');
+    jest.advanceTimersByTime(50);
+    order.admit('g:1', 103, '#103', 'g:1');
+    // Past holdMs too: a line waiting for its catch-up gives nothing up.
+    jest.advanceTimersByTime(150);
+    expect(out).toEqual([]);
+    // The catch-up's #99 and #100 (#101 was published after the channel was taken) go first.
+    order.admit('g:1', 99, '#99', 'g:1');
+    order.admit('g:1', 100, '#100', 'g:1');
+    order.releaseOpening('g:1');
+    expect(out).toEqual(['#99', '#100', '#101']);
+    order.admit('g:1', 102, '#102', 'g:1');
+    expect(out).toEqual(['#99', '#100', '#101', '#102', '#103']);
+    // A catch-up that never comes holds a line no longer than its longest wait.
+    order.holdOpening('g:2', 1000);
+    order.admit('g:2', 7, '#7', 'g:2');
+    jest.advanceTimersByTime(999);
+    expect(out).toHaveLength(5);
+    jest.advanceTimersByTime(1);
+    expect(out.slice(5)).toEqual(['#7']);
+  });
+
   it('should start a line anew once its channel was let go, not wait at what went by meanwhile', () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });

@@ -285,6 +285,30 @@ describeRedis('event routing', () => {
     }
   });
 
+  it("should bring a joiner only what was sent after the join, in the conversation's order, through its catch-up", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const owner = await signup(a.url);
+    const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }, last: 100) { edges { node { content } } } }';
+    for (let trial = 0; trial < 5; trial++) {
+      const group = (await request(a.url, CreateGroupDocument, { name: `Joined ${trial}` }, owner.token)).createGroup.id;
+      // Said before the join: history to the joiner, not news.
+      for (let i = 0; i < 3; i++) await sendMessage(b.url, owner.token, { groupId: group, content: `t${trial} before ${i}` });
+      // The joiner's socket is the group's only member on b: the join makes b take the channel and catch up.
+      const joiner = await signup(a.url);
+      const sub = await listen(b, joiner);
+      const joined = request(a.url, JoinGroupDocument, { groupId: group }, joiner.token);
+      const sends = Array.from({ length: 12 }, (_, i) => sendMessage(i % 2 ? a.url : b.url, owner.token, { groupId: group, content: `t${trial} m${i}` }));
+      await Promise.all([joined, ...sends]);
+      await sendMessage(b.url, owner.token, { groupId: group, content: `t${trial} barrier` });
+      await eventually(() => contents(sub.values).includes(`t${trial} barrier`));
+      const got = contents(sub.values);
+      expect(got.filter((t) => t.includes('before'))).toEqual([]);
+      const history = (await ok(gql(a.url, HISTORY, { g: group }, joiner.token))).history.edges.map((e: any) => e.node.content);
+      expect(got).toEqual(history.filter((t: string) => got.includes(t)));
+    }
+  });
+
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl });

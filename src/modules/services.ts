@@ -198,7 +198,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   routeConversations(pubsub, {
     memberships,
     channelOf: scopeChannel,
-    missed: (scope, id) => messages.catchUp(orm.em.fork(), scope, id),
+    missed: (scope, id, joiners) => messages.catchUp(orm.em.fork(), scope, id, joiners),
     // Their conversations' events no longer come here: what is known of their read states would go stale.
     userDropped: (userId) => memberStates.forget(userId),
   });

@@ -212,11 +212,16 @@ export interface BatchedMessage {
 }
 
 export const messageRepository = {
-  /** The newest messages of a conversation created since `since`, oldest first (at most `limit`). */
-  async since(em: EntityManager, conversationKey: string, since: Date, limit: number): Promise<MessageRow[]> {
+  /**
+   * The newest messages of a conversation created since `since` and since the earliest of
+   * `joiners` joined it (what came before is their history, not news), oldest first (at most `limit`).
+   */
+  async since(em: EntityManager, conversationKey: string, since: Date, joiners: readonly string[], limit: number): Promise<MessageRow[]> {
     const rows: MessageRow[] = await em.execute(
-      `select * from (${SELECT} where m.conversation_key = ? and m.created_at >= ? order by m.created_at desc, m.id desc limit ?) t order by created_at, id`,
-      [conversationKey, since, limit],
+      `select * from (${SELECT} where m.conversation_key = ? and m.created_at >= greatest(?::timestamptz,
+         (select min(joined_at) from conversation_members where conversation_key = ? and user_id = any(?::uuid[])))
+       order by m.created_at desc, m.id desc limit ?) t order by created_at, id`,
+      [conversationKey, since, conversationKey, pgArray(joiners), limit],
     );
     return rows;
   },

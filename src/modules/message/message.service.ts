@@ -278,8 +278,8 @@ export class MessageService {
    * the last CATCH_UP_MS, which may have been published before the channel was subscribed
    * (the pub/sub skips those that arrived through it).
    */
-  async catchUp(em: EntityManager, scope: 'group' | 'project', id: string): Promise<MessagePayload[]> {
-    const rows = await messageRepository.since(em, scopeKey(scope, id), new Date(Date.now() - CATCH_UP_MS), 200);
+  async catchUp(em: EntityManager, scope: 'group' | 'project', id: string, joiners: readonly string[]): Promise<MessagePayload[]> {
+    const rows = await messageRepository.since(em, scopeKey(scope, id), new Date(Date.now() - CATCH_UP_MS), joiners, 200);
     // With their places, so that the conversation's line goes on after them (see InOrder).
     return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), ...(r.pos === null ? {} : { pos: Number(r.pos) }) }));
   }

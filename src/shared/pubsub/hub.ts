@@ -251,8 +251,8 @@ export interface ConversationRouting {
   memberships: LocalMemberships;
   /** The channel of a group's, a project's or a connected user's events. */
   channelOf(scope: Scope | 'user', id: string): string;
-  /** Messages a conversation may have had before this instance took its channel (read back from the database). */
-  missed(scope: Scope, id: string): Promise<MessagePayload[]>;
+  /** Messages a conversation may have had, since `joiners` joined it, before this instance took its channel (read back from the database). */
+  missed(scope: Scope, id: string, joiners: readonly string[]): Promise<MessagePayload[]>;
   /** A user's channel was let go: their conversations' events no longer come here. */
   userDropped(userId: string): void;
 }
@@ -272,7 +272,8 @@ export function routeConversations(pubsub: Routable, r: ConversationRouting): vo
       const channel = r.channelOf(scope, id);
       const fresh = await pubsub.take(channel, catchUp);
       if (!fresh || !catchUp) return;
-      const missed = await r.missed(scope, id).catch(() => []);
+      // The members connected here: the one who joined (none was here before, or the channel was taken).
+      const missed = await r.missed(scope, id, [...(memberships.localMembers(scope, id) ?? [])]).catch(() => []);
       pubsub.catchUp(Topic.MessageAdded, channel, missed, (p) => p.id);
     },
     dropped(scope, id) {

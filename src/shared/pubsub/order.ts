@@ -60,6 +60,8 @@ export class InOrder<E> {
   private readonly lines = new Map<string, Line<E>>();
   /** Line keys by the channel they come on. */
   private readonly linesOfChannel = new Map<string, Set<string>>();
+  /** Channels whose new lines wait to open (a catch-up is being read: see holdOpening), each with its longest wait. */
+  private readonly holding = new Map<string, NodeJS.Timeout>();
   /** How long an event waits for the one ahead of it (MESSAGE_ORDER_HOLD on a server). */
   readonly holdMs: number;
   private readonly openMs: number;
@@ -93,6 +95,30 @@ export class InOrder<E> {
     this.gapsFrom = gaps;
   }
 
+  /**
+   * A channel just taken, whose catch-up (what was published before it was taken, read from the
+   * database) is on its way: its lines gather what arrives, and open only once the catch-up joined
+   * them (releaseOpening), or after `maxMs`, so the catch-up's messages come before later ones.
+   */
+  holdOpening(channel: string, maxMs: number): void {
+    clearTimeout(this.holding.get(channel));
+    this.holding.set(channel, setTimeout(() => this.releaseOpening(channel), maxMs).unref());
+  }
+
+  /** The catch-up of a channel is in its lines: those that gathered long enough open. */
+  releaseOpening(channel: string): void {
+    const timer = this.holding.get(channel);
+    if (!timer) return;
+    clearTimeout(timer);
+    this.holding.delete(channel);
+    for (const key of this.linesOfChannel.get(channel) ?? []) {
+      const line = this.lines.get(key);
+      if (!line || line.last !== null) continue;
+      clearTimeout(line.timer);
+      this.opened(key, line);
+    }
+  }
+
   /** Whether the line delivered (or gave up) position `pos` already: a replayed event there is a copy. */
   passedAt(key: string, pos: number): boolean {
     const last = this.lines.get(key)?.last;
@@ -124,17 +150,12 @@ export class InOrder<E> {
     this.release(key, line);
   }
 
-  /** An event delivered outside the line (a catch-up read from the database): the line goes on after it. */
-  passed(key: string, pos: number): void {
-    const line = this.lines.get(key);
-    if (line?.last != null) line.last = Math.max(line.last, pos);
-  }
-
   /**
    * The channel was let go: what comes on it while it is not taken goes by, so its lines would
    * wait at that gap once it is taken again. They start anew then (those still waiting finish first).
    */
   forget(channel: string): void {
+    this.releaseOpening(channel);
     const keys = this.linesOfChannel.get(channel);
     if (!keys) return;
     for (const key of keys) {
@@ -148,8 +169,10 @@ export class InOrder<E> {
 
   dispose(): void {
     for (const line of this.lines.values()) clearTimeout(line.timer);
+    for (const timer of this.holding.values()) clearTimeout(timer);
     this.lines.clear();
     this.linesOfChannel.clear();
+    this.holding.clear();
   }
 
   private open(key: string, channel: string): Line<E> {
@@ -179,6 +202,8 @@ export class InOrder<E> {
   /** The line starts from the earliest event it gathered. */
   private opened(key: string, line: Line<E>): void {
     line.timer = undefined;
+    // Its channel's catch-up is still being read: releaseOpening opens it.
+    if (this.holding.has(line.channel)) return;
     if (this.lines.get(key) !== line || !line.waiting.length) return;
     line.last = line.waiting[0].pos - 1;
     this.release(key, line);
@@ -218,10 +243,11 @@ export class InOrder<E> {
     const line = this.lines.get(key);
     if (!line) return;
     line.timer = undefined;
-    if (!line.waiting.length || line.filling) return;
+    // A line still waiting for its channel's catch-up opens with it (releaseOpening).
+    if (!line.waiting.length || line.filling || (line.last === null && this.holding.has(line.channel))) return;
     const before = line.waiting[line.waiting.length - 1];
     const missing = before.pos - (line.last ?? before.pos) - line.waiting.length;
-    // Only from an event delivered (a catch-up's places have none to search from).
+    // Only from an event delivered.
     if (!this.gapsFrom || line.last === null || !line.lastEvent || missing < 1 || missing > InOrder.FILL_MAX) return this.passUpTo(line, Infinity);
     line.filling = true;
     const q = { key, channel: line.channel, after: line.lastEvent, afterPos: line.last, before: before.event, beforePos: before.pos, limit: before.pos - line.last - 1 };
@@ -376,10 +402,15 @@ export class EventOrder {
     this.inLine(perUser ? `${m.conversationKey} ${channel}` : m.conversationKey, own, place, { topic, payload, channel, keyedOnly: false });
   }
 
-  /** An event delivered outside its line (a catch-up read from the database): the line goes on after it. */
-  passed(topic: Topic, payload: unknown): void {
+  /**
+   * A message read back by a channel's catch-up: in its line with the rest (to subscriptions only),
+   * in its place; one without a place (stored before positions) goes at once.
+   */
+  caughtUp(topic: Topic, payload: unknown, channel: string): void {
     const place = placeOf(topic, payload);
-    if (place !== null) this.lines.passed((payload as MessagePayload).conversationKey, place);
+    const e = { topic, payload, channel, keyedOnly: true };
+    if (place === null || !this.takes(channel)) return this.hub.dispatch(topic, payload, channel, true);
+    this.lines.admit((payload as MessagePayload).conversationKey, place, e, channel);
   }
 
   /** The channel was let go (see InOrder.forget). */

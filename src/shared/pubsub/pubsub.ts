@@ -52,6 +52,8 @@ export function eventsOf(message: unknown): { topic: Topic; payload: unknown }[]
 /** The broker channel of a conversation channel suffix (g:<id>, p:<id>, u:<id>). */
 const CHANNEL_PREFIX = `${CONVERSATION_CHANNELS}:`;
 const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
+/** How long a channel's lines wait for its catch-up before they open without it (see take). */
+const CATCH_UP_WAIT_MS = 2000;
 /** Events a subscription keeps while its check runs (as a pulled stream's queue). */
 const EARLY_MAX = 1000;
 
@@ -287,8 +289,10 @@ export class PubSub {
       await this.subscribing.get(channel);
       return false;
     }
-    // Until the catch-up is done, what arrives is remembered, so it is not delivered again.
+    // Until the catch-up is done, what arrives is remembered, so it is not delivered again; and
+    // the channel's lines wait for it to open, so that what it reads comes before what follows.
     this.young.taking(channel, catchUp);
+    if (catchUp) this.events.lines.holdOpening(channel, CATCH_UP_WAIT_MS);
     const name = channelName(channel);
     const subscribed = this.broker.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
     this.subscribing.set(channel, subscribed);
@@ -318,13 +322,13 @@ export class PubSub {
    * while, the channel still drops duplicates of what the catch-up delivered.
    */
   catchUp<T extends Topic>(topic: T, channel: string, payloads: TopicPayloads[T][], idOf: (p: TopicPayloads[T]) => string): void {
-    if (!this.young.has(channel)) return;
+    if (!this.young.has(channel)) return this.events.lines.releaseOpening(channel);
     for (const p of payloads) {
       if (this.young.repeated(channel, topic, idOf(p))) continue;
-      this.hub.dispatch(topic, p, channel, true);
-      this.events.passed(topic, p);
+      this.events.caughtUp(topic, p, channel);
     }
     this.young.caughtUp(channel);
+    this.events.lines.releaseOpening(channel);
   }
 
   /**
