@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -407,6 +407,7 @@ describe('the documented receiver (docs/TOUR.md)', () => {
     } finally {
       child.kill();
       await new Promise((r) => push.close(r));
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

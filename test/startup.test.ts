@@ -3,6 +3,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { signup, request } from './helpers/factories';
+import { gql, ok } from './helpers/graphql';
 import { LoginDocument } from '../generated/client/graphql';
 import { sparePorts } from './helpers/ports';
 import { runParley, type ParleyProcess } from './helpers/process';
@@ -137,12 +138,23 @@ describe('as root, from a folder only root can enter', () => {
       first.child.kill('SIGTERM');
       expect(await first.exited).toBe(0);
 
-      const second = runParley(env, { cwd: dir });
+      // Ctrl-C in a terminal signals the whole foreground group: PostgreSQL must not stop under Parley's own shutdown.
+      const second = runParley(env, { cwd: dir, detached: true });
       const url2 = await second.listening;
       expect((await request(url2, LoginDocument, { username: user.username, password: user.password })).login.user.id).toBe(user.id);
-      second.child.kill('SIGTERM');
+      process.kill(-second.child.pid!, 'SIGINT');
       expect(await second.exited).toBe(0);
       expect(second.output().stderr).toBe('');
+      expect(second.output().stdout).not.toMatch(/"level":"(warn|error)"/);
+
+      // What the shutdown wrote (the user's last activity) is there on the next start.
+      const third = runParley(env, { cwd: dir });
+      const url3 = await third.listening;
+      const other = await signup(url3);
+      const seen = await ok(gql(url3, 'query($id: ID!) { user(id: $id) { status lastSeenAt } }', { id: user.id }, other.token));
+      expect(seen.user).toEqual({ status: 'OFFLINE', lastSeenAt: expect.any(String) });
+      third.child.kill('SIGTERM');
+      expect(await third.exited).toBe(0);
     } finally {
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     }

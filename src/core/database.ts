@@ -68,7 +68,7 @@ export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
 export async function openDatabase(env: Env, logger: Logger, opts: { entities: OrmConfigInput['entities']; migrate?: boolean }): Promise<Database> {
   const embedded = env.DATABASE_URL
     ? undefined
-    : await startEmbeddedPostgres({ dir: env.EMBEDDED_PG_DIR, port: env.EMBEDDED_PG_PORT, logger });
+    : await startEmbeddedPostgres({ dir: env.EMBEDDED_PG_DIR, port: env.EMBEDDED_PG_PORT, logger, ownGroup: true });
   const clientUrl = env.DATABASE_URL ?? embedded!.url;
   let orm: MikroORM;
   try {

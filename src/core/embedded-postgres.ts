@@ -157,7 +157,14 @@ function why(log: string): string {
  * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
  * @throws an Error with a one-line message saying why and what to do.
  */
-export async function startEmbeddedPostgres(opts: { dir: string; port: number; logger: Logger; database?: string }): Promise<EmbeddedPostgresHandle> {
+export async function startEmbeddedPostgres(opts: {
+  dir: string;
+  port: number;
+  logger: Logger;
+  database?: string;
+  /** A process group of its own, for a caller that stops it on SIGINT itself (the server: see spawn below). */
+  ownGroup?: boolean;
+}): Promise<EmbeddedPostgresHandle> {
   const { logger, port } = opts;
   let bin = await binaries();
   let dataDir = path.resolve(opts.dir);
@@ -219,7 +226,10 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
     }
   }
 
-  const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port)], { ...as, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  // ownGroup: Ctrl-C in a terminal signals the whole foreground group, and PostgreSQL would stop
+  // under the server's graceful shutdown (its last writes refused); the server stops it last. A
+  // caller without a SIGINT handler (the tests' setup) leaves it in its group, to stop with it.
+  const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port)], { ...as, env, stdio: ['ignore', 'ignore', 'pipe'], detached: !!opts.ownGroup });
   // Stops PostgreSQL if this process exits without disposing (its own signal handling aside).
   const stopOnExit = () => child.kill('SIGINT');
   process.on('exit', stopOnExit);
