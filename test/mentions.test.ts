@@ -1,8 +1,9 @@
-import { codeOf, gql, listen, ok, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
+import { Topic } from '../src/shared/pubsub/topics';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
 const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount unreadCount } }';
@@ -74,6 +75,37 @@ describe('mentions', () => {
     expect((await bobs.nth(4)).conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0 });
     await sendMessage(s.url, carol.token, { groupId: g, content: 'still no names' });
     expect((await bobs.nth(5)).conversationUpdated).toMatchObject({ unreadCount: 1, unreadMentionCount: 0 });
+  });
+
+  it("should keep a member's badge true when their own message's event arrives after a mention sent just after it", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Crossing', [bob]);
+    const bobs = await listen(s, bob, SIDEBAR_LIVE);
+    // Bob's own send is published late (as through another instance, or a slow Redis): alice's mention, committed after it, arrives first.
+    const pubsub = s.services.pubsub;
+    const real = pubsub.publishTogether;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    pubsub.publishTogether = async (events) => {
+      if (events[0]?.topic !== Topic.MessageAdded) return real.call(pubsub, events);
+      pubsub.publishTogether = real;
+      await released;
+      return real.call(pubsub, events);
+    };
+    const own = sendMessage(s.url, bob.token, { groupId: g, content: 'mine' });
+    await eventually(() => pubsub.publishTogether === real);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `ping @${bob.username}` });
+    release();
+    await own;
+    await bobs.nth(2);
+    // Then a message naming no one: it carries no count, and the row must not reuse a wrong one.
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'no names' });
+    await bobs.nth(3);
+    const told = bobs.values.map((v: any) => v.conversationUpdated.unreadMentionCount);
+    const stored = (await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation;
+    expect(stored).toEqual({ unreadMentionCount: 1, unreadCount: 2 });
+    expect(told.slice(1)).toEqual([1, 1]);
   });
 
   it('should expand @here to members online now and @all only for the group owner', async () => {

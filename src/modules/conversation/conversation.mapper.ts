@@ -37,17 +37,23 @@ export function payloadToConversation(viewerId: string, p: ConversationUpdatedPa
     { groupId: p.groupId, projectId: p.projectId, peerId: p.userIds?.find((u) => u !== viewerId) ?? null },
   );
   if (p.message && p.message.id === v.lastMessageId) c.lastMessage = payloadToMessageType(p.message);
-  return Object.assign(c, mentionCountOf(viewerId, p));
+  return Object.assign(c, mentionCountOf(viewerId, p, head, own));
 }
 
 /**
  * The viewer's unread mentions when the event tells them: a mentioned member's count travels
- * with it; a message's sender has read everything up to it. Otherwise nothing (loaded if asked).
+ * with it; a message's sender has read everything up to it. Either holds only as of the event:
+ * while no newer message is known here (a late event's count misses the newer ones' mentions) and
+ * the viewer's marker stands where it was counted from. Otherwise the count is read (`reloadBadge`:
+ * not the one last told, which may be as old), or loaded if asked when the event says nothing.
  */
-function mentionCountOf(viewerId: string, p: ConversationUpdatedPayload): { unreadMentionCount?: number } {
+function mentionCountOf(viewerId: string, p: ConversationUpdatedPayload, head: HeadState | null, own: OwnState): Pick<ConversationType, 'unreadMentionCount' | 'reloadBadge'> {
   const n = p.mentionCounts?.[viewerId];
-  if (n !== undefined) return { unreadMentionCount: n };
-  return p.message && !p.lastMessageOnly && p.message.senderId === viewerId && p.members[viewerId] ? { unreadMentionCount: 0 } : {};
+  const sender = !!p.message && !p.lastMessageOnly && p.message.senderId === viewerId && !!p.members[viewerId];
+  if (n === undefined && !sender) return {};
+  const current = !!p.head && !!head && head.seq === p.head[0] && (p.mentionReads?.[viewerId] ?? own.readSeq) === own.readSeq;
+  if (!current) return { reloadBadge: true };
+  return { unreadMentionCount: n ?? 0 };
 }
 
 /** A conversation the viewer has no row of (a direct one with no message yet): empty, as of now. */

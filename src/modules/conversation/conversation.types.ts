@@ -29,6 +29,8 @@ export class ConversationType {
   lastMessage?: MessageType | null;
   /** Unread mentions when the event that made this row told them; loaded otherwise (see mention.resolver.ts). */
   unreadMentionCount?: number;
+  /** The event's count did not hold for this row (a late event, a marker moved since): read it, not the one last told. */
+  reloadBadge?: boolean;
   /** The viewer's mute as their row read it (null: none); asked for otherwise (see mute.resolver.ts). */
   mutedUntil?: Date | null;
 }

@@ -77,7 +77,7 @@ export const mentionRepository = {
   /**
    * CTEs of a send statement (after its message `m`): `mn` the mentions it stores. With `counts`,
    * the column `mention_counts` gives each mentioned member's unread mentions in the conversation
-   * after it ({ userId: n }): those stored before (the statement can't see its own rows) past their
+   * after it, with the read position they were counted from ({ userId: [n, readSeq] }): those stored before (the statement can't see its own rows) past their
    * marker, and this statement's up to the message. The same CTEs serve a batch of messages
    * (`targets` 'batch', each message's lists in `b`): a member's marker then stands on their own
    * last message before this one in the batch, as single sends would have moved it; a member
@@ -86,8 +86,8 @@ export const mentionRepository = {
   onSend(targets: MentionTargets | 'batch', inTimeline: boolean): { ctes: Sql; columns: string } {
     const c = candidates(targets);
     const counts = inTimeline
-      ? `(select json_object_agg(mc.user_id, mc.n) from (
-           select mn.user_id, case when cm.read_seq is null then 1 else least(${MAX_UNREAD}, (select count(*) from (select 1 from message_mentions x
+      ? `(select json_object_agg(mc.user_id, json_build_array(mc.n, mc.read_seq)) from (
+           select mn.user_id, r.read_seq, case when cm.read_seq is null then 1 else least(${MAX_UNREAD}, (select count(*) from (select 1 from message_mentions x
                where x.user_id = mn.user_id and x.conversation_key = mn.conversation_key and x.in_timeline and ${NOT_BLOCKED('mn.user_id')} and x.seq > r.read_seq limit ${MAX_UNREAD}) k)
              + (select count(*) from mn e where e.user_id = mn.user_id and e.conversation_key = mn.conversation_key and e.seq > r.read_seq and e.seq <= mn.seq)) end as n
            from mn left join conversation_members cm on cm.conversation_key = mn.conversation_key and cm.user_id = mn.user_id

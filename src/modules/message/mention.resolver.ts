@@ -55,7 +55,7 @@ export class ConversationMentionsResolver {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    const known = threads.knownBadge(viewerId, c);
+    const known = c.reloadBadge ? undefined : threads.knownBadge(viewerId, c);
     if (known !== undefined) return known;
     return ctx.loaders.unreadMentions.load(c.id).then((n) => {
       threads.rememberBadge(viewerId, c, n);

@@ -40,7 +40,8 @@ export interface MessageRow {
 /** What a send that may mention someone returns besides (see mentionRepository.onSend). */
 export interface MentionColumns {
   mentioned: MentionedColumns[];
-  mention_counts: Record<string, number> | null;
+  /** Each mentioned member's unread mentions after the message, and the read position they were counted from. */
+  mention_counts: Record<string, [number, number | null]> | null;
 }
 
 /** What a send returns besides the message: the head after it, the sender's row and the other one that travels with the event. */

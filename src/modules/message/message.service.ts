@@ -545,8 +545,18 @@ export class MessageService {
     const members: ConversationUpdatedPayload['members'] = {};
     for (const s of [row.sender_state, row.recipient_state]) if (s) members[s.user_id] = ownPayload(ownOf(s));
     const update = rowUpdate(conv, viewerId, row, message, headOf(row), { members, only: privateTo ? [viewerId, privateTo] : null });
-    // The mentioned members' badges, counted by the statement (see mentionRepository.onSend).
-    if (row.mention_counts) update.mentionCounts = row.mention_counts;
+    // The mentioned members' badges, counted by the statement (see mentionRepository.onSend), each
+    // with the read position it counted from: a receiver whose marker stands elsewhere reads it.
+    if (row.mention_counts) {
+      const counts: Record<string, number> = {};
+      const reads: Record<string, number> = {};
+      for (const [userId, [n, read]] of Object.entries(row.mention_counts as Record<string, [number, number | null]>)) {
+        counts[userId] = n;
+        if (read !== null) reads[userId] = Number(read);
+      }
+      update.mentionCounts = counts;
+      update.mentionReads = reads;
+    }
     return update;
   }
 

@@ -16,7 +16,7 @@ export interface ReplyColumns {
   root: (Omit<MessageRow, 'created_at'> & { created_at: string; reaction_list: ReactionSummary[] }) | null;
   participants_before: ParticipantColumns[];
   mentioned?: MentionedColumns[];
-  mention_counts?: Record<string, number> | null;
+  mention_counts?: Record<string, [number, number | null]> | null;
   gate_group_name?: string;
   gate_owner_id?: string | null;
 }

@@ -141,6 +141,8 @@ export interface ConversationUpdatedPayload {
   lastMessageOnly?: boolean;
   /** The members `message` mentions, each with their unread mentions in the conversation after it. */
   mentionCounts?: Record<string, number>;
+  /** The read position (seq) each of mentionCounts was counted from (absent: as the receiver knows it). */
+  mentionReads?: Record<string, number>;
 }
 
 /** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */
