@@ -108,6 +108,26 @@ describe('mentions', () => {
     expect(told.slice(1)).toEqual([1, 1]);
   });
 
+  it('should take a mention off the live badge as soon as its message is deleted or edited not to name them', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Unsaid', [bob, carol]);
+    const bobs = await listen(s, bob, SIDEBAR_LIVE);
+    const first = await sendMessage(s.url, alice.token, { groupId: g, content: `hey @${bob.username}` });
+    const second = await sendMessage(s.url, alice.token, { groupId: g, content: `and @${bob.username}` });
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'later' });
+    expect((await bobs.nth(3)).conversationUpdated).toMatchObject({ unreadCount: 3, unreadMentionCount: 2 });
+    // Neither is bob's last message: the change reaches him all the same, with the count as it is now.
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: first.id }, alice.token));
+    expect((await bobs.nth(4)).conversationUpdated).toMatchObject({ unreadMentionCount: 1 });
+    await ok(gql(s.url, 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id } }', { m: second.id, t: 'and everyone' }, alice.token));
+    expect((await bobs.nth(5)).conversationUpdated).toMatchObject({ unreadMentionCount: 0 });
+    // ...and a later event naming no one does not bring the old count back.
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'no names' });
+    expect((await bobs.nth(6)).conversationUpdated).toMatchObject({ unreadMentionCount: 0 });
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
+  });
+
   it('should expand @here to members online now and @all only for the group owner', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

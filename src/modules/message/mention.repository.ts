@@ -109,14 +109,14 @@ export const mentionRepository = {
 
   /**
    * An edit: the mentions become what the new text resolves to (members only, as at send time).
-   * Returns the users newly mentioned (a mention kept is not new: never told twice).
+   * Returns the users newly mentioned (a mention kept is not new: never told twice) and those no longer.
    */
-  async replace(em: EntityManager, messageId: string, targets: MentionTargets): Promise<string[]> {
+  async replace(em: EntityManager, messageId: string, targets: MentionTargets): Promise<{ added: string[]; removed: string[] }> {
     const c = candidates(targets);
     // A reply's new mentions follow its thread, as the reply's send makes those it mentions (see threadAfter).
-    const rows: { user_id: string }[] = await em.execute(
+    const rows: { user_id: string; added: boolean }[] = await em.execute(
       `with m as (select * from messages where id = ?), k as (select c.id from m cross join ${c.text}),
-       d as (delete from message_mentions x where x.message_id = ? and x.user_id not in (select id from k)),
+       d as (delete from message_mentions x where x.message_id = ? and x.user_id not in (select id from k) returning x.user_id),
        n as (
          insert into message_mentions (message_id, user_id, conversation_key, seq, in_timeline, created_at)
          select m.id, k.id, m.conversation_key, m.seq, m.parent_id is null or m.also_in_conversation, clock_timestamp() from m cross join k
@@ -126,10 +126,10 @@ export const mentionRepository = {
          select m.parent_id, n.user_id, m.conversation_key, m.created_at, false, null from m cross join n where m.parent_id is not null
          on conflict (root_id, user_id) do nothing
        )
-       select user_id from n`,
+       select user_id, true as added from n union all select user_id, false from d`,
       [messageId, ...c.params, messageId],
     );
-    return rows.map((r) => r.user_id);
+    return { added: rows.filter((r) => r.added).map((r) => r.user_id), removed: rows.filter((r) => !r.added).map((r) => r.user_id) };
   },
 
   /** The users each message mentions (ids), in username order. */

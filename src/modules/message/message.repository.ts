@@ -378,13 +378,15 @@ export const messageRepository = {
   },
 
   /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. */
-  async tombstone(em: EntityManager, id: string): Promise<void> {
+  /** Returns the users it mentioned (their badges change). */
+  async tombstone(em: EntityManager, id: string): Promise<string[]> {
     const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
     await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);
     if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
     await em.execute('delete from message_reactions where message_id = ?', [id]);
     // A deleted message mentions no one: off the badges and the mentions lists.
-    await em.execute('delete from message_mentions where message_id = ?', [id]);
+    const unmentioned: { user_id: string }[] = await em.execute('delete from message_mentions where message_id = ? returning user_id', [id]);
+    return unmentioned.map((r) => r.user_id);
   },
 
   /** Adds one reaction; false when the user had it already. */

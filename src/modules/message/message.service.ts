@@ -585,26 +585,31 @@ export class MessageService {
       const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
       // The text and its mentions in one transaction, the message's row locked by the first: two edits
       // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
-      const added = await em.transactional(async (tem) => {
+      const { added, removed } = await em.transactional(async (tem) => {
         if (!(await messageRepository.edit(tem as EntityManager, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
         return mentionRepository.replace(tem as EntityManager, row.id, targets);
       });
       const message = await this.changed(em, row.id, 'EDITED');
       await this.lastMessageChanged(em, viewerId, row, message);
-      if (added.length && (!row.parent_id || row.also_in_conversation)) await this.mentionedByEdit(em, viewerId, row, message, added);
+      await this.badgesChanged(em, viewerId, row, message, [...added, ...removed]);
       return message;
     });
   }
 
-  /** Members an edit newly mentions: their sidebar rows, with their new unread mention counts (theirs alone). */
-  private async mentionedByEdit(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, added: string[]): Promise<void> {
+  /**
+   * Members an edit newly mentions or no longer does, or a deletion no longer does: their sidebar
+   * rows, with their unread mention counts as they are now (theirs alone). A reply kept in its
+   * thread counts in `threads`, not in the badge.
+   */
+  private async badgesChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, users: string[]): Promise<void> {
+    if (!users.length || (row.parent_id && !row.also_in_conversation)) return;
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const [conv, head, counts] = await Promise.all([
       this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }),
       conversationRepository.head(em, row.conversation_key),
-      mentionRepository.unreadOf(em, row.conversation_key, added),
+      mentionRepository.unreadOf(em, row.conversation_key, users),
     ]);
-    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: added });
+    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: users });
     update.mentionCounts = counts;
     await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
@@ -619,8 +624,10 @@ export class MessageService {
         if (!may) throw new ForbiddenError("Only the sender, or the group's owner or an admin, can delete a message.");
       }
       if (row.deleted_at) return true;
-      await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
-      await this.lastMessageChanged(em, viewerId, row, await this.changed(em, row.id, 'DELETED'));
+      const unmentioned = await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
+      const message = await this.changed(em, row.id, 'DELETED');
+      await this.lastMessageChanged(em, viewerId, row, message);
+      await this.badgesChanged(em, viewerId, row, message, unmentioned);
       return true;
     });
   }
