@@ -224,6 +224,8 @@ describeRedis('presence visibility', () => {
       await befriend(s.url, ada, bo);
       await befriend(s.url, barrier, bo);
       const events = await watch(s, bo);
+      // Ada's own view, on a session of hers that stays (the cycle below logs the other one out).
+      const own = await watch(s, { ...ada, token: await login(s.url, ada) }, [ada.id, bo.id]);
       const me = await ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token));
       expect(me.setPresenceVisibility).toEqual({ id: ada.id, presenceVisibility: 'HIDDEN', status: 'ONLINE' });
       // Going HIDDEN while online reads as going OFFLINE, with no lastSeenAt.
@@ -243,6 +245,10 @@ describeRedis('presence visibility', () => {
       await events.nth(3);
       expect(seen(events)[2]).toBe(`${ada.id} ONLINE`);
       expect((await statusOf(s, bo, ada.id)).status).toBe('ONLINE');
+      // Ada herself was never told she went OFFLINE (she reads herself as she is); bo's logout is her barrier.
+      await logout(s, bo);
+      await own.nth(2);
+      expect(seen(own)).toEqual([`${ada.id} ONLINE`, `${bo.id} OFFLINE`]);
     });
   });
 

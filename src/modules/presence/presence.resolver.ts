@@ -61,7 +61,8 @@ export class PresenceResolver {
       // A user the viewer blocks is one of the hiding rules (modules/safety). With userIds, routed by the user each event is about: other users' changes never reach it.
       // Without, in contacts mode, by the viewer: only transitions of users they may see are offered.
       const keys = ids ? [...new Set(ids)] : visibility.mode === 'contacts' ? watcherKey(viewer) : undefined;
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => (p.lost || visibility.sees(viewer, p.userId) ? p : undefined), { keys });
+      // Going HIDDEN is OFFLINE to everyone but the user: they still read themselves as they are.
+      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => ((p.hiding && p.userId === viewer) || !(p.lost || visibility.sees(viewer, p.userId)) ? undefined : p), { keys });
     },
   })
   presenceChanged(

@@ -416,7 +416,7 @@ export class PresenceService {
     const hidden = visibility === 'HIDDEN';
     const active = await this.store.setHidden(viewerId, hidden);
     if (active === null) return;
-    await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
+    await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }
 
   /**

@@ -187,6 +187,8 @@ export interface PresencePayload {
   lastSeenAt: string | null;
   /** Local only: told to one viewer who just lost this user as a contact (they read OFFLINE from now on). */
   lost?: true;
+  /** The user went HIDDEN: OFFLINE to everyone else; they still see themselves as they are. */
+  hiding?: true;
 }
 
 export interface ProjectActionEntryPayload {
