@@ -357,6 +357,23 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it("should take a user OFFLINE at once when they log out on one instance and their session's only socket is on another", async () => {
+    // A long grace: a reload's, which a revoked session's socket does not get.
+    const a = await createTestServer({ PRESENCE_GRACE: '20s' });
+    const b = await createTestServer({ PRESENCE_GRACE: '20s' }, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const socket = wsClient(b.wsUrl, u.token);
+    await socket.connected;
+    await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+    expect((await socket.closed).code).toBe(4403);
+    await events.nth(1, 3000);
+    quiet.mockRestore();
+    expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+    expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+  });
+
   it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {
     // A 2 s timeout: a user's activity is written at most every 200 ms.
     const s = await createTestServer({ PRESENCE_TIMEOUT: '2s' });

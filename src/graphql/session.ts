@@ -116,7 +116,11 @@ export class RealtimeSessions {
 
   private revoke(tokenHashes: readonly string[]): void {
     const hashes = new Set(tokenHashes);
-    for (const s of this.open) if (hashes.has(s.viewer.tokenHash)) s.owner.endSession('revoked');
+    for (const s of this.open) {
+      if (!hashes.has(s.viewer.tokenHash)) continue;
+      s.revoked = true;
+      s.owner.endSession('revoked');
+    }
   }
 
   /** Arms the one timer for `at` if it is the earliest expiry yet. */
@@ -159,6 +163,8 @@ export class RealtimeSession {
   /** Holds a reference in the membership index. */
   private tracked = false;
   private closed = false;
+  /** Its token was revoked (a logout, the account deleted): its socket won't be back, so presence has no grace to give it. */
+  revoked = false;
 
   constructor(
     private readonly sessions: RealtimeSessions,
@@ -231,6 +237,6 @@ export class RealtimeSession {
       this.sessions.services.safety.untrack(userId);
       presence.visibility.contacts?.untrack(userId);
     }
-    presence.socketClosed(userId, sessionId);
+    presence.socketClosed(userId, sessionId, this.revoked);
   }
 }

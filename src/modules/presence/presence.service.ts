@@ -252,7 +252,8 @@ export class PresenceService {
     void this.online(userId, sessionId);
   }
 
-  socketClosed(userId: string, sessionId: string): void {
+  /** `ended`: its session was revoked (a logout elsewhere): no reload brings it back, so no grace period. */
+  socketClosed(userId: string, sessionId: string, ended = false): void {
     const n = (this.sockets.get(userId, sessionId) ?? 1) - 1;
     if (n > 0) this.sockets.set(userId, sessionId, n);
     else this.sockets.delete(userId, sessionId);
@@ -262,6 +263,7 @@ export class PresenceService {
     // Activity after the close must reach the store, or it could not keep the user online.
     this.touched.deleteUser(userId);
     this.cancelGrace(userId);
+    if (ended) return void this.afterGrace(userId, closedAt);
     // A reload reconnects within the grace period and cancels this.
     const timer = setTimeout(() => {
       this.graceTimers.delete(userId);
