@@ -127,10 +127,14 @@ describeRedis('presence visibility', () => {
   it('should start and stop a friend’s presence live on every instance when a friendship is made or ended', async () => {
     const a = await createTestServer(CONTACTS);
     const b = await createTestServer(CONTACTS, { clean: false });
-    const [ada, bo, barrier] = [await signup(a.url), await signup(b.url), await signup(a.url)];
+    const [ada, bo, barrier, cy] = [await signup(a.url), await signup(b.url), await signup(a.url), await signup(a.url)];
     await befriend(a.url, ada, barrier);
+    await befriend(a.url, cy, bo);
     // Ada on A, Bo active on B; they become friends through B.
     const events = await watch(a, ada);
+    // Subscriptions that name Bo: Ada's is told what her argument-less one is; Cy's (Bo's friend throughout) nothing of Ada's.
+    const named = await watch(a, ada, [bo.id]);
+    const cyNamed = await watch(a, cy, [bo.id]);
     await cycle(b, bo);
     expect((await statusOf(a, ada, bo.id)).status).toBe('OFFLINE');
     await befriend(b.url, bo, ada);
@@ -148,12 +152,26 @@ describeRedis('presence visibility', () => {
     await ok(gql(b.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: ada.id }, bo.token));
     const gone = await events.nth(4);
     expect(gone.presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null, user: { id: bo.id } });
-    await eventually(() => !a.services.pubsub.takenChannels().includes(`parley.conv:pr:${bo.id}`));
+    // (A still takes Bo's channel: Cy, his friend, watches him there.)
     await cycle(b, bo);
     await logout(a, barrier);
     await events.nth(5);
     expect(seen(events).slice(4)).toEqual([`${barrier.id} OFFLINE`]);
     expect(await statusOf(a, ada, bo.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    expect(named.values.map((v) => [v.presenceChanged.status, v.presenceChanged.lastSeenAt === null])).toEqual([
+      ['ONLINE', false],
+      ['OFFLINE', false],
+      ['ONLINE', false],
+      ['OFFLINE', true],
+    ]);
+    // Cy saw each of Bo's own transitions (his three logouts and logins), none of Ada's contact changes.
+    await cyNamed.nth(6);
+    expect(cyNamed.values.map((v) => [v.presenceChanged.status, v.presenceChanged.lastSeenAt === null])).toEqual(
+      Array.from({ length: 3 }, () => [
+        ['OFFLINE', false],
+        ['ONLINE', false],
+      ]).flat(),
+    );
   });
 
   it('should make members of a small group contacts when they join, live, and never through the lobby', async () => {

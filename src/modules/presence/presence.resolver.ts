@@ -61,8 +61,13 @@ export class PresenceResolver {
       // A user the viewer blocks is one of the hiding rules (modules/safety). With userIds, routed by the user each event is about: other users' changes never reach it.
       // Without, in contacts mode, by the viewer: only transitions of users they may see are offered.
       const keys = ids ? [...new Set(ids)] : visibility.mode === 'contacts' ? watcherKey(viewer) : undefined;
-      // Going HIDDEN is OFFLINE to everyone but the user: they still read themselves as they are.
-      return context.services.pubsub.iterate(Topic.PresenceChanged, (p) => ((p.hiding && p.userId === viewer) || !(p.lost || visibility.sees(viewer, p.userId)) ? undefined : p), { keys });
+      // A contact gained or lost is told to its viewer alone; going HIDDEN is OFFLINE to everyone but
+      // the user, who still reads themselves as they are.
+      const select = (p: PresencePayload) => {
+        if ((p.to !== undefined && p.to !== viewer) || (p.hiding && p.userId === viewer)) return undefined;
+        return p.lost || visibility.sees(viewer, p.userId) ? p : undefined;
+      };
+      return context.services.pubsub.iterate(Topic.PresenceChanged, select, { keys });
     },
   })
   presenceChanged(

@@ -41,12 +41,14 @@ export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; membe
     dropped: (subject) => pubsub.drop(presenceChannel(subject)),
     changed: (viewer, subject, gained) => {
       if (viewer === subject) return;
-      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true });
+      // To the viewer's argument-less subscriptions and to those naming the subject (`to`: theirs only).
+      const keys = [watcherKey(viewer), subject];
+      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
       void presence
         .statesFor(viewer, [subject])
         .then(([s]) => {
           if (s.status === 'ONLINE' && contacts.isContact(viewer, subject)) {
-            pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer)], { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null });
+            pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
           }
         })
         .catch((e) => d.logger.debug({ err: e }, 'presence: a new contact’s status could not be read'));

@@ -187,6 +187,8 @@ export interface PresencePayload {
   lastSeenAt: string | null;
   /** Local only: told to one viewer who just lost this user as a contact (they read OFFLINE from now on). */
   lost?: true;
+  /** Local only: for this viewer's subscriptions alone (a contact gained or lost), those naming the user included. */
+  to?: string;
   /** The user went HIDDEN: OFFLINE to everyone else; they still see themselves as they are. */
   hiding?: true;
 }
