@@ -45,9 +45,11 @@ describe('mute', () => {
     const unmuted = (await ok(gql(s.url, UNMUTE, { c }, alice.token))).unmuteConversation;
     expect(unmuted).toEqual({ id: `g:${g}`, unreadCount: 1, mutedUntil: null });
     expect((await rows.nth(4)).conversationUpdated.mutedUntil).toBeNull();
-    // Idempotent.
+    // Idempotent: nothing for her other session either (the next row it gets is the next message's).
     expect((await ok(gql(s.url, UNMUTE, { c }, alice.token))).unmuteConversation.mutedUntil).toBeNull();
     expect(await mutedIn(s)).toEqual([]);
+    await sendMessage(s.url, bob.token, { groupId: g, content: 'after' });
+    expect((await rows.nth(5)).conversationUpdated).toEqual({ id: `g:${g}`, unreadCount: 2, mutedUntil: null });
   });
 
   it('should read null once a mute is over, and mute direct conversations', async () => {

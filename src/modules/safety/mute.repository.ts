@@ -4,9 +4,16 @@ import { pgArray } from '../../shared/sql';
 /** Mutes live on the member's own conversation row (conversation_members.muted_until): they go with it. */
 export const muteRepository = {
   /** Sets (a date) or clears (null) the member's mute; false when the user has no row in that conversation. */
-  async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<boolean> {
-    const rows = await em.execute('update conversation_members set muted_until = ? where conversation_key = ? and user_id = ? returning user_id', [until, key, userId]);
-    return rows.length > 0;
+  /** Whether the member's row is there, and whether the mute in effect changed (a lapsed one reads as none). */
+  async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<{ changed: boolean } | null> {
+    // The subquery reads the row as it was before this statement (its snapshot).
+    const rows: { changed: boolean }[] = await em.execute(
+      `update conversation_members cm set muted_until = ? where conversation_key = ? and user_id = ?
+       returning (select case when x.muted_until > now() then x.muted_until end from conversation_members x where x.conversation_key = cm.conversation_key and x.user_id = cm.user_id)
+         is distinct from case when cm.muted_until > now() then cm.muted_until end as changed`,
+      [until, key, userId],
+    );
+    return rows[0] ?? null;
   },
 
   /** The user's mutes not yet over, by conversation key (ms). */

@@ -62,10 +62,11 @@ export class MuteService {
   private async set(em: EntityManager, viewerId: string, input: ConversationArgs, until: Date | null): Promise<MutedConversation> {
     const { access, pubsub } = this.deps;
     const conv = await access.resolve(em, viewerId, input);
-    if (!(await muteRepository.set(em, conv.key, viewerId, until))) {
-      throw new BadUserInputError('This conversation has no message yet: there is nothing to mute.', 'conversation');
-    }
+    const set = await muteRepository.set(em, conv.key, viewerId, until);
+    if (!set) throw new BadUserInputError('This conversation has no message yet: there is nothing to mute.', 'conversation');
     const row = await conversationRepository.row(em, viewerId, conv.key);
+    // The same mute again (unmuting what is not muted, say): nothing for the viewer's sessions to hear.
+    if (!set.changed) return { ...(row ? rowToConversation(row) : emptyConversation(conv)), mutedUntil: until };
     // Memory first (every instance, the viewer's sessions' lists), then the row those sessions derive from it.
     await pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, conversationKey: conv.key, mutedUntil: until && until.toISOString() });
     if (row) {
