@@ -15,6 +15,8 @@ interface Line<E> {
   lastEvent: E | undefined;
   /** A search of the database for what a gap lost is under way: the wait is not given up twice. */
   filling: boolean;
+  /** Places delivered from the database (see filledIn) whose publish may still come: that copy is dropped. */
+  read: Set<number> | undefined;
   waiting: Waiting<E>[];
   timer: NodeJS.Timeout | undefined;
   /** When it last saw an event. */
@@ -75,6 +77,8 @@ export class InOrder<E> {
   private gapsFrom: Gaps<E> | undefined;
   /** A gap wider than this is given up without a search (a conversation that moved on for minutes). */
   private static readonly FILL_MAX = 500;
+  /** Places a line remembers having read back from the database (the oldest go first). */
+  private static readonly READ_MAX = 1000;
 
   constructor(
     private readonly deliver: (event: E) => void,
@@ -137,6 +141,8 @@ export class InOrder<E> {
     }
     if (!line) line = this.open(key, channel);
     line.at = now;
+    // The publish of one read back from the database, late: delivered already.
+    if (line.read?.delete(pos) && line.last !== null && pos <= line.last) return;
     if (line.last === null || !this.ready(line, pos)) {
       if (line.last !== null) this.held++;
       // A copy of one already waiting (a replay, or found by a search meanwhile) waits once.
@@ -183,7 +189,7 @@ export class InOrder<E> {
         if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, waiting: [], timer: undefined, at: 0, channel };
+    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, read: undefined, waiting: [], timer: undefined, at: 0, channel };
     this.lines.set(key, line);
     let keys = this.linesOfChannel.get(channel);
     if (!keys) this.linesOfChannel.set(channel, (keys = new Set()));
@@ -265,6 +271,10 @@ export class InOrder<E> {
     for (const f of found) {
       if (f.pos <= line.last! || f.pos > upTo || line.waiting.some((w) => w.pos === f.pos)) continue;
       line.waiting.push(f);
+      // Its publish may only be late (a stalled instance): when it comes, it is a copy.
+      line.read ??= new Set();
+      if (line.read.size >= InOrder.READ_MAX) line.read.delete(line.read.values().next().value!);
+      line.read.add(f.pos);
       added++;
     }
     this.filled += added;
