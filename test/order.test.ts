@@ -113,6 +113,16 @@ describe('InOrder', () => {
     expect(out).toEqual(['#1', '#2 (stored)', '#3', '#4']);
   });
 
+  it("should take a replay in its place and drop the original's publish when it comes after all", () => {
+    const { out, order, pub } = line();
+    pub(1);
+    jest.advanceTimersByTime(20);
+    order.admitCopy('k', 2, '#2 (replay)', 'k');
+    pub(2);
+    pub(3);
+    expect(out).toEqual(['#1', '#2 (replay)', '#3']);
+  });
+
   it('should give a gap up as before when the search fails', async () => {
     const { out, order, pub } = line();
     order.fillFrom(() => Promise.reject(new Error('database away')));

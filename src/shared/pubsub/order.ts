@@ -263,6 +263,19 @@ export class InOrder<E> {
     );
   }
 
+  private remember(line: Line<E>, pos: number): void {
+    line.read ??= new Set();
+    if (line.read.size >= InOrder.READ_MAX) line.read.delete(line.read.values().next().value!);
+    line.read.add(pos);
+  }
+
+  /** An event on line `key` that stands for one whose own publish may still come (a replay): that copy is dropped. */
+  admitCopy(key: string, pos: number, event: E, channel: string): void {
+    this.admit(key, pos, event, channel);
+    const line = this.lines.get(key);
+    if (line) this.remember(line, pos);
+  }
+
   /** A gap's search answered: what it found waits with the rest, and everything up to `upTo` goes in order, what is still missing given up. */
   private filledIn(key: string, line: Line<E>, found: Waiting<E>[], upTo: number): void {
     line.filling = false;
@@ -272,9 +285,7 @@ export class InOrder<E> {
       if (f.pos <= line.last! || f.pos > upTo || line.waiting.some((w) => w.pos === f.pos)) continue;
       line.waiting.push(f);
       // Its publish may only be late (a stalled instance): when it comes, it is a copy.
-      line.read ??= new Set();
-      if (line.read.size >= InOrder.READ_MAX) line.read.delete(line.read.values().next().value!);
-      line.read.add(f.pos);
+      this.remember(line, f.pos);
       added++;
     }
     this.filled += added;
@@ -442,7 +453,7 @@ export class EventOrder {
     // A replay (a send's retry found it stored: its first publish may have been lost) goes only
     // where a line has not passed its place, and only to subscriptions.
     if ((e.payload as MessagePayload).replay) {
-      if (this.takes(channel) && !this.lines.passedAt(key, place)) this.lines.admit(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
+      if (this.takes(channel) && !this.lines.passedAt(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
       return;
     }
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
