@@ -458,6 +458,26 @@ describeRedis('presence across instances', () => {
     again.dispose();
   });
 
+  it('should pass on the users a stopping instance took from another, unsettled, to one still running', async () => {
+    // A rollout: A stops, B takes its user in the grace period and stops too before the grace ends; C settles them.
+    const env = { ...SLOW_REFRESH, PRESENCE_GRACE: '6s' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const gone = await signup(a.url);
+    const socket = wsClient(a.wsUrl, gone.token, undefined, { onNonLazyError: () => undefined });
+    await socket.connected;
+    await a.dispose();
+    const taken = () => (b.services.presence as unknown as { handoffs: Map<unknown, unknown> }).handoffs.size;
+    await eventually(() => taken() === 1);
+    const c = await createTestServer(env, { clean: false });
+    const watcher = await signup(c.url);
+    const events = await watch(c, watcher, [gone.id]);
+    await b.dispose();
+    // Within what is left of the grace (6 s from A's stop), not after PRESENCE_TIMEOUT (40 s).
+    await events.nth(1, 9000);
+    expect(seen(events)).toEqual([`${gone.id} OFFLINE`]);
+  });
+
   it('should publish one OFFLINE when the last sockets on two instances close at the same moment', async () => {
     const a = await createTestServer(SLOW_REFRESH);
     const b = await createTestServer(SLOW_REFRESH, { clean: false });

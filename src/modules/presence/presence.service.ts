@@ -61,6 +61,8 @@ export class PresenceService {
   /** userId, sessionId -> open sockets on this instance. */
   private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
+  private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
   /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
   private readonly touched = new BySession<number>();
   /** Activity on its way to the store (see recordActivity), each with who waits for it. */
@@ -545,7 +547,10 @@ export class PresenceService {
       for (let i = 0; i < closing.length; i += HANDOFF_CHUNK) {
         await this.pubsub.publishSafe(Topic.PresenceHandoff, { instanceId: this.instanceId, userIds: closing.slice(i, i + HANDOFF_CHUNK), closedAt });
       }
+      // Handoffs this instance took and has not settled yet (a rollout stopping it within the grace) go on to another.
+      for (const p of this.handoffs.values()) await this.pubsub.publishSafe(Topic.PresenceHandoff, { ...p, hops: (p.hops ?? 0) + 1 });
     }
+    this.handoffs.clear();
   }
 
   /**
@@ -555,12 +560,14 @@ export class PresenceService {
   private async takeOver(p: PresenceHandoffPayload): Promise<void> {
     if (p.instanceId === this.instanceId || this.stopping) return;
     try {
-      if (!(await this.store.claim(`handoff:${p.instanceId}:${p.closedAt}:${p.userIds[0] ?? ''}`, (this.env.PRESENCE_GRACE + 60) * 1000))) return;
+      if (!(await this.store.claim(`handoff:${p.instanceId}:${p.closedAt}:${p.userIds[0] ?? ''}:${p.hops ?? 0}`, (this.env.PRESENCE_GRACE + 60) * 1000))) return;
     } catch {
       return;
     }
+    // A grace period from now; passed on, what is left of it since the sockets closed.
     const timer = setTimeout(() => {
       this.timers.splice(this.timers.indexOf(timer), 1);
+      this.handoffs.delete(timer);
       if (this.stopping) return;
       void (async () => {
         await this.activityFirst().catch(() => undefined);
@@ -574,8 +581,9 @@ export class PresenceService {
           }
         }
       })();
-    }, this.env.PRESENCE_GRACE * 1000);
+    }, p.hops ? Math.max(0, p.closedAt + this.env.PRESENCE_GRACE * 1000 - Date.now()) : this.env.PRESENCE_GRACE * 1000);
     timer.unref();
     this.timers.push(timer);
+    this.handoffs.set(timer, p);
   }
 }

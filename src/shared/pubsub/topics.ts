@@ -268,6 +268,8 @@ export interface PresenceHandoffPayload {
   instanceId: string;
   userIds: string[];
   closedAt: number;
+  /** How many instances took it and stopped before settling it, passing it on (absent: none). */
+  hops?: number;
 }
 
 export interface SessionsRevokedPayload {
