@@ -1,4 +1,5 @@
-import { gql, listen, ok } from './helpers/graphql';
+import { Topic } from '../src/shared/pubsub/topics';
+import { eventually, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, sendMessage, signup } from './helpers/factories';
 
@@ -146,5 +147,37 @@ describeRedis('events of one conversation under concurrent sends', () => {
     expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([m1.id, m2.id, m3.id, m4.id, m5.id]);
     const metrics = await (await fetch(new URL('/metrics', b.url))).text();
     expect(metrics).toMatch(/^parley_messages_order_filled_total 1$/m);
+  });
+
+  it("should read, for a socket that just connected, a message sent just before its line's first one, and deliver it first, once", async () => {
+    const a = await createTestServer(HOLD);
+    const b = await createTestServer(HOLD, { clean: false });
+    const [ada, cy] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, ada, 'Opening', [cy]);
+    // Cy connects to B: B takes the group's channel now, and has no line for it yet.
+    const added = await listen(b, cy, 'subscription { messageAdded { id content } }');
+    // m1's publish through A is held (a slow instance) until m2, sent after it through B, was delivered.
+    const pubsub = a.services.pubsub;
+    const real = pubsub.publishTogether;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    pubsub.publishTogether = async (events) => {
+      if (events[0]?.topic !== Topic.MessageAdded) return real.call(pubsub, events);
+      pubsub.publishTogether = real;
+      await released;
+      return real.call(pubsub, events);
+    };
+    const m1 = sendMessage(a.url, ada.token, { groupId: g, content: 'one' });
+    await eventually(() => pubsub.publishTogether === real);
+    await eventually(async () => (await ok(gql(a.url, HISTORY, { g }, cy.token))).history.edges.length === 1);
+    const m2 = await sendMessage(b.url, ada.token, { groupId: g, content: 'two' });
+    await added.nth(1);
+    release();
+    await m1;
+    const m3 = await sendMessage(a.url, ada.token, { groupId: g, content: 'three' });
+    await added.nth(3);
+    expect(await added.settle(300)).toHaveLength(3);
+    expect(added.values.map((v: any) => v.messageAdded.content)).toEqual(['one', 'two', 'three']);
+    expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([(await m1).id, m2.id, m3.id]);
   });
 });

@@ -45,6 +45,13 @@ export interface InOrderOptions {
  * has (`after`, its last delivered, and `before`), at most `limit`, each with its position. What
  * is not stored there was never written (or is gone), and is given up.
  */
+/**
+ * Where a line that opens on a channel taken moments ago looks for what was stored before its
+ * first event and after the channel was taken (InOrder.openFrom): those publishes reach this
+ * instance too, maybe later than the first event. Undefined when there is nothing to look for.
+ */
+export type Openings<E> = (q: { key: string; channel: string; first: E; limit: number }) => Promise<Waiting<E>[]> | undefined;
+
 export type Gaps<E> = (q: { key: string; channel: string; after: E; afterPos: number; before: E; beforePos: number; limit: number }) => Promise<Waiting<E>[]>;
 
 /**
@@ -75,6 +82,8 @@ export class InOrder<E> {
   filled = 0;
   /** Where a gap's events are looked for before it is given up (none: given up at once). */
   private gapsFrom: Gaps<E> | undefined;
+  /** Where an opening line looks for what came before its first event (none: it starts there). */
+  private openingsFrom: Openings<E> | undefined;
   /** A gap wider than this is given up without a search (a conversation that moved on for minutes). */
   private static readonly FILL_MAX = 500;
   /** Places a line remembers having read back from the database (the oldest go first). */
@@ -119,8 +128,18 @@ export class InOrder<E> {
       const line = this.lines.get(key);
       if (!line || line.last !== null) continue;
       clearTimeout(line.timer);
-      this.opened(key, line);
+      // The catch-up read what came before: nothing more to look for.
+      this.opened(key, line, false);
     }
+  }
+
+  /**
+   * A line's first event says nothing of those before it: one sent just before it through another
+   * instance may arrive after it. A line opening on a channel taken moments ago (a socket that just
+   * connected) reads what was stored since, and starts from the earliest of it.
+   */
+  openFrom(openings: Openings<E>): void {
+    this.openingsFrom = openings;
   }
 
   /** Whether the line delivered (or gave up) position `pos` already: a replayed event there is a copy. */
@@ -206,11 +225,38 @@ export class InOrder<E> {
   }
 
   /** The line starts from the earliest event it gathered. */
-  private opened(key: string, line: Line<E>): void {
+  private opened(key: string, line: Line<E>, search = true): void {
     line.timer = undefined;
     // Its channel's catch-up is still being read: releaseOpening opens it.
     if (this.holding.has(line.channel)) return;
-    if (this.lines.get(key) !== line || !line.waiting.length) return;
+    if (this.lines.get(key) !== line || !line.waiting.length || line.filling) return;
+    const asked = search ? this.openingsFrom?.({ key, channel: line.channel, first: line.waiting[0].event, limit: InOrder.FILL_MAX }) : undefined;
+    if (!asked) return this.start(key, line);
+    line.filling = true;
+    asked.then(
+      (found) => this.openedWith(key, line, found),
+      () => this.openedWith(key, line, []),
+    );
+  }
+
+  /** What an opening line found before its first event waits with the rest (a copy of its publish dropped when it comes); the line starts. */
+  private openedWith(key: string, line: Line<E>, found: Waiting<E>[]): void {
+    line.filling = false;
+    if (this.lines.get(key) !== line || line.last !== null) return;
+    for (const f of found) {
+      if (line.waiting.some((w) => w.pos === f.pos)) continue;
+      line.waiting.push(f);
+      this.remember(line, f.pos);
+      this.filled++;
+    }
+    line.waiting.sort((x, y) => x.pos - y.pos);
+    clearTimeout(line.timer);
+    line.timer = undefined;
+    this.start(key, line);
+  }
+
+  /** The line starts from the earliest event it holds. */
+  private start(key: string, line: Line<E>): void {
     line.last = line.waiting[0].pos - 1;
     this.release(key, line);
     if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
@@ -354,6 +400,13 @@ export interface Ordered {
   keyedOnly: boolean;
 }
 
+/**
+ * How soon after its channel was taken a line's first message makes it read what came before
+ * (see InOrder.openFrom): a line that opens later found nothing for that long, and what it would
+ * read was delivered by an earlier line or never published (a gap, for the gap's search).
+ */
+const OPENING_MS = 10_000;
+
 /** Where a new message stands in its conversation; null for an event that has no place to keep. */
 function placeOf(topic: Topic, payload: unknown): number | null {
   if (topic !== Topic.MessageAdded) return null;
@@ -388,11 +441,23 @@ export class EventOrder {
    * `stored` reads the messages of `conversationKey` stored after the one created at `after` and
    * before the one created at `before`, oldest first, at most `limit`, as published. What it finds goes to subscriptions only (as a catch-up does).
    */
-  fillFrom(stored: (q: { conversationKey: string; channel: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
-    this.lines.fillFrom(async (q) => {
-      const next = q.before.payload as MessagePayload;
-      const found = await stored({ conversationKey: next.conversationKey, channel: q.channel, after: (q.after.payload as MessagePayload).createdAt, before: next.createdAt, limit: q.limit });
-      return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: q.before.channel, keyedOnly: true } }));
+  fillFrom(
+    stored: (q: { conversationKey: string; channel: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>,
+    /** When this instance took a channel (ms), for a line opening on it: undefined when it does not. */
+    takenAt: (channel: string) => number | undefined,
+  ): void {
+    const read = async (channel: string, before: Ordered, after: string, limit: number) => {
+      const next = before.payload as MessagePayload;
+      const found = await stored({ conversationKey: next.conversationKey, channel, after, before: next.createdAt, limit });
+      return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: before.channel, keyedOnly: true } }));
+    };
+    this.lines.fillFrom((q) => read(q.channel, q.before, (q.after.payload as MessagePayload).createdAt, q.limit));
+    // A line opening on a channel taken moments ago (a socket that just connected): what was stored since then.
+    this.lines.openFrom((q) => {
+      const taken = takenAt(q.channel);
+      const first = Date.parse((q.first.payload as MessagePayload).createdAt);
+      if (taken === undefined || !(first > taken) || first - taken > OPENING_MS) return undefined;
+      return read(q.channel, q.first, new Date(taken).toISOString(), q.limit);
     });
   }
 
