@@ -15,8 +15,8 @@ interface Line<E> {
   lastEvent: E | undefined;
   /** A search of the database for what a gap lost is under way: the wait is not given up twice. */
   filling: boolean;
-  /** Places delivered from the database (see filledIn) whose publish may still come: that copy is dropped. */
-  read: Set<number> | undefined;
+  /** Places delivered from the database (see filledIn) or by a replay, whose publish may still come (that copy is dropped), with when. */
+  read: Map<number, number> | undefined;
   waiting: Waiting<E>[];
   timer: NodeJS.Timeout | undefined;
   /** When it last saw an event. */
@@ -86,8 +86,9 @@ export class InOrder<E> {
   private openingsFrom: Openings<E> | undefined;
   /** A gap wider than this is given up without a search (a conversation that moved on for minutes). */
   private static readonly FILL_MAX = 500;
-  /** Places a line remembers having read back from the database (the oldest go first). */
+  /** Places a line remembers having read back from the database (the oldest go first), and for how long. */
   private static readonly READ_MAX = 1000;
+  private static readonly READ_MS = 60_000;
 
   constructor(
     private readonly deliver: (event: E) => void,
@@ -142,10 +143,14 @@ export class InOrder<E> {
     this.openingsFrom = openings;
   }
 
-  /** Whether the line delivered (or gave up) position `pos` already: a replayed event there is a copy. */
-  passedAt(key: string, pos: number): boolean {
+  /**
+   * Whether a replayed event at `pos` has a place on the line: only one that has started (it
+   * knows where it stands) and not passed it. Without a line, the replay would open one at an old
+   * place, and its gaps would be measured from there.
+   */
+  awaits(key: string, pos: number): boolean {
     const last = this.lines.get(key)?.last;
-    return last != null && pos <= last;
+    return last != null && pos > last;
   }
 
   /** An event on line `key`, which comes on `channel`. */
@@ -185,11 +190,15 @@ export class InOrder<E> {
     if (!keys) return;
     for (const key of keys) {
       const line = this.lines.get(key);
-      if (line?.waiting.length) continue;
+      // What still waits goes now (no search: the channel went), and the line with it: taken
+      // again, the channel starts afresh, and no gap is measured from before it was let go.
+      if (line) {
+        clearTimeout(line.timer);
+        this.passUpTo(line, Infinity);
+      }
       this.lines.delete(key);
-      keys.delete(key);
     }
-    if (!keys.size) this.linesOfChannel.delete(channel);
+    this.linesOfChannel.delete(channel);
   }
 
   dispose(): void {
@@ -233,7 +242,7 @@ export class InOrder<E> {
     const asked = search ? this.openingsFrom?.({ key, channel: line.channel, first: line.waiting[0].event, limit: InOrder.FILL_MAX }) : undefined;
     if (!asked) return this.start(key, line);
     line.filling = true;
-    asked.then(
+    this.withinHold(asked).then(
       (found) => this.openedWith(key, line, found),
       () => this.openedWith(key, line, []),
     );
@@ -303,16 +312,28 @@ export class InOrder<E> {
     if (!this.gapsFrom || line.last === null || !line.lastEvent || missing < 1 || missing > InOrder.FILL_MAX) return this.passUpTo(line, Infinity);
     line.filling = true;
     const q = { key, channel: line.channel, after: line.lastEvent, afterPos: line.last, before: before.event, beforePos: before.pos, limit: before.pos - line.last - 1 };
-    this.gapsFrom(q).then(
+    this.withinHold(this.gapsFrom(q)).then(
       (found) => this.filledIn(key, line, found, before.pos),
       () => this.filledIn(key, line, [], before.pos),
     );
   }
 
+  /** A search's answer, or none once it took holdMs (a database slow to answer holds the line no longer than a lost publish did). */
+  private withinHold(search: Promise<Waiting<E>[]>): Promise<Waiting<E>[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Waiting<E>[]>((resolve) => (timer = setTimeout(() => resolve([]), this.holdMs).unref()));
+    return Promise.race([search, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** Remembered for READ_MS (a publish later than that is as good as lost) and up to READ_MAX places. */
   private remember(line: Line<E>, pos: number): void {
-    line.read ??= new Set();
-    if (line.read.size >= InOrder.READ_MAX) line.read.delete(line.read.values().next().value!);
-    line.read.add(pos);
+    const now = Date.now();
+    line.read ??= new Map();
+    for (const [p, at] of line.read) {
+      if (at > now - InOrder.READ_MS && line.read.size < InOrder.READ_MAX) break;
+      line.read.delete(p);
+    }
+    line.read.set(pos, now);
   }
 
   /** An event on line `key` that stands for one whose own publish may still come (a replay): that copy is dropped. */
@@ -518,7 +539,7 @@ export class EventOrder {
     // A replay (a send's retry found it stored: its first publish may have been lost) goes only
     // where a line has not passed its place, and only to subscriptions.
     if ((e.payload as MessagePayload).replay) {
-      if (this.takes(channel) && !this.lines.passedAt(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
+      if (this.takes(channel) && this.lines.awaits(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
       return;
     }
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
