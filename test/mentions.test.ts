@@ -128,6 +128,23 @@ describe('mentions', () => {
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
   });
 
+  it('should send a member who left nothing of a mention of them deleted or edited after', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Left', [bob]);
+    const first = await sendMessage(s.url, alice.token, { groupId: g, content: `hey @${bob.username}` });
+    const second = await sendMessage(s.url, alice.token, { groupId: g, content: `and @${bob.username}` });
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bob.token));
+    const bobs = await listen(s, bob, 'subscription { conversationUpdated { id title } }');
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: first.id }, alice.token));
+    await ok(gql(s.url, 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id } }', { m: second.id, t: 'and nobody' }, alice.token));
+    // A direct message to bob as a barrier: once it arrives, a row of the group would have.
+    await befriend(s.url, alice, bob);
+    await sendMessage(s.url, alice.token, { toUserId: bob.id, content: 'barrier' });
+    await bobs.nth(1);
+    expect(bobs.values.map((v: any) => v.conversationUpdated.id)).toEqual([expect.stringMatching(/^d:/)]);
+  });
+
   it('should expand @here to members online now and @all only for the group owner', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -207,12 +207,12 @@ describeRedis('event routing', () => {
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
       const group = (await request(b.url, CreateGroupDocument, { name: 'Racy' }, ada.token)).createGroup.id;
-      const sub = await listen(a, bo);
+      const sub = await listen(a, bo, 'subscription { messageAdded { content mentions { id } } }');
       proxy.hold();
       await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
       // A has seen the join (events still reach it) but its SUBSCRIBE is held: this message misses the channel.
       await eventually(() => a.services.memberships.has('group', bo.id, group));
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'during the switch' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: `during the switch @${bo.username}` });
       const redis = new Redis(process.env.REDIS_URL!);
       try {
         expect(((await redis.pubsub('NUMSUB', redisName(`parley.conv:g:${group}`))) as [string, number])[1]).toBe(0);
@@ -220,12 +220,13 @@ describeRedis('event routing', () => {
         redis.disconnect();
       }
       proxy.release();
-      expect(contents([await sub.nth(1)])).toEqual(['during the switch']);
+      // Read back by the join's catch-up, whole: its mentions too.
+      expect((await sub.nth(1)).messageAdded).toEqual({ content: `during the switch @${bo.username}`, mentions: [{ id: bo.id }] });
       await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
       // A lobby message after it as a barrier: once it arrives, a duplicate of the others would have.
       await sendMessage(b.url, ada.token, { groupId: await lobbyOf(b.url, ada.token), content: 'barrier' });
       await sub.nth(3);
-      expect(contents(sub.values)).toEqual(['during the switch', 'after', 'barrier']);
+      expect(contents(sub.values)).toEqual([`during the switch @${bo.username}`, 'after', 'barrier']);
     });
   });
 
@@ -300,10 +301,13 @@ describeRedis('event routing', () => {
       const joined = request(a.url, JoinGroupDocument, { groupId: group }, joiner.token);
       const sends = Array.from({ length: 12 }, (_, i) => sendMessage(i % 2 ? a.url : b.url, owner.token, { groupId: group, content: `t${trial} m${i}` }));
       await Promise.all([joined, ...sends]);
+      // Sent once the join was answered: every one of them is news to the joiner.
+      for (let i = 0; i < 4; i++) await sendMessage(i % 2 ? a.url : b.url, owner.token, { groupId: group, content: `t${trial} after ${i}` });
       await sendMessage(b.url, owner.token, { groupId: group, content: `t${trial} barrier` });
       await eventually(() => contents(sub.values).includes(`t${trial} barrier`));
       const got = contents(sub.values);
       expect(got.filter((t) => t.includes('before'))).toEqual([]);
+      expect(got.filter((t) => t.includes(' after '))).toEqual([0, 1, 2, 3].map((i) => `t${trial} after ${i}`));
       const history = (await ok(gql(a.url, HISTORY, { g: group }, joiner.token))).history.edges.map((e: any) => e.node.content);
       expect(got).toEqual(history.filter((t: string) => got.includes(t)));
     }

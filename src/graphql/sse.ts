@@ -154,7 +154,6 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
 /** A refusal before any stream: a JSON body with a status. */
 const refusal = (status: number, body: string, headers: Record<string, string> = {}): Response => [body, { status, statusText: '', headers: { ...JSON_HEADERS, ...headers } }];
 
-/** graphql-sse's own refusals carry a message only: each gets a code, as every error here does. */
 /** graphql-sse's words for a bad request, said as the field a client would fix. */
 const CLEARER: Record<string, string> = {
   'Unparsable URL': "The URL's `variables` and `extensions`, when given, must be JSON.",
@@ -163,6 +162,7 @@ const CLEARER: Record<string, string> = {
   'Invalid query': '`query` must be a GraphQL document (a string).',
 };
 
+/** graphql-sse's own refusals carry a message only: each gets a code, as every error here does. */
 function withCodes(body: string | null, status: number, statusText: string): string {
   let errors: { message?: string; extensions?: Record<string, unknown> }[] | undefined;
   try {

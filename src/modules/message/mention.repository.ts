@@ -159,12 +159,13 @@ export const mentionRepository = {
   },
 
   /** Several members' unread timeline mentions in one conversation (users mentioned by an edit). */
-  async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<Record<string, number>> {
-    const rows: { user_id: string; n: number }[] = await em.execute(
-      `select cm.user_id, ${UNREAD_OF_ROW} as n from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,
+  /** Of `userIds`, the members' unread mentions in the conversation, with the read position each was counted from. */
+  async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<{ counts: Record<string, number>; reads: Record<string, number> }> {
+    const rows: { user_id: string; n: number; read_seq: string }[] = await em.execute(
+      `select cm.user_id, ${UNREAD_OF_ROW} as n, cm.read_seq from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,
       [key, pgArray(userIds)],
     );
-    return Object.fromEntries(rows.map((r) => [r.user_id, r.n]));
+    return { counts: Object.fromEntries(rows.map((r) => [r.user_id, r.n])), reads: Object.fromEntries(rows.map((r) => [r.user_id, Number(r.read_seq)])) };
   },
 
   /**

@@ -377,8 +377,7 @@ export const messageRepository = {
     return rows.length > 0;
   },
 
-  /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. */
-  /** Returns the users it mentioned (their badges change). */
+  /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. Returns the users it mentioned (their badges change). */
   async tombstone(em: EntityManager, id: string): Promise<string[]> {
     const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
     await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);

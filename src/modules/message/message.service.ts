@@ -29,9 +29,9 @@ import { MessageGoneError, unlessGone } from './message.gone';
 
 const MAX_CONTENT = 4000;
 /**
- * How far back a newly taken channel is read from the database: far longer than the time
- * between a join's commit and this instance's SUBSCRIBE (milliseconds), so nothing published
- * in between is missed.
+ * How far back a newly taken channel is read from the database (and never before the join): far
+ * longer than the time between a join's commit and this instance's SUBSCRIBE (milliseconds), so
+ * nothing published in between is missed.
  */
 const CATCH_UP_MS = 5000;
 /**
@@ -72,6 +72,17 @@ export type SentHook = (sender: UserPayload, conv: Conversation) => void;
  * since). A key reused for another message is refused, rather than answered with a message the
  * client did not send while its own is dropped.
  */
+/**
+ * A message read back from the database to be delivered as new (a catch-up, a gap's search), as
+ * published: with its place on its conversation's line (see InOrder), and `version` set, so that
+ * whoever shows it reads its mentions and thread (a publish carries them).
+ */
+function readBack(r: MessageRow): MessagePayload {
+  const payload = Object.assign(toMessagePayload(toMessageType(r)), { version: r.version });
+  if (r.pos !== null) payload.pos = Number(r.pos);
+  return payload;
+}
+
 function retryOf(
   first: MessageRow,
   input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null },
@@ -275,13 +286,12 @@ export class MessageService {
 
   /**
    * After this instance took a conversation's channel because a member joined: the messages of
-   * the last CATCH_UP_MS, which may have been published before the channel was subscribed
-   * (the pub/sub skips those that arrived through it).
+   * the last CATCH_UP_MS since the joiners joined, which may have been published before the
+   * channel was subscribed (the pub/sub skips those that arrived through it).
    */
   async catchUp(em: EntityManager, scope: 'group' | 'project', id: string, joiners: readonly string[]): Promise<MessagePayload[]> {
     const rows = await messageRepository.since(em, scopeKey(scope, id), new Date(Date.now() - CATCH_UP_MS), joiners, 200);
-    // With their places, so that the conversation's line goes on after them (see InOrder).
-    return rows.map((r) => ({ ...toMessagePayload(toMessageType(r)), ...(r.pos === null ? {} : { pos: Number(r.pos) }) }));
+    return rows.map(readBack);
   }
 
   /**
@@ -303,7 +313,7 @@ export class MessageService {
    */
   async stored(em: EntityManager, q: { conversationKey: string; after: string; before: string; limit: number }): Promise<MessagePayload[]> {
     const rows = await messageRepository.between(em, q.conversationKey, { after: new Date(q.after), before: new Date(q.before), limit: q.limit });
-    return rows.filter((r) => r.pos !== null).map((r) => Object.assign(toMessagePayload(toMessageType(r)), { pos: Number(r.pos), version: r.version }));
+    return rows.filter((r) => r.pos !== null).map(readBack);
   }
 
   /**
@@ -604,13 +614,17 @@ export class MessageService {
   private async badgesChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, users: string[]): Promise<void> {
     if (!users.length || (row.parent_id && !row.also_in_conversation)) return;
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
-    const [conv, head, counts] = await Promise.all([
+    const [conv, head, { counts, reads }] = await Promise.all([
       this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }),
       conversationRepository.head(em, row.conversation_key),
       mentionRepository.unreadOf(em, row.conversation_key, users),
     ]);
-    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: users });
+    // Members only (a mention outlives its member's leaving), each count with the marker it was counted from.
+    const members = Object.keys(counts);
+    if (!members.length) return;
+    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: members });
     update.mentionCounts = counts;
+    update.mentionReads = reads;
     await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
 

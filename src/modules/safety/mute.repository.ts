@@ -6,12 +6,12 @@ export const muteRepository = {
   /** Sets (a date) or clears (null) the member's mute; false when the user has no row in that conversation. */
   /** Whether the member's row is there, and whether the mute in effect changed (a lapsed one reads as none). */
   async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<{ changed: boolean } | null> {
-    // The subquery reads the row as it was before this statement (its snapshot).
+    // The row as it stands, locked (a mute committed meanwhile is read, not the statement's snapshot), then changed.
     const rows: { changed: boolean }[] = await em.execute(
-      `update conversation_members cm set muted_until = ? where conversation_key = ? and user_id = ?
-       returning (select case when x.muted_until > now() then x.muted_until end from conversation_members x where x.conversation_key = cm.conversation_key and x.user_id = cm.user_id)
-         is distinct from case when cm.muted_until > now() then cm.muted_until end as changed`,
-      [until, key, userId],
+      `with old as (select case when muted_until > now() then muted_until end as was from conversation_members where conversation_key = ? and user_id = ? for update)
+       update conversation_members cm set muted_until = ? from old where cm.conversation_key = ? and cm.user_id = ?
+       returning old.was is distinct from case when cm.muted_until > now() then cm.muted_until end as changed`,
+      [key, userId, until, key, userId],
     );
     return rows[0] ?? null;
   },
