@@ -116,6 +116,9 @@ describe('searchMessages', () => {
     expect([...seen].sort()).toEqual([...sent].sort());
     // Equal ranks: newest first.
     expect(seen.slice(1)).toEqual(sent.slice(0, 23).reverse());
+    // A page of none says there is one to read (a client asking for totalCount alone), as every connection does.
+    const none = (await ok(gql(s.url, SEARCH, { q: 'quokka', first: 0 }, alice.token))).searchMessages;
+    expect([none.edges, none.pageInfo.hasNextPage, none.totalCount]).toEqual([[], true, 24]);
   });
 
   it('should look for a query of common words only among the newest messages of each conversation, under the same rules', async () => {

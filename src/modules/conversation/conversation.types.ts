@@ -20,7 +20,11 @@ export class ConversationType {
   @Field({ description: "The group's name, the project's title, or the peer's display name (else username)." }) title!: string;
   @Field(() => Int, { description: "Messages from others after the viewer's read marker that the viewer may see." }) unreadCount!: number;
   @Field(() => IdScalar, { nullable: true }) lastReadMessageId!: string | null;
-  @Field(() => Date, { description: 'Time of lastMessage, else when the viewer joined.' }) updatedAt!: Date;
+  @Field(() => Date, {
+    description:
+      "What the sidebar is ordered by: the time of the conversation's newest message the viewer may see, else when they joined. That is lastMessage's time, except after a message from a user the viewer blocks: lastMessage leaves it out, the order (and so updatedAt) still moves with it.",
+  })
+  updatedAt!: Date;
   groupId!: string | null;
   projectId!: string | null;
   peerId!: string | null;

@@ -87,7 +87,8 @@ export class SearchService {
       const conv = await this.access.resolve(em, viewerId, args.conversation);
       scope = { kind: 'one', viewerId, key: conv.key, project: conv.kind === 'project', privateWith: conv.privateWith };
     }
-    const rows = limit ? await searchRepository.page(em, scope, query, cursor, limit, backward) : [];
+    // A page of none still reads one row: whether there is a next page (as every connection answers first: 0).
+    const rows = await searchRepository.page(em, scope, query, cursor, limit, backward);
     return toConnection(rows, {
       limit,
       backward,
