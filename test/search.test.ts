@@ -32,6 +32,11 @@ describe('searchMessages', () => {
     // ё and е are one letter to a search, either way round.
     expect(ids(await search(s.url, alice, 'елка'))).toEqual([ru.id]);
     expect(ids(await search(s.url, alice, 'ВСЁ ГОТОВО'))).toEqual([ru.id]);
+    // Words between '<' and '>' are words (PostgreSQL's parser took them for a tag, and indexed none).
+    const aside = await sendMessage(s.url, bob.token, { groupId: g, content: 'Reminder <standup at noon> folks, if xval<yval and zval>wval' });
+    expect(ids(await search(s.url, alice, 'standup noon'))).toEqual([aside.id]);
+    expect(ids(await search(s.url, alice, 'yval zval'))).toEqual([aside.id]);
+    expect((await search(s.url, alice, 'standup'))[0].snippet).toContain('&lt;<mark>standup</mark> at noon&gt;');
     // The last word is being typed: a prefix; once a space follows it, a whole word.
     expect(ids(await search(s.url, bob, 'deploy'))).toEqual([en.id]);
     expect(ids(await search(s.url, bob, 'deploy '))).toEqual([]);

@@ -15,6 +15,7 @@ import { Migration20261124153416_PresenceVisibility } from './Migration202611241
 import { Migration20261124153442_ThreadsAndMentions } from './Migration20261124153442_ThreadsAndMentions';
 import { Migration20261126090000_ClosedHeads } from './Migration20261126090000_ClosedHeads';
 import { Migration20261126100000_WebhookPreviewMessage } from './Migration20261126100000_WebhookPreviewMessage';
+import { Migration20261126120000_SearchWords } from './Migration20261126120000_SearchWords';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -34,4 +35,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261124153442_ThreadsAndMentions', class: Migration20261124153442_ThreadsAndMentions },
   { name: 'Migration20261126090000_ClosedHeads', class: Migration20261126090000_ClosedHeads },
   { name: 'Migration20261126100000_WebhookPreviewMessage', class: Migration20261126100000_WebhookPreviewMessage },
+  { name: 'Migration20261126120000_SearchWords', class: Migration20261126120000_SearchWords },
 ];

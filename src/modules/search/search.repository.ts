@@ -75,8 +75,9 @@ function readable(scope: SearchScope): { keys: Sql; rows: Sql } {
   return { keys, rows: { text: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] } };
 }
 
-// The index's expression (see Migration20261124070000_SearchAndPins), written the same way so it is used.
-const VECTOR = `to_tsvector('parley_search'::regconfig, m.content)`;
+// The index's expression (see Migration20261126120000_SearchWords), written the same way so it is
+// used: '<', '>' and '&' as spaces, or PostgreSQL's parser takes `<a few words>` for a tag and drops them.
+const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '<>&', '   '))`;
 /** A message this long at most is its own snippet (about the 24 words a fragment takes). */
 const WHOLE_UP_TO = 160;
 
@@ -107,7 +108,7 @@ const ESTIMATE = `words as materialized (
   from unnest(?::text[], ?::boolean[]) as w(word, prefix)
 ), stats as materialized (
   select unnest(most_common_elems::text::text[]) as e, unnest(most_common_elem_freqs) as f
-  from pg_stats where schemaname = current_schema() and tablename = 'messages_search'
+  from pg_stats where schemaname = current_schema() and tablename = 'messages_search_words'
 ), est as materialized (
   select coalesce(min(w.share), 0) as share from (
     select (select coalesce(sum(s.f), 0) * case when w.prefix then ${PREFIX_FACTOR} else 1 end from stats s
