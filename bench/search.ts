@@ -48,7 +48,8 @@ function made(n: number): string {
 /** The vocabulary, most common first: a message draws words by Zipf's law (the r-th with a chance in 1/r). */
 const VOCABULARY = [...new Set([...HEAD, ...Array.from({ length: 30000 }, (_, n) => made(n))])].slice(0, 20000);
 
-const INDEX = `create index "messages_search" on "messages" using gin (to_tsvector('parley_search'::regconfig, "content")) where "content" is not null`;
+// The index search reads (Migration20261126120000_SearchWords); the previous release's messages_search is dropped for the fill and not rebuilt.
+const INDEX = `create index "messages_search_words" on "messages" using gin (to_tsvector('parley_search'::regconfig, translate("content", '<>&', '   '))) where "content" is not null`;
 
 async function fill(url: string, senderId: string): Promise<void> {
   const [{ n }] = await query<{ n: number }>(url, "select count(*)::int as n from messages m join groups g on 'g:' || g.id = m.conversation_key where g.name like 'bench-search-%'");
@@ -68,6 +69,7 @@ async function fill(url: string, senderId: string): Promise<void> {
       [senderId, GROUPS],
     );
     await db.query('drop index if exists messages_search');
+    await db.query('drop index if exists messages_search_words');
     // Each message: 4 to 14 words drawn by Zipf's law, and one rare token.
     await db.query(
       `with v as (select $1::text[] as w, cardinality($1::text[]) as n), gs as (select array_agg(id order by id) as ids from groups where name like 'bench-search-%')

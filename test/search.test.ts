@@ -140,7 +140,7 @@ describe('searchMessages', () => {
     const eves = (await sendMessage(s.url, eve.token, { groupId: theirs, content: 'hello from eve' })).id;
     // Statistics as autovacuum would gather them: "hello" is in nearly every message.
     await sql(s.env.DATABASE_URL!, 'analyze messages');
-    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search'");
+    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search_words'");
     expect(stats.e).toContain('hello');
 
     const seen: string[] = [];
