@@ -154,6 +154,34 @@ describe('notifications', () => {
     expect(receiver.got).toEqual([]);
   });
 
+  it("should send a recipient's events in the order they happened, a message just before a project's rename first", async () => {
+    const s = await serverFor(receiver);
+    const [al, bo] = [await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, al, { participants: [bo] });
+    await eventually(() => receiver.of(bo.id).length === 1, 10_000);
+    for (let round = 0; round < 3; round++) {
+      await sendMessage(s.url, al.token, { projectId: p.id, content: `before rename ${round}` });
+      await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: p.id, t: `Renamed ${round}` }, al.token));
+    }
+    await eventually(() => receiver.of(bo.id).length === 7, 15_000);
+    expect(receiver.of(bo.id).slice(1).map((e) => e.body.kind)).toEqual(['MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION']);
+  });
+
+  it('should not send an event its recipient muted, or turned notifications off for, after it was written', async () => {
+    // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
+    const [al, muting, quiet, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier] });
+    await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
+    // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 3, 5000);
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { groupId: group.id } }, muting.token));
+    await ok(gql(s.url, SET_LEVEL, { level: 'NONE' }, quiet.token));
+    await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect([receiver.of(muting.id), receiver.of(quiet.id)]).toEqual([[], []]);
+  });
+
   it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {
     const s = await serverFor(receiver);
     const [a, all, mentions, none] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

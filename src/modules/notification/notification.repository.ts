@@ -66,6 +66,9 @@ export interface ClaimedEvent {
   recipient_gone: boolean;
   /** Whether its preview's message is gone (deleted, or with its group or project); null for a request's or action's event. */
   now_deleted: boolean | null;
+  /** The recipient's notification level now, and whether they mute the event's conversation now. */
+  now_level: string;
+  now_muted: boolean;
   now_preview: string | null;
 }
 
@@ -256,6 +259,8 @@ export const notificationRepository = {
        )
        select c.id, c.kind, c.recipient_id, c.conversation_key, c.sender_id, c.preview, c.count, c.created_at, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
+              r.notification_level as now_level,
+              exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
          from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
          left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,

@@ -251,10 +251,16 @@ export class NotificationService {
     await this.writeNow(em, [{ kind: NotificationKind.GROUP_INVITE, recipientId: invite.userId, conversationKey: groupKey(invite.groupId), senderId: invite.inviterId, sourceId: randomUUID(), preview: null }]);
   }
 
-  /** Events of one cause each, due after PRESENCE_GRACE; whether the recipient is away is decided when first due. */
+  /**
+   * Events of one cause each; whether the recipient is away is decided when first due. Due once
+   * the tail has written the events of the messages sent before them (it reads a message
+   * PRESENCE_GRACE and a second after it, each round, and a round more for margin): delivery takes
+   * a recipient's events oldest first, so a message sent just before goes first.
+   */
   private async writeNow(em: EntityManager, events: Omit<NewEvent, 'id' | 'count' | 'createdAt' | 'lastAt'>[]): Promise<void> {
     if (!events.length) return;
-    await repo.write(em, events.map((e) => ({ ...e, id: randomUUID(), count: 1, createdAt: null, lastAt: null })), 0, this.env.PRESENCE_GRACE);
+    const due = this.env.PRESENCE_GRACE + SETTLE_SECONDS + 2 * TAIL_ROUND_SECONDS;
+    await repo.write(em, events.map((e) => ({ ...e, id: randomUUID(), count: 1, createdAt: null, lastAt: null })), 0, due);
   }
 
   /**
@@ -282,6 +288,8 @@ export class NotificationService {
         // Deleted since it was written: the account (its pending events are skipped here, not
         // deleted with it: this one check also covers an event the tail wrote meanwhile), or the one message it tells of.
         if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        // What the recipient chose since it was written: no notifications at all, or a mute of its conversation (a mention still goes).
+        if (e.now_level === 'NONE' || (e.now_muted && (e.kind === NotificationKind.MESSAGE || e.kind === NotificationKind.THREAD_REPLY))) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
         if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
           await repo.finish(em, e.id, e.attempts, 'DELIVERED');
