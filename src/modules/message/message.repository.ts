@@ -359,8 +359,18 @@ export const messageRepository = {
     return rows[0] ?? null;
   },
 
-  /** Whether the message is there once a deletion of it under way has ended (its row's KEY SHARE waits for that). */
+  /** Whether the message is there once a deletion of it under way has ended (KEY SHARE of its group's or project's row, then its own, waits for that). */
   async settledExists(em: EntityManager, id: string): Promise<boolean> {
+    // Its group's or project's row first: a deletion holds it from the start, and may not have
+    // reached the message's row yet (its lock alone would be taken ahead of the deletion).
+    await em.execute(
+      `select 1 from groups where id = (select group_id from messages where id = ?) for key share`,
+      [id],
+    );
+    await em.execute(
+      `select 1 from projects where id = (select project_id from messages where id = ?) for key share`,
+      [id],
+    );
     return (await em.execute('select 1 from messages where id = ? for key share', [id])).length > 0;
   },
 
