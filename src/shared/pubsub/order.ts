@@ -168,9 +168,9 @@ export class InOrder<E> {
     // The publish of one read back from the database, late: delivered already.
     if (line.read?.delete(pos) && line.last !== null && pos <= line.last) return;
     if (line.last === null || !this.ready(line, pos)) {
-      if (line.last !== null) this.held++;
       // A copy of one already waiting (a replay, or found by a search meanwhile) waits once.
       if (line.waiting.some((w) => w.pos === pos)) return;
+      if (line.last !== null) this.held++;
       line.waiting.push({ pos, event });
       line.waiting.sort((x, y) => x.pos - y.pos);
       line.timer ??= setTimeout(() => this.giveUp(key), this.holdMs).unref();
@@ -463,22 +463,22 @@ export class EventOrder {
    * before the one created at `before`, oldest first, at most `limit`, as published. What it finds goes to subscriptions only (as a catch-up does).
    */
   fillFrom(
-    stored: (q: { conversationKey: string; channel: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>,
+    stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>,
     /** When this instance took a channel (ms), for a line opening on it: undefined when it does not. */
     takenAt: (channel: string) => number | undefined,
   ): void {
-    const read = async (channel: string, before: Ordered, after: string, limit: number) => {
+    const read = async (before: Ordered, after: string, limit: number) => {
       const next = before.payload as MessagePayload;
-      const found = await stored({ conversationKey: next.conversationKey, channel, after, before: next.createdAt, limit });
+      const found = await stored({ conversationKey: next.conversationKey, after, before: next.createdAt, limit });
       return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: before.channel, keyedOnly: true } }));
     };
-    this.lines.fillFrom((q) => read(q.channel, q.before, (q.after.payload as MessagePayload).createdAt, q.limit));
+    this.lines.fillFrom((q) => read(q.before, (q.after.payload as MessagePayload).createdAt, q.limit));
     // A line opening on a channel taken moments ago (a socket that just connected): what was stored since then.
     this.lines.openFrom((q) => {
       const taken = takenAt(q.channel);
       const first = Date.parse((q.first.payload as MessagePayload).createdAt);
       if (taken === undefined || !(first > taken) || first - taken > OPENING_MS) return undefined;
-      return read(q.channel, q.first, new Date(taken).toISOString(), q.limit);
+      return read(q.first, new Date(taken).toISOString(), q.limit);
     });
   }
 

@@ -119,11 +119,8 @@ export class PubSub {
 
   /** Where a conversation line looks for messages whose publish it missed, before it gives them up (see EventOrder.fillFrom). */
   fillGapsFrom(stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
-    // On a channel taken lately, what its catch-up delivered is not delivered again (see take).
-    this.events.fillFrom(
-      async (q) => (await stored(q)).filter((p) => !(this.young.size && this.young.repeated(q.channel, Topic.MessageAdded, p.id))),
-      (channel) => this.heardSince.get(channel),
-    );
+    // What a join's catch-up delivered went through the line too: a search skips its places.
+    this.events.fillFrom(stored, (channel) => this.heardSince.get(channel));
   }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
