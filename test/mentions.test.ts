@@ -1,9 +1,9 @@
-import { codeOf, eventually, gql, listen, ok, wsClient } from './helpers/graphql';
+import { codeOf, gql, listen, ok, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
-import { Topic } from '../src/shared/pubsub/topics';
+import { holdNextMessagePublish } from './helpers/publish';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
 const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount unreadCount } }';
@@ -83,20 +83,11 @@ describe('mentions', () => {
     const g = await groupWith(s.url, alice, 'Crossing', [bob]);
     const bobs = await listen(s, bob, SIDEBAR_LIVE);
     // Bob's own send is published late (as through another instance, or a slow Redis): alice's mention, committed after it, arrives first.
-    const pubsub = s.services.pubsub;
-    const real = pubsub.publishTogether;
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    pubsub.publishTogether = async (events) => {
-      if (events[0]?.topic !== Topic.MessageAdded) return real.call(pubsub, events);
-      pubsub.publishTogether = real;
-      await released;
-      return real.call(pubsub, events);
-    };
+    const held = holdNextMessagePublish(s.services.pubsub);
     const own = sendMessage(s.url, bob.token, { groupId: g, content: 'mine' });
-    await eventually(() => pubsub.publishTogether === real);
+    await held.taken();
     await sendMessage(s.url, alice.token, { groupId: g, content: `ping @${bob.username}` });
-    release();
+    held.release();
     await own;
     await bobs.nth(2);
     // Then a message naming no one: it carries no count, and the row must not reuse a wrong one.

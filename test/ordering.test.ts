@@ -1,4 +1,4 @@
-import { Topic } from '../src/shared/pubsub/topics';
+import { holdNextMessagePublish, loseNextPublish } from './helpers/publish';
 import { eventually, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, sendMessage, signup } from './helpers/factories';
@@ -115,17 +115,9 @@ describeRedis('events of one conversation under concurrent sends', () => {
     const g = await groupWith(a.url, ada, 'Lossy', [cy]);
     const added = await listen(b, cy, 'subscription { messageAdded { id content mentions { id } } }');
     const send = (content: string, clientMessageId?: string) => sendMessage(a.url, ada.token, { groupId: g, content, clientMessageId });
-    // A's next publish is lost, as when an instance dies between its commit and its publish.
-    const loseNextPublish = () => {
-      const pubsub = a.services.pubsub;
-      const real = pubsub.publishTogether;
-      pubsub.publishTogether = async () => {
-        pubsub.publishTogether = real;
-      };
-    };
     const m1 = await send('one');
     await added.nth(1);
-    loseNextPublish();
+    loseNextPublish(a.services.pubsub);
     const m2 = await send(`two @${cy.username}`);
     const m3 = await send('three');
     // m2 reaches B's subscriber from the database, before m3, once m3 waited MESSAGE_ORDER_HOLD for it.
@@ -135,7 +127,7 @@ describeRedis('events of one conversation under concurrent sends', () => {
     expect([b.services.pubsub.order.filled, b.services.pubsub.order.gaps]).toEqual([1, 0]);
 
     // The last message's publish lost: nothing after it shows the gap, but its client's retry publishes it again.
-    loseNextPublish();
+    loseNextPublish(a.services.pubsub);
     const m4 = await send('four', 'four-once');
     expect((await send('four', 'four-once')).id).toBe(m4.id);
     await added.nth(4);
@@ -157,22 +149,13 @@ describeRedis('events of one conversation under concurrent sends', () => {
     // Cy connects to B: B takes the group's channel now, and has no line for it yet.
     const added = await listen(b, cy, 'subscription { messageAdded { id content } }');
     // m1's publish through A is held (a slow instance) until m2, sent after it through B, was delivered.
-    const pubsub = a.services.pubsub;
-    const real = pubsub.publishTogether;
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    pubsub.publishTogether = async (events) => {
-      if (events[0]?.topic !== Topic.MessageAdded) return real.call(pubsub, events);
-      pubsub.publishTogether = real;
-      await released;
-      return real.call(pubsub, events);
-    };
+    const held = holdNextMessagePublish(a.services.pubsub);
     const m1 = sendMessage(a.url, ada.token, { groupId: g, content: 'one' });
-    await eventually(() => pubsub.publishTogether === real);
+    await held.taken();
     await eventually(async () => (await ok(gql(a.url, HISTORY, { g }, cy.token))).history.edges.length === 1);
     const m2 = await sendMessage(b.url, ada.token, { groupId: g, content: 'two' });
     await added.nth(1);
-    release();
+    held.release();
     await m1;
     const m3 = await sendMessage(a.url, ada.token, { groupId: g, content: 'three' });
     await added.nth(3);
