@@ -119,6 +119,25 @@ describe('mentions', () => {
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
   });
 
+  it('should send one row, not two, to a member whose last message is edited or deleted not to mention them', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Last', [bob, carol]);
+    const first = await sendMessage(s.url, alice.token, { groupId: g, content: `hey @${bob.username}` });
+    const LIVE = 'subscription { conversationUpdated { id unreadMentionCount lastMessage { id content deletedAt } } }';
+    const [bobs, carols] = [await listen(s, bob, LIVE), await listen(s, carol, LIVE)];
+    await ok(gql(s.url, 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id } }', { m: first.id, t: 'hey everyone' }, alice.token));
+    // Bob's row tells both at once: the last message as edited and the badge without it.
+    expect((await bobs.nth(1)).conversationUpdated).toMatchObject({ unreadMentionCount: 0, lastMessage: { id: first.id, content: 'hey everyone' } });
+    expect((await carols.nth(1)).conversationUpdated).toMatchObject({ lastMessage: { content: 'hey everyone' } });
+    const second = await sendMessage(s.url, alice.token, { groupId: g, content: `again @${bob.username}` });
+    expect((await bobs.nth(2)).conversationUpdated).toMatchObject({ unreadMentionCount: 1 });
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: second.id }, alice.token));
+    expect((await bobs.nth(3)).conversationUpdated).toMatchObject({ unreadMentionCount: 0, lastMessage: { id: second.id, deletedAt: expect.any(String) } });
+    expect(await bobs.settle(300)).toHaveLength(3);
+    expect(await carols.settle(0)).toHaveLength(3);
+  });
+
   it('should send a member who left nothing of a mention of them deleted or edited after', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

@@ -73,9 +73,10 @@ export class ConversationService {
     const head = this.heads.newest(p.conversationKey, headFromPayload(p.head));
     if (own) {
       const row = payloadToConversation(viewerId, p, head, own);
-      // An edit of a message that isn't this viewer's last one changes nothing they see. (A state
-      // read first is sent as it is: a project member's newer private message makes it a no-op.)
-      return p.lastMessageOnly && row.lastMessageId !== p.message?.id ? undefined : row;
+      // An edit of a message that isn't this viewer's last one changes nothing they see, unless it
+      // changed their mention badge. (A state read first is sent as it is: a project member's newer
+      // private message makes it a no-op.)
+      return p.lastMessageOnly && row.lastMessageId !== p.message?.id && p.mentionCounts?.[viewerId] === undefined ? undefined : row;
     }
     return this.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }

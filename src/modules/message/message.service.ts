@@ -600,32 +600,9 @@ export class MessageService {
         return mentionRepository.replace(tem as EntityManager, row.id, targets);
       });
       const message = await this.changed(em, row.id, 'EDITED');
-      await this.lastMessageChanged(em, viewerId, row, message);
-      await this.badgesChanged(em, viewerId, row, message, [...added, ...removed]);
+      await this.sidebarsChanged(em, viewerId, row, message, [...added, ...removed]);
       return message;
     });
-  }
-
-  /**
-   * Members an edit newly mentions or no longer does, or a deletion no longer does: their sidebar
-   * rows, with their unread mention counts as they are now (theirs alone). A reply kept in its
-   * thread counts in `threads`, not in the badge.
-   */
-  private async badgesChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, users: string[]): Promise<void> {
-    if (!users.length || (row.parent_id && !row.also_in_conversation)) return;
-    const peer = row.group_id || row.project_id ? null : row.recipient_id;
-    const [conv, head, { counts, reads }] = await Promise.all([
-      this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }),
-      conversationRepository.head(em, row.conversation_key),
-      mentionRepository.unreadOf(em, row.conversation_key, users),
-    ]);
-    // Members only (a mention outlives its member's leaving), each count with the marker it was counted from.
-    const members = Object.keys(counts);
-    if (!members.length) return;
-    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: members });
-    update.mentionCounts = counts;
-    update.mentionReads = reads;
-    await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
 
   /** Leaves a tombstone; the sender may, and in a group its owner and admins. Deleting a deleted message changes nothing. */
@@ -640,8 +617,7 @@ export class MessageService {
       if (row.deleted_at) return true;
       const unmentioned = await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
       const message = await this.changed(em, row.id, 'DELETED');
-      await this.lastMessageChanged(em, viewerId, row, message);
-      await this.badgesChanged(em, viewerId, row, message, unmentioned);
+      await this.sidebarsChanged(em, viewerId, row, message, unmentioned);
       return true;
     });
   }
@@ -661,23 +637,35 @@ export class MessageService {
   }
 
   /**
-   * An edit or deletion of a message that is the last one of some members' rows: their sidebars
-   * show it, so conversationUpdated tells them (and only them: the receivers whose row it isn't
-   * the last message of are skipped). The public head's message reaches every member; a private
-   * project message newer than the head, its two users.
+   * What an edit or deletion changes in sidebars, in one conversationUpdated. The rows whose last
+   * message it is show it (only those: the receivers whose row it isn't the last message of are
+   * skipped); the public head's message reaches every member, a private project message newer
+   * than the head its two users. And `badged`, the members an edit newly mentions or no longer
+   * does, or a deletion no longer does, get their row with their unread mention count as it is now
+   * (theirs alone; members only, as a mention outlives its member's leaving). A reply kept in its
+   * thread counts in `threads`, not in the badge. A member in both gets one row, not two.
    */
-  private async lastMessageChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType): Promise<void> {
-    const head = await conversationRepository.head(em, row.conversation_key);
+  private async sidebarsChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, badged: string[]): Promise<void> {
+    const inBadge = badged.length > 0 && !(row.parent_id && !row.also_in_conversation);
+    const [head, badges] = await Promise.all([
+      conversationRepository.head(em, row.conversation_key),
+      inBadge ? mentionRepository.unreadOf(em, row.conversation_key, badged) : null,
+    ]);
     const privateInProject = !!(row.project_id && row.recipient_id);
     const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;
-    if (head?.lastMessageId !== row.id && !(privateInProject && newer)) return;
+    const last = head?.lastMessageId === row.id || (privateInProject && newer);
+    const counted = badges ? Object.keys(badges.counts) : [];
+    if (!last && !counted.length) return;
     // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
-    await this.pubsub.publishSafe(
-      Topic.ConversationUpdated,
-      rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only: privateInProject ? [row.sender_id, row.recipient_id!] : null, lastMessageOnly: true }),
-    );
+    const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : counted;
+    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only, lastMessageOnly: last });
+    if (counted.length) {
+      update.mentionCounts = badges!.counts;
+      update.mentionReads = badges!.reads;
+    }
+    await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */

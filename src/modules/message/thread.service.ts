@@ -34,7 +34,7 @@ export class ThreadService {
    * marker they were counted at: a conversationUpdated row that carries no count (a message that
    * mentions someone else) reuses it while the marker is the same, instead of one query per member
    * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
-   * that adds or removes a mention sends its count (MessageService.badgesChanged).
+   * that adds or removes a mention sends its count (MessageService.sidebarsChanged).
    */
   private readonly badges = boundedLru<string, { n: number; marker: string | null }>({ max: 100_000, ttlMs: 60_000 });
 
