@@ -38,7 +38,7 @@ function othersRunning(): string[] {
 /**
  * Waits until no other suite of this jest run is running, at most `timeoutMs`; returns the suites
  * it waited for. For a suite whose bounds are about time (sorted last by test/setup/sequencer.js,
- * it waits only for the other worker's last suite).
+ * it waits only for the other workers' last suites).
  */
 export async function alone(timeoutMs: number): Promise<string[]> {
   const waited = new Set<string>();
