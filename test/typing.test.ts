@@ -137,6 +137,16 @@ describe('typing', () => {
     expect(flags(bOpen.values)).toEqual([true]);
     expect(flags(ownerSees.values)).toEqual([true]);
     expect(flags(ownerOpen.values)).toEqual([true]);
+    // The thread shares the project's id: privateThread tells the two indicators apart.
+    const PRIVATE = 'subscription { typing { conversationId privateThread typing } }';
+    const bKinds = await listen(s, b, PRIVATE);
+    await ok(gql(s.url, TYPING, { c: { projectId: p, userId: b.id }, t: true }, a.token));
+    await ok(gql(s.url, TYPING, { c: { projectId: p }, t: false }, a.token));
+    await bKinds.nth(2);
+    expect(bKinds.values.map((v: any) => v.typing)).toEqual([
+      { conversationId: `p:${p}`, privateThread: true, typing: true },
+      { conversationId: `p:${p}`, privateThread: false, typing: false },
+    ]);
     expect(codeOf(await gql(s.url, TYPING, { c: { projectId: p }, t: null }, a.token))).toBe('BAD_USER_INPUT');
   });
 

@@ -161,6 +161,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'TypingEvent.conversationId': 'The conversation, as Conversation.id names it.',
   'TypingEvent.user': 'Who is typing.',
   'TypingEvent.typing': 'true while typing; false once they stop, send, or go 6 s without a refresh.',
+  'TypingEvent.privateThread':
+    "true: in the project's private thread between the typist and the viewer (ConversationInput { projectId, userId: user.id }), which shares the project's conversationId; false: in the conversation everyone in it sees.",
 
   // ---- messages
   Message: 'A message in a conversation, seen by its members (a private project message by its two users only).',

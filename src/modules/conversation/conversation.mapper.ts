@@ -82,7 +82,7 @@ export function payloadToReadReceiptType(p: ReadReceiptPayload): ReadReceiptType
 }
 
 export function payloadToTypingEventType(p: TypingPayload): TypingEventType {
-  return { conversationId: p.conversationKey, typing: p.typing, user: payloadToUserType(p.user) };
+  return { conversationId: p.conversationKey, typing: p.typing, user: payloadToUserType(p.user), privateThread: !!p.only };
 }
 
 export function payloadToSessionEventType(p: SessionEventPayload): SessionEventType {

@@ -75,6 +75,7 @@ export class TypingEventType {
   @Field(() => IdScalar) conversationId!: string;
   @Field(() => UserType) user!: UserType;
   @Field() typing!: boolean;
+  @Field() privateThread!: boolean;
 }
 
 export enum SessionEventKind {
