@@ -2,6 +2,7 @@ import { codeOf, eventually, gql, listen, ok } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
+import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
 
 const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id content editedAt } }';
@@ -45,6 +46,29 @@ describe('editing, deleting and reacting', () => {
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(same);
     await ok(gql(s.url, EDIT, { m: m.id, t: 'hello!' }, alice.token));
     expect((await events.nth(2)).messageEvent).toMatchObject({ kind: 'EDITED', message: { content: 'hello!' } });
+  });
+
+  it('should compare an edit with the text as it is once its row is locked: an edit committed meanwhile is not answered from before it', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Racing edits', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'first' });
+    // Another edit holds the row with new text, not yet committed, while this one asks for the old text back.
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query(`update messages set content = 'second', edited_at = now(), version = version + 1 where id = $1`, [m.id]);
+      const back = gql(s.url, EDIT, { m: m.id, t: 'first' }, alice.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
+      await Promise.race([back, eventually(waiting, 5000)]);
+      await other.query('commit');
+      // Applied after the other one, as its answer says: not a no-op read from before it.
+      expect((await ok(back)).editMessage).toMatchObject({ content: 'first', editedAt: expect.any(String) });
+    } finally {
+      await other.end();
+    }
+    expect(await sql(s.env.DATABASE_URL!, 'select content from messages where id = $1', [m.id])).toEqual([{ content: 'first' }]);
   });
 
   it("should delete as a tombstone (the sender or the group's owner), drop the attachment's bytes, and answer a retry with the deleted message", async () => {

@@ -379,12 +379,20 @@ export const messageRepository = {
   },
 
   /** False when the message is deleted (or gone). */
-  async edit(em: EntityManager, id: string, content: string): Promise<boolean> {
-    const rows = await em.execute(
-      `update messages set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ? and deleted_at is null returning id`,
-      [content, id],
+  /**
+   * The new text, compared under the row's lock: 'same' when the message has that text already (a
+   * concurrent edit may have just written it), 'deleted' when it is a tombstone, 'gone' when its
+   * row is (its group's or project's deletion crossed the edit).
+   */
+  async edit(em: EntityManager, id: string, content: string): Promise<'edited' | 'same' | 'deleted' | 'gone'> {
+    const rows: { same: boolean; deleted: boolean }[] = await em.execute(
+      `with old as (select id, content is not distinct from ? as same, deleted_at is not null as deleted from messages where id = ? for update),
+       e as (update messages m set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1
+             from old where m.id = old.id and not old.same and not old.deleted returning m.id)
+       select same, deleted from old`,
+      [content, id, content],
     );
-    return rows.length > 0;
+    return !rows.length ? 'gone' : rows[0].deleted ? 'deleted' : rows[0].same ? 'same' : 'edited';
   },
 
   /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. Returns the users it mentioned (their badges change). */

@@ -587,18 +587,22 @@ export class MessageService {
       const row = await this.visibleMessage(em, viewerId, messageId);
       if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
-      // The same text is no edit: editedAt, the version and subscribers stay as they are.
-      if (row.content === text) return toMessageType(row);
       // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
       const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
       const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
       const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
       // The text and its mentions in one transaction, the message's row locked by the first: two edits
       // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
-      const { added, removed } = await em.transactional(async (tem) => {
-        if (!(await messageRepository.edit(tem as EntityManager, row.id, text))) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
-        return mentionRepository.replace(tem as EntityManager, row.id, targets);
+      const changes = await em.transactional(async (tem) => {
+        const outcome = await messageRepository.edit(tem as EntityManager, row.id, text);
+        if (outcome === 'gone') throw new MessageGoneError();
+        if (outcome === 'deleted') throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
+        return outcome === 'same' ? null : mentionRepository.replace(tem as EntityManager, row.id, targets);
       });
+      // The same text (compared under the row's lock, so an edit just before counts) is no edit:
+      // editedAt, the version and subscribers stay as they are.
+      if (!changes) return this.current(em, row.id);
+      const { added, removed } = changes;
       const message = await this.changed(em, row.id, 'EDITED');
       await this.sidebarsChanged(em, viewerId, row, message, [...added, ...removed]);
       return message;
@@ -670,12 +674,22 @@ export class MessageService {
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
+    const { row, message } = await this.read(em, id);
+    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: Object.assign(toMessagePayload(message), { version: row.version }) });
+    return message;
+  }
+
+  /** The message as it is now, its reactions included; told to no one. */
+  private async current(em: EntityManager, id: string): Promise<MessageType> {
+    return (await this.read(em, id)).message;
+  }
+
+  private async read(em: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
     const row = await messageRepository.withReactions(em, id);
     if (!row) throw new MessageGoneError();
     const message = toMessageType(row);
     message.reactionList = row.reaction_list;
-    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: Object.assign(toMessagePayload(message), { version: row.version }) });
-    return message;
+    return { row, message };
   }
 
   /** `em` is asked for only off a group's page (see statements). */
