@@ -3,6 +3,8 @@ import { createTestServer, describeRedis, type TestServer } from './helpers/serv
 import { befriend, groupWith, login, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 import { ConfigError, loadEnv } from '../src/config/env';
+import { OwnRedis } from './helpers/redis-server';
+import { describeNeeding, tools } from './helpers/tools';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } }';
 const USER = 'query($id: ID!) { user(id: $id) { status lastSeenAt } }';
@@ -312,4 +314,33 @@ describeRedis('presence visibility', () => {
     expect((await ok(gql(s.url, '{ me { presenceVisibility } }', {}, ada.token))).me.presenceVisibility).toBe('VISIBLE');
     await w.dispose();
   });
+});
+
+describeNeeding('redis-server', tools.redisServer)('presence after Redis loses its data', () => {
+  const redis = new OwnRedis();
+  beforeAll(() => redis.start());
+  afterAll(() => redis.stop());
+
+  it('should keep a HIDDEN user hidden, and bring connected users back ONLINE at once, after a Redis restart', async () => {
+    // PRESENCE_TIMEOUT 20 s: the sockets' own refresh comes every 5 s, later than this test looks.
+    const s = await createTestServer({ REDIS_URL: redis.url, PRESENCE_TIMEOUT: '20s' });
+    const [ada, bob, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token));
+    const sockets = [wsClient(s.wsUrl, ada.token), wsClient(s.wsUrl, bob.token)];
+    await Promise.all(sockets.map((c) => c.connected));
+    expect((await statusOf(s, watcher, ada.id)).status).toBe('OFFLINE');
+    expect((await statusOf(s, watcher, bob.id)).status).toBe('ONLINE');
+
+    // Restarted empty (no persistence): who is HIDDEN and who is connected is gone from it.
+    await redis.stop();
+    await redis.start();
+    // Bob's socket is here: ONLINE again once the instance is reconnected, not at its next refresh.
+    await eventually(async () => (await statusOf(s, watcher, bob.id)).status === "ONLINE", 3000);
+    // Ada stays hidden, also once her socket's refresh passes (every 5 s here) and she is active.
+    await ok(gql(s.url, 'mutation { heartbeat { status } }', {}, ada.token));
+    await sleep(5500);
+    expect(await statusOf(s, watcher, ada.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+    expect((await onlineOf(s, watcher)).ids).not.toContain(ada.id);
+    await Promise.all(sockets.map((c) => c.dispose()));
+  }, 30_000);
 });

@@ -349,9 +349,9 @@ describeRedis('presence across instances', () => {
       const redis = s.services.redis!.client;
       for (const id of [a, b, c, d]) expect(await redis.zscore('{presence}:active', id)).not.toBeNull();
       expect(await Promise.all([a, b, c, d].map((id) => redis.zrange(`{presence}:sessions:${id}`, 0, -1)))).toEqual([[], ['sb'], [], ['sd']]);
-      // One script: the three presence keys and the two sessions' keys, none for the others.
+      // One script: the four presence keys and the two sessions' keys, none for the others.
       await eventually(() => keyCounts.length > 0);
-      expect(keyCounts).toEqual([5]);
+      expect(keyCounts).toEqual([6]);
     } finally {
       monitor.close();
     }
@@ -380,7 +380,7 @@ describeRedis('presence across instances', () => {
     const users = await Promise.all(Array.from({ length: 8 }, () => signup(s.url)));
     const scripts: number[] = [];
     const monitor = await monitorRedis(s.env.REDIS_URL!, ({ source, args }) => {
-      if (source !== 'lua' && /^eval(sha)?$/i.test(args[0]) && users.some((u) => args.includes(u.id))) scripts.push(Number(args[2]) - 3);
+      if (source !== 'lua' && /^eval(sha)?$/i.test(args[0]) && users.some((u) => args.includes(u.id))) scripts.push(Number(args[2]) - 4);
     });
     try {
       await sleep(250);

@@ -123,7 +123,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const contacts = env.PRESENCE_VISIBILITY === 'contacts' ? new ContactIndex(async (ids) => new Map(await Promise.all(ids.map(async (id) => [id, await contactsBatched(id)] as const)))) : undefined;
   const visibility = new PresenceVisibility(env.PRESENCE_VISIBILITY, contacts, async (viewerId) => new Set((await contactsOf(orm.em.fork() as EntityManager, [viewerId])).get(viewerId)));
   const presence = new PresenceService({
-    store: redis ? new RedisPresenceStore(redis.client) : new MemoryPresenceStore(),
+    store: redis ? new RedisPresenceStore(redis.client, undefined, () => presenceRepository.hiddenUserIds(orm.em.fork() as EntityManager)) : new MemoryPresenceStore(),
     pubsub,
     orm,
     env,

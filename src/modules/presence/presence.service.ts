@@ -126,6 +126,9 @@ export class PresenceService {
     this.off.push(this.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
+    // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
+    const reconnected = this.store.onReconnect?.(() => void this.refreshSockets());
+    if (reconnected) this.off.push(reconnected);
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
     flush.unref();

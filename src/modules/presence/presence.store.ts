@@ -63,6 +63,8 @@ export interface PresenceStore {
   setHidden(userId: string, hidden: boolean): Promise<number | null>;
   /** Marks these users HIDDEN (the database's list at start-up: the store is a mirror of it). */
   seedHidden(userIds: string[]): Promise<void>;
+  /** Calls `listener` each time the store is reachable again after losing its connection; returns the unsubscribe. */
+  onReconnect?(listener: () => void): () => void;
   /** Online users who are not HIDDEN, in id order after `fromId`, or (`backward`) before it nearest first. */
   page(fromId: string | null, limit: number, backward?: boolean): Promise<string[]>;
   /** Of `userIds`, those online and not HIDDEN (in the order given). */
@@ -91,6 +93,8 @@ const INSTANCES = '{presence}:instances';
 const SOCKETS_PREFIX = '{presence}:sockets:';
 const SESSIONS_PREFIX = '{presence}:sessions:';
 const HIDDEN = '{presence}:hidden';
+/** Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without persistence) lacks it. */
+const SEEDED = '{presence}:hidden:seeded';
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
@@ -123,14 +127,16 @@ end`;
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
 // GT keeps the newest activity when instances' clocks disagree a little. A HIDDEN user is active
 // (their sessions and sockets count as ever) but neither listed online nor announced.
-// KEYS: active, online, hidden, then the sessions key of each activity that names a session, in
-// order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, then userId, sessionId
-// or '', now of each activity. The same user twice in one call comes online once.
+// KEYS: active, online, hidden, seeded, then the sessions key of each activity that names a
+// session, in order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, '1' to
+// refuse (-1) while HIDDEN is not seeded, then userId, sessionId or '', now of each activity. The
+// same user twice in one call comes online once.
 const TOUCH_SESSIONS = `
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local out = {}
-local k = 3
-for i = 1, (#ARGV - 1) / 3 do
-  local user, session, now = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+local k = 4
+for i = 1, (#ARGV - 2) / 3 do
+  local user, session, now = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
   if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 and redis.call('SISMEMBER', KEYS[3], user) == 0 then
     redis.call('ZADD', KEYS[2], 0, user)
     out[#out + 1] = user
@@ -270,15 +276,53 @@ const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : fa
 type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
+  private reseeding?: Promise<void>;
+
   constructor(
     private readonly redis: RedisClient,
     /** Users read and removed per sweep round trip. */
     private readonly sweepBatch = 10_000,
+    /**
+     * The database's HIDDEN users, to mirror again when Redis lost them (a restart without
+     * persistence): until then activity is not recorded and reads wait, so a HIDDEN user is never
+     * listed or announced ONLINE meanwhile. Without it (the sweep's command line) the mirror is
+     * taken as it is.
+     */
+    private readonly hiddenOf?: () => Promise<string[]>,
   ) {
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       // defineCommand: EVALSHA with a fallback to EVAL, so the script text crosses the wire once.
       if (!(name in this.redis)) this.redis.defineCommand(name, { lua });
     }
+  }
+
+  /** The HIDDEN mirror written again from the database, once however many callers found it missing. */
+  private reseed(): Promise<void> {
+    if (!this.hiddenOf) return Promise.resolve();
+    return (this.reseeding ??= (async () => {
+      try {
+        await this.seedHidden(await this.hiddenOf!());
+      } finally {
+        this.reseeding = undefined;
+      }
+    })());
+  }
+
+  onReconnect(listener: () => void): () => void {
+    // 'ready' comes at the first connection too: only one after a loss counts.
+    let lost = false;
+    const onLost = () => (lost = true);
+    const onReady = () => {
+      if (!lost) return;
+      lost = false;
+      listener();
+    };
+    this.redis.on('close', onLost);
+    this.redis.on('ready', onReady);
+    return () => {
+      this.redis.off('close', onLost);
+      this.redis.off('ready', onReady);
+    };
   }
 
   private run<T>(name: ScriptName, keys: string[], args: (string | number)[]): Promise<T> {
@@ -290,9 +334,17 @@ export class RedisPresenceStore implements PresenceStore {
     // 1,000 a script at most: one script never holds Redis long (the sockets' refresh passes every connected user).
     for (let i = 0; i < activity.length; i += 1000) {
       const part = activity.slice(i, i + 1000);
-      const keys = [ACTIVE, ONLINE, HIDDEN];
+      const keys = [ACTIVE, ONLINE, HIDDEN, SEEDED];
       for (const a of part) if (a.sessionId) keys.push(sessionsKey(a.userId));
-      cameOnline.push(...(await this.run<string[]>('TOUCH_SESSIONS', keys, [Math.ceil(sessionTtlMs), ...part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now])])));
+      const args = part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now]);
+      const ttl = Math.ceil(sessionTtlMs);
+      let out = await this.run<string[] | -1>('TOUCH_SESSIONS', keys, [ttl, this.hiddenOf ? '1' : '0', ...args]);
+      if (out === -1) {
+        await this.reseed();
+        // Seeded now (or lost again at once: the activity is recorded all the same).
+        out = (await this.run<string[] | -1>('TOUCH_SESSIONS', keys, [ttl, '0', ...args])) as string[];
+      }
+      cameOnline.push(...out);
     }
     return cameOnline;
   }
@@ -312,10 +364,13 @@ export class RedisPresenceStore implements PresenceStore {
 
   async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     if (!userIds.length) return { active: [], hidden: [] };
-    const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).exec();
-    const [[e1, scores], [e2, flags]] = res as [[Error | null, (string | null)[]], [Error | null, number[]]];
-    if (e1 || e2) throw e1 ?? e2;
-    return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1) };
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).exists(SEEDED).exec();
+      const [[e1, scores], [e2, flags], [e3, seeded]] = res as [[Error | null, (string | null)[]], [Error | null, number[]], [Error | null, number]];
+      if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
+      if (seeded || !this.hiddenOf || attempt > 1) return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1) };
+      await this.reseed();
+    }
   }
 
   async setHidden(userId: string, hidden: boolean): Promise<number | null> {
@@ -326,6 +381,7 @@ export class RedisPresenceStore implements PresenceStore {
   async seedHidden(userIds: string[]): Promise<void> {
     for (let i = 0; i < userIds.length; i += 10_000) await this.redis.sadd(HIDDEN, ...userIds.slice(i, i + 10_000));
     if (userIds.length) await this.redis.zrem(ONLINE, ...userIds);
+    await this.redis.set(SEEDED, '1');
   }
 
   async onlineOf(userIds: string[]): Promise<string[]> {
@@ -349,6 +405,8 @@ export class RedisPresenceStore implements PresenceStore {
 
   async expire(cutoff: number, now: number, channel?: StoreChannel, onBatch?: (batch: Expired[]) => void): Promise<{ removed: Expired[]; published: boolean }> {
     const removed: Expired[] = [];
+    // A HIDDEN user's removal is not announced: the mirror first, if Redis lost it.
+    if (this.hiddenOf && !(await this.redis.exists(SEEDED))) await this.reseed();
     // Removal shrinks the range, so each round reads from the first user it kept.
     let offset = 0;
     for (;;) {
