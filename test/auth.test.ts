@@ -186,6 +186,26 @@ describe('accounts', () => {
     expect(me.me).toMatchObject({ username: 'renamed_a', displayName: 'Ann' });
   });
 
+  it("should refuse a username ending in a dot (a mention could never name it) and a rename into a name LOBBY_ADMINS or MODERATORS gives rights to", async () => {
+    const s = await createTestServer({ MODERATORS: `mod_${process.pid}`, LOBBY_ADMINS: `ladmin_${process.pid}` });
+    const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';
+    const UPDATE = 'mutation($u: String) { updateProfile(username: $u) { username } }';
+    const u = await signup(s.url);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const name of [`dot_${process.pid}.`, 'all.', 'here.']) {
+      const r = await gql(s.url, SIGNUP, { u: name, p: 'long enough pass' });
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'username']);
+      expect(codeOf(await gql(s.url, UPDATE, { u: name }, u.token))).toBe('BAD_USER_INPUT');
+    }
+    // Moderating others' reported direct messages is not a profile edit away, in any case.
+    for (const name of [`MOD_${process.pid}`, `ladmin_${process.pid}`]) expect(codeOf(await gql(s.url, UPDATE, { u: name }, u.token))).toBe('CONFLICT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // Dots inside a name are fine; a configured name is taken by signing up, and kept by its holder.
+    expect((await ok(gql(s.url, UPDATE, { u: `a.b_${process.pid}` }, u.token))).updateProfile.username).toBe(`a.b_${process.pid}`);
+    const mod = await signup(s.url, { username: `mod_${process.pid}` });
+    expect((await ok(gql(s.url, UPDATE, { u: `Mod_${process.pid}` }, mod.token))).updateProfile.username).toBe(`Mod_${process.pid}`);
+  });
+
   it('should find users by search with keyset paging', async () => {
     const s = await createTestServer();
     const me = await signup(s.url, { username: 'zed_viewer' });

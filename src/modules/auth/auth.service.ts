@@ -50,7 +50,7 @@ export interface AuthOptions {
   presence: PresenceService;
   /** Every password check goes through it. */
   limiter: PasswordLimiter;
-  env: Pick<Env, 'TOKEN_TTL'>;
+  env: Pick<Env, 'TOKEN_TTL' | 'LOBBY_ADMINS' | 'MODERATORS'>;
   /** Runs in the signup transaction (the lobby membership). */
   onSignup: (em: EntityManager, user: User, outbox: Outbox) => Promise<void>;
 }
@@ -68,8 +68,11 @@ export class AuthService {
   private readonly limiter: PasswordLimiter;
   private readonly env: AuthOptions['env'];
   private readonly onSignup: AuthOptions['onSignup'];
+  /** Lower-cased usernames LOBBY_ADMINS and MODERATORS name. */
+  private readonly privileged: Set<string>;
 
   constructor(o: AuthOptions) {
+    this.privileged = new Set([...o.env.LOBBY_ADMINS, ...o.env.MODERATORS]);
     this.orm = o.orm;
     this.pubsub = o.pubsub;
     this.presence = o.presence;
@@ -170,9 +173,13 @@ export class AuthService {
 
   async updateProfile(em: EntityManager, viewer: Viewer, input: { username?: string | null; displayName?: string | null }): Promise<User> {
     const user = await userRepository.account(em, viewer.userId);
-    if (input.username !== undefined && input.username !== null) {
+    // Its own name again is no change (an account may hold a name made before today's rules).
+    if (input.username !== undefined && input.username !== null && input.username !== user.username) {
       const username = validateUsername(input.username);
-      if (username.toLowerCase() !== user.username.toLowerCase() && (await userRepository.usernameTaken(em, username))) {
+      const changed = username.toLowerCase() !== user.username.toLowerCase();
+      // A name LOBBY_ADMINS or MODERATORS gives rights to is taken at signup only: a rename into it
+      // would hand anyone those rights (the reports of others' direct messages among them).
+      if (changed && (this.privileged.has(username.toLowerCase()) || (await userRepository.usernameTaken(em, username)))) {
         throw new ConflictError('That username is taken.', 'username');
       }
       user.username = username;

@@ -4,14 +4,19 @@ import { isSafeName, isWellFormed } from '../../shared/validation';
 // ASCII only: nothing invisible or look-alike can get into a username.
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
 
+/** A name that exists already (an account made before the rule, a configured name): any shape the pattern allows. */
 export function isUsername(value: string): boolean {
   return USERNAME.test(value);
 }
 
+/** A new username (signup, updateProfile). */
 export function validateUsername(value: string, field = 'username'): string {
   if (typeof value !== 'string' || !USERNAME.test(value)) {
     throw new BadUserInputError('Username must be 3 to 32 characters: letters, digits, _ . or -.', field);
   }
+  // A mention reads a final dot as the sentence's end: `@ann.` names ann, so `ann.` could never be
+  // mentioned, and `all.` or `here.` would pass for the reserved names.
+  if (value.endsWith('.')) throw new BadUserInputError('A username cannot end with a dot.', field);
   return value;
 }
 
