@@ -488,6 +488,24 @@ describeRedis('group roles', () => {
       await ok(run(b, M.send, { g: w.group, c: 'five' }, member));
     });
 
+    it("should keep a member's interval running across leaving and joining again, or being removed and added back", async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { owner, member, member2 } = w.users;
+      await ok(run(a, M.slow, { g: w.group, s: 60 }, owner));
+      await ok(run(a, M.send, { g: w.group, c: 'one' }, member));
+      expect(codeOf(await run(b, M.send, { g: w.group, c: 'two' }, member))).toBe('RATE_LIMITED');
+      await ok(run(a, M.leave, { g: w.group }, member));
+      await ok(run(b, M.join, { g: w.group }, member));
+      expect(codeOf(await run(b, M.send, { g: w.group, c: 'after rejoining' }, member))).toBe('RATE_LIMITED');
+      await ok(run(a, M.send, { g: w.group, c: 'three' }, member2));
+      await ok(run(a, M.remove, { g: w.group, u: member2.id }, owner));
+      await ok(run(a, M.add, { g: w.group, u: member2.id }, owner));
+      expect(codeOf(await run(a, M.send, { g: w.group, c: 'after coming back' }, member2))).toBe('RATE_LIMITED');
+      const stored = await sql(a.env.DATABASE_URL!, 'select content from messages where group_id = $1 order by created_at', [w.group]);
+      // The world's set-up sent a message of its own before these.
+      expect(stored.map((m) => m.content).slice(-2)).toEqual(['one', 'three']);
+    });
+
     it('should let one of many concurrent sends of a member through, on two instances', async () => {
       const w = await world(a, b, { isPrivate: false });
       const { owner, member, member2 } = w.users;

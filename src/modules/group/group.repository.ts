@@ -240,9 +240,17 @@ export const groupRepository = {
    */
   async addMember(em: EntityManager, groupId: string, userId: string, id: string, role: MemberRole = 'MEMBER'): Promise<boolean> {
     const conn = em;
+    // Slow mode's stamp outlives a membership: one who left (or was removed) and came back within
+    // the interval is still under their last message, not free to send at once (the group's
+    // messages of the interval only, by the conversation's index).
     const res = await conn.execute(
-      "insert into group_members (id, group_id, user_id, joined_at, role) values (?, ?, ?, date_trunc('milliseconds', now()), ?) on conflict (group_id, user_id) do nothing returning id",
-      [id, groupId, userId, role],
+      `insert into group_members (id, group_id, user_id, joined_at, role, slow_sent_at)
+       select ?, g.id, ?, date_trunc('milliseconds', now()), ?,
+         (select m.created_at from messages m where g.slow_mode_seconds > 0 and m.conversation_key = ? and m.created_at > now() - g.slow_mode_seconds * interval '1 second'
+            and m.sender_id = ? order by m.created_at desc limit 1)
+       from groups g where g.id = ?
+       on conflict (group_id, user_id) do nothing returning id`,
+      [id, userId, role, groupKey(groupId), userId, groupId],
     );
     if (!res.length) return false;
     await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
