@@ -101,7 +101,13 @@ describe('pins', () => {
     expect(list).toHaveLength(49);
     expect(list.map((m: any) => m.id)).not.toContain(ids[0]);
     expect(codeOf(await gql(s.url, PIN, { m: ids[0] }, bob.token))).toBe('BAD_USER_INPUT');
+    // ...nor unpinned (nothing is pinned to show): refused, nothing written, no one told.
+    const deleted = await snapshot(s.env.DATABASE_URL!);
+    const unpin = await gql(s.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { id } }', { m: ids[0] }, bob.token);
+    expect([codeOf(unpin), unpin.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'messageId']);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(deleted);
     await ok(gql(s.url, PIN, { m: ids[50] }, bob.token));
+    expect((await events.nth(2)).messageEvent).toMatchObject({ kind: 'PINNED', message: { id: ids[50] } });
     expect(codeOf(await gql(s.url, PIN, { m: ids[50] }, bob.token))).toBeUndefined();
     expect((await ok(gql(s.url, PINNED, { c: { groupId: g } }, bob.token))).conversation.pinnedMessages[0].id).toBe(ids[50]);
   });

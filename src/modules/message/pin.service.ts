@@ -57,6 +57,8 @@ export class PinService {
   async unpin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
       const { row } = await this.pinnable(em, viewerId, messageId);
+      // A deleted message's pin is no longer shown nor counted: there is nothing to unpin.
+      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be unpinned.', 'messageId');
       if (await pinRepository.unpin(em, row.id)) return this.changed(em, row.id, 'UNPINNED');
       const message = toMessageType(row);
       message.pin = null;
