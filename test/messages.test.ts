@@ -191,6 +191,17 @@ describe('sending and history', () => {
       { groupId: lobby, content: 'one', parentId: first.id, clientMessageId: 'k-1' },
     ];
     for (const input of retries) expect(codeOf(await attempt(s.url, SendMessageDocument, { input }, a.token))).toBe('CONFLICT');
+    // A reply's retry names its thread by the root or any reply of it; another thread is another message.
+    const [rootOne, rootTwo] = [await send(s.url, a.token, { groupId: lobby, content: 'root one' }), await send(s.url, a.token, { groupId: lobby, content: 'root two' })];
+    const sibling = await send(s.url, a.token, { groupId: lobby, content: 'in thread one', parentId: rootOne.id });
+    const reply = await send(s.url, a.token, { groupId: lobby, content: 'reply', parentId: rootOne.id, clientMessageId: 'k-4' });
+    for (const parentId of [rootOne.id, sibling.id]) expect((await send(s.url, a.token, { groupId: lobby, content: 'reply', parentId, clientMessageId: 'k-4' })).id).toBe(reply.id);
+    const crossed = await snapshot(s.env.DATABASE_URL!);
+    for (const parentId of [rootTwo.id, '00000000-0000-4000-8000-000000000000', 'not-an-id']) {
+      const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'reply', parentId, clientMessageId: 'k-4' } }, a.token);
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['CONFLICT', 'clientMessageId']);
+    }
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(crossed);
     // An empty toUserId names no one, on the retry as on the first send.
     const p = (await buildProject(s.url, a, { title: 'Retries' })).id;
     const open = await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' });

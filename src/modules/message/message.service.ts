@@ -83,10 +83,11 @@ function readBack(r: MessageRow): MessagePayload {
   return payload;
 }
 
-function retryOf(
+async function retryOf(
+  em: EntityManager,
   first: MessageRow,
   input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null },
-): MessageType {
+): Promise<MessageType> {
   // An empty id names nothing, as when the message was sent.
   const id = (v: string | null | undefined) => (v ? v.toLowerCase() : null);
   const sameTarget = first.group_id
@@ -103,12 +104,14 @@ function retryOf(
     }
   }
   // The same file (by name and size: decoding a retry's 5 MB to compare bytes would cost more
-  // than the retry saves), and a reply again (its parent may be named by a reply of the same
-  // thread: the stored one is the root, so only the kind is compared).
+  // than the retry saves), and a reply again in the same thread (its parent may be named by a
+  // reply of that thread: the stored one is the root).
   const file = input.attachment;
   const sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
-  const sameKind = (input.parentId ?? null) === null ? first.parent_id === null : first.parent_id !== null;
-  if (!sameTarget || !sameText || !sameFile || !sameKind) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
+  const parent = id(input.parentId);
+  let sameThread = parent === null ? first.parent_id === null : first.parent_id !== null;
+  if (sameThread && parent !== null && parent !== first.parent_id) sameThread = isId(parent) && (await messageRepository.byId(em, parent))?.parent_id === first.parent_id;
+  if (!sameTarget || !sameText || !sameFile || !sameThread) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
   return toMessageType(first);
 }
 
@@ -344,7 +347,7 @@ export class MessageService {
     }
     if (clientMessageId) {
       const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-      if (first) return this.replayed(first, retryOf(first, input));
+      if (first) return this.replayed(first, await retryOf(em(), first, input));
     }
     const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     const parentId = input.parentId ?? null;
@@ -397,7 +400,7 @@ export class MessageService {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
         const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-        if (first) return retryOf(first, input);
+        if (first) return retryOf(em(), first, input);
       }
       throw e;
     }
