@@ -1,6 +1,7 @@
 import { codeOf, eventually, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
 
 const BLOCK = 'mutation($id: ID!) { blockUser(userId: $id) }';
@@ -115,6 +116,35 @@ describe('block', () => {
       expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from message_reactions where message_id = $1', [file.id])).toEqual([{ n: 0 }]);
       if (end === 'block') await ok(gql(s.url, UNBLOCK, { id: b.id }, a.token));
     }
+  });
+
+  it('should not bring a direct conversation back with a message sent while the friendship ends', async () => {
+    const s = await createTestServer();
+    const [ann, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, ann, bob);
+    await sendMessage(s.url, bob.token, { toUserId: ann.id, content: 'hi' });
+    const [a, b] = [ann.id, bob.id].sort();
+    const key = `d:${a}:${b}`;
+    // An unfriending (or a block) under way, as removeFriend writes it, not yet committed while bob's
+    // message passes the check before its statement.
+    const ending = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await ending.connect();
+    try {
+      await ending.query('begin');
+      await ending.query('delete from friendships where user_a_id = $1 and user_b_id = $2', [a, b]);
+      await ending.query('delete from conversation_members where conversation_key = $1', [key]);
+      const sent = gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { toUserId: ann.id, content: 'as it ends' } }, bob.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
+      await Promise.race([sent, eventually(waiting, 5000)]);
+      await ending.query('commit');
+      expect(codeOf(await sent)).toBe('FORBIDDEN');
+    } finally {
+      await ending.end();
+    }
+    // Neither sidebar has the conversation again, and nothing was stored.
+    expect(await sql(s.env.DATABASE_URL!, 'select user_id from conversation_members where conversation_key = $1', [key])).toEqual([]);
+    expect((await sql(s.env.DATABASE_URL!, 'select content from messages where conversation_key = $1', [key])).map((m) => m.content)).toEqual(['hi']);
+    for (const u of [ann, bob]) expect((await ok(gql(s.url, '{ conversations(first: 5) { edges { node { id } } } }', {}, u.token))).conversations.edges.map((e: any) => e.node.id)).not.toContain(key);
   });
 
   it("should answer node of a blocked sender's group message null, as history leaves it out", async () => {

@@ -138,6 +138,19 @@ export function memberGate(groupId: string, senderId: string, slow: boolean): Sq
     params: [groupId, senderId, senderId, groupId],
   };
 }
+/**
+ * A direct message's gate: `g` holds a row only while the two are friends, read under a share
+ * lock on their friendship. The check before the statement can be passed by a removeFriend or
+ * blockUser committing meanwhile (the message was stored and both sidebar rows came back for two
+ * who were no longer friends); with the lock, one that committed first leaves `g` empty (the
+ * statement writes nothing: FORBIDDEN), and one that comes after waits for the message and then
+ * takes its rows away with the rest of the conversation.
+ */
+function friendsGate(senderId: string, recipientId: string): Sql {
+  const [a, b] = senderId < recipientId ? [senderId, recipientId] : [recipientId, senderId];
+  return { text: 'g as (select 1 from friendships where user_a_id = ? and user_b_id = ? for share)', params: [a, b] };
+}
+
 /** A group send's gate: `slow` stamps a plain member's send for slow mode (see memberGate). */
 export interface SendGate {
   groupId: string;
@@ -191,7 +204,7 @@ export const conversationRepository = {
     const head = `h as (
       insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
       select ?, ${priv ? '0, 1, null::uuid, null::timestamptz' : '1, 1, ?::uuid, c.t'}, c.t, n.small, case when n.small then null else c.t end
-      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n${m.gate ? ', g' : ''}
+      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n${m.gate || direct ? ', g' : ''}
       on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
         select h.seq + excluded.seq, h.pos + 1, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
           excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
@@ -201,7 +214,7 @@ export const conversationRepository = {
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
     const ownKey = (t: string) => `case when h.member_sort then h.${priv ? 'last_at' : 'activity_at'} when h.clearing then null else ${t}.sort_at end`;
-    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId, m.gate.slow) : null;
+    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId, m.gate.slow) : direct ? friendsGate(m.senderId, m.recipientId!) : null;
     const before: Sql = {
       text: `${small.text}, ${gate ? `${gate.text}, ` : ''}${head}`,
       params: [...small.params, ...(gate?.params ?? []), ...(priv ? [m.key] : [m.key, m.id])],
@@ -256,7 +269,7 @@ export const conversationRepository = {
       before,
       after,
       recipientSeq: priv ? '(select private_seq from r)' : 'null::bigint',
-      states: { text: `(select row_to_json(s) from s) as sender_state, ${other} as recipient_state${gate ? `, ${GATE_COLUMNS}` : ''}`, params: [] },
+      states: { text: `(select row_to_json(s) from s) as sender_state, ${other} as recipient_state${m.gate ? `, ${GATE_COLUMNS}` : ''}`, params: [] },
     };
   },
 

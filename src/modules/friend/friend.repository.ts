@@ -77,9 +77,13 @@ export const friendRepository = {
 
   async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
     const [userA, userB] = pair(a, b);
+    // The friendship's row first: a direct message's statement holds it shared while it writes the
+    // conversation's rows (see friendsGate), so this waits for one under way and then takes its
+    // rows too, and one that comes after finds no friendship. The other order deadlocked with it.
+    const ended = (await em.nativeDelete(Friendship, { userA, userB })) > 0;
     // A direct conversation needs friends: it leaves both sidebars (its messages and head stay).
     await conversationRepository.dropMembers(em, directKey(userA, userB));
-    return (await em.nativeDelete(Friendship, { userA, userB })) > 0;
+    return ended;
   },
 
   /** Every pending request between the two, whichever way (a block ends them). */
