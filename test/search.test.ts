@@ -37,6 +37,11 @@ describe('searchMessages', () => {
     expect(ids(await search(s.url, alice, 'standup noon'))).toEqual([aside.id]);
     expect(ids(await search(s.url, alice, 'yval zval'))).toEqual([aside.id]);
     expect((await search(s.url, alice, 'standup'))[0].snippet).toContain('&lt;<mark>standup</mark> at noon&gt;');
+    // Numbers, dates, versions, phone numbers, addresses and file names: runs of digits and letters too.
+    const numbers = await sendMessage(s.url, bob.token, { groupId: g, content: 'pi is 3.14, it is -5 outside, due 2024-01-05, release 1.2.3, call 555-1234' });
+    const addresses = await sendMessage(s.url, bob.token, { groupId: g, content: 'mail ada@example.org the report.pdf from https://docs.example.com/q3' });
+    for (const q of ['3.14 ', '14 ', '-5 ', '2024-01-05 ', '01 ', '1.2.3 ', '555-1234 ', '1234 ']) expect(ids(await search(s.url, alice, q))).toEqual([numbers.id]);
+    for (const q of ['ada@example.org ', 'example ', 'report ', 'report.pdf ', 'docs.example.com ', 'q3 ']) expect(ids(await search(s.url, alice, q))).toEqual([addresses.id]);
     // The last word is being typed: a prefix; once a space follows it, a whole word.
     expect(ids(await search(s.url, bob, 'deploy'))).toEqual([en.id]);
     expect(ids(await search(s.url, bob, 'deploy '))).toEqual([]);
@@ -140,7 +145,7 @@ describe('searchMessages', () => {
     const eves = (await sendMessage(s.url, eve.token, { groupId: theirs, content: 'hello from eve' })).id;
     // Statistics as autovacuum would gather them: "hello" is in nearly every message.
     await sql(s.env.DATABASE_URL!, 'analyze messages');
-    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search_words'");
+    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search_runs'");
     expect(stats.e).toContain('hello');
 
     const seen: string[] = [];

@@ -16,6 +16,7 @@ import { Migration20261124153442_ThreadsAndMentions } from './Migration202611241
 import { Migration20261126090000_ClosedHeads } from './Migration20261126090000_ClosedHeads';
 import { Migration20261126100000_WebhookPreviewMessage } from './Migration20261126100000_WebhookPreviewMessage';
 import { Migration20261126120000_SearchWords } from './Migration20261126120000_SearchWords';
+import { Migration20261126150000_SearchRuns } from './Migration20261126150000_SearchRuns';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -36,4 +37,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126090000_ClosedHeads', class: Migration20261126090000_ClosedHeads },
   { name: 'Migration20261126100000_WebhookPreviewMessage', class: Migration20261126100000_WebhookPreviewMessage },
   { name: 'Migration20261126120000_SearchWords', class: Migration20261126120000_SearchWords },
+  { name: 'Migration20261126150000_SearchRuns', class: Migration20261126150000_SearchRuns },
 ];

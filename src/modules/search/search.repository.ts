@@ -75,9 +75,13 @@ function readable(scope: SearchScope): { keys: Sql; rows: Sql } {
   return { keys, rows: { text: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] } };
 }
 
-// The index's expression (see Migration20261126120000_SearchWords), written the same way so it is
-// used: '<', '>' and '&' as spaces, or PostgreSQL's parser takes `<a few words>` for a tag and drops them.
-const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '<>&', '   '))`;
+/** Every ASCII punctuation mark but '?' (a bind parameter's mark to the driver; the parser reads it as a space already). */
+const PUNCTUATION = "!\"#$%&'()*+,-./:;<=>@[\\]^_`{|}~";
+// The index's expression (see Migration20261126150000_SearchRuns), written the same way so it is
+// used: every ASCII punctuation mark as a space, so that the index's words are runs of letters and
+// digits as the query's are (PostgreSQL's parser keeps `3.14`, `2024-01-05` or `a@b.org` whole,
+// and takes `<a few words>` for a tag and drops them).
+const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '${PUNCTUATION.replace(/'/g, "''")}', '${' '.repeat(PUNCTUATION.length)}'))`;
 /** A message this long at most is its own snippet (about the 24 words a fragment takes). */
 const WHOLE_UP_TO = 160;
 
@@ -108,7 +112,7 @@ const ESTIMATE = `words as materialized (
   from unnest(?::text[], ?::boolean[]) as w(word, prefix)
 ), stats as materialized (
   select unnest(most_common_elems::text::text[]) as e, unnest(most_common_elem_freqs) as f
-  from pg_stats where schemaname = current_schema() and tablename = 'messages_search_words'
+  from pg_stats where schemaname = current_schema() and tablename = 'messages_search_runs'
 ), est as materialized (
   select coalesce(min(w.share), 0) as share from (
     select (select coalesce(sum(s.f), 0) * case when w.prefix then ${PREFIX_FACTOR} else 1 end from stats s
