@@ -1,4 +1,5 @@
-import { codeOf, gql, listen, ok, wsClient } from './helpers/graphql';
+import pg from 'pg';
+import { codeOf, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
@@ -136,6 +137,39 @@ describe('mentions', () => {
     expect((await bobs.nth(3)).conversationUpdated).toMatchObject({ unreadMentionCount: 0, lastMessage: { id: second.id, deletedAt: expect.any(String) } });
     expect(await bobs.settle(300)).toHaveLength(3);
     expect(await carols.settle(0)).toHaveLength(3);
+  });
+
+  it("should not tell a badge counted while another send committed: the second of two crossing sends misses the first's mention", async () => {
+    const s = await createTestServer();
+    const other = await createTestServer({}, { clean: false });
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Crossing', [bob, carol]);
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'the head row is there' });
+    const bobs = await listen(s, bob, SIDEBAR_LIVE);
+    // The head's row held: both sends' statements wait on it, through two instances, the second's
+    // snapshot taken before the first commits.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
+      const first = sendMessage(s.url, alice.token, { groupId: g, content: `one @${bob.username}` });
+      await sleep(300);
+      const second = sendMessage(other.url, carol.token, { groupId: g, content: `two @${bob.username}` });
+      await sleep(300);
+      // Both statements wait on the head's row.
+      expect(await sql(s.env.DATABASE_URL!, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%conversation_heads%'")).toHaveLength(2);
+      await holder.query('commit');
+      await Promise.all([first, second]);
+    } finally {
+      await holder.end();
+    }
+    // Each row as its message left it, never the second's with the first's mention missed.
+    await bobs.nth(2);
+    expect(bobs.values.map((v: any) => [v.conversationUpdated.unreadCount, v.conversationUpdated.unreadMentionCount])).toEqual([
+      [2, 1],
+      [3, 2],
+    ]);
   });
 
   it('should send a member who left nothing of a mention of them deleted or edited after', async () => {

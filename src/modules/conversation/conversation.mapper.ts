@@ -51,6 +51,8 @@ function mentionCountOf(viewerId: string, p: ConversationUpdatedPayload, head: H
   const n = p.mentionCounts?.[viewerId];
   const sender = !!p.message && !p.lastMessageOnly && p.message.senderId === viewerId && !!p.members[viewerId];
   if (n === undefined && !sender) return {};
+  // Counted while another send committed (see mentionRepository.onSend): read again.
+  if (n !== undefined && n < 0) return { reloadBadge: true };
   const current = !!p.head && !!head && head.seq === p.head[0] && (p.mentionReads?.[viewerId] ?? own.readSeq) === own.readSeq;
   if (!current) return { reloadBadge: true };
   return { unreadMentionCount: n ?? 0 };

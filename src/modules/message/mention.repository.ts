@@ -85,9 +85,15 @@ export const mentionRepository = {
    */
   onSend(targets: MentionTargets | 'batch', inTimeline: boolean): { ctes: Sql; columns: string } {
     const c = candidates(targets);
+    // The head's seq before this statement's messages, as the head's upsert found it (after any
+    // concurrent send it waited for), against the statement's snapshot of it: they differ when
+    // another send committed in between, whose mentions the snapshot's count misses. A count then
+    // goes as -1, which receivers read again instead of showing (see mentionCountOf).
+    const before = targets === 'batch' ? '(select hk.seq - hk.n from hk where hk.conversation_key = mn.conversation_key)' : '(select h.seq - 1 from h)';
+    const fresh = `coalesce((select ch.seq from conversation_heads ch where ch.conversation_key = mn.conversation_key), 0) = ${before}`;
     const counts = inTimeline
       ? `(select json_object_agg(mc.user_id, json_build_array(mc.n, mc.read_seq)) from (
-           select mn.user_id, r.read_seq, case when cm.read_seq is null then 1 else least(${MAX_UNREAD}, (select count(*) from (select 1 from message_mentions x
+           select mn.user_id, r.read_seq, case when not (${fresh}) then -1 when cm.read_seq is null then 1 else least(${MAX_UNREAD}, (select count(*) from (select 1 from message_mentions x
                where x.user_id = mn.user_id and x.conversation_key = mn.conversation_key and x.in_timeline and ${NOT_BLOCKED('mn.user_id')} and x.seq > r.read_seq limit ${MAX_UNREAD}) k)
              + (select count(*) from mn e where e.user_id = mn.user_id and e.conversation_key = mn.conversation_key and e.seq > r.read_seq and e.seq <= mn.seq)) end as n
            from mn left join conversation_members cm on cm.conversation_key = mn.conversation_key and cm.user_id = mn.user_id
