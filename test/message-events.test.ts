@@ -1,4 +1,4 @@
-import { codeOf, eventually, gql, listen, ok } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
@@ -217,6 +217,36 @@ describeRedis('message events on two instances', () => {
     await events.nth(4);
     expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'DELETED', 'EDITED']);
     expect(events.values[1].messageEvent.message.reactions).toEqual([{ emoji: '👀', count: 1, reactedByMe: false }]);
+  });
+
+  it("should end a sidebar row on the last message's newest text when two edits' rows arrive the other way round", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Edits crossing', [bob]);
+    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const rows = await listen(b, bob, 'subscription { conversationUpdated { lastMessage { id content } } }');
+    // A's sidebar row of the first edit is held (a slow instance), while B's of the second goes out.
+    const real = a.services.pubsub.publishSafe;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let holding = false;
+    a.services.pubsub.publishSafe = (async (topic: any, payload: any) => {
+      if (topic !== 'parley.conversation.updated' || holding) return real.call(a.services.pubsub, topic, payload);
+      holding = true;
+      await held;
+      return real.call(a.services.pubsub, topic, payload);
+    }) as typeof real;
+    const first = gql(a.url, EDIT, { m: m.id, t: 'first edit' }, alice.token);
+    await eventually(() => holding);
+    await ok(gql(b.url, EDIT, { m: m.id, t: 'second edit' }, alice.token));
+    await rows.nth(1);
+    release();
+    await ok(first);
+    // The held row is older than the one shown: dropped, whichever came last.
+    await sleep(300);
+    expect(rows.values.map((v: any) => v.conversationUpdated.lastMessage.content)).toEqual(['second edit']);
+    a.services.pubsub.publishSafe = real;
   });
 });
 

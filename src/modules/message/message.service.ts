@@ -606,8 +606,8 @@ export class MessageService {
       // editedAt, the version and subscribers stay as they are.
       if (!changes) return this.current(em, row.id);
       const { added, removed } = changes;
-      const message = await this.changed(em, row.id, 'EDITED');
-      await this.sidebarsChanged(em, viewerId, row, message, [...added, ...removed]);
+      const { message, version } = await this.changedAt(em, row.id, 'EDITED');
+      await this.sidebarsChanged(em, viewerId, row, message, version, [...added, ...removed]);
       return message;
     });
   }
@@ -623,8 +623,8 @@ export class MessageService {
       }
       if (row.deleted_at) return true;
       const unmentioned = await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
-      const message = await this.changed(em, row.id, 'DELETED');
-      await this.sidebarsChanged(em, viewerId, row, message, unmentioned);
+      const { message, version } = await this.changedAt(em, row.id, 'DELETED');
+      await this.sidebarsChanged(em, viewerId, row, message, version, unmentioned);
       return true;
     });
   }
@@ -652,7 +652,7 @@ export class MessageService {
    * (theirs alone; members only, as a mention outlives its member's leaving). A reply kept in its
    * thread counts in `threads`, not in the badge. A member in both gets one row, not two.
    */
-  private async sidebarsChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, badged: string[]): Promise<void> {
+  private async sidebarsChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, version: number, badged: string[]): Promise<void> {
     const inBadge = badged.length > 0 && !(row.parent_id && !row.also_in_conversation);
     const [head, badges] = await Promise.all([
       conversationRepository.head(em, row.conversation_key),
@@ -667,7 +667,8 @@ export class MessageService {
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
     const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : counted;
-    const update = rowUpdate(conv, viewerId, row, toMessagePayload(message), head, { members: {}, only, lastMessageOnly: last });
+    // With its version: of two edits close together, an instance shows the newer whichever arrives last (see NewestVersions).
+    const update = rowUpdate(conv, viewerId, row, Object.assign(toMessagePayload(message), { version }), head, { members: {}, only, lastMessageOnly: last });
     if (counted.length) {
       update.mentionCounts = badges!.counts;
       update.mentionReads = badges!.reads;
@@ -677,9 +678,14 @@ export class MessageService {
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
+    return (await this.changedAt(em, id, kind)).message;
+  }
+
+  /** As `changed`, with the version it told. */
+  private async changedAt(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<{ message: MessageType; version: number }> {
     const { row, message } = await this.read(em, id);
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: Object.assign(toMessagePayload(message), { version: row.version }) });
-    return message;
+    return { message, version: row.version };
   }
 
   /** The message as it is now, its reactions included; told to no one. */
