@@ -1,4 +1,4 @@
-import { codeOf, gql, listen, ok } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -295,5 +295,35 @@ describeRedis('conversations on two instances', () => {
       [0, later.id],
     ]);
     expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([m.id, later.id]);
+  });
+
+  it("should end on a reader's furthest marker when two marks' receipts arrive the other way round", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await group(a.url, alice, 'Marks crossing', [bob]);
+    const first = await send(a.url, alice.token, { groupId: g, content: 'first' });
+    const second = await send(a.url, alice.token, { groupId: g, content: 'second' });
+    const receipts = await listen(b, alice, RECEIPT);
+    // A's receipt of the first mark is held (a slow instance), while B's of the second goes out.
+    const real = a.services.pubsub.publishSafe;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let holding = false;
+    a.services.pubsub.publishSafe = (async (topic: any, payload: any) => {
+      if (topic !== 'parley.conversation.read' || holding) return real.call(a.services.pubsub, topic, payload);
+      holding = true;
+      await held;
+      return real.call(a.services.pubsub, topic, payload);
+    }) as typeof real;
+    const early = gql(a.url, MARK, { c: { groupId: g }, m: first.id }, bob.token);
+    await eventually(() => holding);
+    await ok(gql(b.url, MARK, { c: { groupId: g }, m: second.id }, bob.token));
+    await receipts.nth(1);
+    release();
+    await ok(early);
+    await sleep(300);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([second.id]);
+    a.services.pubsub.publishSafe = real;
   });
 });

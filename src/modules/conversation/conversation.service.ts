@@ -141,7 +141,12 @@ export class ConversationService {
           only: [viewerId],
         }),
       );
-      const receipt = Object.assign(scopeOf(conv, viewerId), { userId: viewerId, lastReadMessageId: own.lastReadMessageId!, readAt: new Date(row.read_at!).toISOString() });
+      const receipt = Object.assign(scopeOf(conv, viewerId), {
+        userId: viewerId,
+        lastReadMessageId: own.lastReadMessageId!,
+        readAt: new Date(row.read_at!).toISOString(),
+        markedAt: own.lastReadAt ?? undefined,
+      });
       // A marker on a private project message names it to its two users only; the others see the
       // marker on the newest message before it that they may read, as readReceipts shows it.
       if (row.marked_recipient_id) {

@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import { boundedLru } from '../lru';
-import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload } from './topics';
+import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReadReceiptPayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 export interface Waiting<E> {
@@ -492,6 +492,10 @@ export class EventOrder {
       const m = (payload as MessageEventPayload).message;
       // A direct message's copies (one per user's channel) carry the same version, and pass alike.
       if (typeof m.version === 'number' && !this.versions.fresh(m.id, m.version)) return;
+    } else if (topic === Topic.ReadReceipt) {
+      // A user's marks close together: the receipt of an earlier one after a later one's is dropped.
+      const r = payload as ReadReceiptPayload;
+      if (typeof r.markedAt === 'number' && !this.versions.fresh(`receipt ${r.conversationKey} ${r.userId}`, r.markedAt)) return;
     } else if (topic === Topic.ConversationUpdated) {
       // An edit's or deletion's sidebar row (its message versioned): the same rule, on a line of its own.
       const m = (payload as ConversationUpdatedPayload).message;

@@ -158,6 +158,11 @@ export interface ReadReceiptPayload extends ConversationScope {
   userId: string;
   lastReadMessageId: string;
   readAt: string;
+  /**
+   * The marked message's time (ms): a marker only moves forward, so an instance drops a receipt
+   * older than one of the same user's it delivered (two marks close together, published in either order).
+   */
+  markedAt?: number;
   /** Only these members get it (a marker on a private message: its two users). */
   only?: string[];
   /** These members don't (they get the `only` one instead). */
