@@ -1,4 +1,6 @@
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
@@ -306,24 +308,15 @@ describeRedis('conversations on two instances', () => {
     const second = await send(a.url, alice.token, { groupId: g, content: 'second' });
     const receipts = await listen(b, alice, RECEIPT);
     // A's receipt of the first mark is held (a slow instance), while B's of the second goes out.
-    const real = a.services.pubsub.publishSafe;
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let holding = false;
-    a.services.pubsub.publishSafe = (async (topic: any, payload: any) => {
-      if (topic !== 'parley.conversation.read' || holding) return real.call(a.services.pubsub, topic, payload);
-      holding = true;
-      await held;
-      return real.call(a.services.pubsub, topic, payload);
-    }) as typeof real;
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.ReadReceipt);
     const early = gql(a.url, MARK, { c: { groupId: g }, m: first.id }, bob.token);
-    await eventually(() => holding);
+    await eventually(() => hold.held());
     await ok(gql(b.url, MARK, { c: { groupId: g }, m: second.id }, bob.token));
     await receipts.nth(1);
-    release();
+    hold.release();
     await ok(early);
     await sleep(300);
     expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([second.id]);
-    a.services.pubsub.publishSafe = real;
+    hold.restore();
   });
 });

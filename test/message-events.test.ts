@@ -1,4 +1,6 @@
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
@@ -227,26 +229,17 @@ describeRedis('message events on two instances', () => {
     const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
     const rows = await listen(b, bob, 'subscription { conversationUpdated { lastMessage { id content } } }');
     // A's sidebar row of the first edit is held (a slow instance), while B's of the second goes out.
-    const real = a.services.pubsub.publishSafe;
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let holding = false;
-    a.services.pubsub.publishSafe = (async (topic: any, payload: any) => {
-      if (topic !== 'parley.conversation.updated' || holding) return real.call(a.services.pubsub, topic, payload);
-      holding = true;
-      await held;
-      return real.call(a.services.pubsub, topic, payload);
-    }) as typeof real;
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.ConversationUpdated);
     const first = gql(a.url, EDIT, { m: m.id, t: 'first edit' }, alice.token);
-    await eventually(() => holding);
+    await eventually(() => hold.held());
     await ok(gql(b.url, EDIT, { m: m.id, t: 'second edit' }, alice.token));
     await rows.nth(1);
-    release();
+    hold.release();
     await ok(first);
     // The held row is older than the one shown: dropped, whichever came last.
     await sleep(300);
     expect(rows.values.map((v: any) => v.conversationUpdated.lastMessage.content)).toEqual(['second edit']);
-    a.services.pubsub.publishSafe = real;
+    hold.restore();
   });
 });
 

@@ -26,3 +26,21 @@ export function loseNextPublish(pubsub: PubSub): void {
     pubsub.publishTogether = real;
   };
 }
+
+/**
+ * Holds this instance's next publishSafe of `topic` (as a slow instance would), its commit and the
+ * rest aside: `held` is true once one reached it, `release` lets it go out. Returns the undo.
+ */
+export function holdNextPublishOf(pubsub: PubSub, topic: Topic): { held: () => boolean; release: () => void; restore: () => void } {
+  const real = pubsub.publishSafe;
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let holding = false;
+  pubsub.publishSafe = (async (t: Topic, payload: never) => {
+    if (t !== topic || holding) return real.call(pubsub, t, payload);
+    holding = true;
+    await released;
+    return real.call(pubsub, t, payload);
+  }) as typeof real;
+  return { held: () => holding, release, restore: () => void (pubsub.publishSafe = real) };
+}
