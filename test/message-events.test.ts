@@ -108,7 +108,9 @@ describe('editing, deleting and reacting', () => {
     // Flags, keycaps, a subdivision's flag (tags), skin tones, ZWJ sequences with and without U+FE0F.
     const good = ['\u{1F1EB}\u{1F1F7}', '1\ufe0f\u20e3', '#\u20e3', '\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}', '👍🏽', '🏳️‍🌈', '👁️‍🗨️', '🧑🏻‍🤝‍🧑🏿'];
     for (const e of good) await ok(gql(s.url, ADD, { m: m.id, e }, alice.token));
-    expect((await ok(gql(s.url, ADD, { m: m.id, e: '\u{1F1EB}\u{1F1F7}' }, alice.token))).addReaction.reactions.map((r: { emoji: string }) => r.emoji).sort()).toEqual([...good].sort());
+    // Each in its one form: a keycap with U+FE0F.
+    const stored = good.map((e) => (e === '#\u20e3' ? '#\ufe0f\u20e3' : e));
+    expect((await ok(gql(s.url, ADD, { m: m.id, e: '\u{1F1EB}\u{1F1F7}' }, alice.token))).addReaction.reactions.map((r: { emoji: string }) => r.emoji).sort()).toEqual([...stored].sort());
     // An emoji with something invisible after it is one grapheme that looks like the emoji: not a reaction of its own.
     for (const bad of ['👍\u034f', '👍\u200d', '👍\u{E0061}', '👍\ufe0e', '👍\u0301', '👍\u20e3', '👍\ufe0f\ufe0f', '\u{1F3F4}\u{E0067}']) {
       expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, alice.token))]).toEqual([bad, 'BAD_USER_INPUT']);
@@ -116,7 +118,7 @@ describe('editing, deleting and reacting', () => {
     // One that an earlier release took is still removable.
     await sql(s.env.DATABASE_URL!, 'insert into message_reactions (message_id, user_id, emoji, created_at) values ($1, $2, $3, now())', [m.id, alice.id, '👍\u034f']);
     const left = (await ok(gql(s.url, REMOVE, { m: m.id, e: '👍\u034f' }, alice.token))).removeReaction.reactions.map((r: { emoji: string }) => r.emoji);
-    expect(left.sort()).toEqual([...good].sort());
+    expect(left.sort()).toEqual([...stored].sort());
     expect(codeOf(await gql(s.url, REMOVE, { m: m.id, e: 'a' }, alice.token))).toBe('BAD_USER_INPUT');
   });
 
@@ -186,6 +188,21 @@ describe('editing, deleting and reacting', () => {
       { emoji: '\u2764\ufe0f', count: 1, reactedByMe: false },
       { emoji: '\u{1f44d}', count: 1, reactedByMe: true },
     ]);
+    // Sequences and keycaps too: 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣, whoever spelled which.
+    const n = await sendMessage(s.url, alice.token, { groupId: g, content: 'sequences' });
+    for (const [u, e] of [[alice, '\u{1F3F3}\u200d\u{1F308}'], [bob, '\u{1F3F3}\ufe0f\u200d\u{1F308}'], [alice, '\u2764\u200d\u{1F525}'], [bob, '\u2764\ufe0f\u200d\u{1F525}'], [alice, '1\u20e3'], [bob, '1\ufe0f\u20e3']] as const) {
+      await ok(gql(s.url, ADD, { m: n.id, e }, u.token));
+    }
+    const counted = (await ok(gql(s.url, ADD, { m: n.id, e: '1\u20e3' }, bob.token))).addReaction.reactions;
+    expect(counted).toEqual([
+      { emoji: '\u{1F3F3}\ufe0f\u200d\u{1F308}', count: 2, reactedByMe: true },
+      { emoji: '\u2764\ufe0f\u200d\u{1F525}', count: 2, reactedByMe: true },
+      { emoji: '1\ufe0f\u20e3', count: 2, reactedByMe: true },
+    ]);
+    // One an earlier release stored in another form is removed by either spelling.
+    const legacy = await sendMessage(s.url, alice.token, { groupId: g, content: 'stored before' });
+    await sql(s.env.DATABASE_URL!, 'insert into message_reactions (message_id, user_id, emoji, created_at) values ($1, $2, $3, now())', [legacy.id, bob.id, '1\u20e3']);
+    expect((await ok(gql(s.url, REMOVE, { m: legacy.id, e: '1\u20e3' }, bob.token))).removeReaction.reactions).toEqual([]);
   });
 
   it('should rate-limit edits and reactions per user', async () => {

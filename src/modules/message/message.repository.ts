@@ -417,11 +417,12 @@ export const messageRepository = {
     return rows.length > 0;
   },
 
-  async unreact(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
+  /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
+  async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
     const rows = await em.execute(
-      `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = ? returning message_id)
-       update messages set version = version + 1 where id = (select message_id from r) returning id`,
-      [messageId, userId, emoji],
+      `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
+       update messages set version = version + 1 where id in (select message_id from r) returning id`,
+      [messageId, userId, pgTextArray(forms)],
     );
     return rows.length > 0;
   },

@@ -635,7 +635,8 @@ export class MessageService {
       const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
       if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
-      const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, e);
+      // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
+      const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
       const message = toMessageType(row);
       message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];

@@ -15,10 +15,30 @@ const VS16 = '\ufe0f';
 /** What a reaction was before EMOJI took only whole sequences: one grapheme with a pictograph in it. Such a one may still be stored, and is removable. */
 const STORED_BEFORE = /\p{Extended_Pictographic}/u;
 
+/** A keycap: its character, U+FE0F (optional as typed) and U+20E3. */
+const KEYCAP = /^[0-9#*]\ufe0f?\u20e3$/u;
+const ZWJ = '\u200d';
+
 /**
- * A reaction: exactly one grapheme (a ZWJ family or a flag counts as one), and an emoji. A single
- * pictograph is kept in its emoji form: ❤ and ❤️ (the same heart, as keyboards send one or the
- * other) count as one reaction, ❤️; 👍 and 👍 with U+FE0F, as 👍.
+ * An emoji's one form, as keyboards send it one way or the other: each pictograph of a sequence
+ * that shows as text alone (❤, 🏳) with U+FE0F after it, any other without it; a keycap with it.
+ * So ❤ and ❤️ are one reaction (❤️), 👍 with U+FE0F is 👍, 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣.
+ */
+function canonical(v: string): string {
+  if (KEYCAP.test(v)) return v[0] + VS16 + '\u20e3';
+  if (!/^\p{Extended_Pictographic}/u.test(v) || /^\u{1F3F4}[\u{E0020}-\u{E007E}]/u.test(v)) return v;
+  return v
+    .split(ZWJ)
+    .map((part) => {
+      const bare = part.replaceAll(VS16, '');
+      return [...bare].length === 1 && TEXT_DEFAULT.test(bare) ? bare + VS16 : bare;
+    })
+    .join(ZWJ);
+}
+
+/**
+ * A reaction: exactly one grapheme (a ZWJ family or a flag counts as one), and an emoji, in its
+ * one form (see canonical): the same emoji as keyboards send it counts as one reaction.
  * `removing`: also one an earlier release took (an emoji with an invisible mark after it), as stored.
  * @throws BadUserInputError naming `emoji` otherwise.
  */
@@ -28,8 +48,5 @@ export function checkEmoji(value: string, removing = false): string {
   for (const _ of graphemes.segment(v)) if (++count > 1) break;
   const emoji = EMOJI.test(v);
   if (count !== 1 || Buffer.byteLength(v) > 64 || !(emoji || (removing && STORED_BEFORE.test(v)))) throw new BadUserInputError('A reaction is one emoji.', 'emoji');
-  if (!emoji) return v;
-  const bare = v.replaceAll(VS16, '');
-  if ([...bare].length !== 1) return v;
-  return TEXT_DEFAULT.test(bare) ? bare + VS16 : bare;
+  return emoji ? canonical(v) : v;
 }
