@@ -24,8 +24,8 @@ export class SearchResolver {
     @Info() info: GraphQLResolveInfo,
   ): Promise<SearchHitConnection> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.search.consume(me, 'You are searching too fast; slow down.');
-    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name));
+    const spend = () => ctx.services.rates.search.consume(me, 'You are searching too fast; slow down.');
+    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name), spend);
   }
 
   @FieldResolver(() => Int, { description: 'Every visible match, not only the ranked ones: counted only when asked for.' })

@@ -31,7 +31,8 @@ export interface SearchServiceDeps {
  */
 export function toSearchQuery(query: string): SearchQuery {
   if (typeof query !== 'string' || !query.trim()) throw new BadUserInputError('Search for at least one word.', 'query');
-  if (query.length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
+  // Characters as people count them (an emoji is one), not UTF-16 units.
+  if (query.length > MAX_QUERY && [...query].length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
   const all = query.normalize('NFC').match(WORD) ?? [];
   if (!all.length) throw new BadUserInputError('Search for at least one word (letters or digits).', 'query');
   // Every word must match: a query of more than MAX_WORDS is refused, not cut (its last words would be ignored).
@@ -78,6 +79,8 @@ export class SearchService {
     viewerId: string,
     args: PageArgs & { query: string; conversation?: ConversationArgs | null },
     given?: (name: keyof PageArgs) => boolean,
+    /** Spends the viewer's search limit once the request is known to be a search (a refused one spends none). */
+    spend?: () => Promise<void>,
   ): Promise<ConnectionShape<SearchHitType, LazyCount>> {
     const query = toSearchQuery(args.query);
     const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 20, forward: true, given });
@@ -87,6 +90,7 @@ export class SearchService {
       const conv = await this.access.resolve(em, viewerId, args.conversation);
       scope = { kind: 'one', viewerId, key: conv.key, project: conv.kind === 'project', privateWith: conv.privateWith };
     }
+    await spend?.();
     // A page of none still reads one row: whether there is a next page (as every connection answers first: 0).
     const rows = await searchRepository.page(em, scope, query, cursor, limit, backward);
     return toConnection(rows, {
