@@ -77,6 +77,20 @@ describe('pins', () => {
     expect((await ok(gql(s.url, PINNED, { c: { projectId: p.id } }, carol.token))).conversation.pinnedMessages.map((m: any) => m.id)).toEqual([open.id]);
   });
 
+  it("should leave a blocked user's pinned messages out of the blocker's pinnedMessages, and no one else's", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Pinned and blocked', [bob, carol]);
+    const [fromBob, fromAlice] = [await sendMessage(s.url, bob.token, { groupId: g, content: 'by bob' }), await sendMessage(s.url, alice.token, { groupId: g, content: 'by alice' })];
+    for (const m of [fromBob, fromAlice]) await ok(gql(s.url, PIN, { m: m.id }, alice.token));
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: bob.id }, carol.token));
+    const pinned = async (u: { token: string }) => (await ok(gql(s.url, PINNED, { c: { groupId: g } }, u.token))).conversation.pinnedMessages.map((m: any) => m.id);
+    expect(await pinned(carol)).toEqual([fromAlice.id]);
+    expect(await pinned(alice)).toEqual([fromAlice.id, fromBob.id]);
+    await ok(gql(s.url, 'mutation($u: ID!) { unblockUser(userId: $u) }', { u: bob.id }, carol.token));
+    expect(await pinned(carol)).toEqual([fromAlice.id, fromBob.id]);
+  });
+
   it('should hold at most 50 pins per conversation, a deleted message counting and showing nowhere', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

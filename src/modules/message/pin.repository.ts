@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { lockNames, pgArray } from '../../shared/sql';
+import { notBlockedByViewer } from '../safety/block.repository';
 import { SELECT, type MessageRow } from './message.repository';
 
 export interface PinRow {
@@ -53,12 +54,13 @@ export const pinRepository = {
   },
 
   /** A conversation's pinned messages, newest pin first, with their pins. */
-  async ofConversation(em: EntityManager, conversationKey: string): Promise<(MessageRow & { pinned_at: Date; pinned_by_id: string | null })[]> {
+  /** `viewerId`'s view: messages of users they block are left out, as history leaves them. */
+  async ofConversation(em: EntityManager, conversationKey: string, viewerId: string): Promise<(MessageRow & { pinned_at: Date; pinned_by_id: string | null })[]> {
     return em.execute(
       `select p.pinned_at, p.pinned_by_id, t.* from message_pins p ${ACTIVE}
        cross join lateral (${SELECT} where m.id = p.message_id) t
-       where p.conversation_key = ? order by p.pinned_at desc, p.message_id desc`,
-      [conversationKey],
+       where p.conversation_key = ? and ${notBlockedByViewer('t.sender_id')} order by p.pinned_at desc, p.message_id desc`,
+      [conversationKey, viewerId, viewerId],
     );
   },
 };

@@ -41,6 +41,6 @@ export class PinResolver {
 export class ConversationPinsResolver {
   @FieldResolver(() => [MessageType], { description: 'Its pinned messages, newest pin first (at most 50).' })
   pinnedMessages(@Root() c: ConversationType, @Ctx() ctx: Context): Promise<MessageType[]> {
-    return ctx.services.pins.pinnedMessages(ctx.em, c.id);
+    return ctx.services.pins.pinnedMessages(ctx.em, c.id, viewerOf(ctx).userId);
   }
 }

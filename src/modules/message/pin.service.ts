@@ -66,9 +66,9 @@ export class PinService {
     });
   }
 
-  /** A conversation's pinned messages, newest pin first (the conversation is the viewer's already). */
-  async pinnedMessages(em: EntityManager, conversationKey: string): Promise<MessageType[]> {
-    const rows = await pinRepository.ofConversation(em, conversationKey);
+  /** A conversation's pinned messages, newest pin first (the conversation is the viewer's already), but those of users the viewer blocks. */
+  async pinnedMessages(em: EntityManager, conversationKey: string, viewerId: string): Promise<MessageType[]> {
+    const rows = await pinRepository.ofConversation(em, conversationKey, viewerId);
     return rows.map((r) => ({ ...toMessageType(r), pin: { at: new Date(r.pinned_at), byId: r.pinned_by_id } }));
   }
 
