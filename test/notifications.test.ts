@@ -167,19 +167,22 @@ describe('notifications', () => {
     expect(receiver.of(bo.id).slice(1).map((e) => e.body.kind)).toEqual(['MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION']);
   });
 
-  it('should not send an event its recipient muted, or turned notifications off for, after it was written', async () => {
+  it('should not send an event its recipient muted, turned notifications off for, or blocked the sender of, after it was written', async () => {
     // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
-    const [al, muting, quiet, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [al, muting, quiet, barrier, blocking] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
     const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier] });
     await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
     // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
     await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 3, 5000);
     await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { groupId: group.id } }, muting.token));
     await ok(gql(s.url, SET_LEVEL, { level: 'NONE' }, quiet.token));
+    // A friend request's event, written at once, and its sender blocked before it is due.
+    await ok(gql(s.url, FRIEND_REQUEST, { id: blocking.id }, al.token));
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: al.id }, blocking.token));
     await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
     await sleep(QUIET_MS);
-    expect([receiver.of(muting.id), receiver.of(quiet.id)]).toEqual([[], []]);
+    expect([receiver.of(muting.id), receiver.of(quiet.id), receiver.of(blocking.id)]).toEqual([[], [], []]);
   });
 
   it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../../shared/sql';
 import type { NotificationKind } from './notification.entity';
+import { blockedBy } from '../safety/block.repository';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
@@ -69,6 +70,8 @@ export interface ClaimedEvent {
   /** The recipient's notification level now, and whether they mute the event's conversation now. */
   now_level: string;
   now_muted: boolean;
+  /** Whether the recipient blocks the event's sender now. */
+  now_blocked: boolean;
   now_preview: string | null;
 }
 
@@ -261,6 +264,7 @@ export const notificationRepository = {
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
               r.notification_level as now_level,
               exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,
+              c.sender_id is not null and ${blockedBy('c.recipient_id', 'c.sender_id')} as now_blocked,
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
          from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
          left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,
