@@ -167,22 +167,28 @@ describe('notifications', () => {
     expect(receiver.of(bo.id).slice(1).map((e) => e.body.kind)).toEqual(['MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION']);
   });
 
-  it('should not send an event its recipient muted, turned notifications off for, or blocked the sender of, after it was written', async () => {
+  it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, or left the conversation of, after it was written, nor one of an invitation declined', async () => {
     // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
-    const [al, muting, quiet, barrier, blocking] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
-    const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier] });
+    const [al, muting, quiet, barrier, blocking, leaving, declining] = await Promise.all(Array.from({ length: 7 }, () => signup(s.url)));
+    const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier, leaving] });
     await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
     // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
-    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 3, 5000);
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 4, 5000);
     await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { groupId: group.id } }, muting.token));
     await ok(gql(s.url, SET_LEVEL, { level: 'NONE' }, quiet.token));
+    // Who left is told nothing more.
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group.id }, leaving.token));
     // A friend request's event, written at once, and its sender blocked before it is due.
     await ok(gql(s.url, FRIEND_REQUEST, { id: blocking.id }, al.token));
     await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: al.id }, blocking.token));
+    // An invitation's, declined before it is due.
+    const secret = await buildGroup(s.url, al, { isPrivate: true });
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }', { g: secret.id, u: declining.id }, al.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { declineGroupInvite(groupId: $g) }', { g: secret.id }, declining.token));
     await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
     await sleep(QUIET_MS);
-    expect([receiver.of(muting.id), receiver.of(quiet.id), receiver.of(blocking.id)]).toEqual([[], [], []]);
+    expect([muting, quiet, blocking, leaving, declining].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], []]);
   });
 
   it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {

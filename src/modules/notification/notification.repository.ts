@@ -72,6 +72,11 @@ export interface ClaimedEvent {
   now_muted: boolean;
   /** Whether the recipient blocks the event's sender now. */
   now_blocked: boolean;
+  /**
+   * Whether what it tells of no longer concerns the recipient: a conversation they are no longer
+   * in (left, removed, banned, unfriended), an invitation or a friend request no longer pending.
+   */
+  now_outdated: boolean;
   now_preview: string | null;
 }
 
@@ -258,13 +263,19 @@ export const notificationRepository = {
                and not exists (select 1 from notification_outbox b where b.state = 'PENDING' and b.recipient_id = e.recipient_id and (b.created_at, b.id) < (e.created_at, e.id))
              order by e.due_at limit ?
              for update skip locked)
-         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.preview, o.preview_id, o.count, o.created_at, o.attempts
+         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.count, o.created_at, o.attempts
        )
        select c.id, c.kind, c.recipient_id, c.conversation_key, c.sender_id, c.preview, c.count, c.created_at, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
               r.notification_level as now_level,
               exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,
               c.sender_id is not null and ${blockedBy('c.recipient_id', 'c.sender_id')} as now_blocked,
+              case when c.kind = 'FRIEND_REQUEST' then not exists (select 1 from friend_requests fr where fr.id = c.source_id and fr.status = 'PENDING')
+                   when c.kind = 'GROUP_INVITE' then not exists (select 1 from group_invites gi where gi.group_id = substr(c.conversation_key, 3)::uuid and gi.user_id = c.recipient_id)
+                   when c.kind = 'PROJECT_ACTION' or c.conversation_key is null then false
+                   when c.conversation_key like 'g:%' then not exists (select 1 from group_members gm where gm.group_id = substr(c.conversation_key, 3)::uuid and gm.user_id = c.recipient_id)
+                   when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
+                   else not exists (select 1 from conversation_members cm where cm.conversation_key = c.conversation_key and cm.user_id = c.recipient_id) end as now_outdated,
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
          from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
          left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,

@@ -290,8 +290,10 @@ export class NotificationService {
         if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         // What the recipient chose since it was written: no notifications at all, or a mute of its conversation (a mention still goes).
         if (e.now_level === 'NONE' || (e.now_muted && (e.kind === NotificationKind.MESSAGE || e.kind === NotificationKind.THREAD_REPLY))) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
-        // Or a block of its sender since (a friend request, an invitation, a project action written before it).
-        if (e.now_blocked) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        // Or a block of its sender since (a friend request, an invitation, a project action written before it),
+        // or it no longer concerns them: who left, was removed or banned is told nothing more; an
+        // invitation or a request answered, withdrawn or gone with its group or sender tells nothing.
+        if (e.now_blocked || e.now_outdated) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
         if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
           await repo.finish(em, e.id, e.attempts, 'DELIVERED');
