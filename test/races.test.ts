@@ -1,4 +1,5 @@
-import { codeOf, gql, listen, ok, type GqlResult } from './helpers/graphql';
+import pg from 'pg';
+import { codeOf, eventually, gql, listen, ok, type GqlResult } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
@@ -189,6 +190,60 @@ describe('races', () => {
       expect(left).toEqual({ p: 0, g: 0, inbox: 0 });
     }
     expect(refused).toBeGreaterThan(0);
+  });
+
+  it("should leave no request, friendship, invitation, membership or project of an account whose deletion was under way", async () => {
+    const s = await createTestServer();
+    const [host, friend] = [await signup(s.url), await signup(s.url)];
+    const secret = (await ok(run(s, M.create, { n: 'Invites', p: true }, host))).createGroup.id;
+    const cases: { name: string; prepare: (u: TestUser) => Promise<() => Promise<GqlResult>> }[] = [
+      { name: 'createProject by it', prepare: async (u) => () => run(s, 'mutation { createProject(title: "Orphan") { id } }', {}, u) },
+      { name: 'sendFriendRequest by it', prepare: async (u) => () => run(s, M.request, { u: friend.id }, u) },
+      {
+        name: 'acceptFriendRequest of its request',
+        prepare: async (u) => {
+          const r = (await ok(run(s, M.request, { u: friend.id }, u))).sendFriendRequest.id;
+          return () => run(s, M.accept, { r }, friend);
+        },
+      },
+      { name: 'inviteToGroup of it', prepare: async (u) => () => run(s, M.invite, { g: secret, u: u.id }, host) },
+      {
+        name: 'acceptGroupInvite by it',
+        prepare: async (u) => {
+          await ok(run(s, M.invite, { g: secret, u: u.id }, host));
+          return () => run(s, M.acceptInvite, { g: secret }, u);
+        },
+      },
+    ];
+    for (const c of cases) {
+      const u = await signup(s.url);
+      const act = await c.prepare(u);
+      // The deletion under way, as deleteAccount holds the account: its row locked and marked first.
+      const deletion = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      await deletion.connect();
+      try {
+        await deletion.query('begin');
+        await deletion.query('select 1 from users where id = $1 for no key update', [u.id]);
+        await deletion.query('update users set deleted_at = now() where id = $1', [u.id]);
+        await deletion.query('delete from friend_requests where from_id = $1 or to_id = $1', [u.id]);
+        await deletion.query('delete from group_invites where user_id = $1', [u.id]);
+        const answer = act();
+        const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
+        await Promise.race([answer, eventually(waiting, 5000)]);
+        await deletion.query('commit');
+        expect([c.name, ['UNAUTHENTICATED', 'NOT_FOUND']]).toEqual([c.name, expect.arrayContaining([codeOf(await answer)])]);
+      } finally {
+        await deletion.end();
+      }
+      const [left] = await sql(
+        s.env.DATABASE_URL!,
+        `select (select count(*) from projects where owner_id = $1)::int as projects, (select count(*) from friend_requests where from_id = $1 or to_id = $1)::int as requests,
+           (select count(*) from friendships where user_a_id = $1 or user_b_id = $1)::int as friends, (select count(*) from group_invites where user_id = $1)::int as invites,
+           (select count(*) from group_members where user_id = $1 and group_id = $2)::int as members`,
+        [u.id, secret],
+      );
+      expect([c.name, left]).toEqual([c.name, { projects: 0, requests: 0, friends: 0, invites: 0, members: 0 }]);
+    }
   });
 
   it('should leave no friendship between a blocked pair when a block and an acceptance cross', async () => {

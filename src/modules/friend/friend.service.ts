@@ -1,7 +1,7 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
 import { isId } from '../../shared/validation';
 import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
@@ -45,6 +45,10 @@ export class FriendService {
     const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
     if (!target) throw new NotFoundError('User');
     const request = await em.transactional(async (tem) => {
+      // Both accounts first, as their deletion takes its own first: one under way ends, and then
+      // this is refused, rather than leaving a request from or to a deleted account.
+      if (!(await userRepository.lockActive(tem, viewerId))) throw new UnauthenticatedError('This account was deleted.');
+      if (!(await userRepository.lockActive(tem, target.id))) throw new NotFoundError('User');
       // Checked under the pair's lock: a block committed meanwhile is seen (see lockPair).
       await friendRepository.lockPair(tem, viewerId, target.id);
       for (const check of this.guards) await check(tem, viewerId, userId);
@@ -76,6 +80,8 @@ export class FriendService {
       // Requests are visible to their two users only.
       if (!found || (found.to.id !== viewerId && found.from.id !== viewerId)) throw new NotFoundError('Friend request');
       if (found.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
+      // The two accounts first (see send): a deletion under way takes the request with it.
+      for (const id of [found.from.id, found.to.id]) await userRepository.lockActive(tem, id);
       // Read again under the pair's lock: another answer, or a block that dropped it, committed meanwhile.
       await friendRepository.lockPair(tem, found.from.id, found.to.id);
       const request = await tem.refresh(found);

@@ -261,6 +261,8 @@ export class GroupService {
   /** Owner and admins: a pending invitation and a live INVITED to the members and the invitee. Inviting again changes nothing. */
   async invite(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<boolean> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // The invitee's account before the group's, in its deletion's order (see addMember).
+      if (isId(userId)) await userRepository.lockActive(tem, userId);
       const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
       const target = await this.target(tem, group.id, userId);
       if (target.role !== null) throw new ConflictError('This user is already a member of the group.', 'userId');
@@ -278,6 +280,7 @@ export class GroupService {
   /** The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group exists). */
   async acceptInvite(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
+      await this.stillThere(tem, viewerId);
       // The group first, as a ban locks it before it takes the invitation (the other order deadlocked).
       if (isId(groupId)) await groupRepository.lock(tem, groupId.toLowerCase());
       const group = isId(groupId) ? await groupRepository.byId(tem, groupId) : null;

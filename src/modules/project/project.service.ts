@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
-import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../../shared/errors';
 import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -148,6 +148,8 @@ export class ProjectService {
   async create(em: EntityManager, viewerId: string, title: string): Promise<ProjectType> {
     const clean = cleanName(title, 'title');
     return transact(em, this.pubsub, async (tem, outbox) => {
+      // The account first, as its deletion takes it first: no project is left owned by a deleted account.
+      if (!(await userRepository.lockActive(tem, viewerId))) throw new UnauthenticatedError('This account was deleted.');
       const id = randomUUID();
       await repo.insertProject(tem, { id, title: clean, ownerId: viewerId });
       await repo.addMember(tem, { id: randomUUID(), projectId: id, userId: viewerId, role: ProjectRole.OWNER });
