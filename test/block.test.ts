@@ -160,6 +160,14 @@ describe('block', () => {
     expect((await ok(gql(s.url, NODE, { id: fromB }, c.token))).node).toEqual({ id: fromB });
   });
 
+  it('should no longer list a blocked user once their account is deleted', async () => {
+    const s = await createTestServer();
+    const [ann, bob, cy] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    for (const u of [bob, cy]) await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: u.id }, ann.token));
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: bob.password }, bob.token));
+    expect((await ok(gql(s.url, '{ blockedUsers { id } }', {}, ann.token))).blockedUsers).toEqual([{ id: cy.id }]);
+  });
+
   it('should refuse blocking oneself, unknown and malformed ids, changing nothing', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

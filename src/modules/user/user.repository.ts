@@ -94,8 +94,9 @@ export const userRepository = {
   },
 
   /** Users by id, by username. */
+  /** Accounts that are not deleted, by username (a block outlives its blocked account: not listed then). */
   async byIdsByUsername(em: EntityManager, ids: readonly string[]): Promise<User[]> {
-    return em.find(User, { id: { $in: [...ids] } }, { orderBy: { username: 'asc' } });
+    return em.find(User, { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { username: 'asc' } });
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
