@@ -164,8 +164,7 @@ export const mentionRepository = {
     return new Map(rows.map((r) => [r.conversation_key, r.n]));
   },
 
-  /** Several members' unread timeline mentions in one conversation (users mentioned by an edit). */
-  /** Of `userIds`, the members' unread mentions in the conversation, with the read position each was counted from. */
+  /** Of `userIds` (those an edit or deletion mentioned or no longer does), the members' unread timeline mentions in the conversation, with the read position each was counted from. */
   async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<{ counts: Record<string, number>; reads: Record<string, number> }> {
     const rows: { user_id: string; n: number; read_seq: string }[] = await em.execute(
       `select cm.user_id, ${UNREAD_OF_ROW} as n, cm.read_seq from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,

@@ -378,7 +378,6 @@ export const messageRepository = {
     return ids.length ? em.execute(`${SELECT} where m.id = any(?::uuid[])`, [pgArray(ids)]) : [];
   },
 
-  /** False when the message is deleted (or gone). */
   /**
    * The new text, compared under the row's lock: 'same' when the message has that text already (a
    * concurrent edit may have just written it), 'deleted' when it is a tombstone, 'gone' when its

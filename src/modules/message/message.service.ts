@@ -67,12 +67,6 @@ export interface MessageServiceDeps {
 export type SentHook = (sender: UserPayload, conv: Conversation) => void;
 
 /**
- * The answer to a send whose clientMessageId the sender used before: the first message, when this
- * is a retry of it (the same conversation, and the same text unless it was edited or deleted
- * since). A key reused for another message is refused, rather than answered with a message the
- * client did not send while its own is dropped.
- */
-/**
  * A message read back from the database to be delivered as new (a catch-up, a gap's search), as
  * published: with its place on its conversation's line (see InOrder), and `version` set, so that
  * whoever shows it reads its mentions and thread (a publish carries them).
@@ -83,6 +77,12 @@ function readBack(r: MessageRow): MessagePayload {
   return payload;
 }
 
+/**
+ * The answer to a send whose clientMessageId the sender used before: the first message, when this
+ * is a retry of it (the same conversation, thread, file, and text unless it was edited or deleted
+ * since). A key reused for another message is refused, rather than answered with a message the
+ * client did not send while its own is dropped.
+ */
 async function retryOf(
   em: EntityManager,
   first: MessageRow,

@@ -53,8 +53,7 @@ export const pinRepository = {
     return new Map(rows.map((r) => [r.message_id, r]));
   },
 
-  /** A conversation's pinned messages, newest pin first, with their pins. */
-  /** `viewerId`'s view: messages of users they block are left out, as history leaves them. */
+  /** A conversation's pinned messages, newest pin first, with their pins, as `viewerId` sees them: messages of users they block are left out, as history leaves them. */
   async ofConversation(em: EntityManager, conversationKey: string, viewerId: string): Promise<(MessageRow & { pinned_at: Date; pinned_by_id: string | null })[]> {
     return em.execute(
       `select p.pinned_at, p.pinned_by_id, t.* from message_pins p ${ACTIVE}

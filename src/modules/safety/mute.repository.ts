@@ -3,8 +3,7 @@ import { pgArray } from '../../shared/sql';
 
 /** Mutes live on the member's own conversation row (conversation_members.muted_until): they go with it. */
 export const muteRepository = {
-  /** Sets (a date) or clears (null) the member's mute; false when the user has no row in that conversation. */
-  /** Whether the member's row is there, and whether the mute in effect changed (a lapsed one reads as none). */
+  /** Sets (a date) or clears (null) the member's mute: null when the user has no row in that conversation, else whether the mute in effect changed (a lapsed one reads as none). */
   async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<{ changed: boolean } | null> {
     // The row as it stands, locked (a mute committed meanwhile is read, not the statement's snapshot), then changed.
     const rows: { changed: boolean }[] = await em.execute(

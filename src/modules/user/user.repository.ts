@@ -93,8 +93,7 @@ export const userRepository = {
     return ids.length ? prepared(em, 'select id, username, display_name, created_at, last_seen_at from users where id = any((select ?::uuid[])::uuid[])', [pgArray(ids)]) : [];
   },
 
-  /** Users by id, by username. */
-  /** Accounts that are not deleted, by username (a block outlives its blocked account: not listed then). */
+  /** Accounts by id that are not deleted, by username (a block outlives its blocked account: not listed then). */
   async byIdsByUsername(em: EntityManager, ids: readonly string[]): Promise<User[]> {
     return em.find(User, { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { username: 'asc' } });
   },

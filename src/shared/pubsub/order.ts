@@ -45,14 +45,14 @@ export interface InOrderOptions {
  * has (`after`, its last delivered, and `before`), at most `limit`, each with its position. What
  * is not stored there was never written (or is gone), and is given up.
  */
+export type Gaps<E> = (q: { key: string; channel: string; after: E; afterPos: number; before: E; beforePos: number; limit: number }) => Promise<Waiting<E>[]>;
+
 /**
  * Where a line that opens on a channel taken moments ago looks for what was stored before its
  * first event and after the channel was taken (InOrder.openFrom): those publishes reach this
  * instance too, maybe later than the first event. Undefined when there is nothing to look for.
  */
 export type Openings<E> = (q: { key: string; channel: string; first: E; limit: number }) => Promise<Waiting<E>[]> | undefined;
-
-export type Gaps<E> = (q: { key: string; channel: string; after: E; afterPos: number; before: E; beforePos: number; limit: number }) => Promise<Waiting<E>[]>;
 
 /**
  * Delivers each line's events (a conversation's messages, as one instance receives them) in their
