@@ -97,6 +97,33 @@ describe('document limits', () => {
     expect(r.errors![0].message).toMatch(/^Query Cost limit of 5000/i);
   });
 
+  it('should take a page of 100 messages with every field, its size written or in a variable, and refuse pages of pages past GRAPHQL_MAX_ITEMS either way', async () => {
+    const lobby = await lobbyOf(s.url, u.token);
+    const row = 'cursor node { id content createdAt clientMessageId sender { id username displayName status } group { id name } recipient { id username } attachment { id fileName mimeType size url } }';
+    const page = (size: string) => `history(conversation: { groupId: $g }, last: ${size}) { totalCount edges { ${row} } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } }`;
+    // graphql-armor multiplied this one's cost by 100 written in the document (13,156 of 5,000), not in a variable.
+    await ok(gql(s.url, `query($g: ID) { ${page('100')} }`, { g: lobby }, u.token));
+    await ok(gql(s.url, `query($g: ID, $n: Int) { ${page('$n')} }`, { g: lobby, n: 100 }, u.token));
+
+    const groups = (size: string) => `groups(first: ${size}) { edges { node { id members(first: ${size}) { edges { node { id } } } } } }`;
+    // 100 groups and 100 members each: 10,100 items; twice that is past 20,000, written either way.
+    await ok(gql(s.url, `{ ${groups('100')} }`, {}, u.token));
+    for (const [query, variables] of [
+      [`{ a: ${groups('100')} b: ${groups('100')} }`, {}],
+      [`query($n: Int) { a: ${groups('$n')} b: ${groups('$n')} }`, { n: 2 }],
+    ] as const) {
+      const r = await gql(s.url, query, variables, u.token);
+      expect(r.status).toBe(400);
+      expect(codeOf(r)).toBe('BAD_USER_INPUT');
+      expect(r.errors![0].message).toMatch(/^Items limit of 20000 exceeded, found 20200/);
+    }
+    const w = await initialized(s.wsUrl, u.token);
+    w.send({ id: 'i', type: 'subscribe', payload: { query: `query($n: Int) { a: ${groups('$n')} b: ${groups('$n')} }`, variables: { n: 1 } } });
+    const err = await w.next('error', 'i');
+    expect(err.payload[0].extensions.code).toBe('BAD_USER_INPUT');
+    expect(err.payload[0].message).toMatch(/^Items limit of 20000/);
+  });
+
   it('should refuse batched HTTP requests', async () => {
     const res = await fetch(s.url, {
       method: 'POST',

@@ -118,8 +118,10 @@ export interface Env {
   GRAPHQL_MAX_TOKENS: number;
   /** Directives per document. @default 10 */
   GRAPHQL_MAX_DIRECTIVES: number;
-  /** Estimated cost per document (graphql-armor: objects 2, scalars 1, times 1.5 per level). @default 5000 */
+  /** Estimated cost per document, of its shape (graphql-armor's estimate: objects 2, scalars 1, times 1.5 per level; page sizes count in GRAPHQL_MAX_ITEMS). @default 5000 */
   GRAPHQL_MAX_COST: number;
+  /** Items a document's pages may hold: each page's size (a variable counts 100) times the pages it is in, summed. @default 20000 */
+  GRAPHQL_MAX_ITEMS: number;
   /** Seconds a client has to send a request's headers; a slower one is cut (Node's 60 s let a few thousand idle sockets hold a server). @default 10 */
   HTTP_HEADERS_TIMEOUT: number;
   /** Seconds a client has to send a whole request, body included (the largest attachment fits many times over). @default 60 */
@@ -403,6 +405,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     GRAPHQL_MAX_TOKENS: int(src, 'GRAPHQL_MAX_TOKENS', 1000, 10, 1_000_000),
     GRAPHQL_MAX_DIRECTIVES: int(src, 'GRAPHQL_MAX_DIRECTIVES', 10, 0, 100_000),
     GRAPHQL_MAX_COST: int(src, 'GRAPHQL_MAX_COST', 5000, 1, 100_000_000),
+    GRAPHQL_MAX_ITEMS: int(src, 'GRAPHQL_MAX_ITEMS', 20_000, 1, 100_000_000),
     HTTP_HEADERS_TIMEOUT: duration(src, 'HTTP_HEADERS_TIMEOUT', 10, 0.05),
     HTTP_REQUEST_TIMEOUT: duration(src, 'HTTP_REQUEST_TIMEOUT', 60, 0.05),
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),

@@ -18,6 +18,7 @@ import {
 } from 'graphql';
 import { LRUCache } from 'lru-cache';
 import type { Env } from '../config/env';
+import { documentCostRule } from './cost';
 
 /** Bytes each of Apollo's caches keeps (parsed documents, and persisted queries). */
 const APOLLO_CACHE_BYTES = 8 * 1024 * 1024;
@@ -68,7 +69,7 @@ export function documentTooLargeMessage(max: number): string {
 
 type LimitsEnv = Pick<
   Env,
-  'GRAPHQL_MAX_DOCUMENT_BYTES' | 'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'ENABLE_INTROSPECTION'
+  'GRAPHQL_MAX_DOCUMENT_BYTES' | 'GRAPHQL_MAX_DEPTH' | 'GRAPHQL_MAX_ALIASES' | 'GRAPHQL_MAX_TOKENS' | 'GRAPHQL_MAX_DIRECTIVES' | 'GRAPHQL_MAX_COST' | 'GRAPHQL_MAX_ITEMS' | 'ENABLE_INTROSPECTION'
 >;
 
 export interface DocumentLimits {
@@ -203,8 +204,8 @@ const noSubscriptionsOverHttp: ApolloServerPlugin = {
 };
 
 /**
- * Limits on what one document may ask for (graphql-armor): depth, aliases, tokens, directives
- * and cost; field suggestions are hidden whenever introspection is off, so the schema can't be
+ * Limits on what one document may ask for: depth, aliases, tokens, directives (graphql-armor),
+ * cost and the items its pages hold (documentCostRule); field suggestions are hidden whenever introspection is off, so the schema can't be
  * guessed field by field. Errors carry BAD_USER_INPUT.
  */
 export function documentLimits(env: LimitsEnv): DocumentLimits {
@@ -215,16 +216,18 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     // graphql's parser counts tokens itself (parseOptions); armor's Apollo plugin throws from a hook, which Apollo 5 answers with 500.
     maxTokens: { enabled: false },
     maxDirectives: { n: env.GRAPHQL_MAX_DIRECTIVES },
-    costLimit: { maxCost: env.GRAPHQL_MAX_COST },
+    // Its cost multiplied by literal page sizes only (see documentCostRule, which takes its place).
+    costLimit: { enabled: false },
     blockFieldSuggestion: { enabled: hideSchema, mask: '' },
   }).protect();
-  const rules: ValidationRule[] = [...SPECIFIED, ...armor.validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
+  const validationRules = [...armor.validationRules, documentCostRule(env.GRAPHQL_MAX_COST, env.GRAPHQL_MAX_ITEMS)];
+  const rules: ValidationRule[] = [...SPECIFIED, ...validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
 
   return {
     apollo: {
       plugins: [...armor.plugins, noSubscriptionsOverHttp],
-      validationRules: armor.validationRules,
+      validationRules,
       parseOptions: { maxTokens: env.GRAPHQL_MAX_TOKENS },
       hideSchemaDetailsFromClientErrors: hideSchema,
       documentStore: new ByteCache<DocumentNode>(APOLLO_CACHE_BYTES, (key, document) => key.length + documentBytes(document)),
