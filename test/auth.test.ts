@@ -184,6 +184,8 @@ describe('accounts', () => {
     expect(codeOf(await gql(s.url, UPDATE, { u: 'anon_try' }))).toBe('UNAUTHENTICATED');
     const me = await ok(gql(s.url, ME, {}, a.token));
     expect(me.me).toMatchObject({ username: 'renamed_a', displayName: 'Ann' });
+    // A blank display name is none, as null is (a form's emptied field): the username shows.
+    expect((await ok(gql(s.url, UPDATE, { d: ' \u3000 ' }, a.token))).updateProfile.displayName).toBeNull();
   });
 
   it("should refuse a username ending in a dot (a mention could never name it) and a rename into a name LOBBY_ADMINS or MODERATORS gives rights to", async () => {
