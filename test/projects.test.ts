@@ -3,6 +3,9 @@ import { createTestServer, describeRedis, type TestServer } from './helpers/serv
 import { buildProject, lobbyOf, sendMessage, signup, type TestUser, attempt, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
+import { holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
+import { eventually, sleep } from './helpers/graphql';
 
 const PROJECT_FIELDS = 'id title createdAt viewerRole owner { id } coaches { id } participants { id }';
 const CREATE = `mutation($t: String!) { createProject(title: $t) { ${PROJECT_FIELDS} } }`;
@@ -527,5 +530,30 @@ describeRedis('projects across instances', () => {
     await bobMessages.nth(2);
     expect(bobActions.values.map((v) => v.projectAction.kind)).toEqual(['ADDED_TO_PROJECT', 'PARTICIPANT_REMOVED', 'ADDED_TO_PROJECT']);
     expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['welcome', 'barrier']);
+  });
+
+  it("should deliver a project's actions live in commit order when a later change's publish overtakes an earlier one's", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const p = (await ok(gql(a.url, CREATE, { t: 'T1' }, alice.token))).createProject.id;
+    await ok(gql(a.url, ADD, { p, u: bob.id }, alice.token));
+    const live = await listen(b, bob, ACTIONS_LIVE, { p });
+    // B's line of the project starts with the first change it hears (nothing says which came before one).
+    await ok(gql(a.url, ADD, { p, u: carol.id }, alice.token));
+    await live.nth(1);
+    // A's publish of the rename is held (a slow instance) while B's of the next change goes out.
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.ProjectAction);
+    const renamed = gql(a.url, RENAME, { p, t: 'T2' }, alice.token);
+    await eventually(() => hold.held());
+    await ok(gql(b.url, DESIGNATE, { p, u: bob.id }, alice.token));
+    await sleep(150);
+    hold.release();
+    await ok(renamed);
+    await live.nth(3);
+    hold.restore();
+    expect(live.values.map((v) => v.projectAction.kind)).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'COACH_DESIGNATED']);
+    // The inbox has them in the same order.
+    expect((await inbox(a.url, bob, { p })).edges.map((e: any) => e.node.kind).slice(-2)).toEqual(['PROJECT_RENAMED', 'COACH_DESIGNATED']);
   });
 });

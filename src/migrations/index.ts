@@ -17,6 +17,7 @@ import { Migration20261126090000_ClosedHeads } from './Migration20261126090000_C
 import { Migration20261126100000_WebhookPreviewMessage } from './Migration20261126100000_WebhookPreviewMessage';
 import { Migration20261126120000_SearchWords } from './Migration20261126120000_SearchWords';
 import { Migration20261126150000_SearchRuns } from './Migration20261126150000_SearchRuns';
+import { Migration20261126180000_ProjectActionPosition } from './Migration20261126180000_ProjectActionPosition';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -38,4 +39,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126100000_WebhookPreviewMessage', class: Migration20261126100000_WebhookPreviewMessage },
   { name: 'Migration20261126120000_SearchWords', class: Migration20261126120000_SearchWords },
   { name: 'Migration20261126150000_SearchRuns', class: Migration20261126150000_SearchRuns },
+  { name: 'Migration20261126180000_ProjectActionPosition', class: Migration20261126180000_ProjectActionPosition },
 ];

@@ -21,13 +21,17 @@ export enum ProjectActionKind {
 
 @Entity({ tableName: 'projects' })
 export class Project {
-  [OptionalProps]?: 'createdAt';
+  [OptionalProps]?: 'createdAt' | 'actionSeq';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
 
   @Property({ type: 'string', length: 100 })
   title!: string;
+
+  /** Its changes that told its members, counted under its row lock: the position of each one's live actions (ProjectActionPayload.pos). */
+  @Property({ type: 'bigint', default: 0 })
+  actionSeq?: number;
 
   @ManyToOne(() => User, { ref: true })
   owner!: Ref<User>;

@@ -180,6 +180,8 @@ export class ProjectService {
       const l = await this.locked(tem, projectId, viewerId);
       this.requireOwner(l, 'delete it');
       const names = await repo.usernames(tem, [viewerId]);
+      // Its place taken while the row is there: the deletion is the project's last action.
+      const pos = await repo.nextActionPosition(tem, l.project.id);
       await repo.destroy(tem, l.project.id);
       this.membership(
         outbox,
@@ -188,7 +190,7 @@ export class ProjectService {
       );
       const text = t.deleted(l.project.title, names.get(viewerId)!);
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_DELETED, message: text }));
-      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: null, previousTitle: null });
+      await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: null, previousTitle: null }, pos);
       return true;
     });
   }
@@ -329,6 +331,8 @@ export class ProjectService {
     project: ProjectRow,
     entries: Entry[],
     about: { actorId: string | null; targetId: string | null; previousTitle: string | null },
+    /** The change's place, when taken before (a deletion takes it before the row goes). */
+    pos?: number,
   ): Promise<void> {
     const unstamped = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about }));
     // Stamped by the database, in each inbox's commit order (see insertActions).
@@ -338,6 +342,8 @@ export class ProjectService {
     outbox.add(Topic.ProjectAction, {
       projectId: project.id,
       entries: actions.map(toActionEntryPayload),
+      // Publishes race (two instances, two changes back to back): subscribers get them in this order.
+      pos: pos ?? (await repo.nextActionPosition(em, project.id)),
     });
   }
 

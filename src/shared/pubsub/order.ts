@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import { boundedLru } from '../lru';
-import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReadReceiptPayload } from './topics';
+import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 export interface Waiting<E> {
@@ -450,7 +450,7 @@ export class EventOrder {
   constructor(
     private readonly hub: Dispatcher,
     private readonly routes: ChannelRoutes,
-    /** Whether this instance takes a channel (suffix): only then does it see all of its line. */
+    /** Whether this instance takes a channel (suffix), or hears a topic-wide topic: only then does it see all of its lines. */
     private readonly takes: (channel: string) => boolean,
     options: InOrderOptions = {},
   ) {
@@ -468,6 +468,8 @@ export class EventOrder {
     takenAt: (channel: string) => number | undefined,
   ): void {
     const read = async (before: Ordered, after: string, limit: number) => {
+      // A project's actions are not looked for: each reader has them in their inbox (projectActions).
+      if (before.topic !== Topic.MessageAdded) return [];
       const next = before.payload as MessagePayload;
       const found = await stored({ conversationKey: next.conversationKey, after, before: next.createdAt, limit });
       return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: before.channel, keyedOnly: true } }));
@@ -475,6 +477,7 @@ export class EventOrder {
     this.lines.fillFrom((q) => read(q.before, (q.after.payload as MessagePayload).createdAt, q.limit));
     // A line opening on a channel taken moments ago (a socket that just connected): what was stored since then.
     this.lines.openFrom((q) => {
+      if (q.first.topic !== Topic.MessageAdded) return undefined;
       const taken = takenAt(q.channel);
       const first = Date.parse((q.first.payload as MessagePayload).createdAt);
       if (taken === undefined || !(first > taken) || first - taken > OPENING_MS) return undefined;
@@ -500,6 +503,13 @@ export class EventOrder {
       // An edit's or deletion's sidebar row (its message versioned): the same rule, on a line of its own.
       const m = (payload as ConversationUpdatedPayload).message;
       if (m && typeof m.version === 'number' && !this.versions.fresh(`row ${m.id}`, m.version)) return;
+    }
+    if (topic === Topic.ProjectAction) {
+      // A project's changes, numbered under its row lock: in that order, where this instance hears
+      // them all (the topic's channel, from its first listener on).
+      const a = payload as ProjectActionPayload;
+      if (typeof a.pos !== 'number' || !this.takes(topic)) return this.hub.dispatch(topic, payload, channel);
+      return this.lines.admit(`${topic} ${a.projectId}`, a.pos, { topic, payload, channel, keyedOnly: false }, topic);
     }
     const place = placeOf(topic, payload);
     if (place === null) return this.hub.dispatch(topic, payload, channel);

@@ -94,7 +94,7 @@ export class PubSub {
     order: InOrderOptions = {},
   ) {
     this.hub = new Hub(routes, logger);
-    this.events = new EventOrder(this.hub, routes, (channel) => this.holders.has(channel), order);
+    this.events = new EventOrder(this.hub, routes, (channel) => this.holders.has(channel) || this.upstream.has(channel as Topic), order);
     broker.onMessage((name, text) => this.receive(name, text));
   }
 

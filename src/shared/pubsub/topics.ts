@@ -215,6 +215,8 @@ export interface ProjectActionEntryPayload {
 export interface ProjectActionPayload {
   projectId: string;
   entries: ProjectActionEntryPayload[];
+  /** The change's place among the project's (projects.action_seq, in commit order); absent from a release before it. */
+  pos?: number;
 }
 
 export interface GroupEventPayload {
