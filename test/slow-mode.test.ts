@@ -51,3 +51,25 @@ describe('slow mode', () => {
     for (const [, input] of kinds) await ok(gql(s.url, SEND, { input: input() }, owner.token));
   });
 });
+
+describe('slow mode and refused replies', () => {
+  it("should not start a member's interval with a reply refused for its parent (another group's, deleted)", async () => {
+    const s = await createTestServer();
+    const [owner, member, other] = await Promise.all([signup(s.url), signup(s.url), signup(s.url)]);
+    const group = await groupWith(s.url, owner, 'Slow lane', [member, other]);
+    const elsewhere = (await sendMessage(s.url, owner.token, { groupId: await groupWith(s.url, owner, 'Other', [member]), content: 'elsewhere' })).id;
+    const gone = (await sendMessage(s.url, owner.token, { groupId: group, content: 'gone' })).id;
+    await ok(gql(s.url, 'mutation($id: ID!) { deleteMessage(messageId: $id) }', { id: gone }, owner.token));
+    await ok(gql(s.url, SLOW, { g: group, s: 60 }, owner.token));
+    // Another member's send first: this instance then knows the group is in slow mode, and gates the reply's statement with its stamp.
+    await ok(gql(s.url, SEND, { input: { groupId: group, content: 'hi' } }, other.token));
+    for (const parentId of [elsewhere, gone]) {
+      const before = await snapshot(s.env.DATABASE_URL!);
+      expect(codeOf(await gql(s.url, SEND, { input: { groupId: group, content: 'reply', parentId } }, member.token))).toBe('BAD_USER_INPUT');
+      expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    }
+    // The interval starts with the member's first accepted message.
+    await ok(gql(s.url, SEND, { input: { groupId: group, content: 'plain' } }, member.token));
+    expect(codeOf(await gql(s.url, SEND, { input: { groupId: group, content: 'again' } }, member.token))).toBe('RATE_LIMITED');
+  });
+});

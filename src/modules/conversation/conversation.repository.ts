@@ -120,9 +120,10 @@ export const batchGate = (b: string) => `(${b}.group_id is null or exists (selec
  * CTE runs whatever reads it: ~25 µs of PostgreSQL's time on every send, slow mode or not), and a
  * plain member of a group in slow mode finds `g` empty: nothing is written, and the caller sends
  * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch's gate is
- * recordBatch's own.
+ * recordBatch's own. `also`: what else the statement checks before it writes (a reply's parent),
+ * so that a send refused for it does not start the member's interval.
  */
-export function memberGate(groupId: string, senderId: string, slow: boolean): Sql {
+export function memberGate(groupId: string, senderId: string, slow: boolean, also?: Sql): Sql {
   if (!slow) {
     return {
       text: `g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
@@ -132,10 +133,10 @@ export function memberGate(groupId: string, senderId: string, slow: boolean): Sq
   }
   return {
     text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
-            and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second') returning gm.user_id),
+            and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second')${also ? ` and ${also.text}` : ''} returning gm.user_id),
           g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
             where g.id = ? and (${postsFreely('g', 'gm')} or exists (select 1 from sl)))`,
-    params: [groupId, senderId, senderId, groupId],
+    params: [groupId, senderId, ...(also?.params ?? []), senderId, groupId],
   };
 }
 /**

@@ -116,7 +116,13 @@ export const threadRepository = {
     gate: SendGate | null,
     mentions: MentionTargets | null,
   ): Promise<(MessageRow & ReplyColumns) | null> {
-    const g = gate ? memberGate(gate.groupId, r.senderId, gate.slow) : null;
+    // A reply refused for its parent (another conversation's, deleted, private) must not stamp slow mode: the parent's test is also the stamp's.
+    const parentOk: Sql = {
+      text: `exists (select 1 from messages x join messages root on root.id = coalesce(x.parent_id, x.id)
+               where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null and not (root.project_id is not null and root.recipient_id is not null))`,
+      params: [r.parentId, r.conversationKey],
+    };
+    const g = gate ? memberGate(gate.groupId, r.senderId, gate.slow, parentOk) : null;
     const after = threadAfter(mentions ? mentionRepository.onSend(mentions, false) : null);
     const rows = await prepared<MessageRow & ReplyColumns>(
       em,
