@@ -1,5 +1,5 @@
-import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
-import { holdNextPublishOf } from './helpers/publish';
+import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
+import { holdNextMessagePublish, holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
@@ -289,5 +289,38 @@ describeRedis('message events under concurrent reactions', () => {
     // ...and no event shows fewer reactions than one before it: they only grew.
     const totals = events.values.map((v: any) => v.messageEvent.message.reactions.reduce((n: number, r: { count: number }) => n + r.count, 0));
     expect(totals).toEqual([...totals].sort((x, y) => x - y));
+  });
+});
+
+describe('message events behind their message', () => {
+  it("should deliver an edit or deletion of a message still held in its line (one before it on its way) after the message, not before it", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Held', [bob]);
+    // One socket, both subscriptions: the order of its frames is what a client applies.
+    const w = wsClient(s.wsUrl, bob.token);
+    await w.connected;
+    const log: string[] = [];
+    const on = (query: string, line: (d: any) => string) =>
+      w.client.subscribe({ query, variables: { c: { groupId: g } } }, { next: (r: any) => r.data && log.push(line(r.data)), error: () => undefined, complete: () => undefined });
+    on('subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', (d) => `added ${d.messageAdded.content}`);
+    on('subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind message { content } } }', (d) => `${d.messageEvent.kind} ${d.messageEvent.message.content}`);
+    await running(s, 'messageAdded', 1);
+    await running(s, 'messageEvent', 1);
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'one' });
+    await eventually(() => log.length === 1);
+    // The second message's publish is late (a slow instance): the third waits for it in the line.
+    const hold = holdNextMessagePublish(s.services.pubsub);
+    const second = sendMessage(s.url, alice.token, { groupId: g, content: 'two' });
+    await hold.taken();
+    const third = await sendMessage(s.url, alice.token, { groupId: g, content: 'three' });
+    await ok(gql(s.url, EDIT, { m: third.id, t: 'three, fixed' }, alice.token));
+    await ok(gql(s.url, DELETE, { m: third.id }, alice.token));
+    await sleep(50);
+    hold.release();
+    await second;
+    await eventually(() => log.length === 5);
+    expect(log).toEqual(['added one', 'added two', 'added three', 'EDITED three, fixed', 'DELETED null']);
+    w.client.dispose();
   });
 });

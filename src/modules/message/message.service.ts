@@ -685,7 +685,10 @@ export class MessageService {
   /** As `changed`, with the version it told. */
   private async changedAt(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<{ message: MessageType; version: number }> {
     const { row, message } = await this.read(em, id);
-    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: Object.assign(toMessagePayload(message), { version: row.version }) });
+    // Its position too: an event about a message still held in its line goes behind it (EventOrder).
+    const payload = Object.assign(toMessagePayload(message), { version: row.version });
+    if (row.pos !== null) payload.pos = Number(row.pos);
+    await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return { message, version: row.version };
   }
 

@@ -112,7 +112,7 @@ export class PinService {
     if (!row) throw new MessageGoneError();
     const [pin] = await this.pinsOf(em, [id]);
     const message: MessageType = { ...toMessageType(row), reactionList: row.reaction_list, pin };
-    const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId } };
+    const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return message;
   }
