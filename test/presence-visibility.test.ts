@@ -344,3 +344,27 @@ describeNeeding('redis-server', tools.redisServer)('presence after Redis loses i
     await Promise.all(sockets.map((c) => c.dispose()));
   }, 30_000);
 });
+
+describeNeeding('redis-server', tools.redisServer)('presence and account changes while Redis is away', () => {
+  const redis = new OwnRedis();
+  beforeAll(() => redis.start());
+  afterAll(() => redis.stop());
+
+  it('should refuse setPresenceVisibility with nothing changed, and answer a deleteAccount it carried out', async () => {
+    const s = await createTestServer({ REDIS_URL: redis.url });
+    const [ada, bob] = [await signup(s.url), await signup(s.url)];
+    await redis.stop();
+    try {
+      // The store can't mirror the choice: refused, and the database still holds VISIBLE.
+      const before = await snapshot(s.env.DATABASE_URL!);
+      expect(codeOf(await gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token))).toBe('SERVICE_UNAVAILABLE');
+      expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+      // The deletion commits without Redis: it is answered as done, not as "try again" (a retry finds the token gone).
+      expect((await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: bob.password }, bob.token))).deleteAccount).toBe(true);
+      expect(codeOf(await gql(s.url, '{ me { id } }', {}, bob.token))).toBe('UNAUTHENTICATED');
+    } finally {
+      await redis.start();
+    }
+    await eventually(async () => !(await gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token)).errors, 5000);
+  }, 30_000);
+});

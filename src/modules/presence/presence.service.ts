@@ -244,7 +244,12 @@ export class PresenceService {
     this.cancelGrace(userId);
     const now = Date.now();
     await this.activityFirst().catch(() => undefined);
-    const gone = await this.store.remove(userId);
+    // The account is gone already (this runs after its deletion committed): a store that can't be
+    // reached must not turn that into an error. The sweep takes the user out once it answers again.
+    const gone = await this.store.remove(userId).catch((e) => {
+      this.logger.warn({ err: e, userId }, 'presence store unavailable; a deleted user stays in it until the sweep');
+      return null;
+    });
     if (gone) await this.offline(userId, now, gone);
   }
 
@@ -412,16 +417,22 @@ export class PresenceService {
   /**
    * VISIBLE or HIDDEN. Hiding while online reads to everyone else as going OFFLINE (published, with
    * no lastSeenAt); showing again while online as coming ONLINE. The database holds the choice, the
-   * store mirrors it (written second: a failure there is mended at the next start).
+   * store mirrors it, written first: a store that can't be reached refuses the change with nothing
+   * changed (written second, its SERVICE_UNAVAILABLE came after the choice was stored; an outside probe).
    */
   async setVisibility(em: EntityManager, viewerId: string, visibility: string): Promise<void> {
     if (visibility !== 'VISIBLE' && visibility !== 'HIDDEN') throw new BadUserInputError('visibility must be VISIBLE or HIDDEN.', 'visibility');
     const was = await presenceRepository.presenceVisibilityOf(em, viewerId);
     if (!was) throw new NotFoundError('User');
     if (was === visibility) return;
-    if (!(await presenceRepository.setPresenceVisibility(em, viewerId, visibility))) throw new NotFoundError('User');
     const hidden = visibility === 'HIDDEN';
     const active = await this.store.setHidden(viewerId, hidden);
+    const stored = await presenceRepository.setPresenceVisibility(em, viewerId, visibility).catch((e: unknown) => {
+      // The mirror goes back (best effort: the next start mends it from the database).
+      void this.store.setHidden(viewerId, !hidden).catch(() => undefined);
+      throw e;
+    });
+    if (!stored) throw new NotFoundError('User');
     if (active === null) return;
     await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }
