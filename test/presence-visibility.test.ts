@@ -345,7 +345,7 @@ describeNeeding('redis-server', tools.redisServer)('presence after Redis loses i
   }, 30_000);
 });
 
-describeNeeding('redis-server', tools.redisServer)('presence and account changes while Redis is away', () => {
+describeNeeding('redis-server', tools.redisServer)('presence, accounts and sessions while Redis is away', () => {
   const redis = new OwnRedis();
   beforeAll(() => redis.start());
   afterAll(() => redis.stop());
@@ -366,5 +366,22 @@ describeNeeding('redis-server', tools.redisServer)('presence and account changes
       await redis.start();
     }
     await eventually(async () => !(await gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token)).errors, 5000);
+  }, 30_000);
+
+  it("should close another instance's socket of a token logged out while Redis was away, and refuse the token there, once Redis is back", async () => {
+    const a = await createTestServer({ REDIS_URL: redis.url });
+    const b = await createTestServer({ REDIS_URL: redis.url }, { clean: false });
+    const ada = await signup(a.url);
+    const live = await listen(a, ada, 'subscription { presenceChanged { userId } }');
+    await ok(gql(a.url, '{ me { id } }', {}, ada.token));
+    await redis.stop();
+    try {
+      // The revocation's publish can't reach A.
+      expect((await ok(gql(b.url, 'mutation { logout }', {}, ada.token))).logout).toBe(true);
+    } finally {
+      await redis.start();
+    }
+    expect((await live.ws.closed).code).toBe(4403);
+    await eventually(async () => codeOf(await gql(a.url, '{ me { id } }', {}, ada.token)) === 'UNAUTHENTICATED', 5000);
   }, 30_000);
 });

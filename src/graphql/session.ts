@@ -8,6 +8,8 @@ import { SocketContext } from './context';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Expiry sweeps run at most this often, however many tokens expire apart. */
 const SWEEP_MIN_INTERVAL_MS = 1000;
+/** How often open sessions are checked against the database, for revocations whose publish never came. */
+const RECHECK_MS = 60_000;
 
 /** Why a session ends from the server's side. */
 export type SessionEnd = 'expired' | 'revoked';
@@ -58,6 +60,8 @@ export class RealtimeSessions {
   private nextExpiry = Infinity;
   private lastSweep = 0;
   private readonly offRevoked: () => void;
+  private readonly offReconnect: () => void;
+  private readonly recheckTimer: NodeJS.Timeout;
 
   constructor(
     readonly services: Services,
@@ -66,6 +70,27 @@ export class RealtimeSessions {
   ) {
     this.perUser = new SessionsPerUser(maxPerUser);
     this.offRevoked = services.pubsub.on(Topic.SessionsRevoked, (p) => this.revoke(p.tokenHashes));
+    // A revocation travels over Redis: one published while this instance was cut off from it never
+    // comes (a logged-out token's socket stayed open for good; an outside probe). Back on Redis,
+    // every session is read again; and now and then anyway (a publish lost on the way).
+    this.offReconnect = services.pubsub.onReconnect(() => {
+      services.auth.forgetCached();
+      void this.recheck();
+    });
+    this.recheckTimer = setInterval(() => void this.recheck(), RECHECK_MS).unref();
+  }
+
+  /** Ends the open sessions whose token is no longer stored (revoked while its revocation could not reach this instance). */
+  async recheck(): Promise<void> {
+    if (!this.open.size) return;
+    const hashes = [...new Set([...this.open].map((s) => s.viewer.tokenHash))];
+    let stored: Set<string>;
+    try {
+      stored = await this.services.auth.stillStored(hashes);
+    } catch {
+      return; // the database is away: the next round asks again
+    }
+    this.revoke(hashes.filter((h) => !stored.has(h)));
   }
 
   /**
@@ -111,6 +136,8 @@ export class RealtimeSessions {
 
   dispose(): void {
     this.offRevoked();
+    this.offReconnect();
+    clearInterval(this.recheckTimer);
     clearTimeout(this.expiryTimer);
   }
 

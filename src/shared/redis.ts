@@ -38,6 +38,26 @@ const CHANNEL_COMMANDS: Record<string, 'first' | 'all'> = {
 const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, smessage: 1, smessageBuffer: 1, pmessage: 2, pmessageBuffer: 2 };
 
 /** REDIS_KEY_PREFIX as this connection applies it ('' without one): for names a script builds itself. */
+/**
+ * Calls `listener` each time `client` is ready again after losing its connection (not at its first
+ * connection): what Redis published meanwhile never reached it. Returns the removal.
+ */
+export function onReconnect(client: RedisClient, listener: () => void): () => void {
+  let lost = false;
+  const onLost = () => (lost = true);
+  const onReady = () => {
+    if (!lost) return;
+    lost = false;
+    listener();
+  };
+  client.on('close', onLost);
+  client.on('ready', onReady);
+  return () => {
+    client.off('close', onLost);
+    client.off('ready', onReady);
+  };
+}
+
 export function keyPrefixOf(conn: RedisClient): string {
   return (conn.options as { keyPrefix?: string }).keyPrefix ?? '';
 }

@@ -1,12 +1,19 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { User } from '../user/user.entity';
 import { Session } from './session.entity';
+import { pgTextArray } from '../../shared/sql';
 
 /** Issued tokens (only their hashes); the accounts themselves are userRepository's. */
 export const sessionRepository = {
   /** What a token stands for: its session, user and expiry. */
   async byTokenHash(em: EntityManager, tokenHash: string) {
     return em.findOne(Session, { tokenHash }, { fields: ['id', 'user', 'expiresAt'] });
+  },
+
+  /** Of `tokenHashes`, those whose session is still stored (not revoked; expired or not). */
+  async stored(em: EntityManager, tokenHashes: readonly string[]): Promise<Set<string>> {
+    const rows: { token_hash: string }[] = await em.execute('select token_hash from sessions where token_hash = any(?::text[])', [pgTextArray(tokenHashes)]);
+    return new Set(rows.map((r) => r.token_hash));
   },
 
   async insert(em: EntityManager, s: { user: User; tokenHash: string; expiresAt: Date }): Promise<Session> {

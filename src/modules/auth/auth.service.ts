@@ -20,6 +20,8 @@ import { isWellFormed } from '../../shared/validation';
 // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
 const ARGON2 = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 const CACHE_TTL_MS = 60_000;
+/** Token hashes a recheck of open sessions asks the database about in one query. */
+const STORED_BATCH = 1000;
 const CACHE_MAX = 100_000;
 
 /** Whether `password` is the one `stored` hashes; a hash that is none (a deleted account's '!') matches nothing. */
@@ -112,6 +114,24 @@ export class AuthService {
     const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime() };
     this.cache.set(tokenHash, entry);
     return { userId: entry.userId, sessionId: entry.sessionId, tokenHash, expiresAt: entry.expiresAt };
+  }
+
+  /**
+   * Of `tokenHashes`, those whose session is still stored, read from the database (a batch at a
+   * time): a revocation published while Redis was away reached no other instance.
+   */
+  async stillStored(tokenHashes: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const em = this.orm.em.fork() as EntityManager;
+    for (let i = 0; i < tokenHashes.length; i += STORED_BATCH) {
+      for (const h of await sessionRepository.stored(em, tokenHashes.slice(i, i + STORED_BATCH))) out.add(h);
+    }
+    return out;
+  }
+
+  /** Every cached session is read again from the database at its next use (after revocations may have been missed). */
+  forgetCached(): void {
+    this.cache.clear();
   }
 
   async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }): Promise<AuthResult> {

@@ -1,6 +1,6 @@
 import { ENVELOPE_ORIGIN, SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
-import { keyPrefixOf, type RedisClient } from '../../shared/redis';
+import { keyPrefixOf, onReconnect, type RedisClient } from '../../shared/redis';
 
 /** A user the sweep took offline, with their last activity (ms). */
 export interface Expired {
@@ -309,20 +309,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   onReconnect(listener: () => void): () => void {
-    // 'ready' comes at the first connection too: only one after a loss counts.
-    let lost = false;
-    const onLost = () => (lost = true);
-    const onReady = () => {
-      if (!lost) return;
-      lost = false;
-      listener();
-    };
-    this.redis.on('close', onLost);
-    this.redis.on('ready', onReady);
-    return () => {
-      this.redis.off('close', onLost);
-      this.redis.off('ready', onReady);
-    };
+    return onReconnect(this.redis, listener);
   }
 
   private run<T>(name: ScriptName, keys: string[], args: (string | number)[]): Promise<T> {

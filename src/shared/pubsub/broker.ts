@@ -1,5 +1,5 @@
 import type { Cluster } from 'ioredis';
-import type { RedisClient, RedisConnections } from '../redis';
+import { onReconnect, type RedisClient, type RedisConnections } from '../redis';
 
 /** Gets every message of the channels subscribed through a broker, as the text published. */
 export type MessageHandler = (channel: string, message: string) => void;
@@ -22,6 +22,8 @@ export interface Broker {
   unsubscribe(channel: string): Promise<void>;
   /** Unsubscribes every channel at once: the handler gets nothing more. Never throws, and never waits for Redis (it may be away). */
   close(): Promise<void>;
+  /** Calls `listener` each time the subscriber connection is back after a loss (what was published meanwhile never came); returns its removal. */
+  onReconnect?(listener: () => void): () => void;
 }
 
 const ignore: MessageHandler = () => undefined;
@@ -95,6 +97,10 @@ export class RedisBroker implements Broker {
     const all = [...this.channels];
     this.channels.clear();
     if (all.length) void this.subscriber.unsubscribe(...all).catch(() => undefined);
+  }
+
+  onReconnect(listener: () => void): () => void {
+    return onReconnect(this.subscriber, listener);
   }
 }
 

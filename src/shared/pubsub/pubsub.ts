@@ -178,6 +178,11 @@ export class PubSub {
     }
   }
 
+  /** Calls `listener` each time this instance is back on Redis after a loss: events published meanwhile never reached it. */
+  onReconnect(listener: () => void): () => void {
+    return this.broker.onReconnect?.(listener) ?? (() => undefined);
+  }
+
   /** Publishes and never throws: for events whose data is already committed. */
   publishSafe<T extends Topic>(topic: T, payload: TopicPayloads[T]): Promise<boolean> {
     return this.publishTogetherSafe([{ topic, payload } as TopicEvent]);
