@@ -92,6 +92,8 @@ interface GraphQLEdge {
   formatError: ErrorFormatter;
   apollo: ApolloServer<Context>;
   fastPath: FastPath;
+  /** Whether Apollo's stop began draining HTTP (see drainHttpServer). */
+  draining: () => boolean;
 }
 
 /** What the realtime step opened: the fan-out both transports share, SSE streams and the WebSocket server. */
@@ -119,7 +121,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     const httpServer = createHttpServer(httpTimeouts(env));
     const graphql = await openGraphQL(env, logger, metrics, httpServer, stack);
     const realtime = openRealtime(env, metrics, core, graphql, httpServer, stack);
-    httpServer.on('request', router(routes(env, logger, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services) }));
+    httpServer.on('request', router(routes(env, logger, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services), draining: graphql.draining }));
     observe(metrics, core, realtime);
     await listen(httpServer, env);
     if (opts.jobs !== false) {
@@ -217,6 +219,7 @@ async function openGraphQL(env: Env, logger: Logger, metrics: Metrics, httpServe
   const limits = documentLimits(env);
   const operations = new OperationPipeline(schema, limits);
   const fastPath = createFastPath({ operations, limits, formatError, logger, metrics });
+  const drain = drainHttpServer(httpServer, 5000);
   const apollo = new ApolloServer<Context>({
     gateway: compiledExecution(schema, operations),
     introspection: env.ENABLE_INTROSPECTION,
@@ -243,13 +246,13 @@ async function openGraphQL(env: Env, logger: Logger, metrics: Metrics, httpServe
       errorLogPlugin(logger),
       operationMetricsPlugin(metrics),
       // apollo.stop(): stop accepting, let in-flight requests finish, cut what is left after 5 s.
-      drainHttpServer(httpServer, 5000),
+      drain,
     ],
   });
   await apollo.start();
   // Listening starts later, so Apollo's stop (which drains HTTP) covers the server from then on.
   stack.push('apollo and http', () => apollo.stop());
-  return { schema, limits, operations, formatError, apollo, fastPath };
+  return { schema, limits, operations, formatError, apollo, fastPath, draining: drain.stopped };
 }
 
 /** The subscription fan-out, the realtime sessions, SSE streams and the WebSocket server, shared by both transports. */
@@ -299,7 +302,7 @@ function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, real
  * The request listener: the operator's endpoints (probes and scrapers send no Origin), then the developer pages (with ENABLE_GRAPHIQL), CORS,
  * the other routes, attachments (/attachments/:id), and 404 for the rest.
  */
-function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: Ops; attachments: ReturnType<typeof attachmentRoute> }) {
+function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: Ops; attachments: ReturnType<typeof attachmentRoute>; draining: () => boolean }) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     const failed = (e: unknown) => {
@@ -320,6 +323,11 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
     if (o.ops.handle(req, res, path)) return;
     if (o.env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, o.logger)) return;
     if (handleCors(req, res, o.env.CORS_ORIGINS)) return;
+    if (o.draining()) {
+      // Not run: the connection is being ended under it. Refused with nothing written, to be sent again elsewhere.
+      res.setHeader('connection', 'close');
+      return sendGraphQLError(res, 503, 'SERVICE_UNAVAILABLE', 'The server is stopping; send the request again (another instance will take it).');
+    }
     if (route) return run(route.handle);
     const attachment = o.attachments(req, res, path);
     if (attachment) return void attachment.catch(failed);

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
 import { runParley, type ParleyProcess } from './helpers/process';
-import { wsClient } from './helpers/graphql';
-import { signup } from './helpers/factories';
-import { describeRedis } from './helpers/server';
+import { sleep, wsClient } from './helpers/graphql';
+import { lobbyOf, signup } from './helpers/factories';
+import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { holdNextMessagePublish } from './helpers/publish';
+import { sql } from './helpers/db';
 
 const TIMEOUT = 3;
 
@@ -89,5 +92,62 @@ describeRedis('shutdown', () => {
     expect(r.ended).toBe(true);
     expect(await p.exited).toBe(0);
     expect(p.output().stdout).toContain('stopped');
+  });
+});
+
+describe('operations in flight at a stop', () => {
+  const SEND = 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id content } }';
+  const stored = async (s: TestServer, content: string) => (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where content = $1', [content]))[0].n;
+
+  it('should answer a mutation running on a socket before closing it with 1001, and refuse one sent after the stop began', async () => {
+    const s = await createTestServer();
+    const ada = await signup(s.url);
+    const lobby = await lobbyOf(s.url, ada.token);
+    const w = wsClient(s.wsUrl, ada.token, undefined, { onNonLazyError: () => undefined });
+    await w.connected;
+    const hold = holdNextMessagePublish(s.services.pubsub);
+    const first = w.client.iterate({ query: SEND, variables: { g: lobby, c: 'in flight' } });
+    const answer = first.next();
+    await hold.taken();
+    const stopping = s.dispose();
+    await sleep(100);
+    // Sent once the stop began: refused, nothing run.
+    const late = await w.client.iterate({ query: SEND, variables: { g: lobby, c: 'too late' } }).next().catch((e: unknown) => e);
+    expect((late as any)[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+    hold.release();
+    expect((await answer).value?.data?.sendMessage?.content).toBe('in flight');
+    expect((await w.closed).code).toBe(1001);
+    await stopping;
+    expect(await stored(s, 'in flight')).toBe(1);
+    expect(await stored(s, 'too late')).toBe(0);
+  });
+
+  it('should refuse with 503 a request read once HTTP began to drain, running nothing', async () => {
+    const s = await createTestServer();
+    const ada = await signup(s.url);
+    const lobby = await lobbyOf(s.url, ada.token);
+    const body = (c: string) => JSON.stringify({ query: SEND, variables: { g: lobby, c } });
+    const request = (c: string) =>
+      `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${ada.token}\r\nContent-Length: ${Buffer.byteLength(body(c))}\r\n\r\n${body(c)}`;
+    // One connection: its first request is held in flight (its publish), which keeps the connection open while HTTP drains.
+    const socket = connect(s.port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (d) => (received += d));
+    const ended = new Promise((r) => socket.on('close', r));
+    const hold = holdNextMessagePublish(s.services.pubsub);
+    socket.write(request('first'));
+    await hold.taken();
+    const stopping = s.dispose();
+    await sleep(200);
+    socket.write(request('read after the stop'));
+    await sleep(100);
+    hold.release();
+    await ended;
+    await stopping;
+    const statuses = [...received.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1]));
+    expect(statuses).toEqual([200, 503]);
+    expect(received).toContain('SERVICE_UNAVAILABLE');
+    expect(await stored(s, 'first')).toBe(1);
+    expect(await stored(s, 'read after the stop')).toBe(0);
   });
 });

@@ -7,7 +7,7 @@ import type { InFlight } from '../core/in-flight';
 import { clientIp, originAllowed } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import type { Services } from '../modules/services';
-import { RateLimitedError } from '../shared/errors';
+import { RateLimitedError, ServiceUnavailableError } from '../shared/errors';
 import type { OperationRecord } from '../shared/metrics';
 import type { SocketRate } from '../shared/ratelimit';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
@@ -131,6 +131,9 @@ export interface WebSocketDeps {
   onOperation?: (op: OperationRecord) => void;
 }
 
+/** How long stopping waits for the operations running on sockets before it closes them (part of SHUTDOWN_TIMEOUT). */
+const DRAIN_MS = 3000;
+
 /** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
 const OPEN_TIMEOUT_MS = 10_000;
 
@@ -170,10 +173,35 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     if (!(await this.deps.sessions.stillValid(viewer))) return [CloseCode.Forbidden, 'Forbidden'];
   }
 
+  /** Operations being run or set up on any socket (see drain). */
+  private readonly running = new Set<Promise<Outcome>>();
+  /** Stopping: new operations are refused, so those running can answer before the sockets close. */
+  private stopping = false;
+
+  /**
+   * Stops taking operations (each new one is answered SERVICE_UNAVAILABLE, nothing run) and waits
+   * up to `ms` for those running: a mutation that commits gets its answer on its socket before
+   * the socket closes with 1001 (it was closed under them: stored and delivered, but the client
+   * saw only the close; an outside probe, 20 of 20).
+   */
+  async drain(ms: number): Promise<void> {
+    this.stopping = true;
+    if (!this.running.size) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    await Promise.race([Promise.allSettled([...this.running]), late]).finally(() => clearTimeout(timer));
+  }
+
   /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
   async subscribe(conn: ParleySocket, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
+    if (this.stopping) {
+      const refused = this.deps.errors.formatAll([new ServiceUnavailableError('The server is stopping; send it again (another instance will take it).')]);
+      return sendMessage(conn.socket, { id, type: MessageType.Error, payload: refused });
+    }
     const started = performance.now();
-    const outcome = await this.deps.inFlight.track(this.operate(conn, id, payload, limited));
+    const running = this.deps.inFlight.track(this.operate(conn, id, payload, limited));
+    this.running.add(running);
+    const outcome = await running.finally(() => this.running.delete(running));
     // A new record: an outcome may be the operation's cached description itself.
     if (outcome) this.deps.onOperation?.({ name: outcome.name, type: outcome.type, rootFields: outcome.rootFields, code: outcome.code, seconds: (performance.now() - started) / 1000 });
   }
@@ -312,6 +340,9 @@ export function attachWebSocket(server: Server, services: Pick<Services, 'env' |
   return {
     wss: transport.wss,
     closeAll: (code, reason) => transport.closeAll(code, reason),
-    dispose: () => transport.dispose(),
+    dispose: async () => {
+      await hooks.drain(DRAIN_MS);
+      await transport.dispose();
+    },
   };
 }
