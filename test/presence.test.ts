@@ -118,6 +118,17 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect((await ok(gql(s.url, '{ me { status } }', {}, u.token))).me.status).toBe('ONLINE');
     });
 
+    it("should answer a heartbeat the throttle skipped with the activity the store holds, as others read it, not with now", async () => {
+      const s = await createTestServer(store);
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const first = (await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat.lastSeenAt;
+      await sleep(300);
+      // Within the session's throttle (5 s here): nothing recorded, and the answer says so.
+      const second = (await ok(gql(s.url, HEARTBEAT, {}, u.token))).heartbeat.lastSeenAt;
+      expect(second).toBe(first);
+      expect((await statusOf(s, watcher, u.id)).lastSeenAt).toBe(first);
+    });
+
     it('should stay ONLINE on logout while another session of the user is live, then go OFFLINE with the last one', async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
       const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -213,13 +213,17 @@ export class PresenceService {
   }
 
   /**
-   * The viewer after this heartbeat: ONLINE, seen now (no store read needed), answered once the
-   * store holds it: the request's own activity, throttled here, may still wait for its batch, and
-   * a contact asking right after the answer would read OFFLINE.
+   * The viewer after this heartbeat: ONLINE, seen when the store last recorded this session (now,
+   * unless the throttle skipped it: the sweep counts from what the store holds, and an answer of
+   * now, which `me` and everyone else read older, promised more than was kept; an outside probe),
+   * with no store read; answered once the store holds it: the request's own activity may still
+   * wait for its batch, and a contact asking right after the answer would read OFFLINE.
    */
   async heartbeat(userId: string, sessionId: string | null = null): Promise<PresenceState> {
     const now = Date.now();
-    if ((await this.touch(userId, sessionId, now)) && (await (this.pendingOf.get(userId) ?? true))) return { userId, status: 'ONLINE', lastSeenAt: new Date(now) };
+    const last = this.touched.get(userId, sessionId ?? '');
+    const seen = last !== undefined && now - last < this.touchEveryMs ? last : now;
+    if ((await this.touch(userId, sessionId, now)) && (await (this.pendingOf.get(userId) ?? true))) return { userId, status: 'ONLINE', lastSeenAt: new Date(seen) };
     return (await this.states([userId]))[0];
   }
 
