@@ -169,7 +169,7 @@ export class AttachmentResolver {
 
   @FieldResolver(() => String, {
     description:
-      'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE); url has no such limit.',
+      'The file itself; loaded only when asked for, and not in subscriptions (fetch it by url or with history). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE, and as this field is non-null the error makes that message\'s whole `attachment` null in the answer); url has no such limit, so a page of messages asks for url and fetches bytes one message at a time.',
   })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
     // A subscription's shape runs per event: a user's many sockets and shapes would each load the file.
