@@ -186,6 +186,8 @@ describe('sending and history', () => {
     expect((await send(s.url, a.token, { groupId: lobby, attachment: file('first draft'), clientMessageId: 'k-3' })).id).toBe(filed.id);
     const retries = [
       { groupId: lobby, attachment: file('second draft, longer'), clientMessageId: 'k-3' },
+      // The same name and size, other bytes.
+      { groupId: lobby, attachment: file('FIRST DRAFT'), clientMessageId: 'k-3' },
       { groupId: lobby, attachment: { ...file('first draft'), fileName: 'other.txt' }, clientMessageId: 'k-3' },
       { groupId: lobby, clientMessageId: 'k-3', content: 'no file' },
       { groupId: lobby, content: 'one', parentId: first.id, clientMessageId: 'k-1' },

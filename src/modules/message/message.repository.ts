@@ -213,6 +213,12 @@ export interface BatchedMessage {
 }
 
 export const messageRepository = {
+  /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
+  async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean> {
+    const rows: { same: boolean }[] = await em.execute('select sha256(data) = ?::bytea as same from attachments where id = ?', [digest, attachmentId]);
+    return rows[0]?.same === true;
+  },
+
   /**
    * The newest messages of a conversation created since `since` and since the earliest of
    * `joiners` joined it (what came before is their history, not news), oldest first (at most `limit`).

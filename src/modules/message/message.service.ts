@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ForeignKeyConstraintViolationException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
@@ -103,11 +103,16 @@ async function retryOf(
       sameText = false;
     }
   }
-  // The same file (by name and size: decoding a retry's 5 MB to compare bytes would cost more
-  // than the retry saves), and a reply again in the same thread (its parent may be named by a
-  // reply of that thread: the stored one is the root).
+  // The same file: its name and size, then (only when those match) its bytes, compared by digest
+  // in PostgreSQL (a file of the same name and size but other bytes was answered with the first
+  // one, dropping the new file; an outside probe); and a reply again in the same thread (its
+  // parent may be named by a reply of that thread: the stored one is the root).
   const file = input.attachment;
-  const sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
+  let sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
+  if (sameFile && file && !first.deleted_at && first.attachment_id) {
+    const digest = createHash('sha256').update(Buffer.from(String(file.base64 ?? ''), 'base64')).digest();
+    sameFile = await messageRepository.attachmentDigestIs(em, first.attachment_id, digest);
+  }
   const parent = id(input.parentId);
   let sameThread = parent === null ? first.parent_id === null : first.parent_id !== null;
   if (sameThread && parent !== null && parent !== first.parent_id) sameThread = isId(parent) && (await messageRepository.byId(em, parent))?.parent_id === first.parent_id;
