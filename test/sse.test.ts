@@ -69,13 +69,16 @@ describe('SSE transport (/graphql/stream)', () => {
     const u = await signup(s.url);
     const get = (qs: string, headers: Record<string, string> = {}) =>
       fetch(`${streamUrl(s)}?query=${encodeURIComponent(ALL_MESSAGES)}${qs}`, { headers: { accept: 'text/event-stream', ...headers } });
-    const refused = async (res: Response) => {
+    const refused = async (res: Response, message: RegExp) => {
       expect(res.status).toBe(401);
-      expect(((await res.json()) as any).errors[0].extensions.code).toBe('UNAUTHENTICATED');
+      const e = ((await res.json()) as any).errors[0];
+      expect(e.extensions.code).toBe('UNAUTHENTICATED');
+      expect(e.message).toMatch(message);
     };
-    await refused(await get(''));
-    await refused(await get('&ticket=not-a-ticket'));
-    await refused(await get('', { authorization: 'Bearer not-a-token' }));
+    // Told to send a token when none came; told it is no good when one did.
+    await refused(await get(''), /^Send your bearer token/);
+    await refused(await get('&ticket=not-a-ticket'), /invalid, expired or revoked/);
+    await refused(await get('', { authorization: 'Bearer not-a-token' }), /invalid, expired or revoked/);
     // A ticket needs a signed-in caller.
     expect((await gql(s.url, TICKET)).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
 
@@ -84,7 +87,12 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(first.status).toBe(200);
     expect(first.headers.get('content-type')).toMatch(/^text\/event-stream/);
     await running(s, 'messageAdded', 1);
-    await refused(await get(`&ticket=${encodeURIComponent(ticket)}`));
+    await refused(await get(`&ticket=${encodeURIComponent(ticket)}`), /invalid, expired or revoked/);
+    // A body that is not JSON is told so, not answered with the parser's words.
+    const bad = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query": ' });
+    expect(bad.status).toBe(400);
+    const badError = ((await bad.json()) as any).errors[0];
+    expect([badError.extensions.code, badError.message]).toEqual(['BAD_USER_INPUT', 'The request body must be JSON: { "query": …, "variables": …, "operationName": … }.']);
     await first.body?.cancel();
     await running(s, 'messageAdded', 0);
   });

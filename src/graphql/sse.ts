@@ -171,7 +171,11 @@ function withCodes(body: string | null, status: number, statusText: string): str
     errors = undefined;
   }
   errors ??= [{ message: body || statusText || `HTTP ${status}` }];
-  for (const e of errors) if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
+  for (const e of errors) {
+    if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
+    // JSON.parse's own words (the body as received, a position): said as what to send instead.
+    else if (e.message && status === 400 && /JSON|Unexpected (token|end)/.test(e.message)) e.message = 'The request body must be JSON: { "query": …, "variables": …, "operationName": … }.';
+  }
   const code = status === 429 ? 'RATE_LIMITED' : 'BAD_USER_INPUT';
   return JSON.stringify({ errors: errors.map((e) => (e.extensions?.code ? e : { ...e, extensions: { ...e.extensions, code } })) });
 }
@@ -235,7 +239,11 @@ class StreamServer {
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
     const viewer = await this.opts.sessions.authenticate({ authorization: req.headers.authorization, ticket });
     if (!viewer) {
-      const e = new UnauthenticatedError('Send your bearer token in the Authorization header, or a ticket from mutation { streamTicket } as ?ticket=.');
+      const e = new UnauthenticatedError(
+        req.headers.authorization || ticket
+          ? 'Your token (or ticket) is invalid, expired or revoked; sign in again, or take a new ticket from mutation { streamTicket }.'
+          : 'Send your bearer token in the Authorization header, or a ticket from mutation { streamTicket } as ?ticket=.',
+      );
       return sendJson(res, 401, { errors: [this.deps.errors.format(e)] }, { 'www-authenticate': 'Bearer' });
     }
     // Every request here is a distinct connection, so any client that takes an event stream gets one

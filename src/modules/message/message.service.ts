@@ -348,7 +348,7 @@ export class MessageService {
     const em = typeof emOf === 'function' ? () => (forked ??= emOf()) : () => emOf;
     const clientMessageId = input.clientMessageId ?? null;
     if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
-      throw new BadUserInputError('clientMessageId must be 1 to 64 characters.', 'clientMessageId');
+      throw new BadUserInputError('clientMessageId must be 1 to 64 characters, without control characters.', 'clientMessageId');
     }
     if (clientMessageId) {
       const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
