@@ -124,6 +124,41 @@ describe('document limits', () => {
     expect(err.payload[0].message).toMatch(/^Items limit of 20000/);
   });
 
+  it('should cost a selection written with named or inline fragments as the same fields written in place', async () => {
+    const limits = documentLimits(loadEnv({ NODE_ENV: 'test', GRAPHQL_MAX_COST: '1' }));
+    const schema = await createSchema();
+    const found = (doc: string) => {
+      const checked = limits.check(schema, doc);
+      return Number(/found (\d+(?:\.\d+)?)/.exec('errors' in checked ? checked.errors[0].message : '')?.[1]);
+    };
+    const inline = '{ conversations(first: 20) { edges { node { id title lastMessage { id content sender { id username displayName } } } } } }';
+    const named = `{ conversations(first: 20) { edges { node { ...Row } } } }
+      fragment Row on Conversation { id title lastMessage { ...Message } } fragment Message on Message { id content sender { ...Label } } fragment Label on User { id username displayName }`;
+    const inlineFragments = '{ conversations(first: 20) { edges { node { ... on Conversation { id title lastMessage { ... { id content sender { id username displayName } } } } } } } }';
+    // graphql-armor counted each spread as a level (x1.5 each): a client's colocated fragments were refused where the same fields inline passed.
+    expect(found(inline)).toBeGreaterThan(1);
+    expect([found(named), found(inlineFragments)]).toEqual([found(inline), found(inline)]);
+  });
+
+  it("should count a list's items as a page's (nodes, pinned messages, mentions), and an interface's fragments as alternatives", async () => {
+    const limits = documentLimits(loadEnv({ NODE_ENV: 'test' }));
+    const schema = await createSchema();
+    const items = (doc: string) => {
+      const checked = limits.check(schema, doc);
+      return 'errors' in checked ? Number(/^Items limit of \d+ exceeded, found (\d+)/.exec(checked.errors[0].message)?.[1]) : 'passed';
+    };
+    const members = 'members(first: 100) { edges { node { id } } }';
+    const ids = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => `g:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`));
+    // Each conversation's 50 pins, each with a page of its group's members: a list under a list under a list.
+    expect(items(`query($ids: [ID!]!) { nodes(ids: $ids) { ... on Conversation { pinnedMessages { id group { ${members} } } } } }`)).toBe(100 + 100 * 50 + 100 * 50 * 100);
+    expect(items(`{ nodes(ids: ${ids(10)}) { ... on Conversation { pinnedMessages { id group { ${members} } } } } }`)).toBe(10 + 10 * 50 + 10 * 50 * 100);
+    const mentions = (alias: string) => `${alias}: history(conversation: { groupId: "00000000-0000-4000-8000-000000000000" }, last: 100) { edges { node { mentions { id } } } }`;
+    expect(items(`{ ${mentions('a')} }`)).toBe('passed');
+    expect(items(`{ ${['a', 'b', 'c', 'd'].map(mentions).join(' ')} }`)).toBe(4 * (100 + 100 * 50));
+    // A node is a Conversation or a Group, not both: 100 ids, each with one page of 100 members.
+    expect(items(`query($ids: [ID!]!) { nodes(ids: $ids) { ... on Conversation { group { ${members} } } ... on Group { ${members} } } }`)).toBe('passed');
+  });
+
   it('should refuse batched HTTP requests', async () => {
     const res = await fetch(s.url, {
       method: 'POST',

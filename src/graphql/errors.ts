@@ -85,8 +85,11 @@ export function createErrorFormatter(opts: {
       return { message: 'Service temporarily unavailable; try again shortly.', path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
     if (kind === 'input') {
-      // The contract speaks of bad input with one code; the parser's own stays as a detail.
-      return { ...formatted, message: limitMessage(formatted.message), extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(code && code !== 'INTERNAL_SERVER_ERROR' ? { reason: code } : {}) } };
+      // The contract speaks of bad input with one code; the parser's own stays as a detail (a
+      // document limit's as over WebSocket and SSE, GRAPHQL_LIMIT; graphql-js's "more that" fixed, as there).
+      const message = limitMessage(formatted.message).replace(/\bmore that (?=\d)/, 'more than ');
+      const reason = code === 'GRAPHQL_VALIDATION_FAILED' && /\blimit of \d/.test(message) ? 'GRAPHQL_LIMIT' : code;
+      return { ...formatted, message, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(reason && reason !== 'INTERNAL_SERVER_ERROR' ? { reason } : {}) } };
     }
     if (kind === 'known') {
       const { stacktrace: _s, ...extensions } = formatted.extensions ?? {};
