@@ -6,6 +6,7 @@ import { lobbyOf, signup } from './helpers/factories';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { holdNextMessagePublish } from './helpers/publish';
 import { sql } from './helpers/db';
+import { initialized } from './helpers/raw-socket';
 
 const TIMEOUT = 3;
 
@@ -120,6 +121,18 @@ describe('operations in flight at a stop', () => {
     await stopping;
     expect(await stored(s, 'in flight')).toBe(1);
     expect(await stored(s, 'too late')).toBe(0);
+  });
+
+  it('should not wait on a socket whose client stopped reading: it is cut, and the stop goes on to drain HTTP', async () => {
+    const s = await createTestServer();
+    const ada = await signup(s.url);
+    const stalled = await initialized(s.wsUrl, ada.token);
+    // A phone gone out of range: its side reads nothing more, and never answers the close.
+    (stalled.socket as unknown as { _socket: { pause(): void } })._socket.pause();
+    const started = Date.now();
+    await s.dispose();
+    // ws waited up to 30 s for its close handshake, and the stop with it.
+    expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it('should refuse with 503 a request read once HTTP began to drain, running nothing', async () => {

@@ -7,6 +7,9 @@ import { SocketRate } from '../shared/ratelimit';
 
 const OPEN = 1;
 
+
+/** How long stopping waits for the sockets it closed to answer the close before it cuts them. */
+const CLOSE_WAIT_MS = 1000;
 /**
  * A keep-alive round is spread over slices about this long (at most KEEPALIVE_SLICES a round):
  * pinging 5,000 sockets in one turn of the event loop took ~50 ms of writes, and their pongs as
@@ -286,7 +289,14 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     async dispose() {
       clearInterval(keepAlive);
       for (const client of wss.clients) client.close(1001, 'Going away');
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      // A peer that stopped reading never answers the close (a phone gone out of range): ws's close
+      // callback waited for it up to its own 30 s, and held the whole stop (HTTP not drained, then
+      // killed at SHUTDOWN_TIMEOUT with requests in flight; an outside probe). Those left after a
+      // moment are cut.
+      const closed = new Promise<void>((resolve) => wss.close(() => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+      await Promise.race([closed, late]).finally(() => clearTimeout(timer));
       for (const client of wss.clients) client.terminate();
     },
   };
