@@ -206,6 +206,15 @@ describe('accounts', () => {
     expect((await ok(gql(s.url, UPDATE, { u: `a.b_${process.pid}` }, u.token))).updateProfile.username).toBe(`a.b_${process.pid}`);
     const mod = await signup(s.url, { username: `mod_${process.pid}` });
     expect((await ok(gql(s.url, UPDATE, { u: `Mod_${process.pid}` }, mod.token))).updateProfile.username).toBe(`Mod_${process.pid}`);
+
+    // A lobby admin by name who renames away is a member again at once; the one who signs up under the freed name is the admin.
+    const lobbyRole = async (token: string) => (await ok(gql(s.url, '{ groups(first: 50) { edges { node { isLobby myRole } } } }', {}, token))).groups.edges.find((e: any) => e.node.isLobby).node.myRole;
+    const admin = await signup(s.url, { username: `ladmin_${process.pid}` });
+    expect(await lobbyRole(admin.token)).toBe('ADMIN');
+    await ok(gql(s.url, UPDATE, { u: `former_${process.pid}` }, admin.token));
+    expect(await lobbyRole(admin.token)).toBe('MEMBER');
+    const next = await signup(s.url, { username: `ladmin_${process.pid}` });
+    expect([await lobbyRole(next.token), await lobbyRole(admin.token)]).toEqual(['ADMIN', 'MEMBER']);
   });
 
   it('should find users by search with keyset paging', async () => {

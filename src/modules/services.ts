@@ -24,7 +24,7 @@ import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
 import { ContactIndex } from './presence/presence.contacts';
 import { presenceRepository } from './presence/presence.repository';
-import { presenceStoreChannel, routePresence } from './presence/presence.routing';
+import { presenceFollowsBlocks, presenceStoreChannel, routePresence } from './presence/presence.routing';
 import { PresenceVisibility } from './presence/presence.visibility';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
@@ -184,6 +184,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     }),
     onSignup: (em, user, outbox) => groups.joinLobby(em, user, outbox),
   });
+  auth.onRenamed((em, userId, from, to) => groups.renamed(em, userId, from, to));
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
@@ -203,7 +204,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     userDropped: (userId) => memberStates.forget(userId),
   });
 
-  const unroutePresence = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, logger: logger.child({ module: 'presence' }) }) : undefined;
+  const unroutePresence = contacts
+    ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, logger: logger.child({ module: 'presence' }) })
+    : presenceFollowsBlocks({ pubsub, presence, holds: (userId) => safety.holds(userId), logger: logger.child({ module: 'presence' }) });
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);

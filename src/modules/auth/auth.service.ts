@@ -37,6 +37,8 @@ async function matches(stored: string, password: string): Promise<boolean> {
 
 /** Work another feature does when an account goes away, inside the same transaction. */
 export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
+/** Runs after a rename committed, with the name before and after. */
+export type RenameHook = (em: EntityManager, userId: string, from: string, to: string) => Promise<void>;
 
 export interface AuthResult {
   token: string;
@@ -61,6 +63,7 @@ export class AuthService {
   /** tokenHash -> session, so a request costs no database round trip; revocations evict across instances. */
   private readonly cache = boundedLru<string, Viewer>({ max: CACHE_MAX, ttlMs: CACHE_TTL_MS });
   private readonly deletionHooks: AccountDeletionHook[] = [];
+  private readonly renameHooks: RenameHook[] = [];
   private off?: () => void;
   private dummyHash?: Promise<string>;
 
@@ -91,6 +94,10 @@ export class AuthService {
 
   onAccountDeleted(hook: AccountDeletionHook): void {
     this.deletionHooks.push(hook);
+  }
+
+  onRenamed(hook: RenameHook): void {
+    this.renameHooks.push(hook);
   }
 
   /** The viewer a token stands for, or null when it is unknown, revoked or expired. */
@@ -193,6 +200,7 @@ export class AuthService {
 
   async updateProfile(em: EntityManager, viewer: Viewer, input: { username?: string | null; displayName?: string | null }): Promise<User> {
     const user = await userRepository.account(em, viewer.userId);
+    const from = user.username;
     // Its own name again is no change (an account may hold a name made before today's rules).
     if (input.username !== undefined && input.username !== null && input.username !== user.username) {
       const username = validateUsername(input.username);
@@ -211,6 +219,7 @@ export class AuthService {
       if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
       throw e;
     }
+    if (user.username !== from) for (const hook of this.renameHooks) await hook(em, user.id, from, user.username);
     return user;
   }
 

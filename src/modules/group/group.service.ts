@@ -62,6 +62,20 @@ export class GroupService {
     return this.lobbyId ?? this.ensureLobby(em);
   }
 
+  /**
+   * A rename: an admin of the lobby by LOBBY_ADMINS who renamed away holds the name no more, and is
+   * a member again at once (the next start did it; until then they kept the rights, and whoever
+   * signed up under the freed name was made an admin too; an outside probe). Told as ROLE_CHANGED.
+   */
+  async renamed(em: EntityManager, userId: string, from: string, to: string): Promise<void> {
+    const role = this.lobbyRole(to);
+    if (role === this.lobbyRole(from)) return;
+    await transact(em, this.pubsub, async (tem, outbox) => {
+      const lobby = await groupRepository.byIdOrFail(tem, await this.lobby(tem));
+      if (await groupRepository.setRole(tem, lobby.id, userId, role)) this.event(outbox, 'ROLE_CHANGED', lobby, userId, null);
+    });
+  }
+
   /** Signup: every user is a lobby member from the start. */
   async joinLobby(em: EntityManager, user: User, outbox: Outbox): Promise<void> {
     const lobbyId = await this.lobby(em);
