@@ -319,6 +319,28 @@ describe('block', () => {
     expect((await ok(gql(s.url, STATUS, { id: bob.id }, alice.token))).userStatus).toEqual({ status: 'OFFLINE', lastSeenAt: null });
   });
 
+  it("should tell the blocker's presence subscriptions at once that the blocked user reads OFFLINE, and ONLINE again at the unblock, telling no one else", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const bobOnline = wsClient(s.wsUrl, bob.token);
+    await bobOnline.connected;
+    const WATCH = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status lastSeenAt user { id } } }';
+    const [all, named, other] = [await listen(s, alice, PRESENCE), await listen(s, alice, WATCH, { ids: [bob.id] }), await listen(s, carol, PRESENCE)];
+    await block(s, alice, bob);
+    await all.nth(1);
+    await named.nth(1);
+    expect(all.values.map((v) => [v.presenceChanged.user.id, v.presenceChanged.status])).toEqual([[bob.id, 'OFFLINE']]);
+    expect(named.values[0].presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null });
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    await all.nth(2);
+    await named.nth(2);
+    expect(all.values[1].presenceChanged).toMatchObject({ status: 'ONLINE', user: { id: bob.id } });
+    // Carol, who blocks no one, was told nothing of it (Bob never changed).
+    await sleep(100);
+    expect(other.values).toEqual([]);
+    await bobOnline.dispose();
+  });
+
   it("should leave a blocked user's read markers out of the blocker's readReceipts and readReceipt, and nobody else's", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
@@ -412,6 +434,7 @@ describeRedis('block across instances', () => {
     await ok(gql(a.url, 'mutation { logout }', {}, bob.token));
     await ok(gql(a.url, 'mutation { logout }', {}, dave.token));
     await eventually(() => presenceOnB.values.some((v) => v.presenceChanged.user.id === dave.id));
-    expect(presenceOnB.values.map((v) => v.presenceChanged.user.id)).not.toContain(bob.id);
+    // What reached her of Bob: each block's OFFLINE and the unblock's ONLINE, told on B of changes made through A; never his logout.
+    expect(presenceOnB.values.filter((v) => v.presenceChanged.user.id === bob.id).map((v) => v.presenceChanged.status)).toEqual(['OFFLINE', 'ONLINE', 'OFFLINE']);
   });
 });

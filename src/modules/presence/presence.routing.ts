@@ -27,6 +27,27 @@ export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boo
 }
 
 /**
+ * PRESENCE_VISIBILITY=everyone: a block hides the blocked user's presence from the blocker, so the
+ * blocker's subscriptions on this instance are told at once that they read OFFLINE (with no
+ * lastSeenAt); an unblock tells them the user as they are, when ONLINE. Before, nothing came until
+ * the user's next transition, and a client went on showing them as it last heard (an outside
+ * probe). In contacts mode a block ends the friendship, which is a contact lost (routePresence).
+ */
+export function presenceFollowsBlocks(d: { pubsub: PubSub; presence: PresenceService; holds: (userId: string) => boolean; logger: Logger }): () => void {
+  return d.pubsub.on(Topic.SafetyChanged, (p) => {
+    if (p.blockedId === undefined || !d.holds(p.userId)) return;
+    const [viewer, subject] = [p.userId, p.blockedId];
+    if (p.blocked) return d.pubsub.dispatchHere(Topic.PresenceChanged, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+    void d.presence
+      .statesFor(viewer, [subject])
+      .then(([s]) => {
+        if (s.status === 'ONLINE') d.pubsub.dispatchHere(Topic.PresenceChanged, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
+      })
+      .catch((e) => d.logger.debug({ err: e }, 'presence: an unblocked user’s status could not be read'));
+  });
+}
+
+/**
  * PRESENCE_VISIBILITY=contacts. Upstream, this instance takes the presence channel of every user a
  * local viewer may see (ContactIndex); here, a transition is handed to the explicit subscriptions
  * on that user and to the argument-less ones of the local viewers who may see them. Contacts follow

@@ -199,6 +199,11 @@ export class PubSub {
     }
   }
 
+  /** Hands an event to this instance's subscriptions of its topic as a publish would here (every local listener it is routed to); nothing crosses Redis. */
+  dispatchHere<T extends Topic>(topic: T, payload: TopicPayloads[T]): void {
+    this.hub.dispatch(topic, payload, undefined);
+  }
+
   /** Hands an event to this instance's subscriptions held under `keys` only; nothing crosses Redis. */
   deliverLocally<T extends Topic>(topic: T, keys: Iterable<string>, payload: TopicPayloads[T]): void {
     this.hub.dispatchTo(topic, keys, payload);
