@@ -368,6 +368,23 @@ describeNeeding('redis-server', tools.redisServer)('presence, accounts and sessi
     await eventually(async () => !(await gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token)).errors, 5000);
   }, 30_000);
 
+  it("should keep a HIDDEN user's lastSeenAt from everyone, and answer a heartbeat ONLINE, while the store can't be read", async () => {
+    const s = await createTestServer({ REDIS_URL: redis.url });
+    const [hidden, watcher] = [await signup(s.url), await signup(s.url)];
+    // A lastSeenAt in the database (a logout writes it), then hidden.
+    await ok(gql(s.url, 'mutation { logout }', {}, hidden.token));
+    const token = await login(s.url, hidden);
+    await ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, token));
+    await redis.stop();
+    try {
+      expect(await statusOf(s, watcher, hidden.id)).toEqual({ status: 'OFFLINE', lastSeenAt: null });
+      // The viewer is active, as their heartbeat shows: not told they are OFFLINE because the store is away.
+      expect((await ok(gql(s.url, 'mutation { heartbeat { status } }', {}, watcher.token))).heartbeat.status).toBe('ONLINE');
+    } finally {
+      await redis.start();
+    }
+  }, 30_000);
+
   it("should close another instance's socket of a token logged out while Redis was away, and refuse the token there, once Redis is back", async () => {
     const a = await createTestServer({ REDIS_URL: redis.url });
     const b = await createTestServer({ REDIS_URL: redis.url }, { clean: false });

@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { pgArray } from '../../shared/sql';
 
 /** Who counts as whose contact, and each user's presence visibility. */
 export const presenceRepository = {
@@ -50,6 +51,12 @@ export const presenceRepository = {
   async hiddenUserIds(em: EntityManager): Promise<string[]> {
     const rows: { id: string }[] = await em.execute(`select id from users where presence_visibility = 'HIDDEN'`);
     return rows.map((r) => r.id);
+  },
+
+  /** Of `userIds`, those HIDDEN (the database holds the choice; the store mirrors it). */
+  async hiddenAmong(em: EntityManager, userIds: readonly string[]): Promise<Set<string>> {
+    const rows: { id: string }[] = await em.execute("select id from users where id = any(?::uuid[]) and presence_visibility = 'HIDDEN'", [pgArray(userIds)]);
+    return new Set(rows.map((r) => r.id));
   },
 
   async presenceVisibilityOf(em: EntityManager, userId: string): Promise<string | null> {

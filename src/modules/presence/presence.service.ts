@@ -223,8 +223,10 @@ export class PresenceService {
     const now = Date.now();
     const last = this.touched.get(userId, sessionId ?? '');
     const seen = last !== undefined && now - last < this.touchEveryMs ? last : now;
-    if ((await this.touch(userId, sessionId, now)) && (await (this.pendingOf.get(userId) ?? true))) return { userId, status: 'ONLINE', lastSeenAt: new Date(seen) };
-    return (await this.states([userId]))[0];
+    const recorded = (await this.touch(userId, sessionId, now)) && (await (this.pendingOf.get(userId) ?? true));
+    // Not recorded, the store away: the viewer is active all the same, as this request shows (read
+    // back from the store that could not be reached, they were told they were OFFLINE; an outside probe).
+    return { userId, status: 'ONLINE', lastSeenAt: new Date(recorded ? seen : now) };
   }
 
   /** Logout of one session: OFFLINE unless another session is live (a socket, or activity within PRESENCE_TIMEOUT). */
@@ -331,12 +333,18 @@ export class PresenceService {
     return userIds.map((userId, i) => (may[i] ? shown[next++] : { userId, status: 'OFFLINE' as const, lastSeenAt: null }));
   }
 
-  /** Store state of each user; a store that cannot be reached reads as everyone offline (and the database's lastSeenAt). */
+  /**
+   * Store state of each user; a store that cannot be reached reads as everyone offline (and the
+   * database's lastSeenAt), HIDDEN as the database says (read as no one hidden, a HIDDEN user's
+   * lastSeenAt was shown to everyone while Redis was away; an outside probe), or everyone when it
+   * can't say either.
+   */
   private async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     try {
       return await this.store.read(userIds);
     } catch {
-      return { active: userIds.map(() => null), hidden: userIds.map(() => false) };
+      const hidden = await presenceRepository.hiddenAmong(this.em, userIds).catch(() => undefined);
+      return { active: userIds.map(() => null), hidden: userIds.map((u) => !hidden || hidden.has(u)) };
     }
   }
 
