@@ -275,6 +275,20 @@ describe('accounts', () => {
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
+
+  it('should answer a logout and a deleteAccount sent over a socket before closing that socket with 4403', async () => {
+    const s = await createTestServer();
+    for (const [query, variables] of [['mutation { logout }', {}], ['mutation($p: String!) { deleteAccount(password: $p) }', null]] as const) {
+      const u = await signup(s.url);
+      const w = wsClient(s.wsUrl, u.token);
+      await w.connected;
+      const answer = await w.client.iterate({ query, variables: variables ?? { p: u.password } }).next();
+      // Closed under it, the client saw only the close and could not tell it had succeeded.
+      expect(Object.values((answer.value as any).data)).toEqual([true]);
+      expect((await w.closed).code).toBe(4403);
+      expect(codeOf(await gql(s.url, '{ me { id } }', {}, u.token))).toBe('UNAUTHENTICATED');
+    }
+  });
 });
 
 describe('authenticated sockets', () => {

@@ -79,9 +79,35 @@ class ParleySocket extends SocketConnection implements SessionOwner {
     return !this.closed && this.op(id) === slot;
   }
 
+  /** Operations being run on it (a subscription while it is set up). */
+  answering = 0;
+  /** A close asked while one ran, made once the last one is answered (see endSession). */
+  private closing: string | undefined = undefined;
+
   endSession(why: SessionEnd): void {
     // graphql-ws clients reconnect with fresh connectionParams.
-    this.socket.close(CloseCode.Forbidden, why === 'expired' ? 'Token expired' : 'Forbidden');
+    const reason = why === 'expired' ? 'Token expired' : 'Forbidden';
+    // An operation of its own that ended the session (a logout, a deleted account) gets its answer
+    // first: closed under it, its client could not tell it succeeded (an outside probe, 10 of 10).
+    // Nothing new runs meanwhile (see operate), and the wait is short.
+    if (this.answering > 0) {
+      this.closing = reason;
+      setTimeout(() => this.closeNow(), ANSWER_BEFORE_CLOSE_MS).unref();
+      return;
+    }
+    this.socket.close(CloseCode.Forbidden, reason);
+  }
+
+  /** One of its operations was answered: a close asked meanwhile is made with the last. */
+  answered(): void {
+    if (--this.answering === 0) this.closeNow();
+  }
+
+  private closeNow(): void {
+    if (this.closing === undefined) return;
+    const reason = this.closing;
+    this.closing = undefined;
+    this.socket.close(CloseCode.Forbidden, reason);
   }
 }
 
@@ -130,6 +156,9 @@ export interface WebSocketDeps {
   /** Each operation answered (a subscription: once set up or refused), for the per-operation metrics. */
   onOperation?: (op: OperationRecord) => void;
 }
+
+/** How long a socket whose session ended waits for its running operations' answers before it closes. */
+const ANSWER_BEFORE_CLOSE_MS = 2000;
 
 /** How long stopping waits for the operations running on sockets before it closes them (part of SHUTDOWN_TIMEOUT). */
 const DRAIN_MS = 3000;
@@ -199,9 +228,13 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
       return sendMessage(conn.socket, { id, type: MessageType.Error, payload: refused });
     }
     const started = performance.now();
+    conn.answering++;
     const running = this.deps.inFlight.track(this.operate(conn, id, payload, limited));
     this.running.add(running);
-    const outcome = await running.finally(() => this.running.delete(running));
+    const outcome = await running.finally(() => {
+      this.running.delete(running);
+      conn.answered();
+    });
     // A new record: an outcome may be the operation's cached description itself.
     if (outcome) this.deps.onOperation?.({ name: outcome.name, type: outcome.type, rootFields: outcome.rootFields, code: outcome.code, seconds: (performance.now() - started) / 1000 });
   }
@@ -231,8 +264,10 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     const { socket } = conn;
     const session = conn.session!;
     const { errors } = this.deps;
-    // Between the token's expiry and the sweep that closes its socket, nothing more runs on it.
+    // Between the token's expiry and the sweep that closes its socket, nothing more runs on it; nor
+    // once its session was revoked (its close may wait for an operation's answer: see endSession).
     if (session.expired) return void socket.close(CloseCode.Forbidden, 'Token expired');
+    if (session.revoked) return void socket.close(CloseCode.Forbidden, 'Forbidden');
     if (conn.op(id)) {
       // A close reason is at most 123 bytes; a long id would make close() throw.
       const reason = `Subscriber for ${id} already exists`;
