@@ -385,6 +385,26 @@ describeNeeding('redis-server', tools.redisServer)('presence, accounts and sessi
     }
   }, 30_000);
 
+  it("should settle, once Redis is back, the OFFLINE of a user whose last socket closed while it was away", async () => {
+    const s = await createTestServer({ REDIS_URL: redis.url, PRESENCE_GRACE: '200ms' });
+    const [ada, watcher] = [await signup(s.url), await signup(s.url)];
+    const socket = wsClient(s.wsUrl, ada.token);
+    await socket.connected;
+    const seen = await listen(s, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status } }', { ids: [ada.id] });
+    await redis.stop({ save: true });
+    try {
+      await socket.dispose();
+      // The grace passes while the store is away: nothing can be settled.
+      await sleep(600);
+    } finally {
+      await redis.start();
+    }
+    // Back with its data: Ada is OFFLINE now, told once, not at the sweep (PRESENCE_TIMEOUT) as before.
+    await eventually(async () => (await statusOf(s, watcher, ada.id)).status === 'OFFLINE', 5000);
+    await seen.nth(1);
+    expect(seen.values.map((v) => v.presenceChanged.status)).toEqual(['OFFLINE']);
+  }, 30_000);
+
   it("should close another instance's socket of a token logged out while Redis was away, and refuse the token there, once Redis is back", async () => {
     const a = await createTestServer({ REDIS_URL: redis.url });
     const b = await createTestServer({ REDIS_URL: redis.url }, { clean: false });

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { sleep } from './graphql';
 import { sparePorts } from './ports';
@@ -21,9 +24,12 @@ export class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** Where it keeps its data between a stop({ save: true }) and the next start (a stop without it leaves none). */
+  private readonly dir = mkdtempSync(path.join(os.tmpdir(), 'parley-redis-'));
+
   async start(): Promise<void> {
     this.chosen ??= await sparePorts();
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const r = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       r.on('error', () => undefined);
@@ -40,11 +46,19 @@ export class OwnRedis {
     throw new Error(`redis-server did not start on ${this.port}`);
   }
 
-  async stop(): Promise<void> {
+  /** Stops it; with `save`, as a restart that keeps its data (the next start loads it). */
+  async stop(opts: { save?: boolean } = {}): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
+    if (opts.save) {
+      const r = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      r.on('error', () => undefined);
+      await r.connect();
+      await r.shutdown('SAVE').catch(() => undefined);
+      r.disconnect();
+    } else p.kill('SIGKILL');
     await exited;
+    if (!opts.save) rmSync(path.join(this.dir, 'dump.rdb'), { force: true });
   }
 }

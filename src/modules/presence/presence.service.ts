@@ -61,6 +61,8 @@ export class PresenceService {
   /** userId, sessionId -> open sockets on this instance. */
   private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
+  private readonly unsettled = new Map<string, number>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
   private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
   /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
@@ -127,7 +129,10 @@ export class PresenceService {
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
-    const reconnected = this.store.onReconnect?.(() => void this.refreshSockets());
+    const reconnected = this.store.onReconnect?.(() => {
+      void this.refreshSockets();
+      this.settleAgain();
+    });
     if (reconnected) this.off.push(reconnected);
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
@@ -298,14 +303,24 @@ export class PresenceService {
   }
 
   private async afterGrace(userId: string, closedAt: number): Promise<void> {
+    this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
     try {
       await this.activityFirst();
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() });
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
-      this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; the sweep will');
+      // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
+      this.unsettled.set(userId, closedAt);
+      this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; it will be once the store is back');
     }
+  }
+
+  /** Closed sockets whose OFFLINE could not be settled (the store away), settled again once it is back. */
+  private settleAgain(): void {
+    const users = [...this.unsettled];
+    this.unsettled.clear();
+    for (const [userId, closedAt] of users) void this.afterGrace(userId, closedAt);
   }
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */
