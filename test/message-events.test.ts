@@ -324,3 +324,31 @@ describe('message events behind their message', () => {
     w.client.dispose();
   });
 });
+
+describe("a new conversation's first message", () => {
+  it('should reach a socket before the group events that follow it (a leave, the deletion), not after', async () => {
+    const s = await createTestServer();
+    const [owner, member, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    for (const end of ['leave', 'delete'] as const) {
+      const g = await groupWith(s.url, owner, `First ${end}`, [member, watcher]);
+      const w = wsClient(s.wsUrl, watcher.token);
+      await w.connected;
+      const log: string[] = [];
+      const on = (query: string, line: (d: any) => string) => w.client.subscribe({ query }, { next: (r: any) => r.data && log.push(line(r.data)), error: () => undefined, complete: () => undefined });
+      on('subscription { messageAdded { content group { id } } }', (d) => `added ${d.messageAdded.content} ${d.messageAdded.group ? 'in its group' : 'in no group'}`);
+      on('subscription { groupEvent { kind groupId } }', (d) => (d.groupEvent.groupId === g ? d.groupEvent.kind : 'other'));
+      await running(s, 'messageAdded', 1);
+      await running(s, 'groupEvent', 1);
+      // The group's first message, then at once its sender leaves, or the owner deletes the group.
+      const sender = end === 'leave' ? member : owner;
+      await sendMessage(s.url, sender.token, { groupId: g, content: 'first' });
+      if (end === 'leave') await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, member.token));
+      else await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g }, owner.token));
+      await eventually(() => log.length >= 2);
+      await sleep(100);
+      expect(log.filter((l) => l !== 'other')).toEqual(['added first in its group', end === 'leave' ? 'MEMBER_LEFT' : 'DELETED']);
+      w.client.dispose();
+      await running(s, 'messageAdded', 0);
+    }
+  });
+});

@@ -33,6 +33,20 @@ describe('InOrder', () => {
     expect(out).toEqual(['#5', '#6', '#7']);
   });
 
+  it("should start a line at once from the first place there is (a new conversation's first message): nothing can come before it", () => {
+    const { out, order, pub } = line();
+    pub(1);
+    expect(out).toEqual(['#1']);
+    pub(2);
+    expect(out).toEqual(['#1', '#2']);
+    // Its channel's catch-up on its way: it waits for it as any line does.
+    order.holdOpening('c', 1000);
+    order.admit('other', 1, 'other #1', 'c');
+    expect(out).toEqual(['#1', '#2']);
+    order.releaseOpening('c');
+    expect(out).toEqual(['#1', '#2', 'other #1']);
+  });
+
   it('should hold an event until the one before it comes, and give the gap up after holdMs', () => {
     const { out, order, pub } = line();
     pub(1);
