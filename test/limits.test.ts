@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { Kind, print, visit, type DocumentNode } from 'graphql';
+import { getIntrospectionQuery, Kind, print, visit, type DocumentNode } from 'graphql';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { loadEnv } from '../src/config/env';
@@ -138,6 +138,19 @@ describe('document limits', () => {
     // graphql-armor counted each spread as a level (x1.5 each): a client's colocated fragments were refused where the same fields inline passed.
     expect(found(inline)).toBeGreaterThan(1);
     expect([found(named), found(inlineFragments)]).toEqual([found(inline), found(inline)]);
+  });
+
+  it('should figure each fragment once however often it is spread, and take an introspection query', async () => {
+    const limits = documentLimits(loadEnv({ NODE_ENV: 'test' }));
+    const schema = await createSchema();
+    // Each fragment spreads the next twice, 40 deep: 2^40 fields if each spread were expanded again.
+    const fragments = Array.from({ length: 40 }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`).join(' ');
+    const started = performance.now();
+    const checked = limits.check(schema, `{ ...F0 } ${fragments} fragment F40 on Query { me { id } }`);
+    expect(performance.now() - started).toBeLessThan(500);
+    expect('errors' in checked && checked.errors[0].message).toMatch(/^Query Cost limit of 5000 exceeded/);
+    // GraphiQL's own query (introspection costs nothing, as it did with graphql-armor).
+    expect('document' in limits.check(schema, getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true }))).toBe(true);
   });
 
   it("should count a list's items as a page's (nodes, pinned messages, mentions), and an interface's fragments as alternatives", async () => {

@@ -106,6 +106,7 @@ describe('operations in flight at a stop', () => {
     const lobby = await lobbyOf(s.url, ada.token);
     const w = wsClient(s.wsUrl, ada.token, undefined, { onNonLazyError: () => undefined });
     await w.connected;
+    const r = await initialized(s.wsUrl, ada.token);
     const hold = holdNextMessagePublish(s.services.pubsub);
     const first = w.client.iterate({ query: SEND, variables: { g: lobby, c: 'in flight' } });
     const answer = first.next();
@@ -115,9 +116,13 @@ describe('operations in flight at a stop', () => {
     // Sent once the stop began: refused, nothing run.
     const late = await w.client.iterate({ query: SEND, variables: { g: lobby, c: 'too late' } }).next().catch((e: unknown) => e);
     expect((late as any)[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+    // A subscription is left unanswered: a graphql-ws client sends it again once it reconnects (an error would end it).
+    r.send({ id: 'sub', type: 'subscribe', payload: { query: 'subscription { groupEvent { kind } }' } });
     hold.release();
     expect((await answer).value?.data?.sendMessage?.content).toBe('in flight');
     expect((await w.closed).code).toBe(1001);
+    expect((await r.closed).code).toBe(1001);
+    expect(r.messages.filter((m) => m.id === 'sub')).toEqual([]);
     await stopping;
     expect(await stored(s, 'in flight')).toBe(1);
     expect(await stored(s, 'too late')).toBe(0);

@@ -9,6 +9,7 @@ import {
   Kind,
   type ArgumentNode,
   type FieldNode,
+  type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLNamedType,
   type OperationDefinitionNode,
@@ -41,7 +42,7 @@ export function documentCostRule(maxCost: number, maxItems: number): ValidationR
       if (cost > maxCost) context.reportError(limitError(`Query Cost limit of ${maxCost} exceeded, found ${cost}.`));
       const root = context.getSchema().getRootType(operation.operation);
       if (!root) return;
-      const items = itemsOf(context, operation.selectionSet, root, 1, new Set());
+      const items = itemsOfOperation(context, operation, root);
       if (items > maxItems) {
         context.reportError(limitError(`Items limit of ${maxItems} exceeded, found ${items}: the sizes of the document's pages (first/last, a variable counted as ${PAGE_MAX}) and lists, each times those it sits in.`));
       }
@@ -56,64 +57,78 @@ const limitError = (message: string) => new GraphQLError(message, { extensions: 
  * fields cost what they would written in place. Armor counted each spread and inline fragment as a
  * level of its own (×1.5 each), so a client's colocated fragments (a sidebar's row, its message,
  * its sender) cost ten times the same fields inline and were refused at any page size.
+ * Introspection costs nothing, as with armor (GraphiQL's own query is about the limit).
  */
 function costOf(context: ValidationContext, operation: OperationDefinitionNode): number {
-  /** The fields a selection set holds, its fragments' included; `path` guards against a cycle (which validation refuses too). */
-  const fieldsOf = (set: SelectionSetNode, path: Set<string>, out: FieldNode[] = []): FieldNode[] => {
+  const spread = once(context, (fragment) => setCost(fragment.selectionSet));
+  /** What a selection set's fields cost: an object 2 and 1.5 times its own fields', a scalar 1. */
+  const setCost = (set: SelectionSetNode): number => {
+    let cost = 0;
     for (const node of set.selections) {
-      if (node.kind === Kind.FIELD) out.push(node);
-      else if (node.kind === Kind.INLINE_FRAGMENT) fieldsOf(node.selectionSet, path, out);
-      else {
-        const fragment = context.getFragment(node.name.value);
-        if (!fragment || path.has(node.name.value)) continue;
-        path.add(node.name.value);
-        fieldsOf(fragment.selectionSet, path, out);
-        path.delete(node.name.value);
-      }
+      if (node.kind === Kind.FIELD) {
+        if (node.name.value === '__schema' || node.name.value === '__type') continue;
+        cost += node.selectionSet ? OBJECT_COST + DEPTH_FACTOR * setCost(node.selectionSet) : SCALAR_COST;
+      } else if (node.kind === Kind.INLINE_FRAGMENT) cost += setCost(node.selectionSet);
+      else cost += spread(node.name.value);
     }
-    return out;
-  };
-  const of = (field: FieldNode): number => {
-    if (!field.selectionSet) return SCALAR_COST;
-    let cost = OBJECT_COST;
-    for (const child of fieldsOf(field.selectionSet, new Set())) cost += DEPTH_FACTOR * of(child);
     return cost;
   };
-  let cost = 0;
-  for (const field of fieldsOf(operation.selectionSet, new Set())) cost += of(field);
-  return cost;
+  return setCost(operation.selectionSet);
 }
 
 /**
- * Items the pages under `set` can hold, each counted `times` (the pages it sits in). Fragments on
- * other types than `type` (the members of an interface: `node`'s Conversation, Group, …) are
- * alternatives, one of which each object takes: the largest counts, not their sum.
+ * A fragment's figure, worked out once however often it is spread: expanded at each spread, a
+ * fragment spreading another twice, thirty deep, was a billion visits in one small document. One
+ * being worked out (a cycle, which validation refuses too) counts nothing more.
  */
-function itemsOf(context: ValidationContext, set: SelectionSetNode, type: GraphQLNamedType, times: number, path: Set<string>): number {
-  let items = 0;
-  const narrowed = new Map<string, number>();
-  const add = (on: GraphQLNamedType, n: number) => (on === type ? (items += n) : narrowed.set(on.name, (narrowed.get(on.name) ?? 0) + n));
-  for (const node of set.selections) {
-    if (node.kind === Kind.FIELD) {
-      const field = isObjectType(type) || isInterfaceType(type) ? type.getFields()[node.name.value] : undefined;
-      if (!field) continue;
-      const size = pageOf(node.arguments ?? [], field) ?? listOf(type.name, node, field);
-      if (size !== undefined) items += times * size;
-      if (node.selectionSet) items += itemsOf(context, node.selectionSet, getNamedType(field.type), times * (size ?? 1), path);
-    } else if (node.kind === Kind.INLINE_FRAGMENT) {
-      const on = node.typeCondition ? context.getSchema().getType(node.typeCondition.name.value) : type;
-      if (on) add(on, itemsOf(context, node.selectionSet, on, times, path));
-    } else {
-      const name = node.name.value;
-      const fragment = context.getFragment(name);
-      const on = fragment && context.getSchema().getType(fragment.typeCondition.name.value);
-      if (!fragment || !on || path.has(name)) continue;
-      path.add(name);
-      add(on, itemsOf(context, fragment.selectionSet, on, times, path));
-      path.delete(name);
+function once(context: ValidationContext, figure: (fragment: FragmentDefinitionNode) => number): (name: string) => number {
+  const known = new Map<string, number>();
+  return (name) => {
+    const seen = known.get(name);
+    if (seen !== undefined) return seen;
+    known.set(name, 0);
+    const fragment = context.getFragment(name);
+    const n = fragment ? figure(fragment) : 0;
+    known.set(name, n);
+    return n;
+  };
+}
+
+/** Items the pages and lists of an operation can hold (see documentCostRule). */
+function itemsOfOperation(context: ValidationContext, operation: OperationDefinitionNode, root: GraphQLNamedType): number {
+  const spread = once(context, (fragment) => {
+    const on = context.getSchema().getType(fragment.typeCondition.name.value);
+    return on ? itemsOf(fragment.selectionSet, on) : 0;
+  });
+  /**
+   * Items the pages and lists under `set` hold, for one `type` object. Fragments on other types
+   * than `type` (the members of an interface: `node`'s Conversation, Group, …) are alternatives, one
+   * of which each object takes: the largest counts, not their sum.
+   */
+  const itemsOf = (set: SelectionSetNode, type: GraphQLNamedType): number => {
+    let items = 0;
+    const narrowed = new Map<string, number>();
+    const add = (on: GraphQLNamedType, n: number) => (on === type ? (items += n) : narrowed.set(on.name, (narrowed.get(on.name) ?? 0) + n));
+    for (const node of set.selections) {
+      if (node.kind === Kind.FIELD) {
+        const field = isObjectType(type) || isInterfaceType(type) ? type.getFields()[node.name.value] : undefined;
+        if (!field) continue;
+        const size = pageOf(node.arguments ?? [], field) ?? listOf(type.name, node, field);
+        const inner = node.selectionSet ? itemsOf(node.selectionSet, getNamedType(field.type)) : 0;
+        // A page's items, each with what it holds.
+        items += size === undefined ? inner : size * (1 + inner);
+      } else if (node.kind === Kind.INLINE_FRAGMENT) {
+        const on = node.typeCondition ? context.getSchema().getType(node.typeCondition.name.value) : type;
+        if (on) add(on, itemsOf(node.selectionSet, on));
+      } else {
+        const fragment = context.getFragment(node.name.value);
+        const on = fragment && context.getSchema().getType(fragment.typeCondition.name.value);
+        if (on) add(on, spread(node.name.value));
+      }
     }
-  }
-  return items + Math.max(0, ...narrowed.values());
+    return items + Math.max(0, ...narrowed.values());
+  };
+  return itemsOf(operation.selectionSet, root);
 }
 
 /**

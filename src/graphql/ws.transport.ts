@@ -7,9 +7,8 @@ import { SocketRate } from '../shared/ratelimit';
 
 const OPEN = 1;
 
-
 /** How long stopping waits for the sockets it closed to answer the close before it cuts them. */
-const CLOSE_WAIT_MS = 1000;
+const CLOSE_WAIT_MS = 500;
 /**
  * A keep-alive round is spread over slices about this long (at most KEEPALIVE_SLICES a round):
  * pinging 5,000 sockets in one turn of the event loop took ~50 ms of writes, and their pongs as

@@ -161,7 +161,7 @@ export interface WebSocketDeps {
 const ANSWER_BEFORE_CLOSE_MS = 2000;
 
 /** How long stopping waits for the operations running on sockets before it closes them (part of SHUTDOWN_TIMEOUT). */
-const DRAIN_MS = 3000;
+const DRAIN_MS = 1500;
 
 /** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
 const OPEN_TIMEOUT_MS = 10_000;
@@ -224,6 +224,10 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
   /** Runs one operation and reports how it went (not when the frame was a protocol error that closed the socket). */
   async subscribe(conn: ParleySocket, id: string, payload: SubscribePayload, limited: boolean): Promise<void> {
     if (this.stopping) {
+      // A subscription is left unanswered: a graphql-ws client takes an error as its end, and sends
+      // one it got no answer for again once it reconnects (elsewhere). A query or mutation is told.
+      const prepared = this.deps.operations.prepare(payload.query, payload.operationName, payload.variables);
+      if (!isRefusal(prepared) && prepared.operation.operation === 'subscription') return;
       const refused = this.deps.errors.formatAll([new ServiceUnavailableError('The server is stopping; send it again (another instance will take it).')]);
       return sendMessage(conn.socket, { id, type: MessageType.Error, payload: refused });
     }
@@ -267,7 +271,11 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     // Between the token's expiry and the sweep that closes its socket, nothing more runs on it; nor
     // once its session was revoked (its close may wait for an operation's answer: see endSession).
     if (session.expired) return void socket.close(CloseCode.Forbidden, 'Token expired');
-    if (session.revoked) return void socket.close(CloseCode.Forbidden, 'Forbidden');
+    if (session.revoked) {
+      // Its close waits for another operation's answer (a logout's): refused, not closed under it.
+      if (conn.answering > 1) return failed(this.refuse(conn, id, [new GraphQLError('This session has ended; sign in again.', { extensions: { code: 'UNAUTHENTICATED' } })]));
+      return void socket.close(CloseCode.Forbidden, 'Forbidden');
+    }
     if (conn.op(id)) {
       // A close reason is at most 123 bytes; a long id would make close() throw.
       const reason = `Subscriber for ${id} already exists`;

@@ -37,7 +37,6 @@ const CHANNEL_COMMANDS: Record<string, 'first' | 'all'> = {
 /** Events that carry a channel, and how many of their first arguments are channels (pmessage: pattern and channel). */
 const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, smessage: 1, smessageBuffer: 1, pmessage: 2, pmessageBuffer: 2 };
 
-/** REDIS_KEY_PREFIX as this connection applies it ('' without one): for names a script builds itself. */
 /**
  * Calls `listener` each time `client` is ready again after losing its connection (not at its first
  * connection): what Redis published meanwhile never reached it. Returns the removal.
@@ -58,6 +57,7 @@ export function onReconnect(client: RedisClient, listener: () => void): () => vo
   };
 }
 
+/** REDIS_KEY_PREFIX as this connection applies it ('' without one): for names a script builds itself. */
 export function keyPrefixOf(conn: RedisClient): string {
   return (conn.options as { keyPrefix?: string }).keyPrefix ?? '';
 }

@@ -37,7 +37,7 @@ async function matches(stored: string, password: string): Promise<boolean> {
 
 /** Work another feature does when an account goes away, inside the same transaction. */
 export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
-/** Runs after a rename committed, with the name before and after. */
+/** Runs after a rename committed, with the name before and after; must not throw (the rename is done). */
 export type RenameHook = (em: EntityManager, userId: string, from: string, to: string) => Promise<void>;
 
 export interface AuthResult {

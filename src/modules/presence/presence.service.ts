@@ -11,6 +11,9 @@ import { BySession } from './presence.sessions';
 import { presenceRepository } from './presence.repository';
 import { PresenceVisibility, type VisibilityCache } from './presence.visibility';
 
+/** How long after the store is back closed sockets it could not settle are settled (see settleAgain). */
+const SETTLE_AGAIN_MS = 2000;
+
 export interface PresenceState {
   userId: string;
   status: 'ONLINE' | 'OFFLINE';
@@ -130,8 +133,9 @@ export class PresenceService {
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
     const reconnected = this.store.onReconnect?.(() => {
-      void this.refreshSockets();
-      this.settleAgain();
+      // Closed sockets are settled once every instance had a moment to tell the store its own
+      // again (a user connected elsewhere is not taken OFFLINE in between).
+      void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
     });
     if (reconnected) this.off.push(reconnected);
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
@@ -454,12 +458,16 @@ export class PresenceService {
     if (was === visibility) return;
     const hidden = visibility === 'HIDDEN';
     const active = await this.store.setHidden(viewerId, hidden);
+    // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
+    const undo = () => void this.store.setHidden(viewerId, !hidden).catch(() => undefined);
     const stored = await presenceRepository.setPresenceVisibility(em, viewerId, visibility).catch((e: unknown) => {
-      // The mirror goes back (best effort: the next start mends it from the database).
-      void this.store.setHidden(viewerId, !hidden).catch(() => undefined);
+      undo();
       throw e;
     });
-    if (!stored) throw new NotFoundError('User');
+    if (!stored) {
+      undo();
+      throw new NotFoundError('User');
+    }
     if (active === null) return;
     await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }

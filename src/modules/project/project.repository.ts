@@ -142,16 +142,16 @@ export const projectRepository = {
     return new Map(rows.map((r) => [r.id, r.username]));
   },
 
-  /**
-   * Each recipient's inbox lock, held to the transaction's end, taken in key order (so no two
-   * writers wait on each other): an inbox's entries are stamped and committed one writer at a time.
-   */
   /** The next change's place among the project's (under its row lock: in commit order). */
   async nextActionPosition(em: EntityManager, projectId: string): Promise<number> {
     const [row]: { action_seq: string }[] = await em.execute('update projects set action_seq = action_seq + 1 where id = ? returning action_seq', [projectId]);
     return Number(row.action_seq);
   },
 
+  /**
+   * Each recipient's inbox lock, held to the transaction's end, taken in key order (so no two
+   * writers wait on each other): an inbox's entries are stamped and committed one writer at a time.
+   */
   async lockInboxes(em: EntityManager, recipientIds: string[]): Promise<void> {
     await lockNames(em, recipientIds.map((id) => `inbox:${id}`));
   },
