@@ -72,11 +72,9 @@ export class RealtimeSessions {
     this.offRevoked = services.pubsub.on(Topic.SessionsRevoked, (p) => this.revoke(p.tokenHashes));
     // A revocation travels over Redis: one published while this instance was cut off from it never
     // comes (a logged-out token's socket stayed open for good; an outside probe). Back on Redis,
-    // every session is read again; and now and then anyway (a publish lost on the way).
-    this.offReconnect = services.pubsub.onReconnect(() => {
-      services.auth.forgetCached();
-      void this.recheck();
-    });
+    // every open session is checked (the auth cache is dropped by AuthService); and now and then
+    // anyway (a publish lost on the way).
+    this.offReconnect = services.pubsub.onReconnect(() => void this.recheck());
     this.recheckTimer = setInterval(() => void this.recheck(), RECHECK_MS).unref();
   }
 

@@ -87,9 +87,16 @@ export class AuthService {
   }
 
   start(): void {
-    this.off = this.pubsub.on(Topic.SessionsRevoked, (p) => {
+    const offRevoked = this.pubsub.on(Topic.SessionsRevoked, (p) => {
       for (const h of p.tokenHashes) this.cache.delete(h);
     });
+    // A revocation published while this instance was cut off from Redis never comes: back on it,
+    // every cached session is read again from the database at its next use.
+    const offReconnect = this.pubsub.onReconnect(() => this.cache.clear());
+    this.off = () => {
+      offRevoked();
+      offReconnect();
+    };
   }
 
   onAccountDeleted(hook: AccountDeletionHook): void {
@@ -134,11 +141,6 @@ export class AuthService {
       for (const h of await sessionRepository.stored(em, tokenHashes.slice(i, i + STORED_BATCH))) out.add(h);
     }
     return out;
-  }
-
-  /** Every cached session is read again from the database at its next use (after revocations may have been missed). */
-  forgetCached(): void {
-    this.cache.clear();
   }
 
   async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }): Promise<AuthResult> {
