@@ -1,4 +1,4 @@
-import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
+import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
 import { holdNextMessagePublish, holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
@@ -300,11 +300,10 @@ describe('message events behind their message', () => {
     // One socket, both subscriptions: the order of its frames is what a client applies.
     const w = wsClient(s.wsUrl, bob.token);
     await w.connected;
-    const log: string[] = [];
-    const on = (query: string, line: (d: any) => string) =>
-      w.client.subscribe({ query, variables: { c: { groupId: g } } }, { next: (r: any) => r.data && log.push(line(r.data)), error: () => undefined, complete: () => undefined });
-    on('subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', (d) => `added ${d.messageAdded.content}`);
-    on('subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind message { content } } }', (d) => `${d.messageEvent.kind} ${d.messageEvent.message.content}`);
+    const { log, on } = frameLog(w);
+    const c = { c: { groupId: g } };
+    on('subscription($c: ConversationInput) { messageAdded(conversation: $c) { content } }', (d) => `added ${d.messageAdded.content}`, c);
+    on('subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind message { content } } }', (d) => `${d.messageEvent.kind} ${d.messageEvent.message.content}`, c);
     await running(s, 'messageAdded', 1);
     await running(s, 'messageEvent', 1);
     await sendMessage(s.url, alice.token, { groupId: g, content: 'one' });
@@ -333,8 +332,7 @@ describe("a new conversation's first message", () => {
       const g = await groupWith(s.url, owner, `First ${end}`, [member, watcher]);
       const w = wsClient(s.wsUrl, watcher.token);
       await w.connected;
-      const log: string[] = [];
-      const on = (query: string, line: (d: any) => string) => w.client.subscribe({ query }, { next: (r: any) => r.data && log.push(line(r.data)), error: () => undefined, complete: () => undefined });
+      const { log, on } = frameLog(w);
       on('subscription { messageAdded { content group { id } } }', (d) => `added ${d.messageAdded.content} ${d.messageAdded.group ? 'in its group' : 'in no group'}`);
       on('subscription { groupEvent { kind groupId } }', (d) => (d.groupEvent.groupId === g ? d.groupEvent.kind : 'other'));
       await running(s, 'messageAdded', 1);

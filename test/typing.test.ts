@@ -1,6 +1,6 @@
 import { print } from 'graphql';
 import { randomUUID } from 'node:crypto';
-import { codeOf, eventually, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
+import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
 import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
@@ -88,10 +88,9 @@ describe('typing', () => {
     // One socket with both subscriptions, as a chat window holds them.
     const w = wsClient(s.wsUrl, bob.token);
     await w.connected;
-    const order: string[] = [];
-    const sink = (tag: string) => ({ next: () => void order.push(tag), error: () => undefined, complete: () => undefined });
-    w.client.subscribe({ query: EVENTS, variables: { c: { groupId: g } } }, sink('typing'));
-    w.client.subscribe({ query: MESSAGES, variables: { c: { groupId: g } } }, sink('message'));
+    const { log: order, on } = frameLog(w);
+    on(EVENTS, () => 'typing', { c: { groupId: g } });
+    on(MESSAGES, () => 'message', { c: { groupId: g } });
     await running(s, 'typing', 1);
     await running(s, 'messageAdded', 1);
     // A batch of typists answered at once, then a message, in one turn of the event loop.

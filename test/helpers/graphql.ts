@@ -133,6 +133,17 @@ interface Subscribing {
   subscribe(request: { query: string; variables?: Record<string, unknown> }, sink: { next(r: ExecutionResult<any>): void; error(e: unknown): void; complete(): void }): () => void;
 }
 
+/**
+ * Subscriptions on one socket whose results land in one log, in the order the socket got them (the
+ * order a client applies them): `on` adds one, `line` making each result's data a line of the log.
+ */
+export function frameLog(w: { client: Subscribing }): { log: string[]; on(query: string, line: (data: any) => string, variables?: Record<string, unknown>): void } {
+  const log: string[] = [];
+  const on = (query: string, line: (data: any) => string, variables?: Record<string, unknown>) =>
+    void w.client.subscribe({ query, variables }, { next: (r) => void (r.data && log.push(line(r.data))), error: () => undefined, complete: () => undefined });
+  return { log, on };
+}
+
 /** Subscribes (over a graphql-ws or graphql-sse client) and collects every `next` payload's data. */
 export function subscribe<T = any>(w: { client: Subscribing }, query: string, variables?: Record<string, unknown>): Subscription<T> {
   const values: T[] = [];
