@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { codeOf, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
@@ -154,11 +154,11 @@ describe('mentions', () => {
       await holder.query('begin');
       await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
       const first = sendMessage(s.url, alice.token, { groupId: g, content: `one @${bob.username}` });
-      await sleep(300);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%conversation_heads%'")).length;
+      await eventually(async () => (await waiting()) === 1);
       const second = sendMessage(other.url, carol.token, { groupId: g, content: `two @${bob.username}` });
-      await sleep(300);
-      // Both statements wait on the head's row.
-      expect(await sql(s.env.DATABASE_URL!, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%conversation_heads%'")).toHaveLength(2);
+      // Both statements wait on the head's row (the second behind the first).
+      await eventually(async () => (await waiting()) === 2);
       await holder.query('commit');
       await Promise.all([first, second]);
     } finally {

@@ -48,3 +48,18 @@ export const HOSTILE_STRINGS = [
   '\u0000nul',
   '<script>alert(1)</script>',
 ];
+
+/**
+ * Resolves once `n` other backends wait for a lock `holder` holds (a row it updated, a row it
+ * locked): what a test's sleep only hoped for, under any load. pg_locks is read live, so the
+ * holder's own open transaction can ask.
+ */
+export async function waitedOnBy(holder: pg.ClientBase, n = 1, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const { rows } = await holder.query<{ n: number }>('select count(distinct pid)::int as n from pg_locks where not granted and pg_backend_pid() = any(pg_blocking_pids(pid))');
+    if (rows[0].n >= n) return;
+    if (Date.now() > end) throw new Error(`${n} backend(s) did not come to wait on this transaction's locks within ${ms} ms (${rows[0].n} did)`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
