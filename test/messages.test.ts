@@ -210,6 +210,38 @@ describe('sending and history', () => {
     expect((await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' })).id).toBe(open.id);
   });
 
+  it("should answer a retry as a new send would for a sender who lost the conversation: nothing of what happened there since", async () => {
+    const s = await createTestServer();
+    const [owner, rita, ben, mary, pal] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "Closed door", isPrivate: true) { id } }', {}, owner.token))).createGroup.id;
+    for (const u of [rita, ben, mary]) await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g, u: u.id }, owner.token));
+    const RETRY = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id reactions { emoji } threadParticipants { id } pinnedBy { id } } }';
+    const sent = async (u: TestUser, key: string) => (await ok(gql(s.url, RETRY, { i: { groupId: g, content: `mine ${key}`, clientMessageId: key } }, u.token))).sendMessage;
+    const first = { rita: await sent(rita, 'r-1'), ben: await sent(ben, 'b-1') };
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g, u: rita.id }, owner.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id } }', { g, u: ben.id }, owner.token));
+    // What members did after they were gone.
+    for (const m of [first.rita.id, first.ben.id]) {
+      await sendMessage(s.url, mary.token, { groupId: g, parentId: m, content: 'said behind their back' });
+      await ok(gql(s.url, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "😂") { id } }', { m }, mary.token));
+      await ok(gql(s.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m }, mary.token));
+    }
+    for (const [u, key] of [[rita, 'r-1'], [ben, 'b-1']] as const) {
+      const fresh = await gql(s.url, RETRY, { i: { groupId: g, content: 'new' } }, u.token);
+      const retry = await gql(s.url, RETRY, { i: { groupId: g, content: `mine ${key}`, clientMessageId: key } }, u.token);
+      expect([codeOf(retry), retry.data?.sendMessage ?? null]).toEqual([codeOf(fresh), null]);
+      expect(codeOf(retry)).toBe('NOT_FOUND');
+    }
+    // A direct message's retry after the pair stopped being friends: refused as a new one is.
+    await befriend(s.url, rita, pal);
+    const dm = { toUserId: pal.id, content: 'between us', clientMessageId: 'd-1' };
+    await ok(gql(s.url, RETRY, { i: dm }, rita.token));
+    await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: pal.id }, rita.token));
+    const fresh = await gql(s.url, RETRY, { i: { ...dm, clientMessageId: null } }, rita.token);
+    expect(codeOf(fresh)).toBeDefined();
+    expect(codeOf(await gql(s.url, RETRY, { i: dm }, rita.token))).toBe(codeOf(fresh));
+  });
+
   it('should keep a message whose publish failed, and count the failure', async () => {
     const s = await createTestServer();
     const a = await signup(s.url);

@@ -80,7 +80,7 @@ export class MessageResolver {
   }
 
   @Authorized()
-  @Mutation(() => Boolean, { description: "Sender, or the group's owner. A tombstone stays: id, sender, createdAt." })
+  @Mutation(() => Boolean, { description: "Sender, or the group's owner or an admin (the lobby's admins too). A tombstone stays: id, sender, createdAt." })
   async deleteMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.edit.consume(me, 'You are deleting too fast; slow down.');

@@ -303,6 +303,16 @@ export class MessageService {
   }
 
   /**
+   * A retry is answered as a new send would be first: a sender no longer in the conversation (left,
+   * removed, banned, unfriended) gets its refusal, not the message as it stands now, with what
+   * others did there since (replies, reactions, pins: an outside probe, 8 of 8).
+   */
+  private async retried(em: EntityManager, viewerId: string, target: ConversationArgs, first: MessageRow, input: Parameters<typeof retryOf>[2]): Promise<MessageType> {
+    await this.conversation(em, viewerId, target, 'input');
+    return retryOf(em, first, input);
+  }
+
+  /**
    * A retry's answer, the message stored by the first try, published again if it is recent: the
    * first try's publish may never have happened (its instance died after the commit, or stopped
    * with Redis gone), and its client retried because it got no answer. Subscribers get it only
@@ -350,11 +360,11 @@ export class MessageService {
     if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
       throw new BadUserInputError('clientMessageId must be 1 to 64 characters, without control characters.', 'clientMessageId');
     }
+    const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     if (clientMessageId) {
       const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-      if (first) return this.replayed(first, await retryOf(em(), first, input));
+      if (first) return this.replayed(first, await this.retried(em(), viewerId, target, first, input));
     }
-    const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     const parentId = input.parentId ?? null;
     const also = parentId !== null && !!input.alsoInConversation;
     // Only a text with an '@' pays for mentions (a regular expression); @here and @all need the group first.
@@ -405,7 +415,7 @@ export class MessageService {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
         const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-        if (first) return retryOf(em(), first, input);
+        if (first) return this.retried(em(), viewerId, target, first, input);
       }
       throw e;
     }
