@@ -230,6 +230,40 @@ describeRedis('event routing', () => {
     });
   });
 
+  it('should deliver what was published while the instance was off Redis once it is back, in order and once, with no next message to show the gap', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo, cy] = [await signup(b.url), await signup(b.url), await signup(b.url)];
+      await befriend(b.url, ada, cy);
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Cut off' }, ada.token)).createGroup.id;
+      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+      const inGroup = await listenOn<any>(a, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: group });
+      const direct = await listen(a, cy);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'before' });
+      await sendMessage(b.url, ada.token, { toUserId: cy.id, content: 'dm before' });
+      await Promise.all([inGroup.nth(1), direct.nth(1)]);
+      const back = new Promise<void>((resolve) => {
+        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      // A is off Redis: what B publishes meanwhile never reaches it.
+      await proxy.cut();
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'away 1' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'away 2' });
+      await sendMessage(b.url, ada.token, { toUserId: cy.id, content: 'dm away' });
+      await proxy.restore();
+      await back;
+      // Nothing is sent after them: only the read-back brings them.
+      await Promise.all([inGroup.nth(3), direct.nth(2)]);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await sendMessage(b.url, ada.token, { toUserId: cy.id, content: 'dm after' });
+      await Promise.all([inGroup.nth(4), direct.nth(3)]);
+      await sleep(300);
+      expect(contents(inGroup.values)).toEqual(['before', 'away 1', 'away 2', 'after']);
+      expect(contents(direct.values)).toEqual(['dm before', 'dm away', 'dm after']);
+    });
+  });
+
   it('should deliver exactly once while members join and leave during a burst from two instances', async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });

@@ -39,15 +39,17 @@ const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, s
 
 /**
  * Calls `listener` each time `client` is ready again after losing its connection (not at its first
- * connection): what Redis published meanwhile never reached it. Returns the removal.
+ * connection), with when it was lost (ms): what Redis published meanwhile never reached it.
+ * Returns the removal.
  */
-export function onReconnect(client: RedisClient, listener: () => void): () => void {
-  let lost = false;
-  const onLost = () => (lost = true);
+export function onReconnect(client: RedisClient, listener: (lostAt: number) => void): () => void {
+  let lostAt: number | undefined;
+  const onLost = () => void (lostAt ??= Date.now());
   const onReady = () => {
-    if (!lost) return;
-    lost = false;
-    listener();
+    if (lostAt === undefined) return;
+    const at = lostAt;
+    lostAt = undefined;
+    listener(at);
   };
   client.on('close', onLost);
   client.on('ready', onReady);

@@ -360,6 +360,20 @@ export const messageRepository = {
     return em.execute(`${SELECT} where m.conversation_key = ? and m.created_at > ? and m.created_at < ? order by m.created_at, m.id limit ${limitLiteral(q.limit)}`, [key, q.after, q.before]);
   },
 
+  /**
+   * The messages of conversations `keys` and of users `users`' direct conversations stored since
+   * `since`, oldest first, at most `limit`: what an instance back on Redis reads for the channels
+   * it holds. The time index (BRIN) finds the recent range, whatever the number of channels.
+   */
+  async storedSince(em: EntityManager, q: { keys: readonly string[]; users: readonly string[]; since: Date; limit: number }): Promise<MessageRow[]> {
+    return em.execute(
+      `${SELECT} where m.created_at >= ? and m.pos is not null
+         and (m.conversation_key = any(?::text[]) or (m.group_id is null and m.project_id is null and (m.sender_id = any(?::uuid[]) or m.recipient_id = any(?::uuid[]))))
+       order by m.created_at, m.id limit ${limitLiteral(q.limit)}`,
+      [q.since, pgArray(q.keys), pgArray(q.users), pgArray(q.users)],
+    );
+  },
+
   async byId(em: EntityManager, id: string): Promise<MessageRow | null> {
     const rows: MessageRow[] = await em.execute(`${SELECT} where m.id = ?`, [id]);
     return rows[0] ?? null;

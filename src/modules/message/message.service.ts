@@ -11,7 +11,7 @@ import { conversationRepository, type SendGate } from '../conversation/conversat
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
 import { filterOf, groupConversation, scopeOf, type Conversation, type ConversationAccess, type ConversationArgs, type ConversationFilter } from '../conversation/conversation.access';
 import { KINDS } from '../conversation/conversation.mapper';
-import { groupKey, scopeKey } from '../conversation/conversation.keys';
+import { groupKey, KEY_PATTERN, scopeKey, userOfChannel } from '../conversation/conversation.keys';
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
@@ -34,6 +34,8 @@ const MAX_CONTENT = 4000;
  * nothing published in between is missed.
  */
 const CATCH_UP_MS = 5000;
+/** Messages an instance back on Redis reads for its channels at most (an outage of seconds holds far fewer). */
+const RECOVERY_MAX = 10_000;
 /**
  * How recent a message a send's retry finds stored is published again (see replayed): clients
  * retry within seconds; a line that passed its place drops the copy, but one started anew since
@@ -323,6 +325,23 @@ export class MessageService {
       await this.pubsub.publishSafe(Topic.MessageAdded, Object.assign(toMessagePayload(message), { pos: Number(first.pos), version: first.version, replay: true as const }));
     }
     return message;
+  }
+
+  /**
+   * What was stored on these channels (group, project and user channels) since `since`, as
+   * published: what an instance missed while it was off Redis (see PubSub.recoverFrom).
+   */
+  async storedOn(em: EntityManager, channels: readonly string[], since: Date): Promise<MessagePayload[]> {
+    const keys: string[] = [];
+    const users: string[] = [];
+    for (const c of channels) {
+      const user = userOfChannel(c);
+      if (user !== undefined) users.push(user);
+      else if (KEY_PATTERN.test(c)) keys.push(c);
+    }
+    if (!keys.length && !users.length) return [];
+    const rows = await messageRepository.storedSince(em, { keys, users, since, limit: RECOVERY_MAX });
+    return rows.map(readBack);
   }
 
   /**

@@ -23,7 +23,7 @@ export interface Broker {
   /** Unsubscribes every channel at once: the handler gets nothing more. Never throws, and never waits for Redis (it may be away). */
   close(): Promise<void>;
   /** Calls `listener` each time the subscriber connection is back after a loss (what was published meanwhile never came); returns its removal. */
-  onReconnect?(listener: () => void): () => void;
+  onReconnect?(listener: (lostAt: number) => void): () => void;
 }
 
 const ignore: MessageHandler = () => undefined;
@@ -99,7 +99,7 @@ export class RedisBroker implements Broker {
     if (all.length) void this.subscriber.unsubscribe(...all).catch(() => undefined);
   }
 
-  onReconnect(listener: () => void): () => void {
+  onReconnect(listener: (lostAt: number) => void): () => void {
     return onReconnect(this.subscriber, listener);
   }
 }

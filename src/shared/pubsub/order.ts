@@ -158,6 +158,12 @@ export class InOrder<E> {
     return last != null && pos > last;
   }
 
+  /** Whether line `key` has delivered up to `pos` (or past it). */
+  passed(key: string, pos: number): boolean {
+    const last = this.lines.get(key)?.last;
+    return last != null && pos <= last;
+  }
+
   /**
    * Puts `event` behind the one waiting at `pos` on line `key`, to be delivered right after it;
    * false when none waits there (delivered already, or not come yet), and the caller delivers it.
@@ -581,6 +587,18 @@ export class EventOrder {
     }
     const perUser = e.channel !== undefined && this.routes.userOfChannel(e.channel) !== undefined;
     return this.lines.behind(perUser ? `${m.conversationKey} ${e.channel}` : m.conversationKey, m.pos, e);
+  }
+
+  /**
+   * A message read back after this instance was off Redis (see PubSub.recoverFrom), as received on
+   * `channel`: to subscriptions, in its line's place, unless the line delivered it already; its
+   * own publish, if it comes after all, is dropped.
+   */
+  recovered(channel: string, payload: MessagePayload): void {
+    if (typeof payload.pos !== 'number') return;
+    const key = this.routes.userOfChannel(channel) !== undefined ? `${payload.conversationKey} ${channel}` : payload.conversationKey;
+    if (this.lines.passed(key, payload.pos)) return;
+    this.lines.admitCopy(key, payload.pos, { topic: Topic.MessageAdded, payload, channel, keyedOnly: true }, channel);
   }
 
   /** The channel was let go (see InOrder.forget). */
