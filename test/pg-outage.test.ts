@@ -3,6 +3,7 @@ import { createTestServer } from './helpers/server';
 import { lobbyOf, signup, attempt, sendMessage } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { proxiedDatabase } from './helpers/tcp-proxy';
+import { raw } from './helpers/raw-socket';
 
 const LOBBY = '{ groups(first: 100) { edges { node { id isLobby } } } }';
 
@@ -13,6 +14,9 @@ describe('PostgreSQL outage', () => {
       const s = await createTestServer({ DATABASE_URL: url });
       const base = s.url.replace('/graphql', '');
       const alice = await signup(s.url);
+      // Signed up on another instance: this one has not checked bob's token yet.
+      const other = await createTestServer({}, { clean: false });
+      const bob = await signup(other.url);
       const lobby = await lobbyOf(s.url, alice.token);
       await sendMessage(s.url, alice.token, { groupId: lobby, content: 'before' });
 
@@ -31,8 +35,20 @@ describe('PostgreSQL outage', () => {
         expect(codeOf(r)).toBe('SERVICE_UNAVAILABLE');
         expect(Object.values(r.data ?? {}).every((v) => v === null)).toBe(true);
       }
+      // A request whose token can't be checked fails before it runs: 503, as a load balancer reads it.
+      const unchecked = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bob.token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
+      expect([unchecked.status, ((await unchecked.json()) as any).errors?.[0]?.extensions?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      // A socket opened meanwhile, with a token this instance knows (its session can't load) or one
+      // it has not seen (it can't be checked): told to try again (1013, which graphql-ws clients
+      // retry), not 4500 or 4403, which end them for good.
+      for (const token of [alice.token, bob.token]) {
+        const socket = raw(s.wsUrl);
+        await socket.opened;
+        socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+        expect(await socket.closed).toEqual({ code: 1013, reason: 'Try again later' });
+      }
 
       await proxy.restore();
       // Back by itself: no restart, the same token, and nothing sent during the outage was stored.
@@ -44,4 +60,21 @@ describe('PostgreSQL outage', () => {
       await proxy.cut();
     }
   }, 60_000);
+
+  it('should answer /readyz 503 within a few seconds while PostgreSQL stalls (takes connections, answers nothing)', async () => {
+    const { proxy, url } = await proxiedDatabase();
+    try {
+      const s = await createTestServer({ DATABASE_URL: url });
+      const readyz = s.url.replace('/graphql', '/readyz');
+      expect((await fetch(readyz)).status).toBe(200);
+      proxy.hold();
+      const started = Date.now();
+      expect((await fetch(readyz)).status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(5000);
+      proxy.release();
+      await eventually(async () => (await fetch(readyz)).status === 200, 10_000);
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
 });

@@ -17,6 +17,8 @@ export interface Database {
 
 // Any constant shared by all instances: only one of them migrates at a time.
 const MIGRATION_LOCK = 7_320_001;
+/** How long /readyz waits for PostgreSQL to answer `select 1` before it calls the database unavailable. */
+const PING_TIMEOUT_MS = 3000;
 
 /** A connection URL with its password masked, for logs and messages. */
 export function maskUrl(url: string): string {
@@ -87,11 +89,16 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
     kind: embedded ? 'embedded' : 'external',
     displayUrl: maskUrl(clientUrl),
     async ping() {
+      // A server that stalls (accepts, never answers) is not ready either: /readyz answered 200
+      // after a 59 s stall instead of 503 during it (an outside probe).
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<false>((resolve) => (timer = setTimeout(resolve, PING_TIMEOUT_MS, false)));
       try {
-        await orm.em.execute('select 1');
-        return true;
+        return await Promise.race([orm.em.execute('select 1').then(() => true), stalled]);
       } catch {
         return false;
+      } finally {
+        clearTimeout(timer);
       }
     },
     async dispose() {

@@ -11,12 +11,12 @@ const INTERNAL = 'Internal server error';
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
 
 /** Errors that mean PostgreSQL or Redis is away, not that the request was wrong. */
-function isDependencyDown(e: unknown): boolean {
+export function isDependencyDown(e: unknown): boolean {
   if (e instanceof ConnectionException) return true;
   const msg = e instanceof Error ? e.message : '';
   const code = (e as { code?: string })?.code ?? '';
   return (
-    /Knex: Timeout acquiring a connection|Connection terminated|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request/.test(
+    /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request/.test(
       msg,
     ) ||
     ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '08006', '08001'].includes(code)

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
+import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
 import { BodyTooLargeError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
@@ -11,6 +12,7 @@ import { publicOrigin } from '../modules/message/attachment.links';
 import type { Services } from '../modules/services';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
+import { isDependencyDown } from './errors';
 import type { FastPath } from './fast-path';
 import { anonymousBodyLimit, documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp } from './limits';
 
@@ -55,7 +57,11 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
         // Asked again when the body took a while (the token is checked before it is read, for its
         // size limit): a token revoked meanwhile must not run the operation. A cache lookup.
         if (authenticating && performance.now() - authenticatedAt > REAUTHENTICATE_AFTER_MS) authenticating = undefined;
-        const viewer = await authenticate();
+        // A token that can't be checked (PostgreSQL away) is the server's trouble: 503, as the
+        // drain answers, not the 500 of a failed context (an outside probe).
+        const viewer = await authenticate().catch((e) => {
+          throw isDependencyDown(e) ? new GraphQLError('Service temporarily unavailable; try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503 } } }) : e;
+        });
         if (token && !viewer) throw invalidTokenError();
         if (viewer) void services.presence.touch(viewer.userId, viewer.sessionId);
         const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;

@@ -10,7 +10,7 @@ import type { Services } from '../modules/services';
 import { RateLimitedError, ServiceUnavailableError } from '../shared/errors';
 import type { OperationRecord } from '../shared/metrics';
 import type { SocketRate } from '../shared/ratelimit';
-import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
+import { isDependencyDown, operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
 import { anonymousBodyLimit, type DocumentLimits } from './limits';
@@ -165,6 +165,8 @@ const DRAIN_MS = 1500;
 
 /** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
 const OPEN_TIMEOUT_MS = 10_000;
+/** The close of a socket that could not open for a reason of the server's (a dependency away, slow): graphql-ws clients retry it. */
+const TRY_AGAIN = [1013, 'Try again later'] as const;
 
 /**
  * Parley's side of graphql-transport-ws, as the hooks ws.transport.ts calls: a socket
@@ -186,20 +188,31 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     // The first one given: an empty one (a client's unset header) is none, and the next is read.
     const authorization = [params.authorization, params.Authorization, params.token, conn.authorization].find((v) => v !== undefined && v !== null && v !== '');
     conn.authorization = undefined;
-    const viewer = await this.deps.sessions.authenticate({ authorization }).catch(() => null);
-    if (conn.closed) return;
-    if (!viewer) return [CloseCode.Forbidden, 'Forbidden'];
-    const session = this.deps.sessions.start(conn, viewer, conn.ip, conn.origin);
-    // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
-    conn.session = session;
-    // 1013 (try again later), which graphql-ws clients retry with back-off; 4429 would be fatal to them.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
-    const opened = await Promise.race([session.open(), late]).finally(() => clearTimeout(timer));
-    // Not open in time (its channels wait on Redis, away): told to come back, not left without an ack (the close hook undoes what was taken).
-    if (opened === 'late') return [1013, 'Try again later'];
-    if (!opened) return [1013, 'Too many connections'];
-    if (!(await this.deps.sessions.stillValid(viewer))) return [CloseCode.Forbidden, 'Forbidden'];
+    // 1013 (try again later) for what is not the client's fault, which graphql-ws clients retry
+    // with back-off: 4403 or 4500 end them for good (4429 too). A socket opened while PostgreSQL
+    // was away was closed 4500 (4403 for a token not cached), and its client never came back (an
+    // outside probe: 24 of 24); it is told to try again.
+    try {
+      const viewer = await this.deps.sessions.authenticate({ authorization }).catch((e) => {
+        if (isDependencyDown(e)) throw e;
+        return null;
+      });
+      if (conn.closed) return;
+      if (!viewer) return [CloseCode.Forbidden, 'Forbidden'];
+      const session = this.deps.sessions.start(conn, viewer, conn.ip, conn.origin);
+      // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
+      conn.session = session;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
+      const opened = await Promise.race([session.open(), late]).finally(() => clearTimeout(timer));
+      // Not open in time (its channels wait on Redis, away): told to come back, not left without an ack (the close hook undoes what was taken).
+      if (opened === 'late') return TRY_AGAIN;
+      if (!opened) return [1013, 'Too many connections'];
+      if (!(await this.deps.sessions.stillValid(viewer))) return [CloseCode.Forbidden, 'Forbidden'];
+    } catch (e) {
+      if (isDependencyDown(e)) return TRY_AGAIN;
+      throw e;
+    }
   }
 
   /** Operations being run or set up on any socket (see drain). */

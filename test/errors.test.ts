@@ -1,0 +1,22 @@
+import { GraphQLError } from 'graphql';
+import { createErrorFormatter } from '../src/graphql/errors';
+import type { Logger } from '../src/shared/logger';
+
+describe('error shaping', () => {
+  const logged: unknown[] = [];
+  const format = createErrorFormatter({ production: true, logger: { error: (o: unknown) => logged.push(o) } as unknown as Logger });
+  const shaped = (e: Error) => format(new GraphQLError(e.message, { originalError: e }).toJSON(), e);
+
+  it('should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away', () => {
+    const connectTimeout = new Error('timeout expired'); // pg's own, when a new connection gets no answer (a stalled server)
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const pool = new Error('Knex: Timeout acquiring a connection. The pool is probably full.');
+    for (const e of [connectTimeout, refused, pool]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    expect(logged).toEqual([]);
+  });
+
+  it('should mask and log what it does not know', () => {
+    expect(shaped(new Error('a statement timeout expired somewhere')).extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR' });
+    expect(logged).toHaveLength(1);
+  });
+});
