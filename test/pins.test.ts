@@ -10,6 +10,18 @@ const PINNED = 'query($c: ConversationInput!) { conversation(conversation: $c) {
 const EVENTS = 'subscription($c: ConversationInput) { messageEvent(conversation: $c) { kind conversationId message { id pinnedAt pinnedBy { id } } } }';
 
 describe('pins', () => {
+  it('should deliver a new message with pinnedAt null without asking the database for its pin', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ada, 'Pins live', [bo]);
+    const sub = await listen(s, bo, 'subscription { messageAdded { content pinnedAt pinnedBy { id } } }');
+    const asked = jest.spyOn(s.services.pins, 'pinsOf');
+    for (let i = 0; i < 3; i++) await sendMessage(s.url, ada.token, { groupId: g, content: `fresh ${i}` });
+    await sub.nth(3);
+    expect(sub.values.map((v) => v.messageAdded)).toEqual([0, 1, 2].map((i) => ({ content: `fresh ${i}`, pinnedAt: null, pinnedBy: null })));
+    expect(asked).not.toHaveBeenCalled();
+  });
+
   it('should let any member of a group pin and unpin, tell every messageEvent subscriber, and list pins newest first', async () => {
     const s = await createTestServer();
     const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

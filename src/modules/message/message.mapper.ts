@@ -53,7 +53,9 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
     // A new message's thread is empty, its mentions are carried: neither costs a subscriber a load.
     participants: p.thread?.participants ? p.thread.participants.map(payloadToUserType) : p.version === undefined ? [] : undefined,
   };
+  // A new message is not pinned: a subscription selecting pinnedAt read it from the database once per event, and fell behind the sidebar's rows (an outside probe).
   if (p.pin !== undefined) m.pin = p.pin && { at: new Date(p.pin.at), byId: p.pin.byId };
+  else if (p.version === undefined) m.pin = null;
   if (p.mentions) m.mentionList = p.mentions.map(payloadToUserType);
   else if (p.version === undefined) m.mentionList = [];
   return m;
