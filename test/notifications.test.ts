@@ -219,6 +219,8 @@ describe('notifications', () => {
     expect(toMentions.find((e) => e.kind === 'FRIEND_REQUEST')).toMatchObject({ conversationId: null, sender: { id: a.id }, count: 1 });
     expect(toMentions.find((e) => e.kind === 'PROJECT_ACTION')!.conversationId).toMatch(/^p:/);
     expect(receiver.of(none.id)).toEqual([]);
+    // Every event delivered was counted as written to the outbox, the friend requests' and project actions' too.
+    await eventually(async () => (await metric(s, 'parley_webhook_events_queued_total')) >= (await metric(s, 'parley_webhook_events_delivered_total')), 3000);
 
     // Back to ALL: the group's plain messages reach them again.
     await ok(gql(s.url, SET_LEVEL, { level: 'ALL' }, none.token));

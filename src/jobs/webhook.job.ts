@@ -54,7 +54,8 @@ export function webhookJob(services: Services, metrics?: Metrics) {
   loop(TAIL_EVERY_MS, async () => {
     try {
       const r = await n.tailMessages();
-      if (r?.queued) metrics?.webhooks.queued.inc(r.queued);
+      const queued = (r?.queued ?? 0) + n.takeWritten();
+      if (queued) metrics?.webhooks.queued.inc(queued);
       return !!r?.more;
     } catch (e) {
       warn(e, 'notification tail failed; the cursor stays, the next round reads the same messages');

@@ -98,6 +98,8 @@ export class NotificationService {
   private readonly presence: PresenceService;
   private readonly env: NotificationServiceDeps['env'];
   private readonly logger: Logger;
+  /** See takeWritten. */
+  private written = 0;
 
   constructor(deps: NotificationServiceDeps) {
     this.em = deps.orm.em.fork() as EntityManager;
@@ -260,7 +262,14 @@ export class NotificationService {
   private async writeNow(em: EntityManager, events: Omit<NewEvent, 'id' | 'count' | 'createdAt' | 'lastAt'>[]): Promise<void> {
     if (!events.length) return;
     const due = this.env.PRESENCE_GRACE + SETTLE_SECONDS + 2 * TAIL_ROUND_SECONDS;
-    await repo.write(em, events.map((e) => ({ ...e, id: randomUUID(), count: 1, createdAt: null, lastAt: null })), 0, due);
+    this.written += await repo.write(em, events.map((e) => ({ ...e, id: randomUUID(), count: 1, createdAt: null, lastAt: null })), 0, due);
+  }
+
+  /** Events written outside the message tail (friend requests, project actions, invitations) since last asked: the job counts them with the tail's. */
+  takeWritten(): number {
+    const n = this.written;
+    this.written = 0;
+    return n;
   }
 
   /**
