@@ -155,7 +155,7 @@ describe('mentions', () => {
       await holder.query('begin');
       await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
       const first = sendMessage(s.url, alice.token, { groupId: g, content: `one @${bob.username}` });
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%conversation_heads%'")).length;
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%conversation_heads%'")).length;
       await eventually(async () => (await waiting()) === 1);
       const second = sendMessage(other.url, carol.token, { groupId: g, content: `two @${bob.username}` });
       // Both statements wait on the head's row (the second behind the first).

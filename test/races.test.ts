@@ -193,7 +193,7 @@ describe('races', () => {
       expect(left).toEqual({ p: 0, g: 0, inbox: 0 });
     }
     expect(refused).toBeGreaterThan(0);
-  });
+  }, 120_000);
 
   it("should leave no request, friendship, invitation, membership or project of an account whose deletion was under way", async () => {
     const s = await createTestServer();

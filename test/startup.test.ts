@@ -185,7 +185,8 @@ describe('npm scripts', () => {
     const port = await sparePorts();
     // `npm run` forwards the signal to its script's shell; the script execs node so that node gets it
     // (a shell running node as its child kept the server up, and the next start found its ports taken).
-    const npm = spawn('npm', ['run', '-s', 'dev'], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_PRETTY: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group of its own: a server npm left behind is killed with it after the test.
+    const npm = spawn('npm', ['run', '-s', 'dev'], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_PRETTY: 'false' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     npm.stdout.on('data', (d) => (out += d));
     const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
@@ -205,7 +206,11 @@ describe('npm scripts', () => {
       }
       expect(stillUp).toBe(false);
     } finally {
-      npm.kill('SIGKILL');
+      try {
+        process.kill(-npm.pid!, 'SIGKILL');
+      } catch {
+        // Gone already, the whole group.
+      }
     }
   }, 90_000);
 });

@@ -189,9 +189,9 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     const authorization = [params.authorization, params.Authorization, params.token, conn.authorization].find((v) => v !== undefined && v !== null && v !== '');
     conn.authorization = undefined;
     // 1013 (try again later) for what is not the client's fault, which graphql-ws clients retry
-    // with back-off: 4403 or 4500 end them for good (4429 too). A socket opened while PostgreSQL
-    // was away was closed 4500 (4403 for a token not cached), and its client never came back (an
-    // outside probe: 24 of 24); it is told to try again.
+    // with back-off: 4500 (and 4429) end them for good, and 4403 the client docs/CLIENTS.md
+    // shows (a refused token). A socket opened while PostgreSQL was away was closed 4500 (4403
+    // for a token not cached), and its client never came back (an outside probe: 24 of 24).
     try {
       const viewer = await this.deps.sessions.authenticate({ authorization }).catch((e) => {
         if (isDependencyDown(e)) throw e;
