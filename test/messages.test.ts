@@ -231,6 +231,8 @@ describe('sending and history', () => {
       const retry = await gql(s.url, RETRY, { i: { groupId: g, content: `mine ${key}`, clientMessageId: key } }, u.token);
       expect([codeOf(retry), retry.data?.sendMessage ?? null]).toEqual([codeOf(fresh), null]);
       expect(codeOf(retry)).toBe('NOT_FOUND');
+      // Another message under the key is still CONFLICT, as API.md has it, before who may send.
+      expect(codeOf(await gql(s.url, RETRY, { i: { groupId: g, content: 'something else', clientMessageId: key } }, u.token))).toBe('CONFLICT');
     }
     // A direct message's retry after the pair stopped being friends: refused as a new one is.
     await befriend(s.url, rita, pal);

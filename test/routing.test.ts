@@ -234,20 +234,24 @@ describeRedis('event routing', () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl });
       const b = await createTestServer({}, { clean: false });
-      const [ada, bo, cy] = [await signup(b.url), await signup(b.url), await signup(b.url)];
+      const [ada, bo, cy, dan] = [await signup(b.url), await signup(b.url), await signup(b.url), await signup(b.url)];
       await befriend(b.url, ada, cy);
       const group = (await request(b.url, CreateGroupDocument, { name: 'Cut off' }, ada.token)).createGroup.id;
       await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-      const inGroup = await listenOn<any>(a, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: group });
+      await request(b.url, JoinGroupDocument, { groupId: group }, dan.token);
+      const GROUP_ADDED = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }';
+      const inGroup = await listenOn<any>(a, bo, GROUP_ADDED, { g: group });
+      const removed = await listenOn<any>(a, dan, ALL_MESSAGES);
       const direct = await listen(a, cy);
       await sendMessage(b.url, ada.token, { groupId: group, content: 'before' });
       await sendMessage(b.url, ada.token, { toUserId: cy.id, content: 'dm before' });
-      await Promise.all([inGroup.nth(1), direct.nth(1)]);
+      await Promise.all([inGroup.nth(1), direct.nth(1), removed.nth(1)]);
       const back = new Promise<void>((resolve) => {
         const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
       });
-      // A is off Redis: what B publishes meanwhile never reaches it.
+      // A is off Redis: what B publishes meanwhile never reaches it, Dan's removal included.
       await proxy.cut();
+      await ok(gql(b.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: dan.id }, ada.token));
       await sendMessage(b.url, ada.token, { groupId: group, content: 'away 1' });
       await sendMessage(b.url, ada.token, { groupId: group, content: 'away 2' });
       await sendMessage(b.url, ada.token, { toUserId: cy.id, content: 'dm away' });
@@ -261,6 +265,35 @@ describeRedis('event routing', () => {
       await sleep(300);
       expect(contents(inGroup.values)).toEqual(['before', 'away 1', 'away 2', 'after']);
       expect(contents(direct.values)).toEqual(['dm before', 'dm away', 'dm after']);
+      // Read again once A is back: Dan's removal holds there too, for what was read back and what came after.
+      expect(contents(removed.values)).toEqual(['before']);
+    });
+  });
+
+  it("should bring other instances' subscribers what an instance stored while it could not publish, once it is back on Redis", async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo] = [await signup(b.url), await signup(b.url)];
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Cut off, sending' }, ada.token)).createGroup.id;
+      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: group });
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'before' });
+      await onB.nth(1);
+      const back = new Promise<void>((resolve) => {
+        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      // A can't publish: its sends are stored and answered, and B hears nothing of them.
+      await proxy.cut();
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'stored, not published' });
+      await proxy.restore();
+      await back;
+      // Nothing is sent after it: A's replay brings it.
+      await onB.nth(2);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await onB.nth(3);
+      await sleep(300);
+      expect(contents(onB.values)).toEqual(['before', 'stored, not published', 'after']);
     });
   });
 

@@ -4,6 +4,9 @@ import { Topic, type MembershipChangedPayload } from '../../shared/pubsub/topics
 type Scope = MembershipChangedPayload['scope'];
 type Loader = (userId: string) => Promise<string[]>;
 
+/** Users whose memberships a resync reads at once. */
+const RESYNC_CONCURRENCY = 8;
+
 /** One user's memberships. Held per connected user, so nothing is kept that isn't needed: no empty sets, no settled promise. */
 interface Entry {
   refs: number;
@@ -104,6 +107,40 @@ export class MembershipIndex {
       this.release(userId, entry);
       throw err;
     }
+  }
+
+  /**
+   * Reads every tracked user's memberships again, and applies what changed: changes are told over
+   * Redis, so those made while this instance was off it never came, and a user removed or banned
+   * meanwhile still got the group's messages here (a review of the read-back after an outage).
+   * Changes that arrive while a user's read is in flight are applied over it, as at track().
+   */
+  async resync(): Promise<void> {
+    const users = [...this.users.entries()].filter(([, e]) => !e.pending);
+    let next = 0;
+    const worker = async () => {
+      while (next < users.length) {
+        const [userId, e] = users[next++];
+        if (this.users.get(userId) !== e || e.pending) continue;
+        e.pending = [];
+        try {
+          const [groups, projects] = await Promise.all([this.loaders.group(userId), this.loaders.project(userId)]);
+          if (this.users.get(userId) !== e) continue;
+          for (const [scope, now] of [['group', groups], ['project', projects]] as const) {
+            const was = e[scope] ?? [];
+            const changes = [...was.filter((id) => !now.includes(id)).map((id) => ({ id, member: false })), ...now.filter((id) => !was.includes(id)).map((id) => ({ id, member: true }))];
+            for (const c of changes) this.apply(userId, e, { scope, id: c.id, changes: [{ userId, member: c.member }] }, 'join');
+          }
+        } catch {
+          // The database is away too: the next reconnect, or the user's next connection, reads it.
+        } finally {
+          const pending = e.pending ?? [];
+          e.pending = undefined;
+          if (this.users.get(userId) === e) for (const p of pending) this.apply(userId, e, p, 'join');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RESYNC_CONCURRENCY, users.length) }, worker));
   }
 
   untrack(userId: string): void {

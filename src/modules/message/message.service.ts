@@ -4,7 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
-import type { PubSub, TopicEvent } from '../../shared/pubsub/pubsub';
+import { RECOVERY_MAX, type PubSub, type TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository, type SendGate } from '../conversation/conversation.repository';
@@ -34,8 +34,6 @@ const MAX_CONTENT = 4000;
  * nothing published in between is missed.
  */
 const CATCH_UP_MS = 5000;
-/** Messages an instance back on Redis reads for its channels at most (an outage of seconds holds far fewer). */
-const RECOVERY_MAX = 10_000;
 /**
  * How recent a message a send's retry finds stored is published again (see replayed): clients
  * retry within seconds; a line that passed its place drops the copy, but one started anew since
@@ -310,8 +308,10 @@ export class MessageService {
    * others did there since (replies, reactions, pins: an outside probe, 8 of 8).
    */
   private async retried(em: EntityManager, viewerId: string, target: ConversationArgs, first: MessageRow, input: Parameters<typeof retryOf>[2]): Promise<MessageType> {
+    // Another message under the same key is CONFLICT first (API.md); a retry names the stored one's conversation.
+    const message = await retryOf(em, first, input);
     await this.conversation(em, viewerId, target, 'input');
-    return retryOf(em, first, input);
+    return message;
   }
 
   /**

@@ -56,6 +56,10 @@ const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
 const CATCH_UP_WAIT_MS = 2000;
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
+/** The most messages a read-back after a loss of Redis delivers (the reader's limit, see MessageService.storedOn). */
+export const RECOVERY_MAX = 10_000;
+/** New messages whose failed publish an instance keeps for a replay (the oldest go first). */
+const UNSENT_MAX = 1000;
 /** Events a subscription keeps while its check runs (as a pulled stream's queue). */
 const EARLY_MAX = 1000;
 
@@ -83,6 +87,10 @@ export class PubSub {
   private readonly heardSince = new Map<string, number>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
   private readonly subscribing = new Map<string, Promise<unknown>>();
+  /** New messages whose publish failed, oldest first (see keepUnsent). */
+  private unsent: MessagePayload[] = [];
+  private readonly offResend: () => void;
+  private disposed = false;
   /** Removes recoverFrom's reconnect listener. */
   private stopRecovering: (() => void) | undefined;
   /** Publishes that failed (Redis down); exposed as a metric. */
@@ -100,6 +108,7 @@ export class PubSub {
     this.hub = new Hub(routes, logger);
     this.events = new EventOrder(this.hub, routes, (channel) => this.holders.has(channel) || this.upstream.has(channel as Topic), order);
     broker.onMessage((name, text) => this.receive(name, text));
+    this.offResend = broker.onReconnect?.(() => void this.resendUnsent()) ?? (() => undefined);
   }
 
   get kind(): Broker['kind'] {
@@ -138,20 +147,31 @@ export class PubSub {
    */
   recoverFrom(stored: (channels: string[], since: Date) => Promise<MessagePayload[]>): void {
     this.stopRecovering?.();
-    this.stopRecovering = this.onReconnect((lostAt) => {
+    let reading = 0;
+    const off = this.onReconnect((lostAt) => {
       const channels = [...this.holders.keys()];
       if (!channels.length) return;
+      // A second loss while this one is read back: the hold is the later read-back's to release.
+      const mine = ++reading;
       for (const c of channels) this.events.lines.holdOpening(c, CATCH_UP_WAIT_MS);
-      stored(channels, new Date(lostAt - RECOVERY_MARGIN_MS)).then(
-        (payloads) => {
-          for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c)) this.events.recovered(c, p);
-          this.logger.info({ channels: channels.length, messages: payloads.length }, 'messages published while off Redis read back');
-        },
-        (e) => this.logger.warn({ err: e, channels: channels.length }, 'messages published while off Redis could not be read back'),
-      ).finally(() => {
-        for (const c of channels) this.events.lines.releaseOpening(c);
-      });
+      stored(channels, new Date(lostAt - RECOVERY_MARGIN_MS))
+        .then(
+          (payloads) => {
+            if (this.stopRecovering === undefined) return;
+            for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c)) this.events.recovered(c, p);
+            const log = payloads.length >= RECOVERY_MAX ? this.logger.warn.bind(this.logger) : this.logger.info.bind(this.logger);
+            log({ channels: channels.length, messages: payloads.length }, payloads.length >= RECOVERY_MAX ? 'messages published while off Redis read back, the newest left out (too many)' : 'messages published while off Redis read back');
+          },
+          (e) => this.logger.warn({ err: e, channels: channels.length }, 'messages published while off Redis could not be read back'),
+        )
+        .finally(() => {
+          if (mine === reading && this.stopRecovering !== undefined) for (const c of channels) this.events.lines.releaseOpening(c);
+        });
     });
+    this.stopRecovering = () => {
+      off();
+      this.stopRecovering = undefined;
+    };
   }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
@@ -205,8 +225,36 @@ export class PubSub {
       await Promise.all(sends);
     } catch (e) {
       this.publishFailures++;
+      this.keepUnsent(events);
       throw e;
     }
+  }
+
+  /** New messages whose publish failed: published again, as replays, once this instance is back on Redis. */
+  private keepUnsent(events: readonly TopicEvent[]): void {
+    for (const e of events) {
+      const p = e.payload as MessagePayload;
+      if (e.topic !== Topic.MessageAdded || typeof p.pos !== 'number' || p.replay) continue;
+      this.unsent.push(p);
+      if (this.unsent.length > UNSENT_MAX) this.unsent.shift();
+    }
+  }
+
+  /**
+   * Back on Redis: the messages this instance stored while it could not publish go out again as
+   * replays, which other instances' lines take only where they wait for them (see EventOrder's
+   * replays). Without it, an instance cut off alone left the others' subscribers without its
+   * users' messages until a next one showed the gap (a review).
+   */
+  private async resendUnsent(tries = 30): Promise<void> {
+    if (!this.unsent.length || this.disposed) return;
+    const payloads = this.unsent;
+    this.unsent = [];
+    const sent = await this.publishTogetherSafe(payloads.map((p) => ({ topic: Topic.MessageAdded, payload: Object.assign({}, p, { replay: true as const }) }) as TopicEvent));
+    if (sent) return;
+    // The publishing connection is not back yet (the listening one is): again in a second, for a while.
+    this.unsent = payloads.concat(this.unsent).slice(-UNSENT_MAX);
+    if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1), 1000).unref();
   }
 
   /** Calls `listener` each time this instance is back on Redis after a loss: events published meanwhile never reached it. */
@@ -399,7 +447,9 @@ export class PubSub {
   }
 
   async dispose(): Promise<void> {
+    this.disposed = true;
     this.stopRecovering?.();
+    this.offResend();
     this.young.dispose();
     this.events.dispose();
     await this.broker.close();
