@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
@@ -317,6 +318,27 @@ describe('presence queries', () => {
       const [x, y] = [await lastSeenInDb(s, a.id), await lastSeenInDb(s, b.id)];
       return x && y && x.getTime() >= t0 - 5 && y.getTime() >= t0 - 5;
     }, 3000);
+  });
+
+  it("should write lastSeenAt past a user's row another transaction holds, and that one at a later flush (waiting for it deadlocked with a friend request)", async () => {
+    const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1s' });
+    const [held, free] = [await signup(s.url), await signup(s.url)];
+    await sql(s.env.DATABASE_URL!, 'update users set last_seen_at = null where id = any($1)', [[held.id, free.id]]);
+    const seen = async (id: string) => (await sql(s.env.DATABASE_URL!, 'select last_seen_at from users where id = $1', [id]))[0].last_seen_at;
+    // A friend request holds its two users' rows (FOR SHARE) while it runs.
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select 1 from users where id = $1 for share', [held.id]);
+      await Promise.all([s.services.presence.touch(held.id), s.services.presence.touch(free.id)]);
+      await eventually(async () => (await seen(free.id)) !== null, 5000);
+      expect(await seen(held.id)).toBeNull();
+      await other.query('commit');
+      await eventually(async () => (await seen(held.id)) !== null, 5000);
+    } finally {
+      await other.end();
+    }
   });
 
   it('should write a large flush in paced chunks, so that no statement holds the database long', async () => {

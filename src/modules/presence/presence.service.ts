@@ -570,8 +570,12 @@ export class PresenceService {
     return run;
   }
 
-  private persistLastSeen(entries: [string, number][]): Promise<void> {
-    return userRepository.recordLastSeen(this.em, entries);
+  /** Rows another transaction held were left (see recordLastSeen): the next flush writes them. */
+  private async persistLastSeen(entries: [string, number][]): Promise<void> {
+    const skipped = await userRepository.recordLastSeen(this.em, entries);
+    if (!skipped.length) return;
+    const at = new Map(entries);
+    for (const id of skipped) if ((this.dirty.get(id) ?? 0) < at.get(id)!) this.dirty.set(id, at.get(id)!);
   }
 
   private async publish(p: PresencePayload): Promise<void> {

@@ -129,15 +129,26 @@ export const userRepository = {
     return new Map(rows.map((r) => [r.id, r.last_seen_at ? new Date(r.last_seen_at) : null]));
   },
 
-  /** Moves lastSeenAt forward (never back) for many users: one UPDATE per 10,000. */
-  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<void> {
+  /**
+   * Moves lastSeenAt forward (never back) for many users: one UPDATE per 10,000. A row another
+   * transaction holds is left, not waited for, and returned: waiting on rows in no set order
+   * deadlocked with a friend request locking its two users (an outside probe: 1 in 5,356 at the
+   * default interval, 55 in 825 at 1 s), and the loser was a masked error or a dropped round.
+   */
+  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<string[]> {
+    const skipped: string[] = [];
     for (let i = 0; i < entries.length; i += 10_000) {
       const chunk = entries.slice(i, i + 10_000);
-      await em.execute(
-        `update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
-         where u.id = v.id and (u.last_seen_at is null or u.last_seen_at < v.at)`,
-        [pgArray(chunk.map((e) => e[0])), pgArray(chunk.map((e) => new Date(e[1]).toISOString()))],
+      const ids = pgArray(chunk.map((e) => e[0]));
+      const rows: { id: string }[] = await em.execute(
+        `with locked as (select id from users where id = any(?::uuid[]) for update skip locked),
+         moved as (update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
+           where u.id = v.id and u.id in (select id from locked) and (u.last_seen_at is null or u.last_seen_at < v.at))
+         select id from users where id = any(?::uuid[]) and id not in (select id from locked)`,
+        [ids, ids, pgArray(chunk.map((e) => new Date(e[1]).toISOString())), ids],
       );
+      for (const r of rows) skipped.push(r.id);
     }
+    return skipped;
   },
 };
