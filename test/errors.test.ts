@@ -7,11 +7,13 @@ describe('error shaping', () => {
   const format = createErrorFormatter({ production: true, logger: { error: (o: unknown) => logged.push(o) } as unknown as Logger });
   const shaped = (e: Error) => format(new GraphQLError(e.message, { originalError: e }).toJSON(), e);
 
-  it('should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away', () => {
+  it("should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away and a deadlock's victim", () => {
     const connectTimeout = new Error('timeout expired'); // pg's own, when a new connection gets no answer (a stalled server)
     const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     const pool = new Error('Knex: Timeout acquiring a connection. The pool is probably full.');
-    for (const e of [connectTimeout, refused, pool]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    // A deadlock's victim, rolled back whole: sent again, it runs.
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
+    for (const e of [connectTimeout, refused, pool, deadlock]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     expect(logged).toEqual([]);
   });
 

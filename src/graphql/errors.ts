@@ -1,6 +1,6 @@
 import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { ConnectionException, DriverException } from '@mikro-orm/core';
+import { ConnectionException, DeadlockException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
 import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
@@ -27,6 +27,8 @@ export function isDependencyDown(e: unknown): boolean {
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {
   const original = unwrapResolverError(error);
   if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
+  // A deadlock's victim was rolled back whole, and runs if sent again: the client is told so, not an internal error.
+  if (original instanceof DeadlockException || (original as { code?: string } | null)?.code === '40P01') return 'unavailable';
   if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
   // Apollo's own refusals of a request that carry only an HTTP status (a persisted query's unknown
   // version, a hash that doesn't match its query): the client's mistake, not the server's.
