@@ -140,6 +140,28 @@ describe('operations in flight at a stop', () => {
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
+  it('should answer a keep-alive request running when HTTP begins to drain with Connection: close, so its client sends the next one elsewhere', async () => {
+    const s = await createTestServer();
+    const ada = await signup(s.url);
+    const lobby = await lobbyOf(s.url, ada.token);
+    const body = JSON.stringify({ query: SEND, variables: { g: lobby, c: 'running at the stop' } });
+    const socket = connect(s.port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (d) => (received += d));
+    const ended = new Promise((r) => socket.on('close', r));
+    const hold = holdNextMessagePublish(s.services.pubsub);
+    socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${ada.token}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await hold.taken();
+    const stopping = s.dispose();
+    await sleep(200);
+    hold.release();
+    await ended;
+    await stopping;
+    expect(received).toMatch(/^HTTP\/1\.1 200/);
+    expect(received).toMatch(/^Connection: close\r$/im);
+    expect(await stored(s, 'running at the stop')).toBe(1);
+  });
+
   it('should refuse with 503 a request read once HTTP began to drain, running nothing', async () => {
     const s = await createTestServer();
     const ada = await signup(s.url);
@@ -164,6 +186,8 @@ describe('operations in flight at a stop', () => {
     await stopping;
     const statuses = [...received.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1]));
     expect(statuses).toEqual([200, 503]);
+    // The first kept the connection for the one read behind it; that one, the last, closes it.
+    expect([...received.matchAll(/^Connection: (\S+)/gim)].map((m) => m[1].toLowerCase())).toEqual(['keep-alive', 'close']);
     expect(received).toContain('SERVICE_UNAVAILABLE');
     expect(await stored(s, 'first')).toBe(1);
     expect(await stored(s, 'read after the stop')).toBe(0);
