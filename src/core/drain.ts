@@ -33,6 +33,8 @@ export function drainHttpServer(server: Server, graceMs: number): ApolloServerPl
 
   function gone(this: Socket): void {
     inFlight.delete(this);
+    // An answer never finished (its client went first) is forgotten with its connection.
+    latest.delete(this);
   }
   function answered(this: ServerResponse): void {
     const socket = this.req.socket;
