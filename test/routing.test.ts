@@ -275,25 +275,35 @@ describeRedis('event routing', () => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl });
       const b = await createTestServer({}, { clean: false });
       const [ada, bo] = [await signup(b.url), await signup(b.url)];
-      const group = (await request(b.url, CreateGroupDocument, { name: 'Cut off, sending' }, ada.token)).createGroup.id;
-      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: group });
-      await sendMessage(a.url, ada.token, { groupId: group, content: 'before' });
-      await onB.nth(1);
+      const GROUP_ADDED = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }';
+      const [quiet, busy] = [(await request(b.url, CreateGroupDocument, { name: 'Quiet' }, ada.token)).createGroup.id, (await request(b.url, CreateGroupDocument, { name: 'Busy' }, ada.token)).createGroup.id];
+      for (const g of [quiet, busy]) await request(b.url, JoinGroupDocument, { groupId: g }, bo.token);
+      const [onQuiet, onBusy] = [await listenOn<any>(b, bo, GROUP_ADDED, { g: quiet }), await listenOn<any>(b, bo, GROUP_ADDED, { g: busy })];
+      const rows = await listenOn<any>(b, bo, 'subscription { conversationUpdated { id unreadCount lastMessage { content } } }');
+      // B has had a message of the busy group (its line stands), none of the quiet one.
+      await sendMessage(a.url, ada.token, { groupId: busy, content: 'before' });
+      await onBusy.nth(1);
       const back = new Promise<void>((resolve) => {
         const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
       });
-      // A can't publish: its sends are stored and answered, and B hears nothing of them.
+      // A can't publish: its sends are stored and answered, and B hears nothing of them; Bo's own
+      // send through A moves his read marker there.
       await proxy.cut();
-      await sendMessage(a.url, ada.token, { groupId: group, content: 'stored, not published' });
+      await sendMessage(a.url, ada.token, { groupId: busy, content: 'stored, not published' });
+      await sendMessage(a.url, ada.token, { groupId: quiet, content: 'first, not published' });
+      await sendMessage(a.url, bo.token, { groupId: busy, content: 'mine, through A' });
       await proxy.restore();
       await back;
-      // Nothing is sent after it: A's replay brings it.
-      await onB.nth(2);
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
-      await onB.nth(3);
+      // Nothing is sent after them: A publishes them again.
+      await Promise.all([onBusy.nth(3), onQuiet.nth(1)]);
+      await sendMessage(b.url, ada.token, { groupId: busy, content: 'after' });
+      await onBusy.nth(4);
+      // B's row knows Bo read up to his own message: 'after' is his one unread there.
+      const last = await eventually(() => rows.values.map((v) => v.conversationUpdated).find((r) => r.lastMessage?.content === 'after'));
+      expect(last.unreadCount).toBe(1);
       await sleep(300);
-      expect(contents(onB.values)).toEqual(['before', 'stored, not published', 'after']);
+      expect(contents(onBusy.values)).toEqual(['before', 'stored, not published', 'mine, through A', 'after']);
+      expect(contents(onQuiet.values)).toEqual(['first, not published']);
     });
   });
 

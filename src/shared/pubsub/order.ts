@@ -623,6 +623,12 @@ export class EventOrder {
       if (this.takes(channel) && this.lines.awaits(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
       return;
     }
+    // Its first publish failed, so no instance had it: a line that did not pass its place takes it,
+    // a new line too (a conversation quiet here until then lost it: an outside probe, 3 of 3).
+    if ((e.payload as MessagePayload).resent) {
+      if (this.takes(channel) && !this.lines.passed(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
+      return;
+    }
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
     else this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }

@@ -58,7 +58,7 @@ const CATCH_UP_WAIT_MS = 2000;
 const RECOVERY_MARGIN_MS = 5000;
 /** The most messages a read-back after a loss of Redis delivers (the reader's limit, see MessageService.storedOn). */
 export const RECOVERY_MAX = 10_000;
-/** New messages whose failed publish an instance keeps for a replay (the oldest go first). */
+/** Events whose failed publish an instance keeps to publish again (the oldest go first). */
 const UNSENT_MAX = 1000;
 /** Events a subscription keeps while its check runs (as a pulled stream's queue). */
 const EARLY_MAX = 1000;
@@ -87,8 +87,8 @@ export class PubSub {
   private readonly heardSince = new Map<string, number>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
   private readonly subscribing = new Map<string, Promise<unknown>>();
-  /** New messages whose publish failed, oldest first (see keepUnsent). */
-  private unsent: MessagePayload[] = [];
+  /** Events whose publish failed, oldest first (see keepUnsent). */
+  private unsent: TopicEvent[] = [];
   private readonly offResend: () => void;
   private disposed = false;
   /** Removes recoverFrom's reconnect listener. */
@@ -191,10 +191,10 @@ export class PubSub {
    * Publishes events that go out together (a message and the sidebar change it makes) as publish()
    * does each: to this instance's listeners one after the other, and to other instances as one
    * envelope per channel they share (one PUBLISH, and one echo back, instead of one per event:
-   * 4-9% of bench:rooms' rate, A/B), in their order there too.
+   * 4-9% of bench:rooms' rate, A/B), in their order there too. `here` false: to other instances only.
    * @throws as publish() does; none of them is then known to have reached other instances.
    */
-  async publishTogether(events: readonly TopicEvent[]): Promise<void> {
+  async publishTogether(events: readonly TopicEvent[], here = true): Promise<void> {
     const texts = events.map((e) => JSON.stringify(e.payload));
     // This instance's own listeners get each event at once, as every other instance will get it
     // (a JSON copy), without the round trip through Redis, and even when Redis refuses it; the
@@ -202,7 +202,7 @@ export class PubSub {
     // happens before the mutation answers, which keeps a fast client from outrunning delivery
     // (except for a new message that waits its turn in its conversation: see InOrder).
     const channelsOf = events.map((e) => this.routes.channelsOf(e.topic, e.payload));
-    for (let i = 0; i < events.length; i++) {
+    for (let i = 0; here && i < events.length; i++) {
       // On a channel taken lately (see take), a catch-up may deliver this event too: it is
       // remembered there, and not delivered again if the catch-up came first (a message committed
       // while a member's join read what came before it was delivered twice).
@@ -230,30 +230,37 @@ export class PubSub {
     }
   }
 
-  /** New messages whose publish failed: published again, as replays, once this instance is back on Redis. */
+  /**
+   * Events whose publish failed that other instances can't read back themselves, published again
+   * once this instance is back on Redis: new messages (marked `resent`), and the sidebar rows and
+   * read receipts that carry members' read markers (a marker moved here while cut off left the
+   * others' unread counts wrong for good: an outside probe, 4 of 4).
+   */
   private keepUnsent(events: readonly TopicEvent[]): void {
     for (const e of events) {
       const p = e.payload as MessagePayload;
-      if (e.topic !== Topic.MessageAdded || typeof p.pos !== 'number' || p.replay) continue;
-      this.unsent.push(p);
+      if (e.topic === Topic.MessageAdded ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
+      this.unsent.push(e);
       if (this.unsent.length > UNSENT_MAX) this.unsent.shift();
     }
   }
 
   /**
-   * Back on Redis: the messages this instance stored while it could not publish go out again as
-   * replays, which other instances' lines take only where they wait for them (see EventOrder's
-   * replays). Without it, an instance cut off alone left the others' subscribers without its
-   * users' messages until a next one showed the gap (a review).
+   * Back on Redis: what this instance could not publish goes out again, in its order (see
+   * keepUnsent). Other instances' lines take a message unless they passed its place, its sidebar
+   * rows and receipts as any (newer copies win there). Without it, an instance cut off alone left
+   * the others' subscribers without its users' messages until a next one showed the gap (a
+   * review), or for good where the conversation had no line yet.
    */
   private async resendUnsent(tries = 30): Promise<void> {
     if (!this.unsent.length || this.disposed) return;
-    const payloads = this.unsent;
+    const events = this.unsent;
     this.unsent = [];
-    const sent = await this.publishTogetherSafe(payloads.map((p) => ({ topic: Topic.MessageAdded, payload: Object.assign({}, p, { replay: true as const }) }) as TopicEvent));
-    if (sent) return;
+    const again = events.map((e) => (e.topic === Topic.MessageAdded ? ({ topic: e.topic, payload: Object.assign({}, e.payload as MessagePayload, { resent: true as const }) } as TopicEvent) : e));
+    // This instance's own listeners had them when they happened.
+    if (await this.publishTogetherSafe(again, false)) return;
     // The publishing connection is not back yet (the listening one is): again in a second, for a while.
-    this.unsent = payloads.concat(this.unsent).slice(-UNSENT_MAX);
+    this.unsent = events.concat(this.unsent).slice(-UNSENT_MAX);
     if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1), 1000).unref();
   }
 
@@ -268,9 +275,9 @@ export class PubSub {
   }
 
   /** publishTogether() that never throws: for events whose data is already committed; false when it failed. */
-  async publishTogetherSafe(events: readonly TopicEvent[]): Promise<boolean> {
+  async publishTogetherSafe(events: readonly TopicEvent[], here = true): Promise<boolean> {
     try {
-      await this.publishTogether(events);
+      await this.publishTogether(events, here);
       return true;
     } catch (e) {
       this.logger.warn({ err: e, topics: events.map((e) => e.topic) }, 'publish failed; the change is committed and reachable by query');

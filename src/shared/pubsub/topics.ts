@@ -82,6 +82,8 @@ export interface MessagePayload {
   mentions?: UserPayload[];
   /** Published again (a send's retry found it stored): delivered only where it was not yet (see EventOrder). */
   replay?: true;
+  /** Published late, its first publish having failed (Redis away): delivered wherever its line has not passed it (see EventOrder). */
+  resent?: true;
 }
 
 /** A root's thread counters, carried by THREAD_UPDATED so that no subscriber loads them. */
