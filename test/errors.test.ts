@@ -4,7 +4,8 @@ import type { Logger } from '../src/shared/logger';
 
 describe('error shaping', () => {
   const logged: unknown[] = [];
-  const format = createErrorFormatter({ production: true, logger: { error: (o: unknown) => logged.push(o) } as unknown as Logger });
+  const warned: string[] = [];
+  const format = createErrorFormatter({ production: true, logger: { error: (o: unknown) => logged.push(o), warn: (_o: unknown, m: string) => warned.push(m) } as unknown as Logger });
   const shaped = (e: Error) => format(new GraphQLError(e.message, { originalError: e }).toJSON(), e);
 
   it("should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away and a deadlock's victim", () => {
@@ -15,6 +16,8 @@ describe('error shaping', () => {
     const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
     for (const e of [connectTimeout, refused, pool, deadlock]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     expect(logged).toEqual([]);
+    // A deadlock is no outage: the server logs it, a lock order being to find.
+    expect(warned).toEqual(['deadlock victim answered SERVICE_UNAVAILABLE']);
   });
 
   it('should mask and log what it does not know', () => {

@@ -1,8 +1,8 @@
 import { loadEnv } from '../src/config/env';
 import { channelRoutes } from '../src/modules/conversation/conversation.keys';
 import { createLogger } from '../src/shared/logger';
-import { InOrder, type Ordered } from '../src/shared/pubsub/order';
-import { createPubSub } from '../src/shared/pubsub/pubsub';
+import { EventOrder, InOrder, type Ordered } from '../src/shared/pubsub/order';
+import { createPubSub, PubSub } from '../src/shared/pubsub/pubsub';
 import { Topic } from '../src/shared/pubsub/topics';
 
 /** Lets the promise callbacks queued by a line's search run (fake timers leave microtasks alone). */
@@ -233,5 +233,129 @@ describe('the hold of a deployment', () => {
     expect(gapAfter(3000)).toBe(3000);
     // A timer can't wait past 24.8 days (Node fires it at once): a hold is a minute at most.
     expect(() => loadEnv({ MESSAGE_ORDER_HOLD: '2m' })).toThrow(/at most 60s/);
+  });
+});
+
+/** A message its instance published late, its first publish having failed (Redis away there): PubSub.resendUnsent. */
+describe('EventOrder: a resent message', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  const TAKEN = 1_000_000;
+  const setup = () => {
+    const out: string[] = [];
+    const order = new EventOrder({ dispatch: (_t, p) => void out.push((p as { content: string }).content) }, channelRoutes({ presencePerUser: false }), () => true, { openMs: 20, holdMs: 100 });
+    // The channel g:1 was taken at TAKEN; a gap's search finds nothing.
+    order.fillFrom(async () => [], () => TAKEN);
+    const message = (pos: number, extra: Record<string, unknown> = {}) => ({
+      id: `m${pos}`, conversationKey: 'g:1', groupId: '1', projectId: null, recipientId: null, senderId: 'u', sender: null,
+      content: `#${pos}`, attachment: null, clientMessageId: null, createdAt: new Date(TAKEN + pos).toISOString(), editedAt: null, deletedAt: null, pos, ...extra,
+    });
+    const live = (pos: number) => order.admit(Topic.MessageAdded, message(pos), 'g:1');
+    const resent = (pos: number, extra: Record<string, unknown> = {}) => order.admit(Topic.MessageAdded, message(pos, { resent: true, ...extra }), 'g:1');
+    return { out, live, resent };
+  };
+
+  it('should reach a conversation with no line here at once, without opening one at its old place', async () => {
+    const { out, live, resent } = setup();
+    resent(5);
+    expect(out).toEqual(['#5']);
+    // The next live message opens its own line (its search since the channel was taken finds
+    // nothing): it does not wait for 6-8 from a line opened at 5.
+    live(9);
+    jest.advanceTimersByTime(20);
+    await settled();
+    expect(out).toEqual(['#5', '#9']);
+  });
+
+  it('should not reach subscriptions taken after it was stored', () => {
+    const { out, resent } = setup();
+    resent(5, { createdAt: new Date(TAKEN - 1).toISOString() });
+    jest.advanceTimersByTime(200);
+    expect(out).toEqual([]);
+  });
+
+  it('should take its place on a line before it, and come late, once, on a line past it', async () => {
+    const { out, live, resent } = setup();
+    live(1);
+    live(3);
+    resent(2);
+    expect(out).toEqual(['#1', '#2', '#3']);
+    live(6);
+    jest.advanceTimersByTime(100);
+    await settled();
+    expect(out).toEqual(['#1', '#2', '#3', '#6']);
+    // 4 and 5 were given up; their publish comes late, resent, and is delivered once.
+    resent(5);
+    resent(5);
+    resent(4);
+    expect(out).toEqual(['#1', '#2', '#3', '#6', '#5', '#4']);
+  });
+});
+
+describe('PubSub: what could not be published', () => {
+  /** A broker whose publishes fail while `down`, and whose reconnect the test calls. */
+  const flaky = () => {
+    const sent: string[] = [];
+    let reconnected: (lostAt: number) => void = () => undefined;
+    const broker = {
+      kind: 'redis' as const,
+      down: false,
+      onMessage: () => undefined,
+      publish: async (_channel: string, text: string) => {
+        if (broker.down) throw new Error('Connection is closed.');
+        sent.push(text);
+      },
+      subscribe: async () => undefined,
+      unsubscribe: async () => undefined,
+      close: async () => undefined,
+      onReconnect: (l: (lostAt: number) => void) => ((reconnected = l), () => undefined),
+    };
+    const logger = createLogger({ ...loadEnv({}), LOG_LEVEL: 'silent' });
+    const pubsub = new PubSub(broker, logger, channelRoutes({ presencePerUser: false }));
+    return { broker, sent, pubsub, reconnect: () => reconnected(Date.now()) };
+  };
+  const message = (pos: number) => ({
+    id: `m${pos}`, conversationKey: 'g:1', groupId: '1', projectId: null, recipientId: null, senderId: 'u',
+    content: `#${pos}`, attachment: null, clientMessageId: null, createdAt: new Date().toISOString(), editedAt: null, deletedAt: null, pos,
+  });
+
+  it('should publish each again once, in order, marked resent, however many tries the publisher needs', async () => {
+    const { broker, sent, pubsub, reconnect } = flaky();
+    broker.down = true;
+    // Each message with its sidebar row, as a send publishes them.
+    const row = (pos: number) => ({
+      conversationKey: 'g:1', kind: 'GROUP' as const, groupId: '1', projectId: null, userIds: null, title: null, titles: null,
+      message: message(pos), head: [pos, `m${pos}`, message(pos).createdAt] as [number, string, string], members: {}, only: null,
+    });
+    for (const pos of [1, 2, 3]) {
+      const together = [{ topic: Topic.MessageAdded, payload: message(pos) }, { topic: Topic.ConversationUpdated, payload: row(pos) }] as Parameters<PubSub['publishTogetherSafe']>[0];
+      expect(await pubsub.publishTogetherSafe(together)).toBe(false);
+    }
+    // Back on Redis, the publisher not yet: the tries fail, and are kept once each.
+    jest.useFakeTimers();
+    try {
+      reconnect();
+      for (let i = 0; i < 3; i++) {
+        await settled();
+        jest.advanceTimersByTime(1000);
+      }
+      expect(sent).toEqual([]);
+      broker.down = false;
+      await settled();
+      jest.advanceTimersByTime(1000);
+      for (let i = 0; i < 5; i++) await settled();
+    } finally {
+      jest.useRealTimers();
+    }
+    // Every event of every envelope, in order: each once (a failed try kept the rows again, and they pushed the messages out).
+    const events = sent.flatMap((t) => {
+      const e = JSON.parse(t);
+      return [e.topic, ...(e.more ?? [])].map((topic: string, i: number) => [topic, i === 0 ? e.payload : e.then[i - 1]] as const);
+    });
+    expect(events.map(([topic, p]) => (topic === Topic.MessageAdded ? `${p.content} resent:${p.resent}` : `row ${p.head[0]}`))).toEqual([
+      '#1 resent:true', 'row 1', '#2 resent:true', 'row 2', '#3 resent:true', 'row 3',
+    ]);
+    await pubsub.dispose();
   });
 });

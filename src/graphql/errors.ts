@@ -23,12 +23,15 @@ export function isDependencyDown(e: unknown): boolean {
   );
 }
 
+const isDeadlock = (e: unknown): boolean => e instanceof DeadlockException || (e as { code?: string } | null)?.code === '40P01';
+
 /** What an error is to a client: a dependency outage, bad input, a known code, or unexpected. */
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {
   const original = unwrapResolverError(error);
   if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
-  // A deadlock's victim was rolled back whole, and runs if sent again: the client is told so, not an internal error.
-  if (original instanceof DeadlockException || (original as { code?: string } | null)?.code === '40P01') return 'unavailable';
+  // A deadlock's victim (one no retry took again) runs if sent again: the client is told so, not
+  // an internal error; the server logs it (see shape), since a lock order is to be found.
+  if (isDeadlock(original)) return 'unavailable';
   if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
   // Apollo's own refusals of a request that carry only an HTTP status (a persisted query's unknown
   // version, a hash that doesn't match its query): the client's mistake, not the server's.
@@ -84,6 +87,7 @@ export function createErrorFormatter(opts: {
     const code = formatted.extensions?.code as string | undefined;
     const kind = classify(error, code);
     if (kind === 'unavailable') {
+      if (isDeadlock(original)) opts.logger.warn({ err: original }, 'deadlock victim answered SERVICE_UNAVAILABLE');
       return { message: 'Service temporarily unavailable; try again shortly.', path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
     if (kind === 'input') {

@@ -187,7 +187,8 @@ export function createMetrics(): Metrics {
       const e = (error as { originalError?: unknown })?.originalError ?? error;
       const msg = e instanceof Error ? e.message : String(e);
       if (!(e instanceof DriverException) && /Stream isn't writeable|Connection is closed|max retries per request|redis/i.test(msg)) redisErrors.inc();
-      else databaseErrors.inc();
+      // A deadlock's victim is no outage (its log line says so).
+      else if ((e as { code?: string })?.code !== '40P01' && !/deadlock detected/.test(msg)) databaseErrors.inc();
     },
     fanoutLatency: new Histogram({
       name: 'parley_fanout_latency_seconds',

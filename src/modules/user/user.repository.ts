@@ -134,6 +134,8 @@ export const userRepository = {
    * transaction holds is left, not waited for, and returned: waiting on rows in no set order
    * deadlocked with a friend request locking its two users (an outside probe: 1 in 5,356 at the
    * default interval, 55 in 825 at 1 s), and the loser was a masked error or a dropped round.
+   * NO KEY UPDATE, as the plain UPDATE took: a send's foreign-key check (KEY SHARE) does not hold
+   * its sender's row from it; a FOR SHARE (a friend request, a login) does.
    */
   async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<string[]> {
     const skipped: string[] = [];
@@ -141,7 +143,7 @@ export const userRepository = {
       const chunk = entries.slice(i, i + 10_000);
       const ids = pgArray(chunk.map((e) => e[0]));
       const rows: { id: string }[] = await em.execute(
-        `with locked as (select id from users where id = any(?::uuid[]) for update skip locked),
+        `with locked as (select id from users where id = any(?::uuid[]) for no key update skip locked),
          moved as (update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
            where u.id = v.id and u.id in (select id from locked) and (u.last_seen_at is null or u.last_seen_at < v.at))
          select id from users where id = any(?::uuid[]) and id not in (select id from locked)`,

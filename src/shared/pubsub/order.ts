@@ -158,6 +158,23 @@ export class InOrder<E> {
     return last != null && pos > last;
   }
 
+  /**
+   * Where `pos` stands on line `key`: no line; read back from the database (delivered); passed
+   * (the line went past it: delivered or given up); or ahead (still to come: the line opening, or past its last).
+   */
+  whereIs(key: string, pos: number): 'none' | 'read' | 'passed' | 'ahead' {
+    const line = this.lines.get(key);
+    if (!line) return 'none';
+    if (line.read?.has(pos)) return 'read';
+    return line.last !== null && pos <= line.last ? 'passed' : 'ahead';
+  }
+
+  /** Remembers that `pos` was delivered on line `key` outside it (a late copy then is dropped). */
+  noteRead(key: string, pos: number): void {
+    const line = this.lines.get(key);
+    if (line) this.remember(line, pos);
+  }
+
   /** Whether line `key` has delivered up to `pos` (or past it). */
   passed(key: string, pos: number): boolean {
     const last = this.lines.get(key)?.last;
@@ -480,6 +497,8 @@ export class EventOrder {
   readonly lines: InOrder<Ordered>;
   /** A message's edits and reactions: an older copy after a newer one is dropped. */
   readonly versions = new NewestVersions();
+  /** When this instance took a channel (see fillFrom). */
+  private takenAt: ((channel: string) => number | undefined) | undefined;
 
   constructor(
     private readonly hub: Dispatcher,
@@ -501,6 +520,7 @@ export class EventOrder {
     /** When this instance took a channel (ms), for a line opening on it: undefined when it does not. */
     takenAt: (channel: string) => number | undefined,
   ): void {
+    this.takenAt = takenAt;
     const read = async (before: Ordered, after: string, limit: number) => {
       // A project's actions are not looked for: each reader has them in their inbox (projectActions).
       if (before.topic !== Topic.MessageAdded) return [];
@@ -601,6 +621,30 @@ export class EventOrder {
     this.lines.admitCopy(key, payload.pos, { topic: Topic.MessageAdded, payload, channel, keyedOnly: true }, channel);
   }
 
+  /**
+   * A message published late, its first publish having failed (see PubSub.resendUnsent): no
+   * instance had it from Redis, only maybe from the database (a gap's search, a read-back). A line
+   * still before it takes it in its place; a line past it delivers it late, as a late publish,
+   * unless it read it from the database (or, for a direct message, whose other channel may have
+   * carried it, at all); with no line it goes to the subscriptions that were here when it was
+   * stored, without opening one at an old place. Before, a replay's rule dropped it wherever its
+   * conversation had no line (lost for good: an outside probe, 3 of 3).
+   */
+  private resent(key: string, channel: string, place: number, e: Ordered): void {
+    if (!this.takes(channel)) return;
+    const copy = { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true };
+    const where = this.lines.whereIs(key, place);
+    if (where === 'ahead') return this.lines.admitCopy(key, place, copy, channel);
+    if (where === 'read') return;
+    if (where === 'passed') {
+      if (this.routes.userOfChannel(channel) !== undefined) return;
+      this.lines.noteRead(key, place);
+      return this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
+    }
+    const taken = this.takenAt?.(channel);
+    if (taken !== undefined && Date.parse((e.payload as MessagePayload).createdAt) >= taken) this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
+  }
+
   /** The channel was let go (see InOrder.forget). */
   forget(channel: string): void {
     this.lines.forget(channel);
@@ -623,12 +667,7 @@ export class EventOrder {
       if (this.takes(channel) && this.lines.awaits(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
       return;
     }
-    // Its first publish failed, so no instance had it: a line that did not pass its place takes it,
-    // a new line too (a conversation quiet here until then lost it: an outside probe, 3 of 3).
-    if ((e.payload as MessagePayload).resent) {
-      if (this.takes(channel) && !this.lines.passed(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
-      return;
-    }
+    if ((e.payload as MessagePayload).resent) return this.resent(key, channel, place, e);
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
     else this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }

@@ -5,7 +5,7 @@ import { createBroker, type Broker } from './broker';
 import { Hub, YoungChannels, type AudienceOf, type Keys, type Listener, type Receiver } from './hub';
 import { EventOrder, type InOrder, type InOrderOptions, type Ordered } from './order';
 import { TopicStream, type PushIterator } from './stream';
-import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type MessagePayload, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessagePayload, type TopicPayloads } from './topics';
 
 export type { Audience, AudienceOf, Keys, Listener, Receiver } from './hub';
 export type { PushIterator, Sink } from './stream';
@@ -58,8 +58,14 @@ const CATCH_UP_WAIT_MS = 2000;
 const RECOVERY_MARGIN_MS = 5000;
 /** The most messages a read-back after a loss of Redis delivers (the reader's limit, see MessageService.storedOn). */
 export const RECOVERY_MAX = 10_000;
-/** Events whose failed publish an instance keeps to publish again (the oldest go first). */
+/** Events whose failed publish an instance keeps to publish again (the oldest rows go first). */
 const UNSENT_MAX = 1000;
+/** How old a kept row or receipt may be when it is published again (other instances remember newer ones for a minute). */
+const RESEND_ROWS_MS = 50_000;
+interface Unsent {
+  event: TopicEvent;
+  at: number;
+}
 /** Events a subscription keeps while its check runs (as a pulled stream's queue). */
 const EARLY_MAX = 1000;
 
@@ -87,8 +93,8 @@ export class PubSub {
   private readonly heardSince = new Map<string, number>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
   private readonly subscribing = new Map<string, Promise<unknown>>();
-  /** Events whose publish failed, oldest first (see keepUnsent). */
-  private unsent: TopicEvent[] = [];
+  /** Events whose publish failed, oldest first, with when (see keepUnsent). */
+  private unsent: Unsent[] = [];
   private readonly offResend: () => void;
   private disposed = false;
   /** Removes recoverFrom's reconnect listener. */
@@ -225,7 +231,8 @@ export class PubSub {
       await Promise.all(sends);
     } catch (e) {
       this.publishFailures++;
-      this.keepUnsent(events);
+      // A resend (`here` false) that failed is kept by resendUnsent itself, once.
+      if (here) this.keepUnsent(events);
       throw e;
     }
   }
@@ -237,11 +244,17 @@ export class PubSub {
    * others' unread counts wrong for good: an outside probe, 4 of 4).
    */
   private keepUnsent(events: readonly TopicEvent[]): void {
+    const at = Date.now();
     for (const e of events) {
       const p = e.payload as MessagePayload;
       if (e.topic === Topic.MessageAdded ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
-      this.unsent.push(e);
-      if (this.unsent.length > UNSENT_MAX) this.unsent.shift();
+      // An edit's or deletion's row is not kept: its message's event is not, and the two would disagree.
+      if (e.topic === Topic.ConversationUpdated && (e.payload as ConversationUpdatedPayload).lastMessageOnly) continue;
+      this.unsent.push({ event: e, at });
+      if (this.unsent.length <= UNSENT_MAX) continue;
+      // Over the bound, rows and receipts go before messages.
+      const row = this.unsent.findIndex((u) => u.event.topic !== Topic.MessageAdded);
+      this.unsent.splice(row >= 0 ? row : 0, 1);
     }
   }
 
@@ -254,13 +267,23 @@ export class PubSub {
    */
   private async resendUnsent(tries = 30): Promise<void> {
     if (!this.unsent.length || this.disposed) return;
-    const events = this.unsent;
+    const kept = this.unsent;
     this.unsent = [];
-    const again = events.map((e) => (e.topic === Topic.MessageAdded ? ({ topic: e.topic, payload: Object.assign({}, e.payload as MessagePayload, { resent: true as const }) } as TopicEvent) : e));
-    // This instance's own listeners had them when they happened.
-    if (await this.publishTogetherSafe(again, false)) return;
+    const failed: Unsent[] = [];
+    // Rows and receipts only while other instances still remember newer ones to prefer (their
+    // newest heads and versions: a minute); a late row would show an older state.
+    const fresh = Date.now() - RESEND_ROWS_MS;
+    for (const u of kept) {
+      const e = u.event;
+      if (e.topic !== Topic.MessageAdded && u.at < fresh) continue;
+      const again = e.topic === Topic.MessageAdded ? ({ topic: e.topic, payload: Object.assign({}, e.payload as MessagePayload, { resent: true as const }) } as TopicEvent) : e;
+      // One at a time, so that one that failed is the only one sent again; to other instances
+      // only (this one's listeners had it when it happened).
+      if (failed.length || !(await this.publishTogetherSafe([again], false))) failed.push(u);
+    }
+    if (!failed.length) return;
     // The publishing connection is not back yet (the listening one is): again in a second, for a while.
-    this.unsent = events.concat(this.unsent).slice(-UNSENT_MAX);
+    this.unsent = failed.concat(this.unsent).slice(-UNSENT_MAX);
     if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1), 1000).unref();
   }
 
