@@ -40,6 +40,18 @@ describe('request logging', () => {
       expect(ofRequest.every((l) => l.raw.split('"requestId"').length === 2)).toBe(true);
       // Lines outside any request carry none.
       expect(lines.filter((l) => l.json.msg === 'redis connection error').every((l) => l.json.requestId === undefined)).toBe(true);
+      // Another send failing as Redis is still away: its line too, without the stack the first carried.
+      await fetch(s.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}`, 'x-request-id': 'rid-logging-2' },
+        body: JSON.stringify({ query: 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "logged again" }) { id } }', variables: { g: lobby } }),
+      });
+      const failedLines = () => lines.filter((l) => /^publish failed/.test(l.json.msg));
+      await eventually(() => failedLines().some((l) => l.json.requestId === 'rid-logging-2'));
+      const failed = failedLines();
+      expect(failed[0].json.err.stack).toEqual(expect.any(String));
+      const again = failed.find((l) => l.json.requestId === 'rid-logging-2')!.json;
+      expect([again.err, typeof again.reason]).toEqual([undefined, 'string']);
     } finally {
       await s.dispose();
       if (!stopped) await redis.stop();
