@@ -312,8 +312,10 @@ export class PubSub {
       const now = Date.now();
       const stack = now - this.stackLoggedAt >= STACK_EVERY_MS;
       if (stack) this.stackLoggedAt = now;
-      const why = stack ? { err: e } : { reason: e instanceof Error ? e.message : String(e) };
-      this.logger.warn({ ...why, topics: events.map((e) => e.topic) }, 'publish failed; the change is committed and reachable by query');
+      const fields: Record<string, unknown> = { topics: events.map((e) => e.topic) };
+      if (stack) fields.err = e;
+      else fields.reason = e instanceof Error ? e.message : String(e);
+      this.logger.warn(fields, 'publish failed; the change is committed and reachable by query');
       return false;
     }
   }
