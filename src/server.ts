@@ -324,8 +324,8 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
     if (o.env.ENABLE_GRAPHIQL && serveDevPages(req, res, path, o.logger)) return;
     if (handleCors(req, res, o.env.CORS_ORIGINS)) return;
     if (o.draining()) {
-      // Not run: the connection is being ended under it. Refused with nothing written, to be sent again elsewhere.
-      res.setHeader('connection', 'close');
+      // Not run: the connection is being ended under it. Refused with nothing written, to be sent
+      // again elsewhere (the drain answers it with Connection: close).
       return sendGraphQLError(res, 503, 'SERVICE_UNAVAILABLE', 'The server is stopping; send the request again (another instance will take it).');
     }
     if (route) return run(route.handle);

@@ -1,8 +1,9 @@
 import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { ConnectionException, DeadlockException, DriverException } from '@mikro-orm/core';
+import { ConnectionException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
+import { isDeadlock } from '../shared/sql';
 import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
@@ -22,8 +23,6 @@ export function isDependencyDown(e: unknown): boolean {
     ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '08006', '08001'].includes(code)
   );
 }
-
-const isDeadlock = (e: unknown): boolean => e instanceof DeadlockException || (e as { code?: string } | null)?.code === '40P01';
 
 /** What an error is to a client: a dependency outage, bad input, a known code, or unexpected. */
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {

@@ -1,4 +1,5 @@
 import { DriverException } from '@mikro-orm/core';
+import { isDeadlock } from './sql';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live state the gauges and counters read at scrape time (wired by the server once it exists). */
@@ -188,7 +189,7 @@ export function createMetrics(): Metrics {
       const msg = e instanceof Error ? e.message : String(e);
       if (!(e instanceof DriverException) && /Stream isn't writeable|Connection is closed|max retries per request|redis/i.test(msg)) redisErrors.inc();
       // A deadlock's victim is no outage (its log line says so).
-      else if ((e as { code?: string })?.code !== '40P01' && !/deadlock detected/.test(msg)) databaseErrors.inc();
+      else if (!isDeadlock(e)) databaseErrors.inc();
     },
     fanoutLatency: new Histogram({
       name: 'parley_fanout_latency_seconds',

@@ -169,6 +169,9 @@ export async function lockNames(em: EntityManager, names: readonly string[]): Pr
 /** How many times a deadlock's victim runs in all. */
 const DEADLOCK_ATTEMPTS = 3;
 
+/** Whether PostgreSQL aborted this for a deadlock (MikroORM's exception, or pg's error as it came). */
+export const isDeadlock = (e: unknown): boolean => e instanceof DeadlockException || (e as { code?: string } | null)?.code === '40P01';
+
 /**
  * Runs `run` again when PostgreSQL chose it as a deadlock's victim: it rolled the statement (or the
  * transaction) back whole, so nothing of it was written, and the other side has gone on by then.

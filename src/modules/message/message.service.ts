@@ -303,12 +303,12 @@ export class MessageService {
   }
 
   /**
-   * A retry is answered as a new send would be first: a sender no longer in the conversation (left,
-   * removed, banned, unfriended) gets its refusal, not the message as it stands now, with what
-   * others did there since (replies, reactions, pins: an outside probe, 8 of 8).
+   * A retry: CONFLICT for another message under the key, then who may send as for a new send: a
+   * sender no longer in the conversation (left, removed, banned, unfriended) gets its refusal, not
+   * the message as it stands now, with what others did there since (replies, reactions, pins: an
+   * outside probe, 8 of 8).
    */
   private async retried(em: EntityManager, viewerId: string, target: ConversationArgs, first: MessageRow, input: Parameters<typeof retryOf>[2]): Promise<MessageType> {
-    // Another message under the same key is CONFLICT first (API.md); a retry names the stored one's conversation.
     const message = await retryOf(em, first, input);
     await this.conversation(em, viewerId, target, 'input');
     return message;

@@ -175,12 +175,6 @@ export class InOrder<E> {
     if (line) this.remember(line, pos);
   }
 
-  /** Whether line `key` has delivered up to `pos` (or past it). */
-  passed(key: string, pos: number): boolean {
-    const last = this.lines.get(key)?.last;
-    return last != null && pos <= last;
-  }
-
   /**
    * Puts `event` behind the one waiting at `pos` on line `key`, to be delivered right after it;
    * false when none waits there (delivered already, or not come yet), and the caller delivers it.
@@ -617,7 +611,8 @@ export class EventOrder {
   recovered(channel: string, payload: MessagePayload): void {
     if (typeof payload.pos !== 'number') return;
     const key = this.routes.userOfChannel(channel) !== undefined ? `${payload.conversationKey} ${channel}` : payload.conversationKey;
-    if (this.lines.passed(key, payload.pos)) return;
+    const where = this.lines.whereIs(key, payload.pos);
+    if (where === 'passed' || where === 'read') return;
     this.lines.admitCopy(key, payload.pos, { topic: Topic.MessageAdded, payload, channel, keyedOnly: true }, channel);
   }
 

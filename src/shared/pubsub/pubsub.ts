@@ -167,7 +167,7 @@ export class PubSub {
       stored(channels, new Date(lostAt - RECOVERY_MARGIN_MS))
         .then(
           (payloads) => {
-            if (this.stopRecovering === undefined) return;
+            if (this.disposed) return;
             for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c)) this.events.recovered(c, p);
             const log = payloads.length >= RECOVERY_MAX ? this.logger.warn.bind(this.logger) : this.logger.info.bind(this.logger);
             log({ channels: channels.length, messages: payloads.length }, payloads.length >= RECOVERY_MAX ? 'messages published while off Redis read back, the newest left out (too many)' : 'messages published while off Redis read back');
@@ -175,13 +175,10 @@ export class PubSub {
           (e) => this.logger.warn({ err: e, channels: channels.length }, 'messages published while off Redis could not be read back'),
         )
         .finally(() => {
-          if (mine === reading && this.stopRecovering !== undefined) for (const c of channels) this.events.lines.releaseOpening(c);
+          if (mine === reading && !this.disposed) for (const c of channels) this.events.lines.releaseOpening(c);
         });
     });
-    this.stopRecovering = () => {
-      off();
-      this.stopRecovering = undefined;
-    };
+    this.stopRecovering = off;
   }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
