@@ -341,6 +341,31 @@ describe('presence queries', () => {
     }
   });
 
+  it("should write at a stop the lastSeenAt of a user whose row another transaction held at the stop's flush", async () => {
+    const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1h' });
+    const held = await signup(s.url);
+    await sql(s.env.DATABASE_URL!, 'update users set last_seen_at = null where id = $1', [held.id]);
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select 1 from users where id = $1 for share', [held.id]);
+      await s.services.presence.touch(held.id);
+      const writes = jest.spyOn(userRepository, 'recordLastSeen');
+      const stopped = s.dispose();
+      // The stop's flush passed the held row over; the transaction ends while the stop goes on.
+      await eventually(() => writes.mock.calls.length > 0, 5000);
+      expect(await writes.mock.results[0].value).toEqual([held.id]);
+      writes.mockRestore();
+      await other.query('commit');
+      await stopped;
+    } finally {
+      await other.end();
+    }
+    const [row] = await sql(s.env.DATABASE_URL!, 'select last_seen_at from users where id = $1', [held.id]);
+    expect(row.last_seen_at).not.toBeNull();
+  });
+
   it('should write a large flush in paced chunks, so that no statement holds the database long', async () => {
     const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1s' });
     // 600 users made by SQL, active as far as this instance knows.

@@ -595,6 +595,12 @@ export class PresenceService {
     this.graceTimers.clear();
     this.off.forEach((f) => f());
     await Promise.all([this.activityFirst(), this.flushLastSeen()]);
+    // Rows another transaction held were left for a next flush (recordLastSeen), and none comes
+    // after this one: a few more tries while such a transaction (a friend request) ends.
+    for (let pause = 20; this.dirty.size && pause <= 320; pause *= 2) {
+      await new Promise((r) => setTimeout(r, pause));
+      await this.flushLastSeen();
+    }
     if (this.pubsub.kind === 'redis') {
       const closedAt = Date.now();
       for (let i = 0; i < closing.length; i += HANDOFF_CHUNK) {
