@@ -190,19 +190,36 @@ describe('mentions', () => {
     expect(bobs.values.map((v: any) => v.conversationUpdated.id)).toEqual([expect.stringMatching(/^d:/)]);
   });
 
-  it('should expand @here to members online now and @all only for the group owner', async () => {
+  it('should expand @here to members online now as the sender may see them, and @all only for the group owner', async () => {
     const s = await createTestServer();
-    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const g = await groupWith(s.url, alice, 'Here', [bob, carol]);
+    const [alice, bob, carol, hiding, blocked] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Here', [bob, carol, hiding, blocked]);
+    // Connected too, but OFFLINE to bob: one hides their presence, bob blocks the other.
+    await ok(gql(s.url, 'mutation { setPresenceVisibility(visibility: HIDDEN) { id } }', {}, hiding.token));
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: blocked.id }, bob.token));
     const online = wsClient(s.wsUrl, carol.token);
-    await listen(s, carol, 'subscription { messageAdded { id } }');
+    for (const u of [carol, hiding, blocked]) await listen(s, u, 'subscription { messageAdded { id } }');
     const here = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'standup @here' } }, bob.token))).sendMessage;
     expect(here.mentions.map((u: any) => u.id)).toEqual([carol.id]);
+    // From alice, who blocks no one: the connected members whose presence shows.
+    const fromAlice = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'and @here' } }, alice.token))).sendMessage;
+    expect(fromAlice.mentions.map((u: any) => u.id).sort()).toEqual([carol.id, blocked.id].sort());
     // @all is the owner's; from anyone else it stays text.
     expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: 'hey @all' } }, bob.token))).sendMessage.mentions).toEqual([]);
     const all = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'hey @all' } }, alice.token))).sendMessage;
-    expect(all.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id].sort());
+    expect(all.mentions.map((u: any) => u.id).sort()).toEqual([bob.id, carol.id, hiding.id, blocked.id].sort());
     await online.client.dispose();
+  });
+
+  it('should expand @here, in contacts mode, to the connected members who are the sender\'s contacts', async () => {
+    // A group of three over PRESENCE_GROUP_MAX makes no contacts: only the friendship does.
+    const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: '2' });
+    const [alice, friend, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Contacts', [friend, stranger]);
+    await befriend(s.url, alice, friend);
+    for (const u of [friend, stranger]) await listen(s, u, 'subscription { messageAdded { id } }');
+    const here = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'who is @here' } }, alice.token))).sendMessage;
+    expect(here.mentions.map((u: any) => u.id)).toEqual([friend.id]);
   });
 
   it("should keep a name's dash (only a sentence's final dots are not part of it), and make a reply's mention by edit follow its thread", async () => {

@@ -150,7 +150,13 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pubsub,
     access: conversationAccess,
     env,
-    online: (ids) => presence.connected(ids),
+    // Only those the sender may see online: a mention would tell of a HIDDEN member, one the
+    // sender blocks, or in contacts mode a non-contact, whom presence reads as OFFLINE to them.
+    online: async (em, viewerId, ids) => {
+      const seen = await presence.visibleTo(viewerId, [...(await presence.connected(ids))]);
+      const blocked = seen.length ? await blocks.blockedAmong(em, viewerId, seen) : new Set<string>();
+      return new Set(seen.filter((id) => !blocked.has(id)));
+    },
     slowMode: (em, groupId, userId) => groups.slowMode(em, groupId, userId),
     moderates: (em, groupId, userId) => groups.moderates(em, groupId, userId),
     statements: orm.em.fork() as EntityManager,

@@ -472,6 +472,13 @@ export class PresenceService {
     await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }
 
+  /** Of `userIds`, those whose presence `viewerId` may see (the visibility rule: not HIDDEN, contacts in contacts mode, the hiding rules held here). */
+  async visibleTo(viewerId: string, userIds: string[]): Promise<string[]> {
+    const { hidden } = await this.read(userIds);
+    const may = await this.visibility.visible(viewerId, userIds, hidden);
+    return userIds.filter((_, i) => may[i]);
+  }
+
   /**
    * Of `userIds`, those with a live socket or SSE stream on any instance: here, or listed by a live
    * instance in the store (a socket closed elsewhere leaves that list at the end of its grace period).
