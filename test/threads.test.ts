@@ -47,6 +47,12 @@ describe('threads', () => {
     const sidebar = (await ok(gql(s.url, SIDEBAR, {}, carol.token))).conversations.edges.find((e: any) => e.node.id === root.conversationId).node;
     expect(sidebarBefore.find((e: any) => e.node.id === root.conversationId).node.unreadCount).toBe(1);
     expect(sidebar).toEqual({ id: root.conversationId, unreadCount: 2, lastMessage: { id: r3.id } });
+    // The read marker stays on the timeline: a reply kept in its thread is markThreadRead's; one also in the conversation may hold it.
+    const MARK = 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { unreadCount lastReadMessageId } }';
+    const refused = await gql(s.url, MARK, { c: { groupId: g }, m: r2.id }, carol.token);
+    expect([codeOf(refused), refused.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'messageId']);
+    expect((await ok(gql(s.url, SIDEBAR, {}, carol.token))).conversations.edges.find((e: any) => e.node.id === root.conversationId).node.unreadCount).toBe(2);
+    expect((await ok(gql(s.url, MARK, { c: { groupId: g }, m: root.id }, carol.token))).markRead).toEqual({ unreadCount: 1, lastReadMessageId: root.id });
 
     const page = (await request(s.url, ThreadDocument, { messageId: root.id }, bob.token)).thread;
     expect(page.edges.map((e) => e.node.id)).toEqual([r1.id, r2.id, r3.id]);

@@ -150,7 +150,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'Query.conversation(conversation:)': 'Which conversation.',
   'Query.readReceipts(conversation:)': 'Which conversation (one the viewer is in).',
   'Mutation.markRead(conversation:)': 'Which conversation.',
-  'Mutation.markRead(messageId:)': 'A message of that conversation the viewer may see; without it, the newest.',
+  'Mutation.markRead(messageId:)': "A message of that conversation's timeline the viewer may see (a reply kept in its thread: BAD_USER_INPUT, markThreadRead marks it); without it, the newest.",
   'Mutation.setTyping(conversation:)': 'Which conversation.',
   'Mutation.setTyping(typing:)': 'true while typing (call again every ~2 s), false to stop.',
   ReadReceipt: "Another member's read marker in a conversation.",

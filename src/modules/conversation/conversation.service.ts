@@ -122,6 +122,8 @@ export class ConversationService {
       const m = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
       const inView = m && this.access.inView(conv, viewerId, { conversationKey: m.conversation_key, senderId: m.sender_id, recipientId: m.recipient_id });
       if (!inView) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
+      // Not in the timeline (history, the unread count): a client could place no marker on it.
+      if (m.parent_id && !m.also_in_conversation) throw new BadUserInputError("That message is a reply kept in its thread: markThreadRead marks it, markRead marks the conversation's timeline.", 'messageId');
     }
     const row = await conversationRepository.markRead(em, conv.key, viewerId, { messageId: messageId ?? null, project: conv.kind === 'project' });
     if (!row) return emptyConversation(conv);
