@@ -329,7 +329,7 @@ describe('a batch of replies against the same replies one by one', () => {
  * Sends that mention someone, batched (insertBatch with mentionRepository.onSend('batch')), must
  * store the same mentions and answer the same lists and badges as the same sends one by one. The
  * badges are the subtle part: a member's marker moves when they send, so mentions before their own
- * message in the batch are read; one blocking the sender is never mentioned; a member without a row
+ * message in the batch are read; one blocking the sender is mentioned but not counted; a member without a row
  * counts 1.
  */
 describe('a batch of sends with mentions against the same sends one by one', () => {
@@ -385,7 +385,7 @@ describe('a batch of sends with mentions against the same sends one by one', () 
   it('should store the same mentions and answer the same lists and badges', async () => {
     const a = await prepared('mentions single');
     const b = await prepared('mentions batch');
-    // users[2] blocks users[3]: @u2 by u3 mentions no one.
+    // users[2] blocks users[3]: @u2 by u3 is stored (its mentions tell u3 nothing of the block) and counted in no badge of u2's.
     await sql(url(), 'insert into user_blocks (blocker_id, blocked_id, created_at) values ($1, $2, now())', [users[2].id, users[3].id]);
     const one = [];
     for (const [i, send] of SENDS.entries()) {
@@ -405,10 +405,10 @@ describe('a batch of sends with mentions against the same sends one by one', () 
     const many = items.map((x) => byId.get(x.id));
     const expected = await state(a, one);
     // What the badges are (so that both paths agreeing on nothing would not pass): u3 had two unread
-    // before; u3's own send (the fourth) reads theirs, u2 blocks u3 and is not mentioned by them.
+    // before; u3's own send (the fourth) reads theirs, u2 blocks u3: the fourth's badge for u2 and the sixth's leave u3's mention out.
     // Each count comes with the read position it was counted from ([n, readSeq]); both paths must agree on those too.
     const badges = expected.returned.map((r) => Object.fromEntries(Object.entries(r.counts).map(([k, v]) => [k, (v as [number, number])[0]])));
-    expect(badges).toEqual([{ u2: 1 }, {}, { u2: 1, u3: 3 }, { u4: 1 }, { u1: 1, u3: 1 }, { u2: 2, u3: 2 }]);
+    expect(badges).toEqual([{ u2: 1 }, {}, { u2: 1, u3: 3 }, { u2: 1, u4: 1 }, { u1: 1, u3: 1 }, { u2: 2, u3: 2 }]);
     expect(await state(b, many)).toEqual(expected);
   });
 });

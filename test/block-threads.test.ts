@@ -101,7 +101,20 @@ describe('block-threads', () => {
     const before = (await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount;
     expect(before).toBe(2);
     await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
-    await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} after the block` });
+    // Bob's message names alice as any mention does: its mentions (which bob and carol read) don't tell him of the block.
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id } } }';
+    const after = (await ok(gql(s.url, SEND, { i: { groupId: g, content: `@${alice.username} after the block` } }, bob.token))).sendMessage;
+    expect(after.mentions).toEqual([{ id: alice.id }]);
+    // Nor does a reply's: it makes alice no follower of the thread (carol's root: alice never took part).
+    const root = await sendMessage(s.url, carol.token, { groupId: g, content: 'a thread' });
+    const replied = (await ok(gql(s.url, SEND, { i: { groupId: g, parentId: root.id, content: `@${alice.username} look` } }, bob.token))).sendMessage;
+    expect(replied.mentions).toEqual([{ id: alice.id }]);
+    // Nor an edit's, to a reply of another thread.
+    const other = await sendMessage(s.url, carol.token, { groupId: g, content: 'another thread' });
+    const plain = await reply(s, bob, g, other.id, 'plain');
+    const EDIT = 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { mentions { id } } }';
+    expect((await ok(gql(s.url, EDIT, { m: plain.id, c: `plain @${alice.username}` }, bob.token))).editMessage.mentions).toEqual([{ id: alice.id }]);
+    expect(ids((await ok(gql(s.url, THREADS, {}, alice.token))).threads)).toEqual([]);
 
     const mentions = (await ok(gql(s.url, MENTIONS, {}, alice.token))).mentions;
     expect({ ids: ids(mentions), totalCount: mentions.totalCount }).toEqual({ ids: [byCarol.id], totalCount: 1 });

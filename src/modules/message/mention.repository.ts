@@ -19,8 +19,10 @@ export interface MentionedColumns {
 
 /**
  * Members of the message `m`'s conversation among `targets`, never its sender: a group's or
- * project's members, a direct conversation's other user. Unknown names
- * match no one (they stay text); nor does a user who blocks the sender (no count, no notice).
+ * project's members, a direct conversation's other user. Unknown names match no one (they stay
+ * text). A user who blocks the sender is stored as any other, so that the message's mentions tell
+ * the sender nothing of the block; what reads mentions for that user leaves it out (NOT_BLOCKED,
+ * LISTED, the badge counted at send, the thread's followers, the webhooks' block test).
  */
 // The lists are subqueries' values, hidden from the planner as history's key is (see messageRepository.page):
 // seen, a one-name list made every custom plan look cheaper than the generic one, and PostgreSQL planned
@@ -34,7 +36,7 @@ const candidates = (targets: MentionTargets | 'batch'): Sql => {
   return {
     text: `(select u.id from users u where lower(u.username) = any(${names}) and u.deleted_at is null
           union select u.id from users u where u.id = any(${ids}) and u.deleted_at is null) c
-        where c.id <> m.sender_id and not ${blockedBy('c.id', 'm.sender_id')} and (c.id = m.recipient_id
+        where c.id <> m.sender_id and (c.id = m.recipient_id
           or exists (select 1 from group_members gm where gm.group_id = m.group_id and gm.user_id = c.id offset 0)
           or exists (select 1 from project_members pm where pm.project_id = m.project_id and pm.user_id = c.id offset 0))`,
     params: targets === 'batch' ? [] : [pgTextArray(targets.names), pgArray(targets.ids)],
@@ -95,7 +97,8 @@ export const mentionRepository = {
       ? `(select json_object_agg(mc.user_id, json_build_array(mc.n, mc.read_seq)) from (
            select mn.user_id, r.read_seq, case when not (${fresh}) then -1 when cm.read_seq is null then 1 else least(${MAX_UNREAD}, (select count(*) from (select 1 from message_mentions x
                where x.user_id = mn.user_id and x.conversation_key = mn.conversation_key and x.in_timeline and ${NOT_BLOCKED('mn.user_id')} and x.seq > r.read_seq limit ${MAX_UNREAD}) k)
-             + (select count(*) from mn e where e.user_id = mn.user_id and e.conversation_key = mn.conversation_key and e.seq > r.read_seq and e.seq <= mn.seq)) end as n
+             + (select count(*) from mn e join m o on o.id = e.message_id where e.user_id = mn.user_id and e.conversation_key = mn.conversation_key and e.seq > r.read_seq and e.seq <= mn.seq
+                 and not ${blockedBy('e.user_id', 'o.sender_id')})) end as n
            from mn left join conversation_members cm on cm.conversation_key = mn.conversation_key and cm.user_id = mn.user_id
            cross join lateral (select greatest(cm.read_seq, (select max(o.seq) from m o where o.conversation_key = mn.conversation_key and o.sender_id = mn.user_id and o.seq < mn.seq)) as read_seq) r
            where mn.message_id = m.id) mc)`
@@ -129,7 +132,7 @@ export const mentionRepository = {
          on conflict (message_id, user_id) do nothing returning user_id
        ), f as (
          insert into thread_members (root_id, user_id, conversation_key, joined_at, replied, read_at)
-         select m.parent_id, n.user_id, m.conversation_key, m.created_at, false, null from m cross join n where m.parent_id is not null
+         select m.parent_id, n.user_id, m.conversation_key, m.created_at, false, null from m cross join n where m.parent_id is not null and not ${blockedBy('n.user_id', 'm.sender_id')}
          on conflict (root_id, user_id) do nothing
        )
        select user_id, true as added from n union all select user_id, false from d`,

@@ -59,7 +59,7 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
         from m join tp on tp.root_id = m.parent_id cross join lateral (
           select m.sender_id as user_id, m.created_at as joined_at, true as replied, m.created_at as read_at, 0 as pri
           union all select tp.root_sender_id, tp.root_at, true, null::timestamptz, 1
-          ${mentions ? 'union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn where mn.message_id = m.id' : ''}
+          ${mentions ? `union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn where mn.message_id = m.id and not ${blockedBy('mn.user_id', 'm.sender_id')}` : ''}
         ) x order by tp.root_id, x.user_id, x.pri
         on conflict (root_id, user_id) do update set replied = t.replied or excluded.replied, read_at = greatest(t.read_at, excluded.read_at))`,
       params: mentions ? mentions.ctes.params : [],
