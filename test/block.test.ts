@@ -341,6 +341,31 @@ describe('block', () => {
     await bobOnline.dispose();
   });
 
+  it.each([
+    ['a friend who shares a small group with the blocker (a contact still)', true],
+    ['a friend and nothing else (the block ends the contact)', false],
+  ])('should tell, in contacts mode, the blocker\'s presence subscriptions once that %s reads OFFLINE', async (_name, shared) => {
+    const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    if (shared) await groupWith(s.url, alice, 'Small', [bob]);
+    const bobOnline = wsClient(s.wsUrl, bob.token);
+    await bobOnline.connected;
+    const WATCH = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status lastSeenAt user { id } } }';
+    const [all, named] = [await listen(s, alice, PRESENCE), await listen(s, alice, WATCH, { ids: [bob.id] })];
+    await block(s, alice, bob);
+    await all.nth(1);
+    await named.nth(1);
+    expect(named.values[0].presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null });
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    // A contact still (the group) is told ONLINE again; one the block unfriended is no contact any more.
+    if (shared) await Promise.all([all.nth(2), named.nth(2)]);
+    else await sleep(300);
+    expect(all.values.map((v) => [v.presenceChanged.user.id, v.presenceChanged.status])).toEqual([[bob.id, 'OFFLINE'], ...(shared ? [[bob.id, 'ONLINE']] : [])]);
+    expect(named.values.map((v) => v.presenceChanged.status)).toEqual(shared ? ['OFFLINE', 'ONLINE'] : ['OFFLINE']);
+    await bobOnline.dispose();
+  });
+
   it("should leave a blocked user's read markers out of the blocker's readReceipts and readReceipt, and nobody else's", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -24,7 +24,7 @@ import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
 import { ContactIndex } from './presence/presence.contacts';
 import { presenceRepository } from './presence/presence.repository';
-import { presenceFollowsBlocks, presenceStoreChannel, routePresence } from './presence/presence.routing';
+import { presenceFollowsBlocks, presenceStoreChannel, routePresence, watcherKey } from './presence/presence.routing';
 import { PresenceVisibility } from './presence/presence.visibility';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
@@ -217,9 +217,21 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     userDropped: (userId) => memberStates.forget(userId),
   });
 
-  const unroutePresence = contacts
-    ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, logger: logger.child({ module: 'presence' }) })
-    : presenceFollowsBlocks({ pubsub, presence, holds: (userId) => safety.holds(userId), logger: logger.child({ module: 'presence' }) });
+  const presenceLogger = logger.child({ module: 'presence' });
+  const hides = (viewer: string, subject: string) => safety.hides(viewer, subject);
+  const unrouteContacts = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, hides, logger: presenceLogger }) : () => undefined;
+  const unfollowBlocks = presenceFollowsBlocks({
+    pubsub,
+    presence,
+    holds: (userId) => safety.holds(userId),
+    // Contacts mode routes a viewer's subscriptions by key (routePresence): the argument-less ones and those naming the subject.
+    deliver: contacts ? (viewer, subject, p) => pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer), subject], p) : (_viewer, _subject, p) => pubsub.dispatchHere(Topic.PresenceChanged, p),
+    logger: presenceLogger,
+  });
+  const unroutePresence = () => {
+    unrouteContacts();
+    unfollowBlocks();
+  };
 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);

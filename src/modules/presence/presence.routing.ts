@@ -1,7 +1,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { CONVERSATION_CHANNELS, Topic } from '../../shared/pubsub/topics';
+import { CONVERSATION_CHANNELS, Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { presenceChannel } from '../conversation/conversation.keys';
 import type { MembershipIndex } from '../membership/membership.index';
 import type { ContactIndex } from './presence.contacts';
@@ -27,21 +27,29 @@ export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boo
 }
 
 /**
- * PRESENCE_VISIBILITY=everyone: a block hides the blocked user's presence from the blocker, so the
- * blocker's subscriptions on this instance are told at once that they read OFFLINE (with no
- * lastSeenAt); an unblock tells them the user as they are, when ONLINE. Before, nothing came until
- * the user's next transition, and a client went on showing them as it last heard (an outside
- * probe). In contacts mode a block ends the friendship, which is a contact lost (routePresence).
+ * A block hides the blocked user's presence from the blocker, so the blocker's subscriptions on
+ * this instance are told at once that they read OFFLINE (with no lastSeenAt); an unblock tells them
+ * the user as they are, when ONLINE (and, in contacts mode, still a contact). Before, nothing came
+ * until the user's next transition, and a client went on showing them as it last heard (outside
+ * probes: in everyone mode, then in contacts mode for a contact through a shared group, whom the
+ * friendship the block ends leaves a contact). `deliver` hands an event to the viewer's
+ * subscriptions as the mode routes them.
  */
-export function presenceFollowsBlocks(d: { pubsub: PubSub; presence: PresenceService; holds: (userId: string) => boolean; logger: Logger }): () => void {
+export function presenceFollowsBlocks(d: {
+  pubsub: PubSub;
+  presence: PresenceService;
+  holds: (userId: string) => boolean;
+  deliver: (viewer: string, subject: string, p: PresencePayload) => void;
+  logger: Logger;
+}): () => void {
   return d.pubsub.on(Topic.SafetyChanged, (p) => {
     if (p.blockedId === undefined || !d.holds(p.userId)) return;
     const [viewer, subject] = [p.userId, p.blockedId];
-    if (p.blocked) return d.pubsub.dispatchHere(Topic.PresenceChanged, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+    if (p.blocked) return d.deliver(viewer, subject, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
     void d.presence
       .statesFor(viewer, [subject])
       .then(([s]) => {
-        if (s.status === 'ONLINE') d.pubsub.dispatchHere(Topic.PresenceChanged, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
+        if (s.status === 'ONLINE') d.deliver(viewer, subject, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
       })
       .catch((e) => d.logger.debug({ err: e }, 'presence: an unblocked user’s status could not be read'));
   });
@@ -55,7 +63,17 @@ export function presenceFollowsBlocks(d: { pubsub: PubSub; presence: PresenceSer
  * gains a contact is told at once if that contact is online, and one who loses a contact is told
  * OFFLINE (with no lastSeenAt), without reconnecting.
  */
-export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; memberships: MembershipIndex; presence: PresenceService; orm: MikroORM; groupMax: number; logger: Logger }): () => void {
+export function routePresence(d: {
+  pubsub: PubSub;
+  contacts: ContactIndex;
+  memberships: MembershipIndex;
+  presence: PresenceService;
+  orm: MikroORM;
+  groupMax: number;
+  /** Whether the viewer blocks the subject (held here): a contact lost by a block was told OFFLINE by the block (presenceFollowsBlocks). */
+  hides: (viewer: string, subject: string) => boolean;
+  logger: Logger;
+}): () => void {
   const { pubsub, contacts, memberships, presence } = d;
   contacts.watch({
     taken: (subject) => pubsub.take(presenceChannel(subject)),
@@ -64,7 +82,10 @@ export function routePresence(d: { pubsub: PubSub; contacts: ContactIndex; membe
       if (viewer === subject) return;
       // To the viewer's argument-less subscriptions and to those naming the subject (`to`: theirs only).
       const keys = [watcherKey(viewer), subject];
-      if (!gained) return pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+      if (!gained) {
+        if (!d.hides(viewer, subject)) pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+        return;
+      }
       void presence
         .statesFor(viewer, [subject])
         .then(([s]) => {
