@@ -170,9 +170,18 @@ const SPOOFS = [
   '\u200B\u200C\u200D',
   '\u2800',
   '\u0301',
+  // Invisible marks (default-ignorable, not format characters): a combining grapheme joiner, Khmer's
+  // inherent vowels, a Mongolian variation selector and variation selectors after a Latin letter.
+  'b\u034Fob',
+  'bo\u17B4b',
+  'b\u180Bob',
+  'bob\uFE00',
+  'b\u{E0100}ob',
 ];
 // Emoji (with ZWJ and tag sequences), accents, CJK, Arabic, Persian with ZWNJ, Devanagari with ZWJ.
-const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team'];
+// And variation selectors where they choose a glyph: a kanji's ideographic variant (a name's own
+// spelling), a symbol's text presentation, a Mongolian letter's form.
+const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team', '葛\u{E0100}飾', '☺\uFE0E', 'ᠨ\u180Bᠠ'];
 
 describe('text rules', () => {
   it('should refuse spoofing characters in display names, group names and project titles, and write nothing', async () => {
@@ -213,7 +222,7 @@ describe('text rules', () => {
     const lobby = await lobbyOf(s.url, u.token);
     const text = (fileName: string) => ({ groupId: lobby, attachment: { fileName, base64: Buffer.from('hello').toString('base64') } });
     const before = await snapshot(s.env.DATABASE_URL!);
-    for (const fileName of ['invoice\u202Efdp.txt', 'report\u200B.txt', '\u3164.txt', 'a\u2066b\u2069.txt']) {
+    for (const fileName of ['invoice\u202Efdp.txt', 'report\u200B.txt', '\u3164.txt', 'a\u2066b\u2069.txt', 'b\u034Fob.txt']) {
       const r = await attempt(s.url, SendMessageDocument, { input: text(fileName) }, u.token);
       expect([fileName, codeOf(r), r.errors?.[0].extensions?.field]).toEqual([fileName, 'BAD_USER_INPUT', 'attachment.fileName']);
     }

@@ -38,6 +38,14 @@ export function isWellFormed(v: string): boolean {
 /** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
 const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
 /**
+ * Invisible marks (default-ignorable, category Mn, so not among the format characters): the
+ * combining grapheme joiner and Khmer's inherent vowels anywhere; a variation selector except
+ * after what it chooses a glyph of (an ideograph, a symbol or pictograph, a Myanmar letter); a
+ * Mongolian one except after a Mongolian letter. `b\u034fob` showed as `bob` (an outside probe).
+ */
+const HIDDEN_MARK =
+  /[\u034f\u17b4\u17b5]|(?<![\p{Ideographic}\p{S}\p{Extended_Pictographic}\p{Script=Myanmar}])[\ufe00-\ufe0f\u{e0100}-\u{e01ef}]|(?<!\p{Script=Mongolian})[\u180b-\u180d\u180f]/u;
+/**
  * A character that shows: not a space, mark, default-ignorable or blank letter. Every emoji has
  * one (its pictograph, regional indicator or keycap base), so no emoji matching is needed here,
  * and the scan stops at the first one (message text is checked on every send).
@@ -51,12 +59,12 @@ export function hasVisibleText(v: string): boolean {
 
 /**
  * Whether a single-line name may be shown as is: something visible, and nothing that reorders or
- * hides text (bidi controls such as U+202E, zero-width and tag characters, Hangul fillers) outside
- * an emoji sequence.
+ * hides text (bidi controls such as U+202E, zero-width and tag characters, Hangul fillers,
+ * invisible marks) outside an emoji sequence.
  */
 export function isSafeName(v: string): boolean {
   if (!hasVisibleText(v)) return false;
-  const clean = (t: string) => !HIDDEN_OR_CONTROL.test(t) && !BLANK_LETTER.test(t);
+  const clean = (t: string) => !HIDDEN_OR_CONTROL.test(t) && !BLANK_LETTER.test(t) && !HIDDEN_MARK.test(t);
   // Emoji are matched (slow: a set of strings) only when something hidden may be part of one.
   return clean(v) || clean(v.replace(EMOJI, '').replace(JOINER_IN_WORD, ''));
 }
