@@ -141,6 +141,8 @@ describe('group events', () => {
     const g = (await request(s.url, CreateGroupDocument, { name: 'Public' }, owner.token)).createGroup;
     await request(s.url, JoinGroupDocument, { groupId: g.id }, member.token);
     await request(s.url, RenameGroupDocument, { groupId: g.id, name: 'Renamed' }, owner.token);
+    // The name it has (once trimmed): nothing changes, nobody is told.
+    expect((await request(s.url, RenameGroupDocument, { groupId: g.id, name: ' Renamed ' }, owner.token)).renameGroup.name).toBe('Renamed');
     await request(s.url, LeaveGroupDocument, { groupId: g.id }, member.token);
     await request(s.url, DeleteGroupDocument, { groupId: g.id }, owner.token);
     await evOwner.nth(5);

@@ -227,6 +227,8 @@ export class GroupService {
       // Who may is told before what is wrong with the name (NOT_FOUND, FORBIDDEN, then BAD_USER_INPUT).
       const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
       const clean = cleanName(name, 'name');
+      // The name it has: nothing changes, so nobody is told (as renameProject and editMessage).
+      if (group.name === clean) return group;
       group.name = clean;
       await tem.flush();
       outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
