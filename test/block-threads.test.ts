@@ -36,6 +36,23 @@ describe('block-threads', () => {
     expect((await ok(gql(s.url, THREAD, { m: root.id }, alice.token))).thread.totalCount).toBe(3);
   });
 
+  it("should leave out of the blocker's threads (and its totalCount) a thread whose root is the blocked user's, as history leaves the root out", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Roots', [bob, carol]);
+    const bobs = await sendMessage(s.url, bob.token, { groupId: g, content: 'root by bob' });
+    const carols = await sendMessage(s.url, carol.token, { groupId: g, content: 'root by carol' });
+    // Alice follows both (she replied), then blocks bob.
+    await reply(s, alice, g, bobs.id);
+    await reply(s, alice, g, carols.id);
+    expect(ids((await ok(gql(s.url, THREADS, {}, alice.token))).threads).sort()).toEqual([bobs.id, carols.id].sort());
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    const threads = (await ok(gql(s.url, THREADS, {}, alice.token))).threads;
+    expect({ ids: ids(threads), totalCount: threads.totalCount }).toEqual({ ids: [carols.id], totalCount: 1 });
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect((await ok(gql(s.url, THREADS, {}, alice.token))).threads.totalCount).toBe(2);
+  });
+
   it("should keep replies kept in their threads out of a blocker's sidebar as out of everyone's: not the last message, not unread", async () => {
     const s = await createTestServer();
     const [alice, bob, carol, dave, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -73,10 +73,11 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
 
 /**
  * A thread (`t`, its root `m`) its follower still sees: a root not deleted, with a reply, in a
- * conversation they are still in.
+ * conversation they are still in, and not by a user they block (history leaves that root out).
  */
 const LISTED = `m.last_reply_at is not null and m.deleted_at is null
-  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)`;
+  and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = t.user_id)
+  and not ${blockedBy('t.user_id', 'm.sender_id')}`;
 
 /**
  * Whether a followed thread (`t`, its root `m`) has replies its follower has not read. Replies of

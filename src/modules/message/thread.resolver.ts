@@ -29,7 +29,7 @@ export class ThreadResolver {
   @Authorized()
   @Query(() => MessageConnection, {
     description:
-      "Roots of the threads the viewer takes part in (wrote the root, replied, was mentioned in a reply, or marked read), the latest reply first, in conversations they are still in; Message.hasUnreadReplies tells which have replies they have not read (replies of users the viewer blocks don't count). first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
+      "Roots of the threads the viewer takes part in (wrote the root, replied, was mentioned in a reply, or marked read), the latest reply first, in conversations they are still in (not a root by a user the viewer blocks); Message.hasUnreadReplies tells which have replies they have not read (replies of users the viewer blocks don't count). first/after pages forward (the default), last/before back from the oldest end; at most 100 a page. Both ways at once, or a cursor this connection did not issue: BAD_USER_INPUT.",
   })
   threads(
     @Arg('first', () => Int, { nullable: true, defaultValue: 20, description: 'Threads after `after`, latest reply first: at most 100 (default 20).' }) first: number | null,
