@@ -211,15 +211,19 @@ describe('mentions', () => {
     await online.client.dispose();
   });
 
-  it('should expand @here, in contacts mode, to the connected members who are the sender\'s contacts', async () => {
-    // A group of three over PRESENCE_GROUP_MAX makes no contacts: only the friendship does.
-    const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: '2' });
-    const [alice, friend, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const g = await groupWith(s.url, alice, 'Contacts', [friend, stranger]);
+  it('should expand @here, in contacts mode, only where every member is a contact of every other: a small group, not a larger one', async () => {
+    // Groups of three make contacts; one of four does not (PRESENCE_GROUP_MAX 3), though a friendship does.
+    const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: '3' });
+    const [alice, friend, member, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const small = await groupWith(s.url, alice, 'Small', [friend, member]);
+    const large = await groupWith(s.url, alice, 'Large', [friend, member, stranger]);
     await befriend(s.url, alice, friend);
-    for (const u of [friend, stranger]) await listen(s, u, 'subscription { messageAdded { id } }');
-    const here = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'who is @here' } }, alice.token))).sendMessage;
-    expect(here.mentions.map((u: any) => u.id)).toEqual([friend.id]);
+    for (const u of [friend, member, stranger]) await listen(s, u, 'subscription { messageAdded { id } }');
+    const inSmall = (await ok(gql(s.url, SEND, { i: { groupId: small, content: 'who is @here' } }, alice.token))).sendMessage;
+    expect(inSmall.mentions.map((u: any) => u.id).sort()).toEqual([friend.id, member.id].sort());
+    // In the larger group the mentions, which every member reads, would tell the stranger of alice's friend: no one.
+    const inLarge = (await ok(gql(s.url, SEND, { i: { groupId: large, content: 'who is @here' } }, alice.token))).sendMessage;
+    expect(inLarge.mentions).toEqual([]);
   });
 
   it("should keep a name's dash (only a sentence's final dots are not part of it), and make a reply's mention by edit follow its thread", async () => {

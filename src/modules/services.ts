@@ -152,7 +152,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     env,
     // Only those the sender may see online: a mention would tell of a HIDDEN member, one the
     // sender blocks, or in contacts mode a non-contact, whom presence reads as OFFLINE to them.
-    online: async (em, viewerId, ids) => {
+    // And a message's mentions show every member: in contacts mode, only in a group whose members
+    // are all contacts of each other (not the lobby, nor one over PRESENCE_GROUP_MAX), else no one.
+    online: async (em, viewerId, groupId, ids) => {
+      if (env.PRESENCE_VISIBILITY === 'contacts' && (await presenceRepository.scopeMayMakeContacts(em, 'group', groupId, env.PRESENCE_GROUP_MAX, 0)) !== true) return new Set<string>();
       const seen = await presence.visibleTo(viewerId, [...(await presence.connected(ids))]);
       const blocked = seen.length ? await blocks.blockedAmong(em, viewerId, seen) : new Set<string>();
       return new Set(seen.filter((id) => !blocked.has(id)));

@@ -45,8 +45,8 @@ const SLOW_HINT_MS = 10 * 60_000;
 
 export interface MessageServiceDeps {
   pubsub: PubSub;
-  /** Of these users, who holds a live connection now as `viewerId` may see it (`@here`); none when absent. */
-  online?: (em: EntityManager, viewerId: string, userIds: string[]) => Promise<Set<string>>;
+  /** Of these members of a group, who holds a live connection now as `viewerId` may see it (`@here`); none when absent. */
+  online?: (em: EntityManager, viewerId: string, groupId: string, userIds: string[]) => Promise<Set<string>>;
   /** Which conversations the viewer may send to and read. */
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
@@ -578,7 +578,7 @@ export class MessageService {
     const all = ask.all && (await mayMentionAll(conv, senderId, this.moderates && ((groupId, userId) => this.moderates!(em, groupId, userId))));
     if (conv.kind === 'group' && (all || ask.here)) {
       const members = (await mentionRepository.groupMembers(em, conv.groupId!)).filter((u) => u !== senderId);
-      ids = all ? members : [...(await this.online(em, senderId, members).catch(() => new Set<string>()))];
+      ids = all ? members : [...(await this.online(em, senderId, conv.groupId!, members).catch(() => new Set<string>()))];
     }
     return ask.names.length || ids.length ? { names: ask.names, ids } : null;
   }
