@@ -2,7 +2,7 @@ import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from
 import { attempt, request, signup, buildUser, lobbyOf } from './helpers/factories';
 import { LoginDocument, SignupDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { createTestServer } from './helpers/server';
-import { snapshot } from './helpers/db';
+import { snapshot, sql } from './helpers/db';
 
 const ME = '{ me { id } }';
 const DELETE = 'mutation($p: String!) { deleteAccount(password: $p) }';
@@ -177,11 +177,15 @@ const SPOOFS = [
   'b\u180Bob',
   'bob\uFE00',
   'b\u{E0100}ob',
+  // Joiners between Latin letters, unassigned default-ignorables, a selector after a symbol that has no variants.
+  'b\u200Cob',
+  'b\u2065ob',
+  '\u2605\uFE00bob',
 ];
 // Emoji (with ZWJ and tag sequences), accents, CJK, Arabic, Persian with ZWNJ, Devanagari with ZWJ.
 // And variation selectors where they choose a glyph: a kanji's ideographic variant (a name's own
 // spelling), a symbol's text presentation, a Mongolian letter's form.
-const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team', '葛\u{E0100}飾', '☺\uFE0E', 'ᠨ\u180Bᠠ'];
+const GOOD = ['👩‍👩‍👧', 'Zoë', 'Zoe\u0308', '日本語', 'مرحبا بالعالم', 'می‌خواهم', '🏴󠁧󠁢󠁳󠁣󠁴󠁿 fans', 'क्‍ष', '❤️ team', '葛\u{E0100}飾', '☺\uFE0E', 'ᠨ\u180Bᠠ', 'ᠨ\u180Eᠠ', 'ශ්‍රී'];
 
 describe('text rules', () => {
   it('should refuse spoofing characters in display names, group names and project titles, and write nothing', async () => {
@@ -203,6 +207,18 @@ describe('text rules', () => {
       for (const [what, p] of attempts) expect([what, JSON.stringify(bad), codeOf(await p)]).toEqual([what, JSON.stringify(bad), 'BAD_USER_INPUT']);
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it("should take a display name made before today's rules back unchanged, with a new username", async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const older = 'b\u034Fob';
+    await sql(s.env.DATABASE_URL!, 'update users set display_name = $2 where id = $1', [u.id, older]);
+    const renamed = `${u.username}x`.slice(0, 32);
+    const r = await ok(gql(s.url, 'mutation($d: String, $n: String) { updateProfile(displayName: $d, username: $n) { username displayName } }', { d: older, n: renamed }, u.token));
+    expect(r.updateProfile).toEqual({ username: renamed, displayName: older });
+    // A change to it is checked as any name is.
+    expect(codeOf(await gql(s.url, PROFILE, { d: `${older}!` }, u.token))).toBe('BAD_USER_INPUT');
   });
 
   it('should keep emoji, ZWJ sequences and real scripts in names', async () => {

@@ -21,8 +21,16 @@ export function isId(value: unknown): value is string {
 
 /** Whole emoji sequences (ZWJ families, flags, keycaps, tag flags) are text, whatever joins them. */
 const EMOJI = new RegExp('\\p{RGI_Emoji}', 'gv');
-/** ZWNJ and ZWJ between letters: Persian and Indic scripts need them there. */
-const JOINER_IN_WORD = /(?<=[\p{L}\p{M}])[\u200c\u200d](?=[\p{L}\p{M}])/gu;
+/** Scripts whose words take ZWNJ and ZWJ between letters: Arabic and its neighbours, the Indic scripts and their kin. */
+const JOINING =
+  '\\p{Script=Arabic}\\p{Script=Syriac}\\p{Script=Nko}\\p{Script=Mongolian}\\p{Script=Devanagari}\\p{Script=Bengali}\\p{Script=Gurmukhi}\\p{Script=Gujarati}\\p{Script=Oriya}' +
+  '\\p{Script=Tamil}\\p{Script=Telugu}\\p{Script=Kannada}\\p{Script=Malayalam}\\p{Script=Sinhala}\\p{Script=Khmer}\\p{Script=Myanmar}\\p{Script=Tibetan}';
+/**
+ * Invisible characters that belong to a word of their script: ZWNJ and ZWJ between letters of a
+ * joining script (Persian's and Devanagari's need them; between Latin letters `b\u200cob` shows as
+ * `bob`), and Mongolian's vowel separator between Mongolian letters.
+ */
+const JOINER_IN_WORD = new RegExp(`(?<=[${JOINING}]\\p{M}*)[\\u200c\\u200d](?=[${JOINING}])|(?<=[\\u1820-\\u1878])\\u180e(?=[\\u1820-\\u1878])`, 'gu');
 /**
  * Format characters (bidi controls, zero-width space and joiners, word joiner, BOM, tag
  * characters, soft hyphen), other controls, line separators and lone surrogates.
@@ -38,13 +46,21 @@ export function isWellFormed(v: string): boolean {
 /** Letters that draw nothing: the Hangul fillers and the blank Braille pattern. */
 const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800]/u;
 /**
- * Invisible marks (default-ignorable, category Mn, so not among the format characters): the
- * combining grapheme joiner and Khmer's inherent vowels anywhere; a variation selector except
- * after what it chooses a glyph of (an ideograph, a symbol or pictograph, a Myanmar letter); a
- * Mongolian one except after a Mongolian letter. `b\u034fob` showed as `bob` (an outside probe).
+ * Invisible characters that are not format characters (default-ignorable marks, and unassigned
+ * default-ignorable code points): the combining grapheme joiner, Khmer's inherent vowels and the
+ * unassigned ones anywhere; a variation selector except after what it chooses a glyph of (an
+ * ideograph or Myanmar letter; text or emoji presentation after a symbol, pictograph or keycap
+ * base); a Mongolian one except after a Mongolian letter. `b\u034fob` showed as `bob` (an outside probe).
  */
-const HIDDEN_MARK =
-  /[\u034f\u17b4\u17b5]|(?<![\p{Ideographic}\p{S}\p{Extended_Pictographic}\p{Script=Myanmar}])[\ufe00-\ufe0f\u{e0100}-\u{e01ef}]|(?<!\p{Script=Mongolian})[\u180b-\u180d\u180f]/u;
+const HIDDEN_MARK = new RegExp(
+  [
+    '[\\u034f\\u17b4\\u17b5\\u2065\\ufff0-\\ufff8\\u{e0000}-\\u{e00ff}\\u{e01f0}-\\u{e0fff}]',
+    '(?<![\\p{Ideographic}\\p{Script=Myanmar}])[\\ufe00-\\ufe0d\\u{e0100}-\\u{e01ef}]',
+    '(?<![\\p{Ideographic}\\p{S}\\p{Extended_Pictographic}#*0-9])[\\ufe0e\\ufe0f]',
+    '(?<![\\u1820-\\u1878\\u1880-\\u18aa])[\\u180b-\\u180d\\u180f]',
+  ].join('|'),
+  'u',
+);
 /**
  * A character that shows: not a space, mark, default-ignorable or blank letter. Every emoji has
  * one (its pictograph, regional indicator or keycap base), so no emoji matching is needed here,

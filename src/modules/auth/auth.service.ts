@@ -214,7 +214,8 @@ export class AuthService {
       }
       user.username = username;
     }
-    if (input.displayName !== undefined) user.displayName = validateDisplayName(input.displayName);
+    // Likewise its own display name again (made before a rule refused one of its characters).
+    if (input.displayName !== undefined && input.displayName !== user.displayName) user.displayName = validateDisplayName(input.displayName);
     try {
       await em.flush();
     } catch (e) {
