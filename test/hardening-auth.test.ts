@@ -34,6 +34,17 @@ describe('password checks', () => {
     expect((await ok(gql(s.url, ME, {}, u.token))).me.id).toBe(u.id);
   });
 
+  it('should check no more wrong passwords than the limit when they come at once, and give a right one back its attempt', async () => {
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '4' });
+    const u = await signup(s.url);
+    // Right passwords spend nothing: four logins in a row, then the four guesses are still all there.
+    for (let i = 0; i < 4; i++) await request(s.url, LoginDocument, { username: u.username, password: u.password });
+    const guesses = await Promise.all(Array.from({ length: 16 }, (_, i) => attempt(s.url, LoginDocument, { username: u.username, password: `guess-number-${i}` })));
+    const codes = guesses.map(codeOf);
+    expect(codes.filter((c) => c === 'UNAUTHENTICATED')).toHaveLength(4);
+    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(12);
+  });
+
   it('should limit deleteAccount guesses alone, even without any login', async () => {
     const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER_IP: '2' });
     const u = await signup(s.url);

@@ -15,7 +15,8 @@ interface Limit {
  * As OWASP's authentication cheat sheet suggests, an account is limited per client address first
  * and from everywhere only at a much higher count, so a stranger who can name a user cannot lock
  * them out from their own address; each address has its own limit too. Counted in Redis when
- * configured, so the limits hold across instances. Only failures count.
+ * configured, so the limits hold across instances. Only failures count (an attempt is taken
+ * before its check and given back when the password was right).
  */
 export class PasswordLimiter {
   private readonly limits: Limit[];
@@ -29,25 +30,32 @@ export class PasswordLimiter {
   }
 
   /**
-   * `account` is the user's id, or for a name no one holds, the name in lower case.
-   * @throws RateLimitedError when any of the limits is already used up.
+   * Takes one attempt from every limit before the password is checked, as a failure, so that
+   * checks running at once each hold theirs: read first and counted after the slow hash, 16 wrong
+   * passwords in flight got 25 of 40 checked against a limit of 10 (an outside probe). A right
+   * password gives it back (`passed`). `account` is the user's id, or for a name no one holds, the
+   * name in lower case.
+   * @throws RateLimitedError when any of the limits is used up (nothing is taken then).
    */
-  async check(account: string, ip: string): Promise<void> {
-    const used = await Promise.all(this.limits.map((l) => l.limiter.get(l.key(account, ip))));
-    const blocked = used.filter((r, i): r is RateLimiterRes => !!r && r.consumedPoints >= this.limits[i].limiter.points);
-    if (blocked.length) {
-      throw new RateLimitedError(Math.max(...blocked.map((r) => r.msBeforeNext / 1000)), 'Too many wrong passwords; try again later.');
-    }
+  async take(account: string, ip: string): Promise<void> {
+    const keys = this.limits.map((l) => l.key(account, ip));
+    // A refused consume counts too (rate-limiter-flexible adds before it compares): all given back below.
+    const taken = await Promise.allSettled(this.limits.map((l, i) => l.limiter.consume(keys[i], 1)));
+    const refused = taken.flatMap((r) => (r.status === 'rejected' && r.reason instanceof RateLimiterRes ? [r.reason] : []));
+    const failed = taken.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
+    if (!refused.length && !failed) return;
+    await this.giveBack(keys);
+    if (failed) throw failed.reason;
+    throw new RateLimitedError(Math.max(...refused.map((r) => r.msBeforeNext / 1000)), 'Too many wrong passwords; try again later.');
   }
 
-  async fail(account: string, ip: string): Promise<void> {
-    await Promise.all(this.limits.map((l) => l.limiter.penalty(l.key(account, ip), 1))).catch((e) => {
-      if (!(e instanceof RateLimiterRes)) throw e;
-    });
+  /** The password was right: the attempt is given back, and the owner's own typos from this address are forgiven (the account-wide count keeps its failures). */
+  async passed(account: string, ip: string): Promise<void> {
+    const keys = this.limits.map((l) => l.key(account, ip));
+    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1)]);
   }
 
-  /** The owner got in from this address: their own typos there are forgiven, the account-wide count is not. */
-  async succeed(account: string, ip: string): Promise<void> {
-    await this.limits[0].limiter.delete(this.limits[0].key(account, ip));
+  private async giveBack(keys: string[], from = 0): Promise<void> {
+    await Promise.all(this.limits.slice(from).map((l, i) => l.limiter.reward(keys[from + i], 1))).catch(() => undefined);
   }
 }

@@ -172,14 +172,11 @@ export class AuthService {
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
     // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.
     const account = user?.id ?? `name:${username.toLowerCase()}`;
-    await this.limiter.check(account, ip);
+    await this.limiter.take(account, ip);
     // An unknown user costs the same hash as a wrong password, and gets the same answer.
     const ok = user ? await matches(user.passwordHash, password) : await verify(await this.dummy(), password).then(() => false);
-    if (!user || !ok) {
-      await this.limiter.fail(account, ip);
-      throw invalid();
-    }
-    await this.limiter.succeed(account, ip);
+    if (!user || !ok) throw invalid();
+    await this.limiter.passed(account, ip);
     // Under the account's row lock: a deletion under way finishes first, and then no session is
     // issued for it (one issued meanwhile outlived the deletion, a working token of no account).
     const result = await em.transactional(async (tem) => {
@@ -234,11 +231,9 @@ export class AuthService {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
     const user = await userRepository.account(em, viewer.userId, true);
     // A stolen token must not make this a way around the login limits.
-    await this.limiter.check(user.id, ip);
-    if (password.length > 1024 || !(await matches(user.passwordHash, password))) {
-      await this.limiter.fail(user.id, ip);
-      throw new BadUserInputError('Password is incorrect.', 'password');
-    }
+    await this.limiter.take(user.id, ip);
+    if (password.length > 1024 || !(await matches(user.passwordHash, password))) throw new BadUserInputError('Password is incorrect.', 'password');
+    await this.limiter.passed(user.id, ip);
     const sessions = await transact(em, this.pubsub, async (tem, outbox) => {
       // The account's row first: a login under way commits its session before these are read (and
       // revoked), or waits and then finds the account gone (see login).
