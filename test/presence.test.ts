@@ -161,6 +161,27 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect(seen(events)).toEqual([`${other.id} OFFLINE`, `${u.id} OFFLINE`, `${ctl.user.id} OFFLINE`]);
     });
 
+    it("should stay ONLINE when a logged-out session's socket closes while another session was active", async () => {
+      const s = await createTestServer({ ...store, PRESENCE_GRACE: '300ms' });
+      const [u, watcher, other] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+      const phone = await login(s.url, u);
+      const events = await watch(s, watcher, [u.id, other.id]);
+      const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+      const socket = wsClient(s.wsUrl, u.token);
+      await socket.connected;
+      await ok(gql(s.url, 'mutation { heartbeat { status } }', {}, phone));
+      // The laptop logs out: its socket closes (4403); the phone, active a moment ago, keeps the user ONLINE.
+      await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+      expect((await socket.closed).code).toBe(4403);
+      quiet.mockRestore();
+      await sleep(500);
+      // Another user's logout as a barrier: once its OFFLINE arrives, one for the user would have.
+      await ok(gql(s.url, 'mutation { logout }', {}, other.token));
+      await events.nth(1);
+      expect(seen(events)).toEqual([`${other.id} OFFLINE`]);
+      expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
+    });
+
     it("should go OFFLINE a grace period after the user's last socket closes, and not before", async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '600ms' });
       const [u, watcher] = [await signup(s.url), await signup(s.url)];

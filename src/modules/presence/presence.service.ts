@@ -288,7 +288,8 @@ export class PresenceService {
     // Activity after the close must reach the store, or it could not keep the user online.
     this.touched.deleteUser(userId);
     this.cancelGrace(userId);
-    if (ended) return void this.afterGrace(userId, closedAt);
+    // Another session active within PRESENCE_TIMEOUT keeps the user ONLINE then, as at the logout itself (endSession).
+    if (ended) return void this.afterGrace(userId, closedAt, { sessionId, cutoff: closedAt - this.timeoutMs });
     // A reload reconnects within the grace period and cancels this.
     const timer = setTimeout(() => {
       this.graceTimers.delete(userId);
@@ -306,12 +307,12 @@ export class PresenceService {
     }
   }
 
-  private async afterGrace(userId: string, closedAt: number): Promise<void> {
+  private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }): Promise<void> {
     this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
     try {
       await this.activityFirst();
-      const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now() });
+      const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now(), ended });
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).

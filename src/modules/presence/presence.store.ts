@@ -50,10 +50,11 @@ export interface PresenceStore {
   endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone>;
   /**
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
-   * The user goes offline unless a socket is live on another instance or they were active after `closedAt`.
+   * The user goes offline unless a socket is live on another instance or they were active after `closedAt`;
+   * with `ended` (the socket's session was revoked: a logout), nor while another session was active since its `cutoff`, as endSession.
    * @returns truthy when this call took the user offline.
    */
-  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<Gone>;
+  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
   read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
   /**
@@ -177,12 +178,16 @@ if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
 if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 return drop(ARGV[1])`;
 
-// KEYS: active, online, instances. ARGV: userId, instanceId, closedAt, now.
+// KEYS: active, online, instances[, sessions]. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
 const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 if tonumber(score) > tonumber(ARGV[3]) then return 0 end
+if ARGV[5] then
+  redis.call('ZREM', KEYS[4], ARGV[5])
+  if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
+end
 if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
 return drop(ARGV[1])`;
 
@@ -345,8 +350,11 @@ export class RedisPresenceStore implements PresenceStore {
     return gone(await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]));
   }
 
-  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number }): Promise<Gone> {
-    return gone(await this.run<number>('SOCKETS_GONE', [ACTIVE, ONLINE, INSTANCES], [userId, o.instanceId, o.closedAt, o.now]));
+  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone> {
+    const keys = [ACTIVE, ONLINE, INSTANCES];
+    const args: (string | number)[] = [userId, o.instanceId, o.closedAt, o.now];
+    if (o.ended) keys.push(sessionsKey(userId)), args.push(o.ended.sessionId, o.ended.cutoff);
+    return gone(await this.run<number>('SOCKETS_GONE', keys, args));
   }
 
   async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
@@ -472,9 +480,14 @@ export class MemoryPresenceStore implements PresenceStore {
     if (s && [...s.values()].some((at) => at >= o.cutoff)) return false;
     return this.drop(userId);
   }
-  async socketsGone(userId: string, o: { closedAt: number }) {
+  async socketsGone(userId: string, o: { closedAt: number; ended?: { sessionId: string; cutoff: number } }) {
     const at = this.active.get(userId);
     if (at === undefined || at > o.closedAt) return false;
+    if (o.ended) {
+      const s = this.sessions.get(userId);
+      s?.delete(o.ended.sessionId);
+      if (s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
+    }
     return this.drop(userId);
   }
   async read(userIds: string[]) {
