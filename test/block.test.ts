@@ -346,13 +346,15 @@ describe('block', () => {
     ['a friend and nothing else (the block ends the contact)', false],
   ])('should tell, in contacts mode, the blocker\'s presence subscriptions once that %s reads OFFLINE', async (_name, shared) => {
     const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts' });
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const [alice, bob, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     await befriend(s.url, alice, bob);
     if (shared) await groupWith(s.url, alice, 'Small', [bob]);
     const bobOnline = wsClient(s.wsUrl, bob.token);
     await bobOnline.connected;
     const WATCH = 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status lastSeenAt user { id } } }';
     const [all, named] = [await listen(s, alice, PRESENCE), await listen(s, alice, WATCH, { ids: [bob.id] })];
+    // A user alice never saw first: nothing she sees changes, so nothing is told (bob's comes first).
+    await block(s, alice, stranger);
     await block(s, alice, bob);
     await all.nth(1);
     await named.nth(1);

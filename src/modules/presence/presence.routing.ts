@@ -40,12 +40,17 @@ export function presenceFollowsBlocks(d: {
   presence: PresenceService;
   holds: (userId: string) => boolean;
   deliver: (viewer: string, subject: string, p: PresencePayload) => void;
+  /** Contacts mode: whether the viewer saw the subject until now (a contact); a block of anyone else changes nothing they see. */
+  saw?: (viewer: string, subject: string) => boolean;
   logger: Logger;
 }): () => void {
   return d.pubsub.on(Topic.SafetyChanged, (p) => {
     if (p.blockedId === undefined || !d.holds(p.userId)) return;
     const [viewer, subject] = [p.userId, p.blockedId];
-    if (p.blocked) return d.deliver(viewer, subject, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+    if (p.blocked) {
+      if (d.saw && !d.saw(viewer, subject)) return;
+      return d.deliver(viewer, subject, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+    }
     void d.presence
       .statesFor(viewer, [subject])
       .then(([s]) => {
@@ -70,7 +75,11 @@ export function routePresence(d: {
   presence: PresenceService;
   orm: MikroORM;
   groupMax: number;
-  /** Whether the viewer blocks the subject (held here): a contact lost by a block was told OFFLINE by the block (presenceFollowsBlocks). */
+  /**
+   * Whether the viewer blocks the subject (held here): a contact lost by a block was told OFFLINE
+   * by the block (presenceFollowsBlocks), if it came while they were still a contact; if the
+   * contact went first, the block was applied after it and this told it.
+   */
   hides: (viewer: string, subject: string) => boolean;
   logger: Logger;
 }): () => void {
