@@ -603,12 +603,6 @@ export class PresenceService {
     this.graceTimers.clear();
     this.off.forEach((f) => f());
     await Promise.all([this.activityFirst(), this.flushLastSeen()]);
-    // Rows another transaction held were left for a next flush (recordLastSeen), and none comes
-    // after this one: a few more tries while such a transaction (a friend request) ends.
-    for (let pause = 20; this.dirty.size && pause <= 320; pause *= 2) {
-      await new Promise((r) => setTimeout(r, pause));
-      await this.flushLastSeen();
-    }
     if (this.pubsub.kind === 'redis') {
       const closedAt = Date.now();
       for (let i = 0; i < closing.length; i += HANDOFF_CHUNK) {
@@ -618,6 +612,14 @@ export class PresenceService {
       for (const p of this.handoffs.values()) await this.pubsub.publishSafe(Topic.PresenceHandoff, { ...p, hops: (p.hops ?? 0) + 1 });
     }
     this.handoffs.clear();
+    // Rows another transaction held were left for a next flush (recordLastSeen), and none comes
+    // after this one: a few more tries while such a transaction (a friend request) ends, once the
+    // handoffs above went out (they must not wait on it).
+    for (let pause = 20; this.dirty.size && pause <= 320; pause *= 2) {
+      await new Promise((r) => setTimeout(r, pause));
+      await this.flushLastSeen();
+    }
+    if (this.dirty.size) this.logger.warn({ users: this.dirty.size }, 'presence: lastSeenAt of users whose rows stayed locked through the stop was not written');
   }
 
   /**
