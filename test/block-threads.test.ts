@@ -142,6 +142,23 @@ describe('block-threads', () => {
     expect((await live.nth(1)).conversationUpdated.unreadMentionCount).toBe(2);
   });
 
+  it('should count live mention badges of a member who blocks someone else as the query counts them', async () => {
+    const s = await createTestServer();
+    const [alice, bob, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Badges', [bob]);
+    await ok(gql(s.url, BLOCK, { id: stranger.id }, alice.token));
+    const live = await listen(s, alice, 'subscription { conversationUpdated { id unreadCount unreadMentionCount } }');
+    for (let i = 1; i <= 4; i++) await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} ${i}` });
+    await live.nth(4);
+    expect(live.values.map((v: any) => [v.conversationUpdated.unreadCount, v.conversationUpdated.unreadMentionCount])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+    ]);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount).toBe(4);
+  });
+
   it("should not tell the blocker of a blocked user's replies: no THREAD_UPDATED, no messageAdded with threadId", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -113,7 +113,13 @@ export class BlockService {
     return Promise.resolve(derived).then(async (row) => {
       // The row with its last message, in one query; gone meanwhile (a leave): as derived.
       const read = await conversationRepository.row(em, viewerId, p.conversationKey);
-      return read ? rowToConversation(read) : row;
+      if (!read) return row;
+      // The badge as the event told it (or to be read again): the row read here carries none, and
+      // without it the subscription showed the one last told (stuck at the first mention's 1).
+      const fresh = rowToConversation(read);
+      if (row.unreadMentionCount !== undefined) fresh.unreadMentionCount = row.unreadMentionCount;
+      if (row.reloadBadge) fresh.reloadBadge = true;
+      return fresh;
     });
   }
 
