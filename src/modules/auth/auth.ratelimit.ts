@@ -55,7 +55,17 @@ export class PasswordLimiter {
     await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1)]);
   }
 
+  /**
+   * Gives one attempt back to each key that still holds one: a reward on a key whose window ended
+   * meanwhile would open a new window below zero, one attempt more each time (timed to a window's
+   * end, the limit of 2 let 7 through: the review of 87bc350).
+   */
   private async giveBack(keys: string[], from = 0): Promise<void> {
-    await Promise.all(this.limits.slice(from).map((l, i) => l.limiter.reward(keys[from + i], 1))).catch(() => undefined);
+    await Promise.all(
+      this.limits.slice(from).map(async (l, i) => {
+        const held = await l.limiter.get(keys[from + i]);
+        if (held && held.consumedPoints > 0 && held.msBeforeNext > 0) await l.limiter.reward(keys[from + i], 1);
+      }),
+    ).catch(() => undefined);
   }
 }

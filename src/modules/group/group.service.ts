@@ -226,8 +226,10 @@ export class GroupService {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // Who may is told before what is wrong with the name (NOT_FOUND, FORBIDDEN, then BAD_USER_INPUT).
       const { group } = await this.asModerator(tem, groupId, viewerId, { lobby: false });
+      // The name it has: nothing changes, so nobody is told (as renameProject and editMessage), and
+      // a name made before today's rules is not checked again (as a display name is not).
+      if (name === group.name) return group;
       const clean = cleanName(name, 'name');
-      // The name it has: nothing changes, so nobody is told (as renameProject and editMessage).
       if (group.name === clean) return group;
       group.name = clean;
       await tem.flush();

@@ -377,7 +377,7 @@ export class MessageService {
     const em = typeof emOf === 'function' ? () => (forked ??= emOf()) : () => emOf;
     const clientMessageId = input.clientMessageId ?? null;
     if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
-      throw new BadUserInputError('clientMessageId must be 1 to 64 characters, without control characters.', 'clientMessageId');
+      throw new BadUserInputError('clientMessageId must be 1 to 64 UTF-16 code units, without control characters (U+0000 to U+001F) or half of a surrogate pair.', 'clientMessageId');
     }
     const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     if (clientMessageId) {

@@ -65,7 +65,7 @@ export class PresenceService {
   private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
-  private readonly unsettled = new Map<string, number>();
+  private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
   private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
   /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
@@ -316,7 +316,7 @@ export class PresenceService {
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
-      this.unsettled.set(userId, closedAt);
+      this.unsettled.set(userId, { closedAt, ended });
       this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; it will be once the store is back');
     }
   }
@@ -325,7 +325,7 @@ export class PresenceService {
   private settleAgain(): void {
     const users = [...this.unsettled];
     this.unsettled.clear();
-    for (const [userId, closedAt] of users) void this.afterGrace(userId, closedAt);
+    for (const [userId, { closedAt, ended }] of users) void this.afterGrace(userId, closedAt, ended);
   }
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */

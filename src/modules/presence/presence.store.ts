@@ -181,13 +181,11 @@ return drop(ARGV[1])`;
 // KEYS: active, online, instances[, sessions]. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
 const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
+if ARGV[5] then redis.call('ZREM', KEYS[4], ARGV[5]) end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 if tonumber(score) > tonumber(ARGV[3]) then return 0 end
-if ARGV[5] then
-  redis.call('ZREM', KEYS[4], ARGV[5])
-  if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
-end
+if ARGV[5] and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
 return drop(ARGV[1])`;
 
@@ -481,13 +479,11 @@ export class MemoryPresenceStore implements PresenceStore {
     return this.drop(userId);
   }
   async socketsGone(userId: string, o: { closedAt: number; ended?: { sessionId: string; cutoff: number } }) {
+    const s = o.ended ? this.sessions.get(userId) : undefined;
+    if (o.ended) s?.delete(o.ended.sessionId);
     const at = this.active.get(userId);
     if (at === undefined || at > o.closedAt) return false;
-    if (o.ended) {
-      const s = this.sessions.get(userId);
-      s?.delete(o.ended.sessionId);
-      if (s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
-    }
+    if (o.ended && s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
     return this.drop(userId);
   }
   async read(userIds: string[]) {

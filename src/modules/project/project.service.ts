@@ -162,7 +162,9 @@ export class ProjectService {
     return transact(em, this.pubsub, async (tem, outbox) => {
       const l = await this.locked(tem, projectId, viewerId);
       this.requireOwner(l, 'rename it');
-      // Who may is told before what is wrong with the title.
+      // Who may is told before what is wrong with the title; the title it has (one made before
+      // today's rules too) changes nothing and is not checked again.
+      if (title === l.project.title) return toProjectType(l.project, l.members);
       const clean = cleanName(title, 'title');
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
