@@ -1,5 +1,6 @@
 import type { RedisClient } from '../src/shared/redis';
 import { RateLimit } from '../src/shared/ratelimit';
+import { PasswordLimiter } from '../src/modules/auth/auth.ratelimit';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -102,5 +103,30 @@ describe('rate limits leased from Redis, first action ahead', () => {
     calls[2].answer([[4, 100]]);
     await c;
     expect(calls).toHaveLength(3);
+  });
+});
+
+describe('wrong-password limits', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('should give back no attempt to a window that ended between the check and its answer (a new window below zero was one attempt more)', async () => {
+    jest.useFakeTimers({ now: new Date('2026-11-26T12:00:00Z') });
+    // The account-wide limit is the one measured: 2 wrong passwords.
+    const limits = new PasswordLimiter({ maxPerUserIp: 100, maxPerUser: 2, maxPerIp: 100 });
+    await limits.take('account', '192.0.2.1');
+    // The password check took so long that the 15-minute window ended meanwhile; then it was right.
+    jest.setSystemTime(new Date('2026-11-26T12:15:01Z'));
+    jest.advanceTimersByTime(15 * 60_000 + 1000);
+    await limits.passed('account', '192.0.2.1');
+    let allowed = 0;
+    for (let i = 0; i < 5; i++) {
+      try {
+        await limits.take('account', `198.51.100.${i}`);
+        allowed++;
+      } catch {
+        break;
+      }
+    }
+    expect(allowed).toBe(2);
   });
 });
