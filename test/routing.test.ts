@@ -294,8 +294,11 @@ describeRedis('event routing', () => {
       await sendMessage(a.url, bo.token, { groupId: busy, content: 'mine, through A' });
       await proxy.restore();
       await back;
-      // Nothing is sent after them: A publishes them again.
+      // Nothing is sent after them: A publishes them again, each message's sidebar row after it
+      // (one at a time): the row of Bo's own send, which moved his marker, reaches B before 'after'
+      // is sent (under a loaded CI run, 'after' went out between the two and read 4).
       await Promise.all([onBusy.nth(3), onQuiet.nth(1)]);
+      await eventually(() => rows.values.some((v) => v.conversationUpdated.lastMessage?.content === 'mine, through A'));
       await sendMessage(b.url, ada.token, { groupId: busy, content: 'after' });
       await onBusy.nth(4);
       // B's row knows Bo read up to his own message: 'after' is his one unread there.
