@@ -150,13 +150,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pubsub,
     access: conversationAccess,
     env,
-    // Only those the sender may see online: a mention would tell of a HIDDEN member, one the
-    // sender blocks, or in contacts mode a non-contact, whom presence reads as OFFLINE to them.
-    // And a message's mentions show every member: in contacts mode, only in a group whose members
-    // are all contacts of each other (not the lobby, nor one over PRESENCE_GROUP_MAX), else no one.
+    // As presence shows them to the sender, a user they block left out (from the database when
+    // the sender holds no session here: the visibility rule's block test reads memory only).
     online: async (em, viewerId, groupId, ids) => {
-      if (env.PRESENCE_VISIBILITY === 'contacts' && (await presenceRepository.scopeMayMakeContacts(em, 'group', groupId, env.PRESENCE_GROUP_MAX, 0)) !== true) return new Set<string>();
-      const seen = await presence.visibleTo(viewerId, [...(await presence.connected(ids))]);
+      const seen = await presence.connectedSeenBy(em, viewerId, groupId, ids);
       const blocked = seen.length ? await blocks.blockedAmong(em, viewerId, seen) : new Set<string>();
       return new Set(seen.filter((id) => !blocked.has(id)));
     },

@@ -25,7 +25,7 @@ export interface PresenceOptions {
   store: PresenceStore;
   pubsub: PubSub;
   orm: MikroORM;
-  env: Pick<Env, 'PRESENCE_TIMEOUT' | 'PRESENCE_GRACE' | 'PRESENCE_PERSIST_INTERVAL'>;
+  env: Pick<Env, 'PRESENCE_TIMEOUT' | 'PRESENCE_GRACE' | 'PRESENCE_PERSIST_INTERVAL' | 'PRESENCE_GROUP_MAX'>;
   logger: Logger;
   instanceId: string;
   /** Who may see whose presence (PRESENCE_VISIBILITY, HIDDEN users, contacts). @default everyone sees everyone who is not HIDDEN */
@@ -473,11 +473,19 @@ export class PresenceService {
     await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString() });
   }
 
-  /** Of `userIds`, those whose presence `viewerId` may see (the visibility rule: not HIDDEN, contacts in contacts mode, the hiding rules held here). */
-  async visibleTo(viewerId: string, userIds: string[]): Promise<string[]> {
-    const { hidden } = await this.read(userIds);
-    const may = await this.visibility.visible(viewerId, userIds, hidden);
-    return userIds.filter((_, i) => may[i]);
+  /**
+   * Of a group's members `userIds`, those connected now whose presence `viewerId` may see (`@here`):
+   * a mention, which the message shows every member, must not tell of a HIDDEN member or one the
+   * visibility rule keeps from the viewer. In contacts mode only in a group whose members are all
+   * contacts of each other (not the lobby, nor one over PRESENCE_GROUP_MAX): elsewhere the list
+   * would show the viewer's contacts to members who are not theirs, so it names no one.
+   */
+  async connectedSeenBy(em: EntityManager, viewerId: string, groupId: string, userIds: string[]): Promise<string[]> {
+    if (this.visibility.mode === 'contacts' && (await presenceRepository.scopeMayMakeContacts(em, 'group', groupId, this.env.PRESENCE_GROUP_MAX, 0)) !== true) return [];
+    const connected = [...(await this.connected(userIds))];
+    const { hidden } = await this.read(connected);
+    const may = await this.visibility.visible(viewerId, connected, hidden);
+    return connected.filter((_, i) => may[i]);
   }
 
   /**
