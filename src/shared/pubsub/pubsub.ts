@@ -158,7 +158,7 @@ export class PubSub {
   recoverFrom(stored: (channels: string[], since: Date) => Promise<MessagePayload[]>): void {
     this.stopRecovering?.();
     let reading = 0;
-    const off = this.onReconnect((lostAt) => {
+    this.stopRecovering = this.onReconnect((lostAt) => {
       const channels = [...this.holders.keys()];
       if (!channels.length) return;
       // A second loss while this one is read back: the hold is the later read-back's to release.
@@ -169,8 +169,9 @@ export class PubSub {
           (payloads) => {
             if (this.disposed) return;
             for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c)) this.events.recovered(c, p);
-            const log = payloads.length >= RECOVERY_MAX ? this.logger.warn.bind(this.logger) : this.logger.info.bind(this.logger);
-            log({ channels: channels.length, messages: payloads.length }, payloads.length >= RECOVERY_MAX ? 'messages published while off Redis read back, the newest left out (too many)' : 'messages published while off Redis read back');
+            const fields = { channels: channels.length, messages: payloads.length };
+            if (payloads.length >= RECOVERY_MAX) this.logger.warn(fields, 'messages published while off Redis read back, the newest left out (too many)');
+            else this.logger.info(fields, 'messages published while off Redis read back');
           },
           (e) => this.logger.warn({ err: e, channels: channels.length }, 'messages published while off Redis could not be read back'),
         )
@@ -178,7 +179,6 @@ export class PubSub {
           if (mine === reading && !this.disposed) for (const c of channels) this.events.lines.releaseOpening(c);
         });
     });
-    this.stopRecovering = off;
   }
 
   /** Sets how a topic's events find their local listeners by key (the application knows who is where). */
