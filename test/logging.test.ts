@@ -1,4 +1,6 @@
+import { Configuration } from '@mikro-orm/core';
 import { loadEnv } from '../src/config/env';
+import { ormConfig } from '../src/core/mikro-orm.config';
 import { createLogger } from '../src/shared/logger';
 import { eventually } from './helpers/graphql';
 import { lobbyOf, signup } from './helpers/factories';
@@ -72,6 +74,16 @@ describe('log format', () => {
       expect(json.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(Math.abs(Date.parse(json.time) - Date.now())).toBeLessThan(60_000);
     }
+  });
+
+  it("should keep ANSI colours out of the ORM's lines (its migrator's, say), which JSON logs would carry as escapes", async () => {
+    const { lines, stream } = captureLines();
+    const logger = createLogger({ LOG_LEVEL: 'debug', LOG_PRETTY: false }, {}, stream);
+    const config = new Configuration(ormConfig({ clientUrl: 'postgres://nobody@127.0.0.1:1/none', poolMax: 1, logger, entities: [] }), false);
+    config.getLogger().log('migrator', "Applied 'Migration1'", { enabled: true });
+    await eventually(() => lines.length === 1);
+    expect(lines[0].json.msg).toBe("[migrator] Applied 'Migration1'");
+    expect(lines[0].raw).not.toContain('\\u001b');
   });
 
   it('should default to JSON whenever stdout is not a terminal, and to pretty logs only in development on one', () => {

@@ -38,6 +38,8 @@ export function ormConfig({ clientUrl, poolMax, logger, entities }: OrmConfigInp
     allowGlobalContext: false,
     forceUtcTimezone: true,
     debug: false,
+    // Its lines go to pino, which colours its own pretty output: ANSI codes would land in JSON logs.
+    colors: false,
     logger: logger ? (msg: string) => logger.debug(msg) : undefined,
   } as Options);
 }
