@@ -22,26 +22,40 @@ describe('client address behind a proxy', () => {
 });
 
 describe('attachment bytes in subscriptions', () => {
-  it('should not load a file for each subscriber and shape: base64 is refused in a subscription, url and the rest arrive', async () => {
+  it("should carry a small file's base64 to a subscription, refuse a large one's and cap a viewer's many shapes, the message's other fields arriving", async () => {
     const s = await createTestServer();
     const a = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
     const w = wsClient(s.wsUrl, a.token);
-    const sub = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }', { c: { groupId: lobby } });
-    const probe = subscribe<any>(w, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id } }', { c: { groupId: lobby } });
+    // Six distinct documents asking for the bytes: one user's shapes, each executed per event.
+    const shapes = Array.from({ length: 6 }, (_, i) =>
+      subscribe<any>(w, `subscription Shape${i}($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }`, { c: { groupId: lobby } }),
+    );
     const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
-    // Both subscriptions are live once a plain message reaches them.
+    // The subscriptions are live once a plain message reaches them.
     await eventually(async () => {
       await ok(gql(s.url, send, { i: { groupId: lobby, content: 'ready?' } }, a.token));
-      return probe.values.length > 0 && sub.values.length > 0;
+      return shapes.every((sub) => sub.values.length > 0);
     });
-    const sent = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
-    const got = await eventually(() => sub.values.find((v) => v.messageAdded.id === sent.id));
-    expect(got.messageAdded).toMatchObject({ content: 'file', attachment: null });
-    expect(sub.errors.map((e: any) => e.extensions?.code)).toEqual(['BAD_USER_INPUT']);
-    // The bytes stay one query away.
-    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 1) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
-    expect(Buffer.from(h.history.edges[0].node.attachment.base64, 'base64').toString()).toBe('the plan');
+    const small = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
+    const got = await eventually(() => {
+      const each = shapes.map((sub) => sub.values.find((v) => v.messageAdded.id === small.id));
+      return each.every(Boolean) ? each : undefined;
+    });
+    const carried = got.filter((v) => v.messageAdded.attachment !== null);
+    expect(carried).toHaveLength(4);
+    for (const v of carried) expect(Buffer.from(v.messageAdded.attachment.base64, 'base64').toString()).toBe('the plan');
+    expect(got.filter((v) => v.messageAdded.attachment === null).map((v) => v.messageAdded.content)).toEqual(['file', 'file']);
+    expect(shapes.flatMap((sub) => sub.errors.map((e: any) => e.extensions?.code))).toEqual(['PAYLOAD_TOO_LARGE', 'PAYLOAD_TOO_LARGE']);
+
+    // Past 256 KiB the bytes stay one query away: no subscription carries them.
+    const big = Buffer.alloc(256 * 1024 + 1, 'x');
+    const large = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'big', attachment: { fileName: 'big.txt', base64: big.toString('base64') } } }, a.token))).sendMessage;
+    const bigGot = await eventually(() => shapes[0].values.find((v) => v.messageAdded.id === large.id));
+    expect(bigGot.messageAdded).toMatchObject({ content: 'big', attachment: null });
+    expect(shapes[0].errors.at(-1)?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 2) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
+    expect(h.history.edges.map((e: any) => Buffer.from(e.node.attachment.base64, 'base64').length)).toEqual([8, big.length]);
   });
 });
 

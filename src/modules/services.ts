@@ -8,6 +8,7 @@ import { StreamTickets } from './auth/auth.tickets';
 import { FriendService } from './friend/friend.service';
 import { GroupService } from './group/group.service';
 import { ReportService } from './safety/report.service';
+import { EventAttachments } from './message/attachment.events';
 import { AttachmentLinks } from './message/attachment.links';
 import { MessageService } from './message/message.service';
 import { ConversationAccess } from './conversation/conversation.access';
@@ -78,6 +79,7 @@ export interface Services {
   typing: TypingService;
   /** Signs and checks the short-lived links of Attachment.url. */
   attachmentLinks: AttachmentLinks;
+  eventAttachments: EventAttachments;
   /** Per-user and per-address rates (Redis when configured). */
   rates: Rates;
   /** Offline notifications: levels, the outbox and its webhook delivery (jobs/webhook.job.ts). */
@@ -262,6 +264,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     memberStates,
     typing,
     attachmentLinks,
+    eventAttachments: new EventAttachments(env, (em, id) => messages.attachmentData(em, id)),
     rates,
     notifications,
     safety,
