@@ -21,6 +21,44 @@ describe('client address behind a proxy', () => {
   });
 });
 
+describe('an account limited from everywhere', () => {
+  it('should still let the owner in from an address they signed in from before, and hold back new addresses', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const u = await signup(s.url);
+    const login = (address: string, password: string) => attempt(s.url, LoginDocument, { username: u.username, password }, undefined, { 'x-forwarded-for': address });
+    expect((await login('198.51.100.7', u.password)).errors).toBeUndefined();
+    // Strangers at four addresses use up the account-wide allowance of three.
+    const codes = [];
+    for (let i = 1; i <= 4; i++) codes.push(codeOf(await login(`203.0.113.${i}`, `guess-number-${i}`)));
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    // The owner's own address still gets in (a typo there counts, and is told as wrong, not limited).
+    expect(codeOf(await login('198.51.100.7', 'my-own-typo'))).toBe('UNAUTHENTICATED');
+    expect((await login('198.51.100.7', u.password)).errors).toBeUndefined();
+    // A new address, the owner's or not, waits for the window.
+    expect(codeOf(await login('198.51.100.8', u.password))).toBe('RATE_LIMITED');
+  });
+});
+
+describe('client addresses as limits count them', () => {
+  it("should count an IPv6 client by its /64 (one host's prefix), an IPv4-mapped one by its IPv4 address", async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
+    const u = await signup(s.url);
+    const from = async (address: string, i: number) =>
+      codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: `guess-number-${i}` }, undefined, { 'x-forwarded-for': address }));
+    // Five addresses of one /64, written in every form: one allowance of three between them.
+    const same = ['2001:db8:5:6::1', '2001:db8:5:6:ffff::2', '2001:0db8:0005:0006:0:0:0:3', '[2001:db8:5:6::4]', '2001:db8:5:6:1:2:3:4'];
+    const codes = [];
+    for (const [i, a] of same.entries()) codes.push(await from(a, i));
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED', 'RATE_LIMITED']);
+    // The next /64 is another client.
+    expect(await from('2001:db8:5:7::1', 9)).toBe('UNAUTHENTICATED');
+    // An IPv4 client is the same whether or not the proxy wrote it IPv4-mapped.
+    const v4 = [];
+    for (const [i, a] of ['203.0.113.5', '::ffff:203.0.113.5', '203.0.113.5', '::FFFF:203.0.113.5'].entries()) v4.push(await from(a, 20 + i));
+    expect(v4).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+  });
+});
+
 describe('attachment bytes in subscriptions', () => {
   it("should carry a small file's base64 to a subscription, refuse a large one's and cap a viewer's many shapes, the message's other fields arriving", async () => {
     const s = await createTestServer();
@@ -38,10 +76,10 @@ describe('attachment bytes in subscriptions', () => {
       return shapes.every((sub) => sub.values.length > 0);
     });
     const small = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
-    const got = await eventually(() => {
+    const got = (await eventually(() => {
       const each = shapes.map((sub) => sub.values.find((v) => v.messageAdded.id === small.id));
       return each.every(Boolean) ? each : undefined;
-    });
+    })) as any[];
     const carried = got.filter((v) => v.messageAdded.attachment !== null);
     expect(carried).toHaveLength(4);
     for (const v of carried) expect(Buffer.from(v.messageAdded.attachment.base64, 'base64').toString()).toBe('the plan');
@@ -53,7 +91,7 @@ describe('attachment bytes in subscriptions', () => {
     const large = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'big', attachment: { fileName: 'big.txt', base64: big.toString('base64') } } }, a.token))).sendMessage;
     const bigGot = await eventually(() => shapes[0].values.find((v) => v.messageAdded.id === large.id));
     expect(bigGot.messageAdded).toMatchObject({ content: 'big', attachment: null });
-    expect(shapes[0].errors.at(-1)?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
+    expect((shapes[0].errors.at(-1) as any)?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
     const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 2) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
     expect(h.history.edges.map((e: any) => Buffer.from(e.node.attachment.base64, 'base64').length)).toEqual([8, big.length]);
   });

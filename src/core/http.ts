@@ -1,15 +1,34 @@
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Env } from '../config/env';
 
-/** The client address, from the socket or (behind a trusted proxy) X-Forwarded-For. */
+/** The client's address as limits count it (see limitAddress), from the socket or (behind a trusted proxy) X-Forwarded-For. */
 export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): string {
   if (env.TRUST_PROXY) {
     // The last entry is the one the proxy appended; the client wrote any before it.
     const fwd = req.headers['x-forwarded-for'];
     const last = (Array.isArray(fwd) ? fwd.join(',') : fwd)?.split(',').map((a) => a.trim()).filter(Boolean).pop();
-    if (last) return last;
+    if (last) return limitAddress(last);
   }
-  return req.socket.remoteAddress ?? 'unknown';
+  return limitAddress(req.socket.remoteAddress ?? 'unknown');
+}
+
+/**
+ * The address per-address limits count by: an IPv4 address (also when written IPv4-mapped), or an
+ * IPv6 address's /64. One host is commonly handed a whole /64, so counting its addresses one by one
+ * would give it 2^64 allowances of every limit (wrong passwords, signups, pending sockets).
+ */
+export function limitAddress(address: string): string {
+  const ip = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
+  if (isIP(ip) !== 6) return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1];
+  // Expand '::' to the missing groups, then keep the first four.
+  const [head, tail] = ip.split('%')[0].split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 
 /** Whether a browser origin may call the API: no Origin (not a browser page), '*', or listed in CORS_ORIGINS. */

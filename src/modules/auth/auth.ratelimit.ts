@@ -5,6 +5,9 @@ import { RateLimitedError } from '../../shared/errors';
 
 const WINDOW_SECONDS = 15 * 60;
 
+/** How long an address the owner signed in from stays theirs for the account-wide limit. */
+const KNOWN_SECONDS = 30 * 24 * 60 * 60;
+
 interface Limit {
   limiter: RateLimiterAbstract;
   key: (account: string, ip: string) => string;
@@ -16,10 +19,14 @@ interface Limit {
  * and from everywhere only at a much higher count, so a stranger who can name a user cannot lock
  * them out from their own address; each address has its own limit too. Counted in Redis when
  * configured, so the limits hold across instances. Only failures count (an attempt is taken
- * before its check and given back when the password was right).
+ * before its check and given back when the password was right). The account-wide limit holds
+ * back new addresses only: one the owner signed in from in the last 30 days still gets its own
+ * per-address allowance (ten addresses' wrong guesses used it up for everyone: an outside probe).
  */
 export class PasswordLimiter {
   private readonly limits: Limit[];
+  /** Addresses each account signed in from (`account|address`), as a one-point window of 30 days. */
+  private readonly known: RateLimiterAbstract;
 
   constructor(opts: { redis?: RedisClient; maxPerUserIp: number; maxPerUser: number; maxPerIp: number }) {
     this.limits = [
@@ -27,6 +34,7 @@ export class PasswordLimiter {
       { limiter: createLimiter('pw-fail-user', opts.maxPerUser, WINDOW_SECONDS, opts.redis), key: (account) => account },
       { limiter: createLimiter('pw-fail-ip', opts.maxPerIp, WINDOW_SECONDS, opts.redis), key: (_, ip) => ip },
     ];
+    this.known = createLimiter('pw-known', 1, KNOWN_SECONDS, opts.redis);
   }
 
   /**
@@ -41,18 +49,26 @@ export class PasswordLimiter {
     const keys = this.limits.map((l) => l.key(account, ip));
     // A refused consume counts too (rate-limiter-flexible adds before it compares): all given back below.
     const taken = await Promise.allSettled(this.limits.map((l, i) => l.limiter.consume(keys[i], 1)));
-    const refused = taken.flatMap((r) => (r.status === 'rejected' && r.reason instanceof RateLimiterRes ? [r.reason] : []));
+    const refusedBy = taken.map((r) => (r.status === 'rejected' && r.reason instanceof RateLimiterRes ? r.reason : undefined));
+    const refused = refusedBy.filter((r) => r !== undefined);
     const failed = taken.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
     if (!refused.length && !failed) return;
+    // Only the account-wide limit refused, and the owner signed in from here before: the attempt counts, and goes ahead.
+    if (!failed && refused.length === 1 && refusedBy[1] && (await this.isKnown(keys[0]))) return;
     await this.giveBack(keys);
     if (failed) throw failed.reason;
     throw new RateLimitedError(Math.max(...refused.map((r) => r.msBeforeNext / 1000)), 'Too many wrong passwords; try again later.');
   }
 
-  /** The password was right: the attempt is given back, and the owner's own typos from this address are forgiven (the account-wide count keeps its failures). */
+  /** The password was right: the attempt is given back, the owner's own typos from this address are forgiven (the account-wide count keeps its failures), and the address is theirs for 30 days. */
   async passed(account: string, ip: string): Promise<void> {
     const keys = this.limits.map((l) => l.key(account, ip));
-    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1)]);
+    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.set(keys[0], 1, KNOWN_SECONDS).catch(() => undefined)]);
+  }
+
+  private async isKnown(accountAddress: string): Promise<boolean> {
+    const held = await this.known.get(accountAddress).catch(() => null);
+    return !!held && held.consumedPoints > 0;
   }
 
   /**
