@@ -179,4 +179,37 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       await redis.stop();
     }
   }, 60_000);
+
+  it('should bring users with live sockets back ONLINE on every instance as soon as Redis is found emptied, and read one with a socket here ONLINE while Redis is away', async () => {
+    const redis = new OwnRedis();
+    await redis.start();
+    try {
+      const env = { REDIS_URL: redis.url };
+      const a = await createTestServer(env);
+      const b = await createTestServer(env, { clean: false });
+      const carol = await buildConnectedUser(a.url, [a]);
+      const dave = await buildConnectedUser(a.url, [b]);
+      const eve = await signup(a.url);
+      const status = async (id: string) => (await ok(gql(a.url, STATUS, { id }, eve.token))).userStatus.status;
+      await eventually(async () => (await status(carol.user.id)) === 'ONLINE' && (await status(dave.user.id)) === 'ONLINE');
+
+      // Emptied while connected: no reconnect to tell. The first read finds it out, for both instances
+      // (each tells its sockets again every 10 s by itself at the default PRESENCE_TIMEOUT).
+      const admin = new Redis(redis.url);
+      await admin.flushall();
+      admin.disconnect();
+      const flushed = Date.now();
+      await eventually(async () => (await status(carol.user.id)) === 'ONLINE' && (await status(dave.user.id)) === 'ONLINE', 2500, 100);
+      expect(Date.now() - flushed).toBeLessThan(2500);
+
+      await redis.stop();
+      await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);
+      // This instance holds carol's socket: she is ONLINE whatever the store. Dave's is elsewhere: unknown here.
+      expect([await status(carol.user.id), await status(dave.user.id)]).toEqual(['ONLINE', 'OFFLINE']);
+      await carol.close();
+      await dave.close();
+    } finally {
+      await redis.stop();
+    }
+  }, 60_000);
 });

@@ -132,12 +132,22 @@ export class PresenceService {
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
-    const reconnected = this.store.onReconnect?.(() => {
-      // Closed sockets are settled once every instance had a moment to tell the store its own
-      // again (a user connected elsewhere is not taken OFFLINE in between).
-      void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
-    });
+    // Closed sockets are settled once every instance had a moment to tell the store its own
+    // again (a user connected elsewhere is not taken OFFLINE in between).
+    const tellAgain = () => void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
+    const reconnected = this.store.onReconnect?.(tellAgain);
     if (reconnected) this.off.push(reconnected);
+    // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
+    // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
+    // (else up to a refresh interval of OFFLINE), and activity counts again at once (else throttled).
+    const lost = this.store.onDataLost?.(() => void this.pubsub.publishSafe(Topic.PresenceStoreLost, { instanceId: this.instanceId }));
+    if (lost) this.off.push(lost);
+    this.off.push(
+      this.pubsub.on(Topic.PresenceStoreLost, () => {
+        this.touched.prune(() => true);
+        tellAgain();
+      }),
+    );
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
     flush.unref();
@@ -354,17 +364,19 @@ export class PresenceService {
   }
 
   /**
-   * Store state of each user; a store that cannot be reached reads as everyone offline (and the
-   * database's lastSeenAt), HIDDEN as the database says (read as no one hidden, a HIDDEN user's
-   * lastSeenAt was shown to everyone while Redis was away; an outside probe), or everyone when it
-   * can't say either.
+   * Store state of each user; a store that cannot be reached reads as this instance knows: ONLINE
+   * for a user with a socket here (a user with a live socket read OFFLINE while Redis was away, an
+   * outside probe), else offline (and the database's lastSeenAt); HIDDEN as the database says (read
+   * as no one hidden, a HIDDEN user's lastSeenAt was shown to everyone while Redis was away), or
+   * everyone when it can't say either.
    */
   private async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     try {
       return await this.store.read(userIds);
     } catch {
       const hidden = await presenceRepository.hiddenAmong(this.em, userIds).catch(() => undefined);
-      return { active: userIds.map(() => null), hidden: userIds.map((u) => !hidden || hidden.has(u)) };
+      const now = Date.now();
+      return { active: userIds.map((u) => (this.sockets.has(u) ? now : null)), hidden: userIds.map((u) => !hidden || hidden.has(u)) };
     }
   }
 

@@ -66,6 +66,8 @@ export interface PresenceStore {
   seedHidden(userIds: string[]): Promise<void>;
   /** Calls `listener` each time the store is reachable again after losing its connection; returns the unsubscribe. */
   onReconnect?(listener: () => void): () => void;
+  /** Calls `listener` each time this instance finds the store without its data (its HIDDEN mirror gone) and has written the mirror again; returns the unsubscribe. */
+  onDataLost?(listener: () => void): () => void;
   /** Online users who are not HIDDEN, in id order after `fromId`, or (`backward`) before it nearest first. */
   page(fromId: string | null, limit: number, backward?: boolean): Promise<string[]>;
   /** Of `userIds`, those online and not HIDDEN (in the order given). */
@@ -280,6 +282,7 @@ type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
   private reseeding?: Promise<void>;
+  private readonly lost = new Set<() => void>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -308,7 +311,13 @@ export class RedisPresenceStore implements PresenceStore {
       } finally {
         this.reseeding = undefined;
       }
+      for (const listener of this.lost) listener();
     })());
+  }
+
+  onDataLost(listener: () => void): () => void {
+    this.lost.add(listener);
+    return () => void this.lost.delete(listener);
   }
 
   onReconnect(listener: () => void): () => void {

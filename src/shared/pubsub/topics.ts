@@ -27,6 +27,8 @@ export enum Topic {
   SafetyChanged = 'parley.safety.changed',
   /** Internal: a stopping instance's users whose last socket it just closed, for another to settle after the grace period. */
   PresenceHandoff = 'parley.presence.handoff',
+  /** Internal: the presence store was found without its data while connected (FLUSHALL, an eviction): every instance tells it its sockets again. */
+  PresenceStoreLost = 'parley.presence.store-lost',
 }
 
 export interface AttachmentPayload {
@@ -336,4 +338,5 @@ export interface TopicPayloads {
   [Topic.SafetyChanged]: SafetyChangedPayload;
   [Topic.ContactsChanged]: ContactsChangedPayload;
   [Topic.PresenceHandoff]: PresenceHandoffPayload;
+  [Topic.PresenceStoreLost]: { instanceId: string };
 }
