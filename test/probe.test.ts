@@ -2,6 +2,7 @@ import { codeOf, eventually, gql, ok, subscribe, wsClient } from './helpers/grap
 import { lobbyOf, signup, attempt, buildGroup } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
 import { createTestServer } from './helpers/server';
+import { limitAddress } from '../src/core/http';
 
 
 describe('client address behind a proxy', () => {
@@ -22,8 +23,11 @@ describe('client address behind a proxy', () => {
 });
 
 describe('an account limited from everywhere', () => {
-  it('should still let the owner in from an address they signed in from before, and hold back new addresses', async () => {
-    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' });
+  it.each([
+    ['with Redis', {}],
+    ['in memory (no Redis)', { REDIS_URL: '' }],
+  ])('should still let the owner in from an address they signed in from before, and hold back new addresses (%s)', async (_mode, redis) => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3', ...redis });
     const u = await signup(s.url);
     const login = (address: string, password: string) => attempt(s.url, LoginDocument, { username: u.username, password }, undefined, { 'x-forwarded-for': address });
     expect((await login('198.51.100.7', u.password)).errors).toBeUndefined();
@@ -40,6 +44,30 @@ describe('an account limited from everywhere', () => {
 });
 
 describe('client addresses as limits count them', () => {
+  it('should read every spelling of an address as the client limits count', () => {
+    const cases: [string, string][] = [
+      ['203.0.113.5', '203.0.113.5'],
+      ['203.0.113.5:4711', '203.0.113.5'],
+      ['::ffff:203.0.113.5', '203.0.113.5'],
+      ['0:0:0:0:0:FFFF:203.0.113.5', '203.0.113.5'],
+      ['::ffff:cb00:7105', '203.0.113.5'],
+      ['::ffff:0:203.0.113.5', '203.0.113.5'],
+      ['64:ff9b::203.0.113.5', '203.0.113.5'],
+      ['::203.0.113.5', '203.0.113.5'],
+      ['::ffff:203.0.113.5%eth0', '203.0.113.5'],
+      ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+      ['2001:DB8:0001:0002::', '2001:db8:1:2::/64'],
+      ['2001:db8::5:6:7:1.2.3.4', '2001:db8:0:5::/64'],
+      ['2001:db8:0:5:6:7:1.2.3.4', '2001:db8:0:5::/64'],
+      ['[2001:db8:1:2::9]', '2001:db8:1:2::/64'],
+      ['[2001:db8:1:2::9]:443', '2001:db8:1:2::/64'],
+      ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+      ['::1', '0:0:0:0::/64'],
+      ['unknown', 'unknown'],
+    ];
+    expect(cases.map(([a]) => [a, limitAddress(a)])).toEqual(cases);
+  });
+
   it("should count an IPv6 client by its /64 (one host's prefix), an IPv4-mapped one by its IPv4 address", async () => {
     const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER_IP: '3' });
     const u = await signup(s.url);
@@ -60,40 +88,56 @@ describe('client addresses as limits count them', () => {
 });
 
 describe('attachment bytes in subscriptions', () => {
-  it("should carry a small file's base64 to a subscription, refuse a large one's and cap a viewer's many shapes, the message's other fields arriving", async () => {
+  it("should carry a small file's base64 to a subscription, refuse a large one's, and hold a user to four such subscriptions at once", async () => {
     const s = await createTestServer();
     const a = await signup(s.url);
+    const b = await signup(s.url);
     const lobby = await lobbyOf(s.url, a.token);
     const w = wsClient(s.wsUrl, a.token);
-    // Six distinct documents asking for the bytes: one user's shapes, each executed per event.
-    const shapes = Array.from({ length: 6 }, (_, i) =>
-      subscribe<any>(w, `subscription Shape${i}($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }`, { c: { groupId: lobby } }),
-    );
+    const doc = (i: number) => `subscription Shape${i}($c: ConversationInput) { messageAdded(conversation: $c) { id content attachment { id fileName url base64 } } }`;
+    // Six distinct documents asking for the bytes: each would be executed, and copy the file, per event.
+    const shapes = Array.from({ length: 6 }, (_, i) => subscribe<any>(w, doc(i), { c: { groupId: lobby } }));
+    await Promise.all([shapes[4].done, shapes[5].done]);
+    const refused = [shapes[4], shapes[5]].flatMap((sub) => (sub.errors as any[]).flat().map((e) => [e.extensions?.code, e.extensions?.reason]));
+    expect(refused).toEqual([
+      ['RATE_LIMITED', 'TOO_MANY_FILE_SUBSCRIPTIONS'],
+      ['RATE_LIMITED', 'TOO_MANY_FILE_SUBSCRIPTIONS'],
+    ]);
+    const live = shapes.slice(0, 4);
+    // Another user's subscription to one of those documents is theirs: not held back by a's.
+    const wb = wsClient(s.wsUrl, b.token);
+    const other = subscribe<any>(wb, doc(0), { c: { groupId: lobby } });
     const send = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
     // The subscriptions are live once a plain message reaches them.
     await eventually(async () => {
       await ok(gql(s.url, send, { i: { groupId: lobby, content: 'ready?' } }, a.token));
-      return shapes.every((sub) => sub.values.length > 0);
+      return [...live, other].every((sub) => sub.values.length > 0);
     });
     const small = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
     const got = (await eventually(() => {
-      const each = shapes.map((sub) => sub.values.find((v) => v.messageAdded.id === small.id));
+      const each = [...live, other].map((sub) => sub.values.find((v) => v.messageAdded.id === small.id));
       return each.every(Boolean) ? each : undefined;
     })) as any[];
-    const carried = got.filter((v) => v.messageAdded.attachment !== null);
-    expect(carried).toHaveLength(4);
-    for (const v of carried) expect(Buffer.from(v.messageAdded.attachment.base64, 'base64').toString()).toBe('the plan');
-    expect(got.filter((v) => v.messageAdded.attachment === null).map((v) => v.messageAdded.content)).toEqual(['file', 'file']);
-    expect(shapes.flatMap((sub) => sub.errors.map((e: any) => e.extensions?.code))).toEqual(['PAYLOAD_TOO_LARGE', 'PAYLOAD_TOO_LARGE']);
+    expect(got.map((v) => Buffer.from(v.messageAdded.attachment.base64, 'base64').toString())).toEqual(Array(5).fill('the plan'));
+
+    // One ended frees its place for another.
+    live[3].stop();
+    const again = subscribe<any>(w, doc(7), { c: { groupId: lobby } });
+    await eventually(async () => {
+      await ok(gql(s.url, send, { i: { groupId: lobby, content: 'again?' } }, a.token));
+      return again.values.length > 0;
+    });
+    expect(again.errors).toEqual([]);
 
     // Past 256 KiB the bytes stay one query away: no subscription carries them.
     const big = Buffer.alloc(256 * 1024 + 1, 'x');
     const large = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'big', attachment: { fileName: 'big.txt', base64: big.toString('base64') } } }, a.token))).sendMessage;
-    const bigGot = await eventually(() => shapes[0].values.find((v) => v.messageAdded.id === large.id));
+    const bigGot = await eventually(() => live[0].values.find((v) => v.messageAdded.id === large.id));
     expect(bigGot.messageAdded).toMatchObject({ content: 'big', attachment: null });
-    expect((shapes[0].errors.at(-1) as any)?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
-    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 2) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
-    expect(h.history.edges.map((e: any) => Buffer.from(e.node.attachment.base64, 'base64').length)).toEqual([8, big.length]);
+    expect((live[0].errors.at(-1) as any)?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
+    const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 50) { edges { node { attachment { base64 } } } } }', { c: { groupId: lobby } }, a.token));
+    const files = h.history.edges.filter((e: any) => e.node.attachment).map((e: any) => Buffer.from(e.node.attachment.base64, 'base64').length);
+    expect(files).toEqual([8, big.length]);
   });
 });
 

@@ -198,9 +198,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       const admin = new Redis(redis.url);
       await admin.flushall();
       admin.disconnect();
-      const flushed = Date.now();
       await eventually(async () => (await status(carol.user.id)) === 'ONLINE' && (await status(dave.user.id)) === 'ONLINE', 2500, 100);
-      expect(Date.now() - flushed).toBeLessThan(2500);
 
       await redis.stop();
       await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);

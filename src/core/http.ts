@@ -14,21 +14,38 @@ export function clientIp(req: IncomingMessage, env: Pick<Env, 'TRUST_PROXY'>): s
 }
 
 /**
- * The address per-address limits count by: an IPv4 address (also when written IPv4-mapped), or an
- * IPv6 address's /64. One host is commonly handed a whole /64, so counting its addresses one by one
- * would give it 2^64 allowances of every limit (wrong passwords, signups, pending sockets).
+ * The address per-address limits count by: an IPv4 address (also one written inside IPv6: mapped,
+ * translated, NAT64's 64:ff9b::/96, the old compatible form), or an IPv6 address's /64. One host is
+ * commonly handed a whole /64, so counting its addresses one by one would give it 2^64 allowances of
+ * every limit (wrong passwords, signups, pending sockets). A port or zone written with it is dropped.
  */
 export function limitAddress(address: string): string {
-  const ip = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
+  let ip = address.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(ip);
+  if (bracketed) ip = bracketed[1];
+  const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(ip);
+  if (withPort) ip = withPort[1];
+  ip = ip.split('%')[0];
   if (isIP(ip) !== 6) return ip;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1];
-  // Expand '::' to the missing groups, then keep the first four.
-  const [head, tail] = ip.split('%')[0].split('::') as [string, string | undefined];
+  const g = ipv6Groups(ip);
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const inner = `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
+  if (zero(0, 5) && g[5] === 0xffff) return inner;
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) return inner;
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return inner;
+  if (zero(0, 6) && g[6] !== 0) return inner;
+  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
+}
+
+/** The eight groups of a valid IPv6 address (no zone). */
+function ipv6Groups(ip: string): number[] {
+  // The URL parser writes an IPv6 host canonically: lower case, a dotted tail as two hex groups.
+  const canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  const [head, tail] = canonical.split('::') as [string, string | undefined];
   const left = head ? head.split(':') : [];
-  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const right = tail ? tail.split(':') : [];
+  const fill = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill('0');
+  return [...left, ...fill, ...right].map((x) => parseInt(x, 16));
 }
 
 /** Whether a browser origin may call the API: no Origin (not a browser page), '*', or listed in CORS_ORIGINS. */

@@ -6,7 +6,7 @@ import {
   visit,
   visitWithTypeInfo,
   type ExecutionResult,
-  type GraphQLError,
+  GraphQLError,
   type GraphQLFormattedError,
   type GraphQLSchema,
 } from 'graphql';
@@ -88,6 +88,30 @@ function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: Pre
     }),
   );
   return shared;
+}
+
+/**
+ * Subscriptions one user may run on an instance whose document asks for Attachment.base64. Each
+ * distinct document is executed per event, and each execution copies the file into its frame: a
+ * client's few documents, not the 20 sockets x 50 shapes a user may hold (1,000 copies an event).
+ */
+export const FILE_SUBSCRIPTIONS_PER_USER = 4;
+
+/** Whether the document (its fragments too) reaches Attachment.base64. */
+function asksForFileBytes(schema: GraphQLSchema, { document }: PreparedOperation): boolean {
+  const types = new TypeInfo(schema);
+  let asks = false;
+  visit(
+    document,
+    visitWithTypeInfo(types, {
+      Field(node) {
+        if (node.name.value !== 'base64' || types.getParentType()?.name !== 'Attachment') return undefined;
+        asks = true;
+        return BREAK;
+      },
+    }),
+  );
+  return asks;
 }
 
 /**
@@ -199,7 +223,7 @@ class Subscriber implements FanoutOperation, Sink<unknown> {
   private end(): boolean {
     if (this.finished) return false;
     this.finished = true;
-    this.fanout.forget(this.shape);
+    this.fanout.forget(this);
     void this.stream.return?.();
     return true;
   }
@@ -232,6 +256,8 @@ export class Fanout {
   private written: Delivery<Subscriber>[] = [];
   // Subscribers by origin, document and variables.
   private readonly shapes = new Map<string, Shape>();
+  // Running subscriptions that ask for Attachment.base64, by user.
+  private readonly fileSubscriptions = new Map<string, number>();
   private readonly deferred: DeferredWrites;
 
   constructor(private readonly opts: FanoutOptions) {
@@ -244,17 +270,35 @@ export class Fanout {
    */
   async subscribe(prepared: PreparedOperation, context: Context, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
     const { document, operationName, variableValues, operation } = prepared;
-    const source = await createSourceEventStream({ schema: this.opts.schema, document, operationName, variableValues, contextValue: context });
-    if (!(Symbol.asyncIterator in (source as object))) return source as ExecutionResult;
+    // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
+    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    const asksForFiles = this.shapes.get(key)?.asksForFiles ?? asksForFileBytes(this.opts.schema, prepared);
+    const userId = context.viewer?.userId;
+    if (asksForFiles && userId !== undefined && (this.fileSubscriptions.get(userId) ?? 0) >= FILE_SUBSCRIPTIONS_PER_USER) {
+      const message = `At most ${FILE_SUBSCRIPTIONS_PER_USER} of a user's subscriptions can ask for Attachment.base64 at once; ask for url instead.`;
+      return { errors: [new GraphQLError(message, { extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_FILE_SUBSCRIPTIONS' } })] };
+    }
+    // Counted before the stream is made: subscriptions arriving together each see the others.
+    const counted = asksForFiles && userId !== undefined;
+    if (counted) this.countFiles(userId, 1);
+    let source: Awaited<ReturnType<typeof createSourceEventStream>>;
+    try {
+      source = await createSourceEventStream({ schema: this.opts.schema, document, operationName, variableValues, contextValue: context });
+    } catch (e) {
+      if (counted) this.countFiles(userId, -1);
+      throw e;
+    }
+    if (!(Symbol.asyncIterator in (source as object))) {
+      if (counted) this.countFiles(userId, -1);
+      return source as ExecutionResult;
+    }
     const events = source as AsyncIterableIterator<unknown> & Partial<PushIterator<unknown>>;
     const first = operation.selectionSet.selections[0];
     const rootField = first?.kind === Kind.FIELD ? first.name.value : '';
-    // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
-    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
     let shape = this.shapes.get(key);
     if (!shape) {
       const perViewer = !sharedAcrossViewers(this.opts.schema, prepared);
-      this.shapes.set(key, (shape = { key, rootField, perViewer, deferred: DEFERRED.has(rootField), prepared, refs: 0, tails: new Map() }));
+      this.shapes.set(key, (shape = { key, rootField, perViewer, asksForFiles, deferred: DEFERRED.has(rootField), prepared, refs: 0, tails: new Map() }));
     }
     shape.refs++;
     this.stats.active[rootField] = (this.stats.active[rootField] ?? 0) + 1;
@@ -279,10 +323,18 @@ export class Fanout {
     }
   }
 
-  /** A subscriber of `shape` ended. */
-  forget(shape: Shape): void {
+  /** A subscriber ended. */
+  forget({ shape, context }: Subscriber): void {
+    const userId = context.viewer?.userId;
+    if (shape.asksForFiles && userId !== undefined) this.countFiles(userId, -1);
     this.stats.active[shape.rootField]--;
     if (--shape.refs === 0) this.shapes.delete(shape.key);
+  }
+
+  private countFiles(userId: string, by: 1 | -1): void {
+    const n = (this.fileSubscriptions.get(userId) ?? 0) + by;
+    if (n > 0) this.fileSubscriptions.set(userId, n);
+    else this.fileSubscriptions.delete(userId);
   }
 
   /** Events of a stream that isn't our PubSub's, pulled one by one. */
@@ -491,6 +543,8 @@ interface Shape {
   rootField: string;
   /** Executed once per viewer per event rather than once for all. */
   perViewer: boolean;
+  /** Its document asks for Attachment.base64 (see FILE_SUBSCRIPTIONS_PER_USER). */
+  asksForFiles: boolean;
   /** Its frames wait for the event loop's turn to end (see DEFERRED). */
   deferred: boolean;
   /** Document and variables, as the first subscriber sent them, with the compiled plan (the context comes with each event). */

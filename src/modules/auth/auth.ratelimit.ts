@@ -2,6 +2,7 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { createLimiter } from '../../shared/ratelimit';
 import type { RedisClient } from '../../shared/redis';
 import { RateLimitedError } from '../../shared/errors';
+import { boundedLru } from '../../shared/lru';
 
 const WINDOW_SECONDS = 15 * 60;
 
@@ -25,8 +26,7 @@ interface Limit {
  */
 export class PasswordLimiter {
   private readonly limits: Limit[];
-  /** Addresses each account signed in from (`account|address`), as a one-point window of 30 days. */
-  private readonly known: RateLimiterAbstract;
+  private readonly known: KnownAddresses;
 
   constructor(opts: { redis?: RedisClient; maxPerUserIp: number; maxPerUser: number; maxPerIp: number }) {
     this.limits = [
@@ -34,7 +34,7 @@ export class PasswordLimiter {
       { limiter: createLimiter('pw-fail-user', opts.maxPerUser, WINDOW_SECONDS, opts.redis), key: (account) => account },
       { limiter: createLimiter('pw-fail-ip', opts.maxPerIp, WINDOW_SECONDS, opts.redis), key: (_, ip) => ip },
     ];
-    this.known = createLimiter('pw-known', 1, KNOWN_SECONDS, opts.redis);
+    this.known = new KnownAddresses(opts.redis);
   }
 
   /**
@@ -63,12 +63,11 @@ export class PasswordLimiter {
   /** The password was right: the attempt is given back, the owner's own typos from this address are forgiven (the account-wide count keeps its failures), and the address is theirs for 30 days. */
   async passed(account: string, ip: string): Promise<void> {
     const keys = this.limits.map((l) => l.key(account, ip));
-    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.set(keys[0], 1, KNOWN_SECONDS).catch(() => undefined)]);
+    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.add(keys[0])]);
   }
 
-  private async isKnown(accountAddress: string): Promise<boolean> {
-    const held = await this.known.get(accountAddress).catch(() => null);
-    return !!held && held.consumedPoints > 0;
+  private isKnown(accountAddress: string): Promise<boolean> {
+    return this.known.has(accountAddress);
   }
 
   /**
@@ -83,5 +82,27 @@ export class PasswordLimiter {
         if (held && held.consumedPoints > 0 && held.msBeforeNext > 0) await l.limiter.reward(keys[from + i], 1);
       }),
     ).catch(() => undefined);
+  }
+}
+
+/**
+ * Addresses accounts signed in from (`account|address`), for 30 days: in Redis when configured, so
+ * every instance knows them, and in this process too (what it saw itself still counts while Redis is
+ * away). Not a rate limiter's window: its memory store expires a key with a timer, and a timer past
+ * 2^31 ms fires at once.
+ */
+class KnownAddresses {
+  private readonly seen = boundedLru<string, true>({ max: 100_000, ttlMs: KNOWN_SECONDS * 1000 });
+
+  constructor(private readonly redis?: RedisClient) {}
+
+  async add(key: string): Promise<void> {
+    this.seen.set(key, true);
+    await this.redis?.set(`pw-known:${key}`, '1', 'EX', KNOWN_SECONDS).catch(() => undefined);
+  }
+
+  async has(key: string): Promise<boolean> {
+    if (this.seen.has(key)) return true;
+    return !!this.redis && (await this.redis.exists(`pw-known:${key}`).catch(() => 0)) === 1;
   }
 }

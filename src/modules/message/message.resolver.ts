@@ -169,11 +169,11 @@ export class AttachmentResolver {
 
   @FieldResolver(() => String, {
     description:
-      'The file itself; loaded only when asked for. In a subscription only for files up to 256 KiB (less when WS_MAX_BUFFERED_BYTES is below 683 KiB), in at most 4 of a user\'s subscriptions an event; past either PAYLOAD_TOO_LARGE (fetch it by url, or with history). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE, and as this field is non-null the error makes that message\'s whole `attachment` null in the answer); url has no such limit, so a page of messages asks for url and fetches bytes one message at a time.',
+      'The file itself; loaded only when asked for. In a subscription only for files up to 256 KiB (less when WS_MAX_BUFFERED_BYTES is below 683 KiB; past it PAYLOAD_TOO_LARGE, fetch it by url or with history), and in at most 4 of a user\'s subscriptions at once on an instance (the next is refused with RATE_LIMITED). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE, and as this field is non-null the error makes that message\'s whole `attachment` null in the answer); url has no such limit, so a page of messages asks for url and fetches bytes one message at a time.',
   })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
     // A subscription's shape runs per event: its executions share one load, for small files only.
-    if (info.operation.operation === 'subscription') return ctx.services.eventAttachments.base64(ctx.em, ctx.viewer?.userId ?? '', a);
+    if (info.operation.operation === 'subscription') return ctx.services.eventAttachments.base64(ctx.em, a);
     // Spent before loading: resolvers of a page run together, and the bytes must not be read to be refused.
     if (!ctx.attachmentBudget.take(a.size)) {
       const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;

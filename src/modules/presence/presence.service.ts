@@ -47,6 +47,9 @@ export interface SweepRun {
   ms: number;
 }
 
+/** At most one telling of an emptied store its sockets per this long (see start). */
+const TELL_AGAIN_EVERY_MS = 3_000;
+
 /** Users per handoff event of a stopping instance (see dispose). */
 const HANDOFF_CHUNK = 1000;
 
@@ -90,6 +93,8 @@ export class PresenceService {
   /** The lastSeenAt flush under way, if any. */
   private flushing: Promise<void> | undefined;
   private stopping = false;
+  /** When this instance last told an emptied store its sockets (see start). */
+  private toldAgainAt = 0;
   /**
    * For the users table (lastSeenAt): a fork of its own, outside any transaction and never
    * holding entities, as the writes are not part of any request's work.
@@ -144,6 +149,10 @@ export class PresenceService {
     if (lost) this.off.push(lost);
     this.off.push(
       this.pubsub.on(Topic.PresenceStoreLost, () => {
+        // Several instances may find the loss at once, and a store under memory pressure lose it again: once per few seconds.
+        const now = Date.now();
+        if (this.stopping || now - this.toldAgainAt < TELL_AGAIN_EVERY_MS) return;
+        this.toldAgainAt = now;
         this.touched.prune(() => true);
         tellAgain();
       }),
