@@ -151,15 +151,17 @@ describe('accounts', () => {
   });
 
   it('should limit failed logins per account, counting aliased logins in one document', async () => {
-    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const s = await createTestServer({ LOGIN_MAX_FAILURES_PER_USER: '3', TRUST_PROXY: 'true' });
     const u = await signup(s.url);
+    // From an address the owner never signed in from (theirs keep their own allowance past this limit).
+    const elsewhere = { 'x-forwarded-for': '203.0.113.77' };
     // Mutation fields run one after another; a failed login (non-null) ends the document, so
     // aliases can't try more passwords than the limit allows.
     const doc = `mutation { a: login(username: "${u.username}", password: "nope-nope-1") { token } b: login(username: "${u.username}", password: "nope-nope-2") { token } c: login(username: "${u.username}", password: "nope-nope-3") { token } d: login(username: "${u.username}", password: "nope-nope-4") { token } }`;
     const codes: string[] = [];
-    for (let i = 0; i < 4; i++) codes.push(...(await gql(s.url, doc)).errors!.map((e) => e.extensions!.code as string));
+    for (let i = 0; i < 4; i++) codes.push(...(await gql(s.url, doc, undefined, undefined, elsewhere)).errors!.map((e) => e.extensions!.code as string));
     expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
-    const blocked = await attempt(s.url, LoginDocument, { username: u.username, password: u.password });
+    const blocked = await attempt(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, elsewhere);
     expect(codeOf(blocked)).toBe('RATE_LIMITED');
     expect(blocked.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
   });

@@ -423,6 +423,26 @@ describe('block', () => {
   });
 });
 
+describe('block and the read marker', () => {
+  it("should answer markRead with the row as the blocker's sidebar shows it: no blocked sender's text, nor their messages in the count", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, alice, { members: [bob, carol] })).id;
+    await block(s, bob, carol);
+    const fromAlice = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from alice' } }, alice.token))).sendMessage.id;
+    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from carol, whom bob blocks' } }, carol.token));
+    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'carol again' } }, carol.token));
+    const MARK = 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { unreadCount lastMessage { content } } }';
+    const row = async (m?: string) => (await ok(gql(s.url, MARK, { c: { groupId: g }, m }, bob.token))).markRead;
+    const asQueried = async () => (await ok(gql(s.url, ONE, { c: { groupId: g } }, bob.token))).conversation;
+    expect(await row(fromAlice)).toEqual({ unreadCount: 0, lastMessage: { content: 'from alice' } });
+    expect(await row()).toEqual({ unreadCount: 0, lastMessage: { content: 'from alice' } });
+    expect(await asQueried()).toMatchObject({ unreadCount: 0, lastMessage: { content: 'from alice' } });
+    // Someone who blocks no one gets the row as it stands.
+    expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, alice.token))).markRead).toEqual({ unreadCount: 0, lastMessage: { content: 'carol again' } });
+  });
+});
+
 describeRedis('block across instances', () => {
   let a: TestServer;
   let b: TestServer;

@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, ok, subscribe, wsClient } from './helpers/graphql';
-import { lobbyOf, signup, attempt, buildGroup } from './helpers/factories';
-import { LoginDocument } from '../generated/client/graphql';
+import { lobbyOf, signup, attempt, buildGroup, buildUser } from './helpers/factories';
+import { LoginDocument, SignupDocument } from '../generated/client/graphql';
 import { createTestServer } from './helpers/server';
 import { limitAddress } from '../src/core/http';
 
@@ -40,6 +40,19 @@ describe('an account limited from everywhere', () => {
     expect((await login('198.51.100.7', u.password)).errors).toBeUndefined();
     // A new address, the owner's or not, waits for the window.
     expect(codeOf(await login('198.51.100.8', u.password))).toBe('RATE_LIMITED');
+  });
+});
+
+describe('the address an account signed up from', () => {
+  it("should count as the owner's: past the account-wide limit it still gets in", async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const owner = buildUser();
+    expect((await attempt(s.url, SignupDocument, owner, undefined, { 'x-forwarded-for': '198.51.100.20' })).errors).toBeUndefined();
+    const login = (address: string, password: string) => attempt(s.url, LoginDocument, { username: owner.username, password }, undefined, { 'x-forwarded-for': address });
+    const codes = [];
+    for (let i = 1; i <= 4; i++) codes.push(codeOf(await login(`203.0.113.${40 + i}`, `guess-number-${i}`)));
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    expect((await login('198.51.100.20', owner.password)).errors).toBeUndefined();
   });
 });
 

@@ -66,6 +66,11 @@ export class PasswordLimiter {
     await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.add(keys[0])]);
   }
 
+  /** The account signed up from `ip`: an address of the owner's from the start. */
+  signedUp(account: string, ip: string): Promise<void> {
+    return this.known.add(this.limits[0].key(account, ip));
+  }
+
   private isKnown(accountAddress: string): Promise<boolean> {
     return this.known.has(accountAddress);
   }

@@ -9,7 +9,7 @@ export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
     await ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
-    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args)));
+    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args, ctx.ip)));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })

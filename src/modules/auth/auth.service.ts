@@ -143,7 +143,8 @@ export class AuthService {
     return out;
   }
 
-  async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }): Promise<AuthResult> {
+  /** `ip`: the address it came from, the account's first known one (see PasswordLimiter). */
+  async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }, ip?: string): Promise<AuthResult> {
     const username = validateUsername(input.username);
     const password = validatePassword(input.password);
     const displayName = validateDisplayName(input.displayName);
@@ -156,6 +157,7 @@ export class AuthService {
         return this.issue(tem, user);
       });
       await this.presence.online(result.user.id, result.sessionId);
+      if (ip !== undefined) await this.limiter.signedUp(result.user.id, ip);
       return result;
     } catch (e) {
       // Two signups racing for one name: the unique index decides.

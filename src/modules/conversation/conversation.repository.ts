@@ -95,6 +95,8 @@ export type MarkedRow = MemberColumns &
     marked_sender_id: string | null;
     /** For a private one: the newest message before it that every member may read (null: none). */
     marked_shown_id: string | null;
+    /** Whether the member blocks anyone (their row is then read again as they see it: ConversationService.markRead). */
+    blocks_anyone: boolean;
   };
 
 /** A member `gm` of group `g` may post now without slow mode's stamp: it is off, or they are exempt (admin, owner). */
@@ -530,12 +532,13 @@ export const conversationRepository = {
        )
        select x.*, c.head_seq, c.head_message_id, c.head_at,
          t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id,
-         c.last_read_at is null or (c.last_read_at, c.last_read_message_id) < (t.created_at, t.id) as would_move
+         c.last_read_at is null or (c.last_read_at, c.last_read_message_id) < (t.created_at, t.id) as would_move,
+         ${blocksAnyone('?')} as blocks_anyone
        from cur c cross join (
          select ${own('u')}, u.read_at, true as moved from u
          union all select ${own('cur')}, cur.read_at, false from cur where not exists (select 1 from u)
        ) x left join t on true`,
-      [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId],
+      [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId, userId],
     );
     const rows = await run();
     // Not moved though its snapshot said it would: a concurrent marker moved the row on since (the

@@ -159,6 +159,12 @@ export class ConversationService {
         await this.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }
     }
+    // A member who blocks someone sees the row without their messages (its last message, its
+    // count), as conversations shows it: read again. (The answer carried the blocked user's text.)
+    if (row.blocks_anyone) {
+      const read = await conversationRepository.row(em, viewerId, conv.key);
+      if (read) return rowToConversation(read);
+    }
     // The last message is loaded by id if asked for.
     return Object.assign(emptyConversation(conv), view(head, own), { lastMessage: undefined });
   }
