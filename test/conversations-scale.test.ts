@@ -260,7 +260,8 @@ describe('conversations at scale', () => {
     await befriend(s.url, alice, bob);
     const sidebar = await listen(s, bob, UPDATED);
     for (const n of [1, 2]) await send(s.url, alice.token, { groupId: g, content: `g${n}` });
-    for (const n of [1, 2]) await send(s.url, alice.token, { toUserId: bob.id, content: `d${n}` });
+    const d1 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd1' });
+    await send(s.url, alice.token, { toUserId: bob.id, content: 'd2' });
     expect((await sidebar.nth(4)).conversationUpdated.unreadCount).toBe(2);
     expect(s.services.memberStates.get(bob.id, `g:${g}`)).toBeDefined();
 
@@ -270,11 +271,15 @@ describe('conversations at scale', () => {
     await eventually(async () => s.services.groups.isMemberCached(bob.id, g));
     const g3 = await send(s.url, alice.token, { groupId: g, content: 'g3' });
     expect((await sidebar.nth(5)).conversationUpdated).toMatchObject({ id: `g:${g}`, unreadCount: 1, lastMessage: { id: g3.id } });
-    // The same for a direct conversation: unfriended with two unread, friends again, read up to the head.
+    // A direct conversation: Bob read d1 of two and sent nothing there. Unfriended and friends again,
+    // his row comes back read up to his own newest message there (none: all three unread), not as
+    // this instance held it (read up to d1).
+    expect((await ok(gql(s.url, MARK, { c: { userId: alice.id }, m: d1.id }, bob.token))).markRead.unreadCount).toBe(1);
+    expect((await sidebar.nth(6)).conversationUpdated).toMatchObject({ unreadCount: 1, lastReadMessageId: d1.id });
     await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
     await befriend(s.url, alice, bob);
     const d3 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd3' });
-    expect((await sidebar.nth(6)).conversationUpdated).toMatchObject({ unreadCount: 1, lastMessage: { id: d3.id } });
+    expect((await sidebar.nth(7)).conversationUpdated).toMatchObject({ unreadCount: 3, lastReadMessageId: null, lastMessage: { id: d3.id } });
   });
 
   it('should come out of the head migration with every row as it was: unread, marker, last message, order', async () => {

@@ -28,6 +28,28 @@ describe('friends', () => {
     expect(codeOf(await gql(s.url, REMOVE, { id: a.id }, b.token))).toBe('NOT_FOUND');
   });
 
+  it("should bring a direct conversation back with a restored friendship as each had read it, not read to the end", async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const befriend = async () => ok(gql(s.url, ACCEPT, { id: (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest.id }, b.token));
+    await befriend();
+    const DM = 'mutation($to: ID!, $t: String!) { sendMessage(input: { toUserId: $to, content: $t }) { id } }';
+    await ok(gql(s.url, DM, { to: a.id, t: 'from b' }, b.token));
+    await ok(gql(s.url, DM, { to: b.id, t: 'first' }, a.token));
+    const second = (await ok(gql(s.url, DM, { to: b.id, t: 'second' }, a.token))).sendMessage.id;
+    const ROW = 'query($u: ID!) { conversation(conversation: { userId: $u }) { unreadCount lastReadMessageId } readReceipts(conversation: { userId: $u }) { user { id } lastReadMessageId } }';
+    const before = [(await ok(gql(s.url, ROW, { u: a.id }, b.token))), (await ok(gql(s.url, ROW, { u: b.id }, a.token)))];
+    expect(before.map((r) => r.conversation.unreadCount)).toEqual([2, 0]);
+    expect((await ok(gql(s.url, REMOVE, { id: b.id }, a.token))).removeFriend).toBe(true);
+    await befriend();
+    const after = [(await ok(gql(s.url, ROW, { u: a.id }, b.token))), (await ok(gql(s.url, ROW, { u: b.id }, a.token)))];
+    // Bob read up to his own message, no further; Alice up to her last one. Neither is told more.
+    expect(after.map((r) => r.conversation)).toEqual(before.map((r) => r.conversation));
+    expect(after[0].conversation.unreadCount).toBe(2);
+    expect(after[1].conversation.lastReadMessageId).toBe(second);
+    expect(after[1].readReceipts).toEqual(before[1].readReceipts);
+  });
+
   it('should let only the addressee answer, once', async () => {
     const s = await createTestServer();
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -346,17 +346,27 @@ export const conversationRepository = {
   /**
    * A member's row, read up to the newest message they may see (what came before joining is
    * not unread). Nothing when the row exists. A direct conversation exists once a message was
-   * exchanged. In a project, what they received privately before (a rejoin) stays read.
+   * exchanged, and its row comes back with a friendship restored: read up to the member's own
+   * newest message there, all they surely read (up to the newest, a friendship ended and restored
+   * read every unread message and told the peer so). In a project, what they received privately
+   * before (a rejoin) stays read.
    */
   async join(em: EntityManager, r: { key: string; userId: string; kind: ConversationKindValue; groupId?: string | null; projectId?: string | null; peerId?: string | null }): Promise<void> {
     await em.execute(
       `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
          last_read_message_id, last_read_at, private_message_id, private_at)
-       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED}, coalesce(h.seq, 0), coalesce(rs.n, 0), coalesce(rs.n, 0),
-         case when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end, greatest(h.activity_at, pv.created_at),
+       select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED},
+         case when x.kind = 'DIRECT' then coalesce(mine.seq, 0) else coalesce(h.seq, 0) end, coalesce(rs.n, 0), coalesce(rs.n, 0),
+         case when x.kind = 'DIRECT' then mine.id when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end,
+         case when x.kind = 'DIRECT' then mine.created_at else greatest(h.activity_at, pv.created_at) end,
          pv.id, pv.created_at
        from (select ?::varchar as key, ?::uuid as user_id, ?::varchar as kind, ?::uuid as group_id, ?::uuid as project_id, ?::uuid as peer_id) x
        left join conversation_heads h on h.conversation_key = x.key
+       left join lateral (
+         select m.id, m.seq, m.created_at from messages m where x.kind = 'DIRECT' and m.conversation_key = x.key and m.sender_id = x.user_id
+           and (m.parent_id is null or m.also_in_conversation)
+         order by m.created_at desc, m.id desc limit 1
+       ) mine on true
        left join lateral (
          select p.recipient_seq as n from messages p where x.kind = 'PROJECT' and p.conversation_key = x.key and ${privateOf('p')} and p.recipient_id = x.user_id
          order by p.created_at desc, p.id desc limit 1

@@ -8,7 +8,7 @@ import { messageRepository } from '../message/message.repository';
 import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
 import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
-import { KEY_PATTERN, scopeKey } from './conversation.keys';
+import { directKey, KEY_PATTERN, scopeKey } from './conversation.keys';
 import { conversationRepository } from './conversation.repository';
 import { NewestHeads, type MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
@@ -50,6 +50,13 @@ export class ConversationService {
       // A membership's row goes or starts anew (read up to the head) without an event of its own.
       this.pubsub.on(Topic.MembershipChanged, (p) => {
         for (const c of p.changes) this.states.drop(c.userId, scopeKey(p.scope, p.id));
+      }),
+      // A friendship ended or begun again: their direct conversation's rows went, or came back read
+      // up to each one's own newest message (behind what was held here), without an event of their own.
+      this.pubsub.on(Topic.ContactsChanged, ({ userIds }) => {
+        if (userIds.length !== 2) return;
+        const key = directKey(userIds[0], userIds[1]);
+        for (const u of userIds) this.states.drop(u, key);
       }),
     ];
     this.off = () => offs.forEach((off) => off());

@@ -69,7 +69,7 @@ export const friendRepository = {
   async befriend(em: EntityManager, a: string, b: string): Promise<void> {
     const [userA, userB] = pair(a, b);
     await em.execute('insert into friendships (id, user_a_id, user_b_id, created_at) values (gen_random_uuid(), ?, ?, now()) on conflict do nothing', [userA, userB]);
-    // Friends again: a conversation they had comes back to both sidebars (read up to its newest message).
+    // Friends again: a conversation they had comes back to both sidebars (each read up to their own newest message there).
     const key = directKey(userA, userB);
     await conversationRepository.join(em, { key, userId: userA, kind: 'DIRECT', peerId: userB });
     await conversationRepository.join(em, { key, userId: userB, kind: 'DIRECT', peerId: userA });
