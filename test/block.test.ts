@@ -423,6 +423,33 @@ describe('block', () => {
   });
 });
 
+describe('block while typing', () => {
+  it("should end a typist's indicator for the one who blocks them mid-typing, once, and tell nothing of their typing after", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, carol, 'Typing then blocked', [alice, bob]);
+    const c = { groupId: g };
+    const STOP = 'mutation($c: ConversationInput!) { setTyping(conversation: $c, typing: false) }';
+    const typing = await listen(s, alice, TYPING_EVENTS, { c });
+    await ok(gql(s.url, TYPING, { c }, bob.token));
+    await typing.nth(1);
+    await block(s, alice, bob);
+    await ok(gql(s.url, STOP, { c }, bob.token));
+    await typing.nth(2);
+    // Blocked now: his next typing and its end are not told; Carol's still are.
+    await ok(gql(s.url, TYPING, { c }, bob.token));
+    await ok(gql(s.url, STOP, { c }, bob.token));
+    await ok(gql(s.url, TYPING, { c }, carol.token));
+    await typing.nth(3);
+    await sleep(200);
+    expect(typing.values.map((v) => [v.typing.user.id === bob.id ? 'bob' : 'carol', v.typing.typing])).toEqual([
+      ['bob', true],
+      ['bob', false],
+      ['carol', true],
+    ]);
+  });
+});
+
 describe('block and the read marker', () => {
   it("should answer markRead with the row as the blocker's sidebar shows it: no blocked sender's text, nor their messages in the count", async () => {
     const s = await createTestServer();

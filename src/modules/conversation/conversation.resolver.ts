@@ -21,6 +21,9 @@ function only(context: Context, conversation?: ConversationInput | null) {
   return conversation ? context.services.conversationAccess.subscriptionFilter(context.em, viewerOf(context).userId, conversation) : null;
 }
 
+/** Typists a typing subscription remembers as shown (see its filter). */
+const SHOWN_TYPISTS_MAX = 256;
+
 @Resolver(() => ConversationType)
 export class ConversationResolver {
   @Authorized()
@@ -108,9 +111,18 @@ export class ConversationResolver {
       const { blocks } = context.services;
       // A private thread's typing reaches its other user only, and a subscription to a private thread (privateWith) gets only that thread's.
       const thread = (p: TypingPayload, conv: ConversationFilter | null) => (p.only ? p.only.includes(me) && (!conv || conv.privateWith === p.userId) : !conv?.privateWith);
-      const reaches = (p: TypingPayload, conv: ConversationFilter | null) =>
-        p.userId !== me && (!conv || p.conversationKey === conv.key) && thread(p, conv) && conversationAccess.inScope(me, p) && !blocks.hides(me, p.userId);
-      return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), (p, conv) => (reaches(p, conv) ? p : undefined), {
+      // Typists this subscription was last told `typing: true` of: blocked meanwhile, their end still
+      // comes, once (else the indicator stayed on). Bounded: an end lost to a Redis outage leaves one.
+      const shown = new Set<string>();
+      const reaches = (p: TypingPayload, conv: ConversationFilter | null): TypingPayload | undefined => {
+        if (p.userId === me || (conv && p.conversationKey !== conv.key) || !thread(p, conv) || !conversationAccess.inScope(me, p)) return undefined;
+        const slot = `${p.conversationKey}\u0000${p.userId}`;
+        if (blocks.hides(me, p.userId)) return !p.typing && shown.delete(slot) ? p : undefined;
+        if (!p.typing) shown.delete(slot);
+        else if (shown.size < SHOWN_TYPISTS_MAX) shown.add(slot);
+        return p;
+      };
+      return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), reaches, {
         keys: me,
       });
     },
