@@ -297,7 +297,13 @@ describe('attachments', () => {
     expect(h.edges[0].node.attachment.base64).toBe(PNG.toString('base64'));
     // Attachment-only messages are fine; text files too.
     const txt = await send(s.url, a.token, { groupId: g, attachment: { fileName: 'notes.txt', base64: Buffer.from('héllo\n').toString('base64') } });
-    expect(txt).toMatchObject({ content: null, attachment: { mimeType: 'text/plain; charset=utf-8' } });
+    expect(txt).toMatchObject({ content: null, attachment: { mimeType: 'text/plain' } });
+    // Its download says it is UTF-8 (checked on upload); a file stored with the parameter in its type reads the same.
+    const download = await fetch(new URL(txt.attachment!.url, s.url));
+    expect([download.headers.get('content-type'), await download.text()]).toEqual(['text/plain; charset=utf-8', 'héllo\n']);
+    await sql(s.env.DATABASE_URL!, "update attachments set mime_type = 'text/plain; charset=utf-8' where id = $1", [txt.attachment!.id]);
+    const again = (await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c, last: 1) { edges { node { attachment { mimeType } } } } }', { c: { groupId: g } }, a.token))).history;
+    expect(again.edges[0].node.attachment.mimeType).toBe('text/plain');
   });
 
   it('should give an absolute, signed, short-lived link that needs no token, and 404 for one altered or expired', async () => {

@@ -16,7 +16,8 @@ const TYPES: Record<string, { mime: string; matches: (b: Buffer) => boolean }> =
   pdf: { mime: 'application/pdf', matches: (b) => b.subarray(0, 5).toString('latin1') === '%PDF-' },
   // Word 97-2003 documents are OLE2 compound files.
   doc: { mime: 'application/msword', matches: (b) => starts(b, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) },
-  txt: { mime: 'text/plain; charset=utf-8', matches: isPlainText },
+  // UTF-8 by the check below: the download says so in its Content-Type (attachment.route.ts).
+  txt: { mime: 'text/plain', matches: isPlainText },
 };
 
 export const ALLOWED_EXTENSIONS = Object.keys(TYPES);

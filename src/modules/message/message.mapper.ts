@@ -13,7 +13,7 @@ export function toMessageType(r: MessageRow): MessageType {
     clientMessageId: r.client_message_id,
     editedAt: r.edited_at ? dateOf(r.edited_at) : null,
     deletedAt: r.deleted_at ? dateOf(r.deleted_at) : null,
-    attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: r.mime_type!, size: r.size! } : null,
+    attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: mediaType(r.mime_type!), size: r.size! } : null,
     senderId: r.sender_id,
     sender: { id: r.sender_id, username: r.sender_username, displayName: r.sender_display_name ?? null, createdAt: dateOf(r.sender_created_at), storedLastSeenAt: null },
     groupId: r.group_id,
@@ -93,3 +93,9 @@ export function payloadToMessageEventType(p: MessageEventPayload): MessageEventT
 export function toReactionCounts(list: ReactionSummary[], viewerId: string | undefined): ReactionCountType[] {
   return list.map((r) => ({ emoji: r.emoji, count: r.userIds.length, reactedByMe: !!viewerId && r.userIds.includes(viewerId) }));
 }
+
+/** The media type alone: a text file stored before it was kept so carries `; charset=utf-8`, which the download sends. */
+const mediaType = (mime: string): string => {
+  const semi = mime.indexOf(';');
+  return semi < 0 ? mime : mime.slice(0, semi);
+};
