@@ -70,24 +70,28 @@ const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageE
 /** Fields resolved for the viewer (visibility, the viewer's role): a document that reaches one is executed per viewer. */
 const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'Message.hasUnreadReplies', 'ReactionCount.reactedByMe']);
 
-/** Whether one execution of the operation serves every viewer its events reach. */
-function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: PreparedOperation): boolean {
-  const first = operation.selectionSet.selections[0];
-  if (operation.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+/** Whether the document selects one of `fields` (`Type.field`) anywhere, fragments included: whatever the operation can reach. */
+function selectsAny(schema: GraphQLSchema, document: PreparedOperation['document'], fields: ReadonlySet<string>): boolean {
   const types = new TypeInfo(schema);
-  let shared = true;
-  // The whole document, fragments included: whatever the operation can reach.
+  let found = false;
   visit(
     document,
     visitWithTypeInfo(types, {
       Field(node) {
-        if (!VIEWER_SPECIFIC_FIELDS.has(`${types.getParentType()?.name}.${node.name.value}`)) return undefined;
-        shared = false;
+        if (!fields.has(`${types.getParentType()?.name}.${node.name.value}`)) return undefined;
+        found = true;
         return BREAK;
       },
     }),
   );
-  return shared;
+  return found;
+}
+
+/** Whether one execution of the operation serves every viewer its events reach. */
+function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: PreparedOperation): boolean {
+  const first = operation.selectionSet.selections[0];
+  if (operation.selectionSet.selections.length !== 1 || first?.kind !== Kind.FIELD || !VIEWER_INDEPENDENT.has(first.name.value)) return false;
+  return !selectsAny(schema, document, VIEWER_SPECIFIC_FIELDS);
 }
 
 /**
@@ -97,22 +101,7 @@ function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: Pre
  */
 export const FILE_SUBSCRIPTIONS_PER_USER = 4;
 
-/** Whether the document (its fragments too) reaches Attachment.base64. */
-function asksForFileBytes(schema: GraphQLSchema, { document }: PreparedOperation): boolean {
-  const types = new TypeInfo(schema);
-  let asks = false;
-  visit(
-    document,
-    visitWithTypeInfo(types, {
-      Field(node) {
-        if (node.name.value !== 'base64' || types.getParentType()?.name !== 'Attachment') return undefined;
-        asks = true;
-        return BREAK;
-      },
-    }),
-  );
-  return asks;
-}
+const FILE_BYTES: ReadonlySet<string> = new Set(['Attachment.base64']);
 
 /**
  * Root fields whose frames wait for the event loop's turn to end (setImmediate): everything else
@@ -272,7 +261,7 @@ export class Fanout {
     const { document, operationName, variableValues, operation } = prepared;
     // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
     const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
-    const asksForFiles = this.shapes.get(key)?.asksForFiles ?? asksForFileBytes(this.opts.schema, prepared);
+    const asksForFiles = this.shapes.get(key)?.asksForFiles ?? selectsAny(this.opts.schema, prepared.document, FILE_BYTES);
     const userId = context.viewer?.userId;
     if (asksForFiles && userId !== undefined && (this.fileSubscriptions.get(userId) ?? 0) >= FILE_SUBSCRIPTIONS_PER_USER) {
       const message = `At most ${FILE_SUBSCRIPTIONS_PER_USER} of a user's subscriptions can ask for Attachment.base64 at once; ask for url instead.`;
