@@ -423,6 +423,31 @@ describe('block', () => {
   });
 });
 
+describe('block and read receipts', () => {
+  it("should never name a blocked user's message as another member's read marker to the blocker: the event is not sent, the query shows the newest message before it", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, alice, { members: [bob, carol, dave] })).id;
+    const c = { groupId: g };
+    await block(s, carol, bob);
+    const RECEIPTS = 'query($c: ConversationInput!) { readReceipts(conversation: $c) { user { id } lastReadMessageId } }';
+    const MARK = 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId } }';
+    const receipts = await listen(s, carol, 'subscription($c: ConversationInput) { readReceipt(conversation: $c) { user { id } lastReadMessageId } }', { c });
+    const fromDave = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from dave' } }, dave.token))).sendMessage.id;
+    const fromBob = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from bob' } }, bob.token))).sendMessage.id;
+    expect((await ok(gql(s.url, MARK, { c }, alice.token))).markRead.lastReadMessageId).toBe(fromBob);
+    const aliceAs = async (viewer: TestUser) => (await ok(gql(s.url, RECEIPTS, { c }, viewer.token))).readReceipts.find((r: any) => r.user.id === alice.id)?.lastReadMessageId;
+    // Dave sees Alice's marker where it is; Carol on Dave's message, the newest before it she sees.
+    expect([await aliceAs(dave), await aliceAs(carol)]).toEqual([fromBob, fromDave]);
+    // A marker on a message Carol sees reaches her live; the one on Bob's did not.
+    const again = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'dave again' } }, dave.token))).sendMessage.id;
+    await ok(gql(s.url, MARK, { c }, alice.token));
+    await receipts.nth(1);
+    await sleep(100);
+    expect(receipts.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([again]);
+  });
+});
+
 describe('block while typing', () => {
   it("should end a typist's indicator for the one who blocks them mid-typing, once, and tell nothing of their typing after", async () => {
     const s = await createTestServer();

@@ -83,6 +83,11 @@ const readableBefore = (m: string, viewer?: string) =>
   `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
      and (p.recipient_id is null${viewer ? ` or ${viewer} in (p.sender_id, p.recipient_id)` : ''}) order by p.created_at desc, p.id desc limit 1)`;
 
+/** The newest timeline message before `m` that `viewer` sees (none by a user they block). */
+const visibleBefore = (m: string, viewer: string) =>
+  `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
+     and (p.parent_id is null or p.also_in_conversation) and not ${blockedBy(viewer, 'p.sender_id')} order by p.created_at desc, p.id desc limit 1)`;
+
 /** A marker moved by markRead, with what others are told of it when it rests on a private message. */
 export type MarkedRow = MemberColumns &
   HeadColumns & {
@@ -90,7 +95,7 @@ export type MarkedRow = MemberColumns &
     moved: boolean;
     /** Whether the statement's snapshot had the marker before the message (so it should have moved). */
     would_move: boolean | null;
-    /** The marker's message's recipient (a private project message: set) and sender. */
+    /** The marker's message's recipient (a private project message: set) and sender (null when the marker didn't move to a message). */
     marked_recipient_id: string | null;
     marked_sender_id: string | null;
     /** For a private one: the newest message before it that every member may read (null: none). */
@@ -527,7 +532,7 @@ export const conversationRepository = {
     // Only in a project is a message private to some of the members.
     const marked = opts.project
       ? `m.sender_id, m.recipient_id, case when m.recipient_id is not null then ${readableBefore('m')} end as shown_id`
-      : 'null::uuid as sender_id, null::uuid as recipient_id, null::uuid as shown_id';
+      : 'm.sender_id, null::uuid as recipient_id, null::uuid as shown_id';
     const run = (): Promise<MarkedRow[]> => em.execute(
       `with cur as (
          select cm.*, ${HEAD} from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
@@ -568,11 +573,15 @@ export const conversationRepository = {
    */
   async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
     if (!project) {
+      // A marker on a message of someone the viewer blocks shows on the newest one before it they see.
       return em.execute(
-        `select user_id, last_read_message_id, coalesce(read_at, last_read_at) as read_at from conversation_members
-         where conversation_key = ? and user_id <> ? and last_read_message_id is not null and not ${blockedBy('?', 'user_id')}
-         order by last_read_at desc nulls last limit ?`,
-        [key, viewerId, viewerId, limit],
+        `select r.user_id, r.id as last_read_message_id, r.read_at from (
+           select cm.user_id, cm.last_read_at, coalesce(cm.read_at, cm.last_read_at) as read_at,
+             case when ${blocksAnyone('?')} and ${blockedBy('?', 'm.sender_id')} then ${visibleBefore('m', '?')} else cm.last_read_message_id end as id
+           from conversation_members cm join messages m on m.id = cm.last_read_message_id
+           where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
+         ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
+        [viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
       );
     }
     return em.execute(

@@ -92,7 +92,11 @@ export class ConversationResolver {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub, blocks } = context.services;
       const reaches = (p: ReadReceiptPayload, conv: { key: string } | null) =>
-        p.userId !== me && (!conv || p.conversationKey === conv.key) && conversationAccess.receiptReaches(me, p) && !blocks.hides(me, p.userId);
+        p.userId !== me &&
+        (!conv || p.conversationKey === conv.key) &&
+        conversationAccess.receiptReaches(me, p) &&
+        !blocks.hides(me, p.userId) &&
+        !(p.markedSenderId !== undefined && p.markedSenderId !== me && blocks.hides(me, p.markedSenderId));
       return pubsub.iterateChecked(Topic.ReadReceipt, only(context, args.conversation), (p, conv) => (reaches(p, conv) ? p : undefined), {
         keys: me,
       });

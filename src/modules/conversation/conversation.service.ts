@@ -155,13 +155,15 @@ export class ConversationService {
         lastReadMessageId: own.lastReadMessageId!,
         readAt: new Date(row.read_at!).toISOString(),
         markedAt: own.lastReadAt ?? undefined,
+        markedSenderId: row.marked_sender_id ?? undefined,
       });
       // A marker on a private project message names it to its two users only; the others see the
       // marker on the newest message before it that they may read, as readReceipts shows it.
       if (row.marked_recipient_id) {
         const pair = [row.marked_sender_id!, row.marked_recipient_id];
         await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { only: pair }));
-        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { lastReadMessageId: row.marked_shown_id, except: pair }));
+        // The shown message is another one, whose sender the row doesn't name.
+        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { lastReadMessageId: row.marked_shown_id, except: pair, markedSenderId: undefined }));
       } else {
         await this.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }

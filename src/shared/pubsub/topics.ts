@@ -167,6 +167,8 @@ export interface ReadReceiptPayload extends ConversationScope {
    * older than one of the same user's it delivered (two marks close together, published in either order).
    */
   markedAt?: number;
+  /** The marked message's sender: a member who blocks them is not told (the message is not in their view). */
+  markedSenderId?: string;
   /** Only these members get it (a marker on a private message: its two users). */
   only?: string[];
   /** These members don't (they get the `only` one instead). */
