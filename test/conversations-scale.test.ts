@@ -271,15 +271,14 @@ describe('conversations at scale', () => {
     await eventually(async () => s.services.groups.isMemberCached(bob.id, g));
     const g3 = await send(s.url, alice.token, { groupId: g, content: 'g3' });
     expect((await sidebar.nth(5)).conversationUpdated).toMatchObject({ id: `g:${g}`, unreadCount: 1, lastMessage: { id: g3.id } });
-    // A direct conversation: Bob read d1 of two and sent nothing there. Unfriended and friends again,
-    // his row comes back read up to his own newest message there (none: all three unread), not as
-    // this instance held it (read up to d1).
+    // A direct conversation: Bob read d1 of two. Unfriended and friends again, his row comes back
+    // read where he had read (the marker kept with the friendship's end), counted from there.
     expect((await ok(gql(s.url, MARK, { c: { userId: alice.id }, m: d1.id }, bob.token))).markRead.unreadCount).toBe(1);
     expect((await sidebar.nth(6)).conversationUpdated).toMatchObject({ unreadCount: 1, lastReadMessageId: d1.id });
     await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
     await befriend(s.url, alice, bob);
     const d3 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd3' });
-    expect((await sidebar.nth(7)).conversationUpdated).toMatchObject({ unreadCount: 3, lastReadMessageId: null, lastMessage: { id: d3.id } });
+    expect((await sidebar.nth(7)).conversationUpdated).toMatchObject({ unreadCount: 2, lastReadMessageId: d1.id, lastMessage: { id: d3.id } });
   });
 
   it('should come out of the head migration with every row as it was: unread, marker, last message, order', async () => {

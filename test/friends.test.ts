@@ -38,16 +38,26 @@ describe('friends', () => {
     await ok(gql(s.url, DM, { to: b.id, t: 'first' }, a.token));
     const second = (await ok(gql(s.url, DM, { to: b.id, t: 'second' }, a.token))).sendMessage.id;
     const ROW = 'query($u: ID!) { conversation(conversation: { userId: $u }) { unreadCount lastReadMessageId } readReceipts(conversation: { userId: $u }) { user { id } lastReadMessageId } }';
-    const before = [(await ok(gql(s.url, ROW, { u: a.id }, b.token))), (await ok(gql(s.url, ROW, { u: b.id }, a.token)))];
+    const rows = async () => [await ok(gql(s.url, ROW, { u: a.id }, b.token)), await ok(gql(s.url, ROW, { u: b.id }, a.token))];
+    const restore = async () => {
+      expect((await ok(gql(s.url, REMOVE, { id: b.id }, a.token))).removeFriend).toBe(true);
+      await befriend();
+    };
+    const before = await rows();
     expect(before.map((r) => r.conversation.unreadCount)).toEqual([2, 0]);
-    expect((await ok(gql(s.url, REMOVE, { id: b.id }, a.token))).removeFriend).toBe(true);
-    await befriend();
-    const after = [(await ok(gql(s.url, ROW, { u: a.id }, b.token))), (await ok(gql(s.url, ROW, { u: b.id }, a.token)))];
-    // Bob read up to his own message, no further; Alice up to her last one. Neither is told more.
-    expect(after.map((r) => r.conversation)).toEqual(before.map((r) => r.conversation));
-    expect(after[0].conversation.unreadCount).toBe(2);
-    expect(after[1].conversation.lastReadMessageId).toBe(second);
-    expect(after[1].readReceipts).toEqual(before[1].readReceipts);
+    await restore();
+    // Bob had read up to his own message, no further; Alice up to her last one. Neither is told more.
+    expect(await rows()).toEqual(before);
+    // Bob reads 'first' without answering: ended and restored again, he is still there, and Alice's receipts say so.
+    const MARK = 'mutation($u: ID!, $m: ID) { markRead(conversation: { userId: $u }, messageId: $m) { unreadCount } }';
+    const first = (await ok(gql(s.url, 'query($u: ID!) { history(conversation: { userId: $u }, last: 2) { edges { node { id } } } }', { u: a.id }, b.token))).history.edges[0].node.id;
+    expect((await ok(gql(s.url, MARK, { u: a.id, m: first }, b.token))).markRead.unreadCount).toBe(1);
+    const read = await rows();
+    await restore();
+    expect(await rows()).toEqual(read);
+    expect(read[0].conversation).toEqual({ unreadCount: 1, lastReadMessageId: first });
+    expect(read[1].readReceipts).toEqual([{ user: { id: b.id }, lastReadMessageId: first }]);
+    expect(read[1].conversation.lastReadMessageId).toBe(second);
   });
 
   it('should let only the addressee answer, once', async () => {

@@ -18,6 +18,7 @@ import { Migration20261126100000_WebhookPreviewMessage } from './Migration202611
 import { Migration20261126120000_SearchWords } from './Migration20261126120000_SearchWords';
 import { Migration20261126150000_SearchRuns } from './Migration20261126150000_SearchRuns';
 import { Migration20261126180000_ProjectActionPosition } from './Migration20261126180000_ProjectActionPosition';
+import { Migration20261127010000_DirectReadMarkers } from './Migration20261127010000_DirectReadMarkers';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -40,4 +41,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126120000_SearchWords', class: Migration20261126120000_SearchWords },
   { name: 'Migration20261126150000_SearchRuns', class: Migration20261126150000_SearchRuns },
   { name: 'Migration20261126180000_ProjectActionPosition', class: Migration20261126180000_ProjectActionPosition },
+  { name: 'Migration20261127010000_DirectReadMarkers', class: Migration20261127010000_DirectReadMarkers },
 ];

@@ -351,24 +351,26 @@ export const conversationRepository = {
   /**
    * A member's row, read up to the newest message they may see (what came before joining is
    * not unread). Nothing when the row exists. A direct conversation exists once a message was
-   * exchanged, and its row comes back with a friendship restored: read up to the member's own
-   * newest message there, all they surely read (up to the newest, a friendship ended and restored
-   * read every unread message and told the peer so). In a project, what they received privately
+   * exchanged, and its row comes back with a friendship restored read where the member had read
+   * when it ended (dropMembers kept it), or, for one ended before markers were kept, up to their
+   * own newest message there, all they surely read. In a project, what they received privately
    * before (a rejoin) stays read.
    */
   async join(em: EntityManager, r: { key: string; userId: string; kind: ConversationKindValue; groupId?: string | null; projectId?: string | null; peerId?: string | null }): Promise<void> {
     await em.execute(
       `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
-         last_read_message_id, last_read_at, private_message_id, private_at)
+         last_read_message_id, last_read_at, private_message_id, private_at, read_at)
        select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED},
-         case when x.kind = 'DIRECT' then coalesce(mine.seq, 0) else coalesce(h.seq, 0) end, coalesce(rs.n, 0), coalesce(rs.n, 0),
-         case when x.kind = 'DIRECT' then mine.id when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end,
-         case when x.kind = 'DIRECT' then mine.created_at else greatest(h.activity_at, pv.created_at) end,
-         pv.id, pv.created_at
+         case when kept.user_id is not null then kept.read_seq when x.kind = 'DIRECT' then coalesce(mine.seq, 0) else coalesce(h.seq, 0) end, coalesce(rs.n, 0), coalesce(rs.n, 0),
+         case when kept.user_id is not null then kept.last_read_message_id when x.kind = 'DIRECT' then mine.id
+           when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end,
+         case when kept.user_id is not null then kept.last_read_at when x.kind = 'DIRECT' then mine.created_at else greatest(h.activity_at, pv.created_at) end,
+         pv.id, pv.created_at, kept.read_at
        from (select ?::varchar as key, ?::uuid as user_id, ?::varchar as kind, ?::uuid as group_id, ?::uuid as project_id, ?::uuid as peer_id) x
        left join conversation_heads h on h.conversation_key = x.key
+       left join direct_read_markers kept on x.kind = 'DIRECT' and kept.conversation_key = x.key and kept.user_id = x.user_id
        left join lateral (
-         select m.id, m.seq, m.created_at from messages m where x.kind = 'DIRECT' and m.conversation_key = x.key and m.sender_id = x.user_id
+         select m.id, m.seq, m.created_at from messages m where x.kind = 'DIRECT' and kept.user_id is null and m.conversation_key = x.key and m.sender_id = x.user_id
            and (m.parent_id is null or m.also_in_conversation)
          order by m.created_at desc, m.id desc limit 1
        ) mine on true
@@ -419,9 +421,24 @@ export const conversationRepository = {
     await em.execute('delete from conversation_members where conversation_key = ?', [key]);
   },
 
-  /** Every member's row goes, the messages and their head stay (a direct conversation between users no longer friends). */
+  /**
+   * Every member's row goes, the messages and their head stay (a direct conversation between users
+   * no longer friends); their read markers are kept for a friendship restored (join).
+   */
   async dropMembers(em: EntityManager, key: string): Promise<void> {
-    await em.execute('delete from conversation_members where conversation_key = ?', [key]);
+    await em.execute(
+      `with gone as (delete from conversation_members where conversation_key = ? returning conversation_key, user_id, read_seq, last_read_message_id, last_read_at, read_at)
+       insert into direct_read_markers (conversation_key, user_id, read_seq, last_read_message_id, last_read_at, read_at)
+       select * from gone on conflict (conversation_key, user_id) do update set read_seq = excluded.read_seq,
+         last_read_message_id = excluded.last_read_message_id, last_read_at = excluded.last_read_at, read_at = excluded.read_at`,
+      [key],
+    );
+  },
+
+  /** The kept read markers of a direct conversation, once its rows are back (join) or its users gone. */
+  async forgetKeptMarkers(em: EntityManager, where: { key: string } | { userId: string }): Promise<void> {
+    if ('key' in where) await em.execute('delete from direct_read_markers where conversation_key = ?', [where.key]);
+    else await em.execute("delete from direct_read_markers where user_id = ? or conversation_key like '%' || ? || '%'", [where.userId, where.userId]);
   },
 
   /** Account deletion: the user's remaining rows (direct conversations). */

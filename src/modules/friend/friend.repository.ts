@@ -69,10 +69,11 @@ export const friendRepository = {
   async befriend(em: EntityManager, a: string, b: string): Promise<void> {
     const [userA, userB] = pair(a, b);
     await em.execute('insert into friendships (id, user_a_id, user_b_id, created_at) values (gen_random_uuid(), ?, ?, now()) on conflict do nothing', [userA, userB]);
-    // Friends again: a conversation they had comes back to both sidebars (each read up to their own newest message there).
+    // Friends again: a conversation they had comes back to both sidebars (each read where they had read).
     const key = directKey(userA, userB);
     await conversationRepository.join(em, { key, userId: userA, kind: 'DIRECT', peerId: userB });
     await conversationRepository.join(em, { key, userId: userB, kind: 'DIRECT', peerId: userA });
+    await conversationRepository.forgetKeptMarkers(em, { key });
   },
 
   async unfriend(em: EntityManager, a: string, b: string): Promise<boolean> {
@@ -96,6 +97,7 @@ export const friendRepository = {
     await em.nativeDelete(Friendship, { $or: [{ userA: userId }, { userB: userId }] });
     await em.execute("delete from conversation_members where kind = 'DIRECT' and peer_id = ?", [userId]);
     await conversationRepository.dropUser(em, userId);
+    await conversationRepository.forgetKeptMarkers(em, { userId });
     await em.nativeDelete(FriendRequest, { $or: [{ from: userId }, { to: userId }] });
   },
 };
