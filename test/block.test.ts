@@ -423,6 +423,27 @@ describe('block', () => {
   });
 });
 
+describe('block while typing in a project and its private thread', () => {
+  it('should end both indicators, the private thread\'s and the project\'s, each once', async () => {
+    const s = await createTestServer();
+    const [alice, carol] = [await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, alice, { participants: [carol] })).id;
+    const STOP = 'mutation($c: ConversationInput!) { setTyping(conversation: $c, typing: false) }';
+    const typing = await listen(s, alice, 'subscription { typing { typing privateThread user { id } } }');
+    await ok(gql(s.url, TYPING, { c: { projectId: p, userId: alice.id } }, carol.token));
+    await ok(gql(s.url, TYPING, { c: { projectId: p } }, carol.token));
+    await typing.nth(2);
+    await block(s, alice, carol);
+    await ok(gql(s.url, STOP, { c: { projectId: p } }, carol.token));
+    await ok(gql(s.url, STOP, { c: { projectId: p, userId: alice.id } }, carol.token));
+    await typing.nth(4);
+    await sleep(200);
+    const told = typing.values.map((v) => `${v.typing.privateThread ? 'thread' : 'project'} ${v.typing.typing}`);
+    expect(told.slice(0, 2).sort()).toEqual(['project true', 'thread true']);
+    expect(told.slice(2).sort()).toEqual(['project false', 'thread false']);
+  });
+});
+
 describe('block and read receipts', () => {
   it("should never name a blocked user's message as another member's read marker to the blocker: the event is not sent, the query shows the newest message before it", async () => {
     const s = await createTestServer();

@@ -18,6 +18,19 @@ const flags = (values: any[]) => values.map((v) => v.typing.typing);
 const REFRESH_MS = 400;
 
 describe('typing', () => {
+  it('should take TYPING_THROTTLE=0 as no throttle: every typing: true reaches the others', async () => {
+    const s = await createTestServer({ TYPING_THROTTLE: '0' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const c = { groupId: await groupWith(s.url, alice, 'Unthrottled', [bob]) };
+    const events = await listen(s, bob, EVENTS, { c });
+    for (let i = 0; i < 3; i++) {
+      expect(await ok(gql(s.url, TYPING, { c, t: true }, alice.token))).toEqual({ setTyping: true });
+      await events.nth(i + 1);
+      await sleep(5);
+    }
+    expect(events.values.map((v) => v.typing.typing)).toEqual([true, true, true]);
+  });
+
   it('should tell the other members once per throttle window, never the typist, and end on a stop or a sent message', async () => {
     const s = await createTestServer({ TYPING_THROTTLE: '1s' });
     const [alice, bob, outsider] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -120,7 +120,8 @@ export class ConversationResolver {
       const shown = new Set<string>();
       const reaches = (p: TypingPayload, conv: ConversationFilter | null): TypingPayload | undefined => {
         if (p.userId === me || (conv && p.conversationKey !== conv.key) || !thread(p, conv) || !conversationAccess.inScope(me, p)) return undefined;
-        const slot = `${p.conversationKey}\u0000${p.userId}`;
+        // A project's private thread is its own indicator (its events carry the project's key).
+        const slot = `${p.conversationKey}\u0000${p.userId}\u0000${p.only ? 'thread' : ''}`;
         if (blocks.hides(me, p.userId)) return !p.typing && shown.delete(slot) ? p : undefined;
         if (!p.typing) shown.delete(slot);
         else if (shown.size < SHOWN_TYPISTS_MAX) shown.add(slot);

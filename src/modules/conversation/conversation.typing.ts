@@ -212,7 +212,8 @@ export class TypingService {
     this.access = o.access;
     this.logger = o.logger;
     this.lapseMs = o.lapseMs ?? 6000;
-    this.throttleMs = o.throttleMs ?? 2000;
+    // TYPING_THROTTLE=0 is no throttle: a millisecond's (Redis refuses an expiry of 0, and every `typing: true` failed).
+    this.throttleMs = Math.max(1, Math.round(o.throttleMs ?? 2000));
     this.batchMs = o.batchMs ?? 20;
     // A state is told at least once per throttle window while refreshes keep it, and lasts a
     // lapse (plus a throttle window of unwritten refreshes) after the last; the margin covers
