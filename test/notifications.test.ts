@@ -75,6 +75,25 @@ describe('notifications', () => {
     await socket.dispose();
   });
 
+  it('should not tell a member added just after a message of it: it never reached them', async () => {
+    const s = await serverFor(receiver);
+    const [a, y, z] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const project = await buildProject(s.url, a);
+    const group = await buildGroup(s.url, a);
+    // Sent, then the members added at once: the tail reads the messages after both.
+    await sendMessage(s.url, a.token, { projectId: project.id, content: 'before y' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'before z' });
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project.id, u: y.id }, a.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group.id, u: z.id }, a.token));
+    await sendMessage(s.url, a.token, { projectId: project.id, content: 'after y' });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'after z' });
+    await eventually(() => receiver.of(y.id).length >= 2 && receiver.of(z.id).length >= 1, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(y.id).map((e) => e.body.kind).sort()).toEqual(['MESSAGE', 'PROJECT_ACTION']);
+    expect(receiver.of(y.id).find((e) => e.body.kind === 'MESSAGE')!.body.preview).toBe('after y');
+    expect(receiver.of(z.id).map((e) => [e.body.kind, e.body.preview])).toEqual([['MESSAGE', 'after z']]);
+  });
+
   it('should coalesce messages to one offline user in one conversation within WEBHOOK_COALESCE into one event with a count', async () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

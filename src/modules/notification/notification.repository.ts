@@ -154,7 +154,9 @@ export const notificationRepository = {
    * Who each message reaches, its sender left out: a timeline message reaches a group's members, a
    * project's members (only its recipient for a private message), a direct message's recipient; a
    * reply reaches who follows its thread (`follower`: thread_members, and a direct reply's
-   * recipient) while they are still members, and everyone too when it was also sent to the conversation. In a group of more than
+   * recipient) while they are still members, and everyone too when it was also sent to the conversation.
+   * A member counts only from when they joined: the tail reads a message a few seconds after it was
+   * sent, and one added meanwhile was told of a message that never reached them (an outside probe). In a group of more than
    * `largeGroup` members only those it mentions and its thread's followers: every plain message of
    * a crowd would notify everyone away. `mentions`: message id -> mentioned user ids, as stored at
    * send time. Deleted messages and accounts, and users whose level is NONE, are left out here
@@ -177,18 +179,19 @@ export const notificationRepository = {
        ), named as (
          select n.id, n.user_id from json_to_recordset(?::json) as n(id uuid, user_id uuid)
        ), r as (
-         select w.*, gm.user_id as to_id, false as personal, false as follower from w join group_members gm on gm.group_id = w.group_id
+         select w.*, gm.user_id as to_id, false as personal, false as follower from w join group_members gm on gm.group_id = w.group_id and gm.joined_at <= w.created_at
           where w.group_id is not null and not w.large and w.timeline
          union all
-         select w.*, gm.user_id, false, false from w join named n on n.id = w.id join group_members gm on gm.group_id = w.group_id and gm.user_id = n.user_id where w.large
+         select w.*, gm.user_id, false, false from w join named n on n.id = w.id join group_members gm on gm.group_id = w.group_id and gm.user_id = n.user_id and gm.joined_at <= w.created_at where w.large
          union all
-         select w.*, pm.user_id, false, false from w join project_members pm on pm.project_id = w.project_id where w.project_id is not null and w.recipient_id is null and w.timeline
+         select w.*, pm.user_id, false, false from w join project_members pm on pm.project_id = w.project_id and pm.joined_at <= w.created_at
+          where w.project_id is not null and w.recipient_id is null and w.timeline
          union all
          select w.*, w.recipient_id, true, w.parent_id is not null from w where w.recipient_id is not null
          union all
          select w.*, tm.user_id, false, true from w join thread_members tm on tm.root_id = w.parent_id where w.parent_id is not null
-            and (w.group_id is null or exists (select 1 from group_members gm where gm.group_id = w.group_id and gm.user_id = tm.user_id))
-            and (w.project_id is null or exists (select 1 from project_members pm where pm.project_id = w.project_id and pm.user_id = tm.user_id))
+            and (w.group_id is null or exists (select 1 from group_members gm where gm.group_id = w.group_id and gm.user_id = tm.user_id and gm.joined_at <= w.created_at))
+            and (w.project_id is null or exists (select 1 from project_members pm where pm.project_id = w.project_id and pm.user_id = tm.user_id and pm.joined_at <= w.created_at))
        ), one as (
          select distinct on (r.id, r.to_id) r.* from r order by r.id, r.to_id, r.follower desc, r.personal desc
        )
