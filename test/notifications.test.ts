@@ -271,6 +271,8 @@ describe('notifications', () => {
     await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group.id }, leaves.token));
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: group.id, u: removed.id }, owner.token));
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id } }', { g: group.id, u: banned.id }, owner.token));
+    // The others' replies reached Stays first (under a loaded run one came after a fixed wait, and was taken for the next).
+    await eventually(() => receiver.of(stays.id).filter((e) => e.body.preview === 'following').length === 3, 15_000);
     await sleep(QUIET_MS);
     receiver.got.length = 0;
     await sendMessage(s.url, owner.token, { groupId: group.id, content: 'after they went', parentId: root.id });
