@@ -54,7 +54,7 @@ export class PasswordLimiter {
     const failed = taken.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
     if (!refused.length && !failed) return;
     // Only the account-wide limit refused, and the owner signed in from here before: the attempt counts, and goes ahead.
-    if (!failed && refused.length === 1 && refusedBy[1] && (await this.isKnown(keys[0]))) return;
+    if (!failed && refused.length === 1 && refusedBy[1] && (await this.known.has(keys[0]))) return;
     await this.giveBack(keys);
     if (failed) throw failed.reason;
     throw new RateLimitedError(Math.max(...refused.map((r) => r.msBeforeNext / 1000)), 'Too many wrong passwords; try again later.');
@@ -69,10 +69,6 @@ export class PasswordLimiter {
   /** The account signed up from `ip`: an address of the owner's from the start. */
   signedUp(account: string, ip: string): Promise<void> {
     return this.known.add(this.limits[0].key(account, ip));
-  }
-
-  private isKnown(accountAddress: string): Promise<boolean> {
-    return this.known.has(accountAddress);
   }
 
   /**

@@ -590,13 +590,16 @@ export const conversationRepository = {
    */
   async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
     if (!project) {
-      // A marker on a message of someone the viewer blocks shows on the newest one before it they see.
+      // A marker on a message of someone the viewer blocks shows on the newest one before it they
+      // see; the marked messages are read only for a viewer who blocks someone.
       return em.execute(
         `select r.user_id, r.id as last_read_message_id, r.read_at from (
            select cm.user_id, cm.last_read_at, coalesce(cm.read_at, cm.last_read_at) as read_at,
-             case when ${blocksAnyone('?')} and ${blockedBy('?', 'm.sender_id')} then ${visibleBefore('m', '?')} else cm.last_read_message_id end as id
-           from conversation_members cm join messages m on m.id = cm.last_read_message_id
-           where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
+             case when ${blocksAnyone('?')} then (
+               select case when ${blockedBy('?', 'm.sender_id')} then ${visibleBefore('m', '?')} else m.id end from messages m where m.id = cm.last_read_message_id
+             ) else cm.last_read_message_id end as id
+           from conversation_members cm
+           where cm.conversation_key = ? and cm.user_id <> ? and cm.last_read_message_id is not null and not ${blockedBy('?', 'cm.user_id')}
          ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
         [viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
       );

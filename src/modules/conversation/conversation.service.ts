@@ -51,8 +51,8 @@ export class ConversationService {
       this.pubsub.on(Topic.MembershipChanged, (p) => {
         for (const c of p.changes) this.states.drop(c.userId, scopeKey(p.scope, p.id));
       }),
-      // A friendship ended or begun again: their direct conversation's rows went, or came back read
-      // up to each one's own newest message (behind what was held here), without an event of their own.
+      // A friendship ended or begun again: their direct conversation's rows went, or came back as
+      // they were kept (or, ended before markers were kept, behind what was held here), without an event of their own.
       this.pubsub.on(Topic.ContactsChanged, ({ userIds }) => {
         if (userIds.length !== 2) return;
         const key = directKey(userIds[0], userIds[1]);

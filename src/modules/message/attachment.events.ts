@@ -28,12 +28,7 @@ export class EventAttachments {
   ) {
     // Half the socket's buffer limit for the frame's base64 (4/3 of the bytes).
     this.maxBytes = Math.min(256 * 1024, Math.floor((env.WS_MAX_BUFFERED_BYTES * 3) / 8));
-    this.loads = new LRUCache<string, Promise<string>>({
-      maxSize: KEPT_CHARS,
-      sizeCalculation: (_v, key) => Number(key.slice(key.indexOf(':') + 1)) || 1,
-      ttl: SHARED_MS,
-      ttlAutopurge: true,
-    });
+    this.loads = new LRUCache<string, Promise<string>>({ maxSize: KEPT_CHARS, ttl: SHARED_MS, ttlAutopurge: true });
   }
 
   /** The file's bytes, base64, for one execution of an event. */
@@ -41,14 +36,13 @@ export class EventAttachments {
     if (file.size > this.maxBytes) {
       throw new PayloadTooLargeError(`A subscription carries Attachment.base64 for files up to ${this.maxBytes} bytes; fetch this one by url, or with history.`, 'base64');
     }
-    // Keyed with its base64 length, the cache's measure of it.
-    const key = `${file.id}:${Math.ceil(file.size / 3) * 4}`;
-    let loading = this.loads.get(key);
+    let loading = this.loads.get(file.id);
     if (!loading) {
       loading = this.load(em, file.id).then((f) => (f ? f.data.toString('base64') : ''));
       // A failed load is not kept: the next execution tries again.
-      loading.catch(() => this.loads.delete(key));
-      this.loads.set(key, loading);
+      loading.catch(() => this.loads.delete(file.id));
+      // Measured by its base64 length.
+      this.loads.set(file.id, loading, { size: Math.max(1, Math.ceil(file.size / 3) * 4) });
     }
     return loading;
   }
