@@ -126,12 +126,16 @@ describe('attachment bytes in subscriptions', () => {
       await ok(gql(s.url, send, { i: { groupId: lobby, content: 'ready?' } }, a.token));
       return [...live, other].every((sub) => sub.values.length > 0);
     });
+    const loads = jest.spyOn(s.services.messages, 'attachmentData');
     const small = (await ok(gql(s.url, send, { i: { groupId: lobby, content: 'file', attachment: { fileName: 'plan.txt', base64: Buffer.from('the plan').toString('base64') } } }, a.token))).sendMessage;
     const got = (await eventually(() => {
       const each = [...live, other].map((sub) => sub.values.find((v) => v.messageAdded.id === small.id));
       return each.every(Boolean) ? each : undefined;
     })) as any[];
     expect(got.map((v) => Buffer.from(v.messageAdded.attachment.base64, 'base64').toString())).toEqual(Array(5).fill('the plan'));
+    // The event's four executions (Bob's subscription shares Ada's first document) loaded the file once.
+    expect(loads).toHaveBeenCalledTimes(1);
+    loads.mockRestore();
 
     // One ended frees its place for another.
     live[3].stop();
