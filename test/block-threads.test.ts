@@ -159,6 +159,29 @@ describe('block-threads', () => {
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount).toBe(4);
   });
 
+  it('should count the live badge again after the viewer blocks or unblocks someone, not reuse the one told before', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Badge and block', [bob, carol]);
+    const live = await listen(s, alice, 'subscription { conversationUpdated { id unreadMentionCount } }');
+    const badge = async () => (await ok(gql(s.url, BADGE, { c: { groupId: g } }, alice.token))).conversation.unreadMentionCount;
+    const told = async (n: number) => (await live.nth(n)).conversationUpdated.unreadMentionCount;
+    await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} from bob` });
+    await sendMessage(s.url, carol.token, { groupId: g, content: `@${alice.username} from carol` });
+    expect([await told(1), await told(2)]).toEqual([1, 2]);
+
+    // Blocked, bob's mention leaves the badge: carol's plain message carries no count, and the one told (2) no longer holds.
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'plain' });
+    expect([await told(3), await badge()]).toEqual([1, 1]);
+
+    // Unblocked, it comes back: so does a mention bob made meanwhile (alice was not told of it).
+    await sendMessage(s.url, bob.token, { groupId: g, content: `@${alice.username} while blocked` });
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    await sendMessage(s.url, carol.token, { groupId: g, content: 'plain again' });
+    expect([await told(4), await badge()]).toEqual([3, 3]);
+  });
+
   it("should not tell the blocker of a blocked user's replies: no THREAD_UPDATED, no messageAdded with threadId", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -166,7 +166,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const reports = new ReportService({ pubsub, access: conversationAccess, groups, moderators: env.MODERATORS });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
   const search = new SearchService({ access: conversationAccess });
-  const threads = new ThreadService({ messages });
+  const threads = new ThreadService({ messages, pubsub });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
   const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports, blocks });
@@ -277,6 +277,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     async start() {
       memberships.start();
       safety.start();
+      threads.start();
       conversations.start();
       presence.start();
       auth.start();
@@ -294,6 +295,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       contacts?.dispose();
       memberships.dispose();
       safety.dispose();
+      threads.dispose();
     },
   };
 }

@@ -13,11 +13,18 @@ import type { MessageType } from './message.types';
 import { mentionRepository } from './mention.repository';
 import { threadRepository } from './thread.repository';
 import { unlessGone } from './message.gone';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic } from '../../shared/pubsub/topics';
 
 export interface ThreadServiceDeps {
   /** Who may read which message, and the conversations' errors. */
   messages: MessageService;
+  /** Where blocks and unblocks are heard, which change what a badge counts (see badges). */
+  pubsub?: PubSub;
 }
+
+/** How long a badge told here is reused (see ThreadService.badges). */
+const BADGE_TTL_MS = 60_000;
 
 /** A subscription to one thread: the conversation's filter and the root whose replies it keeps. */
 export type ThreadFilter = ConversationFilter & { threadId: string | null };
@@ -36,10 +43,31 @@ export class ThreadService {
    * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
    * that adds or removes a mention sends its count (MessageService.sidebarsChanged).
    */
-  private readonly badges = boundedLru<string, { n: number; marker: string | null }>({ max: 100_000, ttlMs: 60_000 });
+  private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  /**
+   * When each user last blocked or unblocked someone, heard on every instance: a badge told before
+   * counted (or left out) that user's mentions as the block stood then, so it is counted again.
+   * Kept as long as a badge is.
+   */
+  private readonly blocksChanged = boundedLru<string, number>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  private readonly pubsub: PubSub | undefined;
+  private off: (() => void) | undefined;
 
   constructor(deps: ThreadServiceDeps) {
     this.messages = deps.messages;
+    this.pubsub = deps.pubsub;
+  }
+
+  start(): void {
+    this.off = this.pubsub?.on(Topic.SafetyChanged, (p) => {
+      if (p.blockedId !== undefined) this.blocksChanged.set(p.userId, Date.now());
+    });
+  }
+
+  dispose(): void {
+    this.off?.();
+    this.badges.clear();
+    this.blocksChanged.clear();
   }
 
   /** The root of the thread `messageId` names (a reply names its root's), if the viewer may read it; NOT_FOUND otherwise, BAD_USER_INPUT for a private message (no thread). */
@@ -149,11 +177,13 @@ export class ThreadService {
   /** A subscriber's unread mentions in a conversation as last told here, if their read marker has not moved since. */
   knownBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }): number | undefined {
     const known = this.badges.get(`${viewerId} ${row.id}`);
-    return known && known.marker === row.lastReadMessageId ? known.n : undefined;
+    if (!known || known.marker !== row.lastReadMessageId) return undefined;
+    const blocked = this.blocksChanged.get(viewerId);
+    return blocked !== undefined && blocked >= known.at ? undefined : known.n;
   }
 
   rememberBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }, n: number): void {
-    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId });
+    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId, at: Date.now() });
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
