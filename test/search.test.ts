@@ -66,6 +66,29 @@ describe('searchMessages', () => {
     expect(ids(await search(s.url, bob, 'café:* (noel)'))).toEqual([fr.id]);
   });
 
+  it('should mark matches inside punctuated words, and cut a long message\'s passages around its matches, punctuation kept', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Punctuated', [bob]);
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'pi is 3.14 on 2024-01-05, mail alice@example.org: see report.pdf!' });
+    const snippet = async (q: string) => (await search(s.url, bob, q, { c: { groupId: g } }))[0]?.snippet;
+    expect(await snippet('14')).toBe('pi is 3.<mark>14</mark> on 2024-01-05, mail alice@example.org: see report.pdf!');
+    expect(await snippet('3.14')).toContain('<mark>3</mark>.<mark>14</mark> on');
+    expect(await snippet('01 ')).toContain('2024-<mark>01</mark>-05,');
+    expect(await snippet('example')).toContain('alice@<mark>example</mark>.org:');
+    expect(await snippet('report.pdf')).toContain('see <mark>report</mark>.<mark>pdf</mark>!');
+
+    // Over 160 characters: up to two passages around the matches, each written from the message.
+    const words = Array.from({ length: 80 }, (_, i) => `w${i}`).join(' ');
+    const tail = Array.from({ length: 80 }, (_, i) => `z${i}`).join(' ');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `lorem ${words} pi=7.2559; then ${tail} a.b "quoted-term" <end>` });
+    const long = await snippet('2559 quoted');
+    expect(long).toContain('pi=7.<mark>2559</mark>; then');
+    expect(long).toContain(' … ');
+    expect(long).toContain('a.b &quot;<mark>quoted</mark>-term&quot; &lt;end');
+    expect(long).not.toContain('lorem');
+  });
+
   it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {
     const s = await createTestServer();
     const [alice, bob, carol, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

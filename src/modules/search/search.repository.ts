@@ -85,17 +85,27 @@ const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '${
 /** A message this long at most is its own snippet (about the 24 words a fragment takes). */
 const WHOLE_UP_TO = 160;
 
+/** Characters a headline's text (HEADLINE_TEXT) has as spaces: the markers below, and every punctuation mark the index reads as one. */
+const HEADLINE_SPACES = '\u0001\u0002\u0003\u0004\u0005\u0006' + PUNCTUATION;
+
 /**
- * The text a headline is cut from: '<', '>' and '&' stand in as chr(3), chr(4) and chr(5), and a
- * message's own chr(1) to chr(5) as spaces. PostgreSQL's parser reads `<b>` as a tag, and a
- * headline dropped tags (and `a < b > c`) from the message's text; the markers below then mean
- * only what ts_headline put (see toSnippet in the service, which escapes and puts back).
+ * The text a headline is cut from: the message's text as the index reads it, each punctuation mark
+ * a space (so `3.14`, `report.pdf` or `a@b.org` are words the query's words find: whole, their
+ * matches went unmarked and a long text's passages missed them), and chr(1) to chr(6) spaces too, so
+ * that those mean only what ts_headline puts: a match between chr(1) and chr(2), passages joined by
+ * chr(6). One character for one, so `headlineText` gives the same text and the service puts each
+ * punctuation mark back from the message by its place (see toSnippet).
  */
-const HEADLINE_TEXT = `translate(t.content, chr(1) || chr(2) || chr(3) || chr(4) || chr(5) || '<>&', '     ' || chr(3) || chr(4) || chr(5))`;
-// Matches between chr(1) and chr(2) (see HEADLINE_TEXT): the service escapes the text, then marks them.
+const HEADLINE_TEXT = `translate(t.content, chr(1) || chr(2) || chr(3) || chr(4) || chr(5) || chr(6) || '${PUNCTUATION.replace(/'/g, "''")}', '${' '.repeat(HEADLINE_SPACES.length)}')`;
+
+const AS_SPACES = new RegExp(`[${HEADLINE_SPACES.replace(/[\\\]^-]/g, '\\$&')}]`, 'g');
+
+/** What HEADLINE_TEXT makes of `content`, in JavaScript. */
+export const headlineText = (content: string): string => content.replace(AS_SPACES, ' ');
+
 // A short message whole (fragments drop one-letter words at their ends: "1<2 > 0" lost its digits), a long one in fragments.
 const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || case when length(t.content) <= ${WHOLE_UP_TO} then ', HighlightAll=true'
-  else ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … "' end`;
+  else ', MaxWords=24, MinWords=10, ShortWord=1, MaxFragments=2, FragmentDelimiter=' || chr(6) end`;
 
 /**
  * The statistics list only the common words: a prefix also begins rare ones they leave out (3 letters

@@ -4,7 +4,7 @@ import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type Laz
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
-import { searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
+import { headlineText, searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
 import type { SearchHitType } from './search.types';
 
 /** The longest query taken, in characters: a few words, never a pasted document. */
@@ -45,13 +45,31 @@ export function toSearchQuery(query: string): SearchQuery {
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const escape = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
 
-/** What HEADLINE_TEXT (search.repository) stood in for: '<', '>' and '&', already escaped. */
-const STOOD_IN: Record<string, string> = { '\u0001': '<mark>', '\u0002': '</mark>', '\u0003': '&lt;', '\u0004': '&gt;', '\u0005': '&amp;' };
-
-/** The headline as HTML: the text escaped, the matches (between \u0001 and \u0002) in <mark>. */
-export function toSnippet(headline: string): string {
-  return headline.replace(/[&<>"']/g, (c) => ESCAPES[c]).replace(/[\u0001-\u0005]/g, (c) => STOOD_IN[c]);
+/**
+ * The headline as HTML: the message's text escaped, the matches (between \u0001 and \u0002) in
+ * <mark>, its passages (split by \u0006) joined by ` … `. ts_headline cut it from the text with
+ * its punctuation as spaces (see HEADLINE_TEXT): each passage is found there, in order, and every
+ * character is written from the message itself at its place, its punctuation back.
+ */
+export function toSnippet(headline: string, content: string): string {
+  const text = headlineText(content);
+  let out = '';
+  let from = 0;
+  for (const passage of headline.split('\u0006')) {
+    if (out) out += ' … ';
+    let at = text.indexOf(passage.replace(/[\u0001\u0002]/g, ''), from);
+    for (let k = 0; k < passage.length; k++) {
+      const c = passage[k];
+      if (c === '\u0001') out += '<mark>';
+      else if (c === '\u0002') out += '</mark>';
+      // Not found (never seen): the passage as cut, its punctuation as spaces.
+      else out += escape(at < 0 ? c : content[at++]);
+    }
+    if (at >= 0) from = at;
+  }
+  return out;
 }
 
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
@@ -99,7 +117,7 @@ export class SearchService {
       hasCursor: !!cursor,
       totalCount: () => searchRepository.count(em, scope, query),
       key: (r: SearchRow) => ({ k: `${r.rank}|${isoTime(new Date(r.created_at).getTime())}`, id: r.id }),
-      node: (r: SearchRow) => ({ message: toMessageType(r), snippet: toSnippet(r.headline) }),
+      node: (r: SearchRow) => ({ message: toMessageType(r), snippet: toSnippet(r.headline, r.content ?? '') }),
       scope: 'search',
     });
   }
