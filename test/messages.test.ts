@@ -343,6 +343,9 @@ describe('attachments', () => {
     expect(res.headers.get('content-type')).toBe('image/png');
     expect(res.headers.get('cache-control')).toMatch(/^private, max-age=\d+$/);
     expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
+    // HEAD answers as GET does, without the bytes (a link checker, a client sizing a download).
+    const head = await fetch(url, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-type'), head.headers.get('content-length'), (await head.arrayBuffer()).byteLength]).toEqual([200, 'image/png', String(PNG.length), 0]);
     // The same over the WebSocket, each socket with the host it reached (one execution is shared per host).
     const pushed = new URL((await live.nth(1)).messageAdded.attachment.url);
     expect(pushed.origin).toBe(origin);

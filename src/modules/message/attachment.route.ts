@@ -16,7 +16,7 @@ export interface AttachmentRouteDeps {
 }
 
 /**
- * GET /attachments/:id: the stored bytes, always as a download. With `expires` and `signature`
+ * GET (and HEAD) /attachments/:id: the stored bytes, always as a download. With `expires` and `signature`
  * (the signed link of Attachment.url) to anyone holding a valid, unexpired link; without them,
  * only to a member of the conversation with their bearer token.
  * @returns a handler that answers a request for this route (its promise settles when answered) and returns null for any other
@@ -24,7 +24,8 @@ export interface AttachmentRouteDeps {
 export function attachmentRoute(deps: AttachmentRouteDeps) {
   return (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> | null => {
     const match = /^\/attachments\/([^/]+)$/.exec(path);
-    if (!match || req.method !== 'GET') return null;
+    // HEAD as GET: Node's response leaves the body out.
+    if (!match || (req.method !== 'GET' && req.method !== 'HEAD')) return null;
     let id: string;
     try {
       id = normalizeId(decodeURIComponent(match[1]));
