@@ -11,7 +11,7 @@ import {
 import type { GraphQLSchema } from 'graphql';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
-import { handleCors, sendGraphQLError, sendJson } from './core/http';
+import { handleCors, sendGraphQLError } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
@@ -331,7 +331,7 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
     if (route) return run(route.handle);
     const attachment = o.attachments(req, res, path);
     if (attachment) return void attachment.catch(failed);
-    sendJson(res, 404, { error: 'Not found' });
+    sendGraphQLError(res, 404, 'NOT_FOUND', 'Nothing is served at this path: GraphQL is at /graphql.');
   };
 }
 

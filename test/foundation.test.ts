@@ -36,7 +36,11 @@ describe('foundation', () => {
 
   it('should answer unknown paths with 404 and bad JSON with BAD_USER_INPUT', async () => {
     const s = await createTestServer();
-    expect((await fetch(s.url.replace('/graphql', '/nope'))).status).toBe(404);
+    // In the shape of every other error, with its code (a client that reads errors[0].extensions.code, say after a mistyped '/graphql/').
+    for (const url of [s.url.replace('/graphql', '/nope'), `${s.url}/`]) {
+      const missing = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+      expect([url, missing.status, ((await missing.json()) as any).errors[0].extensions.code]).toEqual([url, 404, 'NOT_FOUND']);
+    }
     const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Env } from '../config/env';
 import type { Logger } from '../shared/logger';
 import type { Metrics } from '../shared/metrics';
-import { sendJson } from './http';
+import { sendGraphQLError, sendJson } from './http';
 
 export interface OpsOptions {
   env: Pick<Env, 'METRICS_TOKEN' | 'METRICS_PORT' | 'HOST'>;
@@ -61,7 +61,7 @@ export async function startOps(opts: OpsOptions): Promise<Ops> {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics' && req.method === 'GET') return serveMetrics(req, res);
-      sendJson(res, 404, { error: 'Not found' });
+      sendGraphQLError(res, 404, 'NOT_FOUND', 'Only /metrics is served here.');
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
