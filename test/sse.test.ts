@@ -264,6 +264,13 @@ describe('SSE transport (/graphql/stream)', () => {
     expect(json.status).toBe(406);
     expect(((await json.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
 
+    // graphql-sse's single connection mode (PUT to reserve a stream, DELETE to end an operation) is not served: told so, with what is.
+    for (const method of ['PUT', 'DELETE']) {
+      const refused = await fetch(streamUrl(s), { method, headers: { authorization: `Bearer ${u.token}` } });
+      const error = ((await refused.json()) as any).errors[0];
+      expect([method, refused.status, refused.headers.get('allow'), error.extensions.code, error.message]).toEqual([method, 405, 'GET, POST', 'BAD_USER_INPUT', expect.stringMatching(/distinct connections/)]);
+    }
+
     // Counted as operations over HTTP and WebSocket are.
     const metrics = await (await fetch(s.url.replace(/\/graphql$/, '/metrics'))).text();
     expect(metrics).toContain('parley_graphql_operations_total{operation="me",type="query",code="OK"} 2');

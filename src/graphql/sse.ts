@@ -236,6 +236,12 @@ class StreamServer {
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { env } = this.services;
+    // graphql-sse's single connection mode reserves a stream with PUT and ends operations with DELETE:
+    // told what this endpoint serves instead (graphql-sse itself answered 415, naming neither).
+    if (req.method !== 'GET' && req.method !== 'POST') {
+      const message = 'This endpoint serves graphql-sse in its distinct connections mode: each operation is its own GET or POST request (no single connection mode).';
+      return sendJson(res, 405, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] }, { allow: 'GET, POST' });
+    }
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
     const viewer = await this.opts.sessions.authenticate({ authorization: req.headers.authorization, ticket });
     if (!viewer) {
