@@ -453,6 +453,37 @@ describeRedis('presence across instances', () => {
     expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
   });
 
+  it('should announce one OFFLINE when a logout whose activity is written late comes to an instance the session never used', async () => {
+    const a = await createTestServer({ PRESENCE_GRACE: '20s' });
+    const b = await createTestServer({ PRESENCE_GRACE: '20s' }, { clean: false });
+    const [u, watcher] = [await signup(b.url), await signup(a.url)];
+    // The session lives on B: signed up there, its only socket there.
+    const token = u.token;
+    const socket = wsClient(b.wsUrl, token);
+    await socket.connected;
+    const events = await watch(a, watcher, [u.id]);
+    // A's activity reaches the store late (a slow Redis), after B has settled the revoked socket.
+    const store = (a.services.presence as unknown as { store: { touch: (...args: unknown[]) => Promise<string[]> } }).store;
+    const touch = store.touch.bind(store);
+    const slow = jest.spyOn(store, 'touch').mockImplementation(async (...args) => {
+      await sleep(300);
+      return touch(...args);
+    });
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      await ok(gql(a.url, 'mutation { logout }', {}, token));
+      expect((await socket.closed).code).toBe(4403);
+      await events.nth(1, 3000);
+      // Written after B's OFFLINE, the logout's own activity brought the user back ONLINE, then OFFLINE again.
+      expect(await events.settle(800)).toHaveLength(1);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+    } finally {
+      slow.mockRestore();
+      quiet.mockRestore();
+    }
+  });
+
   it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {
     // A 2 s timeout: a user's activity is written at most every 200 ms.
     const s = await createTestServer({ PRESENCE_TIMEOUT: '2s' });
@@ -612,6 +643,32 @@ describeRedis('presence across instances', () => {
       await sweepsRun([a]);
       expect(seen(events)).toEqual([`${idle.id} OFFLINE`, `${u.id} OFFLINE`]);
       expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
+  it("should settle a closed socket's user a grace after the last socket elsewhere lapses when its instance was killed, not at the sweep", async () => {
+    // Socket lists refreshed every 2 s and kept 6 s; no sweep runs here, so only the closing instance can settle the user.
+    const QUICK = { PRESENCE_TIMEOUT: '8s', PRESENCE_GRACE: '500ms' };
+    const a = await createTestServer(QUICK);
+    const child = await createTestServer(QUICK, { clean: false, spawn: true });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const onA = wsClient(a.wsUrl, u.token);
+    const onChild = wsClient(child.wsUrl, u.token);
+    try {
+      await Promise.all([onA.connected, onChild.connected]);
+      await child.kill();
+      expect((await onChild.closed).code).toBe(1006);
+      const closedAt = Date.now();
+      await onA.dispose();
+      // Held by the killed instance's last listing (at most 6 s), then OFFLINE, once.
+      await events.nth(1, 9000);
+      expect(Date.now() - closedAt).toBeLessThan(8500);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect(await events.settle(500)).toHaveLength(1);
     } finally {
       quiet.mockRestore();
     }

@@ -194,6 +194,7 @@ export class AuthService {
   /** Revokes the token this request came with. */
   async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
     await sessionRepository.delete(em, viewer.sessionId);
+    await this.presence.endingSession(viewer.userId, viewer.sessionId);
     await this.revoked(viewer.userId, [viewer.sessionId], [viewer.tokenHash]);
     await this.presence.loggedOut(viewer.userId, viewer.sessionId);
     return true;
@@ -246,6 +247,7 @@ export class AuthService {
       await userRepository.anonymize(tem, viewer.userId);
       return all;
     });
+    await this.presence.endingSession(viewer.userId, null);
     await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
     await this.presence.forget(viewer.userId);
     return true;

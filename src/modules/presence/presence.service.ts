@@ -59,6 +59,9 @@ const TOUCH_BATCH_MS = 10;
 const FLUSH_CHUNK = 250;
 const FLUSH_PAUSE_MS = 5;
 
+/** How long after another instance's listing of its sockets lapses a closed socket's user is settled again (clocks a little apart). */
+const LAPSED_MARGIN_MS = 1000;
+
 /**
  * Who is online. Activity, heartbeats and sockets go to the presence store only; PostgreSQL
  * sees lastSeenAt on OFFLINE transitions and in a paced flush per persist interval.
@@ -257,6 +260,20 @@ export class PresenceService {
     return { userId, status: 'ONLINE', lastSeenAt: new Date(recorded ? seen : now) };
   }
 
+  /**
+   * Before a session's revocation is told (a logout; `sessionId` null: every session of an account
+   * being deleted): its activity still waiting for its batch is not written, and a batch on its way
+   * lands first. Written after the revocation, the logout's own request brought back ONLINE a user
+   * another instance had just taken OFFLINE for its closed socket, then OFFLINE again (an outside
+   * probe: a logout on an instance that had not seen the session, 10 of 68).
+   */
+  async endingSession(userId: string, sessionId: string | null): Promise<void> {
+    const ending = (a: Activity) => a.userId === userId && (sessionId === null || a.sessionId === sessionId);
+    for (const a of this.touchQueue) if (ending(a)) a.done(true);
+    this.touchQueue = this.touchQueue.filter((a) => !ending(a));
+    await this.recording;
+  }
+
   /** Logout of one session: OFFLINE unless another session is live (a socket, or activity within PRESENCE_TIMEOUT). */
   async loggedOut(userId: string, sessionId: string): Promise<void> {
     const now = Date.now();
@@ -326,18 +343,40 @@ export class PresenceService {
     }
   }
 
-  private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }): Promise<void> {
+  private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }, again = false): Promise<void> {
     this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
     try {
       await this.activityFirst();
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now(), ended });
-      if (gone) await this.offline(userId, closedAt, gone);
+      if (typeof gone === 'object') {
+        if (!again) this.askAgainOnceLapsed(userId, closedAt, gone.heldUntil, ended);
+      } else if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
       this.unsettled.set(userId, { closedAt, ended });
       this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; it will be once the store is back');
     }
+  }
+
+  /**
+   * Another instance lists a socket of the user: alive, it settles the user when that socket
+   * closes; killed, it never will, and the user stayed ONLINE until the sweep (PRESENCE_TIMEOUT:
+   * an outside probe). So asked once more when that instance's listing lapses, unless renewed (a
+   * socket here again cancels it, as a grace period).
+   */
+  private askAgainOnceLapsed(userId: string, closedAt: number, heldUntil: number, ended?: { sessionId: string; cutoff: number }): void {
+    if (this.stopping || this.sockets.has(userId)) return;
+    this.cancelGrace(userId);
+    const timer = setTimeout(
+      () => {
+        this.graceTimers.delete(userId);
+        void this.afterGrace(userId, closedAt, ended, true);
+      },
+      Math.max(0, heldUntil - Date.now()) + LAPSED_MARGIN_MS,
+    );
+    timer.unref();
+    this.graceTimers.set(userId, timer);
   }
 
   /** Closed sockets whose OFFLINE could not be settled (the store away), settled again once it is back. */
@@ -673,7 +712,8 @@ export class PresenceService {
           if (this.sockets.has(userId)) continue;
           try {
             const gone = await this.store.socketsGone(userId, { instanceId: p.instanceId, closedAt: p.closedAt, now: Date.now() });
-            if (gone) await this.offline(userId, p.closedAt, gone);
+            if (typeof gone === 'object') this.askAgainOnceLapsed(userId, p.closedAt, gone.heldUntil);
+            else if (gone) await this.offline(userId, p.closedAt, gone);
           } catch (e) {
             this.logger.warn({ err: e, userId }, 'presence: could not settle a user of a stopped instance; the sweep will');
           }

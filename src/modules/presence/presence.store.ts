@@ -27,6 +27,8 @@ export interface Activity {
 
 /** A user taken OFFLINE by one call: false when not; 'hidden' when the user hides their presence (nothing is published). */
 export type Gone = false | 'visible' | 'hidden';
+/** A closed socket's user kept ONLINE by another live instance's socket: until when that instance's listing holds unless renewed (ms). */
+export type HeldElsewhere = { heldUntil: number };
 
 /**
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
@@ -54,7 +56,7 @@ export interface PresenceStore {
    * with `ended` (the socket's session was revoked: a logout), nor while another session was active since its `cutoff`, as endSession.
    * @returns truthy when this call took the user offline.
    */
-  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone>;
+  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
   read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
   /**
@@ -188,7 +190,15 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 if tonumber(score) > tonumber(ARGV[3]) then return 0 end
 if ARGV[5] and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
-if held(live_instances(ARGV[4], ARGV[2]), ARGV[1]) then return 0 end
+-- Held by another live instance: until when its listing holds (negated), the latest of them.
+local held_until = 0
+local listed = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[4], '+inf', 'WITHSCORES')
+for i = 1, #listed, 2 do
+  if listed[i] ~= ARGV[2] and redis.call('SISMEMBER', P .. '${SOCKETS_PREFIX}' .. listed[i], ARGV[1]) == 1 then
+    held_until = math.max(held_until, tonumber(listed[i + 1]))
+  end
+end
+if held_until > 0 then return -held_until end
 return drop(ARGV[1])`;
 
 // Epoch milliseconds to ISO-8601 UTC (days to civil date: H. Hinnant's algorithm), as Date#toISOString writes it.
@@ -357,11 +367,12 @@ export class RedisPresenceStore implements PresenceStore {
     return gone(await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]));
   }
 
-  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone> {
+  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere> {
     const keys = [ACTIVE, ONLINE, INSTANCES];
     const args: (string | number)[] = [userId, o.instanceId, o.closedAt, o.now];
     if (o.ended) keys.push(sessionsKey(userId)), args.push(o.ended.sessionId, o.ended.cutoff);
-    return gone(await this.run<number>('SOCKETS_GONE', keys, args));
+    const n = await this.run<number>('SOCKETS_GONE', keys, args);
+    return n < 0 ? { heldUntil: -n } : gone(n);
   }
 
   async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
