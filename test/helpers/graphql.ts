@@ -89,6 +89,8 @@ export function wsClient(url: string, token?: string, params?: Record<string, un
     lazy: false,
     retryAttempts: 0,
     connectionParams: params ?? (token ? { authorization: `Bearer ${token}` } : {}),
+    // A close is the test's to check (`closed`): graphql-ws's default printed each one as a whole CloseEvent.
+    onNonLazyError: () => undefined,
     ...options,
     on: {
       ...options.on,
