@@ -40,7 +40,8 @@ describe('operations endpoints', () => {
     const token = 'a-metrics-token-0123456789';
     const s = await createTestServer({ METRICS_TOKEN: token });
     const scrape = (authorization?: string) => fetch(new URL('/metrics', s.url), { headers: authorization ? { authorization } : {} });
-    expect((await scrape()).status).toBe(401);
+    const refused = await scrape();
+    expect([refused.status, ((await refused.json()) as any).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
     expect((await scrape(`Bearer ${token}x`)).status).toBe(401);
     expect((await scrape(`Bearer ${token.slice(1)}`)).status).toBe(401);
     const ok = await scrape(`Bearer ${token}`);
@@ -55,6 +56,8 @@ describe('operations endpoints', () => {
     expect(s.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     expect(new URL(s.metricsUrl!).port).not.toBe(String(s.port));
     expect((await fetch(new URL('/metrics', s.url))).status).toBe(404);
+    const elsewhere = await fetch(new URL('/nope', s.metricsUrl!));
+    expect([elsewhere.status, ((await elsewhere.json()) as any).errors[0].extensions.code]).toEqual([404, 'NOT_FOUND']);
     const res = await fetch(s.metricsUrl!);
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('parley_graphql_operations_total');

@@ -37,14 +37,14 @@ export async function startOps(opts: OpsOptions): Promise<Ops> {
 
   const fail = (res: ServerResponse, path: string) => (e: unknown) => {
     logger.error({ err: e, path }, 'request failed');
-    if (!res.headersSent) sendJson(res, 500, { error: 'Internal server error' });
+    if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
     else res.end();
   };
   const serveMetrics = (req: IncomingMessage, res: ServerResponse) => {
     const given = Buffer.from(req.headers.authorization ?? '');
     if (expected && (given.length !== expected.length || !timingSafeEqual(given, expected))) {
       res.setHeader('www-authenticate', 'Bearer realm="metrics"');
-      return sendJson(res, 401, { error: 'METRICS_TOKEN required' });
+      return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send the bearer METRICS_TOKEN to read metrics.');
     }
     metrics
       .scrape()

@@ -57,8 +57,9 @@ export class ConversationMentionsResolver {
     }
     const known = c.reloadBadge ? undefined : threads.knownBadge(viewerId, c);
     if (known !== undefined) return known;
+    const asked = Date.now();
     return ctx.loaders.unreadMentions.load(c.id).then((n) => {
-      threads.rememberBadge(viewerId, c, n);
+      threads.rememberBadge(viewerId, c, n, asked);
       return n;
     });
   }

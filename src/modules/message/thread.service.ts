@@ -20,7 +20,7 @@ export interface ThreadServiceDeps {
   /** Who may read which message, and the conversations' errors. */
   messages: MessageService;
   /** Where blocks and unblocks are heard, which change what a badge counts (see badges). */
-  pubsub?: PubSub;
+  pubsub: PubSub;
 }
 
 /** How long a badge told here is reused (see ThreadService.badges). */
@@ -50,7 +50,7 @@ export class ThreadService {
    * Kept as long as a badge is.
    */
   private readonly blocksChanged = boundedLru<string, number>({ max: 100_000, ttlMs: BADGE_TTL_MS });
-  private readonly pubsub: PubSub | undefined;
+  private readonly pubsub: PubSub;
   private off: (() => void) | undefined;
 
   constructor(deps: ThreadServiceDeps) {
@@ -59,7 +59,7 @@ export class ThreadService {
   }
 
   start(): void {
-    this.off = this.pubsub?.on(Topic.SafetyChanged, (p) => {
+    this.off = this.pubsub.on(Topic.SafetyChanged, (p) => {
       if (p.blockedId !== undefined) this.blocksChanged.set(p.userId, Date.now());
     });
   }
@@ -182,8 +182,9 @@ export class ThreadService {
     return blocked !== undefined && blocked >= known.at ? undefined : known.n;
   }
 
-  rememberBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }, n: number): void {
-    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId, at: Date.now() });
+  /** `at`: when the count was read (a block heard while it was on its way makes it stale). */
+  rememberBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }, n: number, at = Date.now()): void {
+    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId, at });
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */

@@ -59,6 +59,9 @@ const TOUCH_BATCH_MS = 10;
 const FLUSH_CHUNK = 250;
 const FLUSH_PAUSE_MS = 5;
 
+/** The longest a logout waits for an activity batch on its way to the store (see endingSession). */
+const ENDING_WAIT_MS = 1000;
+
 /** How long after another instance's listing of its sockets lapses a closed socket's user is settled again (clocks a little apart). */
 const LAPSED_MARGIN_MS = 1000;
 
@@ -263,15 +266,16 @@ export class PresenceService {
   /**
    * Before a session's revocation is told (a logout; `sessionId` null: every session of an account
    * being deleted): its activity still waiting for its batch is not written, and a batch on its way
-   * lands first. Written after the revocation, the logout's own request brought back ONLINE a user
-   * another instance had just taken OFFLINE for its closed socket, then OFFLINE again (an outside
-   * probe: a logout on an instance that had not seen the session, 10 of 68).
+   * lands first (waited for a moment at most: a slow store must not hold the revocation). Written
+   * after the revocation, the logout's own request brought back ONLINE a user another instance had
+   * just taken OFFLINE for its closed socket, then OFFLINE again.
    */
   async endingSession(userId: string, sessionId: string | null): Promise<void> {
     const ending = (a: Activity) => a.userId === userId && (sessionId === null || a.sessionId === sessionId);
+    // Answered as written: what waits on it (a heartbeat's answer) is of a session that is ending.
     for (const a of this.touchQueue) if (ending(a)) a.done(true);
     this.touchQueue = this.touchQueue.filter((a) => !ending(a));
-    await this.recording;
+    if (this.recording) await Promise.race([this.recording, new Promise((r) => setTimeout(r, ENDING_WAIT_MS).unref())]);
   }
 
   /** Logout of one session: OFFLINE unless another session is live (a socket, or activity within PRESENCE_TIMEOUT). */
@@ -366,8 +370,8 @@ export class PresenceService {
    * socket here again cancels it, as a grace period).
    */
   private askAgainOnceLapsed(userId: string, closedAt: number, heldUntil: number, ended?: { sessionId: string; cutoff: number }): void {
-    if (this.stopping || this.sockets.has(userId)) return;
-    this.cancelGrace(userId);
+    // A grace period under way (a later close here) asks again itself, with its own close.
+    if (this.stopping || this.sockets.has(userId) || this.graceTimers.has(userId)) return;
     const timer = setTimeout(
       () => {
         this.graceTimers.delete(userId);

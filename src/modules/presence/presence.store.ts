@@ -56,7 +56,8 @@ export interface PresenceStore {
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
    * The user goes offline unless a socket is live on another instance or they were active after `closedAt`;
    * with `ended` (the socket's session was revoked: a logout), nor while another session was active since its `cutoff`, as endSession.
-   * @returns truthy when this call took the user offline.
+   * @returns a Gone when this call decided (truthy when it took the user offline), or HeldElsewhere
+   * (an object: truthy, yet the user stays ONLINE) when another live instance lists a socket of theirs.
    */
   socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */

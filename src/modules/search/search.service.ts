@@ -45,7 +45,7 @@ export function toSearchQuery(query: string): SearchQuery {
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-const escape = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
+const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
 
 /**
  * The headline as HTML: the message's text escaped, the matches (between \u0001 and \u0002) in
@@ -64,8 +64,9 @@ export function toSnippet(headline: string, content: string): string {
       const c = passage[k];
       if (c === '\u0001') out += '<mark>';
       else if (c === '\u0002') out += '</mark>';
-      // Not found (never seen): the passage as cut, its punctuation as spaces.
-      else out += escape(at < 0 ? c : content[at++]);
+      // Not found (a word of 2,047 bytes or more, which PostgreSQL's parser leaves out of a passage):
+      // the passage as cut, its punctuation as spaces.
+      else out += escaped(at < 0 ? c : content[at++]);
     }
     if (at >= 0) from = at;
   }
