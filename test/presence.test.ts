@@ -674,34 +674,6 @@ describeRedis('presence across instances', () => {
     }
   });
 
-  it("should take a killed instance's users OFFLINE once its socket list lapses, without waiting for the sweep", async () => {
-    // Lists renewed every 2 s and valid 6 s; the timeout far off and no sweep running: only the lapse can tell.
-    const LAPSE = { PRESENCE_TIMEOUT: '8s', PRESENCE_GRACE: '500ms' };
-    const a = await createTestServer(LAPSE);
-    const child = await createTestServer(LAPSE, { clean: false, spawn: true });
-    const [u, hidden, stays, watcher] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
-    await ok(gql(a.url, 'mutation { setPresenceVisibility(visibility: HIDDEN) { id } }', {}, hidden.token));
-    const events = await watch(a, watcher, [u.id, hidden.id, stays.id]);
-    const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-    // u and hidden only on the killed instance; stays there and on A too.
-    const sockets = [wsClient(child.wsUrl, u.token), wsClient(child.wsUrl, hidden.token), wsClient(child.wsUrl, stays.token), wsClient(a.wsUrl, stays.token)];
-    try {
-      await Promise.all(sockets.map((w) => w.connected));
-      await child.kill();
-      const killedAt = Date.now();
-      await events.nth(1, 15_000);
-      // Within a list's life (6 s) and a renewal (2 s) of the kill (no sweep runs here); a HIDDEN user's OFFLINE is not told.
-      expect(Date.now() - killedAt).toBeLessThan(14_000);
-      expect(await events.settle(2500)).toHaveLength(1);
-      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
-      expect((await statusOf(a, watcher, stays.id)).status).toBe('ONLINE');
-      const redis = a.services.redis!.client;
-      expect([await redis.zscore('{presence}:active', u.id), await redis.zscore('{presence}:active', hidden.id)]).toEqual([null, null]);
-    } finally {
-      quiet.mockRestore();
-    }
-  });
-
   it('should sweep from the command line: npm run presence:sweep publishes each transition once', async () => {
     const s = await createTestServer({ PRESENCE_TIMEOUT: '1s' });
     const [u, watcher] = [await signup(s.url), await signup(s.url)];

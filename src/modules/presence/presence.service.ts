@@ -618,9 +618,6 @@ export class PresenceService {
       await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
       const cameOnline = await this.store.touch(users.map((userId) => ({ userId, sessionId: null, now })), 0);
       for (const userId of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
-      // A killed instance's users, whose sockets closed with it: OFFLINE once its list lapses (else
-      // only the sweep took them, PRESENCE_TIMEOUT after its last refresh: an outside probe).
-      for (const r of await this.store.reapLapsed(Date.now(), this.socketTtlMs)) await this.offline(r.userId, r.lastActive, r.gone);
     } catch (e) {
       this.logger.debug({ err: e }, 'presence socket refresh failed');
     }

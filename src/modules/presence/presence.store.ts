@@ -29,8 +29,6 @@ export interface Activity {
 export type Gone = false | 'visible' | 'hidden';
 /** A closed socket's user kept ONLINE by another live instance's socket: until when that instance's listing holds unless renewed (ms). */
 export type HeldElsewhere = { heldUntil: number };
-/** A user a lapsed instance's list kept ONLINE, taken OFFLINE (see reapLapsed). */
-export type Reaped = { userId: string; lastActive: number; gone: Exclude<Gone, false> };
 
 /**
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
@@ -89,22 +87,11 @@ export interface PresenceStore {
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
   setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void>;
-  /**
-   * Instances whose list lapsed unrenewed (killed, or cut off for `ttlMs`): each one's users who hold
-   * no socket on a live instance and did nothing since its last renewal are taken OFFLINE, decided
-   * here once for the fleet. The memory store, one instance, has none.
-   */
-  reapLapsed(now: number, ttlMs: number): Promise<Reaped[]>;
   /** Of `userIds`, those holding a socket or SSE stream on a live instance (the memory store knows none: its one instance asks itself). */
   withSockets(userIds: string[], now: number): Promise<string[]>;
   /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
-
-/** An instance's socket list outlives its entry in INSTANCES this many times over, so that reapLapsed can still read it. */
-const LIST_LIFE = 3;
-/** How long after an instance's last renewal its users may have been stamped active by it (see REAP). */
-const REAP_MARGIN_MS = 1000;
 
 const ACTIVE = '{presence}:active';
 const ONLINE = '{presence}:online';
@@ -290,32 +277,6 @@ end
 out[#out + 1] = #ids / 2
 return out`;
 
-// KEYS: active, online, instances. ARGV: now, ttl (ms), margin (ms). Instances whose list lapsed:
-// each one's users held by no live instance, whose last activity is its last renewal (expiry - ttl,
-// give or take the margin: its refresh stamps them a moment before), are dropped; the lapsed entry
-// and its list go in the same step, so one caller alone decides each. A list outlives its entry
-// (LIST_LIFE) to be read here. Returns { user1, lastActive1, gone1, ... }.
-const REAP = `${HELD}
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1], 'WITHSCORES')
-if #lapsed == 0 then return {} end
-local instances = live_instances(ARGV[1], '')
-local out = {}
-for i = 1, #lapsed, 2 do
-  local key = P .. '${SOCKETS_PREFIX}' .. lapsed[i]
-  local renewed = tonumber(lapsed[i + 1]) - tonumber(ARGV[2]) + tonumber(ARGV[3])
-  redis.call('ZREM', KEYS[3], lapsed[i])
-  for _, user in ipairs(redis.call('SMEMBERS', key)) do
-    local score = redis.call('ZSCORE', KEYS[1], user)
-    if score and tonumber(score) <= renewed and not held(instances, user) then
-      out[#out + 1] = user
-      out[#out + 1] = score
-      out[#out + 1] = drop(user)
-    end
-  end
-  redis.call('DEL', key)
-end
-return out`;
-
 // KEYS: active, online, instances (as HELD reads them). ARGV: now, userIds... Returns those a live instance lists.
 const WITH_SOCKETS = `${HELD}
 local instances = live_instances(ARGV[1], '')
@@ -325,7 +286,7 @@ for i = 2, #ARGV do
 end
 return out`;
 
-const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS, REAP };
+const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
 
 const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : false);
 type ScriptName = keyof typeof SCRIPTS;
@@ -480,7 +441,7 @@ export class RedisPresenceStore implements PresenceStore {
   async addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void> {
     const key = socketsKey(instanceId);
     const until = Date.now() + ttlMs;
-    await this.redis.multi().sadd(key, userId).pexpire(key, ttlMs * LIST_LIFE).zadd(INSTANCES, 'GT', until, instanceId).exec();
+    await this.redis.multi().sadd(key, userId).pexpire(key, ttlMs).zadd(INSTANCES, 'GT', until, instanceId).exec();
   }
 
   async setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void> {
@@ -488,16 +449,8 @@ export class RedisPresenceStore implements PresenceStore {
     const now = Date.now();
     const multi = this.redis.multi().del(key);
     for (let i = 0; i < userIds.length; i += 10_000) multi.sadd(key, ...userIds.slice(i, i + 10_000));
-    // Lapsed entries stay for reapLapsed, which removes them (an emptied list's among them: a stop's).
-    multi.pexpire(key, ttlMs * LIST_LIFE).zadd(INSTANCES, now + ttlMs, instanceId);
+    multi.pexpire(key, ttlMs).zadd(INSTANCES, now + ttlMs, instanceId).zremrangebyscore(INSTANCES, '-inf', now);
     await multi.exec();
-  }
-
-  async reapLapsed(now: number, ttlMs: number): Promise<Reaped[]> {
-    const out = await this.run<(string | number)[]>('REAP', [ACTIVE, ONLINE, INSTANCES], [now, ttlMs, REAP_MARGIN_MS]);
-    const reaped: Reaped[] = [];
-    for (let i = 0; i + 2 < out.length; i += 3) reaped.push({ userId: String(out[i]), lastActive: Number(out[i + 1]), gone: Number(out[i + 2]) === 2 ? 'hidden' : 'visible' });
-    return reaped;
   }
 
   async withSockets(userIds: string[], now: number): Promise<string[]> {
@@ -590,9 +543,6 @@ export class MemoryPresenceStore implements PresenceStore {
   }
   async addSocket() {}
   async setInstanceSockets() {}
-  async reapLapsed() {
-    return [];
-  }
   async withSockets() {
     return [];
   }
