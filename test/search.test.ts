@@ -87,6 +87,10 @@ describe('searchMessages', () => {
     expect(long).toContain(' … ');
     expect(long).toContain('a.b &quot;<mark>quoted</mark>-term&quot; &lt;end');
     expect(long).not.toContain('lorem');
+
+    // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });
+    expect(await snippet('target')).toBe('Report &quot;Q3 results.pdf&quot; for bob@example.org, v2.0 &lt;final&gt; <mark>target</mark> data:image/png;base64, end');
   });
 
   it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {

@@ -51,7 +51,9 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
  * The headline as HTML: the message's text escaped, the matches (between \u0001 and \u0002) in
  * <mark>, its passages (split by \u0006) joined by ` … `. ts_headline cut it from the text with
  * its punctuation as spaces (see HEADLINE_TEXT): each passage is found there, in order, and every
- * character is written from the message itself at its place, its punctuation back.
+ * character is written from the message itself at its place, its punctuation back. A word of 2,047
+ * bytes or more (a pasted data URL) is left out of a passage by PostgreSQL's parser: skipped in the
+ * text too (else the passage was not found, and came out with its punctuation as spaces).
  */
 export function toSnippet(headline: string, content: string): string {
   const text = headlineText(content);
@@ -59,18 +61,30 @@ export function toSnippet(headline: string, content: string): string {
   let from = 0;
   for (const passage of headline.split('\u0006')) {
     if (out) out += ' … ';
-    let at = text.indexOf(passage.replace(/[\u0001\u0002]/g, ''), from);
+    let at = passageStart(text, passage.replace(/[\u0001\u0002]/g, ''), from);
     for (let k = 0; k < passage.length; k++) {
       const c = passage[k];
       if (c === '\u0001') out += '<mark>';
       else if (c === '\u0002') out += '</mark>';
-      // Not found (a word of 2,047 bytes or more, which PostgreSQL's parser leaves out of a passage):
-      // the passage as cut, its punctuation as spaces.
-      else out += escaped(at < 0 ? c : content[at++]);
+      else {
+        // A word left out: its letters skipped, up to the space after it.
+        if (at >= 0 && text[at] !== c) while (at < text.length && text[at] !== c && !/\s/.test(text[at])) at++;
+        // Still apart (never seen): the rest of the passage as cut, its punctuation as spaces.
+        if (at >= 0 && text[at] !== c) at = -1;
+        out += escaped(at < 0 ? c : content[at++]);
+      }
     }
     if (at >= 0) from = at;
   }
   return out;
+}
+
+/** Where a passage begins in the text, from `from` on: found whole, or by what comes before a word left out of it (two spaces). */
+function passageStart(text: string, plain: string, from: number): number {
+  const at = text.indexOf(plain, from);
+  if (at >= 0) return at;
+  const gap = plain.indexOf('  ');
+  return gap > 0 ? text.indexOf(plain.slice(0, gap + 1), from) : -1;
 }
 
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
