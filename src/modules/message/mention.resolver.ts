@@ -51,11 +51,12 @@ export class ConversationMentionsResolver {
     const viewerId = info.operation.operation === 'subscription' ? ctx.viewer?.userId : undefined;
     if (!viewerId) return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
     const { threads } = ctx.services;
-    if (c.unreadMentionCount !== undefined) {
+    const unsure = threads.badgeUnsure(viewerId);
+    if (c.unreadMentionCount !== undefined && !unsure) {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    const known = c.reloadBadge ? undefined : threads.knownBadge(viewerId, c);
+    const known = c.reloadBadge || unsure ? undefined : threads.knownBadge(viewerId, c);
     if (known !== undefined) return known;
     const asked = Date.now();
     return ctx.loaders.unreadMentions.load(c.id).then((n) => {

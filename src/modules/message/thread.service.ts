@@ -25,6 +25,8 @@ export interface ThreadServiceDeps {
 
 /** How long a badge told here is reused (see ThreadService.badges). */
 const BADGE_TTL_MS = 60_000;
+/** How long after a block or unblock the counts events carry are read again instead (see badgeUnsure). */
+const BLOCK_SETTLE_MS = 5_000;
 
 /** A subscription to one thread: the conversation's filter and the root whose replies it keeps. */
 export type ThreadFilter = ConversationFilter & { threadId: string | null };
@@ -172,6 +174,16 @@ export class ThreadService {
   async mentionIds(em: EntityManager, ids: readonly string[]): Promise<string[][]> {
     const found = await mentionRepository.ofMessages(em, ids);
     return ids.map((id) => found.get(id) ?? []);
+  }
+
+  /**
+   * Whether a count an event carries may predate a block or unblock the viewer made just now: it
+   * was counted by the send's statement, maybe before the change committed, and its event can come
+   * after the change was heard (an outside probe: the unblock's mentions stayed off the badge).
+   */
+  badgeUnsure(viewerId: string, now = Date.now()): boolean {
+    const changed = this.blocksChanged.get(viewerId);
+    return changed !== undefined && now - changed < BLOCK_SETTLE_MS;
   }
 
   /** A subscriber's unread mentions in a conversation as last told here, if their read marker has not moved since. */
