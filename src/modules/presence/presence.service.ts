@@ -73,6 +73,8 @@ export class PresenceService {
   /** userId, sessionId -> open sockets on this instance. */
   private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Closed sockets' users asked again once another instance's list of them lapses (see askAgainOnceLapsed), with that close. */
+  private readonly reasks = new Map<string, { timer: NodeJS.Timeout; closedAt: number }>();
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
   private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
@@ -345,6 +347,11 @@ export class PresenceService {
       clearTimeout(t);
       this.graceTimers.delete(userId);
     }
+    const r = this.reasks.get(userId);
+    if (r) {
+      clearTimeout(r.timer);
+      this.reasks.delete(userId);
+    }
   }
 
   private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }, again = false): Promise<void> {
@@ -370,17 +377,19 @@ export class PresenceService {
    * socket here again cancels it, as a grace period).
    */
   private askAgainOnceLapsed(userId: string, closedAt: number, heldUntil: number, ended?: { sessionId: string; cutoff: number }): void {
-    // A grace period under way (a later close here) asks again itself, with its own close.
-    if (this.stopping || this.sockets.has(userId) || this.graceTimers.has(userId)) return;
+    // A grace period under way (a later close here) asks again itself, with its own close; of two
+    // asks, the later close's stands.
+    if (this.stopping || this.sockets.has(userId) || this.graceTimers.has(userId) || (this.reasks.get(userId)?.closedAt ?? -1) >= closedAt) return;
+    clearTimeout(this.reasks.get(userId)?.timer);
     const timer = setTimeout(
       () => {
-        this.graceTimers.delete(userId);
+        this.reasks.delete(userId);
         void this.afterGrace(userId, closedAt, ended, true);
       },
       Math.max(0, heldUntil - Date.now()) + LAPSED_MARGIN_MS,
     );
     timer.unref();
-    this.graceTimers.set(userId, timer);
+    this.reasks.set(userId, { timer, closedAt });
   }
 
   /** Closed sockets whose OFFLINE could not be settled (the store away), settled again once it is back. */
@@ -670,9 +679,11 @@ export class PresenceService {
     // Users whose last socket this instance just closed (a deploy's 1001) are still in their grace
     // period: another instance settles them after it, as this one would have (they reconnect there,
     // or go OFFLINE, announced). With none left (the whole fleet stopping), the sweep does.
-    const closing = [...this.graceTimers.keys()];
+    const closing = [...new Set([...this.graceTimers.keys(), ...this.reasks.keys()])];
     for (const t of this.graceTimers.values()) clearTimeout(t);
+    for (const r of this.reasks.values()) clearTimeout(r.timer);
     this.graceTimers.clear();
+    this.reasks.clear();
     this.off.forEach((f) => f());
     await Promise.all([this.activityFirst(), this.flushLastSeen()]);
     if (this.pubsub.kind === 'redis') {
