@@ -346,6 +346,8 @@ describe('attachments', () => {
     // HEAD answers as GET does, without the bytes (a link checker, a client sizing a download).
     const head = await fetch(url, { method: 'HEAD' });
     expect([head.status, head.headers.get('content-type'), head.headers.get('content-length'), (await head.arrayBuffer()).byteLength]).toEqual([200, 'image/png', String(PNG.length), 0]);
+    const put = await fetch(url, { method: 'PUT', body: 'x' });
+    expect([put.status, put.headers.get('allow'), ((await put.json()) as any).errors[0].extensions.code]).toEqual([405, 'GET, HEAD', 'BAD_USER_INPUT']);
     // The same over the WebSocket, each socket with the host it reached (one execution is shared per host).
     const pushed = new URL((await live.nth(1)).messageAdded.attachment.url);
     expect(pushed.origin).toBe(origin);

@@ -24,8 +24,13 @@ export interface AttachmentRouteDeps {
 export function attachmentRoute(deps: AttachmentRouteDeps) {
   return (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> | null => {
     const match = /^\/attachments\/([^/]+)$/.exec(path);
-    // HEAD as GET: Node's response leaves the body out.
-    if (!match || (req.method !== 'GET' && req.method !== 'HEAD')) return null;
+    if (!match) return null;
+    // HEAD as GET: Node's response leaves the body out. Nothing else is served here.
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      sendGraphQLError(res, 405, 'BAD_USER_INPUT', 'An attachment is read with GET (or HEAD).');
+      return Promise.resolve();
+    }
     let id: string;
     try {
       id = normalizeId(decodeURIComponent(match[1]));
