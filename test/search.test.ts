@@ -91,6 +91,9 @@ describe('searchMessages', () => {
     // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });
     expect(await snippet('target')).toBe('Report &quot;Q3 results.pdf&quot; for bob@example.org, v2.0 &lt;final&gt; <mark>target</mark> data:image/png;base64, end');
+    // On a line of its own: the line breaks around it stay, and so does the punctuation after it.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `pasted:\ndata:${'B'.repeat(2100)}\nnext: 3.14 & <b>x</b> "q" aimed.` });
+    expect(await snippet('aimed')).toBe('pasted:\ndata:\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>');
   });
 
   it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {

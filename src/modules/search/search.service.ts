@@ -79,12 +79,22 @@ export function toSnippet(headline: string, content: string): string {
   return out;
 }
 
-/** Where a passage begins in the text, from `from` on: found whole, or by what comes before a word left out of it (two spaces). */
+/**
+ * Where a passage begins in the text, from `from` on: found whole, else where the longest beginning
+ * of it is (what comes before a word left out of it, whatever space is around that word).
+ */
 function passageStart(text: string, plain: string, from: number): number {
-  const at = text.indexOf(plain, from);
-  if (at >= 0) return at;
-  const gap = plain.indexOf('  ');
-  return gap > 0 ? text.indexOf(plain.slice(0, gap + 1), from) : -1;
+  const whole = text.indexOf(plain, from);
+  if (whole >= 0) return whole;
+  // Found is monotone in the length: the longest found beginning, by halves.
+  let found = 0;
+  let missing = plain.length;
+  while (missing - found > 1) {
+    const mid = (found + missing) >> 1;
+    if (text.indexOf(plain.slice(0, mid), from) >= 0) found = mid;
+    else missing = mid;
+  }
+  return found > 0 ? text.indexOf(plain.slice(0, found), from) : -1;
 }
 
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
