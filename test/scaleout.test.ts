@@ -123,13 +123,22 @@ describeRedis('two instances', () => {
 });
 
 describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
-  it('should keep queries and mutations working while Redis is down and resume subscriptions after', async () => {
+  /** Two instances on a Redis of the test's own, which it may stop, start and flush; stopped after. */
+  async function onOwnRedis(run: (a: TestServer, b: TestServer, redis: OwnRedis) => Promise<void>): Promise<void> {
     const redis = new OwnRedis();
     await redis.start();
     try {
       const env = { REDIS_URL: redis.url };
       const a = await createTestServer(env);
       const b = await createTestServer(env, { clean: false });
+      await run(a, b, redis);
+    } finally {
+      await redis.stop();
+    }
+  }
+
+  it('should keep queries and mutations working while Redis is down and resume subscriptions after', async () => {
+    await onOwnRedis(async (a, b, redis) => {
       const [alice, bob] = [await signup(a.url), await signup(a.url)];
       const lobby = await lobbyOf(a.url, alice.token);
       const live = await listen(b, bob, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g: lobby });
@@ -175,18 +184,11 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       expect(caught.length).toBe(3 + n);
       // Logins keep working too (rate limits fall back to memory).
       expect(codeOf(await attempt(a.url, LoginDocument, { username: alice.username, password: alice.password }))).toBeUndefined();
-    } finally {
-      await redis.stop();
-    }
+    });
   }, 60_000);
 
   it('should bring users with live sockets back ONLINE on every instance as soon as Redis is found emptied, and read one with a socket here ONLINE while Redis is away', async () => {
-    const redis = new OwnRedis();
-    await redis.start();
-    try {
-      const env = { REDIS_URL: redis.url };
-      const a = await createTestServer(env);
-      const b = await createTestServer(env, { clean: false });
+    await onOwnRedis(async (a, b, redis) => {
       const carol = await buildConnectedUser(a.url, [a]);
       const dave = await buildConnectedUser(a.url, [b]);
       const eve = await signup(a.url);
@@ -206,8 +208,6 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       expect([await status(carol.user.id), await status(dave.user.id)]).toEqual(['ONLINE', 'OFFLINE']);
       await carol.close();
       await dave.close();
-    } finally {
-      await redis.stop();
-    }
+    });
   }, 60_000);
 });
