@@ -121,6 +121,63 @@ describe('connections', () => {
     expect(codeOf(await gql(s.url, '{ onlineUsers(last: 101) { totalCount } }', {}, alice.token))).toBe('BAD_USER_INPUT');
   });
 
+  it("should say what lies beyond another list's cursor (history, thread, projectActions with a projectId), not that a cursor was given", async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const [e, g, l] = [await buildGroup(s.url, alice, {}), await buildGroup(s.url, alice, {}), await buildGroup(s.url, alice, {})];
+    const early = await sendMessage(s.url, alice.token, { groupId: e.id, content: 'early' });
+    const sent = [];
+    for (const content of ['m0', 'm1', 'm2']) sent.push(await sendMessage(s.url, alice.token, { groupId: g.id, content }));
+    const late = await sendMessage(s.url, alice.token, { groupId: l.id, content: 'late' });
+    const cursorOf = async (groupId: string, id: string) => {
+      const page: Page = (await ok(gql(s.url, `query($g: ID!) { history(conversation: { groupId: $g }) { ${PAGE} } }`, { g: groupId }, alice.token))).history;
+      return page.edges.find((x) => x.node.id === id)!.cursor;
+    };
+    const history = async (args: Record<string, unknown>): Promise<[string[], boolean, boolean]> => {
+      const page: Page = (await ok(gql(s.url, `query($g: ID!, ${VARS}) { history(conversation: { groupId: $g }, ${ARGS}) { ${PAGE} } }`, { g: g.id, ...args }, alice.token))).history;
+      return [page.edges.map((x) => x.node.id), page.pageInfo.hasPreviousPage, page.pageInfo.hasNextPage];
+    };
+    const ids = sent.map((m) => m.id);
+    // Another conversation's cursor: a time, with nothing of this one beyond it.
+    expect(await history({ before: await cursorOf(l.id, late.id) })).toEqual([ids, false, false]);
+    expect(await history({ after: await cursorOf(e.id, early.id) })).toEqual([ids, false, false]);
+    expect(await history({ last: 2, before: await cursorOf(l.id, late.id) })).toEqual([ids.slice(1), true, false]);
+    // This conversation's own cursors: their rows lie beyond the page, the newest and oldest too.
+    const own = await Promise.all(ids.map((id) => cursorOf(g.id, id)));
+    expect(await history({ before: own[2] })).toEqual([ids.slice(0, 2), false, true]);
+    expect(await history({ after: own[0] })).toEqual([ids.slice(1), true, false]);
+    expect(await history({ after: own[2] })).toEqual([[], true, false]);
+    expect(await history({ before: own[0] })).toEqual([[], false, true]);
+
+    // A thread given another thread's cursor.
+    const [r1, r2] = [await sendMessage(s.url, alice.token, { groupId: g.id, content: 'root 1' }), await sendMessage(s.url, alice.token, { groupId: g.id, content: 'root 2' })];
+    const reply1 = await sendMessage(s.url, alice.token, { groupId: g.id, content: 'reply 1', parentId: r1.id });
+    const reply2 = await sendMessage(s.url, alice.token, { groupId: g.id, content: 'reply 2', parentId: r2.id });
+    const threadPage = async (root: string, args: Record<string, unknown>): Promise<Page> =>
+      (await ok(gql(s.url, `query($m: ID!, ${VARS}) { thread(messageId: $m, ${ARGS}) { ${PAGE} } }`, { m: root, ...args }, alice.token))).thread;
+    const laterCursor = (await threadPage(r2.id, {})).edges[0].cursor;
+    const foreign = await threadPage(r1.id, { before: laterCursor });
+    expect([foreign.edges.map((x) => x.node.id), foreign.pageInfo.hasPreviousPage, foreign.pageInfo.hasNextPage]).toEqual([[reply1.id], false, false]);
+    const ownThread = await threadPage(r2.id, { before: laterCursor });
+    expect([ownThread.edges.length, ownThread.pageInfo.hasNextPage]).toEqual([0, true]);
+    expect(reply2.id).toBe((await threadPage(r2.id, {})).edges[0].node.id);
+
+    // The inbox's cursor, given with a projectId: project B's entries are all after A's.
+    const a = await buildProject(s.url, alice, {});
+    const b = await buildProject(s.url, alice, {});
+    await ok(gql(s.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "B again") { id } }', { p: b.id }, alice.token));
+    await ok(gql(s.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "A again") { id } }', { p: a.id }, alice.token));
+    const inbox: Page = (await ok(gql(s.url, `{ projectActions(last: 100) { ${PAGE} } }`, {}, alice.token))).projectActions;
+    expect(inbox.edges.length).toBeGreaterThanOrEqual(2);
+    const actions = async (args: Record<string, unknown>): Promise<Page> =>
+      (await ok(gql(s.url, `query($p: ID, ${VARS}) { projectActions(projectId: $p, ${ARGS}) { ${PAGE} } }`, { p: b.id, ...args }, alice.token))).projectActions;
+    const lastOfA = inbox.edges[inbox.edges.length - 1].cursor;
+    const ofB = await actions({ before: lastOfA });
+    expect([ofB.edges.length > 0, ofB.pageInfo.hasNextPage]).toEqual([true, false]);
+    const fromOwn = await actions({ before: ofB.edges[ofB.edges.length - 1].cursor });
+    expect(fromOwn.pageInfo.hasNextPage).toBe(true);
+  });
+
   it('should refuse an empty cursor in every connection, as any cursor it did not issue (not read as none)', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

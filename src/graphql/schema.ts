@@ -19,12 +19,13 @@ import { BlockResolver } from '../modules/safety/block.resolver';
 import { MuteResolver } from '../modules/safety/mute.resolver';
 import { UnauthenticatedError } from '../shared/errors';
 import { nodeTypeOf } from '../shared/graphql/node';
+import { PageInfoResolver } from '../shared/graphql/connection';
 import { describeSchema } from './descriptions';
 import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver, PageInfoResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. Synchronous (see checkedFirst). */
 export const authChecker = ({ context }: ResolverData<Context>): true => {

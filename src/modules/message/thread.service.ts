@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { boundedLru } from '../../shared/lru';
 import { BadUserInputError } from '../../shared/errors';
-import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
+import { beside, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoOf } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
 import type { ConversationArgs } from '../conversation/conversation.access';
@@ -97,6 +97,10 @@ export class ThreadService {
       limit,
       backward: !forward,
       hasCursor: !!cursor,
+      // Another thread's cursor is a time with maybe no reply of this one beyond it (see history).
+      cursorSide: cursor
+        ? async () => (await threadRepository.page(em, root.id, viewerId, { direction: forward ? 'backward' : 'forward', cursor: beside(cursor, forward), limit: 0 })).length > 0
+        : undefined,
       totalCount: () => threadRepository.count(em, root.id, viewerId),
       key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,

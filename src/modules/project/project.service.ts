@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../../shared/errors';
-import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { beside, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
@@ -136,6 +136,8 @@ export class ProjectService {
       limit,
       backward,
       hasCursor: !!from,
+      // A cursor of the whole inbox, given with a projectId, may have nothing of that project beyond it.
+      cursorSide: from ? async () => (await repo.actions(em, viewerId, { projectId, from: beside(from, !backward), backward: !backward, limit: 0 })).length > 0 : undefined,
       totalCount,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: rowToActionType,

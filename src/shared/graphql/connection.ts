@@ -1,13 +1,31 @@
 import { Kind, type GraphQLResolveInfo } from 'graphql';
-import { Field, Int, ObjectType, type ClassType } from 'type-graphql';
+import { Field, FieldResolver, Int, ObjectType, Resolver, Root, type ClassType } from 'type-graphql';
 import { BadUserInputError } from '../errors';
+
+/** A page flag, or how to find it out: asked of the database only if a client selects it (see toConnection's `cursorSide`). */
+export type LazyFlag = boolean | (() => Promise<boolean>);
 
 @ObjectType()
 export class PageInfo {
-  @Field() hasNextPage!: boolean;
-  @Field() hasPreviousPage!: boolean;
+  @Field(() => Boolean) hasNextPage!: LazyFlag;
+  @Field(() => Boolean) hasPreviousPage!: LazyFlag;
   @Field(() => String, { nullable: true }) startCursor!: string | null;
   @Field(() => String, { nullable: true }) endCursor!: string | null;
+}
+
+const flag = (f: LazyFlag): boolean | Promise<boolean> => (typeof f === 'function' ? f() : f);
+
+@Resolver(() => PageInfo)
+export class PageInfoResolver {
+  @FieldResolver(() => Boolean)
+  hasNextPage(@Root() p: PageInfo): boolean | Promise<boolean> {
+    return flag(p.hasNextPage);
+  }
+
+  @FieldResolver(() => Boolean)
+  hasPreviousPage(@Root() p: PageInfo): boolean | Promise<boolean> {
+    return flag(p.hasPreviousPage);
+  }
 }
 
 export interface Edge<T> {
@@ -190,23 +208,47 @@ export function noEmptyCursor(args: { after?: string | null; before?: string | n
  */
 export function toConnection<R, N, Count extends number | LazyCount = number>(
   rows: R[],
-  opts: { limit: number; backward: boolean; hasCursor: boolean; totalCount: Count; key: (r: R) => Keyset; node: (r: R) => N; scope?: CursorScope },
+  opts: {
+    limit: number;
+    backward: boolean;
+    hasCursor: boolean;
+    /**
+     * Whether anything lies on the cursor's side of the page, the cursor's own row included. Without
+     * it, a cursor given is taken to name a row of this list there; a list that pages by position
+     * (history given another conversation's cursor) gives it, and it runs only if a client asks.
+     */
+    cursorSide?: () => Promise<boolean>;
+    totalCount: Count;
+    key: (r: R) => Keyset;
+    node: (r: R) => N;
+    scope?: CursorScope;
+  },
 ): ConnectionShape<N, Count> {
   const more = rows.length > opts.limit;
   const page = more ? rows.slice(0, opts.limit) : rows;
   if (opts.backward) page.reverse();
   const scope = opts.scope ?? '';
   const edges = page.map((r) => new LazyEdge(r, opts.key, opts.node(r), scope));
+  const cursorSide: LazyFlag = opts.hasCursor && opts.cursorSide ? opts.cursorSide : opts.hasCursor;
   return {
     edges,
     totalCount: opts.totalCount,
     pageInfo: {
-      hasNextPage: opts.backward ? opts.hasCursor : more,
-      hasPreviousPage: opts.backward ? more : opts.hasCursor,
+      hasNextPage: opts.backward ? cursorSide : more,
+      hasPreviousPage: opts.backward ? more : cursorSide,
       startCursor: edges.length ? edges[0].cursor : null,
       endCursor: edges.length ? edges[edges.length - 1].cursor : null,
     },
   };
+}
+
+/**
+ * A time cursor moved just past its own row, on the side away from its page: a page read from it
+ * the other way takes that row too, so `cursorSide` can ask whether anything lies there, the
+ * cursor's row included (ids are UUIDs, between these two).
+ */
+export function beside(cursor: { at: Date; id: string }, forward: boolean): { at: Date; id: string } {
+  return { at: cursor.at, id: forward ? 'ffffffff-ffff-ffff-ffff-ffffffffffff' : '00000000-0000-0000-0000-000000000000' };
 }
 
 /**
