@@ -160,12 +160,27 @@ describe('block', () => {
     expect((await ok(gql(s.url, NODE, { id: fromB }, c.token))).node).toEqual({ id: fromB });
   });
 
-  it('should no longer list a blocked user once their account is deleted', async () => {
+  it("should keep listing a block on an account deleted since, its messages still hidden, until the blocker lifts it", async () => {
     const s = await createTestServer();
-    const [ann, bob, cy] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [ann, bob, cy, dee] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, ann, { members: [bob, dee] });
+    const hello = await sendMessage(s.url, bob.token, { groupId: group.id, content: 'from bob' });
     for (const u of [bob, cy]) await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: u.id }, ann.token));
     await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: bob.password }, bob.token));
+    const listed = (await ok(gql(s.url, '{ blockedUsers { id username } }', {}, ann.token))).blockedUsers;
+    expect(listed.map((u: { id: string }) => u.id).sort()).toEqual([bob.id, cy.id].sort());
+    expect(listed.find((u: { id: string }) => u.id === bob.id).username).not.toBe(bob.username);
+    const HISTORY = 'query($g: ID!) { history(conversation: { groupId: $g }) { totalCount edges { node { id } } } }';
+    const seen = async (u: TestUser) => (await ok(gql(s.url, HISTORY, { g: group.id }, u.token))).history.edges.map((e: { node: { id: string } }) => e.node.id);
+    expect([await seen(ann), await seen(dee)]).toEqual([[], [hello.id]]);
+    // A deleted account can't be blocked anew, nor unblocked where there is no block.
+    expect(codeOf(await gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: bob.id }, dee.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, 'mutation($u: ID!) { unblockUser(userId: $u) }', { u: bob.id }, dee.token))).toBe('NOT_FOUND');
+    // The blocker lifts it: listed no more, the messages shown again (as the deleted account's).
+    expect((await ok(gql(s.url, 'mutation($u: ID!) { unblockUser(userId: $u) }', { u: bob.id }, ann.token))).unblockUser).toBe(true);
     expect((await ok(gql(s.url, '{ blockedUsers { id } }', {}, ann.token))).blockedUsers).toEqual([{ id: cy.id }]);
+    expect(await seen(ann)).toEqual([hello.id]);
+    expect(codeOf(await gql(s.url, 'mutation($u: ID!) { unblockUser(userId: $u) }', { u: bob.id }, ann.token))).toBe('NOT_FOUND');
   });
 
   it('should refuse blocking oneself, unknown and malformed ids, changing nothing', async () => {

@@ -8,7 +8,7 @@ import { UserType } from '../user/user.types';
 @Resolver()
 export class BlockResolver {
   @Authorized()
-  @Query(() => [UserType], { description: 'The users the viewer blocks, by username. Private: no one else, the blocked users included, can tell.' })
+  @Query(() => [UserType], { description: 'The users the viewer blocks, by username; an account deleted since as its placeholder (the block still hides its messages). Private: no one else, the blocked users included, can tell.' })
   async blockedUsers(@Ctx() ctx: Context): Promise<UserType[]> {
     return (await ctx.services.blocks.blocked(ctx.em, viewerOf(ctx).userId)).map(toUserType);
   }
@@ -27,7 +27,7 @@ export class BlockResolver {
 
   @Authorized()
   @Mutation(() => Boolean, {
-    description: 'Lifts a block: their messages, typing and presence show again (the friendship does not come back). Idempotent: true. The same errors as blockUser.',
+    description: 'Lifts a block, also one on an account deleted since: their messages, typing and presence show again (the friendship does not come back). Idempotent: true. The same errors as blockUser.',
   })
   async unblockUser(@Arg('userId', () => IdScalar, { description: 'The user to unblock.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;

@@ -49,16 +49,18 @@ export class BlockService {
 
   /** Lifts a block; true, also when there was none. */
   async unblock(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
-    await this.target(em, viewerId, userId);
-    if (await blockRepository.unblock(em, viewerId, userId)) {
+    // A block outlives its blocked account (their messages stay hidden from the blocker), and is lifted as any other.
+    const lifted = isId(userId) && userId !== viewerId && (await blockRepository.unblock(em, viewerId, userId));
+    if (!lifted) await this.target(em, viewerId, userId);
+    if (lifted) {
       await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
     }
     return true;
   }
 
-  /** The users the viewer blocks, by username. */
+  /** The users the viewer blocks, by username: a deleted account too, as its placeholder (its block still hides its messages, and can be lifted). */
   async blocked(em: EntityManager, viewerId: string): Promise<User[]> {
-    return userRepository.byIdsByUsername(em, await blockRepository.blockedIds(em, viewerId));
+    return userRepository.byIdsByUsername(em, await blockRepository.blockedIds(em, viewerId), { deleted: true });
   }
 
   /**

@@ -93,9 +93,9 @@ export const userRepository = {
     return ids.length ? prepared(em, 'select id, username, display_name, created_at, last_seen_at from users where id = any((select ?::uuid[])::uuid[])', [pgArray(ids)]) : [];
   },
 
-  /** Accounts by id that are not deleted, by username (a block outlives its blocked account: not listed then). */
-  async byIdsByUsername(em: EntityManager, ids: readonly string[]): Promise<User[]> {
-    return em.find(User, { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { username: 'asc' } });
+  /** Accounts by id, by username: those not deleted, or with `deleted` their placeholders too. */
+  async byIdsByUsername(em: EntityManager, ids: readonly string[], opts: { deleted?: boolean } = {}): Promise<User[]> {
+    return em.find(User, opts.deleted ? { id: { $in: [...ids] } } : { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { username: 'asc' } });
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
