@@ -383,6 +383,35 @@ describe('block', () => {
     await bobOnline.dispose();
   });
 
+  it('should not tell, in contacts mode, ONLINE at an unblock that comes before the block\'s unfriending reached the contacts', async () => {
+    const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const bobOnline = wsClient(s.wsUrl, bob.token);
+    await bobOnline.connected;
+    const all = await listen(s, alice, PRESENCE);
+    // The contacts' reload reads project_members: held back by a lock the block and unblock don't need.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table project_members in access exclusive mode');
+      await block(s, alice, bob);
+      await all.nth(1);
+      await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+      await sleep(300);
+      await holder.query('commit');
+    } finally {
+      await holder.end();
+    }
+    await sleep(300);
+    // Friends no more and sharing nothing: bob is no contact of alice's, never told ONLINE again.
+    expect(all.values.map((v) => v.presenceChanged.status)).not.toContain('ONLINE');
+    expect(all.values[0].presenceChanged).toMatchObject({ status: 'OFFLINE', user: { id: bob.id } });
+    expect((await ok(gql(s.url, '{ user(id: "' + bob.id + '") { status } }', {}, alice.token))).user).toEqual({ status: 'OFFLINE' });
+    await bobOnline.dispose();
+  });
+
   it("should leave a blocked user's read markers out of the blocker's readReceipts and readReceipt, and nobody else's", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];

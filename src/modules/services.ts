@@ -229,6 +229,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     // Contacts mode routes a viewer's subscriptions by key (routePresence): the argument-less ones and those naming the subject.
     deliver: contacts ? (viewer, subject, p) => pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer), subject], p) : (_viewer, _subject, p) => pubsub.dispatchHere(Topic.PresenceChanged, p),
     saw: contacts ? (viewer, subject) => contacts.isContact(viewer, subject) : undefined,
+    settled: contacts ? (viewer) => contacts.settled(viewer) : undefined,
     logger: presenceLogger,
   });
   const unroutePresence = () => {

@@ -11,6 +11,8 @@ interface Entry {
   ready?: Promise<void>;
   /** Bumped by each load: an older load's answer is dropped. */
   version: number;
+  /** The newest load, while in flight (see settled). */
+  loading?: Promise<void>;
 }
 
 /** Told when a local viewer gains or loses a contact: the pub/sub channel routing, and the live catch-up. */
@@ -92,6 +94,15 @@ export class ContactIndex {
     if (local.length) await this.reload(local);
   }
 
+  /**
+   * Resolves once the loads of `viewerId`'s contacts begun so far are over: what an event heard
+   * after a friendship change (an unblock right after the block that unfriended) reads then is
+   * current, not the contacts from before that change.
+   */
+  settled(viewerId: string): Promise<void> {
+    return this.users.get(viewerId)?.loading ?? Promise.resolve();
+  }
+
   /** The users whose contacts a membership change may alter: those who changed and the scope's local members. */
   affectedBy(p: MembershipChangedPayload, localMembers: Iterable<string> | undefined): string[] {
     const out = new Set<string>();
@@ -105,7 +116,20 @@ export class ContactIndex {
     this.watchers.clear();
   }
 
-  private async reload(userIds: string[]): Promise<void> {
+  private reload(userIds: string[]): Promise<void> {
+    const loading = this.loadAndApply(userIds);
+    for (const u of userIds) {
+      const e = this.users.get(u)!;
+      e.loading = loading;
+      const done = () => {
+        if (e.loading === loading) e.loading = undefined;
+      };
+      loading.then(done, done);
+    }
+    return loading;
+  }
+
+  private async loadAndApply(userIds: string[]): Promise<void> {
     const versions = userIds.map((u) => ++this.users.get(u)!.version);
     let found: Map<string, string[]>;
     try {

@@ -42,6 +42,8 @@ export function presenceFollowsBlocks(d: {
   deliver: (viewer: string, subject: string, p: PresencePayload) => void;
   /** Contacts mode: whether the viewer saw the subject until now (a contact); a block of anyone else changes nothing they see. */
   saw?: (viewer: string, subject: string) => boolean;
+  /** Contacts mode: once the viewer's contacts reloads begun so far are over (ContactIndex.settled). */
+  settled?: (viewer: string) => Promise<void>;
   logger: Logger;
 }): () => void {
   return d.pubsub.on(Topic.SafetyChanged, (p) => {
@@ -51,10 +53,13 @@ export function presenceFollowsBlocks(d: {
       if (d.saw && !d.saw(viewer, subject)) return;
       return d.deliver(viewer, subject, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
     }
-    void d.presence
-      .statesFor(viewer, [subject])
+    // After the block's unfriending reached the contacts (its event came first): a contact no more is not told ONLINE.
+    void (d.settled?.(viewer) ?? Promise.resolve())
+      .then(() => d.presence.statesFor(viewer, [subject]))
       .then(([s]) => {
-        if (s.status === 'ONLINE') d.deliver(viewer, subject, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
+        if (s.status === 'ONLINE' && (!d.saw || d.saw(viewer, subject))) {
+          d.deliver(viewer, subject, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
+        }
       })
       .catch((e) => d.logger.debug({ err: e }, 'presence: an unblocked user’s status could not be read'));
   });
