@@ -560,6 +560,26 @@ describe('block and the read marker', () => {
   });
 });
 
+describe('block and the sidebar', () => {
+  it("should tell a blocker's live row an edit and a deletion of its last message, though the head is a blocked sender's, and no one else", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, bob, { members: [alice, carol, dave] })).id;
+    await block(s, carol, alice);
+    const fromBob = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from bob' } }, bob.token))).sendMessage.id;
+    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from alice, whom carol blocks' } }, alice.token));
+    const [carolRows, daveRows] = [await listen(s, carol, UPDATED), await listen(s, dave, UPDATED)];
+    await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "from bob, edited") { id } }', { m: fromBob }, bob.token));
+    expect((await carolRows.nth(1)).conversationUpdated).toMatchObject({ id: `g:${g}`, lastMessage: { id: fromBob, content: 'from bob, edited' } });
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: fromBob }, bob.token));
+    expect((await carolRows.nth(2)).conversationUpdated).toMatchObject({ id: `g:${g}`, lastMessage: { id: fromBob, content: null } });
+    expect((await ok(gql(s.url, ONE, { c: { groupId: g } }, carol.token))).conversation.lastMessage).toEqual({ id: fromBob, content: null });
+    await sleep(200);
+    // dave's last message is alice's: neither change is his row's.
+    expect([carolRows.values.length, daveRows.values]).toEqual([2, []]);
+  });
+});
+
 describeRedis('block across instances', () => {
   let a: TestServer;
   let b: TestServer;

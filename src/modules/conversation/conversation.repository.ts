@@ -505,6 +505,27 @@ export const conversationRepository = {
     return rows[0] ?? null;
   },
 
+  /**
+   * The members whose sidebar shows `message` as its last message though the head's is another:
+   * those who block the sender of every timeline message after it (LAST_ID), so an edit or a
+   * deletion of it reaches their row. Read from the blocks of those senders, not from every member
+   * (a lobby's thousands): none when BLOCK_SCAN messages or more came after it.
+   */
+  async blockersSeeingLast(em: EntityManager, key: string, message: { id: string; created_at: Date | string }): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute(
+      `with after as (select m.sender_id from messages m where m.conversation_key = ? and (m.created_at, m.id) > (?, ?) and m.recipient_id is null and ${TIMELINE('m')}
+                        order by m.created_at, m.id limit ${BLOCK_SCAN}),
+            senders as (select distinct sender_id from after where (select count(*) from after) < ${BLOCK_SCAN})
+       select cm.user_id from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
+       where cm.conversation_key = ? and cm.user_id in (
+           select ub.blocker_id from user_blocks ub where ub.blocked_id in (select sender_id from senders)
+           group by ub.blocker_id having count(*) = (select count(*) from senders))
+         and ${LAST_ID} = ?`,
+      [key, message.created_at, message.id, key, message.id],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
   /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
   async head(em: EntityManager, key: string): Promise<HeadState | null> {
     const rows: HeadColumns[] = await em.execute(

@@ -697,11 +697,14 @@ export class MessageService {
     const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;
     const last = head?.lastMessageId === row.id || (privateInProject && newer);
     const counted = badges ? Object.keys(badges.counts) : [];
-    if (!last && !counted.length) return;
+    // Not the head's: still the last message of those who block the senders of every later one.
+    const blockers = last || privateInProject || !(row.group_id || row.project_id) || (row.parent_id && !row.also_in_conversation) ? [] : await conversationRepository.blockersSeeingLast(em, row.conversation_key, row);
+    if (!last && !counted.length && !blockers.length) return;
     // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
     const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
-    const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : counted;
+    // A blocker's row is read again where it is delivered (BlockService.rowFor), with this message as its last.
+    const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : [...new Set([...counted, ...blockers])];
     // With its version: of two edits close together, an instance shows the newer whichever arrives last (see NewestVersions).
     const update = rowUpdate(conv, viewerId, row, Object.assign(toMessagePayload(message), { version }), head, { members: {}, only, lastMessageOnly: last });
     if (counted.length) {
