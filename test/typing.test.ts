@@ -48,8 +48,13 @@ describe('typing', () => {
     // Refreshes within the window told no one; the stop told everyone once.
     expect(flags(bobSees.values)).toEqual([true, false]);
 
+    // Starting again within the window tells no one yet (stop and start in turn tell no more often
+    // than refreshes); the first write of the next window does.
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await sleep(1100);
     await ok(gql(s.url, TYPING, { c }, alice.token));
     await bobSees.nth(3);
+    expect(flags(bobSees.values)).toEqual([true, false, true]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'done typing' });
     expect((await bobSees.nth(4)).typing).toMatchObject({ typing: false, conversationId: m.conversationId });
     // A stop when nothing is going on tells no one.
@@ -126,7 +131,7 @@ describe('typing', () => {
   });
 
   it("should keep typing in a project's private thread between its two users, and refuse typing: null", async () => {
-    const s = await createTestServer();
+    const s = await createTestServer({ TYPING_THROTTLE: '300ms' });
     const [owner, a, b] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const p = (await ok(gql(s.url, 'mutation { createProject(title: "Typing") { id } }', {}, owner.token))).createProject.id;
     for (const u of [a, b]) await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner.token));
@@ -152,6 +157,8 @@ describe('typing', () => {
     // The thread shares the project's id: privateThread tells the two indicators apart.
     const PRIVATE = 'subscription { typing { conversationId privateThread typing } }';
     const bKinds = await listen(s, b, PRIVATE);
+    // Past the throttle window of the thread's first `typing: true` (a start after a stop waits for it).
+    await sleep(350);
     await ok(gql(s.url, TYPING, { c: { projectId: p, userId: b.id }, t: true }, a.token));
     await ok(gql(s.url, TYPING, { c: { projectId: p }, t: false }, a.token));
     await bKinds.nth(2);
@@ -160,6 +167,34 @@ describe('typing', () => {
       { conversationId: `p:${p}`, privateThread: false, typing: false },
     ]);
     expect(codeOf(await gql(s.url, TYPING, { c: { projectId: p }, t: null }, a.token))).toBe('BAD_USER_INPUT');
+  });
+
+  // State in Redis when it is configured, in memory otherwise (REDIS_URL empty).
+  it.each([
+    ['Redis', {}],
+    ['memory', { REDIS_URL: '' }],
+  ])('should not let stop and start in turn tell others more often than the throttle (%s)', async (_store, env) => {
+    const s = await createTestServer({ TYPING_THROTTLE: '1s', RATE_LIMIT_TYPING: '100/10s', ...env });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const c = { groupId: await groupWith(s.url, alice, 'Flicker', [bob]) };
+    const bobSees = await listen(s, bob, EVENTS);
+    const started = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+      await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    }
+    const spent = Date.now() - started;
+    await sleep(300);
+    // One `typing: true` per window begun (and its end), not ten of each.
+    const windows = Math.ceil(spent / 1000);
+    expect(bobSees.values.length).toBeGreaterThanOrEqual(2);
+    expect(bobSees.values.length).toBeLessThanOrEqual(2 * windows);
+    expect(flags(bobSees.values)).toEqual(bobSees.values.map((_v, i) => i % 2 === 0));
+    // Past the window, a start is told at once again.
+    await sleep(1000);
+    const before = bobSees.values.length;
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    expect((await bobSees.nth(before + 1)).typing).toMatchObject({ typing: true, user: { id: alice.id } });
   });
 
   it('should rate-limit setTyping per user', async () => {

@@ -14,11 +14,15 @@ import { scopeOf, type Conversation, type ConversationAccess, type ConversationA
  * can last), and typing ends when the last part goes.
  */
 export type TypingOp =
-  /** Refreshes reached this instance: its part may last `spanMs` from now. Answers 1 when others should be told now (it started, or `throttleMs` passed since they were), else 0. */
+  /**
+   * Refreshes reached this instance: its part may last `spanMs` from now. Answers 1 when others
+   * should be told now (`throttleMs` passed since they were last told `typing: true`, a stop in
+   * between or not), else 0.
+   */
   | { kind: 'start'; slot: string; spanMs: number; throttleMs: number }
-  /** Ends it everywhere. Answers 1 when it was on (then others are told, once), else 0. */
+  /** Ends it everywhere. Answers 1 when others were told it is on (then they are told it ended, once), else 0. */
   | { kind: 'stop'; slot: string }
-  /** This instance's part lapsed. Answers 1 when that ended it, 0 when another instance still holds a part, -1 when it had ended already. */
+  /** This instance's part lapsed. Answers 1 when that ended it, 0 when another instance still holds a part, -1 when it had ended already (or others were never told it began again). */
   | { kind: 'lapse'; slot: string };
 
 /**
@@ -29,34 +33,52 @@ export interface TypingStore {
   apply(ops: readonly TypingOp[]): Promise<number[]>;
 }
 
-/** The shared state's rules for one instance, the only one holding parts: when each typist was last told of. */
+/**
+ * The shared state's rules for one instance, the only one holding parts: when each typist was last
+ * told of as typing, and whether others believe they still are (a stop within the throttle window
+ * keeps the window: stopping and starting again does not tell `typing: true` more often).
+ */
 export class MemoryTypingStore implements TypingStore {
-  private readonly toldAt = new Map<string, number>();
+  private readonly told = new Map<string, { at: number; on: boolean; throttleMs: number }>();
 
   async apply(ops: readonly TypingOp[]): Promise<number[]> {
     const now = Date.now();
+    if (this.told.size >= TOLD_SWEEP_AT) for (const [slot, t] of this.told) if (!t.on && now - t.at >= t.throttleMs) this.told.delete(slot);
     return ops.map((op) => {
-      if (op.kind !== 'start') return this.toldAt.delete(op.slot) ? 1 : op.kind === 'stop' ? 0 : -1;
-      const at = this.toldAt.get(op.slot);
-      if (at !== undefined && now - at < op.throttleMs) return 0;
-      this.toldAt.set(op.slot, now);
+      const t = this.told.get(op.slot);
+      if (op.kind === 'start') {
+        if (t && now - t.at < op.throttleMs) return 0;
+        this.told.set(op.slot, { at: now, on: true, throttleMs: op.throttleMs });
+        return 1;
+      }
+      if (!t?.on) return op.kind === 'stop' ? 0 : -1;
+      if (now - t.at < t.throttleMs) t.on = false;
+      else this.told.delete(op.slot);
       return 1;
     });
   }
 }
 
-// KEYS[1] the parts (a hash: instance -> horizon, ms), KEYS[2] the throttle. Both expire on their
-// own, after any horizon, so an instance that dies holding a part leaves nothing behind for long.
-// Times are Redis's own clock, so the instances' clocks need not agree.
+/** How many slots the memory store holds before it is swept of the ended ones whose window passed. */
+const TOLD_SWEEP_AT = 10_000;
+
+// KEYS[1] the parts (a hash: instance -> horizon, ms), KEYS[2] the throttle: 'on' for the window
+// after others were told `typing: true`, 'off' for the rest of it once they were told it ended (a
+// start then waits for the window: stop and start in turn tell no more often than refreshes). Both
+// expire on their own, after any horizon, so an instance that dies holding a part leaves nothing
+// behind for long. Times are Redis's own clock, so the instances' clocks need not agree.
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 // ARGV: instance, span ms, throttle ms, expiry margin ms.
 const START = `${NOW}
-local was = redis.call('EXISTS', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]))
-if was == 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) return 1 end
-if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then return 1 end
+if redis.call('SET', KEYS[2], 'on', 'PX', ARGV[3], 'NX') then return 1 end
 return 0`;
+// Others believe it on while parts are held and the window was not ended by a stop.
+const STOP = `local told = redis.call('GET', KEYS[2])
+if redis.call('DEL', KEYS[1]) == 0 or told == 'off' then return 0 end
+if told then redis.call('SET', KEYS[2], 'off', 'KEEPTTL') end
+return 1`;
 // ARGV: instance. A part whose horizon passed belongs to an instance that went away without
 // lapsing it (a live one lapses its part by its horizon): it holds nothing up.
 const LAPSE = `${NOW}
@@ -67,12 +89,13 @@ for i = 1, #parts, 2 do
   if tonumber(parts[i + 1]) < now then redis.call('HDEL', KEYS[1], parts[i]) end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('GET', KEYS[2]) == 'off' then return -1 end
 redis.call('DEL', KEYS[2])
 return 1`;
-const SCRIPTS = { typingStart: START, typingLapse: LAPSE };
+const SCRIPTS = { typingStart: START, typingStop: STOP, typingLapse: LAPSE };
 type Script = (keys: number, ...args: (string | number)[]) => Promise<number>;
-/** The scripts and the one plain command a change needs, on a connection or a pipeline. */
-type Commands = Record<keyof typeof SCRIPTS, Script> & { del(...keys: string[]): Promise<number> };
+/** The scripts a change needs, on a connection or a pipeline. */
+type Commands = Record<keyof typeof SCRIPTS, Script>;
 
 export class RedisTypingStore implements TypingStore {
   constructor(
@@ -92,28 +115,25 @@ export class RedisTypingStore implements TypingStore {
       const replies = (await pipeline.exec()) ?? [];
       return replies.map(([e, r], i) => {
         if (e) throw e;
-        return answerOf(ops[i], Number(r));
+        return Number(r);
       });
     }
     // A cluster's pipeline must stay in one slot; each slot's command goes to its node.
-    return Promise.all(ops.map((op) => this.send(this.redis as unknown as Commands, op).then((r) => answerOf(op, Number(r)))));
+    return Promise.all(ops.map((op) => this.send(this.redis as unknown as Commands, op).then(Number)));
   }
 
   private send(to: Commands, op: TypingOp): Promise<number> {
     // One hash slot per typist and conversation, so the scripts run on a cluster too.
     const [parts, told] = [`typing:{${op.slot}}`, `typing:{${op.slot}}:told`];
     if (op.kind === 'start') return to.typingStart(2, parts, told, this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS);
-    // A stop is a plain DEL of both keys, not a script: a send on an instance that can't yet tell
-    // whether its sender types ends it (see TypingService.sent), and in bench:rooms Redis spent
-    // 2.6 µs a send on the DEL against 5.5 on the script. The throttle key never outlives the
-    // parts (it expires first, or goes with them), so any key deleted means the typing was on.
-    if (op.kind === 'stop') return to.del(parts, told);
+    // A script, not a plain DEL of both keys (2.6 µs of Redis's time a send in bench:rooms against
+    // 5.5, as a send on an instance that can't yet tell whether its sender types ends it: see
+    // TypingService.sent): a stop that dropped the throttle let stop and start in turn tell
+    // `typing: true` and `false` to others as fast as the client sent them (an outside probe).
+    if (op.kind === 'stop') return to.typingStop(2, parts, told);
     return to.typingLapse(2, parts, told, this.instanceId);
   }
 }
-
-/** A reply as TypingOp says: a stop's DEL counts the keys it removed, and any means it was on. */
-const answerOf = (op: TypingOp, reply: number): number => (op.kind === 'stop' ? Math.min(reply, 1) : reply);
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
