@@ -210,6 +210,41 @@ describe('notifications', () => {
     expect([muting, quiet, blocking, leaving, declining].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], []]);
   });
 
+  it("should leave a sender blocked after the event was written out of its count and preview, and still tell of the others' messages", async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
+    const [a, b, x, y, z] = await Promise.all(Array.from({ length: 5 }, () => signup(s.url)));
+    const group = await buildGroup(s.url, a, { members: [b, x, y, z] });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'from a' });
+    await sendMessage(s.url, b.token, { groupId: group.id, content: 'from b' });
+    // Both in one event for each of x, y and z (written, not yet due), then x blocks b (the newest's sender) and y blocks a.
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING' and count = 2"))[0].n === 3, 8000);
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: b.id }, x.token));
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: a.id }, y.token));
+    await eventually(() => [x, y, z].every((u) => receiver.of(u.id).length === 1), 10_000);
+    const [ofX, ofY, ofZ] = [x, y, z].map((u) => receiver.of(u.id)[0].body);
+    expect(ofX).toMatchObject({ kind: 'MESSAGE', count: 1, preview: 'from a', sender: { id: a.id }, unreadTotal: 1 });
+    expect(ofY).toMatchObject({ kind: 'MESSAGE', count: 1, preview: 'from b', sender: { id: b.id }, unreadTotal: 1 });
+    expect(ofZ).toMatchObject({ kind: 'MESSAGE', count: 2, preview: 'from b', sender: { id: b.id }, unreadTotal: 2 });
+  });
+
+  it('should not retry an event to a recipient connected again since its first try failed', async () => {
+    receiver.answer(500);
+    const s = await serverFor(receiver);
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b, c] });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'while the receiver fails' });
+    await eventually(() => receiver.refused >= 2, 8000);
+    const socket = wsClient(s.wsUrl, b.token);
+    await socket.connected;
+    receiver.answer(200);
+    // c, still away, gets the retry; b, back, gets nothing.
+    await eventually(() => receiver.of(c.id).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(b.id)).toEqual([]);
+    expect((await sql(s.env.DATABASE_URL!, "select state from notification_outbox where recipient_id = $1", [b.id])).map((r: { state: string }) => r.state)).toEqual(['SKIPPED']);
+    await socket.dispose();
+  });
+
   it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {
     const s = await serverFor(receiver);
     const [a, all, mentions, none] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

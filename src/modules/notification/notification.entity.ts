@@ -11,7 +11,7 @@ export enum NotificationKind {
   PROJECT_ACTION = 'PROJECT_ACTION',
 }
 
-/** PENDING until the receiver answers 2xx (DELIVERED), WEBHOOK_MAX_AGE passes (DROPPED), or the recipient is connected when it is first due (SKIPPED). */
+/** PENDING until the receiver answers 2xx (DELIVERED), WEBHOOK_MAX_AGE passes (DROPPED), or the recipient is connected when it is due (SKIPPED). */
 export type OutboxState = 'PENDING' | 'DELIVERED' | 'DROPPED' | 'SKIPPED';
 
 /**
@@ -58,6 +58,10 @@ export class NotificationOutbox {
   /** The message the preview is of (a message event's newest): read again at delivery, edited or deleted meanwhile. */
   @Property({ type: 'uuid', nullable: true })
   previewId?: string | null;
+
+  /** The messages a message's event covers, oldest first (null for other events, and for rows of an earlier release): counted again at delivery for a recipient who blocks someone. */
+  @Property({ type: 'uuid[]', nullable: true })
+  covered?: string[] | null;
 
   /** Causes it covers (messages coalesced within WEBHOOK_COALESCE). */
   @Property({ type: 'integer', default: 1 })

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../../shared/sql';
 import type { NotificationKind } from './notification.entity';
-import { blockedBy } from '../safety/block.repository';
+import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
@@ -44,6 +44,8 @@ export interface NewEvent {
   preview: string | null;
   /** The message `preview` is of, for a message's event. */
   previewId?: string | null;
+  /** The messages a message's event covers, oldest first (see claim). */
+  covered?: string[] | null;
   count: number;
   /** When its first and newest causes happened; null: now, by the database's clock. */
   createdAt: Date | null;
@@ -226,13 +228,14 @@ export const notificationRepository = {
     if (!events.length) return 0;
     const rows: unknown[] = await em.execute(
       `with g as (
-         select * from json_to_recordset(?::json) as g(id uuid, kind text, recipient_id uuid, conversation_key text, sender_id uuid, source_id uuid, preview text, preview_id uuid, count int, created_at timestamptz, last_at timestamptz)
+         select * from json_to_recordset(?::json) as g(id uuid, kind text, recipient_id uuid, conversation_key text, sender_id uuid, source_id uuid, preview text, preview_id uuid, covered uuid[], count int, created_at timestamptz, last_at timestamptz)
        ), n as (
-         select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.preview_id, g.count,
+         select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.preview_id, g.covered, g.count,
                 coalesce(g.created_at, clock_timestamp()) as created_at, coalesce(g.last_at, clock_timestamp()) as last_at
            from g join users u on u.id = g.recipient_id where u.notification_level <> 'NONE'
        ), joined as (
-         update notification_outbox o set count = o.count + g.count, preview = g.preview, preview_id = g.preview_id, sender_id = g.sender_id, last_at = greatest(o.last_at, g.last_at)
+         update notification_outbox o set count = o.count + g.count, preview = g.preview, preview_id = g.preview_id, sender_id = g.sender_id, last_at = greatest(o.last_at, g.last_at),
+                covered = case when o.covered is null then null else o.covered || g.covered end
            from n g
           where o.id = (select p.id from notification_outbox p
                          where p.state = 'PENDING' and p.recipient_id = g.recipient_id and p.conversation_key = g.conversation_key and p.kind = g.kind
@@ -241,12 +244,12 @@ export const notificationRepository = {
             and o.state = 'PENDING' and o.attempts = 0 and o.leased_until is null
          returning g.id
        )
-       insert into notification_outbox (${EVENT_COLUMNS}, preview_id)
-       select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count, g.created_at, g.last_at, g.created_at + make_interval(secs => ?), g.preview_id
+       insert into notification_outbox (${EVENT_COLUMNS}, preview_id, covered)
+       select g.id, g.kind, g.recipient_id, g.conversation_key, g.sender_id, g.source_id, g.preview, g.count, g.created_at, g.last_at, g.created_at + make_interval(secs => ?), g.preview_id, g.covered
          from n g where g.id not in (select id from joined)
        on conflict (source_id, recipient_id) do nothing
        returning id`,
-      [JSON.stringify(events.map((e) => ({ id: e.id, kind: e.kind, recipient_id: e.recipientId, conversation_key: e.conversationKey, sender_id: e.senderId, source_id: e.sourceId, preview: e.preview, preview_id: e.previewId ?? null, count: e.count, created_at: e.createdAt, last_at: e.lastAt }))), coalesceSeconds, delaySeconds],
+      [JSON.stringify(events.map((e) => ({ id: e.id, kind: e.kind, recipient_id: e.recipientId, conversation_key: e.conversationKey, sender_id: e.senderId, source_id: e.sourceId, preview: e.preview, preview_id: e.previewId ?? null, covered: e.covered ?? null, count: e.count, created_at: e.createdAt, last_at: e.lastAt }))), coalesceSeconds, delaySeconds],
     );
     return rows.length;
   },
@@ -266,13 +269,20 @@ export const notificationRepository = {
                and not exists (select 1 from notification_outbox b where b.state = 'PENDING' and b.recipient_id = e.recipient_id and (b.created_at, b.id) < (e.created_at, e.id))
              order by e.due_at limit ?
              for update skip locked)
-         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.count, o.created_at, o.attempts
+         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.covered, o.count, o.created_at, o.attempts
+       ), k as (
+         -- A recipient who blocks someone: the covered messages of senders they don't block, and the newest of them (KEPT).
+         select c.*, kept.n as kept_count, kept.newest as kept_newest from c left join lateral (
+           select count(*)::int as n, (array_agg(m.id order by x.k desc))[1] as newest
+             from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
+            where not ${blockedBy('c.recipient_id', 'm.sender_id')}
+           having c.covered is not null and ${blocksAnyone('c.recipient_id')}) kept on true
        )
-       select c.id, c.kind, c.recipient_id, c.conversation_key, c.sender_id, c.preview, c.count, c.created_at, c.attempts,
+       select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
               r.notification_level as now_level,
               exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,
-              c.sender_id is not null and ${blockedBy('c.recipient_id', 'c.sender_id')} as now_blocked,
+              case when c.kept_count is not null then c.kept_count = 0 else c.sender_id is not null and ${blockedBy('c.recipient_id', 'c.sender_id')} end as now_blocked,
               case when c.kind = 'FRIEND_REQUEST' then not exists (select 1 from friend_requests fr where fr.id = c.source_id and fr.status = 'PENDING')
                    when c.kind = 'GROUP_INVITE' then not exists (select 1 from group_invites gi where gi.group_id = substr(c.conversation_key, 3)::uuid and gi.user_id = c.recipient_id)
                    when c.kind = 'PROJECT_ACTION' or c.conversation_key is null then false
@@ -280,8 +290,8 @@ export const notificationRepository = {
                    when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
                    else not exists (select 1 from conversation_members cm where cm.conversation_key = c.conversation_key and cm.user_id = c.recipient_id) end as now_outdated,
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
-         from c left join users u on u.id = c.sender_id join users r on r.id = c.recipient_id
-         left join messages pm on pm.id = c.preview_id left join attachments pa on pa.id = pm.attachment_id`,
+         from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
+         left join users u on u.id = coalesce(pm.sender_id, c.sender_id) join users r on r.id = c.recipient_id`,
       [leaseSeconds, limit],
     ), 'created_at');
   },

@@ -221,11 +221,25 @@ export class NotificationService {
         e.count++;
         e.preview = c.preview;
         e.previewId = c.sourceId;
+        e.covered!.push(c.sourceId);
         e.senderId = c.senderId;
         e.lastAt = c.at;
         continue;
       }
-      const fresh: NewEvent = { id: randomUUID(), kind: c.kind, recipientId: c.recipientId, conversationKey: c.conversationKey, senderId: c.senderId, sourceId: c.sourceId, preview: c.preview, previewId: c.sourceId, count: 1, createdAt: c.at, lastAt: c.at };
+      const fresh: NewEvent = {
+        id: randomUUID(),
+        kind: c.kind,
+        recipientId: c.recipientId,
+        conversationKey: c.conversationKey,
+        senderId: c.senderId,
+        sourceId: c.sourceId,
+        preview: c.preview,
+        previewId: c.sourceId,
+        covered: [c.sourceId],
+        count: 1,
+        createdAt: c.at,
+        lastAt: c.at,
+      };
       open.set(key, fresh);
       out.push(fresh);
     }
@@ -254,7 +268,7 @@ export class NotificationService {
   }
 
   /**
-   * Events of one cause each; whether the recipient is away is decided when first due. Due once
+   * Events of one cause each; whether the recipient is away is decided when due (each try). Due once
    * the tail has written the events of the messages sent before them (it reads a message
    * PRESENCE_GRACE and a second after it, each round, and a round more for margin): delivery takes
    * a recipient's events oldest first, so a message sent just before goes first.
@@ -275,7 +289,7 @@ export class NotificationService {
   /**
    * One delivery round: drop what outlived WEBHOOK_MAX_AGE, lease due events (at most one per
    * recipient, the oldest: in order per recipient), and POST each. An event whose recipient is
-   * connected when it is first due is SKIPPED (they are back: the app shows it). A 2xx within 5 s
+   * connected when it is due, a retry too, is SKIPPED (they are back: the app shows it). A 2xx within 5 s
    * is DELIVERED; anything else is retried with back-off and jitter, or DROPPED once the next try
    * would fall past WEBHOOK_MAX_AGE.
    */
@@ -287,13 +301,13 @@ export class NotificationService {
     round.claimed = claimed.length;
     if (!claimed.length) return round;
     const recipients = [...new Set(claimed.map((e) => e.recipient_id))];
-    const firstTries = [...new Set(claimed.filter((e) => e.attempts === 1).map((e) => e.recipient_id))];
+    // Asked at every try, a retry's too: who came back while the receiver was failing sees it in the app.
     // Without the presence store an event goes out: a needless push beats a lost one.
-    const connected = firstTries.length ? await this.presence.connected(firstTries).catch(() => new Set<string>()) : new Set<string>();
+    const connected = await this.presence.connected(recipients).catch(() => new Set<string>());
     const unread = await conversationRepository.unreadTotals(em, recipients);
     await Promise.all(
       claimed.map(async (e) => {
-        if (e.attempts === 1 && connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        if (connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         // Deleted since it was written: the account (its pending events are skipped here, not
         // deleted with it: this one check also covers an event the tail wrote meanwhile), or the one message it tells of.
         if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
