@@ -2,7 +2,7 @@ import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient
 import { holdNextMessagePublish, holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, groupWith, sendMessage, signup, request } from './helpers/factories';
+import { befriend, buildGroup, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
 import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
@@ -171,6 +171,25 @@ describe('editing, deleting and reacting', () => {
     ]);
     expect(bobSees.values[3].messageEvent.message.reactions).toEqual(removed.reactions);
     expect(bobSees.values).toHaveLength(5);
+  });
+
+  it('should take at most 20 different emoji on a message, refusing the next at once or raced, while those it has are still added', async () => {
+    const s = await createTestServer({ RATE_LIMIT_REACTION: '200/1m' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, alice, { members: [bob] });
+    const m = (await sendMessage(s.url, alice.token, { groupId: group.id, content: 'react' })).id;
+    const REACT = 'mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) { reactions { emoji count } } }';
+    const emoji = [...'😀😁😂🤣😃😄😅😆😉😊😋😎😍😘🥰😗😙😚🙂🤗🤩🤔🤨😐😑'];
+    for (const e of emoji.slice(0, 18)) await ok(gql(s.url, REACT, { m, e }, alice.token));
+    // Four new ones at once for the last two kinds: two taken, two refused.
+    const raced = await Promise.all(emoji.slice(18, 22).map((e) => gql(s.url, REACT, { m, e }, bob.token)));
+    expect(raced.map((r) => (r.errors ? codeOf(r) : 'ok')).sort()).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'ok', 'ok']);
+    const refused = await gql(s.url, REACT, { m, e: emoji[23] }, alice.token);
+    expect([codeOf(refused), refused.errors![0].extensions!.field, refused.errors![0].message]).toEqual(['BAD_USER_INPUT', 'emoji', 'A message takes at most 20 different reactions; add one of those it has.']);
+    // One it has is still taken, by someone who hadn't.
+    const more = (await ok(gql(s.url, REACT, { m, e: emoji[0] }, bob.token))).addReaction.reactions;
+    expect(more).toHaveLength(20);
+    expect(more.find((r: { emoji: string }) => r.emoji === emoji[0]).count).toBe(2);
   });
 
   it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {

@@ -1,3 +1,4 @@
+import { MAX_REACTION_KINDS } from '../modules/message/reaction.validation';
 import {
   getNamedType,
   GraphQLError,
@@ -141,7 +142,7 @@ const LIST_MOST: Record<string, number> = {
   'Conversation.pinnedMessages': 50,
   'Group.bannedUsers': 500,
   'Message.mentions': 50,
-  'Message.reactions': 20,
+  'Message.reactions': MAX_REACTION_KINDS,
   'Message.threadParticipants': 5,
   'Query.readReceipts': 100,
   // Not bounded either: counted as a busy user's.

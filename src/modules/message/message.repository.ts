@@ -426,14 +426,24 @@ export const messageRepository = {
   },
 
   /** Adds one reaction; false when the user had it already. */
-  async react(em: EntityManager, messageId: string, userId: string, emoji: string): Promise<boolean> {
-    // The message's version moves with it, in the same statement (its row lock orders the changes).
-    const rows = await em.execute(
-      `with r as (insert into message_reactions (message_id, user_id, emoji, created_at) values (?, ?, ?, now()) on conflict do nothing returning message_id)
-       update messages set version = version + 1 where id = (select message_id from r) returning id`,
-      [messageId, userId, emoji],
-    );
-    return rows.length > 0;
+  /** Adds the user's reaction: true when it was added, false when they had it already, 'full' when the message has `maxKinds` other emoji. */
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full'> {
+    return em.transactional(async (tem) => {
+      // The message's row lock orders its reactions: two new emoji at once can't both take the last
+      // kind. Counted by the next statement, whose snapshot sees what the lock waited for.
+      await tem.execute('select 1 from messages where id = ? for update', [messageId]);
+      // The message's version moves with the reaction, in the same statement.
+      const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
+        `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?
+                          and not exists (select 1 from message_reactions r where r.message_id = ? and r.emoji = ?) as reached),
+              r as (insert into message_reactions (message_id, user_id, emoji, created_at) select ?, ?, ?, now() where not (select reached from cap)
+                    on conflict do nothing returning message_id),
+              v as (update messages set version = version + 1 where id = (select message_id from r) returning id)
+         select (select reached from cap) as reached, exists (select 1 from v) as added`,
+        [messageId, maxKinds, messageId, emoji, messageId, userId, emoji],
+      );
+      return row.reached ? 'full' : row.added;
+    });
   },
 
   /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */

@@ -11,6 +11,7 @@ import { SYSTEM_USER } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
 import { ConversationInput } from '../conversation/conversation.types';
 import { inStream } from './thread.service';
+import { MAX_REACTION_KINDS } from './reaction.validation';
 import { payloadToMessageEventType, payloadToMessageType, toReactionCounts } from './message.mapper';
 import {
   AttachmentType,
@@ -88,7 +89,7 @@ export class MessageResolver {
   }
 
   @Authorized()
-  @Mutation(() => MessageType, { description: 'One emoji (a single grapheme); idempotent.' })
+  @Mutation(() => MessageType, { description: `One emoji (a single grapheme); idempotent. A message takes at most ${MAX_REACTION_KINDS} different emoji: another is BAD_USER_INPUT.` })
   async addReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');

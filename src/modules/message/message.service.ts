@@ -13,7 +13,7 @@ import { filterOf, groupConversation, scopeOf, type Conversation, type Conversat
 import { KINDS } from '../conversation/conversation.mapper';
 import { groupKey, KEY_PATTERN, scopeKey, userOfChannel } from '../conversation/conversation.keys';
 import { checkAttachment } from './attachment.validation';
-import { checkEmoji } from './reaction.validation';
+import { checkEmoji, MAX_REACTION_KINDS } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
@@ -670,7 +670,8 @@ export class MessageService {
       const row = await this.visibleMessage(em, viewerId, messageId);
       if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
-      const changed = add ? await messageRepository.react(em, row.id, viewerId, e) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
+      const changed = add ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
+      if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
       const message = toMessageType(row);
       message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];

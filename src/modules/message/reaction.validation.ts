@@ -1,5 +1,8 @@
 import { BadUserInputError } from '../../shared/errors';
 
+/** Different emoji on one message (Message.reactions' length, as GRAPHQL_MAX_ITEMS counts it). */
+export const MAX_REACTION_KINDS = 20;
+
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
  * Pictographs (each with its skin tone or U+FE0F, joined by ZWJ into sequences), flags (a pair of
