@@ -80,14 +80,16 @@ describe('editing, deleting and reacting', () => {
     const input = { groupId: g, content: 'look', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') }, clientMessageId: 'once' };
     const m = await sendMessage(s.url, bob.token, input);
     const attachmentId = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 10 }, bob.token)).history.edges[0].node.attachment!.id;
+    expect((await ok(gql(s.url, EDIT, { m: m.id, t: 'look again' }, bob.token))).editMessage.editedAt).toEqual(expect.any(String));
     const events = await listen(s, carol, EVENTS);
     expect(codeOf(await gql(s.url, DELETE, { m: m.id }, carol.token))).toBe('FORBIDDEN');
     expect((await ok(gql(s.url, DELETE, { m: m.id }, owner.token))).deleteMessage).toBe(true);
 
     const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 10 }, carol.token)).history.edges[0].node;
-    expect(node).toMatchObject({ id: m.id, createdAt: m.createdAt, sender: { id: bob.id }, content: null, attachment: null });
+    // Nothing of what it said, nor that it was edited.
+    expect(node).toMatchObject({ id: m.id, createdAt: m.createdAt, sender: { id: bob.id }, content: null, attachment: null, editedAt: null });
     expect(node.deletedAt).toEqual(expect.any(String));
-    expect((await events.nth(1)).messageEvent).toMatchObject({ kind: 'DELETED', message: { id: m.id, content: null, deletedAt: node.deletedAt } });
+    expect((await events.nth(1)).messageEvent).toMatchObject({ kind: 'DELETED', message: { id: m.id, content: null, editedAt: null, deletedAt: node.deletedAt } });
     expect(await sql(s.env.DATABASE_URL!, 'select id from attachments where id = $1', [attachmentId])).toEqual([]);
     const download = await fetch(s.url.replace('/graphql', `/attachments/${attachmentId}`), { headers: { authorization: `Bearer ${bob.token}` } });
     expect(download.status).toBe(404);

@@ -417,7 +417,8 @@ export const messageRepository = {
   /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. Returns the users it mentioned (their badges change). */
   async tombstone(em: EntityManager, id: string): Promise<string[]> {
     const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
-    await em.execute(`update messages set content = null, attachment_id = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);
+    // A tombstone keeps its id, sender and createdAt (and where it sits): nothing of what it said, nor that it was edited.
+    await em.execute(`update messages set content = null, attachment_id = null, edited_at = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);
     if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
     await em.execute('delete from message_reactions where message_id = ?', [id]);
     // A deleted message mentions no one: off the badges and the mentions lists.
@@ -425,7 +426,6 @@ export const messageRepository = {
     return unmentioned.map((r) => r.user_id);
   },
 
-  /** Adds one reaction; false when the user had it already. */
   /** Adds the user's reaction: true when it was added, false when they had it already, 'full' when the message has `maxKinds` other emoji. */
   async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full'> {
     return em.transactional(async (tem) => {
