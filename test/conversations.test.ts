@@ -118,6 +118,25 @@ describe('conversations', () => {
     expect(JSON.stringify([...toBen.values, await receipts(ben)])).not.toContain(secret.id);
   });
 
+  it('should not tell the other members again of a marker that moved onto a private message, where they see it where it was', async () => {
+    const s = await createTestServer();
+    const [owner, ann, ben] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, owner, { participants: [ann, ben] })).id;
+    const c = { projectId: p };
+    const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
+    const toBen = await listen(s, ben, RECEIPT, { c });
+    await ok(gql(s.url, 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { id } }', { c, m: open.id }, ann.token));
+    expect((await toBen.nth(1)).readReceipt).toMatchObject({ user: { id: ann.id }, lastReadMessageId: open.id });
+    // A private message to ann, read: ben still sees ann's marker on `open`, and is told nothing (a new readAt would say she read something).
+    const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
+    expect((await ok(gql(s.url, MARK, { c }, ann.token))).markRead.lastReadMessageId).toBe(secret.id);
+    // A barrier: ann's next public marker move reaches ben; anything told before it would have come first.
+    const later = await send(s.url, owner.token, { projectId: p, content: 'to all again' });
+    await ok(gql(s.url, MARK, { c }, ann.token));
+    await toBen.nth(2);
+    expect(toBen.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([open.id, later.id]);
+  });
+
   it('should keep unread counts exact under concurrent sends', async () => {
     const s = await createTestServer();
     const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

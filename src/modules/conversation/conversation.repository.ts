@@ -100,6 +100,8 @@ export type MarkedRow = MemberColumns &
     marked_sender_id: string | null;
     /** For a private one: the newest message before it that every member may read (null: none). */
     marked_shown_id: string | null;
+    /** What the other members saw of the marker before it moved (in a project; null otherwise): the same shown message tells them nothing new. */
+    prev_shown_id: string | null;
     /** Whether the member blocks anyone (their row is then read again as they see it: ConversationService.markRead). */
     blocks_anyone: boolean;
   };
@@ -571,6 +573,10 @@ export const conversationRepository = {
     const marked = opts.project
       ? `m.sender_id, m.recipient_id, case when m.recipient_id is not null then ${readableBefore('m')} end as shown_id`
       : 'm.sender_id, null::uuid as recipient_id, null::uuid as shown_id';
+    // What the others of a project saw of the marker before it moved: a private message's shown one.
+    const prevShown = opts.project
+      ? `(select case when pm.recipient_id is not null then ${readableBefore('pm')} else pm.id end from messages pm where pm.id = c.last_read_message_id)`
+      : 'null::uuid';
     const run = (): Promise<MarkedRow[]> => em.execute(
       `with cur as (
          select cm.*, ${HEAD} from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
@@ -584,7 +590,7 @@ export const conversationRepository = {
          returning ${own('cm')}, cm.read_at
        )
        select x.*, c.head_seq, c.head_message_id, c.head_at,
-         t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id,
+         t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id, ${prevShown} as prev_shown_id,
          c.last_read_at is null or (c.last_read_at, c.last_read_message_id) < (t.created_at, t.id) as would_move,
          ${blocksAnyone('?')} as blocks_anyone
        from cur c cross join (

@@ -162,8 +162,10 @@ export class ConversationService {
       if (row.marked_recipient_id) {
         const pair = [row.marked_sender_id!, row.marked_recipient_id];
         await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { only: pair }));
-        // The shown message is another one, whose sender the row doesn't name.
-        if (row.marked_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { lastReadMessageId: row.marked_shown_id, except: pair, markedSenderId: undefined }));
+        // The shown message is another one, whose sender the row doesn't name; told only if the
+        // others saw another one before (the same again, with a new readAt, would tell them that a
+        // private message was read).
+        if (row.marked_shown_id && row.marked_shown_id !== row.prev_shown_id) await this.pubsub.publishSafe(Topic.ReadReceipt, Object.assign({}, receipt, { lastReadMessageId: row.marked_shown_id, except: pair, markedSenderId: undefined }));
       } else {
         await this.pubsub.publishSafe(Topic.ReadReceipt, receipt);
       }
