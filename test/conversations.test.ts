@@ -130,6 +130,9 @@ describe('conversations', () => {
     // A private message to ann, read: ben still sees ann's marker on `open`, and is told nothing (a new readAt would say she read something).
     const secret = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann' });
     expect((await ok(gql(s.url, MARK, { c }, ann.token))).markRead.lastReadMessageId).toBe(secret.id);
+    // And from one private message to the next, both shown to ben as `open`.
+    const again = await send(s.url, owner.token, { projectId: p, toUserId: ann.id, content: 'to ann again' });
+    expect((await ok(gql(s.url, MARK, { c }, ann.token))).markRead.lastReadMessageId).toBe(again.id);
     // A barrier: ann's next public marker move reaches ben; anything told before it would have come first.
     const later = await send(s.url, owner.token, { projectId: p, content: 'to all again' });
     await ok(gql(s.url, MARK, { c }, ann.token));
