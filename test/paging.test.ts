@@ -1,6 +1,7 @@
 import { codeOf, gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
+import { sql } from './helpers/db';
 
 const PAGE = 'edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }';
 const VARS = '$first: Int, $after: String, $last: Int, $before: String';
@@ -148,6 +149,19 @@ describe('connections', () => {
     expect(await history({ after: own[0] })).toEqual([ids.slice(1), true, false]);
     expect(await history({ after: own[2] })).toEqual([[], true, false]);
     expect(await history({ before: own[0] })).toEqual([[], false, true]);
+
+    // Another conversation's message of the same millisecond: the page's side of the cursor holds
+    // this conversation's own, which lies on the page, not beyond it (ids decide, as in the keyset).
+    const [x, y] = [await buildGroup(s.url, alice, {}), await buildGroup(s.url, alice, {})];
+    const [mx, my] = [await sendMessage(s.url, alice.token, { groupId: x.id, content: 'x' }), await sendMessage(s.url, alice.token, { groupId: y.id, content: 'y' })];
+    await sql(s.env.DATABASE_URL!, 'update messages set created_at = (select created_at from messages where id = $1) where id = $2', [mx.id, my.id]);
+    const [lo, hi] = [{ m: mx, g: x }, { m: my, g: y }].sort((a, b) => (a.m.id < b.m.id ? -1 : 1));
+    const inGroup = async (groupId: string, args: Record<string, unknown>): Promise<[string[], boolean, boolean]> => {
+      const page: Page = (await ok(gql(s.url, `query($g: ID!, ${VARS}) { history(conversation: { groupId: $g }, ${ARGS}) { ${PAGE} } }`, { g: groupId, ...args }, alice.token))).history;
+      return [page.edges.map((e) => e.node.id), page.pageInfo.hasPreviousPage, page.pageInfo.hasNextPage];
+    };
+    expect(await inGroup(hi.g.id, { after: await cursorOf(lo.g.id, lo.m.id) })).toEqual([[hi.m.id], false, false]);
+    expect(await inGroup(lo.g.id, { before: await cursorOf(hi.g.id, hi.m.id) })).toEqual([[lo.m.id], false, false]);
 
     // A thread given another thread's cursor.
     const [r1, r2] = [await sendMessage(s.url, alice.token, { groupId: g.id, content: 'root 1' }), await sendMessage(s.url, alice.token, { groupId: g.id, content: 'root 2' })];

@@ -243,12 +243,16 @@ export function toConnection<R, N, Count extends number | LazyCount = number>(
 }
 
 /**
- * A time cursor moved just past its own row, on the side away from its page: a page read from it
- * the other way takes that row too, so `cursorSide` can ask whether anything lies there, the
- * cursor's row included (ids are UUIDs, between these two).
+ * A time cursor moved by one id onto its page's side: a page read from it the other way takes the
+ * cursor's own position too, and nothing of the page (keysets are (time, UUID); another list's row
+ * of the same millisecond but on the page's side stays out), so `cursorSide` can ask whether
+ * anything lies there.
  */
 export function beside(cursor: { at: Date; id: string }, forward: boolean): { at: Date; id: string } {
-  return { at: cursor.at, id: forward ? 'ffffffff-ffff-ffff-ffff-ffffffffffff' : '00000000-0000-0000-0000-000000000000' };
+  const n = BigInt(`0x${cursor.id.replace(/-/g, '')}`) + (forward ? 1n : -1n);
+  if (n < 0n || n >= 1n << 128n) return cursor;
+  const hex = n.toString(16).padStart(32, '0');
+  return { at: cursor.at, id: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` };
 }
 
 /**
