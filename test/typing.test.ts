@@ -197,6 +197,37 @@ describe('typing', () => {
     expect((await bobSees.nth(before + 1)).typing).toMatchObject({ typing: true, user: { id: alice.id } });
   });
 
+  it.each([
+    ['Redis', {}],
+    ['memory', { REDIS_URL: '' }],
+  ])('should tell a start held back by the throttle at the first refresh after the window, and no end of what others were not told (%s)', async (_store, env) => {
+    const s = await createTestServer({ TYPING_THROTTLE: '1s', TYPING_TIMEOUT: '1500ms', ...env });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const c = { groupId: await groupWith(s.url, alice, 'Again', [bob]) };
+    const bobSees = await listen(s, bob, EVENTS);
+    const began = Date.now();
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await bobSees.nth(2);
+    // Started again within the window, refreshed every 100 ms: told once the window ends, not a window after the restart.
+    await sleep(Math.max(0, began + 700 - Date.now()));
+    while (bobSees.values.length < 3 && Date.now() - began < 4000) {
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+      await sleep(100);
+    }
+    expect(flags(bobSees.values)).toEqual([true, false, true]);
+    expect(Date.now() - began).toBeLessThan(1600);
+    // A start held back and never told, then a stop, a lapse or a send: no second end.
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await bobSees.nth(4);
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await sleep(2000);
+    await sendMessage(s.url, alice.token, { groupId: c.groupId, content: 'sent' });
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await sleep(300);
+    expect(flags(bobSees.values)).toEqual([true, false, true, false]);
+  });
+
   it('should rate-limit setTyping per user', async () => {
     const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
     const alice = await signup(s.url);

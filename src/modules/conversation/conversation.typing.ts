@@ -17,12 +17,12 @@ export type TypingOp =
   /**
    * Refreshes reached this instance: its part may last `spanMs` from now. Answers 1 when others
    * should be told now (`throttleMs` passed since they were last told `typing: true`, a stop in
-   * between or not), else 0.
+   * between or not), else minus the milliseconds until they may be (0 or less).
    */
   | { kind: 'start'; slot: string; spanMs: number; throttleMs: number }
-  /** Ends it everywhere. Answers 1 when others were told it is on (then they are told it ended, once), else 0. */
+  /** Ends it everywhere. Answers 1 when others were told it began and not yet that it ended (then they are, once), else 0. */
   | { kind: 'stop'; slot: string }
-  /** This instance's part lapsed. Answers 1 when that ended it, 0 when another instance still holds a part, -1 when it had ended already (or others were never told it began again). */
+  /** This instance's part lapsed. Answers 1 when that ended it for others, 0 when another instance still holds a part, -1 when it had ended already (or others were not told it began again). */
   | { kind: 'lapse'; slot: string };
 
 /**
@@ -47,11 +47,13 @@ export class MemoryTypingStore implements TypingStore {
     return ops.map((op) => {
       const t = this.told.get(op.slot);
       if (op.kind === 'start') {
-        if (t && now - t.at < op.throttleMs) return 0;
+        if (t && now - t.at < op.throttleMs) return Math.min(0, now - t.at - op.throttleMs);
         this.told.set(op.slot, { at: now, on: true, throttleMs: op.throttleMs });
         return 1;
       }
-      if (!t?.on) return op.kind === 'stop' ? 0 : -1;
+      // A lapse ends the window too: it comes a typing timeout after the last refresh, no flood.
+      if (op.kind === 'lapse') return this.told.delete(op.slot) && t!.on ? 1 : -1;
+      if (!t?.on) return 0;
       if (now - t.at < t.throttleMs) t.on = false;
       else this.told.delete(op.slot);
       return 1;
@@ -62,36 +64,39 @@ export class MemoryTypingStore implements TypingStore {
 /** How many slots the memory store holds before it is swept of the ended ones whose window passed. */
 const TOLD_SWEEP_AT = 10_000;
 
-// KEYS[1] the parts (a hash: instance -> horizon, ms), KEYS[2] the throttle: 'on' for the window
-// after others were told `typing: true`, 'off' for the rest of it once they were told it ended (a
-// start then waits for the window: stop and start in turn tell no more often than refreshes). Both
-// expire on their own, after any horizon, so an instance that dies holding a part leaves nothing
-// behind for long. Times are Redis's own clock, so the instances' clocks need not agree.
+// KEYS[1] the parts (a hash: instance -> horizon, ms; and ON while others were told it began and
+// not yet that it ended), KEYS[2] the throttle window since others were last told it began, which
+// a stop leaves in place (a start then waits for it: stop and start in turn tell no more often than
+// refreshes) and a lapse, a typing timeout after the last refresh, ends. Both expire on their own, after any horizon, so an instance that dies holding a part
+// leaves nothing behind for long. Times are Redis's own clock, so the instances' clocks need not agree.
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+const ON = `'~on'`;
 // ARGV: instance, span ms, throttle ms, expiry margin ms.
 const START = `${NOW}
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]))
-if redis.call('SET', KEYS[2], 'on', 'PX', ARGV[3], 'NX') then return 1 end
-return 0`;
-// Others believe it on while parts are held and the window was not ended by a stop.
-const STOP = `local told = redis.call('GET', KEYS[2])
-if redis.call('DEL', KEYS[1]) == 0 or told == 'off' then return 0 end
-if told then redis.call('SET', KEYS[2], 'off', 'KEEPTTL') end
-return 1`;
+if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then redis.call('HSET', KEYS[1], ${ON}, '1') return 1 end
+return -math.max(0, redis.call('PTTL', KEYS[2]))`;
+const STOP = `local on = redis.call('HEXISTS', KEYS[1], ${ON})
+redis.call('DEL', KEYS[1])
+return on`;
 // ARGV: instance. A part whose horizon passed belongs to an instance that went away without
 // lapsing it (a live one lapses its part by its horizon): it holds nothing up.
 const LAPSE = `${NOW}
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local parts = redis.call('HGETALL', KEYS[1])
+local left = 0
 for i = 1, #parts, 2 do
-  if tonumber(parts[i + 1]) < now then redis.call('HDEL', KEYS[1], parts[i]) end
+  if parts[i] ~= ${ON} then
+    if tonumber(parts[i + 1]) < now then redis.call('HDEL', KEYS[1], parts[i]) else left = left + 1 end
+  end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('GET', KEYS[2]) == 'off' then return -1 end
-redis.call('DEL', KEYS[2])
-return 1`;
+if left > 0 then return 0 end
+local on = redis.call('HEXISTS', KEYS[1], ${ON})
+redis.call('DEL', KEYS[1], KEYS[2])
+if on == 1 then return 1 end
+return -1`;
 const SCRIPTS = { typingStart: START, typingStop: STOP, typingLapse: LAPSE };
 type Script = (keys: number, ...args: (string | number)[]) => Promise<number>;
 /** The scripts a change needs, on a connection or a pipeline. */
@@ -276,6 +281,9 @@ export class TypingService {
     // The refreshes this instance may absorb after this write last until its horizon, at most.
     const tell = await this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs });
     if (tell === 1) await this.publish(conv, viewer, true);
+    // Not told yet (a start soon after a stop, or another instance's write): the first refresh once
+    // the window ends writes again, rather than a whole window after this write.
+    else if (part.wroteAt === now) part.wroteAt = now - this.throttleMs - tell;
     return true;
   }
 
