@@ -83,6 +83,9 @@ describe('sending and history', () => {
       [{ groupId: pub, content: '   ' }, owner.token, 'BAD_USER_INPUT'],
       [{ groupId: pub }, owner.token, 'BAD_USER_INPUT'],
       [{ groupId: pub, content: 'x'.repeat(4001) }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: 'ring \u0007 the bell' }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: '\u001b[2Jcleared' }, owner.token, 'BAD_USER_INPUT'],
+      [{ groupId: pub, content: 'c1 \u0085 next line' }, owner.token, 'BAD_USER_INPUT'],
       [{ groupId: pub, content: 'ok', clientMessageId: 'y'.repeat(65) }, owner.token, 'BAD_USER_INPUT'],
       [{ groupId: pub, content: 'anonymous' }, '', 'UNAUTHENTICATED'],
     ];
@@ -108,6 +111,8 @@ describe('sending and history', () => {
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     expect((await send(s.url, owner.token, { groupId: pub, content: 'x'.repeat(4000) })).content).toHaveLength(4000);
     expect((await send(s.url, owner.token, { groupId: pub, content: '  trimmed  ' })).content).toBe('trimmed');
+    // Tabs and line breaks are text.
+    expect((await send(s.url, owner.token, { groupId: pub, content: 'a\tb\r\nc\nd' })).content).toBe('a\tb\r\nc\nd');
   });
 
   it('should refuse the history of a group that holds messages to whoever is not, or no longer, a member', async () => {

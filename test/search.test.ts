@@ -24,7 +24,9 @@ describe('searchMessages', () => {
     const fr = await sendMessage(s.url, alice.token, { groupId: g, content: 'Le café était très bon à Noël' });
     const ru = await sendMessage(s.url, bob.token, { groupId: g, content: 'Привет! Ёлка уже горит, всё готово' });
     const en = await sendMessage(s.url, alice.token, { groupId: g, content: 'The deployment finished before the meeting' });
-    const html = await sendMessage(s.url, alice.token, { groupId: g, content: '<b>Cafe</b> & "co" if 1<2 > 0 \u0001x\u0002' });
+    const html = await sendMessage(s.url, alice.token, { groupId: g, content: '<b>Cafe</b> & "co" if 1<2 > 0 x' });
+    // Control characters, as an earlier release stored them (a send refuses them now): not in the snippet.
+    await sql(s.env.DATABASE_URL!, 'update messages set content = $1 where id = $2', ['<b>Cafe</b> & "co" if 1<2 > 0 \u0001x\u0002', html.id]);
 
     expect(ids(await search(s.url, bob, 'CAFÉ'))).toEqual([fr.id, html.id].sort());
     expect(ids(await search(s.url, bob, 'cafe'))).toEqual([fr.id, html.id].sort());

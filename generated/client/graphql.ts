@@ -141,7 +141,7 @@ export type SendMessageInput = {
   attachment?: AttachmentInput | null | undefined;
   /** Idempotency key: a retry returns the first message, never a duplicate. */
   clientMessageId?: string | null | undefined;
-  /** 1 to 4000 characters, not only invisible ones; optional with an attachment. */
+  /** 1 to 4000 characters, not only invisible ones, and no control characters but tabs and line breaks; optional with an attachment. */
   content?: string | null | undefined;
   /** A group the viewer is in. */
   groupId?: string | number | null | undefined;

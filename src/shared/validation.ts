@@ -112,6 +112,9 @@ export function cleanName(value: string, field: string, max = 100): string {
  * not NUL, and something visible. Direction marks stay (mixed-script messages need them).
  * Null and empty mean no text.
  */
+/** C0 controls but tab, line feed and carriage return; DEL; C1 controls. */
+const CONTROL = /[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+
 export function cleanMessageText(value: string | null | undefined, max: number, field = 'content'): string | null {
   if (value === null || value === undefined) return null;
   const v = value.trim();
@@ -121,6 +124,8 @@ export function cleanMessageText(value: string | null | undefined, max: number, 
   // Characters as a person counts them (code points), as cleanName counts them; UTF-16 units first, which are never fewer.
   if (v.length > max && [...v].length > max) throw new BadUserInputError(`${what} is at most ${max} characters.`, field);
   if (v.includes('\u0000')) throw new BadUserInputError(`${what} cannot contain NUL characters.`, field);
+  // Text, not terminal commands: no bell, escape sequence or other control character but tabs and line breaks.
+  if (CONTROL.test(v)) throw new BadUserInputError(`${what} cannot contain control characters (tabs and line breaks are fine).`, field);
   if (!isWellFormed(v)) throw new BadUserInputError(`${what} cannot contain half of a surrogate pair.`, field);
   if (!hasVisibleText(v)) throw new BadUserInputError(`${what} must show something: it has only invisible characters.`, field);
   return v;
