@@ -578,6 +578,20 @@ describe('block and the sidebar', () => {
     // dave's last message is alice's: neither change is his row's.
     expect([carolRows.values.length, daveRows.values]).toEqual([2, []]);
   });
+
+  it("should tell a blocker's live row an edit of the private project message it shows as its last, the head a blocked sender's", async () => {
+    const s = await createTestServer();
+    const [owner, rae, bo, cy] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, owner, { participants: [rae, bo, cy] })).id;
+    const secret = (await ok(gql(s.url, SEND, { input: { projectId: p, toUserId: rae.id, content: 'to rae' } }, owner.token))).sendMessage.id;
+    await ok(gql(s.url, SEND, { input: { projectId: p, content: 'from bo' } }, bo.token));
+    await block(s, rae, bo);
+    const [raeRows, cyRows] = [await listen(s, rae, UPDATED), await listen(s, cy, UPDATED)];
+    await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "to rae, edited") { id } }', { m: secret }, owner.token));
+    expect((await raeRows.nth(1)).conversationUpdated).toMatchObject({ id: `p:${p}`, lastMessage: { id: secret, content: 'to rae, edited' } });
+    await sleep(200);
+    expect([raeRows.values.length, cyRows.values]).toEqual([1, []]);
+  });
 });
 
 describeRedis('block across instances', () => {

@@ -272,8 +272,8 @@ export const DESCRIPTIONS: Record<string, string> = {
 
   // ---- connections: PageInfo
   PageInfo: 'Where a page sits in its list: whether more lies either way, and the cursors to fetch it with.',
-  'PageInfo.hasNextPage': 'More after this page (`after: endCursor` fetches it). Paging back from a `before` cursor, whether anything lies there, the cursor\'s own row included.',
-  'PageInfo.hasPreviousPage': 'More before this page (`before: startCursor` fetches it). Paging forward from an `after` cursor, whether anything lies there, the cursor\'s own row included.',
+  'PageInfo.hasNextPage': 'More after this page (`after: endCursor` fetches it). Paging back, whether the page was cut from a `before` cursor (history, thread and projectActions: whether anything of theirs lies from that cursor on, given another list\'s cursor).',
+  'PageInfo.hasPreviousPage': 'More before this page (`before: startCursor` fetches it). Paging forward, whether the page was cut from an `after` cursor (history, thread and projectActions: whether anything of theirs lies up to that cursor, given another list\'s cursor).',
   'PageInfo.startCursor': "The first edge's cursor; null for an empty page.",
   'PageInfo.endCursor': "The last edge's cursor; null for an empty page.",
 };

@@ -513,9 +513,12 @@ export const conversationRepository = {
    * deletion of it reaches their row. Read from the blocks of those senders, not from every member
    * (a lobby's thousands): none when BLOCK_SCAN messages or more came after it.
    */
-  async blockersSeeingLast(em: EntityManager, key: string, message: { id: string; created_at: Date | string }): Promise<string[]> {
+  async blockersSeeingLast(em: EntityManager, key: string, message: { id: string; created_at: Date | string }, headMessageId: string | null): Promise<string[]> {
+    if (!headMessageId) return [];
+    // Whoever it is must block the head's sender: one probe, and most edits read no later message.
     const rows: { user_id: string }[] = await em.execute(
-      `with after as (select m.sender_id from messages m where m.conversation_key = ? and (m.created_at, m.id) > (?, ?) and m.recipient_id is null and ${TIMELINE('m')}
+      `with after as (select m.sender_id from messages m where exists (select 1 from messages hm join user_blocks ub on ub.blocked_id = hm.sender_id where hm.id = ?)
+                        and m.conversation_key = ? and (m.created_at, m.id) > (?, ?) and m.recipient_id is null and ${TIMELINE('m')}
                         order by m.created_at, m.id limit ${BLOCK_SCAN}),
             senders as (select distinct sender_id from after where (select count(*) from after) < ${BLOCK_SCAN})
        select cm.user_id from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
@@ -523,7 +526,7 @@ export const conversationRepository = {
            select ub.blocker_id from user_blocks ub where ub.blocked_id in (select sender_id from senders)
            group by ub.blocker_id having count(*) = (select count(*) from senders))
          and ${LAST_ID} = ?`,
-      [key, message.created_at, message.id, key, message.id],
+      [headMessageId, key, message.created_at, message.id, key, message.id],
     );
     return rows.map((r) => r.user_id);
   },

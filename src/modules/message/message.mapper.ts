@@ -11,7 +11,8 @@ export function toMessageType(r: MessageRow): MessageType {
     content: r.content,
     createdAt: dateOf(r.created_at),
     clientMessageId: r.client_message_id,
-    editedAt: r.edited_at ? dateOf(r.edited_at) : null,
+    // A tombstone says nothing of an edit (older releases kept edited_at on deletion).
+    editedAt: r.edited_at && !r.deleted_at ? dateOf(r.edited_at) : null,
     deletedAt: r.deleted_at ? dateOf(r.deleted_at) : null,
     attachmentMeta: r.attachment_id ? { id: r.attachment_id, fileName: r.file_name!, mimeType: mediaType(r.mime_type!), size: r.size! } : null,
     senderId: r.sender_id,

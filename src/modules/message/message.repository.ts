@@ -448,12 +448,16 @@ export const messageRepository = {
 
   /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
   async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
-    const rows = await em.execute(
-      `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
-       update messages set version = version + 1 where id in (select message_id from r) returning id`,
-      [messageId, userId, pgTextArray(forms)],
-    );
-    return rows.length > 0;
+    return em.transactional(async (tem) => {
+      // The message's row first, as react takes it: the other order deadlocked an add and a remove at once.
+      await tem.execute('select 1 from messages where id = ? for update', [messageId]);
+      const rows = await tem.execute(
+        `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
+         update messages set version = version + 1 where id in (select message_id from r) returning id`,
+        [messageId, userId, pgTextArray(forms)],
+      );
+      return rows.length > 0;
+    });
   },
 
   /** Reactions of several messages, per emoji in the order first used, with who reacted. */
