@@ -43,6 +43,7 @@ describe('threads', () => {
     expect(rootNode.lastReplyAt).toEqual(expect.any(String));
     expect(history.edges[1].node.parentId).toBe(root.id);
 
+
     // The sidebar: replies kept in the thread neither count nor show; one also sent to the conversation does.
     const sidebar = (await ok(gql(s.url, SIDEBAR, {}, carol.token))).conversations.edges.find((e: any) => e.node.id === root.conversationId).node;
     expect(sidebarBefore.find((e: any) => e.node.id === root.conversationId).node.unreadCount).toBe(1);
@@ -65,6 +66,21 @@ describe('threads', () => {
     expect(back.edges.map((e) => e.node.id)).toEqual([r2.id]);
     // A reply names its root's thread.
     expect((await request(s.url, ThreadDocument, { messageId: r2.id }, bob.token)).thread.edges).toHaveLength(3);
+  });
+
+  it("should list a thread's participants in the order they first replied, a follower who replied late last, as its events do", async () => {
+    const s = await createTestServer();
+    const [alice, bob, dan, eve] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Who', [bob, dan, eve]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'who is in?' });
+    const events = await listen(s, alice, EVENTS, { c: { groupId: g } });
+    // eve follows first (markThreadRead), then replies last.
+    await ok(gql(s.url, 'mutation($m: ID!) { markThreadRead(messageId: $m) { id } }', { m: root.id }, eve.token));
+    for (const u of [bob, dan, eve]) await reply(s, u, { groupId: g, content: 'me', parentId: root.id });
+    const order = [{ id: alice.id }, { id: bob.id }, { id: dan.id }, { id: eve.id }];
+    expect((await events.nth(3)).messageEvent.message.threadParticipants).toEqual(order);
+    const queried = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, alice.token))).history.edges[0].node;
+    expect(queried.threadParticipants).toEqual(order);
   });
 
   it('should refuse bad replies with the right code and change nothing', async () => {

@@ -61,7 +61,9 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
           union all select tp.root_sender_id, tp.root_at, true, null::timestamptz, 1
           ${mentions ? `union all select mn.user_id, m.created_at, false, null::timestamptz, 2 from mn where mn.message_id = m.id and not ${blockedBy('mn.user_id', 'm.sender_id')}` : ''}
         ) x order by tp.root_id, x.user_id, x.pri
-        on conflict (root_id, user_id) do update set replied = t.replied or excluded.replied, read_at = greatest(t.read_at, excluded.read_at))`,
+        on conflict (root_id, user_id) do update set replied = t.replied or excluded.replied, read_at = greatest(t.read_at, excluded.read_at),
+          -- A follower who replies first now took part now (threadParticipants' order), not when they began to follow.
+          joined_at = case when excluded.replied and not t.replied then excluded.joined_at else t.joined_at end)`,
       params: mentions ? mentions.ctes.params : [],
     },
     // Inside the derived tables, m.parent_id is the outer row's: each reply reads its own root.
