@@ -3,7 +3,8 @@ import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe } from '
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
 import { MarkThreadReadDocument, ThreadDocument, ThreadsDocument } from '../generated/client/graphql';
-import { snapshot } from './helpers/db';
+import { snapshot, sql } from './helpers/db';
+import { Migration20261127060000_ThreadParticipantOrder } from '../src/migrations/Migration20261127060000_ThreadParticipantOrder';
 import { startReceiver } from './helpers/webhook-receiver';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id content parentId replyCount conversationId } }';
@@ -81,6 +82,15 @@ describe('threads', () => {
     expect((await events.nth(3)).messageEvent.message.threadParticipants).toEqual(order);
     const queried = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, alice.token))).history.edges[0].node;
     expect(queried.threadParticipants).toEqual(order);
+    // A thread an earlier release kept at the time eve began to follow: the migration moves her to her reply.
+    await sql(s.env.DATABASE_URL!, "update thread_members set joined_at = (select created_at from messages where id = $1) + interval '1 millisecond' where root_id = $1 and user_id = $2", [root.id, eve.id]);
+    const before = (await ok(gql(s.url, HISTORY, { c: { groupId: g } }, alice.token))).history.edges[0].node.threadParticipants;
+    expect(before).toEqual([order[0], order[3], order[1], order[2]]);
+    const statements: string[] = [];
+    const migration = Object.assign(Object.create(Migration20261127060000_ThreadParticipantOrder.prototype), { addSql: (q: string) => statements.push(q) });
+    await migration.up();
+    for (const q of statements) await sql(s.env.DATABASE_URL!, q);
+    expect((await ok(gql(s.url, HISTORY, { c: { groupId: g } }, alice.token))).history.edges[0].node.threadParticipants).toEqual(order);
   });
 
   it('should refuse bad replies with the right code and change nothing', async () => {

@@ -20,6 +20,7 @@ import { Migration20261126150000_SearchRuns } from './Migration20261126150000_Se
 import { Migration20261126180000_ProjectActionPosition } from './Migration20261126180000_ProjectActionPosition';
 import { Migration20261127010000_DirectReadMarkers } from './Migration20261127010000_DirectReadMarkers';
 import { Migration20261127050000_WebhookCoveredMessages } from './Migration20261127050000_WebhookCoveredMessages';
+import { Migration20261127060000_ThreadParticipantOrder } from './Migration20261127060000_ThreadParticipantOrder';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -44,4 +45,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126180000_ProjectActionPosition', class: Migration20261126180000_ProjectActionPosition },
   { name: 'Migration20261127010000_DirectReadMarkers', class: Migration20261127010000_DirectReadMarkers },
   { name: 'Migration20261127050000_WebhookCoveredMessages', class: Migration20261127050000_WebhookCoveredMessages },
+  { name: 'Migration20261127060000_ThreadParticipantOrder', class: Migration20261127060000_ThreadParticipantOrder },
 ];
