@@ -589,7 +589,10 @@ describeRedis('invitation limits', () => {
     const s = await createTestServer({ RATE_LIMIT_GROUP_INVITE: '2/1h' });
     const [owner, x, y, z] = await Promise.all([signup(s.url), signup(s.url), signup(s.url), signup(s.url)]);
     const group = (await ok(gql(s.url, M.create, { n: 'Limited', p: true }, owner.token))).createGroup.id;
-    for (const u of [x, y]) await ok(gql(s.url, M.invite, { g: group, u: u.id }, owner.token));
+    // Refusals and an invitation already pending cost nothing.
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, M.invite, { g: group, u: owner.id }, x.token))).toBe('NOT_FOUND');
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, M.invite, { g: group, u: owner.id }, owner.token))).toBe('CONFLICT');
+    for (const u of [x, x, x, y]) await ok(gql(s.url, M.invite, { g: group, u: u.id }, owner.token));
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await gql(s.url, M.invite, { g: group, u: z.id }, owner.token))).toBe('RATE_LIMITED');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);

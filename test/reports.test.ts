@@ -169,7 +169,12 @@ describeRedis('report limits', () => {
     await ok(run(s, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, bo));
     const ids = [];
     for (let i = 0; i < 3; i++) ids.push((await sendMessage(s.url, ada.token, { groupId: group, content: `m${i}` })).id);
+    // Refusals cost nothing: no reason, no such message, one's own, a second report of one.
+    expect(codeOf(await run(s, REPORT, { m: ids[0], r: ' ' }, bo))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await run(s, REPORT, { m: '00000000-0000-4000-8000-000000000000', r: 'gone' }, bo))).toBe('NOT_FOUND');
+    expect(codeOf(await run(s, REPORT, { m: ids[0], r: 'mine' }, ada))).toBe('BAD_USER_INPUT');
     await ok(run(s, REPORT, { m: ids[0], r: 'one' }, bo));
+    expect(codeOf(await run(s, REPORT, { m: ids[0], r: 'again' }, bo))).toBe('CONFLICT');
     await ok(run(s, REPORT, { m: ids[1], r: 'two' }, bo));
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await run(s, REPORT, { m: ids[2], r: 'three' }, bo))).toBe('RATE_LIMITED');

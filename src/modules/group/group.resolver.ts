@@ -132,8 +132,8 @@ export class GroupResolver {
     @Ctx() ctx: Context,
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.groupInvite.consume(me, 'You are sending invitations too fast; try again later.');
-    return ctx.services.groups.invite(ctx.em, me, groupId, userId);
+    const spend = () => ctx.services.rates.groupInvite.consume(me, 'You are sending invitations too fast; try again later.');
+    return ctx.services.groups.invite(ctx.em, me, groupId, userId, spend);
   }
 
   @Authorized()

@@ -277,7 +277,8 @@ export class GroupService {
   }
 
   /** Owner and admins: a pending invitation and a live INVITED to the members and the invitee. Inviting again changes nothing. */
-  async invite(em: EntityManager, viewerId: string, groupId: string, userId: string): Promise<boolean> {
+  /** `spend` takes from the inviter's rate only for an invitation made: a refusal, or one already pending, costs nothing. */
+  async invite(em: EntityManager, viewerId: string, groupId: string, userId: string, spend: () => Promise<unknown> = async () => undefined): Promise<boolean> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // The invitee's account before the group's, in its deletion's order (see addMember).
       if (isId(userId)) await userRepository.lockActive(tem, userId);
@@ -287,6 +288,8 @@ export class GroupService {
       if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
       for (const check of this.inviteGuards) await check(tem, viewerId, target.id);
       if (await groupRepository.invite(tem, group.id, target.id, viewerId)) {
+        // Past the limit: RATE_LIMITED, and the transaction undoes the invitation.
+        await spend();
         const members = await groupRepository.memberIds(tem, group.id);
         this.event(outbox, 'INVITED', group, target.id, [...members, target.id]);
         for (const hook of this.invitedHooks) await hook(tem, { groupId: group.id, inviterId: viewerId, userId: target.id });

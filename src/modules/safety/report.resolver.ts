@@ -33,8 +33,8 @@ export class ReportResolver {
     @Ctx() ctx: Context,
   ): Promise<ReportType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.report.consume(me, 'You are reporting messages too fast; try again later.');
-    return ctx.services.reports.report(ctx.em, me, messageId, reason);
+    const spend = () => ctx.services.rates.report.consume(me, 'You are reporting messages too fast; try again later.');
+    return ctx.services.reports.report(ctx.em, me, messageId, reason, spend);
   }
 
   @Authorized()

@@ -55,7 +55,8 @@ export class ReportService {
    * A report of a message the viewer can see (NOT_FOUND otherwise, as for one that does not
    * exist). Not their own, not a deleted one; one per user and message (CONFLICT).
    */
-  async report(em: EntityManager, viewerId: string, messageId: string, reason: string): Promise<ReportType> {
+  /** `spend` takes from the reporter's rate only for a report made: a refusal costs nothing. */
+  async report(em: EntityManager, viewerId: string, messageId: string, reason: string, spend: () => Promise<unknown> = async () => undefined): Promise<ReportType> {
     return unlessGone(em, messageId, async () => {
       const text = cleanMessageText(reason, MAX_REASON, 'reason');
       if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
@@ -65,8 +66,13 @@ export class ReportService {
       if (!row || !visible) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
-      const made = await reportRepository.insert(em, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
-      if (!made) throw new ConflictError('You have already reported this message.', 'messageId');
+      const made = await em.transactional(async (tem) => {
+        const r = await reportRepository.insert(tem as EntityManager, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
+        if (!r) throw new ConflictError('You have already reported this message.', 'messageId');
+        // Past the limit: RATE_LIMITED, and the report is undone.
+        await spend();
+        return r;
+      });
       const audience = await this.audience(em, row.group_id);
       await this.deps.pubsub.publishSafe(Topic.ReportAdded, {
         id: made.id,
