@@ -107,14 +107,14 @@ export function cleanName(value: string, field: string, max = 100): string {
   return v;
 }
 
-/**
- * Message text: trimmed, at most `max` characters, any line breaks and format characters but
- * not NUL, and something visible. Direction marks stay (mixed-script messages need them).
- * Null and empty mean no text.
- */
-/** C0 controls but tab, line feed and carriage return; DEL; C1 controls. */
-const CONTROL = /[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+/** Control characters (C0, DEL, C1) but tab, line feed and carriage return; NUL has its own answer. */
+const CONTROL = /(?![\t\n\r\0])\p{Cc}/u;
 
+/**
+ * Message text: trimmed, at most `max` characters, line breaks, tabs and format characters but
+ * no other control character, and something visible. Direction marks stay (mixed-script messages
+ * need them). Null and empty mean no text.
+ */
 export function cleanMessageText(value: string | null | undefined, max: number, field = 'content'): string | null {
   if (value === null || value === undefined) return null;
   const v = value.trim();

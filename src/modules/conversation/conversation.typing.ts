@@ -67,8 +67,9 @@ const TOLD_SWEEP_AT = 10_000;
 // KEYS[1] the parts (a hash: instance -> horizon, ms; and ON while others were told it began and
 // not yet that it ended), KEYS[2] the throttle window since others were last told it began, which
 // a stop leaves in place (a start then waits for it: stop and start in turn tell no more often than
-// refreshes) and a lapse, a typing timeout after the last refresh, ends. Both expire on their own, after any horizon, so an instance that dies holding a part
-// leaves nothing behind for long. Times are Redis's own clock, so the instances' clocks need not agree.
+// refreshes) and a lapse, a typing timeout after the last refresh, ends. Both expire on their own,
+// after any horizon, so an instance that dies holding a part leaves nothing behind for long. Times
+// are Redis's own clock, so the instances' clocks need not agree.
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 const ON = `'~on'`;
 // ARGV: instance, span ms, throttle ms, expiry margin ms.

@@ -276,8 +276,11 @@ export class GroupService {
     });
   }
 
-  /** Owner and admins: a pending invitation and a live INVITED to the members and the invitee. Inviting again changes nothing. */
-  /** `spend` takes from the inviter's rate only for an invitation made: a refusal, or one already pending, costs nothing. */
+  /**
+   * Owner and admins: a pending invitation and a live INVITED to the members and the invitee.
+   * Inviting again changes nothing. `spend` takes from the inviter's rate only for an invitation
+   * made: a refusal, or one already pending, costs nothing.
+   */
   async invite(em: EntityManager, viewerId: string, groupId: string, userId: string, spend: () => Promise<unknown> = async () => undefined): Promise<boolean> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // The invitee's account before the group's, in its deletion's order (see addMember).

@@ -212,6 +212,12 @@ export interface BatchedMessage {
   mentions?: MentionTargets | null;
 }
 
+/**
+ * The message's row lock, which orders its reactions: react and unreact take it first (an add and a
+ * remove at once taking the reaction's row and the message's in the other order deadlocked).
+ */
+const lockForReactions = (em: EntityManager, messageId: string) => em.execute('select 1 from messages where id = ? for update', [messageId]);
+
 export const messageRepository = {
   /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
   async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean> {
@@ -429,9 +435,9 @@ export const messageRepository = {
   /** Adds the user's reaction: true when it was added, false when they had it already, 'full' when the message has `maxKinds` other emoji. */
   async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full'> {
     return em.transactional(async (tem) => {
-      // The message's row lock orders its reactions: two new emoji at once can't both take the last
-      // kind. Counted by the next statement, whose snapshot sees what the lock waited for.
-      await tem.execute('select 1 from messages where id = ? for update', [messageId]);
+      // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
+      // at once can't both take the last kind.
+      await lockForReactions(tem, messageId);
       // The message's version moves with the reaction, in the same statement.
       const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
         `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?
@@ -449,8 +455,7 @@ export const messageRepository = {
   /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
   async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
     return em.transactional(async (tem) => {
-      // The message's row first, as react takes it: the other order deadlocked an add and a remove at once.
-      await tem.execute('select 1 from messages where id = ? for update', [messageId]);
+      await lockForReactions(tem, messageId);
       const rows = await tem.execute(
         `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
          update messages set version = version + 1 where id in (select message_id from r) returning id`,

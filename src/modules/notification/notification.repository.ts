@@ -276,7 +276,8 @@ export const notificationRepository = {
            select count(*)::int as n, (array_agg(m.id order by x.k desc))[1] as newest
              from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
             where ${blocksAnyone('c.recipient_id')} and not ${blockedBy('c.recipient_id', 'm.sender_id')}
-           -- Every message counted is listed (an earlier release joining during a deploy counted one it didn't list: sent as counted).
+           -- No row for everyone else (the where's copy of that test spares their probes), nor unless every
+           -- message counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
            having c.covered is not null and cardinality(c.covered) = c.count and ${blocksAnyone('c.recipient_id')}) kept on true
        )
        select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at, c.attempts,

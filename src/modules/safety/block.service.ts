@@ -51,10 +51,9 @@ export class BlockService {
   async unblock(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     // A block outlives its blocked account (their messages stay hidden from the blocker), and is lifted as any other.
     const lifted = isId(userId) && userId !== viewerId && (await blockRepository.unblock(em, viewerId, userId));
-    if (!lifted) await this.target(em, viewerId, userId);
-    if (lifted) {
-      await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
-    }
+    if (lifted) await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
+    // No block lifted: yourself, an unknown id, or nothing to lift (true for an account, NOT_FOUND for a deleted one).
+    else await this.target(em, viewerId, userId);
     return true;
   }
 

@@ -53,9 +53,9 @@ export class ReportService {
 
   /**
    * A report of a message the viewer can see (NOT_FOUND otherwise, as for one that does not
-   * exist). Not their own, not a deleted one; one per user and message (CONFLICT).
+   * exist). Not their own, not a deleted one; one per user and message (CONFLICT). `spend` takes
+   * from the reporter's rate only for a report made: a refusal costs nothing.
    */
-  /** `spend` takes from the reporter's rate only for a report made: a refusal costs nothing. */
   async report(em: EntityManager, viewerId: string, messageId: string, reason: string, spend: () => Promise<unknown> = async () => undefined): Promise<ReportType> {
     return unlessGone(em, messageId, async () => {
       const text = cleanMessageText(reason, MAX_REASON, 'reason');
