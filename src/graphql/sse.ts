@@ -3,7 +3,7 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { BodyTooLargeError, clientIp, readBody, sendJson } from '../core/http';
+import { BodyTooLargeError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, UnauthenticatedError } from '../shared/errors';
 import { bearerToken } from '../modules/auth/auth.tokens';
@@ -240,7 +240,8 @@ class StreamServer {
     // told what this endpoint serves instead (graphql-sse itself answered 415, naming neither).
     if (req.method !== 'GET' && req.method !== 'POST') {
       const message = 'This endpoint serves graphql-sse in its distinct connections mode: each operation is its own GET or POST request (no single connection mode).';
-      return sendJson(res, 405, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] }, { allow: 'GET, POST' });
+      res.setHeader('allow', 'GET, POST');
+      return sendGraphQLError(res, 405, 'BAD_USER_INPUT', message);
     }
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
     const viewer = await this.opts.sessions.authenticate({ authorization: req.headers.authorization, ticket });
@@ -256,7 +257,7 @@ class StreamServer {
     // (graphql-sse itself wants exactly `text/event-stream` and answers 404 otherwise).
     const accept = req.headers.accept;
     if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
-      return sendJson(res, 406, { errors: [{ message: 'This endpoint answers with an event stream (Accept: text/event-stream).', extensions: { code: 'BAD_USER_INPUT' } }] });
+      return sendGraphQLError(res, 406, 'BAD_USER_INPUT', 'This endpoint answers with an event stream (Accept: text/event-stream).');
     }
     // Read here, not by graphql-sse: it answers a body over the limit with a 400 and an empty message.
     let body: string | undefined;
@@ -265,7 +266,7 @@ class StreamServer {
         body = await readBody(req, this.opts.bodyLimit);
       } catch (e) {
         if (!(e instanceof BodyTooLargeError)) throw e;
-        return sendJson(res, 413, { errors: [{ message: `Request body exceeds ${this.opts.bodyLimit} bytes.`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+        return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${this.opts.bodyLimit} bytes.`);
       }
     }
     const stream = new Stream(res, this.opts.sessions, viewer, clientIp(req, env), publicOrigin(req, env), this.deps);
