@@ -213,6 +213,31 @@ describe('editing, deleting and reacting', () => {
     expect((await deadlocks()) - before).toBe(0);
   });
 
+  it('should refuse a reaction that waited on its message being deleted, and leave the tombstone without reactions', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Racing a deletion', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'going' });
+    // A deletion holds the row, not yet committed, while bob's reaction (which read the message before it) waits.
+    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query(`update messages set content = null, deleted_at = now(), version = version + 1 where id = $1`, [m.id]);
+      const add = gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
+      await Promise.race([add, eventually(waiting, 5000)]);
+      await other.query('commit');
+      const refused = await add;
+      expect([codeOf(refused), refused.errors![0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
+    } finally {
+      await other.end();
+    }
+    expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m.id])).toEqual([]);
+    const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 1 }, bob.token)).history.edges[0].node;
+    expect(node).toMatchObject({ id: m.id, deletedAt: expect.any(String), reactions: [] });
+  });
+
   it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

@@ -216,7 +216,11 @@ export interface BatchedMessage {
  * The message's row lock, which orders its reactions: react and unreact take it first (an add and a
  * remove at once taking the reaction's row and the message's in the other order deadlocked).
  */
-const lockForReactions = (em: EntityManager, messageId: string) => em.execute('select 1 from messages where id = ? for update', [messageId]);
+/** Locks the message's row for a reaction's change; answers whether it is deleted by then (a deletion that took the lock first). */
+const lockForReactions = async (em: EntityManager, messageId: string): Promise<boolean> => {
+  const [row]: { deleted: boolean }[] = await em.execute('select deleted_at is not null as deleted from messages where id = ? for update', [messageId]);
+  return !row || row.deleted;
+};
 
 export const messageRepository = {
   /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
@@ -432,12 +436,16 @@ export const messageRepository = {
     return unmentioned.map((r) => r.user_id);
   },
 
-  /** Adds the user's reaction: true when it was added, false when they had it already, 'full' when the message has `maxKinds` other emoji. */
-  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full'> {
+  /**
+   * Adds the user's reaction: true when it was added, false when they had it already, 'full' when
+   * the message has `maxKinds` other emoji, 'deleted' when a deletion got there first (its
+   * reactions are gone, and it takes no more).
+   */
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full' | 'deleted'> {
     return em.transactional(async (tem) => {
       // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
       // at once can't both take the last kind.
-      await lockForReactions(tem, messageId);
+      if (await lockForReactions(tem, messageId)) return 'deleted';
       // The message's version moves with the reaction, in the same statement.
       const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
         `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?

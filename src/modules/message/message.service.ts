@@ -669,9 +669,12 @@ export class MessageService {
     return unlessGone(em, messageId, async () => {
       const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
-      if (row.deleted_at) throw new BadUserInputError('A deleted message takes no reactions.', 'messageId');
+      const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
+      if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       const changed = add ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
+      // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to remove).
+      if (changed === 'deleted') throw deleted();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
       const message = toMessageType(row);
