@@ -389,6 +389,47 @@ describe('message events behind their message', () => {
   });
 });
 
+describe('membership changes behind the messages before them', () => {
+  it("should deliver messages held in their line (one before them late) before the group's deletion or a leave takes the group from its members", async () => {
+    const s = await createTestServer();
+    const [owner, member, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    for (const end of ['leave', 'delete'] as const) {
+      const g = await groupWith(s.url, owner, `Held ${end}`, [member, watcher]);
+      const sockets = [];
+      const logs: string[][] = [];
+      for (const u of end === 'leave' ? [watcher, member] : [watcher]) {
+        const w = wsClient(s.wsUrl, u.token);
+        await w.connected;
+        const { log, on } = frameLog(w);
+        on('subscription { messageAdded { content } }', (d) => `added ${d.messageAdded.content}`);
+        on('subscription { groupEvent { kind groupId } }', (d) => (d.groupEvent.groupId === g ? d.groupEvent.kind : 'other'));
+        sockets.push(w);
+        logs.push(log);
+      }
+      await running(s, 'messageAdded', sockets.length);
+      await running(s, 'groupEvent', sockets.length);
+      await sendMessage(s.url, owner.token, { groupId: g, content: 'one' });
+      await eventually(() => logs.every((l) => l.includes('added one')));
+      // The second message's publish is late (a slow instance): the third waits for it in its line.
+      const hold = holdNextMessagePublish(s.services.pubsub);
+      const second = sendMessage(s.url, owner.token, { groupId: g, content: 'two' });
+      await hold.taken();
+      await sendMessage(s.url, owner.token, { groupId: g, content: 'three' });
+      // Sent before it, so delivered before it to everyone who was a member then, the leaver too.
+      if (end === 'leave') await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, member.token));
+      else await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g }, owner.token));
+      await sleep(50);
+      hold.release();
+      await second;
+      await eventually(() => logs.every((l) => l.filter((x) => x !== 'other').length >= 4));
+      await sleep(100);
+      for (const log of logs) expect(log.filter((l) => l !== 'other')).toEqual(['added one', 'added two', 'added three', end === 'leave' ? 'MEMBER_LEFT' : 'DELETED']);
+      for (const w of sockets) w.client.dispose();
+      await running(s, 'messageAdded', 0);
+    }
+  });
+});
+
 describe("a new conversation's first message", () => {
   it('should reach a socket before the group events that follow it (a leave, the deletion), not after', async () => {
     const s = await createTestServer();

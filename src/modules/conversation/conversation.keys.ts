@@ -81,6 +81,13 @@ export function channelRoutes(o: { presencePerUser: boolean }): ChannelRoutes {
     userChannel,
     userOfChannel,
     messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),
+    membersOf: (topic, payload) => {
+      if (topic === Topic.MembershipChanged) {
+        const p = payload as TopicPayloads[Topic.MembershipChanged];
+        return scopeKey(p.scope, p.id);
+      }
+      return topic === Topic.GroupEvent ? groupKey((payload as TopicPayloads[Topic.GroupEvent]).groupId) : undefined;
+    },
   };
 }
 

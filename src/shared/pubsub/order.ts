@@ -186,6 +186,17 @@ export class InOrder<E> {
     return true;
   }
 
+  /**
+   * Puts `event` behind every event waiting on line `key`, to be delivered right after the last of
+   * them; false when none waits, and the caller delivers it.
+   */
+  behindAll(key: string, event: E): boolean {
+    const waiting = this.lines.get(key)?.waiting;
+    if (!waiting?.length) return false;
+    (waiting[waiting.length - 1].then ??= []).push(event);
+    return true;
+  }
+
   /** An event on line `key`, which comes on `channel`. */
   admit(key: string, pos: number, event: E, channel: string = key): void {
     const now = Date.now();
@@ -553,6 +564,12 @@ export class EventOrder {
       const m = (payload as ConversationUpdatedPayload).message;
       if (m && typeof m.version === 'number' && !this.versions.fresh(`row ${m.id}`, m.version)) return;
     }
+    // Who is in a conversation changes after its messages sent before: a deletion or a leave that
+    // overtook messages held in their line (a late one before them) took them from its members'
+    // argument-less subscriptions (an outside probe: 6 of 12 rounds), and a join gave them to one
+    // who joined after them.
+    const members = this.routes.membersOf?.(topic, payload);
+    if (members !== undefined && this.lines.behindAll(members, { topic, payload, channel, keyedOnly: false })) return;
     if (topic === Topic.ProjectAction) {
       // A project's changes, numbered under its row lock: in that order, where this instance hears
       // them all (the topic's channel, from its first listener on).

@@ -322,6 +322,11 @@ export interface ChannelRoutes {
   userOfChannel(channel: string): string | undefined;
   /** The channel of a group's or project's message. */
   messageChannel(m: MessagePayload): string;
+  /**
+   * The conversation whose members an event changes (a membership change, a group's event): it
+   * waits behind that conversation's messages still held in their line (see EventOrder.admit).
+   */
+  membersOf?(topic: Topic, payload: unknown): string | undefined;
 }
 
 export interface TopicPayloads {
