@@ -484,6 +484,22 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it('should announce nothing when a user OFFLINE deletes their account: no ONLINE, then OFFLINE', async () => {
+    const s = await createTestServer({ PRESENCE_GRACE: '100ms' });
+    const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const events = await watch(s, watcher, [u.id]);
+    const socket = wsClient(s.wsUrl, u.token);
+    await socket.connected;
+    socket.client.dispose();
+    // The watcher hears the user go OFFLINE once their socket closed.
+    await eventually(() => seen(events).at(-1) === `${u.id} OFFLINE`, 5000);
+    const before = seen(events);
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.password }, u.token));
+    // The request's activity, written during the password's check, announced the user ONLINE, then OFFLINE deleted.
+    await sleep(800);
+    expect(seen(events)).toEqual(before);
+  });
+
   it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {
     // A 2 s timeout: a user's activity is written at most every 200 ms.
     const s = await createTestServer({ PRESENCE_TIMEOUT: '2s' });
