@@ -486,9 +486,14 @@ describe('rate limits', () => {
     await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'b is fine' } }, b.token);
   });
 
-  it('should limit signups per address', async () => {
+  it('should limit signups per address, counting only those made', async () => {
     const s = await createTestServer({ RATE_LIMIT_SIGNUP: '2/1h' });
-    await signup(s.url);
+    const taken = await signup(s.url);
+    // Refused signups (a bad name, a short password, a name taken) spend nothing of the limit.
+    const refused = [{ ...buildUser(), username: 'a b' }, { ...buildUser(), password: 'short' }, { ...buildUser(), username: taken.username.toUpperCase() }];
+    const codes = [];
+    for (const input of refused) codes.push(codeOf(await attempt(s.url, SignupDocument, input)));
+    expect(codes).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'CONFLICT']);
     await signup(s.url);
     const before = await snapshot(s.env.DATABASE_URL!);
     const r = await attempt(s.url, SignupDocument, buildUser());

@@ -8,8 +8,8 @@ import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
 export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
-    await ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
-    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args, ctx.ip)));
+    const spend = () => ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
+    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args, ctx.ip, spend)));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })

@@ -144,11 +144,22 @@ export class AuthService {
   }
 
   /** `ip`: the address it came from, the account's first known one (see PasswordLimiter). */
-  async signup(em: EntityManager, input: { username: string; password: string; displayName?: string | null }, ip?: string): Promise<AuthResult> {
+  /**
+   * `spend` takes from the address's signup rate once the signup is known good (valid, its name
+   * free), before the password's hash: a refused one spends nothing (as `users(search:)` tells
+   * anyone which names are taken, a CONFLICT reveals nothing more), and no hash is made past the limit.
+   */
+  async signup(
+    em: EntityManager,
+    input: { username: string; password: string; displayName?: string | null },
+    ip?: string,
+    spend: () => Promise<unknown> = async () => undefined,
+  ): Promise<AuthResult> {
     const username = validateUsername(input.username);
     const password = validatePassword(input.password);
     const displayName = validateDisplayName(input.displayName);
     if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
+    await spend();
     const passwordHash = await hash(password, ARGON2);
     try {
       const result = await transact(em, this.pubsub, async (tem, outbox) => {
