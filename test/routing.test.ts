@@ -409,6 +409,35 @@ describeRedis('event routing', () => {
     });
   }, 30_000);
 
+  it('should open a socket while its instance is off Redis, and bring it what was sent after it opened once Redis is back', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo] = [await signup(b.url), await signup(b.url)];
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Opened away' }, ada.token)).createGroup.id;
+      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+      const back = new Promise<void>((resolve) => {
+        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      await proxy.cut();
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'long before' });
+      // Past the read-back's margin: a socket that opens now reads it in history, as it opens.
+      await sleep(5500);
+      // Bo has no socket on A: his channels are taken now, while A is off Redis.
+      const opened = Date.now();
+      const live = await listen(a, bo);
+      expect(Date.now() - opened).toBeLessThan(5000);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'while away' });
+      await proxy.restore();
+      await back;
+      await live.nth(1);
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await live.nth(2);
+      await sleep(300);
+      expect(contents(live.values)).toEqual(['while away', 'after']);
+    });
+  }, 40_000);
+
   it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
     // A has one database connection, which a blocked query holds, so a subscription's check waits there; B takes the send.
     const a = await createTestServer({ DB_POOL_MAX: '1' });

@@ -24,6 +24,8 @@ export interface Broker {
   close(): Promise<void>;
   /** Calls `listener` each time the subscriber connection is back after a loss (what was published meanwhile never came); returns its removal. */
   onReconnect?(listener: (lostAt: number) => void): () => void;
+  /** Whether the subscriber connection is up now (false during an outage: a subscribe then waits for its return). */
+  connected?(): boolean;
 }
 
 const ignore: MessageHandler = () => undefined;
@@ -101,6 +103,10 @@ export class RedisBroker implements Broker {
 
   onReconnect(listener: (lostAt: number) => void): () => void {
     return onReconnect(this.subscriber, listener);
+  }
+
+  connected(): boolean {
+    return this.subscriber.status === 'ready';
   }
 }
 

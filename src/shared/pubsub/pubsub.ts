@@ -95,6 +95,8 @@ export class PubSub {
   private readonly heardSince = new Map<string, number>();
   /** Channel subscriptions in flight (a second taker waits for the same). */
   private readonly subscribing = new Map<string, Promise<unknown>>();
+  /** Channels first taken while off Redis, with when: what the read-back finds of them from well before is not theirs (see take). */
+  private readonly takenOffline = new Map<string, number>();
   /** Events whose publish failed, oldest first, with when (see keepUnsent). */
   private unsent: Unsent[] = [];
   private readonly offResend: () => void;
@@ -160,7 +162,12 @@ export class PubSub {
     let reading = 0;
     this.stopRecovering = this.onReconnect((lostAt) => {
       const channels = [...this.holders.keys()];
+      const takenOffline = new Map(this.takenOffline);
+      this.takenOffline.clear();
       if (!channels.length) return;
+      // A channel taken meanwhile by sockets that opened then (each read what came before as it
+      // opened, as clients do): not what was stored well before that.
+      const before = (c: string, p: MessagePayload) => (takenOffline.get(c) ?? -Infinity) > Date.parse(p.createdAt) + RECOVERY_MARGIN_MS;
       // A second loss while this one is read back: the hold is the later read-back's to release.
       const mine = ++reading;
       for (const c of channels) this.events.lines.holdOpening(c, CATCH_UP_WAIT_MS);
@@ -168,7 +175,7 @@ export class PubSub {
         .then(
           (payloads) => {
             if (this.disposed) return;
-            for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c)) this.events.recovered(c, p);
+            for (const p of payloads) for (const c of this.routes.channelsOf(Topic.MessageAdded, p) ?? []) if (this.holders.has(c) && !before(c, p)) this.events.recovered(c, p);
             const fields = { channels: channels.length, messages: payloads.length };
             if (payloads.length >= RECOVERY_MAX) this.logger.warn(fields, 'messages published while off Redis read back, the newest left out (too many)');
             else this.logger.info(fields, 'messages published while off Redis read back');
@@ -414,7 +421,7 @@ export class PubSub {
     // In memory there is no gap to cover: publish() hands every event to this instance's listeners.
     if (this.broker.kind === 'memory') return false;
     if (holders > 0) {
-      await this.subscribing.get(channel);
+      if (this.broker.connected?.() !== false) await this.subscribing.get(channel);
       return false;
     }
     // Until the catch-up is done, what arrives is remembered, so it is not delivered again; and
@@ -424,11 +431,22 @@ export class PubSub {
     const name = channelName(channel);
     const subscribed = this.broker.subscribe(name).catch((e) => this.logger.error({ err: e, channel: name }, 'channel subscribe failed'));
     this.subscribing.set(channel, subscribed);
-    await subscribed;
-    if (this.subscribing.get(channel) === subscribed) {
+    const landed = () => {
+      if (this.subscribing.get(channel) !== subscribed) return;
       this.subscribing.delete(channel);
       if (this.holders.has(channel)) this.heardSince.set(channel, Date.now());
+    };
+    // Off Redis (an outage): the SUBSCRIBE waits in the connection's queue until it is back, and
+    // what is published meanwhile is read back then (recoverFrom). A socket opening now goes on
+    // without it: it waited for Redis, was told to try again after 10 s, and an SSE stream got no
+    // answer at all, while queries and mutations were served (an outside probe: 3 of 3).
+    if (this.broker.connected?.() === false) {
+      this.takenOffline.set(channel, Date.now());
+      void subscribed.then(landed);
+      return true;
     }
+    await subscribed;
+    landed();
     return true;
   }
 
@@ -438,6 +456,7 @@ export class PubSub {
     if (holders > 0) return void this.holders.set(channel, holders);
     this.holders.delete(channel);
     this.heardSince.delete(channel);
+    this.takenOffline.delete(channel);
     this.events.forget(channel);
     this.young.forget(channel);
     this.subscribing.delete(channel);
