@@ -187,6 +187,27 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  it('should keep a user active over HTTP only ONLINE when Redis is found emptied, or comes back empty', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      // Frank signed up through B and has no socket: his activity is all B knows of him.
+      const [frank, eve] = [await signup(b.url), await signup(a.url)];
+      const status = async (id: string) => (await ok(gql(a.url, STATUS, { id }, eve.token))).userStatus.status;
+      expect(await status(frank.id)).toBe('ONLINE');
+      const admin = new Redis(redis.url);
+      await admin.flushall();
+      admin.disconnect();
+      // The first read finds the store emptied; B tells it Frank's activity again.
+      await status(frank.id);
+      await eventually(async () => (await status(frank.id)) === 'ONLINE', 2500, 100);
+
+      await redis.stop();
+      await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);
+      await redis.start();
+      await eventually(async () => (await fetch(b.url.replace('/graphql', '/readyz'))).status === 200, 10_000);
+      await eventually(async () => (await status(frank.id)) === 'ONLINE', 5000, 100);
+    });
+  }, 60_000);
+
   it('should bring users with live sockets back ONLINE on every instance as soon as Redis is found emptied, and read one with a socket here ONLINE while Redis is away', async () => {
     await onOwnRedis(async (a, b, redis) => {
       const carol = await buildConnectedUser(a.url, [a]);

@@ -79,7 +79,10 @@ export class PresenceService {
   private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
   private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
-  /** userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store. */
+  /**
+   * userId -> sessionId ('' for none) -> when this instance last wrote that activity to the store;
+   * kept for PRESENCE_TIMEOUT, so that a store that lost it is told it again (see tellAgain).
+   */
   private readonly touched = new BySession<number>();
   /** Activity on its way to the store (see recordActivity), each with who waits for it. */
   private touchQueue: (Activity & { done: (recorded: boolean) => void })[] = [];
@@ -147,8 +150,13 @@ export class PresenceService {
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
     // Closed sockets are settled once every instance had a moment to tell the store its own
     // again (a user connected elsewhere is not taken OFFLINE in between).
-    const tellAgain = () => void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
-    const reconnected = this.store.onReconnect?.(tellAgain);
+    // So is the activity written here within PRESENCE_TIMEOUT: a user active over HTTP only read
+    // OFFLINE after a Redis restart, and no OFFLINE was announced (an outside probe: 4 of 4).
+    const tellAgain = (active = this.activityWritten()) =>
+      void this.refreshSockets()
+        .then(() => (active.length ? this.record(active.map((a) => ({ ...a, done: (recorded) => recorded && this.rewritten(a) }))) : undefined))
+        .then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
+    const reconnected = this.store.onReconnect?.(() => tellAgain());
     if (reconnected) this.off.push(reconnected);
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
     // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
@@ -161,8 +169,9 @@ export class PresenceService {
         const now = Date.now();
         if (this.stopping || now - this.toldAgainAt < TELL_AGAIN_EVERY_MS) return;
         this.toldAgainAt = now;
+        const active = this.activityWritten();
         this.touched.prune(() => true);
-        tellAgain();
+        tellAgain(active);
       }),
     );
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
@@ -632,9 +641,22 @@ export class PresenceService {
     }
   }
 
-  /** Forgets throttle entries old enough not to throttle anything. */
+  /** Forgets activity older than PRESENCE_TIMEOUT: it neither throttles nor keeps anyone ONLINE. */
   private pruneTouched(now: number): void {
-    this.touched.prune((at) => now - at >= this.touchEveryMs);
+    this.touched.prune((at) => now - at >= this.timeoutMs);
+  }
+
+  /** Activity written again (see tellAgain) is what this instance last wrote, unless newer activity was written since. */
+  private rewritten(a: Activity): void {
+    const session = a.sessionId ?? '';
+    if ((this.touched.get(a.userId, session) ?? -Infinity) < a.now) this.touched.set(a.userId, session, a.now);
+  }
+
+  /** The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it. */
+  private activityWritten(now = Date.now()): Activity[] {
+    const out: Activity[] = [];
+    for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
+    return out;
   }
 
   /**

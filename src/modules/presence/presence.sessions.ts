@@ -57,6 +57,11 @@ export class BySession<V> {
     return this.users.keys();
   }
 
+  /** Every entry: user, session, value. */
+  *entries(): IterableIterator<[string, string, V]> {
+    for (const [user, head] of this.users) for (let e: Entry<V> | undefined = head; e; e = e.next) yield [user, e.session, e.value];
+  }
+
   /** Removes every entry whose value `drop` says is no longer needed. */
   prune(drop: (value: V) => boolean): void {
     for (const [user, head] of this.users) {
