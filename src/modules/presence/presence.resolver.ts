@@ -61,10 +61,10 @@ export class PresenceResolver {
       // A user the viewer blocks is one of the hiding rules (modules/safety). With userIds, routed by the user each event is about: other users' changes never reach it.
       // Without, in contacts mode, by the viewer: only transitions of users they may see are offered.
       const keys = ids ? [...new Set(ids)] : visibility.mode === 'contacts' ? watcherKey(viewer) : undefined;
-      // A contact gained or lost is told to its viewer alone; going HIDDEN is OFFLINE to everyone but
-      // the user, who still reads themselves as they are.
+      // A contact gained or lost is told to its viewer alone; going HIDDEN (or VISIBLE again) is a
+      // change to everyone but the user, who reads themselves as they are throughout.
       const select = (p: PresencePayload) => {
-        if ((p.to !== undefined && p.to !== viewer) || (p.hiding && p.userId === viewer)) return undefined;
+        if ((p.to !== undefined && p.to !== viewer) || ((p.hiding || p.showing) && p.userId === viewer)) return undefined;
         return p.lost || visibility.sees(viewer, p.userId) ? p : undefined;
       };
       return context.services.pubsub.iterate(Topic.PresenceChanged, select, { keys });

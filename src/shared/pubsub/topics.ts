@@ -202,6 +202,8 @@ export interface PresencePayload {
   to?: string;
   /** The user went HIDDEN: OFFLINE to everyone else; they still see themselves as they are. */
   hiding?: true;
+  /** The user went VISIBLE again: ONLINE to everyone else; to themselves nothing changed. */
+  showing?: true;
 }
 
 export interface ProjectActionEntryPayload {
