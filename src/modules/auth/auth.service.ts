@@ -143,11 +143,11 @@ export class AuthService {
     return out;
   }
 
-  /** `ip`: the address it came from, the account's first known one (see PasswordLimiter). */
   /**
-   * `spend` takes from the address's signup rate once the signup is known good (valid, its name
-   * free), before the password's hash: a refused one spends nothing (as `users(search:)` tells
-   * anyone which names are taken, a CONFLICT reveals nothing more), and no hash is made past the limit.
+   * `ip`: the address it came from, the account's first known one (see PasswordLimiter). `spend`
+   * takes from that address's signup rate once the signup is known good (valid, its name free),
+   * before the password's hash: a refused one spends nothing (as `users(search:)` tells anyone
+   * which names are taken, a CONFLICT reveals nothing more), and no hash is made past the limit.
    */
   async signup(
     em: EntityManager,

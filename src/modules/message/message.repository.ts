@@ -215,8 +215,8 @@ export interface BatchedMessage {
 /**
  * The message's row lock, which orders its reactions: react and unreact take it first (an add and a
  * remove at once taking the reaction's row and the message's in the other order deadlocked).
+ * Answers whether the message is deleted by then (a deletion that took the lock first).
  */
-/** Locks the message's row for a reaction's change; answers whether it is deleted by then (a deletion that took the lock first). */
 const lockForReactions = async (em: EntityManager, messageId: string): Promise<boolean> => {
   const [row]: { deleted: boolean }[] = await em.execute('select deleted_at is not null as deleted from messages where id = ? for update', [messageId]);
   return !row || row.deleted;
