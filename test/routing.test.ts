@@ -409,6 +409,26 @@ describeRedis('event routing', () => {
     });
   }, 30_000);
 
+  it("should answer an SSE stream whose session can't open in time (Redis held) 503, to try again, not leave it without an answer", async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const u = await signup(a.url);
+      proxy.hold();
+      try {
+        const res = await fetch(`${a.url}/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` },
+          body: JSON.stringify({ query: ALL_MESSAGES }),
+          signal: AbortSignal.timeout(20_000),
+        });
+        expect([res.status, res.headers.get('retry-after')]).toEqual([503, '1']);
+        expect((await res.json()).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+      } finally {
+        proxy.release();
+      }
+    });
+  }, 30_000);
+
   it('should open a socket while its instance is off Redis, and bring it what was sent after it opened once Redis is back', async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl });

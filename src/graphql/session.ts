@@ -14,6 +14,9 @@ const RECHECK_MS = 60_000;
 /** Why a session ends from the server's side. */
 export type SessionEnd = 'expired' | 'revoked';
 
+/** How long a session may take to open (its memberships, its channels subscribed) before its client is told to try again. */
+const OPEN_TIMEOUT_MS = 10_000;
+
 /** The transport's side of a session: the socket or stream it ends in its own protocol's way. */
 export interface SessionOwner {
   /** Its token expired or was revoked: a socket closes with 4403, a stream sends an UNAUTHENTICATED error and completes. */
@@ -215,6 +218,16 @@ export class RealtimeSession {
   /** Activity: keeps the user online. */
   touch(): void {
     void this.sessions.services.presence.touch(this.viewer.userId, this.viewer.sessionId);
+  }
+
+  /**
+   * open(), or 'late' when it takes longer than OPEN_TIMEOUT_MS (Redis slow to answer its
+   * channels): the transport then tells the client to try again, and its close undoes the rest.
+   */
+  async openInTime(): Promise<boolean | 'late'> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
+    return Promise.race([this.open(), late]).finally(() => clearTimeout(timer));
   }
 
   /**

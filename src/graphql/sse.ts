@@ -5,7 +5,7 @@ import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import { BodyTooLargeError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
-import { RateLimitedError, UnauthenticatedError } from '../shared/errors';
+import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { bearerToken } from '../modules/auth/auth.tokens';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
@@ -95,9 +95,10 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
     this.finish();
   }
 
-  /** Opens its session (see RealtimeSession.open); false when its user has as many connections as allowed. */
-  async open(): Promise<boolean> {
-    if (!(await this.session.open())) return false;
+  /** Opens its session (see RealtimeSession.openInTime); false when its user has as many connections as allowed. */
+  async open(): Promise<boolean | 'late'> {
+    const opened = await this.session.openInTime();
+    if (opened !== true) return opened;
     if (!this.closed) this.deps.open.add(this);
     return true;
   }
@@ -331,7 +332,14 @@ class StreamServer {
       stream.answered({ ...described, code: 'RATE_LIMITED' });
       return refusal(429, JSON.stringify({ errors: [errors.format(e)] }), { 'retry-after': String(Math.ceil(Number(e.extensions.retryAfter) || 1)) });
     }
-    if (!(await stream.open())) {
+    const opened = await stream.open();
+    if (opened === 'late') {
+      // Its channels wait on Redis, slow to answer: told to come back, as a socket is (1013), not left without an answer.
+      const e = new ServiceUnavailableError();
+      stream.answered({ ...described, code: 'SERVICE_UNAVAILABLE' });
+      return refusal(503, JSON.stringify({ errors: [errors.format(e)] }), { 'retry-after': '1' });
+    }
+    if (!opened) {
       const e = new GraphQLError(`At most ${this.services.env.WS_MAX_SOCKETS_PER_USER} WebSockets and streams can be open at once per user.`, {
         extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' },
       });

@@ -163,8 +163,6 @@ const ANSWER_BEFORE_CLOSE_MS = 2000;
 /** How long stopping waits for the operations running on sockets before it closes them (part of SHUTDOWN_TIMEOUT). */
 const DRAIN_MS = 1500;
 
-/** How long a socket's session may take to open (its memberships, its channels subscribed) before it is told to try again. */
-const OPEN_TIMEOUT_MS = 10_000;
 /** The close of a socket that could not open for a reason of the server's (a dependency away, slow): graphql-ws clients retry it. */
 const TRY_AGAIN = [1013, 'Try again later'] as const;
 
@@ -202,9 +200,7 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
       const session = this.deps.sessions.start(conn, viewer, conn.ip, conn.origin);
       // From here the close hook undoes it, whenever the socket goes (a failed load closes it with 4500).
       conn.session = session;
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
-      const opened = await Promise.race([session.open(), late]).finally(() => clearTimeout(timer));
+      const opened = await session.openInTime();
       // Not open in time (its channels wait on Redis, away): told to come back, not left without an ack (the close hook undoes what was taken).
       if (opened === 'late') return TRY_AGAIN;
       if (!opened) return [1013, 'Too many connections'];
