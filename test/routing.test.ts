@@ -422,7 +422,8 @@ describeRedis('event routing', () => {
           signal: AbortSignal.timeout(20_000),
         });
         expect([res.status, res.headers.get('retry-after')]).toEqual([503, '1']);
-        expect((await res.json()).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+        const body = (await res.json()) as { errors: { extensions: { code: string } }[] };
+        expect(body.errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
       } finally {
         proxy.release();
       }
