@@ -248,5 +248,20 @@ describe('documented client snippets', () => {
         await chat.close();
       }
     }, 60_000);
+
+    it('should close without an error while the server is away and the client reconnects', async () => {
+      const s = await createTestServer();
+      const alice = await signupAs(s, 'alice');
+      const chat = await joinChat({ url: s.url, token: alice.token, groupId: await lobbyOf(s.url, alice.token), onMessage: () => undefined });
+      const refused = watchRefused(s.port);
+      try {
+        await s.dispose();
+        await eventually(() => refused.count > 0, 20_000);
+      } finally {
+        refused.stop();
+      }
+      // A UI closes on unmount without awaiting: a rejection there ends a Node process (unhandled).
+      await expect(chat.close()).resolves.toBeUndefined();
+    }, 30_000);
   });
 });
