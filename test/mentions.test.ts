@@ -211,6 +211,29 @@ describe('mentions', () => {
     await online.client.dispose();
   });
 
+  it('should keep whom an @here reached when an edit keeps it, and resolve one an edit adds among those connected then', async () => {
+    const s = await createTestServer({ PRESENCE_GRACE: '200ms' });
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Kept', [bob, carol, dave]);
+    const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { mentions { id } } }';
+    const ids = (r: { mentions: { id: string }[] }) => r.mentions.map((u) => u.id).sort();
+    const bobOn = wsClient(s.wsUrl, bob.token);
+    await bobOn.connected;
+    const m = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'standup @here' } }, alice.token))).sendMessage;
+    expect(ids(m)).toEqual([bob.id]);
+    // Bob goes, carol comes: fixing the text keeps bob's mention and gives carol none.
+    await bobOn.client.dispose();
+    const carolOn = wsClient(s.wsUrl, carol.token);
+    await carolOn.connected;
+    await eventually(async () => (await ok(gql(s.url, 'query($u: ID!) { userStatus(userId: $u) { status } }', { u: bob.id }, alice.token))).userStatus.status === 'OFFLINE', 10_000);
+    expect(ids((await ok(gql(s.url, EDIT, { m: m.id, t: 'standup @here!' }, alice.token))).editMessage)).toEqual([bob.id]);
+    expect(ids((await ok(gql(s.url, EDIT, { m: m.id, t: `standup @here, and @${dave.username}` }, alice.token))).editMessage)).toEqual([bob.id, dave.id].sort());
+    // An @here the edit adds reaches who is connected at the edit.
+    const later = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'standup' } }, alice.token))).sendMessage;
+    expect(ids((await ok(gql(s.url, EDIT, { m: later.id, t: 'standup @here' }, alice.token))).editMessage)).toEqual([carol.id]);
+    await carolOn.client.dispose();
+  });
+
   it('should expand @here, in contacts mode, only where every member is a contact of every other: a small group, not a larger one', async () => {
     // Groups of three make contacts; one of four does not (PRESENCE_GROUP_MAX 3), though a friendship does.
     const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: '3' });

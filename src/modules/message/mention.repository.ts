@@ -141,6 +141,15 @@ export const mentionRepository = {
     return { added: rows.filter((r) => r.added).map((r) => r.user_id), removed: rows.filter((r) => !r.added).map((r) => r.user_id) };
   },
 
+  /** The users a message mentions whose names are not among `names` (lower-case): those its `@here` or `@all` reached. */
+  async notNamed(em: EntityManager, messageId: string, names: readonly string[]): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute(
+      'select x.user_id from message_mentions x join users u on u.id = x.user_id where x.message_id = ? and lower(u.username) <> all(?::text[])',
+      [messageId, pgTextArray(names)],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
   /** The users each message mentions (ids), in username order. */
   async ofMessages(em: EntityManager, ids: readonly string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();

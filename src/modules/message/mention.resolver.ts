@@ -31,7 +31,7 @@ export class MentionResolver {
 export class MessageMentionsResolver {
   @FieldResolver(() => [UserType], {
     description:
-      "Users its text mentions (@username, @here, @all), resolved when it was sent and again at each edit: members of the conversation only, never the sender; names that match no member stay plain text. Username order.",
+      "Users its text mentions (@username, @here, @all), resolved when it was sent and again at each edit (an @here the edit keeps reaches whom it reached when sent): members of the conversation only, never the sender; names that match no member stay plain text. Username order.",
   })
   async mentions(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType[]> {
     if (m.mentionList) return m.mentionList;

@@ -627,8 +627,16 @@ export class MessageService {
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
       // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
       const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
-      const conv = ask && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
-      const targets = ask ? ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS) : NO_TARGETS;
+      // An `@here` the edit keeps reaches whom it reached when sent, not who is connected now:
+      // fixing a typo took the mention from members gone since and gave it to ones come since.
+      const sent = ask?.here && !ask.all && row.group_id ? mentionAsk(row.content) : null;
+      const keptHere = !!sent?.here && !sent.all;
+      const conv = ask && !keptHere && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+      const targets = !ask
+        ? NO_TARGETS
+        : keptHere
+          ? { names: ask.names, ids: await mentionRepository.notNamed(em, row.id, sent!.names) }
+          : ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS);
       // The text and its mentions in one transaction, the message's row locked by the first: two edits
       // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
       const changes = await em.transactional(async (tem) => {
