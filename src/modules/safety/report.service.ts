@@ -7,6 +7,7 @@ import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId } from '../../shared/validation';
 import type { ConversationAccess } from '../conversation/conversation.access';
 import type { GroupService } from '../group/group.service';
+import type { BlockService } from './block.service';
 import { messageRepository } from '../message/message.repository';
 import { reportRepository, type ReportRow } from './report.repository';
 import { ReportStatus, type ReportType } from './report.types';
@@ -18,6 +19,7 @@ export interface ReportServiceDeps {
   pubsub: PubSub;
   access: ConversationAccess;
   groups: GroupService;
+  blocks: BlockService;
   /** Lower-cased usernames of the instance's moderators (MODERATORS): direct and project messages' reports. */
   moderators: readonly string[];
 }
@@ -63,7 +65,8 @@ export class ReportService {
       const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
       const visible =
         !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
-      if (!row || !visible) throw new NotFoundError('Message');
+      // Nor one of a sender the viewer blocks, which history and node() leave out for them (its text was answered, edits included).
+      if (!row || !visible || (row.sender_id !== viewerId && (await this.deps.blocks.blockedAmong(em, viewerId, [row.sender_id])).has(row.sender_id))) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
       const made = await em.transactional(async (tem) => {
