@@ -9,6 +9,9 @@ import { groupKey } from '../conversation/conversation.keys';
 /** A private group `g` the viewer (two `?`) may see: they are a member, or it invites them. */
 const SEES_PRIVATE = '(exists (select 1 from group_members m where m.group_id = g.id and m.user_id = ?) or exists (select 1 from group_invites i where i.group_id = g.id and i.user_id = ?))';
 
+/** The newest messages of a group read to stamp slow mode (see stampSlowMode): a bounded read whatever its traffic. */
+const SLOW_STAMP_SCAN = 10_000;
+
 export const groupRepository = {
   async byId(em: EntityManager, id: string): Promise<Group | null> {
     return em.findOne(Group, { id });
@@ -158,6 +161,25 @@ export const groupRepository = {
 
   async setOwner(em: EntityManager, groupId: string, userId: string | null): Promise<void> {
     await em.execute('update groups set owner_id = ? where id = ?', [userId, groupId]);
+  },
+
+  /**
+   * Slow mode's stamps as sends would have left them: each plain member's (or `userId`'s alone)
+   * newest message of the last `seconds` (at most the group's newest SLOW_STAMP_SCAN), for when
+   * slow mode starts or a member loses an exempt role. Their sends then stamped nothing (only a
+   * plain member's send under slow mode does, to cost the others nothing), so a member who had
+   * just sent could send again at once.
+   */
+  async stampSlowMode(em: EntityManager, groupId: string, seconds: number, userId?: string): Promise<void> {
+    await em.execute(
+      `update group_members gm set slow_sent_at = greatest(gm.slow_sent_at, r.at)
+       from (select x.sender_id, max(x.created_at) as at from (select m.sender_id, m.created_at from messages m
+               where m.conversation_key = ? and m.created_at > now() - ? * interval '1 second' order by m.created_at desc limit ${SLOW_STAMP_SCAN}) x
+             group by x.sender_id) r
+       where gm.group_id = ? and gm.user_id = r.sender_id and gm.role = 'MEMBER'${userId ? ' and gm.user_id = ?' : ''}
+         and gm.user_id is distinct from (select g.owner_id from groups g where g.id = gm.group_id)`,
+      [groupKey(groupId), seconds, groupId, ...(userId ? [userId] : [])],
+    );
   },
 
   async setSlowMode(em: EntityManager, groupId: string, seconds: number): Promise<boolean> {

@@ -389,6 +389,8 @@ export class GroupService {
         await groupRepository.reload(tem, group);
         this.event(outbox, 'OWNER_CHANGED', group, target.id, members);
       } else if (await groupRepository.setRole(tem, group.id, target.id, role === GroupRole.ADMIN ? 'ADMIN' : 'MEMBER')) {
+        // No longer exempt: slow mode counts from their last message, sent while they were.
+        if (role === GroupRole.MEMBER && group.slowModeSeconds > 0) await groupRepository.stampSlowMode(tem, group.id, group.slowModeSeconds, target.id);
         this.event(outbox, 'ROLE_CHANGED', group, target.id, members);
       }
       return group;
@@ -404,6 +406,8 @@ export class GroupService {
         throw new BadUserInputError(`Slow mode is 0 (off) to ${MAX_SLOW_MODE} seconds.`, 'seconds');
       }
       if (await groupRepository.setSlowMode(tem, group.id, seconds)) {
+        // Each member's interval counts from their last message, sent before slow mode too.
+        if (seconds > 0) await groupRepository.stampSlowMode(tem, group.id, seconds);
         await groupRepository.reload(tem, group);
         this.event(outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       }
