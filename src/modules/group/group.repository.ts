@@ -164,21 +164,18 @@ export const groupRepository = {
   },
 
   /**
-   * Slow mode's stamps as sends would have left them: each plain member's (or `userId`'s alone)
-   * newest message of the last `seconds` (at most the group's newest SLOW_STAMP_SCAN), for when
-   * slow mode starts or a member loses an exempt role. Their sends then stamped nothing (only a
-   * plain member's send under slow mode does, to cost the others nothing), so a member who had
-   * just sent could send again at once.
+   * A member who lost an exempt role (an admin made MEMBER) under slow mode: their stamp as their
+   * sends would have left it, their newest message of the last `seconds` (among the group's newest
+   * SLOW_STAMP_SCAN). An exempt send stamps nothing (only a plain member's does, to cost the others
+   * nothing), so one who had just sent as an admin could send again at once.
    */
-  async stampSlowMode(em: EntityManager, groupId: string, seconds: number, userId?: string): Promise<void> {
+  async stampSlowMode(em: EntityManager, groupId: string, seconds: number, userId: string): Promise<void> {
     await em.execute(
-      `update group_members gm set slow_sent_at = greatest(gm.slow_sent_at, r.at)
-       from (select x.sender_id, max(x.created_at) as at from (select m.sender_id, m.created_at from messages m
+      `update group_members gm set slow_sent_at = greatest(gm.slow_sent_at, (select max(x.created_at) from (select m.sender_id, m.created_at from messages m
                where m.conversation_key = ? and m.created_at > now() - ? * interval '1 second' order by m.created_at desc limit ${SLOW_STAMP_SCAN}) x
-             group by x.sender_id) r
-       where gm.group_id = ? and gm.user_id = r.sender_id and gm.role = 'MEMBER'${userId ? ' and gm.user_id = ?' : ''}
-         and gm.user_id is distinct from (select g.owner_id from groups g where g.id = gm.group_id)`,
-      [groupKey(groupId), seconds, groupId, ...(userId ? [userId] : [])],
+             where x.sender_id = gm.user_id))
+       where gm.group_id = ? and gm.user_id = ? and gm.role = 'MEMBER'`,
+      [groupKey(groupId), seconds, groupId, userId],
     );
   },
 

@@ -406,8 +406,6 @@ export class GroupService {
         throw new BadUserInputError(`Slow mode is 0 (off) to ${MAX_SLOW_MODE} seconds.`, 'seconds');
       }
       if (await groupRepository.setSlowMode(tem, group.id, seconds)) {
-        // Each member's interval counts from their last message, sent before slow mode too.
-        if (seconds > 0) await groupRepository.stampSlowMode(tem, group.id, seconds);
         await groupRepository.reload(tem, group);
         this.event(outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       }
