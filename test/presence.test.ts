@@ -9,6 +9,7 @@ import { runParley } from './helpers/process';
 import { userRepository } from '../src/modules/user/user.repository';
 import { describeNeeding, tools } from './helpers/tools';
 import { monitorRedis } from './helpers/redis-monitor';
+import { TcpProxy } from './helpers/tcp-proxy';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
@@ -483,6 +484,34 @@ describeRedis('presence across instances', () => {
       quiet.mockRestore();
     }
   });
+
+  it('should not bring back ONLINE, once an instance is on Redis again, a user who logged out elsewhere while it was cut off', async () => {
+    const redisUrl = new URL(process.env.REDIS_URL!);
+    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    await proxy.start();
+    try {
+      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+      const b = await createTestServer({}, { clean: false });
+      const [u, watcher] = [await signup(b.url), await signup(b.url)];
+      // A request of u's through A: A wrote that activity, and would tell it again to a store that lost it.
+      await ok(gql(a.url, '{ me { id } }', {}, u.token));
+      const events = await watch(b, watcher, [u.id]);
+      const back = new Promise<void>((resolve) => {
+        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      await proxy.cut();
+      await ok(gql(b.url, 'mutation { logout }', {}, u.token));
+      await events.nth(1);
+      await proxy.restore();
+      await back;
+      // The store kept its data (and the logout): nothing of A's is told again.
+      await sleep(1000);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect((await statusOf(b, watcher, u.id)).status).toBe('OFFLINE');
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
 
   it('should announce nothing when a user OFFLINE deletes their account: no ONLINE, then OFFLINE', async () => {
     const s = await createTestServer({ PRESENCE_GRACE: '100ms' });

@@ -145,18 +145,28 @@ export class PresenceService {
   start(): void {
     // An OFFLINE decided anywhere (logout, sweep) must make the next activity here count again.
     this.off.push(this.pubsub.on(Topic.PresenceChanged, (p) => p.status === 'OFFLINE' && this.touched.deleteUser(p.userId)));
+    // A session logged out anywhere has no activity to tell a store again (see tellAgain).
+    this.off.push(this.pubsub.on(Topic.SessionsRevoked, (p) => p.sessionIds.forEach((s) => this.touched.delete(p.userId, s))));
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
     // Closed sockets are settled once every instance had a moment to tell the store its own
     // again (a user connected elsewhere is not taken OFFLINE in between).
-    // So is the activity written here within PRESENCE_TIMEOUT: a user active over HTTP only read
-    // OFFLINE after a Redis restart, and no OFFLINE was announced (an outside probe: 4 of 4).
-    const tellAgain = (active = this.activityWritten()) =>
+    // A store that lost its data is also told the activity written here within PRESENCE_TIMEOUT: a
+    // user active over HTTP only read OFFLINE after a Redis restart, with no OFFLINE announced (an
+    // outside probe: 4 of 4). Only then: a store that kept it has every logout made meanwhile
+    // through other instances, which this one, cut off, did not hear.
+    const tellAgain = (active: Activity[] = []) =>
       void this.refreshSockets()
-        .then(() => (active.length ? this.record(active.map((a) => ({ ...a, done: (recorded) => recorded && this.rewritten(a) }))) : undefined))
+        .then(() => this.recordAgain(active))
         .then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
-    const reconnected = this.store.onReconnect?.(() => tellAgain());
+    // Asked before the sockets' refresh, which finds the loss too and writes the mirror again.
+    const reconnected = this.store.onReconnect?.(
+      () =>
+        void (this.store.emptied?.() ?? Promise.resolve(false))
+          .catch(() => false)
+          .then((lost) => tellAgain(lost ? this.activityWritten() : [])),
+    );
     if (reconnected) this.off.push(reconnected);
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
     // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
@@ -646,10 +656,19 @@ export class PresenceService {
     this.touched.prune((at) => now - at >= this.timeoutMs);
   }
 
-  /** Activity written again (see tellAgain) is what this instance last wrote, unless newer activity was written since. */
-  private rewritten(a: Activity): void {
-    const session = a.sessionId ?? '';
-    if ((this.touched.get(a.userId, session) ?? -Infinity) < a.now) this.touched.set(a.userId, session, a.now);
+  /**
+   * Activity told again to a store that lost it (see tellAgain), through the batch as any: a logout
+   * meanwhile drops it (endingSession) or waits for it. Its throttle entry is what this instance
+   * last wrote, unless newer activity was written since.
+   */
+  private recordAgain(active: Activity[]): void {
+    if (!active.length) return;
+    for (const a of active) {
+      const session = a.sessionId ?? '';
+      if ((this.touched.get(a.userId, session) ?? -Infinity) < a.now) this.touched.set(a.userId, session, a.now);
+      this.touchQueue.push({ ...a, done: () => undefined });
+    }
+    this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
   }
 
   /** The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it. */

@@ -69,6 +69,8 @@ export interface PresenceStore {
   seedHidden(userIds: string[]): Promise<void>;
   /** Calls `listener` each time the store is reachable again after losing its connection; returns the unsubscribe. */
   onReconnect?(listener: () => void): () => void;
+  /** Whether the store lacks its data now (its HIDDEN mirror's marker gone: a restart without persistence), before anything wrote it again. */
+  emptied?(): Promise<boolean>;
   /** Calls `listener` each time this instance finds the store without its data (its HIDDEN mirror gone) and has written the mirror again; returns the unsubscribe. */
   onDataLost?(listener: () => void): () => void;
   /** Online users who are not HIDDEN, in id order after `fromId`, or (`backward`) before it nearest first. */
@@ -333,6 +335,10 @@ export class RedisPresenceStore implements PresenceStore {
 
   onReconnect(listener: () => void): () => void {
     return onReconnect(this.redis, listener);
+  }
+
+  async emptied(): Promise<boolean> {
+    return !(await this.redis.exists(SEEDED));
   }
 
   private run<T>(name: ScriptName, keys: string[], args: (string | number)[]): Promise<T> {
