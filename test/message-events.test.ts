@@ -236,6 +236,21 @@ describe('editing, deleting and reacting', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m.id])).toEqual([]);
     const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 1 }, bob.token)).history.edges[0].node;
     expect(node).toMatchObject({ id: m.id, deletedAt: expect.any(String), reactions: [] });
+    // Its row taken away meanwhile (as its group's deletion does): NOT_FOUND, as for any message gone.
+    const gone = await sendMessage(s.url, alice.token, { groupId: g, content: 'taken away' });
+    const other2 = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await other2.connect();
+    try {
+      await other2.query('begin');
+      await other2.query('delete from messages where id = $1', [gone.id]);
+      const add = gql(s.url, ADD, { m: gone.id, e: '👍' }, bob.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
+      await Promise.race([add, eventually(waiting, 5000)]);
+      await other2.query('commit');
+      expect(codeOf(await add)).toBe('NOT_FOUND');
+    } finally {
+      await other2.end();
+    }
   });
 
   it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {

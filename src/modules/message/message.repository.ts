@@ -215,11 +215,12 @@ export interface BatchedMessage {
 /**
  * The message's row lock, which orders its reactions: react and unreact take it first (an add and a
  * remove at once taking the reaction's row and the message's in the other order deadlocked).
- * Answers whether the message is deleted by then (a deletion that took the lock first).
+ * Answers what a deletion that took the lock first left: 'deleted' (a tombstone), 'gone' (its
+ * group's or project's deletion took the row), else 'there'.
  */
-const lockForReactions = async (em: EntityManager, messageId: string): Promise<boolean> => {
+const lockForReactions = async (em: EntityManager, messageId: string): Promise<'there' | 'deleted' | 'gone'> => {
   const [row]: { deleted: boolean }[] = await em.execute('select deleted_at is not null as deleted from messages where id = ? for update', [messageId]);
-  return !row || row.deleted;
+  return !row ? 'gone' : row.deleted ? 'deleted' : 'there';
 };
 
 export const messageRepository = {
@@ -438,14 +439,15 @@ export const messageRepository = {
 
   /**
    * Adds the user's reaction: true when it was added, false when they had it already, 'full' when
-   * the message has `maxKinds` other emoji, 'deleted' when a deletion got there first (its
-   * reactions are gone, and it takes no more).
+   * the message has `maxKinds` other emoji, 'deleted' or 'gone' when a deletion got there first
+   * (its reactions went with it, and it takes no more).
    */
-  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full' | 'deleted'> {
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full' | 'deleted' | 'gone'> {
     return em.transactional(async (tem) => {
       // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
       // at once can't both take the last kind.
-      if (await lockForReactions(tem, messageId)) return 'deleted';
+      const found = await lockForReactions(tem, messageId);
+      if (found !== 'there') return found;
       // The message's version moves with the reaction, in the same statement.
       const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
         `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?

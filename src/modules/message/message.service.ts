@@ -681,8 +681,10 @@ export class MessageService {
       if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       const changed = add ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
-      // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to remove).
+      // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to
+      // remove); gone with its group or project, NOT_FOUND as any message gone (see unlessGone).
       if (changed === 'deleted') throw deleted();
+      if (changed === 'gone') throw new MessageGoneError();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
       const message = toMessageType(row);
