@@ -486,10 +486,11 @@ describe('rate limits', () => {
     await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'b is fine' } }, b.token);
   });
 
-  it('should limit signups per address, counting only those made', async () => {
-    const s = await createTestServer({ RATE_LIMIT_SIGNUP: '2/1h' });
+  it('should limit signups per address, a taken name counted, a bad input not', async () => {
+    const s = await createTestServer({ RATE_LIMIT_SIGNUP: '3/1h' });
     const taken = await signup(s.url);
-    // Refused signups (a bad name, a short password, a name taken) spend nothing of the limit.
+    // Bad input (a bad name, a short password) spends nothing of the limit; asking for a taken name
+    // does (it tells anyone, without a token, whether a name is held).
     const refused = [{ ...buildUser(), username: 'a b' }, { ...buildUser(), password: 'short' }, { ...buildUser(), username: taken.username.toUpperCase() }];
     const codes = [];
     for (const input of refused) codes.push(codeOf(await attempt(s.url, SignupDocument, input)));

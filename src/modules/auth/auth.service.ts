@@ -145,9 +145,8 @@ export class AuthService {
 
   /**
    * `ip`: the address it came from, the account's first known one (see PasswordLimiter). `spend`
-   * takes from that address's signup rate once the signup is known good (valid, its name free),
-   * before the password's hash: a refused one spends nothing (as `users(search:)` tells anyone
-   * which names are taken, a CONFLICT reveals nothing more), and no hash is made past the limit.
+   * takes from that address's signup rate once the input is valid, before the name is looked up
+   * and the password hashed: a bad input spends nothing, and past the limit no hash is made.
    */
   async signup(
     em: EntityManager,
@@ -158,8 +157,9 @@ export class AuthService {
     const username = validateUsername(input.username);
     const password = validatePassword(input.password);
     const displayName = validateDisplayName(input.displayName);
-    if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
+    // A name taken spends as a signup does: it answers anyone, signed in or not, whether a name is held.
     await spend();
+    if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
     const passwordHash = await hash(password, ARGON2);
     try {
       const result = await transact(em, this.pubsub, async (tem, outbox) => {
@@ -246,8 +246,9 @@ export class AuthService {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
     // This request's own activity goes unwritten from the start: its batch would land during the
     // password's check, and a user OFFLINE until now was announced ONLINE, then OFFLINE deleted (an
-    // outside probe: 6 of 6). A wrong password costs that one request's activity, nothing more.
-    await this.presence.endingSession(viewer.userId, null);
+    // outside probe: 6 of 6). A wrong password costs that one request's activity, nothing more
+    // (its session's; the other sessions' are dropped once the account is gone, below).
+    await this.presence.endingSession(viewer.userId, viewer.sessionId);
     const user = await userRepository.account(em, viewer.userId, true);
     // A stolen token must not make this a way around the login limits.
     await this.limiter.take(user.id, ip);
