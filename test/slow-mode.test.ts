@@ -91,5 +91,11 @@ describe('slow mode and a lost exemption', () => {
     await ok(send(admin, 'as admin again'));
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { setGroupRole(groupId: $g, userId: $u, role: MEMBER) { id } }', { g: group, u: admin.id }, owner.token));
     expect(codeOf(await send(admin, 'as member'))).toBe('RATE_LIMITED');
+    // Off, then on again: it begins afresh for everyone.
+    await ok(gql(s.url, SLOW, { g: group, s: 0 }, owner.token));
+    await ok(gql(s.url, SLOW, { g: group, s: 60 }, owner.token));
+    await ok(send(member, 'a new spell'));
+    await ok(send(admin, 'a new spell'));
+    expect(codeOf(await send(member, 'too soon'))).toBe('RATE_LIMITED');
   });
 });

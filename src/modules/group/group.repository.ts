@@ -180,7 +180,12 @@ export const groupRepository = {
   },
 
   async setSlowMode(em: EntityManager, groupId: string, seconds: number): Promise<boolean> {
-    const res = await em.execute('update groups set slow_mode_seconds = ? where id = ? and slow_mode_seconds <> ? returning id', [seconds, groupId, seconds]);
+    const res: { was: number }[] = await em.execute(
+      'update groups g set slow_mode_seconds = ? from (select slow_mode_seconds as was from groups where id = ? for update) o where g.id = ? and g.slow_mode_seconds <> ? returning o.was',
+      [seconds, groupId, groupId, seconds],
+    );
+    // Turned on again, it begins afresh: stamps of an earlier spell count no more.
+    if (res.length && res[0].was === 0) await em.execute('update group_members set slow_sent_at = null where group_id = ? and slow_sent_at is not null', [groupId]);
     return res.length > 0;
   },
 
