@@ -233,7 +233,8 @@ export class RealtimeSession {
   /**
    * Counts the session for its user, opens a presence socket and tracks the user's memberships;
    * resolves once this instance receives the user's channels, so nothing published after it is
-   * missed. False, holding nothing, when the user has as many sessions as allowed. A failed load
+   * missed (off Redis, at once: what is published meanwhile is read back when it returns, see
+   * PubSub.take). False, holding nothing, when the user has as many sessions as allowed. A failed load
    * releases its own reference (and throws); close() releases the rest.
    */
   async open(): Promise<boolean> {

@@ -95,7 +95,7 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
     this.finish();
   }
 
-  /** Opens its session (see RealtimeSession.openInTime); false when its user has as many connections as allowed. */
+  /** Opens its session (see RealtimeSession.openInTime): false when its user has as many connections as allowed, 'late' when it took too long. */
   async open(): Promise<boolean | 'late'> {
     const opened = await this.session.openInTime();
     if (opened !== true) return opened;

@@ -81,7 +81,7 @@ export function channelRoutes(o: { presencePerUser: boolean }): ChannelRoutes {
     userChannel,
     userOfChannel,
     messageChannel: (m) => (m.groupId ? groupChannel(m.groupId) : projectChannel(m.projectId!)),
-    membersOf: (topic, payload) => {
+    membershipLine: (topic, payload) => {
       if (topic === Topic.MembershipChanged) {
         const p = payload as TopicPayloads[Topic.MembershipChanged];
         return scopeKey(p.scope, p.id);

@@ -568,8 +568,8 @@ export class EventOrder {
     // overtook messages held in their line (a late one before them) took them from its members'
     // argument-less subscriptions (an outside probe: 6 of 12 rounds), and a join gave them to one
     // who joined after them.
-    const members = this.routes.membersOf?.(topic, payload);
-    if (members !== undefined && this.lines.behindAll(members, { topic, payload, channel, keyedOnly: false })) return;
+    const line = this.routes.membershipLine?.(topic, payload);
+    if (line !== undefined && this.lines.behindAll(line, { topic, payload, channel, keyedOnly: false })) return;
     if (topic === Topic.ProjectAction) {
       // A project's changes, numbered under its row lock: in that order, where this instance hears
       // them all (the topic's channel, from its first listener on).

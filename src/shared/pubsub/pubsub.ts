@@ -409,8 +409,9 @@ export class PubSub {
 
   /**
    * Takes one conversation channel (reference-counted) and with it every topic on channels's
-   * events on it: resolves once this instance receives it, with true when this call subscribed it
-   * (it was not taken before). With `catchUp`, the caller will call catchUp() once it has read
+   * events on it: resolves once this instance receives it (off Redis, at once: what comes meanwhile
+   * is read back on its return, see recoverFrom), with true when this call subscribed it (it was
+   * not taken before). With `catchUp`, the caller will call catchUp() once it has read
    * what may have been published before: until a while after that, what arrives is remembered so
    * that nothing is delivered twice. Without it nothing is remembered (a channel taken for a
    * connecting member is never caught up: kept young, it remembered every event it carried).

@@ -328,7 +328,7 @@ export interface ChannelRoutes {
    * The conversation whose members an event changes (a membership change, a group's event): it
    * waits behind that conversation's messages still held in their line (see EventOrder.admit).
    */
-  membersOf?(topic: Topic, payload: unknown): string | undefined;
+  membershipLine?(topic: Topic, payload: unknown): string | undefined;
 }
 
 export interface TopicPayloads {
