@@ -134,6 +134,33 @@ describe('document size and document caches (issue 15, item 1)', () => {
   }, 120_000);
 });
 
+describe('values echoed in input errors', () => {
+  it('should cut short a variable value that did not coerce, over HTTP and WebSocket, not answer it whole', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const query = 'mutation($u: DateTime, $c: ConversationInput!) { muteConversation(conversation: $c, until: $u) { id } }';
+    const variables = { u: 'x'.repeat(1 << 20), c: { groupId: await lobbyOf(s.url, u.token) } };
+    const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query, variables }) });
+    const text = await res.text();
+    const body = JSON.parse(text) as { errors: { message: string; extensions: { code: string } }[] };
+    expect(body.errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    expect(body.errors[0].message).toMatch(/^Variable "\$u" got invalid value "x{100}…"/);
+    expect(text.length).toBeLessThan(2000);
+    const w = wsClient(s.wsUrl, u.token);
+    try {
+      type Answer = { errors?: { message: string; extensions?: { code?: string } }[] };
+      const r = await new Promise<Answer>((resolve) => {
+        let got: Answer = {};
+        w.client.subscribe({ query, variables }, { next: (d) => void (got = d as Answer), error: (e) => resolve({ errors: e as Answer['errors'] }), complete: () => resolve(got) });
+      });
+      expect(r.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+      expect(JSON.stringify(r).length).toBeLessThan(2000);
+    } finally {
+      w.client.dispose();
+    }
+  });
+});
+
 describe('attachment data per response (issue 15, item 2)', () => {
   const PER_FILE = 90_000;
   const ALIASED = `query($c: ConversationInput!) {

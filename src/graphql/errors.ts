@@ -109,10 +109,10 @@ export function createErrorFormatter(opts: {
       extensions: { code: 'INTERNAL_SERVER_ERROR', ...(requestId ? { requestId } : {}) },
     };
   };
-  if (!opts.hideSuggestions) return shape;
   return (formatted, error) => {
     const shaped = shape(formatted, error);
-    return shaped.message.includes('Did you mean') ? { ...shaped, message: shaped.message.replace(SUGGESTION, '') } : shaped;
+    const message = shortened(opts.hideSuggestions ? shaped.message.replace(SUGGESTION, '') : shaped.message);
+    return message === shaped.message ? shaped : { ...shaped, message };
   };
 }
 
@@ -130,6 +130,13 @@ export function formatAsApollo(errors: readonly GraphQLError[], formatError: Err
   });
   return { errors: formatted, status };
 }
+
+/**
+ * An input error's message with the values it quotes cut short: graphql-js echoes a variable that
+ * did not coerce whole, and a 1 MB string came back as a 1 MB answer (an outside probe).
+ */
+const LONG_QUOTED = /"((?:[^"\\]|\\.){100})(?:[^"\\]|\\.){20,}"/g;
+const shortened = (message: string): string => (message.length > 500 ? message.replace(LONG_QUOTED, '"$1…"') : message);
 
 /** A request-level error from graphql-js (no code of its own) as the bad input it is. */
 function asBadInput(e: GraphQLError): GraphQLError {
