@@ -548,8 +548,11 @@ describe('block and the read marker', () => {
     await block(s, bob, carol);
     const fromAlice = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from alice' } }, alice.token))).sendMessage.id;
     await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from carol, whom bob blocks' } }, carol.token));
-    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'carol again' } }, carol.token));
+    const fromCarol = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'carol again' } }, carol.token))).sendMessage.id;
     const MARK = 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { unreadCount lastMessage { content } } }';
+    // A blocked sender's message, which bob's history leaves out, takes no marker of his (no client could place it).
+    const onBlocked = await gql(s.url, MARK, { c: { groupId: g }, m: fromCarol }, bob.token);
+    expect([codeOf(onBlocked), onBlocked.errors![0].extensions!.field]).toEqual(['BAD_USER_INPUT', 'messageId']);
     const row = async (m?: string) => (await ok(gql(s.url, MARK, { c: { groupId: g }, m }, bob.token))).markRead;
     const asQueried = async () => (await ok(gql(s.url, ONE, { c: { groupId: g } }, bob.token))).conversation;
     expect(await row(fromAlice)).toEqual({ unreadCount: 0, lastMessage: { content: 'from alice' } });
