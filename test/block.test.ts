@@ -564,6 +564,26 @@ describe('block and the read marker', () => {
 });
 
 describe('block and the sidebar', () => {
+  it("should tell the blocker's sessions their shared rows as a block and its lifting leave them, on every instance", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const g = (await buildGroup(a.url, bob, { members: [alice, carol] })).id;
+    await ok(gql(a.url, SEND, { input: { groupId: g, content: 'from bob' } }, bob.token));
+    await ok(gql(a.url, SEND, { input: { groupId: g, content: `from alice to @${carol.username}` } }, alice.token));
+    const ROWS = 'subscription { conversationUpdated { id unreadCount unreadMentionCount lastMessage { content } } }';
+    const rows = [await listen(a, carol, ROWS), await listen(b, carol, ROWS)];
+    const ofGroup = (i: number) => rows[i].values.map((v: any) => v.conversationUpdated).filter((r: any) => r.id === `g:${g}`);
+    await ok(gql(b.url, BLOCK, { id: alice.id }, carol.token));
+    for (const i of [0, 1]) await eventually(() => ofGroup(i).length === 1);
+    for (const i of [0, 1]) expect(ofGroup(i)[0]).toEqual({ id: `g:${g}`, unreadCount: 1, unreadMentionCount: 0, lastMessage: { content: 'from bob' } });
+    await ok(gql(a.url, UNBLOCK, { id: alice.id }, carol.token));
+    for (const i of [0, 1]) await eventually(() => ofGroup(i).length === 2);
+    for (const i of [0, 1]) expect(ofGroup(i)[1]).toEqual({ id: `g:${g}`, unreadCount: 2, unreadMentionCount: 1, lastMessage: { content: `from alice to @${carol.username}` } });
+    // As a fresh query reads them.
+    expect((await ok(gql(a.url, ONE, { c: { groupId: g } }, carol.token))).conversation).toMatchObject({ unreadCount: 2, lastMessage: { content: `from alice to @${carol.username}` } });
+  });
+
   it("should tell a blocker's live row an edit and a deletion of its last message, though the head is a blocked sender's, and no one else", async () => {
     const s = await createTestServer();
     const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -499,6 +499,16 @@ export const conversationRepository = {
     return row.n;
   },
 
+  /** `userId`'s rows of the groups and projects they share with `otherId`, the most recently active first, at most `limit`. */
+  async sharedRows(em: EntityManager, userId: string, otherId: string, limit: number): Promise<ConversationRow[]> {
+    return em.execute(
+      `select ${NAMED} from (${ROWS} where cm.user_id = ? and cm.kind <> 'DIRECT'
+         and exists (select 1 from conversation_members o where o.conversation_key = cm.conversation_key and o.user_id = ?)
+       order by activity_at desc limit ${limitLiteral(limit)}) c`,
+      [userId, otherId],
+    );
+  },
+
   async row(em: EntityManager, userId: string, key: string): Promise<ConversationRow | null> {
     const rows: ConversationRow[] = await em.execute(
       `select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = ? and cm.user_id = ?) c ${LAST}`,

@@ -5,6 +5,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { messageRepository } from '../message/message.repository';
+import { mentionRepository } from '../message/mention.repository';
 import { blockRepository } from '../safety/block.repository';
 import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
@@ -16,6 +17,8 @@ import type { ConversationType, ReadReceiptType } from './conversation.types';
 import { isoTime } from '../../shared/time';
 
 const RECEIPTS_MAX = 100;
+/** The blocker's shared rows a block tells again (see blockChanged). */
+const SHARED_ROWS_MAX = 50;
 
 /** A member without a row (left meanwhile): everything up to the head read, as a join leaves it. */
 function upToHead(head: HeadState | null): OwnState {
@@ -124,6 +127,33 @@ export class ConversationService {
    * (readReceipt) when it moved.
    * @throws BadUserInputError when the message is not one of this conversation's, as the viewer sees it.
    */
+  /**
+   * A block made or lifted changes the blocker's rows of the groups and projects shared with the
+   * other user (their unread and mention counts, the last message): each goes to the blocker's
+   * sessions, as a mute's does (the most recently active SHARED_ROWS_MAX: a sidebar's first pages).
+   */
+  async blockChanged(em: EntityManager, viewerId: string, otherId: string): Promise<void> {
+    for (const row of await conversationRepository.sharedRows(em, viewerId, otherId, SHARED_ROWS_MAX)) {
+      // The badge as it stands now, which a receiver can't derive (the one told before counted the other's mentions, or left them out).
+      const badge = await mentionRepository.unreadOf(em, row.conversation_key, [viewerId]);
+      await this.pubsub.publishSafe(Topic.ConversationUpdated, {
+        mentionCounts: badge.counts,
+        mentionReads: badge.reads,
+        conversationKey: row.conversation_key,
+        groupId: row.group_id,
+        projectId: row.project_id,
+        userIds: null,
+        kind: row.kind,
+        title: row.title ?? '',
+        titles: null,
+        message: null,
+        head: headPayload(headOf(row)),
+        members: { [viewerId]: ownPayload(ownOf(row)) },
+        only: [viewerId],
+      });
+    }
+  }
+
   async markRead(em: EntityManager, viewerId: string, input: ConversationArgs, messageId?: string | null): Promise<ConversationType> {
     const conv = await this.access.resolve(em, viewerId, input);
     if (messageId !== null && messageId !== undefined) {

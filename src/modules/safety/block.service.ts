@@ -22,18 +22,26 @@ import type { SafetyLists } from './safety.lists';
  * never told: what they are refused reads as it would for any stranger.
  */
 export class BlockService {
+  /** Told once a block is made or lifted, after its commit (the blocker's shared rows: see onBlockChanged). */
+  private changed: ((em: EntityManager, viewerId: string, userId: string) => Promise<void>) | undefined;
+
   constructor(
     private readonly pubsub: PubSub,
     private readonly lists: SafetyLists,
   ) {}
 
+  /** `listener` runs once a block is made or lifted, with the blocker and the blocked. */
+  onBlockChanged(listener: (em: EntityManager, viewerId: string, userId: string) => Promise<void>): void {
+    this.changed = listener;
+  }
+
   /** Blocks `userId`; true, also when they were blocked already (nothing changes then). */
   async block(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     await this.target(em, viewerId, userId);
-    await transact(em, this.pubsub, async (tem, outbox) => {
+    const made = await transact(em, this.pubsub, async (tem, outbox) => {
       // After any request, answer or unfriending between the two that is under way (see lockPair).
       await friendRepository.lockPair(tem, viewerId, userId);
-      if (!(await blockRepository.block(tem, viewerId, userId))) return;
+      if (!(await blockRepository.block(tem, viewerId, userId))) return false;
       // The friendship ends for both (the direct conversation leaves both sidebars, as removeFriend does), and any request between them.
       await friendRepository.unfriend(tem, viewerId, userId);
       await friendRepository.dropPendingBetween(tem, viewerId, userId);
@@ -43,7 +51,9 @@ export class BlockService {
       outbox.add(Topic.SafetyChanged, { userId, conversationKey: key, mutedUntil: null });
       // A friendship may have ended: the two users' presence contacts are read again (contacts mode).
       outbox.add(Topic.ContactsChanged, { userIds: [viewerId, userId] });
+      return true;
     });
+    if (made) await this.changed?.(em, viewerId, userId);
     return true;
   }
 
@@ -51,7 +61,10 @@ export class BlockService {
   async unblock(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     // A block outlives its blocked account (their messages stay hidden from the blocker), and is lifted as any other.
     const lifted = isId(userId) && userId !== viewerId && (await blockRepository.unblock(em, viewerId, userId));
-    if (lifted) await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
+    if (lifted) {
+      await this.pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: false });
+      await this.changed?.(em, viewerId, userId);
+    }
     // No block lifted: yourself, an unknown id, or nothing to lift (true for an account, NOT_FOUND for a deleted one).
     else await this.target(em, viewerId, userId);
     return true;
