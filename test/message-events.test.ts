@@ -6,6 +6,7 @@ import { befriend, buildGroup, groupWith, sendMessage, signup, request } from '.
 import { HistoryDocument } from '../generated/client/graphql';
 import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
+import { messageRepository } from '../src/modules/message/message.repository';
 
 const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id content editedAt } }';
 const DELETE = 'mutation($m: ID!) { deleteMessage(messageId: $m) }';
@@ -195,6 +196,29 @@ describe('editing, deleting and reacting', () => {
     const more = (await ok(gql(s.url, REACT, { m, e: emoji[0] }, bob.token))).addReaction.reactions;
     expect(more).toHaveLength(20);
     expect(more.find((r: { emoji: string }) => r.emoji === emoji[0]).count).toBe(2);
+  });
+
+  it('should not tell a reaction read back after a deletion committed: DELETED tells that state, and nothing follows it', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'React, then gone', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'soon gone' });
+    const events = await listen(s, alice, EVENTS, { c: { groupId: g } });
+    // The deletion commits between the reaction's commit and its read back (as when both land at once).
+    const real = messageRepository.withReactions.bind(messageRepository);
+    const spy = jest.spyOn(messageRepository, 'withReactions').mockImplementationOnce(async (em, id) => {
+      await sql(s.env.DATABASE_URL!, "update messages set content = null, deleted_at = now(), version = version + 1 where id = $1", [id]);
+      await sql(s.env.DATABASE_URL!, 'delete from message_reactions where message_id = $1', [id]);
+      return real(em, id);
+    });
+    try {
+      await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));
+    } finally {
+      spy.mockRestore();
+    }
+    await ok(gql(s.url, EDIT, { m: (await sendMessage(s.url, alice.token, { groupId: g, content: 'barrier' })).id, t: 'barrier, edited' }, alice.token));
+    await events.nth(1);
+    expect(events.values.map((v: any) => v.messageEvent.kind)).toEqual(['EDITED']);
   });
 
   it('should add and remove one emoji at once, from two tabs, without a deadlock', async () => {
