@@ -199,6 +199,14 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       // The first read finds the store emptied; B tells it Frank's activity again.
       await status(frank.id);
       await eventually(async () => (await status(frank.id)) === 'ONLINE', 2500, 100);
+      // Emptied again a few seconds later, with someone new since: both told again.
+      const gina = await signup(b.url);
+      await sleep(3500);
+      const again = new Redis(redis.url);
+      await again.flushall();
+      again.disconnect();
+      await status(frank.id);
+      await eventually(async () => (await status(frank.id)) === 'ONLINE' && (await status(gina.id)) === 'ONLINE', 2500, 100);
 
       await redis.stop();
       await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);
