@@ -146,6 +146,9 @@ describe('values echoed in input errors', () => {
     expect(body.errors[0].extensions.code).toBe('BAD_USER_INPUT');
     expect(body.errors[0].message).toMatch(/^Variable "\$u" got invalid value "x{100}…"/);
     expect(text.length).toBeLessThan(2000);
+    // Nor a key of an object value, which graphql-js prints unquoted.
+    const keyed = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query, variables: { ...variables, u: { ['k'.repeat(1 << 20)]: 1 } } }) });
+    expect((await keyed.text()).length).toBeLessThan(2000);
     const w = wsClient(s.wsUrl, u.token);
     try {
       type Answer = { errors?: { message: string; extensions?: { code?: string } }[] };

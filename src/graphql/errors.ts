@@ -132,11 +132,17 @@ export function formatAsApollo(errors: readonly GraphQLError[], formatError: Err
 }
 
 /**
- * An input error's message with the values it quotes cut short: graphql-js echoes a variable that
- * did not coerce whole, and a 1 MB string came back as a 1 MB answer (an outside probe).
+ * An error's message with the values it quotes cut short, and at most MAX_MESSAGE characters:
+ * graphql-js echoes a variable that did not coerce whole, and a 1 MB string (or an object with a
+ * 1 MB key) came back as a 1 MB answer (outside probes).
  */
 const LONG_QUOTED = /"((?:[^"\\]|\\.){100})(?:[^"\\]|\\.){20,}"/g;
-const shortened = (message: string): string => (message.length > 500 ? message.replace(LONG_QUOTED, '"$1…"') : message);
+const MAX_MESSAGE = 1000;
+const shortened = (message: string): string => {
+  if (message.length <= 500) return message;
+  const cut = message.replace(LONG_QUOTED, '"$1…"');
+  return cut.length > MAX_MESSAGE ? `${cut.slice(0, MAX_MESSAGE)}…` : cut;
+};
 
 /** A request-level error from graphql-js (no code of its own) as the bad input it is. */
 function asBadInput(e: GraphQLError): GraphQLError {
