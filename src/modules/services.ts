@@ -163,7 +163,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     moderates: (em, groupId, userId) => groups.moderates(em, groupId, userId),
     statements: orm.em.fork() as EntityManager,
   });
-  const reports = new ReportService({ pubsub, access: conversationAccess, groups, blocks, moderators: env.MODERATORS });
+  const reports = new ReportService({ pubsub, access: conversationAccess, groups, moderators: env.MODERATORS });
   const pins = new PinService({ pubsub, projects, access: conversationAccess });
   const search = new SearchService({ access: conversationAccess });
   const threads = new ThreadService({ messages, pubsub });

@@ -6,7 +6,7 @@ import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topi
 import { isId } from '../../shared/validation';
 import { messageRepository } from '../message/message.repository';
 import { mentionRepository } from '../message/mention.repository';
-import { blockRepository } from '../safety/block.repository';
+import { blocksSender } from '../safety/block.repository';
 import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
 import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
 import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
@@ -160,7 +160,7 @@ export class ConversationService {
       const m = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
       const inView = m && this.access.inView(conv, viewerId, { conversationKey: m.conversation_key, senderId: m.sender_id, recipientId: m.recipient_id });
       // Nor one of a sender the viewer blocks, which history and lastMessage leave out: a marker no client could place.
-      const hidden = inView && m.sender_id !== viewerId && (await blockRepository.blockedAmong(em, viewerId, [m.sender_id])).size > 0;
+      const hidden = inView && (await blocksSender(em, viewerId, m.sender_id));
       if (!inView || hidden) throw new BadUserInputError('That message is not in this conversation.', 'messageId');
       // Not in the timeline (history, the unread count): a client could place no marker on it.
       if (m.parent_id && !m.also_in_conversation) throw new BadUserInputError("That message is a reply kept in its thread: markThreadRead marks it, markRead marks the conversation's timeline.", 'messageId');

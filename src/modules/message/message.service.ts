@@ -26,6 +26,7 @@ import { Batcher, Lanes } from '../../shared/batcher';
 import { boundedLru } from '../../shared/lru';
 import { retryDeadlocks } from '../../shared/sql';
 import { MessageGoneError, unlessGone } from './message.gone';
+import { blocksSender } from '../safety/block.repository';
 
 const MAX_CONTENT = 4000;
 /**
@@ -677,6 +678,9 @@ export class MessageService {
     return unlessGone(em, messageId, async () => {
       const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
+      // Adding to one of a sender the viewer blocks, which their history leaves out: as for a message
+      // they can't see (removing one made before the block stays theirs to do).
+      if (add && (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).

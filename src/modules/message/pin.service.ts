@@ -12,6 +12,7 @@ import type { MessageType } from './message.types';
 import type { Conversation, ConversationAccess } from '../conversation/conversation.access';
 import { pinRepository } from './pin.repository';
 import { MessageGoneError, unlessGone } from './message.gone';
+import { blocksSender } from '../safety/block.repository';
 
 /** Pins one conversation may hold at once. */
 export const MAX_PINS = 50;
@@ -42,6 +43,9 @@ export class PinService {
   async pin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
       const { row, conv } = await this.pinnable(em, viewerId, messageId);
+      // Nor one of a sender the viewer blocks, which their pinnedMessages and history leave out
+      // (unpinning it stays theirs to do, as for any pin of the conversation).
+      if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Message');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
       const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
       if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');

@@ -23,6 +23,11 @@ export const blocksAnyone = (viewer: string): string => `exists (select 1 from u
  */
 export const notBlockedByViewer = (sender: string): string => `(not ${blocksAnyone('?')} or not ${blockedBy('?', sender)})`;
 
+/** Whether `viewerId` blocks `senderId` (never themselves): that sender's messages are out of the viewer's sight. */
+export async function blocksSender(em: EntityManager, viewerId: string, senderId: string): Promise<boolean> {
+  return senderId !== viewerId && (await blockRepository.blockedAmong(em, viewerId, [senderId])).size > 0;
+}
+
 export const blockRepository = {
   /** True when the row is new (a block already there changes nothing). */
   async block(em: EntityManager, blockerId: string, blockedId: string): Promise<boolean> {

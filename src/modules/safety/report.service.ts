@@ -7,7 +7,7 @@ import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId } from '../../shared/validation';
 import type { ConversationAccess } from '../conversation/conversation.access';
 import type { GroupService } from '../group/group.service';
-import type { BlockService } from './block.service';
+import { blocksSender } from './block.repository';
 import { messageRepository } from '../message/message.repository';
 import { reportRepository, type ReportRow } from './report.repository';
 import { ReportStatus, type ReportType } from './report.types';
@@ -19,7 +19,6 @@ export interface ReportServiceDeps {
   pubsub: PubSub;
   access: ConversationAccess;
   groups: GroupService;
-  blocks: BlockService;
   /** Lower-cased usernames of the instance's moderators (MODERATORS): direct and project messages' reports. */
   moderators: readonly string[];
 }
@@ -66,7 +65,7 @@ export class ReportService {
       const visible =
         !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
       // Nor one of a sender the viewer blocks, which history and node() leave out for them (its text was answered, edits included).
-      if (!row || !visible || (row.sender_id !== viewerId && (await this.deps.blocks.blockedAmong(em, viewerId, [row.sender_id])).has(row.sender_id))) throw new NotFoundError('Message');
+      if (!row || !visible || (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
       const made = await em.transactional(async (tem) => {
