@@ -2,7 +2,7 @@ import { codeOf, eventually, gql, listen, ok, sleep, wsClient } from './helpers/
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 import pg from 'pg';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 
 const BLOCK = 'mutation($id: ID!) { blockUser(userId: $id) }';
 const UNBLOCK = 'mutation($id: ID!) { unblockUser(userId: $id) }';
@@ -127,20 +127,14 @@ describe('block', () => {
     const key = `d:${a}:${b}`;
     // An unfriending (or a block) under way, as removeFriend writes it, not yet committed while bob's
     // message passes the check before its statement.
-    const ending = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await ending.connect();
-    try {
-      await ending.query('begin');
-      await ending.query('delete from friendships where user_a_id = $1 and user_b_id = $2', [a, b]);
-      await ending.query('delete from conversation_members where conversation_key = $1', [key]);
-      const sent = gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { toUserId: ann.id, content: 'as it ends' } }, bob.token);
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
-      await Promise.race([sent, eventually(waiting, 5000)]);
-      await ending.query('commit');
-      expect(codeOf(await sent)).toBe('FORBIDDEN');
-    } finally {
-      await ending.end();
-    }
+    const ending: [string, unknown[]][] = [
+      ['delete from friendships where user_a_id = $1 and user_b_id = $2', [a, b]],
+      ['delete from conversation_members where conversation_key = $1', [key]],
+    ];
+    const sent = await whileHolding(s.env.DATABASE_URL!, ending, () =>
+      gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { toUserId: ann.id, content: 'as it ends' } }, bob.token),
+    );
+    expect(codeOf(sent)).toBe('FORBIDDEN');
     // Neither sidebar has the conversation again, and nothing was stored.
     expect(await sql(s.env.DATABASE_URL!, 'select user_id from conversation_members where conversation_key = $1', [key])).toEqual([]);
     expect((await sql(s.env.DATABASE_URL!, 'select content from messages where conversation_key = $1', [key])).map((m) => m.content)).toEqual(['hi']);

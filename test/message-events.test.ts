@@ -4,8 +4,7 @@ import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildGroup, groupWith, sendMessage, signup, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
-import pg from 'pg';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 import { messageRepository } from '../src/modules/message/message.repository';
 
 const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { id content editedAt } }';
@@ -57,20 +56,11 @@ describe('editing, deleting and reacting', () => {
     const g = await groupWith(s.url, alice, 'Racing edits', [bob]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'first' });
     // Another edit holds the row with new text, not yet committed, while this one asks for the old text back.
-    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await other.connect();
-    try {
-      await other.query('begin');
-      await other.query(`update messages set content = 'second', edited_at = now(), version = version + 1 where id = $1`, [m.id]);
-      const back = gql(s.url, EDIT, { m: m.id, t: 'first' }, alice.token);
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
-      await Promise.race([back, eventually(waiting, 5000)]);
-      await other.query('commit');
-      // Applied after the other one, as its answer says: not a no-op read from before it.
-      expect((await ok(back)).editMessage).toMatchObject({ content: 'first', editedAt: expect.any(String) });
-    } finally {
-      await other.end();
-    }
+    const back = whileHolding(s.env.DATABASE_URL!, [[`update messages set content = 'second', edited_at = now(), version = version + 1 where id = $1`, [m.id]]], () =>
+      gql(s.url, EDIT, { m: m.id, t: 'first' }, alice.token),
+    );
+    // Applied after the other one, as its answer says: not a no-op read from before it.
+    expect((await ok(back)).editMessage).toMatchObject({ content: 'first', editedAt: expect.any(String) });
     expect(await sql(s.env.DATABASE_URL!, 'select content from messages where id = $1', [m.id])).toEqual([{ content: 'first' }]);
   });
 
@@ -243,38 +233,16 @@ describe('editing, deleting and reacting', () => {
     const g = await groupWith(s.url, alice, 'Racing a deletion', [bob]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'going' });
     // A deletion holds the row, not yet committed, while bob's reaction (which read the message before it) waits.
-    const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await other.connect();
-    try {
-      await other.query('begin');
-      await other.query(`update messages set content = null, deleted_at = now(), version = version + 1 where id = $1`, [m.id]);
-      const add = gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token);
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
-      await Promise.race([add, eventually(waiting, 5000)]);
-      await other.query('commit');
-      const refused = await add;
-      expect([codeOf(refused), refused.errors![0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
-    } finally {
-      await other.end();
-    }
+    const refused = await whileHolding(s.env.DATABASE_URL!, [[`update messages set content = null, deleted_at = now(), version = version + 1 where id = $1`, [m.id]]], () =>
+      gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token),
+    );
+    expect([codeOf(refused), refused.errors![0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m.id])).toEqual([]);
     const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 1 }, bob.token)).history.edges[0].node;
     expect(node).toMatchObject({ id: m.id, deletedAt: expect.any(String), reactions: [] });
     // Its row taken away meanwhile (as its group's deletion does): NOT_FOUND, as for any message gone.
     const gone = await sendMessage(s.url, alice.token, { groupId: g, content: 'taken away' });
-    const other2 = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await other2.connect();
-    try {
-      await other2.query('begin');
-      await other2.query('delete from messages where id = $1', [gone.id]);
-      const add = gql(s.url, ADD, { m: gone.id, e: '👍' }, bob.token);
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.query like '%messages%'")).length > 0;
-      await Promise.race([add, eventually(waiting, 5000)]);
-      await other2.query('commit');
-      expect(codeOf(await add)).toBe('NOT_FOUND');
-    } finally {
-      await other2.end();
-    }
+    expect(codeOf(await whileHolding(s.env.DATABASE_URL!, [['delete from messages where id = $1', [gone.id]]], () => gql(s.url, ADD, { m: gone.id, e: '👍' }, bob.token)))).toBe('NOT_FOUND');
   });
 
   it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {

@@ -63,3 +63,34 @@ export async function waitedOnBy(holder: pg.ClientBase, n = 1, ms = 10_000): Pro
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * Runs `statements` in a transaction on a connection of its own, then `request` while that
+ * transaction holds their locks; once a session of this database waits on a lock (or `request`
+ * answers first), commits, and returns what `request` answers: a race made certain.
+ */
+export async function whileHolding<T>(databaseUrl: string, statements: [string, unknown[]][], request: () => Promise<T>): Promise<T> {
+  const holder = new pg.Client({ connectionString: databaseUrl });
+  await holder.connect();
+  try {
+    await holder.query('begin');
+    for (const [text, params] of statements) await holder.query(text, params);
+    const answer = request();
+    const waiting = async () =>
+      (await sql(databaseUrl, 'select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.datname = current_database()')).length > 0;
+    const deadline = Date.now() + 5000;
+    let answered = false;
+    void answer.then(
+      () => (answered = true),
+      () => (answered = true),
+    );
+    while (!answered && !(await waiting())) {
+      if (Date.now() > deadline) throw new Error('the request never waited on the held locks');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await holder.query('commit');
+    return await answer;
+  } finally {
+    await holder.end();
+  }
+}
