@@ -133,12 +133,18 @@ export class ConversationService {
    * sessions, as a mute's does (the most recently active SHARED_ROWS_MAX: a sidebar's first pages).
    */
   async blockChanged(em: EntityManager, viewerId: string, otherId: string): Promise<void> {
-    for (const row of await conversationRepository.sharedRows(em, viewerId, otherId, SHARED_ROWS_MAX)) {
-      // The badge as it stands now, which a receiver can't derive (the one told before counted the other's mentions, or left them out).
-      const badge = await mentionRepository.unreadOf(em, row.conversation_key, [viewerId]);
+    const rows = await conversationRepository.sharedRows(em, viewerId, otherId, SHARED_ROWS_MAX);
+    // The badges as they stand now, which a receiver can't derive (the ones told before counted the
+    // other's mentions, or left them out): one query for every row, each counted from its marker.
+    const badges = await mentionRepository.unreadCounts(
+      em,
+      viewerId,
+      rows.map((r) => r.conversation_key),
+    );
+    for (const row of rows) {
       await this.pubsub.publishSafe(Topic.ConversationUpdated, {
-        mentionCounts: badge.counts,
-        mentionReads: badge.reads,
+        mentionCounts: { [viewerId]: badges.get(row.conversation_key) ?? 0 },
+        mentionReads: { [viewerId]: Number(row.read_seq) },
         conversationKey: row.conversation_key,
         groupId: row.group_id,
         projectId: row.project_id,
