@@ -267,7 +267,7 @@ function openRealtime(env: Env, metrics: Metrics, core: Core, graphql: GraphQLEd
     formatError: (e) => formatError(e.toJSON(), e),
     onDelivered: (s) => metrics.fanoutLatency.observe(s),
   });
-  const sessions = new RealtimeSessions(services, env.WS_MAX_SOCKETS_PER_USER);
+  const sessions = new RealtimeSessions(services, env.WS_MAX_SOCKETS_PER_USER, env.REALTIME_OPEN_TIMEOUT * 1000);
   stack.push('realtime sessions', () => sessions.dispose());
   const onOperation = (op: OperationRecord) => metrics.operation(op);
   const shared = { formatError, limits, operations, fanout, sessions, inFlight: core.inFlight, onOperation };

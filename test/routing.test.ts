@@ -395,7 +395,7 @@ describeRedis('event routing', () => {
 
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
-      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });
       const u = await signup(a.url);
       proxy.hold();
       const socket = new (await import('ws')).default(a.wsUrl, 'graphql-transport-ws');
@@ -404,14 +404,16 @@ describeRedis('event routing', () => {
         socket.on('close', (code) => resolve(`close ${code}`));
       });
       socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { token: u.token } })));
-      expect(await first).toBe('close 1013');
+      // Told after REALTIME_OPEN_TIMEOUT (1 s here), well before the default 10 s.
+      const waited = new Promise<string>((r) => setTimeout(r, 5000, 'still waiting').unref());
+      expect(await Promise.race([first, waited])).toBe('close 1013');
       proxy.release();
     });
   }, 30_000);
 
   it("should answer an SSE stream whose session can't open in time (Redis held) 503, to try again, not leave it without an answer", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
-      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });
       const u = await signup(a.url);
       proxy.hold();
       try {
@@ -419,7 +421,8 @@ describeRedis('event routing', () => {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` },
           body: JSON.stringify({ query: ALL_MESSAGES }),
-          signal: AbortSignal.timeout(20_000),
+          // Answered after REALTIME_OPEN_TIMEOUT (1 s here), well before the default 10 s.
+          signal: AbortSignal.timeout(5000),
         });
         expect([res.status, res.headers.get('retry-after')]).toEqual([503, '1']);
         const body = (await res.json()) as { errors: { extensions: { code: string } }[] };

@@ -136,6 +136,12 @@ export interface Env {
   WS_MAX_PENDING_PER_IP: number;
   /** Seconds between keep-alive pings; a socket that misses the pong for as long is cut. 0 turns pings off. @default 12 */
   WS_KEEPALIVE: number;
+  /**
+   * Seconds a socket or SSE stream may take to open its session (its memberships read, its
+   * channels subscribed in Redis) before it is told to try again: 1013 for a socket, 503 with
+   * Retry-After for a stream. @default 10
+   */
+  REALTIME_OPEN_TIMEOUT: number;
   /** sendMessage calls per user (count/duration): well above a person typing, far below a script. @default 300/10s */
   RATE_LIMIT_SEND_MESSAGE: RateSpec;
   /** Signups per client address (argon2 already makes each one cost). @default 1000/1h */
@@ -413,6 +419,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
     WS_MAX_PENDING_PER_IP: int(src, 'WS_MAX_PENDING_PER_IP', 20, 1, 1_000_000),
     WS_KEEPALIVE: duration(src, 'WS_KEEPALIVE', 12, 0),
+    REALTIME_OPEN_TIMEOUT: duration(src, 'REALTIME_OPEN_TIMEOUT', 10, 0.1, 300),
     RATE_LIMIT_SEND_MESSAGE: rate(src, 'RATE_LIMIT_SEND_MESSAGE', { points: 300, duration: 10 }),
     RATE_LIMIT_SIGNUP: rate(src, 'RATE_LIMIT_SIGNUP', { points: 1000, duration: 3600 }),
     RATE_LIMIT_LOGIN: rate(src, 'RATE_LIMIT_LOGIN', { points: 300, duration: 300 }),

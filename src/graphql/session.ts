@@ -14,9 +14,6 @@ const RECHECK_MS = 60_000;
 /** Why a session ends from the server's side. */
 export type SessionEnd = 'expired' | 'revoked';
 
-/** How long a session may take to open (its memberships, its channels subscribed) before its client is told to try again. */
-const OPEN_TIMEOUT_MS = 10_000;
-
 /** The transport's side of a session: the socket or stream it ends in its own protocol's way. */
 export interface SessionOwner {
   /** Its token expired or was revoked: a socket closes with 4403, a stream sends an UNAUTHENTICATED error and completes. */
@@ -70,6 +67,8 @@ export class RealtimeSessions {
     readonly services: Services,
     /** Sessions one user may hold open on this instance (WS_MAX_SOCKETS_PER_USER). */
     maxPerUser: number,
+    /** How long a session may take to open (its memberships, its channels subscribed) before its client is told to try again (REALTIME_OPEN_TIMEOUT). */
+    readonly openTimeoutMs = 10_000,
   ) {
     this.perUser = new SessionsPerUser(maxPerUser);
     this.offRevoked = services.pubsub.on(Topic.SessionsRevoked, (p) => this.revoke(p.tokenHashes));
@@ -221,12 +220,12 @@ export class RealtimeSession {
   }
 
   /**
-   * open(), or 'late' when it takes longer than OPEN_TIMEOUT_MS (Redis slow to answer its
+   * open(), or 'late' when it takes longer than REALTIME_OPEN_TIMEOUT (Redis slow to answer its
    * channels): the transport then tells the client to try again, and its close undoes the rest.
    */
   async openInTime(): Promise<boolean | 'late'> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => void (timer = setTimeout(r, OPEN_TIMEOUT_MS, 'late')).unref());
+    const late = new Promise<'late'>((r) => void (timer = setTimeout(r, this.sessions.openTimeoutMs, 'late')).unref());
     return Promise.race([this.open(), late]).finally(() => clearTimeout(timer));
   }
 
