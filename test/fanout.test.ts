@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
@@ -51,6 +53,64 @@ describe('subscription fan-out', () => {
     expect(await so.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'OWNER' } } });
     expect(await sm.nth(1)).toEqual({ messageAdded: { content: 'to both', project: { id: project, viewerRole: 'PARTICIPANT' } } });
     expect(s.fanout.executions - before).toBe(2);
+  });
+
+  it("should execute per viewer a document that selects a user's presence: a HIDDEN sender reads OFFLINE to others, ONLINE to themselves", async () => {
+    const s = await createTestServer();
+    const [hidden, other] = [await signup(s.url), await signup(s.url)];
+    const group = await groupWith(s.url, hidden, 'presence dots', [other]);
+    await ok(gql(s.url, 'mutation { setPresenceVisibility(visibility: HIDDEN) { id } }', {}, hidden.token));
+    const dots = 'subscription { messageAdded { content sender { id status lastSeenAt } } }';
+    // The sender subscribes first, so a run shared by both would be theirs (ONLINE: their own view).
+    const wh = wsClient(s.wsUrl, hidden.token);
+    await wh.connected;
+    const sh = subscribe<any>(wh, dots);
+    await running(s, 'messageAdded', 1);
+    const wo = wsClient(s.wsUrl, other.token);
+    await wo.connected;
+    const so = subscribe<any>(wo, dots);
+    await running(s, 'messageAdded', 2);
+    await sendMessage(s.url, hidden.token, { groupId: group, content: 'from the shadows' });
+    expect((await sh.nth(1)).messageAdded.sender).toMatchObject({ id: hidden.id, status: 'ONLINE' });
+    expect((await so.nth(1)).messageAdded.sender).toEqual({ id: hidden.id, status: 'OFFLINE', lastSeenAt: null });
+  });
+
+  it('should know, of every field a shared subscription reaches, whether it is the same for every viewer', async () => {
+    const { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } = await import('../src/graphql/fanout');
+    const { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType } = await import('graphql');
+    const schema = buildSchema(readFileSync(join(__dirname, '..', 'schema.graphql'), 'utf8'));
+    // Checked, one by one, to resolve the same for any viewer the event reaches (the event's filter
+    // decides who may see it). A field added to a type below fails here until it is put on one list.
+    const SAME_FOR_EVERY_VIEWER = new Set([
+      ...['attachment', 'clientMessageId', 'content', 'conversationId', 'createdAt', 'deletedAt', 'editedAt', 'id', 'lastReplyAt', 'mentions', 'parentId', 'pinnedAt', 'pinnedBy', 'reactions', 'recipient', 'replyCount', 'sender', 'threadParticipants'].map((f) => `Message.${f}`),
+      ...['lastSeenAt', 'status', 'user'].map((f) => `Presence.${f}`),
+      ...['conversationId', 'kind', 'message'].map((f) => `MessageEvent.${f}`),
+      ...['conversationId', 'privateThread', 'typing', 'user'].map((f) => `TypingEvent.${f}`),
+      ...['conversationId', 'lastReadMessageId', 'readAt', 'user'].map((f) => `ReadReceipt.${f}`),
+      // url: the shared run is per origin (the key of a shape), and the link is the same for anyone.
+      ...['base64', 'fileName', 'id', 'mimeType', 'size', 'url'].map((f) => `Attachment.${f}`),
+      ...['createdAt', 'displayName', 'id', 'username'].map((f) => `User.${f}`),
+      ...['count', 'emoji'].map((f) => `ReactionCount.${f}`),
+    ]);
+    const unclassified: string[] = [];
+    const seen = new Set<string>();
+    const subscription = schema.getSubscriptionType()!.getFields();
+    const queue = [...VIEWER_INDEPENDENT].map((root) => getNamedType(subscription[root].type));
+    for (let type = queue.shift(); type; type = queue.shift()) {
+      if (seen.has(type.name)) continue;
+      seen.add(type.name);
+      if (isUnionType(type) || isInterfaceType(type)) queue.push(...schema.getPossibleTypes(type));
+      if (!isObjectType(type) && !isInterfaceType(type)) continue;
+      for (const field of Object.values(type.getFields())) {
+        const name = `${type.name}.${field.name}`;
+        // A viewer-specific field's subtree runs per viewer anyway.
+        if (VIEWER_SPECIFIC_FIELDS.has(name)) continue;
+        if (!SAME_FOR_EVERY_VIEWER.has(name)) unclassified.push(name);
+        queue.push(getNamedType(field.type));
+      }
+    }
+    expect(unclassified).toEqual([]);
+    expect(seen.size).toBeGreaterThan(8);
   });
 
   it('should give every subscriber of a large fan-out each event exactly once and in order', async () => {

@@ -65,10 +65,25 @@ export interface FanoutOperation {
  * one execution serves them all. Others (groupEvent, projectAction) resolve viewer-specific
  * data and are executed once per viewer instead.
  */
-const VIEWER_INDEPENDENT = new Set(['messageAdded', 'presenceChanged', 'messageEvent', 'typing', 'readReceipt']);
+export const VIEWER_INDEPENDENT: ReadonlySet<string> = new Set(['messageAdded', 'presenceChanged', 'messageEvent', 'typing', 'readReceipt']);
 
-/** Fields resolved for the viewer (visibility, the viewer's role): a document that reaches one is executed per viewer. */
-const VIEWER_SPECIFIC_FIELDS = new Set(['Message.group', 'Message.project', 'Message.hasUnreadReplies', 'ReactionCount.reactedByMe']);
+/**
+ * Fields resolved for the viewer (visibility, the viewer's role, their own settings): a document
+ * that reaches one is executed per viewer. A user's presence is one: contacts-only visibility, a
+ * HIDDEN user reading ONLINE to themselves, a blocked user OFFLINE (a review: `sender { status }`
+ * ran once for a group showed every member the first runner's view). test/fanout.test.ts fails
+ * when a field a shared subscription reaches is in neither this list nor its own.
+ */
+export const VIEWER_SPECIFIC_FIELDS: ReadonlySet<string> = new Set([
+  'Message.group',
+  'Message.project',
+  'Message.hasUnreadReplies',
+  'ReactionCount.reactedByMe',
+  'User.status',
+  'User.lastSeenAt',
+  'User.notificationLevel',
+  'User.presenceVisibility',
+]);
 
 /** Whether the document selects one of `fields` (`Type.field`) anywhere, fragments included: whatever the operation can reach. */
 function selectsAny(schema: GraphQLSchema, document: PreparedOperation['document'], fields: ReadonlySet<string>): boolean {
