@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType } from 'graphql';
 import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
@@ -7,6 +8,7 @@ import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupW
 import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
+import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
 
 
 describe('subscription fan-out', () => {
@@ -76,8 +78,6 @@ describe('subscription fan-out', () => {
   });
 
   it('should know, of every field a shared subscription reaches, whether it is the same for every viewer', async () => {
-    const { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } = await import('../src/graphql/fanout');
-    const { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType } = await import('graphql');
     const schema = buildSchema(readFileSync(join(__dirname, '..', 'schema.graphql'), 'utf8'));
     // Checked, one by one, to resolve the same for any viewer the event reaches (the event's filter
     // decides who may see it). A field added to a type below fails here until it is put on one list.
