@@ -209,14 +209,25 @@ describe('accounts', () => {
     const mod = await signup(s.url, { username: `mod_${process.pid}` });
     expect((await ok(gql(s.url, UPDATE, { u: `Mod_${process.pid}` }, mod.token))).updateProfile.username).toBe(`Mod_${process.pid}`);
 
-    // A lobby admin by name who renames away is a member again at once; the one who signs up under the freed name is the admin.
+    // A lobby admin by name who renames away is a member again at once, and the name given up is
+    // taken by no one (its rights went to whoever signed up first under it: a security review);
+    // nor the name of a moderator who deleted their account.
     const lobbyRole = async (token: string) => (await ok(gql(s.url, '{ groups(first: 50) { edges { node { isLobby myRole } } } }', {}, token))).groups.edges.find((e: any) => e.node.isLobby).node.myRole;
     const admin = await signup(s.url, { username: `ladmin_${process.pid}` });
     expect(await lobbyRole(admin.token)).toBe('ADMIN');
     await ok(gql(s.url, UPDATE, { u: `former_${process.pid}` }, admin.token));
     expect(await lobbyRole(admin.token)).toBe('MEMBER');
-    const next = await signup(s.url, { username: `ladmin_${process.pid}` });
-    expect([await lobbyRole(next.token), await lobbyRole(admin.token)]).toEqual(['ADMIN', 'MEMBER']);
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: mod.password }, mod.token));
+    const rest = await snapshot(s.env.DATABASE_URL!);
+    for (const name of [`ladmin_${process.pid}`, `LADMIN_${process.pid}`, `mod_${process.pid}`]) {
+      const r = await gql(s.url, SIGNUP, { u: name, p: 'long enough pass' });
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['CONFLICT', 'username']);
+    }
+    expect(codeOf(await gql(s.url, UPDATE, { u: `ladmin_${process.pid}` }, admin.token))).toBe('CONFLICT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(rest);
+    // An unlisted name given up is free again, as ever.
+    await ok(gql(s.url, UPDATE, { u: `former2_${process.pid}` }, admin.token));
+    expect((await ok(gql(s.url, UPDATE, { u: `former_${process.pid}` }, u.token))).updateProfile.username).toBe(`former_${process.pid}`);
   });
 
   it('should find users by search with keyset paging', async () => {

@@ -21,6 +21,7 @@ import { Migration20261126180000_ProjectActionPosition } from './Migration202611
 import { Migration20261127010000_DirectReadMarkers } from './Migration20261127010000_DirectReadMarkers';
 import { Migration20261127050000_WebhookCoveredMessages } from './Migration20261127050000_WebhookCoveredMessages';
 import { Migration20261127060000_ThreadParticipantOrder } from './Migration20261127060000_ThreadParticipantOrder';
+import { Migration20261127100000_RetiredUsernames } from './Migration20261127100000_RetiredUsernames';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -46,4 +47,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127010000_DirectReadMarkers', class: Migration20261127010000_DirectReadMarkers },
   { name: 'Migration20261127050000_WebhookCoveredMessages', class: Migration20261127050000_WebhookCoveredMessages },
   { name: 'Migration20261127060000_ThreadParticipantOrder', class: Migration20261127060000_ThreadParticipantOrder },
+  { name: 'Migration20261127100000_RetiredUsernames', class: Migration20261127100000_RetiredUsernames },
 ];

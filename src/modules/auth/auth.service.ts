@@ -228,8 +228,16 @@ export class AuthService {
     }
     // Likewise its own display name again (made before a rule refused one of its characters).
     if (input.displayName !== undefined && input.displayName !== user.displayName) user.displayName = validateDisplayName(input.displayName);
+    // A privileged name given up is retired with the rename, in its transaction: else whoever
+    // signed up under it first took its rights.
+    const retiring = user.username.toLowerCase() !== from.toLowerCase() && this.privileged.has(from.toLowerCase());
     try {
-      await em.flush();
+      if (retiring) {
+        await em.transactional(async (tem) => {
+          await userRepository.retire(tem, from);
+          await tem.flush();
+        });
+      } else await em.flush();
     } catch (e) {
       if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
       throw e;
@@ -261,6 +269,8 @@ export class AuthService {
       const all = await sessionRepository.ofUser(tem, viewer.userId);
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
       await sessionRepository.deleteAllOf(tem, viewer.userId);
+      // Its name is free again, unless it gave rights (LOBBY_ADMINS, MODERATORS): those go to no one.
+      if (this.privileged.has(user.username.toLowerCase())) await userRepository.retire(tem, user.username);
       await userRepository.anonymize(tem, viewer.userId);
       return all;
     });

@@ -60,12 +60,21 @@ export const userRepository = {
 
   /**
    * Held by an account, deleted ones included, or reserved: the system user's (no account may pass
-   * for the lobby's owner), and `all` and `here`, which a mention reads as @all and @here.
+   * for the lobby's owner), `all` and `here`, which a mention reads as @all and @here, and a
+   * privileged name its holder gave up (see retire).
    */
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
     if (RESERVED_USERNAMES.has(username.toLowerCase())) return true;
-    const rows = await em.execute('select 1 from users where lower(username) = lower(?) limit 1', [username]);
+    const rows = await em.execute(
+      'select 1 from users where lower(username) = lower(?) union all select 1 from retired_usernames where username = lower(?) limit 1',
+      [username, username],
+    );
     return rows.length > 0;
+  },
+
+  /** A name LOBBY_ADMINS or MODERATORS gave rights to, given up by its holder: no one takes it again. */
+  async retire(em: EntityManager, username: string): Promise<void> {
+    await em.execute('insert into retired_usernames (username) values (lower(?)) on conflict do nothing', [username]);
   },
 
   /** An account that is not deleted. */
