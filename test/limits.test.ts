@@ -456,6 +456,32 @@ describe('origin checks', () => {
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 
+  it("should say Vary: Origin on every answer, and allow the headers a page's preflight asks for", async () => {
+    // An answer without Origin (an <img> of an attachment link) is cached by the browser and served
+    // to a later fetch() of the same URL from an allowed page: it must say that it depends on Origin.
+    const plain = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    expect([plain.status, plain.headers.get('vary'), plain.headers.get('access-control-allow-origin')]).toEqual([200, 'Origin', null]);
+    // Apollo Client's own headers, and any other a client library adds: the token authorizes, not them.
+    const asked = 'authorization, content-type, apollographql-client-name, apollographql-client-version';
+    const pre = await fetch(s.url, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': asked } });
+    expect([pre.status, pre.headers.get('access-control-allow-headers'), pre.headers.get('access-control-allow-credentials')]).toEqual([204, asked, null]);
+    expect(pre.headers.get('vary')).toBe('Origin, Access-Control-Request-Headers');
+    // A list that is not header names gets the default list back.
+    const odd = await fetch(s.url, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, bad header' } });
+    expect(odd.headers.get('access-control-allow-headers')).toMatch(/^authorization, content-type,/);
+    // The download's file name is readable by the page.
+    const good = await fetch(s.url, { method: 'POST', headers: { origin: 'https://app.example', 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    expect(good.headers.get('access-control-expose-headers')).toMatch(/content-disposition/);
+  });
+
+  it("should answer Access-Control-Allow-Origin: * with or without an Origin when every origin is allowed", async () => {
+    const open = await createTestServer({ CORS_ORIGINS: '*' });
+    for (const origin of [undefined, 'https://anywhere.example']) {
+      const r = await fetch(open.url, { method: 'POST', headers: { 'content-type': 'application/json', ...(origin ? { origin } : {}) }, body: JSON.stringify({ query: '{ __typename }' }) });
+      expect([r.status, r.headers.get('access-control-allow-origin'), r.headers.get('vary')]).toEqual([200, '*', null]);
+    }
+  });
+
   it('should refuse a WebSocket upgrade from an origin not allowed', async () => {
     const bad = raw(s.wsUrl, { origin: 'https://evil.example' });
     await expect(bad.opened).rejects.toThrow(/403/);

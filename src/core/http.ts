@@ -54,10 +54,20 @@ export function originAllowed(origin: string | undefined, allowed: readonly stri
   return allowed.includes(origin.replace(/\/$/, ''));
 }
 
+/** Headers a page may send besides the CORS-safelisted ones, when its preflight names none we can read. */
+const ALLOWED_HEADERS = 'authorization, content-type, apollo-require-preflight, x-apollo-operation-name, x-request-id';
+/** A preflight's header list: comma-separated header names (RFC 9110 tokens), of a sane length. */
+const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
+
 /**
  * CORS for one request. A preflight is answered here (204); a request from an origin that is
  * not allowed is refused with 403 rather than executed and hidden from the page only by the
  * browser. Returns true when the request was answered.
+ *
+ * With `*` every answer carries `Access-Control-Allow-Origin: *`, asked with an Origin or not; with
+ * a list, every answer says `Vary: Origin`. Else a browser that cached an answer without them (an
+ * `<img>` of an attachment link sends no Origin) reused it for a later `fetch()` of the same URL and
+ * failed it (a browser probe). Credentials (cookies) are never allowed: the API reads bearer tokens.
  */
 export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: readonly string[]): boolean {
   const origin = req.headers.origin;
@@ -65,16 +75,23 @@ export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: r
     sendGraphQLError(res, 403, 'FORBIDDEN', 'This origin is not allowed.');
     return true;
   }
-  if (origin) {
-    res.setHeader('access-control-allow-origin', allowed.includes('*') ? '*' : origin);
+  const any = allowed.includes('*');
+  if (any) res.setHeader('access-control-allow-origin', '*');
+  else {
     res.setHeader('vary', 'Origin');
-    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+    if (origin) res.setHeader('access-control-allow-origin', origin);
   }
+  if (any || origin) res.setHeader('access-control-expose-headers', 'x-request-id, retry-after, content-disposition');
   if (req.method === 'OPTIONS') {
+    // The headers the page asks for, whatever its client library adds (Apollo Client's
+    // apollographql-client-name, tracing headers): a token, not a cookie, is what authorizes.
+    const asked = req.headers['access-control-request-headers'];
+    const headers = typeof asked === 'string' && asked.length <= 1000 && HEADER_LIST.test(asked.trim()) ? asked.trim() : ALLOWED_HEADERS;
     res.writeHead(204, {
       'access-control-allow-methods': 'GET, POST, OPTIONS',
-      'access-control-allow-headers': 'authorization, content-type, apollo-require-preflight, x-apollo-operation-name, x-request-id',
+      'access-control-allow-headers': headers,
       'access-control-max-age': '600',
+      vary: any ? 'Access-Control-Request-Headers' : 'Origin, Access-Control-Request-Headers',
     });
     res.end();
     return true;
