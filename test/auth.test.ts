@@ -304,6 +304,30 @@ describe('accounts', () => {
   });
 });
 
+describeRedis('logoutOtherSessions', () => {
+  it("should revoke every other token of the account on every instance, keep this one, and not let theirs keep the user ONLINE", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const LOGOUT_OTHERS = 'mutation { logoutOtherSessions }';
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const [phone, laptop] = [await login(a.url, u), await login(b.url, u)];
+    const onB = wsClient(b.wsUrl, laptop);
+    await onB.connected;
+    expect((await ok(gql(a.url, LOGOUT_OTHERS, {}, u.token))).logoutOtherSessions).toBe(2);
+    // The other instance's socket closes, and neither token reads anything there or here.
+    expect((await onB.closed).code).toBe(4403);
+    for (const [url, token] of [[a.url, phone], [b.url, laptop], [b.url, phone]]) expect(codeOf(await gql(url, ME, {}, token))).toBe('UNAUTHENTICATED');
+    expect((await ok(gql(b.url, ME, {}, u.token))).me.id).toBe(u.id);
+    expect((await ok(gql(a.url, LOGOUT_OTHERS, {}, u.token))).logoutOtherSessions).toBe(0);
+    // The revoked sessions' activity is gone with them: this session's logout is OFFLINE at once.
+    const status = async () => (await ok(gql(a.url, 'query($id: ID!) { userStatus(userId: $id) { status } }', { id: u.id }, watcher.token))).userStatus.status;
+    expect(await status()).toBe('ONLINE');
+    await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+    expect(await status()).toBe('OFFLINE');
+    expect(codeOf(await gql(a.url, LOGOUT_OTHERS, {}, u.token))).toBe('UNAUTHENTICATED');
+  });
+});
+
 describe('authenticated sockets', () => {
   it('should close a socket without a token or with a bad one with 4403', async () => {
     const s = await createTestServer();

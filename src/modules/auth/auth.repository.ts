@@ -31,6 +31,11 @@ export const sessionRepository = {
     return em.find(Session, { user: userId }, { fields: ['id', 'tokenHash'] });
   },
 
+  /** Deletes a user's sessions but `keep`: the ids and token hashes of those it deleted. */
+  async deleteOthersOf(em: EntityManager, userId: string, keep: string): Promise<{ id: string; token_hash: string }[]> {
+    return em.execute('delete from sessions where user_id = ? and id <> ? returning id, token_hash', [userId, keep]);
+  },
+
   async deleteAllOf(em: EntityManager, userId: string): Promise<void> {
     await em.nativeDelete(Session, { user: userId });
   },

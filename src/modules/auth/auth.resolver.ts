@@ -1,4 +1,4 @@
-import { Arg, Args, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, Int, Mutation, Resolver } from 'type-graphql';
 import { viewerOf } from './auth.viewer';
 import type { Context } from '../context';
 import { toAuthPayload } from './auth.mapper';
@@ -22,6 +22,15 @@ export class AuthResolver {
   @Mutation(() => Boolean, { description: 'Revokes this token; OFFLINE unless another session is live.' })
   logout(@Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.auth.logout(ctx.em, viewerOf(ctx));
+  }
+
+  @Authorized()
+  @Mutation(() => Int, {
+    description:
+      "Revokes every other token of the viewer's account (a lost device, a leaked token): their sockets close with 4403 and their SSE streams end, on every instance, and their requests are UNAUTHENTICATED. This token stays. How many were revoked (0: none).",
+  })
+  async logoutOtherSessions(@Ctx() ctx: Context): Promise<number> {
+    return ctx.services.auth.logoutOthers(ctx.em, viewerOf(ctx));
   }
 
   @Authorized()

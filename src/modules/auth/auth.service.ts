@@ -280,6 +280,22 @@ export class AuthService {
     return true;
   }
 
+  /**
+   * Revokes every other token of the account (a phone lost, a token leaked): their sockets and
+   * streams end on every instance, and their activity no longer keeps the user ONLINE. This one
+   * stays. How many were revoked.
+   */
+  async logoutOthers(em: EntityManager, viewer: Viewer): Promise<number> {
+    const gone = await sessionRepository.deleteOthersOf(em, viewer.userId, viewer.sessionId);
+    if (!gone.length) return 0;
+    await this.revoked(viewer.userId, gone.map((s) => s.id), gone.map((s) => s.token_hash));
+    for (const s of gone) {
+      await this.presence.endingSession(viewer.userId, s.id);
+      await this.presence.loggedOut(viewer.userId, s.id);
+    }
+    return gone.length;
+  }
+
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
     for (const h of tokenHashes) this.cache.delete(h);
     await this.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
