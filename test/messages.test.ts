@@ -405,6 +405,8 @@ describe('attachments', () => {
     await direct.dispose();
     const proxied = await createTestServer({ TRUST_PROXY: 'true' });
     expect(await linkOf(proxied, forwarded)).toMatch(/^https:\/\/chat\.example\.org\/attachments\//);
+    // A proxy that appends: the last entry is its own, what comes before it the client's.
+    expect(await linkOf(proxied, { 'x-forwarded-proto': 'http, https', 'x-forwarded-host': 'evil.example, chat.example.org' })).toMatch(/^https:\/\/chat\.example\.org\/attachments\//);
     await proxied.dispose();
     const pub = await createTestServer({ PUBLIC_URL: 'https://parley.example.com/' });
     expect(await linkOf(pub, forwarded)).toMatch(/^https:\/\/parley\.example\.com\/attachments\//);

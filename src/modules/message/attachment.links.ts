@@ -8,7 +8,8 @@ import { serverSecret } from '../../core/secrets';
 /** A host as a Host header may name it: a name or IPv4 address, or a bracketed IPv6 one, and an optional port. */
 const HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-const firstOf = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
+/** The last entry of a forwarded header: the one the trusted proxy in front wrote (a client writes any before it, as with X-Forwarded-For). */
+const lastOf = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(',') : v)?.split(',').pop()?.trim();
 
 /**
  * The address clients reach this server at, for absolute links: PUBLIC_URL, else the request's
@@ -17,8 +18,8 @@ const firstOf = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] :
  */
 export function publicOrigin(req: IncomingMessage, env: Pick<Env, 'PUBLIC_URL' | 'TRUST_PROXY'>): string | undefined {
   if (env.PUBLIC_URL) return env.PUBLIC_URL;
-  const forwardedProto = env.TRUST_PROXY ? firstOf(req.headers['x-forwarded-proto'])?.toLowerCase() : undefined;
-  const host = (env.TRUST_PROXY && firstOf(req.headers['x-forwarded-host'])) || req.headers.host;
+  const forwardedProto = env.TRUST_PROXY ? lastOf(req.headers['x-forwarded-proto'])?.toLowerCase() : undefined;
+  const host = (env.TRUST_PROXY && lastOf(req.headers['x-forwarded-host'])) || req.headers.host;
   if (!host || !HOST.test(host)) return undefined;
   const encrypted = !!(req.socket as TLSSocket).encrypted;
   const scheme = forwardedProto === 'https' || forwardedProto === 'http' ? forwardedProto : encrypted ? 'https' : 'http';
