@@ -161,6 +161,22 @@ describe('notifications', () => {
     expect(await metric(s, 'parley_webhook_events_dropped_total')).toBe(0);
   });
 
+  it('should not announce, once webhooks are on again, what was sent while an instance ran without them', async () => {
+    const on = await serverFor(receiver);
+    const [a, b] = [await signup(on.url), await signup(on.url)];
+    const group = await buildGroup(on.url, a, { members: [b] });
+    await on.dispose();
+    // Off: a release without WEBHOOK_URL serves for a while, on the same database.
+    const off = await createTestServer({}, { clean: false });
+    await sendMessage(off.url, a.token, { groupId: group.id, content: 'while off' });
+    await off.dispose();
+    const again = await serverFor(receiver, {}, false);
+    await sendMessage(again.url, a.token, { groupId: group.id, content: 'on again' });
+    await eventually(() => receiver.of(b.id).length > 0, 8000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(b.id).map((e) => [e.body.preview, e.body.count])).toEqual([['on again', 1]]);
+  });
+
   it('should drop and count an event the receiver has not taken by WEBHOOK_MAX_AGE', async () => {
     receiver.answer(500);
     const s = await serverFor(receiver, { WEBHOOK_MAX_AGE: '3' });

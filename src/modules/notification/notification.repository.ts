@@ -5,6 +5,8 @@ import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
+/** A row of the cursors' table that says an instance ran without webhooks since the tail last started. */
+const OFF_MARK = 'webhooks-off';
 /** Sorts before every message id: a cursor (at, NO_ID) stands before every message created at `at`. */
 export const NO_ID = '00000000-0000-0000-0000-000000000000';
 /** The longest stretch of messages, by created_at, one tail round reads. */
@@ -102,9 +104,22 @@ export const notificationRepository = {
     return rows.length > 0;
   },
 
-  /** Creates the cursor at the database's now (what was sent before notifications were on is not announced). */
+  /**
+   * Creates the cursor at the database's now (what was sent before notifications were on is not
+   * announced); and moves it there when an instance ran without them since (OFF_MARK): else turning
+   * webhooks on again announced everything sent while they were off, read messages too (a probe).
+   */
   async ensureCursor(em: EntityManager, name: string): Promise<void> {
-    await em.execute("insert into notification_cursors (name, at, id) values (?, date_trunc('milliseconds', clock_timestamp()), null) on conflict (name) do nothing", [name]);
+    await em.transactional(async (tem) => {
+      const wasOff: unknown[] = await tem.execute('delete from notification_cursors where name = ? returning name', [OFF_MARK]);
+      if (wasOff.length) await tem.execute("update notification_cursors set at = date_trunc('milliseconds', clock_timestamp()), id = null where name = ?", [name]);
+      await tem.execute("insert into notification_cursors (name, at, id) values (?, date_trunc('milliseconds', clock_timestamp()), null) on conflict (name) do nothing", [name]);
+    });
+  },
+
+  /** An instance started without webhooks: what is sent from now on is not for a tail to announce (see ensureCursor). */
+  async markOff(em: EntityManager): Promise<void> {
+    await em.execute("insert into notification_cursors (name, at, id) values (?, clock_timestamp(), null) on conflict (name) do nothing", [OFF_MARK]);
   },
 
   /**

@@ -126,9 +126,13 @@ export class NotificationService {
     if (!(await repo.setLevel(em, viewerId, level))) throw new NotFoundError('User');
   }
 
-  /** Starts the message tail from the database's now, unless it already runs. */
+  /**
+   * Starts the message tail from the database's now, unless it already runs and no instance ran
+   * without webhooks since; without webhooks, marks that this one does.
+   */
   async start(): Promise<void> {
     if (this.enabled) await repo.ensureCursor(this.em, MESSAGES_CURSOR);
+    else await repo.markOff(this.em);
   }
 
   /**
