@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { codeOf, eventually, gql, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
@@ -175,6 +175,22 @@ describe('notifications', () => {
     await eventually(() => receiver.of(b.id).length > 0, 8000);
     await sleep(QUIET_MS);
     expect(receiver.of(b.id).map((e) => [e.body.preview, e.body.count])).toEqual([['on again', 1]]);
+  });
+
+  it("should send a WEBHOOK_URL's user and password as Basic authorization, and log why deliveries fail", async () => {
+    receiver.answer(503);
+    const url = new URL(receiver.url);
+    [url.username, url.password] = ['parley', 'p@ss:word'];
+    const s = await createTestServer({ WEBHOOK_URL: url.toString(), WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' }, { jobs: true, captureLogs: true });
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [b] });
+    await sendMessage(s.url, a.token, { groupId: group.id, content: 'knock knock' });
+    const failed = await eventually(() => s.logs.find((l) => l.json.msg === 'webhook: deliveries failed; retried later')?.json, 10_000);
+    expect(failed).toMatchObject({ level: 'warn', reason: 'HTTP 503', failed: 1 });
+    receiver.answer(200);
+    const event = await eventually(() => receiver.of(b.id)[0], 10_000);
+    expect(event.authorization).toBe(`Basic ${Buffer.from('parley:p@ss:word').toString('base64')}`);
+    expect(event.body.preview).toBe('knock knock');
   });
 
   it('should drop and count an event the receiver has not taken by WEBHOOK_MAX_AGE', async () => {
@@ -515,6 +531,19 @@ describe('the documented receiver (docs/TOUR.md)', () => {
       expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
       expect((await fetch(url, { method: 'POST', body, headers: { 'parley-signature': genuine } })).status).toBe(204);
       expect(pushes.map((p) => p.body)).toEqual(['see you at 8', 'forged']);
+      // A body that arrives in two pieces split inside a character (ü is two bytes) still verifies.
+      const umlaut = Buffer.from(JSON.stringify({ id: 'y', kind: 'MESSAGE', recipientId: b.id, count: 1, preview: 'grüße' }));
+      const signed = `t=${t},v1=${createHmac('sha256', SECRET).update(`${t}.`).update(umlaut).digest('hex')}`;
+      const cut = umlaut.indexOf(Buffer.from('ü')) + 1;
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(url, { method: 'POST', headers: { 'parley-signature': signed, 'content-length': umlaut.length } }, (res) => resolve(res.statusCode!));
+        req.on('error', reject);
+        req.setNoDelay(true);
+        req.write(umlaut.subarray(0, cut));
+        setTimeout(() => req.end(umlaut.subarray(cut)), 100);
+      });
+      expect(status).toBe(204);
+      expect(pushes.map((p) => p.body)).toEqual(['see you at 8', 'forged', 'grüße']);
     } finally {
       child.kill();
       await new Promise((r) => push.close(r));

@@ -9,6 +9,8 @@ export interface Received {
   raw: string;
   body: WebhookEvent;
   signature: string;
+  /** Its Authorization header, if any. */
+  authorization?: string;
 }
 
 export interface Receiver {
@@ -39,7 +41,7 @@ export async function startReceiver(): Promise<Receiver> {
     req.setEncoding('utf8');
     req.on('data', (c) => (raw += c));
     req.on('end', () => {
-      if (status >= 200 && status < 300) r.got.push({ raw, body: JSON.parse(raw), signature: String(req.headers['parley-signature']) });
+      if (status >= 200 && status < 300) r.got.push({ raw, body: JSON.parse(raw), signature: String(req.headers['parley-signature']), authorization: req.headers.authorization });
       else r.refused++;
       res.writeHead(status).end();
     });

@@ -11,7 +11,7 @@ import { conversationRepository } from '../conversation/conversation.repository'
 import { NotificationKind } from './notification.entity';
 import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
-import { DELIVERY_TIMEOUT_MS, postEvent, type WebhookEvent } from './notification.webhook';
+import { DELIVERY_TIMEOUT_MS, postEvent, webhookTarget, type WebhookEvent } from './notification.webhook';
 
 /** Messages read per tail round; a full round is followed by the next at once. */
 const TAIL_BATCH = 500;
@@ -101,11 +101,15 @@ export class NotificationService {
   /** See takeWritten. */
   private written = 0;
 
+  /** WEBHOOK_URL as requests go to it (its credentials as a header). */
+  private readonly target: { url: string; headers: Record<string, string> } | undefined;
+
   constructor(deps: NotificationServiceDeps) {
     this.em = deps.orm.em.fork() as EntityManager;
     this.presence = deps.presence;
     this.env = deps.env;
     this.logger = deps.logger;
+    this.target = deps.env.WEBHOOK_URL ? webhookTarget(deps.env.WEBHOOK_URL) : undefined;
   }
 
   /** Webhooks are configured: events are made and delivered. */
@@ -309,6 +313,9 @@ export class NotificationService {
     // Without the presence store an event goes out: a needless push beats a lost one.
     const connected = await this.presence.connected(recipients).catch(() => new Set<string>());
     const unread = await conversationRepository.unreadTotals(em, recipients);
+    // Why a delivery failed, one line a round: the counters alone left an operator guessing.
+    let failure: string | undefined;
+    let failed = 0;
     await Promise.all(
       claimed.map(async (e) => {
         if (connected.has(e.recipient_id)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
@@ -322,11 +329,14 @@ export class NotificationService {
         // invitation or a request answered, withdrawn or gone with its group or sender tells nothing.
         if (e.now_blocked || e.now_outdated) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
-        if (await postEvent(this.env.WEBHOOK_URL!, this.env.WEBHOOK_SECRET!, body)) {
+        const posted = await postEvent(this.target!, this.env.WEBHOOK_SECRET!, body);
+        if (posted === true) {
           await repo.finish(em, e.id, e.attempts, 'DELIVERED');
           round.delivered.push({ latencySeconds: Math.max(0, (Date.now() - e.created_at.getTime()) / 1000) });
           return;
         }
+        failure ??= posted;
+        failed++;
         const delay = backoff(e.attempts);
         if ((Date.now() - e.created_at.getTime()) / 1000 + delay > maxAge) {
           await repo.finish(em, e.id, e.attempts, 'DROPPED');
@@ -337,6 +347,7 @@ export class NotificationService {
         }
       }),
     );
+    if (failure !== undefined) this.logger.warn({ failed, reason: failure }, 'webhook: deliveries failed; retried later');
     return round;
   }
 

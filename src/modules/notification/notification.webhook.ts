@@ -28,22 +28,37 @@ export function signature(secret: string, body: string, t: number = Math.floor(D
 }
 
 /**
- * POSTs one event. True on a 2xx within DELIVERY_TIMEOUT_MS; false on anything else (another
- * status, a refused connection, a timeout), which the caller retries.
+ * Where events go: WEBHOOK_URL without its user and password, which go as Basic authorization
+ * instead (fetch refuses a URL that carries them, so every delivery failed without a request: a probe).
  */
-export async function postEvent(url: string, secret: string, body: string): Promise<boolean> {
+export function webhookTarget(url: string): { url: string; headers: Record<string, string> } {
+  const u = new URL(url);
+  if (!u.username && !u.password) return { url, headers: {} };
+  const credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), headers: { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` } };
+}
+
+/**
+ * POSTs one event. True on a 2xx within DELIVERY_TIMEOUT_MS; otherwise why not (another status, a
+ * refused connection, a timeout), and the caller retries.
+ */
+export async function postEvent(target: { url: string; headers: Record<string, string> }, secret: string, body: string): Promise<true | string> {
   try {
-    const res = await fetch(url, {
+    const res = await fetch(target.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'Parley-Webhooks/1', 'parley-signature': signature(secret, body) },
+      headers: { ...target.headers, 'content-type': 'application/json', 'user-agent': 'Parley-Webhooks/1', 'parley-signature': signature(secret, body) },
       body,
       signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
       redirect: 'manual',
     });
     // The body is not read: a receiver's answer says nothing more, and an unread one holds the socket.
     await res.body?.cancel().catch(() => undefined);
-    return res.status >= 200 && res.status < 300;
-  } catch {
-    return false;
+    return res.status >= 200 && res.status < 300 ? true : `HTTP ${res.status}`;
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string; message?: string } };
+    if (err.name === 'TimeoutError') return `no answer within ${DELIVERY_TIMEOUT_MS} ms`;
+    return err.cause?.code ?? err.cause?.message ?? err.message;
   }
 }
