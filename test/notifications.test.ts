@@ -221,7 +221,7 @@ describe('notifications', () => {
   it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, or left the conversation of, after it was written, nor one of an invitation declined', async () => {
     // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
-    const [al, muting, quiet, barrier, blocking, leaving, declining] = await Promise.all(Array.from({ length: 7 }, () => signup(s.url)));
+    const [al, muting, quiet, barrier, blocking, leaving, declining, again] = await Promise.all(Array.from({ length: 8 }, () => signup(s.url)));
     const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier, leaving] });
     await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
     // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
@@ -237,9 +237,15 @@ describe('notifications', () => {
     const secret = await buildGroup(s.url, al, { isPrivate: true });
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }', { g: secret.id, u: declining.id }, al.token));
     await ok(gql(s.url, 'mutation($g: ID!) { declineGroupInvite(groupId: $g) }', { g: secret.id }, declining.token));
+    // Declined and invited again before the first is due: one event, the pending invitation's (not two).
+    const INVITE = 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }';
+    await ok(gql(s.url, INVITE, { g: secret.id, u: again.id }, al.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { declineGroupInvite(groupId: $g) }', { g: secret.id }, again.token));
+    await ok(gql(s.url, INVITE, { g: secret.id, u: again.id }, al.token));
     await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
     await sleep(QUIET_MS);
     expect([muting, quiet, blocking, leaving, declining].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], []]);
+    expect(receiver.of(again.id).map((e) => e.body.kind)).toEqual(['GROUP_INVITE']);
   });
 
   it("should leave a sender blocked after the event was written out of its count and preview, and still tell of the others' messages", async () => {

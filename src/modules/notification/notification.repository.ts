@@ -301,7 +301,7 @@ export const notificationRepository = {
               exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,
               case when c.kept_count is not null then c.kept_count = 0 else c.sender_id is not null and ${blockedBy('c.recipient_id', 'c.sender_id')} end as now_blocked,
               case when c.kind = 'FRIEND_REQUEST' then not exists (select 1 from friend_requests fr where fr.id = c.source_id and fr.status = 'PENDING')
-                   when c.kind = 'GROUP_INVITE' then not exists (select 1 from group_invites gi where gi.group_id = substr(c.conversation_key, 3)::uuid and gi.user_id = c.recipient_id)
+                   when c.kind = 'GROUP_INVITE' then not exists (select 1 from group_invites gi where gi.group_id = substr(c.conversation_key, 3)::uuid and gi.user_id = c.recipient_id and gi.created_at <= c.created_at)
                    when c.kind = 'PROJECT_ACTION' or c.conversation_key is null then false
                    when c.conversation_key like 'g:%' then not exists (select 1 from group_members gm where gm.group_id = substr(c.conversation_key, 3)::uuid and gm.user_id = c.recipient_id)
                    when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
