@@ -665,6 +665,17 @@ describeRedis('presence across instances', () => {
     expect((await statusOf(a, watcher, watcher.id)).status).toBe('ONLINE');
   });
 
+  it('should forget sessions expired for a day, on a sweep tick, and keep the others', async () => {
+    const a = await createTestServer(FAST, { jobs: true });
+    const [old, recent, live] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const db = a.env.DATABASE_URL!;
+    await sql(db, "update sessions set expires_at = now() - interval '2 days' where user_id = $1", [old.id]);
+    await sql(db, "update sessions set expires_at = now() - interval '1 hour' where user_id = $1", [recent.id]);
+    await sweepsRun([a]);
+    const left = await sql(db, 'select user_id from sessions order by user_id');
+    expect(left.map((r: { user_id: string }) => r.user_id)).toEqual([recent.id, live.id].sort());
+  });
+
   it("should not leave a killed instance's users ONLINE: its socket bookkeeping expires and the sweep takes them OFFLINE once", async () => {
     const a = await createTestServer(FAST, { jobs: true });
     // In a child process, so that it can be killed without a goodbye.

@@ -22,6 +22,13 @@ export function presenceSweepJob(services: Services, metrics?: Metrics) {
       } catch (e) {
         log.warn({ err: e }, 'presence sweep failed');
       }
+      // The tick's one instance also forgets expired sessions (every login adds one).
+      try {
+        const purged = await services.auth.purgeExpired();
+        if (purged) log.debug({ purged }, 'expired sessions purged');
+      } catch (e) {
+        log.warn({ err: e }, 'purging expired sessions failed; the next tick tries again');
+      }
     },
     {
       name: 'presence-sweep',

@@ -22,6 +22,7 @@ import { Migration20261127010000_DirectReadMarkers } from './Migration2026112701
 import { Migration20261127050000_WebhookCoveredMessages } from './Migration20261127050000_WebhookCoveredMessages';
 import { Migration20261127060000_ThreadParticipantOrder } from './Migration20261127060000_ThreadParticipantOrder';
 import { Migration20261127100000_RetiredUsernames } from './Migration20261127100000_RetiredUsernames';
+import { Migration20261127110000_SessionExpiry } from './Migration20261127110000_SessionExpiry';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -48,4 +49,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127050000_WebhookCoveredMessages', class: Migration20261127050000_WebhookCoveredMessages },
   { name: 'Migration20261127060000_ThreadParticipantOrder', class: Migration20261127060000_ThreadParticipantOrder },
   { name: 'Migration20261127100000_RetiredUsernames', class: Migration20261127100000_RetiredUsernames },
+  { name: 'Migration20261127110000_SessionExpiry', class: Migration20261127110000_SessionExpiry },
 ];

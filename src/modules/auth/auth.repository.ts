@@ -36,6 +36,15 @@ export const sessionRepository = {
     return em.execute('delete from sessions where user_id = ? and id <> ? returning id, token_hash', [userId, keep]);
   },
 
+  /** Deletes up to `limit` sessions that expired before `before` (oldest first): how many. */
+  async purgeExpired(em: EntityManager, before: Date, limit: number): Promise<number> {
+    const rows: unknown[] = await em.execute(
+      'delete from sessions where id in (select id from sessions where expires_at < ? order by expires_at limit ?) returning id',
+      [before, limit],
+    );
+    return rows.length;
+  },
+
   async deleteAllOf(em: EntityManager, userId: string): Promise<void> {
     await em.nativeDelete(Session, { user: userId });
   },

@@ -296,6 +296,15 @@ export class AuthService {
     return gone.length;
   }
 
+  /**
+   * Forgets sessions expired for a day (a token is refused from its expiry on; the day keeps a
+   * session that just ran out readable as expired rather than unknown in the meantime), at most
+   * `limit` a call, oldest first: how many. Run once a sweep tick by one instance.
+   */
+  purgeExpired(limit = 1000): Promise<number> {
+    return sessionRepository.purgeExpired(this.orm.em.fork() as EntityManager, new Date(Date.now() - 86_400_000), limit);
+  }
+
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
     for (const h of tokenHashes) this.cache.delete(h);
     await this.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
