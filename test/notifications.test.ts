@@ -481,6 +481,24 @@ describeRedis('notifications across instances', () => {
     expect(delivered).toBe(2 * n);
   });
 
+  it("should give back, as it stops, an event whose receiver is still answering, for another instance at once", async () => {
+    const first = await serverFor(receiver);
+    const [a, b] = [await signup(first.url), await signup(first.url)];
+    const group = await buildGroup(first.url, a, { members: [b] });
+    // A receiver slower than the 3 s a stop waits for deliveries, within the 5 s a delivery has.
+    receiver.delay(4500);
+    await sendMessage(first.url, a.token, { groupId: group.id, content: 'during the deploy' });
+    await eventually(() => receiver.inflight === 1, 10_000);
+    await first.dispose();
+    receiver.delay(0);
+    const second = await serverFor(receiver, {}, false);
+    // The first instance's try was cut short as it stopped (a process that exits takes its request
+    // with it), and the event went again from the second, not after the first's 30 s lease.
+    await eventually(() => receiver.of(b.id).length === 1, 8000);
+    expect([receiver.abandoned, receiver.of(b.id)[0].body.preview]).toEqual([1, 'during the deploy']);
+    await second.dispose();
+  });
+
   it('should not notify a user whose only socket is on another instance', async () => {
     const first = await serverFor(receiver);
     const second = await serverFor(receiver, {}, false);

@@ -88,11 +88,18 @@ export function webhookJob(services: Services, metrics?: Metrics) {
       for (const t of timers) clearTimeout(t);
       timers.clear();
       // A delivery under way may finish, so its event is not sent again by another instance; but
-      // not past 3 s of the 10 s a stop has: one still waiting keeps its lease, and is sent again
-      // (at least once) when the lease runs out.
-      let waited: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all([...running]), new Promise((r) => (waited = setTimeout(r, 3000)))]);
-      clearTimeout(waited);
+      // not past 3 s of the 10 s a stop has: one still waiting is cut short then and its event
+      // given back, due at once for another instance (before, it kept its lease: sent again 30 s
+      // later, a probe), with a second for that to be written.
+      const settled = (ms: number) => {
+        let waited: NodeJS.Timeout | undefined;
+        return Promise.race([Promise.all([...running]), new Promise((r) => (waited = setTimeout(r, ms)))]).finally(() => clearTimeout(waited));
+      };
+      await settled(3000);
+      if (running.size) {
+        n.stopDeliveries();
+        await settled(1000);
+      }
     },
   };
 }

@@ -21,6 +21,12 @@ export interface Receiver {
   refused: number;
   /** What it answers from now on: 200 (up) or an error status (down). */
   answer(status: number): void;
+  /** How long it takes to answer from now on (a slow push service). */
+  delay(ms: number): void;
+  /** POSTs it has read and not answered yet. */
+  inflight: number;
+  /** POSTs whose sender went away before the answer (not deliveries). */
+  abandoned: number;
   of(userId: string): Received[];
   close(): Promise<void>;
 }
@@ -28,11 +34,15 @@ export interface Receiver {
 /** A real HTTP webhook receiver on a local port, as an app backend runs one. */
 export async function startReceiver(): Promise<Receiver> {
   let status = 200;
+  let delayMs = 0;
   const r: Receiver = {
     url: '',
     got: [],
     refused: 0,
+    inflight: 0,
+    abandoned: 0,
     answer: (s) => void (status = s),
+    delay: (ms) => void (delayMs = ms),
     of: (userId) => r.got.filter((g) => g.body.recipientId === userId),
     close: () => new Promise((res) => server.close(() => res())),
   };
@@ -41,9 +51,22 @@ export async function startReceiver(): Promise<Receiver> {
     req.setEncoding('utf8');
     req.on('data', (c) => (raw += c));
     req.on('end', () => {
-      if (status >= 200 && status < 300) r.got.push({ raw, body: JSON.parse(raw), signature: String(req.headers['parley-signature']), authorization: req.headers.authorization });
-      else r.refused++;
-      res.writeHead(status).end();
+      const [answer, wait] = [status, delayMs];
+      r.inflight++;
+      // An answer the client gave up on (it went away) is not a delivery.
+      let gone = false;
+      res.on('close', () => {
+        if (res.writableFinished) return;
+        gone = true;
+        r.abandoned++;
+      });
+      setTimeout(() => {
+        r.inflight--;
+        if (gone) return;
+        if (answer >= 200 && answer < 300) r.got.push({ raw, body: JSON.parse(raw), signature: String(req.headers['parley-signature']), authorization: req.headers.authorization });
+        else r.refused++;
+        res.writeHead(answer).end();
+      }, wait);
     });
   });
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));

@@ -101,6 +101,8 @@ export class NotificationService {
   /** See takeWritten. */
   private written = 0;
 
+  /** Aborted as the instance stops: deliveries still waiting on the receiver give their events back (stopDeliveries). */
+  private readonly stopping = new AbortController();
   /** WEBHOOK_URL as requests go to it (its credentials as a header). */
   private readonly target: { url: string; headers: Record<string, string> } | undefined;
 
@@ -329,7 +331,10 @@ export class NotificationService {
         // invitation or a request answered, withdrawn or gone with its group or sender tells nothing.
         if (e.now_blocked || e.now_outdated) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
-        const posted = await postEvent(this.target!, this.env.WEBHOOK_SECRET!, body);
+        const posted = await postEvent(this.target!, this.env.WEBHOOK_SECRET!, body, this.stopping.signal);
+        // Cut short by this instance's stop: due again at once, for another instance (the receiver
+        // may have it already: delivery is at least once), rather than when its lease runs out.
+        if (posted !== true && this.stopping.signal.aborted) return repo.retryLater(em, e.id, e.attempts, 0);
         if (posted === true) {
           await repo.finish(em, e.id, e.attempts, 'DELIVERED');
           round.delivered.push({ latencySeconds: Math.max(0, (Date.now() - e.created_at.getTime()) / 1000) });
@@ -349,6 +354,14 @@ export class NotificationService {
     );
     if (failure !== undefined) this.logger.warn({ failed, reason: failure }, 'webhook: deliveries failed; retried later');
     return round;
+  }
+
+  /**
+   * The instance stops: deliveries still waiting on the receiver are cut short and their events
+   * given back, due at once for another instance (jobs/webhook.job.ts, after a grace).
+   */
+  stopDeliveries(): void {
+    this.stopping.abort();
   }
 
   /** Forgets finished events once WEBHOOK_MAX_AGE has passed since they finished. */

@@ -44,13 +44,14 @@ export function webhookTarget(url: string): { url: string; headers: Record<strin
  * POSTs one event. True on a 2xx within DELIVERY_TIMEOUT_MS; otherwise why not (another status, a
  * refused connection, a timeout), and the caller retries.
  */
-export async function postEvent(target: { url: string; headers: Record<string, string> }, secret: string, body: string): Promise<true | string> {
+export async function postEvent(target: { url: string; headers: Record<string, string> }, secret: string, body: string, stop?: AbortSignal): Promise<true | string> {
+  const timeout = AbortSignal.timeout(DELIVERY_TIMEOUT_MS);
   try {
     const res = await fetch(target.url, {
       method: 'POST',
       headers: { ...target.headers, 'content-type': 'application/json', 'user-agent': 'Parley-Webhooks/1', 'parley-signature': signature(secret, body) },
       body,
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      signal: stop ? AbortSignal.any([timeout, stop]) : timeout,
       redirect: 'manual',
     });
     // The body is not read: a receiver's answer says nothing more, and an unread one holds the socket.
@@ -58,6 +59,7 @@ export async function postEvent(target: { url: string; headers: Record<string, s
     return res.status >= 200 && res.status < 300 ? true : `HTTP ${res.status}`;
   } catch (e) {
     const err = e as Error & { cause?: { code?: string; message?: string } };
+    if (stop?.aborted) return 'stopped';
     if (err.name === 'TimeoutError') return `no answer within ${DELIVERY_TIMEOUT_MS} ms`;
     return err.cause?.code ?? err.cause?.message ?? err.message;
   }
