@@ -177,6 +177,23 @@ describe('notifications', () => {
     expect(receiver.of(b.id).map((e) => [e.body.preview, e.body.count])).toEqual([['on again', 1]]);
   });
 
+  it('should announce what a restart left unread when a process without webhooks merely started while the tail ran', async () => {
+    const on = await serverFor(receiver);
+    const [a, b] = [await signup(on.url), await signup(on.url)];
+    const group = await buildGroup(on.url, a, { members: [b] });
+    // A one-off process without WEBHOOK_URL on the same database, while the tail runs on.
+    await (await createTestServer({}, { clean: false })).dispose();
+    await sendMessage(on.url, a.token, { groupId: group.id, content: 'the tail passed the mark' });
+    await eventually(() => receiver.of(b.id).length === 1, 8000);
+    // Sent just before a restart: the tail had not read it yet.
+    await sendMessage(on.url, a.token, { groupId: group.id, content: 'just before the restart' });
+    await on.dispose();
+    const again = await serverFor(receiver, {}, false);
+    await eventually(() => receiver.of(b.id).length === 2, 8000);
+    expect(receiver.of(b.id).map((e) => e.body.preview)).toEqual(['the tail passed the mark', 'just before the restart']);
+    await again.dispose();
+  });
+
   it("should send a WEBHOOK_URL's user and password as Basic authorization, and log why deliveries fail", async () => {
     receiver.answer(503);
     const url = new URL(receiver.url);
@@ -458,6 +475,7 @@ describe('notification settings', () => {
     expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley' })).toThrow(/WEBHOOK_SECRET must be set/);
     expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: 'short' })).toThrow(/WEBHOOK_SECRET must be at least 16/);
     expect(() => loadEnv({ WEBHOOK_URL: 'ftp://push.example.com', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL must use http: or https:/);
+    expect(() => loadEnv({ WEBHOOK_URL: 'https://us%zzer:pw@push.example.com/parley', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL has a user or password with a malformed %-escape/);
     expect(() => loadEnv({ WEBHOOK_COALESCE: 'soon' })).toThrow(/WEBHOOK_COALESCE/);
     expect(() => loadEnv({ WEBHOOK_MAX_AGE: '0' })).toThrow(/WEBHOOK_MAX_AGE/);
   });

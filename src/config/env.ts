@@ -355,6 +355,16 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const shutdownDelay = duration(src, 'SHUTDOWN_DELAY', 0, 0);
   if (shutdownDelay >= shutdownTimeout) throw new ConfigError('SHUTDOWN_DELAY', `must be shorter than SHUTDOWN_TIMEOUT (${shutdownTimeout}s), got ${shutdownDelay}s`);
   const webhookUrl = url(src, 'WEBHOOK_URL', ['http:', 'https:']);
+  // Its user and password go as Basic authorization (notification.webhook.ts): they must decode.
+  if (webhookUrl) {
+    const { username, password } = new URL(webhookUrl);
+    try {
+      decodeURIComponent(username);
+      decodeURIComponent(password);
+    } catch {
+      throw new ConfigError('WEBHOOK_URL', 'has a user or password with a malformed %-escape');
+    }
+  }
   const webhookSecret = secret(src, 'WEBHOOK_SECRET', 16);
   // Unsigned events could not be told from forged ones: a receiver must be able to check every one.
   if (webhookUrl && !webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'must be set (16 characters or more) when WEBHOOK_URL is');

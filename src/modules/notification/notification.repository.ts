@@ -106,20 +106,31 @@ export const notificationRepository = {
 
   /**
    * Creates the cursor at the database's now (what was sent before notifications were on is not
-   * announced); and moves it there when an instance ran without them since (OFF_MARK): else turning
-   * webhooks on again announced everything sent while they were off, read messages too (a probe).
+   * announced); and moves it there when an instance ran without them since the tail last passed
+   * (OFF_MARK newer than the cursor): else turning webhooks on again announced everything sent
+   * while they were off, read messages too (a probe). A mark the tail has passed since (a process
+   * without WEBHOOK_URL started while others ran the tail) moves nothing. The time it moved from,
+   * if it did.
    */
-  async ensureCursor(em: EntityManager, name: string): Promise<void> {
-    await em.transactional(async (tem) => {
-      const wasOff: unknown[] = await tem.execute('delete from notification_cursors where name = ? returning name', [OFF_MARK]);
-      if (wasOff.length) await tem.execute("update notification_cursors set at = date_trunc('milliseconds', clock_timestamp()), id = null where name = ?", [name]);
+  async ensureCursor(em: EntityManager, name: string): Promise<Date | null> {
+    return em.transactional(async (tem) => {
+      const [mark] = withDates<{ at: Date }>(await tem.execute('delete from notification_cursors where name = ? returning at', [OFF_MARK]), 'at');
+      let movedFrom: Date | null = null;
+      if (mark) {
+        const [cursor] = withDates<{ at: Date }>(await tem.execute('select at from notification_cursors where name = ? for update', [name]), 'at');
+        if (cursor && cursor.at < mark.at) {
+          await tem.execute("update notification_cursors set at = date_trunc('milliseconds', clock_timestamp()), id = null where name = ?", [name]);
+          movedFrom = cursor.at;
+        }
+      }
       await tem.execute("insert into notification_cursors (name, at, id) values (?, date_trunc('milliseconds', clock_timestamp()), null) on conflict (name) do nothing", [name]);
+      return movedFrom;
     });
   },
 
-  /** An instance started without webhooks: what is sent from now on is not for a tail to announce (see ensureCursor). */
+  /** An instance starts without webhooks: what is sent from now on is not for a tail to announce (see ensureCursor). The latest start counts. */
   async markOff(em: EntityManager): Promise<void> {
-    await em.execute("insert into notification_cursors (name, at, id) values (?, clock_timestamp(), null) on conflict (name) do nothing", [OFF_MARK]);
+    await em.execute('insert into notification_cursors (name, at, id) values (?, clock_timestamp(), null) on conflict (name) do update set at = excluded.at', [OFF_MARK]);
   },
 
   /**

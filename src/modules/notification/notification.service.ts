@@ -103,6 +103,8 @@ export class NotificationService {
 
   /** Aborted as the instance stops: deliveries still waiting on the receiver give their events back (stopDeliveries). */
   private readonly stopping = new AbortController();
+  /** When a failed round was last logged. */
+  private lastFailureLog = 0;
   /** WEBHOOK_URL as requests go to it (its credentials as a header). */
   private readonly target: { url: string; headers: Record<string, string> } | undefined;
 
@@ -137,8 +139,9 @@ export class NotificationService {
    * without webhooks since; without webhooks, marks that this one does.
    */
   async start(): Promise<void> {
-    if (this.enabled) await repo.ensureCursor(this.em, MESSAGES_CURSOR);
-    else await repo.markOff(this.em);
+    if (!this.enabled) return repo.markOff(this.em);
+    const movedFrom = await repo.ensureCursor(this.em, MESSAGES_CURSOR);
+    if (movedFrom) this.logger.info({ from: movedFrom.toISOString() }, 'webhooks were off: messages sent since the tail last ran are not announced');
   }
 
   /**
@@ -352,7 +355,11 @@ export class NotificationService {
         }
       }),
     );
-    if (failure !== undefined) this.logger.warn({ failed, reason: failure }, 'webhook: deliveries failed; retried later');
+    // At most one line in 10 s: a receiver down with a backlog fails every round.
+    if (failure !== undefined && Date.now() - this.lastFailureLog >= 10_000) {
+      this.lastFailureLog = Date.now();
+      this.logger.warn({ failed, reason: failure }, 'webhook: deliveries failed; retried later');
+    }
     return round;
   }
 
