@@ -19,7 +19,8 @@ export function ormConfig({ clientUrl, poolMax, logger, entities }: OrmConfigInp
     extensions: [Migrator],
     // Entities come from the explicit list passed in; discovery by folder would differ between ts and js.
     discovery: { warnWhenNoEntities: true },
-    migrations: { migrationsList, path: 'src/migrations', pathTs: 'src/migrations', transactional: true, snapshot: false },
+    // Each migration in its own transaction, not all in one: one that builds an index concurrently runs outside any.
+    migrations: { migrationsList, path: 'src/migrations', pathTs: 'src/migrations', transactional: true, allOrNothing: false, snapshot: false },
     pool: { min: 0, max: poolMax, idleTimeoutMillis: 30_000 },
     // Fail fast when PostgreSQL is away instead of queueing requests for minutes.
     driverOptions: {
