@@ -228,6 +228,11 @@ describe('accounts', () => {
     // An unlisted name given up is free again, as ever.
     await ok(gql(s.url, UPDATE, { u: `former2_${process.pid}` }, admin.token));
     expect((await ok(gql(s.url, UPDATE, { u: `former_${process.pid}` }, u.token))).updateProfile.username).toBe(`former_${process.pid}`);
+    // The next start says which listed names no account holds: retired ones, and ones anyone may take.
+    const next = await createTestServer({ MODERATORS: `mod_${process.pid}, spare_${process.pid}`, LOBBY_ADMINS: `ladmin_${process.pid}` }, { clean: false, captureLogs: true });
+    const warned = (msg: RegExp) => next.logs.find((l) => msg.test(String(l.json.msg)))?.json.names;
+    expect(warned(/no one can take it again/)?.sort()).toEqual([`ladmin_${process.pid}`, `mod_${process.pid}`]);
+    expect(warned(/whoever signs up under it first/)).toEqual([`spare_${process.pid}`]);
   });
 
   it('should find users by search with keyset paging', async () => {
@@ -308,23 +313,32 @@ describeRedis('logoutOtherSessions', () => {
   it("should revoke every other token of the account on every instance, keep this one, and not let theirs keep the user ONLINE", async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
-    const LOGOUT_OTHERS = 'mutation { logoutOtherSessions }';
+    const LOGOUT_OTHERS = 'mutation($p: String!) { logoutOtherSessions(password: $p) }';
     const [u, watcher] = [await signup(a.url), await signup(a.url)];
     const [phone, laptop] = [await login(a.url, u), await login(b.url, u)];
     const onB = wsClient(b.wsUrl, laptop);
     await onB.connected;
-    expect((await ok(gql(a.url, LOGOUT_OTHERS, {}, u.token))).logoutOtherSessions).toBe(2);
+    // A token alone (a stolen one) can't: the password is asked, and a wrong one revokes nothing.
+    const before = await snapshot(a.env.DATABASE_URL!);
+    for (const p of ['', 'not the password']) {
+      const r = await gql(a.url, LOGOUT_OTHERS, { p }, u.token);
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'password']);
+    }
+    expect(await snapshot(a.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).logoutOtherSessions).toBe(2);
     // The other instance's socket closes, and neither token reads anything there or here.
     expect((await onB.closed).code).toBe(4403);
+    // Once that instance has let the socket go (its close handler runs after the frame went out).
+    await eventually(() => !b.services.presence.hasSocket(u.id));
     for (const [url, token] of [[a.url, phone], [b.url, laptop], [b.url, phone]]) expect(codeOf(await gql(url, ME, {}, token))).toBe('UNAUTHENTICATED');
     expect((await ok(gql(b.url, ME, {}, u.token))).me.id).toBe(u.id);
-    expect((await ok(gql(a.url, LOGOUT_OTHERS, {}, u.token))).logoutOtherSessions).toBe(0);
+    expect((await ok(gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).logoutOtherSessions).toBe(0);
     // The revoked sessions' activity is gone with them: this session's logout is OFFLINE at once.
     const status = async () => (await ok(gql(a.url, 'query($id: ID!) { userStatus(userId: $id) { status } }', { id: u.id }, watcher.token))).userStatus.status;
     expect(await status()).toBe('ONLINE');
     await ok(gql(a.url, 'mutation { logout }', {}, u.token));
     expect(await status()).toBe('OFFLINE');
-    expect(codeOf(await gql(a.url, LOGOUT_OTHERS, {}, u.token))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).toBe('UNAUTHENTICATED');
   });
 });
 

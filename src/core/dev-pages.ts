@@ -298,8 +298,7 @@ async function sendFile(req: IncomingMessage, res: ServerResponse, file: string,
   const headers: Record<string, string | number> = { 'content-type': `${type}; charset=utf-8`, 'cache-control': cache, 'x-content-type-options': 'nosniff' };
   const info = await stat(file);
   const compress = info.size >= GZIP_MIN_BYTES && acceptsGzip(req);
-  // Beside CORS's Vary: Origin (set already when CORS_ORIGINS is a list), not over it.
-  if (info.size >= GZIP_MIN_BYTES) headers.vary = [res.getHeader('vary'), 'Accept-Encoding'].filter(Boolean).join(', ');
+  if (info.size >= GZIP_MIN_BYTES) headers.vary = 'Accept-Encoding';
   let cached = compress ? gzipped.get(file) : undefined;
   if (compress && (!cached || cached.mtimeMs !== info.mtimeMs)) {
     const entry = { mtimeMs: info.mtimeMs, body: readFile(file).then((raw) => gzipAsync(raw, { level: 9 })) };

@@ -284,6 +284,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       presence.start();
       auth.start();
       await groups.ensureLobby(orm.em.fork());
+      // A listed name no account holds is anyone's to take at signup, with its rights: the operator should know.
+      const names = await auth.unheldPrivilegedNames(orm.em.fork() as EntityManager);
+      if (names.free.length) logger.warn({ names: names.free }, 'LOBBY_ADMINS/MODERATORS name no account holds: whoever signs up under it first gets its rights');
+      if (names.retired.length) logger.warn({ names: names.retired }, 'LOBBY_ADMINS/MODERATORS name given up by its holder: no one can take it again; list another name');
       await attachmentLinks.start(orm.em.fork() as EntityManager);
       await notifications.start();
     },

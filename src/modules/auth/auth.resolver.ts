@@ -27,10 +27,10 @@ export class AuthResolver {
   @Authorized()
   @Mutation(() => Int, {
     description:
-      "Revokes every other token of the viewer's account (a lost device, a leaked token): their sockets close with 4403 and their SSE streams end, on every instance, and their requests are UNAUTHENTICATED. This token stays. How many were revoked (0: none).",
+      "Revokes every other token of the viewer's account (a lost device, a leaked token): their sockets close with 4403 and their SSE streams end, on every instance, and their requests are UNAUTHENTICATED. This token stays. The password is required (BAD_USER_INPUT when wrong, counted with logins' failures). How many were revoked (0: none).",
   })
-  async logoutOtherSessions(@Ctx() ctx: Context): Promise<number> {
-    return ctx.services.auth.logoutOthers(ctx.em, viewerOf(ctx));
+  async logoutOtherSessions(@Arg('password', () => String, { description: "The account's password, as deleteAccount asks: a token alone (a stolen one) can't end its owner's sessions." }) password: string, @Ctx() ctx: Context): Promise<number> {
+    return ctx.services.auth.logoutOthers(ctx.em, viewerOf(ctx), password, ctx.ip);
   }
 
   @Authorized()

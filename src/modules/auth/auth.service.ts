@@ -202,6 +202,19 @@ export class AuthService {
     return result;
   }
 
+  /**
+   * Of the names LOBBY_ADMINS and MODERATORS list, those no account holds: the first to sign up
+   * under one gets its rights (or, retired, no one can: see userRepository.retire). Said at start.
+   */
+  async unheldPrivilegedNames(em: EntityManager): Promise<{ free: string[]; retired: string[] }> {
+    const names = [...this.privileged];
+    if (!names.length) return { free: [], retired: [] };
+    const held = new Set<string>();
+    const retired = new Set<string>();
+    for (const r of await userRepository.privilegedHolders(em, names)) (r.retired ? retired : held).add(r.name);
+    return { free: names.filter((n) => !held.has(n) && !retired.has(n)), retired: names.filter((n) => !held.has(n) && retired.has(n)) };
+  }
+
   /** Revokes the token this request came with. */
   async logout(em: EntityManager, viewer: Viewer): Promise<boolean> {
     // Before the session's row goes (a round trip), so that the request's activity has less time to land first.
@@ -257,11 +270,7 @@ export class AuthService {
     // outside probe: 6 of 6). A wrong password costs that one request's activity, nothing more
     // (its session's; the other sessions' are dropped once the account is gone, below).
     await this.presence.endingSession(viewer.userId, viewer.sessionId);
-    const user = await userRepository.account(em, viewer.userId, true);
-    // A stolen token must not make this a way around the login limits.
-    await this.limiter.take(user.id, ip);
-    if (password.length > 1024 || !(await matches(user.passwordHash, password))) throw new BadUserInputError('Password is incorrect.', 'password');
-    await this.limiter.passed(user.id, ip);
+    const user = await this.checkPassword(em, viewer, password, ip);
     const sessions = await transact(em, this.pubsub, async (tem, outbox) => {
       // The account's row first: a login under way commits its session before these are read (and
       // revoked), or waits and then finds the account gone (see login).
@@ -285,7 +294,8 @@ export class AuthService {
    * streams end on every instance, and their activity no longer keeps the user ONLINE. This one
    * stays. How many were revoked.
    */
-  async logoutOthers(em: EntityManager, viewer: Viewer): Promise<number> {
+  async logoutOthers(em: EntityManager, viewer: Viewer, password: string, ip: string): Promise<number> {
+    await this.checkPassword(em, viewer, password, ip);
     const gone = await sessionRepository.deleteOthersOf(em, viewer.userId, viewer.sessionId);
     if (!gone.length) return 0;
     await this.revoked(viewer.userId, gone.map((s) => s.id), gone.map((s) => s.token_hash));
@@ -303,6 +313,16 @@ export class AuthService {
    */
   purgeExpired(limit = 1000): Promise<number> {
     return sessionRepository.purgeExpired(this.orm.em.fork() as EntityManager, new Date(Date.now() - 86_400_000), limit);
+  }
+
+  /** The viewer's account once `password` is its own; counted with logins, so a stolen token is no way around their limits. */
+  private async checkPassword(em: EntityManager, viewer: Viewer, password: string, ip: string): Promise<User> {
+    if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
+    const user = await userRepository.account(em, viewer.userId, true);
+    await this.limiter.take(user.id, ip);
+    if (password.length > 1024 || !(await matches(user.passwordHash, password))) throw new BadUserInputError('Password is incorrect.', 'password');
+    await this.limiter.passed(user.id, ip);
+    return user;
   }
 
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {

@@ -329,6 +329,11 @@ export class PresenceService {
     if (gone) await this.offline(userId, now, gone);
   }
 
+  /** Whether the user holds a socket or stream on this instance (tests, to wait for a close to be handled). */
+  hasSocket(userId: string): boolean {
+    return this.sockets.has(userId);
+  }
+
   socketOpened(userId: string, sessionId: string): void {
     const first = !this.sockets.has(userId);
     this.sockets.set(userId, sessionId, (this.sockets.get(userId, sessionId) ?? 0) + 1);

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { pgArray, prepared } from '../../shared/sql';
+import { pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { User } from './user.entity';
 import { SYSTEM_USER } from './user.mapper';
 
@@ -70,6 +70,15 @@ export const userRepository = {
       [username, username],
     );
     return rows.length > 0;
+  },
+
+  /** Of `names` (lower-cased), those an account holds, and those retired. */
+  async privilegedHolders(em: EntityManager, names: readonly string[]): Promise<{ name: string; retired: boolean }[]> {
+    return em.execute(
+      `select lower(username) as name, false as retired from users where lower(username) = any(?::text[]) and deleted_at is null
+       union all select username, true from retired_usernames where username = any(?::text[])`,
+      [pgTextArray(names), pgTextArray(names)],
+    );
   },
 
   /** A name LOBBY_ADMINS or MODERATORS gave rights to, given up by its holder: no one takes it again. */
