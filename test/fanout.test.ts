@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType } from 'graphql';
 import { Redis } from 'ioredis';
-import { eventually, gql, listen, ok, running, subscribe, wsClient } from './helpers/graphql';
+import { eventually, gql, listen, ok, running, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
@@ -75,6 +75,27 @@ describe('subscription fan-out', () => {
     await sendMessage(s.url, hidden.token, { groupId: group, content: 'from the shadows' });
     expect((await sh.nth(1)).messageAdded.sender).toMatchObject({ id: hidden.id, status: 'ONLINE' });
     expect((await so.nth(1)).messageAdded.sender).toEqual({ id: hidden.id, status: 'OFFLINE', lastSeenAt: null });
+  });
+
+  it("should read a sender's presence once an event, however many viewers' runs ask for it", async () => {
+    const s = await createTestServer();
+    const [sender, ...members] = await Promise.all(Array.from({ length: 6 }, () => signup(s.url)));
+    const group = await groupWith(s.url, sender, 'presence dots', members);
+    const dots = 'subscription { messageAdded { content sender { id status } } }';
+    for (const m of members) {
+      const w = wsClient(s.wsUrl, m.token);
+      await w.connected;
+      subscribe<any>(w, dots);
+    }
+    await running(s, 'messageAdded', members.length);
+    const store = (s.services.presence as unknown as { store: { read: (ids: string[]) => Promise<unknown> } }).store;
+    const reads = jest.spyOn(store, 'read');
+    const before = s.fanout.executions;
+    await sendMessage(s.url, sender.token, { groupId: group, content: 'dot' });
+    await eventually(() => s.fanout.executions - before === members.length);
+    await sleep(100);
+    // Five runs (one per viewer), one read of the sender's presence.
+    expect(reads.mock.calls.filter(([ids]) => ids.includes(sender.id))).toHaveLength(1);
   });
 
   it('should know, of every field a shared subscription reaches, whether it is the same for every viewer', async () => {

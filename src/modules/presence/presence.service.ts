@@ -73,6 +73,8 @@ export class PresenceService {
   /** userId, sessionId -> open sockets on this instance. */
   private readonly sockets = new BySession<number>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Reads shared within one turn of the event loop (see thisTurn). */
+  private readonly turnReads = new Map<string, Promise<unknown>>();
   /** Closed sockets' users asked again once another instance's list of them lapses (see askAgainOnceLapsed), with that close. */
   private readonly reasks = new Map<string, { timer: NodeJS.Timeout; closedAt: number }>();
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
@@ -441,11 +443,27 @@ export class PresenceService {
    * visibility rule hides from them reads OFFLINE with no lastSeenAt.
    */
   async statesFor(viewerId: string | null, userIds: string[], cache: VisibilityCache = {}): Promise<PresenceState[]> {
-    const { active, hidden } = await this.read(userIds);
+    const { active, hidden } = await this.thisTurn(`read ${userIds.join(',')}`, () => this.read(userIds));
     const may = await this.visibility.visible(viewerId, userIds, hidden, cache);
-    const shown = await this.resolve(userIds.filter((_, i) => may[i]), active.filter((_, i) => may[i]));
+    const visible = userIds.filter((_, i) => may[i]);
+    const shown = await this.thisTurn(`resolve ${visible.join(',')}`, () => this.resolve(visible, active.filter((_, i) => may[i])));
     let next = 0;
     return userIds.map((userId, i) => (may[i] ? shown[next++] : { userId, status: 'OFFLINE' as const, lastSeenAt: null }));
+  }
+
+  /**
+   * What `key` reads, shared by everyone who asks within this turn of the event loop: an event's
+   * per-viewer executions of a subscription that selects presence (`sender { status }`) read it
+   * once, not once a viewer (the lobby: a store read and a query per member a message).
+   */
+  private thisTurn<T>(key: string, read: () => Promise<T>): Promise<T> {
+    let p = this.turnReads.get(key) as Promise<T> | undefined;
+    if (!p) {
+      if (!this.turnReads.size) setImmediate(() => this.turnReads.clear());
+      p = read();
+      this.turnReads.set(key, p);
+    }
+    return p;
   }
 
   /**
