@@ -448,7 +448,7 @@ describe('origin checks', () => {
       headers: { origin: 'https://evil.example', 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
       body: JSON.stringify({ query: 'mutation { createGroup(name: "csrf") { id } }' }),
     });
-    expect(bad.status).toBe(403);
+    expect([bad.status, bad.headers.get('vary')]).toEqual([403, 'Origin']);
     expect(bad.headers.get('access-control-allow-origin')).toBeNull();
     expect(((await bad.json()) as any).errors[0].extensions.code).toBe('FORBIDDEN');
     const badPre = await fetch(s.url, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });

@@ -71,16 +71,14 @@ const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~
  */
 export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: readonly string[]): boolean {
   const origin = req.headers.origin;
+  const any = allowed.includes('*');
+  if (!any) res.setHeader('vary', 'Origin');
   if (!originAllowed(origin, allowed)) {
     sendGraphQLError(res, 403, 'FORBIDDEN', 'This origin is not allowed.');
     return true;
   }
-  const any = allowed.includes('*');
   if (any) res.setHeader('access-control-allow-origin', '*');
-  else {
-    res.setHeader('vary', 'Origin');
-    if (origin) res.setHeader('access-control-allow-origin', origin);
-  }
+  else if (origin) res.setHeader('access-control-allow-origin', origin);
   if (any || origin) res.setHeader('access-control-expose-headers', 'x-request-id, retry-after, content-disposition');
   if (req.method === 'OPTIONS') {
     // The headers the page asks for, whatever its client library adds (Apollo Client's
