@@ -704,6 +704,28 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it("should take a user OFFLINE once the grace of their socket closed on one instance ends, when their last session logged out on another meanwhile", async () => {
+    // No sweep within the test: only the closing instance's settling can take the user OFFLINE.
+    const SLOW_SWEEP = { PRESENCE_TIMEOUT: '60s', PRESENCE_GRACE: '1s' };
+    const a = await createTestServer(SLOW_SWEEP);
+    const b = await createTestServer(SLOW_SWEEP, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    const phone = await login(a.url, u);
+    const onB = wsClient(b.wsUrl, phone);
+    await onB.connected;
+    // The phone's app closes (a grace starts on b); the web session is active after it, ends the
+    // phone's session and logs out, on a, within the grace.
+    await onB.dispose();
+    await ok(gql(a.url, '{ me { id } }', {}, u.token));
+    await sleep(200);
+    await ok(gql(a.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: u.password }, u.token));
+    await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+    // OFFLINE a grace after the close, not at the sweep a minute later.
+    const offline = await events.nth(1, 5000);
+    expect(offline.presenceChanged).toMatchObject({ status: 'OFFLINE', user: { id: u.id } });
+  });
+
   it("should settle a closed socket's user a grace after the last socket elsewhere lapses when its instance was killed, not at the sweep", async () => {
     // Socket lists refreshed every 2 s and kept 6 s; no sweep runs here, so only the closing instance can settle the user.
     const QUICK = { PRESENCE_TIMEOUT: '8s', PRESENCE_GRACE: '500ms' };

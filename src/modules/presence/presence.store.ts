@@ -185,13 +185,16 @@ if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
 if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 return drop(ARGV[1])`;
 
-// KEYS: active, online, instances[, sessions]. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
+// KEYS: active, online, instances, sessions. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
+// Activity after the close keeps the user ONLINE only while a session it came from remains: one
+// logged out since (on another instance, during this grace) no longer does (a recheck probe: ONLINE
+// until the sweep).
 const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
 if ARGV[5] then redis.call('ZREM', KEYS[4], ARGV[5]) end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
-if tonumber(score) > tonumber(ARGV[3]) then return 0 end
+if tonumber(score) > tonumber(ARGV[3]) and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[3], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 if ARGV[5] and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 -- Held by another live instance: until when its listing holds (negated), the latest of them.
 local held_until = 0
@@ -375,9 +378,9 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere> {
-    const keys = [ACTIVE, ONLINE, INSTANCES];
+    const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
     const args: (string | number)[] = [userId, o.instanceId, o.closedAt, o.now];
-    if (o.ended) keys.push(sessionsKey(userId)), args.push(o.ended.sessionId, o.ended.cutoff);
+    if (o.ended) args.push(o.ended.sessionId, o.ended.cutoff);
     const n = await this.run<number>('SOCKETS_GONE', keys, args);
     return n < 0 ? { heldUntil: -n } : gone(n);
   }
@@ -506,10 +509,12 @@ export class MemoryPresenceStore implements PresenceStore {
     return this.drop(userId);
   }
   async socketsGone(userId: string, o: { closedAt: number; ended?: { sessionId: string; cutoff: number } }) {
-    const s = o.ended ? this.sessions.get(userId) : undefined;
+    const s = this.sessions.get(userId);
     if (o.ended) s?.delete(o.ended.sessionId);
     const at = this.active.get(userId);
-    if (at === undefined || at > o.closedAt) return false;
+    if (at === undefined) return false;
+    // Activity after the close counts while a session it came from remains (see SOCKETS_GONE).
+    if (at > o.closedAt && s && [...s.values()].some((t) => t >= o.closedAt)) return false;
     if (o.ended && s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
     return this.drop(userId);
   }
