@@ -5,7 +5,7 @@ import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
-/** A row of the cursors' table that says an instance ran without webhooks since the tail last started. */
+/** A row of the cursors' table that says when an instance last started without webhooks (see ensureCursor). */
 const OFF_MARK = 'webhooks-off';
 /** Sorts before every message id: a cursor (at, NO_ID) stands before every message created at `at`. */
 export const NO_ID = '00000000-0000-0000-0000-000000000000';

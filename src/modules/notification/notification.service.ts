@@ -11,7 +11,7 @@ import { conversationRepository } from '../conversation/conversation.repository'
 import { NotificationKind } from './notification.entity';
 import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEvent, type NewEvent, type Reach } from './notification.repository';
 import { NotificationLevel } from './notification.types';
-import { DELIVERY_TIMEOUT_MS, postEvent, webhookTarget, type WebhookEvent } from './notification.webhook';
+import { DELIVERY_TIMEOUT_MS, postEvent, webhookTarget, type WebhookEvent, type WebhookTarget } from './notification.webhook';
 
 /** Messages read per tail round; a full round is followed by the next at once. */
 const TAIL_BATCH = 500;
@@ -106,7 +106,7 @@ export class NotificationService {
   /** When a failed round was last logged. */
   private lastFailureLog = 0;
   /** WEBHOOK_URL as requests go to it (its credentials as a header). */
-  private readonly target: { url: string; headers: Record<string, string> } | undefined;
+  private readonly target: WebhookTarget | undefined;
 
   constructor(deps: NotificationServiceDeps) {
     this.em = deps.orm.em.fork() as EntityManager;

@@ -27,11 +27,17 @@ export function signature(secret: string, body: string, t: number = Math.floor(D
   return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
 }
 
+/** Where events go, and the headers that go with each. */
+export interface WebhookTarget {
+  url: string;
+  headers: Record<string, string>;
+}
+
 /**
  * Where events go: WEBHOOK_URL without its user and password, which go as Basic authorization
  * instead (fetch refuses a URL that carries them, so every delivery failed without a request: a probe).
  */
-export function webhookTarget(url: string): { url: string; headers: Record<string, string> } {
+export function webhookTarget(url: string): WebhookTarget {
   const u = new URL(url);
   if (!u.username && !u.password) return { url, headers: {} };
   const credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
@@ -44,7 +50,7 @@ export function webhookTarget(url: string): { url: string; headers: Record<strin
  * POSTs one event. True on a 2xx within DELIVERY_TIMEOUT_MS; otherwise why not (another status, a
  * refused connection, a timeout), and the caller retries.
  */
-export async function postEvent(target: { url: string; headers: Record<string, string> }, secret: string, body: string, stop?: AbortSignal): Promise<true | string> {
+export async function postEvent(target: WebhookTarget, secret: string, body: string, stop?: AbortSignal): Promise<true | string> {
   const timeout = AbortSignal.timeout(DELIVERY_TIMEOUT_MS);
   try {
     const res = await fetch(target.url, {
