@@ -194,6 +194,29 @@ describe('searchMessages', () => {
     expect(ids(await search(s.url, bob, 'hello 2 '))).toEqual([expected[2]]);
   });
 
+  it('should find every match of a word in a few percent of messages typed without a space after it, not only the newest messages', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Fruit', [bob]);
+    // 10 of 320 messages (3%, under the 5% of a common word) say "orange", the oldest ones: past the
+    // 300 newest of each of bob's two conversations (the lobby, this group) a query of common words is looked for among.
+    const oranges: string[] = [];
+    for (let i = 0; i < 10; i++) oranges.push((await sendMessage(s.url, alice.token, { groupId: g, content: `orange ${i}` })).id);
+    for (let i = 0; i < 310; i += 40) {
+      await Promise.all(Array.from({ length: Math.min(40, 310 - i) }, (_, j) => sendMessage(s.url, bob.token, { groupId: g, content: `filler ${i + j}` })));
+    }
+    await sql(s.env.DATABASE_URL!, 'analyze messages');
+    const [stats] = await sql(s.env.DATABASE_URL!, "select most_common_elems::text::text[] as e from pg_stats where tablename = 'messages_search_runs'");
+    expect(stats.e).toContain('orange');
+    const all = async (q: string) => {
+      const page = (await ok(gql(s.url, SEARCH, { q, first: 100 }, bob.token))).searchMessages;
+      return [page.edges.map((e: { node: Hit }) => e.node.message.id).sort(), page.totalCount];
+    };
+    const expected = [[...oranges].sort(), 10];
+    // Being typed (a prefix), whole, and whole with a space after it: the same 10.
+    expect([await all('orang'), await all('orange'), await all('orange ')]).toEqual([expected, expected, expected]);
+  });
+
   it('should refuse bad input with BAD_USER_INPUT and change nothing, and be rate-limited', async () => {
     const s = await createTestServer({ RATE_LIMIT_SEARCH: '5/1m' });
     const alice = await signup(s.url);
