@@ -107,6 +107,32 @@ describe('groups', () => {
     expect(codeOf(await attempt(s.url, CreateGroupDocument, { name: 'x'.repeat(101) }, u.token))).toBe('BAD_USER_INPUT');
   });
 
+  it('should page groups one at a time both ways, each once, whatever letters their names have', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    // Letters JavaScript and PostgreSQL lower differently: a final sigma, a dotted capital I.
+    for (const n of ['ΟΔΟΣ t', 'οδοσ tb', 'οδος tc', 'İSTANBUL t', 'ITALY t', 'ivy t', 'JAPAN t']) await request(s.url, CreateGroupDocument, { name: n }, u.token);
+    const PAGE = `query($first: Int, $after: String, $last: Int, $before: String) { groups(search: "t", first: $first, after: $after, last: $last, before: $before) {
+      edges { node { name } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }`;
+    const whole = (await ok(gql(s.url, PAGE, { first: 100 }, u.token))).groups.edges.map((e: any) => e.node.name);
+    expect(whole).toHaveLength(7);
+    const forward: string[] = [];
+    for (let after: string | null = null, i = 0; i < 10; i++) {
+      const page: any = (await ok(gql(s.url, PAGE, { first: 1, after }, u.token))).groups;
+      forward.push(...page.edges.map((e: any) => e.node.name));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    const backward: string[] = [];
+    for (let before: string | null = null, i = 0; i < 10; i++) {
+      const page: any = (await ok(gql(s.url, PAGE, { last: 1, before }, u.token))).groups;
+      backward.unshift(...page.edges.map((e: any) => e.node.name));
+      if (!page.pageInfo.hasPreviousPage) break;
+      before = page.pageInfo.startCursor;
+    }
+    expect([forward, backward]).toEqual([whole, whole]);
+  });
+
   it('should page a group\'s members by join time, each once, when several join in one millisecond', async () => {
     const s = await createTestServer();
     const owner = await signup(s.url);

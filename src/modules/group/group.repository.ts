@@ -306,13 +306,16 @@ export const groupRepository = {
       where.push(`(lower(g.name), g.id) ${opts.backward ? '<' : '>'} (?, ?)`);
       params.push(opts.from.k, opts.from.id);
     }
-    const ids: { id: string }[] = await conn.execute(
-      `select g.id from groups g where ${where.join(' and ')} order by lower(g.name) ${dir}, g.id ${dir} limit ?`,
+    // Each row's key as PostgreSQL lowers it, for its cursor: JavaScript's toLowerCase differs on some
+    // letters (a final sigma, a dotted İ), and a key lowered there skipped and repeated groups.
+    const ids: { id: string; k: string }[] = await conn.execute(
+      `select g.id, lower(g.name) as k from groups g where ${where.join(' and ')} order by lower(g.name) ${dir}, g.id ${dir} limit ?`,
       [...params, opts.limit + 1],
     );
     const groups = await em.find(Group, { id: { $in: ids.map((r) => r.id) } });
     const byId = new Map(groups.map((g) => [g.id, g]));
-    return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count as number };
+    const keys = new Map(ids.map((r) => [r.id, r.k]));
+    return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count as number, keyOf: (id: string) => keys.get(id)! };
   },
 
   /** A page of members by (joinedAt, id): after `from`, or before it when `backward` (fetched nearest first). */

@@ -177,13 +177,13 @@ export class GroupService {
   async list(em: EntityManager, viewerId: string, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean) {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
     const from = cursor ? decodeCursor(cursor, cursorField, undefined, 'groups') : null;
-    const { rows, total } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), from, backward, limit });
+    const { rows, total, keyOf } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), from, backward, limit });
     return toConnection(rows, {
       limit,
       backward,
       hasCursor: !!from,
       totalCount: total,
-      key: (g) => ({ k: g.name.toLowerCase(), id: g.id }),
+      key: (g) => ({ k: keyOf(g.id), id: g.id }),
       node: toGroupType,
       scope: 'groups',
     });
