@@ -291,6 +291,10 @@ describe('attachments', () => {
     expect(res.headers.get('content-type')).toBe('image/png');
     expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="dot.png"/);
     expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
+    // A name's every character outside RFC 8187's attr-char is escaped in filename* (encodeURIComponent keeps ' ( ) *).
+    const odd = await send(s.url, a.token, { groupId: g, attachment: { fileName: "l'été (2).png", base64: PNG.toString('base64') } });
+    const oddRes = await fetch(base + `/attachments/${odd.attachment!.id}`, { headers: { authorization: `Bearer ${a.token}` } });
+    expect(oddRes.headers.get('content-disposition')).toBe(`attachment; filename="l'_t_ (2).png"; filename*=UTF-8''l%27%C3%A9t%C3%A9%20%282%29.png`);
     expect((await fetch(base + plain, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
     expect((await fetch(base + plain)).status).toBe(401);
     // An id that can't be one (a malformed escape) is not found, answered as an unknown one is.
@@ -451,12 +455,17 @@ describe('attachments', () => {
       [{ fileName: 'x.pdf', base64: Buffer.from('hello').toString('base64') }, 'BAD_USER_INPUT'],
       [{ fileName: 'x.txt', base64: Buffer.from([0x00, 0x01, 0xff]).toString('base64') }, 'BAD_USER_INPUT'],
       [{ fileName: 'big.png', base64: Buffer.concat([PNG, Buffer.alloc(2000)]).toString('base64') }, 'PAYLOAD_TOO_LARGE'],
+      // 256 characters (code points: each emoji is one).
+      [{ fileName: '📎'.repeat(252) + '.png', base64: png }, 'BAD_USER_INPUT'],
     ];
     for (const [attachment, code] of cases) {
       const r = await attempt(s.url, SendMessageDocument, { input: { groupId: g, content: 'x', attachment } }, a.token);
       expect([attachment.fileName, codeOf(r)]).toEqual([attachment.fileName, code]);
     }
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // 255 are allowed, however many UTF-16 units they take.
+    const longest = await send(s.url, a.token, { groupId: g, attachment: { fileName: '📎'.repeat(251) + '.png', base64: png } });
+    expect(longest.attachment!.fileName).toBe('📎'.repeat(251) + '.png');
   });
 });
 

@@ -69,9 +69,14 @@ async function serveAttachment(deps: AttachmentRouteDeps, req: IncomingMessage, 
     // A text file was checked to be UTF-8 (files stored before carry the parameter already).
     'content-type': file.mimeType === 'text/plain' ? 'text/plain; charset=utf-8' : file.mimeType,
     'content-length': file.data.length,
-    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${encodeURIComponent(file.fileName)}`,
+    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${rfc8187(file.fileName)}`,
     'x-content-type-options': 'nosniff',
     'cache-control': cache,
   });
   res.end(file.data);
+}
+
+/** A header parameter's value as RFC 8187 writes it: encodeURIComponent leaves ' ( ) * as they are, which its attr-char does not allow. */
+function rfc8187(value: string): string {
+  return encodeURIComponent(value).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
