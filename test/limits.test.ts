@@ -580,6 +580,36 @@ describeRedis('rate limits across instances', () => {
     expect(codeOf(await attempt(b.url, SignupDocument, buildUser()))).toBe('RATE_LIMITED');
   });
 
+  it('should spend no point of a limit on a refused call, on either instance, and refuse the call past the limit', async () => {
+    const overrides = { RATE_LIMIT_CREATE_GROUP: '3/1h', RATE_LIMIT_FRIEND_REQUEST: '2/1h', RATE_LIMIT_EDIT: '2/1m', RATE_LIMIT_SEND_MESSAGE: '100/1m' };
+    const a = await createTestServer(overrides);
+    const b = await createTestServer(overrides, { clean: false });
+    const [u, v, w] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const lobby = await lobbyOf(a.url, u.token);
+    const CREATE = 'mutation($n: String!) { createGroup(name: $n) { id } }';
+    const FRIEND = 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }';
+    const EDIT = 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { id } }';
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    // Refused for what they ask, on both instances, well past each limit: bad names, oneself, a message that isn't there.
+    for (let i = 0; i < 5; i++) {
+      const on = i % 2 ? b : a;
+      expect(codeOf(await gql(on.url, CREATE, { n: '   ' }, u.token))).toBe('BAD_USER_INPUT');
+      expect(codeOf(await gql(on.url, FRIEND, { u: u.id }, u.token))).toBe('BAD_USER_INPUT');
+      expect(codeOf(await gql(on.url, EDIT, { m: unknown, c: 'x' }, u.token))).toBe('NOT_FOUND');
+      expect(codeOf(await gql(on.url, SEND, { input: { groupId: unknown, content: 'x' } }, u.token))).toBe('NOT_FOUND');
+    }
+    // Every point is left: three groups, two requests, two edits, each limit's last call on the other instance.
+    for (const [i, on] of [a, b, a].entries()) await ok(gql(on.url, CREATE, { n: `g${i}` }, u.token));
+    expect(codeOf(await gql(b.url, CREATE, { n: 'one too many' }, u.token))).toBe('RATE_LIMITED');
+    await ok(gql(a.url, FRIEND, { u: v.id }, u.token));
+    await ok(gql(b.url, FRIEND, { u: w.id }, u.token));
+    expect(codeOf(await gql(a.url, FRIEND, { u: (await signup(a.url)).id }, u.token))).toBe('RATE_LIMITED');
+    const m = (await ok(gql(a.url, SEND, { input: { groupId: lobby, content: 'draft' } }, u.token))).sendMessage.id;
+    await ok(gql(a.url, EDIT, { m, c: 'one' }, u.token));
+    await ok(gql(b.url, EDIT, { m, c: 'two' }, u.token));
+    expect(codeOf(await gql(a.url, EDIT, { m, c: 'three' }, u.token))).toBe('RATE_LIMITED');
+  });
+
   it('should lease a sender\'s points from Redis in blocks, never letting more through than the limit across instances', async () => {
     // 40 points: the first send leases 40/16 = 2 (one spent); below 32 left, one point per send.
     const { a, b, u, lobby, redis } = await twoInstances({ RATE_LIMIT_SEND_MESSAGE: '40/1m' });

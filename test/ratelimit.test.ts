@@ -106,6 +106,17 @@ describe('rate limits leased from Redis, first action ahead', () => {
   });
 });
 
+describe('rate limits in this process', () => {
+  it('should give a refused call its point back, and refuse past the limit', async () => {
+    const rate = new RateLimit('t', { points: 2, duration: 60 });
+    const refused = () => rate.spend('k', 'slow down', async () => Promise.reject(new Error('bad input')));
+    for (let i = 0; i < 5; i++) await expect(refused()).rejects.toThrow('bad input');
+    expect(await rate.spend('k', 'slow down', async () => 1)).toBe(1);
+    expect(await rate.spend('k', 'slow down', async () => 2)).toBe(2);
+    await expect(rate.spend('k', 'slow down', async () => 3)).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+  });
+});
+
 describe('wrong-password limits', () => {
   afterEach(() => jest.useRealTimers());
 

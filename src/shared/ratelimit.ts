@@ -41,6 +41,12 @@ class LocalWindows {
     return w.start + this.ms - now;
   }
 
+  /** Gives back one action `take` counted, while its window lasts. */
+  giveBack(key: string, now = Date.now()): void {
+    const w = this.windows.get(key);
+    if (w && now - w.start < this.ms && w.used > 0) w.used--;
+  }
+
   private sweep(now: number): void {
     for (const [key, w] of this.windows) if (now - w.start >= this.ms) this.windows.delete(key);
     this.sweepAt = Math.max(1024, this.windows.size * 2);
@@ -52,6 +58,12 @@ const LEASE_SHARE = 16;
 /** At most this many points per lease. */
 const LEASE_MAX = 64;
 const LEASE_SCRIPT = 'rateLeases';
+const GIVE_BACK_SCRIPT = 'rateGiveBack';
+/** One point back to a key's counter in Redis, if its window still holds one. */
+const GIVE_BACK = `
+local used = tonumber(redis.call('GET', KEYS[1]))
+if used and used > 0 then return redis.call('DECR', KEYS[1]) end
+return 0`;
 
 /**
  * Takes a lease of points for each of its keys in one round trip, on the counter
@@ -130,6 +142,7 @@ class LeasedPoints {
     private readonly ahead = points >= FIRST_ACTION_AHEAD_MIN_POINTS,
   ) {
     if (!(LEASE_SCRIPT in redis)) redis.defineCommand(LEASE_SCRIPT, { lua: LEASE });
+    if (!(GIVE_BACK_SCRIPT in redis)) redis.defineCommand(GIVE_BACK_SCRIPT, { numberOfKeys: 1, lua: GIVE_BACK });
     this.insurance = new LocalWindows(points, ms);
   }
 
@@ -166,6 +179,25 @@ class LeasedPoints {
     } finally {
       if (this.asking.get(key) === asked) this.asking.delete(key);
     }
+  }
+
+  /**
+   * Gives back one action `take` counted: to the lease it came from while that lasts (this
+   * instance holds the point again), else to the key's counter in Redis, which every instance
+   * reads (a small rate's point is taken from Redis one at a time, and given back there); to this
+   * process's count while Redis is away.
+   */
+  async giveBack(key: string): Promise<void> {
+    const lease = this.leases.get(key);
+    // A first action's lease on its way sets what is left when it comes: given back after it.
+    if (lease?.pending) await lease.pending;
+    const now = Date.now();
+    if (lease && lease.until > now && this.leases.get(key) === lease) {
+      lease.left++;
+      return;
+    }
+    const giveBack = (this.redis as unknown as Record<string, (key: string) => Promise<number>>)[GIVE_BACK_SCRIPT];
+    await giveBack.call(this.redis, `${this.prefix}:${key}`).catch(() => this.insurance.giveBack(key, now));
   }
 
   /** One action's lease from Redis (see take): 0 within the rate, else the ms until the window ends. */
@@ -275,7 +307,7 @@ class LeasedPoints {
  * process otherwise.
  */
 export class RateLimit {
-  private readonly counter: { take(key: string): number | Promise<number> };
+  private readonly counter: { take(key: string): number | Promise<number>; giveBack(key: string): void | Promise<void> };
 
   constructor(
     readonly name: string,
@@ -292,6 +324,22 @@ export class RateLimit {
   async consume(key: string, message?: string): Promise<void> {
     const wait = await this.counter.take(key);
     if (wait > 0) throw new RateLimitedError(wait / 1000, message);
+  }
+
+  /**
+   * Runs `work` as one action of `key`: RATE_LIMITED before it runs once the key has used its
+   * points, and the point given back when `work` fails, so that a refused call (bad input, not
+   * found, forbidden, a conflict) spends none: twenty `createGroup(name: "  ")` left a good one
+   * RATE_LIMITED for an hour (a review).
+   */
+  async spend<T>(key: string, message: string, work: () => Promise<T>): Promise<T> {
+    await this.consume(key, message);
+    try {
+      return await work();
+    } catch (e) {
+      await this.counter.giveBack(key);
+      throw e;
+    }
   }
 }
 

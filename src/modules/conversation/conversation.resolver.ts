@@ -64,8 +64,7 @@ export class ConversationResolver {
     const me = viewerOf(ctx).userId;
     // Left out means true; an explicit null says neither.
     if (typing === null) throw new BadUserInputError('typing is true or false (left out: true).', 'typing');
-    await ctx.services.rates.typing.consume(me, 'You are sending typing updates too fast; slow down.');
-    return ctx.services.typing.set(() => ctx.em, me, conversation, typing);
+    return ctx.services.rates.typing.spend(me, 'You are sending typing updates too fast; slow down.', () => ctx.services.typing.set(() => ctx.em, me, conversation, typing));
   }
 
   @Authorized()

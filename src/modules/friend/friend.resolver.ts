@@ -26,8 +26,7 @@ export class FriendResolver {
   @Mutation(() => FriendRequestType)
   async sendFriendRequest(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<FriendRequestType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.friendRequest.consume(me, 'You are sending friend requests too fast; try again later.');
-    return toFriendRequestType(await ctx.services.friends.send(ctx.em, me, userId));
+    return toFriendRequestType(await ctx.services.rates.friendRequest.spend(me, 'You are sending friend requests too fast; try again later.', () => ctx.services.friends.send(ctx.em, me, userId)));
   }
 
   @Authorized()

@@ -33,8 +33,7 @@ export class GroupResolver {
     @Ctx() ctx: Context,
   ): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.createGroup.consume(me, 'You are creating groups too fast; try again later.');
-    return toGroupType(await ctx.services.groups.create(ctx.em, me, name, isPrivate ?? false));
+    return toGroupType(await ctx.services.rates.createGroup.spend(me, 'You are creating groups too fast; try again later.', () => ctx.services.groups.create(ctx.em, me, name, isPrivate ?? false)));
   }
 
   @Authorized()
@@ -55,8 +54,7 @@ export class GroupResolver {
   })
   async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
-    return toGroupType(await ctx.services.groups.join(ctx.em, me, groupId));
+    return toGroupType(await ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => ctx.services.groups.join(ctx.em, me, groupId)));
   }
 
   @Authorized()
@@ -69,8 +67,7 @@ export class GroupResolver {
   @Mutation(() => Boolean)
   async leaveGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
-    return ctx.services.groups.leave(ctx.em, me, groupId);
+    return ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => ctx.services.groups.leave(ctx.em, me, groupId));
   }
 
   @Authorized()
@@ -140,8 +137,7 @@ export class GroupResolver {
   @Mutation(() => GroupType, { description: "Joins a group the viewer was invited to (MEMBER_JOINED to the members). NOT_FOUND without a pending invitation." })
   async acceptGroupInvite(@Arg('groupId', () => IdScalar, { description: 'The group of the invitation.' }) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.groupMembership.consume(me, 'You are joining and leaving groups too fast; try again later.');
-    return this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId));
+    return ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId)));
   }
 
   @Authorized()

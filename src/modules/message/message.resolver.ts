@@ -28,9 +28,8 @@ export class MessageResolver {
   @Mutation(() => MessageType, { description: 'Persisted before it is published.' })
   async sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.sendMessage.consume(me, 'You are sending messages too fast; slow down.');
     // The context forks its EntityManager on first use: a batched send never asks for it.
-    return ctx.services.messages.send(() => ctx.em, me, input);
+    return ctx.services.rates.sendMessage.spend(me, 'You are sending messages too fast; slow down.', () => ctx.services.messages.send(() => ctx.em, me, input));
   }
 
   @Authorized()
@@ -76,32 +75,28 @@ export class MessageResolver {
   @Mutation(() => MessageType, { description: 'Sender only.' })
   async editMessage(@Arg('messageId', () => IdScalar) messageId: string, @Arg('content') content: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are editing too fast; slow down.');
-    return ctx.services.messages.edit(ctx.em, me, messageId, content);
+    return ctx.services.rates.edit.spend(me, 'You are editing too fast; slow down.', () => ctx.services.messages.edit(ctx.em, me, messageId, content));
   }
 
   @Authorized()
   @Mutation(() => Boolean, { description: "Sender, or the group's owner or an admin (the lobby's admins too). A tombstone stays: id, sender, createdAt." })
   async deleteMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are deleting too fast; slow down.');
-    return ctx.services.messages.delete(ctx.em, me, messageId);
+    return ctx.services.rates.edit.spend(me, 'You are deleting too fast; slow down.', () => ctx.services.messages.delete(ctx.em, me, messageId));
   }
 
   @Authorized()
   @Mutation(() => MessageType, { description: `One emoji (a single grapheme); idempotent. A message takes at most ${MAX_REACTION_KINDS} different emoji: another is BAD_USER_INPUT.` })
   async addReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
-    return ctx.services.messages.react(ctx.em, me, messageId, emoji, true);
+    return ctx.services.rates.reaction.spend(me, 'You are reacting too fast; slow down.', () => ctx.services.messages.react(ctx.em, me, messageId, emoji, true));
   }
 
   @Authorized()
   @Mutation(() => MessageType, { description: 'Idempotent.' })
   async removeReaction(@Arg('messageId', () => IdScalar) messageId: string, @Arg('emoji') emoji: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.reaction.consume(me, 'You are reacting too fast; slow down.');
-    return ctx.services.messages.react(ctx.em, me, messageId, emoji, false);
+    return ctx.services.rates.reaction.spend(me, 'You are reacting too fast; slow down.', () => ctx.services.messages.react(ctx.em, me, messageId, emoji, false));
   }
 
   @Authorized()

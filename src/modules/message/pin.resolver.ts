@@ -12,16 +12,14 @@ export class PinResolver {
   @Mutation(() => MessageType, { description: 'Any member of a group or direct conversation; in a project, its owner. At most 50 per conversation; pinning twice changes nothing.' })
   async pinMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are pinning too fast; slow down.');
-    return ctx.services.pins.pin(ctx.em, me, messageId);
+    return ctx.services.rates.edit.spend(me, 'You are pinning too fast; slow down.', () => ctx.services.pins.pin(ctx.em, me, messageId));
   }
 
   @Authorized()
   @Mutation(() => MessageType, { description: 'Whoever may pin; unpinning a message that is not pinned changes nothing.' })
   async unpinMessage(@Arg('messageId', () => IdScalar) messageId: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are unpinning too fast; slow down.');
-    return ctx.services.pins.unpin(ctx.em, me, messageId);
+    return ctx.services.rates.edit.spend(me, 'You are unpinning too fast; slow down.', () => ctx.services.pins.unpin(ctx.em, me, messageId));
   }
 
   @FieldResolver(() => Date, { nullable: true, description: 'When it was pinned in its conversation (null: not pinned, or deleted).' })

@@ -48,8 +48,7 @@ export class ThreadResolver {
   })
   async markThreadRead(@Arg('messageId', () => IdScalar, { description: 'The root, or one of its replies.' }) messageId: string, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are marking threads read too fast; slow down.');
-    return ctx.services.threads.markRead(ctx.em, me, messageId);
+    return ctx.services.rates.edit.spend(me, 'You are marking threads read too fast; slow down.', () => ctx.services.threads.markRead(ctx.em, me, messageId));
   }
 
   @FieldResolver(() => Boolean, {

@@ -21,8 +21,7 @@ export class BlockResolver {
   async blockUser(@Arg('userId', () => IdScalar, { description: 'The user to block.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
     // Each change is an event to every instance: spent from the edit rate, as pins are.
-    await ctx.services.rates.edit.consume(me, 'You are changing blocks too fast; slow down.');
-    return ctx.services.blocks.block(ctx.em, me, userId);
+    return ctx.services.rates.edit.spend(me, 'You are changing blocks too fast; slow down.', () => ctx.services.blocks.block(ctx.em, me, userId));
   }
 
   @Authorized()
@@ -31,7 +30,6 @@ export class BlockResolver {
   })
   async unblockUser(@Arg('userId', () => IdScalar, { description: 'The user to unblock.' }) userId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are changing blocks too fast; slow down.');
-    return ctx.services.blocks.unblock(ctx.em, me, userId);
+    return ctx.services.rates.edit.spend(me, 'You are changing blocks too fast; slow down.', () => ctx.services.blocks.unblock(ctx.em, me, userId));
   }
 }

@@ -23,8 +23,7 @@ export class MuteResolver {
   ): Promise<ConversationType> {
     const me = viewerOf(ctx).userId;
     // Each change is an event to every instance: spent from the edit rate, as pins are.
-    await ctx.services.rates.edit.consume(me, 'You are changing mutes too fast; slow down.');
-    return ctx.services.mutes.mute(ctx.em, me, conversation, until);
+    return ctx.services.rates.edit.spend(me, 'You are changing mutes too fast; slow down.', () => ctx.services.mutes.mute(ctx.em, me, conversation, until));
   }
 
   @Authorized()
@@ -34,8 +33,7 @@ export class MuteResolver {
     @Ctx() ctx: Context,
   ): Promise<ConversationType> {
     const me = viewerOf(ctx).userId;
-    await ctx.services.rates.edit.consume(me, 'You are changing mutes too fast; slow down.');
-    return ctx.services.mutes.unmute(ctx.em, me, conversation);
+    return ctx.services.rates.edit.spend(me, 'You are changing mutes too fast; slow down.', () => ctx.services.mutes.unmute(ctx.em, me, conversation));
   }
 
   @FieldResolver(() => Date, {
