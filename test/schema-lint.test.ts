@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildSchema, getNamedType, isInterfaceType, isObjectType } from 'graphql';
+import { buildSchema, getNamedType, isInterfaceType, isObjectType, Kind, parse } from 'graphql';
 import { ESLint } from 'eslint';
 import { staleDescriptionKeys } from '../src/graphql/descriptions';
 
@@ -30,6 +30,20 @@ describe('schema lint', () => {
       .filter((t) => !(isObjectType(t) && t.getInterfaces().some((i) => i.name === 'Node')))
       .map((t) => t.name);
     expect(notNodes).toEqual(['SearchHit']);
+  });
+
+  it('should have a typed document in operations/ for every query, mutation and subscription', () => {
+    const used = new Set<string>();
+    for (const f of readdirSync(join(ROOT, 'operations')).filter((name) => name.endsWith('.graphql'))) {
+      const doc = parse(readFileSync(join(ROOT, 'operations', f), 'utf8'));
+      for (const def of doc.definitions) {
+        if (def.kind !== Kind.OPERATION_DEFINITION) continue;
+        const root = { query: 'Query', mutation: 'Mutation', subscription: 'Subscription' }[def.operation];
+        for (const sel of def.selectionSet.selections) if (sel.kind === Kind.FIELD) used.add(`${root}.${sel.name.value}`);
+      }
+    }
+    const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!].flatMap((t) => Object.keys(t.getFields()).map((name) => `${t.name}.${name}`));
+    expect(roots.filter((r) => !used.has(r))).toEqual([]);
   });
 
   it('should only describe what exists (src/graphql/descriptions.ts)', () => {
