@@ -31,6 +31,9 @@ describe('production mode', () => {
     expect(codeOf(r)).toBe('BAD_USER_INPUT');
     expect(r.data).toBeUndefined();
     expect(JSON.stringify(r.errors)).toMatch(/introspection/i);
+    // The setting to name is this server's, not the library's option.
+    expect(r.errors![0].message).toMatch(/ENABLE_INTROSPECTION/);
+    expect(JSON.stringify(r.errors)).not.toMatch(/ApolloServer/);
     expect((await ok(gql(url, '{ __typename }'))).__typename).toBe('Query');
 
     const w = wsClient(wsUrl, u.token);

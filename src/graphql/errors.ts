@@ -92,7 +92,10 @@ export function createErrorFormatter(opts: {
     if (kind === 'input') {
       // The contract speaks of bad input with one code; the parser's own stays as a detail (a
       // document limit's as over WebSocket and SSE, GRAPHQL_LIMIT; graphql-js's "more that" fixed, as there).
-      const message = limitMessage(formatted.message).replace(/\bmore that (?=\d)/, 'more than ');
+      const message = limitMessage(formatted.message)
+        .replace(/\bmore that (?=\d)/, 'more than ')
+        // Apollo's words name its own option; an operator of this server sets ENABLE_INTROSPECTION.
+        .replace(/^GraphQL introspection is not allowed by Apollo Server.*$/s, 'GraphQL introspection is off on this server (ENABLE_INTROSPECTION), and the query asked for __schema or __type.');
       const reason = code === 'GRAPHQL_VALIDATION_FAILED' && /\blimit of \d/.test(message) ? 'GRAPHQL_LIMIT' : code;
       return { ...formatted, message, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(reason && reason !== 'INTERNAL_SERVER_ERROR' ? { reason } : {}) } };
     }
