@@ -12,7 +12,8 @@ const origin = (s: TestServer) => s.url.replace(/\/graphql$/, '');
 
 /** Every asset the page loads, as written in its HTML. */
 function assetsOf(html: string): string[] {
-  return [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+  // A data: URL (the empty icon) is inline: nothing is fetched.
+  return [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((a) => !a.startsWith('data:'));
 }
 
 /** Sets the CodeMirror editor whose text matches `current` (GraphiQL 3 keeps the instance on the element). */
@@ -112,6 +113,9 @@ describe('GraphiQL', () => {
     });
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    // Nothing it asks for is missing.
+    const failed: string[] = [];
+    page.on('response', (r) => void (r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`)));
     await page.goto(`${origin(s)}/graphiql`);
     await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
     expect(await page.evaluate(() => (globalThis as any).parleyGraphiQL)).toEqual({ url: s.url.replace('localhost', '127.0.0.1'), subscriptionUrl: s.wsUrl.replace('localhost', '127.0.0.1') });
@@ -129,6 +133,7 @@ describe('GraphiQL', () => {
 
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);
+    expect(failed).toEqual([]);
   }, 60_000);
 
   itNeeding('chromium', tools.chromium)('should end a subscription refused with 4403 at once, with the close reason as an error', async () => {
@@ -169,6 +174,11 @@ describe('GraphiQL', () => {
     const auth = JSON.stringify({ Authorization: `Bearer ${alice.token}` }, null, 2);
     await setEditor(page, '.graphiql-editor-tool .CodeMirror', auth, /Authorization/);
     await run(page, 'query Me { me { username } }');
+    await eventually(async () => (await responseText(page)).includes(`"username": "${alice.username}"`), 10_000);
+
+    // Another of the first tabs, its Authorization still empty, runs with that token too; visiting it keeps the token for "+".
+    await page.click('.graphiql-tab-button:has-text("Groups")');
+    await run(page, 'query Me2 { me { username } }');
     await eventually(async () => (await responseText(page)).includes(`"username": "${alice.username}"`), 10_000);
 
     // "+" opens a tab whose headers are the ones just edited, ready for a subscription.

@@ -39,7 +39,8 @@ const DEFAULT_TABS: { query: string; variables?: string }[] = [
   {
     query: `# Welcome to Parley. Run Signup (or Login), then put the token in the Headers below:
 #   { "Authorization": "Bearer <token>" }
-# New tabs start with the headers you last edited, and subscriptions use them too
+# New tabs start with the headers you last edited, a tab whose Authorization is left ""
+# uses that token too ({} sends none), and subscriptions use them as well
 # (sent as graphql-ws connectionParams). A subscription without a valid token shows the
 # socket's close reason (4403 Forbidden) as an error.
 
@@ -149,6 +150,7 @@ function graphiqlPage(): string {
 <head>
 <meta charset="utf-8">
 <title>Parley · GraphiQL</title>
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/graphiql/assets/graphiql.min.css">
 <style>html,body,#graphiql{height:100%;margin:0}</style>
@@ -203,7 +205,20 @@ function graphiqlPage(): string {
     return clients[auth];
   }
 
+  /** Whether the headers are the untouched template: an Authorization key, left empty. */
+  function blankAuthorization(headers) {
+    if (!headers) return false;
+    for (var k in headers) if (k.toLowerCase() === 'authorization') return headers[k] === '';
+    return false;
+  }
+
   function fetcher(params, opts) {
+    // A tab opened before the token was entered (the first visit's eight) still shows the
+    // template: it runs with the token last entered in any tab, rather than none.
+    if (opts && blankAuthorization(opts.headers)) {
+      var saved = JSON.parse(savedHeaders());
+      if (authorizationOf(saved)) opts = Object.assign({}, opts, { headers: Object.assign({}, opts.headers, saved) });
+    }
     var auth = authorizationOf(opts && opts.headers);
     if (!fetchers[auth]) fetchers[auth] = GraphiQL.createFetcher({ url: url, wsClient: wsClientFor(auth) });
     return fetchers[auth](params, opts);
@@ -234,6 +249,9 @@ function graphiqlPage(): string {
           var parsed = JSON.parse(value);
           if (!parsed || typeof parsed !== 'object') return;
         } catch (e) { return; } // half-typed: keep the last complete headers
+        // Switching to a tab that still shows the template reports its headers as an edit: that
+        // replaced the token just entered in another tab, and "+" then opened tabs without it.
+        if (blankAuthorization(parsed) && authorizationOf(JSON.parse(savedHeaders()))) return;
         try { localStorage.setItem(HEADERS_KEY, value); } catch (e) {}
         state[1](value);
       },
