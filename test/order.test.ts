@@ -130,6 +130,24 @@ describe('InOrder', () => {
     expect(order.gaps).toBe(1);
   });
 
+  it('should deliver late, once, what a search that took longer than holdMs found for a gap given up meanwhile', async () => {
+    const { out, order, pub } = line();
+    let answer: (found: { pos: number; event: string }[]) => void = () => undefined;
+    order.fillFrom(() => new Promise((resolve) => (answer = resolve)));
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(4);
+    jest.advanceTimersByTime(200);
+    await settled();
+    expect(out).toEqual(['#1', '#4']);
+    // The database answers at last (busy): 2 and 3 were stored; a copy of 3's publish then is one.
+    answer([{ pos: 2, event: '#2 (stored)' }, { pos: 3, event: '#3 (stored)' }]);
+    await settled();
+    pub(3);
+    expect(out).toEqual(['#1', '#4', '#2 (stored)', '#3 (stored)']);
+    expect(order.whereIs('k', 2)).toBe('read');
+  });
+
   it('should drop the late publish of an event the search delivered, once', async () => {
     const { out, order, pub } = line();
     order.fillFrom(async () => [{ pos: 2, event: '#2 (stored)' }]);
@@ -253,7 +271,7 @@ describe('EventOrder: a resent message', () => {
     });
     const live = (pos: number) => order.admit(Topic.MessageAdded, message(pos), 'g:1');
     const resent = (pos: number, extra: Record<string, unknown> = {}) => order.admit(Topic.MessageAdded, message(pos, { resent: true, ...extra }), 'g:1');
-    return { out, live, resent };
+    return { out, live, resent, order, message };
   };
 
   it('should reach a conversation with no line here at once, without opening one at its old place', async () => {
@@ -290,6 +308,20 @@ describe('EventOrder: a resent message', () => {
     resent(5);
     resent(4);
     expect(out).toEqual(['#1', '#2', '#3', '#6', '#5', '#4']);
+  });
+
+  it('should deliver late, once, a message read back after Redis came back whose place the line gave up, and never one it delivered', async () => {
+    const { out, live, order, message } = setup();
+    live(1);
+    live(2);
+    // 3 and 4 were sent while this instance was off Redis; 5 came first once it was back.
+    live(5);
+    jest.advanceTimersByTime(100);
+    await settled();
+    expect(out).toEqual(['#1', '#2', '#5']);
+    // The read-back of what was stored while off Redis (PubSub.recoverFrom): 2 again, 3 and 4.
+    for (const pos of [2, 3, 4, 3]) order.recovered('g:1', message(pos) as never);
+    expect(out).toEqual(['#1', '#2', '#5', '#3', '#4']);
   });
 });
 

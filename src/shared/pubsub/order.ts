@@ -19,6 +19,12 @@ interface Line<E> {
   filling: boolean;
   /** Places delivered from the database (see filledIn) or by a replay, whose publish may still come (that copy is dropped), with when. */
   read: Map<number, number> | undefined;
+  /**
+   * Places the line went past without their events (a gap given up), with when: one that turns up
+   * later (a late search, a read-back after Redis came back, a resend) is delivered late rather
+   * than dropped as delivered.
+   */
+  skipped: Map<number, number> | undefined;
   waiting: Waiting<E>[];
   timer: NodeJS.Timeout | undefined;
   /** When it last saw an event. */
@@ -159,13 +165,15 @@ export class InOrder<E> {
   }
 
   /**
-   * Where `pos` stands on line `key`: no line; read back from the database (delivered); passed
-   * (the line went past it: delivered or given up); or ahead (still to come: the line opening, or past its last).
+   * Where `pos` stands on line `key`: no line; read back from the database (delivered); skipped
+   * (the line went past it without it: a gap given up); passed (delivered); or ahead (still to
+   * come: the line opening, or past its last).
    */
-  whereIs(key: string, pos: number): 'none' | 'read' | 'passed' | 'ahead' {
+  whereIs(key: string, pos: number): 'none' | 'read' | 'skipped' | 'passed' | 'ahead' {
     const line = this.lines.get(key);
     if (!line) return 'none';
     if (line.read?.has(pos)) return 'read';
+    if (line.skipped?.has(pos)) return 'skipped';
     return line.last !== null && pos <= line.last ? 'passed' : 'ahead';
   }
 
@@ -222,6 +230,8 @@ export class InOrder<E> {
     line.at = now;
     // The publish of one read back from the database, late: delivered already.
     if (line.read?.delete(pos) && line.last !== null && pos <= line.last) return;
+    // One the line gave up on, come after all: delivered late (below), and no longer awaited.
+    line.skipped?.delete(pos);
     if (line.last === null || !this.ready(line, pos)) {
       // A copy of one already waiting (a replay, or found by a search meanwhile) waits once.
       if (line.waiting.some((w) => w.pos === pos)) return;
@@ -272,7 +282,7 @@ export class InOrder<E> {
         if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, read: undefined, waiting: [], timer: undefined, at: 0, channel };
+    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, read: undefined, skipped: undefined, waiting: [], timer: undefined, at: 0, channel };
     this.lines.set(key, line);
     let keys = this.linesOfChannel.get(channel);
     if (!keys) this.linesOfChannel.set(channel, (keys = new Set()));
@@ -368,10 +378,28 @@ export class InOrder<E> {
     if (!this.gapsFrom || line.last === null || !line.lastEvent || missing < 1 || missing > InOrder.FILL_MAX) return this.passUpTo(line, Infinity);
     line.filling = true;
     const q = { key, channel: line.channel, after: line.lastEvent, afterPos: line.last, before: before.event, beforePos: before.pos, limit: before.pos - line.last - 1 };
-    this.withinHold(this.gapsFrom(q)).then(
+    const search = this.gapsFrom(q);
+    this.withinHold(search).then(
       (found) => this.filledIn(key, line, found, before.pos),
       () => this.filledIn(key, line, [], before.pos),
     );
+    // A search that answered after the hold (a busy database): what it found goes late, not never
+    // (with a short MESSAGE_ORDER_HOLD, every gap after Redis came back was lost: an outside probe).
+    search.then(
+      (found) => this.foundLate(key, line, found),
+      () => undefined,
+    );
+  }
+
+  /** Events found for places the line gave up meanwhile: delivered now, out of their order. */
+  private foundLate(key: string, line: Line<E>, found: Waiting<E>[]): void {
+    if (this.lines.get(key) !== line || !line.skipped) return;
+    for (const f of found) {
+      if (!line.skipped.delete(f.pos)) continue;
+      this.remember(line, f.pos);
+      this.filled++;
+      this.deliver(f.event);
+    }
   }
 
   /** A search's answer, or none once it took holdMs (a database slow to answer holds the line no longer than a lost publish did). */
@@ -421,15 +449,33 @@ export class InOrder<E> {
     if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
   }
 
-  /** What waits up to position `upTo` goes, in order; a hole among it is a gap given up. */
+  /** What waits up to position `upTo` goes, in order; a hole among it is a gap given up (its places kept as skipped). */
   private passUpTo(line: Line<E>, upTo: number): void {
     let gap = false;
     while (line.waiting.length && line.waiting[0].pos <= upTo) {
       const { pos, event, then } = line.waiting.shift()!;
-      if (line.last !== null && pos > line.last + 1) gap = true;
+      if (line.last !== null && pos > line.last + 1) {
+        gap = true;
+        this.skip(line, line.last + 1, pos - 1);
+      }
       this.pass(line, pos, event, then);
     }
     if (gap) this.gaps++;
+  }
+
+  /** Keeps `from`..`to` as skipped, for READ_MS and the newest READ_MAX places (a longer gap's oldest are given up for good). */
+  private skip(line: Line<E>, from: number, to: number): void {
+    const now = Date.now();
+    line.skipped ??= new Map();
+    for (const [p, at] of line.skipped) {
+      if (at > now - InOrder.READ_MS) break;
+      line.skipped.delete(p);
+    }
+    for (let p = Math.max(from, to - InOrder.READ_MAX + 1); p <= to; p++) line.skipped.set(p, now);
+    for (const p of line.skipped.keys()) {
+      if (line.skipped.size <= InOrder.READ_MAX) break;
+      line.skipped.delete(p);
+    }
   }
 }
 
@@ -622,8 +668,9 @@ export class EventOrder {
 
   /**
    * A message read back after this instance was off Redis (see PubSub.recoverFrom), as received on
-   * `channel`: to subscriptions, in its line's place, unless the line delivered it already; its
-   * own publish, if it comes after all, is dropped.
+   * `channel`: to subscriptions, in its line's place, unless the line delivered it already (a place
+   * the line gave up on, messages after it having come first, gets it late); its own publish, if
+   * it comes after all, is dropped.
    */
   recovered(channel: string, payload: MessagePayload): void {
     if (typeof payload.pos !== 'number') return;
@@ -646,7 +693,8 @@ export class EventOrder {
     if (!this.takes(channel)) return;
     const copy = { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true };
     const where = this.lines.whereIs(key, place);
-    if (where === 'ahead') return this.lines.admitCopy(key, place, copy, channel);
+    // A place the line gave up on: delivered late (admit lets a place behind the line through).
+    if (where === 'ahead' || where === 'skipped') return this.lines.admitCopy(key, place, copy, channel);
     if (where === 'read') return;
     if (where === 'passed') {
       if (this.routes.userOfChannel(channel) !== undefined) return;
