@@ -141,6 +141,28 @@ describe('block', () => {
     for (const u of [ann, bob]) expect((await ok(gql(s.url, '{ conversations(first: 5) { edges { node { id } } } }', {}, u.token))).conversations.edges.map((e: any) => e.node.id)).not.toContain(key);
   });
 
+  it('should store no reply kept in its thread once the friendship ended on its way', async () => {
+    const s = await createTestServer();
+    const [ann, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, ann, bob);
+    const root = (await sendMessage(s.url, ann.token, { toUserId: bob.id, content: 'root' })).id;
+    const [a, b] = [ann.id, bob.id].sort();
+    const ending = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await ending.connect();
+    try {
+      await ending.query('begin');
+      await ending.query('delete from friendships where user_a_id = $1 and user_b_id = $2', [a, b]);
+      const sent = gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { toUserId: ann.id, content: 'a reply as it ends', parentId: root } }, bob.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
+      await Promise.race([sent, eventually(waiting, 5000)]);
+      await ending.query('commit');
+      expect(codeOf(await sent)).toBe('FORBIDDEN');
+    } finally {
+      await ending.end();
+    }
+    expect((await sql(s.env.DATABASE_URL!, 'select content from messages where conversation_key = $1', [`d:${a}:${b}`])).map((m) => m.content)).toEqual(['root']);
+  });
+
   it("should answer node of a blocked sender's group message null, as history leaves it out", async () => {
     const s = await createTestServer();
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -2,6 +2,7 @@ import { codeOf, gql, listen, ok, subscribe, wsClient } from './helpers/graphql'
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { buildProject, lobbyOf, sendMessage, signup, type TestUser, attempt, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
+import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
 import { holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
@@ -555,5 +556,49 @@ describeRedis('projects across instances', () => {
     expect(live.values.map((v) => v.projectAction.kind)).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'COACH_DESIGNATED']);
     // The inbox has them in the same order.
     expect((await inbox(a.url, bob, { p })).edges.map((e: any) => e.node.kind).slice(-2)).toEqual(['PROJECT_RENAMED', 'COACH_DESIGNATED']);
+  });
+});
+
+describe('project sends crossing a removal', () => {
+  /**
+   * `send` while a removal of `removed` from the project is under way, not yet committed (as
+   * removeProjectParticipant deletes the row): the send passed its check before, and waits for the
+   * removal in its statement. Its answer once the removal committed.
+   */
+  async function sendDuringRemoval(s: TestServer, projectId: string, removed: string, send: () => Promise<any>): Promise<any> {
+    const removal = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await removal.connect();
+    try {
+      await removal.query('begin');
+      await removal.query('delete from project_members where project_id = $1 and user_id = $2', [projectId, removed]);
+      const sent = send();
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
+      await Promise.race([sent, eventually(waiting, 5000)]);
+      await removal.query('commit');
+      return await sent;
+    } finally {
+      await removal.end();
+    }
+  }
+
+  it("should store no message of a participant removed while it was on its way, nor a private one to a removed recipient, nor a reply", async () => {
+    const s = await createTestServer();
+    const [owner, una, vic, walt] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, owner, { participants: [una, vic, walt] });
+    const root = (await sendMessage(s.url, owner.token, { projectId: p.id, content: 'root' })).id;
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    const send = (u: TestUser, i: Record<string, unknown>) => () => gql(s.url, SEND, { i: { projectId: p.id, ...i } }, u.token);
+    // What a send by someone not (or no longer) in the project is told, asked plainly.
+    const outsider = await signup(s.url);
+    const refused = codeOf(await gql(s.url, SEND, { i: { projectId: p.id, content: 'x' } }, outsider.token));
+    expect(['NOT_FOUND', 'FORBIDDEN']).toContain(refused);
+
+    expect(codeOf(await sendDuringRemoval(s, p.id, una.id, send(una, { content: 'as I am removed' })))).toBe(refused);
+    expect(codeOf(await sendDuringRemoval(s, p.id, vic.id, send(vic, { content: 'a reply as I am removed', parentId: root })))).toBe(refused);
+    // A private message to a participant removed meanwhile: refused as one to a non-participant is.
+    const toOutsider = codeOf(await gql(s.url, SEND, { i: { projectId: p.id, toUserId: outsider.id, content: 'x' } }, owner.token));
+    expect(toOutsider).not.toBeUndefined();
+    expect(codeOf(await sendDuringRemoval(s, p.id, walt.id, send(owner, { toUserId: walt.id, content: 'just for you' })))).toBe(toOutsider);
+    expect((await sql(s.env.DATABASE_URL!, 'select content from messages where project_id = $1 order by created_at', [p.id])).map((m) => m.content)).toEqual(['root']);
   });
 });

@@ -117,7 +117,8 @@ const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or $
  * with small tables PostgreSQL chose to hash all of group_members instead.
  */
 export const batchGate = (b: string) => `(${b}.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
-            where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')} offset 0))`;
+            where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')} offset 0))
+          and (${b}.project_id is null or exists (select 1 from project_members pm where pm.project_id = ${b}.project_id and pm.user_id = ${b}.sender_id for key share))`;
 
 /**
  * A group send whose membership was not checked before its statement: `g` holds the group's name
@@ -156,9 +157,26 @@ export function memberGate(groupId: string, senderId: string, slow: boolean, als
  * statement writes nothing: FORBIDDEN), and one that comes after waits for the message and then
  * takes its rows away with the rest of the conversation.
  */
-function friendsGate(senderId: string, recipientId: string): Sql {
+export function friendsGate(senderId: string, recipientId: string, name = 'g'): Sql {
   const [a, b] = senderId < recipientId ? [senderId, recipientId] : [recipientId, senderId];
-  return { text: 'g as (select 1 from friendships where user_a_id = ? and user_b_id = ? for share)', params: [a, b] };
+  return { text: `${name} as (select 1 from friendships where user_a_id = ? and user_b_id = ? for share)`, params: [a, b] };
+}
+
+/**
+ * A project message's gate, as friendsGate's: `name` holds a row only while the sender (and a
+ * private message's recipient) are participants, their rows read under a key-share lock. Checked
+ * only before the statement, a removeProjectParticipant committing meanwhile let the removed
+ * participant's message be stored and delivered after their removal (a review); with the lock, a
+ * removal that committed first leaves it empty (nothing written: the check then says why), and
+ * one that comes after waits for the message. A role change does not wait (key share).
+ */
+export function projectGate(key: string, senderId: string, recipientId: string | null, name = 'g'): Sql {
+  const projectId = key.slice(2);
+  if (!recipientId) return { text: `${name} as (select 1 from project_members where project_id = ?::uuid and user_id = ?::uuid for key share)`, params: [projectId, senderId] };
+  return {
+    text: `${name} as (select 1 from (select count(*) as n from (select 1 from project_members where project_id = ?::uuid and user_id in (?::uuid, ?::uuid) for key share) x) y where y.n = 2)`,
+    params: [projectId, senderId, recipientId],
+  };
 }
 
 /** A group send's gate: `slow` stamps a plain member's send for slow mode (see memberGate). */
@@ -205,6 +223,8 @@ export const conversationRepository = {
   }): { before: Sql; after: Sql; recipientSeq: string; states: Sql } {
     const priv = m.privateInProject;
     const direct = m.kind === 'DIRECT';
+    // Direct and project sends are always gated in their statement; a group send only when its membership was not checked first (memberGate).
+    const gated = !!m.gate || direct || m.kind === 'PROJECT';
     // Small enough that this message writes every member's sort key (two members always are).
     const small: Sql = direct
       ? { text: 'n as (select true as small)', params: [] }
@@ -214,7 +234,7 @@ export const conversationRepository = {
     const head = `h as (
       insert into conversation_heads as h (conversation_key, seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at)
       select ?, ${priv ? '0, 1, null::uuid, null::timestamptz' : '1, 1, ?::uuid, c.t'}, c.t, n.small, case when n.small then null else c.t end
-      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n${m.gate || direct ? ', g' : ''}
+      from (select date_trunc('milliseconds', clock_timestamp()) as t) c, n${gated ? ', g' : ''}
       on conflict (conversation_key) do update set (seq, pos, last_message_id, activity_at, last_at, member_sort, sort_cleared_at) = (
         select h.seq + excluded.seq, h.pos + 1, coalesce(excluded.last_message_id, h.last_message_id), case when excluded.seq = 1 then x.t else h.activity_at end, x.t,
           excluded.member_sort, case when h.member_sort and not excluded.member_sort then x.t else h.sort_cleared_at end
@@ -224,7 +244,13 @@ export const conversationRepository = {
     // The sort key of a row this message writes anyway (the sender's, a private message's
     // recipient's): the newest message they may see, this one; null while clearing; else as it was.
     const ownKey = (t: string) => `case when h.member_sort then h.${priv ? 'last_at' : 'activity_at'} when h.clearing then null else ${t}.sort_at end`;
-    const gate = m.gate ? memberGate(m.gate.groupId, m.senderId, m.gate.slow) : direct ? friendsGate(m.senderId, m.recipientId!) : null;
+    const gate = m.gate
+      ? memberGate(m.gate.groupId, m.senderId, m.gate.slow)
+      : direct
+        ? friendsGate(m.senderId, m.recipientId!)
+        : m.kind === 'PROJECT'
+          ? projectGate(m.key, m.senderId, priv ? m.recipientId : null)
+          : null;
     const before: Sql = {
       text: `${small.text}, ${gate ? `${gate.text}, ` : ''}${head}`,
       params: [...small.params, ...(gate?.params ?? []), ...(priv ? [m.key] : [m.key, m.id])],

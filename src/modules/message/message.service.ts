@@ -514,7 +514,7 @@ export class MessageService {
 
   /** A send checked before its statement found its conversation closed (its group or project deleted meanwhile): NOT_FOUND, as checked now. */
   private async stillOpen(o: Outgoing): Promise<void> {
-    await this.conversation(o.em(), o.senderId, { groupId: o.conv.groupId, projectId: o.conv.projectId, userId: o.conv.peerId }, 'input');
+    await this.conversation(o.em(), o.senderId, { groupId: o.conv.groupId, projectId: o.conv.projectId, userId: o.conv.peerId ?? o.conv.privateWith }, 'input');
   }
 
   private async slowOrOnceMore(o: Outgoing): Promise<void> {

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, prepared, unnestUnseen, type Sql } from '../../shared/sql';
-import { batchGate, GATE_COLUMNS, memberGate, type SendGate } from '../conversation/conversation.repository';
+import { batchGate, friendsGate, GATE_COLUMNS, memberGate, projectGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { BATCH_TYPES, batchColumns, COLUMNS, MENTION_TYPES, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
@@ -126,16 +126,20 @@ export const threadRepository = {
       params: [r.parentId, r.conversationKey],
     };
     const g = gate ? memberGate(gate.groupId, r.senderId, gate.slow, parentOk) : null;
+    // A direct or project reply is gated as its conversation's messages are (a removeFriend, a block
+    // or a removal committing after the check before it: stored before, in a conversation the
+    // sender had left; a review). A group reply checked first has no gate, as a group send.
+    const access = g ? null : r.projectId ? projectGate(r.conversationKey, r.senderId, null, 'ga') : !r.groupId && r.recipientId ? friendsGate(r.senderId, r.recipientId, 'ga') : null;
     const after = threadAfter(mentions ? mentionRepository.onSend(mentions, false) : null);
     const rows = await prepared<MessageRow & ReplyColumns>(
       em,
-      `with ${g ? `${g.text}, ` : ''}hl as (
+      `with ${g ? `${g.text}, ` : ''}${access ? `${access.text}, ` : ''}hl as (
          select 1 from conversation_heads where conversation_key = ? and closed_at is null for update
        ), tp as (
          select root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
            from hl, messages x join messages root on root.id = coalesce(x.parent_id, x.id)
           where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null
-            and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}
+            and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}${access ? ' and exists (select 1 from ga)' : ''}
           for no key update of root
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
@@ -151,6 +155,7 @@ export const threadRepository = {
        from m left join a on a.id = m.attachment_id join users u on u.id = m.sender_id`,
       [
         ...(g?.params ?? []),
+        ...(access?.params ?? []),
         r.conversationKey,
         r.parentId,
         r.conversationKey,
