@@ -270,6 +270,35 @@ describeRedis('event routing', () => {
     });
   });
 
+  it('should hold a block made while the instance was off Redis once it is back, for the blocker\'s sockets there', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo, cy] = [await signup(b.url), await signup(b.url), await signup(b.url)];
+      const group = (await request(b.url, CreateGroupDocument, { name: 'Blocked meanwhile' }, ada.token)).createGroup.id;
+      for (const u of [bo, cy]) await request(b.url, JoinGroupDocument, { groupId: group }, u.token);
+      const GROUP_ADDED = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }';
+      const onA = await listenOn<any>(a, bo, GROUP_ADDED, { g: group });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'before' });
+      await onA.nth(1);
+      const back = new Promise<void>((resolve) => {
+        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      // A is off Redis: Bo's block, answered by B, is never told to A.
+      await proxy.cut();
+      await ok(gql(b.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: ada.id }, bo.token));
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'while away' });
+      await proxy.restore();
+      await back;
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      // Cy's message as a barrier: once it arrives, Ada's before it would have.
+      await sendMessage(b.url, cy.token, { groupId: group, content: 'barrier' });
+      await onA.nth(2);
+      await sleep(200);
+      expect(contents(onA.values)).toEqual(['before', 'barrier']);
+    });
+  });
+
   it("should bring other instances' subscribers what an instance stored while it could not publish, once it is back on Redis", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl });

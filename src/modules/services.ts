@@ -207,9 +207,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   // A publish lost (its instance died after the commit, Redis was away) is read back before its gap is given up.
   pubsub.fillGapsFrom((q) => messages.stored(orm.em.fork(), q));
   // And what was published while this instance was off Redis, once it is back.
-  // Memberships first: a removal made meanwhile on another instance was told over Redis too.
+  // Memberships and block lists first: a removal or a block made meanwhile on another instance was told over Redis too.
   pubsub.recoverFrom(async (channels, since) => {
-    await memberships.resync();
+    await Promise.all([memberships.resync(), safety.resync()]);
     return messages.storedOn(orm.em.fork(), channels, since);
   });
   routeConversations(pubsub, {

@@ -1,5 +1,6 @@
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type MembershipChangedPayload } from '../../shared/pubsub/topics';
+import { eachAtMost } from '../../shared/concurrency';
 
 type Scope = MembershipChangedPayload['scope'];
 type Loader = (userId: string) => Promise<string[]>;
@@ -117,30 +118,25 @@ export class MembershipIndex {
    */
   async resync(): Promise<void> {
     const users = [...this.users.entries()].filter(([, e]) => !e.pending);
-    let next = 0;
-    const worker = async () => {
-      while (next < users.length) {
-        const [userId, e] = users[next++];
-        if (this.users.get(userId) !== e || e.pending) continue;
-        e.pending = [];
-        try {
-          const [groups, projects] = await Promise.all([this.loaders.group(userId), this.loaders.project(userId)]);
-          if (this.users.get(userId) !== e) continue;
-          for (const [scope, now] of [['group', groups], ['project', projects]] as const) {
-            const was = e[scope] ?? [];
-            const changes = [...was.filter((id) => !now.includes(id)).map((id) => ({ id, member: false })), ...now.filter((id) => !was.includes(id)).map((id) => ({ id, member: true }))];
-            for (const c of changes) this.apply(userId, e, { scope, id: c.id, changes: [{ userId, member: c.member }] }, 'join');
-          }
-        } catch {
-          // The database is away too: the next reconnect, or the user's next connection, reads it.
-        } finally {
-          const pending = e.pending ?? [];
-          e.pending = undefined;
-          if (this.users.get(userId) === e) for (const p of pending) this.apply(userId, e, p, 'join');
+    await eachAtMost(users, RESYNC_CONCURRENCY, async ([userId, e]) => {
+      if (this.users.get(userId) !== e || e.pending) return;
+      e.pending = [];
+      try {
+        const [groups, projects] = await Promise.all([this.loaders.group(userId), this.loaders.project(userId)]);
+        if (this.users.get(userId) !== e) return;
+        for (const [scope, now] of [['group', groups], ['project', projects]] as const) {
+          const was = e[scope] ?? [];
+          const changes = [...was.filter((id) => !now.includes(id)).map((id) => ({ id, member: false })), ...now.filter((id) => !was.includes(id)).map((id) => ({ id, member: true }))];
+          for (const c of changes) this.apply(userId, e, { scope, id: c.id, changes: [{ userId, member: c.member }] }, 'join');
         }
+      } catch {
+        // The database is away too: the next reconnect, or the user's next connection, reads it.
+      } finally {
+        const pending = e.pending ?? [];
+        e.pending = undefined;
+        if (this.users.get(userId) === e) for (const p of pending) this.apply(userId, e, p, 'join');
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(RESYNC_CONCURRENCY, users.length) }, worker));
+    });
   }
 
   untrack(userId: string): void {

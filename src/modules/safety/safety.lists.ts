@@ -1,5 +1,6 @@
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type SafetyChangedPayload } from '../../shared/pubsub/topics';
+import { eachAtMost } from '../../shared/concurrency';
 import { scopeKey } from '../conversation/conversation.keys';
 
 /** Whom each of several users blocks and what they muted (ms), loaded together. */
@@ -10,7 +11,12 @@ interface Entry {
   /** Changes seen while the initial load was in flight, replayed over its result. */
   pending?: SafetyChangedPayload[];
   ready?: Promise<void>;
+  /** Changes seen while a resync reads the lists again (applied at once too), replayed over what it read. */
+  reloading?: SafetyChangedPayload[];
 }
+
+/** Users whose lists a resync reads at once. */
+const RESYNC_CONCURRENCY = 8;
 
 /**
  * The block lists and mutes of the users who hold realtime sessions on this instance, in memory,
@@ -47,7 +53,37 @@ export class SafetyLists {
     const e = this.users.get(p.userId);
     if (!e) return;
     if (e.pending) e.pending.push(p);
-    else this.apply(p);
+    else {
+      this.apply(p);
+      e.reloading?.push(p);
+    }
+  }
+
+  /**
+   * Reads every held user's lists again: a change published while this instance was off Redis
+   * never came (a block answered true on another instance, and this one kept delivering the
+   * blocked user's messages to the blocker's sockets for as long as they stayed: a review). Called
+   * when Redis is back, as the membership index resyncs. The lists stay in use meanwhile.
+   */
+  async resync(): Promise<void> {
+    const users = [...this.users.entries()].filter(([, e]) => !e.pending);
+    await eachAtMost(users, RESYNC_CONCURRENCY, async ([userId, e]) => {
+      if (this.users.get(userId) !== e || e.pending || e.reloading) return;
+      e.reloading = [];
+      try {
+        const { blocked, mutes } = await this.load(userId);
+        if (this.users.get(userId) !== e) return;
+        if (blocked.length) this.blocks.set(userId, new Set(blocked));
+        else this.blocks.delete(userId);
+        if (mutes.size) this.mutes.set(userId, mutes);
+        else this.mutes.delete(userId);
+        for (const p of e.reloading) this.apply(p);
+      } catch {
+        // The database is away too: the user's next connection, or the next reconnect, reads them.
+      } finally {
+        e.reloading = undefined;
+      }
+    });
   }
 
   dispose(): void {
