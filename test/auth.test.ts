@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
+import pg from 'pg';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
@@ -188,6 +189,27 @@ describe('accounts', () => {
     expect(me.me).toMatchObject({ username: 'renamed_a', displayName: 'Ann' });
     // A blank display name is none, as null is (a form's emptied field): the username shows.
     expect((await ok(gql(s.url, UPDATE, { d: ' \u3000 ' }, a.token))).updateProfile.displayName).toBeNull();
+  });
+
+  it("should not rename an account deleted while the rename was on its way (the deleted placeholder keeps its name)", async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    // A deletion under way from another session, as deleteAccount locks and anonymizes the row, not yet committed.
+    const deleting = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await deleting.connect();
+    try {
+      await deleting.query('begin');
+      await deleting.query('select 1 from users where id = $1 for no key update', [a.id]);
+      await deleting.query("update users set username = 'deleted-placeholder', display_name = 'Deleted user', deleted_at = now() where id = $1", [a.id]);
+      const renamed = gql(s.url, 'mutation { updateProfile(username: "alive_again", displayName: "Alive") { id } }', {}, a.token);
+      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
+      await Promise.race([renamed, eventually(waiting, 5000)]);
+      await deleting.query('commit');
+      expect(codeOf(await renamed)).toBe('UNAUTHENTICATED');
+    } finally {
+      await deleting.end();
+    }
+    expect(await sql(s.env.DATABASE_URL!, 'select username, display_name from users where id = $1', [a.id])).toEqual([{ username: 'deleted-placeholder', display_name: 'Deleted user' }]);
   });
 
   it("should refuse a username ending in a dot (a mention could never name it) and a rename into a name LOBBY_ADMINS or MODERATORS gives rights to", async () => {

@@ -226,31 +226,34 @@ export class AuthService {
   }
 
   async updateProfile(em: EntityManager, viewer: Viewer, input: { username?: string | null; displayName?: string | null }): Promise<User> {
-    const user = await userRepository.account(em, viewer.userId);
-    const from = user.username;
-    // Its own name again is no change (an account may hold a name made before today's rules).
-    if (input.username !== undefined && input.username !== null && input.username !== user.username) {
-      const username = validateUsername(input.username);
-      const changed = username.toLowerCase() !== user.username.toLowerCase();
-      // A name LOBBY_ADMINS or MODERATORS gives rights to is taken at signup only: a rename into it
-      // would hand anyone those rights (the reports of others' direct messages among them).
-      if (changed && (this.privileged.has(username.toLowerCase()) || (await userRepository.usernameTaken(em, username)))) {
-        throw new ConflictError('That username is taken.', 'username');
-      }
-      user.username = username;
-    }
-    // Likewise its own display name again (made before a rule refused one of its characters).
-    if (input.displayName !== undefined && input.displayName !== user.displayName) user.displayName = validateDisplayName(input.displayName);
-    // A privileged name given up is retired with the rename, in its transaction: else whoever
-    // signed up under it first took its rights.
-    const retiring = user.username.toLowerCase() !== from.toLowerCase() && this.privileged.has(from.toLowerCase());
+    let user!: User;
+    let from = '';
     try {
-      if (retiring) {
-        await em.transactional(async (tem) => {
-          await userRepository.retire(tem, from);
-          await tem.flush();
-        });
-      } else await em.flush();
+      await em.transactional(async (tem) => {
+        // The account's row first, as its deletion locks it: read and written unlocked, a rename
+        // racing deleteAccount (another session, a token still cached elsewhere) gave the deleted
+        // placeholder a real name, held for good (a review). Deleted meanwhile: the session went with it.
+        if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError();
+        user = await userRepository.account(tem, viewer.userId);
+        from = user.username;
+        // Its own name again is no change (an account may hold a name made before today's rules).
+        if (input.username !== undefined && input.username !== null && input.username !== user.username) {
+          const username = validateUsername(input.username);
+          const changed = username.toLowerCase() !== user.username.toLowerCase();
+          // A name LOBBY_ADMINS or MODERATORS gives rights to is taken at signup only: a rename into it
+          // would hand anyone those rights (the reports of others' direct messages among them).
+          if (changed && (this.privileged.has(username.toLowerCase()) || (await userRepository.usernameTaken(tem, username)))) {
+            throw new ConflictError('That username is taken.', 'username');
+          }
+          user.username = username;
+        }
+        // Likewise its own display name again (made before a rule refused one of its characters).
+        if (input.displayName !== undefined && input.displayName !== user.displayName) user.displayName = validateDisplayName(input.displayName);
+        // A privileged name given up is retired with the rename, in its transaction: else whoever
+        // signed up under it first took its rights.
+        if (user.username.toLowerCase() !== from.toLowerCase() && this.privileged.has(from.toLowerCase())) await userRepository.retire(tem, from);
+        await tem.flush();
+      });
     } catch (e) {
       if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
       throw e;
