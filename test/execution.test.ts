@@ -6,6 +6,7 @@ import { gql, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { signup } from './helpers/factories';
 import { initialized } from './helpers/raw-socket';
+import { RateLimit } from '../src/shared/ratelimit';
 
 /** A response as a client compares it: body and status, without the per-request id. */
 async function answer(url: string, query: string, variables: Record<string, unknown>, token?: string) {
@@ -122,7 +123,8 @@ describe('root resolvers', () => {
     const context = {
       viewer: { userId: 'u1', sessionId: 's1' },
       services: {
-        rates: { sendMessage: { consume: () => Promise.resolve() } },
+        // The real limit, counted in this process: its spend wraps the send (a refused one gives its point back).
+        rates: { sendMessage: new RateLimit('sendMessage', { points: 100, duration: 10 }) },
         messages: { send: (_em: unknown, me: string, i: unknown) => (sent.push([me, i]), Promise.resolve({ id: 'm1' })) },
       },
     };
