@@ -128,7 +128,10 @@ export const projectRepository = {
 
   /** Deletes the project, its memberships (cascade) and its conversation with the attachments in it. Inbox entries stay. */
   async destroy(em: EntityManager, projectId: string): Promise<void> {
-    // Closed first: the sends under way commit before the messages are deleted, and later ones write nothing.
+    // The members' rows first, as a send takes them (its gate's key-share lock, then the head's):
+    // closing the head first deadlocked with a send that held its sender's row (races.test).
+    await em.execute('select 1 from project_members where project_id = ? for update', [projectId]);
+    // Closed then: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, projectKey(projectId));
     await em.execute(
       'with m as (delete from messages where project_id = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)',
