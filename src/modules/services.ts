@@ -193,8 +193,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     }),
     onSignup: (em, user, outbox) => groups.joinLobby(em, user, outbox),
   });
-  // After the rename committed: a failure is logged, not answered as the rename's (the next start syncs the lobby's admins).
-  auth.onRenamed((em, userId, from, to) => groups.renamed(em, userId, from, to).catch((e: unknown) => logger.warn({ err: e, userId }, 'lobby role not synced after a rename')));
+  // In the rename's transaction: the lobby role a name gives changes with it.
+  auth.onRenamed((em, userId, from, to, outbox) => groups.renamed(em, userId, from, to, outbox));
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));

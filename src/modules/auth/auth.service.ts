@@ -37,8 +37,8 @@ async function matches(stored: string, password: string): Promise<boolean> {
 
 /** Work another feature does when an account goes away, inside the same transaction. */
 export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
-/** Runs after a rename committed, with the name before and after; must not throw (the rename is done). */
-export type RenameHook = (em: EntityManager, userId: string, from: string, to: string) => Promise<void>;
+/** Work another feature does when an account is renamed, with the name before and after, inside the rename's transaction. */
+export type RenameHook = (em: EntityManager, userId: string, from: string, to: string, outbox: Outbox) => Promise<void>;
 
 export interface AuthResult {
   token: string;
@@ -229,7 +229,7 @@ export class AuthService {
     let user!: User;
     let from = '';
     try {
-      await em.transactional(async (tem) => {
+      await transact(em, this.pubsub, async (tem, outbox) => {
         // The account's row first, as its deletion locks it: read and written unlocked, a rename
         // racing deleteAccount (another session, a token still cached elsewhere) gave the deleted
         // placeholder a real name, held for good (a review). Deleted meanwhile: the session went with it.
@@ -253,12 +253,14 @@ export class AuthService {
         // signed up under it first took its rights.
         if (user.username.toLowerCase() !== from.toLowerCase() && this.privileged.has(from.toLowerCase())) await userRepository.retire(tem, from);
         await tem.flush();
+        // What follows from the name (the lobby role it gives) changes with it, or neither does:
+        // after the commit, a failure left a renamed-away lobby admin their rights until a restart (a review).
+        if (user.username !== from) for (const hook of this.renameHooks) await hook(tem, user.id, from, user.username, outbox);
       });
     } catch (e) {
       if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');
       throw e;
     }
-    if (user.username !== from) for (const hook of this.renameHooks) await hook(em, user.id, from, user.username);
     return user;
   }
 

@@ -67,13 +67,11 @@ export class GroupService {
    * a member again at once (the next start did it; until then they kept the rights, and whoever
    * signed up under the freed name was made an admin too; an outside probe). Told as ROLE_CHANGED.
    */
-  async renamed(em: EntityManager, userId: string, from: string, to: string): Promise<void> {
+  async renamed(em: EntityManager, userId: string, from: string, to: string, outbox: Outbox): Promise<void> {
     const role = this.lobbyRole(to);
     if (role === this.lobbyRole(from)) return;
-    await transact(em, this.pubsub, async (tem, outbox) => {
-      const lobby = await groupRepository.byIdOrFail(tem, await this.lobby(tem));
-      if (await groupRepository.setRole(tem, lobby.id, userId, role)) this.event(outbox, 'ROLE_CHANGED', lobby, userId, null);
-    });
+    const lobby = await groupRepository.byIdOrFail(em, await this.lobby(em));
+    if (await groupRepository.setRole(em, lobby.id, userId, role)) this.event(outbox, 'ROLE_CHANGED', lobby, userId, null);
   }
 
   /** Signup: every user is a lobby member from the start. */
@@ -425,8 +423,10 @@ export class GroupService {
    */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     for (const groupId of await groupRepository.groupIdsOf(em, userId)) {
-      const group = await groupRepository.byIdOrFail(em, groupId);
-      await this.removeMember(em, group, userId, outbox);
+      // A group deleted or left meanwhile (by its owner, from another session) is none to leave:
+      // it answered a deletion INTERNAL_SERVER_ERROR or FORBIDDEN (a review).
+      const group = await groupRepository.byId(em, groupId);
+      if (group) await this.removeMember(em, group, userId, outbox, true);
     }
     await groupRepository.dropInvitesOf(em, userId);
   }
@@ -510,11 +510,14 @@ export class GroupService {
     this.event(outbox, kind, group, userId, before.includes(userId) ? before : [...before, userId]);
   }
 
-  private async removeMember(em: EntityManager, group: Group, userId: string, outbox: Outbox): Promise<void> {
+  private async removeMember(em: EntityManager, group: Group, userId: string, outbox: Outbox, ifMember = false): Promise<void> {
     // Lock the group row so two members leaving at once can't both see themselves as last.
     await groupRepository.lock(em, group.id);
     const before = await groupRepository.memberIds(em, group.id);
-    if (!before.includes(userId)) throw new ForbiddenError('You are not a member of this group.');
+    if (!before.includes(userId)) {
+      if (ifMember) return;
+      throw new ForbiddenError('You are not a member of this group.');
+    }
     if (before.length === 1 && !group.isLobby) {
       await this.destroy(em, group, userId, outbox);
       return;

@@ -290,7 +290,14 @@ export class ProjectService {
     // key order: a transaction that writes inboxes several times would otherwise take their locks
     // out of order, and could wait on another writer that waits on it.
     const all: Locked[] = [];
-    for (const projectId of await repo.projectIdsOf(em, userId)) all.push(await this.locked(em, projectId, userId));
+    for (const projectId of await repo.projectIdsOf(em, userId)) {
+      // A project deleted meanwhile, or one the user was removed from, is none to leave (it answered the deletion NOT_FOUND or FORBIDDEN: a review).
+      const l = await this.locked(em, projectId, userId).catch((e: unknown) => {
+        if (e instanceof NotFoundError || e instanceof ForbiddenError) return null;
+        throw e;
+      });
+      if (l) all.push(l);
+    }
     await repo.lockInboxes(em, all.flatMap((l) => l.members.map((m) => m.userId)));
     for (const l of all) await this.depart(em, l, outbox);
     await repo.deleteInbox(em, userId);
