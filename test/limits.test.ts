@@ -190,6 +190,12 @@ describe('document limits', () => {
     expect(codeOf(r)).toBe('BAD_USER_INPUT');
     const named = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query: 'query A { me { id } }', operationName: 'B' }) });
     expect(((await named.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    // An empty name names no operation (as Apollo reads it), also once the document ran often without a name (the fuzzer: a 500).
+    const post = (operationName?: string) =>
+      fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query: 'query C { me { id } }', operationName }) });
+    for (let i = 0; i < 3; i++) expect((await post()).status).toBe(200);
+    const empty = await post('');
+    expect([empty.status, ((await empty.json()) as any).errors?.[0].extensions.code]).toEqual([400, 'BAD_USER_INPUT']);
   });
 
   it("should refuse a subscription whose root field is skipped or included, as bad input on every transport, the socket's other subscriptions going on", async () => {

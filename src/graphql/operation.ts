@@ -145,7 +145,9 @@ export class OperationPipeline {
   }
 
   private select(known: KnownDocument, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined, use: boolean): PreparedOperation | Refusal {
-    const key = operationName ?? '';
+    // No name and an empty one apart: "" names no operation (as Apollo and graphql-js read it), and
+    // found under no name's key it ran on the fast path, or made Apollo answer 500 (the fuzzer).
+    const key = operationName == null ? '' : `=${operationName}`;
     let op = known.operations.get(key);
     if (!op) {
       const operation = selectOperation(known.document, operationName);
