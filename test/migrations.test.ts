@@ -89,3 +89,28 @@ describeWithHistory('migrations: expand, then contract', () => {
     expect(await old.exited).toBe(0);
   }, 120_000);
 });
+
+describe('migrations: instances starting together', () => {
+  it('should start two instances at once on an empty database, one migrating while the other waits its turn, an index built concurrently included', async () => {
+    const url = new URL(process.env.DATABASE_URL!);
+    const name = `${url.pathname.slice(1)}_together`;
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    await admin.query(`drop database if exists "${name}" with (force)`);
+    await admin.query(`create database "${name}"`);
+    url.pathname = `/${name}`;
+    try {
+      // A waiting instance once held an open statement (pg_advisory_lock) that the other's CREATE
+      // INDEX CONCURRENTLY waited for, while it waited for that instance's lock: stuck until the
+      // statement timeout (15 s) failed one start (an outside probe, 4 of 4).
+      const started = Date.now();
+      const both = await Promise.all([0, 1].map(() => createTestServer({ DATABASE_URL: url.toString() }, { clean: false })));
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect((await sql(url.toString(), 'select name from mikro_orm_migrations order by id')).map((r) => r.name)).toEqual(migrationsList.map((m) => m.name));
+      for (const s of both) expect((await signup(s.url)).token).toBeTruthy();
+    } finally {
+      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => undefined);
+      await admin.end();
+    }
+  }, 60_000);
+});

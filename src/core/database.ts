@@ -45,16 +45,27 @@ async function upToDate(orm: MikroORM): Promise<boolean> {
   }
 }
 
+/** How often an instance waiting for another's migrations asks for the lock again. */
+const LOCK_POLL_MS = 200;
+
 /**
  * Runs pending migrations under a PostgreSQL advisory lock, so instances starting together take
  * turns; a start with nothing pending (every restart but a release's first) checks and goes on.
+ * The lock is asked for again and again rather than waited for in one statement: a statement
+ * waiting is a transaction open, which the migrating instance's CREATE INDEX CONCURRENTLY waits
+ * to end, while it waits for that instance's lock. Neither moved until the statement timeout
+ * failed one of the starts (an outside probe: 4 of 4 starts together).
  */
 export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
   if (await upToDate(orm)) return;
   const lock = new pg.Client({ connectionString: clientUrl, connectionTimeoutMillis: 5000 });
+  // A connection ended under it (the database dropped, an administrator) fails its next query instead.
+  lock.on('error', () => undefined);
   await lock.connect();
   try {
-    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    while (!(await lock.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK])).rows[0].got) {
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    }
     await orm.getMigrator().up();
   } finally {
     await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
