@@ -273,6 +273,18 @@ describeRedis('presence visibility', () => {
     });
   });
 
+  it('should tell a change made by several calls at once once', async () => {
+    const s = await createTestServer();
+    const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const events = await watch(s, bo);
+    // Four HIDDEN at once (two devices, a retry): one change, one OFFLINE.
+    await Promise.all([0, 1, 2, 3].map(() => ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token))));
+    await logout(s, barrier);
+    await events.nth(2);
+    await sleep(200);
+    expect(seen(events)).toEqual([`${ada.id} OFFLINE`, `${barrier.id} OFFLINE`]);
+  });
+
   describe.each([['everyone', {}] as const, ['contacts', CONTACTS] as const])('a hiding rule (%s mode)', (_mode, env) => {
     // Where safety's block plugs in: one rule hides a user from another in every read and delivery.
     it('should hide a user from the viewers a rule names, in userStatus, onlineUsers and its totalCount, and presenceChanged', async () => {

@@ -64,9 +64,17 @@ export const presenceRepository = {
     return rows[0]?.v ?? null;
   },
 
-  /** @returns false when the user does not exist (any more). */
-  async setPresenceVisibility(em: EntityManager, userId: string, visibility: string): Promise<boolean> {
-    const rows: unknown[] = await em.execute('update users set presence_visibility = ? where id = ? and deleted_at is null returning id', [visibility, userId]);
-    return rows.length > 0;
+  /**
+   * Sets the choice if it differs: 'changed'; 'same' when it was set already (by a call at the same
+   * time: only one of them is the change); 'gone' when the user does not exist (any more).
+   */
+  async setPresenceVisibility(em: EntityManager, userId: string, visibility: string): Promise<'changed' | 'same' | 'gone'> {
+    // The condition on the row itself: a call waiting on another's update reads the row again (as committed) before it writes.
+    const [row]: { changed: boolean; live: boolean }[] = await em.execute(
+      `with c as (update users set presence_visibility = ? where id = ? and deleted_at is null and presence_visibility <> ? returning id)
+       select exists (select 1 from c) as changed, exists (select 1 from users where id = ? and deleted_at is null) as live`,
+      [visibility, userId, visibility, userId],
+    );
+    return row.changed ? 'changed' : row.live ? 'same' : 'gone';
   },
 };

@@ -580,11 +580,12 @@ export class PresenceService {
       undo();
       throw e;
     });
-    if (!stored) {
+    if (stored === 'gone') {
       undo();
       throw new NotFoundError('User');
     }
-    if (active === null) return;
+    // Set at the same time by another call (the store says so too): that call tells it, once.
+    if (stored === 'same' || active === null) return;
     await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString(), showing: true });
   }
 
