@@ -110,15 +110,21 @@ const HEADLINE_OPTIONS = `'StartSel=' || chr(1) || ', StopSel=' || chr(2) || cas
 /**
  * The statistics list only the common words: a prefix also begins rare ones they leave out (3 letters
  * began words in 7% of the bench's messages where the listed ones made 2.4%), so its share counts
- * thrice in `cost`, which picks how the index is read. Not in `share`, which decides whether the
- * query is one of common words (COMMON_SHARE): that changes what is found, and tripled, a word in 2%
- * of messages typed without a space after it found 4 of its 400 matches (an outside probe).
+ * thrice in `cost`, which picks how the index is read. In `share`, which decides whether the query
+ * is one of common words (COMMON_SHARE, and so what is found), only a prefix of 3 letters counts
+ * thrice and one of 4 twice: longer ones begin few unlisted words, and tripled, a word in 2% of
+ * messages typed without a space after it ("orang", "orange") found 4 of its 400 matches (an
+ * outside probe). A 3-letter prefix of a common word still looks among the newest messages: read
+ * through the index, such a prefix took p99 93 ms among a million messages (bench:search).
  */
 const PREFIX_FACTOR = 3;
+/** The factor of a prefix's share in `share`, by its length (see PREFIX_FACTOR). */
+const SHARE_FACTOR = (lexeme: string) => `case when not w.prefix then 1 when char_length(${lexeme}) <= 3 then 3 when char_length(${lexeme}) = 4 then 2 else 1 end`;
 
 /**
  * The share of messages the query matches at most, as ANALYZE saw the index: its rarest word's
- * (a prefix: all the common words it begins); `cost`, the same with each prefix's share tripled.
+ * (a prefix: all the common words it begins, a short one's counted more: see PREFIX_FACTOR);
+ * `cost`, the same with each prefix's share tripled.
  * A word not among the common ones counts as rare.
  */
 const ESTIMATE = `words as materialized (
@@ -128,9 +134,9 @@ const ESTIMATE = `words as materialized (
   select unnest(most_common_elems::text::text[]) as e, unnest(most_common_elem_freqs) as f
   from pg_stats where schemaname = current_schema() and tablename = 'messages_search_runs'
 ), est as materialized (
-  select coalesce(min(w.share), 0) as share, coalesce(min(w.share * case when w.prefix then ${PREFIX_FACTOR} else 1 end), 0) as cost from (
+  select coalesce(min(w.share * ${SHARE_FACTOR('w.lexeme')}), 0) as share, coalesce(min(w.share * case when w.prefix then ${PREFIX_FACTOR} else 1 end), 0) as cost from (
     select (select coalesce(sum(s.f), 0) from stats s
-            where case when w.prefix then starts_with(s.e, w.lexeme) else s.e = w.lexeme end) as share, w.prefix
+            where case when w.prefix then starts_with(s.e, w.lexeme) else s.e = w.lexeme end) as share, w.prefix, w.lexeme
     from words w
   ) w
 )`;
