@@ -1,5 +1,6 @@
 import type { RedisClient } from '../src/shared/redis';
 import { RateLimit } from '../src/shared/ratelimit';
+import { BadUserInputError } from '../src/shared/errors';
 import { PasswordLimiter } from '../src/modules/auth/auth.ratelimit';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -107,12 +108,13 @@ describe('rate limits leased from Redis, first action ahead', () => {
 });
 
 describe('rate limits in this process', () => {
-  it('should give a refused call its point back, and refuse past the limit', async () => {
+  it('should give a refused call its point back, keep a failed one\'s, and refuse past the limit', async () => {
     const rate = new RateLimit('t', { points: 2, duration: 60 });
-    const refused = () => rate.spend('k', 'slow down', async () => Promise.reject(new Error('bad input')));
+    const refused = () => rate.spend('k', 'slow down', async () => Promise.reject(new BadUserInputError('bad input', 'x')));
     for (let i = 0; i < 5; i++) await expect(refused()).rejects.toThrow('bad input');
     expect(await rate.spend('k', 'slow down', async () => 1)).toBe(1);
-    expect(await rate.spend('k', 'slow down', async () => 2)).toBe(2);
+    // The service's own failure (the database away) keeps its point: retries stay limited.
+    await expect(rate.spend('k', 'slow down', async () => Promise.reject(new Error('database away')))).rejects.toThrow('database away');
     await expect(rate.spend('k', 'slow down', async () => 3)).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
   });
 });

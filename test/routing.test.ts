@@ -290,6 +290,9 @@ describeRedis('event routing', () => {
       await sendMessage(b.url, ada.token, { groupId: group, content: 'while away' });
       await proxy.restore();
       await back;
+      // The lists are read again as A comes back (before what was stored meanwhile is read back);
+      // 'after' is published live, so it waits for that (without the resync, this never holds).
+      await eventually(() => a.services.safety.hides(bo.id, ada.id), 5000);
       await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
       // Cy's message as a barrier: once it arrives, Ada's before it would have.
       await sendMessage(b.url, cy.token, { groupId: group, content: 'barrier' });

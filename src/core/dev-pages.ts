@@ -217,7 +217,12 @@ function graphiqlPage(): string {
     // template: it runs with the token last entered in any tab, rather than none.
     if (opts && blankAuthorization(opts.headers)) {
       var saved = JSON.parse(savedHeaders());
-      if (authorizationOf(saved)) opts = Object.assign({}, opts, { headers: Object.assign({}, opts.headers, saved) });
+      if (authorizationOf(saved)) {
+        // The blank one goes whatever its case ("authorization" beside a saved "Authorization" made two).
+        var headers = {};
+        for (var k in opts.headers) if (k.toLowerCase() !== 'authorization') headers[k] = opts.headers[k];
+        opts = Object.assign({}, opts, { headers: Object.assign(headers, saved) });
+      }
     }
     var auth = authorizationOf(opts && opts.headers);
     if (!fetchers[auth]) fetchers[auth] = GraphiQL.createFetcher({ url: url, wsClient: wsClientFor(auth) });

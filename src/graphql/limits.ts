@@ -267,5 +267,5 @@ export function selectOperation(document: DocumentNode, operationName: string | 
   const operation = getOperationAST(document, operationName);
   if (operation) return operation;
   // Worded as over HTTP (graphql-js), not graphql-ws's "Unable to identify operation".
-  return new GraphQLError(operationName ? `Unknown operation named "${operationName}".` : 'Must provide operation name if query contains multiple operations.');
+  return new GraphQLError(operationName != null ? `Unknown operation named "${operationName}".` : 'Must provide operation name if query contains multiple operations.');
 }

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Env, RateSpec } from '../config/env';
+import { GraphQLError } from 'graphql';
 import { RateLimitedError } from './errors';
 import type { RedisClient } from './redis';
 
@@ -328,9 +329,11 @@ export class RateLimit {
 
   /**
    * Runs `work` as one action of `key`: RATE_LIMITED before it runs once the key has used its
-   * points, and the point given back when `work` fails, so that a refused call (bad input, not
-   * found, forbidden, a conflict) spends none: twenty `createGroup(name: "  ")` left a good one
-   * RATE_LIMITED for an hour (a review).
+   * points, and the point given back when `work` is refused for what it asks (bad input, not
+   * found, forbidden, a conflict), so that such a call spends none: twenty `createGroup(name: "  ")`
+   * left a good one RATE_LIMITED for an hour (a review). A failure of the service's own
+   * (SERVICE_UNAVAILABLE, an unexpected error) keeps it: retries against a struggling database
+   * stay limited.
    */
   spend<T>(key: string, message: string, work: () => Promise<T>): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
@@ -338,13 +341,17 @@ export class RateLimit {
     const go = (ms: number): Promise<T> => {
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
       return work().catch(async (e: unknown) => {
-        await this.counter.giveBack(key);
+        if (refusal(e)) await this.counter.giveBack(key);
         throw e;
       });
     };
     return typeof wait === 'number' ? go(wait) : wait.then(go);
   }
 }
+
+/** Codes of a call refused for what it asks: it gives its rate's point back (RateLimit.spend). */
+const REFUSALS = new Set(['BAD_USER_INPUT', 'NOT_FOUND', 'FORBIDDEN', 'CONFLICT', 'PAYLOAD_TOO_LARGE', 'RATE_LIMITED', 'UNAUTHENTICATED']);
+const refusal = (e: unknown): boolean => e instanceof GraphQLError && REFUSALS.has(e.extensions?.code as string);
 
 /** The rates checked at the edge, shared by HTTP and WebSocket operations. */
 export interface Rates {

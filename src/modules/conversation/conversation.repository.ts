@@ -110,9 +110,10 @@ export type MarkedRow = MemberColumns &
 const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or ${gm}.role = 'ADMIN' or ${g}.owner_id = ${gm}.user_id)`;
 
 /**
- * The gate of a batch's message row `b` (group_id, sender_id), as memberGate gates one without
- * slow mode's stamp: any message outside a group; in a group, one by a member who posts freely (a
- * batch does not stamp slow mode: a plain member's message then goes alone). `offset 0` keeps
+ * The gate of a batch's message row `b` (group_id, project_id, sender_id), as memberGate gates one
+ * without slow mode's stamp: in a group, one by a member who posts freely (a batch does not stamp
+ * slow mode: a plain member's message then goes alone); in a project, one by a participant, their
+ * row read under a key-share lock (as projectGate). `offset 0` keeps
  * the test a probe of the member's row per message: a batch's generic plan assumes 10 rows, and
  * with small tables PostgreSQL chose to hash all of group_members instead.
  */

@@ -105,7 +105,8 @@ export const threadRepository = {
 
   /**
    * A reply kept in its thread, in one statement: it is checked (the parent is a message of this
-   * conversation, not deleted, not private; with `gate`, the sender a member of the group), takes
+   * conversation, not deleted, not private; with `gate`, the sender a member of the group; in a
+   * direct or project conversation, the friendship or the sender's participation, under a lock), takes
    * the next position in the conversation (the head's pos and last_at only: the timeline's seq,
    * last message and activity stay, as for a private message), counts on its root and makes its
    * sender follow the thread. Null when a check failed: nothing is written then. The head, then the

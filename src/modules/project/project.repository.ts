@@ -130,7 +130,8 @@ export const projectRepository = {
   async destroy(em: EntityManager, projectId: string): Promise<void> {
     // The members' rows first, as a send takes them (its gate's key-share lock, then the head's):
     // closing the head first deadlocked with a send that held its sender's row (races.test).
-    await em.execute('select 1 from project_members where project_id = ? for update', [projectId]);
+    // In user order (a batch of several senders may take theirs in another: PostgreSQL finds that cycle, and the loser runs again).
+    await em.execute('select 1 from project_members where project_id = ? order by user_id for update', [projectId]);
     // Closed then: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, projectKey(projectId));
     await em.execute(

@@ -79,7 +79,7 @@ export class SafetyLists {
         else this.mutes.delete(userId);
         for (const p of e.reloading) this.apply(p);
       } catch {
-        // The database is away too: the user's next connection, or the next reconnect, reads them.
+        // The database is away too: the next reconnect reads them (or, once all their sessions here ended, their next connection).
       } finally {
         e.reloading = undefined;
       }

@@ -26,12 +26,12 @@ export const userRepository = {
     return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
 
-  /** Locks the account's row against a deletion until the transaction ends; false when it is deleted (or gone). */
   /** Locks an account that is not deleted for a change of its profile, as its deletion locks it (lockForUpdate): false when deleted. */
   async lockForProfile(em: EntityManager, id: string): Promise<boolean> {
     return (await em.execute('select 1 from users where id = ? and deleted_at is null for no key update', [id])).length > 0;
   },
 
+  /** Locks the account's row against a deletion until the transaction ends; false when it is deleted (or gone). */
   async lockActive(em: EntityManager, id: string): Promise<boolean> {
     return (await em.execute('select 1 from users where id = ? and deleted_at is null for share', [id])).length > 0;
   },

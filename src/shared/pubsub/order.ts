@@ -463,7 +463,11 @@ export class InOrder<E> {
     if (gap) this.gaps++;
   }
 
-  /** Keeps `from`..`to` as skipped, for READ_MS and the newest READ_MAX places (a longer gap's oldest are given up for good). */
+  /**
+   * Keeps `from`..`to` as skipped: the newest READ_MAX places (a longer gap's oldest are given up
+   * for good); places older than READ_MS go when the next gap is kept (until then one that turns up
+   * still goes, late).
+   */
   private skip(line: Line<E>, from: number, to: number): void {
     const now = Date.now();
     line.skipped ??= new Map();
