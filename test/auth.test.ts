@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
-import pg from 'pg';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { attempt, buildUser, request, signup, login } from './helpers/factories';
 import { LoginDocument, SignupDocument } from '../generated/client/graphql';
-import { HOSTILE_STRINGS, snapshot, sql } from './helpers/db';
+import { HOSTILE_STRINGS, snapshot, sql, whileHolding } from './helpers/db';
 
 const ME = '{ me { id username displayName status } }';
 
@@ -195,20 +194,12 @@ describe('accounts', () => {
     const s = await createTestServer();
     const a = await signup(s.url);
     // A deletion under way from another session, as deleteAccount locks and anonymizes the row, not yet committed.
-    const deleting = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await deleting.connect();
-    try {
-      await deleting.query('begin');
-      await deleting.query('select 1 from users where id = $1 for no key update', [a.id]);
-      await deleting.query("update users set username = 'deleted-placeholder', display_name = 'Deleted user', deleted_at = now() where id = $1", [a.id]);
-      const renamed = gql(s.url, 'mutation { updateProfile(username: "alive_again", displayName: "Alive") { id } }', {}, a.token);
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
-      await Promise.race([renamed, eventually(waiting, 5000)]);
-      await deleting.query('commit');
-      expect(codeOf(await renamed)).toBe('UNAUTHENTICATED');
-    } finally {
-      await deleting.end();
-    }
+    const deleting: [string, unknown[]][] = [
+      ['select 1 from users where id = $1 for no key update', [a.id]],
+      ["update users set username = 'deleted-placeholder', display_name = 'Deleted user', deleted_at = now() where id = $1", [a.id]],
+    ];
+    const renamed = await whileHolding(s.env.DATABASE_URL!, deleting, () => gql(s.url, 'mutation { updateProfile(username: "alive_again", displayName: "Alive") { id } }', {}, a.token));
+    expect(codeOf(renamed)).toBe('UNAUTHENTICATED');
     expect(await sql(s.env.DATABASE_URL!, 'select username, display_name from users where id = $1', [a.id])).toEqual([{ username: 'deleted-placeholder', display_name: 'Deleted user' }]);
   });
 

@@ -1,9 +1,8 @@
-import { codeOf, eventually, gql, listen as listenOn, ok } from './helpers/graphql';
+import { codeOf, gql, listen as listenOn, ok } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { lobbyOf, signup, type TestUser, attempt, request } from './helpers/factories';
 import { CreateGroupDocument, RenameGroupDocument, DeleteGroupDocument, JoinGroupDocument, AddGroupMemberDocument, LeaveGroupDocument, GroupsDocument, GroupDocument } from '../generated/client/graphql';
-import pg from 'pg';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 
 const EVENTS = 'subscription { groupEvent { kind groupId user { id } group { id name } } }';
 
@@ -140,21 +139,14 @@ describe('groups', () => {
     const g = (await request(s.url, CreateGroupDocument, { name: 'Going' }, owner.token)).createGroup.id;
     await request(s.url, JoinGroupDocument, { groupId: g }, u.token);
     // The owner's deleteGroup under way, as it locks and deletes the row, not yet committed.
-    const deleting = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await deleting.connect();
-    try {
-      await deleting.query('begin');
-      await deleting.query('select id from groups where id = $1 for update', [g]);
-      const gone = gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.password }, u.token);
-      // The account's deletion found the group, and waits for its row.
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
-      await Promise.race([gone, eventually(waiting, 5000)]);
-      await deleting.query('delete from groups where id = $1', [g]);
-      await deleting.query('commit');
-      expect((await gone).errors).toBeUndefined();
-    } finally {
-      await deleting.end();
-    }
+    // The account's deletion finds the group, and waits for its row; then the group goes.
+    const gone = await whileHolding(
+      s.env.DATABASE_URL!,
+      [['select id from groups where id = $1 for update', [g]]],
+      () => gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.password }, u.token),
+      [['delete from groups where id = $1', [g]]],
+    );
+    expect(gone.errors).toBeUndefined();
     expect(await sql(s.env.DATABASE_URL!, 'select deleted_at is not null as gone from users where id = $1', [u.id])).toEqual([{ gone: true }]);
   });
 

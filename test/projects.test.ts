@@ -2,8 +2,7 @@ import { codeOf, gql, listen, ok, subscribe, wsClient } from './helpers/graphql'
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { buildProject, lobbyOf, sendMessage, signup, type TestUser, attempt, request } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
-import pg from 'pg';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 import { holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { eventually, sleep } from './helpers/graphql';
@@ -565,21 +564,8 @@ describe('project sends crossing a removal', () => {
    * removeProjectParticipant deletes the row): the send passed its check before, and waits for the
    * removal in its statement. Its answer once the removal committed.
    */
-  async function sendDuringRemoval(s: TestServer, projectId: string, removed: string, send: () => Promise<any>): Promise<any> {
-    const removal = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await removal.connect();
-    try {
-      await removal.query('begin');
-      await removal.query('delete from project_members where project_id = $1 and user_id = $2', [projectId, removed]);
-      const sent = send();
-      const waiting = async () => (await sql(s.env.DATABASE_URL!, "select 1 from pg_locks where not granted and locktype in ('transactionid', 'tuple')")).length > 0;
-      await Promise.race([sent, eventually(waiting, 5000)]);
-      await removal.query('commit');
-      return await sent;
-    } finally {
-      await removal.end();
-    }
-  }
+  const sendDuringRemoval = (s: TestServer, projectId: string, removed: string, send: () => Promise<any>): Promise<any> =>
+    whileHolding(s.env.DATABASE_URL!, [['delete from project_members where project_id = $1 and user_id = $2', [projectId, removed]]], send);
 
   it("should store no message of a participant removed while it was on its way, nor a private one to a removed recipient, nor a reply", async () => {
     const s = await createTestServer();

@@ -67,9 +67,10 @@ export async function waitedOnBy(holder: pg.ClientBase, n = 1, ms = 10_000): Pro
 /**
  * Runs `statements` in a transaction on a connection of its own, then `request` while that
  * transaction holds their locks; once a session of this database waits on a lock (or `request`
- * answers first), commits, and returns what `request` answers: a race made certain.
+ * answers first), runs `thenRun` (what the holder writes after the request read), commits, and
+ * returns what `request` answers: a race made certain.
  */
-export async function whileHolding<T>(databaseUrl: string, statements: [string, unknown[]][], request: () => Promise<T>): Promise<T> {
+export async function whileHolding<T>(databaseUrl: string, statements: [string, unknown[]][], request: () => Promise<T>, thenRun: [string, unknown[]][] = []): Promise<T> {
   const holder = new pg.Client({ connectionString: databaseUrl });
   await holder.connect();
   try {
@@ -88,6 +89,7 @@ export async function whileHolding<T>(databaseUrl: string, statements: [string, 
       if (Date.now() > deadline) throw new Error('the request never waited on the held locks');
       await new Promise((r) => setTimeout(r, 20));
     }
+    for (const [text, params] of thenRun) await holder.query(text, params);
     await holder.query('commit');
     return await answer;
   } finally {
