@@ -230,9 +230,14 @@ describe('graphql-transport-ws', () => {
     const s = await createTestServer({ WS_KEEPALIVE: '150ms' });
     const u = await signup(s.url);
     const mute = raw(s.wsUrl, { autoPong: false });
+    // It answers pings until it is acknowledged, then stops: on a loaded CI run its connection_init
+    // took longer than a 150 ms round or two, and it was cut before its ack (no ack within 5 s).
+    const pong = () => mute.socket.pong();
+    mute.socket.on('ping', pong);
     await mute.opened;
     mute.send({ type: 'connection_init', payload: { token: u.token } });
     await mute.next('connection_ack');
+    mute.socket.off('ping', pong);
     const live = await initialized(s.wsUrl, u.token);
     let pings = 0;
     live.socket.on('ping', () => pings++);
