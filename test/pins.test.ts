@@ -2,7 +2,7 @@ import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { PinMessageDocument, PinnedMessagesDocument } from '../generated/client/graphql';
-import { snapshot } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 
 const PIN = 'mutation($m: ID!) { pinMessage(messageId: $m) { id pinnedAt pinnedBy { id } } }';
 const UNPIN = 'mutation($m: ID!) { unpinMessage(messageId: $m) { id pinnedAt pinnedBy { id } } }';
@@ -136,5 +136,29 @@ describe('pins', () => {
     expect((await events.nth(2)).messageEvent).toMatchObject({ kind: 'PINNED', message: { id: ids[50] } });
     expect(codeOf(await gql(s.url, PIN, { m: ids[50] }, bob.token))).toBeUndefined();
     expect((await ok(gql(s.url, PINNED, { c: { groupId: g } }, bob.token))).conversation.pinnedMessages[0].id).toBe(ids[50]);
+  });
+
+  it('should refuse a pin or an unpin that waited on its message being deleted, and write no pin to the tombstone', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Pin against deletion', [bob]);
+    const [m, pinned] = [await sendMessage(s.url, alice.token, { groupId: g, content: 'going' }), await sendMessage(s.url, alice.token, { groupId: g, content: 'pinned, going' })];
+    await ok(gql(s.url, PIN, { m: pinned.id }, bob.token));
+    const events = await listen(s, bob, EVENTS, { c: { groupId: g } });
+    // A deletion holds the row, not yet committed, while bob's pin (which read the message before it) waits.
+    const tombstone = 'update messages set content = null, deleted_at = now(), version = version + 1 where id = $1';
+    const pin = await whileHolding(s.env.DATABASE_URL!, [[tombstone, [m.id]]], () => gql(s.url, PIN, { m: m.id }, bob.token));
+    expect([codeOf(pin), pin.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message cannot be pinned.']);
+    const unpin = await whileHolding(s.env.DATABASE_URL!, [[tombstone, [pinned.id]]], () => gql(s.url, UNPIN, { m: pinned.id }, bob.token));
+    expect([codeOf(unpin), unpin.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message cannot be unpinned.']);
+    // No pin written after the deletion, and the deleted one's row kept as the deletion left it.
+    expect(await sql(s.env.DATABASE_URL!, 'select message_id from message_pins where conversation_key = (select conversation_key from messages where id = $1)', [m.id])).toEqual([{ message_id: pinned.id }]);
+    // Taken away meanwhile (as its group's deletion does): NOT_FOUND, as for any message gone.
+    const gone = await sendMessage(s.url, alice.token, { groupId: g, content: 'taken away' });
+    expect(codeOf(await whileHolding(s.env.DATABASE_URL!, [['delete from messages where id = $1', [gone.id]]], () => gql(s.url, PIN, { m: gone.id }, bob.token)))).toBe('NOT_FOUND');
+    // Subscribers were told of no pin (the held deletions told nothing: they were written by hand).
+    await ok(gql(s.url, PIN, { m: (await sendMessage(s.url, alice.token, { groupId: g, content: 'barrier' })).id }, bob.token));
+    expect((await events.nth(1)).messageEvent.kind).toBe('PINNED');
+    expect(events.values).toHaveLength(1);
   });
 });

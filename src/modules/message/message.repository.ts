@@ -213,12 +213,13 @@ export interface BatchedMessage {
 }
 
 /**
- * The message's row lock, which orders its reactions: react and unreact take it first (an add and a
- * remove at once taking the reaction's row and the message's in the other order deadlocked).
- * Answers what a deletion that took the lock first left: 'deleted' (a tombstone), 'gone' (its
- * group's or project's deletion took the row), else 'there'.
+ * The message's row lock, which orders its reactions and pins against each other and its deletion:
+ * react, unreact, pin and unpin take it first (an add and a remove at once taking the reaction's
+ * row and the message's in the other order deadlocked; a pin checked before a deletion committed
+ * pinned the tombstone). Answers what a deletion that took the lock first left: 'deleted' (a
+ * tombstone), 'gone' (its group's or project's deletion took the row), else 'there'.
  */
-const lockForReactions = async (em: EntityManager, messageId: string): Promise<'there' | 'deleted' | 'gone'> => {
+export const lockMessage = async (em: EntityManager, messageId: string): Promise<'there' | 'deleted' | 'gone'> => {
   const [row]: { deleted: boolean }[] = await em.execute('select deleted_at is not null as deleted from messages where id = ? for update', [messageId]);
   return !row ? 'gone' : row.deleted ? 'deleted' : 'there';
 };
@@ -446,7 +447,7 @@ export const messageRepository = {
     return em.transactional(async (tem) => {
       // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
       // at once can't both take the last kind.
-      const found = await lockForReactions(tem, messageId);
+      const found = await lockMessage(tem, messageId);
       if (found !== 'there') return found;
       // The message's version moves with the reaction, in the same statement.
       const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
@@ -465,7 +466,7 @@ export const messageRepository = {
   /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
   async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
     return em.transactional(async (tem) => {
-      await lockForReactions(tem, messageId);
+      await lockMessage(tem, messageId);
       const rows = await tem.execute(
         `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
          update messages set version = version + 1 where id in (select message_id from r) returning id`,

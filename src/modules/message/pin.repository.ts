@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { lockNames, pgArray } from '../../shared/sql';
 import { notBlockedByViewer } from '../safety/block.repository';
-import { SELECT, type MessageRow } from './message.repository';
+import { lockMessage, SELECT, type MessageRow } from './message.repository';
 
 export interface PinRow {
   message_id: string;
@@ -15,11 +15,14 @@ const ACTIVE = 'join messages m on m.id = p.message_id and m.deleted_at is null'
 export const pinRepository = {
   /**
    * Pins a message unless its conversation holds `max` pins already; inside the caller's
-   * transaction, with the conversation's pins locked against a concurrent pin (an advisory lock:
+   * transaction, the message's row locked first (see lockMessage: 'deleted' or 'gone' when a
+   * deletion came first), then the conversation's pins against a concurrent pin (an advisory lock:
    * sends, which take the conversation's head row, are not held up).
    * 'already' when it was pinned (nothing changes); the message's version moves with a new pin.
    */
-  async pin(em: EntityManager, m: { id: string; conversationKey: string }, userId: string, max: number): Promise<'pinned' | 'already' | 'full'> {
+  async pin(em: EntityManager, m: { id: string; conversationKey: string }, userId: string, max: number): Promise<'pinned' | 'already' | 'full' | 'deleted' | 'gone'> {
+    const found = await lockMessage(em, m.id);
+    if (found !== 'there') return found;
     await lockNames(em, [`pins:${m.conversationKey}`]);
     const [{ n, mine }] = await em.execute(
       `select count(*)::int as n, count(*) filter (where p.message_id = ?)::int as mine from message_pins p ${ACTIVE} where p.conversation_key = ?`,
@@ -36,8 +39,10 @@ export const pinRepository = {
     return 'pinned';
   },
 
-  /** False when it was not pinned. */
-  async unpin(em: EntityManager, messageId: string): Promise<boolean> {
+  /** False when it was not pinned; inside the caller's transaction, the message's row locked first (see pin). */
+  async unpin(em: EntityManager, messageId: string): Promise<boolean | 'deleted' | 'gone'> {
+    const found = await lockMessage(em, messageId);
+    if (found !== 'there') return found;
     const rows = await em.execute(
       `with p as (delete from message_pins where message_id = ? returning message_id)
        update messages set version = version + 1 where id = (select message_id from p) returning id`,

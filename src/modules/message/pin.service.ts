@@ -14,6 +14,8 @@ import { pinRepository } from './pin.repository';
 import { MessageGoneError, unlessGone } from './message.gone';
 import { blocksSender } from '../safety/block.repository';
 
+const deletedPin = (done: 'pinned' | 'unpinned') => new BadUserInputError(`A deleted message cannot be ${done}.`, 'messageId');
+
 /** Pins one conversation may hold at once. */
 export const MAX_PINS = 50;
 
@@ -46,8 +48,11 @@ export class PinService {
       // Nor one of a sender the viewer blocks, which their pinnedMessages and history leave out
       // (unpinning it stays theirs to do, as for any pin of the conversation).
       if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Message');
-      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be pinned.', 'messageId');
+      if (row.deleted_at) throw deletedPin('pinned');
       const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
+      // Deleted, or gone with its conversation, while this waited for the message's row.
+      if (result === 'deleted') throw deletedPin('pinned');
+      if (result === 'gone') throw new MessageGoneError();
       if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
       if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
       // Pinned already: nothing changed, no one is told.
@@ -62,8 +67,11 @@ export class PinService {
     return unlessGone(em, messageId, async () => {
       const { row } = await this.pinnable(em, viewerId, messageId);
       // A deleted message's pin is no longer shown nor counted: there is nothing to unpin.
-      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be unpinned.', 'messageId');
-      if (await pinRepository.unpin(em, row.id)) return this.changed(em, row.id, 'UNPINNED');
+      if (row.deleted_at) throw deletedPin('unpinned');
+      const result = await em.transactional((tem) => pinRepository.unpin(tem as EntityManager, row.id));
+      if (result === 'deleted') throw deletedPin('unpinned');
+      if (result === 'gone') throw new MessageGoneError();
+      if (result) return this.changed(em, row.id, 'UNPINNED');
       const message = toMessageType(row);
       message.pin = null;
       return message;
