@@ -1,8 +1,9 @@
+import http from 'node:http';
 import { Configuration } from '@mikro-orm/core';
 import { loadEnv } from '../src/config/env';
 import { ormConfig } from '../src/core/mikro-orm.config';
 import { createLogger } from '../src/shared/logger';
-import { eventually } from './helpers/graphql';
+import { eventually, sleep } from './helpers/graphql';
 import { lobbyOf, signup } from './helpers/factories';
 import { OwnRedis } from './helpers/redis-server';
 import { captureLines, createTestServer } from './helpers/server';
@@ -58,6 +59,29 @@ describe('request logging', () => {
       await s.dispose();
       if (!stopped) await redis.stop();
     }
+  });
+
+  it('should log no error when a client hangs up before its body is whole, with or without a token, and still answer the next request', async () => {
+    const s = await createTestServer({ LOG_LEVEL: 'debug' }, { captureLogs: true });
+    const a = await signup(s.url);
+    const { port } = new URL(s.url);
+    for (const [path, token] of [['/graphql', null], ['/graphql', a.token], ['/graphql/stream', a.token]] as const) {
+      const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers: { accept: 'text/event-stream', 'content-type': 'application/json', 'content-length': 100, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+      req.on('error', () => undefined);
+      let answered: number | undefined;
+      req.on('response', (res) => (answered = res.statusCode));
+      // Half a body, then gone; the server has read the half.
+      req.write('{"query":"{ me { id } }');
+      await sleep(100);
+      req.destroy();
+      await sleep(150);
+      expect(answered).toBeUndefined();
+    }
+    const me = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
+    expect(((await me.json()) as any).data.me.id).toBe(a.id);
+    expect(s.logs.filter((l) => ['error', 'fatal'].includes(l.json.level)).map((l) => l.json.msg)).toEqual([]);
+    // The lines are there to read: a failure would have been among them.
+    expect(s.logs.some((l) => l.json.msg === 'request' && l.json.status === 200)).toBe(true);
   });
 });
 

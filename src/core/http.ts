@@ -98,8 +98,10 @@ export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: r
 }
 
 export class BodyTooLargeError extends Error {}
+/** The client hung up before its body was whole: nothing to answer, and no fault of the server's. */
+export class ClientGoneError extends Error {}
 
-/** Reads the request body, refusing more than `limit` bytes. */
+/** Reads the request body, refusing more than `limit` bytes; ClientGoneError when the connection ends before it is whole. */
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -120,7 +122,10 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
       chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    // Node says 'aborted' (ECONNRESET) as an error of the request: the client's doing, as is a close before the end.
+    const gone = () => reject(new ClientGoneError('the client closed the connection before the body was whole'));
+    req.on('error', (e) => (req.complete ? reject(e) : gone()));
+    req.on('close', () => req.complete || gone());
   });
 }
 

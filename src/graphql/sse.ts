@@ -3,7 +3,7 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { BodyTooLargeError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
+import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { bearerToken } from '../modules/auth/auth.tokens';
@@ -266,6 +266,8 @@ class StreamServer {
       try {
         body = await readBody(req, this.opts.bodyLimit);
       } catch (e) {
+        // Hung up mid-body: no one to answer, nothing to log as the server's error.
+        if (e instanceof ClientGoneError) return;
         if (!(e instanceof BodyTooLargeError)) throw e;
         return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${this.opts.bodyLimit} bytes.`);
       }
