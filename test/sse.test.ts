@@ -89,10 +89,12 @@ describe('SSE transport (/graphql/stream)', () => {
     await running(s, 'messageAdded', 1);
     await refused(await get(`&ticket=${encodeURIComponent(ticket)}`), /invalid, expired or revoked/);
     // A body that is not JSON is told so, not answered with the parser's words.
-    const bad = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query": ' });
-    expect(bad.status).toBe(400);
-    const badError = ((await bad.json()) as any).errors[0];
-    expect([badError.extensions.code, badError.message]).toEqual(['BAD_USER_INPUT', 'The request body must be JSON: { "query": …, "variables": …, "operationName": … }.']);
+    // So is JSON that is no object with a query (`null`, an array, `{}`).
+    for (const body of ['{"query": ', 'null', '[1,2,3]', '{}']) {
+      const bad = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body });
+      const badError = ((await bad.json()) as any).errors[0];
+      expect([body, bad.status, badError.extensions.code, badError.message]).toEqual([body, 400, 'BAD_USER_INPUT', 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.']);
+    }
     await first.body?.cancel();
     await running(s, 'messageAdded', 0);
   });

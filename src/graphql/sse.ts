@@ -155,12 +155,16 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
 /** A refusal before any stream: a JSON body with a status. */
 const refusal = (status: number, body: string, headers: Record<string, string> = {}): Response => [body, { status, statusText: '', headers: { ...JSON_HEADERS, ...headers } }];
 
+const BODY_SHAPE = 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.';
+
 /** graphql-sse's words for a bad request, said as the field a client would fix. */
 const CLEARER: Record<string, string> = {
   'Unparsable URL': "The URL's `variables` and `extensions`, when given, must be JSON.",
   'Invalid variables': '`variables` must be a JSON object.',
   'Invalid extensions': '`extensions` must be a JSON object.',
   'Invalid query': '`query` must be a GraphQL document (a string).',
+  // Said of `{}`, and of a body that is JSON but no object (`[1,2,3]`).
+  'Missing query': BODY_SHAPE,
 };
 
 /** graphql-sse's own refusals carry a message only: each gets a code, as every error here does. */
@@ -175,7 +179,7 @@ function withCodes(body: string | null, status: number, statusText: string): str
   for (const e of errors) {
     if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
     // JSON.parse's own words (the body as received, a position): said as what to send instead.
-    else if (e.message && status === 400 && /JSON|Unexpected (token|end)/.test(e.message)) e.message = 'The request body must be JSON: { "query": …, "variables": …, "operationName": … }.';
+    else if (e.message && status === 400 && /JSON|Unexpected (token|end)/.test(e.message)) e.message = BODY_SHAPE;
   }
   const code = status === 429 ? 'RATE_LIMITED' : 'BAD_USER_INPUT';
   return JSON.stringify({ errors: errors.map((e) => (e.extensions?.code ? e : { ...e, extensions: { ...e.extensions, code } })) });
