@@ -372,13 +372,21 @@ describe('notifications', () => {
     for (const u of [leaves, removed, banned]) expect(receiver.of(u.id)).toEqual([]);
   });
 
-  it("should send a message's text as it stands when the event goes: edited, and nothing for a deleted one or a deleted account", async () => {
+  it("should send a message's text as it stands when the event goes: edited (a mention taken back told as what it now is), and nothing for a deleted one or a deleted account", async () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '4' });
     // Past befriend's FRIEND_REQUEST events.
     const told = (u: TestUser) => receiver.of(u.id).filter((e) => e.body.kind !== 'FRIEND_REQUEST');
     const [a, b, c, gone, member] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
     for (const u of [b, c, gone]) await befriend(s.url, a, u);
     const group = await buildGroup(s.url, a, { members: [member] });
+    // Two members named in a group's message, one at ALL, one at MENTIONS, then no longer named.
+    // And one named in a reply kept in its thread (which the mention makes them follow).
+    const [named, namedMentionsOnly, namedInThread] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, SET_LEVEL, { level: 'MENTIONS' }, namedMentionsOnly.token));
+    const kept = await buildGroup(s.url, a, { members: [named, namedMentionsOnly, namedInThread] });
+    const root = await sendMessage(s.url, a.token, { groupId: kept.id, content: 'a thread' });
+    const unnamed = await sendMessage(s.url, a.token, { groupId: kept.id, content: `@${named.username} @${namedMentionsOnly.username} look` });
+    const unnamedReply = await sendMessage(s.url, a.token, { groupId: kept.id, parentId: root.id, content: `@${namedInThread.username} in here` });
     const EDIT = 'mutation($id: ID!, $c: String!) { editMessage(messageId: $id, content: $c) { id } }';
     const DELETE = 'mutation($id: ID!) { deleteMessage(messageId: $id) }';
     const edited = await sendMessage(s.url, a.token, { toUserId: b.id, content: 'before the edit' });
@@ -388,13 +396,28 @@ describe('notifications', () => {
     // Read by the tail (grace + 1 s, and a round), written to the outbox, not yet due (the window, 4 s, on top).
     await sleep(2500);
     expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MESSAGE'", [[b.id, c.id, gone.id, member.id]]))[0].n).toBe(4);
+    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MENTION'", [[named.id, namedMentionsOnly.id, namedInThread.id]]))[0].n).toBe(3);
     await ok(gql(s.url, EDIT, { id: edited.id, c: 'after the edit' }, a.token));
+    await ok(gql(s.url, EDIT, { id: unnamed.id, c: 'look, nobody named' }, a.token));
+    await ok(gql(s.url, EDIT, { id: unnamedReply.id, c: 'in here, nobody named' }, a.token));
     await ok(gql(s.url, DELETE, { id: deleted.id }, a.token));
     await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: gone.password }, gone.token));
     await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: group.id }, a.token));
-    await eventually(() => told(b).length === 1, 10_000);
+    await eventually(() => told(b).length === 1 && told(named).length === 2 && told(namedInThread).length === 2, 10_000);
     await sleep(QUIET_MS);
     expect(told(b)[0].body).toMatchObject({ kind: 'MESSAGE', preview: 'after the edit' });
+    // No longer a mention: a message to the conversation (after the thread's root, its own event),
+    // or a reply to a thread they follow, for the level that takes those.
+    expect(told(named).map((e) => [e.body.kind, e.body.preview])).toEqual([
+      ['MESSAGE', 'a thread'],
+      ['MESSAGE', 'look, nobody named'],
+    ]);
+    expect(told(namedMentionsOnly)).toEqual([]);
+    // (The root and the message after it, both plain to them, in one event.)
+    expect(told(namedInThread).map((e) => [e.body.kind, e.body.preview, e.body.count])).toEqual([
+      ['MESSAGE', 'look, nobody named', 2],
+      ['THREAD_REPLY', 'in here, nobody named', 1],
+    ]);
     expect(told(c)).toEqual([]);
     expect(told(gone)).toEqual([]);
     expect(told(member)).toEqual([]);

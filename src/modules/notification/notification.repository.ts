@@ -82,6 +82,13 @@ export interface ClaimedEvent {
    */
   now_outdated: boolean;
   now_preview: string | null;
+  /**
+   * A MENTION none of whose messages mentions the recipient now (edits took the '@name' back);
+   * null for another kind, or an event of an earlier release that lists no messages.
+   */
+  now_unmentioned: boolean | null;
+  /** Whether its preview's message is a reply kept in its thread (told to the thread's followers, not to the conversation). */
+  now_thread_only: boolean;
 }
 
 /** Timestamps come back from raw queries as text: the rows' own fields as Dates. */
@@ -317,7 +324,10 @@ export const notificationRepository = {
                    when c.conversation_key like 'g:%' then not exists (select 1 from group_members gm where gm.group_id = substr(c.conversation_key, 3)::uuid and gm.user_id = c.recipient_id)
                    when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
                    else not exists (select 1 from conversation_members cm where cm.conversation_key = c.conversation_key and cm.user_id = c.recipient_id) end as now_outdated,
-              case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview
+              case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview,
+              case when c.kind = 'MENTION' and c.covered is not null
+                   then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
+              coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only
          from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
          left join users u on u.id = coalesce(pm.sender_id, c.sender_id) join users r on r.id = c.recipient_id`,
       [leaseSeconds, limit],

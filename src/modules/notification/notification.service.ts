@@ -327,13 +327,17 @@ export class NotificationService {
         // Deleted since it was written: the account (its pending events are skipped here, not
         // deleted with it: this one check also covers an event the tail wrote meanwhile), or the one message it tells of.
         if (e.recipient_gone || (e.now_deleted && e.count <= 1)) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        // A mention an edit took back since: told as what the message now is to them, as the tail
+        // would have told it (to a follower of its thread, or to the conversation), if their level wants that.
+        const kind = e.now_unmentioned ? (e.now_thread_only ? NotificationKind.THREAD_REPLY : NotificationKind.MESSAGE) : e.kind;
+        if (kind !== e.kind && !wants(e.now_level, kind, !!e.conversation_key?.startsWith('d:'))) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         // What the recipient chose since it was written: no notifications at all, or a mute of its conversation (a mention still goes).
-        if (e.now_level === 'NONE' || (e.now_muted && (e.kind === NotificationKind.MESSAGE || e.kind === NotificationKind.THREAD_REPLY))) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
+        if (e.now_level === 'NONE' || (e.now_muted && (kind === NotificationKind.MESSAGE || kind === NotificationKind.THREAD_REPLY))) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         // Or a block of its sender since (a friend request, an invitation, a project action written before it),
         // or it no longer concerns them: who left, was removed or banned is told nothing more; an
         // invitation or a request answered, withdrawn or gone with its group or sender tells nothing.
         if (e.now_blocked || e.now_outdated) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
-        const body = JSON.stringify(toWebhookEvent(e, unread.get(e.recipient_id) ?? 0));
+        const body = JSON.stringify(toWebhookEvent({ ...e, kind }, unread.get(e.recipient_id) ?? 0));
         const posted = await postEvent(this.target!, this.env.WEBHOOK_SECRET!, body, this.stopping.signal);
         // Cut short by this instance's stop: due again at once, for another instance (the receiver
         // may have it already: delivery is at least once), rather than when its lease runs out.
