@@ -54,4 +54,54 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       probe.disconnect();
     }
   }, 60_000);
+
+  it('should subscribe a conversation again on the shard its slot moved to (a reshard), read back what was published meanwhile, and answer /readyz 503 while the cluster is down', async () => {
+    const env = { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(b.url), await signup(b.url)];
+    const group = (await buildGroup(b.url, bob, { name: 'Moving', members: [alice] })).id;
+    const sub = await listen<any>(a, alice, 'subscription($g: ID) { messageAdded(conversation: { groupId: $g }) { content } }', { g: group });
+    const channel = redisName(`parley.conv:g:${group}`);
+    const probe = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      await new Promise((r) => probe.once('ready', r));
+      const masters = probe.nodes('master');
+      const ids = await Promise.all(masters.map(async (n) => String(await n.call('CLUSTER', 'MYID'))));
+      const slot = Number(await masters[0].call('CLUSTER', 'KEYSLOT', channel));
+      const subscribers = () => Promise.all(masters.map(async (n) => ((await n.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number])[1]));
+      // Which master holds A's subscription (1 + its index, as `eventually` waits for a truthy answer).
+      const from = (await eventually(async () => (await subscribers()).indexOf(1) + 1, 10_000)) - 1;
+      await sendMessage(b.url, bob.token, { groupId: group, content: 'before' });
+      expect(await sub.nth(1)).toEqual({ messageAdded: { content: 'before' } });
+
+      // The slot moves to another master as redis-cli --cluster reshard moves it (the channel holds no keys).
+      const to = (from + 1) % masters.length;
+      await masters[to].call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids[from]);
+      await masters[from].call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids[to]);
+      for (const n of masters) await n.call('CLUSTER', 'SETSLOT', slot, 'NODE', ids[to]);
+      // Redis dropped A's subscription with the slot; sent now, it reaches no subscriber at once.
+      await sendMessage(b.url, bob.token, { groupId: group, content: 'moved, unheard' });
+      // A takes the channel again on its new shard, and the message it missed comes, read back.
+      await eventually(async () => {
+        const counts = await subscribers();
+        expect(counts[to]).toBe(1);
+        return true;
+      }, 15_000);
+      expect(await sub.nth(2)).toEqual({ messageAdded: { content: 'moved, unheard' } });
+      await sendMessage(b.url, bob.token, { groupId: group, content: 'after' });
+      expect(await sub.nth(3)).toEqual({ messageAdded: { content: 'after' } });
+      expect(sub.values.map((v) => v.messageAdded.content)).toEqual(['before', 'moved, unheard', 'after']);
+
+      // A slot with no master: the cluster is down (CLUSTERDOWN), though every node still answers PING.
+      const readyz = async () => (await fetch(new URL('/readyz', a.url))).status;
+      expect(await readyz()).toBe(200);
+      for (const n of masters) await n.call('CLUSTER', 'DELSLOTS', slot).catch(() => undefined);
+      await eventually(async () => (await readyz()) === 503, 10_000);
+      await masters[to].call('CLUSTER', 'ADDSLOTS', slot);
+      await eventually(async () => (await readyz()) === 200, 15_000);
+    } finally {
+      probe.disconnect();
+    }
+  }, 90_000);
 });

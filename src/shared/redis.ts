@@ -38,9 +38,21 @@ const CHANNEL_COMMANDS: Record<string, 'first' | 'all'> = {
 const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, smessage: 1, smessageBuffer: 1, pmessage: 2, pmessageBuffer: 2 };
 
 /**
+ * How often a cluster's connections read its slot map. A shard's subscribers are told nothing
+ * when a reshard moves their channels' slot away (Redis drops the subscriptions): ioredis
+ * subscribes them again on their new owner when its map shows the move, which without this
+ * timer it read only on a failure (an outside probe: a conversation's live messages stopped for
+ * good after a reshard).
+ */
+export const SLOTS_REFRESH_MS = 2000;
+
+/**
  * Calls `listener` each time `client` is ready again after losing its connection (not at its first
  * connection), with when it was lost (ms): what Redis published meanwhile never reached it.
- * Returns the removal.
+ * A cluster's sharded subscribers are one connection per shard, which the cluster's own events
+ * don't show: each time they are subscribed again after a change (a shard lost, a slot moved),
+ * what was published since the change may have been missed too (since the last map read before
+ * it, when only the map showed it). Returns the removal.
  */
 export function onReconnect(client: RedisClient, listener: (lostAt: number) => void): () => void {
   let lostAt: number | undefined;
@@ -53,9 +65,34 @@ export function onReconnect(client: RedisClient, listener: (lostAt: number) => v
   };
   client.on('close', onLost);
   client.on('ready', onReady);
+  if (!(client instanceof Cluster && client.options.shardedSubscribers)) {
+    return () => {
+      client.off('close', onLost);
+      client.off('ready', onReady);
+    };
+  }
+  // The group says it is ready after each reset that changed something, the first one included.
+  let shardLostAt: number | undefined;
+  let first = true;
+  const onShardLost = () => void (shardLostAt ??= Date.now());
+  const onSubscribed = () => {
+    if (first) {
+      first = false;
+      return;
+    }
+    const at = Math.min(shardLostAt ?? Infinity, Date.now() - 2 * SLOTS_REFRESH_MS);
+    shardLostAt = undefined;
+    listener(at);
+  };
+  client.on('-node', onShardLost);
+  client.on('nodeError', onShardLost);
+  client.on('subscribersReady', onSubscribed);
   return () => {
     client.off('close', onLost);
     client.off('ready', onReady);
+    client.off('-node', onShardLost);
+    client.off('nodeError', onShardLost);
+    client.off('subscribersReady', onSubscribed);
   };
 }
 
@@ -142,7 +179,7 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     const conn = env.REDIS_CLUSTER_NODES
       ? new Cluster(
           env.REDIS_CLUSTER_NODES.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })),
-          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false, keyPrefix: prefix, ...cluster },
+          { redisOptions: { ...base, ...opts }, enableOfflineQueue: opts.enableOfflineQueue ?? false, keyPrefix: prefix, slotsRefreshInterval: SLOTS_REFRESH_MS, ...cluster },
         )
       : new Redis(env.REDIS_URL!, { ...base, ...opts, keyPrefix: prefix, connectionName: `parley-${name}` });
     if (prefix) prefixChannels(conn, prefix);
@@ -201,6 +238,9 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     },
     async ping() {
       try {
+        // A node of a failed cluster (a shard and its replicas gone) still answers PING, while
+        // the failed slots' commands answer CLUSTERDOWN: its own view of the cluster says so.
+        if (client instanceof Cluster) return /cluster_state:ok/.test(String(await client.cluster('INFO')));
         return (await client.ping()) === 'PONG';
       } catch {
         return false;
