@@ -177,6 +177,11 @@ async function openCore(env: Env, logger: Logger, metrics: Metrics, stack: Dispo
     const where = env.REDIS_CLUSTER_NODES ? `the Redis Cluster at ${env.REDIS_CLUSTER_NODES.join(',')}` : `Redis at ${maskUrl(env.REDIS_URL!)}`;
     throw new Error(`${where} does not answer (${redis.lastError ?? 'no reply within 5 s'}): start it, fix ${env.REDIS_CLUSTER_NODES ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL'}, or unset it to keep pub/sub in this process`);
   }
+  // One node of a cluster answers only for its own slots: the rest would fail (MOVED) as warnings,
+  // and rate limits on them would quietly count per instance.
+  if (redis && !env.REDIS_CLUSTER_NODES && /cluster_enabled:1/.test(String(await redis.client.info('cluster').catch(() => '')))) {
+    throw new Error(`Redis at ${maskUrl(env.REDIS_URL!)} is a node of a Redis Cluster: list its nodes in REDIS_CLUSTER_NODES (host:port,…) instead of REDIS_URL`);
+  }
   await app.start();
   return { database, redis, pubsub, app, inFlight };
 }

@@ -104,4 +104,11 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       probe.disconnect();
     }
   }, 90_000);
+
+  it('should refuse to start with REDIS_URL naming one node of the cluster, and say to list its nodes instead', async () => {
+    const url = `redis://127.0.0.1:${cluster.ports[0]}`;
+    await expect(createTestServer({ REDIS_URL: url, REDIS_CLUSTER_NODES: '' })).rejects.toThrow(
+      `Redis at ${url} is a node of a Redis Cluster: list its nodes in REDIS_CLUSTER_NODES (host:port,…) instead of REDIS_URL`,
+    );
+  });
 });
