@@ -1,6 +1,7 @@
 import { Cluster } from 'ioredis';
-import { eventually, listen } from './helpers/graphql';
+import { eventually, listen, sleep } from './helpers/graphql';
 import { createTestServer, redisName } from './helpers/server';
+import { onReconnect } from '../src/shared/redis';
 import { lobbyOf, signup, sendMessage, buildGroup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeNeeding, tools } from './helpers/tools';
@@ -111,4 +112,27 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       `Redis at ${url} is a node of a Redis Cluster: list its nodes in REDIS_CLUSTER_NODES (host:port,…) instead of REDIS_URL`,
     );
   });
+
+  it('should count a shard back once its subscribers settle, not at each of the resets ioredis runs while it is down', async () => {
+    const s = await createTestServer({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes });
+    const u = await signup(s.url);
+    await buildGroup(s.url, u, { name: 'On every shard' });
+    const back: number[] = [];
+    const off = onReconnect(s.services.redis!.subscriber, (lostAt) => back.push(lostAt));
+    try {
+      const killedAt = Date.now();
+      await cluster.kill(1);
+      // Down: ioredis resets its sharded subscribers about a hundred times a second (each said ready).
+      await sleep(3000);
+      expect(back).toEqual([]);
+      await cluster.restart(1);
+      await eventually(() => back.length > 0, 15_000);
+      await sleep(1500);
+      // Once, counted from the loss: what was published since is read back.
+      expect(back).toHaveLength(1);
+      expect(back[0] - killedAt).toBeLessThan(1000);
+    } finally {
+      off();
+    }
+  }, 60_000);
 });

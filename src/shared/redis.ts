@@ -45,6 +45,8 @@ const CHANNEL_EVENTS: Record<string, number> = { message: 1, messageBuffer: 1, s
  * good after a reshard).
  */
 export const SLOTS_REFRESH_MS = 2000;
+/** How long a cluster's sharded subscribers must stay subscribed, no shard failing, before their return counts. */
+const SHARDS_SETTLE_MS = 1000;
 
 /**
  * Calls `listener` each time `client` is ready again after losing its connection (not at its first
@@ -71,23 +73,35 @@ export function onReconnect(client: RedisClient, listener: (lostAt: number) => v
       client.off('ready', onReady);
     };
   }
-  // The group says it is ready after each reset that changed something, the first one included.
+  // The group says it is ready after each reset that changed something, the first one included,
+  // and while a shard is down it resets again and again (about a hundred times a second, each
+  // "ready" though that shard's subscriber failed): told once things have been quiet for a while.
   let shardLostAt: number | undefined;
   let first = true;
-  const onShardLost = () => void (shardLostAt ??= Date.now());
+  let settling: NodeJS.Timeout | undefined;
+  const settled = () => {
+    settling = undefined;
+    const at = Math.min(shardLostAt ?? Infinity, Date.now() - 2 * SLOTS_REFRESH_MS - SHARDS_SETTLE_MS);
+    shardLostAt = undefined;
+    listener(at);
+  };
+  const onShardLost = () => {
+    shardLostAt ??= Date.now();
+    if (settling) settling.refresh();
+  };
   const onSubscribed = () => {
     if (first) {
       first = false;
       return;
     }
-    const at = Math.min(shardLostAt ?? Infinity, Date.now() - 2 * SLOTS_REFRESH_MS);
-    shardLostAt = undefined;
-    listener(at);
+    if (settling) settling.refresh();
+    else settling = setTimeout(settled, SHARDS_SETTLE_MS).unref();
   };
   client.on('-node', onShardLost);
   client.on('nodeError', onShardLost);
   client.on('subscribersReady', onSubscribed);
   return () => {
+    clearTimeout(settling);
     client.off('close', onLost);
     client.off('ready', onReady);
     client.off('-node', onShardLost);

@@ -24,14 +24,30 @@ export class OwnRedisCluster {
     // Each node also listens on its port + 10000 (the cluster bus).
     const first = this.firstPort ?? (await sparePorts(3, 10_000));
     this.ports = [first, first + 1, first + 2];
-    for (const port of this.ports) {
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, `nodes-${port}.conf`), '--dir', this.dir];
-      this.procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
-    }
+    for (const port of this.ports) this.procs.push(this.spawnNode(port));
     for (const port of this.ports) await this.waitFor(port, async (r) => (await r.ping()) === 'PONG');
     const created = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr || created.stdout}`);
     for (const port of this.ports) await this.waitFor(port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO')));
+  }
+
+  private spawnNode(port: number): ChildProcess {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, `nodes-${port}.conf`), '--dir', this.dir];
+    return spawn('redis-server', args, { stdio: 'ignore' });
+  }
+
+  /** Kills the `i`th node (SIGKILL): its shard is down, with no replica to take over. */
+  async kill(i: number): Promise<void> {
+    const p = this.procs[i];
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the `i`th node again, from its cluster config (its slots and peers), and waits until it answers. */
+  async restart(i: number): Promise<void> {
+    this.procs[i] = this.spawnNode(this.ports[i]);
+    await this.waitFor(this.ports[i], async (r) => (await r.ping()) === 'PONG');
   }
 
   private async waitFor(port: number, ok: (r: Redis) => Promise<boolean>): Promise<void> {
