@@ -28,9 +28,12 @@ async function main(): Promise<void> {
   }
   process.off('uncaughtException', cannotStart);
   process.off('unhandledRejection', cannotStart);
+  // Which Redis pub/sub rides on, as an operator checks it: a cluster's sharded channels or classic ones.
+  const redis = server.services.redis;
+  const pubsub = server.services.pubsub.kind === 'memory' || !redis ? server.services.pubsub.kind : env.REDIS_CLUSTER_NODES ? `redis cluster, ${redis.sharded ? 'sharded' : 'classic'} channels` : 'redis';
   logger.info(
-    { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub: server.services.pubsub.kind },
-    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${server.services.pubsub.kind})`,
+    { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub },
+    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${pubsub})`,
   );
 
   let stopping = false;

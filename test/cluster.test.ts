@@ -106,6 +106,12 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
     }
   }, 90_000);
 
+  it('should say in its start line that pub/sub rides on the cluster, over sharded channels', async () => {
+    const s = await createTestServer({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes }, { spawn: true, captureLogs: true });
+    const line = (await eventually(() => s.logs.find((l) => String(l.json.msg).startsWith('Parley listening'))))!;
+    expect([line.json.pubsub, line.json.msg]).toEqual(['redis cluster, sharded channels', expect.stringContaining('pub/sub: redis cluster, sharded channels)')]);
+  });
+
   it('should refuse to start with REDIS_URL naming one node of the cluster, and say to list its nodes instead', async () => {
     const url = `redis://127.0.0.1:${cluster.ports[0]}`;
     await expect(createTestServer({ REDIS_URL: url, REDIS_CLUSTER_NODES: '' })).rejects.toThrow(
