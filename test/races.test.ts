@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { codeOf, eventually, gql, listen, ok, type GqlResult } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
@@ -38,6 +38,12 @@ const M = {
   deleteMessage: 'mutation($m: ID!) { deleteMessage(messageId: $m) }',
   history: 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { id content deletedAt mentions { id } } } } }',
   badge: 'query($g: ID!) { conversation(conversation: { groupId: $g }) { unreadMentionCount } }',
+  setRole: 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id } }',
+  remove: 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }',
+  unban: 'mutation($g: ID!, $u: ID!) { unbanFromGroup(groupId: $g, userId: $u) { id } }',
+  react: 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }',
+  pin: 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }',
+  message: 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { id content deletedAt pinnedAt reactions { emoji count } } } } }',
 };
 
 const run = (s: TestServer, q: string, v: Record<string, unknown>, u: TestUser): Promise<GqlResult> => gql(s.url, q, v, u.token);
@@ -363,6 +369,85 @@ describe('races', () => {
       expect(friends).toEqual(accepted.errors ? [] : [b.id]);
       if (!declined.errors) expect(declined.data!.declineFriendRequest.status).toBe('DECLINED');
       if (friends.length) await ok(run(s, M.unfriend, { u: a.id }, b));
+    }
+  });
+
+  it('should not let a deletion, reaction, edit or pin past its first check go through after a demotion, ban or removal that answered before it', async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '10000/1m', RATE_LIMIT_GROUP_MEMBERSHIP: '10000/1m' });
+    const [owner, admin, member] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Rights racing', p: false }, owner))).createGroup.id;
+    for (const u of [admin, member]) await ok(run(s, M.join, { g }, u));
+    const cases = [
+      { what: "an admin's deletion vs their demotion", act: (m: string) => run(s, M.deleteMessage, { m }, admin), revoke: () => run(s, M.setRole, { g, u: admin.id, r: 'MEMBER' }, owner), refused: 'FORBIDDEN' },
+      { what: "a member's reaction vs their ban", act: (m: string) => run(s, M.react, { m }, member), revoke: () => run(s, M.ban, { g, u: member.id }, owner) },
+      { what: "a member's edit vs their removal", act: (m: string) => run(s, M.edit, { m, c: 'edited after all' }, member), revoke: () => run(s, M.remove, { g, u: member.id }, owner) },
+      { what: "a member's pin vs their removal", act: (m: string) => run(s, M.pin, { m }, member), revoke: () => run(s, M.remove, { g, u: member.id }, owner) },
+    ];
+    // The message's row held as a concurrent change of it holds it: each change waits there, past its first check, while the right goes.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      for (const c of cases) {
+        await ok(run(s, M.unban, { g, u: member.id }, owner));
+        await run(s, M.join, { g }, member);
+        await ok(run(s, M.setRole, { g, u: admin.id, r: 'ADMIN' }, owner));
+        const m = (await ok(run(s, M.post, { g, c: `said by the member (${c.what})` }, member))).sendMessage.id;
+        await holder.query('begin');
+        await holder.query('select 1 from messages where id = $1 for update', [m]);
+        const acting = c.act(m);
+        await sleep(300);
+        let revokedAt = Infinity;
+        const revoking = c.revoke().then((r) => ((revokedAt = Date.now()), r));
+        await sleep(300);
+        const releasedAt = Date.now();
+        await holder.query('commit');
+        const [acted] = await Promise.all([acting, ok(revoking)]);
+        const after = (await ok(run(s, M.message, { g }, owner))).history.edges[0].node;
+        if (acted.errors) {
+          // Refused: nothing changed.
+          expect([c.what, codeOf(acted)]).toEqual([c.what, 'refused' in c ? c.refused : 'NOT_FOUND']);
+          expect(after).toMatchObject({ id: m, deletedAt: null, pinnedAt: null, reactions: [], content: `said by the member (${c.what})` });
+        } else {
+          // Done: then it came first, and the revocation waited for it (it answered OK before, without the hold).
+          expect([c.what, revokedAt >= releasedAt]).toEqual([c.what, true]);
+        }
+      }
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it("should answer an edit or deletion that committed as done, and tell the other members' sidebars, when a ban follows its commit", async () => {
+    const s = await createTestServer({ RATE_LIMIT_EDIT: '10000/1m', RATE_LIMIT_GROUP_MEMBERSHIP: '10000/1m' });
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Banned after the commit', p: false }, owner))).createGroup.id;
+    const sidebar = await listen(s, owner, 'subscription { conversationUpdated { id lastMessage { id content deletedAt } } }');
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      for (const change of ['edit', 'delete'] as const) {
+        await ok(run(s, M.unban, { g, u: member.id }, owner));
+        await ok(run(s, M.join, { g }, member));
+        const m = (await ok(run(s, M.post, { g, c: `to ${change}` }, member))).sendMessage.id;
+        await eventually(() => sidebar.values.some((v) => v.conversationUpdated.lastMessage?.id === m));
+        const told = sidebar.values.length;
+        // The change commits, then waits to read the conversation's head for the sidebars (held by this lock) while the ban commits.
+        await holder.query('begin');
+        await holder.query('lock table conversation_heads in access exclusive mode');
+        const changing = change === 'edit' ? run(s, M.edit, { m, c: 'edited, then banned' }, member) : run(s, M.deleteMessage, { m }, member);
+        await sleep(300);
+        await ok(run(s, M.ban, { g, u: member.id }, owner));
+        await holder.query('commit');
+        const changed = await changing;
+        expect([change, changed.errors]).toEqual([change, undefined]);
+        const after = (await ok(run(s, M.message, { g }, owner))).history.edges[0].node;
+        expect(change === 'edit' ? after.content : after.deletedAt).toEqual(change === 'edit' ? 'edited, then banned' : expect.any(String));
+        // The owner's sidebar is told the change (it was skipped when the answer failed).
+        const row = await eventually(() => sidebar.values.slice(told).find((v) => v.conversationUpdated.lastMessage?.id === m));
+        expect(change === 'edit' ? row.conversationUpdated.lastMessage.content : row.conversationUpdated.lastMessage.deletedAt).toEqual(change === 'edit' ? 'edited, then banned' : expect.any(String));
+      }
+    } finally {
+      await holder.end();
     }
   });
 });

@@ -162,6 +162,16 @@ export class ConversationAccess {
     return m.conversationKey === conv.key && (!m.recipientId || m.senderId === viewerId || m.recipientId === viewerId);
   }
 
+  /**
+   * As `canRead`, inside the transaction of a change to the message, NOT_FOUND if not: a group's
+   * row held first, so that a removal, ban or demotion answered before refuses the change rather
+   * than being passed by it, and one under way waits for it (see groupRepository.hold).
+   */
+  async stillReads(em: EntityManager, viewerId: string, m: MessagePlace): Promise<void> {
+    if (m.groupId) await this.groups.hold(em, m.groupId);
+    if (!(await this.canRead(em, viewerId, m))) throw new NotFoundError('Message');
+  }
+
   /** Whether the viewer may read a stored message (or its attachment), asked of the database: as `resolve` would let them read its conversation. */
   async canRead(em: EntityManager, viewerId: string, m: MessagePlace): Promise<boolean> {
     try {

@@ -99,6 +99,11 @@ export class GroupService {
     return roleOf(s, userId);
   }
 
+  /** Inside a transaction: holds off changes of the group's members and roles until it ends (see groupRepository.hold). */
+  hold(em: EntityManager, groupId: string): Promise<void> {
+    return groupRepository.hold(em, groupId);
+  }
+
   /** Whether the user is the group's owner or an admin (deleting others' messages, reports). */
   async moderates(em: EntityManager, groupId: string, userId: string): Promise<boolean> {
     const s = isId(groupId) ? await groupRepository.standing(em, groupId, userId) : null;

@@ -1,4 +1,5 @@
 import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../../shared/pubsub/topics';
+import type { MessagePlace } from '../conversation/conversation.access';
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
 import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
@@ -100,3 +101,8 @@ const mediaType = (mime: string): string => {
   const semi = mime.indexOf(';');
   return semi < 0 ? mime : mime.slice(0, semi);
 };
+
+/** Where a stored message was sent, as reading it goes (see ConversationAccess.canRead). */
+export function placeOf(r: Pick<MessageRow, 'group_id' | 'project_id' | 'sender_id' | 'recipient_id'>): MessagePlace {
+  return { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id };
+}

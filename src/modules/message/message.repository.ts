@@ -443,8 +443,9 @@ export const messageRepository = {
    * the message has `maxKinds` other emoji, 'deleted' or 'gone' when a deletion got there first
    * (its reactions went with it, and it takes no more).
    */
-  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full' | 'deleted' | 'gone'> {
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number, first?: (tem: EntityManager) => Promise<unknown>): Promise<boolean | 'full' | 'deleted' | 'gone'> {
     return em.transactional(async (tem) => {
+      await first?.(tem as EntityManager);
       // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
       // at once can't both take the last kind.
       const found = await lockMessage(tem, messageId);
@@ -464,8 +465,9 @@ export const messageRepository = {
   },
 
   /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
-  async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
+  async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[], first?: (tem: EntityManager) => Promise<unknown>): Promise<boolean> {
     return em.transactional(async (tem) => {
+      await first?.(tem as EntityManager);
       await lockMessage(tem, messageId);
       const rows = await tem.execute(
         `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)

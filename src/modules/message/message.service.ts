@@ -15,7 +15,7 @@ import { groupKey, KEY_PATTERN, scopeKey, userOfChannel } from '../conversation/
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji, MAX_REACTION_KINDS } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
-import { toMessagePayload, toMessageType } from './message.mapper';
+import { placeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
 import { isoOf } from '../../shared/time';
 import type { UserType } from '../user/user.types';
@@ -29,6 +29,7 @@ import { MessageGoneError, unlessGone } from './message.gone';
 import { blocksSender } from '../safety/block.repository';
 
 const MAX_CONTENT = 4000;
+const DELETE_RIGHTS = "Only the sender, or the group's owner or an admin, can delete a message.";
 /**
  * How far back a newly taken channel is read from the database (and never before the join): far
  * longer than the time between a join's commit and this instance's SUBSCRIBE (milliseconds), so
@@ -640,7 +641,9 @@ export class MessageService {
           : ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS);
       // The text and its mentions in one transaction, the message's row locked by the first: two edits
       // at once, or an edit and a deletion, no longer leave mentions of another text (or of a tombstone).
+      let held: Conversation | undefined;
       const changes = await em.transactional(async (tem) => {
+        held = await this.heldConversation(tem as EntityManager, viewerId, row);
         const outcome = await messageRepository.edit(tem as EntityManager, row.id, text);
         if (outcome === 'gone') throw new MessageGoneError();
         if (outcome === 'deleted') throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
@@ -651,7 +654,7 @@ export class MessageService {
       if (!changes) return this.current(em, row.id);
       const { added, removed } = changes;
       const { message, version } = await this.changedAt(em, row.id, 'EDITED');
-      await this.sidebarsChanged(em, viewerId, row, message, version, [...added, ...removed]);
+      await this.sidebarsChanged(em, held!, viewerId, row, message, version, [...added, ...removed]);
       return message;
     });
   }
@@ -663,12 +666,16 @@ export class MessageService {
       if (row.sender_id !== viewerId) {
         const conv = row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
         const may = !!conv && (conv.ownerId === viewerId || (!!this.moderates && (await this.moderates(em, row.group_id!, viewerId))));
-        if (!may) throw new ForbiddenError("Only the sender, or the group's owner or an admin, can delete a message.");
+        if (!may) throw new ForbiddenError(DELETE_RIGHTS);
       }
       if (row.deleted_at) return true;
-      const unmentioned = await em.transactional((tem) => messageRepository.tombstone(tem as EntityManager, row.id));
+      let held: Conversation | undefined;
+      const unmentioned = await em.transactional(async (tem) => {
+        held = await this.heldConversation(tem as EntityManager, viewerId, row, row.sender_id !== viewerId);
+        return messageRepository.tombstone(tem as EntityManager, row.id);
+      });
       const { message, version } = await this.changedAt(em, row.id, 'DELETED');
-      await this.sidebarsChanged(em, viewerId, row, message, version, unmentioned);
+      await this.sidebarsChanged(em, held!, viewerId, row, message, version, unmentioned);
       return true;
     });
   }
@@ -684,7 +691,11 @@ export class MessageService {
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
-      const changed = add ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS) : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])]);
+      // Read again under the group's hold, in the reaction's transaction: a removal or ban meanwhile refuses it.
+      const stillReads = (tem: EntityManager) => this.access.stillReads(tem, viewerId, placeOf(row));
+      const changed = add
+        ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS, stillReads)
+        : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])], stillReads);
       // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to
       // remove); gone with its group or project, NOT_FOUND as any message gone (see unlessGone).
       if (changed === 'deleted') throw deleted();
@@ -706,7 +717,7 @@ export class MessageService {
    * (theirs alone; members only, as a mention outlives its member's leaving). A reply kept in its
    * thread counts in `threads`, not in the badge. A member in both gets one row, not two.
    */
-  private async sidebarsChanged(em: EntityManager, viewerId: string, row: MessageRow, message: MessageType, version: number, badged: string[]): Promise<void> {
+  private async sidebarsChanged(em: EntityManager, conv: Conversation, viewerId: string, row: MessageRow, message: MessageType, version: number, badged: string[]): Promise<void> {
     const inBadge = badged.length > 0 && !(row.parent_id && !row.also_in_conversation);
     const [head, badges] = await Promise.all([
       conversationRepository.head(em, row.conversation_key),
@@ -720,9 +731,6 @@ export class MessageService {
     const blockers =
       last || !(row.group_id || row.project_id) || (row.parent_id && !row.also_in_conversation) ? [] : await conversationRepository.blockersSeeingLast(em, row.conversation_key, row, head?.lastMessageId ?? null);
     if (!last && !counted.length && !blockers.length) return;
-    // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
-    const peer = row.group_id || row.project_id ? null : row.recipient_id;
-    const conv = await this.conversation(em, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
     // A blocker's row is read again where it is delivered (BlockService.rowFor), with this message as its last.
     const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : [...new Set([...counted, ...blockers])];
     // With its version: of two edits close together, an instance shows the newer whichever arrives last (see NewestVersions).
@@ -732,6 +740,20 @@ export class MessageService {
       update.mentionReads = badges!.reads;
     }
     await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
+  }
+
+  /**
+   * As `stillReads`, for an edit or a deletion: with `moderate` (someone else's message) the viewer
+   * must still own or administer the group. Returns the conversation its sidebars are told of
+   * after the commit, read here: a removal just after the commit no longer turns the committed
+   * change's answer into FORBIDDEN, nor keeps it from the other members' sidebars.
+   */
+  private async heldConversation(tem: EntityManager, viewerId: string, row: MessageRow, moderate = false): Promise<Conversation> {
+    await this.access.stillReads(tem, viewerId, placeOf(row));
+    if (moderate && !(row.group_id && this.moderates && (await this.moderates(tem, row.group_id, viewerId)))) throw new ForbiddenError(DELETE_RIGHTS);
+    // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
+    const peer = row.group_id || row.project_id ? null : row.recipient_id;
+    return this.conversation(tem, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
   }
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
@@ -823,7 +845,7 @@ export class MessageService {
   }
 
   private canRead(em: EntityManager, viewerId: string, r: Pick<MessageRow, 'group_id' | 'project_id' | 'sender_id' | 'recipient_id'>): Promise<boolean> {
-    return this.access.canRead(em, viewerId, { groupId: r.group_id, projectId: r.project_id, senderId: r.sender_id, recipientId: r.recipient_id });
+    return this.access.canRead(em, viewerId, placeOf(r));
   }
 }
 

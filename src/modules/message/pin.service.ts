@@ -7,7 +7,7 @@ import { isId } from '../../shared/validation';
 import { ProjectRole } from '../project/project.entity';
 import type { ProjectService } from '../project/project.service';
 import { messageRepository, type MessageRow } from './message.repository';
-import { toMessagePayload, toMessageType } from './message.mapper';
+import { placeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
 import type { Conversation, ConversationAccess } from '../conversation/conversation.access';
 import { pinRepository } from './pin.repository';
@@ -49,7 +49,10 @@ export class PinService {
       // (unpinning it stays theirs to do, as for any pin of the conversation).
       if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Message');
       if (row.deleted_at) throw deletedPin('pinned');
-      const result = await em.transactional((tem) => pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS));
+      const result = await em.transactional(async (tem) => {
+        await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
+        return pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS);
+      });
       // Deleted, or gone with its conversation, while this waited for the message's row.
       if (result === 'deleted') throw deletedPin('pinned');
       if (result === 'gone') throw new MessageGoneError();
@@ -68,7 +71,10 @@ export class PinService {
       const { row } = await this.pinnable(em, viewerId, messageId);
       // A deleted message's pin is no longer shown nor counted: there is nothing to unpin.
       if (row.deleted_at) throw deletedPin('unpinned');
-      const result = await em.transactional((tem) => pinRepository.unpin(tem as EntityManager, row.id));
+      const result = await em.transactional(async (tem) => {
+        await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
+        return pinRepository.unpin(tem as EntityManager, row.id);
+      });
       if (result === 'deleted') throw deletedPin('unpinned');
       if (result === 'gone') throw new MessageGoneError();
       if (result) return this.changed(em, row.id, 'UNPINNED');
