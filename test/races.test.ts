@@ -383,15 +383,27 @@ describe('races', () => {
       { what: "a member's edit vs their removal", act: (m: string) => run(s, M.edit, { m, c: 'edited after all' }, member), revoke: () => run(s, M.remove, { g, u: member.id }, owner) },
       { what: "a member's pin vs their removal", act: (m: string) => run(s, M.pin, { m }, member), revoke: () => run(s, M.remove, { g, u: member.id }, owner) },
     ];
+    const p = (await ok(run(s, 'mutation { createProject(title: "Rights racing") { id } }', {}, owner))).createProject.id;
+    const inProject = {
+      what: "a participant's reaction vs their removal from a project",
+      act: (m: string) => run(s, M.react, { m }, member),
+      revoke: () => run(s, 'mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: member.id }, owner),
+    };
+    const projectMessage = 'query($p: ID!) { history(conversation: { projectId: $p }, last: 1) { edges { node { id content deletedAt pinnedAt reactions { emoji count } } } } }';
     // The message's row held as a concurrent change of it holds it: each change waits there, past its first check, while the right goes.
     const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
     await holder.connect();
     try {
-      for (const c of cases) {
+      for (const c of [...cases, inProject]) {
+        const project = c === inProject;
         await ok(run(s, M.unban, { g, u: member.id }, owner));
         await run(s, M.join, { g }, member);
         await ok(run(s, M.setRole, { g, u: admin.id, r: 'ADMIN' }, owner));
-        const m = (await ok(run(s, M.post, { g, c: `said by the member (${c.what})` }, member))).sendMessage.id;
+        if (project) await ok(run(s, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: member.id }, owner));
+        const content = `said by the member (${c.what})`;
+        const m = project
+          ? (await ok(run(s, 'mutation($p: ID!, $c: String!) { sendMessage(input: { projectId: $p, content: $c }) { id } }', { p, c: content }, member))).sendMessage.id
+          : (await ok(run(s, M.post, { g, c: content }, member))).sendMessage.id;
         await holder.query('begin');
         await holder.query('select 1 from messages where id = $1 for update', [m]);
         const acting = c.act(m);
@@ -402,11 +414,11 @@ describe('races', () => {
         const releasedAt = Date.now();
         await holder.query('commit');
         const [acted] = await Promise.all([acting, ok(revoking)]);
-        const after = (await ok(run(s, M.message, { g }, owner))).history.edges[0].node;
+        const after = (await ok(project ? run(s, projectMessage, { p }, owner) : run(s, M.message, { g }, owner))).history.edges[0].node;
         if (acted.errors) {
           // Refused: nothing changed.
           expect([c.what, codeOf(acted)]).toEqual([c.what, 'refused' in c ? c.refused : 'NOT_FOUND']);
-          expect(after).toMatchObject({ id: m, deletedAt: null, pinnedAt: null, reactions: [], content: `said by the member (${c.what})` });
+          expect(after).toMatchObject({ id: m, deletedAt: null, pinnedAt: null, reactions: [], content });
         } else {
           // Done: then it came first, and the revocation waited for it (it answered OK before, without the hold).
           expect([c.what, revokedAt >= releasedAt]).toEqual([c.what, true]);

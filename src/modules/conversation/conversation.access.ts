@@ -164,11 +164,12 @@ export class ConversationAccess {
 
   /**
    * As `canRead`, inside the transaction of a change to the message, NOT_FOUND if not: a group's
-   * row held first, so that a removal, ban or demotion answered before refuses the change rather
-   * than being passed by it, and one under way waits for it (see groupRepository.hold).
+   * (or project's) row held first, so that a removal, ban or demotion answered before refuses the
+   * change rather than being passed by it, and one under way waits for it (see groupRepository.hold).
    */
   async stillReads(em: EntityManager, viewerId: string, m: MessagePlace): Promise<void> {
     if (m.groupId) await this.groups.hold(em, m.groupId);
+    else if (m.projectId) await this.projects.hold(em, m.projectId);
     if (!(await this.canRead(em, viewerId, m))) throw new NotFoundError('Message');
   }
 

@@ -72,6 +72,11 @@ export const projectRepository = {
     return rows[0] ?? null;
   },
 
+  /** Holds the project's row until the transaction ends (KEY SHARE): a change of its members under way (each locks it FOR UPDATE) is waited for, and one after waits in turn. */
+  async hold(em: EntityManager, id: string): Promise<void> {
+    await em.execute('select 1 from projects where id = ? for key share', [id]);
+  },
+
   /** The viewer's projects, oldest first. */
   /** The user's projects, oldest first; with `ids`, only those of them. */
   async ofUser(em: EntityManager, userId: string, ids?: readonly string[]): Promise<ProjectRow[]> {

@@ -65,6 +65,11 @@ export class ProjectService {
     return this.memberships.has('project', userId, projectId);
   }
 
+  /** Inside a transaction: holds off changes of the project's members until it ends (see projectRepository.hold). */
+  hold(em: EntityManager, projectId: string): Promise<void> {
+    return repo.hold(em, projectId);
+  }
+
   /** Whether `userId` is a member of the project (used for private messages inside it). */
   isMember(em: EntityManager, projectId: string, userId: string): Promise<boolean> {
     return repo.isMember(em, projectId, userId);
