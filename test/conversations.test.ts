@@ -261,14 +261,15 @@ describe('conversations', () => {
     const open = await send(s.url, alice.token, { projectId: p, content: 'to all' });
     const thirdSidebar = await listen(s, carol, UPDATED);
     const secret = await send(s.url, alice.token, { projectId: p, toUserId: bob.id, content: 'to bob' });
-    await sidebar.nth(8);
+    // Bob's rows: the project's as he was added (no message yet), 'to all', 'to bob'.
+    await sidebar.nth(9);
     await ok(gql(s.url, EDIT, { m: secret.id, t: 'to bob, fixed' }, alice.token));
-    expect((await sidebar.nth(9)).conversationUpdated).toMatchObject({ lastMessage: { id: secret.id, content: 'to bob, fixed' } });
+    expect((await sidebar.nth(10)).conversationUpdated).toMatchObject({ lastMessage: { id: secret.id, content: 'to bob, fixed' } });
     // A barrier for Carol: her row's last message changes; had the private edit reached her, it would have come first.
     await ok(gql(s.url, EDIT, { m: open.id, t: 'to all, fixed' }, alice.token));
     expect((await thirdSidebar.nth(1)).conversationUpdated).toMatchObject({ lastMessage: { id: open.id, content: 'to all, fixed' } });
     expect(thirdSidebar.values).toHaveLength(1);
-    expect(sidebar.values.map((v) => v.conversationUpdated.lastMessage.content)).toEqual(['first', 'second', 'second, fixed', null, 'psst', 'psst, fixed', 'to all', 'to bob', 'to bob, fixed']);
+    expect(sidebar.values.map((v) => v.conversationUpdated.lastMessage?.content)).toEqual(['first', 'second', 'second, fixed', null, 'psst', 'psst, fixed', undefined, 'to all', 'to bob', 'to bob, fixed']);
   });
 
   it('should give existing members their rows when the migration runs over existing data', async () => {

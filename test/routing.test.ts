@@ -550,4 +550,36 @@ describeRedis('event routing', () => {
     expect((await metric(s, 'parley_fanout_evaluations_total')) - before).toBe(1);
     expect(refused.values).toEqual([]);
   });
+
+  it("should tell a member who joins a group again, or is added to a project, their row as it starts, on an instance that held none of its members", async () => {
+    const a = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' });
+    const b = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' }, { clean: false });
+    const [ada, bo] = [await signup(a.url), await signup(a.url)];
+    const group = (await request(a.url, CreateGroupDocument, { name: 'Come and go', isPrivate: false }, ada.token)).createGroup.id;
+    await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+    const rows = await listen(b, bo, 'subscription { conversationUpdated { id group { id } project { id } unreadCount unreadMentionCount lastMessage { content } } }');
+    await sendMessage(a.url, ada.token, { groupId: group, content: `one @${bo.username}` });
+    await eventually(() => rows.values.some((v) => v.conversationUpdated.unreadCount === 1));
+    await request(b.url, LeaveGroupDocument, { groupId: group }, bo.token);
+    await sendMessage(a.url, ada.token, { groupId: group, content: 'two' });
+    await sleep(200);
+    const told = rows.values.length;
+    await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+    // Read up to 'two' as the join starts them, the old badge gone: the row a sidebar shows is told, not left as it was.
+    const rejoined = await eventually(() => rows.values.slice(told).find((v) => v.conversationUpdated.group?.id === group));
+    expect(rejoined.conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0, lastMessage: { content: 'two' } });
+
+    // A first join too, on an instance that never took the group's channel.
+    const other = (await request(a.url, CreateGroupDocument, { name: 'Never here before', isPrivate: false }, ada.token)).createGroup.id;
+    await sendMessage(a.url, ada.token, { groupId: other, content: 'hello, newcomer' });
+    await request(b.url, JoinGroupDocument, { groupId: other }, bo.token);
+    const joined = await eventually(() => rows.values.find((v) => v.conversationUpdated.group?.id === other));
+    expect(joined.conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0, lastMessage: { content: 'hello, newcomer' } });
+
+    const project = (await ok(gql(a.url, 'mutation { createProject(title: "Added later") { id } }', {}, ada.token))).createProject.id;
+    await sendMessage(a.url, ada.token, { projectId: project, content: 'before you came' });
+    await ok(gql(a.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p: project, u: bo.id }, ada.token));
+    const added = await eventually(() => rows.values.find((v) => v.conversationUpdated.project?.id === project));
+    expect(added.conversationUpdated).toMatchObject({ unreadCount: 0, lastMessage: { content: 'before you came' } });
+  });
 });

@@ -1,6 +1,7 @@
 import type { ConversationUpdatedPayload, HeadPayload, MemberStatePayload } from '../../shared/pubsub/topics';
 import { isoTime, timeOf } from '../../shared/time';
 import { parseKey } from './conversation.keys';
+import type { ConversationRow } from './conversation.repository';
 
 /** A conversation's head (see ConversationHead), times in ms. */
 export interface HeadState {
@@ -122,6 +123,31 @@ export function view(head: HeadState | null, own: OwnState): View {
     lastReadMessageId: own.lastReadMessageId,
     lastMessageId: mine ? own.privateMessageId : (head?.lastMessageId ?? null),
     updatedAt: new Date(at ?? own.joinedAt),
+  };
+}
+
+/**
+ * A member's row as they joined a group or project (again): read up to its newest message, no
+ * unread mention, unmuted. Told to them alone, on their own channel (see `viaUser`), so that a
+ * sidebar open elsewhere drops what it showed of an earlier membership.
+ */
+export function joinedUpdate(r: ConversationRow, userId: string): ConversationUpdatedPayload {
+  const own = ownOf(r);
+  return {
+    conversationKey: r.conversation_key,
+    kind: r.kind,
+    groupId: r.group_id,
+    projectId: r.project_id,
+    userIds: null,
+    title: r.title ?? '',
+    titles: null,
+    message: null,
+    head: headPayload(headOf(r)),
+    members: { [userId]: ownPayload(own) },
+    only: [userId],
+    mentionCounts: { [userId]: 0 },
+    mentionReads: { [userId]: own.readSeq },
+    viaUser: true,
   };
 }
 

@@ -63,7 +63,7 @@ const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] }
   [Topic.MessageEvent]: (p) => messageChannels(p.message),
   [Topic.ReadReceipt]: scopeOfChannels,
   [Topic.Typing]: scopeOfChannels,
-  [Topic.ConversationUpdated]: scopeOfChannels,
+  [Topic.ConversationUpdated]: (p) => (p.viaUser && p.only ? p.only.map(userChannel) : scopeOfChannels(p)),
   [Topic.SessionEvent]: (p) => [userChannel(p.userId)],
 };
 

@@ -18,7 +18,7 @@ import { GroupRole } from './group.types';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import type { UserType } from '../user/user.types';
 import { conversationRepository } from '../conversation/conversation.repository';
-import { renamed } from '../conversation/conversation.events';
+import { joinedUpdate, renamed } from '../conversation/conversation.events';
 import { groupKey } from '../conversation/conversation.keys';
 
 /** Most seconds of slow mode: six hours. */
@@ -503,6 +503,8 @@ export class GroupService {
     if (await groupRepository.addMember(em, group.id, userId, randomUUID(), role)) {
       await groupRepository.reload(em, group);
       this.joined(outbox, group.id, group.isPrivate, userId, await groupRepository.memberIds(em, group.id));
+      const row = await conversationRepository.row(em, userId, groupKey(group.id));
+      if (row) outbox.add(Topic.ConversationUpdated, joinedUpdate(row, userId));
     }
   }
 

@@ -143,6 +143,11 @@ export interface ConversationUpdatedPayload {
   only: string[] | null;
   /** An edit or deletion of `message`: it reaches only the receivers whose row it is the last message of. */
   lastMessageOnly?: boolean;
+  /**
+   * Sent on the `only` users' own channels, not the conversation's: a member who just joined, whose
+   * instance may not have taken the conversation's channel yet when it is published.
+   */
+  viaUser?: boolean;
   /** The members `message` mentions, each with their unread mentions in the conversation after it. */
   mentionCounts?: Record<string, number>;
   /** The read position (seq) each of mentionCounts was counted from (absent: as the receiver knows it). */
