@@ -557,9 +557,10 @@ describeRedis('event routing', () => {
     const [ada, bo] = [await signup(a.url), await signup(a.url)];
     const group = (await request(a.url, CreateGroupDocument, { name: 'Come and go', isPrivate: false }, ada.token)).createGroup.id;
     await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-    const rows = await listen(b, bo, 'subscription { conversationUpdated { id group { id } project { id } unreadCount unreadMentionCount lastMessage { content } } }');
+    const rows = await listen(b, bo, 'subscription { conversationUpdated { id group { id } project { id } unreadCount unreadMentionCount mutedUntil lastMessage { content } } }');
     await sendMessage(a.url, ada.token, { groupId: group, content: `one @${bo.username}` });
     await eventually(() => rows.values.some((v) => v.conversationUpdated.unreadCount === 1));
+    await ok(gql(b.url, 'mutation($g: ID!) { muteConversation(conversation: { groupId: $g }) { id } }', { g: group }, bo.token));
     await request(b.url, LeaveGroupDocument, { groupId: group }, bo.token);
     await sendMessage(a.url, ada.token, { groupId: group, content: 'two' });
     await sleep(200);
@@ -567,7 +568,9 @@ describeRedis('event routing', () => {
     await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
     // Read up to 'two' as the join starts them, the old badge gone: the row a sidebar shows is told, not left as it was.
     const rejoined = await eventually(() => rows.values.slice(told).find((v) => v.conversationUpdated.group?.id === group));
-    expect(rejoined.conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0, lastMessage: { content: 'two' } });
+    // The mute went with the membership, as the query reads it.
+    expect(rejoined.conversationUpdated).toMatchObject({ unreadCount: 0, unreadMentionCount: 0, mutedUntil: null, lastMessage: { content: 'two' } });
+    expect((await ok(gql(b.url, 'query($g: ID!) { conversation(conversation: { groupId: $g }) { mutedUntil } }', { g: group }, bo.token))).conversation.mutedUntil).toBeNull();
 
     // A first join too, on an instance that never took the group's channel.
     const other = (await request(a.url, CreateGroupDocument, { name: 'Never here before', isPrivate: false }, ada.token)).createGroup.id;
