@@ -119,10 +119,6 @@ export const groupRepository = {
   },
 
   /**
-   * Where a user stands in a group, in one query: null when the group does not exist. `role` is
-   * their row's (ADMIN or MEMBER; the owner is `ownerId`), null when not a member.
-   */
-  /**
    * Holds the group's row until the transaction ends (KEY SHARE): a removal, ban, role change or
    * handover under way (each locks it FOR UPDATE) is waited for, and one after waits in turn, while
    * sends and joins pass. Rights read after it are those the transaction commits with.
@@ -131,6 +127,10 @@ export const groupRepository = {
     await em.execute('select 1 from groups where id = ? for key share', [id]);
   },
 
+  /**
+   * Where a user stands in a group, in one query: null when the group does not exist. `role` is
+   * their row's (ADMIN or MEMBER; the owner is `ownerId`), null when not a member.
+   */
   async standing(em: EntityManager, groupId: string, userId: string): Promise<Standing | null> {
     const rows: StandingRow[] = await em.execute(
       `select g.owner_id, g.is_lobby, g.is_private, m.role, m.slow_sent_at, g.slow_mode_seconds, now() as now,
