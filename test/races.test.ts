@@ -462,4 +462,37 @@ describe('races', () => {
       await holder.end();
     }
   });
+
+  it("should tell a thread's root with the reaction that crossed its reply: THREAD_UPDATED's reactions as new as its version", async () => {
+    const s = await createTestServer({ RATE_LIMIT_REACTION: '10000/1m' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Reacting while replying', p: false }, alice))).createGroup.id;
+    await ok(run(s, M.join, { g }, bob));
+    const events = await listen(s, alice, 'subscription { messageEvent { kind message { id reactions { emoji count } } } }');
+    const REPLY = 'mutation($g: ID!, $p: ID!) { sendMessage(input: { groupId: $g, content: "a reply", parentId: $p }) { id } }';
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const root = (await ok(run(s, M.post, { g, c: `root ${i}` }, alice))).sendMessage.id;
+        const told = events.values.length;
+        // The root's row held: the reaction waits for it first, the reply's statement (its snapshot taken) next.
+        await holder.query('begin');
+        await holder.query('select 1 from messages where id = $1 for update', [root]);
+        const reacting = run(s, M.react, { m: root }, bob);
+        await sleep(150);
+        const replying = run(s, REPLY, { g, p: root }, bob);
+        await sleep(150);
+        await holder.query('commit');
+        await Promise.all([ok(reacting), ok(replying)]);
+        const mine = () => events.values.slice(told).filter((v) => v.messageEvent.message.id === root);
+        await eventually(() => mine().some((v) => v.messageEvent.kind === 'THREAD_UPDATED'));
+        await sleep(100);
+        // Whatever arrived (an older copy after a newer one is dropped), the last word has the reaction.
+        expect(mine().at(-1)!.messageEvent.message.reactions).toEqual([{ emoji: '👍', count: 1 }]);
+      }
+    } finally {
+      await holder.end();
+    }
+  });
 });

@@ -5,7 +5,7 @@ import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
 import { beside, decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
 import { RECOVERY_MAX, type PubSub, type TopicEvent } from '../../shared/pubsub/pubsub';
-import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type UserPayload } from '../../shared/pubsub/topics';
+import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReactionSummary, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
 import { conversationRepository, type SendGate } from '../conversation/conversation.repository';
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
@@ -454,7 +454,8 @@ export class MessageService {
     if (row.head_seq !== undefined) {
       events.push({ topic: Topic.ConversationUpdated, payload: this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null) });
     }
-    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row) });
+    // The root's reactions read again when the statement's copy may be older than its version (rare: a reaction crossing the reply).
+    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row, row.root.reactions_unsure ? await messageRepository.reactions(em(), [row.root.id]) : null) });
     if (!(await this.pubsub.publishTogetherSafe(events))) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
@@ -873,14 +874,15 @@ const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: 
  * THREAD_UPDATED for the root a reply's statement returned: its counters and first participants
  * (those before the reply, with the root's author and the reply's sender where they are new).
  */
-function threadUpdated(row: Sent): MessageEventPayload {
+function threadUpdated(row: Sent, reactions: Map<string, ReactionSummary[]> | null): MessageEventPayload {
   const r = row.root!;
   const list = [...(row.participants_before ?? [])];
   const add = (u: ParticipantColumns) => list.some((p) => p.id === u.id) || list.push(u);
   add({ id: r.sender_id, username: r.sender_username, display_name: r.sender_display_name, created_at: String(r.sender_created_at), joined_at: r.created_at });
   add({ id: row.sender_id, username: row.sender_username, display_name: row.sender_display_name, created_at: String(row.sender_created_at), joined_at: String(row.created_at) });
   list.sort((a, b) => Date.parse(a.joined_at) - Date.parse(b.joined_at) || (a.id < b.id ? -1 : 1));
-  const root: MessageType = Object.assign(toMessageType(r as unknown as MessageRow), { reactionList: r.reaction_list, participants: list.slice(0, 5).map(mentionedUser) });
+  const reactionList = reactions ? (reactions.get(r.id) ?? []) : r.reaction_list;
+  const root: MessageType = Object.assign(toMessageType(r as unknown as MessageRow), { reactionList, participants: list.slice(0, 5).map(mentionedUser) });
   return { kind: 'THREAD_UPDATED', message: Object.assign(toMessagePayload(root), { version: r.version }), replySenderId: row.sender_id };
 }
 
