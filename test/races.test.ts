@@ -463,7 +463,7 @@ describe('races', () => {
     }
   });
 
-  it("should tell a thread's root with the reaction that crossed its reply: THREAD_UPDATED's reactions as new as its version", async () => {
+  it("should tell a thread's root with the reaction or reply that crossed a reply: THREAD_UPDATED's reactions and participants as new as its version", async () => {
     const s = await createTestServer({ RATE_LIMIT_REACTION: '10000/1m' });
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const g = (await ok(run(s, M.create, { n: 'Reacting while replying', p: false }, alice))).createGroup.id;
@@ -491,6 +491,25 @@ describe('races', () => {
         // Whatever arrived (an older copy after a newer one is dropped), the last word has the reaction.
         expect(mine().at(-1)!.messageEvent.message.reactions).toEqual([{ emoji: '👍', count: 1 }]);
       }
+      // Two replies from two instances, the second's statement waiting behind the first's: its event names the first replier too.
+      const other = await createTestServer({}, { clean: false });
+      const carol = await signup(s.url);
+      await ok(run(s, M.join, { g }, carol));
+      const PARTICIPANTS = 'subscription { messageEvent { kind message { id replyCount threadParticipants { id } } } }';
+      const threads = await listen(s, alice, PARTICIPANTS);
+      const root = (await ok(run(s, M.post, { g, c: 'who answers?' }, alice))).sendMessage.id;
+      await holder.query('begin');
+      await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
+      const first = run(s, REPLY, { g, p: root }, bob);
+      await sleep(150);
+      const second = gql(other.url, REPLY, { g, p: root }, carol.token);
+      await sleep(150);
+      await holder.query('commit');
+      await Promise.all([ok(first), ok(second)]);
+      await eventually(() => threads.values.filter((v) => v.messageEvent.kind === 'THREAD_UPDATED').length >= 2);
+      await sleep(100);
+      const last = threads.values.filter((v) => v.messageEvent.message.id === root).at(-1)!.messageEvent.message;
+      expect([last.replyCount, last.threadParticipants.map((u: { id: string }) => u.id).sort()]).toEqual([2, [alice.id, bob.id, carol.id].sort()]);
     } finally {
       await holder.end();
     }

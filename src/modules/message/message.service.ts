@@ -454,8 +454,8 @@ export class MessageService {
     if (row.head_seq !== undefined) {
       events.push({ topic: Topic.ConversationUpdated, payload: this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null) });
     }
-    // The root's reactions read again when the statement's copy may be older than its version (rare: a reaction crossing the reply).
-    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row, row.root.reactions_unsure ? await messageRepository.reactions(em(), [row.root.id]) : null) });
+    // The root's reactions and participants read again when the statement's may be older than its version (rare: see threadAfter's `moved`).
+    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row, row.root.moved ? await this.rootNow(em(), row.root.id) : null) });
     if (!(await this.pubsub.publishTogetherSafe(events))) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
@@ -757,6 +757,12 @@ export class MessageService {
     return this.conversation(tem, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
   }
 
+  /** A thread root's reactions and first participants as committed now (see threadAfter's `moved`). */
+  private async rootNow(em: EntityManager, rootId: string): Promise<{ reactions: ReactionSummary[]; participants: ParticipantColumns[] }> {
+    const [reactions, participants] = await Promise.all([messageRepository.reactions(em, [rootId]), threadRepository.participants(em, [rootId])]);
+    return { reactions: reactions.get(rootId) ?? [], participants: participants.get(rootId) ?? [] };
+  }
+
   /** The message as it is now, told to every messageEvent subscriber of its conversation. */
   private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
     return (await this.changedAt(em, id, kind)).message;
@@ -874,15 +880,14 @@ const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: 
  * THREAD_UPDATED for the root a reply's statement returned: its counters and first participants
  * (those before the reply, with the root's author and the reply's sender where they are new).
  */
-function threadUpdated(row: Sent, reactions: Map<string, ReactionSummary[]> | null): MessageEventPayload {
+function threadUpdated(row: Sent, now: { reactions: ReactionSummary[]; participants: ParticipantColumns[] } | null): MessageEventPayload {
   const r = row.root!;
-  const list = [...(row.participants_before ?? [])];
+  const list = [...(now ? now.participants : (row.participants_before ?? []))];
   const add = (u: ParticipantColumns) => list.some((p) => p.id === u.id) || list.push(u);
   add({ id: r.sender_id, username: r.sender_username, display_name: r.sender_display_name, created_at: String(r.sender_created_at), joined_at: r.created_at });
   add({ id: row.sender_id, username: row.sender_username, display_name: row.sender_display_name, created_at: String(row.sender_created_at), joined_at: String(row.created_at) });
   list.sort((a, b) => Date.parse(a.joined_at) - Date.parse(b.joined_at) || (a.id < b.id ? -1 : 1));
-  const reactionList = reactions ? (reactions.get(r.id) ?? []) : r.reaction_list;
-  const root: MessageType = Object.assign(toMessageType(r as unknown as MessageRow), { reactionList, participants: list.slice(0, 5).map(mentionedUser) });
+  const root: MessageType = Object.assign(toMessageType(r as unknown as MessageRow), { reactionList: now ? now.reactions : r.reaction_list, participants: list.slice(0, 5).map(mentionedUser) });
   return { kind: 'THREAD_UPDATED', message: Object.assign(toMessagePayload(root), { version: r.version }), replySenderId: row.sender_id };
 }
 

@@ -13,7 +13,7 @@ export interface ParticipantColumns extends MentionedColumns {
 
 /** What a reply's statement returns besides the reply: its root after it, and the thread's participants before it. */
 export interface ReplyColumns {
-  root: (Omit<MessageRow, 'created_at'> & { created_at: string; reaction_list: ReactionSummary[]; reactions_unsure: boolean }) | null;
+  root: (Omit<MessageRow, 'created_at'> & { created_at: string; reaction_list: ReactionSummary[]; moved: boolean }) | null;
   participants_before: ParticipantColumns[];
   mentioned?: MentionedColumns[];
   mention_counts?: Record<string, [number, number | null]> | null;
@@ -67,10 +67,11 @@ function threadAfter(mentions: { ctes: Sql; columns: string } | null): { ctes: S
       params: mentions ? mentions.ctes.params : [],
     },
     // Inside the derived tables, m.parent_id is the outer row's: each reply reads its own root.
-    // reactions_unsure: the root changed between the statement's snapshot and its lock (a reaction
-    // committed while the reply waited for the row): its version is the newest, its reactions the snapshot's.
+    // moved: the root changed between the statement's snapshot and its locks (a reaction, or a reply
+    // from another instance, committed while this one waited): its counters and version are the
+    // newest, its reactions and participants_before the snapshot's.
     columns: `(select row_to_json(x) from (select ${COLUMNS}, ${REACTION_LIST} as reaction_list,
-          (select s.version from messages s where s.id = m.id) <> m.version - 1 as reactions_unsure
+          (select s.version from messages s where s.id = m.id) <> m.version - 1 as moved
         from (select * from tr where tr.id = m.parent_id) m ${WITH_ROW}) x) as root,
       ${participants('m.parent_id')} as participants_before${mentions ? `, ${mentions.columns}` : ''}`,
   };
