@@ -8,16 +8,21 @@ describe('error shaping', () => {
   const format = createErrorFormatter({ production: true, logger: { error: (o: unknown) => logged.push(o), warn: (_o: unknown, m: string) => warned.push(m) } as unknown as Logger });
   const shaped = (e: Error) => format(new GraphQLError(e.message, { originalError: e }).toJSON(), e);
 
-  it("should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away and a deadlock's victim", () => {
+  it("should answer SERVICE_UNAVAILABLE, not a masked internal error, for the ways PostgreSQL is found away, a deadlock's victim and a statement cancelled at its timeout", () => {
     const connectTimeout = new Error('timeout expired'); // pg's own, when a new connection gets no answer (a stalled server)
     const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     const pool = new Error('Knex: Timeout acquiring a connection. The pool is probably full.');
     // A deadlock's victim, rolled back whole: sent again, it runs.
     const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
-    for (const e of [connectTimeout, refused, pool, deadlock]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    // Cancelled at the statement timeout (as MikroORM words it, the statement before pg's message): rolled back whole too.
+    const timedOut = Object.assign(new Error('delete from message_reactions where message_id = $1 - canceling statement due to statement timeout'), { code: '57014' });
+    for (const e of [connectTimeout, refused, pool, deadlock, timedOut]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     expect(logged).toEqual([]);
-    // A deadlock is no outage: the server logs it, a lock order being to find.
-    expect(warned).toEqual(['deadlock victim answered SERVICE_UNAVAILABLE']);
+    // A deadlock or a timeout is no outage: the server logs it, a lock order (or a load) being to find.
+    expect(warned).toEqual(['deadlock victim answered SERVICE_UNAVAILABLE', 'statement timeout answered SERVICE_UNAVAILABLE']);
+    // A cancel for another reason (an operator's pg_cancel_backend) stays unexpected.
+    expect(shaped(Object.assign(new Error('canceling statement due to user request'), { code: '57014' })).extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR' });
+    logged.length = 0;
   });
 
   it('should mask and log what it does not know', () => {

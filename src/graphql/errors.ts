@@ -3,7 +3,7 @@ import { unwrapResolverError } from '@apollo/server/errors';
 import { ConnectionException, DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
-import { isDeadlock } from '../shared/sql';
+import { isDeadlock, isStatementTimeout } from '../shared/sql';
 import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
@@ -30,7 +30,7 @@ function classify(error: unknown, code: string | undefined): 'unavailable' | 'in
   if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
   // A deadlock's victim (one no retry took again) runs if sent again: the client is told so, not
   // an internal error; the server logs it (see shape), since a lock order is to be found.
-  if (isDeadlock(original)) return 'unavailable';
+  if (isDeadlock(original) || isStatementTimeout(original)) return 'unavailable';
   if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
   // Apollo's own refusals of a request that carry only an HTTP status (a persisted query's unknown
   // version, a hash that doesn't match its query): the client's mistake, not the server's.
@@ -87,6 +87,8 @@ export function createErrorFormatter(opts: {
     const kind = classify(error, code);
     if (kind === 'unavailable') {
       if (isDeadlock(original)) opts.logger.warn({ err: original }, 'deadlock victim answered SERVICE_UNAVAILABLE');
+      // Held 15 s by locks or load: no outage either, and worth finding.
+      else if (isStatementTimeout(original)) opts.logger.warn({ err: original }, 'statement timeout answered SERVICE_UNAVAILABLE');
       return { message: 'Service temporarily unavailable; try again shortly.', path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
     if (kind === 'input') {

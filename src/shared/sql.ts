@@ -173,6 +173,12 @@ const DEADLOCK_ATTEMPTS = 3;
 export const isDeadlock = (e: unknown): boolean => e instanceof DeadlockException || (e as { code?: string } | null)?.code === '40P01';
 
 /**
+ * Whether PostgreSQL cancelled this at its statement timeout (15 s, see mikro-orm.config): rolled back
+ * whole, as a deadlock's victim; sent again once the contention that held it is over, it runs.
+ */
+export const isStatementTimeout = (e: unknown): boolean => (e as { code?: string } | null)?.code === '57014' && /statement timeout/.test((e as Error).message ?? '');
+
+/**
  * Runs `run` again when PostgreSQL chose it as a deadlock's victim: it rolled the statement (or the
  * transaction) back whole, so nothing of it was written, and the other side has gone on by then.
  * A send that writes every member's sort key can meet a leave and an account deletion locking the
