@@ -454,8 +454,10 @@ export class MessageService {
     if (row.head_seq !== undefined) {
       events.push({ topic: Topic.ConversationUpdated, payload: this.updated(out.conv, viewerId, row as MessageRow & SentColumns, payload, privateInProject ? recipientId : null) });
     }
-    // The root's reactions and participants read again when the statement's may be older than its version (rare: see threadAfter's `moved`).
-    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row, row.root.moved ? await this.rootNow(em(), row.root.id) : null) });
+    // The root's reactions and participants read again when the statement's may be older than its
+    // version (rare: see threadAfter's `moved`); a read that fails keeps the statement's, so the
+    // committed reply is still published.
+    if (row.root) events.push({ topic: Topic.MessageEvent, payload: threadUpdated(row, row.root.moved ? await this.rootNow(em(), row.root.id).catch(() => null) : null) });
     if (!(await this.pubsub.publishTogetherSafe(events))) this.publishFailures++;
     for (const hook of this.sentHooks) hook(payload.sender!, out.conv);
     return message;
@@ -878,7 +880,8 @@ const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: 
 
 /**
  * THREAD_UPDATED for the root a reply's statement returned: its counters and first participants
- * (those before the reply, with the root's author and the reply's sender where they are new).
+ * (those before the reply, with the root's author and the reply's sender where they are new), or
+ * with `now` the root's reactions and participants as read after the commit.
  */
 function threadUpdated(row: Sent, now: { reactions: ReactionSummary[]; participants: ParticipantColumns[] } | null): MessageEventPayload {
   const r = row.root!;
