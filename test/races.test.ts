@@ -510,6 +510,37 @@ describe('races', () => {
       await sleep(100);
       const last = threads.values.filter((v) => v.messageEvent.message.id === root).at(-1)!.messageEvent.message;
       expect([last.replyCount, last.threadParticipants.map((u: { id: string }) => u.id).sort()]).toEqual([2, [alice.id, bob.id, carol.id].sort()]);
+      // Read again after its commit (a reaction moved the root while it waited), a reply's event names
+      // no replier after it: Carol's reply, queued behind Bob's, commits before Bob's read (held
+      // behind a lock of the reactions' table that waits for both statements, which hold the table).
+      const third = (await ok(run(s, M.post, { g, c: 'and now?' }, alice))).sendMessage.id;
+      const told = threads.values.length;
+      const reactionsHolder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      await reactionsHolder.connect();
+      try {
+        await holder.query('begin');
+        await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
+        const bobs = run(s, REPLY, { g, p: third }, bob);
+        await sleep(150);
+        await ok(run(s, M.react, { m: third }, alice));
+        const carols = gql(other.url, REPLY, { g, p: third }, carol.token);
+        await sleep(150);
+        await reactionsHolder.query('begin');
+        const locked = reactionsHolder.query('lock table message_reactions in access exclusive mode');
+        await sleep(100);
+        await holder.query('commit');
+        await locked;
+        await sleep(300);
+        await reactionsHolder.query('commit');
+        await Promise.all([ok(bobs), ok(carols)]);
+      } finally {
+        await reactionsHolder.end();
+      }
+      await eventually(() => threads.values.slice(told).filter((v) => v.messageEvent.kind === 'THREAD_UPDATED').length >= 2);
+      for (const v of threads.values.slice(told).filter((e) => e.messageEvent.kind === 'THREAD_UPDATED')) {
+        const m = v.messageEvent.message;
+        expect([m.replyCount, m.threadParticipants.length]).toEqual([m.replyCount, m.replyCount + 1]);
+      }
     } finally {
       await holder.end();
     }

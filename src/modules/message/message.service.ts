@@ -17,7 +17,7 @@ import { checkEmoji, MAX_REACTION_KINDS } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
 import { placeOf, toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
-import { isoOf } from '../../shared/time';
+import { dateOf, isoOf, timeOf } from '../../shared/time';
 import type { UserType } from '../user/user.types';
 import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
@@ -761,7 +761,8 @@ export class MessageService {
 
   /** A thread root's reactions and first participants as committed now (see threadAfter's `moved`). */
   private async rootNow(em: EntityManager, rootId: string): Promise<{ reactions: ReactionSummary[]; participants: ParticipantColumns[] }> {
-    const [reactions, participants] = await Promise.all([messageRepository.reactions(em, [rootId]), threadRepository.participants(em, [rootId])]);
+    const reactions = await messageRepository.reactions(em, [rootId]);
+    const participants = await threadRepository.participants(em, [rootId]);
     return { reactions: reactions.get(rootId) ?? [], participants: participants.get(rootId) ?? [] };
   }
 
@@ -885,7 +886,9 @@ const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: 
  */
 function threadUpdated(row: Sent, now: { reactions: ReactionSummary[]; participants: ParticipantColumns[] } | null): MessageEventPayload {
   const r = row.root!;
-  const list = [...(now ? now.participants : (row.participants_before ?? []))];
+  // Read after the commit, they may name repliers after this reply: its counters are as of it, and so are they.
+  const at = dateOf(row.created_at).getTime();
+  const list = now ? now.participants.filter((p) => timeOf(p.joined_at) <= at) : [...(row.participants_before ?? [])];
   const add = (u: ParticipantColumns) => list.some((p) => p.id === u.id) || list.push(u);
   add({ id: r.sender_id, username: r.sender_username, display_name: r.sender_display_name, created_at: String(r.sender_created_at), joined_at: r.created_at });
   add({ id: row.sender_id, username: row.sender_username, display_name: row.sender_display_name, created_at: String(row.sender_created_at), joined_at: String(row.created_at) });
