@@ -545,4 +545,35 @@ describe('races', () => {
       await holder.end();
     }
   });
+
+  it("should send a project message (or reply) whose gate met the sender's removal, once the sender is back by the time it is checked", async () => {
+    const s = await createTestServer();
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const p = (await ok(run(s, 'mutation { createProject(title: "Out and back") { id } }', {}, owner))).createProject.id;
+    await ok(run(s, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: member.id }, owner));
+    const root = (await ok(run(s, 'mutation($p: ID!) { sendMessage(input: { projectId: $p, content: "the root" }) { id } }', { p }, owner))).sendMessage.id;
+    const SEND = 'mutation($p: ID!, $c: String!, $r: ID) { sendMessage(input: { projectId: $p, content: $c, parentId: $r }) { id } }';
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      for (const parent of [null, root]) {
+        // A removal and a re-add in one transaction: the send's gate, waiting for the member's row, finds it gone; the check after finds the new one.
+        await holder.query('begin');
+        await holder.query(
+          `with d as (delete from project_members where project_id = $1 and user_id = $2 returning *)
+           insert into project_members (id, project_id, user_id, role, joined_at) select gen_random_uuid(), project_id, user_id, role, joined_at from d`,
+          [p, member.id],
+        );
+        const sending = run(s, SEND, { p, c: `back again (${parent ? 'a reply' : 'a message'})`, r: parent }, member);
+        await sleep(300);
+        await holder.query('commit');
+        const sent = await sending;
+        expect([parent, sent.errors]).toEqual([parent, undefined]);
+        const stored = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where id = $1', [sent.data!.sendMessage.id]);
+        expect(stored[0].n).toBe(1);
+      }
+    } finally {
+      await holder.end();
+    }
+  });
 });

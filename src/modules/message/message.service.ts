@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ForeignKeyConstraintViolationException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError } from '../../shared/errors';
+import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, ServiceUnavailableError } from '../../shared/errors';
 import { beside, decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
 import { RECOVERY_MAX, type PubSub, type TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReactionSummary, type UserPayload } from '../../shared/pubsub/topics';
@@ -145,6 +145,8 @@ interface Outgoing {
   gated: boolean;
   /** The gate refused it once already, though the full check let it through (see insertOne). */
   regated?: boolean;
+  /** A direct or project send (or reply) its statement's gate refused once though the check passed (see onceMore). */
+  gateRetried?: boolean;
   /** A reply kept in its thread: the message it answers (checked by its statement, see insertReply). */
   replyTo: string | null;
   /** A reply also in the timeline: its root, checked before. */
@@ -491,12 +493,22 @@ export class MessageService {
       return row;
     }
     if (!gate) {
+      // Its statement's gate refused it (a removal, an unfriending or a block committed first) or its
+      // conversation closed: the check now says why. Passing now (the sender was added back, friends
+      // again, in between), it goes once more through the gate, as a group send does.
       await this.stillOpen(o);
-      throw new Error(`message ${o.id} came back without its row`);
+      return this.onceMore(o, () => this.insertOne(o));
     }
     await this.member(o);
     await this.slowOrOnceMore(o);
     return this.insertOne(o);
+  }
+
+  /** A direct or project send its gate refused though the check passes now: once more, then SERVICE_UNAVAILABLE (access flapping under it). */
+  private onceMore(o: Outgoing, send: () => Promise<Sent>): Promise<Sent> {
+    if (o.gateRetried) throw new ServiceUnavailableError('The conversation changed while this was sent; send it again.');
+    o.gateRetried = true;
+    return send();
   }
 
   /** Where a send's own statement runs: the caller's transaction, or `statements`. */
@@ -563,7 +575,8 @@ export class MessageService {
     // Not written: membership (or the conversation's end), the parent, then slow mode say why.
     await (gate ? this.member(o) : this.stillOpen(o));
     await this.rootFor(o.em(), o.conv, o.replyTo!);
-    if (!gate) throw new BadUserInputError(NO_PARENT, 'parentId');
+    // The sender's access and the parent pass now: a removal and a re-add (or the like) crossed it (see insertOne).
+    if (!gate) return this.onceMore(o, () => this.insertReply(o));
     // Every check passes now (the sender joined, the parent changed, the interval ran out): once more, through the gate.
     await this.slowOrOnceMore(o);
     return this.insertReply(o);
