@@ -168,9 +168,14 @@ export class ConversationAccess {
    * change rather than being passed by it, and one under way waits for it (see groupRepository.hold).
    */
   async stillReads(em: EntityManager, viewerId: string, m: MessagePlace): Promise<void> {
+    await this.hold(em, m);
+    if (!(await this.canRead(em, viewerId, m))) throw new NotFoundError('Message');
+  }
+
+  /** Inside a transaction: holds off changes of the members (and roles) of a message's group or project until it ends. */
+  async hold(em: EntityManager, m: MessagePlace): Promise<void> {
     if (m.groupId) await this.groups.hold(em, m.groupId);
     else if (m.projectId) await this.projects.hold(em, m.projectId);
-    if (!(await this.canRead(em, viewerId, m))) throw new NotFoundError('Message');
   }
 
   /** Whether the viewer may read a stored message (or its attachment), asked of the database: as `resolve` would let them read its conversation. */

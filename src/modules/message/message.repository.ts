@@ -439,43 +439,38 @@ export const messageRepository = {
   },
 
   /**
-   * Adds the user's reaction: true when it was added, false when they had it already, 'full' when
-   * the message has `maxKinds` other emoji, 'deleted' or 'gone' when a deletion got there first
-   * (its reactions went with it, and it takes no more).
+   * Adds the user's reaction, inside the caller's transaction (the message's row locked first, see
+   * lockMessage): true when it was added, false when they had it already, 'full' when the message
+   * has `maxKinds` other emoji, 'deleted' or 'gone' when a deletion got there first (its reactions
+   * went with it, and it takes no more).
    */
-  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number, first?: (tem: EntityManager) => Promise<unknown>): Promise<boolean | 'full' | 'deleted' | 'gone'> {
-    return em.transactional(async (tem) => {
-      await first?.(tem as EntityManager);
-      // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
-      // at once can't both take the last kind.
-      const found = await lockMessage(tem, messageId);
-      if (found !== 'there') return found;
-      // The message's version moves with the reaction, in the same statement.
-      const [row]: { reached: boolean; added: boolean }[] = await tem.execute(
-        `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?
-                          and not exists (select 1 from message_reactions r where r.message_id = ? and r.emoji = ?) as reached),
-              r as (insert into message_reactions (message_id, user_id, emoji, created_at) select ?, ?, ?, now() where not (select reached from cap)
-                    on conflict do nothing returning message_id),
-              v as (update messages set version = version + 1 where id = (select message_id from r) returning id)
-         select (select reached from cap) as reached, exists (select 1 from v) as added`,
-        [messageId, maxKinds, messageId, emoji, messageId, userId, emoji],
-      );
-      return row.reached ? 'full' : row.added;
-    });
+  async react(em: EntityManager, messageId: string, userId: string, emoji: string, maxKinds: number): Promise<boolean | 'full' | 'deleted' | 'gone'> {
+    // Counted by the next statement, whose snapshot sees what the lock waited for: two new emoji
+    // at once can't both take the last kind.
+    const found = await lockMessage(em, messageId);
+    if (found !== 'there') return found;
+    // The message's version moves with the reaction, in the same statement.
+    const [row]: { reached: boolean; added: boolean }[] = await em.execute(
+      `with cap as (select (select count(distinct r.emoji) from message_reactions r where r.message_id = ?) >= ?
+                        and not exists (select 1 from message_reactions r where r.message_id = ? and r.emoji = ?) as reached),
+            r as (insert into message_reactions (message_id, user_id, emoji, created_at) select ?, ?, ?, now() where not (select reached from cap)
+                  on conflict do nothing returning message_id),
+            v as (update messages set version = version + 1 where id = (select message_id from r) returning id)
+       select (select reached from cap) as reached, exists (select 1 from v) as added`,
+      [messageId, maxKinds, messageId, emoji, messageId, userId, emoji],
+    );
+    return row.reached ? 'full' : row.added;
   },
 
-  /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now). */
-  async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[], first?: (tem: EntityManager) => Promise<unknown>): Promise<boolean> {
-    return em.transactional(async (tem) => {
-      await first?.(tem as EntityManager);
-      await lockMessage(tem, messageId);
-      const rows = await tem.execute(
-        `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
-         update messages set version = version + 1 where id in (select message_id from r) returning id`,
-        [messageId, userId, pgTextArray(forms)],
-      );
-      return rows.length > 0;
-    });
+  /** Removes the user's reaction, in any of `forms` (an emoji as stored before its form was made canonical, and as it is now); inside the caller's transaction, as react. */
+  async unreact(em: EntityManager, messageId: string, userId: string, forms: readonly string[]): Promise<boolean> {
+    await lockMessage(em, messageId);
+    const rows = await em.execute(
+      `with r as (delete from message_reactions where message_id = ? and user_id = ? and emoji = any(?::text[]) returning message_id)
+       update messages set version = version + 1 where id in (select message_id from r) returning id`,
+      [messageId, userId, pgTextArray(forms)],
+    );
+    return rows.length > 0;
   },
 
   /** Reactions of several messages, per emoji in the order first used, with who reacted. */

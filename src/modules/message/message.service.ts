@@ -708,10 +708,12 @@ export class MessageService {
       if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       // Read again under the group's hold, in the reaction's transaction: a removal or ban meanwhile refuses it.
-      const stillReads = (tem: EntityManager) => this.access.stillReads(tem, viewerId, placeOf(row));
-      const changed = add
-        ? await messageRepository.react(em, row.id, viewerId, e, MAX_REACTION_KINDS, stillReads)
-        : await messageRepository.unreact(em, row.id, viewerId, [...new Set([e, emoji])], stillReads);
+      const changed = await em.transactional(async (tem) => {
+        await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
+        return add
+          ? messageRepository.react(tem as EntityManager, row.id, viewerId, e, MAX_REACTION_KINDS)
+          : messageRepository.unreact(tem as EntityManager, row.id, viewerId, [...new Set([e, emoji])]);
+      });
       // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to
       // remove); gone with its group or project, NOT_FOUND as any message gone (see unlessGone).
       if (changed === 'deleted') throw deleted();
@@ -759,17 +761,23 @@ export class MessageService {
   }
 
   /**
-   * As `stillReads`, for an edit or a deletion: with `moderate` (someone else's message) the viewer
-   * must still own or administer the group. Returns the conversation its sidebars are told of
-   * after the commit, read here: a removal just after the commit no longer turns the committed
-   * change's answer into FORBIDDEN, nor keeps it from the other members' sidebars.
+   * As ConversationAccess.stillReads, for an edit or a deletion: with `moderate` (someone else's
+   * message) the viewer must still own or administer the group. Returns the conversation its
+   * sidebars are told of after the commit, read here: a removal just after the commit no longer
+   * turns the committed change's answer into FORBIDDEN, nor keeps it from the other members'
+   * sidebars.
    */
   private async heldConversation(tem: EntityManager, viewerId: string, row: MessageRow, moderate = false): Promise<Conversation> {
-    await this.access.stillReads(tem, viewerId, placeOf(row));
-    if (moderate && !(row.group_id && this.moderates && (await this.moderates(tem, row.group_id, viewerId)))) throw new ForbiddenError(DELETE_RIGHTS);
-    // Only the sender edits or deletes in a direct conversation, so the viewer is its sender there.
+    await this.access.hold(tem, placeOf(row));
+    // Only the sender edits or deletes in a direct or project message, so the viewer is its sender
+    // there and the conversation's check is the message's (membership, friendship): NOT_FOUND, as
+    // for any message the viewer can't read.
     const peer = row.group_id || row.project_id ? null : row.recipient_id;
-    return this.conversation(tem, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer });
+    const conv = await this.conversation(tem, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }).catch((e: unknown) => {
+      throw e instanceof NotFoundError || e instanceof ForbiddenError ? new NotFoundError('Message') : e;
+    });
+    if (moderate && !(row.group_id && this.moderates && (await this.moderates(tem, row.group_id, viewerId)))) throw new ForbiddenError(DELETE_RIGHTS);
+    return conv;
   }
 
   /** A thread root's reactions and first participants as committed now (see threadAfter's `moved`). */
