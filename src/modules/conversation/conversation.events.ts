@@ -127,13 +127,14 @@ export function view(head: HeadState | null, own: OwnState): View {
 }
 
 /**
- * A member's row as they joined a group or project (again): read up to its newest message, no
- * unread mention, unmuted. Told to them alone, on their own channel (see `viaUser`), so that a
- * sidebar open elsewhere drops what it showed of an earlier membership.
+ * One member's own row, to them alone, with their unread mentions as counted now: after a block
+ * made or lifted (BlockService), or as they joined a group or project (again: read up to its newest
+ * message, so none, and unmuted; `viaUser`, as their instance may not have taken the
+ * conversation's channel yet), so that a sidebar open elsewhere drops what it showed before.
  */
-export function joinedUpdate(r: ConversationRow, userId: string): ConversationUpdatedPayload {
+export function ownRowUpdate(r: ConversationRow, userId: string, unreadMentions: number, viaUser = false): ConversationUpdatedPayload {
   const own = ownOf(r);
-  return {
+  const update: ConversationUpdatedPayload = {
     conversationKey: r.conversation_key,
     kind: r.kind,
     groupId: r.group_id,
@@ -145,10 +146,11 @@ export function joinedUpdate(r: ConversationRow, userId: string): ConversationUp
     head: headPayload(headOf(r)),
     members: { [userId]: ownPayload(own) },
     only: [userId],
-    mentionCounts: { [userId]: 0 },
+    mentionCounts: { [userId]: unreadMentions },
     mentionReads: { [userId]: own.readSeq },
-    viaUser: true,
   };
+  if (viaUser) update.viaUser = true;
+  return update;
 }
 
 /** A group or project renamed: the head, for every member to derive their row with the new title. */

@@ -8,7 +8,7 @@ import { messageRepository } from '../message/message.repository';
 import { mentionRepository } from '../message/mention.repository';
 import { blocksSender } from '../safety/block.repository';
 import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
-import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, view, type HeadState, type OwnState } from './conversation.events';
+import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, ownRowUpdate, view, type HeadState, type OwnState } from './conversation.events';
 import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
 import { directKey, KEY_PATTERN, scopeKey } from './conversation.keys';
 import { conversationRepository } from './conversation.repository';
@@ -141,23 +141,7 @@ export class ConversationService {
       viewerId,
       rows.map((r) => r.conversation_key),
     );
-    for (const row of rows) {
-      await this.pubsub.publishSafe(Topic.ConversationUpdated, {
-        mentionCounts: { [viewerId]: badges.get(row.conversation_key) ?? 0 },
-        mentionReads: { [viewerId]: Number(row.read_seq) },
-        conversationKey: row.conversation_key,
-        groupId: row.group_id,
-        projectId: row.project_id,
-        userIds: null,
-        kind: row.kind,
-        title: row.title ?? '',
-        titles: null,
-        message: null,
-        head: headPayload(headOf(row)),
-        members: { [viewerId]: ownPayload(ownOf(row)) },
-        only: [viewerId],
-      });
-    }
+    for (const row of rows) await this.pubsub.publishSafe(Topic.ConversationUpdated, ownRowUpdate(row, viewerId, badges.get(row.conversation_key) ?? 0));
   }
 
   async markRead(em: EntityManager, viewerId: string, input: ConversationArgs, messageId?: string | null): Promise<ConversationType> {

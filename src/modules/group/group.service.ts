@@ -18,7 +18,7 @@ import { GroupRole } from './group.types';
 import type { ConnectionShape } from '../../shared/graphql/connection';
 import type { UserType } from '../user/user.types';
 import { conversationRepository } from '../conversation/conversation.repository';
-import { joinedUpdate, renamed } from '../conversation/conversation.events';
+import { ownRowUpdate, renamed } from '../conversation/conversation.events';
 import { groupKey } from '../conversation/conversation.keys';
 
 /** Most seconds of slow mode: six hours. */
@@ -504,7 +504,7 @@ export class GroupService {
       await groupRepository.reload(em, group);
       this.joined(outbox, group.id, group.isPrivate, userId, await groupRepository.memberIds(em, group.id));
       const row = await conversationRepository.row(em, userId, groupKey(group.id));
-      if (row) outbox.add(Topic.ConversationUpdated, joinedUpdate(row, userId));
+      if (row) outbox.add(Topic.ConversationUpdated, ownRowUpdate(row, userId, 0, true));
     }
   }
 

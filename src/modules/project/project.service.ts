@@ -14,7 +14,7 @@ import { rowToActionType, toActionEntryPayload, toProjectType } from './project.
 import { projectRepository as repo, type NewAction, type ProjectRow } from './project.repository';
 import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
 import { conversationRepository } from '../conversation/conversation.repository';
-import { joinedUpdate, renamed } from '../conversation/conversation.events';
+import { ownRowUpdate, renamed } from '../conversation/conversation.events';
 import { projectKey } from '../conversation/conversation.keys';
 
 /** A project locked for one change, with its members and the caller's place in it. */
@@ -218,7 +218,7 @@ export class ProjectService {
       await repo.addMember(tem, { id: randomUUID(), projectId: l.project.id, userId: user.id, role: ProjectRole.PARTICIPANT });
       this.membership(outbox, l.project.id, [{ userId: user.id, member: true }]);
       const row = await conversationRepository.row(tem, user.id, projectKey(l.project.id));
-      if (row) outbox.add(Topic.ConversationUpdated, joinedUpdate(row, user.id));
+      if (row) outbox.add(Topic.ConversationUpdated, ownRowUpdate(row, user.id, 0, true));
       const title = l.project.title;
       const entries: Entry[] = [
         { recipientId: user.id, kind: ProjectActionKind.ADDED_TO_PROJECT, message: t.addedYou(title) },
