@@ -5,6 +5,8 @@ import pg from 'pg';
 import { snapshot, sql } from './helpers/db';
 import { loadEnv } from '../src/config/env';
 import { startReceiver } from './helpers/webhook-receiver';
+import { holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
 
 const M = {
   setRole: 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id myRole owner { id } } }',
@@ -464,6 +466,26 @@ describeRedis('group roles', () => {
       await ok(run(a, M.setRole, { g: w.group, u: member.id, r: 'ADMIN' }, owner));
       await sleep(200);
       expect(events.values).toHaveLength(4);
+    });
+
+    it("should deliver a group's events in commit order on every instance when a later change's publish overtakes an earlier one's", async () => {
+      const w = await world(a, b);
+      const { owner, member, member2 } = w.users;
+      const events = await listen(b, member, EVENTS);
+      // B's line of the group starts with the first event it hears (nothing says which came before one).
+      await ok(run(a, M.setRole, { g: w.group, u: member2.id, r: 'ADMIN' }, owner));
+      await events.nth(1);
+      // A's publish of the rename is held (a slow instance) while B's of the next change goes out.
+      const hold = holdNextPublishOf(a.services.pubsub, Topic.GroupEvent);
+      const renamed = run(a, M.rename, { g: w.group, n: 'Second rope' }, owner);
+      await eventually(() => hold.held());
+      await ok(run(b, M.setRole, { g: w.group, u: member2.id, r: 'MEMBER' }, owner));
+      await sleep(150);
+      hold.release();
+      await ok(renamed);
+      await events.nth(3);
+      hold.restore();
+      expect(events.values.map((v) => v.groupEvent.kind)).toEqual(['ROLE_CHANGED', 'RENAMED', 'ROLE_CHANGED']);
     });
   });
 

@@ -23,6 +23,7 @@ import { Migration20261127050000_WebhookCoveredMessages } from './Migration20261
 import { Migration20261127060000_ThreadParticipantOrder } from './Migration20261127060000_ThreadParticipantOrder';
 import { Migration20261127100000_RetiredUsernames } from './Migration20261127100000_RetiredUsernames';
 import { Migration20261127110000_SessionExpiry } from './Migration20261127110000_SessionExpiry';
+import { Migration20261127190000_GroupEventPosition } from './Migration20261127190000_GroupEventPosition';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -50,4 +51,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127060000_ThreadParticipantOrder', class: Migration20261127060000_ThreadParticipantOrder },
   { name: 'Migration20261127100000_RetiredUsernames', class: Migration20261127100000_RetiredUsernames },
   { name: 'Migration20261127110000_SessionExpiry', class: Migration20261127110000_SessionExpiry },
+  { name: 'Migration20261127190000_GroupEventPosition', class: Migration20261127190000_GroupEventPosition },
 ];

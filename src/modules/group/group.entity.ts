@@ -33,6 +33,10 @@ export class Group {
   @Property({ type: 'integer', default: 0 })
   slowModeSeconds: number = 0;
 
+  /** Its events that told its members, counted under its row lock: the position of each live one (GroupEventPayload.pos). */
+  @Property({ type: 'bigint', default: 0 })
+  eventSeq?: number;
+
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
 }

@@ -127,6 +127,12 @@ export const groupRepository = {
     await em.execute('select 1 from groups where id = ? for key share', [id]);
   },
 
+  /** The next event's place among the group's (under its row lock: in commit order). */
+  async nextEventPosition(em: EntityManager, id: string): Promise<number> {
+    const [row]: { event_seq: string }[] = await em.execute('update groups set event_seq = event_seq + 1 where id = ? returning event_seq', [id]);
+    return Number(row.event_seq);
+  },
+
   /**
    * Where a user stands in a group, in one query: null when the group does not exist. `role` is
    * their row's (ADMIN or MEMBER; the owner is `ownerId`), null when not a member.

@@ -71,14 +71,14 @@ export class GroupService {
     const role = this.lobbyRole(to);
     if (role === this.lobbyRole(from)) return;
     const lobby = await groupRepository.byIdOrFail(em, await this.lobby(em));
-    if (await groupRepository.setRole(em, lobby.id, userId, role)) this.event(outbox, 'ROLE_CHANGED', lobby, userId, null);
+    if (await groupRepository.setRole(em, lobby.id, userId, role)) await this.event(em, outbox, 'ROLE_CHANGED', lobby, userId, null);
   }
 
   /** Signup: every user is a lobby member from the start. */
   async joinLobby(em: EntityManager, user: User, outbox: Outbox): Promise<void> {
     const lobbyId = await this.lobby(em);
     await groupRepository.addMember(em, lobbyId, user.id, randomUUID(), this.lobbyRole(user.username));
-    this.joined(outbox, lobbyId, false, user.id);
+    await this.joined(em, outbox, lobbyId, false, user.id);
   }
 
   // ---- the rules, reused by queries, mutations and subscription filters ----
@@ -219,7 +219,7 @@ export class GroupService {
       await groupRepository.addMember(tem, group.id, viewerId, randomUUID());
       group.memberCount = 1;
       this.member(outbox, group.id, [{ userId: viewerId, member: true }]);
-      this.event(outbox, 'CREATED', group, viewerId, isPrivate ? [viewerId] : null);
+      await this.event(tem, outbox, 'CREATED', group, viewerId, isPrivate ? [viewerId] : null);
       return group;
     });
   }
@@ -237,7 +237,7 @@ export class GroupService {
       group.name = clean;
       await tem.flush();
       outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
-      this.event(outbox, 'RENAMED', group, viewerId, await groupRepository.memberIds(tem, group.id));
+      await this.event(tem, outbox, 'RENAMED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       return group;
     });
   }
@@ -297,7 +297,7 @@ export class GroupService {
         // Past the limit: RATE_LIMITED, and the transaction undoes the invitation.
         await spend();
         const members = await groupRepository.memberIds(tem, group.id);
-        this.event(outbox, 'INVITED', group, target.id, [...members, target.id]);
+        await this.event(tem, outbox, 'INVITED', group, target.id, [...members, target.id]);
         for (const hook of this.invitedHooks) await hook(tem, { groupId: group.id, inviterId: viewerId, userId: target.id });
       }
       return true;
@@ -359,7 +359,7 @@ export class GroupService {
       this.mayModerate(role, target, viewerId, 'ban');
       if (!(await groupRepository.ban(tem, group.id, target.id, viewerId))) return group;
       if (target.role !== null) await this.expel(tem, outbox, group, target.id, 'MEMBER_BANNED');
-      else this.event(outbox, 'MEMBER_BANNED', group, target.id, [...(await groupRepository.memberIds(tem, group.id)), target.id]);
+      else await this.event(tem, outbox, 'MEMBER_BANNED', group, target.id, [...(await groupRepository.memberIds(tem, group.id)), target.id]);
       return group;
     });
   }
@@ -390,11 +390,11 @@ export class GroupService {
         await groupRepository.setRole(tem, group.id, viewerId, 'ADMIN');
         await groupRepository.setRole(tem, group.id, target.id, 'ADMIN');
         await groupRepository.reload(tem, group);
-        this.event(outbox, 'OWNER_CHANGED', group, target.id, members);
+        await this.event(tem, outbox, 'OWNER_CHANGED', group, target.id, members);
       } else if (await groupRepository.setRole(tem, group.id, target.id, role === GroupRole.ADMIN ? 'ADMIN' : 'MEMBER')) {
         // No longer exempt: slow mode counts from their last message, sent while they were.
         if (role === GroupRole.MEMBER && group.slowModeSeconds > 0) await groupRepository.stampSlowMode(tem, group.id, group.slowModeSeconds, target.id);
-        this.event(outbox, 'ROLE_CHANGED', group, target.id, members);
+        await this.event(tem, outbox, 'ROLE_CHANGED', group, target.id, members);
       }
       return group;
     });
@@ -410,7 +410,7 @@ export class GroupService {
       }
       if (await groupRepository.setSlowMode(tem, group.id, seconds)) {
         await groupRepository.reload(tem, group);
-        this.event(outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));
+        await this.event(tem, outbox, 'SLOW_MODE_CHANGED', group, viewerId, await groupRepository.memberIds(tem, group.id));
       }
       return group;
     });
@@ -502,7 +502,7 @@ export class GroupService {
     await groupRepository.uninvite(em, group.id, userId);
     if (await groupRepository.addMember(em, group.id, userId, randomUUID(), role)) {
       await groupRepository.reload(em, group);
-      this.joined(outbox, group.id, group.isPrivate, userId, await groupRepository.memberIds(em, group.id));
+      await this.joined(em, outbox, group.id, group.isPrivate, userId, await groupRepository.memberIds(em, group.id));
       const row = await conversationRepository.row(em, userId, groupKey(group.id));
       if (row) outbox.add(Topic.ConversationUpdated, ownRowUpdate(row, userId, 0, true));
     }
@@ -514,7 +514,7 @@ export class GroupService {
     await groupRepository.removeMember(em, group.id, userId);
     await groupRepository.reload(em, group);
     this.member(outbox, group.id, [{ userId, member: false }]);
-    this.event(outbox, kind, group, userId, before.includes(userId) ? before : [...before, userId]);
+    await this.event(em, outbox, kind, group, userId, before.includes(userId) ? before : [...before, userId]);
   }
 
   private async removeMember(em: EntityManager, group: Group, userId: string, outbox: Outbox, ifMember = false): Promise<void> {
@@ -531,42 +531,43 @@ export class GroupService {
     }
     await groupRepository.removeMember(em, group.id, userId);
     this.member(outbox, group.id, [{ userId, member: false }]);
-    this.event(outbox, 'MEMBER_LEFT', group, userId, before);
+    await this.event(em, outbox, 'MEMBER_LEFT', group, userId, before);
     await groupRepository.reload(em, group);
     if (group.owner?.id === userId) {
       // The oldest admin takes over, else the oldest member.
       const next = await groupRepository.successor(em, group.id, userId);
       await groupRepository.setOwner(em, group.id, next);
       await groupRepository.reload(em, group);
-      if (next) this.event(outbox, 'OWNER_CHANGED', group, next, before.filter((id) => id !== userId));
+      if (next) await this.event(em, outbox, 'OWNER_CHANGED', group, next, before.filter((id) => id !== userId));
     }
   }
 
   private async destroy(em: EntityManager, group: Group, actorId: string, outbox: Outbox): Promise<void> {
     const members = await groupRepository.memberIds(em, group.id);
+    // Its last place is taken while its row is there to count it.
+    const pos = await groupRepository.nextEventPosition(em, group.id);
     // The conversation goes with the group, attachments included.
     await groupRepository.destroy(em, group.id);
     this.member(outbox, group.id, members.map((userId) => ({ userId, member: false })));
-    this.event(outbox, 'DELETED', group, actorId, members);
+    this.tell(outbox, 'DELETED', group, actorId, members, pos);
   }
 
-  private joined(outbox: Outbox, groupId: string, isPrivate: boolean, userId: string, audience?: string[]): void {
+  private async joined(em: EntityManager, outbox: Outbox, groupId: string, isPrivate: boolean, userId: string, audience?: string[]): Promise<void> {
     this.member(outbox, groupId, [{ userId, member: true }]);
-    outbox.add(Topic.GroupEvent, {
-      kind: 'MEMBER_JOINED',
-      groupId,
-      isPrivate,
-      userId,
-      audience: audience ?? null,
-      createdAt: new Date().toISOString(),
-    });
+    const pos = await groupRepository.nextEventPosition(em, groupId);
+    outbox.add(Topic.GroupEvent, { kind: 'MEMBER_JOINED', groupId, isPrivate, userId, audience: audience ?? null, createdAt: new Date().toISOString(), pos });
   }
 
   private member(outbox: Outbox, groupId: string, changes: { userId: string; member: boolean }[]): void {
     outbox.add(Topic.MembershipChanged, { scope: 'group', id: groupId, changes });
   }
 
-  private event(outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): void {
-    outbox.add(Topic.GroupEvent, { kind, groupId: group.id, isPrivate: group.isPrivate, userId, audience, createdAt: new Date().toISOString() });
+  /** A group event, placed after the group's earlier ones (its transaction holds the group's row from here on). */
+  private async event(em: EntityManager, outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): Promise<void> {
+    this.tell(outbox, kind, group, userId, audience, await groupRepository.nextEventPosition(em, group.id));
+  }
+
+  private tell(outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null, pos: number): void {
+    outbox.add(Topic.GroupEvent, { kind, groupId: group.id, isPrivate: group.isPrivate, userId, audience, createdAt: new Date().toISOString(), pos });
   }
 }

@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import { boundedLru } from '../lru';
-import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
+import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type GroupEventPayload, type MessageEventPayload, type MessagePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 export interface Waiting<E> {
@@ -525,6 +525,8 @@ export interface Ordered {
   payload: unknown;
   channel: string | undefined;
   keyedOnly: boolean;
+  /** A group's event in its own line: once its place comes, it still goes after the messages its group's line holds (see admit). */
+  behind?: string;
 }
 
 /**
@@ -562,7 +564,12 @@ export class EventOrder {
     private readonly takes: (channel: string) => boolean,
     options: InOrderOptions = {},
   ) {
-    this.lines = new InOrder<Ordered>((e) => hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly), options);
+    this.lines = new InOrder<Ordered>((e) => this.release(e), options);
+  }
+
+  private release(e: Ordered): void {
+    if (e.behind !== undefined && this.lines.behindAll(e.behind, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: e.keyedOnly })) return;
+    this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
   }
 
   /**
@@ -619,14 +626,15 @@ export class EventOrder {
     // argument-less subscriptions (an outside probe: 6 of 12 rounds), and a join gave them to one
     // who joined after them.
     const line = this.routes.membershipLine?.(topic, payload);
-    if (line !== undefined && this.lines.behindAll(line, { topic, payload, channel, keyedOnly: false })) return;
-    if (topic === Topic.ProjectAction) {
-      // A project's changes, numbered under its row lock: in that order, where this instance hears
-      // them all (the topic's channel, from its first listener on).
-      const a = payload as ProjectActionPayload;
-      if (typeof a.pos !== 'number' || !this.takes(topic)) return this.hub.dispatch(topic, payload, channel);
-      return this.lines.admit(`${topic} ${a.projectId}`, a.pos, { topic, payload, channel, keyedOnly: false }, topic);
+    if (topic === Topic.ProjectAction || topic === Topic.GroupEvent) {
+      // A project's changes, and a group's events, numbered under its row lock: in that order,
+      // where this instance hears them all (the topic's channel, from its first listener on).
+      // Then, as any membership change, behind the group's messages held before it (release).
+      const a = payload as ProjectActionPayload | GroupEventPayload;
+      const of = 'projectId' in a ? a.projectId : a.groupId;
+      if (typeof a.pos === 'number' && this.takes(topic)) return this.lines.admit(`${topic} ${of}`, a.pos, { topic, payload, channel, keyedOnly: false, behind: line }, topic);
     }
+    if (line !== undefined && this.lines.behindAll(line, { topic, payload, channel, keyedOnly: false })) return;
     const place = placeOf(topic, payload);
     if (place === null) return this.hub.dispatch(topic, payload, channel);
     const m = payload as MessagePayload;

@@ -251,6 +251,8 @@ export interface GroupEventPayload {
   /** Who receives it: null means everyone (CREATED of a public group). */
   audience: string[] | null;
   createdAt: string;
+  /** The event's place among the group's (groups.event_seq, in commit order); absent from a release before it. */
+  pos?: number;
 }
 
 /** A new report, with who may see it (read when it was made). */
