@@ -429,6 +429,26 @@ describe('races', () => {
     }
   });
 
+  it("should refuse an admin's deletion as NOT_FOUND when their removal commits between its reads of their membership and their role", async () => {
+    const s = await createTestServer();
+    const [owner, admin, member] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Between two reads', p: false }, owner))).createGroup.id;
+    for (const u of [admin, member]) await ok(run(s, M.join, { g }, u));
+    await ok(run(s, M.setRole, { g, u: admin.id, r: 'ADMIN' }, owner));
+    const m = (await ok(run(s, M.post, { g, c: 'to be deleted' }, member))).sendMessage.id;
+    // The removal lands just before the role is read (after the membership was).
+    const groups = s.services.groups;
+    const real = groups.moderates.bind(groups);
+    groups.moderates = async (em, groupId, userId) => {
+      groups.moderates = real;
+      await ok(run(s, M.remove, { g, u: admin.id }, owner));
+      return real(em, groupId, userId);
+    };
+    expect(codeOf(await run(s, M.deleteMessage, { m }, admin))).toBe('NOT_FOUND');
+    expect(groups.moderates).toBe(real);
+    expect((await ok(run(s, M.message, { g }, owner))).history.edges[0].node.deletedAt).toBeNull();
+  });
+
   it("should answer an edit or deletion that committed as done, and tell the other members' sidebars, when a ban follows its commit", async () => {
     const s = await createTestServer({ RATE_LIMIT_EDIT: '10000/1m', RATE_LIMIT_GROUP_MEMBERSHIP: '10000/1m' });
     const [owner, member] = [await signup(s.url), await signup(s.url)];

@@ -682,7 +682,11 @@ export class MessageService {
       if (row.sender_id !== viewerId) {
         const conv = row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
         const may = !!conv && (conv.ownerId === viewerId || (!!this.moderates && (await this.moderates(em, row.group_id!, viewerId))));
-        if (!may) throw new ForbiddenError(DELETE_RIGHTS);
+        if (!may) {
+          // A removal that committed between the two reads (the role found gone): refused as any non-member is.
+          await this.visibleMessage(em, viewerId, messageId);
+          throw new ForbiddenError(DELETE_RIGHTS);
+        }
       }
       if (row.deleted_at) return true;
       let held: Conversation | undefined;
