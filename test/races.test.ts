@@ -449,6 +449,38 @@ describe('races', () => {
     expect((await ok(run(s, M.message, { g }, owner))).history.edges[0].node.deletedAt).toBeNull();
   });
 
+  it('should store no report by a member whose removal answered while the report was on its way', async () => {
+    const s = await createTestServer();
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'Reports racing', p: false }, owner))).createGroup.id;
+    await ok(run(s, M.join, { g }, member));
+    const m = (await ok(run(s, M.post, { g, c: 'reported' }, owner))).sendMessage.id;
+    // The message's row held (as a change of it holds it): the report waits there, past its first check, while the member goes.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from messages where id = $1 for update', [m]);
+      const reporting = run(s, 'mutation($m: ID!) { reportMessage(messageId: $m, reason: "spam") { id } }', { m }, member);
+      await sleep(300);
+      let removedAt = Infinity;
+      const removing = run(s, M.remove, { g, u: member.id }, owner).then((r) => ((removedAt = Date.now()), r));
+      await sleep(300);
+      const releasedAt = Date.now();
+      await holder.query('commit');
+      const [reported] = await Promise.all([reporting, ok(removing)]);
+      const stored = Number((await sql(s.env.DATABASE_URL!, 'select count(*) as n from reports where message_id = $1', [m]))[0].n);
+      if (reported.errors) {
+        expect([codeOf(reported), stored]).toEqual(['NOT_FOUND', 0]);
+      } else {
+        // Stored: then it came first, and the removal waited for it.
+        expect([stored, removedAt >= releasedAt]).toEqual([1, true]);
+      }
+    } finally {
+      await holder.end();
+    }
+  });
+
   it("should answer an edit or deletion that committed as done, and tell the other members' sidebars, when a ban follows its commit", async () => {
     const s = await createTestServer({ RATE_LIMIT_EDIT: '10000/1m', RATE_LIMIT_GROUP_MEMBERSHIP: '10000/1m' });
     const [owner, member] = [await signup(s.url), await signup(s.url)];

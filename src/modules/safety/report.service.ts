@@ -9,6 +9,7 @@ import type { ConversationAccess } from '../conversation/conversation.access';
 import type { GroupService } from '../group/group.service';
 import { blocksSender } from './block.repository';
 import { messageRepository } from '../message/message.repository';
+import { placeOf } from '../message/message.mapper';
 import { reportRepository, type ReportRow } from './report.repository';
 import { ReportStatus, type ReportType } from './report.types';
 import { unlessGone } from '../message/message.gone';
@@ -62,13 +63,14 @@ export class ReportService {
       const text = cleanMessageText(reason, MAX_REASON, 'reason');
       if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
       const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
-      const visible =
-        !!row && (await this.deps.access.canRead(em, viewerId, { groupId: row.group_id, projectId: row.project_id, senderId: row.sender_id, recipientId: row.recipient_id }));
+      const visible = !!row && (await this.deps.access.canRead(em, viewerId, placeOf(row)));
       // Nor one of a sender the viewer blocks, which history and node() leave out for them (its text was answered, edits included).
       if (!row || !visible || (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
       const made = await em.transactional(async (tem) => {
+        // Read again under the group's (or project's) hold: a removal or ban meanwhile refuses it.
+        await this.deps.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
         const r = await reportRepository.insert(tem as EntityManager, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
         if (!r) throw new ConflictError('You have already reported this message.', 'messageId');
         // Past the limit: RATE_LIMITED, and the report is undone.
