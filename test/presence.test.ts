@@ -10,6 +10,8 @@ import { userRepository } from '../src/modules/user/user.repository';
 import { describeNeeding, tools } from './helpers/tools';
 import { monitorRedis } from './helpers/redis-monitor';
 import { TcpProxy } from './helpers/tcp-proxy';
+import { holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt user { id } } }';
 const HEARTBEAT = 'mutation { heartbeat { status lastSeenAt user { id } } }';
@@ -452,6 +454,26 @@ describeRedis('presence across instances', () => {
     quiet.mockRestore();
     expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
     expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+  });
+
+  it("should leave watchers with a user's latest transition when an earlier one's publish, from another instance, comes after it", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(b.url)];
+    const events = await watch(b, watcher, [u.id]);
+    // u is ONLINE (signed up through A). A's publish of u's logout is held (a slow instance) while u logs in again through B.
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.PresenceChanged);
+    const loggingOut = gql(a.url, 'mutation { logout }', {}, u.token);
+    await eventually(() => hold.held());
+    await login(b.url, u);
+    await events.nth(1, 3000);
+    hold.release();
+    await ok(loggingOut);
+    hold.restore();
+    // The OFFLINE, decided first, arrives last: a watcher that applied it would show u OFFLINE while they are ONLINE.
+    await events.settle(500);
+    expect(seen(events)).toEqual([`${u.id} ONLINE`]);
+    expect((await statusOf(b, watcher, u.id)).status).toBe('ONLINE');
   });
 
   it('should announce one OFFLINE when a logout whose activity is written late comes to an instance the session never used', async () => {

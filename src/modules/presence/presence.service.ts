@@ -250,7 +250,7 @@ export class PresenceService {
     try {
       const cameOnline = await this.store.touch(batch, this.timeoutMs * 2);
       const at = new Map(batch.map((a) => [a.userId, a.now]));
-      await Promise.all(cameOnline.map((userId) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString() })));
+      await Promise.all(cameOnline.map(({ userId, v }) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
       for (const a of batch) a.done(true);
     } catch (e) {
       for (const a of batch) this.touched.delete(a.userId, a.sessionId ?? ''), a.done(false);
@@ -426,11 +426,11 @@ export class PresenceService {
   }
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */
-  private async offline(userId: string, at: number, gone: Gone): Promise<void> {
+  private async offline(userId: string, at: number, gone: Exclude<Gone, false>): Promise<void> {
     this.touched.deleteUser(userId);
     this.dirty.delete(userId);
     await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
-    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString() });
+    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString(), v: gone });
   }
 
   /** Presence as it is, whoever asks (internal use: notifications, the viewer's own). */
@@ -573,7 +573,7 @@ export class PresenceService {
     if (!was) throw new NotFoundError('User');
     if (was === visibility) return;
     const hidden = visibility === 'HIDDEN';
-    const active = await this.store.setHidden(viewerId, hidden);
+    const shown = await this.store.setHidden(viewerId, hidden);
     // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
     const undo = () => void this.store.setHidden(viewerId, !hidden).catch(() => undefined);
     const stored = await presenceRepository.setPresenceVisibility(em, viewerId, visibility).catch((e: unknown) => {
@@ -585,8 +585,12 @@ export class PresenceService {
       throw new NotFoundError('User');
     }
     // Set at the same time by another call (the store says so too): that call tells it, once.
-    if (stored === 'same' || active === null) return;
-    await this.publish(hidden ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true } : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(active).toISOString(), showing: true });
+    if (stored === 'same' || shown === null) return;
+    await this.publish(
+      hidden
+        ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true, v: shown.v }
+        : { userId: viewerId, status: 'ONLINE', lastSeenAt: new Date(shown.active).toISOString(), showing: true, v: shown.v },
+    );
   }
 
   /**
@@ -643,8 +647,7 @@ export class PresenceService {
       if (!res.published) {
         // Published here, after lastSeenAt is written, as everywhere else (HIDDEN users' not at all).
         await Promise.all(writes);
-        const hidden = res.removed.length ? (await this.read(res.removed.map((r) => r.userId))).hidden : [];
-        await Promise.all(res.removed.map((r, i) => !hidden[i] && this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString() })));
+        await Promise.all(res.removed.map((r) => r.v > 0 && this.publish({ userId: r.userId, status: 'OFFLINE', lastSeenAt: new Date(r.lastActive).toISOString(), v: r.v })));
       }
       return res;
     });
@@ -669,7 +672,7 @@ export class PresenceService {
     try {
       await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
       const cameOnline = await this.store.touch(users.map((userId) => ({ userId, sessionId: null, now })), 0);
-      for (const userId of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString() });
+      for (const { userId, v } of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString(), v });
     } catch (e) {
       this.logger.debug({ err: e }, 'presence socket refresh failed');
     }

@@ -2,10 +2,17 @@ import { ENVELOPE_ORIGIN, SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { keyPrefixOf, onReconnect, type RedisClient } from '../../shared/redis';
 
-/** A user the sweep took offline, with their last activity (ms). */
+/** A user the sweep took offline, with their last activity (ms) and the transition's version (0: HIDDEN, not announced). */
 export interface Expired {
   userId: string;
   lastActive: number;
+  v: number;
+}
+
+/** A user who came online, with the transition's version. */
+export interface CameOnline {
+  userId: string;
+  v: number;
 }
 
 /**
@@ -25,8 +32,11 @@ export interface Activity {
   now: number;
 }
 
-/** A user taken OFFLINE by one call: false when not; 'hidden' when the user hides their presence (nothing is published). */
-export type Gone = false | 'visible' | 'hidden';
+/**
+ * A user taken OFFLINE by one call: false when not; 'hidden' when the user hides their presence
+ * (nothing is published); else the transition's version (PresencePayload.v).
+ */
+export type Gone = false | 'hidden' | number;
 /** A closed socket's user kept ONLINE by another live instance's socket: until when that instance's listing holds unless renewed (ms). */
 export type HeldElsewhere = { heldUntil: number };
 
@@ -34,14 +44,16 @@ export type HeldElsewhere = { heldUntil: number };
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
  * A user is ONLINE while they are in the `active` set; its score is their last activity (ms).
  * Every transition is decided by one atomic step, so each is reported to exactly one caller,
- * on one instance, however many instances race for it.
+ * on one instance, however many instances race for it; the step numbers it (one counter for all
+ * users, growing in the order the steps ran), so a transition published late, after a later one
+ * of the same user, is known as older wherever it arrives.
  */
 export interface PresenceStore {
   /**
    * Records each activity at its `now`, for its session too when given (kept `sessionTtlMs`), all in one step.
    * @returns the users who just came online and are not HIDDEN (the transitions to publish), each once.
    */
-  touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]>;
+  touch(activity: readonly Activity[], sessionTtlMs: number): Promise<CameOnline[]>;
   /** Marks the user offline whatever else holds them (account deleted); truthy when they were online. */
   remove(userId: string): Promise<Gone>;
   /**
@@ -62,9 +74,10 @@ export interface PresenceStore {
   read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
   /**
    * Hides (or shows) a user's presence: a HIDDEN user is left out of `page` and `count`, and their
-   * transitions are not reported for publishing. @returns their last activity when online, else null.
+   * transitions are not reported for publishing. @returns their last activity when online (with
+   * the version of what others now read: OFFLINE on hiding, ONLINE on showing), else null.
    */
-  setHidden(userId: string, hidden: boolean): Promise<number | null>;
+  setHidden(userId: string, hidden: boolean): Promise<{ active: number; v: number } | null>;
   /** Marks these users HIDDEN (the database's list at start-up: the store is a mirror of it). */
   seedHidden(userIds: string[]): Promise<void>;
   /** Calls `listener` each time the store is reachable again after losing its connection; returns the unsubscribe. */
@@ -101,16 +114,33 @@ const INSTANCES = '{presence}:instances';
 const SOCKETS_PREFIX = '{presence}:sockets:';
 const SESSIONS_PREFIX = '{presence}:sessions:';
 const HIDDEN = '{presence}:hidden';
+/** The transitions' counter (see PresenceStore). */
+const SEQ = '{presence}:seq';
 /** Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without persistence) lacks it. */
 const SEEDED = '{presence}:hidden:seeded';
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
 // Every key shares the {presence} hash tag, so the scripts below stay in one slot on a Redis Cluster too.
-// `held(user)` is true when a live instance other than ARGV-given `me` lists a socket of the user.
 // Keys the scripts name themselves take REDIS_KEY_PREFIX from KEYS[1] (ACTIVE as the connection prefixed it).
-const HELD = `
+// stamp() numbers a transition. The counter starts from Redis's clock (seconds * 1000), so after a
+// Redis that lost its data it starts above what instances remember (unless over 1,000 transitions
+// a second were counted since it first started); 13 digits, which cjson writes exactly.
+const STAMP = `
 local P = string.sub(KEYS[1], 1, #KEYS[1] - ${ACTIVE.length})
+local function stamp()
+  local key = P .. '${SEQ}'
+  local v = redis.call('INCR', key)
+  if v == 1 then
+    v = tonumber(redis.call('TIME')[1]) * 1000 + 1
+    redis.call('SET', key, v)
+  end
+  return v
+end`;
+
+// `held(user)` is true when a live instance other than ARGV-given `me` lists a socket of the user.
+// drop(user) answers 1 for a HIDDEN user, else the transition's version (above 1).
+const HELD = `${STAMP}
 local function live_instances(now, me)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
@@ -128,8 +158,8 @@ local function drop(user)
   redis.call('ZREM', KEYS[1], user)
   redis.call('ZREM', KEYS[2], user)
   redis.call('DEL', P .. '${SESSIONS_PREFIX}' .. user)
-  if redis.call('SISMEMBER', P .. '${HIDDEN}', user) == 1 then return 2 end
-  return 1
+  if redis.call('SISMEMBER', P .. '${HIDDEN}', user) == 1 then return 1 end
+  return stamp()
 end`;
 
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
@@ -138,8 +168,8 @@ end`;
 // KEYS: active, online, hidden, seeded, then the sessions key of each activity that names a
 // session, in order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, '1' to
 // refuse (-1) while HIDDEN is not seeded, then userId, sessionId or '', now of each activity. The
-// same user twice in one call comes online once.
-const TOUCH_SESSIONS = `
+// same user twice in one call comes online once. Returns each who came online and their version.
+const TOUCH_SESSIONS = `${STAMP}
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local out = {}
 local k = 4
@@ -148,6 +178,7 @@ for i = 1, (#ARGV - 2) / 3 do
   if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 and redis.call('SISMEMBER', KEYS[3], user) == 0 then
     redis.call('ZADD', KEYS[2], 0, user)
     out[#out + 1] = user
+    out[#out + 1] = stamp()
   end
   if session ~= '' then
     k = k + 1
@@ -157,8 +188,8 @@ for i = 1, (#ARGV - 2) / 3 do
 end
 return out`;
 
-// KEYS: active, online, hidden. ARGV: userId, '1' to hide or '0' to show. Returns the last activity when online.
-const SET_HIDDEN = `
+// KEYS: active, online, hidden. ARGV: userId, '1' to hide or '0' to show. Returns the last activity when online, and a version.
+const SET_HIDDEN = `${STAMP}
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if ARGV[2] == '1' then
   redis.call('SADD', KEYS[3], ARGV[1])
@@ -167,7 +198,8 @@ else
   redis.call('SREM', KEYS[3], ARGV[1])
   if score then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end
 end
-return score`;
+if score then return { score, stamp() } end
+return false`;
 
 // KEYS: active, online, instances. ARGV: userId.
 const REMOVE = `${HELD}
@@ -236,7 +268,7 @@ end`;
 // channel (ARGV[5] .. userId) as a PubSub envelope (PRESENCE_VISIBILITY=contacts): a PUBLISH to a
 // channel no instance takes costs Redis next to nothing, and each instance gets only its contacts'.
 // KEYS: active, online, instances, hidden. ARGV: cutoff (exclusive), now, offset, batch, channel ('' = don't publish), perUser, topic.
-// Returns { skipped, user1, score1, user2, score2, ..., read }.
+// Returns { skipped, user1, score1, version1 (0: HIDDEN), user2, ..., read }.
 // The removals go out as a few commands of many members each (what drop() does, in bulk): one
 // ZREM or DEL per user was most of a sweep's time in Redis.
 const ANNOUNCE_BATCH = 1000;
@@ -252,11 +284,14 @@ for i = 1, #ids, 2 do
   else
     gone[#gone + 1] = ids[i]
     sessions[#sessions + 1] = P .. '${SESSIONS_PREFIX}' .. ids[i]
-    if ARGV[5] ~= '' and redis.call('SISMEMBER', KEYS[4], ids[i]) == 0 then
-      announced[#announced + 1] = { userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]) }
+    local v = 0
+    if redis.call('SISMEMBER', KEYS[4], ids[i]) == 0 then
+      v = stamp()
+      if ARGV[5] ~= '' then announced[#announced + 1] = { userId = ids[i], status = 'OFFLINE', lastSeenAt = iso(ids[i + 1]), v = v } end
     end
     out[#out + 1] = ids[i]
     out[#out + 1] = ids[i + 1]
+    out[#out + 1] = v
   end
 end
 -- A few messages of many transitions each (PubSub splits them): one PUBLISH per user, written to
@@ -293,7 +328,7 @@ return out`;
 
 const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
 
-const gone = (n: number): Gone => (n === 1 ? 'visible' : n === 2 ? 'hidden' : false);
+const gone = (n: number): Gone => (n === 1 ? 'hidden' : n > 1 ? n : false);
 type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
@@ -348,8 +383,8 @@ export class RedisPresenceStore implements PresenceStore {
     return (this.redis as unknown as Record<ScriptName, (...a: unknown[]) => Promise<T>>)[name](keys.length, ...keys, ...args);
   }
 
-  async touch(activity: readonly Activity[], sessionTtlMs: number): Promise<string[]> {
-    const cameOnline: string[] = [];
+  async touch(activity: readonly Activity[], sessionTtlMs: number): Promise<CameOnline[]> {
+    const cameOnline: CameOnline[] = [];
     // 1,000 a script at most: one script never holds Redis long (the sockets' refresh passes every connected user).
     for (let i = 0; i < activity.length; i += 1000) {
       const part = activity.slice(i, i + 1000);
@@ -357,13 +392,13 @@ export class RedisPresenceStore implements PresenceStore {
       for (const a of part) if (a.sessionId) keys.push(sessionsKey(a.userId));
       const args = part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now]);
       const ttl = Math.ceil(sessionTtlMs);
-      let out = await this.run<string[] | -1>('TOUCH_SESSIONS', keys, [ttl, this.hiddenOf ? '1' : '0', ...args]);
+      let out = await this.run<(string | number)[] | -1>('TOUCH_SESSIONS', keys, [ttl, this.hiddenOf ? '1' : '0', ...args]);
       if (out === -1) {
         await this.reseed();
         // Seeded now (or lost again at once: the activity is recorded all the same).
-        out = (await this.run<string[] | -1>('TOUCH_SESSIONS', keys, [ttl, '0', ...args])) as string[];
+        out = (await this.run<(string | number)[] | -1>('TOUCH_SESSIONS', keys, [ttl, '0', ...args])) as (string | number)[];
       }
-      cameOnline.push(...out);
+      for (let j = 0; j < out.length; j += 2) cameOnline.push({ userId: String(out[j]), v: Number(out[j + 1]) });
     }
     return cameOnline;
   }
@@ -396,9 +431,9 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  async setHidden(userId: string, hidden: boolean): Promise<number | null> {
-    const score = await this.run<string | null>('SET_HIDDEN', [ACTIVE, ONLINE, HIDDEN], [userId, hidden ? '1' : '0']);
-    return score === null || score === undefined ? null : Number(score);
+  async setHidden(userId: string, hidden: boolean): Promise<{ active: number; v: number } | null> {
+    const out = await this.run<[string, number] | null>('SET_HIDDEN', [ACTIVE, ONLINE, HIDDEN], [userId, hidden ? '1' : '0']);
+    return out ? { active: Number(out[0]), v: Number(out[1]) } : null;
   }
 
   async seedHidden(userIds: string[]): Promise<void> {
@@ -439,7 +474,7 @@ export class RedisPresenceStore implements PresenceStore {
       const read = Number(out[out.length - 1]);
       offset += Number(out[0]);
       const batch: Expired[] = [];
-      for (let i = 1; i < out.length - 1; i += 2) batch.push({ userId: String(out[i]), lastActive: Number(out[i + 1]) });
+      for (let i = 1; i < out.length - 1; i += 3) batch.push({ userId: String(out[i]), lastActive: Number(out[i + 1]), v: Number(out[i + 2]) });
       for (const e of batch) removed.push(e);
       if (batch.length) onBatch?.(batch);
       if (read < this.sweepBatch) break;
@@ -479,11 +514,13 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly sessions = new Map<string, Map<string, number>>();
   private readonly locks = new Map<string, number>();
   private readonly hidden = new Set<string>();
+  /** The transitions' counter (see PresenceStore): its first is 2, as the Redis store's are above 1. */
+  private seq = 1;
 
   async touch(activity: readonly Activity[]) {
-    const out: string[] = [];
+    const out: CameOnline[] = [];
     for (const { userId, sessionId, now } of activity) {
-      if (!this.active.has(userId) && !this.hidden.has(userId)) out.push(userId);
+      if (!this.active.has(userId) && !this.hidden.has(userId)) out.push({ userId, v: ++this.seq });
       this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
       if (sessionId) {
         let s = this.sessions.get(userId);
@@ -496,7 +533,7 @@ export class MemoryPresenceStore implements PresenceStore {
   private drop(userId: string): Gone {
     this.sessions.delete(userId);
     if (!this.active.delete(userId)) return false;
-    return this.hidden.has(userId) ? 'hidden' : 'visible';
+    return this.hidden.has(userId) ? 'hidden' : ++this.seq;
   }
   async remove(userId: string) {
     return this.drop(userId);
@@ -524,7 +561,8 @@ export class MemoryPresenceStore implements PresenceStore {
   async setHidden(userId: string, hidden: boolean) {
     if (hidden) this.hidden.add(userId);
     else this.hidden.delete(userId);
-    return this.active.get(userId) ?? null;
+    const active = this.active.get(userId);
+    return active === undefined ? null : { active, v: ++this.seq };
   }
   async seedHidden(userIds: string[]) {
     for (const id of userIds) this.hidden.add(id);
@@ -545,8 +583,8 @@ export class MemoryPresenceStore implements PresenceStore {
     const removed: Expired[] = [];
     for (const [userId, at] of this.active) {
       if (at < cutoff) {
-        this.drop(userId);
-        removed.push({ userId, lastActive: at });
+        const gone = this.drop(userId);
+        removed.push({ userId, lastActive: at, v: typeof gone === 'number' ? gone : 0 });
       }
     }
     if (removed.length) onBatch?.(removed);

@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import { boundedLru } from '../lru';
-import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type GroupEventPayload, type MessageEventPayload, type MessagePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
+import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type GroupEventPayload, type MessageEventPayload, type MessagePayload, type PresencePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 export interface Waiting<E> {
@@ -554,6 +554,8 @@ export class EventOrder {
   readonly lines: InOrder<Ordered>;
   /** A message's edits and reactions: an older copy after a newer one is dropped. */
   readonly versions = new NewestVersions();
+  /** Users' presence transitions, apart: a sweep's thousands would push the messages' out. */
+  readonly presence = new NewestVersions();
   /** When this instance took a channel (see fillFrom). */
   private takenAt: ((channel: string) => number | undefined) | undefined;
 
@@ -616,6 +618,11 @@ export class EventOrder {
       // A user's marks close together: the receipt of an earlier one after a later one's is dropped.
       const r = payload as ReadReceiptPayload;
       if (typeof r.markedAt === 'number' && !this.versions.fresh(`receipt ${r.conversationKey} ${r.userId}`, r.markedAt)) return;
+    } else if (topic === Topic.PresenceChanged) {
+      // A user's transitions, numbered where the store decided them: one published late, after a
+      // later one reached this instance (two instances publishing), would leave the wrong status.
+      const p = payload as PresencePayload;
+      if (typeof p.v === 'number' && !this.presence.fresh(p.userId, p.v)) return;
     } else if (topic === Topic.ConversationUpdated) {
       // An edit's or deletion's sidebar row (its message versioned): the same rule, on a line of its own.
       const m = (payload as ConversationUpdatedPayload).message;
@@ -725,6 +732,7 @@ export class EventOrder {
   dispose(): void {
     this.lines.dispose();
     this.versions.clear();
+    this.presence.clear();
   }
 
   /**

@@ -209,6 +209,8 @@ export interface PresencePayload {
   hiding?: true;
   /** The user went VISIBLE again: ONLINE to everyone else; to themselves nothing changed. */
   showing?: true;
+  /** The transition's version, from the step that decided it (see PresenceStore): an older one arriving after is dropped. Absent from a release before it, and on local-only payloads. */
+  v?: number;
 }
 
 export interface ProjectActionEntryPayload {
