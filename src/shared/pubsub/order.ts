@@ -569,6 +569,7 @@ export class EventOrder {
     this.lines = new InOrder<Ordered>((e) => this.release(e), options);
   }
 
+  /** What a line lets go: to the dispatcher, or a group's event behind the messages its group's line still holds. */
   private release(e: Ordered): void {
     if (e.behind !== undefined && this.lines.behindAll(e.behind, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: e.keyedOnly })) return;
     this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
