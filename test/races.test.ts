@@ -2,7 +2,7 @@ import pg from 'pg';
 import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
-import { sql } from './helpers/db';
+import { sql, waitedOnBy } from './helpers/db';
 import { holdNextMessagePublish } from './helpers/publish';
 
 /**
@@ -97,6 +97,35 @@ describe('races', () => {
       expect(answers.filter((a) => !a.errors)).toHaveLength(1);
       expect(answers.map((a) => (a.errors ? codeOf(a) : 'ok')).sort()).toEqual(['NOT_FOUND', 'ok']);
     }
+  });
+
+  it("should take an account deletion's group locks in id order, so that deletions sharing groups wait on each other rather than deadlock", async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' });
+    const [owner, u] = [await signup(s.url), await signup(s.url)];
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) made.push((await ok(run(s, M.create, { n: `Order ${i}`, p: false }, owner))).createGroup.id);
+    // Joined highest id first: their membership rows lie in the opposite order to their ids.
+    const groups = [...made].sort();
+    for (const g of [...groups].reverse()) await ok(run(s, M.join, { g }, u));
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await Promise.all([holder.connect(), probe.connect()]);
+    try {
+      await holder.query('begin');
+      await holder.query('select id from groups where id = $1 for update', [groups[0]]);
+      const deleted = run(s, M.deleteAccount, { p: u.password }, u);
+      await waitedOnBy(holder);
+      // Waiting on the lowest of the three, the deletion holds none of the higher ones (out of
+      // order, it held both, and a deletion locking them the other way waited on it while it waited).
+      await probe.query('begin');
+      await expect(probe.query('select id from groups where id = any($1::uuid[]) for update nowait', [groups.slice(1)])).resolves.toMatchObject({ rowCount: 2 });
+      await probe.query('rollback');
+      await holder.query('commit');
+      expect((await ok(deleted)).deleteAccount).toBe(true);
+    } finally {
+      await Promise.all([holder.end(), probe.end()]);
+    }
+    expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
   });
 
   it('should leave no working token of an account deleted while it logged in', async () => {

@@ -98,8 +98,14 @@ export const groupRepository = {
     return rows.map((r) => r.user_id);
   },
 
+  /**
+   * In id order: account deletion locks them in this order, so two deletions at once (everyone
+   * shares the lobby) wait on each other instead of deadlocking. Unordered, the rows came in heap
+   * order, which updates (roles, slow mode's stamps) reshuffle: an outside probe's concurrent
+   * deletions deadlocked until the retries ran out, answering SERVICE_UNAVAILABLE.
+   */
   async groupIdsOf(em: EntityManager, userId: string): Promise<string[]> {
-    const rows: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ?', [userId]);
+    const rows: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ? order by group_id', [userId]);
     return rows.map((r) => r.group_id);
   },
 
