@@ -12,6 +12,15 @@ describe('boundedLru', () => {
     expect(lru.get('a')).toBeUndefined();
   });
 
+  it('should let go of expired entries nobody reads again, at the first write a TTL later', async () => {
+    const lru = boundedLru<string, number>({ max: 10_000, ttlMs: 100 });
+    for (let i = 0; i < 500; i++) lru.set(`old ${i}`, i);
+    await new Promise((r) => setTimeout(r, 150));
+    // Never read again, the 500 expired keys were held until the cap pushed them out (a soak probe).
+    lru.set('new', 1);
+    expect([lru.size, [...lru.keys()]]).toEqual([1, ['new']]);
+  });
+
   it('should hold a large bound without allocating for it up front', () => {
     const before = process.memoryUsage().heapUsed;
     const caches = Array.from({ length: 10 }, () => boundedLru<string, number>({ max: 1_000_000, ttlMs: 60_000 }));
