@@ -1,7 +1,8 @@
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { attempt, request, signup, buildUser, lobbyOf } from './helpers/factories';
 import { LoginDocument, SignupDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
-import { createTestServer } from './helpers/server';
+import { Redis } from 'ioredis';
+import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { snapshot, sql } from './helpers/db';
 
 const ME = '{ me { id } }';
@@ -77,6 +78,73 @@ describe('password checks', () => {
     // …use up the account's count: refused from a fresh address too, for this account only.
     expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, from('10.0.0.9')))).toBe('RATE_LIMITED');
     await request(s.url, LoginDocument, { username: other.username, password: other.password }, undefined, from('10.0.0.9'));
+  });
+});
+
+describeRedis('the addresses an account signed in from', () => {
+  const known = async (redis: Redis, userId: string) => (await redis.keys(redisName('pw-known:*'))).filter((k) => k.includes(userId));
+
+  it('should hold them in Redis for every instance, and forget them when the account is deleted', async () => {
+    const a = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const b = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' }, { clean: false });
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const owner = buildUser();
+      const u = await request(a.url, SignupDocument, owner, undefined, from('198.51.100.30'));
+      const userId = u.signup.user.id;
+      const stays = (await request(a.url, SignupDocument, buildUser(), undefined, from('198.51.100.31'))).signup.user;
+      const login = (url: string, address: string, password: string) => attempt(url, LoginDocument, { username: owner.username, password }, undefined, from(address));
+      expect((await login(a.url, '198.51.100.32', owner.password)).errors).toBeUndefined();
+      // Strangers use up the account-wide allowance; the other instance, which saw neither of the
+      // owner's addresses, still lets both in (Redis told it), and holds a new one back.
+      for (let i = 1; i <= 4; i++) await login(a.url, `203.0.113.${60 + i}`, `guess-number-${i}`);
+      expect((await login(b.url, '198.51.100.30', owner.password)).errors).toBeUndefined();
+      expect((await login(b.url, '198.51.100.32', owner.password)).errors).toBeUndefined();
+      expect(codeOf(await login(b.url, '198.51.100.33', owner.password))).toBe('RATE_LIMITED');
+      // One hash an account, its fields the addresses.
+      expect(await known(redis, userId)).toEqual([redisName(`pw-known:${userId}`)]);
+      expect((await redis.hkeys(redisName(`pw-known:${userId}`))).sort()).toEqual(['198.51.100.30', '198.51.100.32']);
+      // Deleted (its own password check marks its address again): nothing of it is left, another account's stays.
+      await ok(gql(b.url, DELETE, { p: owner.password }, u.signup.token, from('198.51.100.32')));
+      expect(await known(redis, userId)).toEqual([]);
+      expect(await known(redis, stays.id)).toHaveLength(1);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('should drop lapsed addresses from an account that has many', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true' });
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const u = await signup(s.url);
+      const key = redisName(`pw-known:${u.id}`);
+      const lapsed = Array.from({ length: 20 }, (_, i) => [`192.0.2.${i}`, String(Date.now() - 1000)]).flat();
+      await redis.hset(key, ...lapsed);
+      await request(s.url, LoginDocument, { username: u.username, password: u.password }, undefined, from('198.51.100.50'));
+      // The signup's address and this one: none of the lapsed twenty.
+      const left = await redis.hkeys(key);
+      expect(left).toContain('198.51.100.50');
+      expect(left).toHaveLength(2);
+      expect(await redis.pttl(key)).toBeGreaterThan(29 * 86_400_000);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('should still count an address an older build kept under a key of its own', async () => {
+    const s = await createTestServer({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_USER: '3' });
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const u = await signup(s.url);
+      await redis.set(redisName(`pw-known:${u.id}|198.51.100.40`), '1', 'EX', 3600);
+      const login = (address: string, password: string) => attempt(s.url, LoginDocument, { username: u.username, password }, undefined, from(address));
+      for (let i = 1; i <= 4; i++) await login(`203.0.113.${70 + i}`, `guess-number-${i}`);
+      expect((await login('198.51.100.40', u.password)).errors).toBeUndefined();
+      expect(codeOf(await login('198.51.100.41', u.password))).toBe('RATE_LIMITED');
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

@@ -54,7 +54,7 @@ export class PasswordLimiter {
     const failed = taken.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
     if (!refused.length && !failed) return;
     // Only the account-wide limit refused, and the owner signed in from here before: the attempt counts, and goes ahead.
-    if (!failed && refused.length === 1 && refusedBy[1] && (await this.known.has(keys[0]))) return;
+    if (!failed && refused.length === 1 && refusedBy[1] && (await this.known.has(account, ip))) return;
     await this.giveBack(keys);
     if (failed) throw failed.reason;
     throw new RateLimitedError(Math.max(...refused.map((r) => r.msBeforeNext / 1000)), 'Too many wrong passwords; try again later.');
@@ -63,12 +63,17 @@ export class PasswordLimiter {
   /** The password was right: the attempt is given back, the owner's own typos from this address are forgiven (the account-wide count keeps its failures), and the address is theirs for 30 days. */
   async passed(account: string, ip: string): Promise<void> {
     const keys = this.limits.map((l) => l.key(account, ip));
-    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.add(keys[0])]);
+    await Promise.all([this.limits[0].limiter.delete(keys[0]), this.giveBack(keys, 1), this.known.add(account, ip)]);
   }
 
   /** The account signed up from `ip`: an address of the owner's from the start. */
   signedUp(account: string, ip: string): Promise<void> {
-    return this.known.add(this.limits[0].key(account, ip));
+    return this.known.add(account, ip);
+  }
+
+  /** The account was deleted: the addresses it signed in from go with it (the failure counts lapse within their 15 minutes). */
+  forget(account: string): Promise<void> {
+    return this.known.forget(account);
   }
 
   /**
@@ -87,23 +92,60 @@ export class PasswordLimiter {
 }
 
 /**
- * Addresses accounts signed in from (`account|address`), for 30 days: in Redis when configured, so
- * every instance knows them, and in this process too (what it saw itself still counts while Redis is
- * away). Not a rate limiter's window: its memory store expires a key with a timer, and a timer past
- * 2^31 ms fires at once.
+ * Adds an address to an account's hash (field: the address; value: when it stops counting, in ms)
+ * and keeps the hash that long; past 16 fields, drops the lapsed ones. ARGV: address, now, until, ttl.
+ */
+const KNOWN_ADD = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if redis.call('HLEN', KEYS[1]) > 16 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) <= tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`;
+const KNOWN_ADD_SCRIPT = 'pwKnownAdd';
+
+/**
+ * Addresses accounts signed in from, for 30 days: in Redis when configured, so every instance
+ * knows them, and in this process too (what it saw itself still counts while Redis is away). One
+ * hash an account (`pw-known:<account>`), so that deleting the account forgets its addresses: a key
+ * an address (`pw-known:<account>|<address>`, before) could not be listed without scanning Redis,
+ * and a deleted account's addresses stayed beside its id for 30 days (an outside soak probe). Not a
+ * rate limiter's window: its memory store expires a key with a timer, and a timer past 2^31 ms
+ * fires at once.
  */
 class KnownAddresses {
   private readonly seen = boundedLru<string, true>({ max: 100_000, ttlMs: KNOWN_SECONDS * 1000 });
 
-  constructor(private readonly redis?: RedisClient) {}
-
-  async add(key: string): Promise<void> {
-    this.seen.set(key, true);
-    await this.redis?.set(`pw-known:${key}`, '1', 'EX', KNOWN_SECONDS).catch(() => undefined);
+  constructor(private readonly redis?: RedisClient) {
+    if (redis && !(KNOWN_ADD_SCRIPT in redis)) redis.defineCommand(KNOWN_ADD_SCRIPT, { numberOfKeys: 1, lua: KNOWN_ADD });
   }
 
-  async has(key: string): Promise<boolean> {
-    if (this.seen.has(key)) return true;
-    return !!this.redis && (await this.redis.exists(`pw-known:${key}`).catch(() => 0)) === 1;
+  async add(account: string, ip: string): Promise<void> {
+    this.seen.set(`${account}|${ip}`, true);
+    if (!this.redis) return;
+    const add = (this.redis as unknown as Record<string, (key: string, ...args: (string | number)[]) => Promise<number>>)[KNOWN_ADD_SCRIPT];
+    const now = Date.now();
+    await add.call(this.redis, `pw-known:${account}`, ip, now, now + KNOWN_SECONDS * 1000, KNOWN_SECONDS * 1000).catch(() => undefined);
+  }
+
+  async has(account: string, ip: string): Promise<boolean> {
+    if (this.seen.has(`${account}|${ip}`)) return true;
+    if (!this.redis) return false;
+    const [until, before] = await Promise.all([
+      this.redis.hget(`pw-known:${account}`, ip).catch(() => null),
+      // Written by builds before the hash, each for its 30 days: a rolling upgrade keeps what they knew.
+      this.redis.exists(`pw-known:${account}|${ip}`).catch(() => 0),
+    ]);
+    return (until !== null && Number(until) > Date.now()) || before === 1;
+  }
+
+  /** The account is gone: its addresses too, in Redis and in this process (other instances' memory lets go within the 30 days, or at their restart). */
+  async forget(account: string): Promise<void> {
+    const prefix = `${account}|`;
+    for (const key of [...this.seen.keys()]) if (key.startsWith(prefix)) this.seen.delete(key);
+    await this.redis?.del(`pw-known:${account}`).catch(() => undefined);
   }
 }

@@ -291,6 +291,8 @@ export class AuthService {
     await this.presence.endingSession(viewer.userId, null);
     await this.revoked(viewer.userId, sessions.map((s) => s.id), sessions.map((s) => s.tokenHash));
     await this.presence.forget(viewer.userId);
+    // Its check above just marked this address as the owner's: the addresses go with the account.
+    await this.limiter.forget(viewer.userId);
     return true;
   }
 
