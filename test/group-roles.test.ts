@@ -599,6 +599,36 @@ describeRedis('lobby roles', () => {
     for (const sub of [onRemoved, onBanned]) expect((await sub.nth(1)).groupEvent).toEqual({ kind: 'CREATED', groupId: g, user: { id: member.id } });
   });
 
+  it("should tell the lobby's removals, bans and departures to its members and to the one put out, without listing its members", async () => {
+    const env = { LOBBY_ADMINS: 'lobby_boss' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const boss = await signup(a.url, { username: 'lobby_boss' });
+    const [member, removed, banned, leaving] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(b.url)];
+    const lobby = await lobbyOf(a.url, member.token);
+    const E = 'subscription { groupEvent { kind groupId user { id } } }';
+    const [onMember, onRemoved, onBanned] = [await listen(a, member, E), await listen(b, removed, E), await listen(a, banned, E)];
+    // What a publishes: the lobby's events name no audience (everyone in it was a list of every member).
+    const pubsub = a.services.pubsub;
+    const real = pubsub.publishSafe;
+    const told: { kind: string; audience: unknown }[] = [];
+    pubsub.publishSafe = (async (topic: Topic, payload: never) => {
+      if (topic === Topic.GroupEvent) told.push(payload);
+      return real.call(pubsub, topic, payload);
+    }) as typeof real;
+    await ok(gql(a.url, M.remove, { g: lobby, u: removed.id }, boss.token));
+    await ok(gql(a.url, M.ban, { g: lobby, u: banned.id }, boss.token));
+    await ok(gql(a.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: leaving.password }, leaving.token));
+    pubsub.publishSafe = real;
+    expect(told.map((e) => [e.kind, e.audience])).toEqual([['MEMBER_REMOVED', null], ['MEMBER_BANNED', null], ['MEMBER_LEFT', null]]);
+    const ev = (kind: string, user: TestUser, groupId = lobby) => ({ groupEvent: { kind, groupId, user: { id: user.id } } });
+    expect([await onMember.nth(1), await onMember.nth(2), await onMember.nth(3)]).toEqual([ev('MEMBER_REMOVED', removed), ev('MEMBER_BANNED', banned), ev('MEMBER_LEFT', leaving)]);
+    // A public group's CREATED as a barrier: the ones put out heard their own removal, nothing after it.
+    const g = (await ok(gql(a.url, M.create, { n: 'Open after' }, member.token))).createGroup.id;
+    expect([await onRemoved.nth(1), await onRemoved.nth(2)]).toEqual([ev('MEMBER_REMOVED', removed), ev('CREATED', member, g)]);
+    expect([await onBanned.nth(1), await onBanned.nth(2), await onBanned.nth(3)]).toEqual([ev('MEMBER_REMOVED', removed), ev('MEMBER_BANNED', banned), ev('CREATED', member, g)]);
+  });
+
   it('should refuse a malformed LOBBY_ADMINS or MODERATORS at start', async () => {
     expect(() => loadEnv({ LOBBY_ADMINS: 'ok_name, bad name' })).toThrow(/LOBBY_ADMINS/);
     expect(() => loadEnv({ MODERATORS: 'x' })).toThrow(/MODERATORS/);

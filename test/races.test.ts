@@ -128,6 +128,47 @@ describe('races', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
   });
 
+  /** While `act` waits on the lobby's row (held FOR SHARE: a reference to it may be checked, its row not updated), the tables it has written in its transaction. */
+  async function writtenBeforeTheLobby(s: TestServer, act: () => Promise<unknown>): Promise<string[]> {
+    const [{ id: lobby }] = await sql<{ id: string }>(s.env.DATABASE_URL!, 'select id from groups where is_lobby');
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select id from groups where id = $1 for share', [lobby]);
+      const done = act();
+      await waitedOnBy(holder);
+      const { rows } = await holder.query<{ relname: string }>(
+        `select distinct c.relname from pg_locks l join pg_class c on c.oid = l.relation
+          where l.granted and l.mode = 'RowExclusiveLock' and c.relkind = 'r'
+            and l.pid = any(select pid from pg_locks where not granted and pg_backend_pid() = any(pg_blocking_pids(pid)))`,
+      );
+      await holder.query('commit');
+      await done;
+      return rows.map((r) => r.relname).sort();
+    } finally {
+      await holder.end();
+    }
+  }
+
+  it("should update the lobby's row last in a signup, so that signups wait on each other only for their commits", async () => {
+    const s = await createTestServer();
+    // Its account, session, membership and sidebar row are written when it comes to the lobby's row.
+    const written = await writtenBeforeTheLobby(s, async () => (await signup(s.url)).id);
+    expect(written).toEqual(expect.arrayContaining(['conversation_members', 'group_members', 'sessions', 'users']));
+  });
+
+  it("should leave the lobby last in an account's deletion, after its groups and projects", async () => {
+    const s = await createTestServer();
+    const [u, friend] = [await signup(s.url), await signup(s.url)];
+    await ok(run(s, M.create, { n: 'Mine', p: false }, u));
+    await ok(run(s, 'mutation { createProject(title: "Going with me") { id } }', {}, u));
+    await ok(run(s, M.accept, { r: (await ok(run(s, M.request, { u: u.id }, friend))).sendFriendRequest.id }, u));
+    const written = await writtenBeforeTheLobby(s, async () => expect((await ok(run(s, M.deleteAccount, { p: u.password }, u))).deleteAccount).toBe(true));
+    expect(written).toEqual(expect.arrayContaining(['friendships', 'group_members', 'project_members']));
+    expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
+  });
+
   it('should leave no working token of an account deleted while it logged in', async () => {
     const s = await createTestServer({ RATE_LIMIT_LOGIN: '10000/5m' });
     for (let i = 0; i < 4; i++) {

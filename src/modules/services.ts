@@ -198,6 +198,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
+  // Last: the lobby's row is every signup's (see leaveLobby).
+  auth.onAccountDeleted((em, userId, outbox) => groups.leaveLobby(em, userId, outbox));
 
   const notifications = new NotificationService({ orm, presence, env, logger: logger.child({ module: 'notifications' }) });
   friends.onRequested((em, request) => notifications.friendRequested(em, request));

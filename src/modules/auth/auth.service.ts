@@ -164,8 +164,10 @@ export class AuthService {
     try {
       const result = await transact(em, this.pubsub, async (tem, outbox) => {
         const user = await userRepository.insert(tem, { username, displayName, passwordHash });
+        const issued = await this.issue(tem, user);
+        // Last: it updates the lobby's row, which every signup waits on until the one before commits.
         await this.onSignup(tem, user, outbox);
-        return this.issue(tem, user);
+        return issued;
       });
       await this.presence.online(result.user.id, result.sessionId);
       if (ip !== undefined) await this.limiter.signedUp(result.user.id, ip);

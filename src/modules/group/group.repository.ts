@@ -133,6 +133,12 @@ export const groupRepository = {
     await em.execute('select 1 from groups where id = ? for key share', [id]);
   },
 
+  /** A member joined the lobby (added uncounted): counted, and the event's place taken, in one update of its row. */
+  async joinedLobby(em: EntityManager, id: string): Promise<number> {
+    const [row]: { event_seq: string }[] = await em.execute('update groups set member_count = member_count + 1, event_seq = event_seq + 1 where id = ? returning event_seq', [id]);
+    return Number(row.event_seq);
+  },
+
   /** The next event's place among the group's (under its row lock: in commit order). */
   async nextEventPosition(em: EntityManager, id: string): Promise<number> {
     const [row]: { event_seq: string }[] = await em.execute('update groups set event_seq = event_seq + 1 where id = ? returning event_seq', [id]);
@@ -281,9 +287,10 @@ export const groupRepository = {
   /**
    * Inserts a membership and counts it; false when it already existed. The join time in
    * milliseconds, as the members page's cursor carries it: with microseconds, "after" the cursor
-   * took in the row it was cut at.
+   * took in the row it was cut at. `counted: false` leaves the group's member count to the caller
+   * (the lobby's: see joinedLobby).
    */
-  async addMember(em: EntityManager, groupId: string, userId: string, id: string, role: MemberRole = 'MEMBER'): Promise<boolean> {
+  async addMember(em: EntityManager, groupId: string, userId: string, id: string, role: MemberRole = 'MEMBER', counted = true): Promise<boolean> {
     const conn = em;
     // Slow mode's stamp outlives a membership: one who left (or was removed) and came back within
     // the interval is still under their last message, not free to send at once (the group's
@@ -298,7 +305,7 @@ export const groupRepository = {
       [id, userId, role, groupKey(groupId), userId, groupId],
     );
     if (!res.length) return false;
-    await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
+    if (counted) await conn.execute('update groups set member_count = member_count + 1 where id = ?', [groupId]);
     await conversationRepository.join(em, { key: groupKey(groupId), userId, kind: 'GROUP', groupId });
     return true;
   },

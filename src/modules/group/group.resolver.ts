@@ -191,8 +191,10 @@ export class GroupResolver {
     subscribe: ({ context }: SubscribeResolverData<unknown, unknown, Context>) => {
       const me = viewerOf(context).userId;
       const { groups } = context.services;
-      // No audience: a public group's CREATED (everyone's), or a join of the lobby (its members': not one removed or banned from it).
-      const reaches = (e: GroupEventPayload) => (e.audience === null ? e.kind === 'CREATED' || groups.isMemberCached(me, e.groupId) : e.audience.includes(me));
+      // No audience: a public group's CREATED (everyone's), or the lobby's events (its members' as
+      // they stand, not one removed or banned from it, and the member concerned: one put out is told).
+      const reaches = (e: GroupEventPayload) =>
+        e.audience === null ? e.kind === 'CREATED' || e.userId === me || groups.isMemberCached(me, e.groupId) : e.audience.includes(me);
       return context.services.pubsub.iterate(Topic.GroupEvent, (e) => (reaches(e) ? e : undefined), { keys: me });
     },
   })

@@ -250,7 +250,7 @@ export interface GroupEventPayload {
   groupId: string;
   isPrivate: boolean;
   userId: string | null;
-  /** Who receives it: null means everyone (CREATED of a public group). */
+  /** Who receives it: null means everyone for CREATED of a public group, and for the lobby's events its members as each instance knows them, and the member concerned (a release before this told the lobby's departures to a list of every member). */
   audience: string[] | null;
   createdAt: string;
   /** The event's place among the group's (groups.event_seq, in commit order); absent from a release before it. */
