@@ -1,6 +1,6 @@
 import { codeOf, gql, listen as listenOn, ok } from './helpers/graphql';
 import { createTestServer, type TestServer } from './helpers/server';
-import { lobbyOf, signup, type TestUser, attempt, request } from './helpers/factories';
+import { lobbyOf, signup, type TestUser, attempt, request, sendMessage } from './helpers/factories';
 import { CreateGroupDocument, RenameGroupDocument, DeleteGroupDocument, JoinGroupDocument, AddGroupMemberDocument, LeaveGroupDocument, GroupsDocument, GroupDocument } from '../generated/client/graphql';
 import { snapshot, sql, whileHolding } from './helpers/db';
 
@@ -170,6 +170,34 @@ describe('groups', () => {
     expect(new Set(seen)).toEqual(new Set([owner.id, ...others.map((o) => o.id)]));
     expect(seen[0]).toBe(owner.id);
   });
+});
+
+describe('deleting a large conversation', () => {
+  /** `n` copies of the conversation's one message, without their text (quicker to write: no search index), as a year of a busy room's. */
+  const copies = (url: string, key: string, n: number) =>
+    sql(
+      url,
+      `insert into messages select r.* from messages m cross join generate_series(1, $2) n
+       cross join lateral jsonb_populate_record(null::messages, to_jsonb(m) || jsonb_build_object('id', gen_random_uuid(), 'client_message_id', null, 'content', null, 'n', n)) r
+       where m.conversation_key = $1`,
+      [key, n],
+    );
+
+  it('should delete a group and a project of many messages in statements each within DB_STATEMENT_TIMEOUT', async () => {
+    // One statement for all of them ran past the timeout, and the deletion could never succeed.
+    const s = await createTestServer({ DB_STATEMENT_TIMEOUT: '250ms' });
+    const owner = await signup(s.url);
+    const g = (await request(s.url, CreateGroupDocument, { name: 'Busy' }, owner.token)).createGroup;
+    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Busy too") { id } }', {}, owner.token))).createProject.id;
+    await sendMessage(s.url, owner.token, { groupId: g.id, content: 'the first of many' });
+    await sendMessage(s.url, owner.token, { projectId: p, content: 'the first of many' });
+    await copies(s.env.DATABASE_URL!, `g:${g.id}`, 40_000);
+    await copies(s.env.DATABASE_URL!, `p:${p}`, 40_000);
+    await sql(s.env.DATABASE_URL!, 'analyze messages');
+    expect((await request(s.url, DeleteGroupDocument, { groupId: g.id }, owner.token)).deleteGroup).toBe(true);
+    expect((await ok(gql(s.url, 'mutation($p: ID!) { deleteProject(projectId: $p) }', { p }, owner.token))).deleteProject).toBe(true);
+    expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages')).toEqual([{ n: 0 }]);
+  }, 60_000);
 });
 
 describe('group events', () => {

@@ -22,6 +22,8 @@ export interface Env {
   EMBEDDED_PG_PORT: number;
   /** Connections per instance. @default 10 */
   DB_POOL_MAX: number;
+  /** Seconds a statement may run before PostgreSQL cancels it (the request then answers SERVICE_UNAVAILABLE). @default 15 */
+  DB_STATEMENT_TIMEOUT: number;
   /** redis://… When absent, pub/sub, presence and rate limits stay in this process. */
   REDIS_URL?: string;
   /** Comma-separated host:port seeds of a Redis Cluster; takes precedence over REDIS_URL. */
@@ -384,6 +386,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     EMBEDDED_PG_DIR: read(src, 'EMBEDDED_PG_DIR') ?? '.data/postgres',
     EMBEDDED_PG_PORT: int(src, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     DB_POOL_MAX: int(src, 'DB_POOL_MAX', 10, 1, 500),
+    DB_STATEMENT_TIMEOUT: duration(src, 'DB_STATEMENT_TIMEOUT', 15, 0.1, 3600),
     REDIS_URL: url(src, 'REDIS_URL', ['redis:', 'rediss:']),
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),

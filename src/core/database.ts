@@ -85,7 +85,7 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
   const clientUrl = env.DATABASE_URL ?? embedded!.url;
   let orm: MikroORM;
   try {
-    orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, logger, entities: opts.entities }));
+    orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, statementTimeoutMs: Math.round(env.DB_STATEMENT_TIMEOUT * 1000), logger, entities: opts.entities }));
     if (!(await orm.isConnected())) {
       const check = await orm.checkConnection();
       throw new Error(check.ok ? 'not connected' : check.reason);

@@ -6,13 +6,15 @@ import type { Logger } from '../shared/logger';
 export interface OrmConfigInput {
   clientUrl: string;
   poolMax: number;
+  /** Milliseconds a statement may run (DB_STATEMENT_TIMEOUT). @default 15000 */
+  statementTimeoutMs?: number;
   logger?: Logger;
   /** Every entity the ORM maps: the caller passes the list in src/modules/entities.ts (config sits below the modules). */
   entities: EntityClass<object>[];
 }
 
 /** MikroORM settings shared by the server, the CLI scripts and the tests. */
-export function ormConfig({ clientUrl, poolMax, logger, entities }: OrmConfigInput): Options {
+export function ormConfig({ clientUrl, poolMax, statementTimeoutMs = 15_000, logger, entities }: OrmConfigInput): Options {
   return defineConfig({
     clientUrl,
     entities,
@@ -29,7 +31,7 @@ export function ormConfig({ clientUrl, poolMax, logger, entities }: OrmConfigInp
     // unread count took 0.5-1 s there, 4 ms without JIT (an outside volume probe, 1.9 M messages).
     driverOptions: {
       acquireConnectionTimeout: 3000,
-      connection: { connectionTimeoutMillis: 3000, statement_timeout: 15_000, options: '-c jit=off' },
+      connection: { connectionTimeoutMillis: 3000, statement_timeout: statementTimeoutMs, options: '-c jit=off' },
       // knex prints dropped connections with console.log otherwise.
       log: logger
         ? {

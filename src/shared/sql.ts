@@ -173,7 +173,7 @@ const DEADLOCK_ATTEMPTS = 3;
 export const isDeadlock = (e: unknown): boolean => e instanceof DeadlockException || (e as { code?: string } | null)?.code === '40P01';
 
 /**
- * Whether PostgreSQL cancelled this at its statement timeout (15 s, see mikro-orm.config): rolled back
+ * Whether PostgreSQL cancelled this at its statement timeout (DB_STATEMENT_TIMEOUT, 15 s): rolled back
  * whole, as a deadlock's victim; sent again once the contention that held it is over, it runs.
  */
 export const isStatementTimeout = (e: unknown): boolean => (e as { code?: string } | null)?.code === '57014' && /statement timeout/.test((e as Error).message ?? '');

@@ -191,6 +191,9 @@ export const GATE_COLUMNS = '(select name from g) as gate_group_name, (select ow
 
 const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient_id is not null`;
 
+/** Messages a statement of deleteMessages deletes: ~0.1 s each with their cascades. */
+const DELETE_CHUNK = 2000;
+
 export const conversationRepository = {
   /**
    * A new message's bookkeeping, as CTEs of its one insert statement (messageRepository.insert).
@@ -448,6 +451,25 @@ export const conversationRepository = {
       [key],
     );
     await em.execute('delete from conversation_members where conversation_key = ?', [key]);
+  },
+
+  /**
+   * A closed conversation's messages and their attachments (their reactions, mentions, pins and
+   * thread rows by cascade), DELETE_CHUNK at a time in the caller's transaction. In one statement
+   * they ran past the statement timeout from ~300,000 messages (36-47 µs each with their
+   * cascades), and such a group could never be deleted: every attempt rolled back (an outside
+   * volume probe). By the conversation's index, as the keyset reads it.
+   */
+  async deleteMessages(em: EntityManager, key: string): Promise<void> {
+    for (;;) {
+      const [{ n }]: { n: number }[] = await em.execute(
+        `with m as (delete from messages where id in (select id from messages where conversation_key = ? limit ${DELETE_CHUNK}) returning attachment_id),
+           a as (delete from attachments where id in (select attachment_id from m))
+         select count(*)::int as n from m`,
+        [key],
+      );
+      if (n < DELETE_CHUNK) return;
+    }
   },
 
   /**

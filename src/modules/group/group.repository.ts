@@ -62,9 +62,7 @@ export const groupRepository = {
   async destroy(em: EntityManager, groupId: string): Promise<void> {
     // Closed first: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, groupKey(groupId));
-    await em.execute('with m as (delete from messages where conversation_key = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)', [
-      groupKey(groupId),
-    ]);
+    await conversationRepository.deleteMessages(em, groupKey(groupId));
     await em.execute('delete from groups where id = ?', [groupId]);
   },
 

@@ -139,10 +139,8 @@ export const projectRepository = {
     await em.execute('select 1 from project_members where project_id = ? order by user_id for update', [projectId]);
     // Closed then: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, projectKey(projectId));
-    await em.execute(
-      'with m as (delete from messages where project_id = ? returning attachment_id) delete from attachments where id in (select attachment_id from m)',
-      [projectId],
-    );
+    // By its conversation's key (every message of the project's carries it): by project_id, with no index, it read the whole table.
+    await conversationRepository.deleteMessages(em, projectKey(projectId));
     await em.execute('delete from projects where id = ?', [projectId]);
   },
 
