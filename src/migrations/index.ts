@@ -24,6 +24,7 @@ import { Migration20261127060000_ThreadParticipantOrder } from './Migration20261
 import { Migration20261127100000_RetiredUsernames } from './Migration20261127100000_RetiredUsernames';
 import { Migration20261127110000_SessionExpiry } from './Migration20261127110000_SessionExpiry';
 import { Migration20261127190000_GroupEventPosition } from './Migration20261127190000_GroupEventPosition';
+import { Migration20261128000000_NameSearch } from './Migration20261128000000_NameSearch';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -52,4 +53,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127100000_RetiredUsernames', class: Migration20261127100000_RetiredUsernames },
   { name: 'Migration20261127110000_SessionExpiry', class: Migration20261127110000_SessionExpiry },
   { name: 'Migration20261127190000_GroupEventPosition', class: Migration20261127190000_GroupEventPosition },
+  { name: 'Migration20261128000000_NameSearch', class: Migration20261128000000_NameSearch },
 ];
