@@ -458,17 +458,25 @@ export const conversationRepository = {
    * thread rows by cascade), DELETE_CHUNK at a time in the caller's transaction. In one statement
    * they ran past the statement timeout from ~300,000 messages (36-47 µs each with their
    * cascades), and such a group could never be deleted: every attempt rolled back (an outside
-   * volume probe). By the conversation's index, as the keyset reads it.
+   * volume probe). Along the conversation's keyset index, each chunk from where the last one
+   * ended: from the index's start each time, every chunk read past all the rows deleted before it
+   * (dead, but not to this transaction's index scan), a quadratic walk.
    */
   async deleteMessages(em: EntityManager, key: string): Promise<void> {
+    let after: { at: string; id: string } = { at: '-infinity', id: '00000000-0000-0000-0000-000000000000' };
     for (;;) {
-      const [{ n }]: { n: number }[] = await em.execute(
-        `with m as (delete from messages where id in (select id from messages where conversation_key = ? limit ${DELETE_CHUNK}) returning attachment_id),
-           a as (delete from attachments where id in (select attachment_id from m))
-         select count(*)::int as n from m`,
-        [key],
+      const [row]: { n: number; at: string | null; id: string | null }[] = await em.execute(
+        `with v as (
+           select id, created_at from messages where conversation_key = ? and (created_at, id) > (?::timestamptz, ?::uuid)
+           order by created_at, id limit ${DELETE_CHUNK}
+         ), m as (delete from messages where id in (select id from v) returning attachment_id),
+         a as (delete from attachments where id in (select attachment_id from m))
+         select (select count(*)::int from m) as n, l.created_at::text as at, l.id
+         from (select 1) one left join lateral (select created_at, id from v order by created_at desc, id desc limit 1) l on true`,
+        [key, after.at, after.id],
       );
-      if (n < DELETE_CHUNK) return;
+      if (row.n < DELETE_CHUNK || !row.at || !row.id) return;
+      after = { at: row.at, id: row.id };
     }
   },
 
