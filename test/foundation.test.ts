@@ -62,6 +62,8 @@ describe('foundation', () => {
     expect(() => loadEnv({ ATTACHMENT_URL_TTL: 'forever' })).toThrow(/ATTACHMENT_URL_TTL/);
     expect(() => loadEnv({ PUBLIC_URL: 'chat.example.com' })).toThrow(/PUBLIC_URL/);
     expect(loadEnv({}).ATTACHMENT_URL_TTL).toBe(300);
+    expect(loadEnv({}).DB_STATEMENT_TIMEOUT).toBe(15);
+    expect(() => loadEnv({ DB_STATEMENT_TIMEOUT: '0' })).toThrow(/DB_STATEMENT_TIMEOUT/);
     expect(loadEnv({ PUBLIC_URL: 'https://chat.example.com/' }).PUBLIC_URL).toBe('https://chat.example.com');
     const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
     expect(env.PRESENCE_TIMEOUT).toBe(300);

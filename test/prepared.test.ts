@@ -285,14 +285,14 @@ describe('rows read as arrays', () => {
 
 describe("the server's sessions", () => {
   it('should run without JIT and with the statement timeout, on every pooled connection', async () => {
-    const s = await createTestServer({ DB_POOL_MAX: '2' });
+    const s = await createTestServer({ DB_POOL_MAX: '2', DB_STATEMENT_TIMEOUT: '1.5s' });
     const conn = () => s.database.orm.em.fork().getConnection();
     // Two at once: each on a connection of its own.
     const settings = await Promise.all(
       [0, 1].map(() => conn().execute<{ jit: string; timeout: string; pid: number }[]>("select current_setting('jit') as jit, current_setting('statement_timeout') as timeout, pg_backend_pid() as pid, pg_sleep(0.05)")),
     );
     expect(new Set(settings.map(([r]) => r.pid)).size).toBe(2);
-    for (const [r] of settings) expect([r.jit, r.timeout]).toEqual(['off', '15s']);
+    for (const [r] of settings) expect([r.jit, r.timeout]).toEqual(['off', '1500ms']);
     // A statement costed far above jit_above_cost (100,000) is planned without any.
     const [plan] = await conn().execute<{ 'QUERY PLAN': { Plan: { 'Total Cost': number }; JIT?: unknown }[] }[]>(
       'explain (format json) select count(*) from generate_series(1, 10) a, generate_series(1, 1000) b, generate_series(1, 1000) c',
