@@ -325,6 +325,37 @@ describe('EventOrder: a resent message', () => {
   });
 });
 
+/** The lobby's events name no audience: each instance asks its membership index when one is delivered. */
+describe("EventOrder: a group's membership and its events", () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  it('should apply a change to who is in a group after the events of that group numbered before it', async () => {
+    const out: string[] = [];
+    const order = new EventOrder(
+      { dispatch: (t, p) => void out.push(t === Topic.GroupEvent ? (p as { kind: string }).kind : `${(p as { changes: { userId: string }[] }).changes[0].userId} out`) },
+      channelRoutes({ presencePerUser: false }),
+      () => true,
+      { openMs: 20, holdMs: 100 },
+    );
+    const event = (kind: string, userId: string, pos: number) =>
+      order.admit(Topic.GroupEvent, { kind, groupId: 'L', isPrivate: false, userId, audience: null, createdAt: new Date().toISOString(), pos }, undefined);
+    // A removal opens the group's line here, which gathers before it lets the first go; the ban
+    // right after it puts its member out (the membership change) and tells it (the event).
+    event('MEMBER_REMOVED', 'removed', 7);
+    order.admit(Topic.MembershipChanged, { scope: 'group', id: 'L', changes: [{ userId: 'banned', member: false }] }, undefined);
+    event('MEMBER_BANNED', 'banned', 8);
+    expect(out).toEqual([]);
+    jest.advanceTimersByTime(20);
+    await settled();
+    // Applied first, the ban took the removal from the one banned, a member when it happened.
+    expect(out).toEqual(['MEMBER_REMOVED', 'banned out', 'MEMBER_BANNED']);
+    // With nothing held, a change goes at once.
+    order.admit(Topic.MembershipChanged, { scope: 'group', id: 'L', changes: [{ userId: 'leaver', member: false }] }, undefined);
+    expect(out.at(-1)).toBe('leaver out');
+  });
+});
+
 describe('PubSub: what could not be published', () => {
   /** A broker whose publishes fail while `down`, and whose reconnect the test calls. */
   const flaky = () => {

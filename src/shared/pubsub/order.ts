@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import { boundedLru } from '../lru';
-import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type GroupEventPayload, type MessageEventPayload, type MessagePayload, type PresencePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
+import { Topic, type ChannelRoutes, type ConversationUpdatedPayload, type GroupEventPayload, type MembershipChangedPayload, type MessageEventPayload, type MessagePayload, type PresencePayload, type ProjectActionPayload, type ReadReceiptPayload } from './topics';
 
 /** An event and its position on its line: a message's among all its conversation's messages (one more with each, in commit order: the head's row lock). */
 export interface Waiting<E> {
@@ -634,6 +634,13 @@ export class EventOrder {
     // argument-less subscriptions (an outside probe: 6 of 12 rounds), and a join gave them to one
     // who joined after them.
     const line = this.routes.membershipLine?.(topic, payload);
+    if (topic === Topic.MembershipChanged) {
+      // And after the group's events numbered before it: the lobby's name no audience, and each
+      // instance asks its membership index as one is delivered, so a ban applied while the removal
+      // just before it waited in its line (a line opening gathers) kept the removal from the one banned.
+      const p = payload as MembershipChangedPayload;
+      if (p.scope === 'group' && this.lines.behindAll(`${Topic.GroupEvent} ${p.id}`, { topic, payload, channel, keyedOnly: false, behind: line })) return;
+    }
     if (topic === Topic.ProjectAction || topic === Topic.GroupEvent) {
       // A project's changes, and a group's events, numbered under its row lock: in that order,
       // where this instance hears them all (the topic's channel, from its first listener on).
