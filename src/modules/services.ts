@@ -196,8 +196,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   // In the rename's transaction: the lobby role a name gives changes with it.
   auth.onRenamed((em, userId, from, to, outbox) => groups.renamed(em, userId, from, to, outbox));
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
-  auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
+  // Projects before groups: a conversation's sends wait on a leaver's deleted row until the
+  // deletion commits, and the groups go in a few statements, the projects one by one.
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
+  auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   // Last: the lobby's row is every signup's (see leaveLobby).
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveLobby(em, userId, outbox));
 

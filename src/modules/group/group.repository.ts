@@ -107,6 +107,54 @@ export const groupRepository = {
     return rows.map((r) => r.group_id);
   },
 
+  /**
+   * Account deletion: the user's groups but `exceptId` (the lobby, left last), locked in one
+   * statement in id order (groupIdsOf's), then each as leaving needs it, read under the locks: a
+   * group deleted or left meanwhile comes back without them, or not at all.
+   */
+  async lockGroupsOf(em: EntityManager, userId: string, exceptId: string): Promise<{ id: string; isPrivate: boolean; ownerId: string | null; members: string[] }[]> {
+    const locked: { id: string }[] = await em.execute(
+      'select id from groups where id in (select group_id from group_members where user_id = ?) and id <> ? order by id for update',
+      [userId, exceptId],
+    );
+    if (!locked.length) return [];
+    const rows: { id: string; is_private: boolean; owner_id: string | null; members: string[] }[] = await em.execute(
+      'select g.id, g.is_private, g.owner_id, array(select m.user_id from group_members m where m.group_id = g.id)::text[] as members from groups g where g.id = any(?::uuid[]) order by g.id',
+      [pgArray(locked.map((r) => r.id))],
+    );
+    return rows.map((r) => ({ id: r.id, isPrivate: r.is_private, ownerId: r.owner_id, members: r.members }));
+  },
+
+  /**
+   * The user out of `groupIds` (each locked, each keeping other members) in one statement: their
+   * memberships and sidebar rows, each group's count, and each group's place for the event that
+   * tells it (by id).
+   */
+  async leaveMany(em: EntityManager, userId: string, groupIds: readonly string[]): Promise<Map<string, number>> {
+    const rows: { id: string; event_seq: string }[] = await em.execute(
+      `with d as (delete from group_members where user_id = ? and group_id = any(?::uuid[]) returning group_id),
+            c as (delete from conversation_members where user_id = ? and conversation_key = any(?::text[]))
+       update groups g set member_count = g.member_count - 1, event_seq = g.event_seq + 1 from d where g.id = d.group_id returning g.id, g.event_seq`,
+      [userId, pgArray(groupIds), userId, pgTextArray(groupIds.map(groupKey))],
+    );
+    return new Map(rows.map((r) => [r.id, Number(r.event_seq)]));
+  },
+
+  /**
+   * Each of `groupIds` handed to its successor (see successor) in one statement, with the place of
+   * the event that tells it: group id to the new owner and that place.
+   */
+  async handOver(em: EntityManager, groupIds: readonly string[], exceptUserId: string): Promise<Map<string, { ownerId: string; pos: number }>> {
+    // Each group's first in successor's order, as its own top-1 (a sort of one group's members at a time).
+    const rows: { id: string; owner_id: string; event_seq: string }[] = await em.execute(
+      `with s as (select o.id, (select user_id from group_members where group_id = o.id and user_id <> ? order by (role = 'ADMIN') desc, joined_at, id limit 1) as user_id
+                  from unnest(?::uuid[]) as o(id))
+       update groups g set owner_id = s.user_id, event_seq = g.event_seq + 1 from s where g.id = s.id and s.user_id is not null returning g.id, g.owner_id, g.event_seq`,
+      [exceptUserId, pgArray(groupIds)],
+    );
+    return new Map(rows.map((r) => [r.id, { ownerId: r.owner_id, pos: Number(r.event_seq) }]));
+  },
+
   /** The groups of each of many users, in one query (a burst of sockets connecting loads together). */
   async groupIdsOfMany(em: EntityManager, userIds: readonly string[]): Promise<Map<string, string[]>> {
     const rows: { user_id: string; group_id: string }[] = await em.execute('select user_id, group_id from group_members where user_id = any(?::uuid[])', [pgArray([...userIds])]);
