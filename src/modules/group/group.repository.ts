@@ -97,20 +97,11 @@ export const groupRepository = {
   },
 
   /**
-   * In id order: account deletion locks them in this order, so two deletions at once (everyone
-   * shares the lobby) wait on each other instead of deadlocking. Unordered, the rows came in heap
-   * order, which updates (roles, slow mode's stamps) reshuffle: an outside probe's concurrent
-   * deletions deadlocked until the retries ran out, answering SERVICE_UNAVAILABLE.
-   */
-  async groupIdsOf(em: EntityManager, userId: string): Promise<string[]> {
-    const rows: { group_id: string }[] = await em.execute('select group_id from group_members where user_id = ? order by group_id', [userId]);
-    return rows.map((r) => r.group_id);
-  },
-
-  /**
    * Account deletion: the user's groups but `exceptId` (the lobby, left last), locked in one
-   * statement in id order (groupIdsOf's), then each as leaving needs it, read under the locks: a
-   * group deleted or left meanwhile comes back without them, or not at all.
+   * statement, then each as leaving needs it, read under the locks: a group deleted or left
+   * meanwhile comes back without them, or not at all. In id order, so two deletions at once wait
+   * on each other instead of deadlocking (in heap order, which updates reshuffle, an outside
+   * probe's concurrent deletions deadlocked until the retries ran out).
    */
   async lockGroupsOf(em: EntityManager, userId: string, exceptId: string): Promise<{ id: string; isPrivate: boolean; ownerId: string | null; members: string[] }[]> {
     const locked: { id: string }[] = await em.execute(

@@ -168,10 +168,6 @@ export class GroupService {
     return this.memberships.has('group', userId, groupId);
   }
 
-  groupIdsOf(em: EntityManager, userId: string): Promise<string[]> {
-    return groupRepository.groupIdsOf(em, userId);
-  }
-
   // ---- queries ----
 
   async find(em: EntityManager, groupId: string, viewerId: string): Promise<Group | null> {

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
 import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
-import { groupBy, lockNames, pgArray } from '../../shared/sql';
+import { groupBy, lockNames, pgArray, pgTextArray } from '../../shared/sql';
 import { conversationRepository } from '../conversation/conversation.repository';
 import { projectKey } from '../conversation/conversation.keys';
 
@@ -32,10 +32,16 @@ export type NewAction = Omit<ProjectActionEntryPayload, 'kind' | 'createdAt'> & 
 const ACTION_COLUMNS = 'id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, created_at';
 
 export const projectRepository = {
-  /** Ordered, so that a transaction locking several projects (account deletion) always locks them in the same order. */
-  async projectIdsOf(em: EntityManager, userId: string): Promise<string[]> {
-    const rows: { project_id: string }[] = await em.execute('select project_id from project_members where user_id = ? order by project_id', [userId]);
-    return rows.map((r) => r.project_id);
+  /**
+   * Account deletion: the user's projects, locked in one statement in id order (so two deletions
+   * at once wait on each other instead of deadlocking). Their members are read
+   * after it, under the locks: one deleted meanwhile is not here, one they left is without them.
+   */
+  async lockProjectsOf(em: EntityManager, userId: string): Promise<ProjectRow[]> {
+    return em.execute(
+      'select id, title, owner_id, created_at from projects where id in (select project_id from project_members where user_id = ?) order by id for update',
+      [userId],
+    );
   },
 
   /** The projects of each of many users, in one query (a burst of sockets connecting loads together). */
@@ -119,6 +125,26 @@ export const projectRepository = {
     await conversationRepository.leave(em, projectKey(projectId), userId);
   },
 
+  /** removeMember of many projects at once (their members' rows and the sidebar's). */
+  async removeMemberFromAll(em: EntityManager, projectIds: readonly string[], userId: string): Promise<void> {
+    await em.execute(
+      `with m as (delete from project_members where user_id = ? and project_id = any(?::uuid[]))
+       delete from conversation_members where user_id = ? and conversation_key = any(?::text[])`,
+      [userId, pgArray(projectIds), userId, pgTextArray(projectIds.map(projectKey))],
+    );
+  },
+
+  /** Each project (by id) to its heir, in one statement: their role OWNER, and the project's owner. */
+  async handOver(em: EntityManager, heirs: ReadonlyMap<string, string>): Promise<void> {
+    if (!heirs.size) return;
+    await em.execute(
+      `with h as (select * from unnest(?::uuid[], ?::uuid[]) as h(project_id, user_id)),
+            r as (update project_members m set role = 'OWNER' from h where m.project_id = h.project_id and m.user_id = h.user_id)
+       update projects p set owner_id = h.user_id from h where p.id = h.project_id`,
+      [pgArray([...heirs.keys()]), pgArray([...heirs.values()])],
+    );
+  },
+
   async setRole(em: EntityManager, projectId: string, userId: string, role: ProjectRole): Promise<void> {
     await em.execute('update project_members set role = ? where project_id = ? and user_id = ?', [role, projectId, userId]);
   },
@@ -155,6 +181,12 @@ export const projectRepository = {
     return Number(row.action_seq);
   },
 
+  /** nextActionPosition of many projects at once, by id. */
+  async nextActionPositions(em: EntityManager, projectIds: readonly string[]): Promise<Map<string, number>> {
+    const rows: { id: string; action_seq: string }[] = await em.execute('update projects set action_seq = action_seq + 1 where id = any(?::uuid[]) returning id, action_seq', [pgArray(projectIds)]);
+    return new Map(rows.map((r) => [r.id, Number(r.action_seq)]));
+  },
+
   /**
    * Each recipient's inbox lock, held to the transaction's end, taken in key order (so no two
    * writers wait on each other): an inbox's entries are stamped and committed one writer at a time.
@@ -168,18 +200,20 @@ export const projectRepository = {
    * of that inbox: an inbox's keys (created_at, id) then grow in commit order, so a reader paging
    * forward with `after` never passes an entry that commits later (stamped before the insert, by
    * this process's clock, one did: 5-7 of 240 in an outside probe's catch-up). Milliseconds, as a
-   * cursor holds them. Returns each entry's stamp by id.
+   * cursor holds them. A recipient's several entries (the changes of several projects at once)
+   * are a millisecond apart, in the order given. Returns each entry's stamp by id.
    */
   async insertActions(em: EntityManager, actions: Omit<NewAction, 'createdAt'>[]): Promise<Map<string, Date>> {
     if (!actions.length) return new Map();
     await this.lockInboxes(em, actions.map((a) => a.recipientId));
-    const values = actions.map(() => '(?::uuid, ?::uuid, ?, ?, ?::uuid, ?, ?::uuid, ?::uuid, ?)').join(', ');
-    const params = actions.flatMap((a) => [a.id, a.recipientId, a.kind, a.message, a.projectId, a.projectTitle, a.actorId, a.targetId, a.previousTitle]);
+    const values = actions.map(() => '(?::uuid, ?::uuid, ?, ?, ?::uuid, ?, ?::uuid, ?::uuid, ?, ?::int)').join(', ');
+    const params = actions.flatMap((a, i) => [a.id, a.recipientId, a.kind, a.message, a.projectId, a.projectTitle, a.actorId, a.targetId, a.previousTitle, i]);
     const rows: { id: string; created_at: Date | string }[] = await em.execute(
       `insert into project_actions (${ACTION_COLUMNS})
        select v.id, v.recipient_id, v.kind::project_action_kind, v.message, v.project_id, v.project_title, v.actor_id, v.target_id, v.previous_title,
               greatest(c.t, (select max(p.created_at) from project_actions p where p.recipient_id = v.recipient_id) + interval '1 millisecond')
-         from (values ${values}) v(id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title),
+                + (row_number() over (partition by v.recipient_id order by v.ord) - 1) * interval '1 millisecond'
+         from (values ${values}) v(id, recipient_id, kind, message, project_id, project_title, actor_id, target_id, previous_title, ord),
               (select date_trunc('milliseconds', clock_timestamp()) as t) c
        returning id, created_at`,
       params,

@@ -24,6 +24,19 @@ interface Locked {
   me: ProjectMemberShape;
 }
 
+/** Who made a change and to whom, as each of its inbox entries says. */
+interface About {
+  actorId: string | null;
+  targetId: string | null;
+  previousTitle: string | null;
+}
+
+/** Who takes a project over from its leaving owner: the longest-standing coach, else participant (members come oldest first). */
+const heirOf = (l: Locked): string => {
+  const remaining = l.members.filter((m) => m.userId !== l.me.userId);
+  return (remaining.find((m) => m.role === ProjectRole.COACH) ?? remaining[0]).userId;
+};
+
 /** What one reader of a change receives. */
 interface Entry {
   recipientId: string;
@@ -291,22 +304,43 @@ export class ProjectService {
     });
   }
 
-  /** Account deletion: leave every project by the rules of leaveProject; the inbox goes too. */
+  /**
+   * Account deletion: leave every project by the rules of leaveProject; the inbox goes too. All
+   * at once, not project by project: each departure took ~9 statements in the deletion's
+   * transaction, and held the project's sends (a send writes every member's sort key, the
+   * leaver's deleted row too) and its messages' changes (its row's lock) until it committed: a
+   * coach in 100 projects, 907 statements and 6.3 s, a send to one of them held 4.4 s.
+   */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     // Every project first (in id order), then every inbox the departures write to, at once and in
     // key order: a transaction that writes inboxes several times would otherwise take their locks
     // out of order, and could wait on another writer that waits on it.
-    const all: Locked[] = [];
-    for (const projectId of await repo.projectIdsOf(em, userId)) {
-      // A project deleted meanwhile, or one the user was removed from, is none to leave (it answered the deletion NOT_FOUND or FORBIDDEN: a review).
-      const l = await this.locked(em, projectId, userId).catch((e: unknown) => {
-        if (e instanceof NotFoundError || e instanceof ForbiddenError) return null;
-        throw e;
-      });
-      if (l) all.push(l);
-    }
+    const projects = await repo.lockProjectsOf(em, userId);
+    const members = await repo.members(em, projects.map((p) => p.id));
+    const all: Locked[] = projects.flatMap((project) => {
+      const ms = members.get(project.id)!;
+      const me = ms.find((m) => m.userId === userId);
+      // One they were removed from meanwhile is none to leave.
+      return me ? [{ project, members: ms, me }] : [];
+    });
     await repo.lockInboxes(em, all.flatMap((l) => l.members.map((m) => m.userId)));
-    for (const l of all) await this.depart(em, l, outbox);
+    // The last one out deletes it (no one is left to tell).
+    for (const l of all.filter((l) => l.members.length === 1)) {
+      await repo.destroy(em, l.project.id);
+      this.membership(outbox, l.project.id, [{ userId, member: false }]);
+    }
+    const left = all.filter((l) => l.members.length > 1);
+    if (left.length) {
+      await repo.removeMemberFromAll(em, left.map((l) => l.project.id), userId);
+      await repo.handOver(em, new Map(left.filter((l) => l.me.role === ProjectRole.OWNER).map((l) => [l.project.id, heirOf(l)])));
+      for (const l of left) this.membership(outbox, l.project.id, [{ userId, member: false }]);
+      const username = (await repo.usernames(em, [userId])).get(userId)!;
+      await this.notifyAll(
+        em,
+        outbox,
+        left.map((l) => ({ project: l.project, entries: this.departed(l, username), about: { actorId: userId, targetId: userId, previousTitle: null } })),
+      );
+    }
     await repo.deleteInbox(em, userId);
   }
 
@@ -316,24 +350,26 @@ export class ProjectService {
    */
   private async depart(em: EntityManager, l: Locked, outbox: Outbox): Promise<void> {
     const leaver = l.me.userId;
-    const remaining = l.members.filter((m) => m.userId !== leaver);
-    if (!remaining.length) {
+    if (l.members.length === 1) {
       await repo.destroy(em, l.project.id);
       this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
       return;
     }
     await repo.removeMember(em, l.project.id, leaver);
     if (l.me.role === ProjectRole.OWNER) {
-      // Members come oldest first, so the first match is the longest-standing.
-      const heir = remaining.find((m) => m.role === ProjectRole.COACH) ?? remaining[0];
-      await repo.setRole(em, l.project.id, heir.userId, ProjectRole.OWNER);
-      await repo.setOwner(em, l.project.id, heir.userId);
+      const heir = heirOf(l);
+      await repo.setRole(em, l.project.id, heir, ProjectRole.OWNER);
+      await repo.setOwner(em, l.project.id, heir);
     }
     this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
     const username = (await repo.usernames(em, [leaver])).get(leaver)!;
+    await this.notify(em, outbox, l.project, this.departed(l, username), { actorId: leaver, targetId: leaver, previousTitle: null });
+  }
+
+  /** What a departure tells each one who stays. */
+  private departed(l: Locked, username: string): Entry[] {
     const text = t.left(username, l.project.title);
-    const entries = remaining.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_LEFT, message: text }));
-    await this.notify(em, outbox, l.project, entries, { actorId: leaver, targetId: leaver, previousTitle: null });
+    return l.members.filter((m) => m.userId !== l.me.userId).map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_LEFT, message: text }));
   }
 
   // ---- helpers ----
@@ -348,21 +384,30 @@ export class ProjectService {
     outbox: Outbox,
     project: ProjectRow,
     entries: Entry[],
-    about: { actorId: string | null; targetId: string | null; previousTitle: string | null },
+    about: About,
     /** The change's place, when taken before (a deletion takes it before the row goes). */
     pos?: number,
   ): Promise<void> {
-    const unstamped = entries.map((e) => ({ id: randomUUID(), ...e, projectId: project.id, projectTitle: project.title, ...about }));
+    await this.notifyAll(em, outbox, [{ project, entries, about, pos }]);
+  }
+
+  /** notify for changes of several projects, their entries written together. */
+  private async notifyAll(em: EntityManager, outbox: Outbox, changes: { project: ProjectRow; entries: Entry[]; about: About; pos?: number }[]): Promise<void> {
+    const unstamped = changes.map((c) => c.entries.map((e) => ({ id: randomUUID(), ...e, projectId: c.project.id, projectTitle: c.project.title, ...c.about })));
     // Stamped by the database, in each inbox's commit order (see insertActions).
-    const stamps = await repo.insertActions(em, unstamped);
-    const actions: NewAction[] = unstamped.map((a) => ({ ...a, createdAt: stamps.get(a.id)! }));
-    for (const hook of this.actionHooks) await hook(em, actions);
-    outbox.add(Topic.ProjectAction, {
-      projectId: project.id,
-      entries: actions.map(toActionEntryPayload),
-      // Publishes race (two instances, two changes back to back): subscribers get them in this order.
-      pos: pos ?? (await repo.nextActionPosition(em, project.id)),
-    });
+    const stamps = await repo.insertActions(em, unstamped.flat());
+    const actions: NewAction[][] = unstamped.map((list) => list.map((a) => ({ ...a, createdAt: stamps.get(a.id)! })));
+    for (const hook of this.actionHooks) await hook(em, actions.flat());
+    const unplaced = changes.filter((c) => c.pos === undefined).map((c) => c.project.id);
+    const places = unplaced.length ? await repo.nextActionPositions(em, unplaced) : new Map<string, number>();
+    changes.forEach((c, i) =>
+      outbox.add(Topic.ProjectAction, {
+        projectId: c.project.id,
+        entries: actions[i].map(toActionEntryPayload),
+        // Publishes race (two instances, two changes back to back): subscribers get them in this order.
+        pos: c.pos ?? places.get(c.project.id)!,
+      }),
+    );
   }
 
   private membership(outbox: Outbox, projectId: string, changes: { userId: string; member: boolean }[]): void {
