@@ -492,8 +492,12 @@ describe("an account's deletion", () => {
     for (const p of theirs) {
       const project = (await call(PROJECT, { id: p }, a)).project;
       // The first one's coach takes it over; a (a participant before b) the others.
-      expect(project.owner.id).toBe(p === many.mine[0] ? b.id : a.id);
-      expect([...project.coaches, ...project.participants].map((u: { id: string }) => u.id)).not.toContain(many.x.id);
+      const heir = p === many.mine[0] ? b.id : a.id;
+      expect(project.owner.id).toBe(heir);
+      // Owner by role too: no longer a coach or a participant.
+      const others = [...project.coaches, ...project.participants].map((u: { id: string }) => u.id);
+      expect(others).not.toContain(many.x.id);
+      if (many.mine.includes(p)) expect(others).not.toContain(heir);
     }
     expect((await call(PROJECT, { id: many.alone }, a)).project).toBeNull();
     // Each one who stays has their entry of each departure, a millisecond apart, in the projects' order.

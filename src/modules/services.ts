@@ -197,7 +197,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onRenamed((em, userId, from, to, outbox) => groups.renamed(em, userId, from, to, outbox));
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   // Projects before groups: a conversation's sends wait on a leaver's deleted row until the
-  // deletion commits, and the groups go in a few statements, the projects one by one.
+  // deletion commits, and the groups' statements are the fewer (a project's departure writes
+  // every member's inbox).
   auth.onAccountDeleted((em, userId, outbox) => projects.leaveAll(em, userId, outbox));
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   // Last: the lobby's row is every signup's (see leaveLobby).

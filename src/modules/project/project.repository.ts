@@ -125,13 +125,15 @@ export const projectRepository = {
     await conversationRepository.leave(em, projectKey(projectId), userId);
   },
 
-  /** removeMember of many projects at once (their members' rows and the sidebar's). */
+  /**
+   * removeMember of many projects at once: the members' rows, then the sidebar's, in that order, as
+   * a send takes them (its gate's key share, then the members' sort keys). In one statement the
+   * sidebar's went first (a data-modifying CTE that nothing reads runs last), and a send of theirs
+   * from another session could deadlock with it (a review).
+   */
   async removeMemberFromAll(em: EntityManager, projectIds: readonly string[], userId: string): Promise<void> {
-    await em.execute(
-      `with m as (delete from project_members where user_id = ? and project_id = any(?::uuid[]))
-       delete from conversation_members where user_id = ? and conversation_key = any(?::text[])`,
-      [userId, pgArray(projectIds), userId, pgTextArray(projectIds.map(projectKey))],
-    );
+    await em.execute('delete from project_members where user_id = ? and project_id = any(?::uuid[])', [userId, pgArray(projectIds)]);
+    await em.execute('delete from conversation_members where user_id = ? and conversation_key = any(?::text[])', [userId, pgTextArray(projectIds.map(projectKey))]);
   },
 
   /** Each project (by id) to its heir, in one statement: their role OWNER, and the project's owner. */
