@@ -128,6 +128,44 @@ describe('races', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
   });
 
+  it("should take a member's sidebar rows in an account's deletion only under their group's or project's lock, as a removal takes them", async () => {
+    // A removal (or a group's deletion) locks the group's row, then deletes the member's sidebar
+    // row; the deletion dropped all of the user's rows first, then waited on the group: deadlocks
+    // (an outside probe: 4 of 4 runs with a group deleted while its member's deletion ran).
+    const s = await createTestServer();
+    const owner = await signup(s.url);
+    for (const held of ['projects', 'groups'] as const) {
+      const u = await signup(s.url);
+      const g = (await ok(run(s, M.create, { n: 'Held', p: false }, owner))).createGroup.id;
+      await ok(run(s, M.join, { g }, u));
+      const p = (await ok(run(s, 'mutation { createProject(title: "Held too") { id } }', {}, owner))).createProject.id;
+      await ok(run(s, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner));
+      const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      await Promise.all([holder.connect(), probe.connect()]);
+      try {
+        await holder.query('begin');
+        await holder.query(`select id from ${held} where id = $1 for update`, [held === 'projects' ? p : g]);
+        const deleted = run(s, M.deleteAccount, { p: u.password }, u);
+        await waitedOnBy(holder);
+        // The user's rows of the two that the deletion has not taken (skipped if it holds them).
+        await probe.query('begin');
+        const { rows } = await probe.query<{ conversation_key: string }>(
+          'select conversation_key from conversation_members where user_id = $1 and conversation_key = any($2::text[]) order by conversation_key for update skip locked',
+          [u.id, [`g:${g}`, `p:${p}`]],
+        );
+        await probe.query('rollback');
+        // Waiting on the project (projects go first), it holds neither; on the group, not the group's.
+        expect(rows.map((r) => r.conversation_key)).toEqual(held === 'projects' ? [`g:${g}`, `p:${p}`] : [`g:${g}`]);
+        await holder.query('commit');
+        expect((await ok(deleted)).deleteAccount).toBe(true);
+      } finally {
+        await Promise.all([holder.end(), probe.end()]);
+      }
+      expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from conversation_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
+    }
+  });
+
   /** While `act` waits on the lobby's row (held FOR SHARE: a reference to it may be checked, its row not updated), the tables it has written in its transaction. */
   async function writtenBeforeTheLobby(s: TestServer, act: () => Promise<unknown>): Promise<string[]> {
     const [{ id: lobby }] = await sql<{ id: string }>(s.env.DATABASE_URL!, 'select id from groups where is_lobby');

@@ -203,6 +203,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveAll(em, userId, outbox));
   // Last: the lobby's row is every signup's (see leaveLobby).
   auth.onAccountDeleted((em, userId, outbox) => groups.leaveLobby(em, userId, outbox));
+  auth.onAccountDeleted((em, userId) => conversations.forgetUser(em, userId));
 
   const notifications = new NotificationService({ orm, presence, env, logger: logger.child({ module: 'notifications' }) });
   friends.onRequested((em, request) => notifications.friendRequested(em, request));

@@ -500,7 +500,7 @@ export const conversationRepository = {
     else await em.execute("delete from direct_read_markers where user_id = ? or conversation_key like '%' || ? || '%'", [where.userId, where.userId]);
   },
 
-  /** Account deletion: the user's remaining rows (direct conversations). */
+  /** Account deletion's last step: whatever rows of the user's are left. */
   async dropUser(em: EntityManager, userId: string): Promise<void> {
     await em.execute('delete from conversation_members where user_id = ?', [userId]);
   },

@@ -122,12 +122,6 @@ export class ConversationService {
   }
 
   /**
-   * Moves the viewer's read marker to `messageId` (default: the newest message they may see),
-   * never back. Tells the viewer's other devices (conversationUpdated) and the other members
-   * (readReceipt) when it moved.
-   * @throws BadUserInputError when the message is not one of this conversation's, as the viewer sees it.
-   */
-  /**
    * A block made or lifted changes the blocker's rows of the groups and projects shared with the
    * other user (their unread and mention counts, the last message): each goes to the blocker's
    * sessions, as a mute's does (the most recently active SHARED_ROWS_MAX: a sidebar's first pages).
@@ -144,6 +138,22 @@ export class ConversationService {
     for (const row of rows) await this.pubsub.publishSafe(Topic.ConversationUpdated, ownRowUpdate(row, viewerId, badges.get(row.conversation_key) ?? 0));
   }
 
+  /**
+   * Account deletion's last step: whatever rows of the user's the other steps left. Each step drops
+   * its own under its group's or project's lock; dropped all at once at the start, they were taken
+   * before those locks, against the order of a removal's or a group deletion's (the group's row,
+   * then the member's): deadlocks, an outside probe's 4 of 4 runs.
+   */
+  forgetUser(em: EntityManager, userId: string): Promise<void> {
+    return conversationRepository.dropUser(em, userId);
+  }
+
+  /**
+   * Moves the viewer's read marker to `messageId` (default: the newest message they may see),
+   * never back. Tells the viewer's other devices (conversationUpdated) and the other members
+   * (readReceipt) when it moved.
+   * @throws BadUserInputError when the message is not one of this conversation's, as the viewer sees it.
+   */
   async markRead(em: EntityManager, viewerId: string, input: ConversationArgs, messageId?: string | null): Promise<ConversationType> {
     const conv = await this.access.resolve(em, viewerId, input);
     if (messageId !== null && messageId !== undefined) {

@@ -95,8 +95,9 @@ export const friendRepository = {
   /** Account deletion: every friendship and request of the user. */
   async removeAllOf(em: EntityManager, userId: string): Promise<void> {
     await em.nativeDelete(Friendship, { $or: [{ userA: userId }, { userB: userId }] });
-    await em.execute("delete from conversation_members where kind = 'DIRECT' and peer_id = ?", [userId]);
-    await conversationRepository.dropUser(em, userId);
+    // Both sides' rows of their direct conversations; their groups' and projects' rows go as each
+    // step leaves them, under the group's or project's lock (see ConversationService.forgetUser).
+    await em.execute("delete from conversation_members where kind = 'DIRECT' and (peer_id = ? or user_id = ?)", [userId, userId]);
     await conversationRepository.forgetKeptMarkers(em, { userId });
     await em.nativeDelete(FriendRequest, { $or: [{ from: userId }, { to: userId }] });
   },
