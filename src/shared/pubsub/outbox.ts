@@ -25,6 +25,9 @@ export async function transact<T>(em: EntityManager, pubsub: PubSub, fn: (em: En
   };
   // Nested in another transaction, a deadlock aborts that one too: its own caller decides.
   const result = await (em.getTransactionContext() ? once() : retryDeadlocks(once));
-  for (const e of outbox.events) await pubsub.publishSafe(e.topic, e.payload as never);
+  // All asked for at once, in order: each goes out (here, and on Redis's one connection) before the
+  // next is asked for. Awaited one by one, an account deletion's ~900 events took 0.4-5 s to go, and
+  // a change made meanwhile to one of its groups overtook them (an outside probe).
+  await Promise.all(outbox.events.map((e) => pubsub.publishSafe(e.topic, e.payload as never)));
   return result;
 }
