@@ -426,8 +426,8 @@ export class GroupService {
 
   /**
    * Account deletion: leave every group but the lobby (leaveLobby, last) by the same rules as
-   * leaveGroup, and drop the account's pending invitations (its row stays, anonymized, so nothing goes by cascade; bans
-   * stay, and bannedUsers leaves deleted accounts out).
+   * leaveGroup, and drop the account's pending invitations (its row stays, anonymized, so nothing
+   * goes by cascade; bans stay, and bannedUsers leaves deleted accounts out).
    */
   async leaveAll(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     // Set by set, not group by group: each group's leaving held its members' sends (a send writes
