@@ -458,7 +458,8 @@ describe("an account's deletion", () => {
   it('should leave every project in as many statements whatever their number, each member told, each inbox in order', async () => {
     // Project by project, each departure took ~9 statements and held the project's sends until
     // the deletion committed: a coach in 100 projects held them 4.4 s.
-    const s = await createTestServer({ PRESENCE_VISIBILITY: 'everyone' });
+    // As groups.test's count: presence for everyone, no lastSeenAt flush on its timer meanwhile.
+    const s = await createTestServer({ PRESENCE_VISIBILITY: 'everyone', PRESENCE_PERSIST_INTERVAL: '1h' });
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const call = (q: string, v: Record<string, unknown>, u: TestUser) => ok(gql(s.url, q, v, u.token));
     /** A user in `n` projects with `a` and `b`: every other one theirs (b its coach in the first), and one of theirs alone. */
