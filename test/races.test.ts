@@ -166,6 +166,43 @@ describe('races', () => {
     }
   });
 
+  it("should take an account's sidebar rows of its groups in key order as it leaves them, as a batched send takes its members'", async () => {
+    // In the order of the user's sidebar index, they crossed a batched send's update of its
+    // members' sort keys (key order) when accounts sharing groups were deleted at once.
+    const s = await createTestServer();
+    const owner = await signup(s.url);
+    // Both ways round: the newer row the higher key, then the lower.
+    for (const newerFirst of [true, false]) {
+      const u = await signup(s.url);
+      const ids: string[] = [];
+      for (const n of ['One', 'Two']) {
+        const g = (await ok(run(s, M.create, { n, p: false }, owner))).createGroup.id;
+        await ok(run(s, M.join, { g }, u));
+        ids.push(g);
+      }
+      const [low, high] = ids.map((g) => `g:${g}`).sort();
+      await sql(s.env.DATABASE_URL!, "update conversation_members set sort_at = now() - case when conversation_key = $2 then interval '1 hour' else interval '2 hours' end where user_id = $1", [u.id, newerFirst ? high : low]);
+      const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      await Promise.all([holder.connect(), probe.connect()]);
+      try {
+        await holder.query('begin');
+        await holder.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update', [high, u.id]);
+        const deleted = run(s, M.deleteAccount, { p: u.password }, u);
+        await waitedOnBy(holder);
+        // Waiting on the higher key's row, it holds the lower one's already.
+        await probe.query('begin');
+        const { rows } = await probe.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update skip locked', [low, u.id]);
+        await probe.query('rollback');
+        expect(rows).toHaveLength(0);
+        await holder.query('commit');
+        expect((await ok(deleted)).deleteAccount).toBe(true);
+      } finally {
+        await Promise.all([holder.end(), probe.end()]);
+      }
+    }
+  });
+
   /** While `act` waits on the lobby's row (held FOR SHARE: a reference to it may be checked, its row not updated), the tables it has written in its transaction. */
   async function writtenBeforeTheLobby(s: TestServer, act: () => Promise<unknown>): Promise<string[]> {
     const [{ id: lobby }] = await sql<{ id: string }>(s.env.DATABASE_URL!, 'select id from groups where is_lobby');

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { limitLiteral, pgArray, prepared, type Sql } from '../../shared/sql';
+import { limitLiteral, pgArray, pgTextArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
@@ -184,6 +184,21 @@ export function projectGate(key: string, senderId: string, recipientId: string |
 export interface SendGate {
   groupId: string;
   slow: boolean;
+}
+
+/**
+ * `leave` of many conversations at once (an account's deletion), as a statement or a CTE: the
+ * rows taken in key order. In the order of the user's sidebar index they crossed a batched send's
+ * update of its members' sort keys (in key order), each waiting on the other, when accounts
+ * sharing groups were deleted at once (an outside probe: 1-2 runs of 3-6; the send, chosen, ran
+ * again after a second).
+ */
+export function leaveAllOf(userId: string, keys: readonly string[]): Sql {
+  return {
+    text: `delete from conversation_members cm using (select conversation_key from conversation_members where user_id = ? and conversation_key = any(?::text[])
+             order by conversation_key for update) r where cm.user_id = ? and cm.conversation_key = r.conversation_key`,
+    params: [userId, pgTextArray(keys), userId],
+  };
 }
 
 /** What a gated send returns of its group (see memberGate). */

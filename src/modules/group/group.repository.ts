@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { groupBy, pgArray, pgTextArray, prepared } from '../../shared/sql';
-import { conversationRepository } from '../conversation/conversation.repository';
+import { conversationRepository, leaveAllOf } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
 import { likePattern } from '../user/user.repository';
 import { Group, GroupMember, type MemberRole } from './group.entity';
@@ -119,14 +119,15 @@ export const groupRepository = {
   /**
    * The user out of `groupIds` (each locked, each keeping other members) in one statement: their
    * memberships and sidebar rows, each group's count, and each group's place for the event that
-   * tells it (by id).
+   * tells it (by id). The sidebar rows are taken in key order (see leaveAllOf).
    */
   async leaveMany(em: EntityManager, userId: string, groupIds: readonly string[]): Promise<Map<string, number>> {
+    const sidebar = leaveAllOf(userId, groupIds.map(groupKey));
     const rows: { id: string; event_seq: string }[] = await em.execute(
       `with d as (delete from group_members where user_id = ? and group_id = any(?::uuid[]) returning group_id),
-            c as (delete from conversation_members where user_id = ? and conversation_key = any(?::text[]))
+            c as (${sidebar.text})
        update groups g set member_count = g.member_count - 1, event_seq = g.event_seq + 1 from d where g.id = d.group_id returning g.id, g.event_seq`,
-      [userId, pgArray(groupIds), userId, pgTextArray(groupIds.map(groupKey))],
+      [userId, pgArray(groupIds), ...sidebar.params],
     );
     return new Map(rows.map((r) => [r.id, Number(r.event_seq)]));
   },

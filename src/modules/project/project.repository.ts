@@ -2,8 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ProjectActionKind, ProjectRole } from './project.entity';
 import type { ProjectMemberShape } from './project.types';
 import type { ProjectActionEntryPayload } from '../../shared/pubsub/topics';
-import { groupBy, lockNames, pgArray, pgTextArray } from '../../shared/sql';
-import { conversationRepository } from '../conversation/conversation.repository';
+import { groupBy, lockNames, pgArray } from '../../shared/sql';
+import { conversationRepository, leaveAllOf } from '../conversation/conversation.repository';
 import { projectKey } from '../conversation/conversation.keys';
 
 export interface ProjectRow {
@@ -133,7 +133,8 @@ export const projectRepository = {
    */
   async removeMemberFromAll(em: EntityManager, projectIds: readonly string[], userId: string): Promise<void> {
     await em.execute('delete from project_members where user_id = ? and project_id = any(?::uuid[])', [userId, pgArray(projectIds)]);
-    await em.execute('delete from conversation_members where user_id = ? and conversation_key = any(?::text[])', [userId, pgTextArray(projectIds.map(projectKey))]);
+    const rows = leaveAllOf(userId, projectIds.map(projectKey));
+    await em.execute(rows.text, rows.params);
   },
 
   /** Each project (by id) to its heir, in one statement: their role OWNER, and the project's owner. */
