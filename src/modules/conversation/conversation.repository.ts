@@ -189,7 +189,8 @@ export interface SendGate {
 /**
  * `leave` of many conversations at once (an account's deletion), as a statement or a CTE: the
  * rows taken in key order. In the order of the user's sidebar index they crossed a batched send's
- * update of its members' sort keys (in key order), each waiting on the other, when accounts
+ * update of its members' sort keys (in key order as its plan goes: heads first, in key order, then
+ * each conversation's rows along the primary key), each waiting on the other, when accounts
  * sharing groups were deleted at once (an outside probe: 1-2 runs of 3-6; the send, chosen, ran
  * again after a second).
  */
