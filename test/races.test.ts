@@ -99,6 +99,31 @@ describe('races', () => {
     }
   });
 
+  /**
+   * `u`'s account deletion while another transaction holds what `hold` locks: once the deletion
+   * waits on it, what `look` finds in a transaction of its own (rolled back); then the hold ends,
+   * and the deletion must go through.
+   */
+  async function whileDeletionWaits<T>(s: TestServer, u: TestUser, hold: (c: pg.Client) => Promise<unknown>, look: (c: pg.Client) => Promise<T>): Promise<T> {
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await Promise.all([holder.connect(), probe.connect()]);
+    try {
+      await holder.query('begin');
+      await hold(holder);
+      const deleted = run(s, M.deleteAccount, { p: u.password }, u);
+      await waitedOnBy(holder);
+      await probe.query('begin');
+      const seen = await look(probe);
+      await probe.query('rollback');
+      await holder.query('commit');
+      expect((await ok(deleted)).deleteAccount).toBe(true);
+      return seen;
+    } finally {
+      await Promise.all([holder.end(), probe.end()]);
+    }
+  }
+
   it("should take an account deletion's group locks in id order, so that deletions sharing groups wait on each other rather than deadlock", async () => {
     const s = await createTestServer({ RATE_LIMIT_CREATE_GROUP: '1000/1h', RATE_LIMIT_GROUP_MEMBERSHIP: '1000/1h' });
     const [owner, u] = [await signup(s.url), await signup(s.url)];
@@ -107,24 +132,15 @@ describe('races', () => {
     // Joined highest id first: their membership rows lie in the opposite order to their ids.
     const groups = [...made].sort();
     for (const g of [...groups].reverse()) await ok(run(s, M.join, { g }, u));
-    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await Promise.all([holder.connect(), probe.connect()]);
-    try {
-      await holder.query('begin');
-      await holder.query('select id from groups where id = $1 for update', [groups[0]]);
-      const deleted = run(s, M.deleteAccount, { p: u.password }, u);
-      await waitedOnBy(holder);
-      // Waiting on the lowest of the three, the deletion holds none of the higher ones (out of
-      // order, it held both, and a deletion locking them the other way waited on it while it waited).
-      await probe.query('begin');
-      await expect(probe.query('select id from groups where id = any($1::uuid[]) for update nowait', [groups.slice(1)])).resolves.toMatchObject({ rowCount: 2 });
-      await probe.query('rollback');
-      await holder.query('commit');
-      expect((await ok(deleted)).deleteAccount).toBe(true);
-    } finally {
-      await Promise.all([holder.end(), probe.end()]);
-    }
+    // Waiting on the lowest of the three, the deletion holds none of the higher ones (out of
+    // order, it held both, and a deletion locking them the other way waited on it while it waited).
+    const higher = await whileDeletionWaits(
+      s,
+      u,
+      (holder) => holder.query('select id from groups where id = $1 for update', [groups[0]]),
+      (probe) => probe.query('select id from groups where id = any($1::uuid[]) for update nowait', [groups.slice(1)]),
+    );
+    expect(higher).toMatchObject({ rowCount: 2 });
     expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from group_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
   });
 
@@ -140,28 +156,19 @@ describe('races', () => {
       await ok(run(s, M.join, { g }, u));
       const p = (await ok(run(s, 'mutation { createProject(title: "Held too") { id } }', {}, owner))).createProject.id;
       await ok(run(s, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: u.id }, owner));
-      const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
-      const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
-      await Promise.all([holder.connect(), probe.connect()]);
-      try {
-        await holder.query('begin');
-        await holder.query(`select id from ${held} where id = $1 for update`, [held === 'projects' ? p : g]);
-        const deleted = run(s, M.deleteAccount, { p: u.password }, u);
-        await waitedOnBy(holder);
-        // The user's rows of the two that the deletion has not taken (skipped if it holds them).
-        await probe.query('begin');
-        const { rows } = await probe.query<{ conversation_key: string }>(
-          'select conversation_key from conversation_members where user_id = $1 and conversation_key = any($2::text[]) order by conversation_key for update skip locked',
-          [u.id, [`g:${g}`, `p:${p}`]],
-        );
-        await probe.query('rollback');
-        // Waiting on the project (projects go first), it holds neither; on the group, not the group's.
-        expect(rows.map((r) => r.conversation_key)).toEqual(held === 'projects' ? [`g:${g}`, `p:${p}`] : [`g:${g}`]);
-        await holder.query('commit');
-        expect((await ok(deleted)).deleteAccount).toBe(true);
-      } finally {
-        await Promise.all([holder.end(), probe.end()]);
-      }
+      // The user's rows of the two that the deletion has not taken (skipped if it holds them).
+      const { rows } = await whileDeletionWaits(
+        s,
+        u,
+        (holder) => holder.query(`select id from ${held} where id = $1 for update`, [held === 'projects' ? p : g]),
+        (probe) =>
+          probe.query<{ conversation_key: string }>(
+            'select conversation_key from conversation_members where user_id = $1 and conversation_key = any($2::text[]) order by conversation_key for update skip locked',
+            [u.id, [`g:${g}`, `p:${p}`]],
+          ),
+      );
+      // Waiting on the project (projects go first), it holds neither; on the group, not the group's.
+      expect(rows.map((r) => r.conversation_key)).toEqual(held === 'projects' ? [`g:${g}`, `p:${p}`] : [`g:${g}`]);
       expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from conversation_members where user_id = $1', [u.id])).toEqual([{ n: 0 }]);
     }
   });
@@ -182,24 +189,14 @@ describe('races', () => {
       }
       const [low, high] = ids.map((g) => `g:${g}`).sort();
       await sql(s.env.DATABASE_URL!, "update conversation_members set sort_at = now() - case when conversation_key = $2 then interval '1 hour' else interval '2 hours' end where user_id = $1", [u.id, newerFirst ? high : low]);
-      const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
-      const probe = new pg.Client({ connectionString: s.env.DATABASE_URL });
-      await Promise.all([holder.connect(), probe.connect()]);
-      try {
-        await holder.query('begin');
-        await holder.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update', [high, u.id]);
-        const deleted = run(s, M.deleteAccount, { p: u.password }, u);
-        await waitedOnBy(holder);
-        // Waiting on the higher key's row, it holds the lower one's already.
-        await probe.query('begin');
-        const { rows } = await probe.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update skip locked', [low, u.id]);
-        await probe.query('rollback');
-        expect(rows).toHaveLength(0);
-        await holder.query('commit');
-        expect((await ok(deleted)).deleteAccount).toBe(true);
-      } finally {
-        await Promise.all([holder.end(), probe.end()]);
-      }
+      // Waiting on the higher key's row, it holds the lower one's already.
+      const { rows } = await whileDeletionWaits(
+        s,
+        u,
+        (holder) => holder.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update', [high, u.id]),
+        (probe) => probe.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update skip locked', [low, u.id]),
+      );
+      expect(rows).toHaveLength(0);
     }
   });
 
