@@ -44,6 +44,14 @@ describe('timeOf', () => {
       '2026-11-24 22:40:01.999999+00',
       '2026-11-24 22:40:01.000001+00',
       '2026-11-24T22:40:01.123Z',
+      '2026-11-24T22:40:01.123456+00:00', // PostgreSQL's JSON (row_to_json)
+      '2026-11-24T22:40:01+00:00',
+      '2026-11-24T22:40:01.123+00:01',
+      '2026-11-24T22:40:01.123-00:00',
+      '2026-11-24T22:40:01.123+00:0',
+      '2026-11-24T22:40:01.123+0000',
+      '2026-11-24T22:40:01.123+00',
+      '2026-11-24 22:40:01.123+00:00',
       '2024-02-29 23:59:59.999+00', // a leap day
       '2023-02-29 10:00:00+00', // no such day
       '2026-04-31 10:00:00+00',
@@ -68,7 +76,7 @@ describe('timeOf', () => {
     const next = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
     for (let i = 0; i < 5_000; i++) {
       const ms = Math.floor(next() * Date.UTC(9999, 0, 1)) + Date.UTC(1000, 0, 1);
-      samples.push(pgText(ms - (ms % 1000), `.${String(ms % 1000).padStart(3, '0')}`), pgText(ms - (ms % 1000)), new Date(ms).toISOString());
+      samples.push(pgText(ms - (ms % 1000), `.${String(ms % 1000).padStart(3, '0')}`), pgText(ms - (ms % 1000)), new Date(ms).toISOString(), new Date(ms).toISOString().replace('Z', '456+00:00'));
     }
     for (const t of samples) expect([t, timeOf(t)]).toEqual([t, new Date(t).getTime()]);
   });

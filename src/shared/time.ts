@@ -45,8 +45,8 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /**
  * The milliseconds of a time as PostgreSQL writes it to MikroORM's connections (which keep
- * timestamps as text: 'YYYY-MM-DD HH:MM:SS[.ffffff]+00' in a UTC session) or as JSON carries it
- * ('YYYY-MM-DDTHH:MM:SS.sssZ'), read by position, a few times faster than `new Date(text)`, which
+ * timestamps as text: 'YYYY-MM-DD HH:MM:SS[.ffffff]+00' in a UTC session), as its JSON does
+ * ('YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00') or as JSON carries it ('YYYY-MM-DDTHH:MM:SS.sssZ'), read by position, a few times faster than `new Date(text)`, which
  * a page of history paid three times a row (createdAt, the cursor, the sender's createdAt).
  * Anything else (another zone, years before 1000 or after 9999, 'infinity', a day that does not
  * exist) goes to `new Date`, which reads the same text the same way (NaN where it can't).
@@ -84,8 +84,13 @@ export function timeOf(t: string): number {
       scale = scale === 1 ? 0 : scale / 10;
     }
   }
-  // The zone: UTC only ('+00' from PostgreSQL, 'Z' in JSON).
-  const utc = sep === 32 ? i === n - 3 && t.charCodeAt(i) === 43 && t.charCodeAt(i + 1) === 48 && t.charCodeAt(i + 2) === 48 : i === n - 1 && t.charCodeAt(i) === 90;
+  // The zone: UTC only ('+00' in PostgreSQL's text, 'Z' in JSON, '+00:00' in PostgreSQL's JSON:
+  // a send's member row comes as row_to_json, and each of its times went to `new Date`).
+  const utc =
+    sep === 32
+      ? i === n - 3 && t.charCodeAt(i) === 43 && t.charCodeAt(i + 1) === 48 && t.charCodeAt(i + 2) === 48
+      : (i === n - 1 && t.charCodeAt(i) === 90) ||
+        (i === n - 6 && t.charCodeAt(i) === 43 && t.charCodeAt(i + 1) === 48 && t.charCodeAt(i + 2) === 48 && t.charCodeAt(i + 3) === 58 && t.charCodeAt(i + 4) === 48 && t.charCodeAt(i + 5) === 48);
   return utc ? Date.UTC(year, month - 1, day, h, m, s, ms) : new Date(t).getTime();
 }
 
