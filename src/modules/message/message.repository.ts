@@ -224,6 +224,31 @@ export const lockMessage = async (em: EntityManager, messageId: string): Promise
   return !row ? 'gone' : row.deleted ? 'deleted' : 'there';
 };
 
+/** Batch statements' texts without mentions, by their record (conversationRepository.recordBatch keeps one per setting). */
+const batchTexts = new WeakMap<object, string>();
+
+/**
+ * A batch's statement text. Without mentions it is built once per record and then found again:
+ * built anew, ~5 KB of text went through `prepared`'s lookup of its statement name each batch
+ * (flattened, hashed and compared whole: `perf` of bench:rooms showed the hashing under
+ * `prepared`); the same string keeps its hash.
+ */
+function batchText(record: { before: Sql; after: Sql; states: Sql }, mentions?: { ctes: Sql; columns: string }): string {
+  const kept = mentions ? undefined : batchTexts.get(record);
+  if (kept !== undefined) return kept;
+  const text = `with b as (select * from ${unnestUnseen([...BATCH_TYPES, ...(mentions ? MENTION_TYPES : [])])}
+           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
+       ${record.before.text}, m as (
+         insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)
+         select b.id, b.conversation_key, b.sender_id, b.content, b.group_id, b.project_id, b.client_message_id, h.seq - h.n + b.i, h.pos - h.n + b.i,
+           h.last_at - (h.n - b.i) * interval '1 millisecond' from hk h join bi b on b.conversation_key = h.conversation_key returning *
+       ), ${record.after.text}${mentions ? `, ${mentions.ctes.text}` : ''}
+       select m.id, m.created_at, m.pos, m.seq, u.username, u.display_name, u.created_at as sender_created_at, ${record.states.text}${mentions ? `, ${mentions.columns}` : ''}
+       from m join users u on u.id = m.sender_id`;
+  if (!mentions) batchTexts.set(record, text);
+  return text;
+}
+
 export const messageRepository = {
   /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
   async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean> {
@@ -334,15 +359,7 @@ export const messageRepository = {
   ): Promise<(MessageRow & SentColumns & Partial<MentionColumns>)[]> {
     const rows = await prepared<BatchRow>(
       em,
-      `with b as (select * from ${unnestUnseen([...BATCH_TYPES, ...(mentions ? MENTION_TYPES : [])])}
-           with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
-       ${record.before.text}, m as (
-         insert into messages (id, conversation_key, sender_id, content, group_id, project_id, client_message_id, seq, pos, created_at)
-         select b.id, b.conversation_key, b.sender_id, b.content, b.group_id, b.project_id, b.client_message_id, h.seq - h.n + b.i, h.pos - h.n + b.i,
-           h.last_at - (h.n - b.i) * interval '1 millisecond' from hk h join bi b on b.conversation_key = h.conversation_key returning *
-       ), ${record.after.text}${mentions ? `, ${mentions.ctes.text}` : ''}
-       select m.id, m.created_at, m.pos, m.seq, u.username, u.display_name, u.created_at as sender_created_at, ${record.states.text}${mentions ? `, ${mentions.columns}` : ''}
-       from m join users u on u.id = m.sender_id`,
+      batchText(record, mentions),
       [
         ...batchColumns(batch),
         ...(mentions ? mentionLists(batch) : []),

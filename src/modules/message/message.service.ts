@@ -217,6 +217,9 @@ export class MessageService {
   /** Groups a send found in slow mode within the last SLOW_HINT_MS (see slowFirst). */
   private readonly slowGroups = boundedLru<string, true>({ max: 10_000, ttlMs: SLOW_HINT_MS });
 
+  /** The batch statement's record, built once: the statement's text is then built once too (see messageRepository.insertBatch). */
+  private batchRecord: ReturnType<typeof conversationRepository.recordBatch> | undefined;
+
   /**
    * Open messages of groups and projects go through a lane (see sendLanes); those that arrive
    * while their lane's statement runs go together in the next one (group commit), whatever their
@@ -232,7 +235,7 @@ export class MessageService {
         messageRepository.insertBatch(
           this.statements,
           batch.map(batchItem),
-          conversationRepository.recordBatch({ sortFanout: this.env.SIDEBAR_FANOUT_MAX }),
+          (this.batchRecord ??= conversationRepository.recordBatch({ sortFanout: this.env.SIDEBAR_FANOUT_MAX })),
           // Another statement text only when a message of the batch mentions someone.
           batch.some((o) => o.mentions) ? mentionRepository.onSend('batch', true) : undefined,
         ),
