@@ -224,12 +224,12 @@ export const lockMessage = async (em: EntityManager, messageId: string): Promise
   return !row ? 'gone' : row.deleted ? 'deleted' : 'there';
 };
 
-/** Batch statements' texts without mentions, by their record (conversationRepository.recordBatch keeps one per setting). */
+/** Batch statements' texts without mentions, by their record (MessageService keeps its one). */
 const batchTexts = new WeakMap<object, string>();
 
 /**
  * A batch's statement text. Without mentions it is built once per record and then found again:
- * built anew, ~5 KB of text went through `prepared`'s lookup of its statement name each batch
+ * built anew, ~4.7 KB of text went through `prepared`'s lookup of its statement name each batch
  * (flattened, hashed and compared whole: `perf` of bench:rooms showed the hashing under
  * `prepared`); the same string keeps its hash.
  */
