@@ -180,8 +180,7 @@ export const projectRepository = {
 
   /** The next change's place among the project's (under its row lock: in commit order). */
   async nextActionPosition(em: EntityManager, projectId: string): Promise<number> {
-    const [row]: { action_seq: string }[] = await em.execute('update projects set action_seq = action_seq + 1 where id = ? returning action_seq', [projectId]);
-    return Number(row.action_seq);
+    return (await this.nextActionPositions(em, [projectId])).get(projectId)!;
   },
 
   /** nextActionPosition of many projects at once, by id. */
