@@ -615,6 +615,28 @@ describeRedis('projects across instances', () => {
     // The inbox has them in the same order.
     expect((await inbox(a.url, bob, { p })).edges.map((e: any) => e.node.kind).slice(-2)).toEqual(['PROJECT_RENAMED', 'COACH_DESIGNATED']);
   });
+
+  it("should deliver a project's deletion live after the change before it when its publish overtakes that change's", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const p = (await ok(gql(a.url, CREATE, { t: 'T1' }, alice.token))).createProject.id;
+    await ok(gql(a.url, ADD, { p, u: bob.id }, alice.token));
+    const live = await listen(b, bob, ACTIONS_LIVE, { p });
+    await ok(gql(a.url, ADD, { p, u: carol.id }, alice.token));
+    await live.nth(1);
+    // The deletion takes its place before its row goes: the last, after the rename held on A.
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.ProjectAction);
+    const renamed = gql(a.url, RENAME, { p, t: 'T2' }, alice.token);
+    await eventually(() => hold.held());
+    await ok(gql(b.url, DELETE, { p }, alice.token));
+    await sleep(150);
+    hold.release();
+    await ok(renamed);
+    await live.nth(3);
+    hold.restore();
+    expect(live.values.map((v) => v.projectAction.kind)).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'PROJECT_DELETED']);
+  });
 });
 
 describe('project sends crossing a removal', () => {
