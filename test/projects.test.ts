@@ -591,51 +591,43 @@ describeRedis('projects across instances', () => {
     expect(bobMessages.values.map((v) => v.messageAdded.content)).toEqual(['welcome', 'barrier']);
   });
 
-  it("should deliver a project's actions live in commit order when a later change's publish overtakes an earlier one's", async () => {
+  /**
+   * Bob's live changes of a project on instance B while A's publish of its rename is held (a slow
+   * instance) and `next`, a later change made through B, goes out first. B's line of the project
+   * starts with the first change it hears (nothing says which came before one): an add.
+   */
+  async function renameOvertakenBy(next: (b: TestServer, p: string, alice: TestUser, bob: TestUser) => Promise<unknown>) {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
     const p = (await ok(gql(a.url, CREATE, { t: 'T1' }, alice.token))).createProject.id;
     await ok(gql(a.url, ADD, { p, u: bob.id }, alice.token));
     const live = await listen(b, bob, ACTIONS_LIVE, { p });
-    // B's line of the project starts with the first change it hears (nothing says which came before one).
     await ok(gql(a.url, ADD, { p, u: carol.id }, alice.token));
     await live.nth(1);
-    // A's publish of the rename is held (a slow instance) while B's of the next change goes out.
     const hold = holdNextPublishOf(a.services.pubsub, Topic.ProjectAction);
     const renamed = gql(a.url, RENAME, { p, t: 'T2' }, alice.token);
     await eventually(() => hold.held());
-    await ok(gql(b.url, DESIGNATE, { p, u: bob.id }, alice.token));
+    await next(b, p, alice, bob);
     await sleep(150);
     hold.release();
     await ok(renamed);
     await live.nth(3);
     hold.restore();
-    expect(live.values.map((v) => v.projectAction.kind)).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'COACH_DESIGNATED']);
+    return { a, p, bob, kinds: live.values.map((v) => v.projectAction.kind) };
+  }
+
+  it("should deliver a project's actions live in commit order when a later change's publish overtakes an earlier one's", async () => {
+    const { a, p, bob, kinds } = await renameOvertakenBy((b, p, alice, bob) => ok(gql(b.url, DESIGNATE, { p, u: bob.id }, alice.token)));
+    expect(kinds).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'COACH_DESIGNATED']);
     // The inbox has them in the same order.
     expect((await inbox(a.url, bob, { p })).edges.map((e: any) => e.node.kind).slice(-2)).toEqual(['PROJECT_RENAMED', 'COACH_DESIGNATED']);
   });
 
   it("should deliver a project's deletion live after the change before it when its publish overtakes that change's", async () => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
-    const p = (await ok(gql(a.url, CREATE, { t: 'T1' }, alice.token))).createProject.id;
-    await ok(gql(a.url, ADD, { p, u: bob.id }, alice.token));
-    const live = await listen(b, bob, ACTIONS_LIVE, { p });
-    await ok(gql(a.url, ADD, { p, u: carol.id }, alice.token));
-    await live.nth(1);
-    // The deletion takes its place before its row goes: the last, after the rename held on A.
-    const hold = holdNextPublishOf(a.services.pubsub, Topic.ProjectAction);
-    const renamed = gql(a.url, RENAME, { p, t: 'T2' }, alice.token);
-    await eventually(() => hold.held());
-    await ok(gql(b.url, DELETE, { p }, alice.token));
-    await sleep(150);
-    hold.release();
-    await ok(renamed);
-    await live.nth(3);
-    hold.restore();
-    expect(live.values.map((v) => v.projectAction.kind)).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'PROJECT_DELETED']);
+    // The deletion takes its place before its row goes: the last, after the held rename.
+    const { kinds } = await renameOvertakenBy((b, p, alice) => ok(gql(b.url, DELETE, { p }, alice.token)));
+    expect(kinds).toEqual(['PARTICIPANT_ADDED', 'PROJECT_RENAMED', 'PROJECT_DELETED']);
   });
 });
 
