@@ -14,7 +14,7 @@ import { LoginDocument, SignupDocument, SendMessageDocument } from '../generated
 import { createTestServer, describeRedis, redisName, type Overrides, type TestServer } from './helpers/server';
 import { monitorRedis } from './helpers/redis-monitor';
 import { snapshot } from './helpers/db';
-import { initialized, raw } from './helpers/raw-socket';
+import { initialized, muteAfterInit, raw } from './helpers/raw-socket';
 
 const ME = '{ me { id } }';
 const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
@@ -403,6 +403,50 @@ describe('WebSocket limits', () => {
     w.socket.on('ping', () => pings++);
     await eventually(() => pings >= 2);
     expect(w.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("should send a busy socket's keep-alive ping with a frame, and still cut a socket that stops answering", async () => {
+    // 1 s: four slices of 250 ms; a ping waits up to half a round for a frame to go with.
+    const s = await createTestServer({ WS_KEEPALIVE: '1s' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const live = await initialized(s.wsUrl, u.token);
+    const mute = await muteAfterInit(s.wsUrl, u.token);
+    for (const r of [live, mute]) {
+      r.send({ id: 'm', type: 'subscribe', payload: { query: 'subscription { messageAdded { id } }' } });
+      await r.sync();
+    }
+    // A ping read with a frame in one chunk: ws emits both before any microtask runs.
+    let pings = 0;
+    let carried = 0;
+    let justPinged = false;
+    live.socket.on('ping', () => {
+      pings++;
+      justPinged = true;
+      queueMicrotask(() => (justPinged = false));
+    });
+    live.socket.on('message', () => {
+      if (justPinged) carried++;
+      justPinged = false;
+    });
+    let sending = true;
+    const sends = (async () => {
+      for (let i = 0; sending; i++) {
+        await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: `tick ${i}` } }, u.token);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    try {
+      // Frames every 40 ms: the mute socket is cut all the same (its pongs are what count).
+      expect((await mute.closed).code).toBe(1006);
+      await eventually(() => carried >= 3, 15_000);
+      expect(live.socket.readyState).toBe(WebSocket.OPEN);
+      // Alone, a ping reached the client before a frame of its own (0-1 of these rounds' pings).
+      expect(carried).toBeGreaterThanOrEqual(pings / 2);
+    } finally {
+      sending = false;
+      await sends;
+    }
   });
 
   it('should spread a keep-alive round over its interval, each socket pinged once a round', async () => {

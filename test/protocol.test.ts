@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { eventually, listen, running } from './helpers/graphql';
 import { buildGroup, signup, lobbyOf, sendMessage } from './helpers/factories';
-import { initialized, raw } from './helpers/raw-socket';
+import { initialized, muteAfterInit, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 
 /**
@@ -229,15 +229,7 @@ describe('graphql-transport-ws', () => {
   it('should terminate a socket that stops answering keep-alive pings, and keep one that answers', async () => {
     const s = await createTestServer({ WS_KEEPALIVE: '150ms' });
     const u = await signup(s.url);
-    const mute = raw(s.wsUrl, { autoPong: false });
-    // It answers pings until it is acknowledged, then stops: on a loaded CI run its connection_init
-    // took longer than a 150 ms round or two, and it was cut before its ack (no ack within 5 s).
-    const pong = () => mute.socket.pong();
-    mute.socket.on('ping', pong);
-    await mute.opened;
-    mute.send({ type: 'connection_init', payload: { token: u.token } });
-    await mute.next('connection_ack');
-    mute.socket.off('ping', pong);
+    const mute = await muteAfterInit(s.wsUrl, u.token);
     const live = await initialized(s.wsUrl, u.token);
     let pings = 0;
     live.socket.on('ping', () => pings++);

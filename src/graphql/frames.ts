@@ -54,6 +54,21 @@ export function writeFrame(socket: WebSocket, frame: Buffer, payload: Buffer): v
   else socket.send(payload, { binary: false });
 }
 
+/**
+ * A socket whose keep-alive ping waits for its next frame (see serveTransport): a busy socket's
+ * ping then leaves in the frame's write instead of a write of its own.
+ */
+export interface PingCarrier {
+  pingDue?: boolean;
+}
+
+/** Sends the socket's waiting ping, if any (inside `corked`, with what follows). */
+export function carryPing(socket: WebSocket & PingCarrier): void {
+  if (!socket.pingDue) return;
+  socket.pingDue = false;
+  socket.ping();
+}
+
 /** Runs `write` with the socket's TCP stream corked: what it sends leaves in one syscall. */
 export function corked(socket: WebSocket, write: () => void): void {
   const raw = (socket as unknown as SocketInternals)._socket;

@@ -12,7 +12,7 @@ import type { OperationRecord } from '../shared/metrics';
 import type { SocketRate } from '../shared/ratelimit';
 import { isDependencyDown, operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
-import { corked, nextFrame, writeFrame, type NextFrame } from './frames';
+import { carryPing, corked, nextFrame, writeFrame, type NextFrame, type PingCarrier } from './frames';
 import { anonymousBodyLimit, type DocumentLimits } from './limits';
 import { isRefusal, type OperationPipeline } from './operation';
 import { firstCode } from './operation-metrics';
@@ -112,9 +112,11 @@ class ParleySocket extends SocketConnection implements SessionOwner {
 }
 
 /** A socket as the fan-out writes to it: all on the prototype but the one reference to its server's operations. */
-class SinkSocket extends WebSocket implements FrameSink<NextFrame> {
+class SinkSocket extends WebSocket implements FrameSink<NextFrame>, PingCarrier {
   /** Set when the transport takes the socket (WebSocketOperations.create). */
   operations: WebSocketOperations | undefined = undefined;
+  /** Its keep-alive ping waits for a frame to go with (see serveTransport). */
+  pingDue = false;
 
   get encodeNext() {
     return nextFrame;
@@ -126,10 +128,15 @@ class SinkSocket extends WebSocket implements FrameSink<NextFrame> {
     return this.bufferedAmount;
   }
   write(frame: NextFrame): void {
-    writeFrame(this, frame.framed, frame.payload);
+    if (!this.pingDue) return writeFrame(this, frame.framed, frame.payload);
+    corked(this, () => {
+      carryPing(this);
+      writeFrame(this, frame.framed, frame.payload);
+    });
   }
   writeMany(frames: NextFrame[]): void {
     corked(this, () => {
+      carryPing(this);
       for (const f of frames) writeFrame(this, f.framed, f.payload);
     });
   }

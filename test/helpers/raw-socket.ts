@@ -87,3 +87,19 @@ export async function initialized(url: string, token: string): Promise<RawSocket
   await r.next('connection_ack');
   return r;
 }
+
+/**
+ * An acknowledged socket that stops answering keep-alive pings. It answers them until it is
+ * acknowledged: on a loaded CI run its connection_init took longer than a short round or two, and
+ * it was cut before its ack.
+ */
+export async function muteAfterInit(url: string, token: string): Promise<RawSocket> {
+  const mute = raw(url, { autoPong: false });
+  const pong = () => mute.socket.pong();
+  mute.socket.on('ping', pong);
+  await mute.opened;
+  mute.send({ type: 'connection_init', payload: { token } });
+  await mute.next('connection_ack');
+  mute.socket.off('ping', pong);
+  return mute;
+}
