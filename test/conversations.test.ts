@@ -1,4 +1,5 @@
-import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, running, sleep } from './helpers/graphql';
+import { initialized } from './helpers/raw-socket';
 import { holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
@@ -205,6 +206,30 @@ describe('conversations', () => {
       [1, ids[4]],
       [0, later.id],
     ]);
+  });
+
+  it("should keep a connected member's held state current from their own send while no sidebar subscription of theirs is open", async () => {
+    // A row published here is copied for this instance only when something here takes it: a
+    // subscription of its audience, or a member's state held here that it carries (the sender's).
+    const s = await createTestServer();
+    const [ann, ben] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ann, 'Held', [ben]);
+    const sock = await initialized(s.wsUrl, ben.token);
+    sock.send({ id: 'c', type: 'subscribe', payload: { query: UPDATED } });
+    await running(s, 'conversationUpdated', 1);
+    await sendMessage(s.url, ann.token, { groupId: g, content: 'one' });
+    await sendMessage(s.url, ann.token, { groupId: g, content: 'two' });
+    await sock.next('next', 'c');
+    // Ben's row is derived from his state, held here from now on while he is connected.
+    expect((await sock.next('next', 'c')).payload.data.conversationUpdated).toMatchObject({ unreadCount: 2 });
+    sock.send({ id: 'c', type: 'complete' });
+    await running(s, 'conversationUpdated', 0);
+    // His send moves his marker to it; its row carries his state, which only the copy here tells the state held here.
+    const mine = await sendMessage(s.url, ben.token, { groupId: g, content: 'mine' });
+    sock.send({ id: 'c2', type: 'subscribe', payload: { query: UPDATED } });
+    await running(s, 'conversationUpdated', 1);
+    const three = await sendMessage(s.url, ann.token, { groupId: g, content: 'three' });
+    expect((await sock.next('next', 'c2')).payload.data.conversationUpdated).toMatchObject({ unreadCount: 1, lastReadMessageId: mine.id, lastMessage: { id: three.id } });
   });
 
   it('should answer each of concurrent markRead calls with the marker as it stands, never one a concurrent call moved past', async () => {

@@ -50,7 +50,11 @@ export class ConversationService {
   /** Keeps the members' states known here current with what every instance's events carry. */
   start(): void {
     const offs = [
-      this.pubsub.on(Topic.ConversationUpdated, (p) => this.states.absorb(p)),
+      // Its test lets a row published here go uncopied when this instance holds none of the states it carries (PubSub.copyWanted).
+      this.pubsub.on(Topic.ConversationUpdated, {
+        receive: (p) => this.states.absorb(p as ConversationUpdatedPayload),
+        wants: (p) => this.states.holdsAny(p as ConversationUpdatedPayload),
+      }),
       // A membership's row goes or starts anew (read up to the head) without an event of its own.
       this.pubsub.on(Topic.MembershipChanged, (p) => {
         for (const c of p.changes) this.states.drop(c.userId, scopeKey(p.scope, p.id));

@@ -71,6 +71,12 @@ export class MemberStates {
     return merged;
   }
 
+  /** Whether an event carries a state of which a copy is held here (absorb would change something). */
+  holdsAny(p: ConversationUpdatedPayload): boolean {
+    for (const userId in p.members) if (this.users.get(userId)?.has(p.conversationKey)) return true;
+    return false;
+  }
+
   /** The states an event carries update the copies held here (none is added). */
   absorb(p: ConversationUpdatedPayload): void {
     for (const userId in p.members) if (this.users.get(userId)?.has(p.conversationKey)) this.put(userId, p.conversationKey, ownFromPayload(p.members[userId]));

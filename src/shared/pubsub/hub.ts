@@ -9,6 +9,8 @@ export type Keys = string | readonly string[];
 /** A listener kept as an object: one per subscription without a closure of its own. */
 export interface Receiver {
   receive(payload: unknown): void;
+  /** An internal listener's cheap test of whether an event is of use to it (absent: every event is). */
+  wants?(payload: unknown): boolean;
 }
 
 /**
@@ -107,6 +109,22 @@ export class Hub {
       if (held instanceof Set) this.call(topic, held, payload);
       else this.offer(topic, held, payload);
     }
+  }
+
+  /**
+   * Whether dispatch() would hand the event to any listener here: one of the topic's listeners
+   * without keys that doesn't decline it (see Receiver.wants), or a keyed one of its audience.
+   */
+  wants(topic: Topic, payload: unknown, channel: string | undefined): boolean {
+    const all = this.listeners.get(topic);
+    if (all) for (const l of all) if (typeof l === 'function' || !l.wants || l.wants(payload)) return true;
+    const byKey = this.keyed.get(topic);
+    if (!byKey?.size) return false;
+    const user = channel === undefined ? undefined : this.routes.userOfChannel(channel);
+    const audience = user !== undefined ? [user] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
+    if (audience === 'all') return true;
+    for (const key of audience) if (byKey.has(key)) return true;
+    return false;
   }
 
   /** Hands an event to the keyed listeners of these keys only (an event meant for one viewer's subscriptions here). */

@@ -221,6 +221,7 @@ export class PubSub {
       // remembered there, and not delivered again if the catch-up came first (a message committed
       // while a member's join read what came before it was delivered twice).
       if (channelsOf[i] && this.young.size && this.repeatedOnYoung(channelsOf[i]!, events[i])) continue;
+      if (!this.copyWanted(events[i])) continue;
       this.events.admit(events[i].topic, JSON.parse(texts[i]), undefined);
     }
     const onChannel = new Map<string, number[]>();
@@ -243,6 +244,17 @@ export class PubSub {
       if (here) this.keepUnsent(events);
       throw e;
     }
+  }
+
+  /**
+   * Whether this instance's copy of an event it publishes would reach anyone here. Asked only of a
+   * new message's sidebar row, which keeps nothing in the order (no place, no version): its JSON
+   * copy was 21 µs of a send in many rooms, where no socket subscribes to conversationUpdated
+   * (timed in place; 8 µs, and 5 to admit it, of a send to one group over HTTP).
+   */
+  private copyWanted(e: TopicEvent): boolean {
+    if (e.topic !== Topic.ConversationUpdated || typeof e.payload.message?.version === 'number') return true;
+    return this.hub.wants(e.topic, e.payload, undefined);
   }
 
   /**
