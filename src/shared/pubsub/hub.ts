@@ -98,10 +98,7 @@ export class Hub {
     if (!keyedOnly) this.call(topic, this.listeners.get(topic), payload);
     const byKey = this.keyed.get(topic);
     if (!byKey?.size) return;
-    // A copy that came on a user's channel is that user's alone: a direct conversation's event
-    // arrives once per user, and an instance with both users connected must not deliver it twice.
-    const user = channel === undefined ? undefined : this.routes.userOfChannel(channel);
-    const audience = user !== undefined ? [user] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
+    const audience = this.audienceOf(topic, payload, channel);
     if (audience === 'all') return this.dispatchToAll(topic, byKey, payload);
     for (const key of audience) {
       const held = byKey.get(key);
@@ -120,11 +117,20 @@ export class Hub {
     if (all) for (const l of all) if (typeof l === 'function' || !l.wants || l.wants(payload)) return true;
     const byKey = this.keyed.get(topic);
     if (!byKey?.size) return false;
-    const user = channel === undefined ? undefined : this.routes.userOfChannel(channel);
-    const audience = user !== undefined ? [user] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
+    const audience = this.audienceOf(topic, payload, channel);
     if (audience === 'all') return true;
     for (const key of audience) if (byKey.has(key)) return true;
     return false;
+  }
+
+  /**
+   * The keys an event's keyed listeners are found under. A copy that came on a user's channel is
+   * that user's alone: a direct conversation's event arrives once per user, and an instance with
+   * both users connected must not deliver it twice.
+   */
+  private audienceOf(topic: Topic, payload: unknown, channel: string | undefined): Audience {
+    const user = channel === undefined ? undefined : this.routes.userOfChannel(channel);
+    return user !== undefined ? [user] : (this.audiences.get(topic)?.(payload, channel) ?? 'all');
   }
 
   /** Hands an event to the keyed listeners of these keys only (an event meant for one viewer's subscriptions here). */

@@ -221,7 +221,7 @@ export class PubSub {
       // remembered there, and not delivered again if the catch-up came first (a message committed
       // while a member's join read what came before it was delivered twice).
       if (channelsOf[i] && this.young.size && this.repeatedOnYoung(channelsOf[i]!, events[i])) continue;
-      if (!this.copyWanted(events[i], channelsOf[i])) continue;
+      if (!this.events.wanted(events[i].topic, events[i].payload, channelsOf[i])) continue;
       this.events.admit(events[i].topic, JSON.parse(texts[i]), undefined);
     }
     const onChannel = new Map<string, number[]>();
@@ -249,23 +249,6 @@ export class PubSub {
   /** Whether this instance receives a channel's events: a conversation channel it holds, or a topic-wide one. */
   private takes(channel: string): boolean {
     return this.holders.has(channel) || this.upstream.has(channel as Topic);
-  }
-
-  /**
-   * Whether this instance's copy of an event it publishes would reach anyone here. Asked only
-   * where the order keeps nothing of it: a new message's sidebar row (no place, no version), and
-   * a new message on channels this instance doesn't take (no line: it would go straight to the
-   * dispatcher). Timed in place, the row's JSON copy was 21 µs of a send in many rooms, where no
-   * socket subscribes to conversationUpdated; a send to one group over HTTP with no socket here
-   * spent 8 and 6 µs parsing the two copies, and 5 and 1 admitting them.
-   */
-  private copyWanted(e: TopicEvent, channels: readonly string[] | undefined): boolean {
-    if (e.topic === Topic.ConversationUpdated) {
-      if (typeof e.payload.message?.version === 'number') return true;
-    } else if (e.topic === Topic.MessageAdded) {
-      if (e.payload.replay || e.payload.resent || !channels?.length || channels.some((c) => this.takes(c))) return true;
-    } else return true;
-    return this.hub.wants(e.topic, e.payload, undefined);
   }
 
   /**
