@@ -1,5 +1,6 @@
 import { holdNextMessagePublish, loseNextPublish } from './helpers/publish';
-import { eventually, gql, listen, ok } from './helpers/graphql';
+import { eventually, gql, listen, ok, running } from './helpers/graphql';
+import { initialized } from './helpers/raw-socket';
 import { createTestServer, describeRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, sendMessage, signup } from './helpers/factories';
 
@@ -162,5 +163,30 @@ describeRedis('events of one conversation under concurrent sends', () => {
     expect(await added.settle(300)).toHaveLength(3);
     expect(added.values.map((v: any) => v.messageAdded.content)).toEqual(['one', 'two', 'three']);
     expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([(await m1).id, m2.id, m3.id]);
+  });
+});
+
+describe('a conversation line while no subscription takes its messages', () => {
+  it("should keep a connected member's line in place through messages no subscription here took", async () => {
+    // The member's socket keeps the group's channel taken, and with it the group's line; a
+    // message sent while no messageAdded subscription is open here still takes its place there.
+    const s = await createTestServer();
+    const [ann, ben] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, ann, 'Line', [ben]);
+    const sock = await initialized(s.wsUrl, ben.token);
+    const sub = (id: string) => sock.send({ id, type: 'subscribe', payload: { query: 'subscription { messageAdded { id } }' } });
+    sub('a');
+    await running(s, 'messageAdded', 1);
+    const first = await sendMessage(s.url, ann.token, { groupId: g, content: 'first' });
+    expect((await sock.next('next', 'a')).payload.data.messageAdded.id).toBe(first.id);
+    sock.send({ id: 'a', type: 'complete' });
+    await running(s, 'messageAdded', 0);
+    await sendMessage(s.url, ann.token, { groupId: g, content: 'unheard' });
+    sub('b');
+    await running(s, 'messageAdded', 1);
+    const third = await sendMessage(s.url, ann.token, { groupId: g, content: 'third' });
+    // Had the line missed 'unheard', it was a gap there, read back and delivered first to a
+    // subscription opened after it.
+    expect((await sock.next('next', 'b')).payload.data.messageAdded.id).toBe(third.id);
   });
 });
