@@ -50,7 +50,7 @@ export class ConversationService {
   /** Keeps the members' states known here current with what every instance's events carry. */
   start(): void {
     const offs = [
-      // Its test lets a row published here go uncopied when this instance holds none of the states it carries (PubSub.copyWanted).
+      // `wants`: a row published here goes uncopied when this instance holds none of the states it carries (EventOrder.wanted).
       this.pubsub.on(Topic.ConversationUpdated, {
         receive: (p) => this.states.absorb(p as ConversationUpdatedPayload),
         wants: (p) => this.states.holdsAny(p as ConversationUpdatedPayload),
