@@ -4,6 +4,7 @@ import { createTestServer, redisName } from './helpers/server';
 import { onReconnect } from '../src/shared/redis';
 import { lobbyOf, signup, sendMessage, buildGroup } from './helpers/factories';
 import { OwnRedisCluster } from './helpers/redis-cluster';
+import { typingBegunBeforeTheChannel } from './helpers/typing';
 import { describeNeeding, tools } from './helpers/tools';
 
 
@@ -105,6 +106,14 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       probe.disconnect();
     }
   }, 90_000);
+
+  it("should end typing with a send through an instance that took the channel after it began, the conversation's mark on its own shard", async () => {
+    // Alice's start sets the conversation's mark (another slot than her state's) before telling
+    // anyone; B's first send there reads it from that slot's shard.
+    const { waitedMs, flags } = await typingBegunBeforeTheChannel({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes });
+    expect(waitedMs).toBeLessThan(1000);
+    expect(flags).toEqual([true, false]);
+  }, 30_000);
 
   it('should say in its start line that pub/sub rides on the cluster, over sharded channels', async () => {
     const s = await createTestServer({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodes }, { spawn: true, captureLogs: true });

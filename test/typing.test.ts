@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
 import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
+import { typingBegunBeforeTheChannel } from './helpers/typing';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
@@ -394,6 +395,46 @@ describeRedis('typing state in Redis', () => {
       monitor.close();
     }
   }, 40_000);
+
+  it('should ask Redis once on a conversation just heard, where no one typed lately, and nothing on the sends after', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Just heard', [bob]);
+    const c = { groupId: g };
+    // Bob's socket has this instance take the group's channel now: it can't tell yet who types.
+    const bobSees = await listen(s, bob, EVENTS, { c });
+    const writes: string[] = [];
+    const monitor = await monitorRedis(process.env.REDIS_URL!, ({ source, args }) => source !== 'lua' && args.some((a) => a.startsWith(redisName('typing:'))) && writes.push(/^eval/i.test(args[0]) ? 'script' : args[0].toLowerCase()));
+    try {
+      // The first send ends Alice's typing (a script) and asks whether anyone started typing there lately, in one batch.
+      await sendMessage(s.url, alice.token, { groupId: g, content: 'first' });
+      await eventually(() => writes.length === 2);
+      expect(writes.sort()).toEqual(['exists', 'script']);
+      await sleep(100);
+      // No one had: the sends after it, for the 20 s before the channel alone would tell, ask nothing.
+      for (let i = 0; i < 3; i++) await sendMessage(s.url, alice.token, { groupId: g, content: `plain ${i}` });
+      await sleep(150);
+      expect(writes).toHaveLength(2);
+      // A typist's send still ends the typing, for everyone.
+      await ok(gql(s.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      const sent = Date.now();
+      await sendMessage(s.url, alice.token, { groupId: g, content: 'typed' });
+      await bobSees.nth(2);
+      expect(Date.now() - sent).toBeLessThan(1000);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+    } finally {
+      monitor.close();
+    }
+  });
+
+  it('should end with a send through an instance that took the channel after the typing began', async () => {
+    // B's first send there finds the conversation typed in lately (Alice's start marked it), so it
+    // keeps ending its senders' typing: Alice's send ends hers at once, not at the 5 s lapse.
+    const { waitedMs, flags } = await typingBegunBeforeTheChannel({});
+    expect(waitedMs).toBeLessThan(1000);
+    expect(flags).toEqual([true, false]);
+  });
 
   it("should end a burst of sends' typing with one command a batch, and still end it once for everyone", async () => {
     const s = await createTestServer();

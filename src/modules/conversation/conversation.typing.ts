@@ -17,13 +17,16 @@ export type TypingOp =
   /**
    * Refreshes reached this instance: its part may last `spanMs` from now. Answers 1 when others
    * should be told now (`throttleMs` passed since they were last told `typing: true`, a stop in
-   * between or not), else minus the milliseconds until they may be (0 or less).
+   * between or not), else minus the milliseconds until they may be (0 or less). Marks the
+   * conversation as typed in for `markMs`, first (see 'quiet').
    */
-  | { kind: 'start'; slot: string; spanMs: number; throttleMs: number }
+  | { kind: 'start'; slot: string; spanMs: number; throttleMs: number; conversation: string; markMs: number }
   /** Ends it everywhere. Answers 1 when others were told it began and not yet that it ended (then they are, once), else 0. */
   | { kind: 'stop'; slot: string }
   /** This instance's part lapsed. Answers 1 when that ended it for others, 0 when another instance still holds a part, -1 when it had ended already (or others were not told it began again). */
-  | { kind: 'lapse'; slot: string };
+  | { kind: 'lapse'; slot: string }
+  /** Answers 1 when no start marked the conversation within its `markMs`, else 0. */
+  | { kind: 'quiet'; conversation: string };
 
 /**
  * Who is typing where: in Redis when configured (so every instance sees the same state), in memory
@@ -40,13 +43,18 @@ export interface TypingStore {
  */
 export class MemoryTypingStore implements TypingStore {
   private readonly told = new Map<string, { at: number; on: boolean; throttleMs: number }>();
+  /** Conversations marked as typed in, until when. */
+  private readonly marks = new Map<string, number>();
 
   async apply(ops: readonly TypingOp[]): Promise<number[]> {
     const now = Date.now();
     if (this.told.size >= TOLD_SWEEP_AT) for (const [slot, t] of this.told) if (!t.on && now - t.at >= t.throttleMs) this.told.delete(slot);
+    if (this.marks.size >= TOLD_SWEEP_AT) for (const [c, until] of this.marks) if (until <= now) this.marks.delete(c);
     return ops.map((op) => {
+      if (op.kind === 'quiet') return (this.marks.get(op.conversation) ?? 0) <= now ? 1 : 0;
       const t = this.told.get(op.slot);
       if (op.kind === 'start') {
+        this.marks.set(op.conversation, Math.max(this.marks.get(op.conversation) ?? 0, now + op.markMs));
         if (t && now - t.at < op.throttleMs) return Math.min(0, now - t.at - op.throttleMs);
         this.told.set(op.slot, { at: now, on: true, throttleMs: op.throttleMs });
         return 1;
@@ -72,8 +80,10 @@ const TOLD_SWEEP_AT = 10_000;
 // are Redis's own clock, so the instances' clocks need not agree.
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 const ON = `'~on'`;
-// ARGV: instance, span ms, throttle ms, expiry margin ms.
+// ARGV: instance, span ms, throttle ms, expiry margin ms, mark ms. KEYS[3], when given, is the
+// conversation's mark (on a cluster, in another slot: set by its own command first).
 const START = `${NOW}
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[5]) end
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]))
 if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then redis.call('HSET', KEYS[1], ${ON}, '1') return 1 end
@@ -100,8 +110,11 @@ if on == 1 then return 1 end
 return -1`;
 const SCRIPTS = { typingStart: START, typingStop: STOP, typingLapse: LAPSE };
 type Script = (keys: number, ...args: (string | number)[]) => Promise<number>;
-/** The scripts a change needs, on a connection or a pipeline. */
-type Commands = Record<keyof typeof SCRIPTS, Script>;
+/** The commands a change needs, on a connection or a pipeline. */
+type Commands = Record<keyof typeof SCRIPTS, Script> & {
+  set(key: string, value: string, px: 'PX', ms: number): Promise<unknown>;
+  exists(key: string): Promise<number>;
+};
 
 export class RedisTypingStore implements TypingStore {
   constructor(
@@ -117,21 +130,34 @@ export class RedisTypingStore implements TypingStore {
     if (this.redis instanceof Redis) {
       // One write and one read for the whole batch, however many typists it carries.
       const pipeline = this.redis.pipeline();
-      for (const op of ops) this.send(pipeline as unknown as Commands, op);
+      for (const op of ops) void this.send(pipeline as unknown as Commands, op, true);
       const replies = (await pipeline.exec()) ?? [];
       return replies.map(([e, r], i) => {
         if (e) throw e;
-        return Number(r);
+        return answer(ops[i], r);
       });
     }
-    // A cluster's pipeline must stay in one slot; each slot's command goes to its node.
-    return Promise.all(ops.map((op) => this.send(this.redis as unknown as Commands, op).then(Number)));
+    // A cluster's pipeline must stay in one slot; each slot's command goes to its node (a start
+    // after its mark, in the conversation's slot).
+    const to = this.redis as unknown as Commands;
+    return Promise.all(
+      ops.map(async (op) => {
+        if (op.kind === 'start') await to.set(markKey(op.conversation), '1', 'PX', op.markMs);
+        return answer(op, await this.send(to, op, false));
+      }),
+    );
   }
 
-  private send(to: Commands, op: TypingOp): Promise<number> {
+  /** `marking`: a start sets its conversation's mark itself (one node holds every key). */
+  private send(to: Commands, op: TypingOp, marking: boolean): Promise<unknown> {
+    if (op.kind === 'quiet') return to.exists(markKey(op.conversation));
     // One hash slot per typist and conversation, so the scripts run on a cluster too.
     const [parts, told] = [`typing:{${op.slot}}`, `typing:{${op.slot}}:told`];
-    if (op.kind === 'start') return to.typingStart(2, parts, told, this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS);
+    if (op.kind === 'start') {
+      // The mark is set before the reply that has `typing: true` published (see 'quiet').
+      if (marking) return to.typingStart(3, parts, told, markKey(op.conversation), this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS, op.markMs);
+      return to.typingStart(2, parts, told, this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS);
+    }
     // A script, not a plain DEL of both keys (2.6 µs of Redis's time a send in bench:rooms against
     // 5.5, as a send on an instance that can't yet tell whether its sender types ends it: see
     // TypingService.sent): a stop that dropped the throttle let stop and start in turn tell
@@ -140,6 +166,12 @@ export class RedisTypingStore implements TypingStore {
     return to.typingLapse(2, parts, told, this.instanceId);
   }
 }
+
+/** A conversation's mark: some typist in it was started lately (see TypingOp 'quiet'). */
+const markKey = (conversation: string): string => `typing:c:{${conversation}}`;
+
+/** What a change answers, from its command's reply (a quiet check's is whether the mark exists). */
+const answer = (op: TypingOp, reply: unknown): number => (op.kind === 'quiet' ? (Number(reply) ? 0 : 1) : Number(reply));
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
@@ -230,6 +262,9 @@ export class TypingService {
   private readonly typists = new Map<string, number>();
   /** Longer than any typing state outlives the last `typing: true` told of it. */
   private readonly typistTtlMs: number;
+  /** By conversation: what the store answered when asked whether anyone started typing there lately, and the channel's `heardFrom` then. */
+  private readonly asked = new Map<string, { from: number; at: number; quiet: boolean }>();
+  private readonly asking = new Set<string>();
   private readonly unlisten: () => void;
 
   constructor(o: TypingOptions) {
@@ -280,7 +315,7 @@ export class TypingService {
     part.wroteAt = now;
     this.watch(slot, part);
     // The refreshes this instance may absorb after this write last until its horizon, at most.
-    const tell = await this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs });
+    const tell = await this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs, conversation: conv.key, markMs: this.typistTtlMs });
     if (tell === 1) await this.publish(conv, viewer, true);
     // Not told yet (a start soon after a stop, or another instance's write): the first refresh once
     // the window ends writes again, rather than a whole window after this write.
@@ -300,16 +335,45 @@ export class TypingService {
   /**
    * A message was sent: the sender is no longer typing there. The store is asked only if they may
    * be: this instance holds a part of theirs, saw them typing lately, or cannot tell (it has not
-   * heard the conversation's typing events for long enough). Most senders did not type through a
-   * refresh the store still holds, and their send costs no store command.
+   * heard the conversation's typing events for long enough, and the store did not find it quiet
+   * since: see knows). Most senders did not type through a refresh the store still holds, and
+   * their send costs no store command.
    */
   sent(user: UserPayload, conv: Conversation): void {
     const slot = slotOf(conv, user.id);
     const until = this.typists.get(slot);
     if (until !== undefined) this.typists.delete(slot);
     const mayType = this.parts.has(slot) || (until !== undefined && until > Date.now());
-    if (!mayType && this.pubsub.hears(Topic.Typing, typingPayload(conv, user, false), this.typistTtlMs)) return;
+    if (!mayType && this.knows(conv, user)) return;
     this.behind(this.end(conv, user, slot).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
+  }
+
+  /**
+   * Whether this instance saw every `typing: true` of the conversation that may still hold (so
+   * `typists` tells who may type): it has heard the conversation's channel for longer than any
+   * state lasts, or since before the store found no typist started there for that long (its mark:
+   * every start sets it for `typistTtlMs` before telling anyone). A deploy makes every channel new:
+   * without the mark each send ended its sender's typing in the store for 20 s after it; with it,
+   * a conversation's first send asks once, beside that send's stop.
+   */
+  private knows(conv: Conversation, user: UserPayload): boolean {
+    const from = this.pubsub.heardFrom(Topic.Typing, typingPayload(conv, user, false));
+    if (from === undefined) return false;
+    const now = Date.now();
+    if (from <= now - this.typistTtlMs) return true;
+    const asked = this.asked.get(conv.key);
+    if (asked?.from === from && (asked.quiet || now - asked.at < this.throttleMs)) return asked.quiet;
+    if (this.asking.has(conv.key)) return false;
+    this.asking.add(conv.key);
+    if (this.asked.size >= TYPISTS_SWEEP_AT) for (const [c, a] of this.asked) if (now - a.at > this.typistTtlMs) this.asked.delete(c);
+    // Asked after the channel was heard: a start the answer missed is one this instance heard.
+    this.behind(
+      this.run({ kind: 'quiet', conversation: conv.key })
+        .then((quiet) => void this.asked.set(conv.key, { from, at: Date.now(), quiet: quiet === 1 }))
+        .catch((e) => this.logger.warn({ err: e }, 'typing quiet check failed'))
+        .finally(() => this.asking.delete(conv.key)),
+    );
+    return false;
   }
 
   private behind(work: Promise<unknown>): void {
@@ -354,11 +418,13 @@ export class TypingService {
     return new Promise((resolve, reject) => {
       // A user who sends in a burst (a bot posting over HTTP, on an instance that can't tell
       // whether they type) ends their typing once per send: one script a batch is enough.
-      const last = this.lastOfSlot.get(op.slot);
-      if (op.kind === 'stop' && last?.op.kind === 'stop') return void (last.repeats ??= []).push({ resolve, reject });
       const p: Pending = { op, resolve, reject };
+      if (op.kind !== 'quiet') {
+        const last = this.lastOfSlot.get(op.slot);
+        if (op.kind === 'stop' && last?.op.kind === 'stop') return void (last.repeats ??= []).push({ resolve, reject });
+        this.lastOfSlot.set(op.slot, p);
+      }
       this.pending.push(p);
-      this.lastOfSlot.set(op.slot, p);
       if (this.flushTimer) return;
       this.flushTimer = setTimeout(() => this.flush(), this.batchMs);
       this.flushTimer.unref();
@@ -393,6 +459,7 @@ export class TypingService {
   async dispose(): Promise<void> {
     this.unlisten();
     this.typists.clear();
+    this.asked.clear();
     for (const part of this.parts.values()) clearTimeout(part.timer);
     this.parts.clear();
     this.profiles.clear();

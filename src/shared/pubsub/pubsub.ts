@@ -486,14 +486,19 @@ export class PubSub {
   }
 
   /**
-   * Whether every event of `topic` like `payload` published anywhere over the last `ms` reached
-   * this instance: in one process, always; else when it has held one of the event's conversation
-   * channels that long (a topic-wide topic: never asserted).
+   * Since when every event of `topic` like `payload` published anywhere reaches this instance: in
+   * one process, always (-Infinity); else since it took the earliest of the event's conversation
+   * channels it holds (a channel let go and taken again reads from when it was taken again).
+   * Undefined when it holds none (a topic-wide topic: never asserted).
    */
-  hears<T extends Topic>(topic: T, payload: TopicPayloads[T], ms: number): boolean {
-    if (this.broker.kind === 'memory') return true;
-    const since = Date.now() - ms;
-    return !!this.routes.channelsOf(topic, payload)?.some((c) => (this.heardSince.get(c) ?? Infinity) <= since);
+  heardFrom<T extends Topic>(topic: T, payload: TopicPayloads[T]): number | undefined {
+    if (this.broker.kind === 'memory') return -Infinity;
+    let from: number | undefined;
+    for (const c of this.routes.channelsOf(topic, payload) ?? []) {
+      const since = this.heardSince.get(c);
+      if (since !== undefined && (from === undefined || since < from)) from = since;
+    }
+    return from;
   }
 
   /** Channels this instance takes now (for tests and metrics). */
