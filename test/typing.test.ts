@@ -4,6 +4,7 @@ import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient
 import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
 import { typingBegunBeforeTheChannel } from './helpers/typing';
+import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
@@ -434,6 +435,42 @@ describeRedis('typing state in Redis', () => {
     const { waitedMs, flags } = await typingBegunBeforeTheChannel({});
     expect(waitedMs).toBeLessThan(1000);
     expect(flags).toEqual([true, false]);
+  });
+
+  it('should end typing with a send through an instance whose Redis link was cut while the typing began', async () => {
+    const redisUrl = new URL(process.env.REDIS_URL!);
+    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    await proxy.start();
+    try {
+      const env = { TYPING_TIMEOUT: '5s' };
+      const a = await createTestServer(env);
+      const b = await createTestServer({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` }, { clean: false });
+      const [alice, bob, carol, dave] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
+      const g = await groupWith(a.url, alice, 'Cut', [bob, carol, dave]);
+      const c = { groupId: g };
+      const bobSees = await listen(a, bob, EVENTS, { c });
+      await listen(b, carol, MESSAGES, { c });
+      // B asks once and finds the conversation quiet: it hears every start there from now on.
+      await sendMessage(b.url, dave.token, { groupId: g, content: 'dave' });
+      await sleep(100);
+      const back = new Promise<void>((resolve) => {
+        const off = b.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      // Until B's link to Redis is cut: Alice starts typing through A meanwhile, and B never hears it.
+      await proxy.cut();
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      await bobSees.nth(1);
+      await proxy.restore();
+      await back;
+      // So her send through B, once it is back, ends her typing at once, not at the 5 s lapse.
+      const sent = Date.now();
+      await sendMessage(b.url, alice.token, { groupId: g, content: 'alice' });
+      await bobSees.nth(2);
+      expect(Date.now() - sent).toBeLessThan(1000);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+    } finally {
+      await proxy.cut();
+    }
   });
 
   it("should end a burst of sends' typing with one command a batch, and still end it once for everyone", async () => {

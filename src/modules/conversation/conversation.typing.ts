@@ -358,8 +358,9 @@ export class TypingService {
    */
   private knows(conv: Conversation, user: UserPayload): boolean {
     const from = this.pubsub.heardFrom(Topic.Typing, typingPayload(conv, user, false));
-    if (from === undefined) return false;
     const now = Date.now();
+    // Not heard (yet, or again: a start may have come while the listening connection was away).
+    if (from === undefined || from > now) return false;
     if (from <= now - this.typistTtlMs) return true;
     const asked = this.asked.get(conv.key);
     if (asked?.from === from && (asked.quiet || now - asked.at < this.throttleMs)) return asked.quiet;

@@ -56,6 +56,12 @@ const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
 const CATCH_UP_WAIT_MS = 2000;
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
+/**
+ * How long after its connection is back the listening side counts as hearing its channels again:
+ * ioredis says ready before it sends their SUBSCRIBE, and a store asked meanwhile on another
+ * connection could answer for a moment it did not hear (see heardFrom).
+ */
+const RESUBSCRIBED_MS = 1000;
 /** The most messages a read-back after a loss of Redis delivers (the reader's limit, see MessageService.storedOn). */
 export const RECOVERY_MAX = 10_000;
 /** How often a failed publish's warning carries the error's stack (the others its message). */
@@ -107,6 +113,8 @@ export class PubSub {
   private stopRecovering: (() => void) | undefined;
   /** Publishes that failed (Redis down); exposed as a metric. */
   publishFailures = 0;
+  /** From when the listening connection hears every channel again after its last loss (see heardFrom). */
+  private resumedAt = -Infinity;
   /** Events taken from upstream (Redis), by topic; the echo of our own included. */
   readonly received: Partial<Record<Topic, number>> = {};
 
@@ -120,7 +128,11 @@ export class PubSub {
     this.hub = new Hub(routes, logger);
     this.events = new EventOrder(this.hub, routes, (channel) => this.takes(channel), order);
     broker.onMessage((name, text) => this.receive(name, text));
-    this.offResend = broker.onReconnect?.(() => void this.resendUnsent()) ?? (() => undefined);
+    this.offResend =
+      broker.onReconnect?.(() => {
+        this.resumedAt = Date.now() + RESUBSCRIBED_MS;
+        void this.resendUnsent();
+      }) ?? (() => undefined);
   }
 
   get kind(): Broker['kind'] {
@@ -488,7 +500,9 @@ export class PubSub {
   /**
    * Since when every event of `topic` like `payload` published anywhere reaches this instance: in
    * one process, always (-Infinity); else since it took the earliest of the event's conversation
-   * channels it holds (a channel let go and taken again reads from when it was taken again).
+   * channels it holds (a channel let go and taken again reads from when it was taken again), and
+   * not before the listening connection came back from its last loss (a time to come for a second
+   * after, while its channels are subscribed again: what was published in the gap never came).
    * Undefined when it holds none (a topic-wide topic: never asserted).
    */
   heardFrom<T extends Topic>(topic: T, payload: TopicPayloads[T]): number | undefined {
@@ -498,7 +512,7 @@ export class PubSub {
       const since = this.heardSince.get(c);
       if (since !== undefined && (from === undefined || since < from)) from = since;
     }
-    return from;
+    return from === undefined ? undefined : Math.max(from, this.resumedAt);
   }
 
   /** Channels this instance takes now (for tests and metrics). */
