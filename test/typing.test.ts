@@ -473,6 +473,22 @@ describeRedis('typing state in Redis', () => {
     }
   });
 
+  it('should end typing when the instance it was typed through stops, not leave it on for everyone', async () => {
+    const env = { TYPING_TIMEOUT: '5s' };
+    const a = await createTestServer(env);
+    const c = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Stopped', [bob]);
+    const bobSees = await listen(a, bob, EVENTS, { c: { groupId: g } });
+    await ok(gql(c.url, TYPING, { c: { groupId: g } }, alice.token));
+    await bobSees.nth(1);
+    // C held the only part of it, and its timer: stopping, it ends the typing for everyone (a deploy's
+    // restart left Bob seeing Alice type for good, told no end and no lapse).
+    await c.dispose();
+    await bobSees.nth(2, 4000);
+    expect(flags(bobSees.values)).toEqual([true, false]);
+  });
+
   it("should end a burst of sends' typing with one command a batch, and still end it once for everyone", async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

@@ -400,6 +400,11 @@ export class TypingService {
     const now = Date.now();
     if (part.deadline > now) return this.watch(slot, part);
     this.parts.delete(slot);
+    this.lapseInStore(slot, part);
+  }
+
+  /** Removes this instance's part from the store; the others are told when that ended the typing. */
+  private lapseInStore(slot: string, part: Part): void {
     this.behind(
       this.run({ kind: 'lapse', slot })
         .then((r) => (r === 1 ? this.publish(part.conv, part.user, false) : undefined))
@@ -456,12 +461,21 @@ export class TypingService {
     return this.pubsub.publishSafe(Topic.Typing, typingPayload(conv, user, typing));
   }
 
-  /** Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made and told. */
+  /**
+   * Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made
+   * and told, and this instance's parts lapse now. No one refreshes them here any more, and a part
+   * left in the store kept the typing going for everyone, told to no one: its timer was the only
+   * one (an instance restarted while someone typed through it alone), or another instance's lapse
+   * found it still within its horizon and left the end to it (an outside probe).
+   */
   async dispose(): Promise<void> {
     this.unlisten();
     this.typists.clear();
     this.asked.clear();
-    for (const part of this.parts.values()) clearTimeout(part.timer);
+    for (const [slot, part] of this.parts) {
+      clearTimeout(part.timer);
+      this.lapseInStore(slot, part);
+    }
     this.parts.clear();
     this.profiles.clear();
     clearTimeout(this.flushTimer);
