@@ -105,7 +105,8 @@ export class PubSub {
   private readonly takenOffline = new Map<string, number>();
   /** Events whose publish failed, oldest first, with when (see keepUnsent). */
   private unsent: Unsent[] = [];
-  private readonly offResend: () => void;
+  /** Removes the listener that marks the return to Redis (resumedAt) and publishes what failed meanwhile. */
+  private readonly offReconnect: () => void;
   /** When a failed publish's stack was last logged (see publishTogetherSafe). */
   private stackLoggedAt = -Infinity;
   private disposed = false;
@@ -128,7 +129,7 @@ export class PubSub {
     this.hub = new Hub(routes, logger);
     this.events = new EventOrder(this.hub, routes, (channel) => this.takes(channel), order);
     broker.onMessage((name, text) => this.receive(name, text));
-    this.offResend =
+    this.offReconnect =
       broker.onReconnect?.(() => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
         void this.resendUnsent();
@@ -533,7 +534,7 @@ export class PubSub {
   async dispose(): Promise<void> {
     this.disposed = true;
     this.stopRecovering?.();
-    this.offResend();
+    this.offReconnect();
     this.young.dispose();
     this.events.dispose();
     await this.broker.close();
