@@ -473,20 +473,47 @@ describeRedis('typing state in Redis', () => {
     }
   });
 
-  it('should end typing when the instance it was typed through stops, not leave it on for everyone', async () => {
-    const env = { TYPING_TIMEOUT: '5s' };
+  it('should end typing for everyone when the instance it was typed through is killed', async () => {
+    const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '1s' };
     const a = await createTestServer(env);
-    const c = await createTestServer(env, { clean: false });
+    const c = await createTestServer(env, { clean: false, spawn: true });
     const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Stopped', [bob]);
+    const g = await groupWith(a.url, alice, 'Killed', [bob]);
     const bobSees = await listen(a, bob, EVENTS, { c: { groupId: g } });
     await ok(gql(c.url, TYPING, { c: { groupId: g } }, alice.token));
     await bobSees.nth(1);
-    // C held the only part of it, and its timer: stopping, it ends the typing for everyone (a deploy's
-    // restart left Bob seeing Alice type for good, told no end and no lapse).
-    await c.dispose();
-    await bobSees.nth(2, 4000);
+    const typed = Date.now();
+    // C held the only part of it, and its timer: killed, it lapses nothing. A, which told Bob it
+    // began, ends it once the part's horizon (a throttle window and the lapse) has passed.
+    await c.kill();
+    await bobSees.nth(2, 8000);
     expect(flags(bobSees.values)).toEqual([true, false]);
+    expect(Date.now() - typed).toBeGreaterThanOrEqual(2000);
+    expect(Date.now() - typed).toBeLessThan(5000);
+  });
+
+  it('should go on typing, with no end between, when the instance it was typed through stops and the refreshes go on elsewhere', async () => {
+    const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '1s' };
+    const a = await createTestServer(env);
+    const c = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Moved', [bob]);
+    const bobSees = await listen(a, bob, EVENTS, { c: { groupId: g } });
+    await ok(gql(c.url, TYPING, { c: { groupId: g } }, alice.token));
+    await bobSees.nth(1);
+    // A deploy stops C; Alice's client goes on through A, refreshing every 400 ms for 3 s.
+    await c.dispose();
+    for (let i = 0; i < 8; i++) {
+      await ok(gql(a.url, TYPING, { c: { groupId: g } }, alice.token));
+      await sleep(REFRESH_MS);
+    }
+    expect(flags(bobSees.values).every((f) => f)).toBe(true);
+    // Then she stops: it lapses, once.
+    await eventually(() => bobSees.values.some((v) => !v.typing.typing), 6000);
+    await sleep(300);
+    const seen = flags(bobSees.values);
+    expect(seen.filter((f) => !f)).toHaveLength(1);
+    expect(seen[seen.length - 1]).toBe(false);
   });
 
   it("should end a burst of sends' typing with one command a batch, and still end it once for everyone", async () => {

@@ -23,8 +23,12 @@ export type TypingOp =
   | { kind: 'start'; slot: string; spanMs: number; throttleMs: number; conversation: string; markMs: number }
   /** Ends it everywhere. Answers 1 when others were told it began and not yet that it ended (then they are, once), else 0. */
   | { kind: 'stop'; slot: string }
-  /** This instance's part lapsed. Answers 1 when that ended it for others, 0 when another instance still holds a part, -1 when it had ended already (or others were not told it began again). */
-  | { kind: 'lapse'; slot: string }
+  /**
+   * This instance's part lapsed (`instance`: another's, or GONE for none, to sweep the parts whose
+   * horizon passed). Answers 1 when that ended it for others, 0 when another instance still holds a
+   * part, -1 when it had ended already (or others were not told it began again).
+   */
+  | { kind: 'lapse'; slot: string; instance?: string }
   /** Answers 1 when no start marked the conversation within its `markMs`, else 0. */
   | { kind: 'quiet'; conversation: string };
 
@@ -163,7 +167,7 @@ export class RedisTypingStore implements TypingStore {
     // TypingService.sent): a stop that dropped the throttle let stop and start in turn tell
     // `typing: true` and `false` to others as fast as the client sent them (an outside probe).
     if (op.kind === 'stop') return to.typingStop(2, parts, told);
-    return to.typingLapse(2, parts, told, this.instanceId);
+    return to.typingLapse(2, parts, told, op.instance ?? this.instanceId);
   }
 }
 
@@ -175,6 +179,12 @@ const answer = (op: TypingOp, reply: unknown): number => (op.kind === 'quiet' ? 
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
+
+/** No instance's part: a lapse in its name only sweeps the parts whose horizon passed (see TypingService.watchEnd). */
+const GONE = '~gone';
+
+/** How long after a part's horizon a watched typist is asked about (the store's clock and this one's may differ a little). */
+const END_MARGIN_MS = 500;
 
 export interface TypingOptions {
   store: TypingStore;
@@ -265,6 +275,8 @@ export class TypingService {
   /** By conversation: what the store answered when asked whether anyone started typing there lately, and the channel's `heardFrom` then. */
   private readonly asked = new Map<string, { from: number; at: number; quiet: boolean }>();
   private readonly asking = new Set<string>();
+  /** Typists told `typing: true` and not yet heard to end, watched in case their instance died (see watchEnd). */
+  private readonly ends = new Map<string, { timer: NodeJS.Timeout; event: TypingPayload }>();
   private readonly unlisten: () => void;
 
   constructor(o: TypingOptions) {
@@ -281,8 +293,53 @@ export class TypingService {
     // the store's expiry and a slow delivery.
     this.typistTtlMs = this.lapseMs + 2 * this.throttleMs + EXPIRY_MARGIN_MS;
     this.unlisten = this.pubsub.on(Topic.Typing, (p) => {
-      if (p.typing) this.sawTyping(slotOfEvent(p));
+      const slot = slotOfEvent(p);
+      if (p.typing) this.sawTyping(slot);
+      this.watchEnd(slot, p);
     });
+  }
+
+  /**
+   * Where this instance hears a conversation's typing (a member's socket is here), it watches each
+   * typist told `typing: true` for an end: heard, or due. An instance killed while it held a typist's
+   * only part leaves no one to lapse it (its timer died with it), and the store's keys just expire:
+   * others were told it began and never that it ended (an outside probe, kill -9). A typist still
+   * typing is told again at least once per throttle window, which moves the watch on; past the
+   * horizon of a part written at the last of them (throttle and lapse), the store is asked to lapse
+   * the parts whose horizon passed, as a live instance's lapse does, and whoever ends it tells the
+   * others. One process has no other instance to outlive.
+   */
+  private watchEnd(slot: string, p: TypingPayload): void {
+    if (this.pubsub.kind === 'memory') return;
+    const watch = this.ends.get(slot);
+    if (!p.typing) {
+      if (watch) clearTimeout(watch.timer);
+      this.ends.delete(slot);
+      return;
+    }
+    if (watch) {
+      watch.event = p;
+      return void watch.timer.refresh();
+    }
+    const timer = setTimeout(() => this.due(slot), this.throttleMs + this.lapseMs + END_MARGIN_MS);
+    timer.unref();
+    this.ends.set(slot, { timer, event: p });
+  }
+
+  /** A watched typist's parts should all have lapsed by now: those left belong to instances gone. */
+  private due(slot: string): void {
+    const watch = this.ends.get(slot);
+    if (!watch) return;
+    this.behind(
+      this.run({ kind: 'lapse', slot, instance: GONE })
+        .then((r) => {
+          // A part still within its horizon (written without telling anyone): looked at again after another.
+          if (r === 0 && this.ends.get(slot) === watch) return void watch.timer.refresh();
+          if (this.ends.get(slot) === watch) this.ends.delete(slot);
+          if (r === 1) return this.pubsub.publishSafe(Topic.Typing, Object.assign({}, watch.event, { typing: false }));
+        })
+        .catch((e) => this.logger.warn({ err: e }, 'typing end of a gone instance failed')),
+    );
   }
 
   private sawTyping(slot: string): void {
@@ -463,19 +520,18 @@ export class TypingService {
 
   /**
    * Before pub/sub and Redis close: the changes already asked for (a sent message's stop) are made
-   * and told, and this instance's parts lapse now. No one refreshes them here any more, and a part
-   * left in the store kept the typing going for everyone, told to no one: its timer was the only
-   * one (an instance restarted while someone typed through it alone), or another instance's lapse
-   * found it still within its horizon and left the end to it (an outside probe).
+   * and told. This instance's parts stay in the store to their horizon, as if its refreshes had
+   * stopped: a typist whose client goes on through another instance goes on typing for everyone,
+   * with no `typing: false` between; one who stopped is ended by the instances that hear them
+   * (watchEnd).
    */
   async dispose(): Promise<void> {
     this.unlisten();
     this.typists.clear();
     this.asked.clear();
-    for (const [slot, part] of this.parts) {
-      clearTimeout(part.timer);
-      this.lapseInStore(slot, part);
-    }
+    for (const { timer } of this.ends.values()) clearTimeout(timer);
+    this.ends.clear();
+    for (const part of this.parts.values()) clearTimeout(part.timer);
     this.parts.clear();
     this.profiles.clear();
     clearTimeout(this.flushTimer);
