@@ -456,7 +456,7 @@ describeRedis('typing state in Redis', () => {
       const back = new Promise<void>((resolve) => {
         const off = b.services.pubsub.onReconnect(() => (off(), resolve()));
       });
-      // Until B's link to Redis is cut: Alice starts typing through A meanwhile, and B never hears it.
+      // B's link to Redis is cut while Alice starts typing through A: B never hears it.
       await proxy.cut();
       await ok(gql(a.url, TYPING, { c }, alice.token));
       await bobSees.nth(1);
