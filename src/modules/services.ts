@@ -25,7 +25,7 @@ import { PresenceService } from './presence/presence.service';
 import { MemoryPresenceStore, RedisPresenceStore } from './presence/presence.store';
 import { ContactIndex } from './presence/presence.contacts';
 import { presenceRepository } from './presence/presence.repository';
-import { presenceFollowsBlocks, presenceStoreChannel, routePresence, watcherKey } from './presence/presence.routing';
+import { BlockedTold, presenceFollowsBlocks, presenceStoreChannel, routePresence, watcherKey } from './presence/presence.routing';
 import { PresenceVisibility } from './presence/presence.visibility';
 import { projectRepository } from './project/project.repository';
 import { ProjectService } from './project/project.service';
@@ -228,7 +228,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 
   const presenceLogger = logger.child({ module: 'presence' });
   const hides = (viewer: string, subject: string) => safety.hides(viewer, subject);
-  const unrouteContacts = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, hides, logger: presenceLogger }) : () => undefined;
+  const blockedTold = contacts ? new BlockedTold() : undefined;
+  const unrouteContacts = contacts ? routePresence({ pubsub, contacts, memberships, presence, orm, groupMax: env.PRESENCE_GROUP_MAX, hides, told: blockedTold!, logger: presenceLogger }) : () => undefined;
   const unfollowBlocks = presenceFollowsBlocks({
     pubsub,
     presence,
@@ -237,6 +238,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     deliver: contacts ? (viewer, subject, p) => pubsub.deliverLocally(Topic.PresenceChanged, [watcherKey(viewer), subject], p) : (_viewer, _subject, p) => pubsub.dispatchHere(Topic.PresenceChanged, p),
     saw: contacts ? (viewer, subject) => contacts.isContact(viewer, subject) : undefined,
     settled: contacts ? (viewer) => contacts.settled(viewer) : undefined,
+    told: blockedTold,
     logger: presenceLogger,
   });
   const unroutePresence = () => {

@@ -27,6 +27,30 @@ export function presenceStoreChannel(mode: 'everyone' | 'contacts', sharded: boo
 }
 
 /**
+ * Contacts mode: the pairs (viewer, subject) whose viewer a block told OFFLINE, and nothing of the
+ * subject since. The contact the block's unfriending ends is then told no second OFFLINE, even
+ * when an unblock came first (its reload of contacts still under way, the block lifted, so nothing
+ * else says the viewer already reads them OFFLINE: a CI run told it twice).
+ */
+export class BlockedTold {
+  private readonly pairs = new Set<string>();
+
+  add(viewer: string, subject: string): void {
+    // Pairs a block left (a contact through a group, blocked for good) are few; past a bound, the
+    // worst forgetting them does is one OFFLINE told twice.
+    if (this.pairs.size >= BLOCKED_TOLD_MAX) this.pairs.clear();
+    this.pairs.add(`${viewer}|${subject}`);
+  }
+
+  /** Forgets the pair; whether it was there. */
+  take(viewer: string, subject: string): boolean {
+    return this.pairs.delete(`${viewer}|${subject}`);
+  }
+}
+
+const BLOCKED_TOLD_MAX = 100_000;
+
+/**
  * A block hides the blocked user's presence from the blocker, so the blocker's subscriptions on
  * this instance are told at once that they read OFFLINE (with no lastSeenAt); an unblock tells them
  * the user as they are, when ONLINE (and, in contacts mode, still a contact). Before, nothing came
@@ -44,6 +68,8 @@ export function presenceFollowsBlocks(d: {
   saw?: (viewer: string, subject: string) => boolean;
   /** Contacts mode: once the viewer's contacts reloads begun so far are over (ContactIndex.settled). */
   settled?: (viewer: string) => Promise<void>;
+  /** Contacts mode: the pairs told OFFLINE by a block (see BlockedTold). */
+  told?: BlockedTold;
   logger: Logger;
 }): () => void {
   return d.pubsub.on(Topic.SafetyChanged, (p) => {
@@ -51,11 +77,16 @@ export function presenceFollowsBlocks(d: {
     const [viewer, subject] = [p.userId, p.blockedId];
     if (p.blocked) {
       if (d.saw && !d.saw(viewer, subject)) return;
+      d.told?.add(viewer, subject);
       return d.deliver(viewer, subject, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
     }
     // After the block's unfriending reached the contacts (its event came first): a contact no more is not told ONLINE.
     void (d.settled?.(viewer) ?? Promise.resolve())
-      .then(() => d.presence.statesFor(viewer, [subject]))
+      .then(() => {
+        // The block's loss of the contact, if any, has been applied (and told nothing): the pair is as any other again.
+        d.told?.take(viewer, subject);
+        return d.presence.statesFor(viewer, [subject]);
+      })
       .then(([s]) => {
         if (s.status === 'ONLINE' && (!d.saw || d.saw(viewer, subject))) {
           d.deliver(viewer, subject, { userId: subject, status: 'ONLINE', lastSeenAt: s.lastSeenAt?.toISOString() ?? null, to: viewer });
@@ -86,6 +117,8 @@ export function routePresence(d: {
    * contact went first, the block was applied after it and this told it.
    */
   hides: (viewer: string, subject: string) => boolean;
+  /** The pairs told OFFLINE by a block (see BlockedTold): not told it again when the block ends the contact. */
+  told: BlockedTold;
   logger: Logger;
 }): () => void {
   const { pubsub, contacts, memberships, presence } = d;
@@ -96,8 +129,10 @@ export function routePresence(d: {
       if (viewer === subject) return;
       // To the viewer's argument-less subscriptions and to those naming the subject (`to`: theirs only).
       const keys = [watcherKey(viewer), subject];
+      // Told OFFLINE by a block, nothing since: not again, though an unblock may have come first.
+      const toldByBlock = d.told.take(viewer, subject);
       if (!gained) {
-        if (!d.hides(viewer, subject)) pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
+        if (!toldByBlock && !d.hides(viewer, subject)) pubsub.deliverLocally(Topic.PresenceChanged, keys, { userId: subject, status: 'OFFLINE', lastSeenAt: null, lost: true, to: viewer });
         return;
       }
       void presence
