@@ -457,11 +457,6 @@ export class TypingService {
     const now = Date.now();
     if (part.deadline > now) return this.watch(slot, part);
     this.parts.delete(slot);
-    this.lapseInStore(slot, part);
-  }
-
-  /** Removes this instance's part from the store; the others are told when that ended the typing. */
-  private lapseInStore(slot: string, part: Part): void {
     this.behind(
       this.run({ kind: 'lapse', slot })
         .then((r) => (r === 1 ? this.publish(part.conv, part.user, false) : undefined))
