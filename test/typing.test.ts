@@ -5,7 +5,7 @@ import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
 import { typingBegunBeforeTheChannel } from './helpers/typing';
 import { TcpProxy } from './helpers/tcp-proxy';
-import { createTestServer, describeRedis, redisName } from './helpers/server';
+import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
 
@@ -473,15 +473,23 @@ describeRedis('typing state in Redis', () => {
     }
   });
 
-  it('should end typing for everyone when the instance it was typed through is killed', async () => {
-    const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '1s' };
-    const a = await createTestServer(env);
-    const c = await createTestServer(env, { clean: false, spawn: true });
+  /** How the tests of a stopped or killed instance type: quickly. */
+  const BRIEF = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '1s' };
+
+  /** Bob watches a group's typing on A; Alice types through C, and Bob has been told. */
+  async function typingThrough(a: TestServer, c: { url: string }) {
     const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Killed', [bob]);
+    const g = await groupWith(a.url, alice, 'Typed through C', [bob]);
     const bobSees = await listen(a, bob, EVENTS, { c: { groupId: g } });
     await ok(gql(c.url, TYPING, { c: { groupId: g } }, alice.token));
     await bobSees.nth(1);
+    return { alice, g, bobSees };
+  }
+
+  it('should end typing for everyone when the instance it was typed through is killed', async () => {
+    const a = await createTestServer(BRIEF);
+    const c = await createTestServer(BRIEF, { clean: false, spawn: true });
+    const { bobSees } = await typingThrough(a, c);
     const typed = Date.now();
     // C held the only part of it, and its timer: killed, it lapses nothing. A, which told Bob it
     // began, ends it once the part's horizon (a throttle window and the lapse) has passed.
@@ -493,14 +501,9 @@ describeRedis('typing state in Redis', () => {
   });
 
   it('should go on typing, with no end between, when the instance it was typed through stops and the refreshes go on elsewhere', async () => {
-    const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '1s' };
-    const a = await createTestServer(env);
-    const c = await createTestServer(env, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Moved', [bob]);
-    const bobSees = await listen(a, bob, EVENTS, { c: { groupId: g } });
-    await ok(gql(c.url, TYPING, { c: { groupId: g } }, alice.token));
-    await bobSees.nth(1);
+    const a = await createTestServer(BRIEF);
+    const c = await createTestServer(BRIEF, { clean: false });
+    const { alice, g, bobSees } = await typingThrough(a, c);
     // A deploy stops C; Alice's client goes on through A, refreshing every 400 ms for 3 s.
     await c.dispose();
     for (let i = 0; i < 8; i++) {
