@@ -375,7 +375,9 @@ describe('project actions', () => {
     // From now on bob hears nothing of the project, on the sockets he opened before.
     await ok(gql(s.url, RENAME, { p, t: 'Artemis' }, alice.token));
     await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { projectId: p, content: 'after' } }, alice.token));
+    // Each subscription runs its own entry through its own execution: Alice's may reach her after Carol's does.
     await carolLive.nth(3);
+    await aliceLive.nth(3);
     expect(aliceLive.values.map((v) => v.projectAction.kind)).toEqual(['COACH_DESIGNATED', 'PARTICIPANT_REMOVED', 'PROJECT_RENAMED']);
     // Barriers for Bob, after those: a lobby message and another project he is added to. Once his unfiltered
     // subscriptions have them, anything of Apollo's would have reached all his subscriptions (one instance
