@@ -1,4 +1,4 @@
-import { eventually } from './helpers/graphql';
+import { eventually, wsClient } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { buildGroup, sendMessage, signup } from './helpers/factories';
 import { sql } from './helpers/db';
@@ -39,4 +39,26 @@ describe('notifications after a crash', () => {
     expect((await pending())[0].n).toBe(0);
     await revived.dispose();
   }, 90_000);
+
+  it("should announce a message to a user whose only socket was on a killed instance, without waiting for that instance's list to lapse", async () => {
+    const vars = { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', PRESENCE_GRACE: '0.2' };
+    const live = await createTestServer(vars, { jobs: true });
+    // PRESENCE_TIMEOUT's default: the doomed instance's socket list would count for 30 s after the kill.
+    const doomed = await createTestServer(vars, { spawn: true, clean: false });
+    const [alice, bob, carol] = [await signup(live.url), await signup(live.url), await signup(live.url)];
+    const group = await buildGroup(live.url, alice, { members: [bob, carol] });
+    const bobOnline = wsClient(doomed.wsUrl, bob.token);
+    await bobOnline.connected;
+    // Carol, never connected, is the barrier: once she is told, the round that read the message decided Bob's too.
+    await sendMessage(live.url, alice.token, { groupId: group.id, content: 'while connected' });
+    await eventually(() => receiver.of(carol.id).length === 1, 10_000, 50);
+    expect(receiver.of(bob.id)).toEqual([]);
+
+    await doomed.kill();
+    await sendMessage(live.url, alice.token, { groupId: group.id, content: 'after the kill' });
+    await eventually(() => receiver.of(bob.id).length === 1, 15_000, 50);
+    expect(receiver.of(bob.id)[0].body.preview).toBe('after the kill');
+    await bobOnline.dispose();
+    await live.dispose();
+  }, 60_000);
 });

@@ -66,6 +66,8 @@ export interface ClaimedEvent {
   preview: string | null;
   count: number;
   created_at: Date;
+  /** Milliseconds since the newest thing it tells of (a coalesced event's last message), by the database's clock. */
+  age_ms: number;
   attempts: number;
   /** The recipient's account was deleted after the event was written: it is not sent. */
   recipient_gone: boolean;
@@ -161,17 +163,18 @@ export const notificationRepository = {
    * events would be dropped anyway). Literal bounds on created_at let the BRIN index pick the span's
    * block ranges (a volatile clock_timestamp() there could not).
    */
-  async newMessages(em: EntityManager, after: { at: Date; id: string }, o: { lagSeconds: number; maxAgeSeconds: number; limit: number }): Promise<{ messages: TailMessage[]; until: Date; caughtUp: boolean }> {
-    const [b] = withDates<{ lo: Date; until: Date; caught_up: boolean }>(
+  async newMessages(em: EntityManager, after: { at: Date; id: string }, o: { lagSeconds: number; maxAgeSeconds: number; limit: number }): Promise<{ messages: TailMessage[]; until: Date; caughtUp: boolean; now: Date }> {
+    const [b] = withDates<{ lo: Date; until: Date; caught_up: boolean; now: Date }>(
       await em.execute(
         // In whole milliseconds, as created_at and a JavaScript Date hold them: the next round starts exactly where this one ends.
         `select lo, date_trunc('milliseconds', least(lo + make_interval(secs => ?), now() - make_interval(secs => ?))) as until,
-                lo + make_interval(secs => ?) >= now() - make_interval(secs => ?) as caught_up
+                lo + make_interval(secs => ?) >= now() - make_interval(secs => ?) as caught_up, now() as now
            from (select date_trunc('milliseconds', greatest(?::timestamptz, now() - make_interval(secs => ?))) as lo) x`,
         [SPAN_SECONDS, o.lagSeconds, SPAN_SECONDS, o.lagSeconds, after.at, o.maxAgeSeconds],
       ),
       'lo',
       'until',
+      'now',
     );
     const messages = withDates<TailMessage & Record<string, unknown>>(
       await em.execute(
@@ -182,7 +185,7 @@ export const notificationRepository = {
       ),
       'created_at',
     );
-    return { messages, until: b.until, caughtUp: b.caught_up };
+    return { messages, until: b.until, caughtUp: b.caught_up, now: b.now };
   },
 
   /**
@@ -302,7 +305,7 @@ export const notificationRepository = {
                and not exists (select 1 from notification_outbox b where b.state = 'PENDING' and b.recipient_id = e.recipient_id and (b.created_at, b.id) < (e.created_at, e.id))
              order by e.due_at limit ?
              for update skip locked)
-         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.covered, o.count, o.created_at, o.attempts
+         returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.covered, o.count, o.created_at, o.last_at, o.attempts
        ), k as (
          -- A recipient who blocks someone: the covered messages of senders they don't block, and the newest of them (KEPT).
          select c.*, kept.n as kept_count, kept.newest as kept_newest from c left join lateral (
@@ -313,7 +316,8 @@ export const notificationRepository = {
            -- message counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
            having c.covered is not null and cardinality(c.covered) = c.count and ${blocksAnyone('c.recipient_id')}) kept on true
        )
-       select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at, c.attempts,
+       select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at,
+              (extract(epoch from clock_timestamp() - c.last_at) * 1000)::float8 as age_ms, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
               r.notification_level as now_level,
               exists (select 1 from conversation_members mu where mu.conversation_key = c.conversation_key and mu.user_id = c.recipient_id and mu.muted_until > now()) as now_muted,

@@ -3,7 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
-import type { PresenceService } from '../presence/presence.service';
+import { PRESENCE_BEAT_MS, type PresenceService } from '../presence/presence.service';
 import { blockRepository } from '../safety/block.repository';
 import { muteRepository } from '../safety/mute.repository';
 import { groupKey, projectKey } from '../conversation/conversation.keys';
@@ -154,12 +154,13 @@ export class NotificationService {
    * @throws when PostgreSQL or the presence store fails; the round is then rolled back whole.
    */
   async tailMessages(): Promise<{ messages: number; queued: number; more: boolean } | null> {
-    const lag = this.env.PRESENCE_GRACE + SETTLE_SECONDS;
+    // Two beats at least: an instance still beating has been heard from since any message this old (see below).
+    const lag = Math.max(this.env.PRESENCE_GRACE + SETTLE_SECONDS, (2 * PRESENCE_BEAT_MS) / 1000);
     return this.em.fork().transactional(async (tem) => {
       const em = tem as EntityManager;
       const cursor = await repo.lockCursor(em, MESSAGES_CURSOR);
       if (!cursor) return null;
-      const { messages, until, caughtUp } = await repo.newMessages(em, cursor, { lagSeconds: lag, maxAgeSeconds: this.env.WEBHOOK_MAX_AGE, limit: TAIL_BATCH });
+      const { messages, until, caughtUp, now } = await repo.newMessages(em, cursor, { lagSeconds: lag, maxAgeSeconds: this.env.WEBHOOK_MAX_AGE, limit: TAIL_BATCH });
       const full = messages.length === TAIL_BATCH;
       // A full round stops at its last message; otherwise everything before `until` has been read.
       const last = messages[messages.length - 1];
@@ -169,7 +170,11 @@ export class NotificationService {
         // Mentions as the send stored them (members only, @here and @all expanded), never parsed again here.
         const mentions = await repo.mentions(em, messages.map((m) => m.id));
         const candidates = this.classify(await repo.reach(em, messages.map((m) => m.id), mentions, LARGE_GROUP), mentions);
-        const connected = candidates.length ? await this.presence.connected([...new Set(candidates.map((c) => c.recipientId))]) : new Set<string>();
+        // A socket counts only on an instance heard from since the newest of these messages was sent
+        // (by the database's clock): one killed before it lists its sockets for 30 s more, and the
+        // messages sent meanwhile were announced to no one.
+        const sinceNewestMs = Math.max(0, now.getTime() - last.created_at.getTime());
+        const connected = candidates.length ? await this.presence.connected([...new Set(candidates.map((c) => c.recipientId))], () => sinceNewestMs) : new Set<string>();
         const away = await this.allowedBySafety(em, candidates.filter((c) => !connected.has(c.recipientId)));
         // Due once every message of its window has been read too: the window's end plus the tail's lag (and a round).
         const due = this.env.WEBHOOK_COALESCE > 0 ? this.env.WEBHOOK_COALESCE + lag + TAIL_ROUND_SECONDS : 0;
@@ -316,7 +321,10 @@ export class NotificationService {
     const recipients = [...new Set(claimed.map((e) => e.recipient_id))];
     // Asked at every try, a retry's too: who came back while the receiver was failing sees it in the app.
     // Without the presence store an event goes out: a needless push beats a lost one.
-    const connected = await this.presence.connected(recipients).catch(() => new Set<string>());
+    // Back means on an instance heard from since what the event tells of: the tail wrote it because
+    // their instance had gone silent since, perhaps only a moment before this round.
+    const age = new Map(claimed.map((e) => [e.recipient_id, e.age_ms]));
+    const connected = await this.presence.connected(recipients, (u) => age.get(u)!).catch(() => new Set<string>());
     const unread = await conversationRepository.unreadTotals(em, recipients);
     // Why a delivery failed, one line a round: the counters alone left an operator guessing.
     let failure: string | undefined;

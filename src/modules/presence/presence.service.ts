@@ -64,6 +64,13 @@ const ENDING_WAIT_MS = 1000;
 
 /** How long after another instance's listing of its sockets lapses a closed socket's user is settled again (clocks a little apart). */
 const LAPSED_MARGIN_MS = 1000;
+/**
+ * How often an instance beats, and how many beats it may miss before the sockets it lists stop
+ * counting for connected(): a killed instance's list lives on for three refresh intervals (30 s by
+ * default), and an offline notification for a message sent meanwhile was never written.
+ */
+export const PRESENCE_BEAT_MS = 1000;
+const BEATS_MISSED = 4;
 
 /**
  * Who is online. Activity, heartbeats and sockets go to the presence store only; PostgreSQL
@@ -143,6 +150,14 @@ export class PresenceService {
     return this.refreshEveryMs * 3;
   }
 
+  private get beatEveryMs(): number {
+    return Math.min(PRESENCE_BEAT_MS, this.refreshEveryMs);
+  }
+
+  private beat(): Promise<void> {
+    return this.store.beat(this.instanceId).catch((e) => this.logger.debug({ err: e }, 'presence beat failed'));
+  }
+
   /** Starts the live-socket refresh and the lastSeenAt flush. */
   start(): void {
     // An OFFLINE decided anywhere (logout, sweep) must make the next activity here count again.
@@ -151,6 +166,7 @@ export class PresenceService {
     this.off.push(this.pubsub.on(Topic.SessionsRevoked, (p) => p.sessionIds.forEach((s) => this.touched.delete(p.userId, s))));
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
+    const beat = setInterval(() => void this.beat(), this.beatEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
     // Closed sockets are settled once every instance had a moment to tell the store its own
     // again (a user connected elsewhere is not taken OFFLINE in between).
@@ -188,8 +204,10 @@ export class PresenceService {
     );
     const flush = setInterval(() => void this.flushLastSeen(), this.env.PRESENCE_PERSIST_INTERVAL * 1000);
     refresh.unref();
+    beat.unref();
     flush.unref();
-    this.timers.push(refresh, flush);
+    this.timers.push(refresh, beat, flush);
+    void this.beat();
     void this.refreshSockets();
     // The store mirrors who is HIDDEN (the database says): a store that lost it learns it again here.
     void presenceRepository
@@ -610,13 +628,17 @@ export class PresenceService {
 
   /**
    * Of `userIds`, those with a live socket or SSE stream on any instance: here, or listed by a live
-   * instance in the store (a socket closed elsewhere leaves that list at the end of its grace period).
+   * instance in the store (a socket closed elsewhere leaves that list at the end of its grace period;
+   * an instance that stopped beating, killed or cut off, lists none a few seconds on, nor for a user
+   * once it was last heard from longer than `heardWithinMs` ago: for the tail, since a message was sent).
    * @throws when the store cannot be reached (the caller must not take everyone for offline).
    */
-  async connected(userIds: string[]): Promise<Set<string>> {
+  async connected(userIds: string[], heardWithinMs?: (userId: string) => number): Promise<Set<string>> {
     const out = new Set(userIds.filter((u) => this.sockets.has(u)));
     const rest = userIds.filter((u) => !out.has(u));
-    if (rest.length) for (const u of await this.store.withSockets(rest, Date.now())) out.add(u);
+    const silent = this.beatEveryMs * BEATS_MISSED;
+    const users = rest.map((userId) => ({ userId, heardWithinMs: Math.min(silent, heardWithinMs?.(userId) ?? silent) }));
+    if (users.length) for (const u of await this.store.withSockets(users, Date.now())) out.add(u);
     return out;
   }
 

@@ -102,8 +102,14 @@ export interface PresenceStore {
   addSocket(instanceId: string, userId: string, ttlMs: number): Promise<void>;
   /** Replaces this instance's live-socket users, valid for `ttlMs`: a crashed instance's list dies with it. */
   setInstanceSockets(instanceId: string, userIds: string[], ttlMs: number): Promise<void>;
-  /** Of `userIds`, those holding a socket or SSE stream on a live instance (the memory store knows none: its one instance asks itself). */
-  withSockets(userIds: string[], now: number): Promise<string[]>;
+  /**
+   * Of these users, those holding a socket or SSE stream on a live instance (the memory store knows
+   * none: its one instance asks itself). For each, an instance last heard from (see `beat`) more than
+   * `heardWithinMs` ago does not count, whatever its list's expiry: killed, it stops beating at once.
+   */
+  withSockets(users: { userId: string; heardWithinMs: number }[], now: number): Promise<string[]>;
+  /** This instance is alive now, by the store's clock (one command a beat). */
+  beat(instanceId: string): Promise<void>;
   /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
@@ -114,6 +120,8 @@ const INSTANCES = '{presence}:instances';
 const SOCKETS_PREFIX = '{presence}:sockets:';
 const SESSIONS_PREFIX = '{presence}:sessions:';
 const HIDDEN = '{presence}:hidden';
+/** Each instance's last beat, in the store's milliseconds (see beat). */
+const BEATS = '{presence}:beats';
 /** The transitions' counter (see PresenceStore). */
 const SEQ = '{presence}:seq';
 /** Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without persistence) lacks it. */
@@ -317,16 +325,43 @@ end
 out[#out + 1] = #ids / 2
 return out`;
 
-// KEYS: active, online, instances (as HELD reads them). ARGV: now, userIds... Returns those a live instance lists.
-const WITH_SOCKETS = `${HELD}
-local instances = live_instances(ARGV[1], '')
+// The store's clock in milliseconds: beats are written and read by it, so hosts' clocks never disagree here.
+const CLOCK = `
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`;
+
+// KEYS: beats. ARGV: instanceId. A beat an hour old is a gone instance's: dropped.
+const BEAT = `${CLOCK}
+local now = clock()
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)`;
+
+// KEYS: active, online, instances, beats. ARGV: now, then userId, heardWithinMs pairs. Returns the
+// users an instance lists whose list is unexpired and whose beat is recent enough for that user (one
+// with no beat, an instance of an older release or before its first, counts by its list alone).
+const WITH_SOCKETS = `${CLOCK}
+local P = string.sub(KEYS[1], 1, #KEYS[1] - ${ACTIVE.length})
+local at = clock()
+local lists, beats = {}, {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
+  lists[#lists + 1] = P .. '${SOCKETS_PREFIX}' .. id
+  beats[#beats + 1] = tonumber(redis.call('ZSCORE', KEYS[4], id) or at)
+end
 local out = {}
-for i = 2, #ARGV do
-  if held(instances, ARGV[i]) then out[#out + 1] = ARGV[i] end
+for i = 2, #ARGV, 2 do
+  local since = at - tonumber(ARGV[i + 1])
+  for k = 1, #lists do
+    if beats[k] >= since and redis.call('SISMEMBER', lists[k], ARGV[i]) == 1 then
+      out[#out + 1] = ARGV[i]
+      break
+    end
+  end
 end
 return out`;
 
-const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS };
+const SCRIPTS = { TOUCH_SESSIONS, SET_HIDDEN, REMOVE, END_SESSION, SOCKETS_GONE, EXPIRE, WITH_SOCKETS, BEAT };
 
 const gone = (n: number): Gone => (n === 1 ? 'hidden' : n > 1 ? n : false);
 type ScriptName = keyof typeof SCRIPTS;
@@ -497,10 +532,18 @@ export class RedisPresenceStore implements PresenceStore {
     await multi.exec();
   }
 
-  async withSockets(userIds: string[], now: number): Promise<string[]> {
+  async withSockets(users: { userId: string; heardWithinMs: number }[], now: number): Promise<string[]> {
     const out: string[] = [];
-    for (let i = 0; i < userIds.length; i += 1000) out.push(...(await this.run<string[]>('WITH_SOCKETS', [ACTIVE, ONLINE, INSTANCES], [now, ...userIds.slice(i, i + 1000)])));
+    for (let i = 0; i < users.length; i += 1000) {
+      const args: (string | number)[] = [now];
+      for (const u of users.slice(i, i + 1000)) args.push(u.userId, Math.round(u.heardWithinMs));
+      out.push(...(await this.run<string[]>('WITH_SOCKETS', [ACTIVE, ONLINE, INSTANCES, BEATS], args)));
+    }
     return out;
+  }
+
+  async beat(instanceId: string): Promise<void> {
+    await this.run('BEAT', [BEATS], [instanceId]);
   }
 
   async claim(key: string, ttlMs: number): Promise<boolean> {
@@ -595,6 +638,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async withSockets() {
     return [];
   }
+  async beat() {}
   async claim(key: string, ttlMs: number) {
     const now = Date.now();
     for (const [k, until] of this.locks) if (until <= now) this.locks.delete(k);
