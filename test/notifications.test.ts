@@ -235,14 +235,16 @@ describe('notifications', () => {
     expect(receiver.of(bo.id).slice(1).map((e) => e.body.kind)).toEqual(['MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION']);
   });
 
-  it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, or left the conversation of, after it was written, nor one of an invitation declined', async () => {
+  it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, left the conversation of or read, after it was written, nor one of an invitation declined', async () => {
     // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
-    const [al, muting, quiet, barrier, blocking, leaving, declining, again] = await Promise.all(Array.from({ length: 8 }, () => signup(s.url)));
-    const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier, leaving] });
+    const [al, muting, quiet, barrier, blocking, leaving, declining, again, reading] = await Promise.all(Array.from({ length: 9 }, () => signup(s.url)));
+    const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier, leaving, reading] });
     await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
     // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
-    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 4, 5000);
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 5, 5000);
+    // Read over HTTP, with no socket: nothing is new to them any more.
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: group.id } }, reading.token));
     await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { groupId: group.id } }, muting.token));
     await ok(gql(s.url, SET_LEVEL, { level: 'NONE' }, quiet.token));
     // Who left is told nothing more.
@@ -261,7 +263,7 @@ describe('notifications', () => {
     await ok(gql(s.url, INVITE, { g: secret.id, u: again.id }, al.token));
     await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
     await sleep(QUIET_MS);
-    expect([muting, quiet, blocking, leaving, declining].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], []]);
+    expect([muting, quiet, blocking, leaving, declining, reading].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], [], []]);
     expect(receiver.of(again.id).map((e) => e.body.kind)).toEqual(['GROUP_INVITE']);
   });
 

@@ -91,6 +91,8 @@ export interface ClaimedEvent {
   now_unmentioned: boolean | null;
   /** Whether its preview's message is a reply kept in its thread (told to the thread's followers, not to the conversation). */
   now_thread_only: boolean;
+  /** Whether the recipient's read marker of the conversation has reached its newest message (a timeline one) since. */
+  now_read: boolean;
 }
 
 /** Timestamps come back from raw queries as text: the rows' own fields as Dates. */
@@ -331,7 +333,10 @@ export const notificationRepository = {
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview,
               case when c.kind = 'MENTION' and c.covered is not null
                    then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
-              coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only
+              coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only,
+              coalesce(c.kind in ('MESSAGE', 'MENTION') and (pm.parent_id is null or pm.also_in_conversation) and exists (
+                select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
+                   and rm.last_read_at is not null and (pm.created_at, pm.id) <= (rm.last_read_at, rm.last_read_message_id)), false) as now_read
          from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
          left join users u on u.id = coalesce(pm.sender_id, c.sender_id) join users r on r.id = c.recipient_id`,
       [leaseSeconds, limit],
