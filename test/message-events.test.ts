@@ -330,6 +330,32 @@ describeRedis('message events on two instances', () => {
     expect(rows.values.map((v: any) => v.conversationUpdated.lastMessage.content)).toEqual(['second edit']);
     hold.restore();
   });
+
+  it("should tell a member the mention badge an edit changed when its row arrives after a newer edit's that changed no one's mentions", async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Badges crossing', [bob]);
+    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const rows = await listen(b, bob, 'subscription { conversationUpdated { unreadMentionCount lastMessage { content } } }');
+    const seen = () => rows.values.map((v: any) => [v.conversationUpdated.unreadMentionCount, v.conversationUpdated.lastMessage.content]);
+    await ok(gql(a.url, EDIT, { m: m.id, t: `hi @${bob.username}` }, alice.token));
+    await rows.nth(1);
+    // The edit taking the mention back is held on A; the next one, which changes no mentions, goes out from B.
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.ConversationUpdated);
+    const unmention = gql(a.url, EDIT, { m: m.id, t: 'hi' }, alice.token);
+    await eventually(() => hold.held());
+    await ok(gql(b.url, EDIT, { m: m.id, t: 'hi!' }, alice.token));
+    await rows.nth(2);
+    hold.release();
+    await ok(unmention);
+    // The held row is older: its text is not shown, but Bob's badge it carried is, with the newest text.
+    expect((await rows.nth(3)).conversationUpdated).toEqual({ unreadMentionCount: 0, lastMessage: { content: 'hi!' } });
+    await rows.settle(300);
+    expect(seen()).toEqual([[1, `hi @${bob.username}`], [1, 'hi!'], [0, 'hi!']]);
+    expect((await ok(gql(b.url, 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount } }', { c: { groupId: g } }, bob.token))).conversation.unreadMentionCount).toBe(0);
+    hold.restore();
+  });
 });
 
 /**
