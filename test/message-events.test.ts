@@ -390,6 +390,37 @@ describeRedis('message events under concurrent reactions', () => {
   });
 });
 
+describeRedis('pins crossing edits on two instances', () => {
+  it.each([
+    ['PINNED', 'pinMessage'],
+    ['UNPINNED', 'unpinMessage'],
+  ])("should still tell %s, with the newest text, when it arrives after an edit made just after it", async (kind, mutation) => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Pins crossing', [bob]);
+    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    if (kind === 'UNPINNED') await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: m.id }, alice.token));
+    const events = await listen(b, bob, 'subscription { messageEvent { kind message { content pinnedAt } } }');
+    // A's event of the pin (or unpin) is held (a slow instance); B's of the edit just after it goes out.
+    const hold = holdNextPublishOf(a.services.pubsub, Topic.MessageEvent);
+    const pinning = gql(a.url, `mutation($m: ID!) { ${mutation}(messageId: $m) { id } }`, { m: m.id }, alice.token);
+    await eventually(() => hold.held());
+    await ok(gql(b.url, EDIT, { m: m.id, t: 'edited' }, alice.token));
+    await events.nth(1);
+    hold.release();
+    await ok(pinning);
+    // Older than the edit, it still goes, as the message now is (a client keeps its pinned bar from these).
+    const told = (await events.nth(2)).messageEvent;
+    expect(told.kind).toBe(kind);
+    expect(told.message.content).toBe('edited');
+    expect(told.message.pinnedAt === null).toBe(kind === 'UNPINNED');
+    await events.settle(300);
+    expect(events.values.map((v) => v.messageEvent.kind)).toEqual(['EDITED', kind]);
+    hold.restore();
+  });
+});
+
 describe('message events behind their message', () => {
   it("should deliver an edit or deletion of a message still held in its line (one before it on its way) after the message, not before it", async () => {
     const s = await createTestServer();

@@ -549,6 +549,45 @@ export class BadgeVersions {
   }
 }
 
+/**
+ * Per message, the newest messageEvent delivered and the version of the newest pin or unpin. A pin
+ * read and published after an edit made just after it arrived after the edit's event and was dropped
+ * as older: subscribers that keep the pinned bar from PINNED and UNPINNED never heard of it (an
+ * outside probe: 4 of 30 rounds).
+ */
+export class LatePins {
+  private readonly newest: LRUCache<string, { event: MessageEventPayload; pinVersion: number }>;
+
+  constructor(opts: { max: number; ttlMs: number } = { max: 10_000, ttlMs: 60_000 }) {
+    this.newest = boundedLru({ max: opts.max, ttlMs: opts.ttlMs });
+  }
+
+  /** An event as new as any seen of its message, delivered. */
+  delivered(e: MessageEventPayload): void {
+    const known = this.newest.get(e.message.id);
+    const pin = e.kind === 'PINNED' || e.kind === 'UNPINNED';
+    this.newest.set(e.message.id, { event: e, pinVersion: pin ? e.message.version! : (known?.pinVersion ?? -1) });
+  }
+
+  /**
+   * An event older than one delivered: a pin or unpin no older than any delivered (the same version:
+   * a direct message's copy on the other user's channel) goes as itself with the newest message (its
+   * pin as this event read it: no newer pin or unpin came); anything else is dropped.
+   */
+  late(e: MessageEventPayload): MessageEventPayload | undefined {
+    if (e.kind !== 'PINNED' && e.kind !== 'UNPINNED') return undefined;
+    const known = this.newest.get(e.message.id);
+    if (!known || known.pinVersion > e.message.version! || known.event.kind === 'DELETED') return undefined;
+    known.pinVersion = e.message.version!;
+    const message = Object.assign({}, known.event.message, { pin: e.message.pin });
+    return Object.assign({}, known.event, { kind: e.kind, message, replySenderId: undefined });
+  }
+
+  clear(): void {
+    this.newest.clear();
+  }
+}
+
 /** Where ordered events go: the hub's dispatch (see Hub). */
 export interface Dispatcher {
   dispatch(topic: Topic, payload: unknown, channel: string | undefined, keyedOnly?: boolean): void;
@@ -593,6 +632,8 @@ export class EventOrder {
   readonly versions = new NewestVersions();
   /** Who a message's sidebar rows told their badge, and at which version. */
   readonly badges = new BadgeVersions();
+  /** Pins and unpins that came after a newer event of their message. */
+  readonly pins = new LatePins();
   /** Users' presence transitions, apart: a sweep's thousands would push the messages' out. */
   readonly presence = new NewestVersions();
   /** When this instance took a channel (see fillFrom). */
@@ -671,9 +712,17 @@ export class EventOrder {
    */
   admit(topic: Topic, payload: unknown, channel: string | undefined): void {
     if (topic === Topic.MessageEvent) {
-      const m = (payload as MessageEventPayload).message;
+      let m = (payload as MessageEventPayload).message;
       // A direct message's copies (one per user's channel) carry the same version, and pass alike.
-      if (typeof m.version === 'number' && !this.versions.fresh(m.id, m.version)) return;
+      if (typeof m.version === 'number') {
+        if (this.versions.fresh(m.id, m.version)) this.pins.delivered(payload as MessageEventPayload);
+        else {
+          const told = this.pins.late(payload as MessageEventPayload);
+          if (!told) return;
+          payload = told;
+          m = told.message;
+        }
+      }
       if (this.behindItsMessage(m, { topic, payload, channel, keyedOnly: false })) return;
     } else if (topic === Topic.ReadReceipt) {
       // A user's marks close together: the receipt of an earlier one after a later one's is dropped.
@@ -812,6 +861,7 @@ export class EventOrder {
     this.lines.dispose();
     this.versions.clear();
     this.badges.clear();
+    this.pins.clear();
     this.presence.clear();
   }
 
