@@ -44,6 +44,7 @@ const M = {
   unban: 'mutation($g: ID!, $u: ID!) { unbanFromGroup(groupId: $g, userId: $u) { id } }',
   react: 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }',
   pin: 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }',
+  unpin: 'mutation($m: ID!) { unpinMessage(messageId: $m) { id } }',
   message: 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { id content deletedAt pinnedAt reactions { emoji count } } } } }',
 };
 
@@ -412,6 +413,25 @@ describe('races', () => {
       expect(ids((await ok(run(s, M.friends, {}, n))).friends)).toEqual([]);
       expect(codeOf(await run(s, M.dm, { u: m.id }, n))).toBe('FORBIDDEN');
       await ok(run(s, M.unblock, { u: n.id }, m));
+    }
+  });
+
+  it("should end a messageEvent subscriber's last pin or unpin on the message's stored pin when pins and unpins cross", async () => {
+    const s = await createTestServer();
+    const users = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(run(s, M.create, { n: 'pins crossing', p: false }, users[0]))).createGroup.id;
+    for (const u of users.slice(1)) await ok(run(s, M.join, { g }, u));
+    const events = await listen(s, users[1], 'subscription($g: ID!) { messageEvent(conversation: { groupId: $g }) { kind message { id content pinnedAt } } }', { g });
+    for (let i = 0; i < TRIALS; i++) {
+      const m = (await ok(run(s, M.post, { g, c: `pin me ${i}` }, users[0]))).sendMessage.id;
+      await Promise.all(Array.from({ length: 16 }, (_, k) => ok(run(s, k % 2 ? M.unpin : M.pin, { m }, users[k % 3]))));
+      // Every pin's event was published before its answer: an edit published after them is a barrier.
+      await ok(run(s, M.edit, { m, c: `pinned or not ${i}` }, users[0]));
+      await eventually(() => events.values.some((v) => v.messageEvent.message.content === `pinned or not ${i}`));
+      const stored = (await ok(run(s, M.message, { g }, users[1]))).history.edges[0].node;
+      const pins = events.values.map((v) => v.messageEvent).filter((e) => e.message.id === m && (e.kind === 'PINNED' || e.kind === 'UNPINNED'));
+      // What a client keeps from PINNED and UNPINNED is what is stored; each event's kind says what its message shows.
+      expect([pins.at(-1)?.kind, pins.every((e) => (e.kind === 'PINNED') === (e.message.pinnedAt !== null))]).toEqual([stored.pinnedAt ? 'PINNED' : 'UNPINNED', true]);
     }
   });
 

@@ -130,6 +130,10 @@ export class PinService {
     if (!row) throw new MessageGoneError();
     const [pin] = await this.pinsOf(em, [id]);
     const message: MessageType = { ...toMessageType(row), reactionList: row.reaction_list, pin };
+    // A pin or unpin committed since, read here, makes this event's kind contradict the pin it carries:
+    // that change's own event tells the state, and this one is told to no one (an outside probe saw
+    // UNPINNED last, with the message pinned).
+    if ((kind === 'PINNED') !== !!pin) return message;
     const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return message;
