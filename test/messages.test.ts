@@ -208,6 +208,9 @@ describe('sending and history', () => {
       const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'reply', parentId, clientMessageId: 'k-4' } }, a.token);
       expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['CONFLICT', 'clientMessageId']);
     }
+    // Sent to the conversation too where the first was kept in its thread: another message.
+    const also = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'reply', parentId: rootOne.id, alsoInConversation: true, clientMessageId: 'k-4' } }, a.token);
+    expect([codeOf(also), also.errors?.[0].extensions?.field]).toEqual(['CONFLICT', 'clientMessageId']);
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(crossed);
     // An empty toUserId names no one, on the retry as on the first send.
     const p = (await buildProject(s.url, a, { title: 'Retries' })).id;

@@ -88,7 +88,7 @@ function readBack(r: MessageRow): MessagePayload {
 async function retryOf(
   em: EntityManager,
   first: MessageRow,
-  input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null },
+  input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null; alsoInConversation?: boolean | null },
 ): Promise<MessageType> {
   // An empty id names nothing, as when the message was sent.
   const id = (v: string | null | undefined) => (v ? v.toLowerCase() : null);
@@ -119,6 +119,8 @@ async function retryOf(
   const parent = id(input.parentId);
   let sameThread = parent === null ? first.parent_id === null : first.parent_id !== null;
   if (sameThread && parent !== null && parent !== first.parent_id) sameThread = isId(parent) && (await messageRepository.byId(em, parent))?.parent_id === first.parent_id;
+  // A reply sent to the conversation too, or kept in its thread, as the first was.
+  if (sameThread && parent !== null && !!input.alsoInConversation !== !!first.also_in_conversation) sameThread = false;
   if (!sameTarget || !sameText || !sameFile || !sameThread) throw new ConflictError('This clientMessageId was already used for another message.', 'clientMessageId');
   return toMessageType(first);
 }
