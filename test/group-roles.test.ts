@@ -487,6 +487,35 @@ describeRedis('group roles', () => {
       hold.restore();
       expect(events.values.map((v) => v.groupEvent.kind)).toEqual(['ROLE_CHANGED', 'RENAMED', 'ROLE_CHANGED']);
     });
+
+    it('should show in each rename and slow mode change the value it set, when the next change lands before it is delivered', async () => {
+      const w = await world(a, b);
+      const { owner, member } = w.users;
+      const events = await listen(b, member, 'subscription { groupEvent { kind group { name slowModeSeconds } } }');
+      await ok(run(a, M.slow, { g: w.group, s: 5 }, owner));
+      await events.nth(1);
+      // Each change's publish held on A (a slow instance) while the next one commits on B.
+      for (const [first, next] of [
+        [{ q: M.slow, v: { s: 10 } }, { q: M.slow, v: { s: 20 } }],
+        [{ q: M.rename, v: { n: 'First name' } }, { q: M.rename, v: { n: 'Second name' } }],
+      ]) {
+        const hold = holdNextPublishOf(a.services.pubsub, Topic.GroupEvent);
+        const held = run(a, first.q, { g: w.group, ...first.v }, owner);
+        await eventually(() => hold.held());
+        await ok(run(b, next.q, { g: w.group, ...next.v }, owner));
+        hold.release();
+        await ok(held);
+        hold.restore();
+      }
+      await events.nth(5);
+      expect(events.values.map((v) => [v.groupEvent.kind, v.groupEvent.group.slowModeSeconds, v.groupEvent.group.name])).toEqual([
+        ['SLOW_MODE_CHANGED', 5, expect.any(String)],
+        ['SLOW_MODE_CHANGED', 10, expect.any(String)],
+        ['SLOW_MODE_CHANGED', 20, expect.any(String)],
+        ['RENAMED', 20, 'First name'],
+        ['RENAMED', 20, 'Second name'],
+      ]);
+    });
   });
 
   describe('slow mode', () => {

@@ -8,7 +8,7 @@ export function toGroupType(g: Group): GroupType {
 }
 
 export function payloadToGroupEventType(e: GroupEventPayload): GroupEventType {
-  return { kind: e.kind as GroupEventKind, groupId: e.groupId, createdAt: new Date(e.createdAt), userId: e.userId };
+  return { kind: e.kind as GroupEventKind, groupId: e.groupId, createdAt: new Date(e.createdAt), userId: e.userId, name: e.name, slowModeSeconds: e.slowModeSeconds };
 }
 
 /** A user's role from their membership row (null: not a member) and the group's owner. */

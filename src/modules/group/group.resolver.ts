@@ -208,7 +208,11 @@ export class GroupEventResolver {
   @FieldResolver(() => GroupType, { nullable: true, description: 'Null once the group is gone or out of sight.' })
   async group(@Root() e: GroupEventType, @Ctx() ctx: Context): Promise<GroupType | null> {
     const g = await ctx.services.groups.find(ctx.em, e.groupId, viewerOf(ctx).userId);
-    return g ? toGroupType(g) : null;
+    if (!g) return null;
+    const t = toGroupType(g);
+    if (e.name !== undefined) t.name = e.name;
+    if (e.slowModeSeconds !== undefined) t.slowModeSeconds = e.slowModeSeconds;
+    return t;
   }
 
   @FieldResolver(() => UserType, { nullable: true })

@@ -611,10 +611,21 @@ export class GroupService {
 
   /** A group event, placed after the group's earlier ones (its transaction holds the group's row from here on). */
   private async event(em: EntityManager, outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): Promise<void> {
-    this.tell(outbox, kind, group, userId, audience, await groupRepository.nextEventPosition(em, group.id));
+    const pos = await groupRepository.nextEventPosition(em, group.id);
+    // What a rename or a slow mode change set travels with it, under the group's lock.
+    const state = kind === 'RENAMED' || kind === 'SLOW_MODE_CHANGED' ? { name: group.name, slowModeSeconds: group.slowModeSeconds ?? 0 } : undefined;
+    this.tell(outbox, kind, group, userId, audience, pos, state);
   }
 
-  private tell(outbox: Outbox, kind: GroupEventPayload['kind'], group: Pick<Group, 'id' | 'isPrivate'>, userId: string | null, audience: string[] | null, pos: number): void {
-    outbox.add(Topic.GroupEvent, { kind, groupId: group.id, isPrivate: group.isPrivate, userId, audience, createdAt: new Date().toISOString(), pos });
+  private tell(
+    outbox: Outbox,
+    kind: GroupEventPayload['kind'],
+    group: Pick<Group, 'id' | 'isPrivate'>,
+    userId: string | null,
+    audience: string[] | null,
+    pos: number,
+    state?: Pick<GroupEventPayload, 'name' | 'slowModeSeconds'>,
+  ): void {
+    outbox.add(Topic.GroupEvent, Object.assign({ kind, groupId: group.id, isPrivate: group.isPrivate, userId, audience, createdAt: new Date().toISOString(), pos }, state));
   }
 }

@@ -53,6 +53,9 @@ export class GroupEventType {
   @Field(() => IdScalar) groupId!: string;
   @Field(() => Date) createdAt!: Date;
   userId!: string | null;
+  /** As the change left them (RENAMED, SLOW_MODE_CHANGED): shown in `group` over what is read at delivery. */
+  name?: string;
+  slowModeSeconds?: number;
 }
 
 @ArgsType()

@@ -255,6 +255,12 @@ export interface GroupEventPayload {
   createdAt: string;
   /** The event's place among the group's (groups.event_seq, in commit order); absent from a release before it. */
   pos?: number;
+  /**
+   * RENAMED and SLOW_MODE_CHANGED: the group's name and slow mode as the change left it (its `group`
+   * is read as it is delivered, and two changes close together both showed the second's value).
+   */
+  name?: string;
+  slowModeSeconds?: number;
 }
 
 /** A new report, with who may see it (read when it was made). */
