@@ -353,6 +353,26 @@ describe('notifications', () => {
     expect(receiver.of(b.id).filter((e) => e.body.kind === 'MESSAGE').map((e) => [e.body.count, e.body.preview])).toEqual([[2, 'within the window']]);
   });
 
+  it('should not send a reply\'s THREAD_REPLY to a follower who read the thread since it was written', async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
+    const [owner, reading, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, owner, { members: [reading, barrier] });
+    const root = await sendMessage(s.url, owner.token, { groupId: group.id, content: 'root' });
+    for (const u of [reading, barrier]) await sendMessage(s.url, u.token, { groupId: group.id, content: 'following', parentId: root.id });
+    // Told of each other's replies (Reading of Barrier's, the last written), then nothing left to send.
+    await eventually(() => receiver.of(reading.id).some((e) => e.body.kind === 'THREAD_REPLY'), 15_000);
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING'"))[0].n === 0, 10_000);
+    receiver.got.length = 0;
+    await sendMessage(s.url, owner.token, { groupId: group.id, content: 'a reply', parentId: root.id });
+    // Written for both followers, not yet due; one reads the thread over HTTP.
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where state = 'PENDING' and kind = 'THREAD_REPLY'"))[0].n === 2, 8000);
+    await ok(gql(s.url, 'mutation($m: ID!) { markThreadRead(messageId: $m) { id } }', { m: root.id }, reading.token));
+    await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(barrier.id)[0].body).toMatchObject({ kind: 'THREAD_REPLY', preview: 'a reply' });
+    expect(receiver.of(reading.id)).toEqual([]);
+  });
+
   it('should notify no one who left, was removed or banned of replies in threads they followed', async () => {
     const s = await serverFor(receiver);
     const [owner, stays, leaves, removed, banned] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

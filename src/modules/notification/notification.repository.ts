@@ -91,7 +91,10 @@ export interface ClaimedEvent {
   now_unmentioned: boolean | null;
   /** Whether its preview's message is a reply kept in its thread (told to the thread's followers, not to the conversation). */
   now_thread_only: boolean;
-  /** Whether the recipient's read marker of the conversation has reached its newest message (a timeline one) since. */
+  /**
+   * Whether the recipient has read its newest message since: the conversation's read marker for a
+   * timeline message, the thread's for a reply (markThreadRead, or a reply of their own).
+   */
   now_read: boolean;
 }
 
@@ -334,9 +337,12 @@ export const notificationRepository = {
               case when c.kind = 'MENTION' and c.covered is not null
                    then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
               coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only,
-              coalesce(c.kind in ('MESSAGE', 'MENTION') and (pm.parent_id is null or pm.also_in_conversation) and exists (
-                select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
-                   and rm.last_read_at is not null and (pm.created_at, pm.id) <= (rm.last_read_at, rm.last_read_message_id)), false) as now_read
+              coalesce(c.kind in ('MESSAGE', 'MENTION', 'THREAD_REPLY') and (
+                ((pm.parent_id is null or pm.also_in_conversation) and exists (
+                  select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
+                     and rm.last_read_at is not null and (pm.created_at, pm.id) <= (rm.last_read_at, rm.last_read_message_id)))
+                or (pm.parent_id is not null and exists (
+                  select 1 from thread_members tr where tr.root_id = pm.parent_id and tr.user_id = c.recipient_id and tr.read_at >= pm.created_at))), false) as now_read
          from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
          left join users u on u.id = coalesce(pm.sender_id, c.sender_id) join users r on r.id = c.recipient_id`,
       [leaseSeconds, limit],

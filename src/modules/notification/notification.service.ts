@@ -345,7 +345,8 @@ export class NotificationService {
         // or it no longer concerns them: who left, was removed or banned is told nothing more; an
         // invitation or a request answered, withdrawn or gone with its group or sender tells nothing.
         if (e.now_blocked || e.now_outdated) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
-        // Or read since, on another device or over HTTP alone (a reply moves the marker too): nothing is new to them.
+        // Or read since, on another device or over HTTP alone (a message of their own moves the marker
+        // too; a thread's reply, its thread's marker): nothing is new to them.
         if (e.now_read) return repo.finish(em, e.id, e.attempts, 'SKIPPED');
         const body = JSON.stringify(toWebhookEvent({ ...e, kind }, unread.get(e.recipient_id) ?? 0));
         const posted = await postEvent(this.target!, this.env.WEBHOOK_SECRET!, body, this.stopping.signal);
