@@ -291,13 +291,19 @@ describe('editing, deleting and reacting', () => {
   });
 });
 
+/** Two instances on one Redis, Alice and Bob in a group, and Alice's message there, sent through A. */
+async function twoInstancesAndAMessage(group: string, content: string) {
+  const a = await createTestServer();
+  const b = await createTestServer({}, { clean: false });
+  const [alice, bob] = [await signup(a.url), await signup(a.url)];
+  const g = await groupWith(a.url, alice, group, [bob]);
+  const m = await sendMessage(a.url, alice.token, { groupId: g, content });
+  return { a, b, alice, bob, g, m };
+}
+
 describeRedis('message events on two instances', () => {
   it('should deliver an edit, a reaction and a deletion made on B to a subscriber on A once each', async () => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Both', [bob]);
-    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'one' });
+    const { a, b, alice, bob, g, m } = await twoInstancesAndAMessage('Both', 'one');
     const later = await sendMessage(a.url, alice.token, { groupId: g, content: 'later' });
     const events = await listen(a, bob, EVENTS);
     await ok(gql(b.url, EDIT, { m: m.id, t: 'two' }, alice.token));
@@ -311,11 +317,7 @@ describeRedis('message events on two instances', () => {
   });
 
   it("should end a sidebar row on the last message's newest text when two edits' rows arrive the other way round", async () => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Edits crossing', [bob]);
-    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Edits crossing', 'draft');
     const rows = await listen(b, bob, 'subscription { conversationUpdated { lastMessage { id content } } }');
     // A's sidebar row of the first edit is held (a slow instance), while B's of the second goes out.
     const hold = holdNextPublishOf(a.services.pubsub, Topic.ConversationUpdated);
@@ -332,11 +334,7 @@ describeRedis('message events on two instances', () => {
   });
 
   it("should tell a member the mention badge an edit changed when its row arrives after a newer edit's that changed no one's mentions", async () => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Badges crossing', [bob]);
-    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const { a, b, alice, bob, g, m } = await twoInstancesAndAMessage('Badges crossing', 'draft');
     const rows = await listen(b, bob, 'subscription { conversationUpdated { unreadMentionCount lastMessage { content } } }');
     const seen = () => rows.values.map((v: any) => [v.conversationUpdated.unreadMentionCount, v.conversationUpdated.lastMessage.content]);
     await ok(gql(a.url, EDIT, { m: m.id, t: `hi @${bob.username}` }, alice.token));
@@ -395,11 +393,7 @@ describeRedis('pins crossing edits on two instances', () => {
     ['PINNED', 'pinMessage'],
     ['UNPINNED', 'unpinMessage'],
   ])("should still tell %s, with the newest text, when it arrives after an edit made just after it", async (kind, mutation) => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Pins crossing', [bob]);
-    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Pins crossing', 'draft');
     if (kind === 'UNPINNED') await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: m.id }, alice.token));
     const events = await listen(b, bob, 'subscription { messageEvent { kind message { content pinnedAt } } }');
     // A's event of the pin (or unpin) is held (a slow instance); B's of the edit just after it goes out.
