@@ -218,6 +218,55 @@ describe('sending and history', () => {
     expect((await send(s.url, a.token, { projectId: p, toUserId: '', content: 'to all', clientMessageId: 'k-2' })).id).toBe(open.id);
   });
 
+  it('should hold a retry to what its send carried after the message was edited or deleted', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const edit = (m: string, content: string) => ok(gql(s.url, 'mutation($m: ID!, $c: String!) { editMessage(messageId: $m, content: $c) { id } }', { m, c: content }, a.token));
+    const remove = (m: string) => ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m }, a.token));
+    const conflict = async (input: Record<string, unknown>) => {
+      const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, ...input } }, a.token);
+      expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['CONFLICT', 'clientMessageId']);
+    };
+    // Edited twice: the retry is the text sent, not either edit, nor another text.
+    const edited = await send(s.url, a.token, { groupId: lobby, content: 'original', clientMessageId: 'e-1' });
+    await edit(edited.id, 'changed');
+    await edit(edited.id, 'changed again');
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const content of ['changed', 'changed again', 'third']) await conflict({ content, clientMessageId: 'e-1' });
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await send(s.url, a.token, { groupId: lobby, content: '  original ', clientMessageId: 'e-1' })).id).toBe(edited.id);
+    // Deleted: its text and file are gone from its row, yet another text or file is another message.
+    const file = (text: string) => ({ fileName: 'notes.txt', base64: Buffer.from(text).toString('base64') });
+    const filed = await send(s.url, a.token, { groupId: lobby, content: 'with a file', attachment: file('draft'), clientMessageId: 'e-2' });
+    await remove(filed.id);
+    const plain = await send(s.url, a.token, { groupId: lobby, content: 'del-me', clientMessageId: 'e-3' });
+    await remove(plain.id);
+    // Edited, then deleted: the first change kept the send.
+    const both = await send(s.url, a.token, { groupId: lobby, content: 'first words', clientMessageId: 'e-4' });
+    await edit(both.id, 'second words');
+    await remove(both.id);
+    const deleted = await snapshot(s.env.DATABASE_URL!);
+    for (const input of [
+      { content: 'with a file', attachment: file('DRAFT'), clientMessageId: 'e-2' },
+      { content: 'with a file', attachment: { ...file('draft'), fileName: 'other.txt' }, clientMessageId: 'e-2' },
+      { content: 'with a file', clientMessageId: 'e-2' },
+      { content: 'other text', attachment: file('draft'), clientMessageId: 'e-2' },
+      { content: 'totally different', clientMessageId: 'e-3' },
+      { content: 'second words', clientMessageId: 'e-4' },
+    ])
+      await conflict(input);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(deleted);
+    for (const [input, m] of [
+      [{ content: 'with a file', attachment: file('draft'), clientMessageId: 'e-2' }, filed],
+      [{ content: 'del-me', clientMessageId: 'e-3' }, plain],
+      [{ content: 'first words', clientMessageId: 'e-4' }, both],
+    ] as const) {
+      const again = await send(s.url, a.token, { groupId: lobby, ...input });
+      expect([again.id, again.content]).toEqual([m.id, null]);
+    }
+  });
+
   it("should answer a retry as a new send would for a sender who lost the conversation: nothing of what happened there since", async () => {
     const s = await createTestServer();
     const [owner, rita, ben, mary, pal] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

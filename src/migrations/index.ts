@@ -25,6 +25,7 @@ import { Migration20261127100000_RetiredUsernames } from './Migration20261127100
 import { Migration20261127110000_SessionExpiry } from './Migration20261127110000_SessionExpiry';
 import { Migration20261127190000_GroupEventPosition } from './Migration20261127190000_GroupEventPosition';
 import { Migration20261128000000_NameSearch } from './Migration20261128000000_NameSearch';
+import { Migration20261128140000_SentDigest } from './Migration20261128140000_SentDigest';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -54,4 +55,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127110000_SessionExpiry', class: Migration20261127110000_SessionExpiry },
   { name: 'Migration20261127190000_GroupEventPosition', class: Migration20261127190000_GroupEventPosition },
   { name: 'Migration20261128000000_NameSearch', class: Migration20261128000000_NameSearch },
+  { name: 'Migration20261128140000_SentDigest', class: Migration20261128140000_SentDigest },
 ];

@@ -74,6 +74,10 @@ export class Message {
   @Property({ type: 'string', length: 64, nullable: true })
   clientMessageId?: string | null;
 
+  /** With a clientMessageId, once edited or deleted: what the send carried (`sentDigest`), which its retries must match. */
+  @Property({ type: 'blob', nullable: true, lazy: true })
+  sentDigest?: Buffer | null;
+
   /**
    * Its place among the messages every member of the conversation sees (ConversationHead.seq
    * when it was sent); a project's private message, which is not one of them, holds the seq of

@@ -249,6 +249,18 @@ function batchText(record: { before: Sql; after: Sql; states: Sql }, mentions?: 
   return text;
 }
 
+/**
+ * A message's send, kept when its text or file first changes (an edit, a deletion) if it has a
+ * clientMessageId, for the retries of that send to match (`sentDigest` in message.service.ts
+ * computes the same from a retry). Only the first change writes it, and not over an edit of a
+ * release before it (edited_at set, no digest): that text is no longer the send's. Salted by the
+ * message's id, so equal texts don't share a digest.
+ */
+const SENT_DIGEST = `case when m.client_message_id is not null and m.sent_digest is null and m.edited_at is null
+  then sha256(convert_to(m.id::text || E'\\n' || coalesce(m.content, '') || E'\\n'
+    || coalesce((select a.file_name || E'\\n' || a.size || E'\\n' || encode(sha256(a.data), 'hex') from attachments a where a.id = m.attachment_id), ''), 'UTF8'))
+  else m.sent_digest end`;
+
 export const messageRepository = {
   /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
   async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean> {
@@ -435,7 +447,7 @@ export const messageRepository = {
   async edit(em: EntityManager, id: string, content: string): Promise<'edited' | 'same' | 'deleted' | 'gone'> {
     const rows: { same: boolean; deleted: boolean }[] = await em.execute(
       `with old as (select id, content is not distinct from ? as same, deleted_at is not null as deleted from messages where id = ? for update),
-       e as (update messages m set content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1
+       e as (update messages m set sent_digest = ${SENT_DIGEST}, content = ?, edited_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1
              from old where m.id = old.id and not old.same and not old.deleted returning m.id)
        select same, deleted from old`,
       [content, id, content],
@@ -447,7 +459,11 @@ export const messageRepository = {
   async tombstone(em: EntityManager, id: string): Promise<string[]> {
     const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
     // A tombstone keeps its id, sender and createdAt (and where it sits): nothing of what it said, nor that it was edited.
-    await em.execute(`update messages set content = null, attachment_id = null, edited_at = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`, [id]);
+    // (Every SET reads the row as it was: the digest sees the text and file going.)
+    await em.execute(
+      `update messages m set sent_digest = ${SENT_DIGEST}, content = null, attachment_id = null, edited_at = null, deleted_at = date_trunc('milliseconds', clock_timestamp()), version = version + 1 where id = ?`,
+      [id],
+    );
     if (old?.attachment_id) await em.execute('delete from attachments where id = ?', [old.attachment_id]);
     await em.execute('delete from message_reactions where message_id = ?', [id]);
     // A deleted message mentions no one: off the badges and the mentions lists.
@@ -515,6 +531,12 @@ export const messageRepository = {
       [id],
     );
     return rows[0] ?? null;
+  },
+
+  /** What a send with a clientMessageId carried, kept by its first edit or its deletion (see SENT_DIGEST); null before either. */
+  async sentDigest(em: EntityManager, id: string): Promise<Buffer | null> {
+    const rows: { sent_digest: Buffer | null }[] = await em.execute('select sent_digest from messages where id = ?', [id]);
+    return rows[0]?.sent_digest ?? null;
   },
 
   async byClientId(em: EntityManager, senderId: string, clientMessageId: string): Promise<MessageRow | null> {

@@ -80,10 +80,23 @@ function readBack(r: MessageRow): MessagePayload {
 }
 
 /**
+ * What a send carried, as SENT_DIGEST in message.repository.ts keeps it when the message first
+ * changes: its id, its text as stored, and its file's name, size and bytes.
+ */
+function sentDigest(id: string, text: string | null, file: { fileName: string; base64: string } | null | undefined): Buffer {
+  let filed = '';
+  if (file) {
+    const bytes = Buffer.from(String(file.base64 ?? ''), 'base64');
+    filed = `${String(file.fileName ?? '').trim()}\n${bytes.length}\n${createHash('sha256').update(bytes).digest('hex')}`;
+  }
+  return createHash('sha256').update(`${id}\n${text ?? ''}\n${filed}`, 'utf8').digest();
+}
+
+/**
  * The answer to a send whose clientMessageId the sender used before: the first message, when this
- * is a retry of it (the same conversation, thread, file, and text unless it was edited or deleted
- * since). A key reused for another message is refused, rather than answered with a message the
- * client did not send while its own is dropped.
+ * is a retry of it (the same conversation, thread, file and text, as sent: an edit or deletion
+ * since kept what the send carried). A key reused for another message is refused, rather than
+ * answered with a message the client did not send while its own is dropped.
  */
 async function retryOf(
   em: EntityManager,
@@ -97,25 +110,35 @@ async function retryOf(
     : first.project_id
       ? id(input.projectId) === first.project_id && id(input.toUserId) === first.recipient_id && !input.groupId
       : id(input.toUserId) === first.recipient_id && !input.groupId && !input.projectId;
-  let sameText = true;
-  if (!first.edited_at && !first.deleted_at) {
-    try {
-      sameText = (cleanMessageText(input.content, MAX_CONTENT) || null) === first.content;
-    } catch {
-      // Text this release refuses may be what an earlier one stored (control characters): the same text is the same send.
-      sameText = !!first.content && input.content?.trim() === first.content;
+  let text: string | null;
+  let refused = false;
+  try {
+    text = cleanMessageText(input.content, MAX_CONTENT) || null;
+  } catch {
+    // Text this release refuses may be what an earlier one stored (control characters): the same text is the same send.
+    text = input.content?.trim() || null;
+    refused = true;
+  }
+  const file = input.attachment;
+  let sameText: boolean;
+  let sameFile: boolean;
+  const changed = first.edited_at || first.deleted_at ? await messageRepository.sentDigest(em, first.id) : null;
+  if (changed) {
+    // Edited or deleted since: its text (and a deletion's file) are gone from the row, not from the digest.
+    sameText = sameFile = sentDigest(first.id, text, file).equals(changed);
+  } else {
+    // Unchanged, or changed by a release that kept no digest: an edit's text is no longer the send's, a deletion's file is gone.
+    sameText = !!first.edited_at || !!first.deleted_at || (text === first.content && !(refused && !first.content));
+    // The same file: its name and size, then (only when those match) its bytes, compared by digest
+    // in PostgreSQL (a file of the same name and size but other bytes was answered with the first
+    // one, dropping the new file; an outside probe).
+    sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
+    if (sameFile && file && !first.deleted_at && first.attachment_id) {
+      const digest = createHash('sha256').update(Buffer.from(String(file.base64 ?? ''), 'base64')).digest();
+      sameFile = await messageRepository.attachmentDigestIs(em, first.attachment_id, digest);
     }
   }
-  // The same file: its name and size, then (only when those match) its bytes, compared by digest
-  // in PostgreSQL (a file of the same name and size but other bytes was answered with the first
-  // one, dropping the new file; an outside probe); and a reply again in the same thread (its
-  // parent may be named by a reply of that thread: the stored one is the root).
-  const file = input.attachment;
-  let sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
-  if (sameFile && file && !first.deleted_at && first.attachment_id) {
-    const digest = createHash('sha256').update(Buffer.from(String(file.base64 ?? ''), 'base64')).digest();
-    sameFile = await messageRepository.attachmentDigestIs(em, first.attachment_id, digest);
-  }
+  // A reply again in the same thread (its parent may be named by a reply of that thread: the stored one is the root).
   const parent = id(input.parentId);
   let sameThread = parent === null ? first.parent_id === null : first.parent_id !== null;
   if (sameThread && parent !== null && parent !== first.parent_id) sameThread = isId(parent) && (await messageRepository.byId(em, parent))?.parent_id === first.parent_id;
