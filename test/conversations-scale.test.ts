@@ -4,6 +4,7 @@ import { createTestServer, describeRedis, redisName, type TestServer } from './h
 import { befriend, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
 import { migrationsList } from '../src/migrations';
+import { directKey } from '../src/modules/conversation/conversation.keys';
 import { CONVERSATION_CHANNELS, Topic, type ConversationUpdatedPayload } from '../src/shared/pubsub/topics';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
 
@@ -261,7 +262,7 @@ describe('conversations at scale', () => {
     const sidebar = await listen(s, bob, UPDATED);
     const [, g2] = [await send(s.url, alice.token, { groupId: g, content: 'g1' }), await send(s.url, alice.token, { groupId: g, content: 'g2' })];
     const d1 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd1' });
-    await send(s.url, alice.token, { toUserId: bob.id, content: 'd2' });
+    const d2 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd2' });
     expect((await sidebar.nth(4)).conversationUpdated.unreadCount).toBe(2);
     expect(s.services.memberStates.get(bob.id, `g:${g}`)).toBeDefined();
 
@@ -279,8 +280,10 @@ describe('conversations at scale', () => {
     expect((await sidebar.nth(7)).conversationUpdated).toMatchObject({ unreadCount: 1, lastReadMessageId: d1.id });
     await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
     await befriend(s.url, alice, bob);
+    // Back in his sidebar as it was kept, told to his sessions as a group joined again is.
+    expect((await sidebar.nth(8)).conversationUpdated).toMatchObject({ id: directKey(alice.id, bob.id), unreadCount: 1, lastReadMessageId: d1.id, lastMessage: { id: d2.id } });
     const d3 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd3' });
-    expect((await sidebar.nth(8)).conversationUpdated).toMatchObject({ unreadCount: 2, lastReadMessageId: d1.id, lastMessage: { id: d3.id } });
+    expect((await sidebar.nth(9)).conversationUpdated).toMatchObject({ unreadCount: 2, lastReadMessageId: d1.id, lastMessage: { id: d3.id } });
   });
 
   it('should come out of the head migration with every row as it was: unread, marker, last message, order', async () => {

@@ -170,6 +170,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
   const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates });
   blocks.onBlockChanged((em, viewerId, userId) => conversations.blockChanged(em, viewerId, userId));
+  friends.onBefriended((em, a, b) => conversations.befriended(em, a, b));
   const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports, blocks });
   const typing = new TypingService({
     store: redis ? new RedisTypingStore(redis.client, instanceId) : new MemoryTypingStore(),

@@ -126,6 +126,22 @@ export class ConversationService {
   }
 
   /**
+   * A friendship made: where the two had a direct conversation, each one's row comes back as it was
+   * kept when the friendship ended (its marker, its unread messages) and goes to their sessions, as
+   * the row of a group joined again does; a live sidebar showed nothing of it until read again (an
+   * outside probe). A conversation with no message has no row, and tells nothing.
+   */
+  async befriended(em: EntityManager, a: string, b: string): Promise<void> {
+    const key = directKey(a, b);
+    for (const userId of [a, b]) {
+      const row = await conversationRepository.row(em, userId, key);
+      if (!row) continue;
+      const badges = await mentionRepository.unreadCounts(em, userId, [key]);
+      await this.pubsub.publishSafe(Topic.ConversationUpdated, ownRowUpdate(row, userId, badges.get(key) ?? 0, true));
+    }
+  }
+
+  /**
    * A block made or lifted changes the blocker's rows of the groups and projects shared with the
    * other user (their unread and mention counts, the last message): each goes to the blocker's
    * sessions, as a mute's does (the most recently active SHARED_ROWS_MAX: a sidebar's first pages).

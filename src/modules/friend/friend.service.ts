@@ -13,6 +13,7 @@ export class FriendService {
   private readonly guards: ((em: EntityManager, fromId: string, toId: string) => Promise<void>)[] = [];
   private readonly requestHooks: ((em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>)[] = [];
   private readonly friendshipListeners: ((a: string, b: string) => void)[] = [];
+  private befriended: ((em: EntityManager, a: string, b: string) => Promise<void>) | undefined;
 
   constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
 
@@ -31,8 +32,15 @@ export class FriendService {
     this.friendshipListeners.push(listener);
   }
 
-  private friendshipChanged(request: FriendRequest): FriendRequest {
-    if (request.status === FriendRequestStatus.ACCEPTED) for (const l of this.friendshipListeners) l(request.from.id, request.to.id);
+  /** `listener` runs once a friendship is made and committed, with its two users, before the answer (their direct conversation's rows). */
+  onBefriended(listener: (em: EntityManager, a: string, b: string) => Promise<void>): void {
+    this.befriended = listener;
+  }
+
+  private async friendshipChanged(em: EntityManager, request: FriendRequest): Promise<FriendRequest> {
+    if (request.status !== FriendRequestStatus.ACCEPTED) return request;
+    for (const l of this.friendshipListeners) l(request.from.id, request.to.id);
+    await this.befriended?.(em, request.from.id, request.to.id);
     return request;
   }
 
@@ -71,7 +79,7 @@ export class FriendService {
       for (const hook of this.requestHooks) await hook(tem, { id: request.id, fromId: viewerId, toId: userId });
       return request;
     });
-    return this.friendshipChanged(request);
+    return this.friendshipChanged(em, request);
   }
 
   async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
@@ -89,7 +97,7 @@ export class FriendService {
       if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
       return this.settle(tem, request, accept ? FriendRequestStatus.ACCEPTED : FriendRequestStatus.DECLINED);
     });
-    return this.friendshipChanged(answered);
+    return this.friendshipChanged(em, answered);
   }
 
   async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
