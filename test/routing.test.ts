@@ -425,6 +425,44 @@ describeRedis('event routing', () => {
     }
   });
 
+  it('should answer sends, sign-ins and readiness while Redis holds every command, and deliver the sends once it answers again', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      // A Redis that stops answering without closing its connections (a stopped process, a network
+      // partition): nothing fails at once, and without a bound every request waiting on it hung.
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo] = [await signup(a.url), await signup(a.url)];
+      const g = (await request(a.url, CreateGroupDocument, { name: 'Held' }, ada.token)).createGroup.id;
+      await request(a.url, JoinGroupDocument, { groupId: g }, bo.token);
+      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
+      await sendMessage(a.url, ada.token, { groupId: g, content: 'before' });
+      await onB.nth(1);
+      proxy.hold();
+      try {
+        // Each answered within a bound of a few REDIS_COMMAND_TIMEOUTs (2 s): without one, each
+        // waited as long as the stall (20-65 s in a probe); with it alone, a sign-in waited eight
+        // in turn (a command at a time, each timed out), where a command now fails at once while
+        // an older one is held.
+        const bounded = <T>(what: Promise<T>) => Promise.race([what, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer in 8 s')), 8_000).unref())]);
+        const sent = await bounded(sendMessage(a.url, ada.token, { groupId: g, content: 'while held', clientMessageId: 'held-1' }));
+        expect(sent.content).toBe('while held');
+        const login = await bounded(gql(a.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: ada.username, p: ada.password }));
+        expect(login.errors).toBeUndefined();
+        expect((await bounded(signup(a.url))).token).toBeTruthy();
+        const ready = await bounded(fetch(a.url.replace('/graphql', '/readyz')));
+        expect(ready.status).toBe(503);
+      } finally {
+        proxy.release();
+      }
+      // The publish held meanwhile reaches B's subscriber once Redis answers, once.
+      await onB.nth(2);
+      await sendMessage(a.url, ada.token, { groupId: g, content: 'after' });
+      await onB.nth(3);
+      await sleep(300);
+      expect(contents(onB.values)).toEqual(['before', 'while held', 'after']);
+    });
+  }, 60_000);
+
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });

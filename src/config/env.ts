@@ -36,6 +36,12 @@ export interface Env {
    * Give each deployment its own (`prod:`, `staging:`); every instance of one deployment the same. @default '' (none)
    */
   REDIS_KEY_PREFIX: string;
+  /**
+   * Seconds a Redis command may wait for its answer before it fails as if Redis were away (a Redis
+   * stopped or cut off without a reset holds commands rather than failing them). Not for the
+   * subscribing connection, whose commands wait for a Redis that comes back. @default 2
+   */
+  REDIS_COMMAND_TIMEOUT: number;
   /** @default 'info' ('debug' in development) */
   LOG_LEVEL: LogLevel;
   /**
@@ -391,6 +397,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_CLUSTER_NODES: clusterNodes?.length ? clusterNodes : undefined,
     REDIS_SHARDED_PUBSUB: bool(src, 'REDIS_SHARDED_PUBSUB', true),
     REDIS_KEY_PREFIX: redisPrefix(src),
+    REDIS_COMMAND_TIMEOUT: duration(src, 'REDIS_COMMAND_TIMEOUT', 2, 0.05, 60),
     SHUTDOWN_TIMEOUT: shutdownTimeout,
     SHUTDOWN_DELAY: shutdownDelay,
     METRICS_TOKEN: secret(src, 'METRICS_TOKEN', 16),

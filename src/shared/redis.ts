@@ -173,6 +173,28 @@ function oneWritePerTurn(conn: Redis): void {
 }
 
 /**
+ * While Redis holds this connection's commands (the oldest still unanswered was sent over
+ * `timeoutMs` ago), a new one fails at once as when Redis is away, instead of waiting out its own
+ * timeout: a sign-in asks Redis up to eight things in turn, and took eight timeouts. The held
+ * commands themselves tell when Redis answers again (the queue drains), so no probe is needed.
+ */
+function failFastWhileHeld(conn: Redis, timeoutMs: number): void {
+  type Sent = { command: { reject(e: Error): void; promise: Promise<unknown>; sentAt?: number } };
+  const target = conn as unknown as { sendCommand(command: Sent['command'], ...rest: unknown[]): unknown; commandQueue?: { peekFront(): Sent | undefined } };
+  const send = target.sendCommand.bind(conn);
+  target.sendCommand = (command, ...rest) => {
+    const now = Date.now();
+    const oldest = target.commandQueue?.peekFront()?.command.sentAt;
+    if (oldest !== undefined && now - oldest > timeoutMs) {
+      command.reject(new Error(`Redis has not answered for ${now - oldest} ms`));
+      return command.promise;
+    }
+    command.sentAt = now;
+    return send(command, ...rest);
+  };
+}
+
+/**
  * Opens the three connections Parley needs, to one Redis (REDIS_URL) or a Redis Cluster
  * (REDIS_CLUSTER_NODES). Returns undefined when neither is configured.
  */
@@ -185,6 +207,12 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     connectTimeout: 3000,
     retryStrategy: (times) => Math.min(200 * times, 2000),
     lazyConnect: false,
+    // A Redis that stops answering without closing the connection (stopped, cut off without a
+    // reset) holds commands instead of failing them: every send, sign-in and /readyz waited for as
+    // long as it did (an outside probe, 20-65 s). Past this, a command fails as when Redis is away,
+    // and its caller rides that out (a send's events are kept to publish again: see keepUnsent). Its
+    // bytes are written already: a Redis that answers again still runs it.
+    commandTimeout: env.REDIS_COMMAND_TIMEOUT * 1000,
   };
   let lastError: string | undefined;
   const prefix = env.REDIS_KEY_PREFIX;
@@ -212,16 +240,20 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   // Commands issued in one turn go out in one write: concurrent requests' rate-limit and presence
   // calls share writes.
   const client = make('client', { enableAutoPipelining: true });
+  if (client instanceof Redis) failFastWhileHeld(client, env.REDIS_COMMAND_TIMEOUT * 1000);
   // The publisher too, without a pipeline per turn (see oneWritePerTurn): a batch of typing changes
   // answered together publishes its events in one write (bench:conversations' typing storm: one
   // write a turn took its publishes from 31 to 15 ms of server CPU a second). A cluster's writes go
   // to a node per slot, which ioredis's auto-pipelining sorts out.
   const publisher = make('pub', { enableAutoPipelining: !!env.REDIS_CLUSTER_NODES });
-  if (publisher instanceof Redis) oneWritePerTurn(publisher);
+  if (publisher instanceof Redis) {
+    oneWritePerTurn(publisher);
+    failFastWhileHeld(publisher, env.REDIS_COMMAND_TIMEOUT * 1000);
+  }
   // The subscriber queues its SUBSCRIBE commands until connected, so subscriptions made during an outage still land.
   const sharded = !!env.REDIS_CLUSTER_NODES && env.REDIS_SHARDED_PUBSUB;
   // On a cluster with sharded pub/sub, ioredis keeps one subscriber per shard and follows slot moves.
-  const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null }, { shardedSubscribers: sharded });
+  const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, { shardedSubscribers: sharded });
   return {
     client,
     publisher,
