@@ -5,13 +5,13 @@ export const MAX_REACTION_KINDS = 20;
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
- * Pictographs (each with its skin tone or U+FE0F, joined by ZWJ into sequences), flags (a pair of
+ * Pictographs (each with its skin tone, U+FE0F or both, joined by ZWJ into sequences), flags (a pair of
  * regional indicators, or a subdivision's tags) and keycaps (a digit, # or * with U+20E3): what a
  * reaction picker offers. A lone indicator or keycap mark is a grapheme too, and no emoji; so is
  * an emoji followed by a mark, a joiner or a tag that shows nothing (it would look like the emoji
  * and count apart from it).
  */
-const EMOJI = /^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\ufe0f)?(?:\u200d(?:\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\ufe0f)?))*)$/u;
+const EMOJI = /^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}\ufe0f?|\ufe0f)?(?:\u200d(?:\p{Extended_Pictographic}(?:\p{Emoji_Modifier}\ufe0f?|\ufe0f)?))*)$/u;
 /** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
 const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 const VS16 = '\ufe0f';
@@ -25,7 +25,8 @@ const ZWJ = '\u200d';
 /**
  * An emoji's one form, as keyboards send it one way or the other: each pictograph of a sequence
  * that shows as text alone (❤, 🏳) with U+FE0F after it, any other without it; a keycap with it.
- * So ❤ and ❤️ are one reaction (❤️), 👍 with U+FE0F is 👍, 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣.
+ * So ❤ and ❤️ are one reaction (❤️), 👍 with U+FE0F is 👍, 👍🏽 with U+FE0F is 👍🏽 (some pickers
+ * send a skin tone so), 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣.
  */
 function canonical(v: string): string {
   if (KEYCAP.test(v)) return v[0] + VS16 + '\u20e3';
