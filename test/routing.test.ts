@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { eventually, gql, listen as listenOn, ok, sleep, subscribe, wsClient } from './helpers/graphql';
+import { codeOf, eventually, gql, listen as listenOn, ok, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
 import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
@@ -451,6 +451,8 @@ describeRedis('event routing', () => {
         expect((await bounded(signup(a.url))).token).toBeTruthy();
         const ready = await bounded(fetch(a.url.replace('/graphql', '/readyz')));
         expect(ready.status).toBe(503);
+        // What needs Redis to answer is refused as with Redis away: to try again, not an internal error.
+        expect(codeOf(await bounded(gql(a.url, 'mutation { streamTicket }', {}, ada.token)))).toBe('SERVICE_UNAVAILABLE');
       } finally {
         proxy.release();
       }

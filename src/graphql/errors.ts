@@ -17,7 +17,7 @@ export function isDependencyDown(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : '';
   const code = (e as { code?: string })?.code ?? '';
   return (
-    /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request/.test(
+    /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request|^Command timed out$|^Redis has not answered/.test(
       msg,
     ) ||
     ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '08006', '08001'].includes(code)
