@@ -217,6 +217,32 @@ describe('attachment data per response (issue 15, item 2)', () => {
   });
 });
 
+describe('attachment data per user (RATE_LIMIT_ATTACHMENT_DATA)', () => {
+  it("should cap the base64 one user's queries read in a window, theirs alone, while url stays free", async () => {
+    // 1 MiB a minute; each response asks for two files of 90,000 bytes (0.17 MiB).
+    const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '100000', RATE_LIMIT_ATTACHMENT_DATA: '1/1m' });
+    const [u, other] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, u.token);
+    for (let i = 0; i < 2; i++) await request(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: `f${i}.png`, base64: png(90_000).toString('base64') } } }, u.token);
+    const page = (token: string, field = 'base64') => gql(s.url, `query($c: ConversationInput!) { history(conversation: $c, last: 2) { edges { node { attachment { ${field} } } } } }`, { c: { groupId: lobby } }, token);
+    const served = (r: GqlResult) => (r.data?.history.edges ?? []).filter((e: any) => e.node.attachment?.base64).length;
+    // Five responses (ten files, 0.86 MiB) fit; the sixth's second file does not, nor anything after.
+    for (let i = 0; i < 5; i++) expect(served(await page(u.token))).toBe(2);
+    const sixth = await page(u.token);
+    expect([served(sixth), sixth.errors?.map((e) => [e.extensions?.code, e.path?.slice(-2).join('.')])]).toEqual([1, [['RATE_LIMITED', 'attachment.base64']]]);
+    expect(sixth.errors![0].extensions?.retryAfter).toBeGreaterThan(0);
+    expect(served(await page(u.token))).toBe(0);
+    // Another user's window is their own; links cost nothing.
+    expect(served(await page(other.token))).toBe(2);
+    const links = await page(u.token, 'url');
+    expect([links.errors, links.data.history.edges.map((e: any) => typeof e.node.attachment.url)]).toEqual([undefined, ['string', 'string']]);
+  });
+
+  it('should refuse a window too small for the largest attachment a send takes', async () => {
+    await expect(createTestServer({ ATTACHMENT_MAX_BYTES: String(3 * MB), RATE_LIMIT_ATTACHMENT_DATA: '2/10s' })).rejects.toThrow(/RATE_LIMIT_ATTACHMENT_DATA/);
+  });
+});
+
 describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
   it('should accept an attachment of exactly ATTACHMENT_MAX_BYTES and give back the same bytes', async () => {
     const s = await createTestServer();

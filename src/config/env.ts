@@ -178,6 +178,12 @@ export interface Env {
   RATE_LIMIT_REACTION: RateSpec;
   /** searchMessages calls per user: a search reads far more than a page of history. @default 60/1m */
   RATE_LIMIT_SEARCH: RateSpec;
+  /**
+   * MiB of attachment data (`Attachment.base64`) per user per window, on one instance: a page of
+   * large files costs the server its base64 and its memory (14 MB a response, 6.5 CPU-seconds for
+   * forty at once: an outside probe), where `url` costs nothing. At least ATTACHMENT_MAX_BYTES. @default 100/10s
+   */
+  RATE_LIMIT_ATTACHMENT_DATA: RateSpec;
   /** setTyping calls per user on one instance, all conversations together (a client refreshes about every 2 s while typing). @default 30/10s */
   RATE_LIMIT_TYPING: RateSpec;
   /** createGroup calls per user: every public group is announced to everyone. @default 20/1h */
@@ -356,6 +362,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     throw new ConfigError('REDIS_CLUSTER_NODES', 'must be a comma-separated list of host:port');
   }
   const attachmentMax = int(src, 'ATTACHMENT_MAX_BYTES', 5 * 1024 * 1024, 1, 100 * 1024 * 1024);
+  const MIB = 1024 * 1024;
+  const attachmentRate = rate(src, 'RATE_LIMIT_ATTACHMENT_DATA', { points: 100, duration: 10 });
+  // A file as large as a send takes must fit in a window, or its bytes could never be read.
+  if (attachmentRate.points * MIB < attachmentMax) throw new ConfigError('RATE_LIMIT_ATTACHMENT_DATA', `must allow at least ATTACHMENT_MAX_BYTES (${Math.ceil(attachmentMax / MIB)} MiB) a window`);
   const perResponse = int(src, 'ATTACHMENT_MAX_BYTES_PER_RESPONSE', Math.max(10 * 1024 * 1024, attachmentMax), 1, 1024 * 1024 * 1024);
   // Below one attachment, the largest allowed file could be sent but never read back as base64.
   if (perResponse < attachmentMax) throw new ConfigError('ATTACHMENT_MAX_BYTES_PER_RESPONSE', `must be at least ATTACHMENT_MAX_BYTES (${attachmentMax}), got ${perResponse}`);
@@ -450,6 +460,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_EDIT: rate(src, 'RATE_LIMIT_EDIT', { points: 60, duration: 60 }),
     RATE_LIMIT_REACTION: rate(src, 'RATE_LIMIT_REACTION', { points: 120, duration: 60 }),
     RATE_LIMIT_SEARCH: rate(src, 'RATE_LIMIT_SEARCH', { points: 60, duration: 60 }),
+    RATE_LIMIT_ATTACHMENT_DATA: attachmentRate,
     RATE_LIMIT_TYPING: rate(src, 'RATE_LIMIT_TYPING', { points: 30, duration: 10 }),
     RATE_LIMIT_CREATE_GROUP: rate(src, 'RATE_LIMIT_CREATE_GROUP', { points: 20, duration: 3600 }),
     RATE_LIMIT_GROUP_MEMBERSHIP: rate(src, 'RATE_LIMIT_GROUP_MEMBERSHIP', { points: 60, duration: 3600 }),

@@ -31,14 +31,14 @@ class LocalWindows {
     private readonly ms: number,
   ) {}
 
-  /** Counts one action: 0 when within the rate, else the ms until the key's window ends. */
-  take(key: string, now = Date.now()): number {
+  /** Counts one action (or `units` of a quantity): 0 when within the rate, else the ms until the key's window ends. */
+  take(key: string, now = Date.now(), units = 1): number {
     let w = this.windows.get(key);
     if (!w || now - w.start >= this.ms) {
       if (!w && this.windows.size >= this.sweepAt) this.sweep(now);
       this.windows.set(key, (w = { start: now, used: 0 }));
     }
-    if (++w.used <= this.points) return 0;
+    if ((w.used += units) <= this.points) return 0;
     return w.start + this.ms - now;
   }
 
@@ -379,6 +379,8 @@ export interface Rates {
   typing: RateLimit;
   /** SSE stream requests, per user: each is one subscribe, counted as a WebSocket counts its messages. */
   streams: RateLimit;
+  /** MiB of attachment data read as base64 in queries, per user, on this instance. */
+  attachmentData: LocalQuota;
 }
 
 export function createRates(
@@ -397,6 +399,7 @@ export function createRates(
     | 'RATE_LIMIT_SEARCH'
     | 'RATE_LIMIT_TYPING'
     | 'RATE_LIMIT_WS_MESSAGES'
+    | 'RATE_LIMIT_ATTACHMENT_DATA'
   >,
   redis?: RedisClient,
 ): Rates {
@@ -416,7 +419,26 @@ export function createRates(
     // trip each, and what reaches others is bounded anyway (one event per 2 s, decided in Redis).
     typing: new RateLimit('typing', env.RATE_LIMIT_TYPING),
     streams: new RateLimit('sse-streams', env.RATE_LIMIT_WS_MESSAGES, redis),
+    attachmentData: new LocalQuota(env.RATE_LIMIT_ATTACHMENT_DATA),
   };
+}
+
+/**
+ * A quantity per window per key, counted in this process (attachment data, in MiB: what one
+ * instance spends on it is what it limits). What is refused counts too, as a refused action does.
+ */
+export class LocalQuota {
+  private readonly windows: LocalWindows;
+
+  constructor(readonly spec: RateSpec) {
+    this.windows = new LocalWindows(spec.points, spec.duration * 1000);
+  }
+
+  /** @throws RateLimitedError with extensions.retryAfter once `key` has used its window's quota. */
+  spend(key: string, units: number, message: string): void {
+    const wait = this.windows.take(key, Date.now(), units);
+    if (wait > 0) throw new RateLimitedError(wait / 1000, message);
+  }
 }
 
 /**

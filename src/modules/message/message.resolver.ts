@@ -165,7 +165,7 @@ export class AttachmentResolver {
 
   @FieldResolver(() => String, {
     description:
-      'The file itself; loaded only when asked for. In a subscription only for files up to 256 KiB (less when WS_MAX_BUFFERED_BYTES is below 683 KiB; past it PAYLOAD_TOO_LARGE, fetch it by url or with history), and in at most 4 of a user\'s subscriptions at once on an instance (the next is refused with RATE_LIMITED). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE, and as this field is non-null the error makes that message\'s whole `attachment` null in the answer); url has no such limit, so a page of messages asks for url and fetches bytes one message at a time.',
+      'The file itself; loaded only when asked for. In a subscription only for files up to 256 KiB (less when WS_MAX_BUFFERED_BYTES is below 683 KiB; past it PAYLOAD_TOO_LARGE, fetch it by url or with history), and in at most 4 of a user\'s subscriptions at once on an instance (the next is refused with RATE_LIMITED). One response carries at most ATTACHMENT_MAX_BYTES_PER_RESPONSE of it (beyond: PAYLOAD_TOO_LARGE, and as this field is non-null the error makes that message\'s whole `attachment` null in the answer), and a user\'s queries RATE_LIMIT_ATTACHMENT_DATA (100 MiB per 10 s; beyond: RATE_LIMITED, the same way); url has no such limit, so a page of messages asks for url and fetches bytes one message at a time.',
   })
   async base64(@Root() a: AttachmentType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<string> {
     // A subscription's shape runs per event: its executions share one load, for small files only.
@@ -175,6 +175,8 @@ export class AttachmentResolver {
       const max = ctx.services.env.ATTACHMENT_MAX_BYTES_PER_RESPONSE;
       throw new PayloadTooLargeError(`One response carries at most ${max} bytes of attachment data; fetch the others by url or in another request.`, 'base64');
     }
+    // And a user's responses together, at most RATE_LIMIT_ATTACHMENT_DATA (url costs nothing to serve).
+    ctx.services.rates.attachmentData.spend(ctx.viewer?.userId ?? ctx.ip, a.size / (1024 * 1024), 'Too much attachment data read as base64 lately; fetch files by url, or try again later.');
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
   }
