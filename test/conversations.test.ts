@@ -141,6 +141,56 @@ describe('conversations', () => {
     expect(toBen.values.map((v) => v.readReceipt.lastReadMessageId)).toEqual([open.id, later.id]);
   });
 
+  it('should show a marker resting on a private message with the time it reached what the viewer sees, not the time it moved on', async () => {
+    const s = await createTestServer();
+    const [owner, ann, ben, cal] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, owner, { participants: [ann, ben, cal] })).id;
+    const c = { projectId: p };
+    const receipts = async (u: TestUser) =>
+      Object.fromEntries((await ok(gql(s.url, RECEIPTS, { c }, u.token))).readReceipts.map((r: any) => [r.user.id, [r.lastReadMessageId, r.readAt]]));
+    const mark = async (u: TestUser) => ok(gql(s.url, MARK, { c }, u.token));
+    // Each step a few ms apart: times that differ tell apart what a receipt shows.
+    const privately = async (from: TestUser, to: TestUser, content: string) => (await sleep(5), await send(s.url, from.token, { projectId: p, toUserId: to.id, content }));
+    const open = await send(s.url, owner.token, { projectId: p, content: 'to all' });
+    await mark(ann);
+    const seen = await receipts(ben);
+    expect(seen[ann.id][0]).toBe(open.id);
+    // A private message to Ann, read by her; her marker and the owner's (his send moved it) rest on
+    // it: Ben sees both as before, their times too (the probe saw the private message's times).
+    await privately(owner, ann, 'to ann');
+    await mark(ann);
+    expect(await receipts(ben)).toEqual(seen);
+    // Cal writes to Ann privately: he sees her marker on his message once she read it, and keeps
+    // seeing it so when she reads the owner's next one; Ben still sees what he saw.
+    const fromCal = await privately(cal, ann, 'from cal');
+    await mark(ann);
+    const calSees = (await receipts(cal))[ann.id];
+    expect(calSees[0]).toBe(fromCal.id);
+    await privately(owner, ann, 'to ann again');
+    await mark(ann);
+    expect((await receipts(cal))[ann.id]).toEqual(calSees);
+    expect((await receipts(ben))[ann.id]).toEqual(seen[ann.id]);
+    // An open message she passes on her way to a private one: that one is shown, with the time she passed it.
+    await sleep(5);
+    const again = await send(s.url, ben.token, { projectId: p, content: 'to all again' });
+    await privately(owner, ann, 'to ann, third');
+    const passed = (await mark(ann)).markRead;
+    const now = (await receipts(ben))[ann.id];
+    expect(now[0]).toBe(again.id);
+    expect(Date.parse(now[1])).toBeGreaterThan(Date.parse(seen[ann.id][1]));
+    expect((await receipts(cal))[ann.id]).toEqual(now);
+    expect(passed.lastReadMessageId).not.toBe(again.id);
+    // Removed and added again with a private message of hers newer than the open ones: her marker
+    // rests on it from the start, and stays shown where it was shown then as she reads on.
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: ann.id }, owner.token));
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: ann.id }, owner.token));
+    const back = (await receipts(ben))[ann.id];
+    expect(back[0]).toBe(again.id);
+    await privately(owner, ann, 'to ann, back');
+    await mark(ann);
+    expect((await receipts(ben))[ann.id]).toEqual(back);
+  });
+
   it('should keep unread counts exact under concurrent sends', async () => {
     const s = await createTestServer();
     const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

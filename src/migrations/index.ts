@@ -26,6 +26,7 @@ import { Migration20261127110000_SessionExpiry } from './Migration20261127110000
 import { Migration20261127190000_GroupEventPosition } from './Migration20261127190000_GroupEventPosition';
 import { Migration20261128000000_NameSearch } from './Migration20261128000000_NameSearch';
 import { Migration20261128140000_SentDigest } from './Migration20261128140000_SentDigest';
+import { Migration20261128150000_MarkerLandings } from './Migration20261128150000_MarkerLandings';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -56,4 +57,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127190000_GroupEventPosition', class: Migration20261127190000_GroupEventPosition },
   { name: 'Migration20261128000000_NameSearch', class: Migration20261128000000_NameSearch },
   { name: 'Migration20261128140000_SentDigest', class: Migration20261128140000_SentDigest },
+  { name: 'Migration20261128150000_MarkerLandings', class: Migration20261128150000_MarkerLandings },
 ];

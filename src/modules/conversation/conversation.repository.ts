@@ -210,6 +210,31 @@ const privateOf = (m: string) => `${m}.project_id is not null and ${m}.recipient
 /** Messages a statement of deleteMessages deletes: ~0.1 s each with their cascades. */
 const DELETE_CHUNK = 2000;
 
+/**
+ * A project member's marker coming to rest on a private message, kept in `marker_landings` (see
+ * receipts): the landing, and, when the marker leaves an open message for it, that one with the
+ * time its receipt showed, so that the others keep seeing it as they did. Only a marker on a
+ * private message needs them: on an open one, it shows as it is. `from`: the member's row before
+ * the move; `moved`: whether it moved; `to`: the landing, as (key, user, at, message_id, read_at).
+ */
+const landings = (from: string, moved: string, to: string) => `insert into marker_landings (conversation_key, user_id, at, message_id, read_at)
+    select f.conversation_key, f.user_id, om.created_at, om.id, coalesce(f.read_at, f.last_read_at)
+      from ${from} f join messages om on om.id = f.last_read_message_id where om.recipient_id is null and ${moved}
+    union all ${to}
+    on conflict do nothing`;
+/** markRead moves a project member's marker (`u`) onto a private message (`t`), from their row as it was (`cur`). */
+const LAND_ON_MARK = landings(
+  'cur',
+  'exists (select 1 from u) and exists (select 1 from t where t.recipient_id is not null)',
+  'select ?::varchar, ?::uuid, t.created_at, t.id, u.read_at from u cross join t where t.recipient_id is not null',
+);
+/** A private message's send moves its sender's marker onto it (`s`), from their row as it was. */
+const LAND_ON_PRIVATE_SEND = `lp as (${landings(
+  '(select * from conversation_members where conversation_key = ? and user_id = ?)',
+  'exists (select 1 from s)',
+  'select ?::varchar, ?::uuid, h.last_at, ?::uuid, now() from h where exists (select 1 from s)',
+)})`;
+
 export const conversationRepository = {
   /**
    * A new message's bookkeeping, as CTEs of its one insert statement (messageRepository.insert).
@@ -314,8 +339,8 @@ export const conversationRepository = {
           update conversation_members cm set read_seq = h.seq, private_read = cm.private_seq, last_read_message_id = ?, last_read_at = h.last_at, read_at = now(),
             sort_at = ${ownKey('cm')} ${priv ? ', private_message_id = ?, private_at = h.last_at' : ''}
           from h where cm.conversation_key = ? and cm.user_id = ? returning ${own('cm')}
-        ), ${others}`,
-        params: [m.id, ...(priv ? [m.id] : []), m.key, m.senderId, ...othersParams],
+        ), ${others}${priv ? `, ${LAND_ON_PRIVATE_SEND}` : ''}`,
+        params: [m.id, ...(priv ? [m.id] : []), m.key, m.senderId, ...othersParams, ...(priv ? [m.key, m.senderId, m.key, m.senderId, m.id] : [])],
       };
     }
     // The other row that changed (a private message's recipient, a direct conversation's other
@@ -405,7 +430,7 @@ export const conversationRepository = {
    * before (a rejoin) stays read.
    */
   async join(em: EntityManager, r: { key: string; userId: string; kind: ConversationKindValue; groupId?: string | null; projectId?: string | null; peerId?: string | null }): Promise<void> {
-    await em.execute(
+    const joined: unknown[] = await em.execute(
       `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
          last_read_message_id, last_read_at, private_message_id, private_at, read_at)
        select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED},
@@ -432,9 +457,27 @@ export const conversationRepository = {
          order by p.created_at desc, p.id desc limit 1
        ) pv on true
        where x.kind <> 'DIRECT' or h.seq > 0
-       on conflict (conversation_key, user_id) do nothing`,
+       on conflict (conversation_key, user_id) do nothing
+       returning 1`,
       [r.key, r.userId, r.kind, r.groupId ?? null, r.projectId ?? null, r.peerId ?? null],
     );
+    // A project joined again up to a private message of theirs: its landing, after the head's
+    // open message as if the marker had rested there first (what the others see: see receipts).
+    if (joined.length && r.kind === 'PROJECT') {
+      await em.execute(
+        `insert into marker_landings (conversation_key, user_id, at, message_id, read_at)
+         select cm.conversation_key, cm.user_id, v.at, v.id, v.read_at
+           from conversation_members cm join messages pm on pm.id = cm.last_read_message_id
+           left join conversation_heads h on h.conversation_key = cm.conversation_key
+           cross join lateral (
+             select h.activity_at as at, h.last_message_id as id, h.activity_at as read_at where h.last_message_id is not null
+             union all select pm.created_at, pm.id, coalesce(cm.read_at, cm.last_read_at)
+           ) v
+          where cm.conversation_key = ? and cm.user_id = ? and pm.recipient_id is not null
+         on conflict do nothing`,
+        [r.key, r.userId],
+      );
+    }
   },
 
   async leave(em: EntityManager, key: string, userId: string): Promise<void> {
@@ -674,7 +717,7 @@ export const conversationRepository = {
          from t where cm.conversation_key = ? and cm.user_id = ?
            and (cm.last_read_at is null or (cm.last_read_at, cm.last_read_message_id) < (t.created_at, t.id))
          returning ${own('cm')}, cm.read_at
-       )
+       )${opts.project ? `, lm as (${LAND_ON_MARK})` : ''}
        select x.*, c.head_seq, c.head_message_id, c.head_at,
          t.recipient_id as marked_recipient_id, t.sender_id as marked_sender_id, t.shown_id as marked_shown_id, ${prevShown} as prev_shown_id,
          c.last_read_at is null or (c.last_read_at, c.last_read_message_id) < (t.created_at, t.id) as would_move,
@@ -683,7 +726,7 @@ export const conversationRepository = {
          select ${own('u')}, u.read_at, true as moved from u
          union all select ${own('cur')}, cur.read_at, false from cur where not exists (select 1 from u)
        ) x left join t on true`,
-      [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId, userId],
+      [key, userId, ...(opts.project ? [userId, userId] : []), ...(opts.messageId ? [opts.messageId] : []), key, userId, ...(opts.project ? [key, userId] : []), userId],
     );
     const rows = await run();
     // Not moved though its snapshot said it would: a concurrent marker moved the row on since (the
@@ -699,7 +742,7 @@ export const conversationRepository = {
    * but for users the viewer blocks (their read markers are presence of a kind, see modules/safety).
    * In a project, a marker on a private message the viewer is not party to shows as the newest
    * message before it that the viewer may see (none: left out), so a receipt never names a message
-   * the viewer can't read.
+   * the viewer can't read, nor tells by its time or its place when one was read.
    */
   async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
     if (!project) {
@@ -717,14 +760,23 @@ export const conversationRepository = {
         [viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
       );
     }
+    // Shown on a message before the marker's: since when the marker had reached it, its first
+    // landing there or past it (marker_landings; the message's own time for a marker kept from
+    // before them), not the time of its last move, which told of a private message. In the order
+    // of what is shown, for the same reason.
     return em.execute(
-      `select r.user_id, r.id as last_read_message_id, r.read_at from (
-         select cm.user_id, cm.last_read_at, coalesce(read_at, last_read_at) as read_at,
-           case when m.recipient_id is null or ? in (m.sender_id, m.recipient_id) then m.id else ${readableBefore('m', '?')} end as id
-         from conversation_members cm join messages m on m.id = cm.last_read_message_id
-         where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
-       ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
-      [viewerId, viewerId, key, viewerId, viewerId, limit],
+      `select cm.user_id, s.id as last_read_message_id,
+         case when s.id = m.id then coalesce(cm.read_at, cm.last_read_at)
+           else coalesce((select min(l.read_at) from marker_landings l where l.conversation_key = cm.conversation_key and l.user_id = cm.user_id
+             and (l.at, l.message_id) >= (s.created_at, s.id)), s.created_at) end as read_at
+       from conversation_members cm join messages m on m.id = cm.last_read_message_id
+       cross join lateral (
+         select p.id, p.created_at from messages p where p.conversation_key = m.conversation_key and (p.created_at, p.id) <= (m.created_at, m.id)
+           and (p.recipient_id is null or ? in (p.sender_id, p.recipient_id)) order by p.created_at desc, p.id desc limit 1
+       ) s
+       where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
+       order by s.created_at desc, s.id desc limit ?`,
+      [viewerId, key, viewerId, viewerId, limit],
     );
   },
 
