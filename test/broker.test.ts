@@ -9,6 +9,7 @@ import { loadEnv } from '../src/config/env';
 import { createLogger } from '../src/shared/logger';
 import { connectRedis, type RedisConnections } from '../src/shared/redis';
 import { describeNeeding, tools } from './helpers/tools';
+import { TcpProxy } from './helpers/tcp-proxy';
 
 type Heard = [channel: string, message: string][];
 
@@ -219,4 +220,47 @@ describeRedis("Parley's publisher connection", () => {
     const again = await writesOf(() => Promise.all(['c', 'd', 'e'].map((t) => redis.publisher.publish(channel, t))), 3);
     expect(again).toEqual({ writes: 1, heard: ['c', 'd', 'e'] });
   });
+});
+
+describeRedis("Parley's connections while Redis holds commands", () => {
+  it('should not split a pipeline when a command is found held in its midst, and be answered again once Redis is', async () => {
+    const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
+    await proxy.start();
+    const url = new URL(process.env.REDIS_URL!);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
+    const redis = connectRedis(env, createLogger(env))!;
+    const realNow = Date.now;
+    try {
+      expect(await redis.ready(5000)).toBe(true);
+      const client = redis.client as Redis;
+      proxy.hold();
+      const held = client.ping().catch((e: Error) => e.message);
+      // The MULTI of a pipeline is taken; the clock then passes the held command's timeout before
+      // the pipeline's next command (a slow turn of the event loop): before, that one was refused,
+      // the pipeline never written, and the MULTI left at the head of the queue for good.
+      const sentAt = realNow();
+      let late = false;
+      const queue = (client as unknown as { commandQueue: { push: (...a: unknown[]) => unknown } }).commandQueue;
+      const push = queue.push.bind(queue);
+      queue.push = (...a: unknown[]) => ((late = true), push(...a));
+      Date.now = () => (late ? sentAt + env.REDIS_COMMAND_TIMEOUT * 1000 + 1000 : realNow());
+      const multi = client.multi().ping().ping().exec().then(
+        (r) => r?.map(([e, v]) => e?.message ?? v),
+        (e: Error) => e.message,
+      );
+      queue.push = push;
+      Date.now = realNow;
+      proxy.release();
+      expect(await multi).toEqual(['PONG', 'PONG']);
+      await held;
+      // Nothing left unanswered: the connection serves again.
+      await eventually(async () => (await client.ping().catch(() => 'refused')) === 'PONG');
+    } finally {
+      Date.now = realNow;
+      await redis.dispose();
+      await proxy.cut();
+    }
+  }, 30_000);
 });

@@ -177,16 +177,26 @@ function oneWritePerTurn(conn: Redis): void {
  * `timeoutMs` ago), a new one fails at once as when Redis is away, instead of waiting out its own
  * timeout: a sign-in asks Redis up to eight things in turn, and took eight timeouts. The held
  * commands themselves tell when Redis answers again (the queue drains), so no probe is needed.
+ * Decided once for all the commands passed on in one synchronous run: a pipeline (MULTI, or
+ * auto-pipelining) hands its commands over one by one and writes them only once all were taken,
+ * so refusing one after taking an earlier one left that one queued, never written nor answered,
+ * and every command after it refused for good (an outside probe: an instance off Redis for
+ * minutes, after a stall).
  */
 function failFastWhileHeld(conn: Redis, timeoutMs: number): void {
   type Sent = { command: { reject(e: Error): void; promise: Promise<unknown>; sentAt?: number } };
   const target = conn as unknown as { sendCommand(command: Sent['command'], ...rest: unknown[]): unknown; commandQueue?: { peekFront(): Sent | undefined } };
   const send = target.sendCommand.bind(conn);
+  let decided: string | undefined | null = null;
   target.sendCommand = (command, ...rest) => {
     const now = Date.now();
-    const oldest = target.commandQueue?.peekFront()?.command.sentAt;
-    if (oldest !== undefined && now - oldest > timeoutMs) {
-      command.reject(new Error(`Redis has not answered for ${now - oldest} ms`));
+    if (decided === null) {
+      const oldest = target.commandQueue?.peekFront()?.command.sentAt;
+      decided = oldest !== undefined && now - oldest > timeoutMs ? `Redis has not answered for ${now - oldest} ms` : undefined;
+      queueMicrotask(() => (decided = null));
+    }
+    if (decided !== undefined) {
+      command.reject(new Error(decided));
       return command.promise;
     }
     command.sentAt = now;
