@@ -12,7 +12,7 @@ const CONVERSATION = 'query($c: ConversationInput!) { conversation(conversation:
 const CONVERSATIONS = 'query { conversations(first: 50) { edges { node { id unreadCount lastReadMessageId updatedAt lastMessage { id } } } } }';
 const MARK = 'mutation($c: ConversationInput!, $m: ID) { markRead(conversation: $c, messageId: $m) { unreadCount lastReadMessageId } }';
 const HISTORY = 'query($c: ConversationInput!) { history(conversation: $c, last: 100) { edges { node { id sender { id } } } } }';
-const UPDATED = 'subscription { conversationUpdated { id unreadCount lastReadMessageId lastMessage { id } } }';
+const UPDATED = 'subscription { conversationUpdated { id peer { id } unreadCount lastReadMessageId lastMessage { id } } }';
 
 const send = sendMessage;
 
@@ -281,7 +281,7 @@ describe('conversations at scale', () => {
     await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
     await befriend(s.url, alice, bob);
     // Back in his sidebar as it was kept, told to his sessions as a group joined again is.
-    expect((await sidebar.nth(8)).conversationUpdated).toMatchObject({ id: directKey(alice.id, bob.id), unreadCount: 1, lastReadMessageId: d1.id, lastMessage: { id: d2.id } });
+    expect((await sidebar.nth(8)).conversationUpdated).toMatchObject({ id: directKey(alice.id, bob.id), peer: { id: alice.id }, unreadCount: 1, lastReadMessageId: d1.id, lastMessage: { id: d2.id } });
     const d3 = await send(s.url, alice.token, { toUserId: bob.id, content: 'd3' });
     expect((await sidebar.nth(9)).conversationUpdated).toMatchObject({ unreadCount: 2, lastReadMessageId: d1.id, lastMessage: { id: d3.id } });
   });

@@ -137,7 +137,9 @@ export class ConversationService {
       const row = await conversationRepository.row(em, userId, key);
       if (!row) continue;
       const badges = await mentionRepository.unreadCounts(em, userId, [key]);
-      await this.pubsub.publishSafe(Topic.ConversationUpdated, ownRowUpdate(row, userId, badges.get(key) ?? 0, true));
+      // Its two users: the receiver's peer is read from them (it was null in the row told: a probe).
+      const update = Object.assign(ownRowUpdate(row, userId, badges.get(key) ?? 0, true), { userIds: [a, b] });
+      await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
     }
   }
 
