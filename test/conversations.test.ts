@@ -189,6 +189,12 @@ describe('conversations', () => {
     await privately(owner, ann, 'to ann, back');
     await mark(ann);
     expect((await receipts(ben))[ann.id]).toEqual(back);
+    // A member's own private send moves their marker onto it: the others see it where it was, never
+    // on a private message of their own that the member can't read (the owner's to Ann: a probe).
+    const before = (await receipts(owner))[ben.id];
+    expect(before[0]).toBe(again.id);
+    await privately(ben, cal, 'ben to cal');
+    expect((await receipts(owner))[ben.id]).toEqual(before);
   });
 
   it('should keep unread counts exact under concurrent sends', async () => {

@@ -741,8 +741,9 @@ export const conversationRepository = {
    * Other members' read markers as `viewerId` may see them, most recent first (at most `limit`),
    * but for users the viewer blocks (their read markers are presence of a kind, see modules/safety).
    * In a project, a marker on a private message the viewer is not party to shows as the newest
-   * message before it that the viewer may see (none: left out), so a receipt never names a message
-   * the viewer can't read, nor tells by its time or its place when one was read.
+   * message before it that both may read (an open one, or one between the two; none: left out), so
+   * a receipt never names a message either can't read, nor tells by its time or its place when
+   * one was read or sent.
    */
   async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
     if (!project) {
@@ -772,11 +773,12 @@ export const conversationRepository = {
        from conversation_members cm join messages m on m.id = cm.last_read_message_id
        cross join lateral (
          select p.id, p.created_at from messages p where p.conversation_key = m.conversation_key and (p.created_at, p.id) <= (m.created_at, m.id)
-           and (p.recipient_id is null or ? in (p.sender_id, p.recipient_id)) order by p.created_at desc, p.id desc limit 1
+           and (p.recipient_id is null or (p.sender_id, p.recipient_id) in ((?::uuid, cm.user_id), (cm.user_id, ?::uuid)))
+           order by p.created_at desc, p.id desc limit 1
        ) s
        where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
        order by s.created_at desc, s.id desc limit ?`,
-      [viewerId, key, viewerId, viewerId, limit],
+      [viewerId, viewerId, key, viewerId, viewerId, limit],
     );
   },
 
