@@ -211,6 +211,25 @@ describe('mentions', () => {
     await online.client.dispose();
   });
 
+  it('should list the first 50 users an @all mentions, by username, live and in history, and count it for every member', async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const members = await Promise.all(Array.from({ length: 54 }, () => signup(s.url)));
+    const g = await groupWith(s.url, alice, 'Crowd', members);
+    const byName = [...members].sort((a, b) => (a.username.toLowerCase() < b.username.toLowerCase() ? -1 : 1));
+    const last = byName[byName.length - 1];
+    const live = await listen(s, last, 'subscription { messageAdded { id mentions { username } } }');
+    const sent = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'hey @all' } }, alice.token))).sendMessage;
+    const shown = byName.slice(0, 50).map((u) => u.username);
+    expect(sent.mentions.map((u: any) => u.username)).toEqual(shown);
+    expect((await live.nth(1)).messageAdded.mentions.map((u: any) => u.username)).toEqual(shown);
+    expect((await ok(gql(s.url, MESSAGE, { c: { groupId: g } }, last.token))).history.edges[0].node.mentions.map((u: any) => u.username)).toEqual(shown);
+    // Every member is mentioned all the same: the one left off the list has its badge and its mention.
+    expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from message_mentions where message_id = $1', [sent.id])).toEqual([{ n: 54 }]);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, last.token))).conversation.unreadMentionCount).toBe(1);
+    expect((await request(s.url, MentionsDocument, {}, last.token)).mentions.edges.map((e) => e.node.id)).toEqual([sent.id]);
+  });
+
   it('should keep whom an @here reached when an edit keeps it, and resolve one an edit adds among those connected then', async () => {
     const s = await createTestServer({ PRESENCE_GRACE: '200ms' });
     const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

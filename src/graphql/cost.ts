@@ -136,7 +136,7 @@ function itemsOfOperation(context: ValidationContext, operation: OperationDefini
  * The most a list of objects that is not a page holds, as far as the server bounds it: lists count
  * as pages do (a page of conversations each with its pinned messages each with a page of members
  * was counted as 100 items, and held the server for seconds). A connection's `edges` are its page,
- * counted there. A message's mentions are not bounded (`@all`): counted as a busy message's.
+ * counted there.
  */
 const LIST_MOST: Record<string, number> = {
   'Conversation.pinnedMessages': 50,

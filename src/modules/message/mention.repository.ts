@@ -50,6 +50,14 @@ const candidates = (targets: MentionTargets | 'batch'): Sql => {
 export const MAX_UNREAD = 100;
 
 /**
+ * The most users `Message.mentions` lists (the first by username). An `@all` or `@here` mentions
+ * every member it names, each counted and notified, but a list of thousands in every page of
+ * history and every event's payload (an outside probe: 4,138 users in a page of 100) showed no
+ * one anything: a client tells its own mention by `unreadMentionCount` and the `mentions` query.
+ */
+export const MENTIONS_SHOWN = 50;
+
+/**
  * A mention (`x`) not made by a user its user blocks (one made before the block included): the
  * block hides it from their lists and badges, though the row stays (an unblock shows it again).
  * `user` is x.user_id as the enclosing query names it.
@@ -111,8 +119,9 @@ export const mentionRepository = {
           returning message_id, user_id, conversation_key, seq)`,
         params: c.params,
       },
-      columns: `(select coalesce(json_agg(json_build_object('id', u.id, 'username', u.username, 'display_name', u.display_name, 'created_at', u.created_at) order by lower(u.username)), '[]'::json)
-          from mn join users u on u.id = mn.user_id where mn.message_id = m.id) as mentioned, ${counts} as mention_counts`,
+      columns: `(select coalesce(json_agg(json_build_object('id', s.id, 'username', s.username, 'display_name', s.display_name, 'created_at', s.created_at) order by s.name), '[]'::json)
+          from (select u.id, u.username, u.display_name, u.created_at, lower(u.username) as name from mn join users u on u.id = mn.user_id where mn.message_id = m.id
+            order by lower(u.username) limit ${MENTIONS_SHOWN}) s) as mentioned, ${counts} as mention_counts`,
     };
   },
 
@@ -150,12 +159,14 @@ export const mentionRepository = {
     return rows.map((r) => r.user_id);
   },
 
-  /** The users each message mentions (ids), in username order. */
+  /** The users each message mentions (ids), in username order: the first MENTIONS_SHOWN. */
   async ofMessages(em: EntityManager, ids: readonly string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     if (!ids.length) return out;
     const rows: { message_id: string; user_id: string }[] = await em.execute(
-      `select x.message_id, x.user_id from message_mentions x join users u on u.id = x.user_id where x.message_id = any(?::uuid[]) order by lower(u.username)`,
+      `select k.message_id, k.user_id from unnest(?::uuid[]) with ordinality i(id, n) cross join lateral (
+         select x.message_id, x.user_id, lower(u.username) as name from message_mentions x join users u on u.id = x.user_id where x.message_id = i.id
+         order by lower(u.username) limit ${MENTIONS_SHOWN}) k order by i.n, k.name`,
       [pgArray(ids)],
     );
     for (const r of rows) {
