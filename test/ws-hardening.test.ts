@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import { eventually, gql, ok, running, sleep, wsClient } from './helpers/graphql';
-import { signup, login } from './helpers/factories';
+import { attempt, lobbyOf, signup, login } from './helpers/factories';
+import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 import { anonymousBodyLimit } from '../src/graphql/limits';
@@ -144,6 +145,20 @@ describe('unauthenticated sockets per address', () => {
     await expect(raw(s.wsUrl).opened).rejects.toThrow('upgrade refused: 429');
     expect([idle[0], acked].every((r) => r.socket.readyState === WebSocket.OPEN)).toBe(true);
   });
+
+  it('should free the place of a socket whose connection_init timed out at once, though its peer never answers the close', async () => {
+    const s = await createTestServer({ WS_MAX_PENDING_PER_IP: '2', WS_CONNECTION_INIT_TIMEOUT: '300ms' });
+    const idle = [raw(s.wsUrl), raw(s.wsUrl)];
+    await Promise.all(idle.map((r) => r.opened));
+    // They read nothing more: the 4408 close is never answered (a half-open client, a proxy).
+    for (const r of idle) (r.socket as any)._socket.pause();
+    await expect(raw(s.wsUrl).opened).rejects.toThrow('upgrade refused: 429');
+    await sleep(500);
+    // Past the timeout the address may open sockets again (ws waited 30 s for the close before).
+    const after = [raw(s.wsUrl), raw(s.wsUrl)];
+    await Promise.all(after.map((r) => r.opened));
+    await expect(raw(s.wsUrl).opened).rejects.toThrow('upgrade refused: 429');
+  });
 });
 
 describe('sockets per user', () => {
@@ -164,4 +179,30 @@ describe('sockets per user', () => {
     first.socket.close(1000);
     await eventually(() => connected, 5000);
   });
+
+  it('should free the place of a slow reader cut with 1013 within seconds, though it never reads its close', async () => {
+    // No keep-alive: a paused client can't answer pings, and being cut for that is not what this tests.
+    const s = await createTestServer({ WS_MAX_SOCKETS_PER_USER: '1', WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const slow = await initialized(s.wsUrl, u.token);
+    slow.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
+    await running(s, 'messageAdded', 1);
+    (slow.socket as any)._socket.pause();
+    const big = 'x'.repeat(3900);
+    for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
+      await Promise.all([...Array(10).keys()].map((k) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `${i + k} ${big}` } }, u.token)));
+    }
+    expect(s.fanout.slowConsumersClosed).toBe(1);
+    const cut = Date.now();
+    // The user's one socket was given up on: another is let in (ws waited 30 s for the close before).
+    const accepted = async () => {
+      const r = raw(s.wsUrl);
+      await r.opened;
+      r.send({ type: 'connection_init', payload: { authorization: `Bearer ${u.token}` } });
+      return Promise.race([r.next('connection_ack', undefined, 2000).then(() => true, () => false), r.closed.then(() => false)]);
+    };
+    await eventually(accepted, 8000, 200);
+    expect(Date.now() - cut).toBeLessThan(8000);
+  }, 60_000);
 });

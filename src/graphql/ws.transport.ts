@@ -11,6 +11,14 @@ const OPEN = 1;
 /** How long stopping waits for the sockets it closed to answer the close before it cuts them. */
 const CLOSE_WAIT_MS = 500;
 /**
+ * How long a socket this server closed may take to answer the close before it is cut (ws waits
+ * 30 s by default). A peer that never answers (a slow reader cut with 1013, its close frame
+ * behind megabytes it will not read; a socket closed with 4408 by a client that sent nothing)
+ * kept its place in WS_MAX_SOCKETS_PER_USER and WS_MAX_PENDING_PER_IP all that time: an outside
+ * probe was refused for 30 s after the server had given up on those sockets.
+ */
+const CLOSE_HANDSHAKE_MS = 2000;
+/**
  * A keep-alive round is spread over slices about this long (at most KEEPALIVE_SLICES a round):
  * pinging 5,000 sockets in one turn of the event loop took ~50 ms of writes, and their pongs as
  * much again, with every request and delivery waiting behind them.
@@ -149,6 +157,8 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     // Compressing costs each socket a zlib context and each message a deflate per socket; a
     // fan-out writes one frame to thousands of sockets as is (frames.ts).
     perMessageDeflate: false,
+    // ws 8.18's option, not yet in @types/ws.
+    ...{ closeTimeout: CLOSE_HANDSHAKE_MS },
     handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
     // ws emits 'connection' synchronously after this, so the pending count is exact.
     verifyClient: (info, done) => {
@@ -240,7 +250,10 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
   }
 
   function initTimedOut(conn: C): void {
-    if (!conn.initReceived) conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+    if (conn.initReceived) return;
+    conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+    // No longer waiting for its connection_init: its address may open another at once (the 429's Retry-After).
+    settled(conn);
   }
 
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
