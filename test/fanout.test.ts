@@ -7,6 +7,7 @@ import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
+import { floodUntilCut } from './helpers/slow-reader';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
 import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
 
@@ -194,14 +195,10 @@ describe('subscription fan-out', () => {
     const c = await initialized(s.wsUrl, a.token);
     c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
     await running(s, 'messageAdded', 1);
-    // Stop reading: the kernel buffers fill, then the server's.
-    (c.socket as any)._socket.pause();
-    const big = 'x'.repeat(3900);
     let code: number | undefined;
     void c.closed.then((x) => (code = x.code));
-    for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
-      await Promise.all([...Array(10).keys()].map((k) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `${i + k} ${big}` } }, a.token)));
-    }
+    // Stop reading: the kernel buffers fill, then the server's.
+    await floodUntilCut(s, c, lobby, a.token);
     expect(s.fanout.slowConsumersClosed).toBe(1);
     (c.socket as any)._socket.resume();
     await c.closed;

@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { eventually, gql, ok, running, sleep, wsClient } from './helpers/graphql';
-import { attempt, lobbyOf, signup, login } from './helpers/factories';
-import { SendMessageDocument } from '../generated/client/graphql';
+import { lobbyOf, signup, login } from './helpers/factories';
+import { floodUntilCut } from './helpers/slow-reader';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 import { anonymousBodyLimit } from '../src/graphql/limits';
@@ -188,11 +188,7 @@ describe('sockets per user', () => {
     const slow = await initialized(s.wsUrl, u.token);
     slow.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
     await running(s, 'messageAdded', 1);
-    (slow.socket as any)._socket.pause();
-    const big = 'x'.repeat(3900);
-    for (let i = 0; i < 5000 && s.fanout.slowConsumersClosed === 0; i += 10) {
-      await Promise.all([...Array(10).keys()].map((k) => attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: `${i + k} ${big}` } }, u.token)));
-    }
+    await floodUntilCut(s, slow, lobby, u.token);
     expect(s.fanout.slowConsumersClosed).toBe(1);
     const cut = Date.now();
     // The user's one socket was given up on: another is let in (ws waited 30 s for the close before).
