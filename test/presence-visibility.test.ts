@@ -285,6 +285,27 @@ describeRedis('presence visibility', () => {
     expect(seen(events)).toEqual([`${ada.id} OFFLINE`, `${barrier.id} OFFLINE`]);
   });
 
+  it('should show a HIDDEN user again as ONLINE when their last socket closed on another instance while they were active here', async () => {
+    const a = await createTestServer({ PRESENCE_GRACE: '200ms' });
+    const b = await createTestServer({ PRESENCE_GRACE: '200ms' }, { clean: false });
+    const [ada, bo] = [await signup(a.url), await signup(a.url)];
+    const socket = wsClient(b.wsUrl, ada.token);
+    await socket.connected;
+    await ok(gql(a.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token));
+    const events = await watch(a, bo, [ada.id]);
+    // Active on A while connected on B; then B's socket closes and B decides her OFFLINE (not told: she is HIDDEN).
+    await ok(gql(a.url, '{ me { id } }', {}, ada.token));
+    await socket.client.dispose();
+    await eventually(async () => (await a.services.presence.states([ada.id]))[0].status === 'OFFLINE', 5000);
+    // Within A's throttle of her requests, she shows herself again: ONLINE to everyone, and told.
+    await ok(gql(a.url, 'mutation { heartbeat { status } }', {}, ada.token));
+    expect((await ok(gql(a.url, SET_VISIBILITY, { v: 'VISIBLE' }, ada.token))).setPresenceVisibility.status).toBe('ONLINE');
+    expect((await statusOf(a, bo, ada.id)).status).toBe('ONLINE');
+    expect((await statusOf(b, bo, ada.id)).status).toBe('ONLINE');
+    await events.nth(1);
+    expect(seen(events)).toEqual([`${ada.id} ONLINE`]);
+  });
+
   describe.each([['everyone', {}] as const, ['contacts', CONTACTS] as const])('a hiding rule (%s mode)', (_mode, env) => {
     // Where safety's block plugs in: one rule hides a user from another in every read and delivery.
     it('should hide a user from the viewers a rule names, in userStatus, onlineUsers and its totalCount, and presenceChanged', async () => {

@@ -94,7 +94,7 @@ export class PresenceVisibilityResolver {
   })
   async setPresenceVisibility(@Arg('visibility', () => PresenceVisibilityChoice, { description: 'VISIBLE or HIDDEN.' }) visibility: PresenceVisibilityChoice, @Ctx() ctx: Context): Promise<UserType> {
     const viewer = viewerOf(ctx);
-    await ctx.services.presence.setVisibility(ctx.em, viewer.userId, visibility);
+    await ctx.services.presence.setVisibility(ctx.em, viewer.userId, visibility, viewer.sessionId);
     const user = await ctx.loaders.user.load(viewer.userId);
     if (!user) throw new NotFoundError('User');
     return user;

@@ -585,7 +585,7 @@ export class PresenceService {
    * store mirrors it, written first: a store that can't be reached refuses the change with nothing
    * changed (written second, its SERVICE_UNAVAILABLE came after the choice was stored; an outside probe).
    */
-  async setVisibility(em: EntityManager, viewerId: string, visibility: string): Promise<void> {
+  async setVisibility(em: EntityManager, viewerId: string, visibility: string, sessionId: string | null = null): Promise<void> {
     if (visibility !== 'VISIBLE' && visibility !== 'HIDDEN') throw new BadUserInputError('visibility must be VISIBLE or HIDDEN.', 'visibility');
     const was = await presenceRepository.presenceVisibilityOf(em, viewerId);
     if (!was) throw new NotFoundError('User');
@@ -603,7 +603,15 @@ export class PresenceService {
       throw new NotFoundError('User');
     }
     // Set at the same time by another call (the store says so too): that call tells it, once.
-    if (stored === 'same' || shown === null) return;
+    if (stored === 'same') return;
+    if (shown === null) {
+      // OFFLINE in the store, yet this request is the user's activity. A HIDDEN user's OFFLINE
+      // decided on another instance is not published, so this one's throttle still took their
+      // last requests as recorded: shown again, they read OFFLINE to everyone, and no ONLINE was
+      // told, until their next activity past the throttle (an outside probe). Recorded now.
+      if (!hidden) await this.online(viewerId, sessionId);
+      return;
+    }
     await this.publish(
       hidden
         ? { userId: viewerId, status: 'OFFLINE', lastSeenAt: null, hiding: true, v: shown.v }
