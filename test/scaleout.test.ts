@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { codeOf, eventually, gql, listen as listenOn, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
-import { buildConnectedUser, signup, type TestUser, lobbyOf, attempt, login, sendMessage, request } from './helpers/factories';
+import { buildConnectedUser, signup, type TestUser, lobbyOf, attempt, login, sendMessage, request, groupWith } from './helpers/factories';
 import { LoginDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { OwnRedis } from './helpers/redis-server';
 import { sql } from './helpers/db';
@@ -184,6 +184,32 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       expect(caught.length).toBe(3 + n);
       // Logins keep working too (rate limits fall back to memory).
       expect(codeOf(await attempt(a.url, LoginDocument, { username: alice.username, password: alice.password }))).toBeUndefined();
+    });
+  }, 60_000);
+
+  it('should stop delivering here, within seconds, to a member removed or a blocker blocking elsewhere while Redis is down', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      const [alice, bob, erin, frank] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
+      const g = await groupWith(a.url, alice, 'Outage', [bob, erin, frank]);
+      const bobs = await listen(b, bob, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
+      const erins = await listen(b, erin, 'subscription { messageAdded { content } }');
+      await redis.stop();
+      // Made on A, told over Redis: B can't hear them.
+      await ok(gql(a.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g, u: bob.id }, alice.token));
+      await ok(gql(a.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: frank.id }, erin.token));
+      // B reads them again meanwhile (before, not until Redis was back): what is sent through B
+      // stops reaching bob, and frank's messages erin.
+      let n = 0;
+      await eventually(async () => {
+        const content = `probe ${n++}`;
+        await sendMessage(b.url, alice.token, { groupId: g, content });
+        await eventually(() => erins.sub.values.some((v) => v.messageAdded.content === content), 5000);
+        return !bobs.sub.values.some((v) => v.messageAdded.content === content);
+      }, 15_000, 500);
+      await sendMessage(b.url, frank.token, { groupId: g, content: 'from frank' });
+      await sendMessage(b.url, alice.token, { groupId: g, content: 'sentinel' });
+      await eventually(() => erins.sub.values.some((v) => v.messageAdded.content === 'sentinel'), 5000);
+      expect(erins.sub.values.map((v) => v.messageAdded.content)).not.toContain('from frank');
     });
   }, 60_000);
 

@@ -46,6 +46,9 @@ import { MuteService } from './safety/mute.service';
 import { SafetyLists } from './safety/safety.lists';
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
+/** How often memberships and block lists are read again while this instance is off Redis (changes made elsewhere can't reach it). */
+const OFF_REDIS_RESYNC_MS = 2000;
+
 export interface Services {
   env: Env;
   logger: Logger;
@@ -219,6 +222,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     await Promise.all([memberships.resync(), safety.resync()]);
     return messages.storedOn(orm.em.fork(), channels, since);
   });
+  // And meanwhile, every few seconds: a user removed, banned or blocked elsewhere during an outage
+  // kept getting, here, what was sent through this instance until Redis was back (an outside probe).
+  const stopResyncing = pubsub.whileOff(OFF_REDIS_RESYNC_MS, () => Promise.all([memberships.resync(), safety.resync()]));
   routeConversations(pubsub, {
     memberships,
     channelOf: scopeChannel,
@@ -307,6 +313,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       tickets.dispose();
       await presence.dispose();
       unroutePresence?.();
+      stopResyncing();
       contacts?.dispose();
       memberships.dispose();
       safety.dispose();

@@ -314,6 +314,33 @@ export class PubSub {
     if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1), 1000).unref();
   }
 
+  /**
+   * Runs `task` while this instance is off Redis, `pauseMs` after the last run ended (a run over
+   * many users never overlaps the next, nor runs back to back): what other instances tell over
+   * Redis meanwhile never comes. Returns its removal.
+   */
+  whileOff(pauseMs: number, task: () => Promise<unknown>): () => void {
+    const connected = this.broker.connected?.bind(this.broker);
+    if (!connected) return () => undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const next = () => {
+      if (stopped) return;
+      timer = setTimeout(() => {
+        if (this.disposed || connected()) return next();
+        void task()
+          .catch((e: unknown) => this.logger.debug({ err: e }, 'a task while off Redis failed'))
+          .finally(next);
+      }, pauseMs);
+      timer.unref();
+    };
+    next();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
   /** Calls `listener` each time this instance is back on Redis after a loss: events published meanwhile never reached it. */
   onReconnect(listener: (lostAt: number) => void): () => void {
     return this.broker.onReconnect?.(listener) ?? (() => undefined);
