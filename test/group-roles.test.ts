@@ -181,7 +181,8 @@ const CASES: Case[] = [
   {
     name: 'addGroupMember (an outsider)',
     op: (w) => ({ q: M.add, v: { g: w.group, u: w.users.outsider.id } }),
-    expect: moderation,
+    // The outsider blocks `blocked`: refused as an invitation would be.
+    expect: { ...moderation, blocked: 'FORBIDDEN' },
     check: async (w) => expect((await groupAs(w, w.users.outsider)).myRole).toBe('MEMBER'),
   },
   {
@@ -318,12 +319,14 @@ describeRedis('group roles', () => {
       expect(await sql(a.env.DATABASE_URL!, 'select count(*)::int as n from group_invites where user_id = $1', [invitee.id])).toEqual([{ n: 0 }]);
     });
 
-    it('should refuse an invitation from a user the invitee blocks as any refusal, and take it once unblocked', async () => {
+    it('should refuse an invitation, or an addition, from a user the invitee blocks as any refusal, and take it once unblocked', async () => {
       const w = await world(a, b);
       const { blocked, outsider, owner, admin } = w.users;
       const before = await state(a);
       const r = await run(b, M.invite, { g: w.group, u: outsider.id }, blocked);
       expect([codeOf(r), r.errors![0].message]).toEqual(['FORBIDDEN', 'This user does not accept your invitation.']);
+      const added = await run(b, M.add, { g: w.group, u: outsider.id }, blocked);
+      expect([codeOf(added), added.errors![0].message]).toEqual(['FORBIDDEN', 'This user does not accept your invitation.']);
       expect(await state(a)).toEqual(before);
       // Whoever else invites them is not refused; nor is an inviter who blocks the invitee (their own choice).
       await ok(run(b, BLOCK, { u: outsider.id }, admin));

@@ -58,7 +58,7 @@ export class GroupResolver {
   }
 
   @Authorized()
-  @Mutation(() => GroupType, { description: 'Owner and admins (lobby admins too): adds a user at once; a banned user is CONFLICT until unbanned.' })
+  @Mutation(() => GroupType, { description: 'Owner and admins (lobby admins too): adds a user at once; a banned user is CONFLICT until unbanned; a user who blocks the adder FORBIDDEN, as for an invitation.' })
   async addGroupMember(@Arg('groupId', () => IdScalar) groupId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<GroupType> {
     return toGroupType(await ctx.services.groups.addMember(ctx.em, viewerOf(ctx).userId, groupId, userId));
   }

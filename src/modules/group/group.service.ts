@@ -277,6 +277,9 @@ export class GroupService {
       const target = await this.target(tem, group.id, userId);
       if (target.role !== null) return group;
       if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
+      // Added is invited and accepted at once: whom an invitation may not reach may not be added either
+      // (a user blocked by the invitee pulled them into groups with it; an outside probe).
+      for (const check of this.inviteGuards) await check(tem, viewerId, target.id);
       await this.admit(tem, outbox, group, target.id);
       return group;
     });
