@@ -430,6 +430,19 @@ describeRedis('group roles', () => {
       expect((await members.nth(2)).groupEvent).toMatchObject({ kind: 'MEMBER_JOINED', user: { id: outsider.id } });
     });
 
+    it('should tell an invitee, on another instance, of the group renamed or deleted before they answer, and no outsider', async () => {
+      const w = await world(a, b);
+      const { owner, invitee, outsider } = w.users;
+      const theirs = await listen(b, invitee, EVENTS);
+      const others = await listen(b, outsider, EVENTS);
+      await ok(run(a, M.rename, { g: w.group, n: 'Base camp' }, owner));
+      expect((await theirs.nth(1)).groupEvent).toMatchObject({ kind: 'RENAMED', groupId: w.group, group: { id: w.group, name: 'Base camp' } });
+      await ok(run(a, M.del, { g: w.group }, owner));
+      expect((await theirs.nth(2)).groupEvent).toMatchObject({ kind: 'DELETED', groupId: w.group, group: null });
+      await sleep(200);
+      expect(others.values).toEqual([]);
+    });
+
     it('should send a member who blocks another every groupEvent about them, and let each moderate the other', async () => {
       const w = await world(a, b);
       const { owner, member, member2 } = w.users;

@@ -96,6 +96,12 @@ export const groupRepository = {
     return rows.map((r) => r.user_id);
   },
 
+  /** Those with a pending invitation to the group (they see it, its name, until they answer). */
+  async inviteeIds(em: EntityManager, groupId: string): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from group_invites where group_id = ?', [groupId]);
+    return rows.map((r) => r.user_id);
+  },
+
   /**
    * Account deletion: the user's groups but `exceptId` (the lobby, left last), locked in one
    * statement, then each as leaving needs it, read under the locks: a group deleted or left

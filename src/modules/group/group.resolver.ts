@@ -43,7 +43,7 @@ export class GroupResolver {
   }
 
   @Authorized()
-  @Mutation(() => Boolean, { description: 'Owner only; members get DELETED and lose access.' })
+  @Mutation(() => Boolean, { description: 'Owner only; members (and invitees) get DELETED and lose access.' })
   deleteGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.groups.delete(ctx.em, viewerOf(ctx).userId, groupId);
   }
@@ -187,7 +187,7 @@ export class GroupResolver {
 
   @Authorized()
   @Subscription(() => GroupEventType, {
-    description: 'CREATED of public groups to all; the rest to members.',
+    description: 'CREATED of public groups to all; the rest to members (RENAMED and DELETED to invitees too; INVITED to the invitee).',
     subscribe: ({ context }: SubscribeResolverData<unknown, unknown, Context>) => {
       const me = viewerOf(context).userId;
       const { groups } = context.services;

@@ -240,7 +240,7 @@ export class GroupService {
       group.name = clean;
       await tem.flush();
       outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
-      await this.event(tem, outbox, 'RENAMED', group, viewerId, await this.audience(tem, group));
+      await this.event(tem, outbox, 'RENAMED', group, viewerId, await this.seers(tem, group));
       return group;
     });
   }
@@ -579,12 +579,13 @@ export class GroupService {
 
   private async destroy(em: EntityManager, group: Pick<Group, 'id' | 'isPrivate'>, actorId: string, outbox: Outbox): Promise<void> {
     const members = await groupRepository.memberIds(em, group.id);
+    const invited = await groupRepository.inviteeIds(em, group.id);
     // Its last place is taken while its row is there to count it.
     const pos = await groupRepository.nextEventPosition(em, group.id);
     // The conversation goes with the group, attachments included.
     await groupRepository.destroy(em, group.id);
     this.member(outbox, group.id, members.map((userId) => ({ userId, member: false })));
-    this.tell(outbox, 'DELETED', group, actorId, members, pos);
+    this.tell(outbox, 'DELETED', group, actorId, [...members, ...invited], pos);
   }
 
   private async joined(em: EntityManager, outbox: Outbox, groupId: string, isPrivate: boolean, userId: string, audience: string[] | null): Promise<void> {
@@ -606,6 +607,12 @@ export class GroupService {
     if (group.isLobby) return null;
     const members = await groupRepository.memberIds(em, group.id);
     return also === undefined || members.includes(also) ? members : [...members, also];
+  }
+
+  /** Members and invitees: those who see the group's name (a rename is told to an invitation too). */
+  private async seers(em: EntityManager, group: Group): Promise<string[] | null> {
+    const members = await this.audience(em, group);
+    return members && [...members, ...(await groupRepository.inviteeIds(em, group.id))];
   }
 
   private member(outbox: Outbox, groupId: string, changes: { userId: string; member: boolean }[]): void {
