@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { codeOf, gql, ok, wsClient, type GqlResult, type WsClient } from './helpers/graphql';
@@ -161,6 +162,23 @@ describe('values echoed in input errors', () => {
     } finally {
       w.client.dispose();
     }
+  });
+});
+
+describe('compressed request bodies', () => {
+  it('should answer a body sent with a Content-Encoding 415, naming it, over HTTP and SSE, and take it uncompressed', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const body = gzipSync(JSON.stringify({ query: 'mutation { createGroup(name: "zipped") { id } }' }));
+    for (const [url, accept] of [[s.url, 'application/json'], [`${s.url}/stream`, 'text/event-stream']]) {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', accept, authorization: `Bearer ${u.token}` }, body });
+      expect(res.status).toBe(415);
+      expect(await res.json()).toEqual({ errors: [{ message: "Content-Encoding 'gzip' is not supported: send the request body uncompressed.", extensions: { code: 'BAD_USER_INPUT' } }] });
+    }
+    expect((await ok(gql(s.url, '{ groups(first: 100) { edges { node { name } } } }', {}, u.token))).groups.edges.map((e: any) => e.node.name)).not.toContain('zipped');
+    // identity is no encoding.
+    const plain = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    expect(await plain.json()).toEqual({ data: { __typename: 'Query' } });
   });
 });
 

@@ -97,6 +97,13 @@ export function handleCors(req: IncomingMessage, res: ServerResponse, allowed: r
   return false;
 }
 
+/** A request body sent compressed (Content-Encoding): 415. */
+export class UnsupportedEncodingError extends Error {
+  constructor(encoding: string) {
+    super(`Content-Encoding '${encoding}' is not supported: send the request body uncompressed.`);
+  }
+}
+
 export class BodyTooLargeError extends Error {}
 /** The client hung up before its body was whole: nothing to answer, and no fault of the server's. */
 export class ClientGoneError extends Error {}
@@ -104,6 +111,13 @@ export class ClientGoneError extends Error {}
 /** Reads the request body, refusing more than `limit` bytes; ClientGoneError when the connection ends before it is whole. */
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    // Bodies are read as sent, never inflated: a compressed one was refused as JSON that is not valid.
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') {
+      req.resume();
+      reject(new UnsupportedEncodingError(encoding.slice(0, 40)));
+      return;
+    }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       req.resume();

@@ -4,7 +4,7 @@ import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/
 import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
+import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { bearerToken, invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
@@ -121,6 +121,7 @@ export async function handleGraphQL<TContext extends object>(
     } catch (e) {
       // Hung up mid-body: no one to answer, nothing to log as the server's error.
       if (e instanceof ClientGoneError) return;
+      if (e instanceof UnsupportedEncodingError) return sendGraphQLError(res, 415, 'BAD_USER_INPUT', e.message);
       if (!(e instanceof BodyTooLargeError)) throw e;
       // A token that was sent but is no good is the reason, not the size: said so, as the context would.
       if (anonymous && req.headers.authorization) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', invalidTokenError().message);

@@ -3,7 +3,7 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson } from '../core/http';
+import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { bearerToken } from '../modules/auth/auth.tokens';
@@ -272,6 +272,7 @@ class StreamServer {
       } catch (e) {
         // Hung up mid-body: no one to answer, nothing to log as the server's error.
         if (e instanceof ClientGoneError) return;
+        if (e instanceof UnsupportedEncodingError) return sendGraphQLError(res, 415, 'BAD_USER_INPUT', e.message);
         if (!(e instanceof BodyTooLargeError)) throw e;
         return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${this.opts.bodyLimit} bytes.`);
       }
