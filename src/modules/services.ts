@@ -45,10 +45,10 @@ import { muteRepository } from './safety/mute.repository';
 import { MuteService } from './safety/mute.service';
 import { SafetyLists } from './safety/safety.lists';
 
-/** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 /** How often memberships and block lists are read again while this instance is off Redis (changes made elsewhere can't reach it). */
 const OFF_REDIS_RESYNC_MS = 2000;
 
+/** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {
   env: Env;
   logger: Logger;

@@ -327,7 +327,8 @@ export class PubSub {
     const next = () => {
       if (stopped) return;
       timer = setTimeout(() => {
-        if (this.disposed || connected()) return next();
+        if (this.disposed) return;
+        if (connected()) return next();
         void task()
           .catch((e: unknown) => this.logger.debug({ err: e }, 'a task while off Redis failed'))
           .finally(next);
