@@ -1,4 +1,5 @@
-import { eventually, gql, listen, ok, running } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, running } from './helpers/graphql';
+import { snapshot } from './helpers/db';
 import { createTestServer, type TestServer } from './helpers/server';
 import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 
@@ -51,6 +52,35 @@ describe('block-threads', () => {
     expect({ ids: ids(threads), totalCount: threads.totalCount }).toEqual({ ids: [carols.id], totalCount: 1 });
     await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
     expect((await ok(gql(s.url, THREADS, {}, alice.token))).threads.totalCount).toBe(2);
+  });
+
+  it("should refuse a blocker's reply to a root or reply by the user they block, as to a message history leaves out, and take it once unblocked", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const groups = [await groupWith(s.url, alice, 'One', [bob, carol]), await groupWith(s.url, alice, 'Two', [bob, carol]), await groupWith(s.url, alice, 'Three', [bob, carol])];
+    const [g] = groups;
+    const roots = await Promise.all(groups.map((groupId) => sendMessage(s.url, bob.token, { groupId, content: 'root by bob' })));
+    const carolsRoot = await sendMessage(s.url, carol.token, { groupId: g, content: 'root by carol' });
+    const carolsReply = await reply(s, carol, g, roots[0].id);
+    const bobsReply = await reply(s, bob, g, carolsRoot.id);
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+    const refused = async (groupId: string, parentId: string, alsoInConversation = false) => {
+      const r = await gql(s.url, SEND, { i: { groupId, content: 'hidden parent', parentId, alsoInConversation } }, alice.token);
+      return [codeOf(r), r.errors?.[0].extensions?.field];
+    };
+    // Bob's root, a reply in bob's thread, bob's reply in carol's thread; kept in the thread or also in the conversation.
+    for (const [parent, also] of [[roots[0].id, false], [carolsReply.id, false], [bobsReply.id, false], [roots[0].id, true]] as const) {
+      expect(await refused(g, parent, also)).toEqual(['BAD_USER_INPUT', 'parentId']);
+    }
+    // Replies arriving together (written in one statement): hers refused, carol's taken.
+    const together = await Promise.all(groups.flatMap((groupId, i) => [refused(groupId, roots[i].id), reply(s, carol, groupId, roots[i].id).then(() => 'ok')]));
+    expect(together).toEqual(groups.flatMap(() => [['BAD_USER_INPUT', 'parentId'], 'ok']));
+    const after = await snapshot(s.env.DATABASE_URL!);
+    expect(after.messages).toBe(before.messages + groups.length);
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect((await reply(s, alice, g, roots[0].id)).id).toBeTruthy();
   });
 
   it("should keep replies kept in their threads out of a blocker's sidebar as out of everyone's: not the last message, not unread", async () => {

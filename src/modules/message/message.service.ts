@@ -443,7 +443,7 @@ export class MessageService {
     let row: Sent;
     // A private message already reaches its one reader: its '@names' stay text.
     const mentions = ask && !privateInProject ? await this.mentionTargets(em(), conv, viewerId, ask) : null;
-    const root = also ? await this.rootFor(em(), conv, parentId!) : null;
+    const root = also ? await this.rootFor(em(), conv, parentId!, viewerId) : null;
     // Answered once committed, alone or with others that reached its lane meanwhile.
     const out: Outgoing = {
       em,
@@ -602,7 +602,7 @@ export class MessageService {
     }
     // Not written: membership (or the conversation's end), the parent, then slow mode say why.
     await (gate ? this.member(o) : this.stillOpen(o));
-    await this.rootFor(o.em(), o.conv, o.replyTo!);
+    await this.rootFor(o.em(), o.conv, o.replyTo!, o.senderId);
     // The sender's access and the parent pass now: a removal and a re-add (or the like) crossed it (see insertOne).
     if (!gate) return this.onceMore(o, () => this.insertReply(o));
     // Every check passes now (the sender joined, the parent changed, the interval ran out): once more, through the gate.
@@ -610,11 +610,12 @@ export class MessageService {
     return this.insertReply(o);
   }
 
-  /** The root a reply to `parentId` in `conv` attaches to; BAD_USER_INPUT when it may have none. */
-  private async rootFor(em: EntityManager, conv: Conversation, parentId: string): Promise<RootRow> {
-    const root = await threadRepository.rootOf(em, parentId);
+  /** The root a reply by `replierId` to `parentId` in `conv` attaches to; BAD_USER_INPUT when it may have none. */
+  private async rootFor(em: EntityManager, conv: Conversation, parentId: string, replierId: string): Promise<RootRow> {
+    const root = await threadRepository.rootOf(em, parentId, replierId);
     // A private project message is no one else's: it has no thread, and says no more than a message elsewhere.
-    if (!root || root.conversation_key !== conv.key || root.private) throw new BadUserInputError(NO_PARENT, 'parentId');
+    // Nor does one by a user the replier blocks, which their history leaves out.
+    if (!root || root.conversation_key !== conv.key || root.private || root.hidden) throw new BadUserInputError(NO_PARENT, 'parentId');
     if (root.deleted_at || root.parent_deleted) throw new BadUserInputError('A deleted message takes no replies.', 'parentId');
     return root;
   }

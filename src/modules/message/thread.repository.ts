@@ -32,7 +32,16 @@ export interface RootRow {
   /** The message named was a reply itself, and this is its root. */
   via_reply: boolean;
   parent_deleted: boolean;
+  /** The replier blocks the root's author or the parent's: neither shows to them (see REPLIER_BLOCKS). */
+  hidden: boolean;
 }
+
+/**
+ * The replier (`?`, or a column) blocks the root's author or the parent's: a message their history
+ * leaves out takes no reply from them, as it takes no reaction or pin (an outside probe replied to a
+ * root it could not see).
+ */
+const replierBlocks = (replier: string) => `exists (select 1 from user_blocks ub where ub.blocker_id = ${replier} and ub.blocked_id in (root.sender_id, x.sender_id))`;
 
 /** Profiles of a thread's first participants (the root's author, then who replied), as JSON. */
 const participants = (root: string) => `(select coalesce(json_agg(json_build_object('id', u.id, 'username', u.username, 'display_name', u.display_name,
@@ -96,13 +105,13 @@ const UNREAD = `(m.last_reply_at > coalesce(t.read_at, '-infinity'::timestamptz)
     or exists (select 1 from messages r where r.parent_id = m.id and r.created_at > coalesce(t.read_at, '-infinity'::timestamptz) and not ${blockedBy('t.user_id', 'r.sender_id')})))`;
 
 export const threadRepository = {
-  /** The root a reply to `parentId` attaches to (a reply's own root), with what decides whether it may. */
-  async rootOf(em: EntityManager, parentId: string): Promise<RootRow | null> {
+  /** The root a reply by `replierId` to `parentId` attaches to (a reply's own root), with what decides whether it may. */
+  async rootOf(em: EntityManager, parentId: string, replierId: string): Promise<RootRow | null> {
     const rows: RootRow[] = await em.execute(
-      `select r.id, r.sender_id, r.created_at, r.conversation_key, r.deleted_at, r.project_id is not null and r.recipient_id is not null as private,
-              x.parent_id is not null as via_reply, x.deleted_at is not null as parent_deleted
-         from messages x join messages r on r.id = coalesce(x.parent_id, x.id) where x.id = ?`,
-      [parentId],
+      `select root.id, root.sender_id, root.created_at, root.conversation_key, root.deleted_at, root.project_id is not null and root.recipient_id is not null as private,
+              x.parent_id is not null as via_reply, x.deleted_at is not null as parent_deleted, ${replierBlocks('?')} as hidden
+         from messages x join messages root on root.id = coalesce(x.parent_id, x.id) where x.id = ?`,
+      [replierId, parentId],
     );
     return rows[0] ?? null;
   },
@@ -127,8 +136,9 @@ export const threadRepository = {
     // A reply refused for its parent (another conversation's, deleted, private) must not stamp slow mode: the parent's test is also the stamp's.
     const parentOk: Sql = {
       text: `exists (select 1 from messages x join messages root on root.id = coalesce(x.parent_id, x.id)
-               where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null and not (root.project_id is not null and root.recipient_id is not null))`,
-      params: [r.parentId, r.conversationKey],
+               where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null and not (root.project_id is not null and root.recipient_id is not null)
+                 and not ${replierBlocks('?')})`,
+      params: [r.parentId, r.conversationKey, r.senderId],
     };
     const g = gate ? memberGate(gate.groupId, r.senderId, gate.slow, parentOk) : null;
     // A direct or project reply is gated as its conversation's messages are (a removeFriend, a block
@@ -144,7 +154,7 @@ export const threadRepository = {
          select root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
            from hl, messages x join messages root on root.id = coalesce(x.parent_id, x.id)
           where x.id = ? and x.conversation_key = ? and x.deleted_at is null and root.deleted_at is null
-            and not (root.project_id is not null and root.recipient_id is not null)${g ? ' and exists (select 1 from g)' : ''}${access ? ' and exists (select 1 from ga)' : ''}
+            and not (root.project_id is not null and root.recipient_id is not null) and not ${replierBlocks('?')}${g ? ' and exists (select 1 from g)' : ''}${access ? ' and exists (select 1 from ga)' : ''}
           for no key update of root
        ), h as (
          update conversation_heads h set pos = h.pos + 1, last_at = greatest(date_trunc('milliseconds', clock_timestamp()), h.last_at + interval '1 millisecond')
@@ -164,6 +174,7 @@ export const threadRepository = {
         r.conversationKey,
         r.parentId,
         r.conversationKey,
+        r.senderId,
         r.conversationKey,
         r.id,
         r.conversationKey,
@@ -211,7 +222,7 @@ export const threadRepository = {
          select distinct on (b.conversation_key) b.*, root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
            from b join messages x on x.id = b.parent_id and x.conversation_key = b.conversation_key and x.deleted_at is null
            join messages root on root.id = coalesce(x.parent_id, x.id) and root.deleted_at is null and not (root.project_id is not null and root.recipient_id is not null)
-          where ${batchGate('b')}
+          where ${batchGate('b')} and not ${replierBlocks('b.sender_id')}
           order by b.conversation_key, b.o
        ), hl as (
          select h.conversation_key from conversation_heads h join tp on tp.conversation_key = h.conversation_key where h.closed_at is null order by h.conversation_key for update of h
