@@ -160,6 +160,28 @@ describe('GraphiQL', () => {
     await page.screenshot({ path: artifactPath('graphiql-4403.png') });
   }, 60_000);
 
+  itNeeding('chromium', tools.chromium)("should run the first tab's Signup with its own variables on a first visit, and keep a later visit's own", async () => {
+    const s = await createTestServer();
+    const browser = await launchChromium();
+    const page = await browser.newPage();
+    await page.goto(`${origin(s)}/graphiql`);
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    const first = '{\n  "username": "ada",\n  "password": "correct horse battery"\n}';
+    await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(first), 5_000);
+    // Two operations: the execute button offers them; Signup runs with the tab's variables.
+    await page.click('.graphiql-execute-button');
+    await page.click('[role="menuitem"]:has-text("Signup")');
+    await eventually(async () => (await responseText(page)).includes('"username": "ada"'), 10_000);
+    expect(JSON.parse(await responseText(page)).data.signup.token).toEqual(expect.any(String));
+    // A later visit shows what was last in its editor, not the first tab's again.
+    const mine = '{ "username": "bob", "password": "another horse battery" }';
+    await setEditor(page, '.graphiql-editor-tool .CodeMirror', mine, /"ada"/);
+    await eventually(async () => (await page.evaluate(() => (globalThis as any).localStorage.getItem('graphiql:variables'))) === mine, 5_000);
+    await page.reload();
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(mine), 5_000);
+  }, 60_000);
+
   itNeeding('chromium', tools.chromium)('should open with the common operations as tabs, and carry the last headers to a new tab and the next visit', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

@@ -244,9 +244,16 @@ function graphiqlPage(): string {
     var defaultTabs = React.useState(function () {
       return tabs.map(function (t) { return { query: t.query, variables: t.variables, headers: headers }; });
     })[0];
+    // GraphiQL 3 opens a first visit's first tab with its query but an empty variables editor (it
+    // takes the query from defaultTabs and the variables only from storage): Signup then ran
+    // without them (an outside probe). Given here on a first visit only; later ones restore their own.
+    var firstVariables = React.useState(function () {
+      try { return localStorage.getItem('graphiql:tabState') ? undefined : tabs[0].variables; } catch (e) { return undefined; }
+    })[0];
     return React.createElement(GraphiQL, {
       fetcher: fetcher,
       defaultTabs: defaultTabs,
+      variables: firstVariables,
       defaultQuery: ${json(NEW_TAB_QUERY)},
       defaultHeaders: headers,
       onEditHeaders: function (value) {
