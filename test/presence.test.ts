@@ -613,6 +613,27 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it('should keep ONLINE, past the grace, a user active on one instance just after their last socket on another closed', async () => {
+    const a = await createTestServer(SLOW_REFRESH);
+    const b = await createTestServer(SLOW_REFRESH, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const ctl = await control(a.url, [b]);
+    const onA = await watch(a, watcher, [u.id, ctl.user.id]);
+    // Active on A: A records her next requests only a few seconds on (its throttle).
+    await ok(gql(a.url, '{ me { id } }', {}, u.token));
+    const sb = wsClient(b.wsUrl, u.token);
+    await sb.connected;
+    // Her socket on B closes (a tab gone, the app on HTTP now), with a control's: once that one is OFFLINE, B's grace for her is over too.
+    await Promise.all([sb.dispose(), ctl.close()]);
+    await eventually(() => !b.services.presence.hasSocket(u.id));
+    await ok(gql(a.url, 'mutation { heartbeat { status } }', {}, u.token));
+    await onA.nth(1, 3000);
+    await sleep(300);
+    expect(seen(onA)).toEqual([`${ctl.user.id} OFFLINE`]);
+    expect((await statusOf(a, watcher, u.id)).status).toBe('ONLINE');
+    expect((await statusOf(b, watcher, u.id)).status).toBe('ONLINE');
+  });
+
   it("should settle, on another instance, the users whose last socket a stopping instance closed: OFFLINE once after the grace, or ONLINE still if they came back", async () => {
     const a = await createTestServer(SLOW_REFRESH);
     const b = await createTestServer(SLOW_REFRESH, { clean: false });

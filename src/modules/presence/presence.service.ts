@@ -2,7 +2,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import type { Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic, type PresenceHandoffPayload, type PresencePayload } from '../../shared/pubsub/topics';
+import { Topic, type PresenceGracePayload, type PresenceHandoffPayload, type PresencePayload } from '../../shared/pubsub/topics';
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
@@ -165,6 +165,7 @@ export class PresenceService {
     // A session logged out anywhere has no activity to tell a store again (see tellAgain).
     this.off.push(this.pubsub.on(Topic.SessionsRevoked, (p) => p.sessionIds.forEach((s) => this.touched.delete(p.userId, s))));
     this.off.push(this.pubsub.on(Topic.PresenceHandoff, (p) => void this.takeOver(p)));
+    this.off.push(this.pubsub.on(Topic.PresenceGrace, (p) => p.instanceId !== this.instanceId && this.graceElsewhere(p)));
     const refresh = setInterval(() => void this.refreshSockets(), this.refreshEveryMs);
     const beat = setInterval(() => void this.beat(), this.beatEveryMs);
     // A store that comes back may have lost who is connected here (a Redis restarted empty): told again at once.
@@ -363,6 +364,23 @@ export class PresenceService {
     void this.online(userId, sessionId);
   }
 
+  /**
+   * Another instance closed this user's last socket there at `closedAt`, and will settle their
+   * OFFLINE after the grace period by what the store holds: activity here since then must be in
+   * it, not kept back by this instance's throttle (an outside probe: a user active here just after
+   * their socket there closed was taken OFFLINE there at the grace's end, and stayed so). What the
+   * throttle kept back since the close (before this was heard) is recorded now, for each session
+   * it may have come from. A request here crossing the close is not told from one just before it
+   * (a tab's last request before it closed): it counts as before, as it does on one instance.
+   */
+  private graceElsewhere(p: PresenceGracePayload): void {
+    const seen = this.dirty.get(p.userId);
+    const sessions = [...this.touched.sessions(p.userId)];
+    this.touched.deleteUser(p.userId);
+    if (seen === undefined || seen < p.closedAt) return;
+    for (const s of sessions) void this.touch(p.userId, s || null, seen);
+  }
+
   /** `ended`: its session was revoked (a logout elsewhere): no reload brings it back, so no grace period. */
   socketClosed(userId: string, sessionId: string, ended = false): void {
     const n = (this.sockets.get(userId, sessionId) ?? 1) - 1;
@@ -383,6 +401,7 @@ export class PresenceService {
     }, this.env.PRESENCE_GRACE * 1000);
     timer.unref();
     this.graceTimers.set(userId, timer);
+    void this.pubsub.publishSafe(Topic.PresenceGrace, { instanceId: this.instanceId, userId, closedAt });
   }
 
   private cancelGrace(userId: string): void {

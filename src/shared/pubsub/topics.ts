@@ -29,6 +29,8 @@ export enum Topic {
   PresenceHandoff = 'parley.presence.handoff',
   /** Internal: the presence store was found without its data while connected (FLUSHALL, an eviction): every instance tells it its sockets again. */
   PresenceStoreLost = 'parley.presence.store-lost',
+  /** Internal: an instance closed a user's last socket there and will settle their OFFLINE after the grace period: activity elsewhere must reach the store meanwhile. */
+  PresenceGrace = 'parley.presence.grace',
 }
 
 export interface AttachmentPayload {
@@ -302,6 +304,13 @@ export interface PresenceHandoffPayload {
   hops?: number;
 }
 
+/** A user's last socket on `instanceId` closed at `closedAt` (see PresenceService.socketClosed). */
+export interface PresenceGracePayload {
+  instanceId: string;
+  userId: string;
+  closedAt: number;
+}
+
 export interface SessionsRevokedPayload {
   userId: string;
   sessionIds: string[];
@@ -363,4 +372,5 @@ export interface TopicPayloads {
   [Topic.ContactsChanged]: ContactsChangedPayload;
   [Topic.PresenceHandoff]: PresenceHandoffPayload;
   [Topic.PresenceStoreLost]: { instanceId: string };
+  [Topic.PresenceGrace]: PresenceGracePayload;
 }
