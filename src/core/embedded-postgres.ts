@@ -202,7 +202,7 @@ export async function startEmbeddedPostgres(opts: {
     }
   }
   if (!(await portFree(port))) {
-    throw new Error(`port ${port} of the embedded PostgreSQL is taken (is Parley already running?): set EMBEDDED_PG_PORT to a free port`);
+    throw new Error(`port ${port} of the embedded PostgreSQL is taken: if Parley is already running here, stop it first (another port would not help: its data folder is in use); else set EMBEDDED_PG_PORT to a free port`);
   }
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
