@@ -465,6 +465,45 @@ describeRedis('event routing', () => {
     });
   }, 60_000);
 
+  it('should stop delivering here, within seconds, to a member removed and a blocker blocking on another instance while Redis holds this one', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      // B's Redis holds every command (a stopped process, a partition without a reset): no connection
+      // drops, so B is told of no loss, and what A tells over Redis meanwhile does not come.
+      const a = await createTestServer();
+      const b = await createTestServer({ REDIS_URL: proxiedUrl }, { clean: false });
+      const [alice, bob, erin, frank] = [await signup(a.url), await signup(a.url), await signup(a.url), await signup(a.url)];
+      const g = (await request(a.url, CreateGroupDocument, { name: 'Stalled' }, alice.token)).createGroup.id;
+      for (const u of [bob, erin, frank]) await request(a.url, JoinGroupDocument, { groupId: g }, u.token);
+      const bobs = await listenOn<any>(b, bob, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
+      const erins = await listenOn<any>(b, erin, 'subscription { messageAdded { content } }');
+      proxy.hold(true);
+      try {
+        await ok(gql(a.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bob.token));
+        await ok(gql(a.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: frank.id }, erin.token));
+        // What is sent through B reaches its own subscribers: it stops reaching bob, and frank's messages erin.
+        let n = 0;
+        await eventually(async () => {
+          const content = `probe ${n++}`;
+          await sendMessage(b.url, alice.token, { groupId: g, content });
+          await eventually(() => contents(erins.values).includes(content), 5000);
+          return !contents(bobs.values).includes(content);
+        }, 15_000, 500);
+        await sendMessage(b.url, frank.token, { groupId: g, content: 'from frank' });
+        await sendMessage(b.url, alice.token, { groupId: g, content: 'sentinel' });
+        await eventually(() => contents(erins.values).includes('sentinel'), 5000);
+        expect(contents(erins.values)).not.toContain('from frank');
+      } finally {
+        proxy.release();
+      }
+      // Redis answers again: B reads them once more, as after a reconnect, and they hold.
+      await sendMessage(a.url, frank.token, { groupId: g, content: 'frank after' });
+      await sendMessage(a.url, alice.token, { groupId: g, content: 'alice after' });
+      await eventually(() => contents(erins.values).includes('alice after'), 10_000);
+      expect(contents(erins.values)).not.toContain('frank after');
+      expect(contents(bobs.values)).not.toContain('alice after');
+    });
+  }, 60_000);
+
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });

@@ -20,6 +20,12 @@ export interface RedisConnections {
   ready(ms: number): Promise<boolean>;
   /** The last connection error, for the one line a failed start prints. */
   readonly lastError: string | undefined;
+  /**
+   * While Redis holds the commands of this instance (stopped, or cut off without a reset: the
+   * connections stay up), when the oldest of them was sent; undefined otherwise. Every instance
+   * sends a command a second (presence's beat), so each finds a stall within the timeout or so.
+   */
+  heldSince(): number | undefined;
   dispose(): Promise<void>;
 }
 
@@ -181,9 +187,9 @@ function oneWritePerTurn(conn: Redis): void {
  * auto-pipelining) hands its commands over one by one and writes them only once all were taken,
  * so refusing one after taking an earlier one left that one queued, never written nor answered,
  * and every command after it refused for good (an outside probe: an instance off Redis for
- * minutes, after a stall).
+ * minutes, after a stall). Returns when the oldest held command was sent, while one is held.
  */
-function failFastWhileHeld(conn: Redis, timeoutMs: number): void {
+function failFastWhileHeld(conn: Redis, timeoutMs: number): () => number | undefined {
   type Sent = { command: { reject(e: Error): void; promise: Promise<unknown>; sentAt?: number } };
   const target = conn as unknown as { sendCommand(command: Sent['command'], ...rest: unknown[]): unknown; commandQueue?: { peekFront(): Sent | undefined } };
   const send = target.sendCommand.bind(conn);
@@ -201,6 +207,11 @@ function failFastWhileHeld(conn: Redis, timeoutMs: number): void {
     }
     command.sentAt = now;
     return send(command, ...rest);
+  };
+  // When the oldest unanswered command was sent, while it has waited longer than the timeout.
+  return () => {
+    const oldest = target.commandQueue?.peekFront()?.command.sentAt;
+    return oldest !== undefined && Date.now() - oldest > timeoutMs ? oldest : undefined;
   };
 }
 
@@ -250,7 +261,8 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   // Commands issued in one turn go out in one write: concurrent requests' rate-limit and presence
   // calls share writes.
   const client = make('client', { enableAutoPipelining: true });
-  if (client instanceof Redis) failFastWhileHeld(client, env.REDIS_COMMAND_TIMEOUT * 1000);
+  const held: (() => number | undefined)[] = [];
+  if (client instanceof Redis) held.push(failFastWhileHeld(client, env.REDIS_COMMAND_TIMEOUT * 1000));
   // The publisher too, without a pipeline per turn (see oneWritePerTurn): a batch of typing changes
   // answered together publishes its events in one write (bench:conversations' typing storm: one
   // write a turn took its publishes from 31 to 15 ms of server CPU a second). A cluster's writes go
@@ -258,7 +270,7 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   const publisher = make('pub', { enableAutoPipelining: !!env.REDIS_CLUSTER_NODES });
   if (publisher instanceof Redis) {
     oneWritePerTurn(publisher);
-    failFastWhileHeld(publisher, env.REDIS_COMMAND_TIMEOUT * 1000);
+    held.push(failFastWhileHeld(publisher, env.REDIS_COMMAND_TIMEOUT * 1000));
   }
   // The subscriber queues its SUBSCRIBE commands until connected, so subscriptions made during an outage still land.
   const sharded = !!env.REDIS_CLUSTER_NODES && env.REDIS_SHARDED_PUBSUB;
@@ -271,6 +283,14 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
     sharded,
     get lastError() {
       return lastError;
+    },
+    heldSince() {
+      let since: number | undefined;
+      for (const h of held) {
+        const at = h();
+        if (at !== undefined && (since === undefined || at < since)) since = at;
+      }
+      return since;
     },
     async ready(ms) {
       const conns = [client, publisher, subscriber];

@@ -14,6 +14,8 @@ export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   port = 0;
   private held: [net.Socket, Buffer][] | undefined;
+  /** What servers send, held too while `hold(true)` is on. */
+  private heldReplies: [net.Socket, Buffer][] | undefined;
   targets: Target[];
   private next = 0;
 
@@ -59,7 +61,7 @@ export class TcpProxy {
         // What the client sends is held while `hold()` is on (a slow link one way); replies pass.
         client.on('data', (d: Buffer) => (this.held ? this.held.push([upstream, d]) : upstream.write(d)));
         client.resume();
-        upstream.pipe(client);
+        upstream.on('data', (d: Buffer) => (this.heldReplies ? this.heldReplies.push([client, d]) : client.write(d)));
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
       });
@@ -80,15 +82,22 @@ export class TcpProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** Holds everything clients send until `release()`; what the server sends still flows. */
-  hold(): void {
+  /**
+   * Holds everything clients send until `release()`; what the server sends still flows, unless
+   * `both` (a stopped server, or a partition: nothing comes either way, and no connection drops).
+   */
+  hold(both = false): void {
     this.held ??= [];
+    if (both) this.heldReplies ??= [];
   }
 
   release(): void {
     const held = this.held ?? [];
+    const replies = this.heldReplies ?? [];
     this.held = undefined;
+    this.heldReplies = undefined;
     for (const [s, d] of held) s.write(d);
+    for (const [s, d] of replies) s.write(d);
   }
 
   restore(): Promise<void> {

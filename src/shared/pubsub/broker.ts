@@ -30,6 +30,9 @@ export interface Broker {
 
 const ignore: MessageHandler = () => undefined;
 
+/** How often a broker looks whether Redis holds its instance's commands, and whether it answers again. */
+const STALL_CHECK_MS = 500;
+
 /** In-process: a publish reaches this broker's handler at once, if the channel is subscribed. */
 export class MemoryBroker implements Broker {
   readonly kind = 'memory';
@@ -66,11 +69,17 @@ export class RedisBroker implements Broker {
   /** Channels subscribed here: after an unsubscribe, the connection may still deliver a few. */
   protected readonly channels = new Set<string>();
   private handler = ignore;
+  /** Told when Redis answers again after holding this instance's commands (see watchStall). */
+  private readonly stallListeners = new Set<(lostAt: number) => void>();
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stalledAt: number | undefined;
 
   constructor(
     protected readonly publisher: RedisClient,
     protected readonly subscriber: RedisClient,
     event: 'message' | 'smessage' = 'message',
+    /** When the oldest command Redis holds was sent, while it holds one (RedisConnections.heldSince). */
+    private readonly heldSince: () => number | undefined = () => undefined,
   ) {
     subscriber.on(event, (channel: string, message: string) => {
       if (this.channels.has(channel)) this.handler(channel, message);
@@ -101,12 +110,41 @@ export class RedisBroker implements Broker {
     if (all.length) void this.subscriber.unsubscribe(...all).catch(() => undefined);
   }
 
+  /**
+   * Also after a stall: a Redis that held every command without closing a connection (stopped,
+   * a partition without a reset) reconnects nothing, yet what was published meanwhile (refused
+   * while held) never came: a block made elsewhere during one never reached the blocker's sockets
+   * here, even after it (an outside probe, SIGSTOP). The stall is told as a loss from when its
+   * oldest held command was sent.
+   */
   onReconnect(listener: (lostAt: number) => void): () => void {
-    return onReconnect(this.subscriber, listener);
+    const off = onReconnect(this.subscriber, listener);
+    this.stallListeners.add(listener);
+    this.stallTimer ??= setInterval(() => this.watchStall(), STALL_CHECK_MS).unref();
+    return () => {
+      off();
+      this.stallListeners.delete(listener);
+      if (this.stallListeners.size) return;
+      clearInterval(this.stallTimer);
+      this.stallTimer = undefined;
+    };
   }
 
+  private watchStall(): void {
+    const since = this.heldSince();
+    if (since !== undefined) {
+      this.stalledAt ??= since;
+      return;
+    }
+    if (this.stalledAt === undefined) return;
+    const lostAt = this.stalledAt;
+    this.stalledAt = undefined;
+    for (const l of [...this.stallListeners]) l(lostAt);
+  }
+
+  /** False while the subscriber is down, or while Redis holds this instance's commands. */
   connected(): boolean {
-    return this.subscriber.status === 'ready';
+    return this.subscriber.status === 'ready' && this.heldSince() === undefined;
   }
 }
 
@@ -146,5 +184,5 @@ export class ShardedRedisBroker extends RedisBroker {
 export function createBroker(redis: RedisConnections | undefined): Broker {
   if (!redis) return new MemoryBroker();
   if (redis.sharded) return new ShardedRedisBroker(redis.publisher as Cluster, redis.subscriber as Cluster);
-  return new RedisBroker(redis.publisher, redis.subscriber);
+  return new RedisBroker(redis.publisher, redis.subscriber, 'message', () => redis.heldSince());
 }
