@@ -1,5 +1,5 @@
 import { codeOf, eventually, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, itRedis, type TestServer } from './helpers/server';
 import { befriend, buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 import pg from 'pg';
 import { snapshot, sql, whileHolding } from './helpers/db';
@@ -591,7 +591,7 @@ describe('block and acting on a blocked sender\'s message', () => {
 });
 
 describe('block and the sidebar', () => {
-  it("should tell the blocker's sessions their shared rows as a block and its lifting leave them, on every instance", async () => {
+  itRedis("should tell the blocker's sessions their shared rows as a block and its lifting leave them, on every instance", async () => {
     const a = await createTestServer();
     const b = await createTestServer({}, { clean: false });
     const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];

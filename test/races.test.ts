@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { codeOf, eventually, gql, listen, ok, sleep, type GqlResult } from './helpers/graphql';
-import { createTestServer, type TestServer } from './helpers/server';
+import { createTestServer, itRedis, type TestServer } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { sql, waitedOnBy } from './helpers/db';
 import { holdNextMessagePublish } from './helpers/publish';
@@ -679,7 +679,8 @@ describe('races', () => {
     }
   });
 
-  it("should tell a thread's root with the reaction or reply that crossed a reply: THREAD_UPDATED's reactions and participants as new as its version", async () => {
+  // Two instances on one Redis for its later parts (without Redis a second instance hears nothing of the first).
+  itRedis("should tell a thread's root with the reaction or reply that crossed a reply: THREAD_UPDATED's reactions and participants as new as its version", async () => {
     const s = await createTestServer({ RATE_LIMIT_REACTION: '10000/1m' });
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const g = (await ok(run(s, M.create, { n: 'Reacting while replying', p: false }, alice))).createGroup.id;
