@@ -32,7 +32,7 @@ export interface RootRow {
   /** The message named was a reply itself, and this is its root. */
   via_reply: boolean;
   parent_deleted: boolean;
-  /** The replier blocks the root's author or the parent's: neither shows to them (see REPLIER_BLOCKS). */
+  /** The replier blocks the root's author or the parent's: neither shows to them (see replierBlocks). */
   hidden: boolean;
 }
 

@@ -137,6 +137,8 @@ export class RedisBroker implements Broker {
       return;
     }
     if (this.stalledAt === undefined) return;
+    // Held commands fail when their connection drops: a stall that became an outage is told by the reconnect.
+    if (this.subscriber.status !== 'ready') return void (this.stalledAt = undefined);
     const lostAt = this.stalledAt;
     this.stalledAt = undefined;
     for (const l of [...this.stallListeners]) l(lostAt);
