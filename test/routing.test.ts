@@ -465,6 +465,33 @@ describeRedis('event routing', () => {
     });
   }, 60_000);
 
+  it('should deliver a send whose publish Redis held once, after the stall: Redis runs the held publish, and it is not sent again', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
+      const b = await createTestServer({}, { clean: false });
+      const [ada, bo] = [await signup(a.url), await signup(a.url)];
+      const g = (await request(a.url, CreateGroupDocument, { name: 'Held once' }, ada.token)).createGroup.id;
+      await request(a.url, JoinGroupDocument, { groupId: g }, bo.token);
+      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
+      await sendMessage(a.url, ada.token, { groupId: g, content: 'before' });
+      await onB.nth(1);
+      proxy.hold(true);
+      try {
+        // Its PUBLISH is written, then times out: kept to send again, but Redis holds it and will run it.
+        await sendMessage(a.url, ada.token, { groupId: g, content: 'while held' });
+        await eventually(() => a.services.redis!.heldSince() !== undefined, 5000);
+        await sleep(700);
+      } finally {
+        proxy.release();
+      }
+      await onB.nth(2, 10_000);
+      await sendMessage(a.url, ada.token, { groupId: g, content: 'after' });
+      await onB.nth(3);
+      await sleep(1500);
+      expect(contents(onB.values)).toEqual(['before', 'while held', 'after']);
+    });
+  }, 60_000);
+
   it('should stop delivering here, within seconds, to a member removed and a blocker blocking on another instance while Redis holds this one', async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       // B's Redis holds every command (a stopped process, a partition without a reset): no connection

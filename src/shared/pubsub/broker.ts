@@ -22,8 +22,12 @@ export interface Broker {
   unsubscribe(channel: string): Promise<void>;
   /** Unsubscribes every channel at once: the handler gets nothing more. Never throws, and never waits for Redis (it may be away). */
   close(): Promise<void>;
-  /** Calls `listener` each time the subscriber connection is back after a loss (what was published meanwhile never came); returns its removal. */
-  onReconnect?(listener: (lostAt: number) => void): () => void;
+  /**
+   * Calls `listener` each time the subscriber connection is back after a loss (what was published
+   * meanwhile never came), or Redis answers again after holding this instance's commands
+   * (`stalled`); returns its removal.
+   */
+  onReconnect?(listener: (lostAt: number, stalled?: boolean) => void): () => void;
   /** Whether the subscriber connection is up now (false during an outage: a subscribe then waits for its return). */
   connected?(): boolean;
 }
@@ -70,7 +74,7 @@ export class RedisBroker implements Broker {
   protected readonly channels = new Set<string>();
   private handler = ignore;
   /** Told when Redis answers again after holding this instance's commands (see watchStall). */
-  private readonly stallListeners = new Set<(lostAt: number) => void>();
+  private readonly stallListeners = new Set<(lostAt: number, stalled: boolean) => void>();
   private stallTimer: NodeJS.Timeout | undefined;
   private stalledAt: number | undefined;
 
@@ -117,8 +121,8 @@ export class RedisBroker implements Broker {
    * here, even after it (an outside probe, SIGSTOP). The stall is told as a loss from when its
    * oldest held command was sent.
    */
-  onReconnect(listener: (lostAt: number) => void): () => void {
-    const off = onReconnect(this.subscriber, listener);
+  onReconnect(listener: (lostAt: number, stalled?: boolean) => void): () => void {
+    const off = onReconnect(this.subscriber, (lostAt) => listener(lostAt, false));
     this.stallListeners.add(listener);
     this.stallTimer ??= setInterval(() => this.watchStall(), STALL_CHECK_MS).unref();
     return () => {
@@ -141,7 +145,7 @@ export class RedisBroker implements Broker {
     if (this.subscriber.status !== 'ready') return void (this.stalledAt = undefined);
     const lostAt = this.stalledAt;
     this.stalledAt = undefined;
-    for (const l of [...this.stallListeners]) l(lostAt);
+    for (const l of [...this.stallListeners]) l(lostAt, true);
   }
 
   /** False while the subscriber is down, or while Redis holds this instance's commands. */

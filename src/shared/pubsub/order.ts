@@ -228,8 +228,9 @@ export class InOrder<E> {
       }
     }
     line.at = now;
-    // The publish of one read back from the database, late: delivered already.
-    if (line.read?.delete(pos) && line.last !== null && pos <= line.last) return;
+    // The publish of one read back from the database, late: delivered already. The mark stays (it
+    // lapses with READ_MS): a second copy (the publish Redis ran after a stall, then its resend) too.
+    if (line.read?.has(pos) && line.last !== null && pos <= line.last) return;
     // One the line gave up on, come after all: delivered late (below), and no longer awaited.
     line.skipped?.delete(pos);
     if (line.last === null || !this.ready(line, pos)) {

@@ -70,9 +70,13 @@ const STACK_EVERY_MS = 10_000;
 const UNSENT_MAX = 1000;
 /** How old a kept row or receipt may be when it is published again (other instances remember newer ones for a minute). */
 const RESEND_ROWS_MS = 50_000;
+/** ioredis's message for a command that waited past its commandTimeout: written, so a Redis that answers again runs it. */
+const COMMAND_TIMED_OUT = 'Command timed out';
 interface Unsent {
   event: TopicEvent;
   at: number;
+  /** Its PUBLISH was written and timed out (Redis held it): a Redis that answers again still runs it. */
+  written: boolean;
 }
 /** Events a subscription keeps while its check runs (as a pulled stream's queue). */
 const EARLY_MAX = 1000;
@@ -130,9 +134,9 @@ export class PubSub {
     this.events = new EventOrder(this.hub, routes, (channel) => this.takes(channel), order);
     broker.onMessage((name, text) => this.receive(name, text));
     this.offReconnect =
-      broker.onReconnect?.(() => {
+      broker.onReconnect?.((_lostAt, stalled) => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
-        void this.resendUnsent();
+        void this.resendUnsent(30, stalled);
       }) ?? (() => undefined);
   }
 
@@ -254,7 +258,7 @@ export class PubSub {
     } catch (e) {
       this.publishFailures++;
       // A resend (`here` false) that failed is kept by resendUnsent itself, once.
-      if (here) this.keepUnsent(events);
+      if (here) this.keepUnsent(events, e instanceof Error && e.message === COMMAND_TIMED_OUT);
       throw e;
     }
   }
@@ -270,14 +274,14 @@ export class PubSub {
    * read receipts that carry members' read markers (a marker moved here while cut off left the
    * others' unread counts wrong for good: an outside probe, 4 of 4).
    */
-  private keepUnsent(events: readonly TopicEvent[]): void {
+  private keepUnsent(events: readonly TopicEvent[], written: boolean): void {
     const at = Date.now();
     for (const e of events) {
       const p = e.payload as MessagePayload;
       if (e.topic === Topic.MessageAdded ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
       // An edit's or deletion's row is not kept: its message's event is not, and the two would disagree.
       if (e.topic === Topic.ConversationUpdated && (e.payload as ConversationUpdatedPayload).lastMessageOnly) continue;
-      this.unsent.push({ event: e, at });
+      this.unsent.push({ event: e, at, written });
       if (this.unsent.length <= UNSENT_MAX) continue;
       // Over the bound, rows and receipts go before messages.
       const row = this.unsent.findIndex((u) => u.event.topic !== Topic.MessageAdded);
@@ -290,9 +294,11 @@ export class PubSub {
    * keepUnsent). Other instances' lines take a message unless they passed its place, its sidebar
    * rows and receipts as any (newer copies win there). Without it, an instance cut off alone left
    * the others' subscribers without its users' messages until a next one showed the gap (a
-   * review), or for good where the conversation had no line yet.
+   * review), or for good where the conversation had no line yet. After a stall (`stalled`: no
+   * connection dropped) only those refused before they were written: Redis runs the ones it held,
+   * and their copies came twice, the second out of order (an outside probe, 3 of 3).
    */
-  private async resendUnsent(tries = 30): Promise<void> {
+  private async resendUnsent(tries = 30, stalled = false): Promise<void> {
     if (!this.unsent.length || this.disposed) return;
     const kept = this.unsent;
     this.unsent = [];
@@ -302,7 +308,7 @@ export class PubSub {
     const fresh = Date.now() - RESEND_ROWS_MS;
     for (const u of kept) {
       const e = u.event;
-      if (e.topic !== Topic.MessageAdded && u.at < fresh) continue;
+      if ((e.topic !== Topic.MessageAdded && u.at < fresh) || (stalled && u.written)) continue;
       const again = e.topic === Topic.MessageAdded ? ({ topic: e.topic, payload: Object.assign({}, e.payload as MessagePayload, { resent: true as const }) } as TopicEvent) : e;
       // One at a time, so that one that failed is the only one sent again; to other instances
       // only (this one's listeners had it when it happened).
@@ -311,7 +317,7 @@ export class PubSub {
     if (!failed.length) return;
     // The publishing connection is not back yet (the listening one is): again in a second, for a while.
     this.unsent = failed.concat(this.unsent).slice(-UNSENT_MAX);
-    if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1), 1000).unref();
+    if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1, stalled), 1000).unref();
   }
 
   /**
