@@ -32,6 +32,22 @@ async function metric(s: TestServer, name: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
+/**
+ * Instance A on Redis through `proxiedUrl`, B straight on it; bo, on B, subscribed to a group of
+ * ada's, has had her first message ('before').
+ */
+async function heldPair(proxiedUrl: string) {
+  const a = await createTestServer({ REDIS_URL: proxiedUrl });
+  const b = await createTestServer({}, { clean: false });
+  const [ada, bo] = [await signup(a.url), await signup(a.url)];
+  const g = (await request(a.url, CreateGroupDocument, { name: 'Held' }, ada.token)).createGroup.id;
+  await request(a.url, JoinGroupDocument, { groupId: g }, bo.token);
+  const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
+  await sendMessage(a.url, ada.token, { groupId: g, content: 'before' });
+  await onB.nth(1);
+  return { a, b, ada, bo, g, onB };
+}
+
 describeRedis('event routing', () => {
   it('should examine only the subscriptions of an event’s local recipients', async () => {
     const s = await createTestServer();
@@ -429,14 +445,7 @@ describeRedis('event routing', () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       // A Redis that stops answering without closing its connections (a stopped process, a network
       // partition): nothing fails at once, and without a bound every request waiting on it hung.
-      const a = await createTestServer({ REDIS_URL: proxiedUrl });
-      const b = await createTestServer({}, { clean: false });
-      const [ada, bo] = [await signup(a.url), await signup(a.url)];
-      const g = (await request(a.url, CreateGroupDocument, { name: 'Held' }, ada.token)).createGroup.id;
-      await request(a.url, JoinGroupDocument, { groupId: g }, bo.token);
-      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
-      await sendMessage(a.url, ada.token, { groupId: g, content: 'before' });
-      await onB.nth(1);
+      const { a, ada, g, onB } = await heldPair(proxiedUrl);
       proxy.hold();
       try {
         // Each answered within a bound of a few REDIS_COMMAND_TIMEOUTs (2 s): without one, each
@@ -467,14 +476,7 @@ describeRedis('event routing', () => {
 
   it('should deliver a send whose publish Redis held once, after the stall: Redis runs the held publish, and it is not sent again', async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
-      const a = await createTestServer({ REDIS_URL: proxiedUrl });
-      const b = await createTestServer({}, { clean: false });
-      const [ada, bo] = [await signup(a.url), await signup(a.url)];
-      const g = (await request(a.url, CreateGroupDocument, { name: 'Held once' }, ada.token)).createGroup.id;
-      await request(a.url, JoinGroupDocument, { groupId: g }, bo.token);
-      const onB = await listenOn<any>(b, bo, 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }', { g });
-      await sendMessage(a.url, ada.token, { groupId: g, content: 'before' });
-      await onB.nth(1);
+      const { a, ada, g, onB } = await heldPair(proxiedUrl);
       proxy.hold(true);
       try {
         // Its PUBLISH is written, then times out: kept to send again, but Redis holds it and will run it.
