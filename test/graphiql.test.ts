@@ -173,13 +173,21 @@ describe('GraphiQL', () => {
     await page.click('[role="menuitem"]:has-text("Signup")');
     await eventually(async () => (await responseText(page)).includes('"username": "ada"'), 10_000);
     expect(JSON.parse(await responseText(page)).data.signup.token).toEqual(expect.any(String));
-    // A later visit shows what was last in its editor, not the first tab's again.
+    const titles = ['Signup', 'Me', 'Groups', 'SendMessage', 'MessageAdded', 'OnlineUsers', 'Friends', 'Projects'];
+    // The next visit opens the same tabs, Signup's with its variables (an empty copy of it opened beside, and Signup failed there).
+    await page.reload();
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(first), 5_000);
+    expect(await tabTitles(page)).toEqual(titles);
+    // What was last in its editor, once GraphiQL kept it, rather than the first tab's again.
     const mine = '{ "username": "bob", "password": "another horse battery" }';
     await setEditor(page, '.graphiql-editor-tool .CodeMirror', mine, /"ada"/);
-    await eventually(async () => (await page.evaluate(() => (globalThis as any).localStorage.getItem('graphiql:variables'))) === mine, 5_000);
+    const kept = () => page.evaluate(() => (globalThis as any).localStorage.getItem('graphiql:tabState') as string);
+    await eventually(async () => (await kept()).includes(JSON.stringify(mine)), 5_000);
     await page.reload();
     await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
     await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(mine), 5_000);
+    expect(await tabTitles(page)).toEqual(titles);
   }, 60_000);
 
   itNeeding('chromium', tools.chromium)('should open with the common operations as tabs, and carry the last headers to a new tab and the next visit', async () => {

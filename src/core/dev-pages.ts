@@ -245,15 +245,27 @@ function graphiqlPage(): string {
       return tabs.map(function (t) { return { query: t.query, variables: t.variables, headers: headers }; });
     })[0];
     // GraphiQL 3 opens a first visit's first tab with its query but an empty variables editor (it
-    // takes the query from defaultTabs and the variables only from storage): Signup then ran
-    // without them (an outside probe). Given here on a first visit only; later ones restore their own.
-    var firstVariables = React.useState(function () {
-      try { return localStorage.getItem('graphiql:tabState') ? undefined : tabs[0].variables; } catch (e) { return undefined; }
+    // takes the query from defaultTabs and the variables only from storage, where nothing is until
+    // an edit): Signup ran without them (an outside probe). A later visit matched the stored active
+    // tab by query, variables and headers, found none (no variables stored) and opened an empty
+    // copy of it. Given here: the first tab's variables on a first visit; after, what storage
+    // lacks of the stored active tab (what it holds, newer, GraphiQL reads itself).
+    var initial = React.useState(function () {
+      try {
+        var stored = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
+        if (!stored) return { variables: tabs[0].variables };
+        var active = stored.tabs && stored.tabs[stored.activeTabIndex];
+        if (!active) return {};
+        var missing = function (key, value) { return localStorage.getItem('graphiql:' + key) === null ? value : undefined; };
+        return { query: missing('query', active.query), variables: missing('variables', active.variables), headers: missing('headers', active.headers) };
+      } catch (e) { return {}; }
     })[0];
     return React.createElement(GraphiQL, {
       fetcher: fetcher,
       defaultTabs: defaultTabs,
-      variables: firstVariables,
+      query: initial.query,
+      variables: initial.variables,
+      headers: initial.headers,
       defaultQuery: ${json(NEW_TAB_QUERY)},
       defaultHeaders: headers,
       onEditHeaders: function (value) {
