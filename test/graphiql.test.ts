@@ -48,6 +48,17 @@ async function run(page: Page, operation: string): Promise<void> {
 const editorTexts = (page: Page, selector: string) =>
   page.evaluate((sel) => [...(globalThis as any).document.querySelectorAll(sel)].map((e: any) => e.CodeMirror.getValue() as string), selector);
 
+/** Resolves once GraphiQL has drawn its editors on `page` (after a load or a reload). */
+const editorsUp = (page: Page) => page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+
+/** A fresh browser's page on this server's GraphiQL, its editors drawn. */
+async function openGraphiQL(s: TestServer): Promise<Page> {
+  const page = await (await launchChromium()).newPage();
+  await page.goto(`${origin(s)}/graphiql`);
+  await editorsUp(page);
+  return page;
+}
+
 const tabTitles = (page: Page) => page.locator('.graphiql-tab .graphiql-tab-button').allTextContents();
 
 const responseText = (page: Page) =>
@@ -117,7 +128,7 @@ describe('GraphiQL', () => {
     const failed: string[] = [];
     page.on('response', (r) => void (r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`)));
     await page.goto(`${origin(s)}/graphiql`);
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await editorsUp(page);
     expect(await page.evaluate(() => (globalThis as any).parleyGraphiQL)).toEqual({ url: s.url.replace('localhost', '127.0.0.1'), subscriptionUrl: s.wsUrl.replace('localhost', '127.0.0.1') });
 
     await run(page, '{ __typename }');
@@ -138,10 +149,7 @@ describe('GraphiQL', () => {
 
   itNeeding('chromium', tools.chromium)('should end a subscription refused with 4403 at once, with the close reason as an error', async () => {
     const s = await createTestServer();
-    const browser = await launchChromium();
-    const page = await browser.newPage();
-    await page.goto(`${origin(s)}/graphiql`);
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    const page = await openGraphiQL(s);
 
     // No token: the server closes the socket 4403. graphql-ws alone retries that for about a minute.
     await run(page, 'subscription { messageAdded { id } }');
@@ -162,10 +170,7 @@ describe('GraphiQL', () => {
 
   itNeeding('chromium', tools.chromium)("should run the first tab's Signup with its own variables on a first visit, and keep a later visit's own", async () => {
     const s = await createTestServer();
-    const browser = await launchChromium();
-    const page = await browser.newPage();
-    await page.goto(`${origin(s)}/graphiql`);
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    const page = await openGraphiQL(s);
     const first = '{\n  "username": "ada",\n  "password": "correct horse battery"\n}';
     await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(first), 5_000);
     // Two operations: the execute button offers them; Signup runs with the tab's variables.
@@ -176,7 +181,7 @@ describe('GraphiQL', () => {
     const titles = ['Signup', 'Me', 'Groups', 'SendMessage', 'MessageAdded', 'OnlineUsers', 'Friends', 'Projects'];
     // The next visit opens the same tabs, Signup's with its variables (an empty copy of it opened beside, and Signup failed there).
     await page.reload();
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await editorsUp(page);
     await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(first), 5_000);
     expect(await tabTitles(page)).toEqual(titles);
     // What was last in its editor, once GraphiQL kept it, rather than the first tab's again.
@@ -185,7 +190,7 @@ describe('GraphiQL', () => {
     const kept = () => page.evaluate(() => (globalThis as any).localStorage.getItem('graphiql:tabState') as string);
     await eventually(async () => (await kept()).includes(JSON.stringify(mine)), 5_000);
     await page.reload();
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await editorsUp(page);
     await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(mine), 5_000);
     expect(await tabTitles(page)).toEqual(titles);
   }, 60_000);
@@ -193,10 +198,7 @@ describe('GraphiQL', () => {
   itNeeding('chromium', tools.chromium)('should open with the common operations as tabs, and carry the last headers to a new tab and the next visit', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);
-    const browser = await launchChromium();
-    const page = await browser.newPage();
-    await page.goto(`${origin(s)}/graphiql`);
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    const page = await openGraphiQL(s);
     expect(await tabTitles(page)).toEqual(['Signup', 'Me', 'Groups', 'SendMessage', 'MessageAdded', 'OnlineUsers', 'Friends', 'Projects']);
 
     // The Me tab answers once the header holds a token.
@@ -221,7 +223,7 @@ describe('GraphiQL', () => {
 
     // The next visit (same browser) starts new tabs with them too.
     await page.reload();
-    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror');
+    await editorsUp(page);
     await page.click('.graphiql-tab-add');
     await eventually(async () => (await editorTexts(page, '.graphiql-editor-tool .CodeMirror')).includes(auth), 5_000);
     await page.screenshot({ path: artifactPath('graphiql-tabs.png') });
