@@ -256,25 +256,27 @@ describe('the hold of a deployment', () => {
   });
 });
 
+/** An instance's lines for group g:1, taken at TAKEN, and its messages as each kind of publish brings them. */
+const TAKEN = 1_000_000;
+const setup = () => {
+  const out: string[] = [];
+  const order = new EventOrder({ dispatch: (_t, p) => void out.push((p as { content: string }).content) }, channelRoutes({ presencePerUser: false }), () => true, { openMs: 20, holdMs: 100 });
+  // The channel g:1 was taken at TAKEN; a gap's search finds nothing.
+  order.fillFrom(async () => [], () => TAKEN);
+  const message = (pos: number, extra: Record<string, unknown> = {}) => ({
+    id: `m${pos}`, conversationKey: 'g:1', groupId: '1', projectId: null, recipientId: null, senderId: 'u', sender: null,
+    content: `#${pos}`, attachment: null, clientMessageId: null, createdAt: new Date(TAKEN + pos).toISOString(), editedAt: null, deletedAt: null, pos, ...extra,
+  });
+  const live = (pos: number) => order.admit(Topic.MessageAdded, message(pos), 'g:1');
+  const resent = (pos: number, extra: Record<string, unknown> = {}) => order.admit(Topic.MessageAdded, message(pos, { resent: true, ...extra }), 'g:1');
+  const replay = (pos: number, extra: Record<string, unknown> = {}) => order.admit(Topic.MessageAdded, message(pos, { replay: true, ...extra }), 'g:1');
+  return { out, live, resent, replay, order, message };
+};
+
 /** A message its instance published late, its first publish having failed (Redis away there): PubSub.resendUnsent. */
 describe('EventOrder: a resent message', () => {
   beforeEach(() => jest.useFakeTimers());
   afterEach(() => jest.useRealTimers());
-
-  const TAKEN = 1_000_000;
-  const setup = () => {
-    const out: string[] = [];
-    const order = new EventOrder({ dispatch: (_t, p) => void out.push((p as { content: string }).content) }, channelRoutes({ presencePerUser: false }), () => true, { openMs: 20, holdMs: 100 });
-    // The channel g:1 was taken at TAKEN; a gap's search finds nothing.
-    order.fillFrom(async () => [], () => TAKEN);
-    const message = (pos: number, extra: Record<string, unknown> = {}) => ({
-      id: `m${pos}`, conversationKey: 'g:1', groupId: '1', projectId: null, recipientId: null, senderId: 'u', sender: null,
-      content: `#${pos}`, attachment: null, clientMessageId: null, createdAt: new Date(TAKEN + pos).toISOString(), editedAt: null, deletedAt: null, pos, ...extra,
-    });
-    const live = (pos: number) => order.admit(Topic.MessageAdded, message(pos), 'g:1');
-    const resent = (pos: number, extra: Record<string, unknown> = {}) => order.admit(Topic.MessageAdded, message(pos, { resent: true, ...extra }), 'g:1');
-    return { out, live, resent, order, message };
-  };
 
   it('should reach a conversation with no line here at once, without opening one at its old place', async () => {
     const { out, live, resent } = setup();
@@ -324,6 +326,51 @@ describe('EventOrder: a resent message', () => {
     // The read-back of what was stored while off Redis (PubSub.recoverFrom): 2 again, 3 and 4.
     for (const pos of [2, 3, 4, 3]) order.recovered('g:1', message(pos) as never);
     expect(out).toEqual(['#1', '#2', '#5', '#3', '#4']);
+  });
+});
+
+/** A send's retry that found its message stored publishes it again, marked replay (MessageService.replayed). */
+describe('EventOrder: a replayed message', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  it('should open a line where none was yet, for a message stored once the channel was taken, and drop its late original', async () => {
+    const { out, live, replay } = setup();
+    replay(5);
+    jest.advanceTimersByTime(20);
+    await settled();
+    expect(out).toEqual(['#5']);
+    // Its first publish, late after all (a stalled instance, not a dead one): a copy.
+    live(5);
+    live(6);
+    expect(out).toEqual(['#5', '#6']);
+  });
+
+  it('should not reach subscriptions taken after it was stored, nor come again where the line passed it', async () => {
+    const { out, live, replay } = setup();
+    replay(5, { createdAt: new Date(TAKEN - 1).toISOString() });
+    jest.advanceTimersByTime(200);
+    expect(out).toEqual([]);
+    live(1);
+    live(2);
+    replay(2);
+    replay(1);
+    expect(out).toEqual(['#1', '#2']);
+  });
+
+  it('should take its place on a line before it, and come late, once, where the line gave its place up', async () => {
+    const { out, live, replay } = setup();
+    live(1);
+    live(3);
+    replay(2);
+    expect(out).toEqual(['#1', '#2', '#3']);
+    live(5);
+    jest.advanceTimersByTime(100);
+    await settled();
+    expect(out).toEqual(['#1', '#2', '#3', '#5']);
+    replay(4);
+    replay(4);
+    expect(out).toEqual(['#1', '#2', '#3', '#5', '#4']);
   });
 });
 

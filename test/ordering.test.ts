@@ -142,6 +142,25 @@ describeRedis('events of one conversation under concurrent sends', () => {
     expect(metrics).toMatch(/^parley_messages_order_filled_total 1$/m);
   });
 
+  it("should deliver a message whose sender's instance died between its commit and its publish once a retry through another instance finds it, though nothing of its conversation reached the subscriber's instance before", async () => {
+    const a = await createTestServer(HOLD);
+    const b = await createTestServer(HOLD, { clean: false });
+    const [ada, cy] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, ada, 'Crash', [cy]);
+    const added = await listen(b, cy, 'subscription { messageAdded { id content } }');
+    // Stored through A, its publish lost (A died): the client, without an answer, retries through B.
+    loseNextPublish(a.services.pubsub);
+    const first = await sendMessage(a.url, ada.token, { groupId: g, content: 'lost', clientMessageId: 'crash-1' });
+    const retried = await sendMessage(b.url, ada.token, { groupId: g, content: 'lost', clientMessageId: 'crash-1' });
+    expect(retried.id).toBe(first.id);
+    // B's subscriber gets it from the retry, not from a later message's read of what it missed.
+    expect(await added.nth(1)).toEqual({ messageAdded: { id: first.id, content: 'lost' } });
+    const next = await sendMessage(a.url, ada.token, { groupId: g, content: 'next' });
+    await added.nth(2);
+    expect(await added.settle(300)).toHaveLength(2);
+    expect(added.values.map((v: any) => v.messageAdded.id)).toEqual([first.id, next.id]);
+  });
+
   it("should read, for a socket that just connected, a message sent just before its line's first one, and deliver it first, once", async () => {
     const a = await createTestServer(HOLD);
     const b = await createTestServer(HOLD, { clean: false });

@@ -154,11 +154,7 @@ export class InOrder<E> {
     this.openingsFrom = openings;
   }
 
-  /**
-   * Whether a replayed event at `pos` has a place on the line: only one that has started (it
-   * knows where it stands) and not passed it. Without a line, the replay would open one at an old
-   * place, and its gaps would be measured from there.
-   */
+  /** Whether line `key` has started (it knows where it stands) and not yet passed `pos`. */
   awaits(key: string, pos: number): boolean {
     const last = this.lines.get(key)?.last;
     return last != null && pos > last;
@@ -849,8 +845,31 @@ export class EventOrder {
       this.lines.noteRead(key, place);
       return this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
     }
+    if (this.storedSinceTaken(channel, e)) this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
+  }
+
+  /**
+   * A replay (a send's retry found its message stored: its first publish may have been lost), to
+   * subscriptions only: in its place on a line before it, late where the line gave that place up;
+   * with no line yet, or one still gathering its first events, it opens the line where it stands
+   * if it was stored after this instance took the channel (the subscriptions it would have reached).
+   * Its own publish, if it comes after all, is then a copy. Before, it went only where a line had
+   * started, and a subscriber whose instance had delivered nothing of that conversation yet never
+   * got a message whose sender died between its commit and its publish (an outside probe: 2 of 2).
+   */
+  private replayed(key: string, channel: string, place: number, e: Ordered): void {
+    if (!this.takes(channel)) return;
+    const where = this.lines.whereIs(key, place);
+    if (where === 'read' || where === 'passed') return;
+    if (where === 'skipped' || this.lines.awaits(key, place) || this.storedSinceTaken(channel, e)) {
+      this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
+    }
+  }
+
+  /** Whether a message was stored once this instance had taken `channel`: its subscriptions there were meant to get it. */
+  private storedSinceTaken(channel: string, e: Ordered): boolean {
     const taken = this.takenAt?.(channel);
-    if (taken !== undefined && Date.parse((e.payload as MessagePayload).createdAt) >= taken) this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
+    return taken !== undefined && Date.parse((e.payload as MessagePayload).createdAt) >= taken;
   }
 
   /** The channel was let go (see InOrder.forget). */
@@ -872,12 +891,7 @@ export class EventOrder {
    * and a line would wait at every gap the other instances' sends leave in it.
    */
   private inLine(key: string, channel: string, place: number, e: Ordered): void {
-    // A replay (a send's retry found it stored: its first publish may have been lost) goes only
-    // where a line has not passed its place, and only to subscriptions.
-    if ((e.payload as MessagePayload).replay) {
-      if (this.takes(channel) && this.lines.awaits(key, place)) this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
-      return;
-    }
+    if ((e.payload as MessagePayload).replay) return this.replayed(key, channel, place, e);
     if ((e.payload as MessagePayload).resent) return this.resent(key, channel, place, e);
     if (this.takes(channel)) this.lines.admit(key, place, e, channel);
     else this.hub.dispatch(e.topic, e.payload, e.channel, e.keyedOnly);
