@@ -1,4 +1,4 @@
-import { codeOf, eventually, gql, listen, ok, running } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, running, subscribe } from './helpers/graphql';
 import { snapshot } from './helpers/db';
 import { createTestServer, type TestServer } from './helpers/server';
 import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
@@ -81,6 +81,35 @@ describe('block-threads', () => {
     expect(after.messages).toBe(before.messages + groups.length);
     await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
     expect((await reply(s, alice, g, roots[0].id)).id).toBeTruthy();
+  });
+
+  it("should answer a blocker's thread, markThreadRead and threadId on a root or reply by the user they block as on a message that is not there, and follow nothing", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Hidden roots', [bob, carol]);
+    const bobsRoot = await sendMessage(s.url, bob.token, { groupId: g, content: 'secret root by bob' });
+    const carolsRoot = await sendMessage(s.url, carol.token, { groupId: g, content: 'root by carol' });
+    const bobsReply = await reply(s, bob, g, carolsRoot.id, 'secret reply by bob');
+    await ok(gql(s.url, BLOCK, { id: bob.id }, alice.token));
+    const MARK = 'mutation($m: ID!) { markThreadRead(messageId: $m) { id content } }';
+    for (const m of [bobsRoot.id, bobsReply.id]) {
+      for (const [q, field] of [[THREAD, 'thread'], [MARK, 'markThreadRead']] as const) {
+        const r = await gql(s.url, q, { m }, alice.token);
+        expect([codeOf(r), r.data?.[field] ?? null]).toEqual(['NOT_FOUND', null]);
+      }
+    }
+    const client = (await listen(s, alice, 'subscription { messageAdded { id } }')).ws.client;
+    for (const threadId of [bobsRoot.id, bobsReply.id]) {
+      const sub = subscribe({ client }, ADDED, { c: { groupId: g, threadId } });
+      await sub.done;
+      expect(sub.errors).toMatchObject([{ extensions: { code: 'BAD_USER_INPUT', field: 'threadId' } }]);
+    }
+    // Nothing followed: the refused markThreadRead wrote no marker.
+    expect((await ok(gql(s.url, THREADS, {}, alice.token))).threads.totalCount).toBe(0);
+    // Carol's own root stays hers to read; once unblocked, bob's thread is there again.
+    expect((await ok(gql(s.url, THREAD, { m: carolsRoot.id }, alice.token))).thread.totalCount).toBe(0);
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    expect((await ok(gql(s.url, MARK, { m: bobsRoot.id }, alice.token))).markThreadRead).toEqual({ id: bobsRoot.id, content: 'secret root by bob' });
   });
 
   it("should keep replies kept in their threads out of a blocker's sidebar as out of everyone's: not the last message, not unread", async () => {

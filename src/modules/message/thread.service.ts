@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { boundedLru } from '../../shared/lru';
-import { BadUserInputError } from '../../shared/errors';
+import { BadUserInputError, NotFoundError } from '../../shared/errors';
+import { blockRepository } from '../safety/block.repository';
 import { beside, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoOf } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
@@ -80,6 +81,13 @@ export class ThreadService {
     });
     const root = row.parent_id ? await this.messages.visibleMessage(em, viewerId, row.parent_id) : row;
     if (root.project_id && root.recipient_id) throw new BadUserInputError('A private message has no thread.', field);
+    // A message of a user the viewer blocks is not there for them, as history leaves it out: nor its
+    // thread (before, markThreadRead handed the blocker its text: an outside probe).
+    const senders = [...new Set([row.sender_id, root.sender_id])].filter((id) => id !== viewerId);
+    if (senders.length && (await blockRepository.blockedAmong(em, viewerId, senders)).size) {
+      if (field !== 'messageId') throw new BadUserInputError(`${field} must name a message of this conversation.`, field);
+      throw new NotFoundError('Message');
+    }
     return root;
   }
 
