@@ -426,11 +426,13 @@ describe('project actions', () => {
       ['ADDED_TO_PROJECT', "You were added to the project 'Relay'."],
       ['PARTICIPANT_ADDED', "The new participant '@dave' was added to the project 'Relay'."],
       ['COACH_DESIGNATED', "'@dave' was designated coach in the project 'Relay'."],
-      ['PARTICIPANT_LEFT', "'@alice' left the project 'Relay'."],
-      ['PARTICIPANT_LEFT', "'@dave' left the project 'Relay'."],
+      // An owner's departure names who owns it now; the heir reads that it is them.
+      ['PARTICIPANT_LEFT', "'@alice' left the project 'Relay'; '@dave' is its owner now."],
+      ['PARTICIPANT_LEFT', "'@dave' left the project 'Relay'; '@bob' is its owner now."],
       ['PROJECT_RENAMED', "The project 'Relay' was renamed to 'Relay 2'."],
-      ['PARTICIPANT_LEFT', "'@bob' left the project 'Relay 2'."],
+      ['PARTICIPANT_LEFT', "'@bob' left the project 'Relay 2'; you are its owner now."],
     ]);
+    expect(await story(s.url, dave, p)).toContainEqual(['PARTICIPANT_LEFT', "'@alice' left the project 'Relay'; you are its owner now."]);
     // The last one out: the project and its conversation are gone.
     await ok(gql(s.url, LEAVE, { p }, carol.token));
     expect((await ok(gql(s.url, PROJECTS, {}, carol.token))).projects).toEqual([]);
@@ -448,7 +450,7 @@ describe('project actions', () => {
     const bobLive = await listen(s, bob, ACTIONS_LIVE);
     await ok(gql(s.url, 'mutation($pw: String!) { deleteAccount(password: $pw) }', { pw: alice.password }, alice.token));
     // Told with the name they knew, not the tombstone's.
-    expect((await bobLive.nth(1)).projectAction).toMatchObject({ kind: 'PARTICIPANT_LEFT', message: "'@alice' left the project 'Legacy'." });
+    expect((await bobLive.nth(1)).projectAction).toMatchObject({ kind: 'PARTICIPANT_LEFT', message: "'@alice' left the project 'Legacy'; you are its owner now." });
     const now = (await ok(gql(s.url, PROJECT, { id: p }, bob.token))).project;
     expect(now).toMatchObject({ owner: { id: bob.id }, participants: [] });
     expect(await sql(s.env.DATABASE_URL!, 'select id from projects where id = $1', [solo])).toEqual([]);
@@ -508,7 +510,10 @@ describe("an account's deletion", () => {
       const inbox = (await call('{ projectActions(last: 100) { edges { node { kind message projectId createdAt } } } }', {}, u)).projectActions.edges.map((e: any) => e.node);
       const left = inbox.filter((e: any) => e.kind === 'PARTICIPANT_LEFT' && theirs.includes(e.projectId));
       expect(left.map((e: any) => e.projectId)).toEqual([...theirs].sort());
-      expect(left.map((e: any) => e.message)).toEqual([...theirs].sort().map((p) => `'@${many.x.username}' left the project '${many.titles.get(p)}'.`));
+      const heirOf = (p: string) => (!many.mine.includes(p) ? null : p === many.mine[0] ? b : a);
+      const told = (p: string, heir = heirOf(p)) =>
+        `'@${many.x.username}' left the project '${many.titles.get(p)}'${!heir ? '' : heir === u ? '; you are its owner now' : `; '@${heir.username}' is its owner now`}.`;
+      expect(left.map((e: any) => e.message)).toEqual([...theirs].sort().map((p) => told(p)));
       const times = left.map((e: any) => Date.parse(e.createdAt));
       for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThan(times[i - 1]);
     }

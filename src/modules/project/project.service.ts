@@ -334,11 +334,11 @@ export class ProjectService {
       await repo.removeMemberFromAll(em, left.map((l) => l.project.id), userId);
       await repo.handOver(em, new Map(left.filter((l) => l.me.role === ProjectRole.OWNER).map((l) => [l.project.id, heirOf(l)])));
       for (const l of left) this.membership(outbox, l.project.id, [{ userId, member: false }]);
-      const username = (await repo.usernames(em, [userId])).get(userId)!;
+      const names = await repo.usernames(em, [userId, ...left.filter((l) => l.me.role === ProjectRole.OWNER).map(heirOf)]);
       await this.notifyAll(
         em,
         outbox,
-        left.map((l) => ({ project: l.project, entries: this.departed(l, username), about: { actorId: userId, targetId: userId, previousTitle: null } })),
+        left.map((l) => ({ project: l.project, entries: this.departed(l, names), about: { actorId: userId, targetId: userId, previousTitle: null } })),
       );
     }
     await repo.deleteInbox(em, userId);
@@ -356,20 +356,27 @@ export class ProjectService {
       return;
     }
     await repo.removeMember(em, l.project.id, leaver);
-    if (l.me.role === ProjectRole.OWNER) {
-      const heir = heirOf(l);
+    const heir = l.me.role === ProjectRole.OWNER ? heirOf(l) : undefined;
+    if (heir) {
       await repo.setRole(em, l.project.id, heir, ProjectRole.OWNER);
       await repo.setOwner(em, l.project.id, heir);
     }
     this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
-    const username = (await repo.usernames(em, [leaver])).get(leaver)!;
-    await this.notify(em, outbox, l.project, this.departed(l, username), { actorId: leaver, targetId: leaver, previousTitle: null });
+    const names = await repo.usernames(em, heir ? [leaver, heir] : [leaver]);
+    await this.notify(em, outbox, l.project, this.departed(l, names), { actorId: leaver, targetId: leaver, previousTitle: null });
   }
 
-  /** What a departure tells each one who stays. */
-  private departed(l: Locked, username: string): Entry[] {
-    const text = t.left(username, l.project.title);
-    return l.members.filter((m) => m.userId !== l.me.userId).map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_LEFT, message: text }));
+  /**
+   * What a departure tells each one who stays; an owner's names who owns the project now (the heir
+   * reads that it is them): before, the project changed hands with no word to anyone (an outside probe).
+   */
+  private departed(l: Locked, names: Map<string, string>): Entry[] {
+    const [leaver, title] = [names.get(l.me.userId)!, l.project.title];
+    const heir = l.me.role === ProjectRole.OWNER ? heirOf(l) : undefined;
+    const text = heir ? t.leftItTo(leaver, title, names.get(heir)!) : t.left(leaver, title);
+    return l.members
+      .filter((m) => m.userId !== l.me.userId)
+      .map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PARTICIPANT_LEFT, message: m.userId === heir ? t.leftItToYou(leaver, title) : text }));
   }
 
   // ---- helpers ----
