@@ -74,6 +74,28 @@ describe('friends', () => {
     expect(codeOf(await gql(s.url, SEND, { id: b.id }, a.token))).toBe('RATE_LIMITED');
   });
 
+  it('should let only the sender withdraw a pending request, as if never sent, and change nothing when refused', async () => {
+    const s = await createTestServer();
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const CANCEL = 'mutation($id: ID!) { cancelFriendRequest(requestId: $id) }';
+    const req = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    const before = await snapshot(s.env.DATABASE_URL!);
+    for (const [token, code] of [[b.token, 'FORBIDDEN'], [c.token, 'NOT_FOUND'], [undefined, 'UNAUTHENTICATED']] as const) {
+      expect(codeOf(await gql(s.url, CANCEL, { id: req.id }, token))).toBe(code);
+    }
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'nope']) expect(codeOf(await gql(s.url, CANCEL, { id }, a.token))).toBe('NOT_FOUND');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, CANCEL, { id: req.id }, a.token))).cancelFriendRequest).toBe(true);
+    for (const u of [a, b]) expect((await ok(gql(s.url, REQUESTS, {}, u.token))).friendRequests).toEqual([]);
+    expect(codeOf(await gql(s.url, ACCEPT, { id: req.id }, b.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(s.url, CANCEL, { id: req.id }, a.token))).toBe('NOT_FOUND');
+    // No cooldown, as after a decline: the sender may ask again at once; an answered one is CONFLICT.
+    const again = (await ok(gql(s.url, SEND, { id: b.id }, a.token))).sendFriendRequest;
+    expect((await ok(gql(s.url, ACCEPT, { id: again.id }, b.token))).acceptFriendRequest.status).toBe('ACCEPTED');
+    expect(codeOf(await gql(s.url, CANCEL, { id: again.id }, a.token))).toBe('CONFLICT');
+    expect((await ok(gql(s.url, FRIENDS, {}, a.token))).friends.map((f: any) => f.id)).toEqual([b.id]);
+  });
+
   it('should refuse requests to oneself, duplicates, unknown users and existing friends', async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];

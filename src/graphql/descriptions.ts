@@ -93,6 +93,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'Mutation.acceptFriendRequest(requestId:)': 'A pending request sent to the viewer.',
   'Mutation.declineFriendRequest': 'Declines a request sent to the viewer.',
   'Mutation.declineFriendRequest(requestId:)': 'A pending request sent to the viewer.',
+  'Mutation.cancelFriendRequest': 'Withdraws a pending request the viewer sent: it goes from both users\' friendRequests, as if never sent (no cooldown; its FRIEND_REQUEST webhook, if still due, is not sent). NOT_FOUND for a request that is not the viewer\'s, FORBIDDEN for one sent to them (decline it), CONFLICT once answered. true.',
+  'Mutation.cancelFriendRequest(requestId:)': 'A pending request the viewer sent.',
   'Mutation.removeFriend': 'Ends a friendship; the direct conversation leaves both sidebars (its messages stay). True once done.',
   'Mutation.removeFriend(userId:)': 'The friend to remove.',
 

@@ -43,6 +43,12 @@ export class FriendResolver {
 
   @Authorized()
   @Mutation(() => Boolean)
+  cancelFriendRequest(@Arg('requestId', () => IdScalar) requestId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.friends.withdraw(ctx.em, viewerOf(ctx).userId, requestId);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean)
   removeFriend(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.friends.remove(ctx.em, viewerOf(ctx).userId, userId);
   }

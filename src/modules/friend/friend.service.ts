@@ -5,7 +5,7 @@ import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLi
 import { isId } from '../../shared/validation';
 import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
-import { type FriendRequest, FriendRequestStatus } from './friend.entity';
+import { FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
@@ -84,20 +84,41 @@ export class FriendService {
 
   async respond(em: EntityManager, viewerId: string, requestId: string, accept: boolean): Promise<FriendRequest> {
     const answered = await em.transactional(async (tem) => {
-      const found = isId(requestId) ? await friendRepository.byId(tem, requestId) : null;
-      // Requests are visible to their two users only.
-      if (!found || (found.to.id !== viewerId && found.from.id !== viewerId)) throw new NotFoundError('Friend request');
-      if (found.to.id !== viewerId) throw new ForbiddenError('Only the addressee answers a friend request.');
-      // The two accounts first (see send): a deletion under way takes the request with it.
-      for (const id of [found.from.id, found.to.id]) await userRepository.lockActive(tem, id);
-      // Read again under the pair's lock: another answer, or a block that dropped it, committed meanwhile.
-      await friendRepository.lockPair(tem, found.from.id, found.to.id);
-      const request = await tem.refresh(found);
-      if (!request) throw new NotFoundError('Friend request');
-      if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
+      const request = await this.pendingFor(tem, viewerId, requestId, 'to', 'Only the addressee answers a friend request; its sender may withdraw it (cancelFriendRequest).');
       return this.settle(tem, request, accept ? FriendRequestStatus.ACCEPTED : FriendRequestStatus.DECLINED);
     });
     return this.friendshipChanged(em, answered);
+  }
+
+  /**
+   * The sender withdraws their pending request: it goes, as if never sent (no cooldown, as a
+   * decline has; its notification, if not yet sent, is not). Before, nothing withdrew one (an outside probe).
+   */
+  async withdraw(em: EntityManager, viewerId: string, requestId: string): Promise<boolean> {
+    await em.transactional(async (tem) => {
+      const request = await this.pendingFor(tem, viewerId, requestId, 'from', 'Only the sender withdraws a friend request; its addressee declines it.');
+      await tem.nativeDelete(FriendRequest, { id: request.id });
+    });
+    return true;
+  }
+
+  /**
+   * A pending request of the viewer's, on their `side` of it, read under its pair's lock: NOT_FOUND
+   * for one that is not theirs (requests are visible to their two users only), FORBIDDEN on the
+   * other side, CONFLICT once answered.
+   */
+  private async pendingFor(em: EntityManager, viewerId: string, requestId: string, side: 'from' | 'to', otherSide: string): Promise<FriendRequest> {
+    const found = isId(requestId) ? await friendRepository.byId(em, requestId) : null;
+    if (!found || (found.to.id !== viewerId && found.from.id !== viewerId)) throw new NotFoundError('Friend request');
+    if (found[side].id !== viewerId) throw new ForbiddenError(otherSide);
+    // The two accounts first (see send): a deletion under way takes the request with it.
+    for (const id of [found.from.id, found.to.id]) await userRepository.lockActive(em, id);
+    // Read again under the pair's lock: another answer, a withdrawal, or a block that dropped it, committed meanwhile.
+    await friendRepository.lockPair(em, found.from.id, found.to.id);
+    const request = await em.refresh(found);
+    if (!request) throw new NotFoundError('Friend request');
+    if (request.status !== FriendRequestStatus.PENDING) throw new ConflictError('This request was already answered.', 'requestId');
+    return request;
   }
 
   async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
