@@ -235,10 +235,10 @@ describe('notifications', () => {
     expect(receiver.of(bo.id).slice(1).map((e) => e.body.kind)).toEqual(['MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION', 'MESSAGE', 'PROJECT_ACTION']);
   });
 
-  it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, left the conversation of or read, after it was written, nor one of an invitation declined', async () => {
+  it('should not send an event its recipient muted, turned notifications off for, blocked the sender of, left the conversation of or read, after it was written, nor one of an invitation declined or a friend request withdrawn', async () => {
     // Coalescing keeps a written event pending for a while: the recipient changes their mind meanwhile.
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
-    const [al, muting, quiet, barrier, blocking, leaving, declining, again, reading] = await Promise.all(Array.from({ length: 9 }, () => signup(s.url)));
+    const [al, muting, quiet, barrier, blocking, leaving, declining, again, reading, withdrawn] = await Promise.all(Array.from({ length: 10 }, () => signup(s.url)));
     const group = await buildGroup(s.url, al, { members: [muting, quiet, barrier, leaving, reading] });
     await sendMessage(s.url, al.token, { groupId: group.id, content: 'soon muted' });
     // Written by the tail (PRESENCE_GRACE and a second after the message), not yet due.
@@ -252,6 +252,9 @@ describe('notifications', () => {
     // A friend request's event, written at once, and its sender blocked before it is due.
     await ok(gql(s.url, FRIEND_REQUEST, { id: blocking.id }, al.token));
     await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: al.id }, blocking.token));
+    // And one its sender withdraws before it is due.
+    const asked = (await ok(gql(s.url, FRIEND_REQUEST, { id: withdrawn.id }, al.token))).sendFriendRequest.id;
+    await ok(gql(s.url, 'mutation($r: ID!) { cancelFriendRequest(requestId: $r) }', { r: asked }, al.token));
     // An invitation's, declined before it is due.
     const secret = await buildGroup(s.url, al, { isPrivate: true });
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }', { g: secret.id, u: declining.id }, al.token));
@@ -263,7 +266,7 @@ describe('notifications', () => {
     await ok(gql(s.url, INVITE, { g: secret.id, u: again.id }, al.token));
     await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
     await sleep(QUIET_MS);
-    expect([muting, quiet, blocking, leaving, declining, reading].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], [], []]);
+    expect([muting, quiet, blocking, leaving, declining, reading, withdrawn].map((u) => receiver.of(u.id))).toEqual([[], [], [], [], [], [], []]);
     expect(receiver.of(again.id).map((e) => e.body.kind)).toEqual(['GROUP_INVITE']);
   });
 
