@@ -563,6 +563,24 @@ describe('rate limits', () => {
     await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'b is fine' } }, b.token);
   });
 
+  it("should answer a send's retry past the limit with the first message (it writes nothing), and refuse a new key or another message under it as before", async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '2/1m' });
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const first = (await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'kept', clientMessageId: 'k-1' } }, a.token)).sendMessage;
+    await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'second' } }, a.token);
+    const before = await snapshot(s.env.DATABASE_URL!);
+    const retry = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'kept', clientMessageId: 'k-1' } }, a.token);
+    expect([retry.errors, retry.data?.sendMessage.id]).toEqual([undefined, first.id]);
+    // Over the socket too.
+    const w = await initialized(s.wsUrl, a.token);
+    w.send({ id: 'r', type: 'subscribe', payload: { query: SEND, variables: { input: { groupId: lobby, content: 'kept', clientMessageId: 'k-1' } } } });
+    expect((await w.next('next', 'r')).payload).toMatchObject({ data: { sendMessage: { id: first.id } } });
+    expect(codeOf(await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'new', clientMessageId: 'k-2' } }, a.token))).toBe('RATE_LIMITED');
+    expect(codeOf(await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'not the same', clientMessageId: 'k-1' } }, a.token))).toBe('CONFLICT');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
   it('should limit signups per address, a taken name counted, a bad input not', async () => {
     const s = await createTestServer({ RATE_LIMIT_SIGNUP: '3/1h' });
     const taken = await signup(s.url);

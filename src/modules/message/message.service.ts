@@ -92,17 +92,28 @@ function sentDigest(id: string, text: string | null, file: { fileName: string; b
   return createHash('sha256').update(`${id}\n${text ?? ''}\n${filed}`, 'utf8').digest();
 }
 
+/** What sendMessage's input carries. */
+export interface SendInput {
+  groupId?: string | null;
+  toUserId?: string | null;
+  projectId?: string | null;
+  content?: string | null;
+  attachment?: { fileName: string; base64: string } | null;
+  clientMessageId?: string | null;
+  parentId?: string | null;
+  alsoInConversation?: boolean | null;
+}
+
+/** A clientMessageId as API.md allows it: 1 to 64 UTF-16 code units, no control characters, no half surrogate pair. */
+const validClientId = (id: string): boolean => id.length >= 1 && id.length <= 64 && !/[\u0000-\u001f]/.test(id) && isWellFormed(id);
+
 /**
  * The answer to a send whose clientMessageId the sender used before: the first message, when this
  * is a retry of it (the same conversation, thread, file and text, as sent: an edit or deletion
  * since kept what the send carried). A key reused for another message is refused, rather than
  * answered with a message the client did not send while its own is dropped.
  */
-async function retryOf(
-  em: EntityManager,
-  first: MessageRow,
-  input: { groupId?: string | null; toUserId?: string | null; projectId?: string | null; content?: string | null; attachment?: { fileName: string; base64: string } | null; parentId?: string | null; alsoInConversation?: boolean | null },
-): Promise<MessageType> {
+async function retryOf(em: EntityManager, first: MessageRow, input: SendInput): Promise<MessageType> {
   // An empty id names nothing, as when the message was sent.
   const id = (v: string | null | undefined) => (v ? v.toLowerCase() : null);
   const sameTarget = first.group_id
@@ -341,10 +352,28 @@ export class MessageService {
    * the message as it stands now, with what others did there since (replies, reactions, pins: an
    * outside probe, 8 of 8).
    */
-  private async retried(em: EntityManager, viewerId: string, target: ConversationArgs, first: MessageRow, input: Parameters<typeof retryOf>[2]): Promise<MessageType> {
+  private async retried(em: EntityManager, viewerId: string, target: ConversationArgs, first: MessageRow, input: SendInput): Promise<MessageType> {
     const message = await retryOf(em, first, input);
     await this.conversation(em, viewerId, target, 'input');
     return message;
+  }
+
+  /**
+   * A send's retry past the send limit (see RateLimit.spend's `limited`): it writes nothing, so it
+   * still gets the first message (or the CONFLICT a different one gets), as API.md promises a
+   * retry; null when nothing was stored under its clientMessageId, and the send stays RATE_LIMITED.
+   * Before, a client retrying after a lost answer during a burst was refused its own message (an outside probe).
+   */
+  async retryPastLimit(em: EntityManager, viewerId: string, input: SendInput): Promise<MessageType | null> {
+    const id = input.clientMessageId;
+    if (!id || !validClientId(id)) return null;
+    return this.again(em, viewerId, { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId }, id, input);
+  }
+
+  /** The message first stored under the sender's clientMessageId, answered as a retry (see retried, replayed); null when there is none. */
+  private async again(em: EntityManager, viewerId: string, target: ConversationArgs, clientMessageId: string, input: SendInput): Promise<MessageType | null> {
+    const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
+    return first ? this.replayed(first, await this.retried(em, viewerId, target, first, input)) : null;
   }
 
   /**
@@ -392,30 +421,17 @@ export class MessageService {
    * `emOf`: the caller's EntityManager, or how to fork one when the send needs it (a batched
    * send runs its statement on its batch's).
    */
-  async send(
-    emOf: EntityManager | (() => EntityManager),
-    viewerId: string,
-    input: {
-      groupId?: string | null;
-      toUserId?: string | null;
-      projectId?: string | null;
-      content?: string | null;
-      attachment?: { fileName: string; base64: string } | null;
-      clientMessageId?: string | null;
-      parentId?: string | null;
-      alsoInConversation?: boolean | null;
-    },
-  ): Promise<MessageType> {
+  async send(emOf: EntityManager | (() => EntityManager), viewerId: string, input: SendInput): Promise<MessageType> {
     let forked: EntityManager | undefined;
     const em = typeof emOf === 'function' ? () => (forked ??= emOf()) : () => emOf;
     const clientMessageId = input.clientMessageId ?? null;
-    if (clientMessageId !== null && (clientMessageId.length < 1 || clientMessageId.length > 64 || /[\u0000-\u001f]/.test(clientMessageId) || !isWellFormed(clientMessageId))) {
+    if (clientMessageId !== null && !validClientId(clientMessageId)) {
       throw new BadUserInputError('clientMessageId must be 1 to 64 UTF-16 code units, without control characters (U+0000 to U+001F) or half of a surrogate pair.', 'clientMessageId');
     }
     const target: ConversationArgs = { groupId: input.groupId, userId: input.toUserId, projectId: input.projectId };
     if (clientMessageId) {
-      const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-      if (first) return this.replayed(first, await this.retried(em(), viewerId, target, first, input));
+      const again = await this.again(em(), viewerId, target, clientMessageId, input);
+      if (again) return again;
     }
     const parentId = input.parentId ?? null;
     const also = parentId !== null && !!input.alsoInConversation;
