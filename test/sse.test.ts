@@ -318,22 +318,32 @@ describe('SSE transport (/graphql/stream)', () => {
     }
   }, 60_000);
 
-  it("should run the graphql-sse snippet of docs/TOUR.md as it is", async () => {
-    const s = await createTestServer();
+  it("should run the graphql-sse snippet of docs/TOUR.md as it is, and tell of a reconnection, whose gap it did not stream", async () => {
+    let s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const lobby = await lobbyOf(s.url, bob.token);
     const got: string[] = [];
-    const stop = streamMessages({ url: s.url, token: bob.token, groupId: lobby, onMessage: (content) => got.push(content) });
+    let reconnected = 0;
+    const stop = streamMessages({ url: s.url, token: bob.token, groupId: lobby, onMessage: (content) => got.push(content), onReconnect: () => reconnected++ });
     try {
       await running(s, 'messageAdded', 1);
       await sendMessage(s.url, alice.token, { groupId: lobby, content: 'from the snippet' });
       await eventually(() => got.length > 0);
       expect(got).toEqual(['from the snippet']);
+      // The server restarts on its port; graphql-sse comes back by itself, and says so.
+      const { port } = s;
+      await s.dispose();
+      s = await createTestServer({ PORT: String(port) }, { clean: false });
+      await eventually(() => reconnected === 1, 20_000);
+      await running(s, 'messageAdded', 1);
+      await sendMessage(s.url, alice.token, { groupId: lobby, content: 'back' });
+      await eventually(() => got.length > 1);
+      expect(got).toEqual(['from the snippet', 'back']);
     } finally {
       stop();
     }
     await running(s, 'messageAdded', 0);
-  });
+  }, 40_000);
 
   describeRedis('two instances', () => {
     it('should stream on instance B a message sent on instance A', async () => {

@@ -4,6 +4,7 @@ import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { OperationTypeNode } from 'graphql';
 import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
 import introspection from '../../generated/client/possible-types';
+import { missed } from './missed';
 import { createSocket } from './socket';
 
 /** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
@@ -11,10 +12,9 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
   const { url, token, groupId, onMessage } = opts;
   const seen = new Set<string>();
   const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
-  const catchUp = async () => {
-    const { data } = await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50 }, fetchPolicy: 'network-only' });
-    data?.history.edges.forEach((e) => show(e.node));
-  };
+  const page = async (before?: string) =>
+    (await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50, before }, fetchPolicy: 'network-only' })).data?.history;
+  const catchUp = async () => (await missed(page, seen)).forEach(show);
   const { socket, ready } = createSocket(url, token, () => void catchUp().catch(console.error));
   const client = new ApolloClient({
     link: split(

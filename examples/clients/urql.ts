@@ -1,6 +1,7 @@
 // examples/clients/urql.ts: urql
 import { Client, fetchExchange, subscriptionExchange } from '@urql/core';
 import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
+import { missed } from './missed';
 import { createSocket } from './socket';
 
 /** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
@@ -8,10 +9,8 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
   const { url, token, groupId, onMessage } = opts;
   const seen = new Set<string>();
   const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
-  const catchUp = async () => {
-    const { data } = await client.query(HistoryDocument, { conversation: { groupId }, last: 50 }).toPromise();
-    data?.history.edges.forEach((e) => show(e.node));
-  };
+  const page = async (before?: string) => (await client.query(HistoryDocument, { conversation: { groupId }, last: 50, before }).toPromise()).data?.history;
+  const catchUp = async () => (await missed(page, seen)).forEach(show);
   const { socket, ready } = createSocket(url, token, () => void catchUp().catch(console.error));
   const client = new Client({
     url,
