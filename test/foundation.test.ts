@@ -170,6 +170,12 @@ describe('foundation', () => {
       const second = await createTestServer(env, { clean: false, spawn: true });
       const login = await ok(gql(second.url, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
       expect(login.login.user.id).toBe(user.id);
+      // Started twice: another port would not help, and the line says so (not "set EMBEDDED_PG_PORT").
+      const twice = runParley(env);
+      expect(await twice.exited).toBe(1);
+      expect(twice.output().stderr.trim()).toMatch(
+        new RegExp(`^Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken, and a PostgreSQL \\(pid \\d+\\) runs on its data folder ${env.EMBEDDED_PG_DIR}: if Parley is already running here, stop it first`),
+      );
       await second.dispose();
       expect(await second.process.exited).toBe(0);
     } finally {

@@ -150,6 +150,19 @@ function why(log: string): string {
   return said.length ? said.slice(-3).join(' | ') : lastLines(log) || 'no output';
 }
 
+/** The pid of a PostgreSQL running on `dataDir` (its postmaster.pid, that process alive), if any. */
+async function runningOn(dataDir: string): Promise<number | undefined> {
+  const pid = Number((await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    // Alive, and another user's (the postgres user's, under root).
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
+}
+
 /**
  * Starts (initialising on first use) a PostgreSQL server whose data lives in `dir`, kept across
  * restarts. As root it runs as the `postgres` system user; when that user cannot reach the
@@ -164,6 +177,8 @@ export async function startEmbeddedPostgres(opts: {
   database?: string;
   /** A process group of its own, for a caller that stops it on SIGINT itself (the server: see spawn below). */
   ownGroup?: boolean;
+  /** The setting that moves `port`, named when it is taken (the tests': EMBEDDED_PG_TEST_PORT). @default 'EMBEDDED_PG_PORT' */
+  portSetting?: string;
 }): Promise<EmbeddedPostgresHandle> {
   const { logger, port } = opts;
   let bin = await binaries();
@@ -201,8 +216,16 @@ export async function startEmbeddedPostgres(opts: {
       }
     }
   }
+  const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
   if (!(await portFree(port))) {
-    throw new Error(`port ${port} of the embedded PostgreSQL is taken: if Parley is already running here, stop it first (another port would not help: its data folder is in use); else set EMBEDDED_PG_PORT to a free port`);
+    // One advice for both cases sent a second clone's tests to a setting they don't read, and said
+    // another port would not help where it would (an outside probe).
+    const pid = await runningOn(dataDir);
+    throw new Error(
+      pid !== undefined
+        ? `port ${port} of the embedded PostgreSQL is taken, and a PostgreSQL (pid ${pid}) runs on its data folder ${dataDir}: if Parley is already running here, stop it first (another port would not help: the folder is in use)`
+        : `port ${port} of the embedded PostgreSQL is taken by another program: set ${portSetting} to a free port`,
+    );
   }
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
@@ -251,7 +274,7 @@ export async function startEmbeddedPostgres(opts: {
       child.once('error', (e) => reject(new Error(`could not run ${bin.postgres}: ${firstLine(e)}`)));
       void exited.then(() => {
         if (/lock file .* already exists/.test(log)) reject(new Error(`another PostgreSQL is using the data folder ${dataDir} (is Parley already running?)`));
-        else if (/Address already in use/.test(log)) reject(new Error(`port ${port} of the embedded PostgreSQL is taken: set EMBEDDED_PG_PORT to a free port`));
+        else if (/Address already in use/.test(log)) reject(new Error(`port ${port} of the embedded PostgreSQL is taken: set ${portSetting} to a free port`));
         else reject(new Error(`embedded PostgreSQL stopped while starting: ${why(log)}`));
       });
     });

@@ -20,6 +20,7 @@ export default async function globalSetup(config: { maxWorkers: number }): Promi
       port: Number(process.env.EMBEDDED_PG_TEST_PORT ?? 54339),
       logger: createLogger({ LOG_LEVEL: 'silent', LOG_PRETTY: false }),
       database: 'parley_test',
+      portSetting: 'EMBEDDED_PG_TEST_PORT',
     });
     process.env.DATABASE_URL = embedded.url;
     (globalThis as { __parleyPg?: typeof embedded }).__parleyPg = embedded;
