@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const pubsub = server.services.pubsub.kind === 'memory' || !redis ? server.services.pubsub.kind : env.REDIS_CLUSTER_NODES ? `redis cluster, ${redis.sharded ? 'sharded' : 'classic'} channels` : 'redis';
   logger.info(
     { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub },
-    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${pubsub})`,
+    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${pubsub})${env.ENABLE_GRAPHIQL ? `; GraphiQL at ${new URL('/graphiql', server.url)}` : ''}`,
   );
 
   let stopping = false;

@@ -336,7 +336,7 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
     if (route) return run(route.handle);
     const attachment = o.attachments(req, res, path);
     if (attachment) return void attachment.catch(failed);
-    sendGraphQLError(res, 404, 'NOT_FOUND', 'Nothing is served at this path: GraphQL is at /graphql.');
+    sendGraphQLError(res, 404, 'NOT_FOUND', `Nothing is served at this path: GraphQL is at /graphql${o.env.ENABLE_GRAPHIQL ? ' (GraphiQL at /graphiql, the demo at /demo/)' : ''}.`);
   };
 }
 

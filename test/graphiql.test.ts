@@ -101,11 +101,29 @@ describe('GraphiQL', () => {
     expect(operations).toEqual(expect.arrayContaining(['Signup', 'Login', 'Me', 'History', 'SendMessage', 'MessageAdded', 'PresenceChanged', 'ProjectAction']));
   });
 
+  it("should send a browser opening /graphql or / to GraphiQL, and name it in a 404; a client's GET is answered as before", async () => {
+    const s = await createTestServer();
+    const html = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' };
+    for (const path of ['/graphql', '/']) {
+      const r = await fetch(`${origin(s)}${path}`, { headers: html, redirect: 'manual' });
+      expect([path, r.status, r.headers.get('location')]).toEqual([path, 302, '/graphiql']);
+    }
+    // A GET with a query, or from a client asking for JSON, is GraphQL's, as before.
+    const get = await fetch(`${origin(s)}/graphql?query=${encodeURIComponent('{ __typename }')}`, { headers: { ...html, 'apollo-require-preflight': 'true' }, redirect: 'manual' });
+    expect([get.status, await get.json()]).toEqual([200, { data: { __typename: 'Query' } }]);
+    expect((await fetch(`${origin(s)}/graphql`, { headers: { accept: 'application/json' }, redirect: 'manual' })).status).toBe(400);
+    const missing = await fetch(`${origin(s)}/nothing`);
+    expect([missing.status, (await missing.json()).errors[0].message]).toEqual([404, 'Nothing is served at this path: GraphQL is at /graphql (GraphiQL at /graphiql, the demo at /demo/).']);
+  });
+
   it('should not serve GraphiQL when ENABLE_GRAPHIQL is off (the production default)', async () => {
     const s = await createTestServer({ ENABLE_GRAPHIQL: 'false' });
     expect((await fetch(`${origin(s)}/graphiql`)).status).toBe(404);
     expect((await fetch(`${origin(s)}/graphiql/assets/graphiql.min.js`)).status).toBe(404);
     expect((await fetch(`${origin(s)}/demo/`)).status).toBe(404);
+    // Nor point to it.
+    expect((await fetch(`${origin(s)}/graphql`, { headers: { accept: 'text/html' }, redirect: 'manual' })).status).toBe(400);
+    expect((await (await fetch(`${origin(s)}/nothing`)).json()).errors[0].message).toBe('Nothing is served at this path: GraphQL is at /graphql.');
   });
 
   itNeeding('chromium', tools.chromium)('should render in Chromium offline, run { __typename }, and run a subscription with the token from the header editor', async () => {

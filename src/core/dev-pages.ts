@@ -365,6 +365,13 @@ function notFound(res: ServerResponse, what: string): void {
  */
 export function serveDevPages(req: IncomingMessage, res: ServerResponse, path: string, logger: Logger): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  // A browser opening the address the server prints (or its root) gets GraphiQL, not the CSRF
+  // refusal Apollo Server gives a bare GET of /graphql (an outside probe: a newcomer's first click).
+  if ((path === '/graphql' || path === '/') && !req.url?.includes('?') && req.headers.accept?.includes('text/html')) {
+    res.writeHead(302, { location: '/graphiql' });
+    res.end();
+    return true;
+  }
   if (path === '/graphiql' || path === '/graphiql/') {
     const html = graphiqlPage();
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-cache' });
