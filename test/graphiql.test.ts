@@ -113,7 +113,7 @@ describe('GraphiQL', () => {
     expect([get.status, await get.json()]).toEqual([200, { data: { __typename: 'Query' } }]);
     expect((await fetch(`${origin(s)}/graphql`, { headers: { accept: 'application/json' }, redirect: 'manual' })).status).toBe(400);
     const missing = await fetch(`${origin(s)}/nothing`);
-    expect([missing.status, (await missing.json()).errors[0].message]).toEqual([404, 'Nothing is served at this path: GraphQL is at /graphql (GraphiQL at /graphiql, the demo at /demo/).']);
+    expect([missing.status, (await missing.json() as any).errors[0].message]).toEqual([404, 'Nothing is served at this path: GraphQL is at /graphql (GraphiQL at /graphiql, the demo at /demo/).']);
   });
 
   it('should not serve GraphiQL when ENABLE_GRAPHIQL is off (the production default)', async () => {
@@ -123,7 +123,7 @@ describe('GraphiQL', () => {
     expect((await fetch(`${origin(s)}/demo/`)).status).toBe(404);
     // Nor point to it.
     expect((await fetch(`${origin(s)}/graphql`, { headers: { accept: 'text/html' }, redirect: 'manual' })).status).toBe(400);
-    expect((await (await fetch(`${origin(s)}/nothing`)).json()).errors[0].message).toBe('Nothing is served at this path: GraphQL is at /graphql.');
+    expect(((await (await fetch(`${origin(s)}/nothing`)).json()) as any).errors[0].message).toBe('Nothing is served at this path: GraphQL is at /graphql.');
   });
 
   itNeeding('chromium', tools.chromium)('should render in Chromium offline, run { __typename }, and run a subscription with the token from the header editor', async () => {
