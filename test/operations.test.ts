@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { createTestServer } from './helpers/server';
+import { eventually } from './helpers/graphql';
 
 /** Sends one raw HTTP request on an already open connection and reads the status line's code. */
 function statusOn(socket: net.Socket, path: string): Promise<number> {
@@ -34,6 +35,26 @@ describe('operations endpoints', () => {
     expect(status).toBe(503);
     expect([ready.status, health.status]).toEqual([503, 200]);
     expect(Date.now() - started).toBeGreaterThan(500);
+  });
+
+  it('should ask PostgreSQL and Redis at once for /readyz, so that its wait is the longer of theirs, not the sum', async () => {
+    const s = await createTestServer();
+    const redis = s.services.redis;
+    if (!redis) return expect(process.env.REDIS_URL ?? '').toBe('');
+    let answer!: (ok: boolean) => void;
+    const ping = s.database.ping;
+    s.database.ping = () => new Promise<boolean>((resolve) => (answer = resolve));
+    const redisPing = jest.spyOn(redis, 'ping');
+    try {
+      const ready = fetch(new URL('/readyz', s.url));
+      // Redis is asked while the database has not answered yet.
+      await eventually(() => redisPing.mock.calls.length === 1);
+      answer(true);
+      expect((await ready).status).toBe(200);
+    } finally {
+      s.database.ping = ping;
+      redisPing.mockRestore();
+    }
   });
 
   it('should serve /metrics only with the bearer METRICS_TOKEN when it is set', async () => {
