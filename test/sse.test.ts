@@ -304,7 +304,7 @@ describe('SSE transport (/graphql/stream)', () => {
       await proxy.cut();
       for (const token of [fresh, u.token]) {
         const res = await fetch(`${streamUrl(s)}?query=${encodeURIComponent(ALL_MESSAGES)}`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } });
-        expect(res.status).toBe(503);
+        expect([res.status, res.headers.get('retry-after')]).toEqual([503, '1']);
         expect(((await res.json()) as any).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
       }
       await proxy.restore();

@@ -230,7 +230,9 @@ class StreamServer {
     } catch (e) {
       if (res.headersSent) return void res.end();
       const shaped = this.deps.errors.format(new GraphQLError(e instanceof Error ? e.message : String(e), { originalError: e instanceof Error ? e : undefined }));
-      sendJson(res, shaped.extensions?.code === 'SERVICE_UNAVAILABLE' ? 503 : 500, { errors: [shaped] });
+      // A 503 says when to try again, as the open timeout's does (an outside probe found none during a PostgreSQL cut).
+      if (shaped.extensions?.code === 'SERVICE_UNAVAILABLE') sendJson(res, 503, { errors: [shaped] }, { 'retry-after': '1' });
+      else sendJson(res, 500, { errors: [shaped] });
     }
   }
 
