@@ -5,6 +5,7 @@ import { befriend, buildProject, lobbyOf, signup, type TestUser, attempt, reques
 import { SendMessageDocument, HistoryDocument, CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
 import { encodeCursor } from '../src/shared/graphql/connection';
+import { messageRepository } from '../src/modules/message/message.repository';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -329,6 +330,64 @@ describe('sending and history', () => {
 });
 
 describe('attachments', () => {
+  it('should take in, and read out, only so many files at once (a third of the pool each), the rest in turn, while other requests are served', async () => {
+    // DB_POOL_MAX 3: one file in and one file out at a time.
+    const s = await createTestServer({ DB_POOL_MAX: '3' });
+    const users = await Promise.all(Array.from({ length: 3 }, () => signup(s.url)));
+    const lobby = await lobbyOf(s.url, users[0].token);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let inside = 0;
+    const hold = <A extends unknown[], R>(real: (...a: A) => Promise<R>, only: (...a: A) => boolean) =>
+      (async (...a: A) => {
+        if (!only(...a)) return real.apply(messageRepository, a);
+        inside++;
+        await held;
+        try {
+          return await real.apply(messageRepository, a);
+        } finally {
+          inside--;
+        }
+      }) as (...a: A) => Promise<R>;
+    const holding = hold(messageRepository.insert, (_em, _m, file) => file !== null);
+    const insert = jest.spyOn(messageRepository, 'insert').mockImplementation(holding);
+    try {
+      const file = { fileName: 'dot.png', base64: PNG.toString('base64') };
+      const sends = users.map((u, i) => sendMessage(s.url, u.token, { groupId: lobby, content: `file ${i}`, attachment: file }));
+      await eventually(() => inside === 1);
+      // The others wait their turn; a message without a file goes meanwhile.
+      await sendMessage(s.url, users[0].token, { groupId: lobby, content: 'no file' });
+      expect(inside).toBe(1);
+      release();
+      const sent = await Promise.all(sends);
+      expect(sent.map((m) => m.attachment?.size)).toEqual([PNG.length, PNG.length, PNG.length]);
+      expect(s.services.messages.filesAtOncePeak.in).toBe(1);
+    } finally {
+      insert.mockRestore();
+    }
+    // Reads out: three users asking for base64 at once, one at a time.
+    let out = 0;
+    let peak = 0;
+    const real = messageRepository.attachmentData;
+    const read = jest.spyOn(messageRepository, 'attachmentData').mockImplementation(async (em, id) => {
+      peak = Math.max(peak, ++out);
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        return await real.call(messageRepository, em, id);
+      } finally {
+        out--;
+      }
+    });
+    try {
+      const PAGE = 'query($c: ConversationInput!) { history(conversation: $c, last: 5) { edges { node { attachment { base64 } } } } }';
+      const pages = await Promise.all(users.map((u) => ok(gql(s.url, PAGE, { c: { groupId: lobby } }, u.token))));
+      for (const p of pages) expect(p.history.edges.filter((e: any) => e.node.attachment?.base64 === PNG.toString('base64'))).toHaveLength(3);
+      expect(peak).toBe(1);
+    } finally {
+      read.mockRestore();
+    }
+  });
+
   it('should store a checked file and serve it only to members, as a download', async () => {
     const s = await createTestServer();
     const [a, outsider] = [await signup(s.url), await signup(s.url)];

@@ -155,6 +155,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     pubsub,
     access: conversationAccess,
     env,
+    // Files in and files out each take at most a third of the pool: the rest stays for everyone else.
+    filesAtOnce: Math.max(1, Math.floor(env.DB_POOL_MAX / 3)),
     // As presence shows them to the sender, a user they block left out (from the database when
     // the sender holds no session here: the visibility rule's block test reads memory only).
     online: async (em, viewerId, groupId, ids) => {

@@ -7,6 +7,7 @@ import { beside, decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type C
 import { RECOVERY_MAX, type PubSub, type TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReactionSummary, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
+import { Gate } from '../../shared/concurrency';
 import { conversationRepository, type SendGate } from '../conversation/conversation.repository';
 import { headOf, headPayload, ownOf, ownPayload, type HeadState } from '../conversation/conversation.events';
 import { filterOf, groupConversation, scopeOf, type Conversation, type ConversationAccess, type ConversationArgs, type ConversationFilter } from '../conversation/conversation.access';
@@ -42,6 +43,8 @@ const CATCH_UP_MS = 5000;
  * (a new subscriber's) would show it.
  */
 const REPLAY_MS = 60_000;
+/** How long a file's send or read waits for its turn (see MessageService's files) before SERVICE_UNAVAILABLE. */
+const FILE_WAIT_MS = 30_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
 const SLOW_HINT_MS = 10 * 60_000;
 
@@ -52,6 +55,8 @@ export interface MessageServiceDeps {
   /** Which conversations the viewer may send to and read. */
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
+  /** Files this instance takes in (sends with an attachment) at once, and reads out at once (see files). @default 3 */
+  filesAtOnce?: number;
   /**
    * Where a send's statement runs when it is not part of a caller's transaction, and a group's
    * history page: an EntityManager forked once. The statements are raw SQL on a pooled
@@ -304,7 +309,20 @@ export class MessageService {
   private readonly online: NonNullable<MessageServiceDeps['online']>;
   private readonly statements: EntityManager;
 
+  /**
+   * A file's send decodes and checks megabytes and writes them on a pooled connection; a read
+   * holds a connection while its bytes come. Forty 5 MB sends at once took 1 GB and the pool's
+   * every connection, and other users' requests failed SERVICE_UNAVAILABLE waiting for one (an
+   * outside probe, as for thirty users reading files as base64): so many at once, the rest in turn.
+   */
+  private readonly filesIn: Gate;
+  private readonly filesOut: Gate;
+
   constructor(deps: MessageServiceDeps) {
+    const atOnce = deps.filesAtOnce ?? 3;
+    const busy = () => new ServiceUnavailableError('Many files are being sent or read here at once; try again in a few seconds.');
+    this.filesIn = new Gate(atOnce, FILE_WAIT_MS, busy);
+    this.filesOut = new Gate(atOnce, FILE_WAIT_MS, busy);
     this.pubsub = deps.pubsub;
     this.access = deps.access;
     this.env = deps.env;
@@ -421,7 +439,16 @@ export class MessageService {
    * `emOf`: the caller's EntityManager, or how to fork one when the send needs it (a batched
    * send runs its statement on its batch's).
    */
-  async send(emOf: EntityManager | (() => EntityManager), viewerId: string, input: SendInput): Promise<MessageType> {
+  send(emOf: EntityManager | (() => EntityManager), viewerId: string, input: SendInput): Promise<MessageType> {
+    return input.attachment ? this.filesIn.run(() => this.sendNow(emOf, viewerId, input)) : this.sendNow(emOf, viewerId, input);
+  }
+
+  /** Gauges of the file gates: the most files taken in and read out at once. */
+  get filesAtOncePeak(): { in: number; out: number } {
+    return { in: this.filesIn.peak, out: this.filesOut.peak };
+  }
+
+  private async sendNow(emOf: EntityManager | (() => EntityManager), viewerId: string, input: SendInput): Promise<MessageType> {
     let forked: EntityManager | undefined;
     const em = typeof emOf === 'function' ? () => (forked ??= emOf()) : () => emOf;
     const clientMessageId = input.clientMessageId ?? null;
@@ -917,11 +944,11 @@ export class MessageService {
     if (!isId(attachmentId)) throw new NotFoundError('Attachment');
     const row = await messageRepository.conversationOfAttachment(em, attachmentId);
     if (!row || !(await this.canRead(em, viewerId, row))) throw new NotFoundError('Attachment');
-    return messageRepository.attachmentData(em, attachmentId);
+    return this.attachmentData(em, attachmentId);
   }
 
   attachmentData(em: EntityManager, attachmentId: string) {
-    return messageRepository.attachmentData(em, attachmentId);
+    return this.filesOut.run(() => messageRepository.attachmentData(em, attachmentId));
   }
 
   private canRead(em: EntityManager, viewerId: string, r: Pick<MessageRow, 'group_id' | 'project_id' | 'sender_id' | 'recipient_id'>): Promise<boolean> {
