@@ -17,6 +17,10 @@ describe('error shaping', () => {
     // Cancelled at the statement timeout (as MikroORM words it, the statement before pg's message): rolled back whole too.
     const timedOut = Object.assign(new Error('delete from message_reactions where message_id = $1 - canceling statement due to statement timeout'), { code: '57014' });
     for (const e of [connectTimeout, refused, pool, deadlock, timedOut]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    // Wrapped with no path, as outside a resolver (an SSE stream's set-up): its cause decides, a reset connection's too.
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    const wrapped = new GraphQLError(reset.message, { originalError: reset });
+    expect(format(wrapped.toJSON(), wrapped).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     expect(logged).toEqual([]);
     // A deadlock or a timeout is no outage: the server logs it, a lock order (or a load) being to find.
     expect(warned).toEqual(['deadlock victim answered SERVICE_UNAVAILABLE', 'statement timeout answered SERVICE_UNAVAILABLE']);

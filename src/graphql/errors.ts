@@ -27,7 +27,10 @@ export function isDependencyDown(e: unknown): boolean {
 /** What an error is to a client: a dependency outage, bad input, a known code, or unexpected. */
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {
   const original = unwrapResolverError(error);
-  if (isDependencyDown(original) || (original instanceof DriverException && isDependencyDown(original))) return 'unavailable';
+  // A failure outside a resolver comes wrapped with no path (an SSE stream's set-up): its cause
+  // decides. A reset connection's "read ECONNRESET" was masked as internal there (an outside probe).
+  const cause = original instanceof GraphQLError && original.originalError ? original.originalError : original;
+  if (isDependencyDown(cause) || (cause instanceof DriverException && isDependencyDown(cause))) return 'unavailable';
   // A deadlock's victim (one no retry took again) runs if sent again: the client is told so, not
   // an internal error; the server logs it (see shape), since a lock order is to be found.
   if (isDeadlock(original) || isStatementTimeout(original)) return 'unavailable';
