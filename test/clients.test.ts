@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { joinChat as apolloSnippet } from '../examples/clients/apollo';
 import { joinChat as urqlSnippet } from '../examples/clients/urql';
 import { eventually } from './helpers/graphql';
-import { buildUser, lobbyOf, signup, type TestUser, sendMessage } from './helpers/factories';
+import { buildGroup, buildUser, lobbyOf, signup, type TestUser, sendMessage } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 
 /**
@@ -214,12 +214,18 @@ describe('documented client snippets', () => {
       let s = await createTestServer();
       const [alice, bob] = [await signupAs(s, 'alice'), await signupAs(s, 'bob')];
       const lobby = await lobbyOf(s.url, alice.token);
+      await sendMessage(s.url, bob.token, { groupId: lobby, content: 'before alice came' });
       const received: string[] = [];
       const chat = await joinChat({ url: s.url, token: alice.token, groupId: lobby, onMessage: (m) => received.push(m.content ?? '') });
+      // A conversation with nothing in it yet: all that comes while away is new.
+      const quietGroup = (await buildGroup(s.url, bob, { members: [alice] })).id;
+      const quiet: string[] = [];
+      const quietChat = await joinChat({ url: s.url, token: alice.token, groupId: quietGroup, onMessage: (m) => quiet.push(m.content ?? '') });
       try {
+        expect(received).toEqual(['before alice came']);
         expect((await chat.send('hello from alice')).content).toBe('hello from alice');
-        expect(received).toEqual(['hello from alice']);
-        await eventually(() => s.fanout.active.messageAdded === 1);
+        expect(received).toEqual(['before alice came', 'hello from alice']);
+        await eventually(() => s.fanout.active.messageAdded === 2);
         await sendMessage(s.url, bob.token, { groupId: lobby, content: 'hello from bob' });
         await eventually(() => received.includes('hello from bob'));
 
@@ -238,16 +244,20 @@ describe('documented client snippets', () => {
         // More than a page (50) of them: the catch-up reads back until a message it had shown.
         const away = Array.from({ length: 60 }, (_, i) => `while alice was away ${i}`);
         for (const content of away) await sendMessage(other.url, bob.token, { groupId: lobby, content });
+        for (const content of away) await sendMessage(other.url, bob.token, { groupId: quietGroup, content });
         s = await createTestServer({ PORT: String(port) }, { clean: false });
         await eventually(() => received.includes(away[59]), 20_000);
-        await eventually(() => s.fanout.active.messageAdded === 1, 20_000);
+        await eventually(() => quiet.includes(away[59]), 20_000);
+        expect(quiet).toEqual(away);
+        await eventually(() => s.fanout.active.messageAdded === 2, 20_000);
         await sendMessage(s.url, bob.token, { groupId: lobby, content: 'welcome back' });
         await eventually(() => received.includes('welcome back'));
         expect((await chat.send('thanks')).content).toBe('thanks');
         // Each message once, in the order they were sent (the live copy of one's own is dropped).
-        expect(received).toEqual(['hello from alice', 'hello from bob', ...away, 'welcome back', 'thanks']);
+        expect(received).toEqual(['before alice came', 'hello from alice', 'hello from bob', ...away, 'welcome back', 'thanks']);
       } finally {
         await chat.close();
+        await quietChat.close();
       }
     }, 60_000);
 

@@ -7,8 +7,11 @@ type Page = (before: string | undefined) => Promise<HistoryQuery['history'] | un
 /**
  * What was said while the socket was away, oldest first. More than a page may have come meanwhile,
  * so it pages back from the newest until a page holds a message shown before (`shown`, read when
- * the socket came back), or the conversation's start, or `maxPages` pages. Call it as the socket
- * reconnects: it copies `shown` at once, so what comes live from then on does not stop it early.
+ * the socket came back), or the conversation's start, or `maxPages` pages (past them, what is
+ * older is left to the user to scroll back to with `before`). `shown` empty: nothing was there when
+ * the client joined (the snippets show the newest page first), so everything is new. Call it as
+ * the socket reconnects: it copies `shown` at once, so what comes live meanwhile does not stop it
+ * early; that may reach `onMessage` before the older messages found here (order by `createdAt`).
  */
 export async function missed(page: Page, shown: ReadonlySet<string>, maxPages = 20): Promise<MessagePartsFragment[]> {
   const known = new Set(shown);
@@ -19,7 +22,7 @@ export async function missed(page: Page, shown: ReadonlySet<string>, maxPages = 
     if (!history) break;
     found.unshift(...history.edges.map((e) => e.node));
     const { hasPreviousPage, startCursor } = history.pageInfo;
-    if (!known.size || history.edges.some((e) => known.has(e.node.id)) || !hasPreviousPage || !startCursor) break;
+    if (history.edges.some((e) => known.has(e.node.id)) || !hasPreviousPage || !startCursor) break;
     before = startCursor;
   }
   return found;

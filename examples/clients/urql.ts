@@ -4,7 +4,7 @@ import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type Messag
 import { missed } from './missed';
 import { createSocket } from './socket';
 
-/** Joins a group's conversation: `onMessage` gets every message once, one's own included, also across reconnections. */
+/** Joins a group's conversation: `onMessage` gets its newest page, then every message once, one's own included, also across reconnections. */
 export async function joinChat(opts: { url: string; token: string; groupId: string; onMessage: (m: MessagePartsFragment) => void }) {
   const { url, token, groupId, onMessage } = opts;
   const seen = new Set<string>();
@@ -25,6 +25,7 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
     ],
   });
   const live = client.subscription(MessageAddedDocument, { conversation: { groupId } }).subscribe(({ data }) => data && show(data.messageAdded));
+  (await page())?.edges.forEach((e) => show(e.node)); // the newest page first: what was said before
   // graphql-ws acknowledges the connection, not each subscription: send only once connected...
   await ready;
   return {
