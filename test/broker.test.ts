@@ -223,6 +223,39 @@ describeRedis("Parley's publisher connection", () => {
 });
 
 describeRedis("Parley's connections while Redis holds commands", () => {
+  it("should count a command held just short of the timeout as held: one written then (behind an auto-pipeline Redis holds) fails at once, not after a timeout more", async () => {
+    const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
+    await proxy.start();
+    const url = new URL(process.env.REDIS_URL!);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
+    const redis = connectRedis(env, createLogger(env))!;
+    const realNow = Date.now;
+    const turn = () => new Promise((r) => setImmediate(r));
+    try {
+      expect(await redis.ready(5000)).toBe(true);
+      const client = redis.client as Redis;
+      proxy.hold();
+      const first = client.ping().catch((e: Error) => e.message);
+      await turn();
+      const sentAt = (client as unknown as { commandQueue: { peekFront(): { command: { sentAt: number } } } }).commandQueue.peekFront().command.sentAt;
+      // The second waits behind the first's auto-pipeline, written only once the first times out;
+      // the clock then reads 50 ms short of the timeout (as it did at times: timers and clocks differ).
+      const second = client.ping().catch((e: Error) => e.message);
+      Date.now = () => sentAt + env.REDIS_COMMAND_TIMEOUT * 1000 - 50;
+      expect(await second).toMatch(/^Redis has not answered/);
+      Date.now = realNow;
+      proxy.release();
+      await first;
+      await eventually(async () => (await client.ping().catch(() => 'refused')) === 'PONG');
+    } finally {
+      Date.now = realNow;
+      await redis.dispose();
+      await proxy.cut();
+    }
+  }, 30_000);
+
   it('should not split a pipeline when a command is found held in its midst, and be answered again once Redis is', async () => {
     const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
     await proxy.start();
