@@ -223,7 +223,11 @@ describeRedis("Parley's publisher connection", () => {
 });
 
 describeRedis("Parley's connections while Redis holds commands", () => {
-  it("should count a command held just short of the timeout as held: one written then (behind an auto-pipeline Redis holds) fails at once, not after a timeout more", async () => {
+  /**
+   * Parley's connections to REDIS_URL through a proxy that holds what passes from the moment `body`
+   * runs (it releases it); then the client must serve again, nothing left unanswered.
+   */
+  const whileHeld = async (body: (c: { proxy: TcpProxy; timeoutMs: number; client: Redis }) => Promise<void>) => {
     const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
     await proxy.start();
     const url = new URL(process.env.REDIS_URL!);
@@ -232,43 +236,39 @@ describeRedis("Parley's connections while Redis holds commands", () => {
     const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
     const redis = connectRedis(env, createLogger(env))!;
     const realNow = Date.now;
-    const turn = () => new Promise((r) => setImmediate(r));
     try {
       expect(await redis.ready(5000)).toBe(true);
       const client = redis.client as Redis;
       proxy.hold();
-      const first = client.ping().catch((e: Error) => e.message);
-      await turn();
-      const sentAt = (client as unknown as { commandQueue: { peekFront(): { command: { sentAt: number } } } }).commandQueue.peekFront().command.sentAt;
-      // The second waits behind the first's auto-pipeline, written only once the first times out;
-      // the clock then reads 50 ms short of the timeout (as it did at times: timers and clocks differ).
-      const second = client.ping().catch((e: Error) => e.message);
-      Date.now = () => sentAt + env.REDIS_COMMAND_TIMEOUT * 1000 - 50;
-      expect(await second).toMatch(/^Redis has not answered/);
-      Date.now = realNow;
-      proxy.release();
-      await first;
+      await body({ proxy, timeoutMs: env.REDIS_COMMAND_TIMEOUT * 1000, client });
       await eventually(async () => (await client.ping().catch(() => 'refused')) === 'PONG');
     } finally {
       Date.now = realNow;
       await redis.dispose();
       await proxy.cut();
     }
+  };
+
+  it("should count a command held just short of the timeout as held: one written then (behind an auto-pipeline Redis holds) fails at once, not after a timeout more", async () => {
+    await whileHeld(async ({ proxy, timeoutMs, client }) => {
+      const realNow = Date.now;
+      const first = client.ping().catch((e: Error) => e.message);
+      await new Promise((r) => setImmediate(r));
+      const sentAt = (client as unknown as { commandQueue: { peekFront(): { command: { sentAt: number } } } }).commandQueue.peekFront().command.sentAt;
+      // The second waits behind the first's auto-pipeline, written only once the first times out;
+      // the clock then reads 50 ms short of the timeout (as it did at times: timers and clocks differ).
+      const second = client.ping().catch((e: Error) => e.message);
+      Date.now = () => sentAt + timeoutMs - 50;
+      expect(await second).toMatch(/^Redis has not answered/);
+      Date.now = realNow;
+      proxy.release();
+      await first;
+    });
   }, 30_000);
 
   it('should not split a pipeline when a command is found held in its midst, and be answered again once Redis is', async () => {
-    const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
-    await proxy.start();
-    const url = new URL(process.env.REDIS_URL!);
-    url.hostname = '127.0.0.1';
-    url.port = String(proxy.port);
-    const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
-    const redis = connectRedis(env, createLogger(env))!;
-    const realNow = Date.now;
-    try {
-      expect(await redis.ready(5000)).toBe(true);
-      const client = redis.client as Redis;
-      proxy.hold();
+    await whileHeld(async ({ proxy, timeoutMs, client }) => {
+      const realNow = Date.now;
       const held = client.ping().catch((e: Error) => e.message);
       // The MULTI of a pipeline is taken; the clock then passes the held command's timeout before
       // the pipeline's next command (a slow turn of the event loop): before, that one was refused,
@@ -278,7 +278,7 @@ describeRedis("Parley's connections while Redis holds commands", () => {
       const queue = (client as unknown as { commandQueue: { push: (...a: unknown[]) => unknown } }).commandQueue;
       const push = queue.push.bind(queue);
       queue.push = (...a: unknown[]) => ((late = true), push(...a));
-      Date.now = () => (late ? sentAt + env.REDIS_COMMAND_TIMEOUT * 1000 + 1000 : realNow());
+      Date.now = () => (late ? sentAt + timeoutMs + 1000 : realNow());
       const multi = client.multi().ping().ping().exec().then(
         (r) => r?.map(([e, v]) => e?.message ?? v),
         (e: Error) => e.message,
@@ -288,12 +288,6 @@ describeRedis("Parley's connections while Redis holds commands", () => {
       proxy.release();
       expect(await multi).toEqual(['PONG', 'PONG']);
       await held;
-      // Nothing left unanswered: the connection serves again.
-      await eventually(async () => (await client.ping().catch(() => 'refused')) === 'PONG');
-    } finally {
-      Date.now = realNow;
-      await redis.dispose();
-      await proxy.cut();
-    }
+    });
   }, 30_000);
 });
