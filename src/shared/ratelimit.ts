@@ -335,14 +335,16 @@ export class RateLimit {
    * (SERVICE_UNAVAILABLE, an unexpected error) keeps it: retries against a struggling database
    * stay limited.
    */
-  spend<T>(key: string, message: string, work: () => Promise<T>, limited?: () => Promise<T | null>): Promise<T> {
+  spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
     const wait = this.counter.take(key);
     const go = (ms: number): Promise<T> => {
-      // `limited`: what the call still gets past the limit, when it writes nothing (a send's retry); null: RATE_LIMITED.
-      if (ms > 0 && limited) return limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
+      // A call that writes nothing (a send's retry) costs nothing: past the limit it still gets what
+      // `limited` finds (null: RATE_LIMITED), and under it its point comes back once `free` says so.
+      if (ms > 0 && retry) return retry.limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
-      return work().catch(async (e: unknown) => {
+      const done = retry ? work().then(async (r) => (retry.free(r) && (await this.counter.giveBack(key)), r)) : work();
+      return done.catch(async (e: unknown) => {
         if (refusal(e)) await this.counter.giveBack(key);
         throw e;
       });

@@ -29,8 +29,9 @@ export class MessageResolver {
   async sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<MessageType> {
     const me = viewerOf(ctx).userId;
     // The context forks its EntityManager on first use: a batched send never asks for it.
-    // A retry (its clientMessageId stored already) writes nothing: past the limit it still gets the first message.
-    const retry = input.clientMessageId ? () => ctx.services.messages.retryPastLimit(ctx.em, me, input) : undefined;
+    // A retry (its clientMessageId stored already) writes nothing: it costs nothing, and past the limit it still gets the first message.
+    const messages = ctx.services.messages;
+    const retry = input.clientMessageId ? { limited: () => messages.retryPastLimit(ctx.em, me, input), free: (m: MessageType) => messages.wasRetry(m) } : undefined;
     return ctx.services.rates.sendMessage.spend(me, 'You are sending messages too fast; slow down.', () => ctx.services.messages.send(() => ctx.em, me, input), retry);
   }
 

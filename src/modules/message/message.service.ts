@@ -316,6 +316,8 @@ export class MessageService {
    * outside probe, as for thirty users reading files as base64): so many at once, the rest in turn.
    */
   private readonly filesIn: Gate;
+  /** Answers that were a retry's (see again). */
+  private readonly retries = new WeakSet<MessageType>();
   private readonly filesOut: Gate;
 
   constructor(deps: MessageServiceDeps) {
@@ -391,7 +393,15 @@ export class MessageService {
   /** The message first stored under the sender's clientMessageId, answered as a retry (see retried, replayed); null when there is none. */
   private async again(em: EntityManager, viewerId: string, target: ConversationArgs, clientMessageId: string, input: SendInput): Promise<MessageType | null> {
     const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
-    return first ? this.replayed(first, await this.retried(em, viewerId, target, first, input)) : null;
+    if (!first) return null;
+    const message = await this.replayed(first, await this.retried(em, viewerId, target, first, input));
+    this.retries.add(message);
+    return message;
+  }
+
+  /** Whether a send's answer is a retry's (the first message, nothing written): it costs no point of the send limit. */
+  wasRetry(m: MessageType): boolean {
+    return this.retries.has(m);
   }
 
   /**
