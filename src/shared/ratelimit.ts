@@ -343,7 +343,12 @@ export class RateLimit {
       // `limited` finds (null: RATE_LIMITED), and under it its point comes back once `free` says so.
       if (ms > 0 && retry) return retry.limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
-      const done = retry ? work().then(async (r) => (retry.free(r) && (await this.counter.giveBack(key)), r)) : work();
+      const done = retry
+        ? work().then(async (r) => {
+            if (retry.free(r)) await this.counter.giveBack(key);
+            return r;
+          })
+        : work();
       return done.catch(async (e: unknown) => {
         if (refusal(e)) await this.counter.giveBack(key);
         throw e;

@@ -43,7 +43,7 @@ const CATCH_UP_MS = 5000;
  * (a new subscriber's) would show it.
  */
 const REPLAY_MS = 60_000;
-/** How long a file's send or read waits for its turn (see MessageService's files) before SERVICE_UNAVAILABLE. */
+/** How long a file's send or read waits for its turn (see MessageService's filesIn) before SERVICE_UNAVAILABLE. */
 const FILE_WAIT_MS = 30_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
 const SLOW_HINT_MS = 10 * 60_000;
@@ -55,7 +55,7 @@ export interface MessageServiceDeps {
   /** Which conversations the viewer may send to and read. */
   access: ConversationAccess;
   env: Pick<Env, 'ATTACHMENT_MAX_BYTES' | 'SIDEBAR_FANOUT_MAX'>;
-  /** Files this instance takes in (sends with an attachment) at once, and reads out at once (see files). @default 3 */
+  /** Files this instance takes in (sends with an attachment) at once, and reads out at once (see MessageService's filesIn). @default 3 */
   filesAtOnce?: number;
   /**
    * Where a send's statement runs when it is not part of a caller's transaction, and a group's
@@ -316,9 +316,9 @@ export class MessageService {
    * outside probe, as for thirty users reading files as base64): so many at once, the rest in turn.
    */
   private readonly filesIn: Gate;
+  private readonly filesOut: Gate;
   /** Answers that were a retry's (see again). */
   private readonly retries = new WeakSet<MessageType>();
-  private readonly filesOut: Gate;
 
   constructor(deps: MessageServiceDeps) {
     const atOnce = deps.filesAtOnce ?? 3;
@@ -379,7 +379,7 @@ export class MessageService {
   }
 
   /**
-   * A send's retry past the send limit (see RateLimit.spend's `limited`): it writes nothing, so it
+   * A send's retry past the send limit (see RateLimit.spend's `retry`): it writes nothing, so it
    * still gets the first message (or the CONFLICT a different one gets), as API.md promises a
    * retry; null when nothing was stored under its clientMessageId, and the send stays RATE_LIMITED.
    * Before, a client retrying after a lost answer during a burst was refused its own message (an outside probe).
