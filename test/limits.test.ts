@@ -7,6 +7,7 @@ import { loadEnv } from '../src/config/env';
 import { createSchema } from '../src/graphql/schema';
 import { documentLimits } from '../src/graphql/limits';
 import { bodyLimit } from '../src/graphql/limits';
+import { messageRepository } from '../src/modules/message/message.repository';
 import { codeOf, eventually, gql, ok, running, subscribe, wsClient } from './helpers/graphql';
 import { attempt, signup, buildUser, type TestUser, lobbyOf, login, request, buildGroup } from './helpers/factories';
 import * as generated from '../generated/client/graphql';
@@ -581,6 +582,23 @@ describe('rate limits', () => {
     expect(codeOf(await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'new', clientMessageId: 'k-2' } }, a.token))).toBe('RATE_LIMITED');
     expect(codeOf(await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'not the same', clientMessageId: 'k-1' } }, a.token))).toBe('CONFLICT');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+  });
+
+  it("should give back the point of a retry that raced its first send into the database (found it stored only as its own insert failed)", async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '2/1m' });
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const input = { groupId: lobby, content: 'once', clientMessageId: 'race-1' };
+    const first = (await request(s.url, SendMessageDocument, { input }, a.token)).sendMessage;
+    // The retry's lookup misses it (as while the first was still in flight): its insert then finds it.
+    const miss = jest.spyOn(messageRepository, 'byClientId').mockResolvedValueOnce(null);
+    try {
+      expect((await request(s.url, SendMessageDocument, { input }, a.token)).sendMessage.id).toBe(first.id);
+    } finally {
+      miss.mockRestore();
+    }
+    await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'second' } }, a.token);
+    expect(codeOf(await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'third' } }, a.token))).toBe('RATE_LIMITED');
   });
 
   it('should limit signups per address, a taken name counted, a bad input not', async () => {

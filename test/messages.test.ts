@@ -302,6 +302,24 @@ describe('sending and history', () => {
     expect(codeOf(await gql(s.url, RETRY, { i: dm }, rita.token))).toBe(codeOf(fresh));
   });
 
+  it("should answer a file's retry that read its message just before the message's deletion with the deleted message, not CONFLICT", async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const input = { groupId: lobby, content: 'with a file', clientMessageId: 'file-1', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } };
+    const first = await sendMessage(s.url, a.token, input);
+    // The retry reads the message as it was, then the deletion takes its file before the file is compared.
+    const stale = await messageRepository.byClientId(s.database.orm.em.fork(), a.id, 'file-1');
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: first.id }, a.token));
+    const read = jest.spyOn(messageRepository, 'byClientId').mockResolvedValueOnce(stale);
+    try {
+      const again = await ok(gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id deletedAt } }', { i: input }, a.token));
+      expect(again.sendMessage).toEqual({ id: first.id, deletedAt: expect.any(String) });
+    } finally {
+      read.mockRestore();
+    }
+  });
+
   it('should keep a message whose publish failed, and count the failure', async () => {
     const s = await createTestServer();
     const a = await signup(s.url);

@@ -263,9 +263,10 @@ const SENT_DIGEST = `case when m.client_message_id is not null and m.sent_digest
 
 export const messageRepository = {
   /** Whether a stored attachment's bytes have this SHA-256 (a retry's file against the first one's). */
-  async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean> {
+  /** Whether the attachment's bytes have this digest; null when the attachment is gone (its message deleted meanwhile). */
+  async attachmentDigestIs(em: EntityManager, attachmentId: string, digest: Buffer): Promise<boolean | null> {
     const rows: { same: boolean }[] = await em.execute('select sha256(data) = ?::bytea as same from attachments where id = ?', [digest, attachmentId]);
-    return rows[0]?.same === true;
+    return rows.length ? rows[0].same === true : null;
   },
 
   /**

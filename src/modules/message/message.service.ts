@@ -151,7 +151,14 @@ async function retryOf(em: EntityManager, first: MessageRow, input: SendInput): 
     sameFile = !!first.deleted_at || (file ? String(file.fileName ?? '').trim() === first.file_name && Buffer.byteLength(file.base64 ?? '', 'base64') === first.size : first.file_name === null);
     if (sameFile && file && !first.deleted_at && first.attachment_id) {
       const digest = createHash('sha256').update(Buffer.from(String(file.base64 ?? ''), 'base64')).digest();
-      sameFile = await messageRepository.attachmentDigestIs(em, first.attachment_id, digest);
+      const same = await messageRepository.attachmentDigestIs(em, first.attachment_id, digest);
+      // The file went after `first` was read: the message was deleted meanwhile, and its kept digest
+      // decides (a retry racing the deletion was CONFLICT: an outside probe, 11 of 100).
+      if (same === null) {
+        const now = await messageRepository.byId(em, first.id);
+        if (now?.deleted_at) return retryOf(em, now, input);
+      }
+      sameFile = same === true;
     }
   }
   // A reply again in the same thread (its parent may be named by a reply of that thread: the stored one is the root).
@@ -520,7 +527,12 @@ export class MessageService {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
         const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-        if (first) return this.retried(em(), viewerId, target, first, input);
+        if (first) {
+          // A retry's answer, as again() gives it: it costs no point of the send limit.
+          const message = await this.retried(em(), viewerId, target, first, input);
+          this.retries.add(message);
+          return message;
+        }
       }
       throw e;
     }
