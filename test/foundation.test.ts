@@ -64,6 +64,13 @@ describe('foundation', () => {
     expect(loadEnv({}).ATTACHMENT_URL_TTL).toBe(300);
     expect(loadEnv({}).DB_STATEMENT_TIMEOUT).toBe(15);
     expect(() => loadEnv({ DB_STATEMENT_TIMEOUT: '0' })).toThrow(/DB_STATEMENT_TIMEOUT/);
+    // A duration that arms a timer is at most a timer's longest (24.8 days); expiry times and ages are not.
+    for (const name of ['TYPING_TIMEOUT', 'SHUTDOWN_TIMEOUT', 'PRESENCE_GRACE', 'WS_CONNECTION_INIT_TIMEOUT', 'PRESENCE_PERSIST_INTERVAL']) {
+      expect(() => loadEnv({ [name]: '25d' })).toThrow(new RegExp(`${name}.*at most 2147483s`));
+    }
+    expect(() => loadEnv({ RATE_LIMIT_SEND_MESSAGE: '5/30d' })).toThrow(/RATE_LIMIT_SEND_MESSAGE.*at most/);
+    expect(loadEnv({ TYPING_TIMEOUT: '24d' }).TYPING_TIMEOUT).toBe(24 * 86400);
+    expect(loadEnv({ TOKEN_TTL: '365d', FRIEND_REQUEST_COOLDOWN: '90d', WEBHOOK_MAX_AGE: '30d' }).TOKEN_TTL).toBe(365 * 86400);
     expect(loadEnv({ PUBLIC_URL: 'https://chat.example.com/' }).PUBLIC_URL).toBe('https://chat.example.com');
     const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
     expect(env.PRESENCE_TIMEOUT).toBe(300);

@@ -261,7 +261,16 @@ function int(src: Source, name: string, def: number, min: number, max: number): 
 }
 
 /** Seconds; accepts a bare number of seconds or a number with ms/s/m/h/d. */
-function duration(src: Source, name: string, def: number, minSeconds = 0.001, maxSeconds = Infinity): number {
+/**
+ * The longest a timer waits: Node fires a longer setTimeout after 1 ms. A duration that arms one is
+ * at most this (TYPING_TIMEOUT=25d ended typing at once and then re-armed every millisecond, a
+ * SHUTDOWN_TIMEOUT of 25d cut the shutdown short: an outside probe); those that never arm a timer
+ * (expiry times, ages, cooldowns) say so with UNTIMED.
+ */
+const TIMER_MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+const UNTIMED = 100 * 365 * 86400;
+
+function duration(src: Source, name: string, def: number, minSeconds = 0.001, maxSeconds = TIMER_MAX_SECONDS): number {
   const raw = read(src, name);
   if (raw === undefined) return def;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw);
@@ -420,10 +429,10 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_PERSIST_INTERVAL: duration(src, 'PRESENCE_PERSIST_INTERVAL', 60, 1),
     PRESENCE_VISIBILITY: presenceVisibility,
     PRESENCE_GROUP_MAX: int(src, 'PRESENCE_GROUP_MAX', 100, 2, 100_000),
-    TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1),
+    TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1, UNTIMED),
     ATTACHMENT_MAX_BYTES: attachmentMax,
     ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
-    ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1),
+    ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1, UNTIMED),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
     // As browsers send them: no trailing slash (an origin written with one matched no request).
@@ -467,12 +476,12 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
     RATE_LIMIT_GROUP_INVITE: rate(src, 'RATE_LIMIT_GROUP_INVITE', { points: 60, duration: 3600 }),
     RATE_LIMIT_REPORT: rate(src, 'RATE_LIMIT_REPORT', { points: 30, duration: 3600 }),
-    FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0),
+    FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0, UNTIMED),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
     WEBHOOK_URL: webhookUrl,
     WEBHOOK_SECRET: webhookSecret,
     WEBHOOK_COALESCE: duration(src, 'WEBHOOK_COALESCE', 10, 0),
-    WEBHOOK_MAX_AGE: duration(src, 'WEBHOOK_MAX_AGE', 86400, 1),
+    WEBHOOK_MAX_AGE: duration(src, 'WEBHOOK_MAX_AGE', 86400, 1, UNTIMED),
     LOBBY_ADMINS: usernames(src, 'LOBBY_ADMINS'),
     MODERATORS: usernames(src, 'MODERATORS'),
   };
