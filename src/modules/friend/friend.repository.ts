@@ -87,6 +87,11 @@ export const friendRepository = {
     return ended;
   },
 
+  /** A request withdrawn by its sender: gone, as if never sent. */
+  async drop(em: EntityManager, id: string): Promise<void> {
+    await em.nativeDelete(FriendRequest, { id });
+  },
+
   /** Every pending request between the two, whichever way (a block ends them). */
   async dropPendingBetween(em: EntityManager, a: string, b: string): Promise<void> {
     await em.nativeDelete(FriendRequest, { status: FriendRequestStatus.PENDING, $or: [{ from: a, to: b }, { from: b, to: a }] });

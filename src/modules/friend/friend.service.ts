@@ -5,7 +5,7 @@ import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLi
 import { isId } from '../../shared/validation';
 import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
-import { FriendRequest, FriendRequestStatus } from './friend.entity';
+import { type FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
@@ -97,7 +97,7 @@ export class FriendService {
   async withdraw(em: EntityManager, viewerId: string, requestId: string): Promise<boolean> {
     await em.transactional(async (tem) => {
       const request = await this.pendingFor(tem, viewerId, requestId, 'from', 'Only the sender withdraws a friend request; its addressee declines it.');
-      await tem.nativeDelete(FriendRequest, { id: request.id });
+      await friendRepository.drop(tem, request.id);
     });
     return true;
   }
