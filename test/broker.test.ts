@@ -7,7 +7,7 @@ import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeRedis, redisName } from './helpers/server';
 import { loadEnv } from '../src/config/env';
 import { createLogger } from '../src/shared/logger';
-import { connectRedis, type RedisConnections } from '../src/shared/redis';
+import { connectRedis, subscribeOnceSlotsKnown, type RedisConnections } from '../src/shared/redis';
 import { describeNeeding, tools } from './helpers/tools';
 import { TcpProxy } from './helpers/tcp-proxy';
 
@@ -219,6 +219,49 @@ describeRedis("Parley's publisher connection", () => {
     expect((redis.publisher as Redis).stream).not.toBe(before);
     const again = await writesOf(() => Promise.all(['c', 'd', 'e'].map((t) => redis.publisher.publish(channel, t))), 3);
     expect(again).toEqual({ writes: 1, heard: ['c', 'd', 'e'] });
+  });
+});
+
+describe("a Redis Cluster's sharded subscriber asked before it knows the slots", () => {
+  /** A connection whose sendCommand throws as ioredis 5.11's sharded subscribers did, `fails` times. */
+  const connection = (fails: number) => {
+    let calls = 0;
+    return {
+      get calls() {
+        return calls;
+      },
+      sendCommand(command: { resolve(v: unknown): void; promise: Promise<unknown> }) {
+        if (++calls <= fails) throw new TypeError("Cannot read properties of undefined (reading '0')");
+        command.resolve('subscribed');
+        return command.promise;
+      },
+    };
+  };
+  const command = (name: string) => {
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
+    return { name, promise, resolve, reject };
+  };
+
+  it('should send an SSUBSCRIBE again until the slots are known, fail it past its tries, and leave other errors alone', async () => {
+    const late = connection(3);
+    subscribeOnceSlotsKnown(late as never, 1, 10);
+    const c = command('ssubscribe');
+    expect(() => (late as unknown as { sendCommand(c: unknown): unknown }).sendCommand(c)).not.toThrow();
+    await expect(c.promise).resolves.toBe('subscribed');
+    expect(late.calls).toBe(4);
+    // Never known: the command fails, no timer throws.
+    const never = connection(Infinity);
+    subscribeOnceSlotsKnown(never as never, 1, 3);
+    const lost = command('ssubscribe');
+    (never as unknown as { sendCommand(c: unknown): unknown }).sendCommand(lost);
+    await expect(lost.promise).rejects.toThrow(TypeError);
+    expect(never.calls).toBe(4);
+    // Another command's error is its caller's, at once.
+    const other = connection(1);
+    subscribeOnceSlotsKnown(other as never, 1, 10);
+    expect(() => (other as unknown as { sendCommand(c: unknown): unknown }).sendCommand(command('publish'))).toThrow(TypeError);
   });
 });
 

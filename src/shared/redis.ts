@@ -178,6 +178,31 @@ function oneWritePerTurn(conn: Redis): void {
   };
 }
 
+/**
+ * ioredis 5.11's sharded subscribers can be asked for a slot's subscriber before they know the
+ * cluster's slots: the SSUBSCRIBE queued while the cluster connected, sent as it turns ready, threw
+ * a TypeError out of ioredis's ready handler (reading an empty slot), and the channel stayed
+ * unsubscribed (seen twice in CI's Redis Cluster suite). Such a command is sent again a moment
+ * later, until the slots are known (a few seconds at most), then fails as it would have.
+ */
+export function subscribeOnceSlotsKnown(conn: RedisClient, waitMs = 20, tries = 250): void {
+  type Sent = { name: string; promise: Promise<unknown>; reject(e: Error): void };
+  const target = conn as unknown as { sendCommand(command: Sent, ...rest: unknown[]): unknown };
+  const send = target.sendCommand.bind(conn);
+  const attempt = (command: Sent, rest: unknown[], left: number): unknown => {
+    try {
+      return send(command, ...rest);
+    } catch (e) {
+      if (!(e instanceof TypeError) || (command.name !== 'ssubscribe' && command.name !== 'sunsubscribe')) throw e;
+      // Out of tries: the command fails, never the timer (an uncaught throw would end the process).
+      if (left <= 0) command.reject(e);
+      else setTimeout(() => attempt(command, rest, left - 1), waitMs).unref();
+      return command.promise;
+    }
+  };
+  target.sendCommand = (command, ...rest) => attempt(command, rest, tries);
+}
+
 /** How much sooner than the command timeout a held command counts as held (see failFastWhileHeld). */
 const HELD_SLACK_MS = 100;
 
@@ -282,6 +307,7 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
   const sharded = !!env.REDIS_CLUSTER_NODES && env.REDIS_SHARDED_PUBSUB;
   // On a cluster with sharded pub/sub, ioredis keeps one subscriber per shard and follows slot moves.
   const subscriber = make('sub', { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, { shardedSubscribers: sharded });
+  if (sharded) subscribeOnceSlotsKnown(subscriber);
   return {
     client,
     publisher,
