@@ -180,7 +180,8 @@ describe('projects', () => {
       expect(codeOf(await gql(s.url, REMOVE, { p, u: coach2.id }, coach.token))).toBe('FORBIDDEN');
       expect(codeOf(await gql(s.url, REMOVE, { p, u: owner.id }, coach.token))).toBe('FORBIDDEN');
       expect(codeOf(await gql(s.url, REMOVE, { p, u: coach.id }, participant.token))).toBe('FORBIDDEN');
-      expect(codeOf(await gql(s.url, REMOVE, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
+      // Naming oneself is BAD_USER_INPUT at every role, a participant's too (API.md).
+      for (const self of [owner, coach, participant]) expect(codeOf(await gql(s.url, REMOVE, { p, u: self.id }, self.token))).toBe('BAD_USER_INPUT');
       expect(codeOf(await gql(s.url, DESIGNATE, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
       // Targets must be members (or, to add, existing users); ids must be ids.
       for (const q of [REMOVE, DESIGNATE, WITHDRAW]) expect(codeOf(await gql(s.url, q, { p, u: outsider.id }, owner.token))).toBe('NOT_FOUND');

@@ -245,9 +245,10 @@ export class ProjectService {
   async removeParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string): Promise<ProjectType> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       const l = await this.locked(tem, projectId, viewerId);
+      // Naming oneself is asking to leave, whatever one's role (API.md): said before the role check.
+      if (userId === viewerId) throw new BadUserInputError('To go, leave the project.', 'userId');
       if (l.me.role === ProjectRole.PARTICIPANT) throw new ForbiddenError('Only the owner and coaches can remove participants.');
       const target = this.memberOf(l, userId);
-      if (target.userId === viewerId) throw new BadUserInputError('To go, leave the project.', 'userId');
       if (target.role === ProjectRole.OWNER) throw new ForbiddenError('No one can remove the owner.');
       if (target.role === ProjectRole.COACH && l.me.role !== ProjectRole.OWNER) throw new ForbiddenError('Only the owner can remove a coach.');
       await repo.removeMember(tem, l.project.id, target.userId);
