@@ -16,7 +16,10 @@ describe('error shaping', () => {
     const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
     // Cancelled at the statement timeout (as MikroORM words it, the statement before pg's message): rolled back whole too.
     const timedOut = Object.assign(new Error('delete from message_reactions where message_id = $1 - canceling statement due to statement timeout'), { code: '57014' });
-    for (const e of [connectTimeout, refused, pool, deadlock, timedOut]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    // No connection slot left (other clients fill max_connections, or the role's limit): pg's own errors.
+    const full = Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
+    const roleFull = Object.assign(new Error('too many connections for role "parley"'), { code: '53300' });
+    for (const e of [connectTimeout, refused, pool, deadlock, timedOut, full, roleFull]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     // Wrapped with no path, as outside a resolver (an SSE stream's set-up): its cause decides, a reset connection's too.
     const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
     const wrapped = new GraphQLError(reset.message, { originalError: reset });

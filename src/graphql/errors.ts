@@ -20,7 +20,9 @@ export function isDependencyDown(e: unknown): boolean {
     /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request|^Command timed out$|^Redis has not answered/.test(
       msg,
     ) ||
-    ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '08006', '08001'].includes(code)
+    // 53300: PostgreSQL has no connection slot left (max_connections, a role's limit); 57P02: it is
+    // restarting after a crash; 08xxx: the connection failed. Each passes: the client may send again.
+    ['ECONNREFUSED', 'ECONNRESET', '53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'].includes(code)
   );
 }
 
