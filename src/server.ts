@@ -119,6 +119,9 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     const core = await openCore(env, logger, metrics, stack);
     const ops = await openOps(env, logger, metrics, core, stack);
     const httpServer = createHttpServer(httpTimeouts(env));
+    // Node closes an idle kept-alive connection after 5 s: a client (or a load balancer, 60 s idle
+    // on most) that sends on it as it closes has its request reset, a large upload's most often.
+    httpServer.keepAliveTimeout = Math.round(env.HTTP_KEEPALIVE_TIMEOUT * 1000);
     const graphql = await openGraphQL(env, logger, metrics, httpServer, stack);
     const realtime = openRealtime(env, metrics, core, graphql, httpServer, stack);
     httpServer.on('request', router(routes(env, logger, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services), draining: graphql.draining }));

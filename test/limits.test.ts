@@ -325,6 +325,18 @@ describe('slow clients', () => {
     });
   }
 
+  it('should keep an idle kept-alive connection past a load balancer idle timeout, and close it after HTTP_KEEPALIVE_TIMEOUT', async () => {
+    // What the server tells clients to plan for: 72 s, not Node's 5 (which reset requests sent as it closed).
+    const s = await createTestServer();
+    const answered = await fetch(s.url.replace('/graphql', '/healthz'));
+    expect(answered.headers.get('keep-alive')).toBe('timeout=72');
+    const short = await createTestServer({ HTTP_KEEPALIVE_TIMEOUT: '1s' });
+    const idle = await trickle(short, ['GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n']);
+    expect(idle.text).toMatch(/^HTTP\/1\.1 200[^]*keep-alive: timeout=1\r\n/i);
+    expect(idle.ms).toBeGreaterThanOrEqual(900);
+    expect(idle.ms).toBeLessThan(4000);
+  });
+
   it('should cut a client that never finishes its headers, and one that never finishes its body', async () => {
     const s = await createTestServer({ HTTP_HEADERS_TIMEOUT: '300ms', HTTP_REQUEST_TIMEOUT: '600ms' });
     const headers = await trickle(s, ['POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n']);

@@ -134,6 +134,8 @@ export interface Env {
   HTTP_HEADERS_TIMEOUT: number;
   /** Seconds a client has to send a whole request, body included (the largest attachment fits many times over). @default 60 */
   HTTP_REQUEST_TIMEOUT: number;
+  /** Seconds an idle kept-alive HTTP connection stays open: longer than a load balancer's idle timeout (60 s on most) and than clients reuse one. @default 72 */
+  HTTP_KEEPALIVE_TIMEOUT: number;
   /** Seconds a new socket has to send connection_init before it is closed with 4408. @default 3 */
   WS_CONNECTION_INIT_TIMEOUT: number;
   /** Operations running at once on one socket; the next is answered with an error. @default 50 */
@@ -453,6 +455,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     GRAPHQL_MAX_ITEMS: int(src, 'GRAPHQL_MAX_ITEMS', 20_000, 1, 100_000_000),
     HTTP_HEADERS_TIMEOUT: duration(src, 'HTTP_HEADERS_TIMEOUT', 10, 0.05),
     HTTP_REQUEST_TIMEOUT: duration(src, 'HTTP_REQUEST_TIMEOUT', 60, 0.05),
+    HTTP_KEEPALIVE_TIMEOUT: duration(src, 'HTTP_KEEPALIVE_TIMEOUT', 72, 0.05),
     WS_CONNECTION_INIT_TIMEOUT: duration(src, 'WS_CONNECTION_INIT_TIMEOUT', 3, 0.05),
     WS_MAX_SUBSCRIPTIONS: int(src, 'WS_MAX_SUBSCRIPTIONS', 50, 1, 100_000),
     WS_MAX_SOCKETS_PER_USER: int(src, 'WS_MAX_SOCKETS_PER_USER', 20, 1, 100_000),
