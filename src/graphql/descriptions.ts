@@ -32,7 +32,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   // ---- users and accounts
   User: 'An account as everyone sees it. A deleted account stays as a tombstone sender named "Deleted user" and is no longer listed.',
   'User.id': 'A UUID, unique across every Node type.',
-  'User.username': 'Unique, 3 to 32 characters: letters, digits, `_`, `.` or `-`; compared without case.',
+  'User.username': 'Unique, 3 to 32 characters: ASCII letters, digits, `_`, `.` or `-`; compared without case.',
   'User.displayName': 'What to show instead of the username when set: at most 64 characters. Null: show the username.',
   'User.createdAt': 'When the account signed up.',
   'User.status': 'ONLINE while the user has a live socket or stream, or used a token within PRESENCE_TIMEOUT (5 minutes).',
@@ -44,14 +44,14 @@ export const DESCRIPTIONS: Record<string, string> = {
   'AuthPayload.expiresAt': 'When the token stops working (TOKEN_TTL after login, 30 days by default); its sockets are then closed with 4403.',
   'Mutation.signup':
     'Creates an account and logs it in: the user joins the lobby and is ONLINE. At most RATE_LIMIT_SIGNUP (1000 an hour) per client address.',
-  'Mutation.signup(username:)': 'Unique, 3 to 32 characters: letters, digits, `_`, `.` or `-`, not ending in `.` (CONFLICT when taken).',
+  'Mutation.signup(username:)': 'Unique, 3 to 32 characters: ASCII letters, digits, `_`, `.` or `-`, not ending in `.` (CONFLICT when taken).',
   'Mutation.signup(password:)': '8 to 256 characters.',
   'Mutation.signup(displayName:)': 'At most 64 characters, counted as Unicode code points (an accent typed apart, or a flag, counts as more than one); optional (blank: none).',
   'Mutation.login(username:)': 'The account name, in any case.',
   'Mutation.login(password:)':
     "The account's password. Wrong passwords are limited per account and address (RATE_LIMITED beyond), and answer UNAUTHENTICATED whether or not the account exists.",
   'Mutation.updateProfile': "Changes the viewer's username and/or display name; a field left out stays as it is.",
-  'Mutation.updateProfile(username:)': 'A new unique username (3 to 32 characters: letters, digits, `_`, `.` or `-`, not ending in `.`); CONFLICT when taken, or listed by LOBBY_ADMINS or MODERATORS.',
+  'Mutation.updateProfile(username:)': 'A new unique username (3 to 32 characters: ASCII letters, digits, `_`, `.` or `-`, not ending in `.`); CONFLICT when taken, or listed by LOBBY_ADMINS or MODERATORS.',
   'Mutation.updateProfile(displayName:)': 'A new display name (at most 64 characters, counted as Unicode code points, as at signup); null, or a blank one (empty or spaces only), clears it.',
   'Mutation.deleteAccount': "Deletes the viewer's account: tokens, friendships, memberships and project inbox go; past messages stay, sent by \"Deleted user\". True once done.",
   'Mutation.deleteAccount(password:)': "The account's current password, as a check: BAD_USER_INPUT (field password) when wrong, the token staying valid; RATE_LIMITED past LOGIN_MAX_FAILURES_PER_USER_IP wrong ones, as for login.",

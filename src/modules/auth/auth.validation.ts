@@ -12,7 +12,7 @@ export function isUsername(value: string): boolean {
 /** A new username (signup, updateProfile). */
 export function validateUsername(value: string, field = 'username'): string {
   if (typeof value !== 'string' || !USERNAME.test(value)) {
-    throw new BadUserInputError('Username must be 3 to 32 characters: letters, digits, _ . or -.', field);
+    throw new BadUserInputError('Username must be 3 to 32 characters: ASCII letters (a-z, A-Z), digits, _ . or -.', field);
   }
   // A mention reads a final dot as the sentence's end: `@ann.` names ann, so `ann.` could never be
   // mentioned, and `all.` or `here.` would pass for the reserved names.
