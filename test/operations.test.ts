@@ -66,6 +66,8 @@ describe('operations endpoints', () => {
     expect((await scrape(`Bearer ${token.slice(1)}`)).status).toBe(401);
     const ok = await scrape(`Bearer ${token}`);
     expect(ok.status).toBe(200);
+    // The scheme in any case, as /graphql takes it.
+    expect((await scrape(`bearer ${token}`)).status).toBe(200);
     expect(await ok.text()).toContain('parley_open_sockets');
     // The rest of the server does not ask for it.
     expect((await fetch(new URL('/healthz', s.url))).status).toBe(200);

@@ -153,3 +153,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 export function sendGraphQLError(res: ServerResponse, status: number, code: string, message: string): void {
   sendJson(res, status, { errors: [{ message, extensions: { code } }] });
 }
+
+/** Reads a bearer token from an Authorization header value or a bare token. */
+export function bearerToken(value: unknown): string | null {
+  if (typeof value !== 'string' || !value.trim()) return null;
+  const v = value.trim();
+  const m = /^Bearer\s+(.+)$/i.exec(v);
+  return m ? m[1].trim() : v;
+}

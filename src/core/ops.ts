@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Env } from '../config/env';
 import type { Logger } from '../shared/logger';
 import type { Metrics } from '../shared/metrics';
-import { sendGraphQLError, sendJson } from './http';
+import { bearerToken, sendGraphQLError, sendJson } from './http';
 
 export interface OpsOptions {
   env: Pick<Env, 'METRICS_TOKEN' | 'METRICS_PORT' | 'HOST'>;
@@ -33,7 +33,7 @@ export interface Ops {
 export async function startOps(opts: OpsOptions): Promise<Ops> {
   const { env, logger, metrics } = opts;
   let draining = false;
-  const expected = env.METRICS_TOKEN ? Buffer.from(`Bearer ${env.METRICS_TOKEN}`) : undefined;
+  const expected = env.METRICS_TOKEN ? Buffer.from(env.METRICS_TOKEN) : undefined;
 
   const fail = (res: ServerResponse, path: string) => (e: unknown) => {
     logger.error({ err: e, path }, 'request failed');
@@ -41,7 +41,8 @@ export async function startOps(opts: OpsOptions): Promise<Ops> {
     else res.end();
   };
   const serveMetrics = (req: IncomingMessage, res: ServerResponse) => {
-    const given = Buffer.from(req.headers.authorization ?? '');
+    // The header read as /graphql reads it (the scheme in any case: RFC 9110).
+    const given = Buffer.from(bearerToken(req.headers.authorization) ?? '');
     if (expected && (given.length !== expected.length || !timingSafeEqual(given, expected))) {
       res.setHeader('www-authenticate', 'Bearer realm="metrics"');
       return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send the bearer METRICS_TOKEN to read metrics.');

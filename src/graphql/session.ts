@@ -1,5 +1,5 @@
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { bearerToken } from '../modules/auth/auth.tokens';
+import { bearerToken } from '../core/http';
 import type { Services } from '../modules/services';
 import { Topic } from '../shared/pubsub/topics';
 import { SocketContext } from './context';

@@ -6,7 +6,7 @@ import type { Viewer } from '../modules/auth/auth.viewer';
 import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
-import { bearerToken } from '../modules/auth/auth.tokens';
+import { bearerToken } from '../core/http';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import type { DocumentLimits } from './limits';

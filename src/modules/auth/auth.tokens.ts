@@ -15,14 +15,6 @@ export function newToken(): string {
 export const hashToken: (token: string) => string =
   typeof crypto.hash === 'function' ? (token) => crypto.hash('sha256', token, 'hex') : (token) => createHash('sha256').update(token).digest('hex');
 
-/** Reads a bearer token from an Authorization header value or a bare token. */
-export function bearerToken(value: unknown): string | null {
-  if (typeof value !== 'string' || !value.trim()) return null;
-  const v = value.trim();
-  const m = /^Bearer\s+(.+)$/i.exec(v);
-  return m ? m[1].trim() : v;
-}
-
 /** A token was sent but is unknown, revoked or expired: the whole request is refused (HTTP 401). */
 export function invalidTokenError(): GraphQLError {
   return new GraphQLError('Your token is invalid, expired or revoked; sign in again.', {

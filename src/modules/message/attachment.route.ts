@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { sendGraphQLError } from '../../core/http';
-import { bearerToken } from '../auth/auth.tokens';
+import { bearerToken } from '../../core/http';
 import { NotFoundError } from '../../shared/errors';
 import { normalizeId } from '../../shared/validation';
 import type { AuthService } from '../auth/auth.service';
