@@ -55,7 +55,7 @@ export function checkAttachment(input: { fileName: string; base64: string }, max
   const name = typeof input.fileName === 'string' ? input.fileName.trim() : '';
   // 255 characters as code points, as the column counts them (an emoji is one).
   if (!name || [...name].length > 255 || !isSafeName(name) || /[/\\:*?"<>|]/.test(name) || name.startsWith('.') || name.includes('..')) {
-    throw new BadUserInputError('The file name must be a plain name of up to 255 characters such as photo.png (no paths, control, invisible or direction-changing characters).', 'attachment.fileName');
+    throw new BadUserInputError('The file name must be a plain name of up to 255 characters such as photo.png (no paths, none of : * ? " < > |, no control, invisible or direction-changing characters).', 'attachment.fileName');
   }
   const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1).toLowerCase() : '';
   const type = TYPES[ext];
