@@ -14,7 +14,8 @@ async function main(): Promise<void> {
   // event nobody listens to), ends the same way.
   const cannotStart = (e: unknown) => {
     const why = String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, ' ').trim();
-    logger.fatal(`Parley could not start: ${why}`);
+    // A person at a terminal reads the plain line alone; a log collector (output not a terminal) gets the JSON line too.
+    if (!process.stdout.isTTY) logger.fatal(`Parley could not start: ${why}`);
     process.stderr.write(`Parley could not start: ${why}\n`);
     exitAfterFlush(logger, 1, 1000);
   };

@@ -107,6 +107,18 @@ describe('foundation', () => {
     expect(stderr).toMatch(/^Parley could not start: cannot use the database at postgres:\/\/nobody@127\.0\.0\.1:1\/nowhere/);
   });
 
+  it('should say why once at a terminal, and give a log collector the JSON line too', async () => {
+    const env = { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/nowhere', REDIS_URL: '' };
+    const atTerminal = runParley({ ...env, NODE_OPTIONS: `--require ${path.join(ROOT, 'test/helpers/stdout-tty.cjs')}` });
+    expect(await atTerminal.exited).toBe(1);
+    const seen = atTerminal.output();
+    expect(`${seen.stdout}${seen.stderr}`.match(/could not start/g)).toHaveLength(1);
+    expect(seen.stderr).toMatch(/^Parley could not start: cannot use the database/);
+    const collected = runParley(env);
+    expect(await collected.exited).toBe(1);
+    expect(collected.output().stdout).toMatch(/"level":"fatal"[^\n]*Parley could not start: cannot use the database/);
+  });
+
   it('should exit non-zero with one clear line when the port is taken', async () => {
     const s = await createTestServer();
     const p = runParley({ PORT: String(s.port), LOG_LEVEL: 'silent' });
