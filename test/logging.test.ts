@@ -102,7 +102,7 @@ describe('log format', () => {
 
   it("should keep ANSI colours out of the ORM's lines (its migrator's, say), which JSON logs would carry as escapes", async () => {
     const { lines, stream } = captureLines();
-    const logger = createLogger({ LOG_LEVEL: 'debug', LOG_PRETTY: false }, {}, stream);
+    const logger = createLogger({ LOG_LEVEL: 'trace', LOG_PRETTY: false }, {}, stream);
     const config = new Configuration(ormConfig({ clientUrl: 'postgres://nobody@127.0.0.1:1/none', poolMax: 1, logger, entities: [] }), false);
     config.getLogger().log('migrator', "Applied 'Migration1'", { enabled: true });
     await eventually(() => lines.length === 1);

@@ -56,7 +56,7 @@ const LOCK_POLL_MS = 200;
  * to end, while it waits for that instance's lock. Neither moved until the statement timeout
  * failed one of the starts (an outside probe: 4 of 4 starts together).
  */
-export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
+export async function migrate(orm: MikroORM, clientUrl: string, logger?: Logger): Promise<void> {
   if (await upToDate(orm)) return;
   const lock = new pg.Client({ connectionString: clientUrl, connectionTimeoutMillis: 5000 });
   // A connection ended under it (the database dropped, an administrator) fails its next query instead.
@@ -66,7 +66,8 @@ export async function migrate(orm: MikroORM, clientUrl: string): Promise<void> {
     while (!(await lock.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK])).rows[0].got) {
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
-    await orm.getMigrator().up();
+    const applied = await orm.getMigrator().up();
+    if (applied.length) logger?.info({ migrations: applied.map((m) => m.name) }, `database migrated: ${applied.length} migration${applied.length === 1 ? '' : 's'} applied`);
   } finally {
     await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     await lock.end();
@@ -90,7 +91,7 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
       const check = await orm.checkConnection();
       throw new Error(check.ok ? 'not connected' : check.reason);
     }
-    if (opts.migrate !== false) await migrate(orm, clientUrl);
+    if (opts.migrate !== false) await migrate(orm, clientUrl, logger);
   } catch (e) {
     await embedded?.dispose().catch(() => undefined);
     throw new Error(`cannot use the database at ${maskUrl(clientUrl)}: ${(e as Error).message}`);
