@@ -75,6 +75,9 @@ export function noteUnexpected(errors: readonly GraphQLError[], requestId: strin
   }
 }
 
+/** How often an outage's SERVICE_UNAVAILABLE answers are logged, at most. */
+const OUTAGE_LOG_MS = 10_000;
+
 /**
  * Shapes every error a client sees: known codes pass, a database outage becomes
  * SERVICE_UNAVAILABLE, anything unexpected becomes INTERNAL_SERVER_ERROR (masked in
@@ -86,6 +89,7 @@ export function createErrorFormatter(opts: {
   /** No "Did you mean …" in any message (introspection off): a variable that doesn't coerce named the enum's values over HTTP. */
   hideSuggestions?: boolean;
 }): ErrorFormatter {
+  let outageLoggedAt = -Infinity;
   const shape = (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     const code = formatted.extensions?.code as string | undefined;
@@ -94,6 +98,12 @@ export function createErrorFormatter(opts: {
       if (isDeadlock(original)) opts.logger.warn({ err: original }, 'deadlock victim answered SERVICE_UNAVAILABLE');
       // Held 15 s by locks or load: no outage either, and worth finding.
       else if (isStatementTimeout(original)) opts.logger.warn({ err: original }, 'statement timeout answered SERVICE_UNAVAILABLE');
+      // An outage (or PostgreSQL out of connection slots) answers every request alike: one line in
+      // OUTAGE_LOG_MS says so and why; the metrics count them all.
+      else if (Date.now() - outageLoggedAt >= OUTAGE_LOG_MS) {
+        outageLoggedAt = Date.now();
+        opts.logger.warn({ err: original }, `PostgreSQL or Redis away: answered SERVICE_UNAVAILABLE (one such line in ${OUTAGE_LOG_MS / 1000} s at most)`);
+      }
       return { message: 'Service temporarily unavailable; try again shortly.', path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
     }
     if (kind === 'input') {
