@@ -6,7 +6,9 @@ import WebSocket from 'ws';
  * A graphql-ws client that keeps reconnecting, also while the server restarts (graphql-ws's
  * default `shouldRetry` gives up on a refused connection), but not with a refused token (4403).
  * `ready` resolves once the socket is connected and authenticated; `onReconnect` runs after each
- * reconnection, to catch up with what was sent while it was away.
+ * reconnection, to catch up with what was sent while it was away: once graphql-ws has sent the
+ * subscriptions again, right after `connected` (caught up before, a message sent between that read
+ * and the server reading them was neither read nor pushed).
  */
 export function createSocket(url: string, token: string, onReconnect: () => void): { socket: Client; ready: Promise<void> } {
   let connected!: () => void;
@@ -18,7 +20,7 @@ export function createSocket(url: string, token: string, onReconnect: () => void
     retryAttempts: Infinity,
     shouldRetry: (e) => (e as { code?: number } | undefined)?.code !== 4403,
     retryWait: (n) => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(30_000, 1000 * 2 ** n))),
-    on: { connected: (_socket, _payload, wasRetry) => (wasRetry ? onReconnect() : connected()) },
+    on: { connected: (_socket, _payload, wasRetry) => (wasRetry ? setTimeout(onReconnect, 100) : connected()) },
   });
   return { socket, ready };
 }
