@@ -214,6 +214,29 @@ describe('InOrder', () => {
     expect(out.slice(5)).toEqual(['#7']);
   });
 
+  it("should keep a started line's gap while its channel's read-back is on its way, and give it up only after", () => {
+    const { out, order, pub } = line();
+    pub(1);
+    jest.advanceTimersByTime(20);
+    // Redis came back: what was published meanwhile is being read back on channel 'k'.
+    order.holdOpening('k', 1000);
+    pub(3);
+    jest.advanceTimersByTime(500);
+    expect(out).toEqual(['#1']);
+    // The read-back's #2 fills the gap in its place.
+    pub(2);
+    order.releaseOpening('k');
+    expect(out).toEqual(['#1', '#2', '#3']);
+    // A read-back that never comes holds a gap no longer than its longest wait (and holdMs at most after).
+    order.holdOpening('k', 1000);
+    pub(5);
+    jest.advanceTimersByTime(999);
+    expect(out).toHaveLength(3);
+    jest.advanceTimersByTime(101);
+    expect(out.slice(3)).toEqual(['#5']);
+    expect(order.gaps).toBe(1);
+  });
+
   it('should start a line anew once its channel was let go, not wait at what went by meanwhile', () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });

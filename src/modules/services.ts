@@ -220,9 +220,10 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   pubsub.fillGapsFrom((q) => messages.stored(orm.em.fork(), q));
   // And what was published while this instance was off Redis, once it is back.
   // Memberships and block lists first: a removal or a block made meanwhile on another instance was told over Redis too.
+  // The three reads at once: the lines wait for the messages (see RECOVERY_WAIT_MS), delivered once all are in.
   pubsub.recoverFrom(async (channels, since) => {
-    await Promise.all([memberships.resync(), safety.resync()]);
-    return messages.storedOn(orm.em.fork(), channels, since);
+    const [, , stored] = await Promise.all([memberships.resync(), safety.resync(), messages.storedOn(orm.em.fork(), channels, since)]);
+    return stored;
   });
   // And meanwhile, every few seconds: a user removed, banned or blocked elsewhere during an outage
   // kept getting, here, what was sent through this instance until Redis was back (an outside probe).

@@ -367,8 +367,16 @@ export class InOrder<E> {
     const line = this.lines.get(key);
     if (!line) return;
     line.timer = undefined;
-    // A line still waiting for its channel's catch-up opens with it (releaseOpening).
-    if (!line.waiting.length || line.filling || (line.last === null && this.holding.has(line.channel))) return;
+    if (!line.waiting.length || line.filling) return;
+    // A line still waiting for its channel's catch-up opens with it (releaseOpening). A started one
+    // whose channel's read-back (after Redis came back) is on its way waits for it, a gap included:
+    // the read-back holds what was published while this instance was away. Searched for instead,
+    // every line at once on a database busy with the return, a gap was given up after holdMs and
+    // its messages came late, out of order (a deploys probe: 2 of 6 Redis restarts).
+    if (this.holding.has(line.channel)) {
+      if (line.last !== null) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
+      return;
+    }
     const before = line.waiting[line.waiting.length - 1];
     const missing = before.pos - (line.last ?? before.pos) - line.waiting.length;
     // Only from an event delivered.

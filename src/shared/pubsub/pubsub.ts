@@ -54,6 +54,12 @@ const CHANNEL_PREFIX = `${CONVERSATION_CHANNELS}:`;
 const channelName = (suffix: string): string => CHANNEL_PREFIX + suffix;
 /** How long a channel's lines wait for its catch-up before they open without it (see take). */
 const CATCH_UP_WAIT_MS = 2000;
+/**
+ * How long a channel's lines wait for what is read back once Redis is back (see recoverFrom): new
+ * lines before they open, started ones before they give a gap up. The read-back shares the pool
+ * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
+ */
+const RECOVERY_WAIT_MS = 5000;
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
 /**
@@ -169,8 +175,8 @@ export class PubSub {
    * Where the messages published while this instance was off Redis are read back, once it is on
    * again: `stored` reads the messages of these channels (group, project and user channels, by
    * suffix) stored since `since`, oldest first, as published. Each goes to subscriptions in its
-   * line's place, unless its line delivered it already; lines that open meanwhile wait for them
-   * (up to CATCH_UP_WAIT_MS), so a line opening after the outage does not start past them. Before,
+   * line's place, unless its line delivered it already; lines wait for them meanwhile (up to
+   * RECOVERY_WAIT_MS: one opening does not start past them, a started one keeps its gaps for them). Before,
    * a line's lost first messages were never delivered, and a lost last one waited for a next
    * message to show its gap (an outside probe: 144 of 11,803 deliveries around 3 s cuts).
    */
@@ -187,7 +193,7 @@ export class PubSub {
       const before = (c: string, p: MessagePayload) => (takenOffline.get(c) ?? -Infinity) > Date.parse(p.createdAt) + RECOVERY_MARGIN_MS;
       // A second loss while this one is read back: the hold is the later read-back's to release.
       const mine = ++reading;
-      for (const c of channels) this.events.lines.holdOpening(c, CATCH_UP_WAIT_MS);
+      for (const c of channels) this.events.lines.holdOpening(c, RECOVERY_WAIT_MS);
       stored(channels, new Date(lostAt - RECOVERY_MARGIN_MS))
         .then(
           (payloads) => {
