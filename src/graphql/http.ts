@@ -4,9 +4,8 @@ import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/
 import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { invalidTokenError } from '../modules/auth/auth.tokens';
-import { bearerToken } from '../core/http';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
 import { publicOrigin } from '../modules/message/attachment.links';

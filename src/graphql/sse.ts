@@ -3,10 +3,9 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
-import { bearerToken } from '../core/http';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
 import type { DocumentLimits } from './limits';

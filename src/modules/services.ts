@@ -218,9 +218,9 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
 
   // A publish lost (its instance died after the commit, Redis was away) is read back before its gap is given up.
   pubsub.fillGapsFrom((q) => messages.stored(orm.em.fork(), q));
-  // And what was published while this instance was off Redis, once it is back.
-  // Memberships and block lists first: a removal or a block made meanwhile on another instance was told over Redis too.
-  // The three reads at once: the lines wait for the messages (see RECOVERY_WAIT_MS), delivered once all are in.
+  // And what was published while this instance was off Redis, once it is back, with memberships and
+  // block lists read again (a removal or a block made meanwhile on another instance was told over
+  // Redis too): the three at once, the messages delivered once all are in (lines wait: RECOVERY_WAIT_MS).
   pubsub.recoverFrom(async (channels, since) => {
     const [, , stored] = await Promise.all([memberships.resync(), safety.resync(), messages.storedOn(orm.em.fork(), channels, since)]);
     return stored;

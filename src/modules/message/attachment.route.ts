@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { sendGraphQLError } from '../../core/http';
-import { bearerToken } from '../../core/http';
+import { bearerToken, sendGraphQLError } from '../../core/http';
 import { NotFoundError } from '../../shared/errors';
 import { normalizeId } from '../../shared/validation';
 import type { AuthService } from '../auth/auth.service';
