@@ -83,6 +83,8 @@ describe('SSE transport (/graphql/stream)', () => {
     expect((await gql(s.url, TICKET)).errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
 
     const ticket = (await ok(gql(s.url, TICKET, {}, u.token))).streamTicket as string;
+    // A request the stream can't answer (it asks for JSON) is refused without spending the ticket.
+    expect((await get(`&ticket=${encodeURIComponent(ticket)}`, { accept: 'application/json' })).status).toBe(406);
     const first = await get(`&ticket=${encodeURIComponent(ticket)}`);
     expect(first.status).toBe(200);
     expect(first.headers.get('content-type')).toMatch(/^text\/event-stream/);

@@ -249,6 +249,13 @@ class StreamServer {
       res.setHeader('allow', 'GET, POST');
       return sendGraphQLError(res, 405, 'BAD_USER_INPUT', message);
     }
+    // Every request here is a distinct connection, so any client that takes an event stream gets one
+    // (graphql-sse itself wants exactly `text/event-stream` and answers 404 otherwise). Refused before
+    // a ticket is read: one that can't be answered spends none (a ticket is good once).
+    const accept = req.headers.accept;
+    if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
+      return sendGraphQLError(res, 406, 'BAD_USER_INPUT', 'This endpoint answers with an event stream (Accept: text/event-stream).');
+    }
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
     const viewer = await this.opts.sessions.authenticate({ authorization: req.headers.authorization, ticket });
     if (!viewer) {
@@ -258,12 +265,6 @@ class StreamServer {
           : 'Send your bearer token in the Authorization header, or a ticket from mutation { streamTicket } as ?ticket=.',
       );
       return sendJson(res, 401, { errors: [this.deps.errors.format(e)] }, { 'www-authenticate': 'Bearer' });
-    }
-    // Every request here is a distinct connection, so any client that takes an event stream gets one
-    // (graphql-sse itself wants exactly `text/event-stream` and answers 404 otherwise).
-    const accept = req.headers.accept;
-    if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
-      return sendGraphQLError(res, 406, 'BAD_USER_INPUT', 'This endpoint answers with an event stream (Accept: text/event-stream).');
     }
     // Read here, not by graphql-sse: it answers a body over the limit with a 400 and an empty message.
     let body: string | undefined;
