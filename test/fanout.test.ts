@@ -4,12 +4,13 @@ import { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType }
 import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
-import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith } from './helpers/factories';
-import { SendMessageDocument } from '../generated/client/graphql';
+import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith, request } from './helpers/factories';
+import { RenameGroupDocument, SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 import { floodUntilCut } from './helpers/slow-reader';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
 import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
+import { groupRepository } from '../src/modules/group/group.repository';
 
 
 describe('subscription fan-out', () => {
@@ -97,6 +98,40 @@ describe('subscription fan-out', () => {
     await sleep(100);
     // Five runs (one per viewer), one read of the sender's presence.
     expect(reads.mock.calls.filter(([ids]) => ids.includes(sender.id))).toHaveLength(1);
+  });
+
+  it("should read a message's group once for every member's run here, and for the events of the next moments", async () => {
+    const s = await createTestServer();
+    const [sender, ...members] = await Promise.all(Array.from({ length: 6 }, () => signup(s.url)));
+    const group = await groupWith(s.url, sender, 'one read', members);
+    const withGroup = 'subscription { messageAdded { content group { id name memberCount } } }';
+    const subs: ReturnType<typeof subscribe<any>>[] = [];
+    for (const m of members) {
+      const w = wsClient(s.wsUrl, m.token);
+      await w.connected;
+      subs.push(subscribe<any>(w, withGroup));
+    }
+    await running(s, 'messageAdded', members.length);
+    const reads = jest.spyOn(groupRepository, 'byIds');
+    const visible = jest.spyOn(groupRepository, 'visibleByIds');
+    for (const content of ['one', 'two', 'three']) await sendMessage(s.url, sender.token, { groupId: group, content });
+    await eventually(() => subs.every((sub) => sub.values.length === 3));
+    // Five members, three messages: one read of the group (each run read it apart: fifteen, and on a
+    // starved pool they failed, the members getting `group: null`).
+    expect(reads.mock.calls.filter(([, ids]) => ids.includes(group))).toHaveLength(1);
+    // Nor any member's own visibility read (the sender's answer, over HTTP, reads theirs).
+    expect(visible.mock.calls.filter(([, , viewer]) => members.some((m) => m.id === viewer))).toEqual([]);
+    for (const sub of subs) {
+      expect(sub.errors).toEqual([]);
+      expect(sub.values.map((v) => [v.messageAdded.content, v.messageAdded.group])).toEqual(['one', 'two', 'three'].map((c) => [c, { id: group, name: 'one read', memberCount: 6 }]));
+    }
+    // A rename told here forgets the copy: the next message shows the new name at once.
+    await request(s.url, RenameGroupDocument, { groupId: group, name: 'renamed' }, sender.token);
+    await sendMessage(s.url, sender.token, { groupId: group, content: 'four' });
+    await eventually(() => subs.every((sub) => sub.values.length === 4));
+    for (const sub of subs) expect(sub.values[3].messageAdded.group.name).toBe('renamed');
+    reads.mockRestore();
+    visible.mockRestore();
   });
 
   it('should know, of every field a shared subscription reaches, whether it is the same for every viewer', async () => {

@@ -38,6 +38,7 @@ import { scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
+import { GroupSnapshots } from './group/group.snapshots';
 import { NotificationService } from './notification/notification.service';
 import { blockRepository } from './safety/block.repository';
 import { BlockService } from './safety/block.service';
@@ -57,6 +58,8 @@ export interface Services {
   redis?: RedisConnections;
   instanceId: string;
   memberships: MembershipIndex;
+  /** Groups as message events show them, one read shared by the subscribers here (modules/group/group.snapshots.ts). */
+  groupSnapshots: GroupSnapshots;
   presence: PresenceService;
   auth: AuthService;
   users: UserService;
@@ -259,6 +262,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const tickets = new StreamTickets(redis?.client);
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
+  const groupSnapshots = new GroupSnapshots();
   const services: Services = {
     env,
     logger,
@@ -267,6 +271,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     redis,
     instanceId,
     memberships,
+    groupSnapshots,
     presence,
     auth,
     users,
@@ -296,6 +301,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     services,
     async start() {
       memberships.start();
+      groupSnapshots.start(pubsub);
       safety.start();
       threads.start();
       conversations.start();
@@ -319,6 +325,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       stopResyncing();
       contacts?.dispose();
       memberships.dispose();
+      groupSnapshots.dispose();
       safety.dispose();
       threads.dispose();
     },

@@ -146,8 +146,15 @@ export class MessageResolver {
   }
 
   @FieldResolver(() => GroupType, { nullable: true, description: 'Set for group messages (the lobby is a group).' })
-  group(@Root() m: MessageType, @Ctx() ctx: Context): Promise<GroupType | null> {
-    return m.groupId ? ctx.loaders.visibleGroup.load(m.groupId) : Promise.resolve(null);
+  group(@Root() m: MessageType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<GroupType | null> {
+    if (!m.groupId) return Promise.resolve(null);
+    // An event to a member connected here: the group as every subscriber here reads it (one read a
+    // group for a moment, not one an event a subscriber: see GroupSnapshots).
+    const viewer = ctx.viewer?.userId;
+    if (info.operation.operation === 'subscription' && viewer && ctx.services.memberships.localMembers('group', m.groupId)?.has(viewer)) {
+      return ctx.services.groupSnapshots.get(ctx.em, m.groupId);
+    }
+    return ctx.loaders.visibleGroup.load(m.groupId);
   }
 
   @FieldResolver(() => AttachmentType, { nullable: true })
