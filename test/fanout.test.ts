@@ -11,6 +11,8 @@ import { floodUntilCut } from './helpers/slow-reader';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
 import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
 import { groupRepository } from '../src/modules/group/group.repository';
+import { GroupSnapshots } from '../src/modules/group/group.snapshots';
+import type { EntityManager } from '@mikro-orm/postgresql';
 
 
 describe('subscription fan-out', () => {
@@ -239,6 +241,32 @@ describe('subscription fan-out', () => {
     await c.closed;
     expect(code).toBe(1013);
   }, 60_000);
+});
+
+describe('GroupSnapshots', () => {
+  it('should not keep a read that was on its way when the group changed', async () => {
+    const snapshots = new GroupSnapshots();
+    const rows: ((v: unknown[]) => void)[] = [];
+    const reads = jest.spyOn(groupRepository, 'byIds').mockImplementation(() => new Promise((resolve) => rows.push(resolve as (v: unknown[]) => void)));
+    const row = (name: string) => ({ id: 'g', name, isPrivate: true, isLobby: false, memberCount: 2, createdAt: new Date(0), slowModeSeconds: 0, owner: null });
+    const em = {} as EntityManager;
+    // One read for two askers at once.
+    const [a, b] = [snapshots.get(em, 'g'), snapshots.get(em, 'g')];
+    expect(reads).toHaveBeenCalledTimes(1);
+    // A rename told meanwhile: that read answers its askers, and is not kept.
+    snapshots.forget('g');
+    rows[0]([row('old')]);
+    expect([(await a)?.name, (await b)?.name]).toEqual(['old', 'old']);
+    const c = snapshots.get(em, 'g');
+    expect(reads).toHaveBeenCalledTimes(2);
+    rows[1]([row('new')]);
+    expect((await c)?.name).toBe('new');
+    // Kept now: the next asker reads no more.
+    expect((await snapshots.get(em, 'g'))?.name).toBe('new');
+    expect(reads).toHaveBeenCalledTimes(2);
+    reads.mockRestore();
+    snapshots.dispose();
+  });
 });
 
 describeRedis('subscription fan-out, events from Redis', () => {

@@ -32,31 +32,34 @@ export class GroupSnapshots {
     );
   }
 
+  /** A read already on its way when the change came is not kept either: it may predate the change. */
   forget(id: string): void {
     this.cache.delete(id);
+    this.reading.delete(id);
   }
 
   get(em: EntityManager, id: string): Promise<GroupType | null> {
     const held = this.cache.get(id);
     if (held && Date.now() - held.at < FRESH_MS) return Promise.resolve(held.group);
-    let read = this.reading.get(id);
-    if (!read) {
-      read = groupRepository
-        .byIds(em, [id])
-        .then(
-          ([g]) => {
-            const group = g ? toGroupType(g) : null;
-            this.cache.set(id, { at: Date.now(), group });
-            return group;
-          },
-          (e) => {
-            if (held) return held.group;
-            throw e;
-          },
-        )
-        .finally(() => this.reading.delete(id));
-      this.reading.set(id, read);
-    }
+    const reading = this.reading.get(id);
+    if (reading) return reading;
+    const read: Promise<GroupType | null> = groupRepository
+      .byIds(em, [id])
+      .then(
+        ([g]) => {
+          const group = g ? toGroupType(g) : null;
+          if (this.reading.get(id) === read) this.cache.set(id, { at: Date.now(), group });
+          return group;
+        },
+        (e) => {
+          if (held) return held.group;
+          throw e;
+        },
+      )
+      .finally(() => {
+        if (this.reading.get(id) === read) this.reading.delete(id);
+      });
+    this.reading.set(id, read);
     return read;
   }
 
