@@ -264,6 +264,12 @@ describe('GroupSnapshots', () => {
     // Kept now: the next asker reads no more.
     expect((await snapshots.get(em, 'g'))?.name).toBe('new');
     expect(reads).toHaveBeenCalledTimes(2);
+    // Past its 2 s, a read that fails (a starved pool) answers with the copy at hand.
+    const later = jest.spyOn(Date, 'now').mockReturnValue(Date.now() + 2500);
+    reads.mockImplementation(() => Promise.reject(new Error('Knex: Timeout acquiring a connection')));
+    expect((await snapshots.get(em, 'g'))?.name).toBe('new');
+    expect(reads).toHaveBeenCalledTimes(3);
+    later.mockRestore();
     reads.mockRestore();
     snapshots.dispose();
   });

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { LRUCache } from 'lru-cache';
+import { boundedLru } from '../../shared/lru';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { toGroupType } from './group.mapper';
@@ -8,6 +8,8 @@ import type { GroupType } from './group.types';
 
 /** How long a group read for events serves the next ones. */
 const FRESH_MS = 2000;
+/** How long a copy is kept past that, to answer for a read that fails (a starved pool). */
+const KEPT_MS = 60_000;
 const MAX = 10_000;
 
 /**
@@ -20,7 +22,7 @@ const MAX = 10_000;
  * here. Only for a member of the group (the caller checks): whom it is visible to is not asked here.
  */
 export class GroupSnapshots {
-  private readonly cache = new LRUCache<string, { at: number; group: GroupType | null }>({ max: MAX });
+  private readonly cache = boundedLru<string, { at: number; group: GroupType | null }>({ max: MAX, ttlMs: KEPT_MS });
   private readonly reading = new Map<string, Promise<GroupType | null>>();
   private offs: (() => void)[] = [];
 
