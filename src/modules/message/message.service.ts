@@ -401,7 +401,11 @@ export class MessageService {
   private async again(em: EntityManager, viewerId: string, target: ConversationArgs, clientMessageId: string, input: SendInput): Promise<MessageType | null> {
     const first = await messageRepository.byClientId(em, viewerId, clientMessageId);
     if (!first) return null;
-    const message = await this.replayed(first, await this.retried(em, viewerId, target, first, input));
+    return this.asRetry(await this.replayed(first, await this.retried(em, viewerId, target, first, input)));
+  }
+
+  /** Marks a send's answer as a retry's (the first message, nothing written): see wasRetry. */
+  private asRetry(message: MessageType): MessageType {
     this.retries.add(message);
     return message;
   }
@@ -527,12 +531,8 @@ export class MessageService {
       // Two retries raced: the other one stored it first, and this one wrote nothing.
       if (clientMessageId && e instanceof UniqueConstraintViolationException) {
         const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
-        if (first) {
-          // A retry's answer, as again() gives it: it costs no point of the send limit.
-          const message = await this.retried(em(), viewerId, target, first, input);
-          this.retries.add(message);
-          return message;
-        }
+        // A retry's answer, as again() gives it: it costs no point of the send limit.
+        if (first) return this.asRetry(await this.retried(em(), viewerId, target, first, input));
       }
       throw e;
     }
