@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { GraphQLResolveInfo } from 'graphql';
 import type { Logger } from '../shared/logger';
 import type { Viewer } from './auth/auth.viewer';
 import type { Loaders } from './loaders';
@@ -36,4 +37,14 @@ export interface Context {
   attachmentBudget: ByteBudget;
   /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
   origin?: string;
+}
+
+/**
+ * Whether this run is a subscription event's to a member of the group or project connected here
+ * (the membership index says so): such a run may read the scope's row as every subscriber here
+ * reads it (GroupSnapshots, ProjectSnapshots), whom it is visible to being known.
+ */
+export function eventToLocalMember(ctx: Context, info: GraphQLResolveInfo, scope: 'group' | 'project', id: string): boolean {
+  const viewer = ctx.viewer?.userId;
+  return info.operation.operation === 'subscription' && !!viewer && !!ctx.services.memberships.localMembers(scope, id)?.has(viewer);
 }

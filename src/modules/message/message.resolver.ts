@@ -3,7 +3,7 @@ import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolv
 import { IdScalar } from '../../shared/graphql/scalars';
 import { argumentGiven } from '../../shared/graphql/connection';
 import { viewerOf } from '../auth/auth.viewer';
-import type { Context } from '../context';
+import { eventToLocalMember, type Context } from '../context';
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { GroupType } from '../group/group.types';
@@ -150,11 +150,7 @@ export class MessageResolver {
     if (!m.groupId) return Promise.resolve(null);
     // An event to a member connected here: the group as every subscriber here reads it (one read a
     // group for a moment, not one an event a subscriber: see GroupSnapshots).
-    const viewer = ctx.viewer?.userId;
-    if (info.operation.operation === 'subscription' && viewer && ctx.services.memberships.localMembers('group', m.groupId)?.has(viewer)) {
-      return ctx.services.groupSnapshots.get(ctx.em, m.groupId);
-    }
-    return ctx.loaders.visibleGroup.load(m.groupId);
+    return eventToLocalMember(ctx, info, 'group', m.groupId) ? ctx.services.groupSnapshots.get(ctx.em, m.groupId) : ctx.loaders.visibleGroup.load(m.groupId);
   }
 
   @FieldResolver(() => AttachmentType, { nullable: true })
