@@ -5,13 +5,14 @@ import { Redis } from 'ioredis';
 import { eventually, gql, listen, ok, running, sleep, subscribe, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith, request } from './helpers/factories';
-import { RenameGroupDocument, SendMessageDocument } from '../generated/client/graphql';
+import { DesignateCoachDocument, RenameGroupDocument, RenameProjectDocument, SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
 import { floodUntilCut } from './helpers/slow-reader';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
 import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
 import { groupRepository } from '../src/modules/group/group.repository';
 import { GroupSnapshots } from '../src/modules/group/group.snapshots';
+import { projectRepository } from '../src/modules/project/project.repository';
 import type { EntityManager } from '@mikro-orm/postgresql';
 
 
@@ -134,6 +135,42 @@ describe('subscription fan-out', () => {
     for (const sub of subs) expect(sub.values[3].messageAdded.group.name).toBe('renamed');
     reads.mockRestore();
     visible.mockRestore();
+  });
+
+  it("should read a message's project once for every member's run here, and show a change at once", async () => {
+    const s = await createTestServer();
+    const [owner, ...participants] = await Promise.all(Array.from({ length: 5 }, () => signup(s.url)));
+    const project = (await buildProject(s.url, owner, { title: 'one read', participants })).id;
+    const withProject = 'subscription { messageAdded { content project { id title viewerRole } } }';
+    const subs: ReturnType<typeof subscribe<any>>[] = [];
+    for (const m of [owner, ...participants]) {
+      const w = wsClient(s.wsUrl, m.token);
+      await w.connected;
+      subs.push(subscribe<any>(w, withProject));
+    }
+    await running(s, 'messageAdded', 5);
+    const reads = jest.spyOn(projectRepository, 'byId');
+    const perViewer = jest.spyOn(projectRepository, 'ofUser');
+    for (const content of ['one', 'two', 'three']) await sendMessage(s.url, owner.token, { projectId: project, content });
+    await eventually(() => subs.every((sub) => sub.values.length === 3));
+    // Five members, three messages: one read of the project (each run read it and its members apart:
+    // thirty queries, and on a starved pool they failed, the members getting `project: null`).
+    expect(reads.mock.calls.filter(([, id]) => id === project)).toHaveLength(1);
+    // Nor any participant's own read (the sender's answers, over HTTP, read theirs).
+    expect(perViewer.mock.calls.filter(([, viewer]) => participants.some((p) => p.id === viewer))).toEqual([]);
+    const roles = ['OWNER', 'PARTICIPANT', 'PARTICIPANT', 'PARTICIPANT', 'PARTICIPANT'];
+    subs.forEach((sub, i) => {
+      expect(sub.errors).toEqual([]);
+      expect(sub.values.map((v) => [v.messageAdded.content, v.messageAdded.project])).toEqual(['one', 'two', 'three'].map((c) => [c, { id: project, title: 'one read', viewerRole: roles[i] }]));
+    });
+    // A rename and a coach designated, told here, forget the copy: the next message shows both at once.
+    await request(s.url, RenameProjectDocument, { projectId: project, title: 'renamed' }, owner.token);
+    await request(s.url, DesignateCoachDocument, { projectId: project, userId: participants[0].id }, owner.token);
+    await sendMessage(s.url, owner.token, { projectId: project, content: 'four' });
+    await eventually(() => subs.every((sub) => sub.values.length === 4));
+    expect(subs.map((sub) => sub.values[3].messageAdded.project)).toEqual(['OWNER', 'COACH', 'PARTICIPANT', 'PARTICIPANT', 'PARTICIPANT'].map((viewerRole) => ({ id: project, title: 'renamed', viewerRole })));
+    reads.mockRestore();
+    perViewer.mockRestore();
   });
 
   it('should know, of every field a shared subscription reaches, whether it is the same for every viewer', async () => {

@@ -39,6 +39,7 @@ import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
 import { GroupSnapshots } from './group/group.snapshots';
+import { ProjectSnapshots } from './project/project.snapshots';
 import { NotificationService } from './notification/notification.service';
 import { blockRepository } from './safety/block.repository';
 import { BlockService } from './safety/block.service';
@@ -60,6 +61,8 @@ export interface Services {
   memberships: MembershipIndex;
   /** Groups as message events show them, one read shared by the subscribers here (modules/group/group.snapshots.ts). */
   groupSnapshots: GroupSnapshots;
+  /** Projects as message events show them, one read shared by the subscribers here (modules/project/project.snapshots.ts). */
+  projectSnapshots: ProjectSnapshots;
   presence: PresenceService;
   auth: AuthService;
   users: UserService;
@@ -263,6 +266,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const rates = createRates(env, redis?.client);
   const attachmentLinks = new AttachmentLinks(env);
   const groupSnapshots = new GroupSnapshots();
+  const projectSnapshots = new ProjectSnapshots();
   const services: Services = {
     env,
     logger,
@@ -272,6 +276,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     instanceId,
     memberships,
     groupSnapshots,
+    projectSnapshots,
     presence,
     auth,
     users,
@@ -302,6 +307,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     async start() {
       memberships.start();
       groupSnapshots.start(pubsub);
+      projectSnapshots.start(pubsub);
       safety.start();
       threads.start();
       conversations.start();
@@ -326,6 +332,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
       contacts?.dispose();
       memberships.dispose();
       groupSnapshots.dispose();
+      projectSnapshots.dispose();
       safety.dispose();
       threads.dispose();
     },

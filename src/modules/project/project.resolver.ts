@@ -1,7 +1,7 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
-import type { Context } from '../context';
+import { eventToLocalMember, type Context } from '../context';
 import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
 import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type ProjectActionEntryPayload } from '../../shared/pubsub/topics';
@@ -149,7 +149,9 @@ export class ProjectActionResolver {
 @Resolver(() => MessageType)
 export class ProjectMessageResolver {
   @FieldResolver(() => ProjectType, { nullable: true, description: 'Set for project messages.' })
-  project(@Root() m: MessageType, @Ctx() ctx: Context): Promise<ProjectType | null> {
-    return m.projectId ? ctx.loaders.project.load(m.projectId) : Promise.resolve(null);
+  project(@Root() m: MessageType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): Promise<ProjectType | null> {
+    if (!m.projectId) return Promise.resolve(null);
+    // An event to a member connected here: the project as every subscriber here reads it (see ProjectSnapshots).
+    return eventToLocalMember(ctx, info, 'project', m.projectId) ? ctx.services.projectSnapshots.get(ctx.em, m.projectId) : ctx.loaders.project.load(m.projectId);
   }
 }
