@@ -197,6 +197,24 @@ describe('conversations', () => {
     expect((await receipts(owner))[ben.id]).toEqual(before);
   });
 
+  it('should never date a marker before the message it rests on', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await group(s.url, alice, 'stamps', [bob]);
+    const c = { groupId: g };
+    // Sends that arrive together are stamped a millisecond apart, the last ones ahead of the clock;
+    // the sender's marker moves onto their last message in the same statement.
+    const sent = await Promise.all(Array.from({ length: 20 }, (_, i) => send(s.url, alice.token, { groupId: g, content: `m${i}` })));
+    const createdAt = new Map(sent.map((m) => [m.id, Date.parse(m.createdAt)]));
+    const newest = sent.reduce((a, b) => (Date.parse(b.createdAt) > Date.parse(a.createdAt) ? b : a));
+    await ok(gql(s.url, MARK, { c, m: newest.id }, bob.token));
+    // Each reads the other's marker.
+    const receipts: { user: { id: string }; lastReadMessageId: string; readAt: string }[] = [];
+    for (const u of [alice, bob]) receipts.push(...(await ok(gql(s.url, RECEIPTS, { c }, u.token))).readReceipts);
+    expect(receipts.map((r) => r.user.id).sort()).toEqual([alice.id, bob.id].sort());
+    for (const r of receipts) expect(Date.parse(r.readAt)).toBeGreaterThanOrEqual(createdAt.get(r.lastReadMessageId)!);
+  });
+
   it('should keep unread counts exact under concurrent sends', async () => {
     const s = await createTestServer();
     const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

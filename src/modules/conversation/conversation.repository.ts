@@ -35,6 +35,12 @@ const HEAD = 'h.seq as head_seq, h.last_message_id as head_message_id, h.activit
  * joins of one millisecond would skip a row.
  */
 const JOINED = "date_trunc('milliseconds', now())";
+/**
+ * When a marker moved onto a message (`read_at`): the statement's time, but never before the
+ * message's own, which a busy conversation stamps up to a millisecond a message ahead of the clock
+ * (a sender's own marker read 1-25 ms before the message it rests on: an outside probe).
+ */
+const movedOnto = (at: string) => `greatest(now(), ${at})`;
 /** The sidebar's order: the newest message the member may see (the head's, or their own private one), else when they joined. */
 const ACTIVITY = 'coalesce(greatest(h.activity_at, cm.private_at), cm.joined_at)';
 const HEAD_LAST_ID = 'case when h.activity_at is null or cm.private_at > h.activity_at then cm.private_message_id else h.last_message_id end';
@@ -232,7 +238,7 @@ const LAND_ON_MARK = landings(
 const LAND_ON_PRIVATE_SEND = `lp as (${landings(
   '(select * from conversation_members where conversation_key = ? and user_id = ?)',
   'exists (select 1 from s)',
-  'select ?::varchar, ?::uuid, h.last_at, ?::uuid, now() from h where exists (select 1 from s)',
+  `select ?::varchar, ?::uuid, h.last_at, ?::uuid, ${movedOnto('h.last_at')} from h where exists (select 1 from s)`,
 )})`;
 
 export const conversationRepository = {
@@ -322,7 +328,7 @@ export const conversationRepository = {
       after = {
         text: `s as (
           insert into conversation_members as cm (conversation_key, user_id, kind, peer_id, joined_at, read_seq, last_read_message_id, last_read_at, read_at, sort_at)
-          select ?, ?, 'DIRECT', ?, ${JOINED}, h.seq, ?, h.last_at, now(), h.activity_at from h
+          select ?, ?, 'DIRECT', ?, ${JOINED}, h.seq, ?, h.last_at, ${movedOnto('h.last_at')}, h.activity_at from h
           on conflict (conversation_key, user_id) do update set read_seq = excluded.read_seq, last_read_message_id = excluded.last_read_message_id,
             last_read_at = excluded.last_read_at, read_at = excluded.read_at, sort_at = excluded.sort_at
           returning ${own('cm')}
@@ -336,7 +342,7 @@ export const conversationRepository = {
     } else {
       after = {
         text: `s as (
-          update conversation_members cm set read_seq = h.seq, private_read = cm.private_seq, last_read_message_id = ?, last_read_at = h.last_at, read_at = now(),
+          update conversation_members cm set read_seq = h.seq, private_read = cm.private_seq, last_read_message_id = ?, last_read_at = h.last_at, read_at = ${movedOnto('h.last_at')},
             sort_at = ${ownKey('cm')} ${priv ? ', private_message_id = ?, private_at = h.last_at' : ''}
           from h where cm.conversation_key = ? and cm.user_id = ? returning ${own('cm')}
         ), ${others}${priv ? `, ${LAND_ON_PRIVATE_SEND}` : ''}`,
@@ -401,7 +407,7 @@ export const conversationRepository = {
     const after: Sql = {
       text: `l as (select distinct on (conversation_key, sender_id) conversation_key, sender_id, id, i from bi order by conversation_key, sender_id, i desc), s as (
           update conversation_members cm set read_seq = h.seq - h.n + l.i, private_read = cm.private_seq, last_read_message_id = l.id,
-            last_read_at = h.last_at - (h.n - l.i) ${ms}, read_at = now(),
+            last_read_at = h.last_at - (h.n - l.i) ${ms}, read_at = ${movedOnto(`h.last_at - (h.n - l.i) ${ms}`)},
             sort_at = case when h.member_sort then h.activity_at when h.clearing then null else cm.sort_at end
           from hk h join l on l.conversation_key = h.conversation_key where cm.conversation_key = h.conversation_key and cm.user_id = l.sender_id
           returning cm.conversation_key, ${own('cm')}
@@ -713,7 +719,7 @@ export const conversationRepository = {
        ), t as (
          select m.id, m.created_at, m.seq, ${privateRead} as private_read, ${marked} from messages m where m.id = ${target}
        ), u as (
-         update conversation_members cm set read_seq = t.seq, private_read = t.private_read, last_read_message_id = t.id, last_read_at = t.created_at, read_at = now()
+         update conversation_members cm set read_seq = t.seq, private_read = t.private_read, last_read_message_id = t.id, last_read_at = t.created_at, read_at = ${movedOnto('t.created_at')}
          from t where cm.conversation_key = ? and cm.user_id = ?
            and (cm.last_read_at is null or (cm.last_read_at, cm.last_read_message_id) < (t.created_at, t.id))
          returning ${own('cm')}, cm.read_at
