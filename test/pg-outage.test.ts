@@ -1,9 +1,9 @@
-import { codeOf, eventually, gql, ok } from './helpers/graphql';
+import { codeOf, eventually, gql, ok, sleep } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { lobbyOf, signup, attempt, sendMessage } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
 import { proxiedDatabase } from './helpers/tcp-proxy';
-import { raw } from './helpers/raw-socket';
+import { initialized, raw } from './helpers/raw-socket';
 
 const LOBBY = '{ groups(first: 100) { edges { node { id isLobby } } } }';
 
@@ -60,6 +60,36 @@ describe('PostgreSQL outage', () => {
       await proxy.cut();
     }
   }, 60_000);
+
+  it('should tell a subscription it could not check meanwhile to come back, over a socket already open and over SSE', async () => {
+    const { proxy, url } = await proxiedDatabase();
+    try {
+      const s = await createTestServer({ DATABASE_URL: url });
+      const alice = await signup(s.url);
+      const lobby = await lobbyOf(s.url, alice.token);
+      const scoped = { query: 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { id } }', variables: { g: lobby } };
+      // Open before the cut: the user's session and memberships are loaded, so a stream opens too.
+      const [socket, held] = [await initialized(s.wsUrl, alice.token), await initialized(s.wsUrl, alice.token)];
+      await proxy.cut();
+      // Its check of the conversation needs PostgreSQL: the socket is closed 1013, which graphql-ws
+      // clients retry, subscribing again. Errors and complete ended it for good there.
+      socket.send({ id: 'scoped', type: 'subscribe', payload: scoped });
+      const closed = await Promise.race([socket.closed, sleep(10_000).then(() => 'still open')]);
+      expect([closed, socket.messages.filter((m) => m.id === 'scoped')]).toEqual([{ code: 1013, reason: 'Try again later' }, []]);
+      // Over SSE, while the other socket keeps the user's session here: 503, to try again.
+      const stream = await fetch(s.url.replace('/graphql', '/graphql/stream'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${alice.token}` },
+        body: JSON.stringify(scoped),
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect([stream.status, stream.headers.get('retry-after')]).toEqual([503, '1']);
+      expect(JSON.parse(await stream.text()).errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+      expect(held.socket.readyState).toBe(held.socket.OPEN);
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
 
   it('should answer /readyz 503 within a few seconds while PostgreSQL stalls (takes connections, answers nothing)', async () => {
     const { proxy, url } = await proxiedDatabase();

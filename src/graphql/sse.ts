@@ -361,8 +361,14 @@ class StreamServer {
     stream.session.touch();
     const target = { id: '', sink: stream, query: params.query, variables: params.variables, operationName: params.operationName };
     const started = await this.opts.fanout.subscribe(prepared, stream.session.context, target);
-    // The field's subscribe refused (not a member): its errors, then complete.
-    if (!('stop' in started)) return stream.refused(errors.shape(started).errors as GraphQLFormattedError[], described);
+    // The field's subscribe refused (not a member): its errors, then complete. One that could not
+    // check (PostgreSQL or Redis away) is a 503 to come back after, as a stream that can't open.
+    if (!('stop' in started)) {
+      const refused = errors.shape(started).errors as GraphQLFormattedError[];
+      if (firstCode(refused) !== 'SERVICE_UNAVAILABLE') return stream.refused(refused, described);
+      stream.answered({ ...described, code: 'SERVICE_UNAVAILABLE' });
+      return refusal(503, JSON.stringify({ errors: refused }), { 'retry-after': '1' });
+    }
     stream.answered({ ...described, code: null });
     stream.op = started;
     if (stream.closed) started.stop();

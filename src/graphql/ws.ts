@@ -333,6 +333,14 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
     const outcome = { name, type, rootFields, code: firstCode(answer.errors) };
     if (!conn.stillWanted(id, slot)) return outcome;
     conn.dropOp(id);
+    // A subscription that could not be set up for want of PostgreSQL or Redis (its check of the
+    // conversation): the socket is told to come back, as one opened then is (1013), and the
+    // client's retry subscribes again. Errors and complete ended it for good in graphql-ws, and
+    // the client missed every later message (an outside probe: 650 of 859, 4 of 4 sockets).
+    if (prepared.operation.operation === 'subscription' && outcome.code === 'SERVICE_UNAVAILABLE') {
+      socket.close(...TRY_AGAIN);
+      return outcome;
+    }
     // One write for both frames (a heartbeat's whole answer), not a syscall each.
     corked(socket, () => {
       sendMessage(socket, { id, type: MessageType.Next, payload: answer });
