@@ -37,7 +37,7 @@ describe('PostgreSQL outage', () => {
       }
       // A request whose token can't be checked fails before it runs: 503, as a load balancer reads it.
       const unchecked = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bob.token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
-      expect([unchecked.status, ((await unchecked.json()) as any).errors?.[0]?.extensions?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
+      expect([unchecked.status, unchecked.headers.get('retry-after'), ((await unchecked.json()) as any).errors?.[0]?.extensions?.code]).toEqual([503, '1', 'SERVICE_UNAVAILABLE']);
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       // A socket opened meanwhile, with a token this instance knows (its session can't load) or one

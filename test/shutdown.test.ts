@@ -189,6 +189,8 @@ describe('operations in flight at a stop', () => {
     // The first kept the connection for the one read behind it; that one, the last, closes it.
     expect([...received.matchAll(/^Connection: (\S+)/gim)].map((m) => m[1].toLowerCase())).toEqual(['keep-alive', 'close']);
     expect(received).toContain('SERVICE_UNAVAILABLE');
+    // The refusal says when to come back (to another instance, through the balancer).
+    expect([...received.matchAll(/^Retry-After: (\S+)/gim)].map((m) => m[1])).toEqual(['1']);
     expect(await stored(s, 'first')).toBe(1);
     expect(await stored(s, 'read after the stop')).toBe(0);
   });

@@ -149,9 +149,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
+/** A 503 says when to come back (a second), as SSE's and the WebSocket upgrade's refusals do. */
+export const RETRY_SOON: Readonly<Record<string, string>> = { 'retry-after': '1' };
+
 /** One GraphQL error in the shape clients expect, for failures before GraphQL runs. */
 export function sendGraphQLError(res: ServerResponse, status: number, code: string, message: string): void {
-  sendJson(res, status, { errors: [{ message, extensions: { code } }] });
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, status === 503 ? RETRY_SOON : {});
 }
 
 /** Reads a bearer token from an Authorization header value or a bare token. */

@@ -4,7 +4,7 @@ import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/
 import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, RETRY_SOON, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
@@ -166,6 +166,8 @@ export async function handleGraphQL<TContext extends object>(
   });
   for (const [k, v] of response.headers) res.setHeader(k, v);
   res.statusCode = response.status ?? 200;
+  // A token that couldn't be checked (PostgreSQL away): when to come back, as every 503 says.
+  if (res.statusCode === 503 && !res.hasHeader('retry-after')) res.setHeader('retry-after', RETRY_SOON['retry-after']);
   if (req.method === 'POST' && res.statusCode === 200) opts.fast?.learn(req.headers.accept, response.headers.get('content-type'));
   if (response.body.kind === 'complete') {
     // A known length: one write of head and body, not chunked framing.

@@ -3,7 +3,7 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
@@ -230,7 +230,7 @@ class StreamServer {
       if (res.headersSent) return void res.end();
       const shaped = this.deps.errors.format(new GraphQLError(e instanceof Error ? e.message : String(e), { originalError: e instanceof Error ? e : undefined }));
       // A 503 says when to try again, as the open timeout's does (an outside probe found none during a PostgreSQL cut).
-      if (shaped.extensions?.code === 'SERVICE_UNAVAILABLE') sendJson(res, 503, { errors: [shaped] }, { 'retry-after': '1' });
+      if (shaped.extensions?.code === 'SERVICE_UNAVAILABLE') sendJson(res, 503, { errors: [shaped] }, RETRY_SOON);
       else sendJson(res, 500, { errors: [shaped] });
     }
   }
@@ -346,7 +346,7 @@ class StreamServer {
       // Its channels wait on Redis, slow to answer: told to come back, as a socket is (1013), not left without an answer.
       const e = new ServiceUnavailableError();
       stream.answered({ ...described, code: 'SERVICE_UNAVAILABLE' });
-      return refusal(503, JSON.stringify({ errors: [errors.format(e)] }), { 'retry-after': '1' });
+      return refusal(503, JSON.stringify({ errors: [errors.format(e)] }), RETRY_SOON);
     }
     if (!opened) {
       const e = new GraphQLError(`At most ${this.services.env.WS_MAX_SOCKETS_PER_USER} WebSockets and streams can be open at once per user.`, {
@@ -367,7 +367,7 @@ class StreamServer {
       const refused = errors.shape(started).errors as GraphQLFormattedError[];
       if (firstCode(refused) !== 'SERVICE_UNAVAILABLE') return stream.refused(refused, described);
       stream.answered({ ...described, code: 'SERVICE_UNAVAILABLE' });
-      return refusal(503, JSON.stringify({ errors: refused }), { 'retry-after': '1' });
+      return refusal(503, JSON.stringify({ errors: refused }), RETRY_SOON);
     }
     stream.answered({ ...described, code: null });
     stream.op = started;
