@@ -40,6 +40,10 @@ describe('node', () => {
       [action.id, { __typename: 'ProjectAction', id: action.id, action: action.kind, projectId: project.id }],
     ];
     for (const [id, expected] of cases) expect([id, (await ok(gql(s.url, NODE, { id }, bob.token))).node]).toEqual([id, expected]);
+    // The lobby's owner, the placeholder for no account, as `user` and `node` show it.
+    const lobbyOwner = (await ok(gql(s.url, '{ groups(first: 100) { edges { node { isLobby owner { id username } } } } }', {}, bob.token))).groups.edges.find((e: any) => e.node.isLobby).node.owner;
+    expect((await ok(gql(s.url, NODE, { id: lobbyOwner.id }, bob.token))).node).toEqual({ __typename: 'User', ...lobbyOwner });
+    expect((await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { id username } }', { id: lobbyOwner.id }, bob.token))).user).toEqual(lobbyOwner);
     // IDs in any case, as everywhere.
     expect((await ok(gql(s.url, NODE, { id: inGroup.id.toUpperCase() }, bob.token))).node.id).toBe(inGroup.id);
     expect((await ok(gql(s.url, NODE, { id: `G:${group.id.toUpperCase()}` }, bob.token))).node.id).toBe(`g:${group.id}`);

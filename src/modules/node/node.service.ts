@@ -9,6 +9,7 @@ import { toGroupType } from '../group/group.mapper';
 import { groupRepository } from '../group/group.repository';
 import type { Loaders } from '../loaders';
 import { toMessageType } from '../message/message.mapper';
+import { SYSTEM_USER } from '../user/user.mapper';
 import { messageRepository } from '../message/message.repository';
 import { rowToActionType } from '../project/project.mapper';
 import { projectRepository } from '../project/project.repository';
@@ -60,6 +61,9 @@ export class NodeService {
       this.deps.reports.visibleByIds(em, viewerId, of('Report')).then((reports) => reports.forEach((r) => found.set(r.id, asNode(r, 'Report')))),
       ...[...new Set(ids.filter((id) => !isId(id)))].map(async (id) => found.set(id, await this.conversation(em, viewerId, id))),
     ]);
+    // The placeholder shown where no account stands (the lobby's owner, one whose account is gone) is
+    // refetched as it was shown: a Relay client normalizes it like any user.
+    if (uuids.includes(SYSTEM_USER.id)) found.set(SYSTEM_USER.id, asNode(SYSTEM_USER, 'User'));
     return ids.map((id) => found.get(id) ?? null);
   }
 

@@ -4,7 +4,7 @@ import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { argumentGiven, type ConnectionShape } from '../../shared/graphql/connection';
 import type { GraphQLResolveInfo } from 'graphql';
-import { toUserType } from './user.mapper';
+import { SYSTEM_USER, toUserType } from './user.mapper';
 import { PresenceStatus, UserConnection, UserType } from './user.types';
 
 @ArgsType()
@@ -27,6 +27,8 @@ export class UserResolver {
   @Authorized()
   @Query(() => UserType, { nullable: true })
   async user(@Arg('id', () => IdScalar) id: string, @Ctx() ctx: Context): Promise<UserType | null> {
+    // The placeholder that stands for no account (see NodeService), as every field showed it.
+    if (id === SYSTEM_USER.id) return SYSTEM_USER;
     const user = await ctx.services.users.find(ctx.em, id);
     return user ? toUserType(user) : null;
   }
