@@ -4,7 +4,7 @@ import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/
 import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { bearerToken, BodyTooLargeError, RETRY_SOON, ClientGoneError, clientIp, readBody, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
