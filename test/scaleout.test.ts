@@ -5,6 +5,8 @@ import { createTestServer, describeRedis, redisName, type TestServer } from './h
 import { buildConnectedUser, signup, type TestUser, lobbyOf, attempt, login, sendMessage, request, groupWith } from './helpers/factories';
 import { LoginDocument, SendMessageDocument, HistoryDocument } from '../generated/client/graphql';
 import { OwnRedis } from './helpers/redis-server';
+import { RedisPresenceStore } from '../src/modules/presence/presence.store';
+import { randomUUID } from 'node:crypto';
 import { sql } from './helpers/db';
 import { describeNeeding, tools } from './helpers/tools';
 
@@ -241,6 +243,52 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       await eventually(async () => (await status(frank.id)) === 'ONLINE', 5000, 100);
     });
   }, 60_000);
+
+  it('should announce OFFLINE once Redis is back empty for users whose last socket closed while it was away', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      // Xavier closes long before Redis is back (his grace ends while it is away), Yann just before
+      // (his grace ends after); both were ONLINE to the watcher, who stays connected throughout.
+      const [xavier, yann] = [await buildConnectedUser(a.url, [a]), await buildConnectedUser(a.url, [a])];
+      const watcher = await signup(b.url);
+      const ids = [xavier.user.id, yann.user.id];
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids });
+      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+      await eventually(async () => (await status(xavier.user.id)) === 'ONLINE' && (await status(yann.user.id)) === 'ONLINE');
+      await redis.stop();
+      await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);
+      await xavier.close();
+      await sleep(6000);
+      await yann.close();
+      await redis.start();
+      // Each one's last word to the watcher is OFFLINE, and the store agrees.
+      const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+      await eventually(() => ids.every((id) => last(id) === 'OFFLINE'), 20_000, 200);
+      expect([await status(xavier.user.id), await status(yann.user.id)]).toEqual(['OFFLINE', 'OFFLINE']);
+    });
+  }, 60_000);
+
+  it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {
+    const redis = new OwnRedis();
+    await redis.start();
+    const [r1, r2] = [new Redis(redis.url), new Redis(redis.url)];
+    try {
+      const [one, two] = [new RedisPresenceStore(r1, undefined, async () => []), new RedisPresenceStore(r2, undefined, async () => [])];
+      await one.seedHidden([]);
+      await two.seedHidden([]);
+      expect([await one.emptied(), await two.emptied()]).toEqual([false, false]);
+      await r2.flushall();
+      // The other instance finds the loss first (by its activity) and writes the mirror again; this
+      // one, back later, must still learn of it (its PresenceStoreLost went out while it was cut off).
+      await two.touch([{ userId: randomUUID(), sessionId: null, now: Date.now() }], 0);
+      expect(await one.emptied()).toBe(true);
+      // Once: the loss is mended, and the same generation read again is no loss.
+      expect([await one.emptied(), await two.emptied()]).toEqual([false, false]);
+    } finally {
+      r1.disconnect();
+      r2.disconnect();
+      await redis.stop();
+    }
+  });
 
   it('should bring users with live sockets back ONLINE on every instance as soon as Redis is found emptied, and read one with a socket here ONLINE while Redis is away', async () => {
     await onOwnRedis(async (a, b, redis) => {

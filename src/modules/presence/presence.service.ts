@@ -84,6 +84,13 @@ export class PresenceService {
   private readonly turnReads = new Map<string, Promise<unknown>>();
   /** Closed sockets' users asked again once another instance's list of them lapses (see askAgainOnceLapsed), with that close. */
   private readonly reasks = new Map<string, { timer: NodeJS.Timeout; closedAt: number }>();
+  /**
+   * Users whose last socket here closed and whose OFFLINE is not settled yet, with when. A store
+   * that lost its data meanwhile (Redis restarted empty) no longer had them ONLINE, so settling
+   * found no transition and their OFFLINE was never announced: clients showed them ONLINE for good
+   * (an outside probe, 3 of 3). It is told they were active at their close (see activityWritten).
+   */
+  private readonly closing = new Map<string, number>();
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
   private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
@@ -359,6 +366,7 @@ export class PresenceService {
     const first = !this.sockets.has(userId);
     this.sockets.set(userId, sessionId, (this.sockets.get(userId, sessionId) ?? 0) + 1);
     this.cancelGrace(userId);
+    this.closing.delete(userId);
     // Other instances must know at once: one of them may be deciding this user's OFFLINE right now.
     if (first) void this.store.addSocket(this.instanceId, userId, this.socketTtlMs).catch(() => undefined);
     void this.online(userId, sessionId);
@@ -389,6 +397,7 @@ export class PresenceService {
     if (this.sockets.has(userId)) return;
     const closedAt = Date.now();
     this.dirty.set(userId, closedAt);
+    this.closing.set(userId, closedAt);
     // Activity after the close must reach the store, or it could not keep the user online.
     this.touched.deleteUser(userId);
     this.cancelGrace(userId);
@@ -425,7 +434,11 @@ export class PresenceService {
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now(), ended });
       if (typeof gone === 'object') {
         if (!again) this.askAgainOnceLapsed(userId, closedAt, gone.heldUntil, ended);
-      } else if (gone) await this.offline(userId, closedAt, gone);
+        return;
+      }
+      // Settled (by this answer, or by the socket or activity that keeps them ONLINE): a later close is another.
+      if (this.closing.get(userId) === closedAt) this.closing.delete(userId);
+      if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
       this.unsettled.set(userId, { closedAt, ended });
@@ -727,9 +740,11 @@ export class PresenceService {
     }
   }
 
-  /** Forgets activity older than PRESENCE_TIMEOUT: it neither throttles nor keeps anyone ONLINE. */
+  /** Forgets activity (and closes) older than PRESENCE_TIMEOUT: it neither throttles nor keeps anyone ONLINE. */
   private pruneTouched(now: number): void {
     this.touched.prune((at) => now - at >= this.timeoutMs);
+    // A close never settled here (another instance held the user, then lapsed) keeps no one ONLINE either.
+    for (const [userId, at] of this.closing) if (now - at >= this.timeoutMs) this.closing.delete(userId);
   }
 
   /**
@@ -747,10 +762,15 @@ export class PresenceService {
     this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
   }
 
-  /** The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it. */
+  /**
+   * The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it, and its
+   * users whose last socket here closed unsettled as active at their close (see closing): settled
+   * after it, they go OFFLINE, announced, rather than never having come back ONLINE.
+   */
   private activityWritten(now = Date.now()): Activity[] {
     const out: Activity[] = [];
     for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
+    for (const [userId, at] of this.closing) if (now - at < this.timeoutMs && !this.sockets.has(userId)) out.push({ userId, sessionId: null, now: at });
     return out;
   }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ENVELOPE_ORIGIN, SWEEP_BATCH_FIELD } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { keyPrefixOf, onReconnect, type RedisClient } from '../../shared/redis';
@@ -82,7 +83,11 @@ export interface PresenceStore {
   seedHidden(userIds: string[]): Promise<void>;
   /** Calls `listener` each time the store is reachable again after losing its connection; returns the unsubscribe. */
   onReconnect?(listener: () => void): () => void;
-  /** Whether the store lacks its data now (its HIDDEN mirror's marker gone: a restart without persistence), before anything wrote it again. */
+  /**
+   * Whether the store lost its data since this instance last looked: its HIDDEN mirror's marker gone
+   * (a restart without persistence), or written again since by another instance that found it gone
+   * first (the marker holds a generation).
+   */
   emptied?(): Promise<boolean>;
   /** Calls `listener` each time this instance finds the store without its data (its HIDDEN mirror gone) and has written the mirror again; returns the unsubscribe. */
   onDataLost?(listener: () => void): () => void;
@@ -124,7 +129,11 @@ const HIDDEN = '{presence}:hidden';
 const BEATS = '{presence}:beats';
 /** The transitions' counter (see PresenceStore). */
 const SEQ = '{presence}:seq';
-/** Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without persistence) lacks it. */
+/**
+ * Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without
+ * persistence) lacks it. Its value is the generation of that data, new at each seeding after a
+ * loss: an instance cut off while another found the loss and seeded again sees another generation.
+ */
 const SEEDED = '{presence}:hidden:seeded';
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
@@ -369,6 +378,8 @@ type ScriptName = keyof typeof SCRIPTS;
 export class RedisPresenceStore implements PresenceStore {
   private reseeding?: Promise<void>;
   private readonly lost = new Set<() => void>();
+  /** The generation of the store's data this instance last saw (see SEEDED); null before it looked. */
+  private generation: string | null = null;
 
   constructor(
     private readonly redis: RedisClient,
@@ -411,7 +422,12 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async emptied(): Promise<boolean> {
-    return !(await this.redis.exists(SEEDED));
+    const seen = this.generation;
+    const now = await this.redis.get(SEEDED);
+    if (now !== null) this.generation = now;
+    // Found by another instance first, which wrote the mirror again: the loss is ours to mend too.
+    // (Its PresenceStoreLost went out while this one was still cut off from the pub/sub.)
+    return now === null || (seen !== null && seen !== now);
   }
 
   private run<T>(name: ScriptName, keys: string[], args: (string | number)[]): Promise<T> {
@@ -474,7 +490,9 @@ export class RedisPresenceStore implements PresenceStore {
   async seedHidden(userIds: string[]): Promise<void> {
     for (let i = 0; i < userIds.length; i += 10_000) await this.redis.sadd(HIDDEN, ...userIds.slice(i, i + 10_000));
     if (userIds.length) await this.redis.zrem(ONLINE, ...userIds);
-    await this.redis.set(SEEDED, '1');
+    // A new generation only where there was none: an instance starting beside others keeps theirs.
+    await this.redis.set(SEEDED, randomUUID(), 'NX');
+    this.generation = await this.redis.get(SEEDED);
   }
 
   async onlineOf(userIds: string[]): Promise<string[]> {
