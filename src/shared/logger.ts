@@ -44,3 +44,21 @@ function prettyWorker(): DestinationStream {
   stream.on('error', () => undefined);
   return stream;
 }
+
+/**
+ * A warning for a failure an outage repeats on every request (a publish, a typing stop with Redis
+ * away): one line in `everyMs` with its error and how many failed since the last said so, each
+ * other at debug with its message only. A line per failure was hundreds a second in production.
+ */
+export function warnAtMostEvery(logger: Logger, everyMs: number, msg: string): (err: unknown, fields?: Record<string, unknown>) => void {
+  let warnedAt = -Infinity;
+  let failed = 0;
+  return (err, fields = {}) => {
+    failed++;
+    const now = Date.now();
+    if (now - warnedAt < everyMs) return void logger.debug({ ...fields, reason: err instanceof Error ? err.message : String(err) }, msg);
+    warnedAt = now;
+    logger.warn({ ...fields, err, failed }, `${msg} (one such line in ${everyMs / 1000} s at most; failed: how many since the last)`);
+    failed = 0;
+  };
+}

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Logger } from '../../shared/logger';
+import { warnAtMostEvery, type Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type TypingPayload, type UserPayload } from '../../shared/pubsub/topics';
 import { Redis } from 'ioredis';
@@ -75,6 +75,8 @@ export class MemoryTypingStore implements TypingStore {
 
 /** How many slots the memory store holds before it is swept of the ended ones whose window passed. */
 const TOLD_SWEEP_AT = 10_000;
+/** At most one warning per this long of a kind of typing failure (the others at debug). */
+const FAILURE_LOG_MS = 10_000;
 
 // KEYS[1] the parts (a hash: instance -> horizon, ms; and ON while others were told it began and
 // not yet that it ended), KEYS[2] the throttle window since others were last told it began, which
@@ -255,6 +257,8 @@ export class TypingService {
   private readonly pubsub: PubSub;
   private readonly access: ConversationAccess;
   private readonly logger: Logger;
+  private readonly stopFailed: ReturnType<typeof warnAtMostEvery>;
+  private readonly quietCheckFailed: ReturnType<typeof warnAtMostEvery>;
   private readonly lapseMs: number;
   private readonly throttleMs: number;
   private readonly batchMs: number;
@@ -284,6 +288,9 @@ export class TypingService {
     this.pubsub = o.pubsub;
     this.access = o.access;
     this.logger = o.logger;
+    // Each send and check fails alike while Redis is away: a line each was dozens an outage.
+    this.stopFailed = warnAtMostEvery(o.logger, FAILURE_LOG_MS, 'typing stop failed');
+    this.quietCheckFailed = warnAtMostEvery(o.logger, FAILURE_LOG_MS, 'typing quiet check failed');
     this.lapseMs = o.lapseMs ?? 6000;
     // TYPING_THROTTLE=0 is no throttle: a millisecond's (Redis refuses an expiry of 0, and every `typing: true` failed).
     this.throttleMs = Math.max(1, Math.round(o.throttleMs ?? 2000));
@@ -402,7 +409,7 @@ export class TypingService {
     if (until !== undefined) this.typists.delete(slot);
     const mayType = this.parts.has(slot) || (until !== undefined && until > Date.now());
     if (!mayType && this.knows(conv, user)) return;
-    this.behind(this.end(conv, user, slot).catch((e) => this.logger.warn({ err: e }, 'typing stop failed')));
+    this.behind(this.end(conv, user, slot).catch((e) => this.stopFailed(e)));
   }
 
   /**
@@ -428,7 +435,7 @@ export class TypingService {
     this.behind(
       this.run({ kind: 'quiet', conversation: conv.key })
         .then((quiet) => void this.asked.set(conv.key, { from, at: Date.now(), quiet: quiet === 1 }))
-        .catch((e) => this.logger.warn({ err: e }, 'typing quiet check failed'))
+        .catch((e) => this.quietCheckFailed(e))
         .finally(() => this.asking.delete(conv.key)),
     );
     return false;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../logger';
+import { warnAtMostEvery, type Logger } from '../logger';
 import type { RedisConnections } from '../redis';
 import { createBroker, type Broker } from './broker';
 import { Hub, YoungChannels, type AudienceOf, type Keys, type Listener, type Receiver } from './hub';
@@ -70,7 +70,7 @@ const RECOVERY_MARGIN_MS = 5000;
 const RESUBSCRIBED_MS = 1000;
 /** The most messages a read-back after a loss of Redis delivers (the reader's limit, see MessageService.storedOn). */
 export const RECOVERY_MAX = 10_000;
-/** How often a failed publish's warning carries the error's stack (the others its message). */
+/** At most one warning of failed publishes (with the stack) per this long; the others are debug lines. */
 const STACK_EVERY_MS = 10_000;
 /** Events whose failed publish an instance keeps to publish again (the oldest rows go first). */
 const UNSENT_MAX = 1000;
@@ -117,8 +117,8 @@ export class PubSub {
   private unsent: Unsent[] = [];
   /** Removes the listener that marks the return to Redis (resumedAt) and publishes what failed meanwhile. */
   private readonly offReconnect: () => void;
-  /** When a failed publish's stack was last logged (see publishTogetherSafe). */
-  private stackLoggedAt = -Infinity;
+  /** Logs a failed publish (see publishTogetherSafe). */
+  private readonly publishFailed: ReturnType<typeof warnAtMostEvery>;
   private disposed = false;
   /** Removes recoverFrom's reconnect listener. */
   private stopRecovering: (() => void) | undefined;
@@ -137,6 +137,7 @@ export class PubSub {
     order: InOrderOptions = {},
   ) {
     this.hub = new Hub(routes, logger);
+    this.publishFailed = warnAtMostEvery(logger, STACK_EVERY_MS, 'publish failed; the change is committed and reachable by query');
     this.events = new EventOrder(this.hub, routes, (channel) => this.takes(channel), order);
     broker.onMessage((name, text) => this.receive(name, text));
     this.offReconnect =
@@ -370,15 +371,10 @@ export class PubSub {
       await this.publishTogether(events, here);
       return true;
     } catch (e) {
-      // Every failed send is logged (with its request id), its stack once in a while: with Redis
-      // away each send failed with the same stack, 20 MB of log over nine 3 s cuts (an outside probe).
-      const now = Date.now();
-      const stack = now - this.stackLoggedAt >= STACK_EVERY_MS;
-      if (stack) this.stackLoggedAt = now;
-      const fields: Record<string, unknown> = { topics: events.map((e) => e.topic) };
-      if (stack) fields.err = e;
-      else fields.reason = e instanceof Error ? e.message : String(e);
-      this.logger.warn(fields, 'publish failed; the change is committed and reachable by query');
+      // Logged with its request id (at debug but once in STACK_EVERY_MS): with Redis away every send
+      // failed alike, a warning each (an outside probe: 88 lines an instance in a 20 s run), each
+      // with its stack 20 MB of log over nine 3 s cuts (another).
+      this.publishFailed(e, { topics: events.map((e) => e.topic) });
       return false;
     }
   }
