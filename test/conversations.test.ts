@@ -215,6 +215,24 @@ describe('conversations', () => {
     for (const r of receipts) expect(Date.parse(r.readAt)).toBeGreaterThanOrEqual(createdAt.get(r.lastReadMessageId)!);
   });
 
+  it("should retitle a friend's direct row live when they change their name, and tell no one else", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const dm = await send(s.url, bob.token, { toUserId: alice.id, content: 'hi' });
+    const [toAlice, toBob] = [await listen(s, alice, UPDATED), await listen(s, bob, UPDATED)];
+    const PROFILE = 'mutation($u: String, $d: String) { updateProfile(username: $u, displayName: $d) { id } }';
+    await ok(gql(s.url, PROFILE, { d: 'Bobby' }, bob.token));
+    expect(await toAlice.nth(1)).toEqual({ conversationUpdated: expect.objectContaining({ id: dm.conversationId, title: 'Bobby', unreadCount: 1, lastMessage: expect.objectContaining({ id: dm.id }) }) });
+    // Without a display name, the username: the row says so too. Nothing changed: nothing told.
+    await ok(gql(s.url, PROFILE, { d: null }, bob.token));
+    expect((await toAlice.nth(2)).conversationUpdated.title).toBe(bob.username);
+    await ok(gql(s.url, PROFILE, { u: bob.username }, bob.token));
+    await sleep(300);
+    expect([toAlice.values.length, toBob.values.length]).toEqual([2, 0]);
+    expect((await conversations(s.url, alice)).edges.filter((e: any) => e.node.kind === 'DIRECT').map((e: any) => e.node.title)).toEqual([bob.username]);
+  });
+
   it('should keep unread counts exact under concurrent sends', async () => {
     const s = await createTestServer();
     const [reader, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -207,6 +207,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   });
   // In the rename's transaction: the lobby role a name gives changes with it.
   auth.onRenamed((em, userId, from, to, outbox) => groups.renamed(em, userId, from, to, outbox));
+  auth.onRetitled((em, userId, title, outbox) => conversations.retitled(em, userId, title, outbox));
   auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
   // Projects before groups: a conversation's sends wait on a leaver's deleted row until the
   // deletion commits, and the groups' statements are the fewer (a project's departure writes

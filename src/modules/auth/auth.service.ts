@@ -39,6 +39,8 @@ async function matches(stored: string, password: string): Promise<boolean> {
 export type AccountDeletionHook = (em: EntityManager, userId: string, outbox: Outbox) => Promise<void>;
 /** Work another feature does when an account is renamed, with the name before and after, inside the rename's transaction. */
 export type RenameHook = (em: EntityManager, userId: string, from: string, to: string, outbox: Outbox) => Promise<void>;
+/** Runs in a profile change's transaction when what others see as the user's name (display name, else username) changed. */
+export type RetitleHook = (em: EntityManager, userId: string, title: string, outbox: Outbox) => Promise<void>;
 
 export interface AuthResult {
   token: string;
@@ -64,6 +66,7 @@ export class AuthService {
   private readonly cache = boundedLru<string, Viewer>({ max: CACHE_MAX, ttlMs: CACHE_TTL_MS });
   private readonly deletionHooks: AccountDeletionHook[] = [];
   private readonly renameHooks: RenameHook[] = [];
+  private readonly retitleHooks: RetitleHook[] = [];
   private off?: () => void;
   private dummyHash?: Promise<string>;
 
@@ -105,6 +108,10 @@ export class AuthService {
 
   onRenamed(hook: RenameHook): void {
     this.renameHooks.push(hook);
+  }
+
+  onRetitled(hook: RetitleHook): void {
+    this.retitleHooks.push(hook);
   }
 
   /** The viewer a token stands for, or null when it is unknown, revoked or expired. */
@@ -238,6 +245,7 @@ export class AuthService {
         if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError();
         user = await userRepository.account(tem, viewer.userId);
         from = user.username;
+        const titled = user.displayName || user.username;
         // Its own name again is no change (an account may hold a name made before today's rules).
         if (input.username !== undefined && input.username !== null && input.username !== user.username) {
           const username = validateUsername(input.username);
@@ -258,6 +266,9 @@ export class AuthService {
         // What follows from the name (the lobby role it gives) changes with it, or neither does:
         // after the commit, a failure left a renamed-away lobby admin their rights until a restart (a review).
         if (user.username !== from) for (const hook of this.renameHooks) await hook(tem, user.id, from, user.username, outbox);
+        // The title of their direct conversations in their friends' sidebars (a friend's rename reached no row live: a probe).
+        const title = user.displayName || user.username;
+        if (title !== titled) for (const hook of this.retitleHooks) await hook(tem, user.id, title, outbox);
       });
     } catch (e) {
       if (e instanceof UniqueConstraintViolationException) throw new ConflictError('That username is taken.', 'username');

@@ -153,6 +153,23 @@ export function ownRowUpdate(r: ConversationRow, userId: string, unreadMentions:
   return update;
 }
 
+/** A user's new name (`title`), to their friend `peerId` alone: the head, for them to derive the direct row with it. */
+export function retitled(key: string, userId: string, peerId: string, title: string, head: HeadState | null): ConversationUpdatedPayload {
+  return {
+    conversationKey: key,
+    kind: 'DIRECT',
+    groupId: null,
+    projectId: null,
+    userIds: [userId, peerId],
+    title: null,
+    titles: { [peerId]: title },
+    message: null,
+    head: headPayload(head),
+    members: {},
+    only: [peerId],
+  };
+}
+
 /** A group or project renamed: the head, for every member to derive their row with the new title. */
 export function renamed(key: string, kind: 'GROUP' | 'PROJECT', title: string, head: HeadState | null): ConversationUpdatedPayload {
   const parsed = parseKey(key);

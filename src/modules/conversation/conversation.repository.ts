@@ -664,6 +664,17 @@ export const conversationRepository = {
   },
 
   /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
+  /** The user's direct conversations, each with its other user and its head. */
+  async directsOf(em: EntityManager, userId: string): Promise<{ key: string; peerId: string; head: HeadState | null }[]> {
+    const rows: (HeadColumns & { conversation_key: string; peer_id: string })[] = await em.execute(
+      `select cm.conversation_key, cm.peer_id, h.seq as head_seq, h.last_message_id as head_message_id, h.activity_at as head_at
+       from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key
+       where cm.user_id = ? and cm.kind = 'DIRECT' and cm.peer_id is not null`,
+      [userId],
+    );
+    return rows.map((r) => ({ key: r.conversation_key, peerId: r.peer_id, head: headOf(r) }));
+  },
+
   async head(em: EntityManager, key: string): Promise<HeadState | null> {
     const rows: HeadColumns[] = await em.execute(
       'select seq as head_seq, last_message_id as head_message_id, activity_at as head_at from conversation_heads where conversation_key = ?',

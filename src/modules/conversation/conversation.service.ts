@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { decodeTimeCursor, pageRequest, pageSize, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import type { Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
@@ -8,7 +9,7 @@ import { messageRepository } from '../message/message.repository';
 import { mentionRepository } from '../message/mention.repository';
 import { blocksSender } from '../safety/block.repository';
 import { scopeOf, type ConversationAccess, type ConversationArgs } from './conversation.access';
-import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, ownRowUpdate, view, type HeadState, type OwnState } from './conversation.events';
+import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload, ownRowUpdate, retitled, view, type HeadState, type OwnState } from './conversation.events';
 import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
 import { directKey, KEY_PATTERN, scopeKey } from './conversation.keys';
 import { conversationRepository } from './conversation.repository';
@@ -141,6 +142,14 @@ export class ConversationService {
       const update = Object.assign(ownRowUpdate(row, userId, badges.get(key) ?? 0, true), { userIds: [a, b] });
       await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
     }
+  }
+
+  /**
+   * A user's name as others see it changed (display name, else username): the title of each of
+   * their direct conversations in the friend's sidebar, told to the friend with the profile's commit.
+   */
+  async retitled(em: EntityManager, userId: string, title: string, outbox: Outbox): Promise<void> {
+    for (const d of await conversationRepository.directsOf(em, userId)) outbox.add(Topic.ConversationUpdated, retitled(d.key, userId, d.peerId, title, d.head));
   }
 
   /**
