@@ -663,7 +663,6 @@ export const conversationRepository = {
     return rows.map((r) => r.user_id);
   },
 
-  /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
   /** The user's direct conversations, each with its other user and its head. */
   async directsOf(em: EntityManager, userId: string): Promise<{ key: string; peerId: string; head: HeadState | null }[]> {
     const rows: (HeadColumns & { conversation_key: string; peer_id: string })[] = await em.execute(
@@ -675,6 +674,7 @@ export const conversationRepository = {
     return rows.map((r) => ({ key: r.conversation_key, peerId: r.peer_id, head: headOf(r) }));
   },
 
+  /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
   async head(em: EntityManager, key: string): Promise<HeadState | null> {
     const rows: HeadColumns[] = await em.execute(
       'select seq as head_seq, last_message_id as head_message_id, activity_at as head_at from conversation_heads where conversation_key = ?',
