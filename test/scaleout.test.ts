@@ -267,6 +267,30 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  it('should announce OFFLINE once a stalled Redis answers again for a user whose last socket closed meanwhile', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      const xavier = await buildConnectedUser(a.url, [a]);
+      const watcher = await signup(b.url);
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [xavier.user.id] });
+      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+      await eventually(async () => (await status(xavier.user.id)) === 'ONLINE');
+      // Stalled, not gone: no reconnection tells the instances it is back.
+      redis.pause();
+      try {
+        await xavier.close();
+        await sleep(8000);
+      } finally {
+        redis.resume();
+      }
+      await eventually(() => events.sub.values.at(-1)?.presenceChanged.status === 'OFFLINE', 15_000, 200);
+      expect(await status(xavier.user.id)).toBe('OFFLINE');
+      // Both stop promptly with the store back (a stall left nothing hanging).
+      const started = Date.now();
+      await Promise.all([a.dispose(), b.dispose()]);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+  }, 60_000);
+
   it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {
     const redis = new OwnRedis();
     await redis.start();

@@ -47,6 +47,15 @@ export class OwnRedis {
   }
 
   /** Stops it; with `save`, as a restart that keeps its data (the next start loads it). */
+  /** Stalls it (SIGSTOP): connections stay open, nothing is answered, until resume(). */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   async stop(opts: { save?: boolean } = {}): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;

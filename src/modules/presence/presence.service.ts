@@ -13,6 +13,8 @@ import { PresenceVisibility, type VisibilityCache } from './presence.visibility'
 
 /** How long after the store is back closed sockets it could not settle are settled (see settleAgain). */
 const SETTLE_AGAIN_MS = 2000;
+/** How often closes the store could not take are tried again while it stays away (see retrySettling). */
+const SETTLE_RETRY_MS = 3000;
 
 export interface PresenceState {
   userId: string;
@@ -91,6 +93,10 @@ export class PresenceService {
    * (an outside probe, 3 of 3). It is told they were active at their close (see activityWritten).
    */
   private readonly closing = new Map<string, number>();
+  /** Users whose close is being settled now: activity told again meanwhile would land after their OFFLINE and bring them back. */
+  private readonly settling = new Set<string>();
+  /** The next try at settling closes the store could not take (see retrySettling). */
+  private settleRetry: NodeJS.Timeout | undefined;
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
   private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
@@ -122,6 +128,8 @@ export class PresenceService {
   private stopping = false;
   /** When this instance last told an emptied store its sockets (see start). */
   private toldAgainAt = 0;
+  /** What a reconnection to the store runs (see start): told again what it may have lost, then closes settled. */
+  private storeBack: (() => void) | undefined;
   /**
    * For the users table (lastSeenAt): a fork of its own, outside any transaction and never
    * holding entities, as the writes are not part of any request's work.
@@ -187,12 +195,11 @@ export class PresenceService {
         .then(() => this.recordAgain(active))
         .then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
     // Asked before the sockets' refresh, which finds the loss too and writes the mirror again.
-    const reconnected = this.store.onReconnect?.(
-      () =>
-        void (this.store.emptied?.() ?? Promise.resolve(false))
-          .catch(() => false)
-          .then((lost) => tellAgain(lost ? this.activityWritten() : [])),
-    );
+    this.storeBack = () =>
+      void (this.store.emptied?.() ?? Promise.resolve(false))
+        .catch(() => false)
+        .then((lost) => tellAgain(lost ? this.activityWritten() : []));
+    const reconnected = this.store.onReconnect?.(this.storeBack);
     if (reconnected) this.off.push(reconnected);
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
     // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
@@ -397,7 +404,8 @@ export class PresenceService {
     if (this.sockets.has(userId)) return;
     const closedAt = Date.now();
     this.dirty.set(userId, closedAt);
-    this.closing.set(userId, closedAt);
+    // A revoked session's close is no activity to tell a store again.
+    if (!ended) this.closing.set(userId, closedAt);
     // Activity after the close must reach the store, or it could not keep the user online.
     this.touched.deleteUser(userId);
     this.cancelGrace(userId);
@@ -429,6 +437,7 @@ export class PresenceService {
   private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }, again = false): Promise<void> {
     this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
+    this.settling.add(userId);
     try {
       await this.activityFirst();
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now(), ended });
@@ -443,7 +452,24 @@ export class PresenceService {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
       this.unsettled.set(userId, { closedAt, ended });
       this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; it will be once the store is back');
+      this.retrySettling();
+    } finally {
+      this.settling.delete(userId);
     }
+  }
+
+  /**
+   * Closes the store could not take are tried again every SETTLE_RETRY_MS until it takes them,
+   * as after a reconnection: a Redis that stalled (paused, busy) comes back without one, and they
+   * waited for the sweep, users gone read ONLINE for PRESENCE_TIMEOUT (an outside probe, 6 of 6).
+   */
+  private retrySettling(): void {
+    if (this.settleRetry || this.stopping) return;
+    this.settleRetry = setTimeout(() => {
+      this.settleRetry = undefined;
+      if (this.unsettled.size) this.storeBack?.();
+    }, SETTLE_RETRY_MS);
+    this.settleRetry.unref();
   }
 
   /**
@@ -770,7 +796,7 @@ export class PresenceService {
   private activityWritten(now = Date.now()): Activity[] {
     const out: Activity[] = [];
     for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
-    for (const [userId, at] of this.closing) if (now - at < this.timeoutMs && !this.sockets.has(userId)) out.push({ userId, sessionId: null, now: at });
+    for (const [userId, at] of this.closing) if (now - at < this.timeoutMs && !this.sockets.has(userId) && !this.settling.has(userId)) out.push({ userId, sessionId: null, now: at });
     return out;
   }
 
@@ -812,6 +838,7 @@ export class PresenceService {
     // Others must not count this instance's sockets any more.
     await this.store.setInstanceSockets(this.instanceId, [], 1).catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.settleRetry);
     this.stopping = true;
     // Users whose last socket this instance just closed (a deploy's 1001) are still in their grace
     // period: another instance settles them after it, as this one would have (they reconnect there,
