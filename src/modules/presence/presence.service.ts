@@ -1,6 +1,6 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
-import type { Logger } from '../../shared/logger';
+import { warnAtMostEvery, type Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresenceGracePayload, type PresenceHandoffPayload, type PresencePayload } from '../../shared/pubsub/topics';
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
@@ -142,6 +142,8 @@ export class PresenceService {
   private readonly pubsub: PubSub;
   private readonly env: PresenceOptions['env'];
   private readonly logger: Logger;
+  /** Each close the store can't take, tried again every few seconds while it is away: one warning in 10 s says so. */
+  private readonly settleFailed: ReturnType<typeof warnAtMostEvery>;
   /** This instance, as the holder of its sockets in the store. */
   private readonly instanceId: string;
   private readonly storeChannel: StoreChannel | undefined;
@@ -152,6 +154,7 @@ export class PresenceService {
     this.pubsub = o.pubsub;
     this.env = o.env;
     this.logger = o.logger;
+    this.settleFailed = warnAtMostEvery(o.logger, 10_000, 'presence: could not settle a closed socket; it will be once the store is back');
     this.instanceId = o.instanceId;
     this.storeChannel = typeof o.storeChannel === 'string' ? { name: o.storeChannel, perUser: false } : o.storeChannel;
     this.visibility = o.visibility ?? new PresenceVisibility('everyone', undefined, async () => new Set());
@@ -451,7 +454,7 @@ export class PresenceService {
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
       this.unsettled.set(userId, { closedAt, ended });
-      this.logger.warn({ err: e, userId }, 'presence: could not settle a closed socket; it will be once the store is back');
+      this.settleFailed(e, { userId });
       this.retrySettling();
     } finally {
       this.settling.delete(userId);
