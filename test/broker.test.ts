@@ -309,6 +309,27 @@ describeRedis("Parley's connections while Redis holds commands", () => {
     });
   }, 30_000);
 
+  it('should stop within moments while Redis answers nothing, its connections still taken for ready', async () => {
+    const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
+    await proxy.start();
+    const url = new URL(process.env.REDIS_URL!);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
+    const redis = connectRedis(env, createLogger(env))!;
+    try {
+      expect(await redis.ready(5000)).toBe(true);
+      // A Redis stalled, or gone a moment ago and not yet noticed: each QUIT waits for an answer
+      // that never comes (the subscriber's has no command timeout), and stopping waited for good.
+      proxy.hold();
+      const started = Date.now();
+      await redis.dispose();
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
+
   it('should not split a pipeline when a command is found held in its midst, and be answered again once Redis is', async () => {
     await whileHeld(async ({ proxy, timeoutMs, client }) => {
       const realNow = Date.now;

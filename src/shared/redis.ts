@@ -29,6 +29,23 @@ export interface RedisConnections {
   dispose(): Promise<void>;
 }
 
+/** How long stopping waits for a ready connection's QUIT to be answered before it cuts the connection. */
+const QUIT_WAIT_MS = 1000;
+
+/** QUIT, or the connection cut once `ms` pass unanswered. */
+function quitWithin(c: Redis | Cluster, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const cut = setTimeout(() => {
+      c.disconnect();
+      resolve();
+    }, ms);
+    c.quit().then(
+      () => (clearTimeout(cut), resolve()),
+      () => (clearTimeout(cut), c.disconnect(), resolve()),
+    );
+  });
+}
+
 /** Commands that name channels, and which of their arguments do. */
 const CHANNEL_COMMANDS: Record<string, 'first' | 'all'> = {
   publish: 'first',
@@ -355,12 +372,10 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
       }
     },
     async dispose() {
-      // QUIT waits for a reply; while Redis is away (or reconnecting) it would wait forever, so cut instead.
-      await Promise.all(
-        [client, publisher, subscriber].map((c) =>
-          c.status === 'ready' ? c.quit().then(() => undefined, () => c.disconnect()) : c.disconnect(),
-        ),
-      );
+      // QUIT waits for a reply; while Redis is away (or reconnecting) it would wait forever, so cut
+      // instead. A connection still ready may be to a Redis that stalled, or went a moment ago and
+      // is not noticed yet: the subscriber's QUIT (no command timeout) waited for good. Cut after a moment.
+      await Promise.all([client, publisher, subscriber].map((c) => (c.status === 'ready' ? quitWithin(c, QUIT_WAIT_MS) : c.disconnect())));
     },
   };
 }
