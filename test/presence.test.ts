@@ -185,6 +185,42 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
       expect((await statusOf(s, watcher, u.id)).status).toBe('ONLINE');
     });
 
+    it("should not bring back ONLINE a user who logs out while the sockets' refresh is on its way to the store", async () => {
+      const s = await createTestServer({ ...store });
+      const [u, watcher] = [await signup(s.url), await signup(s.url)];
+      const socket = wsClient(s.wsUrl, u.token);
+      await socket.connected;
+      const events = await watch(s, watcher, [u.id]);
+      // The refresh lists the sockets, then touches their users (activity naming no session): held between the two.
+      const presence = s.services.presence as unknown as { refreshSockets(): Promise<void>; store: { touch: (a: { sessionId: string | null }[], ttl: number) => Promise<unknown> } };
+      const touch = presence.store.touch.bind(presence.store);
+      let held!: () => void;
+      const holding = new Promise<void>((resolve) => (held = resolve));
+      const slow = jest.spyOn(presence.store, 'touch').mockImplementation(async (activity, ttl) => {
+        if (activity.every((a) => a.sessionId === null)) {
+          held();
+          await sleep(300);
+        }
+        return touch(activity, ttl);
+      });
+      const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+      try {
+        const refresh = presence.refreshSockets();
+        await holding;
+        await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+        expect((await socket.closed).code).toBe(4403);
+        await refresh;
+        await events.nth(1, 3000);
+        // Touched after the logout's OFFLINE, the user came back ONLINE until the sweep.
+        expect(await events.settle(800)).toHaveLength(1);
+        expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+        expect((await statusOf(s, watcher, u.id)).status).toBe('OFFLINE');
+      } finally {
+        slow.mockRestore();
+        quiet.mockRestore();
+      }
+    });
+
     it("should go OFFLINE a grace period after the user's last socket closes, and not before", async () => {
       const s = await createTestServer({ ...store, PRESENCE_GRACE: '600ms' });
       const [u, watcher] = [await signup(s.url), await signup(s.url)];

@@ -267,6 +267,56 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  it("should announce OFFLINE, and keep, a user who logged out on another instance than their socket's while Redis was away and came back empty", async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      // Sockets on A, logouts through B: B can't settle them, A hears of them only once Redis is back.
+      // Hal is active over HTTP only, through B: his logout is all there is to settle.
+      const users = [await buildConnectedUser(a.url, [a]), await buildConnectedUser(a.url, [a]), await buildConnectedUser(a.url, [a])];
+      const hal = await signup(b.url);
+      const ids = [...users.map((u) => u.user.id), hal.id];
+      const watcher = await signup(b.url);
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids });
+      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+      await eventually(async () => (await Promise.all(ids.map(status))).every((s) => s === 'ONLINE'));
+      await redis.stop();
+      await eventually(async () => (await fetch(b.url.replace('/graphql', '/readyz'))).status === 503, 5000);
+      for (const token of [...users.map((u) => u.user.token), hal.token]) expect((await ok(gql(b.url, 'mutation { logout }', {}, token))).logout).toBe(true);
+      await sleep(1000);
+      await redis.start();
+      const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+      await eventually(() => ids.every((id) => last(id) === 'OFFLINE'), 20_000, 200);
+      // And stays so: nothing told again to the emptied store brings them back.
+      await sleep(8000);
+      expect(ids.map(last)).toEqual(ids.map(() => 'OFFLINE'));
+      expect(await Promise.all(ids.map(status))).toEqual(ids.map(() => 'OFFLINE'));
+      await Promise.all(users.map((u) => u.close()));
+    });
+  }, 60_000);
+
+  it('should announce OFFLINE for a user who logged out while Redis had lost its data unnoticed, once the loss is found', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      const u = await signup(a.url);
+      const socket = wsClient(a.wsUrl, u.token);
+      await socket.connected;
+      const watcher = await signup(b.url);
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id] });
+      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+      await eventually(async () => (await status(u.id)) === 'ONLINE');
+      // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet: the
+      // logout and its socket's close find no record of the user, and the watcher last heard ONLINE.
+      const admin = new Redis(redis.url);
+      await admin.flushall();
+      admin.disconnect();
+      await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+      expect((await socket.closed).code).toBe(4403);
+      await sleep(300);
+      // Found by a read: the close is told to the store again and settled after it.
+      await status(u.id);
+      await eventually(() => events.sub.values.at(-1)?.presenceChanged.status === 'OFFLINE', 10_000, 200);
+      expect(await status(u.id)).toBe('OFFLINE');
+    });
+  }, 60_000);
+
   it('should announce OFFLINE once a stalled Redis answers again for a user whose last socket closed meanwhile', async () => {
     await onOwnRedis(async (a, b, redis) => {
       const xavier = await buildConnectedUser(a.url, [a]);

@@ -6,14 +6,14 @@ import { Topic, type PresenceGracePayload, type PresenceHandoffPayload, type Pre
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
-import type { Activity, Gone, PresenceStore, StoreChannel } from './presence.store';
+import { ABSENT, type Activity, type Gone, type PresenceStore, type StoreChannel } from './presence.store';
 import { BySession } from './presence.sessions';
 import { presenceRepository } from './presence.repository';
 import { PresenceVisibility, type VisibilityCache } from './presence.visibility';
 
-/** How long after the store is back closed sockets it could not settle are settled (see settleAgain). */
+/** How long after the store is back closed sockets and logouts it could not settle are settled (see settleAgain). */
 const SETTLE_AGAIN_MS = 2000;
-/** How often closes the store could not take are tried again while it stays away (see retrySettling). */
+/** How often closes and logouts the store could not take are tried again while it stays away (see retrySettling). */
 const SETTLE_RETRY_MS = 3000;
 
 export interface PresenceState {
@@ -41,6 +41,9 @@ export interface PresenceOptions {
    */
   storeChannel?: string | StoreChannel;
 }
+
+/** A socket's close whose session was revoked, and since when another session's activity keeps its user ONLINE. */
+type Ended = { sessionId: string; cutoff: number };
 
 /** One sweep: which cron slot it ran for (null: the command line), how many it expired, how long it took. */
 export interface SweepRun {
@@ -87,18 +90,23 @@ export class PresenceService {
   /** Closed sockets' users asked again once another instance's list of them lapses (see askAgainOnceLapsed), with that close. */
   private readonly reasks = new Map<string, { timer: NodeJS.Timeout; closedAt: number }>();
   /**
-   * Users whose last socket here closed and whose OFFLINE is not settled yet, with when. A store
-   * that lost its data meanwhile (Redis restarted empty) no longer had them ONLINE, so settling
-   * found no transition and their OFFLINE was never announced: clients showed them ONLINE for good
-   * (an outside probe, 3 of 3). It is told they were active at their close (see activityWritten).
+   * Users whose last socket here closed and whose OFFLINE is not settled yet, with when (and the
+   * session, when it was revoked). A store that lost its data meanwhile (Redis restarted empty) no
+   * longer had them ONLINE, so settling found no transition and their OFFLINE was never announced:
+   * clients showed them ONLINE for good (an outside probe, 3 of 3). It is told they were active at
+   * their close, and they are settled again (see activityWritten). A close settled while the store
+   * had no record of its user is kept too: the loss may be found only after it (a revocation heard
+   * on reconnecting closes the socket before the store is asked whether it lost its data).
    */
-  private readonly closing = new Map<string, number>();
+  private readonly closing = new Map<string, { at: number; ended?: Ended }>();
   /** Users whose close is being settled now: activity told again meanwhile would land after their OFFLINE and bring them back. */
   private readonly settling = new Set<string>();
   /** The next try at settling closes the store could not take (see retrySettling). */
   private settleRetry: NodeJS.Timeout | undefined;
   /** Users whose last socket here closed while the store was away, with when (see afterGrace). */
-  private readonly unsettled = new Map<string, { closedAt: number; ended?: { sessionId: string; cutoff: number } }>();
+  private readonly unsettled = new Map<string, { closedAt: number; ended?: Ended }>();
+  /** Logouts made here the store could not take (away), by user and session, with when: settled once it is back (see settleLogout). */
+  private readonly unsettledLogouts = new BySession<number>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
   private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
   /**
@@ -113,6 +121,8 @@ export class PresenceService {
   private touchTimer: NodeJS.Timeout | undefined;
   /** The batch being written, if any. */
   private recording: Promise<void> | undefined;
+  /** The sockets' refresh under way, if any (see activityFirst). */
+  private refreshing: Promise<void> | undefined;
   /** Users active since the last lastSeenAt flush, with when. */
   private readonly dirty = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -154,7 +164,7 @@ export class PresenceService {
     this.pubsub = o.pubsub;
     this.env = o.env;
     this.logger = o.logger;
-    this.settleFailed = warnAtMostEvery(o.logger, 10_000, 'presence: could not settle a closed socket; it will be once the store is back');
+    this.settleFailed = warnAtMostEvery(o.logger, 10_000, 'presence: could not settle a closed socket or a logout; it will be once the store is back');
     this.instanceId = o.instanceId;
     this.storeChannel = typeof o.storeChannel === 'string' ? { name: o.storeChannel, perUser: false } : o.storeChannel;
     this.visibility = o.visibility ?? new PresenceVisibility('everyone', undefined, async () => new Set());
@@ -193,10 +203,12 @@ export class PresenceService {
     // user active over HTTP only read OFFLINE after a Redis restart, with no OFFLINE announced (an
     // outside probe: 4 of 4). Only then: a store that kept it has every logout made meanwhile
     // through other instances, which this one, cut off, did not hear.
-    const tellAgain = (active: Activity[] = []) =>
-      void this.refreshSockets()
-        .then(() => this.recordAgain(active))
-        .then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
+    // The activity is queued in the turn it is read: a close settled from then on finds it in the
+    // store first (activityFirst), and one settled before it is left out of it (socketClosed).
+    const tellAgain = (active: Activity[] = []) => {
+      this.recordAgain(active);
+      void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
+    };
     // Asked before the sockets' refresh, which finds the loss too and writes the mirror again.
     this.storeBack = () =>
       void (this.store.emptied?.() ?? Promise.resolve(false))
@@ -258,6 +270,10 @@ export class PresenceService {
    * OFFLINE: recorded after it, a logout's own request would bring its user back ONLINE.
    */
   private async activityFirst(): Promise<void> {
+    // A refresh of the sockets on its way may list a user whose socket closed since it began, and
+    // touch them after their OFFLINE: ONLINE until the sweep (one Redis round trip in a refresh's
+    // two; a reconnection's refresh, and a revocation heard on it, met there: an outside probe).
+    await this.refreshing;
     // A batch on its way is ahead on the same connection already; waiting for it too relies on nothing.
     const writing = this.recording;
     if (this.touchQueue.length) {
@@ -338,17 +354,24 @@ export class PresenceService {
   }
 
   /** Logout of one session: OFFLINE unless another session is live (a socket, or activity within PRESENCE_TIMEOUT). */
-  async loggedOut(userId: string, sessionId: string): Promise<void> {
-    const now = Date.now();
+  loggedOut(userId: string, sessionId: string): Promise<void> {
+    this.touched.delete(userId, sessionId);
+    return this.settleLogout(userId, sessionId, Date.now());
+  }
+
+  /** A logout made at `at`, settled now; one the store can't take is settled again once it is back (it waited for the sweep). */
+  private async settleLogout(userId: string, sessionId: string, at: number): Promise<void> {
+    this.unsettledLogouts.delete(userId, sessionId);
     // This session's own sockets are being closed by the revocation; only other sessions' count.
     const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
-    this.touched.delete(userId, sessionId);
     try {
       await this.activityFirst();
-      const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: now - this.timeoutMs, now });
-      if (wentOffline) await this.offline(userId, now, wentOffline);
+      const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now() });
+      if (wentOffline) await this.offline(userId, at, wentOffline);
     } catch (e) {
-      this.logger.warn({ err: e, userId }, 'presence: could not settle a logout; the sweep will');
+      this.unsettledLogouts.set(userId, sessionId, at);
+      this.settleFailed(e, { userId });
+      this.retrySettling();
     }
   }
 
@@ -407,13 +430,13 @@ export class PresenceService {
     if (this.sockets.has(userId)) return;
     const closedAt = Date.now();
     this.dirty.set(userId, closedAt);
-    // A revoked session's close is no activity to tell a store again.
-    if (!ended) this.closing.set(userId, closedAt);
+    const end = ended ? { sessionId, cutoff: closedAt - this.timeoutMs } : undefined;
+    this.closing.set(userId, { at: closedAt, ended: end });
     // Activity after the close must reach the store, or it could not keep the user online.
     this.touched.deleteUser(userId);
     this.cancelGrace(userId);
     // Another session active within PRESENCE_TIMEOUT keeps the user ONLINE then, as at the logout itself (endSession).
-    if (ended) return void this.afterGrace(userId, closedAt, { sessionId, cutoff: closedAt - this.timeoutMs });
+    if (end) return void this.afterGrace(userId, closedAt, end);
     // A reload reconnects within the grace period and cancels this.
     const timer = setTimeout(() => {
       this.graceTimers.delete(userId);
@@ -437,7 +460,7 @@ export class PresenceService {
     }
   }
 
-  private async afterGrace(userId: string, closedAt: number, ended?: { sessionId: string; cutoff: number }, again = false): Promise<void> {
+  private async afterGrace(userId: string, closedAt: number, ended?: Ended, again = false): Promise<void> {
     this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
     this.settling.add(userId);
@@ -448,8 +471,10 @@ export class PresenceService {
         if (!again) this.askAgainOnceLapsed(userId, closedAt, gone.heldUntil, ended);
         return;
       }
-      // Settled (by this answer, or by the socket or activity that keeps them ONLINE): a later close is another.
-      if (this.closing.get(userId) === closedAt) this.closing.delete(userId);
+      // Settled (by this answer, or by the socket or activity that keeps them ONLINE): a later close is
+      // another. Not so when the store had no record of them (see closing).
+      if (gone === ABSENT) return;
+      if (this.closing.get(userId)?.at === closedAt) this.closing.delete(userId);
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
       // Settled again once the store is back (it waited for the sweep: PRESENCE_TIMEOUT, not the grace; an outside probe).
@@ -470,7 +495,7 @@ export class PresenceService {
     if (this.settleRetry || this.stopping) return;
     this.settleRetry = setTimeout(() => {
       this.settleRetry = undefined;
-      if (this.unsettled.size) this.storeBack?.();
+      if (this.unsettled.size || this.unsettledLogouts.size) this.storeBack?.();
     }, SETTLE_RETRY_MS);
     this.settleRetry.unref();
   }
@@ -481,7 +506,7 @@ export class PresenceService {
    * an outside probe). So asked once more when that instance's listing lapses, unless renewed (a
    * socket here again cancels it, as a grace period).
    */
-  private askAgainOnceLapsed(userId: string, closedAt: number, heldUntil: number, ended?: { sessionId: string; cutoff: number }): void {
+  private askAgainOnceLapsed(userId: string, closedAt: number, heldUntil: number, ended?: Ended): void {
     // A grace period under way (a later close here) asks again itself, with its own close; of two
     // asks, the later close's stands.
     if (this.stopping || this.sockets.has(userId) || this.graceTimers.has(userId) || (this.reasks.get(userId)?.closedAt ?? -1) >= closedAt) return;
@@ -497,11 +522,12 @@ export class PresenceService {
     this.reasks.set(userId, { timer, closedAt });
   }
 
-  /** Closed sockets whose OFFLINE could not be settled (the store away), settled again once it is back. */
+  /** Closed sockets and logouts whose OFFLINE could not be settled (the store away), settled again once it is back. */
   private settleAgain(): void {
     const users = [...this.unsettled];
     this.unsettled.clear();
     for (const [userId, { closedAt, ended }] of users) void this.afterGrace(userId, closedAt, ended);
+    for (const [userId, sessionId, at] of [...this.unsettledLogouts.entries()]) void this.settleLogout(userId, sessionId, at);
   }
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */
@@ -755,7 +781,14 @@ export class PresenceService {
   }
 
   /** Keeps users with a socket here ONLINE and tells other instances which users those are. */
-  private async refreshSockets(): Promise<void> {
+  private refreshSockets(): Promise<void> {
+    const run = this.refresh();
+    this.refreshing = run;
+    void run.finally(() => this.refreshing === run && (this.refreshing = undefined));
+    return run;
+  }
+
+  private async refresh(): Promise<void> {
     const users = [...this.sockets.userIds()];
     const now = Date.now();
     for (const u of users) this.dirty.set(u, now);
@@ -772,8 +805,10 @@ export class PresenceService {
   /** Forgets activity (and closes) older than PRESENCE_TIMEOUT: it neither throttles nor keeps anyone ONLINE. */
   private pruneTouched(now: number): void {
     this.touched.prune((at) => now - at >= this.timeoutMs);
-    // A close never settled here (another instance held the user, then lapsed) keeps no one ONLINE either.
-    for (const [userId, at] of this.closing) if (now - at >= this.timeoutMs) this.closing.delete(userId);
+    // A close never settled here (another instance held the user, then lapsed) keeps no one ONLINE
+    // either; a logout the store could not take is the sweep's by then.
+    for (const [userId, { at }] of this.closing) if (now - at >= this.timeoutMs) this.closing.delete(userId);
+    this.unsettledLogouts.prune((at) => now - at >= this.timeoutMs);
   }
 
   /**
@@ -793,13 +828,20 @@ export class PresenceService {
 
   /**
    * The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it, and its
-   * users whose last socket here closed unsettled as active at their close (see closing): settled
-   * after it, they go OFFLINE, announced, rather than never having come back ONLINE.
+   * users whose last socket here closed, or who logged out here, unsettled (see closing) as active
+   * then: settled after it (a close settled already is settled again), they go OFFLINE, announced,
+   * rather than never having come back ONLINE.
    */
   private activityWritten(now = Date.now()): Activity[] {
     const out: Activity[] = [];
     for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
-    for (const [userId, at] of this.closing) if (now - at < this.timeoutMs && !this.sockets.has(userId) && !this.settling.has(userId)) out.push({ userId, sessionId: null, now: at });
+    for (const [userId, { at, ended }] of this.closing) {
+      if (now - at >= this.timeoutMs || this.sockets.has(userId) || this.settling.has(userId)) continue;
+      out.push({ userId, sessionId: null, now: at });
+      // A grace period under way, or a later ask, settles it already.
+      if (!this.graceTimers.has(userId) && !this.reasks.has(userId)) this.unsettled.set(userId, { closedAt: at, ended });
+    }
+    for (const [userId, , at] of this.unsettledLogouts.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: null, now: at });
     return out;
   }
 
@@ -895,7 +937,7 @@ export class PresenceService {
           try {
             const gone = await this.store.socketsGone(userId, { instanceId: p.instanceId, closedAt: p.closedAt, now: Date.now() });
             if (typeof gone === 'object') this.askAgainOnceLapsed(userId, p.closedAt, gone.heldUntil);
-            else if (gone) await this.offline(userId, p.closedAt, gone);
+            else if (gone && gone !== ABSENT) await this.offline(userId, p.closedAt, gone);
           } catch (e) {
             this.logger.warn({ err: e, userId }, 'presence: could not settle a user of a stopped instance; the sweep will');
           }

@@ -48,6 +48,11 @@ export class BySession<V> {
     return this.users.has(user);
   }
 
+  /** How many users have an entry. */
+  get size(): number {
+    return this.users.size;
+  }
+
   /** The user's sessions. */
   *sessions(user: string): IterableIterator<string> {
     for (let e = this.users.get(user); e; e = e.next) yield e.session;

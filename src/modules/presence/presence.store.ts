@@ -40,6 +40,8 @@ export interface Activity {
 export type Gone = false | 'hidden' | number;
 /** A closed socket's user kept ONLINE by another live instance's socket: until when that instance's listing holds unless renewed (ms). */
 export type HeldElsewhere = { heldUntil: number };
+/** A closed socket's user the store had no record of: settled before, or lost with its data (a Redis restarted empty). */
+export const ABSENT = 'absent';
 
 /**
  * Hot presence state. Redis when configured (shared by all instances), memory otherwise.
@@ -67,10 +69,11 @@ export interface PresenceStore {
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
    * The user goes offline unless a socket is live on another instance or they were active after `closedAt`;
    * with `ended` (the socket's session was revoked: a logout), nor while another session was active since its `cutoff`, as endSession.
-   * @returns a Gone when this call decided (truthy when it took the user offline), or HeldElsewhere
-   * (an object: truthy, yet the user stays ONLINE) when another live instance lists a socket of theirs.
+   * @returns a Gone when this call decided (truthy when it took the user offline), HeldElsewhere
+   * (an object: truthy, yet the user stays ONLINE) when another live instance lists a socket of
+   * theirs, or ABSENT when the store had no record of the user.
    */
-  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere>;
+  socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere | typeof ABSENT>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
   read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
   /**
@@ -235,6 +238,7 @@ if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 the
 return drop(ARGV[1])`;
 
 // KEYS: active, online, instances, sessions. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
+// Returns as gone() reads it, a held-until negated, or ABSENT for a user with no record.
 // Activity after the close keeps the user ONLINE only while a session it came from remains: one
 // logged out since (on another instance, during this grace) no longer does (a recheck probe: ONLINE
 // until the sweep).
@@ -242,7 +246,7 @@ const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
 if ARGV[5] then redis.call('ZREM', KEYS[4], ARGV[5]) end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
+if not score then return '${ABSENT}' end
 if tonumber(score) > tonumber(ARGV[3]) and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[3], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 if ARGV[5] and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 -- Held by another live instance: until when its listing holds (negated), the latest of them.
@@ -463,11 +467,12 @@ export class RedisPresenceStore implements PresenceStore {
     return gone(await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]));
   }
 
-  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere> {
+  async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere | typeof ABSENT> {
     const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
     const args: (string | number)[] = [userId, o.instanceId, o.closedAt, o.now];
     if (o.ended) args.push(o.ended.sessionId, o.ended.cutoff);
-    const n = await this.run<number>('SOCKETS_GONE', keys, args);
+    const n = await this.run<number | typeof ABSENT>('SOCKETS_GONE', keys, args);
+    if (n === ABSENT) return n;
     return n < 0 ? { heldUntil: -n } : gone(n);
   }
 
@@ -610,7 +615,7 @@ export class MemoryPresenceStore implements PresenceStore {
     const s = this.sessions.get(userId);
     if (o.ended) s?.delete(o.ended.sessionId);
     const at = this.active.get(userId);
-    if (at === undefined) return false;
+    if (at === undefined) return ABSENT;
     // Activity after the close counts while a session it came from remains (see SOCKETS_GONE).
     if (at > o.closedAt && s && [...s.values()].some((t) => t >= o.closedAt)) return false;
     if (o.ended && s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
