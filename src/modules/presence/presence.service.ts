@@ -132,7 +132,6 @@ export class PresenceService {
   private readonly touchEveryMs: number;
   /** How often live sockets are re-announced; their bookkeeping lives three times that. */
   private readonly refreshEveryMs: number;
-  private lastStoreWarning = 0;
   /** The lastSeenAt flush under way, if any. */
   private flushing: Promise<void> | undefined;
   private stopping = false;
@@ -154,6 +153,8 @@ export class PresenceService {
   private readonly logger: Logger;
   /** Each close the store can't take, tried again every few seconds while it is away: one warning in 10 s says so. */
   private readonly settleFailed: ReturnType<typeof warnAtMostEvery>;
+  /** Every request's activity fails while the store is away. */
+  private readonly activityFailed: ReturnType<typeof warnAtMostEvery>;
   /** This instance, as the holder of its sockets in the store. */
   private readonly instanceId: string;
   private readonly storeChannel: StoreChannel | undefined;
@@ -164,6 +165,7 @@ export class PresenceService {
     this.pubsub = o.pubsub;
     this.env = o.env;
     this.logger = o.logger;
+    this.activityFailed = warnAtMostEvery(o.logger, 10_000, 'presence store unavailable; activity not recorded');
     this.settleFailed = warnAtMostEvery(o.logger, 10_000, 'presence: could not settle a closed socket or a logout; it will be once the store is back');
     this.instanceId = o.instanceId;
     this.storeChannel = typeof o.storeChannel === 'string' ? { name: o.storeChannel, perUser: false } : o.storeChannel;
@@ -307,11 +309,7 @@ export class PresenceService {
     } catch (e) {
       for (const a of batch) this.touched.delete(a.userId, a.sessionId ?? ''), a.done(false);
       // Every request lands here while Redis is away: one line per 10 s is enough to say so.
-      const now = Date.now();
-      if (now - this.lastStoreWarning > 10_000) {
-        this.lastStoreWarning = now;
-        this.logger.warn({ err: e }, 'presence store unavailable; activity not recorded');
-      }
+      this.activityFailed(e);
     }
   }
 
