@@ -72,6 +72,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A terminal closed (or an SSH session lost) hangs up: stopped as by Ctrl-C. Killed by SIGHUP's
+  // default, the embedded PostgreSQL was left running (see startEmbeddedPostgres).
+  process.on('SIGHUP', () => shutdown('SIGHUP'));
 }
 
 void main();

@@ -195,10 +195,23 @@ describe('foundation', () => {
       expect(twice.output().stderr.trim()).toMatch(
         new RegExp(`^Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken, and a PostgreSQL \\(pid \\d+\\) runs on its data folder ${env.EMBEDDED_PG_DIR}: if Parley is already running here, stop it first`),
       );
-      await second.dispose();
-      expect(await second.process.exited).toBe(0);
+      // Killed (SIGKILL: no exit handler runs), it leaves its PostgreSQL running in a group of its
+      // own; the next start stops that one, and serves the same data.
+      await second.kill();
+      const postmaster = () => Number(readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const left = postmaster();
+      expect(() => process.kill(left, 0)).not.toThrow();
+      const third = await createTestServer(env, { clean: false, spawn: true, captureLogs: true });
+      expect(third.logs.some((l) => /left running/.test(l.json.msg) && l.json.pid === left)).toBe(true);
+      const again = await ok(gql(third.url, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
+      expect(again.login.user.id).toBe(user.id);
+      // A hang-up (a terminal closed) stops it as Ctrl-C does, its PostgreSQL with it.
+      const running = postmaster();
+      third.process.child.kill('SIGHUP');
+      expect(await third.process.exited).toBe(0);
+      expect(() => process.kill(running, 0)).toThrow();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 90_000);
 });

@@ -153,13 +153,45 @@ function why(log: string): string {
 /** The pid of a PostgreSQL running on `dataDir` (its postmaster.pid, that process alive), if any. */
 async function runningOn(dataDir: string): Promise<number | undefined> {
   const pid = Number((await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+}
+
+/** Whether process `pid` lives (another user's included). */
+function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return pid;
+    return true;
   } catch (e) {
-    // Alive, and another user's (the postgres user's, under root).
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Beside the data folder: which Parley process started which PostgreSQL on it (see leftRunning). */
+const ownerFile = (dataDir: string) => `${dataDir}.owner`;
+
+/**
+ * The pid of a PostgreSQL on `dataDir` that a Parley which has ended left running: killed
+ * (SIGKILL, the shutdown's watchdog), hung up (a terminal closed) or ended past its exit handlers.
+ * PostgreSQL runs in a process group of its own, so it outlived it, and the next start refused:
+ * "if Parley is already running here, stop it first" when it was not (an outside probe, 3 of 3).
+ */
+async function leftRunning(dataDir: string): Promise<number | undefined> {
+  const pid = await runningOn(dataDir);
+  if (pid === undefined) return undefined;
+  const owner = JSON.parse(await readFile(ownerFile(dataDir), 'utf8').catch(() => '{}')) as { parley?: number; postgres?: number };
+  return owner.postgres === pid && typeof owner.parley === 'number' && !alive(owner.parley) ? pid : undefined;
+}
+
+/** Stops PostgreSQL `pid` (a fast shutdown) and waits for it to be gone from `dataDir`. */
+async function stopLeft(pid: number, dataDir: string): Promise<void> {
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch {
+    // Gone already.
+  }
+  for (let waited = 0; (await runningOn(dataDir)) === pid; waited += 100) {
+    if (waited >= 15_000) throw new Error(`a PostgreSQL (pid ${pid}) that an ended Parley left running on ${dataDir} did not stop: stop it (kill -INT ${pid}) and start again`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -217,6 +249,11 @@ export async function startEmbeddedPostgres(opts: {
     }
   }
   const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
+  const left = await leftRunning(dataDir);
+  if (left !== undefined) {
+    logger.warn({ pid: left, dataDir }, 'stopping the embedded PostgreSQL that a Parley which ended without stopping it left running');
+    await stopLeft(left, dataDir);
+  }
   if (!(await portFree(port))) {
     // One advice for both cases sent a second clone's tests to a setting they don't read, and said
     // another port would not help where it would (an outside probe).
@@ -278,6 +315,7 @@ export async function startEmbeddedPostgres(opts: {
         else reject(new Error(`embedded PostgreSQL stopped while starting: ${why(log)}`));
       });
     });
+    await writeFile(ownerFile(dataDir), JSON.stringify({ parley: process.pid, postgres: child.pid }));
     const database = opts.database ?? DB_NAME;
     const client = new pg.Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres' });
     await client.connect();
@@ -299,6 +337,7 @@ export async function startEmbeddedPostgres(opts: {
       process.off('exit', stopOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
+      await unlink(ownerFile(dataDir)).catch(() => undefined);
     },
   };
 }
