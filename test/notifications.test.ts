@@ -522,6 +522,8 @@ describe('notification settings', () => {
   it('should refuse a URL without a secret, a short secret, another scheme and bad durations', () => {
     expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley' })).toThrow(/WEBHOOK_SECRET must be set/);
     expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: 'short' })).toThrow(/WEBHOOK_SECRET must be at least 16/);
+    for (const blank of [' '.repeat(16), '😀'.repeat(8), ` ${'x'.repeat(14)} `]) expect(() => loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: blank })).toThrow(/WEBHOOK_SECRET must be at least 16/);
+    expect(loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: '😀'.repeat(16) }).WEBHOOK_SECRET).toBe('😀'.repeat(16));
     expect(() => loadEnv({ WEBHOOK_URL: 'ftp://push.example.com', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL must use http: or https:/);
     expect(() => loadEnv({ WEBHOOK_URL: 'https://us%zzer:pw@push.example.com/parley', WEBHOOK_SECRET: SECRET })).toThrow(/WEBHOOK_URL has a user or password with a malformed %-escape/);
     expect(() => loadEnv({ WEBHOOK_COALESCE: 'soon' })).toThrow(/WEBHOOK_COALESCE/);

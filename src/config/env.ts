@@ -327,7 +327,9 @@ function usernames(src: Source, name: string): string[] {
 function secret(src: Source, name: string, min: number): string | undefined {
   const raw = src[name];
   if (raw === undefined || raw === '') return undefined;
-  if (raw.length < min) throw new ConfigError(name, `must be at least ${min} characters long`);
+  // Characters as a person counts them (code points), and spaces at its ends not among them: 16
+  // spaces, or 8 emoji, passed (an outside probe).
+  if ([...raw.trim()].length < min) throw new ConfigError(name, `must be at least ${min} characters long, spaces at its ends not counted`);
   return raw;
 }
 
