@@ -293,27 +293,31 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
-  it('should announce OFFLINE for a user who logged out while Redis had lost its data unnoticed, once the loss is found', async () => {
+  it('should announce OFFLINE for users who logged out while Redis had lost its data unnoticed, once the loss is found', async () => {
     await onOwnRedis(async (a, b, redis) => {
-      const u = await signup(a.url);
+      // U has a socket on A; hal is active over HTTP only.
+      const [u, hal] = [await signup(a.url), await signup(a.url)];
       const socket = wsClient(a.wsUrl, u.token);
       await socket.connected;
       const watcher = await signup(b.url);
-      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id] });
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
       const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
-      await eventually(async () => (await status(u.id)) === 'ONLINE');
-      // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet: the
-      // logout and its socket's close find no record of the user, and the watcher last heard ONLINE.
+      await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
+      // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet (each
+      // logout's own activity is within the throttle): the logouts and the socket's close find no
+      // record of their users, and the watcher last heard ONLINE.
       const admin = new Redis(redis.url);
       await admin.flushall();
       admin.disconnect();
+      await ok(gql(a.url, 'mutation { logout }', {}, hal.token));
       await ok(gql(a.url, 'mutation { logout }', {}, u.token));
       expect((await socket.closed).code).toBe(4403);
       await sleep(300);
-      // Found by a read: the close is told to the store again and settled after it.
+      // Found by a read: the close and the logouts are told to the store again and settled after it.
       await status(u.id);
-      await eventually(() => events.sub.values.at(-1)?.presenceChanged.status === 'OFFLINE', 10_000, 200);
-      expect(await status(u.id)).toBe('OFFLINE');
+      const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+      await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
+      expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
     });
   }, 60_000);
 

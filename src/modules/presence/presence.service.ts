@@ -107,6 +107,13 @@ export class PresenceService {
   private readonly unsettled = new Map<string, { closedAt: number; ended?: Ended }>();
   /** Logouts made here the store could not take (away), by user and session, with when: settled once it is back (see settleLogout). */
   private readonly unsettledLogouts = new BySession<number>();
+  /**
+   * Logouts made here within PRESENCE_TIMEOUT that found no record of their user, with when: one
+   * made before a loss of the store's data was found (a FLUSHALL, and no read since) was announced
+   * to no one, and watchers showed the user ONLINE for good (an outside probe, 14 of 15). Told
+   * again and settled again once the loss is found, as a close is (see closing).
+   */
+  private readonly absentLogouts = new BySession<number>();
   /** Handoffs taken from stopped instances and not settled yet (see takeOver), by their timer. */
   private readonly handoffs = new Map<NodeJS.Timeout, PresenceHandoffPayload>();
   /**
@@ -360,12 +367,14 @@ export class PresenceService {
   /** A logout made at `at`, settled now; one the store can't take is settled again once it is back (it waited for the sweep). */
   private async settleLogout(userId: string, sessionId: string, at: number): Promise<void> {
     this.unsettledLogouts.delete(userId, sessionId);
+    this.absentLogouts.delete(userId, sessionId);
     // This session's own sockets are being closed by the revocation; only other sessions' count.
     const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
     try {
       await this.activityFirst();
       const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now() });
-      if (wentOffline) await this.offline(userId, at, wentOffline);
+      if (wentOffline === ABSENT) this.absentLogouts.set(userId, sessionId, at);
+      else if (wentOffline) await this.offline(userId, at, wentOffline);
     } catch (e) {
       this.unsettledLogouts.set(userId, sessionId, at);
       this.settleFailed(e, { userId });
@@ -807,6 +816,7 @@ export class PresenceService {
     // either; a logout the store could not take is the sweep's by then.
     for (const [userId, { at }] of this.closing) if (now - at >= this.timeoutMs) this.closing.delete(userId);
     this.unsettledLogouts.prune((at) => now - at >= this.timeoutMs);
+    this.absentLogouts.prune((at) => now - at >= this.timeoutMs);
   }
 
   /**
@@ -827,8 +837,8 @@ export class PresenceService {
   /**
    * The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it, and its
    * users whose last socket here closed, or who logged out here, unsettled (see closing) as active
-   * then: settled after it (a close settled already is settled again), they go OFFLINE, announced,
-   * rather than never having come back ONLINE.
+   * then: settled after it (a close or logout settled already with no record of its user is settled
+   * again), they go OFFLINE, announced, rather than never having come back ONLINE.
    */
   private activityWritten(now = Date.now()): Activity[] {
     const out: Activity[] = [];
@@ -839,6 +849,7 @@ export class PresenceService {
       // A grace period under way, or a later ask, settles it already.
       if (!this.graceTimers.has(userId) && !this.reasks.has(userId)) this.unsettled.set(userId, { closedAt: at, ended });
     }
+    for (const [userId, sessionId, at] of this.absentLogouts.entries()) this.unsettledLogouts.set(userId, sessionId, at);
     for (const [userId, , at] of this.unsettledLogouts.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: null, now: at });
     return out;
   }

@@ -62,9 +62,9 @@ export interface PresenceStore {
   /**
    * A session ended. The user goes offline unless `liveHere` (a socket of another session on
    * this instance), a socket on another live instance, or another session active since `cutoff`.
-   * @returns truthy when this call took the user offline.
+   * @returns a Gone (truthy when this call took the user offline), or ABSENT when the store had no record of the user.
    */
-  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone>;
+  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone | typeof ABSENT>;
   /**
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
    * The user goes offline unless a socket is live on another instance or they were active after `closedAt`;
@@ -229,10 +229,11 @@ if was then return gone end
 return 0`;
 
 // KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now.
+// Returns as gone() reads it, or ABSENT for a user with no record.
 const END_SESSION = `${HELD}
 redis.call('ZREM', KEYS[4], ARGV[2])
 if ARGV[4] == '1' then return 0 end
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return '${ABSENT}' end
 if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
 if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 return drop(ARGV[1])`;
@@ -462,9 +463,10 @@ export class RedisPresenceStore implements PresenceStore {
     return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId]));
   }
 
-  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone> {
+  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone | typeof ABSENT> {
     const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
-    return gone(await this.run<number>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]));
+    const n = await this.run<number | typeof ABSENT>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]);
+    return n === ABSENT ? n : gone(n);
   }
 
   async socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere | typeof ABSENT> {
@@ -607,7 +609,8 @@ export class MemoryPresenceStore implements PresenceStore {
   async endSession(userId: string, sessionId: string, o: { liveHere: boolean; cutoff: number }) {
     const s = this.sessions.get(userId);
     s?.delete(sessionId);
-    if (o.liveHere || !this.active.has(userId)) return false;
+    if (o.liveHere) return false;
+    if (!this.active.has(userId)) return ABSENT;
     if (s && [...s.values()].some((at) => at >= o.cutoff)) return false;
     return this.drop(userId);
   }
