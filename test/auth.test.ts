@@ -353,6 +353,23 @@ describeRedis('logoutOtherSessions', () => {
     expect(await status()).toBe('OFFLINE');
     expect(codeOf(await gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).toBe('UNAUTHENTICATED');
   });
+
+  it('should leave one session standing when two ask at once, each on an instance: the other is told UNAUTHENTICATED', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const LOGOUT_OTHERS = 'mutation($p: String!) { logoutOtherSessions(password: $p) }';
+    for (let round = 0; round < 3; round++) {
+      const u = await signup(a.url);
+      const other = await login(b.url, u);
+      // Before: each revoked the other, and the account was left with no session, both told theirs stayed.
+      const answers = await Promise.all([gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token), gql(b.url, LOGOUT_OTHERS, { p: u.password }, other)]);
+      expect(answers.map((r) => r.data?.logoutOtherSessions ?? codeOf(r)).sort()).toEqual([1, 'UNAUTHENTICATED']);
+      const standing = answers[0].data?.logoutOtherSessions === 1 ? u.token : other;
+      for (const [token, code] of [[u.token, standing === u.token ? undefined : 'UNAUTHENTICATED'], [other, standing === other ? undefined : 'UNAUTHENTICATED']]) {
+        expect(codeOf(await gql(a.url, ME, {}, token))).toBe(code);
+      }
+    }
+  });
 });
 
 describe('authenticated sockets', () => {

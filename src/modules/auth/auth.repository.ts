@@ -31,6 +31,11 @@ export const sessionRepository = {
     return em.find(Session, { user: userId }, { fields: ['id', 'tokenHash'] });
   },
 
+  /** Whether a session is still stored (not logged out, nor revoked). */
+  async stands(em: EntityManager, id: string): Promise<boolean> {
+    return (await em.execute('select 1 from sessions where id = ?', [id])).length > 0;
+  },
+
   /** Deletes a user's sessions but `keep`: the ids and token hashes of those it deleted. */
   async deleteOthersOf(em: EntityManager, userId: string, keep: string): Promise<{ id: string; token_hash: string }[]> {
     return em.execute('delete from sessions where user_id = ? and id <> ? returning id, token_hash', [userId, keep]);

@@ -316,7 +316,14 @@ export class AuthService {
    */
   async logoutOthers(em: EntityManager, viewer: Viewer, password: string, ip: string): Promise<number> {
     await this.checkPassword(em, viewer, password, ip);
-    const gone = await sessionRepository.deleteOthersOf(em, viewer.userId, viewer.sessionId);
+    // One at a time on the account's row, and only while the asking session stands: two sessions
+    // asking at once each revoked the other, and the account was left with none, each told its own
+    // stayed (an outside probe, 19 of 19).
+    const gone = await em.transactional(async (tem) => {
+      if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError();
+      if (!(await sessionRepository.stands(tem, viewer.sessionId))) throw new UnauthenticatedError('This session was logged out.');
+      return sessionRepository.deleteOthersOf(tem, viewer.userId, viewer.sessionId);
+    });
     if (!gone.length) return 0;
     await this.revoked(viewer.userId, gone.map((s) => s.id), gone.map((s) => s.token_hash));
     for (const s of gone) {
