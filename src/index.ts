@@ -21,12 +21,21 @@ async function main(): Promise<void> {
   };
   process.once('uncaughtException', cannotStart);
   process.once('unhandledRejection', cannotStart);
+  // Stopped while starting (Ctrl-C, a hang-up, a supervisor): through process.exit, whose 'exit'
+  // listeners stop the embedded PostgreSQL. The signals' default left it running (an outside probe).
+  const stopWhileStarting = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopped while starting');
+    exitAfterFlush(logger, 0, 1000);
+  };
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  for (const signal of signals) process.on(signal, stopWhileStarting);
   let server;
   try {
     server = await startServer({ env, logger });
   } catch (e) {
     return cannotStart(e);
   }
+  for (const signal of signals) process.off(signal, stopWhileStarting);
   process.off('uncaughtException', cannotStart);
   process.off('unhandledRejection', cannotStart);
   // Which Redis pub/sub rides on, as an operator checks it: a cluster's sharded channels or classic ones.

@@ -202,7 +202,7 @@ describe('foundation', () => {
       const left = postmaster();
       expect(() => process.kill(left, 0)).not.toThrow();
       const third = await createTestServer(env, { clean: false, spawn: true, captureLogs: true });
-      expect(third.logs.some((l) => /left running/.test(l.json.msg) && l.json.pid === left)).toBe(true);
+      expect(third.logs.some((l) => /left running/.test(l.json.msg) && l.json.postgresPid === left)).toBe(true);
       const again = await ok(gql(third.url, 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ user { id } } }', { u: user.username, p: user.password }));
       expect(again.login.user.id).toBe(user.id);
       // A hang-up (a terminal closed) stops it as Ctrl-C does, its PostgreSQL with it.
@@ -214,4 +214,44 @@ describe('foundation', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  it('should leave no embedded PostgreSQL behind a Parley hung up or killed while it starts', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'parley-embedded-'));
+    chmodSync(dir, 0o755);
+    const env = { DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(await sparePorts()) };
+    const postmaster = () => Number(readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    // Running: there, and not a zombie (an orphan's parent, init, may reap it late).
+    const alive = (pid: number) => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    /** Started, and signalled as soon as its PostgreSQL is (its postmaster.pid written: starting, not ready yet). */
+    const signalledWhileStarting = async (signal: NodeJS.Signals) => {
+      const p = runParley(env);
+      await eventually(() => (readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').length ? true : false), 60_000, 5).catch(() => undefined);
+      const pid = postmaster();
+      p.child.kill(signal);
+      return { code: await p.exited, pid };
+    };
+    try {
+      // Made once, so that the runs below start an existing cluster (no initdb in the way).
+      const first = await createTestServer(env, { clean: false, spawn: true });
+      await first.dispose();
+      // Killed: its PostgreSQL outlives it, and the next start stops that one and serves.
+      const killed = await signalledWhileStarting('SIGKILL');
+      expect(alive(killed.pid)).toBe(true);
+      const next = await createTestServer(env, { clean: false, spawn: true });
+      await next.dispose();
+      expect(alive(killed.pid)).toBe(false);
+      // Hung up: it stops as asked, its PostgreSQL with it.
+      const hungUp = await signalledWhileStarting('SIGHUP');
+      expect(hungUp.code).toBe(0);
+      await eventually(() => !alive(hungUp.pid), 10_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

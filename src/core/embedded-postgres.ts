@@ -1,6 +1,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, chown, cp, lstat, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -156,13 +157,22 @@ async function runningOn(dataDir: string): Promise<number | undefined> {
   return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
 }
 
-/** Whether process `pid` lives (another user's included). */
+/** Whether process `pid` lives (another user's included); one that exited and is not reaped yet (a zombie, on Linux) does not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  // An orphan's parent is init, which in some containers reaps late or never.
+  return !/^\d+ \(.*\) Z/.test(readProcStat(pid));
+}
+
+function readProcStat(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -180,6 +190,19 @@ async function leftRunning(dataDir: string): Promise<number | undefined> {
   if (pid === undefined) return undefined;
   const owner = JSON.parse(await readFile(ownerFile(dataDir), 'utf8').catch(() => '{}')) as { parley?: number; postgres?: number };
   return owner.postgres === pid && typeof owner.parley === 'number' && !alive(owner.parley) ? pid : undefined;
+}
+
+/**
+ * Password files an initialisation killed midway left beside the data folders (it deletes its own
+ * when it ends): a minute old, so as not to take one from a start running beside this one.
+ */
+async function forgetStalePwfiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith('.pwfile-'))) {
+    const file = path.join(dir, name);
+    const age = Date.now() - (await stat(file).then((s) => s.mtimeMs, () => Date.now()));
+    if (age > 60_000) await unlink(file).catch(() => undefined);
+  }
 }
 
 /** Stops PostgreSQL `pid` (a fast shutdown) and waits for it to be gone from `dataDir`. */
@@ -251,7 +274,7 @@ export async function startEmbeddedPostgres(opts: {
   const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
   const left = await leftRunning(dataDir);
   if (left !== undefined) {
-    logger.warn({ pid: left, dataDir }, 'stopping the embedded PostgreSQL that a Parley which ended without stopping it left running');
+    logger.warn({ postgresPid: left, dataDir }, 'stopping the embedded PostgreSQL that a Parley which ended without stopping it left running');
     await stopLeft(left, dataDir);
   }
   if (!(await portFree(port))) {
@@ -267,6 +290,7 @@ export async function startEmbeddedPostgres(opts: {
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
 
+  await forgetStalePwfiles(path.dirname(dataDir));
   if (existing === undefined) {
     logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -290,6 +314,9 @@ export async function startEmbeddedPostgres(opts: {
   // under the server's graceful shutdown (its last writes refused); the server stops it last. A
   // caller without a SIGINT handler (the tests' setup) leaves it in its group, to stop with it.
   const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port)], { ...as, env, stdio: ['ignore', 'ignore', 'pipe'], detached: !!opts.ownGroup });
+  // At once, not once it is ready: a Parley killed while it starts left it running unrecognised (an
+  // outside probe). Not awaited here: the listeners below must be on before the child's first event.
+  const owned = child.pid === undefined ? Promise.resolve() : writeFile(ownerFile(dataDir), JSON.stringify({ parley: process.pid, postgres: child.pid })).catch(() => undefined);
   // Stops PostgreSQL if this process exits without disposing (its own signal handling aside).
   const stopOnExit = () => child.kill('SIGINT');
   process.on('exit', stopOnExit);
@@ -315,7 +342,6 @@ export async function startEmbeddedPostgres(opts: {
         else reject(new Error(`embedded PostgreSQL stopped while starting: ${why(log)}`));
       });
     });
-    await writeFile(ownerFile(dataDir), JSON.stringify({ parley: process.pid, postgres: child.pid }));
     const database = opts.database ?? DB_NAME;
     const client = new pg.Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres' });
     await client.connect();
@@ -337,6 +363,7 @@ export async function startEmbeddedPostgres(opts: {
       process.off('exit', stopOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
+      await owned;
       await unlink(ownerFile(dataDir)).catch(() => undefined);
     },
   };
