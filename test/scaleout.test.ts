@@ -321,6 +321,42 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  it('should announce OFFLINE for users whose logout or close was being settled as the loss of Redis data was found', async () => {
+    await onOwnRedis(async (a, b, redis) => {
+      const [u, hal] = [await signup(a.url), await signup(a.url)];
+      const socket = wsClient(a.wsUrl, u.token);
+      await socket.connected;
+      const watcher = await signup(b.url);
+      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
+      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+      await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
+      // A's settles reach the store late (a slow Redis): the loss is found, and told, while they are on their way.
+      type Store = { endSession: (...a: unknown[]) => Promise<unknown>; socketsGone: (...a: unknown[]) => Promise<unknown> };
+      const store = (a.services.presence as unknown as { store: Store }).store;
+      const slow = (name: keyof Store) => {
+        const real = store[name].bind(store);
+        return jest.spyOn(store, name).mockImplementation(async (...args) => (await sleep(600), real(...args)));
+      };
+      const spies = [slow('endSession'), slow('socketsGone')];
+      try {
+        const admin = new Redis(redis.url);
+        await admin.flushall();
+        admin.disconnect();
+        const logouts = Promise.all([hal, u].map((x) => gql(a.url, 'mutation { logout }', {}, x.token)));
+        expect((await socket.closed).code).toBe(4403);
+        await sleep(200);
+        // Found by a read while A's settles wait: A tells the store what it holds, which is not them.
+        await status(u.id);
+        for (const r of await logouts) expect(r.data?.logout).toBe(true);
+        const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+        await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
+        expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
+      } finally {
+        spies.forEach((s) => s.mockRestore());
+      }
+    });
+  }, 60_000);
+
   it('should announce OFFLINE once a stalled Redis answers again for a user whose last socket closed meanwhile', async () => {
     await onOwnRedis(async (a, b, redis) => {
       const xavier = await buildConnectedUser(a.url, [a]);

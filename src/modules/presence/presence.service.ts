@@ -52,6 +52,9 @@ export interface SweepRun {
   ms: number;
 }
 
+/** A settle that found no record of its user within this long after a loss was learned is settled again at once (see lostSince). */
+const LOST_LATELY_MS = 10_000;
+
 /** At most one telling of an emptied store its sockets per this long (see start). */
 const TELL_AGAIN_EVERY_MS = 3_000;
 
@@ -144,6 +147,8 @@ export class PresenceService {
   private stopping = false;
   /** When this instance last told an emptied store its sockets (see start). */
   private toldAgainAt = 0;
+  /** When this instance last learned that the store lost its data (see lostSince). */
+  private lostAt = -Infinity;
   /** What a reconnection to the store runs (see start): told again what it may have lost, then closes settled. */
   private storeBack: (() => void) | undefined;
   /**
@@ -222,7 +227,10 @@ export class PresenceService {
     this.storeBack = () =>
       void (this.store.emptied?.() ?? Promise.resolve(false))
         .catch(() => false)
-        .then((lost) => tellAgain(lost ? this.activityWritten() : []));
+        .then((lost) => {
+          if (lost) this.lostAt = Date.now();
+          tellAgain(lost ? this.activityWritten() : []);
+        });
     const reconnected = this.store.onReconnect?.(this.storeBack);
     if (reconnected) this.off.push(reconnected);
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
@@ -234,6 +242,7 @@ export class PresenceService {
       this.pubsub.on(Topic.PresenceStoreLost, () => {
         // Several instances may find the loss at once, and a store under memory pressure lose it again: once per few seconds.
         const now = Date.now();
+        this.lostAt = now;
         if (this.stopping || now - this.toldAgainAt < TELL_AGAIN_EVERY_MS) return;
         this.toldAgainAt = now;
         const active = this.activityWritten();
@@ -365,7 +374,8 @@ export class PresenceService {
   }
 
   /** A logout made at `at`, settled now; one the store can't take is settled again once it is back (it waited for the sweep). */
-  private async settleLogout(userId: string, sessionId: string, at: number): Promise<void> {
+  private async settleLogout(userId: string, sessionId: string, at: number, retold = false): Promise<void> {
+    const began = Date.now();
     this.unsettledLogouts.delete(userId, sessionId);
     this.absentLogouts.delete(userId, sessionId);
     // This session's own sockets are being closed by the revocation; only other sessions' count.
@@ -373,6 +383,10 @@ export class PresenceService {
     try {
       await this.activityFirst();
       const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now() });
+      if (wentOffline === ABSENT && !retold && this.lostSince(began)) {
+        this.recordAgain([{ userId, sessionId: null, now: at }]);
+        return await this.settleLogout(userId, sessionId, at, true);
+      }
       if (wentOffline === ABSENT) this.absentLogouts.set(userId, sessionId, at);
       else if (wentOffline) await this.offline(userId, at, wentOffline);
     } catch (e) {
@@ -467,10 +481,12 @@ export class PresenceService {
     }
   }
 
-  private async afterGrace(userId: string, closedAt: number, ended?: Ended, again = false): Promise<void> {
+  private async afterGrace(userId: string, closedAt: number, ended?: Ended, again = false, retold = false): Promise<void> {
+    const began = Date.now();
     this.unsettled.delete(userId);
     if (this.sockets.has(userId)) return;
     this.settling.add(userId);
+    let settleAgain = false;
     try {
       await this.activityFirst();
       const gone = await this.store.socketsGone(userId, { instanceId: this.instanceId, closedAt, now: Date.now(), ended });
@@ -480,7 +496,13 @@ export class PresenceService {
       }
       // Settled (by this answer, or by the socket or activity that keeps them ONLINE): a later close is
       // another. Not so when the store had no record of them (see closing).
-      if (gone === ABSENT) return;
+      if (gone === ABSENT) {
+        if (!retold && this.lostSince(began)) {
+          this.recordAgain([{ userId, sessionId: null, now: closedAt }]);
+          settleAgain = true;
+        }
+        return;
+      }
       if (this.closing.get(userId)?.at === closedAt) this.closing.delete(userId);
       if (gone) await this.offline(userId, closedAt, gone);
     } catch (e) {
@@ -490,7 +512,19 @@ export class PresenceService {
       this.retrySettling();
     } finally {
       this.settling.delete(userId);
+      if (settleAgain) void this.afterGrace(userId, closedAt, ended, again, true);
     }
+  }
+
+  /**
+   * Whether a settle begun at `began` that found no record of its user may have met a loss of the
+   * store's data: one learned since, or just before (the activity told again then may not have
+   * landed, or a logout dropped it as its own: see endingSession). The user is told to the store
+   * again and settled again at once; kept for the next loss only, they waited for one that never
+   * came, and watchers showed them ONLINE for good (an outside re-check, 3 of 87).
+   */
+  private lostSince(began: number): boolean {
+    return this.lostAt >= began - LOST_LATELY_MS;
   }
 
   /**
