@@ -293,16 +293,25 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  /**
+   * U with a socket on A and hal active over HTTP only, both ONLINE to a watcher on B: their status
+   * read through B, and the last presence event the watcher heard of each.
+   */
+  async function leavers(a: TestServer, b: TestServer) {
+    const [u, hal] = [await signup(a.url), await signup(a.url)];
+    const socket = wsClient(a.wsUrl, u.token);
+    await socket.connected;
+    const watcher = await signup(b.url);
+    const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
+    const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
+    await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
+    const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+    return { u, hal, socket, status, last };
+  }
+
   it('should announce OFFLINE for users who logged out while Redis had lost its data unnoticed, once the loss is found', async () => {
     await onOwnRedis(async (a, b, redis) => {
-      // U has a socket on A; hal is active over HTTP only.
-      const [u, hal] = [await signup(a.url), await signup(a.url)];
-      const socket = wsClient(a.wsUrl, u.token);
-      await socket.connected;
-      const watcher = await signup(b.url);
-      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
-      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
-      await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
+      const { u, hal, socket, status, last } = await leavers(a, b);
       // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet (each
       // logout's own activity is within the throttle): the logouts and the socket's close find no
       // record of their users, and the watcher last heard ONLINE.
@@ -315,7 +324,6 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       await sleep(300);
       // Found by a read: the close and the logouts are told to the store again and settled after it.
       await status(u.id);
-      const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
       await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
       expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
     });
@@ -323,13 +331,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
 
   it('should announce OFFLINE for users whose logout or close was being settled as the loss of Redis data was found', async () => {
     await onOwnRedis(async (a, b, redis) => {
-      const [u, hal] = [await signup(a.url), await signup(a.url)];
-      const socket = wsClient(a.wsUrl, u.token);
-      await socket.connected;
-      const watcher = await signup(b.url);
-      const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
-      const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
-      await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
+      const { u, hal, socket, status, last } = await leavers(a, b);
       // A's settles reach the store late (a slow Redis): the loss is found, and told, while they are on their way.
       type Store = { endSession: (...a: unknown[]) => Promise<unknown>; socketsGone: (...a: unknown[]) => Promise<unknown> };
       const store = (a.services.presence as unknown as { store: Store }).store;
@@ -348,7 +350,6 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
         // Found by a read while A's settles wait: A tells the store what it holds, which is not them.
         await status(u.id);
         for (const r of await logouts) expect(r.data?.logout).toBe(true);
-        const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
         await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
         expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
       } finally {
