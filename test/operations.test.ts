@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { createTestServer, itRedis } from './helpers/server';
 import { eventually } from './helpers/graphql';
+import { loadEnv } from '../src/config/env';
 
 /** Sends one raw HTTP request on an already open connection and reads the status line's code. */
 function statusOn(socket: net.Socket, path: string): Promise<number> {
@@ -71,6 +72,13 @@ describe('operations endpoints', () => {
     expect(await ok.text()).toContain('parley_open_sockets');
     // The rest of the server does not ask for it.
     expect((await fetch(new URL('/healthz', s.url))).status).toBe(200);
+  });
+
+  it('should refuse at start a METRICS_TOKEN no scraper could send: a space, or a character beyond ASCII', () => {
+    for (const token of ['😀'.repeat(16), ' abcdefghijklmnopq ', 'abcdefgh ijklmnopq', 'é'.repeat(17)]) {
+      expect(() => loadEnv({ METRICS_TOKEN: token })).toThrow(/METRICS_TOKEN must be printable ASCII/);
+    }
+    expect(loadEnv({ METRICS_TOKEN: 'a-metrics-token-0123456789' }).METRICS_TOKEN).toBe('a-metrics-token-0123456789');
   });
 
   it('should serve /metrics on METRICS_PORT only, not on the main port', async () => {

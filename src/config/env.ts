@@ -333,6 +333,17 @@ function secret(src: Source, name: string, min: number): string | undefined {
   return raw;
 }
 
+/**
+ * A bearer token a scraper can send as it is: printable ASCII, no spaces. A header's value reaches
+ * the server as Latin-1 with the spaces at its ends cut, so a token of emoji, or one with a space at
+ * an end, started the server and matched no request: /metrics locked for good (an outside probe).
+ */
+function metricsToken(src: Source): string | undefined {
+  const token = secret(src, 'METRICS_TOKEN', 16);
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('METRICS_TOKEN', 'must be printable ASCII characters without spaces (a scraper sends it in an Authorization header)');
+  return token;
+}
+
 /** Printable characters without spaces: it is put before keys and channel names as it is. */
 function redisPrefix(src: Source): string {
   const raw = read(src, 'REDIS_KEY_PREFIX') ?? '';
@@ -423,7 +434,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     REDIS_COMMAND_TIMEOUT: duration(src, 'REDIS_COMMAND_TIMEOUT', 2, 0.05, 60),
     SHUTDOWN_TIMEOUT: shutdownTimeout,
     SHUTDOWN_DELAY: shutdownDelay,
-    METRICS_TOKEN: secret(src, 'METRICS_TOKEN', 16),
+    METRICS_TOKEN: metricsToken(src),
     METRICS_PORT: read(src, 'METRICS_PORT') === undefined ? undefined : int(src, 'METRICS_PORT', 0, 0, 65535),
     LOG_LEVEL: logLevel,
     LOG_PRETTY: bool(src, 'LOG_PRETTY', nodeEnv === 'development' && terminal),
