@@ -235,6 +235,13 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       again.disconnect();
       await status(frank.id);
       await eventually(async () => (await status(frank.id)) === 'ONLINE' && (await status(gina.id)) === 'ONLINE', 2500, 100);
+      // And again a second later: another loss (another generation), told too.
+      await sleep(1000);
+      const third = new Redis(redis.url);
+      await third.flushall();
+      third.disconnect();
+      await status(frank.id);
+      await eventually(async () => (await status(frank.id)) === 'ONLINE' && (await status(gina.id)) === 'ONLINE', 2500, 100);
 
       await redis.stop();
       await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);

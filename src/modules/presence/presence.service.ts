@@ -55,7 +55,7 @@ export interface SweepRun {
 /** A settle that found no record of its user within this long after a loss was learned is settled again at once (see lostSince). */
 const LOST_LATELY_MS = 10_000;
 
-/** At most one telling of an emptied store its sockets per this long (see start). */
+/** At most one telling of an emptied store its sockets per this long, for a loss told without its generation (see start). */
 const TELL_AGAIN_EVERY_MS = 3_000;
 
 /** Users per handoff event of a stopping instance (see dispose). */
@@ -147,6 +147,8 @@ export class PresenceService {
   private stopping = false;
   /** When this instance last told an emptied store its sockets (see start). */
   private toldAgainAt = 0;
+  /** The generation of the store's data this instance last told its own again for (see start). */
+  private toldGeneration: string | undefined;
   /** When this instance last learned that the store lost its data (see lostSince). */
   private lostAt = -Infinity;
   /** What a reconnection to the store runs (see start): told again what it may have lost, then closes settled. */
@@ -236,15 +238,19 @@ export class PresenceService {
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
     // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
     // (else up to a refresh interval of OFFLINE), and activity counts again at once (else throttled).
-    const lost = this.store.onDataLost?.(() => void this.pubsub.publishSafe(Topic.PresenceStoreLost, { instanceId: this.instanceId }));
+    const lost = this.store.onDataLost?.((generation) => void this.pubsub.publishSafe(Topic.PresenceStoreLost, { instanceId: this.instanceId, generation }));
     if (lost) this.off.push(lost);
     this.off.push(
-      this.pubsub.on(Topic.PresenceStoreLost, () => {
-        // Several instances may find the loss at once, and a store under memory pressure lose it again: once per few seconds.
+      this.pubsub.on(Topic.PresenceStoreLost, (p) => {
+        // Several instances may find one loss at once: told once a loss, known by the generation its
+        // finder wrote. Once per few seconds, a second loss soon after the first was never told, and
+        // users active over HTTP only read OFFLINE, none announced (an outside probe, 6 of 6). Without
+        // a generation (a release before it), once per few seconds still.
         const now = Date.now();
         this.lostAt = now;
-        if (this.stopping || now - this.toldAgainAt < TELL_AGAIN_EVERY_MS) return;
+        if (this.stopping || (p.generation ? p.generation === this.toldGeneration : now - this.toldAgainAt < TELL_AGAIN_EVERY_MS)) return;
         this.toldAgainAt = now;
+        if (p.generation) this.toldGeneration = p.generation;
         const active = this.activityWritten();
         this.touched.prune(() => true);
         tellAgain(active);

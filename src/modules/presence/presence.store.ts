@@ -92,8 +92,12 @@ export interface PresenceStore {
    * first (the marker holds a generation).
    */
   emptied?(): Promise<boolean>;
-  /** Calls `listener` each time this instance finds the store without its data (its HIDDEN mirror gone) and has written the mirror again; returns the unsubscribe. */
-  onDataLost?(listener: () => void): () => void;
+  /**
+   * Calls `listener` each time this instance finds the store without its data (its HIDDEN mirror
+   * gone) and has written the mirror again, with the generation the store's data now has (see
+   * SEEDED): one loss found by several instances is one generation. Returns the unsubscribe.
+   */
+  onDataLost?(listener: (generation: string | null) => void): () => void;
   /** Online users who are not HIDDEN, in id order after `fromId`, or (`backward`) before it nearest first. */
   page(fromId: string | null, limit: number, backward?: boolean): Promise<string[]>;
   /** Of `userIds`, those online and not HIDDEN (in the order given). */
@@ -382,7 +386,7 @@ type ScriptName = keyof typeof SCRIPTS;
 
 export class RedisPresenceStore implements PresenceStore {
   private reseeding?: Promise<void>;
-  private readonly lost = new Set<() => void>();
+  private readonly lost = new Set<(generation: string | null) => void>();
   /** The generation of the store's data this instance last saw (see SEEDED); null before it looked. */
   private generation: string | null = null;
 
@@ -413,11 +417,11 @@ export class RedisPresenceStore implements PresenceStore {
       } finally {
         this.reseeding = undefined;
       }
-      for (const listener of this.lost) listener();
+      for (const listener of this.lost) listener(this.generation);
     })());
   }
 
-  onDataLost(listener: () => void): () => void {
+  onDataLost(listener: (generation: string | null) => void): () => void {
     this.lost.add(listener);
     return () => void this.lost.delete(listener);
   }

@@ -371,6 +371,7 @@ export interface TopicPayloads {
   [Topic.SafetyChanged]: SafetyChangedPayload;
   [Topic.ContactsChanged]: ContactsChangedPayload;
   [Topic.PresenceHandoff]: PresenceHandoffPayload;
-  [Topic.PresenceStoreLost]: { instanceId: string };
+  /** `generation`: of the store's data as its finder wrote it again (absent from a release before it). */
+  [Topic.PresenceStoreLost]: { instanceId: string; generation?: string | null };
   [Topic.PresenceGrace]: PresenceGracePayload;
 }
