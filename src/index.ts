@@ -35,7 +35,6 @@ async function main(): Promise<void> {
   } catch (e) {
     return cannotStart(e);
   }
-  for (const signal of signals) process.off(signal, stopWhileStarting);
   process.off('uncaughtException', cannotStart);
   process.off('unhandledRejection', cannotStart);
   // Which Redis pub/sub rides on, as an operator checks it: a cluster's sharded channels or classic ones.
@@ -84,6 +83,8 @@ async function main(): Promise<void> {
   // A terminal closed (or an SSH session lost) hangs up: stopped as by Ctrl-C. Killed by SIGHUP's
   // default, the embedded PostgreSQL was left running (see startEmbeddedPostgres).
   process.on('SIGHUP', () => shutdown('SIGHUP'));
+  // Only now: a signal with no listener for a moment gets its default action (the process killed).
+  for (const signal of signals) process.off(signal, stopWhileStarting);
 }
 
 void main();

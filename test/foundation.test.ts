@@ -228,10 +228,16 @@ describe('foundation', () => {
         return false;
       }
     };
-    /** Started, and signalled as soon as its PostgreSQL is (its postmaster.pid written: starting, not ready yet). */
+    const owner = () => JSON.parse(readFileSync(`${env.EMBEDDED_PG_DIR}.owner`, 'utf8')) as { parley: number; postgres: number };
+    /**
+     * Started, and signalled as soon as its PostgreSQL is (its postmaster.pid written: starting, not
+     * ready yet); a signal it can handle, once it names itself that PostgreSQL's owner (its handlers
+     * are on by then: under load, a stale postmaster.pid was read before they were).
+     */
     const signalledWhileStarting = async (signal: NodeJS.Signals) => {
       const p = runParley(env);
-      await eventually(() => (readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').length ? true : false), 60_000, 5).catch(() => undefined);
+      const handled = signal !== 'SIGKILL';
+      await eventually(() => readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').length > 0 && (!handled || owner().parley === p.child.pid), 60_000, 5);
       const pid = postmaster();
       p.child.kill(signal);
       return { code: await p.exited, pid };
