@@ -21,11 +21,19 @@ async function main(): Promise<void> {
   };
   process.once('uncaughtException', cannotStart);
   process.once('unhandledRejection', cannotStart);
-  // Stopped while starting (Ctrl-C, a hang-up, a supervisor): through process.exit, whose 'exit'
-  // listeners stop the embedded PostgreSQL. The signals' default left it running (an outside probe).
+  // Stopped while starting (Ctrl-C, a hang-up, a supervisor): once started, as any stop, so the
+  // embedded PostgreSQL stops with it (the signals' default left it running: an outside probe).
+  // Not at once: a migration is committed before it is recorded as applied, and one stopped in
+  // between left a database no later start could migrate (an outside probe). Asked twice: at once,
+  // through process.exit, whose 'exit' listeners stop the embedded PostgreSQL all the same.
+  let stopAsked: NodeJS.Signals | undefined;
   const stopWhileStarting = (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'stopped while starting');
-    exitAfterFlush(logger, 0, 1000);
+    if (stopAsked) {
+      logger.warn({ signal }, 'stopped while starting, as asked twice');
+      return exitAfterFlush(logger, 1, 1000);
+    }
+    stopAsked = signal;
+    logger.info({ signal }, 'stopping once started');
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
   for (const signal of signals) process.on(signal, stopWhileStarting);
@@ -85,6 +93,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => shutdown('SIGHUP'));
   // Only now: a signal with no listener for a moment gets its default action (the process killed).
   for (const signal of signals) process.off(signal, stopWhileStarting);
+  if (stopAsked) shutdown(stopAsked);
 }
 
 void main();

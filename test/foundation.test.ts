@@ -240,7 +240,7 @@ describe('foundation', () => {
       await eventually(() => readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').length > 0 && (!handled || owner().parley === p.child.pid), 60_000, 5);
       const pid = postmaster();
       p.child.kill(signal);
-      return { code: await p.exited, pid };
+      return { code: await p.exited, pid, stdout: p.output().stdout };
     };
     try {
       // Made once, so that the runs below start an existing cluster (no initdb in the way).
@@ -252,9 +252,10 @@ describe('foundation', () => {
       const next = await createTestServer(env, { clean: false, spawn: true });
       await next.dispose();
       expect(alive(killed.pid)).toBe(false);
-      // Hung up: it stops as asked, its PostgreSQL with it.
+      // Hung up: it stops as asked once started (a migration is not cut in two), its PostgreSQL with it.
       const hungUp = await signalledWhileStarting('SIGHUP');
       expect(hungUp.code).toBe(0);
+      expect(hungUp.stdout).toMatch(/"msg":"stopping once started"[\s\S]*"msg":"shutting down"[\s\S]*"msg":"stopped"/);
       await eventually(() => !alive(hungUp.pid), 10_000);
     } finally {
       rmSync(dir, { recursive: true, force: true });
