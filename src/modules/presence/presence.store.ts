@@ -40,7 +40,7 @@ export interface Activity {
 export type Gone = false | 'hidden' | number;
 /** A closed socket's user kept ONLINE by another live instance's socket: until when that instance's listing holds unless renewed (ms). */
 export type HeldElsewhere = { heldUntil: number };
-/** A closed socket's user the store had no record of: settled before, or lost with its data (a Redis restarted empty). */
+/** A user the store had no record of when their close or logout was settled: settled before, or lost with its data (a Redis restarted empty). */
 export const ABSENT = 'absent';
 
 /**
