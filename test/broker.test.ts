@@ -266,18 +266,23 @@ describe("a Redis Cluster's sharded subscriber asked before it knows the slots",
 });
 
 describeRedis("Parley's connections while Redis holds commands", () => {
-  /**
-   * Parley's connections to REDIS_URL through a proxy that holds what passes from the moment `body`
-   * runs (it releases it); then the client must serve again, nothing left unanswered.
-   */
-  const whileHeld = async (body: (c: { proxy: TcpProxy; timeoutMs: number; client: Redis }) => Promise<void>) => {
+  /** Parley's connections to REDIS_URL through a proxy of the test's own, which can hold what passes. */
+  const throughProxy = async () => {
     const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
     await proxy.start();
     const url = new URL(process.env.REDIS_URL!);
     url.hostname = '127.0.0.1';
     url.port = String(proxy.port);
     const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
-    const redis = connectRedis(env, createLogger(env))!;
+    return { proxy, env, redis: connectRedis(env, createLogger(env))! };
+  };
+
+  /**
+   * Parley's connections to REDIS_URL through a proxy that holds what passes from the moment `body`
+   * runs (it releases it); then the client must serve again, nothing left unanswered.
+   */
+  const whileHeld = async (body: (c: { proxy: TcpProxy; timeoutMs: number; client: Redis }) => Promise<void>) => {
+    const { proxy, env, redis } = await throughProxy();
     const realNow = Date.now;
     try {
       expect(await redis.ready(5000)).toBe(true);
@@ -310,13 +315,7 @@ describeRedis("Parley's connections while Redis holds commands", () => {
   }, 30_000);
 
   it('should stop within moments while Redis answers nothing, its connections still taken for ready', async () => {
-    const proxy = new TcpProxy({ host: new URL(process.env.REDIS_URL!).hostname, port: Number(new URL(process.env.REDIS_URL!).port || 6379) });
-    await proxy.start();
-    const url = new URL(process.env.REDIS_URL!);
-    url.hostname = '127.0.0.1';
-    url.port = String(proxy.port);
-    const env = loadEnv({ REDIS_URL: url.toString(), REDIS_KEY_PREFIX: process.env.REDIS_KEY_PREFIX, LOG_LEVEL: 'silent' });
-    const redis = connectRedis(env, createLogger(env))!;
+    const { proxy, redis } = await throughProxy();
     try {
       expect(await redis.ready(5000)).toBe(true);
       // A Redis stalled, or gone a moment ago and not yet noticed: each QUIT waits for an answer

@@ -221,25 +221,19 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       const [frank, eve] = [await signup(b.url), await signup(a.url)];
       const status = async (id: string) => (await ok(gql(a.url, STATUS, { id }, eve.token))).userStatus.status;
       expect(await status(frank.id)).toBe('ONLINE');
-      const admin = new Redis(redis.url);
-      await admin.flushall();
-      admin.disconnect();
+      await redis.flushall();
       // The first read finds the store emptied; B tells it Frank's activity again.
       await status(frank.id);
       await eventually(async () => (await status(frank.id)) === 'ONLINE', 2500, 100);
       // Emptied again a few seconds later, with someone new since: both told again.
       const gina = await signup(b.url);
       await sleep(3500);
-      const again = new Redis(redis.url);
-      await again.flushall();
-      again.disconnect();
+      await redis.flushall();
       await status(frank.id);
       await eventually(async () => (await status(frank.id)) === 'ONLINE' && (await status(gina.id)) === 'ONLINE', 2500, 100);
       // And again a second later: another loss (another generation), told too.
       await sleep(1000);
-      const third = new Redis(redis.url);
-      await third.flushall();
-      third.disconnect();
+      await redis.flushall();
       await status(frank.id);
       await eventually(async () => (await status(frank.id)) === 'ONLINE' && (await status(gina.id)) === 'ONLINE', 2500, 100);
 
@@ -322,9 +316,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet (each
       // logout's own activity is within the throttle): the logouts and the socket's close find no
       // record of their users, and the watcher last heard ONLINE.
-      const admin = new Redis(redis.url);
-      await admin.flushall();
-      admin.disconnect();
+      await redis.flushall();
       await ok(gql(a.url, 'mutation { logout }', {}, hal.token));
       await ok(gql(a.url, 'mutation { logout }', {}, u.token));
       expect((await socket.closed).code).toBe(4403);
@@ -348,9 +340,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       };
       const spies = [slow('endSession'), slow('socketsGone')];
       try {
-        const admin = new Redis(redis.url);
-        await admin.flushall();
-        admin.disconnect();
+        await redis.flushall();
         const logouts = Promise.all([hal, u].map((x) => gql(a.url, 'mutation { logout }', {}, x.token)));
         expect((await socket.closed).code).toBe(4403);
         await sleep(200);
@@ -422,9 +412,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
 
       // Emptied while connected: no reconnect to tell. The first read finds it out, for both instances
       // (each tells its sockets again every 10 s by itself at the default PRESENCE_TIMEOUT).
-      const admin = new Redis(redis.url);
-      await admin.flushall();
-      admin.disconnect();
+      await redis.flushall();
       await eventually(async () => (await status(carol.user.id)) === 'ONLINE' && (await status(dave.user.id)) === 'ONLINE', 2500, 100);
 
       await redis.stop();

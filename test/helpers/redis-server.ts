@@ -46,7 +46,16 @@ export class OwnRedis {
     throw new Error(`redis-server did not start on ${this.port}`);
   }
 
-  /** Stops it; with `save`, as a restart that keeps its data (the next start loads it). */
+  /** Empties it while it runs (FLUSHALL), as an eviction or an operator would. */
+  async flushall(): Promise<void> {
+    const r = new Redis(this.url);
+    try {
+      await r.flushall();
+    } finally {
+      r.disconnect();
+    }
+  }
+
   /** Stalls it (SIGSTOP): connections stay open, nothing is answered, until resume(). */
   pause(): void {
     this.proc?.kill('SIGSTOP');
@@ -56,6 +65,7 @@ export class OwnRedis {
     this.proc?.kill('SIGCONT');
   }
 
+  /** Stops it; with `save`, as a restart that keeps its data (the next start loads it). */
   async stop(opts: { save?: boolean } = {}): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
