@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { gql, listen, ok, sleep } from './helpers/graphql';
-import { sql, waitedOnBy } from './helpers/db';
+import { checkDeadlocksLast, sql, waitedOnBy } from './helpers/db';
 import { createTestServer, describeRedis } from './helpers/server';
 import { buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 import { messageRepository } from '../src/modules/message/message.repository';
@@ -359,14 +359,15 @@ describe('deadlock victims', () => {
     const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
     await other.connect();
     try {
+      await checkDeadlocksLast(other);
       await other.query('begin');
       await other.query('update conversation_members set read_at = read_at where conversation_key = $1 and user_id = $2', [key, bo.id]);
       // ...Ada's send takes the head, then waits for Bo's row...
       const sending = gql(s.url, SEND, { i: { groupId: g, content: 'second' } }, ada.token);
       await waitedOnBy(other);
       await sleep(50);
-      // ...and the other transaction now waits for the head: a cycle. The send waited first, so its
-      // deadlock check (deadlock_timeout, 1 s) finds the cycle and PostgreSQL aborts it.
+      // ...and the other transaction now waits for the head: a cycle. The send's deadlock check
+      // (deadlock_timeout, 1 s) runs first, finds the cycle and PostgreSQL aborts it.
       const locking = other.query('update conversation_heads set seq = seq where conversation_key = $1', [key]);
       await locking;
       await other.query('commit');
@@ -390,13 +391,14 @@ describe('a transaction chosen as a deadlock victim', () => {
     const other = new pg.Client({ connectionString: s.env.DATABASE_URL });
     await other.connect();
     try {
+      await checkDeadlocksLast(other);
       await other.query('begin');
       // Bo's conversation row first; the leave takes the group's row, then waits for Bo's...
       await other.query('update conversation_members set read_at = read_at where conversation_key = $1 and user_id = $2', [`g:${g}`, bo.id]);
       const leaving = gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, bo.token);
       await waitedOnBy(other);
       await sleep(50);
-      // ...which this transaction now wants: the leave waited first, so it is the victim.
+      // ...which this transaction now wants: the leave's deadlock check runs first, so it is the victim.
       await other.query('select id from groups where id = $1 for update', [g]);
       await other.query('commit');
       const answer = await leaving;

@@ -65,6 +65,21 @@ export async function waitedOnBy(holder: pg.ClientBase, n = 1, ms = 10_000): Pro
 }
 
 /**
+ * Makes `holder` the last to look for a deadlock it is part of, so that the other side, which
+ * waits from the first, is always the victim. PostgreSQL aborts whichever backend's
+ * deadlock_timeout runs out first; a head start of a few milliseconds lost to a loaded machine
+ * made the test's own session the victim (a CI run on a busy machine). Setting it needs a
+ * superuser, as the test databases' owner is here; without one the head start is all there is.
+ */
+export async function checkDeadlocksLast(holder: pg.ClientBase): Promise<void> {
+  try {
+    await holder.query("set deadlock_timeout = '10s'");
+  } catch (e) {
+    if ((e as { code?: string }).code !== '42501') throw e;
+  }
+}
+
+/**
  * Runs `statements` in a transaction on a connection of its own, then `request` while that
  * transaction holds their locks; once a session of this database waits on a lock (or `request`
  * answers first), runs `thenRun` (what the holder writes after the request read), commits, and
