@@ -118,3 +118,33 @@ describe('migrations: instances starting together', () => {
     }
   }, 60_000);
 });
+
+describe('migrations: a start cut short', () => {
+  it("should record a migration in the transaction that applies it, so that a start cut between the two leaves it undone and the next start applies it", async () => {
+    const url = new URL(process.env.DATABASE_URL!);
+    const name = `${url.pathname.slice(1)}_cut`;
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    await admin.query(`drop database if exists "${name}" with (force)`);
+    await admin.query(`create database "${name}"`);
+    url.pathname = `/${name}`;
+    const db = url.toString();
+    try {
+      // The migrator's own table, as it creates it, refusing the first migration's record: the start
+      // fails where a kill between the migration's commit and its record would have stopped it.
+      await sql(db, `create table mikro_orm_migrations (id serial primary key, name varchar(255), executed_at timestamptz default current_timestamp)`);
+      await sql(db, `create function refuse_record() returns trigger language plpgsql as $$ begin raise exception 'cut before the record'; end $$`);
+      await sql(db, `create trigger refuse_record before insert on mikro_orm_migrations for each row when (new.name = '${migrationsList[0].name}') execute function refuse_record()`);
+      await expect(createTestServer({ DATABASE_URL: db }, { clean: false })).rejects.toThrow(/cut before the record/);
+      expect(await sql(db, "select typname from pg_type where typname = 'project_action_kind'")).toEqual([]);
+      await sql(db, 'drop trigger refuse_record on mikro_orm_migrations');
+      const s = await createTestServer({ DATABASE_URL: db }, { clean: false });
+      expect((await sql(db, 'select name from mikro_orm_migrations order by id')).map((r) => r.name)).toEqual(migrationsList.map((m) => m.name));
+      expect((await signup(s.url)).token).toBeTruthy();
+      await s.dispose();
+    } finally {
+      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => undefined);
+      await admin.end();
+    }
+  }, 60_000);
+});

@@ -1,4 +1,5 @@
 import { MikroORM } from '@mikro-orm/postgresql';
+import type { Migration } from '@mikro-orm/migrations';
 import pg from 'pg';
 import type { Env } from '../config/env';
 import { ormConfig, type OrmConfigInput } from './mikro-orm.config';
@@ -45,6 +46,39 @@ async function upToDate(orm: MikroORM): Promise<boolean> {
   }
 }
 
+/**
+ * Applies the pending migrations one by one, each recorded as applied in the transaction that
+ * applies it. MikroORM's own way with one transaction a migration (allOrNothing off) commits a
+ * migration, then records it: a process killed between the two left a database no later start
+ * could migrate ('type … already exists': an outside probe, Ctrl-C on a first start). All in one
+ * transaction (allOrNothing on) can't serve a migration that builds an index concurrently, which
+ * runs outside any; those are written to be run again, and are recorded after they ran.
+ */
+async function applyPending(orm: MikroORM): Promise<{ name: string }[]> {
+  const migrator = orm.getMigrator();
+  const settings = orm.config.get('migrations');
+  const applied: { name: string }[] = [];
+  for (const { name } of await migrator.getPendingMigrations()) {
+    const entry = settings.migrationsList?.find((m) => m.name === name);
+    const Class = entry && ('class' in entry ? entry.class : entry);
+    const inTransaction = !Class || (new Class(orm.em.getDriver(), orm.config) as Migration).isTransactional();
+    if (!inTransaction) {
+      applied.push(...(await migrator.up({ migrations: [name] })));
+      continue;
+    }
+    // The migrator takes a transaction it is given for the migration and its record only in its
+    // all-or-nothing mode, read as it runs; the setting is back before any other migration runs.
+    const allOrNothing = settings.allOrNothing;
+    settings.allOrNothing = true;
+    try {
+      applied.push(...(await orm.em.getConnection().transactional((trx) => migrator.up({ migrations: [name], transaction: trx }))));
+    } finally {
+      settings.allOrNothing = allOrNothing;
+    }
+  }
+  return applied;
+}
+
 /** How often an instance waiting for another's migrations asks for the lock again. */
 const LOCK_POLL_MS = 200;
 
@@ -66,7 +100,7 @@ export async function migrate(orm: MikroORM, clientUrl: string, logger?: Logger)
     while (!(await lock.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK])).rows[0].got) {
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
-    const applied = await orm.getMigrator().up();
+    const applied = await applyPending(orm);
     if (applied.length) logger?.info({ migrations: applied.map((m) => m.name) }, `database migrated: ${applied.length} migration${applied.length === 1 ? '' : 's'} applied`);
   } finally {
     await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
@@ -84,7 +118,7 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
     ? undefined
     : await startEmbeddedPostgres({ dir: env.EMBEDDED_PG_DIR, port: env.EMBEDDED_PG_PORT, logger, ownGroup: true });
   const clientUrl = env.DATABASE_URL ?? embedded!.url;
-  let orm: MikroORM;
+  let orm: MikroORM | undefined;
   try {
     orm = await MikroORM.init(ormConfig({ clientUrl, poolMax: env.DB_POOL_MAX, statementTimeoutMs: Math.round(env.DB_STATEMENT_TIMEOUT * 1000), logger, entities: opts.entities }));
     if (!(await orm.isConnected())) {
@@ -93,6 +127,8 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
     }
     if (opts.migrate !== false) await migrate(orm, clientUrl, logger);
   } catch (e) {
+    // A start that fails here leaves no pool open behind it (a test starts again in the same process).
+    await orm?.close(true).catch(() => undefined);
     await embedded?.dispose().catch(() => undefined);
     throw new Error(`cannot use the database at ${maskUrl(clientUrl)}: ${(e as Error).message}`);
   }
