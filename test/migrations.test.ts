@@ -90,45 +90,49 @@ describeWithHistory('migrations: expand, then contract', () => {
   }, 120_000);
 });
 
+/** An empty database of its own beside the suite's, and how to drop it. */
+async function emptyDatabase(suffix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const url = new URL(process.env.DATABASE_URL!);
+  const name = `${url.pathname.slice(1)}_${suffix}`;
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  await admin.query(`drop database if exists "${name}" with (force)`);
+  await admin.query(`create database "${name}"`);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => undefined);
+      await admin.end();
+    },
+  };
+}
+
 describe('migrations: instances starting together', () => {
   it('should start two instances at once on an empty database, one migrating while the other waits its turn, an index built concurrently included', async () => {
-    const url = new URL(process.env.DATABASE_URL!);
-    const name = `${url.pathname.slice(1)}_together`;
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await admin.connect();
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.query(`create database "${name}"`);
-    url.pathname = `/${name}`;
+    const { url, drop } = await emptyDatabase('together');
     try {
       // A waiting instance once held an open statement (pg_advisory_lock) that the other's CREATE
       // INDEX CONCURRENTLY waited for, while it waited for that instance's lock: stuck until the
       // statement timeout (15 s) failed one start (an outside probe, 4 of 4).
       const started = Date.now();
-      const both = await Promise.all([0, 1].map(() => createTestServer({ DATABASE_URL: url.toString(), LOG_LEVEL: 'debug' }, { clean: false, captureLogs: true })));
+      const both = await Promise.all([0, 1].map(() => createTestServer({ DATABASE_URL: url, LOG_LEVEL: 'debug' }, { clean: false, captureLogs: true })));
       expect(Date.now() - started).toBeLessThan(15_000);
       // The one that migrated says so in one line; MikroORM's two a migration stay at trace, even at debug.
       const lines = both.flatMap((s) => s.logs);
       expect(lines.filter((l) => /^database migrated: \d+ migrations applied$/.test(String(l.json.msg)))).toHaveLength(1);
       expect(lines.filter((l) => /\[migrator\]/.test(String(l.json.msg)))).toEqual([]);
-      expect((await sql(url.toString(), 'select name from mikro_orm_migrations order by id')).map((r) => r.name)).toEqual(migrationsList.map((m) => m.name));
+      expect((await sql(url, 'select name from mikro_orm_migrations order by id')).map((r) => r.name)).toEqual(migrationsList.map((m) => m.name));
       for (const s of both) expect((await signup(s.url)).token).toBeTruthy();
     } finally {
-      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => undefined);
-      await admin.end();
+      await drop();
     }
   }, 60_000);
 });
 
 describe('migrations: a start cut short', () => {
   it("should record a migration in the transaction that applies it, so that a start cut between the two leaves it undone and the next start applies it", async () => {
-    const url = new URL(process.env.DATABASE_URL!);
-    const name = `${url.pathname.slice(1)}_cut`;
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await admin.connect();
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.query(`create database "${name}"`);
-    url.pathname = `/${name}`;
-    const db = url.toString();
+    const { url: db, drop } = await emptyDatabase('cut');
     try {
       // The migrator's own table, as it creates it, refusing the first migration's record: the start
       // fails where a kill between the migration's commit and its record would have stopped it.
@@ -143,8 +147,7 @@ describe('migrations: a start cut short', () => {
       expect((await signup(s.url)).token).toBeTruthy();
       await s.dispose();
     } finally {
-      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => undefined);
-      await admin.end();
+      await drop();
     }
   }, 60_000);
 });
