@@ -379,6 +379,42 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
+  it("should tell a user taken OFFLINE since from one the store has no record of, for as long as the timeout, and that apart from a loss", async () => {
+    const redis = new OwnRedis();
+    await redis.start();
+    const r = new Redis(redis.url);
+    try {
+      const store = new RedisPresenceStore(r, undefined, async () => []);
+      await store.seedHidden([]);
+      const [u, never] = [randomUUID(), randomUUID()];
+      const now = Date.now();
+      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
+      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now };
+      expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
+      // Settled OFFLINE already: a close or logout settled after it has nothing to settle.
+      expect(await store.socketsGone(u, { instanceId: 'i1', closedAt: now, now })).toBe(false);
+      expect(await store.endSession(u, 's1', ending)).toBe(false);
+      expect(await store.endSession(never, 's1', ending)).toBe('absent');
+      // Active again, then emptied: no record, and no knowledge of why.
+      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
+      expect(await store.endSession(u, 's1', ending)).not.toBe('absent');
+      await r.flushall();
+      await store.seedHidden([]);
+      expect(await store.endSession(u, 's1', ending)).toBe('absent');
+      // A sweep drops what is older than the timeout: here, taken OFFLINE 2 s before a sweep with a timeout of 1 s.
+      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
+      expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
+      await store.expire(Date.now() - 5000, Date.now());
+      expect(await store.endSession(u, 's1', ending)).toBe(false);
+      await sleep(2000);
+      await store.expire(Date.now() - 1000, Date.now());
+      expect(await store.endSession(u, 's1', ending)).toBe('absent');
+    } finally {
+      r.disconnect();
+      await redis.stop();
+    }
+  });
+
   it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {
     const redis = new OwnRedis();
     await redis.start();

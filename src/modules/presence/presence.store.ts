@@ -62,7 +62,8 @@ export interface PresenceStore {
   /**
    * A session ended. The user goes offline unless `liveHere` (a socket of another session on
    * this instance), a socket on another live instance, or another session active since `cutoff`.
-   * @returns a Gone (truthy when this call took the user offline), or ABSENT when the store had no record of the user.
+   * @returns a Gone (truthy when this call took the user offline), or ABSENT when the store had no
+   * record of the user (false when none because they were taken offline since their last activity).
    */
   endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone | typeof ABSENT>;
   /**
@@ -71,7 +72,7 @@ export interface PresenceStore {
    * with `ended` (the socket's session was revoked: a logout), nor while another session was active since its `cutoff`, as endSession.
    * @returns a Gone when this call decided (truthy when it took the user offline), HeldElsewhere
    * (an object: truthy, yet the user stays ONLINE) when another live instance lists a socket of
-   * theirs, or ABSENT when the store had no record of the user.
+   * theirs, or ABSENT when the store had no record of the user (as endSession).
    */
   socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere | typeof ABSENT>;
   /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
@@ -137,6 +138,14 @@ const BEATS = '{presence}:beats';
 /** The transitions' counter (see PresenceStore). */
 const SEQ = '{presence}:seq';
 /**
+ * Users taken OFFLINE and not active since, by when (the store's clock): a close or a logout
+ * settled after another took its user OFFLINE finds them here and has nothing to settle, where
+ * one that finds no record at all may have met a loss of the store's data (ABSENT: its user is
+ * told again and settled again). Kept for PRESENCE_TIMEOUT (the sweep trims it), as the closes
+ * and logouts waiting to be settled are.
+ */
+const GONE = '{presence}:gone';
+/**
  * Set once HIDDEN holds the database's list: a Redis that lost its data (restarted without
  * persistence) lacks it. Its value is the generation of that data, new at each seeding after a
  * loss: an instance cut off while another found the loss and seeded again sees another generation.
@@ -144,6 +153,13 @@ const SEQ = '{presence}:seq';
 const SEEDED = '{presence}:hidden:seeded';
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
+
+// The store's clock in milliseconds: beats are written and read by it, so hosts' clocks never disagree here.
+const CLOCK = `
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`;
 
 // Every key shares the {presence} hash tag, so the scripts below stay in one slot on a Redis Cluster too.
 // Keys the scripts name themselves take REDIS_KEY_PREFIX from KEYS[1] (ACTIVE as the connection prefixed it).
@@ -163,8 +179,9 @@ local function stamp()
 end`;
 
 // `held(user)` is true when a live instance other than ARGV-given `me` lists a socket of the user.
-// drop(user) answers 1 for a HIDDEN user, else the transition's version (above 1).
-const HELD = `${STAMP}
+// drop(user) answers 1 for a HIDDEN user, else the transition's version (above 1). absent(user)
+// tells a user with no record (ABSENT) from one taken OFFLINE since their last activity (0).
+const HELD = `${STAMP}${CLOCK}
 local function live_instances(now, me)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
@@ -182,8 +199,13 @@ local function drop(user)
   redis.call('ZREM', KEYS[1], user)
   redis.call('ZREM', KEYS[2], user)
   redis.call('DEL', P .. '${SESSIONS_PREFIX}' .. user)
+  redis.call('ZADD', P .. '${GONE}', clock(), user)
   if redis.call('SISMEMBER', P .. '${HIDDEN}', user) == 1 then return 1 end
   return stamp()
+end
+local function absent(user)
+  if redis.call('ZSCORE', P .. '${GONE}', user) then return 0 end
+  return '${ABSENT}'
 end`;
 
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
@@ -199,10 +221,13 @@ local out = {}
 local k = 4
 for i = 1, (#ARGV - 2) / 3 do
   local user, session, now = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 and redis.call('SISMEMBER', KEYS[3], user) == 0 then
-    redis.call('ZADD', KEYS[2], 0, user)
-    out[#out + 1] = user
-    out[#out + 1] = stamp()
+  if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 then
+    redis.call('ZREM', P .. '${GONE}', user)
+    if redis.call('SISMEMBER', KEYS[3], user) == 0 then
+      redis.call('ZADD', KEYS[2], 0, user)
+      out[#out + 1] = user
+      out[#out + 1] = stamp()
+    end
   end
   if session ~= '' then
     k = k + 1
@@ -233,17 +258,17 @@ if was then return gone end
 return 0`;
 
 // KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now.
-// Returns as gone() reads it, or ABSENT for a user with no record.
+// Returns as gone() reads it, or ABSENT for a user with no record (see GONE).
 const END_SESSION = `${HELD}
 redis.call('ZREM', KEYS[4], ARGV[2])
 if ARGV[4] == '1' then return 0 end
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return '${ABSENT}' end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return absent(ARGV[1]) end
 if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
 if #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[5], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 return drop(ARGV[1])`;
 
 // KEYS: active, online, instances, sessions. ARGV: userId, instanceId, closedAt, now[, ended session, cutoff].
-// Returns as gone() reads it, a held-until negated, or ABSENT for a user with no record.
+// Returns as gone() reads it, a held-until negated, or ABSENT for a user with no record (see GONE).
 // Activity after the close keeps the user ONLINE only while a session it came from remains: one
 // logged out since (on another instance, during this grace) no longer does (a recheck probe: ONLINE
 // until the sweep).
@@ -251,7 +276,7 @@ const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
 if ARGV[5] then redis.call('ZREM', KEYS[4], ARGV[5]) end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return '${ABSENT}' end
+if not score then return absent(ARGV[1]) end
 if tonumber(score) > tonumber(ARGV[3]) and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[3], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 if ARGV[5] and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[6], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
 -- Held by another live instance: until when its listing holds (negated), the latest of them.
@@ -334,21 +359,24 @@ for i = 1, #announced, ${ANNOUNCE_BATCH} do
   redis.call('PUBLISH', ARGV[5], cjson.encode({ ${SWEEP_BATCH_FIELD} = batch }))
 end
 -- unpack() is bounded by Lua's stack: 1,000 members a command.
+local at = clock()
 for i = 1, #gone, 1000 do
   local j = math.min(i + 999, #gone)
   redis.call('ZREM', KEYS[1], unpack(gone, i, j))
   redis.call('ZREM', KEYS[2], unpack(gone, i, j))
   redis.call('DEL', unpack(sessions, i, j))
+  local tombs = {}
+  for k = i, j do
+    tombs[#tombs + 1] = at
+    tombs[#tombs + 1] = gone[k]
+  end
+  redis.call('ZADD', P .. '${GONE}', unpack(tombs))
 end
+-- Those taken OFFLINE longer ago than the timeout (ARGV[2] - ARGV[1]) have nothing left to settle.
+redis.call('ZREMRANGEBYSCORE', P .. '${GONE}', '-inf', '(' .. (at - (tonumber(ARGV[2]) - tonumber(ARGV[1]))))
 out[#out + 1] = #ids / 2
 return out`;
 
-// The store's clock in milliseconds: beats are written and read by it, so hosts' clocks never disagree here.
-const CLOCK = `
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end`;
 
 // KEYS: beats. ARGV: instanceId. A beat an hour old is a gone instance's: dropped.
 const BEAT = `${CLOCK}
@@ -586,13 +614,18 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly sessions = new Map<string, Map<string, number>>();
   private readonly locks = new Map<string, number>();
   private readonly hidden = new Set<string>();
+  /** Users taken OFFLINE and not active since, by when (see GONE). */
+  private readonly gone = new Map<string, number>();
   /** The transitions' counter (see PresenceStore): its first is 2, as the Redis store's are above 1. */
   private seq = 1;
 
   async touch(activity: readonly Activity[]) {
     const out: CameOnline[] = [];
     for (const { userId, sessionId, now } of activity) {
-      if (!this.active.has(userId) && !this.hidden.has(userId)) out.push({ userId, v: ++this.seq });
+      if (!this.active.has(userId)) {
+        this.gone.delete(userId);
+        if (!this.hidden.has(userId)) out.push({ userId, v: ++this.seq });
+      }
       this.active.set(userId, Math.max(now, this.active.get(userId) ?? 0));
       if (sessionId) {
         let s = this.sessions.get(userId);
@@ -604,6 +637,7 @@ export class MemoryPresenceStore implements PresenceStore {
   }
   private drop(userId: string): Gone {
     this.sessions.delete(userId);
+    this.gone.set(userId, Date.now());
     if (!this.active.delete(userId)) return false;
     return this.hidden.has(userId) ? 'hidden' : ++this.seq;
   }
@@ -614,7 +648,7 @@ export class MemoryPresenceStore implements PresenceStore {
     const s = this.sessions.get(userId);
     s?.delete(sessionId);
     if (o.liveHere) return false;
-    if (!this.active.has(userId)) return ABSENT;
+    if (!this.active.has(userId)) return this.absent(userId);
     if (s && [...s.values()].some((at) => at >= o.cutoff)) return false;
     return this.drop(userId);
   }
@@ -622,11 +656,14 @@ export class MemoryPresenceStore implements PresenceStore {
     const s = this.sessions.get(userId);
     if (o.ended) s?.delete(o.ended.sessionId);
     const at = this.active.get(userId);
-    if (at === undefined) return ABSENT;
+    if (at === undefined) return this.absent(userId);
     // Activity after the close counts while a session it came from remains (see SOCKETS_GONE).
     if (at > o.closedAt && s && [...s.values()].some((t) => t >= o.closedAt)) return false;
     if (o.ended && s && [...s.values()].some((t) => t >= o.ended!.cutoff)) return false;
     return this.drop(userId);
+  }
+  private absent(userId: string): false | typeof ABSENT {
+    return this.gone.has(userId) ? false : ABSENT;
   }
   async read(userIds: string[]) {
     return { active: userIds.map((id) => this.active.get(id) ?? null), hidden: userIds.map((id) => this.hidden.has(id)) };
@@ -652,8 +689,9 @@ export class MemoryPresenceStore implements PresenceStore {
     for (const id of this.active.keys()) if (!this.hidden.has(id)) n++;
     return n;
   }
-  async expire(cutoff: number, _now: number, _channel?: StoreChannel, onBatch?: (batch: Expired[]) => void) {
+  async expire(cutoff: number, now: number, _channel?: StoreChannel, onBatch?: (batch: Expired[]) => void) {
     const removed: Expired[] = [];
+    for (const [userId, at] of this.gone) if (at < Date.now() - (now - cutoff)) this.gone.delete(userId);
     for (const [userId, at] of this.active) {
       if (at < cutoff) {
         const gone = this.drop(userId);
