@@ -262,9 +262,13 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       await yann.close();
       await redis.start();
       // Each one's last word to the watcher is OFFLINE, and the store agrees.
-      const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
+      const heard = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).map((v) => v.presenceChanged.status);
+      const last = (id: string) => heard(id).at(-1);
       await eventually(() => ids.every((id) => last(id) === 'OFFLINE'), 20_000, 200);
       expect([await status(xavier.user.id), await status(yann.user.id)]).toEqual(['OFFLINE', 'OFFLINE']);
+      // Told to the emptied store as active at their close, they came back into it unannounced:
+      // the watcher heard OFFLINE only, not ONLINE first.
+      expect(ids.map(heard)).toEqual(ids.map(() => ['OFFLINE']));
     });
   }, 60_000);
 
@@ -289,6 +293,9 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       // And stays so: nothing told again to the emptied store brings them back.
       await sleep(8000);
       expect(ids.map(last)).toEqual(ids.map(() => 'OFFLINE'));
+      // Hal, known to B alone, came back into the emptied store unannounced: OFFLINE is all the
+      // watcher heard of him. A held the others' sockets when it told the store again.
+      expect(events.sub.values.filter((v) => v.presenceChanged.user.id === hal.id).map((v) => v.presenceChanged.status)).toEqual(['OFFLINE']);
       expect(await Promise.all(ids.map(status))).toEqual(ids.map(() => 'OFFLINE'));
       await Promise.all(users.map((u) => u.close()));
     });
@@ -306,13 +313,14 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     const events = await listen(b, watcher, 'subscription($ids: [ID!]) { presenceChanged(userIds: $ids) { status user { id } } }', { ids: [u.id, hal.id] });
     const status = async (id: string) => (await ok(gql(b.url, STATUS, { id }, watcher.token))).userStatus.status;
     await eventually(async () => (await status(u.id)) === 'ONLINE' && (await status(hal.id)) === 'ONLINE');
-    const last = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).at(-1)?.presenceChanged.status;
-    return { u, hal, socket, status, last };
+    const heard = (id: string) => events.sub.values.filter((v) => v.presenceChanged.user.id === id).map((v) => v.presenceChanged.status);
+    const last = (id: string) => heard(id).at(-1);
+    return { u, hal, socket, status, last, heard };
   }
 
   it('should announce OFFLINE for users who logged out while Redis had lost its data unnoticed, once the loss is found', async () => {
     await onOwnRedis(async (a, b, redis) => {
-      const { u, hal, socket, status, last } = await leavers(a, b);
+      const { u, hal, socket, status, last, heard } = await leavers(a, b);
       // Emptied (an eviction, a FLUSHALL), and no read or activity has missed the mirror yet (each
       // logout's own activity is within the throttle): the logouts and the socket's close find no
       // record of their users, and the watcher last heard ONLINE.
@@ -325,12 +333,13 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       await status(u.id);
       await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
       expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
+      expect([heard(u.id), heard(hal.id)]).toEqual([['OFFLINE'], ['OFFLINE']]);
     });
   }, 60_000);
 
   it('should announce OFFLINE for users whose logout or close was being settled as the loss of Redis data was found', async () => {
     await onOwnRedis(async (a, b, redis) => {
-      const { u, hal, socket, status, last } = await leavers(a, b);
+      const { u, hal, socket, status, last, heard } = await leavers(a, b);
       // A's settles reach the store late (a slow Redis): the loss is found, and told, while they are on their way.
       type Store = { endSession: (...a: unknown[]) => Promise<unknown>; socketsGone: (...a: unknown[]) => Promise<unknown> };
       const store = (a.services.presence as unknown as { store: Store }).store;
@@ -349,6 +358,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
         for (const r of await logouts) expect(r.data?.logout).toBe(true);
         await eventually(() => last(u.id) === 'OFFLINE' && last(hal.id) === 'OFFLINE', 10_000, 200);
         expect([await status(u.id), await status(hal.id)]).toEqual(['OFFLINE', 'OFFLINE']);
+        expect([heard(u.id), heard(hal.id)]).toEqual([['OFFLINE'], ['OFFLINE']]);
       } finally {
         spies.forEach((s) => s.mockRestore());
       }

@@ -42,6 +42,14 @@ export interface PresenceOptions {
   storeChannel?: string | StoreChannel;
 }
 
+/**
+ * Activity told again to a store that lost it. Quiet: of a user who left (their last socket here
+ * closed, or they logged out here) and whose OFFLINE was never announced; it lets that OFFLINE be a
+ * transition, and their coming back into the store is not announced: watchers announced ONLINE,
+ * then OFFLINE two seconds later (SETTLE_AGAIN_MS), a user who had left (an outside probe, 18 of 18).
+ */
+type Retold = Activity & { quiet?: boolean };
+
 /** A socket's close whose session was revoked, and since when another session's activity keeps its user ONLINE. */
 type Ended = { sessionId: string; cutoff: number };
 
@@ -125,7 +133,7 @@ export class PresenceService {
    */
   private readonly touched = new BySession<number>();
   /** Activity on its way to the store (see recordActivity), each with who waits for it. */
-  private touchQueue: (Activity & { done: (recorded: boolean) => void })[] = [];
+  private touchQueue: (Retold & { done: (recorded: boolean) => void })[] = [];
   /** Each user's activity waiting for its batch: what a heartbeat waits for before it answers. */
   private readonly pendingOf = new Map<string, Promise<boolean>>();
   private touchTimer: NodeJS.Timeout | undefined;
@@ -221,7 +229,7 @@ export class PresenceService {
     // through other instances, which this one, cut off, did not hear.
     // The activity is queued in the turn it is read: a close settled from then on finds it in the
     // store first (activityFirst), and one settled before it is left out of it (socketClosed).
-    const tellAgain = (active: Activity[] = []) => {
+    const tellAgain = (active: Retold[] = []) => {
       this.recordAgain(active);
       void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
     };
@@ -325,8 +333,8 @@ export class PresenceService {
   private async record(batch: PresenceService['touchQueue']): Promise<void> {
     try {
       const cameOnline = await this.store.touch(batch, this.timeoutMs * 2);
-      const at = new Map(batch.map((a) => [a.userId, a.now]));
-      await Promise.all(cameOnline.map(({ userId, v }) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
+      const at = new Map(batch.filter((a) => !a.quiet).map((a) => [a.userId, a.now]));
+      await Promise.all(cameOnline.filter(({ userId }) => at.has(userId)).map(({ userId, v }) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
       for (const a of batch) a.done(true);
     } catch (e) {
       for (const a of batch) this.touched.delete(a.userId, a.sessionId ?? ''), a.done(false);
@@ -390,7 +398,7 @@ export class PresenceService {
       await this.activityFirst();
       const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now() });
       if (wentOffline === ABSENT && !retold && this.lostSince(began)) {
-        this.recordAgain([{ userId, sessionId: null, now: at }]);
+        this.recordAgain([{ userId, sessionId: null, now: at, quiet: true }]);
         return await this.settleLogout(userId, sessionId, at, true);
       }
       if (wentOffline === ABSENT) this.absentLogouts.set(userId, sessionId, at);
@@ -504,7 +512,7 @@ export class PresenceService {
       // another. Not so when the store had no record of them (see closing).
       if (gone === ABSENT) {
         if (!retold && this.lostSince(began)) {
-          this.recordAgain([{ userId, sessionId: null, now: closedAt }]);
+          this.recordAgain([{ userId, sessionId: null, now: closedAt, quiet: true }]);
           settleAgain = true;
         }
         return;
@@ -862,13 +870,14 @@ export class PresenceService {
   /**
    * Activity told again to a store that lost it (see tellAgain), through the batch as any: a logout
    * meanwhile drops it (endingSession) or waits for it. Its throttle entry is what this instance
-   * last wrote, unless newer activity was written since.
+   * last wrote, unless newer activity was written since; a quiet one's is none: no activity of its
+   * user's, it would be told again as theirs by the next telling, and announced.
    */
-  private recordAgain(active: Activity[]): void {
+  private recordAgain(active: Retold[]): void {
     if (!active.length) return;
     for (const a of active) {
       const session = a.sessionId ?? '';
-      if ((this.touched.get(a.userId, session) ?? -Infinity) < a.now) this.touched.set(a.userId, session, a.now);
+      if (!a.quiet && (this.touched.get(a.userId, session) ?? -Infinity) < a.now) this.touched.set(a.userId, session, a.now);
       this.touchQueue.push({ ...a, done: () => undefined });
     }
     this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
@@ -878,19 +887,19 @@ export class PresenceService {
    * The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it, and its
    * users whose last socket here closed, or who logged out here, unsettled (see closing) as active
    * then: settled after it (a close or logout settled already with no record of its user is settled
-   * again), they go OFFLINE, announced, rather than never having come back ONLINE.
+   * again), they go OFFLINE, announced, rather than never having come back ONLINE. Those come back quietly.
    */
-  private activityWritten(now = Date.now()): Activity[] {
-    const out: Activity[] = [];
+  private activityWritten(now = Date.now()): Retold[] {
+    const out: Retold[] = [];
     for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
     for (const [userId, { at, ended }] of this.closing) {
       if (now - at >= this.timeoutMs || this.sockets.has(userId) || this.settling.has(userId)) continue;
-      out.push({ userId, sessionId: null, now: at });
+      out.push({ userId, sessionId: null, now: at, quiet: true });
       // A grace period under way, or a later ask, settles it already.
       if (!this.graceTimers.has(userId) && !this.reasks.has(userId)) this.unsettled.set(userId, { closedAt: at, ended });
     }
     for (const [userId, sessionId, at] of this.absentLogouts.entries()) this.unsettledLogouts.set(userId, sessionId, at);
-    for (const [userId, , at] of this.unsettledLogouts.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: null, now: at });
+    for (const [userId, , at] of this.unsettledLogouts.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: null, now: at, quiet: true });
     return out;
   }
 
