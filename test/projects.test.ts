@@ -398,6 +398,21 @@ describe('project actions', () => {
     expect(JSON.stringify(refused.errors)).toMatch(/NOT_FOUND/);
   });
 
+  it('should refuse to subscribe to the actions of a project named by an empty id (NOT_FOUND), as by any other that names none of the viewer\'s', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await buildProject(s.url, alice, { participants: [bob] });
+    // An empty id once subscribed to every project of the viewer's; the inbox refuses it as any id that is no UUID.
+    for (const bad of ['', 'junk']) {
+      const w = wsClient(s.wsUrl, bob.token);
+      await w.connected;
+      const refused = subscribe<any>(w, ACTIONS_LIVE, { p: bad });
+      await refused.done;
+      expect(JSON.stringify(refused.errors)).toMatch(/NOT_FOUND/);
+      expect(codeOf(await gql(s.url, INBOX, { p: bad }, bob.token))).toBe('BAD_USER_INPUT');
+    }
+  });
+
   it('should hand ownership to a coach, else the longest-standing participant, and delete the project with its last member', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url, { username: 'alice' });

@@ -91,7 +91,8 @@ export class ProjectResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { projectId?: string | null }, Context>) => {
       const me = viewerOf(context).userId;
       const { projects, pubsub } = context.services;
-      const check = args.projectId ? projects.asMember(context.em, args.projectId, me).then((m) => m.project.id) : null;
+      // An empty id names nothing (NOT_FOUND), as any other that is no project's: read as none, it subscribed to every project.
+      const check = args.projectId != null ? projects.asMember(context.em, args.projectId, me).then((m) => m.project.id) : null;
       // The entries were addressed to the members at commit time: one who left or was removed has none.
       return pubsub.iterateChecked(Topic.ProjectAction, check, (p, only) => (only && p.projectId !== only ? undefined : p.entries.find((e) => e.recipientId === me)), { keys: me });
     },
