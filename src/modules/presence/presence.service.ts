@@ -63,6 +63,9 @@ export interface SweepRun {
 /** A settle that found no record of its user within this long after a loss was learned is settled again at once (see lostSince). */
 const LOST_LATELY_MS = 10_000;
 
+/** How long after a read found the store's data lost it reads again: the instances have told it theirs by then (see read). */
+const RETOLD_WITHIN_MS = 300;
+
 /** At most one telling of an emptied store its sockets per this long, for a loss told without its generation (see start). */
 const TELL_AGAIN_EVERY_MS = 3_000;
 
@@ -635,6 +638,11 @@ export class PresenceService {
    */
   private async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     try {
+      const read = await this.store.read(userIds);
+      if (!read.lost) return read;
+      // This read found the store emptied (a FLUSHALL, an eviction): it read no one ONLINE, users
+      // with sockets among them (an outside probe). Read again once the instances told it theirs.
+      await new Promise((resolve) => setTimeout(resolve, RETOLD_WITHIN_MS));
       return await this.store.read(userIds);
     } catch {
       const hidden = await presenceRepository.hiddenAmong(this.em, userIds).catch(() => undefined);

@@ -75,8 +75,11 @@ export interface PresenceStore {
    * theirs, or ABSENT when the store had no record of the user (as endSession).
    */
   socketsGone(userId: string, o: { instanceId: string; closedAt: number; now: number; ended?: { sessionId: string; cutoff: number } }): Promise<Gone | HeldElsewhere | typeof ABSENT>;
-  /** Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip. */
-  read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }>;
+  /**
+   * Last activity (ms, null when offline) and whether HIDDEN, of each user, in one round trip;
+   * `lost` when this read found the store's data lost (see onDataLost): its answer is an empty store's.
+   */
+  read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[]; lost?: boolean }>;
   /**
    * Hides (or shows) a user's presence: a HIDDEN user is left out of `page` and `count`, and their
    * transitions are not reported for publishing. @returns their last activity when online (with
@@ -510,13 +513,13 @@ export class RedisPresenceStore implements PresenceStore {
     return n < 0 ? { heldUntil: -n } : gone(n);
   }
 
-  async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
+  async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[]; lost?: boolean }> {
     if (!userIds.length) return { active: [], hidden: [] };
     for (let attempt = 1; ; attempt++) {
       const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).exists(SEEDED).exec();
       const [[e1, scores], [e2, flags], [e3, seeded]] = res as [[Error | null, (string | null)[]], [Error | null, number[]], [Error | null, number]];
       if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
-      if (seeded || !this.hiddenOf || attempt > 1) return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1) };
+      if (seeded || !this.hiddenOf || attempt > 1) return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1), lost: attempt > 1 };
       await this.reseed();
     }
   }
