@@ -361,8 +361,8 @@ for i = 1, #announced, ${ANNOUNCE_BATCH} do
   for j = i, math.min(i + ${ANNOUNCE_BATCH - 1}, #announced) do batch[#batch + 1] = announced[j] end
   redis.call('PUBLISH', ARGV[5], cjson.encode({ ${SWEEP_BATCH_FIELD} = batch }))
 end
--- unpack() is bounded by Lua's stack: 1,000 members a command.
 local at = clock()
+-- unpack() is bounded by Lua's stack: 1,000 members a command.
 for i = 1, #gone, 1000 do
   local j = math.min(i + 999, #gone)
   redis.call('ZREM', KEYS[1], unpack(gone, i, j))
@@ -379,7 +379,6 @@ end
 redis.call('ZREMRANGEBYSCORE', P .. '${GONE}', '-inf', '(' .. (at - (tonumber(ARGV[2]) - tonumber(ARGV[1]))))
 out[#out + 1] = #ids / 2
 return out`;
-
 
 // KEYS: beats. ARGV: instanceId. A beat an hour old is a gone instance's: dropped.
 const BEAT = `${CLOCK}
