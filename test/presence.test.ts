@@ -546,6 +546,32 @@ describeRedis('presence across instances', () => {
     }
   });
 
+  it('should not bring back ONLINE a user whose request through one instance, answered just before their logout through another, is written after it', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [u, watcher] = [await signup(a.url), await signup(a.url)];
+    const events = await watch(a, watcher, [u.id]);
+    // B writes its activity late (its batch on its way to a slow Redis) while A logs the session out.
+    const store = (b.services.presence as unknown as { store: { touch: (...args: unknown[]) => Promise<unknown> } }).store;
+    const touch = store.touch.bind(store);
+    const slow = jest.spyOn(store, 'touch').mockImplementation(async (...args) => {
+      await sleep(300);
+      return touch(...args);
+    });
+    try {
+      await ok(gql(b.url, '{ me { id } }', {}, u.token));
+      await ok(gql(a.url, 'mutation { logout }', {}, u.token));
+      await events.nth(1, 3000);
+      // Written after the logout's OFFLINE, the request's activity took the user ONLINE until the sweep.
+      await sleep(800);
+      expect(seen(events)).toEqual([`${u.id} OFFLINE`]);
+      expect((await statusOf(a, watcher, u.id)).status).toBe('OFFLINE');
+      expect((await statusOf(b, watcher, u.id)).status).toBe('OFFLINE');
+    } finally {
+      slow.mockRestore();
+    }
+  });
+
   it('should not bring back ONLINE, once an instance is on Redis again, a user who logged out elsewhere while it was cut off', async () => {
     const redisUrl = new URL(process.env.REDIS_URL!);
     const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });

@@ -388,40 +388,72 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   }, 60_000);
 
-  it("should tell a user taken OFFLINE since from one the store has no record of, for as long as the timeout, and that apart from a loss", async () => {
+  /** A presence store on a Redis of its own, its HIDDEN mirror seeded (empty), with its connection. */
+  async function onOwnStore(fn: (store: RedisPresenceStore, r: Redis) => Promise<void>): Promise<void> {
     const redis = new OwnRedis();
     await redis.start();
     const r = new Redis(redis.url);
     try {
       const store = new RedisPresenceStore(r, undefined, async () => []);
       await store.seedHidden([]);
-      const [u, never] = [randomUUID(), randomUUID()];
-      const now = Date.now();
-      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
-      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now };
-      expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
-      // Settled OFFLINE already: a close or logout settled after it has nothing to settle.
-      expect(await store.socketsGone(u, { instanceId: 'i1', closedAt: now, now })).toBe(false);
-      expect(await store.endSession(u, 's1', ending)).toBe(false);
-      expect(await store.endSession(never, 's1', ending)).toBe('absent');
-      // Active again, then emptied: no record, and no knowledge of why.
-      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
-      expect(await store.endSession(u, 's1', ending)).not.toBe('absent');
-      await r.flushall();
-      await store.seedHidden([]);
-      expect(await store.endSession(u, 's1', ending)).toBe('absent');
-      // A sweep drops what is older than the timeout: here, taken OFFLINE 2 s before a sweep with a timeout of 1 s.
-      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
-      expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
-      await store.expire(Date.now() - 5000, Date.now());
-      expect(await store.endSession(u, 's1', ending)).toBe(false);
-      await sleep(2000);
-      await store.expire(Date.now() - 1000, Date.now());
-      expect(await store.endSession(u, 's1', ending)).toBe('absent');
+      await fn(store, r);
     } finally {
       r.disconnect();
       await redis.stop();
     }
+  }
+
+  it("should tell a user taken OFFLINE since from one the store has no record of, for as long as the timeout, and that apart from a loss", async () => {
+    await onOwnStore(async (store, r) => {
+      const [u, never] = [randomUUID(), randomUUID()];
+      const now = Date.now();
+      // Each step logs a session of its own out: an ended session's activity is not taken again (see the next test).
+      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now, sessionTtlMs: 60_000 };
+      await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
+      expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
+      // Settled OFFLINE already: a close or logout settled after it has nothing to settle.
+      expect(await store.socketsGone(u, { instanceId: 'i1', closedAt: now, now })).toBe(false);
+      expect(await store.endSession(u, 's2', ending)).toBe(false);
+      expect(await store.endSession(never, 's1', ending)).toBe('absent');
+      // Active again, then emptied: no record, and no knowledge of why.
+      await store.touch([{ userId: u, sessionId: 's3', now }], 60_000);
+      expect(typeof (await store.endSession(u, 's3', ending))).toBe('number');
+      await store.touch([{ userId: u, sessionId: 's4', now }], 60_000);
+      await r.flushall();
+      await store.seedHidden([]);
+      expect(await store.endSession(u, 's4', ending)).toBe('absent');
+      // A sweep drops what is older than the timeout: here, taken OFFLINE 2 s before a sweep with a timeout of 1 s.
+      await store.touch([{ userId: u, sessionId: 's5', now }], 60_000);
+      expect(typeof (await store.endSession(u, 's5', ending))).toBe('number');
+      await store.expire(Date.now() - 5000, Date.now());
+      expect(await store.endSession(u, 's6', ending)).toBe(false);
+      await sleep(2000);
+      await store.expire(Date.now() - 1000, Date.now());
+      expect(await store.endSession(u, 's7', ending)).toBe('absent');
+    });
+  });
+
+  it("should not take an ended session's activity written after its end: no ONLINE again for a user logged out, nor for one deleted", async () => {
+    await onOwnStore(async (store, r) => {
+      const [u, v] = [randomUUID(), randomUUID()];
+      const now = Date.now();
+      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now, sessionTtlMs: 60_000 };
+      await store.touch([{ userId: u, sessionId: 'a', now }], 60_000);
+      expect(typeof (await store.endSession(u, 'a', ending))).toBe('number');
+      // A request of session a, answered on another instance just before the logout, written after it.
+      expect(await store.touch([{ userId: u, sessionId: 'a', now: now + 1 }], 60_000)).toEqual([]);
+      expect((await store.read([u])).active).toEqual([null]);
+      // Another session of the user's still counts, and the ended one keeps nobody ONLINE.
+      expect((await store.touch([{ userId: u, sessionId: 'b', now: now + 2 }], 60_000)).map((c) => c.userId)).toEqual([u]);
+      expect(typeof (await store.endSession(u, 'b', ending))).toBe('number');
+      // An account deleted: every session it had is ended.
+      await store.touch([{ userId: v, sessionId: 'c', now }, { userId: v, sessionId: 'd', now }], 60_000);
+      expect(typeof (await store.remove(v, 60_000))).toBe('number');
+      expect(await store.touch([{ userId: v, sessionId: 'c', now: now + 1 }, { userId: v, sessionId: 'd', now: now + 1 }], 60_000)).toEqual([]);
+      expect((await store.read([v])).active).toEqual([null]);
+      // Marks last as long as the sessions' activity would (here 60 s), no longer.
+      expect(await r.pttl(`{presence}:sessions:${u}`)).toBeGreaterThan(50_000);
+    });
   });
 
   it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {

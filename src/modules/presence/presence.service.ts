@@ -201,6 +201,11 @@ export class PresenceService {
     this.em = o.orm.em.fork() as EntityManager;
   }
 
+  /** How long the store keeps a session's activity (and an ended session's mark: see endSession). */
+  private get sessionTtlMs(): number {
+    return this.timeoutMs * 2;
+  }
+
   private get socketTtlMs(): number {
     return this.refreshEveryMs * 3;
   }
@@ -335,7 +340,7 @@ export class PresenceService {
 
   private async record(batch: PresenceService['touchQueue']): Promise<void> {
     try {
-      const cameOnline = await this.store.touch(batch, this.timeoutMs * 2);
+      const cameOnline = await this.store.touch(batch, this.sessionTtlMs);
       const at = new Map(batch.filter((a) => !a.quiet).map((a) => [a.userId, a.now]));
       await Promise.all(cameOnline.filter(({ userId }) => at.has(userId)).map(({ userId, v }) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
       for (const a of batch) a.done(true);
@@ -399,7 +404,7 @@ export class PresenceService {
     const liveHere = [...this.sockets.sessions(userId)].some((s) => s !== sessionId);
     try {
       await this.activityFirst();
-      const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now() });
+      const wentOffline = await this.store.endSession(userId, sessionId, { instanceId: this.instanceId, liveHere, cutoff: at - this.timeoutMs, now: Date.now(), sessionTtlMs: this.sessionTtlMs });
       if (wentOffline === ABSENT && !retold && this.lostSince(began)) {
         this.recordAgain([{ userId, sessionId: null, now: at, quiet: true }]);
         return await this.settleLogout(userId, sessionId, at, true);
@@ -421,7 +426,7 @@ export class PresenceService {
     await this.activityFirst().catch(() => undefined);
     // The account is gone already (this runs after its deletion committed): a store that can't be
     // reached must not turn that into an error. The sweep takes the user out once it answers again.
-    const gone = await this.store.remove(userId).catch((e) => {
+    const gone = await this.store.remove(userId, this.sessionTtlMs).catch((e) => {
       this.logger.warn({ err: e, userId }, 'presence store unavailable; a deleted user stays in it until the sweep');
       return null;
     });

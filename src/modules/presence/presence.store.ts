@@ -57,15 +57,21 @@ export interface PresenceStore {
    * @returns the users who just came online and are not HIDDEN (the transitions to publish), each once.
    */
   touch(activity: readonly Activity[], sessionTtlMs: number): Promise<CameOnline[]>;
-  /** Marks the user offline whatever else holds them (account deleted); truthy when they were online. */
-  remove(userId: string): Promise<Gone>;
+  /**
+   * Marks the user offline whatever else holds them (account deleted); truthy when they were online.
+   * Their sessions' activity written after it is not taken (see endSession), for `sessionTtlMs`.
+   */
+  remove(userId: string, sessionTtlMs: number): Promise<Gone>;
   /**
    * A session ended. The user goes offline unless `liveHere` (a socket of another session on
    * this instance), a socket on another live instance, or another session active since `cutoff`.
+   * Activity of that session written after it (a request answered on another instance just before
+   * the logout, its batch on its way) is not taken, for `sessionTtlMs`: it brought its user back
+   * ONLINE until the sweep (an outside probe, 2 of 8).
    * @returns a Gone (truthy when this call took the user offline), or ABSENT when the store had no
    * record of the user (false when none because they were taken offline since their last activity).
    */
-  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone | typeof ABSENT>;
+  endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number; sessionTtlMs: number }): Promise<Gone | typeof ABSENT>;
   /**
    * The user's last socket on `instanceId` closed at `closedAt` and the grace period is over.
    * The user goes offline unless a socket is live on another instance or they were active after `closedAt`;
@@ -154,6 +160,8 @@ const GONE = '{presence}:gone';
  * loss: an instance cut off while another found the loss and seeded again sees another generation.
  */
 const SEEDED = '{presence}:hidden:seeded';
+/** An ended session's score among its user's sessions (see endSession): below any activity's time. */
+const ENDED = -1;
 const socketsKey = (id: string) => SOCKETS_PREFIX + id;
 const sessionsKey = (userId: string) => SESSIONS_PREFIX + userId;
 
@@ -201,7 +209,8 @@ end
 local function drop(user)
   redis.call('ZREM', KEYS[1], user)
   redis.call('ZREM', KEYS[2], user)
-  redis.call('DEL', P .. '${SESSIONS_PREFIX}' .. user)
+  -- Ended sessions stay (see ended).
+  redis.call('ZREMRANGEBYSCORE', P .. '${SESSIONS_PREFIX}' .. user, 0, '+inf')
   redis.call('ZADD', P .. '${GONE}', clock(), user)
   if redis.call('SISMEMBER', P .. '${HIDDEN}', user) == 1 then return 1 end
   return stamp()
@@ -209,6 +218,12 @@ end
 local function absent(user)
   if redis.call('ZSCORE', P .. '${GONE}', user) then return 0 end
   return '${ABSENT}'
+end
+-- An ended session stays among its user's sessions at ${ENDED}, below any activity, for the sessions'
+-- TTL: activity of it written late is not taken (see TOUCH_SESSIONS).
+local function ended(key, session, ttl)
+  redis.call('ZADD', key, ${ENDED}, session)
+  redis.call('PEXPIRE', key, ttl)
 end`;
 
 // ZADD GT answers 1 only when the member is new: that caller alone sees the OFFLINE -> ONLINE transition.
@@ -217,25 +232,32 @@ end`;
 // KEYS: active, online, hidden, seeded, then the sessions key of each activity that names a
 // session, in order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, '1' to
 // refuse (-1) while HIDDEN is not seeded, then userId, sessionId or '', now of each activity. The
-// same user twice in one call comes online once. Returns each who came online and their version.
+// same user twice in one call comes online once; an ended session's activity is not taken (see
+// END_SESSION). Returns each who came online and their version.
 const TOUCH_SESSIONS = `${STAMP}
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local out = {}
 local k = 4
 for i = 1, (#ARGV - 2) / 3 do
   local user, session, now = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 then
-    redis.call('ZREM', P .. '${GONE}', user)
-    if redis.call('SISMEMBER', KEYS[3], user) == 0 then
-      redis.call('ZADD', KEYS[2], 0, user)
-      out[#out + 1] = user
-      out[#out + 1] = stamp()
-    end
-  end
+  local key
   if session ~= '' then
     k = k + 1
-    redis.call('ZADD', KEYS[k], 'GT', now, session)
-    redis.call('PEXPIRE', KEYS[k], ARGV[1])
+    key = KEYS[k]
+  end
+  if not key or tonumber(redis.call('ZSCORE', key, session)) ~= ${ENDED} then
+    if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 then
+      redis.call('ZREM', P .. '${GONE}', user)
+      if redis.call('SISMEMBER', KEYS[3], user) == 0 then
+        redis.call('ZADD', KEYS[2], 0, user)
+        out[#out + 1] = user
+        out[#out + 1] = stamp()
+      end
+    end
+    if key then
+      redis.call('ZADD', key, 'GT', now, session)
+      redis.call('PEXPIRE', key, ARGV[1])
+    end
   end
 end
 return out`;
@@ -253,17 +275,18 @@ end
 if score then return { score, stamp() } end
 return false`;
 
-// KEYS: active, online, instances. ARGV: userId.
+// KEYS: active, online, instances, sessions. ARGV: userId, sessionTtl. Every session the user had is ended.
 const REMOVE = `${HELD}
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
+for _, session in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do ended(KEYS[4], session, ARGV[2]) end
 local gone = drop(ARGV[1])
 if was then return gone end
 return 0`;
 
-// KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now.
+// KEYS: active, online, instances, sessions. ARGV: userId, sessionId, instanceId, liveHere, cutoff, now, sessionTtl.
 // Returns as gone() reads it, or ABSENT for a user with no record (see GONE).
 const END_SESSION = `${HELD}
-redis.call('ZREM', KEYS[4], ARGV[2])
+ended(KEYS[4], ARGV[2], ARGV[7])
 if ARGV[4] == '1' then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return absent(ARGV[1]) end
 if held(live_instances(ARGV[6], ARGV[3]), ARGV[1]) then return 0 end
@@ -277,7 +300,7 @@ return drop(ARGV[1])`;
 // until the sweep).
 const SOCKETS_GONE = `${HELD}
 redis.call('SREM', P .. '${SOCKETS_PREFIX}' .. ARGV[2], ARGV[1])
-if ARGV[5] then redis.call('ZREM', KEYS[4], ARGV[5]) end
+if ARGV[5] and tonumber(redis.call('ZSCORE', KEYS[4], ARGV[5])) ~= ${ENDED} then redis.call('ZREM', KEYS[4], ARGV[5]) end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return absent(ARGV[1]) end
 if tonumber(score) > tonumber(ARGV[3]) and #redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[3], '+inf', 'LIMIT', 0, 1) > 0 then return 0 end
@@ -493,13 +516,13 @@ export class RedisPresenceStore implements PresenceStore {
     return cameOnline;
   }
 
-  async remove(userId: string): Promise<Gone> {
-    return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES], [userId]));
+  async remove(userId: string, sessionTtlMs: number): Promise<Gone> {
+    return gone(await this.run<number>('REMOVE', [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)], [userId, Math.ceil(sessionTtlMs)]));
   }
 
-  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number }): Promise<Gone | typeof ABSENT> {
+  async endSession(userId: string, sessionId: string, o: { instanceId: string; liveHere: boolean; cutoff: number; now: number; sessionTtlMs: number }): Promise<Gone | typeof ABSENT> {
     const keys = [ACTIVE, ONLINE, INSTANCES, sessionsKey(userId)];
-    const n = await this.run<number | typeof ABSENT>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now]);
+    const n = await this.run<number | typeof ABSENT>('END_SESSION', keys, [userId, sessionId, o.instanceId, o.liveHere ? '1' : '0', o.cutoff, o.now, Math.ceil(o.sessionTtlMs)]);
     return n === ABSENT ? n : gone(n);
   }
 
@@ -618,12 +641,15 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly hidden = new Set<string>();
   /** Users taken OFFLINE and not active since, by when (see GONE). */
   private readonly gone = new Map<string, number>();
+  /** Ended sessions ('userId sessionId'), until when their late activity is not taken (see endSession). */
+  private readonly ended = new Map<string, number>();
   /** The transitions' counter (see PresenceStore): its first is 2, as the Redis store's are above 1. */
   private seq = 1;
 
   async touch(activity: readonly Activity[]) {
     const out: CameOnline[] = [];
     for (const { userId, sessionId, now } of activity) {
+      if (sessionId && (this.ended.get(`${userId} ${sessionId}`) ?? 0) > Date.now()) continue;
       if (!this.active.has(userId)) {
         this.gone.delete(userId);
         if (!this.hidden.has(userId)) out.push({ userId, v: ++this.seq });
@@ -643,12 +669,17 @@ export class MemoryPresenceStore implements PresenceStore {
     if (!this.active.delete(userId)) return false;
     return this.hidden.has(userId) ? 'hidden' : ++this.seq;
   }
-  async remove(userId: string) {
+  private end(userId: string, sessionId: string, ttlMs: number): void {
+    this.ended.set(`${userId} ${sessionId}`, Date.now() + ttlMs);
+  }
+  async remove(userId: string, sessionTtlMs: number) {
+    for (const sessionId of this.sessions.get(userId)?.keys() ?? []) this.end(userId, sessionId, sessionTtlMs);
     return this.drop(userId);
   }
-  async endSession(userId: string, sessionId: string, o: { liveHere: boolean; cutoff: number }) {
+  async endSession(userId: string, sessionId: string, o: { liveHere: boolean; cutoff: number; sessionTtlMs: number }) {
     const s = this.sessions.get(userId);
     s?.delete(sessionId);
+    this.end(userId, sessionId, o.sessionTtlMs);
     if (o.liveHere) return false;
     if (!this.active.has(userId)) return this.absent(userId);
     if (s && [...s.values()].some((at) => at >= o.cutoff)) return false;
@@ -694,6 +725,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async expire(cutoff: number, now: number, _channel?: StoreChannel, onBatch?: (batch: Expired[]) => void) {
     const removed: Expired[] = [];
     for (const [userId, at] of this.gone) if (at < Date.now() - (now - cutoff)) this.gone.delete(userId);
+    for (const [key, until] of this.ended) if (until <= Date.now()) this.ended.delete(key);
     for (const [userId, at] of this.active) {
       if (at < cutoff) {
         const gone = this.drop(userId);
