@@ -42,14 +42,6 @@ export interface PresenceOptions {
   storeChannel?: string | StoreChannel;
 }
 
-/**
- * Activity told again to a store that lost it. Quiet: of a user who left (their last socket here
- * closed, or they logged out here) and whose OFFLINE was never announced; it lets that OFFLINE be a
- * transition, and their coming back into the store is not announced: watchers announced ONLINE,
- * then OFFLINE two seconds later (SETTLE_AGAIN_MS), a user who had left (an outside probe, 18 of 18).
- */
-type Retold = Activity & { quiet?: boolean };
-
 /** A socket's close whose session was revoked, and since when another session's activity keeps its user ONLINE. */
 type Ended = { sessionId: string; cutoff: number };
 
@@ -62,6 +54,18 @@ export interface SweepRun {
 
 /** A settle that found no record of its user within this long after a loss was learned is settled again at once (see lostSince). */
 const LOST_LATELY_MS = 10_000;
+
+/**
+ * How long after a loss of the store's data is learned ONLINE transitions wait to be announced:
+ * until the closes and logouts it hid are settled (SETTLE_AGAIN_MS after each instance learned it,
+ * and instances reconnecting to a restarted Redis learn it up to the 2 s of their backoff apart),
+ * and with a margin. Each
+ * instance tells the store again who was active through it, and one that did not see a user leave
+ * elsewhere (a logout through another instance, a socket closed there) announced them ONLINE, then
+ * OFFLINE once settled (an outside probe, Redis restarted empty: 6 of 15). Announced later, with the
+ * version it had, an ONLINE older than the OFFLINE delivered since is dropped (see NewestVersions).
+ */
+const ANNOUNCE_AFTER_LOSS_MS = SETTLE_AGAIN_MS + 3000;
 
 /** How long after a read found the store's data lost it reads again: the instances have told it theirs by then (see read). */
 const RETOLD_WITHIN_MS = 300;
@@ -136,7 +140,7 @@ export class PresenceService {
    */
   private readonly touched = new BySession<number>();
   /** Activity on its way to the store (see recordActivity), each with who waits for it. */
-  private touchQueue: (Retold & { done: (recorded: boolean) => void })[] = [];
+  private touchQueue: (Activity & { done: (recorded: boolean) => void })[] = [];
   /** Each user's activity waiting for its batch: what a heartbeat waits for before it answers. */
   private readonly pendingOf = new Map<string, Promise<boolean>>();
   private touchTimer: NodeJS.Timeout | undefined;
@@ -162,6 +166,8 @@ export class PresenceService {
   private toldGeneration: string | undefined;
   /** When this instance last learned that the store lost its data (see lostSince). */
   private lostAt = -Infinity;
+  /** ONLINE transitions waiting to be announced after a loss (see ANNOUNCE_AFTER_LOSS_MS), by their timer. */
+  private readonly announcing = new Map<NodeJS.Timeout, PresencePayload>();
   /** What a reconnection to the store runs (see start): told again what it may have lost, then closes settled. */
   private storeBack: (() => void) | undefined;
   /**
@@ -237,7 +243,7 @@ export class PresenceService {
     // through other instances, which this one, cut off, did not hear.
     // The activity is queued in the turn it is read: a close settled from then on finds it in the
     // store first (activityFirst), and one settled before it is left out of it (socketClosed).
-    const tellAgain = (active: Retold[] = []) => {
+    const tellAgain = (active: Activity[] = []) => {
       this.recordAgain(active);
       void this.refreshSockets().then(() => setTimeout(() => this.settleAgain(), SETTLE_AGAIN_MS).unref());
     };
@@ -342,7 +348,7 @@ export class PresenceService {
     try {
       const cameOnline = await this.store.touch(batch, this.sessionTtlMs);
       const at = new Map(batch.filter((a) => !a.quiet).map((a) => [a.userId, a.now]));
-      await Promise.all(cameOnline.filter(({ userId }) => at.has(userId)).map(({ userId, v }) => this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
+      await Promise.all(cameOnline.filter(({ userId }) => at.has(userId)).map(({ userId, v }) => this.announceOnline({ userId, status: 'ONLINE', lastSeenAt: new Date(at.get(userId)!).toISOString(), v })));
       for (const a of batch) a.done(true);
     } catch (e) {
       for (const a of batch) this.touched.delete(a.userId, a.sessionId ?? ''), a.done(false);
@@ -864,7 +870,7 @@ export class PresenceService {
     try {
       await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
       const cameOnline = await this.store.touch(users.map((userId) => ({ userId, sessionId: null, now })), 0);
-      for (const { userId, v } of cameOnline) await this.publish({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString(), v });
+      for (const { userId, v } of cameOnline) await this.announceOnline({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString(), v });
     } catch (e) {
       this.logger.debug({ err: e }, 'presence socket refresh failed');
     }
@@ -886,7 +892,7 @@ export class PresenceService {
    * last wrote, unless newer activity was written since; a quiet one's is none: no activity of its
    * user's, it would be told again as theirs by the next telling, and announced.
    */
-  private recordAgain(active: Retold[]): void {
+  private recordAgain(active: Activity[]): void {
     if (!active.length) return;
     for (const a of active) {
       const session = a.sessionId ?? '';
@@ -900,10 +906,10 @@ export class PresenceService {
    * The activity this instance wrote to the store within PRESENCE_TIMEOUT, as it wrote it, and its
    * users whose last socket here closed, or who logged out here, unsettled (see closing) as active
    * then: settled after it (a close or logout settled already with no record of its user is settled
-   * again), they go OFFLINE, announced, rather than never having come back ONLINE. Those come back quietly.
+   * again), they go OFFLINE, announced, rather than never having come back ONLINE. Those are quiet (see Activity.quiet).
    */
-  private activityWritten(now = Date.now()): Retold[] {
-    const out: Retold[] = [];
+  private activityWritten(now = Date.now()): Activity[] {
+    const out: Activity[] = [];
     for (const [userId, session, at] of this.touched.entries()) if (now - at < this.timeoutMs) out.push({ userId, sessionId: session || null, now: at });
     for (const [userId, { at, ended }] of this.closing) {
       if (now - at >= this.timeoutMs || this.sockets.has(userId) || this.settling.has(userId)) continue;
@@ -946,6 +952,19 @@ export class PresenceService {
     for (const id of skipped) if ((this.dirty.get(id) ?? 0) < at.get(id)!) this.dirty.set(id, at.get(id)!);
   }
 
+  /** An ONLINE transition, announced now, or once a loss of the store's data learned lately is mended (see ANNOUNCE_AFTER_LOSS_MS). */
+  private announceOnline(p: PresencePayload): Promise<void> {
+    const wait = this.lostAt + ANNOUNCE_AFTER_LOSS_MS - Date.now();
+    if (wait <= 0 || this.stopping) return this.publish(p);
+    const timer = setTimeout(() => {
+      this.announcing.delete(timer);
+      void this.publish(p);
+    }, wait);
+    timer.unref();
+    this.announcing.set(timer, p);
+    return Promise.resolve();
+  }
+
   private async publish(p: PresencePayload): Promise<void> {
     await this.pubsub.publishSafe(Topic.PresenceChanged, p);
   }
@@ -956,6 +975,11 @@ export class PresenceService {
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.settleRetry);
     this.stopping = true;
+    // Not left unsaid by a stop: older than an OFFLINE delivered since, they are dropped as ever.
+    const waiting = [...this.announcing];
+    this.announcing.clear();
+    for (const [t] of waiting) clearTimeout(t);
+    await Promise.all(waiting.map(([, p]) => this.publish(p)));
     // Users whose last socket this instance just closed (a deploy's 1001) are still in their grace
     // period: another instance settles them after it, as this one would have (they reconnect there,
     // or go OFFLINE, announced). With none left (the whole fleet stopping), the sweep does.

@@ -31,6 +31,14 @@ export interface Activity {
   userId: string;
   sessionId: string | null;
   now: number;
+  /**
+   * Told again to a store that lost its data, for a user who left (their last socket closed, or they
+   * logged out) and whose OFFLINE was never announced: it lets that OFFLINE be a transition. Their
+   * coming back into the store is not announced (watchers heard ONLINE, then OFFLINE two seconds
+   * later, a user who had left: an outside probe, 18 of 18), and it is not taken when the store has
+   * taken them OFFLINE since the loss (see GONE): brought back, they were announced OFFLINE twice.
+   */
+  quiet?: boolean;
 }
 
 /**
@@ -231,21 +239,22 @@ end`;
 // (their sessions and sockets count as ever) but neither listed online nor announced.
 // KEYS: active, online, hidden, seeded, then the sessions key of each activity that names a
 // session, in order (the sockets' refresh names none: no key a user). ARGV: sessionTtl, '1' to
-// refuse (-1) while HIDDEN is not seeded, then userId, sessionId or '', now of each activity. The
-// same user twice in one call comes online once; an ended session's activity is not taken (see
-// END_SESSION). Returns each who came online and their version.
+// refuse (-1) while HIDDEN is not seeded, then userId, sessionId or '', now, '1' if quiet or '' of
+// each activity. The same user twice in one call comes online once; an ended session's activity is
+// not taken (see END_SESSION), nor a quiet one of a user taken OFFLINE since the loss (see GONE).
+// Returns each who came online and their version.
 const TOUCH_SESSIONS = `${STAMP}
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local out = {}
 local k = 4
-for i = 1, (#ARGV - 2) / 3 do
-  local user, session, now = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+for i = 0, (#ARGV - 2) / 4 - 1 do
+  local user, session, now, quiet = ARGV[4 * i + 3], ARGV[4 * i + 4], ARGV[4 * i + 5], ARGV[4 * i + 6]
   local key
   if session ~= '' then
     k = k + 1
     key = KEYS[k]
   end
-  if not key or tonumber(redis.call('ZSCORE', key, session)) ~= ${ENDED} then
+  if (not key or tonumber(redis.call('ZSCORE', key, session)) ~= ${ENDED}) and (quiet == '' or not redis.call('ZSCORE', P .. '${GONE}', user)) then
     if redis.call('ZADD', KEYS[1], 'GT', now, user) == 1 then
       redis.call('ZREM', P .. '${GONE}', user)
       if redis.call('SISMEMBER', KEYS[3], user) == 0 then
@@ -503,7 +512,7 @@ export class RedisPresenceStore implements PresenceStore {
       const part = activity.slice(i, i + 1000);
       const keys = [ACTIVE, ONLINE, HIDDEN, SEEDED];
       for (const a of part) if (a.sessionId) keys.push(sessionsKey(a.userId));
-      const args = part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now]);
+      const args = part.flatMap((a) => [a.userId, a.sessionId ?? '', a.now, a.quiet ? '1' : '']);
       const ttl = Math.ceil(sessionTtlMs);
       let out = await this.run<(string | number)[] | -1>('TOUCH_SESSIONS', keys, [ttl, this.hiddenOf ? '1' : '0', ...args]);
       if (out === -1) {
@@ -648,8 +657,9 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async touch(activity: readonly Activity[]) {
     const out: CameOnline[] = [];
-    for (const { userId, sessionId, now } of activity) {
+    for (const { userId, sessionId, now, quiet } of activity) {
       if (sessionId && (this.ended.get(`${userId} ${sessionId}`) ?? 0) > Date.now()) continue;
+      if (quiet && this.gone.has(userId)) continue;
       if (!this.active.has(userId)) {
         this.gone.delete(userId);
         if (!this.hidden.has(userId)) out.push({ userId, v: ++this.seq });
