@@ -59,11 +59,11 @@ const LOST_LATELY_MS = 10_000;
  * How long after a loss of the store's data is learned ONLINE transitions wait to be announced:
  * until the closes and logouts it hid are settled (SETTLE_AGAIN_MS after each instance learned it,
  * and instances reconnecting to a restarted Redis learn it up to the 2 s of their backoff apart),
- * and with a margin. Each
- * instance tells the store again who was active through it, and one that did not see a user leave
- * elsewhere (a logout through another instance, a socket closed there) announced them ONLINE, then
- * OFFLINE once settled (an outside probe, Redis restarted empty: 6 of 15). Announced later, with the
- * version it had, an ONLINE older than the OFFLINE delivered since is dropped (see NewestVersions).
+ * with a margin. Each instance tells the store again who was active through it, and one that did
+ * not see a user leave elsewhere (a logout through another instance, a socket closed there)
+ * announced them ONLINE, then OFFLINE once settled (an outside probe, Redis restarted empty: 6 of
+ * 15). Announced later, with the version it had, an ONLINE older than the OFFLINE delivered since
+ * is dropped (see NewestVersions).
  */
 const ANNOUNCE_AFTER_LOSS_MS = SETTLE_AGAIN_MS + 3000;
 
