@@ -459,6 +459,27 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   });
 
+  it("should tell a read, and the listeners, of a loss another instance found and seeded again a moment ago", async () => {
+    await onOwnStore(async (one, r) => {
+      const two = new RedisPresenceStore(r, undefined, async () => []);
+      await two.seedHidden([]);
+      const u = randomUUID();
+      await one.touch([{ userId: u, sessionId: null, now: Date.now() }], 60_000);
+      const heard: (string | null)[] = [];
+      one.onDataLost((generation) => heard.push(generation));
+      expect((await one.read([u])).lost).toBe(false);
+      await r.flushall();
+      // The other finds the loss first, by its activity, and seeds the store again.
+      await two.touch([{ userId: randomUUID(), sessionId: null, now: Date.now() }], 0);
+      const read = await one.read([u]);
+      expect([read.active, read.lost]).toEqual([[null], true]);
+      expect(heard).toEqual([await r.get('{presence}:hidden:seeded')]);
+      // Once: the next read knows that generation.
+      expect((await one.read([u])).lost).toBe(false);
+      expect(heard).toHaveLength(1);
+    });
+  });
+
   it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {
     const redis = new OwnRedis();
     await redis.start();
@@ -494,6 +515,13 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
       // (each tells its sockets again every 10 s by itself at the default PRESENCE_TIMEOUT).
       await redis.flushall();
       expect([await status(carol.user.id), await status(dave.user.id)]).toEqual(['ONLINE', 'ONLINE']);
+      // Again, read through both instances at once: the reads that do not find the loss themselves,
+      // made just after one did, wait for the instances to tell the store theirs too.
+      await sleep(3500);
+      await redis.flushall();
+      const through = (s: TestServer, id: string) => ok(gql(s.url, STATUS, { id }, eve.token)).then((d) => d.userStatus.status);
+      const reads = await Promise.all([a, b, a, b].map((s, i) => through(s, i < 2 ? carol.user.id : dave.user.id)));
+      expect(reads).toEqual(['ONLINE', 'ONLINE', 'ONLINE', 'ONLINE']);
 
       await redis.stop();
       await eventually(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status === 503, 5000);

@@ -260,7 +260,11 @@ export class PresenceService {
     // A store emptied while connected (FLUSHALL, an eviction) is found by the first read or activity
     // that misses its HIDDEN mirror, on one instance: every instance tells it its sockets at once
     // (else up to a refresh interval of OFFLINE), and activity counts again at once (else throttled).
-    const lost = this.store.onDataLost?.((generation) => void this.pubsub.publishSafe(Topic.PresenceStoreLost, { instanceId: this.instanceId, generation }));
+    // Known here at once: a read made before its own PresenceStoreLost comes back waits too (see read).
+    const lost = this.store.onDataLost?.((generation) => {
+      this.lostAt = Date.now();
+      void this.pubsub.publishSafe(Topic.PresenceStoreLost, { instanceId: this.instanceId, generation });
+    });
     if (lost) this.off.push(lost);
     this.off.push(
       this.pubsub.on(Topic.PresenceStoreLost, (p) => {
@@ -650,10 +654,13 @@ export class PresenceService {
   private async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[] }> {
     try {
       const read = await this.store.read(userIds);
-      if (!read.lost) return read;
-      // This read found the store emptied (a FLUSHALL, an eviction): it read no one ONLINE, users
-      // with sockets among them (an outside probe). Read again once the instances told it theirs.
-      await new Promise((resolve) => setTimeout(resolve, RETOLD_WITHIN_MS));
+      // This read found the store emptied (a FLUSHALL, an eviction), or came just after another
+      // read or activity did, here or elsewhere: it read no one ONLINE, users with sockets among
+      // them (an outside probe: one read, then 9 of 10 batches of reads through three instances).
+      // Read again once the instances told it theirs.
+      const wait = read.lost ? RETOLD_WITHIN_MS : this.lostAt + RETOLD_WITHIN_MS - Date.now();
+      if (wait <= 0) return read;
+      await new Promise((resolve) => setTimeout(resolve, wait));
       return await this.store.read(userIds);
     } catch {
       const hidden = await presenceRepository.hiddenAmong(this.em, userIds).catch(() => undefined);

@@ -547,10 +547,17 @@ export class RedisPresenceStore implements PresenceStore {
   async read(userIds: string[]): Promise<{ active: (number | null)[]; hidden: boolean[]; lost?: boolean }> {
     if (!userIds.length) return { active: [], hidden: [] };
     for (let attempt = 1; ; attempt++) {
-      const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).exists(SEEDED).exec();
-      const [[e1, scores], [e2, flags], [e3, seeded]] = res as [[Error | null, (string | null)[]], [Error | null, number[]], [Error | null, number]];
+      const res = await this.redis.multi().zmscore(ACTIVE, ...userIds).smismember(HIDDEN, ...userIds).get(SEEDED).exec();
+      const [[e1, scores], [e2, flags], [e3, seeded]] = res as [[Error | null, (string | null)[]], [Error | null, number[]], [Error | null, string | null]];
       if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
-      if (seeded || !this.hiddenOf || attempt > 1) return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1), lost: attempt > 1 };
+      // Seeded again by another instance since this one last looked: it found a loss a moment ago,
+      // which this instance may not have heard of yet (the listeners tell it, once a generation).
+      const since = seeded !== null && this.generation !== null && seeded !== this.generation;
+      if (since) {
+        this.generation = seeded;
+        for (const listener of this.lost) listener(seeded);
+      }
+      if (seeded || !this.hiddenOf || attempt > 1) return { active: scores.map((s) => (s === null ? null : Number(s))), hidden: flags.map((f) => f === 1), lost: attempt > 1 || since };
       await this.reseed();
     }
   }
