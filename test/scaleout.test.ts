@@ -480,6 +480,24 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     });
   });
 
+  it('should number transitions after a loss above those given before it, the loss within the same second as the counter began', async () => {
+    await onOwnStore(async (store, r) => {
+      await r.flushall();
+      await store.seedHidden([]);
+      // Just after a second begins, by Redis's clock: the counter starts now, and is lost within the second.
+      const [sec, micro] = (await r.time()).map(Number);
+      await sleep(1000 - micro / 1000 + 20);
+      const before = await store.touch([0, 1, 2].map(() => ({ userId: randomUUID(), sessionId: null, now: Date.now() })), 0);
+      await sleep(5);
+      await r.flushall();
+      await store.seedHidden([]);
+      const [after] = await store.touch([{ userId: randomUUID(), sessionId: null, now: Date.now() }], 0);
+      expect(Number((await r.time())[0])).toBe(sec + 1);
+      // Below, its users' transitions were dropped as older than those delivered, for up to a minute.
+      expect(after.v).toBeGreaterThan(Math.max(...before.map((c) => c.v)));
+    });
+  });
+
   it('should tell an instance cut off while another found Redis emptied and seeded it again that the store lost its data', async () => {
     const redis = new OwnRedis();
     await redis.start();

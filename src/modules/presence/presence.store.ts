@@ -182,16 +182,20 @@ end`;
 
 // Every key shares the {presence} hash tag, so the scripts below stay in one slot on a Redis Cluster too.
 // Keys the scripts name themselves take REDIS_KEY_PREFIX from KEYS[1] (ACTIVE as the connection prefixed it).
-// stamp() numbers a transition. The counter starts from Redis's clock (seconds * 1000), so after a
-// Redis that lost its data it starts above what instances remember (unless over 1,000 transitions
-// a second were counted since it first started); 13 digits, which cjson writes exactly.
+// stamp() numbers a transition. The counter starts from Redis's clock in milliseconds, so after a
+// Redis that lost its data it starts above what instances remember (unless more than one transition
+// a millisecond was counted, on average, since it last started); 13 digits, which cjson writes
+// exactly. From the clock's seconds (* 1000), a loss within the second the counter last started
+// restarted it below the versions it had given: transitions of that second's users were dropped
+// as older than those delivered, for up to a minute (an outside probe, FLUSHALLs in a row).
 const STAMP = `
 local P = string.sub(KEYS[1], 1, #KEYS[1] - ${ACTIVE.length})
 local function stamp()
   local key = P .. '${SEQ}'
   local v = redis.call('INCR', key)
   if v == 1 then
-    v = tonumber(redis.call('TIME')[1]) * 1000 + 1
+    local t = redis.call('TIME')
+    v = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1
     redis.call('SET', key, v)
   end
   return v
