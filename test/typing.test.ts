@@ -1,5 +1,6 @@
 import { print } from 'graphql';
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient } from './helpers/graphql';
 import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
@@ -502,6 +503,29 @@ describeRedis('typing state in Redis', () => {
     expect(flags(bobSees.values)).toEqual([true, false]);
     expect(Date.now() - typed).toBeGreaterThanOrEqual(2000);
     expect(Date.now() - typed).toBeLessThan(5000);
+  });
+
+  it("should end typing for its subscribers when its state left Redis without an end they heard", async () => {
+    // Redis lost the typist's state (a flush, a failover to an empty replica; alike for an end
+    // published while this instance did not hear the channel): the lapse of the instance's own part
+    // finds nothing to end, and no one tells its subscribers, who were left seeing her type for good.
+    const a = await createTestServer(BRIEF);
+    const { alice, bobSees } = await typingThrough(a, a);
+    const typed = Date.now();
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const keys = (await redis.keys(`${redisName('typing:')}*`)).filter((k) => k.includes(alice.id));
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys);
+    } finally {
+      redis.disconnect();
+    }
+    // Told once the part's horizon (a throttle window and the lapse) has passed.
+    await bobSees.nth(2, 8000);
+    expect(flags(bobSees.values)).toEqual([true, false]);
+    expect(Date.now() - typed).toBeGreaterThanOrEqual(3000);
+    await sleep(500);
+    expect(bobSees.values).toHaveLength(2);
   });
 
   it('should go on typing, with no end between, when the instance it was typed through stops and the refreshes go on elsewhere', async () => {

@@ -342,8 +342,14 @@ export class TypingService {
         .then((r) => {
           // A part still within its horizon (written without telling anyone): looked at again after another.
           if (r === 0 && this.ends.get(slot) === watch) return void watch.timer.refresh();
-          if (this.ends.get(slot) === watch) this.ends.delete(slot);
-          if (r === 1) return this.pubsub.publishSafe(Topic.Typing, Object.assign({}, watch.event, { typing: false }));
+          const current = this.ends.get(slot) === watch;
+          if (current) this.ends.delete(slot);
+          const ended = Object.assign({}, watch.event, { typing: false });
+          if (r === 1) return this.pubsub.publishSafe(Topic.Typing, ended);
+          // Ended in the store, and its end never heard here: published while this instance did not
+          // hear the channel, or lost with Redis's data or a failed publish. Its subscribers here
+          // were left typing for good; the others heard it, or tell their own.
+          if (r === -1 && current) this.pubsub.dispatchHere(Topic.Typing, ended);
         })
         .catch((e) => this.logger.warn({ err: e }, 'typing end of a gone instance failed')),
     );
