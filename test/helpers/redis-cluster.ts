@@ -28,7 +28,22 @@ export class OwnRedisCluster {
     for (const port of this.ports) await this.waitFor(port, async (r) => (await r.ping()) === 'PONG');
     const created = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stderr || created.stdout}`);
-    for (const port of this.ports) await this.waitFor(port, async (r) => /cluster_state:ok/.test(await r.cluster('INFO')));
+    await this.settled();
+  }
+
+  /**
+   * Waits until every node says the cluster is up and all give the same slot map: after a slot
+   * moves, a node that has not yet heard of it refuses every command (CLUSTERDOWN), for a gossip
+   * round or more, and a test starting then lost what its instances published there.
+   */
+  async settled(): Promise<void> {
+    const view = async (r: Redis) => ((await r.cluster('INFO')).includes('cluster_state:ok') ? JSON.stringify(await r.cluster('SLOTS')) : undefined);
+    for (let i = 0; i < 200; i++) {
+      const views = await Promise.all(this.ports.map((port) => this.ask(port, view)));
+      if (views[0] !== undefined && views.every((v) => v === views[0])) return;
+      await sleep(50);
+    }
+    throw new Error('redis cluster did not settle');
   }
 
   private spawnNode(port: number): ChildProcess {
@@ -52,19 +67,24 @@ export class OwnRedisCluster {
 
   private async waitFor(port: number, ok: (r: Redis) => Promise<boolean>): Promise<void> {
     for (let i = 0; i < 200; i++) {
-      const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      r.on('error', () => undefined);
-      try {
-        await r.connect();
-        if (await ok(r)) return;
-      } catch {
-        // not yet
-      } finally {
-        r.disconnect();
-      }
+      if (await this.ask(port, ok)) return;
       await sleep(50);
     }
     throw new Error(`redis cluster node ${port} did not become ready`);
+  }
+
+  /** What `question` answers of the node at `port`, on a connection of its own; undefined when the node can't answer. */
+  private async ask<T>(port: number, question: (r: Redis) => Promise<T>): Promise<T | undefined> {
+    const r = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    r.on('error', () => undefined);
+    try {
+      await r.connect();
+      return await question(r);
+    } catch {
+      return undefined;
+    } finally {
+      r.disconnect();
+    }
   }
 
   async stop(): Promise<void> {

@@ -10,8 +10,8 @@ import { buildGroup, sendMessage, signup } from './factories';
  * send that B let pass without ending her typing shows as a wait of about 5 s.
  */
 export async function typingBegunBeforeTheChannel(env: Record<string, string>): Promise<{ waitedMs: number; flags: boolean[] }> {
-  const a = await createTestServer({ ...env, TYPING_TIMEOUT: '5s' });
-  const b = await createTestServer({ ...env, TYPING_TIMEOUT: '5s' }, { clean: false });
+  const a = await createTestServer({ ...env, TYPING_TIMEOUT: '5s' }, { captureLogs: true });
+  const b = await createTestServer({ ...env, TYPING_TIMEOUT: '5s' }, { clean: false, captureLogs: true });
   const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
   const g = (await buildGroup(a.url, alice, { name: 'Begun elsewhere', members: [bob, carol] })).id;
   const c = { groupId: g };
@@ -23,6 +23,10 @@ export async function typingBegunBeforeTheChannel(env: Record<string, string>): 
   await sleep(100);
   const sent = Date.now();
   await sendMessage(b.url, alice.token, { groupId: g, content: 'alice' });
-  await bobSees.nth(2);
+  await bobSees.nth(2).catch((e: Error) => {
+    // What went wrong where (a refused command, a failed publish) is in the instances' warnings.
+    const warnings = [a, b].flatMap((s, i) => s.logs.filter((l) => Number(l.json.level) >= 40).map((l) => `${'AB'[i]}: ${l.raw}`));
+    throw new Error(`${e.message}\n${warnings.join('\n') || 'no warnings logged'}`);
+  });
   return { waitedMs: Date.now() - sent, flags: bobSees.values.map((v) => v.typing.typing) };
 }
