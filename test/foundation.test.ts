@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -239,8 +239,9 @@ describe('foundation', () => {
       const handled = signal !== 'SIGKILL';
       await eventually(() => readFileSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.pid'), 'utf8').length > 0 && (!handled || owner().parley === p.child.pid), 60_000, 5);
       const pid = postmaster();
+      const named = owner();
       p.child.kill(signal);
-      return { code: await p.exited, pid, stdout: p.output().stdout };
+      return { code: await p.exited, pid, stdout: p.output().stdout, named, parley: p.child.pid! };
     };
     try {
       // Made once, so that the runs below start an existing cluster (no initdb in the way).
@@ -249,9 +250,17 @@ describe('foundation', () => {
       // Killed: its PostgreSQL outlives it, and the next start stops that one and serves.
       const killed = await signalledWhileStarting('SIGKILL');
       expect(alive(killed.pid)).toBe(true);
+      // It named itself the owner before its PostgreSQL began: a kill at any point leaves it known.
+      expect(killed.named.parley).toBe(killed.parley);
       const next = await createTestServer(env, { clean: false, spawn: true });
       await next.dispose();
       expect(alive(killed.pid)).toBe(false);
+      // Killed after PostgreSQL began and before it recorded which one: the record names no PostgreSQL.
+      const cut = await signalledWhileStarting('SIGKILL');
+      writeFileSync(`${env.EMBEDDED_PG_DIR}.owner`, JSON.stringify({ parley: cut.parley }));
+      const after = await createTestServer(env, { clean: false, spawn: true });
+      await after.dispose();
+      expect(alive(cut.pid)).toBe(false);
       // Hung up: it stops as asked once started (a migration is not cut in two), its PostgreSQL with it.
       const hungUp = await signalledWhileStarting('SIGHUP');
       expect(hungUp.code).toBe(0);

@@ -1,5 +1,5 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -189,7 +189,17 @@ async function leftRunning(dataDir: string): Promise<number | undefined> {
   const pid = await runningOn(dataDir);
   if (pid === undefined) return undefined;
   const owner = JSON.parse(await readFile(ownerFile(dataDir), 'utf8').catch(() => '{}')) as { parley?: number; postgres?: number };
-  return owner.postgres === pid && typeof owner.parley === 'number' && !alive(owner.parley) ? pid : undefined;
+  // No PostgreSQL recorded: its Parley ended before it could say which, and no start has come since.
+  return (owner.postgres === pid || owner.postgres === undefined) && typeof owner.parley === 'number' && !alive(owner.parley) ? pid : undefined;
+}
+
+/** Records this process as the owner of what runs on `dataDir` (see leftRunning); synchronous, so a kill can't come between. */
+function own(dataDir: string, postgres?: number): void {
+  try {
+    writeFileSync(ownerFile(dataDir), JSON.stringify({ parley: process.pid, postgres }));
+  } catch {
+    // A folder it can't write beside: what it leaves running is stopped by hand, as it says then.
+  }
 }
 
 /**
@@ -313,10 +323,12 @@ export async function startEmbeddedPostgres(opts: {
   // ownGroup: Ctrl-C in a terminal signals the whole foreground group, and PostgreSQL would stop
   // under the server's graceful shutdown (its last writes refused); the server stops it last. A
   // caller without a SIGINT handler (the tests' setup) leaves it in its group, to stop with it.
+  // This Parley is the owner before PostgreSQL starts, and with its pid at once after, not once it is
+  // ready: a Parley killed while it starts left it running unrecognised (an outside probe), and one
+  // killed before an asynchronous write of the record left the last run's there (a slow machine's CI).
+  own(dataDir);
   const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port)], { ...as, env, stdio: ['ignore', 'ignore', 'pipe'], detached: !!opts.ownGroup });
-  // At once, not once it is ready: a Parley killed while it starts left it running unrecognised (an
-  // outside probe). Not awaited here: the listeners below must be on before the child's first event.
-  const owned = child.pid === undefined ? Promise.resolve() : writeFile(ownerFile(dataDir), JSON.stringify({ parley: process.pid, postgres: child.pid })).catch(() => undefined);
+  if (child.pid !== undefined) own(dataDir, child.pid);
   // Stops PostgreSQL if this process exits without disposing (its own signal handling aside).
   const stopOnExit = () => child.kill('SIGINT');
   process.on('exit', stopOnExit);
@@ -363,7 +375,6 @@ export async function startEmbeddedPostgres(opts: {
       process.off('exit', stopOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
-      await owned;
       await unlink(ownerFile(dataDir)).catch(() => undefined);
     },
   };
