@@ -79,11 +79,19 @@ describeNeeding('redis-server and redis-cli', tools.redisCluster)('Redis Cluster
       await sendMessage(b.url, bob.token, { groupId: group, content: 'before' });
       expect(await sub.nth(1)).toEqual({ messageAdded: { content: 'before' } });
 
-      // The slot moves to another master as redis-cli --cluster reshard moves it (the channel holds no keys).
+      // The slot moves to another master as redis-cli --cluster reshard moves it, with the keys the
+      // instances keep there (any of theirs may hash to it: a session's, a typist's).
       const to = (from + 1) % masters.length;
+      const kept = `{${channel}}:kept`;
+      await probe.set(kept, 'moved along');
       await masters[to].call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids[from]);
       await masters[from].call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids[to]);
+      for (let keys: string[]; (keys = (await masters[from].call('CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[]).length; ) {
+        await masters[from].call('MIGRATE', '127.0.0.1', masters[to].options.port!, '', 0, 5000, 'KEYS', ...keys);
+      }
       for (const n of masters) await n.call('CLUSTER', 'SETSLOT', slot, 'NODE', ids[to]);
+      expect(await probe.get(kept)).toBe('moved along');
+      await probe.del(kept);
       // Redis dropped A's subscription with the slot; sent now, it reaches no subscriber at once.
       await sendMessage(b.url, bob.token, { groupId: group, content: 'moved, unheard' });
       // A takes the channel again on its new shard, and the message it missed comes, read back.
