@@ -34,6 +34,10 @@ describe('searchMessages', () => {
     // ё and е are one letter to a search, either way round.
     expect(ids(await search(s.url, alice, 'елка'))).toEqual([ru.id]);
     expect(ids(await search(s.url, alice, 'ВСЁ ГОТОВО'))).toEqual([ru.id]);
+    // Greek's final sigma: a capital Σ is σ to the index, a typed word ends in ς; either finds both.
+    const [caps, typed] = [await sendMessage(s.url, bob.token, { groupId: g, content: 'ΟΔΟΣ ΑΘΗΝΑΣ' }), await sendMessage(s.url, bob.token, { groupId: g, content: 'οδός Αθηνάς' })];
+    for (const q of ['οδος ', 'ΟΔΟΣ ', 'Αθηνάς ', 'ΑΘΗΝΑΣ', 'οδος']) expect(ids(await search(s.url, alice, q))).toEqual([caps.id, typed.id].sort());
+    expect((await search(s.url, alice, 'οδος ')).map((h) => h.snippet).sort()).toEqual(['<mark>ΟΔΟΣ</mark> ΑΘΗΝΑΣ', '<mark>οδός</mark> Αθηνάς']);
     // Words between '<' and '>' are words (PostgreSQL's parser took them for a tag, and indexed none).
     const aside = await sendMessage(s.url, bob.token, { groupId: g, content: 'Reminder <standup at noon> folks, if xval<yval and zval>wval' });
     expect(ids(await search(s.url, alice, 'standup noon'))).toEqual([aside.id]);

@@ -41,7 +41,21 @@ export function toSearchQuery(query: string): SearchQuery {
   // The last word is still being typed unless a space follows it.
   const typing = !/\s$/u.test(query);
   const prefix = words.map((w, i) => typing && i === words.length - 1 && [...w].length >= MIN_PREFIX);
-  return { tsquery: words.map((w, i) => `'${w}'${prefix[i] ? ':*' : ''}`).join(' & '), words, prefix };
+  return { tsquery: words.map((w, i) => term(w, prefix[i])).join(' & '), words, prefix };
+}
+
+/**
+ * One word of a query as a tsquery term. Greek's sigma is written ς at a word's end and σ elsewhere,
+ * but the index lowercases a capital Σ to σ wherever it stands: `ΟΔΟΣ` is indexed `οδοσ` and a typed
+ * `οδός` `οδος`, so a word ending in either is looked for in both spellings (each missed the other:
+ * an outside probe).
+ */
+function term(word: string, prefix: boolean): string {
+  const star = prefix ? ':*' : '';
+  const lower = word.toLowerCase();
+  if (!/[σς]$/u.test(lower)) return `'${word}'${star}`;
+  const stem = lower.slice(0, -1);
+  return `('${stem}σ'${star} | '${stem}ς'${star})`;
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
