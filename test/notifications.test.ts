@@ -270,6 +270,23 @@ describe('notifications', () => {
     expect(receiver.of(again.id).map((e) => e.body.kind)).toEqual(['GROUP_INVITE']);
   });
 
+  it('should not tell of a message sent while its conversation was muted, though the mute ended before the message was read for notifications', async () => {
+    // Messages are read once their recipients' grace has passed: 2 s here, longer than the mute lasts.
+    const s = await serverFor(receiver, { PRESENCE_GRACE: '2' });
+    const [al, muting, barrier] = await Promise.all(Array.from({ length: 3 }, () => signup(s.url)));
+    const group = await buildGroup(s.url, al, { members: [muting, barrier] });
+    const MUTE = 'mutation($c: ConversationInput!, $u: DateTime) { muteConversation(conversation: $c, until: $u) { id } }';
+    await ok(gql(s.url, MUTE, { c: { groupId: group.id }, u: new Date(Date.now() + 1000).toISOString() }, muting.token));
+    await sendMessage(s.url, al.token, { groupId: group.id, content: 'while muted' });
+    await eventually(() => receiver.of(barrier.id).length === 1, 10_000);
+    // After the mute: told as ever.
+    await sendMessage(s.url, al.token, { groupId: group.id, content: 'after the mute' });
+    await eventually(() => receiver.of(barrier.id).length === 2, 10_000);
+    await eventually(() => receiver.of(muting.id).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(muting.id).map((e) => e.body.preview)).toEqual(['after the mute']);
+  });
+
   it("should leave a sender blocked after the event was written out of its count and preview, and still tell of the others' messages", async () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
     const [a, b, x, y, z] = await Promise.all(Array.from({ length: 5 }, () => signup(s.url)));

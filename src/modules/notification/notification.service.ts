@@ -216,14 +216,16 @@ export class NotificationService {
   /**
    * The Safety hook (modules/safety: block and mute), the one place that decides it: a muted
    * conversation keeps only MENTION events, a sender the recipient blocks none. Two queries per
-   * round that has candidates, whatever their number.
+   * round that has candidates, whatever their number. Muted when the message came, not only now:
+   * a message is read here once its recipient's grace has passed, and one sent in a mute's last
+   * seconds was told once it ended (an outside probe, 3 of 3).
    */
   private async allowedBySafety(em: EntityManager, candidates: Candidate[]): Promise<Candidate[]> {
     if (!candidates.length) return candidates;
     const [blocking, muted] = await Promise.all([blockRepository.blockingPairs(em, candidates), muteRepository.mutedPairs(em, candidates)]);
     if (!blocking.size && !muted.size) return candidates;
     return candidates.filter(
-      (c) => !blocking.has(`${c.recipientId}|${c.senderId}`) && (c.kind === NotificationKind.MENTION || !muted.has(`${c.recipientId}|${c.conversationKey}`)),
+      (c) => !blocking.has(`${c.recipientId}|${c.senderId}`) && (c.kind === NotificationKind.MENTION || !((muted.get(`${c.recipientId}|${c.conversationKey}`)?.getTime() ?? 0) > c.at.getTime())),
     );
   }
 

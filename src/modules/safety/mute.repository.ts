@@ -43,14 +43,14 @@ export const muteRepository = {
     return out;
   },
 
-  /** Of (recipient, conversation) pairs, those muted now, as `recipient|key`. */
-  async mutedPairs(em: EntityManager, pairs: readonly { recipientId: string; conversationKey: string }[]): Promise<Set<string>> {
-    if (!pairs.length) return new Set();
-    const rows: { user_id: string; conversation_key: string }[] = await em.execute(
-      `select cm.user_id, cm.conversation_key from unnest(?::uuid[], ?::text[]) as x(u, k)
-       join conversation_members cm on cm.conversation_key = x.k and cm.user_id = x.u where cm.muted_until > now()`,
-      [pgArray(pairs.map((p) => p.recipientId)), pgArray(pairs.map((p) => p.conversationKey))],
+  /** Of (recipient, conversation) pairs, the mutes that were on at `at` or came since (as `recipient|key` to until when). */
+  async mutedPairs(em: EntityManager, pairs: readonly { recipientId: string; conversationKey: string; at: Date }[]): Promise<Map<string, Date>> {
+    if (!pairs.length) return new Map();
+    const rows: { user_id: string; conversation_key: string; muted_until: Date }[] = await em.execute(
+      `select distinct cm.user_id, cm.conversation_key, cm.muted_until from unnest(?::uuid[], ?::text[]) as x(u, k)
+       join conversation_members cm on cm.conversation_key = x.k and cm.user_id = x.u where cm.muted_until > ?`,
+      [pgArray(pairs.map((p) => p.recipientId)), pgArray(pairs.map((p) => p.conversationKey)), new Date(Math.min(...pairs.map((p) => p.at.getTime())))],
     );
-    return new Set(rows.map((r) => `${r.user_id}|${r.conversation_key}`));
+    return new Map(rows.map((r) => [`${r.user_id}|${r.conversation_key}`, new Date(r.muted_until)]));
   },
 };
