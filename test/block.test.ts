@@ -281,6 +281,35 @@ describe('block', () => {
     expect(contents(all.values)).toEqual(['visible', 'barrier', 'seen again']);
   });
 
+  it("should order the blocker's sidebar, and date its rows, by the messages they see: a blocked user's message moves nothing", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const withBob = await groupWith(s.url, carol, 'With Bob', [alice, bob]);
+    const quiet = await groupWith(s.url, carol, 'Quiet', [alice]);
+    const busy = await groupWith(s.url, carol, 'Busy', [alice]);
+    const seen = await sendMessage(s.url, carol.token, { groupId: withBob, content: 'seen' });
+    await sendMessage(s.url, carol.token, { groupId: quiet, content: 'quiet' });
+    await sendMessage(s.url, carol.token, { groupId: busy, content: 'busy' });
+    await block(s, alice, bob);
+    await sendMessage(s.url, bob.token, { groupId: withBob, content: 'hidden' });
+    const PAGE = 'query($after: String) { conversations(first: 2, after: $after) { edges { node { id updatedAt lastMessage { content createdAt } } } pageInfo { endCursor hasNextPage } } }';
+    const pages: any[] = [];
+    for (let after: string | null = null, more = true; more; ) {
+      const page: any = (await ok(gql(s.url, PAGE, { after }, alice.token))).conversations;
+      pages.push(...page.edges.map((e: any) => e.node));
+      [after, more] = [page.pageInfo.endCursor, page.pageInfo.hasNextPage];
+    }
+    // Newest first as Alice sees them (the lobby, joined at signup, last); each row dated by its last message.
+    expect(pages.map((n) => n.id)).toEqual([`g:${busy}`, `g:${quiet}`, `g:${withBob}`, expect.stringMatching(/^g:/)]);
+    const row = pages.find((n) => n.id === `g:${withBob}`);
+    expect(row).toMatchObject({ lastMessage: { content: 'seen' } });
+    expect(row.updatedAt).toBe(row.lastMessage.createdAt);
+    expect(new Date(row.updatedAt).getTime()).toBe(new Date((await ok(gql(s.url, 'query($id: ID!) { node(id: $id) { ... on Message { createdAt } } }', { id: seen.id }, alice.token))).node.createdAt).getTime());
+    // Carol, who blocks no one, has Bob's message first.
+    const carols = (await ok(gql(s.url, PAGE, { after: null }, carol.token))).conversations.edges.map((e: any) => e.node);
+    expect(carols[0]).toMatchObject({ id: `g:${withBob}`, lastMessage: { content: 'hidden' } });
+  });
+
   it('should hide blocked senders in a project too, private messages included', async () => {
     const s = await createTestServer();
     const [alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url)];

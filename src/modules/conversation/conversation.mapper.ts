@@ -15,10 +15,11 @@ export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as
 /** A viewer's sidebar row as the API shows it: their own state against the head. */
 export function rowToConversation(r: ConversationRow): ConversationType {
   const v = view(headOf(r), ownOf(r));
-  // A member who blocks someone: the last message and unread count as the row read them, blocked senders left out (see conversationRepository).
+  // A member who blocks someone: the last message, unread count and time as the row read them, blocked senders left out (see conversationRepository).
   if (r.hidden_unread !== undefined && r.hidden_unread !== null) {
     v.lastMessageId = (r as { last_message_id?: string | null }).last_message_id ?? null;
     v.unreadCount = Math.max(0, v.unreadCount - r.hidden_unread);
+    if (r.activity_at) v.updatedAt = new Date(r.activity_at);
   }
   // Assigned in turn, not spread into a literal (see test/hot-path.test.ts).
   const c: ConversationType = Object.assign({ id: r.conversation_key, kind: r.kind as ConversationKind, title: r.title ?? '' }, v, { groupId: r.group_id, projectId: r.project_id, peerId: r.peer_id });

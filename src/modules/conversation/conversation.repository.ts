@@ -14,7 +14,7 @@ export interface ConversationRow extends MemberColumns, HeadColumns {
   project_id: string | null;
   peer_id: string | null;
   read_at: Date | null;
-  /** The sidebar's sort key (see ACTIVITY). */
+  /** The sidebar's sort key (see SEEN_ACTIVITY). */
   activity_at: Date;
   title: string | null;
   /** Read with the row where asked (a page, one row), so the sidebar costs no further query. */
@@ -59,11 +59,19 @@ const BLOCK_SCAN = 1000;
  */
 const TIMELINE = (t: string) => `(${t}.parent_id is null or ${t}.also_in_conversation)`;
 const BLOCKS = blocksAnyone('cm.user_id');
-const LAST_ID = `case when ${BLOCKS} then (
-    select n.id from (select m.id, m.sender_id, m.created_at, m.parent_id, m.also_in_conversation from messages m where m.conversation_key = cm.conversation_key
+/** Of the newest message member `cm` may see from someone they don't block: its `column`. */
+const VISIBLE_LAST = (column: 'id' | 'created_at') => `(
+    select n.${column} from (select m.id, m.sender_id, m.created_at, m.parent_id, m.also_in_conversation from messages m where m.conversation_key = cm.conversation_key
       and (m.recipient_id is null or cm.user_id in (m.sender_id, m.recipient_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
-    where ${TIMELINE('n')} and not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)
-  else ${HEAD_LAST_ID} end`;
+    where ${TIMELINE('n')} and not ${blockedBy('cm.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1)`;
+const LAST_ID = `case when ${BLOCKS} then ${VISIBLE_LAST('id')} else ${HEAD_LAST_ID} end`;
+/**
+ * The sidebar's order for a member who blocks someone: their last message's time, else when they
+ * joined. The head's, which a blocked user's message moves, put the conversation first and told
+ * the blocker they were active (an outside probe).
+ */
+const BLOCKER_ACTIVITY = `coalesce(${VISIBLE_LAST('created_at')}, cm.joined_at)`;
+const SEEN_ACTIVITY = `case when ${BLOCKS} then ${BLOCKER_ACTIVITY} else ${ACTIVITY} end`;
 const HIDDEN_UNREAD = `case when ${BLOCKS} then (
     select count(*) from (select m.sender_id, m.parent_id, m.also_in_conversation from messages m where m.conversation_key = cm.conversation_key and (m.recipient_id is null or m.recipient_id = cm.user_id)
       and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
@@ -71,7 +79,7 @@ const HIDDEN_UNREAD = `case when ${BLOCKS} then (
   end`;
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
 const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, cm.muted_until, ${HEAD},
-    ${ACTIVITY} as activity_at, ${LAST_ID} as last_message_id, ${HIDDEN_UNREAD}::int as hidden_unread
+    ${SEEN_ACTIVITY} as activity_at, ${LAST_ID} as last_message_id, ${HIDDEN_UNREAD}::int as hidden_unread
   from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key`;
 /** The row's name for its member; one probe by primary key, as a subquery so no plan scans a table for it. */
 const NAMED = `c.*, coalesce((select g.name from groups g where g.id = c.group_id), (select p.title from projects p where p.id = c.project_id),
@@ -593,15 +601,23 @@ export const conversationRepository = {
     const [op, dir] = opts.backward ? ['>', 'asc'] : ['<', 'desc'];
     // Written in, not a parameter: see limitLiteral.
     const limit = limitLiteral(opts.limit + 1);
+    // Whether the viewer blocks anyone: tested once a statement, it runs either the two scans or the blocker's.
+    const BLOCKER = blocksAnyone(VIEWER);
     const keyed = `select cm.conversation_key, cm.sort_at as activity_at from conversation_members cm
-      where cm.user_id = ${VIEWER} and cm.sort_at is not null${opts.from ? ` and (cm.sort_at, cm.conversation_key) ${op} (?, ?)` : ''}
+      where not ${BLOCKER} and cm.user_id = ${VIEWER} and cm.sort_at is not null${opts.from ? ` and (cm.sort_at, cm.conversation_key) ${op} (?, ?)` : ''}
       order by cm.sort_at ${dir}, cm.conversation_key ${dir} limit ${limit}`;
     // One head probe per row (the lateral's offset keeps it one, never a scan of all heads).
     const headed = `select cm.conversation_key, ${ACTIVITY} as activity_at from conversation_members cm
       left join lateral (select h.activity_at from conversation_heads h where h.conversation_key = cm.conversation_key offset 0) h on true
-      where cm.user_id = ${VIEWER} and cm.sort_at is null${opts.from ? ` and (${ACTIVITY}, cm.conversation_key) ${op} (?, ?)` : ''}
+      where not ${BLOCKER} and cm.user_id = ${VIEWER} and cm.sort_at is null${opts.from ? ` and (${ACTIVITY}, cm.conversation_key) ${op} (?, ?)` : ''}
       order by 2 ${dir}, 1 ${dir} limit ${limit}`;
-    const cut = `select * from ((${keyed}) union all (${headed})) u order by 2 ${dir}, 1 ${dir} limit ${limit}`;
+    // A viewer who blocks someone (few do): each of their rows ordered by what they see of it, one
+    // bounded scan of its newest messages each (see BLOCKER_ACTIVITY).
+    const blocker = `select cm.conversation_key, b.activity_at from conversation_members cm
+      cross join lateral (select ${BLOCKER_ACTIVITY} as activity_at offset 0) b
+      where ${BLOCKER} and cm.user_id = ${VIEWER}${opts.from ? ` and (b.activity_at, cm.conversation_key) ${op} (?, ?)` : ''}
+      order by 2 ${dir}, 1 ${dir} limit ${limit}`;
+    const cut = `select * from ((${keyed}) union all (${headed}) union all (${blocker})) u order by 2 ${dir}, 1 ${dir} limit ${limit}`;
     // Each row of the page is read whole in one lateral, its name and last message with it: the
     // offset keeps it one per row, planned for one row (index probes), whatever the planner thinks
     // of the cut (left to itself, it hashed every message and user of a small bench database).
@@ -611,7 +627,7 @@ export const conversationRepository = {
          select ${NAMED}, row_to_json(lm) as last_message from (${ROWS} where cm.conversation_key = k.conversation_key and cm.user_id = ${VIEWER}) c ${LAST} offset 0
        ) c
        order by c.activity_at ${dir}, c.conversation_key ${dir}`,
-      [userId, ...cursor, userId, ...cursor, userId],
+      [userId, userId, ...cursor, userId, userId, ...cursor, userId, userId, ...cursor, userId],
     );
     return rows.slice(0, opts.limit + 1);
   },

@@ -22,7 +22,7 @@ export class ConversationType {
   @Field(() => IdScalar, { nullable: true }) lastReadMessageId!: string | null;
   @Field(() => Date, {
     description:
-      "What the sidebar is ordered by: the time of the conversation's newest message the viewer may see, else when they joined. That is lastMessage's time, except after a message from a user the viewer blocks: lastMessage leaves it out, the order (and so updatedAt) still moves with it.",
+      "What the sidebar is ordered by: the time of the conversation's newest message the viewer may see, else when they joined. That is lastMessage's time: a message from a user the viewer blocks moves neither.",
   })
   updatedAt!: Date;
   groupId!: string | null;
