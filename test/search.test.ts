@@ -233,6 +233,8 @@ describe('searchMessages', () => {
       // Every word must match: thirteen are refused, not cut to twelve; a mark alone is no word.
       [{ q: 'one two three four five six seven eight nine ten eleven twelve thirteen' }, 'query'],
       [{ q: '\u0301' }, 'query'],
+      // Half of a surrogate pair, as a message refuses it.
+      [{ q: 'abc\ud800def' }, 'query'],
       [{ q: 'ok', after: 'not-a-cursor' }, 'after'],
       [{ q: 'ok', after: Buffer.from('c1:["1|2026-01-01T00:00:00.000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') }, 'after'],
       [{ q: 'ok', first: -1 }, 'first'],

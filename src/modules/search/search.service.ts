@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
+import { isWellFormed } from '../../shared/validation';
 import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
@@ -33,6 +34,8 @@ export function toSearchQuery(query: string): SearchQuery {
   if (typeof query !== 'string' || !query.trim()) throw new BadUserInputError('Search for at least one word.', 'query');
   // Characters as people count them (an emoji is one), not UTF-16 units.
   if (query.length > MAX_QUERY && [...query].length > MAX_QUERY) throw new BadUserInputError(`A search query has at most ${MAX_QUERY} characters.`, 'query');
+  // As a message refuses it: such a query was a search for words no message can hold.
+  if (!isWellFormed(query)) throw new BadUserInputError('A search query cannot contain half of a surrogate pair.', 'query');
   const all = query.normalize('NFC').match(WORD) ?? [];
   if (!all.length) throw new BadUserInputError('Search for at least one word (letters or digits).', 'query');
   // Every word must match: a query of more than MAX_WORDS is refused, not cut (its last words would be ignored).
