@@ -168,7 +168,7 @@ describe('block-threads', () => {
     ]);
   });
 
-  it('should leave mentions by a blocked user (made before the block too) out of mentions and unreadMentionCount', async () => {
+  it('should leave mentions by a blocked user (made before the block too) out of mentions and unreadMentionCount, and follow their threads once unblocked', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'Block mentions', [bob, carol]);
@@ -199,6 +199,14 @@ describe('block-threads', () => {
     const live = await listen(s, alice, 'subscription { conversationUpdated { id unreadMentionCount } }');
     await sendMessage(s.url, carol.token, { groupId: g, content: `again @${alice.username}` });
     expect((await live.nth(1)).conversationUpdated.unreadMentionCount).toBe(2);
+    // Unblocked: the mentions show again, and alice follows the threads they were in, as if they had
+    // come unblocked (a reply's mention and an edit's), with their replies to read.
+    await ok(gql(s.url, UNBLOCK, { id: bob.id }, alice.token));
+    const followed = (await ok(gql(s.url, THREADS, {}, alice.token))).threads;
+    expect(followed.edges.map((e: any) => [e.node.id, e.node.hasUnreadReplies])).toEqual([
+      [other.id, true],
+      [root.id, true],
+    ]);
   });
 
   it('should count live mention badges of a member who blocks someone else as the query counts them', async () => {

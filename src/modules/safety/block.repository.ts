@@ -38,9 +38,24 @@ export const blockRepository = {
     return rows.length > 0;
   },
 
-  /** True when there was a block to remove. */
+  /**
+   * True when there was a block to remove. The threads in which the blocked user's replies mentioned
+   * the blocker meanwhile, which did not make them a follower then (see thread.repository), do now,
+   * as the mentions show again: each from its first such reply, its replies unread.
+   */
   async unblock(em: EntityManager, blockerId: string, blockedId: string): Promise<boolean> {
-    const rows = await em.execute('delete from user_blocks where blocker_id = ? and blocked_id = ? returning blocked_id', [blockerId, blockedId]);
+    const rows = await em.execute(
+      `with lifted as (delete from user_blocks where blocker_id = ? and blocked_id = ? returning blocker_id, blocked_id), followed as (
+         insert into thread_members (root_id, user_id, conversation_key, joined_at, replied, read_at)
+         select distinct on (m.parent_id) m.parent_id, mn.user_id, m.conversation_key, m.created_at, false, null::timestamptz
+         from lifted join message_mentions mn on mn.user_id = lifted.blocker_id join messages m on m.id = mn.message_id
+         where m.sender_id = lifted.blocked_id and m.parent_id is not null and m.deleted_at is null
+           and exists (select 1 from conversation_members cm where cm.conversation_key = m.conversation_key and cm.user_id = mn.user_id)
+         order by m.parent_id, m.created_at
+         on conflict (root_id, user_id) do nothing)
+       select blocked_id from lifted`,
+      [blockerId, blockedId],
+    );
     return rows.length > 0;
   },
 
