@@ -98,6 +98,12 @@ describe('sending and history', () => {
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { groupId: priv } }, outsider.token))).toBe('NOT_FOUND');
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: { userId: friend.id } }, stranger.token))).toBe('FORBIDDEN');
     expect(codeOf(await attempt(s.url, HistoryDocument, { conversation: {} }, owner.token))).toBe('BAD_USER_INPUT');
+    // Each says what to name in its own input's words.
+    expect((await attempt(s.url, HistoryDocument, { conversation: {} }, owner.token)).errors?.[0].message).toBe('Name exactly one conversation: a groupId, a userId, or a projectId.');
+    expect((await attempt(s.url, SendMessageDocument, { input: { groupId: pub, toUserId: friend.id, content: 'x' } }, owner.token)).errors?.[0]).toMatchObject({
+      message: 'Name exactly one conversation: a groupId, a toUserId, or a projectId.',
+      extensions: { code: 'BAD_USER_INPUT', field: 'input' },
+    });
     // An empty id is given, and names nothing: not found as what it was given for (it read as a direct conversation's user).
     const HISTORY_OF = 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }';
     const SEND_TO = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';

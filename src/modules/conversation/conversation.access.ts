@@ -89,7 +89,8 @@ export class ConversationAccess {
    */
   async resolve(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
     const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
-    if (given.length !== 1) throw new BadUserInputError('Name exactly one conversation: a groupId, a userId, or a projectId.', field);
+    // sendMessage's input names the direct conversation's user toUserId.
+    if (given.length !== 1) throw new BadUserInputError(`Name exactly one conversation: a groupId, a ${field === 'input' ? 'toUserId' : 'userId'}, or a projectId.`, field);
     // Given means given: an empty id names a group (or project) that doesn't exist, not a direct conversation.
     if (c.groupId !== null && c.groupId !== undefined) {
       const g = await this.groups.memberOf(em, c.groupId, viewerId);
