@@ -3,7 +3,8 @@ import WebSocket from 'ws';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
-import { attempt, buildUser, request, signup, login } from './helpers/factories';
+import { attempt, buildUser, lobbyOf, request, signup, login } from './helpers/factories';
+import { TcpProxy } from './helpers/tcp-proxy';
 import { LoginDocument, SignupDocument } from '../generated/client/graphql';
 import { HOSTILE_STRINGS, snapshot, sql, whileHolding } from './helpers/db';
 
@@ -353,6 +354,35 @@ describeRedis('logoutOtherSessions', () => {
     expect(await status()).toBe('OFFLINE');
     expect(codeOf(await gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).toBe('UNAUTHENTICATED');
   });
+
+  it("should end the revoked sessions on an instance cut off from Redis too: its socket within seconds, its token at once", async () => {
+    const redisUrl = new URL(process.env.REDIS_URL!);
+    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+    await proxy.start();
+    try {
+      // A reaches Redis through the proxy; B, where the revocation is made, directly.
+      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+      const b = await createTestServer({}, { clean: false });
+      const u = await signup(b.url);
+      const stolen = await login(a.url, u);
+      // Used on A (its session cached there), a socket open there too.
+      expect((await ok(gql(a.url, ME, {}, stolen))).me.id).toBe(u.id);
+      const onA = wsClient(a.wsUrl, stolen);
+      await onA.connected;
+      await proxy.cut();
+      await eventually(() => a.services.pubsub.offRedis());
+      expect((await ok(gql(b.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: u.password }, u.token))).logoutOtherSessions).toBe(1);
+      // The revocation's publish can't reach A: A asks the database while off Redis.
+      expect(codeOf(await gql(a.url, ME, {}, stolen))).toBe('UNAUTHENTICATED');
+      expect(codeOf(await gql(a.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { groupId: await lobbyOf(b.url, u.token), content: 'stolen' } }, stolen))).toBe('UNAUTHENTICATED');
+      const closed = await Promise.race([onA.closed.then((c) => c.code), new Promise((r) => setTimeout(() => r('still open'), 8000))]);
+      expect(closed).toBe(4403);
+      // The session left standing still reads on A.
+      expect((await ok(gql(a.url, ME, {}, u.token))).me.id).toBe(u.id);
+    } finally {
+      await proxy.cut();
+    }
+  }, 30_000);
 
   it('should leave one session standing when two ask at once, each on an instance: the other is told UNAUTHENTICATED', async () => {
     const a = await createTestServer();

@@ -1,6 +1,6 @@
 import type { Viewer } from '../modules/auth/auth.viewer';
 import { bearerToken } from '../core/http';
-import type { Services } from '../modules/services';
+import { OFF_REDIS_RESYNC_MS, type Services } from '../modules/services';
 import { Topic } from '../shared/pubsub/topics';
 import { SocketContext } from './context';
 
@@ -62,6 +62,7 @@ export class RealtimeSessions {
   private readonly offRevoked: () => void;
   private readonly offReconnect: () => void;
   private readonly recheckTimer: NodeJS.Timeout;
+  private readonly stopRecheckingOff: () => void;
 
   constructor(
     readonly services: Services,
@@ -78,6 +79,9 @@ export class RealtimeSessions {
     // anyway (a publish lost on the way).
     this.offReconnect = services.pubsub.onReconnect(() => void this.recheck());
     this.recheckTimer = setInterval(() => void this.recheck(), RECHECK_MS).unref();
+    // And every few seconds while off Redis, as memberships and block lists are read: a stolen
+    // token revoked on another instance kept its socket here, receiving, until Redis was back (an outside probe).
+    this.stopRecheckingOff = services.pubsub.whileOff(OFF_REDIS_RESYNC_MS, () => this.recheck());
   }
 
   /** Ends the open sessions whose token is no longer stored (revoked while its revocation could not reach this instance). */
@@ -137,6 +141,7 @@ export class RealtimeSessions {
   dispose(): void {
     this.offRevoked();
     this.offReconnect();
+    this.stopRecheckingOff();
     clearInterval(this.recheckTimer);
     clearTimeout(this.expiryTimer);
   }

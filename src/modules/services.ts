@@ -48,7 +48,7 @@ import { MuteService } from './safety/mute.service';
 import { SafetyLists } from './safety/safety.lists';
 
 /** How often memberships and block lists are read again while this instance is off Redis (changes made elsewhere can't reach it). */
-const OFF_REDIS_RESYNC_MS = 2000;
+export const OFF_REDIS_RESYNC_MS = 2000;
 
 /** The application's singletons, wired once per server and shared by HTTP and WebSocket operations. */
 export interface Services {

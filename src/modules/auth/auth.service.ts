@@ -123,7 +123,9 @@ export class AuthService {
   /** The viewer a stored token hash stands for (a redeemed stream ticket), or null when its session is revoked or expired. */
   async sessionOf(tokenHash: string): Promise<Viewer | null> {
     const now = Date.now();
-    const hit = this.cache.get(tokenHash);
+    // Off Redis, a revocation made on another instance can't reach this cache: the database is asked
+    // each time (a stolen token revoked elsewhere kept reading and sending here until Redis came back: an outside probe).
+    const hit = this.pubsub.offRedis() ? undefined : this.cache.get(tokenHash);
     if (hit) {
       return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }

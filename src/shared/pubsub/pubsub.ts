@@ -355,6 +355,11 @@ export class PubSub {
     };
   }
 
+  /** Whether this instance is off Redis now (an outage, or Redis holding its commands): what other instances publish doesn't reach it. */
+  offRedis(): boolean {
+    return this.broker.connected?.() === false;
+  }
+
   /** Calls `listener` each time this instance is back on Redis after a loss: events published meanwhile never reached it. */
   onReconnect(listener: (lostAt: number) => void): () => void {
     return this.broker.onReconnect?.(listener) ?? (() => undefined);
