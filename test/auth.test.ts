@@ -4,7 +4,7 @@ import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { createTestServer, describeRedis } from './helpers/server';
 import { attempt, buildUser, lobbyOf, request, signup, login } from './helpers/factories';
-import { TcpProxy } from './helpers/tcp-proxy';
+import { throughRedisProxy } from './helpers/tcp-proxy';
 import { LoginDocument, SignupDocument } from '../generated/client/graphql';
 import { HOSTILE_STRINGS, snapshot, sql, whileHolding } from './helpers/db';
 
@@ -356,12 +356,9 @@ describeRedis('logoutOtherSessions', () => {
   });
 
   it("should end the revoked sessions on an instance cut off from Redis too: its socket within seconds, its token at once", async () => {
-    const redisUrl = new URL(process.env.REDIS_URL!);
-    const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
-    await proxy.start();
-    try {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
       // A reaches Redis through the proxy; B, where the revocation is made, directly.
-      const a = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}` });
+      const a = await createTestServer({ REDIS_URL: proxiedUrl });
       const b = await createTestServer({}, { clean: false });
       const u = await signup(b.url);
       const stolen = await login(a.url, u);
@@ -379,9 +376,7 @@ describeRedis('logoutOtherSessions', () => {
       expect(closed).toBe(4403);
       // The session left standing still reads on A.
       expect((await ok(gql(a.url, ME, {}, u.token))).me.id).toBe(u.id);
-    } finally {
-      await proxy.cut();
-    }
+    });
   }, 30_000);
 
   it('should leave one session standing when two ask at once, each on an instance: the other is told UNAUTHENTICATED', async () => {

@@ -4,7 +4,7 @@ import { codeOf, eventually, gql, listen as listenOn, ok, sleep, subscribe, wsCl
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
 import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
-import { TcpProxy } from './helpers/tcp-proxy';
+import { throughRedisProxy } from './helpers/tcp-proxy';
 
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 
@@ -13,17 +13,6 @@ const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<an
 
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
-/** Runs `fn` with a proxy of the test's own in front of Redis (one that can hold what its clients send) and its URL; cut after. */
-async function throughRedisProxy(fn: (proxy: TcpProxy, proxiedUrl: string) => Promise<void>): Promise<void> {
-  const redisUrl = new URL(process.env.REDIS_URL!);
-  const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
-  await proxy.start();
-  try {
-    await fn(proxy, `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}`);
-  } finally {
-    await proxy.cut();
-  }
-}
 
 /** One counter (or labelled series) of an instance's /metrics. */
 async function metric(s: TestServer, name: string): Promise<number> {

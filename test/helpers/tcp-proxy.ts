@@ -115,3 +115,15 @@ export async function proxiedDatabase(): Promise<{ proxy: TcpProxy; url: string 
   proxied.hostname = '127.0.0.1';
   return { proxy, url: proxied.toString() };
 }
+
+/** Runs `fn` with a proxy of the test's own in front of Redis (one that can hold what its clients send) and its URL; cut after. */
+export async function throughRedisProxy(fn: (proxy: TcpProxy, proxiedUrl: string) => Promise<void>): Promise<void> {
+  const redisUrl = new URL(process.env.REDIS_URL!);
+  const proxy = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  await proxy.start();
+  try {
+    await fn(proxy, `redis://127.0.0.1:${proxy.port}${redisUrl.pathname}`);
+  } finally {
+    await proxy.cut();
+  }
+}
