@@ -5,6 +5,7 @@ import { snapshot } from './helpers/db';
 import { ConfigError, loadEnv } from '../src/config/env';
 import { OwnRedis } from './helpers/redis-server';
 import { describeNeeding, tools } from './helpers/tools';
+import { presenceRepository } from '../src/modules/presence/presence.repository';
 
 const STATUS = 'query($id: ID!) { userStatus(userId: $id) { status lastSeenAt } }';
 const USER = 'query($id: ID!) { user(id: $id) { status lastSeenAt } }';
@@ -283,6 +284,41 @@ describeRedis('presence visibility', () => {
     await events.nth(2);
     await sleep(200);
     expect(seen(events)).toEqual([`${ada.id} OFFLINE`, `${barrier.id} OFFLINE`]);
+  });
+
+  it('should read as the choice stored, and tell that last, when changes at once cross (one slow to be stored)', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const online = wsClient(s.wsUrl, ada.token);
+    await online.connected;
+    const events = await watch(s, bo, [ada.id]);
+    // The first HIDDEN is slow to reach the database, its mirror written: another HIDDEN and a
+    // VISIBLE come meanwhile. Before, the two were stored in one order and mirrored in the other:
+    // stored HIDDEN, read ONLINE by everyone (an outside probe, 30 calls at once on two instances).
+    const write = presenceRepository.setPresenceVisibility.bind(presenceRepository);
+    let first = true;
+    const slow = jest.spyOn(presenceRepository, 'setPresenceVisibility').mockImplementation(async (...args) => {
+      if (first) {
+        first = false;
+        await sleep(400);
+      }
+      return write(...args);
+    });
+    try {
+      const set = (v: string) => ok(gql(s.url, SET_VISIBILITY, { v }, ada.token));
+      const slowOne = set('HIDDEN');
+      await sleep(50);
+      await set('HIDDEN');
+      await sleep(50);
+      await Promise.all([set('VISIBLE'), slowOne]);
+    } finally {
+      slow.mockRestore();
+    }
+    const stored = (await ok(gql(s.url, '{ me { presenceVisibility } }', {}, ada.token))).me.presenceVisibility;
+    const expected = stored === 'HIDDEN' ? 'OFFLINE' : 'ONLINE';
+    expect((await statusOf(s, bo, ada.id)).status).toBe(expected);
+    await eventually(() => (expect(events.values[events.values.length - 1]?.presenceChanged.status).toBe(expected), true), 3000);
+    online.dispose();
   });
 
   it('should show a HIDDEN user again as ONLINE when their last socket closed on another instance while they were active here', async () => {

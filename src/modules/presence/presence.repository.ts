@@ -64,17 +64,14 @@ export const presenceRepository = {
     return rows[0]?.v ?? null;
   },
 
-  /**
-   * Sets the choice if it differs: 'changed'; 'same' when it was set already (by a call at the same
-   * time: only one of them is the change); 'gone' when the user does not exist (any more).
-   */
-  async setPresenceVisibility(em: EntityManager, userId: string, visibility: string): Promise<'changed' | 'same' | 'gone'> {
-    // The condition on the row itself: a call waiting on another's update reads the row again (as committed) before it writes.
-    const [row]: { changed: boolean; live: boolean }[] = await em.execute(
-      `with c as (update users set presence_visibility = ? where id = ? and deleted_at is null and presence_visibility <> ? returning id)
-       select exists (select 1 from c) as changed, exists (select 1 from users where id = ? and deleted_at is null) as live`,
-      [visibility, userId, visibility, userId],
-    );
-    return row.changed ? 'changed' : row.live ? 'same' : 'gone';
+  /** The user's choice, their row locked to the end of the transaction (null: no such user). */
+  async lockPresenceVisibility(em: EntityManager, userId: string): Promise<string | null> {
+    const rows: { v: string }[] = await em.execute('select presence_visibility as v from users where id = ? and deleted_at is null for update', [userId]);
+    return rows[0]?.v ?? null;
+  },
+
+  /** Sets the choice, in the transaction that locked the row (see lockPresenceVisibility). */
+  async setPresenceVisibility(em: EntityManager, userId: string, visibility: string): Promise<void> {
+    await em.execute('update users set presence_visibility = ? where id = ?', [visibility, userId]);
   },
 };

@@ -752,26 +752,26 @@ export class PresenceService {
    * no lastSeenAt); showing again while online as coming ONLINE. The database holds the choice, the
    * store mirrors it, written first: a store that can't be reached refuses the change with nothing
    * changed (written second, its SERVICE_UNAVAILABLE came after the choice was stored; an outside probe).
+   * Both under the user's row lock: calls at the same time on several instances wrote the two in
+   * different orders, and a user stored HIDDEN read ONLINE to everyone (an outside probe, 30 at once).
    */
   async setVisibility(em: EntityManager, viewerId: string, visibility: string, sessionId: string | null = null): Promise<void> {
     if (visibility !== 'VISIBLE' && visibility !== 'HIDDEN') throw new BadUserInputError('visibility must be VISIBLE or HIDDEN.', 'visibility');
-    const was = await presenceRepository.presenceVisibilityOf(em, viewerId);
-    if (!was) throw new NotFoundError('User');
-    if (was === visibility) return;
     const hidden = visibility === 'HIDDEN';
-    const shown = await this.store.setHidden(viewerId, hidden);
-    // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
-    const undo = () => void this.store.setHidden(viewerId, !hidden).catch(() => undefined);
-    const stored = await presenceRepository.setPresenceVisibility(em, viewerId, visibility).catch((e: unknown) => {
-      undo();
-      throw e;
+    const changed = await em.transactional(async (tem) => {
+      const was = await presenceRepository.lockPresenceVisibility(tem, viewerId);
+      if (!was) throw new NotFoundError('User');
+      if (was === visibility) return undefined;
+      const shown = await this.store.setHidden(viewerId, hidden);
+      // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
+      await presenceRepository.setPresenceVisibility(tem, viewerId, visibility).catch(async (e: unknown) => {
+        await this.store.setHidden(viewerId, !hidden).catch(() => undefined);
+        throw e;
+      });
+      return { shown };
     });
-    if (stored === 'gone') {
-      undo();
-      throw new NotFoundError('User');
-    }
-    // Set at the same time by another call (the store says so too): that call tells it, once.
-    if (stored === 'same') return;
+    if (!changed) return;
+    const { shown } = changed;
     if (shown === null) {
       // OFFLINE in the store, yet this request is the user's activity. A HIDDEN user's OFFLINE
       // decided on another instance is not published, so this one's throttle still took their
