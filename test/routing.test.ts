@@ -13,6 +13,19 @@ const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<an
 
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
+/** A through the Redis proxy, B on Redis; Ada's group with Bo in it; `back` resolves when A is on Redis again. */
+async function cutOffPair(proxiedUrl: string, name: string) {
+  const a = await createTestServer({ REDIS_URL: proxiedUrl });
+  const b = await createTestServer({}, { clean: false });
+  const [ada, bo] = [await signup(b.url), await signup(b.url)];
+  const group = (await request(b.url, CreateGroupDocument, { name }, ada.token)).createGroup.id;
+  await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+  const back = new Promise<void>((resolve) => {
+    const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+  });
+  return { a, b, ada, bo, group, back };
+}
+
 
 /** One counter (or labelled series) of an instance's /metrics. */
 async function metric(s: TestServer, name: string): Promise<number> {
@@ -570,14 +583,7 @@ describeRedis('event routing', () => {
 
   it('should open a socket while its instance is off Redis, and bring it what was sent after it opened once Redis is back', async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
-      const a = await createTestServer({ REDIS_URL: proxiedUrl });
-      const b = await createTestServer({}, { clean: false });
-      const [ada, bo] = [await signup(b.url), await signup(b.url)];
-      const group = (await request(b.url, CreateGroupDocument, { name: 'Opened away' }, ada.token)).createGroup.id;
-      await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-      const back = new Promise<void>((resolve) => {
-        const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
-      });
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Opened away');
       await proxy.cut();
       await sendMessage(b.url, ada.token, { groupId: group, content: 'long before' });
       // Past the read-back's margin: a socket that opens now reads it in history, as it opens.
@@ -594,6 +600,28 @@ describeRedis('event routing', () => {
       await live.nth(2);
       await sleep(300);
       expect(contents(live.values)).toEqual(['while away', 'after']);
+    });
+  }, 40_000);
+
+  it('should bring a socket opened while its instance is off Redis, in order, what other instances sent before a message sent through its own', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Opened away, sent here');
+      await proxy.cut();
+      // Bo's first socket on A: the group's channel is taken while A is off Redis.
+      const live = await listen(a, bo);
+      await sleep(100);
+      // B's sends never reach A over Redis; then one through A, delivered here at once. Before, it
+      // opened the conversation's line past B's, which were never delivered (an outside probe, 6 of 15).
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
+      await live.nth(3);
+      await proxy.restore();
+      await back;
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await live.nth(4);
+      await sleep(300);
+      expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
     });
   }, 40_000);
 

@@ -669,6 +669,8 @@ export class EventOrder {
     stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>,
     /** When this instance took a channel (ms), for a line opening on it: undefined when it does not. */
     takenAt: (channel: string) => number | undefined,
+    /** Whether it was taken off Redis, and not heard since: what other instances published since came to none of its lines. */
+    unheard: (channel: string) => boolean = () => false,
   ): void {
     this.takenAt = takenAt;
     const read = async (before: Ordered, after: string, limit: number) => {
@@ -679,12 +681,14 @@ export class EventOrder {
       return found.map((payload) => ({ pos: payload.pos!, event: { topic: Topic.MessageAdded, payload, channel: before.channel, keyedOnly: true } }));
     };
     this.lines.fillFrom((q) => read(q.before, (q.after.payload as MessagePayload).createdAt, q.limit));
-    // A line opening on a channel taken moments ago (a socket that just connected): what was stored since then.
+    // A line opening on a channel taken moments ago (a socket that just connected): what was stored
+    // since then. However long ago on one taken off Redis: its first message was sent through this
+    // instance, and what others sent before it never came (the line opened past them for good).
     this.lines.openFrom((q) => {
       if (q.first.topic !== Topic.MessageAdded) return undefined;
       const taken = takenAt(q.channel);
       const first = Date.parse((q.first.payload as MessagePayload).createdAt);
-      if (taken === undefined || !(first > taken) || first - taken > OPENING_MS) return undefined;
+      if (taken === undefined || !(first > taken) || (first - taken > OPENING_MS && !unheard(q.channel))) return undefined;
       return read(q.first, new Date(taken).toISOString(), q.limit);
     });
   }

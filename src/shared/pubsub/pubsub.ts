@@ -169,7 +169,12 @@ export class PubSub {
   /** Where a conversation line looks for messages whose publish it missed, before it gives them up (see EventOrder.fillFrom). */
   fillGapsFrom(stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
     // What a join's catch-up delivered went through the line too: a search skips its places.
-    this.events.fillFrom(stored, (channel) => this.heardSince.get(channel));
+    // A channel taken off Redis is heard from once its SUBSCRIBE lands: till then, from when it was taken.
+    this.events.fillFrom(
+      stored,
+      (channel) => this.heardSince.get(channel) ?? this.takenOffline.get(channel),
+      (channel) => !this.heardSince.has(channel) && this.takenOffline.has(channel),
+    );
   }
 
   /**
