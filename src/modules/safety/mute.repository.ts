@@ -49,7 +49,7 @@ export const muteRepository = {
     const rows: { user_id: string; conversation_key: string; muted_until: Date }[] = await em.execute(
       `select distinct cm.user_id, cm.conversation_key, cm.muted_until from unnest(?::uuid[], ?::text[]) as x(u, k)
        join conversation_members cm on cm.conversation_key = x.k and cm.user_id = x.u where cm.muted_until > ?`,
-      [pgArray(pairs.map((p) => p.recipientId)), pgArray(pairs.map((p) => p.conversationKey)), new Date(Math.min(...pairs.map((p) => p.at.getTime())))],
+      [pgArray(pairs.map((p) => p.recipientId)), pgArray(pairs.map((p) => p.conversationKey)), new Date(pairs.reduce((min, p) => Math.min(min, p.at.getTime()), Infinity))],
     );
     return new Map(rows.map((r) => [`${r.user_id}|${r.conversation_key}`, new Date(r.muted_until)]));
   },
