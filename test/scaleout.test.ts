@@ -406,12 +406,15 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     }
   }
 
+  /** How instance i1 ends a session at `now` (no socket of the user's there, a minute's timeout and TTL). */
+  const endingAt = (now: number) => ({ instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now, sessionTtlMs: 60_000 });
+
   it("should tell a user taken OFFLINE since from one the store has no record of, for as long as the timeout, and that apart from a loss", async () => {
     await onOwnStore(async (store, r) => {
       const [u, never] = [randomUUID(), randomUUID()];
       const now = Date.now();
       // Each step logs a session of its own out: an ended session's activity is not taken again (see the next test).
-      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now, sessionTtlMs: 60_000 };
+      const ending = endingAt(now);
       await store.touch([{ userId: u, sessionId: 's1', now }], 60_000);
       expect(typeof (await store.endSession(u, 's1', ending))).toBe('number');
       // Settled OFFLINE already: a close or logout settled after it has nothing to settle.
@@ -440,7 +443,7 @@ describeNeeding('redis-server', tools.redisServer)('Redis outage', () => {
     await onOwnStore(async (store, r) => {
       const [u, v] = [randomUUID(), randomUUID()];
       const now = Date.now();
-      const ending = { instanceId: 'i1', liveHere: false, cutoff: now - 60_000, now, sessionTtlMs: 60_000 };
+      const ending = endingAt(now);
       await store.touch([{ userId: u, sessionId: 'a', now }], 60_000);
       expect(typeof (await store.endSession(u, 'a', ending))).toBe('number');
       // A request of session a, answered on another instance just before the logout, written after it.
