@@ -1,5 +1,5 @@
 import { codeOf, gql, ok } from './helpers/graphql';
-import { createTestServer, type TestServer } from './helpers/server';
+import { createTestServer, hasRedis, type TestServer } from './helpers/server';
 import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 
@@ -97,5 +97,29 @@ describe('slow mode and a lost exemption', () => {
     await ok(send(member, 'a new spell'));
     await ok(send(admin, 'a new spell'));
     expect(codeOf(await send(member, 'too soon'))).toBe('RATE_LIMITED');
+  });
+});
+
+describe('slow mode and copies of one send', () => {
+  it('should answer every copy of a send (one clientMessageId) sent at once with the one message stored, on any instance', async () => {
+    const a = await createTestServer();
+    // A second instance over the same Redis when there is one: the copies race in two processes' statements too.
+    const b = hasRedis ? await createTestServer({}, { clean: false }) : a;
+    const [owner, member] = await Promise.all([signup(a.url), signup(a.url)]);
+    for (let round = 0; round < 5; round++) {
+      const group = await groupWith(a.url, owner, `Slow copies ${round}`, [member]);
+      await ok(gql(a.url, SLOW, { g: group, s: 60 }, owner.token));
+      const input = { groupId: group, content: 'the one', clientMessageId: `copy-${round}` };
+      const answers = await Promise.all([a, b, a, b].map((s) => gql(s.url, SEND, { input }, member.token)));
+      // The first send of the member's interval, sent four times: the copies after the first are
+      // its retries, each answered with the message stored, not refused as a second message.
+      const ids = answers.map((r) => r.data?.sendMessage?.id ?? codeOf(r));
+      expect(new Set(ids).size).toBe(1);
+      expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+      const history = await ok(gql(a.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { id } } } }', { g: group }, owner.token));
+      expect(history.history.edges.map((e: any) => e.node.id)).toEqual([ids[0]]);
+      // A new message within the interval is still refused.
+      expect(codeOf(await gql(b.url, SEND, { input: { groupId: group, content: 'a second one', clientMessageId: `next-${round}` } }, member.token))).toBe('RATE_LIMITED');
+    }
   });
 });

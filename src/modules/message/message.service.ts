@@ -528,8 +528,9 @@ export class MessageService {
     try {
       row = !batchable(out) ? await this.insertOne(out) : out.replyTo ? await this.replyLanes.run(conv.key, out) : await this.sendLanes.run(conv.key, out);
     } catch (e) {
-      // Two retries raced: the other one stored it first, and this one wrote nothing.
-      if (clientMessageId && e instanceof UniqueConstraintViolationException) {
+      // Two retries raced: the other one stored it first, and this one wrote nothing (refused by
+      // the unique key, or by slow mode, which the other's message started).
+      if (clientMessageId && (e instanceof UniqueConstraintViolationException || e instanceof RateLimitedError)) {
         const first = await messageRepository.byClientId(em(), viewerId, clientMessageId);
         // A retry's answer, as again() gives it: it costs no point of the send limit.
         if (first) return this.asRetry(await this.retried(em(), viewerId, target, first, input));
