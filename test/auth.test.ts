@@ -204,6 +204,21 @@ describe('accounts', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select username, display_name from users where id = $1', [a.id])).toEqual([{ username: 'deleted-placeholder', display_name: 'Deleted user' }]);
   });
 
+  it('should tell a deleteAccount that waited on another deletion of the account that its session is gone, and delete nothing twice', async () => {
+    const s = await createTestServer();
+    const a = await signup(s.url);
+    const other = await login(s.url, a);
+    // The other session's deletion, under way: the row locked and anonymized, the sessions gone, not yet committed.
+    const deleting: [string, unknown[]][] = [
+      ['select 1 from users where id = $1 for no key update', [a.id]],
+      ["update users set username = 'deleted-placeholder', display_name = 'Deleted user', deleted_at = now() where id = $1", [a.id]],
+      ['delete from sessions where user_id = $1', [a.id]],
+    ];
+    const second = await whileHolding(s.env.DATABASE_URL!, deleting, () => gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: a.password }, other));
+    expect([codeOf(second), second.data?.deleteAccount ?? null]).toEqual(['UNAUTHENTICATED', null]);
+    expect(await sql(s.env.DATABASE_URL!, 'select username, display_name from users where id = $1', [a.id])).toEqual([{ username: 'deleted-placeholder', display_name: 'Deleted user' }]);
+  });
+
   it("should refuse a username ending in a dot (a mention could never name it) and a rename into a name LOBBY_ADMINS or MODERATORS gives rights to", async () => {
     const s = await createTestServer({ MODERATORS: `mod_${process.pid}`, LOBBY_ADMINS: `ladmin_${process.pid}` });
     const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';

@@ -293,8 +293,9 @@ export class AuthService {
     const user = await this.checkPassword(em, viewer, password, ip);
     const sessions = await transact(em, this.pubsub, async (tem, outbox) => {
       // The account's row first: a login under way commits its session before these are read (and
-      // revoked), or waits and then finds the account gone (see login).
-      await userRepository.lockForUpdate(tem, viewer.userId);
+      // revoked), or waits and then finds the account gone (see login). A deletion that waited on
+      // another finds its own session revoked with the account: told so, not that it deleted it too.
+      if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError('This account was deleted.');
       const all = await sessionRepository.ofUser(tem, viewer.userId);
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
       await sessionRepository.deleteAllOf(tem, viewer.userId);

@@ -26,25 +26,22 @@ export const userRepository = {
     return em.findOne(User, { id: rows[0].id }, withPassword ? { populate: ['passwordHash'] } : {});
   },
 
-  /** Locks an account that is not deleted for a change of its profile, as its deletion locks it (lockForUpdate): false when deleted. */
-  async lockForProfile(em: EntityManager, id: string): Promise<boolean> {
-    return (await em.execute('select 1 from users where id = ? and deleted_at is null for no key update', [id])).length > 0;
-  },
-
   /** Locks the account's row against a deletion until the transaction ends; false when it is deleted (or gone). */
   async lockActive(em: EntityManager, id: string): Promise<boolean> {
     return (await em.execute('select 1 from users where id = ? and deleted_at is null for share', [id])).length > 0;
   },
 
   /**
-   * Locks the account's row for its deletion: logins and adds under way (lockActive, FOR SHARE)
-   * finish first, or wait. NO KEY UPDATE, as the deletion's own update takes (the row stays,
-   * anonymized; its key does not change): the foreign-key checks of others' writes naming the user
-   * (a message's sender, an inbox entry's recipient) take KEY SHARE, which this lets through, so
-   * none of them waits on the deletion while holding what the deletion waits for next.
+   * Locks an account that is not deleted for a change of its profile or for its deletion: false
+   * when it is deleted (a second deletion at once finds it so, and its session gone). Logins and
+   * adds under way (lockActive, FOR SHARE) finish first, or wait. NO KEY UPDATE, as the deletion's
+   * own update takes (the row stays, anonymized; its key does not change): the foreign-key checks
+   * of others' writes naming the user (a message's sender, an inbox entry's recipient) take KEY
+   * SHARE, which this lets through, so none of them waits on the deletion while holding what the
+   * deletion waits for next.
    */
-  async lockForUpdate(em: EntityManager, id: string): Promise<void> {
-    await em.execute('select 1 from users where id = ? for no key update', [id]);
+  async lockForProfile(em: EntityManager, id: string): Promise<boolean> {
+    return (await em.execute('select 1 from users where id = ? and deleted_at is null for no key update', [id])).length > 0;
   },
 
   /** A user by id, the password hash too when asked; throws when there is no such row. */
