@@ -220,7 +220,8 @@ describe('SSE transport (/graphql/stream)', () => {
       body: JSON.stringify({ query: ALL_MESSAGES }),
     });
     expect(res.status).toBe(429);
-    expect(((await res.json()) as any).errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' });
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(((await res.json()) as any).errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS', retryAfter: 5 });
 
     // With the socket gone, the stream alone keeps the user ONLINE; without it, they go OFFLINE.
     const statusOf = async (id: string) => (await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { status } }', { id }, watcher.token))).user.status;

@@ -184,6 +184,9 @@ function withCodes(body: string | null, status: number, statusText: string): str
   return JSON.stringify({ errors: errors.map((e) => (e.extensions?.code ? e : { ...e, extensions: { ...e.extensions, code } })) });
 }
 
+/** Seconds a user at the per-user cap of sockets and streams is told to wait before opening another stream. */
+const FULL_RETRY_AFTER_S = 5;
+
 export interface StreamOptions {
   bodyLimit: number;
   formatError: ErrorFormatter;
@@ -349,11 +352,12 @@ class StreamServer {
       return refusal(503, JSON.stringify({ errors: [errors.format(e)] }), RETRY_SOON);
     }
     if (!opened) {
+      // No time is known (a stream or socket of theirs must close first): a few seconds, as graphql-ws's back-off waits after a 1013.
       const e = new GraphQLError(`At most ${this.services.env.WS_MAX_SOCKETS_PER_USER} WebSockets and streams can be open at once per user.`, {
-        extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS' },
+        extensions: { code: 'RATE_LIMITED', reason: 'TOO_MANY_CONNECTIONS', retryAfter: FULL_RETRY_AFTER_S },
       });
       stream.answered({ ...described, code: 'RATE_LIMITED' });
-      return refusal(429, JSON.stringify({ errors: [errors.format(e)] }));
+      return refusal(429, JSON.stringify({ errors: [errors.format(e)] }), { 'retry-after': String(FULL_RETRY_AFTER_S) });
     }
     if (stream.closed) return asResult({});
     // Revoked since this request was authenticated (its body sent slowly): the revocation did not reach a stream not yet open.
