@@ -63,6 +63,8 @@ function differences(): string[] {
         if (a.defaultValue && String(ga.defaultValue) !== print(a.defaultValue)) {
           out.push(`${at}(${a.name.value}) defaults to ${String(ga.defaultValue)}, the contract says ${print(a.defaultValue)}`);
         }
+        // Nor a default the contract does not give: introspection shows it, and a client reads it as the contract's.
+        if (!a.defaultValue && ga.defaultValue !== undefined) out.push(`${at}(${a.name.value}) defaults to ${String(ga.defaultValue)}, the contract gives no default`);
       }
       // Adding arguments is allowed, but not ones a contract client would have to send.
       for (const ga of got.args ?? []) {

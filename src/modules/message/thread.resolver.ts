@@ -18,12 +18,11 @@ export class ThreadResolver {
     @Arg('messageId', () => IdScalar, { description: 'The root, or one of its replies.' }) messageId: string,
     @Arg('first', () => Int, { nullable: true, description: 'Replies after `after`, oldest first.' }) first: number | null,
     @Arg('after', () => String, { nullable: true, description: 'A cursor from this connection.' }) after: string | null,
-    @Arg('last', () => Int, { nullable: true, defaultValue: 10, description: 'Replies before `before` (default: the newest 10).' }) last: number | null,
+    @Arg('last', () => Int, { nullable: true, description: 'Replies before `before` (without first or last: the newest 10).' }) last: number | null,
     @Arg('before', () => String, { nullable: true, description: 'A cursor from this connection.' }) before: string | null,
     @Ctx() ctx: Context,
-    @Info() info: GraphQLResolveInfo,
   ): Promise<MessageConnection> {
-    return ctx.services.threads.thread(ctx.em, viewerOf(ctx).userId, messageId, { first, after, last: argumentGiven(info, 'last') ? last : null, before });
+    return ctx.services.threads.thread(ctx.em, viewerOf(ctx).userId, messageId, { first, after, last: last ?? null, before });
   }
 
   @Authorized()
