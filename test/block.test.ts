@@ -602,20 +602,26 @@ describe('block and the read marker', () => {
 describe('block and acting on a blocked sender\'s message', () => {
   it('should answer NOT_FOUND to a reaction or a pin of a message whose sender the viewer blocks, and let them remove what they did before', async () => {
     const s = await createTestServer();
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
-    const g = (await buildGroup(s.url, alice, { members: [bob] })).id;
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, alice, { members: [bob, carol] })).id;
     const m = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from bob' } }, bob.token))).sendMessage.id;
+    const carols = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'bob again, pinned by carol' } }, bob.token))).sendMessage.id;
     const REACT = 'mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) { id } }';
     const UNREACT = 'mutation($m: ID!, $e: String!) { removeReaction(messageId: $m, emoji: $e) { id } }';
     const PIN = 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }';
     const UNPIN = 'mutation($m: ID!) { unpinMessage(messageId: $m) { id } }';
     await ok(gql(s.url, REACT, { m, e: '👍' }, alice.token));
     await ok(gql(s.url, PIN, { m }, alice.token));
+    await ok(gql(s.url, PIN, { m: carols }, carol.token));
     await block(s, alice, bob);
     expect([codeOf(await gql(s.url, REACT, { m, e: '🎉' }, alice.token)), codeOf(await gql(s.url, PIN, { m }, alice.token))]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    // Carol's pin of bob's message is not alice's to take away, and its answer would show her the message.
+    const other = await gql(s.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { id content } }', { m: carols }, alice.token);
+    expect([codeOf(other), other.data ?? null]).toEqual(['NOT_FOUND', null]);
     await ok(gql(s.url, UNREACT, { m, e: '👍' }, alice.token));
     await ok(gql(s.url, UNPIN, { m }, alice.token));
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m])).toEqual([]);
+    expect(await sql(s.env.DATABASE_URL!, 'select message_id from message_pins where conversation_key = $1', [`g:${g}`])).toEqual([{ message_id: carols }]);
   });
 });
 

@@ -46,7 +46,7 @@ export class PinService {
     return unlessGone(em, messageId, async () => {
       const { row, conv } = await this.pinnable(em, viewerId, messageId);
       // Nor one of a sender the viewer blocks, which their pinnedMessages and history leave out
-      // (unpinning it stays theirs to do, as for any pin of the conversation).
+      // (unpinning their own pin of it stays theirs to do: see unpin).
       if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Message');
       if (row.deleted_at) throw deletedPin('pinned');
       const result = await em.transactional(async (tem) => {
@@ -69,6 +69,13 @@ export class PinService {
   async unpin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
       const { row } = await this.pinnable(em, viewerId, messageId);
+      // One of a sender the viewer blocks is a message they can't see, but for a pin they made
+      // before the block (as their own reaction stays theirs to remove): anyone else's pin of it
+      // is the others' to keep, and the answer would show the viewer what the block hides.
+      if (await blocksSender(em, viewerId, row.sender_id)) {
+        const [pin] = await this.pinsOf(em, [row.id]);
+        if (pin?.byId !== viewerId) throw new NotFoundError('Message');
+      }
       // A deleted message's pin is no longer shown nor counted: there is nothing to unpin.
       if (row.deleted_at) throw deletedPin('unpinned');
       const result = await em.transactional(async (tem) => {
