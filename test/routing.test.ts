@@ -14,15 +14,17 @@ const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<an
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
 /** A through the Redis proxy, B on Redis; Ada's group with Bo in it; `back` resolves when A is on Redis again. */
-async function cutOffPair(proxiedUrl: string, name: string) {
+async function cutOffPair(proxiedUrl: string, name: string, { bothCut = false } = {}) {
   const a = await createTestServer({ REDIS_URL: proxiedUrl });
-  const b = await createTestServer({}, { clean: false });
+  // Both through the proxy: Redis itself gone for every instance (B's publishes fail too, and are sent again once it is back).
+  const b = await createTestServer(bothCut ? { REDIS_URL: proxiedUrl } : {}, { clean: false });
   const [ada, bo] = [await signup(b.url), await signup(b.url)];
   const group = (await request(b.url, CreateGroupDocument, { name }, ada.token)).createGroup.id;
   await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-  const back = new Promise<void>((resolve) => {
-    const off = a.services.pubsub.onReconnect(() => (off(), resolve()));
+  const reconnected = (s: typeof a) => new Promise<void>((resolve) => {
+    const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
   });
+  const back = bothCut ? Promise.all([reconnected(a), reconnected(b)]).then(() => undefined) : reconnected(a);
   return { a, b, ada, bo, group, back };
 }
 
@@ -622,6 +624,29 @@ describeRedis('event routing', () => {
       await live.nth(4);
       await sleep(300);
       expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
+    });
+  }, 40_000);
+
+  it('should not bring a socket opened while its instance is off Redis, after a message sent through its own, what other instances sent before it opened', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Sent before it opened', { bothCut: true });
+      await proxy.cut();
+      // Sent through B while Redis is gone, moments before Bo's socket opens on A: history's, as
+      // the socket opens. Before, B's publishing them again once Redis was back delivered them
+      // after a1 (an outside probe, 4 of 6).
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
+      await sleep(50);
+      const live = await listen(a, bo);
+      await sleep(100);
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
+      await live.nth(1);
+      await proxy.restore();
+      await back;
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await live.nth(2);
+      await sleep(300);
+      expect(contents(live.values)).toEqual(['a1', 'after']);
     });
   }, 40_000);
 

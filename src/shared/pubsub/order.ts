@@ -13,6 +13,8 @@ export interface Waiting<E> {
 interface Line<E> {
   /** The last position delivered; null while the line opens (its first events gather). */
   last: number | null;
+  /** The position it opened at: what comes before it was before the line's time (see whereIs). */
+  from: number | null;
   /** The last event delivered: where a search for what a gap lost starts (see Gaps). */
   lastEvent: E | undefined;
   /** A search of the database for what a gap lost is under way: the wait is not given up twice. */
@@ -162,14 +164,16 @@ export class InOrder<E> {
 
   /**
    * Where `pos` stands on line `key`: no line; read back from the database (delivered); skipped
-   * (the line went past it without it: a gap given up); passed (delivered); or ahead (still to
-   * come: the line opening, or past its last).
+   * (the line went past it without it: a gap given up); before the place the line opened at (not
+   * its to deliver, unless its subscriptions were there when it was stored); passed (delivered);
+   * or ahead (still to come: the line opening, or past its last).
    */
-  whereIs(key: string, pos: number): 'none' | 'read' | 'skipped' | 'passed' | 'ahead' {
+  whereIs(key: string, pos: number): 'none' | 'read' | 'skipped' | 'before' | 'passed' | 'ahead' {
     const line = this.lines.get(key);
     if (!line) return 'none';
     if (line.read?.has(pos)) return 'read';
     if (line.skipped?.has(pos)) return 'skipped';
+    if (line.from !== null && pos < line.from) return 'before';
     return line.last !== null && pos <= line.last ? 'passed' : 'ahead';
   }
 
@@ -221,6 +225,7 @@ export class InOrder<E> {
         clearTimeout(line.timer);
         line.timer = undefined;
         line.last = FIRST_PLACE - 1;
+        line.from = FIRST_PLACE;
       }
     }
     line.at = now;
@@ -279,7 +284,7 @@ export class InOrder<E> {
         if (!l.waiting.length) this.remove(k, l);
       }
     }
-    const line: Line<E> = { last: null, lastEvent: undefined, filling: false, read: undefined, skipped: undefined, waiting: [], timer: undefined, at: 0, channel };
+    const line: Line<E> = { last: null, from: null, lastEvent: undefined, filling: false, read: undefined, skipped: undefined, waiting: [], timer: undefined, at: 0, channel };
     this.lines.set(key, line);
     let keys = this.linesOfChannel.get(channel);
     if (!keys) this.linesOfChannel.set(channel, (keys = new Set()));
@@ -329,6 +334,7 @@ export class InOrder<E> {
   /** The line starts from the earliest event it holds. */
   private start(key: string, line: Line<E>): void {
     line.last = line.waiting[0].pos - 1;
+    line.from = line.waiting[0].pos;
     this.release(key, line);
     if (line.waiting.length && !line.timer) line.timer = setTimeout(() => this.giveUp(key), this.holdMs).unref();
   }
@@ -832,7 +838,7 @@ export class EventOrder {
     if (typeof payload.pos !== 'number') return;
     const key = this.routes.userOfChannel(channel) !== undefined ? `${payload.conversationKey} ${channel}` : payload.conversationKey;
     const where = this.lines.whereIs(key, payload.pos);
-    if (where === 'passed' || where === 'read') return;
+    if (where === 'passed' || where === 'read' || where === 'before') return;
     this.lines.admitCopy(key, payload.pos, { topic: Topic.MessageAdded, payload, channel, keyedOnly: true }, channel);
   }
 
@@ -852,7 +858,11 @@ export class EventOrder {
     // A place the line gave up on: delivered late (admit lets a place behind the line through).
     if (where === 'ahead' || where === 'skipped') return this.lines.admitCopy(key, place, copy, channel);
     if (where === 'read') return;
-    if (where === 'passed') {
+    // Stored before the place its line opened at: a line opened on a channel taken since (a socket
+    // that opened after it, and read it in history) passed it on purpose; delivered now, it came
+    // after the messages that line delivered (an outside probe: 4 of 6, Redis lost by all).
+    if (where === 'before' && !this.storedSinceTaken(channel, e)) return;
+    if (where === 'passed' || where === 'before') {
       if (this.routes.userOfChannel(channel) !== undefined) return;
       this.lines.noteRead(key, place);
       return this.hub.dispatch(copy.topic, copy.payload, copy.channel, true);
@@ -872,7 +882,7 @@ export class EventOrder {
   private replayed(key: string, channel: string, place: number, e: Ordered): void {
     if (!this.takes(channel)) return;
     const where = this.lines.whereIs(key, place);
-    if (where === 'read' || where === 'passed') return;
+    if (where === 'read' || where === 'passed' || where === 'before') return;
     if (where === 'skipped' || this.lines.awaits(key, place) || this.storedSinceTaken(channel, e)) {
       this.lines.admitCopy(key, place, { topic: e.topic, payload: e.payload, channel: e.channel, keyedOnly: true }, channel);
     }
