@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import pg from 'pg';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { createClient, type Client } from 'graphql-sse';
@@ -176,6 +177,35 @@ describe('SSE transport (/graphql/stream)', () => {
       expect([path, r.status]).toEqual([path, 401]);
       expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from groups where owner_id = $1', [v.id])).toEqual([{ n: 0 }]);
     }
+  });
+
+  it('should answer 401, not cut the connection, to a stream whose token is revoked while its subscription is set up', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    // The stream's session reads the user's memberships as it opens: held there, its token is revoked.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table group_members in access exclusive mode');
+      const answer = fetch(streamUrl(s), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${u.token}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+        body: JSON.stringify({ query: ALL_MESSAGES }),
+      }).then(
+        async (res) => ({ status: res.status, body: await res.text() }),
+        (e: Error) => ({ status: 0, body: String((e.cause as Error | undefined)?.message ?? e) }),
+      );
+      await eventually(async () => (await holder.query("select 1 from pg_locks where not granted and relation = 'group_members'::regclass")).rows.length > 0);
+      await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+      await holder.query('commit');
+      // Before, the connection was cut without an answer: a client read a network failure and retried.
+      const { status, body } = await answer;
+      expect([status, JSON.parse(body).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
+    } finally {
+      await holder.end();
+    }
+    await running(s, 'messageAdded', 0);
   });
 
   it('should end the stream when its token expires', async () => {

@@ -54,6 +54,8 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
   closed = false;
   /** The operation is over; graphql-sse may complete. */
   private done = false;
+  /** The token was revoked or expired before the operation was set up: answered 401 then (see subscribe), not cut. */
+  endedEarly: SessionEnd | undefined;
   private wake: ((r: IteratorReturnResult<undefined>) => void) | undefined;
   readonly started = performance.now();
   readonly session: RealtimeSession;
@@ -104,7 +106,10 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
 
   /** The token was revoked or expired: an UNAUTHENTICATED error, then `complete`. */
   endSession(why: SessionEnd): void {
-    if (!this.op || this.done) return void this.res.destroy();
+    if (this.done) return void this.res.destroy();
+    // Still being set up: its request answers 401 once it can (a cut connection told its client
+    // nothing, and it retried as after a network failure: an outside probe, 15 of 30).
+    if (!this.op) return void (this.endedEarly = why);
     const message = why === 'expired' ? 'Your token expired; sign in again.' : 'Your token was revoked; sign in again.';
     this.write(sseNext('', JSON.stringify({ errors: [this.deps.errors.format(new UnauthenticatedError(message))] })));
     this.finish();
@@ -373,10 +378,16 @@ class StreamServer {
       stream.answered({ ...described, code: 'SERVICE_UNAVAILABLE' });
       return refusal(503, JSON.stringify({ errors: refused }), RETRY_SOON);
     }
+    if (stream.endedEarly && !stream.res.headersSent) {
+      started.stop();
+      return this.revokedMeanwhile(stream, described);
+    }
     stream.answered({ ...described, code: null });
     stream.op = started;
     if (stream.closed) started.stop();
     else if (started.finished) stream.ended(started, started.failure);
+    // Ended while it was set up, an event already written: the error, then complete.
+    else if (stream.endedEarly) stream.endSession(stream.endedEarly);
     return stream;
   }
 }
