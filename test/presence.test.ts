@@ -337,18 +337,23 @@ describe('presence queries', () => {
     expect(codeOf(await gql(s.url, STATUS, { id: b.id }))).toBe('UNAUTHENTICATED');
   });
 
-  it('should narrow presenceChanged to userIds, and give everyone without them', async () => {
+  it('should narrow presenceChanged to userIds, and give everyone without them (or with null), no one with an empty list', async () => {
     const s = await createTestServer();
     const [a, b, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const onlyA = await watch(s, watcher, [a.id]);
     const all = await watch(s, watcher);
+    const withNull = await listen<Event>(s, watcher, PRESENCE, { ids: null });
+    const none = await listen<Event>(s, watcher, PRESENCE, { ids: [] });
     await ok(gql(s.url, 'mutation { logout }', {}, b.token));
     await ok(gql(s.url, 'mutation { logout }', {}, a.token));
     await all.nth(2);
+    await withNull.nth(2);
     // a's logout came last: the narrowed subscription's first event, with nothing before it.
     await onlyA.nth(1);
     expect(seen(onlyA)).toEqual([`${a.id} OFFLINE`]);
     expect(seen(all)).toEqual([`${b.id} OFFLINE`, `${a.id} OFFLINE`]);
+    expect(seen(withNull)).toEqual(seen(all));
+    expect(none.values).toEqual([]);
   });
 
   it('should write nothing to PostgreSQL for heartbeats, authenticated requests and WebSocket operations', async () => {
