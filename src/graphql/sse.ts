@@ -33,6 +33,9 @@ const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
 /** An ExecutionResult as graphql-sse recognises one (it looks for `data`; undefined is left out of the JSON). */
 const asResult = (r: { errors?: readonly unknown[] }) => ({ data: undefined, ...r }) as ExecutionResult;
 
+/** What a stream's client is told when its token ends. */
+const SESSION_ENDED: Record<SessionEnd, string> = { expired: 'Your token expired; sign in again.', revoked: 'Your token was revoked; sign in again.' };
+
 /** What every stream of one server shares. */
 interface StreamDeps {
   errors: OperationErrors;
@@ -110,8 +113,7 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
     // Still being set up: its request answers 401 once it can (a cut connection told its client
     // nothing, and it retried as after a network failure: an outside probe, 15 of 30).
     if (!this.op) return void (this.endedEarly = why);
-    const message = why === 'expired' ? 'Your token expired; sign in again.' : 'Your token was revoked; sign in again.';
-    this.write(sseNext('', JSON.stringify({ errors: [this.deps.errors.format(new UnauthenticatedError(message))] })));
+    this.write(sseNext('', JSON.stringify({ errors: [this.deps.errors.format(new UnauthenticatedError(SESSION_ENDED[why]))] })));
     this.finish();
   }
 
@@ -330,10 +332,10 @@ class StreamServer {
     return asResult(executed);
   }
 
-  /** The request's token was revoked after it was authenticated, before its operation ran: 401, as a revoked token is. */
-  private revokedMeanwhile(stream: Stream, described: Partial<OperationRecord>): Response {
+  /** The request's token was revoked (or expired) after it was authenticated, before its operation ran: 401, as such a token is. */
+  private revokedMeanwhile(stream: Stream, described: Partial<OperationRecord>, why: SessionEnd = 'revoked'): Response {
     stream.answered({ ...described, code: 'UNAUTHENTICATED' });
-    const e = new UnauthenticatedError('Your token was revoked; sign in again.');
+    const e = new UnauthenticatedError(SESSION_ENDED[why]);
     return refusal(401, JSON.stringify({ errors: [this.deps.errors.format(e)] }), { 'www-authenticate': 'Bearer' });
   }
 
@@ -380,7 +382,7 @@ class StreamServer {
     }
     if (stream.endedEarly && !stream.res.headersSent) {
       started.stop();
-      return this.revokedMeanwhile(stream, described);
+      return this.revokedMeanwhile(stream, described, stream.endedEarly);
     }
     stream.answered({ ...described, code: null });
     stream.op = started;
