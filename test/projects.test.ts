@@ -413,6 +413,16 @@ describe('project actions', () => {
     }
   });
 
+  it('should hand ownership to the coach who joined first, whoever was made coach first', async () => {
+    const s = await createTestServer();
+    const [owner, first, second] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await ok(gql(s.url, CREATE, { t: 'Heirs' }, owner.token))).createProject.id;
+    for (const u of [first, second]) await ok(gql(s.url, ADD, { p, u: u.id }, owner.token));
+    for (const u of [second, first]) await ok(gql(s.url, DESIGNATE, { p, u: u.id }, owner.token));
+    await ok(gql(s.url, LEAVE, { p }, owner.token));
+    expect((await ok(gql(s.url, PROJECT, { id: p }, second.token))).project.owner.id).toBe(first.id);
+  });
+
   it('should hand ownership to a coach, else the longest-standing participant, and delete the project with its last member', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url, { username: 'alice' });

@@ -68,7 +68,7 @@ export class ProjectResolver {
   }
 
   @Authorized()
-  @Mutation(() => Boolean, { description: 'Anyone; an owner hands the project to a coach, else the longest-standing participant; the last one out deletes it.' })
+  @Mutation(() => Boolean, { description: 'Anyone; an owner hands the project to the coach who joined it first, else the participant who joined it first; the last one out deletes it.' })
   leaveProject(@Arg('projectId', () => IdScalar) projectId: string, @Ctx() ctx: Context): Promise<boolean> {
     return ctx.services.projects.leave(ctx.em, viewerOf(ctx).userId, projectId);
   }
