@@ -11,7 +11,7 @@ import {
 import type { GraphQLSchema } from 'graphql';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
-import { handleCors, sendGraphQLError } from './core/http';
+import { handleCors, requestIdOf, sendGraphQLError } from './core/http';
 import { serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
@@ -316,6 +316,8 @@ function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, real
  */
 function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: Ops; attachments: ReturnType<typeof attachmentRoute>; draining: () => boolean }) {
   return (req: IncomingMessage, res: ServerResponse): void => {
+    // Every response says which request it answers (the streams', the probes', a 404), as /graphql's did alone.
+    requestIdOf(req, res);
     const path = (req.url ?? '/').split('?')[0];
     const failed = (e: unknown) => {
       o.logger.error({ err: e, path }, 'request failed');

@@ -122,3 +122,25 @@ describe('log format', () => {
     expect(loadEnv({ NODE_ENV: 'development', LOG_PRETTY: 'false' }, true).LOG_PRETTY).toBe(false);
   });
 });
+
+describe('request ids', () => {
+  it('should answer every HTTP request with its x-request-id: the client’s, else a new one, on the stream endpoint, the probes and a 404 too', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const root = new URL('/', s.url);
+    const asked: [string, RequestInit][] = [
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }],
+      ['/graphql/stream', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` }, body: '{"query":"{ me { id } }"}' }],
+      ['/graphql/stream', { method: 'PUT' }],
+      ['/healthz', {}],
+      ['/no-such-page', {}],
+    ];
+    for (const [path, init] of asked) {
+      const given = await fetch(new URL(path, root), { ...init, headers: { ...(init.headers as Record<string, string>), 'x-request-id': `rid-${path}` } });
+      const made = await fetch(new URL(path, root), init);
+      await Promise.all([given.arrayBuffer(), made.arrayBuffer()]);
+      expect([path, given.status, given.headers.get('x-request-id')]).toEqual([path, given.status, `rid-${path}`]);
+      expect([path, made.headers.get('x-request-id')]).toEqual([path, expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+    }
+  });
+});

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Env } from '../config/env';
@@ -141,6 +142,18 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('error', (e) => (req.complete ? reject(e) : gone()));
     req.on('close', () => req.complete || gone());
   });
+}
+
+/**
+ * The request's id, on its response from the start: the client's X-Request-Id (64 characters at
+ * most), else a new one. Asked again (the router, then /graphql), it is the same.
+ */
+export function requestIdOf(req: IncomingMessage, res: ServerResponse): string {
+  const set = res.getHeader('x-request-id');
+  if (typeof set === 'string') return set;
+  const id = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
+  res.setHeader('x-request-id', id);
+  return id;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type HTTPGraphQLResponse } from '@apollo/server';
 import { GraphQLError } from 'graphql';
 import type { Env } from '../config/env';
 import type { InFlight } from '../core/in-flight';
-import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, requestIdOf, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
@@ -37,8 +36,7 @@ export interface GraphQLRouteDeps {
 export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { env, logger, services } = d;
   return (req, res) => {
-    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) || randomUUID();
-    res.setHeader('x-request-id', requestId);
+    const requestId = requestIdOf(req, res);
     // The access line costs a child logger and a listener per request: only when it is written.
     if (logger.isLevelEnabled('debug')) {
       const started = performance.now();
