@@ -1,5 +1,10 @@
 import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
-import { createTestServer, describeRedis, type TestServer } from './helpers/server';
+import { createTestServer, describeRedis, hasRedis, type TestServer } from './helpers/server';
+import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
+import { SafetyLists } from '../src/modules/safety/safety.lists';
+import { createLogger } from '../src/shared/logger';
+import { createPubSub } from '../src/shared/pubsub/pubsub';
+import { Topic } from '../src/shared/pubsub/topics';
 import { befriend, buildGroup, login, sendMessage, signup } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
 import { startReceiver, type Receiver } from './helpers/webhook-receiver';
@@ -166,5 +171,45 @@ describe('safety and offline notifications', () => {
     expect(receiver.of(alice.id).map((e) => [e.body.kind, e.body.preview])).toEqual([['MENTION', `hey @${alice.username} and @${carol.username}`]]);
     // Blocked sender: nothing, not even the mention.
     expect(receiver.of(carol.id)).toEqual([]);
+  });
+});
+
+describe('mute changes at once', () => {
+  it('should keep a session’s lists on the mute applied last when changes are heard in the other order', async () => {
+    const pubsub = createPubSub(undefined, createLogger({ LOG_LEVEL: 'silent', LOG_PRETTY: false }), conversationRoutes);
+    const lists = new SafetyLists(pubsub, async () => ({ blocked: [], mutes: new Map() }));
+    lists.start();
+    await lists.track('u');
+    const [first, second] = [new Date(Date.now() + 3600_000), new Date(Date.now() + 7200_000)];
+    // Applied first then second (versions 1, 2), published second then first.
+    await pubsub.publish(Topic.SafetyChanged, { userId: 'u', conversationKey: 'g:x', mutedUntil: second.toISOString(), v: 2 });
+    await pubsub.publish(Topic.SafetyChanged, { userId: 'u', conversationKey: 'g:x', mutedUntil: first.toISOString(), v: 1 });
+    expect(lists.mutedUntil('u', 'g:x')).toEqual(second);
+    // A change without a version (a departure) applies, and the next is compared afresh.
+    await pubsub.publish(Topic.SafetyChanged, { userId: 'u', conversationKey: 'g:x', mutedUntil: null });
+    expect(lists.mutedUntil('u', 'g:x')).toBeNull();
+    await pubsub.publish(Topic.SafetyChanged, { userId: 'u', conversationKey: 'g:x', mutedUntil: first.toISOString(), v: 1 });
+    expect(lists.mutedUntil('u', 'g:x')).toEqual(first);
+    lists.dispose();
+    await pubsub.dispose();
+  });
+
+  it('should leave every session’s live row on the mute the database kept, mutes sent at once through two instances', async () => {
+    const a = await createTestServer();
+    const b = hasRedis ? await createTestServer({}, { clean: false }) : a;
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = (await buildGroup(a.url, bob, { members: [alice] })).id;
+    await sendMessage(a.url, bob.token, { groupId: g, content: 'hi' });
+    const c = { groupId: g };
+    const otherDevice = { ...alice, token: await login(a.url, alice) };
+    const rows = await listen(b, otherDevice, UPDATED);
+    for (let round = 0; round < 8; round++) {
+      const untils = [1, 2, 3].map((h) => new Date(Date.now() + (round * 10 + h) * 3600_000).toISOString());
+      await Promise.all(untils.map((until, i) => ok(gql([a, b][i % 2].url, MUTE, { c, until }, alice.token))));
+      const kept = (await ok(gql(a.url, ONE, { c }, alice.token))).conversation.mutedUntil;
+      // The last row heard is the kept mute (each change's row comes after its own change).
+      await eventually(() => rows.values.at(-1)?.conversationUpdated.mutedUntil === kept, 3000).catch(() => undefined);
+      expect([round, rows.values.at(-1)?.conversationUpdated.mutedUntil]).toEqual([round, kept]);
+    }
   });
 });

@@ -3,16 +3,22 @@ import { pgArray } from '../../shared/sql';
 
 /** Mutes live on the member's own conversation row (conversation_members.muted_until): they go with it. */
 export const muteRepository = {
-  /** Sets (a date) or clears (null) the member's mute: null when the user has no row in that conversation, else whether the mute in effect changed (a lapsed one reads as none). */
-  async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<{ changed: boolean } | null> {
+  /**
+   * Sets (a date) or clears (null) the member's mute: null when the user has no row in that
+   * conversation, else whether the mute in effect changed (a lapsed one reads as none) and its
+   * version: the database's clock, in µs, once the row was locked, so two changes of one mute are
+   * numbered in the order they were applied (see SafetyLists).
+   */
+  async set(em: EntityManager, key: string, userId: string, until: Date | null): Promise<{ changed: boolean; v: number } | null> {
     // The row as it stands, locked (a mute committed meanwhile is read, not the statement's snapshot), then changed.
-    const rows: { changed: boolean }[] = await em.execute(
+    const rows: { changed: boolean; v: string }[] = await em.execute(
       `with old as (select case when muted_until > now() then muted_until end as was from conversation_members where conversation_key = ? and user_id = ? for update)
        update conversation_members cm set muted_until = ? from old where cm.conversation_key = ? and cm.user_id = ?
-       returning old.was is distinct from case when cm.muted_until > now() then cm.muted_until end as changed`,
+       returning old.was is distinct from case when cm.muted_until > now() then cm.muted_until end as changed,
+         (extract(epoch from clock_timestamp()) * 1000000)::bigint as v`,
       [key, userId, until, key, userId],
     );
-    return rows[0] ?? null;
+    return rows[0] ? { changed: rows[0].changed, v: Number(rows[0].v) } : null;
   },
 
   /** The user's mutes not yet over, by conversation key (ms). */

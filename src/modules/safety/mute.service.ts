@@ -68,7 +68,9 @@ export class MuteService {
     // The same mute again (unmuting what is not muted, say): nothing for the viewer's sessions to hear.
     if (!set.changed) return { ...(row ? rowToConversation(row) : emptyConversation(conv)), mutedUntil: until };
     // Memory first (every instance, the viewer's sessions' lists), then the row those sessions derive from it.
-    await pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, conversationKey: conv.key, mutedUntil: until && until.toISOString() });
+    // Numbered: two changes at once may be published in the other order than they were applied (an
+    // outside probe: the sessions' rows kept the mute that lost, 7 of 15).
+    await pubsub.publishSafe(Topic.SafetyChanged, { userId: viewerId, conversationKey: conv.key, mutedUntil: until && until.toISOString(), v: set.v });
     if (row) {
       await pubsub.publishSafe(Topic.ConversationUpdated, {
         ...scopeOf(conv, viewerId),

@@ -31,6 +31,8 @@ export class SafetyLists {
   private readonly blocks = new Map<string, Set<string>>();
   /** Loaded users with a mute: conversation key -> until (ms). */
   private readonly mutes = new Map<string, Map<string, number>>();
+  /** Loaded users' mute changes heard: conversation key -> the newest version applied (see SafetyChangedPayload.v). */
+  private readonly muteVersions = new Map<string, Map<string, number>>();
   private off?: () => void;
 
   constructor(
@@ -77,6 +79,8 @@ export class SafetyLists {
         else this.blocks.delete(userId);
         if (mutes.size) this.mutes.set(userId, mutes);
         else this.mutes.delete(userId);
+        // The changes heard meanwhile go again over what was read, whatever was applied before it.
+        this.muteVersions.delete(userId);
         for (const p of e.reloading) this.apply(p);
       } catch {
         // The database is away too: the next reconnect reads them (or, once all their sessions here ended, their next connection).
@@ -91,6 +95,7 @@ export class SafetyLists {
     this.users.clear();
     this.blocks.clear();
     this.mutes.clear();
+    this.muteVersions.clear();
   }
 
   /** Starts holding a user's lists (reference-counted, one per session); resolves once loaded. A failed load releases its reference. */
@@ -129,6 +134,7 @@ export class SafetyLists {
     this.users.delete(userId);
     this.blocks.delete(userId);
     this.mutes.delete(userId);
+    this.muteVersions.delete(userId);
   }
 
   /** Whether the lists of this user are held here (loaded): `hides` and `mutedUntil` answer for them. */
@@ -160,6 +166,24 @@ export class SafetyLists {
     return until !== undefined && until > Date.now() ? new Date(until) : null;
   }
 
+  /**
+   * Whether a mute's change is newer than every one applied: an older one, published late, is not
+   * (the mute that lost). One without a version (a block's, a departure's) always is, and what
+   * comes next is compared afresh.
+   */
+  private newest(p: SafetyChangedPayload): boolean {
+    let versions = this.muteVersions.get(p.userId);
+    if (p.v === undefined) {
+      if (versions?.delete(p.conversationKey!) && !versions.size) this.muteVersions.delete(p.userId);
+      return true;
+    }
+    const applied = versions?.get(p.conversationKey!);
+    if (applied !== undefined && applied >= p.v) return false;
+    if (!versions) this.muteVersions.set(p.userId, (versions = new Map()));
+    versions.set(p.conversationKey!, p.v);
+    return true;
+  }
+
   private apply(p: SafetyChangedPayload): void {
     if (p.blockedId !== undefined) {
       let set = this.blocks.get(p.userId);
@@ -168,7 +192,7 @@ export class SafetyLists {
         set.add(p.blockedId);
       } else if (set?.delete(p.blockedId) && !set.size) this.blocks.delete(p.userId);
     }
-    if (p.conversationKey !== undefined) {
+    if (p.conversationKey !== undefined && this.newest(p)) {
       let mutes = this.mutes.get(p.userId);
       if (p.mutedUntil) {
         if (!mutes) this.mutes.set(p.userId, (mutes = new Map()));

@@ -289,6 +289,8 @@ export interface SafetyChangedPayload {
   blocked?: boolean;
   conversationKey?: string;
   mutedUntil?: string | null;
+  /** A mute's change: its version (see muteRepository.set); an older one than a change applied is dropped. */
+  v?: number;
 }
 
 export interface ContactsChangedPayload {
