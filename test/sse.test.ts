@@ -98,6 +98,9 @@ describe('SSE transport (/graphql/stream)', () => {
       const badError = ((await bad.json()) as any).errors[0];
       expect([body, bad.status, badError.extensions.code, badError.message]).toEqual([body, 400, 'BAD_USER_INPUT', 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.']);
     }
+    // An operationName that is no string, as /graphql answers it (it was looked up as the name "5").
+    const named = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query":"{ me { id } }","operationName":5}' });
+    expect([named.status, ((await named.json()) as any).errors[0].extensions.code]).toEqual([400, 'BAD_USER_INPUT']);
     await first.body?.cancel();
     await running(s, 'messageAdded', 0);
   });

@@ -163,6 +163,18 @@ const refusal = (status: number, body: string, headers: Record<string, string> =
 
 const BODY_SHAPE = 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.';
 
+/** Whether a request body is an object whose operationName is there but no string (nor null). */
+function operationNameIsNoString(body: string): boolean {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return false;
+  }
+  const name = parsed !== null && typeof parsed === 'object' ? (parsed as { operationName?: unknown }).operationName : undefined;
+  return name !== undefined && name !== null && typeof name !== 'string';
+}
+
 /** graphql-sse's words for a bad request, said as the field a client would fix. */
 const CLEARER: Record<string, string> = {
   'Unparsable URL': "The URL's `variables` and `extensions`, when given, must be JSON.",
@@ -288,6 +300,8 @@ class StreamServer {
         if (!(e instanceof BodyTooLargeError)) throw e;
         return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${this.opts.bodyLimit} bytes.`);
       }
+      // graphql-sse takes any operationName (and looked up "5" as a name); /graphql refuses it, as this does.
+      if (operationNameIsNoString(body)) return sendGraphQLError(res, 400, 'BAD_USER_INPUT', '`operationName` must be a string (or null).');
     }
     const stream = new Stream(res, this.opts.sessions, viewer, clientIp(req, env), publicOrigin(req, env), this.deps);
     // A ticket travels in a URL (logs, history): it reads, as an EventSource does, and changes nothing (no new tickets either).
