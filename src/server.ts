@@ -316,8 +316,10 @@ function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, real
  */
 function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: Ops; attachments: ReturnType<typeof attachmentRoute>; draining: () => boolean }) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    // Every response says which request it answers (the streams', the probes', a 404), as /graphql's did alone.
+    // Every response says which request it answers (the streams', the probes', a 404), as /graphql's did alone;
+    // and none is read as another type than it says (a JSON error shown as HTML).
     requestIdOf(req, res);
+    res.setHeader('x-content-type-options', 'nosniff');
     const path = (req.url ?? '/').split('?')[0];
     const failed = (e: unknown) => {
       o.logger.error({ err: e, path }, 'request failed');

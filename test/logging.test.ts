@@ -124,7 +124,7 @@ describe('log format', () => {
 });
 
 describe('request ids', () => {
-  it('should answer every HTTP request with its x-request-id: the client’s, else a new one, on the stream endpoint, the probes and a 404 too', async () => {
+  it('should answer every HTTP request with its x-request-id (the client’s, else a new one) and nosniff, on the stream endpoint, the probes and a 404 too', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);
     const root = new URL('/', s.url);
@@ -140,6 +140,7 @@ describe('request ids', () => {
       const made = await fetch(new URL(path, root), init);
       await Promise.all([given.arrayBuffer(), made.arrayBuffer()]);
       expect([path, given.status, given.headers.get('x-request-id')]).toEqual([path, given.status, `rid-${path}`]);
+      expect([path, given.headers.get('x-content-type-options')]).toEqual([path, 'nosniff']);
       expect([path, made.headers.get('x-request-id')]).toEqual([path, expect.stringMatching(/^[0-9a-f-]{36}$/)]);
     }
   });
