@@ -118,14 +118,15 @@ describe('accounts', () => {
     }
   });
 
-  it("should refuse a password with half of a surrogate pair (it would match others), and the names 'all' and 'here'", async () => {
+  it("should refuse a password with half of a surrogate pair (it would match others), the names 'all' and 'here', and any a deleted account's placeholder could have", async () => {
     const s = await createTestServer();
     const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';
     const r = await gql(s.url, SIGNUP, { u: `half_${process.pid}`, p: '\ud800abcdefgh' });
     expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'password']);
-    for (const name of ['all', 'HERE']) expect(codeOf(await gql(s.url, SIGNUP, { u: name, p: 'long enough pass' }))).toBe('CONFLICT');
+    for (const name of ['all', 'HERE', 'deleted-000000000000000000000000', 'Deleted-me']) expect([name, codeOf(await gql(s.url, SIGNUP, { u: name, p: 'long enough pass' }))]).toEqual([name, 'CONFLICT']);
     const u = await signup(s.url);
     expect(codeOf(await gql(s.url, 'mutation { updateProfile(username: "All") { id } }', {}, u.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(s.url, 'mutation { updateProfile(username: "deleted-x") { id } }', {}, u.token))).toBe('CONFLICT');
     // Login with one: a mismatch, answered as any wrong password.
     expect(codeOf(await gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: u.username, p: '\udbffabcdefgh' }))).toBe('UNAUTHENTICATED');
   });

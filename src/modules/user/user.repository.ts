@@ -18,6 +18,8 @@ export interface ProfileRow {
 }
 
 const RESERVED_USERNAMES = new Set([SYSTEM_USER.username, 'all', 'here']);
+/** A deleted account's placeholder name begins so (`deleted-` and its id): no live account may pass for one. */
+const DELETED_PREFIX = 'deleted-';
 
 export const userRepository = {
   async findByUsername(em: EntityManager, username: string, withPassword = false): Promise<User | null> {
@@ -57,16 +59,18 @@ export const userRepository = {
 
   /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
   async anonymize(em: EntityManager, id: string): Promise<void> {
-    await em.nativeUpdate(User, { id }, { username: `deleted-${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
+    await em.nativeUpdate(User, { id }, { username: `${DELETED_PREFIX}${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
   },
 
   /**
    * Held by an account, deleted ones included, or reserved: the system user's (no account may pass
-   * for the lobby's owner), `all` and `here`, which a mention reads as @all and @here, and a
-   * privileged name its holder gave up (see retire).
+   * for the lobby's owner), `all` and `here`, which a mention reads as @all and @here, a deleted
+   * account's placeholder (any name beginning `deleted-`), and a privileged name its holder gave up
+   * (see retire).
    */
   async usernameTaken(em: EntityManager, username: string): Promise<boolean> {
-    if (RESERVED_USERNAMES.has(username.toLowerCase())) return true;
+    const lower = username.toLowerCase();
+    if (RESERVED_USERNAMES.has(lower) || lower.startsWith(DELETED_PREFIX)) return true;
     const rows = await em.execute(
       'select 1 from users where lower(username) = lower(?) union all select 1 from retired_usernames where username = lower(?) limit 1',
       [username, username],
