@@ -199,7 +199,7 @@ describe('SSE transport (/graphql/stream)', () => {
         async (res) => ({ status: res.status, body: await res.text() }),
         (e: Error) => ({ status: 0, body: String((e.cause as Error | undefined)?.message ?? e) }),
       );
-      await eventually(async () => (await holder.query("select 1 from pg_locks where not granted and relation = 'group_members'::regclass")).rows.length > 0);
+      await eventually(async () => (await holder.query("select 1 from pg_locks l join pg_database d on d.oid = l.database where not l.granted and d.datname = current_database() and l.relation = 'group_members'::regclass")).rows.length > 0);
       await ok(gql(s.url, 'mutation { logout }', {}, u.token));
       await holder.query('commit');
       // Before, the connection was cut without an answer: a client read a network failure and retried.
