@@ -195,6 +195,12 @@ describe('foundation', () => {
       expect(twice.output().stderr.trim()).toMatch(
         new RegExp(`^Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken, and a PostgreSQL \\(pid \\d+\\) runs on its data folder ${env.EMBEDDED_PG_DIR}: if Parley is already running here, stop it first`),
       );
+      // On another port, the folder is still in use: the line names the setting that gives it one of its own.
+      const elsewhere = runParley({ ...env, EMBEDDED_PG_PORT: String(await sparePorts()) });
+      expect(await elsewhere.exited).toBe(1);
+      expect(elsewhere.output().stderr.trim()).toBe(
+        `Parley could not start: another PostgreSQL is using the data folder ${env.EMBEDDED_PG_DIR} (is Parley already running?): stop it first, or give this one a data folder of its own with EMBEDDED_PG_DIR`,
+      );
       // Killed (SIGKILL: no exit handler runs), it leaves its PostgreSQL running in a group of its
       // own; the next start stops that one, and serves the same data.
       await second.kill();

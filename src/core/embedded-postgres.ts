@@ -244,6 +244,8 @@ export async function startEmbeddedPostgres(opts: {
   ownGroup?: boolean;
   /** The setting that moves `port`, named when it is taken (the tests': EMBEDDED_PG_TEST_PORT). @default 'EMBEDDED_PG_PORT' */
   portSetting?: string;
+  /** The setting that moves `dir`, named when another PostgreSQL uses it; null where none does (the tests'). @default 'EMBEDDED_PG_DIR' */
+  dirSetting?: string | null;
 }): Promise<EmbeddedPostgresHandle> {
   const { logger, port } = opts;
   let bin = await binaries();
@@ -282,6 +284,9 @@ export async function startEmbeddedPostgres(opts: {
     }
   }
   const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
+  const dirSetting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
+  // A second Parley on one clone was told what was wrong, not what to set (an outside probe).
+  const dirAdvice = dirSetting ? `: stop it first, or give this one a data folder of its own with ${dirSetting}` : '';
   const left = await leftRunning(dataDir);
   if (left !== undefined) {
     logger.warn({ postgresPid: left, dataDir }, 'stopping the embedded PostgreSQL that a Parley which ended without stopping it left running');
@@ -297,6 +302,11 @@ export async function startEmbeddedPostgres(opts: {
         : `port ${port} of the embedded PostgreSQL is taken by another program: set ${portSetting} to a free port`,
     );
   }
+  // Another Parley's PostgreSQL on the folder (on another port): refused before this one names
+  // itself its owner. Its record taken over, a kill of that Parley left its PostgreSQL for no start
+  // to stop (the next refused it as someone else's).
+  const folderInUse = () => new Error(`another PostgreSQL is using the data folder ${dataDir} (is Parley already running?)${dirAdvice}`);
+  if ((await runningOn(dataDir)) !== undefined) throw folderInUse();
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
 
@@ -349,7 +359,7 @@ export async function startEmbeddedPostgres(opts: {
       });
       child.once('error', (e) => reject(new Error(`could not run ${bin.postgres}: ${firstLine(e)}`)));
       void exited.then(() => {
-        if (/lock file .* already exists/.test(log)) reject(new Error(`another PostgreSQL is using the data folder ${dataDir} (is Parley already running?)`));
+        if (/lock file .* already exists/.test(log)) reject(folderInUse());
         else if (/Address already in use/.test(log)) reject(new Error(`port ${port} of the embedded PostgreSQL is taken: set ${portSetting} to a free port`));
         else reject(new Error(`embedded PostgreSQL stopped while starting: ${why(log)}`));
       });

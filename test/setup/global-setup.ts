@@ -21,6 +21,7 @@ export default async function globalSetup(config: { maxWorkers: number }): Promi
       logger: createLogger({ LOG_LEVEL: 'silent', LOG_PRETTY: false }),
       database: 'parley_test',
       portSetting: 'EMBEDDED_PG_TEST_PORT',
+      dirSetting: null,
     });
     process.env.DATABASE_URL = embedded.url;
     (globalThis as { __parleyPg?: typeof embedded }).__parleyPg = embedded;
