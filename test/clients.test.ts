@@ -13,7 +13,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { joinChat as apolloSnippet } from '../examples/clients/apollo';
 import { joinChat as urqlSnippet } from '../examples/clients/urql';
-import { eventually } from './helpers/graphql';
+import { spawn } from 'node:child_process';
+import { eventually, gql, ok, running } from './helpers/graphql';
 import { buildGroup, buildUser, lobbyOf, signup, type TestUser, sendMessage } from './helpers/factories';
 import { createTestServer, type TestServer } from './helpers/server';
 
@@ -276,4 +277,34 @@ describe('documented client snippets', () => {
       await expect(chat.close()).resolves.toBeUndefined();
     }, 30_000);
   });
+
+  it('should chat in a terminal with npm run example:chat: the newest page, what others send, and each line typed', async () => {
+    const s = await createTestServer();
+    const [ada, bo] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, ada.token);
+    await sendMessage(s.url, bo.token, { groupId: lobby, content: 'before it joined' });
+    const child = spawn(process.execPath, ['-r', '@swc-node/register', 'examples/chat.ts'], {
+      cwd: join(__dirname, '..'),
+      env: { ...process.env, PARLEY_URL: s.url, PARLEY_TOKEN: ada.token, PARLEY_GROUP: lobby },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      await eventually(() => out.includes(`${bo.username}: before it joined`), 20_000);
+      await running(s, 'messageAdded', 1);
+      await sendMessage(s.url, bo.token, { groupId: lobby, content: 'while it listens' });
+      await eventually(() => out.includes(`${bo.username}: while it listens`));
+      child.stdin.end('typed here\n');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill();
+    }
+    // Its own line shows once, and was sent.
+    expect(out.split('\n').filter((l) => l === `${ada.username}: typed here`)).toHaveLength(1);
+    const last = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { content sender { id } } } } }', { g: lobby }, bo.token));
+    expect(last.history.edges[0].node).toEqual({ content: 'typed here', sender: { id: ada.id } });
+  }, 40_000);
 });
