@@ -1,5 +1,5 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import {
   ApolloServerPluginCacheControlDisabled,
@@ -115,6 +115,8 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
   tuneTierUp();
   const stack = new DisposerStack(logger);
   try {
+    // A taken port said before the database is opened: an embedded one was made (and migrated) first, for nothing.
+    await portFree(env);
     const metrics = createMetrics();
     const core = await openCore(env, logger, metrics, stack);
     const ops = await openOps(env, logger, metrics, core, stack);
@@ -155,6 +157,18 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     await stack.dispose();
     throw e;
   }
+}
+
+const portTaken = (env: Env) => new Error(`port ${env.PORT} on ${env.HOST} is taken (is Parley already running?): set PORT to a free port`);
+
+/** Rejects as listen() would for a port taken now (an ephemeral one, 0, is never). */
+function portFree(env: Env): Promise<void> {
+  if (env.PORT === 0) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? portTaken(env) : e));
+    probe.listen(env.PORT, env.HOST, () => probe.close(() => resolve()));
+  });
 }
 
 /** The database (migrated), Redis, pub/sub and the services, started; and what stopping waits for. */
@@ -369,9 +383,7 @@ function observe(metrics: Metrics, { app, pubsub }: Core, { ws, streams, fanout 
 /** Listens on HOST:PORT; a port already taken is said so. */
 function listen(httpServer: Server, env: Env): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    httpServer.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new Error(`port ${env.PORT} on ${env.HOST} is taken (is Parley already running?): set PORT to a free port`) : e),
-    );
+    httpServer.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? portTaken(env) : e));
     httpServer.listen(env.PORT, env.HOST, () => {
       httpServer.removeAllListeners('error');
       resolve();

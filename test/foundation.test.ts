@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -119,11 +119,19 @@ describe('foundation', () => {
     expect(collected.output().stdout).toMatch(/"level":"fatal"[^\n]*Parley could not start: cannot use the database/);
   });
 
-  it('should exit non-zero with one clear line when the port is taken', async () => {
+  it('should exit non-zero with one clear line when the port is taken, before it makes an embedded database', async () => {
     const s = await createTestServer();
     const p = runParley({ PORT: String(s.port), LOG_LEVEL: 'silent' });
     expect(await p.exited).toBe(1);
     expect(p.output().stderr.trim()).toBe(`Parley could not start: port ${s.port} on 127.0.0.1 is taken (is Parley already running?): set PORT to a free port`);
+    // Without DATABASE_URL: no data folder made and migrated for nothing (an outside probe's 65 MB).
+    const dir = mkdtempSync(path.join(tmpdir(), 'parley-taken-'));
+    chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when we are root
+    const embedded = runParley({ PORT: String(s.port), LOG_LEVEL: 'silent', DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(await sparePorts()) });
+    expect(await embedded.exited).toBe(1);
+    expect(embedded.output().stderr.trim()).toBe(`Parley could not start: port ${s.port} on 127.0.0.1 is taken (is Parley already running?): set PORT to a free port`);
+    expect(existsSync(path.join(dir, 'pg'))).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('should exit non-zero naming a bad variable', async () => {
