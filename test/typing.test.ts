@@ -5,8 +5,8 @@ import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient
 import { Topic } from '../src/shared/pubsub/topics';
 import { monitorRedis } from './helpers/redis-monitor';
 import { typingBegunBeforeTheChannel } from './helpers/typing';
-import { TcpProxy } from './helpers/tcp-proxy';
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
+import { TcpProxy, throughRedisProxy } from './helpers/tcp-proxy';
 import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
 
@@ -527,6 +527,22 @@ describeRedis('typing state in Redis', () => {
     await sleep(500);
     expect(bobSees.values).toHaveLength(2);
   });
+
+  it('should end typing for its subscribers when it lapses while their instance is off Redis', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      // Bob watches on A, which reaches Redis through the proxy; Alice types through B.
+      const a = await createTestServer({ ...BRIEF, REDIS_URL: proxiedUrl });
+      const b = await createTestServer(BRIEF, { clean: false });
+      const { bobSees } = await typingThrough(a, b);
+      const typed = Date.now();
+      // B's lapse publishes the end while A hears nothing: A's watch, past the horizon, can't ask
+      // Redis either. Before, Bob was left seeing her type for good.
+      await proxy.cut();
+      await bobSees.nth(2, 10_000);
+      expect(flags(bobSees.values)).toEqual([true, false]);
+      expect(Date.now() - typed).toBeGreaterThanOrEqual(3000);
+    });
+  }, 30_000);
 
   it('should go on typing, with no end between, when the instance it was typed through stops and the refreshes go on elsewhere', async () => {
     const a = await createTestServer(BRIEF);

@@ -351,7 +351,15 @@ export class TypingService {
           // were left typing for good; the others heard it, or tell their own.
           if (r === -1 && current) this.pubsub.dispatchHere(Topic.Typing, ended);
         })
-        .catch((e) => this.logger.warn({ err: e }, 'typing end of a gone instance failed')),
+        .catch((e) => {
+          this.logger.warn({ err: e }, 'typing end of a gone instance failed');
+          // Redis away: the typist's horizon passed with no refresh heard, and no end can be heard
+          // until it is back (the typist's own lapse fails alike). A lapse is that silence: told to
+          // this instance's subscribers, who were left typing for good (an outside probe, 3 of 3).
+          if (this.ends.get(slot) !== watch) return;
+          this.ends.delete(slot);
+          this.pubsub.dispatchHere(Topic.Typing, Object.assign({}, watch.event, { typing: false }));
+        }),
     );
   }
 
