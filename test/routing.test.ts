@@ -650,6 +650,33 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it("should bring a group's events published while Redis was gone to the sockets that stayed open, once it is back", async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Renamed away', { bothCut: true });
+      const events = await listen(a, bo, 'subscription { groupEvent { kind name: group { name } } }');
+      const p = (await ok(gql(b.url, 'mutation { createProject(title: "Away") { id } }', {}, ada.token))).createProject.id;
+      await ok(gql(b.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: bo.id }, ada.token));
+      const actions = await listen(a, bo, 'subscription { projectAction { kind } }');
+      await proxy.cut();
+      // Through B, whose publishes fail while Redis is gone: kept, and sent again once it is back.
+      // Before, a socket open through the outage never heard them (an outside probe, 4 of 4).
+      await ok(gql(b.url, 'mutation($g: ID!) { renameGroup(groupId: $g, name: "Renamed while away") { id } }', { g: group }, ada.token));
+      await ok(gql(b.url, 'mutation($g: ID!) { setSlowMode(groupId: $g, seconds: 30) { id } }', { g: group }, ada.token));
+      await ok(gql(b.url, 'mutation($p: ID!) { renameProject(projectId: $p, title: "Away still") { id } }', { p }, ada.token));
+      await sleep(200);
+      expect([events.values, actions.values]).toEqual([[], []]);
+      await proxy.restore();
+      await back;
+      await events.nth(2, 10_000);
+      await sleep(500);
+      expect(events.values.map((v: any) => v.groupEvent.kind)).toEqual(['RENAMED', 'SLOW_MODE_CHANGED']);
+      expect(events.values[0].groupEvent.name).toEqual({ name: 'Renamed while away' });
+      // A project's action too (its inbox kept it, and the live socket hears it as well).
+      await actions.nth(1, 10_000);
+      expect(actions.values).toEqual([{ projectAction: { kind: 'PROJECT_RENAMED' } }]);
+    });
+  }, 40_000);
+
   it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
     // A has one database connection, which a blocked query holds, so a subscription's check waits there; B takes the send.
     const a = await createTestServer({ DB_POOL_MAX: '1' });

@@ -782,7 +782,16 @@ export class EventOrder {
       // Then, as any membership change, behind the group's messages held before it (release).
       const a = payload as ProjectActionPayload | GroupEventPayload;
       const of = 'projectId' in a ? a.projectId : a.groupId;
-      if (typeof a.pos === 'number' && this.takes(topic)) return this.lines.admit(`${topic} ${of}`, a.pos, { topic, payload, channel, keyedOnly: false, behind: line }, topic);
+      if (typeof a.pos === 'number' && this.takes(topic)) {
+        const key = `${topic} ${of}`;
+        // Sent again after an outage: a place the line delivered is a copy (its first publish came
+        // after all); one it gave up on, or never had, goes late rather than never.
+        if (a.resent) {
+          const where = this.lines.whereIs(key, a.pos);
+          if (where === 'passed' || where === 'read') return;
+        }
+        return this.lines.admit(key, a.pos, { topic, payload, channel, keyedOnly: false, behind: line }, topic);
+      }
     }
     if (line !== undefined && this.lines.behindAll(line, { topic, payload, channel, keyedOnly: false })) return;
     const place = placeOf(topic, payload);

@@ -60,6 +60,8 @@ const CATCH_UP_WAIT_MS = 2000;
  * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
  */
 const RECOVERY_WAIT_MS = 5000;
+/** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
+const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
 /**
@@ -282,21 +284,23 @@ export class PubSub {
 
   /**
    * Events whose publish failed that other instances can't read back themselves, published again
-   * once this instance is back on Redis: new messages (marked `resent`), and the sidebar rows and
-   * read receipts that carry members' read markers (a marker moved here while cut off left the
-   * others' unread counts wrong for good: an outside probe, 4 of 4).
+   * once this instance is back on Redis: new messages, a group's events and a project's actions
+   * (numbered, each marked `resent`: a group's events are kept nowhere else, and sockets open
+   * through an outage never heard a rename or a departure: an outside probe, 4 of 4), and the
+   * sidebar rows and read receipts that carry members' read markers (a marker moved here while cut
+   * off left the others' unread counts wrong for good: an outside probe, 4 of 4).
    */
   private keepUnsent(events: readonly TopicEvent[], written: boolean): void {
     const at = Date.now();
     for (const e of events) {
       const p = e.payload as MessagePayload;
-      if (e.topic === Topic.MessageAdded ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
+      if (NUMBERED.has(e.topic) ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
       // An edit's or deletion's row is not kept: its message's event is not, and the two would disagree.
       if (e.topic === Topic.ConversationUpdated && (e.payload as ConversationUpdatedPayload).lastMessageOnly) continue;
       this.unsent.push({ event: e, at, written });
       if (this.unsent.length <= UNSENT_MAX) continue;
-      // Over the bound, rows and receipts go before messages.
-      const row = this.unsent.findIndex((u) => u.event.topic !== Topic.MessageAdded);
+      // Over the bound, rows and receipts go before messages and events.
+      const row = this.unsent.findIndex((u) => !NUMBERED.has(u.event.topic));
       this.unsent.splice(row >= 0 ? row : 0, 1);
     }
   }
@@ -320,8 +324,8 @@ export class PubSub {
     const fresh = Date.now() - RESEND_ROWS_MS;
     for (const u of kept) {
       const e = u.event;
-      if ((e.topic !== Topic.MessageAdded && u.at < fresh) || (stalled && u.written)) continue;
-      const again = e.topic === Topic.MessageAdded ? ({ topic: e.topic, payload: Object.assign({}, e.payload as MessagePayload, { resent: true as const }) } as TopicEvent) : e;
+      if ((!NUMBERED.has(e.topic) && u.at < fresh) || (stalled && u.written)) continue;
+      const again = NUMBERED.has(e.topic) ? ({ topic: e.topic, payload: Object.assign({}, e.payload, { resent: true as const }) } as TopicEvent) : e;
       // One at a time, so that one that failed is the only one sent again; to other instances
       // only (this one's listeners had it when it happened).
       if (failed.length || !(await this.publishTogetherSafe([again], false))) failed.push(u);

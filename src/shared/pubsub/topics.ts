@@ -234,6 +234,8 @@ export interface ProjectActionPayload {
   entries: ProjectActionEntryPayload[];
   /** The change's place among the project's (projects.action_seq, in commit order); absent from a release before it. */
   pos?: number;
+  /** Published again once its instance was back on Redis, its first publish having failed (see PubSub.keepUnsent). */
+  resent?: true;
 }
 
 export interface GroupEventPayload {
@@ -257,6 +259,8 @@ export interface GroupEventPayload {
   createdAt: string;
   /** The event's place among the group's (groups.event_seq, in commit order); absent from a release before it. */
   pos?: number;
+  /** Published again once its instance was back on Redis, its first publish having failed (see PubSub.keepUnsent). */
+  resent?: true;
   /**
    * RENAMED and SLOW_MODE_CHANGED: the group's name and slow mode as the change left it (its `group`
    * is read as it is delivered, and two changes close together both showed the second's value).
