@@ -4,7 +4,7 @@ import { codeOf, eventually, gql, listen as listenOn, ok, sleep, subscribe, wsCl
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { befriend, lobbyOf, signup, type TestUser, sendMessage, request } from './helpers/factories';
 import { CreateGroupDocument, JoinGroupDocument, LeaveGroupDocument } from '../generated/client/graphql';
-import { throughRedisProxy } from './helpers/tcp-proxy';
+import { TcpProxy, throughRedisProxy } from './helpers/tcp-proxy';
 
 const ALL_MESSAGES = 'subscription { messageAdded { content } }';
 
@@ -674,6 +674,39 @@ describeRedis('event routing', () => {
       // A project's action too (its inbox kept it, and the live socket hears it as well).
       await actions.nth(1, 10_000);
       expect(actions.values).toEqual([{ projectAction: { kind: 'PROJECT_RENAMED' } }]);
+    });
+  }, 40_000);
+
+  it("should bring a group's event to an instance that came back to Redis later than the one that published it", async () => {
+    await throughRedisProxy(async (toA, proxiedA) => {
+      const redisUrl = new URL(process.env.REDIS_URL!);
+      const toB = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+      await toB.start();
+      try {
+        const a = await createTestServer({ REDIS_URL: proxiedA });
+        const b = await createTestServer({ REDIS_URL: `redis://127.0.0.1:${toB.port}${redisUrl.pathname}` }, { clean: false });
+        const [ada, bo] = [await signup(b.url), await signup(b.url)];
+        const group = (await request(b.url, CreateGroupDocument, { name: 'Back late' }, ada.token)).createGroup.id;
+        await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
+        const events = await listen(a, bo, 'subscription { groupEvent { kind } }');
+        const reconnected = (s: TestServer) => new Promise<void>((resolve) => {
+          const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
+        });
+        const [aBack, bBack] = [reconnected(a), reconnected(b)];
+        await Promise.all([toA.cut(), toB.cut()]);
+        await ok(gql(b.url, 'mutation($g: ID!) { renameGroup(groupId: $g, name: "Renamed") { id } }', { g: group }, ada.token));
+        // B is back first and sends the rename again; A comes back a moment later. Before, B sent it at
+        // once, to no instance that was not listening yet (an outside probe).
+        await toB.restore();
+        await bBack;
+        await sleep(200);
+        await toA.restore();
+        await aBack;
+        await events.nth(1, 10_000);
+        expect(events.values).toEqual([{ groupEvent: { kind: 'RENAMED' } }]);
+      } finally {
+        await toB.cut();
+      }
     });
   }, 40_000);
 

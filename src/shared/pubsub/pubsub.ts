@@ -60,6 +60,8 @@ const CATCH_UP_WAIT_MS = 2000;
  * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
  */
 const RECOVERY_WAIT_MS = 5000;
+/** How long after its connection came back an instance sends again what it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
+const RESEND_AFTER_MS = 3000;
 /** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
@@ -145,7 +147,11 @@ export class PubSub {
     this.offReconnect =
       broker.onReconnect?.((_lostAt, stalled) => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
-        void this.resendUnsent(30, stalled);
+        // After a lost connection, once the other instances are back too (each tries every 2 s at
+        // most): sent at once, a rename reached none that came back a moment later, and they have no
+        // store to read it back from (an outside probe). A stall lost no one's subscriptions.
+        if (stalled) void this.resendUnsent(30, stalled);
+        else setTimeout(() => void this.resendUnsent(30, stalled), RESEND_AFTER_MS).unref();
       }) ?? (() => undefined);
   }
 
