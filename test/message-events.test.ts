@@ -245,6 +245,23 @@ describe('editing, deleting and reacting', () => {
     expect(codeOf(await whileHolding(s.env.DATABASE_URL!, [['delete from messages where id = $1', [gone.id]]], () => gql(s.url, ADD, { m: gone.id, e: '👍' }, bob.token)))).toBe('NOT_FOUND');
   });
 
+  it('should tell a deletion once when a second one waited on the first (two instances, one row)', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Deleted twice', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'going' });
+    const events = await listen<any>(s, bob, 'subscription { messageEvent { kind message { id deletedAt } } }');
+    // The first deletion (through another instance) holds the row, its tombstone written, not yet committed.
+    const first = `update messages set content = null, deleted_at = '2026-01-01T00:00:00Z', version = version + 1 where id = $1`;
+    const second = await whileHolding(s.env.DATABASE_URL!, [[first, [m.id]]], () => gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: m.id }, alice.token));
+    expect(second.data).toEqual({ deleteMessage: true });
+    // Nothing written twice, and nothing told: the first one's own instance tells it (here, the test: no one).
+    // Before, the second wrote the tombstone again and every subscriber got a second DELETED.
+    expect(await sql(s.env.DATABASE_URL!, 'select deleted_at from messages where id = $1', [m.id])).toEqual([{ deleted_at: new Date('2026-01-01T00:00:00Z') }]);
+    await sleep(300);
+    expect(events.values).toEqual([]);
+  });
+
   it('should count one heart however the keyboard spelled it (with or without U+FE0F)', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

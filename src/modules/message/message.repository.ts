@@ -456,9 +456,14 @@ export const messageRepository = {
     return !rows.length ? 'gone' : rows[0].deleted ? 'deleted' : rows[0].same ? 'same' : 'edited';
   },
 
-  /** Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender and createdAt stay. Returns the users it mentioned (their badges change). */
-  async tombstone(em: EntityManager, id: string): Promise<string[]> {
-    const [old]: { attachment_id: string | null }[] = await em.execute('select attachment_id from messages where id = ? for update', [id]);
+  /**
+   * Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender
+   * and createdAt stay. Returns the users it mentioned (their badges change); null when a deletion
+   * that held the row first left one already (nothing to change, nothing to tell).
+   */
+  async tombstone(em: EntityManager, id: string): Promise<string[] | null> {
+    const [old]: { attachment_id: string | null; deleted: boolean }[] = await em.execute('select attachment_id, deleted_at is not null as deleted from messages where id = ? for update', [id]);
+    if (old?.deleted) return null;
     // A tombstone keeps its id, sender and createdAt (and where it sits): nothing of what it said, nor that it was edited.
     // (Every SET reads the row as it was: the digest sees the text and file going.)
     await em.execute(

@@ -789,6 +789,8 @@ export class MessageService {
         held = await this.heldConversation(tem as EntityManager, viewerId, row, row.sender_id !== viewerId);
         return messageRepository.tombstone(tem as EntityManager, row.id);
       });
+      // Another deletion of it got there first (through another instance): it told everyone once.
+      if (unmentioned === null) return true;
       const { message, version } = await this.changedAt(em, row.id, 'DELETED');
       await this.sidebarsChanged(em, held!, viewerId, row, message, version, unmentioned);
       return true;
