@@ -710,6 +710,30 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it('should bring a socket open through an outage, in order, what other instances sent before a message sent through its own', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Held through it');
+      // Bo's socket on A is open well before the outage (past a new channel's first 10 s, when a line
+      // opening reads what came before it anyway); the conversation has no line on A yet.
+      const live = await listen(a, bo);
+      await sleep(10_500);
+      await proxy.cut();
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
+      // Through A while it is off Redis: its line opens here. Before, it opened past b1 and b2, and
+      // the read-back once Redis was back found them behind it and dropped them for good (an outside
+      // probe: direct messages lost in 8 s outages).
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
+      await live.nth(3);
+      await proxy.restore();
+      await back;
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await live.nth(4);
+      await sleep(300);
+      expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
+    });
+  }, 40_000);
+
   it('should deliver what is sent while a new subscription’s access check waits on the database', async () => {
     // A has one database connection, which a blocked query holds, so a subscription's check waits there; B takes the send.
     const a = await createTestServer({ DB_POOL_MAX: '1' });

@@ -30,6 +30,8 @@ export interface Broker {
   onReconnect?(listener: (lostAt: number, stalled?: boolean) => void): () => void;
   /** Whether the subscriber connection is up now (false during an outage: a subscribe then waits for its return). */
   connected?(): boolean;
+  /** While not connected: since when (the connection's loss, or the oldest command Redis holds); undefined while connected. */
+  lostSince?(): number | undefined;
 }
 
 const ignore: MessageHandler = () => undefined;
@@ -77,6 +79,8 @@ export class RedisBroker implements Broker {
   private readonly stallListeners = new Set<(lostAt: number, stalled: boolean) => void>();
   private stallTimer: NodeJS.Timeout | undefined;
   private stalledAt: number | undefined;
+  /** When the subscriber connection closed, until it is ready again. */
+  private closedAt: number | undefined;
 
   constructor(
     protected readonly publisher: RedisClient,
@@ -88,6 +92,8 @@ export class RedisBroker implements Broker {
     subscriber.on(event, (channel: string, message: string) => {
       if (this.channels.has(channel)) this.handler(channel, message);
     });
+    subscriber.on('close', () => void (this.closedAt ??= Date.now()));
+    subscriber.on('ready', () => void (this.closedAt = undefined));
   }
 
   onMessage(handler: MessageHandler): void {
@@ -151,6 +157,11 @@ export class RedisBroker implements Broker {
   /** False while the subscriber is down, or while Redis holds this instance's commands. */
   connected(): boolean {
     return this.subscriber.status === 'ready' && this.heldSince() === undefined;
+  }
+
+  lostSince(): number | undefined {
+    if (this.connected()) return undefined;
+    return this.closedAt ?? this.heldSince() ?? Date.now();
   }
 }
 

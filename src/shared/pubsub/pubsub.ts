@@ -60,8 +60,10 @@ const CATCH_UP_WAIT_MS = 2000;
  * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
  */
 const RECOVERY_WAIT_MS = 5000;
-/** How long after its connection came back an instance sends again what it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
+/** How long after its connection came back an instance sends again a group's events and a project's actions it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
 const RESEND_AFTER_MS = 3000;
+/** Kept events no other instance can read back from the database (see resendUnsent). */
+const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction]);
 /** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
@@ -147,11 +149,13 @@ export class PubSub {
     this.offReconnect =
       broker.onReconnect?.((_lostAt, stalled) => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
-        // After a lost connection, once the other instances are back too (each tries every 2 s at
-        // most): sent at once, a rename reached none that came back a moment later, and they have no
-        // store to read it back from (an outside probe). A stall lost no one's subscriptions.
-        if (stalled) void this.resendUnsent(30, stalled);
-        else setTimeout(() => void this.resendUnsent(30, stalled), RESEND_AFTER_MS).unref();
+        // New messages, rows and receipts at once: an instance that comes back later reads the
+        // messages back itself (recoverFrom), and a line waits for them in their place. A group's
+        // events and a project's actions, which no instance can read back, once the others are back
+        // too (each tries every 2 s at most): sent at once, a rename reached none that came back a
+        // moment later (an outside probe). A stall lost no one's subscriptions: all at once.
+        void this.resendUnsent(30, stalled, stalled ? undefined : (t) => !UNSTORED.has(t));
+        if (!stalled) setTimeout(() => void this.resendUnsent(30, stalled), RESEND_AFTER_MS).unref();
       }) ?? (() => undefined);
   }
 
@@ -178,10 +182,19 @@ export class PubSub {
   fillGapsFrom(stored: (q: { conversationKey: string; after: string; before: string; limit: number }) => Promise<MessagePayload[]>): void {
     // What a join's catch-up delivered went through the line too: a search skips its places.
     // A channel taken off Redis is heard from once its SUBSCRIBE lands: till then, from when it was taken.
+    // While off Redis, a channel held through the loss is not heard either: a line opening then (a
+    // message sent through this instance) reads what was stored since the loss, else it opened past
+    // what others sent meanwhile, and the read-back once Redis was back found its line past them
+    // (an outside probe: direct messages lost for good, 8 s outages).
+    const heardFrom = (channel: string) => {
+      const heard = this.heardSince.get(channel) ?? this.takenOffline.get(channel);
+      const lost = this.broker.lostSince?.();
+      return heard === undefined || lost === undefined ? heard : Math.max(heard, lost - RECOVERY_MARGIN_MS);
+    };
     this.events.fillFrom(
       stored,
-      (channel) => this.heardSince.get(channel) ?? this.takenOffline.get(channel),
-      (channel) => !this.heardSince.has(channel) && this.takenOffline.has(channel),
+      heardFrom,
+      (channel) => (!this.heardSince.has(channel) && this.takenOffline.has(channel)) || this.broker.lostSince?.() !== undefined,
     );
   }
 
@@ -320,10 +333,10 @@ export class PubSub {
    * connection dropped) only those refused before they were written: Redis runs the ones it held,
    * and their copies came twice, the second out of order (an outside probe, 3 of 3).
    */
-  private async resendUnsent(tries = 30, stalled = false): Promise<void> {
+  private async resendUnsent(tries = 30, stalled = false, only?: (topic: Topic) => boolean): Promise<void> {
     if (!this.unsent.length || this.disposed) return;
-    const kept = this.unsent;
-    this.unsent = [];
+    const kept = only ? this.unsent.filter((u) => only(u.event.topic)) : this.unsent;
+    this.unsent = only ? this.unsent.filter((u) => !only(u.event.topic)) : [];
     const failed: Unsent[] = [];
     // Rows and receipts only while other instances still remember newer ones to prefer (their
     // newest heads and versions: a minute); a late row would show an older state.
@@ -339,7 +352,7 @@ export class PubSub {
     if (!failed.length) return;
     // The publishing connection is not back yet (the listening one is): again in a second, for a while.
     this.unsent = failed.concat(this.unsent).slice(-UNSENT_MAX);
-    if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1, stalled), 1000).unref();
+    if (tries > 1) setTimeout(() => void this.resendUnsent(tries - 1, stalled, only), 1000).unref();
   }
 
   /**
