@@ -29,6 +29,24 @@ async function cutOffPair(proxiedUrl: string, name: string, { bothCut = false } 
 }
 
 
+/**
+ * While A is off Redis: b1 and b2 through B, then a1 through A (delivered on A at once); Redis back,
+ * 'after' through B. Bo's socket on A gets the four, in that order.
+ */
+async function twoThenOneHere(o: { a: TestServer; b: TestServer; ada: TestUser; group: string; live: { nth(n: number): Promise<unknown>; values: any[] }; proxy: { restore(): Promise<void> }; back: Promise<void> }) {
+  const { a, b, ada, group, live } = o;
+  await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
+  await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
+  await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
+  await live.nth(3);
+  await o.proxy.restore();
+  await o.back;
+  await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+  await live.nth(4);
+  await sleep(300);
+  expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
+}
+
 /** One counter (or labelled series) of an instance's /metrics. */
 async function metric(s: TestServer, name: string): Promise<number> {
   const text = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
@@ -614,16 +632,7 @@ describeRedis('event routing', () => {
       await sleep(100);
       // B's sends never reach A over Redis; then one through A, delivered here at once. Before, it
       // opened the conversation's line past B's, which were never delivered (an outside probe, 6 of 15).
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
-      await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
-      await live.nth(3);
-      await proxy.restore();
-      await back;
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
-      await live.nth(4);
-      await sleep(300);
-      expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
+      await twoThenOneHere({ a, b, ada, group, live, proxy, back });
     });
   }, 40_000);
 
@@ -718,19 +727,10 @@ describeRedis('event routing', () => {
       const live = await listen(a, bo);
       await sleep(10_500);
       await proxy.cut();
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'b1' });
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'b2' });
-      // Through A while it is off Redis: its line opens here. Before, it opened past b1 and b2, and
+      // The one through A while it is off Redis opens its line. Before, it opened past b1 and b2, and
       // the read-back once Redis was back found them behind it and dropped them for good (an outside
       // probe: direct messages lost in 8 s outages).
-      await sendMessage(a.url, ada.token, { groupId: group, content: 'a1' });
-      await live.nth(3);
-      await proxy.restore();
-      await back;
-      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
-      await live.nth(4);
-      await sleep(300);
-      expect(contents(live.values)).toEqual(['b1', 'b2', 'a1', 'after']);
+      await twoThenOneHere({ a, b, ada, group, live, proxy, back });
     });
   }, 40_000);
 
