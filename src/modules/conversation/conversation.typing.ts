@@ -337,6 +337,8 @@ export class TypingService {
   private due(slot: string): void {
     const watch = this.ends.get(slot);
     if (!watch) return;
+    // Of the last `typing: true` heard, as it stands once the store answers.
+    const ended = () => Object.assign({}, watch.event, { typing: false });
     this.behind(
       this.run({ kind: 'lapse', slot, instance: GONE })
         .then((r) => {
@@ -344,12 +346,11 @@ export class TypingService {
           if (r === 0 && this.ends.get(slot) === watch) return void watch.timer.refresh();
           const current = this.ends.get(slot) === watch;
           if (current) this.ends.delete(slot);
-          const ended = Object.assign({}, watch.event, { typing: false });
-          if (r === 1) return this.pubsub.publishSafe(Topic.Typing, ended);
+          if (r === 1) return this.pubsub.publishSafe(Topic.Typing, ended());
           // Ended in the store, and its end never heard here: published while this instance did not
           // hear the channel, or lost with Redis's data or a failed publish. Its subscribers here
           // were left typing for good; the others heard it, or tell their own.
-          if (r === -1 && current) this.pubsub.dispatchHere(Topic.Typing, ended);
+          if (r === -1 && current) this.pubsub.dispatchHere(Topic.Typing, ended());
         })
         .catch((e) => {
           this.logger.warn({ err: e }, 'typing end of a gone instance failed');
@@ -358,7 +359,7 @@ export class TypingService {
           // this instance's subscribers, who were left typing for good (an outside probe, 3 of 3).
           if (this.ends.get(slot) !== watch) return;
           this.ends.delete(slot);
-          this.pubsub.dispatchHere(Topic.Typing, Object.assign({}, watch.event, { typing: false }));
+          this.pubsub.dispatchHere(Topic.Typing, ended());
         }),
     );
   }

@@ -194,7 +194,7 @@ export class PubSub {
     this.events.fillFrom(
       stored,
       heardFrom,
-      (channel) => (!this.heardSince.has(channel) && this.takenOffline.has(channel)) || this.broker.lostSince?.() !== undefined,
+      (channel) => (!this.heardSince.has(channel) && this.takenOffline.has(channel)) || this.offRedis(),
     );
   }
 
