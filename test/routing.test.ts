@@ -682,6 +682,35 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it("should bring a message's edit, reaction, pin and thread counters made while Redis was gone to the sockets that stayed open, once it is back", async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Edited away', { bothCut: true });
+      const events = await listen(a, bo, 'subscription { messageEvent { kind message { content replyCount pinnedAt reactions { emoji count } } } }');
+      const rows = await listen(a, bo, 'subscription { conversationUpdated { lastMessage { content } } }');
+      const id = (await sendMessage(b.url, ada.token, { groupId: group, content: 'first draft' })).id;
+      await rows.nth(1);
+      await proxy.cut();
+      // Through B, whose publishes fail while Redis is gone: kept, and sent again once it is back.
+      // Before, a socket open through the outage kept the first draft for good.
+      await ok(gql(b.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "final") { id } }', { m: id }, ada.token));
+      await ok(gql(b.url, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }', { m: id }, ada.token));
+      await ok(gql(b.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: id }, ada.token));
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'a reply', parentId: id });
+      await sleep(200);
+      expect(events.values).toEqual([]);
+      await proxy.restore();
+      await back;
+      await events.nth(4, 10_000);
+      await sleep(500);
+      const told = events.values.map((v: any) => v.messageEvent);
+      expect(told.map((e: any) => e.kind)).toEqual(['EDITED', 'REACTIONS_CHANGED', 'PINNED', 'THREAD_UPDATED']);
+      expect(told[3].message).toMatchObject({ content: 'final', replyCount: 1, reactions: [{ emoji: '👍', count: 1 }] });
+      expect(told[3].message.pinnedAt).toEqual(expect.any(String));
+      // The sidebar row the edit changed, too (not kept before: its message's event was not).
+      expect(rows.values.at(-1).conversationUpdated.lastMessage).toEqual({ content: 'final' });
+    });
+  }, 40_000);
+
   it("should bring a group's event to an instance that came back to Redis later than the one that published it", async () => {
     await throughRedisProxy(async (toA, proxiedA) => {
       const redisUrl = new URL(process.env.REDIS_URL!);

@@ -5,7 +5,7 @@ import { createBroker, type Broker } from './broker';
 import { Hub, YoungChannels, type AudienceOf, type Keys, type Listener, type Receiver } from './hub';
 import { EventOrder, type InOrder, type InOrderOptions, type Ordered } from './order';
 import { TopicStream, type PushIterator } from './stream';
-import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type ConversationUpdatedPayload, type MessagePayload, type TopicPayloads } from './topics';
+import { CONVERSATION_CHANNELS, Topic, type ChannelRoutes, type MessageEventPayload, type MessagePayload, type TopicPayloads } from './topics';
 
 export type { Audience, AudienceOf, Keys, Listener, Receiver } from './hub';
 export type { PushIterator, Sink } from './stream';
@@ -63,7 +63,7 @@ const RECOVERY_WAIT_MS = 5000;
 /** How long after its connection came back an instance sends again a group's events and a project's actions it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
 const RESEND_AFTER_MS = 3000;
 /** Kept events no other instance can read back from the database (see resendUnsent). */
-const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction]);
+const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction, Topic.MessageEvent]);
 /** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
@@ -151,7 +151,7 @@ export class PubSub {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
         // New messages, rows and receipts at once: an instance that comes back later reads the
         // messages back itself (recoverFrom), and a line waits for them in their place. A group's
-        // events and a project's actions, which no instance can read back, once the others are back
+        // events, a project's actions and a message's changes, which no instance can read back, once the others are back
         // too (each tries every 2 s at most): sent at once, a rename reached none that came back a
         // moment later (an outside probe). A stall lost no one's subscriptions: all at once.
         void this.resendUnsent(30, stalled, stalled ? undefined : (t) => !UNSTORED.has(t));
@@ -307,18 +307,23 @@ export class PubSub {
    * (numbered, each marked `resent`: a group's events are kept nowhere else, and sockets open
    * through an outage never heard a rename or a departure: an outside probe, 4 of 4), and the
    * sidebar rows and read receipts that carry members' read markers (a marker moved here while cut
-   * off left the others' unread counts wrong for good: an outside probe, 4 of 4).
+   * off left the others' unread counts wrong for good: an outside probe, 4 of 4). And a message's
+   * edits, deletions, reactions, pins and thread counters, each told with the message's version, so
+   * that a late copy loses to a newer one as rows do (NewestVersions): sockets open through an
+   * outage kept the old text, reactions and pins for good.
    */
   private keepUnsent(events: readonly TopicEvent[], written: boolean): void {
     const at = Date.now();
     for (const e of events) {
       const p = e.payload as MessagePayload;
-      if (NUMBERED.has(e.topic) ? typeof p.pos !== 'number' || p.replay || p.resent : e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
-      // An edit's or deletion's row is not kept: its message's event is not, and the two would disagree.
-      if (e.topic === Topic.ConversationUpdated && (e.payload as ConversationUpdatedPayload).lastMessageOnly) continue;
+      if (NUMBERED.has(e.topic)) {
+        if (typeof p.pos !== 'number' || p.replay || p.resent) continue;
+      } else if (e.topic === Topic.MessageEvent) {
+        if (typeof (e.payload as MessageEventPayload).message.version !== 'number') continue;
+      } else if (e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
       this.unsent.push({ event: e, at, written });
       if (this.unsent.length <= UNSENT_MAX) continue;
-      // Over the bound, rows and receipts go before messages and events.
+      // Over the bound, rows, receipts and message events go before new messages and group events.
       const row = this.unsent.findIndex((u) => !NUMBERED.has(u.event.topic));
       this.unsent.splice(row >= 0 ? row : 0, 1);
     }
