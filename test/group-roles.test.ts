@@ -603,6 +603,9 @@ describeRedis('lobby roles', () => {
     expect(g.myRole).toBe('ADMIN');
     // No owner: the contract's non-null owner is the system user.
     expect(g.owner.id).toBe('00000000-0000-0000-0000-000000000000');
+    // A client showing the owner reads them as it reads any user: as `user`, so `userStatus` (it was NOT_FOUND).
+    const sys = await ok(gql(a.url, 'query($u: ID!) { user(id: $u) { username status } userStatus(userId: $u) { status lastSeenAt user { username } } }', { u: g.owner.id }, member.token));
+    expect(sys).toEqual({ user: { username: 'parley', status: 'OFFLINE' }, userStatus: { status: 'OFFLINE', lastSeenAt: null, user: { username: 'parley' } } });
     const roles = Object.fromEntries(g.members.edges.map((e: { role: string; node: { id: string } }) => [e.node.id, e.role]));
     expect(roles).toEqual({ [boss.id]: 'ADMIN', [deputy.id]: 'ADMIN', [member.id]: 'MEMBER', [other.id]: 'MEMBER' });
     const w = { a, b } as World;

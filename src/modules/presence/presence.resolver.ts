@@ -8,6 +8,7 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { UserConnection, UserType } from '../user/user.types';
+import { SYSTEM_USER } from '../user/user.mapper';
 import { payloadToPresenceType, toPresenceType } from './presence.mapper';
 import { PresenceType, PresenceVisibilityChoice } from './presence.types';
 import { watcherKey } from './presence.routing';
@@ -43,9 +44,10 @@ export class PresenceResolver {
   }
 
   @Authorized()
-  @Query(() => PresenceType, { description: 'A user’s presence as the viewer may see it: OFFLINE with no lastSeenAt when the viewer may not (never an error for that). NOT_FOUND for an unknown user or a deleted account (as `user` is null for it).' })
+  @Query(() => PresenceType, { description: 'A user’s presence as the viewer may see it: OFFLINE with no lastSeenAt when the viewer may not (never an error for that). NOT_FOUND for an unknown user or a deleted account (as `user` is null for it); the lobby’s owner, the system user, is OFFLINE.' })
   async userStatus(@Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<PresenceType> {
-    if (!(await ctx.services.users.find(ctx.em, userId))) throw new NotFoundError('User');
+    // The system user has no row, but `user` and `node` answer it: a client showing the lobby's owner asks this too.
+    if (userId !== SYSTEM_USER.id && !(await ctx.services.users.find(ctx.em, userId))) throw new NotFoundError('User');
     return toPresenceType(await ctx.loaders.presence.load(userId));
   }
 
@@ -79,7 +81,7 @@ export class PresenceResolver {
 
   @FieldResolver(() => UserType)
   async user(@Root() p: PresenceType, @Ctx() ctx: Context): Promise<UserType> {
-    const user = p.user ?? (await ctx.loaders.user.load(p.userId));
+    const user = p.user ?? (p.userId === SYSTEM_USER.id ? SYSTEM_USER : await ctx.loaders.user.load(p.userId));
     if (!user) throw new NotFoundError('User');
     return user;
   }
