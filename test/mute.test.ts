@@ -87,6 +87,25 @@ describe('mute', () => {
     expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBeNull();
   });
 
+  it('should drop a direct conversation’s mute with the friendship: friends again start unmuted, on a live socket too', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const c = { userId: bob.id };
+    await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'hi' });
+    const rows = await listen(s, alice, UPDATED);
+    await ok(gql(s.url, MUTE, { c }, alice.token));
+    expect((await rows.nth(1)).conversationUpdated.mutedUntil).toBe(FOREVER);
+    await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: alice.id }, bob.token));
+    await befriend(s.url, bob, alice);
+    expect(await mutedIn(s)).toEqual([]);
+    await sendMessage(s.url, bob.token, { toUserId: alice.id, content: 'friends again' });
+    // The live row agrees with a fresh read: before, the socket's instance kept the dropped mute.
+    await eventually(() => rows.values.some((v) => v.conversationUpdated.unreadCount === 2));
+    expect(rows.values[rows.values.length - 1].conversationUpdated.mutedUntil).toBeNull();
+    expect((await ok(gql(s.url, ONE, { c }, alice.token))).conversation.mutedUntil).toBeNull();
+  });
+
   it('should refuse bad input and conversations the user may not use, changing nothing', async () => {
     const s = await createTestServer();
     const [alice, bob, stranger] = [await signup(s.url), await signup(s.url), await signup(s.url)];

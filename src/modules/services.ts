@@ -34,7 +34,7 @@ import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
 import { Topic } from '../shared/pubsub/topics';
 import { routeConversations } from '../shared/pubsub/hub';
-import { scopeChannel } from './conversation/conversation.keys';
+import { directKey, scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
@@ -146,8 +146,14 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   });
   const users = new UserService();
   const friends = new FriendService(env);
-  // Every instance reloads the contacts of the two users it has connected (contacts mode).
-  friends.onFriendshipChanged((a, b) => void pubsub.publishSafe(Topic.ContactsChanged, { userIds: [a, b] }));
+  // Every instance reloads the contacts of the two users it has connected (contacts mode). An ended
+  // friendship took their direct conversation's rows, and any mute on them (as a block's does): an
+  // instance that held the mute showed it again once they were friends again (an outside probe).
+  friends.onFriendshipChanged((a, b, made) => {
+    const key = directKey(a, b);
+    const unmuted = made ? [] : [a, b].map((userId) => ({ topic: Topic.SafetyChanged, payload: { userId, conversationKey: key, mutedUntil: null } }) as const);
+    void pubsub.publishTogetherSafe([{ topic: Topic.ContactsChanged, payload: { userIds: [a, b] } }, ...unmuted]);
+  });
   const groups = new GroupService(pubsub, memberships, { lobbyAdmins: env.LOBBY_ADMINS });
   const projects = new ProjectService(pubsub, memberships);
   const conversationAccess = new ConversationAccess({ groups, friends, projects });

@@ -12,7 +12,7 @@ import { friendRepository } from './friend.repository';
 export class FriendService {
   private readonly guards: ((em: EntityManager, fromId: string, toId: string) => Promise<void>)[] = [];
   private readonly requestHooks: ((em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>)[] = [];
-  private readonly friendshipListeners: ((a: string, b: string) => void)[] = [];
+  private readonly friendshipListeners: ((a: string, b: string, made: boolean) => void)[] = [];
   private befriended: ((em: EntityManager, a: string, b: string) => Promise<void>) | undefined;
 
   constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
@@ -27,8 +27,8 @@ export class FriendService {
     this.guards.push(check);
   }
 
-  /** Called after a friendship between `a` and `b` was made or ended and committed (presence contacts). */
-  onFriendshipChanged(listener: (a: string, b: string) => void): void {
+  /** Called after a friendship between `a` and `b` was made (`made`) or ended and committed (presence contacts, mutes). */
+  onFriendshipChanged(listener: (a: string, b: string, made: boolean) => void): void {
     this.friendshipListeners.push(listener);
   }
 
@@ -39,7 +39,7 @@ export class FriendService {
 
   private async friendshipChanged(em: EntityManager, request: FriendRequest): Promise<FriendRequest> {
     if (request.status !== FriendRequestStatus.ACCEPTED) return request;
-    for (const l of this.friendshipListeners) l(request.from.id, request.to.id);
+    for (const l of this.friendshipListeners) l(request.from.id, request.to.id, true);
     await this.befriended?.(em, request.from.id, request.to.id);
     return request;
   }
@@ -128,7 +128,7 @@ export class FriendService {
       return friendRepository.unfriend(tem, viewerId, userId);
     });
     if (!ended) throw new NotFoundError('Friendship');
-    for (const l of this.friendshipListeners) l(viewerId, userId);
+    for (const l of this.friendshipListeners) l(viewerId, userId, false);
     return true;
   }
 
