@@ -320,6 +320,24 @@ describe('EventOrder: a resent message', () => {
     expect(out).toEqual([]);
   });
 
+  it('should wait, where no line was, for the read-back under way of what was stored while off Redis, and go with it in order, once', async () => {
+    const { out, resent, order, message } = setup();
+    // Back on Redis, this instance reads back what it missed (PubSub.recoverFrom); the sender's
+    // instance, back first, sends again 2 and 3 (its publish of 1 reached no one yet).
+    order.lines.holdOpening('g:1', 5000);
+    resent(2);
+    resent(3);
+    expect(out).toEqual([]);
+    for (const pos of [1, 2, 3]) order.recovered('g:1', message(pos) as never);
+    order.lines.releaseOpening('g:1');
+    // Before, 2 and 3 went at once and again with the read-back (an outside probe: 2, 3, 1, 2, 3).
+    expect(out).toEqual(['#1', '#2', '#3']);
+    resent(1);
+    jest.advanceTimersByTime(200);
+    await settled();
+    expect(out).toEqual(['#1', '#2', '#3']);
+  });
+
   it('should deliver late, once, a message read back after Redis came back whose place the line gave up, and never one it delivered', async () => {
     const { out, live, order, message } = setup();
     live(1);
