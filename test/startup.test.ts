@@ -84,6 +84,8 @@ describe('a start that cannot succeed', () => {
     expect(oneLine(p)).toBe(
       `Parley could not start: Redis at redis://127.0.0.1:${port} does not answer (connect ECONNREFUSED 127.0.0.1:${port}): start it, fix REDIS_URL, or unset it to keep pub/sub in this process`,
     );
+    // Nor does its log read as a crash before it: its subscriptions, refused as it stopped, logged an error with a stack (an outside probe).
+    expect(p.output().stdout.split('\n').filter((l) => l.includes('"level":"error"'))).toEqual([]);
   });
 });
 

@@ -624,7 +624,8 @@ export class PubSub {
     if (this.routes.onChannels(topic) && !this.routes.alsoTopicWide?.(topic)) return undefined;
     let subscribed = this.upstream.get(topic);
     if (subscribed) return subscribed;
-    subscribed = this.broker.subscribe(topic).catch((e) => this.logger.error({ err: e, channel: topic }, 'upstream subscribe failed'));
+    // Refused because this instance stops (a start that found no Redis, too): no error to alert on.
+    subscribed = this.broker.subscribe(topic).catch((e) => this.logger[this.disposed ? 'debug' : 'error']({ err: e, channel: topic }, 'upstream subscribe failed'));
     this.upstream.set(topic, subscribed);
     return subscribed;
   }
