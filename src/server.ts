@@ -12,7 +12,7 @@ import type { GraphQLSchema } from 'graphql';
 import type { Env } from './config/env';
 import { maskUrl, openDatabase, type Database } from './core/database';
 import { handleCors, requestIdOf, sendGraphQLError } from './core/http';
-import { serveDevPages } from './core/dev-pages';
+import { hasDemo, serveDevPages } from './core/dev-pages';
 import { DisposerStack } from './core/disposer';
 import { InFlight } from './core/in-flight';
 import { drainHttpServer } from './core/drain';
@@ -361,7 +361,8 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
     if (route) return run(route.handle);
     const attachment = o.attachments(req, res, path);
     if (attachment) return void attachment.catch(failed);
-    sendGraphQLError(res, 404, 'NOT_FOUND', `Nothing is served at this path: GraphQL is at /graphql${o.env.ENABLE_GRAPHIQL ? ' (GraphiQL at /graphiql, the demo at /demo/)' : ''}.`);
+    const pages = o.env.ENABLE_GRAPHIQL ? ` (GraphiQL at /graphiql${hasDemo() ? ', the demo at /demo/' : ''})` : '';
+    sendGraphQLError(res, 404, 'NOT_FOUND', `Nothing is served at this path: GraphQL is at /graphql${pages}.`);
   };
 }
 

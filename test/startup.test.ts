@@ -182,6 +182,26 @@ function readMajor(): string {
   return JSON.parse(readFileSync(pkg, 'utf8')).version.split('.')[0];
 }
 
+describe('as the container image runs it', () => {
+  it('should not point to the web demo, which the image leaves out, and answer its paths as any unknown path', async () => {
+    // What the Dockerfile copies: src/ and the settings, no examples/.
+    const dir = tempDir('parley-image-');
+    cpSync(path.join(ROOT, 'src'), path.join(dir, 'src'), { recursive: true });
+    for (const f of ['package.json', 'tsconfig.json']) copyFileSync(path.join(ROOT, f), path.join(dir, f));
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    const p = runParley({ REDIS_URL: '', ENABLE_GRAPHIQL: 'true' }, { cwd: dir });
+    const origin = new URL(await p.listening).origin;
+    const missing = await fetch(`${origin}/nothing`);
+    // Before, the 404 named the demo, whose page was a plain-text 404 with no code (an outside probe).
+    expect([missing.status, ((await missing.json()) as any).errors[0].message]).toEqual([404, 'Nothing is served at this path: GraphQL is at /graphql (GraphiQL at /graphiql).']);
+    for (const demo of ['/demo', '/demo/', '/demo/app.js']) {
+      const r = await fetch(`${origin}${demo}`, { redirect: 'manual' });
+      expect([demo, r.status, ((await r.json()) as any).errors[0].extensions.code]).toEqual([demo, 404, 'NOT_FOUND']);
+    }
+    expect((await fetch(`${origin}/graphiql`)).status).toBe(200);
+  });
+});
+
 describe('npm scripts', () => {
   it('should stop the server when npm itself is sent SIGTERM (a supervisor stopping `npm run dev` or `npm start`)', async () => {
     const port = await sparePorts();

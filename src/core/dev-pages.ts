@@ -297,6 +297,10 @@ const root = findRoot();
 const WEB_DIR = join(root, 'examples/web');
 const WEB_BUNDLE = join(WEB_DIR, 'dist/app.js');
 
+/** Whether the web demo is here to serve: a checkout has it, the container image leaves it out. */
+let demo: boolean | undefined;
+export const hasDemo = (): boolean => (demo ??= existsSync(join(WEB_DIR, 'index.html')));
+
 /**
  * Bundles the web demo (examples/web/src -> examples/web/dist/app.js) with esbuild.
  * @throws when esbuild is missing (it is a dev dependency) or the sources don't compile.
@@ -386,6 +390,8 @@ export function serveDevPages(req: IncomingMessage, res: ServerResponse, path: s
     else sendFile(req, res, a.file(), a.type, 'public, max-age=86400').catch(() => notFound(res, 'Asset'));
     return true;
   }
+  // Without the demo its paths are any unknown path's: a JSON 404 with its code.
+  if ((path === '/demo' || path.startsWith('/demo/')) && !hasDemo()) return false;
   if (path === '/demo') {
     res.writeHead(301, { location: '/demo/' });
     res.end();
