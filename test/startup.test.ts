@@ -54,7 +54,7 @@ describe('a start that cannot succeed', () => {
     await listen(Number(env.EMBEDDED_PG_PORT));
     const p = runParley(env);
     expect(await p.exited).toBe(1);
-    expect(oneLine(p)).toBe(`Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken by another program: set EMBEDDED_PG_PORT to a free port`);
+    expect(oneLine(p)).toBe(`Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken by another program (another Parley's embedded PostgreSQL, on a data folder of its own, counts): set EMBEDDED_PG_PORT to a free port`);
   });
 
   it('should say in one line that the data folder belongs to another PostgreSQL version', async () => {

@@ -299,7 +299,7 @@ export async function startEmbeddedPostgres(opts: {
     throw new Error(
       pid !== undefined
         ? `port ${port} of the embedded PostgreSQL is taken, and a PostgreSQL (pid ${pid}) runs on its data folder ${dataDir}: if Parley is already running here, stop it first (another port would not help: the folder is in use)`
-        : `port ${port} of the embedded PostgreSQL is taken by another program: set ${portSetting} to a free port`,
+        : `port ${port} of the embedded PostgreSQL is taken by another program (another Parley's embedded PostgreSQL, on a data folder of its own, counts): set ${portSetting} to a free port`,
     );
   }
   // Another Parley's PostgreSQL on the folder (on another port): refused before this one names
