@@ -711,7 +711,7 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
-  it("should bring a group's event to an instance that came back to Redis later than the one that published it", async () => {
+  it("should bring a group's event, and the sidebar rows and receipts made meanwhile, to an instance that came back to Redis later than the one that published them", async () => {
     await throughRedisProxy(async (toA, proxiedA) => {
       const redisUrl = new URL(process.env.REDIS_URL!);
       const toB = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
@@ -723,12 +723,16 @@ describeRedis('event routing', () => {
         const group = (await request(b.url, CreateGroupDocument, { name: 'Back late' }, ada.token)).createGroup.id;
         await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
         const events = await listen(a, bo, 'subscription { groupEvent { kind } }');
+        const rows = await listen(a, bo, 'subscription { conversationUpdated { title unreadCount } }');
+        const receipts = await listen(a, ada, 'subscription { readReceipt { user { id } } }');
         const reconnected = (s: TestServer) => new Promise<void>((resolve) => {
           const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
         });
         const [aBack, bBack] = [reconnected(a), reconnected(b)];
         await Promise.all([toA.cut(), toB.cut()]);
         await ok(gql(b.url, 'mutation($g: ID!) { renameGroup(groupId: $g, name: "Renamed") { id } }', { g: group }, ada.token));
+        const sent = await sendMessage(b.url, ada.token, { groupId: group, content: 'while away' });
+        await ok(gql(b.url, 'mutation($g: ID!, $m: ID!) { markRead(conversation: { groupId: $g }, messageId: $m) { id } }', { g: group, m: sent.id }, bo.token));
         // B is back first and sends the rename again; A comes back a moment later. Before, B sent it at
         // once, to no instance that was not listening yet (an outside probe).
         await toB.restore();
@@ -738,6 +742,11 @@ describeRedis('event routing', () => {
         await aBack;
         await events.nth(1, 10_000);
         expect(events.values).toEqual([{ groupEvent: { kind: 'RENAMED' } }]);
+        // The rows and the receipt too, which no instance reads back either: sent at once, they
+        // reached no instance that came back a moment later (an outside probe: 3 of 11 runs).
+        await eventually(() => rows.values.some((v) => v.conversationUpdated.unreadCount === 0 && v.conversationUpdated.title === 'Renamed'), 10_000);
+        await receipts.nth(1, 10_000);
+        expect(receipts.values).toEqual([{ readReceipt: { user: { id: bo.id } } }]);
       } finally {
         await toB.cut();
       }

@@ -62,8 +62,8 @@ const CATCH_UP_WAIT_MS = 2000;
 const RECOVERY_WAIT_MS = 5000;
 /** How long after its connection came back an instance sends again a group's events and a project's actions it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
 const RESEND_AFTER_MS = 3000;
-/** Kept events no other instance can read back from the database (see resendUnsent). */
-const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction, Topic.MessageEvent]);
+/** Kept events no other instance can read back from the database (see resendUnsent): all but new messages. */
+const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction, Topic.MessageEvent, Topic.ConversationUpdated, Topic.ReadReceipt]);
 /** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
@@ -149,11 +149,12 @@ export class PubSub {
     this.offReconnect =
       broker.onReconnect?.((_lostAt, stalled) => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
-        // New messages, rows and receipts at once: an instance that comes back later reads the
-        // messages back itself (recoverFrom), and a line waits for them in their place. A group's
-        // events, a project's actions and a message's changes, which no instance can read back, once the others are back
-        // too (each tries every 2 s at most): sent at once, a rename reached none that came back a
-        // moment later (an outside probe). A stall lost no one's subscriptions: all at once.
+        // New messages at once: an instance that comes back later reads them back itself
+        // (recoverFrom), and a line waits for them in their place. What no instance can read back
+        // (a group's events, a project's actions, a message's changes, sidebar rows and receipts)
+        // once the others are back too (each tries every 2 s at most): sent at once, a rename, or
+        // the rows of a send, reached none that came back a moment later (outside probes: 4 of 4,
+        // 3 of 11). A stall lost no one's subscriptions: all at once.
         void this.resendUnsent(30, stalled, stalled ? undefined : (t) => !UNSTORED.has(t));
         if (!stalled) setTimeout(() => void this.resendUnsent(30, stalled), RESEND_AFTER_MS).unref();
       }) ?? (() => undefined);
