@@ -60,7 +60,7 @@ const CATCH_UP_WAIT_MS = 2000;
  * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
  */
 const RECOVERY_WAIT_MS = 5000;
-/** How long after its connection came back an instance sends again a group's events and a project's actions it could not publish: longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
+/** How long after its connection came back an instance sends again what it could not publish and no other instance reads back (UNSTORED): longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
 const RESEND_AFTER_MS = 3000;
 /** Kept events no other instance can read back from the database (see resendUnsent): all but new messages. */
 const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction, Topic.MessageEvent, Topic.ConversationUpdated, Topic.ReadReceipt]);
