@@ -63,7 +63,13 @@ export class MuteService {
     const { access, pubsub } = this.deps;
     const conv = await access.resolve(em, viewerId, input);
     const set = await muteRepository.set(em, conv.key, viewerId, until);
-    if (!set) throw new BadUserInputError('This conversation has no message yet: there is nothing to mute.', 'conversation');
+    if (!set) {
+      // No row: a direct conversation with no message yet, or a membership (friendship) that ended
+      // since the check, whose answer is then any non-member's (a leave at once read "no message
+      // yet": an outside probe). Checked afresh, on a fork: the first check's entities are cached.
+      await access.resolve(em.fork(), viewerId, input);
+      throw new BadUserInputError('This conversation has no message yet: there is nothing to mute.', 'conversation');
+    }
     const row = await conversationRepository.row(em, viewerId, conv.key);
     // The same mute again (unmuting what is not muted, say): nothing for the viewer's sessions to hear.
     if (!set.changed) return { ...(row ? rowToConversation(row) : emptyConversation(conv)), mutedUntil: until };
