@@ -60,10 +60,8 @@ const CATCH_UP_WAIT_MS = 2000;
  * with every send and socket that comes back at once: 4.5 s in a probe's run (DB_POOL_MAX 5).
  */
 const RECOVERY_WAIT_MS = 5000;
-/** How long after its connection came back an instance sends again what it could not publish and no other instance reads back (UNSTORED): longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
+/** How long after its connection came back an instance sends again what it could not publish and no other instance reads back (all but new messages): longer than ioredis's longest wait between tries (redis.ts), so others listen again by then. */
 const RESEND_AFTER_MS = 3000;
-/** Kept events no other instance can read back from the database (see resendUnsent): all but new messages. */
-const UNSTORED: ReadonlySet<Topic> = new Set([Topic.GroupEvent, Topic.ProjectAction, Topic.MessageEvent, Topic.ConversationUpdated, Topic.ReadReceipt]);
 /** Events kept in order by their place (see EventOrder), sent again with it when their publish failed (see keepUnsent). */
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
@@ -155,7 +153,7 @@ export class PubSub {
         // once the others are back too (each tries every 2 s at most): sent at once, a rename, or
         // the rows of a send, reached none that came back a moment later (outside probes: 4 of 4,
         // 3 of 11). A stall lost no one's subscriptions: all at once.
-        void this.resendUnsent(30, stalled, stalled ? undefined : (t) => !UNSTORED.has(t));
+        void this.resendUnsent(30, stalled, stalled ? undefined : (t) => t === Topic.MessageAdded);
         if (!stalled) setTimeout(() => void this.resendUnsent(30, stalled), RESEND_AFTER_MS).unref();
       }) ?? (() => undefined);
   }
