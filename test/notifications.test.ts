@@ -436,9 +436,12 @@ describe('notifications', () => {
     await sendMessage(s.url, a.token, { toUserId: gone.id, content: 'to an account about to go' });
     await sendMessage(s.url, a.token, { groupId: group.id, content: 'SECRET, in a group about to go' });
     // Read by the tail (grace + 1 s, and a round), written to the outbox, not yet due (the window, 4 s, on top).
-    await sleep(2500);
-    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MESSAGE'", [[b.id, c.id, gone.id, member.id]]))[0].n).toBe(4);
-    expect((await sql(s.env.DATABASE_URL!, "select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = 'MENTION'", [[named.id, namedMentionsOnly.id, namedInThread.id]]))[0].n).toBe(3);
+    // Waited for rather than slept on: a loaded CI run had written none of them after a fixed 2.5 s.
+    const outboxed = async (kind: string, users: TestUser[]) =>
+      (await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from notification_outbox where recipient_id = any($1) and kind = $2', [users.map((u) => u.id), kind]))[0].n;
+    await eventually(async () => (await outboxed('MESSAGE', [b, c, gone, member])) === 4 && (await outboxed('MENTION', [named, namedMentionsOnly, namedInThread])) === 3, 8000, 50);
+    expect(await outboxed('MESSAGE', [b, c, gone, member])).toBe(4);
+    expect(await outboxed('MENTION', [named, namedMentionsOnly, namedInThread])).toBe(3);
     await ok(gql(s.url, EDIT, { id: edited.id, c: 'after the edit' }, a.token));
     await ok(gql(s.url, EDIT, { id: unnamed.id, c: 'look, nobody named' }, a.token));
     await ok(gql(s.url, EDIT, { id: unnamedReply.id, c: 'in here, nobody named' }, a.token));
