@@ -247,7 +247,8 @@ describe('documented client snippets', () => {
         for (const content of away) await sendMessage(other.url, bob.token, { groupId: lobby, content });
         for (const content of away) await sendMessage(other.url, bob.token, { groupId: quietGroup, content });
         s = await createTestServer({ PORT: String(port) }, { clean: false });
-        await eventually(() => received.includes(away[59]), 20_000);
+        // The client may be in a backoff of up to 30 s (socket.ts) when the server is back.
+        await eventually(() => received.includes(away[59]), 45_000);
         await eventually(() => quiet.includes(away[59]), 20_000);
         expect(quiet).toEqual(away);
         await eventually(() => s.fanout.active.messageAdded === 2, 20_000);
@@ -260,7 +261,7 @@ describe('documented client snippets', () => {
         await chat.close();
         await quietChat.close();
       }
-    }, 60_000);
+    }, 120_000);
 
     it('should close without an error while the server is away and the client reconnects', async () => {
       const s = await createTestServer();
