@@ -5,6 +5,11 @@ import { befriend, buildProject, groupWith, request, sendMessage, signup } from 
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
 import { holdNextMessagePublish } from './helpers/publish';
+import type { GraphQLResolveInfo } from 'graphql';
+import { ThreadService } from '../src/modules/message/thread.service';
+import { ConversationMentionsResolver } from '../src/modules/message/mention.resolver';
+import type { ConversationType } from '../src/modules/conversation/conversation.types';
+import type { Context } from '../src/modules/context';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
 const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount unreadCount } }';
@@ -171,6 +176,32 @@ describe('mentions', () => {
       [2, 1],
       [3, 2],
     ]);
+  });
+
+  // Two instances: rows whose count was sent late are read again, and a row after one waits for that read.
+  itRedis("should end a burst of sends through two instances on a live row with the stored badge, whatever carried a count", async () => {
+    // Each in a process of its own, as deployed: in one process the reads rarely overlap the rows after them.
+    const s = await createTestServer({}, { spawn: true });
+    const other = await createTestServer({}, { spawn: true, clean: false });
+    const [t, ...senders] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, t, 'Burst', senders);
+    const rows = await listen(s, t, SIDEBAR_LIVE);
+    let sent = 0;
+    const wrong: string[] = [];
+    for (let round = 0; round < 12; round++) {
+      // Twelve at once, every other one naming t, half through each instance.
+      await Promise.all(
+        senders.flatMap((u, i) =>
+          [0, 1, 2].map((j) => sendMessage((i + j) % 2 ? other.url : s.url, u.token, { groupId: g, content: (j + round) % 2 ? `plain ${sent++}` : `hey @${t.username} ${sent++}` })),
+        ),
+      );
+      await rows.nth(sent);
+      const last = rows.values[sent - 1].conversationUpdated;
+      const stored = (await ok(gql(s.url, BADGE, { c: { groupId: g } }, t.token))).conversation;
+      if (last.unreadCount !== stored.unreadCount || last.unreadMentionCount !== stored.unreadMentionCount) wrong.push(`round ${round}: told ${last.unreadMentionCount}, stored ${stored.unreadMentionCount}`);
+    }
+    expect(wrong).toEqual([]);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, t.token))).conversation).toEqual({ unreadCount: 144, unreadMentionCount: 72 });
   });
 
   it('should send a member who left nothing of a mention of them deleted or edited after', async () => {
@@ -352,3 +383,59 @@ describe('mentions', () => {
     expect((await request(s.url, MentionsDocument, { first: 1 }, bob.token)).mentions.edges).toHaveLength(1);
   });
 });
+
+/** A promise the test settles. */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('a subscriber badge told live', () => {
+  // One subscriber's rows of one conversation, in event order, each executed at once as the fan-out
+  // does (frames written in order): the resolver with a read the test holds.
+  function subscriber() {
+    const threads = new ThreadService({ messages: undefined as never, pubsub: undefined as never });
+    const reads: Array<{ resolve: (n: number) => void }> = [];
+    const ctx = {
+      viewer: { userId: 'u1' },
+      services: { threads },
+      loaders: {
+        unreadMentions: {
+          load: () => {
+            const d = deferred<number>();
+            reads.push(d);
+            return d.promise;
+          },
+        },
+      },
+    } as unknown as Context;
+    const info = { operation: { operation: 'subscription' } } as GraphQLResolveInfo;
+    const resolver = new ConversationMentionsResolver();
+    const row = (seq: number, extra: Partial<ConversationType> = {}) =>
+      resolver.unreadMentionCount({ id: 'g:1', lastReadMessageId: null, badgeSeq: seq, ...extra } as ConversationType, ctx, info);
+    return { row, reads };
+  }
+
+  it('should show, on a row that carries no count, what a read still on its way for an earlier row finds', async () => {
+    const { row, reads } = subscriber();
+    expect(row(1, { unreadMentionCount: 1 })).toBe(1);
+    const late = row(2, { reloadBadge: true });
+    const plain = row(3);
+    reads[0].resolve(2);
+    expect(await late).toBe(2);
+    expect(await plain).toBe(2);
+    expect(reads).toHaveLength(1);
+  });
+
+  it('should not keep a read that left before a newer row told its count', async () => {
+    const { row, reads } = subscriber();
+    const late = row(4, { reloadBadge: true });
+    expect(row(5, { unreadMentionCount: 4 })).toBe(4);
+    reads[0].resolve(3);
+    expect(await late).toBe(3);
+    expect(await row(6)).toBe(4);
+    expect(reads).toHaveLength(1);
+  });
+});
+

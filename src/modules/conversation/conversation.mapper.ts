@@ -14,7 +14,8 @@ export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as
 
 /** A viewer's sidebar row as the API shows it: their own state against the head. */
 export function rowToConversation(r: ConversationRow): ConversationType {
-  const v = view(headOf(r), ownOf(r));
+  const head = headOf(r);
+  const v = view(head, ownOf(r));
   // A member who blocks someone: the last message, unread count and time as the row read them, blocked senders left out (see conversationRepository).
   if (r.hidden_unread !== undefined && r.hidden_unread !== null) {
     v.lastMessageId = (r as { last_message_id?: string | null }).last_message_id ?? null;
@@ -25,6 +26,7 @@ export function rowToConversation(r: ConversationRow): ConversationType {
   const c: ConversationType = Object.assign({ id: r.conversation_key, kind: r.kind as ConversationKind, title: r.title ?? '' }, v, { groupId: r.group_id, projectId: r.project_id, peerId: r.peer_id });
   if (r.last_message !== undefined) c.lastMessage = r.last_message && toMessageType(r.last_message);
   if (r.muted_until !== undefined) c.mutedUntil = r.muted_until ? dateOf(r.muted_until) : null;
+  c.badgeSeq = head?.seq ?? 0;
   return c;
 }
 
@@ -38,6 +40,7 @@ export function payloadToConversation(viewerId: string, p: ConversationUpdatedPa
     { groupId: p.groupId, projectId: p.projectId, peerId: p.userIds?.find((u) => u !== viewerId) ?? null },
   );
   if (p.message && p.message.id === v.lastMessageId) c.lastMessage = payloadToMessageType(p.message);
+  c.badgeSeq = head?.seq ?? 0;
   return Object.assign(c, mentionCountOf(viewerId, p, head, own));
 }
 

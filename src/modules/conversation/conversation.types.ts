@@ -35,6 +35,8 @@ export class ConversationType {
   unreadMentionCount?: number;
   /** The event's count did not hold for this row (a late event, a marker moved since): read it, not the one last told. */
   reloadBadge?: boolean;
+  /** The head's seq this instance knew as it made the row: what a count told or read for it is as of, at least (see ThreadService.rememberBadge). */
+  badgeSeq?: number;
   /** The viewer's mute as their row read it (null: none); asked for otherwise (see mute.resolver.ts). */
   mutedUntil?: Date | null;
 }

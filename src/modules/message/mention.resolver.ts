@@ -57,12 +57,12 @@ export class ConversationMentionsResolver {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    const known = c.reloadBadge || unsure ? undefined : threads.knownBadge(viewerId, c);
-    if (known !== undefined) return known;
-    const asked = Date.now();
-    return ctx.loaders.unreadMentions.load(c.id).then((n) => {
-      threads.rememberBadge(viewerId, c, n, asked);
-      return n;
-    });
+    const read = () => threads.readBadge(viewerId, c, () => ctx.loaders.unreadMentions.load(c.id));
+    if (c.reloadBadge || unsure) return read();
+    // An earlier row's read on its way: this row follows it, so it shows what that read kept.
+    const before = threads.badgeRead(viewerId, c);
+    const reuse = () => threads.knownBadge(viewerId, c) ?? read();
+    if (before) return before.then(reuse, read);
+    return reuse();
   }
 }

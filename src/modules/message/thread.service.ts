@@ -29,6 +29,9 @@ const BADGE_TTL_MS = 60_000;
 /** How long after a block or unblock the counts events carry are read again instead (see badgeUnsure). */
 const BLOCK_SETTLE_MS = 5_000;
 
+/** What a badge is kept by: a subscriber's sidebar row (ConversationType). */
+type BadgeRow = { id: string; lastReadMessageId: string | null; badgeSeq?: number };
+
 /** A subscription to one thread: the conversation's filter and the root whose replies it keeps. */
 export type ThreadFilter = ConversationFilter & { threadId: string | null };
 
@@ -46,7 +49,13 @@ export class ThreadService {
    * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
    * that adds or removes a mention sends its count (MessageService.sidebarsChanged).
    */
-  private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number; seq: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  /**
+   * Badge reads in flight, by user and conversation. A subscriber's events execute at once, each
+   * frame written after the one before: a row that would reuse the badge while an earlier row's
+   * read is on its way waits for it, or it would show the count from before that read.
+   */
+  private readonly badgeReads = new Map<string, Promise<number>>();
   /**
    * When each user last blocked or unblocked someone, heard on every instance: a badge told before
    * counted (or left out) that user's mentions as the block stood then, so it is counted again.
@@ -70,6 +79,7 @@ export class ThreadService {
   dispose(): void {
     this.off?.();
     this.badges.clear();
+    this.badgeReads.clear();
     this.blocksChanged.clear();
   }
 
@@ -199,16 +209,43 @@ export class ThreadService {
   }
 
   /** A subscriber's unread mentions in a conversation as last told here, if their read marker has not moved since. */
-  knownBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }): number | undefined {
+  knownBadge(viewerId: string, row: BadgeRow): number | undefined {
     const known = this.badges.get(`${viewerId} ${row.id}`);
     if (!known || known.marker !== row.lastReadMessageId) return undefined;
     const blocked = this.blocksChanged.get(viewerId);
     return blocked !== undefined && blocked >= known.at ? undefined : known.n;
   }
 
-  /** `at`: when the count was read (a block heard while it was on its way makes it stale). */
-  rememberBadge(viewerId: string, row: { id: string; lastReadMessageId: string | null }, n: number, at = Date.now()): void {
-    this.badges.set(`${viewerId} ${row.id}`, { n, marker: row.lastReadMessageId, at });
+  /**
+   * `at`: when the count was read (a block heard while it was on its way makes it stale). A count
+   * as of an older head than the one kept is not kept: a read that left before a newer mention's
+   * row told its count can come back after it, without that mention.
+   */
+  rememberBadge(viewerId: string, row: BadgeRow, n: number, at = Date.now()): void {
+    const key = `${viewerId} ${row.id}`;
+    const seq = row.badgeSeq ?? 0;
+    const kept = this.badges.get(key);
+    if (kept && kept.seq > seq) return;
+    this.badges.set(key, { n, marker: row.lastReadMessageId, at, seq });
+  }
+
+  /** Reads a subscriber's badge for a row (`load`) and keeps it; rows that would reuse it meanwhile wait for it (see badgeRead). */
+  readBadge(viewerId: string, row: BadgeRow, load: () => Promise<number>): Promise<number> {
+    const key = `${viewerId} ${row.id}`;
+    const asked = Date.now();
+    const read = load().then((n) => {
+      this.rememberBadge(viewerId, row, n, asked);
+      return n;
+    });
+    this.badgeReads.set(key, read);
+    const done = () => void (this.badgeReads.get(key) === read && this.badgeReads.delete(key));
+    read.then(done, done);
+    return read;
+  }
+
+  /** The subscriber's badge read still in flight for this conversation, if any. */
+  badgeRead(viewerId: string, row: BadgeRow): Promise<number> | undefined {
+    return this.badgeReads.get(`${viewerId} ${row.id}`);
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
