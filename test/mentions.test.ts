@@ -4,7 +4,8 @@ import { createTestServer, itRedis } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup } from './helpers/factories';
 import { MentionsDocument, ThreadsDocument } from '../generated/client/graphql';
 import { snapshot, sql } from './helpers/db';
-import { holdNextMessagePublish } from './helpers/publish';
+import { holdNextMessagePublish, holdNextPublishOf } from './helpers/publish';
+import { Topic } from '../src/shared/pubsub/topics';
 import type { GraphQLResolveInfo } from 'graphql';
 import { ThreadService } from '../src/modules/message/thread.service';
 import { ConversationMentionsResolver } from '../src/modules/message/mention.resolver';
@@ -14,6 +15,7 @@ import type { Context } from '../src/modules/context';
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
 const BADGE = 'query($c: ConversationInput!) { conversation(conversation: $c) { unreadMentionCount unreadCount } }';
 const SIDEBAR_LIVE = 'subscription { conversationUpdated { id unreadCount unreadMentionCount } }';
+const DELETE = 'mutation($id: ID!) { deleteMessage(messageId: $id) }';
 const MESSAGE = 'query($c: ConversationInput!) { history(conversation: $c, last: 10) { edges { node { id mentions { username } } } } }';
 
 describe('mentions', () => {
@@ -202,6 +204,27 @@ describe('mentions', () => {
     }
     expect(wrong).toEqual([]);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, t.token))).conversation).toEqual({ unreadCount: 144, unreadMentionCount: 72 });
+  });
+
+  it('should end on the badge as stored when two deletions of mentions cross: the row of the first, told last, does not bring back its count', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Crossing deletions', [bob]);
+    const first = await sendMessage(s.url, alice.token, { groupId: g, content: `one @${bob.username}` });
+    const second = await sendMessage(s.url, alice.token, { groupId: g, content: `two @${bob.username}` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'the last message, naming no one' });
+    const bobs = await listen(s, bob, SIDEBAR_LIVE);
+    // The first deletion's row goes out late (a slow instance): the second's, counted after both, first.
+    const held = holdNextPublishOf(s.services.pubsub, Topic.ConversationUpdated);
+    const deleting = ok(gql(s.url, DELETE, { id: first.id }, alice.token));
+    await eventually(() => held.held());
+    await ok(gql(s.url, DELETE, { id: second.id }, alice.token));
+    await bobs.nth(1);
+    held.release();
+    await deleting;
+    await bobs.nth(2);
+    expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, bob.token))).conversation).toEqual({ unreadMentionCount: 0, unreadCount: 3 });
+    expect(bobs.values.map((v: any) => v.conversationUpdated.unreadMentionCount)).toEqual([0, 0]);
   });
 
   it('should send a member who left nothing of a mention of them deleted or edited after', async () => {
@@ -426,6 +449,16 @@ describe('a subscriber badge told live', () => {
     expect(await late).toBe(2);
     expect(await plain).toBe(2);
     expect(reads).toHaveLength(1);
+  });
+
+  it('should keep, of two reads as of one head, the one asked last, whichever answers last', async () => {
+    const { row, reads } = subscriber();
+    const first = row(7, { reloadBadge: true });
+    const second = row(7, { reloadBadge: true });
+    reads[1].resolve(0);
+    reads[0].resolve(3);
+    expect([await first, await second]).toEqual([3, 0]);
+    expect(await row(7)).toBe(0);
   });
 
   it('should not keep a read that left before a newer row told its count', async () => {

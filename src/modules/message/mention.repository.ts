@@ -187,13 +187,10 @@ export const mentionRepository = {
     return new Map(rows.map((r) => [r.conversation_key, r.n]));
   },
 
-  /** Of `userIds` (those an edit or deletion mentioned or no longer does), the members' unread timeline mentions in the conversation, with the read position each was counted from. */
-  async unreadOf(em: EntityManager, key: string, userIds: readonly string[]): Promise<{ counts: Record<string, number>; reads: Record<string, number> }> {
-    const rows: { user_id: string; n: number; read_seq: string }[] = await em.execute(
-      `select cm.user_id, ${UNREAD_OF_ROW} as n, cm.read_seq from conversation_members cm where cm.conversation_key = ? and cm.user_id = any(?::uuid[])`,
-      [key, pgArray(userIds)],
-    );
-    return { counts: Object.fromEntries(rows.map((r) => [r.user_id, r.n])), reads: Object.fromEntries(rows.map((r) => [r.user_id, Number(r.read_seq)])) };
+  /** Which of `userIds` are members of conversation `key` (whose badges an edit or deletion changed). */
+  async members(em: EntityManager, key: string, userIds: readonly string[]): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from conversation_members where conversation_key = ? and user_id = any(?::uuid[])', [key, pgArray(userIds)]);
+    return rows.map((r) => r.user_id);
   },
 
   /**

@@ -832,20 +832,19 @@ export class MessageService {
    * message it is show it (only those: the receivers whose row it isn't the last message of are
    * skipped); the public head's message reaches every member, a private project message newer
    * than the head its two users. And `badged`, the members an edit newly mentions or no longer
-   * does, or a deletion no longer does, get their row with their unread mention count as it is now
-   * (theirs alone; members only, as a mention outlives its member's leaving). A reply kept in its
+   * does, or a deletion no longer does, get their row, its unread mention count read where it is
+   * delivered (theirs alone; members only, as a mention outlives its member's leaving). A reply kept in its
    * thread counts in `threads`, not in the badge. A member in both gets one row, not two.
    */
   private async sidebarsChanged(em: EntityManager, conv: Conversation, viewerId: string, row: MessageRow, message: MessageType, version: number, badged: string[]): Promise<void> {
     const inBadge = badged.length > 0 && !(row.parent_id && !row.also_in_conversation);
-    const [head, badges] = await Promise.all([
+    const [head, counted] = await Promise.all([
       conversationRepository.head(em, row.conversation_key),
-      inBadge ? mentionRepository.unreadOf(em, row.conversation_key, badged) : null,
+      inBadge ? mentionRepository.members(em, row.conversation_key, badged) : [],
     ]);
     const privateInProject = !!(row.project_id && row.recipient_id);
     const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;
     const last = head?.lastMessageId === row.id || (privateInProject && newer);
-    const counted = badges ? Object.keys(badges.counts) : [];
     // Not the head's: still the last message of those who block the senders of every later one.
     const blockers =
       last || !(row.group_id || row.project_id) || (row.parent_id && !row.also_in_conversation) ? [] : await conversationRepository.blockersSeeingLast(em, row.conversation_key, row, head?.lastMessageId ?? null);
@@ -854,10 +853,10 @@ export class MessageService {
     const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : [...new Set([...counted, ...blockers])];
     // With its version: of two edits close together, an instance shows the newer whichever arrives last (see NewestVersions).
     const update = rowUpdate(conv, viewerId, row, Object.assign(toMessagePayload(message), { version }), head, { members: {}, only, lastMessageOnly: last });
-    if (counted.length) {
-      update.mentionCounts = badges!.counts;
-      update.mentionReads = badges!.reads;
-    }
+    // Each as -1, read again where delivered: counted after this change's commit, a count can miss
+    // another edit's or deletion's committed just after, whose row, with the newer count, may then
+    // arrive first (nothing orders two changes' rows, as a send's seq orders its own).
+    if (counted.length) update.mentionCounts = Object.fromEntries(counted.map((u) => [u, -1]));
     await this.pubsub.publishSafe(Topic.ConversationUpdated, update);
   }
 

@@ -49,7 +49,9 @@ export class ThreadService {
    * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
    * that adds or removes a mention sends its count (MessageService.sidebarsChanged).
    */
-  private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number; seq: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number; seq: number; order: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  /** Orders counts as of one head: the one asked or told last is kept (see rememberBadge). */
+  private badgeOrder = 0;
   /**
    * Badge reads in flight, by user and conversation. A subscriber's events execute at once, each
    * frame written after the one before: a row that would reuse the badge while an earlier row's
@@ -217,24 +219,27 @@ export class ThreadService {
   }
 
   /**
-   * `at`: when the count was read (a block heard while it was on its way makes it stale). A count
-   * as of an older head than the one kept is not kept: a read that left before a newer mention's
-   * row told its count can come back after it, without that mention.
+   * `at`: when the count was read (a block heard while it was on its way makes it stale); `order`,
+   * when it was asked for (a count told: now). A count as of an older head than the one kept is not
+   * kept, nor one as of the same head asked before it: a read that left before a newer mention's
+   * row told its count, or before an edit's row asked again, can come back after it, without that
+   * mention or with the one the edit took away.
    */
-  rememberBadge(viewerId: string, row: BadgeRow, n: number, at = Date.now()): void {
+  rememberBadge(viewerId: string, row: BadgeRow, n: number, at = Date.now(), order = ++this.badgeOrder): void {
     const key = `${viewerId} ${row.id}`;
     const seq = row.badgeSeq ?? 0;
     const kept = this.badges.get(key);
-    if (kept && kept.seq > seq) return;
-    this.badges.set(key, { n, marker: row.lastReadMessageId, at, seq });
+    if (kept && (kept.seq > seq || (kept.seq === seq && kept.order > order))) return;
+    this.badges.set(key, { n, marker: row.lastReadMessageId, at, seq, order });
   }
 
   /** Reads a subscriber's badge for a row (`load`) and keeps it; rows that would reuse it meanwhile wait for it (see badgeRead). */
   readBadge(viewerId: string, row: BadgeRow, load: () => Promise<number>): Promise<number> {
     const key = `${viewerId} ${row.id}`;
     const asked = Date.now();
+    const order = ++this.badgeOrder;
     const read = load().then((n) => {
-      this.rememberBadge(viewerId, row, n, asked);
+      this.rememberBadge(viewerId, row, n, asked, order);
       return n;
     });
     this.badgeReads.set(key, read);
