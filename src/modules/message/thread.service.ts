@@ -46,8 +46,8 @@ export class ThreadService {
    * Unread mention counts this instance told a subscriber, by user and conversation, with the read
    * marker they were counted at: a conversationUpdated row that carries no count (a message that
    * mentions someone else) reuses it while the marker is the same, instead of one query per member
-   * and event. A new mention carries its count; a moved marker counts again; an edit or deletion
-   * that adds or removes a mention sends its count (MessageService.sidebarsChanged).
+   * and event. A new mention carries its count; a moved marker counts again; so does the row an edit
+   * or deletion that adds or removes a mention sends (MessageService.sidebarsChanged).
    */
   private readonly badges = boundedLru<string, { n: number; marker: string | null; at: number; seq: number; order: number }>({ max: 100_000, ttlMs: BADGE_TTL_MS });
   /** Orders counts as of one head: the one asked or told last is kept (see rememberBadge). */
