@@ -690,6 +690,12 @@ export const conversationRepository = {
     return rows.map((r) => ({ key: r.conversation_key, peerId: r.peer_id, head: headOf(r) }));
   },
 
+  /** Which of `userIds` are members of conversation `key` (those whose badges an edit or deletion changed, say). */
+  async membersAmong(em: EntityManager, key: string, userIds: readonly string[]): Promise<string[]> {
+    const rows: { user_id: string }[] = await em.execute('select user_id from conversation_members where conversation_key = ? and user_id = any(?::uuid[])', [key, pgArray(userIds)]);
+    return rows.map((r) => r.user_id);
+  },
+
   /** The conversation's head (a rename tells every member, each deriving their row from it); null before its first message. */
   async head(em: EntityManager, key: string): Promise<HeadState | null> {
     const rows: HeadColumns[] = await em.execute(

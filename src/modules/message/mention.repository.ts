@@ -187,12 +187,6 @@ export const mentionRepository = {
     return new Map(rows.map((r) => [r.conversation_key, r.n]));
   },
 
-  /** Which of `userIds` are members of conversation `key` (whose badges an edit or deletion changed). */
-  async members(em: EntityManager, key: string, userIds: readonly string[]): Promise<string[]> {
-    const rows: { user_id: string }[] = await em.execute('select user_id from conversation_members where conversation_key = ? and user_id = any(?::uuid[])', [key, pgArray(userIds)]);
-    return rows.map((r) => r.user_id);
-  },
-
   /**
    * A page of the messages that mention `userId`, newest first, by keyset on (mentioned at,
    * message id; `backward` reads from the oldest end), in conversations they are still a member

@@ -57,12 +57,6 @@ export class ConversationMentionsResolver {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    const read = () => threads.readBadge(viewerId, c, () => ctx.loaders.unreadMentions.load(c.id));
-    if (c.reloadBadge || unsure) return read();
-    // An earlier row's read on its way: this row follows it, so it shows what that read kept.
-    const before = threads.badgeRead(viewerId, c);
-    const reuse = () => threads.knownBadge(viewerId, c) ?? read();
-    if (before) return before.then(reuse, read);
-    return reuse();
+    return threads.badge(viewerId, c, ctx.loaders.unreadMentions, !!c.reloadBadge || unsure);
   }
 }

@@ -840,7 +840,7 @@ export class MessageService {
     const inBadge = badged.length > 0 && !(row.parent_id && !row.also_in_conversation);
     const [head, counted] = await Promise.all([
       conversationRepository.head(em, row.conversation_key),
-      inBadge ? mentionRepository.members(em, row.conversation_key, badged) : [],
+      inBadge ? conversationRepository.membersAmong(em, row.conversation_key, badged) : [],
     ]);
     const privateInProject = !!(row.project_id && row.recipient_id);
     const newer = !head?.activityAt || new Date(row.created_at).getTime() >= head.activityAt;

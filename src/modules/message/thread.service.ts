@@ -210,20 +210,29 @@ export class ThreadService {
     return changed !== undefined && now - changed < BLOCK_SETTLE_MS;
   }
 
-  /** A subscriber's unread mentions in a conversation as last told here, if their read marker has not moved since. */
-  knownBadge(viewerId: string, row: BadgeRow): number | undefined {
-    const known = this.badges.get(`${viewerId} ${row.id}`);
-    if (!known || known.marker !== row.lastReadMessageId) return undefined;
-    const blocked = this.blocksChanged.get(viewerId);
-    return blocked !== undefined && blocked >= known.at ? undefined : known.n;
+  /**
+   * A subscriber's unread mentions for a conversationUpdated row that carries no count it can show:
+   * the one last told here while their read marker has not moved, else read (`counts`: the event's
+   * loader); `reread`, read whatever was told. A row that follows a read still on its way waits
+   * for it and shows what it kept: each row executes at once, only the frames wait in order.
+   */
+  badge(viewerId: string, row: BadgeRow, counts: { load(key: string): Promise<number> }, reread: boolean): number | Promise<number> {
+    const key = `${viewerId} ${row.id}`;
+    if (reread) return this.readBadge(key, viewerId, row, counts);
+    const before = this.badgeReads.get(key);
+    if (before) {
+      const after = () => this.knownBadge(key, viewerId, row) ?? this.readBadge(key, viewerId, row, counts);
+      return before.then(after, () => this.readBadge(key, viewerId, row, counts));
+    }
+    return this.knownBadge(key, viewerId, row) ?? this.readBadge(key, viewerId, row, counts);
   }
 
   /**
-   * `at`: when the count was read (a block heard while it was on its way makes it stale); `order`,
-   * when it was asked for (a count told: now). A count as of an older head than the one kept is not
-   * kept, nor one as of the same head asked before it: a read that left before a newer mention's
-   * row told its count, or before an edit's row asked again, can come back after it, without that
-   * mention or with the one the edit took away.
+   * Keeps a count told to a subscriber. `at`: when it was read (a block heard while it was on its
+   * way makes it stale); `order`, when it was asked for (a count told: now). A count as of an older
+   * head than the one kept is not kept, nor one as of the same head asked before it: a read that
+   * left before a newer mention's row told its count, or before an edit's row asked again, can come
+   * back after it, without that mention or with the one the edit took away.
    */
   rememberBadge(viewerId: string, row: BadgeRow, n: number, at = Date.now(), order = ++this.badgeOrder): void {
     const key = `${viewerId} ${row.id}`;
@@ -233,12 +242,19 @@ export class ThreadService {
     this.badges.set(key, { n, marker: row.lastReadMessageId, at, seq, order });
   }
 
-  /** Reads a subscriber's badge for a row (`load`) and keeps it; rows that would reuse it meanwhile wait for it (see badgeRead). */
-  readBadge(viewerId: string, row: BadgeRow, load: () => Promise<number>): Promise<number> {
-    const key = `${viewerId} ${row.id}`;
+  /** The unread mentions last told here under `key`, if the subscriber's read marker has not moved since nor a block of theirs come after. */
+  private knownBadge(key: string, viewerId: string, row: BadgeRow): number | undefined {
+    const known = this.badges.get(key);
+    if (!known || known.marker !== row.lastReadMessageId) return undefined;
+    const blocked = this.blocksChanged.get(viewerId);
+    return blocked !== undefined && blocked >= known.at ? undefined : known.n;
+  }
+
+  /** Reads the badge and keeps it; the rows after it meanwhile wait for it (see badge). */
+  private readBadge(key: string, viewerId: string, row: BadgeRow, counts: { load(key: string): Promise<number> }): Promise<number> {
     const asked = Date.now();
     const order = ++this.badgeOrder;
-    const read = load().then((n) => {
+    const read = counts.load(row.id).then((n) => {
       this.rememberBadge(viewerId, row, n, asked, order);
       return n;
     });
@@ -246,11 +262,6 @@ export class ThreadService {
     const done = () => void (this.badgeReads.get(key) === read && this.badgeReads.delete(key));
     read.then(done, done);
     return read;
-  }
-
-  /** The subscriber's badge read still in flight for this conversation, if any. */
-  badgeRead(viewerId: string, row: BadgeRow): Promise<number> | undefined {
-    return this.badgeReads.get(`${viewerId} ${row.id}`);
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
