@@ -52,7 +52,8 @@ describeWithHistory('migrations: expand, then contract', () => {
     await client.end();
     url.pathname = `/${name}`;
     databaseUrl = url.toString();
-  });
+    // DROP DATABASE waits for a checkpoint, which other workers' writes can stretch past jest's 30 s.
+  }, 120_000);
 
   afterAll(async () => {
     rmSync(dir, { recursive: true, force: true });
@@ -60,7 +61,7 @@ describeWithHistory('migrations: expand, then contract', () => {
     await client.connect();
     await client.query(`drop database if exists "${new URL(databaseUrl).pathname.slice(1)}" with (force)`);
     await client.end();
-  });
+  }, 120_000);
 
   it("should keep the previous release serving while the newest migration is applied under it", async () => {
     const env = { DATABASE_URL: databaseUrl };
