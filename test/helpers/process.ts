@@ -3,6 +3,13 @@ import path from 'node:path';
 
 const ROOT = path.join(__dirname, '..', '..');
 
+/**
+ * The V8 flags `npm test` starts jest with (package.json), which its workers inherit but a child
+ * does not (V8's flags are refused in NODE_OPTIONS): a test process lives seconds, and with
+ * V8's default budget it spent about a third of its CPU optimizing code it then barely ran.
+ */
+export const V8_TEST_FLAGS = process.execArgv.filter((a) => /^--(interrupt-budget|max-semi-space-size)=/.test(a));
+
 export interface ParleyProcess {
   child: ReturnType<typeof spawn>;
   /** The exit code once it exits. */
@@ -19,7 +26,7 @@ export interface ParleyProcess {
  * of the tests: whatever it started and a test left running is stopped after the test.
  */
 export function runParley(env: Record<string, string | undefined>, opts: { cwd?: string; entry?: string; detached?: boolean } = {}): ParleyProcess {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', opts.entry ?? 'src/index.ts'], {
+  const child = spawn(process.execPath, [...V8_TEST_FLAGS, '-r', '@swc-node/register', opts.entry ?? 'src/index.ts'], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, NODE_ENV: 'production', LOG_PRETTY: 'false', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
