@@ -300,7 +300,7 @@ describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
     expect([codeOf(r), r.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', "The file's content is not a .txt file."]);
   });
 
-  it('should refuse malformed base64 of any length as BAD_USER_INPUT, storing nothing', async () => {
+  it('should refuse malformed base64 of any length, or an empty file, as BAD_USER_INPUT, storing nothing', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);
     const lobby = await lobbyOf(s.url, u.token);
@@ -320,6 +320,9 @@ describe('attachments up to ATTACHMENT_MAX_BYTES (issue 15, item 6)', () => {
       const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'x.png', base64 } } }, u.token);
       expect([codeOf(r), r.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'attachment.base64']);
     }
+    // An empty string is valid base64: what is wrong with it is that it holds no file (an outside probe read "not valid base64").
+    const empty = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: 'x.png', base64: '' } } }, u.token);
+    expect([codeOf(empty), empty.errors?.[0]?.extensions?.field, empty.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', 'attachment.base64', 'The attachment is empty.']);
     const h = await ok(gql(s.url, 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }', { c: { groupId: lobby } }, u.token));
     expect(h.history.totalCount).toBe(0);
   });

@@ -41,7 +41,7 @@ function isPlainText(b: Buffer): boolean {
  * holds the event loop on a smaller one.
  */
 function decodeStrictBase64(b64: string): Buffer | null {
-  if (!b64.length || b64.length % 4 !== 0) return null;
+  if (b64.length % 4 !== 0) return null;
   const data = Buffer.from(b64, 'base64');
   return data.toString('base64') === b64 ? data : null;
 }
