@@ -5,10 +5,12 @@ const ROOT = path.join(__dirname, '..', '..');
 
 /**
  * The V8 flags `npm test` starts jest with (package.json), which its workers inherit but a child
- * does not (V8's flags are refused in NODE_OPTIONS): a test process lives seconds, and with
- * V8's default budget it spent about a third of its CPU optimizing code it then barely ran.
+ * does not (V8's flags are refused in NODE_OPTIONS). A server sets an eighth of V8's default
+ * interrupt budget unless given one (src/core/runtime.ts): right for a process that serves for
+ * days, but a test process lives seconds, and spent about a third of its CPU optimizing code it
+ * then barely ran.
  */
-export const V8_TEST_FLAGS = process.execArgv.filter((a) => /^--(interrupt-budget|max-semi-space-size)=/.test(a));
+const V8_TEST_FLAGS = process.execArgv.filter((a) => /^--(interrupt-budget|max-semi-space-size)=/.test(a));
 
 export interface ParleyProcess {
   child: ReturnType<typeof spawn>;
