@@ -87,6 +87,13 @@ describe('pins', () => {
     await ok(gql(s.url, PIN, { m: open.id }, alice.token));
     expect(codeOf(await gql(s.url, UNPIN, { m: open.id }, carol.token))).toBe('FORBIDDEN');
     expect((await ok(gql(s.url, PINNED, { c: { projectId: p.id } }, carol.token))).conversation.pinnedMessages.map((m: any) => m.id)).toEqual([open.id]);
+    // A message of a sender the viewer blocks is one they can't see: NOT_FOUND before who may pin, as for reactions.
+    const later = await sendMessage(s.url, bob.token, { projectId: p.id, content: 'after' });
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: bob.id }, carol.token));
+    const blocked = await snapshot(s.env.DATABASE_URL!);
+    expect([codeOf(await gql(s.url, PIN, { m: later.id }, carol.token)), codeOf(await gql(s.url, UNPIN, { m: open.id }, carol.token))]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    expect(codeOf(await gql(s.url, 'mutation($m: ID!) { addReaction(messageId: $m, emoji: "👍") { id } }', { m: later.id }, carol.token))).toBe('NOT_FOUND');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(blocked);
   });
 
   it("should leave a blocked user's pinned messages out of the blocker's pinnedMessages, and no one else's", async () => {

@@ -48,6 +48,7 @@ export class PinService {
       // Nor one of a sender the viewer blocks, which their pinnedMessages and history leave out
       // (unpinning their own pin of it stays theirs to do: see unpin).
       if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Message');
+      await this.mayPinIn(em, viewerId, row, conv);
       if (row.deleted_at) throw deletedPin('pinned');
       const result = await em.transactional(async (tem) => {
         await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
@@ -68,7 +69,7 @@ export class PinService {
   /** Unpinning a message that is not pinned changes nothing (and tells no one). */
   async unpin(em: EntityManager, viewerId: string, messageId: string): Promise<MessageType> {
     return unlessGone(em, messageId, async () => {
-      const { row } = await this.pinnable(em, viewerId, messageId);
+      const { row, conv } = await this.pinnable(em, viewerId, messageId);
       // One of a sender the viewer blocks is a message they can't see, but for a pin they made
       // before the block (as their own reaction stays theirs to remove): anyone else's pin of it
       // is the others' to keep, and the answer would show the viewer what the block hides.
@@ -76,6 +77,7 @@ export class PinService {
         const [pin] = await this.pinsOf(em, [row.id]);
         if (pin?.byId !== viewerId) throw new NotFoundError('Message');
       }
+      await this.mayPinIn(em, viewerId, row, conv);
       // A deleted message's pin is no longer shown nor counted: there is nothing to unpin.
       if (row.deleted_at) throw deletedPin('unpinned');
       const result = await em.transactional(async (tem) => {
@@ -107,8 +109,8 @@ export class PinService {
   }
 
   /**
-   * The message and its conversation, if the viewer may pin in it: NOT_FOUND for a message they
-   * can't see (the same answer as for none), FORBIDDEN for a project's member who is not its owner.
+   * The message and its conversation, if the viewer can see it there: NOT_FOUND for a message they
+   * can't (the same answer as for none). What they may do with it is mayPinIn's to say, after.
    */
   private async pinnable(em: EntityManager, viewerId: string, messageId: string): Promise<{ row: MessageRow; conv: Conversation }> {
     const row = isId(messageId) ? await messageRepository.byId(em, messageId) : null;
@@ -123,12 +125,19 @@ export class PinService {
     } catch {
       throw new NotFoundError('Message');
     }
-    if (conv.kind === 'project') {
-      if (row.recipient_id) throw new BadUserInputError('A private message is not pinned for the whole project.', 'messageId');
-      const { role } = await this.projects.asMember(em, conv.projectId!, viewerId);
-      if (role !== ProjectRole.OWNER) throw new ForbiddenError("Only the project's owner can pin or unpin its messages.");
-    }
     return { row, conv };
+  }
+
+  /**
+   * In a project, only its owner pins, and never a private message. Asked once the message is
+   * known to be one the viewer sees: one of a sender they block is NOT_FOUND to every member, as
+   * it is to reactions and reports (a participant was told FORBIDDEN: an outside probe).
+   */
+  private async mayPinIn(em: EntityManager, viewerId: string, row: MessageRow, conv: Conversation): Promise<void> {
+    if (conv.kind !== 'project') return;
+    if (row.recipient_id) throw new BadUserInputError('A private message is not pinned for the whole project.', 'messageId');
+    const { role } = await this.projects.asMember(em, conv.projectId!, viewerId);
+    if (role !== ProjectRole.OWNER) throw new ForbiddenError("Only the project's owner can pin or unpin its messages.");
   }
 
   /** The message as it is now, told to every messageEvent subscriber of its conversation with its pin. */
