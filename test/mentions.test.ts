@@ -471,4 +471,3 @@ describe('a subscriber badge told live', () => {
     expect(reads).toHaveLength(1);
   });
 });
-

@@ -9,7 +9,7 @@ const OPTIMIZED = 64;
 const MARKED = 256 | 512 | 1024;
 
 /** Calls a fresh function until V8 marks it for optimization (or optimizes it): how many calls that took. */
-export function callsToTierUp(): number {
+function callsToTierUp(): number {
   setFlagsFromString('--allow-natives-syntax');
   const status = new Function('f', 'return %GetOptimizationStatus(f)') as (f: unknown) => number;
   // A new function each time (new Function), so that no earlier call's feedback counts.
