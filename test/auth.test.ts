@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
+import { loadEnv } from '../src/config/env';
 import { createTestServer, describeRedis } from './helpers/server';
 import { attempt, buildUser, lobbyOf, request, signup, login } from './helpers/factories';
 import { throughRedisProxy } from './helpers/tcp-proxy';
@@ -62,7 +63,8 @@ describe('accounts', () => {
   });
 
   it('should hash passwords with argon2id at OWASP parameters and store tokens only as hashes', async () => {
-    const s = await createTestServer();
+    // The default, which the harness's minimal cost (helpers/server.ts) would hide.
+    const s = await createTestServer({ PASSWORD_HASH_COST: undefined });
     const u = await signup(s.url);
     const [row] = await sql(s.env.DATABASE_URL!, 'select password_hash from users where id = $1', [u.id]);
     expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
@@ -71,6 +73,20 @@ describe('accounts', () => {
     expect(sessions).toEqual([{ token_hash: createHash('sha256').update(u.token).digest('hex') }]);
     const leaked = await sql(s.env.DATABASE_URL!, "select count(*)::int as n from sessions where token_hash = $1 or token_hash like '%' || $1 || '%'", [u.token]);
     expect(leaked[0].n).toBe(0);
+  });
+
+  it('should hash at minimal cost only under NODE_ENV=test, and check a password against the cost it was hashed at', async () => {
+    for (const NODE_ENV of ['production', 'development']) expect(() => loadEnv({ NODE_ENV, PASSWORD_HASH_COST: 'minimal' })).toThrow(/PASSWORD_HASH_COST/);
+    expect(() => loadEnv({ NODE_ENV: 'test', PASSWORD_HASH_COST: 'cheap' })).toThrow(/PASSWORD_HASH_COST/);
+    const cheap = await createTestServer({ PASSWORD_HASH_COST: 'minimal' });
+    const u = await signup(cheap.url);
+    const [row] = await sql(cheap.env.DATABASE_URL!, 'select password_hash from users where id = $1', [u.id]);
+    expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=1024,t=1,p=1\$/);
+    await cheap.dispose();
+    // A server at the default cost takes the cheaper hash as stored (verify reads its parameters).
+    const s = await createTestServer({ PASSWORD_HASH_COST: 'owasp' }, { clean: false });
+    expect((await request(s.url, LoginDocument, { username: u.username, password: u.password })).login.user.id).toBe(u.id);
+    expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: `${u.password}x` }))).toBe('UNAUTHENTICATED');
   });
 
   it('should log in, answering an unknown user and a wrong password the same way', async () => {

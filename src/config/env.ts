@@ -82,6 +82,12 @@ export interface Env {
   PRESENCE_GROUP_MAX: number;
   /** Token lifetime in seconds. @default 2592000 (30 days) */
   TOKEN_TTL: number;
+  /**
+   * The cost of new password hashes: `owasp` (argon2id, 19 MiB, 2 passes: ~25 ms of a core each),
+   * or `minimal` (1 MiB, 1 pass), which only NODE_ENV=test accepts: test suites sign thousands of
+   * users up, as Rails' and Django's test settings make bcrypt and their hashers cheap. @default 'owasp'
+   */
+  PASSWORD_HASH_COST: 'owasp' | 'minimal';
   /** Largest decoded attachment in bytes. @default 5242880 (5 MiB) */
   ATTACHMENT_MAX_BYTES: number;
   /** Decoded attachment bytes one response may carry through `Attachment.base64` (the rest: PAYLOAD_TOO_LARGE); at least ATTACHMENT_MAX_BYTES. @default 10485760 (10 MiB), or ATTACHMENT_MAX_BYTES if larger */
@@ -413,6 +419,11 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
   const cron = read(src, 'PRESENCE_SWEEP_CRON') ?? '* * * * *';
   if (!validateCron(cron)) throw new ConfigError('PRESENCE_SWEEP_CRON', `must be a cron expression, got '${cron}'`);
 
+  const hashCost = (read(src, 'PASSWORD_HASH_COST') ?? 'owasp').toLowerCase();
+  if (hashCost !== 'owasp' && hashCost !== 'minimal') throw new ConfigError('PASSWORD_HASH_COST', `must be owasp or minimal, got '${hashCost}'`);
+  // A cheap hash outside tests would leave stolen hashes easy to crack.
+  if (hashCost === 'minimal' && nodeEnv !== 'test') throw new ConfigError('PASSWORD_HASH_COST', `can be minimal only with NODE_ENV=test, not ${nodeEnv}`);
+
   const presenceVisibility = (read(src, 'PRESENCE_VISIBILITY') ?? 'everyone').toLowerCase();
   if (presenceVisibility !== 'everyone' && presenceVisibility !== 'contacts') {
     throw new ConfigError('PRESENCE_VISIBILITY', `must be everyone or contacts, got '${presenceVisibility}'`);
@@ -445,6 +456,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PRESENCE_VISIBILITY: presenceVisibility,
     PRESENCE_GROUP_MAX: int(src, 'PRESENCE_GROUP_MAX', 100, 2, 100_000),
     TOKEN_TTL: duration(src, 'TOKEN_TTL', 30 * 86400, 1, UNTIMED),
+    PASSWORD_HASH_COST: hashCost,
     ATTACHMENT_MAX_BYTES: attachmentMax,
     ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1, UNTIMED),
