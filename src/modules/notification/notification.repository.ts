@@ -312,14 +312,22 @@ export const notificationRepository = {
              for update skip locked)
          returning o.id, o.kind, o.recipient_id, o.conversation_key, o.sender_id, o.source_id, o.preview, o.preview_id, o.covered, o.count, o.created_at, o.last_at, o.attempts
        ), k as (
-         -- A recipient who blocks someone: the covered messages of senders they don't block, and the newest of them (KEPT).
+         -- The covered messages still news to the recipient, and the newest of them (KEPT): not from a
+         -- sender they block, nor read since (on another device, or over HTTP alone, between two
+         -- messages of one event: 'count' told of one they had read).
          select c.*, kept.n as kept_count, kept.newest as kept_newest from c left join lateral (
-           select count(*)::int as n, (array_agg(m.id order by x.k desc))[1] as newest
+           select count(*) filter (where f.kept)::int as n, (array_agg(m.id order by x.k desc) filter (where f.kept))[1] as newest
              from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
-            where ${blocksAnyone('c.recipient_id')} and not ${blockedBy('c.recipient_id', 'm.sender_id')}
-           -- No row for everyone else (the where's copy of that test spares their probes), nor unless every
-           -- message counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
-           having c.covered is not null and cardinality(c.covered) = c.count and ${blocksAnyone('c.recipient_id')}) kept on true
+             cross join lateral (select coalesce(
+               ((m.parent_id is null or m.also_in_conversation) and exists (
+                 select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
+                    and rm.last_read_at is not null and (m.created_at, m.id) <= (rm.last_read_at, rm.last_read_message_id)))
+               or (m.parent_id is not null and exists (
+                 select 1 from thread_members tr where tr.root_id = m.parent_id and tr.user_id = c.recipient_id and tr.read_at >= m.created_at)), false) as read) r
+             cross join lateral (select not r.read and not (${blocksAnyone('c.recipient_id')} and ${blockedBy('c.recipient_id', 'm.sender_id')}) as kept) f
+           -- No row when nothing was left out (the count and preview stand), nor unless every message
+           -- counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
+           having c.covered is not null and cardinality(c.covered) = c.count and count(*) filter (where f.kept) < c.count) kept on true
        )
        select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at,
               (extract(epoch from clock_timestamp() - c.last_at) * 1000)::float8 as age_ms, c.attempts,
