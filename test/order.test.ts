@@ -548,3 +548,39 @@ describe('PubSub: what could not be published', () => {
     await pubsub.dispose();
   });
 });
+
+/** An edit's sidebar row and a newer messageEvent of the same message, as two instances publish them close together. */
+describe('EventOrder: a sidebar row behind a newer messageEvent', () => {
+  const setupRows = () => {
+    const out: { topic: Topic; payload: any }[] = [];
+    const order = new EventOrder({ dispatch: (topic, payload) => void out.push({ topic, payload }) }, channelRoutes({ presencePerUser: false }), () => true);
+    const at = new Date().toISOString();
+    const message = (version: number, reactions: string[]) => ({
+      id: 'm1', conversationKey: 'g:1', groupId: '1', projectId: null, recipientId: null, senderId: 'u', sender: null,
+      content: 'x3', attachment: null, clientMessageId: null, createdAt: at, editedAt: at, deletedAt: null, version, reactions,
+    });
+    const row = (version: number, reactions: string[]) => ({
+      conversationKey: 'g:1', kind: 'GROUP' as const, groupId: '1', projectId: null, userIds: null, title: null, titles: null,
+      message: message(version, reactions), head: [1, 'm1', at] as [number, string, string], members: {}, only: null,
+    });
+    return { out, order, message, row };
+  };
+
+  it("should carry the newer copy a messageEvent brought first, so that no subscriber ends on the edit's reactions", () => {
+    const { out, order, message, row } = setupRows();
+    // The reaction (version 3) reached this instance before the row of the edit (version 2) made on another.
+    order.admit(Topic.MessageEvent, { kind: 'REACTIONS_CHANGED', message: message(3, ['👍', '🔥']) }, 'g:1');
+    order.admit(Topic.ConversationUpdated, row(2, ['👍']), 'g:1');
+    expect(out.map((e) => [e.topic, e.payload.message.version, e.payload.message.reactions])).toEqual([
+      [Topic.MessageEvent, 3, ['👍', '🔥']],
+      [Topic.ConversationUpdated, 3, ['👍', '🔥']],
+    ]);
+    // In the usual order both go as they are.
+    order.admit(Topic.ConversationUpdated, row(4, ['👍']), 'g:1');
+    order.admit(Topic.MessageEvent, { kind: 'REACTIONS_CHANGED', message: message(5, []) }, 'g:1');
+    expect(out.slice(2).map((e) => [e.topic, e.payload.message.version])).toEqual([
+      [Topic.ConversationUpdated, 4],
+      [Topic.MessageEvent, 5],
+    ]);
+  });
+});

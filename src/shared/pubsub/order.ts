@@ -578,6 +578,12 @@ export class LatePins {
     this.newest = boundedLru({ max: opts.max, ttlMs: opts.ttlMs });
   }
 
+  /** The message as the newest event admitted of it told it, when that is newer than `version`. */
+  newer(id: string, version: number): MessagePayload | undefined {
+    const known = this.newest.get(id)?.event.message;
+    return known && known.version! > version ? known : undefined;
+  }
+
   /** An event as new as any seen of its message, delivered. */
   delivered(e: MessageEventPayload): void {
     const known = this.newest.get(e.message.id);
@@ -766,6 +772,12 @@ export class EventOrder {
           // without the message (the row loads its last message as it is now).
           if (!counts) return;
           payload = Object.assign({}, p, { message: undefined, lastMessageOnly: false, only: Object.keys(counts), mentionCounts: counts });
+        } else {
+          // Older than a messageEvent of its message admitted here (a reaction's change, which makes
+          // no row, close behind the edit that made this one): the row carries that newer copy, or
+          // a client's cache of the message went back to the edit's reactions (an outside probe: 3 of 6).
+          const newer = this.pins.newer(m.id, m.version);
+          if (newer) payload = Object.assign({}, p, { message: newer });
         }
       }
     }
