@@ -5,13 +5,18 @@ export const MAX_REACTION_KINDS = 20;
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
- * Pictographs (each with its skin tone, U+FE0F or both, joined by ZWJ into sequences), flags (a pair of
+ * One pictograph: with a skin tone only if it takes one (👍🏽; ❤🏽 is no emoji a picker offers, and
+ * would count apart from ❤️), U+FE0F after either.
+ */
+const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\p{Emoji_Modifier}\ufe0f?|\p{Extended_Pictographic}\ufe0f?)`;
+/**
+ * Pictographs (see PICTOGRAPH, joined by ZWJ into sequences), flags (a pair of
  * regional indicators, or a subdivision's tags) and keycaps (a digit, # or * with U+20E3): what a
  * reaction picker offers. A lone indicator or keycap mark is a grapheme too, and no emoji; so is
  * an emoji followed by a mark, a joiner or a tag that shows nothing (it would look like the emoji
  * and count apart from it).
  */
-const EMOJI = /^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}\ufe0f?|\ufe0f)?(?:\u200d(?:\p{Extended_Pictographic}(?:\p{Emoji_Modifier}\ufe0f?|\ufe0f)?))*)$/u;
+const EMOJI = new RegExp(String.raw`^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|${PICTOGRAPH}(?:\u200d${PICTOGRAPH})*)$`, 'u');
 /** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
 const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 const VS16 = '\ufe0f';
