@@ -104,6 +104,17 @@ function withDates<T extends Record<string, unknown>>(rows: T[], ...fields: (key
   return rows;
 }
 
+/**
+ * Whether event `c`'s recipient has read message `m` (SQL aliases): the conversation's marker is at
+ * or past it (a reply also in the conversation too), or, for a reply, its thread's marker is.
+ */
+const readByRecipient = (m: string): string =>
+  `((${m}.parent_id is null or ${m}.also_in_conversation) and exists (
+      select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
+         and rm.last_read_at is not null and (${m}.created_at, ${m}.id) <= (rm.last_read_at, rm.last_read_message_id)))
+    or (${m}.parent_id is not null and exists (
+      select 1 from thread_members tr where tr.root_id = ${m}.parent_id and tr.user_id = c.recipient_id and tr.read_at >= ${m}.created_at))`;
+
 const EVENT_COLUMNS = 'id, kind, recipient_id, conversation_key, sender_id, source_id, preview, count, created_at, last_at, due_at';
 
 /** Every query of the notification module: outbox, cursor, levels. */
@@ -318,12 +329,7 @@ export const notificationRepository = {
          select c.*, kept.n as kept_count, kept.newest as kept_newest from c left join lateral (
            select count(*) filter (where f.kept)::int as n, (array_agg(m.id order by x.k desc) filter (where f.kept))[1] as newest
              from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
-             cross join lateral (select coalesce(
-               ((m.parent_id is null or m.also_in_conversation) and exists (
-                 select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
-                    and rm.last_read_at is not null and (m.created_at, m.id) <= (rm.last_read_at, rm.last_read_message_id)))
-               or (m.parent_id is not null and exists (
-                 select 1 from thread_members tr where tr.root_id = m.parent_id and tr.user_id = c.recipient_id and tr.read_at >= m.created_at)), false) as read) r
+             cross join lateral (select coalesce(${readByRecipient('m')}, false) as read) r
              cross join lateral (select not r.read and not (${blocksAnyone('c.recipient_id')} and ${blockedBy('c.recipient_id', 'm.sender_id')}) as kept) f
            -- No row when nothing was left out (the count and preview stand), nor unless every message
            -- counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
@@ -345,12 +351,7 @@ export const notificationRepository = {
               case when c.kind = 'MENTION' and c.covered is not null
                    then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
               coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only,
-              coalesce(c.kind in ('MESSAGE', 'MENTION', 'THREAD_REPLY') and (
-                ((pm.parent_id is null or pm.also_in_conversation) and exists (
-                  select 1 from conversation_members rm where rm.conversation_key = c.conversation_key and rm.user_id = c.recipient_id
-                     and rm.last_read_at is not null and (pm.created_at, pm.id) <= (rm.last_read_at, rm.last_read_message_id)))
-                or (pm.parent_id is not null and exists (
-                  select 1 from thread_members tr where tr.root_id = pm.parent_id and tr.user_id = c.recipient_id and tr.read_at >= pm.created_at))), false) as now_read
+              coalesce(c.kind in ('MESSAGE', 'MENTION', 'THREAD_REPLY') and (${readByRecipient('pm')}), false) as now_read
          from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
          left join users u on u.id = coalesce(pm.sender_id, c.sender_id) join users r on r.id = c.recipient_id`,
       [leaseSeconds, limit],
