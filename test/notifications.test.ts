@@ -124,16 +124,17 @@ describe('notifications', () => {
     const group = await buildGroup(s.url, a, { members: [b, c] });
     const read = (u: typeof b) => ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount } }', { c: { groupId: group.id } }, u.token));
     // b reads the first message over HTTP alone (no socket: still away), between two of one event.
-    await sendMessage(s.url, a.token, { groupId: group.id, content: 'first' });
+    const first = await sendMessage(s.url, a.token, { groupId: group.id, content: 'first' });
     expect((await read(b)).markRead.unreadCount).toBe(0);
-    await sendMessage(s.url, a.token, { groupId: group.id, content: 'second' });
+    const second = await sendMessage(s.url, a.token, { groupId: group.id, content: 'second' });
     await sendMessage(s.url, a.token, { toUserId: b.id, content: 'direct' });
     const messages = (u: typeof b) => receiver.of(u.id).filter((e) => e.body.kind === 'MESSAGE' && e.body.conversationId === `g:${group.id}`);
     await eventually(() => messages(b).length >= 1 && messages(c).length >= 1, 10_000);
     await sleep(QUIET_MS);
-    expect(messages(b).map((e) => e.body)).toEqual([expect.objectContaining({ count: 1, preview: 'second', unreadTotal: 2 })]);
+    // Its time is the first counted message's, not the one read (an outside probe: it was).
+    expect(messages(b).map((e) => e.body)).toEqual([expect.objectContaining({ count: 1, preview: 'second', unreadTotal: 2, createdAt: second.createdAt })]);
     // c read neither: both counted, as before.
-    expect(messages(c).map((e) => e.body)).toEqual([expect.objectContaining({ count: 2, preview: 'second', unreadTotal: 2 })]);
+    expect(messages(c).map((e) => e.body)).toEqual([expect.objectContaining({ count: 2, preview: 'second', unreadTotal: 2, createdAt: first.createdAt })]);
   });
 
   it('should sign as documented, and the documented snippet should refuse a tampered body, another secret and an old time', async () => {

@@ -325,9 +325,11 @@ export const notificationRepository = {
        ), k as (
          -- The covered messages still news to the recipient, and the newest of them (KEPT): not from a
          -- sender they block, nor read since (on another device, or over HTTP alone, between two
-         -- messages of one event: 'count' told of one they had read).
-         select c.*, kept.n as kept_count, kept.newest as kept_newest from c left join lateral (
-           select count(*) filter (where f.kept)::int as n, (array_agg(m.id order by x.k desc) filter (where f.kept))[1] as newest
+         -- messages of one event: 'count' told of one they had read), their newest (the preview) and
+         -- the first one's time (the event's createdAt: it was the time of a message left out).
+         select c.*, kept.n as kept_count, kept.newest as kept_newest, kept.first_at as kept_first_at from c left join lateral (
+           select count(*) filter (where f.kept)::int as n, (array_agg(m.id order by x.k desc) filter (where f.kept))[1] as newest,
+                  (array_agg(m.created_at order by x.k) filter (where f.kept))[1] as first_at
              from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
              cross join lateral (select coalesce(${readByRecipient('m')}, false) as read) r
              cross join lateral (select not r.read and not (${blocksAnyone('c.recipient_id')} and ${blockedBy('c.recipient_id', 'm.sender_id')}) as kept) f
@@ -335,7 +337,7 @@ export const notificationRepository = {
            -- counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
            having c.covered is not null and cardinality(c.covered) = c.count and count(*) filter (where f.kept) < c.count) kept on true
        )
-       select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, c.created_at,
+       select c.id, c.kind, c.recipient_id, c.conversation_key, coalesce(pm.sender_id, c.sender_id) as sender_id, c.preview, coalesce(c.kept_count, c.count) as count, coalesce(c.kept_first_at, c.created_at) as created_at,
               (extract(epoch from clock_timestamp() - c.last_at) * 1000)::float8 as age_ms, c.attempts,
               u.username as sender_username, u.display_name as sender_display_name, r.deleted_at is not null as recipient_gone,
               r.notification_level as now_level,
