@@ -2,7 +2,7 @@ import { codeOf, eventually, frameLog, gql, listen, ok, running, sleep, wsClient
 import { holdNextMessagePublish, holdNextPublishOf } from './helpers/publish';
 import { Topic } from '../src/shared/pubsub/topics';
 import { createTestServer, describeRedis } from './helpers/server';
-import { befriend, buildGroup, groupWith, sendMessage, signup, request } from './helpers/factories';
+import { befriend, buildGroup, groupWith, sendMessage, signup, request, type TestUser } from './helpers/factories';
 import { HistoryDocument } from '../generated/client/graphql';
 import { snapshot, sql, whileHolding } from './helpers/db';
 import { messageRepository } from '../src/modules/message/message.repository';
@@ -189,7 +189,11 @@ describe('editing, deleting and reacting', () => {
     expect(more.find((r: { emoji: string }) => r.emoji === emoji[0]).count).toBe(2);
   });
 
-  it('should not tell a reaction read back after a deletion committed: DELETED tells that state, and nothing follows it', async () => {
+  // An outside probe, under edits, reactions and a deletion at once: EDITED carrying the tombstone, after DELETED.
+  it.each([
+    ['a reaction', (url: string, m: string, u: { alice: TestUser; bob: TestUser }) => gql(url, ADD, { m, e: '👍' }, u.bob.token)],
+    ['an edit', (url: string, m: string, u: { alice: TestUser; bob: TestUser }) => gql(url, EDIT, { m, t: 'soon gone, edited' }, u.alice.token)],
+  ] as const)('should not tell %s read back after a deletion committed: DELETED tells that state, and nothing follows it', async (_what, change) => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'React, then gone', [bob]);
@@ -197,16 +201,19 @@ describe('editing, deleting and reacting', () => {
     const events = await listen(s, alice, EVENTS, { c: { groupId: g } });
     // The deletion commits between the reaction's commit and its read back (as when both land at once).
     const real = messageRepository.withReactions.bind(messageRepository);
+    let deletedUnder = 0;
     const spy = jest.spyOn(messageRepository, 'withReactions').mockImplementationOnce(async (em, id) => {
+      deletedUnder++;
       await sql(s.env.DATABASE_URL!, "update messages set content = null, deleted_at = now(), version = version + 1 where id = $1", [id]);
       await sql(s.env.DATABASE_URL!, 'delete from message_reactions where message_id = $1', [id]);
       return real(em, id);
     });
     try {
-      await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));
+      await ok(change(s.url, m.id, { alice, bob }));
     } finally {
       spy.mockRestore();
     }
+    expect(deletedUnder).toBe(1);
     await ok(gql(s.url, EDIT, { m: (await sendMessage(s.url, alice.token, { groupId: g, content: 'barrier' })).id, t: 'barrier, edited' }, alice.token));
     await events.nth(1);
     expect(events.values.map((v: any) => v.messageEvent.kind)).toEqual(['EDITED']);

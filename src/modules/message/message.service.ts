@@ -895,9 +895,9 @@ export class MessageService {
   /** As `changed`, with the version it told. */
   private async changedAt(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<{ message: MessageType; version: number }> {
     const { row, message } = await this.read(em, id);
-    // A reaction's change read back after a deletion committed: the deletion's own event tells that
-    // state (told again as REACTIONS_CHANGED, it came after DELETED).
-    if (kind === 'REACTIONS_CHANGED' && row.deleted_at) return { message, version: row.version };
+    // A reaction's change or an edit read back after a deletion committed: the deletion's own event
+    // tells that state (told again as REACTIONS_CHANGED or EDITED, it came after DELETED).
+    if ((kind === 'REACTIONS_CHANGED' || kind === 'EDITED') && row.deleted_at) return { message, version: row.version };
     // Its position too: an event about a message still held in its line goes behind it (EventOrder).
     const payload = Object.assign(toMessagePayload(message), { version: row.version });
     if (row.pos !== null) payload.pos = Number(row.pos);
