@@ -504,8 +504,8 @@ describe('block', () => {
 });
 
 describe('block while typing in a project and its private thread', () => {
-  it('should end both indicators, the private thread\'s and the project\'s, each once', async () => {
-    const s = await createTestServer();
+  it('should end both indicators, the private thread\'s and the project\'s, at the block and each once', async () => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
     const [alice, carol] = [await signup(s.url), await signup(s.url)];
     const p = (await buildProject(s.url, alice, { participants: [carol] })).id;
     const STOP = 'mutation($c: ConversationInput!) { setTyping(conversation: $c, typing: false) }';
@@ -514,13 +514,14 @@ describe('block while typing in a project and its private thread', () => {
     await ok(gql(s.url, TYPING, { c: { projectId: p } }, carol.token));
     await typing.nth(2);
     await block(s, alice, carol);
+    await typing.nth(4);
     await ok(gql(s.url, STOP, { c: { projectId: p } }, carol.token));
     await ok(gql(s.url, STOP, { c: { projectId: p, userId: alice.id } }, carol.token));
-    await typing.nth(4);
-    await sleep(200);
+    await sleep(300);
     const told = typing.values.map((v) => `${v.typing.privateThread ? 'thread' : 'project'} ${v.typing.typing}`);
     expect(told.slice(0, 2).sort()).toEqual(['project true', 'thread true']);
     expect(told.slice(2).sort()).toEqual(['project false', 'thread false']);
+    expect(told).toHaveLength(4);
   });
 });
 
@@ -550,8 +551,9 @@ describe('block and read receipts', () => {
 });
 
 describe('block while typing', () => {
-  it("should end a typist's indicator for the one who blocks them mid-typing, once, and tell nothing of their typing after", async () => {
-    const s = await createTestServer();
+  it("should end a typist's indicator for the one who blocks them mid-typing, at once and once, and tell nothing of their typing after", async () => {
+    // A lapse far off: the end told must be the block's.
+    const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, carol, 'Typing then blocked', [alice, bob]);
     const c = { groupId: g };
@@ -560,9 +562,10 @@ describe('block while typing', () => {
     await ok(gql(s.url, TYPING, { c }, bob.token));
     await typing.nth(1);
     await block(s, alice, bob);
-    await ok(gql(s.url, STOP, { c }, bob.token));
+    // Ended by the block itself, not at his stop or his lapse (6 s later by default: an outside probe).
     await typing.nth(2);
-    // Blocked now: his next typing and its end are not told; Carol's still are.
+    await ok(gql(s.url, STOP, { c }, bob.token));
+    // Blocked now: his stop, his next typing and its end are not told; Carol's still are.
     await ok(gql(s.url, TYPING, { c }, bob.token));
     await ok(gql(s.url, STOP, { c }, bob.token));
     await ok(gql(s.url, TYPING, { c }, carol.token));
@@ -719,5 +722,23 @@ describeRedis('block across instances', () => {
     await eventually(() => presenceOnB.values.some((v) => v.presenceChanged.user.id === dave.id));
     // What reached her of Bob: each block's OFFLINE and the unblock's ONLINE, told on B of changes made through A; never his logout.
     expect(presenceOnB.values.filter((v) => v.presenceChanged.user.id === bob.id).map((v) => v.presenceChanged.status)).toEqual(['OFFLINE', 'ONLINE', 'OFFLINE']);
+  });
+
+  it("should end, at once, the indicator a socket on another instance showed of a typist blocked through the typist's instance", async () => {
+    a = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const c = { groupId: (await buildGroup(a.url, alice, { members: [bob] })).id };
+    const typingOnB = await listen(b, alice, TYPING_EVENTS, { c });
+    await ok(gql(a.url, TYPING, { c }, bob.token));
+    await typingOnB.nth(1);
+    await block(a, alice, bob);
+    await typingOnB.nth(2);
+    await ok(gql(a.url, 'mutation($c: ConversationInput!) { setTyping(conversation: $c, typing: false) }', { c }, bob.token));
+    await sleep(300);
+    expect(typingOnB.values.map((v) => [v.typing.user.id === bob.id, v.typing.typing])).toEqual([
+      [true, true],
+      [true, false],
+    ]);
   });
 });

@@ -299,11 +299,35 @@ export class TypingService {
     // lapse (plus a throttle window of unwritten refreshes) after the last; the margin covers
     // the store's expiry and a slow delivery.
     this.typistTtlMs = this.lapseMs + 2 * this.throttleMs + EXPIRY_MARGIN_MS;
-    this.unlisten = this.pubsub.on(Topic.Typing, (p) => {
+    const offTyping = this.pubsub.on(Topic.Typing, (p) => {
       const slot = slotOfEvent(p);
       if (p.typing) this.sawTyping(slot);
       this.watchEnd(slot, p);
     });
+    const offBlocks = this.pubsub.on(Topic.SafetyChanged, (p) => {
+      if (p.blocked && p.blockedId !== undefined) this.endShownTo(p.userId, p.blockedId);
+    });
+    this.unlisten = () => {
+      offTyping();
+      offBlocks();
+    };
+  }
+
+  /**
+   * A block hides the blocked user's typing from the blocker: what the blocker's subscriptions here
+   * were shown of it ends now, not at its lapse up to 6 s later (an outside probe: the indicator
+   * stayed on). Each typing subscription lets one end through for a typist it showed (see its
+   * filter), so the lapse's own end is not told again. What this instance knows is typing: the
+   * starts it heard not yet ended (watchEnd), and its own typists.
+   */
+  private endShownTo(blockerId: string, blockedId: string): void {
+    const ends = new Map<string, TypingPayload>();
+    for (const [slot, { event }] of this.ends) if (event.userId === blockedId) ends.set(slot, Object.assign({}, event, { typing: false }));
+    const now = Date.now();
+    for (const [slot, part] of this.parts) {
+      if (part.user.id === blockedId && part.deadline > now && !ends.has(slot)) ends.set(slot, typingPayload(part.conv, part.user, false));
+    }
+    for (const p of ends.values()) this.pubsub.deliverLocally(Topic.Typing, [blockerId], p);
   }
 
   /**
