@@ -1,6 +1,6 @@
-import { codeOf, gql, ok } from './helpers/graphql';
-import { createTestServer } from './helpers/server';
-import { signup } from './helpers/factories';
+import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
+import { createTestServer, itRedis } from './helpers/server';
+import { signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 
 const SEND = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id status from { id } to { id } } }';
@@ -131,5 +131,115 @@ describe('friends', () => {
     await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: a.password }, a.token));
     expect((await ok(gql(s.url, FRIENDS, {}, b.token))).friends).toEqual([]);
     expect((await ok(gql(s.url, REQUESTS, {}, c.token))).friendRequests).toEqual([]);
+  });
+});
+
+describe('friend events', () => {
+  const EVENTS = 'subscription { friendEvent { kind createdAt user { id } request { id status from { id } to { id } } } }';
+  const CANCEL = 'mutation($id: ID!) { cancelFriendRequest(requestId: $id) }';
+  /** What a friendEvent subscription got, as [kind, the other user, the request's status]. */
+  const told = (sub: { values: any[] }, users: Record<string, TestUser>) => {
+    const name = (id: string | undefined) => Object.keys(users).find((k) => users[k].id === id) ?? id;
+    return sub.values.map(({ friendEvent: e }) => [e.kind, name(e.user.id), e.request?.status ?? null]);
+  };
+
+  it("should tell both users' sessions each request sent, withdrawn, declined and accepted, and each friendship ended, and no one else", async () => {
+    const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '0' });
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [toAlice, toBob, toCarol] = [await listen(s, alice, EVENTS), await listen(s, bob, EVENTS), await listen(s, carol, EVENTS)];
+    const send = async (from: TestUser, to: TestUser) => (await ok(gql(s.url, SEND, { id: to.id }, from.token))).sendFriendRequest;
+    const first = await send(alice, bob);
+    await ok(gql(s.url, CANCEL, { id: first.id }, alice.token));
+    const second = await send(alice, bob);
+    await ok(gql(s.url, DECLINE, { id: second.id }, bob.token));
+    const third = await send(bob, alice);
+    await ok(gql(s.url, ACCEPT, { id: third.id }, alice.token));
+    await ok(gql(s.url, REMOVE, { id: alice.id }, bob.token));
+    await Promise.all([toAlice.nth(7), toBob.nth(7)]);
+    const users = { alice, bob };
+    expect(told(toAlice, users)).toEqual([
+      ['REQUESTED', 'bob', 'PENDING'],
+      ['CANCELLED', 'bob', 'PENDING'],
+      ['REQUESTED', 'bob', 'PENDING'],
+      ['DECLINED', 'bob', 'DECLINED'],
+      ['REQUESTED', 'bob', 'PENDING'],
+      ['ACCEPTED', 'bob', 'ACCEPTED'],
+      ['REMOVED', 'bob', null],
+    ]);
+    expect(told(toBob, users)).toEqual(told(toAlice, users).map(([kind, , status]) => [kind, 'alice', status]));
+    // Each request as it is: its id, and who sent it to whom.
+    const requests = toBob.values.map(({ friendEvent: e }) => e.request && [e.request.id, e.request.from.id, e.request.to.id]);
+    expect(requests).toEqual([
+      [first.id, alice.id, bob.id],
+      [first.id, alice.id, bob.id],
+      [second.id, alice.id, bob.id],
+      [second.id, alice.id, bob.id],
+      [third.id, bob.id, alice.id],
+      [third.id, bob.id, alice.id],
+      null,
+    ]);
+    await sleep(100);
+    expect(toCarol.values).toEqual([]);
+  });
+
+  it('should tell a request sent back as the acceptance it is, and nothing of a refused call or a block', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [toAlice, toBob] = [await listen(s, alice, EVENTS), await listen(s, bob, EVENTS)];
+    await ok(gql(s.url, SEND, { id: bob.id }, alice.token));
+    expect(codeOf(await gql(s.url, SEND, { id: bob.id }, alice.token))).toBe('CONFLICT');
+    expect((await ok(gql(s.url, SEND, { id: alice.id }, bob.token))).sendFriendRequest.status).toBe('ACCEPTED');
+    await toAlice.nth(2);
+    // A block ends the friendship and drops requests, telling the blocked user nothing (nor here the blocker).
+    await ok(gql(s.url, SEND, { id: carol.id }, bob.token));
+    await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: bob.id }, alice.token));
+    await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: carol.id }, bob.token));
+    await toBob.nth(3);
+    await sleep(150);
+    expect(told(toAlice, { bob })).toEqual([
+      ['REQUESTED', 'bob', 'PENDING'],
+      ['ACCEPTED', 'bob', 'ACCEPTED'],
+    ]);
+    expect(told(toBob, { alice, carol })).toEqual([
+      ['REQUESTED', 'alice', 'PENDING'],
+      ['ACCEPTED', 'alice', 'ACCEPTED'],
+      ['REQUESTED', 'carol', 'PENDING'],
+    ]);
+  });
+
+  it("should tell a deleted account's friends the friendship ended, and the other side of its pending requests that they went", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    await ok(gql(s.url, ACCEPT, { id: (await ok(gql(s.url, SEND, { id: bob.id }, alice.token))).sendFriendRequest.id }, bob.token));
+    await ok(gql(s.url, SEND, { id: carol.id }, alice.token));
+    await ok(gql(s.url, SEND, { id: alice.id }, dave.token));
+    const [toBob, toCarol, toDave] = [await listen(s, bob, EVENTS), await listen(s, carol, EVENTS), await listen(s, dave, EVENTS)];
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: alice.password }, alice.token));
+    await Promise.all([toBob.nth(1), toCarol.nth(1), toDave.nth(1)]);
+    await sleep(100);
+    expect(told(toBob, { alice })).toEqual([['REMOVED', 'alice', null]]);
+    expect(told(toCarol, { alice })).toEqual([['CANCELLED', 'alice', 'PENDING']]);
+    expect(told(toDave, { alice })).toEqual([['CANCELLED', 'alice', 'PENDING']]);
+    // Nothing of it left pending either.
+    expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, dave.token))).friendRequests).toEqual([]);
+  });
+
+  itRedis('should reach a session on another instance than the one the change went through', async () => {
+    const a = await createTestServer();
+    const b = await createTestServer({}, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const [onB, aliceOnB] = [await listen(b, bob, EVENTS), await listen(b, alice, EVENTS)];
+    const r = (await ok(gql(a.url, SEND, { id: bob.id }, alice.token))).sendFriendRequest;
+    await ok(gql(a.url, ACCEPT, { id: r.id }, bob.token));
+    await Promise.all([onB.nth(2), aliceOnB.nth(2)]);
+    await sleep(100);
+    expect(told(onB, { alice })).toEqual([
+      ['REQUESTED', 'alice', 'PENDING'],
+      ['ACCEPTED', 'alice', 'ACCEPTED'],
+    ]);
+    expect(told(aliceOnB, { bob })).toEqual([
+      ['REQUESTED', 'bob', 'PENDING'],
+      ['ACCEPTED', 'bob', 'ACCEPTED'],
+    ]);
   });
 });

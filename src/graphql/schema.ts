@@ -2,7 +2,7 @@ import { GraphQLInterfaceType, GraphQLObjectType, lexicographicSortSchema, print
 import { buildSchema, getMetadataStorage, type ResolverData } from 'type-graphql';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { ConversationResolver, ReadReceiptResolver } from '../modules/conversation/conversation.resolver';
-import { FriendResolver } from '../modules/friend/friend.resolver';
+import { FriendEventResolver, FriendResolver } from '../modules/friend/friend.resolver';
 import { GroupEventResolver, GroupResolver } from '../modules/group/group.resolver';
 import { AttachmentResolver, MessageConnectionResolver, MessageResolver } from '../modules/message/message.resolver';
 import { ConversationPinsResolver, PinResolver } from '../modules/message/pin.resolver';
@@ -25,7 +25,7 @@ import { DateTimeScalar } from '../shared/graphql/scalars';
 import type { Context } from '../modules/context';
 
 /** Every resolver, listed explicitly. */
-export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver, PageInfoResolver] as const;
+export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupResolver, GroupEventResolver, FriendResolver, FriendEventResolver, MessageResolver, AttachmentResolver, MessageConnectionResolver, ProjectResolver, ProjectActionResolver, ProjectMessageResolver, ConversationResolver, ReadReceiptResolver, PinResolver, ConversationPinsResolver, SearchResolver, NotificationResolver, BlockResolver, MuteResolver, ReportResolver, PresenceVisibilityResolver, ThreadResolver, MentionResolver, MessageMentionsResolver, ConversationMentionsResolver, NodeResolver, PageInfoResolver] as const;
 
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. Synchronous (see checkedFirst). */
 export const authChecker = ({ context }: ResolverData<Context>): true => {

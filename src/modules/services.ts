@@ -145,7 +145,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
     storeChannel: redis ? presenceStoreChannel(env.PRESENCE_VISIBILITY, redis.sharded) : undefined,
   });
   const users = new UserService();
-  const friends = new FriendService(env);
+  const friends = new FriendService(env, pubsub);
   // Every instance reloads the contacts of the two users it has connected (contacts mode). An ended
   // friendship took their direct conversation's rows, and any mute on them (as a block's does): an
   // instance that held the mute showed it again once they were friends again (an outside probe).
@@ -214,7 +214,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   // In the rename's transaction: the lobby role a name gives changes with it.
   auth.onRenamed((em, userId, from, to, outbox) => groups.renamed(em, userId, from, to, outbox));
   auth.onRetitled((em, userId, title, outbox) => conversations.retitled(em, userId, title, outbox));
-  auth.onAccountDeleted((em, userId) => friends.removeAllOf(em, userId));
+  auth.onAccountDeleted((em, userId, outbox) => friends.removeAllOf(em, userId, outbox));
   // Projects before groups: a conversation's sends wait on a leaver's deleted row until the
   // deletion commits, and the groups' statements are the fewer (a project's departure writes
   // every member's inbox).

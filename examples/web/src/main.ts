@@ -2,8 +2,8 @@
  * Parley web demo: a small chat app over the typed documents generated from operations/*.graphql.
  * Plain DOM; HTTP for queries and mutations, graphql-ws for messageAdded, messageEvent (edits,
  * deletions, reactions), conversationUpdated (the recent list and unread counts), typing,
- * readReceipt, sessionEvent, presenceChanged, groupEvent and projectAction. Friend requests have
- * no subscription, so they are polled.
+ * readReceipt, sessionEvent, presenceChanged, groupEvent, projectAction and friendEvent (friends
+ * and requests).
  * Served by Parley at /demo outside production.
  *
  * A conversation is a group, a direct thread with a friend, or a project, keyed
@@ -56,6 +56,7 @@ import {
   SendFriendRequestDocument,
   SendMessageDocument,
   SessionEventDocument,
+  FriendEventDocument,
   SetTypingDocument,
   SignupDocument,
   TypingDocument,
@@ -102,7 +103,6 @@ interface Thread {
 /** Messages per history page. */
 const PAGE = 30;
 /** How often friend requests are fetched: the API has no subscription for them. */
-const FRIEND_POLL_MS = 3000;
 /** How often a keystroke refreshes "typing" (the server lets about one through per 2 s and lapses it after 6 s). */
 const TYPING_EVERY_MS = 2000;
 /** Rows in the recent list. */
@@ -952,12 +952,12 @@ function renderFriends(): void {
   renderBadges();
 }
 
-/** Friends and requests; says what is new since the last look (the API has no event for it). */
+/** Friends and requests, read again at each friendEvent; says what is new since the last look. */
 let friendsLoads = 0;
 async function loadFriends(): Promise<void> {
   const load = ++friendsLoads;
   const [{ friends: list }, { friendRequests }] = await Promise.all([request(FriendsDocument), request(FriendRequestsDocument)]);
-  // A poll that started before an accept must not bring the request back.
+  // A load that started before an accept must not bring the request back.
   if (load !== friendsLoads) return;
   const awaited = new Set(requests.filter((r) => r.from.id === me()).map((r) => r.to.id));
   friends.clear();
@@ -1155,6 +1155,7 @@ async function start(): Promise<void> {
   subscribe(TypingDocument, {}, ({ typing }) => onTyping(typing));
   subscribe(ReadReceiptDocument, {}, ({ readReceipt }) => onReceipt(readReceipt));
   subscribe(SessionEventDocument, {}, ({ sessionEvent }) => sessionEvent.kind === 'NEW_LOGIN' && toast('Your account was signed in elsewhere', 'error'));
+  subscribe(FriendEventDocument, {}, () => void loadFriends().catch(() => undefined));
   subscribe(PresenceChangedDocument, {}, ({ presenceChanged }) => onPresence(presenceChanged));
   subscribe(GroupEventDocument, {}, ({ groupEvent }) => void onGroupEvent(groupEvent));
   subscribe(ProjectActionDocument, {}, ({ projectAction }) => void onProjectAction(projectAction));
@@ -1164,8 +1165,6 @@ async function start(): Promise<void> {
     $('whoami').replaceChildren(avatar(nameOf(profile), 'ONLINE'), el('span', {}, nameOf(profile)));
     $<HTMLInputElement>('display-name').value = profile.displayName ?? '';
   }
-  setInterval(() => void loadFriends().catch(() => undefined), FRIEND_POLL_MS);
-  addEventListener('focus', () => void loadFriends().catch(() => undefined));
   // Back where the reader was after a reload, else the lobby.
   const last = sessionStorage.getItem('parley:open');
   const [kind, id] = (last ?? '').split(':') as [Kind, string];

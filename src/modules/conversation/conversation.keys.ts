@@ -65,6 +65,7 @@ const TOPIC_CHANNELS: { [T in Topic]?: (payload: TopicPayloads[T]) => string[] }
   [Topic.Typing]: scopeOfChannels,
   [Topic.ConversationUpdated]: (p) => (p.viaUser && p.only ? p.only.map(userChannel) : scopeOfChannels(p)),
   [Topic.SessionEvent]: (p) => [userChannel(p.userId)],
+  [Topic.FriendEvent]: (p) => p.audience.map(userChannel),
 };
 
 /**

@@ -1,12 +1,15 @@
-import { Arg, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
+import { Topic, type FriendEventPayload } from '../../shared/pubsub/topics';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
 import { NotFoundError } from '../../shared/errors';
 import { toUserType } from '../user/user.mapper';
 import { UserType } from '../user/user.types';
-import { toFriendRequestType } from './friend.mapper';
-import { FriendRequestType } from './friend.types';
+import { payloadToFriendEventType, toFriendRequestType } from './friend.mapper';
+import { FriendEventType, FriendRequestType } from './friend.types';
+
+type Sub = SubscribeResolverData<unknown, Record<string, never>, Context>;
 
 @Resolver(() => FriendRequestType)
 export class FriendResolver {
@@ -53,6 +56,18 @@ export class FriendResolver {
     return ctx.services.friends.remove(ctx.em, viewerOf(ctx).userId, userId);
   }
 
+  @Authorized()
+  @Subscription(() => FriendEventType, {
+    description: "Friend requests sent, answered or withdrawn, and friendships ended, of the viewer's: to both users' sessions.",
+    subscribe: ({ context }: Sub) => {
+      const me = viewerOf(context).userId;
+      return context.services.pubsub.iterate(Topic.FriendEvent, (p) => (p.audience.includes(me) ? p : undefined), { keys: me });
+    },
+  })
+  friendEvent(@Root() p: FriendEventPayload): FriendEventType {
+    return payloadToFriendEventType(p);
+  }
+
   @FieldResolver(() => UserType)
   async from(@Root() r: FriendRequestType, @Ctx() ctx: Context): Promise<UserType> {
     const u = await ctx.loaders.user.load(r.fromId);
@@ -63,6 +78,17 @@ export class FriendResolver {
   @FieldResolver(() => UserType)
   async to(@Root() r: FriendRequestType, @Ctx() ctx: Context): Promise<UserType> {
     const u = await ctx.loaders.user.load(r.toId);
+    if (!u) throw new NotFoundError('User');
+    return u;
+  }
+}
+
+@Resolver(() => FriendEventType)
+export class FriendEventResolver {
+  @FieldResolver(() => UserType, { description: 'The other user: who asked, answered or ended it, or whom the viewer did.' })
+  async user(@Root() e: FriendEventType, @Ctx() ctx: Context): Promise<UserType> {
+    const me = viewerOf(ctx).userId;
+    const u = await ctx.loaders.user.load(e.userIds[0] === me ? e.userIds[1] : e.userIds[0]);
     if (!u) throw new NotFoundError('User');
     return u;
   }

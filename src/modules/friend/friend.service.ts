@@ -3,10 +3,14 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
 import { isId } from '../../shared/validation';
+import type { Outbox } from '../../shared/pubsub/outbox';
+import type { PubSub } from '../../shared/pubsub/pubsub';
+import { Topic, type FriendEventPayload } from '../../shared/pubsub/topics';
 import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
 import { type FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
+import { toFriendEventRequest } from './friend.mapper';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {
@@ -15,7 +19,19 @@ export class FriendService {
   private readonly friendshipListeners: ((a: string, b: string, made: boolean) => void)[] = [];
   private befriended: ((em: EntityManager, a: string, b: string) => Promise<void>) | undefined;
 
-  constructor(private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>) {}
+  constructor(
+    private readonly env: Pick<Env, 'FRIEND_REQUEST_COOLDOWN'>,
+    private readonly pubsub: PubSub,
+  ) {}
+
+  /**
+   * Tells both users' sessions (friendEvent) what a committed change did to a request or a
+   * friendship, so their lists of friends and requests follow without polling.
+   */
+  private told(kind: FriendEventPayload['kind'], request: FriendRequest): Promise<boolean> {
+    const userIds: [string, string] = [request.from.id, request.to.id];
+    return this.pubsub.publishSafe(Topic.FriendEvent, { kind, userIds, audience: userIds, request: toFriendEventRequest(request), at: new Date().toISOString() });
+  }
 
   /** Runs in the transaction of every new pending request, after it is written (offline notifications). */
   onRequested(hook: (em: EntityManager, request: { id: string; fromId: string; toId: string }) => Promise<void>): void {
@@ -38,6 +54,7 @@ export class FriendService {
   }
 
   private async friendshipChanged(em: EntityManager, request: FriendRequest): Promise<FriendRequest> {
+    await this.told(request.status === FriendRequestStatus.PENDING ? 'REQUESTED' : request.status, request);
     if (request.status !== FriendRequestStatus.ACCEPTED) return request;
     for (const l of this.friendshipListeners) l(request.from.id, request.to.id, true);
     await this.befriended?.(em, request.from.id, request.to.id);
@@ -95,10 +112,12 @@ export class FriendService {
    * decline has; its notification, if not yet sent, is not). Before, nothing withdrew one (an outside probe).
    */
   async withdraw(em: EntityManager, viewerId: string, requestId: string): Promise<boolean> {
-    await em.transactional(async (tem) => {
+    const request = await em.transactional(async (tem) => {
       const request = await this.pendingFor(tem, viewerId, requestId, 'from', 'Only the sender withdraws a friend request; its addressee declines it.');
       await friendRepository.drop(tem, request.id);
+      return request;
     });
+    await this.told('CANCELLED', request);
     return true;
   }
 
@@ -129,6 +148,8 @@ export class FriendService {
     });
     if (!ended) throw new NotFoundError('Friendship');
     for (const l of this.friendshipListeners) l(viewerId, userId, false);
+    const userIds: [string, string] = [viewerId, userId];
+    await this.pubsub.publishSafe(Topic.FriendEvent, { kind: 'REMOVED', userIds, audience: userIds, request: null, at: new Date().toISOString() });
     return true;
   }
 
@@ -141,8 +162,17 @@ export class FriendService {
     return friendRepository.pendingOf(em, viewerId);
   }
 
-  removeAllOf(em: EntityManager, userId: string): Promise<void> {
-    return friendRepository.removeAllOf(em, userId);
+  /** An account's deletion: its friendships end and its pending requests go, each told to the other user once it commits. */
+  async removeAllOf(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
+    const friendIds = await friendRepository.friendIds(em, userId);
+    const pending = await friendRepository.pendingOf(em, userId);
+    await friendRepository.removeAllOf(em, userId);
+    const at = new Date().toISOString();
+    for (const id of friendIds) outbox.add(Topic.FriendEvent, { kind: 'REMOVED', userIds: [userId, id], audience: [id], request: null, at });
+    for (const r of pending) {
+      const other = r.from.id === userId ? r.to.id : r.from.id;
+      outbox.add(Topic.FriendEvent, { kind: 'CANCELLED', userIds: [r.from.id, r.to.id], audience: [other], request: toFriendEventRequest(r), at });
+    }
   }
 
   private async settle(em: EntityManager, request: FriendRequest, status: FriendRequestStatus): Promise<FriendRequest> {

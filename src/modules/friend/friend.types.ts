@@ -12,3 +12,32 @@ export class FriendRequestType {
   fromId!: string;
   toId!: string;
 }
+
+export enum FriendEventKind {
+  REQUESTED = 'REQUESTED',
+  ACCEPTED = 'ACCEPTED',
+  DECLINED = 'DECLINED',
+  CANCELLED = 'CANCELLED',
+  REMOVED = 'REMOVED',
+}
+
+registerEnumType(FriendEventKind, {
+  name: 'FriendEventKind',
+  valuesConfig: {
+    REQUESTED: { description: 'A friend request was sent (to or by the viewer).' },
+    ACCEPTED: { description: 'A request was accepted: the two are friends.' },
+    DECLINED: { description: 'A request was declined.' },
+    CANCELLED: { description: 'A request is gone unanswered: its sender withdrew it, or one of the two deleted their account.' },
+    REMOVED: { description: 'A friendship ended: removeFriend by either, or the other deleted their account.' },
+  },
+});
+
+@ObjectType('FriendEvent', { description: "A change to the viewer's friends or friend requests, told to both users' sessions (a block tells nothing)." })
+export class FriendEventType {
+  @Field(() => FriendEventKind) kind!: FriendEventKind;
+  @Field(() => FriendRequestType, { nullable: true, description: 'The request as the change left it; null for REMOVED.' })
+  request!: FriendRequestType | null;
+  @Field(() => Date) createdAt!: Date;
+  /** The two users (see FriendEventPayload.userIds): `user` is the one who is not the viewer. */
+  userIds!: [string, string];
+}

@@ -321,6 +321,7 @@ export function routeConversations(pubsub: Routable, r: ConversationRouting): vo
   // A read marker or a private message is for its users alone; the rest reaches every member.
   pubsub.routeLocally(Topic.ConversationUpdated, (p) => p.only ?? inScope(p));
   pubsub.routeLocally(Topic.SessionEvent, (p) => [p.userId]);
+  pubsub.routeLocally(Topic.FriendEvent, (p) => p.audience);
   pubsub.routeLocally(Topic.PresenceChanged, (p) => [p.userId]);
   pubsub.routeLocally(Topic.GroupEvent, (e) => e.audience ?? 'all');
   pubsub.routeLocally(Topic.ProjectAction, (p) => p.entries.map((e) => e.recipientId));

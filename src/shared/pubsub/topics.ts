@@ -15,6 +15,8 @@ export enum Topic {
   Typing = 'parley.conversation.typing',
   /** The account was logged in elsewhere. */
   SessionEvent = 'parley.session.event',
+  /** A friend request sent, answered or withdrawn, or a friendship ended: to its users' own channels. */
+  FriendEvent = 'parley.friend.event',
   /** A message was reported: to the group's owner and admins, or the instance's moderators. */
   ReportAdded = 'parley.report.added',
   /** Internal: membership changes that keep every instance's membership index current. */
@@ -188,6 +190,17 @@ export interface TypingPayload extends ConversationScope {
   typing: boolean;
   /** Typing in a project's private thread: its two users (the typist first), the only ones told. */
   only?: string[] | null;
+}
+
+export interface FriendEventPayload {
+  kind: 'REQUESTED' | 'ACCEPTED' | 'DECLINED' | 'CANCELLED' | 'REMOVED';
+  /** The two users: a request's sender, then its addressee; for REMOVED, who ended it, then the other. */
+  userIds: [string, string];
+  /** Who is told: both, or the other one alone (an account's deletion). */
+  audience: string[];
+  /** The request, as it stands after the change; null for REMOVED. */
+  request: { id: string; status: 'PENDING' | 'ACCEPTED' | 'DECLINED'; createdAt: string } | null;
+  at: string;
 }
 
 export interface SessionEventPayload {
@@ -371,6 +384,7 @@ export interface TopicPayloads {
   [Topic.ReadReceipt]: ReadReceiptPayload;
   [Topic.Typing]: TypingPayload;
   [Topic.SessionEvent]: SessionEventPayload;
+  [Topic.FriendEvent]: FriendEventPayload;
   [Topic.MembershipChanged]: MembershipChangedPayload;
   [Topic.ReportAdded]: ReportAddedPayload;
   [Topic.SessionsRevoked]: SessionsRevokedPayload;
