@@ -14,8 +14,13 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
   const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
   const page = async (before?: string) =>
     (await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50, before }, fetchPolicy: 'network-only' })).data?.history;
-  const catchUp = async () => (await missed(page, seen)).forEach(show);
-  const { socket, ready } = createSocket(url, token, () => void catchUp().catch(console.error));
+  // What was shown as the socket came back, taken before it subscribes again: what is pushed after is newer than what it missed.
+  const catchUp = async (resubscribed: Promise<void>) => {
+    const shown = new Set(seen);
+    await resubscribed;
+    (await missed(page, shown)).forEach(show);
+  };
+  const { socket, ready } = createSocket(url, token, (resubscribed) => void catchUp(resubscribed).catch(console.error));
   const client = new ApolloClient({
     link: split(
       ({ operationType }) => operationType === OperationTypeNode.SUBSCRIPTION,

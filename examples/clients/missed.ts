@@ -6,15 +6,14 @@ type Page = (before: string | undefined) => Promise<HistoryQuery['history'] | un
 
 /**
  * What was said while the socket was away, oldest first. More than a page may have come meanwhile,
- * so it pages back from the newest until a page holds a message shown before (`shown`, read when
- * the socket came back), or the conversation's start, or `maxPages` pages (past them, what is
+ * so it pages back from the newest until a page holds a message shown before (`shown`: what was
+ * shown as the socket came back, before it subscribed again, see createSocket; one pushed after
+ * that would end it early), or the conversation's start, or `maxPages` pages (past them, what is
  * older is left to the user to scroll back to with `before`). `shown` empty: nothing was there when
- * the client joined (the snippets show the newest page first), so everything is new. Call it as
- * the socket reconnects: it copies `shown` at once, so what comes live meanwhile does not stop it
- * early; that may reach `onMessage` before the older messages found here (order by `createdAt`).
+ * the client joined (the snippets show the newest page first), so everything is new. What comes
+ * live meanwhile may reach `onMessage` before the older messages found here (order by `createdAt`).
  */
 export async function missed(page: Page, shown: ReadonlySet<string>, maxPages = 20): Promise<MessagePartsFragment[]> {
-  const known = new Set(shown);
   const found: MessagePartsFragment[] = [];
   let before: string | undefined;
   for (let n = 0; n < maxPages; n++) {
@@ -22,7 +21,7 @@ export async function missed(page: Page, shown: ReadonlySet<string>, maxPages = 
     if (!history) break;
     found.unshift(...history.edges.map((e) => e.node));
     const { hasPreviousPage, startCursor } = history.pageInfo;
-    if (history.edges.some((e) => known.has(e.node.id)) || !hasPreviousPage || !startCursor) break;
+    if (history.edges.some((e) => shown.has(e.node.id)) || !hasPreviousPage || !startCursor) break;
     before = startCursor;
   }
   return found;

@@ -5,12 +5,14 @@ import WebSocket from 'ws';
 /**
  * A graphql-ws client that keeps reconnecting, also while the server restarts (graphql-ws's
  * default `shouldRetry` gives up on a refused connection), but not with a refused token (4403).
- * `ready` resolves once the socket is connected and authenticated; `onReconnect` runs after each
- * reconnection, to catch up with what was sent while it was away: once graphql-ws has sent the
- * subscriptions again, right after `connected` (caught up before, a message sent between that read
- * and the server reading them was neither read nor pushed).
+ * `ready` resolves once the socket is connected and authenticated; `onReconnect` runs as each
+ * reconnection is made, to catch up with what was sent while it was away, with a promise that
+ * resolves once graphql-ws has sent the subscriptions again (right after `connected`): take what
+ * was shown until then at once, and read `history` once it resolves (read before, a message sent
+ * between that read and the server reading them was neither read nor pushed; what was shown taken
+ * after, a message pushed meanwhile looked like the last one seen and ended the catch-up early).
  */
-export function createSocket(url: string, token: string, onReconnect: () => void): { socket: Client; ready: Promise<void> } {
+export function createSocket(url: string, token: string, onReconnect: (resubscribed: Promise<void>) => void): { socket: Client; ready: Promise<void> } {
   let connected!: () => void;
   const ready = new Promise<void>((resolve) => (connected = resolve));
   const socket = createClient({
@@ -20,7 +22,7 @@ export function createSocket(url: string, token: string, onReconnect: () => void
     retryAttempts: Infinity,
     shouldRetry: (e) => (e as { code?: number } | undefined)?.code !== 4403,
     retryWait: (n) => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(30_000, 1000 * 2 ** n))),
-    on: { connected: (_socket, _payload, wasRetry) => (wasRetry ? setTimeout(onReconnect, 100) : connected()) },
+    on: { connected: (_socket, _payload, wasRetry) => (wasRetry ? onReconnect(new Promise((resolve) => setTimeout(resolve, 100))) : connected()) },
   });
   return { socket, ready };
 }
