@@ -1,4 +1,4 @@
-import { codeOf, gql, ok } from './helpers/graphql';
+import { codeOf, gql, listen, ok } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
 import { sql } from './helpers/db';
@@ -219,5 +219,28 @@ describe('connections', () => {
     }
     const members = await gql(s.url, `{ group(id: "${g}") { members(after: "") { totalCount } } }`, {}, alice.token);
     expect(codeOf(members)).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe("a message's cursor", () => {
+  it("should be history's cursor of it, in a send's answer and a pushed copy alike, so first/after catches up from the last message pushed", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const c = { groupId: (await buildGroup(s.url, alice, { members: [bob] })).id };
+    const pushed = await listen(s, alice, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id cursor } }', { c });
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id cursor } }';
+    const sent = [];
+    for (const content of ['one', 'two', 'three', 'four']) sent.push((await ok(gql(s.url, SEND, { i: { ...c, content } }, bob.token))).sendMessage);
+    await pushed.nth(4);
+    const HISTORY = `query($c: ConversationInput!, ${VARS}) { history(conversation: $c, ${ARGS}) { ${PAGE} } }`;
+    const page = (await ok(gql(s.url, HISTORY, { c, last: 10 }, alice.token))).history as Page;
+    expect(page.edges.map((e) => [e.node.id, e.cursor])).toEqual(sent.map((m) => [m.id, m.cursor]));
+    expect(pushed.values.map((v) => v.messageAdded)).toEqual(sent);
+    // The last one pushed: what came after it, oldest first; after the newest, nothing.
+    const after = (await ok(gql(s.url, HISTORY, { c, first: 10, after: pushed.values[1].messageAdded.cursor }, alice.token))).history as Page;
+    expect(after.edges.map((e) => e.node.id)).toEqual([sent[2].id, sent[3].id]);
+    expect(after.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false });
+    const none = (await ok(gql(s.url, HISTORY, { c, first: 10, after: sent[3].cursor }, alice.token))).history as Page;
+    expect(none.edges).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Authorized, Ctx, FieldResolver, Info, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
 import { IdScalar } from '../../shared/graphql/scalars';
-import { argumentGiven } from '../../shared/graphql/connection';
+import { argumentGiven, encodeCursor } from '../../shared/graphql/connection';
+import { isoOf } from '../../shared/time';
 import { viewerOf } from '../auth/auth.viewer';
 import { eventToLocalMember, type Context } from '../context';
 import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
@@ -127,6 +128,14 @@ export class MessageResolver {
   @FieldResolver(() => IdScalar, { description: 'The id of its Conversation, the same in every query and event.' })
   conversationId(@Root() m: MessageType): string {
     return m.conversationKey;
+  }
+
+  @FieldResolver(() => String, {
+    description:
+      "Its place in its conversation's history, the cursor history's edge of it has: history(first/after: cursor) reads what came after it, as a reconnected client catches up from the last message pushed to it.",
+  })
+  cursor(@Root() m: MessageType): string {
+    return encodeCursor({ k: isoOf(m.createdAt), id: m.id });
   }
 
   @FieldResolver(() => [ReactionCountType], { description: 'Per emoji, in the order first used.' })
