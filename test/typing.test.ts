@@ -7,7 +7,7 @@ import { monitorRedis } from './helpers/redis-monitor';
 import { typingBegunBeforeTheChannel } from './helpers/typing';
 import { createTestServer, describeRedis, redisName, type TestServer } from './helpers/server';
 import { TcpProxy, throughRedisProxy } from './helpers/tcp-proxy';
-import { befriend, groupWith, lobbyOf, sendMessage, signup, login } from './helpers/factories';
+import { befriend, groupWith, lobbyOf, sendMessage, signup, login, type TestUser } from './helpers/factories';
 import { LoginDocument } from '../generated/client/graphql';
 
 const TYPING = 'mutation($c: ConversationInput!, $t: Boolean) { setTyping(conversation: $c, typing: $t) }';
@@ -240,6 +240,31 @@ describe('typing', () => {
   });
 });
 
+describe('typing of a member who goes', () => {
+  // A lapse far off: the end told must be the departure's.
+  it.each([
+    ['leaves', (url: string, g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, u.typist.token)],
+    ['is removed', (url: string, g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g, u: u.typist.id }, u.owner.token)],
+    ['is banned', (url: string, g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id } }', { g, u: u.typist.id }, u.owner.token)],
+    ['deletes their account', (url: string, _g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.typist.password }, u.typist.token)],
+  ] as const)("should end a typist's indicator for the others at once, once, when the typist %s", async (_what, go) => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    const [owner, typist] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, owner, 'Gone while typing', [typist]);
+    const c = { groupId: g };
+    const events = await listen(s, owner, EVENTS, { c });
+    await ok(gql(s.url, TYPING, { c, t: true }, typist.token));
+    await events.nth(1);
+    await ok(go(s.url, g, { owner, typist }));
+    await events.nth(2);
+    await sleep(300);
+    expect(events.values.map((v) => [v.typing.user.id === typist.id, v.typing.typing])).toEqual([
+      [true, true],
+      [true, false],
+    ]);
+  });
+});
+
 describe('sessionEvent', () => {
   it("should tell the account's live sockets of a login elsewhere, with its user agent, and not the new session's own", async () => {
     const s = await createTestServer();
@@ -266,6 +291,22 @@ describe('sessionEvent', () => {
 });
 
 describeRedis('typing and sessions on two instances', () => {
+  it("should end a project participant's typing, through the instance it was typed through, when removed through another", async () => {
+    const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
+    const [owner, typist] = [await signup(a.url), await signup(a.url)];
+    const p = (await ok(gql(a.url, 'mutation { createProject(title: "Gone") { id } }', {}, owner.token))).createProject.id;
+    await ok(gql(a.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: typist.id }, owner.token));
+    const c = { projectId: p };
+    const onB = await listen(b, owner, EVENTS, { c });
+    await ok(gql(a.url, TYPING, { c, t: true }, typist.token));
+    await onB.nth(1);
+    await ok(gql(b.url, 'mutation($p: ID!, $u: ID!) { removeProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: typist.id }, owner.token));
+    await onB.nth(2);
+    await sleep(300);
+    expect(flags(onB.values)).toEqual([true, false]);
+  });
+
   it("should end a project private thread's typing with the message sent through another instance that only heard it", async () => {
     const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '100ms' };
     const a = await createTestServer(env);

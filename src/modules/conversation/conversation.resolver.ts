@@ -107,7 +107,7 @@ export class ConversationResolver {
 
   @Authorized()
   @Subscription(() => TypingEventType, {
-    description: "Never the viewer's own; typing: false on a stop, a sent message, or 6 s without a refresh.",
+    description: "Never the viewer's own; typing: false on a stop, a sent message, the typist's departure, or 6 s without a refresh.",
     subscribe: async ({ args, context }: Sub<{ conversation?: ConversationInput | null }>) => {
       const me = viewerOf(context).userId;
       const { conversationAccess, pubsub } = context.services;

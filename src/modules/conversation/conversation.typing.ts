@@ -7,6 +7,7 @@ import type { RedisClient } from '../../shared/redis';
 import { toUserPayload } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
 import { scopeOf, type Conversation, type ConversationAccess, type ConversationArgs } from './conversation.access';
+import { scopeKey } from './conversation.keys';
 
 /**
  * One change to the typing state shared by every instance. A typist's state is who is keeping it
@@ -307,10 +308,25 @@ export class TypingService {
     const offBlocks = this.pubsub.on(Topic.SafetyChanged, (p) => {
       if (p.blocked && p.blockedId !== undefined) this.endShownTo(p.userId, p.blockedId);
     });
+    const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
+      for (const c of p.changes) if (!c.member) this.endLeft(scopeKey(p.scope, p.id), c.userId);
+    });
     this.unlisten = () => {
       offTyping();
       offBlocks();
+      offMembers();
     };
+  }
+
+  /**
+   * A member gone from a group or project while typing there (left, removed, banned, or their
+   * account deleted): their typing ends now, as a stop does, not at its lapse up to 6 s later. The
+   * instances holding their parts end them; the store tells once.
+   */
+  private endLeft(key: string, userId: string): void {
+    for (const [slot, part] of this.parts) {
+      if (part.user.id === userId && part.conv.key === key) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
+    }
   }
 
   /**
