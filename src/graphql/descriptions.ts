@@ -128,14 +128,14 @@ export const DESCRIPTIONS: Record<string, string> = {
   'GroupEvent.user': 'The member concerned: who joined or left (MEMBER_JOINED, MEMBER_LEFT), was removed, banned or invited, changed role, or became the owner; for CREATED, RENAMED, DELETED and SLOW_MODE_CHANGED, who did it.',
   'GroupEvent.createdAt': 'When it happened.',
   GroupEventKind: 'What happened to a group.',
-  'FriendEvent.kind': 'What happened.',
-  'FriendEvent.createdAt': 'When it happened.',
-  FriendEventKind: "What happened to a friend request or a friendship.",
   'GroupEventKind.CREATED': 'A public group was created.',
   'GroupEventKind.RENAMED': 'The group has a new name.',
   'GroupEventKind.DELETED': 'The group was deleted: its members lose access.',
   'GroupEventKind.MEMBER_JOINED': 'A user joined or was added.',
   'GroupEventKind.MEMBER_LEFT': 'A member left.',
+  'FriendEvent.kind': 'What happened.',
+  'FriendEvent.createdAt': 'When it happened.',
+  FriendEventKind: 'What happened to a friend request or a friendship.',
 
   // ---- conversations
   Conversation:

@@ -12,6 +12,15 @@ import { type FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
 import { toFriendEventRequest } from './friend.mapper';
 
+/** What friendEvent tells of a committed change: to both users unless `audience` names fewer. */
+const friendEvent = (kind: FriendEventPayload['kind'], userIds: [string, string], request: FriendRequest | null, audience: string[] = userIds): FriendEventPayload => ({
+  kind,
+  userIds,
+  audience,
+  request: request && toFriendEventRequest(request),
+  at: new Date().toISOString(),
+});
+
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {
   private readonly guards: ((em: EntityManager, fromId: string, toId: string) => Promise<void>)[] = [];
@@ -29,8 +38,7 @@ export class FriendService {
    * friendship, so their lists of friends and requests follow without polling.
    */
   private told(kind: FriendEventPayload['kind'], request: FriendRequest): Promise<boolean> {
-    const userIds: [string, string] = [request.from.id, request.to.id];
-    return this.pubsub.publishSafe(Topic.FriendEvent, { kind, userIds, audience: userIds, request: toFriendEventRequest(request), at: new Date().toISOString() });
+    return this.pubsub.publishSafe(Topic.FriendEvent, friendEvent(kind, [request.from.id, request.to.id], request));
   }
 
   /** Runs in the transaction of every new pending request, after it is written (offline notifications). */
@@ -148,8 +156,7 @@ export class FriendService {
     });
     if (!ended) throw new NotFoundError('Friendship');
     for (const l of this.friendshipListeners) l(viewerId, userId, false);
-    const userIds: [string, string] = [viewerId, userId];
-    await this.pubsub.publishSafe(Topic.FriendEvent, { kind: 'REMOVED', userIds, audience: userIds, request: null, at: new Date().toISOString() });
+    await this.pubsub.publishSafe(Topic.FriendEvent, friendEvent('REMOVED', [viewerId, userId], null));
     return true;
   }
 
@@ -167,12 +174,8 @@ export class FriendService {
     const friendIds = await friendRepository.friendIds(em, userId);
     const pending = await friendRepository.pendingOf(em, userId);
     await friendRepository.removeAllOf(em, userId);
-    const at = new Date().toISOString();
-    for (const id of friendIds) outbox.add(Topic.FriendEvent, { kind: 'REMOVED', userIds: [userId, id], audience: [id], request: null, at });
-    for (const r of pending) {
-      const other = r.from.id === userId ? r.to.id : r.from.id;
-      outbox.add(Topic.FriendEvent, { kind: 'CANCELLED', userIds: [r.from.id, r.to.id], audience: [other], request: toFriendEventRequest(r), at });
-    }
+    for (const id of friendIds) outbox.add(Topic.FriendEvent, friendEvent('REMOVED', [userId, id], null, [id]));
+    for (const r of pending) outbox.add(Topic.FriendEvent, friendEvent('CANCELLED', [r.from.id, r.to.id], r, [r.from.id === userId ? r.to.id : r.from.id]));
   }
 
   private async settle(em: EntityManager, request: FriendRequest, status: FriendRequestStatus): Promise<FriendRequest> {
