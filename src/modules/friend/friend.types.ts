@@ -35,7 +35,7 @@ registerEnumType(FriendEventKind, {
 @ObjectType('FriendEvent', { description: "A change to the viewer's friends or friend requests, told to both users' sessions (a block tells nothing)." })
 export class FriendEventType {
   @Field(() => FriendEventKind) kind!: FriendEventKind;
-  @Field(() => FriendRequestType, { nullable: true, description: 'The request as the change left it; null for REMOVED.' })
+  @Field(() => FriendRequestType, { nullable: true, description: 'The request as the change left it (CANCELLED: as it last stood, PENDING; the kind says it is gone); null for REMOVED.' })
   request!: FriendRequestType | null;
   @Field(() => Date) createdAt!: Date;
   /** The two users (see FriendEventPayload.userIds): `user` is the one who is not the viewer. */
