@@ -178,7 +178,7 @@ describe('subscription fan-out', () => {
     // Checked, one by one, to resolve the same for any viewer the event reaches (the event's filter
     // decides who may see it). A field added to a type below fails here until it is put on one list.
     const SAME_FOR_EVERY_VIEWER = new Set([
-      ...['attachment', 'clientMessageId', 'content', 'conversationId', 'createdAt', 'deletedAt', 'editedAt', 'id', 'lastReplyAt', 'mentions', 'parentId', 'pinnedAt', 'pinnedBy', 'reactions', 'recipient', 'replyCount', 'sender', 'threadParticipants'].map((f) => `Message.${f}`),
+      ...['attachment', 'clientMessageId', 'content', 'conversationId', 'createdAt', 'cursor', 'deletedAt', 'editedAt', 'id', 'lastReplyAt', 'mentions', 'parentId', 'pinnedAt', 'pinnedBy', 'reactions', 'recipient', 'replyCount', 'sender', 'threadParticipants'].map((f) => `Message.${f}`),
       ...['lastSeenAt', 'status', 'user'].map((f) => `Presence.${f}`),
       ...['conversationId', 'kind', 'message'].map((f) => `MessageEvent.${f}`),
       ...['conversationId', 'privateThread', 'typing', 'user'].map((f) => `TypingEvent.${f}`),
