@@ -27,6 +27,7 @@ import { Migration20261127190000_GroupEventPosition } from './Migration202611271
 import { Migration20261128000000_NameSearch } from './Migration20261128000000_NameSearch';
 import { Migration20261128140000_SentDigest } from './Migration20261128140000_SentDigest';
 import { Migration20261128150000_MarkerLandings } from './Migration20261128150000_MarkerLandings';
+import { Migration20261130020000_DropSearchWords } from './Migration20261130020000_DropSearchWords';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -58,4 +59,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261128000000_NameSearch', class: Migration20261128000000_NameSearch },
   { name: 'Migration20261128140000_SentDigest', class: Migration20261128140000_SentDigest },
   { name: 'Migration20261128150000_MarkerLandings', class: Migration20261128150000_MarkerLandings },
+  { name: 'Migration20261130020000_DropSearchWords', class: Migration20261130020000_DropSearchWords },
 ];
