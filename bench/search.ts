@@ -62,7 +62,7 @@ async function fill(url: string, senderId: string): Promise<void> {
   await db.connect();
   try {
     await db.query('set statement_timeout = 0');
-    await db.query("delete from messages where group_id in (select id from groups where name like 'bench-search-%')");
+    await db.query("delete from messages where conversation_key in (select 'g:' || id from groups where name like 'bench-search-%')");
     await db.query("delete from groups where name like 'bench-search-%'");
     await db.query(
       `insert into groups (id, name, owner_id, is_private, is_lobby, created_at) select gen_random_uuid(), 'bench-search-' || g, $1, false, false, now() from generate_series(1, $2::int) g`,

@@ -28,6 +28,7 @@ import { Migration20261128000000_NameSearch } from './Migration20261128000000_Na
 import { Migration20261128140000_SentDigest } from './Migration20261128140000_SentDigest';
 import { Migration20261128150000_MarkerLandings } from './Migration20261128150000_MarkerLandings';
 import { Migration20261130020000_DropSearchWords } from './Migration20261130020000_DropSearchWords';
+import { Migration20261130030000_DropMessagesGroupIndex } from './Migration20261130030000_DropMessagesGroupIndex';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -60,4 +61,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261128140000_SentDigest', class: Migration20261128140000_SentDigest },
   { name: 'Migration20261128150000_MarkerLandings', class: Migration20261128150000_MarkerLandings },
   { name: 'Migration20261130020000_DropSearchWords', class: Migration20261130020000_DropSearchWords },
+  { name: 'Migration20261130030000_DropMessagesGroupIndex', class: Migration20261130030000_DropMessagesGroupIndex },
 ];

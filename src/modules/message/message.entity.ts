@@ -61,8 +61,8 @@ export class Message {
   @ManyToOne(() => Attachment, { ref: true, nullable: true })
   attachment?: Ref<Attachment> | null;
 
+  /** Not indexed: a group's messages are found through their conversation_key (see Migration20261130030000_DropMessagesGroupIndex). */
   @Property({ type: 'uuid', nullable: true })
-  @Index()
   groupId?: string | null;
 
   @Property({ type: 'uuid', nullable: true })
