@@ -309,7 +309,10 @@ export class TypingService {
       if (p.blocked && p.blockedId !== undefined) this.endShownTo(p.userId, p.blockedId);
     });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
-      for (const c of p.changes) if (!c.member) this.endLeft(scopeKey(p.scope, p.id), c.userId);
+      if (!this.parts.size) return;
+      const gone = new Set<string>();
+      for (const c of p.changes) if (!c.member) gone.add(c.userId);
+      if (gone.size) this.endLeft(scopeKey(p.scope, p.id), gone);
     });
     this.unlisten = () => {
       offTyping();
@@ -321,11 +324,12 @@ export class TypingService {
   /**
    * A member gone from a group or project while typing there (left, removed, banned, or their
    * account deleted): their typing ends now, as a stop does, not at its lapse up to 6 s later. The
-   * instances holding their parts end them; the store tells once.
+   * instances holding their parts end them; the store tells once. One pass over this instance's
+   * typists, however many left (a deleted group's change names every member).
    */
-  private endLeft(key: string, userId: string): void {
+  private endLeft(key: string, gone: ReadonlySet<string>): void {
     for (const [slot, part] of this.parts) {
-      if (part.user.id === userId && part.conv.key === key) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
+      if (part.conv.key === key && gone.has(part.user.id)) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
     }
   }
 
