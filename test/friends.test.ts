@@ -135,7 +135,7 @@ describe('friends', () => {
 });
 
 describe('friend events', () => {
-  const EVENTS = 'subscription { friendEvent { kind createdAt user { id } request { id status from { id } to { id } } } }';
+  const EVENTS = 'subscription { friendEvent { kind createdAt user { id username } request { id status from { id } to { id } } } }';
   const CANCEL = 'mutation($id: ID!) { cancelFriendRequest(requestId: $id) }';
   /** What a friendEvent subscription got, as [kind, the other user, the request's status]. */
   const told = (sub: { values: any[] }, users: Record<string, TestUser>) => {
@@ -220,6 +220,8 @@ describe('friend events', () => {
     expect(told(toBob, { alice })).toEqual([['REMOVED', 'alice', null]]);
     expect(told(toCarol, { alice })).toEqual([['CANCELLED', 'alice', 'PENDING']]);
     expect(told(toDave, { alice })).toEqual([['CANCELLED', 'alice', 'PENDING']]);
+    // The other user as they are now: the deleted account's placeholder.
+    for (const sub of [toBob, toCarol, toDave]) expect(sub.values[0].friendEvent.user.username).toMatch(/^deleted-/);
     // Nothing of it left pending either.
     expect((await ok(gql(s.url, '{ friendRequests { id } }', {}, dave.token))).friendRequests).toEqual([]);
   });

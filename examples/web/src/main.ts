@@ -102,7 +102,6 @@ interface Thread {
 
 /** Messages per history page. */
 const PAGE = 30;
-/** How often friend requests are fetched: the API has no subscription for them. */
 /** How often a keystroke refreshes "typing" (the server lets about one through per 2 s and lapses it after 6 s). */
 const TYPING_EVERY_MS = 2000;
 /** Rows in the recent list. */
