@@ -189,6 +189,8 @@ describe('document limits', () => {
     const r = await gql(s.url, 'subscription { groupEvent { kind } }', {}, u.token);
     expect(r.status).toBe(400);
     expect(codeOf(r)).toBe('BAD_USER_INPUT');
+    // It names both places a subscription is served: a network that blocks WebSockets has the stream.
+    expect(r.errors![0].message).toMatch(/WebSocket.*\/graphql\/stream/);
     const named = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query: 'query A { me { id } }', operationName: 'B' }) });
     expect(((await named.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
     // An empty name names no operation (as Apollo reads it), also once the document ran often without a name (the fuzzer: a 500).

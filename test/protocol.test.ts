@@ -19,6 +19,15 @@ describe('graphql-transport-ws', () => {
     expect((await r.closed).code).toBe(4406);
   });
 
+  it("should tell a client of the legacy graphql-ws subprotocol 4406 after its handshake, not drop it in the handshake", async () => {
+    const s = await createTestServer();
+    // Refused in the handshake, a standard client (ws, browsers) failed the socket itself with 1006.
+    const r = raw(s.wsUrl, { protocol: 'graphql-ws' });
+    await r.opened;
+    expect(r.socket.protocol).toBe('graphql-ws');
+    expect(await r.closed).toEqual({ code: 4406, reason: 'Subprotocol not acceptable' });
+  });
+
   it('should acknowledge one connection_init and close a second with 4429', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -136,7 +136,8 @@ const SPECIFIED = specifiedRules.map((r) => (r === SingleFieldSubscriptionsRule 
 
 /** The refusal of a subscription sent over HTTP. */
 export function subscriptionOverHttp(): GraphQLError {
-  return new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at the same path.', {
+  // Named both ways: a client whose network blocks WebSockets learns of the stream here.
+  return new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at the same path, or as Server-Sent Events at /graphql/stream.', {
     extensions: { code: 'BAD_USER_INPUT', reason: 'SUBSCRIPTION_OVER_HTTP', http: { status: 400 } },
   });
 }

@@ -159,7 +159,10 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     perMessageDeflate: false,
     // ws 8.18's option, not yet in @types/ws.
     ...{ closeTimeout: CLOSE_HANDSHAKE_MS },
-    handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
+    // Another subprotocol offered (the legacy `graphql-ws` of subscriptions-transport-ws) is echoed
+    // so that its client completes the handshake and hears the 4406 below: refused in the
+    // handshake, a standard client dropped the socket itself (1006) and never learnt why.
+    handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : (protocols.values().next().value ?? false)),
     // ws emits 'connection' synchronously after this, so the pending count is exact.
     verifyClient: (info, done) => {
       if (!opts.originAllowed(info.origin)) return done(false, 403, 'Origin not allowed');
