@@ -1,5 +1,6 @@
 import { BadUserInputError } from '../../shared/errors';
 import { isSafeName, isWellFormed } from '../../shared/validation';
+import { DELETED_DISPLAY_NAME, SYSTEM_USER } from '../user/user.mapper';
 
 // ASCII only: nothing invisible or look-alike can get into a username.
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -28,6 +29,15 @@ export function validatePassword(value: string, field = 'password'): string {
   return value;
 }
 
+/** A display name as a reader tells it apart: case, width and runs of spaces aside. */
+const asRead = (name: string) => name.normalize('NFKC').toLowerCase().replace(/\s+/gu, ' ');
+/**
+ * The names Parley shows for what no live account is: a deleted account and the lobby's owner.
+ * Taken by an account, a message of theirs read as one of a deleted account (an outside probe),
+ * as a `deleted-` username is refused for the same reason.
+ */
+const RESERVED_DISPLAY_NAMES = new Set([DELETED_DISPLAY_NAME, SYSTEM_USER.displayName!].map(asRead));
+
 /** Null clears the display name; otherwise 1 to 64 characters under the shared name rules. */
 export function validateDisplayName(value: string | null | undefined, field = 'displayName'): string | null {
   if (value === null || value === undefined) return null;
@@ -36,5 +46,6 @@ export function validateDisplayName(value: string | null | undefined, field = 'd
   if ([...v].length > 64 || !isSafeName(v)) {
     throw new BadUserInputError('Display name must be at most 64 characters, without control, invisible or direction-changing characters.', field);
   }
+  if (RESERVED_DISPLAY_NAMES.has(asRead(v))) throw new BadUserInputError(`The display name '${v}' is what Parley shows for a deleted account or itself.`, field);
   return v;
 }

@@ -22,6 +22,9 @@ export function payloadToUserType(p: UserPayload): UserType {
   return { id: p.id, username: p.username, displayName: p.displayName, createdAt: new Date(p.createdAt), storedLastSeenAt: null };
 }
 
+/** What a deleted account is shown as (its username becomes `deleted-` and its id). */
+export const DELETED_DISPLAY_NAME = 'Deleted user';
+
 /** Stands in as the owner of the lobby, which no user owns. */
 export const SYSTEM_USER: UserType = {
   id: '00000000-0000-0000-0000-000000000000',

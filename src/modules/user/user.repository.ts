@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { User } from './user.entity';
-import { SYSTEM_USER } from './user.mapper';
+import { DELETED_DISPLAY_NAME, SYSTEM_USER } from './user.mapper';
 
 /** Escapes LIKE wildcards so a search for "a_b" means exactly that. */
 export function likePattern(text: string): string {
@@ -59,7 +59,7 @@ export const userRepository = {
 
   /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
   async anonymize(em: EntityManager, id: string): Promise<void> {
-    await em.nativeUpdate(User, { id }, { username: `${DELETED_PREFIX}${id.replace(/-/g, '')}`, displayName: 'Deleted user', passwordHash: '!', deletedAt: new Date() });
+    await em.nativeUpdate(User, { id }, { username: `${DELETED_PREFIX}${id.replace(/-/g, '')}`, displayName: DELETED_DISPLAY_NAME, passwordHash: '!', deletedAt: new Date() });
   },
 
   /**
