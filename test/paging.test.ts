@@ -243,4 +243,27 @@ describe("a message's cursor", () => {
     const none = (await ok(gql(s.url, HISTORY, { c, first: 10, after: sent[3].cursor }, alice.token))).history as Page;
     expect(none.edges).toEqual([]);
   });
+
+  it("should be taken by thread too, so a client streaming a thread catches up from the last reply pushed to it", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const c = { groupId: (await buildGroup(s.url, alice, { members: [bob] })).id };
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id cursor } }';
+    const root = (await ok(gql(s.url, SEND, { i: { ...c, content: 'root' } }, alice.token))).sendMessage;
+    const pushed = await listen(s, alice, 'subscription($c: ConversationInput) { messageAdded(conversation: $c) { id cursor } }', { c: { ...c, threadId: root.id } });
+    const replies = [];
+    for (const content of ['one', 'two', 'three', 'four']) replies.push((await ok(gql(s.url, SEND, { i: { ...c, content, parentId: root.id } }, bob.token))).sendMessage);
+    await pushed.nth(4);
+    const THREAD = `query($m: ID!, ${VARS}) { thread(messageId: $m, ${ARGS}) { ${PAGE} } }`;
+    const read = async (args: Record<string, unknown>) => ((await ok(gql(s.url, THREAD, { m: root.id, ...args }, alice.token))).thread as Page).edges.map((e) => e.node.id);
+    // Before, a reply's cursor was history's and thread refused it (an outside probe).
+    expect(await read({ first: 10, after: pushed.values[1].messageAdded.cursor })).toEqual([replies[2].id, replies[3].id]);
+    expect(await read({ last: 10, before: replies[2].cursor })).toEqual([replies[0].id, replies[1].id]);
+    expect(await read({ first: 10, after: replies[3].cursor })).toEqual([]);
+    // The thread's own cursors as before, and a cursor of another list still refused.
+    const own = ((await ok(gql(s.url, THREAD, { m: root.id, last: 10 }, alice.token))).thread as Page).edges;
+    expect(await read({ first: 10, after: own[0].cursor })).toEqual(replies.slice(1).map((r) => r.id));
+    const threads = (await ok(gql(s.url, '{ threads { edges { cursor } } }', {}, alice.token))).threads.edges;
+    expect(codeOf(await gql(s.url, THREAD, { m: root.id, first: 1, after: threads[0].cursor }, alice.token))).toBe('BAD_USER_INPUT');
+  });
 });

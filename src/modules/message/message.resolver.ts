@@ -132,7 +132,7 @@ export class MessageResolver {
 
   @FieldResolver(() => String, {
     description:
-      "Its place in its conversation's history, the cursor history's edge of it has: history(first/after: cursor) reads what came after it, as a reconnected client catches up from the last message pushed to it.",
+      "Its place in its conversation's history, the cursor history's edge of it has: history(first/after: cursor) reads what came after it, as a reconnected client catches up from the last message pushed to it; a reply's, given to thread(first/after), the replies after it.",
   })
   cursor(@Root() m: MessageType): string {
     return encodeCursor({ k: isoOf(m.createdAt), id: m.id });

@@ -984,13 +984,13 @@ export class MessageService {
  * A page of messages as history and thread take it: first/after forward, last/before back in
  * time (the newest 10 by default), by keyset on (created_at, id).
  */
-export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }, scope: CursorScope = '') {
+export function timelinePage(args: { last?: number | null; before?: string | null; first?: number | null; after?: string | null }, scope: CursorScope = '', alsoScope?: CursorScope) {
   noEmptyCursor(args);
   const forward = (args.first !== null && args.first !== undefined) || !!args.after;
   if (forward && args.before) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'before');
   if (forward && args.last != null) throw new BadUserInputError("Use 'first'/'after' or 'last'/'before', not both.", 'last');
   const limit = forward ? pageSize(args.first, 'first', 10) : pageSize(args.last, 'last', 10);
-  const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after', undefined, scope) : null) : args.before ? decodeTimeCursor(args.before, 'before', undefined, scope) : null;
+  const cursor = forward ? (args.after ? decodeTimeCursor(args.after, 'after', undefined, scope, alsoScope) : null) : args.before ? decodeTimeCursor(args.before, 'before', undefined, scope, alsoScope) : null;
   return { forward, limit, cursor, direction: forward ? ('forward' as const) : ('backward' as const) };
 }
 

@@ -110,7 +110,8 @@ export class ThreadService {
     messageId: string,
     args: { first?: number | null; after?: string | null; last?: number | null; before?: string | null },
   ): Promise<ConnectionShape<MessageType, LazyCount>> {
-    const { forward, limit, cursor, direction } = timelinePage(args, 'thread');
+    // A reply's own cursor too (Message.cursor, history's): a client streaming the thread catches up from the last reply pushed to it.
+    const { forward, limit, cursor, direction } = timelinePage(args, 'thread', '');
     const root = await this.root(em, viewerId, messageId);
     const rows = await threadRepository.page(em, root.id, viewerId, { direction, cursor, limit });
     return toConnection(rows, {

@@ -104,6 +104,11 @@ export function encodeCursor(k: Keyset, scope: CursorScope = ''): string {
   return Buffer.from(prefix + JSON.stringify([k.k, k.id])).toString('base64url');
 }
 
+/** Whether a cursor is one of `scope`'s connection (nothing else about it is checked). */
+function hasScope(cursor: string, scope: CursorScope): boolean {
+  return typeof cursor === 'string' && cursor.length <= 2048 && Buffer.from(cursor, 'base64url').toString('utf8').startsWith(prefixOf(scope));
+}
+
 /** @throws BadUserInputError for anything this server did not issue for this connection (`id` must match `idPattern`, a UUID unless told). */
 export function decodeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = ''): Keyset {
   const bad = () => new BadUserInputError(`Invalid cursor in '${field}'.`, field);
@@ -126,9 +131,13 @@ export function decodeCursor(cursor: string, field: string, idPattern: RegExp = 
   return { k: parsed[0], id: parsed[1] };
 }
 
-/** Decodes a cursor whose sort value must be a timestamp. */
-export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = ''): { at: Date; id: string } {
-  const { k, id } = decodeCursor(cursor, field, idPattern, scope);
+/**
+ * Decodes a cursor whose sort value must be a timestamp. `alsoScope`: a second connection's
+ * cursors taken as well, where both order the same rows by the same time (a thread takes a
+ * message's own cursor, `Message.cursor`, which is history's).
+ */
+export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = '', alsoScope?: CursorScope): { at: Date; id: string } {
+  const { k, id } = alsoScope !== undefined && hasScope(cursor, alsoScope) ? decodeCursor(cursor, field, idPattern, alsoScope) : decodeCursor(cursor, field, idPattern, scope);
   const at = new Date(k);
   // Years 0001-9999 only, as this server writes them: JavaScript also dates year 0000 and beyond
   // 9999, which PostgreSQL's timestamps refuse (an error from the query, not bad input).
