@@ -351,6 +351,22 @@ describe('conversations', () => {
     expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ title: 'After', unreadCount: 1, lastMessage: { id: m.id } });
   });
 
+  it("should send a creator's new group or project row to their other devices, as a member added or joining gets theirs", async () => {
+    const s = await createTestServer();
+    const alice = await signup(s.url);
+    const sidebar = await listen(s, alice, 'subscription { conversationUpdated { id kind title unreadCount lastMessage { id } } }');
+    const g = (await ok(gql(s.url, 'mutation { createGroup(name: "Fresh", isPrivate: true) { id } }', {}, alice.token))).createGroup.id;
+    const p = (await ok(gql(s.url, 'mutation { createProject(title: "Plans") { id } }', {}, alice.token))).createProject.id;
+    // Before, neither was told: a sidebar kept from this subscription never showed them (an outside probe).
+    await sidebar.nth(2);
+    const rows = (await ok(gql(s.url, CONVERSATIONS, { first: 10 }, alice.token))).conversations.edges.map((e: any) => e.node);
+    const [ofGroup, ofProject] = [rows.find((r: any) => r.group?.id === g), rows.find((r: any) => r.project?.id === p)];
+    expect(sidebar.values.map((v) => v.conversationUpdated)).toEqual([
+      { id: ofGroup.id, kind: 'GROUP', title: 'Fresh', unreadCount: 0, lastMessage: null },
+      { id: ofProject.id, kind: 'PROJECT', title: 'Plans', unreadCount: 0, lastMessage: null },
+    ]);
+  });
+
   it("should send the row when its last message is edited or deleted, to those whose last message it is", async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url, { displayName: 'Alice A.' }), await signup(s.url), await signup(s.url)];

@@ -238,6 +238,8 @@ describe('project actions', () => {
       ['COACH_WITHDRAWN', "You were withdrawn from coach in the project 'Apollo'."],
       ['PROJECT_RENAMED', "The project 'Apollo' was renamed to 'Artemis'."],
       ['PARTICIPANT_REMOVED', "'@carol' was removed from the project 'Artemis'."],
+      // The leaver's own entry, as a removed member's: their other devices learn it left their sidebar.
+      ['PARTICIPANT_LEFT', "You left the project 'Artemis'."],
     ]);
     expect(await story(s.url, carol)).toEqual([
       ['ADDED_TO_PROJECT', "You were added to the project 'Apollo'."],
@@ -459,8 +461,21 @@ describe('project actions', () => {
       ['PARTICIPANT_LEFT', "'@bob' left the project 'Relay 2'; you are its owner now."],
     ]);
     expect(await story(s.url, dave, p)).toContainEqual(['PARTICIPANT_LEFT', "'@alice' left the project 'Relay'; you are its owner now."]);
-    // The last one out: the project and its conversation are gone.
+    // Each leaver's own last entry names who owns it after them.
+    expect((await story(s.url, alice, p)).at(-1)).toEqual(['PARTICIPANT_LEFT', "You left the project 'Relay'; '@dave' is its owner now."]);
+    expect((await story(s.url, bob, p)).at(-1)).toEqual(['PARTICIPANT_LEFT', "You left the project 'Relay 2'; '@carol' is its owner now."]);
+    // The last one out: the project and its conversation are gone; the leaver is told, on every device.
+    const carolLive = await listen(s, carol, ACTIONS_LIVE);
     await ok(gql(s.url, LEAVE, { p }, carol.token));
+    expect((await carolLive.nth(1)).projectAction).toMatchObject({
+      kind: 'PARTICIPANT_LEFT',
+      message: "You left the project 'Relay 2'; no one else was in it, so it was deleted.",
+      projectId: p,
+      project: null,
+      actor: { id: carol.id },
+      target: { id: carol.id },
+    });
+    expect((await story(s.url, carol, p)).at(-1)).toEqual(['PARTICIPANT_LEFT', "You left the project 'Relay 2'; no one else was in it, so it was deleted."]);
     expect((await ok(gql(s.url, PROJECTS, {}, carol.token))).projects).toEqual([]);
     expect(await sql(s.env.DATABASE_URL!, 'select id from projects union all select id from messages where project_id = $1', [p])).toEqual([]);
     expect(codeOf(await gql(s.url, LEAVE, { p }, carol.token))).toBe('NOT_FOUND');

@@ -137,7 +137,7 @@ export type ProjectActionKind =
   | 'COACH_WITHDRAWN'
   /** Someone else was added. */
   | 'PARTICIPANT_ADDED'
-  /** A member left. */
+  /** A member left (the leaver gets one too: "You left the project …"). */
   | 'PARTICIPANT_LEFT'
   /** A participant was removed (the reader, or someone else). */
   | 'PARTICIPANT_REMOVED'

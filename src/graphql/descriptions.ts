@@ -248,7 +248,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'ProjectActionKind.ADDED_TO_PROJECT': 'The reader was added.',
   'ProjectActionKind.PARTICIPANT_ADDED': 'Someone else was added.',
   'ProjectActionKind.PARTICIPANT_REMOVED': 'A participant was removed (the reader, or someone else).',
-  'ProjectActionKind.PARTICIPANT_LEFT': 'A member left.',
+  'ProjectActionKind.PARTICIPANT_LEFT': 'A member left (the leaver gets one too: "You left the project …").',
   'ProjectActionKind.COACH_DESIGNATED': 'A participant became a coach.',
   'ProjectActionKind.COACH_WITHDRAWN': 'A coach became a plain participant.',
   'ProjectActionKind.PROJECT_RENAMED': 'The project has a new title (previousTitle has the old one).',

@@ -223,6 +223,9 @@ export class GroupService {
       group.memberCount = 1;
       this.member(outbox, group.id, [{ userId: viewerId, member: true }]);
       await this.event(tem, outbox, 'CREATED', group, viewerId, isPrivate ? [viewerId] : null);
+      // The owner's new sidebar row, as a member who joins gets theirs: a sidebar kept by conversationUpdated shows it on every device.
+      const row = await conversationRepository.row(tem, viewerId, groupKey(group.id));
+      if (row) outbox.add(Topic.ConversationUpdated, ownRowUpdate(row, viewerId, 0, true));
       return group;
     });
   }

@@ -174,6 +174,9 @@ export class ProjectService {
       await repo.insertProject(tem, { id, title: clean, ownerId: viewerId });
       await repo.addMember(tem, { id: randomUUID(), projectId: id, userId: viewerId, role: ProjectRole.OWNER });
       this.membership(outbox, id, [{ userId: viewerId, member: true }]);
+      // The owner's new sidebar row, to their other devices (as a member added gets theirs): told nothing, they never showed it (an outside probe).
+      const row = await conversationRepository.row(tem, viewerId, projectKey(id));
+      if (row) outbox.add(Topic.ConversationUpdated, ownRowUpdate(row, viewerId, 0, true));
       return this.load(tem, (await repo.byId(tem, id))!);
     });
   }
@@ -347,13 +350,20 @@ export class ProjectService {
 
   /**
    * The caller leaves. An owner hands the project to the longest-standing coach, else to the
-   * longest-standing participant; the last one out deletes it (no one is left to tell).
+   * longest-standing participant; the last one out deletes it. The leaver has an entry of their
+   * own, as a removed member has: their other devices learn the project left their sidebar (told
+   * nothing before, they kept it: an outside probe).
    */
   private async depart(em: EntityManager, l: Locked, outbox: Outbox): Promise<void> {
     const leaver = l.me.userId;
+    const title = l.project.title;
+    const about = { actorId: leaver, targetId: leaver, previousTitle: null };
     if (l.members.length === 1) {
+      // Its place taken while the row is there, as a deletion's.
+      const pos = await repo.nextActionPosition(em, l.project.id);
       await repo.destroy(em, l.project.id);
       this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
+      await this.notify(em, outbox, l.project, [{ recipientId: leaver, kind: ProjectActionKind.PARTICIPANT_LEFT, message: t.leftYouLast(title) }], about, pos);
       return;
     }
     await repo.removeMember(em, l.project.id, leaver);
@@ -364,7 +374,8 @@ export class ProjectService {
     }
     this.membership(outbox, l.project.id, [{ userId: leaver, member: false }]);
     const names = await repo.usernames(em, heir ? [leaver, heir] : [leaver]);
-    await this.notify(em, outbox, l.project, this.departed(l, names), { actorId: leaver, targetId: leaver, previousTitle: null });
+    const own: Entry = { recipientId: leaver, kind: ProjectActionKind.PARTICIPANT_LEFT, message: heir ? t.leftYouTo(title, names.get(heir)!) : t.leftYou(title) };
+    await this.notify(em, outbox, l.project, [own, ...this.departed(l, names)], about);
   }
 
   /**
