@@ -67,6 +67,13 @@ export interface AuthOptions {
 export class AuthService {
   /** tokenHash -> session, so a request costs no database round trip; revocations evict across instances. */
   private readonly cache = boundedLru<string, Viewer>({ max: CACHE_MAX, ttlMs: CACHE_TTL_MS });
+  /**
+   * Revocations this instance has heard (its own, others' by Redis, a reconnection's clear). A
+   * session read from the database is cached only if none came while it was read: a read begun
+   * before a logout's delete answered with the row after the revocation had emptied the cache, and
+   * put the token back for the cache's minute (an outside probe: a logged-out token kept sending).
+   */
+  private revocations = 0;
   private readonly deletionHooks: AccountDeletionHook[] = [];
   private readonly renameHooks: RenameHook[] = [];
   private readonly retitleHooks: RetitleHook[] = [];
@@ -94,11 +101,15 @@ export class AuthService {
 
   start(): void {
     const offRevoked = this.pubsub.on(Topic.SessionsRevoked, (p) => {
+      this.revocations++;
       for (const h of p.tokenHashes) this.cache.delete(h);
     });
     // A revocation published while this instance was cut off from Redis never comes: back on it,
     // every cached session is read again from the database at its next use.
-    const offReconnect = this.pubsub.onReconnect(() => this.cache.clear());
+    const offReconnect = this.pubsub.onReconnect(() => {
+      this.revocations++;
+      this.cache.clear();
+    });
     this.off = () => {
       offRevoked();
       offReconnect();
@@ -132,13 +143,15 @@ export class AuthService {
     if (hit) {
       return hit.expiresAt > now ? { userId: hit.userId, sessionId: hit.sessionId, tokenHash, expiresAt: hit.expiresAt } : null;
     }
+    const heard = this.revocations;
     const session = await sessionRepository.byTokenHash(this.orm.em.fork() as EntityManager, tokenHash);
     if (!session || session.expiresAt.getTime() <= now) {
       this.cache.delete(tokenHash);
       return null;
     }
     const entry = { userId: session.user.id, sessionId: session.id, tokenHash, expiresAt: session.expiresAt.getTime() };
-    this.cache.set(tokenHash, entry);
+    // A revocation since the read began may have taken this row away: this request goes on (it began before), the next one reads again.
+    if (this.revocations === heard) this.cache.set(tokenHash, entry);
     return { userId: entry.userId, sessionId: entry.sessionId, tokenHash, expiresAt: entry.expiresAt };
   }
 
@@ -359,6 +372,7 @@ export class AuthService {
   }
 
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
+    this.revocations++;
     for (const h of tokenHashes) this.cache.delete(h);
     await this.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
   }
