@@ -182,29 +182,40 @@ describe('friend events', () => {
     expect(toCarol.values).toEqual([]);
   });
 
-  it('should tell a request sent back as the acceptance it is, and nothing of a refused call or a block', async () => {
+  it("should tell a request sent back as the acceptance it is, nothing of a refused call, and a block to the blocker's sessions alone", async () => {
     const s = await createTestServer();
-    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
-    const [toAlice, toBob] = [await listen(s, alice, EVENTS), await listen(s, bob, EVENTS)];
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const [toAlice, toBob, toCarol, toDave] = [await listen(s, alice, EVENTS), await listen(s, bob, EVENTS), await listen(s, carol, EVENTS), await listen(s, dave, EVENTS)];
     await ok(gql(s.url, SEND, { id: bob.id }, alice.token));
     expect(codeOf(await gql(s.url, SEND, { id: bob.id }, alice.token))).toBe('CONFLICT');
     expect((await ok(gql(s.url, SEND, { id: alice.id }, bob.token))).sendFriendRequest.status).toBe('ACCEPTED');
     await toAlice.nth(2);
-    // A block ends the friendship and drops requests, telling the blocked user nothing (nor here the blocker).
+    // A block ends the friendship and drops requests either way: the blocker's sessions are told (their
+    // other devices kept the friend, or the request: an outside probe), the blocked user nothing.
     await ok(gql(s.url, SEND, { id: carol.id }, bob.token));
+    await ok(gql(s.url, SEND, { id: bob.id }, dave.token));
     await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: bob.id }, alice.token));
     await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: carol.id }, bob.token));
-    await toBob.nth(3);
+    await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: dave.id }, bob.token));
+    // Blocked already: nothing changes, no one is told.
+    await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: bob.id }, alice.token));
+    await Promise.all([toAlice.nth(3), toBob.nth(6)]);
     await sleep(150);
     expect(told(toAlice, { bob })).toEqual([
       ['REQUESTED', 'bob', 'PENDING'],
       ['ACCEPTED', 'bob', 'ACCEPTED'],
+      ['REMOVED', 'bob', null],
     ]);
-    expect(told(toBob, { alice, carol })).toEqual([
+    expect(told(toBob, { alice, carol, dave })).toEqual([
       ['REQUESTED', 'alice', 'PENDING'],
       ['ACCEPTED', 'alice', 'ACCEPTED'],
       ['REQUESTED', 'carol', 'PENDING'],
+      ['REQUESTED', 'dave', 'PENDING'],
+      ['CANCELLED', 'carol', 'PENDING'],
+      ['CANCELLED', 'dave', 'PENDING'],
     ]);
+    expect(told(toCarol, { bob })).toEqual([['REQUESTED', 'bob', 'PENDING']]);
+    expect(told(toDave, { bob })).toEqual([['REQUESTED', 'bob', 'PENDING']]);
   });
 
   it("should tell a deleted account's friends the friendship ended, and the other side of its pending requests that they went", async () => {

@@ -11,6 +11,15 @@ export function toFriendEventRequest(r: FriendRequest): NonNullable<FriendEventP
   return { id: r.id, status: r.status, createdAt: r.createdAt.toISOString() };
 }
 
+/** What friendEvent tells of a committed change: to both users unless `audience` names fewer. */
+export const friendEvent = (kind: FriendEventPayload['kind'], userIds: [string, string], request: FriendRequest | null, audience: string[] = userIds): FriendEventPayload => ({
+  kind,
+  userIds,
+  audience,
+  request: request && toFriendEventRequest(request),
+  at: new Date().toISOString(),
+});
+
 export function payloadToFriendEventType(p: FriendEventPayload): FriendEventType {
   const [fromId, toId] = p.userIds;
   const request = p.request ? { id: p.request.id, status: p.request.status as FriendRequestStatus, createdAt: new Date(p.request.createdAt), fromId, toId } : null;

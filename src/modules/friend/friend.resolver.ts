@@ -58,7 +58,7 @@ export class FriendResolver {
 
   @Authorized()
   @Subscription(() => FriendEventType, {
-    description: "Friend requests sent, answered or withdrawn, and friendships ended, of the viewer's: to both users' sessions.",
+    description: "Friend requests sent, answered or withdrawn, and friendships ended, of the viewer's: to both users' sessions (a block: to the blocker's alone).",
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
       return context.services.pubsub.iterate(Topic.FriendEvent, (p) => (p.audience.includes(me) ? p : undefined), { keys: me });

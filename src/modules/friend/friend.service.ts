@@ -10,16 +10,7 @@ import type { User } from '../user/user.entity';
 import { userRepository } from '../user/user.repository';
 import { type FriendRequest, FriendRequestStatus } from './friend.entity';
 import { friendRepository } from './friend.repository';
-import { toFriendEventRequest } from './friend.mapper';
-
-/** What friendEvent tells of a committed change: to both users unless `audience` names fewer. */
-const friendEvent = (kind: FriendEventPayload['kind'], userIds: [string, string], request: FriendRequest | null, audience: string[] = userIds): FriendEventPayload => ({
-  kind,
-  userIds,
-  audience,
-  request: request && toFriendEventRequest(request),
-  at: new Date().toISOString(),
-});
+import { friendEvent } from './friend.mapper';
 
 /** Friend requests and friendships; a friendship is what opens a direct conversation. */
 export class FriendService {

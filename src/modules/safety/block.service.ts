@@ -5,6 +5,7 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import { isId } from '../../shared/validation';
 import { directKey } from '../conversation/conversation.keys';
+import { friendEvent } from '../friend/friend.mapper';
 import { friendRepository } from '../friend/friend.repository';
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { rowToConversation } from '../conversation/conversation.mapper';
@@ -43,8 +44,13 @@ export class BlockService {
       await friendRepository.lockPair(tem, viewerId, userId);
       if (!(await blockRepository.block(tem, viewerId, userId))) return false;
       // The friendship ends for both (the direct conversation leaves both sidebars, as removeFriend does), and any request between them.
-      await friendRepository.unfriend(tem, viewerId, userId);
+      const pending = await friendRepository.pendingBetween(tem, viewerId, userId);
+      const ended = await friendRepository.unfriend(tem, viewerId, userId);
       await friendRepository.dropPendingBetween(tem, viewerId, userId);
+      // Told to the blocker's sessions alone (the blocked user is not told): their other devices kept
+      // the friend and the direct conversation, or the request, until they read them again (an outside probe).
+      if (ended) outbox.add(Topic.FriendEvent, friendEvent('REMOVED', [viewerId, userId], null, [viewerId]));
+      if (pending) outbox.add(Topic.FriendEvent, friendEvent('CANCELLED', [pending.from.id, pending.to.id], pending, [viewerId]));
       // Their direct conversation's rows went, and any mute on them with the rows.
       const key = directKey(viewerId, userId);
       outbox.add(Topic.SafetyChanged, { userId: viewerId, blockedId: userId, blocked: true, conversationKey: key, mutedUntil: null });
