@@ -344,6 +344,28 @@ describe('accounts', () => {
     expect(codeOf(await gql(s.url, Q, {}))).toBe('UNAUTHENTICATED');
   });
 
+  it('should find users and groups by name as a reader types it: accents, case, final sigma and vowel marks aside', async () => {
+    const s = await createTestServer();
+    const me = await signup(s.url);
+    const names = ['Jürgen Müller', 'ΣΩΚΡΆΤΗΣ', 'مُحَمَّد', 'שָׁלוֹם עליכם', 'İZMİR', 'Ёлкин'];
+    const ids: Record<string, string> = {};
+    for (const displayName of names) ids[displayName] = (await signup(s.url, { displayName })).id;
+    const groups: Record<string, string> = {};
+    for (const name of ['Café Société', 'Straßenfest', 'Ελληνικά']) groups[name] = (await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: name }, me.token))).createGroup.id;
+    const users = async (q: string) => (await ok(gql(s.url, 'query($s: String) { users(search: $s) { totalCount edges { node { id } } } }', { s: q }, me.token))).users;
+    const found = async (q: string) => (await users(q)).edges.map((e: any) => e.node.id);
+    const inGroups = async (q: string) => (await ok(gql(s.url, 'query($s: String) { groups(search: $s) { edges { node { id } } } }', { s: q }, me.token))).groups.edges.map((e: any) => e.node.id);
+    // Before, each of these found nothing: ilike minds accents, a final sigma and vowel marks (an outside probe).
+    for (const [q, name] of [['jurgen', 'Jürgen Müller'], ['MULLER', 'Jürgen Müller'], ['σωκρατης', 'ΣΩΚΡΆΤΗΣ'], ['Σωκράτη', 'ΣΩΚΡΆΤΗΣ'], ['محمد', 'مُحَمَّد'], ['שלום', 'שָׁלוֹם עליכם'], ['izmir', 'İZMİR'], ['елкин', 'Ёлкин']]) {
+      expect([q, await found(q)]).toEqual([q, [ids[name]]]);
+    }
+    for (const [q, name] of [['cafe soc', 'Café Société'], ['strassenfest', 'Straßenfest'], ['ελληνικα', 'Ελληνικά']]) expect([q, await inGroups(q)]).toEqual([q, [groups[name]]]);
+    // The count counts the same; a LIKE wildcard is still a character, and a name that is not there matches nothing.
+    expect((await users('jurgen')).totalCount).toBe(1);
+    expect(await found('j%n')).toEqual([]);
+    expect(await inGroups('zzz_none')).toEqual([]);
+  });
+
   it('should delete an account: password required, tokens revoked, name freed, gone from search', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -325,9 +325,9 @@ describe('name searches', () => {
         await client.end();
       }
     };
-    const users = await plan(`select id from users where deleted_at is null and (username ilike '%${needle}%' or display_name ilike '%${needle}%')`);
-    expect(users).toMatch(/users_username_trgm/);
-    expect(users).toMatch(/users_display_name_trgm/);
-    expect(await plan(`select id from groups g where g.name ilike '%room 1234%'`)).toMatch(/groups_name_trgm/);
+    const users = await plan(`select id from users where deleted_at is null and (parley_fold(username) like parley_fold('%${needle}%') or parley_fold(display_name) like parley_fold('%${needle}%'))`);
+    expect(users).toMatch(/users_username_folded/);
+    expect(users).toMatch(/users_display_name_folded/);
+    expect(await plan(`select id from groups g where parley_fold(g.name) like parley_fold('%room 1234%')`)).toMatch(/groups_name_folded/);
   });
 });

@@ -1,5 +1,6 @@
 import { Migration } from '@mikro-orm/migrations';
 import type { Knex } from '@mikro-orm/postgresql';
+import { alone, type PgClient } from './alone';
 
 /** Trigram indexes for the name searches' `ilike '%…%'` (users by username or display name, groups by name). */
 const INDEXES: [name: string, table: string, column: string][] = [
@@ -7,10 +8,6 @@ const INDEXES: [name: string, table: string, column: string][] = [
   ['users_display_name_trgm', 'users', 'display_name'],
   ['groups_name_trgm', 'groups', 'name'],
 ];
-
-interface PgClient {
-  query(text: string): Promise<unknown>;
-}
 
 /**
  * `users(search:)` and `groups(search:)` match anywhere in a name, which no b-tree serves: each
@@ -47,16 +44,7 @@ export class Migration20261128000000_NameSearch extends Migration {
     });
   }
 
-  /** Runs `work` on a pooled connection of its own, without the statement timeout, which it gets back after. */
-  private async alone(work: (db: PgClient) => Promise<void>): Promise<void> {
-    const knex = this.getKnex() as Knex;
-    const db = (await knex.client.acquireConnection()) as PgClient;
-    try {
-      await db.query('set statement_timeout = 0');
-      await work(db);
-    } finally {
-      await db.query('reset statement_timeout').catch(() => undefined);
-      await knex.client.releaseConnection(db);
-    }
+  private alone(work: (db: PgClient) => Promise<void>): Promise<void> {
+    return alone(this.getKnex() as Knex, work);
   }
 }

@@ -29,6 +29,7 @@ import { Migration20261128140000_SentDigest } from './Migration20261128140000_Se
 import { Migration20261128150000_MarkerLandings } from './Migration20261128150000_MarkerLandings';
 import { Migration20261130020000_DropSearchWords } from './Migration20261130020000_DropSearchWords';
 import { Migration20261130030000_DropMessagesGroupIndex } from './Migration20261130030000_DropMessagesGroupIndex';
+import { Migration20261130040000_FoldedNameSearch } from './Migration20261130040000_FoldedNameSearch';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -62,4 +63,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261128150000_MarkerLandings', class: Migration20261128150000_MarkerLandings },
   { name: 'Migration20261130020000_DropSearchWords', class: Migration20261130020000_DropSearchWords },
   { name: 'Migration20261130030000_DropMessagesGroupIndex', class: Migration20261130030000_DropMessagesGroupIndex },
+  { name: 'Migration20261130040000_FoldedNameSearch', class: Migration20261130040000_FoldedNameSearch },
 ];

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { groupBy, pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { conversationRepository, leaveAllOf } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
-import { likePattern } from '../user/user.repository';
+import { likePattern, nameMatch } from '../user/user.repository';
 import { Group, GroupMember, type MemberRole } from './group.entity';
 import { groupKey } from '../conversation/conversation.keys';
 
@@ -368,7 +368,7 @@ export const groupRepository = {
     const where = [`(not g.is_private or ${SEES_PRIVATE})`];
     const params: unknown[] = [viewerId, viewerId];
     if (opts.search) {
-      where.push('g.name ilike ?');
+      where.push(nameMatch('g.name', opts.search));
       params.push(likePattern(opts.search));
     }
     const conn = em;

@@ -8,6 +8,16 @@ export function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, '\\$&')}%`;
 }
 
+/**
+ * A name search's test of `column` against its likePattern: as a reader types a name, accents,
+ * case, a final sigma and Arabic or Hebrew vowel marks aside (parley_fold, served by trigram
+ * indexes: FoldedNameSearch). One or two characters, which no trigram serves and which would fold
+ * every name read, match with `ilike` (case aside).
+ */
+export function nameMatch(column: string, search: string): string {
+  return [...search].length >= 3 ? `parley_fold(${column}) like parley_fold(?)` : `${column} ilike ?`;
+}
+
 /** A user's public columns as SQL returns them. */
 export interface ProfileRow {
   id: string;
@@ -128,7 +138,7 @@ export const userRepository = {
     const where: string[] = ['deleted_at is null'];
     const params: unknown[] = [];
     if (opts.search) {
-      where.push('(username ilike ? or display_name ilike ?)');
+      where.push(`(${nameMatch('username', opts.search)} or ${nameMatch('display_name', opts.search)})`);
       params.push(likePattern(opts.search), likePattern(opts.search));
     }
     const conn = em;
