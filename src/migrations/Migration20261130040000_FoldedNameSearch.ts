@@ -34,9 +34,9 @@ const INDEXES: [name: string, table: string, column: string][] = [
  * dictionary as message search, lower-cased, final sigma as sigma, without those marks. Immutable
  * (unaccent itself is only stable: its rules file could change, which would call for a reindex),
  * so that trigram indexes serve it. A search of one or two characters, which no trigram serves,
- * scans with `ilike` as before (three times cheaper a row than folding each name). Expand only: built concurrently while the previous release,
- * which still searches with `ilike` through the indexes of NameSearch, serves; a later release
- * drops those.
+ * scans with `ilike` as before (three times cheaper a row than folding each name). Expand only:
+ * built concurrently while the previous release, which still searches with `ilike` through the
+ * indexes of NameSearch, serves; a later release drops those.
  */
 export class Migration20261130040000_FoldedNameSearch extends Migration {
   override isTransactional(): boolean {
