@@ -100,6 +100,19 @@ describe('searchMessages', () => {
     // On a line of its own: the line breaks around it stay, and so does the punctuation after it.
     await sendMessage(s.url, alice.token, { groupId: g, content: `pasted:\ndata:${'B'.repeat(2100)}\nnext: 3.14 & <b>x</b> "q" aimed.` });
     expect(await snippet('aimed')).toBe('pasted:\ndata:\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>');
+
+    // A run without spaces is one word to the index: its passage is cut to 240 characters around
+    // the match, `…` where it was cut (before, a 600-character message came back whole: an outside probe).
+    const han = '我们明天开会讨论项目'.repeat(60);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${han}` });
+    const cjk = (await snippet('我们明'))!;
+    expect(cjk).toBe(`<mark>${[...han].slice(0, 240).join('')}</mark>…`);
+    // A long URL after some words: the words before the match kept up to 60 characters, the rest cut.
+    const url = `https://example.org/${'p'.repeat(400)}`;
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'w'.repeat(70)} <see> ${url}` });
+    const cut = (await snippet('example'))!;
+    expect([...cut.replace(/<\/?mark>/g, '').replace(/&lt;|&gt;/g, '.')].length).toBe(242);
+    expect(cut).toMatch(/^…w+ &lt;see&gt; https:\/\/<mark>example<\/mark>\.org\/p+…$/);
   });
 
   it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {

@@ -74,25 +74,66 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
  */
 export function toSnippet(headline: string, content: string): string {
   const text = headlineText(content);
-  let out = '';
+  const passages: string[] = [];
   let from = 0;
   for (const passage of headline.split('\u0006')) {
-    if (out) out += ' … ';
+    // The passage as runs of plain and marked text, written from the message.
+    const runs: Run[] = [];
+    let run: Run = { text: '', mark: false };
     let at = passageStart(text, passage.replace(/[\u0001\u0002]/g, ''), from);
     for (let k = 0; k < passage.length; k++) {
       const c = passage[k];
-      if (c === '\u0001') out += '<mark>';
-      else if (c === '\u0002') out += '</mark>';
-      else {
+      if (c === '\u0001' || c === '\u0002') {
+        runs.push(run);
+        run = { text: '', mark: c === '\u0001' };
+      } else {
         // A word left out: its letters skipped, up to the space after it.
         if (at >= 0 && text[at] !== c) while (at < text.length && text[at] !== c && !/\s/.test(text[at])) at++;
         // Still apart (never seen): the rest of the passage as cut, its punctuation as spaces.
         if (at >= 0 && text[at] !== c) at = -1;
-        out += escaped(at < 0 ? c : content[at++]);
+        run.text += at < 0 ? c : content[at++];
       }
     }
+    runs.push(run);
     if (at >= 0) from = at;
+    passages.push(bounded(runs.filter((r) => r.text)).map((r) => (r.mark ? `<mark>${[...r.text].map(escaped).join('')}</mark>` : [...r.text].map(escaped).join(''))).join(''));
   }
+  return passages.join(' … ');
+}
+
+interface Run {
+  text: string;
+  mark: boolean;
+}
+
+/** A passage's most characters, and those kept before its first match when it has more. */
+const PASSAGE_MAX = 240;
+const BEFORE_MATCH = 60;
+
+/**
+ * A passage cut to PASSAGE_MAX characters (code points) around its first match, `…` where it was
+ * cut. ts_headline's passages count words, and a script written without spaces (Chinese, Japanese,
+ * Thai), or a long URL, is a word a run: a 600-character message came back whole as one passage
+ * (an outside probe).
+ */
+function bounded(runs: Run[]): Run[] {
+  const chars = runs.map((r) => [...r.text]);
+  const total = chars.reduce((n, c) => n + c.length, 0);
+  if (total <= PASSAGE_MAX) return runs;
+  const first = runs.findIndex((r) => r.mark);
+  const before = first < 0 ? 0 : chars.slice(0, first).reduce((n, c) => n + c.length, 0);
+  // Where the kept characters begin and end, counted over the whole passage.
+  const start = Math.max(0, Math.min(before - BEFORE_MATCH, total - PASSAGE_MAX));
+  const end = start + PASSAGE_MAX;
+  const out: Run[] = [];
+  let pos = 0;
+  for (let i = 0; i < runs.length; i++) {
+    const [a, b] = [Math.max(start, pos), Math.min(end, pos + chars[i].length)];
+    if (a < b) out.push({ text: chars[i].slice(a - pos, b - pos).join(''), mark: runs[i].mark });
+    pos += chars[i].length;
+  }
+  if (start > 0) out.unshift({ text: '…', mark: false });
+  if (end < total) out.push({ text: '…', mark: false });
   return out;
 }
 
