@@ -29,12 +29,25 @@ export function validatePassword(value: string, field = 'password'): string {
   return value;
 }
 
-/** A display name as a reader tells it apart: case, width and runs of spaces aside. */
-const asRead = (name: string) => name.normalize('NFKC').toLowerCase().replace(/\s+/gu, ' ');
+/** Cyrillic and Greek letters (and digits) that read as Latin ones, lower-cased. */
+const LOOKALIKES: Record<string, string> = {
+  а: 'a', в: 'b', е: 'e', ё: 'e', к: 'k', м: 'm', н: 'h', о: 'o', р: 'p', с: 'c', т: 't', у: 'y', х: 'x', і: 'i', ї: 'i', ј: 'j', ѕ: 's', ԁ: 'd', ӏ: 'l', һ: 'h', ү: 'y', ԛ: 'q', ԝ: 'w',
+  α: 'a', β: 'b', ε: 'e', η: 'n', ι: 'i', κ: 'k', ν: 'v', ο: 'o', ρ: 'p', τ: 't', υ: 'u', χ: 'x', ɑ: 'a', ɡ: 'g', ı: 'i', ℓ: 'l', '0': 'o', '1': 'l',
+};
+/**
+ * A display name as a reader tells it apart at a glance: case, width, accents, spaces and
+ * punctuation aside, and Cyrillic or Greek letters that look Latin read as those.
+ */
+const asRead = (name: string) =>
+  [...name.normalize('NFKD').toLowerCase()]
+    .map((c) => LOOKALIKES[c] ?? c)
+    .filter((c) => /[\p{L}\p{N}]/u.test(c))
+    .join('');
 /**
  * The names Parley shows for what no live account is: a deleted account and the lobby's owner.
- * Taken by an account, a message of theirs read as one of a deleted account (an outside probe),
- * as a `deleted-` username is refused for the same reason.
+ * Taken by an account, a message of theirs read as one of a deleted account (an outside probe;
+ * then, spelt with a Cyrillic а or as `Deleted-user`, another), as a `deleted-` username is
+ * refused for the same reason.
  */
 const RESERVED_DISPLAY_NAMES = new Set([DELETED_DISPLAY_NAME, SYSTEM_USER.displayName!].map(asRead));
 
