@@ -9,7 +9,7 @@ import { Topic } from '../../shared/pubsub/topics';
 import { cleanName, isId } from '../../shared/validation';
 import { userRepository } from '../user/user.repository';
 import { ProjectActionKind, ProjectRole } from './project.entity';
-import { projectTexts as t } from './project.messages';
+import { as, gone, projectTexts as t } from './project.messages';
 import { rowToActionType, toActionEntryPayload, toProjectType } from './project.mapper';
 import { projectRepository as repo, type NewAction, type ProjectRow } from './project.repository';
 import type { ProjectActionType, ProjectMemberShape, ProjectType } from './project.types';
@@ -342,7 +342,7 @@ export class ProjectService {
       await this.notifyAll(
         em,
         outbox,
-        left.map((l) => ({ project: l.project, entries: this.departed(l, names), about: { actorId: userId, targetId: userId, previousTitle: null } })),
+        left.map((l) => ({ project: l.project, entries: this.departed(l, names, true), about: { actorId: userId, targetId: userId, previousTitle: null } })),
       );
     }
     await repo.deleteInbox(em, userId);
@@ -382,8 +382,8 @@ export class ProjectService {
    * What a departure tells each one who stays; an owner's names who owns the project now (the heir
    * reads that it is them): before, the project changed hands with no word to anyone (an outside probe).
    */
-  private departed(l: Locked, names: Map<string, string>): Entry[] {
-    const [leaver, title] = [names.get(l.me.userId)!, l.project.title];
+  private departed(l: Locked, names: Map<string, string>, deleted = false): Entry[] {
+    const [leaver, title] = [(deleted ? gone : as)(names.get(l.me.userId)!), l.project.title];
     const heir = l.me.role === ProjectRole.OWNER ? heirOf(l) : undefined;
     const text = heir ? t.leftItTo(leaver, title, names.get(heir)!) : t.left(leaver, title);
     return l.members
