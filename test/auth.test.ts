@@ -182,7 +182,7 @@ describe('accounts', () => {
     const shown = async () => (await gql(s.url, '{ me { displayName } }', {}, u.token)).data.me.displayName;
     const before = await shown();
     const SIGNUP_AS = 'mutation($u: String!, $d: String!) { signup(username: $u, password: "long enough pass", displayName: $d) { user { id } } }';
-    for (const name of ['Deleted user', ' deleted  USER ', 'Ｄeleted user', 'Parley', 'Раrley', 'ρarley', 'Dеleted user', 'Deleted-user', 'Deleted_user', 'Parley․', 'Pàrley', 'Par1ey']) {
+    for (const name of ['Deleted user', ' deleted  USER ', 'Ｄeleted user', 'Parley', 'Раrley', 'ρarley', 'Dеleted user', 'Deleted-user', 'Deleted_user', 'Parley․', 'Pàrley', 'Par1ey', 'PARLEΥ', 'Parleγ', 'ParIey', 'DeIeted user', 'ᴘᴀʀʟᴇʏ']) {
       const up = await gql(s.url, 'mutation($d: String!) { updateProfile(displayName: $d) { displayName } }', { d: name }, u.token);
       const at = await gql(s.url, SIGNUP_AS, { u: `dn_${process.pid}_${name.length}`, d: name });
       expect([name, codeOf(up), up.errors?.[0].extensions?.field, codeOf(at)]).toEqual([name, 'BAD_USER_INPUT', 'displayName', 'BAD_USER_INPUT']);
@@ -350,7 +350,7 @@ describe('accounts', () => {
   it('should find users and groups by name as a reader types it: accents, case, final sigma and vowel marks aside', async () => {
     const s = await createTestServer();
     const me = await signup(s.url);
-    const names = ['Jürgen Müller', 'ΣΩΚΡΆΤΗΣ', 'مُحَمَّد', 'שָׁלוֹם עליכם', 'İZMİR', 'Ёлкин'];
+    const names = ['Jürgen Müller', 'ΣΩΚΡΆΤΗΣ', 'مُحَمَّد', 'שָׁלוֹם עליכם', 'İZMİR', 'Ёлкин', 'Back∖slash', '100％ sure'];
     const ids: Record<string, string> = {};
     for (const displayName of names) ids[displayName] = (await signup(s.url, { displayName })).id;
     const groups: Record<string, string> = {};
@@ -366,6 +366,11 @@ describe('accounts', () => {
     // The count counts the same; a LIKE wildcard is still a character, and a name that is not there matches nothing.
     expect((await users('jurgen')).totalCount).toBe(1);
     expect(await found('j%n')).toEqual([]);
+    // Folded, a fullwidth ％ or ＿ is a % or _, and ＼ or ∖ a backslash: characters too, never a
+    // wildcard or an escape (folded after the escaping, ％％％ found everyone: an outside probe).
+    for (const q of ['％％％', '＿＿＿', 'a＿b', '100% s']) expect([q, await found(q)]).toEqual([q, q === '100% s' ? [ids['100％ sure']] : []]);
+    expect(await found('k∖sl')).toEqual([ids['Back∖slash']]);
+    expect(await found('0％ s')).toEqual([ids['100％ sure']]);
     expect(await inGroups('zzz_none')).toEqual([]);
   });
 

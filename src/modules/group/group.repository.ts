@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { groupBy, pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { conversationRepository, leaveAllOf } from '../conversation/conversation.repository';
 import { User } from '../user/user.entity';
-import { likePattern, nameMatch } from '../user/user.repository';
+import { nameMatch } from '../user/user.repository';
 import { Group, GroupMember, type MemberRole } from './group.entity';
 import { groupKey } from '../conversation/conversation.keys';
 
@@ -368,8 +368,9 @@ export const groupRepository = {
     const where = [`(not g.is_private or ${SEES_PRIVATE})`];
     const params: unknown[] = [viewerId, viewerId];
     if (opts.search) {
-      where.push(nameMatch('g.name', opts.search));
-      params.push(likePattern(opts.search));
+      const m = nameMatch('g.name', opts.search);
+      where.push(m.sql);
+      params.push(m.param);
     }
     const conn = em;
     const [{ count }] = await conn.execute(`select count(*)::int as count from groups g where ${where.join(' and ')}`, params);

@@ -9,13 +9,15 @@ export function likePattern(text: string): string {
 }
 
 /**
- * A name search's test of `column` against its likePattern: as a reader types a name, accents,
- * case, a final sigma and Arabic or Hebrew vowel marks aside (parley_fold, served by trigram
- * indexes: FoldedNameSearch). One or two characters, which no trigram serves and which would fold
- * every name read, match with `ilike` (case aside).
+ * A name search's test of `column`, and its parameter: as a reader types a name, accents, case, a
+ * final sigma and Arabic or Hebrew vowel marks aside (parley_fold, served by trigram indexes:
+ * FoldedNameSearch). The search is folded before its wildcards are escaped: folded after, a
+ * fullwidth ％ or ＿ became a wildcard and ＼ an escape (an outside probe). One or two characters,
+ * which no trigram serves and which would fold every name read, match with `ilike` (case aside).
  */
-export function nameMatch(column: string, search: string): string {
-  return [...search].length >= 3 ? `parley_fold(${column}) like parley_fold(?)` : `${column} ilike ?`;
+export function nameMatch(column: string, search: string): { sql: string; param: string } {
+  if ([...search].length < 3) return { sql: `${column} ilike ?`, param: likePattern(search) };
+  return { sql: `parley_fold(${column}) like '%' || replace(replace(replace(parley_fold(?), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'`, param: search };
 }
 
 /** A user's public columns as SQL returns them. */
@@ -138,8 +140,9 @@ export const userRepository = {
     const where: string[] = ['deleted_at is null'];
     const params: unknown[] = [];
     if (opts.search) {
-      where.push(`(${nameMatch('username', opts.search)} or ${nameMatch('display_name', opts.search)})`);
-      params.push(likePattern(opts.search), likePattern(opts.search));
+      const [a, b] = [nameMatch('username', opts.search), nameMatch('display_name', opts.search)];
+      where.push(`(${a.sql} or ${b.sql})`);
+      params.push(a.param, b.param);
     }
     const conn = em;
     const [{ count }] = await conn.execute(`select count(*)::int as count from users where ${where.join(' and ')}`, params);
