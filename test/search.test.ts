@@ -93,6 +93,12 @@ describe('searchMessages', () => {
     expect(long).toContain(' … ');
     expect(long).toContain('a.b &quot;<mark>quoted</mark>-term&quot; &lt;end');
     expect(long).not.toContain('lorem');
+    // It begins after the message's start: `…` says so (it ends at the message's end: nothing there).
+    expect([long.startsWith('…'), long.endsWith('…')]).toEqual([true, false]);
+    // A match among one-letter words and symbols: ts_headline gave the word alone, which is given context.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'a + b = c ; '.repeat(30)}zebra ${'; x - y '.repeat(30)}` });
+    const lone = (await snippet('zebra'))!;
+    expect(lone).toMatch(/^….{20,}<mark>zebra<\/mark>.{20,}…$/su);
 
     // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });

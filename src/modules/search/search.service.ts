@@ -70,17 +70,23 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
  * its punctuation as spaces (see HEADLINE_TEXT): each passage is found there, in order, and every
  * character is written from the message itself at its place, its punctuation back. A word of 2,047
  * bytes or more (a pasted data URL) is left out of a passage by PostgreSQL's parser: skipped in the
- * text too (else the passage was not found, and came out with its punctuation as spaces).
+ * text too (else the passage was not found, and came out with its punctuation as spaces). A
+ * passage is then given context where ts_headline gave it almost none, cut to PASSAGE_MAX
+ * characters (see bounded), and `…` marks where the snippet begins after the message's start or
+ * ends before its end.
  */
 export function toSnippet(headline: string, content: string): string {
   const text = headlineText(content);
-  const passages: string[] = [];
+  const passages = headline.split('\u0006');
+  const out: string[] = [];
   let from = 0;
-  for (const passage of headline.split('\u0006')) {
+  for (let i = 0; i < passages.length; i++) {
+    const passage = passages[i];
     // The passage as runs of plain and marked text, written from the message.
     const runs: Run[] = [];
     let run: Run = { text: '', mark: false };
-    let at = passageStart(text, passage.replace(/[\u0001\u0002]/g, ''), from);
+    const start = passageStart(text, passage.replace(/[\u0001\u0002]/g, ''), from);
+    let at = start;
     for (let k = 0; k < passage.length; k++) {
       const c = passage[k];
       if (c === '\u0001' || c === '\u0002') {
@@ -95,46 +101,70 @@ export function toSnippet(headline: string, content: string): string {
       }
     }
     runs.push(run);
+    // Found where it lies in the message: context around a passage that has almost none (ts_headline
+    // gave `<mark>word</mark>` alone between runs of one-letter words or symbols: an outside probe),
+    // never reaching back into the passage before it.
+    let [first, last] = [start, at];
+    if (start >= 0 && at >= 0 && [...runs.map((r) => r.text).join('')].length < CONTEXT_MIN) {
+      const before = wordsFrom([...content.slice(from, start)].slice(-BEFORE_MATCH), start - from > BEFORE_MATCH, 'start');
+      const after = wordsFrom([...content.slice(at)].slice(0, PASSAGE_MAX), content.length - at > PASSAGE_MAX, 'end');
+      runs.unshift({ text: before, mark: false });
+      runs.push({ text: after, mark: false });
+      [first, last] = [start - before.length, at + after.length];
+    }
     if (at >= 0) from = at;
-    passages.push(bounded(runs.filter((r) => r.text)).map((r) => (r.mark ? `<mark>${[...r.text].map(escaped).join('')}</mark>` : [...r.text].map(escaped).join(''))).join(''));
+    const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
+    // Before the first passage and after the last: what the message has there (the joiner says it between them).
+    const lead = i === 0 && (cutStart || (first >= 0 && !!text.slice(0, first).trim())) ? '…' : '';
+    const tail = i === passages.length - 1 && (cutEnd || (last >= 0 && !!text.slice(last).trim())) ? '…' : '';
+    out.push(lead + kept.map((r) => (r.mark ? `<mark>${html(r.text)}</mark>` : html(r.text))).join('') + tail);
   }
-  return passages.join(' … ');
+  return out.join(' … ');
 }
+
+const html = (text: string) => [...text].map(escaped).join('');
 
 interface Run {
   text: string;
   mark: boolean;
 }
 
-/** A passage's most characters, and those kept before its first match when it has more. */
+/** A passage's most characters, those kept before its first match when it has more, and the fewest before it is given context. */
 const PASSAGE_MAX = 240;
 const BEFORE_MATCH = 60;
+const CONTEXT_MIN = 40;
+
+/** Code points taken from beside a passage, from a word's start (`start`) or to a word's end: a word cut in two is left out, unless there is no space to cut at. */
+function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string {
+  const text = chars.join('');
+  if (!cut) return text;
+  const at = side === 'start' ? text.search(/\s/) : text.search(/\s\S*$/);
+  if (at < 0) return text;
+  return side === 'start' ? text.slice(at) : text.slice(0, at + 1);
+}
 
 /**
- * A passage cut to PASSAGE_MAX characters (code points) around its first match, `…` where it was
- * cut. ts_headline's passages count words, and a script written without spaces (Chinese, Japanese,
- * Thai), or a long URL, is a word a run: a 600-character message came back whole as one passage
- * (an outside probe).
+ * A passage cut to PASSAGE_MAX characters (code points) around its first match. ts_headline's
+ * passages count words, and a script written without spaces (Chinese, Japanese, Thai), or a long
+ * URL, is a word a run: a 600-character message came back whole as one passage (an outside probe).
  */
-function bounded(runs: Run[]): Run[] {
+function bounded(runs: Run[]): { kept: Run[]; cutStart: boolean; cutEnd: boolean } {
   const chars = runs.map((r) => [...r.text]);
   const total = chars.reduce((n, c) => n + c.length, 0);
-  if (total <= PASSAGE_MAX) return runs;
+  if (total <= PASSAGE_MAX) return { kept: runs, cutStart: false, cutEnd: false };
   const first = runs.findIndex((r) => r.mark);
   const before = first < 0 ? 0 : chars.slice(0, first).reduce((n, c) => n + c.length, 0);
   // Where the kept characters begin and end, counted over the whole passage.
   const start = Math.max(0, Math.min(before - BEFORE_MATCH, total - PASSAGE_MAX));
   const end = start + PASSAGE_MAX;
-  const out: Run[] = [];
+  const kept: Run[] = [];
   let pos = 0;
   for (let i = 0; i < runs.length; i++) {
     const [a, b] = [Math.max(start, pos), Math.min(end, pos + chars[i].length)];
-    if (a < b) out.push({ text: chars[i].slice(a - pos, b - pos).join(''), mark: runs[i].mark });
+    if (a < b) kept.push({ text: chars[i].slice(a - pos, b - pos).join(''), mark: runs[i].mark });
     pos += chars[i].length;
   }
-  if (start > 0) out.unshift({ text: '…', mark: false });
-  if (end < total) out.push({ text: '…', mark: false });
-  return out;
+  return { kept, cutStart: start > 0, cutEnd: end < total };
 }
 
 /**
