@@ -99,6 +99,13 @@ describe('searchMessages', () => {
     await sendMessage(s.url, alice.token, { groupId: g, content: `${'a + b = c ; '.repeat(30)}zebra ${'; x - y '.repeat(30)}` });
     const lone = (await snippet('zebra'))!;
     expect(lone).toMatch(/^….{20,}<mark>zebra<\/mark>.{20,}…$/su);
+    // Beside runs without spaces (emoji): some of each run, not nothing; and punctuation left out is
+    // still something left out (300 `=` before, 300 `-` after).
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'😀'.repeat(300)}giraffe${'👍🏽'.repeat(150)}` });
+    expect((await snippet('giraffe'))!).toMatch(/^…(😀){20,}<mark>giraffe<\/mark>(👍🏽){10,}…$/u);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'='.repeat(300)}\nrelease okapi notes below\n${'-'.repeat(300)}` });
+    const ruled = (await snippet('okapi'))!;
+    expect([ruled.startsWith('…'), ruled.endsWith('…'), ruled.includes('<mark>okapi</mark>')]).toEqual([true, true, true]);
 
     // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });

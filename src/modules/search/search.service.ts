@@ -106,8 +106,9 @@ export function toSnippet(headline: string, content: string): string {
     // never reaching back into the passage before it.
     let [first, last] = [start, at];
     if (start >= 0 && at >= 0 && [...runs.map((r) => r.text).join('')].length < CONTEXT_MIN) {
-      const before = wordsFrom([...content.slice(from, start)].slice(-BEFORE_MATCH), start - from > BEFORE_MATCH, 'start');
-      const after = wordsFrom([...content.slice(at)].slice(0, PASSAGE_MAX), content.length - at > PASSAGE_MAX, 'end');
+      const [ahead, behind] = [graphemesOf(content.slice(from, start)), graphemesOf(content.slice(at))];
+      const before = wordsFrom(ahead.slice(-BEFORE_MATCH), ahead.length > BEFORE_MATCH, 'start');
+      const after = wordsFrom(behind.slice(0, PASSAGE_MAX), behind.length > PASSAGE_MAX, 'end');
       runs.unshift({ text: before, mark: false });
       runs.push({ text: after, mark: false });
       [first, last] = [start - before.length, at + after.length];
@@ -115,14 +116,18 @@ export function toSnippet(headline: string, content: string): string {
     if (at >= 0) from = at;
     const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
     // Before the first passage and after the last: what the message has there (the joiner says it between them).
-    const lead = i === 0 && (cutStart || (first >= 0 && !!text.slice(0, first).trim())) ? '…' : '';
-    const tail = i === passages.length - 1 && (cutEnd || (last >= 0 && !!text.slice(last).trim())) ? '…' : '';
+    const lead = i === 0 && (cutStart || (first >= 0 && holds(content.slice(0, first)))) ? '…' : '';
+    const tail = i === passages.length - 1 && (cutEnd || (last >= 0 && holds(content.slice(last)))) ? '…' : '';
     out.push(lead + kept.map((r) => (r.mark ? `<mark>${html(r.text)}</mark>` : html(r.text))).join('') + tail);
   }
   return out.join(' … ');
 }
 
 const html = (text: string) => [...text].map(escaped).join('');
+
+const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+/** A text's characters as a reader counts them: a cut between two never splits an emoji, a flag or a letter from its accent. */
+const graphemesOf = (text: string): string[] => Array.from(segmenter.segment(text), (g) => g.segment);
 
 interface Run {
   text: string;
@@ -134,14 +139,27 @@ const PASSAGE_MAX = 240;
 const BEFORE_MATCH = 60;
 const CONTEXT_MIN = 40;
 
-/** Code points taken from beside a passage, from a word's start (`start`) or to a word's end: a word cut in two is left out, unless there is no space to cut at. */
+/**
+ * Code points taken from beside a passage, from a word's start (`start`) or to a word's end: a word
+ * cut in two is left out, unless that would leave out more than WORD_CUT_MAX (a run without spaces,
+ * emoji or a script written without them, is shown cut rather than not at all).
+ */
 function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string {
   const text = chars.join('');
   if (!cut) return text;
   const at = side === 'start' ? text.search(/\s/) : text.search(/\s\S*$/);
-  if (at < 0) return text;
+  if (at < 0 || [...(side === 'start' ? text.slice(0, at) : text.slice(at + 1))].length > WORD_CUT_MAX) return text;
   return side === 'start' ? text.slice(at) : text.slice(0, at + 1);
 }
+
+const WORD_CUT_MAX = 20;
+
+/**
+ * Whether a stretch of the message left out of its snippet holds anything a reader would miss: a
+ * letter or digit, or more than a few other characters (a rule of 300 `=`); a sentence's final
+ * stop does not make a `…`.
+ */
+const holds = (left: string) => /[\p{L}\p{N}]/u.test(left) || [...left.replace(/\s+/gu, '')].length > 3;
 
 /**
  * A passage cut to PASSAGE_MAX characters (code points) around its first match. ts_headline's
@@ -149,22 +167,28 @@ function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string
  * URL, is a word a run: a 600-character message came back whole as one passage (an outside probe).
  */
 function bounded(runs: Run[]): { kept: Run[]; cutStart: boolean; cutEnd: boolean } {
-  const chars = runs.map((r) => [...r.text]);
-  const total = chars.reduce((n, c) => n + c.length, 0);
+  const size = (g: string) => (g.length === 1 ? 1 : [...g].length);
+  const total = runs.reduce((n, r) => n + [...r.text].length, 0);
   if (total <= PASSAGE_MAX) return { kept: runs, cutStart: false, cutEnd: false };
   const first = runs.findIndex((r) => r.mark);
-  const before = first < 0 ? 0 : chars.slice(0, first).reduce((n, c) => n + c.length, 0);
-  // Where the kept characters begin and end, counted over the whole passage.
+  const before = first < 0 ? 0 : runs.slice(0, first).reduce((n, r) => n + [...r.text].length, 0);
+  // Where the kept code points begin and end, counted over the whole passage; a grapheme is kept whole or not at all.
   const start = Math.max(0, Math.min(before - BEFORE_MATCH, total - PASSAGE_MAX));
   const end = start + PASSAGE_MAX;
   const kept: Run[] = [];
-  let pos = 0;
-  for (let i = 0; i < runs.length; i++) {
-    const [a, b] = [Math.max(start, pos), Math.min(end, pos + chars[i].length)];
-    if (a < b) kept.push({ text: chars[i].slice(a - pos, b - pos).join(''), mark: runs[i].mark });
-    pos += chars[i].length;
+  let [pos, cutStart, cutEnd] = [0, false, false];
+  for (const r of runs) {
+    let text = '';
+    for (const g of graphemesOf(r.text)) {
+      const n = size(g);
+      if (pos >= start && pos + n <= end) text += g;
+      else if (pos < start) cutStart = true;
+      else cutEnd = true;
+      pos += n;
+    }
+    if (text) kept.push({ text, mark: r.mark });
   }
-  return { kept, cutStart: start > 0, cutEnd: end < total };
+  return { kept, cutStart, cutEnd };
 }
 
 /**
