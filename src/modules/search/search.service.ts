@@ -140,9 +140,9 @@ const BEFORE_MATCH = 60;
 const CONTEXT_MIN = 40;
 
 /**
- * Code points taken from beside a passage, from a word's start (`start`) or to a word's end: a word
- * cut in two is left out, unless that would leave out more than WORD_CUT_MAX (a run without spaces,
- * emoji or a script written without them, is shown cut rather than not at all).
+ * Characters (graphemes) taken from beside a passage, from a word's start (`start`) or to a word's
+ * end: a word cut in two is left out, unless that would leave out more than WORD_CUT_MAX code points
+ * (a run without spaces, emoji or a script written without them, is shown cut rather than not at all).
  */
 function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string {
   const text = chars.join('');
