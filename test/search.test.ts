@@ -106,13 +106,20 @@ describe('searchMessages', () => {
     await sendMessage(s.url, alice.token, { groupId: g, content: `${'='.repeat(300)}\nrelease okapi notes below\n${'-'.repeat(300)}` });
     const ruled = (await snippet('okapi'))!;
     expect([ruled.startsWith('…'), ruled.endsWith('…'), ruled.includes('<mark>okapi</mark>')]).toEqual([true, true, true]);
+    // A few characters after the passage (ts_headline's ends at the match's word) are written, not
+    // cut: a trailing emoji went with no `…` (an outside probe); more, and `…` says they were left out.
+    const body = Array(12).fill('lorem ipsum dolor').join(' ');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${body} narwhal 👍` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${body} beluga ${'🎉'.repeat(12)}` });
+    const ends = async (q: string) => (await snippet(q))!.replace(/^.*(<mark>)/su, '$1');
+    expect([await ends('narwhal'), await ends('beluga')]).toEqual(['<mark>narwhal</mark> 👍', '<mark>beluga</mark>…']);
 
     // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });
     expect(await snippet('target')).toBe('Report &quot;Q3 results.pdf&quot; for bob@example.org, v2.0 &lt;final&gt; <mark>target</mark> data:image/png;base64, end');
     // On a line of its own: the line breaks around it stay, and so does the punctuation after it.
     await sendMessage(s.url, alice.token, { groupId: g, content: `pasted:\ndata:${'B'.repeat(2100)}\nnext: 3.14 & <b>x</b> "q" aimed.` });
-    expect(await snippet('aimed')).toBe('pasted:\ndata:\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>');
+    expect(await snippet('aimed')).toBe('pasted:\ndata:\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>.');
 
     // A run without spaces is one word to the index: its passage is cut to 240 characters around
     // the match, `…` where it was cut (before, a 600-character message came back whole: an outside probe).

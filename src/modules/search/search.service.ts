@@ -113,6 +113,15 @@ export function toSnippet(headline: string, content: string): string {
       runs.push({ text: after, mark: false });
       [first, last] = [start - before.length, at + after.length];
     }
+    // A few characters left before the first passage or after the last (an emoji, a closing mark): written, not cut.
+    if (i === 0 && first > 0 && graphemesOf(content.slice(0, first)).length <= SHORT_REST) {
+      runs.unshift({ text: content.slice(0, first), mark: false });
+      first = 0;
+    }
+    if (i === passages.length - 1 && last >= 0 && last < content.length && graphemesOf(content.slice(last)).length <= SHORT_REST) {
+      runs.push({ text: content.slice(last), mark: false });
+      last = content.length;
+    }
     if (at >= 0) from = at;
     const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
     // Before the first passage and after the last: what the message has there (the joiner says it between them).
@@ -138,6 +147,7 @@ interface Run {
 const PASSAGE_MAX = 240;
 const BEFORE_MATCH = 60;
 const CONTEXT_MIN = 40;
+const SHORT_REST = 8;
 
 /**
  * Characters (graphemes) taken from beside a passage, from a word's start (`start`) or to a word's
@@ -156,10 +166,10 @@ const WORD_CUT_MAX = 20;
 
 /**
  * Whether a stretch of the message left out of its snippet holds anything a reader would miss: a
- * letter or digit, or more than a few other characters (a rule of 300 `=`); a sentence's final
- * stop does not make a `…`.
+ * letter, digit, emoji or other pictograph (a trailing 👍 or ✓), or more than a few other marks
+ * (a rule of 300 `=`); a sentence's final stop does not make a `…`.
  */
-const holds = (left: string) => /[\p{L}\p{N}]/u.test(left) || [...left.replace(/\s+/gu, '')].length > 3;
+const holds = (left: string) => /[\p{L}\p{N}\p{So}]/u.test(left) || [...left.replace(/\s+/gu, '')].length > 3;
 
 /**
  * A passage cut to PASSAGE_MAX characters (code points) around its first match. ts_headline's
