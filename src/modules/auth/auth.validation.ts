@@ -43,13 +43,22 @@ const UNFOLDED: Record<string, string> = {
 /**
  * A display name as a reader tells it apart at a glance, after UTS #39's skeleton (decomposed,
  * each character as the one it passes for, decomposed again): case, width, accents, spaces and
- * punctuation aside. A symbol that decomposes to a letter (Ⓟ, 🄿) reads as it; one that decomposes
- * to several (™ to TM) is left out, as other symbols are.
+ * punctuation aside. A symbol that stands for one letter (Ⓟ, 🄿, 🅿, ⒫) reads as it; one that
+ * stands for several (™ for TM) is left out, as other symbols are.
  */
 const asRead = (name: string) => {
   const decomposed = [...name.normalize('NFC')].map((c) => {
     const d = c.normalize('NFKD');
-    return /\p{S}/u.test(c) && [...d].length !== 1 ? '' : d;
+    if (!/\p{S}/u.test(c)) return d;
+    const cp = c.codePointAt(0)!;
+    // Negative circled and squared capitals (🅟, 🅿), which decompose to nothing.
+    if (cp >= 0x1f150 && cp <= 0x1f169) return String.fromCharCode(0x41 + cp - 0x1f150);
+    if (cp >= 0x1f170 && cp <= 0x1f189) return String.fromCharCode(0x41 + cp - 0x1f170);
+    // One character (Ⓟ as P; a bar, which the confusables read as l) reads as it; a symbol of one
+    // letter (⒫ as "(p)") as that letter; of several (™ as TM), as nothing.
+    if ([...d].length === 1) return d;
+    const letters = [...d].filter((x) => /[\p{L}\p{N}]/u.test(x));
+    return letters.length === 1 ? letters[0] : '';
   });
   return [
     ...[...decomposed.join('')]
