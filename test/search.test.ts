@@ -111,8 +111,9 @@ describe('searchMessages', () => {
     const body = Array(12).fill('lorem ipsum dolor').join(' ');
     await sendMessage(s.url, alice.token, { groupId: g, content: `${body} narwhal 👍` });
     await sendMessage(s.url, alice.token, { groupId: g, content: `${body} beluga ${'🎉'.repeat(12)}` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${body} manatee${' '.repeat(20)}:)` });
     const ends = async (q: string) => (await snippet(q))!.replace(/^.*(<mark>)/su, '$1');
-    expect([await ends('narwhal'), await ends('beluga')]).toEqual(['<mark>narwhal</mark> 👍', '<mark>beluga</mark>…']);
+    expect([await ends('narwhal'), await ends('beluga'), await ends('manatee')]).toEqual(['<mark>narwhal</mark> 👍', '<mark>beluga</mark>…', '<mark>manatee</mark> :)']);
 
     // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });

@@ -113,13 +113,14 @@ export function toSnippet(headline: string, content: string): string {
       runs.push({ text: after, mark: false });
       [first, last] = [start - before.length, at + after.length];
     }
-    // A few characters left before the first passage or after the last (an emoji, a closing mark): written, not cut.
-    if (i === 0 && first > 0 && graphemesOf(content.slice(0, first)).length <= SHORT_REST) {
-      runs.unshift({ text: content.slice(0, first), mark: false });
+    // A few characters left before the first passage or after the last (an emoji, a closing mark,
+    // after however much space): written, not cut, their runs of space as one.
+    if (i === 0 && first > 0 && isShort(content.slice(0, first))) {
+      runs.unshift({ text: content.slice(0, first).replace(/\s+/gu, ' '), mark: false });
       first = 0;
     }
-    if (i === passages.length - 1 && last >= 0 && last < content.length && graphemesOf(content.slice(last)).length <= SHORT_REST) {
-      runs.push({ text: content.slice(last), mark: false });
+    if (i === passages.length - 1 && last >= 0 && last < content.length && isShort(content.slice(last))) {
+      runs.push({ text: content.slice(last).replace(/\s+/gu, ' '), mark: false });
       last = content.length;
     }
     if (at >= 0) from = at;
@@ -164,12 +165,11 @@ function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string
 
 const WORD_CUT_MAX = 20;
 
-/**
- * Whether a stretch of the message left out of its snippet holds anything a reader would miss: a
- * letter, digit, emoji or other pictograph (a trailing 👍 or ✓), or more than a few other marks
- * (a rule of 300 `=`); a sentence's final stop does not make a `…`.
- */
-const holds = (left: string) => /[\p{L}\p{N}\p{So}]/u.test(left) || [...left.replace(/\s+/gu, '')].length > 3;
+/** A stretch beside the snippet few enough to write: at most SHORT_REST characters but spaces. */
+const isShort = (rest: string) => graphemesOf(rest.replace(/\s+/gu, '')).length <= SHORT_REST;
+
+/** Whether a stretch of the message left out of its snippet holds anything at all (what is short was written: see isShort). */
+const holds = (left: string) => /\S/u.test(left);
 
 /**
  * A passage cut to PASSAGE_MAX characters (code points) around its first match. ts_headline's
