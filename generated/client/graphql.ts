@@ -37,11 +37,11 @@ export type ConversationKind =
 export type FriendEventKind =
   /** A request was accepted: the two are friends. */
   | 'ACCEPTED'
-  /** A request is gone unanswered: its sender withdrew it, or one of the two deleted their account. */
+  /** A request is gone unanswered: its sender withdrew it, one of the two deleted their account, or the viewer blocked the other. */
   | 'CANCELLED'
   /** A request was declined. */
   | 'DECLINED'
-  /** A friendship ended: removeFriend by either, or the other deleted their account. */
+  /** A friendship ended: removeFriend by either, the other deleted their account, or the viewer blocked them. */
   | 'REMOVED'
   /** A friend request was sent (to or by the viewer). */
   | 'REQUESTED';

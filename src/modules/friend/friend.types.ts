@@ -27,12 +27,12 @@ registerEnumType(FriendEventKind, {
     REQUESTED: { description: 'A friend request was sent (to or by the viewer).' },
     ACCEPTED: { description: 'A request was accepted: the two are friends.' },
     DECLINED: { description: 'A request was declined.' },
-    CANCELLED: { description: 'A request is gone unanswered: its sender withdrew it, or one of the two deleted their account.' },
-    REMOVED: { description: 'A friendship ended: removeFriend by either, or the other deleted their account.' },
+    CANCELLED: { description: 'A request is gone unanswered: its sender withdrew it, one of the two deleted their account, or the viewer blocked the other.' },
+    REMOVED: { description: 'A friendship ended: removeFriend by either, the other deleted their account, or the viewer blocked them.' },
   },
 });
 
-@ObjectType('FriendEvent', { description: "A change to the viewer's friends or friend requests, told to both users' sessions (a block tells nothing)." })
+@ObjectType('FriendEvent', { description: "A change to the viewer's friends or friend requests, told to both users' sessions (a block: the blocker's alone)." })
 export class FriendEventType {
   @Field(() => FriendEventKind) kind!: FriendEventKind;
   @Field(() => FriendRequestType, { nullable: true, description: 'The request as the change left it (CANCELLED: as it last stood, PENDING; the kind says it is gone); null for REMOVED.' })

@@ -166,7 +166,11 @@ function wordsFrom(chars: string[], cut: boolean, side: 'start' | 'end'): string
 const WORD_CUT_MAX = 20;
 
 /** A stretch beside the snippet few enough to write: at most SHORT_REST characters but spaces. */
-const isShort = (rest: string) => graphemesOf(rest.replace(/\s+/gu, '')).length <= SHORT_REST;
+const isShort = (rest: string) => {
+  const shown = rest.replace(/\s+/gu, '');
+  // Most rests are long: no grapheme of them is counted (a grapheme is at most a few dozen code units).
+  return shown.length <= SHORT_REST || (shown.length <= SHORT_REST * 64 && graphemesOf(shown).length <= SHORT_REST);
+};
 
 /** Whether a stretch of the message left out of its snippet holds anything at all (what is short was written: see isShort). */
 const holds = (left: string) => /\S/u.test(left);

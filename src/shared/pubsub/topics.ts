@@ -196,7 +196,7 @@ export interface FriendEventPayload {
   kind: 'REQUESTED' | 'ACCEPTED' | 'DECLINED' | 'CANCELLED' | 'REMOVED';
   /** The two users: a request's sender, then its addressee; for REMOVED, who ended it, then the other. */
   userIds: [string, string];
-  /** Who is told: both, or the other one alone (an account's deletion). */
+  /** Who is told: both, or one alone (the other of an account's deletion; the blocker of a block). */
   audience: string[];
   /** The request, as it stands after the change; null for REMOVED. */
   request: { id: string; status: 'PENDING' | 'ACCEPTED' | 'DECLINED'; createdAt: string } | null;
