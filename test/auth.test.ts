@@ -372,6 +372,10 @@ describe('accounts', () => {
     expect(await found('k∖sl')).toEqual([ids['Back∖slash']]);
     expect(await found('0％ s')).toEqual([ids['100％ sure']]);
     expect(await inGroups('zzz_none')).toEqual([]);
+    // Marks alone fold to nothing: they found every name (an outside probe); now only names holding them.
+    expect(await found('\u0301\u0301\u0301')).toEqual([]);
+    expect(await inGroups('\u0301\u0301\u0301')).toEqual([]);
+    expect(await found('\u05b8\u05c1\u05b9')).toEqual([]);
   });
 
   it('should delete an account: password required, tokens revoked, name freed, gone from search', async () => {

@@ -13,10 +13,11 @@ export function likePattern(text: string): string {
  * final sigma and Arabic or Hebrew vowel marks aside (parley_fold, served by trigram indexes:
  * FoldedNameSearch). The search is folded before its wildcards are escaped: folded after, a
  * fullwidth ％ or ＿ became a wildcard and ＼ an escape (an outside probe). One or two characters,
- * which no trigram serves and which would fold every name read, match with `ilike` (case aside).
+ * which no trigram serves and which would fold every name read, match with `ilike` (case aside), as
+ * does a search of marks alone, which folds to nothing and so matched every name (an outside probe).
  */
 export function nameMatch(column: string, search: string): { sql: string; param: string } {
-  if ([...search].length < 3) return { sql: `${column} ilike ?`, param: likePattern(search) };
+  if ([...search].length < 3 || !/[^\p{M}]/u.test(search.normalize('NFD'))) return { sql: `${column} ilike ?`, param: likePattern(search) };
   return { sql: `parley_fold(${column}) like '%' || replace(replace(replace(parley_fold(?), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'`, param: search };
 }
 
