@@ -115,12 +115,22 @@ describe('searchMessages', () => {
     const ends = async (q: string) => (await snippet(q))!.replace(/^.*(<mark>)/su, '$1');
     expect([await ends('narwhal'), await ends('beluga'), await ends('manatee')]).toEqual(['<mark>narwhal</mark> 👍', '<mark>beluga</mark>…', '<mark>manatee</mark> :)']);
 
-    // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage, the rest as written.
+    // A word too long for PostgreSQL's parser (a pasted data URL) is left out of the passage as `…`,
+    // the rest as written (left out silently, the snippet read as the whole message: an outside probe).
     await sendMessage(s.url, alice.token, { groupId: g, content: `Report "Q3 results.pdf" for bob@example.org, v2.0 <final> target data:image/png;base64,${'A'.repeat(2100)} end` });
-    expect(await snippet('target')).toBe('Report &quot;Q3 results.pdf&quot; for bob@example.org, v2.0 &lt;final&gt; <mark>target</mark> data:image/png;base64, end');
+    expect(await snippet('target')).toBe('Report &quot;Q3 results.pdf&quot; for bob@example.org, v2.0 &lt;final&gt; <mark>target</mark> data:image/png;base64,… end');
     // On a line of its own: the line breaks around it stay, and so does the punctuation after it.
     await sendMessage(s.url, alice.token, { groupId: g, content: `pasted:\ndata:${'B'.repeat(2100)}\nnext: 3.14 & <b>x</b> "q" aimed.` });
-    expect(await snippet('aimed')).toBe('pasted:\ndata:\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>.');
+    expect(await snippet('aimed')).toBe('pasted:\ndata:…\nnext: 3.14 &amp; &lt;b&gt;x&lt;/b&gt; &quot;q&quot; <mark>aimed</mark>.');
+    // Between words, and a run of emoji glued to a word: the words around it stay apart.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `party at wombat ${'a'.repeat(2100)} bring drinks` });
+    expect(await snippet('wombat')).toBe('party at <mark>wombat</mark> … bring drinks');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `lol${'😀'.repeat(600)} see you at the quokka party` });
+    expect(await snippet('quokka')).toBe('lol… see you at the <mark>quokka</mark> party');
+    const family = '👨‍👩‍👧‍👦';
+    await sendMessage(s.url, alice.token, { groupId: g, content: `qq${family.repeat(150)} wallaby qq${family.repeat(150)}` });
+    // A passage this short is given the words after it: some of the run there, cut.
+    expect(await snippet('wallaby')).toMatch(new RegExp(`^qq… <mark>wallaby</mark> qq(${family}){10,}…$`, 'u'));
 
     // A run without spaces is one word to the index: its passage is cut to 240 characters around
     // the match, `…` where it was cut (before, a 600-character message came back whole: an outside probe).

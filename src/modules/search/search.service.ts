@@ -70,7 +70,8 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
  * its punctuation as spaces (see HEADLINE_TEXT): each passage is found there, in order, and every
  * character is written from the message itself at its place, its punctuation back. A word of 2,047
  * bytes or more (a pasted data URL) is left out of a passage by PostgreSQL's parser: skipped in the
- * text too (else the passage was not found, and came out with its punctuation as spaces). A
+ * text too (else the passage was not found, and came out with its punctuation as spaces), and
+ * written as `…`. A
  * passage is then given context where ts_headline gave it almost none, cut to PASSAGE_MAX
  * characters (see bounded), and `…` marks where the snippet begins after the message's start or
  * ends before its end.
@@ -93,8 +94,25 @@ export function toSnippet(headline: string, content: string): string {
         runs.push(run);
         run = { text: '', mark: c === '\u0001' };
       } else {
-        // A word left out: its letters skipped, up to the space after it.
-        if (at >= 0 && text[at] !== c) while (at < text.length && text[at] !== c && !/\s/.test(text[at])) at++;
+        if (at >= 0 && text[at] !== c) {
+          // A word left out: its letters skipped, up to the space after it, and that space too when the
+          // passage has none there (a run of emoji between letters: "lol" and "see" came out glued).
+          const left = at;
+          while (at < text.length && text[at] !== c && !/\s/.test(text[at])) at++;
+          let next = at;
+          while (text[next] !== c && next < text.length && /\s/.test(text[next])) next++;
+          if (text[next] === c) {
+            // Shown as cut, as a passage's ends are: the snippet read as the whole message (an outside probe).
+            const gap = `…${next > at ? ' ' : ''}`;
+            // Outside any <mark>: a mark goes on after it.
+            if (at > left && !run.mark) run.text += gap;
+            else if (at > left) {
+              runs.push(run, { text: gap, mark: false });
+              run = { text: '', mark: true };
+            }
+            at = next;
+          }
+        }
         // Still apart (never seen): the rest of the passage as cut, its punctuation as spaces.
         if (at >= 0 && text[at] !== c) at = -1;
         run.text += at < 0 ? c : content[at++];
