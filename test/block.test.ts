@@ -310,6 +310,27 @@ describe('block', () => {
     expect(carols[0]).toMatchObject({ id: `g:${withBob}`, lastMessage: { content: 'hidden' } });
   });
 
+  it('should refuse adding the blocker to a project of the blocked user, in the words of a refused invitation, writing nothing', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, bob, { participants: [carol] });
+    await block(s, alice, bob);
+    const ADD = 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }';
+    const INBOX = '{ projectActions(first: 50) { totalCount } }';
+    const before = (await ok(gql(s.url, INBOX, {}, carol.token))).projectActions.totalCount;
+    // Before, it was added, and the blocked user wrote to the blocker in renames (an outside probe).
+    const r = await gql(s.url, ADD, { p: p.id, u: alice.id }, bob.token);
+    expect([codeOf(r), r.errors?.[0].message]).toEqual(['FORBIDDEN', 'This user does not accept your invitation.']);
+    expect((await ok(gql(s.url, INBOX, {}, alice.token))).projectActions.totalCount).toBe(0);
+    expect((await ok(gql(s.url, INBOX, {}, carol.token))).projectActions.totalCount).toBe(before);
+    expect((await ok(gql(s.url, 'query($id: ID!) { project(id: $id) { id } }', { id: p.id }, alice.token))).project).toBeNull();
+    // Others still may, and the blocker may add the one they block.
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { designateCoach(projectId: $p, userId: $u) { id } }', { p: p.id, u: carol.id }, bob.token));
+    await ok(gql(s.url, ADD, { p: p.id, u: alice.id }, carol.token));
+    const own = await buildProject(s.url, alice);
+    await ok(gql(s.url, ADD, { p: own.id, u: bob.id }, alice.token));
+  });
+
   it('should hide blocked senders in a project too, private messages included', async () => {
     const s = await createTestServer();
     const [alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -162,6 +162,8 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   visibility.addRule({ hides: (viewerId, subjectId) => safety.hides(viewerId, subjectId), hiddenFrom: (viewerId) => blockRepository.blockedIds(orm.em.fork() as EntityManager, viewerId) });
   friends.guard((em, fromId, toId) => blocks.checkContact(em, fromId, toId));
   groups.guardInvite((em, inviterId, inviteeId) => blocks.checkInvite(em, inviterId, inviteeId));
+  // Nor into a project (a blocked user added the blocker, then wrote to them in titles: an outside probe).
+  projects.guardAdd((em, adderId, userId) => blocks.checkInvite(em, adderId, userId));
   const mutes = new MuteService({ pubsub, access: conversationAccess, lists: safety });
   const messages = new MessageService({
     pubsub,

@@ -56,7 +56,7 @@ export class ProjectResolver {
   }
 
   @Authorized()
-  @Mutation(() => ProjectType, { description: 'Owner and coaches.' })
+  @Mutation(() => ProjectType, { description: 'Owner and coaches; a user who blocks the adder is FORBIDDEN, as for a group invitation.' })
   addProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     return ctx.services.projects.addParticipant(ctx.em, viewerOf(ctx).userId, projectId, userId);
   }

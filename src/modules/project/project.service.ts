@@ -59,6 +59,13 @@ export class ProjectService {
     private readonly memberships: MembershipIndex,
   ) {}
 
+  private readonly addGuards: ((em: EntityManager, adderId: string, userId: string) => Promise<void>)[] = [];
+
+  /** Runs before a participant is added, and may refuse it by throwing (a block: modules/safety). */
+  guardAdd(check: (em: EntityManager, adderId: string, userId: string) => Promise<void>): void {
+    this.addGuards.push(check);
+  }
+
   /** Runs in the transaction of every change that writes inbox entries, after they are written (offline notifications). */
   onActions(hook: (em: EntityManager, actions: NewAction[]) => Promise<void>): void {
     this.actionHooks.push(hook);
@@ -231,6 +238,7 @@ export class ProjectService {
       if (!user) throw new NotFoundError('User');
       // Adding someone who is in already changes nothing and tells no one.
       if (l.members.some((m) => m.userId === user.id)) return toProjectType(l.project, l.members);
+      for (const check of this.addGuards) await check(tem, viewerId, user.id);
       await repo.addMember(tem, { id: randomUUID(), projectId: l.project.id, userId: user.id, role: ProjectRole.PARTICIPANT });
       this.membership(outbox, l.project.id, [{ userId: user.id, member: true }]);
       const row = await conversationRepository.row(tem, user.id, projectKey(l.project.id));
