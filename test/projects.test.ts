@@ -229,7 +229,8 @@ describe('project actions', () => {
       ['PARTICIPANT_REMOVED', "'@carol' was removed from the project 'Artemis'."],
       ['PARTICIPANT_LEFT', "'@bob' left the project 'Artemis'."],
       ['PARTICIPANT_ADDED', "The new participant '@dave' was added to the project 'Artemis'."],
-      ['PROJECT_DELETED', "The project 'Artemis' was removed by '@alice'."],
+      // Their own deletion, as their own departure, in the second person (an outside probe read their name).
+      ['PROJECT_DELETED', "You deleted the project 'Artemis'."],
     ]);
     expect(await story(s.url, bob)).toEqual([
       ['ADDED_TO_PROJECT', "You were added to the project 'Apollo'."],

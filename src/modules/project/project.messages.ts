@@ -15,6 +15,7 @@ export const projectTexts = {
   addedYou: (title: string) => `You were added to the project '${title}'.`,
   added: (target: string, title: string) => `The new participant '@${target}' was added to the project '${title}'.`,
   deleted: (title: string, actor: string) => `The project '${title}' was removed by '@${actor}'.`,
+  deletedYou: (title: string) => `You deleted the project '${title}'.`,
   renamed: (previous: string, title: string) => `The project '${previous}' was renamed to '${title}'.`,
   /** `who`: `'@name'` (as `as` writes it), or a deleted account's words (`gone`). */
   left: (who: string, title: string) => `${who} left the project '${title}'.`,

@@ -221,7 +221,8 @@ export class ProjectService {
         l.members.map((m) => ({ userId: m.userId, member: false })),
       );
       const text = t.deleted(l.project.title, names.get(viewerId)!);
-      const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_DELETED, message: text }));
+      // The owner reads their own deletion in the second person, as every other change of theirs.
+      const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_DELETED, message: m.userId === viewerId ? t.deletedYou(l.project.title) : text }));
       await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: null, previousTitle: null }, pos);
       return true;
     });
