@@ -219,7 +219,9 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     maxDirectives: { n: env.GRAPHQL_MAX_DIRECTIVES },
     // Its cost multiplied by literal page sizes only (see documentCostRule, which takes its place).
     costLimit: { enabled: false },
-    blockFieldSuggestion: { enabled: hideSchema, mask: '' },
+    // Its Apollo plugin cuts `Did you mean "x"` and leaves the `?` (an outside probe read `…". ?`);
+    // Apollo's hideSchemaDetailsFromClientErrors and the formatter's SUGGESTION take it all.
+    blockFieldSuggestion: { enabled: false },
   }).protect();
   const validationRules = [...armor.validationRules, documentCostRule(env.GRAPHQL_MAX_COST, env.GRAPHQL_MAX_ITEMS)];
   const rules: ValidationRule[] = [...SPECIFIED, ...validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
