@@ -19,7 +19,9 @@ describe('error shaping', () => {
     // No connection slot left (other clients fill max_connections, or the role's limit): pg's own errors.
     const full = Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
     const roleFull = Object.assign(new Error('too many connections for role "parley"'), { code: '53300' });
-    for (const e of [connectTimeout, refused, pool, deadlock, timedOut, full, roleFull]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    // A database that takes no connections for now (ALLOW_CONNECTIONS false): was INTERNAL_SERVER_ERROR (an outside probe).
+    const closed = Object.assign(new Error('database "parley" is not currently accepting connections'), { code: '55000' });
+    for (const e of [connectTimeout, refused, pool, deadlock, timedOut, full, roleFull, closed]) expect(shaped(e).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
     // Wrapped with no path, as outside a resolver (an SSE stream's set-up): its cause decides, a reset connection's too.
     const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
     const wrapped = new GraphQLError(reset.message, { originalError: reset });
