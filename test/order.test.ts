@@ -187,6 +187,36 @@ describe('InOrder', () => {
     expect(order.gaps).toBe(1);
   });
 
+  it('should search a gap again while the database is away, and deliver late, once, what it finds when it is back', async () => {
+    const { out, order, pub } = line();
+    // Stored, its sender told SERVICE_UNAVAILABLE (the connection broke with the commit), never published.
+    let away = 3;
+    const searches: number[] = [];
+    order.fillFrom(async () => {
+      searches.push(Date.now());
+      if (away-- > 0) throw new Error('database away');
+      return [{ pos: 2, event: '#2 (stored)' }];
+    });
+    pub(1);
+    jest.advanceTimersByTime(20);
+    pub(3);
+    jest.advanceTimersByTime(100);
+    await settled();
+    expect(out).toEqual(['#1', '#3']);
+    // Given up, then sought again after 1, 2 and 4 s: the fourth search finds it (before, never).
+    for (let i = 0; i < 8; i++) {
+      jest.advanceTimersByTime(1000);
+      await settled();
+    }
+    expect(searches.length).toBe(4);
+    expect(out).toEqual(['#1', '#3', '#2 (stored)']);
+    // Found, no more searches; its own publish, should it come, is a copy.
+    pub(2);
+    jest.advanceTimersByTime(60_000);
+    await settled();
+    expect([searches.length, out]).toEqual([4, ['#1', '#3', '#2 (stored)']]);
+  });
+
   it("should open a line only once its channel's catch-up joined it, or after the longest wait", () => {
     const out: string[] = [];
     const order = new InOrder<string>((e) => out.push(e), { openMs: 20, holdMs: 100 });

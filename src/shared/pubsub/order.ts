@@ -102,6 +102,10 @@ export class InOrder<E> {
   /** Places a line remembers having read back from the database (the oldest go first), and for how long. */
   private static readonly READ_MAX = 1000;
   private static readonly READ_MS = 60_000;
+  /** A failed search of a gap is made again after 1 s, then 2, 4 and every 5 s: for about a minute. */
+  private static readonly SEARCH_TRIES = 14;
+  private static readonly SEARCH_AGAIN_MS = 1000;
+  private static readonly SEARCH_AGAIN_MAX_MS = 5000;
 
   constructor(
     private readonly deliver: (event: E) => void,
@@ -401,9 +405,28 @@ export class InOrder<E> {
     );
     // A search that answered after the hold (a busy database): what it found goes late, not never
     // (with a short MESSAGE_ORDER_HOLD, every gap after Redis came back was lost: an outside probe).
+    this.lateFrom(key, line, search, q, 0);
+  }
+
+  /**
+   * What a gap's search finds once the hold is over goes late (foundLate). A search that failed (this
+   * instance's database away) is made again, more slowly each time, while the line still misses
+   * part of the gap: a send whose commit the database took just as its connection broke is stored
+   * but was answered SERVICE_UNAVAILABLE and never published; given up, it reached the other
+   * instances' subscribers (they searched) and never this one's (an outside probe, 4 of 4).
+   */
+  private lateFrom(key: string, line: Line<E>, search: Promise<Waiting<E>[]>, q: Parameters<Gaps<E>>[0], tries: number): void {
     search.then(
       (found) => this.foundLate(key, line, found),
-      () => undefined,
+      () => {
+        if (tries >= InOrder.SEARCH_TRIES) return;
+        const again = () => {
+          const missing = line.skipped && [...line.skipped.keys()].some((p) => p > q.afterPos && p < q.beforePos);
+          if (this.lines.get(key) !== line || !missing || !this.gapsFrom) return;
+          this.lateFrom(key, line, this.gapsFrom(q), q, tries + 1);
+        };
+        setTimeout(again, Math.min(InOrder.SEARCH_AGAIN_MS * 2 ** tries, InOrder.SEARCH_AGAIN_MAX_MS)).unref();
+      },
     );
   }
 
