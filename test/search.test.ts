@@ -129,6 +129,16 @@ describe('searchMessages', () => {
     expect(await snippet('quokka')).toBe('lol… see you at the <mark>quokka</mark> party');
     const family = '👨‍👩‍👧‍👦';
     await sendMessage(s.url, alice.token, { groupId: g, content: `qq${family.repeat(150)} wallaby qq${family.repeat(150)}` });
+    // A run of emoji with spaces around it, or of spaces or line breaks alone: `…`, or a space.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `lol ${'😀'.repeat(600)} see numbat more` });
+    expect(await snippet('numbat')).toBe('lol … see <mark>numbat</mark> more');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `lol${' '.repeat(3000)}see dingo more` });
+    expect(await snippet('dingo')).toBe('lol see <mark>dingo</mark> more');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `alpha${'\n'.repeat(3000)}beta bilby gamma` });
+    expect(await snippet('bilby')).toBe('alpha\nbeta <mark>bilby</mark> gamma');
+    // Blanks before a final emoji are one space: they filled the passage and left the 👍 out.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `echidna head words${' '.repeat(300)}👍` });
+    expect(await snippet('echidna')).toMatch(/^<mark>echidna<\/mark> head words\s{1,2}👍$/u);
     // A passage this short is given the words after it: some of the run there, cut.
     expect(await snippet('wallaby')).toMatch(new RegExp(`^qq… <mark>wallaby</mark> qq(${family}){10,}…$`, 'u'));
 
@@ -144,6 +154,15 @@ describe('searchMessages', () => {
     const cut = (await snippet('example'))!;
     expect([...cut.replace(/<\/?mark>/g, '').replace(/&lt;|&gt;/g, '.')].length).toBe(242);
     expect(cut).toMatch(/^…w+ &lt;see&gt; https:\/\/<mark>example<\/mark>\.org\/p+…$/);
+    // Two passages with nothing between them in the message are one: no ` … ` (an outside probe).
+    const ws = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`).join(' ');
+    await sendMessage(s.url, alice.token, { groupId: g, content: `quoll ${ws('w', 30)} quoll ${ws('v', 12)}` });
+    expect(await snippet('quoll')).toBe(`<mark>quoll</mark> ${ws('w', 30)} <mark>quoll</mark> ${ws('v', 12)}`);
+    // A second match the 240 characters would cut is left out whole, never half marked.
+    const word = 'abcdefghij'.repeat(3);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `wallaroo ${Array(7).fill(word).join(' ')} bbbbbb wallaroo tail words here and more` });
+    const two = (await snippet('wallaroo'))!;
+    expect([two.startsWith('<mark>wallaroo</mark> '), two.match(/<mark>/g)!.length, two.slice(20).includes('wall'), two.endsWith('…')]).toEqual([true, 1, false, true]);
   });
 
   it('should show only what the viewer may read now: members, private project messages to their two users, never a deleted message', async () => {

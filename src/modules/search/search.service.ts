@@ -79,7 +79,7 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
 export function toSnippet(headline: string, content: string): string {
   const text = headlineText(content);
   const passages = headline.split('\u0006');
-  const out: string[] = [];
+  const out: { written: string; last: number; cutEnd: boolean }[] = [];
   let from = 0;
   for (let i = 0; i < passages.length; i++) {
     const passage = passages[i];
@@ -95,19 +95,23 @@ export function toSnippet(headline: string, content: string): string {
         run = { text: '', mark: c === '\u0001' };
       } else {
         if (at >= 0 && text[at] !== c) {
-          // A word left out: its letters skipped, up to the space after it, and that space too when the
-          // passage has none there (a run of emoji between letters: "lol" and "see" came out glued).
-          const left = at;
-          while (at < text.length && text[at] !== c && !/\s/.test(text[at])) at++;
-          let next = at;
-          while (text[next] !== c && next < text.length && /\s/.test(text[next])) next++;
-          if (text[next] === c) {
-            // Shown as cut, as a passage's ends are: the snippet read as the whole message (an outside probe).
-            const gap = `…${next > at ? ' ' : ''}`;
+          // Something left out (a run of 2,047 bytes or more, which PostgreSQL's parser drops, and
+          // maybe the space around it): the passage goes on further in the text, where what it has
+          // next is found. Shown as cut, `…`, as a passage's ends are: left out silently, the snippet
+          // read as the whole message and glued the words around it ("lolsee": an outside probe).
+          const next = passageStart(text, passage.slice(k, k + 48).replace(/[\u0001\u0002]/g, ''), at);
+          if (next > at) {
+            // As written (punctuation is space in the text: 2,100 `-` are a run of spaces there).
+            const left = content.slice(at, next);
+            const spaced = /\s$/u.test(run.text || runs[runs.length - 1]?.text || ' ');
+            // Only space: as space, the words around it apart ("lolsee"); else `…`, with the space around it.
+            const put = !/\S/u.test(left)
+              ? spaced || /\s/u.test(c) ? '' : left.includes('\n') ? '\n' : ' '
+              : `${/^\s/u.test(left) && !spaced ? ' ' : ''}…${/\s$/u.test(left) && !/\s/u.test(c) ? ' ' : ''}`;
             // Outside any <mark>: a mark goes on after it.
-            if (at > left && !run.mark) run.text += gap;
-            else if (at > left) {
-              runs.push(run, { text: gap, mark: false });
+            if (put && !run.mark) run.text += put;
+            else if (put) {
+              runs.push(run, { text: put, mark: false });
               run = { text: '', mark: true };
             }
             at = next;
@@ -142,13 +146,24 @@ export function toSnippet(headline: string, content: string): string {
       last = content.length;
     }
     if (at >= 0) from = at;
+    // Long runs of space (300 blanks before a final 👍) are one, as beside the snippet: they filled
+    // the passage's 240 characters and left the 👍 out (an outside probe).
+    for (const r of runs) r.text = r.text.replace(/\s{3,}/gu, (w) => (w.includes('\n') ? '\n' : ' '));
     const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
     // Before the first passage and after the last: what the message has there (the joiner says it between them).
     const lead = i === 0 && (cutStart || (first >= 0 && holds(content.slice(0, first)))) ? '…' : '';
     const tail = i === passages.length - 1 && (cutEnd || (last >= 0 && holds(content.slice(last)))) ? '…' : '';
-    out.push(lead + kept.map((r) => (r.mark ? `<mark>${html(r.text)}</mark>` : html(r.text))).join('') + tail);
+    const written = lead + kept.map((r) => (r.mark ? `<mark>${html(r.text)}</mark>` : html(r.text))).join('') + tail;
+    // Two passages with nothing between them in the message are one: ` … ` said something was left
+    // out there, and split a word (`it … 's`: an outside probe).
+    const prev = out[out.length - 1];
+    const touching = prev && !prev.cutEnd && !cutStart && prev.last >= 0 && first >= prev.last && !holds(content.slice(prev.last, first));
+    if (prev && touching) {
+      prev.written += html(content.slice(prev.last, first).replace(/\s+/gu, ' ')) + written;
+      [prev.last, prev.cutEnd] = [last, cutEnd];
+    } else out.push({ written, last, cutEnd });
   }
-  return out.join(' … ');
+  return out.map((p) => p.written).join(' … ');
 }
 
 const html = (text: string) => [...text].map(escaped).join('');
@@ -209,8 +224,17 @@ function bounded(runs: Run[]): { kept: Run[]; cutStart: boolean; cutEnd: boolean
   const end = start + PASSAGE_MAX;
   const kept: Run[] = [];
   let [pos, cutStart, cutEnd] = [0, false, false];
-  for (const r of runs) {
+  for (const [i, r] of runs.entries()) {
     let text = '';
+    // A match after the first is kept whole or left out whole: cut, half a word was marked (an
+    // outside probe). The first is where the passage is (a run without spaces longer than a passage, cut).
+    const n = r.mark && i !== first ? [...r.text].length : 0;
+    if (n && (pos < start || pos + n > end)) {
+      if (pos < start) cutStart = true;
+      else cutEnd = true;
+      pos += n;
+      continue;
+    }
     for (const g of graphemesOf(r.text)) {
       const n = size(g);
       if (pos >= start && pos + n <= end) text += g;
