@@ -83,7 +83,7 @@ const PUNCTUATION = "!\"#$%&'()*+,-./:;<=>@[\\]^_`{|}~";
 // and takes `<a few words>` for a tag and drops them).
 const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '${PUNCTUATION.replace(/'/g, "''")}', '${' '.repeat(PUNCTUATION.length)}'))`;
 /** A message this long at most is its own snippet (about the 24 words a fragment takes). */
-const WHOLE_UP_TO = 160;
+export const WHOLE_UP_TO = 160;
 
 /** Characters a headline's text (HEADLINE_TEXT) has as spaces: the markers below, and every punctuation mark the index reads as one. */
 const HEADLINE_SPACES = '\u0001\u0002\u0003\u0004\u0005\u0006' + PUNCTUATION;

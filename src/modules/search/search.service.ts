@@ -5,7 +5,7 @@ import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type Laz
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
-import { headlineText, searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
+import { WHOLE_UP_TO, headlineText, searchRepository, type SearchQuery, type SearchRow, type SearchScope } from './search.repository';
 import type { SearchHitType } from './search.types';
 
 /** The longest query taken, in characters: a few words, never a pasted document. */
@@ -147,8 +147,8 @@ export function toSnippet(headline: string, content: string): string {
     }
     if (at >= 0) from = at;
     // Long runs of space (300 blanks before a final 👍) are one, as beside the snippet: they filled
-    // the passage's 240 characters and left the 👍 out (an outside probe).
-    for (const r of runs) r.text = r.text.replace(/\s{3,}/gu, (w) => (w.includes('\n') ? '\n' : ' '));
+    // the passage's 240 characters and left the 👍 out (an outside probe). A short message is whole.
+    if (content.length > WHOLE_UP_TO) for (const r of runs) r.text = r.text.replace(/\s{3,}/gu, (w) => (w.includes('\n') ? '\n' : ' '));
     const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
     // Before the first passage and after the last: what the message has there (the joiner says it between them).
     const lead = i === 0 && (cutStart || (first >= 0 && holds(content.slice(0, first)))) ? '…' : '';
