@@ -1,4 +1,4 @@
-import { codeOf, eventually, gql, ok, sleep } from './helpers/graphql';
+import { codeOf, eventually, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer } from './helpers/server';
 import { lobbyOf, signup, attempt, sendMessage } from './helpers/factories';
 import { SendMessageDocument } from '../generated/client/graphql';
@@ -56,6 +56,38 @@ describe('PostgreSQL outage', () => {
       await sendMessage(s.url, alice.token, { groupId: lobby, content: 'after' });
       const history = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { content } } } }', { g: lobby }, alice.token));
       expect(history.history.edges.map((e: any) => e.node.content)).toEqual(['before', 'after']);
+    } finally {
+      await proxy.cut();
+    }
+  }, 60_000);
+
+  it('should deliver, once PostgreSQL is back, a message whose commit landed as the connection broke though its send was answered SERVICE_UNAVAILABLE', async () => {
+    const { proxy, url } = await proxiedDatabase();
+    try {
+      const b = await createTestServer({ DATABASE_URL: url });
+      const a = await createTestServer({}, { clean: false });
+      const [alice, bob] = [await signup(a.url), await signup(a.url)];
+      const g = (await ok(gql(a.url, 'mutation { createGroup(name: "quiet") { id } }', {}, alice.token))).createGroup.id;
+      await ok(gql(a.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, bob.token));
+      const ADDED = 'subscription($g: ID!) { messageAdded(conversation: { groupId: $g }) { content } }';
+      const subs = [await listen(a, bob, ADDED, { g }), await listen(b, bob, ADDED, { g })];
+      await sendMessage(b.url, alice.token, { groupId: g, content: 'before' });
+      await eventually(() => subs.every((x) => x.values.length === 1));
+      // The statement reaches PostgreSQL and commits; its answer never comes back, then the link goes.
+      proxy.dropReplies();
+      const send = attempt(b.url, SendMessageDocument, { input: { groupId: g, content: 'landed' } }, alice.token);
+      await sleep(500);
+      await proxy.cut();
+      expect(codeOf(await send)).toBe('SERVICE_UNAVAILABLE');
+      await sleep(1500);
+      await proxy.restore();
+      // Stored, and the last of a quiet conversation: no later message makes a gap to search. Before,
+      // it reached no subscriber on either instance (an outside probe, 3 of 3).
+      const history = await ok(gql(a.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 5) { edges { node { content } } } }', { g }, alice.token));
+      expect(history.history.edges.map((e: any) => e.node.content)).toEqual(['before', 'landed']);
+      await eventually(() => subs.every((x) => x.values.length === 2), 15_000);
+      await sleep(1000);
+      for (const x of subs) expect(x.values.map((v: any) => v.messageAdded.content)).toEqual(['before', 'landed']);
     } finally {
       await proxy.cut();
     }

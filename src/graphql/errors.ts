@@ -1,32 +1,17 @@
 import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { ConnectionException, DriverException } from '@mikro-orm/core';
+import { DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
-import { isDeadlock, isStatementTimeout } from '../shared/sql';
+import { isDeadlock, isDependencyDown, isStatementTimeout } from '../shared/sql';
+
+export { isDependencyDown };
 import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 
 const INTERNAL = 'Internal server error';
 
 /** What Apollo's `formatError` is: the formatted error and the error it came from, to the error a client sees. */
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
-
-/** Errors that mean PostgreSQL or Redis is away, not that the request was wrong. */
-export function isDependencyDown(e: unknown): boolean {
-  if (e instanceof ConnectionException) return true;
-  const msg = e instanceof Error ? e.message : '';
-  const code = (e as { code?: string })?.code ?? '';
-  return (
-    /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|is not currently accepting connections|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request|^Command timed out$|^Redis has not answered/.test(
-      msg,
-    ) ||
-    // 53300: PostgreSQL has no connection slot left (max_connections, a role's limit); 57P02: it is
-    // restarting after a crash; 08xxx: the connection failed. Each passes: the client may send again.
-    // (A database that takes no connections, ALLOW_CONNECTIONS false, answers 55000, a code shared
-    // with mistakes of a statement's own: it is known by its words above.)
-    ['ECONNREFUSED', 'ECONNRESET', '53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'].includes(code)
-  );
-}
 
 /** What an error is to a client: a dependency outage, bad input, a known code, or unexpected. */
 function classify(error: unknown, code: string | undefined): 'unavailable' | 'input' | 'known' | 'internal' {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DeadlockException } from '@mikro-orm/core';
+import { ConnectionException, DeadlockException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import pg from 'pg';
 
@@ -194,4 +194,21 @@ export async function retryDeadlocks<T>(run: () => Promise<T>): Promise<T> {
       if (!(e instanceof DeadlockException) || attempt >= DEADLOCK_ATTEMPTS) throw e;
     }
   }
+}
+
+/** Errors that mean PostgreSQL or Redis is away, not that the request was wrong. */
+export function isDependencyDown(e: unknown): boolean {
+  if (e instanceof ConnectionException) return true;
+  const msg = e instanceof Error ? e.message : '';
+  const code = (e as { code?: string })?.code ?? '';
+  return (
+    /Knex: Timeout acquiring a connection|Connection terminated|^timeout expired$|ECONNREFUSED|connect ETIMEDOUT|the database system is (starting up|shutting down)|is not currently accepting connections|terminating connection|Stream isn't writeable|Connection is closed|Reached the max retries per request|^Command timed out$|^Redis has not answered/.test(
+      msg,
+    ) ||
+    // 53300: PostgreSQL has no connection slot left (max_connections, a role's limit); 57P02: it is
+    // restarting after a crash; 08xxx: the connection failed. Each passes: the client may send again.
+    // (A database that takes no connections, ALLOW_CONNECTIONS false, answers 55000, a code shared
+    // with mistakes of a statement's own: it is known by its words above.)
+    ['ECONNREFUSED', 'ECONNRESET', '53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'].includes(code)
+  );
 }

@@ -16,6 +16,7 @@ export class TcpProxy {
   private held: [net.Socket, Buffer][] | undefined;
   /** What servers send, held too while `hold(true)` is on. */
   private heldReplies: [net.Socket, Buffer][] | undefined;
+  private dropping = false;
   targets: Target[];
   private next = 0;
 
@@ -61,7 +62,7 @@ export class TcpProxy {
         // What the client sends is held while `hold()` is on (a slow link one way); replies pass.
         client.on('data', (d: Buffer) => (this.held ? this.held.push([upstream, d]) : upstream.write(d)));
         client.resume();
-        upstream.on('data', (d: Buffer) => (this.heldReplies ? this.heldReplies.push([client, d]) : client.write(d)));
+        upstream.on('data', (d: Buffer) => (this.dropping ? undefined : this.heldReplies ? this.heldReplies.push([client, d]) : client.write(d)));
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
       });
@@ -74,7 +75,13 @@ export class TcpProxy {
     this.server = server;
   }
 
+  /** What servers send is lost until `cut()`: a statement runs and commits, its client never hears (a link that broke one way). */
+  dropReplies(): void {
+    this.dropping = true;
+  }
+
   async cut(): Promise<void> {
+    this.dropping = false;
     const server = this.server;
     this.server = undefined;
     for (const s of this.sockets) s.destroy();

@@ -25,7 +25,7 @@ import { mentionRepository, type MentionedColumns, type MentionTargets } from '.
 import { threadRepository, type ParticipantColumns, type ReplyColumns, type RootRow } from './thread.repository';
 import { Batcher, Lanes } from '../../shared/batcher';
 import { boundedLru } from '../../shared/lru';
-import { retryDeadlocks } from '../../shared/sql';
+import { isDependencyDown, retryDeadlocks } from '../../shared/sql';
 import { MessageGoneError, unlessGone } from './message.gone';
 import { blocksSender } from '../safety/block.repository';
 
@@ -43,6 +43,8 @@ const CATCH_UP_MS = 5000;
  * (a new subscriber's) would show it.
  */
 const REPLAY_MS = 60_000;
+/** Looks for a send whose answer PostgreSQL's going away cut (see unsure): about a minute, within REPLAY_MS. */
+const UNSURE_TRIES = 12;
 /** How long a file's send or read waits for its turn (see MessageService's filesIn) before SERVICE_UNAVAILABLE. */
 const FILE_WAIT_MS = 30_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
@@ -416,6 +418,22 @@ export class MessageService {
   }
 
   /**
+   * A send answered SERVICE_UNAVAILABLE whose commit PostgreSQL may have taken as the connection
+   * broke: looked for once the database answers (after 1, 2, 4 s, then every 5 s, for about a
+   * minute) and, stored, published as a retry's replay. A gap's search finds such a message once a
+   * later one comes (InOrder), but the last of a quiet conversation reached no one, and a retry
+   * on another instance no one either (an outside probe, 3 of 3).
+   */
+  private unsure(em: () => EntityManager, id: string, tries = 0): void {
+    setTimeout(() => {
+      messageRepository.byId(em(), id).then(
+        (row) => row && this.replayed(row, toMessageType(row)),
+        () => (tries < UNSURE_TRIES ? this.unsure(em, id, tries + 1) : undefined),
+      ).catch(() => undefined);
+    }, Math.min(1000 * 2 ** tries, 5000)).unref();
+  }
+
+  /**
    * A retry's answer, the message stored by the first try, published again if it is recent: the
    * first try's publish may never have happened (its instance died after the commit, or stopped
    * with Redis gone), and its client retried because it got no answer. Subscribers get it only
@@ -535,6 +553,7 @@ export class MessageService {
         // A retry's answer, as again() gives it: it costs no point of the send limit.
         if (first) return this.asRetry(await this.retried(em(), viewerId, target, first, input));
       }
+      if (!out.inTransaction && isDependencyDown(e)) this.unsure(em, id);
       throw e;
     }
     const message = toMessageType(row);
