@@ -150,6 +150,9 @@ export class PinService {
     // that change's own event tells the state, and this one is told to no one (an outside probe saw
     // UNPINNED last, with the message pinned).
     if ((kind === 'PINNED') !== !!pin) return message;
+    // Read after a deletion committed: the deletion's DELETED tells the state (told again, UNPINNED
+    // came after DELETED, carrying the deletion's version: an outside probe, 14 of 120 subscribers).
+    if (row.deleted_at) return message;
     const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return message;
