@@ -136,6 +136,9 @@ describe('searchMessages', () => {
     expect(await snippet('dingo')).toBe('lol see <mark>dingo</mark> more');
     await sendMessage(s.url, alice.token, { groupId: g, content: `alpha${'\n'.repeat(3000)}beta bilby gamma` });
     expect(await snippet('bilby')).toBe('alpha\nbeta <mark>bilby</mark> gamma');
+    // A short message is whole, its blanks too.
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'tapir!\n\n   ok' });
+    expect(await snippet('tapir')).toBe('<mark>tapir</mark>!\n\n   ok');
     // Blanks before a final emoji are one space: they filled the passage and left the 👍 out.
     await sendMessage(s.url, alice.token, { groupId: g, content: `echidna head words${' '.repeat(300)}👍` });
     expect(await snippet('echidna')).toMatch(/^<mark>echidna<\/mark> head words\s{1,2}👍$/u);
