@@ -4,9 +4,10 @@ import { DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
 import { isDeadlock, isDependencyDown, isStatementTimeout } from '../shared/sql';
-
-export { isDependencyDown };
 import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
+
+// Where the transports (HTTP, WebSocket, SSE) read it; it lives beside isDeadlock, for services too.
+export { isDependencyDown };
 
 const INTERNAL = 'Internal server error';
 

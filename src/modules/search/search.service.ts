@@ -228,11 +228,11 @@ function bounded(runs: Run[]): { kept: Run[]; cutStart: boolean; cutEnd: boolean
     let text = '';
     // A match after the first is kept whole or left out whole: cut, half a word was marked (an
     // outside probe). The first is where the passage is (a run without spaces longer than a passage, cut).
-    const n = r.mark && i !== first ? [...r.text].length : 0;
-    if (n && (pos < start || pos + n > end)) {
+    const whole = r.mark && i !== first ? [...r.text].length : 0;
+    if (whole && (pos < start || pos + whole > end)) {
       if (pos < start) cutStart = true;
       else cutEnd = true;
-      pos += n;
+      pos += whole;
       continue;
     }
     for (const g of graphemesOf(r.text)) {
