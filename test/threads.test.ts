@@ -3,7 +3,7 @@ import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe } from '
 import { createTestServer, type TestServer } from './helpers/server';
 import { befriend, buildProject, groupWith, request, sendMessage, signup, type TestUser } from './helpers/factories';
 import { MarkThreadReadDocument, ThreadDocument, ThreadsDocument } from '../generated/client/graphql';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 import { Migration20261127060000_ThreadParticipantOrder } from '../src/migrations/Migration20261127060000_ThreadParticipantOrder';
 import { startReceiver } from './helpers/webhook-receiver';
 
@@ -132,6 +132,20 @@ describe('threads', () => {
       await sub.done;
       expect([c, JSON.stringify(sub.errors)]).toEqual([c, expect.stringMatching(/BAD_USER_INPUT/)]);
     }
+  });
+
+  it('should refuse a reply also in the conversation whose root a deletion took after the reply read it, and tell DELETED last', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Reply against deletion', [bob]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root, going' });
+    // The deletion holds the root's row, not yet committed: the reply reads the root as it was, then waits.
+    const tombstone = 'update messages set content = null, deleted_at = now(), version = version + 1 where id = $1';
+    const r = await whileHolding(s.env.DATABASE_URL!, [[tombstone, [root.id]]], () => gql(s.url, SEND, { i: { groupId: g, content: 'too late', parentId: root.id, alsoInConversation: true } }, bob.token));
+    // Before, it was stored and counted on the tombstone (an outside probe, 5-8 of 40 racing rounds).
+    expect([codeOf(r), r.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'parentId']);
+    expect(await sql(s.env.DATABASE_URL!, 'select reply_count from messages where id = $1', [root.id])).toEqual([{ reply_count: 0 }]);
+    expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where parent_id = $1', [root.id])).toEqual([{ n: 0 }]);
   });
 
   it('should answer a rate-limited reply with RATE_LIMITED and write nothing', async () => {
