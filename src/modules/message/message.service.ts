@@ -43,8 +43,8 @@ const CATCH_UP_MS = 5000;
  * (a new subscriber's) would show it.
  */
 const REPLAY_MS = 60_000;
-/** Looks for a send whose answer PostgreSQL's going away cut (see unsure): about a minute, within REPLAY_MS. */
-const UNSURE_TRIES = 12;
+/** Looks for a send whose answer PostgreSQL's going away cut (see unsure): about five minutes, a failover's length. */
+const UNSURE_TRIES = 60;
 /** How long a file's send or read waits for its turn (see MessageService's filesIn) before SERVICE_UNAVAILABLE. */
 const FILE_WAIT_MS = 30_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
@@ -419,15 +419,16 @@ export class MessageService {
 
   /**
    * A send answered SERVICE_UNAVAILABLE whose commit PostgreSQL may have taken as the connection
-   * broke: looked for once the database answers (after 1, 2, 4 s, then every 5 s, for about a
-   * minute) and, stored, published as a retry's replay. A gap's search finds such a message once a
+   * broke: looked for once the database answers (after 1, 2, 4 s, then every 5 s, for about five
+   * minutes) and, stored, published as a retry's replay. A gap's search finds such a message once a
    * later one comes (InOrder), but the last of a quiet conversation reached no one, and a retry
    * on another instance no one either (an outside probe, 3 of 3).
    */
   private unsure(em: () => EntityManager, id: string, tries = 0): void {
     setTimeout(() => {
       messageRepository.byId(em(), id).then(
-        (row) => row && this.replayed(row, toMessageType(row)),
+        // Published whatever its age: no instance published it (a retry's replay is for recent ones).
+        (row) => row && this.replayed(row, toMessageType(row), true),
         () => (tries < UNSURE_TRIES ? this.unsure(em, id, tries + 1) : undefined),
       ).catch(() => undefined);
     }, Math.min(1000 * 2 ** tries, 5000)).unref();
@@ -439,8 +440,8 @@ export class MessageService {
    * with Redis gone), and its client retried because it got no answer. Subscribers get it only
    * where they did not yet (see EventOrder's replays).
    */
-  private async replayed(first: MessageRow, message: MessageType): Promise<MessageType> {
-    if (first.pos !== null && !first.deleted_at && Date.now() - new Date(first.created_at).getTime() < REPLAY_MS) {
+  private async replayed(first: MessageRow, message: MessageType, unpublished = false): Promise<MessageType> {
+    if (first.pos !== null && !first.deleted_at && (unpublished || Date.now() - new Date(first.created_at).getTime() < REPLAY_MS)) {
       await this.pubsub.publishSafe(Topic.MessageAdded, Object.assign(toMessagePayload(message), { pos: Number(first.pos), version: first.version, replay: true as const }));
     }
     return message;
