@@ -638,7 +638,7 @@ export class MessageService {
         const [root]: { deleted: boolean }[] = await tem.execute('select deleted_at is not null as deleted from messages where id = ? for no key update', [o.root!.id]);
         if (!root) throw new BadUserInputError(NO_PARENT, 'parentId');
         if (root.deleted) throw new BadUserInputError('A deleted message takes no replies.', 'parentId');
-        return this.insertOne({ ...o, em: () => tem as EntityManager, inTransaction: true });
+        return this.insertOne(Object.assign({}, o, { em: () => tem as EntityManager, inTransaction: true }));
       }),
     );
   }
