@@ -328,6 +328,10 @@ export class MessageService {
   private readonly filesOut: Gate;
   /** Answers that were a retry's (see again). */
   private readonly retries = new WeakSet<MessageType>();
+  /** Sends an outage answered SERVICE_UNAVAILABLE that may be stored (see unsure), looked for together. */
+  private readonly unsureIds = new Set<string>();
+  private unsureEm: (() => EntityManager) | undefined;
+  private unsureTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: MessageServiceDeps) {
     const atOnce = deps.filesAtOnce ?? 3;
@@ -424,14 +428,32 @@ export class MessageService {
    * later one comes (InOrder), but the last of a quiet conversation reached no one, and a retry
    * on another instance no one either (an outside probe, 3 of 3).
    */
-  private unsure(em: () => EntityManager, id: string, tries = 0): void {
-    setTimeout(() => {
-      messageRepository.byId(em(), id).then(
-        // Published whatever its age: no instance published it (a retry's replay is for recent ones).
-        (row) => row && this.replayed(row, toMessageType(row), true),
-        () => (tries < UNSURE_TRIES ? this.unsure(em, id, tries + 1) : undefined),
+  private unsure(em: () => EntityManager, id: string): void {
+    this.unsureIds.add(id);
+    this.unsureEm = em;
+    if (!this.unsureTimer) this.lookForUnsure(0);
+  }
+
+  /** One look for every unsure send at a time (an outage fails many): one query, not one each. */
+  private lookForUnsure(tries: number): void {
+    this.unsureTimer = setTimeout(() => {
+      const ids = [...this.unsureIds];
+      messageRepository.byIds(this.unsureEm!(), ids).then(
+        async (rows) => {
+          for (const id of ids) this.unsureIds.delete(id);
+          this.unsureTimer = undefined;
+          if (this.unsureIds.size) this.lookForUnsure(0);
+          // Published whatever its age: no instance published it (a retry's replay is for recent ones).
+          for (const row of rows) await this.replayed(row, toMessageType(row), true);
+        },
+        () => {
+          this.unsureTimer = undefined;
+          if (tries < UNSURE_TRIES) this.lookForUnsure(tries + 1);
+          else this.unsureIds.clear();
+        },
       ).catch(() => undefined);
-    }, Math.min(1000 * 2 ** tries, 5000)).unref();
+    }, Math.min(1000 * 2 ** tries, 5000));
+    this.unsureTimer.unref();
   }
 
   /**
