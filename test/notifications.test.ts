@@ -342,6 +342,32 @@ describe('notifications', () => {
     await socket.dispose();
   });
 
+  it('should not send a project action to a member connected once their grace passed, though they left before it was due', async () => {
+    // A grace of 1 s: the tail asks 2 s after the rename (two presence beats) and within a round; the
+    // event is due 4 s after it, when a socket closed before 3 s no longer counts (an outside probe).
+    const s = await serverFor(receiver, { PRESENCE_GRACE: '1' });
+    const [al, bo] = [await signup(s.url), await signup(s.url)];
+    const p = await buildProject(s.url, al, { participants: [bo] });
+    await eventually(() => receiver.of(bo.id).length === 1, 10_000);
+    const socket = wsClient(s.wsUrl, bo.token);
+    await socket.connected;
+    await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: p.id, t: 'Seen live' }, al.token));
+    // Connected until the tail has decided, or 2.9 s at most.
+    const rename = "select state, extract(epoch from clock_timestamp() - created_at)::float8 as age from notification_outbox where recipient_id = $1 and kind = 'PROJECT_ACTION' order by created_at desc limit 1";
+    await eventually(async () => {
+      const [row] = await sql(s.env.DATABASE_URL!, rename, [bo.id]);
+      return row.state !== 'PENDING' || row.age >= 2.9;
+    }, 5000);
+    await socket.dispose();
+    await sleep(QUIET_MS + 1500);
+    expect(receiver.of(bo.id)).toHaveLength(1);
+    expect((await sql(s.env.DATABASE_URL!, rename, [bo.id]))[0].state).toBe('SKIPPED');
+    // Away by then: the next one goes.
+    await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: p.id, t: 'Told later' }, al.token));
+    await eventually(() => receiver.of(bo.id).length === 2, 10_000);
+    expect(receiver.of(bo.id)[1].body.preview).toContain('Told later');
+  });
+
   it('should honour setNotificationLevel ALL, MENTIONS and NONE', async () => {
     const s = await serverFor(receiver);
     const [a, all, mentions, none] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];

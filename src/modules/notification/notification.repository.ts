@@ -361,6 +361,24 @@ export const notificationRepository = {
   },
 
   /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */
+  /**
+   * Events written outside the tail (friend requests, invitations, project actions) created in
+   * [from, to) and never tried: whom they go to, and how long ago (ms) each was written.
+   */
+  async writtenBetween(em: EntityManager, from: Date, to: Date): Promise<{ id: string; recipient_id: string; age_ms: number }[]> {
+    if (to <= from) return [];
+    return em.execute(
+      `select id, recipient_id, (extract(epoch from clock_timestamp() - created_at) * 1000)::float8 as age_ms from notification_outbox
+        where state = 'PENDING' and due_at >= ? and attempts = 0 and kind in ('FRIEND_REQUEST', 'GROUP_INVITE', 'PROJECT_ACTION') and created_at >= ? and created_at < ?`,
+      [from, from, to],
+    );
+  },
+
+  /** Never-tried events SKIPPED at once (their recipients were connected). */
+  async skipUntried(em: EntityManager, ids: string[]): Promise<void> {
+    if (ids.length) await em.execute(`update notification_outbox set state = 'SKIPPED', done_at = clock_timestamp() where id = any(?::uuid[]) and state = 'PENDING' and attempts = 0`, [pgArray(ids)]);
+  },
+
   async finish(em: EntityManager, id: string, attempts: number, state: 'DELIVERED' | 'SKIPPED' | 'DROPPED'): Promise<void> {
     await em.execute(`update notification_outbox set state = ?, done_at = clock_timestamp(), leased_until = null where id = ? and state = 'PENDING' and attempts = ?`, [state, id, attempts]);
   },

@@ -180,9 +180,25 @@ export class NotificationService {
         const due = this.env.WEBHOOK_COALESCE > 0 ? this.env.WEBHOOK_COALESCE + lag + TAIL_ROUND_SECONDS : 0;
         queued = await repo.write(em, this.coalesce(away), this.env.WEBHOOK_COALESCE, due);
       }
+      await this.skipReached(em, cursor.at, next.at);
       if (next.at > cursor.at || (next.at.getTime() === cursor.at.getTime() && next.id > cursor.id)) await repo.moveCursor(em, MESSAGES_CURSOR, next);
       return { messages: messages.length, queued, more: full || !caughtUp };
     });
+  }
+
+  /**
+   * The events written outside the tail in the span this round read (their grace passed, as the
+   * span's messages' did): skipped now for a recipient who is connected, as a message's is. Asked
+   * only when due, one connected then who left before it was due was told of an action they had
+   * seen live (an outside probe, 2 of 2): the store lists a closed socket for PRESENCE_GRACE only.
+   */
+  private async skipReached(em: EntityManager, from: Date, to: Date): Promise<void> {
+    const written = await repo.writtenBetween(em, from, to);
+    if (!written.length) return;
+    const age = new Map<string, number>();
+    for (const w of written) age.set(w.recipient_id, Math.min(age.get(w.recipient_id) ?? Infinity, w.age_ms));
+    const connected = await this.presence.connected([...age.keys()], (u) => age.get(u)!);
+    await repo.skipUntried(em, written.filter((w) => connected.has(w.recipient_id)).map((w) => w.id));
   }
 
   /**
@@ -288,7 +304,8 @@ export class NotificationService {
   }
 
   /**
-   * Events of one cause each; whether the recipient is away is decided when due (each try). Due once
+   * Events of one cause each; whether the recipient is away is decided once their grace passed, by the
+   * tail (skipReached), and again when due (each try). Due once
    * the tail has written the events of the messages sent before them (it reads a message
    * PRESENCE_GRACE and a second after it, each round, and a round more for margin): delivery takes
    * a recipient's events oldest first, so a message sent just before goes first.
