@@ -1,6 +1,6 @@
 import { codeOf, gql, ok } from './helpers/graphql';
 import { createTestServer, hasRedis, type TestServer } from './helpers/server';
-import { groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 
 const SLOW = 'mutation($g: ID!, $s: Int!) { setSlowMode(groupId: $g, seconds: $s) { id } }';
@@ -97,6 +97,41 @@ describe('slow mode and a lost exemption', () => {
     await ok(send(member, 'a new spell'));
     await ok(send(admin, 'a new spell'));
     expect(codeOf(await send(member, 'too soon'))).toBe('RATE_LIMITED');
+  });
+});
+
+describe('slow mode and messages from before it', () => {
+  it('should not hold a member who came back, was added back or demoted to a message sent before slow mode began; a lobby admin who renamed away to one sent under it', async () => {
+    const s = await createTestServer({ LOBBY_ADMINS: `boss_${process.pid}` });
+    const [owner, leaver, readded, admin] = await Promise.all([signup(s.url), signup(s.url), signup(s.url), signup(s.url)]);
+    const group = await groupWith(s.url, owner, 'Before the spell', [leaver, readded, admin]);
+    const member = (u: TestUser, role: string) => gql(s.url, 'mutation($g: ID!, $u: ID!, $r: GroupRole!) { setGroupRole(groupId: $g, userId: $u, role: $r) { id } }', { g: group, u: u.id, r: role }, owner.token);
+    await ok(member(admin, 'ADMIN'));
+    const send = (u: TestUser, content: string, groupId = group) => gql(s.url, SEND, { input: { groupId, content } }, u.token);
+    for (const u of [leaver, readded, admin]) await ok(send(u, 'before slow mode'));
+    await ok(gql(s.url, SLOW, { g: group, s: 60 }, owner.token));
+    // Each one's membership made again, or their role changed, after slow mode began (an outside probe: all three refused).
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group }, leaver.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, leaver.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: readded.id }, owner.token));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: readded.id }, owner.token));
+    await ok(member(admin, 'MEMBER'));
+    for (const u of [leaver, readded, admin]) {
+      await ok(send(u, 'first under slow mode'));
+      expect(codeOf(await send(u, 'second'))).toBe('RATE_LIMITED');
+    }
+    // A message under it still counts after leaving and coming back.
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: group }, leaver.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: group }, leaver.token));
+    expect(codeOf(await send(leaver, 'again'))).toBe('RATE_LIMITED');
+    // A lobby admin by LOBBY_ADMINS who renames away is a plain member at once, under their last message.
+    const boss = await signup(s.url, { username: `boss_${process.pid}` });
+    const lobby = await lobbyOf(s.url, boss.token);
+    await ok(gql(s.url, SLOW, { g: lobby, s: 120 }, boss.token));
+    await ok(send(boss, 'as the lobby admin', lobby));
+    await ok(gql(s.url, 'mutation($u: String!) { updateProfile(username: $u) { id } }', { u: `exboss_${process.pid}` }, boss.token));
+    expect(codeOf(await send(boss, 'as a member', lobby))).toBe('RATE_LIMITED');
+    await s.dispose();
   });
 });
 

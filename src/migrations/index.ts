@@ -30,6 +30,7 @@ import { Migration20261128150000_MarkerLandings } from './Migration2026112815000
 import { Migration20261130020000_DropSearchWords } from './Migration20261130020000_DropSearchWords';
 import { Migration20261130030000_DropMessagesGroupIndex } from './Migration20261130030000_DropMessagesGroupIndex';
 import { Migration20261130040000_FoldedNameSearch } from './Migration20261130040000_FoldedNameSearch';
+import { Migration20261130050000_SlowModeSince } from './Migration20261130050000_SlowModeSince';
 
 /** Listed explicitly so that the same list runs from src (tests) and dist (production). Append new ones. */
 export const migrationsList: MigrationObject[] = [
@@ -64,4 +65,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261130020000_DropSearchWords', class: Migration20261130020000_DropSearchWords },
   { name: 'Migration20261130030000_DropMessagesGroupIndex', class: Migration20261130030000_DropMessagesGroupIndex },
   { name: 'Migration20261130040000_FoldedNameSearch', class: Migration20261130040000_FoldedNameSearch },
+  { name: 'Migration20261130050000_SlowModeSince', class: Migration20261130050000_SlowModeSince },
 ];

@@ -33,6 +33,10 @@ export class Group {
   @Property({ type: 'integer', default: 0 })
   slowModeSeconds: number = 0;
 
+  /** When slow mode began (null while it is off): a member's messages before it never count. */
+  @Property({ type: 'datetime', nullable: true })
+  slowModeSince?: Date | null;
+
   /** Its events that told its members, counted under its row lock: the position of each live one (GroupEventPayload.pos). */
   @Property({ type: 'bigint', default: 0 })
   eventSeq?: number;

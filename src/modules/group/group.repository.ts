@@ -11,6 +11,12 @@ const SEES_PRIVATE = '(exists (select 1 from group_members m where m.group_id = 
 
 /** The newest messages of a group read to stamp slow mode (see stampSlowMode): a bounded read whatever its traffic. */
 const SLOW_STAMP_SCAN = 10_000;
+/**
+ * A message of `m` sent since slow mode began in group `g` (its start unknown, set by a release
+ * before slow_mode_since: any). One sent before it never counts (an outside probe: a member who
+ * left and came back, was re-added or demoted could not send, held to a message from before).
+ */
+const SINCE_SLOW_MODE = (m: string, g: string) => `(${g}.slow_mode_since is null or ${m}.created_at >= ${g}.slow_mode_since)`;
 
 export const groupRepository = {
   async byId(em: EntityManager, id: string): Promise<Group | null> {
@@ -237,23 +243,27 @@ export const groupRepository = {
   /**
    * A member who lost an exempt role (an admin made MEMBER) under slow mode: their stamp as their
    * sends would have left it, their newest message of the last `seconds` (among the group's newest
-   * SLOW_STAMP_SCAN). An exempt send stamps nothing (only a plain member's does, to cost the others
-   * nothing), so one who had just sent as an admin could send again at once.
+   * SLOW_STAMP_SCAN) sent since slow mode began. An exempt send stamps nothing (only a plain
+   * member's does, to cost the others nothing), so one who had just sent as an admin could send
+   * again at once.
    */
   async stampSlowMode(em: EntityManager, groupId: string, seconds: number, userId: string): Promise<void> {
     await em.execute(
       `update group_members gm set slow_sent_at = greatest(gm.slow_sent_at, (select max(x.created_at) from (select m.sender_id, m.created_at from messages m
-               where m.conversation_key = ? and m.created_at > now() - ? * interval '1 second' order by m.created_at desc limit ${SLOW_STAMP_SCAN}) x
+               where m.conversation_key = ? and m.created_at > now() - ? * interval '1 second' and ${SINCE_SLOW_MODE('m', 'g')} order by m.created_at desc limit ${SLOW_STAMP_SCAN}) x
              where x.sender_id = gm.user_id))
-       where gm.group_id = ? and gm.user_id = ? and gm.role = 'MEMBER'`,
+        from groups g
+       where g.id = gm.group_id and gm.group_id = ? and gm.user_id = ? and gm.role = 'MEMBER'`,
       [groupKey(groupId), seconds, groupId, userId],
     );
   },
 
   async setSlowMode(em: EntityManager, groupId: string, seconds: number): Promise<boolean> {
+    // Its start kept while it lasts (a new interval is not a new spell): what a member sent before it never counts.
     const res: { was: number }[] = await em.execute(
-      'update groups g set slow_mode_seconds = ? from (select slow_mode_seconds as was from groups where id = ? for update) o where g.id = ? and g.slow_mode_seconds <> ? returning o.was',
-      [seconds, groupId, groupId, seconds],
+      `update groups g set slow_mode_seconds = ?, slow_mode_since = case when ? = 0 then null when o.was = 0 then now() else g.slow_mode_since end
+         from (select slow_mode_seconds as was from groups where id = ? for update) o where g.id = ? and g.slow_mode_seconds <> ? returning o.was`,
+      [seconds, seconds, groupId, groupId, seconds],
     );
     // Turned on again, it begins afresh: stamps of an earlier spell count no more.
     if (res.length && res[0].was === 0) await em.execute('update group_members set slow_sent_at = null where group_id = ? and slow_sent_at is not null', [groupId]);
@@ -337,13 +347,13 @@ export const groupRepository = {
   async addMember(em: EntityManager, groupId: string, userId: string, id: string, role: MemberRole = 'MEMBER', counted = true): Promise<boolean> {
     const conn = em;
     // Slow mode's stamp outlives a membership: one who left (or was removed) and came back within
-    // the interval is still under their last message, not free to send at once (the group's
-    // messages of the interval only, by the conversation's index).
+    // the interval is still under their last message since slow mode began, not free to send at
+    // once (the group's messages of the interval only, by the conversation's index).
     const res = await conn.execute(
       `insert into group_members (id, group_id, user_id, joined_at, role, slow_sent_at)
        select ?, g.id, ?, date_trunc('milliseconds', now()), ?,
          (select m.created_at from messages m where g.slow_mode_seconds > 0 and m.conversation_key = ? and m.created_at > now() - g.slow_mode_seconds * interval '1 second'
-            and m.sender_id = ? order by m.created_at desc limit 1)
+            and ${SINCE_SLOW_MODE('m', 'g')} and m.sender_id = ? order by m.created_at desc limit 1)
        from groups g where g.id = ?
        on conflict (group_id, user_id) do nothing returning id`,
       [id, userId, role, groupKey(groupId), userId, groupId],

@@ -71,7 +71,10 @@ export class GroupService {
     const role = this.lobbyRole(to);
     if (role === this.lobbyRole(from)) return;
     const lobby = await groupRepository.byIdOrFail(em, await this.lobby(em));
-    if (await groupRepository.setRole(em, lobby.id, userId, role)) await this.event(em, outbox, 'ROLE_CHANGED', lobby, userId, null);
+    if (!(await groupRepository.setRole(em, lobby.id, userId, role))) return;
+    // No longer exempt, as a demotion by setGroupRole: slow mode counts from their last message (an outside probe).
+    if (role === 'MEMBER' && lobby.slowModeSeconds > 0) await groupRepository.stampSlowMode(em, lobby.id, lobby.slowModeSeconds, userId);
+    await this.event(em, outbox, 'ROLE_CHANGED', lobby, userId, null);
   }
 
   /**
