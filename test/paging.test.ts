@@ -192,6 +192,31 @@ describe('connections', () => {
     expect(fromOwn.pageInfo.hasNextPage).toBe(true);
   });
 
+  it('should not tell of a row beyond a cursor whose own row went since (a mention deleted, a member gone)', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await buildGroup(s.url, alice, { members: [bob, carol] });
+    const m1 = await sendMessage(s.url, alice.token, { groupId: g.id, content: `@${bob.username} one` });
+    const m2 = await sendMessage(s.url, alice.token, { groupId: g.id, content: `@${bob.username} two` });
+    const mentions = async (args: Record<string, unknown>): Promise<Page> => (await ok(gql(s.url, `query(${VARS}) { mentions(${ARGS}) { ${PAGE} } }`, args, bob.token))).mentions;
+    const first = await mentions({ first: 1 });
+    expect(first.edges.map((e) => e.node.id)).toEqual([m2.id]);
+    // Still there: it lies before the next page.
+    expect((await mentions({ first: 10, after: first.pageInfo.endCursor })).pageInfo.hasPreviousPage).toBe(true);
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: m2.id }, alice.token));
+    const rest = await mentions({ first: 10, after: first.pageInfo.endCursor });
+    expect([rest.edges.map((e) => e.node.id), rest.pageInfo.hasPreviousPage, rest.pageInfo.hasNextPage]).toEqual([[m1.id], false, false]);
+
+    const members = async (args: Record<string, unknown>): Promise<Page> =>
+      (await ok(gql(s.url, `query($g: ID!, ${VARS}) { group(id: $g) { members(${ARGS}) { ${PAGE} } } }`, { g: g.id, ...args }, alice.token))).group.members;
+    const newest = await members({ last: 1 });
+    expect(newest.edges.map((e) => e.node.id)).toEqual([carol.id]);
+    expect((await members({ last: 10, before: newest.pageInfo.startCursor })).pageInfo.hasNextPage).toBe(true);
+    await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: g.id }, carol.token));
+    const older = await members({ last: 10, before: newest.pageInfo.startCursor });
+    expect([older.edges.map((e) => e.node.id), older.pageInfo.hasPreviousPage, older.pageInfo.hasNextPage]).toEqual([[alice.id, bob.id], false, false]);
+  });
+
   it('should refuse an empty cursor in every connection, as any cursor it did not issue (not read as none)', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

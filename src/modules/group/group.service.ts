@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
-import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, toConnection, type PageArgs } from '../../shared/graphql/connection';
+import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, timeCursorSide, toConnection, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -207,6 +207,7 @@ export class GroupService {
       limit,
       backward,
       hasCursor: !!from,
+      cursorSide: timeCursorSide(from, { backward, ascending: true }, (at, back) => groupRepository.members(em, group.id, { from: at, backward: back, limit: 0 })),
       totalCount: group.memberCount,
       key: (m) => ({ k: m.joinedAt.toISOString(), id: m.id }),
       scope: 'members',

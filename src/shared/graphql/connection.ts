@@ -265,6 +265,21 @@ export function beside(cursor: { at: Date; id: string }, forward: boolean): { at
 }
 
 /**
+ * `cursorSide` for a list paged by a time cursor: one row read the other way from beside it (limit
+ * 0 reads one), the cursor's own position included. `ascending`: first/after reads up the keyset
+ * (members), not down it (mentions, newest first). Without it a cursor whose own row went since (a
+ * message deleted, a member left) told of a row on its side where none was (an outside probe: "load
+ * earlier" loading nothing).
+ */
+export function timeCursorSide<C extends { at: Date; id: string }>(
+  from: C | null,
+  o: { backward: boolean; ascending: boolean },
+  read: (from: C, backward: boolean) => Promise<readonly unknown[]>,
+): (() => Promise<boolean>) | undefined {
+  return from ? async () => (await read({ ...from, ...beside(from, o.ascending ? !o.backward : o.backward) }, !o.backward)).length > 0 : undefined;
+}
+
+/**
  * An edge whose cursor is encoded only if read: most clients page by pageInfo and never ask for
  * each edge's (a history page of 50 spent ~3% of its server time encoding 48 unread cursors).
  */
