@@ -215,6 +215,33 @@ describe('connections', () => {
     await ok(gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g: g.id }, carol.token));
     const older = await members({ last: 10, before: newest.pageInfo.startCursor });
     expect([older.edges.map((e) => e.node.id), older.pageInfo.hasPreviousPage, older.pageInfo.hasNextPage]).toEqual([[alice.id, bob.id], false, false]);
+
+    // The sidebar, group and user searches and message search, each with its first row gone after its page.
+    const dave = await signup(s.url);
+    const tag = `zq${process.pid}`;
+    const [g1, g2] = [await buildGroup(s.url, dave, { name: `${tag} a` }), await buildGroup(s.url, dave, { name: `${tag} b` })];
+    const h2 = await sendMessage(s.url, dave.token, { groupId: g2.id, content: `${tag} two` });
+    const h1 = await sendMessage(s.url, dave.token, { groupId: g1.id, content: `${tag} one` });
+    const conn = async (field: string, args: Record<string, unknown>, head = '', extra = ''): Promise<Page> =>
+      (await ok(gql(s.url, `query(${VARS}${head}) { ${field}(${extra}${ARGS}) { ${field === 'searchMessages' ? PAGE.replace('node { id }', 'node { id: message { id } }') : PAGE} } }`, args, dave.token)))[field];
+    const named = (field: string, args: Record<string, unknown>) => conn(field, { ...args, q: tag }, field === 'searchMessages' ? ', $q: String!' : ', $q: String', field === 'searchMessages' ? 'query: $q, ' : 'search: $q, ');
+    const u1 = await signup(s.url, { username: `${tag}_1` });
+    const u2 = await signup(s.url, { username: `${tag}_2` });
+    // Each list's first row: g1 (newest activity; first by name), h1 (newest), u1.
+    const [side, groups, hits, users] = [await conn('conversations', { first: 1 }), await named('groups', { first: 1 }), await named('searchMessages', { first: 1 }), await named('users', { first: 1 })];
+    const ids = (p: Page) => p.edges.map((e) => (typeof e.node.id === 'string' ? e.node.id : (e.node.id as { id: string }).id));
+    expect([ids(side), ids(groups), ids(hits), ids(users)]).toEqual([[`g:${g1.id}`], [g1.id], [h1.id], [u1.id]]);
+    expect((await conn('conversations', { first: 10, after: side.pageInfo.endCursor })).pageInfo.hasPreviousPage).toBe(true);
+    expect((await named('searchMessages', { first: 10, after: hits.pageInfo.endCursor })).pageInfo.hasPreviousPage).toBe(true);
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: h1.id }, dave.token));
+    await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: g1.id }, dave.token));
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u1.password }, u1.token));
+    const after = (p: Page) => [ids(p), p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage];
+    const sidebar = await conn('conversations', { first: 10, after: side.pageInfo.endCursor });
+    expect(after(sidebar)).toEqual([[`g:${g2.id}`, ids(sidebar)[1]], false, false]);
+    expect(after(await named('groups', { first: 10, after: groups.pageInfo.endCursor }))).toEqual([[g2.id], false, false]);
+    expect(after(await named('searchMessages', { first: 10, after: hits.pageInfo.endCursor }))).toEqual([[h2.id], false, false]);
+    expect(after(await named('users', { first: 10, after: users.pageInfo.endCursor }))).toEqual([[u2.id], false, false]);
   });
 
   it('should refuse an empty cursor in every connection, as any cursor it did not issue (not read as none)', async () => {

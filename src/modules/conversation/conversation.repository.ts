@@ -591,14 +591,15 @@ export const conversationRepository = {
    * A page of the user's conversations, newest activity first: after `from` (older), or before it
    * when `backward` (newer, fetched nearest first, so read in the opposite order).
    */
-  async page(em: EntityManager, userId: string, opts: { from: { at: Date; key: string } | null; backward: boolean; limit: number }): Promise<ConversationRow[]> {
+  async page(em: EntityManager, userId: string, opts: { from: { at: Date; key: string } | null; backward: boolean; limit: number; inclusive?: boolean }): Promise<ConversationRow[]> {
     // The viewer is a subquery's value, unknown to the planner, as history's key is (see
     // messageRepository.page): with statistics that told users apart, each custom plan costed below
     // the generic one and PostgreSQL planned the page on every call (prepared.test saw 12 custom
     // plans of 12, about 1 ms of planning a page).
     const VIEWER = '(select ?::uuid)';
     const cursor = opts.from ? [opts.from.at, opts.from.key] : [];
-    const [op, dir] = opts.backward ? ['>', 'asc'] : ['<', 'desc'];
+    // Inclusive: the cursor's own row too (whether anything lies on its side: see ConversationService.list).
+    const [op, dir] = opts.backward ? [opts.inclusive ? '>=' : '>', 'asc'] : [opts.inclusive ? '<=' : '<', 'desc'];
     // Written in, not a parameter: see limitLiteral.
     const limit = limitLiteral(opts.limit + 1);
     // Whether the viewer blocks anyone: tested once a statement, it runs either the two scans or the blocker's.

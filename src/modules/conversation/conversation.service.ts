@@ -109,6 +109,8 @@ export class ConversationService {
       limit,
       backward,
       hasCursor: !!from,
+      // The cursor's row may have gone since (a group deleted, left): one row looked for on its side, its own included.
+      cursorSide: from ? async () => (await conversationRepository.page(em, viewerId, { from: { at: from.at, key: from.id }, backward: !backward, limit: 0, inclusive: true })).length > 0 : undefined,
       totalCount: total,
       key: (r) => ({ k: isoTime(new Date(r.activity_at).getTime()), id: r.conversation_key }),
       node: rowToConversation,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
-import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, timeCursorSide, toConnection, type PageArgs } from '../../shared/graphql/connection';
+import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, cursorSideOf, toConnection, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -186,11 +186,13 @@ export class GroupService {
   async list(em: EntityManager, viewerId: string, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean) {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
     const from = cursor ? decodeCursor(cursor, cursorField, undefined, 'groups') : null;
-    const { rows, total, keyOf } = await groupRepository.visible(em, viewerId, { search: cleanSearch(args.search), from, backward, limit });
+    const search = cleanSearch(args.search);
+    const { rows, total, keyOf } = await groupRepository.visible(em, viewerId, { search, from, backward, limit });
     return toConnection(rows, {
       limit,
       backward,
       hasCursor: !!from,
+      cursorSide: cursorSideOf(from, { backward, ascending: true }, async (at, back) => (await groupRepository.visible(em, viewerId, { search, from: at, backward: back, limit: 0 })).rows),
       totalCount: total,
       key: (g) => ({ k: keyOf(g.id), id: g.id }),
       node: toGroupType,
@@ -207,7 +209,7 @@ export class GroupService {
       limit,
       backward,
       hasCursor: !!from,
-      cursorSide: timeCursorSide(from, { backward, ascending: true }, (at, back) => groupRepository.members(em, group.id, { from: at, backward: back, limit: 0 })),
+      cursorSide: cursorSideOf(from, { backward, ascending: true }, (at, back) => groupRepository.members(em, group.id, { from: at, backward: back, limit: 0 })),
       totalCount: group.memberCount,
       key: (m) => ({ k: m.joinedAt.toISOString(), id: m.id }),
       scope: 'members',

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { boundedLru } from '../../shared/lru';
 import { BadUserInputError, NotFoundError } from '../../shared/errors';
 import { blockRepository } from '../safety/block.repository';
-import { beside, decodeTimeCursor, pageRequest, timeCursorSide, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
+import { beside, decodeTimeCursor, pageRequest, cursorSideOf, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoOf } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
 import type { ConversationArgs } from '../conversation/conversation.access';
@@ -138,7 +138,7 @@ export class ThreadService {
       limit,
       backward,
       hasCursor: !!from,
-      cursorSide: timeCursorSide(from, { backward, ascending: false }, (at, back) => threadRepository.followed(em, viewerId, { from: at, backward: back, limit: 0 })),
+      cursorSide: cursorSideOf(from, { backward, ascending: false }, (at, back) => threadRepository.followed(em, viewerId, { from: at, backward: back, limit: 0 })),
       totalCount: () => threadRepository.countFollowed(em, viewerId),
       key: (r) => ({ k: isoOf(r.last_reply_at!), id: r.id }),
       node: (r) => Object.assign(toMessageType(r), { hasUnreadReplies: r.has_unread }),
@@ -161,7 +161,7 @@ export class ThreadService {
       limit,
       backward,
       hasCursor: !!from,
-      cursorSide: timeCursorSide(from, { backward, ascending: false }, (at, back) => mentionRepository.page(em, viewerId, { from: at, backward: back, limit: 0 })),
+      cursorSide: cursorSideOf(from, { backward, ascending: false }, (at, back) => mentionRepository.page(em, viewerId, { from: at, backward: back, limit: 0 })),
       totalCount: () => mentionRepository.count(em, viewerId),
       key: (r) => ({ k: isoOf(r.mentioned_at), id: r.id }),
       node: toMessageType,

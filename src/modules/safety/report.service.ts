@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError, ConflictError, NotFoundError } from '../../shared/errors';
-import { decodeTimeCursor, pageRequest, timeCursorSide, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, cursorSideOf, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ReportAddedPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId } from '../../shared/validation';
@@ -119,7 +119,7 @@ export class ReportService {
       limit,
       backward,
       hasCursor: !!from,
-      cursorSide: none ? async () => false : timeCursorSide(from, { backward, ascending: false }, (at, back) => reportRepository.page(em, { ...scope, status, from: at, backward: back, limit: 0 })),
+      cursorSide: none ? async () => false : cursorSideOf(from, { backward, ascending: false }, (at, back) => reportRepository.page(em, { ...scope, status, from: at, backward: back, limit: 0 })),
       totalCount: total,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: toReportType,

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { isWellFormed } from '../../shared/validation';
-import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
@@ -308,6 +308,7 @@ export class SearchService {
       limit,
       backward,
       hasCursor: !!cursor,
+      cursorSide: cursorSideOf(cursor, { backward, ascending: false }, (at, back) => searchRepository.page(em, scope, query, at, 0, back)),
       totalCount: () => searchRepository.count(em, scope, query),
       key: (r: SearchRow) => ({ k: `${r.rank}|${isoTime(new Date(r.created_at).getTime())}`, id: r.id }),
       node: (r: SearchRow) => ({ message: toMessageType(r), snippet: toSnippet(r.headline, r.content ?? '') }),

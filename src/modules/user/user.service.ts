@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { cleanSearch, isId } from '../../shared/validation';
 import type { User } from './user.entity';
 import { toUserType } from './user.mapper';
@@ -17,7 +17,9 @@ export class UserService {
   async list(em: EntityManager, args: PageArgs & { search?: string | null }, given?: (name: keyof PageArgs) => boolean): Promise<ConnectionShape<UserType>> {
     const { limit, backward, cursor, cursorField } = pageRequest(args, { def: 20, forward: true, given });
     const from = cursor ? decodeCursor(cursor, cursorField, undefined, 'users') : null;
-    const { rows, total } = await userRepository.search(em, { search: cleanSearch(args.search), from, backward, limit });
-    return toConnection(rows, { limit, backward, hasCursor: !!from, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType, scope: 'users' });
+    const search = cleanSearch(args.search);
+    const { rows, total } = await userRepository.search(em, { search, from, backward, limit });
+    const cursorSide = cursorSideOf(from, { backward, ascending: true }, async (at, back) => (await userRepository.search(em, { search, from: at, backward: back, limit: 0 })).rows);
+    return toConnection(rows, { limit, backward, hasCursor: !!from, cursorSide, totalCount: total, key: (u) => ({ k: u.username.toLowerCase(), id: u.id }), node: toUserType, scope: 'users' });
   }
 }

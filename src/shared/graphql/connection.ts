@@ -258,25 +258,30 @@ export function toConnection<R, N, Count extends number | LazyCount = number>(
  * anything lies there.
  */
 export function beside(cursor: { at: Date; id: string }, forward: boolean): { at: Date; id: string } {
-  const n = BigInt(`0x${cursor.id.replace(/-/g, '')}`) + (forward ? 1n : -1n);
-  if (n < 0n || n >= 1n << 128n) return cursor;
+  return { at: cursor.at, id: idBeside(cursor.id, forward) };
+}
+
+/** The UUID one above (or below) `id`; `id` itself at either end of the range. */
+function idBeside(id: string, up: boolean): string {
+  const n = BigInt(`0x${id.replace(/-/g, '')}`) + (up ? 1n : -1n);
+  if (n < 0n || n >= 1n << 128n) return id;
   const hex = n.toString(16).padStart(32, '0');
-  return { at: cursor.at, id: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` };
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**
- * `cursorSide` for a list paged by a time cursor: one row read the other way from beside it (limit
- * 0 reads one), the cursor's own position included. `ascending`: first/after reads up the keyset
- * (members), not down it (mentions, newest first). Without it a cursor whose own row went since (a
- * message deleted, a member left) told of a row on its side where none was (an outside probe: "load
- * earlier" loading nothing).
+ * `cursorSide` for a list whose keyset ends in a UUID: one row read the other way from beside the
+ * cursor (limit 0 reads one), the cursor's own position included. `ascending`: first/after reads up
+ * the keyset (members, names), not down it (mentions, newest first). Without it a cursor whose own
+ * row went since (a message deleted, a member left) told of a row on its side where none was (an
+ * outside probe: "load earlier" loading nothing).
  */
-export function timeCursorSide<C extends { at: Date; id: string }>(
+export function cursorSideOf<C extends { id: string }>(
   from: C | null,
   o: { backward: boolean; ascending: boolean },
   read: (from: C, backward: boolean) => Promise<readonly unknown[]>,
 ): (() => Promise<boolean>) | undefined {
-  return from ? async () => (await read({ ...from, ...beside(from, o.ascending ? !o.backward : o.backward) }, !o.backward)).length > 0 : undefined;
+  return from ? async () => (await read({ ...from, id: idBeside(from.id, o.ascending ? !o.backward : o.backward) }, !o.backward)).length > 0 : undefined;
 }
 
 /**
