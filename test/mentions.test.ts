@@ -265,6 +265,20 @@ describe('mentions', () => {
     await online.client.dispose();
   });
 
+  itRedis("should not count for @here a socket closed on the sender's own instance, and count one closed on another until its grace ends", async () => {
+    const a = await createTestServer({ PRESENCE_GRACE: '30s' });
+    const b = await createTestServer({ PRESENCE_GRACE: '30s' }, { clean: false });
+    const [alice, bob, carol] = [await signup(a.url), await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Who is here', [bob, carol]);
+    const here = async (content: string) => (await ok(gql(a.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions.map((u: any) => u.id).sort();
+    const [bobHere, carolThere] = [wsClient(a.wsUrl, bob.token), wsClient(b.wsUrl, carol.token)];
+    await Promise.all([bobHere.connected, carolThere.connected]);
+    await eventually(async () => (await here('all @here?')).length === 2, 5000);
+    await Promise.all([bobHere.client.dispose(), carolThere.client.dispose()]);
+    // The sender's instance knows its own sockets as they are; another's close may be a reload there.
+    await eventually(async () => JSON.stringify(await here('still @here?')) === JSON.stringify([carol.id]), 5000);
+  });
+
   it('should list the first 50 users an @all mentions, by username, live and in history, and count it for every member', async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

@@ -796,7 +796,8 @@ export class PresenceService {
    */
   async connectedSeenBy(em: EntityManager, viewerId: string, groupId: string, userIds: string[]): Promise<string[]> {
     if (this.visibility.mode === 'contacts' && (await presenceRepository.scopeMayMakeContacts(em, 'group', groupId, this.env.PRESENCE_GROUP_MAX, 0)) !== true) return [];
-    const connected = [...(await this.connected(userIds))];
+    // Now: a socket closed here no longer counts (its grace is for other instances, which can't tell a close from a reload here).
+    const connected = [...(await this.connected(userIds, undefined, true))];
     const { hidden } = await this.read(connected);
     const may = await this.visibility.visible(viewerId, connected, hidden);
     return connected.filter((_, i) => may[i]);
@@ -807,14 +808,15 @@ export class PresenceService {
    * instance in the store (a socket closed elsewhere leaves that list at the end of its grace period;
    * an instance that stopped beating, killed or cut off, lists none a few seconds on, nor for a user
    * once it was last heard from longer than `heardWithinMs` ago: for the tail, since a message was sent).
+   * `here`: this instance's own sockets only as they are now, one closed here in its grace left out (@here).
    * @throws when the store cannot be reached (the caller must not take everyone for offline).
    */
-  async connected(userIds: string[], heardWithinMs?: (userId: string) => number): Promise<Set<string>> {
+  async connected(userIds: string[], heardWithinMs?: (userId: string) => number, here = false): Promise<Set<string>> {
     const out = new Set(userIds.filter((u) => this.sockets.has(u)));
     const rest = userIds.filter((u) => !out.has(u));
     const silent = this.beatEveryMs * BEATS_MISSED;
     const users = rest.map((userId) => ({ userId, heardWithinMs: Math.min(silent, heardWithinMs?.(userId) ?? silent) }));
-    if (users.length) for (const u of await this.store.withSockets(users, Date.now())) out.add(u);
+    if (users.length) for (const u of await this.store.withSockets(users, Date.now(), here ? this.instanceId : undefined)) out.add(u);
     return out;
   }
 

@@ -136,8 +136,9 @@ export interface PresenceStore {
    * Of these users, those holding a socket or SSE stream on a live instance (the memory store knows
    * none: its one instance asks itself). For each, an instance last heard from (see `beat`) more than
    * `heardWithinMs` ago does not count, whatever its list's expiry: killed, it stops beating at once.
+   * `except`: an instance whose list is not asked (the caller's own, which knows its live sockets).
    */
-  withSockets(users: { userId: string; heardWithinMs: number }[], now: number): Promise<string[]>;
+  withSockets(users: { userId: string; heardWithinMs: number }[], now: number, except?: string): Promise<string[]>;
   /** This instance is alive now, by the store's clock (one command a beat). */
   beat(instanceId: string): Promise<void>;
   /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
@@ -430,11 +431,13 @@ local P = string.sub(KEYS[1], 1, #KEYS[1] - ${ACTIVE.length})
 local at = clock()
 local lists, beats = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
-  lists[#lists + 1] = P .. '${SOCKETS_PREFIX}' .. id
-  beats[#beats + 1] = tonumber(redis.call('ZSCORE', KEYS[4], id) or at)
+  if id ~= ARGV[2] then
+    lists[#lists + 1] = P .. '${SOCKETS_PREFIX}' .. id
+    beats[#beats + 1] = tonumber(redis.call('ZSCORE', KEYS[4], id) or at)
+  end
 end
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local since = at - tonumber(ARGV[i + 1])
   for k = 1, #lists do
     if beats[k] >= since and redis.call('SISMEMBER', lists[k], ARGV[i]) == 1 then
@@ -634,10 +637,10 @@ export class RedisPresenceStore implements PresenceStore {
     await multi.exec();
   }
 
-  async withSockets(users: { userId: string; heardWithinMs: number }[], now: number): Promise<string[]> {
+  async withSockets(users: { userId: string; heardWithinMs: number }[], now: number, except = ''): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < users.length; i += 1000) {
-      const args: (string | number)[] = [now];
+      const args: (string | number)[] = [now, except];
       for (const u of users.slice(i, i + 1000)) args.push(u.userId, Math.round(u.heardWithinMs));
       out.push(...(await this.run<string[]>('WITH_SOCKETS', [ACTIVE, ONLINE, INSTANCES, BEATS], args)));
     }
