@@ -267,6 +267,25 @@ describe('SSE transport (/graphql/stream)', () => {
     await eventually(async () => (await status()) === 'OFFLINE');
   });
 
+  it('should not take a refused subscription request for a stream that closed: its user, active over HTTP, stays ONLINE', async () => {
+    const s = await createTestServer({ PRESENCE_GRACE: '200ms' });
+    const [u, watcher, control, owner] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const secret = await buildGroup(s.url, owner, { isPrivate: true });
+    const statusOf = async (id: string) => (await ok(gql(s.url, 'query($id: ID!) { user(id: $id) { status } }', { id }, watcher.token))).user.status;
+    await ok(gql(s.url, 'mutation { heartbeat { status } }', {}, u.token));
+    const controlSocket = wsClient(s.wsUrl, control.token);
+    await controlSocket.connected;
+    // Not a member: refused (an error, then complete), and no subscription was ever carried.
+    const refused = sseSubscribe(s, u.token, MESSAGES, { g: secret.id });
+    await refused.done.catch(() => undefined);
+    expect(refused.errors.map((e: any) => e.extensions?.code ?? e.message)).toEqual(['NOT_FOUND']);
+    // A socket closed at the same time is the control: once its grace is over, u's would be too.
+    await controlSocket.dispose();
+    await eventually(async () => (await statusOf(control.id)) === 'OFFLINE');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await statusOf(u.id)).toBe('ONLINE');
+  });
+
   it('should answer a query with one result then complete, and refuse a mutation over GET', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -195,6 +195,14 @@ export class RealtimeSession {
   /** Holds a reference in the membership index. */
   private tracked = false;
   private closed = false;
+  /** Counted as a presence socket (from open(), or once its subscription started: see presenceLater). */
+  private inPresence = false;
+  /**
+   * A stream's session counts for presence once its subscription started (present()): a request
+   * refused (not a member, a bad variable) carried none, and its close took an active user OFFLINE
+   * at the end of its grace (an outside probe, twice). A WebSocket counts from its open.
+   */
+  presenceLater = false;
   /** Its token was revoked (a logout, the account deleted): its socket won't be back, so presence has no grace to give it. */
   revoked = false;
 
@@ -248,7 +256,7 @@ export class RealtimeSession {
     if (!this.sessions.admit(this)) return false;
     this.admitted = true;
     const { presence, memberships, safety } = this.sessions.services;
-    presence.socketOpened(userId, sessionId);
+    if (!this.presenceLater) this.present();
     // Its block list and mutes load with its memberships: the subscription filters read them from
     // memory. Contacts mode: the user's contacts and their presence channels, taken alongside.
     const contacts = presence.visibility.contacts;
@@ -266,6 +274,13 @@ export class RealtimeSession {
     return true;
   }
 
+  /** Counts the session as a presence socket of its user (once, while admitted). */
+  present(): void {
+    if (this.inPresence || !this.admitted || this.closed) return;
+    this.inPresence = true;
+    this.sessions.services.presence.socketOpened(this.viewer.userId, this.viewer.sessionId);
+  }
+
   /** The connection went: releases what open() took (idempotent). */
   close(): void {
     if (this.closed) return;
@@ -280,6 +295,6 @@ export class RealtimeSession {
       this.sessions.services.safety.untrack(userId);
       presence.visibility.contacts?.untrack(userId);
     }
-    presence.socketClosed(userId, sessionId, this.revoked);
+    if (this.inPresence) presence.socketClosed(userId, sessionId, this.revoked);
   }
 }

@@ -73,6 +73,7 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
     private readonly deps: StreamDeps,
   ) {
     this.session = sessions.start(this, viewer, ip, origin);
+    this.session.presenceLater = true;
     res.once('close', () => this.close());
   }
 
@@ -399,6 +400,7 @@ class StreamServer {
       return this.revokedMeanwhile(stream, described, stream.endedEarly);
     }
     stream.answered({ ...described, code: null });
+    stream.session.present();
     stream.op = started;
     if (stream.closed) started.stop();
     else if (started.finished) stream.ended(started, started.failure);
