@@ -98,6 +98,9 @@ describe('SSE transport (/graphql/stream)', () => {
       const badError = ((await bad.json()) as any).errors[0];
       expect([body, bad.status, badError.extensions.code, badError.message]).toEqual([body, 400, 'BAD_USER_INPUT', 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.']);
     }
+    // A GET without a query is told of its URL, not of a body it never sent.
+    const noQuery = await fetch(streamUrl(s), { headers: { authorization: `Bearer ${u.token}`, accept: 'text/event-stream' } });
+    expect([noQuery.status, ((await noQuery.json()) as any).errors[0].message]).toEqual([400, expect.stringMatching(/^A GET carries its operation in the URL/)]);
     // An operationName that is no string, as /graphql answers it (it was looked up as the name "5").
     const named = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query":"{ me { id } }","operationName":5}' });
     expect([named.status, ((await named.json()) as any).errors[0].extensions.code]).toEqual([400, 'BAD_USER_INPUT']);

@@ -163,6 +163,8 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
 const refusal = (status: number, body: string, headers: Record<string, string> = {}): Response => [body, { status, statusText: '', headers: { ...JSON_HEADERS, ...headers } }];
 
 const BODY_SHAPE = 'The request body must be a JSON object with a `query`: { "query": …, "variables": …, "operationName": … }.';
+/** The same said of a GET, which has no body (an outside probe: told of a body it never sent). */
+const URL_SHAPE = 'A GET carries its operation in the URL: `?query=…`, with `variables` and `extensions` as JSON when given.';
 
 /** Whether a request body is an object whose operationName is there but no string (nor null). */
 function operationNameIsNoString(body: string): boolean {
@@ -187,7 +189,7 @@ const CLEARER: Record<string, string> = {
 };
 
 /** graphql-sse's own refusals carry a message only: each gets a code, as every error here does. */
-function withCodes(body: string | null, status: number, statusText: string): string {
+function withCodes(body: string | null, status: number, statusText: string, get: boolean): string {
   let errors: { message?: string; extensions?: Record<string, unknown> }[] | undefined;
   try {
     errors = body ? (JSON.parse(body) as { errors?: typeof errors }).errors : undefined;
@@ -196,7 +198,8 @@ function withCodes(body: string | null, status: number, statusText: string): str
   }
   errors ??= [{ message: body || statusText || `HTTP ${status}` }];
   for (const e of errors) {
-    if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
+    if (e.message === 'Missing query' && get) e.message = URL_SHAPE;
+    else if (e.message && CLEARER[e.message]) e.message = CLEARER[e.message];
     // JSON.parse's own words (the body as received, a position): said as what to send instead.
     else if (e.message && status === 400 && /JSON|Unexpected (token|end)/.test(e.message)) e.message = BODY_SHAPE;
   }
@@ -315,7 +318,7 @@ class StreamServer {
       raw: req,
       context: stream,
     });
-    await respond(res, stream, answer);
+    await respond(res, stream, answer, req.method === 'GET');
   }
 
   /**
@@ -411,9 +414,9 @@ class StreamServer {
 }
 
 /** Writes graphql-sse's answer: a refusal or a single result as it is, or the stream until it ends. */
-async function respond(res: ServerResponse, stream: Stream, [body, init]: Response): Promise<void> {
+async function respond(res: ServerResponse, stream: Stream, [body, init]: Response, get: boolean): Promise<void> {
   if (body === null || typeof body === 'string') {
-    const text = init.status >= 400 ? withCodes(body, init.status, init.statusText) : (body ?? '');
+    const text = init.status >= 400 ? withCodes(body, init.status, init.statusText, get) : (body ?? '');
     res.writeHead(init.status, { ...init.headers, ...(init.status >= 400 ? JSON_HEADERS : {}) });
     res.end(text);
     return;
