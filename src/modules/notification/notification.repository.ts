@@ -360,7 +360,6 @@ export const notificationRepository = {
     ), 'created_at');
   },
 
-  /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */
   /**
    * Events written outside the tail (friend requests, invitations, project actions) created in
    * [from, to) and never tried: whom they go to, and how long ago (ms) each was written.
@@ -379,6 +378,7 @@ export const notificationRepository = {
     if (ids.length) await em.execute(`update notification_outbox set state = 'SKIPPED', done_at = clock_timestamp() where id = any(?::uuid[]) and state = 'PENDING' and attempts = 0`, [pgArray(ids)]);
   },
 
+  /** Leaves PENDING: DELIVERED, SKIPPED or DROPPED. Only while this instance's lease holds the row. */
   async finish(em: EntityManager, id: string, attempts: number, state: 'DELIVERED' | 'SKIPPED' | 'DROPPED'): Promise<void> {
     await em.execute(`update notification_outbox set state = ?, done_at = clock_timestamp(), leased_until = null where id = ? and state = 'PENDING' and attempts = ?`, [state, id, attempts]);
   },
