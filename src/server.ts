@@ -27,7 +27,7 @@ import { compiledExecution } from './graphql/executor';
 import { createFanout, type Fanout, type FanoutStats } from './graphql/fanout';
 import { createFastPath, type FastPath } from './graphql/fast-path';
 import { graphqlRoute } from './graphql/http';
-import { bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
+import { APQ_CACHE_PREFIX, bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
 import { OperationPipeline, type OperationStats } from './graphql/operation';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
@@ -320,7 +320,7 @@ function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, real
   const { app, inFlight } = core;
   return new Map<string, Route>([
     ['/graphql/stream', { handle: (req, res) => realtime.streams.handle(req, res) }],
-    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env) }) }],
+    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env), persisted: (hash) => graphql.limits.apollo.cache.get(`${APQ_CACHE_PREFIX}${hash}`) }) }],
   ]);
 }
 

@@ -167,6 +167,24 @@ describe('accounts', () => {
       const r = await gql(s.url, q, { u: u.username, p: u.password }, u.token);
       expect([r.status, codeOf(r)]).toEqual([401, 'UNAUTHENTICATED']);
     }
+    // An automatic persisted query by its hash alone, as Apollo Client sends it first (an outside
+    // probe: 401, which the client never got past): unknown, it asks for the text; known, it signs in.
+    const apq = async (query: string | undefined, variables: Record<string, unknown>) => {
+      const extensions = { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(query ?? LOGIN).digest('hex') } };
+      const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ query, variables, extensions }) });
+      const body = (await res.json()) as any;
+      return [res.status, body.errors?.[0]?.extensions?.code ?? null, body.data?.login?.user?.id ?? null];
+    };
+    const vars = { u: u.username, p: u.password };
+    expect(await apq(undefined, vars)).toEqual([200, 'PERSISTED_QUERY_NOT_FOUND', null]);
+    expect(await apq(LOGIN, vars)).toEqual([200, null, u.id]);
+    expect(await apq(undefined, vars)).toEqual([200, null, u.id]);
+    // Known by its hash, anything else is still refused with the token: ME's hash once ME ran by it.
+    const meHash = { persistedQuery: { version: 1, sha256Hash: createHash('sha256').update(ME).digest('hex') } };
+    const fresh = (await ok(gql(s.url, LOGIN, vars))).login.token;
+    await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${fresh}` }, body: JSON.stringify({ query: ME, extensions: meHash }) });
+    const stale = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: JSON.stringify({ extensions: meHash }) });
+    expect([stale.status, ((await stale.json()) as any).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
   });
 
   it("should refuse a password with half of a surrogate pair (it would match others), the names 'all' and 'here', and any a deleted account's placeholder could have", async () => {

@@ -252,6 +252,17 @@ describe('document limits', () => {
     expect(await post({ extensions: { persistedQuery: { version: 1, sha256Hash: hash('{ __typename }') } } })).toEqual([200, undefined]);
   });
 
+  it('should read a media type in any case, and answer more than 50 bad variables as bad input, not as its own fault', async () => {
+    for (const type of ['Application/JSON', 'APPLICATION/JSON; charset=utf-8', 'application/JSON']) {
+      const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': type }, body: '{"query":"{ __typename }"}' });
+      expect([type, res.status, ((await res.json()) as any).data]).toEqual([type, 200, { __typename: 'Query' }]);
+    }
+    // graphql-js stops after 50 and says so without a node: it was INTERNAL_SERVER_ERROR (an outside probe).
+    const res = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'query($ids: [ID!]!) { nodes(ids: $ids) { id } }', variables: { ids: Array(51).fill(true) } }) });
+    const codes = ((await res.json()) as any).errors.map((e: any) => e.extensions.code);
+    expect([res.status, codes.length, new Set(codes)]).toEqual([400, 51, new Set(['BAD_USER_INPUT'])]);
+  });
+
   it('should let every generated document pass the default limits as clients send it, each alone and with __typename added', async () => {
     const limits = documentLimits(loadEnv({ NODE_ENV: 'production' }));
     const schema = await createSchema();

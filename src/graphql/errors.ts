@@ -10,6 +10,8 @@ import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 export { isDependencyDown };
 
 const INTERNAL = 'Internal server error';
+/** How graphql-js ends coercing variables after 50 errors (execution/values.js). */
+const TOO_MANY_VARIABLE_ERRORS = 'Too many errors processing variables';
 
 /** What Apollo's `formatError` is: the formatted error and the error it came from, to the error a client sees. */
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
@@ -25,6 +27,9 @@ function classify(error: unknown, code: string | undefined): 'unavailable' | 'in
   // an internal error; the server logs it (see shape), since a lock order is to be found.
   if (isDeadlock(original) || isStatementTimeout(original)) return 'unavailable';
   if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST' || code === 'OPERATION_RESOLUTION_FAILURE') return 'input';
+  // graphql-js's last word after 50 variable errors carries no node, so Apollo takes it for its own
+  // fault: masked and logged as unexpected, a client could fill the error log (an outside probe).
+  if (original instanceof GraphQLError && (!code || code === 'INTERNAL_SERVER_ERROR') && original.message.startsWith(TOO_MANY_VARIABLE_ERRORS)) return 'input';
   // Apollo's own refusals of a request that carry only an HTTP status (a persisted query's unknown
   // version, a hash that doesn't match its query): the client's mistake, not the server's.
   const status = (original instanceof GraphQLError ? (original.extensions?.http as { status?: number } | undefined)?.status : undefined) ?? 0;

@@ -26,6 +26,8 @@ export interface GraphQLRouteDeps {
   inFlight: InFlight;
   /** The largest request body (bodyLimit in limits.ts). */
   bodyLimit: number;
+  /** The text of a persisted query Apollo holds by this hash. */
+  persisted?: (hash: string) => Promise<string | undefined>;
 }
 
 /**
@@ -77,6 +79,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           context: contextOf,
           // A sign-in with a token that is no good (kept after a logout): answered as without one.
           signingIn: () => void ((authenticating = undefined), (token = null)),
+          persisted: d.persisted,
           fast: { handle: (body) => d.fastPath.handle(res, body, req.headers.accept, requestId, contextOf), learn: d.fastPath.learn },
         }),
       ),
@@ -85,6 +88,20 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
 }
 
 const JSON_CONTENT = /^\s*application\/json\s*(;|$)/i;
+
+/** The sha256Hash of a request's `persistedQuery` extension (a JSON string over GET), if any. */
+function persistedHash(extensions: unknown): string | undefined {
+  let e = extensions;
+  if (typeof e === 'string') {
+    try {
+      e = JSON.parse(e);
+    } catch {
+      return undefined;
+    }
+  }
+  const hash = (e as { persistedQuery?: { sha256Hash?: unknown } } | null | undefined)?.persistedQuery?.sha256Hash;
+  return typeof hash === 'string' ? hash : undefined;
+}
 /** A request whose body took longer than this after its token was checked has it checked again. */
 const REAUTHENTICATE_AFTER_MS = 250;
 
@@ -105,6 +122,8 @@ export async function handleGraphQL<TContext extends object>(
     context: () => Promise<TContext>;
     /** The request is a sign-in (login, signup) carrying a token that is no good: drop the token. */
     signingIn?: () => void;
+    /** The text of a persisted query Apollo holds by this hash (automatic persisted queries). */
+    persisted?: (hash: string) => Promise<string | undefined>;
     /** Answers a POSTed operation it already knows without Apollo's pipeline (false: Apollo takes it), and learns Apollo's content types. */
     fast?: { handle: (body: unknown) => Promise<boolean>; learn: (accept: string | undefined, type: string | undefined) => void };
   },
@@ -125,7 +144,8 @@ export async function handleGraphQL<TContext extends object>(
       if (anonymous && req.headers.authorization) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', invalidTokenError().message);
       return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${limit} bytes${anonymous ? ' (without a token)' : ''}.`);
     }
-    const type = req.headers['content-type'] ?? '';
+    // Media types are case-insensitive (RFC 9110): `Application/JSON` was passed on unparsed (an outside probe).
+    const type = (req.headers['content-type'] ?? '').toLowerCase();
     if (type.includes('application/json') || type.includes('application/graphql-response+json')) {
       try {
         body = raw.length ? JSON.parse(raw) : undefined;
@@ -145,7 +165,14 @@ export async function handleGraphQL<TContext extends object>(
   }
   // Before Apollo validates it (see selectsSubscription): HTTP answers every subscription alike.
   const operationName = req.method === 'POST' ? (body as { operationName?: unknown } | null | undefined)?.operationName : new URLSearchParams(search).get('operationName');
-  if (opts.signingIn && req.headers.authorization && signsIn(query, operationName, opts.maxTokens) && !(await opts.authenticated().catch(() => false))) opts.signingIn();
+  if (opts.signingIn && req.headers.authorization && !(await opts.authenticated().catch(() => true))) {
+    // A persisted query sent by its hash alone is read as Apollo will read it: one not held yet is
+    // answered PERSISTED_QUERY_NOT_FOUND as without a token, so the client sends its text (a sign-in
+    // with a stale token was refused 401 before, which the client never got past: an outside probe).
+    const hash = typeof query === 'string' ? undefined : persistedHash(req.method === 'POST' ? (body as { extensions?: unknown } | null | undefined)?.extensions : new URLSearchParams(search).get('extensions'));
+    const text = hash !== undefined ? await opts.persisted?.(hash) : query;
+    if ((hash !== undefined && text === undefined) || signsIn(text, operationName, opts.maxTokens)) opts.signingIn();
+  }
   if (selectsSubscription(query, operationName, opts.maxTokens)) {
     const e = subscriptionOverHttp();
     return sendJson(res, 400, { errors: [{ message: e.message, extensions: { code: e.extensions.code, reason: e.extensions.reason } }] });

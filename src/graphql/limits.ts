@@ -20,6 +20,9 @@ import { LRUCache } from 'lru-cache';
 import type { Env } from '../config/env';
 import { documentCostRule } from './cost';
 
+/** Where Apollo keeps a persisted query's text in its cache: this before the hash (its requestPipeline's APQ_CACHE_PREFIX, not exported). */
+export const APQ_CACHE_PREFIX = 'apq:';
+
 /** Bytes each of Apollo's caches keeps (parsed documents, and persisted queries). */
 const APOLLO_CACHE_BYTES = 8 * 1024 * 1024;
 
