@@ -104,6 +104,10 @@ describe('sending and history', () => {
       message: 'Name exactly one conversation: a groupId, a toUserId, or a projectId.',
       extensions: { code: 'BAD_USER_INPUT', field: 'input' },
     });
+    // Oneself, named by the field the input has (an outside probe: sendMessage was told of a `userId` it never sent).
+    const selfField = async (doc: typeof HistoryDocument | typeof SendMessageDocument, vars: Record<string, unknown>) => (await attempt(s.url, doc as any, vars, owner.token)).errors?.[0].extensions?.field;
+    expect(await selfField(SendMessageDocument, { input: { toUserId: owner.id, content: 'x' } })).toBe('toUserId');
+    expect(await selfField(HistoryDocument, { conversation: { userId: owner.id } })).toBe('userId');
     // An empty id is given, and names nothing: not found as what it was given for (it read as a direct conversation's user).
     const HISTORY_OF = 'query($c: ConversationInput!) { history(conversation: $c) { totalCount } }';
     const SEND_TO = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';

@@ -59,6 +59,9 @@ export function scopeOf(conv: Conversation, viewerId: string): ConversationScope
   return { conversationKey: conv.key, groupId: conv.groupId, projectId: conv.projectId, userIds: conv.peerId ? [viewerId, conv.peerId] : null };
 }
 
+/** The argument naming the other user: sendMessage's input calls it toUserId (an outside probe: told `userId` of a field it never sent), ConversationInput userId. */
+const userField = (field: string) => (field === 'input' ? 'toUserId' : 'userId');
+
 export interface ConversationAccessDeps {
   groups: GroupService;
   friends: FriendService;
@@ -90,7 +93,7 @@ export class ConversationAccess {
   async resolve(em: EntityManager, viewerId: string, c: ConversationArgs, field = 'conversation'): Promise<Conversation> {
     const given = [c.groupId, c.projectId, c.projectId ? null : c.userId].filter((v) => v !== null && v !== undefined);
     // sendMessage's input names the direct conversation's user toUserId.
-    if (given.length !== 1) throw new BadUserInputError(`Name exactly one conversation: a groupId, a ${field === 'input' ? 'toUserId' : 'userId'}, or a projectId.`, field);
+    if (given.length !== 1) throw new BadUserInputError(`Name exactly one conversation: a groupId, a ${userField(field)}, or a projectId.`, field);
     // Given means given: an empty id names a group (or project) that doesn't exist, not a direct conversation.
     if (c.groupId !== null && c.groupId !== undefined) {
       const g = await this.groups.memberOf(em, c.groupId, viewerId);
@@ -101,14 +104,14 @@ export class ConversationAccess {
       let privateWith: string | null = null;
       // An empty toUserId names no one here: the project's open conversation (forms send '' for "nobody").
       if (c.userId) {
-        if (c.userId === viewerId) throw new BadUserInputError('A private message needs another member.', 'toUserId');
+        if (c.userId === viewerId) throw new BadUserInputError('A private message needs another member.', userField(field));
         if (!isId(c.userId) || !(await this.projects.isMember(em, project.id, c.userId))) throw new NotFoundError('Project member');
         privateWith = c.userId;
       }
       return projectConversation(project.id, project.title, privateWith);
     }
     const peerId = c.userId!;
-    if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', 'userId');
+    if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', userField(field));
     const peer = isId(peerId) ? await userRepository.activeProfile(em, peerId) : null;
     if (!peer) throw new NotFoundError('User');
     if (!(await this.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
