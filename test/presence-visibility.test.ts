@@ -274,6 +274,32 @@ describeRedis('presence visibility', () => {
     });
   });
 
+  it('should tell nothing of a user OFFLINE whose first request hides them, though that request is their activity', async () => {
+    const s = await createTestServer({ PRESENCE_GRACE: '200ms' });
+    const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const socket = wsClient(s.wsUrl, ada.token);
+    await socket.connected;
+    const events = await watch(s, bo, [ada.id, barrier.id]);
+    await socket.dispose();
+    await events.nth(1);
+    // The row lock slow to come: the request's activity batch (10 ms) lands before the hide. It was
+    // told as ONLINE, then the hide as OFFLINE (an outside probe, 3 of 4).
+    const lock = presenceRepository.lockPresenceVisibility.bind(presenceRepository);
+    const slow = jest.spyOn(presenceRepository, 'lockPresenceVisibility').mockImplementation(async (...args) => {
+      await sleep(100);
+      return lock(...args);
+    });
+    try {
+      expect((await ok(gql(s.url, SET_VISIBILITY, { v: 'HIDDEN' }, ada.token))).setPresenceVisibility.presenceVisibility).toBe('HIDDEN');
+    } finally {
+      slow.mockRestore();
+    }
+    await logout(s, barrier);
+    await events.nth(2);
+    await sleep(200);
+    expect(seen(events)).toEqual([`${ada.id} OFFLINE`, `${barrier.id} OFFLINE`]);
+  });
+
   it('should tell a change made by several calls at once once', async () => {
     const s = await createTestServer();
     const [ada, bo, barrier] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -361,6 +361,19 @@ export class PresenceService {
     }
   }
 
+  /** A user's activity still waiting for its batch, taken out of it (see setVisibility; requeue puts it back). */
+  private holdActivity(userId: string): PresenceService['touchQueue'] {
+    const held = this.touchQueue.filter((a) => a.userId === userId);
+    if (held.length) this.touchQueue = this.touchQueue.filter((a) => a.userId !== userId);
+    return held;
+  }
+
+  private requeue(held: PresenceService['touchQueue']): void {
+    if (!held.length) return;
+    this.touchQueue.push(...held);
+    this.touchTimer ??= setTimeout(() => void this.recordActivity(), TOUCH_BATCH_MS).unref();
+  }
+
   /** Login and signup: ONLINE at once, whatever the throttle says. */
   async online(userId: string, sessionId: string | null = null): Promise<void> {
     this.touched.deleteUser(userId);
@@ -758,18 +771,25 @@ export class PresenceService {
   async setVisibility(em: EntityManager, viewerId: string, visibility: string, sessionId: string | null = null): Promise<void> {
     if (visibility !== 'VISIBLE' && visibility !== 'HIDDEN') throw new BadUserInputError('visibility must be VISIBLE or HIDDEN.', 'visibility');
     const hidden = visibility === 'HIDDEN';
-    const changed = await em.transactional(async (tem) => {
-      const was = await presenceRepository.lockPresenceVisibility(tem, viewerId);
-      if (!was) throw new NotFoundError('User');
-      if (was === visibility) return undefined;
-      const shown = await this.store.setHidden(viewerId, hidden);
-      // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
-      await presenceRepository.setPresenceVisibility(tem, viewerId, visibility).catch(async (e: unknown) => {
-        await this.store.setHidden(viewerId, !hidden).catch(() => undefined);
-        throw e;
-      });
-      return { shown };
-    });
+    // Hiding: the user's activity still queued (this request's own) is recorded once they are hidden,
+    // and so announced to no one. Recorded first, a user OFFLINE until this request was told ONLINE,
+    // then OFFLINE (an outside probe, 3 of 4). A batch already on its way is let land first.
+    const held = hidden ? this.holdActivity(viewerId) : [];
+    if (held.length) await this.recording;
+    const changed = await em
+      .transactional(async (tem) => {
+        const was = await presenceRepository.lockPresenceVisibility(tem, viewerId);
+        if (!was) throw new NotFoundError('User');
+        if (was === visibility) return undefined;
+        const shown = await this.store.setHidden(viewerId, hidden);
+        // The mirror goes back when the database refuses (best effort: the next start mends it from the database).
+        await presenceRepository.setPresenceVisibility(tem, viewerId, visibility).catch(async (e: unknown) => {
+          await this.store.setHidden(viewerId, !hidden).catch(() => undefined);
+          throw e;
+        });
+        return { shown };
+      })
+      .finally(() => this.requeue(held));
     if (!changed) return;
     const { shown } = changed;
     if (shown === null) {
