@@ -242,6 +242,17 @@ describe('connections', () => {
     expect(after(await named('groups', { first: 10, after: groups.pageInfo.endCursor }))).toEqual([[g2.id], false, false]);
     expect(after(await named('searchMessages', { first: 10, after: hits.pageInfo.endCursor }))).toEqual([[h2.id], false, false]);
     expect(after(await named('users', { first: 10, after: users.pageInfo.endCursor }))).toEqual([[u2.id], false, false]);
+
+    // onlineUsers: its first user goes offline (a logout: at once).
+    const everyone = [alice, bob, carol, dave, u2];
+    const onlinePage = async (viewer: TestUser, args: Record<string, unknown>): Promise<Page> => (await ok(gql(s.url, `query(${VARS}) { onlineUsers(${ARGS}) { ${PAGE} } }`, args, viewer.token))).onlineUsers;
+    const firstOnline = await onlinePage(dave, { first: 1 });
+    const gone = everyone.find((u) => u.id === ids(firstOnline)[0])!;
+    const viewer = everyone.find((u) => u !== gone)!;
+    expect((await onlinePage(viewer, { first: 10, after: firstOnline.pageInfo.endCursor })).pageInfo.hasPreviousPage).toBe(true);
+    await ok(gql(s.url, 'mutation { logout }', {}, gone.token));
+    const others = await onlinePage(viewer, { first: 10, after: firstOnline.pageInfo.endCursor });
+    expect([others.edges.length, others.pageInfo.hasPreviousPage]).toEqual([everyone.length - 1, false]);
   });
 
   it('should refuse an empty cursor in every connection, as any cursor it did not issue (not read as none)', async () => {

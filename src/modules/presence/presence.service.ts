@@ -3,7 +3,7 @@ import type { Env } from '../../config/env';
 import { warnAtMostEvery, type Logger } from '../../shared/logger';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type PresenceGracePayload, type PresenceHandoffPayload, type PresencePayload } from '../../shared/pubsub/topics';
-import { decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { userRepository } from '../user/user.repository';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import { ABSENT, type Activity, type Gone, type PresenceStore, type StoreChannel } from './presence.store';
@@ -709,9 +709,13 @@ export class PresenceService {
     const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 50, forward: true, given });
     const cursor = encoded ? decodeCursor(encoded, cursorField, undefined, 'online') : null;
     const from = cursor?.id ?? null;
-    const [ids, total] = this.visibility.mode === 'everyone' ? await this.onlineEveryone(viewerId, from, backward, limit + 1, cache) : await this.onlineContacts(viewerId, from, backward, limit + 1, cache);
+    const online = (fromId: string | null, back: boolean, n: number) =>
+      this.visibility.mode === 'everyone' ? this.onlineEveryone(viewerId, fromId, back, n, cache) : this.onlineContacts(viewerId, fromId, back, n, cache);
+    const [ids, total] = await online(from, backward, limit + 1);
     const found = (await users(ids)).filter((u): u is U & { id: string } => !!u && !(u instanceof Error));
-    return toConnection(found, { limit, backward, hasCursor: !!cursor, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u, scope: 'online' });
+    // The cursor's user may have gone offline since: whether anyone is online on its side, they included.
+    const cursorSide = cursorSideOf(cursor, { backward, ascending: true }, async (at, back) => (await online(at.id, back, 1))[0]);
+    return toConnection(found, { limit, backward, hasCursor: !!cursor, cursorSide, totalCount: total, key: (u) => ({ k: u.id, id: u.id }), node: (u) => u, scope: 'online' });
   }
 
   /**
