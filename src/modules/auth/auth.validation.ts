@@ -87,6 +87,12 @@ const passesFor = (c: string): string => {
  */
 const RESERVED_DISPLAY_NAMES = new Set([DELETED_DISPLAY_NAME, SYSTEM_USER.displayName!].map(asRead));
 
+/**
+ * The name without the signs LATIN_LETTERS reads as letters (®, @, │...): a sign is read both ways,
+ * as its letter (Pa®ley) and as a symbol left out (Parley®, read as "parleyr" alone: an outside probe).
+ */
+const withoutSigns = (name: string): string => [...name].filter((c) => !(LATIN_LETTERS[c] && !/\p{L}/u.test(c))).join('');
+
 /** Null clears the display name; otherwise 1 to 64 characters under the shared name rules. */
 export function validateDisplayName(value: string | null | undefined, field = 'displayName'): string | null {
   if (value === null || value === undefined) return null;
@@ -95,6 +101,6 @@ export function validateDisplayName(value: string | null | undefined, field = 'd
   if ([...v].length > 64 || !isSafeName(v)) {
     throw new BadUserInputError('Display name must be at most 64 characters, without control, invisible or direction-changing characters.', field);
   }
-  if (RESERVED_DISPLAY_NAMES.has(asRead(v))) throw new BadUserInputError(`The display name '${v}' is what Parley shows for a deleted account or itself.`, field);
+  if (RESERVED_DISPLAY_NAMES.has(asRead(v)) || RESERVED_DISPLAY_NAMES.has(asRead(withoutSigns(v)))) throw new BadUserInputError(`The display name '${v}' is what Parley shows for a deleted account or itself.`, field);
   return v;
 }
