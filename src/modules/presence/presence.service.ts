@@ -900,8 +900,13 @@ export class PresenceService {
     const now = Date.now();
     for (const u of users) this.dirty.set(u, now);
     this.pruneTouched(now);
+    // Listed too: users whose last socket here closed and whose grace still runs. The list is
+    // written whole, and they were dropped from it at once: other instances read them gone before
+    // their grace ended (@here, webhooks; an outside probe, 2 of 8 closes with a 2 s grace). Their
+    // settling awaits this refresh (activityFirst), so it can't list them again after it.
+    const inGrace = [...this.graceTimers.keys()].filter((u) => !this.sockets.has(u));
     try {
-      await this.store.setInstanceSockets(this.instanceId, users, this.socketTtlMs);
+      await this.store.setInstanceSockets(this.instanceId, inGrace.length ? [...users, ...inGrace] : users, this.socketTtlMs);
       const cameOnline = await this.store.touch(users.map((userId) => ({ userId, sessionId: null, now })), 0);
       for (const { userId, v } of cameOnline) await this.announceOnline({ userId, status: 'ONLINE', lastSeenAt: new Date(now).toISOString(), v });
     } catch (e) {
