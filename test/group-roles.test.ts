@@ -262,6 +262,22 @@ describeRedis('group roles', () => {
   });
 
   describe('rules between roles', () => {
+    it("should answer each field of a mutation with the roles the fields before it left, not the first field's", async () => {
+      const w = await world(a, b, { isPrivate: false });
+      const { owner, member } = w.users;
+      // Handed over in the second field: the first had read the group's roles (an outside probe: myRole OWNER beside owner: the heir).
+      const handed = await ok(
+        gql(a.url, 'mutation($g: ID!, $u: ID!) { m1: renameGroup(groupId: $g, name: "Handed over") { myRole } m2: setGroupRole(groupId: $g, userId: $u, role: OWNER) { myRole owner { id } } }', { g: w.group, u: member.id }, owner.token),
+      );
+      expect([handed.m1.myRole, handed.m2.myRole, handed.m2.owner.id]).toEqual(['OWNER', 'ADMIN', member.id]);
+      // An owner out and in again in one document: the group went to the other member meanwhile.
+      const [founder, heir] = [await signup(a.url), await signup(a.url)];
+      const g = (await ok(gql(a.url, 'mutation { createGroup(name: "Founded", isPrivate: false) { id } }', {}, founder.token))).createGroup.id;
+      await ok(gql(a.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, heir.token));
+      const again = await ok(gql(a.url, 'mutation($g: ID!) { j1: joinGroup(groupId: $g) { myRole } l: leaveGroup(groupId: $g) j2: joinGroup(groupId: $g) { myRole owner { id } } }', { g }, founder.token));
+      expect([again.j1.myRole, again.l, again.j2.myRole, again.j2.owner.id]).toEqual(['OWNER', true, 'MEMBER', heir.id]);
+    });
+
     it('should let no admin remove or ban the owner or another admin, and nobody themselves', async () => {
       const w = await world(a, b);
       const { owner, admin, admin2, member } = w.users;

@@ -36,6 +36,10 @@ export class RequestContext implements Context {
     return (this.loaded ??= createLoaders(this.em, this.services, this.viewer?.userId ?? null));
   }
 
+  freshLoaders(): void {
+    this.loaded = undefined;
+  }
+
   get logger(): Logger {
     return (this.child ??= this.services.logger.child({ requestId: this.requestId }));
   }
@@ -74,6 +78,10 @@ export class SocketContext implements Context {
   get loaders(): Loaders {
     if (this.perEvent) return createLoaders(this.em, this.services, this.viewer.userId);
     return (this.loaded ??= createLoaders(this.em, this.services, this.viewer.userId));
+  }
+
+  freshLoaders(): void {
+    this.loaded = undefined;
   }
 
   /** Per event for subscriptions: an event carries one message, so its budget is never shared with another event's. */

@@ -184,7 +184,25 @@ async function buildOnce(): Promise<GraphQLSchema> {
   });
   // type-graphql wraps resolveType in an async function; the plain one answers at once.
   (schema.getType('Node') as GraphQLInterfaceType).resolveType = nodeTypeOf;
-  return resolversCalledDirectly(plainFieldsResolveByDefault(describeSchema(schema)));
+  return freshLoadersPerMutationField(resolversCalledDirectly(plainFieldsResolveByDefault(describeSchema(schema))));
+}
+
+/**
+ * Each root field of a mutation reads through loaders of its own: the fields run one after
+ * another, and one that read a group's myRole after another changed it answered the role from
+ * before (an outside probe: OWNER beside the owner it had just handed the group to). One call a
+ * mutation field: a send's cost does not move.
+ */
+function freshLoadersPerMutationField(schema: GraphQLSchema): GraphQLSchema {
+  for (const field of Object.values(schema.getMutationType()?.getFields() ?? {})) {
+    const resolve = field.resolve;
+    if (!resolve) continue;
+    field.resolve = (source, args, context: Context, info) => {
+      context.freshLoaders?.();
+      return resolve(source, args, context, info);
+    };
+  }
+  return schema;
 }
 
 /** The SDL committed as schema.graphql, sorted so that it only changes when the API does. */

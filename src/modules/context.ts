@@ -27,6 +27,11 @@ export interface Context {
   viewer: Viewer | null;
   services: Services;
   loaders: Loaders;
+  /**
+   * Forgets what the loaders read: a mutation's root fields run one after another, and what one
+   * changed (a role, a membership) read through loaders filled by the one before was out of date.
+   */
+  freshLoaders?(): void;
   /** Client address, for rate limits. */
   ip: string;
   /** The request's User-Agent (a login tells the account's other sessions). */
