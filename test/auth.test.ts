@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
+import pg from 'pg';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
-import { codeOf, eventually, gql, ok, subscribe, wsClient, type GqlResult } from './helpers/graphql';
+import { codeOf, eventually, gql, ok, running, sleep, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { loadEnv } from '../src/config/env';
 import { createTestServer, describeRedis } from './helpers/server';
 import { attempt, buildUser, lobbyOf, request, signup, login } from './helpers/factories';
@@ -451,6 +452,34 @@ describe('accounts', () => {
       expect(codeOf(await gql(s.url, '{ me { id } }', {}, u.token))).toBe('UNAUTHENTICATED');
     }
   });
+
+  it("should stop a socket's subscriptions once its session ends, though the close waits for an operation of its own", async () => {
+    const s = await createTestServer();
+    const [u, c] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, u.token);
+    const w = wsClient(s.wsUrl, u.token);
+    await w.connected;
+    const live = subscribe(w, 'subscription($g: ID) { messageAdded(conversation: { groupId: $g }) { content } }', { g: lobby });
+    await running(s, 'messageAdded', 1);
+    const mine = (await ok(gql(s.url, 'mutation($g: ID!) { sendMessage(input: { groupId: $g, content: "mine" }) { id } }', { g: lobby }, u.token))).sendMessage;
+    await live.nth(1);
+    // An edit of its own in flight on the socket, held on its row: the close waits for its answer (up to 2 s).
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    await holder.query('begin');
+    await holder.query('select 1 from messages where id = $1 for update', [mine.id]);
+    const editing = w.client.iterate({ query: 'mutation($m: ID!) { editMessage(messageId: $m, content: "edited") { id } }', variables: { m: mine.id } }).next().catch(() => undefined);
+    await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length > 0);
+    await ok(gql(s.url, 'mutation { logout }', {}, u.token));
+    // Sent after the revocation: none reaches the revoked socket (an outside probe: all did, for up to 2 s).
+    for (const n of [1, 2, 3]) await ok(gql(s.url, 'mutation($g: ID!, $t: String!) { sendMessage(input: { groupId: $g, content: $t }) { id } }', { g: lobby, t: `after ${n}` }, c.token));
+    await sleep(300);
+    await holder.query('commit');
+    await holder.end();
+    await editing;
+    expect((await w.closed).code).toBe(4403);
+    expect(live.values.map((v: any) => v.messageAdded.content)).toEqual(['mine']);
+  });
 });
 
 describeRedis('logoutOtherSessions', () => {
@@ -477,6 +506,12 @@ describeRedis('logoutOtherSessions', () => {
     for (const [url, token] of [[a.url, phone], [b.url, laptop], [b.url, phone]]) expect(codeOf(await gql(url, ME, {}, token))).toBe('UNAUTHENTICATED');
     expect((await ok(gql(b.url, ME, {}, u.token))).me.id).toBe(u.id);
     expect((await ok(gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).logoutOtherSessions).toBe(0);
+    // A session that expired is no session to end: removed, not counted (an outside probe: counted as one).
+    const ran = await login(a.url, u);
+    await sql(a.env.DATABASE_URL!, "update sessions set expires_at = now() - interval '1 minute' where user_id = $1 and created_at = (select max(created_at) from sessions where user_id = $1)", [u.id]);
+    expect(codeOf(await gql(a.url, ME, {}, ran))).toBe('UNAUTHENTICATED');
+    expect((await ok(gql(a.url, LOGOUT_OTHERS, { p: u.password }, u.token))).logoutOtherSessions).toBe(0);
+    expect(await sql(a.env.DATABASE_URL!, 'select count(*)::int as n from sessions where user_id = $1', [u.id])).toEqual([{ n: 1 }]);
     // The revoked sessions' activity is gone with them: this session's logout is OFFLINE at once.
     const status = async () => (await ok(gql(a.url, 'query($id: ID!) { userStatus(userId: $id) { status } }', { id: u.id }, watcher.token))).userStatus.status;
     expect(await status()).toBe('ONLINE');

@@ -79,6 +79,11 @@ class ParleySocket extends SocketConnection implements SessionOwner {
     return !this.closed && this.op(id) === slot;
   }
 
+  /** Its session ended, its close waiting for an operation's answer (see endSession): no subscription starts. */
+  get ending(): boolean {
+    return this.closing !== undefined;
+  }
+
   /** Operations being run on it (a subscription while it is set up). */
   answering = 0;
   /** A close asked while one ran, made once the last one is answered (see endSession). */
@@ -92,6 +97,10 @@ class ParleySocket extends SocketConnection implements SessionOwner {
     // Nothing new runs meanwhile (see operate), and the wait is short.
     if (this.answering > 0) {
       this.closing = reason;
+      // Its subscriptions end now, silently (the close tells the client): the wait is for an
+      // operation's answer, not for events (an outside probe: a revoked socket was sent other
+      // users' messages for up to 2 s while an edit of its own ran).
+      if (this.ops) for (const op of this.ops) if (isRunning(op)) op.stop();
       setTimeout(() => this.closeNow(), ANSWER_BEFORE_CLOSE_MS).unref();
       return;
     }
@@ -320,7 +329,7 @@ class WebSocketOperations implements TransportHooks<ParleySocket> {
       if (!('stop' in started)) {
         result = started;
       } else {
-        if (!conn.stillWanted(id, slot)) started.stop();
+        if (!conn.stillWanted(id, slot) || conn.ending) started.stop();
         else if (started.finished) this.ended(conn, id, started.failure);
         else conn.putOp(started);
         return prepared.described;

@@ -36,9 +36,9 @@ export const sessionRepository = {
     return (await em.execute('select 1 from sessions where id = ?', [id])).length > 0;
   },
 
-  /** Deletes a user's sessions but `keep`: the ids and token hashes of those it deleted. */
-  async deleteOthersOf(em: EntityManager, userId: string, keep: string): Promise<{ id: string; token_hash: string }[]> {
-    return em.execute('delete from sessions where user_id = ? and id <> ? returning id, token_hash', [userId, keep]);
+  /** Deletes a user's sessions but `keep`: the ids and token hashes of those it deleted, and whether each had expired. */
+  async deleteOthersOf(em: EntityManager, userId: string, keep: string): Promise<{ id: string; token_hash: string; expired: boolean }[]> {
+    return em.execute('delete from sessions where user_id = ? and id <> ? returning id, token_hash, expires_at <= now() as expired', [userId, keep]);
   },
 
   /** Deletes up to `limit` sessions that expired before `before` (oldest first): how many. */
