@@ -179,7 +179,10 @@ describe('authorization sweep', () => {
       expect([what, res.status, JSON.parse(text).errors[0].extensions.code]).toEqual([what, 404, 'NOT_FOUND']);
       expect(leaks(text)).toEqual([]);
       const anonymous = await fetch(`${base}/attachments/${id}`);
-      expect([what, anonymous.status]).toEqual([what, 401]);
+      expect([what, anonymous.status, ((await anonymous.json()) as any).errors[0].message]).toEqual([what, 401, expect.stringMatching(/^Send your bearer token/)]);
+      // A token sent and refused is told so, not asked for.
+      const stale = await fetch(`${base}/attachments/${id}`, { headers: { authorization: 'Bearer not-a-token' } });
+      expect([what, stale.status, ((await stale.json()) as any).errors[0].message]).toEqual([what, 401, expect.stringMatching(/invalid, expired or revoked/)]);
       // A member does get it (so the 404s above are about rights, not a broken route).
       const mine = await fetch(`${base}/attachments/${id}`, { headers: { authorization: `Bearer ${bob.token}` } });
       expect([what, mine.status, await mine.text()]).toEqual([what, 200, 'zq-file-body']);

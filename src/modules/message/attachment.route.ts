@@ -4,6 +4,7 @@ import { bearerToken, sendGraphQLError } from '../../core/http';
 import { NotFoundError } from '../../shared/errors';
 import { normalizeId } from '../../shared/validation';
 import type { AuthService } from '../auth/auth.service';
+import { invalidTokenError } from '../auth/auth.tokens';
 import type { AttachmentLinks } from './attachment.links';
 import type { MessageService } from './message.service';
 
@@ -55,7 +56,8 @@ async function serveAttachment(deps: AttachmentRouteDeps, req: IncomingMessage, 
   } else {
     const token = bearerToken(req.headers.authorization);
     const viewer = token ? await deps.auth.authenticate(token) : null;
-    if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', 'Send your bearer token in the Authorization header, or use the signed link of Attachment.url.');
+    // A token sent and refused is told so, not asked for (an outside probe).
+    if (!viewer) return sendGraphQLError(res, 401, 'UNAUTHENTICATED', token ? invalidTokenError().message : 'Send your bearer token in the Authorization header, or use the signed link of Attachment.url.');
     try {
       file = await deps.messages.attachment(em, viewer.userId, id);
     } catch (e) {
