@@ -102,6 +102,7 @@ function persistedHash(extensions: unknown): string | undefined {
   const hash = (e as { persistedQuery?: { sha256Hash?: unknown } } | null | undefined)?.persistedQuery?.sha256Hash;
   return typeof hash === 'string' ? hash : undefined;
 }
+
 /** A request whose body took longer than this after its token was checked has it checked again. */
 const REAUTHENTICATE_AFTER_MS = 250;
 
