@@ -3,7 +3,7 @@ import { ForeignKeyConstraintViolationException, UniqueConstraintViolationExcept
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, ServiceUnavailableError } from '../../shared/errors';
-import { beside, decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeTimeCursor, noEmptyCursor, pageSize, toConnection, type ConnectionShape, type CursorScope, type LazyCount } from '../../shared/graphql/connection';
 import { RECOVERY_MAX, type PubSub, type TopicEvent } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload, type MessageEventPayload, type MessagePayload, type ReactionSummary, type UserPayload } from '../../shared/pubsub/topics';
 import { cleanMessageText, isId, isWellFormed } from '../../shared/validation';
@@ -1013,9 +1013,9 @@ export class MessageService {
       backward: !forward,
       hasCursor: !!cursor,
       // Another conversation's cursor is a time with maybe nothing of this one beyond it: one row looked for there, the cursor's own included.
-      cursorSide: cursor
-        ? async () => (await messageRepository.page(em(), key, { direction: forward ? 'backward' : 'forward', cursor: beside(cursor, forward), limit: 0, visibleTo: visible, hiddenFor: viewerId, groupId })).length > 0
-        : undefined,
+      cursorSide: cursorSideOf(cursor, { backward: !forward, ascending: true }, (at, back) =>
+        messageRepository.page(em(), key, { direction: back ? 'backward' : 'forward', cursor: at, limit: 0, visibleTo: visible, hiddenFor: viewerId, groupId }),
+      ),
       // How many messages of the conversation the viewer can see: counted only if the client asks.
       totalCount: () => messageRepository.count(em(), conv.key, visible, viewerId),
       key: (r) => ({ k: isoOf(r.created_at), id: r.id }),

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { boundedLru } from '../../shared/lru';
 import { BadUserInputError, NotFoundError } from '../../shared/errors';
 import { blockRepository } from '../safety/block.repository';
-import { beside, decodeTimeCursor, pageRequest, cursorSideOf, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoOf } from '../../shared/time';
 import type { ConversationFilter } from '../conversation/conversation.access';
 import type { ConversationArgs } from '../conversation/conversation.access';
@@ -119,9 +119,7 @@ export class ThreadService {
       backward: !forward,
       hasCursor: !!cursor,
       // Another thread's cursor is a time with maybe no reply of this one beyond it (see history).
-      cursorSide: cursor
-        ? async () => (await threadRepository.page(em, root.id, viewerId, { direction: forward ? 'backward' : 'forward', cursor: beside(cursor, forward), limit: 0 })).length > 0
-        : undefined,
+      cursorSide: cursorSideOf(cursor, { backward: !forward, ascending: true }, (at, back) => threadRepository.page(em, root.id, viewerId, { direction: back ? 'backward' : 'forward', cursor: at, limit: 0 })),
       totalCount: () => threadRepository.count(em, root.id, viewerId),
       key: (r) => ({ k: isoOf(r.created_at), id: r.id }),
       node: toMessageType,

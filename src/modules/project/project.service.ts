@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ForbiddenError, NotFoundError, UnauthenticatedError } from '../../shared/errors';
-import { beside, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import { transact, type Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
@@ -162,7 +162,7 @@ export class ProjectService {
       backward,
       hasCursor: !!from,
       // A cursor of the whole inbox, given with a projectId, may have nothing of that project beyond it.
-      cursorSide: from ? async () => (await repo.actions(em, viewerId, { projectId, from: beside(from, !backward), backward: !backward, limit: 0 })).length > 0 : undefined,
+      cursorSide: cursorSideOf(from, { backward, ascending: true }, (at, back) => repo.actions(em, viewerId, { projectId, from: at, backward: back, limit: 0 })),
       totalCount,
       key: (r) => ({ k: new Date(r.created_at).toISOString(), id: r.id }),
       node: rowToActionType,

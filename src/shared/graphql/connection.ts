@@ -252,16 +252,10 @@ export function toConnection<R, N, Count extends number | LazyCount = number>(
 }
 
 /**
- * A time cursor moved by one id onto its page's side: a page read from it the other way takes the
- * cursor's own position too, and nothing of the page (keysets are (time, UUID); another list's row
- * of the same millisecond but on the page's side stays out), so `cursorSide` can ask whether
- * anything lies there.
+ * The UUID one above (or below) `id`, `id` itself at either end of the range: a cursor moved by it
+ * onto its page's side, a page read from it the other way takes the cursor's own position too,
+ * and nothing of the page (another list's row of the same key but on the page's side stays out).
  */
-export function beside(cursor: { at: Date; id: string }, forward: boolean): { at: Date; id: string } {
-  return { at: cursor.at, id: idBeside(cursor.id, forward) };
-}
-
-/** The UUID one above (or below) `id`; `id` itself at either end of the range. */
 function idBeside(id: string, up: boolean): string {
   const n = BigInt(`0x${id.replace(/-/g, '')}`) + (up ? 1n : -1n);
   if (n < 0n || n >= 1n << 128n) return id;
@@ -272,9 +266,10 @@ function idBeside(id: string, up: boolean): string {
 /**
  * `cursorSide` for a list whose keyset ends in a UUID: one row read the other way from beside the
  * cursor (limit 0 reads one), the cursor's own position included. `ascending`: first/after reads up
- * the keyset (members, names), not down it (mentions, newest first). Without it a cursor whose own
- * row went since (a message deleted, a member left) told of a row on its side where none was (an
- * outside probe: "load earlier" loading nothing).
+ * the keyset (history, members, names), not down it (mentions, newest first). Without it a cursor
+ * whose own row went since (a message deleted, a member left), or another list's (history given
+ * another conversation's), told of a row on its side where none was (an outside probe: "load
+ * earlier" loading nothing).
  */
 export function cursorSideOf<C extends { id: string }>(
   from: C | null,
