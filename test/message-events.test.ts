@@ -112,8 +112,17 @@ describe('editing, deleting and reacting', () => {
     for (const bad of ['👍\u034f', '👍\u200d', '👍\u{E0061}', '👍\ufe0e', '👍\u0301', '👍\u20e3', '👍\ufe0f\ufe0f', '\u{1F3F4}\u{E0067}', '❤🏽', '😀🏽', '❤\ufe0f🏽']) {
       expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, alice.token))]).toEqual([bad, 'BAD_USER_INPUT']);
     }
+    // A flag no picker offers: two letters naming no region, or a black flag whose tags spell no
+    // subdivision (it would look like 🏴 and carry hidden text: an outside probe).
+    const tags = (s: string) => `\u{1F3F4}${[...s].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('')}\u{E007F}`;
+    for (const bad of ['\u{1F1E6}\u{1F1E6}', '\u{1F1FD}\u{1F1FD}', tags('dm me 5550100'), tags('zz'), tags('gbeng1')]) {
+      expect([bad, codeOf(await gql(s.url, ADD, { m: m.id, e: bad }, alice.token))]).toEqual([bad, 'BAD_USER_INPUT']);
+    }
+    expect((await ok(gql(s.url, ADD, { m: m.id, e: tags('gbwls') }, alice.token))).addReaction.reactions).toHaveLength(good.length + 1);
+    await ok(gql(s.url, REMOVE, { m: m.id, e: tags('gbwls') }, alice.token));
     // One that an earlier release took is still removable.
-    await sql(s.env.DATABASE_URL!, 'insert into message_reactions (message_id, user_id, emoji, created_at) values ($1, $2, $3, now())', [m.id, alice.id, '👍\u034f']);
+    await sql(s.env.DATABASE_URL!, 'insert into message_reactions (message_id, user_id, emoji, created_at) values ($1, $2, $3, now()), ($1, $2, $4, now())', [m.id, alice.id, '👍\u034f', '\u{1F1E6}\u{1F1E6}']);
+    await ok(gql(s.url, REMOVE, { m: m.id, e: '\u{1F1E6}\u{1F1E6}' }, alice.token));
     const left = (await ok(gql(s.url, REMOVE, { m: m.id, e: '👍\u034f' }, alice.token))).removeReaction.reactions.map((r: { emoji: string }) => r.emoji);
     expect(left.sort()).toEqual([...stored].sort());
     expect(codeOf(await gql(s.url, REMOVE, { m: m.id, e: 'a' }, alice.token))).toBe('BAD_USER_INPUT');

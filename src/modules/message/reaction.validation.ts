@@ -17,6 +17,37 @@ const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\p{Emoji_Modifier}\ufe0f
  * and count apart from it).
  */
 const EMOJI = new RegExp(String.raw`^(?:\p{Regional_Indicator}{2}|[0-9#*]\ufe0f?\u20e3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|${PICTOGRAPH}(?:\u200d${PICTOGRAPH})*)$`, 'u');
+/**
+ * The flags a picker offers (Unicode's recommended emoji, 16.0): a pair of regional indicators
+ * spelling one of these regions, or England, Scotland or Wales in tags. Any other pair shows as
+ * two letters, and any other tag run as a black flag that counts apart from 🏴 and may carry
+ * hidden text (an outside probe: 🏴 with tags spelling a phone number, accepted).
+ */
+const REGIONS = new Set(
+  (
+    'AC AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR ' +
+    'BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CP CQ CR CU CV CW CX CY CZ DE DG DJ DK DM ' +
+    'DO DZ EA EC EE EG EH ER ES ET EU FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS ' +
+    'GT GU GW GY HK HM HN HR HT HU IC ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP ' +
+    'KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT ' +
+    'MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW ' +
+    'PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TA TC TD TF ' +
+    'TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM UN US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ' +
+    'ZA ZM ZW'
+  ).split(' '),
+);
+const SUBDIVISIONS = new Set(['gbeng', 'gbsct', 'gbwls']);
+const FLAG_PAIR = /^\p{Regional_Indicator}{2}$/u;
+const SUBDIVISION_FLAG = /^\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}$/u;
+const spelled = (v: string, base: number) => String.fromCharCode(...[...v].map((c) => c.codePointAt(0)! - base));
+
+/** Whether a flag-shaped value is one a picker offers (anything else passes: EMOJI judged it). */
+function offered(v: string): boolean {
+  if (FLAG_PAIR.test(v)) return REGIONS.has(spelled(v, 0x1f1e6 - 65));
+  if (SUBDIVISION_FLAG.test(v)) return SUBDIVISIONS.has(spelled([...v].slice(1, -1).join(''), 0xe0000));
+  return true;
+}
+
 /** One pictograph that shows as text unless followed by U+FE0F (❤, ☺, ©). */
 const TEXT_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 const VS16 = '\ufe0f';
@@ -55,7 +86,8 @@ export function checkEmoji(value: string, removing = false): string {
   const v = typeof value === 'string' ? value : '';
   let count = 0;
   for (const _ of graphemes.segment(v)) if (++count > 1) break;
-  const emoji = EMOJI.test(v);
+  // Removing takes any flag an earlier release took (as stored).
+  const emoji = EMOJI.test(v) && (removing || offered(v));
   if (count !== 1 || Buffer.byteLength(v) > 64 || !(emoji || (removing && STORED_BEFORE.test(v)))) throw new BadUserInputError('A reaction is one emoji.', 'emoji');
   return emoji ? canonical(v) : v;
 }
