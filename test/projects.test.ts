@@ -711,3 +711,28 @@ describe('project sends crossing a removal', () => {
     expect((await sql(s.env.DATABASE_URL!, 'select content from messages where project_id = $1 order by created_at', [p.id])).map((m) => m.content)).toEqual(['root']);
   });
 });
+
+describeRedis('project limits', () => {
+  it('should refuse projects and adds past RATE_LIMIT_CREATE_PROJECT and RATE_LIMIT_PROJECT_ADD with RATE_LIMITED, writing nothing; a refusal or a member already in costs nothing', async () => {
+    const s = await createTestServer({ RATE_LIMIT_CREATE_PROJECT: '2/1h', RATE_LIMIT_PROJECT_ADD: '2/1h' });
+    const [owner, x, y, z] = await Promise.all([signup(s.url), signup(s.url), signup(s.url), signup(s.url)]);
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, CREATE, { t: ' ' }, owner.token))).toBe('BAD_USER_INPUT');
+    const p = (await ok(gql(s.url, CREATE, { t: 'One' }, owner.token))).createProject.id;
+    await ok(gql(s.url, CREATE, { t: 'Two' }, owner.token));
+    let before = await snapshot(s.env.DATABASE_URL!);
+    const refused = await gql(s.url, CREATE, { t: 'Three' }, owner.token);
+    expect(codeOf(refused)).toBe('RATE_LIMITED');
+    expect(refused.errors![0].extensions!.retryAfter).toBeGreaterThan(0);
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    // Another user has their own.
+    await ok(gql(s.url, CREATE, { t: 'Theirs' }, x.token));
+
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, ADD, { p, u: owner.id }, x.token))).toBe('FORBIDDEN');
+    for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, ADD, { p, u: p }, owner.token))).toBe('NOT_FOUND');
+    for (const u of [x, x, x, y]) await ok(gql(s.url, ADD, { p, u: u.id }, owner.token));
+    before = await snapshot(s.env.DATABASE_URL!);
+    expect(codeOf(await gql(s.url, ADD, { p, u: z.id }, owner.token))).toBe('RATE_LIMITED');
+    expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
+    expect((await ok(gql(s.url, PROJECT, { id: p }, owner.token))).project.participants.map((u: { id: string }) => u.id).sort()).toEqual([x.id, y.id].sort());
+  });
+});

@@ -204,6 +204,10 @@ export interface Env {
   RATE_LIMIT_GROUP_INVITE: RateSpec;
   /** Message reports one user may make. @default 30/1h */
   RATE_LIMIT_REPORT: RateSpec;
+  /** createProject calls per user. @default 60/1h */
+  RATE_LIMIT_CREATE_PROJECT: RateSpec;
+  /** Participants one user may add to projects (each told, with every member, in their inbox and by webhook). @default 200/1h */
+  RATE_LIMIT_PROJECT_ADD: RateSpec;
   /** How long after a declined friend request its sender may not ask the same user again (RATE_LIMITED); 0 turns it off. @default 1d */
   FRIEND_REQUEST_COOLDOWN: number;
   /**
@@ -504,6 +508,8 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     RATE_LIMIT_FRIEND_REQUEST: rate(src, 'RATE_LIMIT_FRIEND_REQUEST', { points: 50, duration: 3600 }),
     RATE_LIMIT_GROUP_INVITE: rate(src, 'RATE_LIMIT_GROUP_INVITE', { points: 60, duration: 3600 }),
     RATE_LIMIT_REPORT: rate(src, 'RATE_LIMIT_REPORT', { points: 30, duration: 3600 }),
+    RATE_LIMIT_CREATE_PROJECT: rate(src, 'RATE_LIMIT_CREATE_PROJECT', { points: 60, duration: 3600 }),
+    RATE_LIMIT_PROJECT_ADD: rate(src, 'RATE_LIMIT_PROJECT_ADD', { points: 200, duration: 3600 }),
     FRIEND_REQUEST_COOLDOWN: duration(src, 'FRIEND_REQUEST_COOLDOWN', 86400, 0, UNTIMED),
     RATE_LIMIT_WS_MESSAGES: rate(src, 'RATE_LIMIT_WS_MESSAGES', { points: 500, duration: 10 }),
     WEBHOOK_URL: webhookUrl,

@@ -378,6 +378,10 @@ export interface Rates {
   friendRequest: RateLimit;
   groupInvite: RateLimit;
   report: RateLimit;
+  /** createProject, per user. */
+  createProject: RateLimit;
+  /** addProjectParticipant, per adder: only an add made counts. */
+  projectAdd: RateLimit;
   /** editMessage and deleteMessage, per user. */
   edit: RateLimit;
   /** addReaction and removeReaction, per user. */
@@ -403,6 +407,8 @@ export function createRates(
     | 'RATE_LIMIT_FRIEND_REQUEST'
     | 'RATE_LIMIT_GROUP_INVITE'
     | 'RATE_LIMIT_REPORT'
+    | 'RATE_LIMIT_CREATE_PROJECT'
+    | 'RATE_LIMIT_PROJECT_ADD'
     | 'RATE_LIMIT_EDIT'
     | 'RATE_LIMIT_REACTION'
     | 'RATE_LIMIT_SEARCH'
@@ -421,6 +427,8 @@ export function createRates(
     friendRequest: new RateLimit('friend-request', env.RATE_LIMIT_FRIEND_REQUEST, redis),
     groupInvite: new RateLimit('group-invite', env.RATE_LIMIT_GROUP_INVITE, redis),
     report: new RateLimit('report', env.RATE_LIMIT_REPORT, redis),
+    createProject: new RateLimit('create-project', env.RATE_LIMIT_CREATE_PROJECT, redis),
+    projectAdd: new RateLimit('project-add', env.RATE_LIMIT_PROJECT_ADD, redis),
     edit: new RateLimit('edit', env.RATE_LIMIT_EDIT, redis),
     reaction: new RateLimit('reaction', env.RATE_LIMIT_REACTION, redis),
     search: new RateLimit('search', env.RATE_LIMIT_SEARCH, redis),

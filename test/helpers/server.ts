@@ -85,6 +85,8 @@ function testVars(overrides: Overrides): Record<string, string | undefined> {
     RATE_LIMIT_WS_MESSAGES: '1000000/1h',
     RATE_LIMIT_CREATE_GROUP: '1000000/1h',
     RATE_LIMIT_FRIEND_REQUEST: '1000000/1h',
+    RATE_LIMIT_CREATE_PROJECT: '1000000/1h',
+    RATE_LIMIT_PROJECT_ADD: '1000000/1h',
     ...process.env,
     NODE_ENV: 'test',
     PORT: '0',

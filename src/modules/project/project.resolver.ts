@@ -40,7 +40,8 @@ export class ProjectResolver {
   @Authorized()
   @Mutation(() => ProjectType, { description: 'The caller becomes its owner.' })
   createProject(@Arg('title') title: string, @Ctx() ctx: Context): Promise<ProjectType> {
-    return ctx.services.projects.create(ctx.em, viewerOf(ctx).userId, title);
+    const me = viewerOf(ctx).userId;
+    return ctx.services.rates.createProject.spend(me, 'You are creating projects too fast; try again later.', () => ctx.services.projects.create(ctx.em, me, title));
   }
 
   @Authorized()
@@ -58,7 +59,9 @@ export class ProjectResolver {
   @Authorized()
   @Mutation(() => ProjectType, { description: 'Owner and coaches; a user who blocks the adder is FORBIDDEN, as for a group invitation.' })
   addProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
-    return ctx.services.projects.addParticipant(ctx.em, viewerOf(ctx).userId, projectId, userId);
+    const me = viewerOf(ctx).userId;
+    const spend = () => ctx.services.rates.projectAdd.consume(me, 'You are adding participants too fast; try again later.');
+    return ctx.services.projects.addParticipant(ctx.em, me, projectId, userId, spend);
   }
 
   @Authorized()
