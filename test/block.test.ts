@@ -642,6 +642,9 @@ describe('block and acting on a blocked sender\'s message', () => {
     // Carol's pin of bob's message is not alice's to take away, and its answer would show her the message.
     const other = await gql(s.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { id content } }', { m: carols }, alice.token);
     expect([codeOf(other), other.data ?? null]).toEqual(['NOT_FOUND', null]);
+    // Removing a reaction she never made changes nothing, and would show her the message: as adding.
+    const none = await gql(s.url, 'mutation($m: ID!, $e: String!) { removeReaction(messageId: $m, emoji: $e) { id content } }', { m, e: '🎉' }, alice.token);
+    expect([codeOf(none), none.data ?? null]).toEqual(['NOT_FOUND', null]);
     await ok(gql(s.url, UNREACT, { m, e: '👍' }, alice.token));
     await ok(gql(s.url, UNPIN, { m }, alice.token));
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m])).toEqual([]);

@@ -863,8 +863,10 @@ export class MessageService {
       const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
       // Adding to one of a sender the viewer blocks, which their history leaves out: as for a message
-      // they can't see (removing one made before the block stays theirs to do).
-      if (add && (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
+      // they can't see (removing one made before the block stays theirs to do; removing none, as
+      // adding: it answered with the hidden message, an outside probe).
+      const hidden = await blocksSender(em, viewerId, row.sender_id);
+      if (add && hidden) throw new NotFoundError('Message');
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       if (row.deleted_at) throw deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
@@ -881,6 +883,7 @@ export class MessageService {
       if (changed === 'gone') throw new MessageGoneError();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
+      if (hidden) throw new NotFoundError('Message');
       const message = toMessageType(row);
       message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
       return message;
