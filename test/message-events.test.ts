@@ -294,9 +294,10 @@ describe('editing, deleting and reacting', () => {
       { emoji: '\u2764\ufe0f', count: 1, reactedByMe: false },
       { emoji: '\u{1f44d}', count: 1, reactedByMe: true },
     ]);
-    // Sequences, keycaps and skin tones too: 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣, 👍🏽 with U+FE0F is 👍🏽, whoever spelled which.
+    // Sequences, keycaps and skin tones too: 🏳‍🌈 is 🏳️‍🌈, ❤‍🔥 is ❤️‍🔥, 1⃣ is 1️⃣, 👍🏽 with U+FE0F is 👍🏽, and so is
+    // ☝🏽 with U+FE0F before its tone (as some keyboards put it), whoever spelled which.
     const n = await sendMessage(s.url, alice.token, { groupId: g, content: 'sequences' });
-    for (const [u, e] of [[alice, '\u{1F3F3}\u200d\u{1F308}'], [bob, '\u{1F3F3}\ufe0f\u200d\u{1F308}'], [alice, '\u2764\u200d\u{1F525}'], [bob, '\u2764\ufe0f\u200d\u{1F525}'], [alice, '1\u20e3'], [bob, '1\ufe0f\u20e3'], [alice, '\u{1F44D}\u{1F3FD}'], [bob, '\u{1F44D}\u{1F3FD}\ufe0f']] as const) {
+    for (const [u, e] of [[alice, '\u{1F3F3}\u200d\u{1F308}'], [bob, '\u{1F3F3}\ufe0f\u200d\u{1F308}'], [alice, '\u2764\u200d\u{1F525}'], [bob, '\u2764\ufe0f\u200d\u{1F525}'], [alice, '1\u20e3'], [bob, '1\ufe0f\u20e3'], [alice, '\u{1F44D}\u{1F3FD}'], [bob, '\u{1F44D}\u{1F3FD}\ufe0f'], [alice, '\u261D\u{1F3FD}'], [bob, '\u261D\ufe0f\u{1F3FD}']] as const) {
       await ok(gql(s.url, ADD, { m: n.id, e }, u.token));
     }
     const counted = (await ok(gql(s.url, ADD, { m: n.id, e: '1\u20e3' }, bob.token))).addReaction.reactions;
@@ -305,6 +306,7 @@ describe('editing, deleting and reacting', () => {
       { emoji: '\u2764\ufe0f\u200d\u{1F525}', count: 2, reactedByMe: true },
       { emoji: '1\ufe0f\u20e3', count: 2, reactedByMe: true },
       { emoji: '\u{1F44D}\u{1F3FD}', count: 2, reactedByMe: true },
+      { emoji: '\u261D\u{1F3FD}', count: 2, reactedByMe: true },
     ]);
     // One an earlier release stored in another form is removed by either spelling.
     const legacy = await sendMessage(s.url, alice.token, { groupId: g, content: 'stored before' });

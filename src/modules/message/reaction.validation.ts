@@ -6,9 +6,10 @@ export const MAX_REACTION_KINDS = 20;
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
  * One pictograph: with a skin tone only if it takes one (👍🏽; ❤🏽 is no emoji a picker offers, and
- * would count apart from ❤️), U+FE0F after either.
+ * would count apart from ❤️), U+FE0F after either, or between the two (☝️🏽, as some keyboards
+ * spell a text-default one: an outside probe).
  */
-const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\p{Emoji_Modifier}\ufe0f?|\p{Extended_Pictographic}\ufe0f?)`;
+const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\ufe0f?\p{Emoji_Modifier}\ufe0f?|\p{Extended_Pictographic}\ufe0f?)`;
 /**
  * Pictographs (see PICTOGRAPH, joined by ZWJ into sequences), flags (a pair of
  * regional indicators, or a subdivision's tags) and keycaps (a digit, # or * with U+20E3): what a
