@@ -430,10 +430,11 @@ describe('attachments', () => {
     expect(res.headers.get('content-type')).toBe('image/png');
     expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="dot.png"/);
     expect(Buffer.from(await res.arrayBuffer()).equals(PNG)).toBe(true);
-    // A name's every character outside RFC 8187's attr-char is escaped in filename* (encodeURIComponent keeps ' ( ) *).
-    const odd = await send(s.url, a.token, { groupId: g, attachment: { fileName: "l'été (2).png", base64: PNG.toString('base64') } });
+    // A name's every character outside RFC 8187's attr-char is escaped in filename* (encodeURIComponent keeps ' ( ) *);
+    // in the ASCII filename, each character not ASCII is one _ (an emoji was two: an outside probe).
+    const odd = await send(s.url, a.token, { groupId: g, attachment: { fileName: "l'été 😀 (2).png", base64: PNG.toString('base64') } });
     const oddRes = await fetch(base + `/attachments/${odd.attachment!.id}`, { headers: { authorization: `Bearer ${a.token}` } });
-    expect(oddRes.headers.get('content-disposition')).toBe(`attachment; filename="l'_t_ (2).png"; filename*=UTF-8''l%27%C3%A9t%C3%A9%20%282%29.png`);
+    expect(oddRes.headers.get('content-disposition')).toBe(`attachment; filename="l'_t_ _ (2).png"; filename*=UTF-8''l%27%C3%A9t%C3%A9%20%F0%9F%98%80%20%282%29.png`);
     expect((await fetch(base + plain, { headers: { authorization: `Bearer ${outsider.token}` } })).status).toBe(404);
     expect((await fetch(base + plain)).status).toBe(401);
     // An id that can't be one (a malformed escape) is not found, answered as an unknown one is.

@@ -70,7 +70,7 @@ async function serveAttachment(deps: AttachmentRouteDeps, req: IncomingMessage, 
     // A text file was checked to be UTF-8 (files stored before carry the parameter already).
     'content-type': file.mimeType === 'text/plain' ? 'text/plain; charset=utf-8' : file.mimeType,
     'content-length': file.data.length,
-    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/g, '_')}"; filename*=UTF-8''${rfc8187(file.fileName)}`,
+    'content-disposition': `attachment; filename="${file.fileName.replace(/[^\x20-\x7e]|"/gu, '_')}"; filename*=UTF-8''${rfc8187(file.fileName)}`,
     'x-content-type-options': 'nosniff',
     'cache-control': cache,
   });
