@@ -116,6 +116,23 @@ describe('accounts', () => {
     expect(codeOf(await gql(s.url, 'mutation { logout }'))).toBe('UNAUTHENTICATED');
   });
 
+  it('should refuse the root fields after a logout or a deleteAccount in the same document, as the revoked token is refused after it', async () => {
+    const s = await createTestServer();
+    const [u, g] = [await signup(s.url), await signup(s.url)];
+    const groupId = (await ok(gql(s.url, 'mutation { createGroup(name: "After") { id } }', {}, g.token))).createGroup.id;
+    const after = await gql(s.url, 'mutation($g: ID!) { logout joinGroup(groupId: $g) { id } }', { g: groupId }, u.token);
+    // joinGroup is non-null: the whole data goes with it, though the logout was done.
+    expect([after.data ?? null, codeOf(after), after.errors![0].path]).toEqual([null, 'UNAUTHENTICATED', ['joinGroup']]);
+    expect(codeOf(await gql(s.url, ME, {}, u.token))).toBe('UNAUTHENTICATED');
+    const members = async () => (await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g: groupId }, g.token))).group.memberCount;
+    expect(await members()).toBe(1);
+    const token = await login(s.url, u);
+    const gone = await gql(s.url, 'mutation($g: ID!, $p: String!) { deleteAccount(password: $p) joinGroup(groupId: $g) { id } }', { g: groupId, p: u.password }, token);
+    expect([gone.data ?? null, codeOf(gone), gone.errors![0].path]).toEqual([null, 'UNAUTHENTICATED', ['joinGroup']]);
+    expect(codeOf(await attempt(s.url, LoginDocument, { username: u.username, password: u.password }))).toBe('UNAUTHENTICATED');
+    expect(await members()).toBe(1);
+  });
+
   it("should not keep a session its logout overtook while a request was reading it", async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -30,6 +30,7 @@ export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupRes
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. Synchronous (see checkedFirst). */
 export const authChecker = ({ context }: ResolverData<Context>): true => {
   if (!context.viewer) throw new UnauthenticatedError();
+  if (context.sessionEnded) throw new UnauthenticatedError('This session ended earlier in this operation.');
   return true;
 };
 

@@ -20,8 +20,10 @@ export class AuthResolver {
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Revokes this token; OFFLINE unless another session is live.' })
-  logout(@Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.auth.logout(ctx.em, viewerOf(ctx));
+  async logout(@Ctx() ctx: Context): Promise<boolean> {
+    const done = await ctx.services.auth.logout(ctx.em, viewerOf(ctx));
+    ctx.sessionEnded = true;
+    return done;
   }
 
   @Authorized()
@@ -47,8 +49,10 @@ export class AuthResolver {
 
   @Authorized()
   @Mutation(() => Boolean)
-  deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
-    return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
+  async deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
+    const done = await ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
+    ctx.sessionEnded = true;
+    return done;
   }
 }
 
