@@ -623,6 +623,28 @@ describe('block and the read marker', () => {
   });
 });
 
+describe('block and group invitations', () => {
+  it("should drop the blocked user's pending invitations to the blocker, and keep the blocker's to them", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const INVITE = 'mutation($g: ID!, $u: ID!) { inviteToGroup(groupId: $g, userId: $u) }';
+    const ACCEPT = 'mutation($g: ID!) { acceptGroupInvite(groupId: $g) { id } }';
+    const SEES = 'query($g: ID!) { group(id: $g) { id } }';
+    const create = async (u: TestUser, n: string) => (await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n, isPrivate: true) { id } }', { n }, u.token))).createGroup.id;
+    const [bobs, carols, alices] = [await create(bob, 'From bob'), await create(carol, 'From carol'), await create(alice, 'From alice')];
+    await ok(gql(s.url, INVITE, { g: bobs, u: alice.id }, bob.token));
+    await ok(gql(s.url, INVITE, { g: carols, u: alice.id }, carol.token));
+    await ok(gql(s.url, INVITE, { g: alices, u: bob.id }, alice.token));
+    expect((await ok(gql(s.url, SEES, { g: bobs }, alice.token))).group).toEqual({ id: bobs });
+    await block(s, alice, bob);
+    expect((await ok(gql(s.url, SEES, { g: bobs }, alice.token))).group).toBeNull();
+    expect(codeOf(await gql(s.url, ACCEPT, { g: bobs }, alice.token))).toBe('NOT_FOUND');
+    // Another's invitation stays, and so does the blocker's own to the blocked user.
+    await ok(gql(s.url, ACCEPT, { g: carols }, alice.token));
+    await ok(gql(s.url, ACCEPT, { g: alices }, bob.token));
+  });
+});
+
 describe('block and acting on a blocked sender\'s message', () => {
   it('should answer NOT_FOUND to a reaction or a pin of a message whose sender the viewer blocks, and let them remove what they did before', async () => {
     const s = await createTestServer();

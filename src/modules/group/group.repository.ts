@@ -275,6 +275,11 @@ export const groupRepository = {
     await em.execute('delete from group_invites where user_id = ?', [userId]);
   },
 
+  /** The pending invitations `inviterId` made to `userId` (a block of the inviter by the invitee). */
+  async dropInvitesBetween(em: EntityManager, userId: string, inviterId: string): Promise<void> {
+    await em.execute('delete from group_invites where user_id = ? and invited_by = ?', [userId, inviterId]);
+  },
+
   /** Bans a user; false when they were banned already. Their invitation goes. */
   async ban(em: EntityManager, groupId: string, userId: string, byId: string): Promise<boolean> {
     await em.execute('delete from group_invites where group_id = ? and user_id = ?', [groupId, userId]);

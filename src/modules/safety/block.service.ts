@@ -7,6 +7,7 @@ import { isId } from '../../shared/validation';
 import { directKey } from '../conversation/conversation.keys';
 import { friendEvent } from '../friend/friend.mapper';
 import { friendRepository } from '../friend/friend.repository';
+import { groupRepository } from '../group/group.repository';
 import type { ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 import { rowToConversation } from '../conversation/conversation.mapper';
 import { conversationRepository } from '../conversation/conversation.repository';
@@ -47,6 +48,9 @@ export class BlockService {
       const pending = await friendRepository.pendingBetween(tem, viewerId, userId);
       const ended = await friendRepository.unfriend(tem, viewerId, userId);
       await friendRepository.dropPendingBetween(tem, viewerId, userId);
+      // So do the blocked user's pending group invitations to the blocker, as a decline takes one
+      // (no event): the blocker's groups showed them, a private group's members included (a probe).
+      await groupRepository.dropInvitesBetween(tem, viewerId, userId);
       // Told to the blocker's sessions alone (the blocked user is not told): their other devices kept
       // the friend and the direct conversation, or the request, until they read them again (an outside probe).
       if (ended) outbox.add(Topic.FriendEvent, friendEvent('REMOVED', [viewerId, userId], null, [viewerId]));
