@@ -225,6 +225,18 @@ describe('creation rates', () => {
     await ok(gql(s.url, BEFRIEND, { id: a.id }, b.token));
   });
 
+  it('should hold a decline no more once the two became friends since: after the friendship ends either may ask again', async () => {
+    const s = await createTestServer();
+    const [a, b] = [await signup(s.url), await signup(s.url)];
+    const req = (await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token))).sendFriendRequest;
+    await ok(gql(s.url, DECLINE, { id: req.id }, b.token));
+    const theirs = (await ok(gql(s.url, BEFRIEND, { id: a.id }, b.token))).sendFriendRequest;
+    await ok(gql(s.url, 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id } }', { id: theirs.id }, a.token));
+    await ok(gql(s.url, 'mutation($id: ID!) { removeFriend(userId: $id) }', { id: a.id }, b.token));
+    await ok(gql(s.url, BEFRIEND, { id: b.id }, a.token));
+    expect((await ok(gql(s.url, '{ friendRequests { from { id } } }', {}, b.token))).friendRequests).toEqual([{ from: { id: a.id } }]);
+  });
+
   it('should allow a new request once the cooldown has passed', async () => {
     const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '1s' });
     const [a, b] = [await signup(s.url), await signup(s.url)];

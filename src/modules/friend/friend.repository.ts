@@ -37,10 +37,20 @@ export const friendRepository = {
     });
   },
 
-  /** When `to` last declined a request from `from`, if ever. */
+  /**
+   * When `to` last declined a request from `from`, unless the two became friends since (either
+   * asking): a "no" a later "yes" overruled holds no more (it kept `from` from asking again after
+   * the friendship ended).
+   */
   async lastDeclinedAt(em: EntityManager, from: string, to: string): Promise<Date | null> {
-    const r = await em.findOne(FriendRequest, { from, to, status: FriendRequestStatus.DECLINED }, { orderBy: { respondedAt: 'desc' }, fields: ['respondedAt'] });
-    return r?.respondedAt ?? null;
+    const [r]: { declined: Date | null; accepted: Date | null }[] = await em.execute(
+      `select max(responded_at) filter (where status = 'DECLINED' and from_id = ?) as declined, max(responded_at) filter (where status = 'ACCEPTED') as accepted
+         from friend_requests where (from_id = ? and to_id = ?) or (from_id = ? and to_id = ?)`,
+      [from, from, to, to, from],
+    );
+    if (!r?.declined) return null;
+    const declined = new Date(r.declined);
+    return r.accepted && new Date(r.accepted) >= declined ? null : declined;
   },
 
   async friendIds(em: EntityManager, userId: string): Promise<string[]> {
