@@ -28,9 +28,8 @@
  * setTyping answered with an error (the load would not be the one claimed), exits 1.
  *
  * Settings (environment):
- * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED.
- *                  @default postgres://postgres@127.0.0.1:5432/parley_bench_test
- * - REDIS_URL      redis://… ; its keyspace is FLUSHED. @default redis://127.0.0.1:6379
+ * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED. Required.
+ * - REDIS_URL      redis://… ; its keyspace is FLUSHED. Required.
  * - BENCH_CONVERSATIONS  C. @default 2000
  * - BENCH_PAGES          P. @default 500
  * - BENCH_SUBSCRIBERS    S. @default 200
@@ -46,10 +45,10 @@ import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import { agent, connect, inBatches, post, resetState, runParley, seedUsers, sleep, startChild, type Child, type Seeded } from './harness';
-import { out, positive, query } from './util';
+import { out, positive, query, required } from './util';
 
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
-const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
+const REDIS_URL = required('REDIS_URL', 'a Redis of its own: it is flushed');
 const C = positive('BENCH_CONVERSATIONS', 2000);
 const P = positive('BENCH_PAGES', 500);
 const S = positive('BENCH_SUBSCRIBERS', 200);

@@ -41,9 +41,8 @@
  * reported, not an exit code (the machine is shared and numbers move between runs).
  *
  * Settings (environment):
- * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED.
- *                  @default postgres://postgres@127.0.0.1:5432/parley_bench_test
- * - REDIS_URL      redis://… ; its keyspace is FLUSHED. @default redis://127.0.0.1:6379
+ * - DATABASE_URL   postgres://… whose name contains 'bench' or 'test'; its tables are EMPTIED. Required.
+ * - REDIS_URL      redis://… ; its keyspace is FLUSHED. Required.
  * - BENCH_SUBSCRIBERS  S. @default 2000
  * - BENCH_MESSAGES     M. @default 200
  * - BENCH_CONNECTIONS  C, for the memory measurement. @default 5000
@@ -76,10 +75,10 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { agent, answer, connect, inBatches, post, resetState as wipe, runParley, seedUsers, sleep, startChild as fork, type Child, type FromChild, type Seeded, type ToChild } from './harness';
 import { handwritten } from './handwritten';
 import { roomPhases, roomUsersNeeded } from './rooms';
-import { out, positive } from './util';
+import { out, positive, required } from './util';
 
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
-const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
+const REDIS_URL = required('REDIS_URL', 'a Redis of its own: it is flushed');
 const S = positive('BENCH_SUBSCRIBERS', 2000);
 const M = positive('BENCH_MESSAGES', 200);
 const C = positive('BENCH_CONNECTIONS', 5000);

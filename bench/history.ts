@@ -6,8 +6,7 @@
  *   npm run bench:history
  *
  * Settings (environment):
- * - DATABASE_URL    postgres://… whose name contains 'bench' (created when missing).
- *                   @default postgres://postgres@127.0.0.1:5432/parley_bench_test
+ * - DATABASE_URL    postgres://… whose name contains 'bench' (created when missing). Required.
  * - BENCH_MESSAGES  messages in the group. @default 1000000
  * - BENCH_REQUESTS  measured requests per depth. @default 500
  * - BENCH_WARMUP    unmeasured requests per depth first. @default 50
@@ -25,9 +24,9 @@ import { loadEnv } from '../src/config/env';
 import { messageRepository } from '../src/modules/message/message.repository';
 import { startServer, type ParleyServer } from '../src/server';
 import { encodeCursor } from '../src/shared/graphql/connection';
-import { ensureDatabase, out, positive, query } from './util';
+import { ensureDatabase, out, positive, query, required } from './util';
 
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_bench_test';
+const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
 const MESSAGES = positive('BENCH_MESSAGES', 1_000_000);
 const REQUESTS = positive('BENCH_REQUESTS', 500);
 const WARMUP = positive('BENCH_WARMUP', 50);

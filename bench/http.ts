@@ -63,7 +63,7 @@ import { loadEnv } from '../src/config/env';
 import { startServer } from '../src/server';
 import { handwritten } from './handwritten';
 import { startChild, type FromChild } from './harness';
-import { cpuSince, ensureDatabase, out, positive, procCpuMs } from './util';
+import { cpuSince, ensureDatabase, out, positive, procCpuMs, required } from './util';
 
 const SECONDS = positive('BENCH_SECONDS', 2);
 const ROUNDS = positive('BENCH_ROUNDS', 3);
@@ -301,9 +301,8 @@ async function group(url: string, members: { token: string }[], name: string): P
 }
 
 async function main(): Promise<void> {
-  const DATABASE_URL = process.env.DATABASE_URL;
-  const REDIS_URL = process.env.REDIS_URL;
-  if (!DATABASE_URL || !REDIS_URL) throw new Error('set DATABASE_URL (a database named *bench* or *test*) and REDIS_URL');
+  const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
+  const REDIS_URL = required('REDIS_URL', 'a Redis of its own');
   await ensureDatabase(DATABASE_URL, /bench|test/i, 'add users to');
   const production = { NODE_ENV: 'production', LOG_LEVEL: 'warn', LOG_PRETTY: 'false' };
   // All three up at once (an idle one costs nothing): each round measures every operation in turn,

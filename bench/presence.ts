@@ -60,7 +60,7 @@ import { connectRedis } from '../src/shared/redis';
 import { conversationRoutes } from '../src/modules/conversation/conversation.keys';
 import { startChild, type FromChild } from './harness';
 import { presenceStoreChannel } from '../src/modules/presence/presence.routing';
-import { out, positive, query } from './util';
+import { out, positive, query, required } from './util';
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en', { minimumFractionDigits: d, maximumFractionDigits: d });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -405,9 +405,8 @@ async function sweep(DATABASE_URL: string, REDIS_URL: string): Promise<{ runs: S
 }
 
 async function main(): Promise<void> {
-  const DATABASE_URL = process.env.DATABASE_URL;
-  const REDIS_URL = process.env.REDIS_URL;
-  if (!DATABASE_URL || !REDIS_URL) throw new Error('set DATABASE_URL and REDIS_URL to a database and a Redis of your own (the Redis is flushed)');
+  const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
+  const REDIS_URL = required('REDIS_URL', 'a Redis of its own: it is flushed');
   const name = decodeURIComponent(new URL(DATABASE_URL).pathname.slice(1));
   if (!/bench|test/i.test(name)) throw new Error(`refusing to use database '${name}': its name must contain 'bench' or 'test'`);
   const flush = new Redis(REDIS_URL);

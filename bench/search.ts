@@ -9,8 +9,7 @@
  *   npm run bench:search
  *
  * Settings (environment):
- * - DATABASE_URL    postgres://… whose name contains 'bench' (created when missing).
- *                   @default postgres://postgres@127.0.0.1:5432/parley_search_bench
+ * - DATABASE_URL    postgres://… whose name contains 'bench' (created when missing). Required.
  * - BENCH_MESSAGES  messages in all. @default 1000000
  * - BENCH_REQUESTS  measured searches per kind of query. @default 200
  *
@@ -24,9 +23,9 @@ import pg from 'pg';
 import { loadEnv } from '../src/config/env';
 import { startServer, type ParleyServer } from '../src/server';
 import { post } from './harness';
-import { ensureDatabase, out, positive, query } from './util';
+import { ensureDatabase, out, positive, query, required } from './util';
 
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/parley_search_bench';
+const DATABASE_URL = required('DATABASE_URL', 'a database whose name contains bench or test');
 const MESSAGES = positive('BENCH_MESSAGES', 1_000_000);
 const REQUESTS = positive('BENCH_REQUESTS', 200);
 const GROUPS = 1000;

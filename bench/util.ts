@@ -13,6 +13,18 @@ export function positive(name: string, def: number): number {
   return Number(raw);
 }
 
+/**
+ * A setting the bench can't do without (DATABASE_URL, REDIS_URL): unset stops it with one line.
+ * No default: a bench empties what it is given (a Redis is flushed), so it never picks a local
+ * server of its own accord (the README says to set both).
+ */
+export function required(name: string, what: string): string {
+  const value = process.env[name];
+  if (value) return value;
+  process.stderr.write(`bench:${path.basename(process.argv[1] ?? 'bench', '.ts')}: set ${name} (${what})\n`);
+  process.exit(2);
+}
+
 /** One line of the report. */
 export const out = (line = '') => process.stdout.write(`${line}\n`);
 
