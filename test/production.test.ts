@@ -136,6 +136,20 @@ describe('production mode', () => {
     const preflighted = await fetch(`${url}?query=${encodeURIComponent('{ me { id } }')}`, { headers: { authorization: `Bearer ${u.token}`, 'apollo-require-preflight': 'true' } });
     expect(((await preflighted.json()) as any).data.me.id).toBe(u.id);
   });
+
+  it('should tell no browser or proxy to keep any answer of /graphql (Cache-Control: no-store), a token or a user\'s data in it', async () => {
+    const post = (query: string, token?: string, variables: Record<string, unknown> = {}) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ query, variables }) });
+    const answers: Response[] = [];
+    // Apollo's answers, then the same document's on the fast path (compiled on its second use).
+    for (let i = 0; i < 4; i++) answers.push(await post('{ me { id username } }', u.token));
+    answers.push(await post('mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { token } }', undefined, { u: `nostore_${process.pid}_${Date.now()}`, p: 'a-long-password-1' }));
+    answers.push(await fetch(`${url}?query=${encodeURIComponent('{ me { id } }')}`, { headers: { authorization: `Bearer ${u.token}`, 'apollo-require-preflight': 'true' } }));
+    answers.push(await post('{ me { id } }', 'not-a-token'));
+    answers.push(await post('{ me { nope } }', u.token));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 401, 400]);
+    expect(answers.map((r) => r.headers.get('cache-control'))).toEqual(Array(answers.length).fill('no-store'));
+  });
 });
 
 describe('production mode with ENABLE_INTROSPECTION', () => {

@@ -129,6 +129,9 @@ export async function handleGraphQL<TContext extends object>(
     fast?: { handle: (body: unknown) => Promise<boolean>; learn: (accept: string | undefined, type: string | undefined) => void };
   },
 ): Promise<void> {
+  // Every answer is one user's (a token, their messages) and of its moment: never stored, by a
+  // browser (a GET) or a proxy. Apollo's cache-control plugin, which said so, is off (see server.ts).
+  res.setHeader('cache-control', 'no-store');
   let body: unknown = undefined;
   if (req.method === 'POST') {
     const anonymous = !(await opts.authenticated().catch(() => true));
