@@ -287,6 +287,13 @@ describe('sessionEvent', () => {
     await Promise.all([fresh.nth(1), old.nth(2)]);
     expect(fresh.values).toHaveLength(1);
     expect(old.values).toHaveLength(2);
+    // An empty User-Agent is none: null, not "".
+    await fetch(s.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': '' },
+      body: JSON.stringify({ query: print(LoginDocument), variables: { username: alice.username, password: alice.password } }),
+    });
+    expect((await old.nth(3)).sessionEvent.userAgent).toBeNull();
   });
 });
 

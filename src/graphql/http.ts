@@ -64,7 +64,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
         });
         if (token && !viewer) throw invalidTokenError();
         if (viewer) void services.presence.touch(viewer.userId, viewer.sessionId);
-        const userAgent = req.headers['user-agent']?.slice(0, 512) ?? null;
+        const userAgent = req.headers['user-agent']?.slice(0, 512) || null;
         return new RequestContext(services, viewer, clientIp(req, env), requestId, publicOrigin(req, env), userAgent);
       })());
     // Inside the scope, lines logged by services (not only through ctx.logger) carry the id too.
