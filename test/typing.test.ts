@@ -265,6 +265,45 @@ describe('typing of a member who goes', () => {
   });
 });
 
+describe('typing in a direct conversation whose friendship ends', () => {
+  // A lapse far off: the end told must be the friendship's.
+  it.each([
+    ['the other unfriends the typist', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
+    ['the typist unfriends the other', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.viewer.id }, u.typist.token)],
+    ['the typist deletes their account', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.typist.password }, u.typist.token)],
+  ] as const)("should end the typist's indicator at once, once, when %s", async (_what, go) => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    const [viewer, typist] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, viewer, typist);
+    const events = await listen(s, viewer, EVENTS, {});
+    await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+    await events.nth(1);
+    await ok(go(s.url, { viewer, typist }));
+    await events.nth(2);
+    await sleep(300);
+    expect(events.values.map((v) => [v.typing.user.id === typist.id, v.typing.typing])).toEqual([
+      [true, true],
+      [true, false],
+    ]);
+  });
+});
+
+describeRedis('typing in a direct conversation whose friendship ends, on two instances', () => {
+  it("should end the indicator on the viewer's instance when the friendship ends through the typist's", async () => {
+    const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
+    const [viewer, typist] = [await signup(a.url), await signup(a.url)];
+    await befriend(a.url, viewer, typist);
+    const onB = await listen(b, viewer, EVENTS, {});
+    await ok(gql(a.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+    await onB.nth(1);
+    await ok(gql(a.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: viewer.id }, typist.token));
+    await onB.nth(2);
+    await sleep(300);
+    expect(flags(onB.values)).toEqual([true, false]);
+  });
+});
+
 describe('sessionEvent', () => {
   it("should tell the account's live sockets of a login elsewhere, with its user agent, and not the new session's own", async () => {
     const s = await createTestServer();

@@ -7,7 +7,7 @@ import type { RedisClient } from '../../shared/redis';
 import { toUserPayload } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
 import { scopeOf, type Conversation, type ConversationAccess, type ConversationArgs } from './conversation.access';
-import { scopeKey } from './conversation.keys';
+import { directKey, scopeKey } from './conversation.keys';
 
 /**
  * One change to the typing state shared by every instance. A typist's state is who is keeping it
@@ -308,6 +308,14 @@ export class TypingService {
     const offBlocks = this.pubsub.on(Topic.SafetyChanged, (p) => {
       if (p.blocked && p.blockedId !== undefined) this.endShownTo(p.userId, p.blockedId);
     });
+    // A friendship ended (removeFriend, an account deleted, a block): their direct conversation
+    // is closed, and what each one told was shown of the other's typing there ends now, as a
+    // member's who leaves a group does, not at its lapse up to 6 s later (an outside probe).
+    const offFriends = this.pubsub.on(Topic.FriendEvent, (p) => {
+      if (p.kind !== 'REMOVED') return;
+      const [a, b] = p.userIds;
+      for (const viewer of p.audience) this.endShownTo(viewer, viewer === a ? b : a, directKey(a, b));
+    });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
       if (!this.parts.size) return;
       const gone = new Set<string>();
@@ -317,6 +325,7 @@ export class TypingService {
     this.unlisten = () => {
       offTyping();
       offBlocks();
+      offFriends();
       offMembers();
     };
   }
@@ -338,16 +347,16 @@ export class TypingService {
    * were shown of it ends now, not at its lapse up to 6 s later (an outside probe: the indicator
    * stayed on). Each typing subscription lets one end through for a typist it showed (see its
    * filter), so the lapse's own end is not told again. What this instance knows is typing: the
-   * starts it heard not yet ended (watchEnd), and its own typists.
+   * starts it heard not yet ended (watchEnd), and its own typists. `key`: in that conversation only.
    */
-  private endShownTo(blockerId: string, blockedId: string): void {
+  private endShownTo(viewerId: string, typistId: string, key?: string): void {
     const ends = new Map<string, TypingPayload>();
-    for (const [slot, { event }] of this.ends) if (event.userId === blockedId) ends.set(slot, Object.assign({}, event, { typing: false }));
+    for (const [slot, { event }] of this.ends) if (event.userId === typistId && (key === undefined || event.conversationKey === key)) ends.set(slot, Object.assign({}, event, { typing: false }));
     const now = Date.now();
     for (const [slot, part] of this.parts) {
-      if (part.user.id === blockedId && part.deadline > now && !ends.has(slot)) ends.set(slot, typingPayload(part.conv, part.user, false));
+      if (part.user.id === typistId && (key === undefined || part.conv.key === key) && part.deadline > now && !ends.has(slot)) ends.set(slot, typingPayload(part.conv, part.user, false));
     }
-    for (const p of ends.values()) this.pubsub.deliverLocally(Topic.Typing, [blockerId], p);
+    for (const p of ends.values()) this.pubsub.deliverLocally(Topic.Typing, [viewerId], p);
   }
 
   /**
