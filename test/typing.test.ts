@@ -240,6 +240,18 @@ describe('typing', () => {
   });
 });
 
+/** Once typing shows, `end` is done: the typist's indicator then ends at once, and once (the lapse set far off). */
+async function endedOnce(events: Awaited<ReturnType<typeof listen>>, typist: TestUser, end: () => Promise<unknown>): Promise<void> {
+  await events.nth(1);
+  await ok(end() as ReturnType<typeof gql>);
+  await events.nth(2);
+  await sleep(300);
+  expect(events.values.map((v: any) => [v.typing.user.id === typist.id, v.typing.typing])).toEqual([
+    [true, true],
+    [true, false],
+  ]);
+}
+
 describe('typing of a member who goes', () => {
   // A lapse far off: the end told must be the departure's.
   it.each([
@@ -254,14 +266,7 @@ describe('typing of a member who goes', () => {
     const c = { groupId: g };
     const events = await listen(s, owner, EVENTS, { c });
     await ok(gql(s.url, TYPING, { c, t: true }, typist.token));
-    await events.nth(1);
-    await ok(go(s.url, g, { owner, typist }));
-    await events.nth(2);
-    await sleep(300);
-    expect(events.values.map((v) => [v.typing.user.id === typist.id, v.typing.typing])).toEqual([
-      [true, true],
-      [true, false],
-    ]);
+    await endedOnce(events, typist, () => go(s.url, g, { owner, typist }));
   });
 });
 
@@ -277,14 +282,7 @@ describe('typing in a direct conversation whose friendship ends', () => {
     await befriend(s.url, viewer, typist);
     const events = await listen(s, viewer, EVENTS, {});
     await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
-    await events.nth(1);
-    await ok(go(s.url, { viewer, typist }));
-    await events.nth(2);
-    await sleep(300);
-    expect(events.values.map((v) => [v.typing.user.id === typist.id, v.typing.typing])).toEqual([
-      [true, true],
-      [true, false],
-    ]);
+    await endedOnce(events, typist, () => go(s.url, { viewer, typist }));
   });
 });
 
