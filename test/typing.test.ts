@@ -231,11 +231,17 @@ describe('typing', () => {
     expect(flags(bobSees.values)).toEqual([true, false, true, false]);
   });
 
-  it('should rate-limit setTyping per user', async () => {
-    const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m' });
-    const alice = await signup(s.url);
-    const g = await groupWith(s.url, alice, 'Limit', []);
+  it('should rate-limit setTyping per user, but never a stop, which only ends an indicator', async () => {
+    const s = await createTestServer({ RATE_LIMIT_TYPING: '2/1m', TYPING_TIMEOUT: '60s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Limit', [bob]);
+    const events = await listen(s, bob, EVENTS, { c: { groupId: g } });
     for (let i = 0; i < 2; i++) await ok(gql(s.url, TYPING, { c: { groupId: g } }, alice.token));
+    expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
+    // Past the limit, the stop still ends what the others see (it stayed up to the lapse: an outside probe).
+    await ok(gql(s.url, TYPING, { c: { groupId: g }, t: false }, alice.token));
+    await events.nth(2);
+    expect(flags(events.values)).toEqual([true, false]);
     expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
   });
 });

@@ -64,6 +64,8 @@ export class ConversationResolver {
     const me = viewerOf(ctx).userId;
     // Left out means true; an explicit null says neither.
     if (typing === null) throw new BadUserInputError('typing is true or false (left out: true).', 'typing');
+    // A stop only ends an indicator: refused past the limit, the others saw typing till its lapse.
+    if (!typing) return ctx.services.typing.set(() => ctx.em, me, conversation, false);
     return ctx.services.rates.typing.spend(me, 'You are sending typing updates too fast; slow down.', () => ctx.services.typing.set(() => ctx.em, me, conversation, typing));
   }
 
