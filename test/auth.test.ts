@@ -5,7 +5,7 @@ import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, running, sleep, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { loadEnv } from '../src/config/env';
 import { createTestServer, describeRedis } from './helpers/server';
-import { attempt, buildUser, lobbyOf, request, signup, login } from './helpers/factories';
+import { attempt, buildUser, lobbyOf, request, sendMessage, signup, login } from './helpers/factories';
 import { throughRedisProxy } from './helpers/tcp-proxy';
 import { LoginDocument, SignupDocument } from '../generated/client/graphql';
 import { HOSTILE_STRINGS, snapshot, sql, whileHolding } from './helpers/db';
@@ -114,6 +114,31 @@ describe('accounts', () => {
     expect(after.status).toBe(401);
     expect((await ok(gql(s.url, ME, {}, second))).me.id).toBe(u.id);
     expect(codeOf(await gql(s.url, 'mutation { logout }'))).toBe('UNAUTHENTICATED');
+  });
+
+  it("should refuse the root fields after a logoutOtherSessions elsewhere ended the document's session while it ran", async () => {
+    const s = await createTestServer();
+    const [u, g] = [await signup(s.url), await signup(s.url)];
+    const other = await login(s.url, u);
+    const groupId = (await ok(gql(s.url, 'mutation { createGroup(name: "Midway") { id } }', {}, g.token))).createGroup.id;
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: groupId }, u.token));
+    await sendMessage(s.url, g.token, { groupId, content: 'to mark' });
+    // The document's first field waits on the member's read state, held here, while the session is revoked elsewhere.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update', [`g:${groupId}`, u.id]);
+      const running = gql(s.url, 'mutation($g: ID!) { markRead(conversation: { groupId: $g }) { id } createGroup(name: "After revocation") { id } }', { g: groupId }, other);
+      await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.datname = current_database()')).length > 0);
+      expect((await ok(gql(s.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: u.password }, u.token))).logoutOtherSessions).toBe(1);
+      await holder.query('commit');
+      const r = await running;
+      expect([r.data ?? null, codeOf(r), r.errors![0].path]).toEqual([null, 'UNAUTHENTICATED', ['createGroup']]);
+    } finally {
+      await holder.end();
+    }
+    expect(await sql(s.env.DATABASE_URL!, "select 1 from groups where name = 'After revocation'")).toEqual([]);
   });
 
   it('should refuse the root fields after a logout or a deleteAccount in the same document, as the revoked token is refused after it', async () => {

@@ -30,7 +30,8 @@ export const resolvers = [AuthResolver, UserResolver, PresenceResolver, GroupRes
 /** The one auth check behind @Authorized(): a valid token. Finer rules live in the services. Synchronous (see checkedFirst). */
 export const authChecker = ({ context }: ResolverData<Context>): true => {
   if (!context.viewer) throw new UnauthenticatedError();
-  if (context.sessionEnded) throw new UnauthenticatedError('This session ended earlier in this operation.');
+  // Revoked while this operation ran (its own logout or deleteAccount, a logoutOtherSessions elsewhere): no further field.
+  if (context.services.auth.revokedSince(context.viewer.tokenHash)) throw new UnauthenticatedError('Your session was ended (logged out or revoked) while this operation ran.');
   return true;
 };
 

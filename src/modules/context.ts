@@ -42,11 +42,6 @@ export interface Context {
   attachmentBudget: ByteBudget;
   /** Where the client reached this server (`https://host`), for absolute links; absent: links are relative. */
   origin?: string;
-  /**
-   * The session the token stands for ended in this operation (logout, deleteAccount): the root
-   * fields after it are UNAUTHENTICATED, as the next request will be (they ran with the revoked token).
-   */
-  sessionEnded?: boolean;
 }
 
 /**

@@ -20,10 +20,8 @@ export class AuthResolver {
 
   @Authorized()
   @Mutation(() => Boolean, { description: 'Revokes this token; OFFLINE unless another session is live.' })
-  async logout(@Ctx() ctx: Context): Promise<boolean> {
-    const done = await ctx.services.auth.logout(ctx.em, viewerOf(ctx));
-    ctx.sessionEnded = true;
-    return done;
+  logout(@Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.auth.logout(ctx.em, viewerOf(ctx));
   }
 
   @Authorized()
@@ -49,10 +47,8 @@ export class AuthResolver {
 
   @Authorized()
   @Mutation(() => Boolean)
-  async deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
-    const done = await ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
-    ctx.sessionEnded = true;
-    return done;
+  deleteAccount(@Arg('password') password: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.auth.deleteAccount(ctx.em, viewerOf(ctx), password, ctx.ip);
   }
 }
 

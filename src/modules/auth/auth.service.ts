@@ -23,6 +23,8 @@ const ARGON2 = {
   minimal: { algorithm: 2 as Algorithm, memoryCost: 1024, timeCost: 1, parallelism: 1 },
 } as const;
 const CACHE_TTL_MS = 60_000;
+/** How long a revoked token is remembered for the operations still running with it (an HTTP request's or a socket's longest). */
+const REVOKED_MEMORY_MS = 10 * 60_000;
 /** Token hashes a recheck of open sessions asks the database about in one query. */
 const STORED_BATCH = 1000;
 const CACHE_MAX = 100_000;
@@ -74,6 +76,13 @@ export class AuthService {
    * put the token back for the cache's minute (an outside probe: a logged-out token kept sending).
    */
   private revocations = 0;
+  /**
+   * Token hashes revoked lately, heard here, by when: an operation under way with one runs no
+   * further root field (authChecker). A document's fields after its own `logout`, or after a
+   * `logoutOtherSessions` elsewhere, ran with the revoked token (outside probes: a `joinGroup`
+   * after `logout` joined; 10-14 of 15 aliased sends were stored after the revocation answered).
+   */
+  private readonly revokedLately = new Map<string, number>();
   private readonly deletionHooks: AccountDeletionHook[] = [];
   private readonly renameHooks: RenameHook[] = [];
   private readonly retitleHooks: RetitleHook[] = [];
@@ -103,6 +112,7 @@ export class AuthService {
     const offRevoked = this.pubsub.on(Topic.SessionsRevoked, (p) => {
       this.revocations++;
       for (const h of p.tokenHashes) this.cache.delete(h);
+      this.noteRevoked(p.tokenHashes);
     });
     // A revocation published while this instance was cut off from Redis never comes: back on it,
     // every cached session is read again from the database at its next use.
@@ -372,9 +382,28 @@ export class AuthService {
     return user;
   }
 
+  /** Whether the token was revoked since its operation began (see revokedLately): authChecker's question, one lookup. */
+  revokedSince(tokenHash: string): boolean {
+    return this.revokedLately.size > 0 && this.revokedLately.has(tokenHash);
+  }
+
+  private noteRevoked(tokenHashes: readonly string[]): void {
+    const now = Date.now();
+    // Oldest first (Map order): what no operation can still be running with goes.
+    for (const [h, at] of this.revokedLately) {
+      if (now - at < REVOKED_MEMORY_MS) break;
+      this.revokedLately.delete(h);
+    }
+    for (const h of tokenHashes) {
+      this.revokedLately.delete(h);
+      this.revokedLately.set(h, now);
+    }
+  }
+
   private async revoked(userId: string, sessionIds: string[], tokenHashes: string[]): Promise<void> {
     this.revocations++;
     for (const h of tokenHashes) this.cache.delete(h);
+    this.noteRevoked(tokenHashes);
     await this.pubsub.publishSafe(Topic.SessionsRevoked, { userId, sessionIds, tokenHashes });
   }
 
