@@ -294,6 +294,24 @@ describe.each(hasRedis ? [['redis', {}] as const, ['memory', { REDIS_URL: '' }] 
   },
 );
 
+describe("the sweep's lastSeenAt", () => {
+  it('should tell in OFFLINE the lastSeenAt every read gives after it, though the flush wrote a later request than the store took', async () => {
+    // touchEveryMs is a tenth of the timeout (2 s): a second request within it is no store write, but the flush writes it.
+    const s = await createTestServer({ PRESENCE_TIMEOUT: '20', PRESENCE_PERSIST_INTERVAL: '1s', PRESENCE_VISIBILITY: 'everyone' });
+    const [idle, watcher] = [await signup(s.url), await signup(s.url)];
+    const events = await listen(s, watcher, 'subscription($u: [ID!]) { presenceChanged(userIds: $u) { status lastSeenAt } }', { u: [idle.id] });
+    await sleep(300);
+    await ok(gql(s.url, '{ me { id } }', {}, idle.token));
+    const later = Date.now();
+    await eventually(async () => ((await lastSeenInDb(s, idle.id))?.getTime() ?? 0) >= later - 50, 5000);
+    await s.services.presence.sweep({ now: Date.now() + 30_000 });
+    const offline = (await events.nth(1)).presenceChanged;
+    expect(offline.status).toBe('OFFLINE');
+    await eventually(async () => (await lastSeenInDb(s, idle.id))!.toISOString() === offline.lastSeenAt, 5000);
+    expect((await ok(gql(s.url, STATUS, { id: idle.id }, watcher.token))).userStatus).toMatchObject({ status: 'OFFLINE', lastSeenAt: offline.lastSeenAt });
+  });
+});
+
 describe('presence queries', () => {
   it('should page onlineUsers by cursor with totalCount the number online', async () => {
     const s = await createTestServer();

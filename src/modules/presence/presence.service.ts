@@ -862,8 +862,10 @@ export class PresenceService {
         this.touched.deleteUser(r.userId);
         this.dirty.delete(r.userId);
       }
+      // The store's time, as the OFFLINE tells it: activity it skipped within touchEveryMs after
+      // (the flush wrote each request's) would make a read after the event tell a later one (an outside probe).
       writes.push(
-        this.persistLastSeen(batch.map((r) => [r.userId, r.lastActive])).catch((e) =>
+        this.persistLastSeen(batch.map((r) => [r.userId, r.lastActive]), this.touchEveryMs).catch((e) =>
           this.logger.warn({ err: e, users: batch.length }, 'lastSeenAt write after a sweep failed'),
         ),
       );
@@ -983,8 +985,8 @@ export class PresenceService {
   }
 
   /** Rows another transaction held were left (see recordLastSeen): the next flush writes them. */
-  private async persistLastSeen(entries: [string, number][]): Promise<void> {
-    const skipped = await userRepository.recordLastSeen(this.em, entries);
+  private async persistLastSeen(entries: [string, number][], backWithinMs = 0): Promise<void> {
+    const skipped = await userRepository.recordLastSeen(this.em, entries, backWithinMs);
     if (!skipped.length) return;
     const at = new Map(entries);
     for (const id of skipped) if ((this.dirty.get(id) ?? 0) < at.get(id)!) this.dirty.set(id, at.get(id)!);

@@ -174,8 +174,9 @@ export const userRepository = {
    * default interval, 55 in 825 at 1 s), and the loser was a masked error or a dropped round.
    * NO KEY UPDATE, as the plain UPDATE took: a send's foreign-key check (KEY SHARE) does not hold
    * its sender's row from it; a FOR SHARE (a friend request, a login) does.
+   * `backWithinMs`: also back, onto `at`, from a time at most this much after it (see PresenceService.sweep).
    */
-  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[]): Promise<string[]> {
+  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[], backWithinMs = 0): Promise<string[]> {
     const skipped: string[] = [];
     for (let i = 0; i < entries.length; i += 10_000) {
       const chunk = entries.slice(i, i + 10_000);
@@ -183,9 +184,9 @@ export const userRepository = {
       const rows: { id: string }[] = await em.execute(
         `with locked as (select id from users where id = any(?::uuid[]) for no key update skip locked),
          moved as (update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
-           where u.id = v.id and u.id in (select id from locked) and (u.last_seen_at is null or u.last_seen_at < v.at))
+           where u.id = v.id and u.id in (select id from locked) and (u.last_seen_at is null or u.last_seen_at < v.at + ? * interval '1 millisecond') and u.last_seen_at is distinct from v.at)
          select id from users where id = any(?::uuid[]) and id not in (select id from locked)`,
-        [ids, ids, pgArray(chunk.map((e) => new Date(e[1]).toISOString())), ids],
+        [ids, ids, pgArray(chunk.map((e) => new Date(e[1]).toISOString())), backWithinMs, ids],
       );
       for (const r of rows) skipped.push(r.id);
     }
