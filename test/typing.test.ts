@@ -292,6 +292,32 @@ describe('typing in a direct conversation whose friendship ends', () => {
   });
 });
 
+describe('an end of typing told at once', () => {
+  it.each([
+    ['an unfriending', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
+    ['a block', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
+  ] as const)('should not be told again at the lapse, nor twice, after %s', async (_what, go) => {
+    const s = await createTestServer({ TYPING_TIMEOUT: '1s' });
+    const [viewer, typist] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, viewer, typist);
+    const events = await listen(s, viewer, EVENTS, {});
+    await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+    await events.nth(1);
+    await ok(go(s.url, { viewer, typist }));
+    await events.nth(2);
+    // Past the lapse (1 s) and its watch.
+    await sleep(2500);
+    expect(flags(events.values)).toEqual([true, false]);
+    // A new start is told again, and its end.
+    const other = await signup(s.url);
+    const g = await groupWith(s.url, viewer, 'After', [other]);
+    await ok(gql(s.url, TYPING, { c: { groupId: g }, t: true }, other.token));
+    await ok(gql(s.url, TYPING, { c: { groupId: g }, t: false }, other.token));
+    await events.nth(4);
+    expect(flags(events.values)).toEqual([true, false, true, false]);
+  });
+});
+
 describeRedis('typing in a direct conversation whose friendship ends, on two instances', () => {
   it("should end the indicator on the viewer's instance when the friendship ends through the typist's", async () => {
     const a = await createTestServer({ TYPING_TIMEOUT: '60s' });

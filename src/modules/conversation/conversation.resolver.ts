@@ -119,13 +119,25 @@ export class ConversationResolver {
       // Typists this subscription was last told `typing: true` of: blocked meanwhile, their end still
       // comes, once (else the indicator stayed on). Bounded: an end lost to a Redis outage leaves one.
       const shown = new Set<string>();
+      // Typists whose end this subscription told last: an end told again (a friendship's end told
+      // at once, then its lapse; a block's and its friendship's) is not (an outside probe). Bounded,
+      // the oldest forgotten first: forgotten, an end goes through as before.
+      const ended = new Set<string>();
+      const end = (slot: string, p: TypingPayload): TypingPayload | undefined => {
+        shown.delete(slot);
+        if (ended.has(slot)) return undefined;
+        ended.add(slot);
+        if (ended.size > SHOWN_TYPISTS_MAX) ended.delete(ended.values().next().value!);
+        return p;
+      };
       const reaches = (p: TypingPayload, conv: ConversationFilter | null): TypingPayload | undefined => {
         if (p.userId === me || (conv && p.conversationKey !== conv.key) || !thread(p, conv) || !conversationAccess.inScope(me, p)) return undefined;
         // A project's private thread is its own indicator (its events carry the project's key).
         const slot = `${p.conversationKey}\u0000${p.userId}\u0000${p.only ? 'thread' : ''}`;
-        if (blocks.hides(me, p.userId)) return !p.typing && shown.delete(slot) ? p : undefined;
-        if (!p.typing) shown.delete(slot);
-        else if (shown.size < SHOWN_TYPISTS_MAX) shown.add(slot);
+        if (blocks.hides(me, p.userId)) return !p.typing && shown.has(slot) ? end(slot, p) : undefined;
+        if (!p.typing) return end(slot, p);
+        ended.delete(slot);
+        if (shown.size < SHOWN_TYPISTS_MAX) shown.add(slot);
         return p;
       };
       return pubsub.iterateChecked(Topic.Typing, only(context, args.conversation), reaches, {
