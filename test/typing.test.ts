@@ -276,6 +276,16 @@ describe('typing of a member who goes', () => {
   });
 });
 
+/** Two friends, the typist typing to the viewer, who watches every conversation's typing. */
+async function friendTyping(lapse: string) {
+  const s = await createTestServer({ TYPING_TIMEOUT: lapse });
+  const [viewer, typist] = [await signup(s.url), await signup(s.url)];
+  await befriend(s.url, viewer, typist);
+  const events = await listen(s, viewer, EVENTS, {});
+  await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+  return { s, viewer, typist, events };
+}
+
 describe('typing in a direct conversation whose friendship ends', () => {
   // A lapse far off: the end told must be the friendship's.
   it.each([
@@ -283,11 +293,7 @@ describe('typing in a direct conversation whose friendship ends', () => {
     ['the typist unfriends the other', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.viewer.id }, u.typist.token)],
     ['the typist deletes their account', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.typist.password }, u.typist.token)],
   ] as const)("should end the typist's indicator at once, once, when %s", async (_what, go) => {
-    const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
-    const [viewer, typist] = [await signup(s.url), await signup(s.url)];
-    await befriend(s.url, viewer, typist);
-    const events = await listen(s, viewer, EVENTS, {});
-    await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+    const { s, viewer, typist, events } = await friendTyping('60s');
     await endedOnce(events, typist, () => go(s.url, { viewer, typist }));
   });
 });
@@ -297,11 +303,7 @@ describe('an end of typing told at once', () => {
     ['an unfriending', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
     ['a block', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
   ] as const)('should not be told again at the lapse, nor twice, after %s', async (_what, go) => {
-    const s = await createTestServer({ TYPING_TIMEOUT: '1s' });
-    const [viewer, typist] = [await signup(s.url), await signup(s.url)];
-    await befriend(s.url, viewer, typist);
-    const events = await listen(s, viewer, EVENTS, {});
-    await ok(gql(s.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
+    const { s, viewer, typist, events } = await friendTyping('1s');
     await events.nth(1);
     await ok(go(s.url, { viewer, typist }));
     await events.nth(2);
