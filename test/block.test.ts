@@ -667,6 +667,10 @@ describe('block and acting on a blocked sender\'s message', () => {
     // Removing a reaction she never made changes nothing, and would show her the message: as adding.
     const none = await gql(s.url, 'mutation($m: ID!, $e: String!) { removeReaction(messageId: $m, emoji: $e) { id content } }', { m, e: '🎉' }, alice.token);
     expect([codeOf(none), none.data ?? null]).toEqual(['NOT_FOUND', null]);
+    // Nor is a hidden message's deletion told, adding or removing.
+    const gone = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'bob, deleted' } }, bob.token))).sendMessage.id;
+    await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: gone }, bob.token));
+    expect([codeOf(await gql(s.url, REACT, { m: gone, e: '🎉' }, alice.token)), codeOf(await gql(s.url, UNREACT, { m: gone, e: '🎉' }, alice.token))]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
     await ok(gql(s.url, UNREACT, { m, e: '👍' }, alice.token));
     await ok(gql(s.url, UNPIN, { m }, alice.token));
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m])).toEqual([]);

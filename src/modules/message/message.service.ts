@@ -868,7 +868,8 @@ export class MessageService {
       const hidden = await blocksSender(em, viewerId, row.sender_id);
       if (add && hidden) throw new NotFoundError('Message');
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
-      if (row.deleted_at) throw deleted();
+      // A hidden one's deletion is not told either (an outside probe).
+      if (row.deleted_at) throw hidden ? new NotFoundError('Message') : deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       // Read again under the group's hold, in the reaction's transaction: a removal or ban meanwhile refuses it.
       const changed = await em.transactional(async (tem) => {
