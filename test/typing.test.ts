@@ -298,6 +298,22 @@ describe('typing in a direct conversation whose friendship ends', () => {
   });
 });
 
+describe("a blocker's own typing", () => {
+  it('should end for the blocked user at once, as a stop, though they are not told of the block', async () => {
+    const { s, viewer, typist, events } = await friendTyping('60s');
+    // The typist watches too: the viewer types back, then blocks the typist.
+    const theirs = await listen(s, typist, EVENTS, {});
+    await ok(gql(s.url, TYPING, { c: { userId: typist.id }, t: true }, viewer.token));
+    await theirs.nth(1);
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: typist.id }, viewer.token));
+    await theirs.nth(2);
+    await sleep(300);
+    expect(flags(theirs.values)).toEqual([true, false]);
+    await events.nth(2);
+    expect(flags(events.values)).toEqual([true, false]);
+  });
+});
+
 describe('an end of typing told at once', () => {
   it.each([
     ['an unfriending', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.typist.id }, u.viewer.token)],

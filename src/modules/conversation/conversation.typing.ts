@@ -314,7 +314,13 @@ export class TypingService {
     const offFriends = this.pubsub.on(Topic.FriendEvent, (p) => {
       if (p.kind !== 'REMOVED') return;
       const [a, b] = p.userIds;
-      for (const viewer of p.audience) this.endShownTo(viewer, viewer === a ? b : a, directKey(a, b));
+      const key = directKey(a, b);
+      for (const viewer of p.audience) {
+        this.endShownTo(viewer, viewer === a ? b : a, key);
+        // Their own typing there ends as a stop ends it, where it is held: the other (a blocked
+        // user, not told of the block) saw it until its lapse (an outside probe).
+        for (const [slot, part] of this.parts) if (part.user.id === viewer && part.conv.key === key) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
+      }
     });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
       if (!this.parts.size) return;
