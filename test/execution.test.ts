@@ -121,8 +121,10 @@ describe('root resolvers', () => {
     const input = { groupId: randomUUID(), content: 'hi' };
     const sent: unknown[] = [];
     const context = {
-      viewer: { userId: 'u1', sessionId: 's1' },
+      viewer: { userId: 'u1', sessionId: 's1', tokenHash: 'h1' },
       services: {
+        // Revoked while an operation runs: refused from the next root field (see authChecker).
+        auth: { revokedSince: (hash: string) => hash === 'revoked' },
         // The real limit, counted in this process: its spend wraps the send (a refused one gives its point back).
         rates: { sendMessage: new RateLimit('sendMessage', { points: 100, duration: 10 }) },
         messages: { send: (_em: unknown, me: string, i: unknown) => (sent.push([me, i]), Promise.resolve({ id: 'm1' })) },
@@ -135,6 +137,7 @@ describe('root resolvers', () => {
     expect(sent).toEqual([['u1', input]]);
     // Without a viewer: refused before the method runs, with the check's own error.
     expect(() => resolve(undefined, { input }, { ...context, viewer: null }, {} as never)).toThrow(UnauthenticatedError);
+    expect(() => resolve(undefined, { input }, { ...context, viewer: { ...context.viewer, tokenHash: 'revoked' } }, {} as never)).toThrow(UnauthenticatedError);
     expect(sent).toHaveLength(1);
   });
 });
