@@ -312,7 +312,8 @@ export class TypingService {
     // is closed, and what each one told was shown of the other's typing there ends now, as a
     // member's who leaves a group does, not at its lapse up to 6 s later (an outside probe).
     const offFriends = this.pubsub.on(Topic.FriendEvent, (p) => {
-      if (p.kind !== 'REMOVED') return;
+      // Nothing typed or shown here: nothing to end (an account's deletion tells each friend).
+      if (p.kind !== 'REMOVED' || (!this.parts.size && !this.ends.size)) return;
       const [a, b] = p.userIds;
       const key = directKey(a, b);
       for (const viewer of p.audience) {

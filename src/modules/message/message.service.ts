@@ -865,11 +865,12 @@ export class MessageService {
       // Adding to one of a sender the viewer blocks, which their history leaves out: as for a message
       // they can't see (removing one made before the block stays theirs to do; removing none, as
       // adding: it answered with the hidden message, an outside probe).
-      const hidden = await blocksSender(em, viewerId, row.sender_id);
-      if (add && hidden) throw new NotFoundError('Message');
+      // Asked where it decides: every add, and a removal that finds the message deleted or nothing to remove.
+      const hidden = () => blocksSender(em, viewerId, row.sender_id);
+      if (add && (await hidden())) throw new NotFoundError('Message');
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
       // A hidden one's deletion is not told either (an outside probe).
-      if (row.deleted_at) throw hidden ? new NotFoundError('Message') : deleted();
+      if (row.deleted_at) throw !add && (await hidden()) ? new NotFoundError('Message') : deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       // Read again under the group's hold, in the reaction's transaction: a removal or ban meanwhile refuses it.
       const changed = await em.transactional(async (tem) => {
@@ -884,7 +885,7 @@ export class MessageService {
       if (changed === 'gone') throw new MessageGoneError();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed) return this.changed(em, row.id, 'REACTIONS_CHANGED');
-      if (hidden) throw new NotFoundError('Message');
+      if (!add && (await hidden())) throw new NotFoundError('Message');
       const message = toMessageType(row);
       message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
       return message;
