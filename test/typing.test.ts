@@ -238,10 +238,12 @@ describe('typing', () => {
     const events = await listen(s, bob, EVENTS, { c: { groupId: g } });
     for (let i = 0; i < 2; i++) await ok(gql(s.url, TYPING, { c: { groupId: g } }, alice.token));
     expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
-    // Past the limit, the stop still ends what the others see (it stayed up to the lapse: an outside probe).
+    // Past the limit, the stop still ends what the others see (it stayed up to the lapse: an outside probe);
+    // one a conversation per throttle window: a flood of stops is refused as any call.
     await ok(gql(s.url, TYPING, { c: { groupId: g }, t: false }, alice.token));
     await events.nth(2);
     expect(flags(events.values)).toEqual([true, false]);
+    expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g }, t: false }, alice.token))).toBe('RATE_LIMITED');
     expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
   });
 });

@@ -1,5 +1,5 @@
 import { Arg, Args, Authorized, Ctx, FieldResolver, Info, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from 'type-graphql';
-import { BadUserInputError } from '../../shared/errors';
+import { BadUserInputError, RateLimitedError } from '../../shared/errors';
 import { IdScalar } from '../../shared/graphql/scalars';
 import { viewerOf } from '../auth/auth.viewer';
 import type { Context } from '../context';
@@ -64,9 +64,16 @@ export class ConversationResolver {
     const me = viewerOf(ctx).userId;
     // Left out means true; an explicit null says neither.
     if (typing === null) throw new BadUserInputError('typing is true or false (left out: true).', 'typing');
-    // A stop only ends an indicator: refused past the limit, the others saw typing till its lapse.
-    if (!typing) return ctx.services.typing.set(() => ctx.em, me, conversation, false);
-    return ctx.services.rates.typing.spend(me, 'You are sending typing updates too fast; slow down.', () => ctx.services.typing.set(() => ctx.em, me, conversation, typing));
+    const message = 'You are sending typing updates too fast; slow down.';
+    if (!typing) {
+      // A stop only ends an indicator: refused past the limit, the others saw typing till its lapse
+      // (an outside probe). Past it, one a conversation per throttle window still goes through.
+      return ctx.services.rates.typing.spend(me, message, () => ctx.services.typing.set(() => ctx.em, me, conversation, false)).catch((e: unknown) => {
+        if (!(e instanceof RateLimitedError) || !ctx.services.typing.stopPastLimit(me, conversation)) throw e;
+        return ctx.services.typing.set(() => ctx.em, me, conversation, false);
+      });
+    }
+    return ctx.services.rates.typing.spend(me, message, () => ctx.services.typing.set(() => ctx.em, me, conversation, typing));
   }
 
   @Authorized()

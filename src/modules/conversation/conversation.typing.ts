@@ -1,5 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { warnAtMostEvery, type Logger } from '../../shared/logger';
+import { boundedLru } from '../../shared/lru';
+import type { LRUCache } from 'lru-cache';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type TypingPayload, type UserPayload } from '../../shared/pubsub/topics';
 import { Redis } from 'ioredis';
@@ -182,6 +184,8 @@ const answer = (op: TypingOp, reply: unknown): number => (op.kind === 'quiet' ? 
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
+/** Users and conversations whose stop past the limit is remembered for a throttle window (see stopPastLimit). */
+const LATE_STOPS_MAX = 10_000;
 
 /** No instance's part: a lapse in its name only sweeps the parts whose horizon passed (see TypingService.watchEnd). */
 const GONE = '~gone';
@@ -282,6 +286,8 @@ export class TypingService {
   private readonly asking = new Set<string>();
   /** Typists told `typing: true` and not yet heard to end, watched in case their instance died (see watchEnd). */
   private readonly ends = new Map<string, { timer: NodeJS.Timeout; event: TypingPayload }>();
+  /** Stops let past the typing limit, by user and conversation asked: one a throttle window (see stopPastLimit). */
+  private readonly lateStops: LRUCache<string, true>;
   private readonly unlisten: () => void;
 
   constructor(o: TypingOptions) {
@@ -300,6 +306,7 @@ export class TypingService {
     // lapse (plus a throttle window of unwritten refreshes) after the last; the margin covers
     // the store's expiry and a slow delivery.
     this.typistTtlMs = this.lapseMs + 2 * this.throttleMs + EXPIRY_MARGIN_MS;
+    this.lateStops = boundedLru<string, true>({ max: LATE_STOPS_MAX, ttlMs: this.throttleMs });
     const offTyping = this.pubsub.on(Topic.Typing, (p) => {
       const slot = slotOfEvent(p);
       if (p.typing) this.sawTyping(slot);
@@ -434,6 +441,18 @@ export class TypingService {
    * `em` is asked for only when the membership index or the profile cache can't answer: a typing
    * client holds a socket here, so a refresh usually needs no fork and no query.
    */
+  /**
+   * Whether a stop refused by the typing limit goes through anyway: the first for this user and
+   * conversation in a throttle window does (it ends what others see), any more are refused as
+   * other calls are (each costs an access check and a store command).
+   */
+  stopPastLimit(userId: string, input: ConversationArgs): boolean {
+    const key = `${userId}|${input.groupId ?? ''}|${input.projectId ?? ''}|${input.userId ?? ''}`;
+    if (this.lateStops.has(key)) return false;
+    this.lateStops.set(key, true);
+    return true;
+  }
+
   async set(em: () => EntityManager, viewerId: string, input: ConversationArgs, typing: boolean): Promise<boolean> {
     const conv = this.access.known(viewerId, input) ?? (await this.access.resolve(em(), viewerId, input));
     const viewer = await this.profile(em, viewerId);
