@@ -4,7 +4,7 @@ import pg from 'pg';
 import { PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { codeOf, eventually, gql, ok, running, sleep, subscribe, wsClient, type GqlResult } from './helpers/graphql';
 import { loadEnv } from '../src/config/env';
-import { createTestServer, describeRedis } from './helpers/server';
+import { createTestServer, describeRedis, itRedis } from './helpers/server';
 import { attempt, buildUser, lobbyOf, request, sendMessage, signup, login } from './helpers/factories';
 import { throughRedisProxy } from './helpers/tcp-proxy';
 import { LoginDocument, SignupDocument } from '../generated/client/graphql';
@@ -116,8 +116,13 @@ describe('accounts', () => {
     expect(codeOf(await gql(s.url, 'mutation { logout }'))).toBe('UNAUTHENTICATED');
   });
 
-  it("should refuse the root fields after a logoutOtherSessions elsewhere ended the document's session while it ran", async () => {
+  it("should refuse the root fields after a logoutOtherSessions through this instance ended the document's session while it ran", () => revokedMidway(false));
+  itRedis("should refuse the root fields after a logoutOtherSessions through another instance ended the document's session while it ran", () => revokedMidway(true));
+
+  async function revokedMidway(two: boolean): Promise<void> {
     const s = await createTestServer();
+    // The revocation asked of this instance, or of another one that tells it through Redis.
+    const revoker = two ? await createTestServer({}, { clean: false }) : s;
     const [u, g] = [await signup(s.url), await signup(s.url)];
     const other = await login(s.url, u);
     const groupId = (await ok(gql(s.url, 'mutation { createGroup(name: "Midway") { id } }', {}, g.token))).createGroup.id;
@@ -131,7 +136,9 @@ describe('accounts', () => {
       await holder.query('select 1 from conversation_members where conversation_key = $1 and user_id = $2 for update', [`g:${groupId}`, u.id]);
       const running = gql(s.url, 'mutation($g: ID!) { markRead(conversation: { groupId: $g }) { id } createGroup(name: "After revocation") { id } }', { g: groupId }, other);
       await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks l join pg_stat_activity a using (pid) where not l.granted and a.datname = current_database()')).length > 0);
-      expect((await ok(gql(s.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: u.password }, u.token))).logoutOtherSessions).toBe(1);
+      expect((await ok(gql(revoker.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: u.password }, u.token))).logoutOtherSessions).toBe(1);
+      // Heard through Redis: as its socket there is closed once it is.
+      if (two) await sleep(300);
       await holder.query('commit');
       const r = await running;
       expect([r.data ?? null, codeOf(r), r.errors![0].path]).toEqual([null, 'UNAUTHENTICATED', ['createGroup']]);
@@ -139,7 +146,7 @@ describe('accounts', () => {
       await holder.end();
     }
     expect(await sql(s.env.DATABASE_URL!, "select 1 from groups where name = 'After revocation'")).toEqual([]);
-  });
+  }
 
   it('should refuse the root fields after a logout or a deleteAccount in the same document, as the revoked token is refused after it', async () => {
     const s = await createTestServer();
