@@ -339,6 +339,21 @@ describe('an end of typing told at once', () => {
 });
 
 describeRedis('typing in a direct conversation whose friendship ends, on two instances', () => {
+  it("should end a blocker's own typing for the blocked user at once though it was typed through another instance than the block", async () => {
+    const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
+    const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
+    const [blocker, blocked] = [await signup(a.url), await signup(a.url)];
+    await befriend(a.url, blocker, blocked);
+    // Typed over HTTP through a (no socket of the blocker there), watched on b, blocked through b.
+    const onB = await listen(b, blocked, EVENTS, {});
+    await ok(gql(a.url, TYPING, { c: { userId: blocked.id }, t: true }, blocker.token));
+    await onB.nth(1);
+    await ok(gql(b.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: blocked.id }, blocker.token));
+    await onB.nth(2);
+    await sleep(300);
+    expect(flags(onB.values)).toEqual([true, false]);
+  });
+
   it("should end the indicator on the viewer's instance when the friendship ends through the typist's", async () => {
     const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
     const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });

@@ -312,23 +312,23 @@ export class TypingService {
       if (p.typing) this.sawTyping(slot);
       this.watchEnd(slot, p);
     });
+    // Heard on every instance (topic-wide), unlike the friendship's end a block makes (told to the
+    // blocker's alone): the blocker's own typing in their direct conversation ends for the blocked
+    // user here too, as a stop would (they are not told of the block); it stayed up to its lapse
+    // where the blocked user's socket and the blocker's typing were on other instances (an outside probe).
     const offBlocks = this.pubsub.on(Topic.SafetyChanged, (p) => {
-      if (p.blocked && p.blockedId !== undefined) this.endShownTo(p.userId, p.blockedId);
+      if (!p.blocked || p.blockedId === undefined) return;
+      this.endShownTo(p.userId, p.blockedId);
+      this.endDirect(p.blockedId, p.userId);
+      this.endOwn(p.userId, directKey(p.userId, p.blockedId));
     });
     // A friendship ended (removeFriend, an account deleted, a block): their direct conversation
     // is closed, and what each one told was shown of the other's typing there ends now, as a
     // member's who leaves a group does, not at its lapse up to 6 s later (an outside probe).
     const offFriends = this.pubsub.on(Topic.FriendEvent, (p) => {
-      // Nothing typed or shown here: nothing to end (an account's deletion tells each friend).
-      if (p.kind !== 'REMOVED' || (!this.parts.size && !this.ends.size)) return;
+      if (p.kind !== 'REMOVED') return;
       const [a, b] = p.userIds;
-      const key = directKey(a, b);
-      for (const viewer of p.audience) {
-        this.endShownTo(viewer, viewer === a ? b : a, key);
-        // Their own typing there ends as a stop ends it, where it is held: the other (a blocked
-        // user, not told of the block) saw it until its lapse (an outside probe).
-        for (const [slot, part] of this.parts) if (part.user.id === viewer && part.conv.key === key) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
-      }
+      for (const viewer of p.audience) this.endDirect(viewer, viewer === a ? b : a);
     });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
       if (!this.parts.size) return;
@@ -354,6 +354,24 @@ export class TypingService {
     for (const [slot, part] of this.parts) {
       if (part.conv.key === key && gone.has(part.user.id)) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
     }
+  }
+
+  /**
+   * The direct conversation of `viewerId` and `typistId` closed: the typist's typing there ends for
+   * the viewer's subscriptions here (see endShownTo), and the viewer's own, where it is held here,
+   * as a stop ends it (the other told it, in words no different from a stop).
+   */
+  private endDirect(viewerId: string, typistId: string): void {
+    // Nothing typed or shown here: nothing to end (an account's deletion tells each friend).
+    if (!this.parts.size && !this.ends.size) return;
+    const key = directKey(viewerId, typistId);
+    this.endShownTo(viewerId, typistId, key);
+    this.endOwn(viewerId, key);
+  }
+
+  /** A user's typing in a conversation closed to them ends where it is held here, as a stop ends it. */
+  private endOwn(userId: string, key: string): void {
+    for (const [slot, part] of this.parts) if (part.user.id === userId && part.conv.key === key) this.behind(this.end(part.conv, part.user, slot).catch((e) => this.stopFailed(e)));
   }
 
   /**
