@@ -339,22 +339,8 @@ describe('an end of typing told at once', () => {
 });
 
 describeRedis('typing in a direct conversation whose friendship ends, on two instances', () => {
-  it("should end a blocker's own typing for the blocked user at once though it was typed through another instance than the block", async () => {
-    const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
-    const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
-    const [blocker, blocked] = [await signup(a.url), await signup(a.url)];
-    await befriend(a.url, blocker, blocked);
-    // Typed over HTTP through a (no socket of the blocker there), watched on b, blocked through b.
-    const onB = await listen(b, blocked, EVENTS, {});
-    await ok(gql(a.url, TYPING, { c: { userId: blocked.id }, t: true }, blocker.token));
-    await onB.nth(1);
-    await ok(gql(b.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: blocked.id }, blocker.token));
-    await onB.nth(2);
-    await sleep(300);
-    expect(flags(onB.values)).toEqual([true, false]);
-  });
-
-  it("should end the indicator on the viewer's instance when the friendship ends through the typist's", async () => {
+  /** The typist types over HTTP through a, the viewer watches on b, then `end` (given both servers) ends the friendship: one end, at once. */
+  async function endedAcross(end: (a: TestServer, b: TestServer, u: { viewer: TestUser; typist: TestUser }) => Promise<unknown>): Promise<void> {
     const a = await createTestServer({ TYPING_TIMEOUT: '60s' });
     const b = await createTestServer({ TYPING_TIMEOUT: '60s' }, { clean: false });
     const [viewer, typist] = [await signup(a.url), await signup(a.url)];
@@ -362,11 +348,18 @@ describeRedis('typing in a direct conversation whose friendship ends, on two ins
     const onB = await listen(b, viewer, EVENTS, {});
     await ok(gql(a.url, TYPING, { c: { userId: viewer.id }, t: true }, typist.token));
     await onB.nth(1);
-    await ok(gql(a.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: viewer.id }, typist.token));
+    await ok(end(a, b, { viewer, typist }) as ReturnType<typeof gql>);
     await onB.nth(2);
     await sleep(300);
     expect(flags(onB.values)).toEqual([true, false]);
-  });
+  }
+
+  it("should end a blocker's own typing for the blocked user at once though it was typed through another instance than the block", () =>
+    // No socket of the blocker (the typist) on a, where the typing is held.
+    endedAcross((_a, b, u) => gql(b.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: u.viewer.id }, u.typist.token)));
+
+  it("should end the indicator on the viewer's instance when the friendship ends through the typist's", () =>
+    endedAcross((a, _b, u) => gql(a.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.viewer.id }, u.typist.token)));
 });
 
 describe('sessionEvent', () => {
