@@ -245,6 +245,10 @@ describe('typing', () => {
     expect(flags(events.values)).toEqual([true, false]);
     expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g }, t: false }, alice.token))).toBe('RATE_LIMITED');
     expect(codeOf(await gql(s.url, TYPING, { c: { groupId: g } }, alice.token))).toBe('RATE_LIMITED');
+    // Nor where she is not typing (made-up ids each reached the database: an outside probe).
+    for (const c of [{ groupId: randomUUID() }, { projectId: randomUUID() }, { userId: bob.id }]) {
+      expect([c, codeOf(await gql(s.url, TYPING, { c, t: false }, alice.token))]).toEqual([c, 'RATE_LIMITED']);
+    }
   });
 });
 

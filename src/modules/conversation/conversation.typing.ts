@@ -9,7 +9,7 @@ import type { RedisClient } from '../../shared/redis';
 import { toUserPayload } from '../user/user.mapper';
 import { userRepository } from '../user/user.repository';
 import { scopeOf, type Conversation, type ConversationAccess, type ConversationArgs } from './conversation.access';
-import { directKey, scopeKey } from './conversation.keys';
+import { directKey, groupKey, projectKey, scopeKey } from './conversation.keys';
 
 /**
  * One change to the typing state shared by every instance. A typist's state is who is keeping it
@@ -184,7 +184,7 @@ const answer = (op: TypingOp, reply: unknown): number => (op.kind === 'quiet' ? 
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
-/** Users and conversations whose stop past the limit is remembered for a throttle window (see stopPastLimit). */
+/** Typing slots whose stop past the limit is remembered for a throttle window (see stopPastLimit). */
 const LATE_STOPS_MAX = 10_000;
 
 /** No instance's part: a lapse in its name only sweeps the parts whose horizon passed (see TypingService.watchEnd). */
@@ -286,7 +286,7 @@ export class TypingService {
   private readonly asking = new Set<string>();
   /** Typists told `typing: true` and not yet heard to end, watched in case their instance died (see watchEnd). */
   private readonly ends = new Map<string, { timer: NodeJS.Timeout; event: TypingPayload }>();
-  /** Stops let past the typing limit, by user and conversation asked: one a throttle window (see stopPastLimit). */
+  /** Stops let past the typing limit, by slot: one a throttle window (see stopPastLimit). */
   private readonly lateStops: LRUCache<string, true>;
   private readonly unlisten: () => void;
 
@@ -460,14 +460,19 @@ export class TypingService {
    * client holds a socket here, so a refresh usually needs no fork and no query.
    */
   /**
-   * Whether a stop refused by the typing limit goes through anyway: the first for this user and
-   * conversation in a throttle window does (it ends what others see), any more are refused as
-   * other calls are (each costs an access check and a store command).
+   * Whether a stop refused by the typing limit goes through anyway: the first in a throttle window
+   * for a conversation where this instance holds or heard the user typing (it ends what others
+   * see). Decided from memory, before any access check: a stop naming a conversation they are not
+   * typing in (made-up ids: an outside probe got each to the database) is refused as any call.
    */
   stopPastLimit(userId: string, input: ConversationArgs): boolean {
-    const key = `${userId}|${input.groupId ?? ''}|${input.projectId ?? ''}|${input.userId ?? ''}`;
-    if (this.lateStops.has(key)) return false;
-    this.lateStops.set(key, true);
+    const [g, p, u] = [input.groupId, input.projectId, input.userId].map((id) => id?.toLowerCase());
+    const key = g ? groupKey(g) : p ? projectKey(p) : u ? directKey(userId, u) : undefined;
+    if (!key) return false;
+    const s = slot(key, !g && p ? u : undefined, userId);
+    if (!this.parts.has(s) && !((this.typists.get(s) ?? 0) > Date.now())) return false;
+    if (this.lateStops.has(s)) return false;
+    this.lateStops.set(s, true);
     return true;
   }
 
