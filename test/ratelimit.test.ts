@@ -117,6 +117,14 @@ describe('rate limits in this process', () => {
     await expect(rate.spend('k', 'slow down', async () => Promise.reject(new Error('database away')))).rejects.toThrow('database away');
     await expect(rate.spend('k', 'slow down', async () => 3)).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
   });
+
+  it("should take a spender's point once however often its transaction runs it (a deadlock's retry)", async () => {
+    const rate = new RateLimit('t', { points: 2, duration: 60 });
+    const spend = rate.spender('k', 'slow down');
+    for (let i = 0; i < 3; i++) await spend();
+    await rate.spender('k', 'slow down')();
+    await expect(rate.spender('k', 'slow down')()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+  });
 });
 
 describe('wrong-password limits', () => {

@@ -328,6 +328,16 @@ export class RateLimit {
   }
 
   /**
+   * One action of `key` to count where a service decides it is made (after its checks, in its
+   * transaction): taken once however often it is called, as a deadlock's retry runs the
+   * transaction again (it took a second point).
+   */
+  spender(key: string, message: string): () => Promise<void> {
+    let spent: Promise<void> | undefined;
+    return () => (spent ??= this.consume(key, message));
+  }
+
+  /**
    * Runs `work` as one action of `key`: RATE_LIMITED before it runs once the key has used its
    * points, and the point given back when `work` is refused for what it asks (bad input, not
    * found, forbidden, a conflict), so that such a call spends none: twenty `createGroup(name: "  ")`

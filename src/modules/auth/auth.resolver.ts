@@ -8,7 +8,7 @@ import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
 export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
-    const spend = () => ctx.services.rates.signup.consume(ctx.ip, 'Too many signups from your address; try again later.');
+    const spend = ctx.services.rates.signup.spender(ctx.ip, 'Too many signups from your address; try again later.');
     return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args, ctx.ip, spend)));
   }
 

@@ -129,9 +129,7 @@ export class GroupResolver {
     @Ctx() ctx: Context,
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    // Once, though the transaction may run again (a deadlock's retry): one invitation, one point.
-    let spent: Promise<void> | undefined;
-    const spend = () => (spent ??= ctx.services.rates.groupInvite.consume(me, 'You are sending invitations too fast; try again later.'));
+    const spend = ctx.services.rates.groupInvite.spender(me, 'You are sending invitations too fast; try again later.');
     return ctx.services.groups.invite(ctx.em, me, groupId, userId, spend);
   }
 

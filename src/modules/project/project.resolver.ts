@@ -60,9 +60,7 @@ export class ProjectResolver {
   @Mutation(() => ProjectType, { description: 'Owner and coaches; a user who blocks the adder is FORBIDDEN, as for a group invitation.' })
   addProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     const me = viewerOf(ctx).userId;
-    // Once, though the transaction may run again (a deadlock's retry): one add, one point.
-    let spent: Promise<void> | undefined;
-    const spend = () => (spent ??= ctx.services.rates.projectAdd.consume(me, 'You are adding participants too fast; try again later.'));
+    const spend = ctx.services.rates.projectAdd.spender(me, 'You are adding participants too fast; try again later.');
     return ctx.services.projects.addParticipant(ctx.em, me, projectId, userId, spend);
   }
 
