@@ -384,7 +384,7 @@ export class AuthService {
 
   /** Whether the token was revoked since its operation began (see revokedLately): authChecker's question, one lookup. */
   revokedSince(tokenHash: string): boolean {
-    return this.revokedLately.size > 0 && this.revokedLately.has(tokenHash);
+    return this.revokedLately.has(tokenHash);
   }
 
   private noteRevoked(tokenHashes: readonly string[]): void {

@@ -64,16 +64,15 @@ export class ConversationResolver {
     const me = viewerOf(ctx).userId;
     // Left out means true; an explicit null says neither.
     if (typing === null) throw new BadUserInputError('typing is true or false (left out: true).', 'typing');
-    const message = 'You are sending typing updates too fast; slow down.';
-    if (!typing) {
-      // A stop only ends an indicator: refused past the limit, the others saw typing till its lapse
-      // (an outside probe). Past it, one a conversation per throttle window still goes through.
-      return ctx.services.rates.typing.spend(me, message, () => ctx.services.typing.set(() => ctx.em, me, conversation, false)).catch((e: unknown) => {
-        if (!(e instanceof RateLimitedError) || !ctx.services.typing.stopPastLimit(me, conversation)) throw e;
-        return ctx.services.typing.set(() => ctx.em, me, conversation, false);
-      });
-    }
-    return ctx.services.rates.typing.spend(me, message, () => ctx.services.typing.set(() => ctx.em, me, conversation, typing));
+    const set = () => ctx.services.typing.set(() => ctx.em, me, conversation, typing);
+    const done = ctx.services.rates.typing.spend(me, 'You are sending typing updates too fast; slow down.', set);
+    if (typing) return done;
+    // A stop only ends an indicator: refused past the limit, the others saw typing till its lapse
+    // (an outside probe). Past it, one where the user is typing per throttle window still goes through.
+    return done.catch((e: unknown) => {
+      if (!(e instanceof RateLimitedError) || !ctx.services.typing.stopPastLimit(me, conversation)) throw e;
+      return set();
+    });
   }
 
   @Authorized()

@@ -456,10 +456,6 @@ export class TypingService {
   }
 
   /**
-   * `em` is asked for only when the membership index or the profile cache can't answer: a typing
-   * client holds a socket here, so a refresh usually needs no fork and no query.
-   */
-  /**
    * Whether a stop refused by the typing limit goes through anyway: the first in a throttle window
    * for a conversation where this instance holds or heard the user typing (it ends what others
    * see). Decided from memory, before any access check: a stop naming a conversation they are not
@@ -476,6 +472,10 @@ export class TypingService {
     return true;
   }
 
+  /**
+   * `em` is asked for only when the membership index or the profile cache can't answer: a typing
+   * client holds a socket here, so a refresh usually needs no fork and no query.
+   */
   async set(em: () => EntityManager, viewerId: string, input: ConversationArgs, typing: boolean): Promise<boolean> {
     const conv = this.access.known(viewerId, input) ?? (await this.access.resolve(em(), viewerId, input));
     const viewer = await this.profile(em, viewerId);

@@ -862,14 +862,13 @@ export class MessageService {
     return unlessGone(em, messageId, async () => {
       const e = checkEmoji(emoji, !add);
       const row = await this.visibleMessage(em, viewerId, messageId);
-      // Adding to one of a sender the viewer blocks, which their history leaves out: as for a message
-      // they can't see (removing one made before the block stays theirs to do; removing none, as
-      // adding: it answered with the hidden message, an outside probe).
-      // Asked where it decides: every add, and a removal that finds the message deleted or nothing to remove.
+      // A message of a sender the viewer blocks, which their history leaves out, is NOT_FOUND as one
+      // they can't see: to add to, and to remove from unless a reaction made before the block goes
+      // (removing none answered with the hidden message; a deleted one told its deletion: outside
+      // probes). Asked only where it decides: every add, a removal of nothing or from a deleted one.
       const hidden = () => blocksSender(em, viewerId, row.sender_id);
       if (add && (await hidden())) throw new NotFoundError('Message');
       const deleted = () => new BadUserInputError('A deleted message takes no reactions.', 'messageId');
-      // A hidden one's deletion is not told either (an outside probe).
       if (row.deleted_at) throw !add && (await hidden()) ? new NotFoundError('Message') : deleted();
       // Removing: the form asked for too, as an earlier release may have stored it (see checkEmoji).
       // Read again under the group's hold, in the reaction's transaction: a removal or ban meanwhile refuses it.
