@@ -197,4 +197,23 @@ describe('group membership churn', () => {
     const members = await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g }, owner.token));
     expect(members.group.memberCount).toBe(1);
   });
+
+  it('should spend nothing on a join that changes nothing, and keep an invitation whose acceptance was refused for the limit', async () => {
+    const s = await createTestServer({ RATE_LIMIT_GROUP_MEMBERSHIP: '3/1h' });
+    const owner = await signup(s.url);
+    const churner = await signup(s.url);
+    const g = (await buildGroup(s.url, owner, { name: 'open room' })).id;
+    const p = (await ok(gql(s.url, 'mutation { createGroup(name: "closed room", isPrivate: true) { id } }', {}, owner.token))).createGroup.id;
+    await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { inviteToGroup(groupId: $p, userId: $u) }', { p, u: churner.id }, owner.token));
+    const join = () => gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, churner.token);
+    const leave = () => gql(s.url, 'mutation($g: ID!) { leaveGroup(groupId: $g) }', { g }, churner.token);
+    const accept = () => gql(s.url, 'mutation($p: ID!) { acceptGroupInvite(groupId: $p) { id } }', { p }, churner.token);
+    const codes = [];
+    // The second join finds them a member: told the group, announced to no one, free.
+    for (const op of [join, join, leave, join, accept]) codes.push(codeOf(await op()));
+    expect(codes).toEqual([undefined, undefined, undefined, undefined, 'RATE_LIMITED']);
+    // The refused acceptance left the invitation: the invitee still reads the group, as no member.
+    const seen = await ok(gql(s.url, 'query($p: ID!) { group(id: $p) { name myRole memberCount } }', { p }, churner.token));
+    expect(seen.group).toEqual({ name: 'closed room', myRole: null, memberCount: 1 });
+  });
 });

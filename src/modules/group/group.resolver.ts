@@ -10,6 +10,8 @@ import { UserConnection, UserType } from '../user/user.types';
 import { payloadToGroupEventType, toGroupType } from './group.mapper';
 import { GroupConnection, GroupEventType, GroupRole, GroupType, GroupsArgs, PageArgs } from './group.types';
 
+const MEMBERSHIP_TOO_FAST = 'You are joining and leaving groups too fast; try again later.';
+
 @Resolver(() => GroupType)
 export class GroupResolver {
   @Authorized()
@@ -54,7 +56,7 @@ export class GroupResolver {
   })
   async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    return toGroupType(await ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => ctx.services.groups.join(ctx.em, me, groupId)));
+    return toGroupType(await ctx.services.groups.join(ctx.em, me, groupId, ctx.services.rates.groupMembership.spender(me, MEMBERSHIP_TOO_FAST)));
   }
 
   @Authorized()
@@ -67,7 +69,7 @@ export class GroupResolver {
   @Mutation(() => Boolean)
   async leaveGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    return ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => ctx.services.groups.leave(ctx.em, me, groupId));
+    return ctx.services.rates.groupMembership.spend(me, MEMBERSHIP_TOO_FAST, () => ctx.services.groups.leave(ctx.em, me, groupId));
   }
 
   @Authorized()
@@ -137,7 +139,7 @@ export class GroupResolver {
   @Mutation(() => GroupType, { description: "Joins a group the viewer was invited to (MEMBER_JOINED to the members). NOT_FOUND without a pending invitation." })
   async acceptGroupInvite(@Arg('groupId', () => IdScalar, { description: 'The group of the invitation.' }) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    return ctx.services.rates.groupMembership.spend(me, 'You are joining and leaving groups too fast; try again later.', () => this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId)));
+    return this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId, ctx.services.rates.groupMembership.spender(me, MEMBERSHIP_TOO_FAST)));
   }
 
   @Authorized()

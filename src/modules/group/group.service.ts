@@ -262,8 +262,12 @@ export class GroupService {
     });
   }
 
-  /** Public groups, and any group the viewer holds an invitation to (which it takes). A banned user: FORBIDDEN. */
-  async join(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
+  /**
+   * Public groups, and any group the viewer holds an invitation to (which it takes). A banned user:
+   * FORBIDDEN. `spend` takes from the joiner's rate only for a join made: one already a member
+   * is told the group and announced to no one, so it costs nothing (an outside probe).
+   */
+  async join(em: EntityManager, viewerId: string, groupId: string, spend: () => Promise<unknown> = async () => undefined): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       await this.stillThere(tem, viewerId);
       // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
@@ -272,6 +276,7 @@ export class GroupService {
       const s = (await groupRepository.standing(tem, group.id, viewerId))!;
       if (s.role !== null) return group;
       if (s.banned) throw new ForbiddenError('You are banned from this group.');
+      await spend();
       await this.admit(tem, outbox, group, viewerId);
       return group;
     });
@@ -319,15 +324,21 @@ export class GroupService {
     });
   }
 
-  /** The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group exists). */
-  async acceptInvite(em: EntityManager, viewerId: string, groupId: string): Promise<Group> {
+  /**
+   * The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group
+   * exists). `spend` as for `join`: past the limit the invitation stays.
+   */
+  async acceptInvite(em: EntityManager, viewerId: string, groupId: string, spend: () => Promise<unknown> = async () => undefined): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       await this.stillThere(tem, viewerId);
       // The group first, as a ban locks it before it takes the invitation (the other order deadlocked).
       if (isId(groupId)) await groupRepository.lock(tem, groupId.toLowerCase());
       const group = isId(groupId) ? await groupRepository.byId(tem, groupId) : null;
       if (!group || !(await groupRepository.uninvite(tem, group.id, viewerId))) throw new NotFoundError('Invitation');
-      if (!(await groupRepository.membership(tem, group.id, viewerId))) await this.admit(tem, outbox, group, viewerId);
+      if (!(await groupRepository.membership(tem, group.id, viewerId))) {
+        await spend();
+        await this.admit(tem, outbox, group, viewerId);
+      }
       return group;
     });
   }
