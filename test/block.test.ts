@@ -621,6 +621,33 @@ describe('block and the read marker', () => {
     // Someone who blocks no one gets the row as it stands.
     expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, alice.token))).markRead).toEqual({ unreadCount: 0, lastMessage: { content: 'carol again' } });
   });
+
+  it("should put a blocker's marker, by default and on joining, on the newest message they see, never on a blocked sender's", async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, alice, { members: [bob, carol] })).id;
+    await block(s, bob, carol);
+    await block(s, dave, carol);
+    const fromAlice = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from alice' } }, alice.token))).sendMessage.id;
+    const fromCarol = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from carol, whom bob and dave block' } }, carol.token))).sendMessage.id;
+    const ROW = 'query($c: ConversationInput!) { conversation(conversation: $c) { lastReadMessageId unreadCount } }';
+    const rowOf = async (u: TestUser) => (await ok(gql(s.url, ROW, { c: { groupId: g } }, u.token))).conversation;
+    // Bob's other device hears where his marker went.
+    const bobsOther = await listen(s, bob, 'subscription { conversationUpdated { lastReadMessageId } }');
+    const marked = (await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId unreadCount } }', { c: { groupId: g } }, bob.token))).markRead;
+    expect(marked).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
+    expect(await rowOf(bob)).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
+    expect((await bobsOther.nth(1)).conversationUpdated.lastReadMessageId).toBe(fromAlice);
+    // Dave joins with Carol's message the newest: read up to Alice's.
+    await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, dave.token));
+    expect(await rowOf(dave)).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
+    // Someone who blocks no one reads up to the head, as before.
+    expect((await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId } }', { c: { groupId: g } }, alice.token))).markRead.lastReadMessageId).toBe(fromCarol);
+    // What comes next counts for both, Carol's still not.
+    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'carol again' } }, carol.token));
+    await ok(gql(s.url, SEND, { input: { groupId: g, content: 'alice again' } }, alice.token));
+    expect([(await rowOf(bob)).unreadCount, (await rowOf(dave)).unreadCount]).toEqual([1, 1]);
+  });
 });
 
 describe('block and group invitations', () => {
