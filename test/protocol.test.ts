@@ -84,6 +84,8 @@ describe('graphql-transport-ws', () => {
     ['subscribe with variables as an array', { id: '1', type: 'subscribe', payload: { query: MESSAGES, variables: [] } }],
     ['subscribe with a numeric operationName', { id: '1', type: 'subscribe', payload: { query: MESSAGES, operationName: 1 } }],
     ['complete without an id', { type: 'complete' }],
+    ['subscribe with an id of 129 characters', { id: 'x'.repeat(129), type: 'subscribe', payload: { query: MESSAGES } }],
+    ['complete with an id of 129 characters', { id: 'x'.repeat(129), type: 'complete' }],
     ['ping with a string payload', { type: 'ping', payload: 'x' }],
   ])('should close with 4400 on %s', async (_name, frame) => {
     const s = await createTestServer();
@@ -97,7 +99,8 @@ describe('graphql-transport-ws', () => {
     const s = await createTestServer();
     const u = await signup(s.url);
     const r = await initialized(s.wsUrl, u.token);
-    const id = 'x'.repeat(200);
+    // The longest id taken, its close reason past the 123 bytes a close frame holds.
+    const id = '\u00e9'.repeat(128);
     r.send({ id, type: 'subscribe', payload: { query: MESSAGES } });
     r.send({ id, type: 'subscribe', payload: { query: MESSAGES } });
     expect(await r.closed).toEqual({ code: 4409, reason: 'Subscriber already exists' });
