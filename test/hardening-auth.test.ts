@@ -276,6 +276,10 @@ const SPOOFS = [
   // A presentation selector after a character that has no emoji form, and a notehead that draws nothing.
   '+\uFE0F',
   'b\u{1D159}ob',
+  // Noncharacters, never to be assigned: blank or a box.
+  '\uFFFF',
+  '\u{10FFFF}',
+  'bo\uFDD0b',
 ];
 // Emoji (with ZWJ and tag sequences), accents, CJK, Arabic, Persian with ZWNJ, Devanagari with ZWJ.
 // And variation selectors where they choose a glyph: a kanji's ideographic variant (a name's own
@@ -353,7 +357,7 @@ describe('text rules', () => {
     const u = await signup(s.url);
     const lobby = await lobbyOf(s.url, u.token);
     const before = await snapshot(s.env.DATABASE_URL!);
-    for (const content of ['\u200B', '\u200B\u200C\u200D\u2060', '\u3164 \u3164', '\u{E0041}\u{E0020}']) {
+    for (const content of ['\u200B', '\u200B\u200C\u200D\u2060', '\u3164 \u3164', '\u{E0041}\u{E0020}', '\uFFFF', '\uFFFE \u{10FFFF}']) {
       const r = await attempt(s.url, SendMessageDocument, { input: { groupId: lobby, content } }, u.token);
       expect([JSON.stringify(content), codeOf(r)]).toEqual([JSON.stringify(content), 'BAD_USER_INPUT']);
     }

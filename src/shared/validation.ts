@@ -74,16 +74,20 @@ const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800\u{1d159}\u{16fe4}]/u;
 /**
  * Invisible characters that are not format characters (default-ignorable marks, and unassigned
  * default-ignorable code points): the combining grapheme joiner, Khmer's inherent vowels, the
- * unassigned ones, and variation selectors where SELECTOR_IN_WORD did not take them out.
+ * unassigned ones, variation selectors where SELECTOR_IN_WORD did not take them out, and
+ * noncharacters (see VISIBLE).
  * `b\u034fob` showed as `bob` (an outside probe).
  */
-const HIDDEN_MARK = /[\u034f\u17b4\u17b5\u2065\ufff0-\ufff8\u{e0000}-\u{e0fff}\ufe00-\ufe0f\u180b-\u180d\u180f]/u;
+const HIDDEN_MARK = /[\u034f\u17b4\u17b5\u2065\ufff0-\ufff8\u{e0000}-\u{e0fff}\ufe00-\ufe0f\u180b-\u180d\u180f\p{Noncharacter_Code_Point}]/u;
 /**
- * A character that shows: not a space, mark, default-ignorable or blank letter. Every emoji has
- * one (its pictograph, regional indicator or keycap base), so no emoji matching is needed here,
- * and the scan stops at the first one (message text is checked on every send).
+ * A character that shows: not a space, mark, default-ignorable, blank letter or noncharacter (the
+ * 66 code points never to be assigned, U+FFFF among them: a group named "\uFFFF" showed blank or
+ * a box; an outside probe). Every emoji has one (its pictograph, regional indicator or keycap
+ * base), so no emoji matching is needed here, and the scan stops at the first one (message text
+ * is checked on every send). Unassigned code points in general still count: a newer Unicode's
+ * emoji is unassigned to this runtime's tables.
  */
-const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/u;
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}\u115f\u1160\u3164\uffa0\u2800]/u;
 
 /** Whether the text shows at least one character. */
 export function hasVisibleText(v: string): boolean {
