@@ -7,9 +7,12 @@ const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /**
  * One pictograph: with a skin tone only if it takes one (👍🏽; ❤🏽 is no emoji a picker offers, and
  * would count apart from ❤️), U+FE0F after either, or between the two (☝️🏽, as some keyboards
- * spell a text-default one: an outside probe).
+ * spell a text-default one: an outside probe). An assigned one: Extended_Pictographic also covers
+ * the blocks' reserved code points (U+1FAFF, U+1FC00-1FFFD), which show as a box, and one assigned
+ * later as an emoji would count apart from its stored spelling (an outside probe). This runtime's
+ * tables are Unicode's (process.versions.unicode, 17.0 on Node 20.20).
  */
-const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\ufe0f?\p{Emoji_Modifier}\ufe0f?|\p{Extended_Pictographic}\ufe0f?)`;
+const PICTOGRAPH = String.raw`(?:\p{Emoji_Modifier_Base}\ufe0f?\p{Emoji_Modifier}\ufe0f?|(?!\p{Cn})\p{Extended_Pictographic}\ufe0f?)`;
 /**
  * Pictographs (see PICTOGRAPH, joined by ZWJ into sequences), flags (a pair of
  * regional indicators, or a subdivision's tags) and keycaps (a digit, # or * with U+20E3): what a
