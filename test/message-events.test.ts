@@ -64,6 +64,15 @@ describe('editing, deleting and reacting', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select content from messages where id = $1', [m.id])).toEqual([{ content: 'first' }]);
   });
 
+  it("should tell a direct message's peer that only its sender deletes it, naming no group's rights", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const m = await sendMessage(s.url, alice.token, { toUserId: bob.id, content: 'mine to delete' });
+    const refused = await gql(s.url, DELETE, { m: m.id }, bob.token);
+    expect([codeOf(refused), refused.errors![0].message]).toEqual(['FORBIDDEN', 'Only the sender can delete this message.']);
+  });
+
   it("should delete as a tombstone (the sender or the group's owner), drop the attachment's bytes, and answer a retry with the deleted message", async () => {
     const s = await createTestServer();
     const [owner, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
@@ -73,7 +82,8 @@ describe('editing, deleting and reacting', () => {
     const attachmentId = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 10 }, bob.token)).history.edges[0].node.attachment!.id;
     expect((await ok(gql(s.url, EDIT, { m: m.id, t: 'look again' }, bob.token))).editMessage.editedAt).toEqual(expect.any(String));
     const events = await listen(s, carol, EVENTS);
-    expect(codeOf(await gql(s.url, DELETE, { m: m.id }, carol.token))).toBe('FORBIDDEN');
+    const refused = await gql(s.url, DELETE, { m: m.id }, carol.token);
+    expect([codeOf(refused), refused.errors![0].message]).toEqual(['FORBIDDEN', "Only the sender, or the group's owner or an admin, can delete a message."]);
     expect((await ok(gql(s.url, DELETE, { m: m.id }, owner.token))).deleteMessage).toBe(true);
 
     const node = (await request(s.url, HistoryDocument, { conversation: { groupId: g }, last: 10 }, carol.token)).history.edges[0].node;
