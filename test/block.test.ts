@@ -622,31 +622,38 @@ describe('block and the read marker', () => {
     expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, alice.token))).markRead).toEqual({ unreadCount: 0, lastMessage: { content: 'carol again' } });
   });
 
-  it("should put a blocker's marker, by default and on joining, on the newest message they see, never on a blocked sender's", async () => {
+  it("should show a blocker their marker on the newest message they see, never on a blocked sender's, and show the others it where it is", async () => {
     const s = await createTestServer();
-    const [alice, bob, carol, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
-    const g = (await buildGroup(s.url, alice, { members: [bob, carol] })).id;
+    const [alice, bob, carol, dave, erin] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await buildGroup(s.url, alice, { members: [bob, carol, erin] })).id;
     await block(s, bob, carol);
     await block(s, dave, carol);
     const fromAlice = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from alice' } }, alice.token))).sendMessage.id;
     const fromCarol = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'from carol, whom bob and dave block' } }, carol.token))).sendMessage.id;
     const ROW = 'query($c: ConversationInput!) { conversation(conversation: $c) { lastReadMessageId unreadCount } }';
+    const MARK = 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId unreadCount } }';
     const rowOf = async (u: TestUser) => (await ok(gql(s.url, ROW, { c: { groupId: g } }, u.token))).conversation;
-    // Bob's other device hears where his marker went.
+    // Bob's other device hears where his marker shows.
     const bobsOther = await listen(s, bob, 'subscription { conversationUpdated { lastReadMessageId } }');
-    const marked = (await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId unreadCount } }', { c: { groupId: g } }, bob.token))).markRead;
-    expect(marked).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
+    expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, bob.token))).markRead).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
     expect(await rowOf(bob)).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
     expect((await bobsOther.nth(1)).conversationUpdated.lastReadMessageId).toBe(fromAlice);
-    // Dave joins with Carol's message the newest: read up to Alice's.
+    // Carol sees Bob's marker on her message, as anyone's who read it: no sign of the block.
+    const receipts = (await ok(gql(s.url, 'query($c: ConversationInput!) { readReceipts(conversation: $c) { user { id } lastReadMessageId } }', { c: { groupId: g } }, carol.token))).readReceipts;
+    expect(receipts.find((r: { user: { id: string } }) => r.user.id === bob.id).lastReadMessageId).toBe(fromCarol);
+    // Dave joins with Carol's message the newest: read up to it, shown on Alice's.
     await ok(gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g }, dave.token));
     expect(await rowOf(dave)).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
-    // Someone who blocks no one reads up to the head, as before.
-    expect((await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { lastReadMessageId } }', { c: { groupId: g } }, alice.token))).markRead.lastReadMessageId).toBe(fromCarol);
-    // What comes next counts for both, Carol's still not.
+    // Erin read Carol's message before blocking her: shown on Alice's since.
+    expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, erin.token))).markRead.lastReadMessageId).toBe(fromCarol);
+    await block(s, erin, carol);
+    expect(await rowOf(erin)).toEqual({ lastReadMessageId: fromAlice, unreadCount: 0 });
+    // Someone who blocks no one is shown the head, as before.
+    expect((await ok(gql(s.url, MARK, { c: { groupId: g } }, alice.token))).markRead.lastReadMessageId).toBe(fromCarol);
+    // What comes next counts for the blockers, Carol's still not.
     await ok(gql(s.url, SEND, { input: { groupId: g, content: 'carol again' } }, carol.token));
     await ok(gql(s.url, SEND, { input: { groupId: g, content: 'alice again' } }, alice.token));
-    expect([(await rowOf(bob)).unreadCount, (await rowOf(dave)).unreadCount]).toEqual([1, 1]);
+    expect([(await rowOf(bob)).unreadCount, (await rowOf(dave)).unreadCount, (await rowOf(erin)).unreadCount]).toEqual([1, 1, 1]);
   });
 });
 

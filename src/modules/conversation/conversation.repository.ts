@@ -77,8 +77,27 @@ const HIDDEN_UNREAD = `case when ${BLOCKS} then (
       and (cm.last_read_at is null or (m.created_at, m.id) > (cm.last_read_at, cm.last_read_message_id)) order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}) n
     where ${TIMELINE('n')} and ${blockedBy('cm.user_id', 'n.sender_id')})
   end`;
+/** The newest timeline message before `m` that `viewer` sees (none by a user they block, nor another pair's private one). */
+const visibleBefore = (m: string, viewer: string) =>
+  `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
+     and (p.parent_id is null or p.also_in_conversation) and (p.recipient_id is null or ${viewer} in (p.sender_id, p.recipient_id))
+     and not ${blockedBy(viewer, 'p.sender_id')} order by p.created_at desc, p.id desc limit 1)`;
+/**
+ * Member `cm`'s own columns as they see them: a marker resting on a message of someone they block
+ * (read before the block, or marked up to the head since) shows on the newest one before it they
+ * see, as others' markers do (receipts). Stored, it stays where it is: the others, the blocked user
+ * among them, see it move as anyone's would, and are not told of the block by a marker that stops
+ * short of the blocked user's messages. (The blocker was shown an id their history leaves out and
+ * markRead refuses: an outside probe.)
+ */
+const SHOWN_OWN = own('cm').replace(
+  'cm.last_read_message_id',
+  `case when ${BLOCKS} and exists (select 1 from messages bm where bm.id = cm.last_read_message_id and ${blockedBy('cm.user_id', 'bm.sender_id')})
+    then (select ${visibleBefore('bm', 'cm.user_id')} from messages bm where bm.id = cm.last_read_message_id)
+    else cm.last_read_message_id end as last_read_message_id`,
+);
 /** Member rows with their heads, cut to what `where` keeps; `c` outside. */
-const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${own('cm')}, cm.read_at, cm.muted_until, ${HEAD},
+const ROWS = `select cm.conversation_key, cm.kind, cm.group_id, cm.project_id, cm.peer_id, ${SHOWN_OWN}, cm.read_at, cm.muted_until, ${HEAD},
     ${SEEN_ACTIVITY} as activity_at, ${LAST_ID} as last_message_id, ${HIDDEN_UNREAD}::int as hidden_unread
   from conversation_members cm left join conversation_heads h on h.conversation_key = cm.conversation_key`;
 /** The row's name for its member; one probe by primary key, as a subquery so no plan scans a table for it. */
@@ -96,11 +115,6 @@ const LAST = `left join lateral (${MESSAGE} where m.id = c.last_message_id) lm o
 const readableBefore = (m: string, viewer?: string) =>
   `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
      and (p.recipient_id is null${viewer ? ` or ${viewer} in (p.sender_id, p.recipient_id)` : ''}) order by p.created_at desc, p.id desc limit 1)`;
-
-/** The newest timeline message before `m` that `viewer` sees (none by a user they block). */
-const visibleBefore = (m: string, viewer: string) =>
-  `(select p.id from messages p where p.conversation_key = ${m}.conversation_key and (p.created_at, p.id) < (${m}.created_at, ${m}.id)
-     and (p.parent_id is null or p.also_in_conversation) and not ${blockedBy(viewer, 'p.sender_id')} order by p.created_at desc, p.id desc limit 1)`;
 
 /** A marker moved by markRead, with what others are told of it when it rests on a private message. */
 export type MarkedRow = MemberColumns &
@@ -441,20 +455,17 @@ export const conversationRepository = {
    * exchanged, and its row comes back with a friendship restored read where the member had read
    * when it ended (dropMembers kept it), or, for one ended before markers were kept, up to their
    * own newest message there, all they surely read. In a project, what they received privately
-   * before (a rejoin) stays read. A group whose newest message is by someone the member blocks
-   * starts read up to the newest one they see (VISIBLE_LAST's scan), where markRead would put it.
+   * before (a rejoin) stays read.
    */
   async join(em: EntityManager, r: { key: string; userId: string; kind: ConversationKindValue; groupId?: string | null; projectId?: string | null; peerId?: string | null }): Promise<void> {
     const joined: unknown[] = await em.execute(
       `insert into conversation_members as cm (conversation_key, user_id, kind, group_id, project_id, peer_id, joined_at, read_seq, private_seq, private_read,
          last_read_message_id, last_read_at, private_message_id, private_at, read_at)
        select x.key, x.user_id, x.kind, x.group_id, x.project_id, x.peer_id, ${JOINED},
-         case when kept.user_id is not null then kept.read_seq when x.kind = 'DIRECT' then coalesce(mine.seq, 0) when vis.id is not null then vis.seq else coalesce(h.seq, 0) end,
-         coalesce(rs.n, 0), coalesce(rs.n, 0),
-         case when kept.user_id is not null then kept.last_read_message_id when x.kind = 'DIRECT' then mine.id when vis.id is not null then vis.id
+         case when kept.user_id is not null then kept.read_seq when x.kind = 'DIRECT' then coalesce(mine.seq, 0) else coalesce(h.seq, 0) end, coalesce(rs.n, 0), coalesce(rs.n, 0),
+         case when kept.user_id is not null then kept.last_read_message_id when x.kind = 'DIRECT' then mine.id
            when h.activity_at is null or pv.created_at > h.activity_at then pv.id else h.last_message_id end,
-         case when kept.user_id is not null then kept.last_read_at when x.kind = 'DIRECT' then mine.created_at when vis.id is not null then vis.created_at
-           else greatest(h.activity_at, pv.created_at) end,
+         case when kept.user_id is not null then kept.last_read_at when x.kind = 'DIRECT' then mine.created_at else greatest(h.activity_at, pv.created_at) end,
          pv.id, pv.created_at, kept.read_at
        from (select ?::varchar as key, ?::uuid as user_id, ?::varchar as kind, ?::uuid as group_id, ?::uuid as project_id, ?::uuid as peer_id) x
        left join conversation_heads h on h.conversation_key = x.key
@@ -473,13 +484,6 @@ export const conversationRepository = {
            and (p.sender_id = x.user_id or p.recipient_id = x.user_id)
          order by p.created_at desc, p.id desc limit 1
        ) pv on true
-       left join lateral (
-         select n.id, n.seq, n.created_at from (
-           select m.id, m.seq, m.sender_id, m.created_at, m.parent_id, m.also_in_conversation from messages m
-            where x.kind = 'GROUP' and exists (select 1 from messages hm where hm.id = h.last_message_id and ${blockedBy('x.user_id', 'hm.sender_id')})
-              and m.conversation_key = x.key order by m.created_at desc, m.id desc limit ${BLOCK_SCAN}
-         ) n where ${TIMELINE('n')} and not ${blockedBy('x.user_id', 'n.sender_id')} order by n.created_at desc, n.id desc limit 1
-       ) vis on true
        where x.kind <> 'DIRECT' or h.seq > 0
        on conflict (conversation_key, user_id) do nothing
        returning 1`,
@@ -740,12 +744,9 @@ export const conversationRepository = {
     userId: string,
     opts: { messageId: string | null; project: boolean },
   ): Promise<MarkedRow | null> {
-    // By default the newest message the member may see: for one who blocks someone, from someone
-    // not blocked (the head's, a blocked user's, left their marker on a message their history
-    // leaves out and markRead refuses by id: an outside probe).
     const target = opts.messageId
       ? '?::uuid'
-      : `(select case when ${BLOCKS} then ${VISIBLE_LAST('id')} when cm.head_at is null or cm.private_at > cm.head_at then cm.private_message_id else cm.head_message_id end from cur cm)`;
+      : '(select case when c.head_at is null or c.private_at > c.head_at then c.private_message_id else c.head_message_id end from cur c)';
     const privateRead = opts.project
       ? `case when m.project_id is not null and m.recipient_id = ? then m.recipient_seq else coalesce((
            select p.recipient_seq from messages p where p.conversation_key = m.conversation_key and ${privateOf('p')} and p.recipient_id = ?
@@ -811,7 +812,7 @@ export const conversationRepository = {
            from conversation_members cm
            where cm.conversation_key = ? and cm.user_id <> ? and cm.last_read_message_id is not null and not ${blockedBy('?', 'cm.user_id')}
          ) r where r.id is not null order by r.last_read_at desc nulls last limit ?`,
-        [viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
+        [viewerId, viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
       );
     }
     // Shown on a message before the marker's: since when the marker had reached it, its first
