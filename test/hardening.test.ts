@@ -256,6 +256,26 @@ describe('attachment data per user (RATE_LIMIT_ATTACHMENT_DATA)', () => {
     expect([links.errors, links.data.history.edges.map((e: any) => typeof e.node.attachment.url)]).toEqual([undefined, ['string', 'string']]);
   });
 
+  it("should give a response's budget back for a file the rate refused: the next is refused for the rate, not for the response's size", async () => {
+    // Room in one response for the two large files and 50 bytes more.
+    const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '100000', ATTACHMENT_MAX_BYTES_PER_RESPONSE: '180050', RATE_LIMIT_ATTACHMENT_DATA: '1/1m' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const send = (i: number, bytes: number) => request(s.url, SendMessageDocument, { input: { groupId: lobby, attachment: { fileName: `f${i}.png`, base64: png(bytes).toString('base64') } } }, u.token);
+    await send(0, 90_000);
+    await send(1, 90_000);
+    const page = (last: number) => gql(s.url, `query($c: ConversationInput!) { history(conversation: $c, last: ${last}) { edges { node { attachment { base64 } } } } }`, { c: { groupId: lobby } }, u.token);
+    // Five pages of both (0.86 MiB of the minute's 1 MiB).
+    for (let i = 0; i < 5; i++) expect((await page(2)).errors).toBeUndefined();
+    await send(2, 100);
+    const r = await page(3);
+    // The first fits the rate; the second does not, and the small one after it is refused for the same.
+    expect(r.errors?.map((e) => [e.extensions?.code, e.path?.[2]])).toEqual([
+      ['RATE_LIMITED', 1],
+      ['RATE_LIMITED', 2],
+    ]);
+  });
+
   it('should refuse a window too small for the largest attachment a send takes', async () => {
     await expect(createTestServer({ ATTACHMENT_MAX_BYTES: String(3 * MB), RATE_LIMIT_ATTACHMENT_DATA: '2/10s' })).rejects.toThrow(/RATE_LIMIT_ATTACHMENT_DATA/);
   });

@@ -18,6 +18,11 @@ export class ByteBudget {
     this.left -= bytes;
     return true;
   }
+
+  /** Bytes taken for a file then refused (its rate): they carry nothing, and the others may have them. */
+  giveBack(bytes: number): void {
+    this.left += bytes;
+  }
 }
 
 /** What every resolver sees: one per operation, built by src/graphql/context.ts (HTTP and WebSocket). */

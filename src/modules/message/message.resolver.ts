@@ -191,7 +191,14 @@ export class AttachmentResolver {
       throw new PayloadTooLargeError(`One response carries at most ${max} bytes of attachment data; fetch the others by url or in another request.`, 'base64');
     }
     // And a user's responses together, at most RATE_LIMIT_ATTACHMENT_DATA (url costs nothing to serve).
-    ctx.services.rates.attachmentData.spend(ctx.viewer?.userId ?? ctx.ip, a.size / (1024 * 1024), 'Too much attachment data read as base64 lately; fetch files by url, or try again later.');
+    // A file refused there carries no bytes: the response's budget gets its size back (a smaller file
+    // after it was told PAYLOAD_TOO_LARGE when the rate was what stopped it: an outside probe).
+    try {
+      ctx.services.rates.attachmentData.spend(ctx.viewer?.userId ?? ctx.ip, a.size / (1024 * 1024), 'Too much attachment data read as base64 lately; fetch files by url, or try again later.');
+    } catch (e) {
+      ctx.attachmentBudget.giveBack(a.size);
+      throw e;
+    }
     const file = await ctx.services.messages.attachmentData(ctx.em, a.id);
     return file ? file.data.toString('base64') : '';
   }
