@@ -571,6 +571,25 @@ describe('block and read receipts', () => {
   });
 });
 
+describe('block and read receipts in a project', () => {
+  it("should show the blocker another member's marker on the newest message before a blocked user's that they see, as in a group", async () => {
+    const s = await createTestServer();
+    const [carol, alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
+    const p = (await buildProject(s.url, carol, { participants: [alice, bob, dave] })).id;
+    const c = { projectId: p };
+    const fromCarol = (await ok(gql(s.url, SEND, { input: { projectId: p, content: 'from carol' } }, carol.token))).sendMessage.id;
+    const fromBob = (await ok(gql(s.url, SEND, { input: { projectId: p, content: 'from bob' } }, bob.token))).sendMessage.id;
+    await block(s, alice, bob);
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { id } }', { c }, dave.token));
+    const davesAs = async (viewer: TestUser) =>
+      (await ok(gql(s.url, 'query($c: ConversationInput!) { readReceipts(conversation: $c) { user { id } lastReadMessageId } }', { c }, viewer.token))).readReceipts.find(
+        (r: { user: { id: string } }) => r.user.id === dave.id,
+      )?.lastReadMessageId;
+    // Carol sees Dave's marker where it is; Alice on Carol's message, the newest before Bob's she sees.
+    expect([await davesAs(carol), await davesAs(alice)]).toEqual([fromBob, fromCarol]);
+  });
+});
+
 describe('block while typing', () => {
   it("should end a typist's indicator for the one who blocks them mid-typing, at once and once, and tell nothing of their typing after", async () => {
     // A lapse far off: the end told must be the block's.

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, pgTextArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT as MESSAGE, type MessageRow } from '../message/message.repository';
-import { blockedBy, blocksAnyone } from '../safety/block.repository';
+import { blockedBy, blocksAnyone, notBlockedByViewer } from '../safety/block.repository';
 import { headOf, ownOf, type HeadColumns, type HeadState, type MemberColumns, type OwnState } from './conversation.events';
 
 export type ConversationKindValue = 'GROUP' | 'DIRECT' | 'PROJECT';
@@ -797,7 +797,8 @@ export const conversationRepository = {
    * In a project, a marker on a private message the viewer is not party to shows as the newest
    * message before it that both may read (an open one, or one between the two; none: left out), so
    * a receipt never names a message either can't read, nor tells by its time or its place when
-   * one was read or sent.
+   * one was read or sent; and, as in a group, none by a user the viewer blocks (an outside probe:
+   * a project's receipts named the blocked user's message).
    */
   async receipts(em: EntityManager, key: string, viewerId: string, limit: number, project: boolean): Promise<{ user_id: string; last_read_message_id: string; read_at: Date }[]> {
     if (!project) {
@@ -828,11 +829,12 @@ export const conversationRepository = {
        cross join lateral (
          select p.id, p.created_at from messages p where p.conversation_key = m.conversation_key and (p.created_at, p.id) <= (m.created_at, m.id)
            and (p.recipient_id is null or (p.sender_id, p.recipient_id) in ((?::uuid, cm.user_id), (cm.user_id, ?::uuid)))
+           and ${notBlockedByViewer('p.sender_id')}
            order by p.created_at desc, p.id desc limit 1
        ) s
        where cm.conversation_key = ? and cm.user_id <> ? and not ${blockedBy('?', 'cm.user_id')}
        order by s.created_at desc, s.id desc limit ?`,
-      [viewerId, viewerId, key, viewerId, viewerId, limit],
+      [viewerId, viewerId, viewerId, viewerId, key, viewerId, viewerId, limit],
     );
   },
 
