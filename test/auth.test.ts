@@ -237,6 +237,24 @@ describe('accounts', () => {
     expect([stale.status, ((await stale.json()) as any).errors[0].extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
   });
 
+  it('should take a password however a keyboard composed its accents, and one hashed as typed before passwords were composed', async () => {
+    const s = await createTestServer();
+    const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';
+    const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
+    const [composed, decomposed] = ['caf\u00e9-secret', 'cafe\u0301-secret'];
+    const name = `accent_${process.pid}`;
+    await ok(gql(s.url, SIGNUP, { u: name, p: decomposed }));
+    for (const p of [composed, decomposed]) expect([p, codeOf(await gql(s.url, LOGIN, { u: name, p }))]).toEqual([p, undefined]);
+    expect(codeOf(await gql(s.url, LOGIN, { u: name, p: 'cafe-secret' }))).toBe('UNAUTHENTICATED');
+    // Eight characters as shown, not as typed: four accented letters spelled in eight code points are four.
+    const short = await gql(s.url, SIGNUP, { u: `short_${process.pid}`, p: 'e\u0301'.repeat(4) });
+    expect([codeOf(short), short.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', 'password']);
+    // A hash made of the password as typed (an earlier release) still takes it as typed.
+    const { hash } = await import('@node-rs/argon2');
+    await sql(s.env.DATABASE_URL!, 'update users set password_hash = $1 where username = $2', [await hash(decomposed), name]);
+    expect(codeOf(await gql(s.url, LOGIN, { u: name, p: decomposed }))).toBeUndefined();
+  });
+
   it("should refuse a password with half of a surrogate pair (it would match others), the names 'all' and 'here', and any a deleted account's placeholder could have", async () => {
     const s = await createTestServer();
     const SIGNUP = 'mutation($u: String!, $p: String!) { signup(username: $u, password: $p) { user { id } } }';

@@ -14,7 +14,7 @@ import { userRepository } from '../user/user.repository';
 import type { PasswordLimiter } from './auth.ratelimit';
 import { sessionRepository } from './auth.repository';
 import { hashToken, newToken } from './auth.tokens';
-import { isUsername, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
+import { isUsername, passwordForm, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
 import { isWellFormed } from '../../shared/validation';
 
 /** New hashes' argon2id parameters (verify reads a stored hash's own): OWASP's baseline, 19 MiB, 2 passes, 1 lane; tests' minimal cost (PASSWORD_HASH_COST). */
@@ -29,12 +29,17 @@ const REVOKED_MEMORY_MS = 10 * 60_000;
 const STORED_BATCH = 1000;
 const CACHE_MAX = 100_000;
 
-/** Whether `password` is the one `stored` hashes; a hash that is none (a deleted account's '!') matches nothing. */
+/**
+ * Whether `password` is the one `stored` hashes; a hash that is none (a deleted account's '!')
+ * matches nothing. Composed first (passwordForm); as typed too when that differs, for a hash made
+ * before passwords were composed.
+ */
 async function matches(stored: string, password: string): Promise<boolean> {
   // Half of a surrogate pair was never accepted (see validatePassword): hashed, it would become U+FFFD and match another.
   if (!isWellFormed(password)) return false;
+  const composed = passwordForm(password);
   try {
-    return await verify(stored, password);
+    return (await verify(stored, composed)) || (composed !== password && (await verify(stored, password)));
   } catch {
     return false;
   }

@@ -23,11 +23,21 @@ export function validateUsername(value: string, field = 'username'): string {
 }
 
 export function validatePassword(value: string, field = 'password'): string {
-  const length = typeof value === 'string' ? [...value].length : 0;
-  if (length < 8 || length > 256) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
   // Hashed as UTF-8, half of a surrogate pair would become U+FFFD: another such password would match.
-  if (!isWellFormed(value)) throw new BadUserInputError('Password cannot contain half of a surrogate pair.', field);
-  return value;
+  if (typeof value === 'string' && !isWellFormed(value)) throw new BadUserInputError('Password cannot contain half of a surrogate pair.', field);
+  const password = typeof value === 'string' ? passwordForm(value) : '';
+  const length = [...password].length;
+  if (length < 8 || length > 256) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
+  return password;
+}
+
+/**
+ * A password as it is hashed and checked: composed (NFC, as RFC 8265's OpaqueString profile takes
+ * it), so an é typed as one character on one device and as e with a combining accent on another
+ * is the same password (an outside probe: the owner was refused on the other keyboard).
+ */
+export function passwordForm(value: string): string {
+  return value.normalize('NFC');
 }
 
 /**
