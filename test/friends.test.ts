@@ -2,6 +2,7 @@ import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, itRedis } from './helpers/server';
 import { signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
+import { Topic } from '../src/shared/pubsub/topics';
 
 const SEND = 'mutation($id: ID!) { sendFriendRequest(userId: $id) { id status from { id } to { id } } }';
 const ACCEPT = 'mutation($id: ID!) { acceptFriendRequest(requestId: $id) { id status } }';
@@ -142,6 +143,18 @@ describe('friend events', () => {
     const name = (id: string | undefined) => Object.keys(users).find((k) => users[k].id === id) ?? id;
     return sub.values.map(({ friendEvent: e }) => [e.kind, name(e.user.id), e.request?.status ?? null]);
   };
+
+  it('should tell a copy of an event once: an event published again after a Redis outage may come twice', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const toBob = await listen(s, bob, 'subscription { friendEvent { kind createdAt } }');
+    const event = (at: string) => ({ kind: 'REMOVED' as const, userIds: [alice.id, bob.id] as [string, string], audience: [alice.id, bob.id], request: null, at });
+    const [first, later] = [new Date(Date.now() - 1000).toISOString(), new Date().toISOString()];
+    for (const at of [first, first, later]) await s.services.pubsub.publish(Topic.FriendEvent, event(at));
+    await toBob.nth(2);
+    await sleep(300);
+    expect(toBob.values.map((v) => v.friendEvent.createdAt)).toEqual([first, later]);
+  });
 
   it("should tell both users' sessions each request sent, withdrawn, declined and accepted, and each friendship ended, and no one else", async () => {
     const s = await createTestServer({ FRIEND_REQUEST_COOLDOWN: '0' });

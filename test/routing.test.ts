@@ -687,6 +687,24 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it('should bring a friend request made while Redis was gone to the sockets that stayed open, once it is back, and once', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, back } = await cutOffPair(proxiedUrl, 'Friends away', { bothCut: true });
+      const events = await listen(a, bo, 'subscription { friendEvent { kind request { status } user: request { from { id } } } }');
+      await proxy.cut();
+      // Through B, whose publish fails while Redis is gone: kept, and sent again once it is back.
+      // Before, the request was lost for good to sockets open through the outage (an outside probe, 2 of 2).
+      await ok(gql(b.url, 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }', { u: bo.id }, ada.token));
+      await sleep(200);
+      expect(events.values).toEqual([]);
+      await proxy.restore();
+      await back;
+      await events.nth(1, 10_000);
+      await sleep(500);
+      expect(events.values).toEqual([{ friendEvent: { kind: 'REQUESTED', request: { status: 'PENDING' }, user: { from: { id: ada.id } } } }]);
+    });
+  }, 40_000);
+
   it("should bring a message's edit, reaction, pin and thread counters made while Redis was gone to the sockets that stayed open, once it is back", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Edited away', { bothCut: true });

@@ -11,6 +11,9 @@ import { FriendEventType, FriendRequestType } from './friend.types';
 
 type Sub = SubscribeResolverData<unknown, Record<string, never>, Context>;
 
+/** Friend events a subscription remembers, to tell a copy once (see friendEvent). */
+const TOLD_MAX = 64;
+
 @Resolver(() => FriendRequestType)
 export class FriendResolver {
   @Authorized()
@@ -61,7 +64,22 @@ export class FriendResolver {
     description: "Friend requests sent, answered or withdrawn, and friendships ended, of the viewer's: to both users' sessions (a block: to the blocker's alone).",
     subscribe: ({ context }: Sub) => {
       const me = viewerOf(context).userId;
-      return context.services.pubsub.iterate(Topic.FriendEvent, (p) => (p.audience.includes(me) ? p : undefined), { keys: me });
+      // An event whose publish failed in a Redis outage is published again once it is back
+      // (PubSub.keepUnsent), and one Redis had taken before the connection dropped may then come
+      // twice: each is told once (the same change, the same moment).
+      const told = new Set<string>();
+      return context.services.pubsub.iterate(
+        Topic.FriendEvent,
+        (p) => {
+          if (!p.audience.includes(me)) return undefined;
+          const key = `${p.kind}:${p.userIds[0]}:${p.userIds[1]}:${p.at}`;
+          if (told.has(key)) return undefined;
+          if (told.size >= TOLD_MAX) told.delete(told.values().next().value!);
+          told.add(key);
+          return p;
+        },
+        { keys: me },
+      );
     },
   })
   friendEvent(@Root() p: FriendEventPayload): FriendEventType {

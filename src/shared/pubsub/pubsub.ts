@@ -309,7 +309,9 @@ export class PubSub {
    * off left the others' unread counts wrong for good: an outside probe, 4 of 4). And a message's
    * edits, deletions, reactions, pins and thread counters, each told with the message's version, so
    * that a late copy loses to a newer one as rows do (NewestVersions): sockets open through an
-   * outage kept the old text, reactions and pins for good.
+   * outage kept the old text, reactions and pins for good. And friend events, which tell a request
+   * no socket would hear of otherwise (an outside probe: REQUESTED lost for good, 2 of 2); kept
+   * however long the outage, as no newer one stands for them.
    */
   private keepUnsent(events: readonly TopicEvent[], written: boolean): void {
     const at = Date.now();
@@ -319,7 +321,7 @@ export class PubSub {
         if (typeof p.pos !== 'number' || p.replay || p.resent) continue;
       } else if (e.topic === Topic.MessageEvent) {
         if (typeof (e.payload as MessageEventPayload).message.version !== 'number') continue;
-      } else if (e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt) continue;
+      } else if (e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt && e.topic !== Topic.FriendEvent) continue;
       this.unsent.push({ event: e, at, written });
       if (this.unsent.length <= UNSENT_MAX) continue;
       // Over the bound, rows, receipts and message events go before new messages and group events.
@@ -347,7 +349,7 @@ export class PubSub {
     const fresh = Date.now() - RESEND_ROWS_MS;
     for (const u of kept) {
       const e = u.event;
-      if ((!NUMBERED.has(e.topic) && u.at < fresh) || (stalled && u.written)) continue;
+      if ((!NUMBERED.has(e.topic) && e.topic !== Topic.FriendEvent && u.at < fresh) || (stalled && u.written)) continue;
       const again = NUMBERED.has(e.topic) ? ({ topic: e.topic, payload: Object.assign({}, e.payload, { resent: true as const }) } as TopicEvent) : e;
       // One at a time, so that one that failed is the only one sent again; to other instances
       // only (this one's listeners had it when it happened).
