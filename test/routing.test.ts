@@ -655,6 +655,22 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it('should not bring a socket opened after a message, with Redis up, that message again when Redis comes back from a loss', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Old news');
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'old' });
+      await sleep(300);
+      // Bo's first socket on A opens after it (history's), and A loses Redis moments later, with
+      // no traffic since. Before, the read-back once it was back delivered 'old' as new (an
+      // outside probe, 2 of 2).
+      const live = await listen(a, bo);
+      await sleep(300);
+      await proxy.cut();
+      await sleep(300);
+      await afterTheOutage({ b, ada, group, live, proxy, back }, []);
+    });
+  }, 40_000);
+
   it("should bring a group's events published while Redis was gone to the sockets that stayed open, once it is back", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Renamed away', { bothCut: true });

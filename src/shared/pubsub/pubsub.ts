@@ -215,8 +215,14 @@ export class PubSub {
       this.takenOffline.clear();
       if (!channels.length) return;
       // A channel taken meanwhile by sockets that opened then (each read what came before as it
-      // opened, as clients do): not what was stored well before that.
-      const before = (c: string, p: MessagePayload) => (takenOffline.get(c) ?? -Infinity) > Date.parse(p.createdAt) + RECOVERY_MARGIN_MS;
+      // opened, as clients do): not what was stored well before that. Nor, on one taken before the
+      // loss, what was stored before it was taken: its sockets opened after it, and a read-back
+      // with no traffic since delivered it as new (an outside probe, 2 of 2).
+      const before = (c: string, p: MessagePayload) => {
+        const offline = takenOffline.get(c);
+        if (offline !== undefined) return offline > Date.parse(p.createdAt) + RECOVERY_MARGIN_MS;
+        return (this.heardSince.get(c) ?? -Infinity) > Date.parse(p.createdAt);
+      };
       // A second loss while this one is read back: the hold is the later read-back's to release.
       const mine = ++reading;
       for (const c of channels) this.events.lines.holdOpening(c, RECOVERY_WAIT_MS);
