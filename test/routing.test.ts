@@ -568,6 +568,31 @@ describeRedis('event routing', () => {
     });
   }, 60_000);
 
+  it('should deliver nothing to a member removed through another instance while Redis was gone: not what is sent through this one meanwhile, nor what the other sends again once it is back', async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const { a, b, ada, bo, group, back } = await cutOffPair(proxiedUrl, 'Removed away', { bothCut: true });
+      const carol = await signup(b.url);
+      await request(b.url, JoinGroupDocument, { groupId: group }, carol.token);
+      const bos = await listen(a, bo);
+      const carols = await listen(a, carol);
+      await sleep(300);
+      await proxy.cut();
+      await ok(gql(b.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bo.id }, ada.token));
+      // Through A at once: A never heard of the removal, and delivered it to Bo's socket there
+      // until its next read of memberships (2 s); through B, sent again to A once Redis is back,
+      // where it reached Bo before A read memberships again (an outside probe, 2 of 2).
+      await sendMessage(a.url, ada.token, { groupId: group, content: 'through A' });
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'through B' });
+      await proxy.restore();
+      await back;
+      await sendMessage(b.url, ada.token, { groupId: group, content: 'after' });
+      await eventually(() => contents(carols.values).includes('after'), 10_000);
+      await sleep(300);
+      expect(contents(carols.values).sort()).toEqual(['after', 'through A', 'through B']);
+      expect(contents(bos.values)).toEqual([]);
+    });
+  }, 40_000);
+
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });

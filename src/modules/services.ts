@@ -34,7 +34,7 @@ import type { Logger } from '../shared/logger';
 import type { PubSub } from '../shared/pubsub/pubsub';
 import { Topic } from '../shared/pubsub/topics';
 import { routeConversations } from '../shared/pubsub/hub';
-import { directKey, scopeChannel } from './conversation/conversation.keys';
+import { directKey, parseKey, scopeChannel } from './conversation/conversation.keys';
 import { createRates, type Rates } from '../shared/ratelimit';
 import type { RedisConnections } from '../shared/redis';
 import { MembershipIndex } from './membership/membership.index';
@@ -236,9 +236,21 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   // And what was published while this instance was off Redis, once it is back, with memberships and
   // block lists read again (a removal or a block made meanwhile on another instance was told over
   // Redis too): the three at once, the messages delivered once all are in (lines wait: RECOVERY_WAIT_MS).
+  pubsub.resyncOnReconnect(() => Promise.all([memberships.resync(), safety.resync()]));
   pubsub.recoverFrom(async (channels, since) => {
-    const [, , stored] = await Promise.all([memberships.resync(), safety.resync(), messages.storedOn(orm.em.fork(), channels, since)]);
+    const [, stored] = await Promise.all([pubsub.resynced, messages.storedOn(orm.em.fork(), channels, since)]);
     return stored;
+  });
+  // And what this instance publishes while off Redis reaches its sockets in a group or project once
+  // their membership there and their block lists are read again (a removal or a block made through
+  // another instance meanwhile).
+  pubsub.checkLocallyWhileOff(async (channels) => {
+    const targets = channels.flatMap((c): { scope: 'group' | 'project'; id: string }[] => {
+      const k = parseKey(c);
+      return k?.kind === 'group' ? [{ scope: 'group', id: k.groupId }] : k?.kind === 'project' ? [{ scope: 'project', id: k.projectId }] : [];
+    });
+    const here = new Set(targets.flatMap((t) => [...(memberships.localMembers(t.scope, t.id) ?? [])]));
+    await Promise.all([memberships.recheck(targets), safety.resync(here)]);
   });
   // And meanwhile, every few seconds: a user removed, banned or blocked elsewhere during an outage
   // kept getting, here, what was sent through this instance until Redis was back (an outside probe).

@@ -139,6 +139,28 @@ export class MembershipIndex {
     });
   }
 
+  /**
+   * The local members of these groups and projects read again, and those no longer members let go:
+   * for an instance off Redis, where removals made elsewhere are not told (see
+   * PubSub.checkLocallyWhileOff). One batched read of the members' memberships.
+   */
+  async recheck(targets: readonly { scope: Scope; id: string }[]): Promise<void> {
+    await Promise.all(
+      targets.map(async ({ scope, id }) => {
+        const members = this.local[scope].get(id);
+        if (!members?.size) return;
+        await Promise.all(
+          [...members].map(async (userId) => {
+            const ids = await this.loaders[scope](userId);
+            const e = this.users.get(userId);
+            if (ids.includes(id) || !e || e.pending) return;
+            this.apply(userId, e, { scope, id, changes: [{ userId, member: false }] }, 'join');
+          }),
+        );
+      }),
+    );
+  }
+
   untrack(userId: string): void {
     const e = this.users.get(userId);
     if (e) this.release(userId, e);

@@ -65,10 +65,16 @@ export class SafetyLists {
    * Reads every held user's lists again: a change published while this instance was off Redis
    * never came (a block answered true on another instance, and this one kept delivering the
    * blocked user's messages to the blocker's sockets for as long as they stayed: a review). Called
-   * when Redis is back, as the membership index resyncs. The lists stay in use meanwhile.
+   * when Redis is back, as the membership index resyncs. The lists stay in use meanwhile. `only`:
+   * these users' alone (those a publish made off Redis reaches here).
    */
-  async resync(): Promise<void> {
-    const users = [...this.users.entries()].filter(([, e]) => !e.pending);
+  async resync(only?: Iterable<string>): Promise<void> {
+    const users = only
+      ? [...only].flatMap((userId) => {
+          const e = this.users.get(userId);
+          return e && !e.pending ? [[userId, e] as const] : [];
+        })
+      : [...this.users.entries()].filter(([, e]) => !e.pending);
     await eachAtMost(users, RESYNC_CONCURRENCY, async ([userId, e]) => {
       if (this.users.get(userId) !== e || e.pending || e.reloading) return;
       e.reloading = [];

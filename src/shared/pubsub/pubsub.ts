@@ -66,6 +66,8 @@ const RESEND_AFTER_MS = 3000;
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
+/** Events from Redis held at most while memberships are read again after a reconnect (see resyncOnReconnect); past it they go at once. */
+const HELD_MAX = 100_000;
 /**
  * How long after its connection is back the listening side counts as hearing its channels again:
  * ioredis says ready before it sends their SUBSCRIBE, and a store asked meanwhile on another
@@ -126,6 +128,14 @@ export class PubSub {
   private disposed = false;
   /** Removes recoverFrom's reconnect listener. */
   private stopRecovering: (() => void) | undefined;
+  /** What is read again once this instance is back on Redis (see resyncOnReconnect). */
+  private resyncTask: (() => Promise<unknown>) | undefined;
+  /** Events from Redis held while that read runs, in their order (see holdUntilResynced). */
+  private held: [string, string][] | undefined;
+  /** Settles once the read after the last reconnect is done (resolved when there was none). */
+  resynced: Promise<unknown> = Promise.resolve();
+  /** Checks this instance's local audience of channels before it delivers there while off Redis (see checkLocallyWhileOff). */
+  private localCheck: ((channels: string[]) => Promise<unknown>) | undefined;
   /** Publishes that failed (Redis down); exposed as a metric. */
   publishFailures = 0;
   /** From when the listening connection hears every channel again after its last loss (see heardFrom). */
@@ -143,10 +153,11 @@ export class PubSub {
     this.hub = new Hub(routes, logger);
     this.publishFailed = warnAtMostEvery(logger, STACK_EVERY_MS, 'publish failed; the change is committed and reachable by query');
     this.events = new EventOrder(this.hub, routes, (channel) => this.takes(channel), order);
-    broker.onMessage((name, text) => this.receive(name, text));
+    broker.onMessage((name, text) => (this.held && this.held.length < HELD_MAX ? void this.held.push([name, text]) : this.receive(name, text)));
     this.offReconnect =
       broker.onReconnect?.((_lostAt, stalled) => {
         this.resumedAt = Date.now() + RESUBSCRIBED_MS;
+        this.holdUntilResynced();
         // New messages at once: an instance that comes back later reads them back itself
         // (recoverFrom), and a line waits for them in their place. What no instance can read back
         // (a group's events, a project's actions, a message's changes, sidebar rows and receipts)
@@ -271,6 +282,7 @@ export class PubSub {
     // happens before the mutation answers, which keeps a fast client from outrunning delivery
     // (except for a new message that waits its turn in its conversation: see InOrder).
     const channelsOf = events.map((e) => this.routes.channelsOf(e.topic, e.payload));
+    if (here && this.localCheck && this.offRedis()) await this.localCheck(channelsOf.flatMap((c) => c ?? [])).catch(() => undefined);
     for (let i = 0; here && i < events.length; i++) {
       // On a channel taken lately (see take), a catch-up may deliver this event too: it is
       // remembered there, and not delivered again if the catch-up came first (a message committed
@@ -393,6 +405,42 @@ export class PubSub {
       stopped = true;
       clearTimeout(timer);
     };
+  }
+
+  /**
+   * What this instance reads again once it is back on Redis (memberships, block lists): changes
+   * made elsewhere meanwhile were told over Redis, so never here. Until it is read, what comes from
+   * Redis waits (HELD_MAX at most), then goes in its order: another instance's events published
+   * again at once (a message sent through it while Redis was away) reached, here, a member removed
+   * meanwhile through a third (an outside probe: three instances, 2 of 2).
+   */
+  resyncOnReconnect(task: () => Promise<unknown>): void {
+    this.resyncTask = task;
+  }
+
+  private holdUntilResynced(): void {
+    const task = this.resyncTask;
+    if (!task || this.disposed) return;
+    const held = (this.held ??= []);
+    const resynced: Promise<unknown> = task()
+      .catch((e: unknown) => this.logger.warn({ err: e }, 'reading memberships again after Redis came back failed'))
+      .finally(() => {
+        // A later reconnect's read holds on: the last one to end lets them go.
+        if (this.held !== held || this.resynced !== resynced) return;
+        this.held = undefined;
+        for (const [name, text] of held) this.receive(name, text);
+      });
+    this.resynced = resynced;
+  }
+
+  /**
+   * While this instance is off Redis, what it publishes reaches its own sockets only after `check`
+   * read again who of them may have it (a group's or project's members here): a removal made
+   * through another instance meanwhile never reached this one, and its sockets got the group's
+   * messages and edits sent through it for up to the resync's 2 s (an outside probe, 2 of 2).
+   */
+  checkLocallyWhileOff(check: (channels: string[]) => Promise<unknown>): void {
+    this.localCheck = check;
   }
 
   /** Whether this instance is off Redis now (an outage, or Redis holding its commands): what other instances publish doesn't reach it. */
@@ -614,6 +662,7 @@ export class PubSub {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.held = undefined;
     this.stopRecovering?.();
     this.offReconnect();
     this.young.dispose();
