@@ -45,7 +45,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'Mutation.signup':
     'Creates an account and logs it in: the user joins the lobby and is ONLINE. At most RATE_LIMIT_SIGNUP (1000 an hour) per client address.',
   'Mutation.signup(username:)': 'Unique, 3 to 32 characters: ASCII letters, digits, `_`, `.` or `-`, not ending in `.` (CONFLICT when taken).',
-  'Mutation.signup(password:)': '8 to 256 characters, counted composed (NFC): an accent typed apart makes one character with its letter, and either spelling signs in.',
+  'Mutation.signup(password:)': '8 to 256 characters as shown (an accent typed apart is one character with its letter; compared composed, NFC, so either spelling signs in).',
   'Mutation.signup(displayName:)': 'At most 64 characters, counted as Unicode code points (an accent typed apart, or a flag, counts as more than one); optional (blank: none); never one that reads as "Deleted user" or "Parley".',
   'Mutation.login(username:)': 'The account name, in any case.',
   'Mutation.login(password:)':

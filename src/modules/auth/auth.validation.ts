@@ -22,14 +22,21 @@ export function validateUsername(value: string, field = 'username'): string {
   return value;
 }
 
+const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
 export function validatePassword(value: string, field = 'password'): string {
   // Hashed as UTF-8, half of a surrogate pair would become U+FFFD: another such password would match.
   if (typeof value === 'string' && !isWellFormed(value)) throw new BadUserInputError('Password cannot contain half of a surrogate pair.', field);
   const password = typeof value === 'string' ? passwordForm(value) : '';
-  const length = [...password].length;
-  if (length < 8 || length > 256) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
+  // Characters as shown (an accent with its letter, U+0958 composed or not, a flag: one each), and
+  // within what login reads (1024 UTF-16 units).
+  const graphemes = GRAPHEMES.segment(password)[Symbol.iterator]();
+  let length = 0;
+  while (length <= 256 && !graphemes.next().done) length++;
+  if (length < 8 || length > 256 || password.length > 1024) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
   return password;
 }
+
 
 /**
  * A password as it is hashed and checked: composed (NFC, as RFC 8265's OpaqueString profile takes
