@@ -37,7 +37,6 @@ export function validatePassword(value: string, field = 'password'): string {
   return password;
 }
 
-
 /**
  * A password as it is hashed and checked: composed (NFC, as RFC 8265's OpaqueString profile takes
  * it), so an é typed as one character on one device and as e with a combining accent on another
