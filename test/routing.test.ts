@@ -593,6 +593,32 @@ describeRedis('event routing', () => {
     });
   }, 40_000);
 
+  it("should end, once Redis is back, the indicator a blocker's socket on another instance showed of a typist they blocked while it was gone", async () => {
+    await throughRedisProxy(async (proxy, proxiedUrl) => {
+      const a = await createTestServer({ REDIS_URL: proxiedUrl, TYPING_TIMEOUT: '60s' });
+      const b = await createTestServer({ REDIS_URL: proxiedUrl, TYPING_TIMEOUT: '60s' }, { clean: false });
+      const [alice, bob] = [await signup(a.url), await signup(a.url)];
+      const group = (await request(a.url, CreateGroupDocument, { name: 'Typing away' }, alice.token)).createGroup.id;
+      await request(a.url, JoinGroupDocument, { groupId: group }, bob.token);
+      const c = { groupId: group };
+      const typing = await listenOn<any>(a, bob, 'subscription($c: ConversationInput) { typing(conversation: $c) { typing } }', { c });
+      await ok(gql(a.url, 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }', { c }, alice.token));
+      await typing.nth(1);
+      const reconnected = (s: TestServer) => new Promise<void>((resolve) => {
+        const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
+      });
+      const back = Promise.all([reconnected(a), reconnected(b)]);
+      await proxy.cut();
+      // Through B, whose publish of the block fails while Redis is gone: kept, and sent again once it
+      // is back. Before, A never heard of it and showed Alice typing until her lapse (an outside probe).
+      await ok(gql(b.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: alice.id }, bob.token));
+      await proxy.restore();
+      await back;
+      await typing.nth(2, 15_000);
+      expect(typing.values).toEqual([{ typing: { typing: true } }, { typing: { typing: false } }]);
+    });
+  }, 40_000);
+
   it("should tell a socket whose session can't open in time (Redis held) to try again (1013), not leave it without an ack", async () => {
     await throughRedisProxy(async (proxy, proxiedUrl) => {
       const a = await createTestServer({ REDIS_URL: proxiedUrl, REALTIME_OPEN_TIMEOUT: '1s' });

@@ -66,6 +66,8 @@ const RESEND_AFTER_MS = 3000;
 const NUMBERED: ReadonlySet<Topic> = new Set([Topic.MessageAdded, Topic.GroupEvent, Topic.ProjectAction]);
 /** How long before the loss of Redis a message read back after it may have been stored: its publish was still on its way then. */
 const RECOVERY_MARGIN_MS = 5000;
+/** Events published again after an outage however long it lasted (see keepUnsent): nothing newer tells what they tell. */
+const KEPT_HOWEVER_LONG: ReadonlySet<Topic> = new Set([Topic.FriendEvent, Topic.SafetyChanged]);
 /** Events from Redis held at most while memberships are read again after a reconnect (see resyncOnReconnect); past it they go at once. */
 const HELD_MAX = 100_000;
 /**
@@ -327,9 +329,11 @@ export class PubSub {
    * off left the others' unread counts wrong for good: an outside probe, 4 of 4). And a message's
    * edits, deletions, reactions, pins and thread counters, each told with the message's version, so
    * that a late copy loses to a newer one as rows do (NewestVersions): sockets open through an
-   * outage kept the old text, reactions and pins for good. And friend events, which tell a request
-   * no socket would hear of otherwise (an outside probe: REQUESTED lost for good, 2 of 2); kept
-   * however long the outage, as no newer one stands for them.
+   * outage kept the old text, reactions and pins for good. And friend events and blocks
+   * (KEPT_HOWEVER_LONG), which no newer event stands for: a friend request no socket would hear of
+   * otherwise (an outside probe: REQUESTED lost for good, 2 of 2), and a block whose listeners end
+   * what the blocker was shown (the blocked user's typing went on to its lapse on other instances,
+   * and their presence as it was: an outside probe). Block lists themselves are read again.
    */
   private keepUnsent(events: readonly TopicEvent[], written: boolean): void {
     const at = Date.now();
@@ -339,7 +343,7 @@ export class PubSub {
         if (typeof p.pos !== 'number' || p.replay || p.resent) continue;
       } else if (e.topic === Topic.MessageEvent) {
         if (typeof (e.payload as MessageEventPayload).message.version !== 'number') continue;
-      } else if (e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt && e.topic !== Topic.FriendEvent) continue;
+      } else if (e.topic !== Topic.ConversationUpdated && e.topic !== Topic.ReadReceipt && !KEPT_HOWEVER_LONG.has(e.topic)) continue;
       this.unsent.push({ event: e, at, written });
       if (this.unsent.length <= UNSENT_MAX) continue;
       // Over the bound, rows, receipts and message events go before new messages and group events.
@@ -367,7 +371,7 @@ export class PubSub {
     const fresh = Date.now() - RESEND_ROWS_MS;
     for (const u of kept) {
       const e = u.event;
-      if ((!NUMBERED.has(e.topic) && e.topic !== Topic.FriendEvent && u.at < fresh) || (stalled && u.written)) continue;
+      if ((!NUMBERED.has(e.topic) && !KEPT_HOWEVER_LONG.has(e.topic) && u.at < fresh) || (stalled && u.written)) continue;
       const again = NUMBERED.has(e.topic) ? ({ topic: e.topic, payload: Object.assign({}, e.payload, { resent: true as const }) } as TopicEvent) : e;
       // One at a time, so that one that failed is the only one sent again; to other instances
       // only (this one's listeners had it when it happened).
