@@ -14,6 +14,12 @@ const listen = (s: TestServer, u: TestUser, query = ALL_MESSAGES) => listenOn<an
 const contents = (values: any[]) => values.map((v) => v.messageAdded.content);
 
 /** A through the Redis proxy, B on Redis; Ada's group with Bo in it; `back` resolves when A is on Redis again. */
+/** Resolves when the instance is next back on Redis after a loss. */
+const reconnected = (s: TestServer) =>
+  new Promise<void>((resolve) => {
+    const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
+  });
+
 async function cutOffPair(proxiedUrl: string, name: string, { bothCut = false } = {}) {
   const a = await createTestServer({ REDIS_URL: proxiedUrl });
   // Both through the proxy: Redis itself gone for every instance (B's publishes fail too, and are sent again once it is back).
@@ -21,9 +27,6 @@ async function cutOffPair(proxiedUrl: string, name: string, { bothCut = false } 
   const [ada, bo] = [await signup(b.url), await signup(b.url)];
   const group = (await request(b.url, CreateGroupDocument, { name }, ada.token)).createGroup.id;
   await request(b.url, JoinGroupDocument, { groupId: group }, bo.token);
-  const reconnected = (s: typeof a) => new Promise<void>((resolve) => {
-    const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
-  });
   const back = bothCut ? Promise.all([reconnected(a), reconnected(b)]).then(() => undefined) : reconnected(a);
   return { a, b, ada, bo, group, back };
 }
@@ -604,9 +607,6 @@ describeRedis('event routing', () => {
       const typing = await listenOn<any>(a, bob, 'subscription($c: ConversationInput) { typing(conversation: $c) { typing } }', { c });
       await ok(gql(a.url, 'mutation($c: ConversationInput!) { setTyping(conversation: $c) }', { c }, alice.token));
       await typing.nth(1);
-      const reconnected = (s: TestServer) => new Promise<void>((resolve) => {
-        const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
-      });
       const back = Promise.all([reconnected(a), reconnected(b)]);
       await proxy.cut();
       // Through B, whose publish of the block fails while Redis is gone: kept, and sent again once it
@@ -815,9 +815,6 @@ describeRedis('event routing', () => {
         const events = await listen(a, bo, 'subscription { groupEvent { kind } }');
         const rows = await listen(a, bo, 'subscription { conversationUpdated { title unreadCount } }');
         const receipts = await listen(a, ada, 'subscription { readReceipt { user { id } } }');
-        const reconnected = (s: TestServer) => new Promise<void>((resolve) => {
-          const off = s.services.pubsub.onReconnect(() => (off(), resolve()));
-        });
         const [aBack, bBack] = [reconnected(a), reconnected(b)];
         await Promise.all([toA.cut(), toB.cut()]);
         await ok(gql(b.url, 'mutation($g: ID!) { renameGroup(groupId: $g, name: "Renamed") { id } }', { g: group }, ada.token));

@@ -30,9 +30,9 @@ import { MessageGoneError, unlessGone } from './message.gone';
 import { blocksSender } from '../safety/block.repository';
 
 const MAX_CONTENT = 4000;
-const DELETE_RIGHTS = "Only the sender, or the group's owner or an admin, can delete a message.";
-/** Outside a group no one moderates: the group's wording named rights that are not there (an outside probe). */
-const DELETE_RIGHTS_ELSEWHERE = 'Only the sender can delete this message.';
+/** Who may delete another's message: in a group its owner and admins; outside one no one (its wording named rights that are not there: an outside probe). */
+const deleteRefused = (groupId: string | null) =>
+  new ForbiddenError(groupId ? "Only the sender, or the group's owner or an admin, can delete a message." : 'Only the sender can delete this message.');
 /**
  * How far back a newly taken channel is read from the database (and never before the join): far
  * longer than the time between a join's commit and this instance's SUBSCRIBE (milliseconds), so
@@ -842,7 +842,7 @@ export class MessageService {
         if (!may) {
           // A removal that committed between the two reads (the role found gone): refused as any non-member is.
           await this.visibleMessage(em, viewerId, messageId);
-          throw new ForbiddenError(row.group_id ? DELETE_RIGHTS : DELETE_RIGHTS_ELSEWHERE);
+          throw deleteRefused(row.group_id);
         }
       }
       if (row.deleted_at) return true;
@@ -942,7 +942,7 @@ export class MessageService {
     const conv = await this.conversation(tem, viewerId, { groupId: row.group_id, projectId: row.project_id, userId: peer }).catch((e: unknown) => {
       throw e instanceof NotFoundError || e instanceof ForbiddenError ? new NotFoundError('Message') : e;
     });
-    if (moderate && !(row.group_id && this.moderates && (await this.moderates(tem, row.group_id, viewerId)))) throw new ForbiddenError(row.group_id ? DELETE_RIGHTS : DELETE_RIGHTS_ELSEWHERE);
+    if (moderate && !(row.group_id && this.moderates && (await this.moderates(tem, row.group_id, viewerId)))) throw deleteRefused(row.group_id);
     return conv;
   }
 
