@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { MemoryBroker, RedisBroker, ShardedRedisBroker, type Broker } from '../src/shared/pubsub/broker';
 import { Topic } from '../src/shared/pubsub/topics';
-import { eventually } from './helpers/graphql';
+import { eventually, sleep } from './helpers/graphql';
+import { OwnRedis } from './helpers/redis-server';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { describeRedis, redisName } from './helpers/server';
 import { loadEnv } from '../src/config/env';
@@ -352,5 +353,38 @@ describeRedis("Parley's connections while Redis holds commands", () => {
       expect(await multi).toEqual(['PONG', 'PONG']);
       await held;
     });
+  }, 30_000);
+});
+
+describeNeeding('redis-server', tools.redisServer)("Parley's connections stopped as Redis comes back", () => {
+  const own = new OwnRedis();
+  beforeAll(() => own.start());
+  afterAll(() => own.stop());
+
+  it("should not resubscribe a subscriber whose ready check is answered after stopping began: ioredis's SUBSCRIBE then failed with nobody to handle it", async () => {
+    const env = loadEnv({ REDIS_URL: own.url, LOG_LEVEL: 'silent' });
+    const redis = connectRedis(env, createLogger(env))!;
+    const sub = redis.subscriber as Redis;
+    expect(await redis.ready(5000)).toBe(true);
+    await sub.subscribe('parley-test');
+    await own.stop();
+    // Stopped with the ready check's INFO written to the Redis that is back, before its answer is read.
+    const sentAfter: string[] = [];
+    const target = sub as unknown as { sendCommand(c: { name: string }, ...rest: unknown[]): unknown };
+    const send = target.sendCommand.bind(sub);
+    let stopping: Promise<void> | undefined;
+    target.sendCommand = (c, ...rest) => {
+      const out = send(c, ...rest);
+      if (stopping) sentAfter.push(c.name);
+      else if (c.name === 'info') stopping = redis.dispose();
+      return out;
+    };
+    await own.start();
+    await eventually(async () => stopping !== undefined, 10_000);
+    await stopping;
+    // Its answer still comes, and the connection turns ready before it closes.
+    await sleep(300);
+    expect(sub.status).toBe('end');
+    expect(sentAfter).not.toContain('subscribe');
   }, 30_000);
 });

@@ -375,6 +375,10 @@ export function connectRedis(env: Env, logger: Logger): RedisConnections | undef
       // QUIT waits for a reply; while Redis is away (or reconnecting) it would wait forever, so cut
       // instead. A connection still ready may be to a Redis that stalled, or went a moment ago and
       // is not noticed yet: the subscriber's QUIT (no command timeout) waited for good. Cut after a moment.
+      // And no resubscribing after: a connection cut while its ready check was answered still turns
+      // ready, and ioredis's own SUBSCRIBE then, failed by the closing, is a rejection nobody
+      // handles, which ends a Node process (CI, stopped as Redis came back: 1 of 40 there).
+      for (const c of [client, publisher, subscriber]) if (c instanceof Redis) c.options.autoResubscribe = false;
       await Promise.all([client, publisher, subscriber].map((c) => (c.status === 'ready' ? quitWithin(c, QUIT_WAIT_MS) : c.disconnect())));
     },
   };
