@@ -148,6 +148,30 @@ describe('threads', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where parent_id = $1', [root.id])).toEqual([{ n: 0 }]);
   });
 
+  it('should take the head before the root for a reply also in the conversation, as kept replies do: mixed replies to one root at once all land', async () => {
+    const s = await createTestServer();
+    const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Replies at once', [bob, carol]);
+    const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
+    const [{ conversation_key: key }] = await sql(s.env.DATABASE_URL!, 'select conversation_key from messages where id = $1', [root.id]);
+    // As a kept reply's statement: the head held, the root next. The reply also in the conversation
+    // waits for the head without holding the root (before, it held the root first: a deadlock).
+    const r = await whileHolding(
+      s.env.DATABASE_URL!,
+      [['select 1 from conversation_heads where conversation_key = $1 for update', [key]]],
+      () => gql(s.url, SEND, { i: { groupId: g, content: 'also', parentId: root.id, alsoInConversation: true } }, bob.token),
+      [['select 1 from messages where id = $1 for no key update nowait', [root.id]]],
+    );
+    expect(r.errors).toBeUndefined();
+    // Thirty at once, every fourth also in the conversation: before, 1-3 came back SERVICE_UNAVAILABLE (an outside probe, 6 of 6).
+    const users = [alice, bob, carol];
+    const sent = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => gql(s.url, SEND, { i: { groupId: g, content: `r${i}`, parentId: root.id, alsoInConversation: i % 4 === 0 } }, users[i % 3].token)),
+    );
+    expect(sent.map((x) => codeOf(x) ?? 'ok')).toEqual(Array(30).fill('ok'));
+    expect(await sql(s.env.DATABASE_URL!, 'select reply_count from messages where id = $1', [root.id])).toEqual([{ reply_count: 31 }]);
+  });
+
   it('should answer a rate-limited reply with RATE_LIMITED and write nothing', async () => {
     const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '2/1m' });
     const [alice, bob] = [await signup(s.url), await signup(s.url)];

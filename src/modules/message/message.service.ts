@@ -655,10 +655,14 @@ export class MessageService {
    * was read before (rootFor), and a deletion committed since let it through, its THREAD_UPDATED
    * told after DELETED and the tombstone counting it (an outside probe, 5-8 of 40 racing rounds).
    * Now the deletion waits for the reply, or the reply finds the root deleted: BAD_USER_INPUT.
+   * The conversation's head is taken before the root, as every reply statement takes them (see
+   * insertReplyBatch): taken the other way, kept replies to the same root deadlocked with it, and
+   * 1-3 of 30 mixed replies at once came back SERVICE_UNAVAILABLE (an outside probe, 6 of 6).
    */
   private underRoot(o: Outgoing): Promise<Sent> {
     return retryDeadlocks(() =>
       o.em().transactional(async (tem) => {
+        await tem.execute('select 1 from conversation_heads where conversation_key = ? for update', [o.conv.key]);
         const [root]: { deleted: boolean }[] = await tem.execute('select deleted_at is not null as deleted from messages where id = ? for no key update', [o.root!.id]);
         if (!root) throw new BadUserInputError(NO_PARENT, 'parentId');
         if (root.deleted) throw new BadUserInputError('A deleted message takes no replies.', 'parentId');
