@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
-import { MemoryBroker, RedisBroker, ShardedRedisBroker, type Broker } from '../src/shared/pubsub/broker';
+import { createBroker, MemoryBroker, RedisBroker, ShardedRedisBroker, type Broker } from '../src/shared/pubsub/broker';
 import { Topic } from '../src/shared/pubsub/topics';
 import { eventually, sleep } from './helpers/graphql';
 import { OwnRedis } from './helpers/redis-server';
@@ -386,5 +386,34 @@ describeNeeding('redis-server', tools.redisServer)("Parley's connections stopped
     await sleep(300);
     expect(sub.status).toBe('end');
     expect(sentAfter).not.toContain('subscribe');
+  }, 30_000);
+
+  it('should receive on a channel subscribed while the subscriber reconnects, before its ready check: its SUBSCRIBE made the check fail, and the channel stayed silent', async () => {
+    const env = loadEnv({ REDIS_URL: own.url, LOG_LEVEL: 'silent' });
+    const redis = connectRedis(env, createLogger(env))!;
+    const broker = createBroker(redis);
+    const heard = listening(broker);
+    try {
+      expect(await redis.ready(5000)).toBe(true);
+      await broker.subscribe('before');
+      await own.stop();
+      // Taken the moment the connection is back, before ioredis's ready check (a socket reconnecting as Redis returns).
+      const during = new Promise<unknown>((resolve) => redis.subscriber.once('connect', () => resolve(broker.subscribe('during').catch((e: Error) => e.message))));
+      await own.start();
+      await during;
+      const publisher = new Redis(own.url);
+      try {
+        await eventually(async () => {
+          await publisher.publish('during', 'hello');
+          await publisher.publish('before', 'hello');
+          return heard.some(([c]) => c === 'during') && heard.some(([c]) => c === 'before');
+        }, 10_000);
+      } finally {
+        publisher.disconnect();
+      }
+    } finally {
+      await broker.close();
+      await redis.dispose();
+    }
   }, 30_000);
 });

@@ -106,6 +106,12 @@ export class RedisBroker implements Broker {
 
   async subscribe(channel: string): Promise<void> {
     this.channels.add(channel);
+    // ioredis writes a SUBSCRIBE at once while its connection shakes hands (Redis runs one while it
+    // loads): the ready check's INFO that follows is refused in subscriber mode, the connection goes
+    // round again, and the channel, in no list of ioredis's, stayed silent for good (an outside
+    // probe, Redis restarted under reconnecting sockets: a group's channel on no instance, 1 of 2).
+    // Sent once the handshake is over, it goes out at once or waits in ioredis's queue.
+    if (this.subscriber.status === 'connect') await handshakeOver(this.subscriber);
     await this.subscriber.subscribe(channel);
   }
 
@@ -195,6 +201,19 @@ export class ShardedRedisBroker extends RedisBroker {
     this.channels.clear();
     for (const c of all) void (this.subscriber as Cluster).sunsubscribe(c).catch(() => undefined);
   }
+}
+
+/** Resolves once a connection's handshake ends: ready, or closed (and then queueing commands, or ended). */
+function handshakeOver(conn: RedisClient): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      conn.off('ready', done);
+      conn.off('close', done);
+      resolve();
+    };
+    conn.once('ready', done);
+    conn.once('close', done);
+  });
 }
 
 /** The broker for the configured Redis: sharded, classic, or in-process when there is none. */
