@@ -13,7 +13,7 @@ import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import { isDependencyDown } from './errors';
 import type { FastPath } from './fast-path';
-import { anonymousBodyLimit, documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp } from './limits';
+import { anonymousBodyLimit, documentTooLargeMessage, oversizedDocument, selectsSubscription, signsIn, subscriptionOverHttp, TOO_MANY_VALUES, tooManyValues } from './limits';
 
 /** What the /graphql route stands on. */
 export interface GraphQLRouteDeps {
@@ -151,6 +151,7 @@ export async function handleGraphQL<TContext extends object>(
     // Media types are case-insensitive (RFC 9110): `Application/JSON` was passed on unparsed (an outside probe).
     const type = (req.headers['content-type'] ?? '').toLowerCase();
     if (type.includes('application/json') || type.includes('application/graphql-response+json')) {
+      if (tooManyValues(raw)) return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', TOO_MANY_VALUES);
       try {
         body = raw.length ? JSON.parse(raw) : undefined;
       } catch {

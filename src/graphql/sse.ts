@@ -8,7 +8,7 @@ import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';
 import type { Fanout, FanoutOperation, FrameSink } from './fanout';
-import type { DocumentLimits } from './limits';
+import { TOO_MANY_VALUES, tooManyValues, type DocumentLimits } from './limits';
 import { isRefusal, type OperationPipeline, type PreparedOperation } from './operation';
 import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
@@ -304,6 +304,7 @@ class StreamServer {
         if (!(e instanceof BodyTooLargeError)) throw e;
         return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${this.opts.bodyLimit} bytes.`);
       }
+      if (tooManyValues(body)) return sendGraphQLError(res, 413, 'PAYLOAD_TOO_LARGE', TOO_MANY_VALUES);
       // graphql-sse takes any operationName (and looked up "5" as a name); /graphql refuses it, as this does.
       if (operationNameIsNoString(body)) return sendGraphQLError(res, 400, 'BAD_USER_INPUT', '`operationName` must be a string (or null).');
     }

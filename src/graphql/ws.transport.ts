@@ -5,6 +5,7 @@ import type { Logger } from '../shared/logger';
 import type { RateSpec } from '../config/env';
 import { SocketRate } from '../shared/ratelimit';
 import { carryPing, type PingCarrier } from './frames';
+import { MAX_BODY_VALUES, tooManyValues } from './limits';
 
 const OPEN = 1;
 
@@ -211,7 +212,10 @@ export function serveTransport<C extends SocketConnection>(opts: TransportOption
     const { socket } = conn;
     const verdict = conn.rate.hit();
     if (verdict === 'abuse') return socket.close(1008, 'Rate limit exceeded');
-    const message = clientMessage(String(data));
+    const text = String(data);
+    // As an oversized frame: what it holds would cost the event loop more than its size says (see MAX_BODY_VALUES).
+    if (tooManyValues(text)) return socket.close(1009, `More than ${MAX_BODY_VALUES} values in one message`);
+    const message = clientMessage(text);
     if (!message) return socket.close(CloseCode.BadRequest, 'Invalid message received');
     switch (message.type) {
       case MessageType.ConnectionInit:
