@@ -63,6 +63,23 @@ describe('request logging', () => {
     }
   });
 
+  itNeeding('redis-server', tools.redisServer)("should warn once, not err each tick, when the presence sweep's slot can't be claimed with Redis away", async () => {
+    const redis = new OwnRedis();
+    await redis.start();
+    const s = await createTestServer({ LOG_LEVEL: 'debug', REDIS_URL: redis.url, PRESENCE_SWEEP_CRON: '* * * * * *' }, { captureLogs: true, jobs: true });
+    try {
+      await redis.stop();
+      const ofSweep = () => s.logs.filter((l) => l.json.job === 'presence-sweep');
+      // Two ticks at least, each skipped (before, each said so as an error).
+      await eventually(() => ofSweep().filter((l) => /presence sweep skipped|Run coordinator failed/.test(l.json.msg)).length >= 2, 8000);
+      expect(ofSweep().filter((l) => ['error', 'fatal'].includes(l.json.level)).map((l) => l.json.msg)).toEqual([]);
+      expect(ofSweep().filter((l) => l.json.level === 'warn' && /presence sweep skipped/.test(l.json.msg))).toHaveLength(1);
+    } finally {
+      await s.dispose();
+      await redis.stop();
+    }
+  }, 30_000);
+
   it('should log no error when a client hangs up before its body is whole, with or without a token, and still answer the next request', async () => {
     const s = await createTestServer({ LOG_LEVEL: 'debug' }, { captureLogs: true });
     const a = await signup(s.url);

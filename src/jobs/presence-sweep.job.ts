@@ -1,6 +1,8 @@
 import cron from 'node-cron';
 import type { Services } from '../modules/services';
+import { warnAtMostEvery } from '../shared/logger';
 import type { Metrics } from '../shared/metrics';
+import { isDependencyDown } from '../shared/sql';
 
 /**
  * The presence sweep on every tick of PRESENCE_SWEEP_CRON (each minute by default), scheduled on
@@ -11,6 +13,9 @@ import type { Metrics } from '../shared/metrics';
  */
 export function presenceSweepJob(services: Services, metrics?: Metrics) {
   const log = services.logger.child({ job: 'presence-sweep' });
+  // A tick whose slot can't be asked for (Redis away) is skipped on purpose, as every instance's is:
+  // an outage's warning, once in a while, not an error each tick (an outside probe: one a tick).
+  const skipped = warnAtMostEvery(log, 60_000, 'presence sweep skipped: its slot could not be claimed');
   const task = cron.schedule(
     services.env.PRESENCE_SWEEP_CRON,
     async (ctx) => {
@@ -40,7 +45,7 @@ export function presenceSweepJob(services: Services, metrics?: Metrics) {
       logger: {
         info: (m) => log.info(m),
         warn: (m) => log.warn(m),
-        error: (m, err) => log.error({ err: err ?? m }, String(m)),
+        error: (m, err) => (isDependencyDown(err) ? skipped(err) : log.error({ err: err ?? m }, String(m))),
         debug: (m) => log.debug(String(m)),
       },
     },
