@@ -343,28 +343,63 @@ export class RateLimit {
    * found, forbidden, a conflict), so that such a call spends none: twenty `createGroup(name: "  ")`
    * left a good one RATE_LIMITED for an hour (a review). A failure of the service's own
    * (SERVICE_UNAVAILABLE, an unexpected error) keeps it: retries against a struggling database
-   * stay limited.
+   * stay limited. A call past the limit while calls of its key are under way here waits for those
+   * and asks again: a point one of them holds may come back. Refused at once, a copy sent with its
+   * first (a double submit) was told to wait an hour while the first alone was spent, the copy
+   * itself a CONFLICT (an outside probe, 3 of 3).
    */
   spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
-    const wait = this.counter.take(key);
-    const go = (ms: number): Promise<T> => {
+    const go = (ms: number, waited: boolean): Promise<T> => {
+      if (ms > 0 && !waited && this.underWay.has(key)) return this.afterUnderWay(key).then(() => this.take(key, (again) => go(again, true)));
       // A call that writes nothing (a send's retry) costs nothing: past the limit it still gets what
       // `limited` finds (null: RATE_LIMITED), and under it its point comes back once `free` says so.
       if (ms > 0 && retry) return retry.limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
-      const done = retry
-        ? work().then(async (r) => {
-            if (retry.free(r)) await this.counter.giveBack(key);
-            return r;
-          })
-        : work();
-      return done.catch(async (e: unknown) => {
-        if (refusal(e)) await this.counter.giveBack(key);
-        throw e;
-      });
+      this.started(key);
+      return work().then(
+        (r) => (retry?.free(r) ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r)) : this.settled(key, r)),
+        async (e: unknown) => {
+          if (refusal(e)) await this.counter.giveBack(key);
+          throw this.settled(key, e);
+        },
+      );
     };
-    return typeof wait === 'number' ? go(wait) : wait.then(go);
+    return this.take(key, (ms) => go(ms, false));
+  }
+
+  /** The counter's answer for one action of `key`, to `then`: at once when it has it. */
+  private take<R>(key: string, then: (ms: number) => R | Promise<R>): Promise<R> {
+    const wait = this.counter.take(key);
+    return typeof wait === 'number' ? Promise.resolve(then(wait)) : wait.then(then);
+  }
+
+  /** Calls of a key under way in `spend` here (their points held), and how many of them have ended. */
+  private readonly underWay = new Map<string, { n: number; ended: number; waiting: { at: number; wake: () => void }[] }>();
+
+  private started(key: string): void {
+    const w = this.underWay.get(key);
+    if (w) w.n++;
+    else this.underWay.set(key, { n: 1, ended: 0, waiting: [] });
+  }
+
+  /** One of `key`'s calls has ended, its point given back if it was to be: `value` passed through. */
+  private settled<V>(key: string, value: V): V {
+    const w = this.underWay.get(key)!;
+    w.ended++;
+    if (--w.n === 0) this.underWay.delete(key);
+    if (w.waiting.length) {
+      const woken = w.waiting.filter((x) => x.at <= w.ended);
+      w.waiting = w.waiting.filter((x) => x.at > w.ended);
+      for (const x of woken) x.wake();
+    }
+    return value;
+  }
+
+  /** Resolves once the calls of `key` under way now have ended (as many ends as there are calls now). */
+  private afterUnderWay(key: string): Promise<void> {
+    const w = this.underWay.get(key)!;
+    return new Promise((wake) => w.waiting.push({ at: w.ended + w.n, wake }));
   }
 }
 
