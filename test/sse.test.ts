@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
 import pg from 'pg';
 import { join } from 'node:path';
@@ -153,6 +154,37 @@ describe('SSE transport (/graphql/stream)', () => {
     await sendMessage(s.url, other, { groupId: await lobbyOf(s.url, other), content: 'still here' });
     expect(await kept.nth(1)).toEqual({ messageAdded: { content: 'still here' } });
   });
+
+  it("should reset a stream whose reader stopped, so that neither the server's kernel keeps its unsent bytes nor the client waits for them", async () => {
+    const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536' });
+    const u = await signup(s.url);
+    const lobby = await lobbyOf(s.url, u.token);
+    const url = new URL('/graphql/stream', s.url);
+    const body = JSON.stringify({ query: ALL_MESSAGES });
+    const headers = { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': String(body.length) };
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers }, resolve).on('error', reject).end(body));
+    expect(res.statusCode).toBe(200);
+    await running(s, 'messageAdded', 1);
+    // Stop reading: the kernel buffers fill, then the server's, then it gives up on the reader.
+    res.socket.pause();
+    const big = 'x'.repeat(3900);
+    for (let i = 0; i < 2000 && s.fanout.slowConsumersClosed === 0; i += 10) {
+      await Promise.all([...Array(10).keys()].map((k) => ok(gql(s.url, 'mutation($g: ID!, $c: String!) { sendMessage(input: { groupId: $g, content: $c }) { id } }', { g: lobby, c: `${i + k} ${big}` }, u.token))));
+    }
+    expect(s.fanout.slowConsumersClosed).toBe(1);
+    // Closed, its connection would sit in FIN-WAIT-1 with megabytes unsent (till the client read
+    // them or TCP gave up); reset, the server's side is gone at once.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(execFileSync('ss', ['-tnH', 'state', 'fin-wait-1', `( sport = :${url.port} )`], { encoding: 'utf8' }).trim()).toBe('');
+    // Reading again: the connection was reset (ECONNRESET).
+    const outcome = new Promise<string>((resolve) => {
+      res.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      res.on('end', () => resolve('end'));
+    });
+    res.resume();
+    res.socket.resume();
+    expect(await outcome).toBe('ECONNRESET');
+  }, 60_000);
 
   it('should not open a stream, nor run an operation, for a token revoked while its request body was on its way', async () => {
     const s = await createTestServer();

@@ -93,7 +93,12 @@ class Stream implements FrameSink<Buffer>, AsyncIterableIterator<never>, Session
     this.res.write(frame);
   }
   drop(): void {
-    this.res.destroy();
+    // Reset rather than closed: a close queues its FIN behind what the kernel still holds for a
+    // reader that stopped (3.85 MB in FIN-WAIT-1 in an outside probe), kept till TCP gives up; a
+    // reset frees it now, and tells the client at once that its stream is gone.
+    const socket = this.res.socket;
+    if (socket && !socket.destroyed) socket.resetAndDestroy();
+    else this.res.destroy();
   }
   ended(_op: FanoutOperation, error?: unknown): void {
     if (error !== undefined) this.write(sseNext('', JSON.stringify({ errors: this.deps.errors.failure(error) })));
