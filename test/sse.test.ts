@@ -355,6 +355,14 @@ describe('SSE transport (/graphql/stream)', () => {
     const json = await post({ accept: 'application/json' });
     expect(json.status).toBe(406);
     expect(((await json.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    // The most specific range that matches decides, and q=0 is a refusal.
+    const accepts = async (accept: string) => {
+      const r = await fetch(streamUrl(s), { method: 'POST', headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', accept }, body: JSON.stringify({ query: '{ __typename }' }) });
+      await r.text();
+      return r.status;
+    };
+    const statuses = ['text/event-stream;q=0, application/json', 'Text/Event-Stream; Q=0, */*', '*/*;q=0', 'text/*;q=0, text/event-stream', 'application/json;q=0.9, text/event-stream;q=0.1', 'text/*', '*/*;q=0.5'];
+    expect(await Promise.all(statuses.map(accepts))).toEqual([406, 406, 406, 200, 200, 200, 200]);
 
     // graphql-sse's single connection mode (PUT to reserve a stream, DELETE to end an operation) is not served: told so, with what is.
     for (const method of ['PUT', 'DELETE']) {

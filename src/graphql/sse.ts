@@ -25,6 +25,25 @@ const STREAM_HEADERS = {
 };
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
 
+/**
+ * Whether an Accept header takes `text/event-stream`: its most specific range that matches
+ * (`text/event-stream`, else `text/` anything, else any type) with a q above 0. A match anywhere took it,
+ * `text/event-stream;q=0, application/json` included (an outside probe).
+ */
+function takesEventStream(accept: string): boolean {
+  let best = -1;
+  let q = 0;
+  for (const part of accept.split(',')) {
+    const [range, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const rank = range === 'text/event-stream' ? 2 : range === 'text/*' ? 1 : range === '*/*' ? 0 : -1;
+    if (rank <= best) continue;
+    const weight = params.map((p) => /^q\s*=\s*([\d.]+)$/.exec(p)).find(Boolean);
+    best = rank;
+    q = weight ? Number(weight[1]) : 1;
+  }
+  return best >= 0 && q > 0;
+}
+
 /** A `next` event of a distinct-connections stream: the result itself is the data (no operation id). */
 const sseNext = (_id: string, result: string): Buffer => Buffer.from(`event: next\ndata: ${result}\n\n`);
 
@@ -284,7 +303,7 @@ class StreamServer {
     // (graphql-sse itself wants exactly `text/event-stream` and answers 404 otherwise). Refused before
     // a ticket is read: one that can't be answered spends none (a ticket is good once).
     const accept = req.headers.accept;
-    if (accept && !/text\/event-stream|\*\/\*|text\/\*/.test(accept)) {
+    if (accept && !takesEventStream(accept)) {
       return sendGraphQLError(res, 406, 'BAD_USER_INPUT', 'This endpoint answers with an event stream (Accept: text/event-stream).');
     }
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
