@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSchema, getNamedType, isInterfaceType, isObjectType, isUnionType } from 'graphql';
@@ -277,6 +278,26 @@ describe('subscription fan-out', () => {
     (c.socket as any)._socket.resume();
     await c.closed;
     expect(code).toBe(1013);
+  }, 60_000);
+
+  it('should reset the connection of a consumer that stopped reading and never answers the 1013, not leave its unsent megabytes to the kernel', async () => {
+    const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
+    const a = await signup(s.url);
+    const lobby = await lobbyOf(s.url, a.token);
+    const c = await initialized(s.wsUrl, a.token);
+    c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
+    await running(s, 'messageAdded', 1);
+    await floodUntilCut(s, c, lobby, a.token);
+    expect(s.fanout.slowConsumersClosed).toBe(1);
+    // Past the close handshake's 2 s: closed, the connection would sit in FIN-WAIT-1 with what was
+    // queued for it (till the client read it or TCP gave up); reset, the server's side is gone.
+    const port = new URL(s.wsUrl).port;
+    const waiting = () => execFileSync('ss', ['-tnH', 'state', 'fin-wait-1', `( sport = :${port} )`], { encoding: 'utf8' }).trim();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(waiting()).toBe('');
+    // And the client, reading again, hears the connection gone (no clean close of its own to answer).
+    (c.socket as any)._socket.resume();
+    expect((await c.closed).code).toBe(1006);
   }, 60_000);
 });
 

@@ -18,7 +18,7 @@ const CLOSE_WAIT_MS = 500;
  * kept its place in WS_MAX_SOCKETS_PER_USER and WS_MAX_PENDING_PER_IP all that time: an outside
  * probe was refused for 30 s after the server had given up on those sockets.
  */
-const CLOSE_HANDSHAKE_MS = 2000;
+export const CLOSE_HANDSHAKE_MS = 2000;
 /**
  * A keep-alive round is spread over slices about this long (at most KEEPALIVE_SLICES a round):
  * pinging 5,000 sockets in one turn of the event loop took ~50 ms of writes, and their pongs as
