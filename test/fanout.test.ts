@@ -8,8 +8,10 @@ import { createTestServer, describeRedis, redisName } from './helpers/server';
 import { buildGroup, buildProject, signup, lobbyOf, attempt, sendMessage, groupWith, request } from './helpers/factories';
 import { DesignateCoachDocument, RenameGroupDocument, RenameProjectDocument, SendMessageDocument } from '../generated/client/graphql';
 import { initialized, type RawSocket } from './helpers/raw-socket';
-import { floodUntilCut } from './helpers/slow-reader';
+import { cutSlowReader } from './helpers/slow-reader';
 import { eventsOf } from '../src/shared/pubsub/pubsub';
+
+const SLOW_QUERY = 'subscription { messageAdded { content sender { username } } }';
 import { VIEWER_INDEPENDENT, VIEWER_SPECIFIC_FIELDS } from '../src/graphql/fanout';
 import { groupRepository } from '../src/modules/group/group.repository';
 import { GroupSnapshots } from '../src/modules/group/group.snapshots';
@@ -266,29 +268,16 @@ describe('subscription fan-out', () => {
     // No keep-alive: a paused client can't answer pings, and being cut for that is not what this tests.
     const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
     const a = await signup(s.url);
-    const lobby = await lobbyOf(s.url, a.token);
-    const c = await initialized(s.wsUrl, a.token);
-    c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
-    await running(s, 'messageAdded', 1);
-    let code: number | undefined;
-    void c.closed.then((x) => (code = x.code));
     // Stop reading: the kernel buffers fill, then the server's.
-    await floodUntilCut(s, c, lobby, a.token);
-    expect(s.fanout.slowConsumersClosed).toBe(1);
+    const c = await cutSlowReader(s, a.token, await lobbyOf(s.url, a.token), SLOW_QUERY);
     (c.socket as any)._socket.resume();
-    await c.closed;
-    expect(code).toBe(1013);
+    expect((await c.closed).code).toBe(1013);
   }, 60_000);
 
   it('should reset the connection of a consumer that stopped reading and never answers the 1013, not leave its unsent megabytes to the kernel', async () => {
     const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
     const a = await signup(s.url);
-    const lobby = await lobbyOf(s.url, a.token);
-    const c = await initialized(s.wsUrl, a.token);
-    c.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content sender { username } } }' } });
-    await running(s, 'messageAdded', 1);
-    await floodUntilCut(s, c, lobby, a.token);
-    expect(s.fanout.slowConsumersClosed).toBe(1);
+    const c = await cutSlowReader(s, a.token, await lobbyOf(s.url, a.token), SLOW_QUERY);
     // Past the close handshake's 2 s: closed, the connection would sit in FIN-WAIT-1 with what was
     // queued for it (till the client read it or TCP gave up); reset, the server's side is gone.
     const port = new URL(s.wsUrl).port;

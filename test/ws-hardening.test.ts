@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { eventually, gql, ok, running, sleep, wsClient } from './helpers/graphql';
 import { lobbyOf, signup, login } from './helpers/factories';
-import { floodUntilCut } from './helpers/slow-reader';
+import { cutSlowReader } from './helpers/slow-reader';
 import { initialized, raw } from './helpers/raw-socket';
 import { createTestServer } from './helpers/server';
 import { anonymousBodyLimit } from '../src/graphql/limits';
@@ -185,11 +185,7 @@ describe('sockets per user', () => {
     const s = await createTestServer({ WS_MAX_SOCKETS_PER_USER: '1', WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
     const u = await signup(s.url);
     const lobby = await lobbyOf(s.url, u.token);
-    const slow = await initialized(s.wsUrl, u.token);
-    slow.send({ id: 'slow', type: 'subscribe', payload: { query: 'subscription { messageAdded { content } }' } });
-    await running(s, 'messageAdded', 1);
-    await floodUntilCut(s, slow, lobby, u.token);
-    expect(s.fanout.slowConsumersClosed).toBe(1);
+    await cutSlowReader(s, u.token, lobby, 'subscription { messageAdded { content } }');
     const cut = Date.now();
     // The user's one socket was given up on: another is let in (ws waited 30 s for the close before).
     const accepted = async () => {
