@@ -654,26 +654,26 @@ describe('rate limits', () => {
     const [a, b, c, d] = [await signup(s.url), await signup(s.url), await signup(s.url), await signup(s.url)];
     const FRIEND = 'mutation($u: ID!) { sendFriendRequest(userId: $u) { id } }';
     await ok(gql(s.url, FRIEND, { u: b.id }, a.token));
-    // Two points left of three: a triple submit's copies are CONFLICT, the first alone spends.
-    const copies = await Promise.all([0, 1, 2].map(() => gql(s.url, FRIEND, { u: c.id }, a.token)));
-    expect(copies.map(codeOf).sort()).toEqual(['CONFLICT', 'CONFLICT', undefined]);
+    // Two points left of three: five copies sent at once are CONFLICT but the first, which alone spends.
+    const copies = await Promise.all([0, 1, 2, 3, 4].map(() => gql(s.url, FRIEND, { u: c.id }, a.token)));
+    expect(copies.map(codeOf).sort()).toEqual(['CONFLICT', 'CONFLICT', 'CONFLICT', 'CONFLICT', undefined]);
     await ok(gql(s.url, FRIEND, { u: d.id }, a.token));
     expect(codeOf(await gql(s.url, FRIEND, { u: (await signup(s.url)).id }, a.token))).toBe('RATE_LIMITED');
-    // Leaving a group three times at once with two points left: one leaves, the others are not members.
+    // Leaving a group four times at once with two points left: one leaves, the others are not members.
     const group = (await ok(gql(s.url, 'mutation { createGroup(name: "twice") { id } }', {}, b.token))).createGroup.id;
     const JOIN = 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }';
     const LEAVE = 'mutation($g: ID!) { leaveGroup(groupId: $g) }';
     await ok(gql(s.url, JOIN, { g: group }, d.token));
     await ok(gql(s.url, LEAVE, { g: group }, d.token));
     await ok(gql(s.url, JOIN, { g: group }, d.token));
-    const leaves = await Promise.all([0, 1, 2].map(() => gql(s.url, LEAVE, { g: group }, d.token)));
-    expect(leaves.map(codeOf).sort()).toEqual(['FORBIDDEN', 'FORBIDDEN', undefined]);
+    const leaves = await Promise.all([0, 1, 2, 3].map(() => gql(s.url, LEAVE, { g: group }, d.token)));
+    expect(leaves.map(codeOf).sort()).toEqual(['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN', undefined]);
     // A send's copies at its last point: each gets the first message, none RATE_LIMITED.
     const lobby = await lobbyOf(s.url, a.token);
     await request(s.url, SendMessageDocument, { input: { groupId: lobby, content: 'one' } }, a.token);
     const input = { groupId: lobby, content: 'two', clientMessageId: 'dup-1' };
-    const sent = await Promise.all([0, 1, 2].map(() => attempt(s.url, SendMessageDocument, { input }, a.token)));
-    expect(sent.map((r) => r.errors?.[0].extensions?.code)).toEqual([undefined, undefined, undefined]);
+    const sent = await Promise.all([0, 1, 2, 3, 4].map(() => attempt(s.url, SendMessageDocument, { input }, a.token)));
+    expect(sent.map((r) => r.errors?.[0].extensions?.code)).toEqual([undefined, undefined, undefined, undefined, undefined]);
     expect(new Set(sent.map((r) => r.data!.sendMessage.id)).size).toBe(1);
   });
 

@@ -118,6 +118,25 @@ describe('rate limits in this process', () => {
     await expect(rate.spend('k', 'slow down', async () => 3)).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
   });
 
+  it('should let a call past the limit wait for the calls of its key under way, which may give their points back, and no longer', async () => {
+    const rate = new RateLimit('t', { points: 2, duration: 60 });
+    let refuse!: () => void;
+    const first = rate.spend('k', 'slow down', () => new Promise((_, reject) => (refuse = () => reject(new BadUserInputError('bad input', 'x')))));
+    await rate.spend('k', 'slow down', async () => 1);
+    // Past the limit while the first is under way: it waits, and gets the point the first gives back.
+    const third = rate.spend('k', 'slow down', async () => 3);
+    expect(await settles(third)).toBe(false);
+    refuse();
+    await expect(first).rejects.toThrow('bad input');
+    expect(await third).toBe(3);
+    // Nothing under way: refused at once. A call whose work throws rather than rejects ends too,
+    // else the key's next refused call would wait for it for good.
+    await expect(rate.spend('k', 'slow down', async () => 4)).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    const other = new RateLimit('t', { points: 1, duration: 60 });
+    await expect(other.spend('k', 'slow down', () => { throw new Error('thrown'); })).rejects.toThrow('thrown');
+    expect(await settles(other.spend('k', 'slow down', async () => 5).catch((e) => e.extensions.code))).toBe(true);
+  });
+
   it("should take a spender's point once however often its transaction runs it (a deadlock's retry)", async () => {
     const rate = new RateLimit('t', { points: 2, duration: 60 });
     const spend = rate.spender('k', 'slow down');

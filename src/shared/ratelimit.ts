@@ -29,6 +29,7 @@ class LocalWindows {
   constructor(
     private readonly points: number,
     private readonly ms: number,
+    private readonly countRefused = false,
   ) {}
 
   /** Counts one action (or `units` of a quantity): 0 when within the rate, else the ms until the key's window ends. */
@@ -38,7 +39,13 @@ class LocalWindows {
       if (!w && this.windows.size >= this.sweepAt) this.sweep(now);
       this.windows.set(key, (w = { start: now, used: 0 }));
     }
-    if ((w.used += units) <= this.points) return 0;
+    if (w.used + units <= this.points) {
+      w.used += units;
+      return 0;
+    }
+    // Refused: counted only where what is refused spends too (LocalQuota). A rate's refused call
+    // spends nothing, as in Redis, so that a point given back is one the next call can take.
+    if (this.countRefused) w.used += units;
     return w.start + this.ms - now;
   }
 
@@ -350,14 +357,24 @@ export class RateLimit {
    */
   spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
-    const go = (ms: number, waited: boolean): Promise<T> => {
-      if (ms > 0 && !waited && this.underWay.has(key)) return this.afterUnderWay(key).then(() => this.take(key, (again) => go(again, true)));
+    const go = (ms: number): Promise<T> => {
+      // Again after each wait while calls are under way: copies woken together share the points
+      // given back, and those left without one wait for the copies that took them (a fourth copy
+      // of three was refused after one wait: an outside probe).
+      if (ms > 0 && this.underWay.has(key)) return this.afterUnderWay(key).then(() => this.take(key, go));
       // A call that writes nothing (a send's retry) costs nothing: past the limit it still gets what
       // `limited` finds (null: RATE_LIMITED), and under it its point comes back once `free` says so.
       if (ms > 0 && retry) return retry.limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
       this.started(key);
-      return work().then(
+      let running: Promise<T>;
+      try {
+        running = work();
+      } catch (e) {
+        // Thrown rather than rejected: still ended, or its key's refused calls would wait for it for good.
+        running = Promise.reject(e);
+      }
+      return running.then(
         (r) => (retry?.free(r) ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r)) : this.settled(key, r)),
         async (e: unknown) => {
           if (refusal(e)) await this.counter.giveBack(key);
@@ -365,7 +382,7 @@ export class RateLimit {
         },
       );
     };
-    return this.take(key, (ms) => go(ms, false));
+    return this.take(key, go);
   }
 
   /** The counter's answer for one action of `key`, to `then`: at once when it has it. */
@@ -493,7 +510,7 @@ export class LocalQuota {
   private readonly windows: LocalWindows;
 
   constructor(readonly spec: RateSpec) {
-    this.windows = new LocalWindows(spec.points, spec.duration * 1000);
+    this.windows = new LocalWindows(spec.points, spec.duration * 1000, true);
   }
 
   /** @throws RateLimitedError with extensions.retryAfter once `key` has used its window's quota. */
