@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, listen, ok, sleep, wsClient } from './helpers/graphql';
 import { createTestServer, describeRedis, itRedis, type TestServer } from './helpers/server';
-import { befriend, buildGroup, buildProject, groupWith, sendMessage, signup, type TestUser } from './helpers/factories';
+import { befriend, buildGroup, buildProject, groupWith, lobbyOf, sendMessage, signup, type TestUser } from './helpers/factories';
 import pg from 'pg';
 import { snapshot, sql, whileHolding } from './helpers/db';
 
@@ -116,6 +116,20 @@ describe('block', () => {
       expect(await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from message_reactions where message_id = $1', [file.id])).toEqual([{ n: 0 }]);
       if (end === 'block') await ok(gql(s.url, UNBLOCK, { id: b.id }, a.token));
     }
+  });
+
+  it("should not serve a group message's file to a member who blocks its sender, as their history leaves the message out; unblocked, again", async () => {
+    const s = await createTestServer();
+    const [a, c] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, a.token);
+    const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+    const file = (await ok(gql(s.url, 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id attachment { id } } }', { input: { groupId: lobby, content: 'pic', attachment: { fileName: 'dot.png', base64: PNG.toString('base64') } } }, a.token))).sendMessage;
+    const download = async (token: string) => (await fetch(`${s.url.replace('/graphql', '')}/attachments/${file.attachment.id}`, { headers: { authorization: `Bearer ${token}` } })).status;
+    expect(await download(c.token)).toBe(200);
+    await block(s, c, a);
+    expect([await download(c.token), await download(a.token)]).toEqual([404, 200]);
+    await ok(gql(s.url, UNBLOCK, { id: a.id }, c.token));
+    expect(await download(c.token)).toBe(200);
   });
 
   it('should not bring a direct conversation back with a message sent while the friendship ends', async () => {

@@ -1038,6 +1038,8 @@ export class MessageService {
     if (!isId(attachmentId)) throw new NotFoundError('Attachment');
     const row = await messageRepository.conversationOfAttachment(em, attachmentId);
     if (!row || !(await this.canRead(em, viewerId, row))) throw new NotFoundError('Attachment');
+    // Nor from a sender the viewer blocks, whose messages their history, `node` and reactions leave out (an outside probe).
+    if (await blocksSender(em, viewerId, row.sender_id)) throw new NotFoundError('Attachment');
     return this.attachmentData(em, attachmentId);
   }
 
