@@ -1,4 +1,4 @@
-import { Gate } from '../src/shared/concurrency';
+import { ByteBudget, Gate } from '../src/shared/concurrency';
 
 describe('Gate', () => {
   beforeEach(() => jest.useFakeTimers());
@@ -28,5 +28,49 @@ describe('Gate', () => {
     await gate.run(async () => void log.push('after'));
     expect(log.slice(3)).toEqual(['after']);
     expect(gate.peak).toBe(1);
+  });
+});
+
+describe('ByteBudget', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+  const flush = async () => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+
+  it('should let takings in while their bytes fit, in order of arrival, a holder at most perHolder at once, and refuse one that waited waitMs', async () => {
+    const budget = new ByteBudget(100, 2, 1000, () => new Error('busy'));
+    const got: string[] = [];
+    const take = (name: string, holder: string, bytes: number) => budget.take(holder, bytes).then((release) => (got.push(name), release));
+    const a1 = await take('a1', 'a', 60);
+    const b1 = take('b1', 'b', 50); // 110 > 100: waits
+    const c1 = take('c1', 'c', 10); // would fit, but b1 came first
+    await flush();
+    expect(got).toEqual(['a1']);
+    a1();
+    await flush();
+    expect(got).toEqual(['a1', 'b1', 'c1']);
+    expect(budget.taken).toBe(60);
+    // A holder's third at once waits for one of its own, and lets others by meanwhile.
+    const a2 = await take('a2', 'a', 10);
+    const a3 = await take('a3', 'a', 10);
+    const a4 = take('a4', 'a', 10);
+    const d1 = take('d1', 'd', 10);
+    await flush();
+    expect(got.slice(3)).toEqual(['a2', 'a3', 'd1']);
+    a2();
+    await flush();
+    expect(got.slice(6)).toEqual(['a4']);
+    // More than all of it goes alone, once everything else is released; past waitMs, refused.
+    const huge = budget.take('e', 500);
+    jest.advanceTimersByTime(1000);
+    await expect(huge).rejects.toThrow('busy');
+    for (const r of [await b1, await c1, a3, await a4, await d1]) r();
+    expect(budget.taken).toBe(0);
+    const alone = await budget.take('e', 500);
+    expect(budget.taken).toBe(100);
+    alone();
+    alone(); // a second release changes nothing
+    expect(budget.taken).toBe(0);
   });
 });

@@ -338,6 +338,28 @@ describe('size limits', () => {
     expect(sent.sendMessage.id).toBeTruthy();
   });
 
+  it("should leave a body with a file unread while ATTACHMENT_BYTES_IN_FLIGHT is taken, and take it in once there is room", async () => {
+    const s = await createTestServer({ ATTACHMENT_BYTES_IN_FLIGHT: String(1024 * 1024) });
+    const [u, v] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, v.token);
+    // u's upload takes 1,000,000 of the 1 MiB and never ends.
+    const { port } = new URL(s.url);
+    const held = connect(Number(port), '127.0.0.1');
+    await new Promise((r) => held.once('connect', r));
+    held.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n{"query":`);
+    await new Promise((r) => setTimeout(r, 200));
+    // v's file (a 400,000-byte body) waits for it; a send without a file does not.
+    const file = Buffer.alloc(300_000, 'a').toString('base64');
+    let answered = false;
+    const withFile = gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'a.txt', base64: file } } }, v.token).finally(() => (answered = true));
+    await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'no file' } }, v.token));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(answered).toBe(false);
+    // u gives up: its room is v's.
+    held.destroy();
+    expect((await ok(withFile)).sendMessage.id).toBeTruthy();
+  });
+
   it('should close a WebSocket with 1009 when a frame is too big', async () => {
     const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '30000' });
     const u = await signup(s.url);

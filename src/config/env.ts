@@ -92,6 +92,14 @@ export interface Env {
   ATTACHMENT_MAX_BYTES: number;
   /** Decoded attachment bytes one response may carry through `Attachment.base64` (the rest: PAYLOAD_TOO_LARGE); at least ATTACHMENT_MAX_BYTES. @default 10485760 (10 MiB), or ATTACHMENT_MAX_BYTES if larger */
   ATTACHMENT_MAX_BYTES_PER_RESPONSE: number;
+  /**
+   * Bytes of request bodies larger than a token-less one (sends with a file) that one instance
+   * takes in over HTTP at once, counted at their Content-Length, four at most per user: the rest
+   * wait their turn before being read (up to 30 s, then SERVICE_UNAVAILABLE). A 5 MiB file's send
+   * held 15-20 MB of memory while it ran: 100 at once held 1.7 GB (an outside probe).
+   * @default 16 bodies of the largest size (about 107 MiB with ATTACHMENT_MAX_BYTES at 5 MiB)
+   */
+  ATTACHMENT_BYTES_IN_FLIGHT: number | undefined;
   /** Seconds a signed attachment link (`Attachment.url`) stays valid. @default 300 (5 minutes) */
   ATTACHMENT_URL_TTL: number;
   /**
@@ -463,6 +471,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     PASSWORD_HASH_COST: hashCost,
     ATTACHMENT_MAX_BYTES: attachmentMax,
     ATTACHMENT_MAX_BYTES_PER_RESPONSE: perResponse,
+    ATTACHMENT_BYTES_IN_FLIGHT: src.ATTACHMENT_BYTES_IN_FLIGHT ? int(src, 'ATTACHMENT_BYTES_IN_FLIGHT', 0, MIB, 64 * 1024 * MIB) : undefined,
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1, UNTIMED),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),

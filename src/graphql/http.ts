@@ -8,7 +8,9 @@ import { invalidTokenError } from '../modules/auth/auth.tokens';
 import type { Viewer } from '../modules/auth/auth.viewer';
 import type { Context } from '../modules/context';
 import { publicOrigin } from '../modules/message/attachment.links';
+import { FILE_WAIT_MS } from '../modules/message/message.service';
 import type { Services } from '../modules/services';
+import { ByteBudget } from '../shared/concurrency';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import { isDependencyDown } from './errors';
@@ -30,6 +32,16 @@ export interface GraphQLRouteDeps {
   persisted?: (hash: string) => Promise<string | undefined>;
 }
 
+/** A user's bodies with a file taken in at once on an instance (see ATTACHMENT_BYTES_IN_FLIGHT): the rest wait. */
+const FILE_BODIES_PER_USER = 4;
+
+/** A body with a file waited too long for its turn (see ATTACHMENT_BYTES_IN_FLIGHT). */
+class FilesBusyError extends Error {
+  constructor() {
+    super('Many files are being sent here at once; try again in a few seconds.');
+  }
+}
+
 /**
  * POST and GET /graphql: a request id (the client's X-Request-Id, or a new one) on the response
  * and on every line logged meanwhile, the context built once on first use (the viewer from the
@@ -37,6 +49,7 @@ export interface GraphQLRouteDeps {
  */
 export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { env, logger, services } = d;
+  const files = new ByteBudget(env.ATTACHMENT_BYTES_IN_FLIGHT ?? 16 * d.bodyLimit, FILE_BODIES_PER_USER, FILE_WAIT_MS, () => new FilesBusyError());
   return (req, res) => {
     const requestId = requestIdOf(req, res);
     // The access line costs a child logger and a listener per request: only when it is written.
@@ -74,6 +87,11 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           bodyLimit: d.bodyLimit,
           anonymousBodyLimit: anonymousBodyLimit(env),
           authenticated: async () => !!(await authenticate()),
+          largeBody: async (bytes) => {
+            const release = await files.take((await authenticate())!.userId, bytes);
+            // Held till the answer is out: parsing the body, decoding its file and storing it hold copies of it.
+            res.once('close', release);
+          },
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           maxTokens: env.GRAPHQL_MAX_TOKENS,
           context: contextOf,
@@ -117,6 +135,8 @@ export async function handleGraphQL<TContext extends object>(
     anonymousBodyLimit: number;
     /** Whether the request carries a valid token (rejecting: the large limit applies and the context reports the failure). */
     authenticated: () => Promise<boolean>;
+    /** Waits for the turn of an authenticated body larger than a token-less one may be, before it is read (FilesBusyError: too long). */
+    largeBody?: (bytes: number) => Promise<void>;
     maxDocumentBytes: number;
     /** The parser's token limit (GRAPHQL_MAX_TOKENS), for the documents read here before Apollo. */
     maxTokens: number;
@@ -137,6 +157,18 @@ export async function handleGraphQL<TContext extends object>(
     const anonymous = !(await opts.authenticated().catch(() => true));
     const limit = anonymous ? opts.anonymousBodyLimit : opts.bodyLimit;
     let raw: string;
+    // Its turn among the files being taken in: unread till then, so that it holds no memory here.
+    const declared = Number(req.headers['content-length'] ?? limit) || 0;
+    if (!anonymous && opts.largeBody && declared > opts.anonymousBodyLimit && declared <= limit) {
+      try {
+        await opts.largeBody(declared);
+      } catch (e) {
+        if (!(e instanceof FilesBusyError)) throw e;
+        req.resume();
+        res.setHeader('connection', 'close');
+        return sendGraphQLError(res, 503, 'SERVICE_UNAVAILABLE', e.message);
+      }
+    }
     try {
       raw = await readBody(req, limit);
     } catch (e) {

@@ -53,3 +53,92 @@ export class Gate {
     });
   }
 }
+
+/**
+ * Bytes that holders take at once on this instance, `max` in all and `perHolder` takings each:
+ * the rest wait in order of arrival, each at most `waitMs`, after which `tooLong()` is thrown for
+ * it. A waiter its holder's count holds back lets the ones behind it by; one whose bytes don't fit
+ * yet holds everyone back, so that a large taking is not passed for good by small ones.
+ */
+export class ByteBudget {
+  private used = 0;
+  private readonly held = new Map<string, number>();
+  private readonly queue: { holder: string; bytes: number; go: () => void }[] = [];
+
+  constructor(
+    readonly max: number,
+    private readonly perHolder: number,
+    private readonly waitMs: number,
+    private readonly tooLong: () => Error,
+  ) {}
+
+  /** Takes `bytes` (at most `max`) for `holder`: resolves with their release, to call once. */
+  async take(holder: string, bytes: number): Promise<() => void> {
+    const n = Math.min(bytes, this.max);
+    if (!this.queue.length && this.fits(holder, n)) this.grant(holder, n);
+    else {
+      const turn = this.turn(holder, n);
+      // Those in line may all be held back by their holders' counts: this one may go by them now.
+      this.next();
+      await turn;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= n;
+      const left = this.held.get(holder)! - 1;
+      if (left) this.held.set(holder, left);
+      else this.held.delete(holder);
+      this.next();
+    };
+  }
+
+  /** Bytes taken now (for tests and metrics). */
+  get taken(): number {
+    return this.used;
+  }
+
+  private fits(holder: string, n: number): boolean {
+    return this.used + n <= this.max && (this.held.get(holder) ?? 0) < this.perHolder;
+  }
+
+  private grant(holder: string, n: number): void {
+    this.used += n;
+    this.held.set(holder, (this.held.get(holder) ?? 0) + 1);
+  }
+
+  private next(): void {
+    for (let i = 0; i < this.queue.length; ) {
+      const w = this.queue[i];
+      if ((this.held.get(w.holder) ?? 0) >= this.perHolder) {
+        i++;
+        continue;
+      }
+      if (this.used + w.bytes > this.max) return;
+      this.queue.splice(i, 1);
+      this.grant(w.holder, w.bytes);
+      w.go();
+    }
+  }
+
+  private turn(holder: string, bytes: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const entry = {
+        holder,
+        bytes,
+        go: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.queue.splice(this.queue.indexOf(entry), 1);
+        // Its leaving may let those it held back by.
+        this.next();
+        reject(this.tooLong());
+      }, this.waitMs).unref();
+      this.queue.push(entry);
+    });
+  }
+}

@@ -48,7 +48,7 @@ const REPLAY_MS = 60_000;
 /** Looks for a send whose answer PostgreSQL's going away cut (see unsure): about five minutes, a failover's length. */
 const UNSURE_TRIES = 60;
 /** How long a file's send or read waits for its turn (see MessageService's filesIn) before SERVICE_UNAVAILABLE. */
-const FILE_WAIT_MS = 30_000;
+export const FILE_WAIT_MS = 30_000;
 /** How long a group found in slow mode has its sends stamp it from the first statement (see slowFirst). */
 const SLOW_HINT_MS = 10 * 60_000;
 
