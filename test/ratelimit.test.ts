@@ -107,6 +107,34 @@ describe('rate limits leased from Redis, first action ahead', () => {
   });
 });
 
+describe('rate limits in Redis, calls under way', () => {
+  it("should ask again a refusal Redis made before a call's point came back, and not refuse a call while a point it needs is on its way back", async () => {
+    const { client, calls } = fakeRedis();
+    const rate = new RateLimit('t', { points: 3, duration: 3600 }, client);
+    // A copy takes the last point and is refused for what it asks (a CONFLICT); the second copy's
+    // count is asked of Redis meanwhile, and Redis answers it (none left) before the point is back.
+    let refuse!: () => void;
+    const first = rate.spend('k', 'slow down', () => new Promise((_, reject) => (refuse = () => reject(new BadUserInputError('taken', 'x')))));
+    await sleep(5);
+    calls[0].answer([[1, 3_600_000]]);
+    await sleep(5);
+    const second = rate.spend('k', 'slow down', async () => 'second ran');
+    await sleep(5);
+    expect(calls).toHaveLength(2); // the second's lease, unanswered
+    refuse();
+    await sleep(5);
+    expect(calls).toHaveLength(3); // the first's point, given back
+    calls[2].answer([[2]] as never);
+    await expect(first).rejects.toThrow('taken');
+    calls[1].answer([[0, 3_599_000]]);
+    await sleep(5);
+    // Asked again: the point is there.
+    expect(calls).toHaveLength(4);
+    calls[3].answer([[1, 3_599_000]]);
+    expect(await second).toBe('second ran');
+  });
+});
+
 describe('rate limits in this process', () => {
   it('should give a refused call its point back, keep a failed one\'s, and refuse past the limit', async () => {
     const rate = new RateLimit('t', { points: 2, duration: 60 });

@@ -357,16 +357,22 @@ export class RateLimit {
    */
   spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
-    const go = (ms: number): Promise<T> => {
-      // Again after each wait while calls are under way: copies woken together share the points
-      // given back, and those left without one wait for the copies that took them (a fourth copy
-      // of three was refused after one wait: an outside probe).
-      if (ms > 0 && this.underWay.has(key)) return this.afterUnderWay(key).then(() => this.take(key, go));
+    const go = (ms: number, again: boolean): Promise<T> => {
+      if (ms > 0) {
+        // Again after each wait while calls are under way: copies woken together share the points
+        // given back, and those left without one wait for the copies that took them (a fourth copy
+        // of three was refused after one wait: an outside probe). And at once when a point came
+        // back while Redis was being asked: its answer was from before (an outside probe: 7-16 of
+        // 50 copies refused with a point free, the calls they waited for ended by then).
+        const calls = this.keys.get(key);
+        if (calls && calls.n > 0) return this.afterUnderWay(calls).then(() => this.take(key, go));
+        if (again) return this.take(key, go);
+      }
       // A call that writes nothing (a send's retry) costs nothing: past the limit it still gets what
       // `limited` finds (null: RATE_LIMITED), and under it its point comes back once `free` says so.
       if (ms > 0 && retry) return retry.limited().then((r) => (r === null ? Promise.reject(new RateLimitedError(ms / 1000, message)) : r));
       if (ms > 0) return Promise.reject(new RateLimitedError(ms / 1000, message));
-      this.started(key);
+      this.calls(key).n++;
       let running: Promise<T>;
       try {
         running = work();
@@ -375,48 +381,69 @@ export class RateLimit {
         running = Promise.reject(e);
       }
       return running.then(
-        (r) => (retry?.free(r) ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r)) : this.settled(key, r)),
+        (r) => (retry?.free(r) ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r, true)) : this.settled(key, r, false)),
         async (e: unknown) => {
-          if (refusal(e)) await this.counter.giveBack(key);
-          throw this.settled(key, e);
+          const back = refusal(e);
+          if (back) await this.counter.giveBack(key);
+          throw this.settled(key, e, back);
         },
       );
     };
     return this.take(key, go);
   }
 
-  /** The counter's answer for one action of `key`, to `then`: at once when it has it. */
-  private take<R>(key: string, then: (ms: number) => R | Promise<R>): Promise<R> {
+  /**
+   * The counter's answer for one action of `key`, to `then` (at once when it has it), with
+   * whether a point of the key came back while it was asked.
+   */
+  private take<R>(key: string, then: (ms: number, again: boolean) => R | Promise<R>): Promise<R> {
+    const calls = this.calls(key);
+    calls.asking++;
+    const back = calls.back;
+    const answer = (ms: number) => {
+      calls.asking--;
+      const again = ms > 0 && calls.back !== back;
+      this.forget(key, calls);
+      return then(ms, again);
+    };
     const wait = this.counter.take(key);
-    return typeof wait === 'number' ? Promise.resolve(then(wait)) : wait.then(then);
+    return typeof wait === 'number' ? Promise.resolve(answer(wait)) : wait.then(answer);
   }
 
-  /** Calls of a key under way in `spend` here (their points held), and how many of them have ended. */
-  private readonly underWay = new Map<string, { n: number; ended: number; waiting: { at: number; wake: () => void }[] }>();
+  /**
+   * Per key, while any is: its calls under way in `spend` here (their points held), its counts
+   * being asked, how many calls have ended and how many gave their point back.
+   */
+  private readonly keys = new Map<string, { n: number; asking: number; ended: number; back: number; waiting: { at: number; wake: () => void }[] }>();
 
-  private started(key: string): void {
-    const w = this.underWay.get(key);
-    if (w) w.n++;
-    else this.underWay.set(key, { n: 1, ended: 0, waiting: [] });
+  private calls(key: string) {
+    let calls = this.keys.get(key);
+    if (!calls) this.keys.set(key, (calls = { n: 0, asking: 0, ended: 0, back: 0, waiting: [] }));
+    return calls;
   }
 
-  /** One of `key`'s calls has ended, its point given back if it was to be: `value` passed through. */
-  private settled<V>(key: string, value: V): V {
-    const w = this.underWay.get(key)!;
-    w.ended++;
-    if (--w.n === 0) this.underWay.delete(key);
-    if (w.waiting.length) {
-      const woken = w.waiting.filter((x) => x.at <= w.ended);
-      w.waiting = w.waiting.filter((x) => x.at > w.ended);
+  private forget(key: string, calls: { n: number; asking: number; waiting: unknown[] }): void {
+    if (calls.n === 0 && calls.asking === 0 && !calls.waiting.length) this.keys.delete(key);
+  }
+
+  /** One of `key`'s calls has ended, its point given back if `back`: `value` passed through. */
+  private settled<V>(key: string, value: V, back: boolean): V {
+    const calls = this.keys.get(key)!;
+    calls.ended++;
+    if (back) calls.back++;
+    calls.n--;
+    if (calls.waiting.length) {
+      const woken = calls.waiting.filter((x) => x.at <= calls.ended);
+      calls.waiting = calls.waiting.filter((x) => x.at > calls.ended);
       for (const x of woken) x.wake();
     }
+    this.forget(key, calls);
     return value;
   }
 
-  /** Resolves once the calls of `key` under way now have ended (as many ends as there are calls now). */
-  private afterUnderWay(key: string): Promise<void> {
-    const w = this.underWay.get(key)!;
-    return new Promise((wake) => w.waiting.push({ at: w.ended + w.n, wake }));
+  /** Resolves once the calls under way now have ended (as many ends as there are calls now). */
+  private afterUnderWay(calls: { n: number; ended: number; waiting: { at: number; wake: () => void }[] }): Promise<void> {
+    return new Promise((wake) => calls.waiting.push({ at: calls.ended + calls.n, wake }));
   }
 }
 
