@@ -26,8 +26,9 @@ import { createErrorFormatter, errorLogPlugin, type ErrorFormatter } from './gra
 import { compiledExecution } from './graphql/executor';
 import { createFanout, type Fanout, type FanoutStats } from './graphql/fanout';
 import { createFastPath, type FastPath } from './graphql/fast-path';
-import { graphqlRoute } from './graphql/http';
-import { APQ_CACHE_PREFIX, bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
+import { fileBodies, graphqlRoute } from './graphql/http';
+import type { ByteBudget } from './shared/concurrency';
+import { anonymousBodyLimit, APQ_CACHE_PREFIX, bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
 import { OperationPipeline, type OperationStats } from './graphql/operation';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
 import { createSchema } from './graphql/schema';
@@ -101,6 +102,8 @@ interface Realtime {
   fanout: Fanout;
   streams: StreamHandle;
   ws: WebSocketHandle;
+  /** Bodies with a file taken in at once, over HTTP and SSE (ATTACHMENT_BYTES_IN_FLIGHT). */
+  files: ByteBudget;
 }
 
 /**
@@ -297,12 +300,13 @@ function openRealtime(env: Env, metrics: Metrics, core: Core, graphql: GraphQLEd
   stack.push('realtime sessions', () => sessions.dispose());
   const onOperation = (op: OperationRecord) => metrics.operation(op);
   const shared = { formatError, limits, operations, fanout, sessions, inFlight: core.inFlight, onOperation };
-  const streams = attachStreams(schema, services, { ...shared, bodyLimit: bodyLimit(env) });
+  const files = fileBodies(env, bodyLimit(env));
+  const streams = attachStreams(schema, services, { ...shared, bodyLimit: bodyLimit(env), anonymousBodyLimit: anonymousBodyLimit(env), files });
   stack.push('streams', () => streams.dispose());
   const ws = attachWebSocket(httpServer, services, { ...shared, maxPayload: bodyLimit(env) });
   // Sockets are closed with 1001 and streams ended before Apollo's stop drains HTTP: either would hold the drain open.
   stack.push('websocket', () => ws.dispose());
-  return { fanout, streams, ws };
+  return { fanout, streams, ws, files };
 }
 
 /** Answers one request to a path; a rejection is logged and answered 500. */
@@ -320,7 +324,7 @@ function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, real
   const { app, inFlight } = core;
   return new Map<string, Route>([
     ['/graphql/stream', { handle: (req, res) => realtime.streams.handle(req, res) }],
-    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env), persisted: (hash) => graphql.limits.apollo.cache.get(`${APQ_CACHE_PREFIX}${hash}`) }) }],
+    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env), files: realtime.files, persisted: (hash) => graphql.limits.apollo.cache.get(`${APQ_CACHE_PREFIX}${hash}`) }) }],
   ]);
 }
 

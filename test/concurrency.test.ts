@@ -73,4 +73,19 @@ describe('ByteBudget', () => {
     alone(); // a second release changes nothing
     expect(budget.taken).toBe(0);
   });
+
+  it('should let a taking whose client left leave the line, taking nothing, and let those behind it by', async () => {
+    const budget = new ByteBudget(100, 4, 1000, () => new Error('busy'));
+    const first = await budget.take('a', 90);
+    const gone = new AbortController();
+    const leaving = budget.take('b', 50, gone.signal);
+    const behind = budget.take('c', 10);
+    gone.abort(new Error('client gone'));
+    await expect(leaving).rejects.toThrow('client gone');
+    (await behind)();
+    first();
+    expect(budget.taken).toBe(0);
+    await expect(budget.take('d', 10, gone.signal)).rejects.toThrow('client gone');
+    expect(budget.taken).toBe(0);
+  });
 });

@@ -355,9 +355,24 @@ describe('size limits', () => {
     await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'no file' } }, v.token));
     await new Promise((r) => setTimeout(r, 500));
     expect(answered).toBe(false);
+    // Over /graphql/stream too.
+    let streamed = false;
+    const stream = fetch(`${s.url}/stream`, { method: 'POST', headers: { authorization: `Bearer ${v.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, attachment: { fileName: 'b.txt', base64: file } } } }) }).then(async (r) => ((streamed = true), r.text()));
+    // One whose client leaves while it waits leaves the line, and takes nothing once u is gone.
+    const leaving = connect(Number(port), '127.0.0.1');
+    await new Promise((r) => leaving.once('connect', r));
+    leaving.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${v.token}\r\nContent-Length: 900000\r\n\r\n{"query":`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect([answered, streamed]).toEqual([false, false]);
+    leaving.destroy();
+    await new Promise((r) => setTimeout(r, 100));
     // u gives up: its room is v's.
     held.destroy();
     expect((await ok(withFile)).sendMessage.id).toBeTruthy();
+    expect(await stream).toMatch(/"sendMessage":\{"id"/);
+    // Nothing left taken: a body of 900,000 bytes goes at once.
+    const big = Buffer.alloc(650_000, 'a').toString('base64');
+    expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'c.txt', base64: big } } }, v.token))).sendMessage.id).toBeTruthy();
   });
 
   it('should close a WebSocket with 1009 when a frame is too big', async () => {

@@ -28,12 +28,19 @@ export interface GraphQLRouteDeps {
   inFlight: InFlight;
   /** The largest request body (bodyLimit in limits.ts). */
   bodyLimit: number;
+  /** Bodies with a file taken in at once (fileBodies). */
+  files: ByteBudget;
   /** The text of a persisted query Apollo holds by this hash. */
   persisted?: (hash: string) => Promise<string | undefined>;
 }
 
 /** A user's bodies with a file taken in at once on an instance (see ATTACHMENT_BYTES_IN_FLIGHT): the rest wait. */
 const FILE_BODIES_PER_USER = 4;
+
+/** Bodies with a file that HTTP and SSE take in at once on this instance (ATTACHMENT_BYTES_IN_FLIGHT). */
+export function fileBodies(env: Pick<Env, 'ATTACHMENT_BYTES_IN_FLIGHT'>, bodyLimit: number): ByteBudget {
+  return new ByteBudget(env.ATTACHMENT_BYTES_IN_FLIGHT ?? 16 * bodyLimit, FILE_BODIES_PER_USER, FILE_WAIT_MS, () => new FilesBusyError());
+}
 
 /** A body with a file waited too long for its turn (see ATTACHMENT_BYTES_IN_FLIGHT). */
 class FilesBusyError extends Error {
@@ -43,13 +50,39 @@ class FilesBusyError extends Error {
 }
 
 /**
+ * A body with a file's turn (see ATTACHMENT_BYTES_IN_FLIGHT), before it is read and held till its
+ * answer is out: parsing it, decoding its file and storing it hold copies of it. False when there
+ * is nothing more to do: its client left while it waited (the line left too), or it waited too
+ * long (answered 503). Its client gone as its turn came, the turn is given back at once (its place
+ * was lost for good: an outside probe, 2 of 2).
+ */
+export async function fileTurn(files: ByteBudget, holder: Promise<string>, bytes: number, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const gone = new AbortController();
+  let release: (() => void) | undefined;
+  if (res.closed) return false;
+  res.once('close', () => (release ? release() : gone.abort(new ClientGoneError('the client closed the connection while its file waited its turn'))));
+  try {
+    release = await files.take(await holder, bytes, gone.signal);
+  } catch (e) {
+    if (e instanceof ClientGoneError) return false;
+    if (!(e instanceof FilesBusyError)) throw e;
+    req.resume();
+    res.setHeader('connection', 'close');
+    sendGraphQLError(res, 503, 'SERVICE_UNAVAILABLE', e.message);
+    return false;
+  }
+  if (res.closed) release();
+  return !res.closed;
+}
+
+/**
  * POST and GET /graphql: a request id (the client's X-Request-Id, or a new one) on the response
  * and on every line logged meanwhile, the context built once on first use (the viewer from the
  * bearer token; a bad token refuses the request), then the fast path or Apollo.
  */
 export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { env, logger, services } = d;
-  const files = new ByteBudget(env.ATTACHMENT_BYTES_IN_FLIGHT ?? 16 * d.bodyLimit, FILE_BODIES_PER_USER, FILE_WAIT_MS, () => new FilesBusyError());
+  const { files } = d;
   return (req, res) => {
     const requestId = requestIdOf(req, res);
     // The access line costs a child logger and a listener per request: only when it is written.
@@ -87,11 +120,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           bodyLimit: d.bodyLimit,
           anonymousBodyLimit: anonymousBodyLimit(env),
           authenticated: async () => !!(await authenticate()),
-          largeBody: async (bytes) => {
-            const release = await files.take((await authenticate())!.userId, bytes);
-            // Held till the answer is out: parsing the body, decoding its file and storing it hold copies of it.
-            res.once('close', release);
-          },
+          fileTurn: (bytes) => fileTurn(files, (async () => (await authenticate())!.userId)(), bytes, req, res),
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           maxTokens: env.GRAPHQL_MAX_TOKENS,
           context: contextOf,
@@ -135,8 +164,8 @@ export async function handleGraphQL<TContext extends object>(
     anonymousBodyLimit: number;
     /** Whether the request carries a valid token (rejecting: the large limit applies and the context reports the failure). */
     authenticated: () => Promise<boolean>;
-    /** Waits for the turn of an authenticated body larger than a token-less one may be, before it is read (FilesBusyError: too long). */
-    largeBody?: (bytes: number) => Promise<void>;
+    /** Waits for the turn of an authenticated body larger than a token-less one may be, before it is read (see fileTurn). */
+    fileTurn?: (bytes: number) => Promise<boolean>;
     maxDocumentBytes: number;
     /** The parser's token limit (GRAPHQL_MAX_TOKENS), for the documents read here before Apollo. */
     maxTokens: number;
@@ -159,16 +188,7 @@ export async function handleGraphQL<TContext extends object>(
     let raw: string;
     // Its turn among the files being taken in: unread till then, so that it holds no memory here.
     const declared = Number(req.headers['content-length'] ?? limit) || 0;
-    if (!anonymous && opts.largeBody && declared > opts.anonymousBodyLimit && declared <= limit) {
-      try {
-        await opts.largeBody(declared);
-      } catch (e) {
-        if (!(e instanceof FilesBusyError)) throw e;
-        req.resume();
-        res.setHeader('connection', 'close');
-        return sendGraphQLError(res, 503, 'SERVICE_UNAVAILABLE', e.message);
-      }
-    }
+    if (!anonymous && opts.fileTurn && declared > opts.anonymousBodyLimit && declared <= limit && !(await opts.fileTurn(declared))) return;
     try {
       raw = await readBody(req, limit);
     } catch (e) {

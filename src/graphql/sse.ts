@@ -13,6 +13,8 @@ import { isRefusal, type OperationPipeline, type PreparedOperation } from './ope
 import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import type { InFlight } from '../core/in-flight';
+import type { ByteBudget } from '../shared/concurrency';
+import { fileTurn } from './http';
 import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
 
 /** What graphql-sse answers an event stream with, plus no buffering by proxies that honour it. */
@@ -236,6 +238,10 @@ const FULL_RETRY_AFTER_S = 5;
 
 export interface StreamOptions {
   bodyLimit: number;
+  /** A body larger than this (a send with a file) waits its turn among `files` before it is read. */
+  anonymousBodyLimit: number;
+  /** Bodies with a file taken in at once, shared with /graphql (ATTACHMENT_BYTES_IN_FLIGHT). */
+  files: ByteBudget;
   formatError: ErrorFormatter;
   limits: DocumentLimits;
   /** Authentication, the per-user cap, expiry, revocation, presence and memberships, shared with WebSocket. */
@@ -319,6 +325,9 @@ class StreamServer {
     // Read here, not by graphql-sse: it answers a body over the limit with a 400 and an empty message.
     let body: string | undefined;
     if (req.method === 'POST') {
+      // As /graphql does: held till the stream ends (a send's answer is its one event).
+      const declared = Number(req.headers['content-length'] ?? this.opts.bodyLimit) || 0;
+      if (declared > this.opts.anonymousBodyLimit && declared <= this.opts.bodyLimit && !(await fileTurn(this.opts.files, Promise.resolve(viewer.userId), declared, req, res))) return;
       try {
         body = await readBody(req, this.opts.bodyLimit);
       } catch (e) {

@@ -72,12 +72,16 @@ export class ByteBudget {
     private readonly tooLong: () => Error,
   ) {}
 
-  /** Takes `bytes` (at most `max`) for `holder`: resolves with their release, to call once. */
-  async take(holder: string, bytes: number): Promise<() => void> {
+  /**
+   * Takes `bytes` (at most `max`) for `holder`: resolves with their release, to call once. Aborted
+   * while it waits (its client gone), it leaves the line and rejects with the signal's reason.
+   */
+  async take(holder: string, bytes: number, signal?: AbortSignal): Promise<() => void> {
+    signal?.throwIfAborted();
     const n = Math.min(bytes, this.max);
     if (!this.queue.length && this.fits(holder, n)) this.grant(holder, n);
     else {
-      const turn = this.turn(holder, n);
+      const turn = this.turn(holder, n, signal);
       // Those in line may all be held back by their holders' counts: this one may go by them now.
       this.next();
       await turn;
@@ -122,22 +126,28 @@ export class ByteBudget {
     }
   }
 
-  private turn(holder: string, bytes: number): Promise<void> {
+  private turn(holder: string, bytes: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
+      const leave = (why: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', aborted);
+        this.queue.splice(this.queue.indexOf(entry), 1);
+        // Its leaving may let those it held back by.
+        this.next();
+        reject(why);
+      };
+      const aborted = () => leave(signal!.reason);
       const entry = {
         holder,
         bytes,
         go: () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', aborted);
           resolve();
         },
       };
-      const timer = setTimeout(() => {
-        this.queue.splice(this.queue.indexOf(entry), 1);
-        // Its leaving may let those it held back by.
-        this.next();
-        reject(this.tooLong());
-      }, this.waitMs).unref();
+      const timer = setTimeout(() => leave(this.tooLong()), this.waitMs).unref();
+      signal?.addEventListener('abort', aborted, { once: true });
       this.queue.push(entry);
     });
   }
