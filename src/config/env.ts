@@ -94,9 +94,9 @@ export interface Env {
   ATTACHMENT_MAX_BYTES_PER_RESPONSE: number;
   /**
    * Bytes of request bodies larger than a token-less one (sends with a file) that one instance
-   * takes in over HTTP and SSE at once, counted at their Content-Length, four at most per user: the rest
-   * wait their turn before being read (up to 30 s, then SERVICE_UNAVAILABLE). A 5 MiB file's send
-   * held 15-20 MB of memory while it ran: 100 at once held 1.7 GB (an outside probe).
+   * takes in over HTTP and SSE at once, counted at their Content-Length, four at most per user:
+   * the rest wait their turn before being read (up to 30 s, then SERVICE_UNAVAILABLE). A 5 MiB
+   * file's send held 15-20 MB of memory while it ran: 100 at once held 1.7 GB (an outside probe).
    * @default 16 bodies of the largest size (about 107 MiB with ATTACHMENT_MAX_BYTES at 5 MiB)
    */
   ATTACHMENT_BYTES_IN_FLIGHT: number | undefined;

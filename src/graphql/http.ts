@@ -81,8 +81,7 @@ export async function fileTurn(files: ByteBudget, holder: Promise<string>, bytes
  * bearer token; a bad token refuses the request), then the fast path or Apollo.
  */
 export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { env, logger, services } = d;
-  const { files } = d;
+  const { env, logger, services, files } = d;
   return (req, res) => {
     const requestId = requestIdOf(req, res);
     // The access line costs a child logger and a listener per request: only when it is written.
@@ -120,7 +119,7 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
           bodyLimit: d.bodyLimit,
           anonymousBodyLimit: anonymousBodyLimit(env),
           authenticated: async () => !!(await authenticate()),
-          fileTurn: (bytes) => fileTurn(files, (async () => (await authenticate())!.userId)(), bytes, req, res),
+          fileTurn: (bytes) => fileTurn(files, authenticate().then((viewer) => viewer!.userId), bytes, req, res),
           maxDocumentBytes: env.GRAPHQL_MAX_DOCUMENT_BYTES,
           maxTokens: env.GRAPHQL_MAX_TOKENS,
           context: contextOf,

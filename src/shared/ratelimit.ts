@@ -414,15 +414,15 @@ export class RateLimit {
    * Per key, while any is: its calls under way in `spend` here (their points held), its counts
    * being asked, how many calls have ended and how many gave their point back.
    */
-  private readonly keys = new Map<string, { n: number; asking: number; ended: number; back: number; waiting: { at: number; wake: () => void }[] }>();
+  private readonly keys = new Map<string, KeyCalls>();
 
-  private calls(key: string) {
+  private calls(key: string): KeyCalls {
     let calls = this.keys.get(key);
     if (!calls) this.keys.set(key, (calls = { n: 0, asking: 0, ended: 0, back: 0, waiting: [] }));
     return calls;
   }
 
-  private forget(key: string, calls: { n: number; asking: number; waiting: unknown[] }): void {
+  private forget(key: string, calls: KeyCalls): void {
     if (calls.n === 0 && calls.asking === 0 && !calls.waiting.length) this.keys.delete(key);
   }
 
@@ -442,9 +442,18 @@ export class RateLimit {
   }
 
   /** Resolves once the calls under way now have ended (as many ends as there are calls now). */
-  private afterUnderWay(calls: { n: number; ended: number; waiting: { at: number; wake: () => void }[] }): Promise<void> {
+  private afterUnderWay(calls: KeyCalls): Promise<void> {
     return new Promise((wake) => calls.waiting.push({ at: calls.ended + calls.n, wake }));
   }
+}
+
+/** A key's calls in RateLimit.spend (see its `keys`). */
+interface KeyCalls {
+  n: number;
+  asking: number;
+  ended: number;
+  back: number;
+  waiting: { at: number; wake: () => void }[];
 }
 
 /** Codes of a call refused for what it asks: it gives its rate's point back (RateLimit.spend). */
