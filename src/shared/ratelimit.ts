@@ -403,7 +403,8 @@ export class RateLimit {
     const answer = (ms: number) => {
       calls.asking--;
       const again = ms > 0 && calls.back !== back;
-      this.forget(key, calls);
+      // Granted, the call starts on this same entry (spend's `n`): not dropped and made again a send.
+      if (ms > 0) this.forget(key, calls);
       return then(ms, again);
     };
     const wait = this.counter.take(key);
@@ -418,12 +419,12 @@ export class RateLimit {
 
   private calls(key: string): KeyCalls {
     let calls = this.keys.get(key);
-    if (!calls) this.keys.set(key, (calls = { n: 0, asking: 0, ended: 0, back: 0, waiting: [] }));
+    if (!calls) this.keys.set(key, (calls = { n: 0, asking: 0, ended: 0, back: 0 }));
     return calls;
   }
 
   private forget(key: string, calls: KeyCalls): void {
-    if (calls.n === 0 && calls.asking === 0 && !calls.waiting.length) this.keys.delete(key);
+    if (calls.n === 0 && calls.asking === 0 && !calls.waiting?.length) this.keys.delete(key);
   }
 
   /** One of `key`'s calls has ended, its point given back if `back`: `value` passed through. */
@@ -432,7 +433,7 @@ export class RateLimit {
     calls.ended++;
     if (back) calls.back++;
     calls.n--;
-    if (calls.waiting.length) {
+    if (calls.waiting?.length) {
       const woken = calls.waiting.filter((x) => x.at <= calls.ended);
       calls.waiting = calls.waiting.filter((x) => x.at > calls.ended);
       for (const x of woken) x.wake();
@@ -443,7 +444,7 @@ export class RateLimit {
 
   /** Resolves once the calls under way now have ended (as many ends as there are calls now). */
   private afterUnderWay(calls: KeyCalls): Promise<void> {
-    return new Promise((wake) => calls.waiting.push({ at: calls.ended + calls.n, wake }));
+    return new Promise((wake) => (calls.waiting ??= []).push({ at: calls.ended + calls.n, wake }));
   }
 }
 
@@ -453,7 +454,8 @@ interface KeyCalls {
   asking: number;
   ended: number;
   back: number;
-  waiting: { at: number; wake: () => void }[];
+  /** Calls past the limit waiting for calls under way to end (made when the first waits). */
+  waiting?: { at: number; wake: () => void }[];
 }
 
 /** Codes of a call refused for what it asks: it gives its rate's point back (RateLimit.spend). */
