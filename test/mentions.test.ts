@@ -33,6 +33,18 @@ describe('mentions', () => {
     expect(await sql(s.env.DATABASE_URL!, 'select user_id from message_mentions where message_id = $1', [plain.id])).toEqual([]);
   });
 
+  it("should count, for a subscriber's row, the mentions between the marker and the newest message it shows", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Between', [bob]);
+    for (const content of [`@${bob.username} one`, 'nothing', `two @${bob.username}`, `@${bob.username} three`]) await sendMessage(s.url, alice.token, { groupId: g, content });
+    const between = (from: number, to: number) => s.services.threads.unreadBetween(s.database.orm.em.fork() as never, bob.id, `g:${g}`, from, to);
+    expect([await between(0, 4), await between(0, 3), await between(1, 3), await between(1, 2), await between(3, 3)]).toEqual([3, 2, 1, 0, 0]);
+    // A sender the member blocks counts for nothing, as in the sidebar.
+    await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: alice.id }, bob.token));
+    expect(await between(0, 4)).toBe(0);
+  });
+
   it('should count unread mentions per conversation, list my mentions newest first, and clear the badge with markRead', async () => {
     const s = await createTestServer();
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
@@ -204,6 +216,10 @@ describe('mentions', () => {
     }
     expect(wrong).toEqual([]);
     expect((await ok(gql(s.url, BADGE, { c: { groupId: g } }, t.token))).conversation).toEqual({ unreadCount: 144, unreadMentionCount: 72 });
+    // Each row on the way agrees with itself and with the rows before it: never more mentions than
+    // unread messages, and (t's marker never moves here) neither count goes down.
+    const shown: [number, number][] = rows.values.map((v: any) => [v.conversationUpdated.unreadCount, v.conversationUpdated.unreadMentionCount]);
+    expect(shown.filter(([u, n], i) => n > u || (i > 0 && (u < shown[i - 1][0] || n < shown[i - 1][1])))).toEqual([]);
   });
 
   it('should end on the badge as stored when two deletions of mentions cross: the row of the first, told last, does not bring back its count', async () => {
@@ -455,8 +471,45 @@ describe('a subscriber badge told live', () => {
     const resolver = new ConversationMentionsResolver();
     const row = (seq: number, extra: Partial<ConversationType> = {}) =>
       resolver.unreadMentionCount({ id: 'g:1', lastReadMessageId: null, badgeSeq: seq, ...extra } as ConversationType, ctx, info);
-    return { row, reads };
+    return { row, reads, threads };
   }
+
+  it('should not show on a row a count told as of a newer message than the row shows', async () => {
+    const { row, reads } = subscriber();
+    expect(row(7, { unreadMentionCount: 4 })).toBe(4);
+    // A row of head 5 executing after (it waited for its member's state): the 4 counts mentions it doesn't show.
+    const behind = row(5);
+    expect(reads).toHaveLength(1);
+    reads[0].resolve(3);
+    expect(await behind).toBe(3);
+    expect(await row(8)).toBe(4);
+  });
+
+  it('should not reuse a count told before an event that changes it arrived, whose row has not executed yet', async () => {
+    const { row, reads, threads } = subscriber();
+    expect(row(1, { unreadMentionCount: 0 })).toBe(0);
+    threads.badgeHeard('u1', 'g:1', 5);
+    const plain = row(6);
+    expect(reads).toHaveLength(1);
+    reads[0].resolve(1);
+    expect(await plain).toBe(1);
+    // Once a count as of that event is kept, rows reuse it again.
+    expect(row(7)).toBe(1);
+    expect(reads).toHaveLength(1);
+  });
+
+  it("should read a row's badge as of the marker and newest message it shows", async () => {
+    const { reads, threads } = subscriber();
+    const asked: unknown[][] = [];
+    threads.unreadBetween = (_em, ...args) => (asked.push(args), Promise.resolve(2));
+    const resolver = new ConversationMentionsResolver();
+    const ctx = { viewer: { userId: 'u1' }, services: { threads }, em: {} } as unknown as Context;
+    const info = { operation: { operation: 'subscription' } } as GraphQLResolveInfo;
+    const row = { id: 'g:1', lastReadMessageId: 'm3', badgeSeq: 9, badgeFrom: 3, reloadBadge: true } as ConversationType;
+    expect(await resolver.unreadMentionCount(row, ctx, info)).toBe(2);
+    expect(asked).toEqual([['u1', 'g:1', 3, 9]]);
+    expect(reads).toHaveLength(0);
+  });
 
   it('should show, on a row that carries no count, what a read still on its way for an earlier row finds', async () => {
     const { row, reads } = subscriber();

@@ -15,7 +15,8 @@ export const KINDS = { group: 'GROUP', direct: 'DIRECT', project: 'PROJECT' } as
 /** A viewer's sidebar row as the API shows it: their own state against the head. */
 export function rowToConversation(r: ConversationRow): ConversationType {
   const head = headOf(r);
-  const v = view(head, ownOf(r));
+  const own = ownOf(r);
+  const v = view(head, own);
   // A member who blocks someone: the last message, unread count and time as the row read them, blocked senders left out (see conversationRepository).
   if (r.hidden_unread !== undefined && r.hidden_unread !== null) {
     v.lastMessageId = (r as { last_message_id?: string | null }).last_message_id ?? null;
@@ -27,6 +28,7 @@ export function rowToConversation(r: ConversationRow): ConversationType {
   if (r.last_message !== undefined) c.lastMessage = r.last_message && toMessageType(r.last_message);
   if (r.muted_until !== undefined) c.mutedUntil = r.muted_until ? dateOf(r.muted_until) : null;
   c.badgeSeq = head?.seq ?? 0;
+  c.badgeFrom = own.readSeq;
   return c;
 }
 
@@ -41,6 +43,7 @@ export function payloadToConversation(viewerId: string, p: ConversationUpdatedPa
   );
   if (p.message && p.message.id === v.lastMessageId) c.lastMessage = payloadToMessageType(p.message);
   c.badgeSeq = head?.seq ?? 0;
+  c.badgeFrom = own.readSeq;
   return Object.assign(c, mentionCountOf(viewerId, p, head, own));
 }
 

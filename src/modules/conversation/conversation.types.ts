@@ -37,6 +37,8 @@ export class ConversationType {
   reloadBadge?: boolean;
   /** The head's seq this instance knew as it made the row: what a count told or read for it is as of, at least (see ThreadService.rememberBadge). */
   badgeSeq?: number;
+  /** The viewer's read position the row shows: a badge read for it counts the mentions after it, up to badgeSeq. */
+  badgeFrom?: number;
   /** The viewer's mute as their row read it (null: none); asked for otherwise (see mute.resolver.ts). */
   mutedUntil?: Date | null;
 }

@@ -178,6 +178,21 @@ export const mentionRepository = {
   },
 
   /** Unread timeline mentions of `userId` per conversation key (past their read marker), at most MAX_UNREAD. */
+  /**
+   * A member's unread timeline mentions between two positions of one conversation (after `from`,
+   * up to `to`; at most MAX_UNREAD): the badge of a subscriber's row as of the marker and newest
+   * message the row shows. Counted to the database's newest instead, a row behind it showed more
+   * mentions than unread messages, and the next row fewer (an outside probe, three instances).
+   */
+  async unreadBetween(em: EntityManager, userId: string, key: string, from: number, to: number): Promise<number> {
+    const [row]: { n: number }[] = await em.execute(
+      `select count(*)::int as n from (select 1 from message_mentions x where x.user_id = ? and x.conversation_key = ?
+        and x.in_timeline and x.seq > ? and x.seq <= ? and ${NOT_BLOCKED('?::uuid')} limit ${MAX_UNREAD}) k`,
+      [userId, key, from, to, userId],
+    );
+    return row.n;
+  },
+
   async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {
     if (!keys.length) return new Map();
     const rows: { conversation_key: string; n: number }[] = await em.execute(

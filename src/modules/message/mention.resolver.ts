@@ -57,6 +57,9 @@ export class ConversationMentionsResolver {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    return threads.badge(viewerId, c, ctx.loaders.unreadMentions, !!c.reloadBadge || unsure);
+    // Read as of the marker and newest message the row shows, so that the badge agrees with its unread count.
+    const from = c.badgeFrom;
+    const counts = from === undefined ? ctx.loaders.unreadMentions : { load: (key: string) => threads.unreadBetween(ctx.em, viewerId, key, from, c.badgeSeq ?? 0) };
+    return threads.badge(viewerId, c, counts, !!c.reloadBadge || unsure);
   }
 }

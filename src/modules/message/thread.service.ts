@@ -59,6 +59,14 @@ export class ThreadService {
    */
   private readonly badgeReads = new Map<string, Promise<number>>();
   /**
+   * The newest head as of which an event that changes a subscriber's badge arrived here, by user
+   * and conversation, before its row executes: a later row reuses no count told before it. Rows
+   * execute at once and some wait (a member's state read first), so a row without a count could
+   * run before the mention's row and show the count from before it, after that row's frame
+   * showed the new one (an outside probe: 3 then 0 on one sidebar).
+   */
+  private readonly badgeChanges = boundedLru<string, number>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  /**
    * When each user last blocked or unblocked someone, heard on every instance: a badge told before
    * counted (or left out) that user's mentions as the block stood then, so it is counted again.
    * Kept as long as a badge is.
@@ -82,6 +90,7 @@ export class ThreadService {
     this.off?.();
     this.badges.clear();
     this.badgeReads.clear();
+    this.badgeChanges.clear();
     this.blocksChanged.clear();
   }
 
@@ -228,6 +237,12 @@ export class ThreadService {
     return this.knownBadge(key, viewerId, row) ?? this.readBadge(key, viewerId, row, counts);
   }
 
+  /** An event that carries `viewerId`'s badge in a conversation arrived, as of head `seq` (see badgeChanges). */
+  badgeHeard(viewerId: string, key: string, seq: number): void {
+    const k = `${viewerId} ${key}`;
+    if ((this.badgeChanges.get(k) ?? -1) < seq) this.badgeChanges.set(k, seq);
+  }
+
   /**
    * Keeps a count told to a subscriber. `at`: when it was read (a block heard while it was on its
    * way makes it stale); `order`, when it was asked for (a count told: now). A count as of an older
@@ -243,10 +258,15 @@ export class ThreadService {
     this.badges.set(key, { n, marker: row.lastReadMessageId, at, seq, order });
   }
 
-  /** The unread mentions last told here under `key`, if the subscriber's read marker has not moved since nor a block of theirs come after. */
+  /**
+   * The unread mentions last told here under `key`, if the subscriber's read marker has not moved
+   * since nor a block of theirs come after, and it was told as of no newer message than the row
+   * shows: a row that waited for a read (or executed behind a later event) showed the count of
+   * mentions it had not yet shown, and the next row fewer (an outside probe, three instances).
+   */
   private knownBadge(key: string, viewerId: string, row: BadgeRow): number | undefined {
     const known = this.badges.get(key);
-    if (!known || known.marker !== row.lastReadMessageId) return undefined;
+    if (!known || known.marker !== row.lastReadMessageId || known.seq > (row.badgeSeq ?? 0) || (this.badgeChanges.get(key) ?? 0) > known.seq) return undefined;
     const blocked = this.blocksChanged.get(viewerId);
     return blocked !== undefined && blocked >= known.at ? undefined : known.n;
   }
@@ -263,6 +283,11 @@ export class ThreadService {
     const done = () => void (this.badgeReads.get(key) === read && this.badgeReads.delete(key));
     read.then(done, done);
     return read;
+  }
+
+  /** The viewer's unread mentions in one conversation after read position `from`, up to `to` (see mentionRepository.unreadBetween). */
+  unreadBetween(em: EntityManager, viewerId: string, key: string, from: number, to: number): Promise<number> {
+    return mentionRepository.unreadBetween(em, viewerId, key, from, to);
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
