@@ -207,7 +207,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   MessageEvent: 'A message changed: edited, deleted, its reactions, pinned or unpinned.',
   'MessageEvent.kind': 'What changed.',
   'MessageEvent.conversationId': 'Its conversation, as Conversation.id names it.',
-  'MessageEvent.message': 'The message as it is now (a deleted one keeps only id, sender and createdAt).',
+  'MessageEvent.message': 'The message as it is now (a deleted one keeps only id, sender and createdAt, and its place in a thread: parentId, and as a root replyCount, lastReplyAt and threadParticipants).',
   MessageEventKind: 'What happened to a message.',
   'MessageEventKind.EDITED': 'Its text was edited.',
   'MessageEventKind.DELETED': 'It was deleted (a tombstone remains).',

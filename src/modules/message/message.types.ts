@@ -20,7 +20,7 @@ export class MessageType {
   @Field(() => Date) createdAt!: Date;
   @Field(() => String, { nullable: true }) clientMessageId!: string | null;
   @Field(() => Date, { nullable: true }) editedAt!: Date | null;
-  @Field(() => Date, { nullable: true, description: 'A deleted message keeps its id, sender and createdAt; content and attachment become null.' })
+  @Field(() => Date, { nullable: true, description: 'A deleted message keeps its id, sender and createdAt (and its place in a thread: parentId, and as a root its replies, replyCount, lastReplyAt and threadParticipants); content and attachment become null, reactions, mentions and its pin go.' })
   deletedAt!: Date | null;
   /** Reactions as an event carried them (a new message has none); loaded when absent. */
   reactionList?: ReactionSummary[];
