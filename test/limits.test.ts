@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { getIntrospectionQuery, Kind, print, visit, type DocumentNode } from 'graphql';
 import { Redis } from 'ioredis';
@@ -288,6 +289,26 @@ describe('document limits', () => {
   });
 });
 
+/** POSTs `body` chunked (no Content-Length) in 16 KiB writes, as a streaming client does: the answer's status and error code. */
+function postChunked(url: string, body: string, headers: Record<string, string>): Promise<[number, string]> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve([res.statusCode!, JSON.parse(text).errors?.[0]?.extensions?.code]));
+    });
+    req.on('error', reject);
+    const bytes = Buffer.from(body);
+    let at = 0;
+    const write = (): void => {
+      while (at < bytes.length) if (!req.write(bytes.subarray(at, (at += 16384)))) return void req.once('drain', write);
+      req.end();
+    };
+    write();
+  });
+}
+
 describe('size limits', () => {
   it('should answer 413 to a body just over what the largest attachment needs, and accept that attachment', async () => {
     const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '30000' });
@@ -312,6 +333,12 @@ describe('size limits', () => {
       body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, content: 'x'.repeat(limit) } } }),
     });
     expect([streamed.status, ((await streamed.json()) as any).errors[0].extensions.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+    // Sent chunked (no Content-Length, as a streamed fetch body or a proxy sends it): the same answer, not a reset connection.
+    const over = JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, content: 'x'.repeat(limit) } } });
+    const auth = { authorization: `Bearer ${u.token}` };
+    expect(await postChunked(s.url, over, auth)).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+    expect(await postChunked(`${s.url}/stream`, over, { ...auth, accept: 'text/event-stream' })).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+    expect(await postChunked(s.url, over, {})).toEqual([413, 'PAYLOAD_TOO_LARGE']);
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 

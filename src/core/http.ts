@@ -127,10 +127,16 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
+      if (over) return;
       size += c.length;
       if (size > limit) {
-        req.destroy();
+        // Answered 413 while the rest is read and dropped, as a declared length over the limit is
+        // (HTTP_REQUEST_TIMEOUT bounds it): destroyed here, a chunked body's client saw its
+        // connection reset instead of the answer (an outside probe).
+        over = true;
+        chunks.length = 0;
         reject(new BodyTooLargeError());
         return;
       }
