@@ -38,11 +38,11 @@ describe('mentions', () => {
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, alice, 'Between', [bob]);
     for (const content of [`@${bob.username} one`, 'nothing', `two @${bob.username}`, `@${bob.username} three`]) await sendMessage(s.url, alice.token, { groupId: g, content });
-    const between = (from: number, to: number) => s.services.threads.unreadBetween(s.database.orm.em.fork() as never, bob.id, `g:${g}`, from, to);
-    expect([await between(0, 4), await between(0, 3), await between(1, 3), await between(1, 2), await between(3, 3)]).toEqual([3, 2, 1, 0, 0]);
+    const between = (...spans: [number, number][]) => s.services.threads.unreadBetween(s.database.orm.em.fork() as never, bob.id, spans.map(([from, to]) => ({ key: `g:${g}`, from, to })));
+    expect(await between([0, 4], [0, 3], [1, 3], [1, 2], [3, 3])).toEqual([3, 2, 1, 0, 0]);
     // A sender the member blocks counts for nothing, as in the sidebar.
     await ok(gql(s.url, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: alice.id }, bob.token));
-    expect(await between(0, 4)).toBe(0);
+    expect(await between([0, 4])).toEqual([0]);
   });
 
   it('should count unread mentions per conversation, list my mentions newest first, and clear the badge with markRead', async () => {
@@ -74,6 +74,26 @@ describe('mentions', () => {
     for (const q of ['{ mentions(first: 101) { totalCount } }', '{ mentions(after: "nope") { totalCount } }', '{ threads(first: -1) { totalCount } }', '{ threads(after: "nope") { totalCount } }']) {
       expect(codeOf(await gql(s.url, q, {}, bob.token))).toBe('BAD_USER_INPUT');
     }
+  });
+
+  it("should answer markRead with the badge of the marker and newest message it answers with, while mentions keep coming", async () => {
+    const s = await createTestServer({ RATE_LIMIT_SEND_MESSAGE: '1000/10s' });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Reading along', [bob]);
+    let sent = 0;
+    const sending = Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        while (sent < 80) await sendMessage(s.url, alice.token, { groupId: g, content: sent++ % 2 ? `hey @${bob.username}` : 'plain' });
+      }),
+    );
+    const answers: [number, number][] = [];
+    for (let i = 0; i < 12; i++) {
+      const a = (await ok(gql(s.url, 'mutation($c: ConversationInput!) { markRead(conversation: $c) { unreadCount unreadMentionCount } }', { c: { groupId: g } }, bob.token))).markRead;
+      answers.push([a.unreadCount, a.unreadMentionCount]);
+    }
+    await sending;
+    // Read up to its newest message, an answer has nothing unread; a mention committed since is not its to count.
+    expect(answers.filter(([unread, mentions]) => mentions > unread)).toEqual([]);
   });
 
   it("should bring the mentioned member's new unreadMentionCount to their sidebar live", async () => {
@@ -500,14 +520,14 @@ describe('a subscriber badge told live', () => {
 
   it("should read a row's badge as of the marker and newest message it shows", async () => {
     const { reads, threads } = subscriber();
-    const asked: unknown[][] = [];
-    threads.unreadBetween = (_em, ...args) => (asked.push(args), Promise.resolve(2));
+    const asked: unknown[] = [];
+    const mentionsBetween = { load: (span: unknown) => (asked.push(span), Promise.resolve(2)) };
     const resolver = new ConversationMentionsResolver();
-    const ctx = { viewer: { userId: 'u1' }, services: { threads }, em: {} } as unknown as Context;
+    const ctx = { viewer: { userId: 'u1' }, services: { threads }, loaders: { mentionsBetween } } as unknown as Context;
     const info = { operation: { operation: 'subscription' } } as GraphQLResolveInfo;
     const row = { id: 'g:1', lastReadMessageId: 'm3', badgeSeq: 9, badgeFrom: 3, reloadBadge: true } as ConversationType;
     expect(await resolver.unreadMentionCount(row, ctx, info)).toBe(2);
-    expect(asked).toEqual([['u1', 'g:1', 3, 9]]);
+    expect(asked).toEqual([{ key: 'g:1', from: 3, to: 9 }]);
     expect(reads).toHaveLength(0);
   });
 

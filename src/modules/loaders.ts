@@ -8,6 +8,7 @@ import { toMessageType } from './message/message.mapper';
 import type { MessageType } from './message/message.types';
 import type { PinService } from './message/pin.service';
 import type { ThreadService } from './message/thread.service';
+import type { BadgeSpan } from './message/mention.repository';
 import type { PresenceService, PresenceState } from './presence/presence.service';
 import type { ProjectService } from './project/project.service';
 import { hidePresence } from './safety/block.presence';
@@ -48,6 +49,8 @@ export interface Loaders {
   mentions: DataLoader<string, string[]>;
   /** The viewer's unread mentions per conversation key, in one query. */
   unreadMentions: DataLoader<string, number>;
+  /** The same, each between the marker and the newest message a row shows, in one query. */
+  mentionsBetween: DataLoader<BadgeSpan, number, string>;
 }
 
 export function createLoaders(
@@ -94,6 +97,9 @@ export function createLoaders(
     unreadReplies: new DataLoader((ids) => (viewerId ? threads.unreadReplies(em, viewerId, ids) : Promise.resolve(ids.map(() => false)))),
     mentions: new DataLoader((ids) => threads.mentionIds(em, ids)),
     unreadMentions: new DataLoader((keys) => (viewerId ? threads.unreadMentions(em, viewerId, keys) : Promise.resolve(keys.map(() => 0)))),
+    mentionsBetween: new DataLoader((spans) => (viewerId ? threads.unreadBetween(em, viewerId, spans) : Promise.resolve(spans.map(() => 0))), {
+      cacheKeyFn: (s) => `${s.key} ${s.from} ${s.to}`,
+    }),
   };
 }
 

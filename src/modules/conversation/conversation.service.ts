@@ -246,8 +246,8 @@ export class ConversationService {
       const read = await conversationRepository.row(em, viewerId, conv.key);
       if (read) return rowToConversation(read);
     }
-    // The last message is loaded by id if asked for.
-    return Object.assign(emptyConversation(conv), view(head, own), { lastMessage: undefined });
+    // The last message is loaded by id if asked for; the badge as of the marker and head it shows.
+    return Object.assign(emptyConversation(conv), view(head, own), { lastMessage: undefined, badgeSeq: head?.seq ?? 0, badgeFrom: own.readSeq });
   }
 
   /** Other members' read markers (up to 100, the most advanced first). */

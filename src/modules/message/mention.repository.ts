@@ -77,6 +77,13 @@ const UNREAD_OF_ROW = `(select count(*)::int from (select 1 from message_mention
 const LISTED = `exists (select 1 from conversation_members cm where cm.conversation_key = x.conversation_key and cm.user_id = x.user_id)
   and exists (select 1 from messages d where d.id = x.message_id and d.deleted_at is null and not ${blockedBy('x.user_id', 'd.sender_id')})`;
 
+/** A span of one conversation's timeline: after position `from`, up to `to` (see unreadBetween). */
+export interface BadgeSpan {
+  key: string;
+  from: number;
+  to: number;
+}
+
 export const mentionRepository = {
   /** A group's members (for @here and @all). */
   async groupMembers(em: EntityManager, groupId: string): Promise<string[]> {
@@ -179,18 +186,21 @@ export const mentionRepository = {
 
   /** Unread timeline mentions of `userId` per conversation key (past their read marker), at most MAX_UNREAD. */
   /**
-   * A member's unread timeline mentions between two positions of one conversation (after `from`,
-   * up to `to`; at most MAX_UNREAD): the badge of a subscriber's row as of the marker and newest
-   * message the row shows. Counted to the database's newest instead, a row behind it showed more
-   * mentions than unread messages, and the next row fewer (an outside probe, three instances).
+   * A member's unread timeline mentions in each span of a conversation (after `from`, up to `to`;
+   * at most MAX_UNREAD), in the spans' order: the badge of a row as of the marker and newest message
+   * the row shows. Counted to the database's newest instead, a row behind it showed more mentions
+   * than unread messages (a markRead's answer 0 unread and 3 mentions; a live row the same, and the
+   * next row fewer: outside probes, one and three instances).
    */
-  async unreadBetween(em: EntityManager, userId: string, key: string, from: number, to: number): Promise<number> {
-    const [row]: { n: number }[] = await em.execute(
-      `select count(*)::int as n from (select 1 from message_mentions x where x.user_id = ? and x.conversation_key = ?
-        and x.in_timeline and x.seq > ? and x.seq <= ? and ${NOT_BLOCKED('?::uuid')} limit ${MAX_UNREAD}) k`,
-      [userId, key, from, to, userId],
+  async unreadBetween(em: EntityManager, userId: string, spans: readonly BadgeSpan[]): Promise<number[]> {
+    if (!spans.length) return [];
+    const rows: { n: number }[] = await em.execute(
+      `select (select count(*)::int from (select 1 from message_mentions x where x.user_id = ? and x.conversation_key = i.key
+         and x.in_timeline and x.seq > i.after and x.seq <= i.upto and ${NOT_BLOCKED('?::uuid')} limit ${MAX_UNREAD}) k) as n
+       from unnest(?::text[], ?::bigint[], ?::bigint[]) with ordinality i(key, after, upto, o) order by i.o`,
+      [userId, userId, pgTextArray(spans.map((s) => s.key)), pgArray(spans.map((s) => String(s.from))), pgArray(spans.map((s) => String(s.to)))],
     );
-    return row.n;
+    return rows.map((r) => r.n);
   },
 
   async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {

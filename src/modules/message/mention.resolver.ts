@@ -50,16 +50,24 @@ export class ConversationMentionsResolver {
   unreadMentionCount(@Root() c: ConversationType, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo): number | Promise<number> {
     // A query counts; a conversationUpdated row takes the count its event carried, else the one last told (see ThreadService.badges).
     const viewerId = info.operation.operation === 'subscription' ? ctx.viewer?.userId : undefined;
-    if (!viewerId) return c.unreadMentionCount ?? ctx.loaders.unreadMentions.load(c.id);
+    if (!viewerId) return c.unreadMentionCount ?? badgeOf(c, ctx).load(c.id);
     const { threads } = ctx.services;
     const unsure = threads.badgeUnsure(viewerId);
     if (c.unreadMentionCount !== undefined && !unsure) {
       threads.rememberBadge(viewerId, c, c.unreadMentionCount);
       return c.unreadMentionCount;
     }
-    // Read as of the marker and newest message the row shows, so that the badge agrees with its unread count.
-    const from = c.badgeFrom;
-    const counts = from === undefined ? ctx.loaders.unreadMentions : { load: (key: string) => threads.unreadBetween(ctx.em, viewerId, key, from, c.badgeSeq ?? 0) };
-    return threads.badge(viewerId, c, counts, !!c.reloadBadge || unsure);
+    return threads.badge(viewerId, c, badgeOf(c, ctx), !!c.reloadBadge || unsure);
   }
+}
+
+/**
+ * Where a row's badge is read: as of the marker and newest message the row shows when it says
+ * (every row read or derived from an event does), so that it agrees with the row's unread count;
+ * else as the database has it now.
+ */
+function badgeOf(c: ConversationType, ctx: Context): { load(key: string): Promise<number> } {
+  const from = c.badgeFrom;
+  if (from === undefined) return ctx.loaders.unreadMentions;
+  return { load: (key) => ctx.loaders.mentionsBetween.load({ key, from, to: c.badgeSeq ?? 0 }) };
 }

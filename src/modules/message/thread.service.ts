@@ -11,7 +11,7 @@ import { toMessageType } from './message.mapper';
 import type { MessageRow } from './message.repository';
 import { timelinePage, type MessageService } from './message.service';
 import type { MessageType } from './message.types';
-import { mentionRepository } from './mention.repository';
+import { mentionRepository, type BadgeSpan } from './mention.repository';
 import { threadRepository } from './thread.repository';
 import { unlessGone } from './message.gone';
 import type { PubSub } from '../../shared/pubsub/pubsub';
@@ -285,9 +285,9 @@ export class ThreadService {
     return read;
   }
 
-  /** The viewer's unread mentions in one conversation after read position `from`, up to `to` (see mentionRepository.unreadBetween). */
-  unreadBetween(em: EntityManager, viewerId: string, key: string, from: number, to: number): Promise<number> {
-    return mentionRepository.unreadBetween(em, viewerId, key, from, to);
+  /** The viewer's unread mentions in each span (a loader's batch; see mentionRepository.unreadBetween). */
+  unreadBetween(em: EntityManager, viewerId: string, spans: readonly BadgeSpan[]): Promise<number[]> {
+    return mentionRepository.unreadBetween(em, viewerId, spans);
   }
 
   /** The viewer's unread mentions in several conversations (a loader's batch). */
