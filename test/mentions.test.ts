@@ -489,10 +489,29 @@ describe('a subscriber badge told live', () => {
     } as unknown as Context;
     const info = { operation: { operation: 'subscription' } } as GraphQLResolveInfo;
     const resolver = new ConversationMentionsResolver();
-    const row = (seq: number, extra: Partial<ConversationType> = {}) =>
-      resolver.unreadMentionCount({ id: 'g:1', lastReadMessageId: null, badgeSeq: seq, ...extra } as ConversationType, ctx, info);
-    return { row, reads, threads };
+    // The event of message `seq` arriving (as ConversationService.rowFor tells it), one that carries the badge or not.
+    const hear = (seq: number, carries = false) =>
+      threads.eventHeard('u1', { conversationKey: 'g:1', message: { id: `m${seq}` }, head: [seq, `m${seq}`, null], mentionCounts: carries ? { u1: 0 } : undefined } as never);
+    // Its row, executed at once.
+    const row = (seq: number, extra: Partial<ConversationType> = {}) => {
+      hear(seq, extra.unreadMentionCount !== undefined || !!extra.reloadBadge);
+      return resolver.unreadMentionCount({ id: 'g:1', lastReadMessageId: null, badgeSeq: seq, ...extra } as ConversationType, ctx, info);
+    };
+    return { row, reads, threads, hear };
   }
+
+  it('should not reuse a count across a message whose event has not arrived (sent through another instance, it came after the next one)', async () => {
+    const { row, reads, hear } = subscriber();
+    expect(row(1, { unreadMentionCount: 1 })).toBe(1);
+    const next = row(3);
+    expect(reads).toHaveLength(1);
+    reads[0].resolve(2);
+    expect(await next).toBe(2);
+    // The late one's row reads nothing new; rows after it reuse the count.
+    hear(2, true);
+    expect(await row(4)).toBe(2);
+    expect(reads).toHaveLength(1);
+  });
 
   it('should not show on a row a count told as of a newer message than the row shows', async () => {
     const { row, reads } = subscriber();
@@ -506,9 +525,10 @@ describe('a subscriber badge told live', () => {
   });
 
   it('should not reuse a count told before an event that changes it arrived, whose row has not executed yet', async () => {
-    const { row, reads, threads } = subscriber();
+    const { row, reads, hear } = subscriber();
     expect(row(1, { unreadMentionCount: 0 })).toBe(0);
-    threads.badgeHeard('u1', 'g:1', 5);
+    for (const seq of [2, 3, 4]) hear(seq);
+    hear(5, true);
     const plain = row(6);
     expect(reads).toHaveLength(1);
     reads[0].resolve(1);

@@ -187,7 +187,7 @@ export function createServices(deps: { env: Env; logger: Logger; orm: MikroORM; 
   const search = new SearchService({ access: conversationAccess });
   const threads = new ThreadService({ messages, pubsub });
   const memberStates = new MemberStates((pairs) => conversationRepository.states(orm.em.fork() as EntityManager, pairs));
-  const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates, badgeHeard: (viewerId, key, seq) => threads.badgeHeard(viewerId, key, seq) });
+  const conversations = new ConversationService({ pubsub, access: conversationAccess, states: memberStates, heard: (viewerId, p) => threads.eventHeard(viewerId, p) });
   blocks.onBlockChanged((em, viewerId, userId) => conversations.blockChanged(em, viewerId, userId));
   friends.onBefriended((em, a, b) => conversations.befriended(em, a, b));
   const nodes = new NodeService({ projects, access: conversationAccess, conversations, reports, blocks });

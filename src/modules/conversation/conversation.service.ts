@@ -41,14 +41,14 @@ export class ConversationService {
   private readonly access: ConversationAccess;
   /** Members' read states known here. */
   private readonly states: MemberStates;
-  /** Told of an event that carries a member's badge, as it arrives (see ThreadService.badgeHeard). */
-  private readonly badgeHeard: (viewerId: string, key: string, seq: number) => void;
+  /** Told of each event a member's row is derived from, as it arrives, before the row executes (see ThreadService.eventHeard). */
+  private readonly heard: (viewerId: string, p: ConversationUpdatedPayload) => void;
 
-  constructor(deps: { pubsub: PubSub; access: ConversationAccess; states: MemberStates; badgeHeard?: (viewerId: string, key: string, seq: number) => void }) {
+  constructor(deps: { pubsub: PubSub; access: ConversationAccess; states: MemberStates; heard?: (viewerId: string, p: ConversationUpdatedPayload) => void }) {
     this.pubsub = deps.pubsub;
     this.access = deps.access;
     this.states = deps.states;
-    this.badgeHeard = deps.badgeHeard ?? (() => {});
+    this.heard = deps.heard ?? (() => {});
   }
 
   /** Keeps the members' states known here current with what every instance's events carry. */
@@ -87,7 +87,7 @@ export class ConversationService {
    */
   rowFor(viewerId: string, p: ConversationUpdatedPayload): ConversationType | Promise<ConversationType> | undefined {
     if (p.only ? !p.only.includes(viewerId) : !this.access.inScope(viewerId, p)) return undefined;
-    if (p.mentionCounts?.[viewerId] !== undefined) this.badgeHeard(viewerId, p.conversationKey, p.head?.[0] ?? 0);
+    this.heard(viewerId, p);
     const carried = p.members[viewerId];
     const own = carried ? this.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.states.get(viewerId, p.conversationKey);
     const head = this.heads.newest(p.conversationKey, headFromPayload(p.head));

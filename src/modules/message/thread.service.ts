@@ -15,7 +15,7 @@ import { mentionRepository, type BadgeSpan } from './mention.repository';
 import { threadRepository } from './thread.repository';
 import { unlessGone } from './message.gone';
 import type { PubSub } from '../../shared/pubsub/pubsub';
-import { Topic } from '../../shared/pubsub/topics';
+import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';
 
 export interface ThreadServiceDeps {
   /** Who may read which message, and the conversations' errors. */
@@ -67,6 +67,13 @@ export class ThreadService {
    */
   private readonly badgeChanges = boundedLru<string, number>({ max: 100_000, ttlMs: BADGE_TTL_MS });
   /**
+   * The timeline messages (by seq) whose events arrived here, by conversation: a count told as of
+   * one message holds for a later one only if every message between was heard and none changed the
+   * badge. One sent through another instance can arrive after the next one's: its row reused the
+   * count from before that mention (an outside probe: 7 mentions shown for 8, three instances).
+   */
+  private readonly heard = boundedLru<string, Heard>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  /**
    * When each user last blocked or unblocked someone, heard on every instance: a badge told before
    * counted (or left out) that user's mentions as the block stood then, so it is counted again.
    * Kept as long as a badge is.
@@ -91,6 +98,7 @@ export class ThreadService {
     this.badges.clear();
     this.badgeReads.clear();
     this.badgeChanges.clear();
+    this.heard.clear();
     this.blocksChanged.clear();
   }
 
@@ -237,9 +245,15 @@ export class ThreadService {
     return this.knownBadge(key, viewerId, row) ?? this.readBadge(key, viewerId, row, counts);
   }
 
-  /** An event that carries `viewerId`'s badge in a conversation arrived, as of head `seq` (see badgeChanges). */
-  badgeHeard(viewerId: string, key: string, seq: number): void {
-    const k = `${viewerId} ${key}`;
+  /**
+   * A conversationUpdated event from which `viewerId`'s row is derived arrived here: a new message
+   * in the timeline is heard (see heard), and one that carries their badge changes it (see badgeChanges).
+   */
+  eventHeard(viewerId: string, p: ConversationUpdatedPayload): void {
+    const seq = p.head?.[0] ?? 0;
+    if (p.message && !p.lastMessageOnly && p.head && p.head[1] === p.message.id) messageHeard(this.heard, p.conversationKey, seq);
+    if (p.mentionCounts?.[viewerId] === undefined) return;
+    const k = `${viewerId} ${p.conversationKey}`;
     if ((this.badgeChanges.get(k) ?? -1) < seq) this.badgeChanges.set(k, seq);
   }
 
@@ -266,7 +280,9 @@ export class ThreadService {
    */
   private knownBadge(key: string, viewerId: string, row: BadgeRow): number | undefined {
     const known = this.badges.get(key);
-    if (!known || known.marker !== row.lastReadMessageId || known.seq > (row.badgeSeq ?? 0) || (this.badgeChanges.get(key) ?? 0) > known.seq) return undefined;
+    const seq = row.badgeSeq ?? 0;
+    if (!known || known.marker !== row.lastReadMessageId || known.seq > seq || (this.badgeChanges.get(key) ?? 0) > known.seq) return undefined;
+    if (known.seq < seq && !heardBetween(this.heard.get(row.id), known.seq, seq)) return undefined;
     const blocked = this.blocksChanged.get(viewerId);
     return blocked !== undefined && blocked >= known.at ? undefined : known.n;
   }
@@ -300,4 +316,40 @@ export class ThreadService {
 /** Whether a new message belongs in a messageAdded stream: a thread's replies with `threadId`, else the timeline (replies kept in their thread left out). */
 export function inStream(p: { parentId?: string | null; alsoInConversation?: boolean }, threadId: string | null | undefined): boolean {
   return threadId ? p.parentId === threadId : !p.parentId || !!p.alsoInConversation;
+}
+
+/**
+ * A conversation's messages heard here: every seq after `from` up to `upTo`, and those heard past a
+ * gap (`above`), which join the run as the gap fills.
+ */
+interface Heard {
+  from: number;
+  upTo: number;
+  above: Set<number> | undefined;
+}
+
+/** Messages heard past a gap before it is given up (an event lost, or heard before this began): the run starts again after it. */
+const HEARD_GAP_MAX = 256;
+
+function messageHeard(heard: { get(k: string): Heard | undefined; set(k: string, v: Heard): unknown }, key: string, seq: number): void {
+  const h = heard.get(key);
+  if (!h) return void heard.set(key, { from: seq - 1, upTo: seq, above: undefined });
+  if (seq <= h.upTo) return;
+  if (seq === h.upTo + 1) {
+    h.upTo = seq;
+    while (h.above?.delete(h.upTo + 1)) h.upTo++;
+    return;
+  }
+  (h.above ??= new Set()).add(seq);
+  if (h.above.size <= HEARD_GAP_MAX) return;
+  const first = Math.min(...h.above);
+  h.above.delete(first);
+  h.from = first - 1;
+  h.upTo = first;
+  while (h.above.delete(h.upTo + 1)) h.upTo++;
+}
+
+/** Whether every message after seq `a` up to `b` was heard here. */
+function heardBetween(h: Heard | undefined, a: number, b: number): boolean {
+  return !!h && a >= h.from && b <= h.upTo;
 }
