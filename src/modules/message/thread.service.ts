@@ -73,6 +73,7 @@ export class ThreadService {
    * count from before that mention (an outside probe: 7 mentions shown for 8, three instances).
    */
   private readonly heard = boundedLru<string, Heard>({ max: 100_000, ttlMs: BADGE_TTL_MS });
+  private lastEvent: ConversationUpdatedPayload | undefined;
   /**
    * When each user last blocked or unblocked someone, heard on every instance: a badge told before
    * counted (or left out) that user's mentions as the block stood then, so it is counted again.
@@ -99,6 +100,7 @@ export class ThreadService {
     this.badgeReads.clear();
     this.badgeChanges.clear();
     this.heard.clear();
+    this.lastEvent = undefined;
     this.blocksChanged.clear();
   }
 
@@ -251,7 +253,11 @@ export class ThreadService {
    */
   eventHeard(viewerId: string, p: ConversationUpdatedPayload): void {
     const seq = p.head?.[0] ?? 0;
-    if (p.message && !p.lastMessageOnly && p.head && p.head[1] === p.message.id) messageHeard(this.heard, p.conversationKey, seq);
+    // Told once per receiver of the event: its message is heard with the first.
+    if (p !== this.lastEvent) {
+      this.lastEvent = p;
+      if (p.message && !p.lastMessageOnly && p.head && p.head[1] === p.message.id) messageHeard(this.heard, p.conversationKey, seq);
+    }
     if (p.mentionCounts?.[viewerId] === undefined) return;
     const k = `${viewerId} ${p.conversationKey}`;
     if ((this.badgeChanges.get(k) ?? -1) < seq) this.badgeChanges.set(k, seq);
