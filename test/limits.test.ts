@@ -296,7 +296,8 @@ function postChunked(url: string, body: string, headers: Record<string, string>)
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve([res.statusCode!, JSON.parse(text).errors?.[0]?.extensions?.code]));
+      // An event stream (a 200 over /graphql/stream) has no JSON body: no code.
+      res.on('end', () => resolve([res.statusCode!, res.headers['content-type']?.startsWith('application/json') ? JSON.parse(text).errors?.[0]?.extensions?.code : undefined]));
     });
     req.on('error', reject);
     const bytes = Buffer.from(body);
@@ -400,6 +401,30 @@ describe('size limits', () => {
     // Nothing left taken: a body of about 870,000 bytes goes at once (the one that left would have kept 900,000).
     const big = Buffer.alloc(650_000, 'a').toString('base64');
     expect((await ok(gql(s.url, SEND, { input: { groupId: lobby, attachment: { fileName: 'c.txt', base64: big } } }, v.token))).sendMessage.id).toBeTruthy();
+  });
+
+  it('should read a small chunked body at once while the file budget is taken, and hold a chunked file for its turn', async () => {
+    const s = await createTestServer({ ATTACHMENT_BYTES_IN_FLIGHT: String(1024 * 1024) });
+    const [u, v] = [await signup(s.url), await signup(s.url)];
+    const lobby = await lobbyOf(s.url, v.token);
+    // u's upload takes 1,000,000 of the 1 MiB and never ends.
+    const { port } = new URL(s.url);
+    const held = connect(Number(port), '127.0.0.1');
+    await new Promise((r) => held.once('connect', r));
+    held.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n{"query":`);
+    await new Promise((r) => setTimeout(r, 200));
+    // Sent without a Content-Length (as a streamed fetch body is), a query is no file: it waits for nothing.
+    const auth = { authorization: `Bearer ${v.token}` };
+    expect(await postChunked(s.url, JSON.stringify({ query: '{ me { id } }' }), auth)).toEqual([200, undefined]);
+    expect(await postChunked(`${s.url}/stream`, JSON.stringify({ query: '{ me { id } }' }), { ...auth, accept: 'text/event-stream' })).toEqual([200, undefined]);
+    // A file sent so waits its turn once it has grown past a token-less body's size.
+    let answered = false;
+    const file = Buffer.alloc(300_000, 'a').toString('base64');
+    const withFile = postChunked(s.url, JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, attachment: { fileName: 'a.txt', base64: file } } } }), auth).finally(() => (answered = true));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(answered).toBe(false);
+    held.destroy();
+    expect(await withFile).toEqual([200, undefined]);
   });
 
   it('should close a WebSocket with 1009 when a frame is too big', async () => {

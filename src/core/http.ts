@@ -109,8 +109,19 @@ export class BodyTooLargeError extends Error {}
 /** The client hung up before its body was whole: nothing to answer, and no fault of the server's. */
 export class ClientGoneError extends Error {}
 
-/** Reads the request body, refusing more than `limit` bytes; ClientGoneError when the connection ends before it is whole. */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/** A body that grows past `past` bytes waits for `turn` before more is read; false: refused, and answered (BodyRefusedError). */
+export interface BodyGrowth {
+  past: number;
+  turn(): Promise<boolean>;
+}
+/** The body's turn refused it and its answer was written (or the client left while it waited). */
+export class BodyRefusedError extends Error {}
+
+/**
+ * Reads the request body, refusing more than `limit` bytes; ClientGoneError when the connection
+ * ends before it is whole. With `growth`, reading stops as the body passes its size until its turn comes.
+ */
+export function readBody(req: IncomingMessage, limit: number, growth?: BodyGrowth): Promise<string> {
   return new Promise((resolve, reject) => {
     // Bodies are read as sent, never inflated: a compressed one was refused as JSON that is not valid.
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
@@ -128,6 +139,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    let asked = false;
     req.on('data', (c: Buffer) => {
       if (over) return;
       size += c.length;
@@ -141,6 +153,16 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
         return;
       }
       chunks.push(c);
+      if (growth && !asked && size > growth.past) {
+        asked = true;
+        req.pause();
+        const refused = (e: unknown) => {
+          over = true;
+          chunks.length = 0;
+          reject(e);
+        };
+        growth.turn().then((go) => (go ? req.resume() : refused(new BodyRefusedError())), refused);
+      }
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     // Node says 'aborted' (ECONNRESET) as an error of the request: the client's doing, as is a close before the end.

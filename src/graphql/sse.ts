@@ -14,7 +14,7 @@ import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import type { InFlight } from '../core/in-flight';
 import type { ByteBudget } from '../shared/concurrency';
-import { fileTurn } from './http';
+import { fileTurn, readTurnBody } from './http';
 import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
 
 /** What graphql-sse answers an event stream with, plus no buffering by proxies that honour it. */
@@ -326,10 +326,10 @@ class StreamServer {
     let body: string | undefined;
     if (req.method === 'POST') {
       // As /graphql does: held till the stream ends (a send's answer is its one event).
-      const declared = Number(req.headers['content-length'] ?? this.opts.bodyLimit) || 0;
-      if (declared > this.opts.anonymousBodyLimit && declared <= this.opts.bodyLimit && !(await fileTurn(this.opts.files, Promise.resolve(viewer.userId), declared, req, res))) return;
       try {
-        body = await readBody(req, this.opts.bodyLimit);
+        const read = await readTurnBody(req, this.opts.bodyLimit, this.opts.anonymousBodyLimit, (bytes) => fileTurn(this.opts.files, Promise.resolve(viewer.userId), bytes, req, res));
+        if (read === null) return;
+        body = read;
       } catch (e) {
         // Hung up mid-body: no one to answer, nothing to log as the server's error.
         if (e instanceof ClientGoneError) return;
