@@ -310,6 +310,22 @@ function postChunked(url: string, body: string, headers: Record<string, string>)
   });
 }
 
+/**
+ * A server whose ATTACHMENT_BYTES_IN_FLIGHT (1 MiB) one user's upload has taken (1,000,000 bytes
+ * declared, never sent), and another user, v, with the lobby to send to.
+ */
+async function budgetHeld() {
+  const s = await createTestServer({ ATTACHMENT_BYTES_IN_FLIGHT: String(1024 * 1024) });
+  const [u, v] = [await signup(s.url), await signup(s.url)];
+  const lobby = await lobbyOf(s.url, v.token);
+  const port = Number(new URL(s.url).port);
+  const held = connect(port, '127.0.0.1');
+  await new Promise((r) => held.once('connect', r));
+  held.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n{"query":`);
+  await new Promise((r) => setTimeout(r, 200));
+  return { s, v, lobby, held, port };
+}
+
 describe('size limits', () => {
   it('should answer 413 to a body just over what the largest attachment needs, and accept that attachment', async () => {
     const s = await createTestServer({ ATTACHMENT_MAX_BYTES: '30000' });
@@ -367,15 +383,7 @@ describe('size limits', () => {
   });
 
   it("should leave a body with a file unread while ATTACHMENT_BYTES_IN_FLIGHT is taken, and take it in once there is room", async () => {
-    const s = await createTestServer({ ATTACHMENT_BYTES_IN_FLIGHT: String(1024 * 1024) });
-    const [u, v] = [await signup(s.url), await signup(s.url)];
-    const lobby = await lobbyOf(s.url, v.token);
-    // u's upload takes 1,000,000 of the 1 MiB and never ends.
-    const { port } = new URL(s.url);
-    const held = connect(Number(port), '127.0.0.1');
-    await new Promise((r) => held.once('connect', r));
-    held.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n{"query":`);
-    await new Promise((r) => setTimeout(r, 200));
+    const { s, v, lobby, held, port } = await budgetHeld();
     // v's file (a 400,000-byte body) waits for it; a send without a file does not.
     const file = Buffer.alloc(300_000, 'a').toString('base64');
     let answered = false;
@@ -387,7 +395,7 @@ describe('size limits', () => {
     let streamed = false;
     const stream = fetch(`${s.url}/stream`, { method: 'POST', headers: { authorization: `Bearer ${v.token}`, 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query: SEND, variables: { input: { groupId: lobby, attachment: { fileName: 'b.txt', base64: file } } } }) }).then(async (r) => ((streamed = true), r.text()));
     // One whose client leaves while it waits leaves the line, and takes nothing once u is gone.
-    const leaving = connect(Number(port), '127.0.0.1');
+    const leaving = connect(port, '127.0.0.1');
     await new Promise((r) => leaving.once('connect', r));
     leaving.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${v.token}\r\nContent-Length: 900000\r\n\r\n{"query":`);
     await new Promise((r) => setTimeout(r, 500));
@@ -404,15 +412,7 @@ describe('size limits', () => {
   });
 
   it('should read a small chunked body at once while the file budget is taken, and hold a chunked file for its turn', async () => {
-    const s = await createTestServer({ ATTACHMENT_BYTES_IN_FLIGHT: String(1024 * 1024) });
-    const [u, v] = [await signup(s.url), await signup(s.url)];
-    const lobby = await lobbyOf(s.url, v.token);
-    // u's upload takes 1,000,000 of the 1 MiB and never ends.
-    const { port } = new URL(s.url);
-    const held = connect(Number(port), '127.0.0.1');
-    await new Promise((r) => held.once('connect', r));
-    held.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n{"query":`);
-    await new Promise((r) => setTimeout(r, 200));
+    const { s, v, lobby, held } = await budgetHeld();
     // Sent without a Content-Length (as a streamed fetch body is), a query is no file: it waits for nothing.
     const auth = { authorization: `Bearer ${v.token}` };
     expect(await postChunked(s.url, JSON.stringify({ query: '{ me { id } }' }), auth)).toEqual([200, undefined]);
