@@ -351,6 +351,36 @@ describe('conversations', () => {
     expect((await sidebar.nth(2)).conversationUpdated).toMatchObject({ title: 'After', unreadCount: 1, lastMessage: { id: m.id } });
   });
 
+  it("should end a sidebar on the newest name when two renames' rows are published in the other order, a group's or a project's", async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await group(s.url, alice, 'Before', [bob]);
+    const p = (await buildProject(s.url, alice, { participants: [bob] })).id;
+    const sidebar = await listen(s, bob, UPDATED);
+    const renames: [string, (name: string) => Promise<unknown>][] = [
+      ['GROUP', (name) => ok(gql(s.url, 'mutation($g: ID!, $n: String!) { renameGroup(groupId: $g, name: $n) { id } }', { g, n: name }, alice.token))],
+      ['PROJECT', (name) => ok(gql(s.url, 'mutation($p: ID!, $n: String!) { renameProject(projectId: $p, title: $n) { id } }', { p, n: name }, alice.token))],
+    ];
+    let told = 0;
+    for (const [kind, rename] of renames) {
+      // The first rename's row goes out late (a slow instance): the second's first.
+      const held = holdNextPublishOf(s.services.pubsub, Topic.ConversationUpdated);
+      const first = rename(`${kind} one`);
+      await eventually(() => held.held());
+      held.restore();
+      await rename(`${kind} two`);
+      held.release();
+      await first;
+      // A message after both: the row bob gets next is its own, not the late rename's.
+      await sendMessage(s.url, alice.token, kind === 'GROUP' ? { groupId: g, content: 'after' } : { projectId: p, content: 'after' });
+      await sidebar.nth((told += 2));
+      expect(sidebar.values.slice(-2).map((v: any) => [v.conversationUpdated.title, v.conversationUpdated.lastMessage?.content ?? null])).toEqual([
+        [`${kind} two`, null],
+        [`${kind} two`, 'after'],
+      ]);
+    }
+  });
+
   it("should send a creator's new group or project row to their other devices, as a member added or joining gets theirs", async () => {
     const s = await createTestServer();
     const alice = await signup(s.url);

@@ -170,8 +170,8 @@ export function retitled(key: string, userId: string, peerId: string, title: str
   };
 }
 
-/** A group or project renamed: the head, for every member to derive their row with the new title. */
-export function renamed(key: string, kind: 'GROUP' | 'PROJECT', title: string, head: HeadState | null): ConversationUpdatedPayload {
+/** A group or project renamed (`at`: the rename's place, see titleAt): the head, for every member to derive their row with the new title. */
+export function renamed(key: string, kind: 'GROUP' | 'PROJECT', title: string, head: HeadState | null, at: number): ConversationUpdatedPayload {
   const parsed = parseKey(key);
   return {
     conversationKey: key,
@@ -185,5 +185,6 @@ export function renamed(key: string, kind: 'GROUP' | 'PROJECT', title: string, h
     head: headPayload(head),
     members: {},
     only: null,
+    titleAt: at,
   };
 }

@@ -248,8 +248,8 @@ export class GroupService {
       if (group.name === clean) return group;
       group.name = clean;
       await tem.flush();
-      outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id))));
-      await this.event(tem, outbox, 'RENAMED', group, viewerId, await this.seers(tem, group));
+      const at = await this.event(tem, outbox, 'RENAMED', group, viewerId, await this.seers(tem, group));
+      outbox.add(Topic.ConversationUpdated, renamed(groupKey(group.id), 'GROUP', clean, await conversationRepository.head(tem, groupKey(group.id)), at));
       return group;
     });
   }
@@ -640,11 +640,13 @@ export class GroupService {
   }
 
   /** A group event, placed after the group's earlier ones (its transaction holds the group's row from here on). */
-  private async event(em: EntityManager, outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): Promise<void> {
+  /** Tells a change of the group after its commit; returns its place among the group's events. */
+  private async event(em: EntityManager, outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): Promise<number> {
     const pos = await groupRepository.nextEventPosition(em, group.id);
     // What a rename or a slow mode change set travels with it, under the group's lock.
     const state = kind === 'RENAMED' || kind === 'SLOW_MODE_CHANGED' ? { name: group.name, slowModeSeconds: group.slowModeSeconds ?? 0 } : undefined;
     this.tell(outbox, kind, group, userId, audience, pos, state);
+    return pos;
   }
 
   private tell(

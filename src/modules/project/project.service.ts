@@ -199,10 +199,12 @@ export class ProjectService {
       const previous = l.project.title;
       if (previous === clean) return toProjectType(l.project, l.members);
       await repo.rename(tem, l.project.id, clean);
-      outbox.add(Topic.ConversationUpdated, renamed(projectKey(l.project.id), 'PROJECT', clean, await conversationRepository.head(tem, projectKey(l.project.id))));
+      // Its place, taken first: the sidebar row's rename carries it too.
+      const at = await repo.nextActionPosition(tem, l.project.id);
+      outbox.add(Topic.ConversationUpdated, renamed(projectKey(l.project.id), 'PROJECT', clean, await conversationRepository.head(tem, projectKey(l.project.id)), at));
       const project = { ...l.project, title: clean };
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_RENAMED, message: t.renamed(previous, clean) }));
-      await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous });
+      await this.notify(tem, outbox, project, entries, { actorId: viewerId, targetId: null, previousTitle: previous }, at);
       return toProjectType(project, l.members);
     });
   }

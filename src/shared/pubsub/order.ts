@@ -783,8 +783,11 @@ export class EventOrder {
       const p = payload as PresencePayload;
       if (typeof p.v === 'number' && !this.presence.fresh(p.userId, p.v)) return;
     } else if (topic === Topic.ConversationUpdated) {
-      // An edit's or deletion's sidebar row (its message versioned): the same rule, on a line of its own.
       const p = payload as ConversationUpdatedPayload;
+      // Renames close together (two instances, or two moderators) can be published in either order:
+      // a sidebar ended on the older name (an outside probe: 4 rows in 3 runs).
+      if (typeof p.titleAt === 'number' && !this.versions.fresh(`title ${p.conversationKey}`, p.titleAt)) return;
+      // An edit's or deletion's sidebar row (its message versioned): the same rule, on a line of its own.
       const m = p.message;
       if (m && typeof m.version === 'number') {
         const key = `row ${m.id}`;

@@ -156,6 +156,8 @@ export interface ConversationUpdatedPayload {
   mentionCounts?: Record<string, number>;
   /** The read position (seq) each of mentionCounts was counted from (absent: as the receiver knows it). */
   mentionReads?: Record<string, number>;
+  /** A rename's place among its group's events or project's actions: an older rename's row arriving after a newer one's is dropped. */
+  titleAt?: number;
 }
 
 /** Where a conversation's events go: its members, from the membership index (groups, projects) or the pair (direct). */
