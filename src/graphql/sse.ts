@@ -3,7 +3,7 @@ import { GraphQLError, type ExecutionResult, type GraphQLFormattedError, type Gr
 import { createHandler, type OperationResult, type Response } from 'graphql-sse';
 import type { Services } from '../modules/services';
 import type { Viewer } from '../modules/auth/auth.viewer';
-import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, readBody, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
+import { bearerToken, BodyTooLargeError, ClientGoneError, clientIp, RETRY_SOON, sendGraphQLError, sendJson, UnsupportedEncodingError } from '../core/http';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../shared/errors';
 import { operationErrors, type ErrorFormatter, type OperationErrors } from './errors';

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
-import { decodeTimeCursor, pageRequest, pageSize, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
+import { decodeTimeCursor, pageRequest, toConnection, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic, type ConversationUpdatedPayload } from '../../shared/pubsub/topics';

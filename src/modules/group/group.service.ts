@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MembershipIndex } from '../membership/membership.index';
 import { BadUserInputError, ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError } from '../../shared/errors';
-import { decodeCursor, decodeTimeCursor, pageRequest, pageSize, cursorSideOf, toConnection, type PageArgs } from '../../shared/graphql/connection';
+import { decodeCursor, decodeTimeCursor, pageRequest, cursorSideOf, toConnection, type PageArgs } from '../../shared/graphql/connection';
 import type { Outbox } from '../../shared/pubsub/outbox';
 import { transact } from '../../shared/pubsub/outbox';
 import type { PubSub } from '../../shared/pubsub/pubsub';

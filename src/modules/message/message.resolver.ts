@@ -5,7 +5,7 @@ import { argumentGiven, encodeCursor } from '../../shared/graphql/connection';
 import { isoOf } from '../../shared/time';
 import { viewerOf } from '../auth/auth.viewer';
 import { eventToLocalMember, type Context } from '../context';
-import { BadUserInputError, PayloadTooLargeError } from '../../shared/errors';
+import { PayloadTooLargeError } from '../../shared/errors';
 import { Topic, type MessageEventPayload, type MessagePayload } from '../../shared/pubsub/topics';
 import { GroupType } from '../group/group.types';
 import { SYSTEM_USER } from '../user/user.mapper';

@@ -6,7 +6,6 @@ import { NotFoundError } from '../../shared/errors';
 import { argumentGiven, type ConnectionShape, type PageArgs } from '../../shared/graphql/connection';
 import type { GraphQLResolveInfo } from 'graphql';
 import { Topic, type PresencePayload } from '../../shared/pubsub/topics';
-import { isId } from '../../shared/validation';
 import { UserConnection, UserType } from '../user/user.types';
 import { SYSTEM_USER } from '../user/user.mapper';
 import { payloadToPresenceType, toPresenceType } from './presence.mapper';
