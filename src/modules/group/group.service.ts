@@ -639,8 +639,7 @@ export class GroupService {
     outbox.add(Topic.MembershipChanged, { scope: 'group', id: groupId, changes });
   }
 
-  /** A group event, placed after the group's earlier ones (its transaction holds the group's row from here on). */
-  /** Tells a change of the group after its commit; returns its place among the group's events. */
+  /** A group event, placed after the group's earlier ones (its transaction holds the group's row from here on): returns its place. */
   private async event(em: EntityManager, outbox: Outbox, kind: GroupEventPayload['kind'], group: Group, userId: string | null, audience: string[] | null): Promise<number> {
     const pos = await groupRepository.nextEventPosition(em, group.id);
     // What a rename or a slow mode change set travels with it, under the group's lock.

@@ -184,7 +184,6 @@ export const mentionRepository = {
     return out;
   },
 
-  /** Unread timeline mentions of `userId` per conversation key (past their read marker), at most MAX_UNREAD. */
   /**
    * A member's unread timeline mentions in each span of a conversation (after `from`, up to `to`;
    * at most MAX_UNREAD), in the spans' order: the badge of a row as of the marker and newest message
@@ -203,6 +202,7 @@ export const mentionRepository = {
     return rows.map((r) => r.n);
   },
 
+  /** Unread timeline mentions of `userId` per conversation key (past their read marker), at most MAX_UNREAD. */
   async unreadCounts(em: EntityManager, userId: string, keys: readonly string[]): Promise<Map<string, number>> {
     if (!keys.length) return new Map();
     const rows: { conversation_key: string; n: number }[] = await em.execute(
