@@ -186,3 +186,42 @@ export class NewestHeads {
     this.heads.clear();
   }
 }
+
+/**
+ * The newest rename of each group or project heard here lately (its title and place, see
+ * titleAt). A message's row carries the title its send read, maybe before a rename whose row came
+ * first: the sidebar ended on the old name (an outside probe, 3 of 3 runs). For a while after a
+ * rename, rows show it instead. Only for a while: a later rename this instance did not hear (no
+ * subscriber of the group here then) would be taken back by every message's row after it.
+ */
+export class NewestTitles {
+  private readonly titles: LRUCache<string, { title: string; at: number }>;
+  /** The last event asked about and its answer: every receiver's row of one event asks alike. */
+  private last: ConversationUpdatedPayload | undefined;
+  private answer: string | undefined;
+
+  constructor(opts: { max: number; ttlMs: number } = { max: 100_000, ttlMs: 10_000 }) {
+    this.titles = boundedLru({ max: opts.max, ttlMs: opts.ttlMs });
+  }
+
+  /** The title `p`'s rows show instead of the one it carries, if any; a rename is remembered. */
+  titleOf(p: ConversationUpdatedPayload): string | undefined {
+    if (p === this.last) return this.answer;
+    this.last = p;
+    return (this.answer = this.newest(p));
+  }
+
+  private newest(p: ConversationUpdatedPayload): string | undefined {
+    if (p.kind === 'DIRECT') return undefined;
+    const known = this.titles.get(p.conversationKey);
+    if (p.titleAt === undefined) return known && known.title !== p.title ? known.title : undefined;
+    if (known && known.at > p.titleAt) return known.title;
+    this.titles.set(p.conversationKey, { title: p.title ?? '', at: p.titleAt });
+    return undefined;
+  }
+
+  clear(): void {
+    this.titles.clear();
+    this.last = undefined;
+  }
+}
