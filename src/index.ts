@@ -54,7 +54,8 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
-  const shutdown = (signal: string) => {
+  /** `failed`: the exit code is 1 whatever the stop's outcome. */
+  const shutdown = (signal: string, failed = false) => {
     if (stopping) return;
     stopping = true;
     const budget = env.SHUTDOWN_TIMEOUT * 1000;
@@ -83,9 +84,16 @@ async function main(): Promise<void> {
       )
       .then((code) => {
         clearTimeout(deadline);
-        exitAfterFlush(logger, code, leftFor(1000));
+        exitAfterFlush(logger, failed ? 1 : code, leftFor(1000));
       });
   };
+  // Nothing brings the embedded PostgreSQL back: killed under a running server, every operation
+  // answered SERVICE_UNAVAILABLE and /healthz 200 for good (an outside probe). Stopped loudly, with
+  // 1, a supervisor (or the next npm start, which starts it again on the same data) takes over.
+  void server.database.lost?.then((how) => {
+    logger.fatal({ how }, `the embedded PostgreSQL stopped (${how}): Parley stops too; start it again`);
+    shutdown('embedded PostgreSQL stopped', true);
+  });
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // A terminal closed (or an SSH session lost) hangs up: stopped as by Ctrl-C. Killed by SIGHUP's

@@ -45,6 +45,15 @@ afterEach(async () => {
   for (const d of temp.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** What the Dockerfile copies (src/ and the settings, no examples/), this checkout's node_modules linked in. */
+function imageClone(prefix: string): string {
+  const dir = tempDir(prefix);
+  cpSync(path.join(ROOT, 'src'), path.join(dir, 'src'), { recursive: true });
+  for (const f of ['package.json', 'tsconfig.json']) copyFileSync(path.join(ROOT, f), path.join(dir, f));
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return dir;
+}
+
 /** Embedded PostgreSQL, no Redis: what `npm start` does on a fresh clone. */
 const embedded = async (dir: string) => ({ DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: dir, EMBEDDED_PG_PORT: String(await sparePorts()) });
 
@@ -184,11 +193,7 @@ function readMajor(): string {
 
 describe('as the container image runs it', () => {
   it('should not point to the web demo, which the image leaves out, and answer its paths as any unknown path', async () => {
-    // What the Dockerfile copies: src/ and the settings, no examples/.
-    const dir = tempDir('parley-image-');
-    cpSync(path.join(ROOT, 'src'), path.join(dir, 'src'), { recursive: true });
-    for (const f of ['package.json', 'tsconfig.json']) copyFileSync(path.join(ROOT, f), path.join(dir, f));
-    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    const dir = imageClone('parley-image-');
     const p = runParley({ REDIS_URL: '', ENABLE_GRAPHIQL: 'true' }, { cwd: dir });
     const origin = new URL(await p.listening).origin;
     const missing = await fetch(`${origin}/nothing`);
@@ -200,6 +205,26 @@ describe('as the container image runs it', () => {
     }
     expect((await fetch(`${origin}/graphiql`)).status).toBe(200);
   });
+});
+
+describe('the embedded PostgreSQL under a running server', () => {
+  it('should stop the server, with 1 and a fatal line, when its embedded PostgreSQL is killed', async () => {
+    // As `npm start` on a clone: the data under the folder's .data/ (as root, where the postgres user can write).
+    const dir = imageClone('parley-lost-');
+    const p = runParley({ DATABASE_URL: '', REDIS_URL: '', EMBEDDED_PG_DIR: undefined, EMBEDDED_PG_PORT: String(await sparePorts()) }, { cwd: dir });
+    await p.listening;
+    const logged = p.output().stdout;
+    const dataDir = /"(?:dataDir|dir)":"([^"]+)"/.exec(logged)?.[1] ?? path.join(dir, '.data', 'postgres');
+    try {
+      const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(postmaster, 'SIGKILL');
+      // Before, it served SERVICE_UNAVAILABLE and /healthz 200 for good.
+      expect(await p.exited).toBe(1);
+      expect(p.output().stdout).toMatch(/"level":"fatal".*the embedded PostgreSQL stopped \(killed by SIGKILL\)/);
+    } finally {
+      if (!dataDir.startsWith(dir)) rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 describe('npm scripts', () => {

@@ -13,6 +13,8 @@ export interface Database {
   /** Connection URL with the password masked, for logs. */
   displayUrl: string;
   ping(): Promise<boolean>;
+  /** The embedded PostgreSQL's end, if it stops under the server (see EmbeddedPostgresHandle.lost); none for an external one. */
+  lost?: Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -136,6 +138,7 @@ export async function openDatabase(env: Env, logger: Logger, opts: { entities: O
     orm,
     kind: embedded ? 'embedded' : 'external',
     displayUrl: maskUrl(clientUrl),
+    lost: embedded?.lost,
     async ping() {
       // A server that stalls (accepts, never answers) is not ready either: /readyz answered 200
       // after a 59 s stall instead of 503 during it (an outside probe).

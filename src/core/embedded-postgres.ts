@@ -11,6 +11,8 @@ import type { Logger } from '../shared/logger';
 
 export interface EmbeddedPostgresHandle {
   url: string;
+  /** Settles, with how it ended, if PostgreSQL exits without dispose asking (killed, crashed); never otherwise. */
+  lost: Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -379,9 +381,13 @@ export async function startEmbeddedPostgres(opts: {
     process.off('exit', stopOnExit);
     throw e;
   }
+  let disposing = false;
+  const lost = exited.then(() => (disposing ? new Promise<string>(() => undefined) : `${child.signalCode ? `killed by ${child.signalCode}` : `exit code ${child.exitCode}`}`));
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${opts.database ?? DB_NAME}`,
+    lost,
     async dispose() {
+      disposing = true;
       process.off('exit', stopOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
