@@ -13,7 +13,7 @@ import { headFromPayload, headOf, headPayload, ownFromPayload, ownOf, ownPayload
 import { KINDS, emptyConversation, payloadToConversation, rowToConversation, toReadReceiptType } from './conversation.mapper';
 import { directKey, KEY_PATTERN, scopeKey } from './conversation.keys';
 import { conversationRepository } from './conversation.repository';
-import { NewestHeads, NewestTitles, type MemberStates } from './conversation.states';
+import { NewestHeads, type MemberStates } from './conversation.states';
 import type { ConversationType, ReadReceiptType } from './conversation.types';
 import { isoTime } from '../../shared/time';
 
@@ -36,8 +36,6 @@ export class ConversationService {
   private off?: () => void;
   /** Rows in events are derived from the newest head seen, so a late event never moves one back. */
   private readonly heads = new NewestHeads();
-  /** Rows show a group's or project's newest rename heard, whatever title their event carries. */
-  private readonly titles = new NewestTitles();
 
   private readonly pubsub: PubSub;
   private readonly access: ConversationAccess;
@@ -80,7 +78,6 @@ export class ConversationService {
     this.off?.();
     this.states.clear();
     this.heads.clear();
-    this.titles.clear();
   }
 
   /**
@@ -94,20 +91,14 @@ export class ConversationService {
     const carried = p.members[viewerId];
     const own = carried ? this.states.put(viewerId, p.conversationKey, ownFromPayload(carried)) : this.states.get(viewerId, p.conversationKey);
     const head = this.heads.newest(p.conversationKey, headFromPayload(p.head));
-    const title = this.titles.titleOf(p);
     if (own) {
       const row = payloadToConversation(viewerId, p, head, own);
-      if (title !== undefined) row.title = title;
       // An edit of a message that isn't this viewer's last one changes nothing they see, unless it
       // changed their mention badge. (A state read first is sent as it is: a project member's newer
       // private message makes it a no-op.)
       return p.lastMessageOnly && row.lastMessageId !== p.message?.id && p.mentionCounts?.[viewerId] === undefined ? undefined : row;
     }
-    return this.states.fetch(viewerId, p.conversationKey).then((s) => {
-      const row = payloadToConversation(viewerId, p, head, s ?? upToHead(head));
-      if (title !== undefined) row.title = title;
-      return row;
-    });
+    return this.states.fetch(viewerId, p.conversationKey).then((s) => payloadToConversation(viewerId, p, head, s ?? upToHead(head)));
   }
 
   /** The viewer's conversations, most recent activity first. Two queries whatever their number: the page and the count. */
