@@ -27,7 +27,7 @@ import { compiledExecution } from './graphql/executor';
 import { createFanout, type Fanout, type FanoutStats } from './graphql/fanout';
 import { createFastPath, type FastPath } from './graphql/fast-path';
 import { fileBodies, graphqlRoute } from './graphql/http';
-import type { ByteBudget } from './shared/concurrency';
+import type { BytesInFlight } from './shared/concurrency';
 import { anonymousBodyLimit, APQ_CACHE_PREFIX, bodyLimit, documentLimits, type DocumentLimits } from './graphql/limits';
 import { OperationPipeline, type OperationStats } from './graphql/operation';
 import { operationMetricsPlugin } from './graphql/operation-metrics';
@@ -103,7 +103,7 @@ interface Realtime {
   streams: StreamHandle;
   ws: WebSocketHandle;
   /** Bodies with a file taken in at once, over HTTP and SSE (ATTACHMENT_BYTES_IN_FLIGHT). */
-  files: ByteBudget;
+  files: BytesInFlight;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ByteBudget, Gate } from '../src/shared/concurrency';
+import { BytesInFlight, Gate } from '../src/shared/concurrency';
 
 describe('Gate', () => {
   beforeEach(() => jest.useFakeTimers());
@@ -31,7 +31,7 @@ describe('Gate', () => {
   });
 });
 
-describe('ByteBudget', () => {
+describe('BytesInFlight', () => {
   beforeEach(() => jest.useFakeTimers());
   afterEach(() => jest.useRealTimers());
   const flush = async () => {
@@ -39,7 +39,7 @@ describe('ByteBudget', () => {
   };
 
   it('should let takings in while their bytes fit, in order of arrival, a holder at most perHolder at once, and refuse one that waited waitMs', async () => {
-    const budget = new ByteBudget(100, 2, 1000, () => new Error('busy'));
+    const budget = new BytesInFlight(100, 2, 1000, () => new Error('busy'));
     const got: string[] = [];
     const take = (name: string, holder: string, bytes: number) => budget.take(holder, bytes).then((release) => (got.push(name), release));
     const a1 = await take('a1', 'a', 60);
@@ -75,7 +75,7 @@ describe('ByteBudget', () => {
   });
 
   it('should let a taking whose client left leave the line, taking nothing, and let those behind it by', async () => {
-    const budget = new ByteBudget(100, 4, 1000, () => new Error('busy'));
+    const budget = new BytesInFlight(100, 4, 1000, () => new Error('busy'));
     const first = await budget.take('a', 90);
     const gone = new AbortController();
     const leaving = budget.take('b', 50, gone.signal);

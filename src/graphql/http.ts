@@ -10,7 +10,7 @@ import type { Context } from '../modules/context';
 import { publicOrigin } from '../modules/message/attachment.links';
 import { FILE_WAIT_MS } from '../modules/message/message.service';
 import type { Services } from '../modules/services';
-import { ByteBudget } from '../shared/concurrency';
+import { BytesInFlight } from '../shared/concurrency';
 import { requestScope, type Logger } from '../shared/logger';
 import { RequestContext } from './context';
 import { isDependencyDown } from './errors';
@@ -29,7 +29,7 @@ export interface GraphQLRouteDeps {
   /** The largest request body (bodyLimit in limits.ts). */
   bodyLimit: number;
   /** Bodies with a file taken in at once (fileBodies). */
-  files: ByteBudget;
+  files: BytesInFlight;
   /** The text of a persisted query Apollo holds by this hash. */
   persisted?: (hash: string) => Promise<string | undefined>;
 }
@@ -38,8 +38,8 @@ export interface GraphQLRouteDeps {
 const FILE_BODIES_PER_USER = 4;
 
 /** Bodies with a file that HTTP and SSE take in at once on this instance (ATTACHMENT_BYTES_IN_FLIGHT). */
-export function fileBodies(env: Pick<Env, 'ATTACHMENT_BYTES_IN_FLIGHT'>, bodyLimit: number): ByteBudget {
-  return new ByteBudget(env.ATTACHMENT_BYTES_IN_FLIGHT ?? 16 * bodyLimit, FILE_BODIES_PER_USER, FILE_WAIT_MS, () => new FilesBusyError());
+export function fileBodies(env: Pick<Env, 'ATTACHMENT_BYTES_IN_FLIGHT'>, bodyLimit: number): BytesInFlight {
+  return new BytesInFlight(env.ATTACHMENT_BYTES_IN_FLIGHT ?? 16 * bodyLimit, FILE_BODIES_PER_USER, FILE_WAIT_MS, () => new FilesBusyError());
 }
 
 /** A body with a file waited too long for its turn (see ATTACHMENT_BYTES_IN_FLIGHT). */
@@ -56,7 +56,7 @@ class FilesBusyError extends Error {
  * long (answered 503). Its client gone as its turn came, the turn is given back at once (its place
  * was lost for good: an outside probe, 2 of 2).
  */
-export async function fileTurn(files: ByteBudget, holder: Promise<string>, bytes: number, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+export async function fileTurn(files: BytesInFlight, holder: Promise<string>, bytes: number, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   const gone = new AbortController();
   let release: (() => void) | undefined;
   if (res.closed) return false;

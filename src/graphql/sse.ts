@@ -13,7 +13,7 @@ import { isRefusal, type OperationPipeline, type PreparedOperation } from './ope
 import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import type { InFlight } from '../core/in-flight';
-import type { ByteBudget } from '../shared/concurrency';
+import type { BytesInFlight } from '../shared/concurrency';
 import { fileTurn, readTurnBody } from './http';
 import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
 
@@ -241,7 +241,7 @@ export interface StreamOptions {
   /** A body larger than this (a send with a file) waits its turn among `files` before it is read. */
   anonymousBodyLimit: number;
   /** Bodies with a file taken in at once, shared with /graphql (ATTACHMENT_BYTES_IN_FLIGHT). */
-  files: ByteBudget;
+  files: BytesInFlight;
   formatError: ErrorFormatter;
   limits: DocumentLimits;
   /** Authentication, the per-user cap, expiry, revocation, presence and memberships, shared with WebSocket. */

@@ -60,7 +60,7 @@ export class Gate {
  * it. A waiter its holder's count holds back lets the ones behind it by; one whose bytes don't fit
  * yet holds everyone back, so that a large taking is not passed for good by small ones.
  */
-export class ByteBudget {
+export class BytesInFlight {
   private used = 0;
   private readonly held = new Map<string, number>();
   private readonly queue: { holder: string; bytes: number; go: () => void }[] = [];
