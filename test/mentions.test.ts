@@ -478,7 +478,7 @@ describe('a subscriber badge told live', () => {
       viewer: { userId: 'u1' },
       services: { threads },
       loaders: {
-        unreadMentions: {
+        mentionsBetween: {
           load: () => {
             const d = deferred<number>();
             reads.push(d);

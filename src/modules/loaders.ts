@@ -47,9 +47,7 @@ export interface Loaders {
   unreadReplies: DataLoader<string, boolean>;
   /** Who every message in a response mentions (user ids), in one query. */
   mentions: DataLoader<string, string[]>;
-  /** The viewer's unread mentions per conversation key, in one query. */
-  unreadMentions: DataLoader<string, number>;
-  /** The same, each between the marker and the newest message a row shows, in one query. */
+  /** The viewer's unread mentions per conversation, each between the marker and the newest message a row shows, in one query. */
   mentionsBetween: DataLoader<BadgeSpan, number, string>;
 }
 
@@ -96,7 +94,6 @@ export function createLoaders(
     threadParticipants: new DataLoader((ids) => threads.participants(em, ids)),
     unreadReplies: new DataLoader((ids) => (viewerId ? threads.unreadReplies(em, viewerId, ids) : Promise.resolve(ids.map(() => false)))),
     mentions: new DataLoader((ids) => threads.mentionIds(em, ids)),
-    unreadMentions: new DataLoader((keys) => (viewerId ? threads.unreadMentions(em, viewerId, keys) : Promise.resolve(keys.map(() => 0)))),
     mentionsBetween: new DataLoader((spans) => (viewerId ? threads.unreadBetween(em, viewerId, spans) : Promise.resolve(spans.map(() => 0))), {
       cacheKeyFn: (s) => `${s.key} ${s.from} ${s.to}`,
     }),

@@ -79,6 +79,9 @@ export function emptyConversation(conv: Conversation): ConversationType {
     peerId: conv.peerId,
     lastMessageId: null,
     lastMessage: null,
+    // No message: an empty span, no mention.
+    badgeSeq: 0,
+    badgeFrom: 0,
   };
 }
 

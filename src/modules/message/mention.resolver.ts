@@ -62,12 +62,9 @@ export class ConversationMentionsResolver {
 }
 
 /**
- * Where a row's badge is read: as of the marker and newest message the row shows when it says
- * (every row read or derived from an event does), so that it agrees with the row's unread count;
- * else as the database has it now.
+ * Where a row's badge is read: as of the marker and newest message the row shows (every row says:
+ * see conversation.mapper), so that it agrees with the row's unread count.
  */
 function badgeOf(c: ConversationType, ctx: Context): { load(key: string): Promise<number> } {
-  const from = c.badgeFrom;
-  if (from === undefined) return ctx.loaders.unreadMentions;
-  return { load: (key) => ctx.loaders.mentionsBetween.load({ key, from, to: c.badgeSeq ?? 0 }) };
+  return { load: (key) => ctx.loaders.mentionsBetween.load({ key, from: c.badgeFrom ?? 0, to: c.badgeSeq ?? 0 }) };
 }

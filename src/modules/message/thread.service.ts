@@ -311,12 +311,6 @@ export class ThreadService {
   unreadBetween(em: EntityManager, viewerId: string, spans: readonly BadgeSpan[]): Promise<number[]> {
     return mentionRepository.unreadBetween(em, viewerId, spans);
   }
-
-  /** The viewer's unread mentions in several conversations (a loader's batch). */
-  async unreadMentions(em: EntityManager, viewerId: string, keys: readonly string[]): Promise<number[]> {
-    const found = await mentionRepository.unreadCounts(em, viewerId, keys);
-    return keys.map((k) => found.get(k) ?? 0);
-  }
 }
 
 /** Whether a new message belongs in a messageAdded stream: a thread's replies with `threadId`, else the timeline (replies kept in their thread left out). */
