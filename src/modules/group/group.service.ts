@@ -526,10 +526,11 @@ export class GroupService {
    */
   private async asModerator(em: EntityManager, groupId: string, viewerId: string, opts: { lobby?: boolean } = {}): Promise<{ group: Group; role: GroupRole }> {
     const group = await this.lockVisible(em, groupId, viewerId);
+    // The lobby's rule first: a member told "only the owner or an admin" looked for one who could (an outside probe).
+    if (group.isLobby && opts.lobby === false) throw new ForbiddenError('The lobby belongs to everyone; no one can do that there.');
     const s = (await groupRepository.standing(em, group.id, viewerId))!;
     const role = this.roleIn(s, viewerId);
     if (role !== GroupRole.OWNER && role !== GroupRole.ADMIN) throw new ForbiddenError('Only the owner or an admin of this group can do that.');
-    if (group.isLobby && opts.lobby === false) throw new ForbiddenError('The lobby belongs to everyone; no one can do that there.');
     return { group, role };
   }
 
