@@ -361,6 +361,23 @@ describe('mentions', () => {
     await carolOn.client.dispose();
   });
 
+  it('should keep whom an @all reached when an edit keeps it: not a member who joined since; one an edit adds reaches every member then', async () => {
+    const s = await createTestServer();
+    const [alice, bob, dave] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Kept all', [bob]);
+    const EDIT = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { mentions { id } } }';
+    const ids = (r: { mentions: { id: string }[] }) => r.mentions.map((u) => u.id).sort();
+    const m = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'release @all' } }, alice.token))).sendMessage;
+    const plain = (await ok(gql(s.url, SEND, { i: { groupId: g, content: 'release' } }, alice.token))).sendMessage;
+    expect(ids(m)).toEqual([bob.id]);
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g, u: dave.id }, alice.token));
+    expect(ids((await ok(gql(s.url, EDIT, { m: m.id, t: 'release @all!' }, alice.token))).editMessage)).toEqual([bob.id]);
+    expect(await sql(s.env.DATABASE_URL!, 'select user_id from message_mentions where message_id = $1', [m.id])).toEqual([{ user_id: bob.id }]);
+    // Named, dave is mentioned; an @all the edit adds reaches every member now.
+    expect(ids((await ok(gql(s.url, EDIT, { m: m.id, t: `release @all, @${dave.username}` }, alice.token))).editMessage)).toEqual([bob.id, dave.id].sort());
+    expect(ids((await ok(gql(s.url, EDIT, { m: plain.id, t: 'release @all' }, alice.token))).editMessage)).toEqual([bob.id, dave.id].sort());
+  });
+
   it('should expand @here, in contacts mode, only where every member is a contact of every other: a small group, not a larger one', async () => {
     // Groups of three make contacts; one of four does not (PRESENCE_GROUP_MAX 3), though a friendship does.
     const s = await createTestServer({ PRESENCE_VISIBILITY: 'contacts', PRESENCE_GROUP_MAX: '3' });

@@ -32,7 +32,7 @@ export class MentionResolver {
 export class MessageMentionsResolver {
   @FieldResolver(() => [UserType], {
     description:
-      `Users its text mentions (@username, @here, @all), resolved when it was sent and again at each edit (an @here the edit keeps reaches whom it reached when sent): members of the conversation only, never the sender; names that match no member stay plain text. Username order, the first ${MENTIONS_SHOWN} (an @all or @here mentions every member it names: unreadMentionCount, the mentions query and notifications count each one).`,
+      `Users its text mentions (@username, @here, @all), resolved when it was sent and again at each edit (an @here or @all the edit keeps reaches whom it reached when sent): members of the conversation only, never the sender; names that match no member stay plain text. Username order, the first ${MENTIONS_SHOWN} (an @all or @here mentions every member it names: unreadMentionCount, the mentions query and notifications count each one).`,
   })
   async mentions(@Root() m: MessageType, @Ctx() ctx: Context): Promise<UserType[]> {
     if (m.mentionList) return m.mentionList;

@@ -808,12 +808,13 @@ export class MessageService {
       const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
       // An `@here` the edit keeps reaches whom it reached when sent, not who is connected now:
       // fixing a typo took the mention from members gone since and gave it to ones come since.
-      const sent = ask?.here && !ask.all && row.group_id ? mentionAsk(row.content) : null;
-      const keptHere = !!sent?.here && !sent.all;
-      const conv = ask && !keptHere && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
+      // So does a kept `@all`: not the members who joined since (an outside probe), whom it never reached.
+      const sent = (ask?.here || ask?.all) && row.group_id ? mentionAsk(row.content) : null;
+      const kept = !!sent && (ask!.all ? sent.all : sent.here && !sent.all);
+      const conv = ask && !kept && (ask.here || ask.all) && row.group_id ? await this.conversation(em, viewerId, { groupId: row.group_id }) : null;
       const targets = !ask
         ? NO_TARGETS
-        : keptHere
+        : kept
           ? { names: ask.names, ids: await mentionRepository.notNamed(em, row.id, sent!.names) }
           : ((conv ? await this.mentionTargets(em, conv, viewerId, ask) : { names: ask.names, ids: [] }) ?? NO_TARGETS);
       // The text and its mentions in one transaction, the message's row locked by the first: two edits
