@@ -4,7 +4,7 @@ import { DriverException } from '@mikro-orm/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from '../shared/logger';
 import { isDeadlock, isDependencyDown, isStatementTimeout } from '../shared/sql';
-import { SUGGESTION, limitMessage, type DocumentLimits } from './limits';
+import { INTROSPECTION_OFF, SUGGESTION, limitMessage, type DocumentLimits } from './limits';
 
 // Where the transports (HTTP, WebSocket, SSE) read it; it lives beside isDeadlock, for services too.
 export { isDependencyDown };
@@ -105,7 +105,7 @@ export function createErrorFormatter(opts: {
       const message = limitMessage(formatted.message)
         .replace(/\bmore that (?=\d)/, 'more than ')
         // Apollo's words name its own option; an operator of this server sets ENABLE_INTROSPECTION.
-        .replace(/^GraphQL introspection is not allowed by Apollo Server.*$/s, 'GraphQL introspection is off on this server (ENABLE_INTROSPECTION), and the query asked for __schema or __type.');
+        .replace(/^GraphQL introspection is not allowed by Apollo Server.*$/s, INTROSPECTION_OFF);
       const reason = code === 'GRAPHQL_VALIDATION_FAILED' && /\blimit of \d/.test(message) ? 'GRAPHQL_LIMIT' : code;
       return { ...formatted, message, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', ...(reason && reason !== 'INTERNAL_SERVER_ERROR' ? { reason } : {}) } };
     }

@@ -3,7 +3,6 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import {
   GraphQLError,
   Kind,
-  NoSchemaIntrospectionCustomRule,
   parse,
   SingleFieldSubscriptionsRule,
   specifiedRules,
@@ -228,6 +227,22 @@ const noSubscriptionsOverHttp: ApolloServerPlugin = {
   },
 };
 
+/** Why a document was refused with introspection off, over every transport (Apollo's own words, over HTTP, are made these: see errors.ts). */
+export const INTROSPECTION_OFF = 'GraphQL introspection is off on this server (ENABLE_INTROSPECTION), and the query asked for __schema or __type.';
+
+/**
+ * Apollo's rule for the operations it doesn't run (WebSocket, SSE): one error a `__schema` or
+ * `__type` field, with Apollo's validationErrorCode. graphql-js's NoSchemaIntrospectionCustomRule
+ * said it in other words, and once more for each field under them (`queryType`: an outside probe).
+ */
+const noIntrospection: ValidationRule = (context) => ({
+  Field(node) {
+    if (node.name.value === '__schema' || node.name.value === '__type') {
+      context.reportError(new GraphQLError(INTROSPECTION_OFF, { nodes: [node], extensions: { validationErrorCode: 'INTROSPECTION_DISABLED' } }));
+    }
+  },
+});
+
 /**
  * Limits on what one document may ask for: depth, aliases, tokens, directives (graphql-armor),
  * cost and the items its pages hold (documentCostRule); field suggestions are hidden whenever introspection is off, so the schema can't be
@@ -248,7 +263,7 @@ export function documentLimits(env: LimitsEnv): DocumentLimits {
     blockFieldSuggestion: { enabled: false },
   }).protect();
   const validationRules = [...armor.validationRules, documentCostRule(env.GRAPHQL_MAX_COST, env.GRAPHQL_MAX_ITEMS)];
-  const rules: ValidationRule[] = [...SPECIFIED, ...validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [NoSchemaIntrospectionCustomRule])];
+  const rules: ValidationRule[] = [...SPECIFIED, ...validationRules, ...(env.ENABLE_INTROSPECTION ? [] : [noIntrospection])];
   const bad = (message: string, reason: string) => new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', reason } });
 
   return {
