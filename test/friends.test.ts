@@ -29,6 +29,22 @@ describe('friends', () => {
     expect(codeOf(await gql(s.url, REMOVE, { id: a.id }, b.token))).toBe('NOT_FOUND');
   });
 
+  it('should list friends and blocked users by username whatever its case, as users pages them', async () => {
+    const s = await createTestServer();
+    const me = await signup(s.url);
+    const tag = `${process.pid}_${Date.now() % 100000}`;
+    // Upper case sorts before lower case byte by byte: Zed before adam.
+    const users = [await signup(s.url, { username: `Zed_${tag}` }), await signup(s.url, { username: `adam_${tag}` }), await signup(s.url, { username: `Bob_${tag}` })];
+    for (const u of users) {
+      const req = (await ok(gql(s.url, SEND, { id: u.id }, me.token))).sendFriendRequest;
+      await ok(gql(s.url, ACCEPT, { id: req.id }, u.token));
+    }
+    const alphabetical = [`adam_${tag}`, `Bob_${tag}`, `Zed_${tag}`];
+    expect((await ok(gql(s.url, FRIENDS, {}, me.token))).friends.map((f: any) => f.username)).toEqual(alphabetical);
+    for (const u of users) await ok(gql(s.url, 'mutation($id: ID!) { blockUser(userId: $id) }', { id: u.id }, me.token));
+    expect((await ok(gql(s.url, '{ blockedUsers { username } }', {}, me.token))).blockedUsers.map((u: any) => u.username)).toEqual(alphabetical);
+  });
+
   it("should bring a direct conversation back with a restored friendship as each had read it, not read to the end", async () => {
     const s = await createTestServer();
     const [a, b] = [await signup(s.url), await signup(s.url)];

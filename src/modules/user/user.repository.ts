@@ -1,4 +1,4 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { raw, type EntityManager } from '@mikro-orm/postgresql';
 import { pgArray, pgTextArray, prepared } from '../../shared/sql';
 import { User } from './user.entity';
 import { DELETED_DISPLAY_NAME, SYSTEM_USER } from './user.mapper';
@@ -132,7 +132,8 @@ export const userRepository = {
 
   /** Accounts by id, by username: those not deleted, or with `deleted` their placeholders too. */
   async byIdsByUsername(em: EntityManager, ids: readonly string[], opts: { deleted?: boolean } = {}): Promise<User[]> {
-    return em.find(User, opts.deleted ? { id: { $in: [...ids] } } : { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { username: 'asc' } });
+    // As `users` pages them, whatever the case: by username alone `Zed` came before `adam` (an outside probe).
+    return em.find(User, opts.deleted ? { id: { $in: [...ids] } } : { id: { $in: [...ids] }, deletedAt: null }, { orderBy: { [raw('lower(username)')]: 'asc', id: 'asc' } });
   },
 
   /** Users (not deleted) ordered by lower(username), id, after a keyset position. */
