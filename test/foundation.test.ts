@@ -201,7 +201,9 @@ describe('foundation', () => {
       const twice = runParley(env);
       expect(await twice.exited).toBe(1);
       expect(twice.output().stderr.trim()).toMatch(
-        new RegExp(`^Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken, and a PostgreSQL \\(pid \\d+\\) runs on its data folder ${env.EMBEDDED_PG_DIR}: if Parley is already running here, stop it first`),
+        new RegExp(
+          `^Parley could not start: port ${env.EMBEDDED_PG_PORT} of the embedded PostgreSQL is taken, and a PostgreSQL \\(pid \\d+\\) runs on its data folder ${env.EMBEDDED_PG_DIR}: if Parley is already running here, stop it first, or give this one a data folder of its own with EMBEDDED_PG_DIR and a free port with EMBEDDED_PG_PORT \\(another port alone would not help`,
+        ),
       );
       // On another port, the folder is still in use: the line names the setting that gives it one of its own.
       const elsewhere = runParley({ ...env, EMBEDDED_PG_PORT: String(await sparePorts()) });

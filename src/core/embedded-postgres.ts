@@ -296,11 +296,12 @@ export async function startEmbeddedPostgres(opts: {
   }
   if (!(await portFree(port))) {
     // One advice for both cases sent a second clone's tests to a setting they don't read, and said
-    // another port would not help where it would (an outside probe).
+    // another port would not help where it would; a second instance on one clone was told the
+    // cause, not the two settings that give it its own PostgreSQL (outside probes).
     const pid = await runningOn(dataDir);
     throw new Error(
       pid !== undefined
-        ? `port ${port} of the embedded PostgreSQL is taken, and a PostgreSQL (pid ${pid}) runs on its data folder ${dataDir}: if Parley is already running here, stop it first (another port would not help: the folder is in use)`
+        ? `port ${port} of the embedded PostgreSQL is taken, and a PostgreSQL (pid ${pid}) runs on its data folder ${dataDir}: if Parley is already running here, stop it first${dirSetting ? `, or give this one a data folder of its own with ${dirSetting} and a free port with ${portSetting}` : ''} (another port alone would not help: the folder is in use)`
         : `port ${port} of the embedded PostgreSQL is taken by another program (another Parley's embedded PostgreSQL, on a data folder of its own, counts): set ${portSetting} to a free port`,
     );
   }
