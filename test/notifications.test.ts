@@ -9,7 +9,7 @@ import { codeOf, eventually, gql, ok, sleep, wsClient } from './helpers/graphql'
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildGroup, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot, sql } from './helpers/db';
-import { LARGE_GROUP } from '../src/modules/notification/notification.service';
+import { LARGE_GROUP, retryDelay } from '../src/modules/notification/notification.service';
 import { loadEnv } from '../src/config/env';
 import { documentedVerifier, documentedReceiverSource, startReceiver, type Receiver } from './helpers/webhook-receiver';
 import { sparePorts } from './helpers/ports';
@@ -583,6 +583,15 @@ describe('notification settings', () => {
     const env = loadEnv({});
     expect([env.WEBHOOK_URL, env.WEBHOOK_SECRET, env.WEBHOOK_COALESCE, env.WEBHOOK_MAX_AGE]).toEqual([undefined, undefined, 10, 86400]);
     expect(loadEnv({ WEBHOOK_URL: 'https://push.example.com/parley', WEBHOOK_SECRET: SECRET, WEBHOOK_COALESCE: '0', WEBHOOK_MAX_AGE: '2h' })).toMatchObject({ WEBHOOK_COALESCE: 0, WEBHOOK_MAX_AGE: 7200 });
+  });
+
+  it('should try a failing event once more just before WEBHOOK_MAX_AGE, not drop it a backoff early', () => {
+    // The 30th failure backs off 450-900 s: an event 10 s old of 20 is tried at 19 s, not dropped at 10.
+    expect(retryDelay(10, 30, 20)).toBe(9);
+    expect(retryDelay(19.5, 1, 20)).toBeNull();
+    const first = retryDelay(2, 1, 86400)!;
+    expect(first).toBeGreaterThanOrEqual(0.5);
+    expect(first).toBeLessThanOrEqual(1);
   });
 
   it('should refuse a URL without a secret, a short secret, another scheme and bad durations', () => {

@@ -379,8 +379,8 @@ export class NotificationService {
         }
         failure ??= posted;
         failed++;
-        const delay = backoff(e.attempts);
-        if ((Date.now() - e.created_at.getTime()) / 1000 + delay > maxAge) {
+        const delay = retryDelay((Date.now() - e.created_at.getTime()) / 1000, e.attempts, maxAge);
+        if (delay === null) {
           await repo.finish(em, e.id, e.attempts, 'DROPPED');
           round.dropped++;
         } else {
@@ -409,6 +409,19 @@ export class NotificationService {
   purge(): Promise<void> {
     return repo.purge(this.em.fork() as EntityManager, this.env.WEBHOOK_MAX_AGE);
   }
+}
+
+/** How long before WEBHOOK_MAX_AGE an event's last try comes: a round (every 250 ms) drops an event due past it before trying it. */
+const LAST_TRY_BEFORE_SECONDS = 1;
+
+/**
+ * Seconds before an event `ageSeconds` old, failed `attempts` times, is tried again; null: dropped.
+ * A backoff that would come past WEBHOOK_MAX_AGE is cut short to a last try just before it: the
+ * event was dropped at once instead, up to a backoff (15 minutes) early (an outside probe).
+ */
+export function retryDelay(ageSeconds: number, attempts: number, maxAgeSeconds: number): number | null {
+  const left = maxAgeSeconds - LAST_TRY_BEFORE_SECONDS - ageSeconds;
+  return left > 0 ? Math.min(backoff(attempts), left) : null;
 }
 
 /** Seconds before try `attempts + 1`: exponential, capped, half of it random so that retries after an outage spread out. */
