@@ -732,3 +732,41 @@ describe('invitation webhooks', () => {
     }
   });
 });
+
+describe('moderation and sends under way', () => {
+  it.each(['ban', 'remove'] as const)('should make a %s wait for sends past their check: none is stored after it is answered', async (how) => {
+    const s = await createTestServer();
+    const [owner, member, watcher] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, M.create, { n: 'Crossing', p: false }, owner.token))).createGroup.id;
+    for (const u of [member, watcher]) await ok(gql(s.url, M.join, { g }, u.token));
+    const live = await listen(s, watcher, 'subscription { groupEvent { kind } }');
+    await ok(gql(s.url, M.send, { g, c: 'first' }, owner.token));
+    const added = await listen(s, watcher, 'subscription { messageAdded { content } }');
+    // The conversation's head held: the sends pass their membership check and wait to be written.
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    const at: Record<string, number> = {};
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
+      const sends = ['one', 'two', 'three'].map((c) => gql(s.url, M.send, { g, c }, member.token).then((r) => ((at[c] = performance.now()), r)));
+      await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= 1, 5000, 20);
+      const moderation = gql(s.url, how === 'ban' ? M.ban : M.remove, { g, u: member.id }, owner.token).then((r) => ((at.moderation = performance.now()), r));
+      await sleep(300);
+      await holder.query('commit');
+      const answers = await Promise.all(sends);
+      await ok(moderation);
+      // Each send stored was answered before the moderation: it waited for them, as the contract says.
+      const stored = answers.filter((r) => !r.errors);
+      for (const c of ['one', 'two', 'three']) if (!answers[['one', 'two', 'three'].indexOf(c)].errors) expect(at[c]).toBeLessThan(at.moderation);
+      const history = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where group_id = $1', [g]);
+      expect(history).toEqual([{ n: stored.length + 1 }]);
+      // And the other members got them before the member went.
+      const kind = how === 'ban' ? 'MEMBER_BANNED' : 'MEMBER_REMOVED';
+      await eventually(() => live.values.some((v: any) => v.groupEvent.kind === kind), 5000);
+      expect(added.values).toHaveLength(stored.length);
+    } finally {
+      await holder.end();
+    }
+  });
+});

@@ -140,13 +140,13 @@ const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or $
 /**
  * The gate of a batch's message row `b` (group_id, project_id, sender_id), as memberGate gates one
  * without slow mode's stamp: in a group, one by a member who posts freely (a batch does not stamp
- * slow mode: a plain member's message then goes alone); in a project, one by a participant, their
- * row read under a key-share lock (as projectGate). `offset 0` keeps
+ * slow mode: a plain member's message then goes alone); in a project, one by a participant; the
+ * member's row read under a key-share lock either way (see memberGate). `offset 0` keeps
  * the test a probe of the member's row per message: a batch's generic plan assumes 10 rows, and
  * with small tables PostgreSQL chose to hash all of group_members instead.
  */
 export const batchGate = (b: string) => `(${b}.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
-            where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')} offset 0))
+            where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')} offset 0 for key share of gm))
           and (${b}.project_id is null or exists (select 1 from project_members pm where pm.project_id = ${b}.project_id and pm.user_id = ${b}.sender_id for key share))`;
 
 /**
@@ -160,13 +160,18 @@ export const batchGate = (b: string) => `(${b}.group_id is null or exists (selec
  * plain member of a group in slow mode finds `g` empty: nothing is written, and the caller sends
  * again with `slow` once slow mode lets them (see MessageService.insertOne). A batch's gate is
  * recordBatch's own. `also`: what else the statement checks before it writes (a reply's parent),
- * so that a send refused for it does not start the member's interval.
+ * so that a send refused for it does not start the member's interval. The member's row is read
+ * under a key-share lock (or `sl`'s update, a stronger one: a row this statement updated is not
+ * locked again, but skipped), as projectGate reads a participant's: a ban or removal committed while the
+ * statement waited (for the head's row, behind other sends) leaves `g` empty, and one that comes
+ * after waits for the message. Read without it, from the statement's snapshot, a message was stored
+ * and delivered after the ban that put its sender out had been answered (an outside probe, 3 of 3).
  */
 export function memberGate(groupId: string, senderId: string, slow: boolean, also?: Sql): Sql {
   if (!slow) {
     return {
       text: `g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
-            where g.id = ? and ${postsFreely('g', 'gm')})`,
+            where g.id = ? and ${postsFreely('g', 'gm')} for key share of gm)`,
       params: [senderId, groupId],
     };
   }
@@ -174,7 +179,8 @@ export function memberGate(groupId: string, senderId: string, slow: boolean, als
     text: `sl as (update group_members gm set slow_sent_at = now() from groups s where s.id = ? and s.slow_mode_seconds > 0 and gm.group_id = s.id and gm.user_id = ?
             and gm.role = 'MEMBER' and s.owner_id is distinct from gm.user_id and (gm.slow_sent_at is null or gm.slow_sent_at <= now() - s.slow_mode_seconds * interval '1 second')${also ? ` and ${also.text}` : ''} returning gm.user_id),
           g as (select g.name, g.owner_id from groups g join group_members gm on gm.group_id = g.id and gm.user_id = ?
-            where g.id = ? and (${postsFreely('g', 'gm')} or exists (select 1 from sl)))`,
+            where g.id = ? and (exists (select 1 from sl) or (${postsFreely('g', 'gm')}
+              and exists (select 1 from group_members k where k.group_id = gm.group_id and k.user_id = gm.user_id for key share))))`,
     params: [groupId, senderId, ...(also?.params ?? []), senderId, groupId],
   };
 }
