@@ -749,7 +749,8 @@ describe('moderation and sends under way', () => {
     try {
       await holder.query('begin');
       await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
-      const sends = ['one', 'two', 'three'].map((c) => gql(s.url, M.send, { g, c }, member.token).then((r) => ((at[c] = performance.now()), r)));
+      const texts = ['one', 'two', 'three'];
+      const sends = texts.map((c) => gql(s.url, M.send, { g, c }, member.token).then((r) => ((at[c] = performance.now()), r)));
       await eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= 1, 5000, 20);
       const moderation = gql(s.url, how === 'ban' ? M.ban : M.remove, { g, u: member.id }, owner.token).then((r) => ((at.moderation = performance.now()), r));
       await sleep(300);
@@ -758,7 +759,7 @@ describe('moderation and sends under way', () => {
       await ok(moderation);
       // Each send stored was answered before the moderation: it waited for them, as the contract says.
       const stored = answers.filter((r) => !r.errors);
-      for (const c of ['one', 'two', 'three']) if (!answers[['one', 'two', 'three'].indexOf(c)].errors) expect(at[c]).toBeLessThan(at.moderation);
+      texts.forEach((c, i) => answers[i].errors || expect(at[c]).toBeLessThan(at.moderation));
       const history = await sql(s.env.DATABASE_URL!, 'select count(*)::int as n from messages where group_id = $1', [g]);
       expect(history).toEqual([{ n: stored.length + 1 }]);
       // And the other members got them before the member went.

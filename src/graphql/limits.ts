@@ -231,15 +231,13 @@ const noSubscriptionsOverHttp: ApolloServerPlugin = {
 export const INTROSPECTION_OFF = 'GraphQL introspection is off on this server (ENABLE_INTROSPECTION), and the query asked for __schema or __type.';
 
 /**
- * Apollo's rule for the operations it doesn't run (WebSocket, SSE): one error a `__schema` or
- * `__type` field, with Apollo's validationErrorCode. graphql-js's NoSchemaIntrospectionCustomRule
- * said it in other words, and once more for each field under them (`queryType`: an outside probe).
+ * Apollo's rule, for the operations it doesn't run (WebSocket, SSE): one error a `__schema` or
+ * `__type` field. graphql-js's NoSchemaIntrospectionCustomRule said it in other words, and once
+ * more for each field under them (`queryType`: an outside probe).
  */
 const noIntrospection: ValidationRule = (context) => ({
   Field(node) {
-    if (node.name.value === '__schema' || node.name.value === '__type') {
-      context.reportError(new GraphQLError(INTROSPECTION_OFF, { nodes: [node], extensions: { validationErrorCode: 'INTROSPECTION_DISABLED' } }));
-    }
+    if (node.name.value === '__schema' || node.name.value === '__type') context.reportError(new GraphQLError(INTROSPECTION_OFF, { nodes: [node] }));
   },
 });
 
