@@ -770,4 +770,76 @@ describe('moderation and sends under way', () => {
       await holder.end();
     }
   });
+
+  it.each([false, true])('should take a reply\'s member row before the head (alsoInConversation %s): waiting on it behind a deletion, it holds nothing the deletion needs', async (also) => {
+    const s = await createTestServer();
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, M.create, { n: 'Replying', p: false }, owner.token))).createGroup.id;
+    await ok(gql(s.url, M.join, { g }, member.token));
+    const root = (await ok(gql(s.url, M.send, { g, c: 'root' }, owner.token))).sendMessage.id;
+    const deadlocks = async () => Number((await sql(s.env.DATABASE_URL!, 'select deadlocks from pg_stat_database where datname = current_database()'))[0].deadlocks);
+    const before = await deadlocks();
+    const waiting = async (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      // The member's row held: the deletion queues for it first, then the reply.
+      await holder.query('begin');
+      await holder.query('select 1 from group_members where group_id = $1 and user_id = $2 for update', [g, member.id]);
+      const deletion = gql(s.url, M.del, { g }, owner.token);
+      await waiting(1);
+      const reply = gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { groupId: g, content: 'late', parentId: root, alsoInConversation: also } }, member.token);
+      await waiting(2);
+      await sleep(200);
+      // Released, the deletion takes the rows, then the head: a reply holding the head would wait on it.
+      await holder.query('commit');
+      expect((await ok(deletion)).deleteGroup).toBe(true);
+      expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(codeOf(await reply));
+    } finally {
+      await holder.end();
+    }
+    await sleep(600);
+    expect((await deadlocks()) - before).toBe(0);
+  });
+
+  it('should delete a group whose sends wait behind its deletion without a deadlock: they find it gone', async () => {
+    const s = await createTestServer();
+    const [owner, member] = [await signup(s.url), await signup(s.url)];
+    const g = (await ok(gql(s.url, M.create, { n: 'Going', p: false }, owner.token))).createGroup.id;
+    await ok(gql(s.url, M.join, { g }, member.token));
+    const root = (await ok(gql(s.url, M.send, { g, c: 'first' }, owner.token))).sendMessage.id;
+    const deadlocks = async () => Number((await sql(s.env.DATABASE_URL!, 'select deadlocks from pg_stat_database where datname = current_database()'))[0].deadlocks);
+    const before = await deadlocks();
+    const waiting = async (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
+    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
+      // The deletion waits for the head first, then the sends: it closes the head before they write.
+      const deletion = gql(s.url, M.del, { g }, owner.token);
+      await waiting(1);
+      // Plain sends, a reply kept in its thread and one also in the conversation: each takes the
+      // sender's row before the head, as the deletion takes the members' rows before it.
+      const REPLY = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+      const sends = [
+        ...['one', 'two'].map((c) => gql(s.url, M.send, { g, c }, member.token)),
+        gql(s.url, REPLY, { i: { groupId: g, content: 'kept', parentId: root } }, member.token),
+        gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token),
+      ];
+      await waiting(2);
+      await sleep(200);
+      await holder.query('commit');
+      expect((await ok(deletion)).deleteGroup).toBe(true);
+      // The group gone, or for a reply its root with it (parentId).
+      const codes = (await Promise.all(sends)).map(codeOf);
+      expect(codes.slice(0, 2)).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+      for (const c of codes.slice(2)) expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(c);
+    } finally {
+      await holder.end();
+    }
+    // A deadlock is broken by aborting one side (the send ran again a second later); none happened.
+    await sleep(600);
+    expect((await deadlocks()) - before).toBe(0);
+  });
 });

@@ -658,10 +658,15 @@ export class MessageService {
    * The conversation's head is taken before the root, as every reply statement takes them (see
    * insertReplyBatch): taken the other way, kept replies to the same root deadlocked with it, and
    * 1-3 of 30 mixed replies at once came back SERVICE_UNAVAILABLE (an outside probe, 6 of 6).
+   * Before the head, the sender's row of a group or project, as its statement's gate and every send
+   * take it: the head first waited for a deletion that held the members' rows and waited for it.
    */
   private underRoot(o: Outgoing): Promise<Sent> {
     return retryDeadlocks(() =>
       o.em().transactional(async (tem) => {
+        const { groupId, projectId } = o.conv;
+        if (groupId) await tem.execute('select 1 from group_members where group_id = ? and user_id = ? for key share', [groupId, o.senderId]);
+        else if (projectId) await tem.execute('select 1 from project_members where project_id = ? and user_id = ? for key share', [projectId, o.senderId]);
         await tem.execute('select 1 from conversation_heads where conversation_key = ? for update', [o.conv.key]);
         const [root]: { deleted: boolean }[] = await tem.execute('select deleted_at is not null as deleted from messages where id = ? for no key update', [o.root!.id]);
         if (!root) throw new BadUserInputError(NO_PARENT, 'parentId');

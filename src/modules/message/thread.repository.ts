@@ -122,9 +122,11 @@ export const threadRepository = {
    * direct or project conversation, the friendship or the sender's participation, under a lock), takes
    * the next position in the conversation (the head's pos and last_at only: the timeline's seq,
    * last message and activity stay, as for a private message), counts on its root and makes its
-   * sender follow the thread. Null when a check failed: nothing is written then. The head, then the
-   * root, are locked before the checks read the root (the order a reply also sent to the
-   * conversation takes them): a root deleted meanwhile is seen, and nothing is stored on it.
+   * sender follow the thread. Null when a check failed: nothing is written then. The gate's row
+   * (the sender's membership, the friendship), then the head, then the root, are locked before the
+   * checks read the root (the order every send and a reply also sent to the conversation take them,
+   * and a deletion of the group or project its members' rows and its head): a root deleted
+   * meanwhile is seen, and nothing is stored on it.
    */
   async insertReply(
     em: EntityManager,
@@ -149,7 +151,7 @@ export const threadRepository = {
     const rows = await prepared<MessageRow & ReplyColumns>(
       em,
       `with ${g ? `${g.text}, ` : ''}${access ? `${access.text}, ` : ''}hl as (
-         select 1 from conversation_heads where conversation_key = ? and closed_at is null for update
+         select 1 from conversation_heads where conversation_key = ? and closed_at is null${g ? ' and exists (select 1 from g)' : ''}${access ? ' and exists (select 1 from ga)' : ''} for update
        ), tp as (
          select root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
            from hl, messages x join messages root on root.id = coalesce(x.parent_id, x.id)
