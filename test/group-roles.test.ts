@@ -771,24 +771,30 @@ describe('moderation and sends under way', () => {
     }
   });
 
-  it.each([false, true])('should take a reply\'s member row before the head (alsoInConversation %s): waiting on it behind a deletion, it holds nothing the deletion needs', async (also) => {
-    const s = await createTestServer();
+  /** A group of two with a root message, PostgreSQL's count of deadlocks broken in its database, and a wait for `n` sessions waiting on locks. */
+  async function deletionRace(s: TestServer, name: string) {
     const [owner, member] = [await signup(s.url), await signup(s.url)];
-    const g = (await ok(gql(s.url, M.create, { n: 'Replying', p: false }, owner.token))).createGroup.id;
+    const g = (await ok(gql(s.url, M.create, { n: name, p: false }, owner.token))).createGroup.id;
     await ok(gql(s.url, M.join, { g }, member.token));
     const root = (await ok(gql(s.url, M.send, { g, c: 'root' }, owner.token))).sendMessage.id;
     const deadlocks = async () => Number((await sql(s.env.DATABASE_URL!, 'select deadlocks from pg_stat_database where datname = current_database()'))[0].deadlocks);
-    const before = await deadlocks();
-    const waiting = async (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
+    const waiting = (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
     const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
     await holder.connect();
+    return { owner, member, g, root, deadlocks, waiting, holder, before: await deadlocks() };
+  }
+  const REPLY = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+
+  it.each([false, true])('should take a reply\'s member row before the head (alsoInConversation %s): waiting on it behind a deletion, it holds nothing the deletion needs', async (also) => {
+    const s = await createTestServer();
+    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Replying');
     try {
       // The member's row held: the deletion queues for it first, then the reply.
       await holder.query('begin');
       await holder.query('select 1 from group_members where group_id = $1 and user_id = $2 for update', [g, member.id]);
       const deletion = gql(s.url, M.del, { g }, owner.token);
       await waiting(1);
-      const reply = gql(s.url, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { groupId: g, content: 'late', parentId: root, alsoInConversation: also } }, member.token);
+      const reply = gql(s.url, REPLY, { i: { groupId: g, content: 'late', parentId: root, alsoInConversation: also } }, member.token);
       await waiting(2);
       await sleep(200);
       // Released, the deletion takes the rows, then the head: a reply holding the head would wait on it.
@@ -804,15 +810,7 @@ describe('moderation and sends under way', () => {
 
   it('should delete a group whose sends wait behind its deletion without a deadlock: they find it gone', async () => {
     const s = await createTestServer();
-    const [owner, member] = [await signup(s.url), await signup(s.url)];
-    const g = (await ok(gql(s.url, M.create, { n: 'Going', p: false }, owner.token))).createGroup.id;
-    await ok(gql(s.url, M.join, { g }, member.token));
-    const root = (await ok(gql(s.url, M.send, { g, c: 'first' }, owner.token))).sendMessage.id;
-    const deadlocks = async () => Number((await sql(s.env.DATABASE_URL!, 'select deadlocks from pg_stat_database where datname = current_database()'))[0].deadlocks);
-    const before = await deadlocks();
-    const waiting = async (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
-    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await holder.connect();
+    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Going');
     try {
       await holder.query('begin');
       await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
@@ -821,7 +819,6 @@ describe('moderation and sends under way', () => {
       await waiting(1);
       // Plain sends, a reply kept in its thread and one also in the conversation: each takes the
       // sender's row before the head, as the deletion takes the members' rows before it.
-      const REPLY = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
       const sends = [
         ...['one', 'two'].map((c) => gql(s.url, M.send, { g, c }, member.token)),
         gql(s.url, REPLY, { i: { groupId: g, content: 'kept', parentId: root } }, member.token),
