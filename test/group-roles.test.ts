@@ -808,6 +808,33 @@ describe('moderation and sends under way', () => {
     expect((await deadlocks()) - before).toBe(0);
   });
 
+  it("should take turns, not deadlock, between a member's reply also in the conversation and their send in slow mode", async () => {
+    const s = await createTestServer();
+    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Slow replies');
+    await ok(gql(s.url, M.slow, { g, s: 1 }, owner.token));
+    // Their first message finds the group in slow mode: from then on their sends stamp it in their statement.
+    await ok(gql(s.url, M.send, { g, c: 'hello' }, member.token));
+    await sleep(1100);
+    try {
+      // The root held: the reply waits for it holding what it took before (the member's row, the head)...
+      await holder.query('begin');
+      await holder.query('select 1 from messages where id = $1 for update', [root]);
+      const reply = gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token);
+      await waiting(1);
+      // ...and their plain send, which stamps their row as it goes.
+      const send = gql(s.url, M.send, { g, c: 'plain' }, member.token);
+      await waiting(2);
+      await sleep(200);
+      await holder.query('commit');
+      // One of the two within the interval: the other is told to wait.
+      expect([codeOf(await reply), codeOf(await send)].sort()).toEqual(['RATE_LIMITED', undefined].sort());
+    } finally {
+      await holder.end();
+    }
+    await sleep(600);
+    expect((await deadlocks()) - before).toBe(0);
+  });
+
   it('should delete a group whose sends wait behind its deletion without a deadlock: they find it gone', async () => {
     const s = await createTestServer();
     const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Going');

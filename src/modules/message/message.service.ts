@@ -659,13 +659,15 @@ export class MessageService {
    * insertReplyBatch): taken the other way, kept replies to the same root deadlocked with it, and
    * 1-3 of 30 mixed replies at once came back SERVICE_UNAVAILABLE (an outside probe, 6 of 6).
    * Before the head, the sender's row of a group or project, as its statement's gate and every send
-   * take it: the head first waited for a deletion that held the members' rows and waited for it.
+   * take it: the head first waited for a deletion that held the members' rows and waited for it. A
+   * group member's as strongly as the statement's slow-mode stamp updates it: with a share only, the
+   * stamp, after the head, waited for the sender's other send, which had stamped and waited for the head.
    */
   private underRoot(o: Outgoing): Promise<Sent> {
     return retryDeadlocks(() =>
       o.em().transactional(async (tem) => {
         const { groupId, projectId } = o.conv;
-        if (groupId) await tem.execute('select 1 from group_members where group_id = ? and user_id = ? for key share', [groupId, o.senderId]);
+        if (groupId) await tem.execute('select 1 from group_members where group_id = ? and user_id = ? for no key update', [groupId, o.senderId]);
         else if (projectId) await tem.execute('select 1 from project_members where project_id = ? and user_id = ? for key share', [projectId, o.senderId]);
         await tem.execute('select 1 from conversation_heads where conversation_key = ? for update', [o.conv.key]);
         const [root]: { deleted: boolean }[] = await tem.execute('select deleted_at is not null as deleted from messages where id = ? for no key update', [o.root!.id]);
