@@ -138,6 +138,21 @@ export type MarkedRow = MemberColumns &
 const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or ${gm}.role = 'ADMIN' or ${g}.owner_id = ${gm}.user_id)`;
 
 /**
+ * A batch's senders' rows (their groups', their projects'), locked in (conversation, user) order
+ * before any gate reads them (batchGate's first test, an InitPlan, runs this): a batch of several
+ * senders took them in its arrival order, and a group's or project's deletion, which takes its
+ * members' rows in user order, deadlocked with it (an outside probe: 5-10 a run of deletions under
+ * load, some sends answered SERVICE_UNAVAILABLE once their three tries were spent).
+ */
+export const BATCH_LOCKS = `bl as (
+         select 1 from group_members gm where (gm.group_id, gm.user_id) in (select b.group_id, b.sender_id from b where b.group_id is not null)
+         order by gm.group_id, gm.user_id for key share
+       ), pl as (
+         select 1 from project_members pm where (pm.project_id, pm.user_id) in (select b.project_id, b.sender_id from b where b.project_id is not null)
+         order by pm.project_id, pm.user_id for key share
+       )`;
+
+/**
  * The gate of a batch's message row `b` (group_id, project_id, sender_id), as memberGate gates one
  * without slow mode's stamp: in a group, one by a member who posts freely (a batch does not stamp
  * slow mode: a plain member's message then goes alone); in a project, one by a participant; the
@@ -145,7 +160,7 @@ const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or $
  * the test a probe of the member's row per message: a batch's generic plan assumes 10 rows, and
  * with small tables PostgreSQL chose to hash all of group_members instead.
  */
-export const batchGate = (b: string) => `(${b}.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
+export const batchGate = (b: string) => `(select (select count(*) from bl) + (select count(*) from pl)) >= 0 and (${b}.group_id is null or exists (select 1 from group_members gm join groups gr on gr.id = gm.group_id
             where gm.group_id = ${b}.group_id and gm.user_id = ${b}.sender_id and ${postsFreely('gr', 'gm')} offset 0 for key share of gm))
           and (${b}.project_id is null or exists (select 1 from project_members pm where pm.project_id = ${b}.project_id and pm.user_id = ${b}.sender_id for key share))`;
 
@@ -410,7 +425,7 @@ export const conversationRepository = {
   recordBatch(m: { sortFanout: number }): { before: Sql; after: Sql; states: Sql } {
     const ms = "* interval '1 millisecond'";
     const before: Sql = {
-      text: `bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b where ${batchGate('b')}),
+      text: `${BATCH_LOCKS}, bi as (select b.*, row_number() over (partition by b.conversation_key order by b.o) as i from b where ${batchGate('b')}),
         k as (select distinct on (conversation_key) conversation_key, group_id, i as n, id as last_id from bi order by conversation_key, i desc),
         g as (select k.conversation_key, gr.name, gr.owner_id from k cross join lateral (select name, owner_id from groups where id = k.group_id offset 0) gr),
         ok as (select k.conversation_key, k.n, k.last_id,

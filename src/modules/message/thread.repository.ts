@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { limitLiteral, pgArray, prepared, unnestUnseen, type Sql } from '../../shared/sql';
-import { batchGate, friendsGate, GATE_COLUMNS, memberGate, projectGate, type SendGate } from '../conversation/conversation.repository';
+import { BATCH_LOCKS, batchGate, friendsGate, GATE_COLUMNS, memberGate, projectGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { BATCH_TYPES, batchColumns, COLUMNS, MENTION_TYPES, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
 import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
@@ -220,6 +220,7 @@ export const threadRepository = {
       em,
       `with b as (select * from ${unnestUnseen([...BATCH_TYPES, 'uuid[]', ...(mentions ? MENTION_TYPES : [])])}
            with ordinality as b(id, conversation_key, group_id, project_id, sender_id, content, client_message_id, parent_id, ${mentions ? 'mention_names, mention_ids, ' : ''}o)),
+       ${BATCH_LOCKS},
        tp as (
          select distinct on (b.conversation_key) b.*, root.id as root_id, root.sender_id as root_sender_id, root.created_at as root_at
            from b join messages x on x.id = b.parent_id and x.conversation_key = b.conversation_key and x.deleted_at is null
