@@ -141,7 +141,7 @@ const postsFreely = (g: string, gm: string) => `(${g}.slow_mode_seconds = 0 or $
  * A batch's senders' rows (their groups', their projects'), locked in (conversation, user) order
  * before any gate reads them (batchGate's first test, an InitPlan, runs this): a batch of several
  * senders took them in its arrival order, and a group's or project's deletion, which takes its
- * members' rows in user order, deadlocked with it (an outside probe: 5-10 a run of deletions under
+ * members' rows in user order, deadlocked with it (an outside probe: 1-10 a run of deletions under
  * load, some sends answered SERVICE_UNAVAILABLE once their three tries were spent).
  */
 export const BATCH_LOCKS = `bl as (
