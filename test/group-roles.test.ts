@@ -771,7 +771,11 @@ describe('moderation and sends under way', () => {
     }
   });
 
-  /** A group of two with a root message, PostgreSQL's count of deadlocks broken in its database, and a wait for `n` sessions waiting on locks. */
+  /**
+   * A group of two with a root message, and a race made certain: `behind` holds `lock` in a
+   * transaction of its own, starts `first`, then `then` once `first` waits on a lock, and commits
+   * once both wait; `noDeadlock` checks PostgreSQL broke no deadlock in this database meanwhile.
+   */
   async function deletionRace(s: TestServer, name: string) {
     const [owner, member] = [await signup(s.url), await signup(s.url)];
     const g = (await ok(gql(s.url, M.create, { n: name, p: false }, owner.token))).createGroup.id;
@@ -779,91 +783,88 @@ describe('moderation and sends under way', () => {
     const root = (await ok(gql(s.url, M.send, { g, c: 'root' }, owner.token))).sendMessage.id;
     const deadlocks = async () => Number((await sql(s.env.DATABASE_URL!, 'select deadlocks from pg_stat_database where datname = current_database()'))[0].deadlocks);
     const waiting = (n: number) => eventually(async () => (await sql(s.env.DATABASE_URL!, 'select 1 from pg_locks where not granted')).length >= n, 5000, 20);
-    const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
-    await holder.connect();
-    return { owner, member, g, root, deadlocks, waiting, holder, before: await deadlocks() };
+    const before = await deadlocks();
+    async function behind<A, B>(lock: [string, unknown[]], first: () => Promise<A>, then: () => Promise<B>): Promise<[A, B]> {
+      const holder = new pg.Client({ connectionString: s.env.DATABASE_URL });
+      await holder.connect();
+      try {
+        await holder.query('begin');
+        await holder.query(...lock);
+        const a = first();
+        await waiting(1);
+        const b = then();
+        await waiting(2);
+        await sleep(200);
+        await holder.query('commit');
+        return [await a, await b];
+      } finally {
+        await holder.end();
+      }
+    }
+    const noDeadlock = async () => {
+      // A deadlock is broken by aborting one side (it ran again a second later); PostgreSQL counts it a moment after.
+      await sleep(600);
+      expect((await deadlocks()) - before).toBe(0);
+    };
+    return { owner, member, g, root, behind, noDeadlock };
   }
   const REPLY = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
 
   it.each([false, true])('should take a reply\'s member row before the head (alsoInConversation %s): waiting on it behind a deletion, it holds nothing the deletion needs', async (also) => {
     const s = await createTestServer();
-    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Replying');
-    try {
-      // The member's row held: the deletion queues for it first, then the reply.
-      await holder.query('begin');
-      await holder.query('select 1 from group_members where group_id = $1 and user_id = $2 for update', [g, member.id]);
-      const deletion = gql(s.url, M.del, { g }, owner.token);
-      await waiting(1);
-      const reply = gql(s.url, REPLY, { i: { groupId: g, content: 'late', parentId: root, alsoInConversation: also } }, member.token);
-      await waiting(2);
-      await sleep(200);
-      // Released, the deletion takes the rows, then the head: a reply holding the head would wait on it.
-      await holder.query('commit');
-      expect((await ok(deletion)).deleteGroup).toBe(true);
-      expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(codeOf(await reply));
-    } finally {
-      await holder.end();
-    }
-    await sleep(600);
-    expect((await deadlocks()) - before).toBe(0);
+    const { owner, member, g, root, behind, noDeadlock } = await deletionRace(s, 'Replying');
+    // The member's row held: the deletion queues for it first, then the reply. Released, the
+    // deletion takes the rows, then the head: a reply holding the head would wait on it.
+    const [deletion, reply] = await behind(
+      ['select 1 from group_members where group_id = $1 and user_id = $2 for update', [g, member.id]],
+      () => gql(s.url, M.del, { g }, owner.token),
+      () => gql(s.url, REPLY, { i: { groupId: g, content: 'late', parentId: root, alsoInConversation: also } }, member.token),
+    );
+    expect((await ok(Promise.resolve(deletion))).deleteGroup).toBe(true);
+    expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(codeOf(reply));
+    await noDeadlock();
   });
 
   it("should take turns, not deadlock, between a member's reply also in the conversation and their send in slow mode", async () => {
     const s = await createTestServer();
-    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Slow replies');
+    const { owner, member, g, root, behind, noDeadlock } = await deletionRace(s, 'Slow replies');
     await ok(gql(s.url, M.slow, { g, s: 1 }, owner.token));
     // Their first message finds the group in slow mode: from then on their sends stamp it in their statement.
     await ok(gql(s.url, M.send, { g, c: 'hello' }, member.token));
     await sleep(1100);
-    try {
-      // The root held: the reply waits for it holding what it took before (the member's row, the head)...
-      await holder.query('begin');
-      await holder.query('select 1 from messages where id = $1 for update', [root]);
-      const reply = gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token);
-      await waiting(1);
-      // ...and their plain send, which stamps their row as it goes.
-      const send = gql(s.url, M.send, { g, c: 'plain' }, member.token);
-      await waiting(2);
-      await sleep(200);
-      await holder.query('commit');
-      // One of the two within the interval: the other is told to wait.
-      expect([codeOf(await reply), codeOf(await send)].sort()).toEqual(['RATE_LIMITED', undefined].sort());
-    } finally {
-      await holder.end();
-    }
-    await sleep(600);
-    expect((await deadlocks()) - before).toBe(0);
+    // The root held: the reply waits for it holding what it took before (the member's row, the
+    // head), and their plain send stamps their row as it goes.
+    const [reply, send] = await behind(
+      ['select 1 from messages where id = $1 for update', [root]],
+      () => gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token),
+      () => gql(s.url, M.send, { g, c: 'plain' }, member.token),
+    );
+    // One of the two within the interval: the other is told to wait.
+    expect([codeOf(reply), codeOf(send)].sort()).toEqual(['RATE_LIMITED', undefined].sort());
+    await noDeadlock();
   });
 
   it('should delete a group whose sends wait behind its deletion without a deadlock: they find it gone', async () => {
     const s = await createTestServer();
-    const { owner, member, g, root, deadlocks, waiting, holder, before } = await deletionRace(s, 'Going');
-    try {
-      await holder.query('begin');
-      await holder.query('select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]);
-      // The deletion waits for the head first, then the sends: it closes the head before they write.
-      const deletion = gql(s.url, M.del, { g }, owner.token);
-      await waiting(1);
-      // Plain sends, a reply kept in its thread and one also in the conversation: each takes the
-      // sender's row before the head, as the deletion takes the members' rows before it.
-      const sends = [
-        ...['one', 'two'].map((c) => gql(s.url, M.send, { g, c }, member.token)),
-        gql(s.url, REPLY, { i: { groupId: g, content: 'kept', parentId: root } }, member.token),
-        gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token),
-      ];
-      await waiting(2);
-      await sleep(200);
-      await holder.query('commit');
-      expect((await ok(deletion)).deleteGroup).toBe(true);
-      // The group gone, or for a reply its root with it (parentId).
-      const codes = (await Promise.all(sends)).map(codeOf);
-      expect(codes.slice(0, 2)).toEqual(['NOT_FOUND', 'NOT_FOUND']);
-      for (const c of codes.slice(2)) expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(c);
-    } finally {
-      await holder.end();
-    }
-    // A deadlock is broken by aborting one side (the send ran again a second later); none happened.
-    await sleep(600);
-    expect((await deadlocks()) - before).toBe(0);
+    const { owner, member, g, root, behind, noDeadlock } = await deletionRace(s, 'Going');
+    // The deletion waits for the head first, then the sends: it closes the head before they write.
+    // Plain sends, a reply kept in its thread and one also in the conversation: each takes the
+    // sender's row before the head, as the deletion takes the members' rows before it.
+    const [deletion, sends] = await behind(
+      ['select 1 from conversation_heads where conversation_key = $1 for update', [`g:${g}`]],
+      () => gql(s.url, M.del, { g }, owner.token),
+      () =>
+        Promise.all([
+          ...['one', 'two'].map((c) => gql(s.url, M.send, { g, c }, member.token)),
+          gql(s.url, REPLY, { i: { groupId: g, content: 'kept', parentId: root } }, member.token),
+          gql(s.url, REPLY, { i: { groupId: g, content: 'also', parentId: root, alsoInConversation: true } }, member.token),
+        ]),
+    );
+    expect((await ok(Promise.resolve(deletion))).deleteGroup).toBe(true);
+    // The group gone, or for a reply its root with it (parentId).
+    const codes = sends.map(codeOf);
+    expect(codes.slice(0, 2)).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    for (const c of codes.slice(2)) expect(['NOT_FOUND', 'BAD_USER_INPUT']).toContain(c);
+    await noDeadlock();
   });
 });
