@@ -345,6 +345,8 @@ describe('accounts', () => {
     expect(me.me).toMatchObject({ username: 'renamed_a', displayName: 'Ann' });
     // A blank display name is none, as null is (a form's emptied field): the username shows.
     expect((await ok(gql(s.url, UPDATE, { d: ' \u3000 ' }, a.token))).updateProfile.displayName).toBeNull();
+    // Composed as group names are: é typed as e and an accent is stored as the one é.
+    expect((await ok(gql(s.url, UPDATE, { d: 'Rene\u0301e' }, a.token))).updateProfile.displayName).toBe('Ren\u00e9e');
   });
 
   it("should not rename an account deleted while the rename was on its way (the deleted placeholder keeps its name)", async () => {

@@ -106,6 +106,9 @@ describe('groups', () => {
     expect(p2.groups.edges.map((e: any) => e.node.name)).toEqual(['Books']);
     expect(p2.groups.pageInfo.hasNextPage).toBe(false);
     expect(codeOf(await attempt(s.url, GroupsDocument, { after: 'bm90LWEtY3Vyc29y' }, u.token))).toBe('BAD_USER_INPUT');
+    // A name and a search with an accent typed apart are kept composed: either spelling finds the other.
+    expect((await request(s.url, CreateGroupDocument, { name: 'Cafe\u0301 club' }, u.token)).createGroup.name).toBe('Caf\u00e9 club');
+    for (const search of ['Caf\u00e9', 'Cafe\u0301']) expect((await request(s.url, GroupsDocument, { search }, u.token)).groups.totalCount).toBe(1);
     expect(codeOf(await attempt(s.url, CreateGroupDocument, { name: '   ' }, u.token))).toBe('BAD_USER_INPUT');
     expect(codeOf(await attempt(s.url, CreateGroupDocument, { name: 'x'.repeat(101) }, u.token))).toBe('BAD_USER_INPUT');
   });
@@ -286,9 +289,10 @@ describe('group events', () => {
     const [evOwner, evMember, evOutsider] = [await listen(s, owner), await listen(s, member), await listen(s, outsider)];
     const g = (await request(s.url, CreateGroupDocument, { name: 'Public' }, owner.token)).createGroup;
     await request(s.url, JoinGroupDocument, { groupId: g.id }, member.token);
-    await request(s.url, RenameGroupDocument, { groupId: g.id, name: 'Renamed' }, owner.token);
-    // The name it has (once trimmed): nothing changes, nobody is told.
-    expect((await request(s.url, RenameGroupDocument, { groupId: g.id, name: ' Renamed ' }, owner.token)).renameGroup.name).toBe('Renamed');
+    await request(s.url, RenameGroupDocument, { groupId: g.id, name: 'Caf\u00e9' }, owner.token);
+    // The name it has (once trimmed, and composed: é typed as e and an accent is the same é): nothing changes, nobody is told.
+    expect((await request(s.url, RenameGroupDocument, { groupId: g.id, name: ' Caf\u00e9 ' }, owner.token)).renameGroup.name).toBe('Caf\u00e9');
+    expect((await request(s.url, RenameGroupDocument, { groupId: g.id, name: 'Cafe\u0301' }, owner.token)).renameGroup.name).toBe('Caf\u00e9');
     await request(s.url, LeaveGroupDocument, { groupId: g.id }, member.token);
     await request(s.url, DeleteGroupDocument, { groupId: g.id }, owner.token);
     await evOwner.nth(5);
@@ -300,7 +304,7 @@ describe('group events', () => {
     await evOutsider.nth(2);
     expect(kinds(evOutsider)).toEqual(['CREATED', 'CREATED']);
     expect(evOutsider.values[1].groupEvent.groupId).toBe(last);
-    expect(evOwner.values[2].groupEvent).toMatchObject({ groupId: g.id, group: { name: 'Renamed' }, user: { id: owner.id } });
+    expect(evOwner.values[2].groupEvent).toMatchObject({ groupId: g.id, group: { name: 'Caf\u00e9' }, user: { id: owner.id } });
     expect(evOwner.values[4].groupEvent.group).toBeNull();
   });
 

@@ -194,7 +194,13 @@ describe('projects', () => {
       await ok(gql(s.url, ADD, { p, u: participant.id }, owner.token));
       await ok(gql(s.url, DESIGNATE, { p, u: coach.id }, owner.token));
       await ok(gql(s.url, WITHDRAW, { p, u: participant.id }, owner.token));
-      expect((await inbox(s.url, owner)).totalCount).toBe(inboxBefore);
+      // A title spelled with a combining accent is the composed one (an outside probe: "renamed to" itself).
+      const title = (await ok(gql(s.url, RENAME, { p, t: 'Cafe\u0301' }, owner.token))).renameProject.title;
+      expect(title).toBe('Caf\u00e9');
+      const renamedOnce = (await inbox(s.url, owner)).totalCount;
+      expect(renamedOnce).toBe(inboxBefore + 1);
+      expect((await ok(gql(s.url, RENAME, { p, t: 'Cafe\u0301' }, owner.token))).renameProject.title).toBe('Caf\u00e9');
+      expect((await inbox(s.url, owner)).totalCount).toBe(renamedOnce);
       // The owner may remove a coach.
       const after = (await ok(gql(s.url, REMOVE, { p, u: coach2.id }, owner.token))).removeProjectParticipant;
       expect(after.coaches).toEqual([{ id: coach.id }]);

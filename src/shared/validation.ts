@@ -106,9 +106,14 @@ export function isSafeName(v: string): boolean {
   return clean(v) || clean(v.replace(EMOJI, '').replace(JOINER_IN_WORD, '').replace(SELECTOR_IN_WORD, ''));
 }
 
-/** A short single-line name (group name, project title): trimmed, 1..max characters (code points, as the column counts them), something visible among them. */
+/**
+ * A short single-line name (group name, project title): trimmed and composed (NFC: an é typed as
+ * e and a combining accent is the é typed at once, so renaming one to the other renames nothing:
+ * an outside probe had every member told "'Café' was renamed to 'Café'"), 1..max characters (code
+ * points, as the column counts them), something visible among them.
+ */
 export function cleanName(value: string, field: string, max = 100): string {
-  const v = typeof value === 'string' ? value.trim() : '';
+  const v = typeof value === 'string' ? value.trim().normalize('NFC') : '';
   if (!v.length || [...v].length > max || !isSafeName(v)) {
     throw new BadUserInputError(`'${field}' must be 1 to ${max} characters on one line, something visible among them, without invisible or direction-changing characters.`, field);
   }
@@ -139,10 +144,10 @@ export function cleanMessageText(value: string | null | undefined, max: number, 
   return v;
 }
 
-/** A search string: trimmed, at most 100 characters; empty means no filter. */
+/** A search string: trimmed and composed (as the names it finds are: see cleanName), at most 100 characters; empty means no filter. */
 export function cleanSearch(value: string | null | undefined, field = 'search'): string | null {
   if (value === null || value === undefined) return null;
-  const v = value.trim();
+  const v = value.trim().normalize('NFC');
   if ([...v].length > 100) throw new BadUserInputError(`'${field}' must be at most 100 characters.`, field);
   return v.length ? v.replace(/\u0000/g, '') : null;
 }

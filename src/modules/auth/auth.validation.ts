@@ -109,10 +109,10 @@ const RESERVED_DISPLAY_NAMES = new Set([DELETED_DISPLAY_NAME, SYSTEM_USER.displa
  */
 const withoutSigns = (name: string): string => [...name].filter((c) => !(LATIN_LETTERS[c] && !/\p{L}/u.test(c))).join('');
 
-/** Null clears the display name; otherwise 1 to 64 characters under the shared name rules. */
+/** Null clears the display name; otherwise 1 to 64 characters under the shared name rules, composed as cleanName composes them. */
 export function validateDisplayName(value: string | null | undefined, field = 'displayName'): string | null {
   if (value === null || value === undefined) return null;
-  const v = value.trim();
+  const v = value.trim().normalize('NFC');
   if (!v.length) return null;
   if ([...v].length > 64 || !isSafeName(v)) {
     throw new BadUserInputError('Display name must be at most 64 characters, without control, invisible or direction-changing characters.', field);

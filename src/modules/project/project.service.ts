@@ -223,7 +223,8 @@ export class ProjectService {
         l.members.map((m) => ({ userId: m.userId, member: false })),
       );
       const text = t.deleted(l.project.title, names.get(viewerId)!);
-      // The owner reads their own deletion in the second person, as every other change of theirs.
+      // The owner reads their own deletion in the second person, as one who leaves reads their leaving; their
+      // other changes read as everyone's but the subject's do (API.md: to the one added "You were added", to the others, the actor among them, the third person).
       const entries = l.members.map((m) => ({ recipientId: m.userId, kind: ProjectActionKind.PROJECT_DELETED, message: m.userId === viewerId ? t.deletedYou(l.project.title) : text }));
       await this.notify(tem, outbox, l.project, entries, { actorId: viewerId, targetId: null, previousTitle: null }, pos);
       return true;
