@@ -405,6 +405,13 @@ describe('mentions', () => {
     await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g, u: longest.id }, alice.token));
     expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `hi @${longest.username}EXTRA` } }, alice.token))).sendMessage.mentions).toEqual([]);
     expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `hi @${longest.username}.` } }, alice.token))).sendMessage.mentions).toEqual([{ id: longest.id, username: longest.username }]);
+    // A letter or digit of any script (or a mark) runs on into the name, after it or before the @, as an ASCII one does
+    // (an outside probe: `@bobé` and `josé@bob` mentioned bob, `@bobx` and `jose@bob` no one).
+    for (const content of [`@${carol.username}\u00e9 hi`, `@${carol.username}\u00df hi`, `@${carol.username}e\u0301 hi`, `jos\u00e9@${carol.username} hi`, `\u0662@${carol.username}`, `@${carol.username}\u0662`]) {
+      expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions]).toEqual([content, []]);
+    }
+    // Punctuation and spaces of any script end it.
+    expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `\u00bfy @${carol.username}\u3002` } }, alice.token))).sendMessage.mentions.map((u: any) => u.id)).toEqual([carol.id]);
     // A reply edited to mention bob: bob follows its thread, as a mention at send makes one.
     const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
     const reply = await sendMessage(s.url, carol.token, { groupId: g, content: 'plain reply', parentId: root.id });

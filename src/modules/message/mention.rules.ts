@@ -3,12 +3,16 @@ import type { Conversation } from '../conversation/conversation.access';
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
  * sentence's final dots are not part of one (a dash is: `@ann-` names `ann-`, never `ann`); a
- * longer run of such characters names no one (not its first 32).
+ * longer run of such characters names no one (not its first 32). A letter, digit or mark of any
+ * script runs on into the name as an ASCII one does, after it (`@annë` names no one, as `@annx`)
+ * or before the `@` (`josé@ann`, as `jose@ann`, is an address): an outside probe had both mention ann.
  */
+const MENTION = /(?:^|[^\p{L}\p{N}\p{M}_.-])@([A-Za-z0-9_.-]{3,32})\.*(?![\p{L}\p{N}\p{M}_.-])/gu;
+
 export function mentionNames(text: string | null | undefined): string[] {
   if (!text || !text.includes('@')) return [];
   const out = new Set<string>();
-  for (const m of text.matchAll(/(?:^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{3,32})\.*(?![A-Za-z0-9_.-])/g)) out.add(m[1].replace(/\.+$/, '').toLowerCase());
+  for (const m of text.matchAll(MENTION)) out.add(m[1].replace(/\.+$/, '').toLowerCase());
   return [...out];
 }
 
