@@ -28,7 +28,7 @@ export class SearchResolver {
     return ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name), spend);
   }
 
-  @FieldResolver(() => Int, { description: 'Every visible match, not only the ranked ones: counted only when asked for.' })
+  @FieldResolver(() => Int, { description: 'Every match the viewer may read, not only the ranked ones the pages hold (over 200 matches, more than the pages reach): counted only when asked for.' })
   totalCount(@Root() c: SearchHitConnection): Promise<number> {
     return c.totalCount();
   }
