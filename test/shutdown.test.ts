@@ -10,6 +10,14 @@ import { initialized } from './helpers/raw-socket';
 
 const TIMEOUT = 3;
 
+/** Whether a new connection to `port` is refused (the listener closed). */
+const refused = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const probe = connect(port, '127.0.0.1');
+    probe.once('connect', () => (probe.destroy(), resolve(false)));
+    probe.once('error', () => resolve(true));
+  });
+
 /** Whether the process ended within `ms`, and how long it took. */
 async function endsWithin(p: ParleyProcess, ms: number): Promise<{ ended: boolean; after: number }> {
   const started = Date.now();
@@ -193,5 +201,29 @@ describe('operations in flight at a stop', () => {
     expect([...received.matchAll(/^Retry-After: (\S+)/gim)].map((m) => m[1])).toEqual(['1']);
     expect(await stored(s, 'first')).toBe(1);
     expect(await stored(s, 'read after the stop')).toBe(0);
+  });
+
+  it('should refuse with 503, not reset, the first request of a connection accepted just before HTTP began to drain', async () => {
+    const s = await createTestServer();
+    const ada = await signup(s.url);
+    const lobby = await lobbyOf(s.url, ada.token);
+    const body = JSON.stringify({ query: SEND, variables: { g: lobby, c: 'first of a fresh connection' } });
+    // Accepted, its request not written yet (as a client's burst opens connections).
+    const socket = connect(s.port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    let received = '';
+    socket.on('data', (d) => (received += d));
+    socket.on('error', (e: NodeJS.ErrnoException) => (received += `error ${e.code}`));
+    const ended = new Promise((r) => socket.on('close', r));
+    await sleep(50);
+    const stopping = s.dispose();
+    // The drain has begun once the listener is closed: a new connection is refused.
+    for (let i = 0; i < 500 && !(await refused(s.port)); i++) await sleep(5);
+    socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${ada.token}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await ended;
+    await stopping;
+    expect(received).toMatch(/^HTTP\/1\.1 503/);
+    expect(received).toMatch(/^Connection: close\r$/im);
+    expect(await stored(s, 'first of a fresh connection')).toBe(0);
   });
 });
