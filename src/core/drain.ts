@@ -58,7 +58,11 @@ export function drainHttpServer(server: Server, graceMs: number): ApolloServerPl
     socket.on('close', gone);
   });
   // A WebSocket's upgrade is its first request (its socket is closed with 1001 before the drain).
-  server.on('upgrade', (req: IncomingMessage) => fresh.delete(req.socket));
+  // Heard by no one else (the WebSocket server closed), it is destroyed, as Node does with no listener.
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    fresh.delete(req.socket);
+    if (server.listenerCount('upgrade') === 1) socket.destroy();
+  });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     fresh.delete(req.socket);
     inFlight.set(req.socket, (inFlight.get(req.socket) ?? 0) + 1);
