@@ -1,5 +1,8 @@
 import type { Conversation } from '../conversation/conversation.access';
 
+/** A mention and what may stand around it (see mentionNames). */
+const MENTION = /(?:^|[^\p{L}\p{N}\p{M}_.-])@([A-Za-z0-9_.-]{3,32})\.*(?![\p{L}\p{N}\p{M}_.-])/gu;
+
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
  * sentence's final dots are not part of one (a dash is: `@ann-` names `ann-`, never `ann`); a
@@ -7,8 +10,6 @@ import type { Conversation } from '../conversation/conversation.access';
  * script runs on into the name as an ASCII one does, after it (`@annë` names no one, as `@annx`)
  * or before the `@` (`josé@ann`, as `jose@ann`, is an address): an outside probe had both mention ann.
  */
-const MENTION = /(?:^|[^\p{L}\p{N}\p{M}_.-])@([A-Za-z0-9_.-]{3,32})\.*(?![\p{L}\p{N}\p{M}_.-])/gu;
-
 export function mentionNames(text: string | null | undefined): string[] {
   if (!text || !text.includes('@')) return [];
   const out = new Set<string>();
