@@ -208,6 +208,23 @@ describe('as the container image runs it', () => {
 });
 
 describe('the embedded PostgreSQL under a running server', () => {
+  it('should finish a first start that Ctrl-C interrupts while the data folder is initialised, then stop with 0', async () => {
+    const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));
+    // Ctrl-C in a terminal signals the whole foreground group, initdb's too unless it has its own.
+    const p = runParley(env, { detached: true });
+    for (let i = 0; i < 600 && !p.output().stdout.includes('initialising embedded PostgreSQL'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.output().stdout).toContain('initialising embedded PostgreSQL');
+    process.kill(-p.child.pid!, 'SIGINT');
+    expect(await p.exited).toBe(0);
+    expect(p.output().stderr).toBe('');
+    // Initialised whole: the next start takes the folder as it is.
+    const again = runParley(env);
+    await again.listening;
+    expect(again.output().stdout).not.toContain('initialising embedded PostgreSQL');
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  }, 90_000);
+
   it('should stop the server, with 1 and a fatal line, when its embedded PostgreSQL is killed', async () => {
     // As `npm start` on a clone: the data under the folder's .data/ (as root, where the postgres user can write).
     const dir = imageClone('parley-lost-');

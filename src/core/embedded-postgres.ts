@@ -135,10 +135,10 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Runs a binary to completion; rejects with the last lines it wrote. */
-function runToEnd(file: string, args: string[], as: RunAs | undefined, env: NodeJS.ProcessEnv): Promise<void> {
+/** Runs a binary to completion (in a process group of its own with `ownGroup`); rejects with the last lines it wrote. */
+function runToEnd(file: string, args: string[], as: RunAs | undefined, env: NodeJS.ProcessEnv, ownGroup = false): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { ...as, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { ...as, env, stdio: ['ignore', 'pipe', 'pipe'], detached: ownGroup });
     let out = '';
     child.stdout.on('data', (d) => (out = (out + d).slice(-2000)));
     child.stderr.on('data', (d) => (out = (out + d).slice(-2000)));
@@ -323,7 +323,10 @@ export async function startEmbeddedPostgres(opts: {
       if (as) await Promise.all([chown(dataDir, as.uid, as.gid), chown(pwfile, as.uid, as.gid)]);
       await chmod(dataDir, 0o700);
       const args = [`--pgdata=${dataDir}`, '--auth=password', `--username=${USER}`, `--pwfile=${pwfile}`, '--lc-messages=C'];
-      await runToEnd(bin.initdb, args, as, env);
+      // In its own group as PostgreSQL is (below): a Ctrl-C while a first start initialises
+      // stops Parley once started, and initdb, signalled with the terminal's group, died under it
+      // and failed the start (an outside probe, 2 of 2).
+      await runToEnd(bin.initdb, args, as, env, opts.ownGroup);
     } catch (e) {
       // Half an initialised folder would be taken for a whole one next time.
       await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
