@@ -330,11 +330,13 @@ describe('text rules', () => {
   it('should keep emoji, ZWJ sequences and real scripts in names', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);
-    for (const good of GOOD) {
-      expect((await request(s.url, SignupDocument, { ...buildUser(), displayName: good })).signup.user.displayName).toBe(good);
-      expect((await ok(gql(s.url, PROFILE, { d: good }, u.token))).updateProfile.displayName).toBe(good);
-      expect((await ok(gql(s.url, CREATE_GROUP, { n: good }, u.token))).createGroup.name).toBe(good);
-      expect((await ok(gql(s.url, CREATE_PROJECT, { t: good }, u.token))).createProject.title).toBe(good);
+    // Kept as given, composed (NFC): 'Zoe\u0308' is kept as 'Zoë'.
+    for (const given of GOOD) {
+      const good = given.normalize('NFC');
+      expect((await request(s.url, SignupDocument, { ...buildUser(), displayName: given })).signup.user.displayName).toBe(good);
+      expect((await ok(gql(s.url, PROFILE, { d: given }, u.token))).updateProfile.displayName).toBe(good);
+      expect((await ok(gql(s.url, CREATE_GROUP, { n: given }, u.token))).createGroup.name).toBe(good);
+      expect((await ok(gql(s.url, CREATE_PROJECT, { t: given }, u.token))).createProject.title).toBe(good);
     }
   });
 
