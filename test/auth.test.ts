@@ -253,6 +253,13 @@ describe('accounts', () => {
       expect([p, codeOf(short), short.errors?.[0].extensions?.field]).toEqual([p, 'BAD_USER_INPUT', 'password']);
     }
     expect(codeOf(await gql(s.url, SIGNUP, { u: `devanagari_${process.pid}`, p: '\u0958'.repeat(8) }))).toBeUndefined();
+    // The longest password signup takes, typed decomposed (1,280 units as sent, 512 composed), signs in and confirms as sent (an outside probe).
+    const long = '\u1fa7\u0301'.normalize('NFD').repeat(256);
+    const longName = `long_${process.pid}`;
+    const signedUp = (await ok(gql(s.url, SIGNUP, { u: longName, p: long }))).signup.user.id;
+    const token = (await ok(gql(s.url, LOGIN, { u: longName, p: long }))).login.token;
+    expect((await ok(gql(s.url, 'mutation($p: String!) { logoutOtherSessions(password: $p) }', { p: long }, token))).logoutOtherSessions).toBe(1);
+    expect(signedUp).toEqual(expect.any(String));
     // A hash made of the password as typed (an earlier release) still takes it as typed.
     const { hash } = await import('@node-rs/argon2');
     await sql(s.env.DATABASE_URL!, 'update users set password_hash = $1 where username = $2', [await hash(decomposed), name]);

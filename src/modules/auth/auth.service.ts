@@ -14,7 +14,7 @@ import { userRepository } from '../user/user.repository';
 import type { PasswordLimiter } from './auth.ratelimit';
 import { sessionRepository } from './auth.repository';
 import { hashToken, newToken } from './auth.tokens';
-import { isUsername, passwordForm, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
+import { isUsername, mayBePassword, passwordForm, validateDisplayName, validatePassword, validateUsername } from './auth.validation';
 import { isWellFormed } from '../../shared/validation';
 
 /** New hashes' argon2id parameters (verify reads a stored hash's own): OWASP's baseline, 19 MiB, 2 passes, 1 lane; tests' minimal cost (PASSWORD_HASH_COST). */
@@ -222,7 +222,7 @@ export class AuthService {
   /** Signs in; the account's live sockets elsewhere are told (sessionEvent NEW_LOGIN, with this request's user agent). */
   async login(em: EntityManager, username: string, password: string, ip: string, userAgent: string | null = null): Promise<AuthResult> {
     const invalid = () => new UnauthenticatedError('Invalid username or password.');
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 64 || password.length > 1024) throw invalid();
+    if (typeof username !== 'string' || username.length > 64 || !mayBePassword(password)) throw invalid();
     // A name that could never have been registered is not looked up, but costs the same.
     const user = isUsername(username) ? await userRepository.findByUsername(em, username, true) : null;
     // Counted by id, so that deleteAccount's checks add to the same count; a name no one holds by name.
@@ -382,7 +382,7 @@ export class AuthService {
     if (typeof password !== 'string' || !password.length) throw new BadUserInputError('Password is required.', 'password');
     const user = await userRepository.account(em, viewer.userId, true);
     await this.limiter.take(user.id, ip);
-    if (password.length > 1024 || !(await matches(user.passwordHash, password))) throw new BadUserInputError('Password is incorrect.', 'password');
+    if (!mayBePassword(password) || !(await matches(user.passwordHash, password))) throw new BadUserInputError('Password is incorrect.', 'password');
     await this.limiter.passed(user.id, ip);
     return user;
   }

@@ -24,16 +24,29 @@ export function validateUsername(value: string, field = 'username'): string {
 
 const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
+/** UTF-16 units of a password once composed, at most (a bound on the work a request can ask of the hash). */
+const PASSWORD_MAX_UNITS = 1024;
+
+/**
+ * Whether `value` could be a password signup took: within PASSWORD_MAX_UNITS once composed. Typed
+ * decomposed it may be longer as sent (NFD spells a composed character in up to four units): login
+ * and the password checks read 1024 units as sent, and refused a long one signup had taken,
+ * counting it as a wrong password (an outside probe).
+ */
+export function mayBePassword(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 4 * PASSWORD_MAX_UNITS && passwordForm(value).length <= PASSWORD_MAX_UNITS;
+}
+
 export function validatePassword(value: string, field = 'password'): string {
   // Hashed as UTF-8, half of a surrogate pair would become U+FFFD: another such password would match.
   if (typeof value === 'string' && !isWellFormed(value)) throw new BadUserInputError('Password cannot contain half of a surrogate pair.', field);
   const password = typeof value === 'string' ? passwordForm(value) : '';
   // Characters as shown (an accent with its letter, U+0958 composed or not, a flag: one each), and
-  // within what login reads (1024 UTF-16 units).
+  // within what login reads (PASSWORD_MAX_UNITS).
   const graphemes = GRAPHEMES.segment(password)[Symbol.iterator]();
   let length = 0;
   while (length <= 256 && !graphemes.next().done) length++;
-  if (length < 8 || length > 256 || password.length > 1024) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
+  if (length < 8 || length > 256 || password.length > PASSWORD_MAX_UNITS) throw new BadUserInputError('Password must be 8 to 256 characters.', field);
   return password;
 }
 
