@@ -1,5 +1,5 @@
 import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -208,6 +208,24 @@ describe('as the container image runs it', () => {
 });
 
 describe('the embedded PostgreSQL under a running server', () => {
+  it('should start on a folder whose first initialisation was cut off (Ctrl-C twice, then initdb killed)', async () => {
+    const env = await embedded(path.join(tempDir('parley-cut-'), 'pg'));
+    const p = runParley(env, { detached: true });
+    for (let i = 0; i < 600 && !p.output().stdout.includes('initialising embedded PostgreSQL'); i++) await new Promise((r) => setTimeout(r, 10));
+    process.kill(-p.child.pid!, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 50));
+    process.kill(-p.child.pid!, 'SIGINT');
+    // Asked twice, it ends at once; its initdb, in a group of its own, is then killed (a container's end).
+    expect(await p.exited).toBe(1);
+    const initdb = spawnSync('pgrep', ['-f', `initdb.*${env.EMBEDDED_PG_DIR}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    expect(initdb.length).toBeGreaterThan(0);
+    for (const pid of initdb) process.kill(pid, 'SIGKILL');
+    const again = runParley(env);
+    await again.listening;
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  }, 90_000);
+
   it('should finish a first start that Ctrl-C interrupts while the data folder is initialised, then stop with 0', async () => {
     const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));
     // Ctrl-C in a terminal signals the whole foreground group, initdb's too unless it has its own.

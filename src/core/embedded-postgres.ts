@@ -204,16 +204,20 @@ function own(dataDir: string, postgres?: number): void {
   }
 }
 
+/** Where a data folder is initialised before it is moved into place whole (see startEmbeddedPostgres). */
+const BUILDING = '.initdb-';
+
 /**
- * Password files an initialisation killed midway left beside the data folders (it deletes its own
- * when it ends): a minute old, so as not to take one from a start running beside this one.
+ * Password files and folders an initialisation killed midway left beside the data folders (it
+ * deletes its own when it ends): a minute old, so as not to take one from a start running beside
+ * this one.
  */
 async function forgetStalePwfiles(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names.filter((n) => n.startsWith('.pwfile-'))) {
+  for (const name of names.filter((n) => n.startsWith('.pwfile-') || n.includes(BUILDING))) {
     const file = path.join(dir, name);
     const age = Date.now() - (await stat(file).then((s) => s.mtimeMs, () => Date.now()));
-    if (age > 60_000) await unlink(file).catch(() => undefined);
+    if (age > 60_000) await rm(file, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
@@ -316,20 +320,28 @@ export async function startEmbeddedPostgres(opts: {
   await forgetStalePwfiles(path.dirname(dataDir));
   if (existing === undefined) {
     logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // Half an initialised folder would be taken for a whole one next time: a new folder is built
+    // beside it and moved into place once initdb is done. An initdb left running by a Parley
+    // stopped at once (Ctrl-C twice) and killed later had left its PG_VERSION in place, and every
+    // later start failed (an outside probe, 4 of 4). A folder that exists already (made empty
+    // beforehand, a mount) is initialised where it is.
+    const there = await stat(dataDir).then(() => true, () => false);
+    const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
+    await mkdir(target, { mode: 0o700 });
     const pwfile = path.join(path.dirname(dataDir), `.pwfile-${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
-      if (as) await Promise.all([chown(dataDir, as.uid, as.gid), chown(pwfile, as.uid, as.gid)]);
-      await chmod(dataDir, 0o700);
-      const args = [`--pgdata=${dataDir}`, '--auth=password', `--username=${USER}`, `--pwfile=${pwfile}`, '--lc-messages=C'];
+      if (as) await Promise.all([chown(target, as.uid, as.gid), chown(pwfile, as.uid, as.gid)]);
+      await chmod(target, 0o700);
+      const args = [`--pgdata=${target}`, '--auth=password', `--username=${USER}`, `--pwfile=${pwfile}`, '--lc-messages=C'];
       // In its own group as PostgreSQL is (below): a Ctrl-C while a first start initialises
       // stops Parley once started, and initdb, signalled with the terminal's group, died under it
       // and failed the start (an outside probe, 2 of 2).
       await runToEnd(bin.initdb, args, as, env, opts.ownGroup);
+      if (target !== dataDir) await rename(target, dataDir);
     } catch (e) {
-      // Half an initialised folder would be taken for a whole one next time.
-      await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
+      if (target === dataDir) await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
+      else await rm(target, { recursive: true, force: true });
       throw new Error(`embedded PostgreSQL could not initialise ${dataDir}: ${firstLine(e)}`);
     } finally {
       await unlink(pwfile).catch(() => undefined);
