@@ -410,8 +410,11 @@ describe('mentions', () => {
     for (const content of [`@${carol.username}\u00e9 hi`, `@${carol.username}\u00df hi`, `@${carol.username}e\u0301 hi`, `jos\u00e9@${carol.username} hi`, `\u0662@${carol.username}`, `@${carol.username}\u0662`]) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions]).toEqual([content, []]);
     }
-    // Punctuation and spaces of any script end it.
-    expect((await ok(gql(s.url, SEND, { i: { groupId: g, content: `\u00bfy @${carol.username}\u3002` } }, alice.token))).sendMessage.mentions.map((u: any) => u.id)).toEqual([carol.id]);
+    // Punctuation and spaces of any script end it, as do the letters of scripts written without
+    // spaces between words, whose particles and honorifics follow a name directly.
+    for (const content of [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`]) {
+      expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions.map((u: any) => u.id)]).toEqual([content, [carol.id]]);
+    }
     // A reply edited to mention bob: bob follows its thread, as a mention at send makes one.
     const root = await sendMessage(s.url, alice.token, { groupId: g, content: 'root' });
     const reply = await sendMessage(s.url, carol.token, { groupId: g, content: 'plain reply', parentId: root.id });

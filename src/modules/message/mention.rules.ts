@@ -1,13 +1,19 @@
 import type { Conversation } from '../conversation/conversation.access';
 
+/**
+ * What runs on into a name, after it or before its `@`: a letter, digit or mark of any script but
+ * those written without spaces between words (Han, kana, Hangul, Thai), where a particle or an
+ * honorific follows a name directly: `@bobさん`, `@bob님` and `これは@bobの` mention bob.
+ */
+const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}]`;
 /** A mention and what may stand around it (see mentionNames). */
-const MENTION = /(?:^|[^\p{L}\p{N}\p{M}_.-])@([A-Za-z0-9_.-]{3,32})\.*(?![\p{L}\p{N}\p{M}_.-])/gu;
+const MENTION = new RegExp(String.raw`(?:^|[^${RUNS_ON}])@([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}])`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
  * sentence's final dots are not part of one (a dash is: `@ann-` names `ann-`, never `ann`); a
- * longer run of such characters names no one (not its first 32). A letter, digit or mark of any
- * script runs on into the name as an ASCII one does, after it (`@annë` names no one, as `@annx`)
+ * longer run of such characters names no one (not its first 32). A letter, digit or mark that
+ * runs on (RUNS_ON) does so as an ASCII one does, after the name (`@annë` names no one, as `@annx`)
  * or before the `@` (`josé@ann`, as `jose@ann`, is an address): an outside probe had both mention ann.
  */
 export function mentionNames(text: string | null | undefined): string[] {
