@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -29,6 +29,7 @@ export class OwnRedis {
 
   async start(): Promise<void> {
     this.chosen ??= await sparePorts();
+    mkdirSync(this.dir, { recursive: true });
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const r = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
@@ -78,6 +79,7 @@ export class OwnRedis {
       r.disconnect();
     } else p.kill('SIGKILL');
     await exited;
-    if (!opts.save) rmSync(path.join(this.dir, 'dump.rdb'), { force: true });
+    // Without `save`, nothing is kept: the folder goes too (a run of the suite left twenty in the temp folder).
+    if (!opts.save) rmSync(this.dir, { recursive: true, force: true });
   }
 }
