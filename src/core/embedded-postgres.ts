@@ -222,7 +222,7 @@ const BUILDING = '.initdb-';
  * deletes its own when it ends): a minute old, so as not to take one from a start running beside
  * this one.
  */
-async function forgetStalePwfiles(dir: string): Promise<void> {
+async function forgetStaleLeftovers(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names.filter((n) => n.startsWith('.pwfile-') || n.includes(BUILDING))) {
     const file = path.join(dir, name);
@@ -327,7 +327,7 @@ export async function startEmbeddedPostgres(opts: {
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
 
-  await forgetStalePwfiles(path.dirname(dataDir));
+  await forgetStaleLeftovers(path.dirname(dataDir));
   if (existing === undefined) {
     logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
     // Half an initialised folder would be taken for a whole one next time: a new folder is built
