@@ -208,6 +208,18 @@ describe('as the container image runs it', () => {
 });
 
 describe('the embedded PostgreSQL under a running server', () => {
+  it('should initialise an empty data folder made beforehand (a mount, say) where it is', async () => {
+    const env = await embedded(path.join(tempDir('parley-made-'), 'pg'));
+    mkdirSync(env.EMBEDDED_PG_DIR!, { mode: 0o755 });
+    const p = runParley(env);
+    await p.listening;
+    // Not passed over for a folder elsewhere (as root, it is given to the postgres user).
+    expect(p.output().stdout).not.toContain('keeps its data in');
+    expect(readFileSync(path.join(env.EMBEDDED_PG_DIR!, 'PG_VERSION'), 'utf8').trim()).toMatch(/^\d+$/);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  }, 90_000);
+
   it('should start on a folder whose first initialisation was cut off (Ctrl-C twice, then initdb killed)', async () => {
     const env = await embedded(path.join(tempDir('parley-cut-'), 'pg'));
     const p = runParley(env, { detached: true });

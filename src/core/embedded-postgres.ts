@@ -283,7 +283,12 @@ export async function startEmbeddedPostgres(opts: {
   await mkdir(path.dirname(dataDir), { recursive: true });
   if (as) {
     const cannotReachBinaries = !can(as, '-x', bin.postgres);
-    const cannotReachData = !can(as, '-x', path.dirname(dataDir)) || (await stat(dataDir).then(() => !can(as, '-w', dataDir), () => false));
+    const parentOpen = can(as, '-x', path.dirname(dataDir));
+    // An empty folder made for the data beforehand (a mount, say) is given to that user, not passed
+    // over for one elsewhere (an outside probe: a root-owned empty folder was, and the log blamed its parent).
+    const empty = existing === undefined && (await readdir(dataDir).then((names) => names.length === 0, () => false));
+    if (parentOpen && empty && !can(as, '-w', dataDir)) await chown(dataDir, as.uid, as.gid);
+    const cannotReachData = !parentOpen || (await stat(dataDir).then(() => !can(as, '-w', dataDir), () => false));
     // Data already there is never swapped for an empty cluster elsewhere.
     if (cannotReachData && existing !== undefined) {
       throw new Error(`the data folder ${dataDir} cannot be used by the user '${OS_USER}', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to '${OS_USER}'`);
@@ -294,7 +299,8 @@ export async function startEmbeddedPostgres(opts: {
       if (cannotReachData) {
         const requested = dataDir;
         dataDir = path.join(home, `data-${createHash('sha256').update(requested).digest('hex').slice(0, 16)}`);
-        logger.info({ dataDir, requested }, `the ${OS_USER} user cannot enter ${path.dirname(requested)}; the embedded PostgreSQL keeps its data in ${dataDir}`);
+        const why = parentOpen ? `cannot write in ${requested}` : `cannot enter ${path.dirname(requested)}`;
+        logger.info({ dataDir, requested }, `the ${OS_USER} user ${why}; the embedded PostgreSQL keeps its data in ${dataDir}`);
         existing = await clusterIn(dataDir);
       }
     }
@@ -337,7 +343,7 @@ export async function startEmbeddedPostgres(opts: {
     // beforehand, a mount) is initialised where it is.
     const there = await stat(dataDir).then(() => true, () => false);
     const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
-    await mkdir(target, { mode: 0o700 });
+    await mkdir(target, { recursive: true, mode: 0o700 });
     const pwfile = path.join(path.dirname(dataDir), `.pwfile-${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
