@@ -412,7 +412,11 @@ describe('mentions', () => {
     }
     // Punctuation and spaces of any script end it, as do the letters of scripts written without
     // spaces between words, whose particles and honorifics follow a name directly.
-    for (const content of [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`]) {
+    // So do an emoji's own marks (a variation selector, the keycap) and the fullwidth at sign; a kana's
+    // voicing mark typed apart is read composed, with its kana.
+    const ends = [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`];
+    ends.push(`\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
+    for (const content of ends) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions.map((u: any) => u.id)]).toEqual([content, [carol.id]]);
     }
     // A reply edited to mention bob: bob follows its thread, as a mention at send makes one.

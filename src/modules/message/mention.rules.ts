@@ -2,24 +2,27 @@ import type { Conversation } from '../conversation/conversation.access';
 
 /**
  * What runs on into a name, after it or before its `@`: a letter, digit or mark of any script but
- * those written without spaces between words (Han, kana, Hangul, Thai), where a particle or an
- * honorific follows a name directly: `@bobさん`, `@bob님` and `これは@bobの` mention bob.
+ * those written without spaces between words (Han, kana and its long-vowel mark, Hangul, Thai,
+ * Lao, Khmer, Myanmar), where a particle or an honorific follows a name directly (`@bobさん`,
+ * `@bob님` and `これは@bobの` mention bob), and but the marks that belong to an emoji (a
+ * variation selector, the keycap, tags: `❤️@bob` and `1️⃣@bob` mention bob).
  */
-const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}]`;
-/** A mention and what may stand around it (see mentionNames). */
-const MENTION = new RegExp(String.raw`(?:^|[^${RUNS_ON}])@([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}])`, 'gv');
+const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}\u30fc\uff70\ufe00-\ufe0f\u20e3\u{e0020}-\u{e007f}]`;
+/** A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see mentionNames). */
+const MENTION = new RegExp(String.raw`(?:^|[^${RUNS_ON}])[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}])`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
  * sentence's final dots are not part of one (a dash is: `@ann-` names `ann-`, never `ann`); a
  * longer run of such characters names no one (not its first 32). A letter, digit or mark that
  * runs on (RUNS_ON) does so as an ASCII one does, after the name (`@annë` names no one, as `@annx`)
- * or before the `@` (`josé@ann`, as `jose@ann`, is an address): an outside probe had both mention ann.
+ * or before the `@` (`josé@ann`, as `jose@ann`, is an address): an outside probe had both mention
+ * ann. Read composed (NFC), as names are kept: a kana and its voicing mark typed apart is one kana.
  */
 export function mentionNames(text: string | null | undefined): string[] {
-  if (!text || !text.includes('@')) return [];
+  if (!text || (!text.includes('@') && !text.includes('＠'))) return [];
   const out = new Set<string>();
-  for (const m of text.matchAll(MENTION)) out.add(m[1].replace(/\.+$/, '').toLowerCase());
+  for (const m of text.normalize('NFC').matchAll(MENTION)) out.add(m[1].replace(/\.+$/, '').toLowerCase());
   return [...out];
 }
 
