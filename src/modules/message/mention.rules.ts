@@ -4,7 +4,7 @@ import type { Conversation } from '../conversation/conversation.access';
  * What runs on into a name, after it or before its `@`: a letter, digit or mark of any script but
  * those written without spaces between words (Han, kana and its long-vowel mark, Hangul, Thai,
  * Lao, Khmer, Myanmar), where a particle or an honorific follows a name directly (`@bobさん`,
- * `@bob님` and `これは@bobの` mention bob), and but the marks that belong to an emoji (a
+ * `@bob님` and `これは@bobの` mention bob), nor the marks that belong to an emoji (a
  * variation selector, the keycap, tags: `❤️@bob` and `1️⃣@bob` mention bob).
  */
 const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}\u30fc\uff70\ufe00-\ufe0f\u20e3\u{e0020}-\u{e007f}]`;
