@@ -207,6 +207,12 @@ describe('as the container image runs it', () => {
   });
 });
 
+/** Once a first start logs that it initialises its data folder (a Ctrl-C then reaches initdb at work). */
+async function initialising(p: ParleyProcess): Promise<void> {
+  for (let i = 0; i < 600 && !p.output().stdout.includes('initialising embedded PostgreSQL'); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(p.output().stdout).toContain('initialising embedded PostgreSQL');
+}
+
 describe('the embedded PostgreSQL under a running server', () => {
   it('should initialise an empty data folder made beforehand (a mount, say) where it is', async () => {
     const env = await embedded(path.join(tempDir('parley-made-'), 'pg'));
@@ -223,7 +229,7 @@ describe('the embedded PostgreSQL under a running server', () => {
   it('should start on a folder whose first initialisation was cut off (Ctrl-C twice, then initdb killed)', async () => {
     const env = await embedded(path.join(tempDir('parley-cut-'), 'pg'));
     const p = runParley(env, { detached: true });
-    for (let i = 0; i < 600 && !p.output().stdout.includes('initialising embedded PostgreSQL'); i++) await new Promise((r) => setTimeout(r, 10));
+    await initialising(p);
     process.kill(-p.child.pid!, 'SIGINT');
     await new Promise((r) => setTimeout(r, 50));
     process.kill(-p.child.pid!, 'SIGINT');
@@ -242,8 +248,7 @@ describe('the embedded PostgreSQL under a running server', () => {
     const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));
     // Ctrl-C in a terminal signals the whole foreground group, initdb's too unless it has its own.
     const p = runParley(env, { detached: true });
-    for (let i = 0; i < 600 && !p.output().stdout.includes('initialising embedded PostgreSQL'); i++) await new Promise((r) => setTimeout(r, 10));
-    expect(p.output().stdout).toContain('initialising embedded PostgreSQL');
+    await initialising(p);
     process.kill(-p.child.pid!, 'SIGINT');
     expect(await p.exited).toBe(0);
     expect(p.output().stderr).toBe('');
