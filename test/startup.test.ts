@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -172,6 +172,16 @@ describe('as root, from a folder only root can enter', () => {
     }
   }, 90_000);
 
+  itNeeding('root', process.getuid?.() === 0)('should say in one line that a folder holding other files is no data folder, not start on one elsewhere', async () => {
+    const dir = path.join(tempDir('parley-other-'), 'pg');
+    mkdirSync(dir, { mode: 0o755 });
+    writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    const p = runParley(await embedded(dir));
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(`Parley could not start: the data folder ${dir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
+    expect(readdirSync(dir)).toEqual(['notes.txt']);
+  });
+
   itNeeding('root', process.getuid?.() === 0)('should say in one line when the data already there is out of the postgres user\'s reach', async () => {
     // Made by a run as another user, or moved into a private folder: never swapped for an empty cluster elsewhere.
     const dir = path.join(tempDir('parley-private-', 0o700), 'pg');
@@ -226,23 +236,34 @@ describe('the embedded PostgreSQL under a running server', () => {
     expect(await p.exited).toBe(0);
   }, 90_000);
 
-  it('should start on a folder whose first initialisation was cut off (Ctrl-C twice, then initdb killed)', async () => {
-    const env = await embedded(path.join(tempDir('parley-cut-'), 'pg'));
-    const p = runParley(env, { detached: true });
-    await initialising(p);
-    process.kill(-p.child.pid!, 'SIGINT');
-    await new Promise((r) => setTimeout(r, 50));
-    process.kill(-p.child.pid!, 'SIGINT');
-    // Asked twice, it ends at once; its initdb, in a group of its own, is then killed (a container's end).
-    expect(await p.exited).toBe(1);
-    const initdb = spawnSync('pgrep', ['-f', `initdb.*${env.EMBEDDED_PG_DIR}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
-    expect(initdb.length).toBeGreaterThan(0);
-    for (const pid of initdb) process.kill(pid, 'SIGKILL');
-    const again = runParley(env);
-    await again.listening;
-    again.child.kill('SIGTERM');
-    expect(await again.exited).toBe(0);
-  }, 90_000);
+  for (const made of [false, true]) {
+    it(`should start on a folder whose first initialisation was cut off (Ctrl-C twice, then initdb killed), ${made ? 'one made beforehand' : 'a new one'}`, async () => {
+      const parent = tempDir('parley-cut-');
+      const env = await embedded(path.join(parent, 'pg'));
+      if (made) mkdirSync(env.EMBEDDED_PG_DIR!, { mode: 0o755 });
+      // Someone's files beside it, of names like the leftovers', two hours old: never taken for them.
+      const theirs = [path.join(parent, 'report.initdb-notes.txt'), path.join(parent, '.pwfile-mine')];
+      for (const file of theirs) {
+        writeFileSync(file, 'mine');
+        utimesSync(file, new Date(Date.now() - 7_200_000), new Date(Date.now() - 7_200_000));
+      }
+      const p = runParley(env, { detached: true });
+      await initialising(p);
+      process.kill(-p.child.pid!, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 50));
+      process.kill(-p.child.pid!, 'SIGINT');
+      // Asked twice, it ends at once; its initdb, in a group of its own, is then killed (a container's end).
+      expect(await p.exited).toBe(1);
+      const initdb = spawnSync('pgrep', ['-f', `initdb.*${env.EMBEDDED_PG_DIR}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+      expect(initdb.length).toBeGreaterThan(0);
+      for (const pid of initdb) process.kill(pid, 'SIGKILL');
+      const again = runParley(env);
+      await again.listening;
+      again.child.kill('SIGTERM');
+      expect(await again.exited).toBe(0);
+      for (const file of theirs) expect(readFileSync(file, 'utf8')).toBe('mine');
+    }, 90_000);
+  }
 
   it('should finish a first start that Ctrl-C interrupts while the data folder is initialised, then stop with 0', async () => {
     const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));

@@ -124,6 +124,7 @@ async function reachableBinaries(bin: Binaries, home: string): Promise<Binaries>
   return { ...bin, initdb: moved(bin.initdb), postgres: moved(bin.postgres) };
 }
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0].trim();
 
 /** Frees the port check's socket before PostgreSQL binds; a taken port is said plainly, not as PostgreSQL's log. */
@@ -216,15 +217,21 @@ function own(dataDir: string, postgres?: number): void {
 
 /** Where a data folder is initialised before it is moved into place whole (see startEmbeddedPostgres). */
 const BUILDING = '.initdb-';
+/** A password file's name, as initialisation writes it (see forgetStaleLeftovers). */
+const PWFILE = '.pwfile-';
 
 /**
  * Password files and folders an initialisation killed midway left beside the data folders (it
  * deletes its own when it ends): a minute old, so as not to take one from a start running beside
  * this one.
  */
-async function forgetStaleLeftovers(dir: string): Promise<void> {
+async function forgetStaleLeftovers(dataDir: string): Promise<void> {
+  const dir = path.dirname(dataDir);
+  // Only names this module gives (a random part of 12 hex digits): anything else there is someone's
+  // (an outside probe had a user's report.initdb-notes.txt and backup.initdb-2025/ deleted).
+  const ours = new RegExp(`^(?:${escapeRegExp(PWFILE)}|${escapeRegExp(path.basename(dataDir) + BUILDING)})[0-9a-f]{12}$`);
   const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names.filter((n) => n.startsWith('.pwfile-') || n.includes(BUILDING))) {
+  for (const name of names.filter((n) => ours.test(n))) {
     const file = path.join(dir, name);
     const age = Date.now() - (await stat(file).then((s) => s.mtimeMs, () => Date.now()));
     if (age > 60_000) await rm(file, { recursive: true, force: true }).catch(() => undefined);
@@ -289,7 +296,11 @@ export async function startEmbeddedPostgres(opts: {
     const empty = existing === undefined && (await readdir(dataDir).then((names) => names.length === 0, () => false));
     if (parentOpen && empty && !can(as, '-w', dataDir)) await chown(dataDir, as.uid, as.gid);
     const cannotReachData = !parentOpen || (await stat(dataDir).then(() => !can(as, '-w', dataDir), () => false));
-    // Data already there is never swapped for an empty cluster elsewhere.
+    // Data already there is never swapped for an empty cluster elsewhere; nor is a folder holding
+    // something else (a mistyped EMBEDDED_PG_DIR) passed over for one (an outside probe).
+    if (cannotReachData && parentOpen && existing === undefined && (await readdir(dataDir).then((names) => names.length > 0, () => false))) {
+      throw new Error(`the data folder ${dataDir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
+    }
     if (cannotReachData && existing !== undefined) {
       throw new Error(`the data folder ${dataDir} cannot be used by the user '${OS_USER}', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to '${OS_USER}'`);
     }
@@ -333,7 +344,16 @@ export async function startEmbeddedPostgres(opts: {
   // English messages: readiness is read from PostgreSQL's log.
   const env = { ...process.env, LC_MESSAGES: 'C' };
 
-  await forgetStaleLeftovers(path.dirname(dataDir));
+  await forgetStaleLeftovers(dataDir);
+  // A cluster PostgreSQL never started on (no postmaster.opts, which each start writes) is an
+  // initialisation cut off, whole or not, and holds no data: it is made again. One an initdb left
+  // half done in a folder made beforehand (Ctrl-C twice, then killed) was taken for a whole one,
+  // and every later start failed (an outside probe, 2 of 2).
+  if (existing !== undefined && !(await stat(path.join(dataDir, 'postmaster.opts')).then(() => true, () => false))) {
+    logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off (PostgreSQL never started on it): initialising it again');
+    for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
+    existing = undefined;
+  }
   if (existing === undefined) {
     logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
     // Half an initialised folder would be taken for a whole one next time: a new folder is built
@@ -344,7 +364,7 @@ export async function startEmbeddedPostgres(opts: {
     const there = await stat(dataDir).then(() => true, () => false);
     const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
     await mkdir(target, { recursive: true, mode: 0o700 });
-    const pwfile = path.join(path.dirname(dataDir), `.pwfile-${randomBytes(6).toString('hex')}`);
+    const pwfile = path.join(path.dirname(dataDir), `${PWFILE}${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
       if (as) await Promise.all([chown(target, as.uid, as.gid), chown(pwfile, as.uid, as.gid)]);
