@@ -713,7 +713,7 @@ describe('block and group invitations', () => {
 });
 
 describe('block and acting on a blocked sender\'s message', () => {
-  it('should answer NOT_FOUND to a reaction or a pin of a message whose sender the viewer blocks, and let them remove what they did before', async () => {
+  it('should answer NOT_FOUND to a reaction, a pin, an edit or a deletion of a message whose sender the viewer blocks (an owner still deletes it), and let them remove what they did before', async () => {
     const s = await createTestServer();
     const [alice, bob, carol] = [await signup(s.url), await signup(s.url), await signup(s.url)];
     const g = (await buildGroup(s.url, alice, { members: [bob, carol] })).id;
@@ -738,10 +738,22 @@ describe('block and acting on a blocked sender\'s message', () => {
     const gone = (await ok(gql(s.url, SEND, { input: { groupId: g, content: 'bob, deleted' } }, bob.token))).sendMessage.id;
     await ok(gql(s.url, 'mutation($m: ID!) { deleteMessage(messageId: $m) }', { m: gone }, bob.token));
     expect([codeOf(await gql(s.url, REACT, { m: gone, e: '🎉' }, alice.token)), codeOf(await gql(s.url, UNREACT, { m: gone, e: '🎉' }, alice.token))]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    // Nor is it there to edit or delete for a member who blocks its sender (FORBIDDEN answered as if it were shown).
+    const EDIT_IT = 'mutation($m: ID!) { editMessage(messageId: $m, content: "not hers") { id } }';
+    const DELETE_IT = 'mutation($m: ID!) { deleteMessage(messageId: $m) }';
+    expect([codeOf(await gql(s.url, EDIT_IT, { m }, carol.token)), codeOf(await gql(s.url, DELETE_IT, { m }, carol.token))]).toEqual(['FORBIDDEN', 'FORBIDDEN']);
+    await block(s, carol, bob);
+    expect([codeOf(await gql(s.url, EDIT_IT, { m }, carol.token)), codeOf(await gql(s.url, DELETE_IT, { m }, carol.token))]).toEqual(['NOT_FOUND', 'NOT_FOUND']);
+    // The group's owner moderates a user she blocks as any other: she may delete it, still not edit it.
+    expect(codeOf(await gql(s.url, EDIT_IT, { m: gone }, alice.token))).toBe('NOT_FOUND');
+    expect((await ok(gql(s.url, DELETE_IT, { m: carols }, alice.token))).deleteMessage).toBe(true);
     await ok(gql(s.url, UNREACT, { m, e: '👍' }, alice.token));
     await ok(gql(s.url, UNPIN, { m }, alice.token));
     expect(await sql(s.env.DATABASE_URL!, 'select emoji from message_reactions where message_id = $1', [m])).toEqual([]);
-    expect(await sql(s.env.DATABASE_URL!, 'select message_id from message_pins where conversation_key = $1', [`g:${g}`])).toEqual([{ message_id: carols }]);
+    expect(await sql(s.env.DATABASE_URL!, 'select id, content from messages where id = any($1) order by created_at', [[m, carols]])).toEqual([
+      { id: m, content: 'from bob' },
+      { id: carols, content: null },
+    ]);
   });
 });
 

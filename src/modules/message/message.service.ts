@@ -809,7 +809,8 @@ export class MessageService {
       const text = cleanMessageText(content, MAX_CONTENT);
       if (!text) throw new BadUserInputError('An edit needs some text (1 to 4000 characters).', 'content');
       const row = await this.visibleMessage(em, viewerId, messageId);
-      if (row.sender_id !== viewerId) throw new ForbiddenError('Only the sender can edit a message.');
+      // A message of a sender the viewer blocks is NOT_FOUND, as history leaves it out (and as a reaction, a pin or a report of it is).
+      if (row.sender_id !== viewerId) throw (await blocksSender(em, viewerId, row.sender_id)) ? new NotFoundError('Message') : new ForbiddenError('Only the sender can edit a message.');
       if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
       // Mentions as the new text resolves them (a private message's stay none); a kept one is not new.
       const ask = row.project_id && row.recipient_id ? null : mentionAsk(text);
@@ -854,7 +855,8 @@ export class MessageService {
         if (!may) {
           // A removal that committed between the two reads (the role found gone): refused as any non-member is.
           await this.visibleMessage(em, viewerId, messageId);
-          throw deleteRefused(row.group_id);
+          // Hidden from one who blocks its sender, as for an edit; an owner or admin still moderates it.
+          throw (await blocksSender(em, viewerId, row.sender_id)) ? new NotFoundError('Message') : deleteRefused(row.group_id);
         }
       }
       if (row.deleted_at) return true;
