@@ -1011,14 +1011,16 @@ export class PresenceService {
 
   async dispose(): Promise<void> {
     // Other instances count the users whose sockets this stop closed (a deploy's 1001) as connected
-    // for their grace period, as they count a socket closed anywhere, and beaten for now: listed
-    // as none at once, the message tail took clients reconnecting elsewhere for offline and sent
-    // webhooks of messages they had seen live (an outside probe, 5 of 7 stops). No one else:
-    // this instance holds no socket from now on. The handoff below settles them after the grace.
+    // for their grace period, as they count a socket closed anywhere: listed as none at once, the
+    // message tail took clients reconnecting elsewhere for offline and sent webhooks of messages
+    // they had seen live (an outside probe, 5 of 7 stops). No one else: this instance holds no
+    // socket from now on. Its beat is forgotten, so the list counts for its lifetime: a last beat
+    // counts only 4 s, short of a longer grace (a verification probe: PRESENCE_GRACE 10 s, 3 of 3).
+    // The handoff below settles them after the grace.
     const inGrace = [...new Set([...this.sockets.userIds(), ...this.graceTimers.keys()])];
     await this.store
       .setInstanceSockets(this.instanceId, inGrace, inGrace.length ? Math.max(1, this.env.PRESENCE_GRACE * 1000) : 1)
-      .then(() => (inGrace.length ? this.store.beat(this.instanceId) : undefined))
+      .then(() => this.store.forgetBeat(this.instanceId))
       .catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.settleRetry);

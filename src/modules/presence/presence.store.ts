@@ -141,6 +141,8 @@ export interface PresenceStore {
   withSockets(users: { userId: string; heardWithinMs: number }[], now: number, except?: string): Promise<string[]>;
   /** This instance is alive now, by the store's clock (one command a beat). */
   beat(instanceId: string): Promise<void>;
+  /** A stopping instance's beat forgotten: its last list then counts by its lifetime alone (see WITH_SOCKETS). */
+  forgetBeat(instanceId: string): Promise<void>;
   /** Takes a lock; true for exactly one caller per key until `ttlMs` passes. */
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
@@ -651,6 +653,10 @@ export class RedisPresenceStore implements PresenceStore {
     await this.run('BEAT', [BEATS], [instanceId]);
   }
 
+  async forgetBeat(instanceId: string): Promise<void> {
+    await this.redis.zrem(BEATS, instanceId);
+  }
+
   async claim(key: string, ttlMs: number): Promise<boolean> {
     return (await this.redis.set(`{presence}:lock:${key}`, '1', 'PX', Math.ceil(ttlMs), 'NX')) === 'OK';
   }
@@ -765,6 +771,7 @@ export class MemoryPresenceStore implements PresenceStore {
     return [];
   }
   async beat() {}
+  async forgetBeat() {}
   async claim(key: string, ttlMs: number) {
     const now = Date.now();
     for (const [k, until] of this.locks) if (until <= now) this.locks.delete(k);
