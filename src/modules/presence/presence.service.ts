@@ -1017,12 +1017,14 @@ export class PresenceService {
     // socket from now on. Its beat is forgotten, so the list counts for its lifetime: a last beat
     // counts only 4 s, short of a longer grace (a verification probe: PRESENCE_GRACE 10 s, 3 of 3).
     // The handoff below settles them after the grace.
+    // The timers first: a beat or a refresh after these two calls would count the list 4 s only,
+    // or list it again. One already sent goes before them (one connection keeps their order).
+    for (const t of this.timers) clearInterval(t);
     const inGrace = [...new Set([...this.sockets.userIds(), ...this.graceTimers.keys()])];
     await this.store
       .setInstanceSockets(this.instanceId, inGrace, inGrace.length ? Math.max(1, this.env.PRESENCE_GRACE * 1000) : 1)
       .then(() => this.store.forgetBeat(this.instanceId))
       .catch(() => undefined);
-    for (const t of this.timers) clearInterval(t);
     clearTimeout(this.settleRetry);
     this.stopping = true;
     // Not left unsaid by a stop: older than an OFFLINE delivered since, they are dropped as ever.
