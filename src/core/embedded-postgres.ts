@@ -311,12 +311,14 @@ export async function startEmbeddedPostgres(opts: {
     const parentOpen = can(as, '-x', path.dirname(dataDir));
     // An empty folder made for the data beforehand (a mount, say) is given to that user, not passed
     // over for one elsewhere (an outside probe: a root-owned empty folder was, and the log blamed its parent).
-    const empty = existing === undefined && (await readdir(dataDir).then((names) => names.length === 0, () => false));
+    // What a folder without a cluster holds (null: no folder), read once for both checks below.
+    const held = existing === undefined ? await readdir(dataDir).then((names) => names.length, () => null) : null;
+    const empty = held === 0;
     if (parentOpen && empty && !can(as, '-w', dataDir)) await chown(dataDir, as.uid, as.gid);
     const cannotReachData = !parentOpen || (await stat(dataDir).then(() => !can(as, '-w', dataDir), () => false));
     // Data already there is never swapped for an empty cluster elsewhere; nor is a folder holding
     // something else (a mistyped EMBEDDED_PG_DIR) passed over for one (an outside probe).
-    if (cannotReachData && parentOpen && existing === undefined && (await readdir(dataDir).then((names) => names.length > 0, () => false))) {
+    if (cannotReachData && parentOpen && held !== null && held > 0) {
       throw new Error(`the data folder ${dataDir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
     }
     if (cannotReachData && existing !== undefined) {

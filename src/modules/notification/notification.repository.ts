@@ -1,10 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { pgArray } from '../../shared/sql';
-import type { NotificationKind } from './notification.entity';
+import { NotificationKind } from './notification.entity';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** The message tail's cursor row. */
 export const MESSAGES_CURSOR = 'messages';
+/** The kinds the message tail writes (see claim), as SQL literals. */
+const TAILED_KINDS = [NotificationKind.MESSAGE, NotificationKind.MENTION, NotificationKind.THREAD_REPLY].map((k) => `'${k}'`).join(', ');
 /** A row of the cursors' table that says when an instance last started without webhooks (see ensureCursor). */
 const OFF_MARK = 'webhooks-off';
 /** Sorts before every message id: a cursor (at, NO_ID) stands before every message created at `at`. */
@@ -323,7 +325,7 @@ export const notificationRepository = {
                -- action) waits until the message tail has read past it: the events of messages sent
                -- before it are then written, and go first. Its due time alone left a margin that a
                -- slow tail round under load overran (the suite, 1 run in 4).
-               and (e.kind in ('MESSAGE', 'MENTION', 'THREAD_REPLY')
+               and (e.kind in (${TAILED_KINDS})
                  or e.created_at <= coalesce((select cur.at from notification_cursors cur where cur.name = '${MESSAGES_CURSOR}'), e.created_at))
              order by e.due_at limit ?
              for update skip locked)
