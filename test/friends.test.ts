@@ -118,6 +118,9 @@ describe('friends', () => {
     const [a, b] = [await signup(s.url), await signup(s.url)];
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await gql(s.url, SEND, { id: a.id }, a.token))).toBe('BAD_USER_INPUT');
+    // Naming oneself is a bad input in unfriending too, as in every call that names another user.
+    const self = await gql(s.url, REMOVE, { id: a.id }, a.token);
+    expect([codeOf(self), self.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'userId']);
     expect(codeOf(await gql(s.url, SEND, { id: '00000000-0000-4000-8000-000000000000' }, a.token))).toBe('NOT_FOUND');
     expect(codeOf(await gql(s.url, SEND, { id: "1' or '1'='1" }, a.token))).toBe('NOT_FOUND');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);

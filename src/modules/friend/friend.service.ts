@@ -141,6 +141,7 @@ export class FriendService {
 
   async remove(em: EntityManager, viewerId: string, userId: string): Promise<boolean> {
     if (!isId(userId)) throw new NotFoundError('Friendship');
+    if (userId === viewerId) throw new BadUserInputError('You cannot unfriend yourself.', 'userId');
     const ended = await em.transactional(async (tem) => {
       await friendRepository.lockPair(tem, viewerId, userId);
       return friendRepository.unfriend(tem, viewerId, userId);
