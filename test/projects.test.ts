@@ -182,7 +182,7 @@ describe('projects', () => {
       expect(codeOf(await gql(s.url, REMOVE, { p, u: coach.id }, participant.token))).toBe('FORBIDDEN');
       // Naming oneself is BAD_USER_INPUT at every role, a participant's too (API.md).
       for (const self of [owner, coach, participant]) expect(codeOf(await gql(s.url, REMOVE, { p, u: self.id }, self.token))).toBe('BAD_USER_INPUT');
-      expect(codeOf(await gql(s.url, DESIGNATE, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
+      for (const q of [DESIGNATE, WITHDRAW]) expect(codeOf(await gql(s.url, q, { p, u: owner.id }, owner.token))).toBe('BAD_USER_INPUT');
       // Targets must be members (or, to add, existing users); ids must be ids.
       for (const q of [REMOVE, DESIGNATE, WITHDRAW]) expect(codeOf(await gql(s.url, q, { p, u: outsider.id }, owner.token))).toBe('NOT_FOUND');
       expect(codeOf(await gql(s.url, ADD, { p, u: '00000000-0000-4000-8000-000000000000' }, owner.token))).toBe('NOT_FOUND');
@@ -192,6 +192,7 @@ describe('projects', () => {
       // Asking for what is already so changes nothing and tells no one.
       const inboxBefore = (await inbox(s.url, owner)).totalCount;
       await ok(gql(s.url, ADD, { p, u: participant.id }, owner.token));
+      expect((await ok(gql(s.url, ADD, { p, u: owner.id }, coach.token))).addProjectParticipant.owner).toEqual({ id: owner.id });
       await ok(gql(s.url, DESIGNATE, { p, u: coach.id }, owner.token));
       await ok(gql(s.url, WITHDRAW, { p, u: participant.id }, owner.token));
       // A title spelled with a combining accent is the composed one (an outside probe: "renamed to" itself).
