@@ -101,6 +101,10 @@ export class BlockService {
    * inviter: it is their own choice to invite.)
    */
   async checkInvite(em: EntityManager, inviterId: string, inviteeId: string): Promise<void> {
+    // Under the pair's lock, as a block takes it: a block committed meanwhile is seen, and one under
+    // way waits for this invitation to commit and then drops it. Unlocked, each missed the other:
+    // an invitation made as its invitee blocked the inviter survived the block (an outside probe).
+    await friendRepository.lockPair(em, inviterId, inviteeId);
     const { bBlocksA } = await blockRepository.between(em, inviterId, inviteeId);
     if (bBlocksA) throw new ForbiddenError('This user does not accept your invitation.');
   }
