@@ -209,8 +209,9 @@ describe('block', () => {
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     await befriend(s.url, alice, bob);
     const before = await snapshot(s.env.DATABASE_URL!);
-    for (const q of [BLOCK, UNBLOCK]) {
-      expect(codeOf(await gql(s.url, q, { id: alice.id }, alice.token))).toBe('BAD_USER_INPUT');
+    for (const [q, verb] of [[BLOCK, 'block'], [UNBLOCK, 'unblock']]) {
+      const self = await gql(s.url, q, { id: alice.id }, alice.token);
+      expect([codeOf(self), self.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', `You cannot ${verb} yourself.`]);
       expect(codeOf(await gql(s.url, q, { id: '00000000-0000-4000-8000-000000000000' }, alice.token))).toBe('NOT_FOUND');
       expect(codeOf(await gql(s.url, q, { id: 'not-an-id' }, alice.token))).toBe('NOT_FOUND');
       expect(codeOf(await gql(s.url, q, { id: "1' or '1'='1" }, alice.token))).toBe('NOT_FOUND');

@@ -76,7 +76,7 @@ export class BlockService {
       await this.changed?.(em, viewerId, userId);
     }
     // No block lifted: yourself, an unknown id, or nothing to lift (true for an account, NOT_FOUND for a deleted one).
-    else await this.target(em, viewerId, userId);
+    else await this.target(em, viewerId, userId, 'unblock');
     return true;
   }
 
@@ -158,8 +158,8 @@ export class BlockService {
     return blockRepository.blockedAmong(em, viewerId, ids);
   }
 
-  private async target(em: EntityManager, viewerId: string, userId: string): Promise<void> {
-    if (userId === viewerId) throw new BadUserInputError('You cannot block yourself.', 'userId');
+  private async target(em: EntityManager, viewerId: string, userId: string, what: 'block' | 'unblock' = 'block'): Promise<void> {
+    if (userId === viewerId) throw new BadUserInputError(`You cannot ${what} yourself.`, 'userId');
     if (!isId(userId) || !(await userRepository.activeById(em, userId))) throw new NotFoundError('User');
   }
 }
