@@ -77,6 +77,19 @@ describe('a start that cannot succeed', () => {
     );
   });
 
+  it('should say in one line that EMBEDDED_PG_DIR names a file, not a folder, whatever its mode', async () => {
+    for (const mode of [0o644, 0o666]) {
+      const file = path.join(tempDir('parley-start-'), 'pg');
+      writeFileSync(file, 'not a folder', { mode });
+      chmodSync(file, mode);
+      // As root, read-only, it was passed over for a folder under /var/lib/parley; writable, mkdir's EEXIST.
+      const p = runParley(await embedded(file));
+      expect(await p.exited).toBe(1);
+      expect(oneLine(p)).toBe(`Parley could not start: the data folder ${file} is a file, not a folder: set EMBEDDED_PG_DIR to a folder (made if missing)`);
+      expect(readFileSync(file, 'utf8')).toBe('not a folder');
+    }
+  });
+
   it('should say in one line that DATABASE_URL does not answer', async () => {
     // Accepts the connection and never says a word.
     const port = await sparePorts();

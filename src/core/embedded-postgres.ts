@@ -291,6 +291,12 @@ export async function startEmbeddedPostgres(opts: {
   const { logger, port } = opts;
   let bin = await binaries();
   let dataDir = path.resolve(opts.dir);
+  // A file there was passed over as root, "cannot write in" it, for a folder elsewhere, or failed
+  // mkdir's EEXIST otherwise (an outside probe): said as it is, whoever starts it.
+  if (await stat(dataDir).then((s) => !s.isDirectory(), () => false)) {
+    const setting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
+    throw new Error(`the data folder ${dataDir} is a file, not a folder${setting ? `: set ${setting} to a folder (made if missing)` : ''}`);
+  }
   const major = bin.version.split('.')[0];
   /** The PostgreSQL major version of the cluster in `dir`, if there is one; one of another version stops the start. */
   const clusterIn = async (dir: string) => {
