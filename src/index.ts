@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { loadEnvOrReport } from './config/env';
 import { startServer } from './server';
 import { armWatchdog, exitAfterFlush, ignoreClosedPipes } from './core/shutdown';
+import { hasDemo } from './core/dev-pages';
 import { createLogger } from './shared/logger';
 
 async function main(): Promise<void> {
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
   const pubsub = server.services.pubsub.kind === 'memory' || !redis ? server.services.pubsub.kind : env.REDIS_CLUSTER_NODES ? `redis cluster, ${redis.sharded ? 'sharded' : 'classic'} channels` : 'redis';
   logger.info(
     { url: server.url, metrics: server.metricsUrl, database: `${server.database.kind} ${server.database.displayUrl}`, pubsub },
-    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${pubsub})${env.ENABLE_GRAPHIQL ? `; GraphiQL at ${new URL('/graphiql', server.url)}` : ''}`,
+    `Parley listening on ${server.url} (database: ${server.database.kind}, pub/sub: ${pubsub})${env.ENABLE_GRAPHIQL ? `; GraphiQL at ${new URL('/graphiql', server.url)}${hasDemo() ? `, the web demo at ${new URL('/demo/', server.url)}` : ''}` : ''}`,
   );
 
   let stopping = false;

@@ -219,6 +219,7 @@ describe('as the container image runs it', () => {
     const dir = imageClone('parley-image-');
     const p = runParley({ REDIS_URL: '', ENABLE_GRAPHIQL: 'true' }, { cwd: dir });
     const origin = new URL(await p.listening).origin;
+    expect(p.output().stdout).not.toContain('/demo');
     const missing = await fetch(`${origin}/nothing`);
     // Before, the 404 named the demo, whose page was a plain-text 404 with no code (an outside probe).
     expect([missing.status, ((await missing.json()) as any).errors[0].message]).toEqual([404, 'Nothing is served at this path: GraphQL is at /graphql (GraphiQL at /graphiql).']);
@@ -240,10 +241,12 @@ describe('the embedded PostgreSQL under a running server', () => {
   it('should initialise an empty data folder made beforehand (a mount, say) where it is', async () => {
     const env = await embedded(path.join(tempDir('parley-made-'), 'pg'));
     mkdirSync(env.EMBEDDED_PG_DIR!, { mode: 0o755 });
-    const p = runParley(env);
-    await p.listening;
+    const p = runParley({ ...env, ENABLE_GRAPHIQL: 'true' });
+    const url = await p.listening;
     // Not passed over for a folder elsewhere (as root, it is given to the postgres user).
     expect(p.output().stdout).not.toContain('keeps its data in');
+    // The start line names the pages a newcomer opens, the demo with GraphiQL (it named GraphiQL alone).
+    expect(p.output().stdout).toContain(`GraphiQL at ${new URL('/graphiql', url)}, the web demo at ${new URL('/demo/', url)}`);
     expect(readFileSync(path.join(env.EMBEDDED_PG_DIR!, 'PG_VERSION'), 'utf8').trim()).toMatch(/^\d+$/);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
