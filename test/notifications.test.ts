@@ -94,6 +94,27 @@ describe('notifications', () => {
     expect(receiver.of(z.id).map((e) => [e.body.kind, e.body.preview])).toEqual([['MESSAGE', 'after z']]);
   });
 
+  it("should cut a project action's preview at 140 characters, never inside an emoji, and let the action through", async () => {
+    const s = await serverFor(receiver);
+    const [a, y] = [await signup(s.url), await signup(s.url)];
+    // Two titles of 100 characters, one ASCII letter apart: whatever the names' lengths, one of them
+    // put half an emoji at the 140th UTF-16 unit, and PostgreSQL refused the event's JSON: the add
+    // failed INTERNAL_SERVER_ERROR, a deletion too (an outside probe).
+    const titles = [`x${'😀'.repeat(99)}`, `xx${'😀'.repeat(98)}`];
+    const projects: string[] = [];
+    for (const title of titles) {
+      const p = (await ok(gql(s.url, 'mutation($t: String!) { createProject(title: $t) { id } }', { t: title }, a.token))).createProject.id;
+      await ok(gql(s.url, 'mutation($p: ID!, $u: ID!) { addProjectParticipant(projectId: $p, userId: $u) { id } }', { p, u: y.id }, a.token));
+      projects.push(p);
+    }
+    // A rename names both titles: past 140 characters, cut there.
+    await ok(gql(s.url, 'mutation($p: ID!, $t: String!) { renameProject(projectId: $p, title: $t) { id } }', { p: projects[0], t: `z${'😀'.repeat(99)}` }, a.token));
+    await eventually(() => receiver.of(y.id).length >= 3, 8000);
+    const inbox = (await ok(gql(s.url, '{ projectActions(first: 5) { edges { node { message } } } }', {}, y.token))).projectActions.edges.map((e: any) => e.node.message);
+    expect(inbox.map((m: string) => [...m].length > 140)).toEqual([false, false, true]);
+    expect(receiver.of(y.id).map((e) => e.body.preview)).toEqual(inbox.map((m: string) => [...m].slice(0, 140).join('')));
+  });
+
   it('should coalesce messages to one offline user in one conversation within WEBHOOK_COALESCE into one event with a count', async () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -69,6 +69,16 @@ const LONE_SURROGATE = /\p{Cs}/u;
 export function isWellFormed(v: string): boolean {
   return !LONE_SURROGATE.test(v);
 }
+/**
+ * The first `n` characters (code points, as PostgreSQL's varchar(n) and left() count them): never
+ * half a surrogate pair, which a UTF-16 slice could end on and PostgreSQL's JSON refused.
+ */
+export function firstChars(v: string, n: number): string {
+  if (v.length <= n) return v;
+  let end = 0;
+  for (let count = 0; count < n && end < v.length; count++) end += (v.codePointAt(end) ?? 0) > 0xffff ? 2 : 1;
+  return v.slice(0, end);
+}
 /** Letters that draw nothing: the Hangul fillers, the blank Braille pattern, a null notehead and Khitan's filler. */
 const BLANK_LETTER = /[\u115f\u1160\u3164\uffa0\u2800\u{1d159}\u{16fe4}]/u;
 /**

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Env } from '../../config/env';
 import { BadUserInputError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { firstChars } from '../../shared/validation';
 import type { Logger } from '../../shared/logger';
 import { PRESENCE_BEAT_MS, type PresenceService } from '../presence/presence.service';
 import { blockRepository } from '../safety/block.repository';
@@ -13,6 +14,8 @@ import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEve
 import { NotificationLevel } from './notification.types';
 import { DELIVERY_TIMEOUT_MS, postEvent, webhookTarget, type WebhookEvent, type WebhookTarget } from './notification.webhook';
 
+/** A preview's length, in characters (the column's, and the SQL previews' left(…, 140)). */
+const PREVIEW_CHARS = 140;
 /** Messages read per tail round; a full round is followed by the next at once. */
 const TAIL_BATCH = 500;
 /**
@@ -222,7 +225,7 @@ export class NotificationService {
         conversationKey: r.conversation_key,
         senderId: r.sender_id,
         sourceId: r.message_id,
-        preview: r.content || (r.file_name ? r.file_name.slice(0, 140) : null),
+        preview: r.content || (r.file_name ? firstChars(r.file_name, PREVIEW_CHARS) : null),
         at: r.created_at,
       });
     }
@@ -293,7 +296,7 @@ export class NotificationService {
     if (!this.enabled) return;
     const events = actions
       .filter((a) => a.recipientId !== a.actorId)
-      .map((a) => ({ kind: NotificationKind.PROJECT_ACTION, recipientId: a.recipientId, conversationKey: projectKey(a.projectId), senderId: a.actorId, sourceId: a.id, preview: a.message.slice(0, 140) }));
+      .map((a) => ({ kind: NotificationKind.PROJECT_ACTION, recipientId: a.recipientId, conversationKey: projectKey(a.projectId), senderId: a.actorId, sourceId: a.id, preview: firstChars(a.message, PREVIEW_CHARS) }));
     await this.writeNow(em, events);
   }
 
