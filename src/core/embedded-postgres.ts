@@ -291,11 +291,12 @@ export async function startEmbeddedPostgres(opts: {
   const { logger, port } = opts;
   let bin = await binaries();
   let dataDir = path.resolve(opts.dir);
+  const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
+  const dirSetting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
   // A file there was passed over as root, "cannot write in" it, for a folder elsewhere, or failed
   // mkdir's EEXIST otherwise (an outside probe): said as it is, whoever starts it.
   if (await stat(dataDir).then((s) => !s.isDirectory(), () => false)) {
-    const setting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
-    throw new Error(`the data folder ${dataDir} is a file, not a folder${setting ? `: set ${setting} to a folder (made if missing)` : ''}`);
+    throw new Error(`the data folder ${dataDir} is a file, not a folder${dirSetting ? `: set ${dirSetting} to a folder (made if missing)` : ''}`);
   }
   const major = bin.version.split('.')[0];
   /** The PostgreSQL major version of the cluster in `dir`, if there is one; one of another version stops the start. */
@@ -342,8 +343,6 @@ export async function startEmbeddedPostgres(opts: {
       }
     }
   }
-  const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
-  const dirSetting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
   // A second Parley on one clone was told what was wrong, not what to set (an outside probe).
   const dirAdvice = dirSetting ? `: stop it first, or give this one a data folder of its own with ${dirSetting}` : '';
   const left = await leftRunning(dataDir);
