@@ -32,9 +32,12 @@ async function main(): Promise<void> {
   // ended a start at once with 1, "asked twice", in 3 of 7 single Ctrl-Cs (an outside probe).
   let stopAsked: NodeJS.Signals | undefined;
   let stopAskedAt = 0;
+  let exiting = false;
   const stopWhileStarting = (signal: NodeJS.Signals) => {
-    if (stopAsked && performance.now() - stopAskedAt < SAME_ASK_MS) return;
+    // Exiting already: the second ask's own copy (npm's) says nothing more.
+    if (exiting || (stopAsked && performance.now() - stopAskedAt < SAME_ASK_MS)) return;
     if (stopAsked) {
+      exiting = true;
       logger.warn({ signal }, 'stopped while starting, as asked twice');
       return exitAfterFlush(logger, 1, 1000);
     }

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { signup, request } from './helpers/factories';
-import { gql, ok } from './helpers/graphql';
+import { eventually, gql, ok } from './helpers/graphql';
 import { LoginDocument } from '../generated/client/graphql';
 import { sparePorts } from './helpers/ports';
 import { runParley, type ParleyProcess } from './helpers/process';
@@ -77,7 +77,7 @@ describe('a start that cannot succeed', () => {
     );
   });
 
-  it('should say in one line that EMBEDDED_PG_DIR names a file, not a folder, whatever its mode', async () => {
+  it('should say in one line that EMBEDDED_PG_DIR names a file, not a folder, whatever its mode, or a path under a file, or a link to nothing', async () => {
     for (const mode of [0o644, 0o666]) {
       const file = path.join(tempDir('parley-start-'), 'pg');
       writeFileSync(file, 'not a folder', { mode });
@@ -88,6 +88,17 @@ describe('a start that cannot succeed', () => {
       expect(oneLine(p)).toBe(`Parley could not start: the data folder ${file} is a file, not a folder: set EMBEDDED_PG_DIR to a folder (made if missing)`);
       expect(readFileSync(file, 'utf8')).toBe('not a folder');
     }
+    // Under a file, mkdir's EEXIST; a link to nothing, ENOTDIR once initdb had run (a verification probe).
+    const file = path.join(tempDir('parley-start-'), 'afile');
+    writeFileSync(file, 'not a folder');
+    const under = runParley(await embedded(path.join(file, 'pg')));
+    expect(await under.exited).toBe(1);
+    expect(oneLine(under)).toBe(`Parley could not start: the data folder ${path.join(file, 'pg')} is under ${file}, a file, not a folder: set EMBEDDED_PG_DIR to a folder (made if missing)`);
+    const link = path.join(tempDir('parley-start-'), 'pg');
+    symlinkSync(path.join(path.dirname(link), 'gone'), link);
+    const dangling = runParley(await embedded(link));
+    expect(await dangling.exited).toBe(1);
+    expect(oneLine(dangling)).toBe(`Parley could not start: the data folder ${link} is a link to nothing, not a folder: set EMBEDDED_PG_DIR to a folder (made if missing)`);
   });
 
   it('should say in one line that DATABASE_URL does not answer', async () => {
@@ -265,15 +276,19 @@ describe('the embedded PostgreSQL under a running server', () => {
       }
       const p = runParley(env, { detached: true });
       await initialising(p);
+      // initdb, in a process group of its own, held where it is: it must not finish in the half
+      // second below (it took less here), which would leave nothing cut off.
+      const initdbOf = () => spawnSync('pgrep', ['-f', `initdb.*${env.EMBEDDED_PG_DIR}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+      const initdb = await eventually(() => initdbOf()[0], 5000, 5);
+      process.kill(-initdb, 'SIGSTOP');
       process.kill(-p.child.pid!, 'SIGINT');
       // Past the half second in which a second signal is the first's copy (npm forwarding a Ctrl-C).
       await new Promise((r) => setTimeout(r, 600));
       process.kill(-p.child.pid!, 'SIGINT');
-      // Asked twice, it ends at once; its initdb, in a group of its own, is then killed (a container's end).
+      // Asked twice, it ends at once; its initdb is then killed (a container's end).
       expect(await p.exited).toBe(1);
-      const initdb = spawnSync('pgrep', ['-f', `initdb.*${env.EMBEDDED_PG_DIR}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
-      expect(initdb.length).toBeGreaterThan(0);
-      for (const pid of initdb) process.kill(pid, 'SIGKILL');
+      expect(initdbOf()).toContain(initdb);
+      process.kill(-initdb, 'SIGKILL');
       const again = runParley(env);
       await again.listening;
       again.child.kill('SIGTERM');

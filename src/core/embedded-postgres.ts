@@ -276,6 +276,30 @@ async function stopLeft(pid: number, dataDir: string): Promise<void> {
  * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
  * @throws an Error with a one-line message saying why and what to do.
  */
+/** What initdb writes in a data folder before its PG_VERSION (PostgreSQL 13 to 18). */
+const INITDB_LAYOUT = new Set([
+  'base', 'global', 'pg_commit_ts', 'pg_dynshmem', 'pg_logical', 'pg_multixact', 'pg_notify', 'pg_replslot', 'pg_serial', 'pg_snapshots',
+  'pg_stat', 'pg_stat_tmp', 'pg_subtrans', 'pg_tblspc', 'pg_twophase', 'pg_wal', 'pg_xact', 'pg_hba.conf', 'pg_ident.conf', 'postgresql.conf', 'postgresql.auto.conf',
+]);
+
+/** Whether `dir` holds the start of an initdb's work and nothing else (no PG_VERSION: see INITDB_LAYOUT). */
+async function cutOffLayout(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.length > 0 && names.every((n) => INITDB_LAYOUT.has(n));
+}
+
+/** Why `dir` can be no data folder (a file, a file above it, a link to nothing), or null. */
+async function notAFolder(dir: string): Promise<string | null> {
+  const here = await stat(dir).catch(() => null);
+  if (here) return here.isDirectory() ? null : 'is a file, not a folder';
+  if (await lstat(dir).then(() => true, () => false)) return 'is a link to nothing, not a folder';
+  for (let up = path.dirname(dir); up !== path.dirname(up); up = path.dirname(up)) {
+    const above = await stat(up).catch(() => null);
+    if (above) return above.isDirectory() ? null : `is under ${up}, a file, not a folder`;
+  }
+  return null;
+}
+
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   port: number;
@@ -294,10 +318,10 @@ export async function startEmbeddedPostgres(opts: {
   const portSetting = opts.portSetting ?? 'EMBEDDED_PG_PORT';
   const dirSetting = opts.dirSetting === undefined ? 'EMBEDDED_PG_DIR' : opts.dirSetting;
   // A file there was passed over as root, "cannot write in" it, for a folder elsewhere, or failed
-  // mkdir's EEXIST otherwise (an outside probe): said as it is, whoever starts it.
-  if (await stat(dataDir).then((s) => !s.isDirectory(), () => false)) {
-    throw new Error(`the data folder ${dataDir} is a file, not a folder${dirSetting ? `: set ${dirSetting} to a folder (made if missing)` : ''}`);
-  }
+  // mkdir's EEXIST otherwise; a file above it failed EEXIST, a link to nothing ENOTDIR after
+  // initdb (outside probes): said as it is, whoever starts it.
+  const unusable = await notAFolder(dataDir);
+  if (unusable) throw new Error(`the data folder ${dataDir} ${unusable}${dirSetting ? `: set ${dirSetting} to a folder (made if missing)` : ''}`);
   const major = bin.version.split('.')[0];
   /** The PostgreSQL major version of the cluster in `dir`, if there is one; one of another version stops the start. */
   const clusterIn = async (dir: string) => {
@@ -373,8 +397,12 @@ export async function startEmbeddedPostgres(opts: {
   // A cluster PostgreSQL never started on (no postmaster.opts, which each start writes) is an
   // initialisation cut off, whole or not, and holds no data: it is made again. One an initdb left
   // half done in a folder made beforehand (Ctrl-C twice, then killed) was taken for a whole one,
-  // and every later start failed (an outside probe, 2 of 2).
-  if (existing !== undefined && !(await stat(path.join(dataDir, 'postmaster.opts')).then(() => true, () => false))) {
+  // and every later start failed (an outside probe, 2 of 2). Cut off before it wrote PG_VERSION,
+  // it left its first folders and nothing else, which the next initdb refused as not empty at
+  // every start (the suite, with initdb held): made again too. Someone's files are never taken for it.
+  const cutOff =
+    existing !== undefined ? !(await stat(path.join(dataDir, 'postmaster.opts')).then(() => true, () => false)) : await cutOffLayout(dataDir);
+  if (cutOff) {
     logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off (PostgreSQL never started on it): initialising it again');
     for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
     existing = undefined;
