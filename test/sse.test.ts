@@ -87,6 +87,13 @@ describe('SSE transport (/graphql/stream)', () => {
     const ticket = (await ok(gql(s.url, TICKET, {}, u.token))).streamTicket as string;
     // A request the stream can't answer (it asks for JSON) is refused without spending the ticket.
     expect((await get(`&ticket=${encodeURIComponent(ticket)}`, { accept: 'application/json' })).status).toBe(406);
+    // So is a POST whose body is not sent as JSON: without a type it opened a stream, where /graphql
+    // refuses it; as text, it was 415 with the ticket spent (outside probes).
+    for (const body of [JSON.stringify({ query: ALL_MESSAGES }), Buffer.from(JSON.stringify({ query: ALL_MESSAGES }))]) {
+      const untyped = await fetch(`${streamUrl(s)}?ticket=${encodeURIComponent(ticket)}`, { method: 'POST', headers: { accept: 'text/event-stream' }, body });
+      const e = ((await untyped.json()) as any).errors[0];
+      expect([untyped.status, e.extensions.code, e.message]).toEqual([415, 'BAD_USER_INPUT', 'Send the request body as JSON (Content-Type: application/json).']);
+    }
     const first = await get(`&ticket=${encodeURIComponent(ticket)}`);
     expect(first.status).toBe(200);
     expect(first.headers.get('content-type')).toMatch(/^text\/event-stream/);

@@ -157,6 +157,9 @@ export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: S
 
 const JSON_CONTENT = /^\s*application\/json\s*(;|$)/i;
 
+/** Whether a Content-Type header says JSON (parameters aside). */
+export const isJsonContent = (type: string | undefined): boolean => JSON_CONTENT.test(type ?? '');
+
 /** The sha256Hash of a request's `persistedQuery` extension (a JSON string over GET), if any. */
 function persistedHash(extensions: unknown): string | undefined {
   let e = extensions;
@@ -256,7 +259,7 @@ export async function handleGraphQL<TContext extends object>(
     return sendJson(res, 400, { errors: [{ message: e.message, extensions: { code: e.extensions.code, reason: e.extensions.reason } }] });
   }
   // Only what Apollo would read as a JSON POST (it refuses other content types its own way).
-  if (req.method === 'POST' && opts.fast && JSON_CONTENT.test(req.headers['content-type'] ?? '') && (await opts.fast.handle(body))) return;
+  if (req.method === 'POST' && opts.fast && isJsonContent(req.headers['content-type']) && (await opts.fast.handle(body))) return;
   // Only for Apollo: the fast path reads the few headers it needs from the request itself.
   const headers = new HeaderMap();
   for (const k in req.headers) {

@@ -14,7 +14,7 @@ import { firstCode } from './operation-metrics';
 import type { OperationRecord } from '../shared/metrics';
 import type { InFlight } from '../core/in-flight';
 import type { BytesInFlight } from '../shared/concurrency';
-import { fileTurn, readTurnBody } from './http';
+import { fileTurn, isJsonContent, readTurnBody } from './http';
 import type { RealtimeSession, RealtimeSessions, SessionEnd, SessionOwner } from './session';
 
 /** What graphql-sse answers an event stream with, plus no buffering by proxies that honour it. */
@@ -311,6 +311,11 @@ class StreamServer {
     const accept = req.headers.accept;
     if (accept && !takesEventStream(accept)) {
       return sendGraphQLError(res, 406, 'BAD_USER_INPUT', 'This endpoint answers with an event stream (Accept: text/event-stream).');
+    }
+    // A POST's body is JSON, as /graphql reads it: one sent without that type opened a stream here
+    // and was refused there (an outside probe); text/plain and forms were 415 only once a ticket was spent.
+    if (req.method === 'POST' && !isJsonContent(req.headers['content-type'])) {
+      return sendGraphQLError(res, 415, 'BAD_USER_INPUT', 'Send the request body as JSON (Content-Type: application/json).');
     }
     const ticket = new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
     const viewer = await this.opts.sessions.authenticate({ authorization: req.headers.authorization, ticket });
