@@ -475,6 +475,16 @@ describe('accounts', () => {
     expect(await found('\u0301\u0301\u0301')).toEqual([]);
     expect(await inGroups('\u0301\u0301\u0301')).toEqual([]);
     expect(await found('\u05b8\u05c1\u05b9')).toEqual([]);
+    // NULs alone are no search, for users and groups alike (every user and no group before);
+    // half a surrogate pair is refused, as searchMessages refuses it (an outside probe).
+    expect((await users('\u0000')).totalCount).toBe((await users('')).totalCount);
+    expect(await inGroups('\u0000\u0000')).toEqual(await inGroups(''));
+    for (const q of ['ab\ud800cd', '\udc00']) {
+      for (const field of ['users', 'groups']) {
+        const r = await gql(s.url, `query($s: String) { ${field}(search: $s) { totalCount } }`, { s: q }, me.token);
+        expect([field, codeOf(r), r.errors?.[0]?.extensions?.field]).toEqual([field, 'BAD_USER_INPUT', 'search']);
+      }
+    }
   });
 
   it('should delete an account: password required, tokens revoked, name freed, gone from search', async () => {

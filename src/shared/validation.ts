@@ -154,10 +154,15 @@ export function cleanMessageText(value: string | null | undefined, max: number, 
   return v;
 }
 
-/** A search string: trimmed and composed (as the names it finds are: see cleanName), at most 100 characters; empty means no filter. */
+/**
+ * A search string: trimmed and composed (as the names it finds are: see cleanName), at most 100
+ * characters; empty means no filter, NULs taken out first (a search of NULs alone found every user
+ * and no group); half a surrogate pair is refused, as searchMessages refuses it (no name holds one).
+ */
 export function cleanSearch(value: string | null | undefined, field = 'search'): string | null {
   if (value === null || value === undefined) return null;
-  const v = value.trim().normalize('NFC');
+  const v = value.replace(/\u0000/g, '').trim().normalize('NFC');
   if ([...v].length > 100) throw new BadUserInputError(`'${field}' must be at most 100 characters.`, field);
-  return v.length ? v.replace(/\u0000/g, '') : null;
+  if (!isWellFormed(v)) throw new BadUserInputError(`'${field}' cannot contain half of a surrogate pair.`, field);
+  return v.length ? v : null;
 }
