@@ -352,7 +352,9 @@ class StreamServer {
     const answer = await this.handler({
       method: req.method ?? 'GET',
       url: req.url ?? '/',
-      headers: { get: (key) => (key === 'accept' ? 'text/event-stream' : [req.headers[key] ?? ''].flat().join(', ') || undefined) },
+      // The media type as graphql-sse compares it, in lower case: `APPLICATION/JSON`, JSON here as
+      // on /graphql, passed the check above and was then refused 415 by graphql-sse, its ticket spent (a verification probe).
+      headers: { get: (key) => (key === 'accept' ? 'text/event-stream' : key === 'content-type' ? req.headers['content-type']?.toLowerCase() : [req.headers[key] ?? ''].flat().join(', ') || undefined) },
       body: body ?? null,
       raw: req,
       context: stream,
