@@ -297,6 +297,38 @@ describe('the embedded PostgreSQL under a running server', () => {
     }, 90_000);
   }
 
+  it("should refuse a folder made beforehand holding someone's files, named as initdb's own or not, and keep them", async () => {
+    for (const names of [['notes.txt'], ['base/notes.txt', 'global/report.csv', 'postgresql.conf']]) {
+      const dir = path.join(tempDir('parley-theirs-'), 'pg');
+      for (const name of names) {
+        mkdirSync(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o777 });
+        writeFileSync(path.join(dir, name), 'mine');
+      }
+      chmodSync(dir, 0o777);
+      const p = runParley(await embedded(dir));
+      expect(await p.exited).toBe(1);
+      // Before, initdb's folder names were taken for an initialisation cut off, and emptied (a verification probe).
+      expect(oneLine(p)).toBe(`Parley could not start: the data folder ${dir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
+      for (const name of names) expect(readFileSync(path.join(dir, name), 'utf8')).toBe('mine');
+    }
+  });
+
+  it('should start on a cluster with its data but no postmaster.opts (a restored base backup), never initialise it again', async () => {
+    const env = await embedded(path.join(tempDir('parley-restored-'), 'pg'));
+    const first = runParley(env);
+    const user = await signup(await first.listening);
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    // pg_basebackup leaves it out: taken for an initialisation cut off, the data was emptied (a verification probe).
+    rmSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.opts'));
+    const again = runParley(env);
+    const url = await again.listening;
+    expect(again.output().stdout).not.toContain('initialis');
+    expect((await request(url, LoginDocument, { username: user.username, password: user.password })).login.user.id).toBe(user.id);
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  }, 90_000);
+
   it('should finish a first start that Ctrl-C interrupts while the data folder is initialised, then stop with 0', async () => {
     const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));
     // Ctrl-C in a terminal signals the whole foreground group, initdb's too unless it has its own.

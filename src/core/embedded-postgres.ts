@@ -276,16 +276,12 @@ async function stopLeft(pid: number, dataDir: string): Promise<void> {
  * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
  * @throws an Error with a one-line message saying why and what to do.
  */
-/** What initdb writes in a data folder before its PG_VERSION (PostgreSQL 13 to 18). */
-const INITDB_LAYOUT = new Set([
-  'base', 'global', 'pg_commit_ts', 'pg_dynshmem', 'pg_logical', 'pg_multixact', 'pg_notify', 'pg_replslot', 'pg_serial', 'pg_snapshots',
-  'pg_stat', 'pg_stat_tmp', 'pg_subtrans', 'pg_tblspc', 'pg_twophase', 'pg_wal', 'pg_xact', 'pg_hba.conf', 'pg_ident.conf', 'postgresql.conf', 'postgresql.auto.conf',
-]);
+/** A data folder holding files that are no PostgreSQL's: never passed over, never initialised. */
+const otherFiles = (dataDir: string) => new Error(`the data folder ${dataDir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
 
-/** Whether `dir` holds the start of an initdb's work and nothing else (no PG_VERSION: see INITDB_LAYOUT). */
-async function cutOffLayout(dir: string): Promise<boolean> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.length > 0 && names.every((n) => INITDB_LAYOUT.has(n));
+/** Beside a folder made beforehand while initdb fills it (see startEmbeddedPostgres). */
+function initdbMark(dataDir: string): string {
+  return path.join(path.dirname(dataDir), `.${path.basename(dataDir)}.initialising`);
 }
 
 /** Why `dir` can be no data folder (a file, a file above it, a link to nothing), or null. */
@@ -350,7 +346,7 @@ export async function startEmbeddedPostgres(opts: {
     // Data already there is never swapped for an empty cluster elsewhere; nor is a folder holding
     // something else (a mistyped EMBEDDED_PG_DIR) passed over for one (an outside probe).
     if (cannotReachData && parentOpen && held !== null && held > 0) {
-      throw new Error(`the data folder ${dataDir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
+      throw otherFiles(dataDir);
     }
     if (cannotReachData && existing !== undefined) {
       throw new Error(`the data folder ${dataDir} cannot be used by the user '${OS_USER}', which the embedded PostgreSQL runs as under root: start Parley as the folder's owner, or give the folder to '${OS_USER}'`);
@@ -394,18 +390,22 @@ export async function startEmbeddedPostgres(opts: {
   const env = { ...process.env, LC_MESSAGES: 'C' };
 
   await forgetStaleLeftovers(dataDir);
-  // A cluster PostgreSQL never started on (no postmaster.opts, which each start writes) is an
-  // initialisation cut off, whole or not, and holds no data: it is made again. One an initdb left
-  // half done in a folder made beforehand (Ctrl-C twice, then killed) was taken for a whole one,
-  // and every later start failed (an outside probe, 2 of 2). Cut off before it wrote PG_VERSION,
-  // it left its first folders and nothing else, which the next initdb refused as not empty at
-  // every start (the suite, with initdb held): made again too. Someone's files are never taken for it.
-  const cutOff =
-    existing !== undefined ? !(await stat(path.join(dataDir, 'postmaster.opts')).then(() => true, () => false)) : await cutOffLayout(dataDir);
-  if (cutOff) {
-    logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off (PostgreSQL never started on it): initialising it again');
-    for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
-    existing = undefined;
+  // An initialisation in a folder made beforehand, cut off (Ctrl-C twice, then initdb killed): its
+  // mark beside the folder says so, and what initdb left there is made again. Told apart by the
+  // mark alone: a cluster PostgreSQL had never started on (no postmaster.opts) was taken for one,
+  // and a restored base backup, which has none, was emptied (a verification probe); so were
+  // someone's folders named as initdb's first ones.
+  // A mark left by anything else (the folder removed since, a PostgreSQL that started there: it
+  // writes postmaster.opts) goes, and the folder stays as it is.
+  const pending = initdbMark(dataDir);
+  const exists = (file: string) => stat(file).then(() => true, () => false);
+  if (await exists(pending)) {
+    if ((await exists(dataDir)) && !(await exists(path.join(dataDir, 'postmaster.opts')))) {
+      logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off: initialising it again');
+      for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
+      existing = undefined;
+    }
+    await unlink(pending);
   }
   if (existing === undefined) {
     logger.info({ dir: dataDir }, 'initialising embedded PostgreSQL');
@@ -414,9 +414,15 @@ export async function startEmbeddedPostgres(opts: {
     // stopped at once (Ctrl-C twice) and killed later had left its PG_VERSION in place, and every
     // later start failed (an outside probe, 4 of 4). A folder that exists already (made empty
     // beforehand, a mount) is initialised where it is.
-    const there = await stat(dataDir).then(() => true, () => false);
+    const there = await exists(dataDir);
+    // Only an empty one is initialised where it is: a folder of someone's files is never PostgreSQL's.
+    if (there && (await readdir(dataDir)).length > 0) {
+      throw otherFiles(dataDir);
+    }
     const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
     await mkdir(target, { recursive: true, mode: 0o700 });
+    // Marked before initdb writes there, unmarked once it is done (see the mark's reading above).
+    if (there) await writeFile(pending, '');
     const pwfile = path.join(path.dirname(dataDir), `${PWFILE}${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
@@ -428,6 +434,7 @@ export async function startEmbeddedPostgres(opts: {
       // and failed the start (an outside probe, 2 of 2).
       await runToEnd(bin.initdb, args, as, env, opts.ownGroup);
       if (target !== dataDir) await rename(target, dataDir);
+      else await unlink(pending);
     } catch (e) {
       if (target === dataDir) await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
       else await rm(target, { recursive: true, force: true });
