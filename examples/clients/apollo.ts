@@ -11,14 +11,22 @@ import { createSocket } from './socket';
 export async function joinChat(opts: { url: string; token: string; groupId: string; onMessage: (m: MessagePartsFragment) => void }) {
   const { url, token, groupId, onMessage } = opts;
   const seen = new Set<string>();
-  const show = (m: MessagePartsFragment) => void (seen.has(m.id) || (seen.add(m.id), onMessage(m)));
+  // Of those, the ones read or pushed: a catch-up stops at one. One's own from a send's answer may
+  // be newer than a gap, and stopped it at the newest page (an outside probe lost 31 of 80).
+  const heard = new Set<string>();
+  const show = (m: MessagePartsFragment, fromAnswer = false) => {
+    if (!fromAnswer) heard.add(m.id);
+    if (seen.has(m.id)) return;
+    seen.add(m.id);
+    onMessage(m);
+  };
   const page = async (before?: string) =>
     (await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50, before }, fetchPolicy: 'network-only' })).data?.history;
-  // What was shown as the socket came back, taken before it subscribes again: what is pushed after is newer than what it missed.
+  // What was read or pushed as the socket came back, taken before it subscribes again: what is pushed after is newer than what it missed.
   const catchUp = async (resubscribed: Promise<void>) => {
-    const shown = new Set(seen);
+    const shown = new Set(heard);
     await resubscribed;
-    (await missed(page, shown)).forEach(show);
+    (await missed(page, shown)).forEach((m) => show(m));
   };
   const { socket, ready } = createSocket(url, token, (resubscribed) => void catchUp(resubscribed).catch(console.error));
   const client = new ApolloClient({
@@ -39,7 +47,7 @@ export async function joinChat(opts: { url: string; token: string; groupId: stri
   return {
     async send(content: string) {
       const { data } = await client.mutate({ mutation: SendMessageDocument, variables: { input: { groupId, content } } });
-      show(data!.sendMessage); // ...and take one's own message from the answer, whichever arrives first
+      show(data!.sendMessage, true); // ...and take one's own message from the answer, whichever arrives first
       return data!.sendMessage;
     },
     async close() {

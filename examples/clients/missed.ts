@@ -7,8 +7,9 @@ type Page = (before: string | undefined) => Promise<HistoryQuery['history'] | un
 /**
  * What was said while the socket was away, oldest first. More than a page may have come meanwhile,
  * so it pages back from the newest until a page holds a message shown before (`shown`: what was
- * shown as the socket came back, before it subscribed again, see createSocket; one pushed after
- * that would end it early), or the conversation's start, or `maxPages` pages (past them, what is
+ * read or pushed as the socket came back, before it subscribed again, see createSocket; one pushed
+ * after that, or one's own from a send's answer, may be newer than the gap and would end it early),
+ * or the conversation's start, or `maxPages` pages (past them, what is
  * older is left to the user to scroll back to with `before`). `shown` empty: nothing was there when
  * the client joined (the snippets show the newest page first), so everything is new. What comes
  * live meanwhile may reach `onMessage` before the older messages found here (order by `createdAt`).
