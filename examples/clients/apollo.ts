@@ -4,27 +4,18 @@ import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { OperationTypeNode } from 'graphql';
 import { HistoryDocument, MessageAddedDocument, SendMessageDocument, type MessagePartsFragment } from '../../generated/client/graphql';
 import introspection from '../../generated/client/possible-types';
-import { missed } from './missed';
+import { missed, onceEach } from './missed';
 import { createSocket } from './socket';
 
 /** Joins a group's conversation: `onMessage` gets its newest page, then every message once, one's own included, also across reconnections. */
 export async function joinChat(opts: { url: string; token: string; groupId: string; onMessage: (m: MessagePartsFragment) => void }) {
   const { url, token, groupId, onMessage } = opts;
-  const seen = new Set<string>();
-  // Of those, the ones read or pushed: a catch-up stops at one. One's own from a send's answer may
-  // be newer than a gap, and stopped it at the newest page (an outside probe lost 31 of 80).
-  const heard = new Set<string>();
-  const show = (m: MessagePartsFragment, fromAnswer = false) => {
-    if (!fromAnswer) heard.add(m.id);
-    if (seen.has(m.id)) return;
-    seen.add(m.id);
-    onMessage(m);
-  };
+  const { show, heard } = onceEach(onMessage);
   const page = async (before?: string) =>
     (await client.query({ query: HistoryDocument, variables: { conversation: { groupId }, last: 50, before }, fetchPolicy: 'network-only' })).data?.history;
   // What was read or pushed as the socket came back, taken before it subscribes again: what is pushed after is newer than what it missed.
   const catchUp = async (resubscribed: Promise<void>) => {
-    const shown = new Set(heard);
+    const shown = heard();
     await resubscribed;
     (await missed(page, shown)).forEach((m) => show(m));
   };

@@ -1,4 +1,4 @@
-// examples/clients/missed.ts: what both snippets read after a reconnection
+// examples/clients/missed.ts: what both snippets read after a reconnection, and how they show each message once
 import type { HistoryQuery, MessagePartsFragment } from '../../generated/client/graphql';
 
 /** The newest page of history before `before` (undefined: the newest of all), as the History document reads it. */
@@ -26,4 +26,24 @@ export async function missed(page: Page, shown: ReadonlySet<string>, maxPages = 
     before = startCursor;
   }
   return found;
+}
+
+/**
+ * Hands each message to `onMessage` once, whichever way it comes (history, pushed, a send's
+ * answer). `heard()`: those read or pushed so far, where a catch-up may stop; not one's own from a
+ * send's answer, which may be newer than a gap: the read stopped at the newest page (an outside
+ * probe lost 31 of 80).
+ */
+export function onceEach(onMessage: (m: MessagePartsFragment) => void) {
+  const seen = new Set<string>();
+  const heardSoFar = new Set<string>();
+  return {
+    show(m: MessagePartsFragment, fromAnswer = false) {
+      if (!fromAnswer) heardSoFar.add(m.id);
+      if (seen.has(m.id)) return;
+      seen.add(m.id);
+      onMessage(m);
+    },
+    heard: () => new Set(heardSoFar),
+  };
 }
