@@ -269,13 +269,6 @@ async function stopLeft(pid: number, dataDir: string): Promise<void> {
   }
 }
 
-/**
- * Starts (initialising on first use) a PostgreSQL server whose data lives in `dir`, kept across
- * restarts. As root it runs as the `postgres` system user; when that user cannot reach the
- * binaries or `dir` (a clone in a folder only root can enter), both go to a folder it can reach
- * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
- * @throws an Error with a one-line message saying why and what to do.
- */
 /** A data folder holding files that are no PostgreSQL's: never passed over, never initialised. */
 const otherFiles = (dataDir: string) => new Error(`the data folder ${dataDir} holds other files and no PostgreSQL data: empty it, or set EMBEDDED_PG_DIR to a new folder`);
 
@@ -296,6 +289,13 @@ async function notAFolder(dir: string): Promise<string | null> {
   return null;
 }
 
+/**
+ * Starts (initialising on first use) a PostgreSQL server whose data lives in `dir`, kept across
+ * restarts. As root it runs as the `postgres` system user; when that user cannot reach the
+ * binaries or `dir` (a clone in a folder only root can enter), both go to a folder it can reach
+ * (/var/lib/parley), the data keyed by `dir`, so it is still found on the next start.
+ * @throws an Error with a one-line message saying why and what to do.
+ */
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   port: number;
@@ -394,12 +394,15 @@ export async function startEmbeddedPostgres(opts: {
   // mark beside the folder says so, and what initdb left there is made again. Told apart by the
   // mark alone: a cluster PostgreSQL had never started on (no postmaster.opts) was taken for one,
   // and a restored base backup, which has none, was emptied (a verification probe); so were
-  // someone's folders named as initdb's first ones.
-  // A mark left by anything else (the folder removed since, a PostgreSQL that started there: it
-  // writes postmaster.opts) goes, and the folder stays as it is.
+  // someone's folders named as initdb's first ones. A mark of a start still running is that
+  // start's; one left by anything else (the folder removed since, a PostgreSQL that started
+  // there: it writes postmaster.opts) goes, and the folder stays as it is.
   const pending = initdbMark(dataDir);
   const exists = (file: string) => stat(file).then(() => true, () => false);
-  if (await exists(pending)) {
+  const marker = await readFile(pending, 'utf8').catch(() => undefined);
+  if (marker !== undefined) {
+    const by = Number(marker);
+    if (Number.isInteger(by) && by > 0 && by !== process.pid && alive(by)) throw folderInUse();
     if ((await exists(dataDir)) && !(await exists(path.join(dataDir, 'postmaster.opts')))) {
       logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off: initialising it again');
       for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
@@ -422,7 +425,7 @@ export async function startEmbeddedPostgres(opts: {
     const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
     await mkdir(target, { recursive: true, mode: 0o700 });
     // Marked before initdb writes there, unmarked once it is done (see the mark's reading above).
-    if (there) await writeFile(pending, '');
+    if (there) await writeFile(pending, String(process.pid));
     const pwfile = path.join(path.dirname(dataDir), `${PWFILE}${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
