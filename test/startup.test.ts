@@ -321,13 +321,33 @@ describe('the embedded PostgreSQL under a running server', () => {
     expect(await first.exited).toBe(0);
     // pg_basebackup leaves it out: taken for an initialisation cut off, the data was emptied (a verification probe).
     rmSync(path.join(env.EMBEDDED_PG_DIR, 'postmaster.opts'));
+    // Restored where a first start's initialisation was cut off, whose mark (its start long gone) stayed:
+    // not that initialisation's either (emptied too, 3 of 3).
+    const mark = path.join(path.dirname(env.EMBEDDED_PG_DIR), `.${path.basename(env.EMBEDDED_PG_DIR)}.initialising`);
+    writeFileSync(mark, String(spawnSync('true').pid));
     const again = runParley(env);
     const url = await again.listening;
     expect(again.output().stdout).not.toContain('initialis');
     expect((await request(url, LoginDocument, { username: user.username, password: user.password })).login.user.id).toBe(user.id);
+    expect(existsSync(mark)).toBe(false);
     again.child.kill('SIGTERM');
     expect(await again.exited).toBe(0);
   }, 90_000);
+
+  it("should refuse in one line, naming the mark, a folder whose first initialisation another start is running, and empty nothing", async () => {
+    const dir = path.join(tempDir('parley-busy-'), 'pg');
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    chmodSync(path.dirname(dir), 0o755);
+    writeFileSync(path.join(dir, 'base'), 'initdb at work');
+    // This process stands for that start: alive, its initdb under way in the folder.
+    const mark = path.join(path.dirname(dir), '.pg.initialising');
+    writeFileSync(mark, String(process.pid));
+    const p = runParley(await embedded(dir));
+    expect(await p.exited).toBe(1);
+    expect(oneLine(p)).toBe(`Parley could not start: another start (pid ${process.pid}) is initialising the data folder ${dir}: wait for it to end; if none is running, remove ${mark}`);
+    expect([readdirSync(dir), readFileSync(mark, 'utf8')]).toEqual([['base'], String(process.pid)]);
+  });
 
   it('should finish a first start that Ctrl-C interrupts while the data folder is initialised, then stop with 0', async () => {
     const env = await embedded(path.join(tempDir('parley-init-'), 'pg'));

@@ -399,11 +399,19 @@ export async function startEmbeddedPostgres(opts: {
   // there: it writes postmaster.opts) goes, and the folder stays as it is.
   const pending = initdbMark(dataDir);
   const exists = (file: string) => stat(file).then(() => true, () => false);
-  const marker = await readFile(pending, 'utf8').catch(() => undefined);
-  if (marker !== undefined) {
-    const by = Number(marker);
-    if (Number.isInteger(by) && by > 0 && by !== process.pid && alive(by)) throw folderInUse();
-    if ((await exists(dataDir)) && !(await exists(path.join(dataDir, 'postmaster.opts')))) {
+  const initialising = (pid: string) =>
+    new Error(`another start (pid ${pid}) is initialising the data folder ${dataDir}: wait for it to end; if none is running, remove ${pending}`);
+  const marked = await stat(pending).catch(() => undefined);
+  if (marked) {
+    const by = (await readFile(pending, 'utf8').catch(() => '')).trim();
+    if (/^[1-9]\d*$/.test(by) && Number(by) !== process.pid && alive(Number(by))) throw initialising(by);
+    // Data restored there since is not that initialisation's: a base backup's label, or a
+    // PG_VERSION older than the mark (a copy keeps its times). Emptied, it was lost (a verification probe).
+    const restored =
+      (await exists(path.join(dataDir, 'backup_label'))) ||
+      (await exists(path.join(dataDir, 'backup_manifest'))) ||
+      (await stat(path.join(dataDir, 'PG_VERSION')).then((v) => v.mtimeMs < marked.mtimeMs, () => false));
+    if (!restored && (await exists(dataDir)) && !(await exists(path.join(dataDir, 'postmaster.opts')))) {
       logger.warn({ dir: dataDir }, 'the data folder holds an initialisation that was cut off: initialising it again');
       for (const name of await readdir(dataDir)) await rm(path.join(dataDir, name), { recursive: true, force: true });
       existing = undefined;
@@ -425,7 +433,12 @@ export async function startEmbeddedPostgres(opts: {
     const target = there ? dataDir : `${dataDir}${BUILDING}${randomBytes(6).toString('hex')}`;
     await mkdir(target, { recursive: true, mode: 0o700 });
     // Marked before initdb writes there, unmarked once it is done (see the mark's reading above).
-    if (there) await writeFile(pending, String(process.pid));
+    // Made only if there is none: of two starts at once, the second is told the first initialises.
+    if (there) {
+      await writeFile(pending, String(process.pid), { flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
+        throw e.code === 'EEXIST' ? initialising((await readFile(pending, 'utf8').catch(() => '?')).trim()) : e;
+      });
+    }
     const pwfile = path.join(path.dirname(dataDir), `${PWFILE}${randomBytes(6).toString('hex')}`);
     await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
     try {
