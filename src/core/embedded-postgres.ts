@@ -392,11 +392,11 @@ export async function startEmbeddedPostgres(opts: {
   await forgetStaleLeftovers(dataDir);
   // An initialisation in a folder made beforehand, cut off (Ctrl-C twice, then initdb killed): its
   // mark beside the folder says so, and what initdb left there is made again. Told apart by the
-  // mark alone: a cluster PostgreSQL had never started on (no postmaster.opts) was taken for one,
-  // and a restored base backup, which has none, was emptied (a verification probe); so were
-  // someone's folders named as initdb's first ones. A mark of a start still running is that
-  // start's; one left by anything else (the folder removed since, a PostgreSQL that started
-  // there: it writes postmaster.opts) goes, and the folder stays as it is.
+  // mark, not by the folder: a cluster PostgreSQL had never started on (no postmaster.opts) was
+  // taken for one, and a restored base backup, which has none, was emptied (a verification probe);
+  // so were someone's folders named as initdb's first ones. A mark of a start still running is
+  // that start's; one left by anything else (the folder removed since, a PostgreSQL that started
+  // there: it writes postmaster.opts, a cluster restored since: below) goes, the folder as it is.
   const pending = initdbMark(dataDir);
   const exists = (file: string) => stat(file).then(() => true, () => false);
   const initialising = (pid: string) =>
