@@ -1,7 +1,7 @@
 import { codeOf, gql, listen, ok, sleep } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
 import { befriend, buildProject, sendMessage, signup, type TestUser } from './helpers/factories';
-import { snapshot, sql } from './helpers/db';
+import { snapshot, sql, whileHolding } from './helpers/db';
 
 const REPORT = 'mutation($m: ID!, $r: String!) { reportMessage(messageId: $m, reason: $r) { id reason status message { id content } reporter { id } } }';
 const RESOLVE = 'mutation($id: ID!) { resolveReport(reportId: $id) { id status } }';
@@ -77,6 +77,17 @@ describeRedis('reports', () => {
     await ok(run(a, 'mutation($u: ID!) { blockUser(userId: $u) }', { u: author.id }, owner));
     const hidden = await run(b, REPORT, { m: message, r: 'hidden' }, owner);
     expect([codeOf(hidden), hidden.data?.reportMessage ?? null]).toEqual(['NOT_FOUND', null]);
+  });
+
+  it('should refuse a report of a message whose deletion commits while the report is made', async () => {
+    const { member, message } = await setup();
+    // The deletion holds the message's row, as a tombstone does, and commits once the report came to wait on it.
+    const answer = await whileHolding(a.env.DATABASE_URL!, [["update messages set deleted_at = date_trunc('milliseconds', clock_timestamp()), content = null where id = $1", [message]]], () =>
+      run(b, REPORT, { m: message, r: 'rude' }, member),
+    );
+    // Before, it was stored: a report of a deleted message, dated after its deletion (an outside probe, 7 of 30).
+    expect([codeOf(answer), answer.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', 'A deleted message cannot be reported.']);
+    expect(await sql(a.env.DATABASE_URL!, 'select 1 from reports where message_id = $1', [message])).toEqual([]);
   });
 
   it('should let those who see a report resolve it, and answer NOT_FOUND to everyone else', async () => {

@@ -31,6 +31,8 @@ export function toReportType(r: ReportRow | ReportAddedPayload & { status?: unde
   return { id: r.id, reason: r.reason, status: ReportStatus.OPEN, createdAt: new Date(r.createdAt), messageId: r.messageId, reporterId: r.reporterId };
 }
 
+const deletedRefused = () => new BadUserInputError('A deleted message cannot be reported.', 'messageId');
+
 /**
  * Reports of messages: who may make them (whoever can see the message), who sees and resolves
  * them (a group's owner and admins; the instance's moderators for the rest). Every rule of the
@@ -67,10 +69,13 @@ export class ReportService {
       // Nor one of a sender the viewer blocks, which history and node() leave out for them (its text was answered, edits included).
       if (!row || !visible || (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
-      if (row.deleted_at) throw new BadUserInputError('A deleted message cannot be reported.', 'messageId');
+      if (row.deleted_at) throw deletedRefused();
       const made = await em.transactional(async (tem) => {
         // Read again under the group's (or project's) hold: a removal or ban meanwhile refuses it.
         await this.deps.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
+        // And the message again, as a deletion leaves it: one that committed after the read above
+        // stored a report of a deleted message, dated after its deletion (an outside probe, 7 of 30).
+        if (await messageRepository.deletedHeld(tem as EntityManager, row.id)) throw deletedRefused();
         const r = await reportRepository.insert(tem as EntityManager, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
         if (!r) throw new ConflictError('You have already reported this message.', 'messageId');
         // Past the limit: RATE_LIMITED, and the report is undone.
