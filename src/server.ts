@@ -129,7 +129,7 @@ export async function startServer(opts: ServerOptions): Promise<ParleyServer> {
     httpServer.keepAliveTimeout = Math.round(env.HTTP_KEEPALIVE_TIMEOUT * 1000);
     const graphql = await openGraphQL(env, logger, metrics, httpServer, stack);
     const realtime = openRealtime(env, metrics, core, graphql, httpServer, stack);
-    httpServer.on('request', router(routes(env, logger, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services), draining: graphql.draining }));
+    httpServer.on('request', router(routes(env, core, graphql, realtime), { env, logger, ops, attachments: attachmentRoute(core.app.services), draining: graphql.draining }));
     observe(metrics, core, realtime);
     await listen(httpServer, env);
     if (opts.jobs !== false) {
@@ -320,11 +320,11 @@ interface Route {
 }
 
 /** The HTTP routes by exact path. */
-function routes(env: Env, logger: Logger, core: Core, graphql: GraphQLEdge, realtime: Realtime): Map<string, Route> {
+function routes(env: Env, core: Core, graphql: GraphQLEdge, realtime: Realtime): Map<string, Route> {
   const { app, inFlight } = core;
   return new Map<string, Route>([
     ['/graphql/stream', { handle: (req, res) => realtime.streams.handle(req, res) }],
-    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, logger, inFlight, bodyLimit: bodyLimit(env), files: realtime.files, persisted: (hash) => graphql.limits.apollo.cache.get(`${APQ_CACHE_PREFIX}${hash}`) }) }],
+    ['/graphql', { handle: graphqlRoute({ apollo: graphql.apollo, fastPath: graphql.fastPath, services: app.services, env, inFlight, bodyLimit: bodyLimit(env), files: realtime.files, persisted: (hash) => graphql.limits.apollo.cache.get(`${APQ_CACHE_PREFIX}${hash}`) }) }],
   ]);
 }
 
@@ -336,9 +336,15 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
   return (req: IncomingMessage, res: ServerResponse): void => {
     // Every response says which request it answers (the streams', the probes', a 404), as /graphql's did alone;
     // and none is read as another type than it says (a JSON error shown as HTML).
-    requestIdOf(req, res);
+    const requestId = requestIdOf(req, res);
     res.setHeader('x-content-type-options', 'nosniff');
     const path = (req.url ?? '/').split('?')[0];
+    // The access line of every request, a stream's once it ends (/graphql's alone had one: an outside
+    // probe). It costs a listener per request: only when it is written.
+    if (o.logger.isLevelEnabled('debug')) {
+      const started = performance.now();
+      res.once('close', () => o.logger.debug({ requestId, method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
+    }
     const failed = (e: unknown) => {
       o.logger.error({ err: e, path }, 'request failed');
       if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');

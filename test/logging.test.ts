@@ -141,6 +141,33 @@ describe('log format', () => {
 });
 
 describe('request ids', () => {
+  it('should write one access line at debug for every HTTP request, the stream endpoint, the probes, a preflight and a 404 too', async () => {
+    const s = await createTestServer({ LOG_LEVEL: 'debug' }, { captureLogs: true });
+    const u = await signup(s.url);
+    const asked: [string, RequestInit, number][] = [
+      ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }, 200],
+      ['/graphql', { method: 'OPTIONS', headers: { origin: 'http://app.example', 'access-control-request-method': 'POST' } }, 204],
+      ['/graphql/stream', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` }, body: '{"query":"{ me { id } }"}' }, 200],
+      ['/graphql/stream', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query":"{ me { id } }"}' }, 401],
+      ['/healthz', {}, 200],
+      ['/readyz', {}, 200],
+      ['/metrics', {}, 200],
+      ['/no-such-page', {}, 404],
+    ];
+    for (const [path, init, status] of asked) {
+      const id = `access-${path}-${status}`;
+      const r = await fetch(new URL(path, s.url), { ...init, headers: { ...(init.headers as Record<string, string>), 'x-request-id': id } });
+      await r.arrayBuffer();
+      expect([path, r.status]).toEqual([path, status]);
+      // Only /graphql's was written (an outside probe: 7 of 9 requests left none).
+      const lines = await eventually(() => {
+        const found = s.logs.filter((l) => l.json.msg === 'request' && l.json.requestId === id);
+        return found.length ? found : undefined;
+      });
+      expect(lines!.map((l) => l.json)).toEqual([expect.objectContaining({ method: init.method ?? 'GET', path, status, ms: expect.any(Number) })]);
+    }
+  });
+
   it('should answer every HTTP request with its x-request-id (the client’s, else a new one) and nosniff, on the stream endpoint, the probes and a 404 too', async () => {
     const s = await createTestServer();
     const u = await signup(s.url);

@@ -11,7 +11,7 @@ import { publicOrigin } from '../modules/message/attachment.links';
 import { FILE_WAIT_MS } from '../modules/message/message.service';
 import type { Services } from '../modules/services';
 import { BytesInFlight } from '../shared/concurrency';
-import { requestScope, type Logger } from '../shared/logger';
+import { requestScope } from '../shared/logger';
 import { RequestContext } from './context';
 import { isDependencyDown } from './errors';
 import type { FastPath } from './fast-path';
@@ -23,7 +23,6 @@ export interface GraphQLRouteDeps {
   fastPath: FastPath;
   services: Services;
   env: Env;
-  logger: Logger;
   /** Operations running, which stopping waits for once HTTP drained. */
   inFlight: InFlight;
   /** The largest request body (bodyLimit in limits.ts). */
@@ -103,14 +102,10 @@ export async function readTurnBody(req: IncomingMessage, limit: number, small: n
  * bearer token; a bad token refuses the request), then the fast path or Apollo.
  */
 export function graphqlRoute(d: GraphQLRouteDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { env, logger, services, files } = d;
+  const { env, services, files } = d;
   return (req, res) => {
+    // The router wrote the id on the response and logs the access line.
     const requestId = requestIdOf(req, res);
-    // The access line costs a child logger and a listener per request: only when it is written.
-    if (logger.isLevelEnabled('debug')) {
-      const started = performance.now();
-      res.once('finish', () => logger.debug({ requestId, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request'));
-    }
     let token = bearerToken(req.headers.authorization);
     let authenticating: Promise<Viewer | null> | undefined;
     let authenticatedAt = 0;
