@@ -225,6 +225,8 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await alicePage.click('#details button:has-text("Delete group")');
     await bobPage.waitForSelector(`#groups li.current[data-group="${lobby}"]`);
     expect(await bobPage.locator('#groups li:has-text("design-team")').count()).toBe(0);
+    // Out of the recent lists too, the deleter's and the member's (they stayed until a reload: an outside probe).
+    for (const page of [alicePage, bobPage]) await page.waitForSelector('#recent li:has-text("design-team")', { state: 'detached' });
 
     // Projects: Alice creates one and adds Bob as a participant; Bob is told live; roles change live.
     await alicePage.click('#new-project-toggle');
@@ -285,6 +287,12 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     const widths = await alicePage.evaluate(() => ['html', '#details'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
     expect(widths).toEqual([0, 0]);
     await shot(alicePage, '12-phone-project-details');
+
+    // A friendship's end takes the direct conversation out of both lists, live (it stayed until a reload).
+    const bobApi = (await ok(gql(s.url, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', { u: bob.username, p: bob.password }))).login.token;
+    const aliceId = (await ok(gql(s.url, 'query($u: String!) { users(search: $u) { edges { node { id username } } } }', { u: alice.username }, bobApi))).users.edges.find((e: any) => e.node.username === alice.username).node.id;
+    await ok(gql(s.url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: aliceId }, bobApi));
+    for (const sel of [`#directs li[data-user="${alice.username}"]`, recentAlice]) await bobPage.waitForSelector(sel, { state: 'detached' });
 
     // Logging out leaves only the form; Bob sees Alice go offline.
     await alicePage.click('#logout');

@@ -400,7 +400,7 @@ async function open(c: Conv, showDetails = false): Promise<void> {
   $('join-prompt').hidden = true;
   $('composer').hidden = false;
   renderHeading();
-  void showSafety(conversationInput(c), c.kind === 'direct' ? c.id : null, () => current === c, () => void loadFriends().then(openLobby));
+  void showSafety(conversationInput(c), c.kind === 'direct' ? c.id : null, () => current === c, () => void loadConversations().then(loadFriends).then(openLobby));
   renderSendTo();
   renderTyping();
   $('details').hidden = !showDetails;
@@ -867,7 +867,7 @@ async function renderDetails(): Promise<void> {
             { class: 'row' },
             button('Leave group', async () => {
               await request(LeaveGroupDocument, { groupId: group.id });
-              await loadGroups();
+              await Promise.all([loadGroups(), loadConversations()]);
               await openLobby();
             }),
             owner
@@ -877,6 +877,7 @@ async function renderDetails(): Promise<void> {
                     if (!confirm(`Delete #${group.name} for everyone?`)) return;
                     await request(DeleteGroupDocument, { groupId: group.id });
                     groups.delete(group.id);
+                    await loadConversations();
                     await openLobby();
                   },
                   { class: 'danger' },
@@ -899,6 +900,7 @@ async function renderDetails(): Promise<void> {
             async () => {
               if (!confirm(`Remove @${p.username} from your friends?`)) return;
               await request(RemoveFriendDocument, { userId: p.id });
+              await loadConversations();
               await loadFriends();
             },
             { class: 'danger' },
@@ -964,6 +966,9 @@ async function loadFriends(): Promise<void> {
     friends.set(f.id, f);
     peers.set(f.id, { ...peers.get(f.id), ...f });
   }
+  // A peer no longer a friend and without a direct conversation the server lists (unfriended,
+  // blocked) leaves the lists: they kept it until a reload.
+  for (const id of [...peers.keys()]) if (!friends.has(id) && !rows.has(`direct:${id}`)) peers.delete(id);
   if (seenRequests) {
     for (const r of friendRequests) if (!seenRequests.has(r.id) && r.to.id === me()) toast(`@${r.from.username} wants to be your friend`, 'info', () => setView('side'));
     for (const f of list) if (awaited.has(f.id)) toast(`@${f.username} accepted: you are friends now`, 'info', () => void open(conv('direct', f.id)));
@@ -1045,6 +1050,7 @@ async function onProjectAction(a: ProjectActionPartsFragment): Promise<void> {
   // On a phone the inbox is a tab away: count it; on a wide screen it is in sight: light it up.
   if ($('app').dataset.view !== 'side' && matchMedia('(max-width: 760px)').matches) unseenInbox++;
   await loadProjects().catch(() => undefined);
+  if (!projects.has(a.projectId)) void loadConversations().catch(() => undefined);
   renderInbox();
   const item = document.querySelector(`#notifications li[data-id="${CSS.escape(a.id)}"]`);
   item?.classList.add('fresh');
@@ -1116,6 +1122,9 @@ async function onGroupEvent(e: { kind: string; groupId: string; group?: GroupPar
     },
     gone: async (id) => void (current?.key === `group:${id}` && (await openLobby())),
   });
+  // Its row leaves the recent list (it stayed until a reload: an outside probe).
+  const out = e.kind === 'DELETED' || (e.user?.id === me() && ['MEMBER_LEFT', 'MEMBER_REMOVED', 'MEMBER_BANNED'].includes(e.kind));
+  if (out) void loadConversations().catch(() => undefined);
   if (e.kind === 'DELETED') {
     const g = groups.get(e.groupId);
     groups.delete(e.groupId);
@@ -1154,7 +1163,8 @@ async function start(): Promise<void> {
   subscribe(TypingDocument, {}, ({ typing }) => onTyping(typing));
   subscribe(ReadReceiptDocument, {}, ({ readReceipt }) => onReceipt(readReceipt));
   subscribe(SessionEventDocument, {}, ({ sessionEvent }) => sessionEvent.kind === 'NEW_LOGIN' && toast('Your account was signed in elsewhere', 'error'));
-  subscribe(FriendEventDocument, {}, () => void loadFriends().catch(() => undefined));
+  // A friendship's end (unfriended, a block) takes its direct conversation out of the recent list too.
+  subscribe(FriendEventDocument, {}, () => void loadConversations().then(loadFriends).catch(() => undefined));
   subscribe(PresenceChangedDocument, {}, ({ presenceChanged }) => onPresence(presenceChanged));
   subscribe(GroupEventDocument, {}, ({ groupEvent }) => void onGroupEvent(groupEvent));
   subscribe(ProjectActionDocument, {}, ({ projectAction }) => void onProjectAction(projectAction));
