@@ -457,11 +457,6 @@ export const messageRepository = {
   },
 
   /**
-   * Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender
-   * and createdAt stay. Returns the users it mentioned (their badges change); null when a deletion
-   * that held the row first left one already (nothing to change, nothing to tell).
-   */
-  /**
    * Whether the message is deleted, read under a share of its row: a deletion under way (its
    * tombstone holds the row FOR UPDATE) is waited for and then seen; none can begin until this
    * transaction ends.
@@ -471,6 +466,11 @@ export const messageRepository = {
     return !row || row.deleted;
   },
 
+  /**
+   * Leaves a tombstone: content, attachment (its bytes too), reactions and mentions go; id, sender
+   * and createdAt stay. Returns the users it mentioned (their badges change); null when a deletion
+   * that held the row first left one already (nothing to change, nothing to tell).
+   */
   async tombstone(em: EntityManager, id: string): Promise<string[] | null> {
     const [old]: { attachment_id: string | null; deleted: boolean }[] = await em.execute('select attachment_id, deleted_at is not null as deleted from messages where id = ? for update', [id]);
     if (old?.deleted) return null;
