@@ -120,12 +120,15 @@ async function sharedHome(who: RunAs): Promise<string> {
   throw new Error(`as root, the embedded PostgreSQL runs as the user '${OS_USER}', which cannot enter this folder, and no folder it can reach could be prepared (${tried.join('; ')}): ${NO_ROOT_HINT}`);
 }
 
+/** Whether something is at `file` (a link followed). */
+const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
+
 /** A copy of the binaries (bin, lib, share) in `home`, made once per version and kept. */
 async function reachableBinaries(bin: Binaries, home: string): Promise<Binaries> {
   const from = path.dirname(path.dirname(bin.postgres));
   const to = path.join(home, `postgresql-${bin.version}-${os.platform()}-${os.arch()}`);
   const moved = (p: string) => path.join(to, path.relative(from, p));
-  if (!(await stat(path.join(to, '.complete')).then(() => true, () => false))) {
+  if (!(await exists(path.join(to, '.complete')))) {
     // Copied beside it and renamed into place, so a start that dies half-way (or a second one
     // racing it) never sees half a copy.
     const partial = `${to}.${randomBytes(4).toString('hex')}`;
@@ -136,7 +139,7 @@ async function reachableBinaries(bin: Binaries, home: string): Promise<Binaries>
       await rename(partial, to);
     } catch (e) {
       await rm(partial, { recursive: true, force: true });
-      if (!(await stat(path.join(to, '.complete')).then(() => true, () => false))) throw e;
+      if (!(await exists(path.join(to, '.complete')))) throw e;
     }
   }
   return { ...bin, initdb: moved(bin.initdb), postgres: moved(bin.postgres) };
@@ -398,7 +401,6 @@ export async function startEmbeddedPostgres(opts: {
   // that start's; one left by anything else (the folder removed since, a PostgreSQL that started
   // there: it writes postmaster.opts, a cluster restored since: below) goes, the folder as it is.
   const pending = initdbMark(dataDir);
-  const exists = (file: string) => stat(file).then(() => true, () => false);
   const initialising = (pid: string) =>
     new Error(`another start (pid ${pid}) is initialising the data folder ${dataDir}: wait for it to end; if none is running, remove ${pending}`);
   const marked = await stat(pending).catch(() => undefined);
@@ -452,8 +454,8 @@ export async function startEmbeddedPostgres(opts: {
       if (target !== dataDir) await rename(target, dataDir);
       else await unlink(pending);
     } catch (e) {
-      if (target === dataDir) await rm(path.join(dataDir, 'PG_VERSION'), { force: true });
-      else await rm(target, { recursive: true, force: true });
+      // In place, the mark stays: the next start makes it again (see the mark's reading above).
+      if (target !== dataDir) await rm(target, { recursive: true, force: true });
       throw new Error(`embedded PostgreSQL could not initialise ${dataDir}: ${firstLine(e)}`);
     } finally {
       await unlink(pwfile).catch(() => undefined);
