@@ -72,8 +72,20 @@ describe('conversations', () => {
     const one = (await ok(gql(s.url, CONVERSATION, { c: { groupId: g } }, bob.token))).conversation;
     expect(one).toMatchObject({ id: all.edges[1].node.id, unreadCount: 2, lastMessage: { content: 'g2' } });
     const carol = await signup(s.url);
+    const before = Date.now();
     await befriend(s.url, bob, carol);
+    const after = Date.now();
     expect((await ok(gql(s.url, CONVERSATION, { c: { userId: carol.id } }, bob.token))).conversation).toMatchObject({ kind: 'DIRECT', unreadCount: 0, lastMessage: null });
+    // Its updatedAt is when the two became friends, the same on every call (it was the time of
+    // each call: an outside probe). Its markRead answers the same.
+    const EMPTY = 'query($c: ConversationInput!) { conversation(conversation: $c) { updatedAt } }';
+    const at = (await ok(gql(s.url, EMPTY, { c: { userId: carol.id } }, bob.token))).conversation.updatedAt;
+    expect(Date.parse(at)).toBeGreaterThanOrEqual(before - 1);
+    expect(Date.parse(at)).toBeLessThanOrEqual(after + 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await ok(gql(s.url, EMPTY, { c: { userId: bob.id } }, carol.token))).conversation.updatedAt).toBe(at);
+    const marked = 'mutation($c: ConversationInput!) { markRead(conversation: $c) { updatedAt lastMessage { id } } }';
+    expect((await ok(gql(s.url, marked, { c: { userId: carol.id } }, bob.token))).markRead).toEqual({ updatedAt: at, lastMessage: null });
     expect(codeOf(await gql(s.url, CONVERSATION, { c: { groupId: g } }, carol.token))).toBe('FORBIDDEN');
   });
 

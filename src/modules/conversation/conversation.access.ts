@@ -26,6 +26,8 @@ export interface Conversation {
   title: string;
   /** Group: its owner (who may delete any message in it). */
   ownerId: string | null;
+  /** Direct: when the two became friends (the conversation's `updatedAt` before its first message). */
+  since?: Date;
 }
 
 /** How a client names a conversation: exactly one of a group, a user (direct) or a project (with a user: its private thread). */
@@ -114,9 +116,10 @@ export class ConversationAccess {
     if (peerId === viewerId) throw new BadUserInputError('A direct conversation needs another user.', userField(field));
     const peer = isId(peerId) ? await userRepository.activeProfile(em, peerId) : null;
     if (!peer) throw new NotFoundError('User');
-    if (!(await this.friends.areFriends(em, viewerId, peerId))) throw new ForbiddenError('Direct messages are between friends.');
+    const since = await this.friends.friendsSince(em, viewerId, peerId);
+    if (!since) throw new ForbiddenError('Direct messages are between friends.');
     const title = peer.displayName ?? peer.username;
-    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null, title, ownerId: null };
+    return { key: directKey(viewerId, peerId), kind: 'direct', groupId: null, projectId: null, peerId, privateWith: null, title, ownerId: null, since };
   }
 
   /**

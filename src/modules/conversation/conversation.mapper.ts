@@ -65,7 +65,10 @@ function mentionCountOf(viewerId: string, p: ConversationUpdatedPayload, head: H
   return { unreadMentionCount: n ?? 0 };
 }
 
-/** A conversation the viewer has no row of (a direct one with no message yet): empty, as of now. */
+/**
+ * A conversation the viewer has no row of (a direct one with no message yet): empty, updated when
+ * the two became friends (as of now, which moved on every call, where that is not known).
+ */
 export function emptyConversation(conv: Conversation): ConversationType {
   return {
     id: conv.key,
@@ -73,7 +76,7 @@ export function emptyConversation(conv: Conversation): ConversationType {
     title: conv.title,
     unreadCount: 0,
     lastReadMessageId: null,
-    updatedAt: new Date(),
+    updatedAt: conv.since ?? new Date(),
     groupId: conv.groupId,
     projectId: conv.projectId,
     peerId: conv.peerId,

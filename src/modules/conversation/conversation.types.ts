@@ -22,7 +22,7 @@ export class ConversationType {
   @Field(() => IdScalar, { nullable: true }) lastReadMessageId!: string | null;
   @Field(() => Date, {
     description:
-      "What the sidebar is ordered by: the time of the conversation's newest message the viewer may see, else when they joined. That is lastMessage's time: a message from a user the viewer blocks moves neither.",
+      "What the sidebar is ordered by: the time of the conversation's newest message the viewer may see, else when they joined (a direct conversation: when the two became friends). That is lastMessage's time: a message from a user the viewer blocks moves neither.",
   })
   updatedAt!: Date;
   groupId!: string | null;

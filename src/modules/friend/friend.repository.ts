@@ -27,6 +27,13 @@ export const friendRepository = {
     return (await em.count(Friendship, { userA, userB })) > 0;
   },
 
+  /** When the two became friends (their friendship as it is), or null when they are not friends. */
+  async friendsSince(em: EntityManager, a: string, b: string): Promise<Date | null> {
+    const [userA, userB] = pair(a, b);
+    const rows: { created_at: Date | string }[] = await em.execute('select created_at from friendships where user_a_id = ? and user_b_id = ?', [userA, userB]);
+    return rows.length ? new Date(rows[0].created_at) : null;
+  },
+
   async pendingBetween(em: EntityManager, a: string, b: string): Promise<FriendRequest | null> {
     return em.findOne(FriendRequest, {
       status: FriendRequestStatus.PENDING,

@@ -64,6 +64,10 @@ export class FriendService {
     return friendRepository.areFriends(em, a, b);
   }
 
+  friendsSince(em: EntityManager, a: string, b: string): Promise<Date | null> {
+    return friendRepository.friendsSince(em, a, b);
+  }
+
   async send(em: EntityManager, viewerId: string, userId: string): Promise<FriendRequest> {
     if (userId === viewerId) throw new BadUserInputError('You cannot befriend yourself.', 'userId');
     const target = isId(userId) ? await userRepository.activeById(em, userId) : null;
