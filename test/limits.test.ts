@@ -373,6 +373,11 @@ describe('size limits', () => {
     const w = await initialized(s.wsUrl, u.token);
     w.send({ id: '1', type: 'subscribe', payload: { query: '{ me { id } }', variables } });
     expect((await w.closed).code).toBe(1009);
+    // Lists nested in lists hold no separator, and count by their openings: 3,000,000 of them held
+    // every other user 4.4-5.9 s (an outside probe).
+    const nested = `{"query":"{ me { id } }","variables":{"x":${'['.repeat(30_000)}${']'.repeat(30_000)}}}`;
+    const deep = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` }, body: nested });
+    expect([deep.status, ((await deep.json()) as any).errors[0].extensions.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
     // A few thousand are taken, and a message with its attachment near the largest (one long string).
     const fewer = Object.fromEntries(Array.from({ length: 5_000 }, (_, i) => [`v${i}`, i]));
     expect((await ok(gql(s.url, '{ me { id } }', fewer, u.token))).me.id).toBe(u.id);
@@ -380,6 +385,30 @@ describe('size limits', () => {
     const data = Buffer.alloc(s.env.ATTACHMENT_MAX_BYTES - 1, 'a').toString('base64');
     const sent = await ok(gql(s.url, SEND, { input: { groupId: lobby, content: 'file, 1, 2, 3: here', attachment: { fileName: 'notes.txt', base64: data } } }, u.token));
     expect(sent.sendMessage.id).toBeTruthy();
+  });
+
+  it('should answer a subscription whose variables nest too deeply to key with BAD_USER_INPUT, over a socket that stays open', async () => {
+    const s = await createTestServer();
+    const u = await signup(s.url);
+    const w = await initialized(s.wsUrl, u.token);
+    w.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { groupEvent { kind } }' } });
+    // 15,000 brackets, under the count: its key's JSON overflowed the stack, and the socket closed
+    // 4500 with its other subscriptions (SSE: 500; an outside probe). Undeclared variables key nothing.
+    const query = 'subscription($x: [ID!]) { presenceChanged(userIds: $x) { status } }';
+    const x = `${'['.repeat(15_000)}${']'.repeat(15_000)}`;
+    const frame = (id: string, q: string) => `{"id":"${id}","type":"subscribe","payload":{"query":${JSON.stringify(q)},"variables":{"x":${x}}}}`;
+    w.send(frame('deep', query));
+    const err = (await w.next('next', 'deep')).payload.errors[0];
+    expect([err.extensions.code, err.message]).toEqual(['BAD_USER_INPUT', 'The variables nest too deeply.']);
+    await w.next('complete', 'deep');
+    w.send(frame('unused', 'subscription { groupEvent { kind } }'));
+    await new Promise((r) => setTimeout(r, 200));
+    const g = await ok(gql(s.url, 'mutation { createGroup(name: "Deep") { id } }', {}, u.token));
+    for (const id of ['live', 'unused']) expect((await w.next('next', id)).payload.data.groupEvent.kind).toBeTruthy();
+    expect(g.createGroup.id).toBeTruthy();
+    const sse = await fetch(`${s.url}/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${u.token}` }, body: `{"query":${JSON.stringify(query)},"variables":{"x":${x}}}` });
+    expect(sse.status).toBe(200);
+    expect(await sse.text()).toMatch(/"code":"BAD_USER_INPUT"/);
   });
 
   it("should leave a body with a file unread while ATTACHMENT_BYTES_IN_FLIGHT is taken, and take it in once there is room", async () => {

@@ -110,6 +110,24 @@ function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: Pre
 }
 
 /**
+ * The variables that key a subscription's shape: those its operation declares (the others change
+ * nothing it does), as JSON; null when they nest too deep to write. JSON.stringify of all of them
+ * overflowed the stack on 8,000 brackets of an unused variable (a 16 KB frame), and the socket
+ * closed 4500, its other subscriptions with it (an outside probe).
+ */
+function variablesKey(operation: PreparedOperation['operation'], variables: PreparedOperation['variableValues']): string | null {
+  const defs = operation.variableDefinitions;
+  if (!variables || !defs?.length) return 'null';
+  const declared: Record<string, unknown> = Object.create(null);
+  for (const d of defs) if (Object.hasOwn(variables, d.variable.name.value)) declared[d.variable.name.value] = variables[d.variable.name.value];
+  try {
+    return JSON.stringify(declared);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Subscriptions one user may run on an instance whose document asks for Attachment.base64. Each
  * distinct document is executed per event, and each execution copies the file into its frame: a
  * client's few documents, not the 20 sockets x 50 shapes a user may hold (1,000 copies an event).
@@ -275,7 +293,9 @@ export class Fanout {
   async subscribe(prepared: PreparedOperation, context: Context, target: OperationTarget): Promise<FanoutOperation | ExecutionResult> {
     const { document, operationName, variableValues, operation } = prepared;
     // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
-    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${JSON.stringify(target.variables ?? null)}`;
+    const variables = variablesKey(operation, target.variables);
+    if (variables === null) return { errors: [new GraphQLError('The variables nest too deeply.', { extensions: { code: 'BAD_USER_INPUT', field: 'variables' } })] };
+    const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${variables}`;
     const asksForFiles = this.shapes.get(key)?.asksForFiles ?? selectsAny(this.opts.schema, prepared.document, FILE_BYTES);
     const userId = context.viewer?.userId;
     if (asksForFiles && userId !== undefined && (this.fileSubscriptions.get(userId) ?? 0) >= FILE_SUBSCRIPTIONS_PER_USER) {
