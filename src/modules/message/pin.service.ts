@@ -52,13 +52,14 @@ export class PinService {
       if (row.deleted_at) throw deletedPin('pinned');
       const result = await em.transactional(async (tem) => {
         await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
-        return pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS);
+        const done = await pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS);
+        return done === 'pinned' ? this.now(tem as EntityManager, row.id) : done;
       });
       // Deleted, or gone with its conversation, while this waited for the message's row.
       if (result === 'deleted') throw deletedPin('pinned');
       if (result === 'gone') throw new MessageGoneError();
       if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
-      if (result === 'pinned') return this.changed(em, row.id, 'PINNED');
+      if (typeof result === 'object') return this.tell(result, 'PINNED');
       // Pinned already: nothing changed, no one is told.
       const message = toMessageType(row);
       [message.pin] = await this.pinsOf(em, [row.id]);
@@ -82,11 +83,12 @@ export class PinService {
       if (row.deleted_at) throw deletedPin('unpinned');
       const result = await em.transactional(async (tem) => {
         await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
-        return pinRepository.unpin(tem as EntityManager, row.id);
+        const done = await pinRepository.unpin(tem as EntityManager, row.id);
+        return done === true ? this.now(tem as EntityManager, row.id) : done;
       });
       if (result === 'deleted') throw deletedPin('unpinned');
       if (result === 'gone') throw new MessageGoneError();
-      if (result) return this.changed(em, row.id, 'UNPINNED');
+      if (result) return this.tell(result, 'UNPINNED');
       const message = toMessageType(row);
       message.pin = null;
       return message;
@@ -140,19 +142,21 @@ export class PinService {
     if (role !== ProjectRole.OWNER) throw new ForbiddenError("Only the project's owner can pin or unpin its messages.");
   }
 
-  /** The message as it is now, told to every messageEvent subscriber of its conversation with its pin. */
-  private async changed(em: EntityManager, id: string, kind: MessageEventPayload['kind']): Promise<MessageType> {
-    const row = await messageRepository.withReactions(em, id);
+  /**
+   * The message with its pin as a pin or unpin left it, read in its transaction under the message's
+   * row lock (see MessageService.tell: read after the commit, a pin or unpin, a reaction, an edit
+   * or a deletion committed since was told in its place, or twice).
+   */
+  private async now(tem: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
+    const row = await messageRepository.withReactions(tem, id);
     if (!row) throw new MessageGoneError();
-    const [pin] = await this.pinsOf(em, [id]);
-    const message: MessageType = { ...toMessageType(row), reactionList: row.reaction_list, pin };
-    // A pin or unpin committed since, read here, makes this event's kind contradict the pin it carries:
-    // that change's own event tells the state, and this one is told to no one (an outside probe saw
-    // UNPINNED last, with the message pinned).
-    if ((kind === 'PINNED') !== !!pin) return message;
-    // Read after a deletion committed: the deletion's DELETED tells the state (told again, UNPINNED
-    // came after DELETED, carrying the deletion's version: an outside probe, 14 of 120 subscribers).
-    if (row.deleted_at) return message;
+    const [pin] = await this.pinsOf(tem, [id]);
+    return { row, message: { ...toMessageType(row), reactionList: row.reaction_list, pin } };
+  }
+
+  /** Tells every messageEvent subscriber of the message's conversation the change, once committed. */
+  private async tell({ row, message }: { row: MessageRow; message: MessageType }, kind: MessageEventPayload['kind']): Promise<MessageType> {
+    const pin = message.pin;
     const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return message;
