@@ -115,6 +115,20 @@ describe('notifications', () => {
     expect(receiver.of(y.id).map((e) => e.body.preview)).toEqual(inbox.map((m: string) => [...m].slice(0, 140).join('')));
   });
 
+  it("should end a message's preview between two graphemes: never inside a family emoji or a letter's accents", async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '0' });
+    const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];
+    const x = 'x'.repeat(139);
+    // The family is five code points from the 140th on, the é two (e and its accent): cut by code
+    // points, the preview ended on the father alone, and on a bare e (an outside probe).
+    const texts = { [b.id]: `${x}👨‍👩‍👧 and more`, [c.id]: `${x}e\u0301 and more` };
+    await befriend(s.url, a, b);
+    await befriend(s.url, a, c);
+    for (const u of [b, c]) await sendMessage(s.url, a.token, { toUserId: u.id, content: texts[u.id] });
+    await eventually(() => receiver.of(b.id).length >= 1 && receiver.of(c.id).length >= 1, 8000);
+    expect([receiver.of(b.id)[0].body.preview, receiver.of(c.id)[0].body.preview]).toEqual([x, x]);
+  });
+
   it('should coalesce messages to one offline user in one conversation within WEBHOOK_COALESCE into one event with a count', async () => {
     const s = await serverFor(receiver, { WEBHOOK_COALESCE: '3' });
     const [a, b, c] = [await signup(s.url), await signup(s.url), await signup(s.url)];

@@ -69,14 +69,28 @@ const LONE_SURROGATE = /\p{Cs}/u;
 export function isWellFormed(v: string): boolean {
   return !LONE_SURROGATE.test(v);
 }
+const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
 /**
- * The first `n` characters (code points, as PostgreSQL's varchar(n) and left() count them): never
- * half a surrogate pair, which a UTF-16 slice could end on and PostgreSQL's JSON refused.
+ * The first `n` characters at most (code points, as PostgreSQL's varchar(n) and left() count
+ * them), ending between two graphemes: never half a surrogate pair, which a UTF-16 slice could end
+ * on and PostgreSQL's JSON refused, nor a family emoji or a letter without its accent (a webhook's
+ * preview showed both: an outside probe). Only a first grapheme longer than `n` is cut inside. To
+ * tell where a grapheme ends, give a text of at least `n + 1` characters where there are more.
  */
 export function firstChars(v: string, n: number): string {
   if (v.length <= n) return v;
   let end = 0;
-  for (let count = 0; count < n && end < v.length; count++) end += (v.codePointAt(end) ?? 0) > 0xffff ? 2 : 1;
+  let count = 0;
+  for (const { segment } of GRAPHEMES.segment(v)) {
+    let points = 0;
+    for (const _ of segment) points++;
+    if (count + points > n) break;
+    count += points;
+    end += segment.length;
+  }
+  if (end > 0) return v.slice(0, end);
+  for (count = 0; count < n && end < v.length; count++) end += (v.codePointAt(end) ?? 0) > 0xffff ? 2 : 1;
   return v.slice(0, end);
 }
 /** Letters that draw nothing: the Hangul fillers, the blank Braille pattern, a null notehead and Khitan's filler. */

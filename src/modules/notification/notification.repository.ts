@@ -223,7 +223,7 @@ export const notificationRepository = {
     const named = [...mentions].flatMap(([id, users]) => users.map((user_id) => ({ id, user_id })));
     return withDates<Reach & Record<string, unknown>>(await em.execute(
       `with w0 as (
-         select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 140) as content, a.file_name,
+         select m.id, m.conversation_key, m.sender_id, m.group_id, m.project_id, m.recipient_id, m.created_at, left(m.content, 141) as content, a.file_name,
                 m.parent_id, m.parent_id is null or m.also_in_conversation as timeline
            from messages m left join attachments a on a.id = m.attachment_id
           where m.id = any(?::uuid[]) and m.deleted_at is null
@@ -357,7 +357,7 @@ export const notificationRepository = {
                    when c.conversation_key like 'g:%' then not exists (select 1 from group_members gm where gm.group_id = substr(c.conversation_key, 3)::uuid and gm.user_id = c.recipient_id)
                    when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
                    else not exists (select 1 from conversation_members cm where cm.conversation_key = c.conversation_key and cm.user_id = c.recipient_id) end as now_outdated,
-              case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 140), left(pa.file_name, 140)) as now_preview,
+              case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 141), left(pa.file_name, 141)) as now_preview,
               case when c.kind = 'MENTION' and c.covered is not null
                    then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
               coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only,

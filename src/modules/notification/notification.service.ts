@@ -14,7 +14,7 @@ import { MESSAGES_CURSOR, NO_ID, notificationRepository as repo, type ClaimedEve
 import { NotificationLevel } from './notification.types';
 import { DELIVERY_TIMEOUT_MS, postEvent, webhookTarget, type WebhookEvent, type WebhookTarget } from './notification.webhook';
 
-/** A preview's length, in characters (the column's, and the SQL previews' left(…, 140)). */
+/** A preview's length, in characters (the column's); the SQL previews read one more, to tell where a grapheme ends (see firstChars). */
 const PREVIEW_CHARS = 140;
 /** Messages read per tail round; a full round is followed by the next at once. */
 const TAIL_BATCH = 500;
@@ -225,7 +225,7 @@ export class NotificationService {
         conversationKey: r.conversation_key,
         senderId: r.sender_id,
         sourceId: r.message_id,
-        preview: r.content || (r.file_name ? firstChars(r.file_name, PREVIEW_CHARS) : null),
+        preview: r.content ? firstChars(r.content, PREVIEW_CHARS) : r.file_name ? firstChars(r.file_name, PREVIEW_CHARS) : null,
         at: r.created_at,
       });
     }
@@ -441,7 +441,7 @@ function toWebhookEvent(e: ClaimedEvent, unreadTotal: number): WebhookEvent {
     conversationId: e.conversation_key,
     sender: e.sender_id && e.sender_username ? { id: e.sender_id, username: e.sender_username, displayName: e.sender_display_name } : null,
     // A message's text as it stands now: edited, or none once deleted.
-    preview: e.now_deleted === null ? e.preview : e.now_deleted ? null : e.now_preview,
+    preview: e.now_deleted === null ? e.preview : e.now_deleted || e.now_preview === null ? null : firstChars(e.now_preview, PREVIEW_CHARS),
     count: e.count,
     unreadTotal,
     createdAt: e.created_at.toISOString(),
