@@ -471,6 +471,29 @@ describeRedis('message events under concurrent reactions', () => {
 });
 
 describeRedis('pins crossing edits on two instances', () => {
+  it('should tell each pin, unpin and reaction made at once its own state, never one state twice in a row', async () => {
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Pins and reactions', 'pin me');
+    const events = await listen(b, bob, 'subscription { messageEvent { kind message { id pinnedAt reactions { emoji count } } } }');
+    const PIN = 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }';
+    const UNPIN = 'mutation($m: ID!) { unpinMessage(messageId: $m) { id } }';
+    const emoji = ['👍', '🎉', '👀', '🔥', '✅', '🙏', '🚀', '💡', '🌟', '🍕', '🎯', '🧪'];
+    for (let round = 0; round < 6; round++) {
+      await Promise.all([
+        ok(gql(a.url, PIN, { m: m.id }, alice.token)),
+        ...emoji.slice(round * 2, round * 2 + 2).map((e, i) => ok(gql(i ? a.url : b.url, ADD, { m: m.id, e }, bob.token))),
+      ]);
+      await ok(gql(b.url, UNPIN, { m: m.id }, bob.token));
+    }
+    await eventually(() => events.values.filter((v: any) => v.messageEvent.kind === 'UNPINNED').length === 6 || events.values.length >= 30);
+    await events.settle(300);
+    // Read after their commits, a pin and a reaction close together both told the newer state
+    // (once as PINNED, once as REACTIONS_CHANGED), and the older never. A state may come back (an
+    // unpin after a pin), but never twice in a row.
+    const states = events.values.map((v: any) => JSON.stringify([v.messageEvent.message.pinnedAt, v.messageEvent.message.reactions]));
+    expect(states.filter((state: string, i: number) => i > 0 && state === states[i - 1])).toEqual([]);
+    expect(events.values[events.values.length - 1].messageEvent).toMatchObject({ kind: 'UNPINNED', message: { pinnedAt: null } });
+  });
+
   it.each([
     ['PINNED', 'pinMessage'],
     ['UNPINNED', 'unpinMessage'],
