@@ -471,6 +471,52 @@ describeRedis('message events under concurrent reactions', () => {
 });
 
 describeRedis('pins crossing edits on two instances', () => {
+  it('should answer a pin or reaction that changed nothing with the message as it found it, whatever crossed it', async () => {
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Crossing answers', 'cross me');
+    const PIN = 'mutation($m: ID!) { pinMessage(messageId: $m) { pinnedAt } }';
+    const UNPIN = 'mutation($m: ID!) { unpinMessage(messageId: $m) { pinnedAt } }';
+    const mine = (r: any) => r.reactions.some((x: { emoji: string; reactedByMe: boolean }) => x.emoji === '👍' && x.reactedByMe);
+    // Read after its transaction, a pin that found the message pinned answered it unpinned when an
+    // unpin committed meanwhile, and an add that found the reaction there answered without it (an outside probe).
+    const wrong: string[] = [];
+    for (let round = 0; round < 12; round++) {
+      await ok(gql(a.url, PIN, { m: m.id }, alice.token));
+      await ok(gql(a.url, ADD, { m: m.id, e: '👍' }, alice.token));
+      const [pinned, unpinned, added, removed] = await Promise.all([
+        ok(gql(a.url, PIN, { m: m.id }, alice.token)),
+        ok(gql(b.url, UNPIN, { m: m.id }, bob.token)),
+        ok(gql(b.url, ADD, { m: m.id, e: '👍' }, alice.token)),
+        ok(gql(a.url, REMOVE, { m: m.id, e: '👍' }, alice.token)),
+      ]);
+      if (pinned.pinMessage.pinnedAt === null) wrong.push(`${round}: pin answered unpinned`);
+      if (unpinned.unpinMessage.pinnedAt !== null) wrong.push(`${round}: unpin answered pinned`);
+      if (!mine(added.addReaction)) wrong.push(`${round}: add answered without it`);
+      if (mine(removed.removeReaction)) wrong.push(`${round}: removal answered with it`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('should answer a pin that found the message pinned as pinned, though an unpin came right behind it', async () => {
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Pinned already', 'pinned');
+    await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: m.id }, alice.token));
+    // The unpin arrives as the pin reads the message's pin: it waits for the pin's row lock, so the
+    // pin reads what it found. Read after its transaction, it answered the unpin's state.
+    const real = a.services.pins.pinsOf.bind(a.services.pins);
+    let crossing: Promise<any> | undefined;
+    const spy = jest.spyOn(a.services.pins, 'pinsOf').mockImplementationOnce(async (em, ids) => {
+      crossing = gql(b.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, bob.token);
+      await sleep(300);
+      return real(em, ids);
+    });
+    try {
+      const answer = (await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, alice.token))).pinMessage;
+      expect(answer.pinnedAt).not.toBeNull();
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await ok(crossing!)).unpinMessage.pinnedAt).toBeNull();
+  });
+
   it('should tell each pin, unpin and reaction made at once its own state, never one state twice in a row', async () => {
     const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Pins and reactions', 'pin me');
     const events = await listen(b, bob, 'subscription { messageEvent { kind message { id pinnedAt reactions { emoji count } } } }');

@@ -896,18 +896,18 @@ export class MessageService {
         const done = add
           ? await messageRepository.react(tem as EntityManager, row.id, viewerId, e, MAX_REACTION_KINDS)
           : await messageRepository.unreact(tem as EntityManager, row.id, viewerId, [...new Set([e, emoji])]);
-        return done === true ? this.read(tem as EntityManager, row.id) : done;
+        // Read under the row's lock, changed or not: the answer is the message as this call left it
+        // (read after, a removal crossing an add answered the add without its reaction: an outside probe).
+        return typeof done === 'boolean' ? { told: done, now: await this.read(tem as EntityManager, row.id) } : done;
       });
       // Deleted while this waited for the message's row (addReaction only; a removal finds nothing to
       // remove); gone with its group or project, NOT_FOUND as any message gone (see unlessGone).
       if (changed === 'deleted') throw deleted();
       if (changed === 'gone') throw new MessageGoneError();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
-      if (changed) return (await this.tell(changed, 'REACTIONS_CHANGED')).message;
+      if (changed.told) return (await this.tell(changed.now, 'REACTIONS_CHANGED')).message;
       if (!add && (await hidden())) throw new NotFoundError('Message');
-      const message = toMessageType(row);
-      message.reactionList = (await messageRepository.reactions(em, [row.id])).get(row.id) ?? [];
-      return message;
+      return changed.now.message;
     });
   }
 

@@ -53,17 +53,14 @@ export class PinService {
       const result = await em.transactional(async (tem) => {
         await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
         const done = await pinRepository.pin(tem as EntityManager, { id: row.id, conversationKey: conv.key }, viewerId, MAX_PINS);
-        return done === 'pinned' ? this.now(tem as EntityManager, row.id) : done;
+        return done === 'pinned' || done === 'already' ? { told: done === 'pinned', now: await this.now(tem as EntityManager, row.id) } : done;
       });
       // Deleted, or gone with its conversation, while this waited for the message's row.
       if (result === 'deleted') throw deletedPin('pinned');
       if (result === 'gone') throw new MessageGoneError();
       if (result === 'full') throw new BadUserInputError(`A conversation holds at most ${MAX_PINS} pinned messages; unpin one first.`, 'messageId');
-      if (typeof result === 'object') return this.tell(result, 'PINNED');
       // Pinned already: nothing changed, no one is told.
-      const message = toMessageType(row);
-      [message.pin] = await this.pinsOf(em, [row.id]);
-      return message;
+      return result.told ? this.tell(result.now, 'PINNED') : result.now.message;
     });
   }
 
@@ -84,14 +81,11 @@ export class PinService {
       const result = await em.transactional(async (tem) => {
         await this.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
         const done = await pinRepository.unpin(tem as EntityManager, row.id);
-        return done === true ? this.now(tem as EntityManager, row.id) : done;
+        return typeof done === 'boolean' ? { told: done, now: await this.now(tem as EntityManager, row.id) } : done;
       });
       if (result === 'deleted') throw deletedPin('unpinned');
       if (result === 'gone') throw new MessageGoneError();
-      if (result) return this.tell(result, 'UNPINNED');
-      const message = toMessageType(row);
-      message.pin = null;
-      return message;
+      return result.told ? this.tell(result.now, 'UNPINNED') : result.now.message;
     });
   }
 
@@ -143,9 +137,10 @@ export class PinService {
   }
 
   /**
-   * The message with its pin as a pin or unpin left it, read in its transaction under the message's
-   * row lock (see MessageService.tell: read after the commit, a pin or unpin, a reaction, an edit
-   * or a deletion committed since was told in its place, or twice).
+   * The message with its pin as a pin or unpin left it (or found it, changing nothing), read in its
+   * transaction under the message's row lock (see MessageService.tell: read after the commit, a pin
+   * or unpin, a reaction, an edit or a deletion committed since was told in its place, or twice,
+   * and answered: a pin that found the message pinned answered it unpinned: an outside probe).
    */
   private async now(tem: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
     const row = await messageRepository.withReactions(tem, id);
