@@ -496,6 +496,24 @@ describeRedis('pins crossing edits on two instances', () => {
     expect(wrong).toEqual([]);
   });
 
+  it('should answer an edit to the text it has with the message as it found it, though a reaction came right behind it', async () => {
+    const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Same text', 'same');
+    const real = messageRepository.withReactions.bind(messageRepository);
+    let crossing: Promise<any> | undefined;
+    const spy = jest.spyOn(messageRepository, 'withReactions').mockImplementationOnce(async (em, id) => {
+      crossing = gql(b.url, ADD, { m: id, e: '👍' }, bob.token);
+      await sleep(300);
+      return real(em, id);
+    });
+    try {
+      const answer = (await ok(gql(a.url, 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { content editedAt reactions { emoji } } }', { m: m.id, t: ' same ' }, alice.token))).editMessage;
+      expect(answer).toEqual({ content: 'same', editedAt: null, reactions: [] });
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await ok(crossing!)).addReaction.reactions).toEqual([{ emoji: '👍', count: 1, reactedByMe: true }]);
+  });
+
   it('should answer a pin that found the message pinned as pinned, though an unpin came right behind it', async () => {
     const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Pinned already', 'pinned');
     await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: m.id }, alice.token));

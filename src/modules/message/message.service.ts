@@ -833,13 +833,13 @@ export class MessageService {
         const outcome = await messageRepository.edit(tem as EntityManager, row.id, text);
         if (outcome === 'gone') throw new MessageGoneError();
         if (outcome === 'deleted') throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
-        if (outcome === 'same') return null;
+        // The same text (compared under the row's lock, so an edit just before counts) is no edit:
+        // editedAt, the version and subscribers stay as they are, and it answers the message as found.
+        if (outcome === 'same') return { now: await this.read(tem as EntityManager, row.id) };
         const mentions = await mentionRepository.replace(tem as EntityManager, row.id, targets);
         return { ...mentions, now: await this.read(tem as EntityManager, row.id) };
       });
-      // The same text (compared under the row's lock, so an edit just before counts) is no edit:
-      // editedAt, the version and subscribers stay as they are.
-      if (!changes) return this.current(em, row.id);
+      if (!('added' in changes)) return changes.now.message;
       const { added, removed, now } = changes;
       const { message, version } = await this.tell(now, 'EDITED');
       await this.sidebarsChanged(em, held!, viewerId, row, message, version, [...added, ...removed]);
@@ -986,11 +986,7 @@ export class MessageService {
     return { message, version: row.version };
   }
 
-  /** The message as it is now, its reactions included; told to no one. */
-  private async current(em: EntityManager, id: string): Promise<MessageType> {
-    return (await this.read(em, id)).message;
-  }
-
+  /** The message as it is now, its reactions included. */
   private async read(em: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
     const row = await messageRepository.withReactions(em, id);
     if (!row) throw new MessageGoneError();
