@@ -393,13 +393,19 @@ describe('size limits', () => {
     const w = await initialized(s.wsUrl, u.token);
     w.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { groupEvent { kind } }' } });
     // 15,000 brackets, under the count: its key's JSON overflowed the stack, and the socket closed
-    // 4500 with its other subscriptions (SSE: 500; an outside probe). Undeclared variables key nothing.
+    // 4500 with its other subscriptions (SSE: 500; an outside probe). Undeclared variables key
+    // nothing. A declared one is refused past 32 levels, whatever the stack would take.
     const query = 'subscription($x: [ID!]) { presenceChanged(userIds: $x) { status } }';
     const x = `${'['.repeat(15_000)}${']'.repeat(15_000)}`;
+    const w33 = `${'['.repeat(33)}${']'.repeat(33)}`;
+    w.send(`{"id":"d33","type":"subscribe","payload":{"query":${JSON.stringify(query)},"variables":{"x":${w33}}}}`);
+    expect((await w.next('next', 'd33')).payload.errors[0].message).toMatch(/^The variables nest too deeply/);
+    w.send(`{"id":"d32","type":"subscribe","payload":{"query":${JSON.stringify(query)},"variables":{"x":${'['.repeat(32)}${']'.repeat(32)}}}}`);
+    expect((await w.next('next', 'd32')).payload.errors[0].message).not.toMatch(/nest too deeply/);
     const frame = (id: string, q: string) => `{"id":"${id}","type":"subscribe","payload":{"query":${JSON.stringify(q)},"variables":{"x":${x}}}}`;
     w.send(frame('deep', query));
     const err = (await w.next('next', 'deep')).payload.errors[0];
-    expect([err.extensions.code, err.message]).toEqual(['BAD_USER_INPUT', 'The variables nest too deeply.']);
+    expect([err.extensions.code, err.message]).toEqual(['BAD_USER_INPUT', 'The variables nest too deeply (at most 32 lists or objects in one another).']);
     await w.next('complete', 'deep');
     w.send(frame('unused', 'subscription { groupEvent { kind } }'));
     await new Promise((r) => setTimeout(r, 200));

@@ -109,22 +109,33 @@ function sharedAcrossViewers(schema: GraphQLSchema, { document, operation }: Pre
   return !selectsAny(schema, document, VIEWER_SPECIFIC_FIELDS);
 }
 
+/** Lists and objects in lists and objects a subscription's variables may hold (the schema's inputs hold two or three). */
+const MAX_VARIABLE_DEPTH = 32;
+
+/** Whether `value` holds lists or objects deeper than MAX_VARIABLE_DEPTH (walked without recursion). */
+function nestsTooDeep(value: unknown): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let top = stack.pop(); top; top = stack.pop()) {
+    const [v, depth] = top;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_VARIABLE_DEPTH) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /**
  * The variables that key a subscription's shape: those its operation declares (the others change
- * nothing it does), as JSON; null when they nest too deep to write. JSON.stringify of all of them
- * overflowed the stack on 8,000 brackets of an unused variable (a 16 KB frame), and the socket
- * closed 4500, its other subscriptions with it (an outside probe).
+ * nothing it does), as JSON; null when they nest deeper than MAX_VARIABLE_DEPTH. JSON.stringify of
+ * all of them overflowed the stack on 8,000 brackets of an unused variable (a 16 KB frame), and the
+ * socket closed 4500, its other subscriptions with it (an outside probe).
  */
 function variablesKey(operation: PreparedOperation['operation'], variables: PreparedOperation['variableValues']): string | null {
   const defs = operation.variableDefinitions;
   if (!variables || !defs?.length) return 'null';
   const declared: Record<string, unknown> = Object.create(null);
   for (const d of defs) if (Object.hasOwn(variables, d.variable.name.value)) declared[d.variable.name.value] = variables[d.variable.name.value];
-  try {
-    return JSON.stringify(declared);
-  } catch {
-    return null;
-  }
+  return Object.values(declared).some(nestsTooDeep) ? null : JSON.stringify(declared);
 }
 
 /**
@@ -294,7 +305,7 @@ export class Fanout {
     const { document, operationName, variableValues, operation } = prepared;
     // The origin too: results carry absolute links (Attachment.url) to the host each client reached.
     const variables = variablesKey(operation, target.variables);
-    if (variables === null) return { errors: [new GraphQLError('The variables nest too deeply.', { extensions: { code: 'BAD_USER_INPUT', field: 'variables' } })] };
+    if (variables === null) return { errors: [new GraphQLError(`The variables nest too deeply (at most ${MAX_VARIABLE_DEPTH} lists or objects in one another).`, { extensions: { code: 'BAD_USER_INPUT', field: 'variables' } })] };
     const key = `${context.origin ?? ''}\u0000${target.operationName ?? ''}\u0000${target.query}\u0000${variables}`;
     const asksForFiles = this.shapes.get(key)?.asksForFiles ?? selectsAny(this.opts.schema, prepared.document, FILE_BYTES);
     const userId = context.viewer?.userId;
