@@ -57,6 +57,12 @@ export const MAX_UNREAD = 100;
  */
 export const MENTIONS_SHOWN = 50;
 
+/** The users message `message` mentions as `Message.mentions` lists them (the first MENTIONS_SHOWN, by username), as JSON. */
+export const mentionedOf = (message: string): string => `(select coalesce(json_agg(json_build_object('id', mu.id, 'username', mu.username, 'display_name', mu.display_name,
+    'created_at', mu.created_at) order by lower(mu.username)), '[]'::json)
+  from (select x.user_id from message_mentions x join users xu on xu.id = x.user_id where x.message_id = ${message} order by lower(xu.username) limit ${MENTIONS_SHOWN}) k
+  join users mu on mu.id = k.user_id)`;
+
 /**
  * A mention (`x`) not made by a user its user blocks (one made before the block included): the
  * block hides it from their lists and badges, though the row stays (an unblock shows it again).

@@ -2,6 +2,9 @@ import type { MessageEventPayload, MessagePayload, ReactionSummary } from '../..
 import type { MessagePlace } from '../conversation/conversation.access';
 import { payloadToUserType, toUserPayload } from '../user/user.mapper';
 import type { MessageRow } from './message.repository';
+import type { MentionedColumns } from './mention.repository';
+import type { ChangedRow } from './thread.repository';
+import type { UserType } from '../user/user.types';
 import { MessageEventKind, type MessageEventType, type MessageType, type ReactionCountType } from './message.types';
 import { dateOf, isoTime } from '../../shared/time';
 
@@ -61,6 +64,23 @@ export function payloadToMessageType(p: MessagePayload): MessageType {
   if (p.mentions) m.mentionList = p.mentions.map(payloadToUserType);
   else if (p.version === undefined) m.mentionList = [];
   return m;
+}
+
+/** A mentioned user, or a thread's participant, as a statement returned them. */
+export const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: u.username, displayName: u.display_name, createdAt: new Date(u.created_at), storedLastSeenAt: null });
+
+/** A message as a change left it (see threadRepository.changed): nothing of it is loaded after the commit. */
+export function toChangedMessage(r: ChangedRow): MessageType {
+  const m = toMessageType(r);
+  m.reactionList = r.reaction_list;
+  m.mentionList = r.mentioned.map(mentionedUser);
+  if (r.participant_list) m.participants = r.participant_list.map(mentionedUser);
+  return m;
+}
+
+/** What is published of a change to a message: its version, and its mentions even when none (else read where delivered, as they are then). */
+export function toChangedPayload(m: MessageType, version: number): MessagePayload {
+  return Object.assign(toMessagePayload(m), { version }, m.mentionList ? { mentions: m.mentionList.map(toUserPayload) } : null);
 }
 
 /** What is published for a message: ids and ISO dates, never ORM entities. */

@@ -539,15 +539,6 @@ export const messageRepository = {
     return out;
   },
 
-  /** One message with its reactions, read together: an event tells them as of one version. */
-  async withReactions(em: EntityManager, id: string): Promise<(MessageRow & { reaction_list: ReactionSummary[] }) | null> {
-    const rows: (MessageRow & { reaction_list: ReactionSummary[] })[] = await em.execute(
-      `select ${COLUMNS}, ${REACTION_LIST} as reaction_list
-       from messages m ${WITH_ROW} where m.id = ?`,
-      [id],
-    );
-    return rows[0] ?? null;
-  },
 
   /** What a send with a clientMessageId carried, kept by its first edit or its deletion (see SENT_DIGEST); null before either. */
   async sentDigest(em: EntityManager, id: string): Promise<Buffer | null> {

@@ -16,12 +16,11 @@ import { groupKey, KEY_PATTERN, scopeKey, userOfChannel } from '../conversation/
 import { checkAttachment } from './attachment.validation';
 import { checkEmoji, MAX_REACTION_KINDS } from './reaction.validation';
 import { messageRepository, type MessageRow, type SentColumns } from './message.repository';
-import { placeOf, toMessagePayload, toMessageType } from './message.mapper';
+import { mentionedUser, placeOf, toChangedMessage, toChangedPayload, toMessagePayload, toMessageType } from './message.mapper';
 import type { MessageType } from './message.types';
 import { dateOf, isoOf, timeOf } from '../../shared/time';
-import type { UserType } from '../user/user.types';
 import { mayMentionAll, mentionAsk, type MentionAsk } from './mention.rules';
-import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
+import { mentionRepository, type MentionTargets } from './mention.repository';
 import { threadRepository, type ParticipantColumns, type ReplyColumns, type RootRow } from './thread.repository';
 import { Batcher, Lanes } from '../../shared/batcher';
 import { boundedLru } from '../../shared/lru';
@@ -936,7 +935,7 @@ export class MessageService {
     // A blocker's row is read again where it is delivered (BlockService.rowFor), with this message as its last.
     const only = last ? (privateInProject ? [row.sender_id, row.recipient_id!] : null) : [...new Set([...counted, ...blockers])];
     // With its version: of two edits close together, an instance shows the newer whichever arrives last (see NewestVersions).
-    const update = rowUpdate(conv, viewerId, row, Object.assign(toMessagePayload(message), { version }), head, { members: {}, only, lastMessageOnly: last });
+    const update = rowUpdate(conv, viewerId, row, toChangedPayload(message, version), head, { members: {}, only, lastMessageOnly: last });
     // Each as -1, read again where delivered: counted after this change's commit, a count can miss
     // another edit's or deletion's committed just after, whose row, with the newer count, may then
     // arrive first (nothing orders two changes' rows, as a send's seq orders its own).
@@ -980,19 +979,17 @@ export class MessageService {
    */
   private async tell({ row, message }: { row: MessageRow; message: MessageType }, kind: MessageEventPayload['kind']): Promise<{ message: MessageType; version: number }> {
     // Its position too: an event about a message still held in its line goes behind it (EventOrder).
-    const payload = Object.assign(toMessagePayload(message), { version: row.version });
+    const payload = toChangedPayload(message, row.version);
     if (row.pos !== null) payload.pos = Number(row.pos);
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return { message, version: row.version };
   }
 
-  /** The message as it is now, its reactions included. */
+  /** The message as it is now, with all its answer and its event show (see threadRepository.changed). */
   private async read(em: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
-    const row = await messageRepository.withReactions(em, id);
+    const row = await threadRepository.changed(em, id);
     if (!row) throw new MessageGoneError();
-    const message = toMessageType(row);
-    message.reactionList = row.reaction_list;
-    return { row, message };
+    return { row, message: toChangedMessage(row) };
   }
 
   /** `em` is asked for only off a group's page (see statements). */
@@ -1075,9 +1072,6 @@ export function timelinePage(args: { last?: number | null; before?: string | nul
 
 const NO_PARENT = 'parentId must name a message of this conversation (not a private one).';
 const NO_TARGETS: MentionTargets = { names: [], ids: [] };
-
-/** A mentioned user as a send statement returned them. */
-const mentionedUser = (u: MentionedColumns): UserType => ({ id: u.id, username: u.username, displayName: u.display_name, createdAt: new Date(u.created_at), storedLastSeenAt: null });
 
 /**
  * THREAD_UPDATED for the root a reply's statement returned: its counters and first participants

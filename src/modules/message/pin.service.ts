@@ -7,7 +7,8 @@ import { isId } from '../../shared/validation';
 import { ProjectRole } from '../project/project.entity';
 import type { ProjectService } from '../project/project.service';
 import { messageRepository, type MessageRow } from './message.repository';
-import { placeOf, toMessagePayload, toMessageType } from './message.mapper';
+import { placeOf, toChangedMessage, toChangedPayload, toMessageType } from './message.mapper';
+import { threadRepository } from './thread.repository';
 import type { MessageType } from './message.types';
 import type { Conversation, ConversationAccess } from '../conversation/conversation.access';
 import { pinRepository } from './pin.repository';
@@ -143,16 +144,16 @@ export class PinService {
    * and answered: a pin that found the message pinned answered it unpinned: an outside probe).
    */
   private async now(tem: EntityManager, id: string): Promise<{ row: MessageRow; message: MessageType }> {
-    const row = await messageRepository.withReactions(tem, id);
+    const row = await threadRepository.changed(tem, id);
     if (!row) throw new MessageGoneError();
     const [pin] = await this.pinsOf(tem, [id]);
-    return { row, message: { ...toMessageType(row), reactionList: row.reaction_list, pin } };
+    return { row, message: Object.assign(toChangedMessage(row), { pin }) };
   }
 
   /** Tells every messageEvent subscriber of the message's conversation the change, once committed. */
   private async tell({ row, message }: { row: MessageRow; message: MessageType }, kind: MessageEventPayload['kind']): Promise<MessageType> {
     const pin = message.pin;
-    const payload = { ...toMessagePayload(message), version: row.version, pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
+    const payload = { ...toChangedPayload(message, row.version), pin: pin && { at: isoTime(pin.at.getTime()), byId: pin.byId }, pos: row.pos === null ? undefined : Number(row.pos) };
     await this.pubsub.publishSafe(Topic.MessageEvent, { kind, message: payload });
     return message;
   }

@@ -3,13 +3,16 @@ import { limitLiteral, pgArray, prepared, unnestUnseen, type Sql } from '../../s
 import { BATCH_LOCKS, batchGate, friendsGate, GATE_COLUMNS, memberGate, projectGate, type SendGate } from '../conversation/conversation.repository';
 import type { ReactionSummary } from '../../shared/pubsub/topics';
 import { BATCH_TYPES, batchColumns, COLUMNS, MENTION_TYPES, mentionLists, REACTION_LIST, SELECT, WITH_ROW, type BatchedMessage, type MessageRow } from './message.repository';
-import { mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
+import { mentionedOf, mentionRepository, type MentionedColumns, type MentionTargets } from './mention.repository';
 import { blockedBy, blocksAnyone } from '../safety/block.repository';
 
 /** A thread's participant as a statement returns them (row_to_json: ISO dates). */
 export interface ParticipantColumns extends MentionedColumns {
   joined_at: string;
 }
+
+/** A message with what its answer and event show of it, read together (see threadRepository.changed). */
+export type ChangedRow = MessageRow & { reaction_list: ReactionSummary[]; mentioned: MentionedColumns[]; participant_list: ParticipantColumns[] | null };
 
 /** What a reply's statement returns besides the reply: its root after it, and the thread's participants before it. */
 export interface ReplyColumns {
@@ -285,6 +288,22 @@ export const threadRepository = {
   },
 
   /** The first (at most 5) participants of each root: its author, then who replied, in the order they took part. */
+  /**
+   * A message as a change left it (an edit, a deletion, a reaction, a pin), read in the change's
+   * transaction under its row's lock: with its reactions, the users it mentions and, as a root, its
+   * first participants. Loaded after the commit, an answer or an event showed another change's
+   * mentions beside its own text, or participants its replyCount could not hold (an outside probe).
+   */
+  async changed(em: EntityManager, id: string): Promise<ChangedRow | null> {
+    const rows: ChangedRow[] = await em.execute(
+      `select ${COLUMNS}, ${REACTION_LIST} as reaction_list, ${mentionedOf('m.id')} as mentioned,
+              case when m.reply_count > 0 then ${participants('m.id')} end as participant_list
+       from messages m ${WITH_ROW} where m.id = ?`,
+      [id],
+    );
+    return rows[0] ?? null;
+  },
+
   async participants(em: EntityManager, rootIds: readonly string[]): Promise<Map<string, ParticipantColumns[]>> {
     const out = new Map<string, ParticipantColumns[]>();
     if (!rootIds.length) return out;
