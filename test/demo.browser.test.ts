@@ -56,6 +56,32 @@ async function say(page: Page, text: string): Promise<void> {
 
 const shot = (page: Page, name: string) => page.screenshot({ path: artifactPath(`demo-${name}.png`) });
 
+const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+
+/** A server with the demo built, Alice and Bob in a group of hers, and Bob's first messages. */
+async function groupOfTwo(name: string, messages: (alice: { username: string }) => string[]) {
+  await buildWebDemo();
+  const s = await createTestServer();
+  const [alice, bob] = [await signup(s.url), await signup(s.url)];
+  const group = (await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: name }, alice.token))).createGroup.id;
+  await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bob.id }, alice.token));
+  const sent: string[] = [];
+  for (const content of messages(alice)) sent.push((await ok(gql(s.url, SEND, { i: { groupId: group, content } }, bob.token))).sendMessage.id);
+  return { s, alice, bob, group, sent };
+}
+
+/** Alice's page of the demo, logged in; page errors gathered in `errors`. */
+async function alicesPage(s: { url: string }, alice: { username: string; password: string }) {
+  const browser = await launchChromium();
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.setDefaultTimeout(10_000);
+  await page.goto(s.url.replace(/\/graphql$/, '/demo/'));
+  await logIn(page, alice.username, alice.password, 'login');
+  return { browser, page, errors };
+}
+
 describeNeeding('chromium', tools.chromium)('web demo', () => {
   it('should let two people use every part of the API: groups, friends, direct messages with unread counts, read ticks, typing, edits and reactions, attachments, history, presence and projects', async () => {
     await buildWebDemo();
@@ -304,23 +330,9 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
   }, 60_000);
 
   it('should show a thread pane, the mention badge, a search box and the pinned list, all live', async () => {
-    await buildWebDemo();
-    const s = await createTestServer();
-    const demo = s.url.replace(/\/graphql$/, '/demo/');
-    const [alice, bob] = [await signup(s.url), await signup(s.url)];
-    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "Team") { id } }', {}, alice.token))).createGroup.id;
-    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: bob.id }, alice.token));
-    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
-    const root = (await ok(gql(s.url, SEND, { i: { groupId: group, content: 'the deploy plan for friday' } }, bob.token))).sendMessage.id;
-    await ok(gql(s.url, SEND, { i: { groupId: group, content: `@${alice.username} can you check it?` } }, bob.token));
-
-    const browser = await launchChromium();
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.setDefaultTimeout(10_000);
-    await page.goto(demo);
-    await logIn(page, alice.username, alice.password, 'login');
+    const { s, alice, bob, group, sent } = await groupOfTwo('Team', (a) => ['the deploy plan for friday', `@${a.username} can you check it?`]);
+    const root = sent[0];
+    const { browser, page, errors } = await alicesPage(s, alice);
 
     // The red @ badge on the group, gone once it is read.
     const groupItem = `#groups li[data-group="${group}"]`;
@@ -359,6 +371,36 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await shot(page, 'team-04-pins');
     await page.click('#pins .unpin');
     await page.waitForSelector('#pins p:has-text("Nothing pinned yet.")');
+    expect(errors).toEqual([]);
+    await browser.close();
+  }, 60_000);
+
+  it("should keep what arrives while a conversation's history loads: a message, and an edit of one in the page", async () => {
+    const { s, alice, bob, group, sent } = await groupOfTwo('Slow page', () => ['first draft']);
+    const old = sent[0];
+    const { browser, page, errors } = await alicesPage(s, alice);
+    // The group's page is read, then held: what is sent and edited meanwhile comes live before it.
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let held = false;
+    await page.route('**/graphql', async (route) => {
+      const body = route.request().postData() ?? '';
+      if (held || !body.includes('query History(') || !body.includes(group)) return route.continue();
+      held = true;
+      const response = await route.fetch();
+      await released;
+      await route.fulfill({ response });
+    });
+    await page.click(`#groups li[data-group="${group}"] > button`);
+    while (!held) await new Promise((r) => setTimeout(r, 20));
+    await ok(gql(s.url, SEND, { i: { groupId: group, content: 'sent while it loaded' } }, bob.token));
+    await ok(gql(s.url, 'mutation($m: ID!) { editMessage(messageId: $m, content: "final text") { id } }', { m: old }, bob.token));
+    await new Promise((r) => setTimeout(r, 500));
+    release();
+    // Replaced by the page read before them, both were lost until the group was opened again (an outside probe).
+    await page.waitForSelector('#messages li.msg:has-text("sent while it loaded")');
+    await page.waitForSelector(`#messages li.msg[data-id="${old}"]:has-text("final text")`);
+    expect(await page.locator('#messages li.msg:has-text("first draft")').count()).toBe(0);
     expect(errors).toEqual([]);
     await browser.close();
   }, 60_000);

@@ -98,6 +98,8 @@ interface Thread {
   items: Msg[];
   start: string | null;
   hasOlder: boolean;
+  /** While its page loads: changes to messages not in it yet (the page may come from before them). */
+  patches?: Map<string, Partial<Msg>>;
 }
 
 /** Messages per history page. */
@@ -409,6 +411,10 @@ async function open(c: Conv, showDetails = false): Promise<void> {
   $('messages').replaceChildren();
   $('load-older').hidden = true;
   teamOpened(conversationInput(c), PAGE);
+  // What arrives while the page loads is kept here and laid over the page: a page read before a
+  // message was stored replaced it, lost until the conversation was opened again (an outside probe).
+  const arriving: Thread = { items: [], start: null, hasOlder: false, patches: new Map() };
+  threads.set(c.key, arriving);
   try {
     const input = conversationInput(c);
     const [{ history }, { conversation: row }, { readReceipts }] = await Promise.all([
@@ -419,11 +425,14 @@ async function open(c: Conv, showDetails = false): Promise<void> {
     if (current !== c) return;
     if (row) keyById.set(row.id, c.key);
     receipts.set(c.key, new Map(readReceipts.filter((r) => r.user.id !== me()).map((r) => [r.user.id, r.lastReadMessageId])));
-    const t: Thread = { items: history.edges.map((e) => e.node), start: history.pageInfo.startCursor, hasOlder: history.pageInfo.hasPreviousPage };
+    const page = history.edges.map((e) => e.node);
+    const items = [...page, ...arriving.items.filter((m) => !page.some((x) => x.id === m.id))].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const t: Thread = { items: items.map((m) => ({ ...m, ...arriving.patches!.get(m.id) })), start: history.pageInfo.startCursor, hasOlder: history.pageInfo.hasPreviousPage };
     threads.set(c.key, t);
     renderThread(t, 'bottom');
     markRead(c);
   } catch (e) {
+    if (threads.get(c.key) === arriving) threads.delete(c.key);
     if (current !== c) return;
     // A public group the viewer hasn't joined yet: offer to join it.
     if (e instanceof ApiError && e.code === 'FORBIDDEN' && c.kind === 'group') return showJoin(c);
@@ -580,6 +589,7 @@ function patchMessage(key: string, id: string, patch: Partial<Msg>): void {
   }
   const t = threads.get(key);
   const i = t?.items.findIndex((x) => x.id === id) ?? -1;
+  if (t?.patches) t.patches.set(id, { ...t.patches.get(id), ...patch });
   if (!t || i < 0) return;
   const m = (t.items[i] = { ...t.items[i], ...patch });
   if (key !== current?.key) return;
