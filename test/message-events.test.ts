@@ -246,6 +246,31 @@ describe('editing, deleting and reacting', () => {
     expect([[kind, 'DELETED'], ['DELETED']]).toContainEqual(told);
   });
 
+  it('should refuse a removal of a reaction that waited on the message being deleted, as one made after it', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Remove, then gone', [bob]);
+    const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'soon gone' });
+    await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));
+    // The removal arrives while the deletion holds the message's row: it waits, then finds it deleted.
+    const real = threadRepository.changed.bind(threadRepository);
+    let removing: Promise<any> | undefined;
+    const spy = jest.spyOn(threadRepository, 'changed').mockImplementationOnce(async (em, id) => {
+      removing = gql(s.url, REMOVE, { m: id, e: '👍' }, bob.token);
+      await sleep(300);
+      return real(em, id);
+    });
+    try {
+      await ok(gql(s.url, DELETE, { m: m.id }, alice.token));
+    } finally {
+      spy.mockRestore();
+    }
+    const answer = await removing!;
+    expect([codeOf(answer), answer.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
+    const after = await gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token);
+    expect([codeOf(after), after.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
+  });
+
   it('should add and remove one emoji at once, from two tabs, without a deadlock', async () => {
     const s = await createTestServer({ RATE_LIMIT_REACTION: '500/1m' });
     const alice = await signup(s.url);

@@ -905,6 +905,9 @@ export class MessageService {
       if (changed === 'gone') throw new MessageGoneError();
       if (changed === 'full') throw new BadUserInputError(`A message takes at most ${MAX_REACTION_KINDS} different reactions; add one of those it has.`, 'emoji');
       if (changed.told) return (await this.tell(changed.now, 'REACTIONS_CHANGED')).message;
+      // A removal that waited on the message's deletion found nothing left: refused as one made after
+      // it is, not answered with the tombstone (a verification probe: 88 of 120 removals).
+      if (changed.now.row.deleted_at) throw !add && (await hidden()) ? new NotFoundError('Message') : deleted();
       if (!add && (await hidden())) throw new NotFoundError('Message');
       return changed.now.message;
     });
