@@ -69,6 +69,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
 export function isWellFormed(v: string): boolean {
   return !LONE_SURROGATE.test(v);
 }
+
 const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
 /**

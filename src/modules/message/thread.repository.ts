@@ -287,7 +287,6 @@ export const threadRepository = {
     return row.n;
   },
 
-  /** The first (at most 5) participants of each root: its author, then who replied, in the order they took part. */
   /**
    * A message as a change left it (an edit, a deletion, a reaction, a pin), read in the change's
    * transaction under its row's lock: with its reactions, the users it mentions and, as a root, its
@@ -304,6 +303,7 @@ export const threadRepository = {
     return rows[0] ?? null;
   },
 
+  /** The first (at most 5) participants of each root: its author, then who replied, in the order they took part. */
   async participants(em: EntityManager, rootIds: readonly string[]): Promise<Map<string, ParticipantColumns[]>> {
     const out = new Map<string, ParticipantColumns[]>();
     if (!rootIds.length) return out;
