@@ -98,7 +98,7 @@ interface Thread {
   items: Msg[];
   start: string | null;
   hasOlder: boolean;
-  /** While its page loads: changes to messages not in it yet (the page may come from before them). */
+  /** While a page of it loads (the newest, or an older one): changes to messages not in it yet (the page may come from before them). */
   patches?: Map<string, Partial<Msg>>;
 }
 
@@ -662,16 +662,21 @@ $('load-older').addEventListener('click', async () => {
   if (!current) return;
   const c = current;
   const t = threads.get(c.key);
-  if (!t?.start) return;
+  // One page at a time (a second click asked for the same page again, shown twice), and changes to
+  // its messages on its way kept and laid over it, as open() does (they were lost: an outside probe).
+  if (!t?.start || t.patches) return;
+  const patches = (t.patches = new Map<string, Partial<Msg>>());
   try {
     const { history } = await request(HistoryDocument, { conversation: conversationInput(c), last: PAGE, before: t.start });
     if (current !== c) return;
-    t.items = [...history.edges.map((e) => e.node), ...t.items];
+    t.items = [...history.edges.map((e) => ({ ...e.node, ...patches.get(e.node.id) })), ...t.items];
     t.start = history.pageInfo.startCursor ?? t.start;
     t.hasOlder = history.pageInfo.hasPreviousPage;
     renderThread(t, 'position');
   } catch (e) {
     toast(errorText(e), 'error');
+  } finally {
+    if (t.patches === patches) delete t.patches;
   }
 });
 
