@@ -834,13 +834,13 @@ export class MessageService {
         if (outcome === 'deleted') throw new BadUserInputError('A deleted message cannot be edited.', 'messageId');
         // The same text (compared under the row's lock, so an edit just before counts) is no edit:
         // editedAt, the version and subscribers stay as they are, and it answers the message as found.
-        if (outcome === 'same') return { now: await this.read(tem as EntityManager, row.id) };
-        const { added, removed } = await mentionRepository.replace(tem as EntityManager, row.id, targets);
-        return { added, removed, now: await this.read(tem as EntityManager, row.id) };
+        if (outcome === 'same') return { mentions: null, now: await this.read(tem as EntityManager, row.id) };
+        const mentions = await mentionRepository.replace(tem as EntityManager, row.id, targets);
+        return { mentions, now: await this.read(tem as EntityManager, row.id) };
       });
-      if (!('added' in changes)) return changes.now.message;
-      const { added, removed, now } = changes;
-      const { message, version } = await this.tell(now, 'EDITED');
+      if (!changes.mentions) return changes.now.message;
+      const { added, removed } = changes.mentions;
+      const { message, version } = await this.tell(changes.now, 'EDITED');
       await this.sidebarsChanged(em, held!, viewerId, row, message, version, [...added, ...removed]);
       return message;
     });
