@@ -16,6 +16,27 @@ const EVENTS = 'subscription($c: ConversationInput) { messageEvent(conversation:
 const LAST = '{ conversations(first: 5) { edges { node { kind lastMessage { id content deletedAt } } } } }';
 const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
 
+/**
+ * Runs `act` with another call let in as it reads what it answers: the next `obj[method]` call
+ * starts `crossing` and gives it 300 ms first (one that needs the message's row, which `act` holds,
+ * waits for its commit). Returns `act`'s answer and `crossing`'s, still on its way.
+ */
+async function crossedAsItReads<A>(obj: Record<string, any>, method: string, crossing: () => Promise<any>, act: () => Promise<A>): Promise<[A, Promise<any>]> {
+  const real = obj[method].bind(obj);
+  let crossed: Promise<any> | undefined;
+  const spy = jest.spyOn(obj, method).mockImplementationOnce(async (...args: unknown[]) => {
+    crossed = crossing();
+    await sleep(300);
+    return real(...args);
+  });
+  try {
+    const answer = await act();
+    return [answer, crossed!];
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 describe('editing, deleting and reacting', () => {
   it('should let the sender edit, show it in history and every messageEvent subscriber, and refuse anyone else or an empty edit', async () => {
     const s = await createTestServer();
@@ -223,20 +244,8 @@ describe('editing, deleting and reacting', () => {
     const g = await groupWith(s.url, alice, 'React, then gone', [bob]);
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'soon gone' });
     const events = await listen(s, alice, EVENTS, { c: { groupId: g } });
-    const real = threadRepository.changed.bind(threadRepository);
-    let deleting: ReturnType<typeof gql> | undefined;
-    const spy = jest.spyOn(threadRepository, 'changed').mockImplementationOnce(async (em, id) => {
-      deleting = gql(s.url, DELETE, { m: id }, alice.token);
-      await sleep(300);
-      return real(em, id);
-    });
-    let answer: any;
-    try {
-      answer = await ok(change(s.url, m.id, { alice, bob }));
-    } finally {
-      spy.mockRestore();
-    }
-    expect(await ok(deleting!)).toEqual({ deleteMessage: true });
+    const [answer, deleting] = await crossedAsItReads(threadRepository, 'changed', () => gql(s.url, DELETE, { m: m.id }, alice.token), () => ok(change(s.url, m.id, { alice, bob })));
+    expect(await ok(deleting)).toEqual({ deleteMessage: true });
     // The change's answer is the message as the change left it, not the tombstone committed after.
     expect(JSON.stringify(answer)).not.toMatch(/"content":null/);
     await ok(gql(s.url, EDIT, { m: (await sendMessage(s.url, alice.token, { groupId: g, content: 'barrier' })).id, t: 'barrier, edited' }, alice.token));
@@ -253,19 +262,8 @@ describe('editing, deleting and reacting', () => {
     const m = await sendMessage(s.url, alice.token, { groupId: g, content: 'soon gone' });
     await ok(gql(s.url, ADD, { m: m.id, e: '👍' }, bob.token));
     // The removal arrives while the deletion holds the message's row: it waits, then finds it deleted.
-    const real = threadRepository.changed.bind(threadRepository);
-    let removing: Promise<any> | undefined;
-    const spy = jest.spyOn(threadRepository, 'changed').mockImplementationOnce(async (em, id) => {
-      removing = gql(s.url, REMOVE, { m: id, e: '👍' }, bob.token);
-      await sleep(300);
-      return real(em, id);
-    });
-    try {
-      await ok(gql(s.url, DELETE, { m: m.id }, alice.token));
-    } finally {
-      spy.mockRestore();
-    }
-    const answer = await removing!;
+    const [, removing] = await crossedAsItReads(threadRepository, 'changed', () => gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token), () => ok(gql(s.url, DELETE, { m: m.id }, alice.token)));
+    const answer = await removing;
     expect([codeOf(answer), answer.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
     const after = await gql(s.url, REMOVE, { m: m.id, e: '👍' }, bob.token);
     expect([codeOf(after), after.errors?.[0].message]).toEqual(['BAD_USER_INPUT', 'A deleted message takes no reactions.']);
@@ -470,11 +468,7 @@ describeRedis('message events under concurrent reactions', () => {
   });
 
   it('should tell each of two edits at once its own text, once, and answer each with its own', async () => {
-    const a = await createTestServer();
-    const b = await createTestServer({}, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Racing edits', [bob]);
-    const m = await sendMessage(a.url, alice.token, { groupId: g, content: 'draft' });
+    const { a, b, alice, bob, g, m } = await twoInstancesAndAMessage('Racing edits', 'draft');
     const watchers = [await listen(a, bob, EVENTS, { c: { groupId: g } }), await listen(b, bob, EVENTS)];
     const texts: string[] = [];
     for (let round = 0; round < 6; round++) {
@@ -547,20 +541,10 @@ describeRedis('pins crossing edits on two instances', () => {
 
   it('should answer an edit to the text it has with the message as it found it, though a reaction came right behind it', async () => {
     const { a, b, alice, bob, m } = await twoInstancesAndAMessage('Same text', 'same');
-    const real = threadRepository.changed.bind(threadRepository);
-    let crossing: Promise<any> | undefined;
-    const spy = jest.spyOn(threadRepository, 'changed').mockImplementationOnce(async (em, id) => {
-      crossing = gql(b.url, ADD, { m: id, e: '👍' }, bob.token);
-      await sleep(300);
-      return real(em, id);
-    });
-    try {
-      const answer = (await ok(gql(a.url, 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { content editedAt reactions { emoji } } }', { m: m.id, t: ' same ' }, alice.token))).editMessage;
-      expect(answer).toEqual({ content: 'same', editedAt: null, reactions: [] });
-    } finally {
-      spy.mockRestore();
-    }
-    expect((await ok(crossing!)).addReaction.reactions).toEqual([{ emoji: '👍', count: 1, reactedByMe: true }]);
+    const SAME = 'mutation($m: ID!, $t: String!) { editMessage(messageId: $m, content: $t) { content editedAt reactions { emoji } } }';
+    const [answer, crossing] = await crossedAsItReads(threadRepository, 'changed', () => gql(b.url, ADD, { m: m.id, e: '👍' }, bob.token), () => ok(gql(a.url, SAME, { m: m.id, t: ' same ' }, alice.token)));
+    expect(answer.editMessage).toEqual({ content: 'same', editedAt: null, reactions: [] });
+    expect((await ok(crossing)).addReaction.reactions).toEqual([{ emoji: '👍', count: 1, reactedByMe: true }]);
   });
 
   it('should answer a pin that found the message pinned as pinned, though an unpin came right behind it', async () => {
@@ -568,20 +552,10 @@ describeRedis('pins crossing edits on two instances', () => {
     await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { id } }', { m: m.id }, alice.token));
     // The unpin arrives as the pin reads the message's pin: it waits for the pin's row lock, so the
     // pin reads what it found. Read after its transaction, it answered the unpin's state.
-    const real = a.services.pins.pinsOf.bind(a.services.pins);
-    let crossing: Promise<any> | undefined;
-    const spy = jest.spyOn(a.services.pins, 'pinsOf').mockImplementationOnce(async (em, ids) => {
-      crossing = gql(b.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, bob.token);
-      await sleep(300);
-      return real(em, ids);
-    });
-    try {
-      const answer = (await ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, alice.token))).pinMessage;
-      expect(answer.pinnedAt).not.toBeNull();
-    } finally {
-      spy.mockRestore();
-    }
-    expect((await ok(crossing!)).unpinMessage.pinnedAt).toBeNull();
+    const unpin = () => gql(b.url, 'mutation($m: ID!) { unpinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, bob.token);
+    const [answer, crossing] = await crossedAsItReads(a.services.pins, 'pinsOf', unpin, () => ok(gql(a.url, 'mutation($m: ID!) { pinMessage(messageId: $m) { pinnedAt } }', { m: m.id }, alice.token)));
+    expect(answer.pinMessage.pinnedAt).not.toBeNull();
+    expect((await ok(crossing)).unpinMessage.pinnedAt).toBeNull();
   });
 
   it('should tell each pin, unpin and reaction made at once its own state, never one state twice in a row', async () => {
