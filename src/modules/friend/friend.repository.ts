@@ -23,8 +23,7 @@ export const friendRepository = {
   },
 
   async areFriends(em: EntityManager, a: string, b: string): Promise<boolean> {
-    const [userA, userB] = pair(a, b);
-    return (await em.count(Friendship, { userA, userB })) > 0;
+    return (await friendRepository.friendsSince(em, a, b)) !== null;
   },
 
   /** When the two became friends (their friendship as it is), or null when they are not friends. */
