@@ -815,6 +815,8 @@ describe('rate limits', () => {
     const r = await attempt(s.url, SignupDocument, buildUser());
     expect(codeOf(r)).toBe('RATE_LIMITED');
     expect(r.errors![0].extensions!.retryAfter).toBeGreaterThan(60);
+    // Past it, before the signup looks at what it asks: a bad name, a taken one.
+    for (const input of refused) expect(codeOf(await attempt(s.url, SignupDocument, input))).toBe('RATE_LIMITED');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 

@@ -193,6 +193,8 @@ describe('group membership churn', () => {
     const codes = [];
     for (const op of [join, leave, join, leave, join]) codes.push(codeOf(await op()));
     expect(codes).toEqual([undefined, undefined, undefined, undefined, 'RATE_LIMITED']);
+    // Past it, RATE_LIMITED before the join looks at what it asks: no group there (NOT_FOUND under it).
+    expect(codeOf(await gql(s.url, 'mutation($g: ID!) { joinGroup(groupId: $g) { id } }', { g: '00000000-0000-4000-8000-000000000000' }, churner.token))).toBe('RATE_LIMITED');
     // The refused join changed nothing: the owner is still the only member.
     const members = await ok(gql(s.url, 'query($g: ID!) { group(id: $g) { memberCount } }', { g }, owner.token));
     expect(members.group.memberCount).toBe(1);

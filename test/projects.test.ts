@@ -737,8 +737,12 @@ describeRedis('project limits', () => {
     for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, ADD, { p, u: owner.id }, x.token))).toBe('FORBIDDEN');
     for (let i = 0; i < 3; i++) expect(codeOf(await gql(s.url, ADD, { p, u: p }, owner.token))).toBe('NOT_FOUND');
     for (const u of [x, x, x, y]) await ok(gql(s.url, ADD, { p, u: u.id }, owner.token));
+    const theirs = (await ok(gql(s.url, CREATE, { t: 'Not mine' }, y.token))).createProject.id;
     before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await gql(s.url, ADD, { p, u: z.id }, owner.token))).toBe('RATE_LIMITED');
+    // Past it, RATE_LIMITED answers before the add looks at what it asks: it tells no one whether a
+    // user or a project exists, nor who is in (an outside probe had NOT_FOUND, FORBIDDEN and OK here).
+    for (const asked of [{ p, u: p }, { p: z.id, u: z.id }, { p: theirs, u: z.id }, { p, u: x.id }]) expect(codeOf(await gql(s.url, ADD, asked, owner.token))).toBe('RATE_LIMITED');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
     expect((await ok(gql(s.url, PROJECT, { id: p }, owner.token))).project.participants.map((u: { id: string }) => u.id).sort()).toEqual([x.id, y.id].sort());
   });

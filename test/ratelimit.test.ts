@@ -165,12 +165,19 @@ describe('rate limits in this process', () => {
     expect(await settles(other.spend('k', 'slow down', async () => 5).catch((e) => e.extensions.code))).toBe(true);
   });
 
-  it("should take a spender's point once however often its transaction runs it (a deadlock's retry)", async () => {
+  it('should take a point before work that decides inside, keep it once made (twice or refused after), and give it back when never made', async () => {
     const rate = new RateLimit('t', { points: 2, duration: 60 });
-    const spend = rate.spender('k', 'slow down');
-    for (let i = 0; i < 3; i++) await spend();
-    await rate.spender('k', 'slow down')();
-    await expect(rate.spender('k', 'slow down')()).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    // Made, then made again by a deadlock's retry: one point.
+    expect(await rate.spendWhenMade('k', 'slow down', async (made) => (made(), made(), 'in'))).toBe('in');
+    // Never made (a member already in, a refusal): given back, so both below still fit in two points.
+    expect(await rate.spendWhenMade('k', 'slow down', async () => 'already')).toBe('already');
+    await expect(rate.spendWhenMade('k', 'slow down', async () => Promise.reject(new BadUserInputError('no such user', 'userId')))).rejects.toThrow('no such user');
+    // Made, then refused (a signup's taken name): kept.
+    await expect(rate.spendWhenMade('k', 'slow down', async (made) => (made(), Promise.reject(new BadUserInputError('taken', 'username'))))).rejects.toThrow('taken');
+    // Past the limit the work never runs: RATE_LIMITED before it looks at what it asks.
+    let looked = false;
+    await expect(rate.spendWhenMade('k', 'slow down', async () => ((looked = true), Promise.reject(new BadUserInputError('no such user', 'userId'))))).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    expect(looked).toBe(false);
   });
 });
 

@@ -193,6 +193,9 @@ describeRedis('report limits', () => {
     await ok(run(s, REPORT, { m: ids[1], r: 'two' }, bo));
     const before = await snapshot(s.env.DATABASE_URL!);
     expect(codeOf(await run(s, REPORT, { m: ids[2], r: 'three' }, bo))).toBe('RATE_LIMITED');
+    // Past it, before the report looks at what it asks (no reason, no such message).
+    expect(codeOf(await run(s, REPORT, { m: ids[2], r: ' ' }, bo))).toBe('RATE_LIMITED');
+    expect(codeOf(await run(s, REPORT, { m: '00000000-0000-4000-8000-000000000000', r: 'gone' }, bo))).toBe('RATE_LIMITED');
     expect(await snapshot(s.env.DATABASE_URL!)).toEqual(before);
   });
 });

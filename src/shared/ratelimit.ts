@@ -335,13 +335,17 @@ export class RateLimit {
   }
 
   /**
-   * One action of `key` to count where a service decides it is made (after its checks, in its
-   * transaction): taken once however often it is called, as a deadlock's retry runs the
-   * transaction again (it took a second point).
+   * As spend, for work that learns only inside (after its checks, in its transaction) whether it
+   * makes the action: `work` calls `made` when it does (a join, not a member found already in), and
+   * a call that never does gives its point back, refused or not; one that did keeps it, refused
+   * after or not (a signup's taken name), whatever a deadlock's retry calls again. The point is
+   * still taken before `work` runs, so past the limit RATE_LIMITED answers before the work looks at
+   * what it asks (CONFIGURATION.md), as for spend: a spender taken at the decision answered an
+   * unknown user, project or group first past the limit (an outside probe, 2 of 2).
    */
-  spender(key: string, message: string): () => Promise<void> {
-    let spent: Promise<void> | undefined;
-    return () => (spent ??= this.consume(key, message));
+  spendWhenMade<T>(key: string, message: string, work: (made: () => void) => Promise<T>): Promise<T> {
+    const made = { yes: false };
+    return this.spend(key, message, () => work(() => void (made.yes = true)), undefined, made);
   }
 
   /**
@@ -353,9 +357,9 @@ export class RateLimit {
    * stay limited. A call past the limit while calls of its key are under way here waits for those
    * and asks again: a point one of them holds may come back. Refused at once, a copy sent with its
    * first (a double submit) was told to wait an hour while the first alone was spent, the copy
-   * itself a CONFLICT (an outside probe, 3 of 3).
+   * itself a CONFLICT (an outside probe, 3 of 3). `made`: see spendWhenMade.
    */
-  spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }): Promise<T> {
+  spend<T>(key: string, message: string, work: () => Promise<T>, retry?: { limited: () => Promise<T | null>; free: (r: T) => boolean }, made?: { yes: boolean }): Promise<T> {
     // Without async/await: this wraps every send, and each await is a promise more (execution.test counts them).
     const go = (ms: number, again: boolean): Promise<T> => {
       if (ms > 0) {
@@ -381,9 +385,9 @@ export class RateLimit {
         running = Promise.reject(e);
       }
       return running.then(
-        (r) => (retry?.free(r) ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r, true)) : this.settled(key, r, false)),
+        (r) => (retry?.free(r) || made?.yes === false ? Promise.resolve(this.counter.giveBack(key)).then(() => this.settled(key, r, true)) : this.settled(key, r, false)),
         async (e: unknown) => {
-          const back = refusal(e);
+          const back = made ? !made.yes && refusal(e) : refusal(e);
           if (back) await this.counter.giveBack(key);
           throw this.settled(key, e, back);
         },

@@ -8,8 +8,8 @@ import { AuthPayload, LoginArgs, SignupArgs } from './auth.types';
 export class AuthResolver {
   @Mutation(() => AuthPayload)
   async signup(@Args() args: SignupArgs, @Ctx() ctx: Context): Promise<AuthPayload> {
-    const spend = ctx.services.rates.signup.spender(ctx.ip, 'Too many signups from your address; try again later.');
-    return withOwnPresence(ctx, toAuthPayload(await ctx.services.auth.signup(ctx.em, args, ctx.ip, spend)));
+    const result = await ctx.services.rates.signup.spendWhenMade(ctx.ip, 'Too many signups from your address; try again later.', (made) => ctx.services.auth.signup(ctx.em, args, ctx.ip, made));
+    return withOwnPresence(ctx, toAuthPayload(result));
   }
 
   @Mutation(() => AuthPayload, { description: 'The user goes ONLINE.' })

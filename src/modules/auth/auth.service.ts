@@ -184,21 +184,21 @@ export class AuthService {
   }
 
   /**
-   * `ip`: the address it came from, the account's first known one (see PasswordLimiter). `spend`
-   * takes from that address's signup rate once the input is valid, before the name is looked up
-   * and the password hashed: a bad input spends nothing, and past the limit no hash is made.
+   * `ip`: the address it came from, the account's first known one (see PasswordLimiter). `made`
+   * says the call counts against that address's signup rate (RateLimit.spendWhenMade) once the
+   * input is valid, before the name is looked up: a bad input spends nothing.
    */
   async signup(
     em: EntityManager,
     input: { username: string; password: string; displayName?: string | null },
     ip?: string,
-    spend: () => Promise<unknown> = async () => undefined,
+    made: () => void = () => undefined,
   ): Promise<AuthResult> {
     const username = validateUsername(input.username);
     const password = validatePassword(input.password);
     const displayName = validateDisplayName(input.displayName);
     // A name taken spends as a signup does: it answers anyone, signed in or not, whether a name is held.
-    await spend();
+    made();
     if (await userRepository.usernameTaken(em, username)) throw new ConflictError('That username is taken.', 'username');
     const passwordHash = await hash(password, ARGON2[this.env.PASSWORD_HASH_COST]);
     try {

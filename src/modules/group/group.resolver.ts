@@ -56,7 +56,7 @@ export class GroupResolver {
   })
   async joinGroup(@Arg('groupId', () => IdScalar) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    return toGroupType(await ctx.services.groups.join(ctx.em, me, groupId, ctx.services.rates.groupMembership.spender(me, MEMBERSHIP_TOO_FAST)));
+    return toGroupType(await ctx.services.rates.groupMembership.spendWhenMade(me, MEMBERSHIP_TOO_FAST, (made) => ctx.services.groups.join(ctx.em, me, groupId, made)));
   }
 
   @Authorized()
@@ -131,15 +131,14 @@ export class GroupResolver {
     @Ctx() ctx: Context,
   ): Promise<boolean> {
     const me = viewerOf(ctx).userId;
-    const spend = ctx.services.rates.groupInvite.spender(me, 'You are sending invitations too fast; try again later.');
-    return ctx.services.groups.invite(ctx.em, me, groupId, userId, spend);
+    return ctx.services.rates.groupInvite.spendWhenMade(me, 'You are sending invitations too fast; try again later.', (made) => ctx.services.groups.invite(ctx.em, me, groupId, userId, made));
   }
 
   @Authorized()
   @Mutation(() => GroupType, { description: "Joins a group the viewer was invited to (MEMBER_JOINED to the members). NOT_FOUND without a pending invitation." })
   async acceptGroupInvite(@Arg('groupId', () => IdScalar, { description: 'The group of the invitation.' }) groupId: string, @Ctx() ctx: Context): Promise<GroupType> {
     const me = viewerOf(ctx).userId;
-    return this.group$(ctx.services.groups.acceptInvite(ctx.em, me, groupId, ctx.services.rates.groupMembership.spender(me, MEMBERSHIP_TOO_FAST)));
+    return this.group$(ctx.services.rates.groupMembership.spendWhenMade(me, MEMBERSHIP_TOO_FAST, (made) => ctx.services.groups.acceptInvite(ctx.em, me, groupId, made)));
   }
 
   @Authorized()

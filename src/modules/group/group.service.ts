@@ -264,10 +264,10 @@ export class GroupService {
 
   /**
    * Public groups, and any group the viewer holds an invitation to (which it takes). A banned user:
-   * FORBIDDEN. `spend` takes from the joiner's rate only for a join made: one already a member
-   * is told the group and announced to no one, so it costs nothing (an outside probe).
+   * FORBIDDEN. `made` says a join was made (RateLimit.spendWhenMade): one already a member is
+   * told the group and announced to no one, so it costs nothing (an outside probe).
    */
-  async join(em: EntityManager, viewerId: string, groupId: string, spend: () => Promise<unknown> = async () => undefined): Promise<Group> {
+  async join(em: EntityManager, viewerId: string, groupId: string, made: () => void = () => undefined): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       await this.stillThere(tem, viewerId);
       // Private groups are joined only by invitation (or addGroupMember); to others they don't exist.
@@ -276,7 +276,7 @@ export class GroupService {
       const s = (await groupRepository.standing(tem, group.id, viewerId))!;
       if (s.role !== null) return group;
       if (s.banned) throw new ForbiddenError('You are banned from this group.');
-      await spend();
+      made();
       await this.admit(tem, outbox, group, viewerId);
       return group;
     });
@@ -301,10 +301,10 @@ export class GroupService {
 
   /**
    * Owner and admins: a pending invitation and a live INVITED to the members and the invitee.
-   * Inviting again changes nothing. `spend` takes from the inviter's rate only for an invitation
-   * made: a refusal, or one already pending, costs nothing.
+   * Inviting again changes nothing. `made` says an invitation was made (RateLimit.spendWhenMade):
+   * a refusal, or one already pending, costs nothing.
    */
-  async invite(em: EntityManager, viewerId: string, groupId: string, userId: string, spend: () => Promise<unknown> = async () => undefined): Promise<boolean> {
+  async invite(em: EntityManager, viewerId: string, groupId: string, userId: string, made: () => void = () => undefined): Promise<boolean> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // The invitee's account before the group's, in its deletion's order (see addMember).
       if (isId(userId)) await userRepository.lockActive(tem, userId);
@@ -314,8 +314,7 @@ export class GroupService {
       if (target.banned) throw new ConflictError('This user is banned from the group; unban them first.', 'userId');
       for (const check of this.inviteGuards) await check(tem, viewerId, target.id);
       if (await groupRepository.invite(tem, group.id, target.id, viewerId)) {
-        // Past the limit: RATE_LIMITED, and the transaction undoes the invitation.
-        await spend();
+        made();
         const members = await groupRepository.memberIds(tem, group.id);
         await this.event(tem, outbox, 'INVITED', group, target.id, [...members, target.id]);
         for (const hook of this.invitedHooks) await hook(tem, { groupId: group.id, inviterId: viewerId, userId: target.id });
@@ -326,9 +325,9 @@ export class GroupService {
 
   /**
    * The invitee joins; NOT_FOUND without an invitation (the same answer whether or not the group
-   * exists). `spend` as for `join`: past the limit the invitation stays.
+   * exists). `made` as for `join`: past the limit the invitation stays, untouched.
    */
-  async acceptInvite(em: EntityManager, viewerId: string, groupId: string, spend: () => Promise<unknown> = async () => undefined): Promise<Group> {
+  async acceptInvite(em: EntityManager, viewerId: string, groupId: string, made: () => void = () => undefined): Promise<Group> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       await this.stillThere(tem, viewerId);
       // The group first, as a ban locks it before it takes the invitation (the other order deadlocked).
@@ -336,7 +335,7 @@ export class GroupService {
       const group = isId(groupId) ? await groupRepository.byId(tem, groupId) : null;
       if (!group || !(await groupRepository.uninvite(tem, group.id, viewerId))) throw new NotFoundError('Invitation');
       if (!(await groupRepository.membership(tem, group.id, viewerId))) {
-        await spend();
+        made();
         await this.admit(tem, outbox, group, viewerId);
       }
       return group;

@@ -60,8 +60,7 @@ export class ProjectResolver {
   @Mutation(() => ProjectType, { description: 'Owner and coaches; a user who blocks the adder is FORBIDDEN, as for a group invitation.' })
   addProjectParticipant(@Arg('projectId', () => IdScalar) projectId: string, @Arg('userId', () => IdScalar) userId: string, @Ctx() ctx: Context): Promise<ProjectType> {
     const me = viewerOf(ctx).userId;
-    const spend = ctx.services.rates.projectAdd.spender(me, 'You are adding participants too fast; try again later.');
-    return ctx.services.projects.addParticipant(ctx.em, me, projectId, userId, spend);
+    return ctx.services.rates.projectAdd.spendWhenMade(me, 'You are adding participants too fast; try again later.', (made) => ctx.services.projects.addParticipant(ctx.em, me, projectId, userId, made));
   }
 
   @Authorized()

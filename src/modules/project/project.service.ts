@@ -231,8 +231,8 @@ export class ProjectService {
     });
   }
 
-  /** `spend` takes from the adder's rate only for an add made: a refusal, or a member already in, costs nothing. */
-  async addParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string, spend: () => Promise<unknown> = async () => undefined): Promise<ProjectType> {
+  /** `made` says an add was made (RateLimit.spendWhenMade): a refusal, or a member already in, costs nothing. */
+  async addParticipant(em: EntityManager, viewerId: string, projectId: string, userId: string, made: () => void = () => undefined): Promise<ProjectType> {
     return transact(em, this.pubsub, async (tem, outbox) => {
       // The account's row before the project's, in its deletion's order: a deletion under way ends
       // first (the user is then not found), and one after finds the membership to take away.
@@ -244,8 +244,7 @@ export class ProjectService {
       // Adding someone who is in already changes nothing and tells no one.
       if (l.members.some((m) => m.userId === user.id)) return toProjectType(l.project, l.members);
       for (const check of this.addGuards) await check(tem, viewerId, user.id);
-      // Past the limit: RATE_LIMITED, and nothing is written.
-      await spend();
+      made();
       await repo.addMember(tem, { id: randomUUID(), projectId: l.project.id, userId: user.id, role: ProjectRole.PARTICIPANT });
       this.membership(outbox, l.project.id, [{ userId: user.id, member: true }]);
       const row = await conversationRepository.row(tem, user.id, projectKey(l.project.id));

@@ -33,8 +33,7 @@ export class ReportResolver {
     @Ctx() ctx: Context,
   ): Promise<ReportType> {
     const me = viewerOf(ctx).userId;
-    const spend = ctx.services.rates.report.spender(me, 'You are reporting messages too fast; try again later.');
-    return ctx.services.reports.report(ctx.em, me, messageId, reason, spend);
+    return ctx.services.rates.report.spendWhenMade(me, 'You are reporting messages too fast; try again later.', (made) => ctx.services.reports.report(ctx.em, me, messageId, reason, made));
   }
 
   @Authorized()

@@ -57,10 +57,10 @@ export class ReportService {
 
   /**
    * A report of a message the viewer can see (NOT_FOUND otherwise, as for one that does not
-   * exist). Not their own, not a deleted one; one per user and message (CONFLICT). `spend` takes
-   * from the reporter's rate only for a report made: a refusal costs nothing.
+   * exist). Not their own, not a deleted one; one per user and message (CONFLICT). `made` says
+   * a report was made (RateLimit.spendWhenMade): a refusal costs nothing.
    */
-  async report(em: EntityManager, viewerId: string, messageId: string, reason: string, spend: () => Promise<unknown> = async () => undefined): Promise<ReportType> {
+  async report(em: EntityManager, viewerId: string, messageId: string, reason: string, made: () => void = () => undefined): Promise<ReportType> {
     return unlessGone(em, messageId, async () => {
       const text = cleanMessageText(reason, MAX_REASON, 'reason');
       if (!text) throw new BadUserInputError(`Give a reason (1 to ${MAX_REASON} characters).`, 'reason');
@@ -70,7 +70,7 @@ export class ReportService {
       if (!row || !visible || (await blocksSender(em, viewerId, row.sender_id))) throw new NotFoundError('Message');
       if (row.sender_id === viewerId) throw new BadUserInputError('You cannot report your own message.', 'messageId');
       if (row.deleted_at) throw deletedRefused();
-      const made = await em.transactional(async (tem) => {
+      const filed = await em.transactional(async (tem) => {
         // Read again under the group's (or project's) hold: a removal or ban meanwhile refuses it.
         await this.deps.access.stillReads(tem as EntityManager, viewerId, placeOf(row));
         // And the message again, as a deletion leaves it: one that committed after the read above
@@ -78,20 +78,19 @@ export class ReportService {
         if (await messageRepository.deletedHeld(tem as EntityManager, row.id)) throw deletedRefused();
         const r = await reportRepository.insert(tem as EntityManager, { id: randomUUID(), messageId: row.id, reporterId: viewerId, groupId: row.group_id, reason: text });
         if (!r) throw new ConflictError('You have already reported this message.', 'messageId');
-        // Past the limit: RATE_LIMITED, and the report is undone.
-        await spend();
+        made();
         return r;
       });
       const audience = await this.audience(em, row.group_id);
       await this.deps.pubsub.publishSafe(Topic.ReportAdded, {
-        id: made.id,
-        messageId: made.message_id,
-        reporterId: made.reporter_id,
-        reason: made.reason,
-        createdAt: new Date(made.created_at).toISOString(),
+        id: filed.id,
+        messageId: filed.message_id,
+        reporterId: filed.reporter_id,
+        reason: filed.reason,
+        createdAt: new Date(filed.created_at).toISOString(),
         audience,
       });
-      return toReportType(made);
+      return toReportType(filed);
     });
   }
 
