@@ -1,6 +1,6 @@
 import { codeOf, eventually, gql, listen, ok, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, type TestServer } from './helpers/server';
-import { befriend, groupWith, login, signup, type TestUser } from './helpers/factories';
+import { befriend, groupWith, lobbyOf, login, sendMessage, signup, type TestUser } from './helpers/factories';
 import { snapshot } from './helpers/db';
 import { ConfigError, loadEnv } from '../src/config/env';
 import { OwnRedis } from './helpers/redis-server';
@@ -175,6 +175,23 @@ describeRedis('presence visibility', () => {
         ['ONLINE', false],
       ]).flat(),
     );
+  });
+
+  it("should end a deleted friend's presence for their friends on every instance, as an unfriending does", async () => {
+    const a = await createTestServer(CONTACTS);
+    const b = await createTestServer(CONTACTS, { clean: false });
+    const [ada, bo] = [await signup(a.url), await signup(b.url)];
+    await befriend(a.url, ada, bo);
+    const events = await watch(a, ada);
+    // A message of Bo's in the lobby, whose sender Ada reads after the deletion as anyone may.
+    const sent = (await sendMessage(b.url, bo.token, { groupId: await lobbyOf(b.url, bo.token), content: 'bye' })).id;
+    const SENDER = 'query($id: ID!) { node(id: $id) { ... on Message { sender { status lastSeenAt } } } }';
+    await eventually(async () => (await ok(gql(a.url, SENDER, { id: sent }, ada.token))).node.sender.lastSeenAt !== null);
+    await ok(gql(b.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: bo.password }, bo.token));
+    // Ada's socket stays open: her contacts no longer hold Bo, and the last she was told says so.
+    await eventually(async () => events.values.at(-1)?.presenceChanged.lastSeenAt === null);
+    expect(events.values.at(-1)!.presenceChanged).toMatchObject({ status: 'OFFLINE', lastSeenAt: null, user: { id: bo.id } });
+    expect((await ok(gql(a.url, SENDER, { id: sent }, ada.token))).node.sender).toEqual({ status: 'OFFLINE', lastSeenAt: null });
   });
 
   it('should make members of a small group contacts when they join, live, and never through the lobby', async () => {

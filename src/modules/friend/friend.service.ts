@@ -165,12 +165,18 @@ export class FriendService {
     return friendRepository.pendingOf(em, viewerId);
   }
 
-  /** An account's deletion: its friendships end and its pending requests go, each told to the other user once it commits. */
+  /**
+   * An account's deletion: its friendships end and its pending requests go, each told to the other
+   * user once it commits, and each friendship's end to the contacts as an unfriending's is (a friend
+   * with a socket open went on reading the deleted account's lastSeenAt in contacts mode until it
+   * closed: an outside probe, 5 of 5).
+   */
   async removeAllOf(em: EntityManager, userId: string, outbox: Outbox): Promise<void> {
     const friendIds = await friendRepository.friendIds(em, userId);
     const pending = await friendRepository.pendingOf(em, userId);
     await friendRepository.removeAllOf(em, userId);
     for (const id of friendIds) outbox.add(Topic.FriendEvent, friendEvent('REMOVED', [userId, id], null, [id]));
+    for (const id of friendIds) outbox.add(Topic.ContactsChanged, { userIds: [userId, id] });
     for (const r of pending) outbox.add(Topic.FriendEvent, friendEvent('CANCELLED', [r.from.id, r.to.id], r, [r.from.id === userId ? r.to.id : r.from.id]));
   }
 
