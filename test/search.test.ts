@@ -125,6 +125,12 @@ describe('searchMessages', () => {
     // Between words, and a run of emoji glued to a word: the words around it stay apart.
     await sendMessage(s.url, alice.token, { groupId: g, content: `party at wombat ${'a'.repeat(2100)} bring drinks` });
     expect(await snippet('wombat')).toBe('party at <mark>wombat</mark> … bring drinks');
+    // At the message's start or end, given as context to a short passage: `…` too, none of the run
+    // (60 of its letters were shown: an outside probe).
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'東'.repeat(700)} kiwi cjk` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'a'.repeat(3000)} emu ascii` });
+    await sendMessage(s.url, alice.token, { groupId: g, content: `cassowary tail ${'b'.repeat(2100)}` });
+    expect([await snippet('kiwi'), await snippet('emu'), await snippet('cassowary')]).toEqual(['… <mark>kiwi</mark> cjk', '… <mark>emu</mark> ascii', '<mark>cassowary</mark> tail …']);
     await sendMessage(s.url, alice.token, { groupId: g, content: `lol${'😀'.repeat(600)} see you at the quokka party` });
     expect(await snippet('quokka')).toBe('lol… see you at the <mark>quokka</mark> party');
     const family = '👨‍👩‍👧‍👦';

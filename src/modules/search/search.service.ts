@@ -128,7 +128,9 @@ export function toSnippet(headline: string, content: string): string {
     // never reaching back into the passage before it.
     let [first, last] = [start, at];
     if (start >= 0 && at >= 0 && [...runs.map((r) => r.text).join('')].length < CONTEXT_MIN) {
-      const [ahead, behind] = [graphemesOf(content.slice(from, start)), graphemesOf(content.slice(at))];
+      // Never from a word the index left out (it is `…`, as inside a passage): 60 letters of a
+      // 3,000-letter run at the message's start or end were shown (an outside probe, 2 of 2).
+      const [ahead, behind] = [graphemesOf(content.slice(afterUnindexed(text, from, start), start)), graphemesOf(content.slice(at, beforeUnindexed(text, at)))];
       const before = wordsFrom(ahead.slice(-BEFORE_MATCH), ahead.length > BEFORE_MATCH, 'start');
       const after = wordsFrom(behind.slice(0, PASSAGE_MAX), behind.length > PASSAGE_MAX, 'end');
       runs.unshift({ text: before, mark: false });
@@ -167,6 +169,24 @@ export function toSnippet(headline: string, content: string): string {
 }
 
 const html = (text: string) => [...text].map(escaped).join('');
+
+/** A word PostgreSQL's parser leaves out of the index and of a passage: a run of letters and digits of 2,047 bytes or more. */
+const WORDS = /[\p{L}\p{N}\p{M}]+/gu;
+const UNINDEXED_BYTES = 2047;
+const unindexed = (word: string) => word.length * 3 >= UNINDEXED_BYTES && Buffer.byteLength(word) >= UNINDEXED_BYTES;
+
+/** Where `text` from `from` to `to` goes on after the last word in it the index left out (`from`: none). */
+function afterUnindexed(text: string, from: number, to: number): number {
+  let after = from;
+  for (const m of text.slice(from, to).matchAll(WORDS)) if (unindexed(m[0])) after = from + m.index + m[0].length;
+  return after;
+}
+
+/** Where the first word from `from` on that the index left out begins (the text's end: none). */
+function beforeUnindexed(text: string, from: number): number {
+  for (const m of text.slice(from).matchAll(WORDS)) if (unindexed(m[0])) return from + m.index;
+  return text.length;
+}
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 /** A text's characters as a reader counts them: a cut between two never splits an emoji, a flag or a letter from its accent. */
