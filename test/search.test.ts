@@ -131,6 +131,12 @@ describe('searchMessages', () => {
     await sendMessage(s.url, alice.token, { groupId: g, content: `${'a'.repeat(3000)} emu ascii` });
     await sendMessage(s.url, alice.token, { groupId: g, content: `cassowary tail ${'b'.repeat(2100)}` });
     expect([await snippet('kiwi'), await snippet('emu'), await snippet('cassowary')]).toEqual(['… <mark>kiwi</mark> cjk', '… <mark>emu</mark> ascii', '<mark>cassowary</mark> tail …']);
+    // Between two passages it is the joiner's `…`, with one space each side (there were two: an
+    // outside probe); and a run of 2,047 bytes is a word PostgreSQL keeps: found, and shown.
+    await sendMessage(s.url, alice.token, { groupId: g, content: `tuatara ${Array(30).fill('w').join(' ')} ${'r'.repeat(3000)} tuatara end` });
+    expect(await snippet('tuatara')).toMatch(/^<mark>tuatara<\/mark> w w[w ]*w … <mark>tuatara<\/mark> end$/);
+    await sendMessage(s.url, alice.token, { groupId: g, content: `${'q'.repeat(2047)} kakapo` });
+    expect(await snippet('qqqq')).toBe(`<mark>${'q'.repeat(240)}</mark>…`);
     await sendMessage(s.url, alice.token, { groupId: g, content: `lol${'😀'.repeat(600)} see you at the quokka party` });
     expect(await snippet('quokka')).toBe('lol… see you at the <mark>quokka</mark> party');
     const family = '👨‍👩‍👧‍👦';

@@ -68,8 +68,8 @@ const escaped = (c: string): string => ESCAPES[c] ?? (c < '\u0007' ? ' ' : c);
  * The headline as HTML: the message's text escaped, the matches (between \u0001 and \u0002) in
  * <mark>, its passages (split by \u0006) joined by ` … `. ts_headline cut it from the text with
  * its punctuation as spaces (see HEADLINE_TEXT): each passage is found there, in order, and every
- * character is written from the message itself at its place, its punctuation back. A word of 2,047
- * bytes or more (a pasted data URL) is left out of a passage by PostgreSQL's parser: skipped in the
+ * character is written from the message itself at its place, its punctuation back. A word of more than
+ * 2,047 bytes (a pasted data URL) is left out of a passage by PostgreSQL's parser: skipped in the
  * text too (else the passage was not found, and came out with its punctuation as spaces), and
  * written as `…`. A
  * passage is then given context where ts_headline gave it almost none, cut to PASSAGE_MAX
@@ -95,7 +95,7 @@ export function toSnippet(headline: string, content: string): string {
         run = { text: '', mark: c === '\u0001' };
       } else {
         if (at >= 0 && text[at] !== c) {
-          // Something left out (a run of 2,047 bytes or more, which PostgreSQL's parser drops, and
+          // Something left out (a run of more than 2,047 bytes, which PostgreSQL's parser drops, and
           // maybe the space around it): the passage goes on further in the text, where what it has
           // next is found. Shown as cut, `…`, as a passage's ends are: left out silently, the snippet
           // read as the whole message and glued the words around it ("lolsee": an outside probe).
@@ -165,14 +165,18 @@ export function toSnippet(headline: string, content: string): string {
       [prev.last, prev.cutEnd] = [last, cutEnd];
     } else out.push({ written, last, cutEnd });
   }
-  return out.map((p) => p.written).join(' … ');
+  // The joiner says the space on both its sides: a passage's own space there went twice (`z  …  T`,
+  // context stopped at a word left out between them: an outside probe).
+  const written = out.map((p) => p.written);
+  for (let k = 1; k < written.length; k++) [written[k - 1], written[k]] = [written[k - 1].trimEnd(), written[k].trimStart()];
+  return written.join(' … ');
 }
 
 const html = (text: string) => [...text].map(escaped).join('');
 
-/** A word PostgreSQL's parser leaves out of the index and of a passage: a run of letters and digits of 2,047 bytes or more. */
+/** A word PostgreSQL's parser leaves out of the index and of a passage: a run of letters and digits of more than 2,047 bytes (one of 2,047 is indexed). */
 const WORDS = /[\p{L}\p{N}\p{M}]+/gu;
-const UNINDEXED_BYTES = 2047;
+const UNINDEXED_BYTES = 2048;
 const unindexed = (word: string) => word.length * 3 >= UNINDEXED_BYTES && Buffer.byteLength(word) >= UNINDEXED_BYTES;
 
 /** Where `text` from `from` to `to` goes on after the last word in it the index left out (`from`: none). */
