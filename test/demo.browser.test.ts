@@ -296,6 +296,9 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await bobPage.click(`#directs li[data-user="${alice.username}"] button`);
     await bobPage.waitForSelector('#messages li.msg .attachment img');
     expect(await overflow()).toBeLessThanOrEqual(380);
+    // Whom the conversation is with shows whole beside its buttons (it read "d.." and "@..": an outside probe).
+    const clipped = () => bobPage.evaluate(() => ['#chat-title', '#chat-sub'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
+    expect(await clipped()).toEqual([0, 0]);
     await shot(bobPage, '10-phone-direct');
     await bobPage.click('#tabbar button[data-view="side"]');
     expect(await bobPage.isVisible('#notifications')).toBe(true);
@@ -401,6 +404,36 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await page.waitForSelector('#messages li.msg:has-text("sent while it loaded")');
     await page.waitForSelector(`#messages li.msg[data-id="${old}"]:has-text("final text")`);
     expect(await page.locator('#messages li.msg:has-text("first draft")').count()).toBe(0);
+    expect(errors).toEqual([]);
+    await browser.close();
+  }, 60_000);
+
+  it('should store a send once when its answer was lost and it is sent again, and refuse a file over the limit before sending it', async () => {
+    const { s, alice, group } = await groupOfTwo('Flaky line', () => []);
+    const { browser, page, errors } = await alicesPage(s, alice);
+    await page.click(`#groups li[data-group="${group}"] > button`);
+    // The first send reaches the server, and its answer is lost on the way back.
+    let lost = 0;
+    await page.route('**/graphql', async (route) => {
+      if (lost || !(route.request().postData() ?? '').includes('mutation SendMessage(')) return route.continue();
+      lost++;
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.fill('#message', 'only once please');
+    await page.click('#send');
+    await page.waitForSelector('#toasts :text("Failed to fetch")');
+    // Still in the composer: sent again as a user would, it is the same message (a new key stored it twice).
+    expect(await page.inputValue('#message')).toBe('only once please');
+    await page.click('#send');
+    await page.waitForFunction(() => (globalThis as any).document.getElementById('message').value === '');
+    const history = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 10) { edges { node { content } } } }', { g: group }, alice.token));
+    expect(history.history.edges.map((e: { node: { content: string } }) => e.node.content)).toEqual(['only once please']);
+    expect(await page.locator('#messages li.msg:has-text("only once please")').count()).toBe(1);
+    // A file over ATTACHMENT_MAX_BYTES is refused before it is read or sent, in words, not in bytes of a body.
+    await page.setInputFiles('#file', { name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.alloc(5 * 1024 * 1024 + 1, 'a') });
+    await page.waitForSelector('#toasts :text("files up to 5.0 MB can be sent")');
+    expect(await page.isVisible('#pending')).toBe(false);
     expect(errors).toEqual([]);
     await browser.close();
   }, 60_000);

@@ -78,7 +78,7 @@ import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
 import { moderationCard, moderationNotice } from './moderation';
 import { decorateSidebar, initTeam, replyLink, teamActions, teamOpened } from './team';
-import { $, avatar, badge, button, dayLabel, el, errorText, formValue, lockIcon, refill, reactionIcon, REACTIONS, timeEl, toast } from './ui';
+import { $, avatar, badge, button, dayLabel, el, errorText, formValue, lockIcon, refill, reactionIcon, REACTIONS, sizeText, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
 interface Conv {
@@ -697,6 +697,9 @@ $<HTMLInputElement>('file').addEventListener('change', async (ev) => {
   const file = input.files?.[0];
   input.value = '';
   if (!file) return;
+  // Refused here, before it is read and sent: past the server's body limit the answer was a raw
+  // "Request body exceeds 7158443 bytes." after the whole upload (an outside probe).
+  if (file.size > ATTACHMENT_MAX_BYTES) return toast(`${file.name} is ${sizeText(file.size)}: files up to ${sizeText(ATTACHMENT_MAX_BYTES)} can be sent.`, 'error');
   try {
     pending = await readFile(file);
   } catch (e) {
@@ -709,6 +712,9 @@ $<HTMLInputElement>('file').addEventListener('change', async (ev) => {
   $('pending').hidden = false;
   $('message').focus();
 });
+
+/** The server's default ATTACHMENT_MAX_BYTES (a server set lower still answers PAYLOAD_TOO_LARGE). */
+const ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024;
 
 function clearPending(): void {
   if (pending?.previewUrl) URL.revokeObjectURL(pending.previewUrl);
@@ -730,6 +736,9 @@ function setTyping(typing: boolean): void {
 $('message').addEventListener('input', () => setTyping($<HTMLInputElement>('message').value.trim() !== ''));
 $('message').addEventListener('blur', () => setTyping(false));
 
+/** The last send not known to have arrived: its key, what it sent and to whom. */
+let unsent: { key: string; what: string; file: PickedFile | null } | null = null;
+
 $('composer').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   setTyping(false);
@@ -741,12 +750,17 @@ $('composer').addEventListener('submit', async (ev) => {
   const target: Partial<SendMessageInput> = c.kind === 'group' ? { groupId: c.id } : c.kind === 'direct' ? { toUserId: c.id } : { projectId: c.id, ...(to ? { toUserId: to } : {}) };
   const send = $<HTMLButtonElement>('send');
   const file = pending;
+  // The same send again (its answer lost, then sent once more) keeps its clientMessageId, so the
+  // server returns the first message: a new key each time stored it twice (an outside probe).
+  const what = JSON.stringify([target, content]);
+  const key = unsent && unsent.what === what && unsent.file === file ? unsent.key : crypto.randomUUID();
+  unsent = { key, what, file };
   send.disabled = true;
   try {
-    // The clientMessageId makes a retried send safe: the server returns the first message.
     const { sendMessage } = await request(SendMessageDocument, {
-      input: { ...target, content: content || undefined, attachment: file ? { fileName: file.fileName, base64: file.base64 } : undefined, clientMessageId: crypto.randomUUID() },
+      input: { ...target, content: content || undefined, attachment: file ? { fileName: file.fileName, base64: file.base64 } : undefined, clientMessageId: key },
     });
+    if (unsent?.key === key) unsent = null;
     // Only what was sent is cleared: the next text or file may already be waiting.
     if (input.value.trim() === content) input.value = '';
     if (pending === file) clearPending();
