@@ -220,13 +220,41 @@ describe('typing', () => {
     }
     expect(flags(bobSees.values)).toEqual([true, false, true]);
     expect(Date.now() - began).toBeLessThan(1600);
-    // A start held back and never told, then a stop, a lapse or a send: no second end.
+    // A start held back and ended within its window (a stop, a send): never told, and no second end.
     await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
     await bobSees.nth(4);
     await ok(gql(s.url, TYPING, { c }, alice.token));
-    await sleep(2000);
-    await sendMessage(s.url, alice.token, { groupId: c.groupId, content: 'sent' });
     await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await sendMessage(s.url, alice.token, { groupId: c.groupId, content: 'sent' });
+    await sleep(2000);
+    await ok(gql(s.url, TYPING, { c, t: false }, alice.token));
+    await sleep(300);
+    expect(flags(bobSees.values)).toEqual([true, false, true, false]);
+  });
+
+  it.each([
+    ['Redis', {}],
+    ['memory', { REDIS_URL: '' }],
+  ])('should tell a start held back by the throttle when its window ends, with no refresh after it, and its lapse after (%s)', async (_store, env) => {
+    const s = await createTestServer({ TYPING_THROTTLE: '1s', TYPING_TIMEOUT: '2s', ...env });
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Next one', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(s, bob, EVENTS);
+    // Alice types, sends, and starts the next message at once: one start, no refresh (a short one).
+    const began = Date.now();
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    await bobSees.nth(1);
+    await sendMessage(s.url, alice.token, { groupId: g, content: 'first' });
+    await bobSees.nth(2);
+    await ok(gql(s.url, TYPING, { c }, alice.token));
+    // Told when the window ends (Bob saw no one typing until her next refresh, a window later or never).
+    await bobSees.nth(3);
+    expect(Date.now() - began).toBeLessThan(1600);
+    expect(flags(bobSees.values)).toEqual([true, false, true]);
+    // And ended by its lapse, once.
+    await bobSees.nth(4);
     await sleep(300);
     expect(flags(bobSees.values)).toEqual([true, false, true, false]);
   });

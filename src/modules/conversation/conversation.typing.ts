@@ -216,6 +216,8 @@ interface Part {
   /** When this instance last wrote its part to the store. */
   wroteAt: number;
   timer: NodeJS.Timeout | undefined;
+  /** A start the throttle held back, written again when its window ends (see retell). */
+  retell?: NodeJS.Timeout;
 }
 
 interface Pending {
@@ -493,15 +495,40 @@ export class TypingService {
     }
     if (!part) this.parts.set(slot, (part = { conv, user: viewer, deadline: 0, timer: undefined, wroteAt: 0 }));
     part.deadline = now + this.lapseMs;
-    part.wroteAt = now;
     this.watch(slot, part);
-    // The refreshes this instance may absorb after this write last until its horizon, at most.
-    const tell = await this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs, conversation: conv.key, markMs: this.typistTtlMs });
+    const tell = await this.write(slot, part);
     if (tell === 1) await this.publish(conv, viewer, true);
-    // Not told yet (a start soon after a stop, or another instance's write): the first refresh once
-    // the window ends writes again, rather than a whole window after this write.
-    else if (part.wroteAt === now) part.wroteAt = now - this.throttleMs - tell;
+    else if (part.wroteAt === now) {
+      // Not told yet (a start soon after a stop, or another instance's write): the first refresh
+      // once the window ends writes again, rather than a whole window after this write; and with
+      // no refresh by then, the window's end does, while the part lasts. Told only at a refresh, a
+      // message typed right after a send showed no one typing for up to a window more (two
+      // outside probes, a chat UI's and the demo's).
+      part.wroteAt = now - this.throttleMs - tell;
+      clearTimeout(part.retell);
+      part.retell = setTimeout(() => this.retell(slot, part), Math.max(1, -tell));
+      part.retell.unref();
+    }
     return true;
+  }
+
+  /** Writes this instance's part (the refreshes it may absorb after it last until its horizon, at most): 1 when others should be told now. */
+  private write(slot: string, part: Part): Promise<number> {
+    part.wroteAt = Date.now();
+    return this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs, conversation: part.conv.key, markMs: this.typistTtlMs });
+  }
+
+  /** A held-back start's window ended: told now if the part still lasts and no refresh wrote it since. */
+  private retell(slot: string, part: Part): void {
+    part.retell = undefined;
+    const now = Date.now();
+    if (this.parts.get(slot) !== part || part.deadline <= now || now - part.wroteAt < this.throttleMs) return;
+    this.behind(
+      this.write(slot, part)
+        // Told as set() tells it, a stop meanwhile or not: that stop then tells its end.
+        .then((tell) => (tell === 1 ? this.publish(part.conv, part.user, true) : undefined))
+        .catch((e) => this.logger.warn({ err: e }, 'typing start failed')),
+    );
   }
 
   private async profile(em: () => EntityManager, userId: string): Promise<UserPayload> {
@@ -580,6 +607,7 @@ export class TypingService {
     if (this.parts.get(slot) !== part) return;
     const now = Date.now();
     if (part.deadline > now) return this.watch(slot, part);
+    clearTimeout(part.retell);
     this.parts.delete(slot);
     this.behind(
       this.run({ kind: 'lapse', slot })
@@ -592,6 +620,7 @@ export class TypingService {
     const part = this.parts.get(slot);
     if (!part) return;
     clearTimeout(part.timer);
+    clearTimeout(part.retell);
     this.parts.delete(slot);
   }
 
@@ -650,7 +679,7 @@ export class TypingService {
     this.asked.clear();
     for (const { timer } of this.ends.values()) clearTimeout(timer);
     this.ends.clear();
-    for (const part of this.parts.values()) clearTimeout(part.timer);
+    for (const part of this.parts.values()) [part.timer, part.retell].forEach(clearTimeout);
     this.parts.clear();
     this.profiles.clear();
     clearTimeout(this.flushTimer);
