@@ -272,6 +272,9 @@ describe('subscription fan-out', () => {
     const c = await cutSlowReader(s, a.token, await lobbyOf(s.url, a.token), SLOW_QUERY);
     (c.socket as any)._socket.resume();
     expect((await c.closed).code).toBe(1013);
+    // Counted where an operator looks (it was cut without a trace: an outside probe).
+    const metrics = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
+    expect(metrics).toMatch(/^parley_slow_consumers_closed_total 1$/m);
   }, 60_000);
 
   it('should reset the connection of a consumer that stopped reading and never answers the 1013, not leave its unsent megabytes to the kernel', async () => {

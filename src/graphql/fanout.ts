@@ -183,6 +183,8 @@ export interface FanoutOptions {
   formatError: (e: GraphQLError) => GraphQLFormattedError;
   /** Called once per event and shape, with the seconds from its arrival to its last frame written (a metric). */
   onDelivered?: (seconds: number) => void;
+  /** Called for each subscriber closed for not reading (its bytes waiting): an overload an operator must see. */
+  onSlowConsumer?: (bufferedBytes: number) => void;
 }
 
 /** Frames released for later (see DEFERRED), by sink in the order they were released, written in slices. */
@@ -462,6 +464,7 @@ export class Fanout {
     if (sink.bufferedBytes > this.opts.maxBufferedBytes) {
       // A client that stopped reading can't grow our memory: it reconnects and catches up by query.
       this.stats.slowConsumersClosed++;
+      this.opts.onSlowConsumer?.(sink.bufferedBytes);
       sink.drop();
       sub.close();
       return false;

@@ -20,6 +20,8 @@ export interface MetricSources {
   evaluations(): number;
   /** New messages that waited for one before them, and waits given up (see InOrder). */
   ordering(): { held: number; gaps: number; filled: number };
+  /** Subscribers closed for not reading (WS_MAX_BUFFERED_BYTES) since start. */
+  slowConsumersClosed(): number;
 }
 
 /** One GraphQL operation, as `parley_graphql_operations_total` and its duration histogram count it. */
@@ -108,6 +110,7 @@ export function createMetrics(): Metrics {
   totalFrom('parley_fanout_evaluations_total', 'Subscriptions examined for an event: one per subscription of each local recipient', () => src?.evaluations() ?? 0);
   totalFrom('parley_messages_reordered_total', 'New messages that arrived before one sent earlier and waited for it', () => src?.ordering().held ?? 0);
   totalFrom('parley_messages_order_gaps_total', 'Waits for an earlier message given up after 500 ms and a search of the database (it was never stored, or is gone)', () => src?.ordering().gaps ?? 0);
+  totalFrom('parley_slow_consumers_closed_total', 'Subscribers (a WebSocket, an SSE stream) closed for not reading: more than WS_MAX_BUFFERED_BYTES waiting', () => src?.slowConsumersClosed() ?? 0);
   totalFrom('parley_messages_order_filled_total', 'Messages whose publish never reached this instance, read back from the database for the subscribers waiting on them', () => src?.ordering().filled ?? 0);
   const received: Record<string, number> = {};
   new Counter({
