@@ -281,7 +281,7 @@ describe('typing', () => {
 });
 
 /** Once typing shows, `end` is done: the typist's indicator then ends at once, and once (the lapse set far off). */
-async function endedOnce(events: Awaited<ReturnType<typeof listen>>, typist: TestUser, end: () => Promise<unknown>): Promise<void> {
+async function endedOnce(events: Awaited<ReturnType<typeof listen>>, typist: TestUser, end: () => Promise<unknown>, deleted = false): Promise<void> {
   await events.nth(1);
   await ok(end() as ReturnType<typeof gql>);
   await events.nth(2);
@@ -290,6 +290,8 @@ async function endedOnce(events: Awaited<ReturnType<typeof listen>>, typist: Tes
     [true, true],
     [true, false],
   ]);
+  // A deleted account's end names its placeholder, not the name another account may take at once (an outside probe).
+  expect((events.values[1] as any).typing.user.username).toBe(deleted ? `deleted-${typist.id.replace(/-/g, '')}` : typist.username);
 }
 
 describe('typing of a member who goes', () => {
@@ -299,14 +301,14 @@ describe('typing of a member who goes', () => {
     ['is removed', (url: string, g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g, u: u.typist.id }, u.owner.token)],
     ['is banned', (url: string, g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($g: ID!, $u: ID!) { banFromGroup(groupId: $g, userId: $u) { id } }', { g, u: u.typist.id }, u.owner.token)],
     ['deletes their account', (url: string, _g: string, u: { owner: TestUser; typist: TestUser }) => gql(url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.typist.password }, u.typist.token)],
-  ] as const)("should end a typist's indicator for the others at once, once, when the typist %s", async (_what, go) => {
+  ] as const)("should end a typist's indicator for the others at once, once, when the typist %s", async (what, go) => {
     const s = await createTestServer({ TYPING_TIMEOUT: '60s' });
     const [owner, typist] = [await signup(s.url), await signup(s.url)];
     const g = await groupWith(s.url, owner, 'Gone while typing', [typist]);
     const c = { groupId: g };
     const events = await listen(s, owner, EVENTS, { c });
     await ok(gql(s.url, TYPING, { c, t: true }, typist.token));
-    await endedOnce(events, typist, () => go(s.url, g, { owner, typist }));
+    await endedOnce(events, typist, () => go(s.url, g, { owner, typist }), what.includes('deletes'));
   });
 });
 
@@ -326,9 +328,9 @@ describe('typing in a direct conversation whose friendship ends', () => {
     ['the other unfriends the typist', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.typist.id }, u.viewer.token)],
     ['the typist unfriends the other', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($u: ID!) { removeFriend(userId: $u) }', { u: u.viewer.id }, u.typist.token)],
     ['the typist deletes their account', (url: string, u: { viewer: TestUser; typist: TestUser }) => gql(url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.typist.password }, u.typist.token)],
-  ] as const)("should end the typist's indicator at once, once, when %s", async (_what, go) => {
+  ] as const)("should end the typist's indicator at once, once, when %s", async (what, go) => {
     const { s, viewer, typist, events } = await friendTyping('60s');
-    await endedOnce(events, typist, () => go(s.url, { viewer, typist }));
+    await endedOnce(events, typist, () => go(s.url, { viewer, typist }), what.includes('deletes'));
   });
 });
 
@@ -463,6 +465,38 @@ describeRedis('typing and sessions on two instances', () => {
     // Ended by the message, not by the 2 s lapse.
     expect(Date.now() - sent).toBeLessThan(1000);
     expect(flags(bobSees.values)).toEqual([true, false]);
+  });
+
+  it('should not tell a held-back start once a stop or a send through another instance ended it, and name a typist renamed through either as renamed', async () => {
+    const env = { TYPING_TIMEOUT: '3s', TYPING_THROTTLE: '1s' };
+    const a = await createTestServer(env);
+    const b = await createTestServer(env, { clean: false });
+    const [alice, bob] = [await signup(a.url), await signup(a.url)];
+    const g = await groupWith(a.url, alice, 'Round robin', [bob]);
+    const c = { groupId: g };
+    const bobSees = await listen(a, bob, EVENTS, { c });
+    for (const end of [() => gql(b.url, TYPING, { c, t: false }, alice.token), () => sendMessage(b.url, alice.token, { groupId: g, content: 'sent through B' })]) {
+      const began = bobSees.values.length;
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      await bobSees.nth(began + 1);
+      await ok(gql(a.url, TYPING, { c, t: false }, alice.token));
+      await bobSees.nth(began + 2);
+      // Typing again through A, held back by the window; then ended through B before the window does.
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      await end();
+      // Told after it, Bob saw her typing to the lapse (a verification probe).
+      await sleep(1500);
+      expect(flags(bobSees.values.slice(began))).toEqual([true, false]);
+    }
+    // Renamed through B while typing through A: A's events name her as she now is.
+    await sleep(1000);
+    await ok(gql(a.url, TYPING, { c }, alice.token));
+    await bobSees.nth(5);
+    const renamed = `r${alice.username}`.slice(0, 32);
+    await ok(gql(b.url, 'mutation($u: String!) { updateProfile(username: $u) { id } }', { u: renamed }, alice.token));
+    await sleep(200);
+    await ok(gql(a.url, TYPING, { c, t: false }, alice.token));
+    expect((await bobSees.nth(6)).typing).toMatchObject({ typing: false, user: { id: alice.id, username: renamed } });
   });
 
   it('should carry typing across instances, lapse once though refreshed through both, and tell a socket on A of a login on B', async () => {

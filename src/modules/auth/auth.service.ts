@@ -10,7 +10,8 @@ import type { PubSub } from '../../shared/pubsub/pubsub';
 import { Topic } from '../../shared/pubsub/topics';
 import type { PresenceService } from '../presence/presence.service';
 import { User as UserEntity, type User } from '../user/user.entity';
-import { userRepository } from '../user/user.repository';
+import { deletedUsername, userRepository } from '../user/user.repository';
+import { DELETED_DISPLAY_NAME, toUserPayload } from '../user/user.mapper';
 import type { PasswordLimiter } from './auth.ratelimit';
 import { sessionRepository } from './auth.repository';
 import { hashToken, newToken } from './auth.tokens';
@@ -278,6 +279,7 @@ export class AuthService {
         if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError();
         user = await userRepository.account(tem, viewer.userId);
         from = user.username;
+        const shown = user.displayName;
         const titled = user.displayName || user.username;
         // Its own name again is no change (an account may hold a name made before today's rules).
         if (input.username !== undefined && input.username !== null && input.username !== user.username) {
@@ -296,6 +298,8 @@ export class AuthService {
         // signed up under it first took its rights.
         if (user.username.toLowerCase() !== from.toLowerCase() && this.privileged.has(from.toLowerCase())) await userRepository.retire(tem, from);
         await tem.flush();
+        // Copies of the profile other instances keep (a typist's) follow it: a rename's typing events went on naming the old one for a minute (an outside probe).
+        if (user.username !== from || user.displayName !== shown) outbox.add(Topic.ProfileChanged, { user: toUserPayload(user) });
         // What follows from the name (the lobby role it gives) changes with it, or neither does:
         // after the commit, a failure left a renamed-away lobby admin their rights until a restart (a review).
         if (user.username !== from) for (const hook of this.renameHooks) await hook(tem, user.id, from, user.username, outbox);
@@ -327,6 +331,9 @@ export class AuthService {
       // revoked), or waits and then finds the account gone (see login). A deletion that waited on
       // another finds its own session revoked with the account: told so, not that it deleted it too.
       if (!(await userRepository.lockForProfile(tem, viewer.userId))) throw new UnauthenticatedError('This account was deleted.');
+      // Its placeholder first, ahead of the events its deletion makes: a typist's end, told as it
+      // leaves its groups, named the old username another account may take at once (an outside probe).
+      outbox.add(Topic.ProfileChanged, { user: toUserPayload({ id: user.id, username: deletedUsername(user.id), displayName: DELETED_DISPLAY_NAME, createdAt: user.createdAt }) });
       const all = await sessionRepository.ofUser(tem, viewer.userId);
       for (const hook of this.deletionHooks) await hook(tem, viewer.userId, outbox);
       await sessionRepository.deleteAllOf(tem, viewer.userId);

@@ -21,9 +21,11 @@ export type TypingOp =
    * Refreshes reached this instance: its part may last `spanMs` from now. Answers 1 when others
    * should be told now (`throttleMs` passed since they were last told `typing: true`, a stop in
    * between or not), else minus the milliseconds until they may be (0 or less). Marks the
-   * conversation as typed in for `markMs`, first (see 'quiet').
+   * conversation as typed in for `markMs`, first (see 'quiet'). `held`: only while this instance's
+   * part is still in the store (a held-back start told at its window's end): answers ENDED when a
+   * stop or a send through another instance ended it meanwhile.
    */
-  | { kind: 'start'; slot: string; spanMs: number; throttleMs: number; conversation: string; markMs: number }
+  | { kind: 'start'; slot: string; spanMs: number; throttleMs: number; conversation: string; markMs: number; held?: boolean }
   /** Ends it everywhere. Answers 1 when others were told it began and not yet that it ended (then they are, once), else 0. */
   | { kind: 'stop'; slot: string }
   /**
@@ -117,7 +119,13 @@ local on = redis.call('HEXISTS', KEYS[1], ${ON})
 redis.call('DEL', KEYS[1], KEYS[2])
 if on == 1 then return 1 end
 return -1`;
-const SCRIPTS = { typingStart: START, typingStop: STOP, typingLapse: LAPSE };
+/** A held-back start's answer when its part had left the store (see TypingOp 'start'). */
+const ENDED = 2;
+
+/** A held-back start's second write: nothing, and ENDED, once its part left the store (a stop or a send elsewhere). */
+const RESTART = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return ${ENDED} end
+${START}`;
+const SCRIPTS = { typingStart: START, typingRestart: RESTART, typingStop: STOP, typingLapse: LAPSE };
 type Script = (keys: number, ...args: (string | number)[]) => Promise<number>;
 /** The commands a change needs, on a connection or a pipeline. */
 type Commands = Record<keyof typeof SCRIPTS, Script> & {
@@ -163,9 +171,10 @@ export class RedisTypingStore implements TypingStore {
     // One hash slot per typist and conversation, so the scripts run on a cluster too.
     const [parts, told] = [`typing:{${op.slot}}`, `typing:{${op.slot}}:told`];
     if (op.kind === 'start') {
+      const start = op.held ? 'typingRestart' : 'typingStart';
       // The mark is set before the reply that has `typing: true` published (see 'quiet').
-      if (marking) return to.typingStart(3, parts, told, markKey(op.conversation), this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS, op.markMs);
-      return to.typingStart(2, parts, told, this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS);
+      if (marking) return to[start](3, parts, told, markKey(op.conversation), this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS, op.markMs);
+      return to[start](2, parts, told, this.instanceId, op.spanMs, op.throttleMs, EXPIRY_MARGIN_MS);
     }
     // A script, not a plain DEL of both keys (2.6 µs of Redis's time a send in bench:rooms against
     // 5.5, as a send on an instance that can't yet tell whether its sender types ends it: see
@@ -181,6 +190,9 @@ const markKey = (conversation: string): string => `typing:c:{${conversation}}`;
 
 /** What a change answers, from its command's reply (a quiet check's is whether the mark exists). */
 const answer = (op: TypingOp, reply: unknown): number => (op.kind === 'quiet' ? (Number(reply) ? 0 : 1) : Number(reply));
+
+/** How far behind this instance's clock the store's may be when a held-back start's window ends. */
+const CLOCK_SLACK_MS = 50;
 
 /** How long the shared state outlives the latest horizon it holds. */
 const EXPIRY_MARGIN_MS = 10_000;
@@ -332,6 +344,13 @@ export class TypingService {
       const [a, b] = p.userIds;
       for (const viewer of p.audience) this.endDirect(viewer, viewer === a ? b : a);
     });
+    // A renamed or deleted typist's events carry their profile as it now is (the cached one named
+    // them as they were, up to a minute: an outside probe).
+    const offProfiles = this.pubsub.on(Topic.ProfileChanged, ({ user }) => {
+      if (this.profiles.has(user.id)) this.profiles.set(user.id, { user, at: Date.now() });
+      for (const part of this.parts.values()) if (part.user.id === user.id) part.user = user;
+      for (const watch of this.ends.values()) if (watch.event.userId === user.id) watch.event = { ...watch.event, user };
+    });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
       if (!this.parts.size) return;
       const gone = new Set<string>();
@@ -343,6 +362,7 @@ export class TypingService {
       offBlocks();
       offFriends();
       offMembers();
+      offProfiles();
     };
   }
 
@@ -496,37 +516,54 @@ export class TypingService {
     if (!part) this.parts.set(slot, (part = { conv, user: viewer, deadline: 0, timer: undefined, wroteAt: 0 }));
     part.deadline = now + this.lapseMs;
     this.watch(slot, part);
-    const tell = await this.write(slot, part);
+    const tell = await this.write(slot, part, now);
     if (tell === 1) await this.publish(conv, viewer, true);
-    else if (part.wroteAt === now) {
-      // Not told yet (a start soon after a stop, or another instance's write): the first refresh
-      // once the window ends writes again, rather than a whole window after this write; and with
-      // no refresh by then, the window's end does, while the part lasts. Told only at a refresh, a
-      // message typed right after a send showed no one typing for up to a window more (two
-      // outside probes, a chat UI's and the demo's).
-      part.wroteAt = now - this.throttleMs - tell;
-      clearTimeout(part.retell);
-      part.retell = setTimeout(() => this.retell(slot, part), Math.max(1, -tell));
-      part.retell.unref();
-    }
+    // Not told yet (a start soon after a stop, or another instance's write).
+    else if (part.wroteAt === now) this.heldBack(slot, part, now, tell);
     return true;
   }
 
   /** Writes this instance's part (the refreshes it may absorb after it last until its horizon, at most): 1 when others should be told now. */
-  private write(slot: string, part: Part): Promise<number> {
-    part.wroteAt = Date.now();
-    return this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs, conversation: part.conv.key, markMs: this.typistTtlMs });
+  private write(slot: string, part: Part, now: number, held = false): Promise<number> {
+    part.wroteAt = now;
+    return this.run({ kind: 'start', slot, spanMs: this.throttleMs + this.lapseMs, throttleMs: this.throttleMs, conversation: part.conv.key, markMs: this.typistTtlMs, held });
   }
 
-  /** A held-back start's window ended: told now if the part still lasts and no refresh wrote it since. */
-  private retell(slot: string, part: Part): void {
+  /**
+   * A start the throttle held back (`tell`: minus the window's milliseconds left): the first refresh
+   * once the window ends writes again, rather than a whole window after this write; and with no
+   * refresh by then, the window's end does, while the part lasts. Told only at a refresh, a message
+   * typed right after a send showed no one typing for up to a window more (two outside probes, a
+   * chat UI's and the demo's).
+   */
+  private heldBack(slot: string, part: Part, now: number, tell: number): void {
+    part.wroteAt = now - this.throttleMs - tell;
+    const wrote = part.wroteAt;
+    clearTimeout(part.retell);
+    part.retell = setTimeout(() => this.retell(slot, part, wrote), Math.max(1, -tell));
+    part.retell.unref();
+  }
+
+  /**
+   * A held-back start's window ended: told now if the part still lasts, here and in the store (a
+   * stop or a send through another instance ended it: told after it, the typist showed typing to
+   * its lapse: a verification probe), and no refresh wrote it since.
+   */
+  private retell(slot: string, part: Part, wrote: number): void {
     part.retell = undefined;
     const now = Date.now();
-    if (this.parts.get(slot) !== part || part.deadline <= now || now - part.wroteAt < this.throttleMs) return;
+    if (this.parts.get(slot) !== part || part.deadline <= now || part.wroteAt !== wrote) return;
     this.behind(
-      this.write(slot, part)
-        // Told as set() tells it, a stop meanwhile or not: that stop then tells its end.
-        .then((tell) => (tell === 1 ? this.publish(part.conv, part.user, true) : undefined))
+      this.write(slot, part, now, true)
+        .then(async (tell) => {
+          // Told as set() tells it, a stop meanwhile or not: that stop then tells its end.
+          if (tell === 1) return void (await this.publish(part.conv, part.user, true));
+          if (this.parts.get(slot) !== part) return;
+          if (tell === ENDED) return this.forget(slot);
+          // The window not quite over by the store's clock: again at its end. Longer, it is a window
+          // another instance's write began, which told them.
+          if (-tell <= CLOCK_SLACK_MS) this.heldBack(slot, part, now, tell);
+        })
         .catch((e) => this.logger.warn({ err: e }, 'typing start failed')),
     );
   }

@@ -33,6 +33,8 @@ export interface ProfileRow {
 const RESERVED_USERNAMES = new Set([SYSTEM_USER.username, 'all', 'here']);
 /** A deleted account's placeholder name begins so (`deleted-` and its id): no live account may pass for one. */
 const DELETED_PREFIX = 'deleted-';
+/** A deleted account's username: `deleted-` and its id. */
+export const deletedUsername = (id: string): string => `${DELETED_PREFIX}${id.replace(/-/g, '')}`;
 
 export const userRepository = {
   async findByUsername(em: EntityManager, username: string, withPassword = false): Promise<User | null> {
@@ -72,7 +74,7 @@ export const userRepository = {
 
   /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
   async anonymize(em: EntityManager, id: string): Promise<void> {
-    await em.nativeUpdate(User, { id }, { username: `${DELETED_PREFIX}${id.replace(/-/g, '')}`, displayName: DELETED_DISPLAY_NAME, passwordHash: '!', deletedAt: new Date() });
+    await em.nativeUpdate(User, { id }, { username: deletedUsername(id), displayName: DELETED_DISPLAY_NAME, passwordHash: '!', deletedAt: new Date() });
   },
 
   /**

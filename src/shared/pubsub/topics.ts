@@ -33,6 +33,8 @@ export enum Topic {
   PresenceStoreLost = 'parley.presence.store-lost',
   /** Internal: an instance closed a user's last socket there and will settle their OFFLINE after the grace period: activity elsewhere must reach the store meanwhile. */
   PresenceGrace = 'parley.presence.grace',
+  /** Internal: a user's public profile changed (a rename; a deletion's placeholder), so every instance's copies of it (typing's) follow. */
+  ProfileChanged = 'parley.user.profile',
 }
 
 export interface AttachmentPayload {
@@ -396,4 +398,5 @@ export interface TopicPayloads {
   /** `generation`: of the store's data as its finder wrote it again (absent from a release before it). */
   [Topic.PresenceStoreLost]: { instanceId: string; generation?: string | null };
   [Topic.PresenceGrace]: PresenceGracePayload;
+  [Topic.ProfileChanged]: { user: UserPayload };
 }
