@@ -36,7 +36,7 @@ import { RealtimeSessions } from './graphql/session';
 import { attachStreams, type StreamHandle } from './graphql/sse';
 import { attachWebSocket, type WebSocketHandle } from './graphql/ws';
 import { startJobs } from './jobs';
-import { createLogger, type Logger } from './shared/logger';
+import { createLogger, requestScope, type Logger } from './shared/logger';
 import { createMetrics, type Metrics, type OperationRecord } from './shared/metrics';
 import { createPubSub } from './shared/pubsub/pubsub';
 import { channelRoutes } from './modules/conversation/conversation.keys';
@@ -295,7 +295,7 @@ function openRealtime(env: Env, logger: Logger, metrics: Metrics, core: Core, gr
     maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
     formatError: (e) => formatError(e.toJSON(), e),
     onDelivered: (s) => metrics.fanoutLatency.observe(s),
-    onSlowConsumer: slowConsumerLog(logger, env.WS_MAX_BUFFERED_BYTES),
+    onSlowConsumer: slowConsumerLog(logger, env.WS_MAX_BUFFERED_BYTES, stack),
   });
   const sessions = new RealtimeSessions(services, env.WS_MAX_SOCKETS_PER_USER, env.REALTIME_OPEN_TIMEOUT * 1000);
   stack.push('realtime sessions', () => sessions.dispose());
@@ -378,19 +378,35 @@ function router(table: Map<string, Route>, o: { env: Env; logger: Logger; ops: O
 }
 
 /**
- * Subscribers closed for not reading, logged (the metric counts each): one line in 10 s at most,
- * with how many since the last line. Cut silently, an overload that dropped thirty sockets left
- * no trace in the log nor in /metrics (an outside probe, 2 of 2).
+ * Subscribers closed for not reading, logged (the metric counts each): one line for the cuts of
+ * a second, the first of them, then one in 10 s at most, each with how many since the last. Cut
+ * silently, an overload that dropped thirty sockets left no trace in the log nor in /metrics (an
+ * outside probe, 2 of 2); a line at the first cut alone said 1 of a burst of 4, and the other 3
+ * came with a cut minutes later (a verification probe). Written outside the request that caused
+ * it, whose id it would carry.
  */
-function slowConsumerLog(logger: Logger, limit: number): (bufferedBytes: number) => void {
+function slowConsumerLog(logger: Logger, limit: number, stack: DisposerStack): (bufferedBytes: number) => void {
   let loggedAt = -Infinity;
   let closed = 0;
+  let most = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const write = () => {
+    timer = undefined;
+    loggedAt = Date.now();
+    logger.warn({ closed, mostBufferedBytes: most, limit }, 'subscribers closed for not reading past WS_MAX_BUFFERED_BYTES (they reconnect and catch up by query; closed: how many since the last such line)');
+    [closed, most] = [0, 0];
+  };
+  stack.push('slow consumers log', () => {
+    clearTimeout(timer);
+    if (closed) write();
+  });
   return (bufferedBytes) => {
     closed++;
-    if (Date.now() - loggedAt < 10_000) return;
-    loggedAt = Date.now();
-    logger.warn({ closed, bufferedBytes, limit }, 'subscribers closed for not reading past WS_MAX_BUFFERED_BYTES (they reconnect and catch up by query; one such line in 10 s at most, closed: how many since the last)');
-    closed = 0;
+    most = Math.max(most, bufferedBytes);
+    if (timer) return;
+    const wait = Math.max(1000, loggedAt + 10_000 - Date.now());
+    timer = requestScope.exit(() => setTimeout(write, wait));
+    timer.unref();
   };
 }
 

@@ -266,7 +266,7 @@ describe('subscription fan-out', () => {
 
   it('should close a consumer that stops reading with 1013 instead of buffering without bound', async () => {
     // No keep-alive: a paused client can't answer pings, and being cut for that is not what this tests.
-    const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' });
+    const s = await createTestServer({ WS_MAX_BUFFERED_BYTES: '65536', WS_KEEPALIVE: '0' }, { captureLogs: true });
     const a = await signup(s.url);
     // Stop reading: the kernel buffers fill, then the server's.
     const c = await cutSlowReader(s, a.token, await lobbyOf(s.url, a.token), SLOW_QUERY);
@@ -275,6 +275,10 @@ describe('subscription fan-out', () => {
     // Counted where an operator looks (it was cut without a trace: an outside probe).
     const metrics = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
     expect(metrics).toMatch(/^parley_slow_consumers_closed_total 1$/m);
+    // And logged once the second's cuts are in, with no request's id (it carried a send's).
+    const said = () => s.logs.filter((l) => String(l.json.msg).startsWith('subscribers closed for not reading'));
+    await eventually(() => said().length > 0, 5000);
+    expect(said().map((l) => [l.json.level, l.json.closed, 'requestId' in l.json])).toEqual([['warn', 1, false]]);
   }, 60_000);
 
   it('should reset the connection of a consumer that stopped reading and never answers the 1013, not leave its unsent megabytes to the kernel', async () => {
