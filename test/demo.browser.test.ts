@@ -54,6 +54,9 @@ async function say(page: Page, text: string): Promise<void> {
   await page.waitForSelector(`#messages li.msg.mine:has-text("${text}")`);
 }
 
+/** How much of the open conversation's name and subtitle is cut off, in pixels each. */
+const clipped = (page: Page) => page.evaluate(() => ['#chat-title', '#chat-sub'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
+
 const shot = (page: Page, name: string) => page.screenshot({ path: artifactPath(`demo-${name}.png`) });
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
@@ -297,8 +300,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await bobPage.waitForSelector('#messages li.msg .attachment img');
     expect(await overflow()).toBeLessThanOrEqual(380);
     // Whom the conversation is with shows whole beside its buttons (it read "d.." and "@..": an outside probe).
-    const clipped = () => bobPage.evaluate(() => ['#chat-title', '#chat-sub'].map((sel) => (globalThis as any).document.querySelector(sel)).map((e) => e.scrollWidth - e.clientWidth));
-    expect(await clipped()).toEqual([0, 0]);
+    expect(await clipped(bobPage)).toEqual([0, 0]);
     await shot(bobPage, '10-phone-direct');
     await bobPage.click('#tabbar button[data-view="side"]');
     expect(await bobPage.isVisible('#notifications')).toBe(true);
@@ -409,9 +411,13 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
   }, 60_000);
 
   it('should store a send once when its answer was lost and it is sent again, and refuse a file over the limit before sending it', async () => {
-    const { s, alice, group } = await groupOfTwo('Flaky line', () => []);
+    const { s, alice, group } = await groupOfTwo('Weekend hiking crew 2026', () => []);
     const { browser, page, errors } = await alicesPage(s, alice);
     await page.click(`#groups li[data-group="${group}"] > button`);
+    // On a phone the group's name shows whole beside its buttons (it read "# Weekend hiking…": an outside probe).
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForSelector('#chat-title:has-text("Weekend hiking crew 2026")');
+    expect(await clipped(page)).toEqual([0, 0]);
     // The first send reaches the server, and its answer is lost on the way back.
     let lost = 0;
     await page.route('**/graphql', async (route) => {
@@ -432,7 +438,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await page.locator('#messages li.msg:has-text("only once please")').count()).toBe(1);
     // A file over ATTACHMENT_MAX_BYTES is refused before it is read or sent, in words, not in bytes of a body.
     await page.setInputFiles('#file', { name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.alloc(5 * 1024 * 1024 + 1, 'a') });
-    await page.waitForSelector('#toasts :text("files up to 5.0 MB can be sent")');
+    await page.waitForSelector('#toasts :text("big.txt is too large to send: 5,242,881 bytes, over the 5.0 MB (5,242,880 bytes) a file may be.")');
     expect(await page.isVisible('#pending')).toBe(false);
     expect(errors).toEqual([]);
     await browser.close();

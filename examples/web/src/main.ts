@@ -699,7 +699,7 @@ $<HTMLInputElement>('file').addEventListener('change', async (ev) => {
   if (!file) return;
   // Refused here, before it is read and sent: past the server's body limit the answer was a raw
   // "Request body exceeds 7158443 bytes." after the whole upload (an outside probe).
-  if (file.size > ATTACHMENT_MAX_BYTES) return toast(`${file.name} is ${sizeText(file.size)}: files up to ${sizeText(ATTACHMENT_MAX_BYTES)} can be sent.`, 'error');
+  if (file.size > ATTACHMENT_MAX_BYTES) return toast(`${file.name} is too large to send: ${file.size.toLocaleString('en')} bytes, over the ${sizeText(ATTACHMENT_MAX_BYTES)} (${ATTACHMENT_MAX_BYTES.toLocaleString('en')} bytes) a file may be.`, 'error');
   try {
     pending = await readFile(file);
   } catch (e) {
