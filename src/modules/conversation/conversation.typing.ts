@@ -349,7 +349,7 @@ export class TypingService {
     const offProfiles = this.pubsub.on(Topic.ProfileChanged, ({ user }) => {
       if (this.profiles.has(user.id)) this.profiles.set(user.id, { user, at: Date.now() });
       for (const part of this.parts.values()) if (part.user.id === user.id) part.user = user;
-      for (const watch of this.ends.values()) if (watch.event.userId === user.id) watch.event = { ...watch.event, user };
+      for (const watch of this.ends.values()) if (watch.event.userId === user.id) watch.event = Object.assign({}, watch.event, { user });
     });
     const offMembers = this.pubsub.on(Topic.MembershipChanged, (p) => {
       if (!this.parts.size) return;
