@@ -312,6 +312,15 @@ describe('typing of a member who goes', () => {
   });
 });
 
+/** Two instances of `env` on one database and Redis, and Alice's group `name` with Bob in it, made through A. */
+async function twoInstancesAndAGroup(env: Record<string, string>, name: string) {
+  const a = await createTestServer(env);
+  const b = await createTestServer(env, { clean: false });
+  const [alice, bob] = [await signup(a.url), await signup(a.url)];
+  const g = await groupWith(a.url, alice, name, [bob]);
+  return { a, b, alice, bob, g, c: { groupId: g } };
+}
+
 /** Two friends, the typist typing to the viewer, who watches every conversation's typing. */
 async function friendTyping(lapse: string) {
   const s = await createTestServer({ TYPING_TIMEOUT: lapse });
@@ -469,11 +478,7 @@ describeRedis('typing and sessions on two instances', () => {
 
   it('should not tell a held-back start once a stop or a send through another instance ended it, and name a typist renamed through either as renamed', async () => {
     const env = { TYPING_TIMEOUT: '3s', TYPING_THROTTLE: '1s' };
-    const a = await createTestServer(env);
-    const b = await createTestServer(env, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Round robin', [bob]);
-    const c = { groupId: g };
+    const { a, b, alice, bob, g, c } = await twoInstancesAndAGroup(env, 'Round robin');
     const bobSees = await listen(a, bob, EVENTS, { c });
     for (const end of [() => gql(b.url, TYPING, { c, t: false }, alice.token), () => sendMessage(b.url, alice.token, { groupId: g, content: 'sent through B' })]) {
       const began = bobSees.values.length;
@@ -503,11 +508,7 @@ describeRedis('typing and sessions on two instances', () => {
     // A lapse of 1.5 s for refreshes every 0.3 s: a refresh that took over 0.5 s under a loaded CI
     // run let an 800 ms one lapse between two of them.
     const env = { TYPING_TIMEOUT: '1500ms', TYPING_THROTTLE: '10s' };
-    const a = await createTestServer(env);
-    const b = await createTestServer(env, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Across', [bob]);
-    const c = { groupId: g };
+    const { a, b, alice, bob, c } = await twoInstancesAndAGroup(env, 'Across');
     const onA = await listen(a, bob, EVENTS, { c });
     const onB = await listen(b, bob, EVENTS);
     // Refreshed alternately through both instances: each one's lapse timer finds the deadline moved on.
@@ -536,11 +537,7 @@ describeRedis('typing and sessions on two instances', () => {
     // A lapse of 1.5 s for refreshes every 0.3 s: a refresh that took over 0.5 s under a loaded CI
     // run let an 800 ms one lapse between two of them.
     const env = { TYPING_TIMEOUT: '1500ms', TYPING_THROTTLE: '10s' };
-    const a = await createTestServer(env);
-    const b = await createTestServer(env, { clean: false });
-    const [alice, bob] = [await signup(a.url), await signup(a.url)];
-    const g = await groupWith(a.url, alice, 'Parts', [bob]);
-    const c = { groupId: g };
+    const { a, b, alice, bob, c } = await twoInstancesAndAGroup(env, 'Parts');
     const sees = await listen(a, bob, EVENTS, { c });
     // Once through B, then through A only: A writes its part once and takes the rest without writing.
     await ok(gql(b.url, TYPING, { c }, alice.token));
