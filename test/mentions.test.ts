@@ -416,6 +416,9 @@ describe('mentions', () => {
     // voicing mark typed apart is read composed, with its kana.
     const ends = [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`];
     ends.push(`\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
+    // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
+    // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
+    ends.push(`\uff83\uff9e@${carol.username}`, `\uff8a\uff9f@${carol.username}`, `\u30a2\u3099@${carol.username}`, `\u304f\u3031@${carol.username}`);
     for (const content of ends) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions.map((u: any) => u.id)]).toEqual([content, [carol.id]]);
     }

@@ -2,12 +2,13 @@ import type { Conversation } from '../conversation/conversation.access';
 
 /**
  * What runs on into a name, after it or before its `@`: a letter, digit or mark of any script but
- * those written without spaces between words (Han, kana and its long-vowel mark, Hangul, Thai,
- * Lao, Khmer, Myanmar), where a particle or an honorific follows a name directly (`@bobさん`,
+ * those written without spaces between words (Han, kana, Hangul, Thai, Lao, Khmer, Myanmar, by
+ * script extensions: the marks they share, as the long-vowel, halfwidth voicing and repeat marks,
+ * are theirs too), where a particle or an honorific follows a name directly (`@bobさん`,
  * `@bob님` and `これは@bobの` mention bob), nor the marks that belong to an emoji (a
  * variation selector, the keycap, tags: `❤️@bob` and `1️⃣@bob` mention bob).
  */
-const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}\u30fc\uff70\ufe00-\ufe0f\u20e3\u{e0020}-\u{e007f}]`;
+const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}\ufe00-\ufe0f\u20e3\u{e0020}-\u{e007f}]`;
 /** A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see mentionNames). */
 const MENTION = new RegExp(String.raw`(?:^|[^${RUNS_ON}])[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}])`, 'gv');
 
