@@ -73,7 +73,7 @@ export class ThreadResolver {
     return m.lastReplyAt;
   }
 
-  @FieldResolver(() => [UserType], { description: "The thread's first participants, at most 5: the root's author, then who replied, in the order they first took part." })
+  @FieldResolver(() => [UserType], { description: "The thread's first participants, at most 5: the root's author, then who replied, in the order they first took part; empty while the root has no reply." })
   threadParticipants(@Root() m: MessageType, @Ctx() ctx: Context): UserType[] | Promise<UserType[]> {
     if (m.participants) return m.participants;
     return m.replyCount ? ctx.loaders.threadParticipants.load(m.id) : [];
