@@ -2,7 +2,7 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { codeOf, eventually, gql, listen, ok, running, sleep, subscribe, wsClient, type Subscription } from './helpers/graphql';
 import { createTestServer, describeRedis, hasRedis, type Overrides, type TestServer } from './helpers/server';
-import { buildConnectedUser as control, signup, type TestUser, login } from './helpers/factories';
+import { buildConnectedUser as control, lobbyOf, sendMessage, signup, type TestUser, login } from './helpers/factories';
 import { sql } from './helpers/db';
 import { OwnRedisCluster } from './helpers/redis-cluster';
 import { runParley } from './helpers/process';
@@ -637,6 +637,26 @@ describeRedis('presence across instances', () => {
     // The request's activity, written during the password's check, announced the user ONLINE, then OFFLINE deleted.
     await sleep(800);
     expect(seen(events)).toEqual(before);
+  });
+
+  it("should keep no lastSeenAt of a deleted account: its OFFLINE and its placeholder, as a sender, tell no time", async () => {
+    const s = await createTestServer({ PRESENCE_PERSIST_INTERVAL: '1s' });
+    const [u, watcher] = [await signup(s.url), await signup(s.url)];
+    const events = await watch(s, watcher, [u.id]);
+    await ok(gql(s.url, HEARTBEAT, {}, u.token));
+    const lobby = await lobbyOf(s.url, u.token);
+    await sendMessage(s.url, u.token, { groupId: lobby, content: 'before I go' });
+    // Written to the users' table while online, as any active user's is.
+    await eventually(async () => (await lastSeenInDb(s, u.id)) !== null, 5000);
+    await ok(gql(s.url, 'mutation($p: String!) { deleteAccount(password: $p) }', { p: u.password }, u.token));
+    await eventually(() => events.values.some((v) => v.presenceChanged.status === 'OFFLINE'), 5000);
+    // An outside probe: the placeholder read, and its OFFLINE told, when its account was last active.
+    expect(events.values.at(-1)!.presenceChanged).toEqual({ status: 'OFFLINE', lastSeenAt: null, user: { id: u.id } });
+    await sleep(1500);
+    expect(await lastSeenInDb(s, u.id)).toBeNull();
+    expect(codeOf(await gql(s.url, STATUS, { id: u.id }, watcher.token))).toBe('NOT_FOUND');
+    const page = await ok(gql(s.url, 'query($g: ID!) { history(conversation: { groupId: $g }, last: 1) { edges { node { sender { id username status lastSeenAt } } } } }', { g: lobby }, watcher.token));
+    expect(page.history.edges[0].node.sender).toEqual({ id: u.id, username: `deleted-${u.id.replace(/-/g, '')}`, status: 'OFFLINE', lastSeenAt: null });
   });
 
   it('should record the activity of many users\' requests together, each session\'s, and a logout after it', async () => {

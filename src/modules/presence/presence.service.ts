@@ -453,7 +453,8 @@ export class PresenceService {
       this.logger.warn({ err: e, userId }, 'presence store unavailable; a deleted user stays in it until the sweep');
       return null;
     });
-    if (gone) await this.offline(userId, now, gone);
+    // Told with no lastSeenAt, as its placeholder reads from now on (anonymize).
+    if (gone) await this.offline(userId, now, gone, true);
   }
 
   /** Whether the user holds a socket or stream on this instance (tests, to wait for a close to be handled). */
@@ -617,11 +618,11 @@ export class PresenceService {
   }
 
   /** After the store decided this OFFLINE transition (exactly one caller gets here for it); a HIDDEN user's is not published. */
-  private async offline(userId: string, at: number, gone: Exclude<Gone, false>): Promise<void> {
+  private async offline(userId: string, at: number, gone: Exclude<Gone, false>, deleted = false): Promise<void> {
     this.touched.deleteUser(userId);
     this.dirty.delete(userId);
-    await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
-    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: new Date(at).toISOString(), v: gone });
+    if (!deleted) await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
+    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: deleted ? null : new Date(at).toISOString(), v: gone });
   }
 
   /** Presence as it is, whoever asks (internal use: notifications, the viewer's own). */

@@ -74,7 +74,8 @@ export const userRepository = {
 
   /** Account deletion: the row stays as an anonymous placeholder, so that past messages keep a sender. */
   async anonymize(em: EntityManager, id: string): Promise<void> {
-    await em.nativeUpdate(User, { id }, { username: deletedUsername(id), displayName: DELETED_DISPLAY_NAME, passwordHash: '!', deletedAt: new Date() });
+    // No lastSeenAt either: a placeholder tells no one when its account was last active.
+    await em.nativeUpdate(User, { id }, { username: deletedUsername(id), displayName: DELETED_DISPLAY_NAME, passwordHash: '!', lastSeenAt: null, deletedAt: new Date() });
   },
 
   /**
@@ -164,9 +165,12 @@ export const userRepository = {
     return { rows: ids.map((r) => byId.get(r.id)!).filter(Boolean), total: count };
   },
 
-  /** The stored lastSeenAt of each user (presence asks for those offline). */
+  /** The stored lastSeenAt of each user (presence asks for those offline); none for a deleted account. */
   async lastSeen(em: EntityManager, ids: readonly string[]): Promise<Map<string, Date | null>> {
-    const rows: { id: string; last_seen_at: Date | null }[] = await em.execute('select id, last_seen_at from users where id = any(?::uuid[])', [pgArray(ids)]);
+    const rows: { id: string; last_seen_at: Date | null }[] = await em.execute(
+      'select id, case when deleted_at is null then last_seen_at end as last_seen_at from users where id = any(?::uuid[])',
+      [pgArray(ids)],
+    );
     return new Map(rows.map((r) => [r.id, r.last_seen_at ? new Date(r.last_seen_at) : null]));
   },
 
@@ -187,7 +191,7 @@ export const userRepository = {
       const rows: { id: string }[] = await em.execute(
         `with locked as (select id from users where id = any(?::uuid[]) for no key update skip locked),
          moved as (update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
-           where u.id = v.id and u.id in (select id from locked) and (u.last_seen_at is null or u.last_seen_at < v.at + ? * interval '1 millisecond') and u.last_seen_at is distinct from v.at)
+           where u.id = v.id and u.id in (select id from locked) and u.deleted_at is null and (u.last_seen_at is null or u.last_seen_at < v.at + ? * interval '1 millisecond') and u.last_seen_at is distinct from v.at)
          select id from users where id = any(?::uuid[]) and id not in (select id from locked)`,
         [ids, ids, pgArray(chunk.map((e) => new Date(e[1]).toISOString())), backWithinMs, ids],
       );
