@@ -315,6 +315,8 @@ describe('searchMessages', () => {
       [{ q: 'abc\ud800def' }, 'query'],
       [{ q: 'ok', after: 'not-a-cursor' }, 'after'],
       [{ q: 'ok', after: Buffer.from('c1:["1|2026-01-01T00:00:00.000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') }, 'after'],
+      // A search cursor of this scope, dated where JavaScript dates and PostgreSQL does not (an outside probe: INTERNAL_SERVER_ERROR).
+      [{ q: 'ok', after: Buffer.from('c1.search:["1.000000|-004713-01-01T00:00:00.000Z","00000000-0000-4000-8000-000000000000"]').toString('base64url') }, 'after'],
       [{ q: 'ok', first: -1 }, 'first'],
       [{ q: 'ok', first: 1000 }, 'first'],
     ] as const) {
@@ -328,5 +330,26 @@ describe('searchMessages', () => {
     // A refused search spends none of the limit: five searches (the one above among them) go through, the sixth does not.
     for (let i = 0; i < 4; i++) await ok(gql(s.url, SEARCH, { q: 'ok' }, alice.token));
     expect(codeOf(await gql(s.url, SEARCH, { q: 'ok' }, alice.token))).toBe('RATE_LIMITED');
+    // Past the limit RATE_LIMITED answers first, before the search is looked at (CONFIGURATION.md; an
+    // outside probe had a bad query, cursor or conversation answered as such).
+    for (const vars of [{ q: '' }, { q: 'ok', after: 'not-a-cursor' }, { q: 'ok', c: { groupId: '00000000-0000-4000-8000-000000000000' } }]) {
+      expect([vars, codeOf(await gql(s.url, SEARCH, vars, alice.token))]).toEqual([vars, 'RATE_LIMITED']);
+    }
+  });
+
+  it('should show a short message whole whatever its emoji take in UTF-16, and find nothing for a word PostgreSQL cannot index', async () => {
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    const g = await groupWith(s.url, alice, 'Whole', [bob]);
+    // 101 characters, 171 UTF-16 units: whole, its runs of space kept (an outside probe had them squeezed).
+    const word = `w${process.pid}x`;
+    const short = `${'😀'.repeat(70)} ${word} one     two\n\n\n\nthree`;
+    await sendMessage(s.url, alice.token, { groupId: g, content: short });
+    expect((await search(s.url, bob, `${word} `)).map((h) => h.snippet)).toEqual([short.replace(word, `<mark>${word}</mark>`)]);
+    // A letter newer than PostgreSQL's Unicode tables (Kawi) is no word to its parser: every word must
+    // match, so a query holding one finds nothing (an outside probe: the other words alone matched).
+    expect(await search(s.url, bob, `${word} \u{11f04} `)).toEqual([]);
+    expect(await search(s.url, bob, `${word} qqqq `)).toEqual([]);
+    expect((await ok(gql(s.url, SEARCH, { q: `${word} \u{11f04}` }, bob.token))).searchMessages.totalCount).toBe(0);
   });
 });

@@ -153,6 +153,14 @@ function found(when: string, key: string, rows: string): string {
     order by m.created_at desc, m.id desc limit ${RANKED_MATCHES})`;
 }
 
+/**
+ * The query, or null (no match) when one of its words is no word to PostgreSQL's parser (a letter
+ * newer than its Unicode tables, as Kawi's): to_tsquery drops such a word, and the others alone
+ * matched, where every word must (an outside probe). Params: the words, then the tsquery text.
+ */
+const TSQUERY = `(select case when (select bool_and(numnode(to_tsquery('parley_search', '''' || w || '''')) > 0) from unnest(?::text[]) w)
+  then to_tsquery('parley_search', ?) end)`;
+
 export const searchRepository = {
   /**
    * One page of hits, best match first (rank, then newest), among the RANKED_MATCHES newest
@@ -166,7 +174,7 @@ export const searchRepository = {
     // One statement, three ways (rare, middling, common words): the branches whose condition is false never run (one-time filters).
     return prepared<SearchRow>(
       em,
-      `with q as materialized (select to_tsquery('parley_search', ?) as q),
+      `with q as materialized (select ${TSQUERY} as q),
        k as materialized (select ${keys.text} as keys),
        ${ESTIMATE},
        found as (
@@ -191,6 +199,7 @@ export const searchRepository = {
        from p cross join lateral (${SELECT} where m.id = p.id) t
        order by p.rank ${dir}, p.created_at ${dir}, p.id ${dir}`,
       [
+        pgTextArray(query.words),
         query.tsquery,
         ...keys.params,
         pgTextArray(query.words),
@@ -207,9 +216,9 @@ export const searchRepository = {
   async count(em: EntityManager, scope: SearchScope, query: SearchQuery): Promise<number> {
     const { keys, rows } = visible(scope);
     const [row] = await em.execute(
-      `select count(*)::int as n from messages m where ${VECTOR} @@ to_tsquery('parley_search', ?) and m.content is not null and m.deleted_at is null
+      `select count(*)::int as n from messages m where ${VECTOR} @@ ${TSQUERY} and m.content is not null and m.deleted_at is null
          and m.conversation_key = any(${keys.text}) and ${rows.text}`,
-      [query.tsquery, ...keys.params, ...rows.params],
+      [pgTextArray(query.words), query.tsquery, ...keys.params, ...rows.params],
     );
     return row.n;
   },

@@ -24,8 +24,10 @@ export class SearchResolver {
     @Info() info: GraphQLResolveInfo,
   ): Promise<SearchHitConnection> {
     const me = viewerOf(ctx).userId;
-    const spend = () => ctx.services.rates.search.consume(me, 'You are searching too fast; slow down.');
-    return ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name), spend);
+    // Past the limit RATE_LIMITED answers first, whatever the query (CONFIGURATION.md); a refused search gives its point back.
+    return ctx.services.rates.search.spend(me, 'You are searching too fast; slow down.', () =>
+      ctx.services.search.search(ctx.em, me, { query, conversation, first, after, last, before }, (name) => argumentGiven(info, name)),
+    );
   }
 
   @FieldResolver(() => Int, { description: 'Every match the viewer may read, not only the ranked ones the pages hold (over 200 matches, more than the pages reach): counted only when asked for.' })

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { BadUserInputError } from '../../shared/errors';
 import { isWellFormed } from '../../shared/validation';
-import { cursorSideOf, decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
+import { cursorSideOf, cursorTime, decodeCursor, pageRequest, toConnection, type ConnectionShape, type LazyCount, type PageArgs } from '../../shared/graphql/connection';
 import { isoTime } from '../../shared/time';
 import { toMessageType } from '../message/message.mapper';
 import type { ConversationAccess, ConversationArgs } from '../conversation/conversation.access';
@@ -149,8 +149,9 @@ export function toSnippet(headline: string, content: string): string {
     }
     if (at >= 0) from = at;
     // Long runs of space (300 blanks before a final 👍) are one, as beside the snippet: they filled
-    // the passage's 240 characters and left the 👍 out (an outside probe). A short message is whole.
-    if (content.length > WHOLE_UP_TO) for (const r of runs) r.text = r.text.replace(/\s{3,}/gu, (w) => (w.includes('\n') ? '\n' : ' '));
+    // the passage's 240 characters and left the 👍 out (an outside probe). A short message is whole,
+    // counted as PostgreSQL counts it (code points: 70 emoji and a few words were squeezed, an outside probe).
+    if (content.length > WHOLE_UP_TO && [...content].length > WHOLE_UP_TO) for (const r of runs) r.text = r.text.replace(/\s{3,}/gu, (w) => (w.includes('\n') ? '\n' : ' '));
     const { kept, cutStart, cutEnd } = bounded(runs.filter((r) => r.text));
     // Before the first passage and after the last: what the message has there (the joiner says it between them).
     const lead = i === 0 && (cutStart || (first >= 0 && holds(content.slice(0, first)))) ? '…' : '';
@@ -292,9 +293,8 @@ function passageStart(text: string, plain: string, from: number): number {
 function decodeSearchCursor(cursor: string, field: 'after' | 'before'): { rank: string; at: Date; id: string } {
   const { k, id } = decodeCursor(cursor, field, undefined, 'search');
   const [rank, iso, ...rest] = k.split('|');
-  const at = new Date(iso ?? '');
-  if (rest.length || !RANK.test(rank) || Number.isNaN(at.getTime()) || at.toISOString() !== iso) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
-  return { rank, at, id };
+  if (rest.length || !RANK.test(rank)) throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
+  return { rank, at: cursorTime(iso ?? '', field), id };
 }
 
 export class SearchService {
@@ -314,8 +314,6 @@ export class SearchService {
     viewerId: string,
     args: PageArgs & { query: string; conversation?: ConversationArgs | null },
     given?: (name: keyof PageArgs) => boolean,
-    /** Spends the viewer's search limit once the request is known to be a search (a refused one spends none). */
-    spend?: () => Promise<void>,
   ): Promise<ConnectionShape<SearchHitType, LazyCount>> {
     const query = toSearchQuery(args.query);
     const { limit, backward, cursor: encoded, cursorField } = pageRequest(args, { def: 20, forward: true, given });
@@ -325,7 +323,6 @@ export class SearchService {
       const conv = await this.access.resolve(em, viewerId, args.conversation);
       scope = { kind: 'one', viewerId, key: conv.key, project: conv.kind === 'project', privateWith: conv.privateWith };
     }
-    await spend?.();
     // A page of none still reads one row: whether there is a next page (as every connection answers first: 0).
     const rows = await searchRepository.page(em, scope, query, cursor, limit, backward);
     return toConnection(rows, {

@@ -138,13 +138,20 @@ export function decodeCursor(cursor: string, field: string, idPattern: RegExp = 
  */
 export function decodeTimeCursor(cursor: string, field: string, idPattern: RegExp = UUID, scope: CursorScope = '', alsoScope?: CursorScope): { at: Date; id: string } {
   const { k, id } = alsoScope !== undefined && hasScope(cursor, alsoScope) ? decodeCursor(cursor, field, idPattern, alsoScope) : decodeCursor(cursor, field, idPattern, scope);
-  const at = new Date(k);
-  // Years 0001-9999 only, as this server writes them: JavaScript also dates year 0000 and beyond
-  // 9999, which PostgreSQL's timestamps refuse (an error from the query, not bad input).
-  if (Number.isNaN(at.getTime()) || at.toISOString() !== k || !/^\d{4}-/.test(k) || k.startsWith('0000-')) {
+  return { at: cursorTime(k, field), id };
+}
+
+/**
+ * A cursor's time as this server writes it (toISOString of a year 0001-9999): JavaScript also
+ * dates year 0000, years before it and beyond 9999, some of which PostgreSQL's timestamps refuse
+ * (an error from the query, not bad input: a search cursor dated -4713 answered INTERNAL_SERVER_ERROR).
+ */
+export function cursorTime(iso: string, field: string): Date {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime()) || at.toISOString() !== iso || !/^\d{4}-/.test(iso) || iso.startsWith('0000-')) {
     throw new BadUserInputError(`Invalid cursor in '${field}'.`, field);
   }
-  return { at, id };
+  return at;
 }
 
 /**
