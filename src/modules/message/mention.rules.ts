@@ -1,16 +1,24 @@
 import type { Conversation } from '../conversation/conversation.access';
 
 /**
- * What runs on into a name, after it or before its `@`: a letter, digit or mark of any script but
- * those written without spaces between words (Han, kana, Hangul, Thai, Lao, Khmer, Myanmar, by
- * script extensions: the marks they share, as the long-vowel, halfwidth voicing and repeat marks,
- * are theirs too), where a particle or an honorific follows a name directly (`@bobさん`,
- * `@bob님` and `これは@bobの` mention bob), nor the marks that belong to an emoji (a
- * variation selector, the keycap, tags: `❤️@bob` and `1️⃣@bob` mention bob).
+ * Letters written without spaces between words (Han, kana, Hangul, Thai, Lao, Khmer, Myanmar),
+ * where a particle or an honorific follows a name directly (`@bobさん`, `@bob님` and `これは@bobの`
+ * mention bob): their own script's, and those they share with no script written with spaces (by
+ * script extensions: the long-vowel mark `ー`, halfwidth voicing marks `ﾞ`, repeat marks `〱`);
+ * Latin's `ʼ`, which Unicode also lists under Thai, is Latin's (an outside probe).
  */
-const RUNS_ON = String.raw`[\p{L}\p{N}\p{M}_.\-]--[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}\ufe00-\ufe0f\u20e3\u{e0020}-\u{e007f}]`;
+const NO_SPACES = String.raw`[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}[[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}]--[\p{scx=Latin}\p{scx=Greek}\p{scx=Cyrillic}]]]`;
+/** What runs on into a name, after it or before its `@`: a letter or digit of any other script, or a name's own `_ . -`. */
+const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
+/**
+ * A mark belongs to the letter before it, and runs on as it does (`josé@bob` typed decomposed, `@bob`
+ * and a tilde: no mention; `か` and its voicing mark typed apart: a mention), but not an emoji's own
+ * (a variation selector, the keycap: `❤️@bob` and `1️⃣@bob` mention bob). By script extensions a
+ * mark was its script's: a tilde, listed under Thai, stopped running on (an outside probe).
+ */
+const MARK = String.raw`[\p{M}--[\ufe00-\ufe0f\u20e3]]`;
 /** A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see mentionNames). */
-const MENTION = new RegExp(String.raw`(?:^|[^${RUNS_ON}])[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}])`, 'gv');
+const MENTION = new RegExp(String.raw`(?<![${RUNS_ON}]${MARK}*)[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}]|${MARK})`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
