@@ -621,8 +621,17 @@ export class PresenceService {
   private async offline(userId: string, at: number, gone: Exclude<Gone, false>, deleted = false): Promise<void> {
     this.touched.deleteUser(userId);
     this.dirty.delete(userId);
-    if (!deleted) await this.persistLastSeen([[userId, at]]).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
-    if (gone !== 'hidden') await this.publish({ userId, status: 'OFFLINE', lastSeenAt: deleted ? null : new Date(at).toISOString(), v: gone });
+    if (!deleted) {
+      // The write says whether the account is gone: a socket closed by its deletion's revocation
+      // can get here before the deletion's own OFFLINE (forget), and is told as that one.
+      const found = new Set<string>();
+      await this.persistLastSeen([[userId, at]], 0, found).catch((e) => this.logger.warn({ err: e, userId }, 'lastSeenAt write failed'));
+      deleted = found.has(userId);
+    }
+    // A deleted account in contacts mode is every contact's lost contact, which tells them OFFLINE
+    // with no lastSeenAt (see routePresence): told here too, it came twice (an outside probe, 8 of 18).
+    if (gone === 'hidden' || (deleted && this.visibility.mode === 'contacts')) return;
+    await this.publish({ userId, status: 'OFFLINE', lastSeenAt: deleted ? null : new Date(at).toISOString(), v: gone });
   }
 
   /** Presence as it is, whoever asks (internal use: notifications, the viewer's own). */
@@ -986,8 +995,8 @@ export class PresenceService {
   }
 
   /** Rows another transaction held were left (see recordLastSeen): the next flush writes them. */
-  private async persistLastSeen(entries: [string, number][], backWithinMs = 0): Promise<void> {
-    const skipped = await userRepository.recordLastSeen(this.em, entries, backWithinMs);
+  private async persistLastSeen(entries: [string, number][], backWithinMs = 0, deleted?: Set<string>): Promise<void> {
+    const skipped = await userRepository.recordLastSeen(this.em, entries, backWithinMs, deleted);
     if (!skipped.length) return;
     const at = new Map(entries);
     for (const id of skipped) if ((this.dirty.get(id) ?? 0) < at.get(id)!) this.dirty.set(id, at.get(id)!);

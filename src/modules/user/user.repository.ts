@@ -182,20 +182,24 @@ export const userRepository = {
    * NO KEY UPDATE, as the plain UPDATE took: a send's foreign-key check (KEY SHARE) does not hold
    * its sender's row from it; a FOR SHARE (a friend request, a login) does.
    * `backWithinMs`: also back, onto `at`, from a time at most this much after it (see PresenceService.sweep).
+   * A deleted account's row is never written (its placeholder has no lastSeenAt): its id goes to `deleted`.
    */
-  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[], backWithinMs = 0): Promise<string[]> {
+  async recordLastSeen(em: EntityManager, entries: readonly (readonly [userId: string, at: number])[], backWithinMs = 0, deleted?: Set<string>): Promise<string[]> {
     const skipped: string[] = [];
     for (let i = 0; i < entries.length; i += 10_000) {
       const chunk = entries.slice(i, i + 10_000);
       const ids = pgArray(chunk.map((e) => e[0]));
-      const rows: { id: string }[] = await em.execute(
+      const rows: { id: string; deleted: boolean }[] = await em.execute(
         `with locked as (select id from users where id = any(?::uuid[]) for no key update skip locked),
          moved as (update users u set last_seen_at = v.at from (select unnest(?::uuid[]) as id, unnest(?::timestamptz[]) as at) v
            where u.id = v.id and u.id in (select id from locked) and u.deleted_at is null and (u.last_seen_at is null or u.last_seen_at < v.at + ? * interval '1 millisecond') and u.last_seen_at is distinct from v.at)
-         select id from users where id = any(?::uuid[]) and id not in (select id from locked)`,
+         select id, deleted_at is not null as deleted from users where id = any(?::uuid[]) and (id not in (select id from locked) or deleted_at is not null)`,
         [ids, ids, pgArray(chunk.map((e) => new Date(e[1]).toISOString())), backWithinMs, ids],
       );
-      for (const r of rows) skipped.push(r.id);
+      for (const r of rows) {
+        if (r.deleted) deleted?.add(r.id);
+        else skipped.push(r.id);
+      }
     }
     return skipped;
   },
