@@ -4,7 +4,7 @@ import type { Page } from 'playwright-core';
 import { buildWebDemo } from '../src/core/dev-pages';
 import { artifactPath, launchChromium } from './helpers/browser';
 import { gql, ok } from './helpers/graphql';
-import { lobbyOf, signup } from './helpers/factories';
+import { befriend, lobbyOf, signup } from './helpers/factories';
 import { createTestServer } from './helpers/server';
 import { describeNeeding, tools } from './helpers/tools';
 
@@ -376,6 +376,40 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await shot(page, 'team-04-pins');
     await page.click('#pins .unpin');
     await page.waitForSelector('#pins p:has-text("Nothing pinned yet.")');
+    expect(errors).toEqual([]);
+    await browser.close();
+  }, 60_000);
+
+  it("should reply in a direct conversation's thread, and keep a reply's text until it is sent", async () => {
+    await buildWebDemo();
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const root = (await ok(gql(s.url, SEND, { i: { toUserId: alice.id, content: 'the root of a direct thread' } }, bob.token))).sendMessage.id;
+    const { browser, page, errors } = await alicesPage(s, alice);
+    await page.click(`#directs li[data-user="${bob.username}"] button`);
+    const rootItem = `#messages li.msg[data-id="${root}"]`;
+    await page.hover(rootItem);
+    await page.click(`${rootItem} .reply-in-thread`);
+    await page.waitForSelector('#thread-pane:not([hidden]) #thread-root:has-text("the root of a direct thread")');
+    // Every field is named for a screen reader, not by its placeholder alone (gone once text is typed: an outside probe).
+    const unnamed = await page.$$eval('input:not([type=hidden]):not([type=file]), textarea, select', (fields) =>
+      fields.filter((f) => !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby') && !(f as HTMLInputElement).labels?.length).map((f) => f.id || f.outerHTML),
+    );
+    expect(unnamed).toEqual([]);
+    // A reply whose send fails keeps its text (it was cleared before the request).
+    await page.route('**/graphql', (route) => ((route.request().postData() ?? '').includes('SendMessage') ? route.abort() : route.continue()));
+    await page.fill('#thread-message', 'my careful reply');
+    await page.click('#thread-send');
+    await page.waitForSelector('.toast.error');
+    expect(await page.inputValue('#thread-message')).toBe('my careful reply');
+    await page.unroute('**/graphql');
+    // Sent with the direct conversation's `toUserId` (its `userId` was refused: an outside probe).
+    await page.click('#thread-send');
+    await page.waitForSelector('#thread-replies li:has-text("my careful reply")');
+    expect(await page.inputValue('#thread-message')).toBe('');
+    const thread = await ok(gql(s.url, 'query($m: ID!) { thread(messageId: $m) { edges { node { content } } } }', { m: root }, bob.token));
+    expect(thread.thread.edges.map((e: any) => e.node.content)).toEqual(['my careful reply']);
     expect(errors).toEqual([]);
     await browser.close();
   }, 60_000);

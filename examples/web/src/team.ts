@@ -112,7 +112,7 @@ function mountThreadPane(): void {
     el('header', {}, el('h3', {}, 'Thread'), button('Close', () => closeThread(), { class: 'ghost', id: 'thread-close' })),
     el('p', { id: 'thread-root', class: 'thread-root' }),
     el('ol', { id: 'thread-replies', class: 'thread-replies' }),
-    el('form', { id: 'thread-composer', class: 'composer-row' }, el('input', { id: 'thread-message', placeholder: 'Reply in thread', autocomplete: 'off', maxlength: '4000' }), el('button', { id: 'thread-send', class: 'primary' }, 'Reply')),
+    el('form', { id: 'thread-composer', class: 'composer-row' }, el('input', { id: 'thread-message', placeholder: 'Reply in thread', 'aria-label': 'Reply', autocomplete: 'off', maxlength: '4000' }), el('button', { id: 'thread-send', class: 'primary' }, 'Reply')),
   );
   $('composer').before(pane);
   $('thread-composer').addEventListener('submit', (ev) => {
@@ -120,9 +120,15 @@ function mountThreadPane(): void {
     const field = $<HTMLInputElement>('thread-message');
     const content = field.value.trim();
     if (!content || !thread || !input) return;
-    field.value = '';
-    request(SendMessageDocument, { input: { ...input, content, parentId: thread.root.id } })
-      .then(({ sendMessage }) => addReply(sendMessage))
+    // A send names a direct conversation's other user `toUserId` (a conversation's input, `userId`: an
+    // outside probe's replies in a direct conversation were refused, and lost).
+    const to = input.userId ? { toUserId: input.userId } : input.groupId ? { groupId: input.groupId } : { projectId: input.projectId };
+    request(SendMessageDocument, { input: { ...to, content, parentId: thread.root.id } })
+      .then(({ sendMessage }) => {
+        // Cleared once sent, and only if it still holds what was sent: a failed reply keeps its text.
+        if (field.value.trim() === content) field.value = '';
+        addReply(sendMessage);
+      })
       .catch((e) => toast(errorText(e), 'error'));
   });
 }
@@ -174,7 +180,7 @@ export function decorateSidebar(): void {
 // --- search ----------------------------------------------------------------------------------------
 
 function mountSearch(): void {
-  const form = el('form', { id: 'search-form', class: 'inline-form search', role: 'search' }, el('input', { id: 'search', type: 'search', placeholder: 'Search messages', maxlength: '200' }), el('button', {}, 'Search'));
+  const form = el('form', { id: 'search-form', class: 'inline-form search', role: 'search' }, el('input', { id: 'search', type: 'search', placeholder: 'Search messages', 'aria-label': 'Search messages', maxlength: '200' }), el('button', {}, 'Search'));
   const results = el('ul', { id: 'search-results', class: 'conv-list search-results', hidden: true });
   $('sidebar').prepend(el('section', {}, form, results));
   form.addEventListener('submit', (ev) => {
