@@ -154,11 +154,12 @@ function found(when: string, key: string, rows: string): string {
 }
 
 /**
- * The query, or null (no match) when one of its words is no word to PostgreSQL's parser (a letter
- * newer than its Unicode tables, as Kawi's): to_tsquery drops such a word, and the others alone
- * matched, where every word must (an outside probe). Params: the words, then the tsquery text.
+ * The query, or null (no match) when one of its words holds a character PostgreSQL's parser reads
+ * as space (tokid 12: a letter newer than its Unicode tables, as Kawi's; a superscript digit): the
+ * index never holds it, and to_tsquery dropped it, so the rest alone matched where every word must
+ * (outside probes: `W 𑼄` found every W, and `W𑼄def` found `W def`). Params: the words, then the tsquery text.
  */
-const TSQUERY = `(select case when (select bool_and(numnode(to_tsquery('parley_search', '''' || w || '''')) > 0) from unnest(?::text[]) w)
+const TSQUERY = `(select case when not exists (select 1 from unnest(?::text[]) w cross join lateral ts_parse('default', w) t where t.tokid = 12)
   then to_tsquery('parley_search', ?) end)`;
 
 export const searchRepository = {
