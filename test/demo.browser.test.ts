@@ -394,7 +394,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await page.waitForSelector('#thread-pane:not([hidden]) #thread-root:has-text("the root of a direct thread")');
     // Every field is named for a screen reader, not by its placeholder alone (gone once text is typed: an outside probe).
     const unnamed = await page.$$eval('input:not([type=hidden]):not([type=file]), textarea, select', (fields) =>
-      fields.filter((f) => !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby') && !(f as HTMLInputElement).labels?.length).map((f) => f.id || f.outerHTML),
+      fields.filter((f) => !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby') && !(f as unknown as { labels: { length: number } | null }).labels?.length).map((f) => f.id || f.outerHTML),
     );
     expect(unnamed).toEqual([]);
     // A reply whose send fails keeps its text (it was cleared before the request).
