@@ -411,6 +411,8 @@ describe('mentions', () => {
     // Thai, and Latin's ʼ stopped running on once the scripts without spaces were read by extension).
     const runsOn = [`@${carol.username}\u00e9 hi`, `@${carol.username}\u00df hi`, `@${carol.username}e\u0301 hi`, `jos\u00e9@${carol.username} hi`, `\u0662@${carol.username}`, `@${carol.username}\u0662`];
     runsOn.push(`@${carol.username}\u0303`, `g\u0303@${carol.username}`, `x\u0323@${carol.username}`, `\u02bc@${carol.username}`, `@${carol.username}\u02bc`, `@${carol.username}\u3099`);
+    // A variation selector too, after a letter: `x` and one draws as `x@carol` (a verification probe).
+    runsOn.push(`x\ufe00@${carol.username}`, `@${carol.username}\ufe00`, `x\u20e3@${carol.username}`);
     for (const content of runsOn) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions]).toEqual([content, []]);
     }

@@ -11,14 +11,17 @@ const NO_SPACES = String.raw`[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hang
 /** What runs on into a name, after it or before its `@`: a letter or digit of any other script, or a name's own `_ . -`. */
 const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
 /**
- * A mark belongs to the letter before it, and runs on as it does (`josé@bob` typed decomposed, `@bob`
- * and a tilde: no mention; `か` and its voicing mark typed apart: a mention), but not an emoji's own
- * (a variation selector, the keycap: `❤️@bob` and `1️⃣@bob` mention bob). By script extensions a
- * mark was its script's: a tilde, listed under Thai, stopped running on (an outside probe).
+ * A mark belongs to the character before it, and runs on as it does (`josé@bob` typed decomposed,
+ * `@bob` and a tilde: no mention; `か` and its voicing mark typed apart, `❤️@bob`: a mention), a
+ * variation selector too (`x` and one, which draws nothing, read as `x@bob`: a verification probe).
+ * By script extensions a mark was its script's: a tilde, listed under Thai, stopped running on (an
+ * outside probe).
  */
-const MARK = String.raw`[\p{M}--[\ufe00-\ufe0f\u20e3]]`;
+const BEFORE = String.raw`(?<![${RUNS_ON}]\p{M}*)`;
+/** A keycap emoji (`1️⃣@bob` mentions bob), whose digit would run on. */
+const KEYCAP = String.raw`(?<=[0-9#*]\ufe0f?\u20e3)`;
 /** A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see mentionNames). */
-const MENTION = new RegExp(String.raw`(?<![${RUNS_ON}]${MARK}*)[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}]|${MARK})`, 'gv');
+const MENTION = new RegExp(String.raw`(?:${KEYCAP}|${BEFORE})[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}]|\p{M})`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
