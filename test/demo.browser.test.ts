@@ -397,15 +397,22 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
       fields.filter((f) => !f.getAttribute('aria-label') && !f.getAttribute('aria-labelledby') && !(f as unknown as { labels: { length: number } | null }).labels?.length).map((f) => f.id || f.outerHTML),
     );
     expect(unnamed).toEqual([]);
-    // A reply whose send fails keeps its text (it was cleared before the request).
-    await page.route('**/graphql', (route) => ((route.request().postData() ?? '').includes('SendMessage') ? route.abort() : route.continue()));
+    // A reply whose answer is lost keeps its text (it was cleared before the request).
+    await page.route('**/graphql', async (route) => {
+      if (!(route.request().postData() ?? '').includes('SendMessage')) return route.continue();
+      await route.fetch();
+      await route.abort();
+    });
     await page.fill('#thread-message', 'my careful reply');
     await page.click('#thread-send');
     await page.waitForSelector('.toast.error');
     expect(await page.inputValue('#thread-message')).toBe('my careful reply');
     await page.unroute('**/graphql');
-    // Sent with the direct conversation's `toUserId` (its `userId` was refused: an outside probe).
-    await page.click('#thread-send');
+    // Sent again, twice at once (a double Enter): the first reply, stored once, by its clientMessageId
+    // (it had none, and one per submit: an outside probe). With the direct conversation's `toUserId`
+    // (its `userId` was refused: an outside probe).
+    await page.press('#thread-message', 'Enter');
+    await page.press('#thread-message', 'Enter');
     await page.waitForSelector('#thread-replies li:has-text("my careful reply")');
     expect(await page.inputValue('#thread-message')).toBe('');
     const thread = await ok(gql(s.url, 'query($m: ID!) { thread(messageId: $m) { edges { node { content } } } }', { m: root }, bob.token));

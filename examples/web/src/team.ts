@@ -37,6 +37,8 @@ const replyCounts = new Map<string, number>();
 const shown = new Map<string, Msg>();
 const mentionCounts = new Map<string, number>();
 let thread: { root: Msg; stop: () => void } | null = null;
+/** The last reply not known to have arrived: its clientMessageId and what it sent. */
+let unsentReply: { key: string; what: string } | null = null;
 
 const nameOf = (p: { username: string; displayName?: string | null }) => p.displayName || p.username;
 
@@ -118,18 +120,27 @@ function mountThreadPane(): void {
   $('thread-composer').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const field = $<HTMLInputElement>('thread-message');
+    const send = $<HTMLButtonElement>('thread-send');
     const content = field.value.trim();
-    if (!content || !thread || !input) return;
+    if (!content || !thread || !input || send.disabled) return;
     // A send names a direct conversation's other user `toUserId` (a conversation's input, `userId`: an
     // outside probe's replies in a direct conversation were refused, and lost).
     const to = input.userId ? { toUserId: input.userId } : input.groupId ? { groupId: input.groupId } : { projectId: input.projectId };
-    request(SendMessageDocument, { input: { ...to, content, parentId: thread.root.id } })
+    // As the main composer: one reply in flight, and the same reply sent again keeps its key, so a
+    // lost answer's retry is the first reply (a double Enter stored it twice: an outside probe).
+    const what = JSON.stringify([to, thread.root.id, content]);
+    const key = unsentReply?.what === what ? unsentReply.key : crypto.randomUUID();
+    unsentReply = { key, what };
+    send.disabled = true;
+    request(SendMessageDocument, { input: { ...to, content, parentId: thread.root.id, clientMessageId: key } })
       .then(({ sendMessage }) => {
+        if (unsentReply?.key === key) unsentReply = null;
         // Cleared once sent, and only if it still holds what was sent: a failed reply keeps its text.
         if (field.value.trim() === content) field.value = '';
         addReply(sendMessage);
       })
-      .catch((e) => toast(errorText(e), 'error'));
+      .catch((e) => toast(errorText(e), 'error'))
+      .finally(() => (send.disabled = false));
   });
 }
 
