@@ -413,6 +413,8 @@ describe('mentions', () => {
     runsOn.push(`@${carol.username}\u0303`, `g\u0303@${carol.username}`, `x\u0323@${carol.username}`, `\u02bc@${carol.username}`, `@${carol.username}\u02bc`, `@${carol.username}\u3099`);
     // A variation selector too, after a letter: `x` and one draws as `x@carol` (a verification probe).
     runsOn.push(`x\ufe00@${carol.username}`, `@${carol.username}\ufe00`, `x\u20e3@${carol.username}`);
+    // And what draws nothing stands for nothing: a zero-width joiner, a soft hyphen (a verification probe).
+    runsOn.push(`x\u200d@${carol.username}`, `x\u00ad@${carol.username}`, `@${carol.username}\u200dx`, `x\u3164@${carol.username}`);
     for (const content of runsOn) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions]).toEqual([content, []]);
     }
@@ -421,7 +423,7 @@ describe('mentions', () => {
     // So do an emoji's own marks (a variation selector, the keycap) and the fullwidth at sign; a kana's
     // voicing mark typed apart is read composed, with its kana.
     const ends = [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`];
-    ends.push(`\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
+    ends.push(`\u2139\ufe0f@${carol.username}`, `@${carol.username}\u200b hi`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
     // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
     // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
     ends.push(`\uff83\uff9e@${carol.username}`, `\uff8a\uff9f@${carol.username}`, `\u30a2\u3099@${carol.username}`, `\u304f\u3031@${carol.username}`);

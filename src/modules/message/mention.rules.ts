@@ -5,23 +5,26 @@ import type { Conversation } from '../conversation/conversation.access';
  * where a particle or an honorific follows a name directly (`@bobさん`, `@bob님` and `これは@bobの`
  * mention bob): their own script's, and those they share with no script written with spaces (by
  * script extensions: the long-vowel mark `ー`, halfwidth voicing marks `ﾞ`, repeat marks `〱`);
- * Latin's `ʼ`, which Unicode also lists under Thai, is Latin's (an outside probe).
+ * Latin's `ʼ`, which Unicode also lists under Thai, is Latin's (an outside probe). Nor an emoji that
+ * Unicode counts a letter (`ℹ️@bob` mentions bob, as `❤️@bob` does: a verification probe).
  */
-const NO_SPACES = String.raw`[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}[[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}]--[\p{scx=Latin}\p{scx=Greek}\p{scx=Cyrillic}]]]`;
+const NO_SPACES = String.raw`[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}[[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}\p{scx=Thai}\p{scx=Lao}\p{scx=Khmer}\p{scx=Myanmar}]--[\p{scx=Latin}\p{scx=Greek}\p{scx=Cyrillic}]]\p{Extended_Pictographic}]`;
 /** What runs on into a name, after it or before its `@`: a letter or digit of any other script, or a name's own `_ . -`. */
 const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
 /**
  * A mark belongs to the character before it, and runs on as it does (`josé@bob` typed decomposed,
  * `@bob` and a tilde: no mention; `か` and its voicing mark typed apart, `❤️@bob`: a mention), a
- * variation selector too (`x` and one, which draws nothing, read as `x@bob`: a verification probe).
- * By script extensions a mark was its script's: a tilde, listed under Thai, stopped running on (an
- * outside probe).
+ * variation selector too, and what draws nothing (a zero-width joiner or space, a soft hyphen)
+ * stands for nothing: `x`, one of them and `@bob` read as `x@bob` (verification probes). By script
+ * extensions a mark was its script's: a tilde, listed under Thai, stopped running on (an outside probe).
  */
-const BEFORE = String.raw`(?<![${RUNS_ON}]\p{M}*)`;
+const BEFORE = String.raw`(?<![${RUNS_ON}][\p{M}\p{DI}]*)`;
+/** After the name: a mark of its last letter, or what runs on once nothing that draws nothing is read. */
+const AFTER = String.raw`(?!\p{M}|\p{DI}*[${RUNS_ON}])`;
 /** A keycap emoji (`1️⃣@bob` mentions bob), whose digit would run on. */
 const KEYCAP = String.raw`(?<=[0-9#*]\ufe0f?\u20e3)`;
 /** A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see mentionNames). */
-const MENTION = new RegExp(String.raw`(?:${KEYCAP}|${BEFORE})[@＠]([A-Za-z0-9_.\-]{3,32})\.*(?![${RUNS_ON}]|\p{M})`, 'gv');
+const MENTION = new RegExp(String.raw`(?:${KEYCAP}|${BEFORE})[@＠]([A-Za-z0-9_.\-]{3,32})\.*${AFTER}`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
