@@ -353,6 +353,10 @@ describe('searchMessages', () => {
     expect(await search(s.url, bob, `${word}\u{11f04}one `)).toEqual([]);
     expect(await search(s.url, bob, `${word}\u{11f04}`)).toEqual([]);
     expect(await search(s.url, bob, `${word} qqqq `)).toEqual([]);
+    // A word of circled letters is a word to PostgreSQL's parser, and to the query (a verification probe:
+    // left out, `W ⓗⓔⓛⓛⓞ` found every W).
+    const circled = await sendMessage(s.url, alice.token, { groupId: g, content: `${word} \u24d7\u24d4\u24db\u24db\u24de` });
+    expect(ids(await search(s.url, bob, `${word} \u24d7\u24d4\u24db\u24db\u24de `))).toEqual([circled.id]);
     expect((await ok(gql(s.url, SEARCH, { q: `${word} \u{11f04}` }, bob.token))).searchMessages.totalCount).toBe(0);
   });
 });

@@ -15,8 +15,12 @@ const MAX_WORDS = 12;
 /** The word being typed (the last one, no space after it) matches as a prefix from this length on. */
 const MIN_PREFIX = 3;
 
-/** A word: letters and digits, with the marks that go with them (a mark alone is none). */
-const WORD = /[\p{L}\p{N}][\p{L}\p{M}\p{N}]*/gu;
+/**
+ * A word: letters and digits, with the marks that go with them (a mark alone is none). Letters as
+ * PostgreSQL's parser reads them, Unicode's Alphabetic: circled and squared letters too (`ⓗⓔⓛⓛⓞ`
+ * is indexed as a word; left out of the query, the rest alone matched: a verification probe).
+ */
+const WORD = /[\p{Alphabetic}\p{N}][\p{Alphabetic}\p{M}\p{N}]*/gu;
 const RANK = /^\d{1,3}\.\d{6}$/;
 
 export interface SearchServiceDeps {
