@@ -454,6 +454,29 @@ describeRedis('typing and sessions on two instances', () => {
     expect(flags(onB.values)).toEqual([true, false]);
   });
 
+  it('should tell a start made right after a stop or a send through another instance, by the window of the part it left', async () => {
+    const env = { TYPING_TIMEOUT: '3s', TYPING_THROTTLE: '1s' };
+    const { a, b, alice, bob, g, c } = await twoInstancesAndAGroup(env, 'Two devices');
+    // Alice's desktop on A, as a chat client is (its subscriptions take her conversations' channels here); Bob on B.
+    await listen(a, alice, EVENTS, {});
+    const bobSees = await listen(b, bob, EVENTS, { c });
+    for (const end of [() => gql(b.url, TYPING, { c, t: false }, alice.token), () => sendMessage(b.url, alice.token, { groupId: g, content: 'sent from the phone' })]) {
+      const began = bobSees.values.length;
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      await bobSees.nth(began + 1);
+      // Ended through B inside A's window, then typing again on A: a refresh of the part to A, told to no one (an outside probe).
+      await end();
+      await bobSees.nth(began + 2);
+      await sleep(200);
+      await ok(gql(a.url, TYPING, { c }, alice.token));
+      await bobSees.nth(began + 3, 3000);
+      expect(flags(bobSees.values.slice(began))).toEqual([true, false, true]);
+      await ok(gql(a.url, TYPING, { c, t: false }, alice.token));
+      await bobSees.nth(began + 4);
+      await sleep(1100);
+    }
+  });
+
   it("should end a project private thread's typing with the message sent through another instance that only heard it", async () => {
     const env = { TYPING_TIMEOUT: '2s', TYPING_THROTTLE: '100ms' };
     const a = await createTestServer(env);

@@ -324,6 +324,7 @@ export class TypingService {
     const offTyping = this.pubsub.on(Topic.Typing, (p) => {
       const slot = slotOfEvent(p);
       if (p.typing) this.sawTyping(slot);
+      else this.endedElsewhere(slot);
       this.watchEnd(slot, p);
     });
     // Heard on every instance (topic-wide), unlike the friendship's end a block makes (told to the
@@ -469,6 +470,21 @@ export class TypingService {
           this.pubsub.dispatchHere(Topic.Typing, ended());
         }),
     );
+  }
+
+  /**
+   * A stop or a send through another instance ended a typist whose part this instance holds (its
+   * own stops and lapses drop the part before they tell): the part's window no longer hides a start.
+   * Taken as a refresh, typing again here right after was told to no one (an outside probe, 2 of 2);
+   * now it is written, and held back or told as any start after a stop. A held-back start's retell
+   * is dropped with it: the stop came after it.
+   */
+  private endedElsewhere(slot: string): void {
+    const part = this.parts.get(slot);
+    if (!part) return;
+    part.wroteAt = 0;
+    clearTimeout(part.retell);
+    part.retell = undefined;
   }
 
   private sawTyping(slot: string): void {
