@@ -10,6 +10,7 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { ThreadService } from '../src/modules/message/thread.service';
 import { ConversationMentionsResolver } from '../src/modules/message/mention.resolver';
 import type { ConversationType } from '../src/modules/conversation/conversation.types';
+import { mentionNames } from '../src/modules/message/mention.rules';
 import type { Context } from '../src/modules/context';
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id mentions { id username } } }';
@@ -622,5 +623,23 @@ describe('a subscriber badge told live', () => {
     expect(await late).toBe(3);
     expect(await row(6)).toBe(4);
     expect(reads).toHaveLength(1);
+  });
+});
+
+describe('reading mentions out of a text', () => {
+  it('should take time in proportion to the text, however its marks and invisible characters are laid out', () => {
+    // Read back over a run of marks from every character, `@` and 3,999 accents took 760 ms (a review):
+    // a message's text is anyone's to write. Against a text of the same length full of mentions.
+    const spent = (text: string) => {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < 5; i++) mentionNames(text);
+      return Number(process.hrtime.bigint() - start);
+    };
+    const plain = spent('hello @annabc '.repeat(285));
+    for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996)]) {
+      expect([text.slice(0, 8), spent(text) < 10 * plain]).toEqual([text.slice(0, 8), true]);
+    }
+    expect(mentionNames('x' + '\u0301'.repeat(3990) + '@annabc')).toEqual([]);
+    expect(mentionNames('\u2764\ufe0f' + '\u0301'.repeat(3990) + '@annabc')).toEqual(['annabc']);
   });
 });
