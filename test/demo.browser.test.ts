@@ -73,10 +73,11 @@ async function groupOfTwo(name: string, messages: (alice: { username: string }) 
   return { s, alice, bob, group, sent };
 }
 
-/** Alice's page of the demo, logged in; page errors gathered in `errors`. */
-async function alicesPage(s: { url: string }, alice: { username: string; password: string }) {
+/** Alice's page of the demo, logged in; page errors gathered in `errors`. `insecure`: as over http at a LAN address, without crypto.randomUUID. */
+async function alicesPage(s: { url: string }, alice: { username: string; password: string }, insecure = false) {
   const browser = await launchChromium();
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  if (insecure) await page.addInitScript(() => delete (Object.getPrototypeOf(crypto) as { randomUUID?: unknown }).randomUUID);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.setDefaultTimeout(10_000);
@@ -386,8 +387,13 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     const [alice, bob] = [await signup(s.url), await signup(s.url)];
     await befriend(s.url, alice, bob);
     const root = (await ok(gql(s.url, SEND, { i: { toUserId: alice.id, content: 'the root of a direct thread' } }, bob.token))).sendMessage.id;
-    const { browser, page, errors } = await alicesPage(s, alice);
+    // Opened as a phone opens it, at the host's address over http: no crypto.randomUUID there (an outside probe: nothing could be sent).
+    const { browser, page, errors } = await alicesPage(s, alice, true);
+    expect(await page.evaluate(() => typeof crypto.randomUUID)).toBe('undefined');
     await page.click(`#directs li[data-user="${bob.username}"] button`);
+    await page.fill('#message', 'sent without randomUUID');
+    await page.click('#send');
+    await page.waitForSelector('#messages li.msg:has-text("sent without randomUUID")');
     const rootItem = `#messages li.msg[data-id="${root}"]`;
     await page.hover(rootItem);
     await page.click(`${rootItem} .reply-in-thread`);

@@ -78,7 +78,7 @@ import { attachmentEl, readFile, type PickedFile } from './attachments';
 import { showSafety } from './safety';
 import { moderationCard, moderationNotice } from './moderation';
 import { decorateSidebar, initTeam, replyLink, teamActions, teamOpened } from './team';
-import { $, avatar, badge, button, dayLabel, el, errorText, formValue, lockIcon, refill, reactionIcon, REACTIONS, sizeText, timeEl, toast } from './ui';
+import { $, avatar, badge, button, dayLabel, el, errorText, formValue, lockIcon, newKey, refill, reactionIcon, REACTIONS, sizeText, timeEl, toast } from './ui';
 
 type Kind = 'group' | 'direct' | 'project';
 interface Conv {
@@ -753,7 +753,7 @@ $('composer').addEventListener('submit', async (ev) => {
   // The same send again (its answer lost, then sent once more) keeps its clientMessageId, so the
   // server returns the first message: a new key each time stored it twice (an outside probe).
   const what = JSON.stringify([target, content]);
-  const key = unsent && unsent.what === what && unsent.file === file ? unsent.key : crypto.randomUUID();
+  const key = unsent && unsent.what === what && unsent.file === file ? unsent.key : newKey();
   unsent = { key, what, file };
   send.disabled = true;
   try {

@@ -19,7 +19,7 @@ import {
   type MessagePartsFragment,
 } from '../../../generated/client/graphql';
 import { request, subscribe } from './api';
-import { $, button, el, errorText, timeEl, toast } from './ui';
+import { $, button, el, errorText, newKey, timeEl, toast } from './ui';
 
 type Msg = Pick<MessagePartsFragment, 'id' | 'content' | 'createdAt' | 'deletedAt' | 'sender'> & Partial<Pick<MessagePartsFragment, 'group' | 'project' | 'recipient'>>;
 
@@ -129,7 +129,7 @@ function mountThreadPane(): void {
     // As the main composer: one reply in flight, and the same reply sent again keeps its key, so a
     // lost answer's retry is the first reply (a double Enter stored it twice: an outside probe).
     const what = JSON.stringify([to, thread.root.id, content]);
-    const key = unsentReply?.what === what ? unsentReply.key : crypto.randomUUID();
+    const key = unsentReply?.what === what ? unsentReply.key : newKey();
     unsentReply = { key, what };
     send.disabled = true;
     request(SendMessageDocument, { input: { ...to, content, parentId: thread.root.id, clientMessageId: key } })

@@ -133,3 +133,17 @@ export function reactionIcon(emoji: string): HTMLSpanElement {
   s.innerHTML = `<svg viewBox="0 0 24 24" width="13" height="13" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round">${REACTION_PATHS[emoji]}</svg>`;
   return s;
 }
+
+/**
+ * A fresh clientMessageId. `crypto.randomUUID` exists only in a secure context (https, localhost):
+ * opened from a phone at the host's LAN address over http, it was undefined and nothing could be
+ * sent (an outside probe). 122 random bits either way.
+ */
+export function newKey(): string {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
