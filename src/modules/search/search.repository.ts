@@ -20,6 +20,8 @@ export type SearchScope =
 export interface SearchQuery {
   tsquery: string;
   words: string[];
+  /** The words without their marks, for the check that the parser knows every letter (see TSQUERY). */
+  letters: string[];
   prefix: boolean[];
 }
 
@@ -154,10 +156,12 @@ function found(when: string, key: string, rows: string): string {
 }
 
 /**
- * The query, or null (no match) when one of its words holds a character PostgreSQL's parser reads
- * as space (tokid 12: a letter newer than its Unicode tables, as Kawi's; a superscript digit): the
- * index never holds it, and to_tsquery dropped it, so the rest alone matched where every word must
- * (outside probes: `W 𑼄` found every W, and `W𑼄def` found `W def`). Params: the words, then the tsquery text.
+ * The query, or null (no match) when one of its words holds a letter or digit PostgreSQL's parser
+ * reads as space (tokid 12: a letter newer than its Unicode tables, as Kawi's; a superscript digit):
+ * the index never holds it, and to_tsquery dropped it, so the rest alone matched where every word
+ * must (outside probes: `W 𑼄` found every W, and `W𑼄def` found `W def`). Params: the words with
+ * their marks left out (a mark the parser reads as space, as Javanese's virama, splits the word in
+ * the message as in the query, which still finds it: a verification probe), then the tsquery text.
  */
 const TSQUERY = `(select case when not exists (select 1 from unnest(?::text[]) w cross join lateral ts_parse('default', w) t where t.tokid = 12)
   then to_tsquery('parley_search', ?) end)`;
@@ -200,7 +204,7 @@ export const searchRepository = {
        from p cross join lateral (${SELECT} where m.id = p.id) t
        order by p.rank ${dir}, p.created_at ${dir}, p.id ${dir}`,
       [
-        pgTextArray(query.words),
+        pgTextArray(query.letters),
         query.tsquery,
         ...keys.params,
         pgTextArray(query.words),
@@ -219,7 +223,7 @@ export const searchRepository = {
     const [row] = await em.execute(
       `select count(*)::int as n from messages m where ${VECTOR} @@ ${TSQUERY} and m.content is not null and m.deleted_at is null
          and m.conversation_key = any(${keys.text}) and ${rows.text}`,
-      [pgTextArray(query.words), query.tsquery, ...keys.params, ...rows.params],
+      [pgTextArray(query.letters), query.tsquery, ...keys.params, ...rows.params],
     );
     return row.n;
   },
