@@ -416,6 +416,8 @@ describe('mentions', () => {
     runsOn.push(`x\ufe00@${carol.username}`, `@${carol.username}\ufe00`, `x\u20e3@${carol.username}`);
     // And what draws nothing stands for nothing: a zero-width joiner, a soft hyphen (a verification probe).
     runsOn.push(`x\u200d@${carol.username}`, `x\u00ad@${carol.username}`, `@${carol.username}\u200dx`, `x\u3164@${carol.username}`);
+    // Looked through after the name too, to a mark there (a verification probe: `@carol`, a joiner and a tilde read `@caroł̃`).
+    runsOn.push(`@${carol.username}\u200d\u0303 ok`, `@${carol.username}\u200b\u0303 ok`);
     for (const content of runsOn) {
       expect([content, (await ok(gql(s.url, SEND, { i: { groupId: g, content } }, alice.token))).sendMessage.mentions]).toEqual([content, []]);
     }
@@ -424,7 +426,9 @@ describe('mentions', () => {
     // So do an emoji's own marks (a variation selector, the keycap) and the fullwidth at sign; a kana's
     // voicing mark typed apart is read composed, with its kana.
     const ends = [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`];
-    ends.push(`\u2139\ufe0f@${carol.username}`, `@${carol.username}\u200b hi`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
+    ends.push(`\u2139\ufe0f@${carol.username}`, `@${carol.username}\u200b hi`,
+      // A keycap beside the name, what draws nothing between or not (a verification probe: each named no one).
+      `1\ufe0f\u20e3\u200b@${carol.username}`, `1\ufe0f\u20e3\ufe0f@${carol.username}`, `@${carol.username}1\ufe0f\u20e3`, `@${carol.username}\u200b1\ufe0f\u20e3`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
     // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
     // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
     ends.push(`\uff83\uff9e@${carol.username}`, `\uff8a\uff9f@${carol.username}`, `\u30a2\u3099@${carol.username}`, `\u304f\u3031@${carol.username}`);
@@ -636,7 +640,7 @@ describe('reading mentions out of a text', () => {
       return Number(process.hrtime.bigint() - start);
     };
     const plain = spent('hello @annabc '.repeat(285));
-    for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996)]) {
+    for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996), '@abc' + '\u200b'.repeat(3995) + 'x', '1\ufe0f\u20e3' + '\u200b'.repeat(3994) + '@abc']) {
       expect([text.slice(0, 8), spent(text) < 10 * plain]).toEqual([text.slice(0, 8), true]);
     }
     expect(mentionNames('x' + '\u0301'.repeat(3990) + '@annabc')).toEqual([]);

@@ -19,16 +19,18 @@ const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
  * extensions a mark was its script's: a tilde, listed under Thai, stopped running on (an outside probe).
  */
 const BEFORE = String.raw`(?<![${RUNS_ON}][\p{M}\p{DI}]*)`;
-/** After the name: a mark of its last letter, or what runs on once nothing that draws nothing is read. */
-const AFTER = String.raw`(?!\p{M}|\p{DI}*[${RUNS_ON}])`;
-/** A keycap emoji (`1️⃣@bob` mentions bob), whose digit would run on. */
-const KEYCAP = String.raw`(?<=[0-9#*]\ufe0f?\u20e3)`;
+/** A keycap emoji (`1️⃣`): its digit is the emoji's, and runs on into no name, before it or after. */
+const KEYCAP = String.raw`[0-9#*]\ufe0f?\u20e3`;
+/** After the name, what draws nothing looked through: a mark (of its last letter), or what runs on but a keycap. */
+const AFTER = String.raw`(?!\p{DI}*(?:\p{M}|(?!${KEYCAP})[${RUNS_ON}]))`;
+/** A name's characters, a keycap's digit not among them (`@bob1️⃣` names bob). */
+const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?!\ufe0f?\u20e3))`;
 /**
  * A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see
  * mentionNames). Looked behind only at an `@`: tried at every character, BEFORE read back over a
  * run of marks from each, and `@` and 3,999 accents took 760 ms (mentions.test keeps it linear).
  */
-const MENTION = new RegExp(String.raw`(?=[@＠])(?:${KEYCAP}|${BEFORE})[@＠]([A-Za-z0-9_.\-]{3,32})\.*${AFTER}`, 'gv');
+const MENTION = new RegExp(String.raw`(?=[@＠])(?:(?<=${KEYCAP}[\p{M}\p{DI}]*)|${BEFORE})[@＠](${NAME}{3,32})\.*${AFTER}`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
