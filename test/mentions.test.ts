@@ -428,6 +428,8 @@ describe('mentions', () => {
     const ends = [`\u00bfy @${carol.username}\u3002`, `@${carol.username}\u3055\u3093`, `\u3053\u308c\u306f@${carol.username}\u306e`, `@${carol.username}\ub2d8`];
     ends.push(`\u2139\ufe0f@${carol.username}`, `@${carol.username}\u200b hi`,
       // A keycap beside the name, what draws nothing between or not (a verification probe: each named no one).
+      // A final dot after what draws nothing (a verification probe: each named no one).
+      `thanks @${carol.username}\u200b.`, `@${carol.username}\u200d. ok`, `@${carol.username}\u00ad...`,
       `1\ufe0f\u20e3\u200b@${carol.username}`, `1\ufe0f\u20e3\ufe0f@${carol.username}`, `@${carol.username}1\ufe0f\u20e3`, `@${carol.username}\u200b1\ufe0f\u20e3`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
     // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
     // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
@@ -640,7 +642,7 @@ describe('reading mentions out of a text', () => {
       return Number(process.hrtime.bigint() - start);
     };
     const plain = spent('hello @annabc '.repeat(285));
-    for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996), '@abc' + '\u200b'.repeat(3995) + 'x', '1\ufe0f\u20e3' + '\u200b'.repeat(3994) + '@abc']) {
+    for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996), '@abc' + '\u200b'.repeat(3995) + 'x', '@abc' + '\u200b.'.repeat(1997) + 'x', '1\ufe0f\u20e3' + '\u200b'.repeat(3994) + '@abc']) {
       expect([text.slice(0, 8), spent(text) < 10 * plain]).toEqual([text.slice(0, 8), true]);
     }
     expect(mentionNames('x' + '\u0301'.repeat(3990) + '@annabc')).toEqual([]);

@@ -23,6 +23,13 @@ const BEFORE = String.raw`(?<![${RUNS_ON}][\p{M}\p{DI}]*)`;
 const KEYCAP = String.raw`[0-9#*]\ufe0f?\u20e3`;
 /** After the name, what draws nothing looked through: a mark (of its last letter), or what runs on but a keycap. */
 const AFTER = String.raw`(?!\p{DI}*(?:\p{M}|(?!${KEYCAP})[${RUNS_ON}]))`;
+/**
+ * A sentence's final dots, what draws nothing among them looked through (`@bob`, a zero-width space
+ * and `.` named no one: a verification probe), but not a mark (a variation selector is one: AFTER
+ * reads it). Taken whole, never given back one by one: AFTER looks through a run of such characters
+ * from each place it is tried (an atomic group: a lookahead's capture, matched again).
+ */
+const FINAL_DOTS = String.raw`(?=((?:\.|[\p{DI}--\p{M}])*))\2`;
 /** A name's characters, a keycap's digit not among them (`@bob1️⃣` names bob). */
 const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?!\ufe0f?\u20e3))`;
 /**
@@ -30,7 +37,7 @@ const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?!\ufe0f?\u20e3))`;
  * mentionNames). Looked behind only at an `@`: tried at every character, BEFORE read back over a
  * run of marks from each, and `@` and 3,999 accents took 760 ms (mentions.test keeps it linear).
  */
-const MENTION = new RegExp(String.raw`(?=[@＠])(?:(?<=${KEYCAP}[\p{M}\p{DI}]*)|${BEFORE})[@＠](${NAME}{3,32})\.*${AFTER}`, 'gv');
+const MENTION = new RegExp(String.raw`(?=[@＠])(?:(?<=${KEYCAP}[\p{M}\p{DI}]*)|${BEFORE})[@＠](${NAME}{3,32})${FINAL_DOTS}${AFTER}`, 'gv');
 
 /**
  * `@name` tokens of a text, lower-cased: usernames are letters, digits, _ . - (3 to 32); a
