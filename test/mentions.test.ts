@@ -636,14 +636,20 @@ describe('reading mentions out of a text', () => {
   it('should take time in proportion to the text, however its marks and invisible characters are laid out', () => {
     // Read back over a run of marks from every character, `@` and 3,999 accents took 760 ms (a review):
     // a message's text is anyone's to write. Against a text of the same length full of mentions.
+    // The fastest of several reads: a pause of the collector or the scheduler (CI runs four suites on two
+    // cores) stretched one read past a ratio of 10 once; the quadratic read was 1,000 times a plain one.
     const spent = (text: string) => {
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < 5; i++) mentionNames(text);
-      return Number(process.hrtime.bigint() - start);
+      let least = Infinity;
+      for (let i = 0; i < 9; i++) {
+        const start = process.hrtime.bigint();
+        mentionNames(text);
+        least = Math.min(least, Number(process.hrtime.bigint() - start));
+      }
+      return least;
     };
     const plain = spent('hello @annabc '.repeat(285));
     for (const text of ['@' + '\u0301'.repeat(3999), 'x' + '\u0301'.repeat(3990) + '@annabc', '@' + '\u200b'.repeat(3999), ('\u0301'.repeat(3) + '@').repeat(1000), '@abc' + '.'.repeat(3996), '@abc' + '\u200b'.repeat(3995) + 'x', '@abc' + '\u200b.'.repeat(1997) + 'x', '1\ufe0f\u20e3' + '\u200b'.repeat(3994) + '@abc']) {
-      expect([text.slice(0, 8), spent(text) < 10 * plain]).toEqual([text.slice(0, 8), true]);
+      expect([text.slice(0, 8), spent(text) < 50 * plain]).toEqual([text.slice(0, 8), true]);
     }
     expect(mentionNames('x' + '\u0301'.repeat(3990) + '@annabc')).toEqual([]);
     expect(mentionNames('\u2764\ufe0f' + '\u0301'.repeat(3990) + '@annabc')).toEqual(['annabc']);
