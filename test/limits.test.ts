@@ -647,8 +647,9 @@ describe('origin checks', () => {
   let s: TestServer;
   let u: TestUser;
   beforeEach(async () => {
-    // Written with a trailing slash, as an operator may: a browser's Origin has none.
-    s = await createTestServer({ CORS_ORIGINS: 'https://app.example, https://admin.example/' });
+    // Written with capitals, a default port and a trailing slash, as an operator may: a browser's
+    // Origin has none of them.
+    s = await createTestServer({ CORS_ORIGINS: 'https://app.example, https://Admin.Example:443/' });
     u = await signup(s.url);
   });
 

@@ -318,6 +318,29 @@ function rate(src: Source, name: string, def: RateSpec): RateSpec {
   return { points: Number(m[1]), duration: duration({ [name]: m[2] }, name, 0, 1) };
 }
 
+/**
+ * CORS_ORIGINS as browsers send Origin: an http(s) origin lower-cased, without its default port
+ * or a trailing slash (written `https://App.Example:443/`, it matched no request); a path, query
+ * or credentials stop the start. Other schemes (`capacitor://localhost`) are kept as written.
+ */
+function corsOrigins(src: Source): string[] {
+  const entries = (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
+  return entries.map((entry) => {
+    if (entry === '*') return entry;
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(entry);
+    } catch {
+      parsed = undefined;
+    }
+    const web = parsed?.protocol === 'http:' || parsed?.protocol === 'https:';
+    if (!parsed || (web && (parsed.pathname !== '/' || parsed.search || parsed.hash || parsed.username || parsed.password))) {
+      throw new ConfigError('CORS_ORIGINS', `'${entry}' is not an origin (scheme://host[:port], no path), or '*'`);
+    }
+    return web ? parsed.origin : entry;
+  });
+}
+
 function url(src: Source, name: string, protocols: string[]): string | undefined {
   const raw = read(src, name);
   if (raw === undefined) return undefined;
@@ -475,8 +498,7 @@ export function loadEnv(src: Source = process.env, terminal: boolean = !!process
     ATTACHMENT_URL_TTL: duration(src, 'ATTACHMENT_URL_TTL', 300, 1, UNTIMED),
     ATTACHMENT_URL_SECRET: secret(src, 'ATTACHMENT_URL_SECRET', 16),
     PUBLIC_URL: url(src, 'PUBLIC_URL', ['http:', 'https:'])?.replace(/\/+$/, ''),
-    // As browsers send them: no trailing slash (an origin written with one matched no request).
-    CORS_ORIGINS: (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean),
+    CORS_ORIGINS: corsOrigins(src),
     ENABLE_INTROSPECTION: bool(src, 'ENABLE_INTROSPECTION', !prod),
     ENABLE_GRAPHIQL: bool(src, 'ENABLE_GRAPHIQL', !prod),
     LOGIN_MAX_FAILURES_PER_USER_IP: int(src, 'LOGIN_MAX_FAILURES_PER_USER_IP', 10, 1, 1_000_000),
