@@ -550,6 +550,25 @@ describe('notifications', () => {
     expect(receiver.got.some((e) => e.raw.includes('SECRET'))).toBe(false);
   });
 
+  it('should count and preview only the messages that still name the recipient when an edit takes back one mention of several', async () => {
+    const s = await serverFor(receiver, { WEBHOOK_COALESCE: '4' });
+    const [a, r] = [await signup(s.url), await signup(s.url)];
+    const group = await buildGroup(s.url, a, { members: [r] });
+    // Muted: only mentions are told, so the plain text an edit leaves must not reach r's push.
+    await ok(gql(s.url, 'mutation($c: ConversationInput!) { muteConversation(conversation: $c) { id } }', { c: { groupId: group.id } }, r.token));
+    await sendMessage(s.url, a.token, { groupId: group.id, content: `@${r.username} first` });
+    const second = await sendMessage(s.url, a.token, { groupId: group.id, content: `@${r.username} second, SECRET` });
+    // Both in one event in the outbox, not yet due, then the second's mention taken back.
+    const covered = async () =>
+      (await sql(s.env.DATABASE_URL!, `select coalesce(max(cardinality(covered)), 0)::int as n from notification_outbox where recipient_id = $1 and kind = 'MENTION'`, [r.id]))[0].n;
+    await eventually(async () => (await covered()) === 2, 8000, 50);
+    await ok(gql(s.url, 'mutation($id: ID!, $c: String!) { editMessage(messageId: $id, content: $c) { id } }', { id: second.id, c: 'edited: SECRET, no one named' }, a.token));
+    await eventually(() => receiver.of(r.id).length === 1, 10_000);
+    await sleep(QUIET_MS);
+    expect(receiver.of(r.id).map((e) => [e.body.kind, e.body.count, e.body.preview])).toEqual([['MENTION', 1, `@${r.username} first`]]);
+    expect(receiver.got.some((e) => e.raw.includes('SECRET'))).toBe(false);
+  });
+
   it('should tell of a mention in a direct conversation as MENTION, muted or not, and leave blocked senders out of unreadTotal', async () => {
     const s = await serverFor(receiver);
     const told = (u: TestUser) => receiver.of(u.id).filter((e) => e.body.kind !== 'FRIEND_REQUEST');

@@ -335,12 +335,19 @@ export const notificationRepository = {
          -- sender they block, nor read since (on another device, or over HTTP alone, between two
          -- messages of one event: 'count' told of one they had read), their newest (the preview) and
          -- the first one's time (the event's createdAt: it was the time of a message left out).
-         select c.*, kept.n as kept_count, kept.newest as kept_newest, kept.first_at as kept_first_at from c left join lateral (
+         -- A MENTION keeps the messages that still name the recipient (an edit took one '@name'
+         -- back: its text is no mention, and a muted conversation tells no plain message); when
+         -- none does, it goes as what they now are (now_unmentioned), and keeps them all.
+         select c.*, kept.n as kept_count, kept.newest as kept_newest, kept.first_at as kept_first_at, um.unmentioned from c
+         cross join lateral (select c.kind = 'MENTION' and c.covered is not null
+                                    and not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) as unmentioned) um
+         left join lateral (
            select count(*) filter (where f.kept)::int as n, (array_agg(m.id order by x.k desc) filter (where f.kept))[1] as newest,
                   (array_agg(m.created_at order by x.k) filter (where f.kept))[1] as first_at
              from unnest(c.covered) with ordinality as x(id, k) join messages m on m.id = x.id
              cross join lateral (select coalesce(${readByRecipient('m')}, false) as read) r
-             cross join lateral (select not r.read and not (${blocksAnyone('c.recipient_id')} and ${blockedBy('c.recipient_id', 'm.sender_id')}) as kept) f
+             cross join lateral (select not r.read and not (${blocksAnyone('c.recipient_id')} and ${blockedBy('c.recipient_id', 'm.sender_id')})
+                                        and (c.kind <> 'MENTION' or um.unmentioned or exists (select 1 from message_mentions mm where mm.message_id = m.id and mm.user_id = c.recipient_id)) as kept) f
            -- No row when nothing was left out (the count and preview stand), nor unless every message
            -- counted is listed (an earlier release joining during a deploy counted one it didn't: sent as counted).
            having c.covered is not null and cardinality(c.covered) = c.count and count(*) filter (where f.kept) < c.count) kept on true
@@ -358,8 +365,7 @@ export const notificationRepository = {
                    when c.conversation_key like 'p:%' then not exists (select 1 from project_members pm where pm.project_id = substr(c.conversation_key, 3)::uuid and pm.user_id = c.recipient_id)
                    else not exists (select 1 from conversation_members cm where cm.conversation_key = c.conversation_key and cm.user_id = c.recipient_id) end as now_outdated,
               case when c.preview_id is not null then pm.id is null or pm.deleted_at is not null end as now_deleted, coalesce(left(pm.content, 141), left(pa.file_name, 141)) as now_preview,
-              case when c.kind = 'MENTION' and c.covered is not null
-                   then not exists (select 1 from message_mentions mm where mm.message_id = any(c.covered) and mm.user_id = c.recipient_id) end as now_unmentioned,
+              case when c.kind = 'MENTION' and c.covered is not null then c.unmentioned end as now_unmentioned,
               coalesce(pm.parent_id is not null and not pm.also_in_conversation, false) as now_thread_only,
               coalesce(c.kind in ('MESSAGE', 'MENTION', 'THREAD_REPLY') and (${readByRecipient('pm')}), false) as now_read
          from k c left join messages pm on pm.id = coalesce(c.kept_newest, c.preview_id) left join attachments pa on pa.id = pm.attachment_id
