@@ -412,8 +412,9 @@ describe('mentions', () => {
     // Thai, and Latin's ʼ stopped running on once the scripts without spaces were read by extension).
     const runsOn = [`@${carol.username}\u00e9 hi`, `@${carol.username}\u00df hi`, `@${carol.username}e\u0301 hi`, `jos\u00e9@${carol.username} hi`, `\u0662@${carol.username}`, `@${carol.username}\u0662`];
     runsOn.push(`@${carol.username}\u0303`, `g\u0303@${carol.username}`, `x\u0323@${carol.username}`, `\u02bc@${carol.username}`, `@${carol.username}\u02bc`, `@${carol.username}\u3099`);
-    // A variation selector too, after a letter: `x` and one draws as `x@carol` (a verification probe).
-    runsOn.push(`x\ufe00@${carol.username}`, `@${carol.username}\ufe00`, `x\u20e3@${carol.username}`);
+    // A variation selector too, after a letter: `x` and one draws as `x@carol` (a verification probe),
+    // and looked through after the name to what runs on or draws as a mark.
+    runsOn.push(`x\ufe00@${carol.username}`, `@${carol.username}\ufe00x`, `@${carol.username}\ufe0f\u0303`, `x\u20e3@${carol.username}`);
     // And what draws nothing stands for nothing: a zero-width joiner, a soft hyphen (a verification probe).
     runsOn.push(`x\u200d@${carol.username}`, `x\u00ad@${carol.username}`, `@${carol.username}\u200dx`, `x\u3164@${carol.username}`);
     // Looked through after the name too, to a mark there (a verification probe: `@carol`, a joiner and a tilde read `@caroł̃`).
@@ -430,7 +431,9 @@ describe('mentions', () => {
       // A keycap beside the name, what draws nothing between or not (a verification probe: each named no one).
       // A final dot after what draws nothing (a verification probe: each named no one).
       `thanks @${carol.username}\u200b.`, `@${carol.username}\u200d. ok`, `@${carol.username}\u00ad...`,
-      `1\ufe0f\u20e3\u200b@${carol.username}`, `1\ufe0f\u20e3\ufe0f@${carol.username}`, `@${carol.username}1\ufe0f\u20e3`, `@${carol.username}\u200b1\ufe0f\u20e3`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`);
+      `1\ufe0f\u20e3\u200b@${carol.username}`, `1\ufe0f\u20e3\ufe0f@${carol.username}`, `@${carol.username}1\ufe0f\u20e3`, `@${carol.username}\u200b1\ufe0f\u20e3`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`,
+      // A variation selector on the name's last letter draws as the name (an outside probe: `@carol` and U+FE0F named no one).
+      `@${carol.username}\ufe0f`, `@${carol.username}\ufe00 hi`, `@${carol.username}\ufe0f.`, `@${carol.username}\u034f!`);
     // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
     // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
     ends.push(`\uff83\uff9e@${carol.username}`, `\uff8a\uff9f@${carol.username}`, `\u30a2\u3099@${carol.username}`, `\u304f\u3031@${carol.username}`);

@@ -21,15 +21,19 @@ const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
 const BEFORE = String.raw`(?<![${RUNS_ON}][\p{M}\p{DI}]*)`;
 /** A keycap emoji (`1️⃣`): its digit is the emoji's, and runs on into no name, before it or after. */
 const KEYCAP = String.raw`[0-9#*]\ufe0f?\u20e3`;
-/** After the name, what draws nothing looked through: a mark (of its last letter), or what runs on but a keycap. */
-const AFTER = String.raw`(?!\p{DI}*(?:\p{M}|(?!${KEYCAP})[${RUNS_ON}]))`;
+/**
+ * After the name, what draws nothing looked through (a variation selector on its last letter too:
+ * `@bob` and U+FE0F draws as `@bob`, an outside probe), to a mark that draws (of its last letter),
+ * or what runs on but a keycap.
+ */
+const AFTER = String.raw`(?!\p{DI}*(?:[\p{M}--\p{DI}]|(?!${KEYCAP})[${RUNS_ON}]))`;
 /**
  * A sentence's final dots, what draws nothing among them looked through (`@bob`, a zero-width space
- * and `.` named no one: a verification probe), but not a mark (a variation selector is one: AFTER
- * reads it). Taken whole, never given back one by one: AFTER looks through a run of such characters
- * from each place it is tried (an atomic group: a lookahead's capture, matched again).
+ * and `.` named no one: a verification probe). Taken whole, never given back one by one: AFTER looks
+ * through a run of such characters from each place it is tried (an atomic group: a lookahead's
+ * capture, matched again).
  */
-const FINAL_DOTS = String.raw`(?=((?:\.|[\p{DI}--\p{M}])*))\2`;
+const FINAL_DOTS = String.raw`(?=((?:\.|\p{DI})*))\2`;
 /** A name's characters, a keycap's digit not among them (`@bob1️⃣` names bob). */
 const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?!\ufe0f?\u20e3))`;
 /**
