@@ -73,14 +73,16 @@ describe('foundation', () => {
     expect(loadEnv({ TOKEN_TTL: '365d', FRIEND_REQUEST_COOLDOWN: '90d', WEBHOOK_MAX_AGE: '30d' }).TOKEN_TTL).toBe(365 * 86400);
     expect(loadEnv({ PUBLIC_URL: 'https://chat.example.com/' }).PUBLIC_URL).toBe('https://chat.example.com');
     // Origins as a browser sends them: lower case, no default port, no slash; a path is a mistake.
-    expect(loadEnv({ CORS_ORIGINS: 'https://App.Example.com, https://good.example:443/, http://dev.example:8080, capacitor://localhost' }).CORS_ORIGINS).toEqual([
+    expect(loadEnv({ CORS_ORIGINS: 'https://App.Example.com, https://good.example:443/, http://dev.example:8080, Capacitor://LocalHost' }).CORS_ORIGINS).toEqual([
       'https://app.example.com',
       'https://good.example',
       'http://dev.example:8080',
       'capacitor://localhost',
     ]);
-    expect(() => loadEnv({ CORS_ORIGINS: 'https://app.example/login' })).toThrow(/CORS_ORIGINS.*app\.example\/login/);
-    expect(() => loadEnv({ CORS_ORIGINS: 'app.example' })).toThrow(/CORS_ORIGINS/);
+    // A path (an app's scheme's too), no host (`localhost:3000` reads as a scheme), `null`: each a mistake.
+    for (const bad of ['https://app.example/login', 'app.example', 'capacitor://ionic/app', 'ionic://localhost?x', 'localhost:3000', 'null']) {
+      expect(() => loadEnv({ CORS_ORIGINS: `https://ok.example, ${bad}` })).toThrow(new RegExp(`CORS_ORIGINS.*'${bad.replace(/[.?/]/g, '\\$&')}'`));
+    }
     const env = loadEnv({ PRESENCE_TIMEOUT: '5m', TOKEN_TTL: '1d' });
     expect(env.PRESENCE_TIMEOUT).toBe(300);
     expect(env.TOKEN_TTL).toBe(86400);

@@ -649,7 +649,7 @@ describe('origin checks', () => {
   beforeEach(async () => {
     // Written with capitals, a default port and a trailing slash, as an operator may: a browser's
     // Origin has none of them.
-    s = await createTestServer({ CORS_ORIGINS: 'https://app.example, https://Admin.Example:443/' });
+    s = await createTestServer({ CORS_ORIGINS: 'https://app.example, https://Admin.Example:443/, Capacitor://LocalHost' });
     u = await signup(s.url);
   });
 
@@ -666,6 +666,9 @@ describe('origin checks', () => {
     expect(good.status).toBe(200);
     expect(good.headers.get('access-control-allow-origin')).toBe('https://admin.example');
     expect(((await good.json()) as any).data.me.id).toBe(u.id);
+    // An app's own scheme (a Capacitor WebView's page), as its WebView sends it.
+    const app = await fetch(s.url, { method: 'POST', headers: { origin: 'capacitor://localhost', 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    expect([app.status, app.headers.get('access-control-allow-origin')]).toEqual([200, 'capacitor://localhost']);
 
     const before = await snapshot(s.env.DATABASE_URL!);
     const bad = await fetch(s.url, {

@@ -319,9 +319,10 @@ function rate(src: Source, name: string, def: RateSpec): RateSpec {
 }
 
 /**
- * CORS_ORIGINS as browsers send Origin: an http(s) origin lower-cased, without its default port
- * or a trailing slash (written `https://App.Example:443/`, it matched no request); a path, query
- * or credentials stop the start. Other schemes (`capacitor://localhost`) are kept as written.
+ * CORS_ORIGINS as browsers send Origin: `scheme://host[:port]` lower-cased, without a default port
+ * or a trailing slash (written `https://App.Example:443/`, it matched no request), an app's own
+ * scheme too (`capacitor://localhost`). A path, query or credentials, or no host (`localhost:3000`
+ * reads as a scheme), stop the start; so does `null`, the origin of any sandboxed page.
  */
 function corsOrigins(src: Source): string[] {
   const entries = (read(src, 'CORS_ORIGINS') ?? '*').split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
@@ -333,11 +334,12 @@ function corsOrigins(src: Source): string[] {
     } catch {
       parsed = undefined;
     }
-    const web = parsed?.protocol === 'http:' || parsed?.protocol === 'https:';
-    if (!parsed || (web && (parsed.pathname !== '/' || parsed.search || parsed.hash || parsed.username || parsed.password))) {
+    if (!parsed || !parsed.host || !['', '/'].includes(parsed.pathname) || parsed.search || parsed.hash || parsed.username || parsed.password) {
       throw new ConfigError('CORS_ORIGINS', `'${entry}' is not an origin (scheme://host[:port], no path), or '*'`);
     }
-    return web ? parsed.origin : entry;
+    // URL.origin drops the default port; an app's scheme has none (its origin reads 'null').
+    const web = parsed.protocol === 'http:' || parsed.protocol === 'https:';
+    return (web ? parsed.origin : `${parsed.protocol}//${parsed.host}`).toLowerCase();
   });
 }
 

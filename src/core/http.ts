@@ -49,10 +49,13 @@ function ipv6Groups(ip: string): number[] {
   return [...left, ...fill, ...right].map((x) => parseInt(x, 16));
 }
 
-/** Whether a browser origin may call the API: no Origin (not a browser page), '*', or listed in CORS_ORIGINS. */
+/**
+ * Whether a browser origin may call the API: no Origin (not a browser page), '*', or listed in
+ * CORS_ORIGINS (kept lower-cased: an app's scheme keeps its host as the page wrote it).
+ */
 export function originAllowed(origin: string | undefined, allowed: readonly string[]): boolean {
   if (!origin || allowed.includes('*')) return true;
-  return allowed.includes(origin.replace(/\/$/, ''));
+  return allowed.includes(origin.replace(/\/$/, '').toLowerCase());
 }
 
 /** Headers a page may send besides the CORS-safelisted ones, when its preflight names none we can read. */
