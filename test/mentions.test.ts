@@ -433,7 +433,9 @@ describe('mentions', () => {
       `thanks @${carol.username}\u200b.`, `@${carol.username}\u200d. ok`, `@${carol.username}\u00ad...`,
       `1\ufe0f\u20e3\u200b@${carol.username}`, `1\ufe0f\u20e3\ufe0f@${carol.username}`, `@${carol.username}1\ufe0f\u20e3`, `@${carol.username}\u200b1\ufe0f\u20e3`, `\u2764\ufe0f@${carol.username}`, `1\ufe0f\u20e3@${carol.username}`, `\u304b\u3099@${carol.username}`, `\uff20${carol.username}`, `@${carol.username}\u30fc`,
       // A variation selector on the name's last letter draws as the name (an outside probe: `@carol` and U+FE0F named no one).
-      `@${carol.username}\ufe0f`, `@${carol.username}\ufe00 hi`, `@${carol.username}\ufe0f.`, `@${carol.username}\u034f!`);
+      `@${carol.username}\ufe0f`, `@${carol.username}\ufe00 hi`, `@${carol.username}\ufe0f.`, `@${carol.username}\u034f!`,
+      // A keycap in its text style (U+FE0E) is a keycap too (a verification probe: `@carol1` and one named no one).
+      `@${carol.username}1\ufe0e\u20e3`, `1\ufe0e\u20e3@${carol.username}`);
     // Marks of kana written in other script blocks (an outside probe: none of these mentioned carol):
     // halfwidth voicing marks, a voicing mark composition can't join, the vertical repeat mark.
     ends.push(`\uff83\uff9e@${carol.username}`, `\uff8a\uff9f@${carol.username}`, `\u30a2\u3099@${carol.username}`, `\u304f\u3031@${carol.username}`);

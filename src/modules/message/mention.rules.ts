@@ -19,8 +19,8 @@ const RUNS_ON = String.raw`[\p{L}\p{N}_.\-]--${NO_SPACES}`;
  * extensions a mark was its script's: a tilde, listed under Thai, stopped running on (an outside probe).
  */
 const BEFORE = String.raw`(?<![${RUNS_ON}][\p{M}\p{DI}]*)`;
-/** A keycap emoji (`1️⃣`): its digit is the emoji's, and runs on into no name, before it or after. */
-const KEYCAP = String.raw`[0-9#*]\ufe0f?\u20e3`;
+/** A keycap emoji (`1️⃣`, or in its text style with U+FE0E): its digit is the emoji's, and runs on into no name, before it or after. */
+const KEYCAP = String.raw`[0-9#*][\ufe0e\ufe0f]?\u20e3`;
 /**
  * After the name, what draws nothing looked through (a variation selector on its last letter too:
  * `@bob` and U+FE0F draws as `@bob`, an outside probe), to a mark that draws (of its last letter),
@@ -35,7 +35,7 @@ const AFTER = String.raw`(?!\p{DI}*(?:[\p{M}--\p{DI}]|(?!${KEYCAP})[${RUNS_ON}])
  */
 const FINAL_DOTS = String.raw`(?=((?:\.|\p{DI})*))\2`;
 /** A name's characters, a keycap's digit not among them (`@bob1️⃣` names bob). */
-const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?!\ufe0f?\u20e3))`;
+const NAME = String.raw`(?:[A-Za-z_.\-]|[0-9](?![\ufe0e\ufe0f]?\u20e3))`;
 /**
  * A mention (`@`, or the fullwidth `＠` of an East Asian keyboard) and what may stand around it (see
  * mentionNames). Looked behind only at an `@`: tried at every character, BEFORE read back over a
