@@ -427,6 +427,57 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await browser.close();
   }, 60_000);
 
+  it("should drop a gone conversation's unread count, tick a message its reader answered, and show who went offline while the socket was down", async () => {
+    await buildWebDemo();
+    const s = await createTestServer();
+    const [alice, bob] = [await signup(s.url), await signup(s.url)];
+    await befriend(s.url, alice, bob);
+    const group = (await ok(gql(s.url, 'mutation { createGroup(name: "Short-lived") { id } }', {}, bob.token))).createGroup.id;
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g: group, u: alice.id }, bob.token));
+    const browser = await launchChromium();
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.setDefaultTimeout(15_000);
+    // The page's socket goes through here: cut, then refused while `down`, as a restarting server would.
+    let down = false;
+    const sockets: { close: () => Promise<void> }[] = [];
+    await page.routeWebSocket(/\/graphql/, (ws) => {
+      if (down) return void ws.close({ code: 1012, reason: 'restarting' });
+      ws.connectToServer();
+      sockets.push(ws);
+    });
+    await page.goto(s.url.replace(/\/graphql$/, '/demo/'));
+    await logIn(page, alice.username, alice.password, 'login');
+
+    // Unread in a group, then the group is deleted: its count goes with it (an outside probe: "(2) Parley" stayed).
+    for (const content of ['one', 'two']) await ok(gql(s.url, SEND, { i: { groupId: group, content } }, bob.token));
+    await page.waitForFunction(() => (globalThis as any).document.title === '(2) Parley');
+    await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: group }, bob.token));
+    await page.waitForFunction(() => (globalThis as any).document.title === 'Parley');
+    expect(await page.textContent('#tab-list-badge')).toBe('');
+
+    // Bob answers from another client without marking read: his send moved his marker past Alice's message.
+    await page.click(`#directs li[data-user="${bob.username}"] button`);
+    await say(page, 'a question for Bob');
+    const tick = '#messages li.msg.mine:has-text("a question for Bob") .tick';
+    expect(await page.getAttribute(tick, 'class')).toBe('tick');
+    await ok(gql(s.url, SEND, { i: { toUserId: alice.id, content: 'an answer' } }, bob.token));
+    await page.waitForSelector(`${tick}.read`);
+
+    // Bob logs out while Alice's socket is down: once it is back, the online list says so.
+    const bobOnline = `#people li[data-user="${bob.username}"][data-status="ONLINE"]`;
+    await page.waitForSelector(bobOnline);
+    down = true;
+    await Promise.all(sockets.splice(0).map((ws) => ws.close()));
+    await ok(gql(s.url, 'mutation { logout }', {}, bob.token));
+    down = false;
+    await page.waitForSelector(`#people li[data-user="${bob.username}"][data-status="OFFLINE"]`, { timeout: 30_000 });
+    expect(await page.$(bobOnline)).toBeNull();
+    expect(errors).toEqual([]);
+    await browser.close();
+  }, 90_000);
+
   it("should keep what arrives while a conversation's history loads: a message, and an edit of one in the page", async () => {
     const { s, alice, bob, group, sent } = await groupOfTwo('Slow page', () => ['first draft']);
     const old = sent[0];

@@ -318,8 +318,12 @@ async function loadGroups(): Promise<void> {
 
 async function loadConversations(): Promise<void> {
   const { conversations } = await request(ConversationsDocument, { first: 50 });
+  // A conversation gone since (its group deleted, the viewer removed, unfriended) takes its unread
+  // count with it (an outside probe: the title kept "(2)"); past the page, counts stay as told.
+  const gone = conversations.pageInfo.hasNextPage ? [...rows.keys()] : [...unread.keys()];
   rows.clear();
   for (const { node } of conversations.edges) noteRow(node);
+  for (const key of gone) if (!rows.has(key)) unread.delete(key);
   renderLists();
 }
 
@@ -1044,6 +1048,9 @@ function renderPeople(): void {
 
 async function loadOnline(): Promise<void> {
   const { onlineUsers } = await request(OnlineUsersDocument, { first: 100 });
+  const now = new Set(onlineUsers.edges.map((e) => e.node.id));
+  // After a reconnect: who went offline meanwhile is not in the page (an outside probe: still listed online).
+  if (!onlineUsers.pageInfo.hasNextPage) for (const p of people.values()) if (p.status === 'ONLINE' && !now.has(p.id)) people.set(p.id, { ...p, status: 'OFFLINE' as PresenceStatus });
   for (const { node } of onlineUsers.edges) people.set(node.id, node);
   renderPeople();
 }
@@ -1103,6 +1110,9 @@ function onMessage(m: Msg): void {
   keyById.set(m.conversationId, c.key);
   addToThread(m);
   if (typers.get(c.key)?.delete(m.sender.id) && c.key === current?.key) renderTyping();
+  // Sending moves the sender's marker to their message, and no readReceipt tells it (an outside
+  // probe: a reply from another client left the viewer's message at ✓).
+  if (m.sender.id !== me()) onReceipt({ conversationId: m.conversationId, lastReadMessageId: m.id, user: m.sender });
   // Unread counts come with conversationUpdated.
   if (c.key === current?.key || m.sender.id === me()) return;
   if (c.kind !== 'group' || !groups.get(c.id)?.isLobby) {
