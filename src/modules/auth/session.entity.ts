@@ -20,6 +20,8 @@ export class Session {
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
 
+  /** For the purge of expired sessions (built concurrently by Migration20261127110000_SessionExpiry). */
   @Property({ type: 'datetime' })
+  @Index({ name: 'sessions_expires_at_index' })
   expiresAt!: Date;
 }

@@ -5,6 +5,9 @@ import { User } from '../user/user.entity';
 @Entity({ tableName: 'groups' })
 // Exactly one lobby, even when several instances start at once.
 @Index({ name: 'groups_single_lobby', expression: 'create unique index "groups_single_lobby" on "groups" ("is_lobby") where "is_lobby"' })
+// groups(search:) by trigram, folded and not (NameSearch, FoldedNameSearch: built concurrently, where pg_trgm is).
+@Index({ name: 'groups_name_trgm', expression: 'create index "groups_name_trgm" on "groups" using gin ("name" gin_trgm_ops)' })
+@Index({ name: 'groups_name_folded', expression: 'create index "groups_name_folded" on "groups" using gin (parley_fold("name") gin_trgm_ops)' })
 @Index({ properties: ['createdAt', 'id'] })
 export class Group {
   [OptionalProps]?: 'createdAt' | 'isPrivate' | 'isLobby' | 'memberCount' | 'slowModeSeconds';

@@ -26,6 +26,19 @@ export class Attachment {
   createdAt: Date = new Date();
 }
 
+/** Every ASCII punctuation mark but '?' (a bind parameter's mark to the driver; the parser reads it as a space already). */
+export const SEARCH_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>@[\\]^_`{|}~";
+
+/**
+ * Search's words of a text column, as its index reads them (Migration20261126150000_SearchRuns):
+ * every ASCII punctuation mark as a space, so that the index's words are runs of letters and digits
+ * as the query's are (PostgreSQL's parser keeps `3.14`, `2024-01-05` or `a@b.org` whole, and takes
+ * `<a few words>` for a tag and drops them).
+ */
+export function searchVector(column: string): string {
+  return `to_tsvector('parley_search'::regconfig, translate(${column}, '${SEARCH_PUNCTUATION.replace(/'/g, "''")}', '${' '.repeat(SEARCH_PUNCTUATION.length)}'))`;
+}
+
 /**
  * A message in one conversation. `conversationKey` names the conversation
  * (see conversation.keys.ts: g:<group>, d:<userA>:<userB>, p:<project>; a project's private
@@ -42,6 +55,7 @@ export class Attachment {
 // The notification tail reads new messages by created_at; rows arrive in that order, so BRIN serves it at almost no cost to a send.
 @Index({ name: 'messages_created_at_brin', expression: 'create index "messages_created_at_brin" on "messages" using brin ("created_at") with (pages_per_range = 32)' })
 @Index({ name: 'messages_thread', expression: 'create index "messages_thread" on "messages" ("parent_id", "created_at", "id") where "parent_id" is not null' })
+@Index({ name: 'messages_search_runs', expression: `create index "messages_search_runs" on "messages" using gin (${searchVector('"content"')}) where "content" is not null` })
 @Unique({ name: 'messages_sender_client_id', properties: ['sender', 'clientMessageId'] })
 export class Message {
   [OptionalProps]?: 'createdAt' | 'alsoInConversation' | 'replyCount';

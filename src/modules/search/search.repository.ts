@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { blockedBy } from '../safety/block.repository';
 import { limitLiteral, pgTextArray, prepared, type Sql } from '../../shared/sql';
 import { SELECT, type MessageRow } from '../message/message.repository';
+import { SEARCH_PUNCTUATION as PUNCTUATION, searchVector } from '../message/message.entity';
 
 /** A search hit: the message as history reads it, its rank and its snippet (matches between \u0001 and \u0002). */
 export interface SearchRow extends MessageRow {
@@ -77,13 +78,8 @@ function readable(scope: SearchScope): { keys: Sql; rows: Sql } {
   return { keys, rows: { text: '(m.recipient_id is null or m.sender_id = ? or m.recipient_id = ?)', params: [v, v] } };
 }
 
-/** Every ASCII punctuation mark but '?' (a bind parameter's mark to the driver; the parser reads it as a space already). */
-const PUNCTUATION = "!\"#$%&'()*+,-./:;<=>@[\\]^_`{|}~";
-// The index's expression (see Migration20261126150000_SearchRuns), written the same way so it is
-// used: every ASCII punctuation mark as a space, so that the index's words are runs of letters and
-// digits as the query's are (PostgreSQL's parser keeps `3.14`, `2024-01-05` or `a@b.org` whole,
-// and takes `<a few words>` for a tag and drops them).
-const VECTOR = `to_tsvector('parley_search'::regconfig, translate(m.content, '${PUNCTUATION.replace(/'/g, "''")}', '${' '.repeat(PUNCTUATION.length)}'))`;
+// The index's expression (messages_search_runs), written the same way so that it is used.
+const VECTOR = searchVector('m.content');
 /** A message this long at most is its own snippet (about the 24 words a fragment takes). */
 export const WHOLE_UP_TO = 160;
 

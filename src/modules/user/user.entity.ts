@@ -5,6 +5,11 @@ import { Entity, Enum, Index, OptionalProps, PrimaryKey, Property } from '@mikro
 @Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
 // The few HIDDEN users, read at start-up to mirror them in the presence store.
 @Index({ name: 'users_presence_hidden', expression: `create index "users_presence_hidden" on "users" ("id") where "presence_visibility" = 'HIDDEN'` })
+// users(search:) by trigram, folded and not (NameSearch, FoldedNameSearch: built concurrently, where pg_trgm is).
+@Index({ name: 'users_username_trgm', expression: 'create index "users_username_trgm" on "users" using gin ("username" gin_trgm_ops)' })
+@Index({ name: 'users_display_name_trgm', expression: 'create index "users_display_name_trgm" on "users" using gin ("display_name" gin_trgm_ops)' })
+@Index({ name: 'users_username_folded', expression: 'create index "users_username_folded" on "users" using gin (parley_fold("username") gin_trgm_ops)' })
+@Index({ name: 'users_display_name_folded', expression: 'create index "users_display_name_folded" on "users" using gin (parley_fold("display_name") gin_trgm_ops)' })
 export class User {
   [OptionalProps]?: 'createdAt' | 'displayName' | 'lastSeenAt' | 'deletedAt' | 'notificationLevel' | 'presenceVisibility';
 
