@@ -456,6 +456,28 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     await ok(gql(s.url, 'mutation($g: ID!) { deleteGroup(groupId: $g) }', { g: group }, bob.token));
     await page.waitForFunction(() => (globalThis as any).document.title === 'Parley');
     expect(await page.textContent('#tab-list-badge')).toBe('');
+    // Past the sidebar's first page (50), a count stays when another conversation goes (a
+    // verification probe: removed from an empty group, the oldest unread one's count was dropped).
+    // Four at a time: a pool of ten connections answers a burst past it SERVICE_UNAVAILABLE.
+    const inFours = async <T>(n: number, each: (i: number) => Promise<T>) => {
+      const out: T[] = [];
+      for (let i = 0; i < n; i += 4) out.push(...(await Promise.all(Array.from({ length: Math.min(4, n - i) }, (_, k) => each(i + k)))));
+      return out;
+    };
+    const many = await inFours(52, async (i) => {
+      const g: string = (await ok(gql(s.url, 'mutation($n: String!) { createGroup(name: $n) { id } }', { n: `g${i}` }, bob.token))).createGroup.id;
+      await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { addGroupMember(groupId: $g, userId: $u) { id } }', { g, u: alice.id }, bob.token));
+      return g;
+    });
+    // The first the oldest: past the page once the next 50 have news.
+    await ok(gql(s.url, SEND, { i: { groupId: many[0], content: 'news' } }, bob.token));
+    await inFours(50, (i) => ok(gql(s.url, SEND, { i: { groupId: many[i + 1], content: 'news' } }, bob.token)));
+    await page.waitForFunction(() => (globalThis as any).document.title === '(51) Parley');
+    const asked = page.waitForResponse((r) => (r.request().postData() ?? '').includes(many[0]));
+    await ok(gql(s.url, 'mutation($g: ID!, $u: ID!) { removeGroupMember(groupId: $g, userId: $u) { id } }', { g: many[51], u: alice.id }, bob.token));
+    await asked;
+    await page.waitForFunction(() => (globalThis as any).document.title === '(51) Parley');
+    expect(await page.textContent(`#groups li[data-group="${many[0]}"] .badge`)).toBe('1');
 
     // Bob answers from another client without marking read: his send moved his marker past Alice's message.
     await page.click(`#directs li[data-user="${bob.username}"] button`);
@@ -476,7 +498,7 @@ describeNeeding('chromium', tools.chromium)('web demo', () => {
     expect(await page.$(bobOnline)).toBeNull();
     expect(errors).toEqual([]);
     await browser.close();
-  }, 90_000);
+  }, 150_000);
 
   it("should keep what arrives while a conversation's history loads: a message, and an edit of one in the page", async () => {
     const { s, alice, bob, group, sent } = await groupOfTwo('Slow page', () => ['first draft']);

@@ -318,12 +318,21 @@ async function loadGroups(): Promise<void> {
 
 async function loadConversations(): Promise<void> {
   const { conversations } = await request(ConversationsDocument, { first: 50 });
-  // A conversation gone since (its group deleted, the viewer removed, unfriended) takes its unread
-  // count with it (an outside probe: the title kept "(2)"); past the page, counts stay as told.
-  const gone = conversations.pageInfo.hasNextPage ? [...rows.keys()] : [...unread.keys()];
   rows.clear();
   for (const { node } of conversations.edges) noteRow(node);
-  for (const key of gone) if (!rows.has(key)) unread.delete(key);
+  // A count not on the page: of a conversation gone since (its group deleted, the viewer removed,
+  // unfriended: an outside probe saw the title keep "(2)"), or of one past the first 50, asked alone
+  // (dropping every count past the page lost live ones: a verification probe).
+  const past = [...unread.keys()].filter((key) => !rows.has(key));
+  await Promise.all(
+    past.map(async (key) => {
+      const [kind, id] = key.split(':') as [Kind, string];
+      const found = conversations.pageInfo.hasNextPage ? await request(ConversationDocument, { conversation: conversationInput(conv(kind, id)) }).catch(() => null) : null;
+      if (rows.has(key)) return; // told meanwhile (conversationUpdated), newer than this answer
+      if (found?.conversation?.unreadCount) unread.set(key, found.conversation.unreadCount);
+      else unread.delete(key);
+    }),
+  );
   renderLists();
 }
 
