@@ -241,7 +241,10 @@ export class NotificationService {
    */
   private async allowedBySafety(em: EntityManager, candidates: Candidate[]): Promise<Candidate[]> {
     if (!candidates.length) return candidates;
-    const [blocking, muted] = await Promise.all([blockRepository.blockingPairs(em, candidates), muteRepository.mutedPairs(em, candidates)]);
+    // One after the other: the round's transaction is one connection, which pg will not share
+    // (its queued query warned, and ran on after a rollback: an outside crash probe).
+    const blocking = await blockRepository.blockingPairs(em, candidates);
+    const muted = await muteRepository.mutedPairs(em, candidates);
     if (!blocking.size && !muted.size) return candidates;
     return candidates.filter(
       (c) => !blocking.has(`${c.recipientId}|${c.senderId}`) && (c.kind === NotificationKind.MENTION || !((muted.get(`${c.recipientId}|${c.conversationKey}`)?.getTime() ?? 0) > c.at.getTime())),
