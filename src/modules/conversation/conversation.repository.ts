@@ -568,18 +568,10 @@ export const conversationRepository = {
    * cascades), and such a group could never be deleted: every attempt rolled back (an outside
    * volume probe). Along the conversation's keyset index, each chunk from where the last one
    * ended: from the index's start each time, every chunk read past all the rows deleted before it
-   * (dead, but not to this transaction's index scan), a quadratic walk. `again`: where an earlier
-   * walk of this transaction ended, for the messages committed since: from a statement's timeout
-   * before it (a send's time is its statement's start), not past every row that walk deleted.
-   * Returns where it ended (null: no message).
+   * (dead, but not to this transaction's index scan), a quadratic walk.
    */
-  async deleteMessages(em: EntityManager, key: string, again?: string | null): Promise<string | null> {
+  async deleteMessages(em: EntityManager, key: string): Promise<void> {
     let after: { at: string; id: string } = { at: '-infinity', id: '00000000-0000-0000-0000-000000000000' };
-    if (again) {
-      const [from]: { at: string }[] = await em.execute(`select (?::timestamptz - current_setting('statement_timeout')::interval - interval '1 second')::text as at`, [again]);
-      after = { at: from.at, id: after.id };
-    }
-    let last: string | null = again ?? null;
     for (;;) {
       const [row]: { n: number; at: string | null; id: string | null }[] = await em.execute(
         `with v as (
@@ -591,8 +583,7 @@ export const conversationRepository = {
          from (select 1) one left join lateral (select created_at, id from v order by created_at desc, id desc limit 1) l on true`,
         [key, after.at, after.id],
       );
-      if (row.at) last = row.at;
-      if (row.n < DELETE_CHUNK || !row.at || !row.id) return last;
+      if (row.n < DELETE_CHUNK || !row.at || !row.id) return;
       after = { at: row.at, id: row.id };
     }
   },

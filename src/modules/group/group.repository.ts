@@ -66,17 +66,13 @@ export const groupRepository = {
 
   /** Deletes the group, its memberships (cascade) and its conversation with the attachments in it. */
   async destroy(em: EntityManager, groupId: string): Promise<void> {
-    // Its messages before any lock a send waits for: a group of 500,000 took 30-136 s to delete, and
-    // its members' rows, locked all along, held every send to it (and the sends batched or queued
-    // with those) until the statement timeout (an outside volume probe). Sent meanwhile, they go below.
-    const walked = await conversationRepository.deleteMessages(em, groupKey(groupId));
-    // Then the members' rows, as a send takes them (its gate's key-share lock, then the head's), and
+    // The members' rows first, as a send takes them (its gate's key-share lock, then the head's), and
     // as a project's deletion does: closing the head first deadlocked with a send that held its
     // sender's row (PostgreSQL's log, 5 in a run of the suite; the send ran again after 1 s).
     await em.execute('select 1 from group_members where group_id = ? order by user_id for update', [groupId]);
     // Closed then: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, groupKey(groupId));
-    await conversationRepository.deleteMessages(em, groupKey(groupId), walked);
+    await conversationRepository.deleteMessages(em, groupKey(groupId));
     await em.execute('delete from groups where id = ?', [groupId]);
   },
 

@@ -162,16 +162,14 @@ export const projectRepository = {
 
   /** Deletes the project, its memberships (cascade) and its conversation with the attachments in it. Inbox entries stay. */
   async destroy(em: EntityManager, projectId: string): Promise<void> {
-    // Its messages before any lock a send waits for (see groupRepository.destroy).
-    const walked = await conversationRepository.deleteMessages(em, projectKey(projectId));
-    // Then the members' rows, as a send takes them (its gate's key-share lock, then the head's):
+    // The members' rows first, as a send takes them (its gate's key-share lock, then the head's):
     // closing the head first deadlocked with a send that held its sender's row (races.test).
     // In user order (a batch of several senders may take theirs in another: PostgreSQL finds that cycle, and the loser runs again).
     await em.execute('select 1 from project_members where project_id = ? order by user_id for update', [projectId]);
     // Closed then: the sends under way commit before the messages are deleted, and later ones write nothing.
     await conversationRepository.close(em, projectKey(projectId));
     // By its conversation's key (every message of the project's carries it): by project_id, with no index, it read the whole table.
-    await conversationRepository.deleteMessages(em, projectKey(projectId), walked);
+    await conversationRepository.deleteMessages(em, projectKey(projectId));
     await em.execute('delete from projects where id = ?', [projectId]);
   },
 
