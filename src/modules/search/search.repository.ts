@@ -21,8 +21,6 @@ export type SearchScope =
 export interface SearchQuery {
   tsquery: string;
   words: string[];
-  /** The words without their marks, for the check that the parser knows every letter (see TSQUERY). */
-  letters: string[];
   prefix: boolean[];
 }
 
@@ -159,6 +157,8 @@ function found(when: string, key: string, rows: string): string {
  * their marks left out (a mark the parser reads as space, as Javanese's virama, splits the word in
  * the message as in the query, which still finds it: a verification probe), then the tsquery text.
  */
+/** TSQUERY's first param: the words without their marks. */
+const lettersOf = (words: string[]) => pgTextArray(words.map((w) => w.replace(/\p{M}/gu, '')));
 const TSQUERY = `(select case when not exists (select 1 from unnest(?::text[]) w cross join lateral ts_parse('default', w) t where t.tokid = 12)
   then to_tsquery('parley_search', ?) end)`;
 
@@ -200,7 +200,7 @@ export const searchRepository = {
        from p cross join lateral (${SELECT} where m.id = p.id) t
        order by p.rank ${dir}, p.created_at ${dir}, p.id ${dir}`,
       [
-        pgTextArray(query.letters),
+        lettersOf(query.words),
         query.tsquery,
         ...keys.params,
         pgTextArray(query.words),
@@ -219,7 +219,7 @@ export const searchRepository = {
     const [row] = await em.execute(
       `select count(*)::int as n from messages m where ${VECTOR} @@ ${TSQUERY} and m.content is not null and m.deleted_at is null
          and m.conversation_key = any(${keys.text}) and ${rows.text}`,
-      [pgTextArray(query.letters), query.tsquery, ...keys.params, ...rows.params],
+      [lettersOf(query.words), query.tsquery, ...keys.params, ...rows.params],
     );
     return row.n;
   },

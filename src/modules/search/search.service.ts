@@ -48,7 +48,7 @@ export function toSearchQuery(query: string): SearchQuery {
   // The last word is still being typed unless a space follows it.
   const typing = !/\s$/u.test(query);
   const prefix = words.map((w, i) => typing && i === words.length - 1 && [...w].length >= MIN_PREFIX);
-  return { tsquery: words.map((w, i) => term(w, prefix[i])).join(' & '), words, letters: words.map((w) => w.replace(/\p{M}/gu, '')), prefix };
+  return { tsquery: words.map((w, i) => term(w, prefix[i])).join(' & '), words, prefix };
 }
 
 /**
